@@ -1,0 +1,18 @@
+"""Test-session defaults: tiny shapes for notebooks, and the offline mirror next to the checkout.
+
+The notebooks' kernels inherit this process's environment, so setting the variables here makes
+`pytest` alone run every notebook under the `smoke` profile, offline. Values already set win.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TINYLM_PROFILE", "smoke")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+_mirror = Path(__file__).resolve().parent.parent / "shared" / "data"
+if "TINYLM_DATA_MIRROR" not in os.environ and (_mirror / "MANIFEST.md").is_file():
+    os.environ["TINYLM_DATA_MIRROR"] = str(_mirror)
+if "TIKTOKEN_CACHE_DIR" not in os.environ and os.environ.get("TINYLM_DATA_MIRROR"):
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(os.environ["TINYLM_DATA_MIRROR"]) / "tiktoken_cache")

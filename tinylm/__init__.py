@@ -1,0 +1,25 @@
+"""tinylm: the package behind the course notebooks — build and train GPT-style models from scratch.
+
+Each module is one concept: `config` (shapes and recipes), `model` and `attention` (the network),
+`tokenizers`, `data` and `download` (text to token files to batches), `optim` and `trainer` (the
+loop), `checkpoint`, `generate`, `plotting`, `tracks` (the course's datasets and presets per
+profile), and the command lines `tinylm.train`, `tinylm.sample` and `tinylm.bench`.
+"""
+
+from .checkpoint import CheckpointError, load_checkpoint, load_model
+from .config import GPT2_124M, ConfigError, GPTConfig, TrainConfig
+from .generate import generate, generate_text
+from .model import GPT
+from .runtime import resolve_device, resolve_dtype, resolve_profile
+from .tokenizers import BPETokenizer, CharTokenizer, UnknownCharacterError
+from .trainer import Trainer, TrainingDiverged
+from .tracks import get_track
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GPT", "GPTConfig", "TrainConfig", "GPT2_124M", "ConfigError", "Trainer", "TrainingDiverged",
+    "CharTokenizer", "BPETokenizer", "UnknownCharacterError", "generate", "generate_text",
+    "load_checkpoint", "load_model", "CheckpointError", "get_track",
+    "resolve_profile", "resolve_device", "resolve_dtype",
+]

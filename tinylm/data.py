@@ -1,0 +1,135 @@
+"""Token files on disk, random training batches, and a validation pass over the whole split.
+
+A prepared dataset is a folder with `train.bin` and `val.bin` — raw `uint16` token ids, read back
+as memory maps so a corpus larger than RAM costs nothing to open — and `meta.json`, which records
+the tokenizer, the source and the token counts. uint16 holds any id below 65,536, enough for
+GPT-2's 50,257-token vocabulary at half the size of int32.
+
+Training draws random windows (`RandomWindowSampler`) from a generator of its own, whose state is
+saved in checkpoints so a resumed run draws exactly the batches it would have drawn. Validation
+(`evaluate_loss`) is deterministic and scores every token of the split exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOKEN_DTYPE = np.uint16
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+
+
+def write_tokens(path: str | Path, ids) -> None:
+    """Write token ids as uint16, atomically; ids that do not fit are an error, not a silent wrap-around."""
+    array = np.asarray(ids)
+    if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
+        raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; got range [{array.min()}, {array.max()}]")
+    _atomic_write_bytes(Path(path), array.astype(TOKEN_DTYPE).tobytes())
+
+
+def read_tokens(path: str | Path) -> np.memmap:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no token file at {path}; prepare the dataset first (python -m tinylm.train prepares it)")
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
+
+
+def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
+    _atomic_write_bytes(Path(folder) / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def read_meta(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / "meta.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class RandomWindowSampler:
+    """Batches of (x, y) windows at uniformly random offsets; y is x shifted one token to the left.
+
+    Every start offset in [0, len(tokens) - block_size - 1] is equally likely, so every token can be
+    a target. The generator is private to the sampler: nothing else that draws random numbers
+    (dropout, sampling text) changes which batches come next.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
+        if len(tokens) < block_size + 1:
+            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; use a smaller block_size or more data")
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        high = len(self.tokens) - self.block_size  # exclusive bound: the last window's target is the last token
+        starts = torch.randint(high, (self.batch_size,), generator=self.generator).tolist()
+        windows = np.stack([self.tokens[s : s + self.block_size + 1] for s in starts]).astype(np.int64)
+        batch = torch.from_numpy(windows)  # (B, T + 1)
+        x, y = batch[:, :-1], batch[:, 1:]
+        if torch.device(device).type == "cuda":
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return x.to(device), y.to(device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+
+
+def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]]:
+    """(start, first_scored) pairs: windows of block_size + 1 tokens that score each target exactly once.
+
+    Windows step by block_size; the last one is moved back to end at the final token, and only its
+    targets the previous windows did not reach are scored.
+    """
+    if num_tokens < 2:
+        raise ValueError("a validation split needs at least 2 tokens")
+    window = min(block_size, num_tokens - 1)
+    windows, start = [], 0
+    while start + window < num_tokens - 1:
+        windows.append((start, 0))
+        start += window
+    last_start = num_tokens - 1 - window
+    windows.append((last_start, start - last_start))
+    return windows
+
+
+@torch.no_grad()
+def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None) -> float:
+    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them)."""
+    was_training = model.training
+    model.eval()
+    windows = evaluation_windows(len(tokens), block_size)
+    window = min(block_size, len(tokens) - 1)
+    total_loss, total_count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i : i + batch_size]
+        batch = torch.from_numpy(np.stack([tokens[s : s + window + 1] for s, _ in chunk]).astype(np.int64)).to(device)
+        x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
+        with autocast_ctx or contextlib.nullcontext():
+            logits, _ = model(x)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
+        for row, (_, first_scored) in enumerate(chunk):
+            total_loss += losses[row, first_scored:].sum().item()
+            total_count += window - first_scored
+    model.train(was_training)
+    return total_loss / total_count

@@ -1,0 +1,113 @@
+"""Fetch a data file once, verify it, and never leave a half-written copy behind.
+
+`fetch(source, dest)` returns `dest` when it already holds the right bytes. Otherwise it copies
+the file from the offline mirror ($TINYLM_DATA_MIRROR) when one is set, or downloads it from the
+canonical URL with a progress bar and a few retries with exponential backoff. Bytes are written to
+a temporary file next to `dest`, checked against the expected sha256, and only then renamed into
+place, so an interrupted download or a corrupt copy never masquerades as the real file.
+
+Offline with no mirror, the first attempt fails on name resolution within seconds and the error
+says how to set the mirror.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .mirror import MIRROR_ENV, mirror_dir
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    url: str  # canonical download address
+    sha256: str  # expected digest of the bytes
+    mirror_path: str  # where the offline mirror keeps it, relative to $TINYLM_DATA_MIRROR
+
+
+class DownloadError(RuntimeError):
+    pass
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: float = 15.0) -> Path:
+    dest = Path(dest)
+    if dest.exists() and sha256_of(dest) == source.sha256:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    mirror = mirror_dir()
+    if mirror is not None:
+        mirrored = mirror / source.mirror_path
+        if not mirrored.is_file():
+            raise DownloadError(f"{MIRROR_ENV} is set to {mirror}, but it has no {source.mirror_path}; add the file or unset {MIRROR_ENV} to download {source.url}")
+
+        def copy_from_mirror(out) -> None:
+            with open(mirrored, "rb") as src:
+                shutil.copyfileobj(src, out)
+
+        _write_verified(dest, source, copy_from_mirror)
+        return dest
+    for attempt in range(1, attempts + 1):
+        try:
+            _write_verified(dest, source, lambda out: _download(source.url, out, timeout))
+            return dest
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            if attempt == attempts or not _worth_retrying(error):
+                reason = getattr(error, "reason", error)
+                raise DownloadError(
+                    f"could not download {source.url} ({reason}). If this machine is offline, set "
+                    f"{MIRROR_ENV} to a folder that holds {source.mirror_path} (see README, 'Offline mirror')."
+                ) from error
+            time.sleep(2 ** (attempt - 1))
+    raise DownloadError(f"could not download {source.url}")
+
+
+def _worth_retrying(error: Exception) -> bool:
+    """Server hiccups and dropped connections are; no DNS (offline) and client errors (404) are not."""
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500 or error.code == 429
+    return not isinstance(getattr(error, "reason", None), socket.gaierror)
+
+
+def _download(url: str, out, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "tinylm"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name, leave=False) as bar:
+            for chunk in iter(lambda: response.read(1 << 16), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+
+
+def _write_verified(dest: Path, source: RemoteFile, write) -> None:
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        actual = sha256_of(Path(tmp_name))
+        if actual != source.sha256:
+            raise DownloadError(
+                f"{source.url} arrived with sha256 {actual}, expected {source.sha256}; the copy was discarded. "
+                "Delete any stale mirror copy and try again."
+            )
+        os.replace(tmp_name, dest)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)

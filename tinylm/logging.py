@@ -1,0 +1,24 @@
+"""Turning the trainer's records into lines a person reads in a terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def format_record(record: dict[str, Any]) -> str:
+    event = record.get("event")
+    if event == "train":
+        line = (f"step {record['step']:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {record['elapsed']:.0f}s")
+        return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
+    if event in ("eval", "final"):
+        return f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} | best {record['best_val_loss']:.4f}"
+    if event == "sample":
+        return f"--- sample at step {record['step']} ---\n{record['text']}\n---"
+    if event == "interrupted":
+        return f"interrupted at step {record['step']}; saved {record['checkpoint']} (resume with --resume)"
+    return str(record)
+
+
+def print_record(record: dict[str, Any]) -> None:
+    print(format_record(record), flush=True)

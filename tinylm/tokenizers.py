@@ -1,0 +1,117 @@
+"""Tokenizers: characters for the first track, GPT-2's byte-level BPE (through tiktoken) after that.
+
+A tokenizer turns text into a list of integer ids and back. Both kinds here describe themselves
+as a small JSON-safe dict (`to_dict`), which is how they travel in data folders and checkpoints;
+`tokenizer_from_dict` rebuilds either kind.
+
+tiktoken downloads its BPE files on first use and caches them in $TIKTOKEN_CACHE_DIR. Offline,
+`gpt2_tokenizer` points that variable at the offline mirror's `tiktoken_cache/` when
+$TINYLM_DATA_MIRROR is set, so the same code runs on a laptop, in Colab and in a sealed CI box.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .mirror import mirror_dir
+
+
+class UnknownCharacterError(ValueError):
+    """Text holds characters the character tokenizer never saw."""
+
+
+class CharTokenizer:
+    """One id per distinct character of the training text, in sorted order."""
+
+    def __init__(self, chars: list[str]):
+        if len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer characters must be distinct")
+        self.chars = list(chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        if not text:
+            raise ValueError("cannot build a character tokenizer from empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[ch] for ch in text]
+        except KeyError:
+            unknown = sorted({ch for ch in text if ch not in self.stoi})
+            raise UnknownCharacterError(
+                f"text contains {len(unknown)} character(s) this tokenizer does not know: "
+                f"{', '.join(repr(ch) for ch in unknown)}. Remove or replace them; the vocabulary is "
+                f"{''.join(self.chars)!r}"
+            ) from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "char", "chars": self.chars}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CharTokenizer":
+        return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class BPETokenizer:
+    """GPT-2's byte-level BPE via tiktoken: any text encodes, nothing is unknown."""
+
+    def __init__(self, encoding_name: str = "gpt2"):
+        _use_mirror_tiktoken_cache()
+        import tiktoken
+
+        try:
+            self.encoding = tiktoken.get_encoding(encoding_name)
+        except Exception as error:  # tiktoken raises requests/urllib errors when it cannot download
+            raise RuntimeError(
+                f"could not load the {encoding_name!r} BPE files ({error}). Offline, set TIKTOKEN_CACHE_DIR "
+                "to a folder with tiktoken's cached files, or TINYLM_DATA_MIRROR to a mirror that has "
+                "tiktoken_cache/ (see README, 'Offline mirror')."
+            ) from error
+        self.encoding_name = encoding_name
+        self.eot_token = self.encoding.eot_token
+
+    @property
+    def vocab_size(self) -> int:
+        return self.encoding.n_vocab
+
+    def encode(self, text: str) -> list[int]:
+        # Special-token strings inside ordinary text stay ordinary text.
+        return self.encoding.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self.encoding.decode([int(i) for i in ids])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "bpe", "encoding": self.encoding_name}
+
+
+def _use_mirror_tiktoken_cache() -> None:
+    if os.environ.get("TIKTOKEN_CACHE_DIR"):
+        return
+    mirror = mirror_dir()
+    if mirror is not None and (mirror / "tiktoken_cache").is_dir():
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(mirror / "tiktoken_cache")
+
+
+def tokenizer_from_dict(values: dict[str, Any]):
+    kind = values.get("kind")
+    if kind == "char":
+        return CharTokenizer(values["chars"])
+    if kind == "bpe":
+        return BPETokenizer(values.get("encoding", "gpt2"))
+    raise ValueError(f"unknown tokenizer description {values!r}: expected kind 'char' or 'bpe'")

@@ -1,0 +1,82 @@
+"""Command line: train a track's model.
+
+    python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
+
+Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
+recipe, trains with progress printed, and ends with the validation loss over the whole split.
+The run folder gets metrics.jsonl (one JSON record per line; the last one holds val_loss),
+best.pt and last.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .config import ConfigError, TrainConfig
+from .logging import print_record
+from .model import GPT
+from .paths import runs_dir
+from .runtime import resolve_profile
+from .trainer import Trainer
+from .tracks import TRACKS, build_model_config, get_track
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tinylm.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
+    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
+    parser.add_argument("--max-seconds", type=float, help="wall-clock budget for training (the cosine schedule follows it)")
+    parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype (default: by hardware)")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument("--seed", type=int)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    profile = resolve_profile(args.profile)
+    track = get_track(args.track)
+    model_preset, train_cfg = track.recipe(profile)
+    overrides = {"max_seconds": args.max_seconds, "max_steps": args.max_steps, "dtype": args.dtype, "seed": args.seed}
+    train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    out = args.out or runs_dir() / f"{track.name}-{profile}"
+    if (out / "last.pt").exists() and not (args.resume or args.overwrite):
+        sys.exit(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+                 "(its checkpoints will be replaced), or --out to train in another folder.")
+    if args.resume and not (out / "last.pt").exists():
+        sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
+    if args.overwrite and (out / "metrics.jsonl").exists():
+        (out / "metrics.jsonl").unlink()
+
+    data = track.prepare()
+    model_cfg = build_model_config(model_preset, data.tokenizer)
+    if args.resume:  # the saved run's own recipe wins, so the schedule continues unchanged
+        saved = load_checkpoint(out / "last.pt")
+        train_cfg = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]),
+                                        **{k: v for k, v in overrides.items() if v is not None})
+    model = GPT(model_cfg)
+    trainer = Trainer(model, train_cfg, data.train, data.val, out_dir=out, tokenizer=data.tokenizer,
+                      device=args.device, callbacks=[print_record], sample_prompt=track.sample_prompt)
+    if args.resume:
+        trainer.resume(out / "last.pt")
+    print(f"{track.name} | profile {profile} | {model.num_parameters():,} parameters | device {trainer.device} "
+          f"| dtype {str(trainer.dtype).removeprefix('torch.')} | {len(data.train):,} train / {len(data.val):,} val tokens | run folder {out}")
+    final = trainer.fit()
+    print(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
+    print(trainer.sample(300, temperature=0.8))
+    return final
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (ConfigError, ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")

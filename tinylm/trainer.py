@@ -1,0 +1,213 @@
+"""The training loop every track shares.
+
+One optimizer step: draw `grad_accum_steps` micro-batches, run each forward under autocast, scale
+its loss by 1/grad_accum_steps so the summed gradients equal those of one big batch, backpropagate,
+clip the global gradient norm, and step AdamW at the scheduled learning rate. Around that:
+periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
+one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds).
+
+Everything a run depends on — weights, optimizer moments, the GradScaler, the step, elapsed time,
+the batch sampler's generator and the global RNG used by dropout — goes into the checkpoint, so a
+resumed run continues exactly where the interrupted one stopped. Ctrl-C saves `last.pt` first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import GPTConfig, TrainConfig
+from .data import RandomWindowSampler, evaluate_loss
+from .generate import generate_text
+from .optim import build_optimizer, learning_rate
+from .runtime import autocast, needs_grad_scaler, resolve_device, resolve_dtype
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_tokens: np.ndarray,
+        val_tokens: np.ndarray,
+        out_dir: str | Path | None = None,
+        tokenizer=None,
+        device: str | torch.device | None = None,
+        callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        sample_prompt: str = "",
+    ):
+        self.cfg = cfg
+        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.dtype = resolve_dtype(self.device, cfg.dtype)
+        self.model = model.to(self.device)
+        self.model_config: GPTConfig = model.config
+        self.train_tokens, self.val_tokens = train_tokens, val_tokens
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.tokenizer = tokenizer
+        self.callbacks = list(callbacks or [])
+        self.sample_prompt = sample_prompt
+        torch.manual_seed(cfg.seed)  # dropout's randomness; the batch sampler has its own generator
+        self.sampler = RandomWindowSampler(train_tokens, self.model_config.block_size, cfg.batch_size, cfg.seed)
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent in fit(), summed over resumed sessions
+        self.best_val_loss = math.inf
+        self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until max_steps or max_seconds (or `stop_after` more steps), then evaluate the whole validation split.
+
+        Returns the final record, which holds `val_loss`. `stop_after` ends this call early without
+        changing the schedule, which is how a run is split into sessions.
+        """
+        cfg = self.cfg
+        stop_step = cfg.max_steps if stop_after is None else min(cfg.max_steps, self.step + stop_after)
+        tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model_config.block_size
+        self.model.train()
+        session_start = time.perf_counter() - self.elapsed
+        window_start, window_steps = time.perf_counter(), 0
+        try:
+            while self.step < stop_step and not self._out_of_time():
+                lr = learning_rate(self.step, cfg, self._time_fraction())
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self._optimizer_step()
+                self.step += 1
+                window_steps += 1
+                self.elapsed = time.perf_counter() - session_start
+                if self.step % cfg.log_interval == 0 or self.step == stop_step:
+                    seconds = time.perf_counter() - window_start
+                    self._emit(
+                        {"event": "train", "step": self.step, "loss": loss, "lr": lr,
+                         "tokens_per_s": window_steps * tokens_per_step / seconds, "elapsed": self.elapsed,
+                         "skipped_steps": self.skipped_steps}
+                    )
+                    window_start, window_steps = time.perf_counter(), 0
+                if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
+                    self.evaluate_and_save()
+                if cfg.sample_interval and self.step % cfg.sample_interval == 0:
+                    self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
+                self.elapsed = time.perf_counter() - session_start
+        except KeyboardInterrupt:
+            self.save("last.pt")
+            self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None})
+            raise
+        return self.evaluate_and_save(final=True)
+
+    def _optimizer_step(self) -> float:
+        cfg = self.cfg
+        total = 0.0
+        for _ in range(cfg.grad_accum_steps):
+            x, y = self.sampler.next_batch(self.device)
+            with autocast(self.device, self.dtype):
+                _, loss = self.model(x, y)
+            if not torch.isfinite(loss):
+                self.optimizer.zero_grad(set_to_none=True)
+                raise TrainingDiverged(
+                    f"the loss became {loss.item()} at step {self.step} (learning rate "
+                    f"{self.optimizer.param_groups[0]['lr']:.2e}). The last good checkpoint is kept"
+                    f"{' in ' + str(self.out_dir) if self.out_dir else ''}; resume from it with a lower "
+                    "learning_rate, a longer warmup, or dtype float32."
+                )
+            self.scaler.scale(loss / cfg.grad_accum_steps).backward()
+            total += loss.item()
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        scale_before = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale_before:
+            self.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return total / cfg.grad_accum_steps
+
+    def _time_fraction(self) -> float:
+        return self.elapsed / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_seconds is not None and self.elapsed >= self.cfg.max_seconds
+
+    # -- evaluation, samples, logging -------------------------------------------------------------
+    def evaluate(self) -> float:
+        return evaluate_loss(self.model, self.val_tokens, self.model_config.block_size, self.cfg.eval_batch_size,
+                             self.device, autocast(self.device, self.dtype))
+
+    def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
+        val_loss = self.evaluate()
+        improved = val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = val_loss
+            self.save("best.pt")
+        self.save("last.pt")
+        record = {"event": "final" if final else "eval", "step": self.step, "val_loss": val_loss,
+                  "best_val_loss": self.best_val_loss, "elapsed": self.elapsed}
+        self._emit(record)
+        return record
+
+    def sample(self, max_new_tokens: int = 200, **sampling) -> str:
+        if self.tokenizer is None:
+            raise ValueError("this Trainer has no tokenizer, so it cannot turn samples into text")
+        return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed, **sampling)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        for callback in self.callbacks:
+            callback(record)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model_config": self.model_config.to_dict(),
+            "train_config": self.cfg.to_dict(),
+            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "elapsed": self.elapsed,
+            "best_val_loss": self.best_val_loss,
+            "skipped_steps": self.skipped_steps,
+            "sampler": self.sampler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        }
+
+    def save(self, name: str) -> None:
+        if self.out_dir is not None:
+            save_checkpoint(self.out_dir / name, self.state_dict())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_config = GPTConfig.from_dict(state["model_config"])
+        if saved_config != self.model_config:
+            raise ValueError(f"the checkpoint's model config {saved_config} differs from this run's {self.model_config}; resume with the same preset")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best_val_loss, self.skipped_steps = state["best_val_loss"], state["skipped_steps"]
+        self.sampler.load_state_dict(state["sampler"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint file (or a run folder's last.pt)."""
+        path = Path(path)
+        self.load_state_dict(load_checkpoint(path / "last.pt" if path.is_dir() else path))
