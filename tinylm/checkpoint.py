@@ -12,14 +12,13 @@ checkpoint intact.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .files import atomic_write
 
 FORMAT = "tinylm-checkpoint"
 VERSION = 1
@@ -30,18 +29,8 @@ class CheckpointError(RuntimeError):
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -52,13 +41,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) or check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as error:
+    except pickle.UnpicklingError as error:  # torch reports refused objects and some damaged pickles alike
         raise CheckpointError(
-            f"{path} holds Python objects other than tensors and plain data, so it was not loaded "
+            f"{path} holds Python objects other than tensors and plain data (or is damaged), so it was not loaded "
             f"(loading could run arbitrary code). Only tinylm checkpoints can be read here. Details: {error}"
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error}); use another checkpoint, e.g. best.pt or last.pt of the same run") from error
+    except Exception as error:  # damaged bytes surface as many types: RuntimeError, EOFError, UnicodeDecodeError, ...
+        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error!r}); use another checkpoint, e.g. best.pt or last.pt of the same run") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a tinylm checkpoint (it lacks format={FORMAT!r})")
     if state.get("version") != VERSION:

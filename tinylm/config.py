@@ -17,6 +17,10 @@ class ConfigError(ValueError):
     """A configuration value that cannot work; the message says which one and what to do."""
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python, not to a config
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
@@ -46,7 +50,7 @@ class GPTConfig:
     def __post_init__(self) -> None:
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            _require(_is_int(value) and value > 0, f"GPTConfig.{name} must be a positive integer, got {value!r}")
         _require(
             self.n_embd % self.n_head == 0,
             f"GPTConfig.n_embd={self.n_embd} is not divisible by n_head={self.n_head}: each head gets "
@@ -109,10 +113,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_batch_size", "log_interval"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value > 0, f"TrainConfig.{name} must be a positive integer, got {value!r}")
+            _require(_is_int(value) and value > 0, f"TrainConfig.{name} must be a positive integer, got {value!r}")
         for name in ("warmup_steps", "eval_interval", "sample_interval", "sample_tokens"):
             value = getattr(self, name)
-            _require(isinstance(value, int) and value >= 0, f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
+            _require(_is_int(value) and value >= 0, f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
         _require(
             self.max_seconds is None or self.max_seconds > 0,
             f"TrainConfig.max_seconds must be positive or None, got {self.max_seconds}",

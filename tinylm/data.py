@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +21,43 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .files import atomic_write
+
 TOKEN_DTYPE = np.uint16
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp_name, path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+class TokenFileWriter:
+    """Append token-id chunks to a uint16 file that appears under its name only once complete.
+
+        with TokenFileWriter(folder / "train.bin") as out:
+            for chunk in chunks:
+                out.append(chunk)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.count = 0
+
+    def __enter__(self) -> "TokenFileWriter":
+        self._context = atomic_write(self.path)
+        self._file = self._context.__enter__()
+        return self
+
+    def append(self, ids) -> None:
+        array = np.asarray(ids)
+        if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
+            raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; got range [{array.min()}, {array.max()}]")
+        self._file.write(array.astype(TOKEN_DTYPE).tobytes())
+        self.count += array.size
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._context.__exit__(exc_type, exc, tb)
 
 
 def write_tokens(path: str | Path, ids) -> None:
     """Write token ids as uint16, atomically; ids that do not fit are an error, not a silent wrap-around."""
-    array = np.asarray(ids)
-    if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
-        raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; got range [{array.min()}, {array.max()}]")
-    _atomic_write_bytes(Path(path), array.astype(TOKEN_DTYPE).tobytes())
+    with TokenFileWriter(path) as out:
+        out.append(ids)
 
 
 def read_tokens(path: str | Path) -> np.memmap:
@@ -54,7 +68,8 @@ def read_tokens(path: str | Path) -> np.memmap:
 
 
 def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
-    _atomic_write_bytes(Path(folder) / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+    with atomic_write(Path(folder) / "meta.json") as f:
+        f.write(json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
 def read_meta(folder: str | Path) -> dict[str, Any] | None:

@@ -13,10 +13,8 @@ says how to set the mirror.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import socket
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .files import atomic_write
 from .mirror import MIRROR_ENV, mirror_dir
 
 
@@ -96,18 +95,25 @@ def _download(url: str, out, timeout: float) -> None:
                 bar.update(len(chunk))
 
 
+class _HashingWriter:
+    """A file wrapper that computes the sha256 of what passes through it."""
+
+    def __init__(self, file):
+        self.file = file
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.file.write(data)
+
+
 def _write_verified(dest: Path, source: RemoteFile, write) -> None:
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-        actual = sha256_of(Path(tmp_name))
-        if actual != source.sha256:
+    with atomic_write(dest) as out:
+        hashing = _HashingWriter(out)
+        write(hashing)
+        actual = hashing.digest.hexdigest()
+        if actual != source.sha256:  # raising inside atomic_write discards the copy
             raise DownloadError(
                 f"{source.url} arrived with sha256 {actual}, expected {source.sha256}; the copy was discarded. "
                 "Delete any stale mirror copy and try again."
             )
-        os.replace(tmp_name, dest)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)

@@ -44,9 +44,9 @@ def generate(
             next_id = logits.argmax(dim=-1, keepdim=True)
         else:
             logits = logits / temperature
-            if top_k is not None:
-                kth_best = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
-                logits = logits.masked_fill(logits < kth_best, float("-inf"))
+            if top_k is not None and top_k < logits.size(-1):
+                best, best_ids = torch.topk(logits, top_k)  # (B, k) each; ties resolved so exactly k survive
+                logits = torch.full_like(logits, float("-inf")).scatter(-1, best_ids, best)
             probs = torch.softmax(logits, dim=-1)
             next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
         idx = torch.cat([idx, next_id], dim=1)

@@ -20,6 +20,9 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
 
     Targets equal to -1 never count, the convention PyTorch's cross_entropy calls ignore_index.
     """
+    if targets.shape != logits.shape[:-1]:  # e.g. transposed targets would flatten to the right size, silently wrong
+        raise ValueError(f"targets have shape {tuple(targets.shape)} but logits of shape {tuple(logits.shape)} "
+                         f"need targets of shape {tuple(logits.shape[:-1])}")
     flat_logits = logits.reshape(-1, logits.size(-1)).float()  # (B*T, V); fp32 for a stable log-softmax
     flat_targets = targets.reshape(-1)  # (B*T,)
     if mask is not None:

@@ -30,10 +30,11 @@ def learning_rate(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> fl
     """The rate for optimizer step `step` (0-based).
 
     After warmup the cosine follows whichever budget is further used up: steps
-    (step - warmup) / (max_steps - warmup), or wall-clock `time_fraction` = elapsed / max_seconds.
+    (step - warmup) / (max_steps - 1 - warmup), so the last step runs at min_lr, or wall-clock
+    `time_fraction` = elapsed / max_seconds.
     """
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps
-    step_fraction = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    step_fraction = (step - cfg.warmup_steps) / max(1, cfg.max_steps - 1 - cfg.warmup_steps)  # 1.0 on the last step
     progress = min(1.0, max(step_fraction, time_fraction))
     return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)

@@ -54,7 +54,11 @@ class CharTokenizer:
             ) from None
 
     def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < len(self.chars)]
+        if bad:
+            raise ValueError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {len(self.chars)} characters")
+        return "".join(self.chars[i] for i in ids)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "char", "chars": self.chars}
@@ -67,21 +71,40 @@ class CharTokenizer:
         return tokenizer_from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
+# Chat markers added after GPT-2's 50,257 tokens (ids 50257, 50258, 50259), for the chat track.
+CHAT_SPECIAL_TOKENS = {"<|im_start|>": 50257, "<|im_end|>": 50258, "<|pad|>": 50259}
+
+
 class BPETokenizer:
-    """GPT-2's byte-level BPE via tiktoken: any text encodes, nothing is unknown."""
+    """GPT-2's byte-level BPE via tiktoken: any text encodes, nothing is unknown.
+
+    encoding "gpt2" is GPT-2's own; "gpt2-chat" is the same BPE extended with CHAT_SPECIAL_TOKENS
+    through tiktoken's Encoding constructor. Special-token strings that occur in ordinary text are
+    encoded as the ordinary text they are unless `allow_special=True` is passed to `encode`.
+    """
 
     def __init__(self, encoding_name: str = "gpt2"):
+        if encoding_name not in ("gpt2", "gpt2-chat"):
+            raise ValueError(f"unknown BPE encoding {encoding_name!r}; choose 'gpt2' or 'gpt2-chat'")
         _use_mirror_tiktoken_cache()
         import tiktoken
 
         try:
-            self.encoding = tiktoken.get_encoding(encoding_name)
+            gpt2 = tiktoken.get_encoding("gpt2")
         except Exception as error:  # tiktoken raises requests/urllib errors when it cannot download
             raise RuntimeError(
-                f"could not load the {encoding_name!r} BPE files ({error}). Offline, set TIKTOKEN_CACHE_DIR "
+                f"could not load GPT-2's BPE files ({error}). Offline, set TIKTOKEN_CACHE_DIR "
                 "to a folder with tiktoken's cached files, or TINYLM_DATA_MIRROR to a mirror that has "
                 "tiktoken_cache/ (see README, 'Offline mirror')."
             ) from error
+        if encoding_name == "gpt2-chat":
+            gpt2 = tiktoken.Encoding(
+                name="gpt2-chat",
+                pat_str=gpt2._pat_str,
+                mergeable_ranks=gpt2._mergeable_ranks,
+                special_tokens={**gpt2._special_tokens, **CHAT_SPECIAL_TOKENS},
+            )
+        self.encoding = gpt2
         self.encoding_name = encoding_name
         self.eot_token = self.encoding.eot_token
 
@@ -89,8 +112,9 @@ class BPETokenizer:
     def vocab_size(self) -> int:
         return self.encoding.n_vocab
 
-    def encode(self, text: str) -> list[int]:
-        # Special-token strings inside ordinary text stay ordinary text.
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        if allow_special:
+            return self.encoding.encode(text, allowed_special="all")
         return self.encoding.encode_ordinary(text)
 
     def decode(self, ids) -> str:
@@ -98,6 +122,11 @@ class BPETokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "bpe", "encoding": self.encoding_name}
+
+
+def padded_vocab_size(vocab_size: int, multiple: int = 64) -> int:
+    """The embedding size to allocate: vocab_size rounded up to a multiple of 64, which matmul kernels run faster on."""
+    return -(-vocab_size // multiple) * multiple
 
 
 def _use_mirror_tiktoken_cache() -> None:

@@ -9,51 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .config import GPTConfig, TrainConfig
-from .data import read_meta, read_tokens, write_meta, write_tokens
-from .download import RemoteFile, fetch
-from .paths import data_dir
+from .corpora import TINY_SHAKESPEARE, PreparedData, prepare_shakespeare_char  # noqa: F401 (re-exported)
 from .runtime import resolve_profile
-from .tokenizers import CharTokenizer, tokenizer_from_dict
-
-TINY_SHAKESPEARE = RemoteFile(
-    url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
-    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-    mirror_path="tinyshakespeare/input.txt",
-)
-
-
-@dataclass(frozen=True)
-class PreparedData:
-    folder: Path
-    train: np.ndarray
-    val: np.ndarray
-    tokenizer: object
-    meta: dict
-
-
-def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0.1) -> PreparedData:
-    """Download tinyshakespeare, map each character to an id, and split 90/10 into train.bin/val.bin."""
-    folder = Path(folder) if folder is not None else data_dir() / "shakespeare_char"
-    meta = read_meta(folder)
-    if meta is None or meta.get("source_sha256") != TINY_SHAKESPEARE.sha256 or meta.get("val_fraction") != val_fraction:
-        text_path = fetch(TINY_SHAKESPEARE, folder / "input.txt")
-        text = text_path.read_text(encoding="utf-8")
-        tokenizer = CharTokenizer.from_text(text)
-        ids = np.array(tokenizer.encode(text))
-        split = int(len(ids) * (1 - val_fraction))
-        write_tokens(folder / "train.bin", ids[:split])
-        write_tokens(folder / "val.bin", ids[split:])
-        meta = {"source": TINY_SHAKESPEARE.url, "source_sha256": TINY_SHAKESPEARE.sha256, "val_fraction": val_fraction,
-                "tokenizer": tokenizer.to_dict(), "train_tokens": split, "val_tokens": len(ids) - split}
-        write_meta(folder, meta)  # written last: its presence means the .bin files are complete
-    return PreparedData(folder, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin"),
-                        tokenizer_from_dict(meta["tokenizer"]), meta)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import dataclasses
 import sys
 from pathlib import Path
 
+import torch
+
 from .checkpoint import load_checkpoint
 from .config import ConfigError, TrainConfig
 from .logging import print_record
@@ -62,6 +64,7 @@ def main(argv=None) -> dict:
         saved = load_checkpoint(out / "last.pt")
         train_cfg = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]),
                                         **{k: v for k, v in overrides.items() if v is not None})
+    torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
     model = GPT(model_cfg)
     trainer = Trainer(model, train_cfg, data.train, data.val, out_dir=out, tokenizer=data.tokenizer,
                       device=args.device, callbacks=[print_record], sample_prompt=track.sample_prompt)

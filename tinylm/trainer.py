@@ -13,10 +13,14 @@ resumed run continues exactly where the interrupted one stopped. Ctrl-C saves `l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import signal
+import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +36,30 @@ from .runtime import autocast, needs_grad_scaler, resolve_device, resolve_dtype
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps():
+    """Turn the first Ctrl-C (SIGINT; Jupyter's interrupt button too) into a request the loop honours
+    between optimizer steps, so the checkpoint it saves is a consistent state. A second Ctrl-C
+    interrupts at once."""
+    interrupt = SimpleNamespace(requested=False)
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield interrupt
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum, frame):
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)", flush=True)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:
@@ -73,42 +101,36 @@ class Trainer:
         Returns the final record, which holds `val_loss`. `stop_after` ends this call early without
         changing the schedule, which is how a run is split into sessions.
         """
-        cfg = self.cfg
-        stop_step = cfg.max_steps if stop_after is None else min(cfg.max_steps, self.step + stop_after)
-        tokens_per_step = cfg.batch_size * cfg.grad_accum_steps * self.model_config.block_size
+        stop_step = self.cfg.max_steps if stop_after is None else min(self.cfg.max_steps, self.step + stop_after)
         self.model.train()
         session_start = time.perf_counter() - self.elapsed
-        window_start, window_steps = time.perf_counter(), 0
+        self._window = (time.perf_counter(), 0)  # (start, steps) of the current tokens/s measurement
+        mid_step = False
         try:
-            while self.step < stop_step and not self._out_of_time():
-                lr = learning_rate(self.step, cfg, self._time_fraction())
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss = self._optimizer_step()
-                self.step += 1
-                window_steps += 1
-                self.elapsed = time.perf_counter() - session_start
-                if self.step % cfg.log_interval == 0 or self.step == stop_step:
-                    seconds = time.perf_counter() - window_start
-                    self._emit(
-                        {"event": "train", "step": self.step, "loss": loss, "lr": lr,
-                         "tokens_per_s": window_steps * tokens_per_step / seconds, "elapsed": self.elapsed,
-                         "skipped_steps": self.skipped_steps}
-                    )
-                    window_start, window_steps = time.perf_counter(), 0
-                if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
-                    self.evaluate_and_save()
-                if cfg.sample_interval and self.step % cfg.sample_interval == 0:
-                    self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
-                self.elapsed = time.perf_counter() - session_start
+            with _interrupt_between_steps() as interrupt:
+                while self.step < stop_step and not self._out_of_time():
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+                    mid_step = True
+                    lr, loss = self._optimizer_step()
+                    mid_step = False
+                    self.elapsed = time.perf_counter() - session_start
+                    self._after_step(lr, loss, stop_step)
+                    self.elapsed = time.perf_counter() - session_start
         except KeyboardInterrupt:
-            self.save("last.pt")
-            self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None})
+            if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
+                self.save("last.pt")
+            saved = self.out_dir / "last.pt" if self.out_dir and not mid_step else None
+            self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(saved) if saved else None})
             raise
         return self.evaluate_and_save(final=True)
 
-    def _optimizer_step(self) -> float:
+    def _optimizer_step(self) -> tuple[float, float]:
+        """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, mean loss)."""
         cfg = self.cfg
+        lr = learning_rate(self.step, cfg, self._time_fraction())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
         total = 0.0
         for _ in range(cfg.grad_accum_steps):
             x, y = self.sampler.next_batch(self.device)
@@ -117,23 +139,39 @@ class Trainer:
             if not torch.isfinite(loss):
                 self.optimizer.zero_grad(set_to_none=True)
                 raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {self.step} (learning rate "
-                    f"{self.optimizer.param_groups[0]['lr']:.2e}). The last good checkpoint is kept"
-                    f"{' in ' + str(self.out_dir) if self.out_dir else ''}; resume from it with a lower "
-                    "learning_rate, a longer warmup, or dtype float32."
+                    f"the loss became {loss.item()} at step {self.step} (learning rate {lr:.2e}). "
+                    f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}; "
+                    "resume from it with a lower learning_rate, a longer warmup, or dtype float32."
                 )
-            self.scaler.scale(loss / cfg.grad_accum_steps).backward()
+            self.scaler.scale(loss / cfg.grad_accum_steps).backward()  # summed over micro-batches: the mean
             total += loss.item()
         if cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         scale_before = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)
+        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
         self.scaler.update()
         if self.scaler.is_enabled() and self.scaler.get_scale() < scale_before:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
-        return total / cfg.grad_accum_steps
+        self.step += 1
+        return lr, total / cfg.grad_accum_steps
+
+    def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
+        """Logging, evaluation and samples at their intervals."""
+        cfg = self.cfg
+        window_start, window_steps = self._window[0], self._window[1] + 1
+        self._window = (window_start, window_steps)
+        if self.step % cfg.log_interval == 0 or self.step == stop_step:
+            tokens = window_steps * cfg.batch_size * cfg.grad_accum_steps * self.model_config.block_size
+            self._emit({"event": "train", "step": self.step, "loss": loss, "lr": lr,
+                        "tokens_per_s": tokens / (time.perf_counter() - window_start), "elapsed": self.elapsed,
+                        "skipped_steps": self.skipped_steps})
+            self._window = (time.perf_counter(), 0)
+        if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
+            self.evaluate_and_save()
+        if cfg.sample_interval and self.step % cfg.sample_interval == 0:
+            self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
 
     def _time_fraction(self) -> float:
         return self.elapsed / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
@@ -148,6 +186,12 @@ class Trainer:
 
     def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
         val_loss = self.evaluate()
+        if not math.isfinite(val_loss):  # never save weights that score NaN/inf over last.pt
+            raise TrainingDiverged(
+                f"the validation loss became {val_loss} at step {self.step}. The last good checkpoint is kept"
+                f"{' in ' + str(self.out_dir) if self.out_dir else ''}; resume from it with a lower "
+                "learning_rate, a longer warmup, or dtype float32."
+            )
         improved = val_loss < self.best_val_loss
         if improved:
             self.best_val_loss = val_loss

@@ -1,0 +1,497 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Shakespeare, characters, and a bigram baseline
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/01_shakespeare_data_and_bigram.ipynb)
+#
+# A language model assigns a probability to the next token given the ones before it. Before building
+# a transformer we need three things: text turned into integers, a way to cut it into training
+# examples, and a number to beat. This notebook builds all three and ends with the simplest model
+# that can generate text at all.
+#
+# **What you will learn**
+#
+# - what tinyshakespeare looks like: size, format, its 65-character vocabulary;
+# - how a character tokenizer works (you write one, then check it against `tinylm.CharTokenizer`);
+# - why the validation split is a contiguous block at the end of the text;
+# - how one window of `block_size + 1` tokens gives `block_size` training examples, with `y` = `x` shifted by one;
+# - the bigram model: a 65×65 table of logits, why its initial loss is not ln(65), and how it trains;
+# - the **baseline validation loss** every later model in the course has to beat.
+#
+# **How long it takes**
+#
+# | profile | what it runs | time |
+# |---|---|---|
+# | `smoke` (CI) | 50 training steps | ~15 s |
+# | `cpu` (2-core laptop) | 3,000 training steps | 70 s (measured end to end on a busy, shared 2-core machine) |
+# | `gpu` | 10,000 training steps | not measured |
+
+# %%
+import sys, subprocess
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+
+# %% [markdown]
+# ## Setup
+#
+# `tinylm.resolve_profile()` reads `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`) and otherwise picks
+# `gpu` when CUDA is present, else `cpu`. Every number that changes how long the notebook runs comes
+# from it; nothing else does.
+
+# %%
+import math
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm.auto import tqdm
+
+import tinylm
+
+PROFILE = tinylm.resolve_profile()
+STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
+BATCH_SIZE = {"smoke": 32, "cpu": 32, "gpu": 64}[PROFILE]  # windows per step
+EVAL_EVERY = {"smoke": 25, "cpu": 500, "gpu": 1000}[PROFILE]  # steps between whole-split validations
+device = tinylm.resolve_device()
+print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={device}")
+
+# %% [markdown]
+# ## 1. The data
+#
+# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file (Karpathy's char-rnn
+# dataset). `prepare_shakespeare_char()` fetches it (from the internet, or from the offline mirror
+# named by `$TINYLM_DATA_MIRROR`), checks its sha256, and also writes the tokenized `train.bin` and
+# `val.bin` that later notebooks train on. Here we read the raw text and redo that work by hand.
+
+# %%
+from tinylm.tracks import prepare_shakespeare_char
+
+prepared = prepare_shakespeare_char()
+text = (prepared.folder / "input.txt").read_text(encoding="utf-8")
+print("data folder:", os.path.relpath(prepared.folder))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{len(text):,} characters, {len(text.splitlines()):,} lines\n")
+print(text[:300])
+
+# %% [markdown]
+# The format is regular: a speaker's name followed by a colon on its own line, the speech, a blank
+# line. A model that learns only this much already produces text that *looks* like a play.
+#
+# The vocabulary is the set of distinct characters. Sorting it makes the ids reproducible.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from collections import Counter
+
+chars = sorted(set(text))
+vocab_size = len(chars)
+print("vocab_size:", vocab_size)
+print(repr("".join(chars)))
+print("rarest:", Counter(text).most_common()[-6:])
+
+# %% [markdown]
+# 65 symbols: newline, space, punctuation, digits (only `3`), and both letter cases. `$` occurs once
+# and `&` three times in a million characters: the model will see them almost never, which is fine.
+
+# %% [markdown]
+# ## 2. A character tokenizer from scratch
+#
+# A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`)
+# to decode. Characters give a tiny vocabulary and long sequences (one token per character); GPT-2's
+# BPE, later in the course, gives 50,257 tokens of ~4 characters each. Same idea, different trade-off.
+
+# %%
+stoi = {ch: i for i, ch in enumerate(chars)}
+itos = {i: ch for i, ch in enumerate(chars)}
+
+
+def encode(s: str) -> list[int]:
+    return [stoi[c] for c in s]
+
+
+def decode(ids) -> str:
+    return "".join(itos[int(i)] for i in ids)
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(encode("To be, or not to be"))
+print(decode(encode("To be, or not to be")))
+
+# %% [markdown]
+# Self-check: your tokenizer must agree id for id with `tinylm.CharTokenizer`, which is what
+# `prepare_shakespeare_char` used to write the `.bin` files.
+
+# %%
+tok = prepared.tokenizer
+assert isinstance(tok, tinylm.CharTokenizer)
+assert tok.chars == chars and tok.vocab_size == vocab_size
+assert encode(text[:10_000]) == tok.encode(text[:10_000])
+assert decode(tok.encode(text[:10_000])) == text[:10_000]
+print("tokenizer matches tinylm.CharTokenizer")
+
+# %% [markdown]
+# Encode the whole text once into a 1-D tensor of ids.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+data = torch.tensor(encode(text), dtype=torch.long)  # (N,)
+print(data.shape, data.dtype)
+print(data[:20])
+
+# %% [markdown]
+# ## 3. Train/validation split
+#
+# The first 90% trains, the last 10% validates. The split is one contiguous cut, not a random choice
+# of characters or windows: neighbouring windows overlap, so a random split would put near-copies of
+# validation text into training and the validation loss would flatter the model.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+n = int(0.9 * len(data))
+train_data, val_data = data[:n], data[n:]
+print(f"train: {len(train_data):,} tokens   val: {len(val_data):,} tokens")
+
+# %%
+assert np.array_equal(train_data.numpy(), prepared.train) and np.array_equal(val_data.numpy(), prepared.val)
+print("split matches tinylm's train.bin / val.bin")
+
+# %% [markdown]
+# ## 4. Batches of (x, y) windows
+#
+# A model sees a window of at most `block_size` tokens (its *context*). A chunk of `block_size + 1`
+# tokens holds `block_size` examples at once: predict token 1 from token 0, token 2 from tokens 0–1,
+# …, token 8 from tokens 0–7. Put the inputs in `x` and the targets in `y`: `y` is `x` shifted one
+# to the left. A transformer computes all `block_size` predictions in one forward pass, and seeing
+# every context length from 1 up is what lets it generate from a short prompt.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+BLOCK_SIZE = 8
+chunk = train_data[: BLOCK_SIZE + 1]  # (T + 1,)
+x, y = chunk[:-1], chunk[1:]  # (T,) each
+for t in range(BLOCK_SIZE):
+    print(f"context {decode(x[: t + 1])!r:>12}  ->  target {decode(y[t : t + 1])!r}")
+
+# %% [markdown]
+# For a batch, pick `batch_size` random start offsets and stack the windows. Every start in
+# `[0, len - block_size)` is equally likely; a `torch.Generator` of our own makes the batches
+# repeatable without touching the global random state.
+
+# %%
+def get_batch(split: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
+    starts = torch.randint(len(split) - block_size, (batch_size,), generator=generator).tolist()
+    x = torch.stack([split[s : s + block_size] for s in starts])  # (B, T)
+    y = torch.stack([split[s + 1 : s + block_size + 1] for s in starts])  # (B, T): x shifted left by one
+    return x, y
+
+
+xb, yb = get_batch(train_data, 4, BLOCK_SIZE, torch.Generator().manual_seed(0))
+print(xb)
+print(yb)
+
+# %% [markdown]
+# Self-check: the shapes, the shift, and `tinylm.data.RandomWindowSampler`, which draws its starts
+# the same way: with the same seed it must produce the very same batch.
+
+# %%
+from tinylm.data import RandomWindowSampler
+
+assert xb.shape == yb.shape == (4, BLOCK_SIZE)
+assert torch.equal(xb[:, 1:], yb[:, :-1])  # y is x shifted by one
+sampler = RandomWindowSampler(prepared.train, BLOCK_SIZE, 4, seed=0)
+sx, sy = sampler.next_batch()
+assert torch.equal(sx, xb) and torch.equal(sy, yb)
+print("get_batch matches tinylm's RandomWindowSampler")
+
+# %% [markdown]
+# ## 5. The bigram model
+#
+# The simplest language model predicts the next character from the current one alone. It is a
+# 65×65 table: row `i` holds the *logits* (unnormalised log-probabilities) of every character that
+# may follow character `i`. `nn.Embedding(vocab_size, vocab_size)` is exactly such a table: indexing
+# it with ids looks up rows. Softmax turns a row into probabilities; the loss is the cross-entropy,
+# the mean of −log p(correct next token), in nats per character.
+#
+# The `forward` signature `(idx, targets=None) -> (logits, loss)` is the one `tinylm.GPT` uses, so
+# tinylm's tools (here `evaluate_loss`) work on this model too.
+
+# %%
+class BigramLanguageModel(nn.Module):
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        self.logits_table = nn.Embedding(vocab_size, vocab_size)  # row i: logits of the token after token i
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self.logits_table(idx)  # (B, T) -> (B, T, V)
+        loss = None
+        if targets is not None:
+            B, T, V = logits.shape
+            loss = F.cross_entropy(logits.view(B * T, V), targets.reshape(B * T))  # cross_entropy wants (N, V), (N,)
+        return logits, loss
+
+
+torch.manual_seed(1337)
+model = BigramLanguageModel(vocab_size)
+logits, loss = model(xb, yb)
+print("logits:", tuple(logits.shape), f" initial loss on this batch of {xb.numel()} characters: {loss.item():.3f}")
+with torch.no_grad():
+    _, loss_100k = model(train_data[None, :100_000], train_data[None, 1:100_001])  # one window of 100,000 characters
+print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}")
+
+# %% [markdown]
+# ### What loss should an untrained model have?
+#
+# A model that knows nothing gives every character probability 1/65, so its loss is
+# −ln(1/65) = ln 65 ≈ 4.17. Ours starts higher, about 4.7 (the 32-character batch above is a noisy
+# estimate; 100,000 characters are not). `nn.Embedding` initialises its entries from N(0, 1), so each
+# row is a random guess with real confidence: for random logits z ~ N(0, σ²) the expected loss is
+# E[log Σ e^z] − E[z_target] ≈ ln V + σ²/2 = 4.17 + 0.5. Confident and wrong costs more than honest
+# ignorance. With all logits zero the model is exactly uniform:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+uniform = BigramLanguageModel(vocab_size)
+nn.init.zeros_(uniform.logits_table.weight)
+_, uniform_loss = uniform(xb, yb)
+print(f"ln({vocab_size}) = {math.log(vocab_size):.4f}   loss with zero logits = {uniform_loss.item():.4f}")
+assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
+
+# %% [markdown]
+# For deep networks starting near ln V matters (GPT-2's small initialisation, std 0.02, does this):
+# the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
+# in its table, so here the start only costs a few steps.
+
+# %% [markdown]
+# ## 6. Training
+#
+# AdamW with a learning rate of 1e-2, much larger than a transformer tolerates: the model is one
+# table, each step only updates the rows of the characters in the batch, and the problem is convex.
+# Every `EVAL_EVERY` steps, `tinylm.data.evaluate_loss` scores **every** token of the validation
+# split once, which is deterministic and far less noisy than the loss of one random batch.
+
+# %%
+from tinylm.data import evaluate_loss
+from tinylm.plotting import plot_losses
+
+torch.manual_seed(1337)
+model = BigramLanguageModel(vocab_size).to(device)
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+batch_gen = torch.Generator().manual_seed(1337)
+records = []  # the same record format the tinylm Trainer emits, so plot_losses can draw it
+
+for step in tqdm(range(1, STEPS + 1), desc="bigram"):
+    xb, yb = get_batch(train_data, BATCH_SIZE, BLOCK_SIZE, batch_gen)
+    _, loss = model(xb.to(device), yb.to(device))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    records.append({"event": "train", "step": step, "loss": loss.item()})
+    if step % EVAL_EVERY == 0 or step == STEPS:
+        val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
+        records.append({"event": "eval", "step": step, "val_loss": val_loss})
+
+fig, ax = plt.subplots(figsize=(7, 3.5))
+plot_losses(records, ax=ax, title="bigram model")
+ax.axhline(math.log(vocab_size), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
+ax.legend()
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
+# ## 7. The baseline
+#
+# The validation loss of the trained bigram, over the whole split, is the number every later model
+# in the course must beat. Its exponential, the *perplexity*, reads as "as uncertain as a uniform
+# choice among that many characters".
+
+# %%
+bigram_val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
+print(f"bigram baseline: validation loss {bigram_val_loss:.4f} nats/char, perplexity {math.exp(bigram_val_loss):.1f} "
+      f"(uniform: {math.log(vocab_size):.4f}, perplexity {vocab_size})")
+
+# %% [markdown]
+# Self-check. A bigram has no context, so its loss over the split needs no windows at all: look up
+# the row of every character and score the character after it. `evaluate_loss` must agree, which
+# confirms it scores each of the `len(val) - 1` targets exactly once.
+
+# %%
+with torch.no_grad():
+    direct = F.cross_entropy(model.logits_table.weight[val_data[:-1].to(device)], val_data[1:].to(device)).item()
+assert math.isclose(direct, bigram_val_loss, rel_tol=1e-5), (direct, bigram_val_loss)
+assert bigram_val_loss < loss_100k.item()  # better than at initialisation
+if PROFILE != "smoke":
+    assert bigram_val_loss < 2.55, "a trained bigram reaches about 2.49"
+print("evaluate_loss agrees with the direct computation")
+
+# %% [markdown]
+# ## 8. Samples
+#
+# Generation runs the model autoregressively: take the logits of the last position, softmax, draw a
+# character, append it, repeat. The bigram only needs the last character, so we feed it just that.
+
+# %%
+@torch.no_grad()
+def sample(model, prompt: str, max_new_tokens: int, seed: int) -> str:
+    generator = torch.Generator(device=device).manual_seed(seed)
+    ids = torch.tensor([encode(prompt)], device=device)  # (1, T)
+    for _ in range(max_new_tokens):
+        logits, _ = model(ids[:, -1:])  # (1, 1, V): a bigram looks at the last token only
+        probs = F.softmax(logits[:, -1, :], dim=-1)  # (1, V)
+        next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (1, 1)
+        ids = torch.cat([ids, next_id], dim=1)  # (1, T + 1)
+    return decode(ids[0].tolist())
+
+
+print(sample(model, "\n", 500, seed=0))
+
+# %% [markdown]
+# Speaker names with colons, line breaks, word-sized chunks, and almost no real words: one character
+# of memory cannot spell. The fix is to let each position look at *all* the positions before it,
+# which is what self-attention does in the next notebook.
+
+# %% [markdown]
+# ## Exercises
+#
+# Each exercise is a function to complete. Replace `raise NotImplementedError`, then run the cell
+# after it: `check` reports *correct*, an assertion that says what is wrong, or *not attempted yet*.
+#
+# ### Exercise 1: cross-entropy by hand
+#
+# `logits` is `(N, V)`, `targets` is `(N,)`. Return the mean over rows of −log softmax(logits)[target],
+# computed without `F.cross_entropy` or `F.log_softmax`. Hint: log softmax(z)_j = z_j − log Σ_i e^{z_i},
+# and `torch.logsumexp` computes the second term without overflowing for large logits.
+
+# %%
+from tinylm.exercises import check
+
+
+def cross_entropy_by_hand(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    raise NotImplementedError
+
+
+# %%
+def test_cross_entropy_by_hand():
+    g = torch.Generator().manual_seed(0)
+    logits, targets = torch.randn(50, 65, generator=g), torch.randint(65, (50,), generator=g)
+    got = cross_entropy_by_hand(logits, targets)
+    assert got.shape == (), f"return a scalar (the mean), got shape {tuple(got.shape)}"
+    assert torch.allclose(got, F.cross_entropy(logits, targets), atol=1e-5), "does not match F.cross_entropy"
+    big = cross_entropy_by_hand(logits * 1000, targets)
+    assert torch.isfinite(big), "overflow for large logits: subtract the max, or use torch.logsumexp"
+    assert torch.allclose(big, F.cross_entropy(logits * 1000, targets), rtol=1e-4)
+    assert torch.allclose(cross_entropy_by_hand(torch.zeros(3, 65), targets[:3]), torch.tensor(math.log(65)))
+
+
+check(test_cross_entropy_by_hand)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def cross_entropy_by_hand(logits, targets):
+#     log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)  # (N, V)
+#     return -log_probs[torch.arange(len(targets)), targets].mean()  # pick the target's column per row
+# ```
+# </details>
+#
+# ### Exercise 2: the bigram by counting
+#
+# A bigram's best possible table can be computed without gradient descent: count how often each
+# character follows each other one. Return the `(V, V)` matrix `P` with
+# `P[i, j] = (count(i→j) + alpha) / Σ_j' (count(i→j') + alpha)`. `alpha` ("add-one smoothing" for
+# `alpha=1`) keeps pairs never seen in training from getting probability 0 (an infinite loss).
+
+# %%
+def bigram_probs_from_counts(ids: torch.Tensor, vocab_size: int, alpha: float = 1.0) -> torch.Tensor:
+    raise NotImplementedError
+
+
+# %%
+def test_bigram_probs_from_counts():
+    ids = torch.tensor([0, 1, 1, 2, 0, 1])  # pairs: 0→1 twice, 1→1, 1→2, 2→0
+    P = bigram_probs_from_counts(ids, 3, alpha=0.0)
+    expected = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.5, 0.5], [1.0, 0.0, 0.0]])
+    assert P.shape == (3, 3), f"expected shape (3, 3), got {tuple(P.shape)}"
+    assert torch.allclose(P.float(), expected), f"with alpha=0 expected\n{expected}\ngot\n{P}"
+    P1 = bigram_probs_from_counts(ids, 3, alpha=1.0).float()
+    assert torch.allclose(P1[0], torch.tensor([1.0, 3.0, 1.0]) / 5), "row 0 with alpha=1 should be (0+1, 2+1, 0+1) / 5"
+    P65 = bigram_probs_from_counts(train_data[:5000], vocab_size).float()
+    assert torch.allclose(P65.sum(dim=1), torch.ones(vocab_size)), "every row must sum to 1"
+
+
+check(test_bigram_probs_from_counts)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def bigram_probs_from_counts(ids, vocab_size, alpha=1.0):
+#     counts = torch.zeros(vocab_size, vocab_size)
+#     counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1), accumulate=True)  # counts[i, j] += 1 per pair
+#     counts += alpha
+#     return counts / counts.sum(dim=1, keepdim=True)
+# ```
+#
+# Then compare it with the trained model on the validation split:
+# `P = bigram_probs_from_counts(train_data, vocab_size)` and
+# `-P[val_data[:-1], val_data[1:]].log().mean()` give about 2.48, next to the trained bigram's
+# baseline: gradient descent found (nearly) the counting solution.
+# </details>
+#
+# ### Exercise 3: temperature
+#
+# Sampling usually divides the logits by a *temperature* before the softmax: below 1 sharpens the
+# distribution, above 1 flattens it. Return the probabilities `softmax(logits / temperature)` over the
+# last dimension, and for `temperature == 0` a one-hot vector on the most likely token (greedy
+# decoding, as `tinylm.generate` does).
+
+# %%
+def temperature_probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    raise NotImplementedError
+
+
+# %%
+def test_temperature_probs():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0], [0.0, 3.0, 0.0, 0.0]])
+    assert torch.allclose(temperature_probs(logits, 1.0), F.softmax(logits, dim=-1)), "temperature 1: plain softmax"
+    sharp, flat = temperature_probs(logits, 0.5), temperature_probs(logits, 5.0)
+    assert torch.allclose(sharp.sum(-1), torch.ones(2)) and torch.allclose(flat.sum(-1), torch.ones(2)), "rows must sum to 1"
+    assert (sharp.max(-1).values > F.softmax(logits, -1).max(-1).values).all(), "below 1 must sharpen"
+    assert (flat.max(-1).values < F.softmax(logits, -1).max(-1).values).all(), "above 1 must flatten"
+    greedy = temperature_probs(logits, 0.0)
+    assert torch.equal(greedy, torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])), f"temperature 0: one-hot argmax, got {greedy}"
+
+
+check(test_temperature_probs)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def temperature_probs(logits, temperature):
+#     if temperature == 0:
+#         return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)
+#     return F.softmax(logits / temperature, dim=-1)
+# ```
+# </details>

@@ -1,0 +1,83 @@
+"""The command lines, run as a user runs them: `python -m tinylm.train ...` in a subprocess, offline."""
+
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tinylm.checkpoint import load_model
+from tinylm.generate import generate_text
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(module, *args, data_dir):
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def last_record(run_dir):
+    return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, data_root):
+    """One smoke-profile training run, shared by the tests below (each copies it before changing it)."""
+    root = tmp_path_factory.mktemp("cli")
+    out = root / "run"
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    return data_root, out, result
+
+
+def test_train_prints_the_final_validation_loss_that_metrics_record(smoke_run):
+    _, out, result = smoke_run
+    match = re.search(r"final validation loss \(whole split, [\d,]+ tokens\): (\d+\.\d+)", result.stdout)
+    assert match, result.stdout
+    record = last_record(out)
+    assert record["event"] == "final" and record["step"] == 30  # the smoke recipe's max_steps
+    assert float(match.group(1)) == pytest.approx(record["val_loss"], abs=1e-4)
+    assert record["val_loss"] < math.log(65)  # better than uniform over the 65 characters
+    assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
+
+
+def test_rerun_into_the_same_folder_needs_resume_or_overwrite(smoke_run):
+    data_root, out, _ = smoke_run
+    before = (out / "last.pt").read_bytes()
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, data_dir=data_root)
+    assert result.returncode != 0
+    assert "--resume" in result.stderr and "--overwrite" in result.stderr
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_resume_continues_the_run(smoke_run):
+    data_root, out, _ = smoke_run
+    resumed = out.parent / "resumed"
+    shutil.copytree(out, resumed)
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", resumed, "--resume",
+                     "--max-steps", 40, data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    new = records[len((out / "metrics.jsonl").read_text().splitlines()):]
+    assert [r["step"] for r in new if r["event"] == "train"] == [35, 40]  # continued from step 30, not from 0
+    assert new[-1]["event"] == "final" and new[-1]["step"] == 40 and "val_loss" in new[-1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tinylm.sample") is None, reason="tinylm.sample does not exist yet")
+def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
+    data_root, out, _ = smoke_run
+    result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 20, "--temperature", 0,
+                     data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    model, tokenizer, _ = load_model(out)
+    expected = generate_text(model, tokenizer, "ROMEO:", 20, temperature=0)
+    assert result.stdout == expected + "\n"

@@ -1,0 +1,30 @@
+"""Default data and run folders: the repository's own, unless the environment says otherwise."""
+
+from pathlib import Path
+
+from tinylm import paths
+
+
+def test_environment_overrides_the_default_folders(monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "r"))
+    assert paths.data_dir() == tmp_path / "d"
+    assert paths.runs_dir() == tmp_path / "r"
+
+
+def test_in_a_clone_the_folders_are_the_repositorys(monkeypatch, tmp_path):
+    monkeypatch.delenv("TINYLM_DATA_DIR", raising=False)
+    monkeypatch.delenv("TINYLM_RUNS_DIR", raising=False)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "tinylm").mkdir()
+    monkeypatch.setattr(paths, "_REPO", tmp_path)
+    monkeypatch.chdir(Path("/"))
+    assert paths.data_dir() == tmp_path / "data"
+    assert paths.runs_dir() == tmp_path / "runs"
+
+
+def test_without_a_clone_the_folders_follow_the_working_directory(monkeypatch, tmp_path):
+    monkeypatch.delenv("TINYLM_DATA_DIR", raising=False)
+    monkeypatch.setattr(paths, "_REPO", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    assert paths.data_dir() == tmp_path / "data"

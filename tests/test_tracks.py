@@ -1,0 +1,59 @@
+"""Tracks: preparing tinyshakespeare from the offline mirror, and the per-profile recipes."""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+import pytest
+
+from tinylm.config import GPTConfig, TrainConfig
+from tinylm.tokenizers import CharTokenizer
+from tinylm.tracks import TINY_SHAKESPEARE, TRACKS, build_model_config, get_track, prepare_shakespeare_char
+
+
+@pytest.fixture(scope="module")
+def prepared(data_root):
+    return prepare_shakespeare_char(data_root / "shakespeare_char")
+
+
+def test_mirror_copy_of_tinyshakespeare_has_the_expected_digest(prepared):
+    assert hashlib.sha256((prepared.folder / "input.txt").read_bytes()).hexdigest() == TINY_SHAKESPEARE.sha256
+
+
+def test_prepared_splits_decode_back_to_the_text(prepared):
+    text = (prepared.folder / "input.txt").read_text(encoding="utf-8")
+    tokenizer = prepared.tokenizer
+    assert isinstance(tokenizer, CharTokenizer) and tokenizer.chars == sorted(set(text))
+    assert len(prepared.train) + len(prepared.val) == len(text)
+    assert len(prepared.train) == int(len(text) * 0.9)
+    assert tokenizer.decode(np.concatenate([prepared.train, prepared.val])) == text
+    assert prepared.meta["train_tokens"] == len(prepared.train) and prepared.meta["val_tokens"] == len(prepared.val)
+
+
+def test_preparing_again_reuses_the_files(prepared):
+    before = (prepared.folder / "train.bin").stat().st_mtime_ns
+    again = prepare_shakespeare_char(prepared.folder)
+    assert (prepared.folder / "train.bin").stat().st_mtime_ns == before
+    np.testing.assert_array_equal(again.val, prepared.val)
+
+
+def test_unknown_track_lists_the_available_ones():
+    with pytest.raises(ValueError, match="shakespeare-char"):
+        get_track("no-such-track")
+
+
+@pytest.mark.parametrize("name", sorted(TRACKS))
+def test_every_track_has_a_valid_recipe_per_profile(name, monkeypatch):
+    track = get_track(name)
+    assert set(track.recipes) == {"smoke", "cpu", "gpu"}
+    for profile in track.recipes:
+        model_cfg, train_cfg = track.recipe(profile)
+        assert isinstance(model_cfg, GPTConfig) and isinstance(train_cfg, TrainConfig)
+    monkeypatch.setenv("TINYLM_PROFILE", "smoke")
+    assert track.recipe() == track.recipes["smoke"]
+
+
+def test_build_model_config_takes_the_vocabulary_from_the_tokenizer():
+    preset = get_track("shakespeare-char").recipes["smoke"][0]
+    cfg = build_model_config(preset, CharTokenizer(list("abc")))
+    assert cfg == dataclasses.replace(preset, vocab_size=3)

@@ -1,0 +1,244 @@
+"""The training loop: it learns, resumes bit-exactly, accumulates gradients correctly, and fails safely."""
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from tinylm.checkpoint import load_checkpoint
+from tinylm.tokenizers import CharTokenizer
+from tinylm.trainer import Trainer, TrainingDiverged
+
+
+def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def read_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_model_overfits_one_fixed_batch(make_model, train_config, tokens):
+    """With a train split of exactly one window, every batch is the same; the loss must collapse."""
+    train, val = tokens
+    single_window = train[: 16 + 1]
+    losses = []
+    cfg = train_config(max_steps=60, warmup_steps=5, learning_rate=1e-2, min_lr=1e-3, weight_decay=0.0)
+    trainer = Trainer(make_model(), cfg, single_window, single_window, device="cpu",
+                      callbacks=[lambda r: losses.append(r["loss"]) if r["event"] == "train" else None])
+    final = trainer.fit()
+    assert len(losses) == 60
+    assert losses[-1] < 0.2 * losses[0]
+    assert final["val_loss"] < 0.2 * losses[0]  # evaluated on that same window
+
+
+@pytest.mark.parametrize("attention", ["flash", "explicit"])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(make_model, train_config, tokens, tmp_path, attention):
+    """2N steps in one go == N steps, save, a fresh Trainer resuming, N more steps (dropout on, CPU)."""
+    train, val = tokens
+    cfg = train_config(max_steps=8, eval_interval=3)
+    shape = dict(dropout=0.2, attention=attention)
+
+    straight = Trainer(make_model(**shape), cfg, train, val, out_dir=tmp_path / "straight", device="cpu")
+    straight.fit()
+
+    first = Trainer(make_model(**shape), cfg, train, val, out_dir=tmp_path / "split", device="cpu")
+    first.fit(stop_after=4)
+    assert first.step == 4 and not weights_equal(first.model, straight.model)
+    torch.manual_seed(12345)  # whatever happens to the global RNG in between must not matter
+    torch.rand(100)
+
+    second = Trainer(make_model(seed=7, **shape), cfg, train, val, out_dir=tmp_path / "split", device="cpu")
+    second.resume(tmp_path / "split")
+    assert second.step == 4
+    second.fit()
+    assert second.step == straight.step == 8
+    assert weights_equal(second.model, straight.model)
+    opt_a, opt_b = straight.optimizer.state_dict()["state"], second.optimizer.state_dict()["state"]
+    assert all(torch.equal(opt_a[i]["exp_avg_sq"], opt_b[i]["exp_avg_sq"]) for i in opt_a)
+
+
+def test_dropout_makes_runs_differ_without_identical_rng(make_model, train_config, tokens):
+    """Control for the resume test: with dropout, a different RNG stream gives different weights."""
+    train, val = tokens
+    a = Trainer(make_model(dropout=0.2), train_config(max_steps=3), train, val, device="cpu")
+    a.fit()
+    b = Trainer(make_model(dropout=0.2), train_config(max_steps=3), train, val, device="cpu")
+    torch.manual_seed(999)  # the sampler keeps its own generator; only dropout's masks change
+    b.fit()
+    assert not weights_equal(a.model, b.model)
+
+
+def test_gradient_accumulation_equals_one_big_batch_model_level(make_model):
+    """k micro-batches of b, each loss scaled by 1/k, give the gradient of one batch of k*b."""
+    k, b, T = 4, 3, 16
+    model = make_model()
+    x = torch.randint(0, model.config.vocab_size, (k * b, T), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, model.config.vocab_size, (k * b, T), generator=torch.Generator().manual_seed(1))
+    model(x, y)[1].backward()
+    big = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    for i in range(k):
+        (model(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b])[1] / k).backward()
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, big[n], atol=1e-6, rtol=0, msg=n)
+
+
+def capture_one_step_gradients(trainer, batches):
+    """Run one trainer optimizer step on the given batches; return the gradients the optimizer would use."""
+    queue = list(batches)
+    trainer.sampler.next_batch = lambda device: queue.pop(0)
+    captured = {}
+
+    def record_instead_of_stepping(*args, **kwargs):
+        captured.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
+
+    trainer.optimizer.step = record_instead_of_stepping
+    loss = trainer._optimizer_step()
+    assert not queue
+    return loss, captured
+
+
+def test_gradient_accumulation_in_the_trainer_equals_one_big_batch(make_model, train_config, tokens):
+    train, val = tokens
+    k, b, T = 3, 2, 16
+    x = torch.randint(0, 37, (k * b, T), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 37, (k * b, T), generator=torch.Generator().manual_seed(1))
+    accum = Trainer(make_model(), train_config(batch_size=b, grad_accum_steps=k, grad_clip=None), train, val, device="cpu")
+    whole = Trainer(make_model(), train_config(batch_size=k * b, grad_clip=None), train, val, device="cpu")
+    loss_a, grads_a = capture_one_step_gradients(accum, [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(k)])
+    loss_w, grads_w = capture_one_step_gradients(whole, [(x, y)])
+    assert loss_a == pytest.approx(loss_w, rel=1e-6)
+    for n in grads_w:
+        torch.testing.assert_close(grads_a[n], grads_w[n], atol=1e-6, rtol=0, msg=n)
+
+
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(make_model, train_config, tokens, tmp_path):
+    train, val = tokens
+    trainer = Trainer(make_model(), train_config(max_steps=8), train, val, out_dir=tmp_path, device="cpu")
+    trainer.fit(stop_after=2)
+    good = (tmp_path / "last.pt").read_bytes()
+    with torch.no_grad():
+        trainer.model.transformer.ln_f.weight.fill_(float("nan"))
+    with pytest.raises(TrainingDiverged) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "nan" in message and "step 2" in message and "learning_rate" in message and str(tmp_path) in message
+    assert (tmp_path / "last.pt").read_bytes() == good
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+
+
+def test_nan_validation_loss_raises_and_keeps_the_last_good_checkpoint(make_model, train_config, tokens, tmp_path):
+    """Weights that go bad between a training step and an evaluation must not be saved as last.pt."""
+    train, val = tokens
+
+    def poison_at_step_4(record):
+        if record["event"] == "train" and record["step"] == 4:
+            with torch.no_grad():
+                trainer.model.transformer.ln_f.weight.fill_(float("nan"))
+
+    trainer = Trainer(make_model(), train_config(max_steps=8, eval_interval=2), train, val, out_dir=tmp_path,
+                      device="cpu", callbacks=[poison_at_step_4])
+    with pytest.raises(TrainingDiverged, match="nan"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 2
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(tmp_path / "last.pt")["model"].values())
+
+
+def test_metrics_end_with_the_final_validation_loss(make_model, train_config, tokens, tmp_path):
+    train, val = tokens
+    trainer = Trainer(make_model(), train_config(max_steps=6, eval_interval=2, log_interval=2), train, val,
+                      out_dir=tmp_path, device="cpu")
+    final = trainer.fit()
+    records = read_records(tmp_path)
+    assert records[-1] == final
+    assert records[-1]["event"] == "final" and records[-1]["step"] == 6
+    assert records[-1]["val_loss"] == pytest.approx(trainer.evaluate())
+    assert [r["step"] for r in records if r["event"] == "train"] == [2, 4, 6]
+    assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4]
+    best = min(r["val_loss"] for r in records if "val_loss" in r)
+    assert records[-1]["best_val_loss"] == pytest.approx(best)
+    assert load_checkpoint(tmp_path / "best.pt")["best_val_loss"] == pytest.approx(best)
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
+
+
+def test_ctrl_c_saves_last_pt_and_the_run_resumes_to_the_same_weights(make_model, train_config, tokens, tmp_path):
+    train, val = tokens
+    cfg = train_config(max_steps=6)
+
+    def interrupt_at_step_3(record):
+        if record["event"] == "train" and record["step"] == 3:
+            raise KeyboardInterrupt
+
+    interrupted = Trainer(make_model(dropout=0.1), cfg, train, val, out_dir=tmp_path / "run", device="cpu",
+                          callbacks=[interrupt_at_step_3])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
+    assert read_records(tmp_path / "run")[-1]["event"] == "interrupted"
+
+    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, out_dir=tmp_path / "run", device="cpu")
+    resumed.resume(tmp_path / "run" / "last.pt")
+    resumed.fit()
+    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    straight.fit()
+    assert weights_equal(resumed.model, straight.model)
+
+
+def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(make_model, train_config, tokens, tmp_path):
+    """SIGINT arriving inside a forward pass must not leave a half-done step in last.pt."""
+    train, val = tokens
+    cfg = train_config(max_steps=6)
+    model = make_model(dropout=0.1)
+    forward_calls = []
+
+    def send_sigint_during_the_third_forward(module, inputs, output):
+        forward_calls.append(1)
+        if len(forward_calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    hook = model.register_forward_hook(send_sigint_during_the_third_forward)
+    interrupted = Trainer(model, cfg, train, val, out_dir=tmp_path / "run", device="cpu")
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.fit()
+    hook.remove()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3, "the step that was running completes first"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"
+
+    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    resumed.resume(tmp_path / "run" / "last.pt")
+    resumed.fit()
+    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    straight.fit()
+    assert weights_equal(resumed.model, straight.model)
+
+
+def test_resuming_with_another_model_shape_is_refused(make_model, train_config, tokens, tmp_path):
+    train, val = tokens
+    Trainer(make_model(), train_config(max_steps=2, warmup_steps=1), train, val, out_dir=tmp_path, device="cpu").fit()
+    other = Trainer(make_model(n_layer=1), train_config(max_steps=2, warmup_steps=1), train, val, device="cpu")
+    with pytest.raises(ValueError, match="model config"):
+        other.resume(tmp_path)
+
+
+def test_sample_starts_with_the_prompt(make_model, train_config, tokens):
+    train, val = tokens
+    tokenizer = CharTokenizer([chr(ord("a") + i) for i in range(26)] + list("0123456789 "))
+    trainer = Trainer(make_model(), train_config(), train, val, tokenizer=tokenizer, device="cpu", sample_prompt="ab c")
+    text = trainer.sample(10)
+    assert text.startswith("ab c") and len(text) == 14
+    assert trainer.sample(10) == text  # seeded by the config
+    with pytest.raises(ValueError, match="tokenizer"):
+        Trainer(make_model(), train_config(), train, val, device="cpu").sample(5)
+
+
+def test_training_does_not_touch_the_token_arrays(make_model, train_config, tokens):
+    train, val = tokens
+    before = (train.copy(), val.copy())
+    Trainer(make_model(), train_config(max_steps=2, warmup_steps=1), train, val, device="cpu").fit()
+    np.testing.assert_array_equal(train, before[0])
+    np.testing.assert_array_equal(val, before[1])

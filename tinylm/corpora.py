@@ -1,0 +1,149 @@
+"""The course's datasets: where each comes from and how it becomes token files.
+
+Every `prepare_*` function is idempotent: it writes `train.bin`, `val.bin` and finally
+`meta.json` into its folder, and returns at once when `meta.json` already describes the same
+source and tokenizer. meta.json is written last, so its presence means the token files are
+complete; each file is itself written atomically.
+
+TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`, its train and
+validation splits), or as a 2 MiB sample of the train split (the first 2,316 stories) whose last
+stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline). GPT-2 BPE encoding runs in tiktoken's
+thread pool: its Rust core releases the GIL, so threads use every core without the start-method
+pitfalls of worker processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .data import TokenFileWriter, read_meta, read_tokens, write_meta, write_tokens
+from .download import RemoteFile, fetch
+from .mirror import mirror_dir
+from .paths import data_dir
+from .tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+
+TINY_SHAKESPEARE = RemoteFile(
+    url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    mirror_path="tinyshakespeare/input.txt",
+)
+
+# The first 2 MiB of TinyStories-train.txt (V1), as published in a public repository.
+TINYSTORIES_SAMPLE = RemoteFile(
+    url="https://raw.githubusercontent.com/gusjengis/toy-RNN/40f1854472f2e06a5a6e68703750bfbe016b4c50/data/tinystories_sample.txt",
+    sha256="5352b299dcb1a32898b2d779b145b5a05f3e1265953fd21c264c9f9f9c9ae33d",
+    mirror_path="tinystories/TinyStories-train_first2MiB.txt",
+)
+TINYSTORIES_HF = "roneneldan/TinyStories"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    folder: Path
+    train: np.ndarray
+    val: np.ndarray
+    tokenizer: object
+    meta: dict
+
+
+def _load(folder: Path, meta: dict) -> PreparedData:
+    return PreparedData(folder, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin"),
+                        tokenizer_from_dict(meta["tokenizer"]), meta)
+
+
+def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0.1) -> PreparedData:
+    """Download tinyshakespeare, map each character to an id, and split 90/10 into train.bin/val.bin."""
+    folder = Path(folder) if folder is not None else data_dir() / "shakespeare_char"
+    meta = read_meta(folder)
+    if meta is None or meta.get("source_sha256") != TINY_SHAKESPEARE.sha256 or meta.get("val_fraction") != val_fraction:
+        text = fetch(TINY_SHAKESPEARE, folder / "input.txt").read_text(encoding="utf-8")
+        tokenizer = CharTokenizer.from_text(text)
+        ids = np.array(tokenizer.encode(text))
+        split = int(len(ids) * (1 - val_fraction))
+        write_tokens(folder / "train.bin", ids[:split])
+        write_tokens(folder / "val.bin", ids[split:])
+        meta = {"source": TINY_SHAKESPEARE.url, "source_sha256": TINY_SHAKESPEARE.sha256, "val_fraction": val_fraction,
+                "tokenizer": tokenizer.to_dict(), "train_tokens": split, "val_tokens": len(ids) - split}
+        write_meta(folder, meta)
+    return _load(folder, meta)
+
+
+def split_stories(text: str) -> list[str]:
+    """Stories of a TinyStories .txt file: separated by <|endoftext|> lines; a cut-off last story is dropped."""
+    pieces = text.split("<|endoftext|>")
+    return [story.strip() for story in pieces[:-1] if story.strip()]
+
+
+def tokenize_stories(stories: Iterable[str], tokenizer: BPETokenizer, out: TokenFileWriter, total: int | None = None,
+                     chunk_size: int = 2048, threads: int | None = None, desc: str = "tokenizing") -> None:
+    """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`."""
+    threads = threads or os.cpu_count() or 1
+    with tqdm(total=total, unit="story", desc=desc) as bar:
+        for chunk in _chunks(stories, chunk_size):
+            encoded = tokenizer.encoding.encode_ordinary_batch(chunk, num_threads=threads)
+            out.append(np.fromiter((i for ids in encoded for i in (*ids, tokenizer.eot_token)), dtype=np.int64))
+            bar.update(len(chunk))
+            bar.set_postfix(tokens=f"{out.count:,}")
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05) -> PreparedData:
+    """TinyStories as GPT-2 tokens. source "hf" (the full dataset) or "sample" (the mirror's 2 MiB);
+    default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only."""
+    source = source or ("sample" if mirror_dir() is not None else "hf")
+    if source not in ("hf", "sample"):
+        raise ValueError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+    folder = Path(folder) if folder is not None else data_dir() / ("tinystories" if source == "hf" else "tinystories_sample")
+    tokenizer = BPETokenizer("gpt2")
+    wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path, "tokenizer": tokenizer.to_dict()}
+    meta = read_meta(folder)
+    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
+        return _load(folder, meta)
+
+    start = time.perf_counter()
+    if source == "sample":
+        stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
+        n_val = max(1, int(len(stories) * val_fraction))
+        splits = {"train": stories[:-n_val], "val": stories[-n_val:]}
+    else:
+        splits = _load_hf_tinystories()
+    counts = {}
+    for name, stories in splits.items():
+        with TokenFileWriter(folder / f"{name}.bin") as out:
+            tokenize_stories(stories, tokenizer, out, total=len(stories), desc=f"tokenizing {name}")
+        counts[f"{name}_tokens"], counts[f"{name}_stories"] = out.count, len(stories)
+    seconds = time.perf_counter() - start
+    meta = {**wanted, **counts, "seconds": round(seconds, 2),
+            "tokens_per_s": round((counts["train_tokens"] + counts["val_tokens"]) / seconds)}
+    write_meta(folder, meta)
+    return _load(folder, meta)
+
+
+def _load_hf_tinystories() -> dict[str, Iterable[str]]:
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(TINYSTORIES_HF)
+    except Exception as error:  # offline: ConnectionError, HF's OfflineModeIsEnabled, ...
+        raise RuntimeError(
+            f"could not load {TINYSTORIES_HF} from Hugging Face ({error}). Offline, set TINYLM_DATA_MIRROR to the "
+            "course's data mirror to train on its TinyStories sample (see README, 'Offline mirror')."
+        ) from error
+    return {"train": dataset["train"]["text"], "val": dataset["validation"]["text"]}

@@ -1,0 +1,38 @@
+"""Atomic file writes: readers see the old file or the complete new one, never a partial one.
+
+Bytes go to a temporary file in the destination's folder (same filesystem, so the final rename
+is atomic), are flushed to disk, get the permissions a normal file would get, and replace the
+destination in one `os.replace`. If anything fails first, the temporary file is removed and the
+destination is untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask  # what open() would give; mkstemp's 0600 would hide data from other users
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, _default_mode())
+        os.replace(tmp_name, path)
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
