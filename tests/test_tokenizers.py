@@ -1,5 +1,7 @@
 """Character and GPT-2 BPE tokenizers: round trips, persistence, and error messages."""
 
+import json
+import math
 import os
 
 import numpy as np
@@ -9,6 +11,7 @@ import torch
 from tinylm.tokenizers import (
     BPETokenizer,
     CharTokenizer,
+    TrimmedBPETokenizer,
     UnknownCharacterError,
     _use_mirror_tiktoken_cache,
     tokenizer_from_dict,
@@ -129,3 +132,49 @@ def test_bpe_finds_the_tiktoken_cache_in_the_mirror(monkeypatch, tmp_path):
 def test_char_decode_rejects_ids_outside_the_vocabulary(bad_id):
     with pytest.raises(ValueError, match="outside"):
         CharTokenizer(["a", "b", "c"]).decode([0, bad_id])
+
+
+KEPT_TEXT = "Once upon a time, a little cat sat on the mat."
+
+
+@pytest.fixture(scope="module")
+def trimmed(gpt2):
+    return TrimmedBPETokenizer.from_ids([*gpt2.encode(KEPT_TEXT), gpt2.eot_token])
+
+
+def test_trimmed_tokenizer_keeps_the_ids_it_was_built_from_in_gpt2_order(gpt2, trimmed):
+    assert trimmed.kept_ids == sorted(set(gpt2.encode(KEPT_TEXT)) | {gpt2.eot_token})
+    assert trimmed.vocab_size == len(trimmed.kept_ids) + 1 and trimmed.unk_id == len(trimmed.kept_ids)
+    assert trimmed.kept_ids[trimmed.eot_token] == gpt2.eot_token
+
+
+def test_trimmed_tokenizer_round_trips_text_whose_tokens_are_all_kept(gpt2, trimmed):
+    text = "Once upon a little cat sat on a mat."
+    ids = trimmed.encode(text)
+    assert len(ids) == len(gpt2.encode(text)) and max(ids) < trimmed.unk_id  # same tokenization, compact ids
+    assert [trimmed.kept_ids[i] for i in ids] == gpt2.encode(text)
+    assert trimmed.decode(ids) == text
+    assert trimmed.decode(torch.tensor(ids)) == text
+
+
+def test_trimmed_tokenizer_maps_tokens_it_dropped_to_unk(gpt2, trimmed):
+    text = "the cat sat on a dog."
+    ids = trimmed.encode(text)
+    unknown = [i for i, gpt2_id in enumerate(gpt2.encode(text)) if gpt2_id not in trimmed.kept_ids]
+    assert unknown and [i for i, t in enumerate(ids) if t == trimmed.unk_id] == unknown
+    assert trimmed.decode(ids).count("\N{REPLACEMENT CHARACTER}") == len(unknown)
+    np.testing.assert_array_equal(trimmed.compact(np.array(gpt2.encode(text), dtype=np.uint16)), ids)
+
+
+def test_trimmed_tokenizer_description_round_trips(trimmed):
+    description = trimmed.to_dict()
+    assert description["kind"] == "bpe-trimmed"
+    rebuilt = tokenizer_from_dict(json.loads(json.dumps(description)))  # JSON-safe, as in checkpoints
+    assert isinstance(rebuilt, TrimmedBPETokenizer) and rebuilt.kept_ids == trimmed.kept_ids
+    assert rebuilt.encode("the cat sat on a dog.") == trimmed.encode("the cat sat on a dog.")
+
+
+def test_trimmed_unk_penalty_spreads_unk_over_every_dropped_gpt2_token(trimmed):
+    assert trimmed.unk_penalty == pytest.approx(math.log(50257 - len(trimmed.kept_ids)))
+    with pytest.raises(ValueError, match="distinct"):
+        TrimmedBPETokenizer([1, 1])

@@ -3,7 +3,8 @@
 Each module is one concept: `config` (shapes and recipes), `model` and `attention` (the network),
 `tokenizers`, `data` and `download` (text to token files to batches), `optim` and `trainer` (the
 loop), `checkpoint`, `generate`, `plotting`, `tracks` (the course's datasets and presets per
-profile), and the command lines `tinylm.train`, `tinylm.sample` and `tinylm.bench`.
+profile), `eval` (loss and bits per byte of a checkpoint on a text), and the command lines
+`tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval` and `tinylm.bench`.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model

@@ -58,9 +58,30 @@ def _load(folder: Path, meta: dict) -> PreparedData:
                         tokenizer_from_dict(meta["tokenizer"]), meta)
 
 
+def default_folder(dataset: str, source: str | None = None) -> Path:
+    """Where `prepare_*` writes a dataset unless told otherwise: a folder of $TINYLM_DATA_DIR (or data/).
+
+    dataset "shakespeare-char" -> shakespeare_char/; "tinystories" -> tinystories/ (source "hf") or
+    tinystories_sample/ (source "sample"; see `tinystories_source` for the default).
+    """
+    if dataset == "shakespeare-char":
+        return data_dir() / "shakespeare_char"
+    if dataset == "tinystories":
+        return data_dir() / ("tinystories" if tinystories_source(source) == "hf" else "tinystories_sample")
+    raise ValueError(f"unknown dataset {dataset!r}: use 'shakespeare-char' or 'tinystories'")
+
+
+def tinystories_source(source: str | None = None) -> str:
+    """The TinyStories source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
+    source = source or ("sample" if mirror_dir() is not None else "hf")
+    if source not in ("hf", "sample"):
+        raise ValueError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+    return source
+
+
 def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0.1) -> PreparedData:
     """Download tinyshakespeare, map each character to an id, and split 90/10 into train.bin/val.bin."""
-    folder = Path(folder) if folder is not None else data_dir() / "shakespeare_char"
+    folder = Path(folder) if folder is not None else default_folder("shakespeare-char")
     meta = read_meta(folder)
     if meta is None or meta.get("source_sha256") != TINY_SHAKESPEARE.sha256 or meta.get("val_fraction") != val_fraction:
         text = fetch(TINY_SHAKESPEARE, folder / "input.txt").read_text(encoding="utf-8")
@@ -107,23 +128,21 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
 def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05) -> PreparedData:
     """TinyStories as GPT-2 tokens. source "hf" (the full dataset) or "sample" (the mirror's 2 MiB);
     default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only."""
-    source = source or ("sample" if mirror_dir() is not None else "hf")
-    if source not in ("hf", "sample"):
-        raise ValueError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
-    folder = Path(folder) if folder is not None else data_dir() / ("tinystories" if source == "hf" else "tinystories_sample")
+    source = tinystories_source(source)
+    folder = Path(folder) if folder is not None else default_folder("tinystories", source)
     tokenizer = BPETokenizer("gpt2")
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path, "tokenizer": tokenizer.to_dict()}
     meta = read_meta(folder)
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
         return _load(folder, meta)
 
-    start = time.perf_counter()
     if source == "sample":
         stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
         n_val = max(1, int(len(stories) * val_fraction))
         splits = {"train": stories[:-n_val], "val": stories[-n_val:]}
     else:
         splits = _load_hf_tinystories()
+    start = time.perf_counter()  # the tokenizer stage only: downloading and loading the text are not timed
     counts = {}
     for name, stories in splits.items():
         with TokenFileWriter(folder / f"{name}.bin") as out:

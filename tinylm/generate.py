@@ -27,8 +27,13 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     seed: int | None = None,
+    vocab_limit: int | None = None,
 ) -> torch.Tensor:
-    """idx (B, T) -> (B, T + max_new_tokens): the prompt followed by the sampled continuation."""
+    """idx (B, T) -> (B, T + max_new_tokens): the prompt followed by the sampled continuation.
+
+    `vocab_limit` excludes ids at or above it: the padding rows of an embedding rounded up to a
+    multiple of 64 are not tokens.
+    """
     _check_sampling_args(temperature, top_k)
     generator = None
     if seed is not None:
@@ -40,6 +45,8 @@ def generate(
         context = idx[:, -block_size:]  # (B, <=block_size)
         logits, _ = model(context)
         logits = logits[:, -1, :].float()  # (B, vocab): only the last position predicts the next token
+        if vocab_limit is not None:
+            logits[:, vocab_limit:] = float("-inf")
         if temperature == 0:
             next_id = logits.argmax(dim=-1, keepdim=True)
         else:
@@ -55,9 +62,9 @@ def generate(
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **sampling) -> str:
-    """Prompt text in, prompt + continuation out. An empty prompt starts from token 0."""
+    """Prompt text in, prompt + continuation out. An empty prompt starts from the end-of-text token (BPE) or id 0."""
     device = next(model.parameters()).device
-    ids = tokenizer.encode(prompt) or [0]
+    ids = tokenizer.encode(prompt) or [getattr(tokenizer, "eot_token", 0)]
     idx = torch.tensor([ids], dtype=torch.long, device=device)
-    out = generate(model, idx, max_new_tokens, **sampling)
+    out = generate(model, idx, max_new_tokens, vocab_limit=tokenizer.vocab_size, **sampling)
     return tokenizer.decode(out[0].tolist())

@@ -1,4 +1,4 @@
-"""Turning the trainer's records into lines a person reads in a terminal."""
+"""Turning the trainer's records, and the command lines' errors, into lines a person reads in a terminal."""
 
 from __future__ import annotations
 
@@ -22,3 +22,9 @@ def format_record(record: dict[str, Any]) -> str:
 
 def print_record(record: dict[str, Any]) -> None:
     print(format_record(record), flush=True)
+
+
+def format_error(error: BaseException) -> str:
+    """`error: <message>` on one line: the message up to its first line break (torch's load errors run on for paragraphs)."""
+    lines = str(error).strip().splitlines()
+    return f"error: {lines[0] if lines else type(error).__name__}"

@@ -32,7 +32,7 @@ def resolve_profile(profile: str | None = None) -> str:
     return chosen
 
 
-def resolve_device(device: str | None = None) -> torch.device:
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """The argument if given, else the first CUDA GPU, else Apple's MPS, else the CPU."""
     if device:
         return torch.device(device)

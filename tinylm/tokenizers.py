@@ -12,9 +12,12 @@ $TINYLM_DATA_MIRROR is set, so the same code runs on a laptop, in Colab and in a
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .mirror import mirror_dir
 
@@ -124,6 +127,62 @@ class BPETokenizer:
         return {"kind": "bpe", "encoding": self.encoding_name}
 
 
+class TrimmedBPETokenizer:
+    """GPT-2 tokenization with an output layer only as wide as the tokens a corpus uses.
+
+    A small model on a CPU spends most of its time in the 50,257-wide output layer, although a
+    corpus like TinyStories uses under 7,000 distinct GPT-2 tokens. Text is tokenized exactly as
+    GPT-2 does it; each kept GPT-2 id gets a compact id (its position in `kept_ids`), and every
+    other GPT-2 id becomes one <unk> id at the end.
+
+    Losses stay per GPT-2 token: <unk> stands for `dropped` GPT-2 tokens at once, so evaluation
+    spreads its probability evenly over them, i.e. adds `unk_penalty` = ln(dropped) nats to every
+    <unk> target. The result is the loss of a proper distribution over GPT-2's whole vocabulary.
+    """
+
+    def __init__(self, kept_ids: list[int], encoding_name: str = "gpt2"):
+        self.base = BPETokenizer(encoding_name)
+        self.kept_ids = [int(i) for i in kept_ids]
+        if len(set(self.kept_ids)) != len(self.kept_ids) or not all(0 <= i < self.base.vocab_size for i in self.kept_ids):
+            raise ValueError("kept_ids must be distinct ids of the base vocabulary")
+        self.unk_id = len(self.kept_ids)
+        self._compact = np.full(self.base.vocab_size, self.unk_id, dtype=np.int64)  # GPT-2 id -> compact id
+        self._compact[self.kept_ids] = np.arange(len(self.kept_ids))
+        dropped = self.base.vocab_size - len(self.kept_ids)
+        self.unk_penalty = math.log(dropped) if dropped > 1 else 0.0
+        self.eot_token = int(self._compact[self.base.eot_token])
+
+    @classmethod
+    def from_ids(cls, gpt2_ids, encoding_name: str = "gpt2") -> "TrimmedBPETokenizer":
+        """Keep the distinct ids of a token array (e.g. the training split), in GPT-2 order."""
+        return cls(np.unique(np.asarray(gpt2_ids)).tolist(), encoding_name)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.kept_ids) + 1
+
+    def compact(self, gpt2_ids):
+        """GPT-2 ids (any array) -> compact ids."""
+        return self._compact[np.asarray(gpt2_ids, dtype=np.int64)]
+
+    def encode(self, text: str) -> list[int]:
+        return self.compact(self.base.encode(text)).tolist()
+
+    def decode(self, ids) -> str:
+        pieces = [self.kept_ids[int(i)] if int(i) < self.unk_id else None for i in ids]
+        out, run = [], []
+        for gpt2_id in pieces:
+            if gpt2_id is None:
+                out.append(self.base.decode(run) + "\N{REPLACEMENT CHARACTER}")
+                run = []
+            else:
+                run.append(gpt2_id)
+        return "".join(out) + self.base.decode(run)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "bpe-trimmed", "encoding": self.base.encoding_name, "kept_ids": self.kept_ids}
+
+
 def padded_vocab_size(vocab_size: int, multiple: int = 64) -> int:
     """The embedding size to allocate: vocab_size rounded up to a multiple of 64, which matmul kernels run faster on."""
     return -(-vocab_size // multiple) * multiple
@@ -143,4 +202,6 @@ def tokenizer_from_dict(values: dict[str, Any]):
         return CharTokenizer(values["chars"])
     if kind == "bpe":
         return BPETokenizer(values.get("encoding", "gpt2"))
-    raise ValueError(f"unknown tokenizer description {values!r}: expected kind 'char' or 'bpe'")
+    if kind == "bpe-trimmed":
+        return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
+    raise ValueError(f"unknown tokenizer description {values!r}: expected kind 'char', 'bpe' or 'bpe-trimmed'")

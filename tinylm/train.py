@@ -58,8 +58,8 @@ def main(argv=None) -> dict:
     if args.overwrite and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
 
-    data = track.prepare()
-    model_cfg = build_model_config(model_preset, data.tokenizer)
+    data = track.prepare(profile)
+    model_cfg = build_model_config(model_preset, data.tokenizer, track.vocab_multiple)
     if args.resume:  # the saved run's own recipe wins, so the schedule continues unchanged
         saved = load_checkpoint(out / "last.pt")
         train_cfg = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]),

@@ -76,7 +76,7 @@ class Trainer:
         sample_prompt: str = "",
     ):
         self.cfg = cfg
-        self.device = resolve_device(device) if not isinstance(device, torch.device) else device
+        self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
         self.model = model.to(self.device)
         self.model_config: GPTConfig = model.config
@@ -182,7 +182,8 @@ class Trainer:
     # -- evaluation, samples, logging -------------------------------------------------------------
     def evaluate(self) -> float:
         return evaluate_loss(self.model, self.val_tokens, self.model_config.block_size, self.cfg.eval_batch_size,
-                             self.device, autocast(self.device, self.dtype))
+                             self.device, autocast(self.device, self.dtype),
+                             unk_id=getattr(self.tokenizer, "unk_id", None), unk_penalty=getattr(self.tokenizer, "unk_penalty", 0.0))
 
     def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
         val_loss = self.evaluate()

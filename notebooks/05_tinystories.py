@@ -1,0 +1,680 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 5 · TinyStories: a 51M-parameter story model
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/05_tinystories.ipynb)
+#
+# [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) is about two million short
+# stories written by GPT-3.5 and GPT-4 in the words a three- or four-year-old knows. Its authors showed
+# that models of a few tens of millions of parameters, far smaller than GPT-2, learn to write coherent
+# stories from it. This notebook takes the GPT of notebook 3 and the GPT-2 tokens of notebook 4 to that
+# data set, at the scale the `gpu` recipe trains: 51M parameters.
+#
+# **What you will learn**
+# - how a corpus becomes token files: GPT-2 BPE, an end-of-text token after each story, `uint16`
+#   files read as memory maps;
+# - what the stories look like in tokens: their lengths, Zipf's law, and how few of GPT-2's 50,257
+#   tokens they use;
+# - how a *trimmed* vocabulary makes a CPU run four times cheaper per token while its loss stays
+#   comparable, token for token, with GPT-2's full vocabulary;
+# - where the 51M parameters of the `gpu` model sit, and why its vocabulary is padded to 50,304;
+# - mixed precision (bf16, fp16 with a GradScaler, fp32) and gradient accumulation, with a check that
+#   accumulating micro-batches gives exactly the gradient of one big batch;
+# - bits per byte: the loss that compares models across tokenizers and against a compressor.
+#
+# **How long it takes**
+#
+# | profile | what runs | time |
+# |---|---|---|
+# | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | TIME_SMOKE |
+# | `cpu` (2-core laptop) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s on the 2 MiB sample | TIME_CPU |
+# | `gpu` | the 51M recipe: 40,000 steps of 32 × 32 sequences of 256 tokens on all of TinyStories | not measured |
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+
+# %%
+import bz2
+import dataclasses
+import json
+import lzma
+import math
+import time
+import zlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import tinylm
+import tinylm.eval
+from tinylm.plotting import LiveLossPlot
+from tinylm.tokenizers import TrimmedBPETokenizer, padded_vocab_size
+
+PROFILE = tinylm.resolve_profile()
+DEVICE = tinylm.resolve_device()
+SEED = 42
+print(f"profile {PROFILE}, device {DEVICE}")
+
+# %% [markdown]
+# ## From stories to token files
+#
+# `prepare()` turns the corpus into two token files, and the profile decides which corpus:
+#
+# - **`gpu`** (online): all of TinyStories from Hugging Face `datasets` (`roneneldan/TinyStories`,
+#   about 2.1M training stories and 22k validation stories).
+# - **`cpu` and `smoke`**, and any profile offline: the first 2 MiB of TinyStories' training file
+#   (2,316 stories, from the course's offline mirror when `TINYLM_DATA_MIRROR` is set). The last 5% of
+#   its stories are held out as validation.
+#
+# Each story is encoded with GPT-2's BPE (`tiktoken`, whose Rust core encodes chunks of 2,048 stories on
+# all cores at once) and followed by **one end-of-text token** (id 50256). Training windows are cut at
+# random offsets and often span two stories; the end-of-text token tells the model that what comes
+# before it is another story, and it teaches the model to end a story, which is how generation
+# will know to stop.
+#
+# The ids go to `train.bin` and `val.bin` as raw `uint16`: 2 bytes per token, enough for any id below
+# 65,536, half of what `int32` would take. `meta.json` is written last, so its presence means both files
+# are complete, and a second `prepare()` returns at once.
+
+# %%
+track = tinylm.get_track("tinystories")
+data = track.prepare(PROFILE)
+print(f"prepared in {data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
+      f"{sorted(p.name for p in data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
+print(json.dumps(data.meta, indent=2))
+
+# %% [markdown]
+# `seconds` and `tokens_per_s` time the tokenizer stage, both splits, when the files were written (on
+# whichever machine ran `prepare()` first): GPT-2 BPE in `tiktoken` encodes hundreds of thousands of
+# tokens per second per core, so even the full data set's 470M-odd tokens take minutes, not hours.
+#
+# ### Why a memory map
+#
+# The full training split is about 470M tokens, 0.9 GB. `np.memmap` does not read a file: it maps it
+# into the process's address space, and the operating system reads a 4 KiB page only when an index
+# touches it (and may drop it again when memory runs short). Opening costs the same for 1 MB or 100 GB,
+# and a batch of random windows reads only the pages under those windows. A slice of a memmap is
+# another view of the file; arithmetic, or a conversion such as `.astype(np.int64)`, makes an ordinary
+# array in memory.
+
+# %%
+gpt2 = tinylm.BPETokenizer("gpt2")
+gpt2_train = tinylm.data.read_tokens(data.folder / "train.bin")  # GPT-2 ids, as prepare() wrote them
+gpt2_val = tinylm.data.read_tokens(data.folder / "val.bin")
+size_on_disk = (data.folder / "train.bin").stat().st_size
+print(f"{type(gpt2_train).__name__} of {gpt2_train.dtype}, {len(gpt2_train):,} tokens, "
+      f"{size_on_disk:,} bytes on disk (2 per token), backed by {type(gpt2_train.base).__name__}")
+window = gpt2_train[:24]
+print(f"a slice is a {type(window).__name__} too: {window.tolist()}")
+print(repr(gpt2.decode(window)))
+print(f"what the Trainer gets in this profile: {type(data.train).__name__} of {data.train.dtype}, "
+      f"tokenizer {type(data.tokenizer).__name__}")
+
+# %% [markdown]
+# In the `gpu` profile the Trainer samples its windows straight from the memory-mapped GPT-2 ids. The
+# `cpu` and `smoke` profiles remap the ids of the 2 MiB sample once, into a small in-memory array of
+# *compact* ids (under 1 MB); the section on the trimmed vocabulary explains why.
+#
+# ## Looking at the data
+#
+# Statistics over the first 5M training tokens (all of the 2 MiB sample; a 1% slice of the full data
+# set, enough for stable numbers). First the length of each complete story, in GPT-2 tokens:
+
+# %%
+STATS_TOKENS = 5_000_000
+stats_ids = np.asarray(gpt2_train[:STATS_TOKENS], dtype=np.int64)
+ends = np.flatnonzero(stats_ids == gpt2.eot_token)  # one end-of-text token closes each story
+story_lengths = np.diff(ends, prepend=-1) - 1  # tokens between two end-of-text tokens
+cpu_block = track.recipe("cpu")[0].block_size
+gpu_block = track.recipe("gpu")[0].block_size
+
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.hist(story_lengths, bins=60, color="tab:blue", alpha=0.8)
+for block, name in [(cpu_block, "cpu"), (gpu_block, "gpu")]:
+    ax.axvline(block, color="black", ls="--", lw=1)
+    ax.text(block, ax.get_ylim()[1] * 0.9, f" {name} context", fontsize=8)
+ax.set_xlabel("story length (GPT-2 tokens)")
+ax.set_ylabel("stories")
+ax.set_title(f"{len(story_lengths):,} TinyStories stories")
+fig.tight_layout()
+plt.show()
+print(f"median {np.median(story_lengths):.0f} tokens, mean {story_lengths.mean():.0f}, "
+      f"90% of stories under {np.percentile(story_lengths, 90):.0f}")
+for block in (cpu_block, gpu_block):
+    print(f"stories longer than a context of {block}: {np.mean(story_lengths > block):.0%}")
+
+# %% [markdown]
+# A story is a couple of hundred tokens. The `gpu` model's 256-token context holds most stories from
+# their first sentence to their last; the `cpu` model's 128 tokens hold about two thirds of a typical
+# story, so towards the end it no longer sees how the story began.
+#
+# Next, how often each token occurs. Sort the tokens by frequency and plot frequency against rank on
+# log-log axes: text obeys **Zipf's law**, the frequency of the token of rank `r` falls roughly like
+# `1/r`, which is a straight line of slope −1 here.
+
+# %%
+counts = np.bincount(stats_ids, minlength=gpt2.vocab_size)  # occurrences of each GPT-2 id
+order = np.argsort(-counts, kind="stable")
+freqs = counts[order][counts[order] > 0] / counts.sum()
+ranks = np.arange(1, len(freqs) + 1)
+
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.loglog(ranks, freqs, label="TinyStories tokens")
+ax.loglog(ranks, freqs[0] / ranks, "--", color="gray", label="Zipf: frequency ∝ 1/rank")
+ax.set_xlabel("rank")
+ax.set_ylabel("frequency")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+print("most frequent:", ", ".join(f"{gpt2.decode([i])!r} {counts[i] / counts.sum():.1%}" for i in order[:10]))
+distinct = int((counts > 0).sum())
+coverage = np.cumsum(freqs)
+print(f"{distinct:,} of GPT-2's {gpt2.vocab_size:,} tokens occur ({distinct / gpt2.vocab_size:.0%}); "
+      f"{int((counts == 1).sum()):,} of them once")
+for share in (0.5, 0.9, 0.99):
+    print(f"the {int(np.searchsorted(coverage, share)) + 1:,} most frequent tokens make up {share:.0%} of the text")
+
+# %% [markdown]
+# About fifty tokens (punctuation, ` the`, ` and`, ` was`) make up half of the text, and the stories
+# use only a small part of GPT-2's vocabulary: GPT-2 learned its merges on web text, with tokens for
+# code, names, other languages and ` SolidGoldMagikarp`, none of which a story for a three-year-old
+# needs.
+#
+# ## A trimmed vocabulary for the CPU
+#
+# A model predicts a distribution over its whole vocabulary at every position. With GPT-2's 50,257
+# tokens, the output layer of a small model is most of its work. `TrimmedBPETokenizer` keeps GPT-2's
+# tokenization exactly but gives the model an output layer only as wide as the tokens the training
+# text uses:
+#
+# - the kept GPT-2 ids (those that occur in the training split) get **compact ids** 0, 1, 2, ... in
+#   GPT-2's order;
+# - every other GPT-2 id maps to one extra id, **`<unk>`**, which decodes to `�`.
+#
+# The `cpu` and `smoke` profiles train on compact ids. (For the `gpu` profile, which keeps all of GPT-2,
+# the cell below builds the same kind of tokenizer from the statistics above, to show what it would do.)
+
+# %%
+if isinstance(data.tokenizer, TrimmedBPETokenizer):
+    trimmed = data.tokenizer  # built by prepare() from the training split
+else:
+    trimmed = TrimmedBPETokenizer(np.flatnonzero(counts).tolist())
+print(f"{len(trimmed.kept_ids):,} kept GPT-2 tokens + <unk> = {trimmed.vocab_size:,} ids, "
+      f"embedding rows {padded_vocab_size(trimmed.vocab_size, track.vocab_multiple):,}")
+for text in ["Once upon a time, Lily found a shiny red ball.", "The quantum physicist ate sushi in Reykjavik."]:
+    ids = gpt2.encode(text)
+    print(f"\n{text!r}\n  GPT-2 ids:   {ids}\n  compact ids: {trimmed.compact(ids).tolist()}\n"
+          f"  decoded:     {trimmed.decode(trimmed.encode(text))!r}")
+
+# %% [markdown]
+# ### Keeping the loss per GPT-2 token
+#
+# A model that predicts `<unk>` has not said *which* of the dropped tokens comes next, so its loss on
+# `<unk>` targets is not comparable with a model that must name the token. The fix turns the trimmed
+# model into a proper distribution over all 50,257 GPT-2 tokens: the probability `p` it gives to
+# `<unk>` is shared evenly by the `dropped` GPT-2 tokens it stands for, so each gets `p / dropped`,
+# and the loss on such a target is
+#
+# $$-\ln\frac{p}{\text{dropped}} = -\ln p + \ln(\text{dropped}).$$
+#
+# Evaluation (`tinylm.data.evaluate_loss`, which the Trainer calls) adds this **unk penalty**
+# `ln(dropped)` to every `<unk>` target. The probabilities of the kept tokens plus the `<unk>` share of
+# every dropped token sum to 1, so the loss is that of a real GPT-2-token model, directly comparable
+# with an untrimmed one; if anything it is pessimistic, since the trimmed model cannot prefer one
+# dropped token over another (and the few padding rows of its embedding take a little probability
+# too). How often does the penalty apply? Only for validation tokens that never occur in the training
+# text:
+
+# %%
+val_unk = trimmed.compact(gpt2_val) == trimmed.unk_id
+dropped = gpt2.vocab_size - len(trimmed.kept_ids)
+print(f"unk penalty ln({dropped:,}) = {trimmed.unk_penalty:.2f} nats")
+print(f"<unk> targets in the validation split: {val_unk.sum():,} of {len(gpt2_val):,} ({val_unk.mean():.2%})")
+print(f"the penalty adds {val_unk.mean() * trimmed.unk_penalty:.3f} nats to the mean validation loss")
+print("some of them:", sorted({gpt2.decode([i]) for i in np.asarray(gpt2_val)[val_unk][:12]}))
+
+# %% [markdown]
+# Rare words and names, under 1% of the validation tokens: the price is small, because the kept
+# tokens are exactly the ones the model could learn something about from this training text anyway.
+#
+# ### Why it matters on a CPU
+#
+# Training costs about 6 FLOPs per weight per token (2 forward, 4 backward) plus the attention scores
+# (`GPT.flops_per_token`). With tied weights the output layer is the embedding matrix used as a
+# `V × C` matmul, `6·V·C` FLOPs per token. For the `cpu` recipe's shape (4 layers, 128 wide, context
+# 128), computed on PyTorch's `meta` device (shapes only, no memory):
+
+# %%
+cpu_preset, cpu_train_cfg = track.recipe("cpu")
+rows = [("GPT-2 (full)", padded_vocab_size(gpt2.vocab_size, track.vocab_multiple)),
+        ("trimmed", padded_vocab_size(trimmed.vocab_size, track.vocab_multiple))]
+print("| vocabulary   | rows   | parameters | output layer MFLOP/token | rest MFLOP/token | output share "
+      "| logits per batch (fp32) |")
+print("|--------------|--------|------------|--------------------------|------------------|--------------"
+      "|-------------------------|")
+for name, rows_ in rows:
+    with torch.device("meta"):
+        probe = tinylm.GPT(dataclasses.replace(cpu_preset, vocab_size=rows_))
+    total, head = probe.flops_per_token(), 6 * rows_ * cpu_preset.n_embd
+    logits_mb = cpu_train_cfg.batch_size * cpu_preset.block_size * rows_ * 4 / 1e6
+    print(f"| {name:<12} | {rows_:>6,} | {probe.num_parameters() / 1e6:>8.2f}M | {head / 1e6:>24.1f} | "
+          f"{(total - head) / 1e6:>16.1f} | {head / total:>12.0%} | {logits_mb:>20,.0f} MB |")
+
+# %% [markdown]
+# With GPT-2's full vocabulary, seven eighths of every training step would go to the output layer, and
+# each batch's logits alone (and as many again for their gradient) would be over 400 MB of memory
+# traffic. Trimmed, the four transformer blocks get half of the compute, and a step costs about a
+# quarter as much: as far as FLOPs decide it, the same two cores read four times as many tokens per
+# second. On a GPU the balance is different (the `gpu` model's blocks are far wider, and matmuls are
+# cheap), so the `gpu` recipe keeps GPT-2's whole vocabulary.
+#
+# ## The 51M-parameter model
+#
+# The `gpu` recipe: 8 layers, 8 heads, 512 wide, a context of 256, and GPT-2's vocabulary. Count its
+# parameters by hand first, as in notebook 3. Per block: two LayerNorms (`2C` each), attention's `c_attn`
+# (`C × 3C + 3C`) and `c_proj` (`C × C + C`), and the MLP's `c_fc` (`C × 4C + 4C`) and `c_proj`
+# (`4C × C + C`): `12C² + 13C` in all. Around the blocks: the token embedding (`V × C`), the position
+# embedding (`T × C`) and the final LayerNorm (`2C`); the head shares the token embedding's matrix.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gpu_preset, gpu_train_cfg = track.recipe("gpu")
+gpu_cfg = tinylm.tracks.build_model_config(gpu_preset, gpt2, track.vocab_multiple)
+
+
+def count_parameters(cfg: tinylm.GPTConfig) -> int:
+    C, V, T, L = cfg.n_embd, cfg.vocab_size, cfg.block_size, cfg.n_layer
+    per_block = 2 * (2 * C) + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    return V * C + T * C + L * per_block + 2 * C
+
+
+C, V, T, L = gpu_cfg.n_embd, gpu_cfg.vocab_size, gpu_cfg.block_size, gpu_cfg.n_layer
+parts = {"token embedding = tied head (V x C)": V * C, "position embedding (T x C)": T * C,
+         f"{L} blocks ({L} x (12C² + 13C))": L * (12 * C * C + 13 * C), "final LayerNorm (2C)": 2 * C}
+big_model = tinylm.GPT(gpu_cfg)
+assert count_parameters(gpu_cfg) == sum(parts.values()) == big_model.num_parameters()
+print(f"vocabulary {gpt2.vocab_size:,} padded to a multiple of {track.vocab_multiple}: {V:,} rows")
+for name, n in parts.items():
+    print(f"{name:>36}: {n:>11,} ({n / big_model.num_parameters():5.1%})")
+print(f"{'total':>36}: {big_model.num_parameters():>11,}")
+print(f"training FLOPs per token: {big_model.flops_per_token() / 1e6:.0f}M")
+del big_model  # frees its 200 MB at once: nothing else refers to it
+
+# %% [markdown]
+# Half of the 51M parameters are the embedding table. Scaling-law papers count parameters without it,
+# since looking up a row costs next to nothing; by that count this is a 25M-parameter model, and the
+# table's real cost is its use as the output layer: 6 × 50,304 × 512 = 155M of the 318M training FLOPs
+# per token.
+#
+# **Why 50,304 rows.** GPU matrix-multiply kernels work on tiles of 64 or 128 columns. An output layer of
+# 50,257 columns leaves a ragged last tile that falls back to slower code; 50,304 = 786 × 64 divides
+# evenly. The 47 extra rows are never a target, so training pushes their probability towards zero,
+# and `generate` masks them out (`vocab_limit`). The cost is 47 × 512 = 24,064 parameters, 0.05%.
+#
+# The model is not trained here: at 51M parameters and 262k tokens per step, its recipe needs a GPU.
+#
+# ## Mixed precision
+#
+# A floating-point number has an exponent (its range) and a mantissa (its precision). **fp32** has 8
+# exponent and 23 mantissa bits. **bf16** keeps fp32's 8 exponent bits and only 7 mantissa bits: the same
+# range, two to three significant digits. **fp16** has 5 exponent and 10 mantissa bits: more precise than
+# bf16 but its range ends at 65,504, and below about 6·10⁻⁸ everything is zero.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("| dtype    | bits | epsilon (precision) | largest   | smallest normal |")
+print("|----------|------|---------------------|-----------|-----------------|")
+for dtype in (torch.float32, torch.bfloat16, torch.float16):
+    info = torch.finfo(dtype)
+    print(f"| {str(dtype).removeprefix('torch.'):<8} | {info.bits:>4} | {info.eps:>19.2e} | {info.max:>9.2e} | {info.tiny:>15.2e} |")
+for value in (1e-8, 1 + 1e-3, 70_000.0):
+    print(f"{value!r:>8} as " + ", ".join(f"{str(dt).removeprefix('torch.')} {torch.tensor(value, dtype=dt).item():.6g}"
+                                         for dt in (torch.float32, torch.bfloat16, torch.float16)))
+
+# %% [markdown]
+# GPUs multiply 16-bit matrices many times faster than fp32 ones, and 16-bit activations halve the
+# memory traffic. Under `torch.autocast` the matmuls run in 16 bits while the weights, their gradients
+# and AdamW's moments stay in fp32, and the precision-sensitive steps (softmax, LayerNorm, and the loss,
+# for which the model casts the logits to fp32) run in fp32. What each precision needs:
+#
+# - **bf16** (A100, H100, RTX 30xx and later): nothing more. A gradient of 10⁻⁸ is a gradient.
+# - **fp16** (T4, V100): small gradients underflow to zero, as 10⁻⁸ did above. A **GradScaler**
+#   multiplies the loss by a scale `S` (65,536 to start) before `backward`, so every gradient is `S`
+#   times larger and stays representable, divides them by `S` again (`unscale_`) before clipping and the
+#   optimizer step, and skips the step and halves `S` when a gradient overflowed to inf or NaN. After
+#   2,000 good steps in a row it doubles `S` again. The Trainer counts the skipped steps.
+# - **fp32** on a CPU: CPUs mostly lack fast 16-bit matmuls (on this course's 2-core machine bf16
+#   autocast was about 30 times slower), so there is no autocast at all.
+#
+# `tinylm.resolve_dtype` chooses bf16 where the GPU supports it, else fp16 with a GradScaler, else fp32:
+
+# %%
+dtype = tinylm.resolve_dtype(DEVICE)
+print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.needs_grad_scaler(DEVICE, dtype) else 'off'}")
+
+# %% [markdown]
+# ## Gradient accumulation
+#
+# The `gpu` recipe takes each optimizer step on `batch_size × grad_accum_steps` = 32 × 32 sequences of 256
+# tokens, a batch large enough for a steady gradient. It does not fit in memory at once: one
+# micro-batch of 32 sequences already has 32 × 256 × 50,304 = 412M logits, 0.8 GB in bf16 before their
+# fp32 copies and gradients. So the Trainer runs 32 micro-batches one after another, calls `backward`
+# on each, and lets PyTorch **add** their gradients into each parameter's `.grad`; then it clips and
+# steps once.
+#
+# Each micro-batch's loss is a mean over its own tokens, so the sum of 32 such gradients is 32 times
+# the gradient of the mean over all of them. Dividing each micro-batch's loss by the number of
+# micro-batches makes the sum exactly the big batch's gradient (this needs every micro-batch to have
+# the same number of targets, which fixed-length windows do). Check it on a tiny model: four
+# micro-batches of 2 sequences against one batch of 8.
+
+# %%
+torch.manual_seed(0)
+tiny = tinylm.GPT(tinylm.GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_embd=16))  # no dropout
+x, y = torch.randint(50, (8, 8)), torch.randint(50, (8, 8))
+
+
+def gradients(micro_batches: int, scale: bool = True) -> list[torch.Tensor]:
+    tiny.zero_grad(set_to_none=True)
+    for xb, yb in zip(x.chunk(micro_batches), y.chunk(micro_batches)):
+        _, loss = tiny(xb, yb)
+        (loss / micro_batches if scale else loss).backward()  # .grad accumulates across calls
+    return [p.grad.clone() for p in tiny.parameters()]
+
+
+one_batch, accumulated, unscaled = gradients(1), gradients(4), gradients(4, scale=False)
+assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(one_batch, accumulated))
+assert all(torch.allclose(4 * a, b, rtol=1e-5, atol=1e-6) for a, b in zip(one_batch, unscaled))
+print(f"1 batch of 8 vs 4 micro-batches of 2 with loss / 4: largest difference "
+      f"{max((a - b).abs().max().item() for a, b in zip(one_batch, accumulated)):.1e} (rounding)")
+print("without the / 4 every gradient is 4 times too large")
+
+# %% [markdown]
+# The Trainer's step is this loop, with the GradScaler around it:
+# `self.scaler.scale(loss / cfg.grad_accum_steps).backward()` for each micro-batch, then one clip and one
+# AdamW step on the summed gradient.
+#
+# ## Training
+#
+# Now train the profile's recipe. In the `cpu` profile the notebook stops after 200 s (`max_seconds`; the
+# cosine schedule then follows the clock and still ends at the low learning rate), so it runs in under
+# five minutes; the `gpu` profile trains the full recipe, which takes hours (set `TIME_LIMIT` to stop
+# earlier). The trainer evaluates on the whole validation split, with the unk penalty when the vocabulary
+# is trimmed. The training loss, computed on compact ids, has no penalty: with a trimmed vocabulary the
+# validation loss carries about 0.07 nats that the training loss does not.
+
+# %%
+TIME_LIMIT = {"smoke": None, "cpu": 200, "gpu": None}[PROFILE]  # seconds of training; None: the recipe's max_steps
+model_preset, train_cfg = track.recipe(PROFILE)
+if TIME_LIMIT is not None:
+    train_cfg = dataclasses.replace(train_cfg, max_seconds=TIME_LIMIT)
+tokenizer = data.tokenizer
+model_cfg = tinylm.tracks.build_model_config(model_preset, tokenizer, track.vocab_multiple)
+print(model_cfg)
+print(train_cfg)
+model = tinylm.GPT(model_cfg)
+print(f"{model.num_parameters():,} parameters; {train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size:,} "
+      "tokens per optimizer step")
+
+# %%
+run_dir = tinylm.paths.runs_dir() / f"notebook-05-{PROFILE}"
+for stale in ("metrics.jsonl", "best.pt", "last.pt"):  # a fresh run each time the notebook runs
+    (run_dir / stale).unlink(missing_ok=True)
+
+live_plot = LiveLossPlot(title=f"tinystories, {PROFILE} profile")
+trainer = tinylm.Trainer(model, train_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer,
+                         device=DEVICE, callbacks=[live_plot], sample_prompt=track.sample_prompt)
+start = time.perf_counter()
+final = trainer.fit()
+seconds = time.perf_counter() - start
+tokens_seen = trainer.step * train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size
+print(f"trained {trainer.step:,} steps in {seconds:.0f} s: {tokens_seen:,} tokens "
+      f"({tokens_seen / len(data.train):.2f} passes over the training split)")
+print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token")
+
+# %% [markdown]
+# ## Stories
+#
+# Sample from a few prompts with a temperature of 0.8 and top-k 40 (notebook 3): a little sharper than the
+# model's own distribution, and never one of its long tail of unlikely tokens. A story ends where the model
+# writes the end-of-text token, so the text is cut there.
+
+# %%
+prompts = ["Once upon a time", "Lily and Tom went to the park", "The little dog was sad because"]
+for i, prompt in enumerate(prompts):
+    text = tinylm.generate_text(model, tokenizer, prompt, max_new_tokens=150, temperature=0.8, top_k=40, seed=SEED + i)
+    story = text.split("<|endoftext|>")[0]
+    print(f"=== {prompt!r} ===\n{story}\n")
+
+# %% [markdown]
+# A `�` in a sample is a `<unk>` the model chose: it knows that a rare word comes next, not which one.
+# Judge the stories against the loss and the number of tokens the model has read: the smoke model has
+# seen a few thousand tokens and strings frequent ones together. The TinyStories paper found that models
+# learn the stories' grammar first and keeping the plot and the characters consistent later, and that
+# the consistency needs the larger models.
+#
+# ## Bits per byte
+#
+# The validation loss is in nats per GPT-2 token. That is fine for comparing runs with the same tokenizer,
+# but not across tokenizers: a tokenizer with longer tokens makes fewer predictions, each of them harder.
+# The character model of notebook 3 predicts one character at a time; a GPT-2 token of TinyStories covers
+# about four. What does not depend on the tokenizer is the text itself, so divide the total loss by the
+# number of **bytes** it encodes, and convert nats to bits:
+#
+# $$\text{bits per byte} = \frac{\text{loss per token} \times \text{tokens}}{\ln 2 \times \text{bytes}}.$$
+#
+# This is also the size the model would compress the text to: an arithmetic coder driven by the model's
+# probabilities needs `−log₂ p` bits per token, so bits per byte can be compared with `gzip` or `xz`
+# directly. tinyshakespeare is plain ASCII, one byte per character, so notebook 3's loss in nats per
+# character divided by ln 2 is already its bits per byte; bear in mind that Shakespeare is much harder to
+# predict than TinyStories, so across texts the number measures the text as well as the model.
+#
+# The bytes of the validation split: decode its GPT-2 ids with the base tokenizer, counting each
+# end-of-text token as one byte, a separator, as a newline would be in a text file. The first token is
+# never a target (nothing precedes it), so its bytes do not count.
+
+# %%
+val_ids = np.asarray(gpt2_val, dtype=np.int64)
+newline = gpt2.encode("\n")[0]
+val_bytes = gpt2.encoding.decode_bytes(np.where(val_ids == gpt2.eot_token, newline, val_ids).tolist())
+scored_tokens = len(val_ids) - 1
+scored_bytes = len(val_bytes) - len(gpt2.encoding.decode_bytes(val_ids[:1].tolist()))
+print(f"validation: {len(val_ids):,} tokens, {len(val_bytes):,} bytes, {len(val_bytes) / len(val_ids):.2f} bytes per token")
+
+
+def to_bits_per_byte(loss_per_token: float) -> float:
+    return loss_per_token * scored_tokens / (math.log(2) * scored_bytes)
+
+
+# Baselines: a uniform guess over GPT-2's vocabulary, and unigram frequencies from the training tokens (add-one smoothed).
+unigram_log_probs = np.log((counts + 1) / (counts.sum() + gpt2.vocab_size))
+baselines = {"uniform over 50,257 tokens": math.log(gpt2.vocab_size),
+             "unigram (token frequencies)": -unigram_log_probs[val_ids[1:]].mean()}
+print("\n| model                        | nats per GPT-2 token | bits per byte |")
+print("|------------------------------|----------------------|---------------|")
+for name, loss in baselines.items():
+    print(f"| {name:<28} | {loss:>20.3f} | {to_bits_per_byte(loss):>13.3f} |")
+for name, compress in [("zlib -9", lambda b: zlib.compress(b, 9)), ("bzip2", bz2.compress),
+                       ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))]:
+    print(f"| {name + ' (compressor)':<28} | {'':>20} | {len(compress(val_bytes)) * 8 / len(val_bytes):>13.3f} |")
+bits_per_byte = to_bits_per_byte(final["val_loss"])
+print(f"| {'this GPT (' + PROFILE + ' profile)':<28} | {final['val_loss']:>20.3f} | {bits_per_byte:>13.3f} |")
+
+# %% [markdown]
+# The compressors start from nothing and learn the statistics of the validation text as they read it;
+# the model (and the unigram baseline) arrive with what they learned from the training stories, so the
+# comparison favours them. Still, a model below `bzip2`'s bits per byte has learned something about
+# stories that a general-purpose compressor does not find.
+#
+# The package does this for any text: `tinylm.eval.text_loss(model, tokenizer, text)` encodes the text,
+# scores every token (the first one predicted from an end-of-text token, as a story starts in training), and
+# counts the text's UTF-8 bytes. From a terminal, `python -m tinylm.eval loss --ckpt runs/<run> --text
+# story.txt` does the same for a checkpoint. Score the first validation stories one by one, as standalone
+# texts, and add up their nats and bytes. The result is close to the split's but not equal: each story is
+# scored without the story before it, its closing end-of-text token is not a target, and there are no
+# separator bytes.
+
+# %%
+EVAL_STORIES = 200
+story_ids = np.split(val_ids, np.flatnonzero(val_ids == gpt2.eot_token) + 1)  # each ends with an end-of-text token
+stories = [gpt2.decode(ids[:-1]) for ids in story_ids if len(ids) > 1 and ids[-1] == gpt2.eot_token][:EVAL_STORIES]
+results = [tinylm.eval.text_loss(model, tokenizer, story) for story in stories]
+nats, tokens, n_bytes = (sum(result[key] for result in results) for key in ("nats", "tokens", "bytes"))
+print(f"first story: {results[0]['tokens']} tokens, {results[0]['bytes']} bytes, "
+      f"{results[0]['loss']:.3f} nats per token, {results[0]['bits_per_byte']:.3f} bits per byte")
+print(f"{len(stories)} stories: {tokens:,} tokens, {n_bytes:,} bytes, {nats / tokens:.3f} nats per token, "
+      f"{nats / math.log(2) / n_bytes:.3f} bits per byte (the whole split: {bits_per_byte:.3f})")
+
+# %% [markdown]
+# ## What the recipes reach
+#
+# Measured numbers only: validation loss over the whole validation split, in nats per GPT-2 token (with
+# the unk penalty for the trimmed vocabulary), and bits per byte. The cpu row is a command-line run,
+# `python -m tinylm.train tinystories --profile cpu --max-seconds 300`, which trains 100 s longer than
+# this notebook does.
+#
+# | recipe | model | data and training | result |
+# |---|---|---|---|
+# | `cpu` (2 cores, 300 s CLI run) | 4 layers × 128, trimmed vocabulary (1.7M parameters) | the 2 MiB sample, 16 × 128 tokens per step | RESULT_CPU_300S |
+# | `gpu` (51M recipe) | 8 layers × 512, vocabulary 50,304 (51.1M parameters) | all of TinyStories, 40,000 steps of 32 × 32 × 256 tokens | not measured (no GPU was available) |
+#
+# ## Exercises
+#
+# Complete each function (replace `raise NotImplementedError`), then run the check below it.
+#
+# **1. The unk penalty.** Given a trimmed model's logits `(N, kept + 1)` (the last column is `<unk>`),
+# compact targets `(N,)`, the `<unk>` id and the penalty, return the mean loss per GPT-2 token: the
+# cross-entropy, plus `unk_penalty` for each target that is `<unk>`. The check builds the full
+# distribution over a toy base vocabulary, with `<unk>`'s probability shared evenly by the dropped
+# tokens, and compares.
+
+# %%
+from tinylm.exercises import check
+
+
+def loss_per_gpt2_token(logits: torch.Tensor, targets: torch.Tensor, unk_id: int, unk_penalty: float) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def test_loss_per_gpt2_token():
+    generator = torch.Generator().manual_seed(0)
+    base_vocab, kept = 12, [0, 3, 4, 7, 11]  # a toy "GPT-2" of 12 tokens, 5 of them kept, 7 dropped
+    dropped = [i for i in range(base_vocab) if i not in kept]
+    to_compact = torch.full((base_vocab,), len(kept))
+    to_compact[kept] = torch.arange(len(kept))
+    logits = torch.randn(64, len(kept) + 1, generator=generator)
+    base_targets = torch.randint(base_vocab, (64,), generator=generator)
+    probs = logits.softmax(dim=-1)
+    full = torch.empty(64, base_vocab)
+    full[:, kept] = probs[:, :-1]
+    full[:, dropped] = probs[:, -1:] / len(dropped)  # <unk>'s probability, shared evenly
+    assert torch.allclose(full.sum(dim=-1), torch.ones(64)), "a proper distribution over the base vocabulary"
+    expected = -full.log().gather(1, base_targets[:, None]).mean()
+    loss = loss_per_gpt2_token(logits, to_compact[base_targets], len(kept), math.log(len(dropped)))
+    assert torch.allclose(torch.as_tensor(loss, dtype=torch.float32), expected, atol=1e-5), \
+        f"{float(loss):.4f} != {expected:.4f}: add unk_penalty to the loss of every <unk> target, then average"
+
+
+check(test_loss_per_gpt2_token)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def loss_per_gpt2_token(logits, targets, unk_id, unk_penalty):
+#     losses = F.cross_entropy(logits, targets, reduction="none")
+#     return (losses + unk_penalty * (targets == unk_id)).mean()
+# ```
+# </details>
+#
+# **2. Any model's size.** Generalise `count_parameters` to every `GPTConfig`: with `bias=False` the
+# Linear layers and LayerNorms have no biases, and with `tie_weights=False` the head is a matrix of its
+# own.
+
+# %%
+def count_parameters_any(cfg: tinylm.GPTConfig) -> int:
+    raise NotImplementedError
+
+
+def test_count_parameters_any():
+    configs = [gpu_cfg, tinylm.GPT2_124M, dataclasses.replace(gpu_cfg, bias=False),
+               dataclasses.replace(gpu_cfg, tie_weights=False),
+               tinylm.GPTConfig(vocab_size=6912, block_size=128, n_layer=4, n_head=4, n_embd=128, bias=False, tie_weights=False)]
+    for cfg in configs:
+        with torch.device("meta"):
+            expected = tinylm.GPT(cfg).num_parameters()
+        assert count_parameters_any(cfg) == expected, f"{cfg}: {count_parameters_any(cfg):,} != {expected:,}"
+    assert count_parameters_any(tinylm.GPT2_124M) == 124_439_808
+
+
+check(test_count_parameters_any)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def count_parameters_any(cfg):
+#     C, V, T, L, b = cfg.n_embd, cfg.vocab_size, cfg.block_size, cfg.n_layer, int(cfg.bias)
+#     layer_norm = C + b * C
+#     per_block = 2 * layer_norm + (3 * C * C + b * 3 * C) + (C * C + b * C) + (4 * C * C + b * 4 * C) + (4 * C * C + b * C)
+#     head = 0 if cfg.tie_weights else V * C
+#     return V * C + T * C + L * per_block + layer_norm + head
+# ```
+# </details>
+#
+# **3. How much the gpu recipe reads.** Return the number of tokens one optimizer step trains on, and the
+# number of passes over a data set of `dataset_tokens` tokens that `steps` such steps make. TinyStories'
+# training split is roughly 470M GPT-2 tokens.
+
+# %%
+def tokens_per_step(model_cfg: tinylm.GPTConfig, train_cfg: tinylm.TrainConfig) -> int:
+    raise NotImplementedError
+
+
+def epochs(steps: int, tokens_per_step: int, dataset_tokens: int) -> float:
+    raise NotImplementedError
+
+
+def test_tokens_and_epochs():
+    assert tokens_per_step(*track.recipe("cpu")) == 16 * 128
+    assert tokens_per_step(gpu_cfg, gpu_train_cfg) == 2**18, "micro-batches x accumulation steps x context"
+    assert math.isclose(epochs(gpu_train_cfg.max_steps, 2**18, 470_000_000), 40_000 * 2**18 / 470e6)
+    assert math.isclose(epochs(1, 1000, 500), 2.0)
+
+
+check(test_tokens_and_epochs)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def tokens_per_step(model_cfg, train_cfg):
+#     return train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size
+#
+# def epochs(steps, tokens_per_step, dataset_tokens):
+#     return steps * tokens_per_step / dataset_tokens
+# ```
+#
+# 262,144 tokens per step; 40,000 steps read about 10.5B tokens, some 22 passes over TinyStories. At
+# 318M FLOPs per token that is about 3.3·10¹⁸ FLOPs of training.
+# </details>

@@ -1,0 +1,149 @@
+"""Command line: measure a trained checkpoint.
+
+    python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt [--batch-size 8] [--device cpu] [--json]
+
+`loss` scores a text file with the checkpoint's own tokenizer and prints the mean next-token loss
+(nats per token), the numbers of tokens and UTF-8 bytes scored, and bits per byte: the total
+loss in nats / ln 2 / bytes. The loss per token depends on the tokenizer (a character is easier to
+guess than a word piece); bits per byte does not, so it is the number that compares a character
+model with a BPE model on the same text.
+
+What is scored: a BPE model predicts every token of the text, the first from its end-of-text
+token (a document in the training data starts after one), so the bytes are all of the text's. A
+character model has no such token: the first character is only context, and its bytes are not
+counted. A text longer than the model's context is cut into non-overlapping windows
+(`tinylm.data.evaluation_windows`), each token scored exactly once, as the validation loss is
+during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra, so the loss
+stays per GPT-2 token. Evaluation runs in float32.
+
+--ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, find_checkpoint, load_model
+from .data import evaluate_loss_sum
+from .logging import format_error
+from .runtime import resolve_device
+
+
+def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
+              autocast_ctx=None) -> dict[str, Any]:
+    """Score `text` with `model`: {"loss": nats per token, "nats": total, "tokens", "bytes", "bits_per_byte"}.
+
+    `tokens` counts the predicted tokens and `bytes` the UTF-8 bytes they cover (see the module
+    docstring for which ones): bits_per_byte = nats / ln 2 / bytes. `device` defaults to the
+    model's; `batch_size` is the number of context windows per forward pass.
+    """
+    eot = getattr(tokenizer, "eot_token", None)
+    ids = tokenizer.encode(text)
+    if eot is not None:  # BPE: the end-of-text token is the context of the first token
+        ids, scored_text = [eot, *ids], text
+        if len(ids) < 2:
+            raise ValueError("the text is empty: there is nothing to score")
+    else:  # characters: the first one is only context
+        scored_text = text[1:]
+        if len(ids) < 2:
+            raise ValueError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
+                             "(the first is only context for the second)")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only {model.config.vocab_size:,}; "
+                         "use the checkpoint's own tokenizer")
+    if device is None:  # the model's own device
+        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+        device = tensor.device if tensor is not None else "cpu"
+    nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
+                                    autocast_ctx, unk_id=getattr(tokenizer, "unk_id", None),
+                                    unk_penalty=getattr(tokenizer, "unk_penalty", 0.0))
+    num_bytes = len(scored_text.encode("utf-8"))
+    return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
+            "bits_per_byte": nats / math.log(2) / num_bytes}
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's exact contents (no newline translation, so its bytes are the file's)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no text file at {path}; check the path") from None
+    except OSError as error:
+        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
+                         "convert it to UTF-8 first") from None
+
+
+def run_loss(args: argparse.Namespace) -> dict[str, Any]:
+    ckpt = Path(args.ckpt)
+    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    text = read_text_file(args.text)  # before loading the model: a wrong path fails fast
+    model, tokenizer, state = load_model(ckpt_file, resolve_device(args.device))
+    if tokenizer is None:
+        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so the text cannot be turned into its ids")
+    result = text_loss(model, tokenizer, text, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({"ckpt": str(ckpt_file), "text": str(args.text), **result}))
+    else:
+        kind = tokenizer.to_dict()["kind"]
+        print(f"checkpoint:    {ckpt_file} (step {state.get('step', '?')}, {kind} tokenizer of {tokenizer.vocab_size:,}, "
+              f"context {model.config.block_size})")
+        print(f"text:          {args.text}")
+        print(f"tokens:        {result['tokens']:,} predicted")
+        print(f"bytes:         {result['bytes']:,}")
+        print(f"loss:          {result['loss']:.4f} nats/token (perplexity {math.exp(result['loss']):.2f})")
+        print(f"bits per byte: {result['bits_per_byte']:.4f}")
+    return result
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
+                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.")
+    loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
+    loss.add_argument("--batch-size", type=_positive_int, default=8, help="context windows per forward pass (default 8)")
+    loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    loss.set_defaults(run=run_loss)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return args.run(args)
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.eval`: main(), with the errors tinylm anticipates (a bad checkpoint, a missing or
+    unreadable text, characters the tokenizer does not know, a text too short) ending the program
+    with a one-line message and exit status 1 instead of a traceback."""
+    try:
+        main(argv)
+    except (CheckpointError, ValueError, OSError) as error:  # UnknownCharacterError and ConfigError are ValueErrors
+        sys.exit(format_error(error))
+
+
+if __name__ == "__main__":
+    cli()
