@@ -10,7 +10,6 @@ from pathlib import Path
 os.environ.setdefault("TINYLM_PROFILE", "smoke")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 _mirror = Path(__file__).resolve().parent.parent / "shared" / "data"
 if "TINYLM_DATA_MIRROR" not in os.environ and (_mirror / "MANIFEST.md").is_file():
     os.environ["TINYLM_DATA_MIRROR"] = str(_mirror)

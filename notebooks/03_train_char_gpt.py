@@ -32,8 +32,8 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | a tiny model for a few steps | TIME_SMOKE |
-# | `cpu` (2-core laptop) | the cpu recipe, about 70 s of training | TIME_CPU |
-# | `gpu` | the gpu recipe (10.7M parameters, 5000 steps) | not measured |
+# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 70 s of training | TIME_CPU |
+# | `gpu` | the gpu recipe (6 layers, 10.8M parameters, 5000 steps) | not measured |
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -78,6 +78,29 @@ print(train_cfg)
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,} tokens, validation {len(data.val):,} tokens")
+
+# %% [markdown]
+# ### Why the `cpu` recipe has a single block
+#
+# The `gpu` recipe is a 6-layer, 384-wide GPT. The `cpu` recipe, a 1-layer, 128-wide one, is not a toy
+# version of it: it is the recipe that reached the lowest validation loss in 70 seconds on a 2-core
+# machine. In 70 s any of these models sees only a few million characters, so the number of optimizer
+# steps limits it, not its capacity. A CPU's speed is set by the model's size (the batch size barely
+# changes tokens per second), so fewer layers mean more steps. Measured at equal wall-clock:
+#
+# | layers × width | steps in 70 s | validation loss |
+# |---|---|---|
+# | 4 × 128 | ~1,600 | 1.80 |
+# | 3 × 128 | ~2,150 | 1.75 |
+# | 2 × 128 | ~2,800 | 1.70 |
+# | **1 × 128** | **~5,000** | **1.66** |
+# | 1 × 96 | 6,000 | 1.67 |
+# | 1 × 192 | ~3,000 | 1.74 |
+#
+# (The 1-layer rows are real 70-second runs; the deeper ones were trained for the number of steps that fits
+# in 70 s at their measured speed.) The learning rate matters as much: 6e-3 with β₂ = 0.99 instead of
+# nanoGPT's 1e-3 took the 4-layer model from 1.95 to 1.78 in the same number of steps. Give training ten
+# times longer and the deeper models win; that is the `gpu` recipe.
 
 # %% [markdown]
 # ## How many parameters?
@@ -139,7 +162,7 @@ print(f"trained {trainer.step} steps in {time.perf_counter() - start:.0f} s; "
 # %% [markdown]
 # The training loss is measured on each step's batch, so it is noisy; the validation loss is exact
 # (every one of the validation characters, every time). While the two stay together the model is not
-# overfitting: a 0.8M-parameter model cannot memorise a million characters in a few passes.
+# overfitting: a model this small cannot memorise a million characters in a few passes.
 #
 # How good is it? The bigram model of notebook 1 is the baseline: it sees one character. The best any
 # bigram model can do follows from counting: the probability of `b` after `a` is how often `ab` occurs

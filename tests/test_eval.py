@@ -26,10 +26,14 @@ TEXT = "First Citizen:\nBefore we proceed, hear me speak — «été»!\n"  # mu
 
 
 @torch.no_grad()
-def by_hand(model, ids, unk_id=None, unk_penalty=0.0):
-    """(total nats, targets) of predicting ids[1:] from one forward pass over ids[:-1]."""
+def by_hand(model, ids, unk_id=None, unk_penalty=0.0, vocab_limit=None):
+    """(total nats, targets) of predicting ids[1:] from one forward pass over ids[:-1].
+
+    vocab_limit: the tokenizer's vocabulary; columns past it (embedding padding) are not tokens.
+    """
     model.eval()
     logits, _ = model(torch.tensor([ids[:-1]]))
+    logits = logits[..., :vocab_limit]
     targets = torch.tensor(ids[1:])
     losses = F.cross_entropy(logits[0].float(), targets, reduction="none")
     if unk_id is not None:
@@ -53,7 +57,8 @@ def test_bpe_model_predicts_every_token_starting_from_end_of_text(make_model):
     tok = BPETokenizer("gpt2")
     model = make_model(vocab_size=padded_vocab_size(tok.vocab_size, 64), block_size=64, n_layer=1, n_head=1, n_embd=8)
     ids = [tok.eot_token, *tok.encode(TEXT)]
-    nats, count = by_hand(model, ids)
+    nats, count = by_hand(model, ids, vocab_limit=tok.vocab_size)
+    assert nats != pytest.approx(by_hand(model, ids)[0], rel=1e-5), "the padding columns carry probability mass"
     result = text_loss(model, tok, TEXT)
     assert result["tokens"] == count == len(tok.encode(TEXT))  # every token of the text, the first one too
     assert result["bytes"] == len(TEXT.encode("utf-8"))
@@ -89,8 +94,8 @@ def test_trimmed_tokenizer_adds_unk_penalty_to_tokens_it_dropped(make_model):
     ids = [tok.eot_token, *tok.encode(text)]
     assert ids.count(tok.unk_id) == 1
     model = make_model(vocab_size=padded_vocab_size(tok.vocab_size, 64))
-    nats, count = by_hand(model, ids, tok.unk_id, tok.unk_penalty)
-    plain, _ = by_hand(model, ids)
+    nats, count = by_hand(model, ids, tok.unk_id, tok.unk_penalty, vocab_limit=tok.vocab_size)
+    plain, _ = by_hand(model, ids, vocab_limit=tok.vocab_size)
     result = text_loss(model, tok, text)
     assert result["tokens"] == count == len(base.encode(text))  # per GPT-2 token
     assert result["nats"] == pytest.approx(nats, rel=1e-5)

@@ -130,12 +130,17 @@ def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]
 
 @torch.no_grad()
 def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
-                      unk_id: int | None = None, unk_penalty: float = 0.0) -> tuple[float, int]:
+                      tokenizer=None) -> tuple[float, int]:
     """(total nats, number of targets) of next-token cross-entropy over every target of `tokens`.
 
     The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to
-    bits per byte need the total rather than the mean.
+    bits per byte need the total rather than the mean. With a `tokenizer`, logits past its
+    vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
+    are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
+    (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
     """
+    vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
+    unk_id = getattr(tokenizer, "unk_id", None)
     was_training = model.training
     model.eval()
     windows = evaluation_windows(len(tokens), block_size)
@@ -147,9 +152,10 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
         x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
         with autocast_ctx or contextlib.nullcontext():
             logits, _ = model(x)
-        losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
+        logits = logits[..., :vocab_limit].float()  # (b, T, vocab)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
         if unk_id is not None:
-            losses = losses + unk_penalty * (y == unk_id)
+            losses = losses + tokenizer.unk_penalty * (y == unk_id)
         for row, (_, first_scored) in enumerate(chunk):
             total_loss += losses[row, first_scored:].sum().item()
             total_count += window - first_scored
@@ -158,12 +164,7 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
 
 
 def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
-                  unk_id: int | None = None, unk_penalty: float = 0.0) -> float:
-    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them).
-
-    With a trimmed vocabulary, each target equal to `unk_id` costs `unk_penalty` nats more (see
-    TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
-    """
-    total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx,
-                                                unk_id=unk_id, unk_penalty=unk_penalty)
+                  tokenizer=None) -> float:
+    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them); see evaluate_loss_sum."""
+    total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer)
     return total_loss / total_count

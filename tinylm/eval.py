@@ -64,8 +64,7 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
         tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
         device = tensor.device if tensor is not None else "cpu"
     nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
-                                    autocast_ctx, unk_id=getattr(tokenizer, "unk_id", None),
-                                    unk_penalty=getattr(tokenizer, "unk_penalty", 0.0))
+                                    autocast_ctx, tokenizer)
     num_bytes = len(scored_text.encode("utf-8"))
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}

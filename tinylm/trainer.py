@@ -182,8 +182,7 @@ class Trainer:
     # -- evaluation, samples, logging -------------------------------------------------------------
     def evaluate(self) -> float:
         return evaluate_loss(self.model, self.val_tokens, self.model_config.block_size, self.cfg.eval_batch_size,
-                             self.device, autocast(self.device, self.dtype),
-                             unk_id=getattr(self.tokenizer, "unk_id", None), unk_penalty=getattr(self.tokenizer, "unk_penalty", 0.0))
+                             self.device, autocast(self.device, self.dtype), self.tokenizer)
 
     def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
         val_loss = self.evaluate()
