@@ -36,8 +36,8 @@
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | 50 training steps | ~15 s |
-# | `cpu` (2-core laptop) | 3,000 training steps | 70 s (measured end to end on a busy, shared 2-core machine) |
+# | `smoke` (CI) | 50 training steps | ~7 s |
+# | `cpu` (2-core laptop) | 3,000 training steps | 10 s |
 # | `gpu` | 10,000 training steps | not measured |
 
 # %%

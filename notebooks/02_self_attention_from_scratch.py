@@ -37,8 +37,8 @@
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | 30 steps of the overfitting check | ~15 s |
-# | `cpu` (2-core laptop) | 300 steps of the overfitting check | 23 s (measured end to end on a busy, shared 2-core machine) |
+# | `smoke` (CI) | 30 steps of the overfitting check | ~8 s |
+# | `cpu` (2-core laptop) | 300 steps of the overfitting check | 9 s |
 # | `gpu` | 300 steps of the overfitting check | not measured |
 
 # %%

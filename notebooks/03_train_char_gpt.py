@@ -31,8 +31,8 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | a tiny model for a few steps | TIME_SMOKE |
-# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 70 s of training | TIME_CPU |
+# | `smoke` (CI) | a tiny model for a few steps | ~10 s |
+# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 70 s of training | 87 s |
 # | `gpu` | the gpu recipe (6 layers, 10.8M parameters, 5000 steps) | not measured |
 
 # %%

@@ -34,8 +34,8 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | small slices of text, 30 merges learned | about 25 s |
-# | `cpu` (2-core laptop) | 200,000 characters checked, 300 merges learned on 50,000 characters | about 30 s |
+# | `smoke` (CI) | small slices of text, 30 merges learned | ~8 s |
+# | `cpu` (2-core laptop) | 200,000 characters checked, 300 merges learned on 50,000 characters | 10 s |
 # | `gpu` | all of tinyshakespeare checked, 1,000 merges learned on 200,000 characters (no GPU needed) | not measured |
 
 # %%
