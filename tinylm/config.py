@@ -109,6 +109,8 @@ class TrainConfig:
     eval_batch_size: int = 64
     seed: int = 1337
     dtype: str = "auto"  # "auto": bf16 where supported, fp16 + GradScaler on older CUDA, fp32 on CPU
+    total_batch_tokens: int | None = None  # if set, grad_accum_steps = this / (batch_size * block_size * world size)
+    compile: bool = False  # torch.compile the training forward/backward (evaluation and generation stay eager)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_batch_size", "log_interval"):
@@ -134,6 +136,20 @@ class TrainConfig:
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "TrainConfig.beta1 and beta2 must lie in [0, 1)")
         _require(self.grad_clip is None or self.grad_clip > 0, "TrainConfig.grad_clip must be positive or None")
         _require(self.dtype in DTYPES, f"TrainConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        _require(self.total_batch_tokens is None or (_is_int(self.total_batch_tokens) and self.total_batch_tokens > 0),
+                 f"TrainConfig.total_batch_tokens must be a positive integer or None, got {self.total_batch_tokens!r}")
+
+    def accumulation_steps(self, block_size: int, world_size: int = 1) -> int:
+        """Micro-batches per optimizer step on each rank: grad_accum_steps, or derived from total_batch_tokens."""
+        if self.total_batch_tokens is None:
+            return self.grad_accum_steps
+        per_micro_step = self.batch_size * block_size * world_size
+        _require(
+            self.total_batch_tokens % per_micro_step == 0,
+            f"TrainConfig.total_batch_tokens={self.total_batch_tokens:,} is not a multiple of batch_size x block_size x "
+            f"processes = {self.batch_size} x {block_size} x {world_size} = {per_micro_step:,}; change batch_size or the total",
+        )
+        return self.total_batch_tokens // per_micro_step
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -83,19 +83,26 @@ class RandomWindowSampler:
     Every start offset in [0, len(tokens) - block_size - 1] is equally likely, so every token can be
     a target. The generator is private to the sampler: nothing else that draws random numbers
     (dropout, sampling text) changes which batches come next.
+
+    Under DDP every rank holds the same generator, draws the offsets of the whole global batch
+    (world_size * batch_size) and keeps its own slice: ranks see different data, and the saved
+    state is the same on every rank, so a run saved with N processes resumes exactly with M as
+    long as the global batch is the same.
     """
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int):
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
         if len(tokens) < block_size + 1:
             raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; use a smaller block_size or more data")
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
 
     def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         high = len(self.tokens) - self.block_size  # exclusive bound: the last window's target is the last token
-        starts = torch.randint(high, (self.batch_size,), generator=self.generator).tolist()
+        starts = torch.randint(high, (self.world_size * self.batch_size,), generator=self.generator)
+        starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
         windows = np.stack([self.tokens[s : s + self.block_size + 1] for s in starts]).astype(np.int64)
         batch = torch.from_numpy(windows)  # (B, T + 1)
         x, y = batch[:, :-1], batch[:, 1:]
@@ -130,7 +137,7 @@ def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]
 
 @torch.no_grad()
 def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
-                      tokenizer=None) -> tuple[float, int]:
+                      tokenizer=None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
     """(total nats, number of targets) of next-token cross-entropy over every target of `tokens`.
 
     The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to
@@ -138,12 +145,13 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
     are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
     (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
+    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums.
     """
     vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
     unk_id = getattr(tokenizer, "unk_id", None)
     was_training = model.training
     model.eval()
-    windows = evaluation_windows(len(tokens), block_size)
+    windows = evaluation_windows(len(tokens), block_size)[rank::world_size]
     window = min(block_size, len(tokens) - 1)
     total_loss, total_count = 0.0, 0
     for i in range(0, len(windows), batch_size):

@@ -65,3 +65,18 @@ def autocast(device: torch.device, dtype: torch.dtype):
 def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
     """fp16 has too little exponent range for small gradients, so its loss is scaled up; bf16 and fp32 need no scaling."""
     return device.type == "cuda" and dtype == torch.float16
+
+
+# Dense bf16/fp16 tensor-core peaks from the vendors' datasheets (FLOP/s, no sparsity), for MFU.
+_PEAK_TFLOPS_16BIT = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "V100": 125, "T4": 65}
+
+
+def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The GPU's peak for 16-bit matmuls (by its name), or None where unknown (CPUs, unlisted GPUs, fp32)."""
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, tflops in _PEAK_TFLOPS_16BIT.items():
+        if key in name:
+            return tflops * 1e12
+    return None

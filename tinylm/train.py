@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import load_checkpoint
 from .config import ConfigError, TrainConfig
+from .distributed import World, barrier, device_for, init_distributed, teardown
 from .logging import print_record
 from .model import GPT
 from .paths import runs_dir
@@ -39,15 +40,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype (default: by hardware)")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process (e.g. to resume on fewer GPUs)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the training step")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    world = init_distributed()  # a world of one unless started by torchrun
+    finished = False
+    try:
+        final = _train(args, world)
+        finished = True
+        return final
+    finally:
+        teardown(finished)
+
+
+def _train(args: argparse.Namespace, world: World) -> dict:
+    say = print if world.is_main else (lambda *a, **k: None)
     profile = resolve_profile(args.profile)
     track = get_track(args.track)
     model_preset, train_cfg = track.recipe(profile)
-    overrides = {"max_seconds": args.max_seconds, "max_steps": args.max_steps, "dtype": args.dtype, "seed": args.seed}
+    overrides = {"max_seconds": args.max_seconds, "max_steps": args.max_steps, "dtype": args.dtype, "seed": args.seed,
+                 "batch_size": args.batch_size, "compile": args.compile}
     train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
     out = args.out or runs_dir() / f"{track.name}-{profile}"
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
@@ -58,7 +74,11 @@ def main(argv=None) -> dict:
     if args.overwrite and (out / "metrics.jsonl").exists():
         (out / "metrics.jsonl").unlink()
 
+    if not world.is_main:
+        barrier()  # rank 0 prepares the data first; the others then find it ready
     data = track.prepare(profile)
+    if world.is_main:
+        barrier()
     model_cfg = build_model_config(model_preset, data.tokenizer, track.vocab_multiple)
     if args.resume:  # the saved run's own recipe wins, so the schedule continues unchanged
         saved = load_checkpoint(out / "last.pt")
@@ -67,14 +87,18 @@ def main(argv=None) -> dict:
     torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
     model = GPT(model_cfg)
     trainer = Trainer(model, train_cfg, data.train, data.val, out_dir=out, tokenizer=data.tokenizer,
-                      device=args.device, callbacks=[print_record], sample_prompt=track.sample_prompt)
+                      device=device_for(world, args.device), callbacks=[print_record], sample_prompt=track.sample_prompt,
+                      world=world)
     if args.resume:
         trainer.resume(out / "last.pt")
-    print(f"{track.name} | profile {profile} | {model.num_parameters():,} parameters | device {trainer.device} "
-          f"| dtype {str(trainer.dtype).removeprefix('torch.')} | {len(data.train):,} train / {len(data.val):,} val tokens | run folder {out}")
+    say(f"{track.name} | profile {profile} | {model.num_parameters():,} parameters | {world.size} process(es) "
+        f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
+        f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
+        f"| {len(data.train):,} train / {len(data.val):,} val tokens | run folder {out}")
     final = trainer.fit()
-    print(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
-    print(trainer.sample(300, temperature=0.8))
+    say(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
+    if world.is_main:
+        say(trainer.sample(300, temperature=0.8))
     return final
 
 

@@ -25,13 +25,15 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
-from .data import RandomWindowSampler, evaluate_loss
+from .data import RandomWindowSampler, evaluate_loss_sum
+from .distributed import World, all_reduce_sum, broadcast_from_main, current_world
 from .generate import generate_text
 from .optim import build_optimizer, learning_rate
-from .runtime import autocast, needs_grad_scaler, resolve_device, resolve_dtype
+from .runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 
 
 class TrainingDiverged(RuntimeError):
@@ -67,26 +69,45 @@ class Trainer:
         self,
         model: torch.nn.Module,
         cfg: TrainConfig,
-        train_tokens: np.ndarray,
+        train_data,
         val_tokens: np.ndarray,
         out_dir: str | Path | None = None,
         tokenizer=None,
         device: str | torch.device | None = None,
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
         sample_prompt: str = "",
+        world: World | None = None,
     ):
+        """train_data: a token array (batches are random windows of it) or a loader with
+        next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader."""
         self.cfg = cfg
+        self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
-        self.model = model.to(self.device)
+        if self.device.type == "cuda":  # TF32 matmuls: ~8x the fp32 rate on Ampere+, ample precision for training
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.model = model.to(self.device)  # the plain model: checkpoints, evaluation and generation use it
         self.model_config: GPTConfig = model.config
-        self.train_tokens, self.val_tokens = train_tokens, val_tokens
+        self.val_tokens = val_tokens
+        self.grad_accum_steps = cfg.accumulation_steps(self.model_config.block_size, self.world.size)
+        self._ddp = None
+        self.train_model = self.model
+        if self.world.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks or [])
         self.sample_prompt = sample_prompt
-        torch.manual_seed(cfg.seed)  # dropout's randomness; the batch sampler has its own generator
-        self.sampler = RandomWindowSampler(train_tokens, self.model_config.block_size, cfg.batch_size, cfg.seed)
+        torch.manual_seed(cfg.seed + self.world.rank)  # dropout's randomness; the batch sampler has its own generator
+        if hasattr(train_data, "next_batch"):
+            self.sampler = train_data
+        else:
+            self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
+                                               rank=self.world.rank, world_size=self.world.size)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
@@ -114,9 +135,9 @@ class Trainer:
                     mid_step = True
                     lr, loss = self._optimizer_step()
                     mid_step = False
-                    self.elapsed = time.perf_counter() - session_start
+                    self._sync_elapsed(session_start)
                     self._after_step(lr, loss, stop_step)
-                    self.elapsed = time.perf_counter() - session_start
+                    self._sync_elapsed(session_start)
         except KeyboardInterrupt:
             if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
                 self.save("last.pt")
@@ -131,20 +152,26 @@ class Trainer:
         lr = learning_rate(self.step, cfg, self._time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = 0.0
-        for _ in range(cfg.grad_accum_steps):
+        total = torch.zeros((), device=self.device)
+        for micro_step in range(self.grad_accum_steps):
             x, y = self.sampler.next_batch(self.device)
-            with autocast(self.device, self.dtype):
-                _, loss = self.model(x, y)
-            if not torch.isfinite(loss):
-                self.optimizer.zero_grad(set_to_none=True)
-                raise TrainingDiverged(
-                    f"the loss became {loss.item()} at step {self.step} (learning rate {lr:.2e}). "
-                    f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}; "
-                    "resume from it with a lower learning_rate, a longer warmup, or dtype float32."
-                )
-            self.scaler.scale(loss / cfg.grad_accum_steps).backward()  # summed over micro-batches: the mean
-            total += loss.item()
+            # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
+            last = micro_step == self.grad_accum_steps - 1
+            with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
+                with autocast(self.device, self.dtype):
+                    _, loss = self.train_model(x, y)
+                self.scaler.scale(loss / self.grad_accum_steps).backward()  # summed over micro-batches: the mean
+            total += loss.detach()
+        # One host sync per step; under DDP the mean over ranks, so every rank sees the same loss and
+        # a divergence stops all of them together instead of leaving the others waiting.
+        mean_loss = all_reduce_sum([(total / self.grad_accum_steps).item()], self.device)[0] / self.world.size
+        if not math.isfinite(mean_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"the loss became {mean_loss} at step {self.step} (learning rate {lr:.2e}). "
+                f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}; "
+                "resume from it with a lower learning_rate, a longer warmup, or dtype float32."
+            )
         if cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -155,7 +182,7 @@ class Trainer:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return lr, total / cfg.grad_accum_steps
+        return lr, mean_loss
 
     def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
         """Logging, evaluation and samples at their intervals."""
@@ -163,15 +190,25 @@ class Trainer:
         window_start, window_steps = self._window[0], self._window[1] + 1
         self._window = (window_start, window_steps)
         if self.step % cfg.log_interval == 0 or self.step == stop_step:
-            tokens = window_steps * cfg.batch_size * cfg.grad_accum_steps * self.model_config.block_size
-            self._emit({"event": "train", "step": self.step, "loss": loss, "lr": lr,
-                        "tokens_per_s": tokens / (time.perf_counter() - window_start), "elapsed": self.elapsed,
-                        "skipped_steps": self.skipped_steps})
+            tokens = window_steps * cfg.batch_size * self.grad_accum_steps * self.model_config.block_size * self.world.size
+            tokens_per_s = tokens / (time.perf_counter() - window_start)
+            record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s,
+                      "elapsed": self.elapsed, "skipped_steps": self.skipped_steps}
+            peak = peak_flops_per_s(self.device, self.dtype)
+            if peak is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
+                record["mfu"] = self.model.flops_per_token() * tokens_per_s / (peak * self.world.size)
+            self._emit(record)
             self._window = (time.perf_counter(), 0)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
             self.evaluate_and_save()
         if cfg.sample_interval and self.step % cfg.sample_interval == 0:
             self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
+
+    def _sync_elapsed(self, session_start: float) -> None:
+        """Rank 0's clock on every rank: the time-based schedule and the decision to stop must agree."""
+        self.elapsed = time.perf_counter() - session_start
+        if self.world.distributed and self.cfg.max_seconds is not None:
+            self.elapsed = broadcast_from_main(self.elapsed, self.device)
 
     def _time_fraction(self) -> float:
         return self.elapsed / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
@@ -181,8 +218,12 @@ class Trainer:
 
     # -- evaluation, samples, logging -------------------------------------------------------------
     def evaluate(self) -> float:
-        return evaluate_loss(self.model, self.val_tokens, self.model_config.block_size, self.cfg.eval_batch_size,
-                             self.device, autocast(self.device, self.dtype), self.tokenizer)
+        """Validation loss over the whole split; under DDP each rank scores a share and the sums are added."""
+        total, count = evaluate_loss_sum(self.model, self.val_tokens, self.model_config.block_size,
+                                         self.cfg.eval_batch_size, self.device, autocast(self.device, self.dtype),
+                                         self.tokenizer, rank=self.world.rank, world_size=self.world.size)
+        total, count = all_reduce_sum([total, count], self.device)
+        return total / count
 
     def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
         val_loss = self.evaluate()
@@ -208,6 +249,8 @@ class Trainer:
         return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed, **sampling)
 
     def _emit(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
@@ -234,7 +277,7 @@ class Trainer:
         }
 
     def save(self, name: str) -> None:
-        if self.out_dir is not None:
+        if self.out_dir is not None and self.world.is_main:
             save_checkpoint(self.out_dir / name, self.state_dict())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

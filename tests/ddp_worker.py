@@ -1,0 +1,59 @@
+"""A tiny training run for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
+
+Rank 0 saves what the test compares (the gradients of the first step, or the final weights) to --out.
+"""
+
+import argparse
+import os
+
+import numpy as np
+import torch
+
+from tinylm.config import GPTConfig, TrainConfig
+from tinylm.distributed import init_distributed, teardown
+from tinylm.model import GPT
+from tinylm.trainer import Trainer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--out", required=True)
+parser.add_argument("--batch-size", type=int, required=True)
+parser.add_argument("--accum", type=int, default=1)
+parser.add_argument("--steps", type=int, default=4)
+parser.add_argument("--stop-after", type=int)
+parser.add_argument("--run-dir")
+parser.add_argument("--resume")
+parser.add_argument("--capture-grads", action="store_true", help="save the first step's gradients and stop")
+args = parser.parse_args()
+
+torch.set_num_threads(1)
+world = init_distributed()
+finished = False
+try:
+    tokens = np.random.default_rng(0).integers(0, 37, 4000).astype(np.uint16)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    cfg = TrainConfig(batch_size=args.batch_size, grad_accum_steps=args.accum, max_steps=args.steps, warmup_steps=1,
+                      learning_rate=3e-3, min_lr=3e-4, eval_interval=0, log_interval=100, eval_batch_size=64, seed=0,
+                      dtype="float32", grad_clip=None if args.capture_grads else 1.0)
+    trainer = Trainer(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world)
+    if args.resume:
+        trainer.resume(args.resume)
+    if args.capture_grads:
+        grads = {}
+        step = trainer.optimizer.step
+
+        def capture_then_step(*a, **k):
+            grads.update({n: p.grad.detach().clone() for n, p in trainer.model.named_parameters()})
+            return step(*a, **k)
+
+        trainer.optimizer.step = capture_then_step
+        trainer._optimizer_step()
+        result = grads
+    else:
+        trainer.fit(stop_after=args.stop_after)
+        result = trainer.model.state_dict()
+    if world.is_main:
+        torch.save({"result": result, "world_size": world.size, "accum": trainer.grad_accum_steps}, args.out)
+    finished = True
+finally:
+    teardown(finished)
