@@ -23,6 +23,7 @@ parser.add_argument("--stop-after", type=int)
 parser.add_argument("--run-dir")
 parser.add_argument("--resume")
 parser.add_argument("--capture-grads", action="store_true", help="save the first step's gradients and stop")
+parser.add_argument("--poison-rank", type=int, help="this rank's weights become NaN after DDP's initial broadcast")
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -38,6 +39,9 @@ try:
     trainer = Trainer(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world)
     if args.resume:
         trainer.resume(args.resume)
+    if args.poison_rank == world.rank:
+        with torch.no_grad():
+            trainer.model.lm_head.weight[0, 0] = float("nan")
     if args.capture_grads:
         grads = {}
         step = trainer.optimizer.step

@@ -62,3 +62,12 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     assert_close(straight["result"], resumed["result"], atol=1e-5)
     first_half = torch.load(tmp_path / "first_half.pt", weights_only=True)["result"]
     assert any(not torch.allclose(first_half[k], straight["result"][k]) for k in first_half), "the resumed half trained"
+
+
+def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):
+    """The step loss is averaged across ranks, so a NaN on rank 1 alone stops both ranks at the same step."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    completed = subprocess.run(launcher + [str(WORKER), "--out", str(tmp_path / "x.pt"), "--batch-size", "2", "--poison-rank", "1"],
+                               env=ENV, capture_output=True, text=True, timeout=180)
+    assert completed.returncode != 0
+    assert completed.stderr.count("TrainingDiverged: the loss became nan at step 0") >= 2, completed.stderr[-3000:]

@@ -1,6 +1,9 @@
 """`python -m tinylm.prepare` from the offline mirror, and the tinystories track's trimmed vocabulary."""
 
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tinylm import shards
 from tinylm.corpora import TINYSTORIES_SAMPLE, default_folder, tinystories_source
 from tinylm.data import read_meta, read_tokens
 from tinylm.prepare import cli, main
@@ -75,10 +79,11 @@ def test_out_names_the_folder(tmp_path, capsys):
     assert f"prepared in {tmp_path / 'elsewhere'}" in capsys.readouterr().out
 
 
-def test_source_applies_to_tinystories_only(capsys):
+def test_source_applies_to_tinystories_and_fineweb_edu_only(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli(["shakespeare-char", "--source", "sample"])
-    assert exit_info.value.code == 2 and "--source applies to tinystories only" in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "--source applies to tinystories and fineweb-edu only" in capsys.readouterr().err
 
 
 def test_default_folders_follow_the_data_dir_and_source(tmp_path, monkeypatch):
@@ -105,3 +110,92 @@ def test_tinystories_track_trains_on_compact_ids_of_a_trimmed_vocabulary(tinysto
     assert tok.decode(data.train[:300]) == tok.base.decode(raw_train[:300])
     assert 0 < np.mean(data.val == tok.unk_id) < 0.02  # a few validation tokens never occur in training
 
+
+
+# -- fineweb-edu ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def fineweb_root(tmp_path_factory):
+    """`python -m tinylm.prepare fineweb-edu --workers 2` run once, in this process (worker processes forked)."""
+    root = tmp_path_factory.mktemp("fineweb")
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as stdout:
+        patch.setenv("TINYLM_DATA_DIR", str(root))
+        main(["fineweb-edu", "--workers", "2"])
+    return root, stdout.getvalue()
+
+
+def test_prepare_cli_shards_the_fineweb_edu_sample_in_worker_processes(fineweb_root):
+    root, stdout = fineweb_root
+    folder = root / "fineweb_edu_sample"  # the mirror is set: the sample, in its own folder
+    progress = shards.read_progress(folder)
+    assert progress["complete"] and progress["workers"] == 2 and progress["tokens_per_s"] > 0
+    assert [s["name"] for s in progress["shards"]] == [shards.shard_name(i) for i in range(4)]
+    assert f"fineweb-edu: prepared in {folder}\n" in stdout
+    for line in ("val:   1 shard, 20,000 tokens", "train: 3 shards, 53,056 tokens",
+                 "total:  73,056 tokens from 120 documents, 20,000 tokens per shard",
+                 f"tokenizer stage: {progress['tokens_per_s']:,} tokens/s ({progress['seconds']} s, 2 workers)"):
+        assert line in stdout
+
+
+def test_fineweb_edu_prepared_again_or_resumed_says_so(fineweb_root, tmp_path, monkeypatch, capsys):
+    root, _ = fineweb_root
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root))
+    folder = root / "fineweb_edu_sample"
+    before = {path.name: path.stat().st_mtime_ns for path in folder.iterdir()}
+    assert main(["fineweb-edu"]) == folder
+    assert {path.name: path.stat().st_mtime_ns for path in folder.iterdir()} == before
+    out = capsys.readouterr().out
+    assert f"already prepared (nothing to do) in {folder}" in out and "2 workers when it was prepared" in out
+
+    write, written = shards._write_shard, []
+
+    def crash_on_third(path, tokens):
+        if len(written) == 2:
+            raise RuntimeError("simulated crash")
+        written.append(path)
+        write(path, tokens)
+
+    monkeypatch.setattr(shards, "_write_shard", crash_on_third)
+    args = ["fineweb-edu", "--out", str(tmp_path / "f"), "--shard-tokens", "7000", "--workers", "1"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli(args)
+    assert exit_info.value.code == "error: simulated crash"
+    monkeypatch.setattr(shards, "_write_shard", write)
+    capsys.readouterr()
+    main(args)
+    out = capsys.readouterr().out
+    assert f"prepared in {tmp_path / 'f'} (resumed after 2 finished shards)" in out
+    assert "train: 10 shards, 66,056 tokens" in out and "tokens/s" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tinystories", "--shard-tokens", "10"], "--shard-tokens applies to fineweb-edu only"),
+    (["shakespeare-char", "--config", "sample-10BT"], "--config applies to fineweb-edu only"),
+    (["tinystories", "--workers", "2"], "--workers applies to fineweb-edu only"),
+    (["fineweb-edu", "--shard-tokens", "0"], "--shard-tokens must be positive"),
+    (["fineweb-edu", "--workers", "0"], "--workers must be positive"),
+])
+def test_fineweb_edu_options_are_checked(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_fineweb_edu_sample_has_one_config_and_default_folders(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["fineweb-edu", "--config", "sample-100BT"])  # offline: the sample, which is sample-10BT only
+    assert "use source 'hf' for config 'sample-100BT'" in exit_info.value.code
+    assert shards.default_fineweb_edu_folder() == tmp_path / "fineweb_edu_sample"
+    assert shards.default_fineweb_edu_folder("hf") == tmp_path / "fineweb_edu"
+    assert shards.default_fineweb_edu_folder("hf", "sample-100BT") == tmp_path / "fineweb_edu_sample-100BT"
+    monkeypatch.delenv("TINYLM_DATA_MIRROR")
+    assert shards.fineweb_edu_source() == "hf"
+
+
+@pytest.mark.filterwarnings("ignore:'tinylm.prepare' found in sys.modules:RuntimeWarning")
+def test_spawned_workers_importing_the_cli_as_their_main_module_do_nothing(monkeypatch):
+    """Under "spawn" (macOS, Windows; "forkserver" too) every worker re-imports `python -m tinylm.prepare`'s module
+    as __mp_main__; without the __name__ guard each would parse the command line (and exit here) and start again."""
+    monkeypatch.setattr(sys, "argv", ["tinylm.prepare", "not-a-dataset"])
+    namespace = runpy.run_module("tinylm.prepare", run_name="__mp_main__")
+    assert namespace["__name__"] == "__mp_main__" and callable(namespace["cli"])

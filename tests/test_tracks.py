@@ -57,3 +57,27 @@ def test_build_model_config_takes_the_vocabulary_from_the_tokenizer():
     preset = get_track("shakespeare-char").recipes["smoke"][0]
     cfg = build_model_config(preset, CharTokenizer(list("abc")))
     assert cfg == dataclasses.replace(preset, vocab_size=3)
+
+
+def test_gpt2_124m_recipe_derives_accumulation_from_the_tokens_per_step():
+    from tinylm.config import ConfigError
+
+    preset, cfg = get_track("gpt2-124m").recipe("gpu")
+    assert cfg.total_batch_tokens == 2**19
+    assert cfg.accumulation_steps(preset.block_size, world_size=1) == 8
+    assert cfg.accumulation_steps(preset.block_size, world_size=8) == 1
+    with pytest.raises(ConfigError, match="total_batch_tokens"):
+        cfg.accumulation_steps(preset.block_size, world_size=16)
+
+
+def test_gpt2_124m_gpu_model_is_gpt2_small_with_the_vocabulary_padded_to_64():
+    from tinylm.config import GPT2_124M
+    from tinylm.model import GPT
+    from tinylm.tokenizers import BPETokenizer
+
+    preset, _ = get_track("gpt2-124m").recipe("gpu")
+    cfg = build_model_config(preset, BPETokenizer("gpt2"), get_track("gpt2-124m").vocab_multiple)
+    assert cfg.vocab_size == 50304
+    padded, original = GPT(cfg).num_parameters(), GPT(GPT2_124M).num_parameters()
+    assert original == 124_439_808
+    assert padded - original == (50304 - 50257) * 768, "padding adds embedding rows only"

@@ -1,10 +1,12 @@
 """tinylm: the package behind the course notebooks — build and train GPT-style models from scratch.
 
 Each module is one concept: `config` (shapes and recipes), `model` and `attention` (the network),
-`tokenizers`, `data` and `download` (text to token files to batches), `optim` and `trainer` (the
-loop), `checkpoint`, `generate`, `plotting`, `tracks` (the course's datasets and presets per
-profile), `eval` (loss and bits per byte of a checkpoint on a text), and the command lines
-`tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval` and `tinylm.bench`.
+`tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token files to
+batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
+`generate`, `plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
+`hellaswag` (loss, bits per byte, HellaSwag), `interop` (Hugging Face GPT-2 weights), and the
+command lines `tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval`, `tinylm.interop`
+and `tinylm.bench`.
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model

@@ -1,6 +1,7 @@
 """Command line: measure a trained checkpoint.
 
     python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt [--batch-size 8] [--device cpu] [--json]
+    python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
 
 `loss` scores a text file with the checkpoint's own tokenizer and prints the mean next-token loss
 (nats per token), the numbers of tokens and UTF-8 bytes scored, and bits per byte: the total
@@ -15,6 +16,11 @@ counted. A text longer than the model's context is cut into non-overlapping wind
 (`tinylm.data.evaluation_windows`), each token scored exactly once, as the validation loss is
 during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra, so the loss
 stays per GPT-2 token. Evaluation runs in float32.
+
+`hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.hellaswag):
+acc (the ending with the lowest summed loss) and acc_norm (lowest mean loss per token, the
+number usually quoted; chance is 25%). It says which file it scored: offline, the mirror's
+substitute is not the official file. Run it under torchrun to split the examples over processes.
 
 --ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt).
 """
@@ -34,6 +40,7 @@ import torch
 
 from .checkpoint import CheckpointError, find_checkpoint, load_model
 from .data import evaluate_loss_sum
+from .download import DownloadError
 from .logging import format_error
 from .runtime import resolve_device
 
@@ -108,6 +115,46 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
+    from .distributed import device_for, init_distributed, teardown
+    from .hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
+
+    ckpt = Path(args.ckpt)
+    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    world = init_distributed()  # under torchrun: each rank scores every W-th example
+    device = resolve_device(device_for(world, args.device))
+    try:
+        model, tokenizer, state = load_model(ckpt_file, device)
+        if args.data is not None:
+            if not args.data.is_file():
+                raise FileNotFoundError(f"no HellaSwag file at {args.data}; check the path")
+            val = ValFile(args.data, False, "a file given with --data (its contents were not verified)")
+        else:
+            val = locate_val()
+        examples = read_examples(val.path, args.limit)
+        result = evaluate_hellaswag(model, tokenizer, examples, device)
+    except BaseException:
+        if world.distributed:
+            teardown(finished=False)
+        raise
+    if world.distributed:
+        teardown()
+    if not world.is_main:
+        return result
+    if args.json:
+        print(json.dumps({"ckpt": str(ckpt_file), "data": str(val.path), "official": val.official,
+                          "data_note": val.description, **result}))
+    else:
+        print(f"checkpoint: {ckpt_file} (step {state.get('step', '?')}, context {model.config.block_size})")
+        print(f"data:       {val.path}")
+        print(f"            {val.description}")
+        print(f"examples:   {result['examples']:,}" + (f" (the first {args.limit:,})" if args.limit else ""))
+        print(f"acc:        {result['acc']:.4f} ({result['correct']:,}/{result['examples']:,}; lowest summed loss)")
+        print(f"acc_norm:   {result['acc_norm']:.4f} ({result['correct_norm']:,}/{result['examples']:,}; "
+              "lowest mean loss per token; chance is 0.25)")
+    return result
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -126,6 +173,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     loss.set_defaults(run=run_loss)
+    hellaswag = commands.add_parser(
+        "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm) of a BPE checkpoint",
+        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss) and acc_norm "
+                    "(lowest mean loss per token). Offline, the mirror's substitute file is scored, and the output "
+                    "says so.")
+    hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    hellaswag.add_argument("--limit", type=_positive_int, help="score only the first K examples (default: all 10,042)")
+    hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score instead of the official "
+                           "validation file (or, offline, the mirror's substitute)")
+    hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    hellaswag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    hellaswag.set_defaults(run=run_hellaswag)
     return parser.parse_args(argv)
 
 
@@ -136,11 +195,12 @@ def main(argv=None):
 
 def cli(argv=None) -> None:
     """`python -m tinylm.eval`: main(), with the errors tinylm anticipates (a bad checkpoint, a missing or
-    unreadable text, characters the tokenizer does not know, a text too short) ending the program
+    unreadable text, characters the tokenizer does not know, a text too short, data that cannot be fetched)
+    ending the program
     with a one-line message and exit status 1 instead of a traceback."""
     try:
         main(argv)
-    except (CheckpointError, ValueError, OSError) as error:  # UnknownCharacterError and ConfigError are ValueErrors
+    except (CheckpointError, DownloadError, ValueError, OSError) as error:  # UnknownCharacterError and ConfigError are ValueErrors
         sys.exit(format_error(error))
 
 

@@ -10,9 +10,14 @@ def format_record(record: dict[str, Any]) -> str:
     if event == "train":
         line = (f"step {record['step']:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
                 f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {record['elapsed']:.0f}s")
+        if "mfu" in record:
+            line += f" | MFU {100 * record['mfu']:.1f}%"
         return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
     if event in ("eval", "final"):
-        return f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} | best {record['best_val_loss']:.4f}"
+        line = f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} | best {record['best_val_loss']:.4f}"
+        if "hellaswag_acc_norm" in record:
+            line += f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} ({record['hellaswag_examples']:.0f} examples)"
+        return line
     if event == "sample":
         return f"--- sample at step {record['step']} ---\n{record['text']}\n---"
     if event == "interrupted":

@@ -106,7 +106,8 @@ class GPT(nn.Module):
         return logits, loss
 
     def flops_per_token(self) -> int:
-        """Training FLOPs per token: 6 per weight (forward + backward) plus the attention scores' 6·L·T·C·2."""
+        """Training FLOPs per token (PaLM's count, as nanoGPT uses it): 6 per weight for the forward and backward
+        matmuls, plus 12·n_layer·n_embd·block_size for attention's scores and weighted sums."""
         cfg = self.config
         matmul_params = self.num_parameters(exclude_position_embeddings=True)
         return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

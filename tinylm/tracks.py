@@ -26,10 +26,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import GPTConfig, TrainConfig
+from .config import GPT2_124M, GPTConfig, TrainConfig
 from .corpora import TINY_SHAKESPEARE, PreparedData, prepare_shakespeare_char, prepare_tinystories  # noqa: F401
+from .distributed import World
 from .runtime import resolve_profile
-from .tokenizers import TrimmedBPETokenizer, padded_vocab_size
+from .shards import ShardedWindowLoader, prepare_fineweb_edu, read_progress, val_tokens
+from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,21 @@ class Track:
     recipes: dict[str, tuple[GPTConfig, TrainConfig]]
     sample_prompt: str = ""
     vocab_multiple: int = 1  # the embedding is padded to a multiple of this (64 suits GPU matmuls)
+    # (data, block_size, batch_size, world, seed) -> a loader; None: random windows of data.train
+    make_loader: Callable | None = None
+    hellaswag_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # per profile, at each evaluation
 
     def recipe(self, profile: str | None = None) -> tuple[GPTConfig, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
 
     def prepare(self, profile: str | None = None) -> PreparedData:
         return self.prepare_data(resolve_profile(profile))
+
+    def training_data(self, data: PreparedData, block_size: int, batch_size: int, world: World, seed: int):
+        """What the Trainer draws batches from: the token array, or this track's loader over shards."""
+        if self.make_loader is None:
+            return data.train
+        return self.make_loader(data, block_size, batch_size, world, seed)
 
 
 def build_model_config(preset: GPTConfig, tokenizer, vocab_multiple: int = 1) -> GPTConfig:
@@ -111,7 +122,46 @@ TINYSTORIES = Track(
     },
 )
 
-TRACKS = {track.name: track for track in (SHAKESPEARE_CHAR, TINYSTORIES)}
+def _prepare_fineweb_edu(profile: str) -> PreparedData:
+    folder = prepare_fineweb_edu()  # the full sample-10BT online; the mirror's 120 documents offline
+    return PreparedData(folder, train=None, val=val_tokens(folder), tokenizer=BPETokenizer("gpt2"), meta=read_progress(folder))
+
+
+def _fineweb_loader(data: PreparedData, block_size: int, batch_size: int, world: World, seed: int) -> ShardedWindowLoader:
+    return ShardedWindowLoader(data.folder, block_size, batch_size, rank=world.rank, world_size=world.size, seed=seed)
+
+
+GPT2_124M_TRACK = Track(
+    name="gpt2-124m",
+    prepare_data=_prepare_fineweb_edu,
+    make_loader=_fineweb_loader,
+    sample_prompt="Hello, I'm a language model,",
+    vocab_multiple=64,
+    hellaswag_examples={"smoke": 8, "cpu": 100, "gpu": 10_042},
+    recipes={
+        "smoke": (
+            GPTConfig(vocab_size=1, block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=4, max_steps=10, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=16),
+        ),
+        # A demonstration that the whole pipeline runs on a laptop; 60k tokens cannot teach a 50k vocabulary much.
+        "cpu": (
+            GPTConfig(vocab_size=1, block_size=128, n_layer=4, n_head=4, n_embd=128),
+            TrainConfig(batch_size=8, max_steps=300, warmup_steps=30, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=100, log_interval=20, eval_batch_size=8),
+        ),
+        # GPT-2 small on FineWeb-Edu as in build-nanogpt: 2^19 = 524,288 tokens per step, 19,073 steps (~10B tokens).
+        "gpu": (
+            dataclasses.replace(GPT2_124M, vocab_size=1),
+            TrainConfig(batch_size=64, total_batch_tokens=524_288, max_steps=19_073, warmup_steps=715,
+                        learning_rate=6e-4, min_lr=6e-5, weight_decay=0.1, beta1=0.9, beta2=0.95,
+                        eval_interval=250, log_interval=10, sample_interval=1000, sample_tokens=64,
+                        eval_batch_size=16, compile=True),
+        ),
+    },
+)
+
+TRACKS = {track.name: track for track in (SHAKESPEARE_CHAR, TINYSTORIES, GPT2_124M_TRACK)}
 
 
 def get_track(name: str) -> Track:

@@ -86,20 +86,40 @@ def _train(args: argparse.Namespace, world: World) -> dict:
                                         **{k: v for k, v in overrides.items() if v is not None})
     torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
     model = GPT(model_cfg)
-    trainer = Trainer(model, train_cfg, data.train, data.val, out_dir=out, tokenizer=data.tokenizer,
-                      device=device_for(world, args.device), callbacks=[print_record], sample_prompt=track.sample_prompt,
-                      world=world)
+    device = device_for(world, args.device)
+    train_data = track.training_data(data, model_cfg.block_size, train_cfg.batch_size, world, train_cfg.seed)
+    trainer = Trainer(model, train_cfg, train_data, data.val, out_dir=out, tokenizer=data.tokenizer, device=device,
+                      callbacks=[print_record], sample_prompt=track.sample_prompt, world=world,
+                      evaluators=_hellaswag_evaluator(track.hellaswag_examples.get(profile, 0), data.tokenizer, say))
     if args.resume:
         trainer.resume(out / "last.pt")
     say(f"{track.name} | profile {profile} | {model.num_parameters():,} parameters | {world.size} process(es) "
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
-        f"| {len(data.train):,} train / {len(data.val):,} val tokens | run folder {out}")
+        f"| {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
     final = trainer.fit()
     say(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
     if world.is_main:
         say(trainer.sample(300, temperature=0.8))
     return final
+
+
+def _count_tokens(train_data) -> int:
+    shards = getattr(train_data, "shards", None)
+    return sum(len(shard) for shard in shards) if shards is not None else len(train_data)
+
+
+def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
+    """HellaSwag accuracy at every evaluation, on the first `limit` validation examples (none if 0)."""
+    if limit <= 0:
+        return {}
+    from .hellaswag import evaluate_hellaswag, locate_val, read_examples
+
+    source = locate_val()
+    examples = read_examples(source.path, limit=limit)
+    say(f"HellaSwag at each evaluation: {len(examples):,} examples of {source.description}")
+    return {"hellaswag": lambda model: {k: v for k, v in evaluate_hellaswag(model, tokenizer, examples).items()
+                                        if k in ("acc", "acc_norm", "examples")}}
 
 
 if __name__ == "__main__":

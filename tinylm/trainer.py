@@ -77,9 +77,12 @@ class Trainer:
         callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
         sample_prompt: str = "",
         world: World | None = None,
+        evaluators: dict[str, Callable[[torch.nn.Module], dict[str, float]]] | None = None,
     ):
         """train_data: a token array (batches are random windows of it) or a loader with
-        next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader."""
+        next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader.
+        evaluators: extra scores at every evaluation, e.g. {"hellaswag": model -> {"acc_norm": ...}};
+        their results join the eval record as "<name>_<key>"."""
         self.cfg = cfg
         self.world = world or current_world()
         self.device = resolve_device(device)
@@ -102,6 +105,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks or [])
         self.sample_prompt = sample_prompt
+        self.evaluators = dict(evaluators or {})
         torch.manual_seed(cfg.seed + self.world.rank)  # dropout's randomness; the batch sampler has its own generator
         if hasattr(train_data, "next_batch"):
             self.sampler = train_data
@@ -240,6 +244,8 @@ class Trainer:
         self.save("last.pt")
         record = {"event": "final" if final else "eval", "step": self.step, "val_loss": val_loss,
                   "best_val_loss": self.best_val_loss, "elapsed": self.elapsed}
+        for name, evaluate in self.evaluators.items():
+            record.update({f"{name}_{key}": value for key, value in evaluate(self.model).items()})
         self._emit(record)
         return record
 

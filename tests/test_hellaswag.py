@@ -1,0 +1,215 @@
+"""HellaSwag: the scoring on cases whose answer is known, the data files, the CLI, and the distributed split."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from tinylm.checkpoint import save_checkpoint
+from tinylm.config import GPTConfig
+from tinylm.download import DownloadError
+from tinylm.eval import cli, main
+from tinylm.hellaswag import (
+    SUBSTITUTE_VAL_PATH, Example, ending_losses, evaluate_hellaswag, locate_val, parse_example, read_examples,
+    render_example,
+)
+from tinylm.model import GPT
+from tinylm.tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer
+
+REPO = Path(__file__).resolve().parent.parent
+GPT2_VOCAB = 50257
+# The official file's first record, with all its fields (the mirror's substitute lacks some).
+OFFICIAL_RECORD = {"ind": 24, "activity_label": "Roof shingle removal",
+                   "ctx_a": "A man is sitting on a roof.", "ctx_b": "he", "ctx": "A man is sitting on a roof. he",
+                   "split": "val", "split_type": "indomain", "label": 3,
+                   "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.",
+                               "is holding a rubik's cube.", "starts pulling up roofing on a roof."],
+                   "source_id": "activitynet~v_-JhWjGDPHMY"}
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return BPETokenizer("gpt2")
+
+
+def tiny_bpe_gpt(seed=0, block_size=64):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=GPT2_VOCAB, block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+@pytest.fixture(scope="module")
+def val_examples():
+    return read_examples(locate_val().path, limit=7)
+
+
+def logits_favouring(bpe, preferences):
+    """Next-token logits, the same at every position: `preferences` maps a one-token text to its logit, others get 0."""
+    logits = torch.zeros(GPT2_VOCAB)
+    for text, value in preferences.items():
+        (token,) = bpe.encode(text)
+        logits[token] = value
+    return logits
+
+
+def test_the_ending_the_model_finds_likely_wins(bpe, fixed_logits_model):
+    model = fixed_logits_model(logits_favouring(bpe, {" mat": 12.0}), block_size=64)
+    endings = ("car.", "mat", "sky of blue", "dog")
+    right = evaluate_hellaswag(model, bpe, [Example("The cat sat on the", endings, 1)])
+    assert right == {"examples": 1, "correct": 1, "correct_norm": 1, "acc": 1.0, "acc_norm": 1.0}
+    wrong = evaluate_hellaswag(model, bpe, [Example("The cat sat on the", endings, 0)])
+    assert (wrong["correct"], wrong["correct_norm"]) == (0, 0)
+
+
+def test_summed_and_mean_loss_pick_different_endings(bpe, fixed_logits_model):
+    """One likely-ish token (' dog') against three very likely ones (' the the the'): the sum prefers the
+    short ending, the mean per token the long one, so acc and acc_norm disagree exactly here."""
+    model = fixed_logits_model(logits_favouring(bpe, {" the": 10.0, " dog": 8.0}), block_size=64)
+    endings = ("dog", "the the the", "zebra crossing", "quantum chromodynamics")
+    summed, scored = ending_losses(model, bpe, Example("I saw a", endings, 0), "cpu")
+    assert scored.tolist() == [len(bpe.encode(" " + e)) for e in endings] and scored[:2].tolist() == [1, 3]
+    assert summed.argmin() == 0 and (summed / scored).argmin() == 1
+    log_z = torch.logsumexp(model.logits, 0)
+    assert summed[0].item() == pytest.approx((log_z - 8.0).item(), rel=1e-5)  # the loss of ' dog', by hand
+    assert summed[1].item() == pytest.approx(3 * (log_z - 10.0).item(), rel=1e-5)
+
+    short_right = evaluate_hellaswag(model, bpe, [Example("I saw a", endings, 0)])
+    long_right = evaluate_hellaswag(model, bpe, [Example("I saw a", endings, 1)])
+    assert (short_right["correct"], short_right["correct_norm"]) == (1, 0)
+    assert (long_right["correct"], long_right["correct_norm"]) == (0, 1)
+
+
+def test_rows_are_context_then_ending_padded_right_and_cropped_left(bpe):
+    example = Example("A man is sitting on a roof. he", ("is", "starts pulling up roofing on a roof.", "x", "y"), 1)
+    ctx = bpe.encode(example.ctx)
+    tokens, mask = render_example(example, bpe.encode, block_size=64)
+    long_ending = bpe.encode(" starts pulling up roofing on a roof.")
+    assert tokens.shape == mask.shape == (4, len(ctx) + len(long_ending))
+    assert tokens[1].tolist() == ctx + long_ending and mask[1].tolist() == [0] * len(ctx) + [1] * len(long_ending)
+    assert tokens[0, : len(ctx) + 1].tolist() == ctx + bpe.encode(" is") and mask[0].sum() == 1
+    assert mask[0, len(ctx) + 1:].sum() == 0  # padding is never scored
+
+    cropped, cropped_mask = render_example(example, bpe.encode, block_size=6)  # 7 tokens: inputs 6, targets 6
+    assert cropped.shape == (4, 7)
+    assert cropped[1].tolist() == (ctx + long_ending)[-7:] and cropped_mask[1].sum() == min(7, len(long_ending))
+
+
+def test_contexts_longer_than_the_model_are_cropped(bpe, val_examples):
+    short = tiny_bpe_gpt(block_size=8)  # every HellaSwag row is longer than 9 tokens
+    result = evaluate_hellaswag(short, bpe, val_examples)
+    assert result["examples"] == len(val_examples)
+
+
+def test_char_models_are_refused(val_examples, make_model):
+    tok = CharTokenizer.from_text("abc ")
+    with pytest.raises(ValueError, match="HellaSwag needs a BPE model"):
+        evaluate_hellaswag(make_model(vocab_size=tok.vocab_size), tok, val_examples)
+
+
+def test_trimmed_vocabulary_is_scored_through_its_own_ids(bpe, val_examples):
+    kept = sorted({t for e in val_examples[:3] for t in bpe.encode(e.ctx)})  # endings' tokens mostly become <unk>
+    trimmed = TrimmedBPETokenizer(kept)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=trimmed.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8))
+    summed, scored = ending_losses(model, trimmed, val_examples[0], "cpu")
+    assert scored.tolist() == [len(bpe.encode(" " + e)) for e in val_examples[0].endings]  # one id per GPT-2 token
+    unks = [trimmed.encode(" " + e).count(trimmed.unk_id) for e in val_examples[0].endings]
+    assert min(unks) > 0
+    for row_loss, row_unks in zip(summed.tolist(), unks):  # each <unk> target pays the spread over the dropped tokens
+        assert row_loss > row_unks * trimmed.unk_penalty
+    assert evaluate_hellaswag(model, trimmed, val_examples)["examples"] == len(val_examples)
+
+
+def test_mirror_substitute_parses_and_says_it_is_a_substitute(val_examples):
+    val = locate_val()
+    assert not val.official and "substitute, not the official file" in val.description
+    assert val.path == Path(os.environ["TINYLM_DATA_MIRROR"]) / SUBSTITUTE_VAL_PATH
+    first = val_examples[0]
+    assert first == parse_example(OFFICIAL_RECORD)  # the substitute's first line holds the official first example
+    assert all(len(e.endings) == 4 and 0 <= e.label < 4 and e.ctx for e in val_examples)
+    assert len(read_examples(val.path, limit=3)) == 3
+
+
+def test_official_records_parse_and_unlabelled_ones_are_refused():
+    record = {k: v for k, v in OFFICIAL_RECORD.items() if k != "ctx"}
+    assert parse_example(record).ctx == OFFICIAL_RECORD["ctx"]
+    with pytest.raises(ValueError, match="no label"):
+        parse_example({**OFFICIAL_RECORD, "label": ""})
+    with pytest.raises(ValueError, match="4 strings"):
+        parse_example({**OFFICIAL_RECORD, "endings": ["a", "b"]})
+
+
+def test_damaged_or_missing_mirror_files_are_refused(tmp_path, monkeypatch):
+    mirror = tmp_path / "mirror"
+    (mirror / "hellaswag").mkdir(parents=True)
+    monkeypatch.setenv("TINYLM_DATA_MIRROR", str(mirror))
+    with pytest.raises(DownloadError, match="neither"):
+        locate_val(tmp_path / "data")
+    (mirror / SUBSTITUTE_VAL_PATH).write_text(json.dumps(OFFICIAL_RECORD) + "\n")
+    with pytest.raises(DownloadError, match="sha256"):
+        locate_val(tmp_path / "data")
+    official = mirror / "hellaswag" / "hellaswag_val.jsonl"
+    official.write_text(json.dumps(OFFICIAL_RECORD) + "\n")  # preferred over the substitute, but not the real bytes
+    with pytest.raises(DownloadError, match="sha256"):
+        locate_val(tmp_path / "data")
+    assert not list((tmp_path / "data").iterdir())  # the bad copy was discarded
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hellaswag") / "tiny.pt"
+    model = tiny_bpe_gpt(seed=0, block_size=32)
+    save_checkpoint(path, {"model_config": model.config.to_dict(), "model": model.state_dict(),
+                           "tokenizer": {"kind": "bpe", "encoding": "gpt2"}, "step": 0})
+    return path
+
+
+def test_cli_limit(tiny_ckpt, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TINYLM_DATA_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "hellaswag", "--ckpt", str(tiny_ckpt), "--limit", "5",
+                             "--device", "cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "substitute, not the official file" in result.stdout
+    assert "examples:   5 (the first 5)" in result.stdout
+    assert "acc:" in result.stdout and "acc_norm:" in result.stdout
+
+
+def test_cli_json_matches_the_function(tiny_ckpt, bpe, capsys):
+    result = main(["hellaswag", "--ckpt", str(tiny_ckpt), "--limit", "4", "--device", "cpu", "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["official"] is False and printed["examples"] == 4
+    model = tiny_bpe_gpt(seed=0, block_size=32)
+    assert result == evaluate_hellaswag(model, bpe, read_examples(locate_val().path, limit=4))
+    assert {k: printed[k] for k in result} == result
+
+
+def test_cli_refuses_a_char_checkpoint_in_one_line(tmp_path, make_model):
+    tok = CharTokenizer.from_text("abc ")
+    model = make_model(vocab_size=tok.vocab_size)
+    save_checkpoint(tmp_path / "char.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
+                                           "tokenizer": tok.to_dict(), "step": 0})
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["hellaswag", "--ckpt", str(tmp_path / "char.pt"), "--limit", "2", "--device", "cpu"])
+    assert str(exit_info.value).startswith("error: HellaSwag needs a BPE model")
+
+
+def _distributed_worker(rank, world_size, init_file, examples, out_dir):
+    """One process of a gloo group: score `examples` with the same tiny model as every other rank."""
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        result = evaluate_hellaswag(tiny_bpe_gpt(seed=0), BPETokenizer("gpt2"), examples, "cpu")
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_distributed_counts_equal_the_single_process_ones(bpe, val_examples, tmp_path):
+    single = evaluate_hellaswag(tiny_bpe_gpt(seed=0), bpe, val_examples)  # 7 examples: the ranks get 4 and 3
+    mp.spawn(_distributed_worker, args=(2, str(tmp_path / "init"), val_examples, str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        assert json.loads((tmp_path / f"rank{rank}.json").read_text()) == single

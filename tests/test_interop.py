@@ -1,0 +1,157 @@
+"""Hugging Face interop: GPT-2 weights into tinylm and back out, checked on logits, keys and refusals."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+transformers = pytest.importorskip("transformers")
+from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
+
+from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
+from tinylm.config import GPTConfig  # noqa: E402
+from tinylm.interop import (  # noqa: E402
+    InteropError, TRANSPOSED, check_exportable, from_hf_gpt2, hf_to_tinylm_state_dict, main, tinylm_to_hf_state_dict,
+    to_hf_gpt2,
+)
+from tinylm.model import GPT  # noqa: E402
+
+HF_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100)
+TOL = 1e-5
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def tinylm_logits(model, ids):
+    with torch.no_grad():
+        return model(ids)[0]
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    """A randomly initialised small transformers GPT-2 (no download), its biases and LayerNorms made non-trivial."""
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(**HF_SHAPE, bos_token_id=None, eos_token_id=None)).eval()
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith("bias") or ".ln_" in name:  # initialised to 0 / 1: a swapped one would go unnoticed
+                param.add_(0.1 * torch.randn_like(param))
+    return model
+
+
+@pytest.fixture
+def ids():
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(0, HF_SHAPE["vocab_size"], (3, HF_SHAPE["n_positions"]), generator=generator)
+
+
+def test_hf_gpt2_imports_with_equal_logits(hf_model, ids):
+    model = from_hf_gpt2(hf_model)
+    cfg = model.config
+    assert (cfg.vocab_size, cfg.block_size, cfg.n_layer, cfg.n_head, cfg.n_embd) == (100, 64, 2, 2, 32)
+    assert cfg.tie_weights and cfg.bias and model.lm_head.weight is model.transformer.wte.weight
+    torch.testing.assert_close(tinylm_logits(model, ids), hf_logits(hf_model, ids), atol=TOL, rtol=0)
+
+
+def test_export_loads_in_transformers_with_equal_logits(make_model, tmp_path, ids):
+    model = make_model(seed=3, vocab_size=100, block_size=64).eval()
+    folder = to_hf_gpt2(model, tmp_path / "hf")
+    assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["activation_function"] == "gelu_new" and config["layer_norm_epsilon"] == 1e-5
+    assert (config["n_positions"], config["vocab_size"], config["tie_word_embeddings"]) == (64, 100, True)
+    loaded = GPT2LMHeadModel.from_pretrained(folder).eval()
+    torch.testing.assert_close(hf_logits(loaded, ids), tinylm_logits(model, ids), atol=TOL, rtol=0)
+    # and back again, from the folder's path
+    again = from_hf_gpt2(folder)
+    torch.testing.assert_close(tinylm_logits(again, ids), tinylm_logits(model, ids), atol=TOL, rtol=0)
+
+
+def test_mapping_covers_every_parameter_key_for_key(hf_model):
+    hf_state = hf_model.state_dict()
+    mapped = hf_to_tinylm_state_dict(hf_state)
+    tiny_state = GPT(GPTConfig(vocab_size=100, block_size=64, n_layer=2, n_head=2, n_embd=32)).state_dict()
+    assert set(mapped) == set(tiny_state)
+    for key, value in mapped.items():
+        assert value.shape == tiny_state[key].shape, key
+        if key.endswith(TRANSPOSED):
+            assert torch.equal(value, hf_state[key].t())
+        else:
+            assert torch.equal(value, hf_state[key])
+    assert sum(key.endswith(TRANSPOSED) for key in mapped) == 4 * HF_SHAPE["n_layer"]
+    inverse = tinylm_to_hf_state_dict(mapped)
+    assert set(inverse) == set(hf_state) and all(torch.equal(inverse[k], hf_state[k]) for k in hf_state)
+
+
+def test_older_transformers_mask_buffers_are_skipped_but_attention_biases_kept(hf_model):
+    state = dict(hf_model.state_dict())
+    state["transformer.h.0.attn.bias"] = torch.ones(1, 1, 64, 64).tril()  # transformers 4.x kept the causal mask
+    state["transformer.h.0.attn.masked_bias"] = torch.tensor(-1e4)
+    mapped = hf_to_tinylm_state_dict(state)
+    assert "transformer.h.0.attn.bias" not in mapped and "transformer.h.0.attn.masked_bias" not in mapped
+    assert "transformer.h.0.attn.c_attn.bias" in mapped  # ends in "attn.bias" too, but it is a weight
+
+
+def test_untied_hf_model_keeps_its_own_head(ids):
+    torch.manual_seed(2)
+    hf = GPT2LMHeadModel(GPT2Config(**HF_SHAPE, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None)).eval()
+    model = from_hf_gpt2(hf)
+    assert not model.config.tie_weights and model.lm_head.weight is not model.transformer.wte.weight
+    torch.testing.assert_close(tinylm_logits(model, ids), hf_logits(hf, ids), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(bias=False), "bias=False"),
+    (dict(tie_weights=False), "untied"),
+    ("relu", "GELU"),
+    ("eps", "eps"),
+])
+def test_export_refuses_models_that_are_not_gpt2_style(make_model, tmp_path, change, message):
+    if isinstance(change, dict):
+        model = make_model(**change)
+    else:
+        model = make_model()
+        if change == "relu":
+            model.transformer.h[1].mlp.gelu = nn.ReLU()
+        else:
+            model.transformer.ln_f.eps = 1e-6
+    with pytest.raises(InteropError, match=message):
+        to_hf_gpt2(model, tmp_path / "hf")
+    assert not (tmp_path / "hf").exists()
+    with pytest.raises(InteropError, match="only tinylm GPT"):
+        check_exportable(nn.Linear(2, 2))
+
+
+def test_import_refuses_gpt2_variants_tinylm_lacks():
+    hf = GPT2LMHeadModel(GPT2Config(**HF_SHAPE, activation_function="relu", bos_token_id=None, eos_token_id=None))
+    with pytest.raises(InteropError, match="activation_function='relu'"):
+        from_hf_gpt2(hf)
+
+
+def test_cli_import_and_export_round_trip(hf_model, tmp_path, ids, capsys):
+    hf_model.save_pretrained(tmp_path / "hf")
+    ckpt = main(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "imported.pt")])
+    state = load_checkpoint(ckpt)
+    assert state["step"] == 0 and state["tokenizer"] is None  # a 100-token vocabulary cannot use GPT-2's tokenizer
+    model, tokenizer, _ = load_model(ckpt)
+    torch.testing.assert_close(tinylm_logits(model, ids), hf_logits(hf_model, ids), atol=TOL, rtol=0)
+
+    folder = main(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "exported")])
+    exported = GPT2LMHeadModel.from_pretrained(folder).eval()
+    torch.testing.assert_close(hf_logits(exported, ids), hf_logits(hf_model, ids), atol=TOL, rtol=0)
+    out = capsys.readouterr().out
+    assert "wrote" in out and "not GPT-2's" in out
+
+
+def test_cli_import_of_a_gpt2_vocabulary_records_the_gpt2_tokenizer(tmp_path):
+    torch.manual_seed(0)
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=8, n_positions=16, vocab_size=50257))
+    hf.save_pretrained(tmp_path / "hf")
+    ckpt = main(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path)])  # a folder: written as last.pt
+    assert ckpt == tmp_path / "last.pt"
+    _, tokenizer, state = load_model(tmp_path)
+    assert state["tokenizer"] == {"kind": "bpe", "encoding": "gpt2"} and tokenizer.vocab_size == 50257
