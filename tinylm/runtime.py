@@ -68,7 +68,7 @@ def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 # Dense bf16/fp16 tensor-core peaks from the vendors' datasheets (FLOP/s, no sparsity), for MFU.
-_PEAK_TFLOPS_16BIT = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "V100": 125, "T4": 65}
+PEAK_TFLOPS_16BIT = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "V100": 125, "T4": 65}
 
 
 def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
@@ -76,7 +76,7 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
     if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
         return None
     name = torch.cuda.get_device_name(device)
-    for key, tflops in _PEAK_TFLOPS_16BIT.items():
+    for key, tflops in PEAK_TFLOPS_16BIT.items():
         if key in name:
             return tflops * 1e12
     return None

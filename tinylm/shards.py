@@ -7,8 +7,9 @@ of `shard_tokens` tokens each (the last one shorter):
     fineweb_edu_val_000000.bin  fineweb_edu_train_000001.bin  fineweb_edu_train_000002.bin  ...  progress.json
 
 As in nanoGPT's and llm.c's FineWeb scripts, an end-of-text token comes BEFORE every document, so
-documents are delimited by it and the first token of every shard's stream is an eot; the first shard
-is the validation split, the rest the training split. Each shard is written atomically, then
+documents are delimited by it. Shards cut the one token stream at fixed sizes, so only the first
+shard is sure to start with an eot; a document may run on from one shard into the next. The first
+shard is the validation split, the rest the training split. Each shard is written atomically, then
 `progress.json` (also atomic) records the shards finished and where in the document stream the next
 one starts (documents fully written, plus the tokens of the next document already written). An
 interrupted run resumes from there: it skips the consumed documents of the stream, leaves finished

@@ -71,8 +71,8 @@ def _train(args: argparse.Namespace, world: World) -> dict:
                  "(its checkpoints will be replaced), or --out to train in another folder.")
     if args.resume and not (out / "last.pt").exists():
         sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
-    if args.overwrite and (out / "metrics.jsonl").exists():
-        (out / "metrics.jsonl").unlink()
+    if args.overwrite and world.is_main:  # one rank deletes; the others wait at the barrier below
+        (out / "metrics.jsonl").unlink(missing_ok=True)
 
     if not world.is_main:
         barrier()  # rank 0 prepares the data first; the others then find it ready
