@@ -41,9 +41,9 @@
 # | `cpu` (2-core laptop) | a 2-process smoke run of 100 steps, 200 HellaSwag examples | 35 s (70 s on a busy machine) |
 # | `gpu` | the same demonstrations as `cpu` (the 124M run itself is a command line, below) | not measured |
 #
-# The data cells need the course's offline data mirror (`TINYLM_DATA_MIRROR`): they use its
-# 120-document sample of FineWeb-Edu. Without a mirror, preparing this track streams the whole 10B-token
-# `sample-10BT` from Hugging Face, which is what the real run wants and not what a notebook should start.
+# The data cells use 120 documents of FineWeb-Edu: the offline mirror's sample when `TINYLM_DATA_MIRROR`
+# is set, otherwise the first 120 documents streamed from Hugging Face (as the track's `smoke` and `cpu`
+# profiles do). Only the `gpu` profile of the command line prepares the whole 10B-token `sample-10BT`.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -67,11 +67,10 @@ import torch
 import torch.nn.functional as F
 
 import tinylm
-import tinylm.mirror
 import tinylm.runtime
 from tinylm.data import read_tokens
 from tinylm.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
-from tinylm.shards import ShardedWindowLoader, prepare_fineweb_edu, read_progress, shard_files
+from tinylm.shards import ShardedWindowLoader, read_progress, shard_files
 
 PROFILE = tinylm.resolve_profile()
 REPO = Path(tinylm.__file__).resolve().parent.parent  # the clone: paths are printed relative to it
@@ -208,15 +207,12 @@ print(f"every 250 steps it would be {every_250 / flops_total:.0%}")
 # `progress.json` records how far into the document stream it got, so an interrupted preparation resumes
 # where it stopped.
 #
-# Offline, the source is the mirror's 120 documents of that same `sample-10BT`, cut into shards of
-# 20,000 tokens so that there are several of them.
+# Here the source is 120 documents of that same `sample-10BT` (the mirror's offline, the stream's first
+# 120 online), cut into shards of 20,000 tokens so that there are several of them: what the track
+# prepares for its `cpu` profile.
 
 # %%
-if tinylm.mirror.mirror_dir() is None:
-    raise RuntimeError("the data cells use the offline mirror's FineWeb-Edu sample: set TINYLM_DATA_MIRROR to the "
-                       "course's data mirror (README, 'Offline mirror'). Without it, prepare_fineweb_edu() streams all "
-                       "of sample-10BT (~10B tokens) from Hugging Face.")
-folder = prepare_fineweb_edu()
+folder = tinylm.get_track("gpt2-124m").prepare("cpu").folder  # 120 documents, whatever PROFILE is
 progress = read_progress(folder)
 print(f"{rel(folder)}/")
 for path in sorted(folder.iterdir()):

@@ -168,6 +168,30 @@ def test_hf_source_streams_the_config_and_skips_consumed_documents_on_resume(tmp
     assert shard_bytes(tmp_path / "hf") == shard_bytes(sample)
 
 
+def test_max_documents_streams_only_the_first_documents(tmp_path, monkeypatch, documents):
+    """A small run online (the smoke and cpu profiles) tokenizes the stream's first documents and stops reading."""
+    read = []
+
+    class FakeStream:  # a streaming dataset that records how far it was read
+        info = None
+
+        def __iter__(self):
+            for text in documents:
+                read.append(text)
+                yield {"text": text}
+
+    monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=lambda *a, **k: FakeStream()))
+    folder = prepare_fineweb_edu(tmp_path / "hf", shard_tokens=5000, source="hf", workers=1, max_documents=30)
+    encoding = tiktoken.get_encoding("gpt2")
+    expected = np.array([t for text in documents[:30] for t in (EOT, *encoding.encode_ordinary(text))], dtype=np.uint16)
+    stream = np.concatenate([read_tokens(path) for path in sorted(folder.glob("fineweb_edu_*.bin"), key=lambda p: p.name[-10:])])
+    assert np.array_equal(stream, expected)
+    assert len(read) < len(documents), "the stream is not read to its end"
+    assert read_progress(folder)["max_documents"] == 30
+    with pytest.raises(ValueError, match="max_documents"):
+        prepare_fineweb_edu(tmp_path / "s", source="sample", max_documents=30)
+
+
 def test_other_settings_start_over_and_bad_arguments_are_refused(tmp_path, monkeypatch):
     folder = prepare_fineweb_edu(tmp_path / "f", shard_tokens=30_000, workers=1)
     assert len(shard_bytes(folder)) == 3

@@ -88,12 +88,14 @@ def fineweb_edu_source(source: str | None = None) -> str:
     return source
 
 
-def default_fineweb_edu_folder(source: str | None = None, config: str = DEFAULT_CONFIG) -> Path:
-    """$TINYLM_DATA_DIR (or data/) / fineweb_edu (hf, sample-10BT), fineweb_edu_<config> (hf, other configs)
-    or fineweb_edu_sample (the mirror's 120 documents)."""
+def default_fineweb_edu_folder(source: str | None = None, config: str = DEFAULT_CONFIG,
+                               max_documents: int | None = None) -> Path:
+    """$TINYLM_DATA_DIR (or data/) / fineweb_edu (hf, sample-10BT), fineweb_edu_<config> (hf, other configs),
+    with _first<N> for a run limited to max_documents, or fineweb_edu_sample (the mirror's 120 documents)."""
     if fineweb_edu_source(source) == "sample":
         return data_dir() / "fineweb_edu_sample"
-    return data_dir() / ("fineweb_edu" if config == DEFAULT_CONFIG else f"fineweb_edu_{config}")
+    name = "fineweb_edu" if config == DEFAULT_CONFIG else f"fineweb_edu_{config}"
+    return data_dir() / (name if max_documents is None else f"{name}_first{max_documents}")
 
 
 def shard_name(index: int) -> str:
@@ -196,7 +198,7 @@ def _sample_texts(folder: Path) -> tuple[list[str], int]:
     return texts, len(texts)
 
 
-def _hf_texts(config: str, skip: int) -> tuple[Iterable[str], int | None]:
+def _hf_texts(config: str, skip: int, max_documents: int | None = None) -> tuple[Iterable[str], int | None]:
     import datasets
 
     try:
@@ -212,7 +214,11 @@ def _hf_texts(config: str, skip: int) -> tuple[Iterable[str], int | None]:
         total = None
     if skip:
         dataset = dataset.skip(skip)  # still reads the skipped rows, but does not tokenize them
-    return (row["text"] for row in dataset), total
+    texts = (row["text"] for row in dataset)
+    if max_documents is not None:
+        texts = itertools.islice(texts, max(0, max_documents - skip))
+        total = min(total, max_documents) if total is not None else max_documents
+    return texts, total
 
 
 def _cpu_count() -> int:
@@ -228,14 +234,15 @@ def _remove_shards(folder: Path) -> None:
 
 
 def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_CONFIG, shard_tokens: int | None = None,
-                        source: str | None = None, workers: int | None = None, *, docs_per_batch: int = DOCS_PER_BATCH,
-                        mp_context=None) -> Path:
+                        source: str | None = None, workers: int | None = None, *, max_documents: int | None = None,
+                        docs_per_batch: int = DOCS_PER_BATCH, mp_context=None) -> Path:
     """Tokenize FineWeb-Edu into uint16 shards in `folder` (see the module docstring); returns the folder.
 
     source "hf" streams the `config` of the dataset from Hugging Face; "sample" (the default when
     $TINYLM_DATA_MIRROR is set) reads the mirror's 120 documents of sample-10BT. shard_tokens
     defaults to HF_SHARD_TOKENS (100M) for "hf" and SAMPLE_SHARD_TOKENS (20,000: 4 shards) for the
     sample. workers: tokenizer processes (default: one per CPU core; 1 tokenizes in this process).
+    max_documents: with source "hf", only the stream's first documents (a small run online).
 
     A finished folder with the same settings is returned at once; an interrupted one is resumed. A
     folder prepared with other settings (source, config, shard size) is started over: its shards are
@@ -249,11 +256,13 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         shard_tokens = SAMPLE_SHARD_TOKENS if source == "sample" else HF_SHARD_TOKENS
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
+    if max_documents is not None and (source != "hf" or max_documents < 1):
+        raise ValueError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} with source {source!r}")
     workers = workers or _cpu_count()
-    folder = Path(folder) if folder is not None else default_fineweb_edu_folder(source, config)
+    folder = Path(folder) if folder is not None else default_fineweb_edu_folder(source, config, max_documents)
     tokenizer = BPETokenizer("gpt2")
     wanted = {"dataset": FINEWEB_EDU_HF, "config": config, "source": source, "tokenizer": tokenizer.to_dict(),
-              "shard_tokens": shard_tokens}
+              "shard_tokens": shard_tokens, "max_documents": max_documents}
     progress = read_progress(folder)
     resuming = progress is not None and all(progress.get(key) == value for key, value in wanted.items())
     if resuming and progress["complete"]:
@@ -266,7 +275,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         texts, total = _sample_texts(folder)
         texts = itertools.islice(texts, skip_docs, None)
     else:
-        texts, total = _hf_texts(config, skip_docs)
+        texts, total = _hf_texts(config, skip_docs, max_documents)
     if not resuming:  # the source opened: now clear out what another preparation left here
         folder.mkdir(parents=True, exist_ok=True)
         _remove_shards(folder)

@@ -30,7 +30,7 @@ from .config import GPT2_124M, GPTConfig, TrainConfig
 from .corpora import TINY_SHAKESPEARE, PreparedData, prepare_shakespeare_char, prepare_tinystories  # noqa: F401
 from .distributed import World
 from .runtime import resolve_profile
-from .shards import ShardedWindowLoader, prepare_fineweb_edu, read_progress, val_tokens
+from .shards import SAMPLE_SHARD_TOKENS, ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress, val_tokens
 from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 
 
@@ -122,8 +122,14 @@ TINYSTORIES = Track(
     },
 )
 
+SMALL_RUN_DOCUMENTS = 120  # smoke and cpu online: the stream's first documents, the offline sample's size
+
+
 def _prepare_fineweb_edu(profile: str) -> PreparedData:
-    folder = prepare_fineweb_edu()  # the full sample-10BT online; the mirror's 120 documents offline
+    if profile == "gpu" or fineweb_edu_source() == "sample":
+        folder = prepare_fineweb_edu()  # the full sample-10BT online (~10B tokens); the mirror's 120 documents offline
+    else:
+        folder = prepare_fineweb_edu(max_documents=SMALL_RUN_DOCUMENTS, shard_tokens=SAMPLE_SHARD_TOKENS)
     return PreparedData(folder, train=None, val=val_tokens(folder), tokenizer=BPETokenizer("gpt2"), meta=read_progress(folder))
 
 
