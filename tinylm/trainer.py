@@ -8,7 +8,12 @@ one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds).
 
 Everything a run depends on — weights, optimizer moments, the GradScaler, the step, elapsed time,
 the batch sampler's generator and the global RNG used by dropout — goes into the checkpoint, so a
-resumed run continues exactly where the interrupted one stopped. Ctrl-C saves `last.pt` first.
+resumed run continues exactly where the interrupted one stopped. Ctrl-C finishes the step under
+way, saves `last.pt` and stops; a second Ctrl-C stops at once.
+
+Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
+DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
+step loss and validation sums are reduced across ranks, and rank 0 alone writes files.
 """
 
 from __future__ import annotations
