@@ -4,7 +4,6 @@ Rank 0 saves what the test compares (the gradients of the first step, or the fin
 """
 
 import argparse
-import os
 
 import numpy as np
 import torch

@@ -28,10 +28,8 @@ substitute is not the official file. Run it under torchrun to split the examples
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +39,8 @@ import torch
 from .checkpoint import CheckpointError, find_checkpoint, load_model
 from .data import evaluate_loss_sum
 from .download import DownloadError
-from .logging import format_error
-from .runtime import resolve_device
+from .logging import run_cli
+from .runtime import model_device, resolve_device
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -67,9 +65,7 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     if tokenizer.vocab_size > model.config.vocab_size:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only {model.config.vocab_size:,}; "
                          "use the checkpoint's own tokenizer")
-    if device is None:  # the model's own device
-        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-        device = tensor.device if tensor is not None else "cpu"
+    device = device if device is not None else model_device(model)
     nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
                                     autocast_ctx, tokenizer)
     num_bytes = len(scored_text.encode("utf-8"))
@@ -198,10 +194,8 @@ def cli(argv=None) -> None:
     unreadable text, characters the tokenizer does not know, a text too short, data that cannot be fetched)
     ending the program
     with a one-line message and exit status 1 instead of a traceback."""
-    try:
-        main(argv)
-    except (CheckpointError, DownloadError, ValueError, OSError) as error:  # UnknownCharacterError and ConfigError are ValueErrors
-        sys.exit(format_error(error))
+    # UnknownCharacterError and ConfigError are ValueErrors
+    run_cli(main, (CheckpointError, DownloadError, ValueError, OSError), argv)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from .runtime import model_device
+
 
 def _check_sampling_args(temperature: float, top_k: int | None) -> None:
     if temperature < 0:
@@ -63,7 +65,7 @@ def generate(
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **sampling) -> str:
     """Prompt text in, prompt + continuation out. An empty prompt starts from the end-of-text token (BPE) or id 0."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     ids = tokenizer.encode(prompt) or [getattr(tokenizer, "eot_token", 0)]
     idx = torch.tensor([ids], dtype=torch.long, device=device)
     out = generate(model, idx, max_new_tokens, vocab_limit=tokenizer.vocab_size, **sampling)

@@ -38,7 +38,6 @@ totals of the whole list.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +46,11 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
+from .distributed import all_reduce_sum, current_world
 from .download import DownloadError, RemoteFile, fetch, sha256_of
 from .mirror import MIRROR_ENV, mirror_dir
 from .paths import data_dir
+from .runtime import model_device
 
 # The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
 # (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
@@ -210,12 +211,6 @@ def ending_losses(model, tokenizer, example: Example, device) -> tuple[torch.Ten
     return (losses * scored).sum(dim=1).cpu(), scored.sum(dim=1).cpu()
 
 
-def _world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=None) -> dict[str, Any]:
     """Score `examples`: {"examples", "correct", "correct_norm", "acc", "acc_norm"}.
 
@@ -225,26 +220,20 @@ def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=Non
     and the counts are summed over ranks (all ranks must call this with the same list).
     """
     _check_tokenizer(model, tokenizer)
-    if device is None:
-        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-        device = tensor.device if tensor is not None else "cpu"
-    rank, world = _world()
+    device = device if device is not None else model_device(model)
+    world = current_world()
     was_training = model.training
     model.eval()
     counts = [0, 0, 0]  # examples, correct, correct_norm
     try:
-        for example in list(examples)[rank::world]:
+        for example in list(examples)[world.rank::world.size]:
             summed, scored = ending_losses(model, tokenizer, example, device)
             counts[0] += 1
             counts[1] += int(summed.argmin()) == example.label
             counts[2] += int((summed / scored.clamp(min=1)).argmin()) == example.label
     finally:
         model.train(was_training)
-    if world > 1:
-        totals = torch.tensor(counts, dtype=torch.long, device=device)
-        torch.distributed.all_reduce(totals, op=torch.distributed.ReduceOp.SUM)
-        counts = totals.tolist()
-    total, correct, correct_norm = counts
+    total, correct, correct_norm = (int(count) for count in all_reduce_sum(counts, device))
     if total == 0:
         raise ValueError("no HellaSwag examples to score")
     return {"examples": total, "correct": correct, "correct_norm": correct_norm,

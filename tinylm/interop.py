@@ -26,7 +26,6 @@ GPT2Config's layer_norm_epsilon). transformers is needed only here: `pip install
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -284,12 +283,9 @@ def main(argv=None) -> Any:
 def cli(argv=None) -> None:
     """`python -m tinylm.interop`: main(), with anticipated errors as a one-line message and exit status 1."""
     from .checkpoint import CheckpointError
-    from .logging import format_error
+    from .logging import run_cli
 
-    try:
-        main(argv)
-    except (CheckpointError, ValueError, OSError, ImportError) as error:  # InteropError and ConfigError are ValueErrors
-        sys.exit(format_error(error))
+    run_cli(main, (CheckpointError, ValueError, OSError, ImportError), argv)  # InteropError and ConfigError are ValueErrors
 
 
 if __name__ == "__main__":

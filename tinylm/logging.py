@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
 
 def format_record(record: dict[str, Any]) -> str:
@@ -27,6 +28,15 @@ def format_record(record: dict[str, Any]) -> str:
 
 def print_record(record: dict[str, Any]) -> None:
     print(format_record(record), flush=True)
+
+
+def run_cli(main: Callable, errors: tuple[type[BaseException], ...], argv=None):
+    """Run a command line's main(argv): an anticipated error ends it with a one-line message and exit
+    status 1 instead of a traceback; anything else keeps its traceback."""
+    try:
+        return main(argv)
+    except errors as error:
+        sys.exit(format_error(error))
 
 
 def format_error(error: BaseException) -> str:

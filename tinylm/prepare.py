@@ -22,11 +22,10 @@ runs in --workers processes (default: one per core).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .corpora import PreparedData, default_folder, prepare_shakespeare_char, prepare_tinystories
-from .logging import format_error
+from .logging import run_cli
 from .shards import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
@@ -127,10 +126,7 @@ def _fineweb_edu(args: argparse.Namespace) -> Path:
 def cli(argv=None) -> None:
     """`python -m tinylm.prepare`: main(), with a failed download, an unreachable Hugging Face or missing
     tiktoken files ending the program with a one-line message and exit status 1."""
-    try:
-        main(argv)
-    except (ValueError, OSError, RuntimeError) as error:  # RuntimeError: DownloadError, Hugging Face, tiktoken
-        sys.exit(format_error(error))
+    run_cli(main, (ValueError, OSError, RuntimeError), argv)  # RuntimeError: DownloadError, Hugging Face, tiktoken
 
 
 if __name__ == "__main__":  # fineweb-edu's worker processes re-import this module under "spawn": no work at import

@@ -16,6 +16,7 @@ CPU, where bf16 matmuls are usually slower than fp32 ones.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 
 import torch
@@ -41,6 +42,12 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live (the CPU for a model without any)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
 
 
 def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:

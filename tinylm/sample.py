@@ -9,10 +9,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from .checkpoint import CheckpointError, load_model
 from .generate import generate_text
+from .logging import run_cli
 from .runtime import resolve_device
 from .tokenizers import UnknownCharacterError
 
@@ -44,7 +44,4 @@ def main(argv=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (CheckpointError, UnknownCharacterError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    run_cli(main, (CheckpointError, UnknownCharacterError, ValueError, OSError))

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import ConfigError, TrainConfig
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import TrainConfig
 from .distributed import World, barrier, device_for, init_distributed, teardown
-from .logging import print_record
+from .logging import print_record, run_cli
 from .model import GPT
 from .paths import runs_dir
 from .runtime import resolve_profile
@@ -123,7 +123,4 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ConfigError, ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+    run_cli(main, (ValueError, FileNotFoundError, CheckpointError))  # ConfigError is a ValueError

@@ -99,6 +99,8 @@ class Trainer:
         self.model_config: GPTConfig = model.config
         self.val_tokens = val_tokens
         self.grad_accum_steps = cfg.accumulation_steps(self.model_config.block_size, self.world.size)
+        self._peak_flops = peak_flops_per_s(self.device, self.dtype)  # None where unknown: no MFU then
+        self._flops_per_token = self.model.flops_per_token()
         self._ddp = None
         self.train_model = self.model
         if self.world.distributed:
@@ -203,9 +205,8 @@ class Trainer:
             tokens_per_s = tokens / (time.perf_counter() - window_start)
             record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s,
                       "elapsed": self.elapsed, "skipped_steps": self.skipped_steps}
-            peak = peak_flops_per_s(self.device, self.dtype)
-            if peak is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
-                record["mfu"] = self.model.flops_per_token() * tokens_per_s / (peak * self.world.size)
+            if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
+                record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
             self._emit(record)
             self._window = (time.perf_counter(), 0)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
