@@ -84,12 +84,12 @@ def test_changing_a_future_token_leaves_earlier_logits_unchanged(make_model, att
     assert not earlier_logits_change_when_a_future_token_changes(model, position)
 
 
-def _unmasked(q, k, v, dropout_p=0.0, return_weights=False):
+def _unmasked(q, k, v, dropout_p=0.0, return_weights=False, mask=None):
     weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.size(-1)), dim=-1)
     return weights @ v
 
 
-def _anti_causal(q, k, v, dropout_p=0.0, return_weights=False):
+def _anti_causal(q, k, v, dropout_p=0.0, return_weights=False, mask=None):
     T = q.size(-2)
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
     scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).triu(), float("-inf"))

@@ -72,7 +72,6 @@ def test_resume_continues_the_run(smoke_run):
     assert new[-1]["event"] == "final" and new[-1]["step"] == 40 and "val_loss" in new[-1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tinylm.sample") is None, reason="tinylm.sample does not exist yet")
 def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
     data_root, out, _ = smoke_run
     result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 20, "--temperature", 0,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from tinylm.config import GPTConfig
-from tinylm.generate import generate, generate_text
+from tinylm.generate import generate, generate_batch, generate_text, stream
 from tinylm.tokenizers import CharTokenizer
 
 
@@ -78,26 +78,45 @@ def test_top_k_larger_than_the_vocabulary_is_plain_sampling(fixed_logits_model):
     assert torch.equal(generate(model, idx, 10, top_k=1000, seed=3), generate(model, idx, 10, seed=3))
 
 
-def test_prompt_longer_than_the_context_is_cropped(make_model, fixed_logits_model):
+def test_prompt_longer_than_the_context_is_cropped_to_keep_tokens(make_model, fixed_logits_model):
     model = make_model()
     block = model.config.block_size
     long_prompt = prompt(model, 2 * block + 8)
-    out = generate(model, long_prompt, 6, seed=2)
-    assert out.shape == (1, 2 * block + 8 + 6)
-    assert torch.equal(out[:, : long_prompt.size(1)], long_prompt)
-    cropped = generate(model, long_prompt[:, -block:], 6, seed=2)
-    assert torch.equal(out[:, long_prompt.size(1) :], cropped[:, block:])  # only the last block_size tokens matter
+    for keep in (block, block // 2):
+        out = generate(model, long_prompt, 6, seed=2, keep=keep)
+        assert out.shape == (1, 2 * block + 8 + 6)
+        assert torch.equal(out[:, : long_prompt.size(1)], long_prompt)
+        cropped = generate(model, long_prompt[:, -keep:], 6, seed=2, keep=keep)
+        assert torch.equal(out[:, long_prompt.size(1) :], cropped[:, keep:])  # only the last `keep` tokens matter
     fixed = fixed_logits_model(torch.zeros(5), block_size=8)
-    generate(fixed, torch.zeros(1, 30, dtype=torch.long), 4, seed=0)
+    generate(fixed, torch.zeros(1, 30, dtype=torch.long), 4, seed=0, keep=8)
     assert fixed.seen_lengths == [8, 8, 8, 8]
 
 
 @pytest.mark.parametrize("kwargs, field", [(dict(temperature=-0.1), "temperature"), (dict(top_k=0), "top_k"),
-                                           (dict(top_k=-3), "top_k")])
+                                           (dict(top_k=-3), "top_k"), (dict(top_p=0), "top_p"),
+                                           (dict(top_p=1.01), "top_p"), (dict(min_new_tokens=4), "min_new_tokens")])
 def test_bad_sampling_arguments_are_value_errors(make_model, kwargs, field):
     model = make_model()
     with pytest.raises(ValueError, match=field):
-        generate(model, prompt(model, 2), 3, **kwargs)
+        generate_batch(model, [[1, 2]], 3, **kwargs)
+
+
+def test_prompts_must_be_token_ids_of_the_model(make_model):
+    model = make_model()
+    with pytest.raises(ValueError, match="at least one token"):
+        generate_batch(model, [[1], []], 3)
+    with pytest.raises(ValueError, match=r"must be in \[0, 37\)"):
+        generate_batch(model, [[1, 37]], 3)
+
+
+def test_models_without_a_cache_need_equal_length_prompts(bigram):
+    model = bigram()
+    assert len(generate_batch(model, [[1, 2], [3, 4]], 5, seed=0)[1]) == 5
+    with pytest.raises(ValueError, match="equal lengths"):
+        generate_batch(model, [[1], [3, 4]], 5)
+    with pytest.raises(ValueError, match="takes no key/value cache"):
+        generate_batch(model, [[1]], 5, use_cache=True)
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -119,7 +138,7 @@ def test_generate_text_decodes_prompt_and_continuation(make_model):
     text = generate_text(model, tokenizer, "hello there", 9, seed=0)
     assert text.startswith("hello there") and len(text) == len("hello there") + 9
     ids = torch.tensor([tokenizer.encode("hello there")])
-    assert text == tokenizer.decode(generate(model, ids, 9, seed=0)[0].tolist())
+    assert text == tokenizer.decode(generate(model, ids, 9, seed=0, vocab_limit=tokenizer.vocab_size)[0].tolist())
 
 
 def test_top_k_keeps_exactly_k_tokens_even_when_logits_tie():
@@ -133,3 +152,74 @@ def test_top_k_keeps_exactly_k_tokens_even_when_logits_tie():
 
     out = generate(Flat(), torch.zeros(200, 1, dtype=torch.long), max_new_tokens=1, top_k=3, seed=0)
     assert len(set(out[:, 1].tolist())) == 3
+
+
+class Scripted(torch.nn.Module):
+    """A 'model' that predicts script[i] as the i-th new token, by a wide margin, whatever the prompt."""
+
+    def __init__(self, script: list[int], vocab_size: int, prompt_length: int):
+        super().__init__()
+        self.script, self.prompt_length = script, prompt_length
+        self.config = GPTConfig(vocab_size=vocab_size, block_size=256, n_layer=1, n_head=1, n_embd=1)
+
+    def forward(self, idx):
+        logits = torch.zeros(idx.size(0), idx.size(1), self.config.vocab_size)
+        position = min(idx.size(1) - self.prompt_length, len(self.script) - 1)
+        logits[:, -1, self.script[position]] = 10.0
+        return logits, None
+
+
+LETTERS = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz "))
+
+
+def scripted(text: str, tokenizer=LETTERS, prompt: str = "a") -> Scripted:
+    return Scripted(tokenizer.encode(text), tokenizer.vocab_size, len(tokenizer.encode(prompt)))
+
+
+def test_stream_yields_the_continuation_piece_by_piece():
+    pieces = list(stream(scripted("hello world"), LETTERS, "a", 11, temperature=0))
+    assert pieces == list("hello world")
+    assert generate_text(scripted("hello world"), LETTERS, "a", 11, temperature=0) == "ahello world"
+
+
+@pytest.mark.parametrize("stop, expected", [("lo w", "hel"), (["xyz", "wor"], "hello "), ("d", "hello worl"),
+                                            ("never", "hello world")])
+def test_stream_stops_before_a_stop_string_and_never_prints_part_of_it(stop, expected):
+    pieces = list(stream(scripted("hello world"), LETTERS, "a", 11, stop=stop, temperature=0))
+    assert "".join(pieces) == expected
+
+
+def test_stop_tokens_end_generation_but_not_before_min_new_tokens():
+    o = LETTERS.encode("o")
+    assert generate_text(scripted("hello world"), LETTERS, "a", 11, stop_tokens=o, temperature=0) == "ahell"
+    # The 5th token would be "o" but cannot stop yet; the next best (id 0, "a") takes its place.
+    text = generate_text(scripted("hello world"), LETTERS, "a", 11, stop_tokens=o, min_new_tokens=6, temperature=0)
+    assert text == "ahella w"
+
+
+def test_batch_rows_stop_independently():
+    model = scripted("hello world")
+    rows = generate_batch(model, [[0], [1]], 11, stop_tokens=LETTERS.encode("w"), temperature=0)
+    assert rows == [LETTERS.encode("hello "), LETTERS.encode("hello ")]
+
+
+def test_stream_never_yields_half_a_character_of_a_multi_byte_token_sequence():
+    from tinylm.tokenizers import BPETokenizer
+
+    tokenizer = BPETokenizer("gpt2")
+    text = "Zürich ⛵🪐 你好 🦜 parrot"
+    ids = tokenizer.encode(text)
+    assert any("\ufffd" in tokenizer.decode([i]) for i in ids)  # some tokens are partial UTF-8 on their own
+    model = Scripted(ids, 50304, prompt_length=1)
+    pieces = list(stream(model, tokenizer, "!", len(ids), temperature=0))
+    assert "".join(pieces) == text and not any("\ufffd" in p for p in pieces)
+
+
+def test_bpe_generation_stops_at_end_of_text_unless_told_otherwise():
+    from tinylm.tokenizers import BPETokenizer
+
+    tokenizer = BPETokenizer("gpt2")
+    ids = tokenizer.encode("The end.") + [tokenizer.eot_token] + tokenizer.encode(" More")
+    model = Scripted(ids, 50304, prompt_length=1)
+    assert generate_text(model, tokenizer, "!", 10, temperature=0) == "!The end."
+    assert generate_text(model, tokenizer, "!", len(ids), temperature=0, stop_tokens=()) == "!The end.<|endoftext|> More"

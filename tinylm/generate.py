@@ -1,72 +1,222 @@
-"""Sampling text from a trained model, one token at a time.
+"""Generating text, one token at a time: the decode loop, batches of prompts, and streaming text.
 
-Each step runs the model on the last `block_size` tokens (a longer prompt is cropped to its end,
-as the model cannot see further back), turns the logits of the final position into probabilities,
-and draws the next token. Temperature divides the logits (below 1: sharper, above 1: flatter;
-0 means always take the most likely token); top-k keeps only the k most likely tokens. A seed
-makes a sample repeatable without touching the global random state.
+Each step runs the model on the context, takes the logits of the last position and lets the
+samplers (`tinylm.sampling`) choose the next token. With a key/value cache (`tinylm.kv_cache`, the
+default for tinylm's GPT) the prompt is prefilled once and every later step feeds one token;
+`use_cache=False` recomputes the whole context at every step, and gives the same tokens.
+
+Context policy. The model sees at most `block_size` tokens. When the context is full, the oldest
+tokens are dropped so that the `keep` most recent remain (default: half the context, as llama.cpp
+does) and, with a cache, those are prefilled again. Sliding the window by one token instead would
+mean recomputing every cached key at each step, because GPT-2's positions are absolute; that is
+`keep=block_size`, exact and slow. A prompt longer than the context is cropped by the same rule.
+Both paths follow the same policy, which is what makes their tokens identical.
+
+Batches. Prompts of different lengths are left-padded and masked (see `tinylm.kv_cache`), so each
+row computes what it would alone. The rows share one window: when the longest row fills the
+context, every row is cropped at the same column.
+
+Stopping. A row stops at any of `stop_tokens` (after at least `min_new_tokens` new tokens; the stop
+token is not returned) or after `max_new_tokens`. `stream` also stops at `stop` strings, which it
+never prints; it holds back text that could be the start of one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import torch
 
+from .kv_cache import KVCache
+from .model import GPT
 from .runtime import model_device
+from .sampling import Sampling, choose_next
 
 
-def _check_sampling_args(temperature: float, top_k: int | None) -> None:
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be at least 1 (or None for no limit), got {top_k}")
+def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if not 0 <= min_new_tokens <= max_new_tokens:
+        raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
 
 
-@torch.no_grad()
-def generate(
+@torch.inference_mode()  # like no_grad, and skips autograd's version counting: about 25% off a small model's step
+def decode(
     model,
-    idx: torch.Tensor,
+    prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    seed: int | None = None,
+    sampling: Sampling = Sampling(),
+    *,
+    stop_tokens: Sequence[int] = (),
+    min_new_tokens: int = 0,
+    use_cache: bool | None = None,
+    keep: int | None = None,
     vocab_limit: int | None = None,
-) -> torch.Tensor:
-    """idx (B, T) -> (B, T + max_new_tokens): the prompt followed by the sampled continuation.
+) -> Iterator[torch.Tensor]:
+    """Yield the next token of every row, (B,) long, once per step; a row that has stopped yields -1.
 
-    `vocab_limit` excludes ids at or above it: the padding rows of an embedding rounded up to a
-    multiple of 64 are not tokens.
+    use_cache: None means "when the model supports it" (tinylm's GPT does; any model whose forward takes
+    idx and returns (logits, loss) works without). `vocab_limit` excludes ids at or above it: the padding
+    rows of an embedding rounded up to a multiple of 64 are not tokens.
     """
-    _check_sampling_args(temperature, top_k)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=idx.device).manual_seed(seed)
+    _check_lengths(max_new_tokens, min_new_tokens)
+    block_size = model.config.block_size
+    keep = block_size // 2 if keep is None else keep
+    if not 1 <= keep <= block_size:
+        raise ValueError(f"keep must be between 1 and block_size ({block_size}), got {keep}")
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token (start from the end-of-text token to begin afresh)")
+    supports_cache = isinstance(model, GPT)
+    if use_cache and not supports_cache:
+        raise ValueError(f"{type(model).__name__} takes no key/value cache; use use_cache=False")
+    use_cache = supports_cache if use_cache is None else use_cache
+    device = model_device(model)
+    batch_size, longest = len(prompts), max(len(p) for p in prompts)
+    pad = torch.tensor([longest - len(p) for p in prompts], device=device)  # (B,) left padding of each row
+    if not supports_cache and int(pad.max()) > 0:
+        raise ValueError(f"{type(model).__name__} takes no padding mask, so its prompts must have equal lengths")
+    tokens = torch.zeros(batch_size, longest + max_new_tokens, dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompts):
+        tokens[row, longest - len(prompt) : longest] = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    vocab_size = model.config.vocab_size
+    if int(tokens.max()) >= vocab_size or int(tokens.min()) < 0:
+        raise ValueError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
+    stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
+    seen = None
+    if sampling.repetition_penalty != 1:
+        seen = torch.zeros(batch_size, vocab_size, dtype=torch.bool, device=device)  # (B, V): in the sequence yet?
+        for row, prompt in enumerate(prompts):
+            seen[row, torch.as_tensor(prompt, dtype=torch.long, device=device)] = True
+
+    generator = sampling.generator(device)
+    cache = KVCache(model.config, batch_size) if supports_cache else None
+    finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()
-    block_size = model.config.block_size
-    for _ in range(max_new_tokens):
-        context = idx[:, -block_size:]  # (B, <=block_size)
-        logits, _ = model(context)
-        logits = logits[:, -1, :].float()  # (B, vocab): only the last position predicts the next token
-        if vocab_limit is not None:
-            logits[:, vocab_limit:] = float("-inf")
-        if temperature == 0:
-            next_id = logits.argmax(dim=-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k is not None and top_k < logits.size(-1):
-                best, best_ids = torch.topk(logits, top_k)  # (B, k) each; ties resolved so exactly k survive
-                logits = torch.full_like(logits, float("-inf")).scatter(-1, best_ids, best)
-            probs = torch.softmax(logits, dim=-1)
-            next_id = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1)
-        idx = torch.cat([idx, next_id], dim=1)
-    model.train(was_training)
-    return idx
+    try:
+        length, start = longest, 0  # tokens[:, start:length] is the context the model sees
+        cached_until, prefill = 0, True  # the cache holds tokens[:, start:cached_until]
+        for step in range(max_new_tokens):
+            if length - start > block_size:  # the context is full: keep its most recent tokens
+                start, prefill = length - keep, True
+            if prefill or not use_cache:
+                if cache is not None:
+                    cache.reset((pad - start).clamp(min=0))
+                cached_until, prefill = start, False
+            if cache is None:
+                logits, _ = model(tokens[:, start:length])
+            else:
+                logits, _ = model(tokens[:, cached_until:length], kv_cache=cache)  # the prompt, then one token
+                cached_until = length
+            logits = logits[:, -1, :].float()  # (B, vocab): only the last position predicts the next token
+            if vocab_limit is not None:
+                logits[:, vocab_limit:] = float("-inf")
+            if step < min_new_tokens and len(stops):
+                logits[:, stops] = float("-inf")
+            next_id = choose_next(logits, sampling, generator, seen)  # (B,)
+            if seen is not None:
+                seen[torch.arange(batch_size, device=device), next_id] = True
+            tokens[:, length] = next_id
+            length += 1
+            if not len(stops):
+                yield next_id
+                continue
+            finished |= torch.isin(next_id, stops)
+            yield torch.where(finished, -1, next_id)
+            if bool(finished.all()):
+                return
+    finally:
+        model.train(was_training)
 
 
-def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **sampling) -> str:
-    """Prompt text in, prompt + continuation out. An empty prompt starts from the end-of-text token (BPE) or id 0."""
-    device = model_device(model)
-    ids = tokenizer.encode(prompt) or [getattr(tokenizer, "eot_token", 0)]
-    idx = torch.tensor([ids], dtype=torch.long, device=device)
-    out = generate(model, idx, max_new_tokens, vocab_limit=tokenizer.vocab_size, **sampling)
-    return tokenizer.decode(out[0].tolist())
+def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None, **options) -> torch.Tensor:
+    """idx (B, T) -> (B, T + max_new_tokens): the prompts followed by their continuations.
+
+    `options` are `decode`'s: use_cache, keep, vocab_limit.
+    """
+    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    new = list(decode(model, idx.tolist(), max_new_tokens, sampling, **options))
+    if not new:
+        return idx
+    return torch.cat([idx, torch.stack(new, dim=1).to(idx.device)], dim=1)
+
+
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, stop_tokens: Sequence[int] = (),
+                   min_new_tokens: int = 0, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
+                   repetition_penalty: float = 1.0, seed: int | None = None, **options) -> list[list[int]]:
+    """Prompts of any lengths -> each one's new tokens, up to its stop token (excluded) or max_new_tokens."""
+    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    continuations: list[list[int]] = [[] for _ in prompts]
+    for next_ids in decode(model, prompts, max_new_tokens, sampling, stop_tokens=stop_tokens,
+                           min_new_tokens=min_new_tokens, **options):
+        for row, token in enumerate(next_ids.tolist()):
+            if token >= 0:
+                continuations[row].append(token)
+    return continuations
+
+
+def _prompt_ids(tokenizer, prompt: str) -> list[int]:
+    """An empty prompt starts from the end-of-text token (BPE) or id 0 (characters)."""
+    return tokenizer.encode(prompt) or [getattr(tokenizer, "eot_token", 0)]
+
+
+def _default_stop_tokens(tokenizer) -> tuple[int, ...]:
+    eot = getattr(tokenizer, "eot_token", None)
+    return () if eot is None else (eot,)
+
+
+def _held_back(text: str, stop: Sequence[str]) -> int:
+    """How many characters at the end of text could be the beginning of a stop string."""
+    for size in range(min(len(text), max(map(len, stop)) - 1), 0, -1):
+        if any(s.startswith(text[-size:]) for s in stop):
+            return size
+    return 0
+
+
+def stream(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, stop: Sequence[str] = (),
+           stop_tokens: Sequence[int] | None = None, min_new_tokens: int = 0, temperature: float = 1.0,
+           top_k: int | None = None, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
+           **options) -> Iterator[str]:
+    """Yield the continuation of `prompt` as text, piece by piece, as it is generated.
+
+    stop_tokens=None stops at the tokenizer's end-of-text token when it has one (pass () to run on).
+    Print it with `for piece in stream(...): print(piece, end="", flush=True)`.
+    """
+    if isinstance(stop, str):
+        stop = (stop,)
+    if any(not s for s in stop):
+        raise ValueError("stop strings must not be empty")
+    stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
+    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    steps = decode(model, [_prompt_ids(tokenizer, prompt)], max_new_tokens, sampling, stop_tokens=stop_tokens,
+                   min_new_tokens=min_new_tokens, vocab_limit=tokenizer.vocab_size, **options)
+    new_ids: list[int] = []
+    emitted = 0  # characters of the decoded continuation already yielded
+    for next_ids in steps:
+        token = int(next_ids[0])
+        if token < 0:
+            break
+        new_ids.append(token)
+        # Decode everything so far: a multi-byte character split over two BPE tokens decodes only once complete.
+        text = tokenizer.decode(new_ids)
+        if text.endswith("\ufffd"):
+            continue
+        found = [i for i in (text.find(s, emitted) for s in stop) if i >= 0]
+        if found:
+            if min(found) > emitted:
+                yield text[emitted : min(found)]
+            steps.close()
+            return
+        ready = len(text) - (_held_back(text, stop) if stop else 0)
+        if ready > emitted:
+            yield text[emitted:ready]
+            emitted = ready
+    text = tokenizer.decode(new_ids)
+    if len(text) > emitted:
+        yield text[emitted:]
+
+
+def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **options) -> str:
+    """Prompt text in, prompt + continuation out; `options` are `stream`'s."""
+    return prompt + "".join(stream(model, tokenizer, prompt, max_new_tokens, **options))

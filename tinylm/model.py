@@ -20,6 +20,7 @@ from torch import nn
 
 from .attention import CausalSelfAttention
 from .config import GPTConfig
+from .kv_cache import KVCache, LayerCache
 from .losses import next_token_loss
 
 
@@ -45,8 +46,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
         self.mlp = MLP(config)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -86,21 +87,30 @@ class GPT(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         return total - self.transformer.wpe.weight.numel() if exclude_position_embeddings else total
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None):
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None,
+                kv_cache: KVCache | None = None):
         """idx (B, T) token ids -> (logits (B, T, vocab), loss or None).
 
-        With targets (B, T), the loss is `self.loss_fn(logits, targets, loss_mask)`.
+        With targets (B, T), the loss is `self.loss_fn(logits, targets, loss_mask)`. With a `kv_cache`
+        (generation), idx holds only the positions not cached yet, they are appended to the cache, and
+        only the last position's logits are computed: (B, 1, vocab).
         """
         B, T = idx.shape
-        if T > self.config.block_size:
+        if kv_cache is not None:
+            pos = kv_cache.begin(T, idx.device)  # (T,), or (B, T) when rows are left-padded; checks the space left
+        elif T > self.config.block_size:
             raise ValueError(
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
                 "crop it to the last block_size tokens (generation does this for you)"
             )
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T, C)
-        for block in self.transformer.h:
-            x = block(x)
+        else:
+            pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T or B,T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, None if kv_cache is None else kv_cache.layers[i])
+        if kv_cache is not None:
+            kv_cache.advance(T)
+            x = x[:, -1:]  # (B, 1, C): only the last position predicts the next token
         logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
         loss = None if targets is None else self.loss_fn(logits, targets, loss_mask)
         return logits, loss
