@@ -1,4 +1,4 @@
-"""Test-session defaults: tiny shapes for notebooks, and the offline mirror next to the checkout.
+"""Test-session defaults: tiny shapes for notebooks, printed results instead of widgets, and the offline mirror.
 
 The notebooks' kernels inherit this process's environment, so setting the variables here makes
 `pytest` alone run every notebook under the `smoke` profile, offline. Values already set win.
@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TINYLM_PROFILE", "smoke")
+os.environ.setdefault("TINYLM_WIDGETS", "0")  # no widget front end here: the playground prints instead
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 _mirror = Path(__file__).resolve().parent.parent / "shared" / "data"

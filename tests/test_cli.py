@@ -80,3 +80,25 @@ def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
     model, tokenizer, _ = load_model(out)
     expected = generate_text(model, tokenizer, "ROMEO:", 20, temperature=0)
     assert result.stdout == expected + "\n"
+def test_sample_cli_streams_every_sampler_option_and_numbers_the_samples(smoke_run):
+    data_root, out, _ = smoke_run
+    result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 40, "--temperature", 0.9,
+                     "--top-k", 20, "--top-p", 0.9, "--repetition-penalty", 1.2, "--seed", 4, "--stop", "\\n\\n",
+                     "--min-new-tokens", 2, "--num-samples", 2, "--no-cache", data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    model, tokenizer, _ = load_model(out)
+    expected = [generate_text(model, tokenizer, "ROMEO:", 40, temperature=0.9, top_k=20, top_p=0.9,
+                              repetition_penalty=1.2, seed=seed, stop="\n\n", min_new_tokens=2) for seed in (4, 5)]
+    assert result.stdout == f"--- sample 1 ---\n{expected[0]}\n--- sample 2 ---\n{expected[1]}\n"
+
+
+@pytest.mark.parametrize("args, message", [(("--top-p", 1.5), r"top_p must be in \(0, 1\]"),
+                                           (("--temperature", -1), "temperature must be >= 0"),
+                                           (("--prompt", "ROMEO\u00e9"), "does not know")])
+def test_sample_cli_bad_arguments_end_with_one_clear_line(smoke_run, args, message):
+    data_root, out, _ = smoke_run
+    result = run_cli("tinylm.sample", "--ckpt", out, *args, data_dir=data_root)
+    assert result.returncode == 1
+    assert re.search(message, result.stderr) and "Traceback" not in result.stderr, result.stderr
+
+

@@ -3,7 +3,8 @@
 Each module is one concept: `config` (shapes and recipes), `model` and `attention` (the network),
 `tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token files to
 batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
-`generate`, `plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
+`generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets),
+`plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
 `hellaswag` (loss, bits per byte, HellaSwag), `interop` (Hugging Face GPT-2 weights), and the
 command lines `tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval`, `tinylm.interop`
 and `tinylm.bench`.
@@ -11,9 +12,12 @@ and `tinylm.bench`.
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model
 from .config import GPT2_124M, ConfigError, GPTConfig, TrainConfig
-from .generate import generate, generate_text
+from .generate import generate, generate_batch, generate_text, stream
+from .kv_cache import KVCache
 from .model import GPT
+from .playground import attention_viewer, playground
 from .runtime import resolve_device, resolve_dtype, resolve_profile
+from .sampling import Sampling
 from .tokenizers import BPETokenizer, CharTokenizer, UnknownCharacterError
 from .trainer import Trainer, TrainingDiverged
 from .tracks import get_track
@@ -23,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "GPT", "GPTConfig", "TrainConfig", "GPT2_124M", "ConfigError", "Trainer", "TrainingDiverged",
     "CharTokenizer", "BPETokenizer", "UnknownCharacterError", "generate", "generate_text",
+    "generate_batch", "stream", "Sampling", "KVCache", "playground", "attention_viewer",
     "load_checkpoint", "load_model", "CheckpointError", "get_track",
     "resolve_profile", "resolve_device", "resolve_dtype",
 ]

@@ -40,6 +40,16 @@ def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
         raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
 
 
+def _left_padded(prompts: Sequence[Sequence[int]], max_new_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> tokens (B, longest + max_new_tokens), each prompt ending at column `longest`, and pad (B,)."""
+    longest = max(len(p) for p in prompts)
+    tokens = torch.zeros(len(prompts), longest + max_new_tokens, dtype=torch.long, device=device)
+    for row, prompt in enumerate(prompts):
+        tokens[row, longest - len(prompt) : longest] = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    pad = torch.tensor([longest - len(p) for p in prompts], device=device)
+    return tokens, pad
+
+
 @torch.inference_mode()  # like no_grad, and skips autograd's version counting: about 25% off a small model's step
 def decode(
     model,
@@ -71,16 +81,13 @@ def decode(
         raise ValueError(f"{type(model).__name__} takes no key/value cache; use use_cache=False")
     use_cache = supports_cache if use_cache is None else use_cache
     device = model_device(model)
-    batch_size, longest = len(prompts), max(len(p) for p in prompts)
-    pad = torch.tensor([longest - len(p) for p in prompts], device=device)  # (B,) left padding of each row
+    tokens, pad = _left_padded(prompts, max_new_tokens, device)
     if not supports_cache and int(pad.max()) > 0:
         raise ValueError(f"{type(model).__name__} takes no padding mask, so its prompts must have equal lengths")
-    tokens = torch.zeros(batch_size, longest + max_new_tokens, dtype=torch.long, device=device)
-    for row, prompt in enumerate(prompts):
-        tokens[row, longest - len(prompt) : longest] = torch.as_tensor(prompt, dtype=torch.long, device=device)
     vocab_size = model.config.vocab_size
     if int(tokens.max()) >= vocab_size or int(tokens.min()) < 0:
         raise ValueError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
+    batch_size, longest = tokens.size(0), tokens.size(1) - max_new_tokens
     stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
     seen = None
     if sampling.repetition_penalty != 1:
@@ -109,7 +116,7 @@ def decode(
                 logits, _ = model(tokens[:, cached_until:length], kv_cache=cache)  # the prompt, then one token
                 cached_until = length
             logits = logits[:, -1, :].float()  # (B, vocab): only the last position predicts the next token
-            if vocab_limit is not None:
+            if vocab_limit is not None and vocab_limit < logits.size(-1):
                 logits[:, vocab_limit:] = float("-inf")
             if step < min_new_tokens and len(stops):
                 logits[:, stops] = float("-inf")
@@ -168,53 +175,68 @@ def _default_stop_tokens(tokenizer) -> tuple[int, ...]:
 
 def _held_back(text: str, stop: Sequence[str]) -> int:
     """How many characters at the end of text could be the beginning of a stop string."""
-    for size in range(min(len(text), max(map(len, stop)) - 1), 0, -1):
+    for size in range(min(len(text), max(map(len, stop), default=1) - 1), 0, -1):
         if any(s.startswith(text[-size:]) for s in stop):
             return size
     return 0
 
 
+class TextStream:
+    """Iterate over it for the continuation's text, piece by piece; `new_ids` holds the tokens generated so far."""
+
+    def __init__(self, model, tokenizer, prompt: str, max_new_tokens: int, stop: Sequence[str],
+                 stop_tokens: Sequence[int] | None, min_new_tokens: int, sampling: Sampling, options: dict):
+        _check_lengths(max_new_tokens, min_new_tokens)
+        if isinstance(stop, str):
+            stop = (stop,)
+        if any(not s for s in stop):
+            raise ValueError("stop strings must not be empty")
+        self.stop = tuple(stop)
+        self.tokenizer = tokenizer
+        self.new_ids: list[int] = []
+        stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
+        self._steps = decode(model, [_prompt_ids(tokenizer, prompt)], max_new_tokens, sampling,
+                             stop_tokens=stop_tokens, min_new_tokens=min_new_tokens,
+                             vocab_limit=tokenizer.vocab_size, **options)
+
+    def __iter__(self) -> Iterator[str]:
+        emitted = 0  # characters of the decoded continuation already yielded
+        for next_ids in self._steps:
+            token = int(next_ids[0])
+            if token < 0:
+                break
+            self.new_ids.append(token)
+            # Decode everything so far: a character split over two BPE tokens decodes only once complete.
+            text = self.tokenizer.decode(self.new_ids)
+            if text.endswith("\ufffd"):
+                continue
+            found = [i for i in (text.find(s, emitted) for s in self.stop) if i >= 0]
+            if found:
+                if min(found) > emitted:
+                    yield text[emitted : min(found)]
+                self._steps.close()
+                return
+            ready = len(text) - _held_back(text, self.stop)
+            if ready > emitted:
+                yield text[emitted:ready]
+                emitted = ready
+        text = self.tokenizer.decode(self.new_ids)
+        if len(text) > emitted:
+            yield text[emitted:]
+
+
 def stream(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, stop: Sequence[str] = (),
            stop_tokens: Sequence[int] | None = None, min_new_tokens: int = 0, temperature: float = 1.0,
            top_k: int | None = None, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
-           **options) -> Iterator[str]:
-    """Yield the continuation of `prompt` as text, piece by piece, as it is generated.
+           **options) -> TextStream:
+    """The continuation of `prompt` as text, piece by piece, as it is generated.
 
     stop_tokens=None stops at the tokenizer's end-of-text token when it has one (pass () to run on).
-    Print it with `for piece in stream(...): print(piece, end="", flush=True)`.
+    `options` are `decode`'s (use_cache, keep). Print it with
+    `for piece in stream(...): print(piece, end="", flush=True)`, in a notebook or a terminal.
     """
-    if isinstance(stop, str):
-        stop = (stop,)
-    if any(not s for s in stop):
-        raise ValueError("stop strings must not be empty")
-    stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
-    steps = decode(model, [_prompt_ids(tokenizer, prompt)], max_new_tokens, sampling, stop_tokens=stop_tokens,
-                   min_new_tokens=min_new_tokens, vocab_limit=tokenizer.vocab_size, **options)
-    new_ids: list[int] = []
-    emitted = 0  # characters of the decoded continuation already yielded
-    for next_ids in steps:
-        token = int(next_ids[0])
-        if token < 0:
-            break
-        new_ids.append(token)
-        # Decode everything so far: a multi-byte character split over two BPE tokens decodes only once complete.
-        text = tokenizer.decode(new_ids)
-        if text.endswith("\ufffd"):
-            continue
-        found = [i for i in (text.find(s, emitted) for s in stop) if i >= 0]
-        if found:
-            if min(found) > emitted:
-                yield text[emitted : min(found)]
-            steps.close()
-            return
-        ready = len(text) - (_held_back(text, stop) if stop else 0)
-        if ready > emitted:
-            yield text[emitted:ready]
-            emitted = ready
-    text = tokenizer.decode(new_ids)
-    if len(text) > emitted:
-        yield text[emitted:]
+    return TextStream(model, tokenizer, prompt, max_new_tokens, stop, stop_tokens, min_new_tokens, sampling, options)
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **options) -> str:

@@ -12,6 +12,10 @@ Choices, and why:
   token into the same column, and one `length` describes the whole batch. Padding columns are
   masked out as keys, and positions count from each row's first real token, so a padded row
   computes what it would compute alone.
+- Decoding reads every weight once per token, and a GPT-2-vocabulary model's biggest matrix is the
+  (vocab, C) output head. PyTorch's CPU matrix-vector kernel reads it in that layout at about half the
+  speed it reads a (C, vocab) copy (4.5 vs 1.9 ms for 50304 x 256 in fp32 on 2 cores), so on CPU the
+  cache keeps a transposed copy of the head for as long as it lives: one generation.
 - GPT-2's position embeddings are absolute, so a window cannot slide by one token without
   recomputing every key (each would change position). When the context is full, generation instead
   crops it to its most recent tokens and prefills those again (see `tinylm.generate`).
@@ -63,6 +67,7 @@ class KVCache:
         self.layers = [LayerCache(self) for _ in range(config.n_layer)]
         self.length = 0
         self.mask: torch.Tensor | None = None
+        self.head_transposed: torch.Tensor | None = None
         self.reset(pad_lengths)
 
     def reset(self, pad_lengths: torch.Tensor | None = None) -> None:
@@ -98,3 +103,11 @@ class KVCache:
 
     def advance(self, num_new: int) -> None:
         self.length += num_new
+
+    def project(self, x: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
+        """head(x) for the last position's hidden state x (B, 1, C) -> logits (B, 1, vocab)."""
+        if x.device.type != "cpu" or head.bias is not None:
+            return head(x)
+        if self.head_transposed is None:
+            self.head_transposed = head.weight.t().contiguous()  # (C, vocab)
+        return x @ self.head_transposed

@@ -108,10 +108,12 @@ class GPT(nn.Module):
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T or B,T, C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, None if kv_cache is None else kv_cache.layers[i])
-        if kv_cache is not None:
+        if kv_cache is None:
+            logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        else:
             kv_cache.advance(T)
-            x = x[:, -1:]  # (B, 1, C): only the last position predicts the next token
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+            x = self.transformer.ln_f(x[:, -1:])  # (B, 1, C): only the last position predicts the next token
+            logits = kv_cache.project(x, self.lm_head)  # (B, 1, vocab), in the layout fastest for decoding
         loss = None if targets is None else self.loss_fn(logits, targets, loss_mask)
         return logits, loss
 

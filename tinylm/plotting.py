@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from .logging import format_record
 
 
-def _in_notebook() -> bool:
+def in_notebook() -> bool:
     try:
         from IPython import get_ipython
     except ImportError:
@@ -50,7 +50,7 @@ class LiveLossPlot:
         self.every_seconds = every_seconds
         self.print_samples = print_samples
         self.records: list[dict[str, Any]] = []
-        self.notebook = _in_notebook()
+        self.notebook = in_notebook()
         self._handle = None
         self._last_draw = 0.0
 

@@ -54,17 +54,18 @@ def main(argv=None) -> list[str]:
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1} ---")
+        pieces = stream(model, tokenizer, args.prompt, args.max_new_tokens, stop=stop,
+                        stop_tokens=() if args.no_stop_at_eot else None, min_new_tokens=args.min_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, seed=None if args.seed is None else args.seed + i,
+                        use_cache=not args.no_cache)  # checks the arguments and the prompt before printing anything
         print(args.prompt, end="", flush=True)
-        pieces = []
-        for piece in stream(model, tokenizer, args.prompt, args.max_new_tokens, stop=stop,
-                            stop_tokens=() if args.no_stop_at_eot else None, min_new_tokens=args.min_new_tokens,
-                            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                            repetition_penalty=args.repetition_penalty,
-                            seed=None if args.seed is None else args.seed + i, use_cache=not args.no_cache):
+        text = args.prompt
+        for piece in pieces:
             print(piece, end="", flush=True)
-            pieces.append(piece)
+            text += piece
         print(flush=True)
-        texts.append(args.prompt + "".join(pieces))
+        texts.append(text)
     return texts
 
 

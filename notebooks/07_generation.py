@@ -1,0 +1,523 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 7 · Generation: samplers, the KV cache, and a playground
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/07_generation.ipynb)
+#
+# A trained model gives, for a context, a probability for every possible next token. *Generation* is
+# the loop around it: choose a token, append it, ask again. This notebook is about the two halves of
+# that loop: how to choose (the samplers), and how to ask again without redoing all the work (the
+# key/value cache).
+#
+# **What you will learn**
+# - greedy decoding vs sampling, and why greedy text loops;
+# - temperature, top-k and top-p (nucleus), seen on a real next-token distribution;
+# - the repetition penalty, and how it breaks a loop;
+# - the KV cache, built step by step and checked against the package: prefill, decode, and what to do
+#   when the context is full;
+# - why the cache makes generation fast, measured token by token, and where its gain stops;
+# - batches of prompts of different lengths, streaming, and stop strings;
+# - a playground with sliders and an attention viewer, on the models of notebooks 3 and 5.
+#
+# **How long it takes**
+#
+# | profile | what runs | time |
+# |---|---|---|
+# | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 20 s (+70 s if notebook 3's model must be trained) |
+# | `gpu` | the same on a GPU | not measured |
+#
+# Run notebooks 3 and 5 first to use their models; without them this notebook trains the
+# Shakespeare model itself (70 s on the `cpu` profile) and skips the TinyStories parts.
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+
+# %%
+import math
+import time
+
+import matplotlib.pyplot as plt
+import torch
+
+import tinylm
+import tinylm.train
+from tinylm.exercises import check
+from tinylm.generate import decode
+from tinylm.sampling import Sampling, keep_top_k, keep_top_p
+
+PROFILE = tinylm.resolve_profile()
+DEVICE = tinylm.resolve_device()
+print(f"profile {PROFILE}, device {DEVICE}")
+
+# %% [markdown]
+# ## The models
+#
+# The Shakespeare model of notebook 3 (characters), and the TinyStories model of notebook 5 (GPT-2
+# tokens) when its run is there.
+
+# %%
+runs = tinylm.paths.runs_dir()
+shakespeare_run = runs / f"notebook-03-{PROFILE}"
+if not (shakespeare_run / "best.pt").exists():
+    print(f"{shakespeare_run} has no model yet: training one with the shakespeare-char {PROFILE} recipe")
+    tinylm.train.main(["shakespeare-char", "--profile", PROFILE, "--out", str(shakespeare_run), "--overwrite"])
+model, tokenizer, _ = tinylm.load_model(shakespeare_run, DEVICE)
+print(f"Shakespeare: {model.num_parameters():,} parameters, context {model.config.block_size} characters")
+
+stories_run = runs / f"notebook-05-{PROFILE}"
+stories_model = stories_tokenizer = None
+if (stories_run / "best.pt").exists():
+    stories_model, stories_tokenizer, _ = tinylm.load_model(stories_run, DEVICE)
+    print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {stories_model.config.block_size} tokens")
+else:
+    print(f"no TinyStories model in {stories_run}: run notebook 5 to see it here")
+
+# %% [markdown]
+# ## Greedy decoding and sampling
+#
+# **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic, and it
+# tends to fall into loops: once a phrase is the most likely continuation of itself, it comes back
+# forever. **Sampling** draws the next token from the model's distribution; a seed makes a draw repeatable.
+
+# %%
+prompt = "ROMEO:\n"
+print("--- greedy ---")
+print(tinylm.generate_text(model, tokenizer, prompt, 250, temperature=0))
+print("--- sampled (temperature 1, seed 1) ---")
+print(tinylm.generate_text(model, tokenizer, prompt, 250, temperature=1.0, seed=1))
+
+# %% [markdown]
+# ## Temperature, top-k and top-p on the next-token distribution
+#
+# Everything a sampler does happens to one vector: the logits of the next token. Here is the
+# distribution after a prompt, for three temperatures. Dividing the logits by `T` before the softmax
+# sharpens the distribution when `T < 1` (towards greedy) and flattens it when `T > 1` (towards uniform).
+
+# %%
+def next_token_logits(model, tokenizer, text: str) -> torch.Tensor:
+    ids = torch.tensor([tokenizer.encode(text)[-model.config.block_size:]], device=DEVICE)
+    with torch.no_grad():
+        logits, _ = model(ids)
+    return logits[0, -1, : tokenizer.vocab_size].float().cpu()  # (vocab,)
+
+
+def label(tokenizer, token: int) -> str:
+    return repr(tokenizer.decode([token]))[1:-1] or "∅"
+
+
+context = "ROMEO:\nI will not s"
+logits = next_token_logits(model, tokenizer, context)
+top = torch.softmax(logits, -1).topk(12).indices
+fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+for ax, temperature in zip(axes, (0.5, 1.0, 2.0)):
+    probs = torch.softmax(logits / temperature, -1)
+    ax.bar(range(len(top)), probs[top], color="tab:blue")
+    ax.set_xticks(range(len(top)), [label(tokenizer, t) for t in top.tolist()])
+    ax.set_title(f"temperature {temperature}: top-1 {probs.max():.0%}")
+axes[0].set_ylabel("probability")
+fig.suptitle(f"next character after {context!r}")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Top-k** keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al. 2019) keeps the
+# smallest set of most likely tokens whose probabilities add up to at least `p`. Top-k keeps the same
+# number whether the model is sure or not; top-p keeps few tokens when it is sure and many when it is
+# not, which is why it became the default of most APIs. Both set the removed logits to −∞, and the
+# softmax renormalises what is left.
+
+# %%
+probs = torch.softmax(logits, -1)
+order = probs.argsort(descending=True)[:20]
+kept_k = torch.isfinite(keep_top_k(logits[None], 5))[0]
+kept_p = torch.isfinite(keep_top_p(logits[None], 0.9))[0]
+fig, axes = plt.subplots(1, 2, figsize=(12, 3), sharey=True)
+for ax, kept, title in ((axes[0], kept_k, "top-k, k = 5"), (axes[1], kept_p, "top-p, p = 0.9")):
+    ax.bar(range(len(order)), probs[order], color=["tab:green" if kept[t] else "lightgray" for t in order])
+    ax.set_xticks(range(len(order)), [label(tokenizer, t) for t in order.tolist()])
+    ax.set_title(f"{title}: {int(kept.sum())} tokens kept, {probs[kept].sum():.0%} of the probability")
+axes[0].set_ylabel("probability")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The package applies them in a fixed order: repetition penalty, temperature, top-k, top-p, then a draw
+# (the order of Hugging Face's `generate`). Each is a small function in `tinylm.sampling`; a self-check
+# that top-p keeps exactly the nucleus of this distribution:
+
+# %%
+cumulative_before = probs[probs.argsort(descending=True)].cumsum(0) - probs[probs.argsort(descending=True)]
+nucleus_size = int((cumulative_before < 0.9).sum())
+assert int(kept_p.sum()) == nucleus_size and probs[kept_p].sum() >= 0.9
+print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here")
+
+# %% [markdown]
+# ## Repetition, and the penalty that breaks it
+#
+# Greedy text repeats itself. A measure: the share of distinct 4-grams (4 consecutive tokens) in the
+# continuation; 1.0 means nothing repeats. The **repetition penalty** (Keskar et al., CTRL, 2019)
+# divides the logit of every token already in the sequence by the penalty when it is positive, and
+# multiplies it when negative: both make a seen token less likely. 1.1–1.3 is the usual range. It is a
+# blunt tool (it also penalises "the" and "."); on a story model it breaks the loop:
+
+# %%
+def distinct_4grams(ids: list[int]) -> float:
+    grams = [tuple(ids[i : i + 4]) for i in range(len(ids) - 3)]
+    return len(set(grams)) / max(len(grams), 1)
+
+
+loop_model, loop_tokenizer, loop_prompt = ((stories_model, stories_tokenizer, "Once upon a time, there was a little")
+                                           if stories_model is not None else (model, tokenizer, "ROMEO:\n"))
+for penalty in (1.0, 1.3):
+    text = tinylm.generate_text(loop_model, loop_tokenizer, loop_prompt, 120, temperature=0,
+                                repetition_penalty=penalty)
+    new_ids = loop_tokenizer.encode(text[len(loop_prompt):])
+    print(f"--- greedy, repetition penalty {penalty}: distinct 4-grams {distinct_4grams(new_ids):.2f} ---")
+    print(text)
+
+# %% [markdown]
+# ## The KV cache, step by step
+#
+# Without a cache, generating token `t+1` runs the model over all `t` tokens again. But in a causal
+# model nothing about the first `t` positions changes when a token is appended: their keys and values
+# are the same as last step. The new token only needs its own query, key and value, and the keys and
+# values of the past. So:
+#
+# 1. **prefill**: run the prompt once, and keep every layer's keys and values;
+# 2. **decode**: feed one token; in each layer compute its q, k, v, append k and v to the cache, and
+#    let its single query attend to every cached key.
+#
+# Below, a forward pass that does exactly that with the model's own weights. `past` holds one `(k, v)`
+# pair per layer, each `(B, n_head, T_past, head_size)`; new tokens sit at positions `T_past, T_past+1, ...`,
+# so their position embeddings start there.
+
+# %%
+@torch.no_grad()
+def forward_with_cache(model, idx: torch.Tensor, past: list | None):
+    """idx (B, T) new tokens -> (logits (B, T, vocab), past with the new keys and values appended)."""
+    B, T = idx.shape
+    past_length = 0 if past is None else past[0][0].size(2)
+    positions = torch.arange(past_length, past_length + T, device=idx.device)  # (T,)
+    x = model.transformer.wte(idx) + model.transformer.wpe(positions)  # (B, T, C)
+    new_past = []
+    for i, block in enumerate(model.transformer.h):
+        attn = block.attn
+        q, k, v = attn.heads(block.ln_1(x))  # (B, nh, T, hs) each: only the new positions
+        if past is not None:
+            k = torch.cat([past[i][0], k], dim=2)  # (B, nh, T_past + T, hs)
+            v = torch.cat([past[i][1], v], dim=2)
+        new_past.append((k, v))
+        # The T new queries are the last T positions: query j sees every key up to position T_past + j.
+        visible = torch.ones(T, past_length + T, dtype=torch.bool, device=idx.device).tril(diagonal=past_length)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, nh, T, T_past + T)
+        weights = torch.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1)
+        y = (weights @ v).transpose(1, 2).reshape(B, T, -1)  # (B, nh, T, hs) -> (B, T, C)
+        x = x + attn.c_proj(y)
+        x = x + block.mlp(block.ln_2(x))
+    return model.lm_head(model.transformer.ln_f(x)), new_past
+
+
+model.eval()
+sequence = torch.tensor([tokenizer.encode("ROMEO:\nI will not stay")], device=DEVICE)  # (1, 22)
+with torch.no_grad():
+    full_logits, _ = model(sequence)  # every position at once, no cache
+logits_prefill, past = forward_with_cache(model, sequence[:, :7], None)  # the prompt "ROMEO:\n"
+step_logits = [logits_prefill[:, -1]]
+for t in range(7, sequence.size(1)):  # then one character at a time
+    logits_t, past = forward_with_cache(model, sequence[:, t : t + 1], past)
+    step_logits.append(logits_t[:, -1])
+max_error = (torch.stack(step_logits[:-1], 1) - full_logits[:, 6:-1]).abs().max().item()
+assert max_error < 1e-4
+print(f"cached decoding matches the full forward pass at every position (max |difference| {max_error:.1e})")
+print(f"the cache holds {len(past)} layers x (k, v) of shape {tuple(past[0][0].shape)}")
+
+# %% [markdown]
+# The package's cache (`tinylm.KVCache`, used by `tinylm.generate` for tinylm's GPT) does the same, with
+# two differences: it allocates room for the whole context once instead of concatenating (a `cat`
+# copies the whole past at every step), and it handles padded batches (below). Same tokens:
+
+# %%
+def greedy_with_my_cache(model, prompt_ids: list[int], new_tokens: int) -> list[int]:
+    logits, past = forward_with_cache(model, torch.tensor([prompt_ids], device=DEVICE), None)
+    out = []
+    for _ in range(new_tokens):
+        token = int(logits[0, -1, : tokenizer.vocab_size].argmax())
+        out.append(token)
+        logits, past = forward_with_cache(model, torch.tensor([[token]], device=DEVICE), past)
+    return out
+
+
+prompt_ids = tokenizer.encode("ROMEO:\n")
+budget = model.config.block_size - len(prompt_ids)  # stay inside the context: see below for what happens then
+mine = greedy_with_my_cache(model, prompt_ids, budget)
+package = tinylm.generate_batch(model, [prompt_ids], budget, temperature=0, use_cache=True)[0]
+no_cache = tinylm.generate_batch(model, [prompt_ids], budget, temperature=0, use_cache=False)[0]
+assert mine == package == no_cache
+print(f"{budget} greedy tokens: your cache == tinylm's cache == no cache")
+
+# %% [markdown]
+# **What a cache costs.** Two tensors (k and v) per layer, each `batch × context × n_embd` values:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def cache_megabytes(cfg: tinylm.GPTConfig, batch_size: int = 1, bytes_per_value: int = 2) -> float:
+    return 2 * cfg.n_layer * batch_size * cfg.block_size * cfg.n_embd * bytes_per_value / 2**20
+
+
+print(f"GPT-2 124M, one sequence of 1,024 tokens in bf16: {cache_megabytes(tinylm.GPT2_124M):.1f} MiB")
+print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024:.2f} GiB")
+
+# %% [markdown]
+# **When the context is full.** GPT-2 learns one embedding per absolute position, so a cached key
+# belongs to its position: sliding the window by one token would move every token to a new position,
+# and every key would have to be recomputed. tinylm therefore **crops**: when the context is full it
+# keeps the most recent `keep` tokens (half the context by default, as llama.cpp does), prefills them
+# again, and decodes on. Generation without the cache follows the same rule, so both give the same
+# tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. Models
+# with relative positions (RoPE, notebook 8) can slide a cache instead.
+#
+# ## How much faster, token by token
+#
+# Time each step of the decode loop (`tinylm.generate.decode` yields once per token), with and
+# without the cache. Two models: the Shakespeare one (a context of 64 characters), and one with GPT-2's
+# vocabulary and context, ~16M parameters, random weights (speed does not depend on what the weights are).
+
+# %%
+def seconds_per_token(model, prompt_ids: list[int], new_tokens: int, use_cache: bool) -> list[float]:
+    steps = decode(model, [prompt_ids], new_tokens, Sampling(temperature=0), use_cache=use_cache)
+    times, last = [], time.perf_counter()
+    for _ in steps:
+        now = time.perf_counter()
+        times.append(now - last)
+        last = now
+    return times
+
+
+new_tokens = {"smoke": 60}.get(PROFILE, 500)
+wide_cfg = (tinylm.GPTConfig(vocab_size=512, block_size=128, n_layer=2, n_head=2, n_embd=64) if PROFILE == "smoke"
+            else tinylm.GPTConfig(vocab_size=50304, block_size=1024, n_layer=4, n_head=4, n_embd=256))
+torch.manual_seed(0)
+wide_model = tinylm.GPT(wide_cfg).to(DEVICE).eval()
+timings = {}
+for name, m, ids in (("Shakespeare", model, prompt_ids), (f"{wide_model.num_parameters() / 1e6:.0f}M, GPT-2 vocabulary", wide_model, [0])):
+    seconds_per_token(m, ids, 5, True)  # warm-up
+    timings[name] = {cached: seconds_per_token(m, ids, new_tokens, cached) for cached in (True, False)}
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
+for ax, (name, t) in zip(axes, timings.items()):
+    for cached, label_text in ((False, "without cache"), (True, "with cache")):
+        ax.plot([1e3 * s for s in t[cached]], label=label_text)
+    speedup = sum(t[False]) / sum(t[True])
+    ax.set_title(f"{name}: {new_tokens / sum(t[True]):,.0f} vs {new_tokens / sum(t[False]):,.0f} tokens/s ({speedup:.1f}x)")
+    ax.set_xlabel("new token")
+    ax.set_ylabel("ms per token")
+    ax.set_yscale("log")
+    ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Without the cache, a step costs more as the context grows; with it, every step costs about the same.
+# The Shakespeare plot shows the crop rule: its 64-character context fills every 32 characters, and
+# the cached generation then pays one prefill of 32 (the spikes).
+#
+# Where the gain stops: a cached step still reads **every weight once** and runs every layer's
+# operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
+# skip, so the gain is a few times at a short context and grows with it (`python -m tinylm.bench
+# decode` prints it for longer prompts: on 2 CPU cores, 4x from a 1-token prompt, 10x from a 500-token one).
+# The Shakespeare model is so small (one layer, 128 wide) that each step is dominated by the fixed
+# cost of launching some thirty PyTorch operations, which a cache does not change either.
+
+# %% [markdown]
+# ## Batches of different lengths, streams, and stops
+#
+# Prompts of different lengths go in one batch by **left-padding**: every row then writes its next token
+# into the same column. The padding is masked out as keys, and positions count from each row's first
+# real token, so each row computes what it would alone:
+
+# %%
+prompts = ["ROMEO:\n", "JULIET:\nO Romeo", "KING HENRY VI:\nWhat"]
+batch = tinylm.generate_batch(model, [tokenizer.encode(p) for p in prompts], 40, temperature=0)
+for p, ids in zip(prompts, batch):
+    alone = tinylm.generate_batch(model, [tokenizer.encode(p)], 40, temperature=0)[0]
+    assert ids == alone
+    print(repr(p + tokenizer.decode(ids)))
+
+# %% [markdown]
+# `tinylm.stream` yields the text as it is produced; print it with `end=""` and `flush=True`, in a
+# notebook or a terminal (`python -m tinylm.sample` does this). A **stop string** ends generation
+# before it (it is never printed, even in part: text that could be its beginning is held back until it
+# is not), and a BPE model stops at its end-of-text token unless told otherwise:
+
+# %%
+print("ROMEO:\n", end="")
+for piece in tinylm.stream(model, tokenizer, "ROMEO:\n", 300, temperature=0.8, top_p=0.95, seed=3, stop="\n\n"):
+    print(piece, end="", flush=True)
+print("\n[stopped before the first blank line]")
+
+# %%
+if stories_model is not None:
+    print("Once upon a time", end="")
+    for piece in tinylm.stream(stories_model, stories_tokenizer, "Once upon a time", 300, temperature=0.8, top_k=40, seed=1):
+        print(piece, end="", flush=True)
+    print("\n[stopped at <|endoftext|>]")
+
+# %% [markdown]
+# ## The playground
+#
+# One call opens a prompt box, sliders for temperature, top-k, top-p, the number of tokens and a seed,
+# and a Generate button; the output streams in as it is produced, with the speed. (In CI and in the
+# committed outputs there is no widget front end, so it generates once and prints.)
+
+# %%
+session = tinylm.playground(model, tokenizer, "ROMEO:\n", max_new_tokens=200, temperature=0.8)
+
+# %%
+if stories_model is not None:
+    tinylm.playground(stories_model, stories_tokenizer, "Once upon a time, there was a dog", max_new_tokens=150,
+                      temperature=0.8, top_k=40)
+
+# %% [markdown]
+# ## The attention viewer
+#
+# Which earlier tokens does each position read? Row `t` is the distribution of position `t`'s attention
+# over positions `0..t`; the upper triangle is empty because of the causal mask. Pick a layer and a head.
+# Look for heads that read the previous character, heads that read the start of the word or line, and
+# heads that read the last newline (where a speaker's name ended).
+
+# %%
+weights = tinylm.attention_viewer(model, tokenizer, "ROMEO:\nI will not stay", layer=0, head=0)
+assert torch.all(weights.triu(diagonal=1) == 0)  # nobody reads the future
+print(f"attention maps: {tuple(weights.shape)} = (layers, heads, queries, keys)")
+
+# %%
+if stories_model is not None:
+    tinylm.attention_viewer(stories_model, stories_tokenizer, "Lily saw a big dog. Lily was scared of the dog",
+                            layer=stories_model.config.n_layer - 1, head=0)
+
+# %% [markdown]
+# ## Exercises
+#
+# **1. The nucleus by hand.** Return a boolean mask of the tokens top-p keeps, for a 1-D tensor of
+# logits: the smallest set of most likely tokens whose probabilities add up to at least `p`.
+
+# %%
+def nucleus(logits: torch.Tensor, p: float) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def test_nucleus():
+    generator = torch.Generator().manual_seed(0)
+    for p in (0.1, 0.5, 0.9, 0.99, 1.0):
+        random_logits = torch.randn(100, generator=generator) * 2
+        expected = torch.isfinite(keep_top_p(random_logits[None], p))[0]
+        assert torch.equal(nucleus(random_logits, p), expected), f"p = {p}"
+
+
+check(test_nucleus)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def nucleus(logits, p):
+#     probs = torch.softmax(logits, dim=-1)
+#     order = probs.argsort(descending=True)
+#     mass_before = probs[order].cumsum(0) - probs[order]  # what the more likely tokens already hold
+#     mask = torch.zeros_like(probs, dtype=torch.bool)
+#     mask[order[mass_before < p]] = True
+#     return mask
+# ```
+# </details>
+#
+# **2. What a cache holds.** Return the number of bytes a `tinylm.KVCache` allocates for a model, a batch
+# size and a dtype; the check fills a real cache and counts.
+
+# %%
+def kv_cache_bytes(cfg: tinylm.GPTConfig, batch_size: int, dtype: torch.dtype) -> int:
+    raise NotImplementedError
+
+
+def test_kv_cache_bytes():
+    for cfg, batch_size, dtype in ((model.config, 3, torch.float32), (wide_cfg, 2, torch.bfloat16)):
+        m = tinylm.GPT(cfg).to(dtype)
+        cache = tinylm.KVCache(cfg, batch_size)
+        with torch.no_grad():
+            m(torch.zeros(batch_size, 1, dtype=torch.long), kv_cache=cache)
+        allocated = sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values))
+        assert kv_cache_bytes(cfg, batch_size, dtype) == allocated
+
+
+check(test_kv_cache_bytes)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def kv_cache_bytes(cfg, batch_size, dtype):
+#     values = 2 * cfg.n_layer * batch_size * cfg.block_size * cfg.n_embd  # k and v, every layer, the whole context
+#     return values * torch.tensor([], dtype=dtype).element_size()
+# ```
+# </details>
+#
+# **3. Sampling with your cache.** Write `sample_with_my_cache`: like `greedy_with_my_cache` above, but
+# drawing each token with `tinylm.sampling.choose_next` and a `torch.Generator` seeded with `seed` (as
+# `Sampling(seed=seed).generator(...)` makes). It must give exactly the tokens of
+# `tinylm.generate_batch(..., temperature=temperature, top_k=top_k, seed=seed)`.
+
+# %%
+def sample_with_my_cache(model, prompt_ids: list[int], new_tokens: int, temperature: float, top_k: int, seed: int) -> list[int]:
+    raise NotImplementedError
+
+
+def test_sample_with_my_cache():
+    for temperature, top_k, seed in ((1.0, 10, 0), (0.7, 3, 5)):
+        mine = sample_with_my_cache(model, prompt_ids, budget, temperature, top_k, seed)
+        expected = tinylm.generate_batch(model, [prompt_ids], budget, temperature=temperature, top_k=top_k, seed=seed)[0]
+        assert mine == expected, (temperature, top_k, seed)
+
+
+check(test_sample_with_my_cache)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# from tinylm.sampling import choose_next
+#
+# def sample_with_my_cache(model, prompt_ids, new_tokens, temperature, top_k, seed):
+#     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)
+#     generator = sampling.generator(DEVICE)
+#     logits, past = forward_with_cache(model, torch.tensor([prompt_ids], device=DEVICE), None)
+#     out = []
+#     for _ in range(new_tokens):
+#         token = int(choose_next(logits[:, -1], sampling, generator))
+#         out.append(token)
+#         logits, past = forward_with_cache(model, torch.tensor([[token]], device=DEVICE), past)
+#     return out
+# ```
+#
+# (`tinylm.generate_batch` also masks ids at or above the tokenizer's vocabulary; the Shakespeare model
+# has no such padding rows, so the two agree without it. The check stays within the context, where no
+# cropping happens.)
+# </details>
