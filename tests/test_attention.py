@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import tinylm.attention as attention_module
-from tinylm.attention import explicit_causal_attention
+from tinylm.attention import explicit_causal_attention, fast_causal_attention
 
 
 def loop_reference(q, k, v):
@@ -49,6 +49,24 @@ def test_explicit_attention_matches_scaled_dot_product_attention(T):
     q, k, v = random_qkv(T=T, D=8, dtype=torch.float32, seed=T)
     expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     torch.testing.assert_close(explicit_causal_attention(q, k, v), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("new", [1, 3, 9])
+@pytest.mark.parametrize("attend", [explicit_causal_attention, fast_causal_attention])
+def test_queries_for_the_last_positions_attend_as_in_the_full_sequence(attend, new):
+    """What a cache asks: `new` queries that are the last positions, keys and values for all 9 positions."""
+    q, k, v = random_qkv(T=9)
+    torch.testing.assert_close(attend(q[..., -new:, :], k, v), loop_reference(q, k, v)[..., -new:, :])
+
+
+@pytest.mark.parametrize("attend", [explicit_causal_attention, fast_causal_attention])
+def test_an_explicit_mask_replaces_the_causal_one(attend):
+    q, k, v = random_qkv(T=6)
+    mask = torch.ones(6, 6, dtype=torch.bool).tril()
+    mask[:, :2] = torch.eye(6, dtype=torch.bool)[:, :2]  # keys 0 and 1 are padding: only they see themselves
+    expected = loop_reference(q, k, v)  # rows 2.. computed without keys 0 and 1:
+    expected[..., 2:, :] = loop_reference(q[..., 2:, :], k[..., 2:, :], v[..., 2:, :])
+    torch.testing.assert_close(attend(q, k, v, mask=mask)[..., 2:, :], expected[..., 2:, :])
 
 
 @pytest.mark.parametrize("bias", [True, False])

@@ -1,8 +1,10 @@
 """The KV cache: cached logits equal full-context logits, padded rows equal rows alone, and generation with the
 cache gives the same tokens as without it (greedy, seeded sampling, ragged batches, across the context limit).
 
-Token-equality tests run the model in float64: a random tiny model's logits are close together, and a
-float32 rounding difference between a 1-token and a 16-token matmul could flip a near-tie.
+Token-equality tests use a model with large random weights, in float64. At GPT-2's initial scale a random
+model's logits barely depend on the context, so greedy decoding repeats one token whatever a cache gets
+wrong; large weights make every choice depend on the context. float64 keeps a rounding difference between
+a 1-token and a 16-token matmul from flipping a near-tie.
 """
 
 import pytest
@@ -10,6 +12,22 @@ import torch
 
 from tinylm.generate import generate, generate_batch
 from tinylm.kv_cache import KVCache
+
+
+@pytest.fixture
+def sharp_model(make_model):
+    """Factory: a tiny GPT in float64 with weights of std 0.3 (LayerNorms left at 1 and 0)."""
+
+    def make(**overrides):
+        model = make_model(**overrides).double()
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if ".ln_" not in name and "ln_f" not in name:
+                    param.copy_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
+        return model
+
+    return make
 
 
 def ids(length, vocab=37, seed=0):
@@ -60,16 +78,17 @@ def test_cache_rejects_more_positions_than_the_context(make_model):
 
 @pytest.mark.parametrize("sampling", [dict(temperature=0), dict(seed=3), dict(seed=4, temperature=0.7, top_k=9,
                                       top_p=0.9, repetition_penalty=1.3)], ids=["greedy", "seeded", "all-samplers"])
-def test_cache_and_no_cache_give_identical_tokens(make_model, sampling):
-    model = make_model().double()
+def test_cache_and_no_cache_give_identical_tokens(sharp_model, sampling):
+    model = sharp_model()
     prompts = torch.tensor([ids(5, seed=1), ids(5, seed=2)])
     with_cache = generate(model, prompts, 40, use_cache=True, **sampling)  # 45 > 16: crosses the context limit
     without = generate(model, prompts, 40, use_cache=False, **sampling)
     assert torch.equal(with_cache, without)
+    assert len(set(with_cache[0, 5:].tolist())) > 5  # the choices vary: a broken cache could not go unnoticed
 
 
-def test_ragged_batch_matches_each_prompt_alone_and_the_uncached_batch(make_model):
-    model = make_model().double()
+def test_ragged_batch_matches_each_prompt_alone_and_the_uncached_batch(sharp_model):
+    model = sharp_model()
     prompts = [ids(3, seed=1), ids(9, seed=2), ids(1, seed=3)]
     batch = generate_batch(model, prompts, 7, temperature=0)  # 9 + 7 = 16: stays inside the context
     assert batch == [generate_batch(model, [p], 7, temperature=0)[0] for p in prompts]
@@ -90,8 +109,8 @@ class RecordingModel:
         self.calls.append((0 if cache is None else cache.length, args[0].size(1)))
 
 
-def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(make_model):
-    model = make_model().double()  # context 16
+def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(sharp_model):
+    model = sharp_model()  # context 16
     recorder = RecordingModel(model)
     prompt = torch.tensor([ids(10)])
     out = generate(model, prompt, 12, temperature=0, keep=6)
@@ -102,8 +121,8 @@ def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(make_model):
     assert out[0, 17] == expected_after_crop
 
 
-def test_keep_equal_to_the_context_is_the_exact_sliding_window(make_model):
-    model = make_model().double()
+def test_keep_equal_to_the_context_is_the_exact_sliding_window(sharp_model):
+    model = sharp_model()
     prompt = torch.tensor([ids(4)])
     out = generate(model, prompt, 30, temperature=0, keep=16)
     reference = prompt

@@ -6,6 +6,9 @@ linear head back to the vocabulary). Parameter names follow OpenAI's GPT-2 check
 (`transformer.h.0.attn.c_attn.weight`, ...) so weights map key for key; GPT-2's Conv1D stores
 its matrices transposed, which is the only difference an importer has to handle.
 
+Generation passes a `KVCache` (`tinylm.kv_cache`): the model then takes only the new positions,
+appends their keys and values to the cache, and returns the last position's logits.
+
 Initialisation is GPT-2's: N(0, 0.02) everywhere, zeros for biases, and the projections that
 write into the residual stream scaled by 1/√(2·n_layer) so the stream's variance does not grow
 with depth.
@@ -105,7 +108,7 @@ class GPT(nn.Module):
             )
         else:
             pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T or B,T, C)
+        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T or B, T; C)
         for i, block in enumerate(self.transformer.h):
             x = block(x, None if kv_cache is None else kv_cache.layers[i])
         if kv_cache is None:

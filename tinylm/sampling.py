@@ -15,7 +15,7 @@ Filters set removed logits to -inf rather than renormalising by hand: softmax re
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 
@@ -42,9 +42,6 @@ class Sampling:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
