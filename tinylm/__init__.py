@@ -19,8 +19,8 @@ from .playground import attention_viewer, playground
 from .runtime import resolve_device, resolve_dtype, resolve_profile
 from .sampling import Sampling
 from .tokenizers import BPETokenizer, CharTokenizer, UnknownCharacterError
-from .trainer import Trainer, TrainingDiverged
 from .tracks import get_track
+from .trainer import Trainer, TrainingDiverged
 
 __version__ = "0.1.0"
 
