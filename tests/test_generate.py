@@ -106,8 +106,10 @@ def test_prompts_must_be_token_ids_of_the_model(make_model):
     model = make_model()
     with pytest.raises(ValueError, match="at least one token"):
         generate_batch(model, [[1], []], 3)
-    with pytest.raises(ValueError, match=r"must be in \[0, 37\)"):
+    with pytest.raises(ValueError, match=r"prompt token ids must be in \[0, 37\)"):
         generate_batch(model, [[1, 37]], 3)
+    with pytest.raises(ValueError, match=r"stop token ids must be in \[0, 37\)"):
+        generate_batch(model, [[1, 2]], 3, stop_tokens=[50])
 
 
 def test_models_without_a_cache_need_equal_length_prompts(bigram):

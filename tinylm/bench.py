@@ -24,9 +24,10 @@ import time
 
 import torch
 
-from .checkpoint import load_model
+from .checkpoint import CheckpointError, load_model
 from .config import GPTConfig, TrainConfig
 from .generate import generate
+from .logging import run_cli
 from .model import GPT
 from .optim import build_optimizer
 from .runtime import autocast, resolve_device, resolve_dtype
@@ -141,4 +142,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main, (CheckpointError, ValueError, OSError))

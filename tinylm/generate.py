@@ -89,6 +89,8 @@ def decode(
         raise ValueError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
     batch_size, longest = tokens.size(0), tokens.size(1) - max_new_tokens
     stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
+    if len(stops) and not (0 <= int(stops.min()) and int(stops.max()) < vocab_size):
+        raise ValueError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; got {list(stop_tokens)}")
     seen = None
     if sampling.repetition_penalty != 1:
         seen = torch.zeros(batch_size, vocab_size, dtype=torch.bool, device=device)  # (B, V): in the sequence yet?

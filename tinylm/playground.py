@@ -15,6 +15,7 @@ notebooks' outputs) they do their work once with the given settings and print or
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import matplotlib.pyplot as plt
@@ -24,7 +25,7 @@ import torch
 from .checkpoint import load_model
 from .generate import stream
 from .plotting import in_notebook
-from .runtime import model_device
+from .runtime import model_device, resolve_device
 
 
 def widgets_enabled() -> bool:
@@ -39,13 +40,23 @@ def widgets_enabled() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def _show(widget) -> None:
+    from IPython.display import display
+
+    if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 only through its custom widget manager
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    display(widget)
+
+
 def _model_and_tokenizer(model, tokenizer):
     """Accept a model and its tokenizer, or a checkpoint path / run folder."""
     if isinstance(model, torch.nn.Module):
         if tokenizer is None:
             raise ValueError("pass the model's tokenizer too (or a checkpoint, which carries its own)")
         return model, tokenizer
-    loaded, loaded_tokenizer, _ = load_model(model)
+    loaded, loaded_tokenizer, _ = load_model(model, resolve_device())
     if loaded_tokenizer is None and tokenizer is None:
         raise ValueError(f"{model} carries no tokenizer; pass one with tokenizer=")
     return loaded, tokenizer or loaded_tokenizer
@@ -129,10 +140,8 @@ def playground(model, tokenizer=None, prompt: str = "", *, max_new_tokens: int =
     """
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
     if widgets_enabled():
-        from IPython.display import display
-
         panel = Playground(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)
-        display(panel.widget)
+        _show(panel.widget)
         panel.generate()
         return panel
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
@@ -222,9 +231,7 @@ def attention_viewer(model, tokenizer=None, prompt: str = "", *, layer: int = 0,
 
         pickers = dict(layer=w.IntSlider(value=layer, min=0, max=n_layer - 1, description="layer"),
                        head=w.IntSlider(value=head, min=0, max=n_head - 1, description="head"))
-        from IPython.display import display
-
-        display(w.VBox([w.HBox(list(pickers.values())), w.interactive_output(draw, pickers)]))
+        _show(w.VBox([w.HBox(list(pickers.values())), w.interactive_output(draw, pickers)]))
     elif in_notebook():
         draw(layer, head)
     else:

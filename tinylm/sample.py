@@ -38,7 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="weights' dtype while generating; bfloat16 about doubles CPU speed on big vocabularies")
+                        help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
     return parser.parse_args(argv)
 
 
