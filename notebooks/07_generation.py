@@ -38,7 +38,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 20 s (+70 s if notebook 3's model must be trained) |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 16 to 23 s (+70 s if notebook 3's model must be trained) |
 # | `gpu` | the same on a GPU | not measured |
 #
 # Run notebooks 3 and 5 first to use their models; without them this notebook trains the
