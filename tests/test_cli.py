@@ -102,3 +102,27 @@ def test_sample_cli_bad_arguments_end_with_one_clear_line(smoke_run, args, messa
     assert re.search(message, result.stderr) and "Traceback" not in result.stderr, result.stderr
 
 
+
+
+def test_sample_cli_without_gpt2_bpe_files_says_how_to_get_them(tmp_path, make_model):
+    from tinylm.checkpoint import save_checkpoint
+    from tinylm.tokenizers import BPETokenizer
+
+    model = make_model(vocab_size=50304)
+    save_checkpoint(tmp_path / "best.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
+                                           "tokenizer": BPETokenizer("gpt2").to_dict()})
+    env = {k: v for k, v in os.environ.items() if k not in ("TINYLM_DATA_MIRROR", "TIKTOKEN_CACHE_DIR")}
+    empty_cache = tmp_path / "no-tiktoken-files"
+    empty_cache.mkdir()
+    # Offline, whatever this machine's network: tiktoken's download goes to a closed port.
+    env.update(TIKTOKEN_CACHE_DIR=str(empty_cache), HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-m", "tinylm.sample", "--ckpt", str(tmp_path), "--prompt", "Hi"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "could not load GPT-2's BPE files" in result.stderr and "TINYLM_DATA_MIRROR" in result.stderr
+
+
+def test_sample_cli_top_k_below_one_is_a_usage_error(smoke_run):
+    data_root, out, _ = smoke_run
+    result = run_cli("tinylm.sample", "--ckpt", out, "--top-k", 0, data_dir=data_root)
+    assert result.returncode == 2 and "leave it out to sample from every token" in result.stderr

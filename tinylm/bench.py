@@ -31,6 +31,7 @@ from .logging import run_cli
 from .model import GPT
 from .optim import build_optimizer
 from .runtime import autocast, resolve_device, resolve_dtype
+from .tokenizers import TokenizerUnavailable
 
 
 def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, warmup: int = 5,
@@ -142,4 +143,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main, (CheckpointError, ValueError, OSError))
+    run_cli(main, (CheckpointError, TokenizerUnavailable, ValueError, OSError))

@@ -41,6 +41,7 @@ from .data import evaluate_loss_sum
 from .download import DownloadError
 from .logging import run_cli
 from .runtime import model_device, resolve_device
+from .tokenizers import TokenizerUnavailable
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -195,7 +196,7 @@ def cli(argv=None) -> None:
     ending the program
     with a one-line message and exit status 1 instead of a traceback."""
     # UnknownCharacterError and ConfigError are ValueErrors
-    run_cli(main, (CheckpointError, DownloadError, ValueError, OSError), argv)
+    run_cli(main, (CheckpointError, DownloadError, TokenizerUnavailable, ValueError, OSError), argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from .checkpoint import CheckpointError, load_model
 from .generate import stream
 from .logging import run_cli
 from .runtime import resolve_device, resolve_dtype
-from .tokenizers import UnknownCharacterError
+from .tokenizers import TokenizerUnavailable, UnknownCharacterError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,7 +27,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max-new-tokens", type=int, default=300)
     parser.add_argument("--min-new-tokens", type=int, default=0, help="do not stop at end-of-text before this many")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
     parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
@@ -39,7 +39,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
                         help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.top_k is not None and args.top_k < 1:
+        parser.error("--top-k must be at least 1; leave it out to sample from every token")
+    return args
 
 
 def main(argv=None) -> list[str]:
@@ -70,4 +73,4 @@ def main(argv=None) -> list[str]:
 
 
 if __name__ == "__main__":
-    run_cli(main, (CheckpointError, UnknownCharacterError, ValueError, OSError))
+    run_cli(main, (CheckpointError, UnknownCharacterError, TokenizerUnavailable, ValueError, OSError))

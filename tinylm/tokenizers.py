@@ -22,6 +22,10 @@ import numpy as np
 from .mirror import mirror_dir
 
 
+class TokenizerUnavailable(RuntimeError):
+    """GPT-2's BPE files could not be loaded (offline without a cache or mirror)."""
+
+
 class UnknownCharacterError(ValueError):
     """Text holds characters the character tokenizer never saw."""
 
@@ -95,7 +99,7 @@ class BPETokenizer:
         try:
             gpt2 = tiktoken.get_encoding("gpt2")
         except Exception as error:  # tiktoken raises requests/urllib errors when it cannot download
-            raise RuntimeError(
+            raise TokenizerUnavailable(
                 f"could not load GPT-2's BPE files ({error}). Offline, set TIKTOKEN_CACHE_DIR "
                 "to a folder with tiktoken's cached files, or TINYLM_DATA_MIRROR to a mirror that has "
                 "tiktoken_cache/ (see README, 'Offline mirror')."

@@ -26,6 +26,7 @@ from .paths import runs_dir
 from .runtime import resolve_profile
 from .trainer import Trainer
 from .tracks import TRACKS, build_model_config, get_track
+from .tokenizers import TokenizerUnavailable
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,4 +124,4 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main, (ValueError, FileNotFoundError, CheckpointError))  # ConfigError is a ValueError
+    run_cli(main, (ValueError, FileNotFoundError, CheckpointError, TokenizerUnavailable))  # ConfigError is a ValueError
