@@ -346,7 +346,7 @@ plt.show()
 # skip, so the gain is a few times at a short context and grows with it (`python -m tinylm.bench
 # decode` prints it for longer prompts: on 2 CPU cores, 4x from a 1-token prompt, 10x from a 500-token one).
 # The Shakespeare model is so small (one layer, 128 wide) that each step is dominated by the fixed
-# cost of launching some thirty PyTorch operations, which a cache does not change either.
+# cost of launching some forty PyTorch operations, which a cache does not change either.
 
 # %% [markdown]
 # ## Batches of different lengths, streams, and stops
