@@ -167,6 +167,17 @@ def test_metrics_end_with_the_final_validation_loss(make_model, train_config, to
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
 
 
+def assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, checkpoint):
+    """Finish the run saved in `checkpoint`, train the same recipe from scratch, and compare the final weights."""
+    train, val = tokens
+    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    resumed.resume(checkpoint)
+    resumed.fit()
+    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    straight.fit()
+    assert weights_equal(resumed.model, straight.model)
+
+
 def test_ctrl_c_saves_last_pt_and_the_run_resumes_to_the_same_weights(make_model, train_config, tokens, tmp_path):
     train, val = tokens
     cfg = train_config(max_steps=6)
@@ -182,12 +193,7 @@ def test_ctrl_c_saves_last_pt_and_the_run_resumes_to_the_same_weights(make_model
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3
     assert read_records(tmp_path / "run")[-1]["event"] == "interrupted"
 
-    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, out_dir=tmp_path / "run", device="cpu")
-    resumed.resume(tmp_path / "run" / "last.pt")
-    resumed.fit()
-    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
-    straight.fit()
-    assert weights_equal(resumed.model, straight.model)
+    assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, tmp_path / "run" / "last.pt")
 
 
 def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(make_model, train_config, tokens, tmp_path):
@@ -210,12 +216,7 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(m
     assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3, "the step that was running completes first"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler, "the previous handler is restored"
 
-    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
-    resumed.resume(tmp_path / "run" / "last.pt")
-    resumed.fit()
-    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
-    straight.fit()
-    assert weights_equal(resumed.model, straight.model)
+    assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, tmp_path / "run" / "last.pt")
 
 
 def test_resuming_with_another_model_shape_is_refused(make_model, train_config, tokens, tmp_path):
