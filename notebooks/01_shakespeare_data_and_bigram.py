@@ -41,7 +41,9 @@
 # | `gpu` | 10,000 training steps | not measured |
 
 # %%
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
 
@@ -56,11 +58,11 @@ if "google.colab" in sys.modules:
 import math
 import os
 
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-import matplotlib.pyplot as plt
-import numpy as np
 from tqdm.auto import tqdm
 
 import tinylm

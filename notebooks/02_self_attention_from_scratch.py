@@ -42,7 +42,9 @@
 # | `gpu` | 300 steps of the overfitting check | not measured |
 
 # %%
-import sys, subprocess
+import subprocess
+import sys
+
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
 
@@ -55,10 +57,10 @@ if "google.colab" in sys.modules:
 # %%
 import math
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from torch import nn
-import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 import tinylm
@@ -518,7 +520,7 @@ class GPTFromScratch(nn.Module):
 ref_gpt = tinylm.GPT(cfg).eval()
 gpt = GPTFromScratch(cfg).eval()
 n_params = sum(p.numel() for p in gpt.parameters())  # parameters() yields the tied matrix once
-print(cfg)
+print({field: getattr(cfg, field) for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
 print(f"parameters: yours {n_params:,}   tinylm.GPT {ref_gpt.num_parameters():,}")
 assert n_params == ref_gpt.num_parameters()
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -338,7 +340,10 @@ def width_for_ten_million() -> int:
 def test_width_for_ten_million():
     width = width_for_ten_million()
     assert width % 64 == 0, "n_embd must be a multiple of 64"
-    size = lambda c: count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
+
+    def size(c):
+        return count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
+
     best = min(range(64, 1025, 64), key=lambda c: abs(size(c) - 10_000_000))
     assert width == best, f"{width} gives {size(width):,} parameters; another multiple of 64 comes closer"
 
@@ -350,7 +355,9 @@ check(test_width_for_ten_million)
 #
 # ```python
 # def width_for_ten_million():
-#     size = lambda c: count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
+#     def size(c):
+#         return count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
+#
 #     return min(range(64, 1025, 64), key=lambda c: abs(size(c) - 10_000_000))
 # ```
 # </details>

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3 (ipykernel)
 #     language: python
@@ -64,13 +66,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import tinylm
 import tinylm.runtime
 from tinylm.data import read_tokens
 from tinylm.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
-from tinylm.shards import ShardedWindowLoader, read_progress, shard_files
+from tinylm.shards import ShardedWindowLoader, read_progress
 
 PROFILE = tinylm.resolve_profile()
 REPO = Path(tinylm.__file__).resolve().parent.parent  # the clone: paths are printed relative to it
@@ -95,7 +96,7 @@ print(f"profile {PROFILE}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(tinylm.GPT2_124M)
+print({field: getattr(tinylm.GPT2_124M, field) for field in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")})
 with torch.device("meta"):
     gpt2 = tinylm.GPT(tinylm.GPT2_124M)
 print(f"{gpt2.num_parameters():,} parameters")

@@ -463,7 +463,7 @@ def test_kv_cache_bytes():
         m = tinylm.GPT(cfg).to(dtype)
         cache = tinylm.KVCache(cfg, batch_size)
         with torch.no_grad():
-            m(torch.zeros(batch_size, 1, dtype=torch.long), kv_cache=cache)
+            m.decode_step(torch.zeros(batch_size, 1, dtype=torch.long), cache)
         allocated = sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values))
         assert kv_cache_bytes(cfg, batch_size, dtype) == allocated
 

@@ -116,3 +116,20 @@ def bigram():
 @pytest.fixture
 def fixed_logits_model():
     return FixedLogits
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_model(tmp_path_factory):
+    """A 400-piece BPE SentencePiece model file of 200 kB of Shakespeare, trained the way Llama's was: byte
+    fallback (no text is unknown), digits split, whitespace kept as written; <unk> 0, BOS 1, EOS 2."""
+    spm = pytest.importorskip("sentencepiece")
+    from tinylm.mirror import mirror_dir
+
+    folder = tmp_path_factory.mktemp("sentencepiece")
+    text = folder / "shakespeare.txt"
+    text.write_text((mirror_dir() / "tinyshakespeare" / "input.txt").read_text()[:200_000])
+    spm.SentencePieceTrainer.train(input=str(text), model_prefix=str(folder / "tokenizer"), vocab_size=400,
+                                   model_type="bpe", byte_fallback=True, split_digits=True,
+                                   remove_extra_whitespaces=False, normalization_rule_name="identity",
+                                   character_coverage=1.0, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    return folder / "tokenizer.model"

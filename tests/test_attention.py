@@ -8,6 +8,9 @@ import torch.nn.functional as F
 
 import tinylm.attention as attention_module
 from tinylm.attention import explicit_causal_attention, fast_causal_attention
+from tinylm.config import with_architecture
+from tinylm.model import GPT
+from tinylm.moe import MoE
 
 
 def loop_reference(q, k, v):
@@ -114,11 +117,26 @@ def _anti_causal(q, k, v, dropout_p=0.0, return_weights=False, mask=None):
     return torch.softmax(scores, dim=-1) @ v
 
 
+def llama_family_model(tiny_config, arch, **overrides):
+    torch.manual_seed(0)
+    return GPT(with_architecture(tiny_config(n_head=4, **overrides), arch))
+
+
+@pytest.mark.parametrize("attention", ["flash", "explicit"])
+@pytest.mark.parametrize("arch", ["llama", "llama-moe"])
+@pytest.mark.parametrize("position", [1, 7, 15])
+def test_llama_family_is_causal_through_rope_gqa_and_expert_routing(tiny_config, arch, attention, position):
+    """A mixture of experts routes each token on its own vector, so routing cannot carry the future backwards."""
+    model = llama_family_model(tiny_config, arch, attention=attention)
+    assert not earlier_logits_change_when_a_future_token_changes(model, position)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "llama-moe"])
 @pytest.mark.parametrize("broken", [_unmasked, _anti_causal])
-def test_causality_check_catches_a_wrong_mask(make_model, monkeypatch, broken):
-    """The causality check above is not vacuous: a missing or anti-causal mask fails it."""
+def test_causality_check_catches_a_wrong_mask(tiny_config, monkeypatch, broken, arch):
+    """The causality check above is not vacuous: a missing or anti-causal mask fails it, in every family."""
     monkeypatch.setattr(attention_module, "explicit_causal_attention", broken)
-    model = make_model(attention="explicit")
+    model = llama_family_model(tiny_config, arch, attention="explicit")
     assert earlier_logits_change_when_a_future_token_changes(model, 7)
 
 
@@ -127,3 +145,18 @@ def test_explicit_attention_dropout_only_acts_when_asked():
     torch.testing.assert_close(explicit_causal_attention(q, k, v, dropout_p=0.0), explicit_causal_attention(q, k, v))
     torch.manual_seed(0)
     assert not torch.allclose(explicit_causal_attention(q, k, v, dropout_p=0.5), explicit_causal_attention(q, k, v))
+
+
+def _scores_normalised_over_tokens(self, x):
+    """Routing whose scores are a softmax over the tokens (as in expert-choice routing): each token's weights
+    depend on every other token, the future included."""
+    scores = self.router(x).softmax(dim=0)  # (N, E): normalised down the tokens, not across the experts
+    chosen = scores.topk(self.top_k, dim=-1).indices
+    weights = scores.gather(-1, chosen)
+    return chosen, weights / weights.sum(-1, keepdim=True), scores
+
+
+def test_causality_check_catches_routing_that_looks_at_other_tokens(tiny_config, monkeypatch):
+    monkeypatch.setattr(MoE, "route", _scores_normalised_over_tokens)
+    model = llama_family_model(tiny_config, "llama-moe")
+    assert earlier_logits_change_when_a_future_token_changes(model, 7)

@@ -32,3 +32,54 @@ def test_bench_decode_prints_one_line_per_prompt_length(capsys):
     assert "parameters, context 16, vocabulary 37" in lines[0]
     assert [line.split(" tokens:")[0].split()[-1] for line in lines[2:]] == ["1", "4"]
     assert all("tokens/s" in line and "speed-up" in line for line in lines[2:])
+
+
+def shape(*options):
+    """The GPTConfig that `python -m tinylm.bench train OPTIONS...` builds."""
+    from tinylm.bench import parse_args, shape_from_args
+
+    return shape_from_args(parse_args(["train", *map(str, options)]))
+
+
+def test_shapes_start_from_a_preset_and_apply_the_architecture_to_the_final_shape():
+    import dataclasses
+
+    from tinylm.config import LLAMA2C_STORIES15M, with_architecture
+
+    assert shape("--preset", "stories15m") == LLAMA2C_STORIES15M
+    llama = shape("--arch", "llama", "--n-head", 8, "--n-embd", 256)
+    assert (llama.n_head, llama.kv_heads, llama.n_embd, llama.position) == (8, 4, 256, "rope"), "half the final n_head"
+    assert shape("--preset", "stories15m", "--arch", "llama", "--n-kv-head", 2).kv_heads == 2
+    assert shape("--arch", "gpt2", "--n-layer", 2) == dataclasses.replace(with_architecture(shape(), "gpt2"), n_layer=2)
+
+
+def test_measure_training_counts_a_mixture_of_experts_active_parameters():
+    cfg = shape("--arch", "llama-moe", "--n-layer", 1, "--n-embd", 32, "--block-size", 16)
+    result = measure_training(cfg, batch_size=2, steps=1, warmup=0, device="cpu", dtype="float32")
+    model = GPT(cfg)
+    assert result["parameters"] == model.num_parameters()
+    assert result["active_parameters"] == model.num_active_parameters() < model.num_parameters()
+
+
+def test_bench_decode_of_a_llama_shape_reports_its_cache_per_token(capsys):
+    from tinylm.kv_cache import bytes_per_token
+
+    main(["decode", "--arch", "llama", "--n-layer", "1", "--n-head", "4", "--n-embd", "32", "--block-size", "16",
+          "--vocab-size", "37", "--new-tokens", "5", "--dtype", "float32"])
+    lines = capsys.readouterr().out.splitlines()
+    cfg = shape("--arch", "llama", "--n-layer", 1, "--n-head", 4, "--n-embd", 32, "--block-size", 16,
+                "--vocab-size", 37)
+    assert "4 heads (2 key/value)" in lines[0] and "rope positions" in lines[0]
+    assert f"KV cache {bytes_per_token(cfg, torch.float32):,} bytes per token" in lines[0]
+    assert "tokens identical" in lines[2]
+
+
+def test_bench_cache_shows_grouped_query_attention_shrinking_the_cache(capsys):
+    def per_token(*args):
+        main(["cache", "--preset", "gpt2-124m", "--dtype", "bfloat16", *args])
+        line = capsys.readouterr().out.splitlines()[1]
+        return int(line.split("KV cache ")[1].split(" bytes per token")[0].replace(",", ""))
+
+    full, grouped = per_token(), per_token("--n-kv-head", "4")
+    assert full == 2 * 12 * 12 * 64 * 2  # keys and values x layers x heads x head size x 2 bytes
+    assert full == 3 * grouped  # 12 query heads share 4 key/value heads

@@ -1,6 +1,6 @@
 """The command lines, run as a user runs them: `python -m tinylm.train ...` in a subprocess, offline."""
 
-import importlib.util
+import dataclasses
 import json
 import math
 import os
@@ -126,3 +126,92 @@ def test_sample_cli_top_k_below_one_is_a_usage_error(smoke_run):
     data_root, out, _ = smoke_run
     result = run_cli("tinylm.sample", "--ckpt", out, "--top-k", 0, data_dir=data_root)
     assert result.returncode == 2 and "leave it out to sample from every token" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def moe_run(tmp_path_factory, data_root):
+    """One smoke-profile run of the llama-moe family, shared by the tests below (each copies it before changing it)."""
+    out = tmp_path_factory.mktemp("cli-moe") / "run"
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--arch", "llama-moe", "--out", out,
+                     data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    return data_root, out, result
+
+
+def test_train_arch_llama_moe_builds_the_family_and_logs_expert_load(moe_run):
+    from tinylm.tracks import architecture_config, get_track
+
+    _, out, result = moe_run
+    model, _, state = load_model(out)
+    preset, _ = get_track("shakespeare-char").recipe("smoke")
+    assert model.config == dataclasses.replace(architecture_config(preset, "llama-moe"), vocab_size=65)
+    assert (f"llama-moe (loss_free balancing) | {model.num_parameters():,} parameters "
+            f"({model.num_active_parameters():,} active per token)") in result.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["event"] == "train"]
+    assert len(train) == 6 and all(len(r["expert_load"]) == model.config.n_layer for r in train)
+    assert f"expert max-violation {max(train[-1]['max_violation']):.2f}" in result.stdout
+    assert records[-1]["val_loss"] < math.log(65)
+
+
+def test_eval_and_sample_read_a_llama_moe_run(moe_run, tmp_path):
+    from tinylm.eval import text_loss
+
+    data_root, out, _ = moe_run
+    text = tmp_path / "text.txt"
+    text.write_text("ROMEO:\nWhat light through yonder window breaks?\n", encoding="utf-8")
+    result = run_cli("tinylm.eval", "loss", "--ckpt", out, "--text", text, "--json", data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    model, tokenizer, _ = load_model(out)
+    expected = text_loss(model, tokenizer, text.read_text(encoding="utf-8"))
+    assert json.loads(result.stdout)["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 20, "--temperature", 0,
+                     data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == generate_text(model, tokenizer, "ROMEO:", 20, temperature=0) + "\n"
+
+
+def test_resume_rebuilds_the_saved_architecture_and_refuses_another(moe_run):
+    data_root, out, _ = moe_run
+    resumed = out.parent / "resumed"
+    shutil.copytree(out, resumed)
+    before = (resumed / "last.pt").read_bytes()
+    for args, message in ((("--arch", "llama"), "--arch llama: the run in .* is llama-moe"),
+                          (("--balancing", "none"), "--balancing none: the run in .* balances its experts with loss_")):
+        result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", resumed, "--resume", *args,
+                         data_dir=data_root)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and re.search(message, result.stderr), result.stderr
+        assert (resumed / "last.pt").read_bytes() == before
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", resumed, "--resume",
+                     "--max-steps", 35, data_dir=data_root)  # no --arch: the checkpoint's own
+    assert result.returncode == 0, result.stderr
+    assert "llama-moe (loss_free balancing)" in result.stdout
+    assert load_model(resumed)[0].config == load_model(out)[0].config
+    records = [json.loads(line) for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    new = records[len((out / "metrics.jsonl").read_text().splitlines()):]
+    assert [r["step"] for r in new if r["event"] == "train"] == [35]  # continued from step 30 with the same model
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--arch", "llama", "--balancing", "none"), "balancing='none' applies to a mixture of experts, and llama has"),
+    (("--balancing", "aux_loss"), "balancing='aux_loss' applies to a mixture of experts, and gpt2 has"),
+])
+def test_balancing_without_experts_is_a_one_line_error(data_root, tmp_path, args, message):
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", tmp_path / "run", *args,
+                     data_dir=data_root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}")
+    assert "choose an architecture with experts (llama-moe)" in lines[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_architecture_gets_its_own_default_run_folder():
+    from tinylm.train import default_run_name
+
+    assert default_run_name("tinystories", "cpu", "gpt2") == "tinystories-cpu"  # as before --arch existed
+    assert default_run_name("tinystories", "cpu", "llama") == "tinystories-llama-cpu"
+    assert default_run_name("tinystories", "cpu", "llama-moe") == "tinystories-llama-moe-cpu"
+    assert default_run_name("tinystories", "cpu", "llama-moe", "loss_free") == "tinystories-llama-moe-cpu"
+    assert default_run_name("tinystories", "cpu", "llama-moe", "aux_loss") == "tinystories-llama-moe-aux_loss-cpu"

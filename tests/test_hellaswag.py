@@ -15,7 +15,13 @@ from tinylm.config import GPTConfig
 from tinylm.download import DownloadError
 from tinylm.eval import cli, main
 from tinylm.hellaswag import (
-    SUBSTITUTE_VAL_PATH, Example, ending_losses, evaluate_hellaswag, locate_val, parse_example, read_examples,
+    SUBSTITUTE_VAL_PATH,
+    Example,
+    ending_losses,
+    evaluate_hellaswag,
+    locate_val,
+    parse_example,
+    read_examples,
     render_example,
 )
 from tinylm.model import GPT

@@ -12,7 +12,13 @@ from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
 from tinylm.config import GPTConfig  # noqa: E402
 from tinylm.interop import (  # noqa: E402
-    InteropError, TRANSPOSED, check_exportable, from_hf_gpt2, hf_to_tinylm_state_dict, main, tinylm_to_hf_state_dict,
+    TRANSPOSED,
+    InteropError,
+    check_exportable,
+    from_hf_gpt2,
+    hf_to_tinylm_state_dict,
+    main,
+    tinylm_to_hf_state_dict,
     to_hf_gpt2,
 )
 from tinylm.model import GPT  # noqa: E402

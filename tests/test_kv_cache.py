@@ -5,25 +5,55 @@ Token-equality tests use a model with large random weights, in float64. At GPT-2
 model's logits barely depend on the context, so greedy decoding repeats one token whatever a cache gets
 wrong; large weights make every choice depend on the context. float64 keeps a rounding difference between
 a 1-token and a 16-token matmul from flipping a near-tie.
+
+Every test that can runs for the three block families: GPT-2's, llama (RMSNorm, RoPE, SwiGLU, grouped-query
+attention: its cache holds 2 key/value heads for 4 query heads) and llama-moe (the same with routed experts).
+With RoPE the keys are cached already rotated at their position; when the context is full, generation crops
+it and prefills the kept tokens again at positions counted from 0, so a RoPE model's tokens still equal
+those of the uncached loop over the same window.
 """
+
+import dataclasses
 
 import pytest
 import torch
+from torch import nn
 
+from tinylm.config import GPT2_124M, with_architecture
 from tinylm.generate import generate, generate_batch
-from tinylm.kv_cache import KVCache
+from tinylm.kv_cache import KVCache, bytes_per_token
+from tinylm.model import GPT
+
+ARCHS = ["gpt2", "llama", "llama-moe"]
 
 
 @pytest.fixture
-def sharp_model(make_model):
-    """Factory: a tiny GPT in float64 with weights of std 0.3 (LayerNorms left at 1 and 0)."""
+def family_model(tiny_config):
+    """Factory: the tiny GPT of a block family. gpt2 is exactly conftest's make_model; the llama families get 4
+    heads, so that llama's grouped-query attention has 2 key/value heads."""
 
-    def make(**overrides):
-        model = make_model(**overrides).double()
+    def make(arch: str = "gpt2", seed: int = 0, **overrides) -> GPT:
+        torch.manual_seed(seed)
+        shape = {} if arch == "gpt2" else dict(n_head=4)
+        return GPT(with_architecture(tiny_config(**{**shape, **overrides}), arch))
+
+    return make
+
+
+@pytest.fixture
+def sharp_model(family_model):
+    """Factory: a tiny GPT in float64 with weights of std 0.3. Norm gains (and LayerNorm biases) stay at 1 and 0,
+    found by module type, so RMSNorm's gains are left alone as LayerNorm's are; every other weight is rescaled,
+    router and experts included."""
+
+    def make(arch: str = "gpt2", **overrides):
+        model = family_model(arch, **overrides).double()
+        norms = [m for m in model.modules() if isinstance(m, (nn.LayerNorm, nn.RMSNorm))]
+        norm_params = {id(p) for norm in norms for p in norm.parameters()}
         generator = torch.Generator().manual_seed(0)
         with torch.no_grad():
-            for name, param in model.named_parameters():
-                if ".ln_" not in name and "ln_f" not in name:
+            for param in model.parameters():
+                if id(param) not in norm_params:
                     param.copy_(0.3 * torch.randn(param.shape, generator=generator, dtype=param.dtype))
         return model
 
@@ -34,52 +64,55 @@ def ids(length, vocab=37, seed=0):
     return torch.randint(0, vocab, (length,), generator=torch.Generator().manual_seed(seed)).tolist()
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("attention", ["flash", "explicit"])
-def test_prefill_then_one_token_at_a_time_matches_the_full_forward(make_model, attention):
-    model = make_model(attention=attention).eval()
+def test_prefill_then_one_token_at_a_time_matches_the_full_forward(family_model, arch, attention):
+    model = family_model(arch, attention=attention).eval()
     sequence = torch.tensor([ids(16)])  # (1, 16): the whole context
     with torch.no_grad():
         full, _ = model(sequence)  # (1, 16, vocab)
         cache = KVCache(model.config, batch_size=1)
-        prefill, _ = model(sequence[:, :6], kv_cache=cache)
-        torch.testing.assert_close(prefill[:, -1], full[:, 5], atol=1e-5, rtol=1e-5)
+        prefill = model.decode_step(sequence[:, :6], cache)  # (1, vocab)
+        torch.testing.assert_close(prefill, full[:, 5], atol=1e-5, rtol=1e-5)
         for t in range(6, 16):
-            step, _ = model(sequence[:, t : t + 1], kv_cache=cache)
-            torch.testing.assert_close(step[:, -1], full[:, t], atol=1e-5, rtol=1e-5)
+            step = model.decode_step(sequence[:, t : t + 1], cache)
+            torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
     assert cache.length == 16
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("attention", ["flash", "explicit"])
-def test_a_left_padded_row_computes_what_it_computes_alone(make_model, attention):
-    model = make_model(attention=attention).eval()
+def test_a_left_padded_row_computes_what_it_computes_alone(family_model, arch, attention):
+    model = family_model(arch, attention=attention).eval()
     short, long = ids(4, seed=1), ids(9, seed=2)
     batch = torch.tensor([[0] * 5 + short, long])  # (2, 9): the short prompt padded on the left
     with torch.no_grad():
         cache = KVCache(model.config, 2, pad_lengths=torch.tensor([5, 0]))
-        logits, _ = model(batch, kv_cache=cache)
-        step, _ = model(torch.tensor([[3], [3]]), kv_cache=cache)
+        logits = model.decode_step(batch, cache)  # (2, vocab)
+        step = model.decode_step(torch.tensor([[3], [3]]), cache)
         alone, _ = model(torch.tensor([short + [3]]))
         alone_long, _ = model(torch.tensor([long + [3]]))
-    torch.testing.assert_close(logits[0, -1], alone[0, -2], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(step[0, -1], alone[0, -1], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(step[1, -1], alone_long[0, -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits[0], alone[0, -2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[0], alone[0, -1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[1], alone_long[0, -1], atol=1e-5, rtol=1e-5)
 
 
 def test_cache_rejects_more_positions_than_the_context(make_model):
     model = make_model().eval()
     cache = KVCache(model.config, 1)
     with torch.no_grad():
-        model(torch.tensor([ids(16)]), kv_cache=cache)
+        model.decode_step(torch.tensor([ids(16)]), cache)
         with pytest.raises(ValueError, match="crop the context and reset the cache"):
-            model(torch.tensor([[1]]), kv_cache=cache)
+            model.decode_step(torch.tensor([[1]]), cache)
     with pytest.raises(ValueError, match="pad_lengths must have shape"):
         KVCache(model.config, 2, pad_lengths=torch.tensor([1]))
 
 
 @pytest.mark.parametrize("sampling", [dict(temperature=0), dict(seed=3), dict(seed=4, temperature=0.7, top_k=9,
                                       top_p=0.9, repetition_penalty=1.3)], ids=["greedy", "seeded", "all-samplers"])
-def test_cache_and_no_cache_give_identical_tokens(sharp_model, sampling):
-    model = sharp_model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_cache_and_no_cache_give_identical_tokens(sharp_model, sampling, arch):
+    model = sharp_model(arch)
     prompts = torch.tensor([ids(5, seed=1), ids(5, seed=2)])
     with_cache = generate(model, prompts, 40, use_cache=True, **sampling)  # 45 > 16: crosses the context limit
     without = generate(model, prompts, 40, use_cache=False, **sampling)
@@ -87,8 +120,9 @@ def test_cache_and_no_cache_give_identical_tokens(sharp_model, sampling):
     assert len(set(with_cache[0, 5:].tolist())) > 5  # the choices vary: a broken cache could not go unnoticed
 
 
-def test_ragged_batch_matches_each_prompt_alone_and_the_uncached_batch(sharp_model):
-    model = sharp_model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ragged_batch_matches_each_prompt_alone_and_the_uncached_batch(sharp_model, arch):
+    model = sharp_model(arch)
     prompts = [ids(3, seed=1), ids(9, seed=2), ids(1, seed=3)]
     batch = generate_batch(model, prompts, 7, temperature=0)  # 9 + 7 = 16: stays inside the context
     assert batch == [generate_batch(model, [p], 7, temperature=0)[0] for p in prompts]
@@ -98,19 +132,22 @@ def test_ragged_batch_matches_each_prompt_alone_and_the_uncached_batch(sharp_mod
 
 
 class RecordingModel:
-    """Wraps a GPT and records (positions already cached, positions fed) at every forward call."""
+    """Wraps a GPT's decode_step and records (positions already cached, positions fed) at every call."""
 
     def __init__(self, model):
         self.calls = []
-        model.register_forward_pre_hook(self.record, with_kwargs=True)
+        decode_step = model.decode_step
 
-    def record(self, module, args, kwargs):
-        cache = kwargs.get("kv_cache")
-        self.calls.append((0 if cache is None else cache.length, args[0].size(1)))
+        def record(idx, cache, head=None):
+            self.calls.append((cache.length, idx.size(1)))
+            return decode_step(idx, cache, head)
+
+        model.decode_step = record
 
 
-def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(sharp_model):
-    model = sharp_model()  # context 16
+@pytest.mark.parametrize("arch", ARCHS)
+def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(sharp_model, arch):
+    model = sharp_model(arch)  # context 16
     recorder = RecordingModel(model)
     prompt = torch.tensor([ids(10)])
     out = generate(model, prompt, 12, temperature=0, keep=6)
@@ -121,8 +158,9 @@ def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(sharp_model)
     assert out[0, 17] == expected_after_crop
 
 
-def test_keep_equal_to_the_context_is_the_exact_sliding_window(sharp_model):
-    model = sharp_model()
+@pytest.mark.parametrize("arch", ARCHS)
+def test_keep_equal_to_the_context_is_the_exact_sliding_window(sharp_model, arch):
+    model = sharp_model(arch)
     prompt = torch.tensor([ids(4)])
     out = generate(model, prompt, 30, temperature=0, keep=16)
     reference = prompt
@@ -138,3 +176,58 @@ def test_keep_outside_the_context_is_rejected(make_model, keep):
     model = make_model()
     with pytest.raises(ValueError, match="keep must be between 1 and block_size"):
         generate(model, torch.tensor([ids(3)]), 2, keep=keep)
+
+
+def test_sharp_model_rescales_everything_but_the_norm_gains(sharp_model):
+    model = sharp_model("llama-moe")
+    for name, param in model.named_parameters():
+        if ".ln_" in name or name.startswith("transformer.ln_f"):
+            assert torch.all(param == 1), name
+        else:
+            assert param.std() > 0.2, name  # 0.3, not the 0.02 of the initialisation
+    assert isinstance(model.transformer.ln_f, nn.RMSNorm)
+
+
+@pytest.mark.parametrize("n_kv_head", [4, 2, 1])
+def test_cache_stores_n_kv_head_heads_and_shrinks_by_n_head_over_n_kv_head(tiny_config, n_kv_head):
+    full = GPT(tiny_config(n_head=4, position="rope")).eval()
+    model = GPT(tiny_config(n_head=4, position="rope", n_kv_head=n_kv_head)).eval()
+    prompt = torch.tensor([ids(5, seed=1), ids(5, seed=2), ids(5, seed=3)])
+    caches = []
+    for m in (full, model):
+        cache = KVCache(m.config, batch_size=3)
+        assert cache.nbytes() == 0  # nothing allocated before the first pass
+        with torch.no_grad():
+            m.decode_step(prompt, cache)
+        caches.append(cache)
+    keys = caches[1].layers[0].keys
+    assert keys.shape == (3, n_kv_head, 16, 8)  # (B, n_kv_head, block_size, head_size)
+    assert caches[0].nbytes() == caches[1].nbytes() * (4 // n_kv_head)
+    assert caches[1].nbytes() == 3 * 16 * bytes_per_token(model.config, torch.float32)  # rows x positions x per token
+
+
+def test_bytes_per_token_counts_keys_and_values_of_every_layer():
+    hs, layers = GPT2_124M.head_size, GPT2_124M.n_layer
+    assert bytes_per_token(GPT2_124M, torch.bfloat16) == 2 * layers * 12 * hs * 2  # k and v, 12 heads, 2 bytes each
+    gqa = dataclasses.replace(GPT2_124M, n_kv_head=4)
+    assert bytes_per_token(GPT2_124M, torch.bfloat16) == 3 * bytes_per_token(gqa, torch.bfloat16)
+    assert bytes_per_token(gqa, torch.float32) == 2 * bytes_per_token(gqa, torch.bfloat16)
+
+
+@pytest.mark.parametrize("arch", ["llama", "llama-moe"])
+def test_rope_keys_are_cached_rotated_at_their_absolute_position(family_model, arch):
+    """The cache holds k after RoPE: a left-padded row's keys equal those of the row alone (positions from its first
+    real token), and a later token's key is rotated by its own position, not by 0."""
+    model = family_model(arch).eval()
+    tokens = ids(6, seed=4)
+    with torch.no_grad():
+        alone = KVCache(model.config, 1)
+        model.decode_step(torch.tensor([tokens[:5]]), alone)
+        model.decode_step(torch.tensor([tokens[5:]]), alone)
+        padded = KVCache(model.config, 1, pad_lengths=torch.tensor([3]))
+        model.decode_step(torch.tensor([[0, 0, 0] + tokens]), padded)
+        block = model.transformer.h[0]
+        x = block.ln_1(model.transformer.wte(torch.tensor([tokens])))  # (1, 6, C): layer 0's input
+        _, k, _ = block.attn.heads(x, model.rope(torch.arange(6)))
+    torch.testing.assert_close(alone.layers[0].keys[:, :, :6], k, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(padded.layers[0].keys[:, :, 3:9], k, atol=1e-6, rtol=1e-5)

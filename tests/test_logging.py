@@ -24,3 +24,11 @@ def test_sample_and_interrupted_lines():
     line = format_record({"event": "interrupted", "step": 7, "checkpoint": "runs/x/last.pt"})
     assert "runs/x/last.pt" in line and "--resume" in line
     assert format_record({"event": "other", "x": 1}) == str({"event": "other", "x": 1})
+
+
+def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
+    record = {"event": "train", "step": 10, "loss": 2.0, "lr": 1e-3, "tokens_per_s": 1000.0, "elapsed": 1.0,
+              "skipped_steps": 0, "expert_load": [[0.5, 0.5], [0.9, 0.1]], "max_violation": [0.0, 0.8]}
+    assert format_record(record).endswith("| expert max-violation 0.80")
+    dense = {k: v for k, v in record.items() if k not in ("expert_load", "max_violation")}
+    assert "max-violation" not in format_record(dense)

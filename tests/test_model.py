@@ -1,4 +1,5 @@
-"""GPT: parameter counts from first principles, GPT-2 names and shapes, initialisation, forward contract."""
+"""GPT: parameter counts from first principles, GPT-2 names and shapes, initialisation, forward contract; the same for
+the Llama-style family (RMSNorm, RoPE, SwiGLU, grouped-query attention, mixture of experts)."""
 
 import dataclasses
 import math
@@ -7,10 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.config import GPT2_124M, GPTConfig
+from tinylm.config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, with_architecture
 from tinylm.losses import next_token_loss
+from tinylm.mlp import SwiGLU
 from tinylm.model import GPT
 from tinylm.tracks import TRACKS
+
+ARCHS = ["gpt2", "llama", "llama-moe"]
 
 
 def expected_parameters(cfg: GPTConfig) -> int:
@@ -175,3 +179,130 @@ def test_gradients_reach_every_parameter(make_model):
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.fixture
+def arch_model(tiny_config):
+    """Factory: the tiny shape with a block family of ARCHITECTURES (4 heads, so llama has 2 key/value heads)."""
+
+    def make(arch: str, seed: int = 0, **overrides) -> GPT:
+        torch.manual_seed(seed)
+        return GPT(with_architecture(tiny_config(n_head=4, **overrides), arch))
+
+    return make
+
+
+def expected_llama_parameters(cfg: GPTConfig) -> int:
+    """Count a Llama-style model by hand: no position table, RMSNorms (a gain each), GQA, a SwiGLU of 3 matrices."""
+    C, V, H, b = cfg.n_embd, cfg.vocab_size, cfg.mlp_hidden_size, int(cfg.bias)
+    kv = cfg.kv_heads * cfg.head_size  # each of k and v is this wide
+    attention = C * (C + 2 * kv) + b * (C + 2 * kv) + C * C + b * C  # c_attn, c_proj
+    swiglu = 2 * (C * H + b * H) + H * C + b * C  # c_gate and c_fc (up), c_proj (down)
+    per_layer = 2 * C + attention + swiglu
+    head = 0 if cfg.tie_weights else V * C
+    return V * C + cfg.n_layer * per_layer + C + head
+
+
+@pytest.mark.parametrize("tie_weights", [True, False])
+@pytest.mark.parametrize("n_kv_head", [None, 2, 1])
+def test_llama_parameter_count_matches_the_formula(tiny_config, tie_weights, n_kv_head):
+    cfg = tiny_config(n_head=4, norm="rmsnorm", position="rope", mlp="swiglu", bias=False, tie_weights=tie_weights,
+                      n_kv_head=n_kv_head)
+    assert GPT(cfg).num_parameters() == expected_llama_parameters(cfg)
+
+
+def test_llama2c_stories15m_parameter_count_matches_the_formula():
+    model = build_on_meta(LLAMA2C_STORIES15M)
+    assert model.num_parameters() == expected_llama_parameters(LLAMA2C_STORIES15M)
+    assert 15_000_000 < model.num_parameters() < 15_400_000  # "15M"
+
+
+def test_gqa_shrinks_attention_by_the_key_value_heads_it_drops(tiny_config):
+    mha, gqa = GPT(tiny_config(n_head=4)), GPT(tiny_config(n_head=4, n_kv_head=1))
+    C, hs, L = 32, 8, 2
+    assert mha.num_parameters() - gqa.num_parameters() == L * 2 * (4 - 1) * hs * (C + 1)  # k and v rows (+ biases)
+
+
+def test_llama_parameter_names_and_shapes(arch_model):
+    model = arch_model("llama", tie_weights=False)
+    C, V, H, kv = 32, 37, model.config.mlp_hidden_size, model.config.kv_heads * model.config.head_size
+    expected = {"transformer.wte.weight": (V, C), "transformer.ln_f.weight": (C,), "lm_head.weight": (V, C)}
+    for i in range(model.config.n_layer):
+        expected.update({f"transformer.h.{i}.ln_1.weight": (C,), f"transformer.h.{i}.ln_2.weight": (C,),
+                         f"transformer.h.{i}.attn.c_attn.weight": (C + 2 * kv, C),
+                         f"transformer.h.{i}.attn.c_proj.weight": (C, C),
+                         f"transformer.h.{i}.mlp.c_gate.weight": (H, C), f"transformer.h.{i}.mlp.c_fc.weight": (H, C),
+                         f"transformer.h.{i}.mlp.c_proj.weight": (C, H)})
+    assert {name: tuple(t.shape) for name, t in model.state_dict().items()} == expected  # no wpe, no biases
+
+
+def test_swiglu_forward_is_the_gated_formula(tiny_config):
+    torch.manual_seed(0)
+    mlp = SwiGLU(tiny_config(mlp="swiglu", bias=False), hidden=48).double()
+    x = torch.randn(2, 5, 32, dtype=torch.float64)
+    w_gate, w_up, w_down = mlp.c_gate.weight, mlp.c_fc.weight, mlp.c_proj.weight
+    by_hand = (F.silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
+    torch.testing.assert_close(mlp(x), by_hand, rtol=1e-12, atol=1e-12)
+    silu = x @ w_gate.T * torch.sigmoid(x @ w_gate.T)  # silu(z) = z·σ(z)
+    torch.testing.assert_close(mlp(x), (silu * (x @ w_up.T)) @ w_down.T, rtol=1e-12, atol=1e-12)
+
+
+def test_swiglu_with_bias_adds_each_projections_bias(tiny_config):
+    torch.manual_seed(0)
+    mlp = SwiGLU(tiny_config(mlp="swiglu", bias=True), hidden=48).double()
+    for linear in (mlp.c_gate, mlp.c_fc, mlp.c_proj):
+        torch.nn.init.normal_(linear.bias)
+    x = torch.randn(3, 32, dtype=torch.float64)
+    gate, up = F.linear(x, mlp.c_gate.weight, mlp.c_gate.bias), F.linear(x, mlp.c_fc.weight, mlp.c_fc.bias)
+    torch.testing.assert_close(mlp(x), F.linear(F.silu(gate) * up, mlp.c_proj.weight, mlp.c_proj.bias))
+
+
+@pytest.mark.parametrize("arch", ["llama", "llama-moe"])
+def test_llama_family_initialisation(arch_model, arch):
+    """GPT-2's scheme carries over: N(0, 0.02) matrices, residual projections (attention's and every expert's down
+    projection) scaled by 1/sqrt(2 n_layer), norm gains at 1, the loss-free biases at 0."""
+    model = arch_model(arch, n_layer=4, n_embd=128)
+    for name, p in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            assert p.std().item() == pytest.approx(0.02 / math.sqrt(8), rel=0.15), name
+        elif p.dim() == 2:
+            assert p.std().item() == pytest.approx(0.02, rel=0.15), name
+        else:
+            assert ".ln_" in name or name.startswith("transformer.ln_f"), name
+            assert torch.all(p == 1), name
+    for name, buffer in model.named_buffers():
+        if name.endswith("expert_bias"):
+            assert torch.all(buffer == 0)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_family_starts_near_uniform_and_its_gradients_reach_every_parameter(arch_model, arch):
+    model = arch_model(arch)
+    V = model.config.vocab_size
+    x = torch.randint(0, V, (4, 16), generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, V, (4, 16), generator=torch.Generator().manual_seed(1))
+    _, loss = model(x, y)
+    assert loss.item() == pytest.approx(math.log(V), abs=0.1)
+    loss.backward()
+    for name, p in model.named_parameters():  # 64 tokens x 2 of 8 experts: every expert gets some (seeded)
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_familys_prefix_logits_do_not_depend_on_sequence_length(arch_model, arch):
+    model = arch_model(arch).eval()
+    x = torch.randint(0, model.config.vocab_size, (2, model.config.block_size))
+    with torch.no_grad():
+        full, _ = model(x)
+        prefix, _ = model(x[:, :5])
+    torch.testing.assert_close(prefix, full[:, :5], atol=1e-5, rtol=1e-5)
+
+
+def test_gpt2_default_block_is_unchanged_by_the_new_options(tiny_config):
+    """The defaults build exactly GPT-2's modules: LayerNorm with bias, learned positions, a GELU MLP, full MHA."""
+    model = GPT(tiny_config())
+    block = model.transformer.h[0]
+    assert isinstance(block.ln_1, torch.nn.LayerNorm) and block.ln_1.bias is not None
+    assert model.rope is None and "wpe" in model.transformer
+    assert isinstance(block.mlp.gelu, torch.nn.GELU) and block.mlp.gelu.approximate == "tanh"
+    assert block.attn.c_attn.weight.shape == (3 * 32, 32)

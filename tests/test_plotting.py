@@ -1,10 +1,15 @@
-"""Loss plots from trainer records, and the live plot's terminal fallback."""
+"""Loss and expert-load plots from trainer records, and the live plot's terminal fallback."""
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-from tinylm.plotting import LiveLossPlot, plot_losses  # noqa: E402
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tinylm.plotting import LiveLossPlot, plot_expert_load, plot_losses  # noqa: E402
 
 RECORDS = [
     {"event": "train", "step": 1, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 1e4, "elapsed": 1.0},
@@ -32,3 +37,29 @@ def test_live_plot_prints_lines_outside_a_notebook(capsys):
     lines = capsys.readouterr().out
     assert "val loss 3.1000" in lines and "hi" in lines
     assert plot.records == RECORDS
+
+
+MOE_RECORDS = [
+    {"event": "train", "step": 10, "loss": 3.0, "expert_load": [[0.7, 0.1, 0.1, 0.1], [0.4, 0.2, 0.2, 0.2]],
+     "max_violation": [1.8, 0.6]},
+    {"event": "eval", "step": 10, "val_loss": 3.2, "best_val_loss": 3.2},
+    {"event": "train", "step": 20, "loss": 2.5, "expert_load": [[0.3, 0.3, 0.2, 0.2], [0.25, 0.25, 0.25, 0.25]],
+     "max_violation": [0.2, 0.0]},
+]
+
+
+def test_plot_expert_load_draws_each_layers_max_violation_and_the_last_load(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MOE_RECORDS))
+    for source in (MOE_RECORDS, tmp_path, tmp_path / "metrics.jsonl"):  # records, a run folder or its metrics file
+        curves, heatmap = plot_expert_load(source, title="loss-free")
+        layer0, layer1 = curves.get_lines()
+        assert list(layer0.get_xdata()) == [10, 20] and list(layer0.get_ydata()) == [1.8, 0.2]
+        assert list(layer1.get_ydata()) == [0.6, 0.0]
+        np.testing.assert_array_equal(heatmap.get_images()[0].get_array(), MOE_RECORDS[-1]["expert_load"])
+        assert heatmap.get_title() == "load at step 20" and curves.get_title() == "loss-free"
+        assert curves.xaxis.label.get_fontsize() >= 14, "readable on a projector"
+
+
+def test_plot_expert_load_needs_a_mixture_of_experts_run():
+    with pytest.raises(ValueError, match="mixture-of-experts"):
+        plot_expert_load(RECORDS)

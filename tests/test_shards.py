@@ -13,8 +13,16 @@ import torch
 
 from tinylm import shards
 from tinylm.data import read_tokens, write_tokens
-from tinylm.shards import (FINEWEB_EDU_SAMPLE, SAMPLE_SHARD_TOKENS, ShardedWindowLoader, encode_documents,
-                           prepare_fineweb_edu, read_progress, shard_files, val_tokens)
+from tinylm.shards import (
+    FINEWEB_EDU_SAMPLE,
+    SAMPLE_SHARD_TOKENS,
+    ShardedWindowLoader,
+    encode_documents,
+    prepare_fineweb_edu,
+    read_progress,
+    shard_files,
+    val_tokens,
+)
 
 EOT = 50256
 

@@ -178,3 +178,78 @@ def test_trimmed_unk_penalty_spreads_unk_over_every_dropped_gpt2_token(trimmed):
     assert trimmed.unk_penalty == pytest.approx(math.log(50257 - len(trimmed.kept_ids)))
     with pytest.raises(ValueError, match="distinct"):
         TrimmedBPETokenizer([1, 1])
+
+
+@pytest.fixture(scope="module")
+def sentencepiece_tokenizer(sentencepiece_model):
+    from tinylm.tokenizers import SentencePieceTokenizer
+
+    return SentencePieceTokenizer.from_file(sentencepiece_model)
+
+
+@pytest.mark.parametrize("text", [TEXT, "", "  two leading spaces, and  two inside", "digits 2024 and\n\nnewlines\n"])
+def test_sentencepiece_round_trips_text_from_bos(sentencepiece_tokenizer, text):
+    tok = sentencepiece_tokenizer
+    assert (tok.vocab_size, tok.bos_token, tok.eos_token, tok.eot_token) == (400, 1, 2, 1)
+    ids = tok.encode(text, bos=True)
+    assert ids == [1, *tok.processor.encode(text)] and all(0 <= i < 400 for i in ids)
+    assert tok.decode(ids) == text  # bytes the 400 pieces lack (é, 日本, 😀) come back through byte fallback
+    assert tok.decode(torch.tensor(ids)) == text
+
+
+def test_sentencepiece_decodes_a_split_sequence_into_its_parts(sentencepiece_tokenizer):
+    """What streaming relies on: the continuation after any prefix decodes with its leading space."""
+    tok = sentencepiece_tokenizer
+    text = "ROMEO: Is the day so young? And I will go with thee."
+    ids = tok.encode(text, bos=True)
+    assert len(ids) > 10
+    for cut in range(2, len(ids)):
+        assert tok.decode(ids[:cut]) + tok.decode(ids[cut:]) == text, cut
+    # Cut right after BOS, the continuation cannot know that its first space is the one added to start a text.
+    assert tok.decode(ids[1:]) == " " + text
+    word = next(i for i in ids[2:] if tok.processor.id_to_piece(i).startswith("\N{LOWER ONE EIGHTH BLOCK}"))
+    assert tok.decode([word]).startswith(" ") and not tok.decode([1, word]).startswith(" ")  # "▁..." starts a word
+
+
+def test_sentencepiece_travels_in_a_checkpoint_without_its_file(sentencepiece_tokenizer, tmp_path):
+    from tinylm.checkpoint import load_checkpoint, save_checkpoint
+    from tinylm.tokenizers import SentencePieceTokenizer
+
+    description = sentencepiece_tokenizer.to_dict()
+    assert description["kind"] == "sentencepiece" and json.loads(json.dumps(description)) == description
+    save_checkpoint(tmp_path / "ckpt.pt", {"tokenizer": description})
+    rebuilt = tokenizer_from_dict(load_checkpoint(tmp_path / "ckpt.pt")["tokenizer"])  # torch.load(weights_only=True)
+    assert isinstance(rebuilt, SentencePieceTokenizer)
+    assert rebuilt.model_proto == sentencepiece_tokenizer.model_proto
+    assert rebuilt.encode(TEXT, bos=True) == sentencepiece_tokenizer.encode(TEXT, bos=True)
+
+
+def test_sentencepiece_errors_say_what_is_wrong(sentencepiece_tokenizer, tmp_path):
+    from tinylm.tokenizers import SentencePieceTokenizer
+
+    with pytest.raises(FileNotFoundError, match="no SentencePiece model"):
+        SentencePieceTokenizer.from_file(tmp_path / "missing.model")
+    (tmp_path / "tokenizer.bin").write_bytes(b"\x00\x01 not a protobuf \xff" * 10)
+    with pytest.raises(ValueError, match="not a SentencePiece model"):
+        SentencePieceTokenizer.from_file(tmp_path / "tokenizer.bin")
+    with pytest.raises(ValueError, match="outside"):
+        sentencepiece_tokenizer.decode([5, 400])
+
+
+def test_generation_from_a_sentencepiece_prompt_starts_at_bos(sentencepiece_tokenizer):
+    from tinylm.config import GPTConfig
+    from tinylm.generate import generate_batch, generate_text
+    from tinylm.model import GPT
+
+    tok = sentencepiece_tokenizer
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=32)).eval()
+    with torch.no_grad():  # large weights: a freshly initialised model's greedy output barely depends on its prompt
+        for weight in (p for p in model.parameters() if p.dim() > 1):
+            weight.mul_(20)
+    without_bos = generate_batch(model, [tok.encode("ROMEO:")], 12, temperature=0)[0]
+    assert without_bos != generate_batch(model, [tok.encode("ROMEO:", bos=True)], 12, temperature=0)[0]
+    for prompt in ("ROMEO:", ""):
+        continuation = generate_batch(model, [tok.encode(prompt, bos=True)], 12, temperature=0)[0]
+        text = generate_text(model, tok, prompt, 12, temperature=0, stop_tokens=())
+        assert text == prompt + tok.decode(continuation)

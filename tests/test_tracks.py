@@ -81,3 +81,32 @@ def test_gpt2_124m_gpu_model_is_gpt2_small_with_the_vocabulary_padded_to_64():
     padded, original = GPT(cfg).num_parameters(), GPT(GPT2_124M).num_parameters()
     assert original == 124_439_808
     assert padded - original == (50304 - 50257) * 768, "padding adds embedding rows only"
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "llama-moe"])
+@pytest.mark.parametrize("name", sorted(TRACKS))
+def test_every_recipe_builds_as_every_architecture(name, arch):
+    from tinylm.config import ARCHITECTURES
+    from tinylm.tracks import architecture_config, architecture_of
+
+    for profile, (preset, _) in get_track(name).recipes.items():
+        config = architecture_config(preset, arch)
+        assert architecture_of(config) == arch, profile
+        shape = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
+        assert [getattr(config, f) for f in shape] == [getattr(preset, f) for f in shape], "the recipe's shape is kept"
+        assert all(getattr(config, field) == value for field, value in ARCHITECTURES[arch].items() if value != "half")
+        assert config.kv_heads == (preset.n_head if arch == "gpt2" else preset.n_head // 2)
+
+
+def test_architecture_config_sets_a_mixture_of_experts_balancing_and_refuses_it_elsewhere():
+    from tinylm.config import ConfigError
+    from tinylm.tracks import architecture_config, architecture_of
+
+    preset, _ = get_track("tinystories").recipe("cpu")
+    assert architecture_config(preset, "llama-moe").balancing == "loss_free"
+    aux = architecture_config(preset, "llama-moe", balancing="aux_loss")
+    assert aux.balancing == "aux_loss" and architecture_of(aux) == "llama-moe"
+    for arch in ("gpt2", "llama"):
+        with pytest.raises(ConfigError, match=f"applies to a mixture of experts, and {arch} has none"):
+            architecture_config(preset, arch, balancing="none")
+    assert architecture_of(dataclasses.replace(preset, norm="rmsnorm")) is None, "a mix of the families is no family"

@@ -167,15 +167,18 @@ def test_metrics_end_with_the_final_validation_loss(make_model, train_config, to
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 6
 
 
-def assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, checkpoint):
-    """Finish the run saved in `checkpoint`, train the same recipe from scratch, and compare the final weights."""
+def assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, checkpoint, **shape):
+    """Finish the run saved in `checkpoint`, train the same recipe from scratch, and compare the final weights
+    (and buffers: a mixture of experts' loss-free biases). Returns the two trainers."""
     train, val = tokens
-    resumed = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    shape = {"dropout": 0.1, **shape}
+    resumed = Trainer(make_model(**shape), cfg, train, val, device="cpu")
     resumed.resume(checkpoint)
     resumed.fit()
-    straight = Trainer(make_model(dropout=0.1), cfg, train, val, device="cpu")
+    straight = Trainer(make_model(**shape), cfg, train, val, device="cpu")
     straight.fit()
     assert weights_equal(resumed.model, straight.model)
+    return resumed, straight
 
 
 def test_ctrl_c_saves_last_pt_and_the_run_resumes_to_the_same_weights(make_model, train_config, tokens, tmp_path):
@@ -219,6 +222,37 @@ def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(m
     assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, tmp_path / "run" / "last.pt")
 
 
+def llama_moe(**overrides) -> dict:
+    """Config overrides that turn the tiny shape into the llama-moe family (fast-moving loss-free biases)."""
+    from tinylm.config import GPTConfig, with_architecture
+
+    tiny = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    return {**with_architecture(tiny, "llama-moe").to_dict(), "bias_update_rate": 0.01, **overrides}
+
+
+@pytest.mark.parametrize("balancing", ["loss_free", "aux_loss"])
+def test_a_resumed_mixture_of_experts_ends_where_an_uninterrupted_one_ends(make_model, train_config, tokens, tmp_path,
+                                                                           balancing):
+    """The loss-free biases are a buffer in the checkpoint: the resumed run routes exactly as the straight one."""
+    from tinylm.moe import moe_layers
+
+    train, val = tokens
+    shape = llama_moe(balancing=balancing)
+    cfg = train_config(max_steps=8)
+    Trainer(make_model(**shape), cfg, train, val, out_dir=tmp_path, device="cpu").fit(stop_after=4)
+    saved_biases = [v for k, v in load_checkpoint(tmp_path / "last.pt")["model"].items() if k.endswith("expert_bias")]
+    assert len(saved_biases) == 2 and (balancing != "loss_free" or any(b.abs().sum() > 0 for b in saved_biases))
+    resumed, _ = assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, tmp_path / "last.pt",
+                                                                      **shape)
+    if balancing == "loss_free":  # control: a resumed run that forgot its biases routes differently and ends elsewhere
+        forgetful = Trainer(make_model(**shape), cfg, train, val, device="cpu")
+        forgetful.resume(tmp_path / "last.pt")
+        for layer in moe_layers(forgetful.model):
+            layer.expert_bias.zero_()
+        forgetful.fit()
+        assert not weights_equal(forgetful.model, resumed.model)
+
+
 def test_resuming_with_another_model_shape_is_refused(make_model, train_config, tokens, tmp_path):
     train, val = tokens
     Trainer(make_model(), train_config(max_steps=2, warmup_steps=1), train, val, out_dir=tmp_path, device="cpu").fit()
@@ -246,19 +280,28 @@ def test_training_does_not_touch_the_token_arrays(make_model, train_config, toke
     np.testing.assert_array_equal(val, before[1])
 
 
-def test_compiled_training_keeps_checkpoints_evaluation_and_generation_eager(make_model, train_config, tokens, tmp_path, monkeypatch):
-    """torch.compile wraps only the training step: checkpoint keys stay clean, the plain model still evaluates and samples.
+@pytest.mark.parametrize("shape", [{}, llama_moe(n_experts=0), llama_moe(), llama_moe(balancing="aux_loss")],
+                         ids=["gpt2", "llama", "llama-moe", "llama-moe-aux-loss"])
+def test_compiled_training_keeps_checkpoints_evaluation_and_generation_eager(make_model, train_config, tokens, tmp_path,
+                                                                             monkeypatch, shape):
+    """torch.compile wraps only the training step: checkpoint keys stay clean, the plain model still evaluates and
+    samples, and the steps compute what eager ones do (a mixture of experts' load counts and auxiliary loss included).
 
     Dynamo with the eager backend exercises the same wrapping as inductor without minutes of C++ compilation."""
     import functools
 
-    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     train, val = tokens
-    trainer = Trainer(make_model(), train_config(max_steps=3, compile=True), train, val, out_dir=tmp_path, device="cpu")
+    eager = Trainer(make_model(**shape), train_config(max_steps=3), train, val, device="cpu")
+    eager.fit()
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    trainer = Trainer(make_model(**shape), train_config(max_steps=3, compile=True), train, val, out_dir=tmp_path,
+                      device="cpu")
     assert trainer.train_model is not trainer.model
     trainer.fit()
+    for (name, a), b in zip(eager.model.state_dict().items(), trainer.model.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
     keys = load_checkpoint(tmp_path / "last.pt")["model"].keys()
-    assert keys == make_model().state_dict().keys(), "no _orig_mod. prefixes"
+    assert keys == make_model(**shape).state_dict().keys(), "no _orig_mod. prefixes"
     assert math.isfinite(trainer.evaluate())
     from tinylm.generate import generate
 

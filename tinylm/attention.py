@@ -10,6 +10,12 @@ model uses it by default; a test proves the two paths agree.
 
 Both take queries for the last positions only, keys for all of them: that is what a key/value
 cache (`tinylm.kv_cache`) hands them when one new token attends to a cached past.
+
+Grouped-query attention (GQA; Ainslie et al., 2023, https://arxiv.org/abs/2305.13245) gives the
+n_head query heads only n_kv_head key/value heads, each shared by a group of n_head / n_kv_head
+query heads (n_kv_head = 1 is multi-query attention, Shazeer 2019). Quality barely moves, while the
+key/value cache, which dominates decoding memory, shrinks by n_head / n_kv_head. With RoPE
+(`tinylm.rope`) queries and keys are rotated by their position before the scores are taken.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from torch import nn
 
 from .config import GPTConfig
 from .kv_cache import LayerCache
+from .rope import apply_rotary
 
 
 def explicit_causal_attention(
@@ -56,33 +63,52 @@ def fast_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dro
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
 
 
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+    """(B, n_kv_head, T, hs) -> (B, n_kv_head * n_rep, T, hs): each key/value head serves n_rep query heads in a row."""
+    if n_rep == 1:
+        return x
+    B, n_kv, T, hs = x.shape
+    return x[:, :, None].expand(B, n_kv, n_rep, T, hs).reshape(B, n_kv * n_rep, T, hs)
+
+
 class CausalSelfAttention(nn.Module):
     """All heads at once: one Linear makes q, k and v for every head, one Linear mixes the heads' outputs."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.n_head = config.n_head
+        self.n_head, self.n_kv_head, self.head_size = config.n_head, config.kv_heads, config.head_size
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         self.use_flash = config.attention == "flash"
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        # q for n_head heads, then k and v for n_kv_head heads each (all three n_embd wide without GQA)
+        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.kv_heads) * config.head_size, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> q, k, v, each (B, nh, T, hs): heads become a batch dimension."""
-        B, T, C = x.shape
-        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # 3 x (B, T, C)
-        # (B, T, C) -> (B, T, nh, hs) -> (B, nh, T, hs)
-        return tuple(t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+    def heads(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x (B, T, C) -> q (B, nh, T, hs) and k, v (B, n_kv, T, hs): heads become a batch dimension.
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
+        rope: (cos, sin) at these positions, to rotate q and k with (None for learned positions)."""
         B, T, C = x.shape
-        q, k, v = self.heads(x)
+        kv_width = self.n_kv_head * self.head_size
+        q, k, v = self.c_attn(x).split([self.n_embd, kv_width, kv_width], dim=2)  # (B, T, C), 2 x (B, T, n_kv·hs)
+        # (B, T, heads·hs) -> (B, T, heads, hs) -> (B, heads, T, hs)
+        q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
+        k = k.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
+        v = v.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
+        if rope is not None:
+            q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.heads(x, rope)
         mask = None
         if cache is not None:
-            k, v = cache.append(k, v)  # (B, nh, cached + T, hs): the past positions' keys are not recomputed
+            k, v = cache.append(k, v)  # (B, n_kv, cached + T, hs): the past positions' keys are not recomputed
             mask = cache.mask
+        n_rep = self.n_head // self.n_kv_head
+        k, v = repeat_kv(k, n_rep), repeat_kv(v, n_rep)  # (B, nh, Tk, hs)
         dropout_p = self.dropout if self.training else 0.0
         if self.use_flash:
             y = fast_causal_attention(q, k, v, dropout_p=dropout_p, mask=mask)
@@ -92,7 +118,8 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
     @torch.no_grad()
-    def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
+    def attention_weights(self, x: torch.Tensor, rope=None) -> torch.Tensor:
         """The attention pattern this layer applies to x (B, T, C): (B, nh, T, T), each row summing to 1."""
-        q, k, v = self.heads(x)
-        return explicit_causal_attention(q, k, v, return_weights=True)[1]
+        q, k, v = self.heads(x, rope)
+        n_rep = self.n_head // self.n_kv_head
+        return explicit_causal_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep), return_weights=True)[1]

@@ -40,6 +40,18 @@ def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
         raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
 
 
+def _decoding_head(model: GPT):
+    """The LM head as decoding reads it: every step reads every weight once, and a GPT-2-vocabulary model's
+    biggest matrix is the (vocab, C) head. PyTorch's CPU matrix-vector kernel reads that layout at about half
+    the speed of a (C, vocab) copy (4.5 vs 1.9 ms for 50304 x 256 in fp32 on 2 cores), so on CPU one
+    generation keeps a transposed copy. None: the model's own head."""
+    head = model.lm_head
+    if model_device(model).type != "cpu" or head.bias is not None:
+        return None
+    transposed = head.weight.t().contiguous()  # (C, vocab)
+    return lambda x: x @ transposed
+
+
 def _left_padded(prompts: Sequence[Sequence[int]], max_new_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts -> tokens (B, longest + max_new_tokens), each prompt ending at column `longest`, and pad (B,)."""
     longest = max(len(p) for p in prompts)
@@ -99,6 +111,7 @@ def decode(
 
     generator = sampling.generator(device)
     cache = KVCache(model.config, batch_size) if supports_cache else None
+    head = _decoding_head(model) if supports_cache else None
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()
@@ -113,11 +126,11 @@ def decode(
                     cache.reset((pad - start).clamp(min=0))
                 cached_until, prefill = start, False
             if cache is None:
-                logits, _ = model(tokens[:, start:length])
+                logits = model(tokens[:, start:length])[0][:, -1]  # (B, vocab): the last position predicts
             else:
-                logits, _ = model(tokens[:, cached_until:length], kv_cache=cache)  # the prompt, then one token
+                logits = model.decode_step(tokens[:, cached_until:length], cache, head)  # the prompt, then one token
                 cached_until = length
-            logits = logits[:, -1, :].float()  # (B, vocab): only the last position predicts the next token
+            logits = logits.float()
             if vocab_limit is not None and vocab_limit < logits.size(-1):
                 logits[:, vocab_limit:] = float("-inf")
             if step < min_new_tokens and len(stops):
@@ -166,7 +179,14 @@ def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int,
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """An empty prompt starts from the end-of-text token (BPE) or id 0 (characters)."""
+    """A prompt as the model saw text in training.
+
+    SentencePiece models (Llama, llama2.c) were trained on documents that open with BOS, so every prompt
+    does too. Otherwise an empty prompt starts from the end-of-text token (BPE) or id 0 (characters).
+    """
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos is not None:
+        return [bos, *tokenizer.encode(prompt)]
     return tokenizer.encode(prompt) or [getattr(tokenizer, "eot_token", 0)]
 
 

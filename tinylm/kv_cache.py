@@ -12,13 +12,14 @@ Choices, and why:
   token into the same column, and one `length` describes the whole batch. Padding columns are
   masked out as keys, and positions count from each row's first real token, so a padded row
   computes what it would compute alone.
-- Decoding reads every weight once per token, and a GPT-2-vocabulary model's biggest matrix is the
-  (vocab, C) output head. PyTorch's CPU matrix-vector kernel reads it in that layout at about half the
-  speed it reads a (C, vocab) copy (4.5 vs 1.9 ms for 50304 x 256 in fp32 on 2 cores), so on CPU the
-  cache keeps a transposed copy of the head for as long as it lives: one generation.
-- GPT-2's position embeddings are absolute, so a window cannot slide by one token without
-  recomputing every key (each would change position). When the context is full, generation instead
-  crops it to its most recent tokens and prefills those again (see `tinylm.generate`).
+- With grouped-query attention the cache stores the n_kv_head key/value heads, not the n_head query
+  heads: its memory shrinks by n_head / n_kv_head (`bytes_per_token`).
+- With RoPE, keys are stored already rotated at their absolute position.
+- When the context is full, generation crops it to its most recent tokens and prefills those again
+  (see `tinylm.generate`). With GPT-2's absolute position embeddings a window cannot slide by one token
+  without recomputing every key. With RoPE the stored keys would stay valid (scores depend only on
+  offsets), but the kept positions' deeper-layer keys were computed while the dropped tokens were
+  still visible, so sliding would not equal a fresh run over the window; one policy serves both.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .config import GPTConfig
 
 
 class LayerCache:
-    """One layer's keys and values, (B, n_head, block_size, head_size) each, filled up to the parent's length."""
+    """One layer's keys and values, (B, n_kv_head, block_size, head_size) each, filled up to the parent's length."""
 
     def __init__(self, parent: KVCache):
         self.parent = parent
@@ -37,7 +38,7 @@ class LayerCache:
         self.values: torch.Tensor | None = None
 
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store the new positions' k, v (B, nh, T, hs); return every cached k, v so far (B, nh, length + T, hs)."""
+        """Store the new positions' k, v (B, n_kv, T, hs); return every cached k, v so far (B, n_kv, length + T, hs)."""
         if self.keys is None:
             B, nh, _, hs = k.shape
             shape = (B, nh, self.parent.capacity, hs)
@@ -57,7 +58,7 @@ class LayerCache:
 class KVCache:
     """Keys and values of every layer for a batch of B rows, plus what the padding implies.
 
-    Use: `cache = KVCache(config, batch_size)`, then `model(idx, kv_cache=cache)` with the prompt, then
+    Use: `cache = KVCache(config, batch_size)`, then `model.decode_step(idx, cache)` with the prompt, then
     with one new token at a time. `reset(pad_lengths)` empties it for a new (cropped) context.
     """
 
@@ -67,7 +68,6 @@ class KVCache:
         self.layers = [LayerCache(self) for _ in range(config.n_layer)]
         self.length = 0
         self.mask: torch.Tensor | None = None
-        self.head_transposed: torch.Tensor | None = None
         self.reset(pad_lengths)
 
     def reset(self, pad_lengths: torch.Tensor | None = None) -> None:
@@ -104,10 +104,12 @@ class KVCache:
     def advance(self, num_new: int) -> None:
         self.length += num_new
 
-    def project(self, x: torch.Tensor, head: torch.nn.Linear) -> torch.Tensor:
-        """head(x) for the last position's hidden state x (B, 1, C) -> logits (B, 1, vocab)."""
-        if x.device.type != "cpu" or head.bias is not None:
-            return head(x)
-        if self.head_transposed is None:
-            self.head_transposed = head.weight.t().contiguous()  # (C, vocab)
-        return x @ self.head_transposed
+    def nbytes(self) -> int:
+        """Bytes of key/value storage allocated so far (none before the first forward pass)."""
+        return sum(t.numel() * t.element_size() for layer in self.layers for t in (layer.keys, layer.values)
+                   if t is not None)
+
+
+def bytes_per_token(config: GPTConfig, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Cache bytes one position of one sequence needs: keys and values, n_kv_head heads, every layer."""
+    return 2 * config.n_layer * config.kv_heads * config.head_size * torch.tensor([], dtype=dtype).element_size()

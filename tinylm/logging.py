@@ -13,6 +13,8 @@ def format_record(record: dict[str, Any]) -> str:
                 f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {record['elapsed']:.0f}s")
         if "mfu" in record:
             line += f" | MFU {100 * record['mfu']:.1f}%"
+        if record.get("max_violation"):  # a mixture of experts: its worst-balanced layer (0 is perfectly even)
+            line += f" | expert max-violation {max(record['max_violation']):.2f}"
         return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
     if event in ("eval", "final"):
         line = f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} | best {record['best_val_loss']:.4f}"

@@ -1,13 +1,17 @@
-"""A GPT-2-style decoder-only transformer.
+"""A decoder-only transformer: GPT-2's, and the Llama-style family built from the same parts.
 
-Reads top to bottom: an MLP, a Block (pre-norm attention and MLP, each added to a residual
-stream), and the GPT (token + position embeddings, a stack of blocks, a final LayerNorm and a
-linear head back to the vocabulary). Parameter names follow OpenAI's GPT-2 checkpoint
-(`transformer.h.0.attn.c_attn.weight`, ...) so weights map key for key; GPT-2's Conv1D stores
-its matrices transposed, which is the only difference an importer has to handle.
+Reads top to bottom: a Block (pre-norm attention and MLP, each added to a residual stream), and the
+GPT (token embeddings, positions, a stack of blocks, a final norm and a linear head back to the
+vocabulary). The parts the config chooses between live in their own small modules: `norms`
+(LayerNorm or RMSNorm), `rope` (rotary positions; learned ones are the `wpe` table here), `mlp` (GELU
+or SwiGLU) and `moe` (mixture of experts), and `attention` (with grouped-query attention).
 
-Generation passes a `KVCache` (`tinylm.kv_cache`): the model then takes only the new positions,
-appends their keys and values to the cache, and returns the last position's logits.
+Parameter names follow OpenAI's GPT-2 checkpoint (`transformer.h.0.attn.c_attn.weight`, ...) so
+GPT-2 weights map key for key; `tinylm.interop` maps Llama's names onto the same ones.
+
+Two entry points: `forward(idx, targets)` is training's plain path, logits for every position;
+`decode_step(idx, kv_cache)` is generation's, which feeds only the positions not cached yet and
+returns the last position's logits.
 
 Initialisation is GPT-2's: N(0, 0.02) everywhere, zeros for biases, and the projections that
 write into the residual stream scaled by 1/√(2·n_layer) so the stream's variance does not grow
@@ -17,6 +21,7 @@ with depth.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -25,32 +30,24 @@ from .attention import CausalSelfAttention
 from .config import GPTConfig
 from .kv_cache import KVCache, LayerCache
 from .losses import next_token_loss
-
-
-class MLP(nn.Module):
-    def __init__(self, config: GPTConfig):
-        super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+from .mlp import make_mlp
+from .moe import balancing_loss, moe_layers
+from .norms import make_norm
+from .rope import RotaryEmbedding
 
 
 class Block(nn.Module):
-    """x + attn(ln(x)), then x + mlp(ln(x)): attention lets positions talk, the MLP thinks per position."""
+    """x + attn(norm(x)), then x + mlp(norm(x)): attention lets positions talk, the MLP thinks per position."""
 
     def __init__(self, config: GPTConfig):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = MLP(config)
+        self.ln_2 = make_norm(config)
+        self.mlp = make_mlp(config)
 
-    def forward(self, x: torch.Tensor, cache: LayerCache | None = None) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x: torch.Tensor, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x), rope, cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -59,15 +56,18 @@ class GPT(nn.Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
-        self.transformer = nn.ModuleDict(
-            dict(
-                wte=nn.Embedding(config.vocab_size, config.n_embd),
-                wpe=nn.Embedding(config.block_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
-                h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-                ln_f=nn.LayerNorm(config.n_embd, bias=config.bias),
-            )
+        layers = dict(wte=nn.Embedding(config.vocab_size, config.n_embd))
+        if config.position == "learned":
+            layers["wpe"] = nn.Embedding(config.block_size, config.n_embd)
+        layers.update(
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=make_norm(config),
         )
+        self.transformer = nn.ModuleDict(layers)
+        # RoPE's cos/sin tables follow from the config: buffers, not weights, and not saved in checkpoints.
+        self.rope = (RotaryEmbedding(config.head_size, config.block_size, config.rope_theta)
+                     if config.position == "rope" else None)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
@@ -88,41 +88,69 @@ class GPT(nn.Module):
     def num_parameters(self, exclude_position_embeddings: bool = False) -> int:
         """Distinct parameters (a tied head counts once)."""
         total = sum(p.numel() for p in self.parameters())
-        return total - self.transformer.wpe.weight.numel() if exclude_position_embeddings else total
+        if exclude_position_embeddings and "wpe" in self.transformer:
+            total -= self.transformer.wpe.weight.numel()
+        return total
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None):
+    def num_active_parameters(self, exclude_position_embeddings: bool = False) -> int:
+        """Parameters one token uses: the total less the routed experts it does not visit."""
+        inactive = 0
+        for layer in moe_layers(self):
+            per_expert = sum(p.numel() for p in layer.experts[0].parameters())
+            inactive += (layer.n_experts - layer.top_k) * per_expert
+        return self.num_parameters(exclude_position_embeddings) - inactive
+
+    def _embed(self, idx: torch.Tensor, pos: torch.Tensor):
+        """Token embeddings plus learned positions, or with RoPE the (cos, sin) that attention rotates by."""
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if self.rope is None:
+            x = x + self.transformer.wpe(pos)  # + (T, C), or (B, T, C) for left-padded rows
+            return self.transformer.drop(x), None
+        return self.transformer.drop(x), self.rope(pos)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None):
         """idx (B, T) token ids -> (logits (B, T, vocab), loss or None).
 
-        With targets (B, T), the loss is `self.loss_fn(logits, targets, loss_mask)`. With a `kv_cache`
-        (generation), idx holds only the positions not cached yet, they are appended to the cache, and
-        only the last position's logits are computed: (B, 1, vocab).
+        With targets (B, T), the loss is `self.loss_fn(logits, targets, loss_mask)`; in training mode a
+        mixture of experts with balancing="aux_loss" adds its balancing loss to it.
         """
         B, T = idx.shape
-        if kv_cache is not None:
-            pos = kv_cache.begin(T, idx.device)  # (T,), or (B, T) when rows are left-padded; checks the space left
-        elif T > self.config.block_size:
+        if T > self.config.block_size:
             raise ValueError(
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
                 "crop it to the last block_size tokens (generation does this for you)"
             )
-        else:
-            pos = torch.arange(T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C) + (T or B, T; C)
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, None if kv_cache is None else kv_cache.layers[i])
-        if kv_cache is None:
-            logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
-        else:
-            kv_cache.advance(T)
-            x = self.transformer.ln_f(x[:, -1:])  # (B, 1, C): only the last position predicts the next token
-            logits = kv_cache.project(x, self.lm_head)  # (B, 1, vocab), in the layout fastest for decoding
-        loss = None if targets is None else self.loss_fn(logits, targets, loss_mask)
+        x, rope = self._embed(idx, torch.arange(T, dtype=torch.long, device=idx.device))
+        for block in self.transformer.h:
+            x = block(x, rope)
+        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        loss = None
+        if targets is not None:
+            loss = self.loss_fn(logits, targets, loss_mask)
+            aux = balancing_loss(self) if self.training else None
+            if aux is not None:
+                loss = loss + aux
         return logits, loss
 
+    def decode_step(self, idx: torch.Tensor, kv_cache: KVCache,
+                    head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """Generation: idx (B, T) holds the positions not cached yet (the prompt, then one token at a time).
+
+        Their keys and values are appended to `kv_cache`, and only the last position's logits are computed:
+        (B, vocab). `head` replaces lm_head for that (generation passes one in the layout fastest to read).
+        """
+        pos = kv_cache.begin(idx.size(1), idx.device)  # (T,), or (B, T) when rows are left-padded; checks the space
+        x, rope = self._embed(idx, pos)
+        for block, layer_cache in zip(self.transformer.h, kv_cache.layers):
+            x = block(x, rope, layer_cache)
+        kv_cache.advance(idx.size(1))
+        x = self.transformer.ln_f(x[:, -1])  # (B, C): only the last position predicts the next token
+        return (head or self.lm_head)(x)  # (B, vocab)
+
     def flops_per_token(self) -> int:
-        """Training FLOPs per token (PaLM's count, as nanoGPT uses it): 6 per weight for the forward and backward
-        matmuls, plus 12·n_layer·n_embd·block_size for attention's scores and weighted sums."""
+        """Training FLOPs per token (PaLM's count, as nanoGPT uses it): 6 per weight a token uses for the forward and
+        backward matmuls (active parameters: a mixture of experts counts only the experts a token visits), plus
+        12·n_layer·n_embd·block_size for attention's scores and weighted sums."""
         cfg = self.config
-        matmul_params = self.num_parameters(exclude_position_embeddings=True)
+        matmul_params = self.num_active_parameters(exclude_position_embeddings=True)
         return 6 * matmul_params + 12 * cfg.n_layer * cfg.n_embd * cfg.block_size

@@ -157,8 +157,8 @@ def attention_maps(model, idx: torch.Tensor) -> torch.Tensor:
     """idx (1, T) -> every layer's attention weights, (n_layer, n_head, T, T); row t is what position t reads."""
     maps = []
 
-    def record(attention, inputs):  # a forward pre-hook on each layer's attention: inputs = (ln_1(x), cache)
-        maps.append(attention.attention_weights(inputs[0])[0])  # (nh, T, T)
+    def record(attention, inputs):  # a forward pre-hook on each layer's attention: inputs = (ln_1(x), rope, cache)
+        maps.append(attention.attention_weights(*inputs[:2])[0])  # (nh, T, T)
 
     hooks = [block.attn.register_forward_pre_hook(record) for block in model.transformer.h]
     was_training = model.training

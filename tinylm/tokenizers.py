@@ -1,8 +1,9 @@
-"""Tokenizers: characters for the first track, GPT-2's byte-level BPE (through tiktoken) after that.
+"""Tokenizers: characters for the first track, GPT-2's byte-level BPE (through tiktoken) after that, and
+SentencePiece for imported Llama-family models (llama2.c's TinyStories models use Llama 2's tokenizer).
 
-A tokenizer turns text into a list of integer ids and back. Both kinds here describe themselves
+A tokenizer turns text into a list of integer ids and back. Every kind here describes itself
 as a small JSON-safe dict (`to_dict`), which is how they travel in data folders and checkpoints;
-`tokenizer_from_dict` rebuilds either kind.
+`tokenizer_from_dict` rebuilds any kind.
 
 tiktoken downloads its BPE files on first use and caches them in $TIKTOKEN_CACHE_DIR. Offline,
 `gpt2_tokenizer` points that variable at the offline mirror's `tiktoken_cache/` when
@@ -11,6 +12,7 @@ $TINYLM_DATA_MIRROR is set, so the same code runs on a laptop, in Colab and in a
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -187,6 +189,80 @@ class TrimmedBPETokenizer:
         return {"kind": "bpe-trimmed", "encoding": self.base.encoding_name, "kept_ids": self.kept_ids}
 
 
+SPACE_PIECE = "\N{LOWER ONE EIGHTH BLOCK}"  # "▁": SentencePiece's space, glued to the start of a piece
+
+
+class SentencePieceTokenizer:
+    """A SentencePiece model, such as Llama 2's 32,000-token `tokenizer.model`, through the `sentencepiece` package.
+
+    Beginning of text. Llama's texts start with a BOS token (id 1). llama2.c trains its TinyStories models
+    on every story encoded as [BOS, *story], so BOS also separates one story from the next, and its run.c
+    stops generating when the model produces it. BOS therefore plays the part GPT-2's <|endoftext|> plays
+    in tinylm, and `eot_token` is the BOS id: evaluation scores a text after it, an empty prompt starts
+    from it, and generation stops at it. `encode` returns the text's own pieces (as BPETokenizer does);
+    encode(text, bos=True) puts BOS in front.
+
+    Spaces. SentencePiece turns a space into "▁" glued to the next piece, and it adds one at the start
+    of every text (its "dummy prefix"), which its decoder drops again. A continuation decoded on its own,
+    though, begins with a real space ("Once upon a time" + "▁there"), so `decode` keeps the space of the
+    first piece unless the ids start with BOS, as run.c does: decode(encode(text, bos=True)) == text, and
+    streamed text keeps the space between the prompt and what follows.
+
+    The model file's bytes travel with the tokenizer (`to_dict`, base64), so a checkpoint needs nothing else.
+    """
+
+    def __init__(self, model_proto: bytes):
+        try:
+            import sentencepiece
+        except ImportError as error:
+            raise ImportError("SentencePiece tokenizers need sentencepiece: pip install sentencepiece") from error
+        try:
+            self.processor = sentencepiece.SentencePieceProcessor(model_proto=bytes(model_proto))
+        except RuntimeError as error:
+            raise ValueError(
+                "these bytes are not a SentencePiece model: expected a tokenizer.model file (llama2.c's "
+                "tokenizer.bin is a different format; use the tokenizer.model next to it)"
+            ) from error
+        self.model_proto = bytes(model_proto)
+        self.bos_token, self.eos_token = self.processor.bos_id(), self.processor.eos_id()
+        if self.bos_token < 0:
+            raise ValueError("this SentencePiece model has no BOS piece, which tinylm starts every text from; "
+                             "train it with bos_id=1, as Llama's is")
+        self.eot_token = self.bos_token
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SentencePieceTokenizer":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no SentencePiece model at {path}; check the path (Llama's is tokenizer.model)")
+        try:
+            return cls(path.read_bytes())
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.processor.get_piece_size()
+
+    def encode(self, text: str, bos: bool = False) -> list[int]:
+        ids = self.processor.encode(text)
+        return [self.bos_token, *ids] if bos else ids
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ValueError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {self.vocab_size:,} pieces")
+        text = self.processor.decode(ids)
+        first = next((i for i in ids if not self.processor.is_control(i)), None)
+        if first is not None and ids[0] != self.bos_token and self.processor.id_to_piece(first).startswith(SPACE_PIECE):
+            text = " " + text  # sentencepiece dropped this space as if it were the dummy prefix of a new text
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "sentencepiece", "model": base64.b64encode(self.model_proto).decode("ascii")}
+
+
 def padded_vocab_size(vocab_size: int, multiple: int = 64) -> int:
     """The embedding size to allocate: vocab_size rounded up to a multiple of 64, which matmul kernels run faster on."""
     return -(-vocab_size // multiple) * multiple
@@ -208,4 +284,8 @@ def tokenizer_from_dict(values: dict[str, Any]):
         return BPETokenizer(values.get("encoding", "gpt2"))
     if kind == "bpe-trimmed":
         return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
-    raise ValueError(f"unknown tokenizer description {values!r}: expected kind 'char', 'bpe' or 'bpe-trimmed'")
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(base64.b64decode(values["model"]))
+    shown = {k: v for k, v in values.items() if k != "model"}  # a SentencePiece model's bytes would fill the screen
+    raise ValueError(f"unknown tokenizer description {shown!r}: "
+                     "expected kind 'char', 'bpe', 'bpe-trimmed' or 'sentencepiece'")

@@ -1,9 +1,12 @@
 """The course's tracks: each names its data, how to prepare it, and a recipe per profile.
 
 A recipe is a (GPTConfig, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the recipe
-that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. A preset's
-vocab_size is a placeholder: the real size comes from the prepared tokenizer, rounded up to the
-track's `vocab_multiple` (see `build_model_config`).
+that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. A preset gives the
+shape (width, depth, heads, context) as a GPT-2 block; `build_model_config` builds it as any block
+family of `tinylm.config.ARCHITECTURES` (`architecture_config`; `--arch llama`: RMSNorm, RoPE, SwiGLU, grouped-query
+attention; `llama-moe`: with a mixture of experts). A preset's vocab_size is a placeholder: the
+real size comes from the prepared tokenizer, rounded up to the track's `vocab_multiple`
+(`build_model_config`).
 
 Why the cpu recipes look the way they do (measured on a 2-core machine; README, "Results"):
 - shakespeare-char: in 70 s a model sees only ~3M characters, so what limits it is the number of
@@ -26,11 +29,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import GPT2_124M, GPTConfig, TrainConfig
+from .config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, TrainConfig, with_architecture
 from .corpora import TINY_SHAKESPEARE, PreparedData, prepare_shakespeare_char, prepare_tinystories  # noqa: F401
 from .distributed import World
 from .runtime import resolve_profile
-from .shards import SAMPLE_SHARD_TOKENS, ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress, val_tokens
+from .shards import (
+    SAMPLE_SHARD_TOKENS,
+    ShardedWindowLoader,
+    fineweb_edu_source,
+    prepare_fineweb_edu,
+    read_progress,
+    val_tokens,
+)
 from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 
 
@@ -60,6 +70,30 @@ class Track:
 
 def build_model_config(preset: GPTConfig, tokenizer, vocab_multiple: int = 1) -> GPTConfig:
     return dataclasses.replace(preset, vocab_size=padded_vocab_size(tokenizer.vocab_size, vocab_multiple))
+
+
+def architecture_config(preset: GPTConfig, arch: str = "gpt2", balancing: str | None = None) -> GPTConfig:
+    """A recipe's shape (width, depth, heads, context) built as the block family `arch` (a key of
+    tinylm.config.ARCHITECTURES), and for a mixture of experts with the `balancing` mode (None: the family's own)."""
+    config = with_architecture(preset, arch)
+    if balancing is None:
+        return config
+    if not config.n_experts:
+        raise ConfigError(f"balancing={balancing!r} applies to a mixture of experts, and {arch} has none; "
+                          f"choose an architecture with experts ({', '.join(_moe_architectures())}) or drop it")
+    return dataclasses.replace(config, balancing=balancing)
+
+
+def architecture_of(config: GPTConfig) -> str | None:
+    """The name of the block family `config` is built as (its balancing mode aside), or None for another mix."""
+    for name in ARCHITECTURES:
+        if dataclasses.replace(with_architecture(config, name), balancing=config.balancing) == config:
+            return name
+    return None
+
+
+def _moe_architectures() -> list[str]:
+    return [name for name, fields in ARCHITECTURES.items() if fields.get("n_experts")]
 
 
 SHAKESPEARE_CHAR = Track(

@@ -1,11 +1,18 @@
 """Command line: train a track's model.
 
     python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
+    python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
 
 Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
 recipe, trains with progress printed, and ends with the validation loss over the whole split.
 The run folder gets metrics.jsonl (one JSON record per line; the last one holds val_loss),
 best.pt and last.pt.
+
+--arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
+default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of
+experts, whose --balancing can be chosen). Each gets its own default run folder:
+runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> otherwise (the balancing
+named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
 """
 
 from __future__ import annotations
@@ -18,15 +25,15 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import TrainConfig
+from .config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
 from .distributed import World, barrier, device_for, init_distributed, teardown
 from .logging import print_record, run_cli
 from .model import GPT
 from .paths import runs_dir
 from .runtime import resolve_profile
-from .trainer import Trainer
-from .tracks import TRACKS, build_model_config, get_track
 from .tokenizers import TokenizerUnavailable
+from .tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
+from .trainer import Trainer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -35,7 +42,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--max-seconds", type=float, help="wall-clock budget for training (the cosine schedule follows it)")
     parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile>)")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES),
+                        help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
+    parser.add_argument("--balancing", choices=BALANCING, help="a mixture of experts' load balancing "
+                        "(default: the family's own, loss_free for llama-moe)")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile> for gpt2, "
+                        "runs/<track>-<arch>-<profile> otherwise)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype (default: by hardware)")
@@ -66,12 +78,18 @@ def _train(args: argparse.Namespace, world: World) -> dict:
     overrides = {"max_seconds": args.max_seconds, "max_steps": args.max_steps, "dtype": args.dtype, "seed": args.seed,
                  "batch_size": args.batch_size, "compile": args.compile}
     train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
-    out = args.out or runs_dir() / f"{track.name}-{profile}"
+    if not args.resume:  # a bad --arch/--balancing pair fails before anything else happens
+        model_shape = architecture_config(model_preset, args.arch or "gpt2", args.balancing)
+    out = args.out or runs_dir() / default_run_name(track.name, profile, args.arch or "gpt2", args.balancing)
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
         sys.exit(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
                  "(its checkpoints will be replaced), or --out to train in another folder.")
     if args.resume and not (out / "last.pt").exists():
-        sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
+        sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
+                 "(or give the run's --arch or --out).")
+    saved = load_checkpoint(out / "last.pt") if args.resume else None
+    if saved is not None:
+        _check_resumable(GPTConfig.from_dict(saved["model_config"]), args.arch, args.balancing, out)
     if args.overwrite and world.is_main:  # one rank deletes; the others wait at the barrier below
         (out / "metrics.jsonl").unlink(missing_ok=True)
 
@@ -80,9 +98,13 @@ def _train(args: argparse.Namespace, world: World) -> dict:
     data = track.prepare(profile)
     if world.is_main:
         barrier()
-    model_cfg = build_model_config(model_preset, data.tokenizer, track.vocab_multiple)
-    if args.resume:  # the saved run's own recipe wins, so the schedule continues unchanged
-        saved = load_checkpoint(out / "last.pt")
+    if saved is None:
+        model_cfg = build_model_config(model_shape, data.tokenizer, track.vocab_multiple)
+    else:  # the saved run's own model and recipe win, so the same network continues on an unchanged schedule
+        if saved.get("tokenizer") != data.tokenizer.to_dict():
+            raise ValueError(f"{out / 'last.pt'} was trained with another tokenizer than the {profile} profile of "
+                             f"{track.name} uses; resume it with the profile it was trained with (--profile)")
+        model_cfg = GPTConfig.from_dict(saved["model_config"])
         train_cfg = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]),
                                         **{k: v for k, v in overrides.items() if v is not None})
     torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
@@ -94,7 +116,7 @@ def _train(args: argparse.Namespace, world: World) -> dict:
                       evaluators=_hellaswag_evaluator(track.hellaswag_examples.get(profile, 0), data.tokenizer, say))
     if args.resume:
         trainer.resume(out / "last.pt")
-    say(f"{track.name} | profile {profile} | {model.num_parameters():,} parameters | {world.size} process(es) "
+    say(f"{track.name} | profile {profile} | {_describe(model)} | {world.size} process(es) "
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
         f"| {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
@@ -103,6 +125,38 @@ def _train(args: argparse.Namespace, world: World) -> dict:
     if world.is_main:
         say(trainer.sample(300, temperature=0.8))
     return final
+
+
+def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
+    """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
+    otherwise, so that the runs of an ablation do not overwrite each other."""
+    parts = [track]
+    if arch != "gpt2":
+        parts.append(arch)
+    if balancing is not None and balancing != ARCHITECTURES[arch].get("balancing"):
+        parts.append(balancing)
+    return "-".join([*parts, profile])
+
+
+def _check_resumable(saved: GPTConfig, arch: str | None, balancing: str | None, out: Path) -> None:
+    """--resume continues the saved network: an --arch or --balancing that asks for another one is an error."""
+    saved_arch = architecture_of(saved) or "a custom architecture"
+    if arch is not None and arch != saved_arch:
+        raise ValueError(f"--arch {arch}: the run in {out} is {saved_arch}; resume it without --arch "
+                         f"(or with --arch {saved_arch}), or train {arch} in another --out folder")
+    if balancing is not None and (not saved.n_experts or balancing != saved.balancing):
+        what = f"balances its experts with {saved.balancing}" if saved.n_experts else "has no mixture of experts"
+        raise ValueError(f"--balancing {balancing}: the run in {out} {what}; resume it without --balancing, "
+                         "or train another one in a new --out folder")
+
+
+def _describe(model: GPT) -> str:
+    """Parameter counts for the startup line: a mixture of experts also says how many one token uses."""
+    total, active = model.num_parameters(), model.num_active_parameters()
+    config = model.config
+    arch = (architecture_of(config) or "custom") + (f" ({config.balancing} balancing)" if config.n_experts else "")
+    counts = f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")
+    return f"{arch} | {counts}"
 
 
 def _count_tokens(train_data) -> int:

@@ -4,12 +4,16 @@ One optimizer step: draw `grad_accum_steps` micro-batches, run each forward unde
 its loss by 1/grad_accum_steps so the summed gradients equal those of one big batch, backpropagate,
 clip the global gradient norm, and step AdamW at the scheduled learning rate. Around that:
 periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
-one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds).
+one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds). A mixture of
+experts adds its balancing loss to the loss inside the model's forward; after each step the loop
+calls `tinylm.moe.end_of_step` (load counts, loss-free biases), and each train record carries the
+expert load since the previous one (`expert_load` per layer and its `max_violation`).
 
-Everything a run depends on — weights, optimizer moments, the GradScaler, the step, elapsed time,
-the batch sampler's generator and the global RNG used by dropout — goes into the checkpoint, so a
-resumed run continues exactly where the interrupted one stopped. Ctrl-C finishes the step under
-way, saves `last.pt` and stops; a second Ctrl-C stops at once.
+Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
+moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the global RNG
+used by dropout — goes into the checkpoint, so a resumed run continues exactly where the
+interrupted one stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second
+Ctrl-C stops at once.
 
 Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
 DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
@@ -37,6 +41,7 @@ from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
 from .distributed import World, all_reduce_sum, broadcast_from_main, current_world
 from .generate import generate_text
+from .moe import end_of_step, moe_layers, read_expert_load
 from .optim import build_optimizer, learning_rate
 from .runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 
@@ -105,7 +110,9 @@ class Trainer:
         self.train_model = self.model
         if self.world.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids)
+            # A routed expert that no token of a micro-batch chose gets no gradient; DDP must be told to expect that.
+            self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                                   find_unused_parameters=bool(moe_layers(self.model)))
         if cfg.compile:
             self.train_model = torch.compile(self.train_model)
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -192,6 +199,7 @@ class Trainer:
         if self.scaler.is_enabled() and self.scaler.get_scale() < scale_before:
             self.skipped_steps += 1
         self.optimizer.zero_grad(set_to_none=True)
+        end_of_step(self.model)  # mixture of experts: sum the step's expert load over ranks, move loss-free biases
         self.step += 1
         return lr, mean_loss
 
@@ -207,6 +215,7 @@ class Trainer:
                       "elapsed": self.elapsed, "skipped_steps": self.skipped_steps}
             if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
                 record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
+            record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
             self._emit(record)
             self._window = (time.perf_counter(), 0)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
