@@ -41,7 +41,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 30-step runs of tiny models | ~30 s |
-# | `cpu` (2-core laptop) | three 50 s balancing runs and three 90 s ablation arms on the 2 MiB TinyStories sample | ~8 min |
+# | `cpu` (2-core laptop) | three 50 s balancing runs and three 90 s ablation arms on the 2 MiB TinyStories sample | 441 s |
 # | `gpu` | the same comparisons at the 51M TinyStories shape, 20 minutes per arm | not measured |
 #
 # **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
