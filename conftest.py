@@ -1,10 +1,15 @@
-"""Test-session defaults: tiny shapes for notebooks, printed results instead of widgets, and the offline mirror.
+"""Test-session defaults: tiny shapes for notebooks, printed results instead of widgets, the offline
+mirror, and throwaway data and run folders.
 
 The notebooks' kernels inherit this process's environment, so setting the variables here makes
-`pytest` alone run every notebook under the `smoke` profile, offline. Values already set win.
+`pytest` alone run every notebook under the `smoke` profile, offline, writing its prepared data and runs
+into a temporary folder that is deleted at the end: a test session never touches the learner's data/
+or runs/. Values already set win.
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TINYLM_PROFILE", "smoke")
@@ -16,3 +21,11 @@ if "TINYLM_DATA_MIRROR" not in os.environ and (_mirror / "MANIFEST.md").is_file(
     os.environ["TINYLM_DATA_MIRROR"] = str(_mirror)
 if "TIKTOKEN_CACHE_DIR" not in os.environ and os.environ.get("TINYLM_DATA_MIRROR"):
     os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(os.environ["TINYLM_DATA_MIRROR"]) / "tiktoken_cache")
+
+_scratch = Path(tempfile.mkdtemp(prefix="tinylm-tests-"))
+os.environ.setdefault("TINYLM_DATA_DIR", str(_scratch / "data"))
+os.environ.setdefault("TINYLM_RUNS_DIR", str(_scratch / "runs"))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_scratch, ignore_errors=True)
