@@ -10,7 +10,8 @@ laptop and a big GPU:
 The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
 and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
 GPU supports it, fp16 autocast with a GradScaler on older CUDA GPUs (T4, V100), and plain fp32 on
-CPU, where bf16 matmuls are usually slower than fp32 ones.
+CPU, where bf16 matmuls are usually slower than fp32 ones. `peak_flops_per_s` looks up the GPU's
+dense peak for the run's dtype by its exact name (NVIDIA's datasheets), which MFU divides by.
 """
 
 from __future__ import annotations
