@@ -236,3 +236,12 @@ def test_each_architecture_gets_its_own_default_run_folder():
     assert default_run_name("tinystories", "cpu", "llama-moe") == "tinystories-llama-moe-cpu"
     assert default_run_name("tinystories", "cpu", "llama-moe", "loss_free") == "tinystories-llama-moe-cpu"
     assert default_run_name("tinystories", "cpu", "llama-moe", "aux_loss") == "tinystories-llama-moe-aux_loss-cpu"
+
+
+def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
+    from tinylm.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "budget of training time in seconds; evaluations, checkpoints and samples come on top" in help_text
