@@ -1,6 +1,7 @@
 """A tiny training run for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
 
-Rank 0 saves what the test compares (the gradients of the first step, or the final weights) to --out.
+Rank 0 saves what the test compares (the gradients of the first step, or the final weights and validation loss)
+to --out.
 """
 
 import argparse
@@ -18,6 +19,7 @@ parser.add_argument("--out", required=True)
 parser.add_argument("--batch-size", type=int, required=True)
 parser.add_argument("--accum", type=int, default=1)
 parser.add_argument("--steps", type=int, default=4)
+parser.add_argument("--dropout", type=float, default=0.0)
 parser.add_argument("--stop-after", type=int)
 parser.add_argument("--run-dir")
 parser.add_argument("--resume")
@@ -31,7 +33,7 @@ finished = False
 try:
     tokens = np.random.default_rng(0).integers(0, 37, 4000).astype(np.uint16)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32))
+    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=args.dropout))
     cfg = TrainConfig(batch_size=args.batch_size, grad_accum_steps=args.accum, max_steps=args.steps, warmup_steps=1,
                       learning_rate=3e-3, min_lr=3e-4, eval_interval=0, log_interval=100, eval_batch_size=64, seed=0,
                       dtype="float32", grad_clip=None if args.capture_grads else 1.0)
@@ -41,6 +43,7 @@ try:
     if args.poison_rank == world.rank:
         with torch.no_grad():
             trainer.model.lm_head.weight[0, 0] = float("nan")
+    val_loss = None
     if args.capture_grads:
         grads = {}
         step = trainer.optimizer.step
@@ -53,10 +56,11 @@ try:
         trainer._optimizer_step()
         result = grads
     else:
-        trainer.fit(stop_after=args.stop_after)
+        val_loss = trainer.fit(stop_after=args.stop_after)["val_loss"]
         result = trainer.model.state_dict()
     if world.is_main:
-        torch.save({"result": result, "world_size": world.size, "accum": trainer.grad_accum_steps}, args.out)
+        torch.save({"result": result, "val_loss": val_loss, "world_size": world.size, "accum": trainer.grad_accum_steps},
+                   args.out)
     finished = True
 finally:
     teardown(finished)

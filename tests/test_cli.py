@@ -50,6 +50,27 @@ def test_train_prints_the_final_validation_loss_that_metrics_record(smoke_run):
     assert (out / "last.pt").is_file() and (out / "best.pt").is_file()
 
 
+def test_train_shows_the_total_and_an_eta_and_ends_with_where_the_run_is_and_what_to_run_next(smoke_run):
+    _, out, result = smoke_run
+    stdout = result.stdout
+    assert "plan: 30 steps" in stdout and "expected: about " in stdout
+    progress = re.findall(r"^step +(\d+)/30 \|.*\| ETA (\S+)$", stdout, flags=re.MULTILINE)
+    assert [int(step) for step, _ in progress] == [5, 10, 15, 20, 25, 30]
+    assert progress[-1][1] == "0.0s"
+    epilogue = stdout[stdout.index("final validation loss"):]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert f"run folder: {out}" in epilogue
+    assert f"best validation loss: {records[-1]['best_val_loss']:.4f}" in epilogue
+    assert "a sample from the final weights" in epilogue
+    assert f"python -m tinylm.sample --ckpt {out}" in epilogue and f"python -m tinylm.eval loss --ckpt {out}" in epilogue
+    assert "notebooks/03_train_char_gpt.ipynb" in epilogue
+    plot = next(line for line in epilogue.splitlines() if "plot_losses" in line).split("   #")[0].strip()
+    completed = subprocess.run(plot, shell=True, cwd=REPO, env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True,
+                               text=True, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert (out / "loss.png").stat().st_size > 0, "the printed plotting command draws the run's curves"
+
+
 def test_rerun_into_the_same_folder_needs_resume_or_overwrite(smoke_run):
     data_root, out, _ = smoke_run
     before = (out / "last.pt").read_bytes()
@@ -215,3 +236,12 @@ def test_each_architecture_gets_its_own_default_run_folder():
     assert default_run_name("tinystories", "cpu", "llama-moe") == "tinystories-llama-moe-cpu"
     assert default_run_name("tinystories", "cpu", "llama-moe", "loss_free") == "tinystories-llama-moe-cpu"
     assert default_run_name("tinystories", "cpu", "llama-moe", "aux_loss") == "tinystories-llama-moe-aux_loss-cpu"
+
+
+def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
+    from tinylm.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "budget of training time in seconds; evaluations, checkpoints and samples come on top" in help_text

@@ -4,6 +4,7 @@ Each test launches `torchrun --nproc_per_node=2` on tests/ddp_worker.py and comp
 single-process run of the same script whose micro-batch holds both ranks' sequences.
 """
 
+import math
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tinylm.checkpoint import load_checkpoint
 from tinylm.data import RandomWindowSampler
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -24,7 +26,7 @@ def run(tmp_path, name, processes, *args):
     command = (launcher if processes > 1 else [sys.executable]) + [str(WORKER), "--out", str(out), *map(str, args)]
     completed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return torch.load(out, weights_only=True)
+    return {**torch.load(out, weights_only=True), "stdout": completed.stdout}
 
 
 def assert_close(a: dict, b: dict, atol: float) -> None:
@@ -61,6 +63,27 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     assert_close(straight["result"], resumed["result"], atol=1e-5)
     first_half = torch.load(tmp_path / "first_half.pt", weights_only=True)["result"]
     assert any(not torch.allclose(first_half[k], straight["result"][k]) for k in first_half), "the resumed half trained"
+
+
+def test_each_ranks_dropout_stream_survives_a_resume(tmp_path):
+    """Every rank draws its own dropout masks. The checkpoint holds each rank's RNG state, so two processes resuming
+    a two-process run end bit-identical to an uninterrupted one. One process resumes it too: rank 0 continues its
+    stream, rank 1's ends (it says so), and training goes on."""
+    recipe = ("--batch-size", 2, "--steps", 6, "--dropout", 0.2)
+    straight = run(tmp_path, "straight", 2, *recipe)
+    run(tmp_path, "first_half", 2, *recipe, "--stop-after", 3, "--run-dir", tmp_path / "run")
+    saved_rng = load_checkpoint(tmp_path / "run" / "last.pt")["rng"]
+    assert isinstance(saved_rng, list) and len(saved_rng) == 2, "one RNG state per rank"
+    assert not torch.equal(saved_rng[0]["torch"], saved_rng[1]["torch"]), "the ranks' streams differ"
+    resumed = run(tmp_path, "resumed", 2, *recipe, "--resume", tmp_path / "run" / "last.pt")
+    assert_close(straight["result"], resumed["result"], atol=0)
+
+    alone = run(tmp_path, "alone", 1, "--batch-size", 4, "--steps", 6, "--dropout", 0.2,
+                "--resume", tmp_path / "run" / "last.pt")
+    assert "resuming a 2-process run with 1: the dropout streams of ranks 1..1 end here" in alone["stdout"]
+    assert math.isfinite(alone["val_loss"])
+    first_half = torch.load(tmp_path / "first_half.pt", weights_only=True)["result"]
+    assert any(not torch.equal(first_half[k], alone["result"][k]) for k in first_half), "the resumed half trained"
 
 
 def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):

@@ -225,3 +225,24 @@ def test_bpe_generation_stops_at_end_of_text_unless_told_otherwise():
     model = Scripted(ids, 50304, prompt_length=1)
     assert generate_text(model, tokenizer, "!", 10, temperature=0) == "!The end."
     assert generate_text(model, tokenizer, "!", len(ids), temperature=0, stop_tokens=()) == "!The end.<|endoftext|> More"
+
+
+def test_a_stream_left_early_puts_the_model_back_in_training_mode_at_once(make_model):
+    """Breaking out of the loop (or closing the stream) must not leave a training model in eval mode (dropout off)
+    for as long as the stream object lives."""
+    model = make_model(dropout=0.1)
+    model.train()
+    pieces = stream(model, LETTERS, "a", 50, temperature=0, stop_tokens=())
+    for _ in pieces:
+        assert not model.training, "generation runs in eval mode"
+        break
+    assert model.training
+    assert len(pieces.new_ids) == 1, "it stopped after the first piece"
+
+    pieces = stream(model, LETTERS, "a", 50, temperature=0, stop_tokens=())
+    reader = iter(pieces)
+    next(reader)
+    assert not model.training
+    pieces.close()
+    assert model.training
+    assert list(reader) == [], "a closed stream yields nothing more"

@@ -32,3 +32,21 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert format_record(record).endswith("| expert max-violation 0.80")
     dense = {k: v for k, v in record.items() if k not in ("expert_load", "max_violation")}
     assert "max-violation" not in format_record(dense)
+
+
+def test_train_line_shows_the_step_of_the_total_and_the_eta():
+    record = {"event": "train", "step": 200, "max_steps": 6000, "loss": 2.0, "lr": 1e-3, "tokens_per_s": 5000.0,
+              "elapsed": 95.0, "eta": 65.0, "skipped_steps": 0}
+    line = format_record(record)
+    assert line.startswith("step  200/6000 | loss 2.0000")
+    assert line.endswith("| 1m35s | ETA 1m05s")
+
+
+def test_plan_line_says_the_expected_training_time_or_that_the_budget_ends_it():
+    by_steps = {"event": "plan", "step": 10, "max_steps": 6000, "max_seconds": None, "step_seconds": 0.52,
+                "expected_steps": 6000, "expected_seconds": 3120.0}
+    assert format_record(by_steps).startswith("expected: about 52m00s of training for 6,000 steps (0.52 s/step measured)")
+    by_time = {**by_steps, "max_seconds": 300.0, "expected_steps": 577.0, "expected_seconds": 300.0}
+    line = format_record(by_time)
+    assert "max_seconds budget ends training after 5m00s, near step 577 of 6,000" in line
+    assert "evaluations" in line

@@ -42,3 +42,53 @@ def test_float32_autocast_is_a_no_op_and_bfloat16_autocast_is_real():
     a = torch.randn(4, 4)
     with autocast(cpu, torch.bfloat16):
         assert (a @ a).dtype == torch.bfloat16
+
+
+# Names as torch.cuda.get_device_name returns them -> NVIDIA's dense peaks (TFLOP/s) for bf16, fp16, float32 (TF32 on
+# Ampere and newer), read off the datasheets ("*" figures with sparsity halved).
+DATASHEET_PEAKS = {
+    "NVIDIA H100 80GB HBM3": (989.5, 989.5, 494.5),
+    "NVIDIA H100 PCIe": (756.5, 756.5, 378),
+    "NVIDIA H100 NVL": (835.5, 835.5, 417.5),
+    "NVIDIA H200": (989.5, 989.5, 494.5),
+    "NVIDIA H200 NVL": (835.5, 835.5, 417.5),
+    "NVIDIA A100-SXM4-80GB": (312, 312, 156),
+    "NVIDIA A100-SXM4-40GB": (312, 312, 156),
+    "NVIDIA A100-PCIE-40GB": (312, 312, 156),
+    "NVIDIA A100 80GB PCIe": (312, 312, 156),
+    "NVIDIA L4": (121, 121, 60),
+    "NVIDIA L40S": (362.05, 362.05, 183),
+    "NVIDIA L40": (181.05, 181.05, 90.5),
+    "NVIDIA A10": (125, 125, 62.5),
+    "Tesla T4": (None, 65, 8.1),
+    "Tesla V100-SXM2-16GB": (None, 125, 15.7),
+    "Tesla V100-SXM2-32GB": (None, 125, 15.7),
+    "Tesla V100-PCIE-32GB": (None, 112, 14),
+    "Tesla V100S-PCIE-32GB": (None, 130, 16.4),
+    "NVIDIA GeForce RTX 4090": (165.2, 165.2, 82.6),
+    "NVIDIA GeForce RTX 3090": (71, 71, 35.6),
+}
+
+
+@pytest.mark.parametrize("name", DATASHEET_PEAKS)
+def test_peak_flops_by_exact_device_name_and_dtype(name):
+    from tinylm.runtime import peak_tflops
+
+    found = tuple(peak_tflops(name, dtype) for dtype in (torch.bfloat16, torch.float16, torch.float32))
+    assert found == pytest.approx(DATASHEET_PEAKS[name])  # None (no bf16 on T4, V100) must match exactly
+
+
+@pytest.mark.parametrize("name", ["NVIDIA A10G", "NVIDIA L4 Ultra", "NVIDIA H100X", "NVIDIA GeForce RTX 4090 D",
+                                  "NVIDIA GeForce RTX 3080", "AMD Instinct MI300X", "cpu", ""])
+def test_unlisted_devices_have_no_peak_rather_than_a_neighbours(name):
+    """A name that merely contains a listed one ("L4" in "L40S", "A10" in "A10G") must not borrow its figure."""
+    from tinylm.runtime import peak_tflops
+
+    assert all(peak_tflops(name, dtype) is None for dtype in (torch.bfloat16, torch.float16, torch.float32))
+
+
+def test_peak_flops_per_s_is_none_off_cuda_and_for_other_dtypes():
+    from tinylm.runtime import peak_flops_per_s, peak_tflops
+
+    assert peak_flops_per_s(torch.device("cpu"), torch.bfloat16) is None
+    assert peak_tflops("NVIDIA H100 80GB HBM3", torch.float64) is None

@@ -4,6 +4,7 @@ import json
 import math
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -307,3 +308,85 @@ def test_compiled_training_keeps_checkpoints_evaluation_and_generation_eager(mak
 
     out = generate(trainer.model, torch.zeros(1, 1, dtype=torch.long), max_new_tokens=3, temperature=0)
     assert out.shape == (1, 4)
+
+
+def sleeping_evaluator(seconds):
+    """An extra evaluator as slow as HellaSwag on a big model: it only sleeps."""
+
+    def evaluate(model):
+        time.sleep(seconds)
+        return {"slept": seconds}
+
+    return {"slow": evaluate}
+
+
+def test_slow_evaluations_count_neither_in_tokens_per_s_nor_in_training_time(make_model, train_config, tokens):
+    """Each train record measures the steps since the previous one; an evaluation in between is not one of them."""
+    train, val = tokens
+    pause = 0.5
+    records = []
+    cfg = train_config(max_steps=6, eval_interval=2, log_interval=2)
+    trainer = Trainer(make_model(), cfg, train, val, device="cpu", evaluators=sleeping_evaluator(pause),
+                      callbacks=[records.append])
+    final = trainer.fit()
+    assert [r.get("slow_slept") for r in records if r["event"] in ("eval", "final")] == [pause] * 3
+    train_records = [r for r in records if r["event"] == "train"]
+    assert [r["step"] for r in train_records] == [2, 4, 6]
+    tokens_per_step = cfg.batch_size * trainer.model_config.block_size
+    windows = [2 * tokens_per_step / r["tokens_per_s"] for r in train_records]  # the seconds each record measured
+    assert max(windows[1:]) < pause, "steps 3-4 and 5-6 follow a sleeping evaluation, which was charged to them"
+    assert windows == pytest.approx([2 * r["step_seconds"] for r in train_records])
+    assert final["elapsed"] == trainer.elapsed < pause, "1.5 s of evaluations are not training time"
+
+
+def test_the_time_budget_counts_training_time_only(make_model, train_config, tokens):
+    """max_seconds=0.6 with an evaluation sleeping 0.4 s after every step: the 6 tiny steps still all run."""
+    train, val = tokens
+    trainer = Trainer(make_model(), train_config(max_steps=6, max_seconds=0.6, eval_interval=1), train, val,
+                      device="cpu", evaluators=sleeping_evaluator(0.4))
+    trainer.fit()
+    assert trainer.step == 6, "evaluation time used up the training budget"
+    assert trainer.elapsed < 0.6
+
+
+def test_train_records_carry_the_total_and_an_eta_after_one_plan_per_session(make_model, train_config, tokens):
+    train, val = tokens
+    records = []
+    trainer = Trainer(make_model(), train_config(max_steps=6, log_interval=2), train, val, device="cpu",
+                      callbacks=[records.append])
+    trainer.fit(stop_after=4)
+    trainer.fit()
+    events = [(r["event"], r["step"]) for r in records]
+    assert events == [("plan", 2), ("train", 2), ("train", 4), ("final", 4), ("plan", 6), ("train", 6), ("final", 6)]
+    plan = records[0]
+    assert plan["max_steps"] == plan["expected_steps"] == 6
+    assert plan["expected_seconds"] == pytest.approx(records[1]["elapsed"] + 4 * plan["step_seconds"])
+    train_records = [r for r in records if r["event"] == "train"]
+    assert all(r["max_steps"] == 6 for r in train_records)
+    assert train_records[0]["eta"] > 0 and train_records[-1]["eta"] == 0
+
+
+def test_each_rank_continues_its_own_rng_stream_and_a_new_rank_starts_a_seeded_one():
+    from tinylm.trainer import restore_rng
+
+    cpu = torch.device("cpu")
+    saved = [{"torch": torch.Generator().manual_seed(100 + rank).get_state(), "cuda": None} for rank in range(2)]
+    restore_rng(saved, 1, seed=7, device=cpu)
+    assert torch.equal(torch.rand(5), torch.rand(5, generator=torch.Generator().manual_seed(101)))
+    restore_rng(saved, 3, seed=7, device=cpu)  # the saved run had 2 ranks: rank 3 is new, seeded as in a fresh run
+    assert torch.equal(torch.rand(5), torch.rand(5, generator=torch.Generator().manual_seed(7 + 3)))
+
+
+def test_a_checkpoint_of_more_ranks_resumes_in_one_process_and_says_what_happens(make_model, train_config, tokens,
+                                                                                   tmp_path, capsys):
+    train, val = tokens
+    trainer = Trainer(make_model(dropout=0.1), train_config(max_steps=4), train, val, out_dir=tmp_path, device="cpu")
+    trainer.fit(stop_after=2)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert len(state["rng"]) == 1
+    rank0 = state["rng"][0]["torch"]
+    state["rng"].append({"torch": torch.Generator().manual_seed(5).get_state(), "cuda": None})  # as rank 1 saved it
+    resumed = Trainer(make_model(dropout=0.1), train_config(max_steps=4), train, val, device="cpu")
+    resumed.load_state_dict(state)
+    assert torch.equal(torch.get_rng_state(), rank0), "rank 0 continues rank 0's stream"
+    assert "resuming a 2-process run with 1: the dropout streams of ranks 1..1 end here" in capsys.readouterr().out

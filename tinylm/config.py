@@ -197,15 +197,16 @@ class TrainConfig:
     """How to optimise: batch geometry, schedule, budgets, and how often to look at progress.
 
     One optimizer step sees batch_size * grad_accum_steps sequences of the model's block_size.
-    Training stops at max_steps or after max_seconds of wall-clock, whichever comes first; the
+    Training stops at max_steps or after max_seconds of training time, whichever comes first; the
     cosine decay follows whichever budget is closer to running out, so a time-limited run still
-    ends at min_lr instead of being cut off at a high learning rate.
+    ends at min_lr instead of being cut off at a high learning rate. Training time is the optimizer
+    steps' own: evaluations, checkpoints and samples are not counted, so they cannot eat the budget.
     """
 
     batch_size: int = 12
     grad_accum_steps: int = 1
     max_steps: int = 2000
-    max_seconds: float | None = None
+    max_seconds: float | None = None  # seconds of training time (evaluations excluded); None: no time budget
     learning_rate: float = 1e-3
     min_lr: float = 1e-4
     warmup_steps: int = 100

@@ -82,6 +82,15 @@ def all_reduce_sum(values: list[float], device) -> list[float]:
     return tensor.tolist()
 
 
+def gather_to_main(value):
+    """Every rank's `value` (any picklable object), as a list on rank 0 and None elsewhere; [value] in a world of one."""
+    if not dist.is_initialized():
+        return [value]
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(value, gathered, dst=0)
+    return gathered
+
+
 def broadcast_from_main(value: float, device) -> float:
     """Rank 0's value on every rank: decisions such as 'out of time' must be the same everywhere."""
     if not dist.is_initialized():

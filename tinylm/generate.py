@@ -204,7 +204,11 @@ def _held_back(text: str, stop: Sequence[str]) -> int:
 
 
 class TextStream:
-    """Iterate over it for the continuation's text, piece by piece; `new_ids` holds the tokens generated so far."""
+    """Iterate over it for the continuation's text, piece by piece; `new_ids` holds the tokens generated so far.
+
+    The model is in eval mode while the stream runs. Leaving the loop early (`break`, an exception) or
+    calling `close()` ends the generation and puts the model back in the mode it had, at once.
+    """
 
     def __init__(self, model, tokenizer, prompt: str, max_new_tokens: int, stop: Sequence[str],
                  stop_tokens: Sequence[int] | None, min_new_tokens: int, sampling: Sampling, options: dict):
@@ -222,6 +226,16 @@ class TextStream:
                              vocab_limit=tokenizer.vocab_size, **options)
 
     def __iter__(self) -> Iterator[str]:
+        try:
+            yield from self._pieces()
+        finally:  # also when the loop that reads the stream stops early: the model's training mode comes back now
+            self.close()
+
+    def close(self) -> None:
+        """Stop generating and restore the model's training mode (what stopping early or finishing does)."""
+        self._steps.close()
+
+    def _pieces(self) -> Iterator[str]:
         emitted = 0  # characters of the decoded continuation already yielded
         for next_ids in self._steps:
             token = int(next_ids[0])
@@ -236,7 +250,6 @@ class TextStream:
             if found:
                 if min(found) > emitted:
                     yield text[emitted : min(found)]
-                self._steps.close()
                 return
             ready = len(text) - _held_back(text, self.stop)
             if ready > emitted:

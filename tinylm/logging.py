@@ -1,18 +1,29 @@
-"""Turning the trainer's records, and the command lines' errors, into lines a person reads in a terminal."""
+"""Turning the trainer's records, and the command lines' errors, into lines a person reads in a terminal.
+
+A train line reads `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA 17m30s`: the step
+of the total, the loss, learning rate, training tokens per second, the training time so far (evaluations
+excluded), and how long the run has left, evaluations included.
+"""
 
 from __future__ import annotations
 
 import sys
 from typing import Any, Callable
 
+from .progress import format_duration
+
 
 def format_record(record: dict[str, Any]) -> str:
     event = record.get("event")
     if event == "train":
-        line = (f"step {record['step']:>6} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
-                f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {record['elapsed']:.0f}s")
+        total = record.get("max_steps")
+        step = f"{record['step']:>{len(str(total))}}/{total}" if total else f"{record['step']:>6}"
+        line = (f"step {step} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {format_duration(record['elapsed'])}")
         if "mfu" in record:
             line += f" | MFU {100 * record['mfu']:.1f}%"
+        if "eta" in record:
+            line += f" | ETA {format_duration(record['eta'])}"
         if record.get("max_violation"):  # a mixture of experts: its worst-balanced layer (0 is perfectly even)
             line += f" | expert max-violation {max(record['max_violation']):.2f}"
         return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
@@ -21,6 +32,15 @@ def format_record(record: dict[str, Any]) -> str:
         if "hellaswag_acc_norm" in record:
             line += f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} ({record['hellaswag_examples']:.0f} examples)"
         return line
+    if event == "plan":
+        speed = f"{record['step_seconds']:.3g} s/step measured"
+        if record["expected_steps"] < record["max_steps"]:  # the time budget ends training first
+            line = (f"expected: the max_seconds budget ends training after {format_duration(record['max_seconds'])}, "
+                    f"near step {record['expected_steps']:,.0f} of {record['max_steps']:,} ({speed})")
+        else:
+            line = (f"expected: about {format_duration(record['expected_seconds'])} of training for "
+                    f"{record['max_steps']:,} steps ({speed})")
+        return line + "; evaluations, checkpoints and samples come on top"
     if event == "sample":
         return f"--- sample at step {record['step']} ---\n{record['text']}\n---"
     if event == "interrupted":

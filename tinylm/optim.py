@@ -33,8 +33,8 @@ def learning_rate(step: int, cfg: TrainConfig, time_fraction: float = 0.0) -> fl
     """The rate for optimizer step `step` (0-based).
 
     After warmup the cosine follows whichever budget is further used up: steps
-    (step - warmup) / (max_steps - 1 - warmup), so the last step runs at min_lr, or wall-clock
-    `time_fraction` = elapsed / max_seconds.
+    (step - warmup) / (max_steps - 1 - warmup), so the last step runs at min_lr, or training time
+    `time_fraction` = elapsed / max_seconds (the Trainer's elapsed leaves evaluations out).
     """
     if step < cfg.warmup_steps:
         return cfg.learning_rate * (step + 1) / cfg.warmup_steps

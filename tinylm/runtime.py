@@ -10,7 +10,8 @@ laptop and a big GPU:
 The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
 and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
 GPU supports it, fp16 autocast with a GradScaler on older CUDA GPUs (T4, V100), and plain fp32 on
-CPU, where bf16 matmuls are usually slower than fp32 ones.
+CPU, where bf16 matmuls are usually slower than fp32 ones. `peak_flops_per_s` looks up the GPU's
+dense peak for the run's dtype by its exact name (NVIDIA's datasheets), which MFU divides by.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 
 import torch
 
@@ -74,16 +76,58 @@ def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cuda" and dtype == torch.float16
 
 
-# Dense bf16/fp16 tensor-core peaks from the vendors' datasheets (FLOP/s, no sparsity), for MFU.
-PEAK_TFLOPS_16BIT = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L4": 121, "A10": 125, "V100": 125, "T4": 65}
+# Peak dense (no sparsity) matmul rates in TFLOP/s for MFU, from NVIDIA's datasheets, per GPU as
+# torch.cuda.get_device_name names it. A pattern must match the whole name, so "NVIDIA L4" never
+# matches "NVIDIA L40S". Columns: bf16 and fp16 on tensor cores (fp32 accumulation), and float32
+# matmuls, which the Trainer runs as TF32 on Ampere and newer (so the TF32 tensor-core rate) and as
+# plain FP32 on older GPUs; None where the GPU lacks the type. Where a datasheet prints only rates with
+# 2:4 sparsity (H100, H200, L4: "one-half lower without sparsity"), the dense rate is half of it.
+# Sources: the datasheets "NVIDIA H100 Tensor Core GPU" (SXM, PCIe, NVL), "NVIDIA H200 Tensor Core GPU"
+# (SXM, NVL), "NVIDIA A100 Tensor Core GPU" (40 and 80 GB, SXM and PCIe: the same peaks), "NVIDIA L4",
+# "NVIDIA L40S", "NVIDIA L40", "NVIDIA A10", "NVIDIA T4" ("mixed precision" is fp16), "NVIDIA V100 Tensor
+# Core GPU" ("tensor performance" is fp16); the GeForce RTX 4090 and 3090 from the Ada (AD102) and Ampere
+# (GA102) architecture whitepapers, "FP16/BF16 Tensor TFLOPS with FP32 Accumulate". Not listed, so no
+# MFU: the A10G (AWS's variant of the A10; NVIDIA publishes no datasheet for it) and newer GPUs.
+PEAK_TFLOPS: tuple[tuple[str, float | None, float | None, float], ...] = (
+    # (device name pattern, bf16, fp16, float32 matmul)
+    (r"NVIDIA H100 \d+GB HBM3", 1979 / 2, 1979 / 2, 989 / 2),  # the SXM5 board
+    (r"NVIDIA H100 PCIe", 1513 / 2, 1513 / 2, 756 / 2),
+    (r"NVIDIA H100 NVL", 1671 / 2, 1671 / 2, 835 / 2),
+    (r"NVIDIA H200", 1979 / 2, 1979 / 2, 989 / 2),  # the SXM board
+    (r"NVIDIA H200 NVL", 1671 / 2, 1671 / 2, 835 / 2),
+    (r"NVIDIA A100[- ].*", 312, 312, 156),  # NVIDIA A100-SXM4-80GB, NVIDIA A100-PCIE-40GB, NVIDIA A100 80GB PCIe
+    (r"NVIDIA L4", 242 / 2, 242 / 2, 120 / 2),
+    (r"NVIDIA L40S", 362.05, 362.05, 183),
+    (r"NVIDIA L40", 181.05, 181.05, 90.5),
+    (r"NVIDIA A10", 125, 125, 62.5),
+    (r"Tesla T4", None, 65, 8.1),
+    (r"Tesla V100-SXM2-\d+GB", None, 125, 15.7),
+    (r"Tesla V100-PCIE-\d+GB", None, 112, 14),
+    (r"Tesla V100S-PCIE-\d+GB", None, 130, 16.4),
+    (r"NVIDIA GeForce RTX 4090", 165.2, 165.2, 82.6),
+    (r"NVIDIA GeForce RTX 3090", 71, 71, 35.6),
+)
+
+
+def peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
+    """The dense peak in TFLOP/s of the GPU called `device_name` for `dtype` matmuls, or None where unlisted."""
+    column = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3}.get(dtype)
+    for row in PEAK_TFLOPS:
+        if column is not None and re.fullmatch(row[0], device_name.strip()):
+            return row[column]
+    return None
 
 
 def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
-    """The GPU's peak for 16-bit matmuls (by its name), or None where unknown (CPUs, unlisted GPUs, fp32)."""
-    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+    """The device's peak FLOP/s for `dtype` matmuls, or None where unknown (CPUs, MPS, unlisted GPUs)."""
+    if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for key, tflops in PEAK_TFLOPS_16BIT.items():
-        if key in name:
-            return tflops * 1e12
-    return None
+    tflops = peak_tflops(torch.cuda.get_device_name(device), dtype)
+    return None if tflops is None else tflops * 1e12
+
+
+# Whole 16-bit TFLOP/s of one board per family, the summary notebook 6 prints.
+PEAK_TFLOPS_16BIT = {family: int(peak_tflops(name, torch.float16)) for family, name in (
+    ("H200", "NVIDIA H200"), ("H100", "NVIDIA H100 80GB HBM3"), ("A100", "NVIDIA A100-SXM4-80GB"),
+    ("L40S", "NVIDIA L40S"), ("L4", "NVIDIA L4"), ("A10", "NVIDIA A10"), ("V100", "Tesla V100-SXM2-16GB"),
+    ("T4", "Tesla T4"))}

@@ -4,9 +4,15 @@
     python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
 
 Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
-recipe, trains with progress printed, and ends with the validation loss over the whole split.
-The run folder gets metrics.jsonl (one JSON record per line; the last one holds val_loss),
-best.pt and last.pt.
+recipe, and trains with progress printed: a header with the planned steps (and the time budget),
+a plan with the expected training time once the first steps are measured, and a line every few
+steps with the step of the total, loss, learning rate, tokens/s, training time and ETA. It ends
+with the validation loss over the whole split and an epilogue: where the run folder is, the best
+validation loss, a sample, and the commands to run next. The run folder gets metrics.jsonl (one
+JSON record per line; the last one holds val_loss), best.pt and last.pt.
+
+--max-seconds budgets training time only: evaluations, checkpoints and samples are not counted,
+so the run takes that long plus their time (the cosine schedule follows the budget).
 
 --arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
 default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of
@@ -19,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import shlex
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -30,6 +39,7 @@ from .distributed import World, barrier, device_for, init_distributed, teardown
 from .logging import print_record, run_cli
 from .model import GPT
 from .paths import runs_dir
+from .progress import format_duration
 from .runtime import resolve_profile
 from .tokenizers import TokenizerUnavailable
 from .tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
@@ -40,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tinylm.train", description=__doc__.split("\n\n")[0])
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
     parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
-    parser.add_argument("--max-seconds", type=float, help="wall-clock budget for training (the cosine schedule follows it)")
+    parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, checkpoints "
+                        "and samples come on top (the cosine schedule follows it)")
     parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps")
     parser.add_argument("--arch", choices=list(ARCHITECTURES),
                         help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
@@ -120,11 +131,60 @@ def _train(args: argparse.Namespace, world: World) -> dict:
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
         f"| {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
+    say(_plan(trainer))
+    started = time.perf_counter()
     final = trainer.fit()
     say(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
     if world.is_main:
-        say(trainer.sample(300, temperature=0.8))
+        say(_epilogue(track, out, trainer, final, time.perf_counter() - started))
     return final
+
+
+def _plan(trainer: Trainer) -> str:
+    """The header's plan: the steps, and the time budget if there is one; the trainer adds the expected time."""
+    cfg = trainer.cfg
+    line = f"plan: {cfg.max_steps:,} steps" + (f", from step {trainer.step:,}" if trainer.step else "")
+    if cfg.max_seconds is not None:
+        used = f", {format_duration(trainer.elapsed)} used" if trainer.elapsed else ""
+        line += f", or {format_duration(cfg.max_seconds)} of training time if that comes first (--max-seconds{used})"
+    return line + "; the expected time follows once the first steps are timed"
+
+
+# Where each track's training is explained step by step, and what to open next.
+NOTEBOOKS = {
+    "shakespeare-char": ["notebooks/03_train_char_gpt.ipynb", "notebooks/07_generation.ipynb"],
+    "tinystories": ["notebooks/05_tinystories.ipynb", "notebooks/07_generation.ipynb"],
+    "gpt2-124m": ["notebooks/06_scaling_gpt2_124m.ipynb", "notebooks/07_generation.ipynb"],
+}
+
+
+def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -> str:
+    """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
+    prompt = track.sample_prompt
+    sample = trainer.sample(300, temperature=0.8)
+    prompt_option = f" --prompt {shlex.quote(prompt)}" if prompt.strip() else ""
+    folder = shlex.quote(str(out))
+    next_steps = [
+        f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
+        f"python -m tinylm.eval loss --ckpt {folder} --text FILE   # loss and bits per byte on any text",
+    ]
+    if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
+        next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
+    plot = (f"import matplotlib.pyplot as plt; from tinylm.plotting import plot_losses, read_metrics; "
+            f"plot_losses(read_metrics({json.dumps(str(out))})); plt.savefig({json.dumps(str(out / 'loss.png'))})")
+    next_steps += [
+        f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
+        *(f"jupyter lab {notebook}   # from the repository's root" for notebook in NOTEBOOKS.get(track.name, [])),
+    ]
+    return "\n".join([
+        f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
+        f"({format_duration(seconds)} in all this session)",
+        f"run folder: {out} (metrics.jsonl, best.pt, last.pt)",
+        f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
+        f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",
+        "-" * 40, sample, "-" * 40,
+        "next:", *(f"  {command}" for command in next_steps),
+    ])
 
 
 def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:

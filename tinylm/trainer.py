@@ -4,20 +4,29 @@ One optimizer step: draw `grad_accum_steps` micro-batches, run each forward unde
 its loss by 1/grad_accum_steps so the summed gradients equal those of one big batch, backpropagate,
 clip the global gradient norm, and step AdamW at the scheduled learning rate. Around that:
 periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
-one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds). A mixture of
+one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds of training). A mixture of
 experts adds its balancing loss to the loss inside the model's forward; after each step the loop
 calls `tinylm.moe.end_of_step` (load counts, loss-free biases), and each train record carries the
 expert load since the previous one (`expert_load` per layer and its `max_violation`).
 
+Time is counted for training only: `elapsed` (what max_seconds and the time-based schedule follow),
+tokens/s and MFU sum the optimizer steps' durations and leave out evaluations, checkpoints, samples
+and extra evaluators such as HellaSwag. Each train record carries the total number of steps and an
+ETA (tinylm.progress); the first one of a session comes after a `plan` record saying how long the
+run should take at the measured speed.
+
 Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
-moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the global RNG
-used by dropout — goes into the checkpoint, so a resumed run continues exactly where the
-interrupted one stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second
-Ctrl-C stops at once.
+moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
+dropout — goes into the checkpoint, so a resumed run continues exactly where the interrupted one
+stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second Ctrl-C stops at once.
 
 Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
 DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
-step loss and validation sums are reduced across ranks, and rank 0 alone writes files.
+step loss and validation sums are reduced across ranks, and rank 0 alone writes files. Every rank
+draws its own dropout masks, so a checkpoint holds each rank's RNG state (CPU, and its own GPU's),
+gathered to rank 0. Resumed by M processes, rank r continues rank r's stream where the saved run had
+that rank; a rank it did not have starts a new one, seeded seed + rank as in a fresh run, and rank 0
+says so. The batch sampler's state does not depend on the number of processes (data.py, shards.py).
 """
 
 from __future__ import annotations
@@ -39,10 +48,11 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
-from .distributed import World, all_reduce_sum, broadcast_from_main, current_world
+from .distributed import World, all_reduce_sum, broadcast_from_main, current_world, gather_to_main
 from .generate import generate_text
 from .moe import end_of_step, moe_layers, read_expert_load
 from .optim import build_optimizer, learning_rate
+from .progress import remaining_seconds, steps_left
 from .runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 
 
@@ -105,6 +115,9 @@ class Trainer:
         self.val_tokens = val_tokens
         self.grad_accum_steps = cfg.accumulation_steps(self.model_config.block_size, self.world.size)
         self._peak_flops = peak_flops_per_s(self.device, self.dtype)  # None where unknown: no MFU then
+        if self._peak_flops is None and self.device.type == "cuda" and self.world.is_main:
+            print(f"MFU not reported: no peak FLOP/s is listed for {torch.cuda.get_device_name(self.device)} in "
+                  f"{str(self.dtype).removeprefix('torch.')} (tinylm.runtime.PEAK_TFLOPS)", flush=True)
         self._flops_per_token = self.model.flops_per_token()
         self._ddp = None
         self.train_model = self.model
@@ -129,21 +142,22 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
-        self.elapsed = 0.0  # seconds spent in fit(), summed over resumed sessions
+        self.elapsed = 0.0  # seconds spent in optimizer steps (evaluations etc. excluded), summed over sessions
         self.best_val_loss = math.inf
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
-        """Train until max_steps or max_seconds (or `stop_after` more steps), then evaluate the whole validation split.
+        """Train until max_steps or max_seconds of training (or `stop_after` more steps), then evaluate the whole
+        validation split.
 
         Returns the final record, which holds `val_loss`. `stop_after` ends this call early without
         changing the schedule, which is how a run is split into sessions.
         """
         stop_step = self.cfg.max_steps if stop_after is None else min(self.cfg.max_steps, self.step + stop_after)
         self.model.train()
-        session_start = time.perf_counter() - self.elapsed
-        self._window = (time.perf_counter(), 0)  # (start, steps) of the current tokens/s measurement
+        self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
+        self._window = (0.0, 0)  # training seconds and steps since the last train record
         mid_step = False
         try:
             with _interrupt_between_steps() as interrupt:
@@ -151,11 +165,11 @@ class Trainer:
                     if interrupt.requested:
                         raise KeyboardInterrupt
                     mid_step = True
+                    step_start = time.perf_counter()
                     lr, loss = self._optimizer_step()
                     mid_step = False
-                    self._sync_elapsed(session_start)
+                    self._count_training_time(time.perf_counter() - step_start)
                     self._after_step(lr, loss, stop_step)
-                    self._sync_elapsed(session_start)
         except KeyboardInterrupt:
             if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
                 self.save("last.pt")
@@ -206,26 +220,47 @@ class Trainer:
     def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
         """Logging, evaluation and samples at their intervals."""
         cfg = self.cfg
-        window_start, window_steps = self._window[0], self._window[1] + 1
-        self._window = (window_start, window_steps)
         if self.step % cfg.log_interval == 0 or self.step == stop_step:
-            tokens = window_steps * cfg.batch_size * self.grad_accum_steps * self.model_config.block_size * self.world.size
-            tokens_per_s = tokens / (time.perf_counter() - window_start)
-            record = {"event": "train", "step": self.step, "loss": loss, "lr": lr, "tokens_per_s": tokens_per_s,
-                      "elapsed": self.elapsed, "skipped_steps": self.skipped_steps}
-            if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
-                record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
-            record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
-            self._emit(record)
-            self._window = (time.perf_counter(), 0)
+            self._log_training(lr, loss)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
             self.evaluate_and_save()
         if cfg.sample_interval and self.step % cfg.sample_interval == 0:
             self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
 
-    def _sync_elapsed(self, session_start: float) -> None:
-        """Rank 0's clock on every rank: the time-based schedule and the decision to stop must agree."""
-        self.elapsed = time.perf_counter() - session_start
+    def _log_training(self, lr: float, loss: float) -> None:
+        """A train record over the steps since the last one (their training time only), after a plan at the first."""
+        cfg = self.cfg
+        window_seconds, window_steps = self._window
+        tokens_per_s = window_steps * self.tokens_per_step / window_seconds
+        seconds_per_step = window_seconds / window_steps
+        wall_start, elapsed_start, step_start = self._session
+        overhead = max(0.0, time.perf_counter() - wall_start - (self.elapsed - elapsed_start))  # evaluations etc.
+        eta = remaining_seconds(self.step, cfg.max_steps, seconds_per_step, overhead / (self.step - step_start),
+                                self.elapsed, cfg.max_seconds)
+        if self.step - step_start == window_steps:  # the session's first record: say how long the whole run takes
+            left = steps_left(self.step, cfg.max_steps, seconds_per_step, self.elapsed, cfg.max_seconds)
+            self._emit({"event": "plan", "step": self.step, "max_steps": cfg.max_steps, "max_seconds": cfg.max_seconds,
+                        "step_seconds": seconds_per_step, "expected_steps": self.step + left,
+                        "expected_seconds": self.elapsed + left * seconds_per_step})
+        record = {"event": "train", "step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr,
+                  "tokens_per_s": tokens_per_s, "step_seconds": seconds_per_step, "elapsed": self.elapsed, "eta": eta,
+                  "skipped_steps": self.skipped_steps}
+        if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
+            record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
+        record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
+        self._emit(record)
+        self._window = (0.0, 0)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens one optimizer step trains on, over all ranks."""
+        return self.cfg.batch_size * self.grad_accum_steps * self.model_config.block_size * self.world.size
+
+    def _count_training_time(self, seconds: float) -> None:
+        """Add one optimizer step's duration to the clock; under DDP with a time budget rank 0's clock is everyone's,
+        so that the time-based schedule and the decision to stop agree."""
+        self._window = (self._window[0] + seconds, self._window[1] + 1)
+        self.elapsed += seconds
         if self.world.distributed and self.cfg.max_seconds is not None:
             self.elapsed = broadcast_from_main(self.elapsed, self.device)
 
@@ -281,6 +316,7 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The run's state; under DDP every rank must call it (it gathers each rank's RNG state), rank 0 gets it all."""
         return {
             "model_config": self.model_config.to_dict(),
             "train_config": self.cfg.to_dict(),
@@ -293,13 +329,15 @@ class Trainer:
             "best_val_loss": self.best_val_loss,
             "skipped_steps": self.skipped_steps,
             "sampler": self.sampler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+            "rng": gather_to_main(rng_state(self.device)),  # one state per rank
         }
 
     def save(self, name: str) -> None:
-        if self.out_dir is not None and self.world.is_main:
-            save_checkpoint(self.out_dir / name, self.state_dict())
+        if self.out_dir is None:
+            return
+        state = self.state_dict()  # on every rank: the RNG states are gathered
+        if self.world.is_main:
+            save_checkpoint(self.out_dir / name, state)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved_config = GPTConfig.from_dict(state["model_config"])
@@ -311,11 +349,32 @@ class Trainer:
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.best_val_loss, self.skipped_steps = state["best_val_loss"], state["skipped_steps"]
         self.sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        # Checkpoints written before per-rank states hold rank 0's CPU state alone.
+        saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]
+        restore_rng(saved_rng, self.world.rank, self.cfg.seed, self.device)
+        saved_ranks, ranks = len(saved_rng), self.world.size
+        if saved_ranks != ranks and self.world.is_main:
+            print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
+                f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)" if ranks > saved_ranks else
+                f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end here"), flush=True)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file (or a run folder's last.pt)."""
         path = Path(path)
         self.load_state_dict(load_checkpoint(path / "last.pt" if path.is_dir() else path))
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
+    """This process's dropout randomness: the CPU generator's state and, on a GPU, that GPU's own."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng(saved: list[dict[str, Any]], rank: int, seed: int, device: torch.device) -> None:
+    """Rank r continues the stream rank r saved; a rank the saved run did not have starts afresh, seeded as
+    a new run's rank r is (seed + rank), so the result is still repeatable."""
+    if rank >= len(saved):
+        torch.manual_seed(seed + rank)
+        return
+    torch.set_rng_state(saved[rank]["torch"])
+    if device.type == "cuda" and saved[rank].get("cuda") is not None:
+        torch.cuda.set_rng_state(saved[rank]["cuda"], device)
