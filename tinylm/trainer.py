@@ -125,7 +125,8 @@ class Trainer:
             self.sampler = train_data
         else:
             self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
-                                               rank=self.world.rank, world_size=self.world.size)
+                                               rank=self.world.rank, world_size=self.world.size,
+                                               vocab_size=tokenizer.vocab_size if tokenizer else self.model_config.vocab_size)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
