@@ -1,10 +1,15 @@
 """A tiny training run for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
 
 Rank 0 saves what the test compares (the gradients of the first step, or the final weights and validation loss)
-to --out.
+to --out. With --interrupt-rank, that rank alone gets SIGINT during its third forward pass; each rank that stops
+writes the step it stopped after to <out>.rank<r>.interrupted, and leaves without a final barrier, as
+python -m tinylm.train does.
 """
 
 import argparse
+import os
+import signal
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +30,7 @@ parser.add_argument("--run-dir")
 parser.add_argument("--resume")
 parser.add_argument("--capture-grads", action="store_true", help="save the first step's gradients and stop")
 parser.add_argument("--poison-rank", type=int, help="this rank's weights become NaN after DDP's initial broadcast")
+parser.add_argument("--interrupt-rank", type=int, help="this rank alone gets SIGINT during its third forward pass")
 args = parser.parse_args()
 
 torch.set_num_threads(1)
@@ -44,6 +50,15 @@ try:
         with torch.no_grad():
             trainer.model.lm_head.weight[0, 0] = float("nan")
     val_loss = None
+    if args.interrupt_rank == world.rank:
+        forwards = []
+
+        def sigint_on_the_third_forward(module, inputs, output):
+            forwards.append(1)
+            if len(forwards) == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+        trainer.model.register_forward_hook(sigint_on_the_third_forward)
     if args.capture_grads:
         grads = {}
         step = trainer.optimizer.step
@@ -56,7 +71,11 @@ try:
         trainer._optimizer_step()
         result = grads
     else:
-        val_loss = trainer.fit(stop_after=args.stop_after)["val_loss"]
+        try:
+            val_loss = trainer.fit(stop_after=args.stop_after)["val_loss"]
+        except KeyboardInterrupt:
+            Path(f"{args.out}.rank{world.rank}.interrupted").write_text(str(trainer.step))
+            raise SystemExit(0) from None  # teardown without a barrier: a rank that did not stop here fails
         result = trainer.model.state_dict()
     if world.is_main:
         torch.save({"result": result, "val_loss": val_loss, "world_size": world.size, "accum": trainer.grad_accum_steps},

@@ -6,13 +6,15 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from tinylm.checkpoint import load_model
+from tinylm.checkpoint import find_checkpoint, load_checkpoint, load_model
 from tinylm.generate import generate_text
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +25,23 @@ def run_cli(module, *args, data_dir):
     assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
+
+
+def train_until_ctrl_c(out, *args, data_dir, after="step "):
+    """`python -m tinylm.train shakespeare-char --profile smoke` with no end in sight, sent SIGINT (as Ctrl-C sends)
+    once it prints a line starting with `after`; returns (exit status, stdout, stderr)."""
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--max-steps", "1000000",
+               "--out", str(out), *map(str, args)]
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if line.startswith(after):
+            process.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = process.communicate(timeout=120)
+    return process.returncode, "".join(seen) + stdout, stderr
 
 
 def last_record(run_dir):
@@ -245,3 +264,87 @@ def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "budget of training time in seconds; evaluations, checkpoints and samples come on top" in help_text
+
+
+def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_traceback(data_root, tmp_path):
+    out = tmp_path / "run"
+    status, stdout, stderr = train_until_ctrl_c(out, data_dir=data_root)
+    assert status == 130 and "Traceback" not in stderr, stderr
+    step = load_checkpoint(out / "last.pt")["step"]
+    assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'} (resume with --resume)")
+    assert not (out / "run.lock").exists(), "the lock goes with the run"
+
+
+def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_cannot_shadow_the_new_run(
+        smoke_run, tmp_path):
+    data_root, old_run, _ = smoke_run
+    out = tmp_path / "run"
+    shutil.copytree(old_run, out)
+    killed_saves = [out / ".last.pt.k1ll3d_0.tmp", out / ".best.pt.abcd1234.tmp"]  # as a kill -9 mid-save leaves them
+    for path in killed_saves:
+        path.write_bytes(b"half a checkpoint")
+    status, stdout, stderr = train_until_ctrl_c(out, "--overwrite", data_dir=data_root)  # before the first evaluation
+    assert not (out / "best.pt").exists(), "the old run's best.pt is gone"
+    assert status == 130, stderr
+    assert find_checkpoint(out) == out / "last.pt"
+    assert load_checkpoint(out / "last.pt")["train_config"]["max_steps"] == 1_000_000, "the new run's checkpoint"
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 5, "only the new run's records"
+    assert not any(path.exists() for path in killed_saves)
+    assert f"removed 2 temporary file(s) that interrupted saves left in {out}" in stdout
+
+
+def test_resume_and_overwrite_together_are_refused_before_anything_is_deleted(smoke_run, capsys):
+    from tinylm.train import parse_args
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["shakespeare-char", "--out", str(smoke_run[1]), "--resume", "--overwrite"])
+    assert exit_info.value.code == 2
+    assert "argument --overwrite: not allowed with argument --resume" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_busy_folder_stops_naming_the_first_and_a_dead_runs_lock_is_taken_over(data_root, tmp_path):
+    out = tmp_path / "run"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen([sys.executable, "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke",
+                              "--max-steps", "1000000", "--out", str(out)],
+                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in first.stdout:  # the first run is training
+            if line.startswith("step "):
+                break
+        second = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, data_dir=data_root)
+        records = (out / "metrics.jsonl").read_text().splitlines()
+    finally:
+        first.kill()  # as kill -9 or a crash would: no chance to remove the lock
+        first.wait()
+    assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+    [line] = second.stderr.strip().splitlines()
+    assert line.startswith(f"error: {out} is in use by another run (process {first.pid} on ")
+    assert "train into another --out folder" in line
+    assert all(json.loads(record)["event"] in ("plan", "train") for record in records), "the second run wrote nothing"
+    third = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--max-steps", 10,
+                    data_dir=data_root)
+    assert third.returncode == 0, third.stderr
+    assert f"note: {out / 'run.lock'} was left by process {first.pid}" in third.stdout
+    assert not (out / "run.lock").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("cut short", r"train\.bin holds 1,003,8\d\d tokens but .*meta\.json records 1,003,854 .*; delete .* and prepare it "
+                  r"again: python -m tinylm\.prepare shakespeare-char --out "),
+    ("foreign ids", r"train\.bin holds token id \d+ at position [\d,]+, outside the vocabulary of 65 ids"),
+])
+def test_a_damaged_train_bin_is_a_one_line_error_naming_it(data_root, tmp_path, damage, message):
+    data = tmp_path / "data"
+    shutil.copytree(data_root / "shakespeare_char", data / "shakespeare_char")
+    train_bin = data / "shakespeare_char" / "train.bin"
+    if damage == "cut short":  # an interrupted copy
+        train_bin.write_bytes(train_bin.read_bytes()[:-100])
+    else:  # GPT-2 ids where characters belong, the same number of them
+        size = train_bin.stat().st_size // 2
+        train_bin.write_bytes(np.random.default_rng(0).integers(65, 50257, size).astype(np.uint16).tobytes())
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", tmp_path / "run", data_dir=data)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert re.search(message, line), line
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

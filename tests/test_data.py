@@ -6,9 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.data import (
+    DataError,
     RandomWindowSampler,
     evaluate_loss,
     evaluation_windows,
+    gather_windows,
     read_meta,
     read_tokens,
     write_meta,
@@ -43,6 +45,34 @@ def test_ids_that_do_not_fit_uint16_are_an_error_and_write_nothing(tmp_path, bad
 def test_reading_a_missing_token_file_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="prepare"):
         read_tokens(tmp_path / "nope.bin")
+
+
+def test_a_token_file_of_another_size_than_recorded_is_a_data_error_that_says_what_to_do(tmp_path):
+    path = tmp_path / "train.bin"
+    write_tokens(path, np.arange(100))
+    assert len(read_tokens(path, expected=100)) == 100
+    with pytest.raises(DataError, match=r"train.bin holds 100 tokens but meta.json records 120 .*; run this"):
+        read_tokens(path, expected=120, record="meta.json", remedy="run this")
+    with path.open("ab") as f:
+        f.write(b"\0")  # half a token: not a uint16 file at all
+    with pytest.raises(DataError, match="201 bytes, not a whole number of 2-byte tokens"):
+        read_tokens(path)
+
+
+def test_ids_outside_the_vocabulary_are_a_data_error_naming_the_file_not_an_index_error(tmp_path, bigram):
+    ids = np.arange(100) % 37
+    ids[57] = 40
+    path = tmp_path / "train.bin"
+    write_tokens(path, ids)
+    tokens = read_tokens(path)
+    np.testing.assert_array_equal(gather_windows(tokens, [0, 60], 9, vocab_size=37), [ids[0:9], ids[60:69]])
+    with pytest.raises(DataError, match=rf"{path} holds token id 40 at position 57, outside the vocabulary of 37 ids"):
+        gather_windows(tokens, [0, 50], 9, vocab_size=37)
+    foreign = np.full(100, 40, dtype=np.uint16)  # every window holds an id the 37-row embedding does not have
+    with pytest.raises(DataError, match="token array holds token id 40"):
+        RandomWindowSampler(foreign, 8, 4, seed=0, vocab_size=37).next_batch()
+    with pytest.raises(DataError, match="token id 40 at position 0"):
+        evaluate_loss(bigram(), foreign, 8, 4, "cpu")
 
 
 def test_meta_round_trip(tmp_path):

@@ -86,6 +86,22 @@ def test_each_ranks_dropout_stream_survives_a_resume(tmp_path):
     assert any(not torch.equal(first_half[k], alone["result"][k]) for k in first_half), "the resumed half trained"
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_resumable_last_pt(tmp_path):
+    """SIGINT reaches rank 1 alone, mid-step 3: the request travels in the step loss's all-reduce, so rank 0
+    stops after the same step instead of waiting in the next gradient all-reduce for a rank that left."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    out, run_dir = tmp_path / "interrupted.pt", tmp_path / "run"
+    completed = subprocess.run(launcher + [str(WORKER), "--out", str(out), "--batch-size", "2", "--steps", "6",
+                                           "--run-dir", str(run_dir), "--interrupt-rank", "1"],
+                               env=ENV, capture_output=True, text=True, timeout=180)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert [Path(f"{out}.rank{rank}.interrupted").read_text() for rank in (0, 1)] == ["3", "3"]
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
+    straight = run(tmp_path, "straight", 1, "--batch-size", 4, "--steps", 6)
+    resumed = run(tmp_path, "resumed", 1, "--batch-size", 4, "--steps", 6, "--resume", run_dir / "last.pt")
+    assert_close(straight["result"], resumed["result"], atol=1e-5)
+
+
 def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):
     """The step loss is averaged across ranks, so a NaN on rank 1 alone stops both ranks at the same step."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

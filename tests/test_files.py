@@ -1,11 +1,14 @@
 """Atomic writes: complete or untouched, with ordinary file permissions."""
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from tinylm.files import atomic_write
+from tinylm.files import atomic_write, remove_stale_temporaries
 
 
 def test_a_written_file_gets_the_permissions_open_would_give(tmp_path):
@@ -27,3 +30,17 @@ def test_a_failure_mid_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path
             raise RuntimeError("crash")
     assert (tmp_path / "f.bin").read_bytes() == b"old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin"]
+
+
+def test_the_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
+    """A process killed mid-save cannot clean up after itself: its temporary stays until someone removes it."""
+    script = ("import os, signal, sys\nfrom tinylm.files import atomic_write\n"
+              "with atomic_write(sys.argv[1]) as f:\n    f.write(b'partial')\n    os.kill(os.getpid(), signal.SIGKILL)")
+    killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], timeout=120)
+    assert killed.returncode == -signal.SIGKILL
+    [leftover] = tmp_path.glob(".last.pt.*.tmp")
+    keep = ["best.pt", "notes.tmp", ".hidden", ".last.pt.tmp", ".x.toolongname.tmp"]  # not atomic_write's names
+    for name in keep:
+        (tmp_path / name).write_bytes(b"keep")
+    assert remove_stale_temporaries(tmp_path) == [leftover]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)

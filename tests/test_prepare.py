@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import numpy as np
 import pytest
 
 from tinylm import shards
-from tinylm.corpora import TINYSTORIES_SAMPLE, default_folder, tinystories_source
-from tinylm.data import read_meta, read_tokens
+from tinylm.corpora import TINYSTORIES_SAMPLE, default_folder, prepare_shakespeare_char, tinystories_source
+from tinylm.data import DataError, read_meta, read_tokens
 from tinylm.prepare import cli, main
 from tinylm.tokenizers import BPETokenizer, TrimmedBPETokenizer
 from tinylm.tracks import get_track
@@ -199,3 +200,20 @@ def test_spawned_workers_importing_the_cli_as_their_main_module_do_nothing(monke
     monkeypatch.setattr(sys, "argv", ["tinylm.prepare", "not-a-dataset"])
     namespace = runpy.run_module("tinylm.prepare", run_name="__mp_main__")
     assert namespace["__name__"] == "__mp_main__" and callable(namespace["cli"])
+
+
+def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_again(data_root, tmp_path):
+    folder = tmp_path / "shakespeare_char"
+    shutil.copytree(data_root / "shakespeare_char", folder)
+    val = folder / "val.bin"
+    val.write_bytes(val.read_bytes()[:-20])  # an interrupted copy: 10 tokens short
+    recorded = read_meta(folder)["val_tokens"]
+    with pytest.raises(DataError, match=rf"val.bin holds {recorded - 10:,} tokens but .*meta.json records {recorded:,}") as error:
+        prepare_shakespeare_char(folder)
+    command = f"python -m tinylm.prepare shakespeare-char --out {folder}"
+    assert str(error.value).endswith(f"delete {folder} and prepare it again: {command}")
+    shutil.rmtree(folder)  # the advice, followed
+    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "shakespeare-char", "--out", str(folder)], cwd=REPO,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(prepare_shakespeare_char(folder).val) == recorded

@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import os
+import shutil
 import sys
 import types
 
@@ -12,7 +13,7 @@ import tiktoken
 import torch
 
 from tinylm import shards
-from tinylm.data import read_tokens, write_tokens
+from tinylm.data import DataError, read_tokens, write_tokens
 from tinylm.shards import (
     FINEWEB_EDU_SAMPLE,
     SAMPLE_SHARD_TOKENS,
@@ -324,3 +325,21 @@ def test_loader_reads_the_prepared_train_shards(prepared, reference):
         begin = SAMPLE_SHARD_TOKENS * (shard + 1) + start  # position in the whole stream; shard 0 is val
         assert row.tolist() == reference[begin : begin + 64].tolist()
     assert os.path.samefile(shard_files(prepared, "val")[0], prepared / "fineweb_edu_val_000000.bin")
+
+
+def test_a_shard_of_another_size_than_progress_json_records_is_refused(prepared, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(prepared, folder)
+    shard = folder / "fineweb_edu_train_000002.bin"
+    shard.write_bytes(shard.read_bytes()[:-200])  # an interrupted copy: 100 tokens short
+    message = rf"{shard} holds {SAMPLE_SHARD_TOKENS - 100:,} tokens but {folder / 'progress.json'} records {SAMPLE_SHARD_TOKENS:,}"
+    with pytest.raises(DataError, match=message + r".*python -m tinylm.prepare fineweb-edu"):
+        ShardedWindowLoader(folder, block_size=64, batch_size=4)
+    assert len(val_tokens(folder)) == SAMPLE_SHARD_TOKENS, "the validation shard is intact and still loads"
+
+
+def test_the_loader_refuses_ids_outside_the_vocabulary_naming_the_shard(toy_shards):
+    loader = ShardedWindowLoader(toy_shards, block_size=BLOCK, batch_size=3, vocab_size=1000)  # shard i holds 1000 * i + j
+    with pytest.raises(DataError, match=r"toy_train_00000[123].bin holds token id [123]\d\d\d at position"):
+        draw(loader, 20)
+    assert len(draw(ShardedWindowLoader(toy_shards, block_size=BLOCK, batch_size=3, vocab_size=4000), 20)) == 20

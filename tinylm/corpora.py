@@ -53,9 +53,12 @@ class PreparedData:
     meta: dict
 
 
-def _load(folder: Path, meta: dict) -> PreparedData:
-    return PreparedData(folder, read_tokens(folder / "train.bin"), read_tokens(folder / "val.bin"),
-                        tokenizer_from_dict(meta["tokenizer"]), meta)
+def _load(folder: Path, meta: dict, prepare_command: str) -> PreparedData:
+    """The prepared splits, each file's size checked against the token count meta.json records for it."""
+    remedy = f"delete {folder} and prepare it again: {prepare_command}"
+    train, val = (read_tokens(folder / f"{split}.bin", meta.get(f"{split}_tokens"), str(folder / "meta.json"), remedy)
+                  for split in ("train", "val"))
+    return PreparedData(folder, train, val, tokenizer_from_dict(meta["tokenizer"]), meta)
 
 
 def default_folder(dataset: str, source: str | None = None) -> Path:
@@ -93,7 +96,7 @@ def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0
         meta = {"source": TINY_SHAKESPEARE.url, "source_sha256": TINY_SHAKESPEARE.sha256, "val_fraction": val_fraction,
                 "tokenizer": tokenizer.to_dict(), "train_tokens": split, "val_tokens": len(ids) - split}
         write_meta(folder, meta)
-    return _load(folder, meta)
+    return _load(folder, meta, f"python -m tinylm.prepare shakespeare-char --out {folder}")
 
 
 def split_stories(text: str) -> list[str]:
@@ -132,9 +135,10 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     folder = Path(folder) if folder is not None else default_folder("tinystories", source)
     tokenizer = BPETokenizer("gpt2")
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path, "tokenizer": tokenizer.to_dict()}
+    command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
     meta = read_meta(folder)
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
-        return _load(folder, meta)
+        return _load(folder, meta, command)
 
     if source == "sample":
         stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
@@ -152,7 +156,7 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     meta = {**wanted, **counts, "seconds": round(seconds, 2),
             "tokens_per_s": round((counts["train_tokens"] + counts["val_tokens"]) / seconds)}
     write_meta(folder, meta)
-    return _load(folder, meta)
+    return _load(folder, meta, command)
 
 
 def _load_hf_tinystories() -> dict[str, Iterable[str]]:

@@ -3,16 +3,21 @@
 Bytes go to a temporary file in the destination's folder (same filesystem, so the final rename
 is atomic), are flushed to disk, get the permissions a normal file would get, and replace the
 destination in one `os.replace`. If anything fails first, the temporary file is removed and the
-destination is untouched.
+destination is untouched. A process killed mid-write (kill -9, power loss) cannot remove its
+temporary file; `remove_stale_temporaries` deletes such leftovers from a folder nobody writes to.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+# What atomic_write's mkstemp names its temporary files: ".<name>.<8 random characters>.tmp".
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 
 
 def _default_mode() -> int:
@@ -36,3 +41,15 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
     finally:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder`; returns them.
+
+    Only safe while no process writes into the folder (an atomic write in progress looks the same):
+    a training run calls it holding the run folder's lock (tinylm.runlock).
+    """
+    stale = [path for path in Path(folder).glob(".*.tmp") if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

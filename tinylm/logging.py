@@ -44,6 +44,8 @@ def format_record(record: dict[str, Any]) -> str:
     if event == "sample":
         return f"--- sample at step {record['step']} ---\n{record['text']}\n---"
     if event == "interrupted":
+        if record["checkpoint"] is None:  # stopped at once, mid-step (or a Trainer without a run folder)
+            return f"interrupted at step {record['step']}; nothing saved"
         return f"interrupted at step {record['step']}; saved {record['checkpoint']} (resume with --resume)"
     return str(record)
 
@@ -54,11 +56,14 @@ def print_record(record: dict[str, Any]) -> None:
 
 def run_cli(main: Callable, errors: tuple[type[BaseException], ...], argv=None):
     """Run a command line's main(argv): an anticipated error ends it with a one-line message and exit
-    status 1 instead of a traceback; anything else keeps its traceback."""
+    status 1 instead of a traceback, Ctrl-C with status 130 (the shell's code for SIGINT) once main
+    has said what it saved; anything else keeps its traceback."""
     try:
         return main(argv)
     except errors as error:
         sys.exit(format_error(error))
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def format_error(error: BaseException) -> str:

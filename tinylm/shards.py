@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import TOKEN_DTYPE, read_tokens, write_tokens
+from .data import TOKEN_DTYPE, check_token_file, gather_windows, read_tokens, write_tokens
 from .download import RemoteFile, fetch
 from .files import atomic_write
 from .mirror import MIRROR_ENV, mirror_dir
@@ -352,7 +352,11 @@ def shard_files(folder_or_files: str | Path | Sequence[str | Path], split: str =
             if not progress.get("complete"):
                 raise RuntimeError(f"the preparation of {path} is not finished ({len(progress['shards'])} shards so "
                                    "far); run python -m tinylm.prepare fineweb-edu again to complete it")
-            files = [path / shard["name"] for shard in progress["shards"] if shard["split"] == split]
+            shards = [shard for shard in progress["shards"] if shard["split"] == split]
+            for shard in shards:  # a stat each: a shard cut short or changed by hand is an error, not less data
+                check_token_file(path / shard["name"], shard["tokens"], str(path / PROGRESS_FILE),
+                                 f"delete {path} and prepare it again (python -m tinylm.prepare fineweb-edu)")
+            files = [path / shard["name"] for shard in shards]
         else:
             files = sorted(path.glob(f"*_{split}_*.bin"))
         if not files:
@@ -393,7 +397,8 @@ class ShardedWindowLoader:
     """
 
     def __init__(self, folder_or_files: str | Path | Sequence[str | Path], block_size: int, batch_size: int,
-                 rank: int = 0, world_size: int = 1, seed: int = 1337, split: str = "train"):
+                 rank: int = 0, world_size: int = 1, seed: int = 1337, split: str = "train", vocab_size: int | None = None):
+        """vocab_size: token ids at or above it are an error naming the shard (tinylm.data.gather_windows)."""
         if block_size < 1 or batch_size < 1:
             raise ValueError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
         if not 0 <= rank < world_size:
@@ -402,6 +407,7 @@ class ShardedWindowLoader:
             raise ValueError(f"seed must be non-negative, got {seed}")
         self.block_size, self.batch_size = block_size, batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
+        self.vocab_size = vocab_size
         self.files = shard_files(folder_or_files, split)
         self.shards = [read_tokens(path) for path in self.files]
         self.shard_windows = np.array([max(0, (len(s) - 1) // block_size) for s in self.shards], dtype=np.int64)
@@ -456,9 +462,9 @@ class ShardedWindowLoader:
         rows = []
         for index in range(first, first + self.batch_size):
             shard, start = self.window(index)
-            rows.append(self.shards[shard][start : start + self.block_size + 1])
+            rows.append(gather_windows(self.shards[shard], [start], self.block_size + 1, self.vocab_size))
         self.cursor += self.world_size * self.batch_size
-        batch = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T + 1)
+        batch = torch.from_numpy(np.concatenate(rows))  # (B, T + 1)
         x, y = batch[:, :-1], batch[:, 1:]
         if torch.device(device).type == "cuda":
             return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)

@@ -168,7 +168,8 @@ def _prepare_fineweb_edu(profile: str) -> PreparedData:
 
 
 def _fineweb_loader(data: PreparedData, block_size: int, batch_size: int, world: World, seed: int) -> ShardedWindowLoader:
-    return ShardedWindowLoader(data.folder, block_size, batch_size, rank=world.rank, world_size=world.size, seed=seed)
+    return ShardedWindowLoader(data.folder, block_size, batch_size, rank=world.rank, world_size=world.size, seed=seed,
+                               vocab_size=data.tokenizer.vocab_size)
 
 
 GPT2_124M_TRACK = Track(

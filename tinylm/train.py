@@ -14,6 +14,12 @@ JSON record per line; the last one holds val_loss), best.pt and last.pt.
 --max-seconds budgets training time only: evaluations, checkpoints and samples are not counted,
 so the run takes that long plus their time (the cosine schedule follows the budget).
 
+While a run trains, the folder also holds run.lock (its pid, host and start
+time): a second run into the same folder stops with an error that names the first (a lock left by
+a killed run is taken over). --overwrite deletes the old run's files before the new run writes any;
+--resume and --overwrite exclude each other. Ctrl-C saves last.pt, says how to resume, and exits
+with status 130.
+
 --arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
 default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of
 experts, whose --balancing can be chosen). Each gets its own default run folder:
@@ -24,6 +30,7 @@ named only when it is not the family's own). --resume rebuilds the model from th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import shlex
@@ -36,14 +43,16 @@ import torch
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
 from .distributed import World, barrier, device_for, init_distributed, teardown
+from .files import remove_stale_temporaries
 from .logging import print_record, run_cli
 from .model import GPT
 from .paths import runs_dir
 from .progress import format_duration
+from .runlock import RunFolderBusy, run_lock
 from .runtime import resolve_profile
 from .tokenizers import TokenizerUnavailable
 from .tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
-from .trainer import Trainer
+from .trainer import RUN_FILES, Trainer
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,8 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: the family's own, loss_free for llama-moe)")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile> for gpt2, "
                         "runs/<track>-<arch>-<profile> otherwise)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
+    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run "
+                              "(its checkpoints and metrics are deleted first)")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype (default: by hardware)")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--seed", type=int)
@@ -74,14 +85,15 @@ def main(argv=None) -> dict:
     world = init_distributed()  # a world of one unless started by torchrun
     finished = False
     try:
-        final = _train(args, world)
+        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
+            final = _train(args, world, held)
         finished = True
         return final
     finally:
         teardown(finished)
 
 
-def _train(args: argparse.Namespace, world: World) -> dict:
+def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -> dict:
     say = print if world.is_main else (lambda *a, **k: None)
     profile = resolve_profile(args.profile)
     track = get_track(args.track)
@@ -92,6 +104,10 @@ def _train(args: argparse.Namespace, world: World) -> dict:
     if not args.resume:  # a bad --arch/--balancing pair fails before anything else happens
         model_shape = architecture_config(model_preset, args.arch or "gpt2", args.balancing)
     out = args.out or runs_dir() / default_run_name(track.name, profile, args.arch or "gpt2", args.balancing)
+    if world.is_main:  # before the folder is read or changed: one run at a time (rank 0 speaks for all ranks)
+        held.enter_context(run_lock(out, say))
+        if stale := remove_stale_temporaries(out):
+            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
         sys.exit(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
                  "(its checkpoints will be replaced), or --out to train in another folder.")
@@ -101,8 +117,6 @@ def _train(args: argparse.Namespace, world: World) -> dict:
     saved = load_checkpoint(out / "last.pt") if args.resume else None
     if saved is not None:
         _check_resumable(GPTConfig.from_dict(saved["model_config"]), args.arch, args.balancing, out)
-    if args.overwrite and world.is_main:  # one rank deletes; the others wait at the barrier below
-        (out / "metrics.jsonl").unlink(missing_ok=True)
 
     if not world.is_main:
         barrier()  # rank 0 prepares the data first; the others then find it ready
@@ -132,6 +146,9 @@ def _train(args: argparse.Namespace, world: World) -> dict:
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
         f"| {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
     say(_plan(trainer))
+    if args.overwrite and world.is_main:  # all of the old run, so no old best.pt outlives it; late, so a failed start keeps it
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     started = time.perf_counter()
     final = trainer.fit()
     say(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
@@ -238,4 +255,4 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
 
 
 if __name__ == "__main__":
-    run_cli(main, (ValueError, FileNotFoundError, CheckpointError, TokenizerUnavailable))  # ConfigError is a ValueError
+    run_cli(main, (ValueError, FileNotFoundError, CheckpointError, TokenizerUnavailable, RunFolderBusy))  # ConfigError, DataError: ValueErrors

@@ -19,6 +19,8 @@ Everything a run depends on — weights and buffers (the loss-free expert biases
 moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
 dropout — goes into the checkpoint, so a resumed run continues exactly where the interrupted one
 stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second Ctrl-C stops at once.
+Under DDP a Ctrl-C that reaches one rank only (a signal to one pid) travels
+to the others in the step loss's all-reduce, so every rank stops after the same step.
 
 Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
 DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
@@ -48,7 +50,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
-from .distributed import World, all_reduce_sum, broadcast_from_main, current_world, gather_to_main
+from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
 from .generate import generate_text
 from .moe import end_of_step, moe_layers, read_expert_load
 from .optim import build_optimizer, learning_rate
@@ -58,6 +60,9 @@ from .runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_devi
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writes into its out_dir
 
 
 @contextlib.contextmanager
@@ -138,7 +143,8 @@ class Trainer:
             self.sampler = train_data
         else:
             self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
-                                               rank=self.world.rank, world_size=self.world.size)
+                                               rank=self.world.rank, world_size=self.world.size,
+                                               vocab_size=tokenizer.vocab_size if tokenizer else self.model_config.vocab_size)
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
@@ -158,28 +164,34 @@ class Trainer:
         self.model.train()
         self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
         self._window = (0.0, 0)  # training seconds and steps since the last train record
-        mid_step = False
+        mid_step = agreed_stop = False
         try:
             with _interrupt_between_steps() as interrupt:
                 while self.step < stop_step and not self._out_of_time():
-                    if interrupt.requested:
+                    # Under DDP only the stop request all ranks saw in the last step's reduction counts,
+                    # so that every rank stops after the same step; alone, a Ctrl-C counts at once.
+                    if agreed_stop or (interrupt.requested and not self.world.distributed):
                         raise KeyboardInterrupt
                     mid_step = True
                     step_start = time.perf_counter()
-                    lr, loss = self._optimizer_step()
+                    lr, loss = self._optimizer_step(interrupt)
+                    agreed_stop = self._stop_agreed
                     mid_step = False
                     self._count_training_time(time.perf_counter() - step_start)
                     self._after_step(lr, loss, stop_step)
         except KeyboardInterrupt:
             if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
                 self.save("last.pt")
+            if agreed_stop:  # no rank exits (torchrun then stops the others) before rank 0 has saved
+                barrier()
             saved = self.out_dir / "last.pt" if self.out_dir and not mid_step else None
             self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(saved) if saved else None})
             raise
         return self.evaluate_and_save(final=True)
 
-    def _optimizer_step(self) -> tuple[float, float]:
-        """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, mean loss)."""
+    def _optimizer_step(self, interrupt: SimpleNamespace | None = None) -> tuple[float, float]:
+        """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, mean loss).
+        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other."""
         cfg = self.cfg
         lr = learning_rate(self.step, cfg, self._time_fraction())
         for group in self.optimizer.param_groups:
@@ -195,8 +207,11 @@ class Trainer:
                 self.scaler.scale(loss / self.grad_accum_steps).backward()  # summed over micro-batches: the mean
             total += loss.detach()
         # One host sync per step; under DDP the mean over ranks, so every rank sees the same loss and
-        # a divergence stops all of them together instead of leaving the others waiting.
-        mean_loss = all_reduce_sum([(total / self.grad_accum_steps).item()], self.device)[0] / self.world.size
+        # a divergence stops all of them together instead of leaving the others waiting. A stop request
+        # rides along for the same reason.
+        stop_requested = float(interrupt is not None and interrupt.requested)
+        loss_sum, stops = all_reduce_sum([(total / self.grad_accum_steps).item(), stop_requested], self.device)
+        mean_loss, self._stop_agreed = loss_sum / self.world.size, stops > 0
         if not math.isfinite(mean_loss):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(
