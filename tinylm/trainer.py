@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
 from .distributed import World, all_reduce_sum, broadcast_from_main, current_world
@@ -281,21 +281,19 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.cfg.to_dict(),
-            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "best_val_loss": self.best_val_loss,
-            "skipped_steps": self.skipped_steps,
-            "sampler": self.sampler.state_dict(),
-            "rng": {"torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-        }
+        return model_checkpoint(
+            self.model, self.tokenizer,
+            train_config=self.cfg.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            step=self.step,
+            elapsed=self.elapsed,
+            best_val_loss=self.best_val_loss,
+            skipped_steps=self.skipped_steps,
+            sampler=self.sampler.state_dict(),
+            rng={"torch": torch.get_rng_state(),
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+        )
 
     def save(self, name: str) -> None:
         if self.out_dir is not None and self.world.is_main:
