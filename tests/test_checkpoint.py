@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from tinylm.checkpoint import CheckpointError, find_checkpoint, load_checkpoint, load_model, save_checkpoint
+from tinylm.checkpoint import (
+    CheckpointError,
+    find_checkpoint,
+    load_checkpoint,
+    load_model,
+    model_checkpoint,
+    save_checkpoint,
+)
 from tinylm.tokenizers import CharTokenizer
 
 
@@ -107,6 +114,13 @@ def test_other_checkpoint_version_is_refused(tmp_path):
         load_checkpoint(tmp_path / "future.pt")
 
 
+def test_old_checkpoints_without_a_version_still_load(tmp_path, make_model):
+    model = make_model()
+    torch.save({"format": "tinylm-checkpoint", **model_checkpoint(model)}, tmp_path / "old.pt")
+    state = load_checkpoint(tmp_path / "old.pt")
+    assert state["version"] == 1 and state["model_config"] == model.config.to_dict()
+
+
 def _leave_a_mark(path):
     with open(path, "w") as f:
         f.write("code from a pickle ran")
@@ -159,8 +173,7 @@ def test_reference_to_os_system_is_refused(tmp_path):
 def test_load_model_rebuilds_the_same_model_and_tokenizer(tmp_path, make_model):
     model = make_model(tie_weights=False, attention="explicit")
     tokenizer = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz .,;:!?'\n") + ["é"])
-    save_checkpoint(tmp_path / "best.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
-                                           "tokenizer": tokenizer.to_dict()})
+    save_checkpoint(tmp_path / "best.pt", model_checkpoint(model, tokenizer))
     loaded, loaded_tokenizer, state = load_model(tmp_path)
     assert loaded.config == model.config and not loaded.training
     x = torch.randint(0, model.config.vocab_size, (2, 9))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tinylm.checkpoint import save_checkpoint
+from tinylm.checkpoint import model_checkpoint, save_checkpoint
 from tinylm.config import GPTConfig
 from tinylm.download import DownloadError
 from tinylm.eval import cli, main
@@ -169,8 +169,7 @@ def test_damaged_or_missing_mirror_files_are_refused(tmp_path, monkeypatch):
 def tiny_ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("hellaswag") / "tiny.pt"
     model = tiny_bpe_gpt(seed=0, block_size=32)
-    save_checkpoint(path, {"model_config": model.config.to_dict(), "model": model.state_dict(),
-                           "tokenizer": {"kind": "bpe", "encoding": "gpt2"}, "step": 0})
+    save_checkpoint(path, model_checkpoint(model, {"kind": "bpe", "encoding": "gpt2"}, step=0))
     return path
 
 
@@ -196,8 +195,7 @@ def test_cli_json_matches_the_function(tiny_ckpt, bpe, capsys):
 def test_cli_refuses_a_char_checkpoint_in_one_line(tmp_path, make_model):
     tok = CharTokenizer.from_text("abc ")
     model = make_model(vocab_size=tok.vocab_size)
-    save_checkpoint(tmp_path / "char.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
-                                           "tokenizer": tok.to_dict(), "step": 0})
+    save_checkpoint(tmp_path / "char.pt", model_checkpoint(model, tok, step=0))
     with pytest.raises(SystemExit) as exit_info:
         cli(["hellaswag", "--ckpt", str(tmp_path / "char.pt"), "--limit", "2", "--device", "cpu"])
     assert str(exit_info.value).startswith("error: HellaSwag needs a BPE model")

@@ -14,15 +14,17 @@ those of the uncached loop over the same window.
 """
 
 import dataclasses
+from itertools import islice
 
 import pytest
 import torch
 from torch import nn
 
 from tinylm.config import GPT2_124M, with_architecture
-from tinylm.generate import generate, generate_batch
+from tinylm.generate import decode, generate, generate_batch
 from tinylm.kv_cache import KVCache, bytes_per_token
 from tinylm.model import GPT
+from tinylm.sampling import Sampling
 
 ARCHS = ["gpt2", "llama", "llama-moe"]
 
@@ -169,6 +171,28 @@ def test_keep_equal_to_the_context_is_the_exact_sliding_window(sharp_model, arch
             logits, _ = model(reference[:, -16:])
             reference = torch.cat([reference, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, reference)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("keep", [16, 5])
+def test_max_new_tokens_is_a_count_so_a_huge_one_streams_the_same_tokens(sharp_model, keep, use_cache):
+    """10**12 new tokens (8 TB of ids up front, before) stream as the window rule says, through many moves of
+    the window: a ragged batch's first 100 tokens equal a hand-written loop's, each row alone over the shared
+    window's columns."""
+    model = sharp_model()  # context 16
+    prompts = [ids(3), ids(7, seed=1)] if use_cache else [ids(3), ids(3, seed=1)]  # uncached: no padding mask
+    steps = list(islice(decode(model, prompts, 10**12, Sampling(temperature=0), keep=keep, use_cache=use_cache), 100))
+    longest, start = max(map(len, prompts)), 0
+    expected = [list(p) for p in prompts]
+    with torch.no_grad():
+        for step in range(100):
+            length = longest + step  # columns, left-padded: row r's token i sits at column pad_r + i
+            if length - start > 16:
+                start = length - keep
+            for prompt, tokens in zip(prompts, expected):
+                context = tokens[max(start - (longest - len(prompt)), 0):]
+                tokens.append(int(model(torch.tensor([context]))[0][0, -1].argmax()))
+    assert torch.stack(steps, dim=1).tolist() == [tokens[len(p):] for p, tokens in zip(prompts, expected)]
 
 
 @pytest.mark.parametrize("keep", [0, 17])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tinylm.checkpoint import save_checkpoint
+from tinylm.checkpoint import model_checkpoint, save_checkpoint
 from tinylm.generate import generate_text
 from tinylm.playground import Playground, attention_maps, attention_viewer, playground, widgets_enabled
 from tinylm.tokenizers import CharTokenizer
@@ -38,8 +38,7 @@ def test_without_widgets_the_playground_prints_one_generation(make_model, capsys
 
 def test_the_playground_opens_on_a_run_folder(make_model, tmp_path, capsys):
     model = make_model()
-    save_checkpoint(tmp_path / "best.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
-                                           "tokenizer": TOKENIZER.to_dict()})
+    save_checkpoint(tmp_path / "best.pt", model_checkpoint(model, TOKENIZER))
     result = playground(tmp_path, prompt="a", max_new_tokens=5, temperature=0)
     assert result["text"] == generate_text(model, TOKENIZER, "a", 5, temperature=0)[1:]
     with pytest.raises(ValueError, match="pass the model's tokenizer"):

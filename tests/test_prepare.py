@@ -1,6 +1,7 @@
 """`python -m tinylm.prepare` from the offline mirror, and the tinystories track's trimmed vocabulary."""
 
 import contextlib
+import errno
 import io
 import os
 import runpy
@@ -149,17 +150,18 @@ def test_fineweb_edu_prepared_again_or_resumed_says_so(fineweb_root, tmp_path, m
 
     write, written = shards._write_shard, []
 
-    def crash_on_third(path, tokens):
+    def disk_full_on_third(path, tokens):
         if len(written) == 2:
-            raise RuntimeError("simulated crash")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         written.append(path)
         write(path, tokens)
 
-    monkeypatch.setattr(shards, "_write_shard", crash_on_third)
+    monkeypatch.setattr(shards, "_write_shard", disk_full_on_third)
     args = ["fineweb-edu", "--out", str(tmp_path / "f"), "--shard-tokens", "7000", "--workers", "1"]
     with pytest.raises(SystemExit) as exit_info:
         cli(args)
-    assert exit_info.value.code == "error: simulated crash"
+    assert exit_info.value.code.startswith(f"error: {os.strerror(errno.ENOSPC)}: {tmp_path / 'f'}")
+    assert "free some space" in exit_info.value.code
     monkeypatch.setattr(shards, "_write_shard", write)
     capsys.readouterr()
     main(args)

@@ -7,7 +7,7 @@ batches), `optim`, `trainer` and `distributed` (the loop, on one process or many
 `plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
 `hellaswag` (loss, bits per byte, HellaSwag), `interop` (Hugging Face GPT-2 weights), and the
 command lines `tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval`, `tinylm.interop`
-and `tinylm.bench`.
+and `tinylm.bench`, which share `console` (what they print) and `errors` (one error mapping).
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model

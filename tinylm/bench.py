@@ -33,15 +33,15 @@ import time
 
 import torch
 
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import load_model
 from .config import ARCHITECTURES, GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, TrainConfig, with_architecture
+from .console import HelpFormatter, examples
+from .errors import run_cli
 from .generate import generate
 from .kv_cache import bytes_per_token
-from .logging import run_cli
 from .model import GPT
 from .optim import build_optimizer
 from .runtime import autocast, resolve_device, resolve_dtype
-from .tokenizers import TokenizerUnavailable
 
 PRESETS = {
     "nanogpt-cpu": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
@@ -142,9 +142,13 @@ def _decode(args) -> None:
         torch.manual_seed(0)
         model, vocab_limit = GPT(cfg).to(device), None
         name = f"random weights, {describe_shape(cfg)}"
+    cfg = model.config
+    too_long = [n for n in args.prompt_tokens if n >= cfg.block_size]
+    if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
+        raise ValueError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
+                         f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, args.dtype)
     model.to(dtype)
-    cfg = model.config
     print(f"{name}: {_parameters(model)}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, "
           f"{_cache_size(cfg, dtype)}")
     print(f"device {device} ({torch.get_num_threads()} threads), dtype {str(dtype).removeprefix('torch.')}, "
@@ -176,19 +180,26 @@ def _cache(args) -> None:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["train", "decode", "cache"])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.bench train --arch llama --batch-size 12",
+                        "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
+                        "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16"))
+    parser.add_argument("what", choices=["train", "decode", "cache"], help="what to measure")
     parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help="replaces the preset's value")
+        parser.add_argument("--" + name.replace("_", "-"), type=int, help="replaces the preset's value "
+                            "(default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=12, help="train only")
     parser.add_argument("--steps", type=int, default=50, help="train only")
-    parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape")
+    parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
+                        "(default: random weights of the shape)")
     parser.add_argument("--new-tokens", type=int, default=500, help="decode only")
     parser.add_argument("--prompt-tokens", type=int, nargs="+", default=[1], help="decode only: one run per length")
-    parser.add_argument("--device")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="auto: bf16 or fp16 on CUDA, fp32 elsewhere")
     return parser.parse_args(argv)
 
 
@@ -197,5 +208,10 @@ def main(argv=None) -> None:
     {"train": _train, "decode": _decode, "cache": _cache}[args.what](args)
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    run_cli(main, (CheckpointError, TokenizerUnavailable, ValueError, OSError))
+    cli()

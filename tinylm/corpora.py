@@ -24,7 +24,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data import TokenFileWriter, read_meta, read_tokens, write_meta, write_tokens
-from .download import RemoteFile, fetch
+from .download import DownloadError, RemoteFile, fetch
 from .mirror import mirror_dir
 from .paths import data_dir
 from .tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
@@ -165,7 +165,7 @@ def _load_hf_tinystories() -> dict[str, Iterable[str]]:
     try:
         dataset = datasets.load_dataset(TINYSTORIES_HF)
     except Exception as error:  # offline: ConnectionError, HF's OfflineModeIsEnabled, ...
-        raise RuntimeError(
+        raise DownloadError(
             f"could not load {TINYSTORIES_HF} from Hugging Face ({error}). Offline, set TINYLM_DATA_MIRROR to the "
             "course's data mirror to train on its TinyStories sample (see README, 'Offline mirror')."
         ) from error

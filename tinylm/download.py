@@ -61,11 +61,15 @@ def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: floa
             with open(mirrored, "rb") as src:
                 shutil.copyfileobj(src, out)
 
-        _write_verified(dest, source, copy_from_mirror)
+        _write_verified(dest, source, copy_from_mirror,
+                        f"the mirror's {mirrored} is damaged or another version; replace it with a good copy "
+                        f"(README, 'Offline mirror'), or unset {MIRROR_ENV} to download {source.url}")
         return dest
     for attempt in range(1, attempts + 1):
         try:
-            _write_verified(dest, source, lambda out: _download(source.url, out, timeout))
+            _write_verified(dest, source, lambda out: _download(source.url, out, timeout),
+                            f"{source.url} sent other bytes than expected; try again later, or use the offline mirror "
+                            f"({MIRROR_ENV})")
             return dest
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             if attempt == attempts or not _worth_retrying(error):
@@ -107,13 +111,11 @@ class _HashingWriter:
         return self.file.write(data)
 
 
-def _write_verified(dest: Path, source: RemoteFile, write) -> None:
+def _write_verified(dest: Path, source: RemoteFile, write, advice: str) -> None:
     with atomic_write(dest) as out:
         hashing = _HashingWriter(out)
         write(hashing)
         actual = hashing.digest.hexdigest()
         if actual != source.sha256:  # raising inside atomic_write discards the copy
-            raise DownloadError(
-                f"{source.url} arrived with sha256 {actual}, expected {source.sha256}; the copy was discarded. "
-                "Delete any stale mirror copy and try again."
-            )
+            raise DownloadError(f"{dest.name} arrived with sha256 {actual}, expected {source.sha256} (the copy was "
+                                f"discarded): {advice}")

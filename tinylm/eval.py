@@ -37,11 +37,10 @@ import numpy as np
 import torch
 
 from .checkpoint import CheckpointError, find_checkpoint, load_model
+from .console import HelpFormatter, examples
 from .data import evaluate_loss_sum
-from .download import DownloadError
-from .logging import run_cli
+from .errors import run_cli
 from .runtime import model_device, resolve_device
-from .tokenizers import TokenizerUnavailable
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -160,13 +159,17 @@ def _positive_int(value: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0])
+    loss_example = "python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt"
+    hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
+    parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
-                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.")
+                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.",
+                               formatter_class=HelpFormatter, epilog=examples(loss_example))
     loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
-    loss.add_argument("--batch-size", type=_positive_int, default=8, help="context windows per forward pass (default 8)")
+    loss.add_argument("--batch-size", type=_positive_int, default=8, help="context windows per forward pass")
     loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     loss.set_defaults(run=run_loss)
@@ -174,11 +177,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm) of a BPE checkpoint",
         description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss) and acc_norm "
                     "(lowest mean loss per token). Offline, the mirror's substitute file is scored, and the output "
-                    "says so.")
+                    "says so.", formatter_class=HelpFormatter, epilog=examples(hellaswag_example))
     hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     hellaswag.add_argument("--limit", type=_positive_int, help="score only the first K examples (default: all 10,042)")
-    hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score instead of the official "
-                           "validation file (or, offline, the mirror's substitute)")
+    hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score (default: the official "
+                           "validation file, or, offline, the mirror's substitute)")
     hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     hellaswag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     hellaswag.set_defaults(run=run_hellaswag)
@@ -191,12 +194,10 @@ def main(argv=None):
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.eval`: main(), with the errors tinylm anticipates (a bad checkpoint, a missing or
-    unreadable text, characters the tokenizer does not know, a text too short, data that cannot be fetched)
-    ending the program
-    with a one-line message and exit status 1 instead of a traceback."""
-    # UnknownCharacterError and ConfigError are ValueErrors
-    run_cli(main, (CheckpointError, DownloadError, TokenizerUnavailable, ValueError, OSError), argv)
+    """`python -m tinylm.eval`: main(), its anticipated errors (a bad checkpoint, a missing or unreadable text,
+    characters the tokenizer does not know, a text too short, data that cannot be fetched) one line each
+    (tinylm.errors)."""
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":

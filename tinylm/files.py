@@ -3,8 +3,13 @@
 Bytes go to a temporary file in the destination's folder (same filesystem, so the final rename
 is atomic), are flushed to disk, get the permissions a normal file would get, and replace the
 destination in one `os.replace`. If anything fails first, the temporary file is removed and the
-destination is untouched. A process killed mid-write (kill -9, power loss) cannot remove its
-temporary file; `remove_stale_temporaries` deletes such leftovers from a folder nobody writes to.
+destination is untouched. A system error that names no file (a full disk found by write or fsync) gets
+the destination's name, so that the message says which file could not be written. A process killed
+mid-write (kill -9, power loss) cannot remove its temporary file; `remove_stale_temporaries` deletes such
+leftovers from a folder nobody writes to.
+
+`check_output_folder` makes an output folder before any work starts, so that an unusable path (one that
+runs through a file, a folder that cannot be written) fails at once instead of at the first save.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             os.fsync(f.fileno())
         os.chmod(tmp_name, _default_mode())
         os.replace(tmp_name, path)
+    except OSError as error:
+        if error.errno is not None and error.filename is None:  # the system's "[Errno 28] ...", from write or fsync
+            error.filename = str(path)
+        raise
     finally:
         if os.path.exists(tmp_name):
             os.remove(tmp_name)
@@ -53,3 +62,15 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
+
+
+def check_output_folder(folder: str | Path, option: str = "--out") -> Path:
+    """Make `folder` (with its parents) and prove that a file can be created in it; the error names `option`."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(f"{option} {folder}: {blocker} is a file, not a folder; choose another {option}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+    return folder

@@ -19,6 +19,10 @@ context, every row is cropped at the same column.
 Stopping. A row stops at any of `stop_tokens` (after at least `min_new_tokens` new tokens; the stop
 token is not returned) or after `max_new_tokens`. `stream` also stops at `stop` strings, which it
 never prints; it holds back text that could be the start of one.
+
+Memory. The loop keeps only the tokens the model may still see: a buffer of the prompt plus at most
+two contexts, whose window moves back to its start when it reaches the end. So `max_new_tokens` is
+only a count; 10**12 streams until stopped, at the memory of a short generation.
 """
 
 from __future__ import annotations
@@ -52,10 +56,10 @@ def _decoding_head(model: GPT):
     return lambda x: x @ transposed
 
 
-def _left_padded(prompts: Sequence[Sequence[int]], max_new_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompts -> tokens (B, longest + max_new_tokens), each prompt ending at column `longest`, and pad (B,)."""
+def _left_padded(prompts: Sequence[Sequence[int]], width: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts -> tokens (B, width >= longest), each prompt ending at column `longest`, and pad (B,)."""
     longest = max(len(p) for p in prompts)
-    tokens = torch.zeros(len(prompts), longest + max_new_tokens, dtype=torch.long, device=device)
+    tokens = torch.zeros(len(prompts), width, dtype=torch.long, device=device)
     for row, prompt in enumerate(prompts):
         tokens[row, longest - len(prompt) : longest] = torch.as_tensor(prompt, dtype=torch.long, device=device)
     pad = torch.tensor([longest - len(p) for p in prompts], device=device)
@@ -93,13 +97,15 @@ def decode(
         raise ValueError(f"{type(model).__name__} takes no key/value cache; use use_cache=False")
     use_cache = supports_cache if use_cache is None else use_cache
     device = model_device(model)
-    tokens, pad = _left_padded(prompts, max_new_tokens, device)
+    longest = max(len(p) for p in prompts)
+    # Room for the prompt and the new tokens, but never more than two contexts' worth of them: see `Memory` above.
+    tokens, pad = _left_padded(prompts, longest + min(max_new_tokens, 2 * block_size), device)
     if not supports_cache and int(pad.max()) > 0:
         raise ValueError(f"{type(model).__name__} takes no padding mask, so its prompts must have equal lengths")
     vocab_size = model.config.vocab_size
     if int(tokens.max()) >= vocab_size or int(tokens.min()) < 0:
         raise ValueError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
-    batch_size, longest = tokens.size(0), tokens.size(1) - max_new_tokens
+    batch_size = tokens.size(0)
     stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
     if len(stops) and not (0 <= int(stops.min()) and int(stops.max()) < vocab_size):
         raise ValueError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; got {list(stop_tokens)}")
@@ -121,6 +127,10 @@ def decode(
         for step in range(max_new_tokens):
             if length - start > block_size:  # the context is full: keep its most recent tokens
                 start, prefill = length - keep, True
+            if length == tokens.size(1):  # the buffer is full: move the window to its start (it is <= block_size)
+                tokens[:, : length - start] = tokens[:, start:length].clone()
+                pad = (pad - start).clamp(min=0)
+                length, cached_until, start = length - start, cached_until - start, 0
             if prefill or not use_cache:
                 if cache is not None:
                     cache.reset((pad - start).clamp(min=0))

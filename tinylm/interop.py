@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from .config import GPTConfig
+from .console import HelpFormatter, examples
 from .interop_llama import InteropError, from_hf_llama, to_hf_llama  # noqa: F401 (re-exported: the Llama family)
 from .llama2c import from_llama2c, read_llama2c, write_llama2c  # noqa: F401 (re-exported)
 from .model import GPT
@@ -299,20 +300,13 @@ def _import_model(args: argparse.Namespace):
 
 
 def run_import(args: argparse.Namespace) -> Path:
-    from .checkpoint import save_checkpoint
+    from .checkpoint import model_checkpoint, save_checkpoint
 
     model, tokenizer, source = _import_model(args)
     out = Path(args.out)
     if out.is_dir():
         out = out / "last.pt"
-    save_checkpoint(out, {
-        "model_config": model.config.to_dict(),
-        "model": model.state_dict(),
-        "tokenizer": tokenizer,
-        "step": 0,
-        "elapsed": 0.0,
-        "source": source,
-    })
+    save_checkpoint(out, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=source))
     print(f"wrote {out}: {model.num_parameters():,} parameters, {model.config.n_layer} layers, "
           f"context {model.config.block_size}, " + (f"{tokenizer['kind']} tokenizer" if tokenizer else
           f"no tokenizer saved (none given, and a vocabulary of {model.config.vocab_size:,} is not GPT-2's)"))
@@ -325,12 +319,19 @@ def run_import(args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0])
+    export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories",
+                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin --format llama2c")
+    import_examples = ("python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt",
+                       "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
+                       "--out stories15M.pt")
+    parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
                                  description="Write a tinylm checkpoint as a folder that transformers loads "
                                              "(GPT2LMHeadModel or LlamaForCausalLM, from the model's architecture), "
-                                             "or as a llama2.c .bin file.")
+                                             "or as a llama2.c .bin file.",
+                                 formatter_class=HelpFormatter, epilog=examples(*export_examples))
     export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     export.add_argument("--out", required=True, type=Path,
                         help="folder for config.json and model.safetensors (hf), or the .bin file (llama2c)")
@@ -339,13 +340,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     export.set_defaults(run=run_export)
     imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
                               description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
-                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.")
+                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.",
+                              formatter_class=HelpFormatter, epilog=examples(*import_examples))
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf", help="a folder transformers reads (GPT-2 or Llama: its config.json says which), "
                                      "or a Hub name when online")
     source.add_argument("--llama2c", type=Path, help="a llama2.c checkpoint (.bin, the legacy format run.c reads)")
     imp.add_argument("--tokenizer", type=Path, help="a SentencePiece tokenizer.model to save with the model "
-                     "(llama2.c's TinyStories models use Llama 2's; an HF Llama folder's own is used by default)")
+                     "(llama2.c's TinyStories models use Llama 2's; default: an HF Llama folder's own, GPT-2's BPE for "
+                     "GPT-2, else none)")
     imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt)")
     imp.set_defaults(run=run_import)
     return parser.parse_args(argv)
@@ -357,12 +360,10 @@ def main(argv=None) -> Any:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.interop`: main(), with anticipated errors as a one-line message and exit status 1."""
-    from .checkpoint import CheckpointError
-    from .logging import run_cli
+    """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.errors)."""
+    from .errors import run_cli
 
-    # InteropError (and llama2c's Llama2cFormatError), ConfigError and a bad tokenizer file are ValueErrors
-    run_cli(main, (CheckpointError, ValueError, OSError, ImportError), argv)
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
-from .logging import format_record
+from .console import format_record
 
 
 def in_notebook() -> bool:

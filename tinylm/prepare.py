@@ -24,15 +24,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .console import HelpFormatter, examples
 from .corpora import PreparedData, default_folder, prepare_shakespeare_char, prepare_tinystories
-from .logging import run_cli
+from .errors import run_cli
+from .files import check_output_folder
 from .shards import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.prepare shakespeare-char",
+                        "python -m tinylm.prepare tinystories --source sample",
+                        "python -m tinylm.prepare fineweb-edu --workers 8"))
     parser.add_argument("dataset", choices=DATASETS, help="what to prepare")
     parser.add_argument("--source", choices=["hf", "sample"],
                         help="tinystories and fineweb-edu: hf (the full dataset) or sample (the offline mirror's "
@@ -47,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fineweb-edu only: tokenizer processes (default: one per CPU core; 1: tokenize in "
                              "this process)")
     parser.add_argument("--out", type=Path, help="folder for the token files (train.bin, val.bin and meta.json; "
-                                                 "fineweb-edu: shards and progress.json)")
+                                                 "fineweb-edu: shards and progress.json); default: "
+                                                 "$TINYLM_DATA_DIR/<dataset>, see above")
     args = parser.parse_args(argv)
     if args.source and args.dataset == "shakespeare-char":
         parser.error("--source applies to tinystories and fineweb-edu only")
@@ -73,6 +80,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def main(argv=None) -> PreparedData | Path:
     """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder)."""
     args = parse_args(argv)
+    if args.out is not None:
+        check_output_folder(args.out)  # now, not after the download
     if args.dataset == "fineweb-edu":
         return _fineweb_edu(args)
     folder = args.out or default_folder(args.dataset, args.source)
@@ -124,9 +133,9 @@ def _fineweb_edu(args: argparse.Namespace) -> Path:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.prepare`: main(), with a failed download, an unreachable Hugging Face or missing
-    tiktoken files ending the program with a one-line message and exit status 1."""
-    run_cli(main, (ValueError, OSError, RuntimeError), argv)  # RuntimeError: DownloadError, Hugging Face, tiktoken
+    """`python -m tinylm.prepare`: main(), its anticipated errors (a failed download, an unreachable Hugging Face,
+    missing tiktoken files, a full disk) one line each (tinylm.errors)."""
+    run_cli(main, argv)
 
 
 if __name__ == "__main__":  # fineweb-edu's worker processes re-import this module under "spawn": no work at import

@@ -36,14 +36,38 @@ def resolve_profile(profile: str | None = None) -> str:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """The argument if given, else the first CUDA GPU, else Apple's MPS, else the CPU."""
+    """The argument if given, else the first CUDA GPU, else Apple's MPS, else the CPU.
+
+    A device this machine lacks is a ValueError now, with what to use instead, rather than a failure
+    deep inside the first `.to(device)` after the data was prepared.
+    """
     if device:
-        return torch.device(device)
+        return _available_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _available_device(name: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch lists twenty device types, most of which no course machine has
+        raise ValueError(f"unknown device {str(name)!r}; use cpu, cuda, cuda:N or mps "
+                         "(or leave the device out to use the best one available)") from None
+    instead = "use cpu, or leave the device out to use the best one available"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "PyTorch sees no CUDA GPU here"
+            raise ValueError(f"device {str(name)!r}: {why}; {instead}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {str(name)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                             f"cuda:{count - 1}; pick one of those, or {instead}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(name)!r}: Apple's MPS is not available here; {instead}")
+    return device
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

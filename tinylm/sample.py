@@ -14,27 +14,31 @@ from __future__ import annotations
 import argparse
 
 from .checkpoint import CheckpointError, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
 from .generate import stream
-from .logging import run_cli
 from .runtime import resolve_device, resolve_dtype
-from .tokenizers import TokenizerUnavailable, UnknownCharacterError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
+                        'python -m tinylm.sample --ckpt runs/tinystories-cpu --prompt "Once upon a time" '
+                        '--temperature 0.7 --top-p 0.9 --num-samples 3'))
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
-    parser.add_argument("--max-new-tokens", type=int, default=300)
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="stop after this many new tokens")
     parser.add_argument("--min-new-tokens", type=int, default=0, help="do not stop at end-of-text before this many")
     parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
     parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
-                        "\\n and \\t stand for newline and tab)")
+                        "\\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
-    parser.add_argument("--seed", type=int, default=None, help="sample i uses seed + i")
-    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=None, help="sample i uses seed + i (default: a fresh seed each run)")
+    parser.add_argument("--num-samples", type=int, default=1, help="how many continuations of the prompt")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
@@ -72,5 +76,10 @@ def main(argv=None) -> list[str]:
     return texts
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    run_cli(main, (CheckpointError, UnknownCharacterError, TokenizerUnavailable, ValueError, OSError))
+    cli()

@@ -54,7 +54,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import TOKEN_DTYPE, check_token_file, gather_windows, read_tokens, write_tokens
-from .download import RemoteFile, fetch
+from .download import DownloadError, RemoteFile, fetch
 from .files import atomic_write
 from .mirror import MIRROR_ENV, mirror_dir
 from .paths import data_dir
@@ -191,7 +191,7 @@ def encode_documents(texts: Iterable[str], workers: int = 1, docs_per_batch: int
 def _sample_texts(folder: Path) -> tuple[list[str], int]:
     dest = folder / Path(FINEWEB_EDU_SAMPLE.mirror_path).name
     if mirror_dir() is None and not dest.is_file():
-        raise RuntimeError(f"the FineWeb-Edu sample exists only in the offline data mirror: set {MIRROR_ENV} "
+        raise DownloadError(f"the FineWeb-Edu sample exists only in the offline data mirror: set {MIRROR_ENV} "
                            "to the mirror (see README, 'Offline mirror') or use source 'hf'")
     with open(fetch(FINEWEB_EDU_SAMPLE, dest), encoding="utf-8") as f:
         texts = [json.loads(line)["text"] for line in f if line.strip()]
@@ -204,7 +204,7 @@ def _hf_texts(config: str, skip: int, max_documents: int | None = None) -> tuple
     try:
         dataset = datasets.load_dataset(FINEWEB_EDU_HF, name=config, split="train", streaming=True)
     except Exception as error:  # offline: ConnectionError, HF's OfflineModeIsEnabled, ...
-        raise RuntimeError(
+        raise DownloadError(
             f"could not stream {FINEWEB_EDU_HF} ({config}) from Hugging Face ({error}). Offline, set "
             f"{MIRROR_ENV} to the course's data mirror to prepare its 120-document sample (source 'sample')."
         ) from error

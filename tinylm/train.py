@@ -1,6 +1,7 @@
 """Command line: train a track's model.
 
     python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
+        [--learning-rate LR]
     python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
 
 Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
@@ -25,6 +26,11 @@ default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (w
 experts, whose --balancing can be chosen). Each gets its own default run folder:
 runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> otherwise (the balancing
 named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
+
+--learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
+factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
+one-line error that names the rate to retry with. --out and --device are checked before the data is
+prepared, so a path that runs through a file, or a GPU this machine lacks, fails at once.
 """
 
 from __future__ import annotations
@@ -33,35 +39,42 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import math
 import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import load_training_checkpoint
 from .config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
+from .console import HelpFormatter, examples, print_record
 from .distributed import World, barrier, device_for, init_distributed, teardown
-from .files import remove_stale_temporaries
-from .logging import print_record, run_cli
+from .errors import run_cli
+from .files import check_output_folder, remove_stale_temporaries
 from .model import GPT
 from .paths import runs_dir
 from .progress import format_duration
-from .runlock import RunFolderBusy, run_lock
-from .runtime import resolve_profile
-from .tokenizers import TokenizerUnavailable
+from .runlock import run_lock
+from .runtime import resolve_device, resolve_profile
 from .tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
-from .trainer import RUN_FILES, Trainer
+from .trainer import RUN_FILES, Trainer, TrainingDiverged
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
+                        "python -m tinylm.train tinystories --arch llama --max-seconds 600",
+                        "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3"))
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
     parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, checkpoints "
-                        "and samples come on top (the cosine schedule follows it)")
-    parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps")
+                        "and samples come on top (the cosine schedule follows it; default: the recipe's, none for most)")
+    parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps "
+                        "(default: the recipe's)")
+    parser.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="override the recipe's peak "
+                        "learning rate; min_lr scales with it (default: the recipe's, or the resumed run's)")
     parser.add_argument("--arch", choices=list(ARCHITECTURES),
                         help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
     parser.add_argument("--balancing", choices=BALANCING, help="a mixture of experts' load balancing "
@@ -72,12 +85,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run "
                               "(its checkpoints and metrics are deleted first)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype (default: by hardware)")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="autocast dtype (default: the recipe's, auto: by hardware)")
     parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process (e.g. to resume on fewer GPUs)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="torch.compile the training step")
+    parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process, e.g. to resume on "
+                        "fewer GPUs (default: the recipe's)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the training step (default: the recipe's, off)")
     return parser.parse_args(argv)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
 
 
 def main(argv=None) -> dict:
@@ -100,21 +123,23 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
     model_preset, train_cfg = track.recipe(profile)
     overrides = {"max_seconds": args.max_seconds, "max_steps": args.max_steps, "dtype": args.dtype, "seed": args.seed,
                  "batch_size": args.batch_size, "compile": args.compile}
-    train_cfg = dataclasses.replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    train_cfg = _override(train_cfg, overrides, args.learning_rate)
     if not args.resume:  # a bad --arch/--balancing pair fails before anything else happens
         model_shape = architecture_config(model_preset, args.arch or "gpt2", args.balancing)
     out = args.out or runs_dir() / default_run_name(track.name, profile, args.arch or "gpt2", args.balancing)
+    check_output_folder(out)  # now, not at the first save
     if world.is_main:  # before the folder is read or changed: one run at a time (rank 0 speaks for all ranks)
         held.enter_context(run_lock(out, say))
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
-        sys.exit(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
-                 "(its checkpoints will be replaced), or --out to train in another folder.")
+        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+                         "(its checkpoints will be replaced), or --out to train in another folder.")
     if args.resume and not (out / "last.pt").exists():
-        sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
-                 "(or give the run's --arch or --out).")
-    saved = load_checkpoint(out / "last.pt") if args.resume else None
+        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
+                         "(or give the run's --arch or --out).")
+    device = resolve_device(device_for(world, args.device))  # a GPU this machine lacks fails before the data stage
+    saved = load_training_checkpoint(out / "last.pt") if args.resume else None
     if saved is not None:
         _check_resumable(GPTConfig.from_dict(saved["model_config"]), args.arch, args.balancing, out)
 
@@ -130,17 +155,15 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
             raise ValueError(f"{out / 'last.pt'} was trained with another tokenizer than the {profile} profile of "
                              f"{track.name} uses; resume it with the profile it was trained with (--profile)")
         model_cfg = GPTConfig.from_dict(saved["model_config"])
-        train_cfg = dataclasses.replace(TrainConfig.from_dict(saved["train_config"]),
-                                        **{k: v for k, v in overrides.items() if v is not None})
+        train_cfg = _override(TrainConfig.from_dict(saved["train_config"]), overrides, args.learning_rate)
     torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
     model = GPT(model_cfg)
-    device = device_for(world, args.device)
     train_data = track.training_data(data, model_cfg.block_size, train_cfg.batch_size, world, train_cfg.seed)
     trainer = Trainer(model, train_cfg, train_data, data.val, out_dir=out, tokenizer=data.tokenizer, device=device,
                       callbacks=[print_record], sample_prompt=track.sample_prompt, world=world,
                       evaluators=_hellaswag_evaluator(track.hellaswag_examples.get(profile, 0), data.tokenizer, say))
-    if args.resume:
-        trainer.resume(out / "last.pt")
+    if saved is not None:
+        trainer.load_state_dict(saved)
     say(f"{track.name} | profile {profile} | {_describe(model)} | {world.size} process(es) "
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
@@ -150,7 +173,10 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     started = time.perf_counter()
-    final = trainer.fit()
+    try:
+        final = trainer.fit()
+    except TrainingDiverged as error:
+        raise TrainingDiverged(_retry_advice(trainer.step, train_cfg.learning_rate, out)) from error
     say(f"final validation loss (whole split, {len(data.val):,} tokens): {final['val_loss']:.4f}")
     if world.is_main:
         say(_epilogue(track, out, trainer, final, time.perf_counter() - started))
@@ -204,6 +230,25 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
     ])
 
 
+def _override(cfg: TrainConfig, overrides: dict, learning_rate: float | None) -> TrainConfig:
+    """The recipe (or the resumed run's config) with the options given; a new peak learning rate scales min_lr
+    by the same factor, so that the cosine keeps its shape."""
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if learning_rate is None:
+        return cfg
+    return dataclasses.replace(cfg, learning_rate=learning_rate, min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)
+
+
+def _retry_advice(step: int, learning_rate: float, out: Path) -> str:
+    """The one line a diverged run ends with: where, and the command-line change most likely to fix it."""
+    lower = f"--learning-rate {learning_rate / 2:.3g}"
+    if (out / "last.pt").exists():
+        retry = f"continue from its last good checkpoint at a lower peak rate: --resume {lower}"
+    else:
+        retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
+    return f"training diverged at step {step}: the loss became NaN or infinite (peak learning rate {learning_rate:.3g}); {retry}"
+
+
 def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
     """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
     otherwise, so that the runs of an ablation do not overwrite each other."""
@@ -254,5 +299,10 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
                                         if k in ("acc", "acc_norm", "examples")}}
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.train`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    run_cli(main, (ValueError, FileNotFoundError, CheckpointError, TokenizerUnavailable, RunFolderBusy))  # ConfigError, DataError: ValueErrors
+    cli()

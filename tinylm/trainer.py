@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
@@ -332,20 +332,18 @@ class Trainer:
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """The run's state; under DDP every rank must call it (it gathers each rank's RNG state), rank 0 gets it all."""
-        return {
-            "model_config": self.model_config.to_dict(),
-            "train_config": self.cfg.to_dict(),
-            "tokenizer": self.tokenizer.to_dict() if self.tokenizer is not None else None,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "step": self.step,
-            "elapsed": self.elapsed,
-            "best_val_loss": self.best_val_loss,
-            "skipped_steps": self.skipped_steps,
-            "sampler": self.sampler.state_dict(),
-            "rng": gather_to_main(rng_state(self.device)),  # one state per rank
-        }
+        return model_checkpoint(
+            self.model, self.tokenizer,
+            train_config=self.cfg.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            step=self.step,
+            elapsed=self.elapsed,
+            best_val_loss=self.best_val_loss,
+            skipped_steps=self.skipped_steps,
+            sampler=self.sampler.state_dict(),
+            rng=gather_to_main(rng_state(self.device)),  # one state per rank
+        )
 
     def save(self, name: str) -> None:
         if self.out_dir is None:

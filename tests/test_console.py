@@ -1,6 +1,12 @@
-"""Terminal lines for each kind of trainer record."""
+"""Terminal lines for each kind of trainer record, and every command line's --help."""
 
-from tinylm.logging import format_record
+import argparse
+import importlib
+import shlex
+
+import pytest
+
+from tinylm.console import format_record
 
 
 def test_train_record_line_shows_step_loss_lr_and_throughput():
@@ -32,6 +38,46 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert format_record(record).endswith("| expert max-violation 0.80")
     dense = {k: v for k, v in record.items() if k not in ("expert_load", "max_violation")}
     assert "max-violation" not in format_record(dense)
+
+
+COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop"]
+
+
+class Built(Exception):
+    """Raised instead of parsing, to hand the test the parser a command line built."""
+
+
+def parsers_of(name: str) -> list[argparse.ArgumentParser]:
+    """The parser of `python -m tinylm.<name>` and those of its subcommands."""
+
+    def capture(parser, args=None, namespace=None):
+        raise Built(parser)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(argparse.ArgumentParser, "parse_args", capture)
+        with pytest.raises(Built) as built:
+            importlib.import_module(f"tinylm.{name}").parse_args([])
+    parser = built.value.args[0]
+    commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    return [parser, *(sub for action in commands for sub in action.choices.values())]
+
+
+@pytest.mark.parametrize("name", COMMAND_LINES)
+def test_help_shows_every_default_and_examples_that_parse(name):
+    parse_args = importlib.import_module(f"tinylm.{name}").parse_args
+    for parser in parsers_of(name):
+        one_of = {id(a) for group in parser._mutually_exclusive_groups if group.required for a in group._group_actions}
+        formatter = parser._get_formatter()
+        for action in parser._actions:
+            takes_a_value = action.option_strings and action.nargs != 0 and action.help != argparse.SUPPRESS
+            if takes_a_value and not action.required and id(action) not in one_of:
+                shown = formatter._expand_help(action) if action.help else ""  # argparse shows no help without one
+                assert "default" in shown, (parser.prog, action.option_strings)
+        help_text = parser.format_help()
+        examples = [line.strip() for line in help_text.split("\nexamples:\n")[1].splitlines() if line.strip()]
+        assert examples and all(line.startswith(f"python -m tinylm.{name} ") for line in examples), help_text
+        for line in examples:
+            parse_args(shlex.split(line)[3:])  # exits with a usage error if an example is wrong
 
 
 def test_train_line_shows_the_step_of_the_total_and_the_eta():

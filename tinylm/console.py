@@ -1,14 +1,17 @@
-"""Turning the trainer's records, and the command lines' errors, into lines a person reads in a terminal.
+"""What the command lines show in a terminal: the trainer's records as lines, and --help with defaults and examples.
 
 A train line reads `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA 17m30s`: the step
 of the total, the loss, learning rate, training tokens per second, the training time so far (evaluations
 excluded), and how long the run has left, evaluations included.
+
+Named `console`, not `logging`, so that it never shadows the standard library's module. Errors have their own
+module, `tinylm.errors`.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Any, Callable
+import argparse
+from typing import Any
 
 from .progress import format_duration
 
@@ -54,19 +57,18 @@ def print_record(record: dict[str, Any]) -> None:
     print(format_record(record), flush=True)
 
 
-def run_cli(main: Callable, errors: tuple[type[BaseException], ...], argv=None):
-    """Run a command line's main(argv): an anticipated error ends it with a one-line message and exit
-    status 1 instead of a traceback, Ctrl-C with status 130 (the shell's code for SIGINT) once main
-    has said what it saved; anything else keeps its traceback."""
-    try:
-        return main(argv)
-    except errors as error:
-        sys.exit(format_error(error))
-    except KeyboardInterrupt:
-        sys.exit(130)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help as every tinylm command line shows it: each option with its default, and the description and the
+    examples (the epilog) laid out as written. A default that is None or False is not shown: an option whose
+    absence means something says so in its own help ("default: ...")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
 
 
-def format_error(error: BaseException) -> str:
-    """`error: <message>` on one line: the message up to its first line break (torch's load errors run on for paragraphs)."""
-    lines = str(error).strip().splitlines()
-    return f"error: {lines[0] if lines else type(error).__name__}"
+def examples(*command_lines: str) -> str:
+    """An epilog: example invocations, one per line."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in command_lines)

@@ -1,0 +1,176 @@
+"""Every command line's anticipated failures: one line on stderr that says what to do, exit status 1, nothing lost.
+
+Each case runs `python -m tinylm.<command>` in a subprocess, offline, as a user runs it, and writes only under
+pytest's temporary folders. "Offline" is made sure of whatever this machine's network: no mirror, Hugging Face
+in offline mode, and HTTPS through a proxy on a closed local port.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinylm.checkpoint import load_checkpoint, save_checkpoint
+from tinylm.errors import run_cli
+
+REPO = Path(__file__).resolve().parent.parent
+OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+# Runs a module as `python -m` does, with every fsync failing as on a full disk: the checkpoint's atomic write
+# really runs (a temporary file is created and written) and fails where a full disk makes it fail.
+DISK_FULL = """
+import errno, os, runpy, sys
+def disk_full(fd):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+os.fsync = disk_full
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without a CUDA GPU")
+CHECKPOINTS = ("best.pt", "last.pt")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, data_root):
+    """A smoke run, hand-edited copies of its checkpoint, a mirror with a corrupted file, a text, a plain file."""
+    root = tmp_path_factory.mktemp("cli-errors")
+    run = root / "run"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--out",
+                             str(run)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    state = {k: v for k, v in load_checkpoint(run / "best.pt").items() if k not in ("format", "version")}
+    save_checkpoint(root / "wrong-shapes.pt", {**state, "model": {**state["model"],
+                                                                  "transformer.wte.weight": torch.zeros(3, 3)}})
+    save_checkpoint(root / "no-config.pt", {k: v for k, v in state.items() if k != "model_config"})
+    save_checkpoint(root / "absurd-vocab.pt", {**state, "model_config": {**state["model_config"], "vocab_size": 10**12}})
+    model_only = {k: state[k] for k in ("model_config", "model", "tokenizer")}  # e.g. written by interop import
+    save_checkpoint(root / "imported" / "last.pt", model_only)
+    mirror = root / "bad-mirror"
+    shutil.copytree(Path(os.environ["TINYLM_DATA_MIRROR"]) / "tinyshakespeare", mirror / "tinyshakespeare")
+    with open(mirror / "tinyshakespeare" / "input.txt", "a", encoding="utf-8") as f:
+        f.write("a line the real file lacks\n")
+    (root / "text.txt").write_text("ROMEO:\nWhat light through yonder window breaks?\n", encoding="utf-8")
+    (root / "plain-file").write_text("not a folder\n")
+    return {"root": root, "run": run, "data": data_root}
+
+
+def unchanged_checkpoints(places, out):
+    """The run that failed to save still holds the checkpoints it had, byte for byte, and no temporary file."""
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl"]
+    for name in CHECKPOINTS:
+        assert (out / name).read_bytes() == (places["run"] / name).read_bytes()
+
+
+CASES = [
+    # (module, arguments, environment changes, what stderr's one line says, a check of what is left). {tmp} is the
+    # case's own folder, {root} and {run} the shared files; DISK_FULL is no variable: it runs the case under DISK_FULL.
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"], {**OFFLINE, "TINYLM_DATA_DIR": "{tmp}/d"},
+                 r"could not download https://\S+/input.txt \(.*\)\. If this machine is offline, set TINYLM_DATA_MIRROR",
+                 None, id="train-offline-without-mirror"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"],
+                 {"TINYLM_DATA_MIRROR": "{root}/bad-mirror", "TINYLM_DATA_DIR": "{tmp}/d"},
+                 r"input.txt arrived with sha256 [0-9a-f]{64}, expected 86c4e6aa.*: the mirror's \S+/bad-mirror/"
+                 r"tinyshakespeare/input.txt is damaged or another version; replace it", None,
+                 id="train-mirror-file-fails-sha256"),
+    pytest.param("tinylm.train", ["tinystories", "--profile", "gpu", "--out", "{tmp}/run"],
+                 {**OFFLINE, "TINYLM_DATA_DIR": "{tmp}/d"},
+                 r"could not load roneneldan/TinyStories from Hugging Face .* set TINYLM_DATA_MIRROR", None,
+                 id="train-tinystories-gpu-offline-without-mirror"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--device", "foo"], {},
+                 r"unknown device 'foo'; use cpu, cuda, cuda:N or mps", None, id="train-device-foo"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--device", "cuda"], {},
+                 r"device 'cuda': (this PyTorch is a CPU-only build|PyTorch sees no CUDA GPU here); use cpu", None,
+                 id="train-device-cuda-without-gpu", marks=NO_CUDA),
+    pytest.param("tinylm.sample", ["--ckpt", "{run}", "--device", "cuda:0"], {},
+                 r"device 'cuda:0': .*; use cpu", None, id="sample-device-cuda-without-gpu", marks=NO_CUDA),
+    pytest.param("tinylm.eval", ["loss", "--ckpt", "{run}", "--text", "{root}/text.txt", "--device", "foo"], {},
+                 r"unknown device 'foo'", None, id="eval-device-foo"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{root}/plain-file"], {},
+                 r"--out \S+/plain-file: \S+/plain-file is a file, not a folder; choose another --out", None,
+                 id="train-out-is-a-file"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{root}/plain-file/run"], {},
+                 r"--out \S+/plain-file/run: \S+/plain-file is a file, not a folder; choose another --out", None,
+                 id="train-out-under-a-file"),
+    pytest.param("tinylm.prepare", ["shakespeare-char", "--out", "{root}/plain-file/data"], {},
+                 r"--out \S+/plain-file/data: \S+/plain-file is a file, not a folder; choose another --out", None,
+                 id="prepare-out-under-a-file"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--resume", "--max-steps", "35"],
+                 {"DISK_FULL": "1"}, r"No space left on device: \S+/run/best.pt; the disk is full: free some space",
+                 unchanged_checkpoints, id="train-disk-full-while-saving"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--learning-rate", "1e6"], {},
+                 r"training diverged at step \d+: the loss became NaN or infinite \(peak learning rate 1e\+06\); "
+                 r"no checkpoint was saved yet, so start again at a lower peak rate: --learning-rate 5e\+05$", None,
+                 id="train-diverges"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{root}/imported", "--resume"], {},
+                 r"holds a model but not a training run's state .*cannot be resumed", None,
+                 id="train-resume-a-model-only-checkpoint"),
+    pytest.param("tinylm.sample", ["--ckpt", "{root}/wrong-shapes.pt"], {},
+                 r"wrong-shapes.pt: its weights do not fit its model_config: transformer.wte.weight has shape \(3, 3\), "
+                 r"the config gives \(65, 32\).*use another checkpoint", None, id="sample-checkpoint-wrong-shapes"),
+    pytest.param("tinylm.eval", ["loss", "--ckpt", "{root}/no-config.pt", "--text", "{root}/text.txt"], {},
+                 r"no-config.pt has no model_config, so it holds no model", None, id="eval-checkpoint-without-config"),
+    pytest.param("tinylm.bench", ["decode", "--ckpt", "{root}/absurd-vocab.pt"], {},
+                 r"absurd-vocab.pt: its weights do not fit .* the config gives \(1000000000000, 32\)", None,
+                 id="bench-checkpoint-absurd-vocabulary"),
+    pytest.param("tinylm.interop", ["export", "--ckpt", "{root}/absurd-vocab.pt", "--out", "{tmp}/hf"], {},
+                 r"absurd-vocab.pt: its weights do not fit", None, id="interop-checkpoint-absurd-vocabulary"),
+    pytest.param("tinylm.bench", ["decode", "--prompt-tokens", "1", "64", "--new-tokens", "2"], {},
+                 r"--prompt-tokens 64: a prompt must be shorter than the model's context of 64 tokens", None,
+                 id="bench-decode-prompt-as-long-as-the-context"),
+]
+
+
+@pytest.mark.parametrize("module, args, env_changes, message, check", CASES)
+def test_cli_failure_is_one_line_that_says_what_to_do(files, tmp_path, module, args, env_changes, message, check):
+    places = {**files, "tmp": tmp_path}
+    args = [arg.format(**places) for arg in args]
+    env = {**os.environ, "TINYLM_DATA_DIR": str(files["data"]), "OMP_NUM_THREADS": "1"}
+    for name, value in env_changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value.format(**places)
+    command = [sys.executable, "-m", module, *args]
+    if env.pop("DISK_FULL", None):
+        shutil.copytree(files["run"], tmp_path / "run")
+        command = [sys.executable, "-c", DISK_FULL, module, *args]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ") and re.search(message, lines[0]), lines[0]
+    if check is not None:
+        check(places, tmp_path / "run")
+
+
+def test_sample_streams_a_huge_max_new_tokens_instead_of_allocating_it(files):
+    """10**12 new tokens were 8 TB of token ids allocated before the first one; now they stream until stopped."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, "-m", "tinylm.sample", "--ckpt", str(files["run"]), "--prompt", "ROMEO:",
+                           "--max-new-tokens", str(10**12), "--temperature", "0.8", "--seed", "1"],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            streamed = process.stdout.read(len("ROMEO:") + 200)  # the prompt, then 200 generated characters
+        finally:
+            process.kill()
+        errors = process.stderr.read()
+    assert streamed.startswith("ROMEO:") and len(streamed) == len("ROMEO:") + 200 and not errors, errors
+
+
+def test_an_unanticipated_error_keeps_its_traceback():
+    def buggy(argv):
+        raise RuntimeError("a bug")
+
+    def bad_input(argv):
+        raise ValueError(f"--flag {argv[0]} is out of range; use 1 to 3")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        run_cli(buggy)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(bad_input, ["7"])
+    assert exit_info.value.code == "error: --flag 7 is out of range; use 1 to 3"
