@@ -1,6 +1,7 @@
 """`python -m tinylm.prepare` from the offline mirror, and the tinystories track's trimmed vocabulary."""
 
 import contextlib
+import dataclasses
 import errno
 import io
 import os
@@ -14,7 +15,14 @@ import numpy as np
 import pytest
 
 from tinylm import shards
-from tinylm.corpora import TINYSTORIES_SAMPLE, default_folder, prepare_shakespeare_char, tinystories_source
+from tinylm.corpora import (
+    TINYSTORIES_SAMPLE,
+    default_folder,
+    prepare_shakespeare_char,
+    prepare_tinystories,
+    prepare_trimmed,
+    tinystories_source,
+)
 from tinylm.data import DataError, read_meta, read_tokens
 from tinylm.prepare import cli, main
 from tinylm.tokenizers import BPETokenizer, TrimmedBPETokenizer
@@ -111,6 +119,30 @@ def test_tinystories_track_trains_on_compact_ids_of_a_trimmed_vocabulary(tinysto
     assert len(data.train) == len(raw_train)
     assert tok.decode(data.train[:300]) == tok.base.decode(raw_train[:300])
     assert 0 < np.mean(data.val == tok.unk_id) < 0.02  # a few validation tokens never occur in training
+
+
+def test_the_trimmed_vocabulary_is_prepared_once_by_the_cli_and_read_by_the_track(tinystories_root, monkeypatch):
+    root, stdout = tinystories_root
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root))
+    trimmed = root / "tinystories_sample_trimmed"
+    assert f"tinystories, trimmed vocabulary (the cpu and smoke profiles): prepared in {trimmed}" in stdout
+    written = {name: (trimmed / name).stat().st_mtime_ns for name in ("train.bin", "val.bin", "meta.json")}
+    data = get_track("tinystories").prepare("smoke")
+    assert {name: (trimmed / name).stat().st_mtime_ns for name in written} == written, "read, not computed again"
+    assert get_track("tinystories").prepare("cpu").folder == data.folder == trimmed  # both small profiles
+    base = prepare_tinystories(source="sample")
+    expected = TrimmedBPETokenizer.from_ids(base.train)
+    assert data.tokenizer.kept_ids == expected.kept_ids
+    assert np.array_equal(data.train, expected.compact(base.train)) and np.array_equal(data.val, expected.compact(base.val))
+
+
+def test_a_changed_base_dataset_prepares_the_trimmed_one_again(tinystories_root, tmp_path):
+    base = prepare_tinystories(tinystories_root[0] / "tinystories_sample", source="sample")
+    first = prepare_trimmed(base, tmp_path / "trimmed")
+    shorter = dataclasses.replace(base, train=base.train[:5000], meta={**base.meta, "train_tokens": 5000})
+    again = prepare_trimmed(shorter, tmp_path / "trimmed")
+    assert len(first.train) == len(base.train) and len(again.train) == 5000
+    assert again.tokenizer.kept_ids == np.unique(base.train[:5000]).tolist() != first.tokenizer.kept_ids
 
 
 

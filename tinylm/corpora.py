@@ -10,6 +10,10 @@ validation splits), or as a 2 MiB sample of the train split (the first 2,316 sto
 stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline). GPT-2 BPE encoding runs in tiktoken's
 thread pool: its Rust core releases the GIL, so threads use every core without the start-method
 pitfalls of worker processes.
+
+`prepare_trimmed` turns a GPT-2-tokenized dataset into one with a trimmed vocabulary (only the GPT-2
+tokens its training split uses; tinylm.tokenizers.TrimmedBPETokenizer) in a folder of its own, once:
+the cpu and smoke TinyStories runs and `python -m tinylm.prepare tinystories` share it.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from .data import TokenFileWriter, read_meta, read_tokens, write_meta, write_tok
 from .download import DownloadError, RemoteFile, fetch
 from .mirror import mirror_dir
 from .paths import data_dir
-from .tokenizers import BPETokenizer, CharTokenizer, tokenizer_from_dict
+from .tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer, tokenizer_from_dict
 
 TINY_SHAKESPEARE = RemoteFile(
     url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -170,3 +174,19 @@ def _load_hf_tinystories() -> dict[str, Iterable[str]]:
             "course's data mirror to train on its TinyStories sample (see README, 'Offline mirror')."
         ) from error
     return {"train": dataset["train"]["text"], "val": dataset["validation"]["text"]}
+
+
+def prepare_trimmed(data: PreparedData, folder: Path | None = None) -> PreparedData:
+    """`data` (GPT-2 tokens) with the vocabulary trimmed to the tokens its training split uses, written once to
+    `folder` (default: the data's folder name + "_trimmed") and loaded from there while `data` is unchanged."""
+    folder = Path(folder) if folder is not None else data.folder.with_name(f"{data.folder.name}_trimmed")
+    base = {key: data.meta.get(key) for key in ("source", "tokenizer", "train_tokens", "val_tokens")}
+    meta = read_meta(folder)
+    if meta is None or meta.get("base") != base:
+        tokenizer = TrimmedBPETokenizer.from_ids(data.train)
+        write_tokens(folder / "train.bin", tokenizer.compact(data.train))
+        write_tokens(folder / "val.bin", tokenizer.compact(data.val))
+        meta = {"base": base, "source": data.meta.get("source"), "tokenizer": tokenizer.to_dict(),
+                "train_tokens": len(data.train), "val_tokens": len(data.val)}
+        write_meta(folder, meta)
+    return _load(folder, meta, f"python -m tinylm.prepare tinystories --out {data.folder}")

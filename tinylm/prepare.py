@@ -10,7 +10,9 @@ val.bin, and writes meta.json last. A dataset already prepared in the folder is 
 again. The default folder is $TINYLM_DATA_DIR (else the repository's data/) / shakespeare_char,
 tinystories or tinystories_sample. TinyStories' default source is the mirror's 2 MiB sample when
 $TINYLM_DATA_MIRROR is set, else the full dataset from Hugging Face; GPT-2 BPE encoding runs in
-tiktoken's thread pool, on every core.
+tiktoken's thread pool, on every core. The sample is also written with the trimmed vocabulary the
+tinystories track's cpu and smoke profiles train on (tinystories_sample_trimmed/), by the same function
+`train` uses, so neither computes it again.
 
 fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one validation, with a
 progress.json that lets an interrupted run resume where it stopped (see tinylm.shards). Its
@@ -25,7 +27,14 @@ import argparse
 from pathlib import Path
 
 from .console import HelpFormatter, examples
-from .corpora import PreparedData, default_folder, prepare_shakespeare_char, prepare_tinystories
+from .corpora import (
+    TINYSTORIES_SAMPLE,
+    PreparedData,
+    default_folder,
+    prepare_shakespeare_char,
+    prepare_tinystories,
+    prepare_trimmed,
+)
 from .errors import run_cli
 from .files import check_output_folder
 from .shards import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
@@ -90,9 +99,19 @@ def main(argv=None) -> PreparedData | Path:
         data = prepare_shakespeare_char(folder)
     else:
         data = prepare_tinystories(folder, source=args.source)
-    already = before is not None and _stamp(folder / "meta.json") == before
+    _summarize(args.dataset, data, already=before is not None and _stamp(folder / "meta.json") == before)
+    if args.dataset == "tinystories" and data.meta["source"] == TINYSTORIES_SAMPLE.mirror_path and args.out is None:
+        trimmed_folder = data.folder.with_name(f"{data.folder.name}_trimmed")
+        before = _stamp(trimmed_folder / "meta.json")
+        trimmed = prepare_trimmed(data, trimmed_folder)  # what the cpu and smoke profiles of the track train on
+        _summarize("tinystories, trimmed vocabulary (the cpu and smoke profiles)", trimmed,
+                   already=before is not None and _stamp(trimmed_folder / "meta.json") == before)
+    return data
+
+
+def _summarize(name: str, data: PreparedData, already: bool) -> None:
     meta = data.meta
-    print(f"{args.dataset}: {'already prepared (nothing to do)' if already else 'prepared'} in {data.folder}")
+    print(f"{name}: {'already prepared (nothing to do)' if already else 'prepared'} in {data.folder}")
     print(f"  source:    {meta['source']}")
     print(f"  tokenizer: {meta['tokenizer']['kind']} ({data.tokenizer.vocab_size:,} tokens)")
     for split in ("train", "val"):
@@ -101,7 +120,6 @@ def main(argv=None) -> PreparedData | Path:
     if "tokens_per_s" in meta:
         when = " when it was prepared" if already else ""
         print(f"  tokenizer stage: {meta['tokens_per_s']:,} tokens/s ({meta['seconds']} s{when})")
-    return data
 
 
 def _fineweb_edu(args: argparse.Namespace) -> Path:

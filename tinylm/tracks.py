@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, TrainConfig, with_architecture
-from .corpora import TINY_SHAKESPEARE, PreparedData, prepare_shakespeare_char, prepare_tinystories  # noqa: F401
+from .corpora import (  # noqa: F401
+    TINY_SHAKESPEARE,
+    PreparedData,
+    prepare_shakespeare_char,
+    prepare_tinystories,
+    prepare_trimmed,
+)
 from .distributed import World
 from .runtime import resolve_profile
 from .shards import (
@@ -41,7 +47,7 @@ from .shards import (
     read_progress,
     val_tokens,
 )
-from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from .tokenizers import BPETokenizer, padded_vocab_size
 
 
 @dataclass(frozen=True)
@@ -123,10 +129,7 @@ SHAKESPEARE_CHAR = Track(
 def _prepare_tinystories(profile: str) -> PreparedData:
     if profile == "gpu":
         return prepare_tinystories()  # the full dataset online; the mirror's sample offline
-    data = prepare_tinystories(source="sample")
-    tokenizer = TrimmedBPETokenizer.from_ids(data.train)
-    return dataclasses.replace(data, train=tokenizer.compact(data.train).astype("uint16"),
-                               val=tokenizer.compact(data.val).astype("uint16"), tokenizer=tokenizer)
+    return prepare_trimmed(prepare_tinystories(source="sample"))  # computed once, then read from its folder
 
 
 TINYSTORIES = Track(
