@@ -66,7 +66,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, params, steps, val_loss in rows:
         print(f"| {name} | {params:,} | {steps:,} | {val_loss:.4f} |")
-    print(f"runs in {out_root}; plot one: tinylm.plotting.plot_losses(tinylm.plotting.read_metrics(RUN / \"metrics.jsonl\"))")
+    print(f"runs in {out_root}; plot one: "
+          "tinylm.plotting.plot_losses(tinylm.plotting.read_metrics(RUN / \"metrics.jsonl\"))")
 
 
 if __name__ == "__main__":

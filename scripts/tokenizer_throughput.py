@@ -57,7 +57,8 @@ def main() -> None:
         documents = _sample_texts(scratch)[0] * (2 * args.repeat)
         settings = {f"tinystories, {n} thread(s)": lambda n=n: time_stories(stories, tokenizer, n, scratch)
                     for n in sorted({1, cores})}
-        settings |= {f"fineweb-edu, {n} worker(s)": lambda n=n: time_documents(documents, n) for n in sorted({1, cores})}
+        settings |= {f"fineweb-edu, {n} worker(s)": lambda n=n: time_documents(documents, n)
+                     for n in sorted({1, cores})}
         for round_index in range(args.rounds):
             for name, run in settings.items():
                 tokens, seconds = run()

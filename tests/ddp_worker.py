@@ -78,8 +78,8 @@ try:
             raise SystemExit(0) from None  # teardown without a barrier: a rank that did not stop here fails
         result = trainer.model.state_dict()
     if world.is_main:
-        torch.save({"result": result, "val_loss": val_loss, "world_size": world.size, "accum": trainer.grad_accum_steps},
-                   args.out)
+        torch.save({"result": result, "val_loss": val_loss, "world_size": world.size,
+                    "accum": trainer.grad_accum_steps}, args.out)
     finished = True
 finally:
     teardown(finished)

@@ -81,7 +81,8 @@ def test_train_shows_the_total_and_an_eta_and_ends_with_where_the_run_is_and_wha
     assert f"run folder: {out}" in epilogue
     assert f"best validation loss: {records[-1]['best_val_loss']:.4f}" in epilogue
     assert "a sample from the final weights" in epilogue
-    assert f"python -m tinylm.sample --ckpt {out}" in epilogue and f"python -m tinylm.eval loss --ckpt {out}" in epilogue
+    assert (f"python -m tinylm.sample --ckpt {out}" in epilogue
+            and f"python -m tinylm.eval loss --ckpt {out}" in epilogue)
     assert "notebooks/03_train_char_gpt.ipynb" in epilogue
     plot = next(line for line in epilogue.splitlines() if "plot_losses" in line).split("   #")[0].strip()
     completed = subprocess.run(plot, shell=True, cwd=REPO, env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True,
@@ -330,8 +331,8 @@ def test_a_second_run_into_a_busy_folder_stops_naming_the_first_and_a_dead_runs_
 
 
 @pytest.mark.parametrize("damage, message", [
-    ("cut short", r"train\.bin holds 1,003,8\d\d tokens but .*meta\.json records 1,003,854 .*; delete .* and prepare it "
-                  r"again: python -m tinylm\.prepare shakespeare-char --out "),
+    ("cut short", r"train\.bin holds 1,003,8\d\d tokens but .*meta\.json records 1,003,854 .*; delete .* and prepare "
+                  r"it again: python -m tinylm\.prepare shakespeare-char --out "),
     ("foreign ids", r"train\.bin holds token id \d+ at position [\d,]+, outside the vocabulary of 65 ids"),
 ])
 def test_a_damaged_train_bin_is_a_one_line_error_naming_it(data_root, tmp_path, damage, message):

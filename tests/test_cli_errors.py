@@ -48,7 +48,8 @@ def files(tmp_path_factory, data_root):
     save_checkpoint(root / "wrong-shapes.pt", {**state, "model": {**state["model"],
                                                                   "transformer.wte.weight": torch.zeros(3, 3)}})
     save_checkpoint(root / "no-config.pt", {k: v for k, v in state.items() if k != "model_config"})
-    save_checkpoint(root / "absurd-vocab.pt", {**state, "model_config": {**state["model_config"], "vocab_size": 10**12}})
+    save_checkpoint(root / "absurd-vocab.pt",
+                    {**state, "model_config": {**state["model_config"], "vocab_size": 10**12}})
     model_only = {k: state[k] for k in ("model_config", "model", "tokenizer")}  # e.g. written by interop import
     save_checkpoint(root / "imported" / "last.pt", model_only)
     mirror = root / "bad-mirror"
@@ -71,7 +72,8 @@ CASES = [
     # (module, arguments, environment changes, what stderr's one line says, a check of what is left). {tmp} is the
     # case's own folder, {root} and {run} the shared files; DISK_FULL is no variable: it runs the case under DISK_FULL.
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"], {**OFFLINE, "TINYLM_DATA_DIR": "{tmp}/d"},
-                 r"could not download https://\S+/input.txt \(.*\)\. If this machine is offline, set TINYLM_DATA_MIRROR",
+                 r"could not download https://\S+/input.txt \(.*\)\. If this machine is offline, "
+                 r"set TINYLM_DATA_MIRROR",
                  None, id="train-offline-without-mirror"),
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"],
                  {"TINYLM_DATA_MIRROR": "{root}/bad-mirror", "TINYLM_DATA_DIR": "{tmp}/d"},
@@ -111,8 +113,9 @@ CASES = [
                  r"holds a model but not a training run's state .*cannot be resumed", None,
                  id="train-resume-a-model-only-checkpoint"),
     pytest.param("tinylm.sample", ["--ckpt", "{root}/wrong-shapes.pt"], {},
-                 r"wrong-shapes.pt: its weights do not fit its model_config: transformer.wte.weight has shape \(3, 3\), "
-                 r"the config gives \(65, 32\).*use another checkpoint", None, id="sample-checkpoint-wrong-shapes"),
+                 r"wrong-shapes.pt: its weights do not fit its model_config: transformer.wte.weight has shape "
+                 r"\(3, 3\), the config gives \(65, 32\).*use another checkpoint", None,
+                 id="sample-checkpoint-wrong-shapes"),
     pytest.param("tinylm.eval", ["loss", "--ckpt", "{root}/no-config.pt", "--text", "{root}/text.txt"], {},
                  r"no-config.pt has no model_config, so it holds no model", None, id="eval-checkpoint-without-config"),
     pytest.param("tinylm.bench", ["decode", "--ckpt", "{root}/absurd-vocab.pt"], {},

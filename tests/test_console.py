@@ -91,7 +91,8 @@ def test_train_line_shows_the_step_of_the_total_and_the_eta():
 def test_plan_line_says_the_expected_training_time_or_that_the_budget_ends_it():
     by_steps = {"event": "plan", "step": 10, "max_steps": 6000, "max_seconds": None, "step_seconds": 0.52,
                 "expected_steps": 6000, "expected_seconds": 3120.0}
-    assert format_record(by_steps).startswith("expected: about 52m00s of training for 6,000 steps (0.52 s/step measured)")
+    assert format_record(by_steps).startswith("expected: about 52m00s of training for 6,000 steps "
+                                              "(0.52 s/step measured)")
     by_time = {**by_steps, "max_seconds": 300.0, "expected_steps": 577.0, "expected_seconds": 300.0}
     line = format_record(by_time)
     assert "max_seconds budget ends training after 5m00s, near step 577 of 6,000" in line

@@ -181,7 +181,8 @@ def test_evaluation_needs_two_tokens():
         evaluation_windows(1, 8)
 
 
-@pytest.mark.parametrize("num_tokens, block_size, batch_size", [(203, 16, 3), (64, 16, 64), (17, 16, 2), (10, 16, 4), (2, 16, 1)])
+@pytest.mark.parametrize("num_tokens, block_size, batch_size",
+                         [(203, 16, 3), (64, 16, 64), (17, 16, 2), (10, 16, 4), (2, 16, 1)])
 def test_evaluate_loss_equals_bigram_cross_entropy_over_the_whole_split(bigram, num_tokens, block_size, batch_size):
     model = bigram()
     rng = np.random.default_rng(num_tokens)

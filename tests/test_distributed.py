@@ -105,7 +105,8 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_res
 def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):
     """The step loss is averaged across ranks, so a NaN on rank 1 alone stops both ranks at the same step."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    completed = subprocess.run(launcher + [str(WORKER), "--out", str(tmp_path / "x.pt"), "--batch-size", "2", "--poison-rank", "1"],
+    completed = subprocess.run(launcher + [str(WORKER), "--out", str(tmp_path / "x.pt"), "--batch-size", "2",
+                                           "--poison-rank", "1"],
                                env=ENV, capture_output=True, text=True, timeout=180)
     assert completed.returncode != 0
     assert completed.stderr.count("TrainingDiverged: the loss became nan at step 0") >= 2, completed.stderr[-3000:]

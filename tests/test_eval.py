@@ -133,7 +133,8 @@ def runs(tmp_path_factory):
     for name, tok in tokenizers.items():
         ids = np.array(tok.encode(corpus), dtype=np.uint16)
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=padded_vocab_size(tok.vocab_size, 64), block_size=16, n_layer=2, n_head=2, n_embd=32))
+        model = GPT(GPTConfig(vocab_size=padded_vocab_size(tok.vocab_size, 64), block_size=16, n_layer=2, n_head=2,
+                              n_embd=32))
         cfg = TrainConfig(batch_size=4, max_steps=3, warmup_steps=1, eval_interval=0, seed=0, dtype="float32")
         split = len(ids) * 9 // 10
         Trainer(model, cfg, ids[:split], ids[split:], out_dir=root / name, tokenizer=tok, device="cpu").fit()
@@ -143,27 +144,32 @@ def runs(tmp_path_factory):
 def test_cli_prints_loss_tokens_bytes_and_bits_per_byte(runs):
     root, text_file = runs
     result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char", "--text", text_file],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     model, tok, _ = load_model(root / "char")  # best.pt
     expected = text_loss(model, tok, text_file.read_text(encoding="utf-8"))
     out = result.stdout
     assert "best.pt" in out
-    assert re.search(rf"tokens:\s+{expected['tokens']:,} ", out) and re.search(rf"bytes:\s+{expected['bytes']:,}\n", out)
+    assert (re.search(rf"tokens:\s+{expected['tokens']:,} ", out)
+            and re.search(rf"bytes:\s+{expected['bytes']:,}\n", out))
     assert float(re.search(r"loss:\s+(\d+\.\d+) nats/token", out).group(1)) == pytest.approx(expected["loss"], abs=1e-4)
-    assert float(re.search(r"bits per byte:\s+(\d+\.\d+)", out).group(1)) == pytest.approx(expected["bits_per_byte"], abs=1e-4)
+    assert float(re.search(r"bits per byte:\s+(\d+\.\d+)", out).group(1)) == pytest.approx(
+        expected["bits_per_byte"], abs=1e-4)
 
 
 def test_cli_json_on_a_trimmed_bpe_run(runs, capsys):
     root, text_file = runs
-    returned = main(["loss", "--ckpt", str(root / "trimmed" / "last.pt"), "--text", str(text_file), "--json", "--batch-size", "2"])
+    returned = main(["loss", "--ckpt", str(root / "trimmed" / "last.pt"), "--text", str(text_file), "--json",
+                     "--batch-size", "2"])
     printed = json.loads(capsys.readouterr().out)
     model, tok, _ = load_model(root / "trimmed" / "last.pt")
     expected = text_loss(model, tok, text_file.read_text(encoding="utf-8"))
     assert printed["tokens"] == expected["tokens"] == len(tok.base.encode(text_file.read_text(encoding="utf-8")))
     assert printed["bytes"] == text_file.stat().st_size
     assert printed["bits_per_byte"] == pytest.approx(expected["bits_per_byte"], rel=1e-6)
-    assert {k: returned[k] for k in ("loss", "tokens", "bytes", "bits_per_byte")} == {k: printed[k] for k in returned if k != "nats"}
+    assert ({k: returned[k] for k in ("loss", "tokens", "bytes", "bits_per_byte")}
+            == {k: printed[k] for k in returned if k != "nats"})
 
 
 @pytest.mark.parametrize("case", ["missing text", "empty text", "unknown character", "not utf-8", "missing checkpoint",
@@ -198,7 +204,9 @@ def test_cli_errors_end_with_one_line_and_a_non_zero_status(runs, tmp_path, case
 
 def test_cli_error_from_a_real_process(runs, tmp_path):
     root, _ = runs
-    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char", "--text", tmp_path / "nope.txt"],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char",
+                             "--text", tmp_path / "nope.txt"],
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: no text file at {tmp_path / 'nope.txt'}; check the path"]

@@ -52,7 +52,8 @@ def test_temperature_zero_is_argmax_decoding(make_model):
 def test_top_k_of_one_is_greedy(make_model, temperature):
     model = make_model()
     idx = prompt(model, 4, batch=2)
-    assert torch.equal(generate(model, idx, 12, temperature=temperature, top_k=1, seed=1), greedy_reference(model, idx, 12))
+    assert torch.equal(generate(model, idx, 12, temperature=temperature, top_k=1, seed=1),
+                       greedy_reference(model, idx, 12))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 2.5])
@@ -224,7 +225,8 @@ def test_bpe_generation_stops_at_end_of_text_unless_told_otherwise():
     ids = tokenizer.encode("The end.") + [tokenizer.eot_token] + tokenizer.encode(" More")
     model = Scripted(ids, 50304, prompt_length=1)
     assert generate_text(model, tokenizer, "!", 10, temperature=0) == "!The end."
-    assert generate_text(model, tokenizer, "!", len(ids), temperature=0, stop_tokens=()) == "!The end.<|endoftext|> More"
+    assert (generate_text(model, tokenizer, "!", len(ids), temperature=0, stop_tokens=())
+            == "!The end.<|endoftext|> More")
 
 
 def test_a_stream_left_early_puts_the_model_back_in_training_mode_at_once(make_model):

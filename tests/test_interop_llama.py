@@ -124,7 +124,8 @@ def test_mapping_stacks_q_k_v_into_c_attn_and_renames_the_rest_key_for_key():
     assert torch.equal(mapped["transformer.h.1.attn.c_attn.weight"],
                        torch.cat([hf_state[layer + p + "_proj.weight"] for p in "qkv"]))
     assert torch.equal(mapped["transformer.h.1.mlp.c_gate.bias"], hf_state["model.layers.1.mlp.gate_proj.bias"])
-    assert torch.equal(mapped["transformer.h.0.ln_2.weight"], hf_state["model.layers.0.post_attention_layernorm.weight"])
+    assert torch.equal(mapped["transformer.h.0.ln_2.weight"],
+                       hf_state["model.layers.0.post_attention_layernorm.weight"])
     inverse = tinylm_to_hf_llama_state_dict(mapped, config)
     assert set(inverse) == set(hf_state) and all(torch.equal(inverse[k], hf_state[k]) for k in hf_state)
 

@@ -136,7 +136,8 @@ def test_read_llama2c_returns_the_header_and_the_raw_arrays(tmp_path):
 
 
 def test_stories15m_header_is_tinylms_preset():
-    # stories15M as llama2.c's README lists it: dim 288, 6 layers, 6 heads, context 256; hidden 768, Llama 2's vocabulary
+    # stories15M as llama2.c's README lists it: dim 288, 6 layers, 6 heads, context 256; hidden 768,
+    # Llama 2's vocabulary
     header = Llama2cHeader(dim=288, hidden_dim=768, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=32000,
                            seq_len=256, shared_classifier=True)
     assert parse_header(header.pack()) == header

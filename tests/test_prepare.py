@@ -37,8 +37,8 @@ def tinystories_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepared")
     env = {**os.environ, "TINYLM_DATA_DIR": str(root), "OMP_NUM_THREADS": "1"}
     assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
-    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "tinystories", "--source", "sample"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "tinystories", "--source", "sample"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return root, result.stdout
 
@@ -51,7 +51,8 @@ def test_prepare_cli_tokenizes_the_tinystories_sample(tinystories_root):
     for split in ("train", "val"):
         tokens = read_tokens(folder / f"{split}.bin")
         assert meta[f"{split}_tokens"] == len(tokens) > 0 and meta[f"{split}_stories"] > 0
-        assert np.count_nonzero(tokens == BPETokenizer("gpt2").eot_token) == meta[f"{split}_stories"]  # one after each story
+        # one after each story
+        assert np.count_nonzero(tokens == BPETokenizer("gpt2").eot_token) == meta[f"{split}_stories"]
         assert f"{meta[f'{split}_tokens']:,} tokens from {meta[f'{split}_stories']:,} stories" in stdout
     assert f"prepared in {folder}" in stdout and "already" not in stdout
     assert meta["tokens_per_s"] > 0 and f"{meta['tokens_per_s']:,} tokens/s" in stdout
@@ -75,7 +76,8 @@ def test_prepare_cli_tokenizes_shakespeare_char_once(tmp_path, monkeypatch, caps
     folder = tmp_path / "shakespeare_char"
     meta = read_meta(folder)
     assert f"prepared in {folder}" in first and "already" not in first
-    assert meta["train_tokens"] == len(read_tokens(folder / "train.bin")) and meta["val_tokens"] == len(read_tokens(folder / "val.bin"))
+    assert (meta["train_tokens"] == len(read_tokens(folder / "train.bin"))
+            and meta["val_tokens"] == len(read_tokens(folder / "val.bin")))
     assert f"{meta['train_tokens']:,} tokens" in first and f"{meta['val_tokens']:,} tokens" in first
     assert "char (65 tokens)" in first
     stamp = (folder / "train.bin").stat().st_mtime_ns
@@ -133,7 +135,8 @@ def test_the_trimmed_vocabulary_is_prepared_once_by_the_cli_and_read_by_the_trac
     base = prepare_tinystories(source="sample")
     expected = TrimmedBPETokenizer.from_ids(base.train)
     assert data.tokenizer.kept_ids == expected.kept_ids
-    assert np.array_equal(data.train, expected.compact(base.train)) and np.array_equal(data.val, expected.compact(base.val))
+    assert (np.array_equal(data.train, expected.compact(base.train))
+            and np.array_equal(data.val, expected.compact(base.val)))
 
 
 def test_a_changed_base_dataset_prepares_the_trimmed_one_again(tinystories_root, tmp_path):
@@ -242,12 +245,14 @@ def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_
     val = folder / "val.bin"
     val.write_bytes(val.read_bytes()[:-20])  # an interrupted copy: 10 tokens short
     recorded = read_meta(folder)["val_tokens"]
-    with pytest.raises(DataError, match=rf"val.bin holds {recorded - 10:,} tokens but .*meta.json records {recorded:,}") as error:
+    with pytest.raises(DataError,
+                       match=rf"val.bin holds {recorded - 10:,} tokens but .*meta.json records {recorded:,}") as error:
         prepare_shakespeare_char(folder)
     command = f"python -m tinylm.prepare shakespeare-char --out {folder}"
     assert str(error.value).endswith(f"delete {folder} and prepare it again: {command}")
     shutil.rmtree(folder)  # the advice, followed
-    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "shakespeare-char", "--out", str(folder)], cwd=REPO,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "shakespeare-char", "--out", str(folder)],
+                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(prepare_shakespeare_char(folder).val) == recorded

@@ -193,7 +193,8 @@ def test_max_documents_streams_only_the_first_documents(tmp_path, monkeypatch, d
     folder = prepare_fineweb_edu(tmp_path / "hf", shard_tokens=5000, source="hf", workers=1, max_documents=30)
     encoding = tiktoken.get_encoding("gpt2")
     expected = np.array([t for text in documents[:30] for t in (EOT, *encoding.encode_ordinary(text))], dtype=np.uint16)
-    stream = np.concatenate([read_tokens(path) for path in sorted(folder.glob("fineweb_edu_*.bin"), key=lambda p: p.name[-10:])])
+    stream = np.concatenate([read_tokens(path)
+                             for path in sorted(folder.glob("fineweb_edu_*.bin"), key=lambda p: p.name[-10:])])
     assert np.array_equal(stream, expected)
     assert len(read) < len(documents), "the stream is not read to its end"
     assert read_progress(folder)["max_documents"] == 30
@@ -332,14 +333,16 @@ def test_a_shard_of_another_size_than_progress_json_records_is_refused(prepared,
     shutil.copytree(prepared, folder)
     shard = folder / "fineweb_edu_train_000002.bin"
     shard.write_bytes(shard.read_bytes()[:-200])  # an interrupted copy: 100 tokens short
-    message = rf"{shard} holds {SAMPLE_SHARD_TOKENS - 100:,} tokens but {folder / 'progress.json'} records {SAMPLE_SHARD_TOKENS:,}"
+    message = (rf"{shard} holds {SAMPLE_SHARD_TOKENS - 100:,} tokens but {folder / 'progress.json'} "
+               rf"records {SAMPLE_SHARD_TOKENS:,}")
     with pytest.raises(DataError, match=message + r".*python -m tinylm.prepare fineweb-edu"):
         ShardedWindowLoader(folder, block_size=64, batch_size=4)
     assert len(val_tokens(folder)) == SAMPLE_SHARD_TOKENS, "the validation shard is intact and still loads"
 
 
 def test_the_loader_refuses_ids_outside_the_vocabulary_naming_the_shard(toy_shards):
-    loader = ShardedWindowLoader(toy_shards, block_size=BLOCK, batch_size=3, vocab_size=1000)  # shard i holds 1000 * i + j
+    # shard i holds 1000 * i + j
+    loader = ShardedWindowLoader(toy_shards, block_size=BLOCK, batch_size=3, vocab_size=1000)
     with pytest.raises(DataError, match=r"toy_train_00000[123].bin holds token id [123]\d\d\d at position"):
         draw(loader, 20)
     assert len(draw(ShardedWindowLoader(toy_shards, block_size=BLOCK, batch_size=3, vocab_size=4000), 20)) == 20

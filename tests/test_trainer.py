@@ -110,9 +110,11 @@ def test_gradient_accumulation_in_the_trainer_equals_one_big_batch(make_model, t
     k, b, T = 3, 2, 16
     x = torch.randint(0, 37, (k * b, T), generator=torch.Generator().manual_seed(0))
     y = torch.randint(0, 37, (k * b, T), generator=torch.Generator().manual_seed(1))
-    accum = Trainer(make_model(), train_config(batch_size=b, grad_accum_steps=k, grad_clip=None), train, val, device="cpu")
+    accum = Trainer(make_model(), train_config(batch_size=b, grad_accum_steps=k, grad_clip=None), train, val,
+                    device="cpu")
     whole = Trainer(make_model(), train_config(batch_size=k * b, grad_clip=None), train, val, device="cpu")
-    loss_a, grads_a = capture_one_step_gradients(accum, [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(k)])
+    loss_a, grads_a = capture_one_step_gradients(accum,
+                                                 [(x[i * b : (i + 1) * b], y[i * b : (i + 1) * b]) for i in range(k)])
     loss_w, grads_w = capture_one_step_gradients(whole, [(x, y)])
     assert loss_a == pytest.approx(loss_w, rel=1e-6)
     for n in grads_w:
@@ -200,7 +202,8 @@ def test_ctrl_c_saves_last_pt_and_the_run_resumes_to_the_same_weights(make_model
     assert_resuming_ends_where_an_uninterrupted_run_ends(make_model, cfg, tokens, tmp_path / "run" / "last.pt")
 
 
-def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(make_model, train_config, tokens, tmp_path):
+def test_a_real_ctrl_c_mid_step_finishes_the_step_then_saves_a_resumable_state(make_model, train_config, tokens,
+                                                                                tmp_path):
     """SIGINT arriving inside a forward pass must not leave a half-done step in last.pt."""
     train, val = tokens
     cfg = train_config(max_steps=6)

@@ -60,7 +60,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.is_dir():
         path = find_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) or check the path")
+        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) "
+                              "or check the path")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:  # torch reports refused objects and some damaged pickles alike
@@ -69,7 +70,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(loading could run arbitrary code). Only tinylm checkpoints can be read here. Details: {error}"
         ) from error
     except Exception as error:  # damaged bytes surface as many types: RuntimeError, EOFError, UnicodeDecodeError, ...
-        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error!r}); use another checkpoint, e.g. best.pt or last.pt of the same run") from error
+        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error!r}); use another checkpoint, "
+                              "e.g. best.pt or last.pt of the same run") from error
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a tinylm checkpoint (it lacks format={FORMAT!r})")
     version = state.setdefault("version", 1)  # written before checkpoints carried a version

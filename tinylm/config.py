@@ -122,8 +122,8 @@ class GPTConfig:
         if self.n_experts:
             _require(
                 _is_int(self.n_experts_active) and 1 <= self.n_experts_active <= self.n_experts,
-                f"GPTConfig.n_experts_active={self.n_experts_active!r} must be between 1 and n_experts={self.n_experts}: "
-                "a token cannot be routed to more experts than there are",
+                f"GPTConfig.n_experts_active={self.n_experts_active!r} must be between 1 and "
+                f"n_experts={self.n_experts}: a token cannot be routed to more experts than there are",
             )
         _require(self.aux_loss_coef >= 0, f"GPTConfig.aux_loss_coef must be >= 0, got {self.aux_loss_coef}")
         _require(self.bias_update_rate >= 0, f"GPTConfig.bias_update_rate must be >= 0, got {self.bias_update_rate}")
@@ -258,8 +258,9 @@ class TrainConfig:
         per_micro_step = self.batch_size * block_size * world_size
         _require(
             self.total_batch_tokens % per_micro_step == 0,
-            f"TrainConfig.total_batch_tokens={self.total_batch_tokens:,} is not a multiple of batch_size x block_size x "
-            f"processes = {self.batch_size} x {block_size} x {world_size} = {per_micro_step:,}; change batch_size or the total",
+            f"TrainConfig.total_batch_tokens={self.total_batch_tokens:,} is not a multiple of "
+            f"batch_size x block_size x processes = {self.batch_size} x {block_size} x {world_size} = "
+            f"{per_micro_step:,}; change batch_size or the total",
         )
         return self.total_batch_tokens // per_micro_step
 

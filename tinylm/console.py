@@ -31,9 +31,11 @@ def format_record(record: dict[str, Any]) -> str:
             line += f" | expert max-violation {max(record['max_violation']):.2f}"
         return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
     if event in ("eval", "final"):
-        line = f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} | best {record['best_val_loss']:.4f}"
+        line = (f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} "
+                f"| best {record['best_val_loss']:.4f}")
         if "hellaswag_acc_norm" in record:
-            line += f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} ({record['hellaswag_examples']:.0f} examples)"
+            line += (f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} "
+                     f"({record['hellaswag_examples']:.0f} examples)")
         return line
     if event == "plan":
         speed = f"{record['step_seconds']:.3g} s/step measured"

@@ -7,7 +7,8 @@ complete; each file is itself written atomically.
 
 TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`, its train and
 validation splits), or as a 2 MiB sample of the train split (the first 2,316 stories) whose last
-stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline). GPT-2 BPE encoding runs in tiktoken's
+stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline).
+GPT-2 BPE encoding runs in tiktoken's
 thread pool: its Rust core releases the GIL, so threads use every core without the start-method
 pitfalls of worker processes.
 
@@ -132,13 +133,15 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05) -> PreparedData:
+def prepare_tinystories(folder: Path | None = None, source: str | None = None,
+                        val_fraction: float = 0.05) -> PreparedData:
     """TinyStories as GPT-2 tokens. source "hf" (the full dataset) or "sample" (the mirror's 2 MiB);
     default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only."""
     source = tinystories_source(source)
     folder = Path(folder) if folder is not None else default_folder("tinystories", source)
     tokenizer = BPETokenizer("gpt2")
-    wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path, "tokenizer": tokenizer.to_dict()}
+    wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
+              "tokenizer": tokenizer.to_dict()}
     command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
     meta = read_meta(folder)
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):

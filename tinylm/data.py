@@ -56,7 +56,8 @@ class TokenFileWriter:
     def append(self, ids) -> None:
         array = np.asarray(ids)
         if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
-            raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; got range [{array.min()}, {array.max()}]")
+            raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; "
+                             f"got range [{array.min()}, {array.max()}]")
         self._file.write(array.astype(TOKEN_DTYPE).tobytes())
         self.count += array.size
 
@@ -70,18 +71,21 @@ def write_tokens(path: str | Path, ids) -> None:
         out.append(ids)
 
 
-def read_tokens(path: str | Path, expected: int | None = None, record: str = "its metadata", remedy: str = "") -> np.memmap:
+def read_tokens(path: str | Path, expected: int | None = None, record: str = "its metadata",
+                remedy: str = "") -> np.memmap:
     """A token file as a read-only memory map, its size checked first (see check_token_file)."""
     check_token_file(path, expected, record, remedy)
     return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
 
 
-def check_token_file(path: str | Path, expected: int | None = None, record: str = "its metadata", remedy: str = "") -> None:
+def check_token_file(path: str | Path, expected: int | None = None, record: str = "its metadata",
+                     remedy: str = "") -> None:
     """One stat: the file exists and holds whole tokens, `expected` of them if given (the count that
     `record`, e.g. meta.json, holds for it). A mismatch is a DataError whose message ends with `remedy`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no token file at {path}; prepare the dataset first (python -m tinylm.train prepares it)")
+        raise FileNotFoundError(f"no token file at {path}; prepare the dataset first "
+                                "(python -m tinylm.train prepares it)")
     size, itemsize = path.stat().st_size, np.dtype(TOKEN_DTYPE).itemsize
     problem = None
     if size % itemsize:
@@ -89,7 +93,8 @@ def check_token_file(path: str | Path, expected: int | None = None, record: str 
     elif expected is not None and size != expected * itemsize:
         problem = f"{path} holds {size // itemsize:,} tokens but {record} records {expected:,}"
     if problem:
-        raise DataError(f"{problem} (an interrupted copy, or a file changed by hand); {remedy or 'prepare the data again'}")
+        raise DataError(f"{problem} (an interrupted copy, or a file changed by hand); "
+                        f"{remedy or 'prepare the data again'}")
 
 
 def gather_windows(tokens: np.ndarray, starts, length: int, vocab_size: int | None = None) -> np.ndarray:
@@ -105,9 +110,9 @@ def gather_windows(tokens: np.ndarray, starts, length: int, vocab_size: int | No
         source = getattr(tokens, "filename", None)
         where = f"{source} holds" if source else "the token array holds"
         folder = f"delete {Path(source).parent} and " if source else ""
-        raise DataError(f"{where} token id {windows[row, column]} at position {int(starts[row]) + column:,}, outside the "
-                        f"vocabulary of {vocab_size:,} ids: the file is damaged or was made with another tokenizer; "
-                        f"{folder}prepare the data again (python -m tinylm.prepare <dataset>)")
+        raise DataError(f"{where} token id {windows[row, column]} at position {int(starts[row]) + column:,}, "
+                        f"outside the vocabulary of {vocab_size:,} ids: the file is damaged or was made with another "
+                        f"tokenizer; {folder}prepare the data again (python -m tinylm.prepare <dataset>)")
     return windows.astype(np.int64)
 
 
@@ -134,11 +139,12 @@ class RandomWindowSampler:
     long as the global batch is the same.
     """
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1,
-                 vocab_size: int | None = None):
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, vocab_size: int | None = None):
         """vocab_size: ids at or above it are an error (see gather_windows); None: not checked."""
         if len(tokens) < block_size + 1:
-            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; use a smaller block_size or more data")
+            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; "
+                             "use a smaller block_size or more data")
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
@@ -150,7 +156,8 @@ class RandomWindowSampler:
         high = len(self.tokens) - self.block_size  # exclusive bound: the last window's target is the last token
         starts = torch.randint(high, (self.world_size * self.batch_size,), generator=self.generator)
         starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
-        batch = torch.from_numpy(gather_windows(self.tokens, starts, self.block_size + 1, self.vocab_size))  # (B, T + 1)
+        # (B, T + 1)
+        batch = torch.from_numpy(gather_windows(self.tokens, starts, self.block_size + 1, self.vocab_size))
         x, y = batch[:, :-1], batch[:, 1:]
         if torch.device(device).type == "cuda":
             return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
@@ -220,6 +227,7 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
 
 def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
                   tokenizer=None) -> float:
-    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them); see evaluate_loss_sum."""
+    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them);
+    see evaluate_loss_sum."""
     total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer)
     return total_loss / total_count

@@ -83,7 +83,8 @@ def all_reduce_sum(values: list[float], device) -> list[float]:
 
 
 def gather_to_main(value):
-    """Every rank's `value` (any picklable object), as a list on rank 0 and None elsewhere; [value] in a world of one."""
+    """Every rank's `value` (any picklable object), as a list on rank 0 and None elsewhere;
+    [value] in a world of one."""
     if not dist.is_initialized():
         return [value]
     gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None

@@ -55,7 +55,8 @@ def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: floa
     if mirror is not None:
         mirrored = mirror / source.mirror_path
         if not mirrored.is_file():
-            raise DownloadError(f"{MIRROR_ENV} is set to {mirror}, but it has no {source.mirror_path}; add the file or unset {MIRROR_ENV} to download {source.url}")
+            raise DownloadError(f"{MIRROR_ENV} is set to {mirror}, but it has no {source.mirror_path}; "
+                                f"add the file or unset {MIRROR_ENV} to download {source.url}")
 
         def copy_from_mirror(out) -> None:
             with open(mirrored, "rb") as src:

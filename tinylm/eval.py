@@ -63,8 +63,8 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
             raise ValueError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
                              "(the first is only context for the second)")
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only {model.config.vocab_size:,}; "
-                         "use the checkpoint's own tokenizer")
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
     device = device if device is not None else model_device(model)
     nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
                                     autocast_ctx, tokenizer)
@@ -101,8 +101,8 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
         print(json.dumps({"ckpt": str(ckpt_file), "text": str(args.text), **result}))
     else:
         kind = tokenizer.to_dict()["kind"]
-        print(f"checkpoint:    {ckpt_file} (step {state.get('step', '?')}, {kind} tokenizer of {tokenizer.vocab_size:,}, "
-              f"context {model.config.block_size})")
+        print(f"checkpoint:    {ckpt_file} (step {state.get('step', '?')}, {kind} tokenizer of "
+              f"{tokenizer.vocab_size:,}, context {model.config.block_size})")
         print(f"text:          {args.text}")
         print(f"tokens:        {result['tokens']:,} predicted")
         print(f"bytes:         {result['bytes']:,}")
@@ -165,7 +165,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
-                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.",
+                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 "
+                                           "text file.",
                                formatter_class=HelpFormatter, epilog=examples(loss_example))
     loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")

@@ -41,7 +41,8 @@ def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if not 0 <= min_new_tokens <= max_new_tokens:
-        raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), got {min_new_tokens}")
+        raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), "
+                         f"got {min_new_tokens}")
 
 
 def _decoding_head(model: GPT):
@@ -108,7 +109,8 @@ def decode(
     batch_size = tokens.size(0)
     stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
     if len(stops) and not (0 <= int(stops.min()) and int(stops.max()) < vocab_size):
-        raise ValueError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; got {list(stop_tokens)}")
+        raise ValueError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; "
+                         f"got {list(stop_tokens)}")
     seen = None
     if sampling.repetition_penalty != 1:
         seen = torch.zeros(batch_size, vocab_size, dtype=torch.bool, device=device)  # (B, V): in the sequence yet?

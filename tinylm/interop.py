@@ -236,7 +236,8 @@ def hf_model_type(source) -> str:
     except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
         details = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise OSError(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder with "
-                      f"config.json nor a Hub name that can be downloaded now (offline?). Details: {details}") from error
+                      f"config.json nor a Hub name that can be downloaded now (offline?). "
+                      f"Details: {details}") from error
 
 
 def _is_gpt2_style(config: GPTConfig) -> bool:
@@ -320,7 +321,8 @@ def run_import(args: argparse.Namespace) -> Path:
 
 def parse_args(argv=None) -> argparse.Namespace:
     export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories",
-                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin --format llama2c")
+                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin "
+                       "--format llama2c")
     import_examples = ("python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt",
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
                        "--out stories15M.pt")

@@ -263,7 +263,8 @@ def llama2c_arrays(model: GPT) -> tuple[Llama2cHeader, dict[str, np.ndarray]]:
 
     q, k, v = layers("attn.c_attn.weight").split([q_rows, kv_rows, kv_rows], dim=1)
     # RoPE's tables as llama2.c's model.py computes them: angle = position · θ_i, in float32
-    angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32), rope_frequencies(cfg.head_size, cfg.rope_theta))
+    angles = torch.outer(torch.arange(cfg.block_size, dtype=torch.float32),
+                         rope_frequencies(cfg.head_size, cfg.rope_theta))
     tensors = {
         "token_embedding_table": state["transformer.wte.weight"],
         "rms_att_weight": layers("ln_1.weight"),

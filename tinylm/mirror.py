@@ -18,5 +18,6 @@ def mirror_dir() -> Path | None:
         return None
     path = Path(value).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"{MIRROR_ENV}={value!r} is not a folder; point it at the offline data mirror or unset it")
+        raise FileNotFoundError(f"{MIRROR_ENV}={value!r} is not a folder; "
+                                "point it at the offline data mirror or unset it")
     return path

@@ -90,7 +90,8 @@ class Playground:
         self.model, self.tokenizer = model, tokenizer
         slider = dict(continuous_update=False, style={"description_width": "initial"})
         self.prompt = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="100%", height="4em"))
-        self.temperature = w.FloatSlider(value=temperature, min=0, max=2, step=0.05, description="temperature", **slider)
+        self.temperature = w.FloatSlider(value=temperature, min=0, max=2, step=0.05, description="temperature",
+                                         **slider)
         self.top_k = w.IntSlider(value=top_k, min=0, max=min(tokenizer.vocab_size, 200), description="top-k (0: off)",
                                  **slider)
         self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1, step=0.05, description="top-p", **slider)
@@ -147,7 +148,8 @@ def playground(model, tokenizer=None, prompt: str = "", *, max_new_tokens: int =
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
     print(f"[playground without widgets: one generation with {settings}]")
     print(prompt, end="", flush=True)
-    result = run_generation(model, tokenizer, prompt, on_text=lambda piece: print(piece, end="", flush=True), **settings)
+    result = run_generation(model, tokenizer, prompt, on_text=lambda piece: print(piece, end="", flush=True),
+                            **settings)
     print(f"\n[{_speed_line(result)}]")
     return result
 

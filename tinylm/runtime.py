@@ -31,7 +31,8 @@ def resolve_profile(profile: str | None = None) -> str:
     chosen = profile or os.environ.get("TINYLM_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     chosen = chosen.strip().lower()
     if chosen not in PROFILES:
-        raise ValueError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} (argument or TINYLM_PROFILE)")
+        raise ValueError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "
+                         "(argument or TINYLM_PROFILE)")
     return chosen
 
 
@@ -96,7 +97,8 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
-    """fp16 has too little exponent range for small gradients, so its loss is scaled up; bf16 and fp32 need no scaling."""
+    """fp16 has too little exponent range for small gradients, so its loss is scaled up;
+    bf16 and fp32 need no scaling."""
     return device.type == "cuda" and dtype == torch.float16
 
 

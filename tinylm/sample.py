@@ -37,7 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
                         "\\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
-    parser.add_argument("--seed", type=int, default=None, help="sample i uses seed + i (default: a fresh seed each run)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="sample i uses seed + i (default: a fresh seed each run)")
     parser.add_argument("--num-samples", type=int, default=1, help="how many continuations of the prompt")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")

@@ -257,7 +257,8 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
     if shard_tokens < 1:
         raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
     if max_documents is not None and (source != "hf" or max_documents < 1):
-        raise ValueError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} with source {source!r}")
+        raise ValueError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} "
+                         f"with source {source!r}")
     workers = workers or _cpu_count()
     folder = Path(folder) if folder is not None else default_fineweb_edu_folder(source, config, max_documents)
     tokenizer = BPETokenizer("gpt2")
@@ -397,7 +398,8 @@ class ShardedWindowLoader:
     """
 
     def __init__(self, folder_or_files: str | Path | Sequence[str | Path], block_size: int, batch_size: int,
-                 rank: int = 0, world_size: int = 1, seed: int = 1337, split: str = "train", vocab_size: int | None = None):
+                 rank: int = 0, world_size: int = 1, seed: int = 1337, split: str = "train",
+                 vocab_size: int | None = None):
         """vocab_size: token ids at or above it are an error naming the shard (tinylm.data.gather_windows)."""
         if block_size < 1 or batch_size < 1:
             raise ValueError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")

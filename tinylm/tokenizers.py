@@ -149,7 +149,8 @@ class TrimmedBPETokenizer:
     def __init__(self, kept_ids: list[int], encoding_name: str = "gpt2"):
         self.base = BPETokenizer(encoding_name)
         self.kept_ids = [int(i) for i in kept_ids]
-        if len(set(self.kept_ids)) != len(self.kept_ids) or not all(0 <= i < self.base.vocab_size for i in self.kept_ids):
+        if (len(set(self.kept_ids)) != len(self.kept_ids)
+                or not all(0 <= i < self.base.vocab_size for i in self.kept_ids)):
             raise ValueError("kept_ids must be distinct ids of the base vocabulary")
         self.unk_id = len(self.kept_ids)
         self._compact = np.full(self.base.vocab_size, self.unk_id, dtype=np.int64)  # GPT-2 id -> compact id

@@ -167,10 +167,12 @@ def _prepare_fineweb_edu(profile: str) -> PreparedData:
         folder = prepare_fineweb_edu()  # the full sample-10BT online (~10B tokens); the mirror's 120 documents offline
     else:
         folder = prepare_fineweb_edu(max_documents=SMALL_RUN_DOCUMENTS, shard_tokens=SAMPLE_SHARD_TOKENS)
-    return PreparedData(folder, train=None, val=val_tokens(folder), tokenizer=BPETokenizer("gpt2"), meta=read_progress(folder))
+    return PreparedData(folder, train=None, val=val_tokens(folder), tokenizer=BPETokenizer("gpt2"),
+                        meta=read_progress(folder))
 
 
-def _fineweb_loader(data: PreparedData, block_size: int, batch_size: int, world: World, seed: int) -> ShardedWindowLoader:
+def _fineweb_loader(data: PreparedData, block_size: int, batch_size: int, world: World,
+                    seed: int) -> ShardedWindowLoader:
     return ShardedWindowLoader(data.folder, block_size, batch_size, rank=world.rank, world_size=world.size, seed=seed,
                                vocab_size=data.tokenizer.vocab_size)
 

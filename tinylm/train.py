@@ -68,9 +68,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
                         "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3"))
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"], help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
-    parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, checkpoints "
-                        "and samples come on top (the cosine schedule follows it; default: the recipe's, none for most)")
+    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"],
+                        help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
+    parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, "
+                        "checkpoints and samples come on top (the cosine schedule follows it; default: the recipe's, "
+                        "none for most)")
     parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps "
                         "(default: the recipe's)")
     parser.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="override the recipe's peak "
@@ -166,10 +168,11 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
         trainer.load_state_dict(saved)
     say(f"{track.name} | profile {profile} | {_describe(model)} | {world.size} process(es) "
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
-        f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} per step "
-        f"| {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
+        f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} "
+        f"per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
     say(_plan(trainer))
-    if args.overwrite and world.is_main:  # all of the old run, so no old best.pt outlives it; late, so a failed start keeps it
+    # all of the old run, so no old best.pt outlives it; late, so a failed start keeps it
+    if args.overwrite and world.is_main:
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
     started = time.perf_counter()
@@ -246,7 +249,8 @@ def _retry_advice(step: int, learning_rate: float, out: Path) -> str:
         retry = f"continue from its last good checkpoint at a lower peak rate: --resume {lower}"
     else:
         retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
-    return f"training diverged at step {step}: the loss became NaN or infinite (peak learning rate {learning_rate:.3g}); {retry}"
+    return (f"training diverged at step {step}: the loss became NaN or infinite "
+            f"(peak learning rate {learning_rate:.3g}); {retry}")
 
 
 def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:

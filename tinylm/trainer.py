@@ -144,7 +144,8 @@ class Trainer:
         else:
             self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
                                                rank=self.world.rank, world_size=self.world.size,
-                                               vocab_size=tokenizer.vocab_size if tokenizer else self.model_config.vocab_size)
+                                               vocab_size=(tokenizer.vocab_size if tokenizer
+                                                           else self.model_config.vocab_size))
         self.optimizer = build_optimizer(self.model, cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
@@ -317,7 +318,8 @@ class Trainer:
     def sample(self, max_new_tokens: int = 200, **sampling) -> str:
         if self.tokenizer is None:
             raise ValueError("this Trainer has no tokenizer, so it cannot turn samples into text")
-        return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed, **sampling)
+        return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
+                             **sampling)
 
     def _emit(self, record: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -355,7 +357,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved_config = GPTConfig.from_dict(state["model_config"])
         if saved_config != self.model_config:
-            raise ValueError(f"the checkpoint's model config {saved_config} differs from this run's {self.model_config}; resume with the same preset")
+            raise ValueError(f"the checkpoint's model config {saved_config} differs from this run's "
+                             f"{self.model_config}; resume with the same preset")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
