@@ -417,9 +417,9 @@ print("without the / 4 every gradient is 4 times too large")
 #
 # ## Training
 #
-# Now train the profile's recipe. In the `cpu` profile the notebook stops after 200 s (`max_seconds`; the
-# cosine schedule then follows the clock and still ends at the low learning rate), so it runs in under
-# five minutes; the `gpu` profile trains the full recipe, which takes hours (set `TIME_LIMIT` to stop
+# Now train the profile's recipe. In the `cpu` profile the notebook stops after 200 s of training
+# (`max_seconds` counts training time only, evaluations come on top; the cosine schedule then follows the
+# clock and still ends at the low learning rate), so it runs in about five minutes; the `gpu` profile trains the full recipe, which takes hours (set `TIME_LIMIT` to stop
 # earlier). The trainer evaluates on the whole validation split, with the unk penalty when the vocabulary
 # is trimmed. The training loss, computed on compact ids, has no penalty: with a trimmed vocabulary the
 # validation loss carries about 0.07 nats that the training loss does not.

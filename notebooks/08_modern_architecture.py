@@ -22,7 +22,7 @@
 # Qwen, DeepSeek) are still decoder-only transformers, but almost every part of the block has been
 # replaced since. None of the changes is large; each removes a cost or a limit that showed up at scale.
 # This notebook builds each one from scratch, checks it against `tinylm`, and then races the old block
-# against the new one on TinyStories at equal wall-clock.
+# against the new one on TinyStories at equal training time.
 #
 # **What you will learn**
 # - **RMSNorm**: normalising without re-centring, and why that is enough;
@@ -33,7 +33,7 @@
 #   that limits how many users a server can hold);
 # - **mixture of experts**: a router, top-k dispatch, shared experts, the collapse of unbalanced routing,
 #   the auxiliary loss, and DeepSeek-V3's loss-free balancing, side by side;
-# - an **ablation at equal wall-clock**: GPT-2's block, the Llama block and Llama + MoE;
+# - an **ablation at equal training time**: GPT-2's block, the Llama block and Llama + MoE;
 # - how the same model reads real checkpoints: Hugging Face Llama and llama2.c's TinyStories models.
 #
 # **How long it takes**: about 60 minutes of study.
@@ -466,12 +466,13 @@ for mode, (trainer, records) in balance_runs.items():
 # gradient; the loss-free biases get there without touching the gradient at all, so they cannot make
 # the model worse at its real job. (Short CPU runs are noisy; judge the curves, not the third decimal.)
 #
-# ## The ablation: three blocks, equal wall-clock
+# ## The ablation: three blocks, equal training time
 #
 # Which block learns fastest *per second* on this machine? Each arm trains the TinyStories `cpu` shape
 # (4 layers, 128 wide, 4 heads, context 128) with the same recipe, for the same number of seconds,
 # and is scored on the whole validation split. Equal time, not equal steps, is the fair race: a block
-# that is better per step but slower per step has to earn its cost.
+# that is better per step but slower per step has to earn its cost. The clock counts training only
+# (evaluations are left out), so each arm gets the same seconds of learning.
 
 # %%
 arm_runs = {arch: train_run(with_architecture(base_cfg, arch), f"arm-{arch}", ARM_SECONDS, log_interval=10,
@@ -503,9 +504,9 @@ for arch, (trainer, records) in arm_runs.items():
     final = evals[-1]["val_loss"]
     print(f"| {ARMS[arch]} | {trainer.model.num_parameters():,} ({trainer.model.num_active_parameters():,}) | "
           f"{trainer.step:,} | {np.median(speeds):,.0f} | {final:.3f} | {bits_per_byte(final):.3f} |")
-ax.set_xlabel("seconds of training (evaluations included)")
+ax.set_xlabel("seconds of training (evaluations not counted)")
 ax.set_ylabel("validation loss (nats per GPT-2 token)")
-ax.set_title(f"TinyStories, {PROFILE} profile: equal wall-clock per block")
+ax.set_title(f"TinyStories, {PROFILE} profile: equal training time per block")
 ax.grid(alpha=0.3)
 ax.legend()
 fig.tight_layout()
@@ -587,7 +588,7 @@ print(f"written and read back: max |Δ logits| = {difference:.1e}")
 # - A **mixture of experts** routes each token to its top-k experts; without balancing the routing
 #   collapses, the auxiliary loss balances through the gradient, and DeepSeek-V3's bias balances
 #   without it.
-# - Whether a change pays off depends on the budget it is judged by: measure at equal wall-clock on
+# - Whether a change pays off depends on the budget it is judged by: measure at equal training time on
 #   the hardware you have.
 #
 # ## Exercises
