@@ -72,9 +72,10 @@ class ChatSession:
         """The reply's text, piece by piece; once it is complete the conversation holds the question and the answer.
         A message too long for the context raises ContextOverflow here, before anything is generated."""
         messages, ids = self.fit(user_text)
-        return self._stream(messages, ids)
+        return self.stream_reply(messages, ids)
 
-    def _stream(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
+    def stream_reply(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
+        """The reply to `fit`'s (messages, ids), piece by piece; at its end `messages` become the conversation."""
         seed = self.sampling.get("seed")
         options = {**self.sampling, "seed": None if seed is None else seed + self.turns}
         pieces = stream(self.model, self.template.tokenizer, ids, self.max_new_tokens,
