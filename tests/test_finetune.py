@@ -4,7 +4,10 @@ a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -96,3 +99,19 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
     assert not (out / "last.pt").exists()
+
+
+def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat_run, tmp_path):
+    """torchrun with gloo: the held-out answer loss, summed over the ranks' shares, equals the one-process value."""
+    root, out, _ = chat_run
+    ddp_out = tmp_path / "ddp"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "tinylm.finetune", "--profile", "smoke", "--base", str(out / "base"),
+                             "--out", str(ddp_out), "--max-steps", "4"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = json.loads((out / "chat_eval.json").read_text())["before"]["answer_loss"]
+    two = json.loads((ddp_out / "chat_eval.json").read_text())["before"]["answer_loss"]
+    assert two == pytest.approx(one, rel=1e-5)
+    assert "of 8 x 2" in result.stdout and records(ddp_out / "metrics.jsonl")[-1]["step"] == 4
