@@ -111,7 +111,8 @@ def test_adding_chat_tokens_sets_new_rows_to_the_mean_and_keeps_the_rest(rows, e
     assert (head is wte) == tie
     assert torch.equal(wte[:50257], old_wte[:50257]) and torch.equal(head[:50257], old_head[:50257])
     for token in CHAT_SPECIAL_TOKENS.values():
-        assert torch.allclose(wte[token], old_wte[:50257].mean(0)) and torch.allclose(head[token], old_head[:50257].mean(0))
+        assert torch.allclose(wte[token], old_wte[:50257].mean(0))
+        assert torch.allclose(head[token], old_head[:50257].mean(0))
     if rows == expected_rows:  # the rest of the padding is left alone
         assert torch.equal(wte[50260:], old_wte[50260:])
     else:

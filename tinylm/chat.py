@@ -3,8 +3,9 @@
     python -m tinylm.chat --ckpt runs/chat-cpu [--system "You are a helpful assistant."] [--max-new-tokens N]
         [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.1] [--seed 1] [--no-cache]
 
-In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves. --ckpt takes a fine-tuned
-checkpoint or run folder (python -m tinylm.finetune makes one); the sampler options are `sample`'s.
+In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
+--ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.finetune makes one); the sampler options
+are `sample`'s.
 
 `ChatSession` keeps the messages. Every reply is generated after the whole conversation rendered by the chat
 template, and stops at <|im_end|>. A model sees at most block_size tokens, and the reply needs room too, so

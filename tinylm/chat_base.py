@@ -70,7 +70,10 @@ def _encode(texts: list[str], tokenizer) -> list[np.ndarray]:
     """Each text's ids followed by the end-of-text token."""
     if isinstance(tokenizer, TrimmedBPETokenizer):
         return [tokenizer.compact(ids) for ids in _encode(texts, tokenizer.base)]
-    encoded = tokenizer.encoding.encode_ordinary_batch(texts) if hasattr(tokenizer, "encoding") else map(tokenizer.encode, texts)
+    if hasattr(tokenizer, "encoding"):  # tiktoken: encode in its thread pool
+        encoded = tokenizer.encoding.encode_ordinary_batch(texts)
+    else:
+        encoded = [tokenizer.encode(text) for text in texts]
     eot = getattr(tokenizer, "eot_token", None)
     return [np.array(ids + ([eot] if eot is not None else []), dtype=np.int64) for ids in encoded]
 

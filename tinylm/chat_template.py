@@ -139,10 +139,12 @@ class ChatTemplate:
         self._newline = tokenizer.encode("\n")
         eot = getattr(tokenizer, "eot_token", None)
         # <|im_end|> ends an answer; a base model's end-of-text token may still come out early in fine-tuning
-        self.stop_tokens = (self.im_end,) if eot is None or eot == getattr(tokenizer, "unk_id", None) else (self.im_end, eot)
+        has_eot = eot is not None and eot != getattr(tokenizer, "unk_id", None)
+        self.stop_tokens = (self.im_end, eot) if has_eot else (self.im_end,)
 
     def render(self, messages: list[dict]) -> RenderedChat:
-        """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; answers are assistant content + its <|im_end|>."""
+        """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; the answer tokens are an assistant's
+        content and its <|im_end|>."""
         check_messages(messages)
         ids, is_answer = [], []
         for message in messages:
@@ -154,7 +156,8 @@ class ChatTemplate:
         return RenderedChat(ids, is_answer)
 
     def render_prompt(self, messages: list[dict]) -> list[int]:
-        """The ids a reply is generated after: the conversation (ending with a user turn) + `<|im_start|>assistant\\n`."""
+        """The ids a reply is generated after: the conversation (ending with a user turn), then
+        `<|im_start|>assistant\\n`."""
         if not messages or messages[-1].get("role") != "user":
             raise ChatFormatError("a prompt for a reply must end with a user message")
         return self.render(messages).ids + [self.im_start, *self._headers["assistant"]]

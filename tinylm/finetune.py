@@ -85,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: gpt2 for the gpu profile, pretrain for cpu and smoke)")
     parser.add_argument("--data", default="instruct", help="instruct, or a JSON/JSONL file of instruction/input/output "
                         "or messages records")
-    parser.add_argument("--profile", choices=sorted(RECIPES), help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
+    parser.add_argument("--profile", choices=sorted(RECIPES),
+                        help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/chat-<profile>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
@@ -215,7 +216,8 @@ def _finetune(args: argparse.Namespace, world: World) -> dict:
     train_examples = build_examples(train_records, template, block_size, args.system_prompt)
     val_examples = build_examples(val_records, template, block_size, args.system_prompt)
     if not len(train_examples) or not len(val_examples):
-        raise InstructDataError(f"{source} leaves no usable conversation for {'training' if not len(train_examples) else 'validation'} "
+        split = "training" if not len(train_examples) else "validation"
+        raise InstructDataError(f"{source} leaves no usable conversation for {split} "
                                 f"(train: {train_examples.describe()}; held out: {val_examples.describe()})")
     say(f"data: {source}\n  train: {train_examples.describe()}\n  held out: {val_examples.describe()}")
 
@@ -240,7 +242,8 @@ def _finetune(args: argparse.Namespace, world: World) -> dict:
         trainer.resume(out / "last.pt")
     say(f"fine-tuning {base_description} | {model.num_parameters():,} parameters | profile {profile} | "
         f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - share):.0f}% chat, "
-        f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | device {trainer.device} | run folder {out}")
+        f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | "
+        f"device {trainer.device} | run folder {out}")
 
     prompts = val_examples.prompts()[: recipe.eval_prompts]
     saved_report = out / "chat_eval.json"
@@ -263,7 +266,8 @@ def _finetune(args: argparse.Namespace, world: World) -> dict:
     if world.is_main:
         _write_report(out, report)
         before, after = report["before"], report["after"]
-        say(f"answer-token validation loss: {before['answer_loss']:.4f} before, {after['answer_loss']:.4f} after (best.pt)\n"
+        say(f"answer-token validation loss: {before['answer_loss']:.4f} before, "
+            f"{after['answer_loss']:.4f} after (best.pt)\n"
             f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.0f}% before, "
             f"{100 * after['stop_rate']:.0f}% after ({after['prompts']} held-out prompts, greedy)\n"
             f"wall time {report['wall_seconds']:.0f} s; report in {saved_report}\n"

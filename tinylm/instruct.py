@@ -99,7 +99,8 @@ def to_messages(record, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict
     else:
         if not isinstance(record, dict):
             raise ChatFormatError(f"a record must be a JSON object, got {record!r:.60}")
-        fields = {name: record.get(name, "" if name == "input" else None) for name in ("instruction", "input", "output")}
+        fields = {name: record.get(name) for name in ("instruction", "output")}
+        fields["input"] = record.get("input") or ""  # optional, as in Alpaca
         bad = [name for name, value in fields.items() if not isinstance(value, str)]
         if bad or not fields["instruction"].strip():
             raise ChatFormatError(f"record lacks text for {', '.join(bad) or 'instruction'}")
@@ -149,7 +150,8 @@ class ChatExamples:
                 f"{c['malformed']} malformed")
 
 
-def fit_to_context(template: ChatTemplate, messages: list[dict], max_tokens: int) -> tuple[list[dict], RenderedChat] | None:
+def fit_to_context(template: ChatTemplate, messages: list[dict],
+                   max_tokens: int) -> tuple[list[dict], RenderedChat] | None:
     """Drop the oldest user/assistant exchanges (never the system prompt) until the conversation has at most
     max_tokens tokens; None when even its last exchange is too long."""
     system, turns = ([messages[0]], messages[1:]) if messages[0]["role"] == "system" else ([], messages)

@@ -54,7 +54,9 @@ function line(role, text) {
   div.className = role; div.textContent = text; log.appendChild(div); return div;
 }
 document.getElementById("reset").onclick = () => { messages.length = 0; log.textContent = ""; };
-box.addEventListener("keydown", e => { if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); } });
+box.addEventListener("keydown", e => {
+  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+});
 form.onsubmit = async (event) => {
   event.preventDefault();
   const text = box.value.trim();

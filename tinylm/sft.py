@@ -13,8 +13,8 @@ block-diagonal attention mask and positions that restart at each conversation, i
 pass; the fused attention kernels then fall back to slower masked ones. Instead, `ConversationLoader` sorts
 conversations by length within buckets of 50 batches, so a batch holds conversations of similar lengths and
 padding stays small (`padding_fraction` measures it: the 991 training conversations of the 1,100-record set,
-in batches of 16, are 1.2% padding with buckets and 27% without). Packing without the mask would let answers attend to unrelated
-conversations and change the loss, which is not acceptable.
+in batches of 16, are 1.2% padding with buckets and 27% without). Packing without the mask would let answers
+attend to unrelated conversations and change the loss, which is not acceptable.
 
 Mixtures. `MixtureLoader` draws each batch from one of several loaders (chat conversations, pretraining
 windows, ...) with given probabilities, from a generator of its own, so SFT can keep some pretraining text in
