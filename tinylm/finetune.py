@@ -135,7 +135,7 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
             raise BaseModelUnavailable(f"--base gpt2 downloads OpenAI's GPT-2 124M from Hugging Face, but "
                                        f"HF_HUB_OFFLINE is set. {how}")
         try:
-            return from_hf_gpt2(base), BPETokenizer("gpt2"), f"OpenAI GPT-2 through transformers ({base})"
+            return from_hf_gpt2(base), BPETokenizer("gpt2"), f"GPT-2 through transformers ({base})"
         except OSError as error:
             raise BaseModelUnavailable(f"could not load GPT-2 from {base!r}: it needs the network. {how}") from error
     model, tokenizer, _ = load_model(base)
