@@ -222,7 +222,7 @@ class TextStream:
     calling `close()` ends the generation and puts the model back in the mode it had, at once.
     """
 
-    def __init__(self, model, tokenizer, prompt: str, max_new_tokens: int, stop: Sequence[str],
+    def __init__(self, model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int, stop: Sequence[str],
                  stop_tokens: Sequence[int] | None, min_new_tokens: int, sampling: Sampling, options: dict):
         _check_lengths(max_new_tokens, min_new_tokens)
         if isinstance(stop, str):
@@ -233,7 +233,8 @@ class TextStream:
         self.tokenizer = tokenizer
         self.new_ids: list[int] = []
         stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
-        self._steps = decode(model, [_prompt_ids(tokenizer, prompt)], max_new_tokens, sampling,
+        prompt_ids = _prompt_ids(tokenizer, prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+        self._steps = decode(model, [prompt_ids], max_new_tokens, sampling,
                              stop_tokens=stop_tokens, min_new_tokens=min_new_tokens,
                              vocab_limit=tokenizer.vocab_size, **options)
 
@@ -272,12 +273,13 @@ class TextStream:
             yield text[emitted:]
 
 
-def stream(model, tokenizer, prompt: str, max_new_tokens: int = 200, *, stop: Sequence[str] = (),
+def stream(model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int = 200, *, stop: Sequence[str] = (),
            stop_tokens: Sequence[int] | None = None, min_new_tokens: int = 0, temperature: float = 1.0,
            top_k: int | None = None, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
            **options) -> TextStream:
     """The continuation of `prompt` as text, piece by piece, as it is generated.
 
+    `prompt` is text, or token ids as they are (e.g. a chat template's, with its special tokens).
     stop_tokens=None stops at the tokenizer's end-of-text token when it has one (pass () to run on).
     `options` are `decode`'s (use_cache, keep). Print it with
     `for piece in stream(...): print(piece, end="", flush=True)`, in a notebook or a terminal.

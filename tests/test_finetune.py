@@ -1,0 +1,117 @@
+"""`python -m tinylm.finetune` as a user runs it (subprocess, offline, smoke profile): the run, its report, resume,
+a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.test_cli import run_cli
+from tinylm.chat_template import chat_token_ids
+from tinylm.checkpoint import load_model
+
+
+@pytest.fixture(scope="module")
+def chat_run(tmp_path_factory):
+    """One smoke fine-tuning run (its small base pretrained first), shared by the tests here."""
+    root = tmp_path_factory.mktemp("finetune")
+    out = root / "chat"
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", out, data_dir=root / "data")
+    assert result.returncode == 0, result.stderr
+    return root, out, result
+
+
+def records(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_smoke_run_reports_before_and_after_and_saves_a_chat_model(chat_run):
+    _, out, result = chat_run
+    report = json.loads((out / "chat_eval.json").read_text())
+    assert report["train"]["kept"] + report["held_out"]["kept"] == 1100 and report["held_out"]["kept"] > 80
+    final = records(out / "metrics.jsonl")[-1]
+    assert final["event"] == "final" and final["step"] == 20
+    assert report["after"]["answer_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)  # measured with best.pt
+    assert report["after"]["answer_loss"] < report["before"]["answer_loss"]
+    assert 0 <= report["after"]["stop_rate"] <= 1 and len(report["after"]["replies"]) == 3
+    assert "answer-token validation loss" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
+    model, tokenizer, _ = load_model(out)
+    assert chat_token_ids(tokenizer) is not None  # the base had no chat tokens: they were added
+    assert model.config.vocab_size >= tokenizer.vocab_size
+    assert (out / "base" / "last.pt").is_file()
+
+
+def test_a_run_resumes_and_keeps_its_before_measurement(chat_run, tmp_path):
+    root, out, _ = chat_run
+    copy = tmp_path / "chat"
+    copy.mkdir()
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "chat_eval.json"):
+        (copy / name).write_bytes((out / name).read_bytes())
+    before = json.loads((copy / "chat_eval.json").read_text())["before"]
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", copy, "--resume", "--max-steps", "26",
+                     data_dir=root / "data")
+    assert result.returncode == 0, result.stderr
+    assert records(copy / "metrics.jsonl")[-1]["step"] == 26
+    assert json.loads((copy / "chat_eval.json").read_text())["before"] == before
+    assert "pretraining the smoke base" not in result.stdout  # a resumed run needs no base
+
+
+def test_a_hugging_face_gpt2_base_gets_chat_tokens_and_a_grown_embedding(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    hf = transformers.GPT2LMHeadModel(transformers.GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=128,
+                                                              vocab_size=50257, bos_token_id=None, eos_token_id=None))
+    hf.save_pretrained(tmp_path / "hf")
+    out = tmp_path / "chat"
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--base", tmp_path / "hf", "--out", out,
+                     "--max-steps", "4", data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    assert "vocabulary 50,257 -> 50,260 tokens, embedding 50,257 -> 50,304 rows" in result.stdout
+    model, tokenizer, _ = load_model(out / "last.pt")
+    assert tokenizer.to_dict() == {"kind": "bpe", "encoding": "gpt2-chat"} and model.config.vocab_size == 50304
+    assert model.lm_head.weight is model.transformer.wte.weight
+    mean = hf.transformer.wte.weight[:50257].mean(0)
+    assert torch.allclose(model.transformer.wte.weight[50258], mean, atol=0.05)  # mean-initialised, then 4 steps
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--base", "gpt2"], "needs the network|HF_HUB_OFFLINE is set"),
+    (["--data", "{missing}"], "no instruction file"),
+    (["--data", "{bad}"], "neither a JSON list nor JSON lines"),
+    (["--data", "{empty_answers}"], "leaves no usable conversation"),
+    (["--base", "{missing}"], "no checkpoint at"),
+    (["--pretraining-share", "1.5"], "--pretraining-share must be"),
+])
+def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message):
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{oops\n')
+    (tmp_path / "empty.json").write_text(json.dumps([{"instruction": "Say nothing.", "output": " "}] * 30))
+    paths = {"{missing}": str(tmp_path / "missing"), "{bad}": str(tmp_path / "bad.jsonl"),
+             "{empty_answers}": str(tmp_path / "empty.json")}
+    args = [paths.get(a, a) for a in args]
+    out = tmp_path / "chat"
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", out, *args, data_dir=tmp_path / "data")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
+    assert not (out / "last.pt").exists()
+
+
+def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat_run, tmp_path):
+    """torchrun with gloo: the held-out answer loss, summed over the ranks' shares, equals the one-process value."""
+    root, out, _ = chat_run
+    ddp_out = tmp_path / "ddp"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "-m", "tinylm.finetune", "--profile", "smoke", "--base", str(out / "base"),
+                             "--out", str(ddp_out), "--max-steps", "4"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one = json.loads((out / "chat_eval.json").read_text())["before"]["answer_loss"]
+    two = json.loads((ddp_out / "chat_eval.json").read_text())["before"]["answer_loss"]
+    assert two == pytest.approx(one, rel=1e-5)
+    assert "of 8 x 2" in result.stdout and records(ddp_out / "metrics.jsonl")[-1]["step"] == 4
