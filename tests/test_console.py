@@ -40,7 +40,7 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert "max-violation" not in format_record(dense)
 
 
-COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop"]
+COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "chat", "serve"]
 
 
 class Built(Exception):

@@ -17,19 +17,14 @@ conversation is left as it was.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 
-from .chat_template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, chat_token_ids
+from .chat_template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, ContextOverflow, chat_token_ids
 from .checkpoint import CheckpointError, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
 from .generate import stream
-from .logging import run_cli
 from .runtime import resolve_device, resolve_dtype
-from .tokenizers import TokenizerUnavailable
-
-
-class ContextOverflow(ValueError):
-    """A message too long for the model's context, even with every earlier turn dropped."""
 
 
 class ChatSession:
@@ -96,7 +91,7 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
-    parser.add_argument("--seed", type=int, default=None, help="reply i uses seed + i")
+    parser.add_argument("--seed", type=int, default=None, help="reply i uses seed + i (default: unseeded)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
@@ -118,7 +113,10 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.chat --ckpt runs/chat-cpu",
+                        "python -m tinylm.chat --ckpt runs/chat-cpu --temperature 0 --system 'Answer briefly.'"))
     parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
     add_sampler_options(parser)
     return parser.parse_args(argv)
@@ -155,8 +153,10 @@ def main(argv=None) -> ChatSession:
             print("\n(reply stopped; it is not part of the conversation)", flush=True)
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.chat`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    try:
-        run_cli(main, (CheckpointError, ChatFormatError, TokenizerUnavailable, ValueError, OSError))
-    except KeyboardInterrupt:
-        sys.exit(130)
+    cli()

@@ -28,15 +28,19 @@ import numpy as np
 
 from .checkpoint import load_checkpoint
 from .config import GPTConfig, TrainConfig
+from .console import print_record
 from .corpora import TINYSTORIES_SAMPLE, split_stories
 from .download import fetch
-from .logging import print_record
 from .mirror import mirror_dir
 from .model import GPT
 from .paths import data_dir
 from .shards import FINEWEB_EDU_SAMPLE
 from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 from .trainer import Trainer
+
+
+class BaseModelUnavailable(RuntimeError):
+    """The base model cannot be loaded here, e.g. GPT-2 from Hugging Face while offline."""
 
 MIN_COUNT = 3  # corpus tokens seen fewer times are left out of the trimmed vocabulary
 HELD_OUT_EVERY = 20  # every 20th document is validation text

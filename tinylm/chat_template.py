@@ -45,6 +45,10 @@ class ChatFormatError(ValueError):
     """A conversation or tokenizer the chat template cannot use; the message says what to change."""
 
 
+class ContextOverflow(ValueError):
+    """A message too long for the model's context, even with every earlier turn dropped."""
+
+
 def chat_token_ids(tokenizer) -> dict[str, int] | None:
     """The ids of <|im_start|>, <|im_end|> and <|pad|> in this tokenizer, or None if it lacks any of them."""
     if isinstance(tokenizer, BPETokenizer):

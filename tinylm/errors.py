@@ -21,10 +21,13 @@ from typing import Callable
 
 import torch
 
+from .chat_base import BaseModelUnavailable
+from .chat_template import ChatFormatError, ContextOverflow
 from .checkpoint import CheckpointError
 from .config import ConfigError
 from .data import DataError
 from .download import DownloadError
+from .instruct import InstructDataError
 from .interop_llama import InteropError
 from .llama2c import Llama2cFormatError
 from .runlock import RunFolderBusy
@@ -91,6 +94,9 @@ ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseExceptio
     ((TrainingDiverged,), _as_raised),  # tinylm.train adds the --learning-rate to retry with
     ((RunFolderBusy,), _as_raised),  # which process holds the run folder, and what to do
     ((DataError,), _as_raised),  # which token file is damaged, and the command that prepares it again
+    ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
+    ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold
+    ((BaseModelUnavailable,), _as_raised),  # the base model needs the network: how to point at a local copy
     ((torch.cuda.OutOfMemoryError,), _out_of_memory),
     ((OSError,), _os_error),  # files and folders (disk full, read-only, a file where a folder belongs), network
     ((ImportError,), _missing_package),

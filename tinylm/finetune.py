@@ -21,38 +21,36 @@ with a few replies, and the wall time. OUT also gets metrics.jsonl, best.pt and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .chat_base import BASE_RECIPES, pretrain_base, pretraining_tokens
+from .chat_base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
 from .chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, add_chat_tokens
 from .checkpoint import CheckpointError, load_checkpoint, load_model
 from .config import GPTConfig, TrainConfig
+from .console import HelpFormatter, examples, print_record
 from .data import RandomWindowSampler
 from .distributed import World, device_for, init_distributed, teardown
-from .download import DownloadError
-from .files import atomic_write
+from .errors import run_cli
+from .files import atomic_write, check_output_folder, remove_stale_temporaries
 from .instruct import InstructDataError, build_examples, load_records, split_records, to_messages
-from .logging import print_record, run_cli
 from .model import GPT
 from .paths import runs_dir
-from .runtime import resolve_profile
+from .runlock import run_lock
+from .runtime import resolve_device, resolve_profile
 from .sft import ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
-from .tokenizers import BPETokenizer, TokenizerUnavailable, tokenizer_from_dict
+from .tokenizers import BPETokenizer, tokenizer_from_dict
+from .trainer import RUN_FILES
 
 REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
 SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
-
-
-class BaseModelUnavailable(RuntimeError):
-    """The base model cannot be loaded here, e.g. GPT-2 from Hugging Face while offline."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,11 @@ RECIPES = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.finetune", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.finetune", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.finetune --profile cpu",
+                        "python -m tinylm.finetune --base gpt2 --data instruct --profile gpu --out runs/chat-gpt2",
+                        "python -m tinylm.finetune --profile cpu --resume"))
     parser.add_argument("--base", help="pretrain, gpt2, a run folder, a checkpoint or a transformers GPT-2 folder "
                         "(default: gpt2 for the gpu profile, pretrain for cpu and smoke)")
     parser.add_argument("--data", default="instruct", help="instruct, or a JSON/JSONL file of instruction/input/output "
@@ -88,16 +90,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--profile", choices=sorted(RECIPES),
                         help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--out", type=Path, help="run folder (default: runs/chat-<profile>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    parser.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
+    fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
+    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
     parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the profile's)")
-    parser.add_argument("--max-seconds", type=float, help="wall-clock budget for fine-tuning")
-    parser.add_argument("--pretraining-share", type=float, help="share of batches of pretraining text (0 to 1)")
+    parser.add_argument("--max-seconds", type=float, help="budget of training time for fine-tuning "
+                        "(default: none, the profile's steps)")
+    parser.add_argument("--pretraining-share", type=float, help="share of batches of pretraining text, "
+                        "0 to 1 (default: the profile's)")
     parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help="system prompt of every conversation")
-    parser.add_argument("--batch-size", type=int, help="conversations per micro-batch on each process")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--batch-size", type=int, help="conversations per micro-batch on each process "
+                        "(default: the profile's)")
+    parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the profile's)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], help="autocast dtype")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="autocast dtype (default: by hardware)")
     args = parser.parse_args(argv)
     if args.pretraining_share is not None and not 0 <= args.pretraining_share < 1:
         parser.error("--pretraining-share must be at least 0 and below 1 (the rest of the batches are chat)")
@@ -109,7 +116,8 @@ def main(argv=None) -> dict:
     world = init_distributed()
     finished = False
     try:
-        report = _finetune(args, world)
+        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
+            report = _finetune(args, world, held)
         finished = True
         return report
     finally:
@@ -178,21 +186,26 @@ def _write_report(out: Path, report: dict) -> None:
         f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
-def _finetune(args: argparse.Namespace, world: World) -> dict:
+def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -> dict:
     started = time.perf_counter()
     say = print if world.is_main else (lambda *a, **k: None)
     profile = resolve_profile(args.profile)
     recipe = RECIPES[profile]
     out = args.out or runs_dir() / f"chat-{profile}"
+    check_output_folder(out)
+    if world.is_main:  # one run per folder, as in tinylm.train
+        held.enter_context(run_lock(out, say))
+        if stale := remove_stale_temporaries(out):
+            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
     if (out / "last.pt").exists() and not (args.resume or args.overwrite):
-        sys.exit(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
-                 "(its checkpoints will be replaced), or --out to fine-tune in another folder.")
+        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+                         "(its checkpoints will be replaced), or --out to fine-tune in another folder.")
     if args.resume and not (out / "last.pt").exists():
-        sys.exit(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
-    if args.overwrite and world.is_main:
-        for name in ("metrics.jsonl", "chat_eval.json"):
+        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
+    if args.overwrite and world.is_main:  # all of the old run, so that no old best.pt outlives it
+        for name in (*RUN_FILES, "chat_eval.json"):
             (out / name).unlink(missing_ok=True)
-    device = device_for(world, args.device)
+    device = resolve_device(device_for(world, args.device))
 
     records, source = load_records(args.data)
     train_records, val_records = split_records(records)
@@ -275,6 +288,10 @@ def _finetune(args: argparse.Namespace, world: World) -> dict:
     return report
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.finetune`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    run_cli(main, (ValueError, FileNotFoundError, CheckpointError, TokenizerUnavailable, DownloadError,
-                   BaseModelUnavailable, ImportError))  # ChatFormatError, InstructDataError, ConfigError: ValueErrors
+    cli()

@@ -30,9 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .chat import ChatSession, ContextOverflow, add_sampler_options, session_from_args
 from .chat_template import ChatFormatError, check_messages
-from .checkpoint import CheckpointError
-from .logging import run_cli
-from .tokenizers import TokenizerUnavailable
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -209,7 +208,10 @@ class ChatHandler(BaseHTTPRequestHandler):
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tinylm.serve", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.serve", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.serve --ckpt runs/chat-cpu --port 8000",
+                        "python -m tinylm.serve --ckpt runs/chat-cpu --host 0.0.0.0 --max-concurrent 2"))
     parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to let other machines connect")
@@ -237,5 +239,10 @@ def main(argv=None) -> None:
         server.server_close()
 
 
+def cli(argv=None) -> None:
+    """`python -m tinylm.serve`: main(), its anticipated errors one line each (tinylm.errors)."""
+    run_cli(main, argv)
+
+
 if __name__ == "__main__":
-    run_cli(main, (CheckpointError, ChatFormatError, TokenizerUnavailable, ValueError, OSError))
+    cli()
