@@ -16,13 +16,41 @@ def test_measure_training_reports_the_models_size_and_positive_rates():
     assert result["tokens_per_s"] > 0 and result["step_ms"] > 0
 
 
-def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+def attentive_model() -> GPT:
+    """Random weights that make greedy tokens depend on the whole context, in float64.
+
+    GPT-2's initialisation (std 0.02) leaves attention nearly uniform and the next token nearly a function of
+    the last one, so a cache that lost or misplaced past keys could still give the same tokens. With matrices
+    drawn at std 0.5, three layers of four heads and 40 new tokens (past the context of 32, so the cropped
+    context is prefilled again), forgetting the past, writing a position one column early, or feeding a new
+    token at the wrong position each change the tokens (checked for five seeds)."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)).double()
-    result = measure_decoding(model, torch.tensor([[1, 2, 3]]), new_tokens=20)
+    model = GPT(GPTConfig(vocab_size=37, block_size=32, n_layer=3, n_head=4, n_embd=32)).double()
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0.0, 0.5)
+    return model
+
+
+def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+    result = measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40)
     assert result["identical"] is True  # greedy, in float64: the cache changes nothing but the speed
     assert result["cache"] > 0 and result["no_cache"] > 0
     assert result["speedup"] == pytest.approx(result["cache"] / result["no_cache"])
+
+
+def test_the_decoding_comparison_catches_a_cache_that_forgets_the_past(monkeypatch):
+    from tinylm.kv_cache import LayerCache
+
+    store = LayerCache.append
+
+    def forgetful_append(self, k, v):
+        store(self, k, v)
+        return k, v  # only the new positions: a new token attends to itself alone
+
+    monkeypatch.setattr(LayerCache, "append", forgetful_append)
+    assert measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40, repeats=1)["identical"] is False
 
 
 def test_bench_decode_prints_one_line_per_prompt_length(capsys):
