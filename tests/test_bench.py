@@ -16,13 +16,42 @@ def test_measure_training_reports_the_models_size_and_positive_rates():
     assert result["tokens_per_s"] > 0 and result["step_ms"] > 0
 
 
-def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+def attentive_model() -> GPT:
+    """Random weights that make greedy tokens depend on the whole context, in float64.
+
+    GPT-2's initialisation (std 0.02) leaves attention nearly uniform and the next token nearly a function of
+    the last one, so a cache that lost or misplaced past keys could still give the same tokens. With matrices
+    drawn at std 0.5, three layers of four heads and 40 new tokens (past the context of 32, so the cropped
+    context is prefilled again), forgetting the past, writing a position one column early, or feeding a new
+    token at the wrong position each change the tokens (checked for five seeds)."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)).double()
-    result = measure_decoding(model, torch.tensor([[1, 2, 3]]), new_tokens=20)
+    model = GPT(GPTConfig(vocab_size=37, block_size=32, n_layer=3, n_head=4, n_embd=32)).double()
+    with torch.no_grad():
+        for weight in model.parameters():
+            if weight.dim() == 2:
+                weight.normal_(0.0, 0.5)
+    return model
+
+
+def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+    result = measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40)
     assert result["identical"] is True  # greedy, in float64: the cache changes nothing but the speed
     assert result["cache"] > 0 and result["no_cache"] > 0
     assert result["speedup"] == pytest.approx(result["cache"] / result["no_cache"])
+
+
+def test_the_decoding_comparison_catches_a_cache_that_forgets_the_past(monkeypatch):
+    from tinylm.kv_cache import LayerCache
+
+    store = LayerCache.append
+
+    def forgetful_append(self, k, v):
+        store(self, k, v)
+        return k, v  # only the new positions: a new token attends to itself alone
+
+    monkeypatch.setattr(LayerCache, "append", forgetful_append)
+    result = measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40, repeats=1)
+    assert result["identical"] is False
 
 
 def test_bench_decode_prints_one_line_per_prompt_length(capsys):
@@ -83,3 +112,72 @@ def test_bench_cache_shows_grouped_query_attention_shrinking_the_cache(capsys):
     full, grouped = per_token(), per_token("--n-kv-head", "4")
     assert full == 2 * 12 * 12 * 64 * 2  # keys and values x layers x heads x head size x 2 bytes
     assert full == 3 * grouped  # 12 query heads share 4 key/value heads
+
+
+@pytest.mark.parametrize("bias, tie_weights", [(True, True), (False, False)])
+def test_the_reference_gpt_computes_tinylms_loss_and_gradients_from_the_same_weights(bias, tie_weights):
+    from tinylm.reference_gpt import ReferenceGPT
+
+    cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=bias, tie_weights=tie_weights)
+    torch.manual_seed(0)
+    model = GPT(cfg).double()
+    reference = ReferenceGPT(cfg).double()
+    reference.load_state_dict(model.state_dict())  # strict: the names match key for key
+    x, y = torch.randint(37, (3, 16)), torch.randint(37, (3, 16))
+    (logits, loss), (reference_logits, reference_loss) = model(x, y), reference(x, y)
+    loss.backward()
+    reference_loss.backward()
+    torch.testing.assert_close(logits, reference_logits, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-12, atol=1e-12)
+    reference_grads = dict(reference.named_parameters())
+    for name, param in model.named_parameters():
+        torch.testing.assert_close(param.grad, reference_grads[name].grad, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_the_reference_gpt_refuses_a_block_it_does_not_have():
+    from tinylm.config import ConfigError
+    from tinylm.reference_gpt import ReferenceGPT
+
+    with pytest.raises(ConfigError, match="rmsnorm"):
+        ReferenceGPT(shape("--arch", "llama"))
+
+
+def test_bench_train_races_the_reference_and_their_losses_agree(capsys, monkeypatch):
+    monkeypatch.setattr("tinylm.bench.keep_freed_memory", lambda: True)  # a process-wide setting: not in pytest's
+    main(["train", "--reference", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
+          "--vocab-size", "37", "--batch-size", "2", "--rounds", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "best of 3 rounds" in lines[1]
+    assert "tinylm GPT" in lines[2] and "reference GPT" in lines[3] and "tokens/s" in lines[3]
+    assert "tinylm / reference:" in lines[4]
+    assert lines[5].startswith("losses of the first 2 steps") and lines[5].endswith(": equal")
+
+
+def test_compare_with_reference_times_both_from_equal_losses():
+    from tinylm.bench import compare_with_reference
+
+    cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    result = compare_with_reference(cfg, batch_size=2, rounds=2, loss_steps=3, device="cpu")
+    tinylm_losses, reference_losses = result["losses"]["tinylm"], result["losses"]["reference"]
+    assert len(tinylm_losses) == 3 and tinylm_losses[2] < tinylm_losses[0], "AdamW steps on one batch lower its loss"
+    assert tinylm_losses == pytest.approx(reference_losses, rel=1e-5)  # fused vs. looped AdamW: rounding only
+    assert result["ratio"] == pytest.approx(result["tokens_per_s"]["tinylm"] / result["tokens_per_s"]["reference"])
+
+
+def test_the_tinystories_preset_is_the_tracks_cpu_recipe():
+    import dataclasses
+
+    from tinylm.tracks import TINYSTORIES
+
+    model_cfg, train_cfg = TINYSTORIES.recipe("cpu")
+    assert shape("--preset", "tinystories-cpu") == dataclasses.replace(model_cfg, vocab_size=6912)
+    from tinylm.bench import BATCH_SIZES
+
+    assert BATCH_SIZES["tinystories-cpu"] == train_cfg.batch_size
+
+
+def test_bench_bpe_times_both_trainers_on_the_same_merges(capsys):
+    main(["bpe", "--merges", "20", "--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "20 merges" in lines[0]
+    assert "speed-up" in lines[1] and lines[1].endswith("20 merges, identical")

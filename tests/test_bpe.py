@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from tinylm.bpe import GPT2BPE, bpe_decode, bytes_to_unicode, pretokenize, train_bpe
+from tinylm.bpe import GPT2BPE, bpe_decode, bytes_to_unicode, pretokenize, train_bpe, train_bpe_incremental
+from tinylm.corpora import TINYSTORIES_SAMPLE
 from tinylm.download import fetch
 from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 from tinylm.tracks import TINY_SHAKESPEARE
@@ -109,6 +110,28 @@ def test_training_stops_when_nothing_is_left_to_merge():
     merges, encode = train_bpe("ab ab", 100)
     assert len(merges) == 2  # "ab", then " ab"... and nothing else to merge
     assert encode("ab ab") == [256, 257]
+
+
+@pytest.fixture(scope="module")
+def tinystories(tmp_path_factory) -> str:
+    path = fetch(TINYSTORIES_SAMPLE, tmp_path_factory.mktemp("tinystories") / "sample.txt")
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("corpus, chars, num_merges", [("shakespeare", 30_000, 300), ("tinystories", 60_000, 400)])
+def test_incremental_training_learns_the_recounts_merges_in_order(corpus, chars, num_merges, request):
+    text = request.getfixturevalue(corpus)[:chars]
+    recounted, _ = train_bpe(text, num_merges)
+    incremental, encode = train_bpe_incremental(text, num_merges)
+    assert len(recounted) == num_merges
+    assert list(incremental.items()) == list(recounted.items()), "same pairs, same ids, same order (ties included)"
+    assert bpe_decode(encode(text), incremental) == text
+
+
+@pytest.mark.parametrize("text", ["ab ab", "aaaa aaa aa a aaaaaaa", SMALL_TEXT, "ba ab ba ab cd dc"])
+def test_incremental_training_agrees_on_runs_ties_and_running_out(text):
+    """Runs of one byte ("aaaa" merges to "XX"), pairs tied in count, and training that stops early."""
+    assert list(train_bpe_incremental(text, 100)[0].items()) == list(train_bpe(text, 100)[0].items())
 
 
 def test_chat_tokenizer_special_tokens():

@@ -23,6 +23,16 @@ def test_equals_cross_entropy_over_every_position(batch):
     torch.testing.assert_close(next_token_loss(logits, targets), expected)
 
 
+@pytest.mark.parametrize("dtype, loss_dtype", [(torch.bfloat16, torch.float32), (torch.float16, torch.float32),
+                                               (torch.float32, torch.float32), (torch.float64, torch.float64)])
+def test_the_loss_is_computed_in_at_least_float32_and_never_narrower_than_the_logits(batch, dtype, loss_dtype):
+    logits, targets = batch
+    loss = next_token_loss(logits.to(dtype), targets)
+    assert loss.dtype == loss_dtype  # float64 logits (the exact checks of tests) must not be rounded to float32
+    expected = F.cross_entropy(logits.to(dtype).to(loss_dtype).reshape(B * T, V), targets.reshape(B * T))
+    torch.testing.assert_close(loss, expected, rtol=0, atol=0)
+
+
 def test_masked_loss_is_cross_entropy_over_selected_positions_only(batch):
     logits, targets = batch
     mask = torch.rand(B, T, generator=torch.Generator().manual_seed(1)) < 0.4

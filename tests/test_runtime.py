@@ -1,6 +1,11 @@
 """Profiles, devices and precision chosen from the environment and the hardware."""
 
 import contextlib
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,3 +97,29 @@ def test_peak_flops_per_s_is_none_off_cuda_and_for_other_dtypes():
 
     assert peak_flops_per_s(torch.device("cpu"), torch.bfloat16) is None
     assert peak_tflops("NVIDIA H100 80GB HBM3", torch.float64) is None
+
+
+FAULTS_OF_A_REPEATED_ALLOCATION = """
+import resource, torch
+from tinylm.runtime import keep_freed_memory
+
+def faults_of_a_repeated_allocation():
+    for _ in range(2):  # allocated, written, freed; twice, so that the heap settles (aligned blocks need slack)
+        torch.ones(64 * 2**20, dtype=torch.uint8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.ones(64 * 2**20, dtype=torch.uint8)  # the same size again, as each training step's logits are
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+print(faults_of_a_repeated_allocation(), keep_freed_memory(), faults_of_a_repeated_allocation())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_keep_freed_memory_reuses_big_blocks_instead_of_faulting_them_in_again():
+    """In a process of its own: the setting lasts for the process's life."""
+    result = subprocess.run([sys.executable, "-c", FAULTS_OF_A_REPEATED_ALLOCATION], capture_output=True, text=True,
+                            check=True, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    default_faults, took, kept_faults = result.stdout.split()
+    assert took == "True"
+    assert int(default_faults) >= 16_000, "glibc's default: each of the 16,384 pages of 64 MiB faults in again"
+    assert int(kept_faults) < 100

@@ -23,7 +23,8 @@ def next_token_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Ten
     if targets.shape != logits.shape[:-1]:  # e.g. transposed targets would flatten to the right size, silently wrong
         raise ValueError(f"targets have shape {tuple(targets.shape)} but logits of shape {tuple(logits.shape)} "
                          f"need targets of shape {tuple(logits.shape[:-1])}")
-    flat_logits = logits.reshape(-1, logits.size(-1)).float()  # (B*T, V); fp32 for a stable log-softmax
+    # (B*T, V), in at least fp32 for a stable log-softmax: bf16/fp16 logits are widened, fp32 and fp64 ones kept
+    flat_logits = logits.reshape(-1, logits.size(-1)).to(torch.promote_types(logits.dtype, torch.float32))
     flat_targets = targets.reshape(-1)  # (B*T,)
     if mask is not None:
         if mask.shape != targets.shape:
