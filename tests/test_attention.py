@@ -76,7 +76,8 @@ def test_an_explicit_mask_replaces_the_causal_one(attend):
 def test_model_explicit_and_flash_paths_agree_with_the_same_weights(make_model, bias):
     flash = make_model(attention="flash", bias=bias).eval()
     explicit = make_model(seed=1, attention="explicit", bias=bias).eval()
-    idx = torch.randint(0, flash.config.vocab_size, (3, flash.config.block_size), generator=torch.Generator().manual_seed(0))
+    idx = torch.randint(0, flash.config.vocab_size, (3, flash.config.block_size),
+                        generator=torch.Generator().manual_seed(0))
     flash_logits, _ = flash(idx)
     assert not torch.allclose(explicit(idx)[0], flash_logits, atol=1e-5, rtol=1e-5)  # different init: differ
     explicit.load_state_dict(flash.state_dict())

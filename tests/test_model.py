@@ -40,7 +40,8 @@ def test_gpt2_small_has_124_439_808_parameters():
     assert expected_parameters(GPT2_124M) == 124_439_808  # the hand formula agrees with the published count
 
 
-PRESETS = [(f"{track.name}/{profile}", preset) for track in TRACKS.values() for profile, (preset, _) in track.recipes.items()]
+PRESETS = [(f"{track.name}/{profile}", preset)
+           for track in TRACKS.values() for profile, (preset, _) in track.recipes.items()]
 
 
 @pytest.mark.parametrize("preset", [p for _, p in PRESETS], ids=[name for name, _ in PRESETS])
@@ -67,7 +68,8 @@ def test_tied_and_untied_heads_differ_by_vocab_times_width(tiny_config):
 def test_num_parameters_can_exclude_position_embeddings(make_model):
     model = make_model()
     cfg = model.config
-    assert model.num_parameters() - model.num_parameters(exclude_position_embeddings=True) == cfg.block_size * cfg.n_embd
+    position_parameters = model.num_parameters() - model.num_parameters(exclude_position_embeddings=True)
+    assert position_parameters == cfg.block_size * cfg.n_embd
 
 
 def test_parameter_names_and_shapes_follow_gpt2(make_model):
@@ -95,7 +97,8 @@ def test_tied_model_state_dict_still_has_lm_head_weight(make_model):
 
 
 def test_initialisation_follows_gpt2():
-    """N(0, 0.02) for matrices and embeddings, residual projections at 0.02/sqrt(2 n_layer), zero biases, unit LN gains."""
+    """N(0, 0.02) for matrices and embeddings, residual projections at 0.02/sqrt(2 n_layer), zero biases, unit LN
+    gains."""
     torch.manual_seed(0)
     n_layer = 4
     model = GPT(GPTConfig(vocab_size=512, block_size=64, n_layer=n_layer, n_head=4, n_embd=128))

@@ -35,7 +35,8 @@ def explicit_causal_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, dropout_p: float = 0.0, return_weights: bool = False,
     mask: torch.Tensor | None = None,
 ):
-    """Attention for q (B, n_head, Tq, head_size) and k, v (B, n_head, Tk, head_size); returns (B, n_head, Tq, head_size).
+    """Attention for q (B, n_head, Tq, head_size) and k, v (B, n_head, Tk, head_size);
+    returns (B, n_head, Tq, head_size).
 
     The Tq queries are the last Tq of the Tk positions (Tq < Tk when earlier keys come from a cache).
     `mask` (bool, True = may attend, broadcastable to (B, n_head, Tq, Tk)) replaces the causal mask.
@@ -81,7 +82,8 @@ class CausalSelfAttention(nn.Module):
         self.dropout = config.dropout
         self.use_flash = config.attention == "flash"
         # q for n_head heads, then k and v for n_kv_head heads each (all three n_embd wide without GQA)
-        self.c_attn = nn.Linear(config.n_embd, (config.n_head + 2 * config.kv_heads) * config.head_size, bias=config.bias)
+        qkv_width = (config.n_head + 2 * config.kv_heads) * config.head_size  # queries, then keys and values
+        self.c_attn = nn.Linear(config.n_embd, qkv_width, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
 

@@ -251,7 +251,8 @@ def _decode(args) -> None:
     for prompt_tokens in args.prompt_tokens:
         prompt = torch.randint(vocab_limit or cfg.vocab_size, (1, prompt_tokens), generator=ids).to(device)
         r = measure_decoding(model, prompt, args.new_tokens, vocab_limit)
-        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['cache']:8,.1f} tokens/s, without {r['no_cache']:8,.1f}, "
+        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['cache']:8,.1f} tokens/s, "
+              f"without {r['no_cache']:8,.1f}, "
               f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
 
 

@@ -55,7 +55,7 @@ from .generate import generate_text
 from .moe import end_of_step, moe_layers, read_expert_load
 from .optim import build_optimizer, learning_rate
 from .progress import remaining_seconds, steps_left
-from .runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
+from .runtime import autocast, keep_freed_memory, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 
 
 class TrainingDiverged(RuntimeError):
@@ -112,6 +112,8 @@ class Trainer:
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
+        if self.device.type == "cpu":  # reuse the step's big freed buffers instead of faulting them in again
+            keep_freed_memory()
         if self.device.type == "cuda":  # TF32 matmuls: ~8x the fp32 rate on Ampere+, ample precision for training
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
