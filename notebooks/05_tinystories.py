@@ -66,6 +66,7 @@ import numpy as np
 import torch
 
 import tinylm
+import tinylm.corpora
 import tinylm.eval
 from tinylm.plotting import LiveLossPlot
 from tinylm.tokenizers import TrimmedBPETokenizer, padded_vocab_size
@@ -94,14 +95,17 @@ print(f"profile {PROFILE}, device {DEVICE}")
 #
 # The ids go to `train.bin` and `val.bin` as raw `uint16`: 2 bytes per token, enough for any id below
 # 65,536, half of what `int32` would take. `meta.json` is written last, so its presence means both files
-# are complete, and a second `prepare()` returns at once.
+# are complete, and a second `prepare()` returns at once. For `cpu` and `smoke`, the track's `prepare()`
+# also writes the same stories as ids of a trimmed vocabulary (explained below) to a folder of their own,
+# once; the Trainer reads those.
 
 # %%
 track = tinylm.get_track("tinystories")
-data = track.prepare(PROFILE)
-print(f"prepared in {data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
-      f"{sorted(p.name for p in data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
-print(json.dumps(data.meta, indent=2))
+data = track.prepare(PROFILE)  # what the Trainer gets; in cpu and smoke, ids of a trimmed vocabulary (below)
+gpt2_data = data if PROFILE == "gpu" else tinylm.corpora.prepare_tinystories(source="sample")  # the GPT-2 ids
+print(f"prepared in {gpt2_data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
+      f"{sorted(p.name for p in gpt2_data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
+print(json.dumps(gpt2_data.meta, indent=2))
 
 # %% [markdown]
 # `seconds` and `tokens_per_s` time the tokenizer stage, both splits, when the files were written (on
@@ -119,9 +123,9 @@ print(json.dumps(data.meta, indent=2))
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
-gpt2_train = tinylm.data.read_tokens(data.folder / "train.bin")  # GPT-2 ids, as prepare() wrote them
-gpt2_val = tinylm.data.read_tokens(data.folder / "val.bin")
-size_on_disk = (data.folder / "train.bin").stat().st_size
+gpt2_train = tinylm.data.read_tokens(gpt2_data.folder / "train.bin")  # GPT-2 ids, as prepare() wrote them
+gpt2_val = tinylm.data.read_tokens(gpt2_data.folder / "val.bin")
+size_on_disk = (gpt2_data.folder / "train.bin").stat().st_size
 print(f"{type(gpt2_train).__name__} of {gpt2_train.dtype}, {len(gpt2_train):,} tokens, "
       f"{size_on_disk:,} bytes on disk (2 per token), backed by {type(gpt2_train.base).__name__}")
 window = gpt2_train[:24]
@@ -217,7 +221,7 @@ for share in (0.5, 0.9, 0.99):
 
 # %%
 if isinstance(data.tokenizer, TrimmedBPETokenizer):
-    trimmed = data.tokenizer  # built by prepare() from the training split
+    trimmed = data.tokenizer  # built by prepare() from the training split, stored with the trimmed ids
 else:
     trimmed = TrimmedBPETokenizer(np.flatnonzero(counts).tolist())
 print(f"{len(trimmed.kept_ids):,} kept GPT-2 tokens + <unk> = {trimmed.vocab_size:,} ids, "
