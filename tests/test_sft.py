@@ -119,6 +119,15 @@ def test_the_held_out_split_is_fixed_by_content_not_order():
     assert not {json.dumps(r) for r in train} & {json.dumps(r) for r in held_out}
 
 
+def test_a_capped_held_out_split_does_not_depend_on_the_order_either():
+    data = records(6000, seed=4)  # ~600 records hash into the held-out range: the cap of 500 decides
+    _, held_out = split_records(data, val_fraction=0.1, max_val=500)
+    _, held_out_again = split_records(data[::-1], val_fraction=0.1, max_val=500)
+    assert len(held_out) == 500
+    assert sorted(map(json.dumps, held_out)) == sorted(map(json.dumps, held_out_again))
+    assert held_out == [r for r in data if r in held_out]  # kept in file order
+
+
 def test_the_mirrors_instruction_set_loads_and_splits():
     data, description = load_records("instruct")
     assert len(data) == 1100 and "1,100" in description

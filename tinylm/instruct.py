@@ -11,7 +11,8 @@ Sources (`load_records`):
 Each record becomes a list of messages: the system prompt, the user's turn (the instruction, then the input
 after a blank line when there is one) and the assistant's answer. The held-out split is fixed by the record's
 content, not by its position: a record is held out when the hash of its text falls in the first
-`val_fraction` of the range, so the same records are held out whatever the order or size of the file.
+`val_fraction` of the range, so the same records are held out whatever the order of the file, and whatever its
+size up to the cap on held-out records (past it, the records with the smallest hashes are held out).
 
 Rules for records that cannot be learned as they are, each counted and reported (`ChatExamples.counts`):
 - a missing or non-text instruction or output, or messages that break the turn order: skipped ("malformed");
@@ -112,15 +113,24 @@ def to_messages(record, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict
     return messages
 
 
+def content_hash(record) -> int:
+    """A record's place in [0, 2**64), from its content only."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
 def is_held_out(record, val_fraction: float) -> bool:
     """Whether a record belongs to the held-out split: decided by a hash of its content, so the split is fixed."""
-    digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") < val_fraction * 2**64
+    return content_hash(record) < val_fraction * 2**64
 
 
 def split_records(records: list, val_fraction: float = 0.1, max_val: int | None = 500) -> tuple[list, list]:
-    """(train, held out); at most max_val records are held out (a 52k-record set would otherwise hold out 5k)."""
-    held_out = [r for r in records if is_held_out(r, val_fraction)][:max_val]
+    """(train, held out), each in file order; at most max_val records are held out (a 52k-record set would otherwise
+    hold out 5k): those with the smallest hashes, so that the order of the file does not change which."""
+    held_out = [r for r in records if is_held_out(r, val_fraction)]
+    if max_val is not None and len(held_out) > max_val:
+        cutoff = sorted(map(content_hash, held_out))[max_val - 1]
+        held_out = [r for r in held_out if content_hash(r) <= cutoff][:max_val]
     held_ids = {id(r) for r in held_out}
     return [r for r in records if id(r) not in held_ids], held_out
 
