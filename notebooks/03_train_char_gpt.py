@@ -34,7 +34,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | a tiny model for a few steps | ~10 s |
-# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 6,000 steps (59 s in the committed run) | 66 to 87 s |
+# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 6,000 steps (52 s of training in the committed run) | 59 to 87 s |
 # | `gpu` | the gpu recipe (6 layers, 10.8M parameters, 5000 steps) | not measured |
 
 # %%

@@ -41,7 +41,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 30-step runs of tiny models | ~30 s |
-# | `cpu` (2-core laptop) | three 50 s balancing runs and three 90 s ablation arms on the 2 MiB TinyStories sample | 441 s |
+# | `cpu` (2-core laptop) | three 50 s balancing runs and three 90 s ablation arms on the 2 MiB TinyStories sample | 470 s |
 # | `gpu` | the same comparisons at the 51M TinyStories shape, 20 minutes per arm | not measured |
 #
 # **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
@@ -73,6 +73,7 @@ import torch
 import torch.nn.functional as F
 
 import tinylm
+import tinylm.corpora
 import tinylm.interop
 from tinylm.attention import CausalSelfAttention
 from tinylm.config import ARCHITECTURES, with_architecture
@@ -484,7 +485,8 @@ arm_runs = {arch: train_run(with_architecture(base_cfg, arch), f"arm-{arch}", AR
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
-val_ids = np.asarray(tinylm.data.read_tokens(data.folder / "val.bin"), dtype=np.int64)
+gpt2_val = data.val if PROFILE == "gpu" else tinylm.corpora.prepare_tinystories(source="sample").val  # GPT-2 ids
+val_ids = np.asarray(gpt2_val, dtype=np.int64)
 newline = gpt2.encode("\n")[0]
 val_bytes = len(gpt2.encoding.decode_bytes(np.where(val_ids == gpt2.eot_token, newline, val_ids).tolist()))
 scored_bytes = val_bytes - len(gpt2.encoding.decode_bytes(val_ids[:1].tolist()))  # the first token is never a target
