@@ -316,26 +316,6 @@ def _cache(args) -> None:
           f"{cfg.head_size} x {dtype.itemsize} bytes")
 
 
-def _bpe(args) -> None:
-    _require_positive(args, "merges", "repeats")
-    path = fetch(TINYSTORIES_SAMPLE, default_folder("tinystories", "sample") / "sample.txt")
-    text = path.read_text(encoding="utf-8")
-    print(f"{path}: {len(text):,} characters; {args.merges} merges, best of {args.repeats} runs of each trainer "
-          f"(pre-tokenising included)")
-    r = measure_bpe_training(text, args.merges, args.repeats)
-    print(f"recount every pair (train_bpe): {r['recount_s']:.2f} s; incremental (train_bpe_incremental): "
-          f"{r['incremental_s']:.2f} s; speed-up {r['speedup']:.1f}x; "
-          f"{r['merges']} merges, {'identical' if r['identical'] else 'DIFFERENT'}")
-
-
-def _cache(args) -> None:
-    cfg = shape_from_args(args)
-    dtype = resolve_dtype(resolve_device(args.device), args.dtype)
-    print(f"shape: {describe_shape(cfg)}, head size {cfg.head_size}")
-    print(f"{_cache_size(cfg, dtype)}: 2 (keys and values) x {cfg.n_layer} layers x {cfg.kv_heads} heads x "
-          f"{cfg.head_size} x {dtype.itemsize} bytes")
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
