@@ -80,6 +80,7 @@ from tqdm.auto import tqdm
 import tinylm
 import tinylm.finetune
 import tinylm.interop
+import tinylm.sft
 from tinylm.chat import ChatSession
 from tinylm.chat_base import BASE_RECIPES
 from tinylm.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow, add_chat_tokens
@@ -531,7 +532,7 @@ train_points = [(r["step"], r["loss"]) for r in records_ft if r.get("event") == 
 val_points = [(0, before["answer_loss"])] + [(r["step"], r["val_loss"]) for r in records_ft
                                              if r.get("event") in ("eval", "final")]
 fig, (ax, ax_stop) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
-share = tinylm.finetune.RECIPES[PROFILE].pretraining_share
+share = tinylm.sft.SFT_RECIPES[PROFILE].pretraining_share
 ax.plot(*zip(*train_points), label=f"training batches ({1 - share:.0%} chat answers, {share:.0%} pretraining text)",
         alpha=0.8)
 ax.plot(*zip(*val_points), "o-", label="held-out answer tokens")

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from tinylm.bench import main, measure_decoding, measure_training
+from tinylm.bench import measure_decoding, measure_training
+from tinylm.cli.bench import main
 from tinylm.config import GPTConfig
 from tinylm.model import GPT
 
@@ -65,7 +66,7 @@ def test_bench_decode_prints_one_line_per_prompt_length(capsys):
 
 def shape(*options):
     """The GPTConfig that `python -m tinylm.bench train OPTIONS...` builds."""
-    from tinylm.bench import parse_args, shape_from_args
+    from tinylm.cli.bench import parse_args, shape_from_args
 
     return shape_from_args(parse_args(["train", *map(str, options)]))
 
@@ -143,7 +144,7 @@ def test_the_reference_gpt_refuses_a_block_it_does_not_have():
 
 
 def test_bench_train_races_the_reference_and_their_losses_agree(capsys, monkeypatch):
-    monkeypatch.setattr("tinylm.bench.keep_freed_memory", lambda: True)  # a process-wide setting: not in pytest's
+    monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)  # a process-wide setting: not in pytest's
     main(["train", "--reference", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16",
           "--vocab-size", "37", "--batch-size", "2", "--rounds", "3"])
     lines = capsys.readouterr().out.splitlines()
@@ -171,7 +172,7 @@ def test_the_tinystories_preset_is_the_tracks_cpu_recipe():
 
     model_cfg, train_cfg = TINYSTORIES.recipe("cpu")
     assert shape("--preset", "tinystories-cpu") == dataclasses.replace(model_cfg, vocab_size=6912)
-    from tinylm.bench import BATCH_SIZES
+    from tinylm.cli.bench import BATCH_SIZES
 
     assert BATCH_SIZES["tinystories-cpu"] == train_cfg.batch_size
 

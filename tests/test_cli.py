@@ -249,7 +249,7 @@ def test_balancing_without_experts_is_a_one_line_error(data_root, tmp_path, args
 
 
 def test_each_architecture_gets_its_own_default_run_folder():
-    from tinylm.train import default_run_name
+    from tinylm.cli.train import default_run_name
 
     assert default_run_name("tinystories", "cpu", "gpt2") == "tinystories-cpu"  # as before --arch existed
     assert default_run_name("tinystories", "cpu", "llama") == "tinystories-llama-cpu"
@@ -259,7 +259,7 @@ def test_each_architecture_gets_its_own_default_run_folder():
 
 
 def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
-    from tinylm.train import parse_args
+    from tinylm.cli.train import parse_args
 
     with pytest.raises(SystemExit):
         parse_args(["--help"])
@@ -295,7 +295,7 @@ def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_
 
 
 def test_resume_and_overwrite_together_are_refused_before_anything_is_deleted(smoke_run, capsys):
-    from tinylm.train import parse_args
+    from tinylm.cli.train import parse_args
 
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["shakespeare-char", "--out", str(smoke_run[1]), "--resume", "--overwrite"])

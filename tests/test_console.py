@@ -1,11 +1,15 @@
-"""Terminal lines for each kind of trainer record, and every command line's --help."""
+"""Terminal lines for each kind of trainer record, every command line's --help, and where the commands live."""
 
 import argparse
 import importlib
+import pkgutil
 import shlex
+import subprocess
+import sys
 
 import pytest
 
+import tinylm.cli
 from tinylm.console import format_record
 
 
@@ -43,6 +47,19 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
 COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "chat", "serve"]
 
 
+def test_every_command_line_lives_in_tinylm_cli():
+    assert sorted(m.name for m in pkgutil.iter_modules(tinylm.cli.__path__)) == sorted(COMMAND_LINES)
+
+
+@pytest.mark.parametrize("name", COMMAND_LINES)
+def test_python_dash_m_tinylm_name_runs_the_cli_module(name):
+    """`python -m tinylm.<name>` stays the way to run a command although its code moved to tinylm/cli/."""
+    result = subprocess.run([sys.executable, "-m", f"tinylm.{name}", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith(f"usage: python -m tinylm.{name} ")
+
+
 class Built(Exception):
     """Raised instead of parsing, to hand the test the parser a command line built."""
 
@@ -56,7 +73,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(argparse.ArgumentParser, "parse_args", capture)
         with pytest.raises(Built) as built:
-            importlib.import_module(f"tinylm.{name}").parse_args([])
+            importlib.import_module(f"tinylm.cli.{name}").parse_args([])
     parser = built.value.args[0]
     commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     return [parser, *(sub for action in commands for sub in action.choices.values())]
@@ -64,7 +81,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
 
 @pytest.mark.parametrize("name", COMMAND_LINES)
 def test_help_shows_every_default_and_examples_that_parse(name):
-    parse_args = importlib.import_module(f"tinylm.{name}").parse_args
+    parse_args = importlib.import_module(f"tinylm.cli.{name}").parse_args
     for parser in parsers_of(name):
         one_of = {id(a) for group in parser._mutually_exclusive_groups if group.required for a in group._group_actions}
         formatter = parser._get_formatter()

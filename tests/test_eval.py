@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.checkpoint import load_model
+from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig, TrainConfig
 from tinylm.data import evaluate_loss
-from tinylm.eval import cli, main, text_loss
+from tinylm.eval import text_loss
 from tinylm.model import GPT
 from tinylm.tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer, UnknownCharacterError, padded_vocab_size
 from tinylm.trainer import Trainer

@@ -11,9 +11,9 @@ import torch
 import torch.multiprocessing as mp
 
 from tinylm.checkpoint import model_checkpoint, save_checkpoint
+from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
 from tinylm.download import DownloadError
-from tinylm.eval import cli, main
 from tinylm.hellaswag import (
     SUBSTITUTE_VAL_PATH,
     Example,

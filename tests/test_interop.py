@@ -10,6 +10,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
+from tinylm.cli.interop import main  # noqa: E402
 from tinylm.config import GPTConfig  # noqa: E402
 from tinylm.interop import (  # noqa: E402
     TRANSPOSED,
@@ -17,7 +18,6 @@ from tinylm.interop import (  # noqa: E402
     check_exportable,
     from_hf_gpt2,
     hf_to_tinylm_state_dict,
-    main,
     tinylm_to_hf_state_dict,
     to_hf_gpt2,
 )

@@ -12,8 +12,9 @@ from transformers import GPT2Config, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding  # noqa: E402
 
 from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
+from tinylm.cli.interop import cli, main  # noqa: E402
 from tinylm.config import GPTConfig, with_architecture  # noqa: E402
-from tinylm.interop import InteropError, cli, from_hf_llama, from_llama2c, main, to_hf_llama  # noqa: E402
+from tinylm.interop import InteropError, from_hf_llama, from_llama2c, to_hf_llama  # noqa: E402
 from tinylm.interop_llama import (  # noqa: E402
     config_from_hf_llama,
     hf_llama_to_tinylm_state_dict,

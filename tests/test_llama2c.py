@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.checkpoint import load_checkpoint, load_model
+from tinylm.cli.interop import cli, main
 from tinylm.config import LLAMA2C_STORIES15M, GPTConfig, with_architecture
-from tinylm.interop import InteropError, cli, from_llama2c, main, read_llama2c, write_llama2c
+from tinylm.interop import InteropError, from_llama2c, read_llama2c, write_llama2c
 from tinylm.llama2c import MAGIC, Llama2cFormatError, Llama2cHeader, config_of, parse_header
 from tinylm.model import GPT
 
@@ -214,7 +215,7 @@ def test_export_refuses_models_run_c_cannot_run(tmp_path, arch, change, phrase):
 
 
 def test_cli_import_with_a_tokenizer_then_sample_eval_and_export(tmp_path, capsys, sentencepiece_model):
-    from tinylm.eval import main as eval_main
+    from tinylm.cli.eval import main as eval_main
     from tinylm.sample import main as sample_main
     from tinylm.tokenizers import SentencePieceTokenizer
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tinylm import shards
+from tinylm.cli.prepare import cli, main
 from tinylm.corpora import (
     TINYSTORIES_SAMPLE,
     default_folder,
@@ -24,7 +25,6 @@ from tinylm.corpora import (
     tinystories_source,
 )
 from tinylm.data import DataError, read_meta, read_tokens
-from tinylm.prepare import cli, main
 from tinylm.tokenizers import BPETokenizer, TrimmedBPETokenizer
 from tinylm.tracks import get_track
 
@@ -236,7 +236,7 @@ def test_spawned_workers_importing_the_cli_as_their_main_module_do_nothing(monke
     as __mp_main__; without the __name__ guard each would parse the command line (and exit here) and start again."""
     monkeypatch.setattr(sys, "argv", ["tinylm.prepare", "not-a-dataset"])
     namespace = runpy.run_module("tinylm.prepare", run_name="__mp_main__")
-    assert namespace["__name__"] == "__mp_main__" and callable(namespace["cli"])
+    assert namespace["__name__"] == "__mp_main__" and callable(namespace["main"])
 
 
 def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_again(data_root, tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tinylm.chat import ChatSession
-from tinylm.serve import MAX_BODY_BYTES, ChatServer
+from tinylm.cli.serve import MAX_BODY_BYTES, ChatServer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,13 +1,16 @@
 """tinylm: the package behind the course notebooks — build and train GPT-style models from scratch.
 
-Each module is one concept: `config` (shapes and recipes), `model` and `attention` (the network),
-`tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token files to
-batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
-`generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets),
-`plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
-`hellaswag` (loss, bits per byte, HellaSwag), `interop` (Hugging Face GPT-2 weights), and the
-command lines `tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval`, `tinylm.interop`
-and `tinylm.bench`, which share `console` (what they print) and `errors` (one error mapping).
+Each module is one concept: `config` (shapes and recipes), `model`, `attention`, `norms`, `rope`, `mlp`
+and `moe` (the network), `tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token
+files to batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
+`generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets), `plotting`,
+`tracks` (the course's datasets and presets per profile), `eval` and `hellaswag` (loss, bits per byte,
+HellaSwag), `interop`, `interop_llama` and `llama2c` (weights from and to Hugging Face and llama2.c),
+`chat_template`, `instruct`, `sft`, `chat_base` and `chat` (chat fine-tuning), `bench` (measurements).
+
+The command lines live in `tinylm/cli/`, one module per command, and run as `python -m tinylm.<command>`:
+prepare, train, sample, eval, bench, interop, finetune, chat and serve. They share `console` (what they print)
+and `errors` (one error mapping).
 """
 
 from .checkpoint import CheckpointError, load_checkpoint, load_model

@@ -24,12 +24,16 @@ load_state_dict(); a resumed run draws exactly the batches it would have drawn.
 Validation. The Trainer scores a token array; SFT needs the loss on the held-out conversations' answer
 tokens. `ChatTrainer` is the Trainer with that evaluation (`answer_loss_sum`) and nothing else changed:
 same loop, checkpoints, metrics, resume and DDP.
+
+Recipes. `SFT_RECIPES` holds each profile's fine-tuning recipe (default base, Trainer settings, the share of
+pretraining text, how many held-out prompts measure the stop rate), which `python -m tinylm.finetune` runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,12 +41,37 @@ import torch
 import torch.nn.functional as F
 
 from .chat_template import ChatTemplate, RenderedChat
+from .config import TrainConfig
 from .distributed import all_reduce_sum
 from .generate import generate_batch
 from .runtime import autocast
 from .trainer import Trainer
 
 BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to find similar lengths, few enough to stay random
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    base: str  # the default --base
+    train: TrainConfig
+    epochs: float | None  # if set, max_steps covers this many passes over the training conversations
+    pretraining_share: float  # share of batches drawn from pretraining text
+    eval_prompts: int | None  # held-out prompts for the stop rate (None: all of them)
+
+
+SFT_RECIPES = {  # the recipe of each profile; the base model's own recipes are tinylm.chat_base's
+    "smoke": FinetuneRecipe("pretrain", TrainConfig(
+        batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4, eval_interval=10, log_interval=5,
+        eval_batch_size=64, dtype="float32"), None, 0.2, 8),
+    # ~10 epochs over the 991 training conversations (80% of 800 steps of 16), best.pt chosen on held-out answers
+    "cpu": FinetuneRecipe("pretrain", TrainConfig(
+        batch_size=16, max_steps=800, warmup_steps=20, learning_rate=1e-3, min_lr=1e-4, beta2=0.99,
+        eval_interval=100, log_interval=25, eval_batch_size=64, dtype="float32"), None, 0.2, None),
+    # GPT-2 124M: two epochs at a small learning rate, as in most SFT recipes for models of this size
+    "gpu": FinetuneRecipe("gpt2", TrainConfig(
+        batch_size=16, max_steps=1000, warmup_steps=20, learning_rate=5e-5, min_lr=5e-6, weight_decay=0.1,
+        eval_interval=50, log_interval=10, eval_batch_size=32), 2.0, 0.1, None),
+}
 
 
 def pad_conversations(conversations: Sequence[RenderedChat], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
