@@ -32,13 +32,21 @@
 # - the bigram model: a 65×65 table of logits, why its initial loss is not ln(65), and how it trains;
 # - the **baseline validation loss** every later model in the course has to beat.
 #
-# **How long it takes**
+# **How long it takes**: about 40 minutes of study, plus 20 for the exercises.
 #
 # | profile | what it runs | time |
 # |---|---|---|
 # | `smoke` (CI) | 50 training steps | ~7 s |
 # | `cpu` (2-core laptop) | 3,000 training steps | 10 s |
 # | `gpu` | 10,000 training steps | not measured |
+#
+# **Where the ideas come from**: the data set and the character-level approach are Karpathy's
+# ([*The Unreasonable Effectiveness of Recurrent Neural Networks*](http://karpathy.github.io/2015/05/21/rnn-effectiveness/),
+# 2015, and his char-rnn); generating text from letter-pair statistics, and measuring a source in
+# bits, go back to Shannon ([*A Mathematical Theory of Communication*](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x),
+# 1948); a language model as a table of learned vectors trained by gradient descent on the
+# next-token loss is Bengio et al.'s ([*A Neural Probabilistic Language Model*](https://www.jmlr.org/papers/v3/bengio03a.html),
+# 2003).
 
 # %%
 import subprocess
@@ -68,6 +76,8 @@ from tqdm.auto import tqdm
 import tinylm
 
 PROFILE = tinylm.resolve_profile()
+plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
+                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
 STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
 BATCH_SIZE = {"smoke": 32, "cpu": 32, "gpu": 64}[PROFILE]  # windows per step
 EVAL_EVERY = {"smoke": 25, "cpu": 500, "gpu": 1000}[PROFILE]  # steps between whole-split validations
@@ -77,8 +87,8 @@ print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={devic
 # %% [markdown]
 # ## 1. The data
 #
-# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file (Karpathy's char-rnn
-# dataset). `prepare_shakespeare_char()` fetches it (from the internet, or from the offline mirror
+# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file (Karpathy's
+# [char-rnn](http://karpathy.github.io/2015/05/21/rnn-effectiveness/) dataset). `prepare_shakespeare_char()` fetches it (from the internet, or from the offline mirror
 # named by `$TINYLM_DATA_MIRROR`), checks its sha256, and also writes the tokenized `train.bin` and
 # `val.bin` that later notebooks train on. Here we read the raw text and redo that work by hand.
 
@@ -228,10 +238,14 @@ print("get_batch matches tinylm's RandomWindowSampler")
 # %% [markdown]
 # ## 5. The bigram model
 #
-# The simplest language model predicts the next character from the current one alone. It is a
-# 65×65 table: row `i` holds the *logits* (unnormalised log-probabilities) of every character that
-# may follow character `i`. `nn.Embedding(vocab_size, vocab_size)` is exactly such a table: indexing
-# it with ids looks up rows. Softmax turns a row into probabilities; the loss is the cross-entropy,
+# The simplest language model predicts the next character from the current one alone: an *n-gram*
+# model with n = 2. Shannon (1948) already generated "English" this way, from the frequencies of
+# letter pairs, and called it the second-order approximation. Here it is a 65×65 table: row `i` holds
+# the *logits* (unnormalised log-probabilities) of every character that may follow character `i`.
+# `nn.Embedding(vocab_size, vocab_size)` is exactly such a table: indexing it with ids looks up rows.
+# Learning it by gradient descent on the next-token loss, rather than by counting, is the step
+# Bengio et al. (2003) took with their neural language model, which learned a vector per word and a
+# network on top; the bigram is the smallest case, where the vector *is* the row of logits. Softmax turns a row into probabilities; the loss is the cross-entropy,
 # the mean of −log p(correct next token), in nats per character.
 #
 # The `forward` signature `(idx, targets=None) -> (logits, loss)` is the one `tinylm.GPT` uses, so
@@ -290,6 +304,10 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 # table, each step only updates the rows of the characters in the batch, and the problem is convex.
 # Every `EVAL_EVERY` steps, `tinylm.data.evaluate_loss` scores **every** token of the validation
 # split once, which is deterministic and far less noisy than the loss of one random batch.
+#
+# **Predict, then run.** The loss starts near 4.7. Where will the bigram's validation loss level off:
+# near ln 65 = 4.17, around 2.5, or close to 1? (A character model with real context gets to about
+# 1.7 in notebook 3, in a few minutes on a laptop CPU.)
 
 # %%
 from tinylm.data import evaluate_loss
@@ -312,7 +330,7 @@ for step in tqdm(range(1, STEPS + 1), desc="bigram"):
         val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
         records.append({"event": "eval", "step": step, "val_loss": val_loss})
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
+fig, ax = plt.subplots(figsize=(9, 4.5))
 plot_losses(records, ax=ax, title="bigram model")
 ax.axhline(math.log(vocab_size), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
 ax.legend()
@@ -325,7 +343,7 @@ plt.close(fig)
 #
 # The validation loss of the trained bigram, over the whole split, is the number every later model
 # in the course must beat. Its exponential, the *perplexity*, reads as "as uncertain as a uniform
-# choice among that many characters".
+# choice among that many characters". Divided by ln 2 it is in bits per character, Shannon's unit.
 
 # %%
 bigram_val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
@@ -373,6 +391,18 @@ print(sample(model, "\n", 500, seed=0))
 # which is what self-attention does in the next notebook.
 
 # %% [markdown]
+# ## What you learned
+#
+# - tinyshakespeare is 1.1 million characters over a 65-character vocabulary; a character tokenizer
+#   is two lookup tables, and yours matches `tinylm.CharTokenizer`.
+# - The validation split is one contiguous block at the end, because overlapping windows would leak
+#   it into training.
+# - A window of `block_size + 1` tokens gives `block_size` examples at once: `y` is `x` shifted by one.
+# - The loss is the cross-entropy in nats per character; a model that knows nothing scores ln 65 ≈ 4.17,
+#   and a confidently random one scores worse.
+# - The bigram, one 65×65 table of logits, reaches a validation loss of about 2.49: the baseline every
+#   later model must beat. Its samples have the shape of a play and almost no words.
+#
 # ## Exercises
 #
 # Each exercise is a function to complete. Replace `raise NotImplementedError`, then run the cell

@@ -31,15 +31,31 @@
 # - the causal mask and the softmax that turn scores into weights over the past;
 # - one head, many heads, and the batched form every real implementation uses;
 # - the transformer block: residual connections, layer norm, MLP;
-# - a full GPT that matches `tinylm.GPT` weight for weight, and a check that it can learn.
+# - a full GPT that matches `tinylm.GPT` weight for weight;
+# - GPT-2's weight initialisation, and why the projections into the residual stream are scaled down with depth;
+# - why residual connections make deep stacks trainable, measured as the gradient that reaches each layer;
+# - dropout: what it does, why the survivors are scaled by 1/(1−p), and where the model applies it;
+# - a check that the model you wrote can learn.
 #
-# **How long it takes**
+# **How long it takes**: about 90 minutes of study, plus 30 for the exercises.
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | 30 steps of the overfitting check | ~8 s |
-# | `cpu` (2-core laptop) | 300 steps of the overfitting check | 9 s |
-# | `gpu` | 300 steps of the overfitting check | not measured |
+# | `smoke` (CI) | every check; 30 steps of the overfitting check | ~13 s (estimate) |
+# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | ~15 s (estimate) |
+# | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
+#
+# (The estimates: 9 s measured for the overfitting check and the checks before it, plus about 6 s
+# for the initialisation, residual and dropout experiments, which took 0.6 times as long as the
+# overfitting check when timed side by side on a busy machine.)
+#
+# **Papers**: the transformer ([Vaswani et al., 2017, *Attention Is All You Need*](https://arxiv.org/abs/1706.03762)),
+# GPT-2 ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
+# layer normalisation ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
+# ([He et al., 2015, *Deep Residual Learning for Image Recognition*](https://arxiv.org/abs/1512.03385)), dropout
+# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)). The build order follows Karpathy's
+# [nanoGPT](https://github.com/karpathy/nanoGPT) and his lecture
+# [*Let's build GPT: from scratch, in code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
 
 # %%
 import subprocess
@@ -55,6 +71,7 @@ if "google.colab" in sys.modules:
 # how many steps the final "can it learn?" check runs. Everything else is small and fixed.
 
 # %%
+import dataclasses
 import math
 
 import matplotlib.pyplot as plt
@@ -71,6 +88,8 @@ PROFILE = tinylm.resolve_profile()
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
 torch.set_printoptions(precision=3, sci_mode=False)
+plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
+                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
 print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={OVERFIT_STEPS}")
 
 # %% [markdown]
@@ -161,6 +180,10 @@ print("q:", tuple(q.shape), " k:", tuple(k.shape), " scores:", tuple(scores.shap
 # head size make the softmax *saturate*: the largest score takes almost all the weight, the
 # position attends to a single other one, and the gradient through the other weights all but
 # vanishes. Dividing by √head_size brings the variance back to 1 whatever the head size.
+#
+# **Predict, then run.** The next cell draws random `q` and `k` with unit-variance components and
+# measures the variance of `q · k`. For head size 64, what variance do you expect before the scaling,
+# and after it?
 
 # %%
 for hs in (4, 16, 64, 256):
@@ -169,8 +192,9 @@ for hs in (4, 16, 64, 256):
     print(f"head_size {hs:3d}:  var(q·k) = {dots.var():6.1f}   var(q·k / sqrt(head_size)) = {(dots / math.sqrt(hs)).var():.2f}")
 
 # %% [markdown]
-# What saturation looks like: the same five scores, then multiplied by 8 (= √64, the growth an
-# unscaled head of size 64 would see).
+# The variance of `q · k` is the head size (about 64 for 64), and the scaled scores' stays near 1
+# whatever the head size. What saturation looks like: the same five scores, then multiplied by 8 (= √64, the growth
+# an unscaled head of size 64 would see).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -184,6 +208,36 @@ scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T), variance b
 # %% [markdown]
 # ## 4. The causal mask, the softmax, the values
 #
+# The scores form a `T × T` matrix: row `t` belongs to the query of position `t`, column `s` to the
+# key of position `s`. Everything above the diagonal is the future (`s > t`): it is set to −∞ before
+# the softmax, so each row becomes a distribution over the keys `0..t` only.
+
+# %%
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+n_show = 6  # a small T, so that every cell can be labelled
+fig, ax = plt.subplots(figsize=(7.5, 6.5))
+for t in range(n_show):  # row: the query's position
+    for s in range(n_show):  # column: the key's position
+        future = s > t
+        ax.add_patch(plt.Rectangle((s, t), 1, 1, facecolor="0.7" if future else "white", edgecolor="black", lw=1))
+        label = "−∞" if future else f"q{t}·k{s}".translate(SUBSCRIPT)
+        ax.text(s + 0.5, t + 0.5, label, ha="center", va="center", fontsize=13)
+ax.set_xlim(0, n_show)
+ax.set_ylim(n_show, 0)  # row 0 at the top, as in a matrix
+ax.set_xticks([s + 0.5 for s in range(n_show)], [f"k{s}".translate(SUBSCRIPT) for s in range(n_show)])
+ax.set_yticks([t + 0.5 for t in range(n_show)], [f"q{t}".translate(SUBSCRIPT) for t in range(n_show)])
+ax.xaxis.tick_top()
+ax.xaxis.set_label_position("top")
+ax.set_xlabel("column = key position s (who is attended to)")
+ax.set_ylabel("row = query position t (who is attending)")
+ax.set_title("scores after the causal mask: the future (s > t, shaded) is −∞,\nthen a softmax along each row",
+             y=-0.16)
+ax.set_aspect("equal")
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
 # Mask the future to −∞, softmax each row into weights, and use them to average the *values*
 # (not `x` itself: the value map lets a position choose what it communicates).
 
@@ -214,10 +268,10 @@ print("your head == explicit_causal_attention == F.scaled_dot_product_attention"
 # is untrained, so the pattern is random; a trained head's pattern reflects the text.)
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(11, 5))
 for ax, matrix, title in [(axes[0], wei3, "averaging: fixed weights"), (axes[1], wei[0].detach(), "attention: weights from q·k")]:
     im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title)
     ax.set_xlabel("key position s (attended to)")
     ax.set_ylabel("query position t")
 fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
@@ -230,7 +284,7 @@ plt.close(fig)
 # - Attention is communication over a directed graph: position `t` receives from `0..t`. Positions
 #   in different sequences of the batch never talk.
 # - The computation treats the past as a *set*: nothing in `q · k` knows where a position is. The
-#   model adds position embeddings to the input to fix that (section 7).
+#   model adds position embeddings to the input to fix that (section 8).
 # - Without the mask (an *encoder*, e.g. BERT) every position sees every other; a GPT is a *decoder*.
 
 # %% [markdown]
@@ -380,13 +434,69 @@ print("explicit path == F.scaled_dot_product_attention at T=64")
 # *computes* on what it gathered, independently of the others. Two more ingredients make a deep
 # stack of blocks trainable:
 #
-# - **Residual connections.** Each sub-layer *adds* to its input: `x = x + attn(…)`. The gradient
-#   of a sum reaches `x` unchanged, so it flows from the loss to the first layers through a straight
-#   path however deep the stack, and a freshly initialised block starts close to the identity.
-# - **Layer norm.** Normalise each position's `C` channels to mean 0 and variance 1, then apply a
-#   learned gain and bias. It keeps activations in a range where the softmax and GELU behave. GPT-2
-#   puts it *before* each sub-layer (pre-norm: `x + attn(ln(x))`), and once more after the last block.
+# - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer
+#   *adds* to its input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it flows
+#   from the loss to the first layers through a straight path however deep the stack, and a freshly
+#   initialised block starts close to the identity. Section 10 measures what happens without it.
+# - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's
+#   `C` channels to mean 0 and variance 1, then apply a learned gain and bias. It keeps activations in
+#   a range where the softmax and GELU behave. GPT-2 puts it *before* each sub-layer (pre-norm:
+#   `x + attn(ln(x))`), and once more after the last block. (The original transformer put it after
+#   the addition, `ln(x + attn(x))`, which puts a norm on the straight path; pre-norm keeps the path clean.)
 #
+# The picture: the residual stream runs straight from the block's input to its output; each
+# sub-layer reads a normalised copy of it and adds its result back.
+
+# %%
+from matplotlib.patches import Circle, FancyBboxPatch
+
+fig, ax = plt.subplots(figsize=(10, 8.5))
+STREAM_X, BRANCH_X = 2.0, 5.2  # the residual stream's column, the sub-layers' column
+
+
+def box(y: float, text: str, color: str) -> None:
+    ax.add_patch(FancyBboxPatch((BRANCH_X - 1.6, y - 0.35), 3.2, 0.7, boxstyle="round,pad=0.05", facecolor=color,
+                                edgecolor="black", lw=1.5))
+    ax.text(BRANCH_X, y, text, ha="center", va="center", fontsize=13)
+
+
+def arrow(start: tuple[float, float], end: tuple[float, float], lw: float = 2) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", lw=lw, color="black"))
+
+
+def branch(y_split: float, norm: str, sublayer: str, color: str, code: str) -> None:
+    """One sub-layer: leave the stream, normalise, transform, and add the result back at y_split + 3."""
+    y_add = y_split + 3.0
+    ax.plot([STREAM_X, BRANCH_X, BRANCH_X], [y_split, y_split, y_split + 0.55], color="black", lw=2)
+    arrow((BRANCH_X, y_split + 0.5), (BRANCH_X, y_split + 0.6))
+    box(y_split + 0.95, norm, "#fff2cc")
+    arrow((BRANCH_X, y_split + 1.35), (BRANCH_X, y_split + 1.65))
+    box(y_split + 2.0, sublayer, color)
+    ax.plot([BRANCH_X, BRANCH_X], [y_split + 2.4, y_add], color="black", lw=2)
+    arrow((BRANCH_X, y_add), (STREAM_X + 0.25, y_add))
+    ax.add_patch(Circle((STREAM_X, y_add), 0.25, facecolor="white", edgecolor="black", lw=2, zorder=3))
+    ax.text(STREAM_X, y_add, "+", ha="center", va="center", fontsize=18, zorder=4)
+    ax.text(BRANCH_X + 1.9, y_add, code, ha="left", va="center", fontsize=13, family="monospace")
+
+
+ax.add_patch(FancyBboxPatch((0.9, 0.45), 9.0, 7.05, boxstyle="round,pad=0.1", facecolor="none", edgecolor="gray",
+                            lw=1.5, ls="--"))
+ax.text(9.8, 0.75, "× n_layer", ha="right", va="bottom", fontsize=14, color="gray")
+arrow((STREAM_X, -0.3), (STREAM_X, 8.3), lw=4)  # the residual stream: a straight path from input to output
+ax.text(STREAM_X - 0.25, 2.3, "residual stream", rotation=90, ha="right", va="center", fontsize=14, color="#1f4e79")
+ax.text(STREAM_X, -0.45, "x (B, T, C): embeddings, or the previous block's output", ha="left", va="top", fontsize=13)
+ax.text(STREAM_X, 8.45, "to the next block (after the last one: ln_f, lm_head)", ha="left", va="bottom", fontsize=13)
+branch(0.8, "LayerNorm  ln_1", "causal self-attention  attn", "#dae8fc", "x = x + attn(ln_1(x))")
+branch(4.2, "LayerNorm  ln_2", "MLP  (c_fc, GELU, c_proj)", "#d5e8d4", "x = x + mlp(ln_2(x))")
+ax.set_xlim(0, 10.2)
+ax.set_ylim(-1.1, 9.0)
+ax.axis("off")
+ax.set_title("a pre-LayerNorm transformer block (GPT-2)")
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+
+# %% [markdown]
 # First layer norm, from its definition. It uses the biased variance (divide by `C`), as
 # `nn.LayerNorm` does; the names `weight` and `bias` match it so state dicts load.
 
@@ -572,21 +682,354 @@ print(f"largest change of the last output after shuffling: without wpe {change_w
 assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_with)
 
 # %% [markdown]
-# ## 9. Can it learn?
+# ## 9. Weight initialisation
+#
+# Every weight needs a starting value, and the choice matters more than it looks. GPT-2's rule, which
+# `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model.py`):
+#
+# - every `Linear` and `Embedding` weight from a normal distribution with mean 0 and **std 0.02**;
+# - every bias **zero**; the layer norms keep the gain 1 and bias 0 they are built with;
+# - the two projections per block that write into the residual stream, `attn.c_proj` and
+#   `mlp.c_proj`, with std **0.02 / √(2·n_layer)**.
+#
+# The small std keeps the first logits near 0, so the model starts close to uniform: a loss of
+# ln 65, as notebook 01 showed a good start should be. The extra factor is GPT-2's
+# ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf),
+# section 2.3): *"A modified initialization which accounts for the accumulation on the residual path
+# with model depth is used. We scale the weights of residual layers at initialization by a factor of
+# 1/√N where N is the number of residual layers."* Each block adds two sub-layer outputs to the
+# stream, so N = 2·n_layer. At initialisation these outputs are roughly independent of each other, so
+# their variances add up: dividing each one's std by √N divides its variance by N, and the N of them
+# together add the same variance whatever the depth.
+#
+# `wte` and `lm_head` are one tied matrix: it is initialised twice, as an `Embedding` and as a
+# `Linear`, with the same distribution both times.
+
+# %%
+def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
+    """GPT-2's initialisation, in place; scale_residual=False leaves c_proj at std 0.02 (for the experiment below)."""
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    if scale_residual:
+        n_layer = len(model.transformer.h)
+        for name, param in model.named_parameters():
+            if name.endswith("c_proj.weight"):  # attn.c_proj and mlp.c_proj: the two writes into the stream per block
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+    return model
+
+
+# %% [markdown]
+# Self-check against `tinylm.GPT`. Two random initialisations can only be equal number for number if
+# every draw happens in the same order, which is not what matters; what matters is the distribution.
+# So, parameter by parameter: biases and norms exactly as tinylm has them, and the std of every weight
+# matrix within 10% of tinylm's (a 4-layer, 64-wide model, so that each matrix has thousands of
+# entries and the measured std is within a few percent of the true one).
+
+# %%
+cfg_init = dataclasses.replace(cfg, n_layer=4, n_embd=64, block_size=64)
+torch.manual_seed(1337)
+my_init, ref_init = init_gpt2_(GPTFromScratch(cfg_init)), tinylm.GPT(cfg_init)
+ref_params = dict(ref_init.named_parameters())
+print(f"{'parameter':34s} {'shape':>10s}  {'your std':>9s}  {'tinylm std':>10s}")
+for name, param in my_init.named_parameters():
+    ref_param = ref_params[name]
+    if name.endswith("bias") or ".ln_" in name:  # zero biases; norm gains of 1
+        assert torch.equal(param, ref_param), name
+        continue
+    assert abs(param.std().item() / ref_param.std().item() - 1) < 0.1, (name, param.std().item(), ref_param.std().item())
+    assert abs(param.mean().item()) < 0.1 * ref_param.std().item(), name
+    if not name.startswith("transformer.h.") or name.startswith("transformer.h.0."):  # one block is enough to read
+        print(f"{name:34s} {str(tuple(param.shape)):>10s}  {param.std().item():9.4f}  {ref_param.std().item():10.4f}")
+print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math.sqrt(2 * cfg_init.n_layer):.4f}")
+print("init_gpt2_ matches tinylm.GPT's initialisation, parameter by parameter")
+
+# %% [markdown]
+# ### The residual stream at initialisation, with and without the scaling
+#
+# Build stacks of 6, 12, 24 and 48 blocks, initialise each with and without the 1/√(2·n_layer)
+# factor, feed the batch of Shakespeare through, and measure the variance of the residual stream
+# after the embeddings and after every block.
+#
+# **Predict, then run.** Without the scaling, how does the stream's variance after 48 blocks compare
+# with its variance after 6? With the scaling?
+
+# %%
+@torch.no_grad()
+def residual_variances(model: nn.Module, idx: torch.Tensor) -> list[float]:
+    """Variance of the residual stream after the embeddings, then after each block."""
+    x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1)))  # (B, T, C)
+    variances = [x.var().item()]
+    for block in model.transformer.h:
+        x = block(x)  # (B, T, C)
+        variances.append(x.var().item())
+    return variances
+
+
+cfg_deep = dataclasses.replace(cfg, n_layer=48, n_embd=64)
+DEPTHS = (6, 12, 24, 48)
+final = {"scaled": [], "unscaled": []}  # the stream's variance after the last block, per depth
+for n_layer in tqdm(DEPTHS, desc="depths"):
+    torch.manual_seed(1337)
+    stack = GPTFromScratch(dataclasses.replace(cfg_deep, n_layer=n_layer))
+    scaled = residual_variances(init_gpt2_(stack), xb)
+    unscaled = residual_variances(init_gpt2_(stack, scale_residual=False), xb)
+    final["scaled"].append(scaled[-1])
+    final["unscaled"].append(unscaled[-1])
+for n_layer, s_var, u_var in zip(DEPTHS, final["scaled"], final["unscaled"]):
+    print(f"{n_layer:2d} blocks: variance after the last block {u_var:.4f} unscaled, {s_var:.4f} scaled")
+
+fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
+left.plot(unscaled, label="c_proj std 0.02", lw=2.5)  # scaled, unscaled: the curves of the last, deepest stack
+left.plot(scaled, label="c_proj std 0.02 / √(2·48)", lw=2.5)
+left.set_xlabel("after block (0 = the embeddings)")
+left.set_ylabel("variance of the residual stream")
+left.set_title(f"one stack of {DEPTHS[-1]} blocks")
+right.plot(DEPTHS, final["unscaled"], "o-", label="c_proj std 0.02", lw=2.5)
+right.plot(DEPTHS, final["scaled"], "o-", label="c_proj std 0.02 / √(2·n_layer)", lw=2.5)
+right.set_xscale("log", base=2)
+right.set_xticks(DEPTHS, [str(d) for d in DEPTHS])
+right.set_xlabel("n_layer (blocks in the stack)")
+right.set_ylabel("variance after the last block")
+right.set_title("the end of the stream, by depth")
+for ax in (left, right):
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+
+# %%
+assert final["unscaled"][-1] > 4 * final["unscaled"][0], "unscaled, the variance should grow with depth"
+assert 0.67 < final["scaled"][-1] / final["scaled"][0] < 1.5, "scaled, the variance should not depend on depth"
+print("unscaled: the stream grows with depth; scaled: its size at the top does not depend on depth")
+
+# %% [markdown]
+# Without the factor the variance at the top grows in proportion to the depth: each block adds about
+# the same amount, and 8 times as many blocks add 8 times as much. With it, every depth ends at the
+# same variance (within one stack it still climbs block by block, to the same end point). The
+# embeddings start at 2 × 0.02² = 0.0008, both tables added; unscaled, a deep stack buries them
+# under what the blocks add before any training has happened. In a pre-norm block each sub-layer reads
+# `ln(x)` and does not see the stream's scale, but what it *adds* is of a fixed size: in a stream that
+# has grown large, each block's update is a smaller fraction of it. With the scaling, that balance is
+# the same whatever `n_layer` is.
+
+# %% [markdown]
+# ## 10. Why residual connections help
+#
+# [He et al. (2015)](https://arxiv.org/abs/1512.03385) found that stacking more layers made plain
+# networks *worse*, on the training set too: not overfitting, but an optimisation that failed. Their
+# fix was to let each block learn a correction to its input, `x + F(x)`, instead of a replacement
+# `F(x)`: if the identity is what a block should do, `F = 0` is easy to reach. The backward pass
+# shows a second reason. The derivative of `x + F(x)` with respect to `x` is `I + ∂F/∂x`, so the
+# gradient at the top reaches every block through the identity term, however deep the stack. Without
+# the skip, the gradient reaching block `l` is a product of one Jacobian per layer above it, and a
+# product of many factors shrinks or grows geometrically.
+#
+# The experiment: a stack of 48 of your blocks with GPT-2's initialisation, the Shakespeare batch, the
+# language-model loss, and the gradient norm of each block's parameters. Once as written, once with
+# every `x = x + f(x)` replaced by `x = f(x)`.
+#
+# **Predict, then run.** Without the residual connections, how much smaller is the gradient that
+# reaches the first block than the one that reaches the last: 2 times, 100 times, or more?
+
+# %%
+def block_gradient_norms(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, residual: bool = True):
+    """Gradient norm of each block's parameters, and how much the positions still differ at the top.
+
+    residual=False runs the same sub-layers with each output replacing its input instead of adding to it.
+    """
+    x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1)))  # (B, T, C)
+    for block in model.transformer.h:
+        if residual:
+            x = block(x)
+        else:
+            x = block.attn(block.ln_1(x))
+            x = block.mlp(block.ln_2(x))
+    top = model.transformer.ln_f(x)  # (B, T, C)
+    loss = F.cross_entropy(model.lm_head(top).flatten(0, 1), targets.flatten())
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    norms = [torch.cat([p.grad.flatten() for p in block.parameters()]).norm().item() for block in model.transformer.h]
+    spread = top.detach().var(dim=1).mean().item()  # variance across positions: 0 when every position is the same
+    return norms, spread
+
+
+torch.manual_seed(1337)
+deep = init_gpt2_(GPTFromScratch(cfg_deep))
+with_skip, spread_with = block_gradient_norms(deep, xb, yb, residual=True)
+without_skip, spread_without = block_gradient_norms(deep, xb, yb, residual=False)
+print(f"with residuals:    gradient norm {with_skip[0]:.1e} at block 0, {with_skip[-1]:.1e} at block 47")
+print(f"without residuals: gradient norm {without_skip[0]:.1e} at block 0, {without_skip[-1]:.1e} at block 47")
+print(f"variance across positions at the top: {spread_with:.2f} with residuals, {spread_without:.1e} without")
+
+fig, ax = plt.subplots(figsize=(10, 4.8))
+ax.semilogy(with_skip, lw=2.5, label="x = x + f(x)  (residual)")
+ax.semilogy(without_skip, lw=2.5, label="x = f(x)  (plain)")
+ax.set_xlabel("block (0 = nearest the input)")
+ax.set_ylabel("gradient norm of the block's weights")
+ax.set_title(f"gradient reaching each of {cfg_deep.n_layer} blocks at initialisation")
+ax.grid(alpha=0.3, which="both")
+ax.legend()
+fig.tight_layout()
+plt.show()
+plt.close(fig)
+
+# %%
+assert max(with_skip) < 3 * min(with_skip), "with residuals every block should get a gradient of similar size"
+assert without_skip[0] < 1e-3 * without_skip[-1], "without residuals the gradient should vanish towards the input"
+print("residual connections carry the gradient to every block")
+
+# %% [markdown]
+# With the skip, every block gets a gradient of about the same size. Without it, the gradient falls by
+# many orders of magnitude on its way down, and the first blocks would not learn at all. The last line
+# printed says why: at initialisation the scores `q · k` are tiny, so every attention layer averages
+# the positions it sees almost uniformly, which shrinks the differences between them, and without the
+# skip nothing adds the input back. Forty-eight rounds of averaging make every position the same
+# vector, the output no longer depends on the input, and no gradient can flow back to it. (This *rank
+# collapse* of attention layers without skip connections is proved by
+# [Dong et al., 2021](https://arxiv.org/abs/2103.03404).) With the skip, each block adds a small
+# correction to a stream that still carries the input, all the way up.
+#
+# In He et al.'s networks, batch normalisation kept the plain networks' gradients at a healthy size, and
+# the deep plain networks still trained worse than shallow ones: making the identity the default is
+# the other half of why residual connections work.
+
+# %% [markdown]
+# ## 11. Dropout
+#
+# A large model trained for many passes over a small text memorises it: the training loss keeps
+# falling while the validation loss turns up. Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html))
+# is the classic remedy: during training, set each activation to zero independently with probability
+# `p`, a fresh random choice at every step. No unit can rely on a particular other unit being there,
+# and each step trains a different "thinned" network; all of them share the weights, and at test time
+# the full network acts as an average of them.
+#
+# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. The paper scaled the weights
+# down at test time to match (its `p` is the probability of *keeping* a unit; PyTorch's is that of
+# dropping one). Every framework now uses **inverted dropout**: the survivors are multiplied by
+# `1/(1 − p)` during training, so the expected value stays `x`, and at evaluation dropout is simply the
+# identity. Which one happens depends on the module's mode: `model.train()` and `model.eval()` set
+# `module.training`, which `nn.Dropout` reads.
+
+# %%
+def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Zero each element with probability p and scale the survivors by 1/(1 - p); the identity when not training."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty_like(x).bernoulli_(1 - p)  # 1 with probability 1 - p, else 0
+    return x * keep / (1 - p)
+
+
+# %% [markdown]
+# Self-check against `F.dropout`. On the CPU, PyTorch draws its mask exactly as above
+# (`bernoulli_(1 - p)` on a tensor shaped like the input), so with the same seed the two must agree
+# element for element. Then the statistics: the fraction zeroed is `p`, the mean is preserved, and in
+# evaluation mode nothing changes.
+
+# %%
+torch.manual_seed(1337)
+h = torch.randn(1000, 100)
+for p in (0.1, 0.5):
+    torch.manual_seed(0)
+    yours = dropout_from_scratch(h, p)
+    torch.manual_seed(0)
+    torch_dropped = F.dropout(h, p, training=True)
+    assert torch.allclose(yours, torch_dropped, atol=1e-6), f"p={p}: different from F.dropout with the same seed"
+    zeroed = (yours == 0).float().mean().item()
+    assert abs(zeroed - p) < 0.01, (p, zeroed)
+    assert abs(yours.mean().item() - h.mean().item()) < 0.02
+assert dropout_from_scratch(h, 0.5, training=False) is h
+print("dropout_from_scratch == F.dropout (same seed); fraction zeroed = p; mean preserved; identity in eval mode")
+
+# %% [markdown]
+# **Predict, then run.** Dropout with `p = 0.1` on a million ones: which values appear in the
+# output, and what is its mean?
+
+# %%
+ones = torch.ones(1_000_000)
+torch.manual_seed(0)
+dropped = dropout_from_scratch(ones, 0.1)
+print(f"values: {[round(v, 4) for v in dropped.unique().tolist()]}   fraction zeroed: {(dropped == 0).float().mean():.4f}   mean: {dropped.mean():.4f}")
+
+# %% [markdown]
+# Two values only: 0 for the tenth that is dropped and 1/0.9 ≈ 1.111 for the rest, which brings the mean
+# back to 1.
+#
+# Where the model applies it: `GPTConfig.dropout` sets one rate for every site, and your
+# `GPTFromScratch` has the same sites as `tinylm.GPT`:
+#
+# - `transformer.drop`, on the sum of the token and position embeddings;
+# - on the attention weights, after the softmax (the functional `F.dropout` inside attention; tinylm
+#   passes `dropout_p` to its attention function), so a position randomly ignores some of its past;
+# - `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output just before it is added to the
+#   residual stream.
+#
+# The modules among them:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+cfg_drop = dataclasses.replace(cfg, dropout=0.2, attention="explicit")  # tinylm's readable attention path
+ref_drop = tinylm.GPT(cfg_drop)
+print([name for name, module in ref_drop.named_modules() if isinstance(module, nn.Dropout)])
+
+# %% [markdown]
+# Self-check: with the same seed, the same weights and the same batch, in training mode, your GPT and
+# `tinylm.GPT` (on its explicit attention path, which draws the attention mask with `F.dropout` as
+# yours does) draw the same masks in the same order, so their logits agree. Another seed draws other
+# masks. In evaluation mode dropout is off: two calls give the same logits.
+
+# %%
+drop_gpt = GPTFromScratch(cfg_drop)
+drop_gpt.load_state_dict(ref_drop.state_dict())
+drop_gpt.train()
+ref_drop.train()
+torch.manual_seed(0)
+logits_train, _ = drop_gpt(xb)
+torch.manual_seed(0)
+ref_logits_train, _ = ref_drop(xb)
+assert torch.allclose(logits_train, ref_logits_train, atol=1e-5), "dropout is not applied where tinylm applies it"
+torch.manual_seed(1)
+assert not torch.allclose(ref_drop(xb)[0], ref_logits_train), "another seed must draw other masks"
+drop_gpt.eval()
+ref_drop.eval()
+with torch.no_grad():
+    assert torch.equal(ref_drop(xb)[0], ref_drop(xb)[0]) and torch.allclose(drop_gpt(xb)[0], ref_drop(xb)[0], atol=1e-5)
+print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no dropout")
+
+# %% [markdown]
+# Notebook 3's Shakespeare recipes use dropout only where it pays:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from tinylm.tracks import SHAKESPEARE_CHAR
+
+print({profile: model_cfg.dropout for profile, (model_cfg, _) in SHAKESPEARE_CHAR.recipes.items()})
+
+# %% [markdown]
+# The `gpu` recipe (6 layers, 384 wide, 5,000 steps of 64 windows of 256 characters) passes over the
+# 1 MB training text about 80 times and would memorise it; dropout 0.2 slows that down. The `cpu`
+# recipe is small and trains for minutes: it underfits, and dropout would only slow its learning. The
+# Trainer calls `model.train()`, and `tinylm.data.evaluate_loss` switches the model to `eval()` while
+# it scores the validation split, so the validation loss is always measured without dropout.
+
+# %% [markdown]
+# ## 12. Can it learn?
 #
 # Training for real is the next notebook's job. The quickest check that gradients flow through
 # everything you wrote is to *overfit one batch*: with the same 8 windows every step, a working model
 # drives the loss far below the bigram's 2.49, towards 0. A bug in the mask (seeing the future) would
 # make it too easy; a broken residual or norm would make it stall.
 #
-# We start from tinylm's GPT-2 initialisation (N(0, 0.02), and a scaled-down `c_proj`) by loading a
-# fresh `tinylm.GPT`'s weights. Its initial loss is then almost exactly ln 65 = 4.17, as notebook 01
-# said a good initialisation should give.
+# The model starts from your GPT-2 initialisation (section 9). Its initial loss is then almost
+# exactly ln 65 = 4.17, as notebook 01 said a good initialisation should give.
 
 # %%
 torch.manual_seed(1337)
-model = GPTFromScratch(cfg)
-model.load_state_dict(tinylm.GPT(cfg).state_dict())
+model = init_gpt2_(GPTFromScratch(cfg))
 optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
 losses = []
 for step in tqdm(range(OVERFIT_STEPS), desc="overfit one batch"):
@@ -597,8 +1040,8 @@ for step in tqdm(range(OVERFIT_STEPS), desc="overfit one batch"):
     losses.append(loss.item())
 print(f"loss: {losses[0]:.3f} (ln 65 = {math.log(65):.3f}) -> {losses[-1]:.3f} after {OVERFIT_STEPS} steps")
 
-fig, ax = plt.subplots(figsize=(7, 3.5))
-ax.plot(losses)
+fig, ax = plt.subplots(figsize=(9, 4.5))
+ax.plot(losses, lw=2)
 ax.axhline(math.log(65), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
 ax.set_xlabel("step (always the same batch)")
 ax.set_ylabel("loss (nats/char)")
@@ -626,17 +1069,37 @@ with torch.no_grad():
     model(xb[:1])
 weights = model.transformer.h[0].attn.last_weights[0]  # (nh, T, T)
 labels = [{" ": "␣", "\n": "↵"}.get(c, c) for c in tok.decode(xb[0].tolist())]  # make spaces and newlines visible
-fig, axes = plt.subplots(1, cfg.n_head, figsize=(7, 2.4))
-for h, ax in enumerate(axes):
+fig, axes = plt.subplots(2, cfg.n_head // 2, figsize=(11, 11))
+for h, ax in enumerate(axes.flat):
     ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(f"head {h}", fontsize=9)
-    ax.set_xticks(range(cfg.block_size), labels, fontsize=5)
-    ax.set_yticks(range(cfg.block_size), labels if h == 0 else [], fontsize=5)
+    ax.set_title(f"head {h}")
+    ax.set_xticks(range(cfg.block_size), labels)
+    ax.set_yticks(range(cfg.block_size), labels)
+    ax.set_xlabel("key")
+    ax.set_ylabel("query")
 fig.tight_layout()
 plt.show()
 plt.close(fig)
 
 # %% [markdown]
+# ## What you learned
+#
+# - Averaging the past is a matrix multiply with a lower-triangular matrix; attention makes the
+#   weights data-dependent: scores `q · k / √head_size`, the future masked to −∞, a softmax per row, a
+#   weighted sum of the values.
+# - The 1/√head_size keeps the scores' variance at 1, so the softmax does not saturate.
+# - Several heads run in parallel as one batched computation; a block pairs attention (positions
+#   communicate) with an MLP (each position computes), each behind a layer norm and added to the
+#   residual stream.
+# - Attention sees a set; the position embedding tells it the order.
+# - GPT-2's initialisation, std 0.02 and 1/√(2·n_layer) on the projections into the residual stream,
+#   starts the loss at ln V and keeps the stream's size independent of depth.
+# - Residual connections carry the gradient to every block; without them a deep stack's gradient
+#   vanishes at initialisation, and attention averages its positions into one.
+# - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); in
+#   `eval()` mode it is off.
+# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn.
+#
 # ## Exercises
 #
 # Complete each function, replacing `raise NotImplementedError`, then run the cell after it.
