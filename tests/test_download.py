@@ -128,3 +128,13 @@ def test_only_worthwhile_errors_are_retried(monkeypatch, source, tmp_path, error
     with pytest.raises(DownloadError, match="TINYLM_DATA_MIRROR"):
         fetch(source, tmp_path / "file.txt", attempts=3)
     assert len(calls) == (3 if retried else 1)
+
+
+def test_reachable_tells_a_listening_port_from_a_closed_one_and_an_unknown_host():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        assert download.reachable("127.0.0.1", port, timeout=2.0)
+    assert not download.reachable("127.0.0.1", port, timeout=2.0)  # closed now: connection refused
+    assert not download.reachable("nonexistent.invalid", timeout=2.0)

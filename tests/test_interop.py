@@ -185,3 +185,51 @@ def test_cached_greedy_generation_matches_transformers_generate():
         theirs = reference.generate(input_ids, attention_mask=attention_mask, max_new_tokens=12, do_sample=False,
                                     pad_token_id=0, use_cache=True)
     assert ours == theirs[:, longest:].tolist()
+
+
+def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
+    """The notebook 6 path, offline: a random transformers GPT-2 with GPT-2's vocabulary goes through from_hf_gpt2,
+    and score_model's validation loss and HellaSwag counts equal those computed from transformers' logits."""
+    import numpy as np
+    import torch.nn.functional as F
+
+    from tinylm.eval import score_model
+    from tinylm.hellaswag import locate_val, read_examples
+    from tinylm.tokenizers import BPETokenizer
+
+    torch.manual_seed(0)
+    block = 64
+    reference = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=block, vocab_size=50257)).eval()
+    with torch.no_grad():  # larger weights than the initialisation's: endings whose losses clearly differ
+        for name, param in reference.named_parameters():
+            if ".ln_" not in name:
+                param.copy_(0.3 * torch.randn_like(param))
+    tokenizer = BPETokenizer("gpt2")
+    text = "The Independent Jane. For all the love, romance and scandal in Jane Austen's books, " * 12
+    val = np.array([tokenizer.eot_token, *tokenizer.encode(text)][: 3 * block + 1], dtype=np.uint16)
+    examples = read_examples(locate_val().path, limit=10)
+
+    scores = score_model(from_hf_gpt2(reference), tokenizer, val, examples, batch_size=2)
+
+    windows = torch.from_numpy(val.astype(np.int64)).unfold(0, block + 1, block)  # 3 non-overlapping windows
+    with torch.no_grad():
+        logits = reference(windows[:, :-1]).logits
+    expected_loss = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
+    assert scores["val_tokens"] == 3 * block
+    assert scores["val_loss"] == pytest.approx(expected_loss, abs=1e-5)
+
+    correct = correct_norm = 0
+    for example in examples:  # build-nanogpt's way: context + " " + ending, the ending's losses only
+        ctx = tokenizer.encode(example.ctx)
+        summed, means = [], []
+        for ending in example.endings:
+            ids = torch.tensor(ctx + tokenizer.encode(" " + ending))
+            assert len(ids) <= block
+            with torch.no_grad():
+                losses = F.cross_entropy(reference(ids[None, :-1]).logits[0], ids[1:], reduction="none")
+            ending_losses = losses[len(ctx) - 1:]
+            summed.append(ending_losses.sum().item())
+            means.append(ending_losses.mean().item())
+        correct += min(range(4), key=summed.__getitem__) == example.label
+        correct_norm += min(range(4), key=means.__getitem__) == example.label
+    assert (scores["examples"], scores["correct"], scores["correct_norm"]) == (10, correct, correct_norm)

@@ -7,7 +7,8 @@ a temporary file next to `dest`, checked against the expected sha256, and only t
 place, so an interrupted download or a corrupt copy never masquerades as the real file.
 
 Offline with no mirror, the first attempt fails on name resolution within seconds and the error
-says how to set the mirror.
+says how to set the mirror. `reachable(host)` is the same question asked up front, for downloads made
+by other libraries (transformers retries an unreachable Hub for half a minute before it gives up).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ class RemoteFile:
 
 class DownloadError(RuntimeError):
     pass
+
+
+def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to host:port opens within `timeout` seconds (no name resolution counts as no)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:  # socket.gaierror (offline), ConnectionRefusedError, TimeoutError
+        return False
 
 
 def sha256_of(path: Path) -> str:

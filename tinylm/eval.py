@@ -11,13 +11,18 @@ context is cut into non-overlapping windows (`tinylm.data.evaluation_windows`), 
 as the validation loss is during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra,
 so the loss stays per GPT-2 token. Evaluation runs in float32.
 
+`score_model` gives two numbers for any model at once: the loss on a validation token stream and HellaSwag
+accuracy, as notebook 6 compares its runs with OpenAI's GPT-2.
+
 `python -m tinylm.eval` scores a checkpoint on a text file or on HellaSwag; its command line is
 tinylm/cli/eval.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -55,6 +60,32 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     num_bytes = len(scored_text.encode("utf-8"))
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}
+
+
+
+def score_model(model, tokenizer, val_tokens: np.ndarray, examples, batch_size: int = 8, device=None,
+                autocast_ctx=None) -> dict[str, Any]:
+    """The two numbers notebook 6 sets models side by side with: validation loss and HellaSwag accuracy.
+
+    `val_loss` is the mean next-token loss (nats) over every target of `val_tokens`, a token stream such as a
+    validation shard, in non-overlapping windows of the model's context: the trainer's validation loss
+    (tinylm.data.evaluate_loss_sum). `acc` and `acc_norm` score the HellaSwag `examples`
+    (tinylm.hellaswag.evaluate_hellaswag). `autocast_ctx` (tinylm.runtime.autocast) runs the forward passes of
+    both in 16-bit on a GPU; the losses are still computed in float32. Returns {"val_loss", "val_tokens",
+    "val_seconds", "examples", "correct", "correct_norm", "acc", "acc_norm", "hellaswag_seconds"}.
+    """
+    from .hellaswag import evaluate_hellaswag
+
+    device = device if device is not None else model_device(model)
+    start = time.perf_counter()
+    nats, count = evaluate_loss_sum(model, val_tokens, model.config.block_size, batch_size, device, autocast_ctx,
+                                    tokenizer)
+    val_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    with autocast_ctx or contextlib.nullcontext():
+        hellaswag = evaluate_hellaswag(model, tokenizer, examples, device)
+    return {"val_loss": nats / count, "val_tokens": count, "val_seconds": val_seconds, **hellaswag,
+            "hellaswag_seconds": time.perf_counter() - start}
 
 
 if __name__ == "__main__":  # python -m tinylm.eval
