@@ -4,7 +4,8 @@ Each module is one concept: `config` (shapes and recipes), `model` and `attentio
 `tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token files to
 batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
 `generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets),
-`plotting`, `tracks` (the course's datasets and presets per profile), `eval` and
+`plotting`, `tracks` (the course's datasets and presets per profile), `course` (the notebooks' Colab
+badge and install cell, and the runs one notebook borrows from another), `eval` and
 `hellaswag` (loss, bits per byte, HellaSwag), `interop` (Hugging Face GPT-2 weights), and the
 command lines `tinylm.prepare`, `tinylm.train`, `tinylm.sample`, `tinylm.eval`, `tinylm.interop`
 and `tinylm.bench`, which share `console` (what they print) and `errors` (one error mapping).
