@@ -102,10 +102,10 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     if max_steps is None and quick_profile != "smoke":
         max_steps = QUICK_STEPS.get(track)
     out = quick_run_folder(track, profile)
-    budget = f"{max_steps:,} steps" if max_steps is not None else "its steps"
-    say(f"{track}: no trained model in {', '.join(str(c) for c in candidates[:-1])} (run {notebook} to make one). "
-        f"Training a stand-in now: the {quick_profile} recipe for {budget}, into {out} (its log: train.log there). "
-        "It is smaller or shorter than the full run, so its text is rougher.")
+    budget = f"for {max_steps:,} steps" if max_steps is not None else "(a few steps)"
+    say(f"{track}: no trained model in {out.parent} ({' or '.join(c.name for c in candidates[:-1])}; {notebook} "
+        f"makes one). Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
+        f"{out.name}/train.log). Its text will be rougher than the full run's.")
     argv = [track, "--profile", quick_profile, "--out", str(out), "--overwrite"]
     if max_steps is not None:
         argv += ["--max-steps", str(max_steps)]
