@@ -40,7 +40,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 16 to 23 s, plus about a minute on an idle machine if the stand-ins must be trained (below) |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 16 to 23 s; if the stand-ins must be trained (below), about a minute more on an idle machine (estimated from their 2M tokens at the recipes' speeds; 224 s measured on a busy shared one) |
 # | `gpu` | the same on a GPU | not measured |
 #
 # **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
