@@ -49,11 +49,12 @@
 # 2003).
 
 # %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
 import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %% [markdown]
 # ## Setup

@@ -25,24 +25,34 @@
 #
 # **What you will learn**
 # - greedy decoding vs sampling, and why greedy text loops;
-# - temperature, top-k and top-p (nucleus), seen on a real next-token distribution;
+# - temperature, from scratch: what dividing the logits does to the distribution, its limits, and how
+#   many tokens the model effectively chooses among at each setting;
+# - top-k and top-p (nucleus), seen on a real next-token distribution;
 # - the repetition penalty, and how it breaks a loop;
-# - the KV cache, built step by step and checked against the package: prefill, decode, and what to do
-#   when the context is full;
+# - the KV cache, drawn, built step by step and checked against the package: prefill, decode, and what
+#   to do when the context is full;
 # - why the cache makes generation fast, measured token by token, and where its gain stops;
-# - batches of prompts of different lengths, streaming, and stop strings;
+# - batches of prompts of different lengths, streaming, stop strings, and why a text ended;
 # - a playground with sliders and an attention viewer, on the models of notebooks 3 and 5.
 #
-# **How long it takes**
+# **How long it takes**: about 45 minutes of study.
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 16 to 23 s (+70 s if notebook 3's model must be trained) |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings | 16 to 23 s; if the stand-ins must be trained (below), about a minute more on an idle machine (estimated from their 2M tokens at the recipes' speeds; 224 s measured on a busy shared one) |
 # | `gpu` | the same on a GPU | not measured |
 #
-# Run notebooks 3 and 5 first to use their models; without them this notebook trains the
-# Shakespeare model itself (70 s on the `cpu` profile) and skips the TinyStories parts.
+# **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
+# `runs/`. Where they are missing (a fresh Colab machine always starts empty), it trains a stand-in for
+# each and says so: the `cpu` recipe for a short, fixed number of steps (2,000 for the Shakespeare model,
+# 250 for TinyStories), which gives rougher text than the full runs. Run notebooks 3 and 5 first for
+# the real ones.
+#
+# **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus (top-p)
+# sampling and why greedy text degenerates ([Holtzman et al., 2019](https://arxiv.org/abs/1904.09751)), the
+# repetition penalty of CTRL ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), and the cost of
+# decoding with a KV cache at scale ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -50,7 +60,7 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
 import math
@@ -60,37 +70,28 @@ import matplotlib.pyplot as plt
 import torch
 
 import tinylm
-import tinylm.train
+from tinylm.course import find_or_train
 from tinylm.exercises import check
 from tinylm.generate import decode
-from tinylm.sampling import Sampling, keep_top_k, keep_top_p
+from tinylm.sampling import Sampling, choose_next, keep_top_k, keep_top_p
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
+plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]
 # ## The models
 #
-# The Shakespeare model of notebook 3 (characters), and the TinyStories model of notebook 5 (GPT-2
-# tokens) when its run is there.
+# The Shakespeare model of notebook 3 (characters) and the TinyStories model of notebook 5 (GPT-2
+# tokens). `find_or_train` looks for their runs (notebook 3's and 5's folders, then those of
+# `python -m tinylm.train`) and, when there are none, trains a stand-in and says why.
 
 # %%
-runs = tinylm.paths.runs_dir()
-shakespeare_run = runs / f"notebook-03-{PROFILE}"
-if not (shakespeare_run / "best.pt").exists():
-    print(f"{shakespeare_run} has no model yet: training one with the shakespeare-char {PROFILE} recipe")
-    tinylm.train.main(["shakespeare-char", "--profile", PROFILE, "--out", str(shakespeare_run), "--overwrite"])
-model, tokenizer, _ = tinylm.load_model(shakespeare_run, DEVICE)
+model, tokenizer, _ = tinylm.load_model(find_or_train("shakespeare-char", PROFILE), DEVICE)
 print(f"Shakespeare: {model.num_parameters():,} parameters, context {model.config.block_size} characters")
-
-stories_run = runs / f"notebook-05-{PROFILE}"
-stories_model = stories_tokenizer = None
-if (stories_run / "best.pt").exists():
-    stories_model, stories_tokenizer, _ = tinylm.load_model(stories_run, DEVICE)
-    print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {stories_model.config.block_size} tokens")
-else:
-    print(f"no TinyStories model in {stories_run}: run notebook 5 to see it here")
+stories_model, stories_tokenizer, _ = tinylm.load_model(find_or_train("tinystories", PROFILE), DEVICE)
+print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {stories_model.config.block_size} tokens")
 
 # %% [markdown]
 # ## Greedy decoding and sampling
@@ -98,6 +99,9 @@ else:
 # **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic, and it
 # tends to fall into loops: once a phrase is the most likely continuation of itself, it comes back
 # forever. **Sampling** draws the next token from the model's distribution; a seed makes a draw repeatable.
+#
+# **Predict, then run.** 250 characters from `"ROMEO:\n"`, greedy and then sampled. Will the greedy text
+# stay varied to the end? If it loops, how long do you expect the repeating piece to be?
 
 # %%
 prompt = "ROMEO:\n"
@@ -107,11 +111,21 @@ print("--- sampled (temperature 1, seed 1) ---")
 print(tinylm.generate_text(model, tokenizer, prompt, 250, temperature=1.0, seed=1))
 
 # %% [markdown]
-# ## Temperature, top-k and top-p on the next-token distribution
+# The greedy text settles into a loop of a line or two and repeats it to the end: each character of
+# the loop is the most likely continuation of the characters before it, so nothing ever leaves it.
+# Holtzman et al. (2019) show the same for GPT-2: maximising probability produces bland, repetitive
+# text, because human text is not the most likely text. The sample wanders, misspells, and never loops.
 #
-# Everything a sampler does happens to one vector: the logits of the next token. Here is the
-# distribution after a prompt, for three temperatures. Dividing the logits by `T` before the softmax
-# sharpens the distribution when `T < 1` (towards greedy) and flattens it when `T > 1` (towards uniform).
+# ## Temperature
+#
+# Everything a sampler does happens to one vector: the logits `z` of the next token. **Temperature** `T`
+# divides them before the softmax: `p_i = exp(z_i / T) / Σ_j exp(z_j / T)`. Dividing by `T < 1` stretches the
+# gaps between logits, so the likely tokens take more of the probability (towards greedy, which is the
+# limit `T → 0`); `T > 1` shrinks the gaps (towards uniform, the limit `T → ∞`). `T = 1` is the model's own
+# distribution: what it learned, long tail of mistakes included. This notebook is where the course
+# teaches temperature; notebook 3 used it to sample, here is what it does.
+#
+# A sampler from scratch, checked draw for draw against `tinylm.sampling.choose_next` with the same seeds:
 
 # %%
 def next_token_logits(model, tokenizer, text: str) -> torch.Tensor:
@@ -125,22 +139,74 @@ def label(tokenizer, token: int) -> str:
     return repr(tokenizer.decode([token]))[1:-1] or "∅"
 
 
+def sample_with_temperature(logits: torch.Tensor, temperature: float, generator: torch.Generator) -> int:
+    """One draw from softmax(logits / T); logits (vocab,)."""
+    probs = torch.softmax(logits[None] / temperature, dim=-1)  # (1, vocab)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
 context = "ROMEO:\nI will not s"
 logits = next_token_logits(model, tokenizer, context)
+for temperature in (0.3, 1.0, 2.5):
+    mine = [sample_with_temperature(logits, temperature, torch.Generator().manual_seed(s)) for s in range(100)]
+    package = [int(choose_next(logits[None], Sampling(temperature=temperature), torch.Generator().manual_seed(s)))
+               for s in range(100)]
+    assert mine == package
+print("100 seeded draws at temperatures 0.3, 1 and 2.5: yours == tinylm's")
+
+# %% [markdown]
+# Here is the distribution after a prompt, for three temperatures:
+
+# %%
 top = torch.softmax(logits, -1).topk(12).indices
-fig, axes = plt.subplots(1, 3, figsize=(12, 3), sharey=True)
+fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharey=True)
 for ax, temperature in zip(axes, (0.5, 1.0, 2.0)):
     probs = torch.softmax(logits / temperature, -1)
     ax.bar(range(len(top)), probs[top], color="tab:blue")
     ax.set_xticks(range(len(top)), [label(tokenizer, t) for t in top.tolist()])
-    ax.set_title(f"temperature {temperature}: top-1 {probs.max():.0%}")
+    ax.set_title(f"T = {temperature}: top-1 {probs.max():.0%}")
 axes[0].set_ylabel("probability")
 fig.suptitle(f"next character after {context!r}")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Top-k** keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al. 2019) keeps the
+# How spread out is a distribution? Its entropy `H = −Σ p_i ln p_i`, or better `e^H`, the **effective number
+# of choices**: a uniform choice among `n` tokens has `e^H = n`.
+#
+# **Predict, then run.** After this context, among how many characters does the model effectively choose
+# at `T = 1`: about 2, about 10, or about 40? What does `e^H` tend to as `T → 0`, and as `T → ∞`?
+
+# %%
+temperatures = torch.logspace(-1.5, 1.5, 61)  # 0.03 to 32
+choices = [math.exp(torch.distributions.Categorical(logits=logits / t).entropy()) for t in temperatures.tolist()]
+fig, ax = plt.subplots(figsize=(8, 4))
+ax.plot(temperatures, choices)
+ax.axhline(tokenizer.vocab_size, color="gray", ls="--", label=f"uniform over {tokenizer.vocab_size} characters")
+ax.axhline(1, color="gray", ls=":", label="greedy: one choice")
+ax.axvline(1, color="tab:red", alpha=0.4, label="T = 1: the model's own distribution")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel("temperature T")
+ax.set_ylabel("effective choices, e^H")
+ax.set_title(f"after {context!r}")
+ax.legend(loc="upper left", fontsize=10)
+fig.tight_layout()
+plt.show()
+at_one = math.exp(torch.distributions.Categorical(logits=logits).entropy())
+print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
+
+# %% [markdown]
+# The model is less sure than its top bar suggests: at `T = 1` its probability is spread over the
+# equivalent of several characters. A small model spreads a little of it over many wrong ones, and a
+# long text visits that tail often; `T` around 0.7 to 0.9 trims it while keeping the text varied. At
+# both ends the curve flattens at its limits: one choice (greedy) and every character equally likely.
+# Temperature rescales the whole distribution; the next two samplers cut its tail off instead.
+
+# %% [markdown]
+# ## Top-k and top-p
+#
+# **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al. 2019) keeps the
 # smallest set of most likely tokens whose probabilities add up to at least `p`. Top-k keeps the same
 # number whether the model is sure or not; top-p keeps few tokens when it is sure and many when it is
 # not, which is why it became the default of most APIs. Both set the removed logits to −∞, and the
@@ -151,7 +217,7 @@ probs = torch.softmax(logits, -1)
 order = probs.argsort(descending=True)[:20]
 kept_k = torch.isfinite(keep_top_k(logits[None], 5))[0]
 kept_p = torch.isfinite(keep_top_p(logits[None], 0.9))[0]
-fig, axes = plt.subplots(1, 2, figsize=(12, 3), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.5), sharey=True)
 for ax, kept, title in ((axes[0], kept_k, "top-k, k = 5"), (axes[1], kept_p, "top-p, p = 0.9")):
     ax.bar(range(len(order)), probs[order], color=["tab:green" if kept[t] else "lightgray" for t in order])
     ax.set_xticks(range(len(order)), [label(tokenizer, t) for t in order.tolist()])
@@ -178,7 +244,11 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # continuation; 1.0 means nothing repeats. The **repetition penalty** (Keskar et al., CTRL, 2019)
 # divides the logit of every token already in the sequence by the penalty when it is positive, and
 # multiplies it when negative: both make a seen token less likely. 1.1–1.3 is the usual range. It is a
-# blunt tool (it also penalises "the" and "."); on a story model it breaks the loop:
+# blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
+#
+# **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
+# share of distinct 4-grams do you expect without the penalty: near 1, or well below? Will the penalty
+# make the text better, or only different?
 
 # %%
 def distinct_4grams(ids: list[int]) -> float:
@@ -186,16 +256,20 @@ def distinct_4grams(ids: list[int]) -> float:
     return len(set(grams)) / max(len(grams), 1)
 
 
-loop_model, loop_tokenizer, loop_prompt = ((stories_model, stories_tokenizer, "Once upon a time, there was a little")
-                                           if stories_model is not None else (model, tokenizer, "ROMEO:\n"))
+loop_prompt = "Once upon a time, there was a little"
 for penalty in (1.0, 1.3):
-    text = tinylm.generate_text(loop_model, loop_tokenizer, loop_prompt, 120, temperature=0,
+    text = tinylm.generate_text(stories_model, stories_tokenizer, loop_prompt, 120, temperature=0,
                                 repetition_penalty=penalty)
-    new_ids = loop_tokenizer.encode(text[len(loop_prompt):])
+    new_ids = stories_tokenizer.encode(text[len(loop_prompt):])
     print(f"--- greedy, repetition penalty {penalty}: distinct 4-grams {distinct_4grams(new_ids):.2f} ---")
     print(text)
 
 # %% [markdown]
+# Without the penalty greedy text repeats whole phrases, and the share of distinct 4-grams falls well
+# below 1. With it the repeats go, but so does every word a story needs twice (a name, "the", "."): the
+# text is different, not better. Sampling with a temperature below 1 and top-k or top-p is the usual
+# cure for loops; a penalty of 1.1 to 1.3 is a light extra.
+#
 # ## The KV cache, step by step
 #
 # Without a cache, generating token `t+1` runs the model over all `t` tokens again. But in a causal
@@ -207,6 +281,44 @@ for penalty in (1.0, 1.3):
 # 2. **decode**: feed one token; in each layer compute its q, k, v, append k and v to the cache, and
 #    let its single query attend to every cached key.
 #
+# One layer's cache over three decode steps after a four-token prompt: each step appends one key column
+# and one value column, and the new token's query (orange) reads every key in the cache, its own included.
+
+# %%
+def draw_kv_cache(ax, prompt_length: int, decoded: int) -> None:
+    """One layer's key and value cache after the prompt (blue) and `decoded` new tokens (the newest orange)."""
+    total = prompt_length + decoded
+    colours = ["tab:blue"] * prompt_length + ["tab:green"] * (decoded - 1) + ["tab:orange"]
+    for row, name in ((1.0, "keys"), (0.0, "values")):
+        for t in range(total):
+            ax.add_patch(plt.Rectangle((t, row), 0.9, 0.8, color=colours[t], alpha=0.85))
+        ax.text(-0.2, row + 0.4, name, ha="right", va="center", fontsize=13)
+    query_x = total - 1 + 0.45
+    ax.add_patch(plt.Rectangle((total - 1, 2.6), 0.9, 0.8, color="tab:orange"))
+    ax.text(total - 0.55, 3.6, "new query", ha="center", va="bottom", fontsize=12)
+    for t in range(total):  # the new query attends to every cached key
+        ax.annotate("", xy=(t + 0.45, 1.85), xytext=(query_x, 2.6),
+                    arrowprops=dict(arrowstyle="->", color="tab:orange", alpha=0.6, lw=1.2))
+    ax.set_xlim(-1.6, prompt_length + 3.2)
+    ax.set_ylim(-0.4, 4.3)
+    ax.set_xticks([t + 0.45 for t in range(total)], [f"{t}" for t in range(total)], fontsize=12)
+    ax.set_xlabel("position")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"decode step {decoded}: cache of {total}", fontsize=13)
+
+
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+for step, ax in enumerate(axes, start=1):
+    draw_kv_cache(ax, prompt_length=4, decoded=step)
+fig.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:green", "tab:orange")],
+           labels=["prefill (the prompt, once)", "earlier decode steps", "appended this step"],
+           loc="lower center", ncol=3, fontsize=12, frameon=False)
+fig.tight_layout(rect=(0, 0.1, 1, 1))
+plt.show()
+
+# %% [markdown]
 # Below, a forward pass that does exactly that with the model's own weights. `past` holds one `(k, v)`
 # pair per layer, each `(B, n_head, T_past, head_size)`; new tokens sit at positions `T_past, T_past+1, ...`,
 # so their position embeddings start there.
@@ -293,14 +405,22 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 # and every key would have to be recomputed. tinylm therefore **crops**: when the context is full it
 # keeps the most recent `keep` tokens (half the context by default, as llama.cpp does), prefills them
 # again, and decodes on. Generation without the cache follows the same rule, so both give the same
-# tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. Models
-# with relative positions (RoPE, notebook 8) can slide a cache instead.
+# tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. With
+# relative positions (RoPE, notebook 8) a cached key stays valid when the window slides, and many
+# inference servers slide; but the deeper layers' keys were computed while the dropped tokens were still
+# visible, so a slid cache no longer equals a fresh run over the window. tinylm crops for every block
+# family, so cached and uncached decoding stay identical (notebook 8 checks it for the Llama block).
 #
 # ## How much faster, token by token
 #
 # Time each step of the decode loop (`tinylm.generate.decode` yields once per token), with and
 # without the cache. Two models: the Shakespeare one (a context of 64 characters), and one with GPT-2's
 # vocabulary and context, ~16M parameters, random weights (speed does not depend on what the weights are).
+#
+# **Predict, then run.** Without the cache, should the time per token grow as the text gets longer? With
+# it? For which of the two models will the cache save more: the 1-layer Shakespeare model, or the 16M one
+# with a 1,024-token context? (These are timings of this machine: other numbers on yours, and noisier on
+# a busy one.)
 
 # %%
 def seconds_per_token(model, prompt_ids: list[int], new_tokens: int, use_cache: bool) -> list[float]:
@@ -346,7 +466,9 @@ plt.show()
 # skip, so the gain is a few times at a short context and grows with it (`python -m tinylm.bench
 # decode` prints it for longer prompts: on 2 CPU cores, 4x from a 1-token prompt, 10x from a 500-token one).
 # The Shakespeare model is so small (one layer, 128 wide) that each step is dominated by the fixed
-# cost of launching some forty PyTorch operations, which a cache does not change either.
+# cost of launching some forty PyTorch operations, which a cache does not change either. Pope et al. (2022)
+# work out the same arithmetic for large models on accelerators: a decoding step is bound by reading the
+# weights and the cache from memory, not by FLOPs, which is why servers batch many users' steps together.
 
 # %% [markdown]
 # ## Batches of different lengths, streams, and stops
@@ -371,31 +493,38 @@ for p, ids in zip(prompts, batch):
 
 # %%
 print("ROMEO:\n", end="")
-for piece in tinylm.stream(model, tokenizer, "ROMEO:\n", 300, temperature=0.8, top_p=0.95, seed=3, stop="\n\n"):
+pieces = tinylm.stream(model, tokenizer, "ROMEO:\n", 300, temperature=0.8, top_p=0.95, seed=3, stop="\n\n")
+for piece in pieces:
     print(piece, end="", flush=True)
-print("\n[stopped before the first blank line]")
+print(f"\n[{pieces.stop_description}]")  # the stream knows why it ended
+
+# %% [markdown]
+# Why a text ended matters to whoever reads it: a story that ends at `<|endoftext|>` is finished, one that
+# hit `max_new_tokens` was cut off. The stream records it (`stop_reason`: a stop token, a stop string, the
+# length limit). The same story prompt, with room to finish and without:
 
 # %%
-if stories_model is not None:
+for max_new_tokens in (300, 40):
     print("Once upon a time", end="")
-    for piece in tinylm.stream(stories_model, stories_tokenizer, "Once upon a time", 300, temperature=0.8, top_k=40, seed=1):
+    pieces = tinylm.stream(stories_model, stories_tokenizer, "Once upon a time", max_new_tokens, temperature=0.8,
+                           top_k=40, seed=1)
+    for piece in pieces:
         print(piece, end="", flush=True)
-    print("\n[stopped at <|endoftext|>]")
+    print(f"\n[{pieces.stop_description}]\n")
 
 # %% [markdown]
 # ## The playground
 #
 # One call opens a prompt box, sliders for temperature, top-k, top-p, the number of tokens and a seed,
-# and a Generate button; the output streams in as it is produced, with the speed. (In CI and in the
-# committed outputs there is no widget front end, so it generates once and prints.)
+# and a Generate button; the output streams in as it is produced, with the speed and why it stopped. (In
+# CI and in the committed outputs there is no widget front end, so it generates once and prints.)
 
 # %%
 session = tinylm.playground(model, tokenizer, "ROMEO:\n", max_new_tokens=200, temperature=0.8)
 
 # %%
-if stories_model is not None:
-    tinylm.playground(stories_model, stories_tokenizer, "Once upon a time, there was a dog", max_new_tokens=150,
-                      temperature=0.8, top_k=40)
+stories_session = tinylm.playground(stories_model, stories_tokenizer, "Once upon a time, there was a dog",
+                                    max_new_tokens=150, temperature=0.8, top_k=40)
 
 # %% [markdown]
 # ## The attention viewer
@@ -411,11 +540,28 @@ assert torch.all(weights.triu(diagonal=1) == 0)  # nobody reads the future
 print(f"attention maps: {tuple(weights.shape)} = (layers, heads, queries, keys)")
 
 # %%
-if stories_model is not None:
-    tinylm.attention_viewer(stories_model, stories_tokenizer, "Lily saw a big dog. Lily was scared of the dog",
-                            layer=stories_model.config.n_layer - 1, head=0)
+stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
+                                          "Lily saw a big dog. Lily was scared of the dog",
+                                          layer=stories_model.config.n_layer - 1, head=0)
 
 # %% [markdown]
+# ## What you learned
+#
+# - Generation is a loop: logits of the last position, a sampler, append, again. Greedy decoding is the
+#   `T → 0` limit and loops; sampling at `T = 1` reproduces the model's uncertainty, tail included.
+# - Temperature divides the logits: `T < 1` sharpens (fewer effective choices), `T > 1` flattens; top-k
+#   keeps a fixed number of tokens, top-p the smallest set that holds probability `p`, so it adapts to how
+#   sure the model is. The repetition penalty breaks loops bluntly.
+# - A **KV cache** keeps every layer's keys and values: the prompt is prefilled once, then each step
+#   computes one token's q, k, v, appends k and v, and lets one query read the whole cache. Same tokens
+#   as recomputing everything; per-token time stops growing with the context.
+# - What the cache cannot remove is reading every weight once per token, so its gain grows with the
+#   context and shrinks when the output layer or fixed overheads dominate. It costs
+#   `2 × layers × context × width` values per sequence.
+# - When the context is full, tinylm crops to the recent half and prefills again, which keeps cached
+#   and uncached decoding identical. Left-padding lets prompts of different lengths share a batch.
+# - A stream stops at a stop token, a stop string (never printed), or the length limit, and says which.
+#
 # ## Exercises
 #
 # **1. The nucleus by hand.** Return a boolean mask of the tokens top-p keeps, for a 1-D tensor of

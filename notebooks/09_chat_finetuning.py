@@ -47,7 +47,18 @@
 # |---|---|---|
 # | `smoke` (CI) | every check; a 20-step tiny base, 20 SFT steps, 8 held-out prompts | ~25 s |
 # | `cpu` (2-core laptop) | pretrains a 4-layer, 128-wide base (450 steps on TinyStories + FineWeb-Edu samples), 800 SFT steps on 991 conversations, all 109 held-out prompts before and after | 155 s |
-# | `gpu` | OpenAI's GPT-2 124M from Hugging Face (needs the network), two epochs of SFT | not measured |
+# | `gpu`, `FULL_RECIPE = False` (the default; Colab) | OpenAI's GPT-2 124M from Hugging Face (needs the network), 1,000 SFT steps (about 14,000 conversations, under a third of an epoch) | ~7 min on a T4 (estimated, not measured) |
+# | `gpu`, `FULL_RECIPE = True` | the same, two epochs of SFT (~6,400 steps) | ~30 min on a T4 (estimated, not measured) |
+#
+# The GPU rows are estimates from FLOPs: a T4 computes 65 TFLOP/s in fp16 at its peak
+# (`tinylm.runtime.PEAK_TFLOPS`); assume an MFU of 25%, 16 TFLOP/s. GPT-2 124M costs
+# `model.flops_per_token()` = 855 MFLOP per token (6 per weight, plus attention at a 1,024-token context:
+# an upper bound for short conversations). Alpaca-cleaned conversations are assumed to be ~150 tokens
+# long (the offline set's average 47); 90% of the batches hold 16 of them, 10% are 16 × 1,024 tokens of
+# pretraining text: ~3,800 tokens per step. Full: 6,400 steps, 24M tokens, 2.1e16 FLOP ≈ 22 minutes of
+# training, plus ~130 evaluations on the 500 held-out conversations (~1 s each), greedy replies before
+# and after (~1 minute) and the downloads. Bounded: 1,000 steps ≈ 3.5 minutes of training, 20 evaluations,
+# the same replies and downloads. `python -m tinylm.finetune --profile gpu` runs the full recipe.
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)): SFT is the first of
 # its three steps, and the one that turns a text model into an assistant; Self-Instruct
@@ -63,7 +74,7 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm @ git+https://github.com/tinylm-course/tinylm"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
 import html
@@ -97,6 +108,10 @@ DEVICE = tinylm.resolve_device()
 SEED = 42
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
 print(f"profile {PROFILE}, device {DEVICE}")
+# On a GPU, False fine-tunes for BOUNDED_GPU_STEPS (minutes on a T4); True runs the full gpu recipe, two epochs
+# (about half an hour on a T4, see the table above). It changes nothing on the cpu and smoke profiles.
+FULL_RECIPE = False
+BOUNDED_GPU_STEPS = 1000
 
 # %% [markdown]
 # ## A conversation as one sequence
@@ -517,7 +532,10 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
-report = tinylm.finetune.main(["--profile", PROFILE, "--out", str(run_dir), "--overwrite"])
+finetune_args = ["--profile", PROFILE, "--out", str(run_dir), "--overwrite"]
+if PROFILE == "gpu" and not FULL_RECIPE:
+    finetune_args += ["--max-steps", str(BOUNDED_GPU_STEPS)]  # the schedule fits these steps; see the header
+report = tinylm.finetune.main(finetune_args)
 
 # %%
 before, after = report["before"], report["after"]

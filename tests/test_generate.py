@@ -206,6 +206,70 @@ def test_batch_rows_stop_independently():
     assert rows == [LETTERS.encode("hello "), LETTERS.encode("hello ")]
 
 
+def test_decode_yields_the_stop_token_once_and_then_minus_one():
+    from tinylm.generate import decode
+    from tinylm.sampling import Sampling
+
+    w, o = LETTERS.encode("w"), LETTERS.encode("o")
+    steps = [row.tolist() for row in decode(scripted("hello world"), [[0], [0]], 11, Sampling(temperature=0),
+                                            stop_tokens=[*w, *o])]
+    # Both rows follow the same script: "hell", then "o" stops them; a finished batch ends the loop.
+    assert steps == [[t, t] for t in LETTERS.encode("hello")]
+
+
+@pytest.mark.parametrize("stop, stop_tokens, reason, stopped_at, text", [
+    ((), (), "max_new_tokens", None, "hello"),  # 5 tokens asked, 5 given
+    ("ll", (), "stop_string", "ll", "he"),
+    (("xyz", "lo"), (), "stop_string", "lo", "hel"),
+    ((), "l", "stop_token", "l", "he"),
+    ("lo", "l", "stop_token", "l", "he"),  # the stop token comes first
+    ("he", "l", "stop_string", "he", ""),
+])
+def test_a_stream_knows_why_it_stopped(stop, stop_tokens, reason, stopped_at, text):
+    pieces = stream(scripted("hello world"), LETTERS, "a", 5, stop=stop, stop_tokens=LETTERS.encode(stop_tokens),
+                    temperature=0)
+    assert pieces.stop_reason is None and pieces.stop_description == "still generating"
+    assert "".join(pieces) == text
+    assert (pieces.stop_reason, pieces.stopped_at) == (reason, stopped_at)
+
+
+def test_stop_descriptions_name_the_token_the_string_or_the_limit():
+    from tinylm.tokenizers import BPETokenizer
+
+    tokenizer = BPETokenizer("gpt2")
+    ids = tokenizer.encode("The end.") + [tokenizer.eot_token] + tokenizer.encode(" More")
+    model = Scripted(ids, 50304, prompt_length=1)
+    at_eot = stream(model, tokenizer, "!", 10, temperature=0)
+    assert "".join(at_eot) == "The end." and at_eot.stop_description == "stopped at <|endoftext|>"
+    capped = stream(model, tokenizer, "!", 2, temperature=0)
+    assert "".join(capped) == "The end" and capped.stop_description == ("stopped at the length limit, "
+                                                                          "max_new_tokens=2")
+    at_string = stream(model, tokenizer, "!", 10, stop=" end", temperature=0)
+    assert "".join(at_string) == "The" and at_string.stop_description == "stopped before the stop string ' end'"
+    closed = stream(model, tokenizer, "!", 10, temperature=0)
+    next(iter(closed))
+    closed.close()
+    assert closed.stop_reason == "closed" and "after 1 tokens" in closed.stop_description
+
+
+def test_a_stop_string_finished_by_a_token_that_ends_mid_character_still_stops_the_text():
+    """A token whose bytes complete the stop string and begin a multi-byte character decodes with a trailing
+    U+FFFD, which the loop does not search; the last flush must still cut the text before the stop string."""
+
+    class ByteTokens:  # token i is PIECES[i]; text decodes from the bytes, as a byte-level BPE does
+        PIECES = [b"!", b"ab", b"c\n\xf0\x9f", b"\xa6\x9c"]  # the last two: "c\n" and the parrot's 4 bytes
+        vocab_size = len(PIECES)
+
+        def decode(self, ids):
+            return b"".join(self.PIECES[i] for i in ids).decode("utf-8", errors="replace")
+
+    model = Scripted([1, 2, 3], ByteTokens.vocab_size, prompt_length=1)
+    pieces = stream(model, ByteTokens(), [0], 2, stop="\n", temperature=0, stop_tokens=())
+    assert "".join(pieces) == "abc" and pieces.stop_reason == "stop_string"
+    full = stream(model, ByteTokens(), [0], 3, temperature=0, stop_tokens=())
+    assert "".join(full) == "abc\n🦜"
+
+
 def test_stream_never_yields_half_a_character_of_a_multi_byte_token_sequence():
     from tinylm.tokenizers import BPETokenizer
 

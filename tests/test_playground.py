@@ -34,6 +34,19 @@ def test_without_widgets_the_playground_prints_one_generation(make_model, capsys
     printed = capsys.readouterr().out
     assert expected in printed and "tokens/s" in printed
     assert "to be" + result["text"] == expected and result["tokens"] == 12
+    assert result["stop"] == "stopped at the length limit, max_new_tokens=12" and result["stop"] in printed
+
+
+def test_the_playground_says_when_a_stop_token_ended_the_text(make_model):
+    model = make_model()
+    unlimited = playground(model, TOKENIZER, "to be", max_new_tokens=30, temperature=0)
+    first = TOKENIZER.encode(unlimited["text"][0])[0]
+
+    class WithStop(CharTokenizer):  # a tokenizer whose end-of-text token is the model's first greedy token
+        eot_token = first
+
+    result = playground(model, WithStop(TOKENIZER.chars), "to be", max_new_tokens=30, temperature=0)
+    assert result["text"] == "" and result["stop"] == f"stopped at {unlimited['text'][0]}"
 
 
 def test_the_playground_opens_on_a_run_folder(make_model, tmp_path, capsys):
@@ -58,6 +71,7 @@ def test_the_generate_button_streams_into_the_output_with_the_sliders_settings(m
     assert panel.output.value == expected
     assert len(seen) > 2  # the text arrived piece by piece, not at the end
     assert "15 tokens" in panel.speed.value and "tokens/s" in panel.speed.value
+    assert panel.speed.value.endswith("stopped at the length limit, max_new_tokens=15")
     assert not panel.button.disabled
 
 

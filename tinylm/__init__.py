@@ -4,7 +4,8 @@ Each module is one concept: `config` (shapes and recipes), `model`, `attention`,
 and `moe` (the network), `tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token
 files to batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
 `generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets), `plotting`,
-`tracks` (the course's datasets and presets per profile), `eval` and `hellaswag` (loss, bits per byte,
+`tracks` (the course's datasets and presets per profile), `course` (the notebooks' Colab badge and install
+cell, and the runs one notebook borrows from another), `eval` and `hellaswag` (loss, bits per byte,
 HellaSwag), `interop`, `interop_llama` and `llama2c` (weights from and to Hugging Face and llama2.c),
 `chat_template`, `instruct`, `sft`, `chat_base` and `chat` (chat fine-tuning), `bench` (measurements).
 

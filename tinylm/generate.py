@@ -18,7 +18,8 @@ context, every row is cropped at the same column.
 
 Stopping. A row stops at any of `stop_tokens` (after at least `min_new_tokens` new tokens; the stop
 token is not returned) or after `max_new_tokens`. `stream` also stops at `stop` strings, which it
-never prints; it holds back text that could be the start of one.
+never prints; it holds back text that could be the start of one. A stream knows which of these ended
+it (`TextStream.stop_reason`), so a caller can say so rather than guess.
 
 Memory. The loop keeps only the tokens the model may still see: a buffer of the prompt plus at most
 two contexts, whose window moves back to its start when it reaches the end. So `max_new_tokens` is
@@ -80,7 +81,8 @@ def decode(
     keep: int | None = None,
     vocab_limit: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield the next token of every row, (B,) long, once per step; a row that has stopped yields -1.
+    """Yield the next token of every row, (B,) long, once per step. A row that stops yields its stop token on that
+    step (so a caller can tell which one ended it) and -1 on every later step.
 
     use_cache: None means "when the model supports it" (tinylm's GPT does; any model whose forward takes
     idx and returns (logits, loss) works without). `vocab_limit` excludes ids at or above it: the padding
@@ -155,8 +157,9 @@ def decode(
             if not len(stops):
                 yield next_id
                 continue
+            stopped_before = finished.clone()
             finished |= torch.isin(next_id, stops)
-            yield torch.where(finished, -1, next_id)
+            yield torch.where(stopped_before, -1, next_id)
             if bool(finished.all()):
                 return
     finally:
@@ -181,11 +184,12 @@ def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int,
                    repetition_penalty: float = 1.0, seed: int | None = None, **options) -> list[list[int]]:
     """Prompts of any lengths -> each one's new tokens, up to its stop token (excluded) or max_new_tokens."""
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    stops = set(stop_tokens)  # a stop token in a row's output is the one that ended it: left out
     continuations: list[list[int]] = [[] for _ in prompts]
     for next_ids in decode(model, prompts, max_new_tokens, sampling, stop_tokens=stop_tokens,
                            min_new_tokens=min_new_tokens, **options):
         for row, token in enumerate(next_ids.tolist()):
-            if token >= 0:
+            if token >= 0 and token not in stops:
                 continuations[row].append(token)
     return continuations
 
@@ -218,6 +222,10 @@ def _held_back(text: str, stop: Sequence[str]) -> int:
 class TextStream:
     """Iterate over it for the continuation's text, piece by piece; `new_ids` holds the tokens generated so far.
 
+    Once it has ended, `stop_reason` says why: "stop_string", "stop_token", "max_new_tokens" (the length limit),
+    or "closed" (the reader stopped early); `stopped_at` holds the stop string or the stop token's text, and
+    `stop_description` says it in words, e.g. "stopped at <|endoftext|>".
+
     The model is in eval mode while the stream runs. Leaving the loop early (`break`, an exception) or
     calling `close()` ends the generation and puts the model back in the mode it had, at once.
     """
@@ -231,8 +239,12 @@ class TextStream:
             raise ValueError("stop strings must not be empty")
         self.stop = tuple(stop)
         self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
         self.new_ids: list[int] = []
+        self.stop_reason: str | None = None
+        self.stopped_at: str | None = None
         stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
+        self._stop_tokens = {int(t) for t in stop_tokens}
         prompt_ids = _prompt_ids(tokenizer, prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
         self._steps = decode(model, [prompt_ids], max_new_tokens, sampling,
                              stop_tokens=stop_tokens, min_new_tokens=min_new_tokens,
@@ -247,30 +259,58 @@ class TextStream:
     def close(self) -> None:
         """Stop generating and restore the model's training mode (what stopping early or finishing does)."""
         self._steps.close()
+        if self.stop_reason is None:
+            self.stop_reason = "closed"
+
+    @property
+    def stop_description(self) -> str:
+        """Why the text ended, in words."""
+        return {
+            None: "still generating",
+            "stop_token": f"stopped at {self.stopped_at}",
+            "stop_string": f"stopped before the stop string {self.stopped_at!r}",
+            "max_new_tokens": f"stopped at the length limit, max_new_tokens={self.max_new_tokens}",
+            "closed": f"stopped early after {len(self.new_ids)} tokens: the reader closed the stream",
+        }[self.stop_reason]
+
+    def _first_stop(self, text: str, start: int) -> int | None:
+        """Where the earliest stop string begins in text[start:] (recorded as the reason), or None."""
+        found = [(i, s) for s in self.stop if (i := text.find(s, start)) >= 0]
+        if not found:
+            return None
+        position, self.stopped_at = min(found)
+        self.stop_reason = "stop_string"
+        return position
 
     def _pieces(self) -> Iterator[str]:
         emitted = 0  # characters of the decoded continuation already yielded
         for next_ids in self._steps:
             token = int(next_ids[0])
-            if token < 0:
+            if token in self._stop_tokens:
+                self.stop_reason, self.stopped_at = "stop_token", self.tokenizer.decode([token])
                 break
             self.new_ids.append(token)
             # Decode everything so far: a character split over two BPE tokens decodes only once complete.
             text = self.tokenizer.decode(self.new_ids)
             if text.endswith("\ufffd"):
                 continue
-            found = [i for i in (text.find(s, emitted) for s in self.stop) if i >= 0]
-            if found:
-                if min(found) > emitted:
-                    yield text[emitted : min(found)]
+            stop_at = self._first_stop(text, emitted)
+            if stop_at is not None:
+                if stop_at > emitted:
+                    yield text[emitted:stop_at]
                 return
             ready = len(text) - _held_back(text, self.stop)
             if ready > emitted:
                 yield text[emitted:ready]
                 emitted = ready
+        else:
+            self.stop_reason = "max_new_tokens"
+        # What was held back, or left undecoded mid-character; a stop string completed there still ends the text.
         text = self.tokenizer.decode(self.new_ids)
-        if len(text) > emitted:
-            yield text[emitted:]
+        stop_at = self._first_stop(text, emitted)
+        end = len(text) if stop_at is None else stop_at
+        if end > emitted:
+            yield text[emitted:end]
 
 
 def stream(model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int = 200, *, stop: Sequence[str] = (),

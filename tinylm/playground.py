@@ -63,7 +63,8 @@ def _model_and_tokenizer(model, tokenizer):
 
 
 def run_generation(model, tokenizer, prompt: str, on_text=None, **settings) -> dict:
-    """Generate once, handing each text piece to on_text(piece) as it comes; returns text, tokens and speed."""
+    """Generate once, handing each text piece to on_text(piece) as it comes; returns text, tokens, speed, and why
+    it stopped (`stop`: a stop token, a stop string or the length limit, in words)."""
     start = time.perf_counter()
     text_stream = stream(model, tokenizer, prompt, **settings)
     pieces = []
@@ -73,11 +74,13 @@ def run_generation(model, tokenizer, prompt: str, on_text=None, **settings) -> d
             on_text(piece)
     seconds = time.perf_counter() - start
     tokens = len(text_stream.new_ids)
-    return {"text": "".join(pieces), "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9)}
+    return {"text": "".join(pieces), "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9),
+            "stop": text_stream.stop_description}
 
 
 def _speed_line(result: dict) -> str:
-    return f"{result['tokens']} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:,.0f} tokens/s)"
+    return (f"{result['tokens']} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:,.0f} tokens/s); "
+            f"{result['stop']}")
 
 
 class Playground:

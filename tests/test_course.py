@@ -1,0 +1,92 @@
+"""find_or_train: a notebook that needs another notebook's model finds its run, or trains a stand-in and says so."""
+
+import pytest
+
+import tinylm
+import tinylm.train
+from tinylm import course
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+def fake_run(folder):
+    folder.mkdir(parents=True)
+    (folder / "best.pt").write_bytes(b"")
+    return folder
+
+
+def refuse_training(argv):
+    raise AssertionError(f"trained although a run was there: {argv}")
+
+
+@pytest.mark.parametrize("name", ["notebook-03-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
+def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
+    folder = fake_run(runs / name)
+    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    said = []
+    assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
+    assert said == [f"shakespeare-char: using the model in {folder}"]
+
+
+def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs, monkeypatch):
+    expected = fake_run(runs / "notebook-05-gpu")
+    fake_run(runs / "tinystories-gpu")
+    fake_run(runs / "tinystories-quick-cpu")
+    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == expected
+
+
+def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkeypatch):
+    fake_run(runs / "notebook-03-gpu")
+    (runs / "notebook-03-cpu").mkdir()
+    (runs / "notebook-03-cpu" / "last.pt").write_bytes(b"")  # a run that never finished an evaluation
+    calls = []
+
+    def record(argv):
+        calls.append(argv)
+        out = runs / "shakespeare-char-quick-cpu"
+        (out / "best.pt").write_bytes(b"")
+        print("training output")
+        return {"val_loss": 1.9, "best_val_loss": 1.8}
+
+    monkeypatch.setattr(tinylm.train, "main", record)
+    said = []
+    folder = course.find_or_train("shakespeare-char", "cpu", say=said.append)
+    assert folder == runs / "shakespeare-char-quick-cpu"
+    assert calls == [["shakespeare-char", "--profile", "cpu", "--out", str(folder), "--overwrite",
+                      "--max-steps", str(course.QUICK_STEPS["shakespeare-char"])]]
+    assert said[0].startswith(f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or shakespeare-char-cpu; "
+                              "notebook 3 makes one). Training a stand-in now: the cpu recipe for 2,000 steps")
+    assert said[1] == "shakespeare-char: trained the stand-in, validation loss 1.900"
+    assert (folder / "train.log").read_text() == "training output\n", "training prints to the log, not the notebook"
+    # The next call finds the stand-in instead of training again.
+    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
+
+
+def test_on_a_gpu_the_stand_in_is_the_cpu_recipe(runs, monkeypatch):
+    calls = []
+
+    def record(argv):
+        calls.append(argv)
+        (runs / "tinystories-quick-cpu" / "best.pt").write_bytes(b"")
+        return {"val_loss": 4.0, "best_val_loss": 4.0}
+
+    monkeypatch.setattr(tinylm.train, "main", record)
+    assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == runs / "tinystories-quick-cpu"
+    assert calls[0][:3] == ["tinystories", "--profile", "cpu"]
+
+
+def test_the_smoke_stand_in_really_trains_and_loads(runs):
+    said = []
+    folder = course.find_or_train("shakespeare-char", "smoke", say=said.append)
+    assert folder == runs / "shakespeare-char-quick-smoke"
+    preset, recipe = tinylm.get_track("shakespeare-char").recipe("smoke")
+    assert f"done: step {recipe.max_steps} of {recipe.max_steps}" in (folder / "train.log").read_text()
+    model, tokenizer, _ = tinylm.load_model(folder)
+    assert (model.config.n_layer, model.config.n_embd, tokenizer.vocab_size) == (preset.n_layer, preset.n_embd, 65)
+    assert said[-1].startswith("shakespeare-char: trained the stand-in, validation loss")

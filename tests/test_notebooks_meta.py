@@ -1,0 +1,63 @@
+"""Every notebook's first cells: the Colab badge opens the notebook itself from the course's repository, and
+the install cell installs the package from that repository, in both jupytext twins (.py and .ipynb).
+
+tinylm.course is the one place that names the repository; a notebook copied from another keeps the other's
+badge, and a repository that moves leaves every badge and install cell behind: both fail here.
+"""
+
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from tinylm import course
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+PAIRS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+
+
+def test_every_notebook_has_both_twins():
+    assert len(PAIRS) >= 9
+    assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == [p.stem for p in PAIRS]
+
+
+@pytest.mark.parametrize("path", [twin for pair in PAIRS for twin in (pair, pair.with_suffix(".ipynb"))],
+                         ids=lambda p: p.name)
+def test_the_badge_and_the_install_cell_agree_with_tinylm_course(path):
+    notebook = jupytext.read(path)
+    cells = notebook.cells
+    assert cells[0].cell_type == "markdown" and cells[1].cell_type == "code"
+    badges = [line for line in cells[0].source.splitlines() if "colab-badge" in line]
+    assert len(badges) == 1, "the first cell holds one Open in Colab badge"
+    own_name = path.with_suffix(".ipynb").name
+    assert badges[0].rstrip(")").endswith(f"/notebooks/{own_name}"), "the badge opens this very notebook"
+    assert badges[0] == course.colab_badge(own_name)
+    assert cells[1].source == course.INSTALL_CELL
+    later = "\n".join(cell.source for cell in cells[2:])
+    assert "git+https://" not in later and "colab.research.google.com/github" not in later, \
+        "only the first cells name the repository"
+
+
+def test_the_install_cell_installs_from_the_badges_repository_and_branch():
+    badge_target = course.colab_url("01_shakespeare_data_and_bigram.ipynb")
+    repository = course.REPOSITORY.removeprefix("https://github.com/")
+    assert f"/github/{repository}/blob/{course.BRANCH}/notebooks/" in badge_target
+    assert f"git+{course.REPOSITORY}@{course.BRANCH}" in course.INSTALL_CELL
+    assert course.REPOSITORY.startswith("https://github.com/") and course.REPOSITORY.count("/") == 4
+    compile(course.INSTALL_CELL, "install cell", "exec")  # it is Python
+
+
+def test_the_readme_install_and_the_colab_install_both_bring_transformers():
+    """`pip install -r requirements.txt` (the README's first command) and the Colab install cell must both make
+    `import transformers` work: notebook 6 shares weights with it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = NOTEBOOKS.parent
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    with_transformers = {name for name, needs in extras.items() if any(n.startswith("transformers") for n in needs)}
+    lines = [line.split("#")[0].strip() for line in (root / "requirements.txt").read_text().splitlines()]
+    package_extras = {extra.strip() for line in lines if line.startswith("-e .[")
+                      for extra in line.removeprefix("-e .[").removesuffix("]").split(",")}
+    assert package_extras & with_transformers, "requirements.txt installs no extra that holds transformers"
+    assert "interop" in with_transformers
+    assert "tinylm[interop] @ " in course.INSTALL_CELL
+    assert "tinylm[interop]" in extras["test"]
