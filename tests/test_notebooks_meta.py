@@ -13,15 +13,23 @@ import pytest
 from tinylm import course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-PAIRS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py"))
+PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]_*.py"))  # the .py twins sit in notebooks/py/, out of the learner's view
 
 
-def test_every_notebook_has_both_twins():
+def ipynb_of(twin: Path) -> Path:
+    return NOTEBOOKS / twin.with_suffix(".ipynb").name
+
+
+def test_every_notebook_has_both_twins_paired_the_way_jupytext_is_configured():
     assert len(PAIRS) >= 9
     assert sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb")) == [p.stem for p in PAIRS]
+    assert not list(NOTEBOOKS.glob("*.py")), "a .py twin beside the .ipynb shows the notebook twice in Jupyter"
+    for twin in PAIRS:
+        for path in (twin, ipynb_of(twin)):
+            assert jupytext.read(path).metadata["jupytext"]["formats"] == "ipynb,py//py:percent", path
 
 
-@pytest.mark.parametrize("path", [twin for pair in PAIRS for twin in (pair, pair.with_suffix(".ipynb"))],
+@pytest.mark.parametrize("path", [twin for pair in PAIRS for twin in (pair, ipynb_of(pair))],
                          ids=lambda p: p.name)
 def test_the_badge_and_the_install_cell_agree_with_tinylm_course(path):
     notebook = jupytext.read(path)
@@ -61,3 +69,10 @@ def test_the_readme_install_and_the_colab_install_both_bring_transformers():
     assert "interop" in with_transformers
     assert "tinylm[interop] @ " in course.INSTALL_CELL
     assert "tinylm[interop]" in extras["test"]
+
+
+@pytest.mark.parametrize("twin", PAIRS, ids=lambda p: p.stem)
+def test_the_twins_hold_the_same_cells(twin):
+    """Edit the .py, then `jupytext --sync notebooks/py/*.py`: a twin left behind fails here, not in review."""
+    text, notebook = jupytext.read(twin), jupytext.read(ipynb_of(twin))
+    assert [(c.cell_type, c.source) for c in text.cells] == [(c.cell_type, c.source) for c in notebook.cells]
