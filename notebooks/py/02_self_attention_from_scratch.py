@@ -41,13 +41,9 @@
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 30 steps of the overfitting check | ~13 s (estimate) |
-# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | ~15 s (estimate) |
+# | `smoke` (CI) | every check; 30 steps of the overfitting check | ~8 s |
+# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | 10 s (the committed run, an idle machine) |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
-#
-# (The estimates: 9 s measured for the overfitting check and the checks before it, plus about 6 s
-# for the initialisation, residual and dropout experiments, which took 0.6 times as long as the
-# overfitting check when timed side by side on a busy machine.)
 #
 # **Papers**: the transformer ([Vaswani et al., 2017, *Attention Is All You Need*](https://arxiv.org/abs/1706.03762)),
 # GPT-2 ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
