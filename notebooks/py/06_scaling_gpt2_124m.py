@@ -52,7 +52,7 @@
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-process run of 10 steps, 16 HellaSwag examples, eager steps only (no compile) | ~45 s (2 min on a busy machine) |
-# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline about 3 min (2.5 to 4.5 min measured on a busy machine); online about 4 min more for GPT-2: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed here with a randomly initialised model of GPT-2's shape) |
+# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 81 s (the committed run, an idle machine; 2.5 to 4.5 min on a busy one); online about 4 min more for GPT-2: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed here with a randomly initialised model of GPT-2's shape) |
 # | `gpu`, Colab T4, `FULL_RECIPE = False` (the default) | the same, plus 6 minutes of training the 124M model on FineWeb-Edu, and GPT-2 and your model on 2,000 HellaSwag examples | about 10 min, **estimated, not measured** (the derivation is printed in "Your own 124M run") |
 # | `gpu`, `FULL_RECIPE = True` | the full 124M recipe (10B tokens) from this notebook, and all 10,042 HellaSwag examples | ~6 H100-hours at 40% MFU (arithmetic below); about a week on one T4 |
 #
