@@ -106,7 +106,7 @@ def test_interrupted_preparation_resumes_without_redoing_finished_shards(tmp_pat
     progress = read_progress(folder)
     assert not progress["complete"] and sorted(s["name"] for s in progress["shards"]) == list(shard_bytes(folder))
     assert len(progress["shards"]) == 2 and 0 < progress["documents"] < 120
-    with pytest.raises(RuntimeError, match="not finished"):
+    with pytest.raises(DataError, match="not finished"):
         ShardedWindowLoader(folder, block_size=8, batch_size=2)
     finished = stamps(folder)
 

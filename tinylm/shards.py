@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import TOKEN_DTYPE, check_token_file, gather_windows, read_tokens, write_tokens
+from .data import TOKEN_DTYPE, DataError, check_token_file, gather_windows, read_tokens, write_tokens
 from .download import DownloadError, RemoteFile, fetch
 from .files import atomic_write
 from .mirror import MIRROR_ENV, mirror_dir
@@ -351,7 +351,7 @@ def shard_files(folder_or_files: str | Path | Sequence[str | Path], split: str =
         progress = read_progress(path)
         if progress is not None:
             if not progress.get("complete"):
-                raise RuntimeError(f"the preparation of {path} is not finished ({len(progress['shards'])} shards so "
+                raise DataError(f"the preparation of {path} is not finished ({len(progress['shards'])} shards so "
                                    "far); run python -m tinylm.prepare fineweb-edu again to complete it")
             shards = [shard for shard in progress["shards"] if shard["split"] == split]
             for shard in shards:  # a stat each: a shard cut short or changed by hand is an error, not less data
