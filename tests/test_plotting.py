@@ -5,6 +5,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import json  # noqa: E402
+import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -19,6 +20,13 @@ RECORDS = [
     {"event": "train", "step": 3, "loss": 2.5, "lr": 1e-3, "tokens_per_s": 1e4, "elapsed": 3.0},
     {"event": "final", "step": 3, "val_loss": 3.1, "best_val_loss": 3.1},
 ]
+
+
+def test_plot_losses_of_records_without_a_loss_draws_an_empty_axes_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns about a legend without labelled lines
+        ax = plot_losses([{"event": "plan", "step": 10}])
+    assert ax.get_lines() == [] and ax.get_legend() is None
 
 
 def test_plot_losses_draws_train_and_validation_curves():

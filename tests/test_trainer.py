@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tinylm.checkpoint import load_checkpoint
+from tinylm.data import RandomWindowSampler
 from tinylm.tokenizers import CharTokenizer
 from tinylm.trainer import Trainer, TrainingDiverged
 
@@ -119,6 +120,39 @@ def test_gradient_accumulation_in_the_trainer_equals_one_big_batch(make_model, t
     assert loss_a == pytest.approx(loss_w, rel=1e-6)
     for n in grads_w:
         torch.testing.assert_close(grads_a[n], grads_w[n], atol=1e-6, rtol=0, msg=n)
+
+
+@pytest.mark.parametrize("grad_clip, clipped", [(1e-6, 1.0), (1e6, 0.0)])
+def test_train_records_carry_the_norm_before_clipping_and_the_share_of_steps_clipped(make_model, train_config, tokens,
+                                                                                     grad_clip, clipped):
+    """grad_norm is the logged step's norm before clipping, checked on step 1 against the first batch's gradient
+    computed outside the Trainer; `clipped` is the share of the steps since the previous record."""
+    train, val = tokens
+    model = make_model()
+    cfg = train_config(log_interval=1, grad_clip=grad_clip)
+    x, y = RandomWindowSampler(train, model.config.block_size, cfg.batch_size, cfg.seed).next_batch()
+    model(x, y)[1].backward()
+    first_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()])).item()
+
+    logged = {}
+    for log_interval in (1, 4):
+        records = []
+        Trainer(make_model(), train_config(max_steps=4, log_interval=log_interval, grad_clip=grad_clip), train, val,
+                device="cpu", callbacks=[records.append]).fit()
+        logged[log_interval] = [r for r in records if r["event"] == "train"]
+        assert [r["step"] for r in logged[log_interval]] == list(range(log_interval, 5, log_interval))
+        assert all(r["clipped"] == clipped for r in logged[log_interval])
+    assert logged[1][0]["grad_norm"] == pytest.approx(first_norm, rel=1e-5)
+    assert logged[4][0]["grad_norm"] == logged[1][3]["grad_norm"] != logged[1][0]["grad_norm"]  # the logged step's
+
+
+def test_a_run_without_clipping_records_no_gradient_norm(make_model, train_config, tokens):
+    train, val = tokens
+    records = []
+    Trainer(make_model(), train_config(max_steps=4, grad_clip=None), train, val, device="cpu",
+            callbacks=[records.append]).fit()
+    assert [r for r in records if r["event"] == "train"]
+    assert not any("grad_norm" in r or "clipped" in r for r in records)
 
 
 def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(make_model, train_config, tokens, tmp_path):

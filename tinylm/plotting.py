@@ -43,7 +43,8 @@ def plot_losses(records: list[dict[str, Any]], ax=None, title: str | None = None
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("cross-entropy loss (nats/token)")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if train or val:  # the live plot's first draw may come before any loss (a plan record)
+        ax.legend()
     if title:
         ax.set_title(title)
     return ax

@@ -4,7 +4,10 @@ One optimizer step: draw `grad_accum_steps` micro-batches, run each forward unde
 its loss by 1/grad_accum_steps so the summed gradients equal those of one big batch, backpropagate,
 clip the global gradient norm, and step AdamW at the scheduled learning rate. Around that:
 periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
-one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds of training). A mixture of
+one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds of training). With clipping
+on, each train record carries the logged step's gradient norm before clipping (`grad_norm`) and the
+fraction of the steps since the previous record that clipping scaled down (`clipped`); both stay on the
+device until the record is written, so they add no host sync per step. A mixture of
 experts adds its balancing loss to the loss inside the model's forward; after each step the loop
 calls `tinylm.moe.end_of_step` (load counts, loss-free biases), and each train record carries the
 expert load since the previous one (`expert_load` per layer and its `max_violation`).
@@ -154,6 +157,8 @@ class Trainer:
         self.elapsed = 0.0  # seconds spent in optimizer steps (evaluations etc. excluded), summed over sessions
         self.best_val_loss = math.inf
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
+        self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
+        self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
@@ -167,6 +172,7 @@ class Trainer:
         self.model.train()
         self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
         self._window = (0.0, 0)  # training seconds and steps since the last train record
+        self._clipped.zero_()
         mid_step = agreed_stop = False
         try:
             with _interrupt_between_steps() as interrupt:
@@ -224,7 +230,8 @@ class Trainer:
             )
         if cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self._clipped += self._grad_norm > cfg.grad_clip
         scale_before = self.scaler.get_scale()
         self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
         self.scaler.update()
@@ -263,6 +270,10 @@ class Trainer:
         record = {"event": "train", "step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr,
                   "tokens_per_s": tokens_per_s, "step_seconds": seconds_per_step, "elapsed": self.elapsed, "eta": eta,
                   "skipped_steps": self.skipped_steps}
+        if self._grad_norm is not None:
+            record["grad_norm"] = self._grad_norm.item()
+            record["clipped"] = self._clipped.item() / window_steps
+            self._clipped.zero_()
         if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
             record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
         record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log

@@ -18,24 +18,36 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/03_train_char_gpt.ipynb)
 #
-# In notebook 2 you built every piece of a GPT and checked it against `tinylm`. Now you train one with
-# the package's training loop and look hard at what it learned.
+# In notebook 2 you built every piece of a GPT and checked it against `tinylm`. Now you train one. First
+# you write the training loop yourself, one piece at a time, each checked against `tinylm` or PyTorch;
+# then you show that your loop and `tinylm.Trainer` compute the same losses, step for step; then the
+# Trainer trains the model, and you look hard at what it learned.
 #
 # **What you will learn**
-# - what one training step does: micro-batches, the scaled loss, gradient clipping, AdamW, and a
-#   warmup + cosine learning-rate schedule;
-# - how to read train and validation loss curves, and how far the GPT gets beyond the bigram baseline;
-# - how temperature and top-k change samples;
-# - how much the model uses its context, measured position by position;
+# - what AdamW does with each weight: β₁, β₂, the bias correction, and decoupled weight decay, and which
+#   weights decay;
+# - the warmup + cosine learning-rate schedule, gradient clipping by global norm, and gradient
+#   accumulation, each written by hand and checked;
+# - how these pieces make one training step, checked against `tinylm.Trainer` over a short run;
+# - how to read loss and gradient-norm curves from step 0, and what the gap between training and
+#   validation loss says here;
+# - how far the GPT gets beyond the bigram baseline, and how much of its context it uses;
 # - how a checkpoint stores a run, and how to load it back.
 #
-# **How long it takes**
+# **How long it takes**: about 75 minutes of study, plus 20 for the exercises.
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | a tiny model for a few steps | ~10 s |
-# | `cpu` (2-core laptop) | the cpu recipe (1 layer, 0.2M parameters), 6,000 steps (52 s of training in the committed run) | 59 to 87 s |
-# | `gpu` | the gpu recipe (6 layers, 10.8M parameters, 5000 steps) | not measured |
+# | `smoke` (CI) | every check; a 2-layer, 32-wide model for 30 steps | ~8 s |
+# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | 68 to 97 s |
+# | `gpu` | every check; the gpu recipe (6 layers, 10.8M parameters) for 5,000 steps | not measured |
+#
+# **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW and decoupled weight decay
+# ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)), the cosine schedule (SGDR,
+# [Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983)), linear warmup
+# ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677)), gradient clipping
+# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)). The recipe follows Karpathy's
+# [nanoGPT](https://github.com/karpathy/nanoGPT) `shakespeare_char` configuration.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -45,24 +57,38 @@ import sys
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
+# %% [markdown]
+# ## Setup
+
 # %%
+import copy
+import dataclasses
 import math
+import re
 import time
+from collections import Counter
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 import tinylm
-from tinylm.data import evaluation_windows
-from tinylm.plotting import LiveLossPlot, plot_losses
+from tinylm.data import RandomWindowSampler, evaluate_loss, evaluation_windows
+from tinylm.plotting import LiveLossPlot
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
+CHECK_STEPS = {"smoke": 20, "cpu": 200, "gpu": 100}[PROFILE]  # the hand-written loop vs the Trainer (section 7)
+LOG_INTERVAL = {"smoke": 5, "cpu": 50, "gpu": 10}[PROFILE]  # steps between train records of the real run
+EVAL_INTERVAL = {"smoke": 10, "cpu": 1000, "gpu": 250}[PROFILE]  # steps between its validation passes
+plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
+                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]
-# ## The data and the recipe
+# ## 1. The data and the recipe
 #
 # A *track* bundles a dataset with a recipe per profile. `prepare()` downloads tinyshakespeare (or copies
 # it from the offline mirror), builds the character tokenizer and writes the 90/10 split as `uint16`
@@ -80,6 +106,15 @@ print(train_cfg)
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,} tokens, validation {len(data.val):,} tokens")
+
+# %% [markdown]
+# The model starts from GPT-2's initialisation (notebook 2), seeded so that every run of this notebook
+# starts from the same weights; notebook 5 counts where a model's parameters sit.
+
+# %%
+torch.manual_seed(train_cfg.seed)
+model = tinylm.GPT(model_cfg).to(DEVICE)
+print(f"{model.num_parameters():,} parameters")
 
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
@@ -100,88 +135,523 @@ print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,}
 # | 1 × 192 | ~3,000 | 1.74 |
 #
 # (The 1-layer rows are real 70-second runs; the deeper ones were trained for the number of steps that fits
-# in 70 s at their measured speed.) The learning rate matters as much: 6e-3 with β₂ = 0.99 instead of
+# in 70 s at their measured speed.) The learning rate matters as much: 6e-3 with β₂ = 0.99 (section 2) instead of
 # nanoGPT's 1e-3 took the 4-layer model from 1.95 to 1.78 in the same number of steps. Give training ten
 # times longer and the deeper models win; that is the `gpu` recipe.
-
-# %% [markdown]
-# ## How many parameters?
 #
-# Count them by hand before asking the package. Per block: two LayerNorms (weight and bias, `C` each),
-# the attention's `c_attn` (`C × 3C` + `3C`) and `c_proj` (`C × C` + `C`), and the MLP's `c_fc`
-# (`C × 4C` + `4C`) and `c_proj` (`4C × C` + `C`). Around the blocks: the token embedding (`V × C`),
-# the position embedding (`T × C`), the final LayerNorm, and the head, which shares the token
-# embedding's matrix and so adds nothing.
+# ### Batches
+#
+# Each micro-batch is `batch_size` windows of `block_size + 1` characters at random offsets, `y` being `x`
+# shifted by one: notebook 1's `get_batch`. The Trainer's `RandomWindowSampler` draws its offsets from a
+# generator of its own, seeded with the recipe's `seed`, so the same seed gives the same batches:
 
 # %%
-def count_parameters(cfg: tinylm.GPTConfig) -> int:
-    C, V, T, L = cfg.n_embd, cfg.vocab_size, cfg.block_size, cfg.n_layer
-    per_block = 2 * (2 * C) + (C * 3 * C + 3 * C) + (C * C + C) + (C * 4 * C + 4 * C) + (4 * C * C + C)
-    return V * C + T * C + L * per_block + 2 * C
+def get_batch(tokens: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator):
+    starts = torch.randint(len(tokens) - block_size, (batch_size,), generator=generator).tolist()
+    windows = torch.stack([torch.from_numpy(tokens[s : s + block_size + 1].astype(np.int64)) for s in starts])
+    return windows[:, :-1].to(DEVICE), windows[:, 1:].to(DEVICE)  # x (B, T), y (B, T)
 
 
-model = tinylm.GPT(model_cfg)
-assert count_parameters(model_cfg) == model.num_parameters()
-print(f"{model.num_parameters():,} parameters")
+mine = torch.Generator().manual_seed(train_cfg.seed)
+sampler = RandomWindowSampler(data.train, model_cfg.block_size, train_cfg.batch_size, train_cfg.seed)
+for _ in range(3):
+    x, y = get_batch(data.train, model_cfg.block_size, train_cfg.batch_size, mine)
+    x_sampler, y_sampler = sampler.next_batch(DEVICE)
+    assert torch.equal(x, x_sampler) and torch.equal(y, y_sampler)
+print(f"3 batches of {tuple(x.shape)}: the same windows as the Trainer's sampler")
 
 # %% [markdown]
-# ## Training
+# ## 2. AdamW, one update by hand
 #
-# `tinylm.Trainer` runs the loop. Each optimizer step draws `batch_size` random windows of
-# `block_size + 1` characters, computes the mean next-character cross-entropy, backpropagates, clips
-# the gradient norm to 1.0, and steps AdamW at the learning rate the schedule gives for that step:
-# a linear warmup (large random gradients early on would wreck the fresh weights), then a cosine decay
-# to a tenth of the peak (small steps at the end settle into a minimum).
+# Plain gradient descent moves every weight by `lr × gradient`: weights with large gradients take large
+# steps, weights with small gradients barely move, and no single learning rate suits both. Adam
+# ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)) keeps two running averages for every weight:
 #
-# Two budgets stop the run: `max_steps` and, if set, `max_seconds`. When time is the tighter one the
-# cosine follows the clock instead, so a time-limited run still ends at the low learning rate.
-# Every `eval_interval` steps the trainer scores **every** character of the validation split and writes
-# `best.pt` and `last.pt` into the run folder.
+# - `m`, an exponential moving average of the gradient with factor **β₁**: the direction, smoothed over
+#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8, 10 for the usual 0.9);
+# - `v`, a moving average of the squared gradient with factor **β₂**: the gradient's typical size, over
+#   roughly the last 1/(1 − β₂) steps (100 for β₂ = 0.99, 20 for 0.95, tinylm's default).
+#
+# The update is `lr × m̂ / (√v̂ + ε)`. Dividing by the gradient's own typical size makes every weight's step
+# about `lr` when its gradient keeps pointing the same way, whatever the gradient's scale, and smaller when
+# the gradient's sign keeps flipping: then `m` averages out towards zero while `v` does not. Both averages
+# start at zero, so for the first steps they are too small; `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)`
+# correct that (at step 1, `m̂` is exactly the gradient).
+#
+# **Weight decay** pulls weights towards zero. Adding `wd × w` to the gradient (an L2 penalty) does not do
+# that well under Adam: the division by `√v̂` rescales the penalty differently for every weight, so weights
+# with large gradients are hardly decayed at all. AdamW
+# ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)) *decouples* it: each step first
+# multiplies the weight by `1 − lr × wd`, then takes the Adam step. Write one update, and check five of
+# them against `torch.optim.AdamW`:
 
 # %%
-lrs = [tinylm.optim.learning_rate(step, train_cfg) for step in range(train_cfg.max_steps)]
-fig, ax = plt.subplots(figsize=(7, 2.5))
-ax.plot(lrs)
-ax.set_xlabel("optimizer step")
-ax.set_ylabel("learning rate")
-ax.set_title("warmup + cosine decay")
+def adamw_update(w, grad, m, v, t, lr, beta1, beta2, weight_decay, eps=1e-8):
+    """One AdamW step on tensor w, in place. m and v are its moment buffers; t counts steps from 1."""
+    w.mul_(1 - lr * weight_decay)  # decoupled weight decay: a shrink that ignores the gradient
+    m.mul_(beta1).add_((1 - beta1) * grad)  # moving average of the gradient
+    v.mul_(beta2).add_((1 - beta2) * grad**2)  # moving average of its square
+    m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)  # both start at 0: undo the bias towards 0
+    w.sub_(lr * m_hat / (v_hat.sqrt() + eps))
+
+
+gen = torch.Generator().manual_seed(0)
+w_mine = torch.randn(4, 3, generator=gen)
+w_torch = torch.nn.Parameter(w_mine.clone())
+reference = torch.optim.AdamW([w_torch], lr=train_cfg.learning_rate, betas=(train_cfg.beta1, train_cfg.beta2),
+                              weight_decay=train_cfg.weight_decay)
+m, v = torch.zeros_like(w_mine), torch.zeros_like(w_mine)
+for t in range(1, 6):
+    grad = torch.randn(4, 3, generator=gen)
+    lr = train_cfg.learning_rate * t / 5  # a rate that changes from step to step, as under a schedule
+    adamw_update(w_mine, grad, m, v, t, lr, train_cfg.beta1, train_cfg.beta2, train_cfg.weight_decay)
+    w_torch.grad = grad
+    reference.param_groups[0]["lr"] = lr
+    reference.step()
+assert torch.allclose(w_mine, w_torch.detach(), atol=1e-7)
+print(f"5 AdamW steps by hand vs torch.optim.AdamW: largest difference {(w_mine - w_torch.detach()).abs().max():.1e}")
+
+# %% [markdown]
+# **Predict, then run.** Two weights, 100 steps at `lr = 0.01`, no weight decay. The first weight's
+# gradient is a tiny 0.001 at every step; the second's is +1 or −1 at random. Which one moves further
+# under AdamW, and which under plain gradient descent (which moves a weight by `−lr × gradient`)?
+
+# %%
+steady = torch.full((100,), 1e-3)
+noisy = torch.randint(0, 2, (100,), generator=gen) * 2.0 - 1.0
+for name, grads in [("steady 0.001", steady), ("noisy +1 or -1", noisy)]:
+    w, m, v = torch.zeros(1), torch.zeros(1), torch.zeros(1)
+    for t, g in enumerate(grads, start=1):
+        adamw_update(w, g.view(1), m, v, t, lr=0.01, beta1=train_cfg.beta1, beta2=train_cfg.beta2, weight_decay=0.0)
+    print(f"gradient {name:>14}: AdamW moved the weight {w.item():+.3f}, gradient descent {-0.01 * grads.sum().item():+.5f}")
+
+# %% [markdown]
+# AdamW moved the steady weight by almost exactly `100 × lr` = 1: a gradient that always agrees with
+# itself gives `m̂ / √v̂ = 1`, however small it is. Gradient descent moved it a thousand times less. The
+# noisy weight moved about as far under both, a random walk of steps that cancel: under AdamW its `m̂`
+# averages the last few ±1s, so each step is a fraction of `lr` in a random direction. Adam's learning rate
+# is how far a weight moves per step when its gradient is consistent, whatever the gradient's scale; β₁
+# sets how many steps of agreement it takes to get there.
+#
+# Weight decay at the `cpu` recipe's peak rate multiplies each decayed weight by `1 − 6e-3 × 0.1 = 0.9994`
+# per step. Exercise 2 asks what that adds up to over a whole run.
+#
+# ## 3. Which weights decay
+#
+# Decay suits the matrices: the Linear layers' weights and the embeddings, which hold nearly all the
+# parameters and the model's capacity. `tinylm`, like nanoGPT, decays the token and position embeddings too
+# (with tied weights, the token embedding is also the output layer's matrix); some codebases leave
+# embeddings out. It does not suit the biases and the LayerNorm gains and shifts: they are few, and a
+# LayerNorm gain pulled towards zero shrinks everything the layer outputs. Every matrix is 2-D and every
+# one of the others is 1-D, so the rule fits in one line. AdamW takes the two groups with their own
+# `weight_decay`:
+
+# %%
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW's groups: matrices (Linear weights, embeddings) decay; vectors (biases, LayerNorm) do not."""
+    params = [p for p in model.parameters() if p.requires_grad]  # the tied head's matrix appears once
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+for name, p in model.named_parameters():
+    if not name.startswith("transformer.h.") or name.startswith("transformer.h.0."):  # block 0 stands for all
+        print(f"{name:<32} {str(tuple(p.shape)):>11}  {'decays' if p.dim() >= 2 else '-'}")
+
+ours = param_groups(model, train_cfg.weight_decay)
+theirs = tinylm.optim.build_optimizer(model, train_cfg, DEVICE)
+for group, package_group in zip(ours, theirs.param_groups, strict=True):
+    assert [id(p) for p in group["params"]] == [id(p) for p in package_group["params"]]
+    assert group["weight_decay"] == package_group["weight_decay"]
+assert theirs.defaults["lr"] == train_cfg.learning_rate and theirs.defaults["betas"] == (train_cfg.beta1, train_cfg.beta2)
+decayed = sum(p.numel() for p in ours[0]["params"])
+print(f"the same groups as tinylm.optim.build_optimizer: {decayed:,} of {model.num_parameters():,} parameters decay "
+      f"({decayed / model.num_parameters():.1%}), with weight_decay {train_cfg.weight_decay}")
+
+# %% [markdown]
+# `build_optimizer` also asks for PyTorch's *fused* AdamW, which updates every tensor in one kernel
+# instead of a Python loop over them: faster, the same arithmetic (up to rounding).
+#
+# ## 4. The learning-rate schedule
+#
+# The rate changes at every step, in two phases:
+#
+# - **Linear warmup** over `warmup_steps`: from `lr / warmup_steps` up to the peak. At the start the weights
+#   are random and Adam's `v` has seen only a few gradients, so full-size steps can throw the model
+#   somewhere it does not recover from; ramping up avoids that
+#   ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677) made it standard for large batches).
+# - **Cosine decay** from the peak down to `min_lr` at the last step, `min_lr + ½ (1 + cos(π·p)) (lr − min_lr)`
+#   where `p` goes from 0 to 1 ([Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983), here one
+#   cycle without their restarts). Large steps while the loss falls fast; small ones at the end, where
+#   a step's noise costs more than its progress, so the weights settle.
+#
+# Write it, and check it at every step of the recipe against `tinylm.optim.learning_rate`, the function
+# the Trainer calls:
+
+# %%
+def lr_at(step: int, cfg: tinylm.TrainConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based)."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / (cfg.max_steps - 1 - cfg.warmup_steps)  # 0 after warmup, 1 at the last step
+    return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * progress)) * (cfg.learning_rate - cfg.min_lr)
+
+
+lrs = [lr_at(step, train_cfg) for step in range(train_cfg.max_steps)]
+assert all(math.isclose(lr, tinylm.optim.learning_rate(step, train_cfg), rel_tol=1e-12) for step, lr in enumerate(lrs))
+print(f"{train_cfg.max_steps:,} steps, the same rates as tinylm.optim.learning_rate; peak {train_cfg.learning_rate:g}, "
+      f"min_lr {train_cfg.min_lr:g} (1/{train_cfg.learning_rate / train_cfg.min_lr:.0f} of the peak)")
+
+# %% [markdown]
+# **Predict, then run.** What rate does the very first update (step 0) get, and what does the last one get?
+
+# %%
+fig, (whole, first_steps) = plt.subplots(1, 2, figsize=(12, 3.4))
+whole.plot(lrs, lw=2.5)
+whole.set_title("warmup + cosine decay")
+zoom = min(len(lrs), 3 * train_cfg.warmup_steps)
+first_steps.plot(range(zoom), lrs[:zoom], "o-", ms=3)
+first_steps.set_title(f"the first {zoom} steps")
+for ax in (whole, first_steps):
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("learning rate")
+    ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
+print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.warmup_steps - 1}: {lrs[train_cfg.warmup_steps - 1]:.2e} "
+      f"(the peak); last step: {lrs[-1]:.2e} (min_lr)")
+
+# %% [markdown]
+# Step 0 already moves the weights, at a `warmup_steps`-th of the peak, and the last step runs at exactly
+# `min_lr`. When a run also has a training-time budget (`max_seconds`, used in notebook 5), the Trainer feeds
+# the cosine whichever is further along, the steps or the time, so a run cut short by the clock still
+# ends at `min_lr`. This recipe has no time budget: the step alone sets the rate.
+#
+# ## 5. Gradient clipping
+#
+# Now and then a batch produces a gradient far larger than usual: the loss surface has steep cliffs
+# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063) describe them for recurrent networks;
+# transformers show the same spikes, mostly early in training). One huge step can undo thousands of
+# small ones. Clipping by **global norm** treats all the gradients as one long vector `g`; if its length
+# `‖g‖` exceeds `max_norm`, every gradient is multiplied by `max_norm / ‖g‖`. The direction is kept and
+# only the step gets shorter (clipping each tensor on its own would change the direction). With Adam
+# the shorter gradient matters through `m` and `v`: a single huge gradient would otherwise fill `v` for
+# about 1/(1 − β₂) steps and shrink every step after it.
 
 # %%
+def clip_by_global_norm(parameters, max_norm: float) -> torch.Tensor:
+    """Scale all gradients together so that their global norm is at most max_norm; return the norm before."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    # The length of all gradients as one long vector: squares add up, so it is the norm of the per-tensor norms.
+    total_norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = torch.clamp(max_norm / (total_norm + 1e-6), max=1.0)  # 1: left as it is; 1e-6 guards a zero norm
+    for g in grads:
+        g.mul_(scale)
+    return total_norm
+
+
+model.zero_grad(set_to_none=True)
+x, y = get_batch(data.train, model_cfg.block_size, train_cfg.batch_size, torch.Generator().manual_seed(0))
+model(x, y)[1].backward()
+grads = [p.grad.clone() for p in model.parameters()]
+norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item()
+for max_norm in (norm / 2, 2 * norm):  # one that clips, one that does not
+    clipped = {}
+    for name, clip in [("mine", clip_by_global_norm), ("torch", torch.nn.utils.clip_grad_norm_)]:
+        for p, g in zip(model.parameters(), grads):
+            p.grad = g.clone()
+        returned = clip(model.parameters(), max_norm)
+        clipped[name] = [p.grad.clone() for p in model.parameters()]
+        assert math.isclose(returned.item(), norm, rel_tol=1e-5), "both return the norm before clipping"
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-8) for a, b in zip(clipped["mine"], clipped["torch"]))
+    factor = clipped["mine"][0].norm() / grads[0].norm()
+    print(f"max_norm {max_norm:.3f}: every gradient multiplied by {factor:.3f}, as torch.nn.utils.clip_grad_norm_ does")
+print(f"the fresh model's gradient norm on one batch: {norm:.3f}; the recipe clips at {train_cfg.grad_clip}")
+model.zero_grad(set_to_none=True)
+
+# %% [markdown]
+# The Trainer writes the norm before clipping into every train record (`grad_norm`), with the share of
+# the steps since the previous record that clipping scaled down (`clipped`); section 8 plots both.
+#
+# ## 6. Gradient accumulation
+#
+# A step on a bigger batch has a less noisy gradient, but the activations of a big batch may not fit in
+# memory (notebook 5's `gpu` recipe takes 32 × 32 sequences per step). Gradient accumulation runs the big
+# batch as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, so after
+# `k` of them `.grad` holds the sum of `k` gradients. Each micro-batch's loss is a mean over its own
+# targets, so that sum is `k` times the gradient of the big batch's mean loss: dividing each
+# micro-batch's loss by `k` before `backward` makes it exactly the big batch's gradient (when every
+# micro-batch has the same number of targets, as fixed-length windows do; exercise 3 handles unequal ones).
+#
+# **Predict, then run.** Leave out the `/ k`. By what factor is the gradient off? AdamW's step
+# `m̂ / √v̂` hardly notices a gradient that is `k` times too large; which other part of the loop does?
+
+# %%
+def accumulated_gradients(model, x, y, micro_steps: int, scale: bool = True) -> list[torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    for xb, yb in zip(x.chunk(micro_steps), y.chunk(micro_steps)):
+        _, loss = model(xb, yb)
+        (loss / micro_steps if scale else loss).backward()  # .grad accumulates across backward calls
+    return [p.grad.clone() for p in model.parameters()]
+
+
+model.eval()  # dropout off (the gpu recipe has some), so that every pass sees the same network
+x, y = get_batch(data.train, model_cfg.block_size, 4 * train_cfg.batch_size, torch.Generator().manual_seed(1))
+one_batch = accumulated_gradients(model, x, y, 1)
+four_micro = accumulated_gradients(model, x, y, 4)
+unscaled = accumulated_gradients(model, x, y, 4, scale=False)
+model.train()
+model.zero_grad(set_to_none=True)
+assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(one_batch, four_micro))
+gap = max((a - b).abs().max().item() for a, b in zip(one_batch, four_micro))
+print(f"1 batch of {len(x)} vs 4 micro-batches of {len(x) // 4}, each loss / 4: largest difference {gap:.1e} (rounding)")
+ratio = torch.linalg.vector_norm(torch.cat([g.flatten() for g in unscaled])) / torch.linalg.vector_norm(
+    torch.cat([g.flatten() for g in one_batch]))
+print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's")
+
+# %% [markdown]
+# Without the division the gradient is exactly `k` times too large. Adam divides most of that away, but
+# **clipping** does not: it compares the norm with a fixed `grad_clip`, so a gradient `k` times too large is
+# clipped far more often, and the run behaves as if its learning rate were lower. The division also keeps
+# the logged loss a mean, comparable whatever `k` is.
+#
+# ## 7. The whole loop, checked against the Trainer
+#
+# Put the pieces together. `tinylm/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
+#
+# 1. set every group's learning rate to the schedule's rate for this step;
+# 2. for each of `grad_accum_steps` micro-batches: draw a batch from its sampler, run the forward under
+#    autocast (mixed precision on a GPU: notebook 5), and `backward` the loss divided by `grad_accum_steps`;
+# 3. stop with an error if the step's mean loss is not finite;
+# 4. clip the global gradient norm at `grad_clip` (after the fp16 GradScaler's `unscale_`, when there is one);
+# 5. take the AdamW step and zero the gradients.
+#
+# Its sampler's generator is seeded with the recipe's `seed`, and so is PyTorch's global generator, which
+# draws dropout's masks. To compare, both loops start from the same weights with the same seeds, in
+# float32 (on a GPU the Trainer would otherwise use bf16 autocast), on a short version of the recipe:
+# `CHECK_STEPS` steps with the same warmup-and-cosine shape squeezed into them, and 2 micro-batches per step,
+# so that accumulation is part of the check.
+#
+# The hand-written loop also asks for the fused AdamW, as `build_optimizer` does. The unfused one computes
+# the same update with different rounding in the last bit, and training amplifies such differences: in
+# one run of the `cpu` check with the unfused AdamW, the two loops' losses drifted up to 0.01 apart within 200
+# steps. The same goes for the order of additions in the gradient norm, which is why `clip_by_global_norm`
+# takes the norm of the per-tensor norms, as PyTorch does.
+
+# %%
+def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
+    """`steps` optimizer steps of cfg's recipe; returns each step's mean loss and its gradient norm before clipping."""
+    torch.manual_seed(cfg.seed)  # dropout's masks, seeded as the Trainer seeds them
+    batches = torch.Generator().manual_seed(cfg.seed)  # the batch order, as the Trainer's sampler draws it
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.learning_rate,
+                                  betas=(cfg.beta1, cfg.beta2), fused=DEVICE.type in ("cuda", "cpu"))  # as tinylm's
+    k = cfg.grad_accum_steps
+    losses, norms = [], []
+    model.train()
+    for step in tqdm(range(steps), desc="hand-written loop"):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        step_loss = torch.zeros((), device=DEVICE)
+        for _ in range(k):
+            x, y = get_batch(tokens, model.config.block_size, cfg.batch_size, batches)
+            _, loss = model(x, y)
+            (loss / k).backward()  # the micro-batches' gradients add up to the step's mean
+            step_loss += loss.detach()
+        norms.append(clip_by_global_norm(model.parameters(), cfg.grad_clip).item())
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append((step_loss / k).item())
+    return losses, norms
+
+
+check_cfg = dataclasses.replace(train_cfg, max_steps=CHECK_STEPS, warmup_steps=CHECK_STEPS // 10, grad_accum_steps=2,
+                                dtype="float32", log_interval=1, eval_interval=0)
+initial = copy.deepcopy(model.state_dict())  # the weights both loops start from
+if DEVICE.type == "cuda":  # the Trainer allows TF32 matmuls on a GPU; the hand-written loop must do the same
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+by_hand = tinylm.GPT(model_cfg).to(DEVICE)
+by_hand.load_state_dict(initial)
+hand_losses, hand_norms = train_by_hand(by_hand, check_cfg, data.train, CHECK_STEPS)
+
+# %% [markdown]
+# The Trainer on the same recipe, from the same weights. Its final evaluation is not part of the
+# comparison, so it gets a short slice of the validation split to score.
+
+# %%
+by_trainer = tinylm.GPT(model_cfg)
+by_trainer.load_state_dict(initial)
+check_records = []
+tinylm.Trainer(by_trainer, check_cfg, data.train, data.val[: 4 * model_cfg.block_size + 1], device=DEVICE,
+               callbacks=[check_records.append]).fit()
+logged = [r for r in check_records if r["event"] == "train"]  # one per step (log_interval=1)
+trainer_losses, trainer_norms = [r["loss"] for r in logged], [r["grad_norm"] for r in logged]
+
+loss_gap = max(abs(a - b) for a, b in zip(hand_losses, trainer_losses, strict=True))
+norm_gap = max(abs(a - b) / b for a, b in zip(hand_norms, trainer_norms, strict=True))
+weights_hand, weights_trainer = by_hand.state_dict(), by_trainer.state_dict()
+weight_gap = max((weights_hand[k] - weights_trainer[k]).abs().max().item() for k in weights_hand)
+# A CPU repeats the same arithmetic in the same order. GPU kernels need not (TF32 matmuls, the attention
+# backward's atomic additions), and training amplifies the differences: a looser bound there (not measured).
+tolerance = 1e-6 if DEVICE.type == "cpu" else 5e-2
+assert loss_gap < tolerance and norm_gap < tolerance and weight_gap < tolerance
+print(f"{CHECK_STEPS} steps: loss {hand_losses[0]:.4f} -> {hand_losses[-1]:.4f} by hand, "
+      f"{trainer_losses[0]:.4f} -> {trainer_losses[-1]:.4f} by the Trainer")
+print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (relative), weights {weight_gap:.1e}")
+
+# %% [markdown]
+# Same losses, same gradient norms, same weights: the loop you wrote is the Trainer's loop. What the
+# Trainer adds around it is bookkeeping: evaluations, checkpoints, logs, time budgets, mixed precision,
+# several GPUs.
+#
+# ## 8. Training the model
+#
+# Now the Trainer trains the model on the real recipe, as any later notebook will. Two logging knobs
+# change for this notebook, neither of which changes what is trained: a train record every `LOG_INTERVAL`
+# steps, and a validation pass every `EVAL_INTERVAL` steps. Each validation pass scores **every**
+# character of the validation split, and writes `best.pt` and `last.pt` into the run folder.
+#
+# The training loss in a train record is one batch's loss: noisy, and measured on windows the model is
+# being trained on. To compare like with like, an *evaluator* scores a slice of the training split as long
+# as the validation split, the same way, at every validation pass. One pass before the first step puts
+# step 0 on the curves.
+#
+# **Predict, then run.** Over 6,000 steps of 12 windows of 64 characters, the `cpu` run predicts each
+# training character about 4.6 times. At the end, will the validation loss be above, equal to or below
+# the loss on the training slice? Will it still be falling at the last evaluation, or turning up?
+
+# %%
+run_cfg = dataclasses.replace(train_cfg, log_interval=LOG_INTERVAL, eval_interval=EVAL_INTERVAL)
+train_slice = data.train[: len(data.val)]  # the first characters of the training split, as many as validation has
+run_dtype = tinylm.resolve_dtype(DEVICE, run_cfg.dtype)
+
+
+def train_slice_loss(model) -> dict[str, float]:
+    autocast = tinylm.runtime.autocast(DEVICE, run_dtype)  # the same precision as the validation pass
+    return {"loss": evaluate_loss(model, train_slice, model_cfg.block_size, run_cfg.eval_batch_size, DEVICE, autocast,
+                                  tokenizer)}
+
+
 run_dir = tinylm.paths.runs_dir() / f"notebook-03-{PROFILE}"
 for stale in ("metrics.jsonl", "best.pt", "last.pt"):  # a fresh run each time the notebook runs
     (run_dir / stale).unlink(missing_ok=True)
 
 live_plot = LiveLossPlot(title=f"shakespeare-char, {PROFILE} profile")
-trainer = tinylm.Trainer(model, train_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer,
-                         device=DEVICE, callbacks=[live_plot], sample_prompt="\n")
+trainer = tinylm.Trainer(model, run_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer, device=DEVICE,
+                         callbacks=[live_plot], sample_prompt="\n", evaluators={"train_slice": train_slice_loss})
+trainer.evaluate_and_save()  # step 0
 start = time.perf_counter()
 final = trainer.fit()
-print(f"trained {trainer.step} steps in {time.perf_counter() - start:.0f} s; "
+print(f"trained {trainer.step:,} steps in {time.perf_counter() - start:.0f} s; "
       f"validation loss over the whole split: {final['val_loss']:.4f}")
 
 # %% [markdown]
-# The training loss is measured on each step's batch, so it is noisy; the validation loss is exact
-# (every one of the validation characters, every time). While the two stay together the model is not
-# overfitting: a model this small cannot memorise a million characters in a few passes.
+# The loss from step 0 on the left, and on the right the gradient norm before clipping, with the
+# share of steps that clipping scaled down.
+
+# %%
+records = live_plot.records
+train_records = [r for r in records if r["event"] == "train"]
+evals = [r for r in records if r["event"] in ("eval", "final")]
+steps = [r["step"] for r in train_records]
+eval_steps = [r["step"] for r in evals]
+
+fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(13, 4.2))
+loss_ax.plot(steps, [r["loss"] for r in train_records], lw=1, alpha=0.5, label="train (one batch)")
+loss_ax.plot(eval_steps, [r["train_slice_loss"] for r in evals], "s-", lw=2, label="train (slice, evaluated)")
+loss_ax.plot(eval_steps, [r["val_loss"] for r in evals], "o-", lw=2, label="validation (whole split)")
+loss_ax.set_ylabel("loss (nats/character)")
+loss_ax.set_title("loss")
+norm_ax.plot(steps, [r["grad_norm"] for r in train_records], ".-", lw=1, label="gradient norm before clipping")
+norm_ax.axhline(run_cfg.grad_clip, color="black", ls="--", lw=1.5, label=f"grad_clip = {run_cfg.grad_clip}")
+norm_ax.set_ylim(0, 1.5 * max(run_cfg.grad_clip, max(r["grad_norm"] for r in train_records)))  # room for the legend
+norm_ax.set_title("gradient norm")
+share = norm_ax.twinx()
+share.plot(steps, [100 * r["clipped"] for r in train_records], color="tab:red", lw=1.5, alpha=0.7)
+share.set_ylabel("% of steps clipped", color="tab:red")
+share.set_ylim(0, 105)
+for ax in (loss_ax, norm_ax):
+    ax.set_xlabel("optimizer step")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right")
+fig.tight_layout()
+plt.show()
+print("  step | train (slice) | validation |  gap")
+for r in evals:
+    print(f"{r['step']:>6} | {r['train_slice_loss']:>13.3f} | {r['val_loss']:>10.3f} | {r['val_loss'] - r['train_slice_loss']:+.3f}")
+
+# %% [markdown]
+# **The gradient norm.** The fresh model's norm is above 2 (section 5 measured it on one batch), and nearly
+# every warmup step was clipped (the first record, at step 50, says which share). Clipping then fades out
+# within a few hundred steps; in the `cpu` run no step after step 300 was clipped, and the norm settles
+# around 0.5 to 0.6, under `grad_clip`. For most of the run clipping is a safety net, not a brake. In the last
+# third the norm creeps up again while the learning rate decays, and the loss keeps falling: a mild case of
+# the rise that [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation
+# layers and a decaying learning rate acting together.
 #
-# How good is it? The bigram model of notebook 1 is the baseline: it sees one character. The best any
-# bigram model can do follows from counting: the probability of `b` after `a` is how often `ab` occurs
-# in the training text divided by how often `a` does (plus one to every count, so that an unseen pair
-# is not infinitely surprising). A loss of `L` nats means the model is, on average, as unsure as a
+# **Train and validation.** At step 0 both losses are about ln 65 = 4.17. The validation loss then falls
+# at every evaluation and the last checkpoint is the best, so by the usual test (validation loss turning
+# up while training loss keeps falling) this run does not overfit. But the two curves do not stay together:
+# in the `cpu` run a gap opens over the first two thousand steps and then holds at about 0.17 nats while both
+# losses keep falling. A model of 0.2M parameters cannot memorise a million characters (its loss on the
+# training slice is still near 1.5 nats, a choice among four or five characters), yet it does better on
+# text it has trained on than on new text.
+#
+# Part of any gap is not the model at all: the validation split is the last 10% of the text, with plays
+# and speakers of its own. The bigram counts of notebook 1 cannot memorise anything (65 × 65 numbers from
+# a million characters), so their own gap between the two texts measures how much harder the validation
+# text is for pairs of characters. And a line `NAME:` opens each speech, so counting names shows how much
+# of the validation text belongs to characters the training text never heard from:
+
+# %%
+def bigram_log_probs(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
+    """log P(next | current) from counts over `tokens`, plus one to every count so that no pair is impossible."""
+    tokens = torch.from_numpy(tokens.astype(np.int64))
+    counts = torch.ones(vocab_size, vocab_size)
+    counts.index_put_((tokens[:-1], tokens[1:]), torch.ones(len(tokens) - 1), accumulate=True)
+    return (counts / counts.sum(dim=1, keepdim=True)).log()  # row a: log P(next | a)
+
+
+def bigram_cross_entropy(log_probs: torch.Tensor, tokens: np.ndarray) -> float:
+    tokens = torch.from_numpy(tokens.astype(np.int64))
+    return -log_probs[tokens[:-1], tokens[1:]].mean().item()
+
+
+bigram = bigram_log_probs(data.train, tokenizer.vocab_size)
+bigram_gap = bigram_cross_entropy(bigram, data.val) - bigram_cross_entropy(bigram, train_slice)
+gpt_gap = final["val_loss"] - final["train_slice_loss"]
+print(f"validation minus train (slice): best bigram {bigram_gap:+.3f}, this GPT {gpt_gap:+.3f} nats/char")
+
+
+def speeches(tokens: np.ndarray) -> Counter:
+    """How many speeches each character makes: a speech opens with a line holding only the speaker's name."""
+    return Counter(re.findall(r"^([A-Z][A-Za-z ]+):$", tokenizer.decode(tokens.tolist()), flags=re.MULTILINE))
+
+
+train_speakers, val_speeches = speeches(data.train), speeches(data.val)
+new_voices = {name: n for name, n in val_speeches.items() if name not in train_speakers}
+print(f"{sum(new_voices.values())} of the validation split's {sum(val_speeches.values())} speeches are by characters "
+      f"who never speak in the training split, e.g. {', '.join(sorted(new_voices, key=new_voices.get)[-4:])}")
+
+# %% [markdown]
+# For pairs of characters the validation text is only about 0.03 nats harder: the counts, which cannot
+# memorise anything, do that much worse on it. The rest of the GPT's gap, about 0.14 nats in the `cpu` run,
+# comes from what it learned beyond pairs of characters, and there the two texts differ much more: more
+# than two in five validation speeches are by characters the model has never seen, with their own names, and
+# the plays have their own words and turns of phrase. Whatever else the model fitted to the training text in
+# its 4.6 passes over it adds to the gap too. This split cannot tell those two apart; a held-out slice of
+# the same plays could.
+# A model 50 times larger trained on the same million characters (the `gpu` recipe) has room to fit its
+# training text much more closely, which is why that recipe adds dropout (notebook 2).
+
+# %% [markdown]
+# ## 9. How good is it?
+#
+# The bigram model of notebook 1 is the baseline: it sees one character. The best any bigram model can do
+# follows from counting, as above. A loss of `L` nats means the model is, on average, as unsure as a
 # uniform choice among `e^L` characters:
 
 # %%
-def bigram_baseline(train, val, vocab_size):
-    train, val = torch.from_numpy(train.astype("int64")), torch.from_numpy(val.astype("int64"))
-    counts = torch.ones(vocab_size, vocab_size)  # add-one smoothing
-    counts.index_put_((train[:-1], train[1:]), torch.ones(len(train) - 1), accumulate=True)
-    log_probs = (counts / counts.sum(dim=1, keepdim=True)).log()  # row a: log P(next | a)
-    return -log_probs[val[:-1], val[1:]].mean().item()
-
-
-bigram_loss = bigram_baseline(data.train, data.val, tokenizer.vocab_size)
+bigram_loss = bigram_cross_entropy(bigram, data.val)
 for name, loss in [("uniform guess", math.log(tokenizer.vocab_size)), ("best bigram (counts)", bigram_loss),
                    ("this GPT", final["val_loss"])]:
     print(f"{name:>20}: {loss:.3f} nats/char, like choosing among {math.exp(loss):5.1f} characters")
@@ -189,22 +659,17 @@ if PROFILE != "smoke":
     assert final["val_loss"] < bigram_loss - 0.5, "the GPT should be far beyond the bigram baseline"
 
 # %% [markdown]
-# ## Samples: temperature and top-k
+# ## 10. A sample
 #
-# The model outputs a distribution over the next character. Dividing the logits by a *temperature*
-# below 1 sharpens it (safer, more repetitive text), above 1 flattens it (more surprising, more
-# misspelt). *Top-k* keeps only the k most likely characters before drawing. The seed makes each
-# sample repeatable.
+# The model gives a distribution over the next character; drawing from it, appending the draw and
+# repeating writes text. One sample, at temperature 1 (the model's own distribution) and a fixed seed;
+# notebook 7 shows what temperature, top-k and top-p change, and why.
 
 # %%
-prompt = "ROMEO:\n"
-for temperature, top_k in [(0.5, None), (0.8, None), (1.0, None), (1.0, 5), (1.5, None)]:
-    text = tinylm.generate_text(model, tokenizer, prompt, max_new_tokens=160, temperature=temperature,
-                                top_k=top_k, seed=42)
-    print(f"=== temperature {temperature}, top_k {top_k} ===\n{text}\n")
+print(tinylm.generate_text(model, tokenizer, "ROMEO:\n", max_new_tokens=200, seed=42))
 
 # %% [markdown]
-# ## How much context does it use?
+# ## 11. How much context does it use?
 #
 # The model sees at most `block_size` characters. Does it use them? Score the validation windows once
 # and average the loss **by position**: position `t` predicts its character from `t + 1` characters of
@@ -226,12 +691,13 @@ def loss_by_position(model, tokens, block_size, batch_size=256):
 
 
 by_position = loss_by_position(model, data.val, model_cfg.block_size)
-fig, ax = plt.subplots(figsize=(7, 3))
-ax.plot(range(1, model_cfg.block_size + 1), by_position)
+fig, ax = plt.subplots(figsize=(7, 3.5))
+ax.plot(range(1, model_cfg.block_size + 1), by_position, lw=2.5)
 ax.set_xscale("log", base=2)
 ax.set_xlabel("characters of context")
 ax.set_ylabel("validation loss")
 ax.set_title("loss by context length")
+ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
 print(f"1 character of context: {by_position[0]:.3f} (best bigram: {bigram_loss:.3f}); "
@@ -243,7 +709,7 @@ print(f"1 character of context: {by_position[0]:.3f} (best bigram: {bigram_loss:
 # Every further character helps. A longer `block_size` costs attention time that grows with its square,
 # which is why the `cpu` recipe stops at 64 and the `gpu` recipe goes to 256.
 #
-# ## Checkpoints
+# ## 12. Checkpoints
 #
 # The run folder holds `metrics.jsonl` (every record the trainer emitted), `best.pt` and `last.pt`.
 # A checkpoint keeps the model's config and tokenizer as plain data, and everything needed to resume
@@ -259,56 +725,42 @@ assert torch.equal(reloaded(x)[0], model(x)[0]), "the reloaded model must comput
 print(f"best.pt: step {state['step']}, best validation loss {state['best_val_loss']:.4f}, keys {sorted(state)[:6]}...")
 print(sorted(p.name for p in run_dir.iterdir()))
 
-# %%
-records = [r for r in live_plot.records]
-plot_losses(records, title="train and validation loss")
-plt.show()
-
 # %% [markdown]
 # The same run from a terminal is `python -m tinylm.train shakespeare-char --profile cpu`, and
 # `python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"` samples from it.
+#
+# ## What you learned
+#
+# - AdamW keeps a moving average of each weight's gradient (β₁) and of its square (β₂), corrects both for
+#   starting at zero, and steps by `lr × m̂ / (√v̂ + ε)`: about `lr` for a weight whose gradient agrees with
+#   itself, whatever its scale. Its weight decay is a separate shrink by `1 − lr × wd` per step, applied
+#   to the matrices (Linear weights and embeddings) and not to biases or LayerNorm parameters.
+# - The learning rate warms up linearly, then follows a cosine down to `min_lr` at the last step.
+# - Clipping by global norm rescales all gradients together when their joint norm exceeds `grad_clip`:
+#   same direction, shorter step.
+# - Accumulating `k` micro-batches with each loss divided by `k` gives exactly the big batch's gradient;
+#   without the division, clipping would cut a gradient `k` times too large.
+# - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient
+#   norms and weights step for step.
+# - Read loss curves from step 0, next to the gradient norm, and compare train and validation loss measured
+#   the same way. Here the validation loss fell to the last step, and a gap of about 0.17 nats stayed open:
+#   partly a validation text with plays and speakers of its own, partly what the model fitted to its
+#   training text.
+# - The GPT beats the best bigram model by far, and every extra character of context lowers its loss.
 #
 # ## Exercises
 #
 # Complete each function (replace `raise NotImplementedError`), then run the check below it.
 #
-# **1. Top-k filtering.** Return the logits with everything below the k-th largest value of each row set
-# to `-inf`, so that softmax gives those entries probability zero.
+# ### Exercise 1: bits per character
+#
+# The loss is in nats (natural logarithm). Compression results are quoted in bits per character (base-2
+# logarithm). Convert one into the other.
 
 # %%
 from tinylm.exercises import check
 
 
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    raise NotImplementedError
-
-
-def test_top_k_filter():
-    logits = torch.randn(4, 65, generator=torch.Generator().manual_seed(0))
-    for k in (1, 5, 65):
-        filtered = top_k_filter(logits, k)
-        kept = torch.isfinite(filtered)
-        assert (kept.sum(dim=1) == k).all(), f"k={k}: each row must keep exactly k logits"
-        assert torch.equal(filtered[kept], logits[kept]), "kept logits must be unchanged"
-        assert torch.equal(kept, logits >= logits.topk(k).values[:, -1:]), "the kept logits must be the k largest"
-
-
-check(test_top_k_filter)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def top_k_filter(logits, k):
-#     kth_largest = logits.topk(k, dim=-1).values[:, -1:]
-#     return logits.masked_fill(logits < kth_largest, float("-inf"))
-# ```
-# </details>
-#
-# **2. Bits per character.** The loss is in nats (natural logarithm). Compression results are quoted in
-# bits per character (base-2 logarithm). Convert one into the other.
-
-# %%
 def bits_per_character(loss_in_nats: float) -> float:
     raise NotImplementedError
 
@@ -329,35 +781,81 @@ check(test_bits_per_character)
 # ```
 # </details>
 #
-# **3. Sizing a model.** Return the `n_embd` of a 6-layer model with a 65-character vocabulary and a
-# context of 256 whose parameter count is closest to 10 million (n_embd a multiple of 64).
+# ### Exercise 2: what weight decay alone does over a run
+#
+# A weight whose gradient stays zero is moved by weight decay alone. Return the factor by which AdamW shrinks such a weight over a whole run of the recipe `cfg`:
+# every step multiplies it by `1 − lr × weight_decay` at that step's rate (use your `lr_at`). The check runs
+# `torch.optim.AdamW` with zero gradients through a short schedule, then asks about this notebook's recipe.
 
 # %%
-def width_for_ten_million() -> int:
+def decay_over_run(cfg: tinylm.TrainConfig) -> float:
     raise NotImplementedError
 
 
-def test_width_for_ten_million():
-    width = width_for_ten_million()
-    assert width % 64 == 0, "n_embd must be a multiple of 64"
+def test_decay_over_run():
+    short = dataclasses.replace(train_cfg, max_steps=120, warmup_steps=12)
+    w = torch.nn.Parameter(torch.ones(3, 3))
+    optimizer = torch.optim.AdamW([w], lr=short.learning_rate, betas=(short.beta1, short.beta2),
+                                  weight_decay=short.weight_decay)
+    for step in range(short.max_steps):
+        optimizer.param_groups[0]["lr"] = lr_at(step, short)
+        w.grad = torch.zeros_like(w)  # no gradient: Adam's own step is 0, only the decay acts
+        optimizer.step()
+    assert math.isclose(decay_over_run(short), w[0, 0].item(), rel_tol=1e-5), "compare with AdamW on zero gradients"
+    factor = decay_over_run(train_cfg)
+    assert 0 < factor < 1
+    print(f"over this recipe's {train_cfg.max_steps:,} steps such a weight keeps {factor:.1%} of its size")
 
-    def size(c):
-        return count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
 
-    best = min(range(64, 1025, 64), key=lambda c: abs(size(c) - 10_000_000))
-    assert width == best, f"{width} gives {size(width):,} parameters; another multiple of 64 comes closer"
-
-
-check(test_width_for_ten_million)
+check(test_decay_over_run)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# def width_for_ten_million():
-#     def size(c):
-#         return count_parameters(tinylm.GPTConfig(vocab_size=65, block_size=256, n_layer=6, n_head=4, n_embd=c))
+# def decay_over_run(cfg):
+#     return math.prod(1 - lr_at(step, cfg) * cfg.weight_decay for step in range(cfg.max_steps))
+# ```
 #
-#     return min(range(64, 1025, 64), key=lambda c: abs(size(c) - 10_000_000))
+# In the `cpu` recipe a weight without gradient ends at about 16% of its size: a shrink of 0.06% per step at
+# the peak rate adds up over 6,000 steps. Weights that the loss needs are held up by their gradients.
+# </details>
+#
+# ### Exercise 3: micro-batches of different sizes
+#
+# The last micro-batch of a data set is often smaller than the others. Accumulate gradients over
+# micro-batches that hold different numbers of windows so that `.grad` ends up as the gradient of the mean
+# loss over **all** their targets, exactly as one batch of all the windows would give. Dividing each
+# loss by the number of micro-batches is no longer right.
+
+# %%
+def accumulate(model: torch.nn.Module, micro_batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    raise NotImplementedError
+
+
+def test_accumulate():
+    torch.manual_seed(0)
+    tiny = tinylm.GPT(tinylm.GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=2, n_embd=16))
+    x, y = torch.randint(11, (8, 8)), torch.randint(11, (8, 8))
+    tiny.zero_grad(set_to_none=True)
+    tiny(x, y)[1].backward()
+    whole = [p.grad.clone() for p in tiny.parameters()]
+    tiny.zero_grad(set_to_none=True)
+    accumulate(tiny, [(x[:5], y[:5]), (x[5:7], y[5:7]), (x[7:], y[7:])])  # 5, 2 and 1 windows
+    assert all(torch.allclose(p.grad, g, atol=1e-6) for p, g in zip(tiny.parameters(), whole)), \
+        "the accumulated gradient must equal the gradient of one batch of all 8 windows"
+
+
+check(test_accumulate)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def accumulate(model, micro_batches):
+#     total = sum(y.numel() for _, y in micro_batches)  # targets in all micro-batches
+#     for x, y in micro_batches:
+#         _, loss = model(x, y)  # a mean over this micro-batch's y.numel() targets
+#         (loss * y.numel() / total).backward()  # weight it by its share of all the targets
 # ```
 # </details>

@@ -32,13 +32,19 @@
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
 # - what a BPE token buys: characters per token, characters per context, and compute per character.
 #
-# **How long it takes**
+# **How long it takes**: about 60 minutes of study, plus 20 for the exercises.
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | small slices of text, 30 merges learned | ~8 s |
 # | `cpu` (2-core laptop) | 200,000 characters checked, 300 merges learned on 50,000 characters | 10 s |
 # | `gpu` | all of tinyshakespeare checked, 1,000 merges learned on 200,000 characters (no GPU needed) | not measured |
+#
+# **Papers**: byte-pair encoding for subword units ([Sennrich et al., 2016, *Neural Machine Translation of Rare
+# Words with Subword Units*](https://arxiv.org/abs/1508.07909)); GPT-2's byte-level BPE and its pre-tokenisation
+# regex ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf),
+# section 2.2, and OpenAI's [`encoder.py`](https://github.com/openai/gpt-2/blob/master/src/encoder.py)).
+# Karpathy's [minbpe](https://github.com/karpathy/minbpe) implements the same algorithms in a few hundred lines.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -406,10 +412,8 @@ print("longest tokens learned:", sorted(vocab.values(), key=len)[-8:])
 # the course adds three after it: `<|im_start|>` and `<|im_end|>` around each message and `<|pad|>` to fill
 # batches, giving `BPETokenizer("gpt2-chat")` 50,260 tokens.
 #
-# The model's embedding table gets `padded_vocab_size(50260)` rows, rounded up to a multiple of 64:
-# GPU matrix-multiply kernels work on tiles of 64 (or 128) columns, and a vocabulary that is not a
-# multiple of it leaves a ragged last tile that runs on slower code paths. The 44 extra rows are never
-# produced by the tokenizer; training simply learns to give them low probability.
+# The model's embedding table gets `padded_vocab_size(50260)` = 50,304 rows, a multiple of 64 (the next
+# section says why).
 #
 # A special token is special only when you ask for it. If a user's message contains the *text*
 # `<|im_start|>`, encoding must not turn it into the marker, or anyone could forge the structure of a
@@ -429,6 +433,69 @@ assert not set(ordinary) & set(CHAT_SPECIAL_TOKENS.values()), "text that looks l
 assert special[0] == CHAT_SPECIAL_TOKENS["<|im_start|>"] and special[-1] == CHAT_SPECIAL_TOKENS["<|im_end|>"]
 assert chat.decode(ordinary) == chat.decode(special) == message
 assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vocab_size) == 50304
+
+# %% [markdown]
+# ## Why the embedding is padded to 50,304 rows
+#
+# With tied weights the token embedding, a `V × C` matrix, is also the output layer: the logits of `N` token
+# positions are one matrix multiply, `(N × C) @ (C × V)`, and training adds two more with `V` in them (the
+# gradients of the activations and of the matrix). At GPT-2's size these are the largest matmuls in the
+# model (the last section measures their share of the compute), so their speed matters.
+#
+# A GPU computes a matmul in **tiles**: each block of threads produces one tile of the output, for example
+# 128 × 128 values, and reads its inputs in chunks of 32 or 64 along the shared dimension. Two things go
+# wrong when `V` is 50,257:
+#
+# - **The last tile is ragged.** 50,257 = 392 × 128 + 81, so the last column of tiles holds 81 real
+#   columns out of 128. The tile costs as much as a full one either way (NVIDIA calls this *tile
+#   quantization*), and the kernel must check every load and store against the edge. Where `V` is the
+#   shared dimension (the activations' gradient sums over the vocabulary), the last 32- or 64-wide chunk
+#   is ragged in the same way.
+# - **The rows are misaligned.** Tensor cores are fed with 16-byte vector loads: 8 values of bf16 or fp16.
+#   A logits row of 50,257 values is 100,514 bytes, not a multiple of 16, so seven rows in eight start at
+#   an address those loads cannot use, and the library has to pick kernels that load less at a time.
+#
+# Rounding `V` up to a multiple of 64 fixes both: 50,304 = 786 × 64 = 393 × 128 fills the last 64- and
+# 128-wide tiles exactly, and every row is a whole number of 16-byte vectors. It costs almost nothing. The
+# tile count does not change (393 columns of 128-wide tiles either way), so the 47 extra columns take the
+# place of work the ragged tile was doing and throwing away; the extra parameters are 47 × 768 = 36,096
+# for GPT-2 small, 0.03%. nanoGPT made this change
+# ([`vocab_size: int = 50304`](https://github.com/karpathy/nanoGPT/blob/master/model.py), "padded up to
+# nearest multiple of 64 for efficiency"); NVIDIA's
+# [*Matrix Multiplication Background*](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)
+# guide explains tiles, tile quantization and the alignment that tensor cores need. How much faster a given
+# GPU runs depends on the GPU and the library version; this course has not measured it.
+#
+# The extra rows are never a token: the tokenizer never produces their ids, so they are never an input,
+# and they are never a target, so the softmax's gradient only ever pushes their logits down. `generate`
+# masks them out anyway (`vocab_limit`), and the validation loss leaves them out (`tinylm.data.evaluate_loss`
+# with a tokenizer), so a padded model's loss is comparable to an unpadded one's. The padding is for GPU
+# matmuls: the tracks with GPT-2's vocabulary pad (`Track.vocab_multiple = 64`, applied by
+# `padded_vocab_size`), and the character-level track of notebook 3 keeps its 65 rows.
+
+# %%
+TILE, FIRST = 128, 389  # the last four of the 393 columns of 128-wide tiles
+fig, ax = plt.subplots(figsize=(11, 2.6))
+for y, padded in [(1, False), (0, True)]:
+    for tile in range(FIRST, 393):
+        left = tile * TILE
+        real = min(TILE, gpt2.vocab_size - left)  # columns that are tokens
+        ax.barh(y, real, left=left, height=0.6, color="tab:blue")
+        if real < TILE:  # the ragged tile: the kernel computes all 128 columns either way
+            ax.barh(y, TILE - real, left=left + real, height=0.6, color="tab:orange" if padded else "white",
+                    hatch=None if padded else "//", edgecolor="gray")
+        ax.barh(y, TILE, left=left, height=0.6, fill=False, edgecolor="black", lw=2)
+    note = "47 padding rows of the embedding" if padded else "47 columns computed, then thrown away"
+    ax.text(393 * TILE + 15, y, note, va="center", fontsize=13)
+ax.set_yticks([1, 0], ["V = 50,257", "V = 50,304"], fontsize=13)
+ax.set_xticks([tile * TILE for tile in range(FIRST, 394)] + [gpt2.vocab_size])
+ax.tick_params(axis="x", labelsize=12, rotation=30)
+ax.set_xlim(FIRST * TILE - 5, 393 * TILE + 420)
+ax.set_xlabel("logit column (token id), last four 128-wide tiles", fontsize=13)
+for side in ("right", "top"):
+    ax.spines[side].set_visible(False)
+fig.tight_layout()
+plt.show()
 
 # %% [markdown]
 # ## Characters vs BPE: what a token buys
@@ -489,6 +556,20 @@ for tokenizer_name, text_name, vocab_size, chars_per_token in rows:
 # FLOPs are now in the 50,304-way output layer. That layer is also most of a small model's parameters:
 # its 50,304 × 384 matrix holds 19.3M, more than the 10.7M of all six blocks, where the character
 # model's holds 25,000. The next track trains on TinyStories with GPT-2 tokens.
+#
+# ## What you learned
+#
+# - Characters make long sequences and cannot spell what they have not seen; words make an open-ended
+#   vocabulary. Byte-level BPE starts from the 256 bytes, so it can encode any text, and merges frequent
+#   pairs into tokens.
+# - GPT-2 maps bytes to printable characters, cuts text with a regex that merges never cross, and applies
+#   its 50,000 merges by rank; your encoder matches `tiktoken` token for token.
+# - Training BPE is a greedy loop: count adjacent pairs, merge the most frequent, repeat.
+# - Special tokens are special only when the code that writes them asks for it, so user text cannot forge them.
+# - The embedding is padded to a multiple of 64 (50,304 rows) so that the output layer's matmuls run on
+#   whole, aligned tiles; the extra rows are masked out when sampling and scoring.
+# - A GPT-2 token covers three to four characters of English: more text per context and less compute per
+#   character than a character model, with most of a small model's parameters in the embedding.
 #
 # ## Exercises
 #
