@@ -15,7 +15,8 @@ character model has no such token: the first character is only context, and its 
 counted. A text longer than the model's context is cut into non-overlapping windows
 (`tinylm.data.evaluation_windows`), each token scored exactly once, as the validation loss is
 during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra, so the loss
-stays per GPT-2 token. Evaluation runs in float32.
+stays per GPT-2 token. Evaluation runs in float32. `texts_loss` scores many texts one by one and adds
+them up: two models with different tokenizers scored on the same texts are scored on the same bytes.
 
 `hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.hellaswag):
 acc (the ending with the lowest summed loss) and acc_norm (lowest mean loss per token, the
@@ -31,7 +32,7 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -71,6 +72,22 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     num_bytes = len(scored_text.encode("utf-8"))
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}
+
+
+def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,
+               device: str | torch.device | None = None) -> dict[str, Any]:
+    """Score every text on its own (`text_loss`) and add them up: {"loss", "nats", "tokens", "bytes",
+    "bits_per_byte", "texts"} over all of them.
+
+    Two models scored on the same texts are scored on the same bytes, whatever their tokenizers, so their bits
+    per byte compare directly; their losses per token do not.
+    """
+    results = [text_loss(model, tokenizer, text, batch_size, device) for text in texts]
+    if not results:
+        raise ValueError("no texts to score")
+    nats, tokens, num_bytes = (sum(result[key] for result in results) for key in ("nats", "tokens", "bytes"))
+    return {"loss": nats / tokens, "nats": nats, "tokens": tokens, "bytes": num_bytes,
+            "bits_per_byte": nats / math.log(2) / num_bytes, "texts": len(results)}
 
 
 def read_text_file(path: str | Path) -> str:
