@@ -270,6 +270,8 @@ def test_max_train_stories_keeps_the_first_stories_in_a_folder_of_its_own(tmp_pa
     assert prepare_tinystories(source="sample").meta == full.meta  # the full folder is untouched and still valid
     # a folder prepared with another cap is prepared again, never read as the wrong subset
     assert prepare_tinystories(first.folder, source="sample", max_train_stories=50).meta["train_stories"] == 50
+    everything = prepare_tinystories(first.folder, source="sample")  # and asked for every story, all of them
+    np.testing.assert_array_equal(everything.train, full.train)
     with pytest.raises(ValueError, match="positive"):
         prepare_tinystories(source="sample", max_train_stories=0)
 
