@@ -51,8 +51,8 @@
 #
 # | profile | what runs | compute time |
 # |---|---|---|
-# | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | ~20 s |
-# | `cpu` (2-core laptop) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | ~4 min |
+# | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | ~15 s |
+# | `cpu` (2-core laptop) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | ~220 s |
 # | `gpu`, default | the 51M model for 7 minutes of training on the first 150,000 stories | ~12 min on a Colab T4: estimated, not measured (derived in "Training") |
 # | `gpu`, `FULL_RECIPE = True` | the full recipe: 40,000 steps of 32 × 32 sequences of 256 tokens on all of TinyStories | ~57 h of training on a T4: estimated, not measured |
 #
