@@ -138,3 +138,25 @@ def test_reachable_tells_a_listening_port_from_a_closed_one_and_an_unknown_host(
         assert download.reachable("127.0.0.1", port, timeout=2.0)
     assert not download.reachable("127.0.0.1", port, timeout=2.0)  # closed now: connection refused
     assert not download.reachable("nonexistent.invalid", timeout=2.0)
+
+
+def test_a_file_the_mirror_does_not_carry_is_downloaded_even_with_the_mirror_set(mirror, tmp_path):
+    published = tmp_path / "published" / "weights.bin"  # a file:// address stands in for the download host
+    published.parent.mkdir()
+    published.write_bytes(CONTENT * 3)
+    source = RemoteFile(url=published.as_uri(), sha256=hashlib.sha256(CONTENT * 3).hexdigest(), mirror_path=None)
+    dest = tmp_path / "data" / "weights.bin"
+    assert fetch(source, dest) == dest and dest.read_bytes() == CONTENT * 3
+    wrong = RemoteFile(url=published.as_uri(), sha256="0" * 64, mirror_path=None)
+    with pytest.raises(DownloadError, match="sent other bytes than expected"):
+        fetch(wrong, tmp_path / "data" / "other.bin")
+    assert not (tmp_path / "data" / "other.bin").exists()
+
+
+def test_offline_a_file_the_mirror_does_not_carry_fails_quickly_saying_it_needs_the_network(mirror, tmp_path):
+    source = RemoteFile(url=UNRESOLVABLE, sha256=hashlib.sha256(CONTENT).hexdigest(), mirror_path=None)
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match="could not download .* It needs the network") as error:
+        fetch(source, tmp_path / "data" / "file.txt")
+    assert "TINYLM_DATA_MIRROR" not in str(error.value)  # the mirror cannot help with this file
+    assert time.monotonic() - start < 30  # a guard against retry loops, not a speed test

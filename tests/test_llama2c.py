@@ -14,9 +14,12 @@ import torch.nn.functional as F
 from tinylm.checkpoint import load_checkpoint, load_model
 from tinylm.cli.interop import cli, main
 from tinylm.config import LLAMA2C_STORIES15M, GPTConfig, with_architecture
+from tinylm.download import RemoteFile, sha256_of
+from tinylm.eval import texts_loss
 from tinylm.interop import InteropError, from_llama2c, read_llama2c, write_llama2c
-from tinylm.llama2c import MAGIC, Llama2cFormatError, Llama2cHeader, config_of, parse_header
+from tinylm.llama2c import MAGIC, Llama2cFormatError, Llama2cHeader, config_of, load_stories15m, parse_header
 from tinylm.model import GPT
+from tinylm.tokenizers import SentencePieceTokenizer
 
 SHAPE = dict(dim=32, hidden_dim=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, seq_len=16)
 HEADER_ORDER = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
@@ -217,7 +220,6 @@ def test_export_refuses_models_run_c_cannot_run(tmp_path, arch, change, phrase):
 def test_cli_import_with_a_tokenizer_then_sample_eval_and_export(tmp_path, capsys, sentencepiece_model):
     from tinylm.cli.eval import main as eval_main
     from tinylm.sample import main as sample_main
-    from tinylm.tokenizers import SentencePieceTokenizer
 
     make_llama2c_file(tmp_path / "model.bin", shared=True, vocab_size=400, seq_len=64)
     ckpt = main(["import", "--llama2c", str(tmp_path / "model.bin"), "--tokenizer", str(sentencepiece_model),
@@ -260,3 +262,38 @@ def test_cli_errors_are_one_line(tmp_path, capsys, content, phrase):
     message = str(info.value.code)
     assert message.startswith("error: ") and phrase in message and "\n" not in message
     assert not (tmp_path / "model.pt").exists()
+
+
+def test_a_published_model_is_fetched_checked_and_scored_in_bits_per_byte_as_notebook_5_does(tmp_path,
+                                                                                             sentencepiece_model):
+    """Notebook 5's path to stories15M without the network: a tiny model written by tinylm's llama2.c export and a
+    SentencePiece model stand in for the published files, served from file:// addresses and pinned by sha256."""
+    tokenizer = SentencePieceTokenizer.from_file(sentencepiece_model)
+    torch.manual_seed(4)
+    model = GPT(with_architecture(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,
+                                            n_embd=32), "llama")).eval()
+    published = write_llama2c(model, tmp_path / "published" / "stories.bin")
+
+    def remote(path):
+        return RemoteFile(url=path.as_uri(), sha256=sha256_of(path), mirror_path=None)
+
+    loaded, loaded_tokenizer = load_stories15m(tmp_path / "downloads", remote(published), remote(sentencepiece_model))
+    assert (tmp_path / "downloads" / "stories.bin").read_bytes() == published.read_bytes()
+    assert loaded_tokenizer.to_dict() == tokenizer.to_dict()
+
+    stories = ["ROMEO: What says the day?", "JULIET: It is the lark\u2019s song, and not the nightingale."]
+    result = texts_loss(loaded, loaded_tokenizer, stories)
+    nats = 0.0  # by hand: each story from BOS, as llama2.c trains, every piece a target
+    for story in stories:
+        ids = tokenizer.encode(story, bos=True)
+        assert len(ids) <= model.config.block_size
+        with torch.no_grad():
+            logits = model(torch.tensor([ids[:-1]]))[0][0]
+        nats += F.cross_entropy(logits, torch.tensor(ids[1:]), reduction="sum").item()
+    num_bytes = sum(len(story.encode("utf-8")) for story in stories)  # bytes, not characters: the ’ is three
+    assert num_bytes == sum(len(story) for story in stories) + 2
+    assert (result["texts"], result["bytes"]) == (2, num_bytes)
+    assert result["tokens"] == sum(len(tokenizer.encode(story)) for story in stories)
+    assert result["bits_per_byte"] == pytest.approx(nats / math.log(2) / num_bytes, rel=1e-5)
+    with pytest.raises(ValueError, match="no texts"):
+        texts_loss(loaded, loaded_tokenizer, [])

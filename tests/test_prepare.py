@@ -256,3 +256,48 @@ def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(prepare_shakespeare_char(folder).val) == recorded
+
+
+def test_max_train_stories_keeps_the_first_stories_in_a_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    full = prepare_tinystories(source="sample")
+    first = prepare_tinystories(source="sample", max_train_stories=100)
+    assert first.folder == tmp_path / "tinystories_sample_first100" != full.folder
+    assert first.meta["train_stories"] == first.meta["max_train_stories"] == 100
+    ends = np.flatnonzero(np.asarray(full.train) == BPETokenizer("gpt2").eot_token)  # one after each story
+    np.testing.assert_array_equal(first.train, full.train[: ends[99] + 1])
+    np.testing.assert_array_equal(first.val, full.val)  # validation stays whole
+    assert prepare_tinystories(source="sample").meta == full.meta  # the full folder is untouched and still valid
+    # a folder prepared with another cap is prepared again, never read as the wrong subset
+    assert prepare_tinystories(first.folder, source="sample", max_train_stories=50).meta["train_stories"] == 50
+    everything = prepare_tinystories(first.folder, source="sample")  # and asked for every story, all of them
+    np.testing.assert_array_equal(everything.train, full.train)
+    with pytest.raises(ValueError, match="positive"):
+        prepare_tinystories(source="sample", max_train_stories=0)
+
+
+def test_max_train_stories_streams_only_those_stories_from_hugging_face(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    class Stream:
+        def __init__(self, split):
+            self.split = split
+
+        def take(self, n):
+            calls.append(("take", self.split, n))
+            return [{"text": f"Story {i} of {self.split}."} for i in range(n)]
+
+        def __iter__(self):
+            return iter([{"text": f"Held-out story {i}."} for i in range(3)])
+
+    def load_dataset(name, split=None, streaming=False):
+        calls.append((name, split, streaming))
+        assert streaming, "a bounded preparation must not download the whole dataset"
+        return Stream(split)
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    data = prepare_tinystories(tmp_path / "first5", source="hf", max_train_stories=5)
+    assert ("take", "train", 5) in calls and ("roneneldan/TinyStories", "validation", True) in calls
+    assert (data.meta["train_stories"], data.meta["val_stories"]) == (5, 3)
+    assert BPETokenizer("gpt2").decode(data.train).startswith("Story 0 of train.<|endoftext|>Story 1")

@@ -41,6 +41,17 @@ def test_cpu_precision_is_float32_unless_asked(monkeypatch):
     assert not needs_grad_scaler(torch.device("cuda"), torch.bfloat16)
 
 
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
+                                                   ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
+def test_auto_precision_on_cuda_is_bf16_only_where_the_gpu_computes_it_natively(monkeypatch, capability, expected):
+    # torch says bf16 is supported on a T4 (7.5) or V100 (7.0) because it can emulate it; fp16 is the fast choice there
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert resolve_dtype(torch.device("cuda")) == expected
+    assert needs_grad_scaler(torch.device("cuda"), expected) == (expected == torch.float16)
+
+
 def test_float32_autocast_is_a_no_op_and_bfloat16_autocast_is_real():
     cpu = torch.device("cpu")
     assert isinstance(autocast(cpu, torch.float32), contextlib.nullcontext)

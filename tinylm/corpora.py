@@ -133,26 +133,40 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
-def prepare_tinystories(folder: Path | None = None, source: str | None = None,
-                        val_fraction: float = 0.05) -> PreparedData:
+def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05,
+                        max_train_stories: int | None = None) -> PreparedData:
     """TinyStories as GPT-2 tokens. source "hf" (the full dataset) or "sample" (the mirror's 2 MiB);
-    default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only."""
+    default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only.
+
+    max_train_stories keeps only the first stories of the training split (Hugging Face streams just those, so
+    download and tokenization stay bounded), in a folder of its own (default: the dataset's folder name +
+    "_first<N>"); the validation split is kept whole, so scores stay comparable with the full run's.
+    """
+    if max_train_stories is not None and max_train_stories < 1:
+        raise ValueError(f"max_train_stories must be positive or None, got {max_train_stories}")
     source = tinystories_source(source)
-    folder = Path(folder) if folder is not None else default_folder("tinystories", source)
+    if folder is None:
+        folder = default_folder("tinystories", source)
+        if max_train_stories is not None:
+            folder = folder.with_name(f"{folder.name}_first{max_train_stories}")
+    folder = Path(folder)
     tokenizer = BPETokenizer("gpt2")
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
               "tokenizer": tokenizer.to_dict()}
+    if max_train_stories is not None:  # recorded only when set: a folder without it holds every story
+        wanted["max_train_stories"] = max_train_stories
     command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
     meta = read_meta(folder)
-    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
+    if meta is not None and meta.get("max_train_stories") == max_train_stories and all(
+            meta.get(k) == v for k, v in wanted.items()):
         return _load(folder, meta, command)
 
     if source == "sample":
         stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
         n_val = max(1, int(len(stories) * val_fraction))
-        splits = {"train": stories[:-n_val], "val": stories[-n_val:]}
+        splits = {"train": stories[:-n_val][:max_train_stories], "val": stories[-n_val:]}
     else:
-        splits = _load_hf_tinystories()
+        splits = _load_hf_tinystories(max_train_stories)
     start = time.perf_counter()  # the tokenizer stage only: downloading and loading the text are not timed
     counts = {}
     for name, stories in splits.items():
@@ -166,17 +180,23 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None,
     return _load(folder, meta, command)
 
 
-def _load_hf_tinystories() -> dict[str, Iterable[str]]:
+def _load_hf_tinystories(max_train_stories: int | None = None) -> dict[str, Iterable[str]]:
     import datasets
 
     try:
-        dataset = datasets.load_dataset(TINYSTORIES_HF)
+        if max_train_stories is None:
+            dataset = datasets.load_dataset(TINYSTORIES_HF)
+            return {"train": dataset["train"]["text"], "val": dataset["validation"]["text"]}
+        # Streamed: only the row groups that hold the first stories are downloaded, not the whole 1 GB.
+        streams = {split: datasets.load_dataset(TINYSTORIES_HF, split=split, streaming=True)
+                   for split in ("train", "validation")}
+        return {"train": [row["text"] for row in streams["train"].take(max_train_stories)],
+                "val": [row["text"] for row in streams["validation"]]}
     except Exception as error:  # offline: ConnectionError, HF's OfflineModeIsEnabled, ...
         raise DownloadError(
             f"could not load {TINYSTORIES_HF} from Hugging Face ({error}). Offline, set TINYLM_DATA_MIRROR to the "
             "course's data mirror to train on its TinyStories sample (see README, 'Offline mirror')."
         ) from error
-    return {"train": dataset["train"]["text"], "val": dataset["validation"]["text"]}
 
 
 def prepare_trimmed(data: PreparedData, folder: Path | None = None) -> PreparedData:

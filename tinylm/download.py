@@ -9,6 +9,11 @@ place, so an interrupted download or a corrupt copy never masquerades as the rea
 Offline with no mirror, the first attempt fails on name resolution within seconds and the error
 says how to set the mirror. `reachable(host)` is the same question asked up front, for downloads made
 by other libraries (transformers retries an unreachable Hub for half a minute before it gives up).
+
+Every file is pinned by its sha256: there is no way to fetch a file whose digest is not known in
+advance, since a wrong or changed file would then pass unnoticed. A file the mirror does not carry
+(a published model's weights: the mirror holds the course's data) has `mirror_path=None` and is
+always downloaded, also when $TINYLM_DATA_MIRROR is set.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from .mirror import MIRROR_ENV, mirror_dir
 class RemoteFile:
     url: str  # canonical download address
     sha256: str  # expected digest of the bytes
-    mirror_path: str  # where the offline mirror keeps it, relative to $TINYLM_DATA_MIRROR
+    mirror_path: str | None  # where the offline mirror keeps it, relative to $TINYLM_DATA_MIRROR; None: not mirrored
 
 
 class DownloadError(RuntimeError):
@@ -61,7 +66,7 @@ def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: floa
     if dest.exists() and sha256_of(dest) == source.sha256:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    mirror = mirror_dir()
+    mirror = mirror_dir() if source.mirror_path is not None else None
     if mirror is not None:
         mirrored = mirror / source.mirror_path
         if not mirrored.is_file():
@@ -85,10 +90,9 @@ def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: floa
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             if attempt == attempts or not _worth_retrying(error):
                 reason = getattr(error, "reason", error)
-                raise DownloadError(
-                    f"could not download {source.url} ({reason}). If this machine is offline, set "
-                    f"{MIRROR_ENV} to a folder that holds {source.mirror_path} (see README, 'Offline mirror')."
-                ) from error
+                advice = (f"If this machine is offline, set {MIRROR_ENV} to a folder that holds {source.mirror_path} "
+                          "(see README, 'Offline mirror')." if source.mirror_path else "It needs the network.")
+                raise DownloadError(f"could not download {source.url} ({reason}). {advice}") from error
             time.sleep(2 ** (attempt - 1))
     raise DownloadError(f"could not download {source.url}")
 

@@ -13,6 +13,8 @@ so the loss stays per GPT-2 token. Evaluation runs in float32.
 
 `score_model` gives two numbers for any model at once: the loss on a validation token stream and HellaSwag
 accuracy, as notebook 6 compares its runs with OpenAI's GPT-2.
+`texts_loss` scores many texts one by one and adds them up: two models with different tokenizers scored on
+the same texts are scored on the same bytes.
 
 `python -m tinylm.eval` scores a checkpoint on a text file or on HellaSwag; its command line is
 tinylm/cli/eval.py.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -86,6 +88,22 @@ def score_model(model, tokenizer, val_tokens: np.ndarray, examples, batch_size: 
         hellaswag = evaluate_hellaswag(model, tokenizer, examples, device)
     return {"val_loss": nats / count, "val_tokens": count, "val_seconds": val_seconds, **hellaswag,
             "hellaswag_seconds": time.perf_counter() - start}
+
+
+def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,
+               device: str | torch.device | None = None) -> dict[str, Any]:
+    """Score every text on its own (`text_loss`) and add them up: {"loss", "nats", "tokens", "bytes",
+    "bits_per_byte", "texts"} over all of them.
+
+    Two models scored on the same texts are scored on the same bytes, whatever their tokenizers, so their bits
+    per byte compare directly; their losses per token do not.
+    """
+    results = [text_loss(model, tokenizer, text, batch_size, device) for text in texts]
+    if not results:
+        raise ValueError("no texts to score")
+    nats, tokens, num_bytes = (sum(result[key] for result in results) for key in ("nats", "tokens", "bytes"))
+    return {"loss": nats / tokens, "nats": nats, "tokens": tokens, "bytes": num_bytes,
+            "bits_per_byte": nats / math.log(2) / num_bytes, "texts": len(results)}
 
 
 if __name__ == "__main__":  # python -m tinylm.eval

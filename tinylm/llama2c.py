@@ -13,7 +13,9 @@ repository. Online, download a model and the tokenizer, then run:
     python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
     python -m tinylm.sample --ckpt stories15M.pt --prompt "Once upon a time"
 
-(tinylm's tests cannot download them: they write and read files of the same format instead.)
+`load_stories15m()` downloads stories15M and the tokenizer once (checked against their sha256) and
+returns the model and its tokenizer; notebook 5 sets it against the model it trains. (tinylm's tests
+cannot download them: they write and read files of the same format instead.)
 
 The format, version 0 ("legacy": what llama2.c's export.py `legacy_export` writes and run.c reads).
 Seven little-endian int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a
@@ -61,15 +63,33 @@ import numpy as np
 import torch
 
 from .config import GPTConfig
+from .download import RemoteFile, fetch
 from .files import atomic_write
 from .interop_llama import InteropError, llama_shape_problems
 from .model import GPT
+from .paths import data_dir
 from .rope import interleaved_to_rotate_half, rope_frequencies, rotate_half_to_interleaved
+from .tokenizers import SentencePieceTokenizer
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: unshared), seq_len
 MAGIC = 0x616B3432  # "ak42": how version-1 and version-2 files begin
 RUN_C_NORM_EPS = 1e-5  # run.c's rmsnorm
 RUN_C_ROPE_THETA = 10000.0  # run.c's RoPE base
+
+# Published files are not in the offline mirror (it carries the course's data), so they need the network. Their
+# sha256 digests are the ones other projects pin for these exact files (stories15M.bin: 60,816,028 bytes, which is
+# what its header implies; tokenizer.model: Llama 2's, 499,723 bytes); they could not be checked by downloading on
+# the offline machine this was written on. Should one be wrong, fetch refuses the file and names the digest it got.
+STORIES15M = RemoteFile(
+    url="https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin",
+    sha256="cd590644d963867a2b6e5a1107f51fad663c41d79c149fbecbbb1f95fa81f49a",
+    mirror_path=None,
+)
+LLAMA2_TOKENIZER = RemoteFile(
+    url="https://raw.githubusercontent.com/karpathy/llama2.c/master/tokenizer.model",
+    sha256="9e556afd44213b6bd1be2b850ebbbd98f5481437a8021afaf58ee7fb1818d347",
+    mirror_path=None,
+)
 
 
 class Llama2cFormatError(InteropError):
@@ -231,6 +251,19 @@ def from_llama2c(path: str | Path) -> GPT:
     model = GPT(config_of(header))
     model.load_state_dict(state_dict_from_llama2c(header, arrays))
     return model.eval()
+
+
+def load_stories15m(folder: str | Path | None = None, model_file: RemoteFile = STORIES15M,
+                    tokenizer_file: RemoteFile = LLAMA2_TOKENIZER) -> tuple[GPT, SentencePieceTokenizer]:
+    """Karpathy's stories15M (eval mode, CPU, float32) and the Llama 2 tokenizer it was trained with, downloaded
+    once into `folder` (default: tinyllamas/ in the data folder) and checked against their sha256.
+
+    Offline this is a DownloadError within seconds. `model_file` and `tokenizer_file` name other published files.
+    """
+    folder = Path(folder) if folder is not None else data_dir() / "tinyllamas"
+    tokenizer_path = fetch(tokenizer_file, folder / Path(tokenizer_file.url).name)
+    model_path = fetch(model_file, folder / Path(model_file.url).name)
+    return from_llama2c(model_path), SentencePieceTokenizer.from_file(tokenizer_path)
 
 
 def check_llama2c_exportable(model: GPT) -> None:

@@ -9,11 +9,11 @@ laptop and a big GPU:
 
 The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
 and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
-GPU supports it, fp16 autocast with a GradScaler on older CUDA GPUs (T4, V100), and plain fp32 on
-CPU, where bf16 matmuls are usually slower than fp32 ones. `peak_flops_per_s` looks up the GPU's
-dense peak for the run's dtype by its exact name (NVIDIA's datasheets), which MFU divides by.
-`keep_freed_memory` stops glibc from handing large freed blocks back to the OS, which CPU training
-steps would otherwise page-fault back in every step.
+GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
+(T4, V100), and plain fp32 on CPU, where bf16 matmuls are usually no faster than fp32 ones.
+`peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
+datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
+back to the OS, which CPU training steps would otherwise page-fault back in every step.
 """
 
 from __future__ import annotations
@@ -89,8 +89,17 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
             raise ValueError("this GPU has no bfloat16 support; use dtype 'float16' (or 'auto')")
         return dtype
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if native_bf16(device) else torch.float16
     return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes in bf16 in hardware: ROCm GPUs and NVIDIA's Ampere (compute capability 8.0) and newer.
+
+    torch.cuda.is_bf16_supported() says yes on older GPUs too (T4, V100), where bf16 runs emulated, far slower
+    than fp16 on their tensor cores; 'auto' must pick fp16 there.
+    """
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
