@@ -20,6 +20,7 @@ and a second call finds it instead of training again.
 from __future__ import annotations
 
 import contextlib
+import os
 from pathlib import Path
 
 from .paths import runs_dir
@@ -95,7 +96,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     candidates = run_candidates(track, profile)
     for folder in candidates:
         if (folder / "best.pt").is_file():
-            say(f"{track}: using the model in {folder}")
+            say(f"{track}: using the model in {os.path.relpath(folder)}")
             return folder
     notebook = NOTEBOOK_RUNS.get(track, (f"python -m tinylm.train {track}", None))[0]
     quick_profile = _quick_profile(profile)
@@ -103,8 +104,9 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
         max_steps = QUICK_STEPS.get(track)
     out = quick_run_folder(track, profile)
     budget = f"for {max_steps:,} steps" if max_steps is not None else "(a few steps)"
-    say(f"{track}: no trained model in {out.parent} ({' or '.join(c.name for c in candidates[:-1])}; {notebook} "
-        f"makes one). Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
+    looked = " or ".join(c.name for c in candidates[:-1])
+    say(f"{track}: no trained model in {os.path.relpath(out.parent)} ({looked}; {notebook} makes one). "
+        f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
         f"{out.name}/train.log). Its text will be rougher than the full run's.")
     argv = [track, "--profile", quick_profile, "--out", str(out), "--overwrite"]
     if max_steps is not None:

@@ -84,7 +84,9 @@ import torch
 
 import tinylm
 import tinylm.corpora
+import tinylm.download
 import tinylm.eval
+import tinylm.llama2c
 from tinylm.plotting import LiveLossPlot
 from tinylm.tokenizers import TrimmedBPETokenizer, padded_vocab_size
 
