@@ -427,7 +427,12 @@ plt.show()
 #
 # We measure balance as the **max-violation**: the busiest expert's load over the mean load, minus 1
 # (0 is perfect, 7 means one of 8 experts takes everything). Three short runs of the same model, one
-# per mode:
+# per mode.
+#
+# **Predict, then run.** With no balancing at all, where will the max-violation end: near 0, near 1, or near
+# 7? And which of the two balancing methods will cost more validation loss? (The table after the plot
+# answers both: a layer or more ends with one expert taking about three times its share, and over runs this
+# short neither method costs loss beyond the noise.)
 
 # %%
 # Seconds of training per run; None: the recipe's max_steps (30 in smoke). A GPU trains the bounded version's small
@@ -500,6 +505,10 @@ for mode, (trainer, records) in balance_runs.items():
 # and is scored on the whole validation split. Equal time, not equal steps, is the fair race: a block
 # that is better per step but slower per step has to earn its cost. The clock counts training only
 # (evaluations are left out), so each arm gets the same seconds of learning.
+#
+# **Predict, then run.** The Llama block has slightly fewer parameters than GPT-2's and is a little slower
+# per step here; Llama + MoE holds two thirds more parameters and takes fewer steps. Rank the three by
+# validation loss after the same seconds before you look at the table.
 
 # %%
 arm_runs = {arch: train_run(with_architecture(base_cfg, arch), f"arm-{arch}", ARM_SECONDS, log_interval=10,

@@ -410,6 +410,10 @@ plt.show()
 # - **packing**: several conversations end to end in one window, no padding at all. But then a token of
 #   the second conversation attends to the first one, and sits at a position it never has alone.
 #
+# **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
+# about 1%, 10% or 30%? And with length buckets? (The table answers: about a quarter at random, about 1%
+# with buckets.)
+#
 # First, what the buckets buy, on one epoch of the training conversations:
 
 # %%
@@ -529,6 +533,10 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 #   `--base` a folder saved by `transformers` or a `tinylm` checkpoint made from one
 #   (`python -m tinylm.interop import --hf FOLDER --out gpt2.pt`). `--base runs/gpt2-124m-gpu` starts from
 #   the course's own GPT-2 (`python -m tinylm.train gpt2-124m`, notebook 6); add it to the list below.
+#
+# **Predict, then run.** Before fine-tuning, how many of the held-out replies will end with `<|im_end|>`?
+# The base has never seen the token. After a few minutes of SFT on a 2M-parameter model, will the answers be
+# right, or only well-formed?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
