@@ -1,5 +1,6 @@
 """Default data and run folders: the repository's own, unless the environment says otherwise."""
 
+import os
 from pathlib import Path
 
 from tinylm import paths
@@ -28,3 +29,13 @@ def test_without_a_clone_the_folders_follow_the_working_directory(monkeypatch, t
     monkeypatch.setattr(paths, "_REPO", tmp_path / "site-packages")
     monkeypatch.chdir(tmp_path)
     assert paths.data_dir() == tmp_path / "data"
+
+
+def test_shown_prints_repository_paths_relative_to_the_working_directory_and_others_as_they_are(tmp_path,
+                                                                                                 monkeypatch):
+    repo = Path(paths.__file__).resolve().parent.parent
+    monkeypatch.chdir(repo / "notebooks")  # where a notebook runs
+    assert paths.shown(repo / "runs" / "x") == os.path.join("..", "runs", "x")
+    monkeypatch.chdir(repo)  # where a command runs
+    assert paths.shown(repo / "runs" / "x") == os.path.join("runs", "x")
+    assert paths.shown(tmp_path / "y") == str(tmp_path / "y")  # outside the repository: no ../../ chains

@@ -33,7 +33,7 @@ from .corpora import TINYSTORIES_SAMPLE, split_stories
 from .download import fetch
 from .mirror import mirror_dir
 from .model import GPT
-from .paths import data_dir
+from .paths import data_dir, shown
 from .shards import FINEWEB_EDU_SAMPLE
 from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 from .trainer import Trainer
@@ -109,7 +109,7 @@ def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=
     checkpoint = out / "last.pt"
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
     if saved is not None and saved["step"] >= cfg.max_steps:
-        print(f"base model: {checkpoint} (pretrained earlier, {saved['step']} steps)")
+        print(f"base model: {shown(checkpoint)} (pretrained earlier, {saved['step']} steps)")
         return checkpoint
     texts = corpus_texts()
     tokenizer = base_tokenizer(texts, instruction_texts)
@@ -121,7 +121,7 @@ def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=
         trainer.resume(checkpoint)
     print(f"pretraining the {profile} base model: {model.num_parameters():,} parameters, "
           f"{tokenizer.vocab_size:,}-token trimmed GPT-2 vocabulary, {len(train):,} train / {len(val):,} val tokens "
-          f"(TinyStories sample + FineWeb-Edu sample), {cfg.max_steps} steps -> {out}")
+          f"(TinyStories sample + FineWeb-Edu sample), {cfg.max_steps} steps -> {shown(out)}")
     final = trainer.fit()
     print(f"base model: validation loss {final['val_loss']:.4f} after {final['step']} steps ({final['elapsed']:.0f} s)")
     return checkpoint

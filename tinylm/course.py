@@ -20,10 +20,9 @@ and a second call finds it instead of training again.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
-from .paths import runs_dir
+from .paths import runs_dir, shown
 from .runtime import resolve_profile
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
@@ -96,7 +95,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     candidates = run_candidates(track, profile)
     for folder in candidates:
         if (folder / "best.pt").is_file():
-            say(f"{track}: using the model in {os.path.relpath(folder)}")
+            say(f"{track}: using the model in {shown(folder)}")
             return folder
     notebook = NOTEBOOK_RUNS.get(track, (f"python -m tinylm.train {track}", None))[0]
     quick_profile = _quick_profile(profile)
@@ -105,7 +104,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     out = quick_run_folder(track, profile)
     budget = f"for {max_steps:,} steps" if max_steps is not None else "(a few steps)"
     looked = " or ".join(c.name for c in candidates[:-1])
-    say(f"{track}: no trained model in {os.path.relpath(out.parent)} ({looked}; {notebook} makes one). "
+    say(f"{track}: no trained model in {shown(out.parent)} ({looked}; {notebook} makes one). "
         f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
         f"{out.name}/train.log). Its text will be rougher than the full run's.")
     argv = [track, "--profile", quick_profile, "--out", str(out), "--overwrite"]

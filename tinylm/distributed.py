@@ -12,9 +12,12 @@ waiting forever; torchrun also stops the remaining ranks when one exits with an 
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -71,6 +74,24 @@ def teardown(finished: bool = True) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+Result = TypeVar("Result")
+
+
+def run_in_world(work: Callable[[World, contextlib.ExitStack], Result]) -> Result:
+    """work(world, held) inside the torchrun world (a world of one without torchrun), then leave it. `held`
+    releases what the work took (a run folder's lock) however it ends; only a normal finish waits for the other
+    ranks before the group is destroyed. A command line's main() is this around its own work."""
+    world = init_distributed()
+    finished = False
+    try:
+        with contextlib.ExitStack() as held:
+            result = work(world, held)
+        finished = True
+        return result
+    finally:
+        teardown(finished)
 
 
 def all_reduce_sum(values: list[float], device) -> list[float]:

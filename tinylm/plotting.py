@@ -6,7 +6,8 @@ dominates training); the committed notebook then holds just the final picture. W
 in a terminal or a plain script, it falls back to printing each record as a line.
 
 `plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
-`expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector.
+`expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
+`use_projector_style()` sets such fonts for every figure a notebook draws.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from .console import format_record
+
+PROJECTOR_STYLE = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
+                   "xtick.labelsize": 12, "ytick.labelsize": 12}
+
+
+def use_projector_style() -> None:
+    """Fonts readable from the back of a lecture room, for every figure drawn after this call."""
+    plt.rcParams.update(PROJECTOR_STYLE)
 
 
 def in_notebook() -> bool:

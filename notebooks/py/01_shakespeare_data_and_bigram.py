@@ -75,10 +75,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import tinylm
+import tinylm.plotting
 
 PROFILE = tinylm.resolve_profile()
-plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
-                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
 BATCH_SIZE = {"smoke": 32, "cpu": 32, "gpu": 64}[PROFILE]  # windows per step
 EVAL_EVERY = {"smoke": 25, "cpu": 500, "gpu": 1000}[PROFILE]  # steps between whole-split validations

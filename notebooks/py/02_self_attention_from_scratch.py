@@ -78,6 +78,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import tinylm
+import tinylm.plotting
 from tinylm.attention import CausalSelfAttention, explicit_causal_attention
 from tinylm.model import Block
 
@@ -85,8 +86,7 @@ PROFILE = tinylm.resolve_profile()
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
 torch.set_printoptions(precision=3, sci_mode=False)
-plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
-                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={OVERFIT_STEPS}")
 
 # %% [markdown]

@@ -76,6 +76,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
+import tinylm.plotting
 from tinylm.data import RandomWindowSampler, evaluate_loss, evaluation_windows
 from tinylm.plotting import LiveLossPlot
 
@@ -85,8 +86,7 @@ CHECK_STEPS = {"smoke": 20, "cpu": 200, "gpu": 100}[PROFILE]  # the hand-written
 LOG_INTERVAL = {"smoke": 5, "cpu": 50, "gpu": 10}[PROFILE]  # steps between train records of the real run
 EVAL_INTERVAL = {"smoke": 10, "cpu": 1000, "gpu": 250}[PROFILE]  # steps between its validation passes
 FULL_RECIPE = False  # True: the gpu recipe's whole 5,000 steps; False on a GPU (Colab): at most 8 minutes of training
-plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
-                     "xtick.labelsize": 12, "ytick.labelsize": 12})  # readable on a projector
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]

@@ -52,7 +52,7 @@
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-process run of 10 steps, 16 HellaSwag examples, eager steps only (no compile) | ~45 s (2 min on a busy machine) |
-# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 81 s (the committed run, an idle machine; 2.5 to 4.5 min on a busy one); online about 4 min more for GPT-2: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed here with a randomly initialised model of GPT-2's shape) |
+# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 50 to 81 s on an idle machine (50 s in the committed run; 2.5 to 4.5 min on a busy one); online about 4 min more for GPT-2: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed here with a randomly initialised model of GPT-2's shape) |
 # | `gpu`, Colab T4, `FULL_RECIPE = False` (the default) | the same, plus 6 minutes of training the 124M model on FineWeb-Edu, and GPT-2 and your model on 2,000 HellaSwag examples | about 10 min, **estimated, not measured** (the derivation is printed in "Your own 124M run") |
 # | `gpu`, `FULL_RECIPE = True` | the full 124M recipe (10B tokens) from this notebook, and all 10,042 HellaSwag examples | ~6 H100-hours at 40% MFU (arithmetic below); about a week on one T4 |
 #
@@ -85,6 +85,7 @@ import torch
 import torch._inductor.config
 
 import tinylm
+import tinylm.plotting
 import tinylm.runtime
 from tinylm.console import print_record
 from tinylm.data import read_tokens
@@ -94,6 +95,7 @@ from tinylm.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read
 from tinylm.interop import from_hf_gpt2
 from tinylm.shards import ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress
 
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 # The one switch for a GPU runtime. False: a bounded 124M run (6 minutes of training; the whole notebook about
@@ -516,10 +518,9 @@ print(f"\n{final_record['step']} steps x {tokens_per_step} tokens in {final_reco
 fig, ax = plt.subplots(figsize=(7, 3))
 ax.plot([r["step"] for r in train_records], [r["loss"] for r in train_records], marker="o")
 ax.axhline(np.log(tokenizer.vocab_size), color="gray", ls="--", lw=1, label="uniform guess, ln 50,257")
-ax.set_xlabel("optimizer step", fontsize=12)
-ax.set_ylabel("training loss", fontsize=12)
-ax.tick_params(labelsize=12)
-ax.legend(fontsize=12)
+ax.set_xlabel("optimizer step")
+ax.set_ylabel("training loss")
+ax.legend()
 fig.tight_layout()
 plt.show()
 
@@ -629,10 +630,9 @@ if compiled_run is not None:
     ax.plot(steps, [s * 1e3 for s in eager_seconds], marker="o", label="eager")
     ax.plot(steps, [s * 1e3 for s in compiled_seconds], marker="s", label="torch.compile")
     ax.set_yscale("log")
-    ax.set_xlabel("training step", fontsize=12)
-    ax.set_ylabel("ms per step (log scale)", fontsize=12)
-    ax.tick_params(labelsize=12)
-    ax.legend(fontsize=12)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("ms per step (log scale)")
+    ax.legend()
     fig.tight_layout()
     plt.show()
 

@@ -46,7 +46,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 20-step tiny base, 20 SFT steps, 8 held-out prompts | ~25 s |
-# | `cpu` (2-core laptop) | pretrains a 4-layer, 128-wide base (450 steps on TinyStories + FineWeb-Edu samples), 800 SFT steps on 991 conversations, all 109 held-out prompts before and after | 155 s |
+# | `cpu` (2-core laptop) | pretrains a 4-layer, 128-wide base (450 steps on TinyStories + FineWeb-Edu samples), 800 SFT steps on 991 conversations, all 109 held-out prompts before and after | 162 s |
 # | `gpu`, `FULL_RECIPE = False` (the default; Colab) | OpenAI's GPT-2 124M from Hugging Face (needs the network), 1,000 SFT steps (about 14,000 conversations, under a third of an epoch) | ~7 min on a T4 (estimated, not measured) |
 # | `gpu`, `FULL_RECIPE = True` | the same, two epochs of SFT (~6,400 steps) | ~30 min on a T4 (estimated, not measured) |
 #

@@ -36,12 +36,12 @@ from ..checkpoint import CheckpointError, load_checkpoint, load_model
 from ..config import GPTConfig, TrainConfig
 from ..console import HelpFormatter, examples, print_record
 from ..data import RandomWindowSampler
-from ..distributed import World, device_for, init_distributed, teardown
+from ..distributed import World, device_for, run_in_world
 from ..errors import run_cli
 from ..files import atomic_write, check_output_folder, remove_stale_temporaries
 from ..instruct import InstructDataError, build_examples, load_records, split_records, to_messages
 from ..model import GPT
-from ..paths import runs_dir
+from ..paths import runs_dir, shown
 from ..runlock import run_lock
 from ..runtime import resolve_device, resolve_profile
 from ..sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
@@ -88,15 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    world = init_distributed()
-    finished = False
-    try:
-        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
-            report = _finetune(args, world, held)
-        finished = True
-        return report
-    finally:
-        teardown(finished)
+    return run_in_world(lambda world, held: _finetune(args, world, held))  # held: the run folder's lock
 
 
 def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], device, world: World):
@@ -107,7 +99,7 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
                              "profile starts from --base gpt2, a run folder or a checkpoint")
         checkpoint = pretrain_base(profile, out / "base", instruction_texts, device, world)
         model, tokenizer, _ = load_model(checkpoint)
-        return model, tokenizer, f"small base pretrained in {checkpoint.parent}"
+        return model, tokenizer, f"small base pretrained in {shown(checkpoint.parent)}"
     if base == "gpt2" or (Path(base) / "config.json").is_file():
         from ..interop import from_hf_gpt2
 
@@ -188,7 +180,7 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
     if args.resume:
         saved = load_checkpoint(out / "last.pt")
         model = GPT(GPTConfig.from_dict(saved["model_config"]))
-        tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {out / 'last.pt'}"
+        tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
         cfg = TrainConfig.from_dict(saved["train_config"])
     else:
         base_model, base_tokenizer, base_description = load_base(
@@ -231,7 +223,7 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
     say(f"fine-tuning {base_description} | {model.num_parameters():,} parameters | profile {profile} | "
         f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - share):.0f}% chat, "
         f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | "
-        f"device {trainer.device} | run folder {out}")
+        f"device {trainer.device} | run folder {shown(out)}")
 
     prompts = val_examples.prompts()[: recipe.eval_prompts]
     saved_report = out / "chat_eval.json"
@@ -258,8 +250,9 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
             f"{after['answer_loss']:.4f} after (best.pt)\n"
             f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.1f}% before, "
             f"{100 * after['stop_rate']:.1f}% after ({after['prompts']} held-out prompts, greedy)\n"
-            f"wall time {report['wall_seconds']:.0f} s; report in {saved_report}\n"
-            f"next: python -m tinylm.chat --ckpt {out}   or   python -m tinylm.serve --ckpt {out} --port 8000")
+            f"wall time {report['wall_seconds']:.0f} s; report in {shown(saved_report)}\n"
+            f"next: python -m tinylm.chat --ckpt {shown(out)}   or   "
+            f"python -m tinylm.serve --ckpt {shown(out)} --port 8000")
     return report
 
 

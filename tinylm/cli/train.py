@@ -49,11 +49,11 @@ import torch
 from ..checkpoint import load_training_checkpoint
 from ..config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
 from ..console import HelpFormatter, examples, print_record
-from ..distributed import World, barrier, device_for, init_distributed, teardown
+from ..distributed import World, barrier, device_for, run_in_world
 from ..errors import run_cli
 from ..files import check_output_folder, remove_stale_temporaries
 from ..model import GPT
-from ..paths import runs_dir
+from ..paths import runs_dir, shown
 from ..progress import format_duration
 from ..runlock import run_lock
 from ..runtime import resolve_device, resolve_profile
@@ -107,15 +107,7 @@ def _positive_float(text: str) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    world = init_distributed()  # a world of one unless started by torchrun
-    finished = False
-    try:
-        with contextlib.ExitStack() as held:  # the run folder's lock, released however the run ends
-            final = _train(args, world, held)
-        finished = True
-        return final
-    finally:
-        teardown(finished)
+    return run_in_world(lambda world, held: _train(args, world, held))  # held: the run folder's lock
 
 
 def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -> dict:
@@ -169,7 +161,7 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
     say(f"{track.name} | profile {profile} | {_describe(model)} | {world.size} process(es) "
         f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} "
-        f"per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {out}")
+        f"per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {shown(out)}")
     say(_plan(trainer))
     # all of the old run, so no old best.pt outlives it; late, so a failed start keeps it
     if args.overwrite and world.is_main:
@@ -209,7 +201,7 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
     prompt = track.sample_prompt
     sample = trainer.sample(300, temperature=0.8)
     prompt_option = f" --prompt {shlex.quote(prompt)}" if prompt.strip() else ""
-    folder = shlex.quote(str(out))
+    folder = shlex.quote(shown(out))
     next_steps = [
         f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
         f"python -m tinylm.eval loss --ckpt {folder} --text FILE   # loss and bits per byte on any text",
@@ -217,7 +209,7 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
     if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
         next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
     plot = (f"import matplotlib.pyplot as plt; from tinylm.plotting import plot_losses, read_metrics; "
-            f"plot_losses(read_metrics({json.dumps(str(out))})); plt.savefig({json.dumps(str(out / 'loss.png'))})")
+            f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
     next_steps += [
         f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
         *(f"jupyter lab {notebook}   # from the repository's root" for notebook in NOTEBOOKS.get(track.name, [])),
@@ -225,7 +217,7 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
         f"({format_duration(seconds)} in all this session)",
-        f"run folder: {out} (metrics.jsonl, best.pt, last.pt)",
+        f"run folder: {shown(out)} (metrics.jsonl, best.pt, last.pt)",
         f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
         f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",
         "-" * 40, sample, "-" * 40,
