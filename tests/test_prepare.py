@@ -149,6 +149,35 @@ def test_a_changed_base_dataset_prepares_the_trimmed_one_again(tinystories_root,
 
 
 
+# -- tracks -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("track", ["shakespeare-char", "tinystories", "gpt2-124m"])
+def test_prepare_track_writes_what_train_reads_so_train_has_nothing_left_to_do(track, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    data = main(["--track", track, "--profile", "smoke"])
+    out = capsys.readouterr().out
+    assert f"prepared in {data.folder}" in out and "already" not in out
+    assert f"next: python -m tinylm.train {track} --profile smoke" in out
+    files = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*") if path.is_file()}
+    read = get_track(track).prepare("smoke")  # what `train` calls first
+    assert read.folder == data.folder and read.meta == data.meta
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*") if path.is_file()} == files, "nothing redone"
+    main(["--track", track, "--profile", "smoke"])
+    assert f"already prepared (nothing to do) in {data.folder}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--track", "tinystories", "--out", "x"], "--out applies to a dataset, not to --track"),
+    (["--track", "gpt2-124m", "--workers", "2"], "--workers applies to a dataset, not to --track"),
+    (["tinystories", "--track", "tinystories"], "give a dataset or --track, not both"),
+    (["tinystories", "--profile", "cpu"], "--profile applies to --track only"),
+    ([], "name a dataset (shakespeare-char, tinystories, fineweb-edu) or a track with --track"),
+])
+def test_track_and_dataset_options_do_not_mix(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 # -- fineweb-edu ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fineweb_root(tmp_path_factory):

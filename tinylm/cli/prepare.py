@@ -1,5 +1,6 @@
 """Command line: prepare a dataset's token files ahead of training.
 
+    python -m tinylm.prepare --track {shakespeare-char,tinystories,gpt2-124m} [--profile smoke|cpu|gpu]
     python -m tinylm.prepare shakespeare-char [--out DIR]
     python -m tinylm.prepare tinystories [--source hf|sample] [--out DIR]
     python -m tinylm.prepare fineweb-edu [--config sample-10BT] [--shard-tokens N] [--workers N]
@@ -7,7 +8,11 @@
 
 Downloads the text (or copies it from $TINYLM_DATA_MIRROR), tokenizes it into train.bin and
 val.bin, and writes meta.json last. A dataset already prepared in the folder is not prepared
-again. The default folder is $TINYLM_DATA_DIR (else the repository's data/) / shakespeare_char,
+again. `--track NAME --profile P` prepares exactly what `python -m tinylm.train NAME --profile P`
+will read, in the folders it reads them from, by the same function (Track.prepare), so that
+`train` finds nothing left to do; a dataset name prepares that dataset, with its own options.
+
+A dataset's default folder is $TINYLM_DATA_DIR (else the repository's data/) / shakespeare_char,
 tinystories or tinystories_sample. TinyStories' default source is the mirror's 2 MiB sample when
 $TINYLM_DATA_MIRROR is set, else the full dataset from Hugging Face; GPT-2 BPE encoding runs in
 tiktoken's thread pool, on every core. The sample is also written with the trimmed vocabulary the
@@ -37,7 +42,10 @@ from ..corpora import (
 )
 from ..errors import run_cli
 from ..files import check_output_folder
+from ..paths import data_dir, shown
+from ..runtime import resolve_profile
 from ..shards import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
+from ..tracks import TRACKS, get_track
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
 
@@ -45,10 +53,16 @@ DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.prepare shakespeare-char",
+        epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
+                        "python -m tinylm.prepare shakespeare-char",
                         "python -m tinylm.prepare tinystories --source sample",
                         "python -m tinylm.prepare fineweb-edu --workers 8"))
-    parser.add_argument("dataset", choices=DATASETS, help="what to prepare")
+    parser.add_argument("dataset", nargs="?", choices=DATASETS, help="the dataset to prepare (or use --track)")
+    parser.add_argument("--track", choices=sorted(TRACKS),
+                        help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it")
+    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"],
+                        help="with --track: the profile to prepare for (default: $TINYLM_PROFILE, else gpu when "
+                             "CUDA is present, else cpu)")
     parser.add_argument("--source", choices=["hf", "sample"],
                         help="tinystories and fineweb-edu: hf (the full dataset) or sample (the offline mirror's "
                              "2 MiB of TinyStories, 120 documents of FineWeb-Edu); default: sample when "
@@ -65,6 +79,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                                                  "fineweb-edu: shards and progress.json); default: "
                                                  "$TINYLM_DATA_DIR/<dataset>, see above")
     args = parser.parse_args(argv)
+    if args.track is not None:
+        if args.dataset is not None:
+            parser.error(f"give a dataset or --track, not both (--track {args.track} prepares what that track reads)")
+        given = [option for option in ("source", "config", "shard_tokens", "workers", "out")
+                 if getattr(args, option) is not None]
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} applies to a dataset, not to --track (a track's profile "
+                         f"decides its data and folders; prepare the dataset by name for other settings)")
+        return args
+    if args.dataset is None:
+        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu) or a track with --track")
+    if args.profile is not None:
+        parser.error("--profile applies to --track only")
     if args.source and args.dataset == "shakespeare-char":
         parser.error("--source applies to tinystories and fineweb-edu only")
     for option in ("config", "shard_tokens", "workers"):
@@ -89,6 +116,8 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def main(argv=None) -> PreparedData | Path:
     """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder)."""
     args = parse_args(argv)
+    if args.track is not None:
+        return _track(args.track, resolve_profile(args.profile))
     if args.out is not None:
         check_output_folder(args.out)  # now, not after the download
     if args.dataset == "fineweb-edu":
@@ -109,9 +138,30 @@ def main(argv=None) -> PreparedData | Path:
     return data
 
 
+def _track(name: str, profile: str) -> PreparedData:
+    """Prepare what `train NAME --profile PROFILE` reads, through the very call `train` makes."""
+    before = _stamps()
+    data = get_track(name).prepare(profile)
+    shards = data.folder / "progress.json"  # the gpt2-124m track reads FineWeb-Edu shards
+    record = shards if shards.exists() else data.folder / "meta.json"
+    already = record in before and before[record] == _stamp(record)
+    if record == shards:
+        _summarize_shards(data.folder, already)
+    else:
+        _summarize(f"{name} ({profile} profile)", data, already)
+    print(f"next: python -m tinylm.train {name} --profile {profile}   # reads it from there")
+    return data
+
+
+def _stamps() -> dict[Path, tuple[int, int]]:
+    """The stamp of every prepared folder's record under the data folder, taken before a track prepares its data."""
+    root = data_dir()
+    return {path: _stamp(path) for path in (*root.glob("*/meta.json"), *root.glob("*/progress.json"))}
+
+
 def _summarize(name: str, data: PreparedData, already: bool) -> None:
     meta = data.meta
-    print(f"{name}: {'already prepared (nothing to do)' if already else 'prepared'} in {data.folder}")
+    print(f"{name}: {'already prepared (nothing to do)' if already else 'prepared'} in {shown(data.folder)}")
     print(f"  source:    {meta['source']}")
     print(f"  tokenizer: {meta['tokenizer']['kind']} ({data.tokenizer.vocab_size:,} tokens)")
     for split in ("train", "val"):
@@ -133,8 +183,14 @@ def _fineweb_edu(args: argparse.Namespace) -> Path:
     settings = ("dataset", "config", "source", "tokenizer", "shard_tokens")
     resumed = (not already and previous is not None and previous["shards"]
                and all(previous.get(key) == progress[key] for key in settings))
-    print(f"fineweb-edu: {'already prepared (nothing to do)' if already else 'prepared'} in {folder}"
-          + (f" (resumed after {len(previous['shards'])} finished shards)" if resumed else ""))
+    _summarize_shards(folder, already, resumed_after=len(previous["shards"]) if resumed else 0)
+    return folder
+
+
+def _summarize_shards(folder: Path, already: bool, resumed_after: int = 0) -> None:
+    progress = read_progress(folder)
+    print(f"fineweb-edu: {'already prepared (nothing to do)' if already else 'prepared'} in {shown(folder)}"
+          + (f" (resumed after {resumed_after} finished shards)" if resumed_after else ""))
     where = "the offline mirror's 120-document sample" if progress["source"] == "sample" else "Hugging Face, streamed"
     print(f"  source:    {progress['dataset']} {progress['config']} ({where})")
     print(f"  tokenizer: {progress['tokenizer']['encoding']} BPE, an end-of-text token before each document")
@@ -147,7 +203,6 @@ def _fineweb_edu(args: argparse.Namespace) -> Path:
     workers = f"{progress['workers']} worker{'s' if progress['workers'] != 1 else ''}"
     when = " when it was prepared" if already else ""
     print(f"  tokenizer stage: {progress['tokens_per_s']:,} tokens/s ({progress['seconds']} s, {workers}{when})")
-    return folder
 
 
 def cli(argv=None) -> None:
