@@ -59,7 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.prepare fineweb-edu --workers 8"))
     parser.add_argument("dataset", nargs="?", choices=DATASETS, help="the dataset to prepare (or use --track)")
     parser.add_argument("--track", choices=sorted(TRACKS),
-                        help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it")
+                        help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it "
+                             "(default: none; name a dataset instead)")
     parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"],
                         help="with --track: the profile to prepare for (default: $TINYLM_PROFILE, else gpu when "
                              "CUDA is present, else cpu)")
