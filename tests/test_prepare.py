@@ -6,6 +6,7 @@ import errno
 import io
 import os
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -285,6 +286,19 @@ def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(prepare_shakespeare_char(folder).val) == recorded
+
+
+def test_a_trimmed_file_cut_short_names_the_command_that_writes_it_again(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path))
+    trimmed = main(["--track", "tinystories", "--profile", "smoke"]).folder
+    (trimmed / "train.bin").write_bytes((trimmed / "train.bin").read_bytes()[:-2])
+    with pytest.raises(DataError) as error:
+        get_track("tinystories").prepare("cpu")
+    command = "python -m tinylm.prepare --track tinystories --profile cpu"
+    assert str(error.value).endswith(f"delete {trimmed} and prepare it again: {command}")
+    shutil.rmtree(trimmed)  # the advice, followed
+    main(shlex.split(command)[3:])
+    assert len(get_track("tinystories").prepare("smoke").train) == read_meta(trimmed)["train_tokens"]
 
 
 def test_max_train_stories_keeps_the_first_stories_in_a_folder_of_its_own(tmp_path, monkeypatch):

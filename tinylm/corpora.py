@@ -212,4 +212,4 @@ def prepare_trimmed(data: PreparedData, folder: Path | None = None) -> PreparedD
         meta = {"base": base, "source": data.meta.get("source"), "tokenizer": tokenizer.to_dict(),
                 "train_tokens": len(data.train), "val_tokens": len(data.val)}
         write_meta(folder, meta)
-    return _load(folder, meta, f"python -m tinylm.prepare tinystories --out {data.folder}")
+    return _load(folder, meta, "python -m tinylm.prepare --track tinystories --profile cpu")  # cpu and smoke read it
