@@ -972,7 +972,7 @@ else:
 # From the README: prepare the data once, then train on one GPU, eight, or two machines of eight.
 #
 # ```bash
-# python -m tinylm.prepare fineweb-edu                    # GPT-2 tokens in uint16 shards of 100M tokens
+# python -m tinylm.prepare --track gpt2-124m --profile gpu   # what train reads: FineWeb-Edu, 100M-token shards
 # python -m tinylm.train gpt2-124m                        # one GPU
 # torchrun --standalone --nproc_per_node=8 -m tinylm.train gpt2-124m     # eight GPUs on one machine
 # # two machines with eight GPUs each: run this on both; HOST is the first machine's address
