@@ -376,6 +376,40 @@ def test_slow_evaluations_count_neither_in_tokens_per_s_nor_in_training_time(mak
     assert final["elapsed"] == trainer.elapsed < pause, "1.5 s of evaluations are not training time"
 
 
+class NarrowBatches:
+    """A loader like a chat fine-tuning one: each batch only as wide as its longest row, far below the context."""
+
+    def __init__(self, tokens, batch_size: int, widths: list[int]):
+        self.tokens = torch.as_tensor(tokens.astype(np.int64))
+        self.batch_size, self.widths = batch_size, widths
+        self.drawn = []  # the positions of each batch handed out
+
+    def next_batch(self, device):
+        width = self.widths[len(self.drawn) % len(self.widths)]
+        self.drawn.append(self.batch_size * width)
+        window = self.tokens[: width + 1]
+        return window[:-1].repeat(self.batch_size, 1).to(device), window[1:].repeat(self.batch_size, 1).to(device)
+
+    def state_dict(self):
+        return {"drawn": len(self.drawn)}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def test_tokens_per_s_counts_the_positions_each_batch_really_has(make_model, train_config, tokens):
+    """A chat batch of 4 x 5 tokens is 20 tokens, not 4 x the 16-token context: tokens/s (and MFU) must say so."""
+    train, val = tokens
+    records = []
+    cfg = train_config(max_steps=6, log_interval=3, grad_accum_steps=2)
+    loader = NarrowBatches(train, cfg.batch_size, widths=[5, 9, 3])
+    Trainer(make_model(), cfg, loader, val, device="cpu", callbacks=[records.append]).fit()
+    assert make_model().config.block_size not in loader.widths
+    train_records = [r for r in records if r["event"] == "train"]
+    for record, window in zip(train_records, (loader.drawn[:6], loader.drawn[6:])):
+        assert record["tokens_per_s"] * 3 * record["step_seconds"] == pytest.approx(sum(window))
+
+
 def test_the_time_budget_counts_training_time_only(make_model, train_config, tokens):
     """max_seconds=0.6 with an evaluation sleeping 0.4 s after every step: the 6 tiny steps still all run."""
     train, val = tokens

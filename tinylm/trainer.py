@@ -171,7 +171,7 @@ class Trainer:
         stop_step = self.cfg.max_steps if stop_after is None else min(self.cfg.max_steps, self.step + stop_after)
         self.model.train()
         self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
-        self._window = (0.0, 0)  # training seconds and steps since the last train record
+        self._window = (0.0, 0, 0)  # training seconds, steps and tokens (all ranks) since the last train record
         self._clipped.zero_()
         mid_step = agreed_stop = False
         try:
@@ -200,14 +200,16 @@ class Trainer:
 
     def _optimizer_step(self, interrupt: SimpleNamespace | None = None) -> tuple[float, float]:
         """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, mean loss).
-        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other."""
+        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other, and
+        self._step_tokens: the input positions the step trained on, over all ranks."""
         cfg = self.cfg
         lr = learning_rate(self.step, cfg, self._time_fraction())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        total = torch.zeros((), device=self.device)
+        total, positions = torch.zeros((), device=self.device), 0
         for micro_step in range(self.grad_accum_steps):
             x, y = self.sampler.next_batch(self.device)
+            positions += x.numel()  # a chat batch is as wide as its longest conversation, not the context
             # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
             last = micro_step == self.grad_accum_steps - 1
             with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
@@ -219,7 +221,8 @@ class Trainer:
         # a divergence stops all of them together instead of leaving the others waiting. A stop request
         # rides along for the same reason.
         stop_requested = float(interrupt is not None and interrupt.requested)
-        loss_sum, stops = all_reduce_sum([(total / self.grad_accum_steps).item(), stop_requested], self.device)
+        loss_sum, stops, self._step_tokens = all_reduce_sum([(total / self.grad_accum_steps).item(), stop_requested,
+                                                             positions], self.device)
         mean_loss, self._stop_agreed = loss_sum / self.world.size, stops > 0
         if not math.isfinite(mean_loss):
             self.optimizer.zero_grad(set_to_none=True)
@@ -255,8 +258,8 @@ class Trainer:
     def _log_training(self, lr: float, loss: float) -> None:
         """A train record over the steps since the last one (their training time only), after a plan at the first."""
         cfg = self.cfg
-        window_seconds, window_steps = self._window
-        tokens_per_s = window_steps * self.tokens_per_step / window_seconds
+        window_seconds, window_steps, window_tokens = self._window
+        tokens_per_s = window_tokens / window_seconds
         seconds_per_step = window_seconds / window_steps
         wall_start, elapsed_start, step_start = self._session
         overhead = max(0.0, time.perf_counter() - wall_start - (self.elapsed - elapsed_start))  # evaluations etc.
@@ -278,17 +281,13 @@ class Trainer:
             record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
         record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
         self._emit(record)
-        self._window = (0.0, 0)
-
-    @property
-    def tokens_per_step(self) -> int:
-        """Tokens one optimizer step trains on, over all ranks."""
-        return self.cfg.batch_size * self.grad_accum_steps * self.model_config.block_size * self.world.size
+        self._window = (0.0, 0, 0)
 
     def _count_training_time(self, seconds: float) -> None:
         """Add one optimizer step's duration to the clock; under DDP with a time budget rank 0's clock is everyone's,
         so that the time-based schedule and the decision to stop agree."""
-        self._window = (self._window[0] + seconds, self._window[1] + 1)
+        window_seconds, window_steps, window_tokens = self._window
+        self._window = (window_seconds + seconds, window_steps + 1, window_tokens + int(self._step_tokens))
         self.elapsed += seconds
         if self.world.distributed and self.cfg.max_seconds is not None:
             self.elapsed = broadcast_from_main(self.elapsed, self.device)
