@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.distributed import init_distributed, teardown
+from tinylm.distributed import run_in_world
 from tinylm.model import GPT
 from tinylm.trainer import Trainer
 
@@ -32,11 +32,12 @@ parser.add_argument("--capture-grads", action="store_true", help="save the first
 parser.add_argument("--poison-rank", type=int, help="this rank's weights become NaN after DDP's initial broadcast")
 parser.add_argument("--interrupt-rank", type=int, help="this rank alone gets SIGINT during its third forward pass")
 args = parser.parse_args()
-
 torch.set_num_threads(1)
-world = init_distributed()
-finished = False
-try:
+
+
+def work(world, held) -> None:
+    """The run, as a command line's main() runs it: inside run_in_world, which leaves the process group only
+    after this returns, so the trainer and its DDP reducer are gone before the group is destroyed."""
     tokens = np.random.default_rng(0).integers(0, 37, 4000).astype(np.uint16)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=args.dropout))
@@ -80,6 +81,6 @@ try:
     if world.is_main:
         torch.save({"result": result, "val_loss": val_loss, "world_size": world.size,
                     "accum": trainer.grad_accum_steps}, args.out)
-    finished = True
-finally:
-    teardown(finished)
+
+
+run_in_world(work)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,8 +70,11 @@ def device_for(world: World, requested: str | None = None) -> str | None:
 
 def teardown(finished: bool = True) -> None:
     """Leave the process group. After a normal finish all ranks first wait for each other, so none
-    destroys the group while another is still using it; after an error torchrun stops the rest."""
+    destroys the group while another is still using it; after an error torchrun stops the rest.
+    DistributedDataParallel's reducer sits in reference cycles, so it outlives its last name until the garbage
+    collector runs: collect first, so that it goes while the group it talks to still exists, not at exit."""
     if dist.is_initialized():
+        gc.collect()
         if finished:
             dist.barrier()
         dist.destroy_process_group()
