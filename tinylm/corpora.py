@@ -151,14 +151,12 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
             folder = folder.with_name(f"{folder.name}_first{max_train_stories}")
     folder = Path(folder)
     tokenizer = BPETokenizer("gpt2")
+    # A folder whose meta.json has no max_train_stories (None) holds every story.
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
-              "tokenizer": tokenizer.to_dict()}
-    if max_train_stories is not None:  # recorded only when set: a folder without it holds every story
-        wanted["max_train_stories"] = max_train_stories
+              "tokenizer": tokenizer.to_dict(), "max_train_stories": max_train_stories}
     command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
     meta = read_meta(folder)
-    if meta is not None and meta.get("max_train_stories") == max_train_stories and all(
-            meta.get(k) == v for k, v in wanted.items()):
+    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
         return _load(folder, meta, command)
 
     if source == "sample":

@@ -119,20 +119,18 @@ def content_hash(record) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def is_held_out(record, val_fraction: float) -> bool:
-    """Whether a record belongs to the held-out split: decided by a hash of its content, so the split is fixed."""
-    return content_hash(record) < val_fraction * 2**64
-
-
 def split_records(records: list, val_fraction: float = 0.1, max_val: int | None = 500) -> tuple[list, list]:
-    """(train, held out), each in file order; at most max_val records are held out (a 52k-record set would otherwise
-    hold out 5k): those with the smallest hashes, so that the order of the file does not change which."""
-    held_out = [r for r in records if is_held_out(r, val_fraction)]
-    if max_val is not None and len(held_out) > max_val:
-        cutoff = sorted(map(content_hash, held_out))[max_val - 1]
-        held_out = [r for r in held_out if content_hash(r) <= cutoff][:max_val]
-    held_ids = {id(r) for r in held_out}
-    return [r for r in records if id(r) not in held_ids], held_out
+    """(train, held out), each in file order. A record is held out when its content hash falls in the first
+    `val_fraction` of the range; at most max_val are (a 52k-record set would otherwise hold out 5k): those with the
+    smallest hashes, so that the order of the file does not change which."""
+    hashes = [content_hash(record) for record in records]
+    cutoff = val_fraction * 2**64  # held out: a hash below it
+    below = sorted(h for h in hashes if h < cutoff)
+    if max_val is not None and len(below) > max_val:
+        cutoff = below[max_val - 1] + 1
+    held = [i for i, h in enumerate(hashes) if h < cutoff][:max_val]  # ties at the cutoff: file order decides
+    held_set = set(held)
+    return [record for i, record in enumerate(records) if i not in held_set], [records[i] for i in held]
 
 
 @dataclass
