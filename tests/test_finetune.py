@@ -14,7 +14,7 @@ import torch
 
 from tests.test_cli import run_cli
 from tinylm.chat_template import chat_token_ids
-from tinylm.checkpoint import load_model
+from tinylm.checkpoint import load_model, model_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +50,7 @@ def test_a_smoke_run_reports_before_and_after_and_saves_a_chat_model(chat_run):
 def test_a_run_resumes_and_keeps_its_before_measurement(chat_run, tmp_path):
     root, out, _ = chat_run
     copy = tmp_path / "chat"
-    copy.mkdir()
-    for name in ("last.pt", "best.pt", "metrics.jsonl", "chat_eval.json"):
-        (copy / name).write_bytes((out / name).read_bytes())
+    copy_run(out, copy)
     before = json.loads((copy / "chat_eval.json").read_text())["before"]
     result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", copy, "--resume", "--max-steps", "26",
                      data_dir=root / "data")
@@ -99,6 +97,34 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
     assert not (out / "last.pt").exists()
+
+
+def copy_run(out, folder):
+    folder.mkdir()
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "chat_eval.json"):
+        (folder / name).write_bytes((out / name).read_bytes())
+    return {name: (folder / name).read_bytes() for name in ("last.pt", "best.pt", "chat_eval.json")}
+
+
+def test_overwrite_with_a_start_that_fails_keeps_the_old_run(chat_run, tmp_path):
+    root, out, _ = chat_run
+    kept = copy_run(out, tmp_path / "chat")
+    (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{oops\n')
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--overwrite",
+                     "--data", tmp_path / "bad.jsonl", data_dir=root / "data")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert {name: (tmp_path / "chat" / name).read_bytes() for name in kept} == kept
+
+
+def test_resuming_a_checkpoint_without_a_training_state_is_one_line(chat_run, tmp_path):
+    root, out, _ = chat_run
+    copy_run(out, tmp_path / "chat")
+    model, tokenizer, _ = load_model(out / "last.pt")
+    save_checkpoint(tmp_path / "chat" / "last.pt", model_checkpoint(model, tokenizer))  # weights only, as imported
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--resume",
+                     data_dir=root / "data")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "holds a model but not a training run's state" in result.stderr.strip().splitlines()[-1]
 
 
 def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat_run, tmp_path):

@@ -34,9 +34,10 @@ from .download import fetch
 from .mirror import mirror_dir
 from .model import GPT
 from .paths import data_dir, shown
+from .runlock import clear_old_run
 from .shards import FINEWEB_EDU_SAMPLE
 from .tokenizers import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
-from .trainer import Trainer
+from .trainer import RUN_FILES, Trainer
 
 
 class BaseModelUnavailable(RuntimeError):
@@ -103,16 +104,21 @@ def base_tokenizer(texts: list[str], instruction_texts: list[str], min_count: in
 def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=None, world=None) -> Path:
     """Pretrain (or finish, or reuse) the profile's small base in `out`; returns its last.pt.
 
-    A finished run is reused as it is, an interrupted one resumed, so a second finetune starts at once.
+    A finished run is reused as it is, an interrupted one resumed, so a second finetune starts at once; a base
+    whose vocabulary was trimmed for other instruction data is pretrained again.
     """
     shape, cfg = BASE_RECIPES[profile]
     checkpoint = out / "last.pt"
+    texts = corpus_texts()
+    tokenizer = base_tokenizer(texts, instruction_texts)
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    if saved is not None and saved.get("tokenizer") != tokenizer.to_dict():
+        print(f"base model: {shown(out)} was pretrained with the vocabulary of other instruction data: again")
+        clear_old_run(out, RUN_FILES)
+        saved = None
     if saved is not None and saved["step"] >= cfg.max_steps:
         print(f"base model: {shown(checkpoint)} (pretrained earlier, {saved['step']} steps)")
         return checkpoint
-    texts = corpus_texts()
-    tokenizer = base_tokenizer(texts, instruction_texts)
     train, val = pretraining_tokens(tokenizer, texts)
     model = GPT(GPTConfig.from_dict({**shape.to_dict(), "vocab_size": padded_vocab_size(tokenizer.vocab_size, 64)}))
     trainer = Trainer(model, cfg, train, val, out_dir=out, tokenizer=tokenizer, device=device,

@@ -9,6 +9,10 @@ with a printed note. A lock of a live process stops the new run with `RunFolderB
 owner. A process on another host cannot be checked from here, so its lock counts as live; the message
 says which file to delete once that run is known to be over (the same holds for a pid that a new
 process has reused since a crash, which this check cannot tell from the run that died).
+
+`claim_run_folder` is what every command that trains into a run folder (train, finetune) does first: the
+lock, stale temporary files, and the --resume / --overwrite rules; the old run's files are deleted only by
+`clear_old_run`, which a command calls once its start has succeeded, so a failed start keeps the old run.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
+
+from .files import check_output_folder, remove_stale_temporaries
 
 LOCK_FILE = "run.lock"
 
@@ -109,3 +115,26 @@ def _alive(holder: dict[str, Any]) -> bool:
     except (KeyError, TypeError, ValueError):  # no usable pid: nothing is known, so it is not taken over
         return True
     return True
+
+
+def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resume: bool, overwrite: bool,
+                     say: Callable[[str], None] = print) -> None:
+    """Check that `out` can hold a run and take it for this run until `held` closes (rank 0 speaks for all ranks);
+    refuse a folder that holds a run unless resuming or overwriting it, and --resume without a last.pt."""
+    check_output_folder(out)  # now, not at the first save
+    if is_main:  # before the folder is read or changed
+        held.enter_context(run_lock(out, say))
+        if stale := remove_stale_temporaries(out):
+            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
+    if (out / "last.pt").exists() and not (resume or overwrite):
+        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+                         "(its checkpoints will be replaced), or --out to use another folder.")
+    if resume and not (out / "last.pt").exists():
+        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
+                         "(or the --out, or the options such as --arch, that named the run's folder).")
+
+
+def clear_old_run(out: Path, names: Iterable[str]) -> None:
+    """Delete the old run's files (all of them, so that no old best.pt outlives it) before the new run writes."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .checkpoint import load_checkpoint, model_checkpoint, save_checkpoint
+from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .config import GPTConfig, TrainConfig
 from .data import RandomWindowSampler, evaluate_loss_sum
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
@@ -389,7 +389,7 @@ class Trainer:
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file (or a run folder's last.pt)."""
         path = Path(path)
-        self.load_state_dict(load_checkpoint(path / "last.pt" if path.is_dir() else path))
+        self.load_state_dict(load_training_checkpoint(path / "last.pt" if path.is_dir() else path))
 
 
 def rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:

@@ -32,17 +32,17 @@ import torch
 
 from ..chat_base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
 from ..chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, add_chat_tokens
-from ..checkpoint import CheckpointError, load_checkpoint, load_model
+from ..checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
 from ..config import GPTConfig, TrainConfig
 from ..console import HelpFormatter, examples, print_record
 from ..data import RandomWindowSampler
 from ..distributed import World, device_for, run_in_world
 from ..errors import run_cli
-from ..files import atomic_write, check_output_folder, remove_stale_temporaries
+from ..files import atomic_write
 from ..instruct import InstructDataError, build_examples, load_records, split_records, to_messages
 from ..model import GPT
 from ..paths import runs_dir, shown
-from ..runlock import run_lock
+from ..runlock import claim_run_folder, clear_old_run
 from ..runtime import resolve_device, resolve_profile
 from ..sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
 from ..tokenizers import BPETokenizer, tokenizer_from_dict
@@ -159,26 +159,14 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
     profile = resolve_profile(args.profile)
     recipe = SFT_RECIPES[profile]
     out = args.out or runs_dir() / f"chat-{profile}"
-    check_output_folder(out)
-    if world.is_main:  # one run per folder, as in tinylm.train
-        held.enter_context(run_lock(out, say))
-        if stale := remove_stale_temporaries(out):
-            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
-    if (out / "last.pt").exists() and not (args.resume or args.overwrite):
-        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
-                         "(its checkpoints will be replaced), or --out to fine-tune in another folder.")
-    if args.resume and not (out / "last.pt").exists():
-        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run.")
-    if args.overwrite and world.is_main:  # all of the old run, so that no old best.pt outlives it
-        for name in (*RUN_FILES, "chat_eval.json"):
-            (out / name).unlink(missing_ok=True)
+    claim_run_folder(out, held, world.is_main, args.resume, args.overwrite, say)
     device = resolve_device(device_for(world, args.device))
 
     records, source = load_records(args.data)
     train_records, val_records = split_records(records)
     texts = _chat_texts(train_records, args.system_prompt, source)
-    if args.resume:
-        saved = load_checkpoint(out / "last.pt")
+    saved = load_training_checkpoint(out / "last.pt") if args.resume else None
+    if saved is not None:
         model = GPT(GPTConfig.from_dict(saved["model_config"]))
         tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
         cfg = TrainConfig.from_dict(saved["train_config"])
@@ -218,13 +206,15 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
     trainer = ChatTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
                           callbacks=[print_record], world=world, val_conversations=val_examples.rendered,
                           template=template)
-    if args.resume:
-        trainer.resume(out / "last.pt")
+    if saved is not None:
+        trainer.load_state_dict(saved)
     say(f"fine-tuning {base_description} | {model.num_parameters():,} parameters | profile {profile} | "
         f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - share):.0f}% chat, "
         f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | "
         f"device {trainer.device} | run folder {shown(out)}")
 
+    if args.overwrite and world.is_main:  # late, so a failed start keeps the old run
+        clear_old_run(out, (*RUN_FILES, "chat_eval.json"))
     prompts = val_examples.prompts()[: recipe.eval_prompts]
     saved_report = out / "chat_eval.json"
     report = json.loads(saved_report.read_text()) if args.resume and saved_report.is_file() else {}

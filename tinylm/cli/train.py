@@ -51,11 +51,10 @@ from ..config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
 from ..console import HelpFormatter, examples, print_record
 from ..distributed import World, barrier, device_for, run_in_world
 from ..errors import run_cli
-from ..files import check_output_folder, remove_stale_temporaries
 from ..model import GPT
 from ..paths import runs_dir, shown
 from ..progress import format_duration
-from ..runlock import run_lock
+from ..runlock import claim_run_folder, clear_old_run
 from ..runtime import resolve_device, resolve_profile
 from ..tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
 from ..trainer import RUN_FILES, Trainer, TrainingDiverged
@@ -121,17 +120,7 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
     if not args.resume:  # a bad --arch/--balancing pair fails before anything else happens
         model_shape = architecture_config(model_preset, args.arch or "gpt2", args.balancing)
     out = args.out or runs_dir() / default_run_name(track.name, profile, args.arch or "gpt2", args.balancing)
-    check_output_folder(out)  # now, not at the first save
-    if world.is_main:  # before the folder is read or changed: one run at a time (rank 0 speaks for all ranks)
-        held.enter_context(run_lock(out, say))
-        if stale := remove_stale_temporaries(out):
-            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
-    if (out / "last.pt").exists() and not (args.resume or args.overwrite):
-        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
-                         "(its checkpoints will be replaced), or --out to train in another folder.")
-    if args.resume and not (out / "last.pt").exists():
-        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
-                         "(or give the run's --arch or --out).")
+    claim_run_folder(out, held, world.is_main, args.resume, args.overwrite, say)
     device = resolve_device(device_for(world, args.device))  # a GPU this machine lacks fails before the data stage
     saved = load_training_checkpoint(out / "last.pt") if args.resume else None
     if saved is not None:
@@ -163,10 +152,8 @@ def _train(args: argparse.Namespace, world: World, held: contextlib.ExitStack) -
         f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of {model_cfg.block_size} "
         f"per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens | run folder {shown(out)}")
     say(_plan(trainer))
-    # all of the old run, so no old best.pt outlives it; late, so a failed start keeps it
-    if args.overwrite and world.is_main:
-        for name in RUN_FILES:
-            (out / name).unlink(missing_ok=True)
+    if args.overwrite and world.is_main:  # late, so a failed start keeps the old run
+        clear_old_run(out, RUN_FILES)
     started = time.perf_counter()
     try:
         final = trainer.fit()
