@@ -15,35 +15,21 @@ import argparse
 
 from ..chat import ChatSession
 from ..chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
-from ..checkpoint import CheckpointError, load_model
 from ..console import HelpFormatter, examples
 from ..errors import run_cli
-from ..runtime import resolve_device, resolve_dtype
+from .sample import add_sampling_options, load_generation_model
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """The sampler and device options `python -m tinylm.sample` takes, for chat and serve."""
+    """`python -m tinylm.sample`'s sampler and device options, the longest reply and the system prompt: for chat
+    and serve."""
     parser.add_argument("--max-new-tokens", type=int, help="longest reply (default: 256 or half the context)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
-    parser.add_argument("--seed", type=int, default=None, help="reply i uses seed + i (default: unseeded)")
-    parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="the weights' dtype while generating")
+    add_sampling_options(parser, "reply")
     parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="the system prompt ('' for none)")
 
 
 def session_from_args(args: argparse.Namespace) -> ChatSession:
-    if args.top_k is not None and args.top_k < 1:
-        raise ValueError("--top-k must be at least 1; leave it out to sample from every token")
-    device = resolve_device(args.device)
-    model, tokenizer, _ = load_model(args.ckpt, device)
-    if tokenizer is None:
-        raise CheckpointError(f"{args.ckpt} carries no tokenizer, so its ids cannot be turned into text")
-    model.to(resolve_dtype(device, args.dtype))
+    model, tokenizer = load_generation_model(args)
     return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
                        use_cache=not args.no_cache)

@@ -70,29 +70,27 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
-    from ..distributed import device_for, init_distributed, teardown
+    from ..distributed import run_in_world
+
+    return run_in_world(lambda world, _held: _hellaswag(args, world))  # under torchrun each rank scores every W-th
+
+
+def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
+    from ..distributed import device_for
     from ..hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
 
     ckpt = Path(args.ckpt)
     ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
-    world = init_distributed()  # under torchrun: each rank scores every W-th example
     device = resolve_device(device_for(world, args.device))
-    try:
-        model, tokenizer, state = load_model(ckpt_file, device)
-        if args.data is not None:
-            if not args.data.is_file():
-                raise FileNotFoundError(f"no HellaSwag file at {args.data}; check the path")
-            val = ValFile(args.data, False, "a file given with --data (its contents were not verified)")
-        else:
-            val = locate_val()
-        examples = read_examples(val.path, args.limit)
-        result = evaluate_hellaswag(model, tokenizer, examples, device)
-    except BaseException:
-        if world.distributed:
-            teardown(finished=False)
-        raise
-    if world.distributed:
-        teardown()
+    model, tokenizer, state = load_model(ckpt_file, device)
+    if args.data is not None:
+        if not args.data.is_file():
+            raise FileNotFoundError(f"no HellaSwag file at {args.data}; check the path")
+        val = ValFile(args.data, False, "a file given with --data (its contents were not verified)")
+    else:
+        val = locate_val()
+    examples = read_examples(val.path, args.limit)
+    result = evaluate_hellaswag(model, tokenizer, examples, device)
     if not world.is_main:
         return result
     if args.json:

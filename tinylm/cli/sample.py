@@ -30,33 +30,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
     parser.add_argument("--max-new-tokens", type=int, default=300, help="stop after this many new tokens")
     parser.add_argument("--min-new-tokens", type=int, default=0, help="do not stop at end-of-text before this many")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens (default: all)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
     parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
                         "\\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="sample i uses seed + i (default: a fresh seed each run)")
     parser.add_argument("--num-samples", type=int, default=1, help="how many continuations of the prompt")
+    add_sampling_options(parser, "sample")
+    return parser.parse_args(argv)
+
+
+def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    parser.add_argument("--top-k", type=_top_k, default=None,
+                        help="sample among the k most likely tokens (default: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"{unit} i uses seed + i (default: a fresh seed each run)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
                         help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
-    args = parser.parse_args(argv)
-    if args.top_k is not None and args.top_k < 1:
-        parser.error("--top-k must be at least 1; leave it out to sample from every token")
-    return args
 
 
-def main(argv=None) -> list[str]:
-    args = parse_args(argv)
+def _top_k(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1; leave --top-k out to sample from every token")
+    return value
+
+
+def load_generation_model(args: argparse.Namespace):
+    """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text."""
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.ckpt, device)
     if tokenizer is None:
         raise CheckpointError(f"{args.ckpt} carries no tokenizer, so its ids cannot be turned into text")
-    model.to(resolve_dtype(device, args.dtype))
+    return model.to(resolve_dtype(device, args.dtype)), tokenizer
+
+
+def main(argv=None) -> list[str]:
+    args = parse_args(argv)
+    model, tokenizer = load_generation_model(args)
     stop = [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop]
     texts = []
     for i in range(args.num_samples):
