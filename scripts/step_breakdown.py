@@ -4,7 +4,8 @@
 
 Times one full step of tinylm's GPT (forward, loss, backward, fused AdamW) and, at exactly the shapes that
 step runs, its parts on their own: the matrix products of every linear layer (forward and both backward
-products), the MLP's GELU (GPT-2's tanh form, and the exact form nanoGPT uses), attention
+products), the MLP's GELU (GPT-2's tanh form, and the exact form nanoGPT uses; with --compile also the
+tanh form compiled), attention
 (scaled_dot_product_attention, forward and backward), the cross-entropy over the logits, and the AdamW
 update. Whatever the parts leave over (layer norms, residual adds, embeddings, autograd's own work) is "the
 rest". All are timed interleaved, one of each per round, and the best round counts, because a shared
@@ -19,19 +20,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 
 import torch
 import torch.nn.functional as F
 
-from tinylm.bench import _random_batch, training_step
-from tinylm.cli.bench import BATCH_SIZES, PRESETS
+from tinylm.bench import BATCH_SIZES, PRESETS, interleaved_seconds, random_batch, training_step
 from tinylm.config import TrainConfig
 from tinylm.model import GPT
 from tinylm.optim import build_optimizer
 from tinylm.runtime import keep_freed_memory
 
 CPU = torch.device("cpu")
+COMPILED_GELU = "GELU, tanh form, torch.compile"
+NOT_IN_STEP = ("GELU, exact form (nanoGPT)", COMPILED_GELU)  # timed for comparison: the eager step runs neither
 
 
 def matmuls(model: GPT, rows: int):
@@ -59,7 +62,7 @@ def forward_backward(fn, *shape_and_more):
     return run
 
 
-def parts(model: GPT, optimizer, batch_size: int) -> dict:
+def parts(model: GPT, optimizer, batch_size: int, compiled_gelu: bool = False) -> dict:
     cfg = model.config
     rows, head_size = batch_size * cfg.block_size, cfg.n_embd // cfg.n_head
     hidden = model.transformer.h[0].mlp.c_fc.out_features
@@ -79,32 +82,23 @@ def parts(model: GPT, optimizer, batch_size: int) -> dict:
 
     for parameter in model.parameters():
         parameter.grad = torch.zeros_like(parameter)  # AdamW's work does not depend on the values
-    return {
+    tanh_gelu = functools.partial(F.gelu, approximate="tanh")
+    timed = {
         "matrix products": mm,
-        "GELU, tanh form (GPT-2, tinylm)": layers(forward_backward(lambda x: F.gelu(x, approximate="tanh"), rows,
-                                                                    hidden)),
+        "GELU, tanh form (GPT-2, tinylm)": layers(forward_backward(tanh_gelu, rows, hidden)),
         "GELU, exact form (nanoGPT)": layers(forward_backward(F.gelu, rows, hidden)),
         "attention (SDPA)": layers(attention),
         "cross-entropy": forward_backward(lambda logits: F.cross_entropy(logits, targets), rows, cfg.vocab_size),
         "AdamW (fused)": optimizer.step,
-    }, flops
-
-
-def best_of_rounds(runs: dict, rounds: int) -> dict:
-    for run in runs.values():  # warm-up
-        run()
-    seconds = {name: [] for name in runs}
-    for round_ in range(rounds):
-        for name in (list(runs) if round_ % 2 == 0 else list(runs)[::-1]):
-            start = time.perf_counter()
-            runs[name]()
-            seconds[name].append(time.perf_counter() - start)
-    return {name: min(times) * 1e3 for name, times in seconds.items()}
+    }
+    if compiled_gelu:
+        timed[COMPILED_GELU] = layers(forward_backward(torch.compile(tanh_gelu), rows, hidden))
+    return timed, flops
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--preset", choices=["nanogpt-cpu", "tinystories-cpu"], default="nanogpt-cpu")
+    parser.add_argument("--preset", choices=list(BATCH_SIZES), default="nanogpt-cpu")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--compile", action="store_true", help="also race torch.compile(model) against eager")
     args = parser.parse_args()
@@ -113,10 +107,10 @@ def main() -> None:
     cfg, batch_size = dataclasses.replace(PRESETS[args.preset], dropout=0.0), BATCH_SIZES[args.preset]
     model = GPT(cfg)
     optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), CPU)
-    batch = _random_batch(cfg, batch_size, CPU)
+    batch = random_batch(cfg, batch_size, CPU)
     runs = {"step": training_step(model, optimizer, *batch, CPU, torch.float32)}
     twin = GPT(cfg)  # the parts' AdamW updates a copy, so the step's model trains undisturbed
-    pieces, flops = parts(twin, build_optimizer(twin, TrainConfig(), CPU), batch_size)
+    pieces, flops = parts(twin, build_optimizer(twin, TrainConfig(), CPU), batch_size, compiled_gelu=args.compile)
     runs.update(pieces)
     if args.compile:
         twin = GPT(cfg)
@@ -126,12 +120,14 @@ def main() -> None:
         start = time.perf_counter()
         runs["step, torch.compile"]()
         print(f"compiling took {time.perf_counter() - start:.1f} s")
-    ms = best_of_rounds(runs, args.rounds)
+    for run in runs.values():  # warm-up
+        run()
+    ms = {name: min(seconds) * 1e3 for name, seconds in interleaved_seconds(runs, args.rounds).items()}
     step = ms["step"]
     print(f"{args.preset}: {cfg.n_layer} layers, {cfg.n_embd} wide, context {cfg.block_size}, batch {batch_size}, "
           f"vocabulary {cfg.vocab_size}; fp32, {torch.get_num_threads()} threads; best of {args.rounds} rounds")
     print(f"{'part':34} {'ms/step':>8} {'share':>6}")
-    counted = [name for name in pieces if name != "GELU, exact form (nanoGPT)"]  # the step runs the tanh form
+    counted = [name for name in pieces if name not in NOT_IN_STEP]
     for name in ["step", *pieces]:
         share = "" if name == "step" else f"{ms[name] / step:6.0%}"
         print(f"{name:34} {ms[name]:8.2f} {share}")

@@ -165,16 +165,14 @@ def test_compare_with_reference_times_both_from_equal_losses():
     assert result["ratio"] == pytest.approx(result["tokens_per_s"]["tinylm"] / result["tokens_per_s"]["reference"])
 
 
-def test_the_tinystories_preset_is_the_tracks_cpu_recipe():
-    import dataclasses
+def test_the_tinystories_preset_is_the_shape_the_cpu_profile_trains():
+    """The preset's vocabulary is the prepared sample's trimmed one, padded as the track pads it."""
+    from tinylm.bench import PRESETS
+    from tinylm.tracks import TINYSTORIES, build_model_config
 
-    from tinylm.tracks import TINYSTORIES
-
-    model_cfg, train_cfg = TINYSTORIES.recipe("cpu")
-    assert shape("--preset", "tinystories-cpu") == dataclasses.replace(model_cfg, vocab_size=6912)
-    from tinylm.cli.bench import BATCH_SIZES
-
-    assert BATCH_SIZES["tinystories-cpu"] == train_cfg.batch_size
+    data = TINYSTORIES.prepare("cpu")
+    expected = build_model_config(TINYSTORIES.recipe("cpu")[0], data.tokenizer, TINYSTORIES.vocab_multiple)
+    assert PRESETS["tinystories-cpu"] == expected
 
 
 def test_bench_bpe_times_both_trainers_on_the_same_merges(capsys):

@@ -16,17 +16,30 @@ run. `python -m tinylm.bench` prints them for presets and checkpoints; its comma
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 
 import torch
 
 from .bpe import train_bpe, train_bpe_incremental
-from .config import GPTConfig, TrainConfig
+from .config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, TrainConfig
 from .generate import generate
 from .model import GPT
 from .optim import build_optimizer
 from .reference_gpt import ReferenceGPT, reference_optimizer
 from .runtime import autocast, resolve_device, resolve_dtype
+from .tracks import TINYSTORIES
+
+TINYSTORIES_CPU_MODEL, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
+PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py measure
+    "nanogpt-cpu": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
+    # The 6,872 GPT-2 tokens the TinyStories sample uses (TrimmedBPETokenizer), padded to a multiple of 64.
+    "tinystories-cpu": dataclasses.replace(TINYSTORIES_CPU_MODEL, vocab_size=6912),
+    "gpt2-124m": GPT2_124M,
+    "stories15m": LLAMA2C_STORIES15M,
+}
+BATCH_SIZES = {"nanogpt-cpu": 12, "tinystories-cpu": TINYSTORIES_CPU_TRAINING.batch_size}  # 12 for the others
 
 
 def training_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device, dtype: torch.dtype):
@@ -42,7 +55,7 @@ def training_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, device: to
     return step
 
 
-def _random_batch(model_cfg: GPTConfig, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def random_batch(model_cfg: GPTConfig, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     shape = (batch_size, model_cfg.block_size)
     return (torch.randint(model_cfg.vocab_size, shape, device=device),
             torch.randint(model_cfg.vocab_size, shape, device=device))
@@ -53,6 +66,21 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def interleaved_seconds(runs: dict[str, Callable[[], object]], rounds: int,
+                        device: torch.device = torch.device("cpu")) -> dict[str, list[float]]:
+    """Each run's seconds in every round, one call of each per round, the order swapping from round to round, so
+    that a slow spell of a shared machine hits all of them alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds):
+        for name in (list(runs) if round_ % 2 == 0 else list(runs)[::-1]):
+            _synchronize(device)
+            start = time.perf_counter()
+            runs[name]()
+            _synchronize(device)
+            seconds[name].append(time.perf_counter() - start)
+    return seconds
+
+
 def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, warmup: int = 5,
                      device: str | None = None, dtype: str = "auto") -> dict:
     device = resolve_device(device)
@@ -60,7 +88,7 @@ def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, war
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device)
     optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
-    one_step = training_step(model, optimizer, *_random_batch(model_cfg, batch_size, device), device, torch_dtype)
+    one_step = training_step(model, optimizer, *random_batch(model_cfg, batch_size, device), device, torch_dtype)
     for _ in range(warmup):
         one_step()
     _synchronize(device)
@@ -93,7 +121,7 @@ def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 
     reference = ReferenceGPT(model_cfg).to(device)
     reference.load_state_dict(model.state_dict())  # GPT-2's parameter names on both sides: same weights, key for key
     train_cfg = TrainConfig(batch_size=batch_size)
-    batch = _random_batch(model_cfg, batch_size, device)
+    batch = random_batch(model_cfg, batch_size, device)
     steps = {
         "tinylm": training_step(model, build_optimizer(model, train_cfg, device), *batch, device, torch_dtype),
         "reference": training_step(reference, reference_optimizer(reference, train_cfg.learning_rate,
@@ -102,14 +130,7 @@ def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 
                                    *batch, device, torch_dtype),
     }
     losses = {name: [step().item() for _ in range(loss_steps)] for name, step in steps.items()}  # also the warm-up
-    seconds: dict[str, list[float]] = {name: [] for name in steps}
-    for round_ in range(rounds):
-        for name in (steps if round_ % 2 == 0 else reversed(steps)):
-            _synchronize(device)
-            start = time.perf_counter()
-            steps[name]()
-            _synchronize(device)
-            seconds[name].append(time.perf_counter() - start)
+    seconds = interleaved_seconds(steps, rounds, device)
     tokens = batch_size * model_cfg.block_size
     best = {name: min(times) for name, times in seconds.items()}
     median = {name: sorted(times)[len(times) // 2] for name, times in seconds.items()}

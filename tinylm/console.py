@@ -74,3 +74,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def examples(*command_lines: str) -> str:
     """An epilog: example invocations, one per line."""
     return "examples:\n" + "\n".join(f"  {line}" for line in command_lines)
+
+
+def describe_parameters(total: int, active: int) -> str:
+    """'N parameters', and for a mixture of experts how many of them one token uses."""
+    return f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")

@@ -45,27 +45,24 @@ import dataclasses
 
 import torch
 
-from ..bench import compare_with_reference, measure_bpe_training, measure_decoding, measure_training
+from ..bench import (
+    BATCH_SIZES,
+    PRESETS,
+    compare_with_reference,
+    measure_bpe_training,
+    measure_decoding,
+    measure_training,
+)
 from ..checkpoint import load_model
-from ..config import ARCHITECTURES, GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, with_architecture
-from ..console import HelpFormatter, examples
+from ..config import ARCHITECTURES, GPTConfig, with_architecture
+from ..console import HelpFormatter, describe_parameters, examples
 from ..corpora import TINYSTORIES_SAMPLE, default_folder
 from ..download import fetch
 from ..errors import run_cli
 from ..kv_cache import bytes_per_token
 from ..model import GPT
 from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
-from ..tracks import TINYSTORIES
 
-TINYSTORIES_CPU_MODEL, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
-PRESETS = {
-    "nanogpt-cpu": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
-    # The 6,872 GPT-2 tokens the TinyStories sample uses (TrimmedBPETokenizer), padded to a multiple of 64.
-    "tinystories-cpu": dataclasses.replace(TINYSTORIES_CPU_MODEL, vocab_size=6912),
-    "gpt2-124m": GPT2_124M,
-    "stories15m": LLAMA2C_STORIES15M,
-}
-BATCH_SIZES = {"nanogpt-cpu": 12, "tinystories-cpu": TINYSTORIES_CPU_TRAINING.batch_size}  # 12 for the others
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
 
@@ -85,11 +82,6 @@ def describe_shape(config: GPTConfig) -> str:
            f"{config.n_experts_active} active, {config.n_shared_experts} shared)" if config.n_experts
            else f"{config.mlp} MLP {config.mlp_hidden_size} wide")
     return f"{config.n_layer} layers, {heads}, {config.n_embd} wide, {config.norm}, {config.position} positions, {mlp}"
-
-
-def _parameters(model) -> str:
-    total, active = model.num_parameters(), model.num_active_parameters()
-    return f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")
 
 
 def _cache_size(config: GPTConfig, dtype: torch.dtype) -> str:
@@ -116,8 +108,8 @@ def _decode(args) -> None:
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, args.dtype)
     model.to(dtype)
-    print(f"{name}: {_parameters(model)}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, "
-          f"{_cache_size(cfg, dtype)}")
+    parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
+    print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
     print(f"device {device} ({torch.get_num_threads()} threads), dtype {str(dtype).removeprefix('torch.')}, "
           f"{args.new_tokens} new tokens, batch 1, greedy")
     ids = torch.Generator().manual_seed(0)
@@ -144,9 +136,8 @@ def _train(args) -> None:
         _train_against_reference(cfg, batch_size, args)
         return
     r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype)
-    active = f", {r['active_parameters']:,} active per token" if r["active_parameters"] != r["parameters"] else ""
-    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
-          f"({r['parameters']:,} parameters{active})")
+    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}: "
+          f"{describe_parameters(r['parameters'], r['active_parameters'])}")
     print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
           f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
 

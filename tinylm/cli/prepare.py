@@ -147,7 +147,7 @@ def _track(name: str, profile: str) -> PreparedData:
     record = shards if shards.exists() else data.folder / "meta.json"
     already = record in before and before[record] == _stamp(record)
     if record == shards:
-        _summarize_shards(data.folder, already)
+        _summarize_shards(data.folder, data.meta, already)  # the track's meta is the shards' progress.json
     else:
         _summarize(f"{name} ({profile} profile)", data, already)
     print(f"next: python -m tinylm.train {name} --profile {profile}   # reads it from there")
@@ -184,12 +184,11 @@ def _fineweb_edu(args: argparse.Namespace) -> Path:
     settings = ("dataset", "config", "source", "tokenizer", "shard_tokens")
     resumed = (not already and previous is not None and previous["shards"]
                and all(previous.get(key) == progress[key] for key in settings))
-    _summarize_shards(folder, already, resumed_after=len(previous["shards"]) if resumed else 0)
+    _summarize_shards(folder, progress, already, resumed_after=len(previous["shards"]) if resumed else 0)
     return folder
 
 
-def _summarize_shards(folder: Path, already: bool, resumed_after: int = 0) -> None:
-    progress = read_progress(folder)
+def _summarize_shards(folder: Path, progress: dict, already: bool, resumed_after: int = 0) -> None:
     print(f"fineweb-edu: {'already prepared (nothing to do)' if already else 'prepared'} in {shown(folder)}"
           + (f" (resumed after {resumed_after} finished shards)" if resumed_after else ""))
     where = "the offline mirror's 120-document sample" if progress["source"] == "sample" else "Hugging Face, streamed"

@@ -48,7 +48,7 @@ import torch
 
 from ..checkpoint import load_training_checkpoint
 from ..config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
-from ..console import HelpFormatter, examples, print_record
+from ..console import HelpFormatter, describe_parameters, examples, print_record
 from ..distributed import World, barrier, device_for, run_in_world
 from ..errors import run_cli
 from ..model import GPT
@@ -257,11 +257,9 @@ def _check_resumable(saved: GPTConfig, arch: str | None, balancing: str | None, 
 
 def _describe(model: GPT) -> str:
     """Parameter counts for the startup line: a mixture of experts also says how many one token uses."""
-    total, active = model.num_parameters(), model.num_active_parameters()
     config = model.config
     arch = (architecture_of(config) or "custom") + (f" ({config.balancing} balancing)" if config.n_experts else "")
-    counts = f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")
-    return f"{arch} | {counts}"
+    return f"{arch} | {describe_parameters(model.num_parameters(), model.num_active_parameters())}"
 
 
 def _count_tokens(train_data) -> int:
