@@ -249,7 +249,7 @@ def test_balancing_without_experts_is_a_one_line_error(data_root, tmp_path, args
 
 
 def test_each_architecture_gets_its_own_default_run_folder():
-    from tinylm.cli.train import default_run_name
+    from tinylm.tracks import default_run_name
 
     assert default_run_name("tinystories", "cpu", "gpt2") == "tinystories-cpu"  # as before --arch existed
     assert default_run_name("tinystories", "cpu", "llama") == "tinystories-llama-cpu"

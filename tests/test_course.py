@@ -1,6 +1,8 @@
 """find_or_train: a notebook that needs another notebook's model finds its run, or trains a stand-in and says so."""
 
 
+from pathlib import Path
+
 import pytest
 
 import tinylm
@@ -92,3 +94,11 @@ def test_the_smoke_stand_in_really_trains_and_loads(runs):
     model, tokenizer, _ = tinylm.load_model(folder)
     assert (model.config.n_layer, model.config.n_embd, tokenizer.vocab_size) == (preset.n_layer, preset.n_embd, 65)
     assert said[-1].startswith("shakespeare-char: trained the stand-in, validation loss")
+
+
+def test_the_notebooks_that_train_a_track_save_where_find_or_train_looks():
+    notebooks = Path(course.__file__).resolve().parent.parent / "notebooks" / "py"
+    for track in course.TRAINED_IN_A_NOTEBOOK:
+        source = (notebooks / course.TRACK_NOTEBOOKS[track]).with_suffix(".py").read_text()
+        folder = course.notebook_run_folder(track, "{PROFILE}").name  # as the notebook's f-string spells it
+        assert f'run_dir = tinylm.paths.runs_dir() / f"{folder}"' in source, track

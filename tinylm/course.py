@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .paths import runs_dir, shown
 from .runtime import resolve_profile
+from .tracks import default_run_name
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
 BRANCH = "main"
@@ -51,24 +52,33 @@ def colab_badge(notebook: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
 
 
-# The notebook that trains each track's model, and the run folder it writes (runs/<prefix>-<profile>).
-NOTEBOOK_RUNS = {"shakespeare-char": ("notebook 3", "notebook-03"), "tinystories": ("notebook 5", "notebook-05")}
+# The notebook that teaches each track's training; the first two train its cpu model into
+# runs/notebook-NN-<profile> (`notebook_run_folder`), where `find_or_train` looks first.
+TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
+                   "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
+TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for.
-# Measured with one thread on a busy 2-core machine: shakespeare-char reached a validation loss of 1.75 (the
-# full cpu run: 1.66) in 63 s, tinystories 4.03 (notebook 5's run: about 3.2) in 161 s. That is 1.5M and 0.5M
-# tokens: about 30 s and 40 s at the speeds the cpu recipes train at on an idle 2-core laptop.
+# One run each while this was written (one thread, a busy 2-core machine; no script repeats it): shakespeare-char
+# reached a validation loss of 1.75 (the full cpu run: 1.66) in 63 s, tinystories 4.03 (notebook 5's run: about
+# 3.2) in 161 s. That is 1.5M and 0.5M tokens: an estimated 30 s and 40 s at the tokens/s the cpu recipes reach on
+# an idle 2-core machine.
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
+
+
+def notebook_run_folder(track: str, profile: str) -> Path:
+    """Where the notebook of a track in TRAINED_IN_A_NOTEBOOK saves the model it trains."""
+    return runs_dir() / f"notebook-{TRACK_NOTEBOOKS[track][:2]}-{profile}"
+
+
+def next_notebooks(track: str) -> list[str]:
+    """The notebooks to open after training `track` from the command line: its own, then generation."""
+    return [TRACK_NOTEBOOKS[track], "07_generation.ipynb"]
 
 
 def run_candidates(track: str, profile: str) -> list[Path]:
     """Where a trained model of `track` may already be, in the order `find_or_train` looks."""
-    from .cli.train import default_run_name
-
-    runs = runs_dir()
-    candidates = []
-    if track in NOTEBOOK_RUNS:
-        candidates.append(runs / f"{NOTEBOOK_RUNS[track][1]}-{profile}")
-    candidates.append(runs / default_run_name(track, profile, "gpt2"))  # python -m tinylm.train TRACK
+    candidates = [notebook_run_folder(track, profile)] if track in TRAINED_IN_A_NOTEBOOK else []
+    candidates.append(runs_dir() / default_run_name(track, profile, "gpt2"))  # python -m tinylm.train TRACK
     candidates.append(quick_run_folder(track, profile))
     return candidates
 
@@ -97,7 +107,8 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
         if (folder / "best.pt").is_file():
             say(f"{track}: using the model in {shown(folder)}")
             return folder
-    notebook = NOTEBOOK_RUNS.get(track, (f"python -m tinylm.train {track}", None))[0]
+    notebook = (f"notebook {int(TRACK_NOTEBOOKS[track][:2])}" if track in TRAINED_IN_A_NOTEBOOK
+                else f"python -m tinylm.train {track}")
     quick_profile = _quick_profile(profile)
     if max_steps is None and quick_profile != "smoke":
         max_steps = QUICK_STEPS.get(track)

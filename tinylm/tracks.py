@@ -99,6 +99,17 @@ def architecture_of(config: GPTConfig) -> str | None:
     return None
 
 
+def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
+    """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
+    otherwise, so that the runs of an ablation do not overwrite each other."""
+    parts = [track]
+    if arch != "gpt2":
+        parts.append(arch)
+    if balancing is not None and balancing != ARCHITECTURES[arch].get("balancing"):
+        parts.append(balancing)
+    return "-".join([*parts, profile])
+
+
 def _moe_architectures() -> list[str]:
     return [name for name, fields in ARCHITECTURES.items() if fields.get("n_experts")]
 

@@ -49,6 +49,7 @@ import torch
 from ..checkpoint import load_training_checkpoint
 from ..config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
 from ..console import HelpFormatter, describe_parameters, examples, print_record
+from ..course import next_notebooks
 from ..distributed import World, barrier, device_for, run_in_world
 from ..errors import run_cli
 from ..model import GPT
@@ -56,7 +57,7 @@ from ..paths import runs_dir, shown
 from ..progress import format_duration
 from ..runlock import claim_run_folder, clear_old_run
 from ..runtime import resolve_device, resolve_profile
-from ..tracks import TRACKS, architecture_config, architecture_of, build_model_config, get_track
+from ..tracks import TRACKS, architecture_config, architecture_of, build_model_config, default_run_name, get_track
 from ..trainer import RUN_FILES, Trainer, TrainingDiverged
 
 
@@ -175,14 +176,6 @@ def _plan(trainer: Trainer) -> str:
     return line + "; the expected time follows once the first steps are timed"
 
 
-# Where each track's training is explained step by step, and what to open next.
-NOTEBOOKS = {
-    "shakespeare-char": ["notebooks/03_train_char_gpt.ipynb", "notebooks/07_generation.ipynb"],
-    "tinystories": ["notebooks/05_tinystories.ipynb", "notebooks/07_generation.ipynb"],
-    "gpt2-124m": ["notebooks/06_scaling_gpt2_124m.ipynb", "notebooks/07_generation.ipynb"],
-}
-
-
 def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -> str:
     """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
     prompt = track.sample_prompt
@@ -199,7 +192,7 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
             f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
     next_steps += [
         f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
-        *(f"jupyter lab {notebook}   # from the repository's root" for notebook in NOTEBOOKS.get(track.name, [])),
+        *(f"jupyter lab notebooks/{name}   # from the repository's root" for name in next_notebooks(track.name)),
     ]
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
@@ -230,17 +223,6 @@ def _retry_advice(step: int, learning_rate: float, out: Path) -> str:
         retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
     return (f"training diverged at step {step}: the loss became NaN or infinite "
             f"(peak learning rate {learning_rate:.3g}); {retry}")
-
-
-def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
-    """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
-    otherwise, so that the runs of an ablation do not overwrite each other."""
-    parts = [track]
-    if arch != "gpt2":
-        parts.append(arch)
-    if balancing is not None and balancing != ARCHITECTURES[arch].get("balancing"):
-        parts.append(balancing)
-    return "-".join([*parts, profile])
 
 
 def _check_resumable(saved: GPTConfig, arch: str | None, balancing: str | None, out: Path) -> None:
