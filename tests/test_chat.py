@@ -10,12 +10,11 @@ import sys
 import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
+from tests.helpers import REPO
 from tinylm.chat import ChatSession, ContextOverflow
 from tinylm.chat_template import ChatFormatError, ChatTemplate
 from tinylm.generate import generate_batch
 from tinylm.tokenizers import BPETokenizer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_a_reply_is_the_greedy_continuation_of_the_rendered_conversation():

@@ -9,22 +9,13 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers import REPO, run_cli
 from tinylm.checkpoint import find_checkpoint, load_checkpoint, load_model
 from tinylm.generate import generate_text
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def run_cli(module, *args, data_dir):
-    env = {**os.environ, "TINYLM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def train_until_ctrl_c(out, *args, data_dir, after="step "):

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import REPO
 from tinylm.checkpoint import load_checkpoint, save_checkpoint
 from tinylm.errors import run_cli
 
-REPO = Path(__file__).resolve().parent.parent
 OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
 # Runs a module as `python -m` does, with every fsync failing as on a full disk: the checkpoint's atomic write

@@ -6,13 +6,13 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import REPO
 from tinylm.checkpoint import load_model
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig, TrainConfig
@@ -22,7 +22,6 @@ from tinylm.model import GPT
 from tinylm.tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer, UnknownCharacterError, padded_vocab_size
 from tinylm.trainer import Trainer
 
-REPO = Path(__file__).resolve().parent.parent
 TEXT = "First Citizen:\nBefore we proceed, hear me speak — «été»!\n"  # multi-byte characters: bytes != characters
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from tests.test_cli import run_cli
+from tests.helpers import run_cli
 from tinylm.chat_template import chat_token_ids
 from tinylm.checkpoint import load_model, model_checkpoint, save_checkpoint
 

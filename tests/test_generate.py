@@ -206,15 +206,16 @@ def test_batch_rows_stop_independently():
     assert rows == [LETTERS.encode("hello "), LETTERS.encode("hello ")]
 
 
-def test_decode_yields_the_stop_token_once_and_then_minus_one():
+def test_decode_yields_the_stop_token_once_and_then_minus_one(bigram):
     from tinylm.generate import decode
     from tinylm.sampling import Sampling
 
-    w, o = LETTERS.encode("w"), LETTERS.encode("o")
-    steps = [row.tolist() for row in decode(scripted("hello world"), [[0], [0]], 11, Sampling(temperature=0),
-                                            stop_tokens=[*w, *o])]
-    # Both rows follow the same script: "hell", then "o" stops them; a finished batch ends the loop.
-    assert steps == [[t, t] for t in LETTERS.encode("hello")]
+    model = bigram(4)
+    with torch.no_grad():  # greedy successors: 0 -> 1, 1 -> 3, 2 -> 0, 3 -> 3
+        model.table.weight.copy_(torch.eye(4)[[1, 3, 0, 3]] * 10)
+    steps = [row.tolist() for row in decode(model, [[0], [2]], 10, Sampling(temperature=0), stop_tokens=[3])]
+    # Row 0 stops at its 2nd token, row 1 at its 3rd: a finished row yields -1 until the other one stops too.
+    assert steps == [[1, 0], [3, 1], [-1, 3]]
 
 
 @pytest.mark.parametrize("stop, stop_tokens, reason, stopped_at, text", [

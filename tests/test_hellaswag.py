@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from tests.helpers import REPO
 from tinylm.checkpoint import model_checkpoint, save_checkpoint
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
@@ -27,7 +28,6 @@ from tinylm.hellaswag import (
 from tinylm.model import GPT
 from tinylm.tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer
 
-REPO = Path(__file__).resolve().parent.parent
 GPT2_VOCAB = 50257
 # The official file's first record, with all its fields (the mirror's substitute lacks some).
 OFFICIAL_RECORD = {"ind": 24, "activity_label": "Roof shingle removal",

@@ -9,6 +9,7 @@ from torch import nn
 transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
+from tests.helpers import hf_logits, tinylm_logits  # noqa: E402
 from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
 from tinylm.cli.interop import main  # noqa: E402
 from tinylm.config import GPTConfig  # noqa: E402
@@ -25,16 +26,6 @@ from tinylm.model import GPT  # noqa: E402
 
 HF_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100)
 TOL = 1e-5
-
-
-def hf_logits(model, ids):
-    with torch.no_grad():
-        return model(ids).logits
-
-
-def tinylm_logits(model, ids):
-    with torch.no_grad():
-        return model(ids)[0]
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +203,7 @@ def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
     scores = score_model(from_hf_gpt2(reference), tokenizer, val, examples, batch_size=2)
 
     windows = torch.from_numpy(val.astype(np.int64)).unfold(0, block + 1, block)  # 3 non-overlapping windows
-    with torch.no_grad():
-        logits = reference(windows[:, :-1]).logits
+    logits = hf_logits(reference, windows[:, :-1])
     expected_loss = F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten()).item()
     assert scores["val_tokens"] == 3 * block
     assert scores["val_loss"] == pytest.approx(expected_loss, abs=1e-5)
@@ -225,8 +215,7 @@ def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
         for ending in example.endings:
             ids = torch.tensor(ctx + tokenizer.encode(" " + ending))
             assert len(ids) <= block
-            with torch.no_grad():
-                losses = F.cross_entropy(reference(ids[None, :-1]).logits[0], ids[1:], reduction="none")
+            losses = F.cross_entropy(hf_logits(reference, ids[None, :-1])[0], ids[1:], reduction="none")
             ending_losses = losses[len(ctx) - 1:]
             summed.append(ending_losses.sum().item())
             means.append(ending_losses.mean().item())

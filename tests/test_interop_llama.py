@@ -11,6 +11,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding  # noqa: E402
 
+from tests.helpers import hf_logits, tinylm_logits  # noqa: E402
 from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
 from tinylm.cli.interop import cli, main  # noqa: E402
 from tinylm.config import GPTConfig, with_architecture  # noqa: E402
@@ -28,16 +29,6 @@ HF_SHAPE = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, nu
                 intermediate_size=96, max_position_embeddings=32, rms_norm_eps=1e-6,
                 rope_parameters={"rope_type": "default", "rope_theta": 500.0}, bos_token_id=None, eos_token_id=None)
 TOL = 1e-5
-
-
-def hf_logits(model, ids):
-    with torch.no_grad():
-        return model(ids).logits
-
-
-def tinylm_logits(model, ids):
-    with torch.no_grad():
-        return model(ids)[0]
 
 
 def random_llama(seed=0, **overrides):

@@ -10,11 +10,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.helpers import REPO
 from tinylm import shards
 from tinylm.cli.prepare import cli, main
 from tinylm.corpora import (
@@ -28,8 +28,6 @@ from tinylm.corpora import (
 from tinylm.data import DataError, read_meta, read_tokens
 from tinylm.tokenizers import BPETokenizer, TrimmedBPETokenizer
 from tinylm.tracks import get_track
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
+from tests.helpers import REPO
 from tinylm.chat import ChatSession
 from tinylm.cli.serve import MAX_BODY_BYTES, ChatServer
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")

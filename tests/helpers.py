@@ -1,0 +1,31 @@
+"""Helpers several test modules share: the repository's root, running a command line as a user runs it, and the
+logits of a transformers model and of a tinylm one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(module, *args, data_dir):
+    """`python -m module args` from the repository's root in a subprocess, its data in data_dir, on one thread."""
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(ids).logits
+
+
+def tinylm_logits(model, ids):
+    with torch.no_grad():
+        return model(ids)[0]
