@@ -40,7 +40,8 @@ def widgets_enabled() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _show(widget) -> None:
+def show_widget(widget) -> None:
+    """Display an ipywidgets widget, in Colab too (which draws ipywidgets 8 only through its own widget manager)."""
     from IPython.display import display
 
     if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 only through its custom widget manager
@@ -145,7 +146,7 @@ def playground(model, tokenizer=None, prompt: str = "", *, max_new_tokens: int =
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
     if widgets_enabled():
         panel = Playground(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)
-        _show(panel.widget)
+        show_widget(panel.widget)
         panel.generate()
         return panel
     settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
@@ -236,7 +237,7 @@ def attention_viewer(model, tokenizer=None, prompt: str = "", *, layer: int = 0,
 
         pickers = dict(layer=w.IntSlider(value=layer, min=0, max=n_layer - 1, description="layer"),
                        head=w.IntSlider(value=head, min=0, max=n_head - 1, description="head"))
-        _show(w.VBox([w.HBox(list(pickers.values())), w.interactive_output(draw, pickers)]))
+        show_widget(w.VBox([w.HBox(list(pickers.values())), w.interactive_output(draw, pickers)]))
     elif in_notebook():
         draw(layer, head)
     else:

@@ -79,6 +79,8 @@ import tinylm
 import tinylm.plotting
 from tinylm.data import RandomWindowSampler, evaluate_loss, evaluation_windows
 from tinylm.plotting import LiveLossPlot
+from tinylm.runlock import clear_old_run
+from tinylm.trainer import RUN_FILES
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
@@ -435,9 +437,9 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 # so that accumulation is part of the check.
 #
 # The hand-written loop also asks for the fused AdamW, as `build_optimizer` does. The unfused one computes
-# the same update with different rounding in the last bit, and training amplifies such differences: in
-# one run of the `cpu` check with the unfused AdamW, the two loops' losses drifted up to 0.01 apart within 200
-# steps. The same goes for the order of additions in the gradient norm, which is why `clip_by_global_norm`
+# the same update with different rounding in the last bit, and training amplifies such differences (while
+# this notebook was written, one run of the `cpu` check with the unfused AdamW saw the two loops' losses drift
+# up to 0.01 apart within 200 steps; try it: exercise-sized, and not repeated here). The same goes for the order of additions in the gradient norm, which is why `clip_by_global_norm`
 # takes the norm of the per-tensor norms, as PyTorch does.
 
 # %%
@@ -536,8 +538,7 @@ def train_slice_loss(model) -> dict[str, float]:
 
 
 run_dir = tinylm.paths.runs_dir() / f"notebook-03-{PROFILE}"
-for stale in ("metrics.jsonl", "best.pt", "last.pt"):  # a fresh run each time the notebook runs
-    (run_dir / stale).unlink(missing_ok=True)
+clear_old_run(run_dir, RUN_FILES)  # a fresh run each time the notebook runs
 
 live_plot = LiveLossPlot(title=f"shakespeare-char, {PROFILE} profile")
 trainer = tinylm.Trainer(model, run_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer, device=DEVICE,

@@ -170,8 +170,9 @@ print(f"what the Trainer gets in this profile: {type(data.train).__name__} of {d
 
 # %% [markdown]
 # In the `gpu` profile the Trainer samples its windows straight from the memory-mapped GPT-2 ids. The
-# `cpu` and `smoke` profiles remap the ids of the 2 MiB sample once, into a small in-memory array of
-# *compact* ids (under 1 MB); the section on the trimmed vocabulary explains why.
+# `cpu` and `smoke` profiles remap the ids of the 2 MiB sample once into *compact* ids, written to a folder
+# of their own (`tinystories_sample_trimmed/`, under 1 MB) and memory-mapped the same way; the section on the
+# trimmed vocabulary explains why.
 #
 # ## Looking at the data
 #
@@ -634,7 +635,8 @@ print(f"| these together | {duration(rows['default'][4])} | {duration(rows['FULL
 # %% [markdown]
 # The rest of the notebook adds about three minutes on a T4, again assumed rather than measured:
 # installing `tinylm`, streaming some 80 MB of stories from Hugging Face, the compressors on the
-# validation split's ~19 MB of text (`xz -9e` compressed well under 1 MB/s on two cores here), and the
+# validation split's ~19 MB of text (`xz -9e` is the slow one: well under 1 MB/s on two cores when this was
+# written, a one-off observation), and the
 # stories15M section. The default `gpu` run should therefore finish the whole notebook in about 12
 # minutes. The training time is the one part that is not an estimate: it is the clock's limit. If the
 # T4 reaches a higher or lower MFU, the run takes more or fewer steps in the same 7 minutes; only the
@@ -823,7 +825,7 @@ else:
 #
 # | recipe | model | data and training | result |
 # |---|---|---|---|
-# | `cpu` (2 cores, 300 s CLI run) | 4 layers × 128, trimmed vocabulary (1.7M parameters) | the 2 MiB sample, 16 × 128 tokens per step | 3.2213 nats per GPT-2 token, 1.168 bits per byte (1,114 steps) |
+# | `cpu` (2 cores, 300 s CLI run) | 4 layers × 128, trimmed vocabulary (1.7M parameters) | the 2 MiB sample, 16 × 128 tokens per step | 3.1100 nats per GPT-2 token, 1.128 bits per byte (1,868 steps) |
 # | `gpu`, default (this notebook) | 8 layers × 512, vocabulary 50,304 (51.1M parameters) | the first 150,000 stories, 7 minutes of 2 × 32 × 256 tokens per step | not measured (no GPU was available) |
 # | `gpu` (51M recipe) | 8 layers × 512, vocabulary 50,304 (51.1M parameters) | all of TinyStories, 40,000 steps of 32 × 32 × 256 tokens | not measured (no GPU was available) |
 # | stories15M (llama2.c) | 6 layers × 288, Llama's block, 32,000 SentencePiece tokens (15.2M parameters) | published weights | not measured (the network was unreachable) |

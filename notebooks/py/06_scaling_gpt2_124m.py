@@ -52,9 +52,9 @@
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-process run of 10 steps, 16 HellaSwag examples, eager steps only (no compile) | ~45 s (2 min on a busy machine) |
-# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 50 to 81 s on an idle machine (50 s in the committed run; 2.5 to 4.5 min on a busy one); online about 4 min more for GPT-2: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed here with a randomly initialised model of GPT-2's shape) |
-# | `gpu`, Colab T4, `FULL_RECIPE = False` (the default) | the same, plus 6 minutes of training the 124M model on FineWeb-Edu, and GPT-2 and your model on 2,000 HellaSwag examples | about 10 min, **estimated, not measured** (the derivation is printed in "Your own 124M run") |
-# | `gpu`, `FULL_RECIPE = True` | the full 124M recipe (10B tokens) from this notebook, and all 10,042 HellaSwag examples | ~6 H100-hours at 40% MFU (arithmetic below); about a week on one T4 |
+# | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps; online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 50 to 81 s on an idle machine (2.5 to 4.5 min on a busy one; nbconvert's wall time); online about 4 min more for GPT-2, **estimated**: the 548 MB download, ~75 s for the validation shard and ~2 min for 100 HellaSwag examples (timed once while writing this, with a randomly initialised model of GPT-2's shape) |
+# | `gpu`, Colab T4, `FULL_RECIPE = False` (the default) | the same, plus 6 minutes of training the 124M model on FineWeb-Edu, and GPT-2 and your model on 2,000 HellaSwag examples | about 9 min, **estimated, not measured** (the derivation is printed in "Your own 124M run") |
+# | `gpu`, `FULL_RECIPE = True` | the full 124M recipe (10B tokens) from this notebook, and all 10,042 HellaSwag examples | ~6 H100-hours at 40% MFU (arithmetic below); about a week on one T4 (estimated at 20% MFU, not measured) |
 #
 # The data cells use 120 documents of FineWeb-Edu: the offline mirror's sample when `TINYLM_DATA_MIRROR`
 # is set, otherwise the first 120 documents streamed from Hugging Face (as the track's `smoke` and `cpu`
@@ -93,24 +93,18 @@ from tinylm.download import reachable
 from tinylm.eval import score_model
 from tinylm.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
 from tinylm.interop import from_hf_gpt2
+from tinylm.paths import shown
+from tinylm.runlock import clear_old_run
 from tinylm.shards import ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress
+from tinylm.trainer import RUN_FILES
 
 tinylm.plotting.use_projector_style()  # fonts readable on a projector
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 # The one switch for a GPU runtime. False: a bounded 124M run (6 minutes of training; the whole notebook about
-# ten minutes on a Colab T4, estimated). True: the full 124M recipe, 10B tokens, run from this notebook: hours on
-# eight H100s, days on one small GPU. From a terminal, `python -m tinylm.train gpt2-124m` runs the full recipe.
+# nine minutes on a Colab T4, estimated). True: the full 124M recipe, 10B tokens, run from this notebook: under an
+# hour on eight H100s, days on one small GPU (estimated below). From a terminal, `python -m tinylm.train gpt2-124m` runs the full recipe.
 FULL_RECIPE = False
-REPO = Path(tinylm.__file__).resolve().parent.parent  # the clone: paths are printed relative to it
-
-
-def rel(path) -> str:
-    """A path as printed in this notebook: relative to the repository, never a machine's absolute path."""
-    path = Path(path).resolve()
-    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else path.name
-
-
 print(f"profile {PROFILE}, device {DEVICE}, FULL_RECIPE = {FULL_RECIPE}")
 
 # %% [markdown]
@@ -263,7 +257,7 @@ print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {fl
 # %%
 folder = tinylm.get_track("gpt2-124m").prepare("cpu").folder  # 120 documents, whatever PROFILE is
 progress = read_progress(folder)
-print(f"{rel(folder)}/")
+print(f"{shown(folder)}/")
 for path in sorted(folder.iterdir()):
     print(f"  {path.name:<32} {path.stat().st_size:>9,} bytes")
 
@@ -485,7 +479,6 @@ command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--npr
            "-m", "tinylm.train", "gpt2-124m", "--profile", "smoke", "--out", str(ddp_dir), "--overwrite",
            "--max-steps", str(DDP_STEPS), "--device", "cpu"]
 env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, even where a GPU is present
-(ddp_dir / "metrics.jsonl").unlink(missing_ok=True)  # a fresh log each time the notebook runs
 start = time.perf_counter()
 try:
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -494,9 +487,10 @@ except subprocess.CalledProcessError as error:
     raise
 ddp_seconds = time.perf_counter() - start
 print(f"torchrun with 2 processes: {ddp_seconds:.0f} s in all (start-up, training, evaluation, a sample)\n")
-log, _, sample = result.stdout.partition(track.sample_prompt)  # the run ends with a 300-token sample
-print(log.replace(str(ddp_dir), rel(ddp_dir)).rstrip())
-print(f"sample: {(track.sample_prompt + sample)[:150]!r} ...")
+rule = "\n" + "-" * 40 + "\n"  # the run ends with a 300-token sample between two such rules
+log, _, rest = result.stdout.partition(rule)
+print(log.rstrip())
+print(f"sample: {rest.partition(rule)[0][:150]!r} ...")
 if result.stderr.strip():
     print(f"\n({len(result.stderr.splitlines())} lines of torchrun's own warnings and logs on stderr, not shown)")
 
@@ -641,7 +635,7 @@ if compiled_run is not None:
 # computes. How much faster the compiled steps are depends on the hardware and on how much of the step is
 # elementwise work and kernel launches rather than big matmuls, so it differs from machine to machine. On a
 # GPU, where an eager step also pays for launching hundreds of small kernels, the gain is usually larger
-# than on a CPU. On a shared, busy machine like the one the committed outputs come from, the step times also
+# than on a CPU. On a shared machine the step times also
 # swing from run to run: run the two cells again and compare. A long run earns the compile time back many
 # times; a short demonstration may not.
 # (`--compile` / `--no-compile` switch it on the command line; evaluation, sampling and checkpoints keep
@@ -747,8 +741,12 @@ start = time.perf_counter()
 scores = evaluate_hellaswag(ddp_model, tokenizer, examples[:HELLASWAG_EXAMPLES])
 hellaswag_cpu_seconds = time.perf_counter() - start
 print(scores, f"({hellaswag_cpu_seconds:.1f} s)")
-standard_error = (0.25 * 0.75 / scores["examples"]) ** 0.5
-print(f"chance is 25% ± {standard_error:.0%} (one standard error) on {scores['examples']} examples")
+def standard_error(accuracy: float, examples: int) -> float:
+    return (accuracy * (1 - accuracy) / examples) ** 0.5
+
+
+print(f"chance is 25% ± {standard_error(0.25, scores['examples']):.0%} (one standard error) on {scores['examples']} "
+      "examples")
 
 # %% [markdown]
 # ## Sharing the model: the `transformers` layout
@@ -829,10 +827,6 @@ if reference is not None:
         print(repr(sample))
 
 # %%
-def standard_error(accuracy: float, examples: int) -> float:
-    return (accuracy * (1 - accuracy) / examples) ** 0.5
-
-
 hellaswag_file = "official file" if val_file.official else "offline substitute file"
 reference_scores = None
 if reference is not None:
@@ -956,8 +950,7 @@ else:
     loader = ShardedWindowLoader(bounded_folder, padded_cfg.block_size, bounded_cfg.batch_size, seed=bounded_cfg.seed,
                                  vocab_size=tokenizer.vocab_size)
     bounded_dir = tinylm.paths.runs_dir() / "notebook-06-bounded"
-    for stale in ("metrics.jsonl", "best.pt", "last.pt"):  # a fresh run each time the notebook runs
-        (bounded_dir / stale).unlink(missing_ok=True)
+    clear_old_run(bounded_dir, RUN_FILES)  # a fresh run each time the notebook runs
     trainer = tinylm.Trainer(own_model, bounded_cfg, loader, val_shard, out_dir=bounded_dir, tokenizer=tokenizer,
                              device=DEVICE, callbacks=[print_record], sample_prompt=track.sample_prompt)
     bounded_final = trainer.fit()

@@ -70,6 +70,7 @@ import matplotlib.pyplot as plt
 import torch
 
 import tinylm
+import tinylm.plotting
 from tinylm.course import find_or_train
 from tinylm.exercises import check
 from tinylm.generate import decode
@@ -77,7 +78,7 @@ from tinylm.sampling import Sampling, choose_next, keep_top_k, keep_top_p
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
-plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]

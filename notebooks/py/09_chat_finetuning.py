@@ -98,7 +98,7 @@ from tinylm.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOve
 from tinylm.exercises import check
 from tinylm.instruct import build_examples, fit_to_context, load_records, split_records, to_messages
 from tinylm.losses import next_token_loss
-from tinylm.playground import widgets_enabled
+from tinylm.playground import show_widget, widgets_enabled
 from tinylm.plotting import read_metrics
 from tinylm.sft import ConversationLoader, pad_conversations, stop_rate
 from tinylm.tokenizers import CHAT_SPECIAL_TOKENS
@@ -106,7 +106,7 @@ from tinylm.tokenizers import CHAT_SPECIAL_TOKENS
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 SEED = 42
-plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
+tinylm.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 # On a GPU, False fine-tunes for BOUNDED_GPU_STEPS (minutes on a T4); True runs the full gpu recipe, two epochs
 # (about half an hour on a T4, see the table above). It changes nothing on the cpu and smoke profiles.
@@ -678,14 +678,8 @@ class ChatPanel:
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
                       top_k=40, repetition_penalty=1.1, seed=SEED)
 if widgets_enabled():
-    from IPython.display import display
-
-    if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 only through its custom widget manager
-        from google.colab import output
-
-        output.enable_custom_widget_manager()
     panel = ChatPanel(session)
-    display(panel.widget)
+    show_widget(panel.widget)
 else:
     for question in ("What is the capital of France?", "Give me a word that rhymes with cat."):
         print(f"you> {question}\nbot> ", end="")
