@@ -4,7 +4,7 @@
 
 Each arm trains a fresh model on Tiny Shakespeare for the same number of seconds with the cpu recipe
 (cosine schedule fitted to the budget), then scores the whole validation split. The arms are the ones
-quoted in tinylm/tracks.py and README "Results": depth 1 to 4 at 128 wide, 96 and 192 wide at one
+quoted in tinylm/train/recipes.py and README "Results": depth 1 to 4 at 128 wide, 96 and 192 wide at one
 layer, and nanoGPT's learning rate (1e-3) against the recipe's (6e-3) at 4 layers. On a 2-core machine
 the default budget takes about 10 minutes; run it on an otherwise idle machine, since a busy one gives
 every arm fewer steps. Runs are written to $TINYLM_RUNS_DIR (else runs/) under sweep-shakespeare/.
@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 import tinylm
-from tinylm.tracks import build_model_config
+from tinylm.train.recipes import build_model_config
 
 ARMS = {  # name -> (GPTConfig overrides, TrainConfig overrides)
     "1x128": ({"n_layer": 1}, {}),
@@ -67,7 +67,7 @@ def main() -> None:
     for name, params, steps, val_loss in rows:
         print(f"| {name} | {params:,} | {steps:,} | {val_loss:.4f} |")
     print(f"runs in {out_root}; plot one: "
-          "tinylm.plotting.plot_losses(tinylm.plotting.read_metrics(RUN / \"metrics.jsonl\"))")
+          "tinylm.course.plotting.plot_losses(tinylm.course.plotting.read_metrics(RUN / \"metrics.jsonl\"))")
 
 
 if __name__ == "__main__":

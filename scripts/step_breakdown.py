@@ -26,11 +26,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from tinylm.bench import BATCH_SIZES, PRESETS, interleaved_seconds, random_batch, training_step
+from tinylm.bench.measure import BATCH_SIZES, PRESETS, interleaved_seconds, random_batch, training_step
 from tinylm.config import TrainConfig
-from tinylm.model import GPT
-from tinylm.optim import build_optimizer
+from tinylm.model.gpt import GPT
 from tinylm.runtime import keep_freed_memory
+from tinylm.train.optim import build_optimizer
 
 CPU = torch.device("cpu")
 COMPILED_GELU = "GELU, tanh form, torch.compile"

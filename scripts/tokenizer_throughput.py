@@ -3,9 +3,9 @@
     python scripts/tokenizer_throughput.py [--repeat 10] [--rounds 3]
 
 - TinyStories (`python -m tinylm.prepare tinystories`): GPT-2 BPE in tiktoken's thread pool
-  (`tinylm.corpora.tokenize_stories`), on the mirror's 2 MiB sample repeated `--repeat` times, with 1
+  (`tinylm.data.corpora.tokenize_stories`), on the mirror's 2 MiB sample repeated `--repeat` times, with 1
   thread and with every core.
-- FineWeb-Edu (`python -m tinylm.prepare fineweb-edu`): `tinylm.shards.encode_documents` in worker
+- FineWeb-Edu (`python -m tinylm.prepare fineweb-edu`): `tinylm.data.fineweb.encode_documents` in worker
   processes, on the mirror's 120 documents repeated 2 x `--repeat` times, with 1 worker and with every
   core. Shard writing is not included.
 
@@ -22,11 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from tinylm.corpora import TINYSTORIES_SAMPLE, split_stories, tokenize_stories
-from tinylm.data import TokenFileWriter
-from tinylm.download import fetch
-from tinylm.shards import _sample_texts, encode_documents
-from tinylm.tokenizers import BPETokenizer
+from tinylm.data.corpora import TINYSTORIES_SAMPLE, split_stories, tokenize_stories
+from tinylm.data.download import fetch
+from tinylm.data.fineweb import _sample_texts, encode_documents
+from tinylm.data.tokens import TokenFileWriter
+from tinylm.tokenizers.gpt2 import BPETokenizer
 
 
 def time_stories(stories: list[str], tokenizer: BPETokenizer, threads: int, scratch: Path) -> tuple[int, float]:

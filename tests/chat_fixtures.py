@@ -7,11 +7,11 @@ from pathlib import Path
 
 import torch
 
-from tinylm.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES
-from tinylm.checkpoint import save_checkpoint
+from tinylm.chat.template import DEFAULT_SYSTEM_PROMPT, ROLES
 from tinylm.config import GPTConfig
-from tinylm.model import GPT
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from tinylm.model.gpt import GPT
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from tinylm.train.checkpoint import save_checkpoint
 
 TEXT = ("Hello! What is the capital of France? The capital of France is Paris. Name a color. Red is a color. "
         "Thank you, goodbye. " + DEFAULT_SYSTEM_PROMPT + " ")

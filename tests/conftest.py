@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.model import GPT
+from tinylm.model.gpt import GPT
 
 # One intra-op thread: the machine's 2 cores are shared, and tiny ops gain nothing from a second thread
 # (with busy cores, OpenMP's spin-waiting makes 2 threads tens of times slower than 1).
@@ -58,7 +58,7 @@ def train_config():
 @pytest.fixture(scope="session")
 def data_root(tmp_path_factory):
     """A data folder ($TINYLM_DATA_DIR layout) with shakespeare_char prepared once from the offline mirror."""
-    from tinylm.tracks import prepare_shakespeare_char
+    from tinylm.train.recipes import prepare_shakespeare_char
 
     root = tmp_path_factory.mktemp("data")
     prepare_shakespeare_char(root / "shakespeare_char")
@@ -123,7 +123,7 @@ def sentencepiece_model(tmp_path_factory):
     """A 400-piece BPE SentencePiece model file of 200 kB of Shakespeare, trained the way Llama's was: byte
     fallback (no text is unknown), digits split, whitespace kept as written; <unk> 0, BOS 1, EOS 2."""
     spm = pytest.importorskip("sentencepiece")
-    from tinylm.mirror import mirror_dir
+    from tinylm.data.mirror import mirror_dir
 
     folder = tmp_path_factory.mktemp("sentencepiece")
     text = folder / "shakespeare.txt"

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.distributed import run_in_world
-from tinylm.model import GPT
-from tinylm.trainer import Trainer
+from tinylm.model.gpt import GPT
+from tinylm.train.distributed import run_in_world
+from tinylm.train.trainer import Trainer
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", required=True)

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tinylm.attention as attention_module
-from tinylm.attention import explicit_causal_attention, fast_causal_attention
+import tinylm.model.attention as attention_module
 from tinylm.config import with_architecture
-from tinylm.model import GPT
-from tinylm.moe import MoE
+from tinylm.model.attention import explicit_causal_attention, fast_causal_attention
+from tinylm.model.gpt import GPT
+from tinylm.model.moe import MoE
 
 
 def loop_reference(q, k, v):

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from tinylm.bench import measure_decoding, measure_training
+from tinylm.bench.measure import measure_decoding, measure_training
 from tinylm.cli.bench import main
 from tinylm.config import GPTConfig
-from tinylm.model import GPT
+from tinylm.model.gpt import GPT
 
 
 def test_measure_training_reports_the_models_size_and_positive_rates():
@@ -42,7 +42,7 @@ def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
 
 
 def test_the_decoding_comparison_catches_a_cache_that_forgets_the_past(monkeypatch):
-    from tinylm.kv_cache import LayerCache
+    from tinylm.model.kv_cache import LayerCache
 
     store = LayerCache.append
 
@@ -92,7 +92,7 @@ def test_measure_training_counts_a_mixture_of_experts_active_parameters():
 
 
 def test_bench_decode_of_a_llama_shape_reports_its_cache_per_token(capsys):
-    from tinylm.kv_cache import bytes_per_token
+    from tinylm.model.kv_cache import bytes_per_token
 
     main(["decode", "--arch", "llama", "--n-layer", "1", "--n-head", "4", "--n-embd", "32", "--block-size", "16",
           "--vocab-size", "37", "--new-tokens", "5", "--dtype", "float32"])
@@ -117,7 +117,7 @@ def test_bench_cache_shows_grouped_query_attention_shrinking_the_cache(capsys):
 
 @pytest.mark.parametrize("bias, tie_weights", [(True, True), (False, False)])
 def test_the_reference_gpt_computes_tinylms_loss_and_gradients_from_the_same_weights(bias, tie_weights):
-    from tinylm.reference_gpt import ReferenceGPT
+    from tinylm.model.reference import ReferenceGPT
 
     cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32, bias=bias, tie_weights=tie_weights)
     torch.manual_seed(0)
@@ -137,7 +137,7 @@ def test_the_reference_gpt_computes_tinylms_loss_and_gradients_from_the_same_wei
 
 def test_the_reference_gpt_refuses_a_block_it_does_not_have():
     from tinylm.config import ConfigError
-    from tinylm.reference_gpt import ReferenceGPT
+    from tinylm.model.reference import ReferenceGPT
 
     with pytest.raises(ConfigError, match="rmsnorm"):
         ReferenceGPT(shape("--arch", "llama"))
@@ -155,7 +155,7 @@ def test_bench_train_races_the_reference_and_their_losses_agree(capsys, monkeypa
 
 
 def test_compare_with_reference_times_both_from_equal_losses():
-    from tinylm.bench import compare_with_reference
+    from tinylm.bench.measure import compare_with_reference
 
     cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)
     result = compare_with_reference(cfg, batch_size=2, rounds=2, loss_steps=3, device="cpu")
@@ -167,8 +167,8 @@ def test_compare_with_reference_times_both_from_equal_losses():
 
 def test_the_tinystories_preset_is_the_shape_the_cpu_profile_trains():
     """The preset's vocabulary is the prepared sample's trimmed one, padded as the track pads it."""
-    from tinylm.bench import PRESETS
-    from tinylm.tracks import TINYSTORIES, build_model_config
+    from tinylm.bench.measure import PRESETS
+    from tinylm.train.recipes import TINYSTORIES, build_model_config
 
     data = TINYSTORIES.prepare("cpu")
     expected = build_model_config(TINYSTORIES.recipe("cpu")[0], data.tokenizer, TINYSTORIES.vocab_multiple)

@@ -1,4 +1,4 @@
-"""The readable GPT-2 BPE (tinylm.bpe) against tiktoken, the BPE training loop, and the chat tokenizer."""
+"""The readable GPT-2 BPE (tinylm.tokenizers.bpe) against tiktoken, the BPE training loop, and the chat tokenizer."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ from collections import Counter
 
 import pytest
 
-from tinylm.bpe import GPT2BPE, bpe_decode, bytes_to_unicode, pretokenize, train_bpe, train_bpe_incremental
-from tinylm.corpora import TINYSTORIES_SAMPLE
-from tinylm.download import fetch
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
-from tinylm.tracks import TINY_SHAKESPEARE
+from tinylm.data.corpora import TINY_SHAKESPEARE, TINYSTORIES_SAMPLE
+from tinylm.data.download import fetch
+from tinylm.tokenizers.bpe import GPT2BPE, bpe_decode, bytes_to_unicode, pretokenize, train_bpe, train_bpe_incremental
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 
 VARIED_TEXT = (
     "Hello, world! Héllo wörld, café, naïve, Ångström; Привет мир; 日本語のテキスト、中文字符。\n"

@@ -11,10 +11,10 @@ import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tests.helpers import REPO
-from tinylm.chat import ChatSession, ContextOverflow
-from tinylm.chat_template import ChatFormatError, ChatTemplate
-from tinylm.generate import generate_batch
-from tinylm.tokenizers import BPETokenizer
+from tinylm.chat.session import ChatSession, ContextOverflow
+from tinylm.chat.template import ChatFormatError, ChatTemplate
+from tinylm.generate.decode import generate_batch
+from tinylm.tokenizers.gpt2 import BPETokenizer
 
 
 def test_a_reply_is_the_greedy_continuation_of_the_rendered_conversation():

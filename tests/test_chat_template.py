@@ -5,14 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinylm.chat_template import (
-    ChatFormatError,
-    ChatTemplate,
-    add_chat_tokens,
-    chat_token_ids,
-    with_chat_tokens,
-)
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, CharTokenizer, TrimmedBPETokenizer, tokenizer_from_dict
+from tinylm.chat.template import ChatFormatError, ChatTemplate, chat_token_ids
+from tinylm.chat.vocab import add_chat_tokens, with_chat_tokens
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from tinylm.tokenizers.saved import tokenizer_from_dict
 
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
@@ -91,7 +88,7 @@ def test_tokenizers_without_chat_tokens_are_refused_or_extended():
 
 def _gpt(vocab_size: int, tie: bool = True, seed: int = 0):
     from tinylm.config import GPTConfig
-    from tinylm.model import GPT
+    from tinylm.model.gpt import GPT
 
     torch.manual_seed(seed)
     return GPT(GPTConfig(vocab_size=vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, tie_weights=tie)).eval()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from tinylm.checkpoint import (
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.checkpoint import (
     CheckpointError,
     find_checkpoint,
     load_checkpoint,
@@ -15,7 +16,6 @@ from tinylm.checkpoint import (
     model_checkpoint,
     save_checkpoint,
 )
-from tinylm.tokenizers import CharTokenizer
 
 
 def sample_state():

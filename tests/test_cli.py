@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO, run_cli
-from tinylm.checkpoint import find_checkpoint, load_checkpoint, load_model
-from tinylm.generate import generate_text
+from tinylm.generate.stream import generate_text
+from tinylm.train.checkpoint import find_checkpoint, load_checkpoint, load_model
 
 
 def train_until_ctrl_c(out, *args, data_dir, after="step "):
@@ -137,8 +137,8 @@ def test_sample_cli_bad_arguments_end_with_one_clear_line(smoke_run, args, messa
 
 
 def test_sample_cli_without_gpt2_bpe_files_says_how_to_get_them(tmp_path, make_model):
-    from tinylm.checkpoint import save_checkpoint
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.tokenizers.gpt2 import BPETokenizer
+    from tinylm.train.checkpoint import save_checkpoint
 
     model = make_model(vocab_size=50304)
     save_checkpoint(tmp_path / "best.pt", {"model_config": model.config.to_dict(), "model": model.state_dict(),
@@ -171,7 +171,7 @@ def moe_run(tmp_path_factory, data_root):
 
 
 def test_train_arch_llama_moe_builds_the_family_and_logs_expert_load(moe_run):
-    from tinylm.tracks import architecture_config, get_track
+    from tinylm.train.recipes import architecture_config, get_track
 
     _, out, result = moe_run
     model, _, state = load_model(out)
@@ -187,7 +187,7 @@ def test_train_arch_llama_moe_builds_the_family_and_logs_expert_load(moe_run):
 
 
 def test_eval_and_sample_read_a_llama_moe_run(moe_run, tmp_path):
-    from tinylm.eval import text_loss
+    from tinylm.eval.loss import text_loss
 
     data_root, out, _ = moe_run
     text = tmp_path / "text.txt"
@@ -240,7 +240,7 @@ def test_balancing_without_experts_is_a_one_line_error(data_root, tmp_path, args
 
 
 def test_each_architecture_gets_its_own_default_run_folder():
-    from tinylm.tracks import default_run_name
+    from tinylm.train.recipes import default_run_name
 
     assert default_run_name("tinystories", "cpu", "gpt2") == "tinystories-cpu"  # as before --arch existed
     assert default_run_name("tinystories", "cpu", "llama") == "tinystories-llama-cpu"

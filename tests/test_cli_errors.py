@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from tests.helpers import REPO
-from tinylm.checkpoint import load_checkpoint, save_checkpoint
-from tinylm.errors import run_cli
+from tinylm.cli.errors import run_cli
+from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 
 OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}

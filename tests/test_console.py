@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import tinylm.cli
-from tinylm.console import format_record
+from tinylm.train.progress import format_record
 
 
 def test_train_record_line_shows_step_loss_lr_and_throughput():
@@ -45,10 +45,28 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
 
 
 COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "chat", "serve"]
+SHARED = ["console", "errors"]  # what every command line uses: --help's layout, the one error mapping
 
 
 def test_every_command_line_lives_in_tinylm_cli():
-    assert sorted(m.name for m in pkgutil.iter_modules(tinylm.cli.__path__)) == sorted(COMMAND_LINES)
+    assert sorted(m.name for m in pkgutil.iter_modules(tinylm.cli.__path__)) == sorted(COMMAND_LINES + SHARED)
+    assert sorted(tinylm.cli.COMMANDS) == sorted(COMMAND_LINES)
+
+
+@pytest.mark.parametrize("name", ["train", "interop"])
+def test_python_dash_m_tinylm_runs_a_command_by_name(name):
+    result = subprocess.run([sys.executable, "-m", "tinylm", name, "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.stdout.startswith(f"usage: python -m tinylm.{name} ")
+
+
+def test_python_dash_m_tinylm_lists_the_commands_and_refuses_an_unknown_one():
+    listing = subprocess.run([sys.executable, "-m", "tinylm"], capture_output=True, text=True, timeout=120)
+    assert listing.returncode == 0 and all(f"  {name} " in listing.stdout for name in COMMAND_LINES)
+    unknown = subprocess.run([sys.executable, "-m", "tinylm", "trian"], capture_output=True, text=True, timeout=120)
+    assert unknown.returncode == 2 and unknown.stdout == ""
+    assert unknown.stderr.startswith("error: unknown command 'trian'") and unknown.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("name", COMMAND_LINES)

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import tinylm
-import tinylm.train
-from tinylm import course
+import tinylm.cli.train
+from tinylm.course import notebooks as course
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def refuse_training(argv):
 @pytest.mark.parametrize("name", ["notebook-03-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
 def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
     folder = fake_run(runs / name)
-    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
     said = []
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
     assert said == [f"shakespeare-char: using the model in {folder}"]
@@ -39,7 +39,7 @@ def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs,
     expected = fake_run(runs / "notebook-05-gpu")
     fake_run(runs / "tinystories-gpu")
     fake_run(runs / "tinystories-quick-cpu")
-    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == expected
 
 
@@ -56,7 +56,7 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
         print("training output")
         return {"val_loss": 1.9, "best_val_loss": 1.8}
 
-    monkeypatch.setattr(tinylm.train, "main", record)
+    monkeypatch.setattr(tinylm.cli.train, "main", record)
     said = []
     folder = course.find_or_train("shakespeare-char", "cpu", say=said.append)
     assert folder == runs / "shakespeare-char-quick-cpu"
@@ -68,7 +68,7 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
     assert said[1] == "shakespeare-char: trained the stand-in, validation loss 1.900"
     assert (folder / "train.log").read_text() == "training output\n", "training prints to the log, not the notebook"
     # The next call finds the stand-in instead of training again.
-    monkeypatch.setattr(tinylm.train, "main", refuse_training)
+    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
 
 
@@ -80,7 +80,7 @@ def test_on_a_gpu_the_stand_in_is_the_cpu_recipe(runs, monkeypatch):
         (runs / "tinystories-quick-cpu" / "best.pt").write_bytes(b"")
         return {"val_loss": 4.0, "best_val_loss": 4.0}
 
-    monkeypatch.setattr(tinylm.train, "main", record)
+    monkeypatch.setattr(tinylm.cli.train, "main", record)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == runs / "tinystories-quick-cpu"
     assert calls[0][:3] == ["tinystories", "--profile", "cpu"]
 
@@ -97,7 +97,7 @@ def test_the_smoke_stand_in_really_trains_and_loads(runs):
 
 
 def test_the_notebooks_that_train_a_track_save_where_find_or_train_looks():
-    notebooks = Path(course.__file__).resolve().parent.parent / "notebooks" / "py"
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks" / "py"
     for track in course.TRAINED_IN_A_NOTEBOOK:
         source = (notebooks / course.TRACK_NOTEBOOKS[track]).with_suffix(".py").read_text()
         folder = course.notebook_run_folder(track, "{PROFILE}").name  # as the notebook's f-string spells it

@@ -5,17 +5,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.data import (
+from tinylm.data.tokens import (
     DataError,
     RandomWindowSampler,
-    evaluate_loss,
-    evaluation_windows,
     gather_windows,
     read_meta,
     read_tokens,
     write_meta,
     write_tokens,
 )
+from tinylm.eval.loss import evaluate_loss, evaluation_windows
 
 
 # -- token files ---------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinylm.checkpoint import load_checkpoint
-from tinylm.data import RandomWindowSampler
+from tinylm.data.tokens import RandomWindowSampler
+from tinylm.train.checkpoint import load_checkpoint
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

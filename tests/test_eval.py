@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import REPO
-from tinylm.checkpoint import load_model
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.data import evaluate_loss
-from tinylm.eval import text_loss
-from tinylm.model import GPT
-from tinylm.tokenizers import BPETokenizer, CharTokenizer, TrimmedBPETokenizer, UnknownCharacterError, padded_vocab_size
-from tinylm.trainer import Trainer
+from tinylm.eval.loss import evaluate_loss, text_loss
+from tinylm.model.gpt import GPT
+from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
+from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from tinylm.train.checkpoint import load_model
+from tinylm.train.trainer import Trainer
 
 TEXT = "First Citizen:\nBefore we proceed, hear me speak — «été»!\n"  # multi-byte characters: bytes != characters
 

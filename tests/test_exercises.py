@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def test_placeholder_reports_not_attempted(capsys):

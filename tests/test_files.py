@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tinylm.files import atomic_write, remove_stale_temporaries
+from tinylm.paths import atomic_write, remove_stale_temporaries
 
 
 def test_a_written_file_gets_the_permissions_open_would_give(tmp_path):
@@ -34,7 +34,7 @@ def test_a_failure_mid_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path
 
 def test_the_temporaries_of_killed_writes_are_removed_and_nothing_else(tmp_path):
     """A process killed mid-save cannot clean up after itself: its temporary stays until someone removes it."""
-    script = ("import os, signal, sys\nfrom tinylm.files import atomic_write\n"
+    script = ("import os, signal, sys\nfrom tinylm.paths import atomic_write\n"
               "with atomic_write(sys.argv[1]) as f:\n    f.write(b'partial')\n    os.kill(os.getpid(), signal.SIGKILL)")
     killed = subprocess.run([sys.executable, "-c", script, str(tmp_path / "last.pt")], timeout=120)
     assert killed.returncode == -signal.SIGKILL

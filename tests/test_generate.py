@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from tinylm.config import GPTConfig
-from tinylm.generate import generate, generate_batch, generate_text, stream
-from tinylm.tokenizers import CharTokenizer
+from tinylm.generate.decode import generate, generate_batch
+from tinylm.generate.stream import generate_text, stream
+from tinylm.tokenizers.char import CharTokenizer
 
 
 def prompt(model, length, batch=1, seed=0):
@@ -207,8 +208,8 @@ def test_batch_rows_stop_independently():
 
 
 def test_decode_yields_the_stop_token_once_and_then_minus_one(bigram):
-    from tinylm.generate import decode
-    from tinylm.sampling import Sampling
+    from tinylm.generate.decode import decode
+    from tinylm.generate.sampling import Sampling
 
     model = bigram(4)
     with torch.no_grad():  # greedy successors: 0 -> 1, 1 -> 3, 2 -> 0, 3 -> 3
@@ -235,7 +236,7 @@ def test_a_stream_knows_why_it_stopped(stop, stop_tokens, reason, stopped_at, te
 
 
 def test_stop_descriptions_name_the_token_the_string_or_the_limit():
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.tokenizers.gpt2 import BPETokenizer
 
     tokenizer = BPETokenizer("gpt2")
     ids = tokenizer.encode("The end.") + [tokenizer.eot_token] + tokenizer.encode(" More")
@@ -272,7 +273,7 @@ def test_a_stop_string_finished_by_a_token_that_ends_mid_character_still_stops_t
 
 
 def test_stream_never_yields_half_a_character_of_a_multi_byte_token_sequence():
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.tokenizers.gpt2 import BPETokenizer
 
     tokenizer = BPETokenizer("gpt2")
     text = "Zürich ⛵🪐 你好 🦜 parrot"
@@ -284,7 +285,7 @@ def test_stream_never_yields_half_a_character_of_a_multi_byte_token_sequence():
 
 
 def test_bpe_generation_stops_at_end_of_text_unless_told_otherwise():
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.tokenizers.gpt2 import BPETokenizer
 
     tokenizer = BPETokenizer("gpt2")
     ids = tokenizer.encode("The end.") + [tokenizer.eot_token] + tokenizer.encode(" More")

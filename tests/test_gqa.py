@@ -4,8 +4,8 @@ value heads are copies of the shared ones, and the fast and explicit paths agree
 import pytest
 import torch
 
-from tinylm.attention import repeat_kv
 from tinylm.config import ConfigError
+from tinylm.model.attention import repeat_kv
 
 LLAMA_BLOCK = dict(norm="rmsnorm", position="rope", mlp="swiglu")
 

@@ -10,10 +10,9 @@ transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from tests.helpers import hf_logits, tinylm_logits  # noqa: E402
-from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
 from tinylm.cli.interop import main  # noqa: E402
 from tinylm.config import GPTConfig  # noqa: E402
-from tinylm.interop import (  # noqa: E402
+from tinylm.interop.hf_gpt2 import (  # noqa: E402
     TRANSPOSED,
     InteropError,
     check_exportable,
@@ -22,7 +21,8 @@ from tinylm.interop import (  # noqa: E402
     tinylm_to_hf_state_dict,
     to_hf_gpt2,
 )
-from tinylm.model import GPT  # noqa: E402
+from tinylm.model.gpt import GPT  # noqa: E402
+from tinylm.train.checkpoint import load_checkpoint, load_model  # noqa: E402
 
 HF_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100)
 TOL = 1e-5
@@ -156,7 +156,7 @@ def test_cli_import_of_a_gpt2_vocabulary_records_the_gpt2_tokenizer(tmp_path):
 
 def test_cached_greedy_generation_matches_transformers_generate():
     """Two independent KV-cache implementations, one answer: ragged prompts, left-padded in both."""
-    from tinylm.generate import generate_batch
+    from tinylm.generate.decode import generate_batch
 
     torch.manual_seed(0)
     reference = GPT2LMHeadModel(GPT2Config(**HF_SHAPE, bos_token_id=None, eos_token_id=None)).double().eval()
@@ -184,9 +184,9 @@ def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
     import numpy as np
     import torch.nn.functional as F
 
-    from tinylm.eval import score_model
-    from tinylm.hellaswag import locate_val, read_examples
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.eval.hellaswag import locate_val, read_examples
+    from tinylm.eval.loss import score_model
+    from tinylm.tokenizers.gpt2 import BPETokenizer
 
     torch.manual_seed(0)
     block = 64

@@ -12,17 +12,20 @@ from transformers import GPT2Config, LlamaConfig, LlamaForCausalLM  # noqa: E402
 from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding  # noqa: E402
 
 from tests.helpers import hf_logits, tinylm_logits  # noqa: E402
-from tinylm.checkpoint import load_checkpoint, load_model  # noqa: E402
 from tinylm.cli.interop import cli, main  # noqa: E402
 from tinylm.config import GPTConfig, with_architecture  # noqa: E402
-from tinylm.interop import InteropError, from_hf_llama, from_llama2c, to_hf_llama  # noqa: E402
-from tinylm.interop_llama import (  # noqa: E402
+from tinylm.interop.hf_llama import (  # noqa: E402  # noqa: E402
+    InteropError,
     config_from_hf_llama,
+    from_hf_llama,
     hf_llama_to_tinylm_state_dict,
     tinylm_to_hf_llama_state_dict,
+    to_hf_llama,
 )
-from tinylm.model import GPT  # noqa: E402
-from tinylm.rope import RotaryEmbedding  # noqa: E402
+from tinylm.interop.llama2c import from_llama2c  # noqa: E402
+from tinylm.model.gpt import GPT  # noqa: E402
+from tinylm.model.rope import RotaryEmbedding  # noqa: E402
+from tinylm.train.checkpoint import load_checkpoint, load_model  # noqa: E402
 
 # Grouped-query attention (4 query heads, 2 key/value heads), a non-default eps and RoPE base, so each must map.
 HF_SHAPE = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2, vocab_size=101,
@@ -160,7 +163,7 @@ def test_export_refuses_models_that_are_not_llama_style(tmp_path, arch, phrase):
 
 
 def test_cli_detects_llama_imports_its_tokenizer_and_exports_both_formats(tmp_path, ids, capsys, sentencepiece_model):
-    from tinylm.tokenizers import SentencePieceTokenizer
+    from tinylm.tokenizers.llama import SentencePieceTokenizer
 
     # run.c's eps and RoPE base, so that the llama2.c export below is possible; a vocabulary as large as the tokenizer's
     hf = random_llama(seed=5, vocab_size=400, rms_norm_eps=1e-5,
@@ -199,7 +202,7 @@ def test_cli_refuses_a_folder_that_is_neither_gpt2_nor_llama(tmp_path):
 
 def test_cached_greedy_generation_matches_transformers_generate():
     """Two independent KV caches with RoPE at absolute positions, one answer: ragged prompts, left-padded in both."""
-    from tinylm.generate import generate_batch
+    from tinylm.generate.decode import generate_batch
 
     reference = random_llama(seed=6).double()
     model = from_hf_llama(reference).double()

@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from tinylm.config import GPT2_124M, with_architecture
-from tinylm.generate import decode, generate, generate_batch
-from tinylm.kv_cache import KVCache, bytes_per_token
-from tinylm.model import GPT
-from tinylm.sampling import Sampling
+from tinylm.generate.decode import decode, generate, generate_batch
+from tinylm.generate.sampling import Sampling
+from tinylm.model.gpt import GPT
+from tinylm.model.kv_cache import KVCache, bytes_per_token
 
 ARCHS = ["gpt2", "llama", "llama-moe"]
 

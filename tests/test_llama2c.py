@@ -11,15 +11,25 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.checkpoint import load_checkpoint, load_model
 from tinylm.cli.interop import cli, main
 from tinylm.config import LLAMA2C_STORIES15M, GPTConfig, with_architecture
-from tinylm.download import RemoteFile, sha256_of
-from tinylm.eval import texts_loss
-from tinylm.interop import InteropError, from_llama2c, read_llama2c, write_llama2c
-from tinylm.llama2c import MAGIC, Llama2cFormatError, Llama2cHeader, config_of, load_stories15m, parse_header
-from tinylm.model import GPT
-from tinylm.tokenizers import SentencePieceTokenizer
+from tinylm.data.download import RemoteFile, sha256_of
+from tinylm.eval.loss import texts_loss
+from tinylm.interop.hf_llama import InteropError
+from tinylm.interop.llama2c import (
+    MAGIC,
+    Llama2cFormatError,
+    Llama2cHeader,
+    config_of,
+    from_llama2c,
+    load_stories15m,
+    parse_header,
+    read_llama2c,
+    write_llama2c,
+)
+from tinylm.model.gpt import GPT
+from tinylm.tokenizers.llama import SentencePieceTokenizer
+from tinylm.train.checkpoint import load_checkpoint, load_model
 
 SHAPE = dict(dim=32, hidden_dim=48, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=50, seq_len=16)
 HEADER_ORDER = ("dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len")
@@ -219,7 +229,7 @@ def test_export_refuses_models_run_c_cannot_run(tmp_path, arch, change, phrase):
 
 def test_cli_import_with_a_tokenizer_then_sample_eval_and_export(tmp_path, capsys, sentencepiece_model):
     from tinylm.cli.eval import main as eval_main
-    from tinylm.sample import main as sample_main
+    from tinylm.cli.sample import main as sample_main
 
     make_llama2c_file(tmp_path / "model.bin", shared=True, vocab_size=400, seq_len=64)
     ckpt = main(["import", "--llama2c", str(tmp_path / "model.bin"), "--tokenizer", str(sentencepiece_model),

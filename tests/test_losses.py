@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.losses import next_token_loss
+from tinylm.model.losses import next_token_loss
 
 B, T, V = 3, 6, 11
 

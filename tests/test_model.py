@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from tinylm.config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, with_architecture
-from tinylm.losses import next_token_loss
-from tinylm.mlp import SwiGLU
-from tinylm.model import GPT
-from tinylm.tracks import TRACKS
+from tinylm.model.gpt import GPT
+from tinylm.model.losses import next_token_loss
+from tinylm.model.mlp import SwiGLU
+from tinylm.train.recipes import TRACKS
 
 ARCHS = ["gpt2", "llama", "llama-moe"]
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from tinylm.losses import next_token_loss
-from tinylm.moe import MoE, balancing_loss, end_of_step, max_violation, moe_layers, read_expert_load
+from tinylm.model.losses import next_token_loss
+from tinylm.model.moe import MoE, balancing_loss, end_of_step, max_violation, moe_layers, read_expert_load
 
 MOE_SHAPE = dict(n_experts=4, n_experts_active=2, mlp="swiglu", bias=False)
 

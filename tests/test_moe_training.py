@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from tinylm.config import with_architecture
-from tinylm.model import GPT
-from tinylm.moe import moe_layers
-from tinylm.trainer import Trainer
+from tinylm.model.gpt import GPT
+from tinylm.model.moe import moe_layers
+from tinylm.train.trainer import Trainer
 
 
 @pytest.fixture
@@ -144,10 +144,10 @@ DDP_WORKER = """
 import sys, dataclasses
 import numpy as np, torch
 from tinylm.config import GPTConfig, TrainConfig, with_architecture
-from tinylm.distributed import init_distributed, teardown
-from tinylm.model import GPT
-from tinylm.moe import moe_layers
-from tinylm.trainer import Trainer
+from tinylm.train.distributed import init_distributed, teardown
+from tinylm.model.gpt import GPT
+from tinylm.model.moe import moe_layers
+from tinylm.train.trainer import Trainer
 
 torch.set_num_threads(1)
 world = init_distributed()

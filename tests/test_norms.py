@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from tinylm.model import GPT
-from tinylm.norms import make_norm, rms_norm
+from tinylm.model.gpt import GPT
+from tinylm.model.norms import make_norm, rms_norm
 
 
 def randn(*shape, seed=0):

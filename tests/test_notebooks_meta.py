@@ -1,7 +1,7 @@
 """Every notebook's first cells: the Colab badge opens the notebook itself from the course's repository, and
 the install cell installs the package from that repository, in both jupytext twins (.py and .ipynb).
 
-tinylm.course is the one place that names the repository; a notebook copied from another keeps the other's
+tinylm.course.notebooks is the one place that names the repository; a notebook copied from another keeps the other's
 badge, and a repository that moves leaves every badge and install cell behind: both fail here.
 """
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import jupytext
 import pytest
 
-from tinylm import course
+from tinylm.course import notebooks as course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]_*.py"))  # the .py twins sit in notebooks/py/, out of the learner's view

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tinylm.config import TrainConfig
-from tinylm.optim import build_optimizer, learning_rate
+from tinylm.train.optim import build_optimizer, learning_rate
 
 CFG = TrainConfig(max_steps=111, warmup_steps=10, learning_rate=1e-3, min_lr=1e-4)
 DECAY_STEPS = CFG.max_steps - 1 - CFG.warmup_steps  # the cosine spans steps warmup .. max_steps - 1

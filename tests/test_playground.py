@@ -5,10 +5,10 @@ import math
 import pytest
 import torch
 
-from tinylm.checkpoint import model_checkpoint, save_checkpoint
-from tinylm.generate import generate_text
-from tinylm.playground import Playground, attention_maps, attention_viewer, playground, widgets_enabled
-from tinylm.tokenizers import CharTokenizer
+from tinylm.course.playground import Playground, attention_maps, attention_viewer, playground, widgets_enabled
+from tinylm.generate.stream import generate_text
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
 TOKENIZER = CharTokenizer(list("abcdefghijklmnopqrstuvwxyz .,;:!?'\n"))  # 35 characters; the tiny model has 37 ids
 

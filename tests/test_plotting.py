@@ -10,7 +10,7 @@ import warnings  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tinylm.plotting import LiveLossPlot, plot_expert_load, plot_losses  # noqa: E402
+from tinylm.course.plotting import LiveLossPlot, plot_expert_load, plot_losses
 
 RECORDS = [
     {"event": "train", "step": 1, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 1e4, "elapsed": 1.0},

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from tests.helpers import REPO
-from tinylm import shards
+from tinylm.cli import COMMANDS
 from tinylm.cli.prepare import cli, main
-from tinylm.corpora import (
+from tinylm.data import fineweb as shards
+from tinylm.data.corpora import (
     TINYSTORIES_SAMPLE,
     default_folder,
     prepare_shakespeare_char,
@@ -25,9 +26,9 @@ from tinylm.corpora import (
     prepare_trimmed,
     tinystories_source,
 )
-from tinylm.data import DataError, read_meta, read_tokens
-from tinylm.tokenizers import BPETokenizer, TrimmedBPETokenizer
-from tinylm.tracks import get_track
+from tinylm.data.tokens import DataError, read_meta, read_tokens
+from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
+from tinylm.train.recipes import get_track
 
 
 @pytest.fixture(scope="module")
@@ -258,13 +259,14 @@ def test_fineweb_edu_sample_has_one_config_and_default_folders(tmp_path, monkeyp
     assert shards.fineweb_edu_source() == "hf"
 
 
-@pytest.mark.filterwarnings("ignore:'tinylm.prepare' found in sys.modules:RuntimeWarning")
-def test_spawned_workers_importing_the_cli_as_their_main_module_do_nothing(monkeypatch):
+@pytest.mark.filterwarnings("ignore:.* found in sys.modules:RuntimeWarning")
+@pytest.mark.parametrize("module", ["tinylm", *(f"tinylm.{name}" for name in COMMANDS)])
+def test_spawned_workers_importing_the_cli_as_their_main_module_do_nothing(monkeypatch, module):
     """Under "spawn" (macOS, Windows; "forkserver" too) every worker re-imports `python -m tinylm.prepare`'s module
     as __mp_main__; without the __name__ guard each would parse the command line (and exit here) and start again."""
-    monkeypatch.setattr(sys, "argv", ["tinylm.prepare", "not-a-dataset"])
-    namespace = runpy.run_module("tinylm.prepare", run_name="__mp_main__")
-    assert namespace["__name__"] == "__mp_main__" and callable(namespace["main"])
+    monkeypatch.setattr(sys, "argv", [module, "not-a-dataset"])
+    namespace = runpy.run_module(module, run_name="__mp_main__")  # a command that ran would exit: SystemExit
+    assert namespace["__name__"] == "__mp_main__"
 
 
 def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_again(data_root, tmp_path):

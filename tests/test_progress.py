@@ -2,7 +2,7 @@
 
 import pytest
 
-from tinylm.progress import format_duration, remaining_seconds, steps_left
+from tinylm.train.progress import format_duration, remaining_seconds, steps_left
 
 
 def test_without_a_time_budget_the_eta_is_the_steps_left_at_the_measured_pace_plus_overhead():

@@ -5,7 +5,7 @@ RoPE model's output does not depend on where a sequence starts (learned position
 import pytest
 import torch
 
-from tinylm.rope import (
+from tinylm.model.rope import (
     RotaryEmbedding,
     apply_rotary,
     interleaved_to_rotate_half,

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tinylm.runlock import LOCK_FILE, RunFolderBusy, run_lock
+from tinylm.train.runlock import LOCK_FILE, RunFolderBusy, run_lock
 
 
 def dead_pid() -> int:

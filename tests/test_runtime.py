@@ -110,8 +110,11 @@ def test_peak_flops_per_s_is_none_off_cuda_and_for_other_dtypes():
     assert peak_tflops("NVIDIA H100 80GB HBM3", torch.float64) is None
 
 
+# In a process that has imported what a training run imports: in a bare interpreter glibc may not grow its heap
+# contiguously (brk blocked by a mapping) and then still serves a 64 MiB block from a fresh mapping.
 FAULTS_OF_A_REPEATED_ALLOCATION = """
 import resource, torch
+import tinylm.train.trainer
 from tinylm.runtime import keep_freed_memory
 
 def faults_of_a_repeated_allocation():

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from tinylm.sampling import Sampling, choose_next, keep_top_k, keep_top_p, penalize_repetition
+from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p, penalize_repetition
 
 DRAWS = 40_000
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tests.helpers import REPO
-from tinylm.chat import ChatSession
+from tinylm.chat.session import ChatSession
 from tinylm.cli.serve import MAX_BODY_BYTES, ChatServer
 
 

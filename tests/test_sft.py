@@ -12,14 +12,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.chat_template import ChatTemplate, RenderedChat
+from tinylm.chat.sft import ChatTrainer, ConversationLoader, MixtureLoader, answer_loss_sum, pad_conversations
+from tinylm.chat.template import ChatTemplate, RenderedChat
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.data import RandomWindowSampler
-from tinylm.instruct import build_examples, load_records, read_records, split_records, to_messages
-from tinylm.losses import next_token_loss
-from tinylm.model import GPT
-from tinylm.sft import ChatTrainer, ConversationLoader, MixtureLoader, answer_loss_sum, pad_conversations
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from tinylm.data.instruct import build_examples, load_records, read_records, split_records, to_messages
+from tinylm.data.tokens import RandomWindowSampler
+from tinylm.model.gpt import GPT
+from tinylm.model.losses import next_token_loss
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 
 WORDS = ["cat", "dog", "red", "blue", "sun", "moon", "tree", "fish", "bird", "rain", "snow", "star"]
 

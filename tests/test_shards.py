@@ -12,9 +12,8 @@ import pytest
 import tiktoken
 import torch
 
-from tinylm import shards
-from tinylm.data import DataError, read_tokens, write_tokens
-from tinylm.shards import (
+from tinylm.data import fineweb as shards
+from tinylm.data.fineweb import (
     FINEWEB_EDU_SAMPLE,
     SAMPLE_SHARD_TOKENS,
     ShardedWindowLoader,
@@ -24,6 +23,7 @@ from tinylm.shards import (
     shard_files,
     val_tokens,
 )
+from tinylm.data.tokens import DataError, read_tokens, write_tokens
 
 EOT = 50256
 

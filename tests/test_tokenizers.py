@@ -8,14 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tinylm.tokenizers import (
-    BPETokenizer,
-    CharTokenizer,
-    TrimmedBPETokenizer,
-    UnknownCharacterError,
-    _use_mirror_tiktoken_cache,
-    tokenizer_from_dict,
-)
+from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
+from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer, _use_mirror_tiktoken_cache
+from tinylm.tokenizers.saved import tokenizer_from_dict
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\tAll: Speak, speak! «été» 日本 😀"
 
@@ -182,7 +177,7 @@ def test_trimmed_unk_penalty_spreads_unk_over_every_dropped_gpt2_token(trimmed):
 
 @pytest.fixture(scope="module")
 def sentencepiece_tokenizer(sentencepiece_model):
-    from tinylm.tokenizers import SentencePieceTokenizer
+    from tinylm.tokenizers.llama import SentencePieceTokenizer
 
     return SentencePieceTokenizer.from_file(sentencepiece_model)
 
@@ -212,8 +207,8 @@ def test_sentencepiece_decodes_a_split_sequence_into_its_parts(sentencepiece_tok
 
 
 def test_sentencepiece_travels_in_a_checkpoint_without_its_file(sentencepiece_tokenizer, tmp_path):
-    from tinylm.checkpoint import load_checkpoint, save_checkpoint
-    from tinylm.tokenizers import SentencePieceTokenizer
+    from tinylm.tokenizers.llama import SentencePieceTokenizer
+    from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 
     description = sentencepiece_tokenizer.to_dict()
     assert description["kind"] == "sentencepiece" and json.loads(json.dumps(description)) == description
@@ -225,7 +220,7 @@ def test_sentencepiece_travels_in_a_checkpoint_without_its_file(sentencepiece_to
 
 
 def test_sentencepiece_errors_say_what_is_wrong(sentencepiece_tokenizer, tmp_path):
-    from tinylm.tokenizers import SentencePieceTokenizer
+    from tinylm.tokenizers.llama import SentencePieceTokenizer
 
     with pytest.raises(FileNotFoundError, match="no SentencePiece model"):
         SentencePieceTokenizer.from_file(tmp_path / "missing.model")
@@ -238,8 +233,9 @@ def test_sentencepiece_errors_say_what_is_wrong(sentencepiece_tokenizer, tmp_pat
 
 def test_generation_from_a_sentencepiece_prompt_starts_at_bos(sentencepiece_tokenizer):
     from tinylm.config import GPTConfig
-    from tinylm.generate import generate_batch, generate_text
-    from tinylm.model import GPT
+    from tinylm.generate.decode import generate_batch
+    from tinylm.generate.stream import generate_text
+    from tinylm.model.gpt import GPT
 
     tok = sentencepiece_tokenizer
     torch.manual_seed(0)

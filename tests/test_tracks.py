@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.tokenizers import CharTokenizer
-from tinylm.tracks import TINY_SHAKESPEARE, TRACKS, build_model_config, get_track, prepare_shakespeare_char
+from tinylm.data.corpora import TINY_SHAKESPEARE, prepare_shakespeare_char
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.recipes import TRACKS, build_model_config, get_track
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,8 @@ def test_gpt2_124m_recipe_derives_accumulation_from_the_tokens_per_step():
 
 def test_gpt2_124m_gpu_model_is_gpt2_small_with_the_vocabulary_padded_to_64():
     from tinylm.config import GPT2_124M
-    from tinylm.model import GPT
-    from tinylm.tokenizers import BPETokenizer
+    from tinylm.model.gpt import GPT
+    from tinylm.tokenizers.gpt2 import BPETokenizer
 
     preset, _ = get_track("gpt2-124m").recipe("gpu")
     cfg = build_model_config(preset, BPETokenizer("gpt2"), get_track("gpt2-124m").vocab_multiple)
@@ -87,7 +88,7 @@ def test_gpt2_124m_gpu_model_is_gpt2_small_with_the_vocabulary_padded_to_64():
 @pytest.mark.parametrize("name", sorted(TRACKS))
 def test_every_recipe_builds_as_every_architecture(name, arch):
     from tinylm.config import ARCHITECTURES
-    from tinylm.tracks import architecture_config, architecture_of
+    from tinylm.train.recipes import architecture_config, architecture_of
 
     for profile, (preset, _) in get_track(name).recipes.items():
         config = architecture_config(preset, arch)
@@ -100,7 +101,7 @@ def test_every_recipe_builds_as_every_architecture(name, arch):
 
 def test_architecture_config_sets_a_mixture_of_experts_balancing_and_refuses_it_elsewhere():
     from tinylm.config import ConfigError
-    from tinylm.tracks import architecture_config, architecture_of
+    from tinylm.train.recipes import architecture_config, architecture_of
 
     preset, _ = get_track("tinystories").recipe("cpu")
     assert architecture_config(preset, "llama-moe").balancing == "loss_free"

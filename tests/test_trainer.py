@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from tinylm.checkpoint import load_checkpoint
-from tinylm.data import RandomWindowSampler
-from tinylm.tokenizers import CharTokenizer
-from tinylm.trainer import Trainer, TrainingDiverged
+from tinylm.data.tokens import RandomWindowSampler
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.checkpoint import load_checkpoint
+from tinylm.train.trainer import Trainer, TrainingDiverged
 
 
 def weights_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -272,7 +272,7 @@ def llama_moe(**overrides) -> dict:
 def test_a_resumed_mixture_of_experts_ends_where_an_uninterrupted_one_ends(make_model, train_config, tokens, tmp_path,
                                                                            balancing):
     """The loss-free biases are a buffer in the checkpoint: the resumed run routes exactly as the straight one."""
-    from tinylm.moe import moe_layers
+    from tinylm.model.moe import moe_layers
 
     train, val = tokens
     shape = llama_moe(balancing=balancing)
@@ -341,7 +341,7 @@ def test_compiled_training_keeps_checkpoints_evaluation_and_generation_eager(mak
     keys = load_checkpoint(tmp_path / "last.pt")["model"].keys()
     assert keys == make_model(**shape).state_dict().keys(), "no _orig_mod. prefixes"
     assert math.isfinite(trainer.evaluate())
-    from tinylm.generate import generate
+    from tinylm.generate.decode import generate
 
     out = generate(trainer.model, torch.zeros(1, 1, dtype=torch.long), max_new_tokens=3, temperature=0)
     assert out.shape == (1, 4)
@@ -438,7 +438,7 @@ def test_train_records_carry_the_total_and_an_eta_after_one_plan_per_session(mak
 
 
 def test_each_rank_continues_its_own_rng_stream_and_a_new_rank_starts_a_seeded_one():
-    from tinylm.trainer import restore_rng
+    from tinylm.train.trainer import restore_rng
 
     cpu = torch.device("cpu")
     saved = [{"torch": torch.Generator().manual_seed(100 + rank).get_state(), "cuda": None} for rank in range(2)]

@@ -1,37 +1,51 @@
 """tinylm: the package behind the course notebooks — build and train GPT-style models from scratch.
 
-Each module is one concept: `config` (shapes and recipes), `model`, `attention`, `norms`, `rope`, `mlp`
-and `moe` (the network), `tokenizers` and `bpe`, `data`, `corpora`, `shards` and `download` (text to token
-files to batches), `optim`, `trainer` and `distributed` (the loop, on one process or many), `checkpoint`,
-`generate`, `sampling` and `kv_cache` (decoding), `playground` (generation and attention widgets), `plotting`,
-`tracks` (the course's datasets and presets per profile), `course` (the notebooks' Colab badge and install
-cell, and the runs one notebook borrows from another), `eval` and `hellaswag` (loss, bits per byte,
-HellaSwag), `interop`, `interop_llama` and `llama2c` (weights from and to Hugging Face and llama2.c),
-`chat_template`, `instruct`, `sft`, `chat_base` and `chat` (chat fine-tuning), `bench` (measurements).
+The package is laid out by stage, so that its folder listing is the architecture: `tokenizers` (text to ids),
+`data` (datasets to token files and batches), `model` (the network and its parts), `train` (the loop, its
+recipes, checkpoints, many processes), `generate` (decoding and samplers), `eval` (loss, bits per byte,
+HellaSwag), `chat` (chat fine-tuning), `interop` (weights to and from Hugging Face and llama2.c), `course`
+(what the notebooks use beside the model), `bench` (speed measurements) and `cli` (the command lines). `config`
+(the model and training configs), `runtime` (profile, device, precision) and `paths` (where files go) serve
+every stage.
 
-The command lines live in `tinylm/cli/`, one module per command, and run as `python -m tinylm.<command>`:
-prepare, train, sample, eval, bench, interop, finetune, chat and serve. They share `console` (what they print)
-and `errors` (one error mapping).
+The names below are importable from `tinylm` itself. They load on first use, so `import tinylm` stays quick and
+imports neither matplotlib nor datasets nor transformers.
 """
 
-from .checkpoint import CheckpointError, load_checkpoint, load_model
-from .config import GPT2_124M, ConfigError, GPTConfig, TrainConfig
-from .generate import generate, generate_batch, generate_text, stream
-from .kv_cache import KVCache
-from .model import GPT
-from .playground import attention_viewer, playground
-from .runtime import resolve_device, resolve_dtype, resolve_profile
-from .sampling import Sampling
-from .tokenizers import BPETokenizer, CharTokenizer, UnknownCharacterError
-from .tracks import get_track
-from .trainer import Trainer, TrainingDiverged
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "GPT", "GPTConfig", "TrainConfig", "GPT2_124M", "ConfigError", "Trainer", "TrainingDiverged",
-    "CharTokenizer", "BPETokenizer", "UnknownCharacterError", "generate", "generate_text",
-    "generate_batch", "stream", "Sampling", "KVCache", "playground", "attention_viewer",
-    "load_checkpoint", "load_model", "CheckpointError", "get_track",
-    "resolve_profile", "resolve_device", "resolve_dtype",
-]
+# public name -> the module that defines it
+_EXPORTS = {
+    "GPT": "tinylm.model.gpt", "KVCache": "tinylm.model.kv_cache",
+    "GPTConfig": "tinylm.config", "TrainConfig": "tinylm.config", "GPT2_124M": "tinylm.config",
+    "ConfigError": "tinylm.config",
+    "Trainer": "tinylm.train.trainer", "TrainingDiverged": "tinylm.train.trainer",
+    "load_checkpoint": "tinylm.train.checkpoint", "load_model": "tinylm.train.checkpoint",
+    "CheckpointError": "tinylm.train.checkpoint", "get_track": "tinylm.train.recipes",
+    "CharTokenizer": "tinylm.tokenizers.char", "UnknownCharacterError": "tinylm.tokenizers.char",
+    "BPETokenizer": "tinylm.tokenizers.gpt2",
+    "generate_batch": "tinylm.generate.decode",
+    "generate_text": "tinylm.generate.stream", "stream": "tinylm.generate.stream",
+    "Sampling": "tinylm.generate.sampling",
+    "playground": "tinylm.course.playground", "attention_viewer": "tinylm.course.playground",
+    "resolve_profile": "tinylm.runtime", "resolve_device": "tinylm.runtime", "resolve_dtype": "tinylm.runtime",
+    "configure_backend": "tinylm.runtime",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # once loaded, a plain attribute
+        return value
+    raise AttributeError(f"module 'tinylm' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -75,10 +75,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.plotting
+import tinylm.course.plotting
 
 PROFILE = tinylm.resolve_profile()
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
 BATCH_SIZE = {"smoke": 32, "cpu": 32, "gpu": 64}[PROFILE]  # windows per step
 EVAL_EVERY = {"smoke": 25, "cpu": 500, "gpu": 1000}[PROFILE]  # steps between whole-split validations
@@ -94,7 +94,7 @@ print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={devic
 # `val.bin` that later notebooks train on. Here we read the raw text and redo that work by hand.
 
 # %%
-from tinylm.tracks import prepare_shakespeare_char
+from tinylm.train.recipes import prepare_shakespeare_char
 
 prepared = prepare_shakespeare_char()
 text = (prepared.folder / "input.txt").read_text(encoding="utf-8")
@@ -223,11 +223,11 @@ print(xb)
 print(yb)
 
 # %% [markdown]
-# Self-check: the shapes, the shift, and `tinylm.data.RandomWindowSampler`, which draws its starts
+# Self-check: the shapes, the shift, and `tinylm.data.tokens.RandomWindowSampler`, which draws its starts
 # the same way: with the same seed it must produce the very same batch.
 
 # %%
-from tinylm.data import RandomWindowSampler
+from tinylm.data.tokens import RandomWindowSampler
 
 assert xb.shape == yb.shape == (4, BLOCK_SIZE)
 assert torch.equal(xb[:, 1:], yb[:, :-1])  # y is x shifted by one
@@ -303,7 +303,7 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 #
 # AdamW with a learning rate of 1e-2, much larger than a transformer tolerates: the model is one
 # table, each step only updates the rows of the characters in the batch, and the problem is convex.
-# Every `EVAL_EVERY` steps, `tinylm.data.evaluate_loss` scores **every** token of the validation
+# Every `EVAL_EVERY` steps, `tinylm.eval.loss.evaluate_loss` scores **every** token of the validation
 # split once, which is deterministic and far less noisy than the loss of one random batch.
 #
 # **Predict, then run.** The loss starts near 4.7. Where will the bigram's validation loss level off:
@@ -311,8 +311,8 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 # 1.7 in notebook 3, in a few minutes on a laptop CPU.)
 
 # %%
-from tinylm.data import evaluate_loss
-from tinylm.plotting import plot_losses
+from tinylm.course.plotting import plot_losses
+from tinylm.eval.loss import evaluate_loss
 
 torch.manual_seed(1337)
 model = BigramLanguageModel(vocab_size).to(device)
@@ -416,7 +416,7 @@ print(sample(model, "\n", 500, seed=0))
 # and `torch.logsumexp` computes the second term without overflowing for large logits.
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def cross_entropy_by_hand(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -78,15 +78,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.plotting
-from tinylm.attention import CausalSelfAttention, explicit_causal_attention
-from tinylm.model import Block
+import tinylm.course.plotting
+from tinylm.model.attention import CausalSelfAttention, explicit_causal_attention
+from tinylm.model.gpt import Block
 
 PROFILE = tinylm.resolve_profile()
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
 torch.set_printoptions(precision=3, sci_mode=False)
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={OVERFIT_STEPS}")
 
 # %% [markdown]
@@ -246,7 +246,7 @@ out = wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 # %% [markdown]
 # Self-check: rows sum to 1, the future gets exactly zero weight, and the output equals both
-# `tinylm.attention.explicit_causal_attention` (the readable path the model can use) and PyTorch's
+# `tinylm.model.attention.explicit_causal_attention` (the readable path the model can use) and PyTorch's
 # fused `F.scaled_dot_product_attention`. Both expect a head dimension, `(B, n_head, T, hs)`: here
 # there is one head, so `q[:, None]` adds it.
 
@@ -557,7 +557,7 @@ class BlockFromScratch(nn.Module):
 
 
 # %% [markdown]
-# Self-check against `tinylm.model.Block`. Freshly built, its layer norms are exactly gain 1, bias 0,
+# Self-check against `tinylm.model.gpt.Block`. Freshly built, its layer norms are exactly gain 1, bias 0,
 # which would hide a swapped or missing term, so first every parameter gets some noise.
 
 # %%
@@ -576,7 +576,7 @@ block.load_state_dict(ref_block.state_dict())
 with torch.no_grad():
     assert torch.allclose(block(x), ref_block(x), atol=1e-5)
     assert torch.allclose(block.mlp(x), ref_block.mlp(x), atol=1e-6)
-print("BlockFromScratch == tinylm.model.Block")
+print("BlockFromScratch == tinylm.model.gpt.Block")
 
 # %% [markdown]
 # ## 8. The full GPT
@@ -636,8 +636,8 @@ assert n_params == ref_gpt.num_parameters()
 # Shakespeare through both, and compare logits, loss, and a greedy generation token for token.
 
 # %%
-from tinylm.data import RandomWindowSampler
-from tinylm.tracks import prepare_shakespeare_char
+from tinylm.data.tokens import RandomWindowSampler
+from tinylm.train.recipes import prepare_shakespeare_char
 
 prepared = prepare_shakespeare_char()
 tok = prepared.tokenizer
@@ -652,7 +652,7 @@ with torch.no_grad():
     ref_logits, ref_loss = ref_gpt(xb, yb)
 assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(loss, ref_loss, atol=1e-6)
 prompt = torch.tensor([tok.encode("ROMEO:")])  # (1, 6)
-same = torch.equal(tinylm.generate(gpt, prompt, 30, temperature=0), tinylm.generate(ref_gpt, prompt, 30, temperature=0))
+same = torch.equal(tinylm.generate.decode.generate(gpt, prompt, 30, temperature=0), tinylm.generate.decode.generate(ref_gpt, prompt, 30, temperature=0))
 assert same
 print(f"logits, loss ({loss.item():.4f}) and greedy generation match tinylm.GPT")
 
@@ -682,7 +682,7 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # ## 9. Weight initialisation
 #
 # Every weight needs a starting value, and the choice matters more than it looks. GPT-2's rule, which
-# `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model.py`):
+# `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model/gpt.py`):
 #
 # - every `Linear` and `Embedding` weight from a normal distribution with mean 0 and **std 0.02**;
 # - every bias **zero**; the layer norms keep the gain 1 and bias 0 they are built with;
@@ -1002,7 +1002,7 @@ print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no d
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from tinylm.tracks import SHAKESPEARE_CHAR
+from tinylm.train.recipes import SHAKESPEARE_CHAR
 
 print({profile: model_cfg.dropout for profile, (model_cfg, _) in SHAKESPEARE_CHAR.recipes.items()})
 
@@ -1010,7 +1010,7 @@ print({profile: model_cfg.dropout for profile, (model_cfg, _) in SHAKESPEARE_CHA
 # The `gpu` recipe (6 layers, 384 wide, 5,000 steps of 64 windows of 256 characters) passes over the
 # 1 MB training text about 80 times and would memorise it; dropout 0.2 slows that down. The `cpu`
 # recipe is small and trains for minutes: it underfits, and dropout would only slow its learning. The
-# Trainer calls `model.train()`, and `tinylm.data.evaluate_loss` switches the model to `eval()` while
+# Trainer calls `model.train()`, and `tinylm.eval.loss.evaluate_loss` switches the model to `eval()` while
 # it scores the validation split, so the validation loss is always measured without dropout.
 
 # %% [markdown]
@@ -1107,7 +1107,7 @@ plt.close(fig)
 # scaled scores, the future masked, softmax over the last dimension.
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def causal_attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

@@ -76,11 +76,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.plotting
-from tinylm.data import RandomWindowSampler, evaluate_loss, evaluation_windows
-from tinylm.plotting import LiveLossPlot
-from tinylm.runlock import clear_old_run
-from tinylm.trainer import RUN_FILES
+import tinylm.course.plotting
+from tinylm.course.plotting import LiveLossPlot
+from tinylm.data.tokens import RandomWindowSampler
+from tinylm.eval.loss import evaluate_loss, evaluation_windows
+from tinylm.train.runlock import clear_old_run
+from tinylm.train.trainer import RUN_FILES
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
@@ -88,7 +89,7 @@ CHECK_STEPS = {"smoke": 20, "cpu": 200, "gpu": 100}[PROFILE]  # the hand-written
 LOG_INTERVAL = {"smoke": 5, "cpu": 50, "gpu": 10}[PROFILE]  # steps between train records of the real run
 EVAL_INTERVAL = {"smoke": 10, "cpu": 1000, "gpu": 250}[PROFILE]  # steps between its validation passes
 FULL_RECIPE = False  # True: the gpu recipe's whole 5,000 steps; False on a GPU (Colab): at most 8 minutes of training
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]
@@ -103,7 +104,7 @@ track = tinylm.get_track("shakespeare-char")
 data = track.prepare()
 tokenizer = data.tokenizer
 model_preset, train_cfg = track.recipe(PROFILE)
-model_cfg = tinylm.tracks.build_model_config(model_preset, tokenizer)
+model_cfg = tinylm.train.recipes.build_model_config(model_preset, tokenizer)
 print(model_cfg)
 print(train_cfg)
 
@@ -263,13 +264,13 @@ for name, p in model.named_parameters():
         print(f"{name:<32} {str(tuple(p.shape)):>11}  {'decays' if p.dim() >= 2 else '-'}")
 
 ours = param_groups(model, train_cfg.weight_decay)
-theirs = tinylm.optim.build_optimizer(model, train_cfg, DEVICE)
+theirs = tinylm.train.optim.build_optimizer(model, train_cfg, DEVICE)
 for group, package_group in zip(ours, theirs.param_groups, strict=True):
     assert [id(p) for p in group["params"]] == [id(p) for p in package_group["params"]]
     assert group["weight_decay"] == package_group["weight_decay"]
 assert theirs.defaults["lr"] == train_cfg.learning_rate and theirs.defaults["betas"] == (train_cfg.beta1, train_cfg.beta2)
 decayed = sum(p.numel() for p in ours[0]["params"])
-print(f"the same groups as tinylm.optim.build_optimizer: {decayed:,} of {model.num_parameters():,} parameters decay "
+print(f"the same groups as tinylm.train.optim.build_optimizer: {decayed:,} of {model.num_parameters():,} parameters decay "
       f"({decayed / model.num_parameters():.1%}), with weight_decay {train_cfg.weight_decay}")
 
 # %% [markdown]
@@ -289,7 +290,7 @@ print(f"the same groups as tinylm.optim.build_optimizer: {decayed:,} of {model.n
 #   cycle without their restarts). Large steps while the loss falls fast; small ones at the end, where
 #   a step's noise costs more than its progress, so the weights settle.
 #
-# Write it, and check it at every step of the recipe against `tinylm.optim.learning_rate`, the function
+# Write it, and check it at every step of the recipe against `tinylm.train.optim.learning_rate`, the function
 # the Trainer calls:
 
 # %%
@@ -302,8 +303,8 @@ def lr_at(step: int, cfg: tinylm.TrainConfig) -> float:
 
 
 lrs = [lr_at(step, train_cfg) for step in range(train_cfg.max_steps)]
-assert all(math.isclose(lr, tinylm.optim.learning_rate(step, train_cfg), rel_tol=1e-12) for step, lr in enumerate(lrs))
-print(f"{train_cfg.max_steps:,} steps, the same rates as tinylm.optim.learning_rate; peak {train_cfg.learning_rate:g}, "
+assert all(math.isclose(lr, tinylm.train.optim.learning_rate(step, train_cfg), rel_tol=1e-12) for step, lr in enumerate(lrs))
+print(f"{train_cfg.max_steps:,} steps, the same rates as tinylm.train.optim.learning_rate; peak {train_cfg.learning_rate:g}, "
       f"min_lr {train_cfg.min_lr:g} (1/{train_cfg.learning_rate / train_cfg.min_lr:.0f} of the peak)")
 
 # %% [markdown]
@@ -421,7 +422,7 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 #
 # ## 7. The whole loop, checked against the Trainer
 #
-# Put the pieces together. `tinylm/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
+# Put the pieces together. `tinylm/train/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
 #
 # 1. set every group's learning rate to the schedule's rate for this step;
 # 2. for each of `grad_accum_steps` micro-batches: draw a batch from its sampler, run the forward under
@@ -763,7 +764,7 @@ print(sorted(p.name for p in run_dir.iterdir()))
 # logarithm). Convert one into the other.
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def bits_per_character(loss_in_nats: float) -> float:

@@ -64,11 +64,12 @@ import torch
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.bpe
-from tinylm.download import fetch
+import tinylm.tokenizers.bpe
+from tinylm.data.corpora import TINY_SHAKESPEARE
+from tinylm.data.download import fetch
 from tinylm.paths import data_dir
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS, BPETokenizer, CharTokenizer, UnknownCharacterError, padded_vocab_size
-from tinylm.tracks import TINY_SHAKESPEARE
+from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 
 PROFILE = tinylm.resolve_profile()
 # What costs time: how much Shakespeare the from-scratch encoder is checked on (None: all of it),
@@ -159,7 +160,7 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 byte_map = bytes_to_unicode()
-assert byte_map == tinylm.bpe.bytes_to_unicode()
+assert byte_map == tinylm.tokenizers.bpe.bytes_to_unicode()
 print({chr(b): byte_map[b] for b in [ord(" "), ord("\n"), ord("\t"), ord("A"), ord("~")]})
 print("".join(byte_map[b] for b in "Hello world\nnaïve 🙂".encode("utf-8")))
 
@@ -183,7 +184,7 @@ print("".join(byte_map[b] for b in "Hello world\nnaïve 🙂".encode("utf-8")))
 # %%
 # NBVAL_CHECK_OUTPUT
 sentence = "I'm sure you'll love GPT-2's tokenizer:  it splits 1234567 and 3.14,\n\tDON'T it?! 🙂🙂"
-pieces = regex.findall(tinylm.bpe.GPT2_SPLIT_PATTERN, sentence)
+pieces = regex.findall(tinylm.tokenizers.bpe.GPT2_SPLIT_PATTERN, sentence)
 print(pieces)
 assert "".join(pieces) == sentence, "pre-tokenisation only cuts: the pieces concatenate back to the text"
 
@@ -193,7 +194,7 @@ assert "".join(pieces) == sentence, "pre-tokenisation only cuts: the pieces conc
 # GPT-2's tokenizer is two files. `encoder.json` maps each of the 50,257 tokens (written with the byte
 # map) to its id. `vocab.bpe` lists the 50,000 merges in the order they were learned: the first line
 # says `Ġ t`, "merge a space followed by t", because that pair was the most frequent in GPT-2's
-# training text. `tinylm.bpe.load_gpt2_bpe` downloads both (or copies them from the offline mirror) and
+# training text. `tinylm.tokenizers.bpe.load_gpt2_bpe` downloads both (or copies them from the offline mirror) and
 # checks their sha256.
 #
 # The ids follow the merges: ids 0 to 255 are the 256 bytes (in the byte map's order, so `!` is 0 and a
@@ -202,7 +203,7 @@ assert "".join(pieces) == sentence, "pre-tokenisation only cuts: the pieces conc
 
 # %%
 # NBVAL_CHECK_OUTPUT
-encoder, merges = tinylm.bpe.load_gpt2_bpe()
+encoder, merges = tinylm.tokenizers.bpe.load_gpt2_bpe()
 ranks = {pair: rank for rank, pair in enumerate(merges)}  # (left, right) -> rank; lower = learned earlier
 print(f"{len(encoder):,} tokens, {len(merges):,} merges")
 print("first merges:", merges[:10])
@@ -271,7 +272,7 @@ cache: dict[str, list[int]] = {}
 
 def encode(text: str) -> list[int]:
     ids = []
-    for piece in regex.findall(tinylm.bpe.GPT2_SPLIT_PATTERN, text):
+    for piece in regex.findall(tinylm.tokenizers.bpe.GPT2_SPLIT_PATTERN, text):
         if piece not in cache:
             cache[piece] = [encoder[token] for token in bpe(to_byte_chars(piece))]
         ids.extend(cache[piece])
@@ -308,18 +309,18 @@ print([gpt2.decode([i]) for i in ours[:40]])
 # only part of a character is not valid UTF-8 on its own. The whole sequence decodes back exactly.
 #
 # Now a longer text: Shakespeare (all of it in the `gpu` profile), and the package's readable version,
-# `tinylm.bpe.GPT2BPE`, which is the code above gathered into a class. Both match `tiktoken`, which is
+# `tinylm.tokenizers.bpe.GPT2BPE`, which is the code above gathered into a class. Both match `tiktoken`, which is
 # written in Rust and is faster:
 
 # %%
 check_text = shakespeare[: SIZES["check_chars"]]
 reference = gpt2.encoding.encode_ordinary(check_text)
 assert encode(check_text) == reference
-readable = tinylm.bpe.GPT2BPE(encoder, merges)
+readable = tinylm.tokenizers.bpe.GPT2BPE(encoder, merges)
 assert readable.encode(check_text) == reference and readable.encode(VARIED_TEXT) == theirs
 assert readable.decode(reference) == check_text
 
-for name, encoder_fn in [("tinylm.bpe.GPT2BPE (plain Python)", readable.encode),
+for name, encoder_fn in [("tinylm.tokenizers.bpe.GPT2BPE (plain Python)", readable.encode),
                          ("tiktoken (Rust)", gpt2.encoding.encode_ordinary)]:
     start = time.perf_counter()
     encoder_fn(check_text)  # a fresh GPT2BPE: its cache starts empty
@@ -363,7 +364,7 @@ def merge_ids(word: tuple[int, ...], pair: tuple[int, int], new_id: int) -> tupl
 
 
 train_text = shakespeare[: SIZES["train_chars"]]
-words = Counter(tuple(piece.encode("utf-8")) for piece in regex.findall(tinylm.bpe.GPT2_SPLIT_PATTERN, train_text))
+words = Counter(tuple(piece.encode("utf-8")) for piece in regex.findall(tinylm.tokenizers.bpe.GPT2_SPLIT_PATTERN, train_text))
 learned: dict[tuple[int, int], int] = {}
 vocab = {i: bytes([i]) for i in range(256)}  # id -> the bytes it stands for
 token_counts = [sum(len(word) * count for word, count in words.items())]  # tokens of train_text after each merge
@@ -382,11 +383,11 @@ for (a, b), new_id in list(learned.items())[:10]:
     print(f"  {new_id}: {vocab[a]!r} + {vocab[b]!r} -> {vocab[new_id]!r}")
 
 # %%
-package_merges, package_encode = tinylm.bpe.train_bpe(train_text, SIZES["num_merges"])
-assert package_merges == learned, "tinylm.bpe.train_bpe learns the same merges"
+package_merges, package_encode = tinylm.tokenizers.bpe.train_bpe(train_text, SIZES["num_merges"])
+assert package_merges == learned, "tinylm.tokenizers.bpe.train_bpe learns the same merges"
 assert len(package_encode(train_text)) == token_counts[-1]
 unseen_text = shakespeare[-2_000:]
-assert tinylm.bpe.bpe_decode(package_encode(unseen_text), learned) == unseen_text, "round trip on unseen text"
+assert tinylm.tokenizers.bpe.bpe_decode(package_encode(unseen_text), learned) == unseen_text, "round trip on unseen text"
 
 fig, ax = plt.subplots(figsize=(7, 2.8))
 ax.plot(range(len(token_counts)), [len(train_text) / n for n in token_counts])
@@ -468,7 +469,7 @@ assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vo
 #
 # The extra rows are never a token: the tokenizer never produces their ids, so they are never an input,
 # and they are never a target, so the softmax's gradient only ever pushes their logits down. `generate`
-# masks them out anyway (`vocab_limit`), and the validation loss leaves them out (`tinylm.data.evaluate_loss`
+# masks them out anyway (`vocab_limit`), and the validation loss leaves them out (`tinylm.eval.loss.evaluate_loss`
 # with a tokenizer), so a padded model's loss is comparable to an unpadded one's. The padding is for GPU
 # matmuls: the tracks with GPT-2's vocabulary pad (`Track.vocab_multiple = 64`, applied by
 # `padded_vocab_size`), and the character-level track of notebook 3 keeps its 65 rows.
@@ -506,7 +507,7 @@ plt.show()
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from tinylm.corpora import TINYSTORIES_SAMPLE, split_stories
+from tinylm.data.corpora import TINYSTORIES_SAMPLE, split_stories
 
 stories_path = fetch(TINYSTORIES_SAMPLE, data_dir() / "tinystories" / "TinyStories-train_first2MiB.txt")
 stories = split_stories(stories_path.read_text(encoding="utf-8"))
@@ -580,7 +581,7 @@ for tokenizer_name, text_name, vocab_size, chars_per_token in rows:
 # replacing invalid sequences with `�` (as `tiktoken` does).
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def decode_by_hand(ids: list[int]) -> str:
@@ -620,7 +621,7 @@ def vocabulary_from_merges(merges: dict[tuple[int, int], int]) -> dict[int, byte
 
 def test_vocabulary_from_merges():
     sample = shakespeare[:3_000]
-    merges_, encode_ = tinylm.bpe.train_bpe(sample, 40)
+    merges_, encode_ = tinylm.tokenizers.bpe.train_bpe(sample, 40)
     vocabulary = vocabulary_from_merges(merges_)
     assert len(vocabulary) == 256 + len(merges_)
     assert all(vocabulary[i] == bytes([i]) for i in range(256)), "ids 0-255 are the bytes themselves"

@@ -83,12 +83,12 @@ import numpy as np
 import torch
 
 import tinylm
-import tinylm.corpora
-import tinylm.download
-import tinylm.eval
-import tinylm.llama2c
-from tinylm.plotting import LiveLossPlot
-from tinylm.tokenizers import TrimmedBPETokenizer, padded_vocab_size
+import tinylm.data.corpora
+import tinylm.data.download
+import tinylm.eval.loss
+import tinylm.interop.llama2c
+from tinylm.course.plotting import LiveLossPlot
+from tinylm.tokenizers.gpt2 import TrimmedBPETokenizer, padded_vocab_size
 
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12})
 PROFILE = tinylm.resolve_profile()
@@ -133,10 +133,10 @@ FULL_RECIPE = False
 track = tinylm.get_track("tinystories")
 QUICK_TRAIN_STORIES = 150_000  # the gpu profile's bounded run reads the first stories of the training split
 if PROFILE == "gpu" and not FULL_RECIPE:
-    data = tinylm.corpora.prepare_tinystories(max_train_stories=QUICK_TRAIN_STORIES)
+    data = tinylm.data.corpora.prepare_tinystories(max_train_stories=QUICK_TRAIN_STORIES)
 else:
     data = track.prepare(PROFILE)  # what the Trainer gets; in cpu and smoke, ids of a trimmed vocabulary (below)
-gpt2_data = data if PROFILE == "gpu" else tinylm.corpora.prepare_tinystories(source="sample")  # the GPT-2 ids
+gpt2_data = data if PROFILE == "gpu" else tinylm.data.corpora.prepare_tinystories(source="sample")  # the GPT-2 ids
 print(f"prepared in {gpt2_data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
       f"{sorted(p.name for p in gpt2_data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
 print(json.dumps(gpt2_data.meta, indent=2))
@@ -157,8 +157,8 @@ print(json.dumps(gpt2_data.meta, indent=2))
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
-gpt2_train = tinylm.data.read_tokens(gpt2_data.folder / "train.bin")  # GPT-2 ids, as prepare() wrote them
-gpt2_val = tinylm.data.read_tokens(gpt2_data.folder / "val.bin")
+gpt2_train = tinylm.data.tokens.read_tokens(gpt2_data.folder / "train.bin")  # GPT-2 ids, as prepare() wrote them
+gpt2_val = tinylm.data.tokens.read_tokens(gpt2_data.folder / "val.bin")
 size_on_disk = (gpt2_data.folder / "train.bin").stat().st_size
 print(f"{type(gpt2_train).__name__} of {gpt2_train.dtype}, {len(gpt2_train):,} tokens, "
       f"{size_on_disk:,} bytes on disk (2 per token), backed by {type(gpt2_train.base).__name__}")
@@ -277,7 +277,7 @@ for text in ["Once upon a time, Lily found a shiny red ball.", "The quantum phys
 #
 # $$-\ln\frac{p}{\text{dropped}} = -\ln p + \ln(\text{dropped}).$$
 #
-# Evaluation (`tinylm.data.evaluate_loss`, which the Trainer calls) adds this **unk penalty**
+# Evaluation (`tinylm.eval.loss.evaluate_loss`, which the Trainer calls) adds this **unk penalty**
 # `ln(dropped)` to every `<unk>` target. The probabilities of the kept tokens plus the `<unk>` share of
 # every dropped token sum to 1, so the loss is that of a real GPT-2-token model, directly comparable
 # with an untrimmed one; if anything it is pessimistic, since the trimmed model cannot prefer one
@@ -339,7 +339,7 @@ for name, rows_ in rows:
 # %%
 # NBVAL_CHECK_OUTPUT
 gpu_preset, gpu_train_cfg = track.recipe("gpu")
-gpu_cfg = tinylm.tracks.build_model_config(gpu_preset, gpt2, track.vocab_multiple)
+gpu_cfg = tinylm.train.recipes.build_model_config(gpu_preset, gpt2, track.vocab_multiple)
 
 
 def count_parameters(cfg: tinylm.GPTConfig) -> int:
@@ -458,11 +458,11 @@ for gpu_name in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
 MP_STEPS, MP_ROUNDS = 5, 3
 low = tinylm.resolve_dtype(DEVICE) if DEVICE.type == "cuda" else torch.bfloat16  # CPU autocast computes in bf16
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
-mp_cfg = tinylm.tracks.build_model_config(track.recipe(PROFILE)[0], data.tokenizer, track.vocab_multiple)
+mp_cfg = tinylm.train.recipes.build_model_config(track.recipe(PROFILE)[0], data.tokenizer, track.vocab_multiple)
 torch.manual_seed(SEED)
 mp_model = tinylm.GPT(mp_cfg).to(DEVICE)  # the model this profile trains below
 initial = copy.deepcopy(mp_model.state_dict())  # both precisions start from these weights...
-mp_sampler = tinylm.data.RandomWindowSampler(data.train, mp_cfg.block_size, 16 if DEVICE.type == "cuda" else 4, SEED)
+mp_sampler = tinylm.data.tokens.RandomWindowSampler(data.train, mp_cfg.block_size, 16 if DEVICE.type == "cuda" else 4, SEED)
 mp_batches = [mp_sampler.next_batch(DEVICE) for _ in range(MP_STEPS)]  # ...and see these batches
 
 
@@ -578,7 +578,7 @@ model_preset, train_cfg = track.recipe(PROFILE)
 if not FULL_RECIPE:
     train_cfg = dataclasses.replace(train_cfg, **BOUNDED[PROFILE])
 tokenizer = data.tokenizer
-model_cfg = tinylm.tracks.build_model_config(model_preset, tokenizer, track.vocab_multiple)
+model_cfg = tinylm.train.recipes.build_model_config(model_preset, tokenizer, track.vocab_multiple)
 print(model_cfg)
 print(train_cfg)
 model = tinylm.GPT(model_cfg)
@@ -732,11 +732,11 @@ print(f"| {'this GPT (' + PROFILE + ' profile)':<28} | {final['val_loss']:>20.3f
 # comparison favours them. Still, a model below `bzip2`'s bits per byte has learned something about
 # stories that a general-purpose compressor does not find.
 #
-# The package does this for any text: `tinylm.eval.text_loss(model, tokenizer, text)` encodes the text,
+# The package does this for any text: `tinylm.eval.loss.text_loss(model, tokenizer, text)` encodes the text,
 # scores every token (the first one predicted from an end-of-text token, as a story starts in training), and
 # counts the text's UTF-8 bytes. From a terminal, `python -m tinylm.eval loss --ckpt runs/<run> --text
 # story.txt` does the same for a checkpoint. Score the first validation stories one by one, as standalone
-# texts, and add up their nats and bytes (`tinylm.eval.texts_loss`). The result is close to the split's but not equal: each story is
+# texts, and add up their nats and bytes (`tinylm.eval.loss.texts_loss`). The result is close to the split's but not equal: each story is
 # scored without the story before it, its closing end-of-text token is not a target, and there are no
 # separator bytes.
 
@@ -744,8 +744,8 @@ print(f"| {'this GPT (' + PROFILE + ' profile)':<28} | {final['val_loss']:>20.3f
 EVAL_STORIES = 200
 story_ids = np.split(val_ids, np.flatnonzero(val_ids == gpt2.eot_token) + 1)  # each ends with an end-of-text token
 stories = [gpt2.decode(ids[:-1]) for ids in story_ids if len(ids) > 1 and ids[-1] == gpt2.eot_token][:EVAL_STORIES]
-first = tinylm.eval.text_loss(model, tokenizer, stories[0])
-scored = tinylm.eval.texts_loss(model, tokenizer, stories)  # text_loss for each story, nats and bytes added up
+first = tinylm.eval.loss.text_loss(model, tokenizer, stories[0])
+scored = tinylm.eval.loss.texts_loss(model, tokenizer, stories)  # text_loss for each story, nats and bytes added up
 print(f"first story: {first['tokens']} tokens, {first['bytes']} bytes, "
       f"{first['loss']:.3f} nats per token, {first['bits_per_byte']:.3f} bits per byte")
 print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']:,} bytes, {scored['loss']:.3f} nats "
@@ -759,21 +759,21 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # them; the smallest, **stories15M**, has 6 layers, 288 wide, a context of 256 and 15M parameters, with
 # Llama 2's 32,000-token SentencePiece tokenizer (`sentencepiece` is one of `tinylm`'s declared
 # dependencies, so `pip install -r requirements.txt` and the Colab cell install it). Its blocks are Llama's:
-# RMSNorm, rotary positions and a SwiGLU MLP, which notebook 8 builds. `tinylm.llama2c` reads llama2.c's
+# RMSNorm, rotary positions and a SwiGLU MLP, which notebook 8 builds. `tinylm.interop.llama2c` reads llama2.c's
 # file format into a `tinylm.GPT`, and `load_stories15m()` downloads the model (61 MB) and the tokenizer
-# (0.5 MB) once, with `tinylm.download.fetch`.
+# (0.5 MB) once, with `tinylm.data.download.fetch`.
 #
 # `fetch` checks every file against a sha256 digest written in the code, and it has no way to take a file
 # whose digest is unknown: a `RemoteFile` must name one, and bytes that do not match are discarded with a
-# `DownloadError` that names the digest that arrived. The digests in `tinylm.llama2c` are the ones other
+# `DownloadError` that names the digest that arrived. The digests in `tinylm.interop.llama2c` are the ones other
 # projects pin for these two files; the machine this notebook was written on is offline, so they were not
 # checked by a download here. These files are not in the course's offline mirror, so this section needs
 # the network: offline, each cell prints one line and skips.
 
 # %%
 try:
-    reference, reference_tokenizer = tinylm.llama2c.load_stories15m()
-except tinylm.download.DownloadError as error:  # offline, or a file that did not match its sha256
+    reference, reference_tokenizer = tinylm.interop.llama2c.load_stories15m()
+except tinylm.data.download.DownloadError as error:  # offline, or a file that did not match its sha256
     reference = reference_tokenizer = None
     print(f"stories15M skipped: {error}")
 if reference is not None:
@@ -796,7 +796,7 @@ if reference is not None:
 if reference is None:
     print("stories15M skipped: the comparison needs the model, which needs the network")
 else:
-    reference_scored = tinylm.eval.texts_loss(reference, reference_tokenizer, stories)
+    reference_scored = tinylm.eval.loss.texts_loss(reference, reference_tokenizer, stories)
     print(f"the first {scored['texts']} validation stories, {scored['bytes']:,} bytes, each scored on its own\n")
     print("| model | parameters | tokenizer | tokens | nats per token | bits per byte |")
     print("|---|---|---|---|---|---|")
@@ -857,7 +857,7 @@ else:
 # tokens, and compares.
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def loss_per_gpt2_token(logits: torch.Tensor, targets: torch.Tensor, unk_id: int, unk_penalty: float) -> torch.Tensor:

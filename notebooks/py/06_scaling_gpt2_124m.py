@@ -85,20 +85,20 @@ import torch
 import torch._inductor.config
 
 import tinylm
-import tinylm.plotting
+import tinylm.course.plotting
 import tinylm.runtime
-from tinylm.console import print_record
-from tinylm.data import read_tokens
-from tinylm.download import reachable
-from tinylm.eval import score_model
-from tinylm.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
-from tinylm.interop import from_hf_gpt2
+from tinylm.data.download import reachable
+from tinylm.data.fineweb import ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress
+from tinylm.data.tokens import read_tokens
+from tinylm.eval.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
+from tinylm.eval.loss import score_model
+from tinylm.interop.hf_gpt2 import from_hf_gpt2
 from tinylm.paths import shown
-from tinylm.runlock import clear_old_run
-from tinylm.shards import ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress
-from tinylm.trainer import RUN_FILES
+from tinylm.train.progress import print_record
+from tinylm.train.runlock import clear_old_run
+from tinylm.train.trainer import RUN_FILES
 
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 # The one switch for a GPU runtime. False: a bounded 124M run (6 minutes of training; the whole notebook about
@@ -206,7 +206,7 @@ for mfu in (0.3, 0.4, 0.5):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-val_tokens_hf = tinylm.shards.HF_SHARD_TOKENS
+val_tokens_hf = tinylm.data.fineweb.HF_SHARD_TOKENS
 evaluations = gpu_train_cfg.max_steps // gpu_train_cfg.eval_interval + 1  # every eval_interval steps, and at the end
 eval_flops = evaluations * val_tokens_hf * model_124m.flops_per_token() / 3
 print(f"every {gpu_train_cfg.eval_interval} steps: {evaluations} evaluations x {val_tokens_hf:,} tokens: "
@@ -346,7 +346,7 @@ print("resumed with 1 process and with 4: the same next windows")
 #
 # `torchrun --nproc_per_node=8 -m tinylm.train gpt2-124m` starts eight copies of the same program, one
 # per GPU, and tells each its `RANK` and the `WORLD_SIZE` through environment variables.
-# `tinylm.distributed.init_distributed()` reads them and joins the process group (NCCL between GPUs,
+# `tinylm.train.distributed.init_distributed()` reads them and joins the process group (NCCL between GPUs,
 # gloo between CPU processes). Then every rank:
 #
 # 1. builds the model from the same seed, so all copies start identical (DDP also broadcasts rank 0's
@@ -405,7 +405,7 @@ draw_ddp()
 
 # %%
 smoke_preset, smoke_train_cfg = track.recipe("smoke")
-smoke_cfg = tinylm.tracks.build_model_config(smoke_preset, tokenizer, track.vocab_multiple)
+smoke_cfg = tinylm.train.recipes.build_model_config(smoke_preset, tokenizer, track.vocab_multiple)
 torch.manual_seed(0)
 probe = tinylm.GPT(smoke_cfg)
 batches = [loader.next_batch() for loader in ranks]  # rank 0's and rank 1's next batch
@@ -752,10 +752,10 @@ print(f"chance is 25% ± {standard_error(0.25, scores['examples']):.0%} (one sta
 # ## Sharing the model: the `transformers` layout
 #
 # A trained model becomes useful to others when it loads with the tools they already use. tinylm's
-# parameter names are GPT-2's own, so `tinylm.interop.to_hf_gpt2` writes a folder that Hugging Face
+# parameter names are GPT-2's own, so `tinylm.interop.hf_gpt2.to_hf_gpt2` writes a folder that Hugging Face
 # `transformers` loads as a `GPT2LMHeadModel` (`config.json` and `model.safetensors`; four matrices are
 # transposed, because `transformers` stores them as `Conv1D` weights). That folder is what
-# `huggingface-cli upload` puts on the Hub; `tinylm.interop.from_hf_gpt2` goes the other way, e.g. to
+# `huggingface-cli upload` puts on the Hub; `tinylm.interop.hf_gpt2.from_hf_gpt2` goes the other way, e.g. to
 # start from OpenAI's GPT-2 weights. From a terminal:
 # `python -m tinylm.interop export --ckpt runs/gpt2-124m-gpu --out hf/gpt2-124m`.
 
@@ -763,7 +763,7 @@ print(f"chance is 25% ± {standard_error(0.25, scores['examples']):.0%} (one sta
 import transformers
 from transformers import GPT2LMHeadModel
 
-from tinylm.interop import to_hf_gpt2
+from tinylm.interop.hf_gpt2 import to_hf_gpt2
 
 transformers.utils.logging.disable_progress_bar()
 x = torch.tensor([tokenizer.encode("Hello, I'm a language model, and")])
@@ -792,7 +792,7 @@ print(f"transformers {type(hf_model).__name__}: vocab {hf_model.config.vocab_siz
 #
 # Three things to measure, with the package's own functions: a few samples; the validation loss on this
 # notebook's validation shard (the 20,000 tokens that the 2-process run was scored on); and HellaSwag on
-# the first examples of the file `locate_val()` found, both with `tinylm.eval.score_model`, the function the
+# the first examples of the file `locate_val()` found, both with `tinylm.eval.loss.score_model`, the function the
 # results table uses for every model. The published numbers to compare with: build-nanogpt measures this
 # checkpoint at **3.2924** validation loss on its 100M-token FineWeb-Edu split and **29.55%** HellaSwag
 # `acc_norm` on all 10,042 examples of the official file; GPT-3 Small (125M parameters, Brown et al. 2020)
@@ -1045,7 +1045,7 @@ print("| GPT-3 Small | 125M | 300B | | 0.337 | | published: Brown et al. 2020 |"
 # a `ValueError` when the tokens per step cannot be split evenly.
 
 # %%
-from tinylm.exercises import check
+from tinylm.course.exercises import check
 
 
 def micro_steps(total_batch_tokens: int, batch_size: int, block_size: int, world_size: int) -> int:

@@ -70,15 +70,15 @@ import matplotlib.pyplot as plt
 import torch
 
 import tinylm
-import tinylm.plotting
-from tinylm.course import find_or_train
-from tinylm.exercises import check
-from tinylm.generate import decode
-from tinylm.sampling import Sampling, choose_next, keep_top_k, keep_top_p
+import tinylm.course.plotting
+from tinylm.course.exercises import check
+from tinylm.course.notebooks import find_or_train
+from tinylm.generate.decode import decode
+from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]
@@ -126,7 +126,7 @@ print(tinylm.generate_text(model, tokenizer, prompt, 250, temperature=1.0, seed=
 # distribution: what it learned, long tail of mistakes included. This notebook is where the course
 # teaches temperature; notebook 3 used it to sample, here is what it does.
 #
-# A sampler from scratch, checked draw for draw against `tinylm.sampling.choose_next` with the same seeds:
+# A sampler from scratch, checked draw for draw against `tinylm.generate.sampling.choose_next` with the same seeds:
 
 # %%
 def next_token_logits(model, tokenizer, text: str) -> torch.Tensor:
@@ -229,7 +229,7 @@ plt.show()
 
 # %% [markdown]
 # The package applies them in a fixed order: repetition penalty, temperature, top-k, top-p, then a draw
-# (the order of Hugging Face's `generate`). Each is a small function in `tinylm.sampling`; a self-check
+# (the order of Hugging Face's `generate`). Each is a small function in `tinylm.generate.sampling`; a self-check
 # that top-p keeps exactly the nucleus of this distribution:
 
 # %%
@@ -414,7 +414,7 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 #
 # ## How much faster, token by token
 #
-# Time each step of the decode loop (`tinylm.generate.decode` yields once per token), with and
+# Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and
 # without the cache. Two models: the Shakespeare one (a context of 64 characters), and one with GPT-2's
 # vocabulary and context, ~16M parameters, random weights (speed does not depend on what the weights are).
 #
@@ -628,7 +628,7 @@ check(test_kv_cache_bytes)
 # </details>
 #
 # **3. Sampling with your cache.** Write `sample_with_my_cache`: like `greedy_with_my_cache` above, but
-# drawing each token with `tinylm.sampling.choose_next` and a `torch.Generator` seeded with `seed` (as
+# drawing each token with `tinylm.generate.sampling.choose_next` and a `torch.Generator` seeded with `seed` (as
 # `Sampling(seed=seed).generator(...)` makes). It must give exactly the tokens of
 # `tinylm.generate_batch(..., temperature=temperature, top_k=top_k, seed=seed)`.
 
@@ -650,7 +650,7 @@ check(test_sample_with_my_cache)
 # <details><summary>Solution</summary>
 #
 # ```python
-# from tinylm.sampling import choose_next
+# from tinylm.generate.sampling import choose_next
 #
 # def sample_with_my_cache(model, prompt_ids, new_tokens, temperature, top_k, seed):
 #     sampling = Sampling(temperature=temperature, top_k=top_k, seed=seed)

@@ -88,15 +88,15 @@ import torch
 import torch.nn.functional as F
 
 import tinylm
-import tinylm.corpora
-import tinylm.interop
-from tinylm.attention import CausalSelfAttention
+import tinylm.data.corpora
+import tinylm.interop.hf_gpt2
 from tinylm.config import ARCHITECTURES, with_architecture
-from tinylm.exercises import check
-from tinylm.kv_cache import bytes_per_token
-from tinylm.mlp import SwiGLU
-from tinylm.moe import MoE
-from tinylm.rope import apply_rotary, rope_frequencies
+from tinylm.course.exercises import check
+from tinylm.model.attention import CausalSelfAttention
+from tinylm.model.kv_cache import bytes_per_token
+from tinylm.model.mlp import SwiGLU
+from tinylm.model.moe import MoE
+from tinylm.model.rope import apply_rotary, rope_frequencies
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
@@ -160,9 +160,9 @@ with torch.no_grad():
     norm.weight.uniform_(0.5, 1.5)
 mine = rms_norm_from_scratch(x, norm.weight)
 assert torch.allclose(mine, norm(x), atol=1e-6)
-assert torch.allclose(mine, tinylm.norms.rms_norm(x, norm.weight), atol=1e-6)
+assert torch.allclose(mine, tinylm.model.norms.rms_norm(x, norm.weight), atol=1e-6)
 layer_norm = F.layer_norm(x, (16,))
-print(f"RMSNorm == torch.nn.RMSNorm == tinylm.norms.rms_norm; it differs from LayerNorm by "
+print(f"RMSNorm == torch.nn.RMSNorm == tinylm.model.norms.rms_norm; it differs from LayerNorm by "
       f"{(rms_norm_from_scratch(x, torch.ones(16)) - layer_norm).abs().max():.2f} on a vector of mean ~1")
 print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x, norm.weight), mine, atol=1e-5)}")
 
@@ -237,7 +237,7 @@ plt.show()
 # (−x2, x1)`. It is the same rotation applied to a reordered vector: move the even channels to the
 # first half and the odd ones to the second, and the interleaved pairs become half-apart pairs. The
 # reordering happens once, in the rows of `W_q` and `W_k` when a checkpoint is converted
-# (`tinylm.rope.interleaved_to_rotate_half`, the permutation Hugging Face's conversion script uses).
+# (`tinylm.model.rope.interleaved_to_rotate_half`, the permutation Hugging Face's conversion script uses).
 # The scores do not change, because `q·k` does not care about the order of channels as long as `q` and
 # `k` share it:
 
@@ -247,7 +247,7 @@ T = 6
 positions = torch.arange(T)
 xs = torch.randn(T, hs, dtype=torch.float64)
 to_rotate_half = torch.cat([torch.arange(0, hs, 2), torch.arange(1, hs, 2)])  # [0, 2, 4, ..., 1, 3, 5, ...]
-rope = tinylm.rope.RotaryEmbedding(hs, block_size=T).double()
+rope = tinylm.model.rope.RotaryEmbedding(hs, block_size=T).double()
 cos, sin = rope(positions)  # (T, hs) each
 mine = rope_complex(xs, positions)[:, to_rotate_half]
 package = apply_rotary(xs[:, to_rotate_half], cos, sin)
@@ -352,7 +352,7 @@ print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x byte
 track = tinylm.get_track("tinystories")
 data = track.prepare(RECIPE_PROFILE)
 preset, recipe = track.recipe(RECIPE_PROFILE)
-base_cfg = tinylm.tracks.build_model_config(preset, data.tokenizer, track.vocab_multiple)
+base_cfg = tinylm.train.recipes.build_model_config(preset, data.tokenizer, track.vocab_multiple)
 ARMS = {"gpt2": "GPT-2 block", "llama": "Llama block", "llama-moe": "Llama + MoE"}
 for arch in ARMS:
     cfg = with_architecture(base_cfg, arch)
@@ -521,7 +521,7 @@ arm_runs = {arch: train_run(with_architecture(base_cfg, arch), f"arm-{arch}", AR
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
-gpt2_val = data.val if RECIPE_PROFILE == "gpu" else tinylm.corpora.prepare_tinystories(source="sample").val  # GPT-2 ids
+gpt2_val = data.val if RECIPE_PROFILE == "gpu" else tinylm.data.corpora.prepare_tinystories(source="sample").val  # GPT-2 ids
 val_ids = np.asarray(gpt2_val, dtype=np.int64)
 newline = gpt2.encode("\n")[0]
 val_bytes = len(gpt2.encoding.decode_bytes(np.where(val_ids == gpt2.eot_token, newline, val_ids).tolist()))
@@ -584,9 +584,9 @@ print(tinylm.generate_text(llama_model, data.tokenizer, "Once upon a time", max_
 #
 # Because the model is Llama's, `tinylm` reads Llama checkpoints:
 #
-# - `tinylm.interop.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
+# - `tinylm.interop.hf_gpt2.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
 #   Hugging Face's `LlamaForCausalLM` (same rotate-half convention; the tests check logits both ways).
-# - `tinylm.interop.from_llama2c("stories15M.bin")` reads the checkpoints of Karpathy's
+# - `tinylm.interop.hf_gpt2.from_llama2c("stories15M.bin")` reads the checkpoints of Karpathy's
 #   [llama2.c](https://github.com/karpathy/llama2.c): Llama models of 15M, 42M and 110M parameters trained
 #   on TinyStories, with Llama 2's 32,000-token SentencePiece tokenizer. Their attention weights use the
 #   interleaved RoPE convention, so the importer permutes the rows of `W_q` and `W_k` as above. Online:
@@ -604,8 +604,8 @@ print(tinylm.generate_text(llama_model, data.tokenizer, "Once upon a time", max_
 # %%
 with tempfile.TemporaryDirectory() as folder:
     path = Path(folder) / "tinystories-llama.bin"
-    tinylm.interop.write_llama2c(llama_model.cpu().float(), path)
-    reloaded = tinylm.interop.from_llama2c(path)
+    tinylm.interop.hf_gpt2.write_llama2c(llama_model.cpu().float(), path)
+    reloaded = tinylm.interop.hf_gpt2.from_llama2c(path)
     print(f"{path.name}: {path.stat().st_size:,} bytes")
 ids = torch.tensor([prompt])
 with torch.no_grad():

@@ -89,24 +89,25 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.finetune
-import tinylm.interop
-import tinylm.sft
-from tinylm.chat import ChatSession
-from tinylm.chat_base import BASE_RECIPES
-from tinylm.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow, add_chat_tokens
-from tinylm.exercises import check
-from tinylm.instruct import build_examples, fit_to_context, load_records, split_records, to_messages
-from tinylm.losses import next_token_loss
-from tinylm.playground import show_widget, widgets_enabled
-from tinylm.plotting import read_metrics
-from tinylm.sft import ConversationLoader, pad_conversations, stop_rate
-from tinylm.tokenizers import CHAT_SPECIAL_TOKENS
+import tinylm.chat.sft
+import tinylm.cli.finetune
+import tinylm.interop.hf_gpt2
+from tinylm.chat.base import BASE_RECIPES
+from tinylm.chat.session import ChatSession
+from tinylm.chat.sft import ConversationLoader, pad_conversations, stop_rate
+from tinylm.chat.template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow
+from tinylm.chat.vocab import add_chat_tokens
+from tinylm.course.exercises import check
+from tinylm.course.playground import show_widget, widgets_enabled
+from tinylm.course.plotting import read_metrics
+from tinylm.data.instruct import build_examples, fit_to_context, load_records, split_records, to_messages
+from tinylm.model.losses import next_token_loss
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 SEED = 42
-tinylm.plotting.use_projector_style()  # fonts readable on a projector
+tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 # On a GPU, False fine-tunes for BOUNDED_GPU_STEPS (minutes on a T4); True runs the full gpu recipe, two epochs
 # (about half an hour on a T4, see the table above). It changes nothing on the cpu and smoke profiles.
@@ -276,7 +277,7 @@ print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) 
 # Now a real batch. Conversations have different lengths, so rows are **right-padded** with `<|pad|>`,
 # and the targets of padding are `-1` too. Attention is causal, so padding after a row's end changes
 # nothing for its real tokens. From scratch: the inputs are `ids[:-1]`, the targets `ids[1:]`, masked
-# wherever the *target* is not answer text. Checked against `tinylm.sft.pad_conversations`, then the
+# wherever the *target* is not answer text. Checked against `tinylm.chat.sft.pad_conversations`, then the
 # loss through `F.cross_entropy`, the model's own loss, `next_token_loss` with an explicit mask, and a
 # position-by-position sum, on a small random model with the chat vocabulary:
 
@@ -351,7 +352,7 @@ assert sorted(map(json.dumps, val_records)) == sorted(map(json.dumps, val_again)
 print(f"{len(train_records):,} training records, {len(val_records):,} held out; the same after shuffling")
 
 # %% [markdown]
-# **Records that cannot be learned as they are** follow counted rules (`tinylm.instruct`): a record
+# **Records that cannot be learned as they are** follow counted rules (`tinylm.data.instruct`): a record
 # without an instruction or an output is *malformed* and skipped; an *empty answer* is skipped (the
 # model would learn to say nothing); a conversation longer than the context loses its **oldest**
 # exchanges, the system prompt kept (*truncated*), and one whose last exchange alone does not fit is
@@ -528,7 +529,7 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # - `cpu` and `smoke` pretrain a small base first (in `base/` of the run folder). The tinystories model of
 #   notebook 5 reads only story words: a quarter of the instruction set's tokens would be `<unk>` to it.
 #   The base here learns from TinyStories and FineWeb-Edu samples, with GPT-2's tokenization trimmed to
-#   the ~9,000 tokens that the corpus and the instructions use (`tinylm.chat_base` says why each choice);
+#   the ~9,000 tokens that the corpus and the instructions use (`tinylm.chat.base` says why each choice);
 # - `gpu` fine-tunes OpenAI's GPT-2 124M, loaded from Hugging Face: it needs the network. Offline, pass
 #   `--base` a folder saved by `transformers` or a `tinylm` checkpoint made from one
 #   (`python -m tinylm.interop import --hf FOLDER --out gpt2.pt`). `--base runs/gpt2-124m-gpu` starts from
@@ -543,7 +544,7 @@ run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
 finetune_args = ["--profile", PROFILE, "--out", str(run_dir), "--overwrite"]
 if PROFILE == "gpu" and not FULL_RECIPE:
     finetune_args += ["--max-steps", str(BOUNDED_GPU_STEPS)]  # the schedule fits these steps; see the header
-report = tinylm.finetune.main(finetune_args)
+report = tinylm.cli.finetune.main(finetune_args)
 
 # %%
 before, after = report["before"], report["after"]
@@ -558,7 +559,7 @@ train_points = [(r["step"], r["loss"]) for r in records_ft if r.get("event") == 
 val_points = [(0, before["answer_loss"])] + [(r["step"], r["val_loss"]) for r in records_ft
                                              if r.get("event") in ("eval", "final")]
 fig, (ax, ax_stop) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
-share = tinylm.sft.SFT_RECIPES[PROFILE].pretraining_share
+share = tinylm.chat.sft.SFT_RECIPES[PROFILE].pretraining_share
 ax.plot(*zip(*train_points), label=f"training batches ({1 - share:.0%} chat answers, {share:.0%} pretraining text)",
         alpha=0.8)
 ax.plot(*zip(*val_points), "o-", label="held-out answer tokens")
@@ -591,7 +592,7 @@ base_checkpoint = run_dir / "base" / "last.pt"
 if base_checkpoint.exists():
     base_model, base_tokenizer, _ = tinylm.load_model(base_checkpoint, DEVICE)
 else:  # the gpu profile starts from OpenAI's GPT-2
-    base_model, base_tokenizer = tinylm.interop.from_hf_gpt2("gpt2").to(DEVICE), tinylm.BPETokenizer("gpt2")
+    base_model, base_tokenizer = tinylm.interop.hf_gpt2.from_hf_gpt2("gpt2").to(DEVICE), tinylm.BPETokenizer("gpt2")
 before_model, _ = add_chat_tokens(base_model, base_tokenizer)
 
 shown_prompts = val_examples.prompts()[:4]
@@ -620,7 +621,7 @@ for i, prompt in enumerate(shown_prompts):
 #
 # ## Talking to it
 #
-# `tinylm.chat.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
+# `tinylm.chat.session.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
 # with the template, and drops the **oldest** exchanges (never the system prompt) until the prompt and
 # the longest reply fit in the context; it streams the reply and stops at `<|im_end|>`. Below, a chat
 # box: type and press Enter, and the reply streams into the history. (In CI and in the committed
@@ -721,7 +722,7 @@ else:
 # **1. Alpaca to messages.** Turn an Alpaca record into the three messages `tinylm` trains on: the system
 # prompt, the user's turn (the instruction, then a blank line and the input when there is one; both
 # stripped of surrounding spaces) and the assistant's stripped output. The check compares with
-# `tinylm.instruct.to_messages` on the first 300 records.
+# `tinylm.data.instruct.to_messages` on the first 300 records.
 
 # %%
 def record_to_messages(record: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
@@ -750,7 +751,7 @@ check(test_record_to_messages)
 #
 # **2. Drop the oldest turns.** Return the conversation with its oldest user/assistant exchanges removed
 # (the system prompt always kept) until its rendering has at most `max_tokens` tokens, or `None` when
-# even the last exchange does not fit. The check compares with `tinylm.instruct.fit_to_context` for
+# even the last exchange does not fit. The check compares with `tinylm.data.instruct.fit_to_context` for
 # every budget.
 
 # %%

@@ -13,11 +13,11 @@ tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `st
 any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
-`train` times full optimizer steps (tinylm.bench.measure_training) and prints tokens/s and the achieved
+`train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
 FLOP/s (a mixture of experts counts its active parameters). It first lets the process keep the memory it
 frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted
 in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
-nanoGPT's AdamW setup (`tinylm.reference_gpt`), from the same weights on the same batch: both first
+nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first
 take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
 and the best round of each gives its tokens/s.
 
@@ -30,7 +30,7 @@ identical, and the cache's bytes per token.
 n_kv_head heads instead of n_head), without building the model.
 
 `bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
-pair after each merge (`tinylm.bpe.train_bpe`), and with the incremental one
+pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
 (`train_bpe_incremental`), alternating, and prints the best of --repeats runs of each, the speed-up,
 and whether their merges are identical.
 
@@ -45,7 +45,7 @@ import dataclasses
 
 import torch
 
-from ..bench import (
+from ..bench.measure import (
     BATCH_SIZES,
     PRESETS,
     compare_with_reference,
@@ -53,15 +53,16 @@ from ..bench import (
     measure_decoding,
     measure_training,
 )
-from ..checkpoint import load_model
 from ..config import ARCHITECTURES, GPTConfig, with_architecture
-from ..console import HelpFormatter, describe_parameters, examples
-from ..corpora import TINYSTORIES_SAMPLE, default_folder
-from ..download import fetch
-from ..errors import run_cli
-from ..kv_cache import bytes_per_token
-from ..model import GPT
+from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
+from ..data.download import fetch
+from ..model.gpt import GPT
+from ..model.kv_cache import bytes_per_token
 from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
+from ..train.checkpoint import load_model
+from ..train.progress import describe_parameters
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
@@ -148,7 +149,7 @@ def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
           f"({r['parameters']:,} parameters)")
     print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}, one step of each per round, "
           f"best of {args.rounds} rounds:")
-    names = {"tinylm": "tinylm GPT, tinylm.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
+    names = {"tinylm": "tinylm GPT, tinylm.train.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
     for name, label in names.items():
         print(f"  {label:38s} {r['tokens_per_s'][name]:9,.0f} tokens/s  {r['step_ms'][name]:8.2f} ms/step")
     print(f"  tinylm / reference: {r['ratio']:.2f}x (median round {r['median_ratio']:.2f}x)")
@@ -197,7 +198,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, help="train only (default: the preset's recipe, else 12)")
     parser.add_argument("--steps", type=int, default=50, help="train only")
     parser.add_argument("--reference", action="store_true", help="train only: race a plain GPT-2 of the same shape "
-                        "trained with nanoGPT's AdamW setup (tinylm.reference_gpt)")
+                        "trained with nanoGPT's AdamW setup (tinylm.model.reference)")
     parser.add_argument("--rounds", type=int, default=30, help="train --reference only: alternating rounds")
     parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
                         "(default: random weights of the shape)")
@@ -217,7 +218,7 @@ def main(argv=None) -> None:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

@@ -3,12 +3,12 @@
     python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt [--batch-size 8] [--device cpu] [--json]
     python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
 
-`loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.text_loss, which says what is
+`loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss, which says what is
 scored) and prints the mean next-token loss (nats per token), the numbers of tokens and UTF-8 bytes scored,
 and bits per byte: the total loss in nats / ln 2 / bytes, the number that compares models with different
 tokenizers.
 
-`hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.hellaswag):
+`hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.eval.hellaswag):
 acc (the ending with the lowest summed loss) and acc_norm (lowest mean loss per token, the
 number usually quoted; chance is 25%). It says which file it scored: offline, the mirror's
 substitute is not the official file. Run it under torchrun to split the examples over processes.
@@ -24,11 +24,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CheckpointError, find_checkpoint, load_model
-from ..console import HelpFormatter, examples
-from ..errors import run_cli
-from ..eval import text_loss
+from ..eval.loss import text_loss
 from ..runtime import resolve_device
+from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 
 def read_text_file(path: str | Path) -> str:
@@ -70,14 +70,14 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
-    from ..distributed import run_in_world
+    from ..train.distributed import run_in_world
 
     return run_in_world(lambda world, _held: _hellaswag(args, world))  # under torchrun each rank scores every W-th
 
 
 def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
-    from ..distributed import device_for
-    from ..hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
+    from ..eval.hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
+    from ..train.distributed import device_for
 
     ckpt = Path(args.ckpt)
     ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
@@ -153,7 +153,7 @@ def main(argv=None):
 def cli(argv=None) -> None:
     """`python -m tinylm.eval`: main(), its anticipated errors (a bad checkpoint, a missing or unreadable text,
     characters the tokenizer does not know, a text too short, data that cannot be fetched) one line each
-    (tinylm.errors)."""
+    (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

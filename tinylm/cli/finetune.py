@@ -7,10 +7,10 @@
 --base: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a
 tinylm checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint (e.g. the
 course's runs/gpt2-124m-gpu); `pretrain` pretrains the profile's small base first, in OUT/base (see
-tinylm.chat_base for why). Default: gpt2 for the gpu profile, pretrain for cpu and smoke.
---data: `instruct` (tinylm.instruct: Alpaca-cleaned online, the 1,100-record set offline) or a JSON/JSONL file.
+tinylm.chat.base for why). Default: gpt2 for the gpu profile, pretrain for cpu and smoke.
+--data: `instruct` (tinylm.data.instruct: Alpaca-cleaned online, the 1,100-record set offline) or a JSON/JSONL file.
 
-The base gets the chat tokens (tinylm.chat_template.add_chat_tokens) when it lacks them; every record becomes a
+The base gets the chat tokens (tinylm.chat.vocab.add_chat_tokens) when it lacks them; every record becomes a
 ChatML conversation with the loss on its answer only; a share of the batches (--pretraining-share) is
 pretraining text, so the model keeps its language. Validation is the loss on the held-out conversations'
 answer tokens. Before training and after it (with best.pt), the run measures that loss and the share of
@@ -30,23 +30,25 @@ from pathlib import Path
 
 import torch
 
-from ..chat_base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
-from ..chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, add_chat_tokens
-from ..checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
+from ..chat.base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
+from ..chat.sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
+from ..chat.template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate
+from ..chat.vocab import add_chat_tokens
 from ..config import GPTConfig, TrainConfig
-from ..console import HelpFormatter, examples, print_record
-from ..data import RandomWindowSampler
-from ..distributed import World, device_for, run_in_world
-from ..errors import run_cli
-from ..files import atomic_write
-from ..instruct import InstructDataError, build_examples, load_records, split_records, to_messages
-from ..model import GPT
-from ..paths import runs_dir, shown
-from ..runlock import claim_run_folder, clear_old_run
+from ..data.instruct import InstructDataError, build_examples, load_records, split_records, to_messages
+from ..data.tokens import RandomWindowSampler
+from ..model.gpt import GPT
+from ..paths import atomic_write, runs_dir, shown
 from ..runtime import resolve_device, resolve_profile
-from ..sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
-from ..tokenizers import BPETokenizer, tokenizer_from_dict
-from ..trainer import RUN_FILES
+from ..tokenizers.gpt2 import BPETokenizer
+from ..tokenizers.saved import tokenizer_from_dict
+from ..train.checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
+from ..train.distributed import World, device_for, run_in_world
+from ..train.progress import print_record
+from ..train.runlock import claim_run_folder, clear_old_run
+from ..train.trainer import RUN_FILES
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
 SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
@@ -101,7 +103,7 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
         model, tokenizer, _ = load_model(checkpoint)
         return model, tokenizer, f"small base pretrained in {shown(checkpoint.parent)}"
     if base == "gpt2" or (Path(base) / "config.json").is_file():
-        from ..interop import from_hf_gpt2
+        from ..interop.hf_gpt2 import from_hf_gpt2
 
         how = ("Offline, point --base at a local copy: a folder saved by transformers (GPT2LMHeadModel."
                "save_pretrained: config.json and model.safetensors), or a tinylm checkpoint made from one with "
@@ -247,7 +249,7 @@ def _finetune(args: argparse.Namespace, world: World, held: contextlib.ExitStack
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.finetune`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.finetune`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

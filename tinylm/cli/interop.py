@@ -15,21 +15,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import load_model, model_checkpoint, save_checkpoint
 from ..config import GPTConfig
-from ..console import HelpFormatter, examples
-from ..errors import run_cli
-from ..interop import (
-    InteropError,
-    from_hf_gpt2,
-    from_hf_llama,
-    from_llama2c,
-    hf_model_type,
-    to_hf_gpt2,
-    to_hf_llama,
-    write_llama2c,
-)
-from ..tokenizers import SentencePieceTokenizer
+from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
+from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
+from ..interop.llama2c import from_llama2c, write_llama2c
+from ..tokenizers.llama import SentencePieceTokenizer
+from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 
 def _is_gpt2_style(config: GPTConfig) -> bool:
@@ -150,7 +143,7 @@ def main(argv=None) -> Any:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

@@ -20,7 +20,7 @@ tinystories track's cpu and smoke profiles train on (tinystories_sample_trimmed/
 `train` uses, so neither computes it again.
 
 fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one validation, with a
-progress.json that lets an interrupted run resume where it stopped (see tinylm.shards). Its
+progress.json that lets an interrupted run resume where it stopped (see tinylm.data.fineweb). Its
 default folder is fineweb_edu/ (Hugging Face, streamed; 100M-token shards) or fineweb_edu_sample/
 (the mirror's 120 documents, the default offline; 20,000-token shards, so 4 of them). Tokenization
 runs in --workers processes (default: one per core).
@@ -31,8 +31,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..console import HelpFormatter, examples
-from ..corpora import (
+from ..data.corpora import (
     TINYSTORIES_SAMPLE,
     PreparedData,
     default_folder,
@@ -40,12 +39,12 @@ from ..corpora import (
     prepare_tinystories,
     prepare_trimmed,
 )
-from ..errors import run_cli
-from ..files import check_output_folder
-from ..paths import data_dir, shown
+from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
+from ..paths import check_output_folder, data_dir, shown
 from ..runtime import resolve_profile
-from ..shards import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
-from ..tracks import TRACKS, get_track
+from ..train.recipes import TRACKS, get_track
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
 
@@ -207,7 +206,7 @@ def _summarize_shards(folder: Path, progress: dict, already: bool, resumed_after
 
 def cli(argv=None) -> None:
     """`python -m tinylm.prepare`: main(), its anticipated errors (a failed download, an unreachable Hugging Face,
-    missing tiktoken files, a full disk) one line each (tinylm.errors)."""
+    missing tiktoken files, a full disk) one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

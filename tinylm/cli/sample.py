@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..checkpoint import CheckpointError, load_model
-from ..console import HelpFormatter, examples
-from ..errors import run_cli
-from ..generate import stream
+from ..generate.stream import stream
 from ..runtime import resolve_device, resolve_dtype
+from ..train.checkpoint import CheckpointError, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -93,7 +93,7 @@ def main(argv=None) -> list[str]:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

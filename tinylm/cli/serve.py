@@ -28,11 +28,11 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from ..chat import ChatSession
-from ..chat_template import ChatFormatError, ContextOverflow, check_messages
-from ..console import HelpFormatter, examples
-from ..errors import run_cli
+from ..chat.session import ChatSession
+from ..chat.template import ChatFormatError, ContextOverflow, check_messages
 from .chat import add_sampler_options, session_from_args
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -241,7 +241,7 @@ def main(argv=None) -> None:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.serve`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.serve`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 

@@ -46,19 +46,26 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_training_checkpoint
 from ..config import ARCHITECTURES, BALANCING, GPTConfig, TrainConfig
-from ..console import HelpFormatter, describe_parameters, examples, print_record
-from ..course import next_notebooks
-from ..distributed import World, barrier, device_for, run_in_world
-from ..errors import run_cli
-from ..model import GPT
+from ..course.notebooks import next_notebooks
+from ..model.gpt import GPT
 from ..paths import runs_dir, shown
-from ..progress import format_duration
-from ..runlock import claim_run_folder, clear_old_run
 from ..runtime import resolve_device, resolve_profile
-from ..tracks import TRACKS, architecture_config, architecture_of, build_model_config, default_run_name, get_track
-from ..trainer import RUN_FILES, Trainer, TrainingDiverged
+from ..train.checkpoint import load_training_checkpoint
+from ..train.distributed import World, barrier, device_for, run_in_world
+from ..train.progress import describe_parameters, format_duration, print_record
+from ..train.recipes import (
+    TRACKS,
+    architecture_config,
+    architecture_of,
+    build_model_config,
+    default_run_name,
+    get_track,
+)
+from ..train.runlock import claim_run_folder, clear_old_run
+from ..train.trainer import RUN_FILES, Trainer, TrainingDiverged
+from .console import HelpFormatter, examples
+from .errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -188,7 +195,7 @@ def _epilogue(track, out: Path, trainer: Trainer, final: dict, seconds: float) -
     ]
     if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
         next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
-    plot = (f"import matplotlib.pyplot as plt; from tinylm.plotting import plot_losses, read_metrics; "
+    plot = (f"import matplotlib.pyplot as plt; from tinylm.course.plotting import plot_losses, read_metrics; "
             f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
     next_steps += [
         f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
@@ -253,7 +260,7 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
     """HellaSwag accuracy at every evaluation, on the first `limit` validation examples (none if 0)."""
     if limit <= 0:
         return {}
-    from ..hellaswag import evaluate_hellaswag, locate_val, read_examples
+    from ..eval.hellaswag import evaluate_hellaswag, locate_val, read_examples
 
     source = locate_val()
     examples = read_examples(source.path, limit=limit)
@@ -263,7 +270,7 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
 
 
 def cli(argv=None) -> None:
-    """`python -m tinylm.train`: main(), its anticipated errors one line each (tinylm.errors)."""
+    """`python -m tinylm.train`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
 
