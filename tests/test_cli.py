@@ -1,6 +1,5 @@
 """The command lines, run as a user runs them: `python -m tinylm.train ...` in a subprocess, offline."""
 
-import dataclasses
 import json
 import math
 import os
@@ -171,12 +170,12 @@ def moe_run(tmp_path_factory, data_root):
 
 
 def test_train_arch_llama_moe_builds_the_family_and_logs_expert_load(moe_run):
-    from tinylm.train.recipes import architecture_config, get_track
+    from tinylm.train.recipes import get_track
 
     _, out, result = moe_run
     model, _, state = load_model(out)
     preset, _ = get_track("shakespeare-char").recipe("smoke")
-    assert model.config == dataclasses.replace(architecture_config(preset, "llama-moe"), vocab_size=65)
+    assert model.config == preset.config(65, "llama-moe")
     assert (f"llama-moe (loss_free balancing) | {model.num_parameters():,} parameters "
             f"({model.num_active_parameters():,} active per token)") in result.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

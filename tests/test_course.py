@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import tinylm
-import tinylm.cli.train
 from tinylm.course import notebooks as course
+from tinylm.train.run import Finished
 
 
 @pytest.fixture
@@ -22,14 +22,14 @@ def fake_run(folder):
     return folder
 
 
-def refuse_training(argv):
-    raise AssertionError(f"trained although a run was there: {argv}")
+def refuse_training(recipe, **options):
+    raise AssertionError(f"trained although a run was there: {recipe}")
 
 
 @pytest.mark.parametrize("name", ["notebook-03-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
 def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
     folder = fake_run(runs / name)
-    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
+    monkeypatch.setattr(course, "train", refuse_training)
     said = []
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
     assert said == [f"shakespeare-char: using the model in {folder}"]
@@ -39,7 +39,7 @@ def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs,
     expected = fake_run(runs / "notebook-05-gpu")
     fake_run(runs / "tinystories-gpu")
     fake_run(runs / "tinystories-quick-cpu")
-    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
+    monkeypatch.setattr(course, "train", refuse_training)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == expected
 
 
@@ -49,40 +49,43 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
     (runs / "notebook-03-cpu" / "last.pt").write_bytes(b"")  # a run that never finished an evaluation
     calls = []
 
-    def record(argv):
-        calls.append(argv)
-        out = runs / "shakespeare-char-quick-cpu"
-        (out / "best.pt").write_bytes(b"")
-        print("training output")
-        return {"val_loss": 1.9, "best_val_loss": 1.8}
+    def record(recipe, say, on_record, **options):
+        calls.append((recipe, options))
+        (recipe.out / "best.pt").write_bytes(b"")
+        say("training output")
+        on_record({"event": "final", "step": 7, "val_loss": 1.9, "best_val_loss": 1.8, "elapsed": 1.0})
+        return Finished({"val_loss": 1.9, "best_val_loss": 1.8}, trainer=None, seconds=1.0)
 
-    monkeypatch.setattr(tinylm.cli.train, "main", record)
+    monkeypatch.setattr(course, "train", record)
     said = []
     folder = course.find_or_train("shakespeare-char", "cpu", say=said.append)
     assert folder == runs / "shakespeare-char-quick-cpu"
-    assert calls == [["shakespeare-char", "--profile", "cpu", "--out", str(folder), "--overwrite",
-                      "--max-steps", str(course.QUICK_STEPS["shakespeare-char"])]]
+    ((recipe, options),) = calls
+    assert (recipe.track.name, recipe.profile, recipe.out, recipe.overwrite) == ("shakespeare-char", "cpu", folder,
+                                                                                  True)
+    assert recipe.train.max_steps == course.QUICK_STEPS["shakespeare-char"]
     assert said[0].startswith(f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or "
                               "shakespeare-char-cpu; notebook 3 makes one). Training a stand-in now: the cpu recipe "
                               "for 2,000 steps")
     assert said[1] == "shakespeare-char: trained the stand-in, validation loss 1.900"
-    assert (folder / "train.log").read_text() == "training output\n", "training prints to the log, not the notebook"
+    log = (folder / "train.log").read_text().splitlines()
+    assert log[0] == "training output" and "1.9000" in log[1], "training prints to the log, not the notebook"
     # The next call finds the stand-in instead of training again.
-    monkeypatch.setattr(tinylm.cli.train, "main", refuse_training)
+    monkeypatch.setattr(course, "train", refuse_training)
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
 
 
 def test_on_a_gpu_the_stand_in_is_the_cpu_recipe(runs, monkeypatch):
     calls = []
 
-    def record(argv):
-        calls.append(argv)
-        (runs / "tinystories-quick-cpu" / "best.pt").write_bytes(b"")
-        return {"val_loss": 4.0, "best_val_loss": 4.0}
+    def record(recipe, **options):
+        calls.append(recipe)
+        (recipe.out / "best.pt").write_bytes(b"")
+        return Finished({"val_loss": 4.0, "best_val_loss": 4.0}, trainer=None, seconds=1.0)
 
-    monkeypatch.setattr(tinylm.cli.train, "main", record)
+    monkeypatch.setattr(course, "train", record)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == runs / "tinystories-quick-cpu"
-    assert calls[0][:3] == ["tinystories", "--profile", "cpu"]
+    assert (calls[0].track.name, calls[0].profile) == ("tinystories", "cpu")
 
 
 def test_the_smoke_stand_in_really_trains_and_loads(runs):
@@ -90,7 +93,7 @@ def test_the_smoke_stand_in_really_trains_and_loads(runs):
     folder = course.find_or_train("shakespeare-char", "smoke", say=said.append)
     assert folder == runs / "shakespeare-char-quick-smoke"
     preset, recipe = tinylm.get_track("shakespeare-char").recipe("smoke")
-    assert f"done: step {recipe.max_steps} of {recipe.max_steps}" in (folder / "train.log").read_text()
+    assert f"final step     {recipe.max_steps} | val loss" in (folder / "train.log").read_text()
     model, tokenizer, _ = tinylm.load_model(folder)
     assert (model.config.n_layer, model.config.n_embd, tokenizer.vocab_size) == (preset.n_layer, preset.n_embd, 65)
     assert said[-1].startswith("shakespeare-char: trained the stand-in, validation loss")

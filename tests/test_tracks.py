@@ -6,7 +6,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from tinylm.config import GPTConfig, TrainConfig
+from tinylm.config import GPTConfig, ModelShape, TrainConfig
 from tinylm.data.corpora import TINY_SHAKESPEARE, prepare_shakespeare_char
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.recipes import TRACKS, build_model_config, get_track
@@ -48,8 +48,8 @@ def test_every_track_has_a_valid_recipe_per_profile(name, monkeypatch):
     track = get_track(name)
     assert set(track.recipes) == {"smoke", "cpu", "gpu"}
     for profile in track.recipes:
-        model_cfg, train_cfg = track.recipe(profile)
-        assert isinstance(model_cfg, GPTConfig) and isinstance(train_cfg, TrainConfig)
+        shape, train_cfg = track.recipe(profile)
+        assert isinstance(shape, ModelShape) and isinstance(train_cfg, TrainConfig)
     monkeypatch.setenv("TINYLM_PROFILE", "smoke")
     assert track.recipe() == track.recipes["smoke"]
 
@@ -57,7 +57,7 @@ def test_every_track_has_a_valid_recipe_per_profile(name, monkeypatch):
 def test_build_model_config_takes_the_vocabulary_from_the_tokenizer():
     preset = get_track("shakespeare-char").recipes["smoke"][0]
     cfg = build_model_config(preset, CharTokenizer(list("abc")))
-    assert cfg == dataclasses.replace(preset, vocab_size=3)
+    assert cfg == GPTConfig(vocab_size=3, **dataclasses.asdict(preset))
 
 
 def test_gpt2_124m_recipe_derives_accumulation_from_the_tokens_per_step():
@@ -88,10 +88,10 @@ def test_gpt2_124m_gpu_model_is_gpt2_small_with_the_vocabulary_padded_to_64():
 @pytest.mark.parametrize("name", sorted(TRACKS))
 def test_every_recipe_builds_as_every_architecture(name, arch):
     from tinylm.config import ARCHITECTURES
-    from tinylm.train.recipes import architecture_config, architecture_of
+    from tinylm.train.recipes import architecture_of
 
     for profile, (preset, _) in get_track(name).recipes.items():
-        config = architecture_config(preset, arch)
+        config = preset.config(65, arch)
         assert architecture_of(config) == arch, profile
         shape = ("block_size", "n_layer", "n_head", "n_embd", "dropout")
         assert [getattr(config, f) for f in shape] == [getattr(preset, f) for f in shape], "the recipe's shape is kept"
@@ -99,15 +99,16 @@ def test_every_recipe_builds_as_every_architecture(name, arch):
         assert config.kv_heads == (preset.n_head if arch == "gpt2" else preset.n_head // 2)
 
 
-def test_architecture_config_sets_a_mixture_of_experts_balancing_and_refuses_it_elsewhere():
+def test_a_shape_sets_a_mixture_of_experts_balancing_and_refuses_it_elsewhere():
     from tinylm.config import ConfigError
-    from tinylm.train.recipes import architecture_config, architecture_of
+    from tinylm.train.recipes import architecture_of
 
     preset, _ = get_track("tinystories").recipe("cpu")
-    assert architecture_config(preset, "llama-moe").balancing == "loss_free"
-    aux = architecture_config(preset, "llama-moe", balancing="aux_loss")
+    assert preset.config(6912, "llama-moe").balancing == "loss_free"
+    aux = preset.config(6912, "llama-moe", balancing="aux_loss")
     assert aux.balancing == "aux_loss" and architecture_of(aux) == "llama-moe"
     for arch in ("gpt2", "llama"):
         with pytest.raises(ConfigError, match=f"applies to a mixture of experts, and {arch} has none"):
-            architecture_config(preset, arch, balancing="none")
-    assert architecture_of(dataclasses.replace(preset, norm="rmsnorm")) is None, "a mix of the families is no family"
+            preset.config(6912, arch, balancing="none")
+    mixed = dataclasses.replace(preset.config(6912), norm="rmsnorm")
+    assert architecture_of(mixed) is None, "a mix of the families is no family"

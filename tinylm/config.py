@@ -180,6 +180,35 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class ModelShape:
+    """A recipe's network before its data is known: size and context. The vocabulary comes from the prepared
+    tokenizer and the block family from --arch, so `config` builds the full GPTConfig once both are known."""
+
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+
+    @classmethod
+    def of(cls, config: GPTConfig) -> "ModelShape":
+        return cls(config.block_size, config.n_layer, config.n_head, config.n_embd, config.dropout)
+
+    def config(self, vocab_size: int, arch: str = "gpt2", balancing: str | None = None) -> GPTConfig:
+        """This shape built as the block family `arch` (a key of ARCHITECTURES) over `vocab_size` tokens; a mixture
+        of experts balances with `balancing` (None: the family's own)."""
+        config = with_architecture(GPTConfig(vocab_size=vocab_size, **dataclasses.asdict(self)), arch)
+        if balancing is None:
+            return config
+        _require(config.n_experts > 0, f"balancing={balancing!r} applies to a mixture of experts, and {arch} has "
+                 f"none; choose an architecture with experts ({', '.join(MOE_ARCHITECTURES)}) or drop it")
+        return dataclasses.replace(config, balancing=balancing)
+
+
+MOE_ARCHITECTURES = [name for name, fields in ARCHITECTURES.items() if fields.get("n_experts")]
+
+
 def with_architecture(config: GPTConfig, arch: str) -> GPTConfig:
     """`config`'s shape with the block family `arch` (a key of ARCHITECTURES)."""
     _require(arch in ARCHITECTURES, f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

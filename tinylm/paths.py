@@ -46,10 +46,12 @@ def runs_dir() -> Path:
 
 
 def shown(path: str | Path) -> str:
-    """A path as messages print it: relative to the working directory when it lies in this repository (so a
-    command prints runs/x and a notebook ../runs/x, never one machine's absolute path), else as it is."""
+    """A path as messages print it: relative to the working directory when it lies in this repository or below the
+    working directory (so a command prints runs/x and a notebook ../runs/x, never one machine's absolute path),
+    else as it is."""
     resolved = Path(path).resolve()
-    return os.path.relpath(resolved) if resolved.is_relative_to(_REPO) else str(path)
+    inside = resolved.is_relative_to(_REPO) or resolved.is_relative_to(Path.cwd())
+    return os.path.relpath(resolved) if inside else str(path)
 
 
 # What atomic_write's mkstemp names its temporary files: ".<name>.<8 random characters>.tmp".

@@ -181,13 +181,25 @@ def keep_freed_memory() -> bool:
 
     glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mapping and unmaps
     it on free, so the next allocation of that size faults each 4 KiB page in again, zero-filled by the
-    kernel. A CPU training step allocates and frees the same big tensors every time: in the tinystories cpu
-    recipe the logits, their log-softmax and their gradients are 16 x 128 x 6,912 floats, 57 MB each, and
-    the faults took a fifth of a step on a quiet 2-core machine and over half on a busy one. With mmap off and
-    no trimming, freed blocks stay in the heap and the next step reuses them. Peak memory is unchanged;
-    the process just keeps its high-water mark until it exits.
+    kernel. A CPU training step allocates and frees the same big tensors (the logits and their gradients) every
+    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (README,
+    "Results", has what that saved). Peak memory is unchanged; the process keeps its high-water mark until it exits.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     mallopt = ctypes.CDLL(None).mallopt
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def configure_backend(device: str | torch.device | None = None) -> None:
+    """The process-wide settings that make training fast, in one call that a command line or notebook makes
+    before training (the Trainer changes no global state of this kind, so a library user can leave it out).
+
+    On a CPU, freed big blocks stay in the heap (`keep_freed_memory`). On CUDA, float32 matmuls and convolutions
+    may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). Both last for
+    the life of the process. `device`: the one training will use (default: the best available)."""
+    if resolve_device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        keep_freed_memory()

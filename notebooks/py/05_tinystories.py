@@ -93,6 +93,7 @@ from tinylm.tokenizers.gpt2 import TrimmedBPETokenizer, padded_vocab_size
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12})
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
 SEED = 42
 print(f"profile {PROFILE}, device {DEVICE}")
 

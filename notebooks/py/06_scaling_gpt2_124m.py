@@ -101,6 +101,7 @@ from tinylm.train.trainer import RUN_FILES
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
 # The one switch for a GPU runtime. False: a bounded 124M run (6 minutes of training; the whole notebook about
 # nine minutes on a Colab T4, estimated). True: the full 124M recipe, 10B tokens, run from this notebook: under an
 # hour on eight H100s, days on one small GPU (estimated below). From a terminal, `python -m tinylm.train gpt2-124m` runs the full recipe.
@@ -137,7 +138,7 @@ for name, prefix in groups.items():
 # NBVAL_CHECK_OUTPUT
 track = tinylm.get_track("gpt2-124m")
 gpu_preset, gpu_train_cfg = track.recipe("gpu")
-padded_cfg = dataclasses.replace(gpu_preset, vocab_size=50_304)  # what build_model_config gives with GPT-2's tokenizer
+padded_cfg = gpu_preset.config(vocab_size=50_304)  # what build_model_config gives with GPT-2's tokenizer
 with torch.device("meta"):
     model_124m = tinylm.GPT(padded_cfg)
 N = model_124m.num_parameters()

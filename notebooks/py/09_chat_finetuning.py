@@ -89,8 +89,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
+import tinylm.chat.finetune
 import tinylm.chat.sft
-import tinylm.cli.finetune
 import tinylm.interop.hf_gpt2
 from tinylm.chat.base import BASE_RECIPES
 from tinylm.chat.session import ChatSession
@@ -106,6 +106,7 @@ from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
 SEED = 42
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
@@ -541,10 +542,9 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
-finetune_args = ["--profile", PROFILE, "--out", str(run_dir), "--overwrite"]
-if PROFILE == "gpu" and not FULL_RECIPE:
-    finetune_args += ["--max-steps", str(BOUNDED_GPU_STEPS)]  # the schedule fits these steps; see the header
-report = tinylm.cli.finetune.main(finetune_args)
+bounded = PROFILE == "gpu" and not FULL_RECIPE  # the schedule fits BOUNDED_GPU_STEPS then; see the header
+report = tinylm.chat.finetune.finetune(PROFILE, out=run_dir, overwrite=True,
+                                       max_steps=BOUNDED_GPU_STEPS if bounded else None)
 
 # %%
 before, after = report["before"], report["after"]

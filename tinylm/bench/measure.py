@@ -16,7 +16,6 @@ run. `python -m tinylm.bench` prints them for presets and checkpoints; its comma
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 
@@ -31,11 +30,11 @@ from ..tokenizers.bpe import train_bpe, train_bpe_incremental
 from ..train.optim import build_optimizer
 from ..train.recipes import TINYSTORIES
 
-TINYSTORIES_CPU_MODEL, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
+TINYSTORIES_CPU_SHAPE, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
 PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py measure
     "nanogpt-cpu": GPTConfig(vocab_size=65, block_size=64, n_layer=4, n_head=4, n_embd=128),
     # The 6,872 GPT-2 tokens the TinyStories sample uses (TrimmedBPETokenizer), padded to a multiple of 64.
-    "tinystories-cpu": dataclasses.replace(TINYSTORIES_CPU_MODEL, vocab_size=6912),
+    "tinystories-cpu": TINYSTORIES_CPU_SHAPE.config(vocab_size=6912),
     "gpt2-124m": GPT2_124M,
     "stories15m": LLAMA2C_STORIES15M,
 }

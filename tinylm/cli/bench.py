@@ -53,7 +53,7 @@ from ..bench.measure import (
     measure_decoding,
     measure_training,
 )
-from ..config import ARCHITECTURES, GPTConfig, with_architecture
+from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
 from ..data.download import fetch
 from ..model.gpt import GPT
@@ -207,7 +207,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--merges", type=int, default=500, help="bpe only")
     parser.add_argument("--repeats", type=int, default=3, help="bpe only: runs of each trainer")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="auto: bf16 or fp16 on CUDA, fp32 elsewhere")
     return parser.parse_args(argv)
 

@@ -41,7 +41,7 @@ from ..data.corpora import (
 )
 from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
 from ..paths import check_output_folder, data_dir, shown
-from ..runtime import resolve_profile
+from ..runtime import PROFILES, resolve_profile
 from ..train.recipes import TRACKS, get_track
 from .console import HelpFormatter, examples
 from .errors import run_cli
@@ -60,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--track", choices=sorted(TRACKS),
                         help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it "
                              "(default: none; name a dataset instead)")
-    parser.add_argument("--profile", choices=["smoke", "cpu", "gpu"],
+    parser.add_argument("--profile", choices=PROFILES,
                         help="with --track: the profile to prepare for (default: $TINYLM_PROFILE, else gpu when "
                              "CUDA is present, else cpu)")
     parser.add_argument("--source", choices=["hf", "sample"],

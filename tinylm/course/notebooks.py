@@ -19,12 +19,13 @@ and a second call finds it instead of training again.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from ..paths import runs_dir, shown
 from ..runtime import resolve_profile
-from ..train.recipes import default_run_name
+from ..train.progress import format_record
+from ..train.recipes import default_run_name, resolve_recipe
+from ..train.run import train
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
 BRANCH = "main"
@@ -57,11 +58,8 @@ def colab_badge(notebook: str) -> str:
 TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
                    "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
-# Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for.
-# One run each while this was written (one thread, a busy 2-core machine; no script repeats it): shakespeare-char
-# reached a validation loss of 1.75 (the full cpu run: 1.66) in 63 s, tinystories 4.03 (notebook 5's run: about
-# 3.2) in 161 s. That is 1.5M and 0.5M tokens: an estimated 30 s and 40 s at the tokens/s the cpu recipes reach on
-# an idle 2-core machine.
+# Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
+# (README, "Course map", says what they reached and how long they took).
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
 
 
@@ -118,13 +116,12 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     say(f"{track}: no trained model in {shown(out.parent)} ({looked}; {notebook} makes one). "
         f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
         f"{out.name}/train.log). Its text will be rougher than the full run's.")
-    argv = [track, "--profile", quick_profile, "--out", str(out), "--overwrite"]
-    if max_steps is not None:
-        argv += ["--max-steps", str(max_steps)]
-    from ..cli import train
-
+    recipe = resolve_recipe(track, quick_profile, out=out, overwrite=True, max_steps=max_steps)
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train.log", "w", encoding="utf-8") as log, contextlib.redirect_stdout(log):
-        final = train.main(argv)
-    say(f"{track}: trained the stand-in, validation loss {final['val_loss']:.3f}")
+    with open(out / "train.log", "w", encoding="utf-8") as log:
+        def write(line: str) -> None:
+            print(line, file=log, flush=True)
+
+        finished = train(recipe, say=write, on_record=lambda record: write(format_record(record)))
+    say(f"{track}: trained the stand-in, validation loss {finished.final['val_loss']:.3f}")
     return out

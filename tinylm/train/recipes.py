@@ -1,12 +1,14 @@
 """The course's tracks: each names its data, how to prepare it, and a recipe per profile.
 
-A recipe is a (GPTConfig, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the recipe
-that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. A preset gives the
-shape (width, depth, heads, context) as a GPT-2 block; `build_model_config` builds it as any block
-family of `tinylm.config.ARCHITECTURES` (`architecture_config`; `--arch llama`: RMSNorm, RoPE, SwiGLU, grouped-query
-attention; `llama-moe`: with a mixture of experts). A preset's vocab_size is a placeholder: the
-real size comes from the prepared tokenizer, rounded up to the track's `vocab_multiple`
-(`build_model_config`).
+A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
+recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. The shape gives width, depth,
+heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE,
+SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the vocabulary from the prepared
+tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
+
+`resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
+recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
+notebooks and the stand-in runs of `tinylm.course.notebooks.find_or_train` all go through these two functions.
 
 Why the cpu recipes look the way they do (measured on a 2-core machine; README, "Results"):
 - shakespeare-char: in 70 s a model sees only ~3M characters, so what limits it is the number of
@@ -28,9 +30,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
-from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, TrainConfig, with_architecture
+from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
 from ..data.corpora import PreparedData, prepare_shakespeare_char, prepare_tinystories, prepare_trimmed
 from ..data.fineweb import (
     SAMPLE_SHARD_TOKENS,
@@ -40,6 +43,7 @@ from ..data.fineweb import (
     read_progress,
     val_tokens,
 )
+from ..paths import runs_dir
 from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
 from .distributed import World
@@ -49,14 +53,14 @@ from .distributed import World
 class Track:
     name: str
     prepare_data: Callable[[str], PreparedData]  # profile -> prepared data
-    recipes: dict[str, tuple[GPTConfig, TrainConfig]]
+    recipes: dict[str, tuple[ModelShape, TrainConfig]]
     sample_prompt: str = ""
     vocab_multiple: int = 1  # the embedding is padded to a multiple of this (64 suits GPU matmuls)
     # (data, block_size, batch_size, world, seed) -> a loader; None: random windows of data.train
     make_loader: Callable | None = None
     hellaswag_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # per profile, at each evaluation
 
-    def recipe(self, profile: str | None = None) -> tuple[GPTConfig, TrainConfig]:
+    def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
 
     def prepare(self, profile: str | None = None) -> PreparedData:
@@ -69,20 +73,11 @@ class Track:
         return self.make_loader(data, block_size, batch_size, world, seed)
 
 
-def build_model_config(preset: GPTConfig, tokenizer, vocab_multiple: int = 1) -> GPTConfig:
-    return dataclasses.replace(preset, vocab_size=padded_vocab_size(tokenizer.vocab_size, vocab_multiple))
-
-
-def architecture_config(preset: GPTConfig, arch: str = "gpt2", balancing: str | None = None) -> GPTConfig:
-    """A recipe's shape (width, depth, heads, context) built as the block family `arch` (a key of
-    tinylm.config.ARCHITECTURES), and for a mixture of experts with the `balancing` mode (None: the family's own)."""
-    config = with_architecture(preset, arch)
-    if balancing is None:
-        return config
-    if not config.n_experts:
-        raise ConfigError(f"balancing={balancing!r} applies to a mixture of experts, and {arch} has none; "
-                          f"choose an architecture with experts ({', '.join(_moe_architectures())}) or drop it")
-    return dataclasses.replace(config, balancing=balancing)
+def build_model_config(shape: ModelShape, tokenizer, vocab_multiple: int = 1, arch: str = "gpt2",
+                       balancing: str | None = None) -> GPTConfig:
+    """The network of `shape` as the block family `arch`, over the tokenizer's vocabulary padded to a multiple of
+    `vocab_multiple`."""
+    return shape.config(padded_vocab_size(tokenizer.vocab_size, vocab_multiple), arch, balancing)
 
 
 def architecture_of(config: GPTConfig) -> str | None:
@@ -104,8 +99,69 @@ def default_run_name(track: str, profile: str, arch: str, balancing: str | None 
     return "-".join([*parts, profile])
 
 
-def _moe_architectures() -> list[str]:
-    return [name for name, fields in ARCHITECTURES.items() if fields.get("n_experts")]
+@dataclass(frozen=True)
+class Recipe:
+    """One training run, resolved: the track and profile, the network (`shape` built as `arch`, None meaning gpt2 for
+    a new run and the saved network for a resumed one; the vocabulary is the prepared data's), the training settings
+    with the user's overrides applied, the run folder, and whether to continue the run there (`resume`) or replace
+    it (`overwrite`).
+
+    `overrides` keeps what the user set explicitly, so that a resumed run applies the same options to the saved
+    run's own TrainConfig (`apply_overrides`)."""
+
+    track: Track
+    profile: str
+    shape: ModelShape
+    train: TrainConfig
+    out: Path
+    arch: str | None = None
+    balancing: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+    resume: bool = False
+    overwrite: bool = False
+
+    def model_config(self, tokenizer) -> GPTConfig:
+        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
+                                  self.balancing)
+
+    def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
+        """`cfg` with this recipe's explicit options; a new peak learning rate scales min_lr by the same factor, so
+        that the cosine keeps its shape."""
+        options = dict(self.overrides)
+        learning_rate = options.pop("learning_rate", None)
+        cfg = dataclasses.replace(cfg, **options)
+        if learning_rate is None:
+            return cfg
+        return dataclasses.replace(cfg, learning_rate=learning_rate,
+                                   min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)
+
+
+def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
+                   out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+                   **overrides) -> Recipe:
+    """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
+    family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
+    (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
+    `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
+    seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
+    field or value, resume with overwrite) raises an error here, before anything else happens."""
+    if resume and overwrite:  # both would delete the run's history, then resume it
+        raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
+    chosen = get_track(track)
+    profile = resolve_profile(profile)
+    unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"TrainConfig has no field(s) {unknown}; known fields: "
+                          f"{sorted(field.name for field in dataclasses.fields(TrainConfig))}")
+    shape, train_cfg = chosen.recipe(profile)
+    if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
+        shape.config(1, arch or "gpt2", balancing)
+    given = tuple((name, value) for name, value in overrides.items() if value is not None)
+    recipe = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch,
+                    balancing=balancing, overrides=given, resume=resume, overwrite=overwrite,
+                    out=Path(out) if out is not None else runs_dir() / default_run_name(chosen.name, profile,
+                                                                                         arch or "gpt2", balancing))
+    return dataclasses.replace(recipe, train=recipe.apply_overrides(train_cfg))
 
 
 SHAKESPEARE_CHAR = Track(
@@ -114,17 +170,17 @@ SHAKESPEARE_CHAR = Track(
     sample_prompt="\n",
     recipes={
         "smoke": (
-            GPTConfig(vocab_size=1, block_size=32, n_layer=2, n_head=2, n_embd=32),
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
             TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
                         eval_interval=0, log_interval=5, eval_batch_size=256),
         ),
         "cpu": (
-            GPTConfig(vocab_size=1, block_size=64, n_layer=1, n_head=4, n_embd=128),
+            ModelShape(block_size=64, n_layer=1, n_head=4, n_embd=128),
             TrainConfig(batch_size=12, max_steps=6000, warmup_steps=50, learning_rate=6e-3, min_lr=1e-4,
                         beta1=0.8, beta2=0.99, eval_interval=2000, log_interval=200, eval_batch_size=256),
         ),
         "gpu": (
-            GPTConfig(vocab_size=1, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+            ModelShape(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
             TrainConfig(batch_size=64, max_steps=5000, warmup_steps=100, learning_rate=1e-3, min_lr=1e-4,
                         beta2=0.99, eval_interval=250, log_interval=10, eval_batch_size=128),
         ),
@@ -145,19 +201,19 @@ TINYSTORIES = Track(
     vocab_multiple=64,
     recipes={
         "smoke": (
-            GPTConfig(vocab_size=1, block_size=32, n_layer=2, n_head=2, n_embd=32),
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
             TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
                         eval_interval=0, log_interval=5, eval_batch_size=128),
         ),
         "cpu": (
-            GPTConfig(vocab_size=1, block_size=128, n_layer=4, n_head=4, n_embd=128),
+            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=16, max_steps=5000, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4,
                         beta2=0.99, eval_interval=400, log_interval=100, sample_interval=800, sample_tokens=80,
                         eval_batch_size=64),
         ),
         # The seed recipe: 51M parameters, 32 x 32 sequences of 256 tokens (262k tokens) per step.
         "gpu": (
-            GPTConfig(vocab_size=1, block_size=256, n_layer=8, n_head=8, n_embd=512),
+            ModelShape(block_size=256, n_layer=8, n_head=8, n_embd=512),
             TrainConfig(batch_size=32, grad_accum_steps=32, max_steps=40_000, warmup_steps=2000, learning_rate=5e-4,
                         min_lr=5e-5, eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=200,
                         eval_batch_size=64),
@@ -192,13 +248,13 @@ GPT2_124M_TRACK = Track(
     hellaswag_examples={"smoke": 8, "cpu": 100, "gpu": 10_042},
     recipes={
         "smoke": (
-            GPTConfig(vocab_size=1, block_size=32, n_layer=2, n_head=2, n_embd=32),
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
             TrainConfig(batch_size=4, max_steps=10, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
                         eval_interval=0, log_interval=5, eval_batch_size=16),
         ),
         # A demonstration that the whole pipeline runs on a laptop; 60k tokens cannot teach a 50k vocabulary much.
         "cpu": (
-            GPTConfig(vocab_size=1, block_size=128, n_layer=4, n_head=4, n_embd=128),
+            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=8, max_steps=300, warmup_steps=30, learning_rate=3e-3, min_lr=3e-4,
                         eval_interval=100, log_interval=20, eval_batch_size=8),
         ),
@@ -206,7 +262,7 @@ GPT2_124M_TRACK = Track(
         # Each evaluation scores the whole 100M-token validation shard (and HellaSwag), so it runs every 1,000
         # steps: ~6% on top of training, where every 250 steps would cost ~26%.
         "gpu": (
-            dataclasses.replace(GPT2_124M, vocab_size=1),
+            ModelShape.of(GPT2_124M),
             TrainConfig(batch_size=64, total_batch_tokens=524_288, max_steps=19_073, warmup_steps=715,
                         learning_rate=6e-4, min_lr=6e-5, weight_decay=0.1, beta1=0.9, beta2=0.95,
                         eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=64,

@@ -55,7 +55,7 @@ from ..data.tokens import RandomWindowSampler
 from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
 from ..model.moe import end_of_step, moe_layers, read_expert_load
-from ..runtime import autocast, keep_freed_memory, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
+from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
 from .optim import build_optimizer, learning_rate
@@ -116,11 +116,6 @@ class Trainer:
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
-        if self.device.type == "cpu":  # reuse the step's big freed buffers instead of faulting them in again
-            keep_freed_memory()
-        if self.device.type == "cuda":  # TF32 matmuls: ~8x the fp32 rate on Ampere+, ample precision for training
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
         self.model = model.to(self.device)  # the plain model: checkpoints, evaluation and generation use it
         self.model_config: GPTConfig = model.config
         self.val_tokens = val_tokens

@@ -1,0 +1,74 @@
+"""Talking to a chat model: a conversation that always fits the model's context.
+
+`ChatSession` keeps the messages. Every reply is generated after the whole conversation rendered by the chat
+template, and stops at <|im_end|>. A model sees at most block_size tokens, and the reply needs room too, so
+before each reply the oldest user/assistant exchanges are dropped until the prompt plus `max_new_tokens` fits;
+the system prompt always stays. A message that does not fit even alone is refused with the numbers, and the
+conversation is left as it was.
+
+`python -m tinylm.chat` is a terminal chat around a session; its command line is tinylm/cli/chat.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..generate.stream import stream
+from .template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, ContextOverflow, chat_token_ids
+
+
+class ChatSession:
+    """A conversation with a chat model. `reply(text)` streams the answer and then adds both turns to `messages`."""
+
+    def __init__(self, model, tokenizer, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+                 max_new_tokens: int | None = None, **sampling):
+        if chat_token_ids(tokenizer) is None:
+            raise ChatFormatError("this model's tokenizer has no chat tokens, so it was not fine-tuned for chat; "
+                                  "fine-tune it first: python -m tinylm.finetune --base CHECKPOINT --out DIR")
+        self.model, self.template = model, ChatTemplate(tokenizer)
+        block_size = model.config.block_size
+        self.max_new_tokens = max_new_tokens or min(256, block_size // 2)
+        if not 0 < self.max_new_tokens < block_size:
+            raise ValueError(f"max_new_tokens must be between 1 and {block_size - 1} (the context is {block_size})")
+        self.sampling = sampling
+        self.system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+        self.messages: list[dict] = list(self.system)
+        self.turns = 0
+
+    def reset(self) -> None:
+        self.messages = list(self.system)
+
+    def fit(self, user_text: str) -> tuple[list[dict], list[int]]:
+        """(messages, prompt ids) for a reply to user_text: the oldest exchanges dropped until it fits."""
+        history = self.messages[len(self.system):]
+        budget = self.model.config.block_size - self.max_new_tokens
+        while True:
+            messages = [*self.system, *history, {"role": "user", "content": user_text}]
+            ids = self.template.render_prompt(messages)
+            if len(ids) <= budget:
+                return messages, ids
+            if not history:
+                raise ContextOverflow(
+                    f"this message is too long: with the system prompt it takes {len(ids)} tokens, and a reply of "
+                    f"up to {self.max_new_tokens} must fit too, in a context of {self.model.config.block_size}; "
+                    "shorten it (or lower --max-new-tokens)")
+            history = history[2:]  # one user/assistant exchange, the oldest
+
+    def reply(self, user_text: str) -> Iterator[str]:
+        """The reply's text, piece by piece; once it is complete the conversation holds the question and the answer.
+        A message too long for the context raises ContextOverflow here, before anything is generated."""
+        messages, ids = self.fit(user_text)
+        return self.stream_reply(messages, ids)
+
+    def stream_reply(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
+        """The reply to `fit`'s (messages, ids), piece by piece; at its end `messages` become the conversation."""
+        seed = self.sampling.get("seed")
+        options = {**self.sampling, "seed": None if seed is None else seed + self.turns}
+        pieces = stream(self.model, self.template.tokenizer, ids, self.max_new_tokens,
+                        stop_tokens=self.template.stop_tokens, **options)
+        text = ""
+        for piece in pieces:
+            text += piece
+            yield piece
+        self.turns += 1
+        self.messages = [*messages, {"role": "assistant", "content": text.strip()}]

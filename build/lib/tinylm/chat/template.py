@@ -1,0 +1,128 @@
+"""Chat tokens and the chat template: how a conversation becomes token ids, and which of them the model learns.
+
+A chat model reads a conversation as one sequence in ChatML's layout (the format of OpenAI's chat models and
+of many open ones):
+
+    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n
+    <|im_start|>user\\nName a primary color.<|im_end|>\\n
+    <|im_start|>assistant\\nRed.<|im_end|>\\n
+
+`<|im_start|>` and `<|im_end|>` are special tokens: single ids after GPT-2's 50,257 (tiktoken's "gpt2-chat"
+encoding, `tinylm.tokenizers.gpt2.CHAT_SPECIAL_TOKENS`), never produced by encoding text. A user who types the
+literal string "<|im_end|>" gets the ordinary tokens of that string, so no message can close a turn or
+open a new one with forged markers. `<|im_end|>` is the stop token: generation ends when the model
+produces it. `<|pad|>` fills the rows of a batch after a short conversation.
+
+`render(messages)` returns the ids and, for each id, whether it belongs to an answer: the assistant's
+text and the `<|im_end|>` that closes it. Supervised fine-tuning puts its loss on those tokens only;
+the model is not taught to write the user's questions, and learning to produce `<|im_end|>` is what
+makes it stop. `render_prompt(messages)` ends with `<|im_start|>assistant\\n`, where generation begins.
+
+A model pretrained without these tokens gets them with `add_chat_tokens`: its embedding (and a separate
+LM head) grows by the missing rows, each initialised to the mean of the existing token rows, so a new
+token starts as an "average token" rather than as noise with a random logit. A tied head stays tied.
+Embeddings padded to a multiple of 64 (50,304 rows for 50,257 tokens) already have spare rows: those are
+used and nothing grows. A trimmed vocabulary (`TrimmedBPETokenizer`) gets the three tokens before its
+<unk> id, whose row moves along.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+
+ROLES = ("system", "user", "assistant")
+DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
+IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
+
+
+class ChatFormatError(ValueError):
+    """A conversation or tokenizer the chat template cannot use; the message says what to change."""
+
+
+class ContextOverflow(ValueError):
+    """A message too long for the model's context, even with every earlier turn dropped."""
+
+
+def chat_token_ids(tokenizer) -> dict[str, int] | None:
+    """The ids of <|im_start|>, <|im_end|> and <|pad|> in this tokenizer, or None if it lacks any of them."""
+    if isinstance(tokenizer, BPETokenizer):
+        return dict(CHAT_SPECIAL_TOKENS) if tokenizer.encoding_name == "gpt2-chat" else None
+    if isinstance(tokenizer, TrimmedBPETokenizer):
+        if tokenizer.base.encoding_name != "gpt2-chat":
+            return None
+        ids = {name: int(tokenizer.compact(gpt2_id)) for name, gpt2_id in CHAT_SPECIAL_TOKENS.items()}
+        return None if tokenizer.unk_id in ids.values() else ids
+    return None
+
+
+@dataclass(frozen=True)
+class RenderedChat:
+    """A conversation as token ids, and for each id whether it is answer text the model should learn."""
+
+    ids: list[int]
+    is_answer: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class ChatTemplate:
+    """ChatML rendering with the chat tokens of `tokenizer` (see `add_chat_tokens` for one without them)."""
+
+    def __init__(self, tokenizer):
+        ids = chat_token_ids(tokenizer)
+        if ids is None:
+            raise ChatFormatError("this tokenizer has no <|im_start|>/<|im_end|> tokens; add them first "
+                                  "(tinylm.chat.vocab.add_chat_tokens(model, tokenizer))")
+        self.tokenizer = tokenizer
+        self.im_start, self.im_end, self.pad = ids[IM_START], ids[IM_END], ids[PAD]
+        self._headers = {role: tokenizer.encode(f"{role}\n") for role in ROLES}
+        self._newline = tokenizer.encode("\n")
+        eot = getattr(tokenizer, "eot_token", None)
+        # <|im_end|> ends an answer; a base model's end-of-text token may still come out early in fine-tuning
+        has_eot = eot is not None and eot != getattr(tokenizer, "unk_id", None)
+        self.stop_tokens = (self.im_end, eot) if has_eot else (self.im_end,)
+
+    def render(self, messages: list[dict]) -> RenderedChat:
+        """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; the answer tokens are an assistant's
+        content and its <|im_end|>."""
+        check_messages(messages)
+        ids, is_answer = [], []
+        for message in messages:
+            answer = message["role"] == "assistant"
+            head = [self.im_start, *self._headers[message["role"]]]
+            body = [*self.tokenizer.encode(message["content"]), self.im_end]
+            ids += head + body + self._newline
+            is_answer += [False] * len(head) + [answer] * len(body) + [False] * len(self._newline)
+        return RenderedChat(ids, is_answer)
+
+    def render_prompt(self, messages: list[dict]) -> list[int]:
+        """The ids a reply is generated after: the conversation (ending with a user turn), then
+        `<|im_start|>assistant\\n`."""
+        if not messages or messages[-1].get("role") != "user":
+            raise ChatFormatError("a prompt for a reply must end with a user message")
+        return self.render(messages).ids + [self.im_start, *self._headers["assistant"]]
+
+
+def check_messages(messages: list[dict]) -> None:
+    """The rule every conversation follows: an optional system message first, then user and assistant in turn,
+    starting with user; each message a dict with a known role and string content."""
+    if not isinstance(messages, list) or not messages:
+        raise ChatFormatError("a conversation is a non-empty list of {'role': ..., 'content': ...} messages")
+    expected = "user"
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            raise ChatFormatError(f"message {index} must be a dict with string 'content', got {message!r:.80}")
+        role = message.get("role")
+        if role not in ROLES:
+            raise ChatFormatError(f"message {index} has role {role!r}; roles are {', '.join(ROLES)}")
+        if role == "system":
+            if index != 0:
+                raise ChatFormatError(f"message {index} is a system message; only the first message may be one")
+            continue
+        if role != expected:
+            raise ChatFormatError(f"message {index} is from the {role}, but the {expected} speaks next "
+                                  "(turns alternate user, assistant, user, ...)")
+        expected = "assistant" if role == "user" else "user"

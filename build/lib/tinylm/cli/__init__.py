@@ -1,0 +1,41 @@
+"""The command lines: argument parsing, progress and messages around the library, one module per command.
+
+Each command runs as `python -m tinylm.<command>`, as `python -m tinylm <command>`, or as `tinylm <command>`
+(the console script). Every one ends through `tinylm.cli.errors.run_cli`, so an error it anticipates is one
+line and an exit status, never a traceback. The library never imports this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command -> what it does (the first line of `tinylm --help`); each is tinylm/cli/<command>.py
+COMMANDS = {
+    "prepare": "download (or copy from the mirror) and tokenize a dataset, once",
+    "train": "train a track's model, with progress and an epilogue",
+    "sample": "generate text from a checkpoint, streamed",
+    "eval": "loss, bits per byte and HellaSwag of a checkpoint",
+    "bench": "measure training, decoding and BPE speed",
+    "interop": "import and export weights (Hugging Face, llama2.c)",
+    "finetune": "turn a pretrained model into a chat model",
+    "chat": "chat with a fine-tuned model in the terminal",
+    "serve": "chat with a fine-tuned model in a web page",
+}
+
+USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n" + "\n".join(
+    f"  {name:<9} {what}" for name, what in COMMANDS.items())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`tinylm <command> ...` and `python -m tinylm <command> ...`: run that command's command line."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        raise SystemExit(2)
+    sys.argv[0] = f"tinylm {command}"
+    importlib.import_module(f"tinylm.cli.{command}").cli(rest)

@@ -1,0 +1,226 @@
+"""Command line: measure training throughput, decoding with and without the KV cache, the cache's size, BPE training.
+
+    python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options] [--batch-size 12]
+        [--reference [--rounds 30]]
+    python -m tinylm.bench decode [--ckpt runs/shakespeare-char-cpu | --preset stories15m ...] [--new-tokens 500]
+        [--prompt-tokens 1 200] [--dtype bfloat16]
+    python -m tinylm.bench cache --preset gpt2-124m [--n-kv-head 4] [--dtype bfloat16]
+    python -m tinylm.bench bpe [--merges 500] [--repeats 3]
+
+A shape is a preset (nanoGPT's CPU shape for shakespeare-char by default; `tinystories-cpu`, the
+tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `stories15m`, llama2.c's
+15M TinyStories Llama), built as the block family --arch if given (tinylm.config.ARCHITECTURES), with
+any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
+replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
+
+`train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
+FLOP/s (a mixture of experts counts its active parameters). It first lets the process keep the memory it
+frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted
+in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
+nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first
+take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
+and the best round of each gives its tokens/s.
+
+`decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
+random weights for a shape) with the cache and without it, three times each, and prints the best
+speed of each (new tokens per second, prefill included), the speed-up, and whether the tokens are
+identical, and the cache's bytes per token.
+
+`cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
+n_kv_head heads instead of n_head), without building the model.
+
+`bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
+pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
+(`train_bpe_incremental`), alternating, and prints the best of --repeats runs of each, the speed-up,
+and whether their merges are identical.
+
+Figures depend on the machine and on what else it is doing: run it on a quiet machine, and compare
+within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from ..bench.measure import (
+    BATCH_SIZES,
+    PRESETS,
+    compare_with_reference,
+    measure_bpe_training,
+    measure_decoding,
+    measure_training,
+)
+from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
+from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
+from ..data.download import fetch
+from ..model.gpt import GPT
+from ..model.kv_cache import bytes_per_token
+from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
+from ..train.checkpoint import load_model
+from ..train.progress import describe_parameters
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
+
+
+def shape_from_args(args: argparse.Namespace) -> GPTConfig:
+    """The preset, with the shape options given, built as --arch; --n-kv-head last (the family's default is half
+    of the final n_head)."""
+    config = dataclasses.replace(PRESETS[args.preset], **{name: getattr(args, name) for name in SHAPE_OPTIONS
+                                                           if getattr(args, name) is not None})
+    if args.arch is not None:
+        config = with_architecture(config, args.arch)
+    return config if args.n_kv_head is None else dataclasses.replace(config, n_kv_head=args.n_kv_head)
+
+
+def describe_shape(config: GPTConfig) -> str:
+    heads = f"{config.n_head} heads" + (f" ({config.kv_heads} key/value)" if config.kv_heads != config.n_head else "")
+    mlp = (f"{config.mlp} experts {config.expert_hidden_size} wide ({config.n_experts} routed, "
+           f"{config.n_experts_active} active, {config.n_shared_experts} shared)" if config.n_experts
+           else f"{config.mlp} MLP {config.mlp_hidden_size} wide")
+    return f"{config.n_layer} layers, {heads}, {config.n_embd} wide, {config.norm}, {config.position} positions, {mlp}"
+
+
+def _cache_size(config: GPTConfig, dtype: torch.dtype) -> str:
+    per_token = bytes_per_token(config, dtype)
+    return (f"KV cache {per_token:,} bytes per token ({per_token * config.block_size / 2**20:,.1f} MiB for the full "
+            f"context of {config.block_size:,}) in {str(dtype).removeprefix('torch.')}")
+
+
+def _decode(args) -> None:
+    device = resolve_device(args.device)
+    if args.ckpt:
+        model, tokenizer, _ = load_model(args.ckpt, device)
+        vocab_limit = None if tokenizer is None else tokenizer.vocab_size
+        name = str(args.ckpt)
+    else:
+        cfg = shape_from_args(args)
+        torch.manual_seed(0)
+        model, vocab_limit = GPT(cfg).to(device), None
+        name = f"random weights, {describe_shape(cfg)}"
+    cfg = model.config
+    too_long = [n for n in args.prompt_tokens if n >= cfg.block_size]
+    if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
+        raise ValueError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
+                         f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
+    dtype = resolve_dtype(device, args.dtype)
+    model.to(dtype)
+    parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
+    print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
+    print(f"device {device} ({torch.get_num_threads()} threads), dtype {str(dtype).removeprefix('torch.')}, "
+          f"{args.new_tokens} new tokens, batch 1, greedy")
+    ids = torch.Generator().manual_seed(0)
+    for prompt_tokens in args.prompt_tokens:
+        prompt = torch.randint(vocab_limit or cfg.vocab_size, (1, prompt_tokens), generator=ids).to(device)
+        r = measure_decoding(model, prompt, args.new_tokens, vocab_limit)
+        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['cache']:8,.1f} tokens/s, "
+              f"without {r['no_cache']:8,.1f}, "
+              f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
+
+
+def _require_positive(args, *names: str) -> None:
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+
+
+def _train(args) -> None:
+    _require_positive(args, "batch_size", "steps", "rounds")
+    keep_freed_memory()  # as training does: big tensors are reused, not faulted in again every step
+    cfg = shape_from_args(args)
+    batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
+    if args.reference:
+        _train_against_reference(cfg, batch_size, args)
+        return
+    r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype)
+    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}: "
+          f"{describe_parameters(r['parameters'], r['active_parameters'])}")
+    print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
+          f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
+
+
+def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
+    r = compare_with_reference(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype)
+    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
+          f"({r['parameters']:,} parameters)")
+    print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}, one step of each per round, "
+          f"best of {args.rounds} rounds:")
+    names = {"tinylm": "tinylm GPT, tinylm.train.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
+    for name, label in names.items():
+        print(f"  {label:38s} {r['tokens_per_s'][name]:9,.0f} tokens/s  {r['step_ms'][name]:8.2f} ms/step")
+    print(f"  tinylm / reference: {r['ratio']:.2f}x (median round {r['median_ratio']:.2f}x)")
+    tinylm_losses, reference_losses = r["losses"]["tinylm"], r["losses"]["reference"]
+    gap = max(abs(a - b) for a, b in zip(tinylm_losses, reference_losses))
+    agree = gap <= 1e-4 * max(map(abs, reference_losses))
+    print(f"losses of the first {len(tinylm_losses)} steps from the same weights: tinylm "
+          f"{' '.join(f'{x:.6f}' for x in tinylm_losses)}, reference {' '.join(f'{x:.6f}' for x in reference_losses)} "
+          f"(largest difference {gap:.1e}): {'equal' if agree else 'DIFFERENT'}")
+
+
+def _bpe(args) -> None:
+    _require_positive(args, "merges", "repeats")
+    path = fetch(TINYSTORIES_SAMPLE, default_folder("tinystories", "sample") / "sample.txt")
+    text = path.read_text(encoding="utf-8")
+    print(f"{path}: {len(text):,} characters; {args.merges} merges, best of {args.repeats} runs of each trainer "
+          f"(pre-tokenising included)")
+    r = measure_bpe_training(text, args.merges, args.repeats)
+    print(f"recount every pair (train_bpe): {r['recount_s']:.2f} s; incremental (train_bpe_incremental): "
+          f"{r['incremental_s']:.2f} s; speed-up {r['speedup']:.1f}x; "
+          f"{r['merges']} merges, {'identical' if r['identical'] else 'DIFFERENT'}")
+
+
+def _cache(args) -> None:
+    cfg = shape_from_args(args)
+    dtype = resolve_dtype(resolve_device(args.device), args.dtype)
+    print(f"shape: {describe_shape(cfg)}, head size {cfg.head_size}")
+    print(f"{_cache_size(cfg, dtype)}: 2 (keys and values) x {cfg.n_layer} layers x {cfg.kv_heads} heads x "
+          f"{cfg.head_size} x {dtype.itemsize} bytes")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.bench train --arch llama --batch-size 12",
+                        "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
+                        "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
+                        "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
+                        "python -m tinylm.bench bpe --merges 500"))
+    parser.add_argument("what", choices=["train", "decode", "cache", "bpe"], help="what to measure")
+    parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
+    for name in (*SHAPE_OPTIONS, "n_kv_head"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, help="replaces the preset's value "
+                            "(default: the preset's)")
+    parser.add_argument("--batch-size", type=int, help="train only (default: the preset's recipe, else 12)")
+    parser.add_argument("--steps", type=int, default=50, help="train only")
+    parser.add_argument("--reference", action="store_true", help="train only: race a plain GPT-2 of the same shape "
+                        "trained with nanoGPT's AdamW setup (tinylm.model.reference)")
+    parser.add_argument("--rounds", type=int, default=30, help="train --reference only: alternating rounds")
+    parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
+                        "(default: random weights of the shape)")
+    parser.add_argument("--new-tokens", type=int, default=500, help="decode only")
+    parser.add_argument("--prompt-tokens", type=int, nargs="+", default=[1], help="decode only: one run per length")
+    parser.add_argument("--merges", type=int, default=500, help="bpe only")
+    parser.add_argument("--repeats", type=int, default=3, help="bpe only: runs of each trainer")
+    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--dtype", default="auto", choices=DTYPES,
+                        help="auto: bf16 or fp16 on CUDA, fp32 elsewhere")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe}[args.what](args)
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

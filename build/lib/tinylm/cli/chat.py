@@ -1,0 +1,85 @@
+"""Command line: a terminal chat with a fine-tuned model, the replies streamed as they are produced.
+
+    python -m tinylm.chat --ckpt runs/chat-cpu [--system "You are a helpful assistant."] [--max-new-tokens N]
+        [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.1] [--seed 1] [--no-cache]
+
+In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
+--ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.finetune makes one); the sampler options
+are `sample`'s. The conversation is a tinylm.chat.session.ChatSession: the oldest exchanges make room when it outgrows
+the context, the system prompt stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..chat.session import ChatSession
+from ..chat.template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
+from .console import HelpFormatter, examples
+from .errors import run_cli
+from .sample import add_sampling_options, load_generation_model
+
+
+def add_sampler_options(parser: argparse.ArgumentParser) -> None:
+    """`python -m tinylm.sample`'s sampler and device options, the longest reply and the system prompt: for chat
+    and serve."""
+    parser.add_argument("--max-new-tokens", type=int, help="longest reply (default: 256 or half the context)")
+    add_sampling_options(parser, "reply")
+    parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="the system prompt ('' for none)")
+
+
+def session_from_args(args: argparse.Namespace) -> ChatSession:
+    model, tokenizer = load_generation_model(args)
+    return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
+                       top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+                       use_cache=not args.no_cache)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.chat --ckpt runs/chat-cpu",
+                        "python -m tinylm.chat --ckpt runs/chat-cpu --temperature 0 --system 'Answer briefly.'"))
+    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
+    add_sampler_options(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> ChatSession:
+    args = parse_args(argv)
+    session = session_from_args(args)
+    print(f"chatting with {args.ckpt} (context {session.model.config.block_size} tokens; "
+          "/reset starts over, /exit or Ctrl-D leaves)", flush=True)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            print(flush=True)
+            return session
+        if text in ("/exit", "/quit"):
+            return session
+        if text == "/reset":
+            session.reset()
+            print("(a new conversation)", flush=True)
+            continue
+        if not text:
+            continue
+        try:
+            pieces = session.reply(text)
+            print("bot> ", end="", flush=True)
+            for piece in pieces:
+                print(piece, end="", flush=True)
+            print(flush=True)
+        except ContextOverflow as error:
+            print(f"(not sent: {error})", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C during a reply stops it; the conversation goes on without it
+            print("\n(reply stopped; it is not part of the conversation)", flush=True)
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.chat`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,26 @@
+"""--help as every command line shows it: each option with its default, then the description and examples.
+
+How the trainer's records read as lines lives with the rest of the progress arithmetic, in
+`tinylm.cli.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help as every tinylm command line shows it: each option with its default, and the description and the
+    examples (the epilog) laid out as written. A default that is None or False is not shown: an option whose
+    absence means something says so in its own help ("default: ...")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+def examples(*command_lines: str) -> str:
+    """An epilog: example invocations, one per line."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in command_lines)

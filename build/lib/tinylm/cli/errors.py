@@ -1,0 +1,129 @@
+"""The one place where a command line's error becomes a line a person can act on.
+
+Every `python -m tinylm.<command>` runs its main() through `run_cli`. An error tinylm anticipates (bad
+input, a missing or damaged file, no network, a full disk, a device this machine lacks) ends the program
+with `error: <what happened>; <what to do>` on one line of stderr and exit status 1, and nothing else is
+printed. Anything else is a bug and keeps its traceback. Ctrl-C is no error: it ends with exit status 130
+once the command has said what it saved.
+
+Most tinylm errors are raised with their advice already in the message, because the code that raises
+them knows what went wrong: a ConfigError names the field and a value that works, a DownloadError how
+to set the offline mirror, a CheckpointError which file to use instead. Those are shown as raised. The
+operating system's errors and torch's only say what failed, so the advice for them is added here.
+`ANTICIPATED` lists every type, most specific first: the first entry that matches an error formats it.
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from typing import Callable
+
+import torch
+
+from ..chat.base import BaseModelUnavailable
+from ..chat.template import ChatFormatError, ContextOverflow
+from ..config import ConfigError
+from ..data.download import DownloadError
+from ..data.instruct import InstructDataError
+from ..data.tokens import DataError
+from ..interop.hf_llama import InteropError
+from ..interop.llama2c import Llama2cFormatError
+from ..tokenizers.char import UnknownCharacterError
+from ..tokenizers.gpt2 import TokenizerUnavailable
+from ..train.checkpoint import CheckpointError
+from ..train.runlock import RunFolderBusy
+from ..train.trainer import TrainingDiverged
+
+
+def _first_line(error: BaseException) -> str:
+    """The message up to its first line break (torch's load errors run on for paragraphs)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _as_raised(error: BaseException) -> str:
+    return _first_line(error)
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free some space, or write elsewhere (--out), and run again; a file that was "
+                  "being replaced (a checkpoint, a token file) keeps its previous version",
+    errno.EDQUOT: "your disk quota is used up: free some space, or write elsewhere (--out), and run again",
+    errno.EROFS: "that file system is read-only: write elsewhere (--out)",
+    errno.EACCES: "you may not write (or read) there: choose another path (--out) or fix its permissions",
+    errno.EPERM: "you may not write (or read) there: choose another path (--out) or fix its permissions",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "part of that path is a file, not a folder: choose another path",
+    errno.EEXIST: "a file of that name is in the way: choose another path, or move the file",
+    errno.EISDIR: "that is a folder: give a file",
+}
+
+
+def _os_error(error: OSError) -> str:
+    """tinylm raises OSErrors with a whole sentence (no errno); the system's say `[Errno 28] ...: 'path'`."""
+    if error.errno is None:
+        return _first_line(error)
+    what = error.strerror or _first_line(error)
+    where = f": {error.filename}" if error.filename is not None else ""
+    advice = _OS_ADVICE.get(error.errno)
+    return f"{what}{where}" + (f"; {advice}" if advice else "")
+
+
+def _missing_package(error: ImportError) -> str | None:
+    """An optional package that is not installed (transformers, sentencepiece, ...); a broken import inside
+    tinylm is a bug."""
+    name = error.name or getattr(error.__cause__, "name", None)
+    if not name or name.split(".")[0] == "tinylm":
+        return None
+    message = _first_line(error)
+    return message if "pip install" in message else f"{message}; install it: pip install {name.split('.')[0]}"
+
+
+def _out_of_memory(error: BaseException) -> str:
+    return (f"the GPU ran out of memory ({_first_line(error)}); use a smaller --batch-size or a smaller model, "
+            "or free the GPU (nvidia-smi shows who holds it)")
+
+
+ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseException], str | None]], ...] = (
+    ((ConfigError,), _as_raised),  # names the field and a value that works
+    ((CheckpointError,), _as_raised),  # which file is wrong and which to use instead
+    ((DownloadError,), _as_raised),  # what could not be fetched, and how to set the offline mirror
+    ((TokenizerUnavailable,), _as_raised),  # GPT-2's BPE files cannot be loaded: how to get them
+    ((UnknownCharacterError,), _as_raised),  # a character the model never saw, and which ones it knows
+    ((Llama2cFormatError, InteropError), _as_raised),  # what the other format cannot hold
+    ((TrainingDiverged,), _as_raised),  # tinylm.train adds the --learning-rate to retry with
+    ((RunFolderBusy,), _as_raised),  # which process holds the run folder, and what to do
+    ((DataError,), _as_raised),  # which token file is damaged, and the command that prepares it again
+    ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
+    ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold
+    ((BaseModelUnavailable,), _as_raised),  # the base model needs the network: how to point at a local copy
+    ((torch.cuda.OutOfMemoryError,), _out_of_memory),
+    ((OSError,), _os_error),  # files and folders (disk full, read-only, a file where a folder belongs), network
+    ((ImportError,), _missing_package),
+    # Argument checks: tinylm raises ValueError with the advice in the message, and so do its subclasses that need
+    # no other (an unusable --device, data too small for the model, a bad prompt).
+    ((ValueError,), _as_raised),
+)
+
+
+def describe(error: BaseException) -> str | None:
+    """The one-line message for an anticipated error, or None for a bug."""
+    for types, format_error in ANTICIPATED:
+        if isinstance(error, types):
+            return format_error(error)
+    return None
+
+
+def run_cli(main: Callable, argv: list[str] | None = None):
+    """Run a command line's main(argv); an anticipated error ends it with `error: ...` and exit status 1, and
+    Ctrl-C with status 130 (the shell's code for SIGINT) and no traceback, once main has said what it saved."""
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as error:  # SystemExit is no error: it passes
+        message = describe(error)
+        if message is None:
+            raise
+        sys.exit(f"error: {message}")

@@ -1,0 +1,161 @@
+"""Command line: measure a trained checkpoint.
+
+    python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt [--batch-size 8] [--device cpu] [--json]
+    python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
+
+`loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss, which says what is
+scored) and prints the mean next-token loss (nats per token), the numbers of tokens and UTF-8 bytes scored,
+and bits per byte: the total loss in nats / ln 2 / bytes, the number that compares models with different
+tokenizers.
+
+`hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.eval.hellaswag):
+acc (the ending with the lowest summed loss) and acc_norm (lowest mean loss per token, the
+number usually quoted; chance is 25%). It says which file it scored: offline, the mirror's
+substitute is not the official file. Run it under torchrun to split the examples over processes.
+
+--ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..eval.loss import text_loss
+from ..runtime import resolve_device
+from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+
+def read_text_file(path: str | Path) -> str:
+    """A UTF-8 text file's exact contents (no newline translation, so its bytes are the file's)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no text file at {path}; check the path") from None
+    except OSError as error:
+        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
+                         "convert it to UTF-8 first") from None
+
+
+def run_loss(args: argparse.Namespace) -> dict[str, Any]:
+    ckpt = Path(args.ckpt)
+    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    text = read_text_file(args.text)  # before loading the model: a wrong path fails fast
+    model, tokenizer, state = load_model(ckpt_file, resolve_device(args.device))
+    if tokenizer is None:
+        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so the text cannot be turned into its ids")
+    result = text_loss(model, tokenizer, text, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps({"ckpt": str(ckpt_file), "text": str(args.text), **result}))
+    else:
+        kind = tokenizer.to_dict()["kind"]
+        print(f"checkpoint:    {ckpt_file} (step {state.get('step', '?')}, {kind} tokenizer of "
+              f"{tokenizer.vocab_size:,}, context {model.config.block_size})")
+        print(f"text:          {args.text}")
+        print(f"tokens:        {result['tokens']:,} predicted")
+        print(f"bytes:         {result['bytes']:,}")
+        print(f"loss:          {result['loss']:.4f} nats/token (perplexity {math.exp(result['loss']):.2f})")
+        print(f"bits per byte: {result['bits_per_byte']:.4f}")
+    return result
+
+
+def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
+    from ..train.distributed import run_in_world
+
+    return run_in_world(lambda world, _held: _hellaswag(args, world))  # under torchrun each rank scores every W-th
+
+
+def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
+    from ..eval.hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
+    from ..train.distributed import device_for
+
+    ckpt = Path(args.ckpt)
+    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    device = resolve_device(device_for(world, args.device))
+    model, tokenizer, state = load_model(ckpt_file, device)
+    if args.data is not None:
+        if not args.data.is_file():
+            raise FileNotFoundError(f"no HellaSwag file at {args.data}; check the path")
+        val = ValFile(args.data, False, "a file given with --data (its contents were not verified)")
+    else:
+        val = locate_val()
+    examples = read_examples(val.path, args.limit)
+    result = evaluate_hellaswag(model, tokenizer, examples, device)
+    if not world.is_main:
+        return result
+    if args.json:
+        print(json.dumps({"ckpt": str(ckpt_file), "data": str(val.path), "official": val.official,
+                          "data_note": val.description, **result}))
+    else:
+        print(f"checkpoint: {ckpt_file} (step {state.get('step', '?')}, context {model.config.block_size})")
+        print(f"data:       {val.path}")
+        print(f"            {val.description}")
+        print(f"examples:   {result['examples']:,}" + (f" (the first {args.limit:,})" if args.limit else ""))
+        print(f"acc:        {result['acc']:.4f} ({result['correct']:,}/{result['examples']:,}; lowest summed loss)")
+        print(f"acc_norm:   {result['acc_norm']:.4f} ({result['correct_norm']:,}/{result['examples']:,}; "
+              "lowest mean loss per token; chance is 0.25)")
+    return result
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return number
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    loss_example = "python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt"
+    hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
+    parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
+                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 "
+                                           "text file.",
+                               formatter_class=HelpFormatter, epilog=examples(loss_example))
+    loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
+    loss.add_argument("--batch-size", type=_positive_int, default=8, help="context windows per forward pass")
+    loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    loss.set_defaults(run=run_loss)
+    hellaswag = commands.add_parser(
+        "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm) of a BPE checkpoint",
+        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss) and acc_norm "
+                    "(lowest mean loss per token). Offline, the mirror's substitute file is scored, and the output "
+                    "says so.", formatter_class=HelpFormatter, epilog=examples(hellaswag_example))
+    hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    hellaswag.add_argument("--limit", type=_positive_int, help="score only the first K examples (default: all 10,042)")
+    hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score (default: the official "
+                           "validation file, or, offline, the mirror's substitute)")
+    hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    hellaswag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    hellaswag.set_defaults(run=run_hellaswag)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return args.run(args)
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.eval`: main(), its anticipated errors (a bad checkpoint, a missing or unreadable text,
+    characters the tokenizer does not know, a text too short, data that cannot be fetched) one line each
+    (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

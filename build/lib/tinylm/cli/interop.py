@@ -1,0 +1,151 @@
+"""Command line: import Hugging Face GPT-2 / Llama folders and llama2.c `.bin` files as tinylm checkpoints, and
+export tinylm checkpoints to them (the conversions are tinylm.interop's).
+
+    python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
+    python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
+    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|llama2c]
+
+An HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or Llama from the
+checkpoint's architecture, or writes llama2.c's format with --format llama2c.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..config import GPTConfig
+from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
+from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
+from ..interop.llama2c import from_llama2c, write_llama2c
+from ..tokenizers.llama import SentencePieceTokenizer
+from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+
+def _is_gpt2_style(config: GPTConfig) -> bool:
+    """Whether `export --format hf` writes GPT-2 (learned positions and LayerNorm) rather than Llama."""
+    return config.position == "learned" and config.norm == "layernorm"
+
+
+def run_export(args: argparse.Namespace) -> Path:
+    model, tokenizer, _ = load_model(args.ckpt)
+    kind = tokenizer.to_dict()["kind"] if tokenizer is not None else None
+    sentencepiece = tokenizer if isinstance(tokenizer, SentencePieceTokenizer) else None
+    if args.format == "llama2c":
+        path = write_llama2c(model, args.out)
+        print(f"wrote {path} ({path.stat().st_size:,} bytes, llama2.c's legacy format): llama2.c's run.c runs it "
+              f"(./run {path}), and `python -m tinylm.interop import --llama2c {path} --out FILE.pt` reads it back")
+        if tokenizer is not None and sentencepiece is None:
+            print(f"note: the checkpoint's tokenizer is {kind!r}, not SentencePiece, so run.c's tokenizer "
+                  "(Llama 2's) does not match this model's token ids")
+        return path
+    if _is_gpt2_style(model.config):
+        folder = to_hf_gpt2(model, args.out)
+        print(f"wrote {folder} (config.json, model.safetensors): "
+              f"GPT2LMHeadModel.from_pretrained({str(folder)!r}) loads it")
+        if tokenizer is None or tokenizer.to_dict() != {"kind": "bpe", "encoding": "gpt2"}:
+            print(f"note: the checkpoint's tokenizer is {kind!r}, not GPT-2's, so the token ids "
+                  "are this model's own: do not pair the folder with GPT-2's Hugging Face tokenizer")
+        return folder
+    folder = to_hf_llama(model, args.out, sentencepiece)
+    print(f"wrote {folder} (config.json, model.safetensors{', tokenizer.model' if sentencepiece else ''}): "
+          f"LlamaForCausalLM.from_pretrained({str(folder)!r}) loads it")
+    if tokenizer is not None and sentencepiece is None:
+        print(f"note: the checkpoint's tokenizer is {kind!r}, not SentencePiece, so no tokenizer.model was written "
+              "and the token ids are this model's own")
+    return folder
+
+
+def _import_model(args: argparse.Namespace):
+    """(model, the tokenizer's description or None, where the weights came from) for `import`."""
+    tokenizer = SentencePieceTokenizer.from_file(args.tokenizer) if args.tokenizer else None  # a bad path fails first
+    if args.llama2c:
+        model, source = from_llama2c(args.llama2c), f"llama2.c: {args.llama2c}"
+    elif (model_type := hf_model_type(args.hf)) == "llama":
+        bundled = Path(args.hf) / "tokenizer.model"  # Hugging Face Llama folders often carry their SentencePiece model
+        if tokenizer is None and bundled.is_file():
+            tokenizer = SentencePieceTokenizer.from_file(bundled)
+        model, source = from_hf_llama(args.hf), f"transformers Llama: {args.hf}"
+    elif model_type == "gpt2":
+        model = from_hf_gpt2(args.hf)
+        # tinylm's GPT-2 tokenizer has 50,257 tokens; a model with fewer cannot use it.
+        gpt2 = {"kind": "bpe", "encoding": "gpt2"} if model.config.vocab_size >= 50257 else None
+        return model, tokenizer.to_dict() if tokenizer else gpt2, f"transformers GPT-2: {args.hf}"
+    else:
+        raise InteropError(f"{args.hf} holds a {model_type!r} model; tinylm imports 'gpt2' and 'llama' (and "
+                           "llama2.c files with --llama2c)")
+    if tokenizer is not None and tokenizer.vocab_size > model.config.vocab_size:
+        raise InteropError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+                           f"{model.config.vocab_size:,}: they do not belong together")
+    return model, tokenizer.to_dict() if tokenizer else None, source
+
+
+def run_import(args: argparse.Namespace) -> Path:
+    model, tokenizer, source = _import_model(args)
+    out = Path(args.out)
+    if out.is_dir():
+        out = out / "last.pt"
+    save_checkpoint(out, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=source))
+    print(f"wrote {out}: {model.num_parameters():,} parameters, {model.config.n_layer} layers, "
+          f"context {model.config.block_size}, " + (f"{tokenizer['kind']} tokenizer" if tokenizer else
+          f"no tokenizer saved (none given, and a vocabulary of {model.config.vocab_size:,} is not GPT-2's)"))
+    if tokenizer:
+        print(f"next: python -m tinylm.sample --ckpt {out} --prompt \"Once upon a time\"   or   "
+              f"python -m tinylm.eval loss --ckpt {out} --text FILE.txt")
+    else:
+        print("sampling and evaluation need a tokenizer: import again with --tokenizer tokenizer.model (SentencePiece)")
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories",
+                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin "
+                       "--format llama2c")
+    import_examples = ("python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt",
+                       "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
+                       "--out stories15M.pt")
+    parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
+                                     formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
+                                 description="Write a tinylm checkpoint as a folder that transformers loads "
+                                             "(GPT2LMHeadModel or LlamaForCausalLM, from the model's architecture), "
+                                             "or as a llama2.c .bin file.",
+                                 formatter_class=HelpFormatter, epilog=examples(*export_examples))
+    export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    export.add_argument("--out", required=True, type=Path,
+                        help="folder for config.json and model.safetensors (hf), or the .bin file (llama2c)")
+    export.add_argument("--format", choices=["hf", "llama2c"], default="hf",
+                        help="hf: a transformers folder (default); llama2c: llama2.c's legacy .bin that run.c reads")
+    export.set_defaults(run=run_export)
+    imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
+                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
+                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.",
+                              formatter_class=HelpFormatter, epilog=examples(*import_examples))
+    source = imp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--hf", help="a folder transformers reads (GPT-2 or Llama: its config.json says which), "
+                                     "or a Hub name when online")
+    source.add_argument("--llama2c", type=Path, help="a llama2.c checkpoint (.bin, the legacy format run.c reads)")
+    imp.add_argument("--tokenizer", type=Path, help="a SentencePiece tokenizer.model to save with the model "
+                     "(llama2.c's TinyStories models use Llama 2's; default: an HF Llama folder's own, GPT-2's BPE for "
+                     "GPT-2, else none)")
+    imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt)")
+    imp.set_defaults(run=run_import)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> Any:
+    args = parse_args(argv)
+    return args.run(args)
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,214 @@
+"""Command line: prepare a dataset's token files ahead of training.
+
+    python -m tinylm.prepare --track {shakespeare-char,tinystories,gpt2-124m} [--profile smoke|cpu|gpu]
+    python -m tinylm.prepare shakespeare-char [--out DIR]
+    python -m tinylm.prepare tinystories [--source hf|sample] [--out DIR]
+    python -m tinylm.prepare fineweb-edu [--config sample-10BT] [--shard-tokens N] [--workers N]
+                                         [--source hf|sample] [--out DIR]
+
+Downloads the text (or copies it from $TINYLM_DATA_MIRROR), tokenizes it into train.bin and
+val.bin, and writes meta.json last. A dataset already prepared in the folder is not prepared
+again. `--track NAME --profile P` prepares exactly what `python -m tinylm.train NAME --profile P`
+will read, in the folders it reads them from, by the same function (Track.prepare), so that
+`train` finds nothing left to do; a dataset name prepares that dataset, with its own options.
+
+A dataset's default folder is $TINYLM_DATA_DIR (else the repository's data/) / shakespeare_char,
+tinystories or tinystories_sample. TinyStories' default source is the mirror's 2 MiB sample when
+$TINYLM_DATA_MIRROR is set, else the full dataset from Hugging Face; GPT-2 BPE encoding runs in
+tiktoken's thread pool, on every core. The sample is also written with the trimmed vocabulary the
+tinystories track's cpu and smoke profiles train on (tinystories_sample_trimmed/), by the same function
+`train` uses, so neither computes it again.
+
+fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one validation, with a
+progress.json that lets an interrupted run resume where it stopped (see tinylm.data.fineweb). Its
+default folder is fineweb_edu/ (Hugging Face, streamed; 100M-token shards) or fineweb_edu_sample/
+(the mirror's 120 documents, the default offline; 20,000-token shards, so 4 of them). Tokenization
+runs in --workers processes (default: one per core).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..data.corpora import (
+    TINYSTORIES_SAMPLE,
+    PreparedData,
+    default_folder,
+    prepare_shakespeare_char,
+    prepare_tinystories,
+    prepare_trimmed,
+)
+from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
+from ..paths import check_output_folder, data_dir, shown
+from ..runtime import PROFILES, resolve_profile
+from ..train.recipes import TRACKS, get_track
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
+                        "python -m tinylm.prepare shakespeare-char",
+                        "python -m tinylm.prepare tinystories --source sample",
+                        "python -m tinylm.prepare fineweb-edu --workers 8"))
+    parser.add_argument("dataset", nargs="?", choices=DATASETS, help="the dataset to prepare (or use --track)")
+    parser.add_argument("--track", choices=sorted(TRACKS),
+                        help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it "
+                             "(default: none; name a dataset instead)")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="with --track: the profile to prepare for (default: $TINYLM_PROFILE, else gpu when "
+                             "CUDA is present, else cpu)")
+    parser.add_argument("--source", choices=["hf", "sample"],
+                        help="tinystories and fineweb-edu: hf (the full dataset) or sample (the offline mirror's "
+                             "2 MiB of TinyStories, 120 documents of FineWeb-Edu); default: sample when "
+                             "$TINYLM_DATA_MIRROR is set, else hf")
+    parser.add_argument("--config",
+                        help=f"fineweb-edu only: the Hugging Face config to stream (default {DEFAULT_CONFIG})")
+    parser.add_argument("--shard-tokens", type=int, metavar="N",
+                        help="fineweb-edu only: tokens per shard (default 100,000,000; for the sample 20,000, "
+                             "which makes 4 shards)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="fineweb-edu only: tokenizer processes (default: one per CPU core; 1: tokenize in "
+                             "this process)")
+    parser.add_argument("--out", type=Path, help="folder for the token files (train.bin, val.bin and meta.json; "
+                                                 "fineweb-edu: shards and progress.json); default: "
+                                                 "$TINYLM_DATA_DIR/<dataset>, see above")
+    args = parser.parse_args(argv)
+    if args.track is not None:
+        if args.dataset is not None:
+            parser.error(f"give a dataset or --track, not both (--track {args.track} prepares what that track reads)")
+        given = [option for option in ("source", "config", "shard_tokens", "workers", "out")
+                 if getattr(args, option) is not None]
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} applies to a dataset, not to --track (a track's profile "
+                         f"decides its data and folders; prepare the dataset by name for other settings)")
+        return args
+    if args.dataset is None:
+        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu) or a track with --track")
+    if args.profile is not None:
+        parser.error("--profile applies to --track only")
+    if args.source and args.dataset == "shakespeare-char":
+        parser.error("--source applies to tinystories and fineweb-edu only")
+    for option in ("config", "shard_tokens", "workers"):
+        if getattr(args, option) is not None and args.dataset != "fineweb-edu":
+            parser.error(f"--{option.replace('_', '-')} applies to fineweb-edu only")
+    if args.shard_tokens is not None and args.shard_tokens < 1:
+        parser.error("--shard-tokens must be positive")
+    if args.workers is not None and args.workers < 1:
+        parser.error("--workers must be positive")
+    return args
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Identifies one version of a file: meta.json is replaced atomically, never edited in place."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def main(argv=None) -> PreparedData | Path:
+    """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder)."""
+    args = parse_args(argv)
+    if args.track is not None:
+        return _track(args.track, resolve_profile(args.profile))
+    if args.out is not None:
+        check_output_folder(args.out)  # now, not after the download
+    if args.dataset == "fineweb-edu":
+        return _fineweb_edu(args)
+    folder = args.out or default_folder(args.dataset, args.source)
+    before = _stamp(folder / "meta.json")
+    if args.dataset == "shakespeare-char":
+        data = prepare_shakespeare_char(folder)
+    else:
+        data = prepare_tinystories(folder, source=args.source)
+    _summarize(args.dataset, data, already=before is not None and _stamp(folder / "meta.json") == before)
+    if args.dataset == "tinystories" and data.meta["source"] == TINYSTORIES_SAMPLE.mirror_path and args.out is None:
+        trimmed_folder = data.folder.with_name(f"{data.folder.name}_trimmed")
+        before = _stamp(trimmed_folder / "meta.json")
+        trimmed = prepare_trimmed(data, trimmed_folder)  # what the cpu and smoke profiles of the track train on
+        _summarize("tinystories, trimmed vocabulary (the cpu and smoke profiles)", trimmed,
+                   already=before is not None and _stamp(trimmed_folder / "meta.json") == before)
+    return data
+
+
+def _track(name: str, profile: str) -> PreparedData:
+    """Prepare what `train NAME --profile PROFILE` reads, through the very call `train` makes."""
+    before = _stamps()
+    data = get_track(name).prepare(profile)
+    shards = data.folder / "progress.json"  # the gpt2-124m track reads FineWeb-Edu shards
+    record = shards if shards.exists() else data.folder / "meta.json"
+    already = record in before and before[record] == _stamp(record)
+    if record == shards:
+        _summarize_shards(data.folder, data.meta, already)  # the track's meta is the shards' progress.json
+    else:
+        _summarize(f"{name} ({profile} profile)", data, already)
+    print(f"next: python -m tinylm.train {name} --profile {profile}   # reads it from there")
+    return data
+
+
+def _stamps() -> dict[Path, tuple[int, int]]:
+    """The stamp of every prepared folder's record under the data folder, taken before a track prepares its data."""
+    root = data_dir()
+    return {path: _stamp(path) for path in (*root.glob("*/meta.json"), *root.glob("*/progress.json"))}
+
+
+def _summarize(name: str, data: PreparedData, already: bool) -> None:
+    meta = data.meta
+    print(f"{name}: {'already prepared (nothing to do)' if already else 'prepared'} in {shown(data.folder)}")
+    print(f"  source:    {meta['source']}")
+    print(f"  tokenizer: {meta['tokenizer']['kind']} ({data.tokenizer.vocab_size:,} tokens)")
+    for split in ("train", "val"):
+        stories = f" from {meta[f'{split}_stories']:,} stories" if f"{split}_stories" in meta else ""
+        print(f"  {split + '.bin:':10} {meta[f'{split}_tokens']:,} tokens{stories}")
+    if "tokens_per_s" in meta:
+        when = " when it was prepared" if already else ""
+        print(f"  tokenizer stage: {meta['tokens_per_s']:,} tokens/s ({meta['seconds']} s{when})")
+
+
+def _fineweb_edu(args: argparse.Namespace) -> Path:
+    config = args.config or DEFAULT_CONFIG
+    folder = args.out or default_fineweb_edu_folder(args.source, config)
+    before, previous = _stamp(folder / "progress.json"), read_progress(folder)
+    folder = prepare_fineweb_edu(folder, config=config, shard_tokens=args.shard_tokens, source=args.source,
+                                 workers=args.workers)
+    progress = read_progress(folder)
+    already = before is not None and _stamp(folder / "progress.json") == before
+    settings = ("dataset", "config", "source", "tokenizer", "shard_tokens")
+    resumed = (not already and previous is not None and previous["shards"]
+               and all(previous.get(key) == progress[key] for key in settings))
+    _summarize_shards(folder, progress, already, resumed_after=len(previous["shards"]) if resumed else 0)
+    return folder
+
+
+def _summarize_shards(folder: Path, progress: dict, already: bool, resumed_after: int = 0) -> None:
+    print(f"fineweb-edu: {'already prepared (nothing to do)' if already else 'prepared'} in {shown(folder)}"
+          + (f" (resumed after {resumed_after} finished shards)" if resumed_after else ""))
+    where = "the offline mirror's 120-document sample" if progress["source"] == "sample" else "Hugging Face, streamed"
+    print(f"  source:    {progress['dataset']} {progress['config']} ({where})")
+    print(f"  tokenizer: {progress['tokenizer']['encoding']} BPE, an end-of-text token before each document")
+    for split in ("val", "train"):
+        shards = [shard for shard in progress["shards"] if shard["split"] == split]
+        tokens = sum(shard["tokens"] for shard in shards)
+        print(f"  {split + ':':6} {len(shards)} shard{'s' if len(shards) != 1 else ''}, {tokens:,} tokens")
+    print(f"  total:  {progress['tokens']:,} tokens from {progress['documents']:,} documents, "
+          f"{progress['shard_tokens']:,} tokens per shard")
+    workers = f"{progress['workers']} worker{'s' if progress['workers'] != 1 else ''}"
+    when = " when it was prepared" if already else ""
+    print(f"  tokenizer stage: {progress['tokens_per_s']:,} tokens/s ({progress['seconds']} s, {workers}{when})")
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.prepare`: main(), its anticipated errors (a failed download, an unreachable Hugging Face,
+    missing tiktoken files, a full disk) one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":  # fineweb-edu's worker processes re-import this module under "spawn": no work at import
+    cli()

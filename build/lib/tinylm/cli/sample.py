@@ -1,0 +1,101 @@
+"""Command line: generate text from a trained checkpoint, streamed to the terminal as it is produced.
+
+    python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:" [--max-new-tokens 300]
+        [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.2] [--seed 1]
+        [--stop "\\n\\n"] [--min-new-tokens 0] [--num-samples 1] [--no-cache] [--dtype bfloat16]
+
+--ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt). Generation stops at the
+tokenizer's end-of-text token (BPE; --no-stop-at-eot runs on), at any --stop string, or after
+--max-new-tokens. --temperature 0 is greedy decoding.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..generate.stream import stream
+from ..runtime import resolve_device, resolve_dtype
+from ..train.checkpoint import CheckpointError, load_model
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
+                        'python -m tinylm.sample --ckpt runs/tinystories-cpu --prompt "Once upon a time" '
+                        '--temperature 0.7 --top-p 0.9 --num-samples 3'))
+    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
+    parser.add_argument("--max-new-tokens", type=int, default=300, help="stop after this many new tokens")
+    parser.add_argument("--min-new-tokens", type=int, default=0, help="do not stop at end-of-text before this many")
+    parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
+                        "\\n and \\t stand for newline and tab; default: none)")
+    parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
+    parser.add_argument("--num-samples", type=int, default=1, help="how many continuations of the prompt")
+    add_sampling_options(parser, "sample")
+    return parser.parse_args(argv)
+
+
+def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
+    """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    parser.add_argument("--top-k", type=_top_k, default=None,
+                        help="sample among the k most likely tokens (default: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
+    parser.add_argument("--seed", type=int, default=None,
+                        help=f"{unit} i uses seed + i (default: a fresh seed each run)")
+    parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
+    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
+
+
+def _top_k(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1; leave --top-k out to sample from every token")
+    return value
+
+
+def load_generation_model(args: argparse.Namespace):
+    """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text."""
+    device = resolve_device(args.device)
+    model, tokenizer, _ = load_model(args.ckpt, device)
+    if tokenizer is None:
+        raise CheckpointError(f"{args.ckpt} carries no tokenizer, so its ids cannot be turned into text")
+    return model.to(resolve_dtype(device, args.dtype)), tokenizer
+
+
+def main(argv=None) -> list[str]:
+    args = parse_args(argv)
+    model, tokenizer = load_generation_model(args)
+    stop = [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop]
+    texts = []
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1} ---")
+        pieces = stream(model, tokenizer, args.prompt, args.max_new_tokens, stop=stop,
+                        stop_tokens=() if args.no_stop_at_eot else None, min_new_tokens=args.min_new_tokens,
+                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                        repetition_penalty=args.repetition_penalty, seed=None if args.seed is None else args.seed + i,
+                        use_cache=not args.no_cache)  # checks the arguments and the prompt before printing anything
+        print(args.prompt, end="", flush=True)
+        text = args.prompt
+        for piece in pieces:
+            print(piece, end="", flush=True)
+            text += piece
+        print(flush=True)
+        texts.append(text)
+    return texts
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,145 @@
+"""Command line: train a track's model.
+
+    python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
+        [--learning-rate LR]
+    python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
+
+Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
+recipe, and trains with progress printed: a header with the planned steps (and the time budget),
+a plan with the expected training time once the first steps are measured, and a line every few
+steps with the step of the total, loss, learning rate, tokens/s, training time and ETA. It ends
+with the validation loss over the whole split and an epilogue: where the run folder is, the best
+validation loss, a sample, and the commands to run next. The run folder gets metrics.jsonl (one
+JSON record per line; the last one holds val_loss), best.pt and last.pt.
+
+--max-seconds budgets training time only: evaluations, checkpoints and samples are not counted,
+so the run takes that long plus their time (the cosine schedule follows the budget).
+
+While a run trains, the folder also holds run.lock (its pid, host and start
+time): a second run into the same folder stops with an error that names the first (a lock left by
+a killed run is taken over). --overwrite deletes the old run's files before the new run writes any;
+--resume and --overwrite exclude each other. Ctrl-C saves last.pt, says how to resume, and exits
+with status 130.
+
+--arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
+default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of
+experts, whose --balancing can be chosen). Each gets its own default run folder:
+runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> otherwise (the balancing
+named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
+
+--learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
+factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
+one-line error that names the rate to retry with. --out and --device are checked before the data is
+prepared, so a path that runs through a file, or a GPU this machine lacks, fails at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+from pathlib import Path
+
+from ..config import ARCHITECTURES, BALANCING, DTYPES
+from ..course.notebooks import next_notebooks
+from ..paths import shown
+from ..runtime import PROFILES, configure_backend
+from ..train.distributed import run_in_world
+from ..train.progress import format_duration
+from ..train.recipes import TRACKS, Recipe, resolve_recipe
+from ..train.run import Finished, train
+from .console import HelpFormatter, examples
+from .errors import run_cli
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
+                        "python -m tinylm.train tinystories --arch llama --max-seconds 600",
+                        "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3"))
+    parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
+    parser.add_argument("--profile", choices=PROFILES,
+                        help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
+    parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, "
+                        "checkpoints and samples come on top (the cosine schedule follows it; default: the recipe's, "
+                        "none for most)")
+    parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps "
+                        "(default: the recipe's)")
+    parser.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="override the recipe's peak "
+                        "learning rate; min_lr scales with it (default: the recipe's, or the resumed run's)")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES),
+                        help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
+    parser.add_argument("--balancing", choices=BALANCING, help="a mixture of experts' load balancing "
+                        "(default: the family's own, loss_free for llama-moe)")
+    parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile> for gpt2, "
+                        "runs/<track>-<arch>-<profile> otherwise)")
+    fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
+    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run "
+                              "(its checkpoints and metrics are deleted first)")
+    parser.add_argument("--dtype", choices=DTYPES,
+                        help="autocast dtype (default: the recipe's, auto: by hardware)")
+    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process, e.g. to resume on "
+                        "fewer GPUs (default: the recipe's)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the training step (default: the recipe's, off)")
+    return parser.parse_args(argv)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    configure_backend()
+    recipe = resolve_recipe(args.track, args.profile, arch=args.arch, balancing=args.balancing, out=args.out,
+                            max_seconds=args.max_seconds, max_steps=args.max_steps, dtype=args.dtype, seed=args.seed,
+                            batch_size=args.batch_size, compile=args.compile, learning_rate=args.learning_rate)
+    finished = run_in_world(lambda world, held: train(recipe, resume=args.resume, overwrite=args.overwrite,
+                                                      device=args.device, world=world))
+    if finished.trainer.world.is_main:
+        print(_epilogue(recipe, finished))
+    return finished.final
+
+
+def _epilogue(recipe: Recipe, finished: Finished) -> str:
+    """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
+    track, out, trainer, final = recipe.track, recipe.out, finished.trainer, finished.final
+    prompt = track.sample_prompt
+    sample = trainer.sample(300, temperature=0.8)
+    prompt_option = f" --prompt {shlex.quote(prompt)}" if prompt.strip() else ""
+    folder = shlex.quote(shown(out))
+    next_steps = [
+        f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
+        f"python -m tinylm.eval loss --ckpt {folder} --text FILE   # loss and bits per byte on any text",
+    ]
+    if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
+        next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
+    plot = (f"import matplotlib.pyplot as plt; from tinylm.course.plotting import plot_losses, read_metrics; "
+            f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
+    next_steps += [
+        f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
+        *(f"jupyter lab notebooks/{name}   # from the repository's root" for name in next_notebooks(track.name)),
+    ]
+    return "\n".join([
+        f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
+        f"({format_duration(finished.seconds)} in all this session)",
+        f"run folder: {shown(out)} (metrics.jsonl, best.pt, last.pt)",
+        f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
+        f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",
+        "-" * 40, sample, "-" * 40,
+        "next:", *(f"  {command}" for command in next_steps),
+    ])
+
+
+def cli(argv=None) -> None:
+    """`python -m tinylm.train`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
+    run_cli(main, argv)

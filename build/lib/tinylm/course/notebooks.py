@@ -1,0 +1,127 @@
+"""What ties the notebooks together: where the repository lives, and the runs one notebook borrows from another.
+
+Colab. Every notebook opens with an "Open in Colab" badge and an install cell. Colab opens a notebook
+straight from GitHub on a bare machine, so the badge names the repository and the notebook's own path,
+and the install cell pip-installs the package from the same repository. The install cell runs before
+`tinylm` exists, so both are written out in each notebook; `REPOSITORY` and `BRANCH` here are the one
+place that says what they must be, and tests/test_notebooks_meta.py checks every notebook (both twins)
+against `colab_badge` and `INSTALL_CELL`.
+
+Borrowed runs. Notebook 7 samples from the models that notebooks 3 and 5 train. On a fresh Colab machine,
+or in a clone where those notebooks have not run, the runs are not there. `find_or_train` looks for
+them (the notebook's run folder, then the command line's default one) and otherwise trains the track's
+`cpu` recipe (the smallest model that learns; `smoke` under the smoke profile) for a short budget of
+steps, on whatever device there is, saying what it does and why. Steps, not seconds: a model trained for
+a fixed time on a busy laptop sees a fraction of the tokens it would on an idle one, and the notebook
+would then be showing noise. The result lands in its own folder, so it never passes for the full run,
+and a second call finds it instead of training again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..paths import runs_dir, shown
+from ..runtime import resolve_profile
+from ..train.progress import format_record
+from ..train.recipes import default_run_name, resolve_recipe
+from ..train.run import train
+
+REPOSITORY = "https://github.com/tinylm-course/tinylm"
+BRANCH = "main"
+# transformers comes with the package on Colab too (the `interop` extra): notebook 6 shares weights with it.
+PIP_REQUIREMENT = f"tinylm[interop] @ git+{REPOSITORY}@{BRANCH}"
+
+# The first code cell of every notebook, exactly. On Colab it installs the package; elsewhere it does nothing.
+INSTALL_CELL = f'''\
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PIP_REQUIREMENT}"], check=True)'''
+
+
+def colab_url(notebook: str) -> str:
+    """Where Colab opens `notebook` (a file name in notebooks/, e.g. "07_generation.ipynb") from GitHub."""
+    github = REPOSITORY.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{github}/blob/{BRANCH}/notebooks/{notebook}"
+
+
+def colab_badge(notebook: str) -> str:
+    """The markdown line of `notebook`'s "Open in Colab" badge."""
+    return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
+
+
+# The notebook that teaches each track's training; the first two train its cpu model into
+# runs/notebook-NN-<profile> (`notebook_run_folder`), where `find_or_train` looks first.
+TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
+                   "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
+TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
+# Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
+# (README, "Course map", says what they reached and how long they took).
+QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
+
+
+def notebook_run_folder(track: str, profile: str) -> Path:
+    """Where the notebook of a track in TRAINED_IN_A_NOTEBOOK saves the model it trains."""
+    return runs_dir() / f"notebook-{TRACK_NOTEBOOKS[track][:2]}-{profile}"
+
+
+def next_notebooks(track: str) -> list[str]:
+    """The notebooks to open after training `track` from the command line: its own, then generation."""
+    return [TRACK_NOTEBOOKS[track], "07_generation.ipynb"]
+
+
+def run_candidates(track: str, profile: str) -> list[Path]:
+    """Where a trained model of `track` may already be, in the order `find_or_train` looks."""
+    candidates = [notebook_run_folder(track, profile)] if track in TRAINED_IN_A_NOTEBOOK else []
+    candidates.append(runs_dir() / default_run_name(track, profile, "gpt2"))  # python -m tinylm.train TRACK
+    candidates.append(quick_run_folder(track, profile))
+    return candidates
+
+
+def quick_run_folder(track: str, profile: str) -> Path:
+    """Where `find_or_train` trains a stand-in model: never a folder a full run writes."""
+    return runs_dir() / f"{track}-quick-{_quick_profile(profile)}"
+
+
+def _quick_profile(profile: str) -> str:
+    # The gpu recipes need the full datasets (TinyStories: a download of gigabytes), so a stand-in on a GPU
+    # trains the cpu recipe too; it runs on the GPU all the same.
+    return "smoke" if profile == "smoke" else "cpu"
+
+
+def find_or_train(track: str, profile: str | None = None, *, max_steps: int | None = None, say=print) -> Path:
+    """The run folder of a trained `track` model for `profile`: an existing run's, else a stand-in trained now.
+
+    The stand-in is the `cpu` recipe (`smoke` for the smoke profile) trained for `max_steps` optimizer steps
+    (default: QUICK_STEPS; the smoke recipe runs its own few) into `quick_run_folder`; the learning-rate schedule
+    fits those steps. Training prints to train.log in that folder; what is done and why is said through `say`.
+    """
+    profile = resolve_profile(profile)
+    candidates = run_candidates(track, profile)
+    for folder in candidates:
+        if (folder / "best.pt").is_file():
+            say(f"{track}: using the model in {shown(folder)}")
+            return folder
+    notebook = (f"notebook {int(TRACK_NOTEBOOKS[track][:2])}" if track in TRAINED_IN_A_NOTEBOOK
+                else f"python -m tinylm.train {track}")
+    quick_profile = _quick_profile(profile)
+    if max_steps is None and quick_profile != "smoke":
+        max_steps = QUICK_STEPS.get(track)
+    out = quick_run_folder(track, profile)
+    budget = f"for {max_steps:,} steps" if max_steps is not None else "(a few steps)"
+    looked = " or ".join(c.name for c in candidates[:-1])
+    say(f"{track}: no trained model in {shown(out.parent)} ({looked}; {notebook} makes one). "
+        f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
+        f"{out.name}/train.log). Its text will be rougher than the full run's.")
+    recipe = resolve_recipe(track, quick_profile, out=out, max_steps=max_steps)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.log", "w", encoding="utf-8") as log:
+        def write(line: str) -> None:
+            print(line, file=log, flush=True)
+
+        finished = train(recipe, overwrite=True, say=write, on_record=lambda record: write(format_record(record)))
+    say(f"{track}: trained the stand-in, validation loss {finished.final['val_loss']:.3f}")
+    return out

@@ -1,0 +1,245 @@
+"""Two notebook tools for looking at a trained model: a generation playground and an attention viewer.
+
+`playground(model, tokenizer)` opens a prompt box, sliders for the samplers, a seed, and a Generate
+button; the continuation streams into the output area as it is produced, with its speed.
+`attention_viewer(model, tokenizer, prompt)` draws one head's attention pattern over the prompt's
+tokens as a heatmap (rows: the position attending; columns: the positions it reads), with pickers for
+layer and head. The causal mask is the empty upper triangle.
+
+Widgets need a front end to draw them and to send clicks back, and a kernel cannot tell whether one
+is attached. So both tools use widgets when they run in a Jupyter kernel with ipywidgets installed
+and `TINYLM_WIDGETS` is not `0`; otherwise (a terminal, a script, CI's nbval run, the committed
+notebooks' outputs) they do their work once with the given settings and print or draw the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ..generate.stream import stream
+from ..runtime import model_device, resolve_device
+from ..train.checkpoint import load_model
+from .plotting import in_notebook
+
+
+def widgets_enabled() -> bool:
+    if os.environ.get("TINYLM_WIDGETS", "1") == "0":
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def show_widget(widget) -> None:
+    """Display an ipywidgets widget, in Colab too (which draws ipywidgets 8 only through its own widget manager)."""
+    from IPython.display import display
+
+    if "google.colab" in sys.modules:  # Colab draws ipywidgets 8 only through its custom widget manager
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    display(widget)
+
+
+def _model_and_tokenizer(model, tokenizer):
+    """Accept a model and its tokenizer, or a checkpoint path / run folder."""
+    if isinstance(model, torch.nn.Module):
+        if tokenizer is None:
+            raise ValueError("pass the model's tokenizer too (or a checkpoint, which carries its own)")
+        return model, tokenizer
+    loaded, loaded_tokenizer, _ = load_model(model, resolve_device())
+    if loaded_tokenizer is None and tokenizer is None:
+        raise ValueError(f"{model} carries no tokenizer; pass one with tokenizer=")
+    return loaded, tokenizer or loaded_tokenizer
+
+
+def run_generation(model, tokenizer, prompt: str, on_text=None, **settings) -> dict:
+    """Generate once, handing each text piece to on_text(piece) as it comes; returns text, tokens, speed, and why
+    it stopped (`stop`: a stop token, a stop string or the length limit, in words)."""
+    start = time.perf_counter()
+    text_stream = stream(model, tokenizer, prompt, **settings)
+    pieces = []
+    for piece in text_stream:
+        pieces.append(piece)
+        if on_text is not None:
+            on_text(piece)
+    seconds = time.perf_counter() - start
+    tokens = len(text_stream.new_ids)
+    return {"text": "".join(pieces), "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / max(seconds, 1e-9),
+            "stop": text_stream.stop_description}
+
+
+def _speed_line(result: dict) -> str:
+    return (f"{result['tokens']} tokens in {result['seconds']:.2f} s ({result['tokens_per_s']:,.0f} tokens/s); "
+            f"{result['stop']}")
+
+
+class Playground:
+    """The widgets and their wiring; `playground()` builds and shows one."""
+
+    def __init__(self, model, tokenizer, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
+                 top_p: float, seed: int):
+        import ipywidgets as w
+
+        self.model, self.tokenizer = model, tokenizer
+        slider = dict(continuous_update=False, style={"description_width": "initial"})
+        self.prompt = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="100%", height="4em"))
+        self.temperature = w.FloatSlider(value=temperature, min=0, max=2, step=0.05, description="temperature",
+                                         **slider)
+        self.top_k = w.IntSlider(value=top_k, min=0, max=min(tokenizer.vocab_size, 200), description="top-k (0: off)",
+                                 **slider)
+        self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1, step=0.05, description="top-p", **slider)
+        self.max_new_tokens = w.IntSlider(value=max_new_tokens, min=1, max=1000, description="max tokens", **slider)
+        self.seed = w.IntText(value=seed, description="seed", layout=w.Layout(width="12em"))
+        self.button = w.Button(description="Generate", button_style="primary", icon="play")
+        self.output = w.Textarea(layout=w.Layout(width="100%", height="16em"))
+        self.speed = w.Label()
+        self.button.on_click(lambda _: self.generate())
+        self.widget = w.VBox([
+            self.prompt,
+            w.HBox([self.temperature, self.top_k]),
+            w.HBox([self.top_p, self.max_new_tokens]),
+            w.HBox([self.seed, self.button, self.speed]),
+            self.output,
+        ])
+
+    def settings(self) -> dict:
+        return dict(max_new_tokens=self.max_new_tokens.value, temperature=self.temperature.value,
+                    top_k=self.top_k.value or None, top_p=self.top_p.value, seed=self.seed.value)
+
+    def generate(self) -> dict | None:
+        """Run one generation into the output area (what the button does); errors show in the speed label."""
+        self.button.disabled = True
+        self.output.value = self.prompt.value
+        self.speed.value = "generating..."
+
+        def show(piece: str) -> None:
+            self.output.value += piece
+
+        try:
+            result = run_generation(self.model, self.tokenizer, self.prompt.value, on_text=show, **self.settings())
+        except ValueError as error:  # e.g. a character the tokenizer does not know: say so where the user looks
+            self.speed.value = f"error: {error}"
+            return None
+        finally:
+            self.button.disabled = False
+        self.speed.value = _speed_line(result)
+        return result
+
+
+def playground(model, tokenizer=None, prompt: str = "", *, max_new_tokens: int = 200, temperature: float = 0.8,
+               top_k: int = 0, top_p: float = 1.0, seed: int = 0):
+    """Open the generation playground on a model (with its tokenizer) or on a checkpoint file / run folder.
+
+    Returns the Playground (widgets), or, without a widget front end, the result dict of one generation.
+    """
+    model, tokenizer = _model_and_tokenizer(model, tokenizer)
+    if widgets_enabled():
+        panel = Playground(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        show_widget(panel.widget)
+        panel.generate()
+        return panel
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
+    print(f"[playground without widgets: one generation with {settings}]")
+    print(prompt, end="", flush=True)
+    result = run_generation(model, tokenizer, prompt, on_text=lambda piece: print(piece, end="", flush=True),
+                            **settings)
+    print(f"\n[{_speed_line(result)}]")
+    return result
+
+
+@torch.no_grad()
+def attention_maps(model, idx: torch.Tensor) -> torch.Tensor:
+    """idx (1, T) -> every layer's attention weights, (n_layer, n_head, T, T); row t is what position t reads."""
+    maps = []
+
+    def record(attention, inputs):  # a forward pre-hook on each layer's attention: inputs = (ln_1(x), rope, cache)
+        maps.append(attention.attention_weights(*inputs[:2])[0])  # (nh, T, T)
+
+    hooks = [block.attn.register_forward_pre_hook(record) for block in model.transformer.h]
+    was_training = model.training
+    try:
+        model.eval()
+        model(idx)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return torch.stack(maps)
+
+
+def describe_attention(weights: torch.Tensor, labels: list[str], top: int = 3) -> str:
+    """A (T, T) pattern as text: for each position, the positions it reads most."""
+    lines = []
+    for t, row in enumerate(weights):
+        best = row[: t + 1].topk(min(top, t + 1))
+        reads = ", ".join(f"{labels[k]}@{k} {w:.2f}" for w, k in zip(best.values.tolist(), best.indices.tolist()))
+        lines.append(f"{t:3d} {labels[t]:>8s} reads {reads}")
+    return "\n".join(lines)
+
+
+def _token_label(tokenizer, token: int) -> str:
+    return tokenizer.decode([token]).replace("\n", "⏎").replace(" ", "·") or "∅"
+
+
+def plot_attention(weights: torch.Tensor, labels: list[str], title: str = "", ax=None):
+    """A (T, T) attention pattern as a heatmap: rows attend (queries), columns are read (keys)."""
+    if ax is None:
+        size = min(2 + 0.28 * len(labels), 10)
+        _, ax = plt.subplots(figsize=(size, size))
+    values = weights.float().cpu().numpy()
+    future = np.triu(np.ones_like(values, dtype=bool), k=1)
+    colours = plt.get_cmap("viridis").copy()
+    colours.set_bad("white")  # the future: masked, so the causal triangle shows as blank
+    ax.imshow(np.ma.masked_where(future, values), cmap=colours, vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("key: the position read")
+    ax.set_ylabel("query: the position attending")
+    ax.set_title(title)
+    return ax
+
+
+def attention_viewer(model, tokenizer=None, prompt: str = "", *, layer: int = 0, head: int = 0):
+    """Show the attention pattern of `layer`, `head` over the prompt; with widgets, pickers for both.
+
+    Returns the (n_layer, n_head, T, T) weights.
+    """
+    model, tokenizer = _model_and_tokenizer(model, tokenizer)
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise ValueError("the attention viewer needs a non-empty prompt")
+    block_size = model.config.block_size
+    if len(ids) > block_size:
+        raise ValueError(f"the prompt has {len(ids)} tokens but the model's context is {block_size}; shorten it")
+    n_layer, n_head = model.config.n_layer, model.config.n_head
+    if not (0 <= layer < n_layer and 0 <= head < n_head):
+        raise ValueError(f"layer must be in [0, {n_layer}) and head in [0, {n_head}), got layer {layer}, head {head}")
+    weights = attention_maps(model, torch.tensor([ids], device=model_device(model)))
+    labels = [_token_label(tokenizer, t) for t in ids]
+
+    def draw(layer: int, head: int) -> None:
+        plot_attention(weights[layer, head], labels, f"layer {layer}, head {head}")
+        plt.show()
+
+    if widgets_enabled():
+        import ipywidgets as w
+
+        pickers = dict(layer=w.IntSlider(value=layer, min=0, max=n_layer - 1, description="layer"),
+                       head=w.IntSlider(value=head, min=0, max=n_head - 1, description="head"))
+        show_widget(w.VBox([w.HBox(list(pickers.values())), w.interactive_output(draw, pickers)]))
+    elif in_notebook():
+        draw(layer, head)
+    else:
+        print(f"layer {layer}, head {head}:\n{describe_attention(weights[layer, head], labels)}")
+    return weights

@@ -1,0 +1,137 @@
+"""Loss curves: a live plot that redraws in place in Jupyter and prints lines elsewhere; expert load.
+
+`LiveLossPlot` is a Trainer callback. In a notebook with IPython it keeps one matplotlib figure
+in one output and replaces it as records arrive (at most every `every_seconds`, so plotting never
+dominates training); the committed notebook then holds just the final picture. Without IPython,
+in a terminal or a plain script, it falls back to printing each record as a line.
+
+`plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
+`expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
+`use_projector_style()` sets such fonts for every figure a notebook draws.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+
+from ..train.progress import format_record
+
+PROJECTOR_STYLE = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
+                   "xtick.labelsize": 12, "ytick.labelsize": 12}
+
+
+def use_projector_style() -> None:
+    """Fonts readable from the back of a lecture room, for every figure drawn after this call."""
+    plt.rcParams.update(PROJECTOR_STYLE)
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and shell.__class__.__name__ != "TerminalInteractiveShell"
+
+
+def plot_losses(records: list[dict[str, Any]], ax=None, title: str | None = None):
+    """Training loss per step and validation loss per evaluation, from trainer or metrics.jsonl records."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    train = [(r["step"], r["loss"]) for r in records if r.get("event") == "train"]
+    val = [(r["step"], r["val_loss"]) for r in records if r.get("event") in ("eval", "final")]
+    if train:
+        ax.plot(*zip(*train), label="train (batch)", alpha=0.8)
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation (whole split)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("cross-entropy loss (nats/token)")
+    ax.grid(alpha=0.3)
+    if train or val:  # the live plot's first draw may come before any loss (a plan record)
+        ax.legend()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, or of a run folder's."""
+    path = Path(path)
+    path = path / "metrics.jsonl" if path.is_dir() else path
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, title: str | None = None,
+                     fontsize: int = 14):
+    """Expert load over a run (records, a metrics.jsonl file or a run folder): each layer's max-violation
+    (max load / mean load - 1; 0 is perfectly even) against the optimizer step, and a heatmap of the last
+    record's load, layer by expert (1/n_experts each when balanced). Returns the two axes."""
+    records = records if isinstance(records, list) else read_metrics(records)
+    train = [r for r in records if r.get("event") == "train" and "expert_load" in r]
+    if not train:
+        raise ValueError("no train record carries expert_load: plot_expert_load needs a mixture-of-experts run")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    curves, heatmap = axes
+    steps = [r["step"] for r in train]
+    for layer in range(len(train[-1]["max_violation"])):
+        curves.plot(steps, [r["max_violation"][layer] for r in train], lw=2.5, label=f"layer {layer}")
+    curves.set_xlabel("optimizer step", fontsize=fontsize)
+    curves.set_ylabel("max-violation", fontsize=fontsize)
+    curves.set_ylim(bottom=0)
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=fontsize - 2)
+    load = train[-1]["expert_load"]  # (layers, experts)
+    image = heatmap.imshow(load, cmap="viridis", aspect="auto", vmin=0)
+    heatmap.set_xlabel("expert", fontsize=fontsize)
+    heatmap.set_ylabel("layer", fontsize=fontsize)
+    heatmap.set_xticks(range(len(load[0])))
+    heatmap.set_yticks(range(len(load)))
+    heatmap.set_title(f"load at step {train[-1]['step']}", fontsize=fontsize)
+    colorbar = heatmap.figure.colorbar(image, ax=heatmap)
+    colorbar.set_label("fraction of assignments", fontsize=fontsize - 2)
+    for ax in (curves, heatmap, colorbar.ax):
+        ax.tick_params(labelsize=fontsize - 2)
+    if title:
+        curves.set_title(title, fontsize=fontsize + 2)
+    return axes
+
+
+class LiveLossPlot:
+    def __init__(self, title: str | None = None, every_seconds: float = 2.0, print_samples: bool = True):
+        self.title = title
+        self.every_seconds = every_seconds
+        self.print_samples = print_samples
+        self.records: list[dict[str, Any]] = []
+        self.notebook = in_notebook()
+        self._handle = None
+        self._last_draw = 0.0
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        if not self.notebook:
+            print(format_record(record), flush=True)
+            return
+        if record.get("event") == "sample" and self.print_samples:
+            print(format_record(record), flush=True)
+        final = record.get("event") == "final"
+        if final or time.monotonic() - self._last_draw >= self.every_seconds:
+            self.draw()
+
+    def draw(self) -> None:
+        from IPython.display import display
+
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        plot_losses(self.records, ax=ax, title=self.title)
+        fig.tight_layout()
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+        self._last_draw = time.monotonic()

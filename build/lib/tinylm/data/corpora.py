@@ -1,0 +1,215 @@
+"""The course's datasets: where each comes from and how it becomes token files.
+
+Every `prepare_*` function is idempotent: it writes `train.bin`, `val.bin` and finally
+`meta.json` into its folder, and returns at once when `meta.json` already describes the same
+source and tokenizer. meta.json is written last, so its presence means the token files are
+complete; each file is itself written atomically.
+
+TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`, its train and
+validation splits), or as a 2 MiB sample of the train split (the first 2,316 stories) whose last
+stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline).
+GPT-2 BPE encoding runs in tiktoken's
+thread pool: its Rust core releases the GIL, so threads use every core without the start-method
+pitfalls of worker processes.
+
+`prepare_trimmed` turns a GPT-2-tokenized dataset into one with a trimmed vocabulary (only the GPT-2
+tokens its training split uses; tinylm.tokenizers.gpt2.TrimmedBPETokenizer) in a folder of its own, once:
+the cpu and smoke TinyStories runs and `python -m tinylm.prepare tinystories` share it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..paths import data_dir
+from ..tokenizers.char import CharTokenizer
+from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
+from ..tokenizers.saved import tokenizer_from_dict
+from .download import DownloadError, RemoteFile, fetch
+from .mirror import mirror_dir
+from .tokens import TokenFileWriter, read_meta, read_tokens, write_meta, write_tokens
+
+TINY_SHAKESPEARE = RemoteFile(
+    url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+    sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+    mirror_path="tinyshakespeare/input.txt",
+)
+
+# The first 2 MiB of TinyStories-train.txt (V1), as published in a public repository.
+TINYSTORIES_SAMPLE = RemoteFile(
+    url="https://raw.githubusercontent.com/gusjengis/toy-RNN/40f1854472f2e06a5a6e68703750bfbe016b4c50/data/tinystories_sample.txt",
+    sha256="5352b299dcb1a32898b2d779b145b5a05f3e1265953fd21c264c9f9f9c9ae33d",
+    mirror_path="tinystories/TinyStories-train_first2MiB.txt",
+)
+TINYSTORIES_HF = "roneneldan/TinyStories"
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    folder: Path
+    train: np.ndarray
+    val: np.ndarray
+    tokenizer: object
+    meta: dict
+
+
+def _load(folder: Path, meta: dict, prepare_command: str) -> PreparedData:
+    """The prepared splits, each file's size checked against the token count meta.json records for it."""
+    remedy = f"delete {folder} and prepare it again: {prepare_command}"
+    train, val = (read_tokens(folder / f"{split}.bin", meta.get(f"{split}_tokens"), str(folder / "meta.json"), remedy)
+                  for split in ("train", "val"))
+    return PreparedData(folder, train, val, tokenizer_from_dict(meta["tokenizer"]), meta)
+
+
+def default_folder(dataset: str, source: str | None = None) -> Path:
+    """Where `prepare_*` writes a dataset unless told otherwise: a folder of $TINYLM_DATA_DIR (or data/).
+
+    dataset "shakespeare-char" -> shakespeare_char/; "tinystories" -> tinystories/ (source "hf") or
+    tinystories_sample/ (source "sample"; see `tinystories_source` for the default).
+    """
+    if dataset == "shakespeare-char":
+        return data_dir() / "shakespeare_char"
+    if dataset == "tinystories":
+        return data_dir() / ("tinystories" if tinystories_source(source) == "hf" else "tinystories_sample")
+    raise ValueError(f"unknown dataset {dataset!r}: use 'shakespeare-char' or 'tinystories'")
+
+
+def tinystories_source(source: str | None = None) -> str:
+    """The TinyStories source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
+    source = source or ("sample" if mirror_dir() is not None else "hf")
+    if source not in ("hf", "sample"):
+        raise ValueError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+    return source
+
+
+def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0.1) -> PreparedData:
+    """Download tinyshakespeare, map each character to an id, and split 90/10 into train.bin/val.bin."""
+    folder = Path(folder) if folder is not None else default_folder("shakespeare-char")
+    meta = read_meta(folder)
+    if meta is None or meta.get("source_sha256") != TINY_SHAKESPEARE.sha256 or meta.get("val_fraction") != val_fraction:
+        text = fetch(TINY_SHAKESPEARE, folder / "input.txt").read_text(encoding="utf-8")
+        tokenizer = CharTokenizer.from_text(text)
+        ids = np.array(tokenizer.encode(text))
+        split = int(len(ids) * (1 - val_fraction))
+        write_tokens(folder / "train.bin", ids[:split])
+        write_tokens(folder / "val.bin", ids[split:])
+        meta = {"source": TINY_SHAKESPEARE.url, "source_sha256": TINY_SHAKESPEARE.sha256, "val_fraction": val_fraction,
+                "tokenizer": tokenizer.to_dict(), "train_tokens": split, "val_tokens": len(ids) - split}
+        write_meta(folder, meta)
+    return _load(folder, meta, f"python -m tinylm.prepare shakespeare-char --out {folder}")
+
+
+def split_stories(text: str) -> list[str]:
+    """Stories of a TinyStories .txt file: separated by <|endoftext|> lines; a cut-off last story is dropped."""
+    pieces = text.split("<|endoftext|>")
+    return [story.strip() for story in pieces[:-1] if story.strip()]
+
+
+def tokenize_stories(stories: Iterable[str], tokenizer: BPETokenizer, out: TokenFileWriter, total: int | None = None,
+                     chunk_size: int = 2048, threads: int | None = None, desc: str = "tokenizing") -> None:
+    """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`."""
+    threads = threads or os.cpu_count() or 1
+    with tqdm(total=total, unit="story", desc=desc) as bar:
+        for chunk in _chunks(stories, chunk_size):
+            encoded = tokenizer.encoding.encode_ordinary_batch(chunk, num_threads=threads)
+            out.append(np.fromiter((i for ids in encoded for i in (*ids, tokenizer.eot_token)), dtype=np.int64))
+            bar.update(len(chunk))
+            bar.set_postfix(tokens=f"{out.count:,}")
+
+
+def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05,
+                        max_train_stories: int | None = None) -> PreparedData:
+    """TinyStories as GPT-2 tokens. source "hf" (the full dataset) or "sample" (the mirror's 2 MiB);
+    default: "sample" when $TINYLM_DATA_MIRROR is set, else "hf". val_fraction applies to the sample only.
+
+    max_train_stories keeps only the first stories of the training split (Hugging Face streams just those, so
+    download and tokenization stay bounded), in a folder of its own (default: the dataset's folder name +
+    "_first<N>"); the validation split is kept whole, so scores stay comparable with the full run's.
+    """
+    if max_train_stories is not None and max_train_stories < 1:
+        raise ValueError(f"max_train_stories must be positive or None, got {max_train_stories}")
+    source = tinystories_source(source)
+    if folder is None:
+        folder = default_folder("tinystories", source)
+        if max_train_stories is not None:
+            folder = folder.with_name(f"{folder.name}_first{max_train_stories}")
+    folder = Path(folder)
+    tokenizer = BPETokenizer("gpt2")
+    # A folder whose meta.json has no max_train_stories (None) holds every story.
+    wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
+              "tokenizer": tokenizer.to_dict(), "max_train_stories": max_train_stories}
+    command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
+    meta = read_meta(folder)
+    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
+        return _load(folder, meta, command)
+
+    if source == "sample":
+        stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
+        n_val = max(1, int(len(stories) * val_fraction))
+        splits = {"train": stories[:-n_val][:max_train_stories], "val": stories[-n_val:]}
+    else:
+        splits = _load_hf_tinystories(max_train_stories)
+    start = time.perf_counter()  # the tokenizer stage only: downloading and loading the text are not timed
+    counts = {}
+    for name, stories in splits.items():
+        with TokenFileWriter(folder / f"{name}.bin") as out:
+            tokenize_stories(stories, tokenizer, out, total=len(stories), desc=f"tokenizing {name}")
+        counts[f"{name}_tokens"], counts[f"{name}_stories"] = out.count, len(stories)
+    seconds = time.perf_counter() - start
+    meta = {**wanted, **counts, "seconds": round(seconds, 2),
+            "tokens_per_s": round((counts["train_tokens"] + counts["val_tokens"]) / seconds)}
+    write_meta(folder, meta)
+    return _load(folder, meta, command)
+
+
+def _load_hf_tinystories(max_train_stories: int | None = None) -> dict[str, Iterable[str]]:
+    import datasets
+
+    try:
+        if max_train_stories is None:
+            dataset = datasets.load_dataset(TINYSTORIES_HF)
+            return {"train": dataset["train"]["text"], "val": dataset["validation"]["text"]}
+        # Streamed: only the row groups that hold the first stories are downloaded, not the whole 1 GB.
+        streams = {split: datasets.load_dataset(TINYSTORIES_HF, split=split, streaming=True)
+                   for split in ("train", "validation")}
+        return {"train": [row["text"] for row in streams["train"].take(max_train_stories)],
+                "val": [row["text"] for row in streams["validation"]]}
+    except Exception as error:  # offline: ConnectionError, HF's OfflineModeIsEnabled, ...
+        raise DownloadError(
+            f"could not load {TINYSTORIES_HF} from Hugging Face ({error}). Offline, set TINYLM_DATA_MIRROR to the "
+            "course's data mirror to train on its TinyStories sample (see README, 'Offline mirror')."
+        ) from error
+
+
+def prepare_trimmed(data: PreparedData, folder: Path | None = None) -> PreparedData:
+    """`data` (GPT-2 tokens) with the vocabulary trimmed to the tokens its training split uses, written once to
+    `folder` (default: the data's folder name + "_trimmed") and loaded from there while `data` is unchanged."""
+    folder = Path(folder) if folder is not None else data.folder.with_name(f"{data.folder.name}_trimmed")
+    base = {key: data.meta.get(key) for key in ("source", "tokenizer", "train_tokens", "val_tokens")}
+    meta = read_meta(folder)
+    if meta is None or meta.get("base") != base:
+        tokenizer = TrimmedBPETokenizer.from_ids(data.train)
+        write_tokens(folder / "train.bin", tokenizer.compact(data.train))
+        write_tokens(folder / "val.bin", tokenizer.compact(data.val))
+        meta = {"base": base, "source": data.meta.get("source"), "tokenizer": tokenizer.to_dict(),
+                "train_tokens": len(data.train), "val_tokens": len(data.val)}
+        write_meta(folder, meta)
+    return _load(folder, meta, "python -m tinylm.prepare --track tinystories --profile cpu")  # cpu and smoke read it

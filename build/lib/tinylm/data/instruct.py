@@ -1,0 +1,196 @@
+"""Instruction data for chat fine-tuning: where it comes from, how a record becomes a conversation, and the rules
+for records that cannot become one.
+
+Sources (`load_records`):
+- "instruct": online, Alpaca-cleaned (`yahma/alpaca-cleaned` on Hugging Face, 51,760 records) through `datasets`;
+  offline ($TINYLM_DATA_MIRROR set), or when the download fails, the 1,100-record Alpaca-style set of Sebastian
+  Raschka's "Build a Large Language Model (From Scratch)", chapter 7, fetched from its pinned GitHub URL or
+  copied from the mirror and checked against its sha256. Both use the same fields: instruction, input, output.
+- a path: a JSON list or a JSONL file of Alpaca records, or of {"messages": [{"role", "content"}, ...]}.
+
+Each record becomes a list of messages: the system prompt, the user's turn (the instruction, then the input
+after a blank line when there is one) and the assistant's answer. The held-out split is fixed by the record's
+content, not by its position: a record is held out when the hash of its text falls in the first
+`val_fraction` of the range, so the same records are held out whatever the order of the file, and whatever its
+size up to the cap on held-out records (past it, the records with the smallest hashes are held out).
+
+Rules for records that cannot be learned as they are, each counted and reported (`ChatExamples.counts`):
+- a missing or non-text instruction or output, or messages that break the turn order: skipped ("malformed");
+- an empty answer: skipped ("empty_answer"); the model would learn to answer nothing;
+- longer than the context: a conversation of several exchanges loses its oldest exchanges (the system prompt
+  stays) until it fits ("truncated"); one whose last exchange alone does not fit is skipped ("too_long").
+  The answer is never cut: an answer without its closing <|im_end|> would teach the model not to stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..chat.template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, RenderedChat, check_messages
+from ..paths import data_dir
+from .download import RemoteFile, fetch
+from .mirror import mirror_dir
+
+INSTRUCTION_DATA = RemoteFile(
+    url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/28c65cdfbc3338e2e040016eea4b7fdf556e4d57/"
+        "ch07/01_main-chapter-code/instruction-data.json",
+    sha256="7e09a9af353722ca15c18bc580f093f9c39d3178335a75177319cb1e1d163944",
+    mirror_path="instruct/instruction-data.json",
+)
+HF_INSTRUCT = "yahma/alpaca-cleaned"
+COUNTS = ("kept", "truncated", "too_long", "empty_answer", "malformed")
+
+
+class InstructDataError(ValueError):
+    """An instruction file that cannot be read at all (not JSON, not a list of records, no usable record)."""
+
+
+def load_records(data: str, source: str | None = None) -> tuple[list[dict], str]:
+    """(records, where they came from) for --data: "instruct" or the path of a JSON/JSONL file.
+
+    source for "instruct": "hf" or "mirror" (the 1,100 records); default "mirror" when $TINYLM_DATA_MIRROR is set.
+    """
+    if data != "instruct":
+        return read_records(data), str(data)
+    source = source or ("mirror" if mirror_dir() is not None else "hf")
+    if source == "hf":
+        try:
+            import datasets
+
+            return list(datasets.load_dataset(HF_INSTRUCT, split="train")), f"{HF_INSTRUCT} (Hugging Face)"
+        except Exception as error:  # offline, the Hub down, a renamed dataset: the small set still works
+            print(f"could not load {HF_INSTRUCT} from Hugging Face ({str(error).splitlines()[0][:120]}); "
+                  f"using the 1,100-record instruction set instead")
+    path = fetch(INSTRUCTION_DATA, data_dir() / "instruct" / "instruction-data.json")
+    return read_records(path), f"instruction-data.json (1,100 Alpaca-style records, {INSTRUCTION_DATA.url})"
+
+
+def read_records(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no instruction file at {path}; pass --data instruct or a JSON/JSONL file of "
+                                "records with instruction/input/output (or messages)")
+    text = path.read_text(encoding="utf-8")
+    try:
+        records = json.loads(text) if text.lstrip().startswith("[") else [
+            json.loads(line) for line in text.splitlines() if line.strip()]
+    except json.JSONDecodeError as error:
+        raise InstructDataError(f"{path} is neither a JSON list nor JSON lines ({error}); fix the file or "
+                                "convert it to a list of records") from None
+    if not isinstance(records, list) or not records:
+        raise InstructDataError(f"{path} holds no records: expected a non-empty list")
+    return records
+
+
+def to_messages(record, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
+    """An Alpaca record or a {"messages": [...]} record as a conversation that ends with the assistant's answer.
+
+    Raises ChatFormatError for a malformed record and ValueError("empty answer") for an empty one.
+    """
+    if isinstance(record, dict) and "messages" in record:
+        messages = record["messages"]
+        check_messages(messages)
+        if messages[-1]["role"] != "assistant":
+            raise ChatFormatError("the conversation must end with the assistant's answer")
+        if messages[0]["role"] != "system":
+            messages = [{"role": "system", "content": system_prompt}, *messages]
+    else:
+        if not isinstance(record, dict):
+            raise ChatFormatError(f"a record must be a JSON object, got {record!r:.60}")
+        fields = {name: record.get(name) for name in ("instruction", "output")}
+        fields["input"] = record.get("input") or ""  # optional, as in Alpaca
+        bad = [name for name, value in fields.items() if not isinstance(value, str)]
+        if bad or not fields["instruction"].strip():
+            raise ChatFormatError(f"record lacks text for {', '.join(bad) or 'instruction'}")
+        user = fields["instruction"].strip() + (f"\n\n{fields['input'].strip()}" if fields["input"].strip() else "")
+        messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user},
+                    {"role": "assistant", "content": fields["output"].strip()}]
+    if not messages[-1]["content"].strip():
+        raise ValueError("empty answer")
+    return messages
+
+
+def content_hash(record) -> int:
+    """A record's place in [0, 2**64), from its content only."""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, ensure_ascii=False).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def split_records(records: list, val_fraction: float = 0.1, max_val: int | None = 500) -> tuple[list, list]:
+    """(train, held out), each in file order. A record is held out when its content hash falls in the first
+    `val_fraction` of the range; at most max_val are (a 52k-record set would otherwise hold out 5k): those with the
+    smallest hashes, so that the order of the file does not change which."""
+    hashes = [content_hash(record) for record in records]
+    cutoff = val_fraction * 2**64  # held out: a hash below it
+    below = sorted(h for h in hashes if h < cutoff)
+    if max_val is not None and len(below) > max_val:
+        cutoff = below[max_val - 1] + 1
+    held = [i for i, h in enumerate(hashes) if h < cutoff][:max_val]  # ties at the cutoff: file order decides
+    held_set = set(held)
+    return [record for i, record in enumerate(records) if i not in held_set], [records[i] for i in held]
+
+
+@dataclass
+class ChatExamples:
+    """Conversations ready for training: their messages, their ids with the answer mask, and what the rules did."""
+
+    messages: list[list[dict]]
+    rendered: list[RenderedChat]
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+
+    def __len__(self) -> int:
+        return len(self.rendered)
+
+    def prompts(self) -> list[list[dict]]:
+        """Each conversation up to its last user turn: what a reply is generated from."""
+        return [messages[:-1] for messages in self.messages]
+
+    def answers(self) -> list[str]:
+        return [messages[-1]["content"] for messages in self.messages]
+
+    def describe(self) -> str:
+        c = self.counts
+        return (f"{c['kept']:,} conversations ({c['truncated']} shortened by their oldest turns); skipped: "
+                f"{c['too_long']} longer than the context, {c['empty_answer']} with an empty answer, "
+                f"{c['malformed']} malformed")
+
+
+def fit_to_context(template: ChatTemplate, messages: list[dict],
+                   max_tokens: int) -> tuple[list[dict], RenderedChat] | None:
+    """Drop the oldest user/assistant exchanges (never the system prompt) until the conversation has at most
+    max_tokens tokens; None when even its last exchange is too long."""
+    system, turns = ([messages[0]], messages[1:]) if messages[0]["role"] == "system" else ([], messages)
+    while turns:
+        rendered = template.render(system + turns)
+        if len(rendered) <= max_tokens:
+            return system + turns, rendered
+        turns = turns[2:]
+    return None
+
+
+def build_examples(records: list, template: ChatTemplate, block_size: int,
+                   system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> ChatExamples:
+    """Apply the rules (module docstring) to records. A conversation of block_size + 1 tokens fits: it gives
+    block_size (input, target) pairs."""
+    examples = ChatExamples([], [])
+    for record in records:
+        try:
+            messages = to_messages(record, system_prompt)
+        except ChatFormatError:
+            examples.counts["malformed"] += 1
+            continue
+        except ValueError:
+            examples.counts["empty_answer"] += 1
+            continue
+        fitted = fit_to_context(template, messages, block_size + 1)
+        if fitted is None:
+            examples.counts["too_long"] += 1
+            continue
+        examples.counts["truncated"] += len(fitted[0]) < len(messages)
+        examples.messages.append(fitted[0])
+        examples.rendered.append(fitted[1])
+        examples.counts["kept"] += 1
+    return examples

@@ -1,0 +1,168 @@
+"""Token files on disk, random training batches, and a validation pass over the whole split.
+
+A prepared dataset is a folder with `train.bin` and `val.bin` — raw `uint16` token ids, read back
+as memory maps so a corpus larger than RAM costs nothing to open — and `meta.json`, which records
+the tokenizer, the source and the token counts. uint16 holds any id below 65,536, enough for
+GPT-2's 50,257-token vocabulary at half the size of int32.
+
+Token files are checked where it costs nothing: `read_tokens` compares a file's size with the token
+count its metadata records (one stat; a copy cut short or a file replaced by hand is a `DataError`,
+not a smaller training set), and `gather_windows` checks the ids of every window before the model
+sees them (O(batch), so a damaged or foreign file is an error that names it, not an IndexError
+inside the embedding). Scanning the whole file at start-up would cost seconds per GB on every run.
+
+Training draws random windows (`RandomWindowSampler`) from a generator of its own, whose state is
+saved in checkpoints so a resumed run draws exactly the batches it would have drawn. Validation
+(`evaluate_loss`) is deterministic and scores every token of the split exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..paths import atomic_write
+
+TOKEN_DTYPE = np.uint16
+
+
+class DataError(ValueError):
+    """Prepared token files that disagree with their metadata or with the tokenizer's vocabulary."""
+
+
+class TokenFileWriter:
+    """Append token-id chunks to a uint16 file that appears under its name only once complete.
+
+        with TokenFileWriter(folder / "train.bin") as out:
+            for chunk in chunks:
+                out.append(chunk)
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.count = 0
+
+    def __enter__(self) -> "TokenFileWriter":
+        self._context = atomic_write(self.path)
+        self._file = self._context.__enter__()
+        return self
+
+    def append(self, ids) -> None:
+        array = np.asarray(ids)
+        if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
+            raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; "
+                             f"got range [{array.min()}, {array.max()}]")
+        self._file.write(array.astype(TOKEN_DTYPE).tobytes())
+        self.count += array.size
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._context.__exit__(exc_type, exc, tb)
+
+
+def write_tokens(path: str | Path, ids) -> None:
+    """Write token ids as uint16, atomically; ids that do not fit are an error, not a silent wrap-around."""
+    with TokenFileWriter(path) as out:
+        out.append(ids)
+
+
+def read_tokens(path: str | Path, expected: int | None = None, record: str = "its metadata",
+                remedy: str = "") -> np.memmap:
+    """A token file as a read-only memory map, its size checked first (see check_token_file)."""
+    check_token_file(path, expected, record, remedy)
+    return np.memmap(path, dtype=TOKEN_DTYPE, mode="r")
+
+
+def check_token_file(path: str | Path, expected: int | None = None, record: str = "its metadata",
+                     remedy: str = "") -> None:
+    """One stat: the file exists and holds whole tokens, `expected` of them if given (the count that
+    `record`, e.g. meta.json, holds for it). A mismatch is a DataError whose message ends with `remedy`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no token file at {path}; prepare the dataset first "
+                                "(python -m tinylm.train prepares it)")
+    size, itemsize = path.stat().st_size, np.dtype(TOKEN_DTYPE).itemsize
+    problem = None
+    if size % itemsize:
+        problem = f"{path} has {size:,} bytes, not a whole number of {itemsize}-byte tokens"
+    elif expected is not None and size != expected * itemsize:
+        problem = f"{path} holds {size // itemsize:,} tokens but {record} records {expected:,}"
+    if problem:
+        raise DataError(f"{problem} (an interrupted copy, or a file changed by hand); "
+                        f"{remedy or 'prepare the data again'}")
+
+
+def gather_windows(tokens: np.ndarray, starts, length: int, vocab_size: int | None = None) -> np.ndarray:
+    """int64 array (len(starts), length) of tokens[s : s + length] for each start s.
+
+    With `vocab_size`, an id outside [0, vocab_size) is a DataError naming the file (a memory map's
+    filename) and the position: what an embedding would otherwise report as an IndexError, or on a
+    GPU as a device-side assert that ends the process.
+    """
+    windows = np.stack([tokens[s : s + length] for s in starts])
+    if vocab_size is not None and windows.size and (windows.max() >= vocab_size or windows.min() < 0):
+        row, column = np.argwhere((windows >= vocab_size) | (windows < 0))[0]
+        source = getattr(tokens, "filename", None)
+        where = f"{source} holds" if source else "the token array holds"
+        folder = f"delete {Path(source).parent} and " if source else ""
+        raise DataError(f"{where} token id {windows[row, column]} at position {int(starts[row]) + column:,}, "
+                        f"outside the vocabulary of {vocab_size:,} ids: the file is damaged or was made with another "
+                        f"tokenizer; {folder}prepare the data again (python -m tinylm.prepare <dataset>)")
+    return windows.astype(np.int64)
+
+
+def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
+    with atomic_write(Path(folder) / "meta.json") as f:
+        f.write(json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def read_meta(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / "meta.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class RandomWindowSampler:
+    """Batches of (x, y) windows at uniformly random offsets; y is x shifted one token to the left.
+
+    Every start offset in [0, len(tokens) - block_size - 1] is equally likely, so every token can be
+    a target. The generator is private to the sampler: nothing else that draws random numbers
+    (dropout, sampling text) changes which batches come next.
+
+    Under DDP every rank holds the same generator, draws the offsets of the whole global batch
+    (world_size * batch_size) and keeps its own slice: ranks see different data, and the saved
+    state is the same on every rank, so a run saved with N processes resumes exactly with M as
+    long as the global batch is the same.
+    """
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, rank: int = 0,
+                 world_size: int = 1, vocab_size: int | None = None):
+        """vocab_size: ids at or above it are an error (see gather_windows); None: not checked."""
+        if len(tokens) < block_size + 1:
+            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; "
+                             "use a smaller block_size or more data")
+        self.tokens = tokens
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.rank, self.world_size = rank, world_size
+        self.vocab_size = vocab_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        high = len(self.tokens) - self.block_size  # exclusive bound: the last window's target is the last token
+        starts = torch.randint(high, (self.world_size * self.batch_size,), generator=self.generator)
+        starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
+        # (B, T + 1)
+        batch = torch.from_numpy(gather_windows(self.tokens, starts, self.block_size + 1, self.vocab_size))
+        x, y = batch[:, :-1], batch[:, 1:]
+        if torch.device(device).type == "cuda":
+            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return x.to(device), y.to(device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])

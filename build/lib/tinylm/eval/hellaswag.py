@@ -1,0 +1,240 @@
+"""HellaSwag: does the model prefer the right ending of a sentence?
+
+Each HellaSwag example is a context ("A man is sitting on a roof. he") and four endings, one of
+them right. A language model answers by scoring each ending given the context and picking the one
+it finds most likely. Nothing is generated and nothing is trained: it is four forward passes (one
+batch of four rows) per example, which makes it a cheap benchmark to run at the end of a training
+run, and one where a small model already beats chance (25%).
+
+Scoring, as GPT-2's evaluations do it: the context is tokenized on its own and each ending with a
+leading space (" starts pulling up roofing on a roof."), so the ending starts at a word boundary
+exactly as it would inside running text. Each row of the (4, T) batch is context + ending, padded
+on the right; a mask marks the ending's tokens, and only their next-token cross-entropies count.
+A row longer than the model's context keeps its last block_size + 1 tokens (the start of the
+context is dropped). Two answers come out of the same losses:
+
+- `acc`: the ending with the lowest summed loss, i.e. the highest probability. It favours short
+  endings, because every token adds loss.
+- `acc_norm`: the ending with the lowest mean loss per token. This is the convention under which
+  GPT-2 124M scores about 29.5% on the validation set, and the number usually quoted. (EleutherAI's
+  lm-evaluation-harness divides by the ending's length in characters instead, and cleans the
+  texts first, so its acc_norm for the same model is a little different.)
+
+The data. The validation file's canonical address is OFFICIAL_VAL.url (rowanz/hellaswag on GitHub),
+pinned by the size and sha256 that TensorFlow Datasets records for that URL
+(tensorflow/datasets, tensorflow_datasets/url_checksums/hellaswag.txt: 12,246,618 bytes,
+sha256 0aa3b888...). Online, `locate_val` downloads it once into <data dir>/hellaswag/ and checks
+that digest. With an offline mirror ($TINYLM_DATA_MIRROR), the official file is used if the mirror
+has it; otherwise the mirror's `hellaswag/hellaswag_val_klosax.jsonl`, a substitute DERIVED from
+the official file (the same 10,042 examples and labels, WikiHow texts cleaned of their
+`[header]`/`[step]` markers, some fields dropped), checked against its own sha256. Results on the
+substitute are close to, but not the same as, results on the official file, and every report
+says which file it scored.
+
+Distributed: when torch.distributed is initialized, rank r scores examples r, r + W, r + 2W, ...
+of the list it is given, and the counts are summed over all ranks, so every rank returns the
+totals of the whole list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import torch.nn.functional as F
+
+from ..data.download import DownloadError, RemoteFile, fetch, sha256_of
+from ..data.mirror import MIRROR_ENV, mirror_dir
+from ..paths import data_dir
+from ..runtime import model_device
+from ..train.distributed import all_reduce_sum, current_world
+
+# The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
+# (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
+OFFICIAL_VAL = RemoteFile(
+    url="https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_val.jsonl",
+    sha256="0aa3b88843990f3f10a97b9575c94d7b71fb2205240ba04ae4884d9e9c992588",
+    mirror_path="hellaswag/hellaswag_val.jsonl",
+)
+OFFICIAL_VAL_BYTES = 12_246_618
+# The offline mirror's substitute (see its MANIFEST.md): derived from the official file, not identical to it.
+SUBSTITUTE_VAL_PATH = "hellaswag/hellaswag_val_klosax.jsonl"
+SUBSTITUTE_VAL_SHA256 = "7f07c53c6269084911e648da25811117ccb43f89c95c0ba8fffb95b93de91bea"
+VAL_EXAMPLES = 10_042
+BPE_KINDS = ("bpe", "bpe-trimmed")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One HellaSwag item: a context, four candidate endings, and the index of the right one."""
+
+    ctx: str
+    endings: tuple[str, ...]
+    label: int
+
+
+@dataclass(frozen=True)
+class ValFile:
+    """Where the validation examples come from: the file, whether it is the official one, and a sentence saying so."""
+
+    path: Path
+    official: bool
+    description: str
+
+
+def parse_example(record: dict[str, Any]) -> Example:
+    """An Example from one JSON line of the official file or of the mirror's substitute.
+
+    Both carry `ctx`, `endings` and `label`; the official file also has `ctx_a`/`ctx_b`, whose
+    joining `ctx` already is, so they are used only if `ctx` is missing.
+    """
+    if "ctx" in record:
+        ctx = record["ctx"]
+    elif "ctx_a" in record:
+        ctx = f"{record['ctx_a']} {record.get('ctx_b', '')}".rstrip()
+    else:
+        raise ValueError(f"a HellaSwag record needs 'ctx' (or 'ctx_a'/'ctx_b'); this one has keys {sorted(record)}")
+    endings = record.get("endings")
+    if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
+        raise ValueError(f"a HellaSwag record needs 'endings': a list of 4 strings; got {endings!r}")
+    if "label" not in record or str(record["label"]).strip() == "":
+        raise ValueError("this HellaSwag record has no label (the test split's labels are not public); "
+                         "use the validation split")
+    label = int(record["label"])
+    if not 0 <= label < 4:
+        raise ValueError(f"a HellaSwag label must be 0, 1, 2 or 3; got {label}")
+    return Example(ctx=str(ctx), endings=tuple(endings), label=label)
+
+
+def read_examples(path: str | Path, limit: int | None = None) -> list[Example]:
+    """The first `limit` examples (all of them if None) of a HellaSwag JSON-lines file."""
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if limit is not None and len(examples) >= limit:
+                break
+            if not line.strip():
+                continue
+            try:
+                examples.append(parse_example(json.loads(line)))
+            except (json.JSONDecodeError, ValueError, TypeError) as error:
+                raise ValueError(f"{path}, line {number}: {error}") from None
+    return examples
+
+
+def locate_val(folder: str | Path | None = None) -> ValFile:
+    """The validation file to score: the official one (downloaded or from the mirror), else the mirror's substitute.
+
+    `folder` is where a downloaded (or mirror-copied) official file is kept: <data dir>/hellaswag by default.
+    """
+    folder = Path(folder) if folder is not None else data_dir() / "hellaswag"
+    mirror = mirror_dir()
+    if mirror is None or (mirror / OFFICIAL_VAL.mirror_path).is_file():
+        where = "copied from the mirror" if mirror is not None else f"downloaded from {OFFICIAL_VAL.url}"
+        try:
+            path = fetch(OFFICIAL_VAL, folder / "hellaswag_val.jsonl")
+        except DownloadError as error:
+            if mirror is not None:
+                raise
+            message = f"{error} A mirror with only the substitute {SUBSTITUTE_VAL_PATH} works too."
+            raise DownloadError(message) from error
+        return ValFile(path, True, f"the official HellaSwag validation file ({where}; sha256 verified)")
+    substitute = mirror / SUBSTITUTE_VAL_PATH
+    if not substitute.is_file():
+        raise DownloadError(
+            f"{MIRROR_ENV} is set to {mirror}, but it has neither {OFFICIAL_VAL.mirror_path} (the official file) nor "
+            f"{SUBSTITUTE_VAL_PATH} (its substitute); add one, or unset {MIRROR_ENV} to download {OFFICIAL_VAL.url}"
+        )
+    actual = sha256_of(substitute)
+    if actual != SUBSTITUTE_VAL_SHA256:
+        raise DownloadError(f"{substitute} has sha256 {actual}, expected {SUBSTITUTE_VAL_SHA256}; "
+                            "the mirror copy is damaged or a different file")
+    return ValFile(substitute, False,
+                   "the offline mirror's substitute, not the official file: derived from HellaSwag val with cleaned "
+                   "WikiHow texts, so results differ slightly from the official numbers (sha256 verified)")
+
+
+def _check_tokenizer(model, tokenizer) -> None:
+    kind = tokenizer.to_dict().get("kind") if tokenizer is not None else None
+    if kind not in BPE_KINDS:
+        raise ValueError(
+            f"HellaSwag needs a BPE model (GPT-2 tokens), but this checkpoint's tokenizer is {kind!r}: its examples "
+            "are ordinary English with characters a character-level vocabulary may lack, and its scores are only "
+            "comparable between models that tokenize like GPT-2. Evaluate a BPE checkpoint (e.g. TinyStories')."
+        )
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
+
+
+def render_example(example: Example, encode, block_size: int, pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tokens, mask), both (4, T): context + ending per row, padded on the right; mask is 1 on the ending's tokens.
+
+    Rows longer than block_size + 1 tokens keep their last block_size + 1 (a forward pass sees
+    block_size inputs and predicts the next token of each).
+    """
+    ctx_ids = list(encode(example.ctx))
+    rows, masks = [], []
+    for ending in example.endings:
+        end_ids = list(encode(" " + ending))  # a leading space: the ending continues the sentence
+        rows.append((ctx_ids + end_ids)[-(block_size + 1):])
+        masks.append(([0] * len(ctx_ids) + [1] * len(end_ids))[-(block_size + 1):])
+    width = max(len(row) for row in rows)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (row, row_mask) in enumerate(zip(rows, masks)):
+        tokens[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, : len(row_mask)] = torch.tensor(row_mask, dtype=torch.long)
+    return tokens, mask
+
+
+@torch.no_grad()
+def ending_losses(model, tokenizer, example: Example, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(summed loss (4,), scored tokens (4,)) of each ending of `example` in nats, on the CPU.
+
+    Logits past the tokenizer's vocabulary (embedding padding) are excluded, and a trimmed
+    vocabulary's <unk> targets cost its `unk_penalty` more, as in `tinylm.eval.loss.evaluate_loss_sum`,
+    so the losses are per GPT-2 token.
+    """
+    tokens, mask = render_example(example, tokenizer.encode, model.config.block_size)
+    tokens, mask = tokens.to(device), mask.to(device)
+    x, y, scored = tokens[:, :-1], tokens[:, 1:], mask[:, 1:]  # the loss at position t predicts token t + 1
+    logits, _ = model(x)
+    logits = logits[..., : tokenizer.vocab_size].float()  # (4, T, vocab)
+    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (4, T)
+    unk_id = getattr(tokenizer, "unk_id", None)
+    if unk_id is not None:
+        losses = losses + tokenizer.unk_penalty * (y == unk_id)
+    return (losses * scored).sum(dim=1).cpu(), scored.sum(dim=1).cpu()
+
+
+def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=None) -> dict[str, Any]:
+    """Score `examples`: {"examples", "correct", "correct_norm", "acc", "acc_norm"}.
+
+    `correct` counts examples whose right ending has the lowest summed loss, `correct_norm` those
+    whose right ending has the lowest mean loss per token; acc and acc_norm are their fractions.
+    `device` defaults to the model's. Under torch.distributed, each rank scores every W-th example
+    and the counts are summed over ranks (all ranks must call this with the same list).
+    """
+    _check_tokenizer(model, tokenizer)
+    device = device if device is not None else model_device(model)
+    world = current_world()
+    was_training = model.training
+    model.eval()
+    counts = [0, 0, 0]  # examples, correct, correct_norm
+    try:
+        for example in list(examples)[world.rank::world.size]:
+            summed, scored = ending_losses(model, tokenizer, example, device)
+            counts[0] += 1
+            counts[1] += int(summed.argmin()) == example.label
+            counts[2] += int((summed / scored.clamp(min=1)).argmin()) == example.label
+    finally:
+        model.train(was_training)
+    total, correct, correct_norm = (int(count) for count in all_reduce_sum(counts, device))
+    if total == 0:
+        raise ValueError("no HellaSwag examples to score")
+    return {"examples": total, "correct": correct, "correct_norm": correct_norm,
+            "acc": correct / total, "acc_norm": correct_norm / total}

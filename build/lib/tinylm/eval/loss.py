@@ -1,0 +1,170 @@
+"""Scoring a model on a text: the loss per token and bits per byte.
+
+The loss per token depends on the tokenizer (a character is easier to guess than a word piece); bits per byte
+(the total loss in nats / ln 2 / UTF-8 bytes) does not, so it is the number that compares a character model
+with a BPE model, or two BPE vocabularies, on the same text.
+
+What is scored: a BPE model predicts every token of the text, the first from its end-of-text token (a
+document in the training data starts after one), so the bytes are all of the text's. A character model has no
+such token: the first character is only context, and its bytes are not counted. A text longer than the model's
+context is cut into non-overlapping windows (`tinylm.eval.loss.evaluation_windows`), each token scored exactly once,
+as the validation loss is during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra,
+so the loss stays per GPT-2 token. Evaluation runs in float32.
+
+`score_model` gives two numbers for any model at once: the loss on a validation token stream and HellaSwag
+accuracy, as notebook 6 compares its runs with OpenAI's GPT-2.
+`texts_loss` scores many texts one by one and adds them up: two models with different tokenizers scored on
+the same texts are scored on the same bytes.
+
+`python -m tinylm.eval` scores a checkpoint on a text file or on HellaSwag; its command line is
+tinylm/cli/eval.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.tokens import gather_windows
+from ..runtime import model_device
+
+
+def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
+              autocast_ctx=None) -> dict[str, Any]:
+    """Score `text` with `model`: {"loss": nats per token, "nats": total, "tokens", "bytes", "bits_per_byte"}.
+
+    `tokens` counts the predicted tokens and `bytes` the UTF-8 bytes they cover (see the module
+    docstring for which ones): bits_per_byte = nats / ln 2 / bytes. `device` defaults to the
+    model's; `batch_size` is the number of context windows per forward pass.
+    """
+    eot = getattr(tokenizer, "eot_token", None)
+    ids = tokenizer.encode(text)
+    if eot is not None:  # BPE: the end-of-text token is the context of the first token
+        ids, scored_text = [eot, *ids], text
+        if len(ids) < 2:
+            raise ValueError("the text is empty: there is nothing to score")
+    else:  # characters: the first one is only context
+        scored_text = text[1:]
+        if len(ids) < 2:
+            raise ValueError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
+                             "(the first is only context for the second)")
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
+    device = device if device is not None else model_device(model)
+    nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
+                                    autocast_ctx, tokenizer)
+    num_bytes = len(scored_text.encode("utf-8"))
+    return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
+            "bits_per_byte": nats / math.log(2) / num_bytes}
+
+
+
+def score_model(model, tokenizer, val_tokens: np.ndarray, examples, batch_size: int = 8, device=None,
+                autocast_ctx=None) -> dict[str, Any]:
+    """The two numbers notebook 6 sets models side by side with: validation loss and HellaSwag accuracy.
+
+    `val_loss` is the mean next-token loss (nats) over every target of `val_tokens`, a token stream such as a
+    validation shard, in non-overlapping windows of the model's context: the trainer's validation loss
+    (tinylm.eval.loss.evaluate_loss_sum). `acc` and `acc_norm` score the HellaSwag `examples`
+    (tinylm.eval.hellaswag.evaluate_hellaswag). `autocast_ctx` (tinylm.runtime.autocast) runs the forward passes of
+    both in 16-bit on a GPU; the losses are still computed in float32. Returns {"val_loss", "val_tokens",
+    "val_seconds", "examples", "correct", "correct_norm", "acc", "acc_norm", "hellaswag_seconds"}.
+    """
+    from .hellaswag import evaluate_hellaswag
+
+    device = device if device is not None else model_device(model)
+    start = time.perf_counter()
+    nats, count = evaluate_loss_sum(model, val_tokens, model.config.block_size, batch_size, device, autocast_ctx,
+                                    tokenizer)
+    val_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    with autocast_ctx or contextlib.nullcontext():
+        hellaswag = evaluate_hellaswag(model, tokenizer, examples, device)
+    return {"val_loss": nats / count, "val_tokens": count, "val_seconds": val_seconds, **hellaswag,
+            "hellaswag_seconds": time.perf_counter() - start}
+
+
+def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,
+               device: str | torch.device | None = None) -> dict[str, Any]:
+    """Score every text on its own (`text_loss`) and add them up: {"loss", "nats", "tokens", "bytes",
+    "bits_per_byte", "texts"} over all of them.
+
+    Two models scored on the same texts are scored on the same bytes, whatever their tokenizers, so their bits
+    per byte compare directly; their losses per token do not.
+    """
+    results = [text_loss(model, tokenizer, text, batch_size, device) for text in texts]
+    if not results:
+        raise ValueError("no texts to score")
+    nats, tokens, num_bytes = (sum(result[key] for result in results) for key in ("nats", "tokens", "bytes"))
+    return {"loss": nats / tokens, "nats": nats, "tokens": tokens, "bytes": num_bytes,
+            "bits_per_byte": nats / math.log(2) / num_bytes, "texts": len(results)}
+
+
+def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]]:
+    """(start, first_scored) pairs: windows of block_size + 1 tokens that score each target exactly once.
+
+    Windows step by block_size; the last one is moved back to end at the final token, and only its
+    targets the previous windows did not reach are scored.
+    """
+    if num_tokens < 2:
+        raise ValueError("a validation split needs at least 2 tokens")
+    window = min(block_size, num_tokens - 1)
+    windows, start = [], 0
+    while start + window < num_tokens - 1:
+        windows.append((start, 0))
+        start += window
+    last_start = num_tokens - 1 - window
+    windows.append((last_start, start - last_start))
+    return windows
+
+
+@torch.no_grad()
+def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
+                      tokenizer=None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
+    """(total nats, number of targets) of next-token cross-entropy over every target of `tokens`.
+
+    The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to
+    bits per byte need the total rather than the mean. With a `tokenizer`, logits past its
+    vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
+    are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
+    (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
+    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums.
+    """
+    vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
+    valid_ids = vocab_limit if vocab_limit is not None else getattr(getattr(model, "config", None), "vocab_size", None)
+    unk_id = getattr(tokenizer, "unk_id", None)
+    was_training = model.training
+    model.eval()
+    windows = evaluation_windows(len(tokens), block_size)[rank::world_size]
+    window = min(block_size, len(tokens) - 1)
+    total_loss, total_count = 0.0, 0
+    for i in range(0, len(windows), batch_size):
+        chunk = windows[i : i + batch_size]
+        batch = torch.from_numpy(gather_windows(tokens, [s for s, _ in chunk], window + 1, valid_ids)).to(device)
+        x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
+        with autocast_ctx or contextlib.nullcontext():
+            logits, _ = model(x)
+        logits = logits[..., :vocab_limit].float()  # (b, T, vocab)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
+        if unk_id is not None:
+            losses = losses + tokenizer.unk_penalty * (y == unk_id)
+        for row, (_, first_scored) in enumerate(chunk):
+            total_loss += losses[row, first_scored:].sum().item()
+            total_count += window - first_scored
+    model.train(was_training)
+    return total_loss, total_count
+
+
+def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
+                  tokenizer=None) -> float:
+    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them);
+    see evaluate_loss_sum."""
+    total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer)
+    return total_loss / total_count

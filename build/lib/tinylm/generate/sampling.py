@@ -1,0 +1,87 @@
+"""Turning the next-token logits into a choice: the samplers, each a small function that composes.
+
+A step applies, in this order (the order Hugging Face's `generate` uses):
+1. repetition penalty: tokens already in the sequence get their logit divided by the penalty when
+   it is positive and multiplied when negative (CTRL's rule), so both signs become less likely;
+2. temperature: logits / T. Below 1 sharpens the distribution, above 1 flattens it; 0 means greedy
+   (take the argmax, no randomness, and the filters below have nothing to do);
+3. top-k: keep the k most likely tokens (exactly k, even when logits tie);
+4. top-p (nucleus): keep the smallest set of most likely tokens whose probability reaches p;
+5. draw from the softmax of what is left, with a `torch.Generator` when a seed is given, so a sample is
+   repeatable without touching the global random state.
+
+Filters set removed logits to -inf rather than renormalising by hand: softmax renormalises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float = 1.0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self):
+        if not self.temperature >= 0:  # also catches NaN
+            raise ValueError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+        if self.top_k is not None and (isinstance(self.top_k, bool) or self.top_k < 1):
+            raise ValueError(f"top_k must be at least 1 (or None for no limit), got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 means no penalty, 1.1-1.3 is typical), "
+                             f"got {self.repetition_penalty}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
+
+
+def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """logits (B, V); seen (B, V) bool, True for tokens already in each row's sequence."""
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def keep_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if k >= logits.size(-1):
+        return logits
+    best, best_ids = torch.topk(logits, k)  # (B, k) each; ties resolved so exactly k survive
+    return torch.full_like(logits, float("-inf")).scatter(-1, best_ids, best)
+
+
+def keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the most likely tokens until their probabilities add up to p (the most likely one always stays)."""
+    if p >= 1:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True)  # (B, V) each
+    probs = torch.softmax(sorted_logits, dim=-1)
+    before = probs.cumsum(dim=-1) - probs  # probability mass of the tokens ranked above each one
+    sorted_logits = sorted_logits.masked_fill(before >= p, float("-inf"))  # the set already reached p without it
+    return torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
+
+
+def choose_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None = None,
+                seen: torch.Tensor | None = None) -> torch.Tensor:
+    """logits (B, V) of the next position -> token ids (B,)."""
+    logits = logits.float()
+    if sampling.repetition_penalty != 1 and seen is not None:
+        logits = penalize_repetition(logits, seen, sampling.repetition_penalty)
+    if sampling.greedy:
+        return logits.argmax(dim=-1)
+    logits = logits / sampling.temperature
+    if sampling.top_k is not None:
+        logits = keep_top_k(logits, sampling.top_k)
+    logits = keep_top_p(logits, sampling.top_p)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)  # (B,)

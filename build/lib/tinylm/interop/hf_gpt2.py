@@ -1,0 +1,235 @@
+"""Moving weights between tinylm and other homes: Hugging Face GPT-2 here, Llama in `interop_llama`, llama2.c's
+`.bin` files in `llama2c`; `python -m tinylm.interop` (tinylm/cli/interop.py) is the command line for all three.
+
+tinylm's parameter names are GPT-2's own (`transformer.h.0.attn.c_attn.weight`, ...), so the
+mapping is key for key. The one difference is the layout of four matrices: transformers' GPT-2
+uses a `Conv1D` layer that stores its weight as (in_features, out_features), the transpose of
+`nn.Linear`'s (out_features, in_features). Those four (attn.c_attn, attn.c_proj, mlp.c_fc,
+mlp.c_proj) are transposed on the way in and on the way out; everything else is copied as it is.
+Older transformers versions also keep non-trainable `attn.bias` / `attn.masked_bias` buffers
+(the causal mask) in the state dict; they are not weights and are skipped.
+
+    from tinylm.interop.hf_gpt2 import from_hf_gpt2, to_hf_gpt2
+    model = from_hf_gpt2("path/to/hf_folder")     # or a GPT2LMHeadModel, or "gpt2" when online
+    to_hf_gpt2(model, "out/hf_folder")             # GPT2LMHeadModel.from_pretrained("out/hf_folder") loads it
+
+Only GPT-2-style tinylm models can be exported as GPT-2: biases in Linear and LayerNorm layers
+(bias=True), the LM head tied to the token embedding, and GPT-2's tanh-approximated GELU, which
+transformers calls "gelu_new". LayerNorm epsilon is 1e-5 on both sides (nn.LayerNorm's default,
+GPT2Config's layer_norm_epsilon). transformers is needed only for Hugging Face folders: `pip install transformers`.
+
+The Llama family (`--arch llama` models, transformers' LlamaForCausalLM, llama2.c's TinyStories
+models) is re-exported from here: from_hf_llama, to_hf_llama, from_llama2c, read_llama2c, write_llama2c.
+
+Command line (an HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or
+Llama from the checkpoint's architecture, or writes llama2.c's format with --format llama2c):
+
+    python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
+    python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
+    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|llama2c]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import GPTConfig
+from ..model.gpt import GPT
+from .hf_llama import InteropError
+
+# Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
+TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+# Non-parameter buffers some transformers versions put in a GPT-2 state dict: the causal mask, not weights.
+# The leading dot matters: "h.0.attn.c_attn.bias" is a weight and must not match ".attn.bias".
+HF_BUFFERS = (".attn.bias", ".attn.masked_bias")
+LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which tinylm's LayerNorms use
+GPT2_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # transformers' names for GPT-2's GELU
+
+
+def _transposed(key: str) -> bool:
+    return key.endswith(TRANSPOSED)
+
+
+def _hf_buffer(key: str) -> bool:
+    return key.endswith(HF_BUFFERS)
+
+
+def hf_to_tinylm_state_dict(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A GPT2LMHeadModel state dict in tinylm's layout: same keys, Conv1D weights transposed, mask buffers dropped."""
+    out = {}
+    for key, value in hf_state.items():
+        if _hf_buffer(key):
+            continue
+        out[key] = value.t().contiguous() if _transposed(key) else value
+    return out
+
+
+def tinylm_to_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A tinylm GPT state dict in transformers' GPT-2 layout (the inverse of hf_to_tinylm_state_dict)."""
+    return {key: value.t().contiguous() if _transposed(key) else value for key, value in state.items()}
+
+
+def config_from_hf(hf_config) -> GPTConfig:
+    """The tinylm GPTConfig of a transformers GPT2Config; refuses variants tinylm's GPT does not implement."""
+    problems = []
+    if hf_config.activation_function not in GPT2_TANH_GELUS:
+        problems.append(f"activation_function={hf_config.activation_function!r} "
+                        "(tinylm uses GPT-2's tanh GELU, 'gelu_new')")
+    if abs(hf_config.layer_norm_epsilon - LAYER_NORM_EPS) > 1e-12:
+        problems.append(f"layer_norm_epsilon={hf_config.layer_norm_epsilon} (tinylm's LayerNorm uses {LAYER_NORM_EPS})")
+    if hf_config.n_inner not in (None, 4 * hf_config.n_embd):
+        problems.append(f"n_inner={hf_config.n_inner} (tinylm's MLP is 4 * n_embd = {4 * hf_config.n_embd} wide)")
+    if not getattr(hf_config, "scale_attn_weights", True):
+        problems.append("scale_attn_weights=False (tinylm divides attention scores by sqrt(head_size))")
+    for flag in ("scale_attn_by_inverse_layer_idx", "add_cross_attention"):
+        if getattr(hf_config, flag, False):
+            problems.append(f"{flag}=True")
+    if problems:
+        raise InteropError("this GPT-2 variant has no tinylm equivalent: " + "; ".join(problems))
+    return GPTConfig(
+        vocab_size=hf_config.vocab_size,
+        block_size=hf_config.n_positions,
+        n_layer=hf_config.n_layer,
+        n_head=hf_config.n_head,
+        n_embd=hf_config.n_embd,
+        dropout=0.0,  # for inference and fine-tuning; set dropout in the GPTConfig to train with it
+        bias=True,
+        tie_weights=bool(getattr(hf_config, "tie_word_embeddings", True)),
+    )
+
+
+def _load_hf_model(source):
+    try:
+        from transformers import GPT2LMHeadModel
+    except ImportError as error:
+        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
+    if isinstance(source, nn.Module):
+        return source
+    try:
+        return GPT2LMHeadModel.from_pretrained(str(source))
+    except OSError as error:
+        raise OSError(
+            f"could not load a GPT-2 model from {str(source)!r}: it is neither a local folder with config.json and "
+            f"model.safetensors (or pytorch_model.bin) nor a Hub name that can be downloaded now (offline?). "
+            f"Details: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
+        ) from error
+
+
+@torch.no_grad()
+def from_hf_gpt2(source) -> GPT:
+    """A tinylm GPT (eval mode, CPU, float32) with the weights of a transformers GPT-2.
+
+    `source`: a GPT2LMHeadModel, a local folder that GPT2LMHeadModel.from_pretrained reads, or a
+    Hub name ("gpt2", "gpt2-medium", ...) when online.
+    """
+    hf_model = _load_hf_model(source)
+    if getattr(hf_model.config, "model_type", None) != "gpt2":
+        model_type = getattr(hf_model.config, "model_type", None)
+        raise InteropError(f"expected a GPT-2 model (model_type 'gpt2'), got {model_type!r}")
+    config = config_from_hf(hf_model.config)
+    state = hf_to_tinylm_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in hf_model.state_dict().items()})
+    if config.tie_weights:
+        state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # a tied head may be saved once
+    model = GPT(config)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise InteropError(f"the GPT-2 weights do not match tinylm's GPT: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def check_exportable(model: GPT) -> None:
+    """Raise InteropError unless `model` is GPT-2-shaped: biases, a tied head, tanh GELU, LayerNorm eps 1e-5."""
+    if not isinstance(model, GPT):
+        raise InteropError(f"only tinylm GPT models can be exported, got {type(model).__name__}")
+    cfg = model.config
+    problems = []
+    if not cfg.bias:
+        problems.append("bias=False (GPT-2 has biases in every Linear and LayerNorm layer)")
+    if not cfg.tie_weights or model.lm_head.weight is not model.transformer.wte.weight:
+        problems.append("an untied LM head (GPT-2 shares it with the token embedding)")
+    for i, block in enumerate(model.transformer.h):
+        gelu = getattr(block.mlp, "gelu", None)
+        if not (isinstance(gelu, nn.GELU) and gelu.approximate == "tanh"):
+            problems.append(f"block {i}'s activation is {gelu!r}, not GPT-2's GELU(approximate='tanh')")
+            break
+    norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    if any(abs(m.eps - LAYER_NORM_EPS) > 1e-12 for m in norms):
+        problems.append(f"a LayerNorm eps other than {LAYER_NORM_EPS}")
+    if problems:
+        raise InteropError("this model is not GPT-2-style, so transformers' GPT-2 cannot hold it: "
+                           + "; ".join(problems))
+
+
+def hf_config_of(model: GPT):
+    """The transformers GPT2Config describing a GPT-2-style tinylm model."""
+    from transformers import GPT2Config
+
+    cfg = model.config
+    eot = 50256  # GPT-2's <|endoftext|>: the bos/eos id when the vocabulary has it
+    has_eot = cfg.vocab_size > eot
+    return GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.block_size,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_inner=None,  # 4 * n_embd, as tinylm's MLP
+        activation_function="gelu_new",  # GPT-2's tanh-approximated GELU = nn.GELU(approximate="tanh")
+        layer_norm_epsilon=LAYER_NORM_EPS,
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        tie_word_embeddings=True,
+        bos_token_id=eot if has_eot else None,
+        eos_token_id=eot if has_eot else None,
+    )
+
+
+@torch.no_grad()
+def to_hf_gpt2(model: GPT, folder: str | Path) -> Path:
+    """Save a GPT-2-style tinylm model as a transformers folder (config.json, model.safetensors); returns the folder.
+
+    `transformers.GPT2LMHeadModel.from_pretrained(folder)` loads it. Weights are saved in their
+    current dtype; the vocabulary keeps the model's size (an embedding padded to a multiple of 64
+    stays padded).
+    """
+    check_exportable(model)
+    try:
+        from transformers import GPT2LMHeadModel
+    except ImportError as error:
+        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
+    state = tinylm_to_hf_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    hf_model = GPT2LMHeadModel(hf_config_of(model)).to(next(model.parameters()).dtype)
+    hf_state = hf_model.state_dict()
+    missing, unexpected = sorted(set(hf_state) - set(state)), sorted(set(state) - set(hf_state))
+    if missing or unexpected:
+        raise InteropError(f"tinylm's weights do not match transformers' GPT-2: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    hf_model.load_state_dict(state)
+    folder = Path(folder)
+    hf_model.save_pretrained(folder)  # config.json + model.safetensors (the tied head saved once)
+    return folder
+
+
+# -- command line -------------------------------------------------------------------------------------
+
+
+def hf_model_type(source) -> str:
+    """The model_type in a Hugging Face folder's (or Hub model's) config.json: "gpt2", "llama", ..."""
+    try:
+        from transformers import AutoConfig
+    except ImportError as error:
+        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
+    try:
+        return AutoConfig.from_pretrained(str(source)).model_type
+    except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
+        details = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder with "
+                      f"config.json nor a Hub name that can be downloaded now (offline?). "
+                      f"Details: {details}") from error

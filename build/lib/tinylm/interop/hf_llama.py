@@ -1,0 +1,274 @@
+"""Moving Llama weights between tinylm and Hugging Face transformers' `LlamaForCausalLM`.
+
+A Llama-style tinylm model (RMSNorm, RoPE, SwiGLU, grouped-query attention; `--arch llama`) is the
+same network as transformers' Llama, under GPT-2's parameter names:
+
+    Hugging Face (model.layers.i.)          tinylm (transformer.h.i.)
+    input_layernorm                         ln_1
+    self_attn.q_proj, k_proj, v_proj        attn.c_attn  (the three stacked: q rows, then k, then v)
+    self_attn.o_proj                        attn.c_proj
+    post_attention_layernorm                ln_2
+    mlp.gate_proj, up_proj, down_proj       mlp.c_gate, mlp.c_fc, mlp.c_proj
+    model.embed_tokens, model.norm          transformer.wte, transformer.ln_f
+    lm_head                                 lm_head (tie_word_embeddings = tie_weights)
+
+Every matrix is an nn.Linear weight (out, in) on both sides, so nothing is transposed. RoPE needs no
+change either: transformers' Llama pairs channel j of a head with channel j + head_size/2
+("rotate-half"), as tinylm.model.rope does. Meta's original checkpoints, and llama2.c's, pair channels 2i
+and 2i + 1 instead ("interleaved"); transformers' conversion script permutes the rows of W_q and W_k
+once, which is why its files are already in rotate-half order (tinylm.interop.llama2c does that permutation
+itself). The angles are computed the same way too, θ_i = rope_theta^(-2i / head_size) in float32, so
+the cos/sin tables are bit for bit transformers' (a test checks).
+
+Config: hidden_size -> n_embd, num_hidden_layers -> n_layer, num_attention_heads -> n_head,
+num_key_value_heads -> n_kv_head, intermediate_size -> mlp_hidden, max_position_embeddings ->
+block_size, rms_norm_eps -> norm_eps, rope_parameters["rope_theta"] -> rope_theta, attention_bias
+and mlp_bias (which must agree) -> bias. Options tinylm does not implement are refused, all of them
+named in one InteropError before any weight is read: RoPE scaling of any kind (linear, dynamic,
+yarn, llama3, ...), partial rotary embeddings, an activation other than SiLU, a head_dim other than
+hidden_size / num_attention_heads, biases on attention but not on the MLP (or the reverse), sliding
+windows.
+
+    from tinylm.interop.hf_llama import from_hf_llama, to_hf_llama
+    model = from_hf_llama("path/to/hf_folder")     # or a LlamaForCausalLM, or a Hub name when online
+    to_hf_llama(model, "out/hf_folder")             # LlamaForCausalLM.from_pretrained("out/hf_folder") loads it
+
+InteropError, which every tinylm converter raises, lives here because tinylm.interop (GPT-2 and the
+command line) imports this module to re-export it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import GPTConfig
+from ..model.gpt import GPT
+
+
+class InteropError(ValueError):
+    """A model or file that cannot be converted; the message says what differs and what is expected."""
+
+
+# tinylm name -> Hugging Face name: block modules (inside transformer.h.i / model.layers.i), then the rest.
+NORMS = {"ln_1": "input_layernorm", "ln_2": "post_attention_layernorm"}
+LINEARS = {"attn.c_proj": "self_attn.o_proj", "mlp.c_gate": "mlp.gate_proj", "mlp.c_fc": "mlp.up_proj",
+           "mlp.c_proj": "mlp.down_proj"}
+QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")  # stacked in this order into attn.c_attn
+TOP_LEVEL = {"transformer.wte.weight": "model.embed_tokens.weight", "transformer.ln_f.weight": "model.norm.weight",
+             "lm_head.weight": "lm_head.weight"}
+# Buffers older transformers versions saved with the weights: RoPE's frequencies, which follow from the config.
+HF_BUFFERS = (".rotary_emb.inv_freq",)
+
+
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
+    return transformers
+
+
+def llama_shape_problems(config: GPTConfig) -> list[str]:
+    """What keeps a tinylm config from being a Llama: each a phrase for an error message (empty: it is one)."""
+    problems = []
+    if config.norm != "rmsnorm":
+        problems.append(f"norm={config.norm!r} (Llama uses 'rmsnorm')")
+    if config.position != "rope":
+        problems.append(f"position={config.position!r} (Llama uses 'rope' and has no position table)")
+    if config.mlp != "swiglu":
+        problems.append(f"mlp={config.mlp!r} (Llama uses 'swiglu')")
+    if config.n_experts:
+        problems.append(f"n_experts={config.n_experts} (Llama has one dense MLP per block, not a mixture of experts)")
+    return problems
+
+
+def _renames(config: GPTConfig) -> dict[str, str]:
+    """tinylm key -> Hugging Face key, for every tensor but attn.c_attn (q, k and v stacked; see `_qkv_keys`)."""
+    names = dict(TOP_LEVEL)
+    for i in range(config.n_layer):
+        ours, theirs = f"transformer.h.{i}.", f"model.layers.{i}."
+        for tiny, hf in NORMS.items():
+            names[f"{ours}{tiny}.weight"] = f"{theirs}{hf}.weight"  # RMSNorm has no bias
+        for tiny, hf in LINEARS.items():
+            for kind in ("weight", "bias") if config.bias else ("weight",):
+                names[f"{ours}{tiny}.{kind}"] = f"{theirs}{hf}.{kind}"
+    return names
+
+
+def _qkv_keys(config: GPTConfig) -> dict[str, list[str]]:
+    """tinylm's attn.c_attn key -> the three Hugging Face keys it stacks (q, k, v)."""
+    return {f"transformer.h.{i}.attn.c_attn.{kind}": [f"model.layers.{i}.{name}.{kind}" for name in QKV]
+            for i in range(config.n_layer) for kind in (("weight", "bias") if config.bias else ("weight",))}
+
+
+def hf_llama_to_tinylm_state_dict(hf_state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
+    """A LlamaForCausalLM state dict as a tinylm GPT(config) state dict; refuses missing or unexpected keys."""
+    hf_state = {k: v for k, v in hf_state.items() if not k.endswith(HF_BUFFERS)}
+    renames, stacked = _renames(config), _qkv_keys(config)
+    if config.tie_weights:
+        hf_state.setdefault("lm_head.weight", hf_state.get("model.embed_tokens.weight"))  # a tied head is saved once
+    expected = set(renames.values()) | {key for keys in stacked.values() for key in keys}
+    missing, unexpected = sorted(expected - set(hf_state)), sorted(set(hf_state) - expected)
+    if missing or unexpected:
+        raise InteropError(f"the Llama weights do not match its config: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    state = {ours: hf_state[theirs] for ours, theirs in renames.items()}
+    for ours, (q, k, v) in stacked.items():
+        state[ours] = torch.cat([hf_state[q], hf_state[k], hf_state[v]])  # (n_head·hs + 2·n_kv·hs, C)
+    return state
+
+
+def tinylm_to_hf_llama_state_dict(state: dict[str, torch.Tensor], config: GPTConfig) -> dict[str, torch.Tensor]:
+    """A Llama-style tinylm state dict in LlamaForCausalLM's layout (the inverse of hf_llama_to_tinylm_state_dict)."""
+    hf_state = {theirs: state[ours] for ours, theirs in _renames(config).items()}
+    sizes = [config.n_head * config.head_size] + 2 * [config.kv_heads * config.head_size]  # rows of q, k, v
+    for ours, keys in _qkv_keys(config).items():
+        for key, part in zip(keys, state[ours].split(sizes)):
+            hf_state[key] = part.contiguous()
+    return hf_state
+
+
+def config_from_hf_llama(hf_config) -> GPTConfig:
+    """The tinylm GPTConfig of a transformers LlamaConfig; refuses, naming every one, options tinylm lacks."""
+    def get(name, default=None):
+        return getattr(hf_config, name, default)  # configs written by older transformers lack some fields
+
+    if get("model_type") != "llama":
+        raise InteropError(f"expected a Llama model (model_type 'llama'), got {get('model_type')!r}")
+    problems = []
+    if get("hidden_act", "silu") != "silu":
+        problems.append(f"hidden_act={get('hidden_act')!r} (tinylm's SwiGLU gates with SiLU, 'silu')")
+    heads, hidden = get("num_attention_heads"), get("hidden_size")
+    head_dim = get("head_dim") or hidden // heads
+    if head_dim * heads != hidden:
+        problems.append(f"head_dim={head_dim} with {heads} heads of a {hidden}-wide model "
+                        f"(tinylm's heads are hidden_size / num_attention_heads = {hidden / heads:g} wide)")
+    # transformers 5 keeps RoPE's settings in rope_parameters; 4.x had rope_theta and rope_scaling beside them
+    rope = dict(get("rope_parameters") or get("rope_scaling") or {})
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if rope_type != "default":
+        problems.append(f"RoPE scaling rope_type={rope_type!r} (tinylm implements only the original, unscaled RoPE)")
+    if rope.get("partial_rotary_factor", get("partial_rotary_factor")) not in (None, 1, 1.0):
+        problems.append(f"partial_rotary_factor={rope.get('partial_rotary_factor', get('partial_rotary_factor'))} "
+                        "(tinylm rotates every channel of a head)")
+    if bool(get("attention_bias", False)) != bool(get("mlp_bias", False)):
+        problems.append(f"attention_bias={get('attention_bias')} but mlp_bias={get('mlp_bias')} "
+                        "(tinylm's bias switch turns both on or both off)")
+    if get("sliding_window") is not None:
+        problems.append(f"sliding_window={get('sliding_window')} (tinylm's attention sees the whole context)")
+    if problems:
+        raise InteropError("this Llama variant has no tinylm equivalent: " + "; ".join(problems))
+    kv_heads = get("num_key_value_heads") or heads
+    return GPTConfig(
+        vocab_size=get("vocab_size"),
+        block_size=get("max_position_embeddings"),
+        n_layer=get("num_hidden_layers"),
+        n_head=heads,
+        n_embd=hidden,
+        n_kv_head=None if kv_heads == heads else kv_heads,
+        mlp_hidden=get("intermediate_size"),
+        dropout=0.0,  # for inference and fine-tuning; set dropout in the GPTConfig to train with it
+        bias=bool(get("attention_bias", False)),
+        tie_weights=bool(get("tie_word_embeddings", False)),
+        norm="rmsnorm",
+        norm_eps=float(get("rms_norm_eps")),
+        position="rope",
+        rope_theta=float(rope.get("rope_theta", get("rope_theta", 10000.0))),
+        mlp="swiglu",
+    )
+
+
+def _load_hf_llama(source) -> tuple[nn.Module, GPTConfig]:
+    """(LlamaForCausalLM, its tinylm config); a folder's or Hub model's config is checked before its weights load."""
+    transformers = _import_transformers()
+    if isinstance(source, nn.Module):
+        return source, config_from_hf_llama(source.config)
+    try:
+        config = config_from_hf_llama(transformers.AutoConfig.from_pretrained(str(source)))
+        return transformers.LlamaForCausalLM.from_pretrained(str(source)), config
+    except OSError as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(
+            f"could not load a Llama model from {str(source)!r}: it is neither a local folder with config.json and "
+            f"model.safetensors (or pytorch_model.bin) nor a Hub name that can be downloaded now (offline?). "
+            f"Details: {first_line}"
+        ) from error
+
+
+@torch.no_grad()
+def from_hf_llama(source) -> GPT:
+    """A tinylm GPT (eval mode, CPU, float32) with the weights of a transformers Llama.
+
+    `source`: a LlamaForCausalLM, a local folder that LlamaForCausalLM.from_pretrained reads, or a Hub
+    name when online. Unsupported options raise InteropError before anything is built.
+    """
+    hf_model, config = _load_hf_llama(source)
+    hf_state = {k: v.detach().to("cpu", torch.float32) for k, v in hf_model.state_dict().items()}
+    state = hf_llama_to_tinylm_state_dict(hf_state, config)
+    model = GPT(config)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def check_llama_exportable(model: GPT) -> None:
+    """Raise InteropError unless `model` is a Llama-style tinylm GPT (RMSNorm, RoPE, SwiGLU, no experts)."""
+    if not isinstance(model, GPT):
+        raise InteropError(f"only tinylm GPT models can be exported, got {type(model).__name__}")
+    problems = llama_shape_problems(model.config)
+    if problems:
+        raise InteropError("this model is not Llama-style, so transformers' Llama cannot hold it: "
+                           + "; ".join(problems) + " (a GPT-2-style model exports as GPT-2)")
+
+
+def hf_llama_config_of(model: GPT, tokenizer=None):
+    """The transformers LlamaConfig describing a Llama-style tinylm model (bos/eos ids from a SentencePiece
+    tokenizer when one is given)."""
+    transformers = _import_transformers()
+    cfg = model.config
+    return transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.n_embd,
+        intermediate_size=cfg.mlp_hidden_size,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.head_size,
+        hidden_act="silu",
+        max_position_embeddings=cfg.block_size,
+        rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        attention_bias=cfg.bias,
+        mlp_bias=cfg.bias,
+        tie_word_embeddings=cfg.tie_weights,
+        bos_token_id=getattr(tokenizer, "bos_token", None),
+        eos_token_id=getattr(tokenizer, "eos_token", None),
+        architectures=["LlamaForCausalLM"],
+    )
+
+
+@torch.no_grad()
+def to_hf_llama(model: GPT, folder: str | Path, tokenizer=None) -> Path:
+    """Save a Llama-style tinylm model as a transformers folder (config.json, model.safetensors); returns it.
+
+    `transformers.LlamaForCausalLM.from_pretrained(folder)` loads it. Weights keep their dtype. A
+    SentencePiece `tokenizer` (tinylm.tokenizers) is saved beside them as tokenizer.model.
+    """
+    check_llama_exportable(model)
+    transformers = _import_transformers()
+    state = tinylm_to_hf_llama_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)
+    hf_model = transformers.LlamaForCausalLM(hf_llama_config_of(model, tokenizer))
+    hf_model.to(next(model.parameters()).dtype)
+    hf_state = hf_model.state_dict()
+    missing, unexpected = sorted(set(hf_state) - set(state)), sorted(set(state) - set(hf_state))
+    if missing or unexpected:
+        raise InteropError(f"tinylm's weights do not match transformers' Llama: missing {missing[:5]}, "
+                           f"unexpected {unexpected[:5]}")
+    hf_model.load_state_dict(state)
+    folder = Path(folder)
+    hf_model.save_pretrained(folder)  # config.json + model.safetensors (a tied head saved once)
+    if getattr(tokenizer, "model_proto", None) is not None:
+        (folder / "tokenizer.model").write_bytes(tokenizer.model_proto)
+    return folder

@@ -1,0 +1,56 @@
+"""The per-position feed-forward networks: GPT-2's GELU MLP and Llama's SwiGLU.
+
+GPT-2's MLP widens each position's vector 4x, applies GELU and projects back:
+c_proj(gelu(c_fc(x))).
+
+SwiGLU (Shazeer, 2020, "GLU Variants Improve Transformer", https://arxiv.org/abs/2002.05202) lets
+one projection gate another: c_proj(silu(c_gate(x)) * c_fc(x)). The gate decides, channel by channel,
+how much of the "up" projection passes. It has three matrices instead of two, so Llama makes it 2/3
+as wide (rounded up to a multiple; see `swiglu_hidden_size`) to keep the parameter count; at equal
+parameters it trains to a lower loss, which is why every recent open model uses it.
+
+`make_mlp` returns whichever the config asks for, or a mixture of experts (`tinylm.model.moe`) built from
+narrower copies of it. The output projection is called `c_proj` in both, so GPT-2's scaled
+initialisation of the projections that write into the residual stream applies to both.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import GPTConfig
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or config.mlp_hidden_size
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class SwiGLU(nn.Module):
+    """c_proj(silu(c_gate(x)) * c_fc(x)): Llama's gate_proj, up_proj and down_proj, in GPT-2's naming."""
+
+    def __init__(self, config: GPTConfig, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or config.mlp_hidden_size
+        self.c_gate = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
+        self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(F.silu(self.c_gate(x)) * self.c_fc(x)))
+
+
+def feed_forward(config: GPTConfig, hidden: int | None = None) -> nn.Module:
+    """A dense MLP of the config's kind (GELU or SwiGLU), `hidden` wide (default: the config's width)."""
+    return SwiGLU(config, hidden) if config.mlp == "swiglu" else MLP(config, hidden)

@@ -1,0 +1,74 @@
+"""Rotary position embeddings (RoPE; Su et al., 2021, https://arxiv.org/abs/2104.09864).
+
+GPT-2 adds a learned vector per absolute position to the input. RoPE instead rotates every query and
+key: their channels are split into pairs, and pair i at position m is turned by the angle m·θ_i, with
+θ_i = base^(-2i / head_size). Rotations compose, so the score between a query at m and a key at n
+depends only on the offset m − n: (R_m q)·(R_n k) = q·(R_{n−m} k). Nothing is learned, no position
+table limits the context, and fast pairs (large θ_i) resolve nearby positions while slow ones span
+the whole context.
+
+Two conventions decide which channels form a pair, and checkpoints differ:
+- **rotate-half** (Hugging Face's Llama, and tinylm): channel j pairs with j + head_size/2.
+- **interleaved** (Meta's original Llama, llama2.c's run.c): channel 2i pairs with 2i + 1.
+They compute the same model once the rows of W_q and W_k are permuted within each head:
+`interleaved_to_rotate_half` does that on import (it is Hugging Face's conversion-script permutation),
+`rotate_half_to_interleaved` undoes it on export.
+
+cos and sin are computed once for every position of the context and stored as buffers that are not
+saved in checkpoints (they follow from the config).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rope_frequencies(head_size: int, theta: float = 10000.0) -> torch.Tensor:
+    """θ_i = theta^(-2i / head_size) for the head_size/2 channel pairs, (head_size/2,) float32."""
+    return 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.int64).float() / head_size))
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the two halves of the last dimension: a 90° turn of every pair (j, j + hs/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, heads, T, hs) by the angles whose cos and sin are given, broadcastable to x (rotate-half layout)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotate_half(x) * sin
+
+
+class RotaryEmbedding(nn.Module):
+    """cos and sin of every position's angles, (block_size, head_size) each, looked up by position ids."""
+
+    def __init__(self, head_size: int, block_size: int, theta: float = 10000.0):
+        super().__init__()
+        angles = torch.outer(torch.arange(block_size, dtype=torch.float32), rope_frequencies(head_size, theta))
+        angles = torch.cat((angles, angles), dim=-1)  # (block_size, hs): pair (j, j + hs/2) shares angle j
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (T,) -> cos, sin (T, hs); positions (B, T) -> (B, 1, T, hs), broadcast over the heads."""
+        cos, sin = self.cos[positions], self.sin[positions]
+        if positions.dim() == 2:
+            cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+        return cos, sin
+
+
+def interleaved_to_rotate_half(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """Rows of a q or k projection (n_heads·hs, C) from interleaved pairs to rotate-half order, head by head."""
+    rows, cols = weight.shape
+    hs = rows // n_heads
+    # (n_heads, hs/2, 2, C) -> (n_heads, 2, hs/2, C): first every pair's first channel, then every second channel
+    return weight.view(n_heads, hs // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
+
+
+def rotate_half_to_interleaved(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """The inverse of `interleaved_to_rotate_half`."""
+    rows, cols = weight.shape
+    hs = rows // n_heads
+    return weight.view(n_heads, 2, hs // 2, cols).transpose(1, 2).reshape(rows, cols)

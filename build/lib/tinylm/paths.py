@@ -1,0 +1,107 @@
+"""Where the course's files live, and how they are written: data and run folders, atomic writes.
+
+In a clone of the repository (tinylm/ next to data/), data lands in the repository's data/ and
+runs in its runs/, whatever the working directory: a notebook in notebooks/ and a CLI run from
+the root share them. An installed package without a clone uses ./data and ./runs.
+$TINYLM_DATA_DIR and $TINYLM_RUNS_DIR override both. `shown` is how messages print such paths.
+
+Atomic writes: readers see the old file or the complete new one, never a partial one. Bytes go to a
+temporary file in the destination's folder (same filesystem, so the final rename is atomic), are flushed to
+disk, get the permissions a normal file would get, and replace the destination in one `os.replace`. If
+anything fails first, the temporary file is removed and the destination is untouched. A system error that
+names no file (a full disk found by write or fsync) gets the destination's name, so that the message says
+which file could not be written. A process killed mid-write (kill -9, power loss) cannot remove its
+temporary file; `remove_stale_temporaries` deletes such leftovers from a folder nobody writes to.
+
+`check_output_folder` makes an output folder before any work starts, so that an unusable path (one that
+runs through a file, a folder that cannot be written) fails at once instead of at the first save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _default(env: str, name: str) -> Path:
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    if (_REPO / "data").is_dir() and (_REPO / "tinylm").is_dir():
+        return _REPO / name
+    return Path.cwd() / name
+
+
+def data_dir() -> Path:
+    return _default("TINYLM_DATA_DIR", "data")
+
+
+def runs_dir() -> Path:
+    return _default("TINYLM_RUNS_DIR", "runs")
+
+
+def shown(path: str | Path) -> str:
+    """A path as messages print it: relative to the working directory when it lies in this repository (so a
+    command prints runs/x and a notebook ../runs/x, never one machine's absolute path), else as it is."""
+    resolved = Path(path).resolve()
+    return os.path.relpath(resolved) if resolved.is_relative_to(_REPO) else str(path)
+
+
+# What atomic_write's mkstemp names its temporary files: ".<name>.<8 random characters>.tmp".
+_TEMPORARY_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask  # what open() would give; mkstemp's 0600 would hide data from other users
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp_name, _default_mode())
+        os.replace(tmp_name, path)
+    except OSError as error:
+        if error.errno is not None and error.filename is None:  # the system's "[Errno 28] ...", from write or fsync
+            error.filename = str(path)
+        raise
+    finally:
+        if os.path.exists(tmp_name):
+            os.remove(tmp_name)
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that killed atomic writes left in `folder`; returns them.
+
+    Only safe while no process writes into the folder (an atomic write in progress looks the same):
+    a training run calls it holding the run folder's lock (tinylm.train.runlock).
+    """
+    stale = [path for path in Path(folder).glob(".*.tmp") if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def check_output_folder(folder: str | Path, option: str = "--out") -> Path:
+    """Make `folder` (with its parents) and prove that a file can be created in it; the error names `option`."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise NotADirectoryError(f"{option} {folder}: {blocker} is a file, not a folder; choose another {option}")
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder):
+        pass
+    return folder

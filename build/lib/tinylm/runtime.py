@@ -1,0 +1,205 @@
+"""Where and how a run executes: the profile, the device, and the arithmetic precision.
+
+Every notebook and CLI run picks one of three profiles so that the same code path serves CI, a
+laptop and a big GPU:
+
+- ``smoke``: seconds, tiny shapes; what CI runs.
+- ``cpu``: a few minutes on a 2-core laptop, and the model must really learn.
+- ``gpu``: the full recipe.
+
+The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
+and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
+GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
+(T4, V100), and plain fp32 on CPU, where bf16 matmuls are usually no faster than fp32 ones.
+`peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
+datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
+back to the OS, which CPU training steps would otherwise page-fault back in every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import os
+import platform
+import re
+
+import torch
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """The profile to use: the argument, else $TINYLM_PROFILE, else 'gpu' with CUDA and 'cpu' without."""
+    chosen = profile or os.environ.get("TINYLM_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "
+                         "(argument or TINYLM_PROFILE)")
+    return chosen
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """The argument if given, else the first CUDA GPU, else Apple's MPS, else the CPU.
+
+    A device this machine lacks is a ValueError now, with what to use instead, rather than a failure
+    deep inside the first `.to(device)` after the data was prepared.
+    """
+    if device:
+        return _available_device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _available_device(name: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch lists twenty device types, most of which no course machine has
+        raise ValueError(f"unknown device {str(name)!r}; use cpu, cuda, cuda:N or mps "
+                         "(or leave the device out to use the best one available)") from None
+    instead = "use cpu, or leave the device out to use the best one available"
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "PyTorch sees no CUDA GPU here"
+            raise ValueError(f"device {str(name)!r}: {why}; {instead}")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"device {str(name)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+                             f"cuda:{count - 1}; pick one of those, or {instead}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {str(name)!r}: Apple's MPS is not available here; {instead}")
+    return device
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live (the CPU for a model without any)."""
+    tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
+def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
+    """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere."""
+    if requested != "auto":
+        dtype = getattr(torch, requested)
+        if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise ValueError("this GPU has no bfloat16 support; use dtype 'float16' (or 'auto')")
+        return dtype
+    if device.type == "cuda":
+        return torch.bfloat16 if native_bf16(device) else torch.float16
+    return torch.float32
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes in bf16 in hardware: ROCm GPUs and NVIDIA's Ampere (compute capability 8.0) and newer.
+
+    torch.cuda.is_bf16_supported() says yes on older GPUs too (T4, V100), where bf16 runs emulated, far slower
+    than fp16 on their tensor cores; 'auto' must pick fp16 there.
+    """
+    return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """A mixed-precision context for the forward pass; a no-op for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
+    """fp16 has too little exponent range for small gradients, so its loss is scaled up;
+    bf16 and fp32 need no scaling."""
+    return device.type == "cuda" and dtype == torch.float16
+
+
+# Peak dense (no sparsity) matmul rates in TFLOP/s for MFU, from NVIDIA's datasheets, per GPU as
+# torch.cuda.get_device_name names it. A pattern must match the whole name, so "NVIDIA L4" never
+# matches "NVIDIA L40S". Columns: bf16 and fp16 on tensor cores (fp32 accumulation), and float32
+# matmuls, which the Trainer runs as TF32 on Ampere and newer (so the TF32 tensor-core rate) and as
+# plain FP32 on older GPUs; None where the GPU lacks the type. Where a datasheet prints only rates with
+# 2:4 sparsity (H100, H200, L4: "one-half lower without sparsity"), the dense rate is half of it.
+# Sources: the datasheets "NVIDIA H100 Tensor Core GPU" (SXM, PCIe, NVL), "NVIDIA H200 Tensor Core GPU"
+# (SXM, NVL), "NVIDIA A100 Tensor Core GPU" (40 and 80 GB, SXM and PCIe: the same peaks), "NVIDIA L4",
+# "NVIDIA L40S", "NVIDIA L40", "NVIDIA A10", "NVIDIA T4" ("mixed precision" is fp16), "NVIDIA V100 Tensor
+# Core GPU" ("tensor performance" is fp16); the GeForce RTX 4090 and 3090 from the Ada (AD102) and Ampere
+# (GA102) architecture whitepapers, "FP16/BF16 Tensor TFLOPS with FP32 Accumulate". Not listed, so no
+# MFU: the A10G (AWS's variant of the A10; NVIDIA publishes no datasheet for it) and newer GPUs.
+PEAK_TFLOPS: tuple[tuple[str, float | None, float | None, float], ...] = (
+    # (device name pattern, bf16, fp16, float32 matmul)
+    (r"NVIDIA H100 \d+GB HBM3", 1979 / 2, 1979 / 2, 989 / 2),  # the SXM5 board
+    (r"NVIDIA H100 PCIe", 1513 / 2, 1513 / 2, 756 / 2),
+    (r"NVIDIA H100 NVL", 1671 / 2, 1671 / 2, 835 / 2),
+    (r"NVIDIA H200", 1979 / 2, 1979 / 2, 989 / 2),  # the SXM board
+    (r"NVIDIA H200 NVL", 1671 / 2, 1671 / 2, 835 / 2),
+    (r"NVIDIA A100[- ].*", 312, 312, 156),  # NVIDIA A100-SXM4-80GB, NVIDIA A100-PCIE-40GB, NVIDIA A100 80GB PCIe
+    (r"NVIDIA L4", 242 / 2, 242 / 2, 120 / 2),
+    (r"NVIDIA L40S", 362.05, 362.05, 183),
+    (r"NVIDIA L40", 181.05, 181.05, 90.5),
+    (r"NVIDIA A10", 125, 125, 62.5),
+    (r"Tesla T4", None, 65, 8.1),
+    (r"Tesla V100-SXM2-\d+GB", None, 125, 15.7),
+    (r"Tesla V100-PCIE-\d+GB", None, 112, 14),
+    (r"Tesla V100S-PCIE-\d+GB", None, 130, 16.4),
+    (r"NVIDIA GeForce RTX 4090", 165.2, 165.2, 82.6),
+    (r"NVIDIA GeForce RTX 3090", 71, 71, 35.6),
+)
+
+
+def peak_tflops(device_name: str, dtype: torch.dtype) -> float | None:
+    """The dense peak in TFLOP/s of the GPU called `device_name` for `dtype` matmuls, or None where unlisted."""
+    column = {torch.bfloat16: 1, torch.float16: 2, torch.float32: 3}.get(dtype)
+    for row in PEAK_TFLOPS:
+        if column is not None and re.fullmatch(row[0], device_name.strip()):
+            return row[column]
+    return None
+
+
+def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
+    """The device's peak FLOP/s for `dtype` matmuls, or None where unknown (CPUs, MPS, unlisted GPUs)."""
+    if device.type != "cuda":
+        return None
+    tflops = peak_tflops(torch.cuda.get_device_name(device), dtype)
+    return None if tflops is None else tflops * 1e12
+
+
+# Whole 16-bit TFLOP/s of one board per family, the summary notebook 6 prints.
+PEAK_TFLOPS_16BIT = {family: int(peak_tflops(name, torch.float16)) for family, name in (
+    ("H200", "NVIDIA H200"), ("H100", "NVIDIA H100 80GB HBM3"), ("A100", "NVIDIA A100-SXM4-80GB"),
+    ("L40S", "NVIDIA L40S"), ("L4", "NVIDIA L4"), ("A10", "NVIDIA A10"), ("V100", "Tesla V100-SXM2-16GB"),
+    ("T4", "Tesla T4"))}
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> bool:
+    """Let this process reuse the memory it frees instead of returning it to the OS; glibc only. Returns whether
+    the setting took.
+
+    glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mapping and unmaps
+    it on free, so the next allocation of that size faults each 4 KiB page in again, zero-filled by the
+    kernel. A CPU training step allocates and frees the same big tensors (the logits and their gradients) every
+    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (README,
+    "Results", has what that saved). Peak memory is unchanged; the process keeps its high-water mark until it exits.
+    """
+
+
+def configure_backend(device: str | torch.device | None = None) -> None:
+    """The process-wide settings that make training fast, in one call that a command line or notebook makes
+    before training (the Trainer changes no global state of this kind, so a library user can leave it out).
+
+    On a CPU, freed big blocks stay in the heap (`keep_freed_memory`). On CUDA, float32 matmuls and convolutions
+    may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). Both last for
+    the life of the process. `device`: the one training will use (default: the best available)."""
+    if resolve_device(device).type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        keep_freed_memory()
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = ctypes.CDLL(None).mallopt
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))

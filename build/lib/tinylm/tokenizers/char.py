@@ -1,0 +1,62 @@
+"""The first track's tokenizer: one id per distinct character of the training text, in sorted order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+class UnknownCharacterError(ValueError):
+    """Text holds characters the character tokenizer never saw."""
+
+
+class CharTokenizer:
+    """One id per distinct character of the training text, in sorted order."""
+
+    def __init__(self, chars: list[str]):
+        if len(set(chars)) != len(chars):
+            raise ValueError("CharTokenizer characters must be distinct")
+        self.chars = list(chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        if not text:
+            raise ValueError("cannot build a character tokenizer from empty text")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self.stoi[ch] for ch in text]
+        except KeyError:
+            unknown = sorted({ch for ch in text if ch not in self.stoi})
+            raise UnknownCharacterError(
+                f"text contains {len(unknown)} character(s) this tokenizer does not know: "
+                f"{', '.join(repr(ch) for ch in unknown)}. Remove or replace them; the vocabulary is "
+                f"{''.join(self.chars)!r}"
+            ) from None
+
+    def decode(self, ids) -> str:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < len(self.chars)]
+        if bad:
+            raise ValueError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {len(self.chars)} characters")
+        return "".join(self.chars[i] for i in ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "char", "chars": self.chars}
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CharTokenizer":
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(values, dict) or values.get("kind") != "char":
+            raise ValueError(f"{path} does not describe a character tokenizer")
+        return cls(values["chars"])

@@ -1,0 +1,149 @@
+"""Saving and loading training state, safely.
+
+A checkpoint is one file written with `torch.save` and read back with `torch.load(weights_only=True)`,
+which accepts only tensors and plain containers (dicts, lists, strings, numbers): loading a file
+from anywhere can never run code hidden in a pickle. Configs and the tokenizer are stored as plain
+dicts, not objects, for the same reason.
+
+Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to disk, and
+the file is renamed over the old checkpoint in one step. A crash mid-save leaves the previous
+checkpoint intact.
+
+The schema lives here and nowhere else. Every checkpoint carries `format` and `version` (a file
+without a version is read as version 1). A model checkpoint, which `load_model` reads, holds
+MODEL_KEYS (the GPTConfig as a dict and the weights) and the tokenizer's description (None when
+there is none); `model_checkpoint` builds one, for the trainer and for imported weights alike. A
+training checkpoint, which `--resume` continues, adds TRAINING_KEYS. Loading checks a file against
+the schema before anything is built: a config that cannot be built, or weights whose shapes do not
+fit it (a hand-edited or damaged file), is a CheckpointError, and an absurd size in the config is
+caught before the model is allocated, because its shapes are compared on the meta device.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from ..paths import atomic_write
+
+if TYPE_CHECKING:
+    from ..config import GPTConfig
+
+FORMAT = "tinylm-checkpoint"
+VERSION = 1
+MODEL_KEYS = ("model_config", "model")
+TRAINING_KEYS = ("train_config", "optimizer", "scaler", "step", "elapsed", "best_val_loss", "skipped_steps", "sampler",
+                 "rng")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file that is missing, damaged, or not a tinylm checkpoint."""
+
+
+def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
+    """The checkpoint of a tinylm GPT: MODEL_KEYS, then `entries` (a run's TRAINING_KEYS, where imported weights
+    came from). `tokenizer`: a tokenizer, its to_dict() description, or None."""
+    description = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
+    return {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": description, **entries}
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    with atomic_write(path) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = find_checkpoint(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) "
+                              "or check the path")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:  # torch reports refused objects and some damaged pickles alike
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors and plain data (or is damaged), so it was not loaded "
+            f"(loading could run arbitrary code). Only tinylm checkpoints can be read here. Details: {error}"
+        ) from error
+    except Exception as error:  # damaged bytes surface as many types: RuntimeError, EOFError, UnicodeDecodeError, ...
+        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error!r}); use another checkpoint, "
+                              "e.g. best.pt or last.pt of the same run") from error
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a tinylm checkpoint (it lacks format={FORMAT!r})")
+    version = state.setdefault("version", 1)  # written before checkpoints carried a version
+    if version != VERSION:
+        raise CheckpointError(f"{path} is tinylm checkpoint version {version}; this tinylm reads version {VERSION}: "
+                              "use the tinylm that wrote it")
+    return state
+
+
+def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig:
+    """The checkpoint's GPTConfig, once its config builds and its weights have exactly the shapes that config gives."""
+    from ..config import GPTConfig
+    from ..model.gpt import GPT
+
+    damaged = "the file was edited or damaged: use another checkpoint (best.pt or last.pt of the same run)"
+    missing = [key for key in MODEL_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} has no {' or '.join(missing)}, so it holds no model; {damaged}")
+    try:
+        config = GPTConfig.from_dict(state["model_config"])
+    except (TypeError, ValueError) as error:  # not a dict, an unknown field, a value that cannot work
+        raise CheckpointError(f"{path} has an unusable model_config ({error}); {damaged}") from None
+    weights = state["model"]
+    if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
+        raise CheckpointError(f"{path}: its 'model' entry is not a dict of tensors; {damaged}")
+    try:
+        with torch.device("meta"):  # shapes without storage: a vocabulary of 10**12 costs nothing here
+            expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+    except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond what a tensor can have
+        raise CheckpointError(f"{path}: its model_config describes a model that cannot be built "
+                              f"({type(error).__name__}); {damaged}") from None
+    problems = [f"{name} is missing" for name in expected if name not in weights]
+    problems += [f"{name} is not part of the model" for name in weights if name not in expected]
+    problems += [f"{name} has shape {tuple(weights[name].shape)}, the config gives {shape}"
+                 for name, shape in expected.items() if name in weights and tuple(weights[name].shape) != shape]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"{path}: its weights do not fit its model_config: {'; '.join(problems[:3])}{more}; "
+                              f"{damaged}")
+    return config
+
+
+def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """A checkpoint that --resume can continue: a checked model checkpoint with every one of TRAINING_KEYS."""
+    state = load_checkpoint(path, map_location)
+    check_model_checkpoint(state, path)
+    missing = [key for key in TRAINING_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path} holds a model but not a training run's state (it has no {', '.join(missing)}), "
+                              "so it cannot be resumed: start a new run in another --out folder")
+    return state
+
+
+def find_checkpoint(run_dir: str | Path) -> Path:
+    """A run folder's best.pt if it has one, else its last.pt."""
+    run_dir = Path(run_dir)
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise CheckpointError(f"{run_dir} has neither best.pt nor last.pt; is it a run folder of python -m tinylm.train?")
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder."""
+    from ..model.gpt import GPT
+    from ..tokenizers.saved import tokenizer_from_dict
+
+    path = Path(path)
+    path = find_checkpoint(path) if path.is_dir() else path
+    state = load_checkpoint(path)
+    model = GPT(check_model_checkpoint(state, path))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    tokenizer = tokenizer_from_dict(state["tokenizer"]) if state.get("tokenizer") else None
+    return model, tokenizer, state

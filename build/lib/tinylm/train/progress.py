@@ -1,0 +1,95 @@
+"""How long a run has left, and durations written the way people read them.
+
+The trainer's ETA is the steps still to go times the measured seconds per training step, plus what
+evaluations, checkpoints and samples cost, charged per step at the rate measured so far in the
+session. With a time budget (`max_seconds`, which counts training time only) the steps still to go
+are also bounded by the training time left, so the ETA follows whichever budget runs out first.
+
+A train record reads as a line like `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA
+17m30s`: the step of the total, the loss, learning rate, training tokens per second, the training time so far
+(evaluations excluded), and how long the run has left, evaluations included (`format_record`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def steps_left(step: int, max_steps: int, seconds_per_step: float, elapsed: float = 0.0,
+               max_seconds: float | None = None) -> float:
+    """Optimizer steps until the run stops: at max_steps, or when `elapsed` training seconds reach max_seconds
+    (a fraction of a step then)."""
+    left = max(0, max_steps - step)
+    if max_seconds is not None and seconds_per_step > 0:
+        return min(left, max(0.0, max_seconds - elapsed) / seconds_per_step)
+    return left
+
+
+def remaining_seconds(step: int, max_steps: int, seconds_per_step: float, overhead_per_step: float = 0.0,
+                      elapsed: float = 0.0, max_seconds: float | None = None) -> float:
+    """Seconds until the run stops: the steps left at the measured training time plus overhead per step."""
+    return steps_left(step, max_steps, seconds_per_step, elapsed, max_seconds) * (seconds_per_step + overhead_per_step)
+
+
+def format_duration(seconds: float) -> str:
+    """4.2s, 45s, 1m05s, 2h03m, 3d04h: tenths below ten seconds, then the two largest units in whole numbers."""
+    if seconds < 9.95:
+        return f"{max(0.0, seconds):.1f}s"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def format_record(record: dict[str, Any]) -> str:
+    event = record.get("event")
+    if event == "train":
+        total = record.get("max_steps")
+        step = f"{record['step']:>{len(str(total))}}/{total}" if total else f"{record['step']:>6}"
+        line = (f"step {step} | loss {record['loss']:.4f} | lr {record['lr']:.2e} | "
+                f"{record['tokens_per_s'] / 1000:.1f}k tok/s | {format_duration(record['elapsed'])}")
+        if "mfu" in record:
+            line += f" | MFU {100 * record['mfu']:.1f}%"
+        if "eta" in record:
+            line += f" | ETA {format_duration(record['eta'])}"
+        if record.get("max_violation"):  # a mixture of experts: its worst-balanced layer (0 is perfectly even)
+            line += f" | expert max-violation {max(record['max_violation']):.2f}"
+        return line + (f" | {record['skipped_steps']} fp16 steps skipped" if record.get("skipped_steps") else "")
+    if event in ("eval", "final"):
+        line = (f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} "
+                f"| best {record['best_val_loss']:.4f}")
+        if "hellaswag_acc_norm" in record:
+            line += (f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} "
+                     f"({record['hellaswag_examples']:.0f} examples)")
+        return line
+    if event == "plan":
+        speed = f"{record['step_seconds']:.3g} s/step measured"
+        if record["expected_steps"] < record["max_steps"]:  # the time budget ends training first
+            line = (f"expected: the max_seconds budget ends training after {format_duration(record['max_seconds'])}, "
+                    f"near step {record['expected_steps']:,.0f} of {record['max_steps']:,} ({speed})")
+        else:
+            line = (f"expected: about {format_duration(record['expected_seconds'])} of training for "
+                    f"{record['max_steps']:,} steps ({speed})")
+        return line + "; evaluations, checkpoints and samples come on top"
+    if event == "sample":
+        return f"--- sample at step {record['step']} ---\n{record['text']}\n---"
+    if event == "interrupted":
+        if record["checkpoint"] is None:  # stopped at once, mid-step (or a Trainer without a run folder)
+            return f"interrupted at step {record['step']}; nothing saved"
+        return f"interrupted at step {record['step']}; saved {record['checkpoint']} (resume with --resume)"
+    return str(record)
+
+
+def print_record(record: dict[str, Any]) -> None:
+    print(format_record(record), flush=True)
+
+
+def describe_parameters(total: int, active: int) -> str:
+    """'N parameters', and for a mixture of experts how many of them one token uses."""
+    return f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")

@@ -1,0 +1,272 @@
+"""The course's tracks: each names its data, how to prepare it, and a recipe per profile.
+
+A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
+recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. The shape gives width, depth,
+heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE,
+SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the vocabulary from the prepared
+tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
+
+`resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
+recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
+notebooks and the stand-in runs of `tinylm.course.notebooks.find_or_train` all go through these two functions.
+
+Why the cpu recipes look the way they do (measured on a 2-core machine; README, "Results"):
+- shakespeare-char: in 70 s a model sees only ~3M characters, so what limits it is the number of
+  optimizer steps, not its capacity. A CPU's throughput is set by the model's size (the batch
+  barely matters: 4 layers x 128 wide train at ~21k tokens/s with batch 12, ~24k with batch 32), so
+  the fastest learner is the smallest model that still attends: one block, 128 wide, ~55k tokens/s
+  and ~5,000 steps in 70 s. At equal wall-clock, validation loss went 1.80 (4 layers) -> 1.75
+  (3) -> 1.70 (2) -> 1.66 (1 layer); 96 or 192 wide were worse (1.67, 1.74). A high learning rate
+  (6e-3 vs nanoGPT's 1e-3: 1.95 -> 1.78 at 4 layers) with beta1 = 0.8, beta2 = 0.99 and a cosine to
+  1e-4 follows. fp32: bf16 autocast is slower on this CPU at this size (9.3 vs 7.5 ms per step,
+  `python -m tinylm.bench train --n-layer 1 --block-size 64 --dtype bfloat16`, then float32).
+  Deeper models win once the budget is longer, which is what the gpu recipe is.
+- tinystories: the 50,257-wide output layer would dominate a small model, so the cpu and smoke
+  profiles keep GPT-2's tokenization but only the tokens the training text uses
+  (TrimmedBPETokenizer, ~6.9k of them), trained on the 2 MiB sample of TinyStories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
+from ..data.corpora import PreparedData, prepare_shakespeare_char, prepare_tinystories, prepare_trimmed
+from ..data.fineweb import (
+    SAMPLE_SHARD_TOKENS,
+    ShardedWindowLoader,
+    fineweb_edu_source,
+    prepare_fineweb_edu,
+    read_progress,
+    val_tokens,
+)
+from ..paths import runs_dir
+from ..runtime import resolve_profile
+from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
+from .distributed import World
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str
+    prepare_data: Callable[[str], PreparedData]  # profile -> prepared data
+    recipes: dict[str, tuple[ModelShape, TrainConfig]]
+    sample_prompt: str = ""
+    vocab_multiple: int = 1  # the embedding is padded to a multiple of this (64 suits GPU matmuls)
+    # (data, block_size, batch_size, world, seed) -> a loader; None: random windows of data.train
+    make_loader: Callable | None = None
+    hellaswag_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # per profile, at each evaluation
+
+    def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
+        return self.recipes[resolve_profile(profile)]
+
+    def prepare(self, profile: str | None = None) -> PreparedData:
+        return self.prepare_data(resolve_profile(profile))
+
+    def training_data(self, data: PreparedData, block_size: int, batch_size: int, world: World, seed: int):
+        """What the Trainer draws batches from: the token array, or this track's loader over shards."""
+        if self.make_loader is None:
+            return data.train
+        return self.make_loader(data, block_size, batch_size, world, seed)
+
+
+def build_model_config(shape: ModelShape, tokenizer, vocab_multiple: int = 1, arch: str = "gpt2",
+                       balancing: str | None = None) -> GPTConfig:
+    """The network of `shape` as the block family `arch`, over the tokenizer's vocabulary padded to a multiple of
+    `vocab_multiple`."""
+    return shape.config(padded_vocab_size(tokenizer.vocab_size, vocab_multiple), arch, balancing)
+
+
+def architecture_of(config: GPTConfig) -> str | None:
+    """The name of the block family `config` is built as (its balancing mode aside), or None for another mix."""
+    for name in ARCHITECTURES:
+        if dataclasses.replace(with_architecture(config, name), balancing=config.balancing) == config:
+            return name
+    return None
+
+
+def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
+    """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
+    otherwise, so that the runs of an ablation do not overwrite each other."""
+    parts = [track]
+    if arch != "gpt2":
+        parts.append(arch)
+    if balancing is not None and balancing != ARCHITECTURES[arch].get("balancing"):
+        parts.append(balancing)
+    return "-".join([*parts, profile])
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training run, resolved: the track and profile, the network (`shape` built as `arch`, None meaning gpt2 for
+    a new run and the saved network for a resumed one; the vocabulary is the prepared data's), the training settings
+    with the user's overrides applied, and the run folder.
+
+    `overrides` keeps what the user set explicitly, so that a resumed run applies the same options to the saved
+    run's own TrainConfig (`apply_overrides`)."""
+
+    track: Track
+    profile: str
+    shape: ModelShape
+    train: TrainConfig
+    out: Path
+    arch: str | None = None
+    balancing: str | None = None
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+    def model_config(self, tokenizer) -> GPTConfig:
+        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
+                                  self.balancing)
+
+    def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
+        """`cfg` with this recipe's explicit options; a new peak learning rate scales min_lr by the same factor, so
+        that the cosine keeps its shape."""
+        options = dict(self.overrides)
+        learning_rate = options.pop("learning_rate", None)
+        cfg = dataclasses.replace(cfg, **options)
+        if learning_rate is None:
+            return cfg
+        return dataclasses.replace(cfg, learning_rate=learning_rate,
+                                   min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)
+
+
+def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
+                   out: str | Path | None = None, **overrides) -> Recipe:
+    """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
+    family `arch` (default gpt2) with `balancing` (default: the family's own), into `out` (default:
+    runs/`default_run_name`). `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds,
+    learning_rate, batch_size, seed, dtype, compile, ...); None values are ignored. A bad combination (balancing
+    without experts, an unknown field or value) raises ConfigError here, before anything else happens."""
+    chosen = get_track(track)
+    profile = resolve_profile(profile)
+    unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise ConfigError(f"TrainConfig has no field(s) {unknown}; known fields: "
+                          f"{sorted(field.name for field in dataclasses.fields(TrainConfig))}")
+    shape, train_cfg = chosen.recipe(profile)
+    shape.config(1, arch or "gpt2", balancing)  # an impossible arch/balancing pair fails now, not after data prep
+    given = tuple((name, value) for name, value in overrides.items() if value is not None)
+    recipe = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch,
+                    balancing=balancing, overrides=given,
+                    out=Path(out) if out is not None else runs_dir() / default_run_name(chosen.name, profile,
+                                                                                         arch or "gpt2", balancing))
+    return dataclasses.replace(recipe, train=recipe.apply_overrides(train_cfg))
+
+
+SHAKESPEARE_CHAR = Track(
+    name="shakespeare-char",
+    prepare_data=lambda profile: prepare_shakespeare_char(),
+    sample_prompt="\n",
+    recipes={
+        "smoke": (
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=256),
+        ),
+        "cpu": (
+            ModelShape(block_size=64, n_layer=1, n_head=4, n_embd=128),
+            TrainConfig(batch_size=12, max_steps=6000, warmup_steps=50, learning_rate=6e-3, min_lr=1e-4,
+                        beta1=0.8, beta2=0.99, eval_interval=2000, log_interval=200, eval_batch_size=256),
+        ),
+        "gpu": (
+            ModelShape(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
+            TrainConfig(batch_size=64, max_steps=5000, warmup_steps=100, learning_rate=1e-3, min_lr=1e-4,
+                        beta2=0.99, eval_interval=250, log_interval=10, eval_batch_size=128),
+        ),
+    },
+)
+
+
+def _prepare_tinystories(profile: str) -> PreparedData:
+    if profile == "gpu":
+        return prepare_tinystories()  # the full dataset online; the mirror's sample offline
+    return prepare_trimmed(prepare_tinystories(source="sample"))  # computed once, then read from its folder
+
+
+TINYSTORIES = Track(
+    name="tinystories",
+    prepare_data=_prepare_tinystories,
+    sample_prompt="Once upon a time",
+    vocab_multiple=64,
+    recipes={
+        "smoke": (
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=128),
+        ),
+        "cpu": (
+            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
+            TrainConfig(batch_size=16, max_steps=5000, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4,
+                        beta2=0.99, eval_interval=400, log_interval=100, sample_interval=800, sample_tokens=80,
+                        eval_batch_size=64),
+        ),
+        # The seed recipe: 51M parameters, 32 x 32 sequences of 256 tokens (262k tokens) per step.
+        "gpu": (
+            ModelShape(block_size=256, n_layer=8, n_head=8, n_embd=512),
+            TrainConfig(batch_size=32, grad_accum_steps=32, max_steps=40_000, warmup_steps=2000, learning_rate=5e-4,
+                        min_lr=5e-5, eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=200,
+                        eval_batch_size=64),
+        ),
+    },
+)
+
+SMALL_RUN_DOCUMENTS = 120  # smoke and cpu online: the stream's first documents, the offline sample's size
+
+
+def _prepare_fineweb_edu(profile: str) -> PreparedData:
+    if profile == "gpu" or fineweb_edu_source() == "sample":
+        folder = prepare_fineweb_edu()  # the full sample-10BT online (~10B tokens); the mirror's 120 documents offline
+    else:
+        folder = prepare_fineweb_edu(max_documents=SMALL_RUN_DOCUMENTS, shard_tokens=SAMPLE_SHARD_TOKENS)
+    return PreparedData(folder, train=None, val=val_tokens(folder), tokenizer=BPETokenizer("gpt2"),
+                        meta=read_progress(folder))
+
+
+def _fineweb_loader(data: PreparedData, block_size: int, batch_size: int, world: World,
+                    seed: int) -> ShardedWindowLoader:
+    return ShardedWindowLoader(data.folder, block_size, batch_size, rank=world.rank, world_size=world.size, seed=seed,
+                               vocab_size=data.tokenizer.vocab_size)
+
+
+GPT2_124M_TRACK = Track(
+    name="gpt2-124m",
+    prepare_data=_prepare_fineweb_edu,
+    make_loader=_fineweb_loader,
+    sample_prompt="Hello, I'm a language model,",
+    vocab_multiple=64,
+    hellaswag_examples={"smoke": 8, "cpu": 100, "gpu": 10_042},
+    recipes={
+        "smoke": (
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=4, max_steps=10, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=16),
+        ),
+        # A demonstration that the whole pipeline runs on a laptop; 60k tokens cannot teach a 50k vocabulary much.
+        "cpu": (
+            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
+            TrainConfig(batch_size=8, max_steps=300, warmup_steps=30, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=100, log_interval=20, eval_batch_size=8),
+        ),
+        # GPT-2 small on FineWeb-Edu as in build-nanogpt: 2^19 = 524,288 tokens per step, 19,073 steps (~10B tokens).
+        # Each evaluation scores the whole 100M-token validation shard (and HellaSwag), so it runs every 1,000
+        # steps: ~6% on top of training, where every 250 steps would cost ~26%.
+        "gpu": (
+            ModelShape.of(GPT2_124M),
+            TrainConfig(batch_size=64, total_batch_tokens=524_288, max_steps=19_073, warmup_steps=715,
+                        learning_rate=6e-4, min_lr=6e-5, weight_decay=0.1, beta1=0.9, beta2=0.95,
+                        eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=64,
+                        eval_batch_size=16, compile=True),
+        ),
+    },
+)
+
+TRACKS = {track.name: track for track in (SHAKESPEARE_CHAR, TINYSTORIES, GPT2_124M_TRACK)}
+
+
+def get_track(name: str) -> Track:
+    if name not in TRACKS:
+        raise ValueError(f"unknown track {name!r}; available: {', '.join(TRACKS)}")
+    return TRACKS[name]

@@ -1,0 +1,140 @@
+"""One run at a time in a run folder: a lock file that names who holds it.
+
+Two trainings writing into one folder would interleave their metrics.jsonl and replace each other's
+checkpoints, and both would report success. `run_lock(folder)` creates `run.lock` with
+O_CREAT | O_EXCL, so of two processes racing for it exactly one succeeds; the file holds the owner's
+pid, host and start time, and is removed when the run ends however it ends (a normal exit, an error,
+Ctrl-C). A lock whose process is gone (same host, pid not running: a crash or `kill -9`) is taken over
+with a printed note. A lock of a live process stops the new run with `RunFolderBusy`, which names the
+owner. A process on another host cannot be checked from here, so its lock counts as live; the message
+says which file to delete once that run is known to be over (the same holds for a pid that a new
+process has reused since a crash, which this check cannot tell from the run that died).
+
+`claim_run_folder` is what every command that trains into a run folder (train, finetune) does first: the
+lock, stale temporary files, and the --resume / --overwrite rules; the old run's files are deleted only by
+`clear_old_run`, which a command calls once its start has succeeded, so a failed start keeps the old run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from ..paths import check_output_folder, remove_stale_temporaries
+
+LOCK_FILE = "run.lock"
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator[Path]:
+    """Hold `folder`'s run.lock for the duration of the block (creating the folder if needed; a folder
+    this created and nothing was written to is removed again at the end)."""
+    folder = Path(folder)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    owner = {"pid": os.getpid(), "host": socket.gethostname(),
+             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+    _acquire(path, owner, say)
+    try:
+        yield path
+    finally:
+        if _read(path) == owner:  # never remove a lock that someone else has taken over since
+            path.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):  # not empty: the run wrote something, keep it
+                folder.rmdir()
+
+
+def _acquire(path: Path, owner: dict[str, Any], say: Callable[[str], None]) -> None:
+    for _ in range(3):  # a retry after removing a stale lock, in case another process was quicker
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read(path, patience=1.0)
+            if holder is None and not path.exists():  # released in the meantime
+                continue
+            if holder is None:
+                raise RunFolderBusy(f"{path} exists but names no owner; if no run is using {path.parent}, "
+                                    "delete it and start again") from None
+            if _alive(holder):
+                raise RunFolderBusy(f"{path.parent} is in use by another run (process {holder.get('pid')} on "
+                                    f"{holder.get('host')}, started {holder.get('started')}): wait for it to end or "
+                                    f"stop it, or train into another --out folder. If no run is using it, delete "
+                                    f"{path}") from None
+            if _read(path) == holder:  # still the same dead owner: take it over
+                path.unlink(missing_ok=True)
+                say(f"note: {path} was left by process {holder.get('pid')} (started {holder.get('started')}), "
+                    "which is no longer running; taking the run folder over")
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(owner, f)
+        return
+    raise RunFolderBusy(f"could not take {path} over from a stopped run (other processes keep claiming it); "
+                        "make sure only one run uses this folder, then start again")
+
+
+def _read(path: Path, patience: float = 0.0) -> dict[str, Any] | None:
+    """The lock's owner, or None. `patience`: seconds to wait for a lock that was created an instant
+    ago and whose owner has not written its name into it yet."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            holder = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(holder, dict):
+                return holder
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
+
+
+def _alive(holder: dict[str, Any]) -> bool:
+    """Whether the lock's process may still run: only a pid on this host that no longer exists is known dead."""
+    if holder.get("host") != socket.gethostname() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(int(holder["pid"]), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, under another user
+        return True
+    except (KeyError, TypeError, ValueError):  # no usable pid: nothing is known, so it is not taken over
+        return True
+    return True
+
+
+def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resume: bool, overwrite: bool,
+                     say: Callable[[str], None] = print) -> None:
+    """Check that `out` can hold a run and take it for this run until `held` closes (rank 0 speaks for all ranks);
+    refuse a folder that holds a run unless resuming or overwriting it, and --resume without a last.pt."""
+    check_output_folder(out)  # now, not at the first save
+    if is_main:  # before the folder is read or changed
+        held.enter_context(run_lock(out, say))
+        if stale := remove_stale_temporaries(out):
+            say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
+    if (out / "last.pt").exists() and not (resume or overwrite):
+        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+                         "(its checkpoints will be replaced), or --out to use another folder.")
+    if resume and not (out / "last.pt").exists():
+        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
+                         "(or the --out, or the options such as --arch, that named the run's folder).")
+
+
+def clear_old_run(out: Path, names: Iterable[str]) -> None:
+    """Delete the old run's files (all of them, so that no old best.pt outlives it) before the new run writes."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)

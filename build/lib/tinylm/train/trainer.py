@@ -1,0 +1,404 @@
+"""The training loop every track shares.
+
+One optimizer step: draw `grad_accum_steps` micro-batches, run each forward under autocast, scale
+its loss by 1/grad_accum_steps so the summed gradients equal those of one big batch, backpropagate,
+clip the global gradient norm, and step AdamW at the scheduled learning rate. Around that:
+periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
+one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds of training). With clipping
+on, each train record carries the logged step's gradient norm before clipping (`grad_norm`) and the
+fraction of the steps since the previous record that clipping scaled down (`clipped`); both stay on the
+device until the record is written, so they add no host sync per step. A mixture of
+experts adds its balancing loss to the loss inside the model's forward; after each step the loop
+calls `tinylm.model.moe.end_of_step` (load counts, loss-free biases), and each train record carries the
+expert load since the previous one (`expert_load` per layer and its `max_violation`).
+
+Time is counted for training only: `elapsed` (what max_seconds and the time-based schedule follow),
+tokens/s and MFU sum the optimizer steps' durations and leave out evaluations, checkpoints, samples
+and extra evaluators such as HellaSwag. Each train record carries the total number of steps and an
+ETA (tinylm.train.progress); the first one of a session comes after a `plan` record saying how long the
+run should take at the measured speed.
+
+Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
+moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
+dropout — goes into the checkpoint, so a resumed run continues exactly where the interrupted one
+stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second Ctrl-C stops at once.
+Under DDP a Ctrl-C that reaches one rank only (a signal to one pid) travels
+to the others in the step loss's all-reduce, so every rank stops after the same step.
+
+Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
+DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
+step loss and validation sums are reduced across ranks, and rank 0 alone writes files. Every rank
+draws its own dropout masks, so a checkpoint holds each rank's RNG state (CPU, and its own GPU's),
+gathered to rank 0. Resumed by M processes, rank r continues rank r's stream where the saved run had
+that rank; a rank it did not have starts a new one, seeded seed + rank as in a fresh run, and rank 0
+says so. The batch sampler's state does not depend on the number of processes (data.py, shards.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from ..config import GPTConfig, TrainConfig
+from ..data.tokens import RandomWindowSampler
+from ..eval.loss import evaluate_loss_sum
+from ..generate.stream import generate_text
+from ..model.moe import end_of_step, moe_layers, read_expert_load
+from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
+from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
+from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
+from .optim import build_optimizer, learning_rate
+from .progress import remaining_seconds, steps_left
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writes into its out_dir
+
+
+@contextlib.contextmanager
+def _interrupt_between_steps():
+    """Turn the first Ctrl-C (SIGINT; Jupyter's interrupt button too) into a request the loop honours
+    between optimizer steps, so the checkpoint it saves is a consistent state. A second Ctrl-C
+    interrupts at once."""
+    interrupt = SimpleNamespace(requested=False)
+    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
+        yield interrupt
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request_stop(signum, frame):
+        if interrupt.requested:
+            raise KeyboardInterrupt
+        interrupt.requested = True
+        print("\nstopping after this step (Ctrl-C again to stop at once)", flush=True)
+
+    signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        cfg: TrainConfig,
+        train_data,
+        val_tokens: np.ndarray,
+        out_dir: str | Path | None = None,
+        tokenizer=None,
+        device: str | torch.device | None = None,
+        callbacks: list[Callable[[dict[str, Any]], None]] | None = None,
+        sample_prompt: str = "",
+        world: World | None = None,
+        evaluators: dict[str, Callable[[torch.nn.Module], dict[str, float]]] | None = None,
+    ):
+        """train_data: a token array (batches are random windows of it) or a loader with
+        next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader.
+        evaluators: extra scores at every evaluation, e.g. {"hellaswag": model -> {"acc_norm": ...}};
+        their results join the eval record as "<name>_<key>"."""
+        self.cfg = cfg
+        self.world = world or current_world()
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(self.device, cfg.dtype)
+        self.model = model.to(self.device)  # the plain model: checkpoints, evaluation and generation use it
+        self.model_config: GPTConfig = model.config
+        self.val_tokens = val_tokens
+        self.grad_accum_steps = cfg.accumulation_steps(self.model_config.block_size, self.world.size)
+        self._peak_flops = peak_flops_per_s(self.device, self.dtype)  # None where unknown: no MFU then
+        if self._peak_flops is None and self.device.type == "cuda" and self.world.is_main:
+            print(f"MFU not reported: no peak FLOP/s is listed for {torch.cuda.get_device_name(self.device)} in "
+                  f"{str(self.dtype).removeprefix('torch.')} (tinylm.runtime.PEAK_TFLOPS)", flush=True)
+        self._flops_per_token = self.model.flops_per_token()
+        self._ddp = None
+        self.train_model = self.model
+        if self.world.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            # A routed expert that no token of a micro-batch chose gets no gradient; DDP must be told to expect that.
+            self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids,
+                                                                   find_unused_parameters=bool(moe_layers(self.model)))
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.tokenizer = tokenizer
+        self.callbacks = list(callbacks or [])
+        self.sample_prompt = sample_prompt
+        self.evaluators = dict(evaluators or {})
+        torch.manual_seed(cfg.seed + self.world.rank)  # dropout's randomness; the batch sampler has its own generator
+        if hasattr(train_data, "next_batch"):
+            self.sampler = train_data
+        else:
+            self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
+                                               rank=self.world.rank, world_size=self.world.size,
+                                               vocab_size=(tokenizer.vocab_size if tokenizer
+                                                           else self.model_config.vocab_size))
+        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
+        self.step = 0
+        self.elapsed = 0.0  # seconds spent in optimizer steps (evaluations etc. excluded), summed over sessions
+        self.best_val_loss = math.inf
+        self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
+        self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
+        self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(self, stop_after: int | None = None) -> dict[str, Any]:
+        """Train until max_steps or max_seconds of training (or `stop_after` more steps), then evaluate the whole
+        validation split.
+
+        Returns the final record, which holds `val_loss`. `stop_after` ends this call early without
+        changing the schedule, which is how a run is split into sessions.
+        """
+        stop_step = self.cfg.max_steps if stop_after is None else min(self.cfg.max_steps, self.step + stop_after)
+        self.model.train()
+        self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
+        self._window = (0.0, 0, 0)  # training seconds, steps and tokens (all ranks) since the last train record
+        self._clipped.zero_()
+        mid_step = agreed_stop = False
+        try:
+            with _interrupt_between_steps() as interrupt:
+                while self.step < stop_step and not self._out_of_time():
+                    # Under DDP only the stop request all ranks saw in the last step's reduction counts,
+                    # so that every rank stops after the same step; alone, a Ctrl-C counts at once.
+                    if agreed_stop or (interrupt.requested and not self.world.distributed):
+                        raise KeyboardInterrupt
+                    mid_step = True
+                    step_start = time.perf_counter()
+                    lr, loss = self._optimizer_step(interrupt)
+                    agreed_stop = self._stop_agreed
+                    mid_step = False
+                    self._count_training_time(time.perf_counter() - step_start)
+                    self._after_step(lr, loss, stop_step)
+        except KeyboardInterrupt:
+            if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
+                self.save("last.pt")
+            if agreed_stop:  # no rank exits (torchrun then stops the others) before rank 0 has saved
+                barrier()
+            saved = self.out_dir / "last.pt" if self.out_dir and not mid_step else None
+            self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(saved) if saved else None})
+            raise
+        return self.evaluate_and_save(final=True)
+
+    def _optimizer_step(self, interrupt: SimpleNamespace | None = None) -> tuple[float, float]:
+        """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, mean loss).
+        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other, and
+        self._step_tokens: the input positions the step trained on, over all ranks."""
+        cfg = self.cfg
+        lr = learning_rate(self.step, cfg, self._time_fraction())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total, positions = torch.zeros((), device=self.device), 0
+        for micro_step in range(self.grad_accum_steps):
+            x, y = self.sampler.next_batch(self.device)
+            positions += x.numel()  # a chat batch is as wide as its longest conversation, not the context
+            # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
+            last = micro_step == self.grad_accum_steps - 1
+            with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
+                with autocast(self.device, self.dtype):
+                    _, loss = self.train_model(x, y)
+                self.scaler.scale(loss / self.grad_accum_steps).backward()  # summed over micro-batches: the mean
+            total += loss.detach()
+        # One host sync per step; under DDP the mean over ranks, so every rank sees the same loss and
+        # a divergence stops all of them together instead of leaving the others waiting. A stop request
+        # rides along for the same reason.
+        stop_requested = float(interrupt is not None and interrupt.requested)
+        loss_sum, stops, self._step_tokens = all_reduce_sum([(total / self.grad_accum_steps).item(), stop_requested,
+                                                             positions], self.device)
+        mean_loss, self._stop_agreed = loss_sum / self.world.size, stops > 0
+        if not math.isfinite(mean_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(
+                f"the loss became {mean_loss} at step {self.step} (learning rate {lr:.2e}). "
+                f"The last good checkpoint is kept{' in ' + str(self.out_dir) if self.out_dir else ''}; "
+                "resume from it with a lower learning_rate, a longer warmup, or dtype float32."
+            )
+        if cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            self._grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self._clipped += self._grad_norm > cfg.grad_clip
+        scale_before = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+        self.scaler.update()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < scale_before:
+            self.skipped_steps += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        end_of_step(self.model)  # mixture of experts: sum the step's expert load over ranks, move loss-free biases
+        self.step += 1
+        return lr, mean_loss
+
+    def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
+        """Logging, evaluation and samples at their intervals."""
+        cfg = self.cfg
+        if self.step % cfg.log_interval == 0 or self.step == stop_step:
+            self._log_training(lr, loss)
+        if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
+            self.evaluate_and_save()
+        if cfg.sample_interval and self.step % cfg.sample_interval == 0:
+            self._emit({"event": "sample", "step": self.step, "text": self.sample(cfg.sample_tokens)})
+
+    def _log_training(self, lr: float, loss: float) -> None:
+        """A train record over the steps since the last one (their training time only), after a plan at the first."""
+        cfg = self.cfg
+        window_seconds, window_steps, window_tokens = self._window
+        tokens_per_s = window_tokens / window_seconds
+        seconds_per_step = window_seconds / window_steps
+        wall_start, elapsed_start, step_start = self._session
+        overhead = max(0.0, time.perf_counter() - wall_start - (self.elapsed - elapsed_start))  # evaluations etc.
+        eta = remaining_seconds(self.step, cfg.max_steps, seconds_per_step, overhead / (self.step - step_start),
+                                self.elapsed, cfg.max_seconds)
+        if self.step - step_start == window_steps:  # the session's first record: say how long the whole run takes
+            left = steps_left(self.step, cfg.max_steps, seconds_per_step, self.elapsed, cfg.max_seconds)
+            self._emit({"event": "plan", "step": self.step, "max_steps": cfg.max_steps, "max_seconds": cfg.max_seconds,
+                        "step_seconds": seconds_per_step, "expected_steps": self.step + left,
+                        "expected_seconds": self.elapsed + left * seconds_per_step})
+        record = {"event": "train", "step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr,
+                  "tokens_per_s": tokens_per_s, "step_seconds": seconds_per_step, "elapsed": self.elapsed, "eta": eta,
+                  "skipped_steps": self.skipped_steps}
+        if self._grad_norm is not None:
+            record["grad_norm"] = self._grad_norm.item()
+            record["clipped"] = self._clipped.item() / window_steps
+            self._clipped.zero_()
+        if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
+            record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
+        record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
+        self._emit(record)
+        self._window = (0.0, 0, 0)
+
+    def _count_training_time(self, seconds: float) -> None:
+        """Add one optimizer step's duration to the clock; under DDP with a time budget rank 0's clock is everyone's,
+        so that the time-based schedule and the decision to stop agree."""
+        window_seconds, window_steps, window_tokens = self._window
+        self._window = (window_seconds + seconds, window_steps + 1, window_tokens + int(self._step_tokens))
+        self.elapsed += seconds
+        if self.world.distributed and self.cfg.max_seconds is not None:
+            self.elapsed = broadcast_from_main(self.elapsed, self.device)
+
+    def _time_fraction(self) -> float:
+        return self.elapsed / self.cfg.max_seconds if self.cfg.max_seconds else 0.0
+
+    def _out_of_time(self) -> bool:
+        return self.cfg.max_seconds is not None and self.elapsed >= self.cfg.max_seconds
+
+    # -- evaluation, samples, logging -------------------------------------------------------------
+    def evaluate(self) -> float:
+        """Validation loss over the whole split; under DDP each rank scores a share and the sums are added."""
+        total, count = evaluate_loss_sum(self.model, self.val_tokens, self.model_config.block_size,
+                                         self.cfg.eval_batch_size, self.device, autocast(self.device, self.dtype),
+                                         self.tokenizer, rank=self.world.rank, world_size=self.world.size)
+        total, count = all_reduce_sum([total, count], self.device)
+        return total / count
+
+    def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
+        val_loss = self.evaluate()
+        if not math.isfinite(val_loss):  # never save weights that score NaN/inf over last.pt
+            raise TrainingDiverged(
+                f"the validation loss became {val_loss} at step {self.step}. The last good checkpoint is kept"
+                f"{' in ' + str(self.out_dir) if self.out_dir else ''}; resume from it with a lower "
+                "learning_rate, a longer warmup, or dtype float32."
+            )
+        improved = val_loss < self.best_val_loss
+        if improved:
+            self.best_val_loss = val_loss
+            self.save("best.pt")
+        self.save("last.pt")
+        record = {"event": "final" if final else "eval", "step": self.step, "val_loss": val_loss,
+                  "best_val_loss": self.best_val_loss, "elapsed": self.elapsed}
+        for name, evaluate in self.evaluators.items():
+            record.update({f"{name}_{key}": value for key, value in evaluate(self.model).items()})
+        self._emit(record)
+        return record
+
+    def sample(self, max_new_tokens: int = 200, **sampling) -> str:
+        if self.tokenizer is None:
+            raise ValueError("this Trainer has no tokenizer, so it cannot turn samples into text")
+        return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
+                             **sampling)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if not self.world.is_main:
+            return
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+        for callback in self.callbacks:
+            callback(record)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """The run's state; under DDP every rank must call it (it gathers each rank's RNG state), rank 0 gets it all."""
+        return model_checkpoint(
+            self.model, self.tokenizer,
+            train_config=self.cfg.to_dict(),
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict(),
+            step=self.step,
+            elapsed=self.elapsed,
+            best_val_loss=self.best_val_loss,
+            skipped_steps=self.skipped_steps,
+            sampler=self.sampler.state_dict(),
+            rng=gather_to_main(rng_state(self.device)),  # one state per rank
+        )
+
+    def save(self, name: str) -> None:
+        if self.out_dir is None:
+            return
+        state = self.state_dict()  # on every rank: the RNG states are gathered
+        if self.world.is_main:
+            save_checkpoint(self.out_dir / name, state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_config = GPTConfig.from_dict(state["model_config"])
+        if saved_config != self.model_config:
+            raise ValueError(f"the checkpoint's model config {saved_config} differs from this run's "
+                             f"{self.model_config}; resume with the same preset")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.best_val_loss, self.skipped_steps = state["best_val_loss"], state["skipped_steps"]
+        self.sampler.load_state_dict(state["sampler"])
+        # Checkpoints written before per-rank states hold rank 0's CPU state alone.
+        saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]
+        restore_rng(saved_rng, self.world.rank, self.cfg.seed, self.device)
+        saved_ranks, ranks = len(saved_rng), self.world.size
+        if saved_ranks != ranks and self.world.is_main:
+            print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
+                f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)" if ranks > saved_ranks else
+                f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end here"), flush=True)
+
+    def resume(self, path: str | Path) -> None:
+        """Continue from a checkpoint file (or a run folder's last.pt)."""
+        path = Path(path)
+        self.load_state_dict(load_training_checkpoint(path / "last.pt" if path.is_dir() else path))
+
+
+def rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
+    """This process's dropout randomness: the CPU generator's state and, on a GPU, that GPU's own."""
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def restore_rng(saved: list[dict[str, Any]], rank: int, seed: int, device: torch.device) -> None:
+    """Rank r continues the stream rank r saved; a rank the saved run did not have starts afresh, seeded as
+    a new run's rank r is (seed + rank), so the result is still repeatable."""
+    if rank >= len(saved):
+        torch.manual_seed(seed + rank)
+        return
+    torch.set_rng_state(saved[rank]["torch"])
+    if device.type == "cuda" and saved[rank].get("cuda") is not None:
+        torch.cuda.set_rng_state(saved[rank]["cuda"], device)

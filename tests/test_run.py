@@ -1,0 +1,64 @@
+"""train(recipe): the library's one training run. A recipe resolves once; --overwrite never loses the old run to a
+new one that fails before its first checkpoint."""
+
+import hashlib
+
+import pytest
+
+from tinylm.config import ConfigError
+from tinylm.train.recipes import resolve_recipe
+from tinylm.train.run import SET_ASIDE, train
+from tinylm.train.trainer import TrainingDiverged
+
+
+def quiet(*args):
+    pass
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def old_run(tmp_path):
+    out = tmp_path / "run"
+    train(resolve_recipe("shakespeare-char", "smoke", out=out, max_steps=6), say=quiet, on_record=quiet)
+    return out, {name: digest(out / name) for name in ("best.pt", "last.pt", "metrics.jsonl")}
+
+
+def test_an_overwrite_that_diverges_at_once_keeps_the_old_run(old_run):
+    out, before = old_run
+    recipe = resolve_recipe("shakespeare-char", "smoke", out=out, overwrite=True, learning_rate=1e6)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):
+        train(recipe, say=quiet, on_record=quiet)
+    assert {name: digest(out / name) for name in before} == before
+    assert not (out / SET_ASIDE).exists()
+
+
+def test_an_overwrite_that_trains_replaces_the_old_run(old_run):
+    out, before = old_run
+    finished = train(resolve_recipe("shakespeare-char", "smoke", out=out, overwrite=True, max_steps=8, seed=7),
+                     say=quiet, on_record=quiet)
+    assert finished.trainer.step == 8
+    assert digest(out / "last.pt") != before["last.pt"] and not (out / SET_ASIDE).exists()
+
+
+def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(tmp_path):
+    recipe = resolve_recipe("tinystories", "cpu", arch="llama-moe", balancing="aux_loss", learning_rate=8e-3,
+                            max_steps=123)
+    base = resolve_recipe("tinystories", "cpu")
+    assert recipe.out.name == "tinystories-llama-moe-aux_loss-cpu" and base.out.name == "tinystories-cpu"
+    assert recipe.train.max_steps == 123 and recipe.train.learning_rate == 8e-3
+    assert recipe.train.min_lr == pytest.approx(base.train.min_lr * 2)  # 8e-3 is twice the recipe's 4e-3
+    config = recipe.model_config(type("Tokenizer", (), {"vocab_size": 6872})())
+    assert (config.vocab_size, config.n_experts, config.balancing) == (6912, 8, "aux_loss")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(arch="gpt2", balancing="aux_loss"), "applies to a mixture of experts"),
+    (dict(learning_rat=1e-3), "no field"),
+    (dict(resume=True, overwrite=True), "choose one"),
+])
+def test_a_bad_recipe_fails_before_anything_runs(options, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        resolve_recipe("shakespeare-char", "smoke", **options)

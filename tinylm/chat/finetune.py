@@ -1,0 +1,231 @@
+"""Chat fine-tuning (SFT) of a pretrained model, through the same Trainer as pretraining: `finetune(...)`.
+
+The base gets the chat tokens (`tinylm.chat.vocab.add_chat_tokens`) when it lacks them; every record becomes a
+ChatML conversation with the loss on its answer only; a share of the batches (`pretraining_share`) is pretraining
+text, so the model keeps its language. Validation is the loss on the held-out conversations' answer tokens. Before
+training and after it (with best.pt), the run measures that loss and the share of held-out prompts whose greedy
+reply ends with <|im_end|> within REPLY_TOKENS; OUT/chat_eval.json keeps both, with a few replies, and the wall
+time. OUT also gets metrics.jsonl, best.pt and last.pt, as `tinylm.train.run.train` writes them, and an overwritten
+run survives a new one that fails before its first checkpoint, as there.
+
+Bases: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a tinylm
+checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint; `pretrain` pretrains
+the profile's small base first, in OUT/base (`tinylm.chat.base` says why). `python -m tinylm.finetune` is the
+command line (tinylm/cli/finetune.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import GPTConfig, TrainConfig
+from ..data.instruct import InstructDataError, build_examples, load_records, split_records, to_messages
+from ..data.tokens import RandomWindowSampler
+from ..model.gpt import GPT
+from ..paths import atomic_write, runs_dir, shown
+from ..runtime import resolve_device, resolve_profile
+from ..tokenizers.gpt2 import BPETokenizer
+from ..tokenizers.saved import tokenizer_from_dict
+from ..train.checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
+from ..train.distributed import World, current_world, device_for
+from ..train.progress import print_record
+from ..train.run import set_aside_old_run, settle_old_run
+from ..train.runlock import claim_run_folder
+from ..train.trainer import RUN_FILES
+from .base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
+from .sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, stop_rate
+from .template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate
+from .vocab import add_chat_tokens
+
+CHAT_RUN_FILES = (*RUN_FILES, "chat_eval.json")  # what a fine-tuning run writes into its folder
+REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
+SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
+
+
+def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], device, world: World):
+    """(model, tokenizer, description) of --base."""
+    if base == "pretrain":
+        if profile not in BASE_RECIPES:
+            raise ValueError(f"--base pretrain trains the small base of the cpu and smoke profiles; the {profile} "
+                             "profile starts from --base gpt2, a run folder or a checkpoint")
+        checkpoint = pretrain_base(profile, out / "base", instruction_texts, device, world)
+        model, tokenizer, _ = load_model(checkpoint)
+        return model, tokenizer, f"small base pretrained in {shown(checkpoint.parent)}"
+    if base == "gpt2" or (Path(base) / "config.json").is_file():
+        from ..interop.hf_gpt2 import from_hf_gpt2
+
+        how = ("Offline, point --base at a local copy: a folder saved by transformers (GPT2LMHeadModel."
+               "save_pretrained: config.json and model.safetensors), or a tinylm checkpoint made from one with "
+               "python -m tinylm.interop import --hf FOLDER --out gpt2.pt.")
+        if base == "gpt2" and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+            raise BaseModelUnavailable(f"--base gpt2 downloads OpenAI's GPT-2 124M from Hugging Face, but "
+                                       f"HF_HUB_OFFLINE is set. {how}")
+        try:
+            return from_hf_gpt2(base), BPETokenizer("gpt2"), f"GPT-2 through transformers ({base})"
+        except OSError as error:
+            raise BaseModelUnavailable(f"could not load GPT-2 from {base!r}: it needs the network. {how}") from error
+    model, tokenizer, _ = load_model(base)
+    if tokenizer is None:
+        raise CheckpointError(f"{base} carries no tokenizer; chat fine-tuning needs GPT-2's BPE tokenizer")
+    return model, tokenizer, str(base)
+
+
+def _chat_texts(records: list, system_prompt: str, source: str) -> list[str]:
+    """Every text the template will encode for these records: what a trimmed base vocabulary must cover.
+    An error, before any base is loaded or trained, when no record can become a conversation."""
+    texts = [system_prompt, "\n", *(f"{role}\n" for role in ROLES)]
+    usable = 0
+    for record in records:
+        try:
+            texts += [message["content"] for message in to_messages(record, system_prompt)]
+            usable += 1
+        except ValueError:  # a record the rules skip adds nothing
+            continue
+    if not usable:
+        raise InstructDataError(f"{source} leaves no usable conversation for training: every record is malformed "
+                                "or has an empty answer (records need instruction and output, or messages)")
+    return texts
+
+
+def _measure(trainer: ChatTrainer, prompts: list[list[dict]], world: World) -> dict:
+    """Answer-token loss on the held-out conversations and the stop rate of greedy replies to held-out prompts."""
+    measured = {"answer_loss": trainer.evaluate()}  # every rank: the validation sums are reduced across ranks
+    if world.is_main:
+        started = time.perf_counter()
+        rate, replies = stop_rate(trainer.model, trainer.template, prompts, REPLY_TOKENS)
+        measured.update(stop_rate=rate, prompts=len(prompts), seconds=round(time.perf_counter() - started, 1),
+                        replies=[{"prompt": p[-1]["content"], "reply": trainer.tokenizer.decode(r)}
+                                 for p, r in zip(prompts[:SHOWN_REPLIES], replies)])
+    return measured
+
+
+def _write_report(out: Path, report: dict) -> None:
+    with atomic_write(out / "chat_eval.json") as f:
+        f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def finetune(profile: str | None = None, *, base: str | None = None, data: str = "instruct",
+             out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
+             max_steps: int | None = None, max_seconds: float | None = None, pretraining_share: float | None = None,
+             system_prompt: str = DEFAULT_SYSTEM_PROMPT, batch_size: int | None = None, seed: int | None = None,
+             device: str | None = None, dtype: str | None = None, world: World | None = None,
+             say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_record) -> dict:
+    """Fine-tune `base` (default: the profile's: gpt2 on a GPU profile, a small base pretrained first on cpu and
+    smoke) on the instruction records of `data` into `out` (default runs/chat-<profile>), and return the report
+    that OUT/chat_eval.json keeps: answer-token loss and stop rate before and after, steps and seconds.
+    The options override the profile's SFT recipe (None: the recipe's). Only rank 0 speaks and writes."""
+    started = time.perf_counter()
+    world = world or current_world()
+    if not world.is_main:
+        say = on_record = _silent
+    profile = resolve_profile(profile)
+    recipe = SFT_RECIPES[profile]
+    out = Path(out) if out is not None else runs_dir() / f"chat-{profile}"
+    with contextlib.ExitStack() as held:
+        claim_run_folder(out, held, world.is_main, resume, overwrite, say)
+        device = resolve_device(device_for(world, device))
+        return _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds,
+                         pretraining_share, system_prompt, batch_size, seed, device, dtype, world, say, on_record,
+                         started)
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds, pretraining_share,
+              system_prompt, batch_size, seed, device, dtype, world, say, on_record, started) -> dict:
+
+    records, source = load_records(data)
+    train_records, val_records = split_records(records)
+    texts = _chat_texts(train_records, system_prompt, source)
+    saved = load_training_checkpoint(out / "last.pt") if resume else None
+    if saved is not None:
+        model = GPT(GPTConfig.from_dict(saved["model_config"]))
+        tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
+        cfg = TrainConfig.from_dict(saved["train_config"])
+    else:
+        base_model, base_tokenizer, base_description = load_base(
+            base or recipe.base, profile, out, texts, device, world)
+        model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
+        if tokenizer is not base_tokenizer:
+            say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
+                f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
+                f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
+        cfg = recipe.train
+    template = ChatTemplate(tokenizer)
+    block_size = model.config.block_size
+    train_examples = build_examples(train_records, template, block_size, system_prompt)
+    val_examples = build_examples(val_records, template, block_size, system_prompt)
+    if not len(train_examples) or not len(val_examples):
+        split = "training" if not len(train_examples) else "validation"
+        raise InstructDataError(f"{source} leaves no usable conversation for {split} "
+                                f"(train: {train_examples.describe()}; held out: {val_examples.describe()})")
+    say(f"data: {source}\n  train: {train_examples.describe()}\n  held out: {val_examples.describe()}")
+
+    overrides = {"max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size,
+                 "seed": seed, "dtype": dtype}
+    if not resume and recipe.epochs and max_steps is None:
+        per_step = (batch_size or cfg.batch_size) * cfg.grad_accum_steps * world.size
+        overrides["max_steps"] = max(cfg.warmup_steps + 1, round(recipe.epochs * len(train_examples) / per_step))
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    share = recipe.pretraining_share if pretraining_share is None else pretraining_share
+    loader = chat_loader = ConversationLoader(train_examples.rendered, cfg.batch_size, template.pad, seed=cfg.seed,
+                                              rank=world.rank, world_size=world.size)
+    if share > 0:
+        text, _ = pretraining_tokens(tokenizer)
+        windows = RandomWindowSampler(text, block_size, cfg.batch_size, cfg.seed, world.rank, world.size)
+        loader = MixtureLoader({"chat": loader, "pretraining": windows}, {"chat": 1 - share, "pretraining": share},
+                               seed=cfg.seed)
+    trainer = ChatTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
+                          callbacks=[on_record], world=world, val_conversations=val_examples.rendered,
+                          template=template)
+    if saved is not None:
+        trainer.load_state_dict(saved)
+    say(f"fine-tuning {base_description} | {model.num_parameters():,} parameters | profile {profile} | "
+        f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - share):.0f}% chat, "
+        f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | "
+        f"device {trainer.device} | run folder {shown(out)}")
+
+    set_aside = set_aside_old_run(out, CHAT_RUN_FILES) if overwrite and world.is_main else None
+    prompts = val_examples.prompts()[: recipe.eval_prompts]
+    saved_report = out / "chat_eval.json"
+    report = json.loads(saved_report.read_text()) if resume and saved_report.is_file() else {}
+    if "before" not in report:
+        report.update(profile=profile, base=base_description, data=source, train=train_examples.counts,
+                      held_out=val_examples.counts, before=_measure(trainer, prompts, world))
+        if world.is_main:
+            _write_report(out, report)
+    try:
+        trainer.fit()
+    finally:
+        if set_aside is not None:
+            settle_old_run(out, set_aside)
+    best = load_checkpoint(out / "best.pt", map_location=trainer.device) if world.is_main else None
+    if world.distributed:
+        best_state = [best["model"] if best else None]
+        torch.distributed.broadcast_object_list(best_state)
+        trainer.model.load_state_dict(best_state[0])
+    else:
+        trainer.model.load_state_dict(best["model"])
+    report.update(after=_measure(trainer, prompts, world), steps=trainer.step, sft_seconds=round(trainer.elapsed, 1),
+                  wall_seconds=round(time.perf_counter() - started, 1))  # this invocation's, base pretraining included
+    if world.is_main:
+        _write_report(out, report)
+        before, after = report["before"], report["after"]
+        say(f"answer-token validation loss: {before['answer_loss']:.4f} before, "
+            f"{after['answer_loss']:.4f} after (best.pt)\n"
+            f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.1f}% before, "
+            f"{100 * after['stop_rate']:.1f}% after ({after['prompts']} held-out prompts, greedy)\n"
+            f"wall time {report['wall_seconds']:.0f} s; report in {shown(saved_report)}\n"
+            f"next: python -m tinylm.chat --ckpt {shown(out)}   or   "
+            f"python -m tinylm.serve --ckpt {shown(out)} --port 8000")
+    return report
