@@ -8,8 +8,10 @@ in offline mode, and HTTPS through a proxy on a closed local port.
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,14 @@ def test_an_unanticipated_error_keeps_its_traceback():
     with pytest.raises(SystemExit) as exit_info:
         run_cli(bad_input, ["7"])
     assert exit_info.value.code == "error: --flag 7 is out of range; use 1 to 3"
+
+
+def test_ctrl_c_while_a_command_is_still_starting_ends_in_one_line():
+    """Loading torch takes a second or more; a Ctrl-C then used to end in a KeyboardInterrupt traceback."""
+    process = subprocess.Popen([sys.executable, "-m", "tinylm.train", "--help"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(0.25)  # the interpreter is up and still importing torch
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and out == "", err
+    assert err.splitlines() == ["interrupted while train was starting: nothing was done"]

@@ -141,3 +141,12 @@ def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat
     two = json.loads((ddp_out / "chat_eval.json").read_text())["before"]["answer_loss"]
     assert two == pytest.approx(one, rel=1e-5)
     assert "of 8 x 2" in result.stdout and records(ddp_out / "metrics.jsonl")[-1]["step"] == 4
+
+
+def test_a_time_budget_says_what_it_does_not_bound(tmp_path):
+    """--max-seconds bounds the fine-tuning steps; the plan line names the base pretraining and the evaluations."""
+    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--max-seconds", "30",
+                     data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    plan = next(line for line in result.stdout.splitlines() if line.startswith("plan: --max-seconds 30"))
+    assert "pretraining the small base first" in plan and "evaluations before and after" in plan

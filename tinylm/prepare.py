@@ -4,6 +4,6 @@ This module is only the name `python -m tinylm.prepare` needs; the command line 
 """
 
 if __name__ == "__main__":
-    from tinylm.cli.prepare import cli
+    from tinylm.cli import run
 
-    cli()
+    run("prepare")

@@ -4,6 +4,6 @@ This module is only the name `python -m tinylm.sample` needs; the command line i
 """
 
 if __name__ == "__main__":
-    from tinylm.cli.sample import cli
+    from tinylm.cli import run
 
-    cli()
+    run("sample")

@@ -4,6 +4,6 @@ This module is only the name `python -m tinylm.serve` needs; the command line is
 """
 
 if __name__ == "__main__":
-    from tinylm.cli.serve import cli
+    from tinylm.cli import run
 
-    cli()
+    run("serve")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import GPTConfig, TrainConfig
+from ..config import ModelShape, TrainConfig
 from ..data.corpora import TINYSTORIES_SAMPLE, split_stories
 from ..data.download import fetch
 from ..data.fineweb import FINEWEB_EDU_SAMPLE
@@ -46,12 +46,12 @@ class BaseModelUnavailable(RuntimeError):
 MIN_COUNT = 3  # corpus tokens seen fewer times are left out of the trimmed vocabulary
 HELD_OUT_EVERY = 20  # every 20th document is validation text
 
-# (model shape, pretraining recipe) per profile; vocab_size comes from the trimmed tokenizer.
+# (model shape, pretraining recipe) per profile; the vocabulary comes from the trimmed tokenizer.
 BASE_RECIPES = {
-    "smoke": (GPTConfig(vocab_size=1, block_size=128, n_layer=2, n_head=2, n_embd=32),
+    "smoke": (ModelShape(block_size=128, n_layer=2, n_head=2, n_embd=32),
               TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
                           eval_interval=0, log_interval=10, eval_batch_size=64, dtype="float32")),
-    "cpu": (GPTConfig(vocab_size=1, block_size=128, n_layer=4, n_head=4, n_embd=128),
+    "cpu": (ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=16, max_steps=450, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4, beta2=0.99,
                         eval_interval=0, log_interval=50, eval_batch_size=64, dtype="float32")),
 }
@@ -120,7 +120,7 @@ def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=
         print(f"base model: {shown(checkpoint)} (pretrained earlier, {saved['step']} steps)")
         return checkpoint
     train, val = pretraining_tokens(tokenizer, texts)
-    model = GPT(GPTConfig.from_dict({**shape.to_dict(), "vocab_size": padded_vocab_size(tokenizer.vocab_size, 64)}))
+    model = GPT(shape.config(padded_vocab_size(tokenizer.vocab_size, 64)))
     trainer = Trainer(model, cfg, train, val, out_dir=out, tokenizer=tokenizer, device=device,
                       callbacks=[print_record], world=world)
     if saved is not None:

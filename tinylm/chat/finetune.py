@@ -78,6 +78,20 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
     return model, tokenizer, str(base)
 
 
+def _unbounded(profile: str, base: str, out: Path, held_out: int, eval_prompts: int | None,
+               max_seconds: float) -> str:
+    """The plan line of a run with a time budget: what --max-seconds does not bound, so that nobody waits for it."""
+    extra = []
+    if base == "pretrain":
+        extra.append(f"pretraining the small base first, unless {shown(out / 'base')} holds it "
+                     f"({BASE_RECIPES[profile][1].max_steps:,} steps)")
+    prompts = held_out if eval_prompts is None else min(held_out, eval_prompts)
+    extra.append(f"the evaluations before and after (answer loss on up to {held_out} held-out conversations, "
+                 f"greedy replies of up to {REPLY_TOKENS} tokens to {prompts} prompts)")
+    return (f"plan: --max-seconds {max_seconds:g} bounds the fine-tuning steps only; on top of them come "
+            + " and ".join(extra))
+
+
 def _chat_texts(records: list, system_prompt: str, source: str) -> list[str]:
     """Every text the template will encode for these records: what a trimmed base vocabulary must cover.
     An error, before any base is loaded or trained, when no record can become a conversation."""
@@ -146,6 +160,8 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
 
     records, source = load_records(data)
     train_records, val_records = split_records(records)
+    if max_seconds is not None:
+        say(_unbounded(profile, base or recipe.base, out, len(val_records), recipe.eval_prompts, max_seconds))
     texts = _chat_texts(train_records, system_prompt, source)
     saved = load_training_checkpoint(out / "last.pt") if resume else None
     if saved is not None:

@@ -27,6 +27,17 @@ USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its op
     f"  {name:<9} {what}" for name, what in COMMANDS.items())
 
 
+def run(command: str, argv: list[str] | None = None) -> None:
+    """Start `command`'s command line (`python -m tinylm.<command>` calls this). Loading torch takes a second or
+    two; a Ctrl-C meanwhile ends the program as quietly as one during the work (nothing was done yet)."""
+    try:
+        module = importlib.import_module(f"tinylm.cli.{command}")
+    except KeyboardInterrupt:
+        print(f"interrupted while {command} was starting: nothing was done", file=sys.stderr)
+        raise SystemExit(130) from None
+    module.cli(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     """`tinylm <command> ...` and `python -m tinylm <command> ...`: run that command's command line."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -38,4 +49,4 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         raise SystemExit(2)
     sys.argv[0] = f"tinylm {command}"
-    importlib.import_module(f"tinylm.cli.{command}").cli(rest)
+    run(command, rest)

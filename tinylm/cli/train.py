@@ -15,11 +15,10 @@ JSON record per line; the last one holds val_loss), best.pt and last.pt.
 --max-seconds budgets training time only: evaluations, checkpoints and samples are not counted,
 so the run takes that long plus their time (the cosine schedule follows the budget).
 
-While a run trains, the folder also holds run.lock (its pid, host and start
-time): a second run into the same folder stops with an error that names the first (a lock left by
-a killed run is taken over). --overwrite deletes the old run's files before the new run writes any;
---resume and --overwrite exclude each other. Ctrl-C saves last.pt, says how to resume, and exits
-with status 130.
+While a run trains, the folder also holds run.lock (its pid, host and start time): a second run into the same
+folder stops with an error that names the first (a lock left by a killed run is taken over). --overwrite replaces
+the old run, which survives until the new one has a checkpoint (a new run that fails before that puts it back);
+--resume and --overwrite exclude each other. Ctrl-C saves last.pt, says how to resume, and exits with status 130.
 
 --arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
 default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of

@@ -23,7 +23,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -34,7 +34,7 @@ from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
 from .download import DownloadError, RemoteFile, fetch
 from .mirror import mirror_dir
-from .tokens import TokenFileWriter, read_meta, read_tokens, write_meta, write_tokens
+from .tokens import TokenFileWriter, batched, read_meta, read_tokens, write_meta, write_tokens
 
 TINY_SHAKESPEARE = RemoteFile(
     url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -117,22 +117,11 @@ def tokenize_stories(stories: Iterable[str], tokenizer: BPETokenizer, out: Token
     """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`."""
     threads = threads or os.cpu_count() or 1
     with tqdm(total=total, unit="story", desc=desc) as bar:
-        for chunk in _chunks(stories, chunk_size):
+        for chunk in batched(stories, chunk_size):
             encoded = tokenizer.encoding.encode_ordinary_batch(chunk, num_threads=threads)
             out.append(np.fromiter((i for ids in encoded for i in (*ids, tokenizer.eot_token)), dtype=np.int64))
             bar.update(len(chunk))
             bar.set_postfix(tokens=f"{out.count:,}")
-
-
-def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def prepare_tinystories(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05,

@@ -57,7 +57,7 @@ from ..paths import atomic_write, data_dir
 from ..tokenizers.gpt2 import BPETokenizer
 from .download import DownloadError, RemoteFile, fetch
 from .mirror import MIRROR_ENV, mirror_dir
-from .tokens import TOKEN_DTYPE, DataError, check_token_file, gather_windows, read_tokens, write_tokens
+from .tokens import TOKEN_DTYPE, DataError, batched, check_token_file, gather_windows, read_tokens, write_tokens
 
 FINEWEB_EDU_HF = "HuggingFaceFW/fineweb-edu"
 DEFAULT_CONFIG = "sample-10BT"
@@ -149,12 +149,6 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
-    iterator = iter(texts)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
-
-
 def _bounded(items: Iterable, slots: threading.Semaphore, stop: threading.Event) -> Iterator:
     """Yield items only while a slot is free: Pool.imap's feeder thread would otherwise read the whole
     stream ahead into memory. Returns soon after `stop` is set, so the pool can shut down."""
@@ -172,7 +166,7 @@ def encode_documents(texts: Iterable[str], workers: int = 1, docs_per_batch: int
     """EncodedBatches of `texts`, in order. workers > 1 tokenizes in a process pool from `context`
     (a multiprocessing context, e.g. get_context("spawn"); default: the platform's start method);
     workers = 1 tokenizes in this process. The output does not depend on workers or docs_per_batch."""
-    batches = _batches(texts, docs_per_batch)
+    batches = batched(texts, docs_per_batch)
     if workers <= 1:
         yield from map(_encode_batch, batches)
         return

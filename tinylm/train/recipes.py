@@ -10,20 +10,8 @@ tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
 notebooks and the stand-in runs of `tinylm.course.notebooks.find_or_train` all go through these two functions.
 
-Why the cpu recipes look the way they do (measured on a 2-core machine; README, "Results"):
-- shakespeare-char: in 70 s a model sees only ~3M characters, so what limits it is the number of
-  optimizer steps, not its capacity. A CPU's throughput is set by the model's size (the batch
-  barely matters: 4 layers x 128 wide train at ~21k tokens/s with batch 12, ~24k with batch 32), so
-  the fastest learner is the smallest model that still attends: one block, 128 wide, ~55k tokens/s
-  and ~5,000 steps in 70 s. At equal wall-clock, validation loss went 1.80 (4 layers) -> 1.75
-  (3) -> 1.70 (2) -> 1.66 (1 layer); 96 or 192 wide were worse (1.67, 1.74). A high learning rate
-  (6e-3 vs nanoGPT's 1e-3: 1.95 -> 1.78 at 4 layers) with beta1 = 0.8, beta2 = 0.99 and a cosine to
-  1e-4 follows. fp32: bf16 autocast is slower on this CPU at this size (9.3 vs 7.5 ms per step,
-  `python -m tinylm.bench train --n-layer 1 --block-size 64 --dtype bfloat16`, then float32).
-  Deeper models win once the budget is longer, which is what the gpu recipe is.
-- tinystories: the 50,257-wide output layer would dominate a small model, so the cpu and smoke
-  profiles keep GPT-2's tokenization but only the tokens the training text uses
-  (TrimmedBPETokenizer, ~6.9k of them), trained on the 2 MiB sample of TinyStories.
+Why the cpu recipes look the way they do, with the measurements behind it: README, "Why the cpu recipes look as
+they do".
 """
 
 from __future__ import annotations
