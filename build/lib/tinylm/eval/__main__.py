@@ -1,6 +1,0 @@
-"""`python -m tinylm.eval`: the command line in tinylm/cli/eval.py."""
-
-if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
-    from tinylm.cli.eval import cli
-
-    cli()

@@ -1,6 +1,0 @@
-"""`python -m tinylm.interop`: the command line in tinylm/cli/interop.py."""
-
-if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
-    from tinylm.cli.interop import cli
-
-    cli()
