@@ -79,6 +79,7 @@ from tqdm.auto import tqdm
 
 import tinylm
 import tinylm.course.plotting
+import tinylm.generate.decode
 from tinylm.model.attention import CausalSelfAttention, explicit_causal_attention
 from tinylm.model.gpt import Block
 

@@ -315,7 +315,7 @@ print("|--------------|--------|------------|--------------------------|--------
       "|-------------------------|")
 for name, rows_ in rows:
     with torch.device("meta"):
-        probe = tinylm.GPT(dataclasses.replace(cpu_preset, vocab_size=rows_))
+        probe = tinylm.GPT(cpu_preset.config(vocab_size=rows_))
     total, head = probe.flops_per_token(), 6 * rows_ * cpu_preset.n_embd
     logits_mb = cpu_train_cfg.batch_size * cpu_preset.block_size * rows_ * 4 / 1e6
     print(f"| {name:<12} | {rows_:>6,} | {probe.num_parameters() / 1e6:>8.2f}M | {head / 1e6:>24.1f} | "

@@ -90,6 +90,7 @@ import torch.nn.functional as F
 import tinylm
 import tinylm.data.corpora
 import tinylm.interop.hf_gpt2
+import tinylm.interop.llama2c
 from tinylm.config import ARCHITECTURES, with_architecture
 from tinylm.course.exercises import check
 from tinylm.model.attention import CausalSelfAttention
@@ -585,9 +586,9 @@ print(tinylm.generate_text(llama_model, data.tokenizer, "Once upon a time", max_
 #
 # Because the model is Llama's, `tinylm` reads Llama checkpoints:
 #
-# - `tinylm.interop.hf_gpt2.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
+# - `tinylm.interop.hf_llama.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
 #   Hugging Face's `LlamaForCausalLM` (same rotate-half convention; the tests check logits both ways).
-# - `tinylm.interop.hf_gpt2.from_llama2c("stories15M.bin")` reads the checkpoints of Karpathy's
+# - `tinylm.interop.llama2c.from_llama2c("stories15M.bin")` reads the checkpoints of Karpathy's
 #   [llama2.c](https://github.com/karpathy/llama2.c): Llama models of 15M, 42M and 110M parameters trained
 #   on TinyStories, with Llama 2's 32,000-token SentencePiece tokenizer. Their attention weights use the
 #   interleaved RoPE convention, so the importer permutes the rows of `W_q` and `W_k` as above. Online:
@@ -605,8 +606,8 @@ print(tinylm.generate_text(llama_model, data.tokenizer, "Once upon a time", max_
 # %%
 with tempfile.TemporaryDirectory() as folder:
     path = Path(folder) / "tinystories-llama.bin"
-    tinylm.interop.hf_gpt2.write_llama2c(llama_model.cpu().float(), path)
-    reloaded = tinylm.interop.hf_gpt2.from_llama2c(path)
+    tinylm.interop.llama2c.write_llama2c(llama_model.cpu().float(), path)
+    reloaded = tinylm.interop.llama2c.from_llama2c(path)
     print(f"{path.name}: {path.stat().st_size:,} bytes")
 ids = torch.tensor([prompt])
 with torch.no_grad():
