@@ -132,3 +132,40 @@ def test_plan_line_says_the_expected_training_time_or_that_the_budget_ends_it():
     line = format_record(by_time)
     assert "max_seconds budget ends training after 5m00s, near step 577 of 6,000" in line
     assert "evaluations" in line
+
+
+@pytest.mark.parametrize("command, argv, option, least", [
+    ("sample", ["--num-samples", "-2"], "--num-samples", 1),
+    ("sample", ["--num-samples", "0"], "--num-samples", 1),
+    ("sample", ["--max-new-tokens", "0"], "--max-new-tokens", 1),
+    ("sample", ["--min-new-tokens", "-1"], "--min-new-tokens", 0),
+    ("sample", ["--top-k", "0"], "--top-k", 1),
+    ("eval", ["loss", "--text", "t.txt", "--batch-size", "0"], "--batch-size", 1),
+    ("eval", ["hellaswag", "--limit", "-5"], "--limit", 1),
+    ("bench", ["train", "--steps", "0"], "--steps", 1),
+    ("bench", ["train", "--batch-size", "-1"], "--batch-size", 1),
+    ("bench", ["train", "--reference", "--rounds", "0"], "--rounds", 1),
+    ("bench", ["train", "--n-layer", "0"], "--n-layer", 1),
+    ("bench", ["decode", "--new-tokens", "0"], "--new-tokens", 1),
+    ("bench", ["decode", "--prompt-tokens", "1", "-3"], "--prompt-tokens", 1),
+    ("bench", ["bpe", "--merges", "0"], "--merges", 1),
+    ("bench", ["bpe", "--repeats", "zero"], "--repeats", 1),
+])
+def test_an_integer_option_below_its_least_sensible_value_is_a_usage_error(command, argv, option, least, capsys):
+    """0 samples, 0 new tokens, 0 steps, ...: the command would do nothing, or fail later with a traceback."""
+    module = importlib.import_module(f"tinylm.cli.{command}")
+    ckpt = ["--ckpt", "runs/x"] if command in ("sample", "eval") else []
+    argv = argv[:1] + ckpt + argv[1:] if command == "eval" else ckpt + argv
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(argv)
+    assert exit_info.value.code == 2
+    value = argv[-1]
+    assert f"error: argument {option}: must be an integer >= {least}, got {value}" in capsys.readouterr().err
+
+
+def test_sample_with_a_negative_number_of_samples_exits_with_a_usage_error_not_silently():
+    result = subprocess.run([sys.executable, "-m", "tinylm.sample", "--ckpt", "runs/x", "--num-samples", "-2"],
+                            capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.splitlines()[-1] == ("python -m tinylm.sample: error: argument --num-samples: "
+                                              "must be an integer >= 1, got -2")

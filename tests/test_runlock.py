@@ -1,15 +1,20 @@
 """One run per run folder: run.lock is claimed atomically, names its owner, is removed however the run
 ends, and is taken over only when its process is known to be gone."""
 
+import errno
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
+from tinylm.cli.errors import describe
+from tinylm.train import runlock
 from tinylm.train.runlock import LOCK_FILE, RunFolderBusy, run_lock
 
 
@@ -88,3 +93,86 @@ def test_a_lock_of_a_live_process_or_of_another_host_is_not_taken_over(tmp_path)
     finally:
         live.kill()
         live.wait()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 64 KiB file system (tmpfs), mounted for the test and unmounted after it."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.name != "posix" or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs a POSIX system with mount(8)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
+def fill(folder) -> None:
+    """Write into `folder` until its file system is full."""
+    with open(folder / "filler", "wb", buffering=0) as f:
+        with pytest.raises(OSError) as full:
+            while True:
+                f.write(b"\0" * 4096)
+    assert full.value.errno == errno.ENOSPC
+
+
+def test_a_full_disk_at_the_start_is_a_one_line_error_and_leaves_no_lock_behind(small_disk):
+    folder = small_disk / "run"
+    folder.mkdir()
+    fill(small_disk)
+    with pytest.raises(OSError) as full:
+        with run_lock(folder):
+            pass
+    assert list(folder.iterdir()) == [], "no lock (and no temporary file) is left"
+    assert describe(full.value) == (f"No space left on device: {folder / LOCK_FILE}; the disk is full: free some "
+                                    "space, or write elsewhere (--out), and run again; a file that was being replaced "
+                                    "(a checkpoint, a token file) keeps its previous version")
+    (small_disk / "filler").unlink()
+    with run_lock(folder) as path:  # space again: the next run starts
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+
+
+def test_a_write_that_fails_leaves_no_lock_behind(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    with monkeypatch.context() as patch:
+        patch.setattr(runlock.json, "dump", disk_full)
+        with pytest.raises(OSError, match="No space left on device") as full:
+            with run_lock(folder):
+                pass
+    assert full.value.filename == str(folder / LOCK_FILE) and list(folder.iterdir()) == []
+    with run_lock(folder):
+        pass
+
+
+def test_an_empty_lock_is_taken_over_once_it_is_a_few_seconds_old(tmp_path, monkeypatch):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lock = folder / LOCK_FILE
+    lock.touch()
+    os.utime(lock, (time.time() - 60, time.time() - 60))
+    notes = []
+    with run_lock(folder, say=notes.append) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert notes == [f"note: {lock} named no owner (a run that could not write it, e.g. on a full disk, left it "
+                     "behind); taking the run folder over"]
+
+    # A young empty lock may be an owner about to write its name (a tinylm that wrote the file after creating it):
+    # it is waited for, and then it counts.
+    monkeypatch.setattr(runlock, "EMPTY_LOCK_SECONDS", 2.0)
+    lock.touch()
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
+    writer = threading.Timer(0.3, lambda: lock.write_text(json.dumps(owner)))
+    writer.start()
+    with pytest.raises(RunFolderBusy, match=f"process {os.getpid()} on "):
+        with run_lock(folder):
+            pass
+    writer.join()

@@ -61,7 +61,7 @@ from ..model.kv_cache import bytes_per_token
 from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
 from ..train.checkpoint import load_model
 from ..train.progress import describe_parameters
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, examples, positive_int
 from .errors import run_cli
 
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
@@ -193,19 +193,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        parser.add_argument("--" + name.replace("_", "-"), type=int, help="replaces the preset's value "
+        parser.add_argument("--" + name.replace("_", "-"), type=positive_int, help="replaces the preset's value "
                             "(default: the preset's)")
-    parser.add_argument("--batch-size", type=int, help="train only (default: the preset's recipe, else 12)")
-    parser.add_argument("--steps", type=int, default=50, help="train only")
+    parser.add_argument("--batch-size", type=positive_int, help="train only (default: the preset's recipe, else 12)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="train only")
     parser.add_argument("--reference", action="store_true", help="train only: race a plain GPT-2 of the same shape "
                         "trained with nanoGPT's AdamW setup (tinylm.model.reference)")
-    parser.add_argument("--rounds", type=int, default=30, help="train --reference only: alternating rounds")
+    parser.add_argument("--rounds", type=positive_int, default=30, help="train --reference only: alternating rounds")
     parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
                         "(default: random weights of the shape)")
-    parser.add_argument("--new-tokens", type=int, default=500, help="decode only")
-    parser.add_argument("--prompt-tokens", type=int, nargs="+", default=[1], help="decode only: one run per length")
-    parser.add_argument("--merges", type=int, default=500, help="bpe only")
-    parser.add_argument("--repeats", type=int, default=3, help="bpe only: runs of each trainer")
+    parser.add_argument("--new-tokens", type=positive_int, default=500, help="decode only")
+    parser.add_argument("--prompt-tokens", type=positive_int, nargs="+", default=[1],
+                        help="decode only: one run per length")
+    parser.add_argument("--merges", type=positive_int, default=500, help="bpe only")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="bpe only: runs of each trainer")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="auto: bf16 or fp16 on CUDA, fp32 elsewhere")

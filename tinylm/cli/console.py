@@ -1,4 +1,5 @@
-"""--help as every command line shows it: each option with its default, then the description and examples.
+"""--help as every command line shows it (each option with its default, then the description and examples), and the
+argparse type of every integer option that has a least sensible value.
 
 How the trainer's records read as lines lives with the rest of the progress arithmetic, in
 `tinylm.cli.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
@@ -7,6 +8,7 @@ How the trainer's records read as lines lives with the rest of the progress arit
 from __future__ import annotations
 
 import argparse
+from typing import Callable
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -24,3 +26,23 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def examples(*command_lines: str) -> str:
     """An epilog: example invocations, one per line."""
     return "examples:\n" + "\n".join(f"  {line}" for line in command_lines)
+
+
+def int_at_least(minimum: int, advice: str = "") -> Callable[[str], int]:
+    """An argparse `type`: an integer >= minimum. Anything else is a usage error (exit status 2, nothing run) that
+    says why, e.g. `argument --num-samples: must be an integer >= 1, got -2`, then `advice` if given."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}"
+                                             + (f"; {advice}" if advice else ""))
+        return value
+
+    return parse
+
+
+positive_int = int_at_least(1)  # a count of things the command makes or measures: 0 would do nothing

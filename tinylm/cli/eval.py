@@ -27,7 +27,7 @@ from typing import Any
 from ..eval.loss import text_loss
 from ..runtime import resolve_device
 from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, examples, positive_int
 from .errors import run_cli
 
 
@@ -107,13 +107,6 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     return result
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return number
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     loss_example = "python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt"
     hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
@@ -126,7 +119,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                formatter_class=HelpFormatter, epilog=examples(loss_example))
     loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
-    loss.add_argument("--batch-size", type=_positive_int, default=8, help="context windows per forward pass")
+    loss.add_argument("--batch-size", type=positive_int, default=8, help="context windows per forward pass")
     loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     loss.set_defaults(run=run_loss)
@@ -136,7 +129,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "(lowest mean loss per token). Offline, the mirror's substitute file is scored, and the output "
                     "says so.", formatter_class=HelpFormatter, epilog=examples(hellaswag_example))
     hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
-    hellaswag.add_argument("--limit", type=_positive_int, help="score only the first K examples (default: all 10,042)")
+    hellaswag.add_argument("--limit", type=positive_int, help="score only the first K examples (default: all 10,042)")
     hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score (default: the official "
                            "validation file, or, offline, the mirror's substitute)")
     hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")

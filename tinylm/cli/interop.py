@@ -6,7 +6,9 @@ export tinylm checkpoints to them (the conversions are tinylm.interop's).
     python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|llama2c]
 
 An HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or Llama from the
-checkpoint's architecture, or writes llama2.c's format with --format llama2c.
+checkpoint's architecture, or writes llama2.c's format with --format llama2c. Neither command ever writes over a
+training run's checkpoint (the optimizer state --resume needs would be lost), and an HF export refuses an --out
+that is a file: it writes a folder.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from ..config import GPTConfig
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
 from ..interop.llama2c import from_llama2c, write_llama2c
+from ..paths import check_output_folder
 from ..tokenizers.llama import SentencePieceTokenizer
-from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
+from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
 from .console import HelpFormatter, examples
 from .errors import run_cli
 
@@ -31,11 +34,16 @@ def _is_gpt2_style(config: GPTConfig) -> bool:
 
 
 def run_export(args: argparse.Namespace) -> Path:
+    if args.format == "hf":  # where a file is in the way, transformers writes nothing and raises nothing
+        out = check_output_folder(args.out)
+    else:
+        out = args.out / "model.bin" if args.out.is_dir() else args.out  # as import writes a folder's last.pt
+        refuse_to_replace_training_run(out)
     model, tokenizer, _ = load_model(args.ckpt)
     kind = tokenizer.to_dict()["kind"] if tokenizer is not None else None
     sentencepiece = tokenizer if isinstance(tokenizer, SentencePieceTokenizer) else None
     if args.format == "llama2c":
-        path = write_llama2c(model, args.out)
+        path = write_llama2c(model, out)
         print(f"wrote {path} ({path.stat().st_size:,} bytes, llama2.c's legacy format): llama2.c's run.c runs it "
               f"(./run {path}), and `python -m tinylm.interop import --llama2c {path} --out FILE.pt` reads it back")
         if tokenizer is not None and sentencepiece is None:
@@ -43,14 +51,14 @@ def run_export(args: argparse.Namespace) -> Path:
                   "(Llama 2's) does not match this model's token ids")
         return path
     if _is_gpt2_style(model.config):
-        folder = to_hf_gpt2(model, args.out)
+        folder = to_hf_gpt2(model, out)
         print(f"wrote {folder} (config.json, model.safetensors): "
               f"GPT2LMHeadModel.from_pretrained({str(folder)!r}) loads it")
         if tokenizer is None or tokenizer.to_dict() != {"kind": "bpe", "encoding": "gpt2"}:
             print(f"note: the checkpoint's tokenizer is {kind!r}, not GPT-2's, so the token ids "
                   "are this model's own: do not pair the folder with GPT-2's Hugging Face tokenizer")
         return folder
-    folder = to_hf_llama(model, args.out, sentencepiece)
+    folder = to_hf_llama(model, out, sentencepiece)
     print(f"wrote {folder} (config.json, model.safetensors{', tokenizer.model' if sentencepiece else ''}): "
           f"LlamaForCausalLM.from_pretrained({str(folder)!r}) loads it")
     if tokenizer is not None and sentencepiece is None:
@@ -84,10 +92,9 @@ def _import_model(args: argparse.Namespace):
 
 
 def run_import(args: argparse.Namespace) -> Path:
+    out = args.out / "last.pt" if args.out.is_dir() else args.out
+    refuse_to_replace_training_run(out)  # before the conversion's work: a run folder's last.pt is no place for it
     model, tokenizer, source = _import_model(args)
-    out = Path(args.out)
-    if out.is_dir():
-        out = out / "last.pt"
     save_checkpoint(out, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=source))
     print(f"wrote {out}: {model.num_parameters():,} parameters, {model.config.n_layer} layers, "
           f"context {model.config.block_size}, " + (f"{tokenizer['kind']} tokenizer" if tokenizer else
@@ -117,7 +124,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  formatter_class=HelpFormatter, epilog=examples(*export_examples))
     export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     export.add_argument("--out", required=True, type=Path,
-                        help="folder for config.json and model.safetensors (hf), or the .bin file (llama2c)")
+                        help="folder for config.json and model.safetensors (hf), or the .bin file (llama2c; a "
+                             "folder gets model.bin); never a training run's checkpoint")
     export.add_argument("--format", choices=["hf", "llama2c"], default="hf",
                         help="hf: a transformers folder (default); llama2c: llama2.c's legacy .bin that run.c reads")
     export.set_defaults(run=run_export)
@@ -132,7 +140,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     imp.add_argument("--tokenizer", type=Path, help="a SentencePiece tokenizer.model to save with the model "
                      "(llama2.c's TinyStories models use Llama 2's; default: an HF Llama folder's own, GPT-2's BPE for "
                      "GPT-2, else none)")
-    imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt)")
+    imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt); "
+                     "never a training run's checkpoint, which --resume needs")
     imp.set_defaults(run=run_import)
     return parser.parse_args(argv)
 

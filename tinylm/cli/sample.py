@@ -16,7 +16,7 @@ import argparse
 from ..generate.stream import stream
 from ..runtime import resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, examples, int_at_least, positive_int
 from .errors import run_cli
 
 
@@ -28,12 +28,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         '--temperature 0.7 --top-p 0.9 --num-samples 3'))
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
-    parser.add_argument("--max-new-tokens", type=int, default=300, help="stop after this many new tokens")
-    parser.add_argument("--min-new-tokens", type=int, default=0, help="do not stop at end-of-text before this many")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=300, help="stop after this many new tokens")
+    parser.add_argument("--min-new-tokens", type=int_at_least(0), default=0,
+                        help="do not stop at end-of-text before this many")
     parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
                         "\\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
-    parser.add_argument("--num-samples", type=int, default=1, help="how many continuations of the prompt")
+    parser.add_argument("--num-samples", type=positive_int, default=1, help="how many continuations of the prompt")
     add_sampling_options(parser, "sample")
     return parser.parse_args(argv)
 
@@ -41,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
     parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
-    parser.add_argument("--top-k", type=_top_k, default=None,
+    parser.add_argument("--top-k", type=int_at_least(1, "leave --top-k out to sample from every token"),
+                        default=None,
                         help="sample among the k most likely tokens (default: all)")
     parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
@@ -51,13 +53,6 @@ def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
                         help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
-
-
-def _top_k(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1; leave --top-k out to sample from every token")
-    return value
 
 
 def load_generation_model(args: argparse.Namespace):

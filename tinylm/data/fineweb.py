@@ -57,7 +57,16 @@ from ..paths import atomic_write, data_dir
 from ..tokenizers.gpt2 import BPETokenizer
 from .download import DownloadError, RemoteFile, fetch
 from .mirror import MIRROR_ENV, mirror_dir
-from .tokens import TOKEN_DTYPE, DataError, batched, check_token_file, gather_windows, read_tokens, write_tokens
+from .tokens import (
+    TOKEN_DTYPE,
+    DataError,
+    batched,
+    check_token_file,
+    check_token_ids,
+    gather_windows,
+    read_tokens,
+    write_tokens,
+)
 
 FINEWEB_EDU_HF = "HuggingFaceFW/fineweb-edu"
 DEFAULT_CONFIG = "sample-10BT"
@@ -393,7 +402,8 @@ class ShardedWindowLoader:
     def __init__(self, folder_or_files: str | Path | Sequence[str | Path], block_size: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 1337, split: str = "train",
                  vocab_size: int | None = None):
-        """vocab_size: token ids at or above it are an error naming the shard (tinylm.data.tokens.gather_windows)."""
+        """vocab_size: token ids at or above it are an error naming the shard, in any shard now (one pass over each:
+        tinylm.data.tokens.check_token_ids) and in every window cut."""
         if block_size < 1 or batch_size < 1:
             raise ValueError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
         if not 0 <= rank < world_size:
@@ -405,6 +415,9 @@ class ShardedWindowLoader:
         self.vocab_size = vocab_size
         self.files = shard_files(folder_or_files, split)
         self.shards = [read_tokens(path) for path in self.files]
+        if vocab_size is not None:
+            for shard in self.shards:
+                check_token_ids(shard, vocab_size)
         self.shard_windows = np.array([max(0, (len(s) - 1) // block_size) for s in self.shards], dtype=np.int64)
         self.windows_per_epoch = int(self.shard_windows.sum())
         if self.windows_per_epoch == 0:

@@ -125,6 +125,23 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
     return state
 
 
+def refuse_to_replace_training_run(path: str | Path, option: str = "--out") -> None:
+    """Raise CheckpointError if `path` is a training checkpoint (one that --resume continues: it holds the optimizer's
+    state), which a command that writes weights (import, export) must never replace. Only the file's index is read
+    (a memory-mapped load), so this costs milliseconds at any size; anything that is not a tinylm checkpoint, a
+    damaged file included, is no run to lose."""
+    path = Path(path)
+    if not path.is_file():
+        return
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a PyTorch zip file at all (a llama2.c .bin, text, damaged bytes): no run to lose
+        return
+    if isinstance(state, dict) and state.get("format") == FORMAT and "optimizer" in state:
+        raise CheckpointError(f"{path} holds a training run (step {state.get('step', '?')}, with the optimizer state "
+                              f"that --resume needs), which writing there would lose; choose another {option}")
+
+
 def find_checkpoint(run_dir: str | Path) -> Path:
     """A run folder's best.pt if it has one, else its last.pt."""
     run_dir = Path(run_dir)

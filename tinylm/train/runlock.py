@@ -1,14 +1,17 @@
 """One run at a time in a run folder: a lock file that names who holds it.
 
 Two trainings writing into one folder would interleave their metrics.jsonl and replace each other's
-checkpoints, and both would report success. `run_lock(folder)` creates `run.lock` with
-O_CREAT | O_EXCL, so of two processes racing for it exactly one succeeds; the file holds the owner's
-pid, host and start time, and is removed when the run ends however it ends (a normal exit, an error,
-Ctrl-C). A lock whose process is gone (same host, pid not running: a crash or `kill -9`) is taken over
-with a printed note. A lock of a live process stops the new run with `RunFolderBusy`, which names the
-owner. A process on another host cannot be checked from here, so its lock counts as live; the message
-says which file to delete once that run is known to be over (the same holds for a pid that a new
-process has reused since a crash, which this check cannot tell from the run that died).
+checkpoints, and both would report success. `run_lock(folder)` writes the owner's pid, host and start
+time into a temporary file and hard-links it to `run.lock`, which fails if that name exists: of two
+processes racing for it exactly one succeeds, and the lock appears with its content complete, so a disk
+that is full at the start leaves no lock behind, only the error. The lock is removed when the run ends
+however it ends (a normal exit, an error, Ctrl-C). A lock whose process is gone (same host, pid not
+running: a crash or `kill -9`) is taken over with a printed note, and so is an empty or unreadable lock
+older than EMPTY_LOCK_SECONDS (tinylm before the hard link could leave one on a full disk). A lock of a
+live process stops the new run with `RunFolderBusy`, which names the owner. A process on another host
+cannot be checked from here, so its lock counts as live; the message says which file to delete once that
+run is known to be over (the same holds for a pid that a new process has reused since a crash, which this
+check cannot tell from the run that died).
 
 `claim_run_folder` is what every command that trains into a run folder (train, finetune) does first: the
 lock, stale temporary files, and the --resume / --overwrite rules; the old run's files are deleted only by
@@ -22,6 +25,7 @@ import datetime
 import json
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -29,6 +33,7 @@ from typing import Any, Callable, Iterable, Iterator
 from ..paths import check_output_folder, remove_stale_temporaries
 
 LOCK_FILE = "run.lock"
+EMPTY_LOCK_SECONDS = 5.0  # an empty lock this old has no owner that is about to write its name
 
 
 class RunFolderBusy(RuntimeError):
@@ -58,35 +63,69 @@ def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator
 
 def _acquire(path: Path, owner: dict[str, Any], say: Callable[[str], None]) -> None:
     for _ in range(3):  # a retry after removing a stale lock, in case another process was quicker
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _read(path, patience=1.0)
-            if holder is None and not path.exists():  # released in the meantime
-                continue
-            if holder is None:
-                raise RunFolderBusy(f"{path} exists but names no owner; if no run is using {path.parent}, "
-                                    "delete it and start again") from None
-            if _alive(holder):
-                raise RunFolderBusy(f"{path.parent} is in use by another run (process {holder.get('pid')} on "
-                                    f"{holder.get('host')}, started {holder.get('started')}): wait for it to end or "
-                                    f"stop it, or train into another --out folder. If no run is using it, delete "
-                                    f"{path}") from None
-            if _read(path) == holder:  # still the same dead owner: take it over
-                path.unlink(missing_ok=True)
-                say(f"note: {path} was left by process {holder.get('pid')} (started {holder.get('started')}), "
-                    "which is no longer running; taking the run folder over")
+        if _create(path, owner):
+            return
+        holder = _read(path, patience=_until_stale(path))
+        if holder is None and not path.exists():  # released in the meantime
             continue
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(owner, f)
-        return
+        if holder is None:  # empty or unreadable for EMPTY_LOCK_SECONDS: no run will ever write its name
+            if _read(path) is None and path.exists():
+                path.unlink(missing_ok=True)
+                say(f"note: {path} named no owner (a run that could not write it, e.g. on a full disk, left it "
+                    "behind); taking the run folder over")
+            continue
+        if _alive(holder):
+            raise RunFolderBusy(f"{path.parent} is in use by another run (process {holder.get('pid')} on "
+                                f"{holder.get('host')}, started {holder.get('started')}): wait for it to end or "
+                                f"stop it, or train into another --out folder. If no run is using it, delete "
+                                f"{path}")
+        if _read(path) == holder:  # still the same dead owner: take it over
+            path.unlink(missing_ok=True)
+            say(f"note: {path} was left by process {holder.get('pid')} (started {holder.get('started')}), "
+                "which is no longer running; taking the run folder over")
     raise RunFolderBusy(f"could not take {path} over from a stopped run (other processes keep claiming it); "
                         "make sure only one run uses this folder, then start again")
 
 
+def _create(path: Path, owner: dict[str, Any]) -> bool:
+    """Create the lock holding `owner`, whole (False: a lock exists). A write that fails (a full disk) raises
+    with the lock's name and leaves nothing behind."""
+    temporary = None
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(owner, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)
+        os.link(temporary, path)  # unlike a rename, never replaces an existing lock
+        return True
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if temporary is not None and not os.path.exists(temporary):  # the lock's holder just cleared stale
+            return False  # temporary files away, this one among them
+        if error.errno is not None:  # the temporary file's name would mean nothing to the reader
+            error.filename, error.filename2 = str(path), None
+        raise
+    finally:
+        if temporary is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+
+
+def _until_stale(path: Path) -> float:
+    """Seconds until a lock that names no owner counts as stale (EMPTY_LOCK_SECONDS after it was written)."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+    return min(EMPTY_LOCK_SECONDS, max(0.0, EMPTY_LOCK_SECONDS - age))  # a skewed clock (network disk): no longer
+
+
 def _read(path: Path, patience: float = 0.0) -> dict[str, Any] | None:
-    """The lock's owner, or None. `patience`: seconds to wait for a lock that was created an instant
-    ago and whose owner has not written its name into it yet."""
+    """The lock's owner, or None. `patience`: seconds to wait for a lock that names no owner yet (written by
+    a tinylm that created the file first and wrote into it after)."""
     deadline = time.monotonic() + patience
     while True:
         try:

@@ -55,6 +55,7 @@ from ..data.tokens import RandomWindowSampler
 from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
 from ..model.moe import end_of_step, moe_layers, read_expert_load
+from ..paths import atomic_write
 from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
@@ -155,6 +156,7 @@ class Trainer:
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
+        self._metrics_started = False  # this run's first record starts metrics.jsonl (a resume continues it)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
@@ -334,10 +336,30 @@ class Trainer:
             return
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
+            # A new run's first record replaces what an old run left: one file, one run's history.
+            with open(self.out_dir / "metrics.jsonl", "a" if self._metrics_started else "w", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+            self._metrics_started = True
         for callback in self.callbacks:
             callback(record)
+
+    def _continue_metrics(self) -> None:
+        """Resuming at self.step: keep metrics.jsonl's records up to that step and drop those after it (an interrupted
+        run logged them, and the steps are about to be trained and logged again), so that no step appears twice."""
+        self._metrics_started = True
+        path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
+        if path is None or not self.world.is_main or not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # a record cut short when the process died
+                continue
+            if record.get("step", 0) <= self.step:
+                kept.append(line + "\n")
+        with atomic_write(path) as f:
+            f.write("".join(kept).encode("utf-8"))
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -376,6 +398,7 @@ class Trainer:
         # Checkpoints written before per-rank states hold rank 0's CPU state alone.
         saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]
         restore_rng(saved_rng, self.world.rank, self.cfg.seed, self.device)
+        self._continue_metrics()
         saved_ranks, ranks = len(saved_rng), self.world.size
         if saved_ranks != ranks and self.world.is_main:
             print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
