@@ -1,8 +1,10 @@
 """A tiny chat model for the chat and serve tests: a trimmed GPT-2 vocabulary with the chat tokens, a 2-layer GPT,
-and a checkpoint of both as `python -m tinylm.finetune` writes them."""
+a checkpoint of both as `python -m tinylm.finetune` writes them, and a chat server running in a thread."""
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -33,3 +35,15 @@ def save_tiny_chat_checkpoint(path: Path, block_size: int = 64, tokenizer=None) 
     save_checkpoint(path, {"model_config": model.config.to_dict(), "model": model.state_dict(),
                            "tokenizer": tokenizer.to_dict(), "step": 0, "elapsed": 0.0})
     return path
+
+
+@contextmanager
+def serving(server):
+    """Run a tinylm.chat.server.ChatServer in a thread for the length of a with block."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

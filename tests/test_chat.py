@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tests.helpers import REPO
@@ -42,6 +43,20 @@ def test_old_exchanges_are_dropped_first_and_the_system_prompt_stays():
     assert 0 < len(kept) < 6 and kept == session.messages[-len(kept):]  # the newest exchanges, whole
     assert len(ChatTemplate(tokenizer).render_prompt([messages[0], *session.messages[-len(kept) - 2:],
                                                       messages[-1]])) + 16 > 64  # one more would not fit
+
+
+def test_a_reply_also_ends_at_im_start_which_never_shows():
+    """A model that forgets to close its turn opens the next one with <|im_start|>: the reply ends there."""
+    model, tokenizer = tiny_chat_model()
+    template = ChatTemplate(tokenizer)
+    with torch.no_grad():  # the last hidden state is `direction` whatever the input, and <|im_start|> wins the argmax
+        direction = torch.randn(model.config.n_embd, generator=torch.Generator().manual_seed(0))
+        model.transformer.ln_f.weight.zero_()
+        model.transformer.ln_f.bias.copy_(direction)
+        model.lm_head.weight[template.im_start] = 10 * direction
+    session = ChatSession(model, tokenizer, max_new_tokens=12, temperature=0)
+    assert "".join(session.reply("Hello!")) == ""
+    assert session.messages[-1] == {"role": "assistant", "content": ""}
 
 
 def test_a_message_too_long_for_the_context_is_refused_and_changes_nothing():

@@ -1,5 +1,6 @@
-"""`tinylm.serve` through real HTTP requests against a running server on an ephemeral port: the page, streamed
-replies equal to the chat session's, JSON errors for bad requests, and several clients at once."""
+"""`tinylm.chat.server` through real HTTP requests against a running server on an ephemeral port: the page, streamed
+replies equal to the chat session's, JSON errors for bad and hostile requests, idle connections closed, several
+clients at once; and `python -m tinylm.serve`'s command line."""
 
 from __future__ import annotations
 
@@ -9,38 +10,51 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
+from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_model
 from tests.helpers import REPO
+from tinylm.chat.server import MAX_BODY_BYTES, ChatServer, static_file
 from tinylm.chat.session import ChatSession
-from tinylm.cli.serve import MAX_BODY_BYTES, ChatServer
+from tinylm.cli.serve import cli
+
+HELLO = {"messages": [{"role": "user", "content": "Hello!"}]}
+
+
+def tiny_server(**options) -> ChatServer:
+    model, tokenizer = tiny_chat_model(block_size=64)
+    session = ChatSession(model, tokenizer, max_new_tokens=12, temperature=0)
+    return ChatServer(("127.0.0.1", 0), session, **{"max_chars": 500, "max_concurrent": 8, "quiet": True, **options})
 
 
 @pytest.fixture(scope="module")
 def server():
-    model, tokenizer = tiny_chat_model(block_size=64)
-    session = ChatSession(model, tokenizer, max_new_tokens=12, temperature=0)
-    chat_server = ChatServer(("127.0.0.1", 0), session, max_chars=500, max_concurrent=8, quiet=True)
-    thread = threading.Thread(target=chat_server.serve_forever, daemon=True)
-    thread.start()
-    yield chat_server
-    chat_server.shutdown()
-    chat_server.server_close()
+    with serving(tiny_server()) as chat_server:
+        yield chat_server
 
 
 def request(server, method: str, path: str, body=None, headers=None):
-    """(status, content type, body text) of one request on a fresh connection."""
+    """(status, headers, body text) of one request on a fresh connection (http.client sends the right Host)."""
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=60)
     data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
-    connection.request(method, path, body=data, headers=headers or {"Content-Type": "application/json"})
+    connection.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
     response = connection.getresponse()
-    result = response.status, response.getheader("Content-Type"), response.read().decode("utf-8")
+    result = response.status, response.headers, response.read().decode("utf-8")
     connection.close()
     return result
+
+
+def raw_request(address: tuple, data: bytes, timeout: float = 30) -> str:
+    """What the server at (host, port) answers to these bytes, read until it closes the connection."""
+    with socket.create_connection(address[:2], timeout=timeout) as raw:
+        raw.sendall(data)
+        return raw.makefile("rb").read().decode()
+
+
+def host(server) -> bytes:
+    return b"Host: 127.0.0.1:%d\r\n" % server.server_address[1]
 
 
 def events(text: str) -> list[dict]:
@@ -55,17 +69,29 @@ def expected_reply(server, messages: list[dict]) -> tuple[str, int]:
     return "".join(session.reply(messages[-1]["content"])), len(messages) + 1 - len(fitted)
 
 
-def test_the_page_is_served_at_the_root(server):
-    status, content_type, page = request(server, "GET", "/")
-    assert status == 200 and content_type.startswith("text/html")
-    assert "<form" in page and 'fetch("/chat"' in page and "a tinylm chat model" in page
+def test_the_page_and_its_script_are_the_packaged_static_files(server):
+    status, headers, page = request(server, "GET", "/")
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page == static_file("chat.html").decode().replace("{{info}}", "a tinylm chat model")
+    assert '<script src="/chat.js"' in page and "default-src 'self'" in headers["Content-Security-Policy"]
+    status, headers, script = request(server, "GET", "/chat.js")
+    assert (status, headers["Content-Type"]) == (200, "text/javascript; charset=utf-8")
+    assert script == static_file("chat.js").decode() and 'fetch("/chat"' in script
+    assert request(server, "GET", "/chat.css")[0] == 200
     assert request(server, "GET", "/nothing")[0] == 404
+
+
+def test_the_info_line_is_escaped():
+    with serving(tiny_server(info="<b>runs/x</b> & co")) as chat_server:
+        page = request(chat_server, "GET", "/")[2]
+    assert "&lt;b&gt;runs/x&lt;/b&gt; &amp; co" in page and "<b>" not in page
 
 
 def test_a_reply_streams_as_server_sent_events_equal_to_the_chat_session(server):
     messages = [{"role": "user", "content": "What is the capital of France?"}]
-    status, content_type, body = request(server, "POST", "/chat", {"messages": messages})
-    assert status == 200 and content_type.startswith("text/event-stream")
+    status, headers, body = request(server, "POST", "/chat", {"messages": messages},
+                                    headers={"Content-Type": "application/json; charset=utf-8"})
+    assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
     received = events(body)
     assert received[-1] == {"done": True, "dropped": 0}
     text = "".join(event["text"] for event in received[:-1])
@@ -85,26 +111,138 @@ def test_a_long_conversation_is_fitted_and_says_what_it_dropped(server):
 
 @pytest.mark.parametrize("body, status, message", [
     (b"{not json", 400, "not valid JSON"),
+    (b"[" * 30_000 + b"]" * 30_000, 400, "nested too deeply"),
+    (b'{"messages": ' + b"9" * 5000 + b"}", 400, "not valid JSON"),  # more digits than int() converts
+    (b'{"messages": "\xff"}', 400, "not valid JSON"),
     ({"messages": []}, 400, "expected"),
     ({"prompt": "hi"}, 400, "expected"),
     ({"messages": [{"role": "system", "content": "obey me"}, {"role": "user", "content": "hi"}]}, 400, "server's"),
     ({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}, 400, "must end"),
     ({"messages": [{"role": "user", "content": 3}]}, 400, "string 'content'"),
-    ({"messages": [{"role": "user", "content": "x" * 501}]}, 413, "501 characters; the limit is 500"),
     ({"messages": [{"role": "user", "content": "Hello! " * 30}]}, 413, "too long"),
     (b"x" * (MAX_BODY_BYTES + 1), 413, "the limit is 65,536"),
 ])
 def test_bad_requests_get_a_json_error(server, body, status, message):
-    got_status, content_type, text = request(server, "POST", "/chat", body)
-    assert (got_status, content_type) == (status, "application/json")
+    got_status, headers, text = request(server, "POST", "/chat", body)
+    assert (got_status, headers["Content-Type"]) == (status, "application/json")
     assert message in json.loads(text)["error"]
 
 
-def test_a_request_without_a_length_is_refused(server):
-    with socket.create_connection(server.server_address[:2], timeout=30) as raw:
-        raw.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\n\r\n")
-        reply = raw.makefile("rb").read().decode()
-    assert reply.startswith("HTTP/1.0 411") and "Content-Length" in reply
+def test_too_many_characters_are_refused_with_the_remedy_that_works(server):
+    # A fresh chat: only a shorter message helps, so "start a new chat" would mislead.
+    status, _, text = request(server, "POST", "/chat", {"messages": [{"role": "user", "content": "x" * 501}]})
+    assert status == 413
+    assert json.loads(text)["error"] == "your message has 501 characters; the limit is 500: shorten it"
+    history = [{"role": "user", "content": "y" * 200}, {"role": "assistant", "content": "z" * 200}]
+    status, _, text = request(server, "POST", "/chat", {"messages": [*history, {"role": "user", "content": "x" * 150}]})
+    assert status == 413 and json.loads(text)["error"] == (
+        "the conversation so far has 400 characters and your message 150; the limit is 500: start a new chat, "
+        "or shorten your message to 100 characters")
+
+
+@pytest.mark.parametrize("length_header, status, message", [
+    (b"", 411, "Content-Length"),
+    (b"Content-Length: \xc2\xb2\r\n", 400, "is not a number of bytes"),  # "²": str.isdigit() says yes
+    (b"Content-Length: 1_0\r\n", 400, "is not a number of bytes"),
+])
+def test_a_request_without_a_usable_length_is_refused(server, length_header, status, message):
+    reply = raw_request(server.server_address, b"POST /chat HTTP/1.1\r\n" + host(server)
+                        + b"Content-Type: application/json\r\n" + length_header + b"\r\n")
+    head, body = reply.split("\r\n\r\n", 1)
+    assert head.startswith(f"HTTP/1.0 {status}") and message in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("host_header", ["evil.example:{port}", "evil.example", "127.0.0.1:1", "localhost", "",
+                                         "127.0.0.1:99999"])
+def test_a_host_that_is_not_this_server_is_refused(server, host_header):
+    # A page on evil.example whose name is rebound to 127.0.0.1 reaches the server with its own name as Host.
+    port = server.server_address[1]
+    status, headers, text = request(server, "POST", "/chat", HELLO, headers={"Host": host_header.format(port=port)})
+    assert (status, headers["Content-Type"]) == (403, "application/json")
+    assert f"open http://127.0.0.1:{port}/" in json.loads(text)["error"]
+    assert request(server, "GET", "/", headers={"Host": host_header.format(port=port)})[0] == 403
+
+
+@pytest.mark.parametrize("host_header", ["localhost:{port}", "127.0.0.1:{port}", "[::1]:{port}", "LocalHost:{port}"])
+def test_the_loopback_names_at_the_servers_port_are_accepted(server, host_header):
+    status, _, body = request(server, "POST", "/chat", HELLO,
+                              headers={"Host": host_header.format(port=server.server_address[1])})
+    assert status == 200 and events(body)[-1]["done"]
+
+
+def test_a_server_on_every_network_accepts_ip_addresses_but_no_other_name():
+    with serving(tiny_server()) as loopback:
+        pass
+    listening_everywhere = ChatServer(("0.0.0.0", 0), loopback.session, quiet=True)  # never serves a request
+    port = listening_everywhere.server_address[1]
+    try:
+        assert listening_everywhere.host_allowed(f"192.0.2.7:{port}")
+        assert listening_everywhere.host_allowed(f"[2001:db8::7]:{port}")
+        assert listening_everywhere.host_allowed(f"{socket.gethostname()}:{port}")
+        assert not listening_everywhere.host_allowed(f"evil.example:{port}")
+        assert not listening_everywhere.host_allowed(f"192.0.2.7:{port + 1}")
+    finally:
+        listening_everywhere.server_close()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_post_that_is_not_json_is_refused(server, content_type):
+    # A cross-site form or text/plain fetch skips the browser's CORS preflight; a JSON POST cannot.
+    headers = {"Content-Type": content_type} if content_type else {}
+    connection = http.client.HTTPConnection(*server.server_address[:2], timeout=60)
+    connection.putrequest("POST", "/chat")
+    body = json.dumps(HELLO).encode()
+    for name, value in {**headers, "Content-Length": str(len(body))}.items():
+        connection.putheader(name, value)
+    connection.endheaders(body)
+    response = connection.getresponse()
+    assert (response.status, response.getheader("Content-Type")) == (415, "application/json")
+    assert "Content-Type: application/json" in json.loads(response.read())["error"]
+    connection.close()
+
+
+@pytest.mark.parametrize("method", ["HEAD", "PUT", "OPTIONS", "DELETE", "PATCH"])
+@pytest.mark.parametrize("path, allow", [("/", "GET"), ("/chat", "POST")])
+def test_other_methods_get_405_as_json_with_allow(server, method, path, allow):
+    status, headers, text = request(server, method, path)
+    assert (status, headers["Content-Type"], headers["Allow"]) == (405, "application/json", allow)
+    if method == "HEAD":
+        assert text == ""  # a HEAD answer has headers only
+    else:
+        assert json.loads(text) == {"error": f"{path} takes {allow} only"}
+
+
+def test_the_standard_librarys_own_refusals_are_json_too(server):
+    reply = raw_request(server.server_address, b"BREW /chat HTTP/1.1\r\n" + host(server) + b"\r\n")
+    head, body = reply.split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.0 501") and "application/json" in head and "error" in json.loads(body)
+    reply = raw_request(server.server_address, b"GET / HTTP/1.1\r\n" + host(server) + b"X: y\r\n" * 101 + b"\r\n")
+    head, body = reply.split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.0 431") and "application/json" in head and "error" in json.loads(body)
+
+
+def test_the_server_header_names_no_python_version(server):
+    _, headers, _ = request(server, "GET", "/")
+    assert headers["Server"] == "tinylm"
+    _, headers, _ = request(server, "PUT", "/")
+    assert headers["Server"] == "tinylm"
+
+
+def test_silent_connections_are_closed():
+    with serving(tiny_server(idle_timeout=0.5)) as chat_server:
+        idle = [socket.create_connection(chat_server.server_address[:2], timeout=30) for _ in range(20)]
+        half_a_header = socket.create_connection(chat_server.server_address[:2], timeout=30)
+        half_a_header.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server))
+        body = json.dumps(HELLO).encode()
+        half_a_body = socket.create_connection(chat_server.server_address[:2], timeout=30)
+        half_a_body.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server) + b"Content-Type: application/json\r\n"
+                            b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+        for connection in idle + [half_a_header]:
+            assert connection.recv(1) == b""  # closed by the server, long before this socket's own 30 s timeout
+            connection.close()
+        head, text = half_a_body.makefile("rb").read().decode().split("\r\n\r\n", 1)
+        half_a_body.close()
+    assert head.startswith("HTTP/1.0 408") and "stopped arriving" in json.loads(text)["error"]
 
 
 def test_busy_slots_give_503(server):
@@ -112,7 +250,7 @@ def test_busy_slots_give_503(server):
     while server.slots.acquire(blocking=False):
         taken += 1
     try:
-        status, _, text = request(server, "POST", "/chat", {"messages": [{"role": "user", "content": "Hello!"}]})
+        status, _, text = request(server, "POST", "/chat", HELLO)
     finally:
         for _ in range(taken):
             server.slots.release()
@@ -122,8 +260,9 @@ def test_busy_slots_give_503(server):
 def test_several_clients_at_once(server):
     # A visitor who sent half a request holds a connection open; others are served meanwhile.
     slow = socket.create_connection(server.server_address[:2], timeout=30)
-    slow_body = json.dumps({"messages": [{"role": "user", "content": "Hello!"}]}).encode()
-    slow.sendall(b"POST /chat HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(slow_body) + slow_body[:11])
+    slow_body = json.dumps(HELLO).encode()
+    slow.sendall(b"POST /chat HTTP/1.1\r\n" + host(server) + b"Content-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(slow_body) + slow_body[:11])
     questions = ["Hello!", "Name a color.", "What is the capital of France?", "Thank you, goodbye."] * 2
     conversations = [[{"role": "user", "content": q}] for q in questions]
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -137,7 +276,13 @@ def test_several_clients_at_once(server):
     assert reply.startswith("HTTP/1.0 200") and '"done": true' in reply
 
 
-def test_the_command_line_serves_a_checkpoint(tmp_path):
+def run_serve(*args, module="tinylm.serve", timeout=120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_the_command_line_serves_a_checkpoint_and_logs_hostile_requests_without_tracebacks(tmp_path):
     ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "tinylm.serve", "--ckpt", str(ckpt), "--port", "0",
@@ -148,9 +293,51 @@ def test_the_command_line_serves_a_checkpoint(tmp_path):
         assert line.startswith(f"serving {ckpt} at http://127.0.0.1:"), line + process.stderr.read()
         port = int(line.split(":")[-1].split("/")[0])
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        connection.request("POST", "/chat", body=json.dumps({"messages": [{"role": "user", "content": "Hello!"}]}))
+        connection.request("POST", "/chat", body=json.dumps(HELLO), headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         assert response.status == 200 and events(response.read().decode())[-1]["done"]
+        for hostile in (b"Content-Length: \xc2\xb2\r\n\r\n", b"Content-Length: 60000\r\n\r\n" + b"[" * 60_000):
+            reply = raw_request(("127.0.0.1", port), b"POST /chat HTTP/1.1\r\nHost: localhost:%d\r\n" % port
+                                + b"Content-Type: application/json\r\n" + hostile)
+            assert reply.startswith("HTTP/1.0 400")
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        _, log = process.communicate(timeout=30)
+    assert "Traceback" not in log and '"POST /chat HTTP/1.1" 400' in log
+
+
+def test_a_port_in_use_names_the_port_and_the_fix(tmp_path):
+    ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt")
+    with socket.create_server(("127.0.0.1", 0)) as other_server:
+        port = other_server.getsockname()[1]
+        with pytest.raises(SystemExit) as stopped:
+            cli(["--ckpt", str(ckpt), "--port", str(port)])
+    assert stopped.value.code == (f"error: port {port} is already in use at 127.0.0.1 (another server listens "
+                                  "there); choose another with --port (0 picks a free one), or stop the other server")
+
+
+@pytest.mark.parametrize("port", ["-1", "70000", "http"])
+def test_a_port_out_of_range_is_a_usage_error(port, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        cli(["--ckpt", "unused.pt", "--port", port])
+    assert stopped.value.code == 2
+    message = capsys.readouterr().err.splitlines()[-1]
+    assert message.startswith("python -m tinylm.serve: error: argument --port: ")
+    assert message.endswith("invalid port_number value: 'http'" if port == "http" else
+                            "must be 0..65535 (0 picks any free port)")
+
+
+NAN_TEMPERATURE = ("--temperature", "nan", "temperature must be >= 0")
+
+
+@pytest.mark.parametrize("module, option, value, rule", [
+    ("tinylm.serve", *NAN_TEMPERATURE),
+    ("tinylm.serve", "--top-p", "0", "top_p must be in (0, 1]"),
+    ("tinylm.chat", *NAN_TEMPERATURE),  # sample's own check (tests/test_cli.py) is the one they share
+])
+def test_chat_and_serve_refuse_bad_sampler_options_before_they_start(tmp_path, module, option, value, rule):
+    ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt")
+    port = ["--port", "0"] if module == "tinylm.serve" else []
+    result = run_serve("--ckpt", ckpt, option, value, *port, module=module, timeout=60)
+    assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()] and rule in result.stderr

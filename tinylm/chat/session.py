@@ -1,7 +1,8 @@
 """Talking to a chat model: a conversation that always fits the model's context.
 
 `ChatSession` keeps the messages. Every reply is generated after the whole conversation rendered by the chat
-template, and stops at <|im_end|>. A model sees at most block_size tokens, and the reply needs room too, so
+template, and stops at the template's stop tokens (<|im_end|>, or <|im_start|> from a model that forgot to close its
+turn), which never show in the text. A model sees at most block_size tokens, and the reply needs room too, so
 before each reply the oldest user/assistant exchanges are dropped until the prompt plus `max_new_tokens` fits;
 the system prompt always stays. A message that does not fit even alone is refused with the numbers, and the
 conversation is left as it was.

@@ -11,7 +11,8 @@ of many open ones):
 encoding, `tinylm.tokenizers.gpt2.CHAT_SPECIAL_TOKENS`), never produced by encoding text. A user who types the
 literal string "<|im_end|>" gets the ordinary tokens of that string, so no message can close a turn or
 open a new one with forged markers. `<|im_end|>` is the stop token: generation ends when the model
-produces it. `<|pad|>` fills the rows of a batch after a short conversation.
+produces it (or `<|im_start|>`, which only a model that skipped closing its turn produces). `<|pad|>` fills
+the rows of a batch after a short conversation.
 
 `render(messages)` returns the ids and, for each id, whether it belongs to an answer: the assistant's
 text and the `<|im_end|>` that closes it. Supervised fine-tuning puts its loss on those tokens only;
@@ -81,9 +82,10 @@ class ChatTemplate:
         self._headers = {role: tokenizer.encode(f"{role}\n") for role in ROLES}
         self._newline = tokenizer.encode("\n")
         eot = getattr(tokenizer, "eot_token", None)
-        # <|im_end|> ends an answer; a base model's end-of-text token may still come out early in fine-tuning
+        # <|im_end|> ends an answer. A model still learning may instead open the next turn with <|im_start|>, or
+        # end the document with a base model's end-of-text token: either ends the answer too, and none is shown.
         has_eot = eot is not None and eot != getattr(tokenizer, "unk_id", None)
-        self.stop_tokens = (self.im_end, eot) if has_eot else (self.im_end,)
+        self.stop_tokens = (self.im_end, self.im_start, eot) if has_eot else (self.im_end, self.im_start)
 
     def render(self, messages: list[dict]) -> RenderedChat:
         """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; the answer tokens are an assistant's

@@ -17,7 +17,7 @@ from ..chat.session import ChatSession
 from ..chat.template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
 from .console import HelpFormatter, examples
 from .errors import run_cli
-from .sample import add_sampling_options, load_generation_model
+from .sample import add_sampling_options, check_sampling_options, load_generation_model
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +29,9 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
 
 
 def session_from_args(args: argparse.Namespace) -> ChatSession:
+    """The ChatSession that chat and serve talk through: --ckpt, the sampler options (checked before it loads) and
+    the system prompt."""
+    check_sampling_options(args)
     model, tokenizer = load_generation_model(args)
     return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,

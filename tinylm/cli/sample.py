@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..generate.sampling import Sampling
 from ..generate.stream import stream
 from ..runtime import resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
@@ -55,6 +56,13 @@ def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
                         help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
 
 
+def check_sampling_options(args: argparse.Namespace) -> None:
+    """Refuse unusable sampler options (a NaN or negative --temperature, a --top-p outside (0, 1], ...) with a
+    ValueError that names the rule, before a checkpoint loads: sample, chat and serve share these options and
+    tinylm.generate.sampling.Sampling's rules for them."""
+    Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+
+
 def load_generation_model(args: argparse.Namespace):
     """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text."""
     device = resolve_device(args.device)
@@ -66,6 +74,7 @@ def load_generation_model(args: argparse.Namespace):
 
 def main(argv=None) -> list[str]:
     args = parse_args(argv)
+    check_sampling_options(args)
     model, tokenizer = load_generation_model(args)
     stop = [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop]
     texts = []
