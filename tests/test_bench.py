@@ -115,6 +115,27 @@ def test_bench_cache_shows_grouped_query_attention_shrinking_the_cache(capsys):
     assert full == 3 * grouped  # 12 query heads share 4 key/value heads
 
 
+def test_bench_cache_defaults_to_bfloat16_as_a_gpu_decodes(capsys):
+    """README quotes GPT-2 124M's cache in bf16 for the command without --dtype; on a CPU it printed float32's."""
+    main(["cache", "--preset", "gpt2-124m"])
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("KV cache 36,864 bytes per token (36.0 MiB for the full context of 1,024) in bfloat16"), line
+    main(["cache", "--preset", "gpt2-124m", "--dtype", "auto", "--device", "cpu"])
+    assert "73,728 bytes per token" in capsys.readouterr().out  # auto on a CPU: float32, as for train and decode
+
+
+def test_bench_counts_one_thread_in_the_singular(capsys):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        main(["decode", "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "16", "--vocab-size", "37",
+              "--new-tokens", "2", "--device", "cpu"])
+    finally:
+        torch.set_num_threads(threads)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("device cpu (1 thread), dtype float32"), line
+
+
 @pytest.mark.parametrize("bias, tie_weights", [(True, True), (False, False)])
 def test_the_reference_gpt_computes_tinylms_loss_and_gradients_from_the_same_weights(bias, tie_weights):
     from tinylm.model.reference import ReferenceGPT

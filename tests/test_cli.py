@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from tests.helpers import REPO, run_cli
 from tinylm.generate.stream import generate_text
@@ -255,6 +256,19 @@ def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "budget of training time in seconds; evaluations, checkpoints and samples come on top" in help_text
+
+
+def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):
+    """The help lists auto (bf16 or fp16 on CUDA) beside a float32 default; it says which one a GPU gets unasked."""
+    from tinylm.cli.sample import parse_args
+    from tinylm.runtime import resolve_dtype
+
+    assert resolve_dtype(torch.device("cuda"), parse_args(["--ckpt", "run"]).dtype) == torch.float32
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert ("auto picks bf16 or fp16 on CUDA and fp32 elsewhere; any other choice applies on every device "
+            "(default: float32)") in help_text
 
 
 def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_traceback(data_root, tmp_path):

@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from tests.helpers import REPO
 from tinylm.data.tokens import RandomWindowSampler
 from tinylm.train.checkpoint import load_checkpoint
+from tinylm.train.distributed import group_timeout
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -110,3 +113,51 @@ def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):
                                env=ENV, capture_output=True, text=True, timeout=180)
     assert completed.returncode != 0
     assert completed.stderr.count("TrainingDiverged: the loss became nan at step 0") >= 2, completed.stderr[-3000:]
+
+
+@pytest.mark.parametrize("value", ["ten", "0", "-5", "nan"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(monkeypatch, value):
+    monkeypatch.setenv("TINYLM_DIST_TIMEOUT", value)
+    with pytest.raises(ValueError, match=f"TINYLM_DIST_TIMEOUT='{value}' is not a positive number of seconds; unset "
+                                         r"it for the default \(600\)"):
+        group_timeout()
+    monkeypatch.setenv("TINYLM_DIST_TIMEOUT", "2.5")
+    assert group_timeout() == 2.5
+
+
+# Runs `python -m tinylm.train ARGS` as torchrun's rank; rank 1 hangs in its third forward pass, as a rank stuck on a
+# dead file system or a deadlock would.
+HANGING_RANK_1 = """
+import os, runpy, sys, time
+if os.environ["RANK"] == "1":
+    from tinylm.model import gpt
+    forward, calls = gpt.GPT.forward, []
+    def hang_on_the_third(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            time.sleep(300)
+        return forward(self, *args, **kwargs)
+    gpt.GPT.forward = hang_on_the_third
+sys.argv = ["tinylm.train", *sys.argv[1:]]
+runpy.run_module("tinylm.train", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_a_hung_rank_ends_the_run_with_one_line_that_names_it_and_the_timeout(tmp_path, data_root):
+    """Rank 0 waits in a collective for rank 1 until the process group's timeout (shortened to 4 s here), then
+    stops with one line on its stderr: which rank it waited for, how long, and what to do; no traceback."""
+    script, logs = tmp_path / "hang.py", tmp_path / "logs"
+    script.write_text(HANGING_RANK_1)
+    env = {**ENV, "TINYLM_DIST_TIMEOUT": "4", "TINYLM_DATA_DIR": str(data_root), "PYTHONPATH": str(REPO)}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                "--log-dir", str(logs), "--redirects", "3"]  # each rank's stdout and stderr in a file of its own
+    completed = subprocess.run(launcher + [str(script), "shakespeare-char", "--profile", "smoke", "--out",
+                                           str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode != 0
+    [rank0_stderr] = logs.glob("*/attempt_0/0/stderr.log")
+    lines = rank0_stderr.read_text().strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in lines[0], rank0_stderr.read_text()[-3000:]
+    assert lines[0].startswith("error: rank 0 waited the process group's timeout (4 s) for rank 1"), lines[0]
+    assert lines[0].endswith("run again (a training run with --resume), and if that rank is only slow, allow more "
+                             "time: TINYLM_DIST_TIMEOUT=SECONDS"), lines[0]

@@ -27,7 +27,8 @@ speed of each (new tokens per second, prefill included), the speed-up, and wheth
 identical, and the cache's bytes per token.
 
 `cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
-n_kv_head heads instead of n_head), without building the model.
+n_kv_head heads instead of n_head), without building the model, in bfloat16 (what a GPU decodes in)
+unless --dtype says otherwise.
 
 `bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
 pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
@@ -91,6 +92,10 @@ def _cache_size(config: GPTConfig, dtype: torch.dtype) -> str:
             f"context of {config.block_size:,}) in {str(dtype).removeprefix('torch.')}")
 
 
+def _threads(count: int) -> str:
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def _decode(args) -> None:
     device = resolve_device(args.device)
     if args.ckpt:
@@ -107,11 +112,11 @@ def _decode(args) -> None:
     if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
         raise ValueError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
-    dtype = resolve_dtype(device, args.dtype)
+    dtype = resolve_dtype(device, args.dtype or "auto")
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
     print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
-    print(f"device {device} ({torch.get_num_threads()} threads), dtype {str(dtype).removeprefix('torch.')}, "
+    print(f"device {device} ({_threads(torch.get_num_threads())}), dtype {str(dtype).removeprefix('torch.')}, "
           f"{args.new_tokens} new tokens, batch 1, greedy")
     ids = torch.Generator().manual_seed(0)
     for prompt_tokens in args.prompt_tokens:
@@ -136,18 +141,18 @@ def _train(args) -> None:
     if args.reference:
         _train_against_reference(cfg, batch_size, args)
         return
-    r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype)
+    r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}: "
           f"{describe_parameters(r['parameters'], r['active_parameters'])}")
-    print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
+    print(f"device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
           f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
 
 
 def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
-    r = compare_with_reference(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype)
+    r = compare_with_reference(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
           f"({r['parameters']:,} parameters)")
-    print(f"device {r['device']} ({r['threads']} threads), dtype {r['dtype']}, one step of each per round, "
+    print(f"device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}, one step of each per round, "
           f"best of {args.rounds} rounds:")
     names = {"tinylm": "tinylm GPT, tinylm.train.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
     for name, label in names.items():
@@ -175,7 +180,7 @@ def _bpe(args) -> None:
 
 def _cache(args) -> None:
     cfg = shape_from_args(args)
-    dtype = resolve_dtype(resolve_device(args.device), args.dtype)
+    dtype = torch.bfloat16 if args.dtype is None else resolve_dtype(resolve_device(args.device), args.dtype)
     print(f"shape: {describe_shape(cfg)}, head size {cfg.head_size}")
     print(f"{_cache_size(cfg, dtype)}: 2 (keys and values) x {cfg.n_layer} layers x {cfg.kv_heads} heads x "
           f"{cfg.head_size} x {dtype.itemsize} bytes")
@@ -208,8 +213,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--merges", type=positive_int, default=500, help="bpe only")
     parser.add_argument("--repeats", type=positive_int, default=3, help="bpe only: runs of each trainer")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", default="auto", choices=DTYPES,
-                        help="auto: bf16 or fp16 on CUDA, fp32 elsewhere")
+    parser.add_argument("--dtype", choices=DTYPES,
+                        help="auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto; cache: bfloat16)")
     return parser.parse_args(argv)
 
 

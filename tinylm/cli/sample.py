@@ -53,7 +53,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="the weights' dtype while generating (auto: bf16 or fp16 on CUDA, fp32 elsewhere)")
+                        help="the weights' dtype while generating: auto picks bf16 or fp16 on CUDA and fp32 "
+                        "elsewhere; any other choice applies on every device")
 
 
 def check_sampling_options(args: argparse.Namespace) -> None:

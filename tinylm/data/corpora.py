@@ -34,7 +34,7 @@ from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
 from .download import DownloadError, RemoteFile, fetch
 from .mirror import mirror_dir
-from .tokens import TokenFileWriter, batched, read_meta, read_tokens, write_meta, write_tokens
+from .tokens import DataError, TokenFileWriter, batched, read_meta, read_tokens, write_meta, write_tokens
 
 TINY_SHAKESPEARE = RemoteFile(
     url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
@@ -65,7 +65,11 @@ def _load(folder: Path, meta: dict, prepare_command: str) -> PreparedData:
     remedy = f"delete {folder} and prepare it again: {prepare_command}"
     train, val = (read_tokens(folder / f"{split}.bin", meta.get(f"{split}_tokens"), str(folder / "meta.json"), remedy)
                   for split in ("train", "val"))
-    return PreparedData(folder, train, val, tokenizer_from_dict(meta["tokenizer"]), meta)
+    try:
+        tokenizer = tokenizer_from_dict(meta.get("tokenizer"))
+    except ValueError as error:
+        raise DataError(f"{folder / 'meta.json'}: {error}; {remedy}") from None
+    return PreparedData(folder, train, val, tokenizer, meta)
 
 
 def default_folder(dataset: str, source: str | None = None) -> Path:

@@ -141,8 +141,22 @@ def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
 
 
 def read_meta(folder: str | Path) -> dict[str, Any] | None:
+    """A prepared folder's meta.json as the dict write_meta wrote, or None when the folder has none. A file that is
+    not a JSON object (edited by hand, cut short) is a DataError that says to prepare the data again."""
     path = Path(folder) / "meta.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        problem = f"is not valid JSON ({error})"
+    else:
+        if isinstance(meta, dict):
+            return meta
+        value = {list: "an array", str: "a string"}.get(type(meta), "a single value")
+        problem = f"holds {value}, not the JSON object of fields tinylm writes"
+    raise DataError(f"{path} {problem}: it was edited or damaged; delete {path.parent} and prepare the data again "
+                    "(python -m tinylm.prepare <dataset>)")
 
 
 class RandomWindowSampler:

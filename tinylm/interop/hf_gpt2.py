@@ -38,7 +38,7 @@ from torch import nn
 
 from ..config import GPTConfig
 from ..model.gpt import GPT
-from .hf_llama import InteropError
+from .hf_llama import InteropError, load_pretrained
 
 # Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
 TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -108,14 +108,7 @@ def _load_hf_model(source):
         raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
     if isinstance(source, nn.Module):
         return source
-    try:
-        return GPT2LMHeadModel.from_pretrained(str(source))
-    except OSError as error:
-        raise OSError(
-            f"could not load a GPT-2 model from {str(source)!r}: it is neither a local folder with config.json and "
-            f"model.safetensors (or pytorch_model.bin) nor a Hub name that can be downloaded now (offline?). "
-            f"Details: {str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__}"
-        ) from error
+    return load_pretrained(GPT2LMHeadModel, source, "GPT-2")
 
 
 @torch.no_grad()

@@ -34,11 +34,16 @@ windows.
     to_hf_llama(model, "out/hf_folder")             # LlamaForCausalLM.from_pretrained("out/hf_folder") loads it
 
 InteropError, which every tinylm converter raises, lives here because tinylm.interop (GPT-2 and the
-command line) imports this module to re-export it.
+command line) imports this module to re-export it, and so does `load_pretrained`, which both families load
+folders with: a weights file cut short or damaged, a pytorch_model.bin whose pickle holds code, and weights that
+do not fit config.json are each one InteropError, where transformers prints a report and a traceback (or
+initialises the weights that do not fit at random).
 """
 
 from __future__ import annotations
 
+import contextlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -69,6 +74,63 @@ def _import_transformers():
     except ImportError as error:
         raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
     return transformers
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' own warnings and progress bars off: a load that fails ends in one InteropError line that says
+    what its multi-line report would, and one that works needs no report."""
+    logging = _import_transformers().utils.logging
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def load_pretrained(model_class, source, family: str) -> nn.Module:
+    """model_class.from_pretrained(source), refusing, as an InteropError or OSError of one line, what transformers
+    reports in a traceback or lets pass with a warning: a weights file that is cut short or damaged, a
+    pytorch_model.bin whose pickle holds code (torch's weights_only load refuses it), and weights that do not fit
+    the config (transformers would initialise those at random). `family` ("GPT-2", "Llama") names the model."""
+    from safetensors import SafetensorError
+
+    redo = "download or export the model again"
+    try:
+        with _quiet_transformers():
+            model, report = model_class.from_pretrained(str(source), ignore_mismatched_sizes=True,
+                                                        output_loading_info=True)
+    except SafetensorError as error:
+        raise InteropError(f"{source}: its model.safetensors is damaged or cut short ({_first_line(error)}); "
+                           f"{redo}") from None
+    except pickle.UnpicklingError:
+        raise InteropError(f"{source}: its pytorch_model.bin holds Python objects other than tensors (loading it "
+                           "could run arbitrary code) or is damaged, so it was not loaded; use a model.safetensors "
+                           "of the model instead (transformers' save_pretrained writes one)") from None
+    except OSError as error:
+        if error.errno is not None and Path(source).is_dir():  # the system's error reading a damaged file
+            raise InteropError(f"{source}: its weights file could not be read ({_first_line(error)}): it is "
+                               f"damaged or cut short; {redo}") from None
+        raise OSError(f"could not load a {family} model from {str(source)!r}: it is neither a local folder with "
+                      "config.json and model.safetensors (or pytorch_model.bin) nor a Hub name that can be "
+                      f"downloaded now (offline?). Details: {_first_line(error)}") from error
+    problems = [f"{key} has shape {tuple(saved)}, the config gives {tuple(expected)}"
+                for key, saved, expected in sorted(report["mismatched_keys"])]
+    problems += [f"{key} is missing" for key in sorted(report["missing_keys"])]
+    problems += [f"{key} is not part of the model" for key in sorted(report["unexpected_keys"])]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise InteropError(f"{source}: its {family} weights do not fit its config.json: {'; '.join(problems[:3])}"
+                           f"{more}; use the config.json that came with the weights")
+    return model
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def llama_shape_problems(config: GPTConfig) -> list[str]:
@@ -188,14 +250,11 @@ def _load_hf_llama(source) -> tuple[nn.Module, GPTConfig]:
         return source, config_from_hf_llama(source.config)
     try:
         config = config_from_hf_llama(transformers.AutoConfig.from_pretrained(str(source)))
-        return transformers.LlamaForCausalLM.from_pretrained(str(source)), config
     except OSError as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OSError(
-            f"could not load a Llama model from {str(source)!r}: it is neither a local folder with config.json and "
-            f"model.safetensors (or pytorch_model.bin) nor a Hub name that can be downloaded now (offline?). "
-            f"Details: {first_line}"
-        ) from error
+        raise OSError(f"could not load a Llama model from {str(source)!r}: it is neither a local folder with "
+                      "config.json nor a Hub name that can be downloaded now (offline?). "
+                      f"Details: {_first_line(error)}") from error
+    return load_pretrained(transformers.LlamaForCausalLM, source, "Llama"), config
 
 
 @torch.no_grad()

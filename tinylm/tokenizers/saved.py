@@ -12,15 +12,25 @@ from .llama import SentencePieceTokenizer
 
 
 def tokenizer_from_dict(values: dict[str, Any]):
+    """The tokenizer that `values` (a to_dict() description) describes. A description that is not a dict, names no
+    known kind or lacks a field its kind needs is a ValueError saying what is wrong; the caller names the file."""
+    if not isinstance(values, dict):
+        raise ValueError(f"the tokenizer description is {type(values).__name__} {str(values)[:40]!r}, "
+                         "not a dict with a 'kind'")
     kind = values.get("kind")
-    if kind == "char":
-        return CharTokenizer(values["chars"])
-    if kind == "bpe":
-        return BPETokenizer(values.get("encoding", "gpt2"))
-    if kind == "bpe-trimmed":
-        return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
-    if kind == "sentencepiece":
-        return SentencePieceTokenizer(base64.b64decode(values["model"]))
+    try:
+        if kind == "char":
+            return CharTokenizer(values["chars"])
+        if kind == "bpe":
+            return BPETokenizer(values.get("encoding", "gpt2"))
+        if kind == "bpe-trimmed":
+            return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
+        if kind == "sentencepiece":
+            return SentencePieceTokenizer(base64.b64decode(values["model"]))
+    except KeyError as error:
+        raise ValueError(f"the {kind!r} tokenizer description has no {error.args[0]!r} field") from None
+    except TypeError as error:  # e.g. "chars": 5
+        raise ValueError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
     shown = {k: v for k, v in values.items() if k != "model"}  # a SentencePiece model's bytes would fill the screen
     raise ValueError(f"unknown tokenizer description {shown!r}: "
                      "expected kind 'char', 'bpe', 'bpe-trimmed' or 'sentencepiece'")

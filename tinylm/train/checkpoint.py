@@ -15,8 +15,14 @@ MODEL_KEYS (the GPTConfig as a dict and the weights) and the tokenizer's descrip
 there is none); `model_checkpoint` builds one, for the trainer and for imported weights alike. A
 training checkpoint, which `--resume` continues, adds TRAINING_KEYS. Loading checks a file against
 the schema before anything is built: a config that cannot be built, or weights whose shapes do not
-fit it (a hand-edited or damaged file), is a CheckpointError, and an absurd size in the config is
-caught before the model is allocated, because its shapes are compared on the meta device.
+fit it (a hand-edited or damaged file), weights that are not finite (NaN or infinity: a diverged run or
+damaged bytes, which sampling would only report as an invalid probability), a tokenizer entry that
+describes no tokenizer, or (for --resume) a training state that is not one, is a CheckpointError; an
+absurd size in the config is caught before the model is allocated, because its shapes are compared on
+the meta device.
+
+A disk that fills up during `torch.save` is reported as the OSError it is (no space left on device, naming
+the checkpoint), although torch's zip writer, failing to finish the file, raises a RuntimeError of its own.
 """
 
 from __future__ import annotations
@@ -43,6 +49,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that is missing, damaged, or not a tinylm checkpoint."""
 
 
+DAMAGED = "the file was edited or damaged: use another checkpoint (best.pt or last.pt of the same run)"
+
+
 def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
     """The checkpoint of a tinylm GPT: MODEL_KEYS, then `entries` (a run's TRAINING_KEYS, where imported weights
     came from). `tokenizer`: a tokenizer, its to_dict() description, or None."""
@@ -51,8 +60,17 @@ def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically: on any failure (a full disk too) the previous file stays as it was."""
     with atomic_write(path) as f:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        try:
+            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+        except RuntimeError as error:
+            # A failed write (ENOSPC) makes torch's zip writer fail to finish the file with "[enforce fail at
+            # inline_container.cc] unexpected pos"; the OSError it hides is what happened, and atomic_write names
+            # the file in it.
+            if isinstance(error.__context__, OSError):
+                raise error.__context__ from None
+            raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -86,23 +104,22 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
     from ..config import GPTConfig
     from ..model.gpt import GPT
 
-    damaged = "the file was edited or damaged: use another checkpoint (best.pt or last.pt of the same run)"
     missing = [key for key in MODEL_KEYS if key not in state]
     if missing:
-        raise CheckpointError(f"{path} has no {' or '.join(missing)}, so it holds no model; {damaged}")
+        raise CheckpointError(f"{path} has no {' or '.join(missing)}, so it holds no model; {DAMAGED}")
     try:
         config = GPTConfig.from_dict(state["model_config"])
     except (TypeError, ValueError) as error:  # not a dict, an unknown field, a value that cannot work
-        raise CheckpointError(f"{path} has an unusable model_config ({error}); {damaged}") from None
+        raise CheckpointError(f"{path} has an unusable model_config ({error}); {DAMAGED}") from None
     weights = state["model"]
     if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor) for t in weights.values()):
-        raise CheckpointError(f"{path}: its 'model' entry is not a dict of tensors; {damaged}")
+        raise CheckpointError(f"{path}: its 'model' entry is not a dict of tensors; {DAMAGED}")
     try:
         with torch.device("meta"):  # shapes without storage: a vocabulary of 10**12 costs nothing here
             expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
     except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond what a tensor can have
         raise CheckpointError(f"{path}: its model_config describes a model that cannot be built "
-                              f"({type(error).__name__}); {damaged}") from None
+                              f"({type(error).__name__}); {DAMAGED}") from None
     problems = [f"{name} is missing" for name in expected if name not in weights]
     problems += [f"{name} is not part of the model" for name in weights if name not in expected]
     problems += [f"{name} has shape {tuple(weights[name].shape)}, the config gives {shape}"
@@ -110,7 +127,16 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
     if problems:
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CheckpointError(f"{path}: its weights do not fit its model_config: {'; '.join(problems[:3])}{more}; "
-                              f"{damaged}")
+                              f"{DAMAGED}")
+    not_finite = [name for name, t in weights.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if not_finite:
+        more = f" (and {len(not_finite) - 1} more)" if len(not_finite) > 1 else ""
+        raise CheckpointError(f"{path}: its weights are not finite ({not_finite[0]}{more} holds NaN or infinity): "
+                              "the run that wrote it diverged, or the file is damaged; use another checkpoint (the "
+                              "run's best.pt or last.pt, or an earlier run's)")
+    if state.get("tokenizer") is not None and not isinstance(state["tokenizer"], dict):
+        raise CheckpointError(f"{path}: its tokenizer entry is {type(state['tokenizer']).__name__} "
+                              f"{str(state['tokenizer'])[:40]!r}, not a tokenizer description; {DAMAGED}")
     return config
 
 
@@ -122,6 +148,10 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
     if missing:
         raise CheckpointError(f"{path} holds a model but not a training run's state (it has no {', '.join(missing)}), "
                               "so it cannot be resumed: start a new run in another --out folder")
+    problem = _training_state_problem(state)
+    if problem:
+        raise CheckpointError(f"{path}: its training state is damaged ({problem}), so it cannot be resumed: copy the "
+                              "run's best.pt over it to resume from there, or start a new run (another --out)")
     return state
 
 
@@ -140,6 +170,28 @@ def refuse_to_replace_training_run(path: str | Path, option: str = "--out") -> N
     if isinstance(state, dict) and state.get("format") == FORMAT and "optimizer" in state:
         raise CheckpointError(f"{path} holds a training run (step {state.get('step', '?')}, with the optimizer state "
                               f"that --resume needs), which writing there would lose; choose another {option}")
+
+
+def _training_state_problem(state: dict[str, Any]) -> str | None:
+    """What makes a checkpoint's TRAINING_KEYS unusable for a Trainer (None: nothing): the containers and numbers
+    Trainer.load_state_dict reads, so that a hand-edited or damaged file fails here and not halfway through."""
+    optimizer = state["optimizer"]
+    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list) and optimizer["param_groups"]
+            and all(isinstance(group, dict) and isinstance(group.get("params"), list)
+                    for group in optimizer["param_groups"])):
+        return "its optimizer entry lacks the 'state' and 'param_groups' a torch optimizer saves"
+    sampler = state["sampler"]
+    if not (isinstance(sampler, dict) and isinstance(sampler.get("generator"), torch.Tensor)):
+        return "its sampler entry lacks the batch generator's state"
+    rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]  # a dict: written before per-rank RNGs
+    if not rngs or not all(isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) for rng in rngs):
+        return "its rng entry lacks the dropout generators' states"
+    for key, kind in {"train_config": dict, "scaler": dict, "step": int, "skipped_steps": int,
+                      "elapsed": (int, float), "best_val_loss": (int, float)}.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            return f"its {key} entry is {type(state[key]).__name__} {str(state[key])[:40]!r}"
+    return None
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
@@ -162,5 +214,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model = GPT(check_model_checkpoint(state, path))
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    tokenizer = tokenizer_from_dict(state["tokenizer"]) if state.get("tokenizer") else None
+    try:
+        tokenizer = tokenizer_from_dict(state["tokenizer"]) if state.get("tokenizer") else None
+    except ValueError as error:
+        raise CheckpointError(f"{path}: its tokenizer cannot be rebuilt ({error}); {DAMAGED}") from None
     return model, tokenizer, state

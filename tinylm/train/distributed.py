@@ -6,8 +6,10 @@ RANK, LOCAL_RANK and WORLD_SIZE through the environment (and, across nodes, wher
 GPUs, gloo on CPUs) and pins each process to its GPU. Without those variables it returns a
 world of one and nothing else changes.
 
-A process group has a timeout, so a rank that dies mid-collective does not leave the others
-waiting forever; torchrun also stops the remaining ranks when one exits with an error.
+A process group has a timeout (10 minutes; $TINYLM_DIST_TIMEOUT sets it in seconds), so a rank that
+hangs or dies mid-collective does not leave the others waiting forever: `run_in_world` turns the
+collective's timeout into a RankTimeout that says which rank waited, how long, and what to do, and
+torchrun stops the remaining ranks when one exits with an error.
 """
 
 from __future__ import annotations
@@ -16,12 +18,20 @@ import contextlib
 import datetime
 import gc
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+TIMEOUT_ENV = "TINYLM_DIST_TIMEOUT"
+DEFAULT_TIMEOUT_S = 600.0
+
+
+class RankTimeout(RuntimeError):
+    """A collective operation that waited longer than the process group's timeout for another rank."""
 
 
 @dataclass(frozen=True)
@@ -40,8 +50,21 @@ class World:
         return self.size > 1
 
 
-def init_distributed(timeout_minutes: float = 10.0) -> World:
-    """Join the torchrun process group if this process was started by torchrun."""
+def group_timeout() -> float:
+    """Seconds a collective waits for the other ranks: $TINYLM_DIST_TIMEOUT, else DEFAULT_TIMEOUT_S."""
+    value = os.environ.get(TIMEOUT_ENV) or str(DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0:  # NaN too
+        raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds; unset it for the default "
+                         f"({DEFAULT_TIMEOUT_S:g})")
+    return seconds
+
+
+def init_distributed() -> World:
+    """Join the torchrun process group, with group_timeout(), if this process was started by torchrun."""
     if dist.is_initialized():
         return current_world()
     if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
@@ -50,7 +73,7 @@ def init_distributed(timeout_minutes: float = 10.0) -> World:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank)
     backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend, timeout=datetime.timedelta(minutes=timeout_minutes))
+    dist.init_process_group(backend, timeout=datetime.timedelta(seconds=group_timeout()))
     return current_world()
 
 
@@ -94,8 +117,27 @@ def run_in_world(work: Callable[[World, contextlib.ExitStack], Result]) -> Resul
             result = work(world, held)
         finished = True
         return result
+    except RuntimeError as error:
+        if world.distributed and _timed_out(error):
+            raise RankTimeout(_timeout_message(world)) from error
+        raise
     finally:
         teardown(finished)
+
+
+def _timed_out(error: RuntimeError) -> bool:
+    """Whether a collective gave up waiting: gloo raises a RuntimeError "Timed out waiting 3000ms for recv operation
+    to complete"; NCCL's errors (a DistBackendError) also name the timeout, where its watchdog does not end the
+    process first."""
+    return re.search(r"\btimed out\b|\btime ?out\b", str(error), re.IGNORECASE) is not None
+
+
+def _timeout_message(world: World) -> str:
+    others = f"rank {1 - world.rank}" if world.size == 2 else f"another of the {world.size} ranks"
+    return (f"rank {world.rank} waited the process group's timeout ({group_timeout():g} s) for {others}, which did "
+            "not join the collective operation in time: it hung or was far slower (its own output may say where); "
+            f"run again (a training run with --resume), and if that rank is only slow, allow more time: "
+            f"{TIMEOUT_ENV}=SECONDS")
 
 
 def all_reduce_sum(values: list[float], device) -> list[float]:
