@@ -58,6 +58,7 @@ from ..model.moe import end_of_step, moe_layers, read_expert_load
 from ..runtime import autocast, keep_freed_memory, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
+from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate
 from .progress import remaining_seconds, steps_left
 
@@ -161,6 +162,8 @@ class Trainer:
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
         self._metrics_started = False  # this run's first record starts metrics.jsonl (a resume continues it)
+        check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
+                              processes=self.world.size if self.device.type == "cpu" else 1)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
