@@ -34,6 +34,7 @@ from ..tokenizers.char import UnknownCharacterError
 from ..tokenizers.gpt2 import TokenizerUnavailable
 from ..train.checkpoint import CheckpointError
 from ..train.distributed import RankTimeout
+from ..train.memory import NotEnoughMemory
 from ..train.runlock import RunFolderBusy
 from ..train.trainer import TrainingDiverged
 
@@ -97,6 +98,7 @@ ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseExceptio
     ((TrainingDiverged,), _as_raised),  # tinylm.train adds the --learning-rate to retry with
     ((RunFolderBusy,), _as_raised),  # which process holds the run folder, and what to do
     ((RankTimeout,), _as_raised),  # which rank waited how long for which, and how to allow more time
+    ((NotEnoughMemory,), _as_raised),  # what a training step needs, what the device has, and a batch size that fits
     ((DataError,), _as_raised),  # which token file is damaged, and the command that prepares it again
     ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
     ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold

@@ -93,10 +93,8 @@ def _create(path: Path, owner: dict[str, Any]) -> bool:
     temporary = None
     try:
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(owner, f)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # no fsync: other processes see the page cache, and a
+            json.dump(owner, f)  # lock that a power cut left empty is stale in seconds
         os.chmod(temporary, 0o644)
         os.link(temporary, path)  # unlike a rename, never replaces an existing lock
         return True

@@ -55,10 +55,10 @@ from ..data.tokens import RandomWindowSampler
 from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
 from ..model.moe import end_of_step, moe_layers, read_expert_load
-from ..paths import atomic_write
 from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
+from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate
 from .progress import remaining_seconds, steps_left
 
@@ -157,6 +157,8 @@ class Trainer:
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
         self._metrics_started = False  # this run's first record starts metrics.jsonl (a resume continues it)
+        check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
+                              processes=self.world.size if self.device.type == "cpu" else 1)
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
@@ -344,22 +346,23 @@ class Trainer:
             callback(record)
 
     def _continue_metrics(self) -> None:
-        """Resuming at self.step: keep metrics.jsonl's records up to that step and drop those after it (an interrupted
-        run logged them, and the steps are about to be trained and logged again), so that no step appears twice."""
+        """Resuming at self.step: cut metrics.jsonl after its last record up to that step (an interrupted run logged
+        the steps after it, which are about to be trained and logged again), so that no step appears twice. Records
+        are in step order, so this truncates the file in place: no disk space needed."""
         self._metrics_started = True
         path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
         if path is None or not self.world.is_main or not path.is_file():
             return
-        kept = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # a record cut short when the process died
-                continue
-            if record.get("step", 0) <= self.step:
-                kept.append(line + "\n")
-        with atomic_write(path) as f:
-            f.write("".join(kept).encode("utf-8"))
+        with open(path, "r+b") as f:
+            keep = 0
+            for line in f:
+                try:
+                    if not line.endswith(b"\n") or json.loads(line).get("step", 0) > self.step:
+                        break
+                except ValueError:  # a record cut short when the process died
+                    break
+                keep += len(line)
+            f.truncate(keep)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

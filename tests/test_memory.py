@@ -1,0 +1,85 @@
+"""The memory a training step needs, by arithmetic (tinylm.train.memory), against a real step's peak; and a batch
+that cannot fit is refused before the first step with the figure and a batch size that fits, not left to the OOM
+killer."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.helpers import REPO, run_cli
+from tinylm.cli.errors import describe
+from tinylm.train import memory
+from tinylm.train.memory import NotEnoughMemory, step_memory
+from tinylm.train.trainer import Trainer
+
+# A real step in a fresh process: its peak resident memory over what the process held before the model existed.
+MEASURE_STEP = """
+import json, resource, sys
+import numpy as np, torch
+torch.set_num_threads(1)
+from tinylm.config import GPTConfig, TrainConfig
+from tinylm.model.gpt import GPT
+from tinylm.train.memory import step_memory
+from tinylm.train.trainer import Trainer
+shape, batch_size = json.loads(sys.argv[1]), int(sys.argv[2])
+config = GPTConfig(**shape)
+tokens = (np.arange(100_000) % config.vocab_size).astype(np.uint16)
+before = int(next(line for line in open("/proc/self/status") if line.startswith("VmRSS:")).split()[1]) * 1024
+trainer = Trainer(GPT(config), TrainConfig(batch_size=batch_size, max_steps=2, warmup_steps=1), tokens, tokens[:4096],
+                  device="cpu")
+for _ in range(2):  # the second step is the first with AdamW's state
+    trainer._optimizer_step()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+weights = sum(p.numel() for p in trainer.model.parameters())
+estimate = step_memory(config, weights, trainer.dtype, "cpu").total(batch_size)
+print(json.dumps({"measured": peak - before, "estimate": estimate}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmRSS from /proc and ru_maxrss in KiB (Linux)")
+@pytest.mark.parametrize("shape", [
+    dict(vocab_size=8192, block_size=256, n_layer=4, n_head=4, n_embd=256),
+    dict(vocab_size=512, block_size=256, n_layer=3, n_head=4, n_embd=256, n_kv_head=2, position="rope",
+         norm="rmsnorm", mlp="swiglu", bias=False, dropout=0.1),
+], ids=["gpt2", "llama-dropout"])
+def test_the_estimate_is_within_a_factor_of_2_of_a_real_steps_peak(shape):
+    result = subprocess.run([sys.executable, "-c", MEASURE_STEP, json.dumps(shape), "8"], cwd=REPO, capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    sizes = json.loads(result.stdout)
+    assert sizes["measured"] > 300e6, "the step should be large enough to measure"
+    assert 0.5 <= sizes["estimate"] / sizes["measured"] <= 2, sizes
+
+
+def test_a_batch_that_cannot_fit_is_refused_at_construction_naming_a_batch_size_that_does(make_model, train_config,
+                                                                                            tokens, monkeypatch):
+    monkeypatch.setattr(memory, "free_memory", lambda device: 2 * 10**9)
+    model = make_model()
+    with pytest.raises(NotEnoughMemory) as refused:
+        Trainer(model, train_config(batch_size=10**8), *tokens, device="cpu")
+    message = describe(refused.value)
+    need = step_memory(model.config, model.num_parameters(), torch.float32, "cpu")
+    fits = int(message.split("(--batch-size ")[1].split(")")[0])
+    held = sum(p.numel() * 4 for p in model.parameters())
+    assert need.total(fits) <= 2 * 10**9 + held < need.total(fits + 1)
+    assert message.startswith(f"one training step needs about {need.total(10**8) / 1e9:.1f} GB (")
+    assert f"micro-batch of 100,000,000 sequences of 16 tokens), more than the {(2e9 + held) / 1e9:.1f} GB the CPU " \
+           f"has; use a batch size of at most {fits:,} (--batch-size {fits}), or a smaller model" in message
+    Trainer(model, train_config(batch_size=fits), *tokens, device="cpu")  # the advice holds
+
+    monkeypatch.setattr(memory, "free_memory", lambda device: 0)
+    with pytest.raises(NotEnoughMemory, match="even one sequence does not fit: use a smaller model or a shorter"):
+        Trainer(model, train_config(batch_size=1), *tokens, device="cpu")
+
+
+def test_train_with_a_batch_size_of_a_hundred_million_is_a_one_line_error_before_any_step(data_root, tmp_path):
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--batch-size", 100_000_000,
+                     "--out", tmp_path / "run", data_dir=data_root)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: one training step needs about ") and "use a batch size of at most " in line
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
