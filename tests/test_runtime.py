@@ -168,3 +168,23 @@ def test_a_trainer_changes_no_process_wide_setting(monkeypatch):
     cfg = TrainConfig(batch_size=2, max_steps=2, warmup_steps=0, eval_interval=0, log_interval=1, eval_batch_size=4)
     Trainer(model, cfg, tokens, tokens[:100], device="cpu").fit()
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
+
+
+@pytest.mark.parametrize("load, cores, spare", [(0.0, 2, 2), (0.4, 2, 2), (0.6, 2, 1), (1.9, 2, 1), (7.0, 2, 1),
+                                                (1.2, 8, 7), (3.6, 8, 4)])
+def test_spare_cores_leaves_the_busy_cores_to_the_processes_that_use_them(load, cores, spare):
+    from tinylm.runtime import spare_cores
+
+    assert spare_cores(load, cores) == spare
+
+
+def test_configure_backend_takes_fewer_threads_on_a_busy_machine_and_says_so():
+    """In a process of its own: the thread count lasts for the process's life."""
+    probe = ("import os, torch; os.environ.pop('OMP_NUM_THREADS', None); torch.set_num_threads(2); "
+             "import tinylm.runtime as r; r.spare_cores = lambda: 1; note = r.configure_backend('cpu'); "
+             "print(torch.get_num_threads(), note is not None and 'using 1 of 2 CPU threads' in note); "
+             "r.spare_cores = lambda: 2; torch.set_num_threads(2); "
+             "print(torch.get_num_threads(), r.configure_backend('cpu'))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
+    assert result.stdout.split("\n")[:2] == ["1 True", "2 None"]

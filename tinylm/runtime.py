@@ -191,15 +191,38 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def configure_backend(device: str | torch.device | None = None) -> None:
+def spare_cores(load: float | None = None, cores: int | None = None) -> int:
+    """The cores other processes leave free: the cores this process may use minus the 1-minute load average
+    (rounded), at least 1."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, cores - round(load)))
+
+
+def configure_backend(device: str | torch.device | None = None) -> str | None:
     """The process-wide settings that make training fast, in one call that a command line or notebook makes
     before training (the Trainer changes no global state of this kind, so a library user can leave it out).
+    Returns a note for the user when it chose fewer CPU threads than PyTorch would have, else None.
 
-    On a CPU, freed big blocks stay in the heap (`keep_freed_memory`). On CUDA, float32 matmuls and convolutions
-    may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). Both last for
-    the life of the process. `device`: the one training will use (default: the best available)."""
+    On a CPU, freed big blocks stay in the heap (`keep_freed_memory`), and PyTorch gets one thread per core that
+    other processes leave free (`spare_cores`): its threads wait for each other at every operation, so a thread
+    whose core is busy elsewhere stalls them all (README, "Timings assume an idle machine", has the figures). An
+    OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
+    convolutions may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). All
+    of it lasts for the life of the process. `device`: the one training will use (default: the best available)."""
     if resolve_device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    else:
-        keep_freed_memory()
+        return None
+    keep_freed_memory()
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    default, threads = torch.get_num_threads(), min(torch.get_num_threads(), spare_cores())
+    if threads == default:
+        return None
+    torch.set_num_threads(threads)
+    return (f"using {threads} of {default} CPU threads: other processes keep the rest of the cores busy (load "
+            f"average {os.getloadavg()[0]:.1f}), and a thread without a core of its own stalls the others; "
+            "OMP_NUM_THREADS=N chooses")

@@ -65,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    configure_backend(args.device)
+    if note := configure_backend(args.device):
+        print(note)
     return run_in_world(lambda world, held: finetune(
         args.profile, base=args.base, data=args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
         max_steps=args.max_steps, max_seconds=args.max_seconds, pretraining_share=args.pretraining_share,

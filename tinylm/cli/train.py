@@ -98,7 +98,8 @@ def _positive_float(text: str) -> float:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    configure_backend(args.device)
+    if note := configure_backend(args.device):
+        print(note)
     recipe = resolve_recipe(args.track, args.profile, arch=args.arch, balancing=args.balancing, out=args.out,
                             resume=args.resume, overwrite=args.overwrite, max_seconds=args.max_seconds,
                             max_steps=args.max_steps, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size,
