@@ -161,7 +161,7 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
             if unk_id is not None:
                 losses = losses + tokenizer.unk_penalty * (y == unk_id)
             first_scored = torch.tensor([first for _, first in chunk], device=device)  # (b,)
-            scored = torch.arange(window, device=device) >= first_scored[:, None]  # (b, T): targets not yet scored
+            scored = torch.arange(window, device=device) >= first_scored[:, None]  # (b, T): the targets earlier windows left
             total_loss += torch.where(scored, losses, 0.0).sum(dtype=total_loss.dtype)
             total_count += sum(window - first for _, first in chunk)
     finally:  # an error mid-evaluation (out of memory, Ctrl-C) must not leave a training model in eval mode
