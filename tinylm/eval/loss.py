@@ -135,7 +135,8 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
     are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
     (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
-    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums.
+    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host reads
+    the total once, at the end, and the model's training mode comes back however the evaluation ends.
     """
     vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
     valid_ids = vocab_limit if vocab_limit is not None else getattr(getattr(model, "config", None), "vocab_size", None)
@@ -160,8 +161,9 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
             losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
             if unk_id is not None:
                 losses = losses + tokenizer.unk_penalty * (y == unk_id)
+            # (b, T): the targets no earlier window scored
             first_scored = torch.tensor([first for _, first in chunk], device=device)  # (b,)
-            scored = torch.arange(window, device=device) >= first_scored[:, None]  # (b, T): the targets earlier windows left
+            scored = torch.arange(window, device=device) >= first_scored[:, None]
             total_loss += torch.where(scored, losses, 0.0).sum(dtype=total_loss.dtype)
             total_count += sum(window - first for _, first in chunk)
     finally:  # an error mid-evaluation (out of memory, Ctrl-C) must not leave a training model in eval mode
