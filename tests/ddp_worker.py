@@ -1,7 +1,8 @@
 """A tiny training run for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
 
 Rank 0 saves what the test compares (the gradients of the first step, or the final weights and validation loss)
-to --out. With --interrupt-rank, that rank alone gets SIGINT during its third forward pass; each rank that stops
+to --out. With --interrupt-rank, that rank alone gets SIGINT during its third forward pass, or with --between-steps
+in the evaluation after step 3 (--ctrl-c 2: twice, the second Ctrl-C that stops at once); each rank that stops
 writes the step it stopped after to <out>.rank<r>.interrupted, and leaves without a final barrier, as
 python -m tinylm.train does.
 """
@@ -31,6 +32,8 @@ parser.add_argument("--resume")
 parser.add_argument("--capture-grads", action="store_true", help="save the first step's gradients and stop")
 parser.add_argument("--poison-rank", type=int, help="this rank's weights become NaN after DDP's initial broadcast")
 parser.add_argument("--interrupt-rank", type=int, help="this rank alone gets SIGINT during its third forward pass")
+parser.add_argument("--between-steps", action="store_true", help="instead: in the evaluation after step 3")
+parser.add_argument("--ctrl-c", type=int, default=1, help="how many SIGINTs the interrupted rank gets at once")
 args = parser.parse_args()
 torch.set_num_threads(1)
 
@@ -42,16 +45,26 @@ def work(world, held) -> None:
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=args.dropout))
     cfg = TrainConfig(batch_size=args.batch_size, grad_accum_steps=args.accum, max_steps=args.steps, warmup_steps=1,
-                      learning_rate=3e-3, min_lr=3e-4, eval_interval=0, log_interval=100, eval_batch_size=64, seed=0,
-                      dtype="float32", grad_clip=None if args.capture_grads else 1.0)
-    trainer = Trainer(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world)
+                      learning_rate=3e-3, min_lr=3e-4, eval_interval=3 if args.between_steps else 0, log_interval=100,
+                      eval_batch_size=64, seed=0, dtype="float32", grad_clip=None if args.capture_grads else 1.0)
+    evaluators = {}
+    if args.interrupt_rank == world.rank and args.between_steps:
+
+        def ctrl_c(model):
+            for _ in range(args.ctrl_c):
+                os.kill(os.getpid(), signal.SIGINT)
+            return {}
+
+        evaluators["ctrl_c"] = ctrl_c
+    trainer = Trainer(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world,
+                      evaluators=evaluators)
     if args.resume:
         trainer.resume(args.resume)
     if args.poison_rank == world.rank:
         with torch.no_grad():
             trainer.model.lm_head.weight[0, 0] = float("nan")
     val_loss = None
-    if args.interrupt_rank == world.rank:
+    if args.interrupt_rank == world.rank and not args.between_steps:
         forwards = []
 
         def sigint_on_the_third_forward(module, inputs, output):

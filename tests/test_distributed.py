@@ -4,8 +4,10 @@ Each test launches `torchrun --nproc_per_node=2` on tests/ddp_worker.py and comp
 single-process run of the same script whose micro-batch holds both ranks' sequences.
 """
 
+import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +105,50 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_res
     straight = run(tmp_path, "straight", 1, "--batch-size", 4, "--steps", 6)
     resumed = run(tmp_path, "resumed", 1, "--batch-size", 4, "--steps", 6, "--resume", run_dir / "last.pt")
     assert_close(straight["result"], resumed["result"], atol=1e-5)
+
+
+def launch_or_fail_if_hung(*args, timeout=120) -> subprocess.CompletedProcess:
+    """torchrun with 2 workers, stopped if they run past `timeout`: ranks waiting in collectives the others never
+    join fail the test instead of hanging it (until the process group's 10-minute timeout)."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    process = subprocess.Popen(launcher + [str(WORKER), *map(str, args)], env=ENV, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # The workers run in sessions of their own; SIGTERM makes torchrun stop them (SIGKILL after 30 s).
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f"the ranks were still running after {timeout} s: they hung\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_ctrl_c_on_one_rank_between_steps_stops_every_rank_after_the_next_step(tmp_path):
+    """SIGINT reaches rank 1 alone during the evaluation after step 3: the request travels in step 4's loss
+    all-reduce, and both ranks stop after step 4 and save it together."""
+    out, run_dir = tmp_path / "interrupted.pt", tmp_path / "run"
+    completed = launch_or_fail_if_hung("--out", out, "--batch-size", 2, "--steps", 6, "--run-dir", run_dir,
+                                       "--interrupt-rank", 1, "--between-steps")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert [Path(f"{out}.rank{rank}.interrupted").read_text() for rank in (0, 1)] == ["4", "4"]
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_second_ctrl_c_on_one_rank_between_steps_stops_it_at_once_without_a_collective(tmp_path, rank):
+    """Two SIGINTs reach one rank during the evaluation after step 3: the second stops it at once. Saving would
+    gather every rank's RNG state, a collective the other rank (already in step 4) never joins, so both hung;
+    the rank leaves without saving, the other one fails in its next collective, and last.pt keeps step 3."""
+    out, run_dir = tmp_path / "interrupted.pt", tmp_path / "run"
+    completed = launch_or_fail_if_hung("--out", out, "--batch-size", 2, "--steps", 6, "--run-dir", run_dir,
+                                       "--interrupt-rank", rank, "--between-steps", "--ctrl-c", 2)
+    assert completed.returncode != 0, "the other rank lost its peer mid-run"
+    assert Path(f"{out}.rank{rank}.interrupted").read_text() == "3"
+    assert not Path(f"{out}.rank{1 - rank}.interrupted").exists()
+    assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3  # the evaluation's checkpoint, intact
+    if rank == 0:  # rank 0 writes the metrics: it says that it saved nothing
+        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert records[-1] == {"event": "interrupted", "step": 3, "checkpoint": None}
 
 
 def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):

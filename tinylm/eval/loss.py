@@ -135,31 +135,40 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
     are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
     (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
-    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums.
+    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host reads
+    the total once, at the end, and the model's training mode comes back however the evaluation ends.
     """
     vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
     valid_ids = vocab_limit if vocab_limit is not None else getattr(getattr(model, "config", None), "vocab_size", None)
     unk_id = getattr(tokenizer, "unk_id", None)
-    was_training = model.training
-    model.eval()
     windows = evaluation_windows(len(tokens), block_size)[rank::world_size]
     window = min(block_size, len(tokens) - 1)
-    total_loss, total_count = 0.0, 0
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i : i + batch_size]
-        batch = torch.from_numpy(gather_windows(tokens, [s for s, _ in chunk], window + 1, valid_ids)).to(device)
-        x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
-        with autocast_ctx or contextlib.nullcontext():
-            logits, _ = model(x)
-        logits = logits[..., :vocab_limit].float()  # (b, T, vocab)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
-        if unk_id is not None:
-            losses = losses + tokenizer.unk_penalty * (y == unk_id)
-        for row, (_, first_scored) in enumerate(chunk):
-            total_loss += losses[row, first_scored:].sum().item()
-            total_count += window - first_scored
-    model.train(was_training)
-    return total_loss, total_count
+    device = torch.device(device)
+    # The sum stays on the device until the end: reading it per batch would make the host wait for every batch.
+    # float64 (MPS has none: float32 there), so that a long split's sum loses nothing to rounding.
+    total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
+    total_count = 0
+    was_training = model.training
+    model.eval()
+    try:
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i : i + batch_size]
+            batch = torch.from_numpy(gather_windows(tokens, [s for s, _ in chunk], window + 1, valid_ids)).to(device)
+            x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
+            with autocast_ctx or contextlib.nullcontext():
+                logits, _ = model(x)
+            logits = logits[..., :vocab_limit].float()  # (b, T, vocab)
+            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
+            if unk_id is not None:
+                losses = losses + tokenizer.unk_penalty * (y == unk_id)
+            # (b, T): the targets no earlier window scored
+            first_scored = torch.tensor([first for _, first in chunk], device=device)  # (b,)
+            scored = torch.arange(window, device=device) >= first_scored[:, None]
+            total_loss += torch.where(scored, losses, 0.0).sum(dtype=total_loss.dtype)
+            total_count += sum(window - first for _, first in chunk)
+    finally:  # an error mid-evaluation (out of memory, Ctrl-C) must not leave a training model in eval mode
+        model.train(was_training)
+    return total_loss.item(), total_count
 
 
 def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,

@@ -57,6 +57,7 @@ class TextStream:
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.new_ids: list[int] = []
+        self._context = self._decoded = 0  # new_ids[:_decoded] are decoded; [_context:_decoded] the last piece
         self.stop_reason: str | None = None
         self.stopped_at: str | None = None
         stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
@@ -89,44 +90,62 @@ class TextStream:
             "closed": f"stopped early after {len(self.new_ids)} tokens: the reader closed the stream",
         }[self.stop_reason]
 
-    def _first_stop(self, text: str, start: int) -> int | None:
-        """Where the earliest stop string begins in text[start:] (recorded as the reason), or None."""
-        found = [(i, s) for s in self.stop if (i := text.find(s, start)) >= 0]
+    def _first_stop(self, text: str) -> int | None:
+        """Where the earliest stop string begins in text (recorded as the reason), or None."""
+        found = [(i, s) for s in self.stop if (i := text.find(s)) >= 0]
         if not found:
             return None
         position, self.stopped_at = min(found)
         self.stop_reason = "stop_string"
         return position
 
+    def _new_text(self, final: bool = False) -> str | None:
+        """The text the tokens since the last call add; None while it ends mid-character (unless `final`), as
+        when a byte-level BPE token carries only the first bytes of an emoji.
+
+        Only the tail is decoded, not everything so far (which would cost quadratic time in a long stream):
+        the tokens since the last complete piece, after one token of context whose text is known. That context
+        starts the decoded window at the same place as the known text, so whatever the tokenizer does at the
+        start of a text (SentencePiece's leading space) cancels out, and a complete piece ends on a whole
+        character, so the bytes that follow decode on their own.
+        """
+        window = self.tokenizer.decode(self.new_ids[self._context:])
+        if window.endswith("\ufffd") and not final:
+            return None
+        known = self.tokenizer.decode(self.new_ids[self._context:self._decoded]) if self._decoded else ""
+        self._context, self._decoded = self._decoded, len(self.new_ids)
+        return window[len(known):]
+
     def _pieces(self) -> Iterator[str]:
-        emitted = 0  # characters of the decoded continuation already yielded
+        # Decoded text not yielded yet: whatever could begin a stop string (and, for a moment, the newest text).
+        pending = ""
         for next_ids in self._steps:
             token = int(next_ids[0])
             if token in self._stop_tokens:
                 self.stop_reason, self.stopped_at = "stop_token", self.tokenizer.decode([token])
                 break
             self.new_ids.append(token)
-            # Decode everything so far: a character split over two BPE tokens decodes only once complete.
-            text = self.tokenizer.decode(self.new_ids)
-            if text.endswith("\ufffd"):
+            text = self._new_text()
+            if text is None:  # a character split over tokens decodes only once complete
                 continue
-            stop_at = self._first_stop(text, emitted)
+            pending += text
+            stop_at = self._first_stop(pending)
             if stop_at is not None:
-                if stop_at > emitted:
-                    yield text[emitted:stop_at]
+                if stop_at > 0:
+                    yield pending[:stop_at]
                 return
-            ready = len(text) - _held_back(text, self.stop)
-            if ready > emitted:
-                yield text[emitted:ready]
-                emitted = ready
+            ready = len(pending) - _held_back(pending, self.stop)
+            if ready > 0:
+                yield pending[:ready]
+                pending = pending[ready:]
         else:
             self.stop_reason = "max_new_tokens"
         # What was held back, or left undecoded mid-character; a stop string completed there still ends the text.
-        text = self.tokenizer.decode(self.new_ids)
-        stop_at = self._first_stop(text, emitted)
-        end = len(text) if stop_at is None else stop_at
-        if end > emitted:
-            yield text[emitted:end]
+        pending += self._new_text(final=True)
+        stop_at = self._first_stop(pending)
+        end = len(pending) if stop_at is None else stop_at
+        if end > 0:
+            yield pending[:end]
 
 
 def stream(model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int = 200, *, stop: Sequence[str] = (),

@@ -21,8 +21,13 @@ rest starve. Three `balancing` modes:
   every optimizer step each bias moves by `bias_update_rate` against the sign of its expert's load
   error: up for underloaded, down for overloaded experts. No gradient is involved.
 
-Dispatch sorts the (token, expert) assignments by expert, so each expert runs once on all its tokens:
-a Python loop over experts, never over tokens.
+Dispatch, two ways to the same result. Eagerly, it sorts the (token, expert) assignments by expert, so each
+expert runs once on all its tokens (a Python loop over experts, never over tokens): the compute follows the
+routing, but the slices' sizes do too, so the host reads them (a sync with the GPU) and no compiler can know the
+shapes ahead. Under torch.compile, every expert runs on every token, weighted by a gate that is 0 for the experts
+the token did not choose: fixed shapes, no sync, one graph, at E/k times the routed experts' FLOPs (and an expert
+no token chose gets a zero gradient rather than none). Large systems get both at once from grouped matrix
+multiplies, one kernel over all experts' slices.
 
 Load statistics: in training mode each layer counts the assignments per expert. `end_of_step(model)`
 (the Trainer calls it after every optimizer step) sums the counts over processes, moves the
@@ -72,13 +77,27 @@ class MoE(nn.Module):
         B, T, C = x.shape
         flat = x.reshape(B * T, C)  # (N, C): routing is per token
         chosen, weights, scores = self.route(flat)
-        counts = torch.bincount(chosen.flatten(), minlength=self.n_experts)  # (E,) assignments per expert
+        # (E,) assignments per expert; a comparison rather than bincount, whose output size depends on the data
+        counts = (chosen.flatten()[:, None] == torch.arange(self.n_experts, device=x.device)).sum(dim=0)
         if self.training:
-            self.step_counts += counts
+            # add_, not +=, which also assigns the attribute: a module with an assigned attribute cannot be
+            # walked (balancing_loss) in the same torch.compile graph
+            self.step_counts.add_(counts)
             if self.balancing == "aux_loss":
                 fraction = counts.float() / chosen.numel()  # f_i, no gradient
                 mean_score = (scores / scores.sum(dim=-1, keepdim=True)).mean(dim=0)  # P_i, differentiable
                 self.aux_loss = self.aux_loss_coef * self.n_experts * (fraction * mean_score).sum()
+        if torch.compiler.is_compiling():
+            out = self._dispatch_dense(flat, chosen, weights)
+        else:
+            out = self._dispatch_sorted(flat, chosen, weights, counts)
+        if self.shared is not None:
+            out = out + self.shared(flat)
+        return out.view(B, T, C)
+
+    def _dispatch_sorted(self, flat: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor,
+                         counts: torch.Tensor) -> torch.Tensor:
+        """Each expert once, on the tokens that chose it: (N, C) -> (N, C), the weighted sum of each token's experts."""
         # Sort the N·k assignments by expert: each expert then takes one contiguous slice of token ids.
         order = chosen.flatten().argsort()  # (N·k,)
         token_ids = order // self.top_k  # the token each sorted assignment belongs to
@@ -91,9 +110,17 @@ class MoE(nn.Module):
                 y = expert(flat[ids]) * assignment_weights[start : start + count, None]  # (count, C)
                 out.index_add_(0, ids, y.to(out.dtype))
             start += count
-        if self.shared is not None:
-            out = out + self.shared(flat)
-        return out.view(B, T, C)
+        return out
+
+    def _dispatch_dense(self, flat: torch.Tensor, chosen: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Every expert on every token, times the token's gate for it (0 unless chosen): what _dispatch_sorted
+        computes, in shapes that do not depend on the routing."""
+        gates = torch.zeros(flat.size(0), self.n_experts, dtype=weights.dtype, device=flat.device)
+        gates = gates.scatter(-1, chosen, weights)  # (N, E): each row holds the token's k weights
+        out = torch.zeros_like(flat)
+        for expert, gate in zip(self.experts, gates.unbind(dim=-1)):
+            out = out + (expert(flat) * gate[:, None]).to(out.dtype)
+        return out
 
     @torch.no_grad()
     def end_of_step(self) -> None:

@@ -23,7 +23,8 @@ moments, the GradScaler, the step, elapsed time, the batch sampler's generator a
 dropout — goes into the checkpoint, so a resumed run continues exactly where the interrupted one
 stopped. Ctrl-C finishes the step under way, saves `last.pt` and stops; a second Ctrl-C stops at once.
 Under DDP a Ctrl-C that reaches one rank only (a signal to one pid) travels
-to the others in the step loss's all-reduce, so every rank stops after the same step.
+to the others in the step loss's all-reduce, so every rank stops after the same step and they save together;
+a second Ctrl-C stops its rank at once without saving, since saving is a collective the others would not join.
 
 Under torchrun the same loop runs on every rank (see distributed.py): the model is wrapped in
 DistributedDataParallel for training only, gradients are averaged on the last micro-step, the
@@ -173,13 +174,14 @@ class Trainer:
         self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
         self._window = (0.0, 0, 0)  # training seconds, steps and tokens (all ranks) since the last train record
         self._clipped.zero_()
-        mid_step = agreed_stop = False
+        mid_step = agreed_stop = stopping = False
         try:
             with _interrupt_between_steps() as interrupt:
                 while self.step < stop_step and not self._out_of_time():
                     # Under DDP only the stop request all ranks saw in the last step's reduction counts,
                     # so that every rank stops after the same step; alone, a Ctrl-C counts at once.
                     if agreed_stop or (interrupt.requested and not self.world.distributed):
+                        stopping = True
                         raise KeyboardInterrupt
                     mid_step = True
                     step_start = time.perf_counter()
@@ -189,11 +191,16 @@ class Trainer:
                     self._count_training_time(time.perf_counter() - step_start)
                     self._after_step(lr, loss, stop_step)
         except KeyboardInterrupt:
-            if not mid_step:  # a state between steps resumes exactly; a half-done step is not saved
+            # A state between steps resumes exactly; a half-done step is not saved. Under DDP saving is a
+            # collective (it gathers every rank's RNG state), so only the agreed stop, which every rank raises
+            # at the same point, saves: a Ctrl-C that raised on one rank alone (the second, "stop at once")
+            # leaves without, keeping the last checkpoint, rather than wait for ranks that never join.
+            saving = stopping or (not mid_step and not self.world.distributed)
+            if saving:
                 self.save("last.pt")
-            if agreed_stop:  # no rank exits (torchrun then stops the others) before rank 0 has saved
+            if stopping:  # no rank exits (torchrun then stops the others) before rank 0 has saved
                 barrier()
-            saved = self.out_dir / "last.pt" if self.out_dir and not mid_step else None
+            saved = self.out_dir / "last.pt" if self.out_dir and saving else None
             self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(saved) if saved else None})
             raise
         return self.evaluate_and_save(final=True)

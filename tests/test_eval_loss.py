@@ -1,0 +1,96 @@
+"""evaluate_loss_sum: the same sums as a float64 computation window by window, one host sync however many windows,
+and the model's training mode back even when a forward pass fails."""
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tinylm.eval.loss import evaluate_loss_sum, evaluation_windows
+
+# A trimmed vocabulary, as TrimmedBPETokenizer has: ids >= 30 are padding columns, id 29 is <unk>.
+TRIMMED = SimpleNamespace(vocab_size=30, unk_id=29, unk_penalty=2.5)
+
+
+@torch.no_grad()
+def float64_reference(model, tokens, block_size, tokenizer=None):
+    """(nats, targets) window by window, in float64 throughout: each window's scored targets summed by hand."""
+    model = copy.deepcopy(model).double().eval()
+    window = min(block_size, len(tokens) - 1)
+    nats, count = 0.0, 0
+    for start, first_scored in evaluation_windows(len(tokens), block_size):
+        chunk = torch.from_numpy(tokens[start : start + window + 1].astype(np.int64))
+        logits = model(chunk[None, :-1])[0][0]  # (T, vocab)
+        targets = chunk[1:]
+        if tokenizer is not None:
+            logits = logits[:, : tokenizer.vocab_size]
+        losses = F.cross_entropy(logits, targets, reduction="none")
+        if tokenizer is not None:
+            losses = losses + tokenizer.unk_penalty * (targets == tokenizer.unk_id)
+        nats += losses[first_scored:].sum().item()
+        count += window - first_scored
+    return nats, count
+
+
+def split(length, vocab_size=30, seed=0):
+    return np.random.default_rng(seed).integers(0, vocab_size, length).astype(np.uint16)
+
+
+@pytest.mark.parametrize("tokenizer", [None, TRIMMED])
+@pytest.mark.parametrize("length, batch_size", [(203, 3), (161, 64), (17, 2)])
+def test_sums_equal_a_float64_computation_window_by_window(make_model, tokenizer, length, batch_size):
+    model = make_model()
+    tokens = split(length)
+    nats, count = evaluate_loss_sum(model, tokens, 16, batch_size, "cpu", tokenizer=tokenizer)
+    expected_nats, expected_count = float64_reference(model, tokens, 16, tokenizer)
+    assert count == expected_count == length - 1
+    assert nats == pytest.approx(expected_nats, rel=1e-6)
+
+
+def test_the_ranks_shares_add_up_to_the_whole_split(make_model):
+    model, tokens = make_model(), split(300)
+    whole = evaluate_loss_sum(model, tokens, 16, 4, "cpu")
+    shares = [evaluate_loss_sum(model, tokens, 16, 4, "cpu", rank=r, world_size=3) for r in range(3)]
+    assert sum(count for _, count in shares) == whole[1]
+    assert sum(nats for nats, _ in shares) == pytest.approx(whole[0], rel=1e-6)
+
+
+def test_the_host_waits_for_the_device_once_however_many_windows(make_model, monkeypatch):
+    """Reading a number off a tensor (item, tolist, float, int, bool) waits for the device to finish; a loss read
+    per window stalls a GPU between its batches. 3 windows or 40, one batch each: the same number of reads."""
+    model = make_model()
+    reads = []
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            reads.append(1)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    counts = []
+    for windows in (3, 40):
+        reads.clear()
+        evaluate_loss_sum(model, split(16 * windows + 1), 16, 1, "cpu")
+        counts.append(len(reads))
+    assert counts[0] == counts[1] <= 1, counts
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_a_forward_pass_that_fails_leaves_the_training_mode_as_it_was(make_model, training):
+    model = make_model().train(training)
+    forwards = []
+
+    def fail_on_the_second_batch(module, inputs):
+        forwards.append(module.training)
+        if len(forwards) == 2:
+            raise RuntimeError("out of memory")
+
+    model.register_forward_pre_hook(fail_on_the_second_batch)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        evaluate_loss_sum(model, split(100), 16, 1, "cpu")
+    assert forwards == [False, False], "evaluation runs in eval mode"
+    assert model.training is training
