@@ -13,7 +13,7 @@ import torch
 from tests.helpers import REPO, run_cli
 from tinylm.cli.errors import describe
 from tinylm.train import memory
-from tinylm.train.memory import NotEnoughMemory, step_memory
+from tinylm.train.memory import NotEnoughMemory, check_training_memory, step_memory
 from tinylm.train.trainer import Trainer
 
 # A real step in a fresh process: its peak resident memory over what the process held before the model existed.
@@ -70,6 +70,12 @@ def test_a_batch_that_cannot_fit_is_refused_at_construction_naming_a_batch_size_
     assert f"micro-batch of 100,000,000 sequences of 16 tokens), more than the {(2e9 + held) / 1e9:.1f} GB the CPU " \
            f"has; use a batch size of at most {fits:,} (--batch-size {fits}), or a smaller model" in message
     Trainer(model, train_config(batch_size=fits), *tokens, device="cpu")  # the advice holds
+
+    # A GPU's memory counts the activations in bf16, and without the CPU's heap overhead: more sequences fit.
+    with pytest.raises(NotEnoughMemory, match=r"more than the 2\.0 GB the GPU \(cuda:0\) has; use a batch size of at "
+                                              r"most ([\d,]+)") as on_gpu:
+        check_training_memory(model, 10**8, torch.device("cuda", 0), torch.bfloat16)
+    assert int(on_gpu.value.args[0].split("(--batch-size ")[1].split(")")[0]) > fits
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 0)
     with pytest.raises(NotEnoughMemory, match="even one sequence does not fit: use a smaller model or a shorter"):

@@ -124,7 +124,7 @@ def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch
     if need.total(batch_size) <= available:
         return
     fits = (available - need.weights) // need.per_sequence
-    where = "the CPU" if device.type == "cpu" else str(device)
+    where = "the CPU" if device.type == "cpu" else f"the GPU ({device})"
     share = f" for each of {processes} processes" if processes > 1 else ""
     advice = (f"use a batch size of at most {fits:,} (--batch-size {fits}), or a smaller model" if fits >= 1 else
               "even one sequence does not fit: use a smaller model or a shorter context (block_size)")
