@@ -3,7 +3,9 @@ logits of a transformers model and of a tinylm one."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +31,22 @@ def hf_logits(model, ids):
 def tinylm_logits(model, ids):
     with torch.no_grad():
         return model(ids)[0]
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(folder: Path, size: str):
+    """A real file system of `size` (a tmpfs, e.g. "64k") mounted at `folder` and unmounted afterwards, to fill up
+    for real; the calling test is skipped where this process may not mount one (it needs root or CAP_SYS_ADMIN)."""
+    import pytest
+
+    folder.mkdir()
+    if os.name != "posix" or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs a POSIX system with mount(8)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

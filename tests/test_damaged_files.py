@@ -10,13 +10,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import run_cli
+from tests.helpers import mounted_tmpfs, run_cli
 from tinylm.config import GPTConfig
 from tinylm.interop.hf_gpt2 import from_hf_gpt2
 from tinylm.interop.hf_llama import InteropError, from_hf_llama
@@ -223,16 +222,8 @@ def test_the_llama_and_pytorch_bin_paths_refuse_damaged_folders_too(tmp_path, fa
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 256 KiB file system (tmpfs), unmounted afterwards; skipped where this process may not mount."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "256k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def test_a_disk_that_fills_up_while_saving_a_checkpoint_is_the_disk_full_error_and_keeps_the_old_file(

@@ -4,7 +4,6 @@ ends, and is taken over only when its process is known to be gone."""
 import errno
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import time
 
 import pytest
 
+from tests.helpers import mounted_tmpfs
 from tinylm.cli.errors import describe
 from tinylm.train import runlock
 from tinylm.train.runlock import LOCK_FILE, RunFolderBusy, run_lock
@@ -98,18 +98,8 @@ def test_a_lock_of_a_live_process_or_of_another_host_is_not_taken_over(tmp_path)
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 64 KiB file system (tmpfs), mounted for the test and unmounted after it."""
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    if os.name != "posix" or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs a POSIX system with mount(8)")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount_point)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN): {mounted.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "64k") as mount_point:
         yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
 
 
 def fill(folder) -> None:
