@@ -32,7 +32,7 @@ step loss and validation sums are reduced across ranks, and rank 0 alone writes 
 draws its own dropout masks, so a checkpoint holds each rank's RNG state (CPU, and its own GPU's),
 gathered to rank 0. Resumed by M processes, rank r continues rank r's stream where the saved run had
 that rank; a rank it did not have starts a new one, seeded seed + rank as in a fresh run, and rank 0
-says so. The batch sampler's state does not depend on the number of processes (data.py, shards.py).
+says so. The batch sampler's state does not depend on the number of processes (tinylm.data.tokens, tinylm.data.fineweb).
 """
 
 from __future__ import annotations
