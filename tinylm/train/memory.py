@@ -12,7 +12,7 @@ holds at its peak, the start of the backward pass:
   backward pass, and per logit the logits, their fp32 log-softmax and the loss's backward tensors.
 
 These are the tensors eager PyTorch keeps (torch.compile fuses some of them away, so it needs less). On a CPU
-the process holds more than its live tensors: glibc keeps the blocks it frees (the trainer asks it to, see
+the process holds more than its live tensors: glibc keeps the blocks it frees (tinylm.configure_backend asks it to, see
 tinylm.runtime.keep_freed_memory), and a later tensor of another size cannot always reuse them, so the
 batch's share is counted CPU_HEAP_OVERHEAD times, plus what the first step's kernels allocate besides
 tensors (CPU_RUNTIME_BYTES); both were measured (a step's peak RSS was 1.05-1.55x its live tensors, which the
