@@ -5,6 +5,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -170,12 +171,26 @@ def test_a_trainer_changes_no_process_wide_setting(monkeypatch):
     assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == flags
 
 
-@pytest.mark.parametrize("load, cores, spare", [(0.0, 2, 2), (0.4, 2, 2), (0.6, 2, 1), (1.9, 2, 1), (7.0, 2, 1),
+@pytest.mark.parametrize("busy, cores, spare", [(0.0, 2, 2), (0.4, 2, 2), (0.6, 2, 1), (1.9, 2, 1), (7.0, 2, 1),
                                                 (1.2, 8, 7), (3.6, 8, 4)])
-def test_spare_cores_leaves_the_busy_cores_to_the_processes_that_use_them(load, cores, spare):
+def test_spare_cores_leaves_the_busy_cores_to_the_processes_that_use_them(busy, cores, spare):
     from tinylm.runtime import spare_cores
 
-    assert spare_cores(load, cores) == spare
+    assert spare_cores(busy, cores) == spare
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="counts the kernel's runnable tasks in /proc/stat")
+def test_busy_elsewhere_counts_a_process_that_spins_now():
+    from tinylm.runtime import busy_elsewhere
+
+    spinning = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        with_one = busy_elsewhere(samples=9)
+    finally:
+        spinning.kill()
+        spinning.wait()
+    assert with_one >= 1
 
 
 def test_configure_backend_takes_fewer_threads_on_a_busy_machine_and_says_so():

@@ -24,6 +24,8 @@ import itertools
 import os
 import platform
 import re
+import statistics
+import time
 
 import torch
 
@@ -191,14 +193,30 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def spare_cores(load: float | None = None, cores: int | None = None) -> int:
-    """The cores other processes leave free: the cores this process may use minus the 1-minute load average
-    (rounded), at least 1."""
+def busy_elsewhere(samples: int = 5, interval: float = 0.01) -> float:
+    """How many other processes are running on the CPU right now: the kernel's count of runnable tasks (Linux's
+    /proc/stat procs_running, this process included) sampled `samples` times over a few milliseconds, its median
+    minus this process. Now, not the recent past: the 1-minute load average still counts a job that just ended,
+    such as the previous command. 0.0 where the count cannot be read."""
+    stat = "/proc/stat"
+    if not os.path.exists(stat):
+        return 0.0
+    counts = []
+    for _ in range(samples):
+        with open(stat) as f:
+            counts += [int(line.split()[1]) for line in f if line.startswith("procs_running")]
+        time.sleep(interval)
+    return max(0.0, statistics.median(counts) - 1) if counts else 0.0
+
+
+def spare_cores(busy: float | None = None, cores: int | None = None) -> int:
+    """The cores other processes leave free: the cores this process may use minus the processes running elsewhere
+    (`busy_elsewhere`, rounded), at least 1."""
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if load is None:
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cores, cores - round(load)))
+    if busy is None:
+        busy = busy_elsewhere()
+    return max(1, min(cores, cores - round(busy)))
 
 
 def configure_backend(device: str | torch.device | None = None) -> str | None:
@@ -223,6 +241,5 @@ def configure_backend(device: str | torch.device | None = None) -> str | None:
     if threads == default:
         return None
     torch.set_num_threads(threads)
-    return (f"using {threads} of {default} CPU threads: other processes keep the rest of the cores busy (load "
-            f"average {os.getloadavg()[0]:.1f}), and a thread without a core of its own stalls the others; "
-            "OMP_NUM_THREADS=N chooses")
+    return (f"using {threads} of {default} CPU threads: other processes keep the rest of the cores busy, and a "
+            "thread without a core of its own stalls the others; OMP_NUM_THREADS=N chooses")
