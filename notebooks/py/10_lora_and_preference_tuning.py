@@ -1,0 +1,624 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 10 · LoRA and preference tuning: fine-tuning few weights, and learning from pairs with DPO
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/10_lora_and_preference_tuning.ipynb)
+#
+# Notebook 9 fine-tuned every weight of a model on example answers. Two things change once models
+# grow and once "a good answer" is easier to recognise than to write. **LoRA** trains a small
+# low-rank update beside frozen weights: the optimizer then keeps state for a percent of the
+# parameters, and a fine-tune is a file of megabytes. **Preference tuning** learns from pairs (for one
+# prompt, a better and a worse answer) instead of from one reference answer; **DPO** does it with a
+# loss as simple as SFT's, no reward model and no sampling. Both are built here from scratch, checked
+# against `tinylm`, and run on the chat model of notebook 9.
+#
+# **What you will learn**
+# - **LoRA from scratch**: W + (α/r)·B·A with B = 0 at the start, why the wrapped model equals the base to
+#   the last bit, merging for inference, and what to do with tokens the base never had;
+# - the **parameter and optimizer-memory arithmetic** of LoRA against full fine-tuning, for this course's small
+#   model and for GPT-2 124M;
+# - **full SFT against LoRA** at equal steps and two seeds: held-out answer loss, stop rate, trainable share,
+#   seconds;
+# - the **DPO loss** derived from a reward model's objective, written by hand and checked, and what β does;
+# - **preference accuracy and reward margins** before and after DPO on held-out pairs, and whether greedy
+#   replies move toward the preferred answers.
+#
+# **How long it takes**: about 50 minutes of study.
+#
+# | profile | what runs | time |
+# |---|---|---|
+# | `smoke` (CI) | every check; tiny runs of a few steps | ~1 min |
+# | `cpu` (2-core laptop) | full SFT and LoRA from notebook 9's base (2 arms × 2 seeds, equal steps), DPO on notebook 9's chat model | see the README's course map (measured on an idle 2-core machine, with notebook 9's runs present) |
+# | `gpu` | GPT-2 124M: see [Running on a GPU](../README.md#running-on-a-gpu) | not measured |
+#
+# **Papers**: LoRA ([Hu et al., 2021](https://arxiv.org/abs/2106.09685)); QLoRA
+# ([Dettmers et al., 2023](https://arxiv.org/abs/2305.14314)), LoRA on a 4-bit frozen base; "LoRA Learns
+# Less and Forgets Less" ([Biderman et al., 2024](https://arxiv.org/abs/2405.09673)), where full fine-tuning
+# still wins; InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), the reward model and RLHF
+# that DPO replaces; the Bradley–Terry model of pairwise preferences
+# ([Bradley & Terry, 1952](https://doi.org/10.2307/2334029)); DPO
+# ([Rafailov et al., 2023](https://arxiv.org/abs/2305.18290)); the preference data follows
+# [Raschka's "Build a Large Language Model (From Scratch)"](https://github.com/rasbt/LLMs-from-scratch/tree/main/ch07/04_preference-tuning-with-dpo),
+# chapter 7's DPO bonus (polite chosen answers, impolite rejected ones).
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import tinylm
+import tinylm.chat.finetune
+from tinylm.chat.dpo import dpo_loss, pair_logprobs, preference_sums, preference_summary
+from tinylm.chat.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
+from tinylm.chat.preference import dpo, print_dpo_record
+from tinylm.chat.template import ChatTemplate
+from tinylm.chat.vocab import add_chat_tokens
+from tinylm.config import GPTConfig
+from tinylm.course.exercises import check
+from tinylm.course.plotting import read_metrics
+from tinylm.data.instruct import load_records, split_records
+from tinylm.data.preference import build_pairs, load_preferences, split_preferences
+from tinylm.eval.uncertainty import compare, spread
+from tinylm.model.gpt import GPT
+from tinylm.paths import shown
+from tinylm.train.checkpoint import load_model
+
+PROFILE = tinylm.resolve_profile()
+DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)
+SEED = 42
+SEEDS = (SEED, SEED + 1)
+tinylm.course.plotting.use_projector_style()
+print(f"profile {PROFILE}, device {DEVICE}")
+# On a GPU, False runs bounded versions of the runs below (Colab-safe); True runs the profile's full recipes
+# (times in README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
+FULL_RECIPE = False
+
+# %% [markdown]
+# ## The starting point: notebook 9's models
+#
+# Everything here starts from what notebook 9 trained: its small pretrained **base** (for the SFT comparison)
+# and its **chat model** (the starting point, and the reference, of DPO). When notebook 9 has not run in this
+# clone, the cell trains them the same way first, which adds a few minutes on the `cpu` profile.
+
+# %%
+nb9 = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
+if not (nb9 / "best.pt").is_file():
+    print(f"notebook 9's chat model is not in {shown(nb9)}: fine-tuning it now, as notebook 9 does")
+    tinylm.chat.finetune.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None)
+base_checkpoint = nb9 / "base" / "last.pt" if PROFILE != "gpu" else "gpt2"
+sft_model, sft_tokenizer, _ = load_model(nb9)
+print(f"chat model: {shown(nb9)} ({sft_model.num_parameters():,} parameters); "
+      f"base for the SFT comparison: {base_checkpoint if PROFILE == 'gpu' else shown(base_checkpoint)}")
+
+# %% [markdown]
+# ## LoRA from scratch
+#
+# Fine-tuning changes a weight matrix W (out × in) by some ΔW. LoRA's bet is that ΔW needs far fewer
+# degrees of freedom than W has: it writes ΔW = (α/r)·B·A with A (r × in) and B (out × r) for a small
+# rank r, keeps W frozen, and trains only A and B.
+#
+# - **B starts at zero**, so B·A = 0: the wrapped model computes exactly what the base computes (not
+#   approximately: the update adds zeros) until the first optimizer step. A starts random, so the first
+#   gradient of B is not zero; the gradient of A is, at first (it goes through B).
+# - **α/r** scales the update so that changing r does not change the size of the first steps: a learning rate
+#   found at one rank carries over to another. `tinylm` uses α = r (a scale of 1) unless told otherwise.
+# - **Merging**: after training, W' = W + (α/r)·B·A is an ordinary matrix. The merged model has the base's
+#   shape and names, and costs nothing extra to run.
+
+# %%
+fig, ax = plt.subplots(figsize=(10, 3.4))
+ax.set_xlim(0, 10)
+ax.set_ylim(0, 3.4)
+ax.axis("off")
+boxes = [((0.3, 0.6), 1.0, 2.2, "x\n(in)", "white"), ((2.2, 0.6), 2.2, 2.2, "W\nout × in\nfrozen", "lightgray"),
+         ((5.3, 1.9), 1.5, 0.6, "A: r × in", "tab:orange"), ((5.3, 0.6), 0.6, 1.0, "B:\nout\n× r", "tab:orange"),
+         ((8.4, 0.6), 1.2, 2.2, "h\n(out)", "white")]
+for (x, y), w, h, label, color in boxes:
+    ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=color, edgecolor="black", alpha=0.8))
+    ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=12)
+ax.annotate("", xy=(2.2, 1.7), xytext=(1.3, 1.7), arrowprops=dict(arrowstyle="->"))
+ax.annotate("", xy=(5.3, 2.2), xytext=(1.3, 2.4), arrowprops=dict(arrowstyle="->"))
+ax.annotate("", xy=(8.4, 1.7), xytext=(4.4, 1.7), arrowprops=dict(arrowstyle="->"))
+ax.annotate("", xy=(8.4, 1.1), xytext=(5.9, 1.1), arrowprops=dict(arrowstyle="->"))
+ax.text(7.1, 2.3, "× α/r", fontsize=12)
+ax.text(7.1, 0.25, "h = W·x + (α/r)·B·(A·x);  B = 0 at the start", fontsize=12, ha="center")
+ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
+plt.show()
+
+# %% [markdown]
+# The wrapper takes any `nn.Linear` and adds the path. Written by hand, then checked against `tinylm.chat.lora`
+# with the same A and B:
+
+# %%
+class MyLoRALinear(nn.Module):
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.scaling = alpha / rank
+        self.A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.B = nn.Parameter(torch.zeros(base.out_features, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.scaling * (x @ self.A.T) @ self.B.T  # (..., in) -> (..., r) -> (..., out)
+
+
+torch.manual_seed(0)
+layer = nn.Linear(16, 24)
+mine = MyLoRALinear(layer, rank=4, alpha=8)
+theirs = LoRALinear(layer, rank=4, alpha=8)
+x = torch.randn(5, 16)
+assert torch.equal(mine(x), layer(x)) and torch.equal(theirs(x), layer(x))  # B = 0: exactly the base
+with torch.no_grad():
+    mine.B.normal_()
+    theirs.lora_A.copy_(mine.A)
+    theirs.lora_B.copy_(mine.B)
+assert torch.allclose(mine(x), theirs(x), atol=1e-6)
+merged = theirs.merged()
+assert isinstance(merged, nn.Linear) and torch.allclose(merged(x), theirs(x), atol=1e-5)
+print("MyLoRALinear matches tinylm.chat.lora.LoRALinear; merged, it is a plain nn.Linear computing the same")
+
+# %% [markdown]
+# **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: the attention's
+# fused query/key/value projection `attn.c_attn` and its output `attn.c_proj` by default (the LoRA paper's choice),
+# the MLP's `mlp.c_fc`/`mlp.c_proj` on request. Everything else freezes.
+#
+# **New tokens.** Notebook 9 added `<|im_start|>`, `<|im_end|>` and `<|pad|>` to the base's vocabulary, with rows
+# that all start as the mean token row. Frozen, those rows would stay identical: the model could not tell a
+# turn's start from its end, and `<|im_end|>` could never get a logit of its own, so it could never learn to
+# stop. `tinylm` therefore trains those three rows as well (shared by the embedding and the tied output head)
+# when LoRA fine-tunes a base that lacked them: 3 × C numbers more.
+#
+# ## The arithmetic: what LoRA saves
+#
+# A wrapped layer trains r·(in + out) numbers instead of in·out. AdamW keeps two moments (fp32) per trainable
+# number, and training needs a gradient for each; the frozen weights need neither. The function below counts
+# from the model's own layers; the check compares it with what `apply_lora` actually leaves trainable, on this
+# course's cpu model and on GPT-2 124M (built on the meta device: shapes, no memory).
+
+# %%
+def lora_trainable(model: nn.Module, rank: int, targets: tuple[str, ...]) -> int:
+    return sum(rank * (m.in_features + m.out_features) for name, m in model.named_modules()
+               if isinstance(m, nn.Linear) and name.endswith(tuple("." + t for t in targets)))
+
+
+RANK = 8
+TARGETS = ("attn.c_attn", "attn.c_proj")
+models = {"course chat model (cpu)": sft_model.config, "GPT-2 124M": GPTConfig()}
+print(f"rank {RANK} on {', '.join(TARGETS)}; optimizer state = 2 fp32 moments per trainable number")
+for name, config in models.items():
+    with torch.device("meta"):
+        model = GPT(config)
+    predicted = lora_trainable(model, RANK, TARGETS)
+    total = sum(p.numel() for p in model.parameters())
+    apply_lora(model, RANK, targets=TARGETS)
+    assert trainable_share(model) == (predicted, total)
+    full_bytes, lora_bytes = 2 * 4 * total, 2 * 4 * predicted
+    print(f"{name:>24}: {predicted:>9,} of {total:>11,} parameters train ({100 * predicted / total:.2f}%); "
+          f"AdamW state {full_bytes / 2**20:8.1f} MiB full vs {lora_bytes / 2**20:6.2f} MiB LoRA "
+          f"({full_bytes / lora_bytes:.0f}× less)")
+
+# %% [markdown]
+# For a 124M model the optimizer state drops from about a gigabyte to a few megabytes; the frozen weights still
+# have to be in memory (QLoRA stores them in 4 bits for that reason), and so do the activations, which LoRA does
+# not shrink.
+#
+# ## Full SFT against LoRA, at equal steps
+#
+# One change: which weights train. Same base (notebook 9's), same data, batches and steps, two seeds each.
+# LoRA runs at a larger learning rate (the recipe's `lora_learning_rate`): its update starts at zero and
+# moves through a narrow path, and the LoRA paper's runs used rates about ten times those of full fine-tuning.
+# `finetune` measures each run the same way: held-out answer loss and the share of held-out greedy replies
+# that end within 200 tokens.
+#
+# **Predict, then run.** On a 2M-parameter model, which reaches the lower held-out answer loss in the same steps,
+# and by how much? Which is faster per step?
+
+# %%
+COMPARE_STEPS = {"smoke": 10, "cpu": 300, "gpu": 300 if not FULL_RECIPE else 1000}[PROFILE]
+arms = {"full": None, "lora": LoRAOptions(rank=RANK, targets=TARGETS)}
+sft_reports = {}
+for seed in SEEDS:
+    for arm, lora in arms.items():
+        out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"sft-{arm}-seed{seed}"
+        sft_reports[arm, seed] = tinylm.chat.finetune.finetune(
+            PROFILE, base=str(base_checkpoint), out=out, overwrite=True, seed=seed, max_steps=COMPARE_STEPS,
+            lora=lora, say=lambda line: None, on_record=lambda record: None)
+        after = sft_reports[arm, seed]["after"]
+        print(f"{arm:>4}, seed {seed}: held-out answer loss {after['answer_loss']:.3f}, replies that end "
+              f"{after['stopped']}/{after['prompts']}, {sft_reports[arm, seed]['sft_seconds']:.0f} s of training")
+
+# %%
+def per_arm(arm: str, read) -> list[float]:
+    return [read(sft_reports[arm, seed]) for seed in SEEDS]
+
+
+rows = {
+    "held-out answer loss": lambda r: r["after"]["answer_loss"],
+    "stop rate": lambda r: r["after"]["stop_rate"],
+    "seconds of training": lambda r: r["sft_seconds"],
+}
+print(f"{COMPARE_STEPS} steps from the same base, seeds {SEEDS}; mean ± half the range over seeds")
+for label, read in rows.items():
+    print(f"  {label:>22}: full {spread(per_arm('full', read)).format(3)}   LoRA {spread(per_arm('lora', read)).format(3)}")
+lora_info = sft_reports["lora", SEED]["lora"]
+print(f"  {'trainable share':>22}: full 100%   LoRA {100 * lora_info['trainable'] / lora_info['parameters']:.2f}%"
+      f" (adapters file {lora_info['adapters_bytes'] / 1024:.0f} KiB, checkpoint {lora_info['checkpoint_bytes'] / 2**20:.1f} MiB)")
+compare("full SFT", per_arm("full", rows["held-out answer loss"]), "LoRA", per_arm("lora", rows["held-out answer loss"]),
+        metric="held-out answer loss")
+compare("full SFT", per_arm("full", rows["seconds of training"]), "LoRA", per_arm("lora", rows["seconds of training"]),
+        metric="seconds of training", digits=1)
+
+# %% [markdown]
+# On the `smoke` profile these are a few steps of an untrained model: the lines only show that everything runs.
+#
+# What the table says depends on the model. A 2M-parameter model has little to spare: what SFT must change is
+# not "low rank" relative to what the model holds, and the step is dominated by the embedding and the output
+# layer that both arms run, so LoRA saves less time than its share of parameters suggests. On models of billions
+# of parameters, LoRA's held-out quality comes close to full fine-tuning for format-and-style tasks like this one
+# and stays behind on tasks that need new knowledge (Biderman et al., 2024), while its memory saving is what
+# makes fine-tuning fit on one GPU at all.
+#
+# **Merging, measured.** The LoRA run's checkpoint keeps the adapters apart (a resumed run continues them), and
+# `load_model` merges them on load, so `python -m tinylm.chat`, `serve`, `sample` and `interop export` read it
+# like any other. The run also wrote its adapters alone to `adapters.pt`. Put back on the base, they give the
+# same model; merged, the logits agree to float32 rounding:
+
+# %%
+lora_dir = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"sft-lora-seed{SEED}"
+merged_model, chat_tokenizer, _ = load_model(lora_dir)  # merged on load
+if PROFILE != "gpu":
+    base_model, base_tokenizer, _ = load_model(base_checkpoint)
+    unmerged, _ = add_chat_tokens(base_model, base_tokenizer)
+    load_adapters(unmerged, read_adapters(lora_dir / "adapters.pt"))
+    unmerged.eval()
+    ids = torch.tensor([chat_tokenizer.encode("Once upon a time there was a little")])
+    with torch.no_grad():
+        difference = (merged_model(ids)[0] - unmerged(ids)[0]).abs().max().item()
+    print(f"adapters.pt on the base, unmerged, against best.pt merged: max |Δlogit| = {difference:.2e}")
+    assert difference < 1e-4
+
+# %% [markdown]
+# ## From a reward model to DPO
+#
+# SFT needs the one right answer. Often it is easier to say which of two answers is better: "thank you for
+# asking, the answer is …" against "figure it out yourself, it's …". A **preference record** holds a prompt x,
+# a chosen answer y_w and a rejected one y_l.
+#
+# **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) so that the probability that y_w
+# beats y_l is σ(r(x, y_w) − r(x, y_l)) (the Bradley–Terry model), by minimising −log σ(r_w − r_l) over the
+# pairs. Then train the policy π to maximise the reward while staying near the SFT model π_ref:
+# max E[r(x, y)] − β·KL(π ‖ π_ref), with sampling and a policy-gradient method (PPO). Three models and an RL loop.
+#
+# **DPO's shortcut.** That KL-constrained problem has a closed-form optimum:
+# π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x). Read backwards, any policy defines the reward it is optimal for:
+# r(x, y) = β·log(π(y|x) / π_ref(y|x)) + β·log Z(x). Put that into the Bradley–Terry loss: Z(x) is the same for
+# both answers of a pair, so it cancels, and what is left is a loss on the policy alone,
+#
+# L = −log σ(β·[(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))]).
+#
+# β·log(π/π_ref) is the **implicit reward**; the bracket is the chosen answer's reward minus the rejected one's,
+# the **margin**. log π(y|x) is the sum of the answer tokens' log-probabilities: the chat template's answer mask of
+# notebook 9, nothing else scored. π_ref is the frozen SFT model; its log-probabilities need no gradient, and as
+# it never changes, `tinylm` computes them once for every pair before training.
+#
+# ```
+#  prompt x ──► chosen y_w ──► log π(y_w|x) − log π_ref(y_w|x) ─┐ ×β
+#          └──► rejected y_l ─► log π(y_l|x) − log π_ref(y_l|x) ─┴─► margin ─► −log σ(margin) ─► loss
+# ```
+#
+# Written by hand, then checked against `tinylm.chat.dpo.dpo_loss`:
+
+# %%
+def my_dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
+    margin = beta * ((policy_chosen - reference_chosen) - (policy_rejected - reference_rejected))
+    return -F.logsigmoid(margin).mean()
+
+
+torch.manual_seed(0)
+logps = [-torch.rand(6) * 40 for _ in range(4)]  # sums of answer log-probabilities of 6 pairs
+for beta in (0.1, 0.5):
+    assert torch.allclose(my_dpo_loss(*logps, beta), dpo_loss(*logps, beta).loss)
+start = my_dpo_loss(logps[2], logps[3], logps[2], logps[3], 0.1)  # the policy is the reference: margin 0
+assert math.isclose(start.item(), math.log(2), rel_tol=1e-6)
+print(f"my_dpo_loss matches tinylm.chat.dpo.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
+
+# %% [markdown]
+# **What β does.** The loss depends on the log-ratio difference d only through β·d. A small β makes the loss
+# flat: the policy has to move its log-probabilities a long way from the reference before the loss is satisfied.
+# A large β is satisfied by small moves, which keeps the policy close to the reference. β is the KL penalty's
+# weight in the objective DPO came from.
+
+# %%
+d = torch.linspace(-20, 40, 200)
+fig, ax = plt.subplots(figsize=(8, 4))
+for beta in (0.05, 0.1, 0.5):
+    ax.plot(d, -F.logsigmoid(beta * d), label=f"β = {beta}")
+ax.axvline(0, color="gray", lw=0.8)
+ax.set_xlabel("log-ratio difference d (chosen − rejected, nats)")
+ax.set_ylabel("DPO loss −log σ(β·d)")
+ax.set_title("a small β needs larger moves away from the reference")
+ax.legend()
+ax.grid(alpha=0.3)
+plt.show()
+
+# %% [markdown]
+# ## The preference data
+#
+# The offline mirror holds the 1,100 instructions of notebook 9, each with a `chosen` answer (a polite one)
+# and a `rejected` one (an impolite one). The held-out split is SFT's: an instruction notebook 9 held out is
+# held out here too, so no held-out prompt was ever trained on.
+
+# %%
+records, source = load_preferences("preference")
+train_records, held_out_records = split_preferences(records)
+sft_train, sft_held_out = split_records(load_records("instruct")[0])
+assert [r["instruction"] for r in held_out_records] == [r["instruction"] for r in sft_held_out]
+print(f"{source}: {len(train_records)} pairs to train on, {len(held_out_records)} held out (SFT's split)")
+example = held_out_records[0]
+print(f"\ninstruction: {example['instruction']} {example.get('input', '')}\n"
+      f"chosen:      {example['chosen']}\nrejected:    {example['rejected']}")
+
+# %% [markdown]
+# **log π(y|x) by hand.** Render the prompt and one answer with the chat template, run the model, and add up
+# the log-probabilities of the answer tokens (the template's answer mask). `tinylm.chat.dpo.pair_logprobs`
+# does it for both answers of many pairs at once, padded; on this pair they agree:
+
+# %%
+template = ChatTemplate(sft_tokenizer)
+pair = build_pairs([example], template, sft_model.config.block_size).pairs[0]
+by_hand = []
+for rendered in (pair.chosen, pair.rejected):
+    ids = torch.tensor([rendered.ids])
+    with torch.no_grad():
+        logits, _ = sft_model(ids[:, :-1])
+    logp = torch.log_softmax(logits.float(), dim=-1)[0]  # (T-1, vocab)
+    picked = logp.gather(-1, ids[0, 1:, None]).squeeze(-1)  # each next token's log-probability
+    counted = torch.tensor(rendered.is_answer[1:])  # only answer tokens (and the closing <|im_end|>)
+    by_hand.append(picked[counted].sum().item())
+packaged = pair_logprobs(sft_model, [pair], template.pad, batch_size=2, device="cpu",
+                         vocab_limit=sft_tokenizer.vocab_size)[0].tolist()
+print(f"log π(chosen|x) = {by_hand[0]:.3f}, log π(rejected|x) = {by_hand[1]:.3f} (the SFT model)")
+assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3) for a, b in zip(by_hand, packaged)), (by_hand, packaged)
+
+# %% [markdown]
+# ## DPO on notebook 9's chat model
+#
+# `tinylm.chat.preference.dpo` runs DPO through the same Trainer as pretraining and SFT (checkpoints, metrics,
+# resume, torchrun; `python -m tinylm.dpo` is its command line). Its base is the chat model, which is also the
+# reference. Before and after it measures, on the held-out pairs: the **preference accuracy** (the share of pairs
+# whose chosen answer gets the higher implicit reward; at the start every reward is 0, a tie, counted as half:
+# 50%), the mean margin, and the model's **own preference** (log π(chosen) > log π(rejected), which the SFT model
+# already has an opinion on); and on held-out prompts, the share of greedy replies **closer to the chosen
+# answer** than to the rejected one by token F1 (notebook 9's score). Two seeds.
+#
+# **Predict, then run.** The chosen and rejected answers differ in tone, not in facts. Will the preference
+# accuracy on held-out pairs rise far above 50%? Will the greedy replies, which the loss never sees, change?
+
+# %%
+BETA = 0.1
+dpo_reports = {}
+for seed in SEEDS:
+    print(f"--- DPO with seed {seed} ---")
+    dpo_reports[seed] = dpo(PROFILE, base=nb9, out=tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"dpo-seed{seed}",
+                            beta=BETA, seed=seed, overwrite=True, say=lambda line: None,
+                            on_record=print_dpo_record if seed == SEED else lambda record: None)
+
+# %%
+def measured(seed: str, when: str, group: str, key: str) -> float:
+    return dpo_reports[seed][when][group][key]
+
+
+table = {"preference accuracy (implicit reward)": ("preference", "accuracy"),
+         "mean margin (β·log-ratio)": ("preference", "margin"),
+         "own preference (log π chosen > rejected)": ("preference", "likelihood_accuracy"),
+         "greedy replies closer to chosen": ("replies", "closer_to_chosen")}
+pairs_held_out = dpo_reports[SEED]["after"]["preference"]["pairs"]
+prompts_held_out = dpo_reports[SEED]["after"]["replies"]["prompts"]
+print(f"held out: {pairs_held_out} pairs, {prompts_held_out} prompts; β = {BETA}; seeds {SEEDS} "
+      "(before is the SFT model, the same for both seeds)")
+for label, (group, key) in table.items():
+    before = measured(SEED, "before", group, key)
+    after = spread([measured(seed, "after", group, key) for seed in SEEDS])
+    print(f"  {label:>42}: before {before:.3f}   after {after.format(3)}")
+after = dpo_reports[SEED]["after"]["preference"]
+print(f"seed {SEED}: preference accuracy {100 * after['accuracy']:.1f}% "
+      f"(95% Wilson {100 * after['accuracy_low']:.1f}-{100 * after['accuracy_high']:.1f}%)")
+
+# %%
+fig, (ax_acc, ax_margin) = plt.subplots(1, 2, figsize=(13, 4))
+for seed, color in zip(SEEDS, ("tab:blue", "tab:orange")):
+    evals = [r for r in read_metrics(tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"dpo-seed{seed}")
+             if r.get("event") in ("eval", "final")]
+    steps = [r["step"] for r in evals]
+    ax_acc.plot(steps, [100 * r["preference_accuracy"] for r in evals], "o-", color=color, ms=3, label=f"seed {seed}")
+    ax_margin.plot(steps, [r["preference_chosen_reward"] for r in evals], "-", color=color, label=f"chosen, seed {seed}")
+    ax_margin.plot(steps, [r["preference_rejected_reward"] for r in evals], "--", color=color,
+                   label=f"rejected, seed {seed}")
+ax_acc.axhline(50, color="gray", lw=0.8)
+ax_acc.set_xlabel("DPO step")
+ax_acc.set_ylabel("held-out preference accuracy (%)")
+ax_acc.set_title("implicit reward of chosen > rejected")
+ax_acc.legend()
+ax_margin.axhline(0, color="gray", lw=0.8)
+ax_margin.set_xlabel("DPO step")
+ax_margin.set_ylabel("mean implicit reward β·log(π/π_ref)")
+ax_margin.set_title("held-out rewards of the two answers")
+ax_margin.legend(fontsize=9)
+for ax in (ax_acc, ax_margin):
+    ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# On the `smoke` profile the models are untrained noise and DPO runs a few steps: the figures only show that
+# everything runs.
+#
+# Two things to read in the right-hand plot. The margin grows, which is what the loss asks for; but it can grow by
+# pushing the rejected answers down rather than the chosen ones up, and often both rewards fall (the model puts
+# less probability on *both* answers than the reference did). That is a known property of DPO: the loss only
+# sees the difference. The greedy replies, which the loss never sees, are the honest check of whether the
+# behaviour changed:
+
+# %%
+before_replies = dpo_reports[SEED]["before"]["replies"]["shown"]
+after_replies = dpo_reports[SEED]["after"]["replies"]["shown"]
+for old, new in list(zip(before_replies, after_replies))[:2]:
+    print(f"prompt:   {old['prompt'][:120]}\nchosen:   {old['chosen'][:120]}\nrejected: {old['rejected'][:120]}\n"
+          f"SFT:      {old['reply'][:120]!r}\nDPO:      {new['reply'][:120]!r}\n")
+
+# %% [markdown]
+# **LoRA and DPO compose.** `dpo(..., lora=LoRAOptions(rank=8))` (or `python -m tinylm.dpo --lora-rank 8`) trains
+# adapters on the chat model instead of every weight. With B = 0 the wrapped model *is* the reference at step 0,
+# so the reference needs no copy of its own, which is how large models are preference-tuned on one GPU.
+#
+# The same steps from the command line:
+#
+# ```bash
+# python -m tinylm.finetune --profile cpu --lora-rank 8 --out runs/chat-lora-cpu      # LoRA SFT; adapters.pt alone
+# python -m tinylm.dpo --base runs/notebook-09-cpu --data preference --out runs/dpo-cpu --beta 0.1
+# python -m tinylm.chat --ckpt runs/dpo-cpu
+# ```
+#
+# ## What you learned
+#
+# - LoRA adds (α/r)·B·A beside a frozen W; with B = 0 the wrapped model equals the base exactly, A and B are
+#   all that trains, and merging folds them into W so the result is an ordinary model.
+# - Tokens the base never had need trainable rows: frozen mean rows would leave `<|im_start|>`, `<|im_end|>` and
+#   `<|pad|>` indistinguishable, and the model could never learn to stop.
+# - LoRA's saving is the optimizer state and the gradients (two fp32 moments per trainable number): a percent of
+#   full fine-tuning's, for a model of any size; the frozen weights and the activations remain.
+# - At equal steps on a small model, full fine-tuning and LoRA differ by what the table printed, with the
+#   seed spread; on large models LoRA comes close for format and style, less so for new knowledge.
+# - DPO is the reward-model objective with the reward written as β·log(π/π_ref): no reward model, no sampling,
+#   a loss on answer log-probabilities of a pair, with the reference's computed once.
+# - β weighs staying near the reference; the implicit rewards' margin is what the loss grows, and it can grow by
+#   pushing both answers down. Preference accuracy, margins and the greedy replies are three different checks.
+#
+# ## Exercises
+#
+# **1. Merge by hand.** Write `merge(layer)` that returns an `nn.Linear` computing what a `LoRALinear` computes
+# (without dropout): W + (α/r)·B·A, the bias kept. The check compares outputs on random inputs after moving B.
+
+# %%
+def merge(layer: LoRALinear) -> nn.Linear:
+    raise NotImplementedError
+
+
+def test_merge():
+    torch.manual_seed(1)
+    wrapped = LoRALinear(nn.Linear(12, 7), rank=3, alpha=6)
+    with torch.no_grad():
+        wrapped.lora_B.normal_()
+    x = torch.randn(4, 12)
+    plain = merge(wrapped)
+    assert isinstance(plain, nn.Linear) and not isinstance(plain, LoRALinear)
+    assert torch.allclose(plain(x), wrapped(x), atol=1e-5)
+
+
+check(test_merge)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def merge(layer):
+#     merged = nn.Linear(layer.base.in_features, layer.base.out_features, bias=layer.base.bias is not None)
+#     with torch.no_grad():
+#         merged.weight.copy_(layer.base.weight + layer.scaling * layer.lora_B @ layer.lora_A)
+#         if layer.base.bias is not None:
+#             merged.bias.copy_(layer.base.bias)
+#     return merged
+# ```
+# </details>
+#
+# **2. Preference accuracy with ties.** Given each pair's policy and reference log-probabilities of the chosen and
+# rejected answers, return the share of pairs whose chosen answer has the higher implicit reward, a tie counting
+# half (so that the reference itself scores 50%). The check compares with `tinylm.chat.dpo.preference_summary`.
+
+# %%
+def preference_accuracy(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> float:
+    """policy, reference: (N, 2) log-probabilities, column 0 the chosen answer, column 1 the rejected one."""
+    raise NotImplementedError
+
+
+def test_preference_accuracy():
+    torch.manual_seed(2)
+    reference = -torch.rand(50, 2) * 30
+    policy = reference + torch.randn(50, 2)
+    policy[:10] = reference[:10]  # ten ties
+    for beta in (0.1, 1.0):
+        expected = preference_summary(preference_sums(policy, reference, beta))["accuracy"]
+        assert math.isclose(preference_accuracy(policy, reference, beta), expected, rel_tol=1e-9)
+    assert preference_accuracy(reference, reference, 0.1) == 0.5
+
+
+check(test_preference_accuracy)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def preference_accuracy(policy, reference, beta):
+#     rewards = beta * (policy - reference)
+#     margin = rewards[:, 0] - rewards[:, 1]
+#     return ((margin > 0).sum() + 0.5 * (margin == 0).sum()).item() / len(margin)
+# ```
+# </details>
+#
+# **3. Experiment: rank 1.** Run the LoRA arm once more with `LoRAOptions(rank=1, targets=TARGETS)`, seed `SEED`,
+# the same `COMPARE_STEPS` from the same base, and write down its held-out answer loss (`report["after"]["answer_loss"]`).
+# The check accepts anything between the full-SFT arm's best seed less 0.3 nats (a rank-1 adapter will not beat
+# full fine-tuning by more) and the untrained start ("before" of the same runs): it has to have learned something.
+
+# %%
+my_rank1_loss = None  # replace with your measurement
+
+
+def test_rank1_loss():
+    if my_rank1_loss is None:
+        raise NotImplementedError("set my_rank1_loss to the held-out answer loss of your rank-1 run")
+    low = min(per_arm("full", rows["held-out answer loss"])) - 0.3
+    high = sft_reports["lora", SEED]["before"]["answer_loss"]
+    assert low <= my_rank1_loss <= high, f"{my_rank1_loss} is outside [{low:.3f}, {high:.3f}]"
+
+
+check(test_rank1_loss)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# report = tinylm.chat.finetune.finetune(
+#     PROFILE, base=str(base_checkpoint), out=tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / "sft-lora-rank1",
+#     overwrite=True, seed=SEED, max_steps=COMPARE_STEPS, lora=LoRAOptions(rank=1, targets=TARGETS),
+#     say=lambda line: None, on_record=lambda record: None)
+# my_rank1_loss = report["after"]["answer_loss"]
+# print(f"rank 1: {my_rank1_loss:.3f}; rank {RANK}: {sft_reports['lora', SEED]['after']['answer_loss']:.3f}")
+# ```
+# </details>
