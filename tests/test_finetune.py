@@ -14,6 +14,7 @@ import torch
 
 from tests.helpers import run_cli
 from tinylm.chat.template import chat_token_ids
+from tinylm.chat.vocab import add_chat_tokens
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
 
 
@@ -93,6 +94,8 @@ def test_a_hugging_face_gpt2_base_gets_chat_tokens_and_a_grown_embedding(tmp_pat
     (["--data", "{empty_answers}"], "leaves no usable conversation"),
     (["--base", "{missing}"], "no checkpoint at"),
     (["--pretraining-share", "1.5"], "--pretraining-share must be"),
+    (["--lora-rank", "0"], "--lora-rank must be at least 1"),
+    (["--lora-rank", "33"], "LoRA rank 33 does not fit a 32 -> 96 layer: choose a rank from 1 to 32"),
 ])
 def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message):
     (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{oops\n')
@@ -106,6 +109,37 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
     assert not (out / "last.pt").exists()
+
+
+def test_lora_trains_adapters_and_token_rows_only_and_resumes(chat_run, tmp_path):
+    root, out, _ = chat_run
+    lora = tmp_path / "lora"
+    args = ("--profile", "smoke", "--base", out / "base", "--out", lora, "--lora-rank", "4",
+            "--lora-targets", "attn.c_attn", "mlp.c_fc")
+    result = run_cli("tinylm.finetune", *args, "--max-steps", "6", data_dir=root / "data")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((lora / "chat_eval.json").read_text())
+    assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 10
+    assert (lora / "adapters.pt").stat().st_size == report["lora"]["adapters_bytes"]
+    base, _ = add_chat_tokens(*load_model(out / "base")[:2])  # the start: the base with chat tokens
+    tuned, tokenizer, state = load_model(lora)  # merged on load: a plain GPT
+    assert state["lora"]["targets"] == ["attn.c_attn", "mlp.c_fc"]
+    new_rows = sorted(chat_token_ids(tokenizer).values())
+    assert state["lora"]["token_ids"] == new_rows
+    tuned_weights, base_weights = tuned.state_dict(), base.state_dict()
+    for name, weight in tuned_weights.items():
+        moved = not torch.equal(weight, base_weights[name])
+        if name.endswith(("attn.c_attn.weight", "mlp.c_fc.weight")):
+            assert moved, name  # merged adapters
+        elif name in ("transformer.wte.weight", "lm_head.weight"):
+            changed_rows = (weight != base_weights[name]).any(dim=1).nonzero().flatten().tolist()
+            assert changed_rows == new_rows  # the chat tokens' rows, nothing else
+        else:
+            assert not moved, name  # frozen: biases, norms, the other projections
+    resumed = run_cli("tinylm.finetune", *args, "--resume", "--max-steps", "8", data_dir=root / "data")
+    assert resumed.returncode == 0, resumed.stderr
+    assert records(lora / "metrics.jsonl")[-1]["step"] == 8
+    assert load_model(lora / "last.pt")[2]["lora"] == state["lora"]
 
 
 def copy_run(out, folder):

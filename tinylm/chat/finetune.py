@@ -17,6 +17,11 @@ Bases: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folde
 checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint; `pretrain` pretrains
 the profile's small base first, in OUT/base (`tinylm.chat.base` says why). `python -m tinylm.finetune` is the
 command line (tinylm/cli/finetune.py).
+
+LoRA (`lora=LoRAOptions(...)`, tinylm.chat.lora): the base stays frozen and only low-rank adapters train, with
+the new chat tokens' rows when the base lacked them, at the recipe's LoRA learning rate. The checkpoints keep
+the adapters apart (resume continues them; `load_model` merges them, so chat, serve and export read best.pt
+like any other) and OUT/adapters.pt keeps best.pt's adapters alone.
 """
 
 from __future__ import annotations
@@ -47,12 +52,13 @@ from ..train.run import set_aside_old_run, settle_old_run
 from ..train.runlock import claim_run_folder
 from ..train.trainer import RUN_FILES
 from .base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
+from .lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
 from .plain import PLAIN_PROMPT, plain_replies, render_plain
 from .sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, answer_loss_sum, stop_rate
-from .template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate
+from .template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, chat_token_ids
 from .vocab import add_chat_tokens
 
-CHAT_RUN_FILES = (*RUN_FILES, "chat_eval.json")  # what a fine-tuning run writes into its folder
+CHAT_RUN_FILES = (*RUN_FILES, "chat_eval.json", "adapters.pt")  # what a fine-tuning run writes into its folder
 REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
 SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
 
@@ -163,12 +169,14 @@ def finetune(profile: str | None = None, *, base: str | None = None, data: str =
              out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
              max_steps: int | None = None, max_seconds: float | None = None, pretraining_share: float | None = None,
              system_prompt: str = DEFAULT_SYSTEM_PROMPT, batch_size: int | None = None, seed: int | None = None,
-             device: str | None = None, dtype: str | None = None, world: World | None = None,
-             say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_record) -> dict:
+             device: str | None = None, dtype: str | None = None, lora: LoRAOptions | None = None,
+             world: World | None = None, say: Callable[[str], None] = print,
+             on_record: Callable[[dict], None] = print_record) -> dict:
     """Fine-tune `base` (default: the profile's: gpt2 on a GPU profile, a small base pretrained first on cpu and
     smoke) on the instruction records of `data` into `out` (default runs/chat-<profile>), and return the report
     that OUT/chat_eval.json keeps: answer-token loss and stop rate before and after, steps and seconds.
-    The options override the profile's SFT recipe (None: the recipe's). Only rank 0 speaks and writes."""
+    The options override the profile's SFT recipe (None: the recipe's); `lora` trains adapters instead of every
+    weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and writes."""
     started = time.perf_counter()
     world = world or current_world()
     if not world.is_main:
@@ -180,8 +188,8 @@ def finetune(profile: str | None = None, *, base: str | None = None, data: str =
         claim_run_folder(out, held, world.is_main, resume, overwrite, say)
         device = resolve_device(device_for(world, device))
         return _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds,
-                         pretraining_share, system_prompt, batch_size, seed, device, dtype, world, say, on_record,
-                         started)
+                         pretraining_share, system_prompt, batch_size, seed, device, dtype, lora, world, say,
+                         on_record, started)
 
 
 def _silent(*args, **kwargs) -> None:
@@ -189,7 +197,7 @@ def _silent(*args, **kwargs) -> None:
 
 
 def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds, pretraining_share,
-              system_prompt, batch_size, seed, device, dtype, world, say, on_record, started) -> dict:
+              system_prompt, batch_size, seed, device, dtype, lora, world, say, on_record, started) -> dict:
 
     records, source = load_records(data)
     train_records, val_records = split_records(records)
@@ -199,6 +207,8 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
     saved = load_training_checkpoint(out / "last.pt") if resume else None
     if saved is not None:
         model = GPT(GPTConfig.from_dict(saved["model_config"]))
+        if saved.get("lora") is not None:
+            apply_settings(model, saved["lora"])
         tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
         cfg = TrainConfig.from_dict(saved["train_config"])
     else:
@@ -210,6 +220,14 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
                 f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
                 f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
         cfg = recipe.train
+        if lora is not None:
+            # the chat tokens' rows train too when they were just added (they start equal: see tinylm.chat.lora)
+            lora.apply(model, token_ids=[] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values())
+            trainable, total = trainable_share(model)
+            say(f"LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} of {total:,} parameters train "
+                f"({100 * trainable / total:.2f}%), learning rate {recipe.lora_learning_rate:g}")
+            cfg = dataclasses.replace(cfg, learning_rate=recipe.lora_learning_rate,
+                                      min_lr=recipe.lora_learning_rate * cfg.min_lr / cfg.learning_rate)
     template = ChatTemplate(tokenizer)
     block_size = model.config.block_size
     train_examples = build_examples(train_records, template, block_size, system_prompt)
@@ -274,6 +292,11 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
         trainer.model.load_state_dict(best_state[0])
     else:
         trainer.model.load_state_dict(best["model"])
+    if has_lora(trainer.model) and world.is_main:
+        trainable, total = trainable_share(trainer.model)
+        size = save_adapters(out / "adapters.pt", trainer.model, base=base_description)
+        report["lora"] = {"trainable": trainable, "parameters": total, "adapters_bytes": size,
+                          "checkpoint_bytes": (out / "best.pt").stat().st_size}
     report.update(after=_measure(trainer, prompts, references, world), steps=trainer.step,
                   sft_seconds=round(trainer.elapsed, 1),
                   wall_seconds=round(time.perf_counter() - started, 1))  # this invocation's, base pretraining included

@@ -14,16 +14,26 @@ B (kilobytes to megabytes), which `load_adapters` puts back on a freshly wrapped
 
 Layers are chosen by the end of their dotted name: "attn.c_attn" (the fused query/key/value
 projection), "attn.c_proj", "mlp.c_fc", "mlp.c_gate" (SwiGLU), "mlp.c_proj".
+
+New tokens. Chat fine-tuning adds <|im_start|>, <|im_end|> and <|pad|> to the vocabulary, and their rows start
+equal (the mean token row): with the embedding frozen the model could never tell them apart, nor give
+<|im_end|> a logit of its own, so it could not learn to stop. `token_ids` makes those rows alone trainable
+(`TokenRows`, PEFT's "trainable tokens"): a few rows of C numbers beside the adapters, shared by the embedding
+and the tied output head, and folded into the weight by `merge_lora` like the adapters.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from ..paths import atomic_write
 
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_gate", "mlp.c_proj")
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj")
@@ -31,6 +41,18 @@ DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj")
 
 class LoRAError(ValueError):
     """A LoRA setting that cannot work (rank, targets, adapters that do not fit the model)."""
+
+
+@dataclass(frozen=True)
+class LoRAOptions:
+    """What a fine-tuning command asks for (--lora-rank, --lora-alpha, --lora-targets); alpha None: alpha = rank."""
+
+    rank: int
+    alpha: float | None = None
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+
+    def apply(self, model: nn.Module, token_ids: Iterable[int] = ()) -> list[str]:
+        return apply_lora(model, self.rank, self.alpha, self.targets, token_ids=token_ids)
 
 
 class LoRALinear(nn.Module):
@@ -68,15 +90,46 @@ class LoRALinear(nn.Module):
         return layer
 
 
+class TokenRows(nn.Module):
+    """A frozen embedding or output head whose rows `ids` are replaced by the trainable `rows` (k, C).
+
+    For an embedding the looked-up vectors of those ids change; for a head (a bias-free Linear over the
+    vocabulary) their logits do. Both add `rows - base rows` to what the frozen layer computes, so the wrapped
+    layer equals the base until `rows` moves. With tied weights the embedding and the head share one `rows`.
+    """
+
+    def __init__(self, base: nn.Embedding | nn.Linear, ids: torch.Tensor, rows: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.base.requires_grad_(False)
+        self.register_buffer("ids", ids, persistent=False)  # the settings carry them, not the weights
+        self.rows = rows
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        delta = self.rows - self.base.weight[self.ids]  # (k, C)
+        out = self.base(x)
+        if isinstance(self.base, nn.Embedding):  # x: ids (B, T) -> vectors (B, T, C)
+            hits = (x.unsqueeze(-1) == self.ids).to(out.dtype)  # (B, T, k)
+            return out + hits @ delta.to(out.dtype)
+        return out.index_add(-1, self.ids, x @ delta.to(x.dtype).T)  # x (B, T, C) -> logits (B, T, vocab)
+
+    def merged(self) -> nn.Module:
+        """The base layer with the rows written into its weight (in place: a tied head shares that weight)."""
+        with torch.no_grad():
+            self.base.weight[self.ids] = self.rows.to(self.base.weight.dtype)
+        return self.base
+
+
 def _parent_and_attribute(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     parent_name, _, attribute = name.rpartition(".")
     return (model.get_submodule(parent_name) if parent_name else model), attribute
 
 
 def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, targets: Iterable[str] = DEFAULT_TARGETS,
-               dropout: float = 0.0) -> list[str]:
+               dropout: float = 0.0, token_ids: Iterable[int] = ()) -> list[str]:
     """Freeze every parameter of `model`, wrap the linear layers whose names end with one of `targets`
-    in LoRALinear (alpha None: alpha = rank, a scaling of 1), and return the wrapped layers' names."""
+    in LoRALinear (alpha None: alpha = rank, a scaling of 1), make the embedding rows of `token_ids` (and their
+    output-head rows) trainable with `TokenRows`, and return the wrapped layers' names."""
     targets = tuple(targets)
     unknown = [t for t in targets if t not in LORA_TARGETS]
     if unknown or not targets:
@@ -89,18 +142,29 @@ def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, targets:
     if not chosen:
         raise LoRAError(f"no linear layer of this model matches {', '.join(targets)} (a mixture-of-experts block "
                         f"keeps its experts in batched tensors, not linear layers): choose attention targets")
+    ids = sorted(set(int(i) for i in token_ids))
+    vocab = model.transformer.wte.weight.size(0) if ids else 0
+    if ids and not 0 <= ids[0] <= ids[-1] < vocab:
+        raise LoRAError(f"token ids {ids} are not all rows of the {vocab}-row embedding")
     model.requires_grad_(False)
     for name in chosen:
         parent, attribute = _parent_and_attribute(model, name)
         setattr(parent, attribute, LoRALinear(getattr(parent, attribute), rank, rank if alpha is None else alpha,
                                               dropout))
+    if ids:
+        wte, head = model.transformer.wte, model.lm_head
+        index = torch.tensor(ids, device=wte.weight.device)
+        rows = nn.Parameter(wte.weight[index].detach().clone())
+        model.transformer.wte = TokenRows(wte, index, rows)
+        tied = head.weight is wte.weight
+        model.lm_head = TokenRows(head, index, rows if tied else nn.Parameter(head.weight[index].detach().clone()))
     return chosen
 
 
 def merge_lora(model: nn.Module) -> int:
-    """Fold every adapter into its base weight, in place; returns how many layers were merged. The model
-    then holds plain nn.Linear layers under the base model's parameter names."""
-    wrapped = [name for name, module in model.named_modules() if isinstance(module, LoRALinear)]
+    """Fold every adapter (and trainable token rows) into its base weight, in place; returns how many layers were
+    merged. The model then holds plain layers under the base model's parameter names."""
+    wrapped = [name for name, module in model.named_modules() if isinstance(module, (LoRALinear, TokenRows))]
     for name in wrapped:
         parent, attribute = _parent_and_attribute(model, name)
         setattr(parent, attribute, getattr(parent, attribute).merged())
@@ -108,28 +172,40 @@ def merge_lora(model: nn.Module) -> int:
 
 
 def lora_settings(model: nn.Module) -> dict[str, Any]:
-    """{"rank", "alpha", "targets"} of the adapters in `model` (what `adapter_state` saves beside the tensors)."""
+    """{"rank", "alpha", "targets", "token_ids"} of the adapters in `model` (what checkpoints and `adapter_state`
+    keep beside the tensors, and what `apply_settings` rebuilds from)."""
     layers = {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
     if not layers:
         raise LoRAError("this model has no LoRA adapters")
     first = next(iter(layers.values()))
     targets = sorted({t for t in LORA_TARGETS for name in layers if name.endswith("." + t)})
-    return {"rank": first.rank, "alpha": first.alpha, "targets": targets}
+    rows = model.transformer.wte
+    token_ids = rows.ids.tolist() if isinstance(rows, TokenRows) else []
+    return {"rank": first.rank, "alpha": first.alpha, "targets": targets, "token_ids": token_ids}
+
+
+def has_lora(model: nn.Module) -> bool:
+    return any(isinstance(m, (LoRALinear, TokenRows)) for m in model.modules())
+
+
+def apply_settings(model: nn.Module, settings: dict[str, Any]) -> list[str]:
+    """Wrap a base model as `lora_settings` described another: the same layers, rank, alpha and token rows."""
+    return apply_lora(model, settings["rank"], settings["alpha"], settings["targets"],
+                      token_ids=settings.get("token_ids", ()))
 
 
 def adapter_state(model: nn.Module) -> dict[str, Any]:
-    """The adapters alone: {"settings": lora_settings, "tensors": {name: tensor}} for the A and B matrices."""
-    tensors = {name: p.detach().clone() for name, p in model.named_parameters() if name.rsplit(".", 1)[-1]
-               in ("lora_A", "lora_B")}
+    """The adapters alone: {"settings": lora_settings, "tensors": {name: tensor}} for the A and B matrices and
+    the trainable token rows."""
+    tensors = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     return {"settings": lora_settings(model), "tensors": tensors}
 
 
 def load_adapters(model: nn.Module, state: dict[str, Any]) -> list[str]:
     """Wrap a base model as `state` describes and load its A and B; LoRAError if they do not fit."""
-    settings = state["settings"]
-    wrapped = apply_lora(model, settings["rank"], settings["alpha"], settings["targets"])
+    wrapped = apply_settings(model, state["settings"])
     own = dict(model.named_parameters())
-    expected = {name for name in own if name.rsplit(".", 1)[-1] in ("lora_A", "lora_B")}
+    expected = {name for name, p in own.items() if p.requires_grad}
     if set(state["tensors"]) != expected:
         raise LoRAError("these adapters were trained on a model with other layers: load them on the base model "
                         "they were trained from")
@@ -140,6 +216,19 @@ def load_adapters(model: nn.Module, state: dict[str, Any]) -> list[str]:
                                 f"{tuple(own[name].shape)}: load it on the base model it was trained from")
             own[name].copy_(tensor)
     return wrapped
+
+
+def save_adapters(path: str | Path, model: nn.Module, **info: Any) -> int:
+    """Write `adapter_state(model)` and `info` (e.g. the base it was trained from) to `path`, atomically; returns
+    the file's size in bytes. `read_adapters` reads it back."""
+    with atomic_write(path) as f:
+        torch.save({**adapter_state(model), **info}, f)
+    return Path(path).stat().st_size
+
+
+def read_adapters(path: str | Path) -> dict[str, Any]:
+    """What `save_adapters` wrote (tensors and plain data only: loading runs no code)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def trainable_share(model: nn.Module) -> tuple[int, int]:

@@ -61,20 +61,21 @@ class FinetuneRecipe:
     epochs: float | None  # if set, max_steps covers this many passes over the training conversations
     pretraining_share: float  # share of batches drawn from pretraining text
     eval_prompts: int | None  # held-out prompts for the stop rate (None: all of them)
+    lora_learning_rate: float  # peak rate when only LoRA adapters train: they start at zero and need larger steps
 
 
 SFT_RECIPES = {  # the recipe of each profile; the base model's own recipes are tinylm.chat.base's
     "smoke": FinetuneRecipe("pretrain", TrainConfig(
         batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4, eval_interval=10, log_interval=5,
-        eval_batch_size=64, dtype="float32"), None, 0.2, 8),
+        eval_batch_size=64, dtype="float32"), None, 0.2, 8, 1e-2),
     # ~10 epochs over the 991 training conversations (80% of 800 steps of 16), best.pt chosen on held-out answers
     "cpu": FinetuneRecipe("pretrain", TrainConfig(
         batch_size=16, max_steps=800, warmup_steps=20, learning_rate=1e-3, min_lr=1e-4, beta2=0.99,
-        eval_interval=50, log_interval=25, eval_batch_size=64, dtype="float32"), None, 0.2, None),
+        eval_interval=50, log_interval=25, eval_batch_size=64, dtype="float32"), None, 0.2, None, 5e-3),
     # GPT-2 124M: two epochs at a small learning rate, as in most SFT recipes for models of this size
     "gpu": FinetuneRecipe("gpt2", TrainConfig(
         batch_size=16, max_steps=1000, warmup_steps=20, learning_rate=5e-5, min_lr=5e-6, weight_decay=0.1,
-        eval_interval=50, log_interval=10, eval_batch_size=32), 2.0, 0.1, None),
+        eval_interval=50, log_interval=10, eval_batch_size=32), 2.0, 0.1, None, 5e-4),
 }
 
 

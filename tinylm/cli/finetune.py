@@ -3,12 +3,15 @@
     python -m tinylm.finetune [--base pretrain|gpt2|RUN_DIR|CHECKPOINT|HF_FOLDER] [--data instruct|FILE]
         [--profile smoke|cpu|gpu] [--out DIR] [--resume] [--overwrite] [--max-steps N] [--max-seconds S]
         [--pretraining-share F] [--system-prompt TEXT] [--batch-size N] [--seed N] [--device ...] [--dtype ...]
+        [--lora-rank R [--lora-alpha A] [--lora-targets LAYER ...]]
 
 --base: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a
 tinylm checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint (e.g. the
 course's runs/gpt2-124m-gpu); `pretrain` pretrains the profile's small base first, in OUT/base (see
 tinylm.chat.base for why). Default: gpt2 for the gpu profile, pretrain for cpu and smoke.
 --data: `instruct` (tinylm.data.instruct: Alpaca-cleaned online, the 1,100-record set offline) or a JSON/JSONL file.
+--lora-rank: train LoRA adapters of that rank (tinylm.chat.lora) instead of every weight; best.pt is read like any
+checkpoint (adapters merged on load) and OUT/adapters.pt holds the adapters alone.
 
 What a run does and writes (OUT/chat_eval.json with the before/after measurements, metrics.jsonl, best.pt,
 last.pt) is `tinylm.chat.finetune.finetune`'s; this module parses the options and hands them over.
@@ -20,6 +23,7 @@ import argparse
 from pathlib import Path
 
 from ..chat.finetune import finetune
+from ..chat.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from ..chat.sft import SFT_RECIPES
 from ..chat.template import DEFAULT_SYSTEM_PROMPT
 from ..config import DTYPES
@@ -34,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.finetune", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.finetune --profile cpu",
                         "python -m tinylm.finetune --base gpt2 --data instruct --profile gpu --out runs/chat-gpt2",
-                        "python -m tinylm.finetune --profile cpu --resume"))
+                        "python -m tinylm.finetune --profile cpu --resume",
+                        "python -m tinylm.finetune --profile cpu --lora-rank 8 --out runs/chat-lora-cpu"))
     parser.add_argument("--base", help="pretrain, gpt2, a run folder, a checkpoint or a transformers GPT-2 folder "
                         "(default: gpt2 for the gpu profile, pretrain for cpu and smoke)")
     parser.add_argument("--data", default="instruct", help="instruct, or a JSON/JSONL file of instruction/input/output "
@@ -57,7 +62,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", choices=DTYPES,
                         help="autocast dtype (default: by hardware)")
+    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight")
+    parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/rank "
+                        "(default: the rank, a scale of 1)")
+    parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
+                        metavar="LAYER", help=f"layers to adapt, from {', '.join(LORA_TARGETS)} "
+                        f"(default: {' '.join(DEFAULT_TARGETS)})")
     args = parser.parse_args(argv)
+    if args.lora_rank is not None and args.lora_rank < 1:
+        parser.error(f"--lora-rank must be at least 1 (got {args.lora_rank}); 4 to 16 is usual")
+    if args.lora_rank is None and args.lora_alpha is not None:
+        parser.error("--lora-alpha needs --lora-rank")
     if args.pretraining_share is not None and not 0 <= args.pretraining_share < 1:
         parser.error("--pretraining-share must be at least 0 and below 1 (the rest of the batches are chat)")
     return args
@@ -65,13 +80,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    lora = None if args.lora_rank is None else LoRAOptions(args.lora_rank, args.lora_alpha, tuple(args.lora_targets))
     if note := configure_backend(args.device):
         print(note)
     return run_in_world(lambda world, held: finetune(
         args.profile, base=args.base, data=args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
         max_steps=args.max_steps, max_seconds=args.max_seconds, pretraining_share=args.pretraining_share,
         system_prompt=args.system_prompt, batch_size=args.batch_size, seed=args.seed, device=args.device,
-        dtype=args.dtype, world=world))
+        dtype=args.dtype, lora=lora, world=world))
 
 
 def cli(argv=None) -> None:

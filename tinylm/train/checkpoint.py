@@ -54,9 +54,15 @@ DAMAGED = "the file was edited or damaged: use another checkpoint (best.pt or la
 
 def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
     """The checkpoint of a tinylm GPT: MODEL_KEYS, then `entries` (a run's TRAINING_KEYS, where imported weights
-    came from). `tokenizer`: a tokenizer, its to_dict() description, or None."""
+    came from). `tokenizer`: a tokenizer, its to_dict() description, or None. A model with LoRA adapters
+    (tinylm.chat.lora) is saved as it trains, wrapped, with its `lora` settings: resuming needs the adapters
+    apart, and `load_model` merges them."""
+    from ..chat.lora import has_lora, lora_settings
+
     description = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
-    return {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": description, **entries}
+    lora = {"lora": lora_settings(model)} if has_lora(model) else {}
+    return {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": description, **lora,
+            **entries}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -102,7 +108,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig:
     """The checkpoint's GPTConfig, once its config builds and its weights have exactly the shapes that config gives."""
     from ..config import GPTConfig
-    from ..model.gpt import GPT
 
     missing = [key for key in MODEL_KEYS if key not in state]
     if missing:
@@ -116,10 +121,12 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
         raise CheckpointError(f"{path}: its 'model' entry is not a dict of tensors; {DAMAGED}")
     try:
         with torch.device("meta"):  # shapes without storage: a vocabulary of 10**12 costs nothing here
-            expected = {name: tuple(t.shape) for name, t in GPT(config).state_dict().items()}
+            expected = {name: tuple(t.shape) for name, t in _model_as_saved(state, config).state_dict().items()}
     except (RuntimeError, TypeError, OverflowError) as error:  # sizes beyond what a tensor can have
         raise CheckpointError(f"{path}: its model_config describes a model that cannot be built "
                               f"({type(error).__name__}); {DAMAGED}") from None
+    except (KeyError, ValueError) as error:  # LoRA settings that are not the ones a run writes (LoRAError too)
+        raise CheckpointError(f"{path}: its lora settings cannot be applied ({error}); {DAMAGED}") from None
     problems = [f"{name} is missing" for name in expected if name not in weights]
     problems += [f"{name} is not part of the model" for name in weights if name not in expected]
     problems += [f"{name} has shape {tuple(weights[name].shape)}, the config gives {shape}"
@@ -138,6 +145,17 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
         raise CheckpointError(f"{path}: its tokenizer entry is {type(state['tokenizer']).__name__} "
                               f"{str(state['tokenizer'])[:40]!r}, not a tokenizer description; {DAMAGED}")
     return config
+
+
+def _model_as_saved(state: dict[str, Any], config: GPTConfig):
+    """A GPT of `config`, wrapped with LoRA adapters when the checkpoint was saved with them."""
+    from ..chat.lora import apply_settings
+    from ..model.gpt import GPT
+
+    model = GPT(config)
+    if state.get("lora") is not None:
+        apply_settings(model, state["lora"])
+    return model
 
 
 def load_training_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -204,15 +222,17 @@ def find_checkpoint(run_dir: str | Path) -> Path:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder."""
-    from ..model.gpt import GPT
+    """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder. The LoRA adapters of a
+    checkpoint that has them are merged: the model is a plain GPT either way."""
+    from ..chat.lora import merge_lora
     from ..tokenizers.saved import tokenizer_from_dict
 
     path = Path(path)
     path = find_checkpoint(path) if path.is_dir() else path
     state = load_checkpoint(path)
-    model = GPT(check_model_checkpoint(state, path))
+    model = _model_as_saved(state, check_model_checkpoint(state, path))
     model.load_state_dict(state["model"])
+    merge_lora(model)
     model.to(device).eval()
     try:
         tokenizer = tokenizer_from_dict(state["tokenizer"]) if state.get("tokenizer") else None
