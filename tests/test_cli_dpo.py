@@ -18,6 +18,7 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO, run_cli
+from tinylm.chat.lora import LoRAOptions, read_adapters
 from tinylm.chat.preference import dpo
 from tinylm.chat.template import chat_token_ids
 from tinylm.cli.dpo import cli
@@ -101,6 +102,7 @@ def not_a_chat_model(folder):
     ("plain base", "is not a chat model .* run python -m tinylm.finetune first and pass its --out as --base"),
     ("missing base", "no checkpoint at"),
     ("missing data", "no preference file at"),
+    ("lora rank too large", "rank 64"),
 ])
 def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monkeypatch, case, message):
     root, out, _ = dpo_run
@@ -111,7 +113,8 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
     args = {"no rejected": ["--base", root / "chat", "--data", tmp_path / "prefs.json"],
             "plain base": ["--base", not_a_chat_model(tmp_path)],
             "missing base": ["--base", tmp_path / "missing"],
-            "missing data": ["--base", root / "chat", "--data", tmp_path / "missing.json"]}[case]
+            "missing data": ["--base", root / "chat", "--data", tmp_path / "missing.json"],
+            "lora rank too large": ["--base", root / "chat", "--lora-rank", "64"]}[case]
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     with pytest.raises(SystemExit) as stopped:
         cli(["--profile", "smoke", "--out", str(tmp_path / "dpo"), "--overwrite", *map(str, args)])
@@ -120,7 +123,27 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
     assert {name: (tmp_path / "dpo" / name).read_bytes() for name in kept} == kept
 
 
-def test_beta_must_be_positive(capsys):
+@pytest.mark.parametrize("args, message", [(["--beta", "0"], "--beta must be positive"),
+                                           (["--lora-rank", "0"], "--lora-rank must be at least 1")])
+def test_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as stopped:
-        cli(["--beta", "0"])
-    assert stopped.value.code == 2 and "--beta must be positive" in capsys.readouterr().err
+        cli(args)
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_lora_composes_with_dpo(dpo_run, tmp_path, monkeypatch):
+    """Adapters on the attention layers: the wrapped model starts as the reference (every margin 0), only the
+    adapters train, best.pt loads merged like any checkpoint, and OUT/adapters.pt holds the adapters alone."""
+    root, _, _ = dpo_run
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
+    out = tmp_path / "dpo-lora"
+    report = dpo("smoke", base=root / "chat", out=out, max_steps=3, batch_size=8, lora=LoRAOptions(4),
+                 say=lambda _: None, on_record=lambda _: None)
+    assert report["before"]["preference"]["ties"] == report["before"]["preference"]["pairs"]
+    assert report["lora"]["trainable"] < report["lora"]["parameters"] / 5
+    assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 5
+    base, _, _ = load_model(root / "chat")
+    tuned, _, state = load_model(out)
+    assert state["lora"]["rank"] == 4 and set(read_adapters(out / "adapters.pt")["tensors"])
+    assert torch.equal(tuned.transformer.wte.weight, base.transformer.wte.weight)  # frozen
+    assert not torch.equal(tuned.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight)

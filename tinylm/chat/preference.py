@@ -12,6 +12,11 @@ to held-out prompts: the share that is closer to the chosen answer than to the r
 and the seconds. OUT also gets metrics.jsonl, best.pt and last.pt as every Trainer run writes them, under the
 same rules: one run per folder (run lock), --resume continues exactly, --overwrite keeps the old run until the
 new one has a checkpoint. `python -m tinylm.dpo` is the command line (tinylm/cli/dpo.py).
+
+LoRA composes with DPO (`lora=LoRAOptions(...)`, tinylm.chat.lora, as in finetune): the base, merged if its own
+SFT used LoRA, stays frozen and only the adapters train, at the recipe's LoRA learning rate. B starts at zero, so
+the wrapped model is the reference at step 0 and the reference needs no copy of its own. The checkpoints keep the
+adapters apart (resume continues them, `load_model` merges them) and OUT/adapters.pt keeps best.pt's alone.
 """
 
 from __future__ import annotations
@@ -41,10 +46,11 @@ from ..train.runlock import claim_run_folder
 from ..train.trainer import RUN_FILES
 from .dpo import DPO_RECIPES, DPOTrainer, PairLoader, pair_logprobs
 from .finetune import REPLY_TOKENS, SHOWN_REPLIES
+from .lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
 from .sft import stop_rate
 from .template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, chat_token_ids
 
-DPO_RUN_FILES = (*RUN_FILES, "dpo_eval.json")  # what a DPO run writes into its folder
+DPO_RUN_FILES = (*RUN_FILES, "dpo_eval.json", "adapters.pt")  # what a DPO run writes into its folder
 
 
 class NotAChatModel(ValueError):
@@ -103,13 +109,14 @@ def dpo(profile: str | None = None, *, base: str | Path | None = None, data: str
         out: str | Path | None = None, beta: float | None = None, resume: bool = False, overwrite: bool = False,
         max_steps: int | None = None, max_seconds: float | None = None, batch_size: int | None = None,
         seed: int | None = None, device: str | None = None, dtype: str | None = None,
-        system_prompt: str = DEFAULT_SYSTEM_PROMPT, world: World | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT, lora: LoRAOptions | None = None, world: World | None = None,
         say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_dpo_record) -> dict:
     """Tune the chat model `base` (default runs/chat-<profile>, finetune's default --out) with DPO on the preference
     records of `data` into `out` (default runs/dpo-<profile>), and return the report OUT/dpo_eval.json keeps: the
     held-out preference accuracy, margins and greedy replies before and after, steps and seconds. beta and the
-    options override the profile's recipe (tinylm.chat.dpo.DPO_RECIPES; None: the recipe's). Only rank 0 speaks
-    and writes."""
+    options override the profile's recipe (tinylm.chat.dpo.DPO_RECIPES; None: the recipe's); `lora` trains adapters
+    instead of every weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and
+    writes."""
     started = time.perf_counter()
     world = world or current_world()
     if not world.is_main:
@@ -122,16 +129,16 @@ def dpo(profile: str | None = None, *, base: str | Path | None = None, data: str
         device = resolve_device(device_for(world, device))
         options = {"max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size, "seed": seed,
                    "dtype": dtype}
-        return _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, device, world, say,
-                    on_record, started)
+        return _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world,
+                    say, on_record, started)
 
 
 def _silent(*args, **kwargs) -> None:
     pass
 
 
-def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, device, world, say, on_record,
-         started) -> dict:
+def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world, say,
+         on_record, started) -> dict:
     recipe = DPO_RECIPES[profile]
     records, source = load_preferences(data)
     train_records, val_records = split_preferences(records)
@@ -143,11 +150,20 @@ def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prom
                              "without --beta, or start another run (--out)")
         beta = saved_beta
         model = GPT(GPTConfig.from_dict(saved["model_config"]))
+        if saved.get("lora") is not None:
+            apply_settings(model, saved["lora"])
         tokenizer, description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
         cfg = TrainConfig.from_dict(saved["train_config"])
     else:
         model, tokenizer, description = load_chat_base(base)
         cfg = recipe.train
+        if lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
+            lora.apply(model)
+            trainable, total = trainable_share(model)
+            say(f"LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} of {total:,} parameters train "
+                f"({100 * trainable / total:.2f}%), learning rate {recipe.lora_learning_rate:g}")
+            cfg = dataclasses.replace(cfg, learning_rate=recipe.lora_learning_rate,
+                                      min_lr=recipe.lora_learning_rate * cfg.min_lr / cfg.learning_rate)
     beta = recipe.beta if beta is None else beta
     cfg = dataclasses.replace(cfg, **{k: v for k, v in options.items() if v is not None})
     template = ChatTemplate(tokenizer)
@@ -206,6 +222,11 @@ def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prom
     if world.distributed:
         torch.distributed.broadcast_object_list(best_state)
     trainer.model.load_state_dict(best_state[0])
+    if has_lora(trainer.model) and world.is_main:
+        trainable, total = trainable_share(trainer.model)
+        size = save_adapters(out / "adapters.pt", trainer.model, base=description)
+        report["lora"] = {"trainable": trainable, "parameters": total, "adapters_bytes": size,
+                          "checkpoint_bytes": (out / "best.pt").stat().st_size}
     report.update(after=_measure(trainer, shown_pairs, world), steps=trainer.step,
                   dpo_seconds=round(trainer.elapsed, 1), wall_seconds=round(time.perf_counter() - started, 1))
     if world.is_main:
