@@ -248,7 +248,8 @@ def _epilogue(report: dict, out: Path) -> str:
             f"{100 * pb['likelihood_accuracy']:.1f}% before, {100 * pa['likelihood_accuracy']:.1f}% after\n"
             f"greedy replies closer to the chosen answer than to the rejected one (token F1, {ra['prompts']} held-out "
             f"prompts): {100 * rb['closer_to_chosen']:.1f}% before, {100 * ra['closer_to_chosen']:.1f}% after "
-            f"({rb['ties']} and {ra['ties']} ties)\n"
+            f"({rb['ties']} and {ra['ties']} ties); their mean token F1 against the chosen answers: "
+            f"{rb['f1_chosen']:.3f} before, {ra['f1_chosen']:.3f} after\n"
             f"{report['steps']} steps in {report['dpo_seconds']:.0f} s of training, wall time "
             f"{report['wall_seconds']:.0f} s; report in {shown(out / 'dpo_eval.json')}\n"
             f"next: python -m tinylm.chat --ckpt {shown(out)}")
