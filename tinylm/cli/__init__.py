@@ -19,6 +19,7 @@ COMMANDS = {
     "bench": "measure training, decoding and BPE speed",
     "interop": "import and export weights (Hugging Face, llama2.c)",
     "finetune": "turn a pretrained model into a chat model",
+    "dpo": "tune a chat model on preference pairs (DPO)",
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
 }

@@ -23,6 +23,7 @@ import torch
 
 from ..chat.base import BaseModelUnavailable
 from ..chat.lora import LoRAError
+from ..chat.preference import NotAChatModel
 from ..chat.server import ServerAddressError
 from ..chat.template import ChatFormatError, ContextOverflow
 from ..config import ConfigError
@@ -104,6 +105,7 @@ ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseExceptio
     ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
     ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold
     ((BaseModelUnavailable,), _as_raised),  # the base model needs the network: how to point at a local copy
+    ((NotAChatModel,), _as_raised),  # DPO's --base lacks the chat tokens: run finetune first
     ((LoRAError,), _as_raised),  # a rank the layer cannot hold, unknown targets: the ranks and targets that fit
     ((ServerAddressError,), _as_raised),  # serve cannot listen there (a port in use): which port, and what to do
     ((torch.cuda.OutOfMemoryError,), _out_of_memory),

@@ -9,6 +9,7 @@ tokens, which vary from batch to batch, and averaging their means with equal wei
 tokens more weight (notebook 3's `accumulate` exercise, notebook 9). Under DDP the count is summed across ranks:
 one small all-reduce per step. The model's loss must therefore be the mean over targets that are not -1, as
 `tinylm.model.losses.next_token_loss` is; a mixture of experts' balancing loss, added to it, is weighed the same.
+A subclass with a loss of its own overrides `batch_loss` and `batch_weight` (what its mean is over: DPO's pairs).
 Around that: periodic whole-split validation with `best.pt` and `last.pt` checkpoints, periodic text samples,
 one JSON line per event in `metrics.jsonl`, and two budgets (steps and seconds of training). With clipping
 on, each train record carries the logged step's gradient norm before clipping (`grad_norm`) and the
@@ -46,8 +47,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import signal
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -68,6 +67,7 @@ from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, cu
 from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate
 from .progress import remaining_seconds, steps_left
+from .resumable import interrupt_between_steps, restore_rng, rng_state
 
 
 class TrainingDiverged(RuntimeError):
@@ -75,30 +75,6 @@ class TrainingDiverged(RuntimeError):
 
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writes into its out_dir
-
-
-@contextlib.contextmanager
-def _interrupt_between_steps():
-    """Turn the first Ctrl-C (SIGINT; Jupyter's interrupt button too) into a request the loop honours
-    between optimizer steps, so the checkpoint it saves is a consistent state. A second Ctrl-C
-    interrupts at once."""
-    interrupt = SimpleNamespace(requested=False)
-    if threading.current_thread() is not threading.main_thread():  # signals reach only the main thread
-        yield interrupt
-        return
-    previous = signal.getsignal(signal.SIGINT)
-
-    def request_stop(signum, frame):
-        if interrupt.requested:
-            raise KeyboardInterrupt
-        interrupt.requested = True
-        print("\nstopping after this step (Ctrl-C again to stop at once)", flush=True)
-
-    signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield interrupt
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 class Trainer:
@@ -182,7 +158,7 @@ class Trainer:
         self._clipped.zero_()
         mid_step = agreed_stop = stopping = False
         try:
-            with _interrupt_between_steps() as interrupt:
+            with interrupt_between_steps() as interrupt:
                 while self.step < stop_step and not self._out_of_time():
                     # Under DDP only the stop request all ranks saw in the last step's reduction counts,
                     # so that every rank stops after the same step; alone, a Ctrl-C counts at once.
@@ -222,17 +198,17 @@ class Trainer:
             group["lr"] = lr
         total, positions = torch.zeros((), device=self.device), 0
         batches = [self.sampler.next_batch(self.device) for _ in range(self.grad_accum_steps)]
-        counts = [(y != -1).sum() for _, y in batches]  # stays on the device: no host sync
+        counts = [self.batch_weight(batch) for batch in batches]  # stays on the device: no host sync
         step_count = torch.stack(counts).sum()
         if self._ddp is not None:
             torch.distributed.all_reduce(step_count)  # the counted targets of the whole step, every rank's
-        for micro_step, ((x, y), count) in enumerate(zip(batches, counts)):
-            positions += x.numel()  # a chat batch is as wide as its longest conversation, not the context
+        for micro_step, (batch, count) in enumerate(zip(batches, counts)):
+            positions += batch[0].numel()  # a chat batch is as wide as its longest conversation, not the context
             # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
             last = micro_step == self.grad_accum_steps - 1
             with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
                 with autocast(self.device, self.dtype):
-                    _, loss = self.train_model(x, y)
+                    loss = self.batch_loss(batch)
                 # loss x count is this micro-batch's sum; x world size undoes DDP's average over ranks
                 self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
             total += loss.detach() * count
@@ -263,6 +239,16 @@ class Trainer:
         end_of_step(self.model)  # mixture of experts: sum the step's expert load over ranks, move loss-free biases
         self.step += 1
         return lr, mean_loss
+
+    def batch_weight(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """What a micro-batch counts, on the device: its targets that are not -1. A subclass whose loss is a mean over
+        something else (DPO: preference pairs) counts that instead, and the step weighs its micro-batches by it."""
+        return (batch[1] != -1).sum()
+
+    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """A micro-batch's loss, the mean over what `batch_weight` counts; called under autocast."""
+        x, y = batch
+        return self.train_model(x, y)[1]
 
     def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
         """Logging, evaluation and samples at their intervals."""
@@ -432,18 +418,3 @@ class Trainer:
         path = Path(path)
         self.load_state_dict(load_training_checkpoint(path / "last.pt" if path.is_dir() else path))
 
-
-def rng_state(device: torch.device) -> dict[str, torch.Tensor | None]:
-    """This process's dropout randomness: the CPU generator's state and, on a GPU, that GPU's own."""
-    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
-
-
-def restore_rng(saved: list[dict[str, Any]], rank: int, seed: int, device: torch.device) -> None:
-    """Rank r continues the stream rank r saved; a rank the saved run did not have starts afresh, seeded as
-    a new run's rank r is (seed + rank), so the result is still repeatable."""
-    if rank >= len(saved):
-        torch.manual_seed(seed + rank)
-        return
-    torch.set_rng_state(saved[rank]["torch"])
-    if device.type == "cuda" and saved[rank].get("cuda") is not None:
-        torch.cuda.set_rng_state(saved[rank]["cuda"], device)

@@ -1,0 +1,255 @@
+"""Preference tuning of a chat model with DPO, through the same Trainer as pretraining and SFT: `dpo(...)`.
+
+The base must be a chat model (an SFT run, `python -m tinylm.finetune`'s --out, or one of its checkpoints): its
+tokenizer has the chat tokens, and it is also the frozen reference. The records are tinylm.data.preference's,
+split as SFT split its instructions, so the held-out prompts are ones neither run trained on.
+
+Two models are measured the same way on the held-out pairs: the base (`before`, which is the reference, so its
+implicit rewards are all 0) and best.pt (`after`): `tinylm.chat.dpo.preference_summary` (DPO loss, preference
+accuracy with its Wilson interval, mean margin and rewards, the model's own preference), and the greedy replies
+to held-out prompts: the share that is closer to the chosen answer than to the rejected one by token F1
+(tinylm.eval.overlap), with its Wilson interval, ties apart. OUT/dpo_eval.json keeps them, with a few replies,
+and the seconds. OUT also gets metrics.jsonl, best.pt and last.pt as every Trainer run writes them, under the
+same rules: one run per folder (run lock), --resume continues exactly, --overwrite keeps the old run until the
+new one has a checkpoint. `python -m tinylm.dpo` is the command line (tinylm/cli/dpo.py).
+
+LoRA composes with DPO (`lora=LoRAOptions(...)`, tinylm.chat.lora, as in finetune): the base, merged if its own
+SFT used LoRA, stays frozen and only the adapters train, at the recipe's LoRA learning rate. B starts at zero, so
+the wrapped model is the reference at step 0 and the reference needs no copy of its own. The checkpoints keep the
+adapters apart (resume continues them, `load_model` merges them) and OUT/adapters.pt keeps best.pt's alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import GPTConfig, TrainConfig
+from ..data.preference import PreferenceDataError, build_pairs, load_preferences, split_preferences
+from ..eval.overlap import token_f1
+from ..eval.uncertainty import wilson_interval
+from ..model.gpt import GPT
+from ..paths import atomic_write, runs_dir, shown
+from ..runtime import autocast, resolve_device, resolve_dtype, resolve_profile
+from ..tokenizers.saved import tokenizer_from_dict
+from ..train.checkpoint import load_checkpoint, load_model, load_training_checkpoint
+from ..train.distributed import World, current_world, device_for
+from ..train.progress import format_record
+from ..train.run import set_aside_old_run, settle_old_run
+from ..train.runlock import claim_run_folder
+from ..train.trainer import RUN_FILES
+from .dpo import DPO_RECIPES, DPOTrainer, PairLoader, pair_logprobs
+from .finetune import REPLY_TOKENS, SHOWN_REPLIES
+from .lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
+from .sft import stop_rate
+from .template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, chat_token_ids
+
+DPO_RUN_FILES = (*RUN_FILES, "dpo_eval.json", "adapters.pt")  # what a DPO run writes into its folder
+
+
+class NotAChatModel(ValueError):
+    """--base is a model without the chat tokens: DPO starts from a chat (SFT) model."""
+
+
+def load_chat_base(base: str | Path) -> tuple[GPT, object, str]:
+    """(model with dropout off, tokenizer, description) of a chat model's run folder or checkpoint."""
+    model, tokenizer, _ = load_model(base)
+    if tokenizer is None or chat_token_ids(tokenizer) is None:
+        raise NotAChatModel(f"{shown(base)} is not a chat model (its tokenizer has no <|im_start|>/<|im_end|>): DPO "
+                            "starts from a fine-tuned chat model; run python -m tinylm.finetune first and pass its "
+                            "--out as --base")
+    policy = GPT(dataclasses.replace(model.config, dropout=0.0))  # tinylm.chat.dpo says why
+    policy.load_state_dict(model.state_dict())
+    return policy, tokenizer, shown(base)
+
+
+def print_dpo_record(record: dict) -> None:
+    """A trainer record as tinylm.train.progress prints it; an evaluation adds the held-out preference accuracy."""
+    line = format_record(record)
+    if "preference_accuracy" in record:
+        line += (f" | held-out preference accuracy {100 * record['preference_accuracy']:.1f}% "
+                 f"| margin {record['preference_margin']:+.3f}")
+    print(line, flush=True)
+
+
+def _write_report(out: Path, report: dict) -> None:
+    with atomic_write(out / "dpo_eval.json") as f:
+        f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+
+
+def _measure(trainer: DPOTrainer, pairs, world: World) -> dict:
+    """The held-out preference summary (every rank) and, on rank 0, the greedy replies to the prompts of `pairs`
+    scored against their chosen and rejected answers."""
+    measured = {"preference": trainer.preference(trainer.val_pairs, trainer.val_reference)}
+    if world.is_main:
+        started = time.perf_counter()
+        _, replies = stop_rate(trainer.model, trainer.template, [p.prompt for p in pairs], REPLY_TOKENS)
+        texts = [trainer.tokenizer.decode(r) for r in replies]
+        to_chosen = [token_f1(t, p.chosen_text) for t, p in zip(texts, pairs)]
+        to_rejected = [token_f1(t, p.rejected_text) for t, p in zip(texts, pairs)]
+        closer = sum(c > r for c, r in zip(to_chosen, to_rejected))
+        low, high = wilson_interval(closer, len(pairs))
+        measured["replies"] = {
+            "prompts": len(pairs), "closer_to_chosen": closer / len(pairs), "closer_low": low, "closer_high": high,
+            "ties": sum(c == r for c, r in zip(to_chosen, to_rejected)),
+            "f1_chosen": sum(to_chosen) / len(pairs), "f1_rejected": sum(to_rejected) / len(pairs),
+            "seconds": round(time.perf_counter() - started, 1),
+            "shown": [{"prompt": p.prompt[-1]["content"], "reply": t, "chosen": p.chosen_text,
+                       "rejected": p.rejected_text} for p, t in zip(pairs[:SHOWN_REPLIES], texts)]}
+    return measured
+
+
+def dpo(profile: str | None = None, *, base: str | Path | None = None, data: str = "preference",
+        out: str | Path | None = None, beta: float | None = None, resume: bool = False, overwrite: bool = False,
+        max_steps: int | None = None, max_seconds: float | None = None, batch_size: int | None = None,
+        seed: int | None = None, device: str | None = None, dtype: str | None = None,
+        system_prompt: str = DEFAULT_SYSTEM_PROMPT, lora: LoRAOptions | None = None, world: World | None = None,
+        say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_dpo_record) -> dict:
+    """Tune the chat model `base` (default runs/chat-<profile>, finetune's default --out) with DPO on the preference
+    records of `data` into `out` (default runs/dpo-<profile>), and return the report OUT/dpo_eval.json keeps: the
+    held-out preference accuracy, margins and greedy replies before and after, steps and seconds. beta and the
+    options override the profile's recipe (tinylm.chat.dpo.DPO_RECIPES; None: the recipe's); `lora` trains adapters
+    instead of every weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and
+    writes."""
+    started = time.perf_counter()
+    world = world or current_world()
+    if not world.is_main:
+        say = on_record = _silent
+    profile = resolve_profile(profile)
+    out = Path(out) if out is not None else runs_dir() / f"dpo-{profile}"
+    base = Path(base) if base is not None else runs_dir() / f"chat-{profile}"
+    with contextlib.ExitStack() as held:
+        claim_run_folder(out, held, world.is_main, resume, overwrite, say)
+        device = resolve_device(device_for(world, device))
+        options = {"max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size, "seed": seed,
+                   "dtype": dtype}
+        return _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world,
+                    say, on_record, started)
+
+
+def _silent(*args, **kwargs) -> None:
+    pass
+
+
+def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world, say,
+         on_record, started) -> dict:
+    recipe = DPO_RECIPES[profile]
+    records, source = load_preferences(data)
+    train_records, val_records = split_preferences(records)
+    saved = load_training_checkpoint(out / "last.pt") if resume else None
+    if saved is not None:
+        saved_beta = saved["dpo"]["beta"]
+        if beta is not None and beta != saved_beta:
+            raise ValueError(f"--beta {beta:g}: the run in {shown(out)} trains with beta {saved_beta:g}; resume it "
+                             "without --beta, or start another run (--out)")
+        beta = saved_beta
+        model = GPT(GPTConfig.from_dict(saved["model_config"]))
+        if saved.get("lora") is not None:
+            apply_settings(model, saved["lora"])
+        tokenizer, description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
+        cfg = TrainConfig.from_dict(saved["train_config"])
+    else:
+        model, tokenizer, description = load_chat_base(base)
+        cfg = recipe.train
+        if lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
+            lora.apply(model)
+            trainable, total = trainable_share(model)
+            say(f"LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} of {total:,} parameters train "
+                f"({100 * trainable / total:.2f}%), learning rate {recipe.lora_learning_rate:g}")
+            cfg = dataclasses.replace(cfg, learning_rate=recipe.lora_learning_rate,
+                                      min_lr=recipe.lora_learning_rate * cfg.min_lr / cfg.learning_rate)
+    beta = recipe.beta if beta is None else beta
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in options.items() if v is not None})
+    template = ChatTemplate(tokenizer)
+    block_size = model.config.block_size
+    train_pairs = build_pairs(train_records, template, block_size, system_prompt)
+    val_pairs = build_pairs(val_records, template, block_size, system_prompt)
+    if not len(train_pairs) or not len(val_pairs):
+        split = "training" if not len(train_pairs) else "validation"
+        raise PreferenceDataError(f"{source} leaves no usable pair for {split} (train: {train_pairs.describe()}; "
+                                  f"held out: {val_pairs.describe()})")
+    say(f"data: {source}\n  train: {train_pairs.describe()}\n  held out: {val_pairs.describe()}")
+    if max_seconds := options["max_seconds"]:
+        say(f"plan: --max-seconds {max_seconds:g} bounds the DPO steps only; the reference log-probabilities and the "
+            f"measurements before and after ({len(val_pairs)} held-out pairs, greedy replies of up to "
+            f"{REPLY_TOKENS} tokens) come on top")
+
+    if saved is not None:  # the very numbers the interrupted run trained against
+        reference, val_reference = saved["dpo"]["reference"], saved["dpo"]["held_out_reference"]
+    else:
+        clock = time.perf_counter()
+        model.to(device)
+        score = dict(pad_id=template.pad, batch_size=cfg.eval_batch_size, device=device,
+                     autocast_ctx=autocast(device, resolve_dtype(device, cfg.dtype)),
+                     vocab_limit=tokenizer.vocab_size)
+        reference, val_reference = pair_logprobs(model, train_pairs.pairs, **score), pair_logprobs(
+            model, val_pairs.pairs, **score)
+        say(f"reference log-probabilities of {len(train_pairs) + len(val_pairs):,} pairs (the base, frozen): "
+            f"{time.perf_counter() - clock:.1f} s")
+    loader = PairLoader(train_pairs.pairs, reference, cfg.batch_size, template.pad, seed=cfg.seed, rank=world.rank,
+                        world_size=world.size)
+    trainer = DPOTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
+                         callbacks=[on_record], world=world, beta=beta, template=template, val_pairs=val_pairs.pairs,
+                         val_reference=val_reference)
+    if saved is not None:
+        trainer.load_state_dict(saved)
+    say(f"DPO of {description} | beta {beta:g} | {model.num_parameters():,} parameters | profile {profile} | "
+        f"{cfg.max_steps} steps of {cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} pairs | "
+        f"{100 * loader.padding_fraction():.1f}% padding | device {trainer.device} | run folder {shown(out)}")
+
+    shown_pairs = val_pairs.pairs[: recipe.eval_prompts]
+    saved_report = out / "dpo_eval.json"
+    report = json.loads(saved_report.read_text()) if resume and saved_report.is_file() else {}
+    set_aside = set_aside_old_run(out, DPO_RUN_FILES) if overwrite and world.is_main else None
+    try:
+        if "before" not in report:
+            report.update(profile=profile, base=description, data=source, beta=beta, train=train_pairs.counts,
+                          held_out=val_pairs.counts, before=_measure(trainer, shown_pairs, world))
+            if world.is_main:
+                _write_report(out, report)
+        trainer.fit()
+    finally:
+        if set_aside is not None:
+            settle_old_run(out, set_aside)
+    best = load_checkpoint(out / "best.pt", map_location=trainer.device) if world.is_main else None
+    best_state = [best["model"] if best else None]
+    if world.distributed:
+        torch.distributed.broadcast_object_list(best_state)
+    trainer.model.load_state_dict(best_state[0])
+    if has_lora(trainer.model) and world.is_main:
+        trainable, total = trainable_share(trainer.model)
+        size = save_adapters(out / "adapters.pt", trainer.model, base=description)
+        report["lora"] = {"trainable": trainable, "parameters": total, "adapters_bytes": size,
+                          "checkpoint_bytes": (out / "best.pt").stat().st_size}
+    report.update(after=_measure(trainer, shown_pairs, world), steps=trainer.step,
+                  dpo_seconds=round(trainer.elapsed, 1), wall_seconds=round(time.perf_counter() - started, 1))
+    if world.is_main:
+        _write_report(out, report)
+        say(_epilogue(report, out))
+    return report
+
+
+def _epilogue(report: dict, out: Path) -> str:
+    """What the run measured, where it went, and the next command."""
+    before, after = report["before"], report["after"]
+    pb, pa = before["preference"], after["preference"]
+    rb, ra = before["replies"], after["replies"]
+    return (f"held-out preference accuracy (implicit reward of chosen > rejected, {pa['pairs']} pairs): "
+            f"{100 * pb['accuracy']:.1f}% before (the reference itself: {pb['ties']} ties count half), "
+            f"{100 * pa['accuracy']:.1f}% after (95% interval {100 * pa['accuracy_low']:.1f}-"
+            f"{100 * pa['accuracy_high']:.1f}%); mean margin {pa['margin']:+.3f}\n"
+            f"the model's own preference (log-probability of chosen > rejected): "
+            f"{100 * pb['likelihood_accuracy']:.1f}% before, {100 * pa['likelihood_accuracy']:.1f}% after\n"
+            f"greedy replies closer to the chosen answer than to the rejected one (token F1, {ra['prompts']} held-out "
+            f"prompts): {100 * rb['closer_to_chosen']:.1f}% before, {100 * ra['closer_to_chosen']:.1f}% after "
+            f"({rb['ties']} and {ra['ties']} ties); their mean token F1 against the chosen answers: "
+            f"{rb['f1_chosen']:.3f} before, {ra['f1_chosen']:.3f} after\n"
+            f"{report['steps']} steps in {report['dpo_seconds']:.0f} s of training, wall time "
+            f"{report['wall_seconds']:.0f} s; report in {shown(out / 'dpo_eval.json')}\n"
+            f"next: python -m tinylm.chat --ckpt {shown(out)}")

@@ -1,0 +1,158 @@
+"""Preference data for DPO: where it comes from, the rules a record must follow, the held-out split, and pairs.
+
+Source (`load_preferences`): "preference" is the 1,100-record set of Sebastian Raschka's "Build a Large Language
+Model (From Scratch)", chapter 7 (the same instructions as tinylm.data.instruct's offline set, each with a polite
+`chosen` answer and an impolite `rejected` one, written by a local Llama 3 model), fetched from its pinned GitHub
+URL or copied from the offline mirror ($TINYLM_DATA_MIRROR) and checked against its sha256. A path is a JSON list
+or JSONL file of records of the same shape: instruction, optional input, chosen, rejected (output is optional).
+
+Rules. A record without text for instruction, chosen or rejected stops the run with `PreferenceDataError`, which
+names the record and the field: a preference file with a missing answer is a broken file, not noise to skip.
+Pairs that cannot teach anything are skipped and counted (`PreferencePairs.counts`): an empty answer, a chosen
+answer identical to the rejected one (its gradient is zero, and its margin, 0, would count as a wrong
+preference), and a pair whose longer conversation does not fit the context (an answer is never cut).
+
+Held-out split. DPO must hold out the records SFT held out, or it would be scored on instructions the SFT model
+trained on. tinylm.data.instruct splits by a hash of the whole record; a preference record has two more fields,
+so its hash differs. `split_preferences` therefore hashes the record's instruction/input/output only: for the
+1,100-record set this is the SFT record itself (they agree field for field), so the held-out instructions are
+exactly SFT's (tests/test_preference_data.py checks it on the real files).
+
+A pair is rendered with the chat template twice, the same prompt with either answer (`PreferencePair`); `pad_pairs`
+stacks a batch as (x, y) of 2B rows, the B chosen conversations first, then the B rejected ones, with targets only
+on answer tokens, as SFT's batches have them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..chat.sft import pad_conversations
+from ..chat.template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, RenderedChat
+from ..paths import data_dir
+from .download import RemoteFile, fetch
+from .instruct import InstructDataError, read_records, split_records
+
+PREFERENCE_DATA = RemoteFile(
+    url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/28c65cdfbc3338e2e040016eea4b7fdf556e4d57/"
+        "ch07/04_preference-tuning-with-dpo/instruction-data-with-preference.json",
+    sha256="305315abf14f65fa42c01a0877572f832606571c2a7d49f152ac1d758b16756e",
+    mirror_path="instruct/instruction-data-with-preference.json",
+)
+REQUIRED = ("instruction", "chosen", "rejected")
+SPLIT_FIELDS = ("instruction", "input", "output")  # what SFT's record holds: its hash decides the held-out split
+COUNTS = ("kept", "empty_answer", "identical", "too_long")
+
+
+class PreferenceDataError(InstructDataError):
+    """A preference file that cannot be used: unreadable, or a record without one of its texts (named)."""
+
+
+def load_preferences(data: str) -> tuple[list[dict], str]:
+    """(checked records, where they came from) for --data: "preference" or the path of a JSON/JSONL file."""
+    if data == "preference":
+        path = fetch(PREFERENCE_DATA, data_dir() / "instruct" / "instruction-data-with-preference.json")
+        source = f"instruction-data-with-preference.json (1,100 preference pairs, {PREFERENCE_DATA.url})"
+    else:
+        path, source = Path(data), str(data)
+        if not path.is_file():
+            raise PreferenceDataError(f"no preference file at {path}; pass --data preference or a JSON/JSONL file "
+                                      "of records with instruction, input (optional), chosen and rejected")
+    records = read_records(path)
+    check_preferences(records, source)
+    return records, source
+
+
+def check_preferences(records: Sequence, source: str) -> None:
+    """Raise PreferenceDataError naming the first record (1-based) that lacks text for a field DPO needs."""
+    for number, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise PreferenceDataError(f"{source}: record {number} is not a JSON object ({record!r:.60})")
+        missing = [name for name in REQUIRED if not isinstance(record.get(name), str)]
+        if not isinstance(record.get("input", ""), str):
+            missing.append("input")
+        if missing:
+            what = f" ({record['instruction'][:50]!r})" if isinstance(record.get("instruction"), str) else ""
+            raise PreferenceDataError(
+                f"{source}: record {number}{what} has no text for {', '.join(repr(m) for m in missing)}; every "
+                "record needs instruction, chosen (the preferred answer) and rejected (the dispreferred one)")
+
+
+def split_preferences(records: list[dict], val_fraction: float = 0.1) -> tuple[list[dict], list[dict]]:
+    """(train, held out), each in file order: the records SFT's split holds out, judged by their SPLIT_FIELDS."""
+    views = [{name: record[name] for name in SPLIT_FIELDS if name in record} for record in records]
+    _, held_views = split_records(views, val_fraction)
+    held = {id(view) for view in held_views}  # split_records returns the very objects it was given
+    return ([r for r, v in zip(records, views) if id(v) not in held],
+            [r for r, v in zip(records, views) if id(v) in held])
+
+
+def prompt_messages(record: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
+    """The conversation up to the answer: the system prompt and the user's turn (instruction, then input)."""
+    user = record["instruction"].strip()
+    if (record.get("input") or "").strip():
+        user += "\n\n" + record["input"].strip()
+    return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One prompt with its chosen and rejected answers, rendered; its length is the longer conversation's."""
+
+    prompt: list[dict]
+    chosen_text: str
+    rejected_text: str
+    chosen: RenderedChat
+    rejected: RenderedChat
+
+    def __len__(self) -> int:
+        return max(len(self.chosen), len(self.rejected))
+
+
+@dataclass
+class PreferencePairs:
+    """Pairs ready for DPO and what the rules did to the records."""
+
+    pairs: list[PreferencePair]
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTS, 0))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def describe(self) -> str:
+        c = self.counts
+        return (f"{c['kept']:,} pairs; skipped: {c['identical']} with chosen = rejected, {c['empty_answer']} with "
+                f"an empty answer, {c['too_long']} longer than the context")
+
+
+def build_pairs(records: Sequence[dict], template: ChatTemplate, block_size: int,
+                system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreferencePairs:
+    """Apply the rules (module docstring) to checked records. A conversation of block_size + 1 tokens fits."""
+    built = PreferencePairs([])
+    for record in records:
+        chosen, rejected = record["chosen"].strip(), record["rejected"].strip()
+        if not chosen or not rejected:
+            built.counts["empty_answer"] += 1
+            continue
+        if chosen == rejected:
+            built.counts["identical"] += 1
+            continue
+        prompt = prompt_messages(record, system_prompt)
+        rendered = [template.render([*prompt, {"role": "assistant", "content": answer}])
+                    for answer in (chosen, rejected)]
+        if max(len(r) for r in rendered) > block_size + 1:
+            built.counts["too_long"] += 1
+            continue
+        built.pairs.append(PreferencePair(prompt, chosen, rejected, *rendered))
+        built.counts["kept"] += 1
+    return built
+
+
+def pad_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y), each (2B, width): rows 0..B-1 the chosen conversations, rows B..2B-1 the rejected ones, padded to
+    the longest of all, targets -1 except on answer tokens (tinylm.chat.sft.pad_conversations)."""
+    return pad_conversations([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)
