@@ -73,7 +73,7 @@ import torch.nn.functional as F
 
 import tinylm
 import tinylm.chat.finetune
-from tinylm.chat.dpo import dpo_loss, pair_logprobs, preference_sums, preference_summary
+from tinylm.chat.dpo import dpo_loss, pair_logprobs, preference_summary, preference_sums
 from tinylm.chat.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
 from tinylm.chat.preference import dpo, print_dpo_record
 from tinylm.chat.template import ChatTemplate
@@ -110,7 +110,8 @@ FULL_RECIPE = False
 nb9 = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
 if not (nb9 / "best.pt").is_file():
     print(f"notebook 9's chat model is not in {shown(nb9)}: fine-tuning it now, as notebook 9 does")
-    tinylm.chat.finetune.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None)
+    tinylm.chat.finetune.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None,
+                                  max_steps=1000 if PROFILE == "gpu" and not FULL_RECIPE else None)  # notebook 9's bound
 base_checkpoint = nb9 / "base" / "last.pt" if PROFILE != "gpu" else "gpt2"
 sft_model, sft_tokenizer, _ = load_model(nb9)
 print(f"chat model: {shown(nb9)} ({sft_model.num_parameters():,} parameters); "
@@ -217,7 +218,7 @@ for name, config in models.items():
     predicted = lora_trainable(model, RANK, TARGETS)
     total = sum(p.numel() for p in model.parameters())
     apply_lora(model, RANK, targets=TARGETS)
-    assert trainable_share(model) == (predicted, total)
+    assert trainable_share(model) == (predicted, total + predicted)  # the adapters join the model's parameters
     full_bytes, lora_bytes = 2 * 4 * total, 2 * 4 * predicted
     print(f"{name:>24}: {predicted:>9,} of {total:>11,} parameters train ({100 * predicted / total:.2f}%); "
           f"AdamW state {full_bytes / 2**20:8.1f} MiB full vs {lora_bytes / 2**20:6.2f} MiB LoRA "
@@ -397,6 +398,7 @@ for rendered in (pair.chosen, pair.rejected):
     ids = torch.tensor([rendered.ids])
     with torch.no_grad():
         logits, _ = sft_model(ids[:, :-1])
+    logits = logits[..., : sft_tokenizer.vocab_size]  # the embedding's padding rows are no token: leave them out
     logp = torch.log_softmax(logits.float(), dim=-1)[0]  # (T-1, vocab)
     picked = logp.gather(-1, ids[0, 1:, None]).squeeze(-1)  # each next token's log-probability
     counted = torch.tensor(rendered.is_answer[1:])  # only answer tokens (and the closing <|im_end|>)
