@@ -44,8 +44,8 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert "max-violation" not in format_record(dense)
 
 
-COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "chat", "serve"]
-SHARED = ["console", "errors"]  # what every command line uses: --help's layout, the one error mapping
+COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "dpo", "chat", "serve"]
+SHARED = ["console", "errors", "lora_options"]  # shared by command lines: --help's layout, errors, LoRA options
 
 
 def test_every_command_line_lives_in_tinylm_cli():

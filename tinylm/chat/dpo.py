@@ -1,4 +1,5 @@
-"""Direct preference optimisation (DPO; Rafailov et al., 2023, arXiv:2305.18290): the loss and its measurements.
+"""Direct preference optimisation (DPO; Rafailov et al., 2023, arXiv:2305.18290): the loss, its measurements and
+the trainer.
 
 A preference record holds a prompt x, a preferred answer y_w and a dispreferred one y_l. RLHF would fit
 a reward model r(x, y) with the Bradley–Terry likelihood σ(r(x, y_w) − r(x, y_l)) and then maximise the
@@ -29,6 +30,11 @@ answer has the higher implicit reward; a tie counts half, so the reference itsel
 50%), its 95% Wilson interval, the mean margin and rewards, and the model's own preference: the share of pairs to
 which it gives the chosen answer a higher log-probability than the rejected one (the reference scores whatever its
 SFT taught it; implicit rewards cannot show that). Validation is the held-out DPO loss (best.pt is the lowest).
+
+What the loss does not promise: it depends on the margin alone, so it also falls when both answers' log-probabilities
+fall, the rejected one faster (a negative `chosen_reward` shows it). The probability then goes to other text, and
+greedy replies can get worse while the preference accuracy rises ("likelihood displacement"; Razin et al., 2024,
+arXiv:2410.08847). A larger β reaches the same loss with a smaller move away from the reference.
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ from .lora_options import add_lora_arguments, lora_options
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tinylm.dpo", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.finetune --profile cpu --out runs/chat-cpu   (the chat model first)",
-                        "python -m tinylm.dpo --profile cpu --base runs/chat-cpu --out runs/dpo-cpu",
+        epilog=examples("python -m tinylm.dpo --profile cpu --base runs/chat-cpu --out runs/dpo-cpu",
                         "python -m tinylm.dpo --profile cpu --base runs/chat-cpu --out runs/dpo-cpu-b05 --beta 0.5",
                         "python -m tinylm.dpo --profile cpu --out runs/dpo-cpu --resume",
                         "python -m tinylm.dpo --profile cpu --out runs/dpo-lora-cpu --lora-rank 8"))

@@ -9,7 +9,8 @@ from ..chat.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight")
+    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight "
+                        "(default: none, every weight trains)")
     parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/rank "
                         "(default: the rank, a scale of 1)")
     parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
