@@ -21,6 +21,7 @@ COMMANDS = {
     "finetune": "turn a pretrained model into a chat model",
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
+    "rl": "reinforcement learning (GRPO) on problems a program checks",
 }
 
 USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n" + "\n".join(
