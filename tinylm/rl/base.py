@@ -140,6 +140,13 @@ def check_tokenizer(tokenizer, task_name: str, where: str) -> None:
                         f"{ALPHABET!r}, the newline as one token); use --base pretrain")
 
 
+def check_base_path(base: str) -> None:
+    """A CheckpointError for a --base that is neither `pretrain` nor an existing path (checked before the run
+    folder is claimed, so that a typo creates nothing)."""
+    if base != "pretrain" and not Path(base).exists():
+        raise CheckpointError(f"--base {base}: no such run folder or checkpoint; give one, or --base pretrain")
+
+
 def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Problem], max_new_tokens: int,
               out: Path, device=None, world: World | None = None, say=print, on_record=print_record):
     """(model, tokenizer, description) of --base: `pretrain` (the task-format model, in OUT/base-<task>-<profile>),
@@ -149,8 +156,7 @@ def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Pr
                                         device, world, say, on_record)
         model, tokenizer, _ = load_model(checkpoint)
         return model, tokenizer, f"task-format model trained in {shown(checkpoint.parent)}"
-    if not Path(base).exists():
-        raise CheckpointError(f"--base {base}: no such run folder or checkpoint; give one, or --base pretrain")
+    check_base_path(base)
     model, tokenizer, _ = load_model(base)
     check_tokenizer(tokenizer, task.name, shown(base))
     longest = max(len(tokenizer.encode(p.prompt)) for p in held_out) + max_new_tokens

@@ -27,7 +27,7 @@ from ..train.checkpoint import load_training_checkpoint
 from ..train.distributed import World, current_world, device_for
 from ..train.run import set_aside_old_run, settle_old_run
 from ..train.runlock import claim_run_folder
-from .base import load_base
+from .base import check_base_path, load_base
 from .recipes import RL_RECIPES
 from .tasks import get_task, held_out_problems
 from .trainer import RL_RUN_FILES, GRPOTrainer, print_rl_record
@@ -64,6 +64,8 @@ def reinforce(task: str = "arithmetic", *, base: str = "pretrain", profile: str 
                                          seed=seed, kl_coef=kl_coef, reward=reward)
     settings, max_new_tokens = recipe.tasks.get(task, ({}, 0))
     task_obj = get_task(task, **settings)  # an unknown task fails here, before the run folder is touched
+    if not resume:
+        check_base_path(base)
     out = Path(out) if out is not None else runs_dir() / f"rl-{task}-{profile}"
     with contextlib.ExitStack() as held:
         claim_run_folder(out, held, world.is_main, resume, overwrite, say)
