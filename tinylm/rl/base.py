@@ -4,7 +4,7 @@ A policy gradient can only reinforce what the policy sometimes does. A randomly 
 "57\\n" after "23+34=", so every reward is 0 and every advantage too. `--base pretrain` therefore first
 fine-tunes a small GPT on the task's training problems with the loss on the answer only (prompt -> answer and
 the newline that ends it; the prompt's targets are -1, which the loss ignores): supervised fine-tuning on the
-format, which brings 2-digit arithmetic to roughly a fifth of the held-out problems, and leaves the rest for RL.
+format, which solves a minority of the held-out 2-digit problems and leaves the rest for RL.
 
 The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint like any tinylm run's, so
 `tinylm.train.checkpoint.load_model` (and `python -m tinylm.sample`) read the result. The SFT goes through the
