@@ -43,7 +43,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 600 SFT steps, GRPO for 240 s of training (`FULL_RECIPE = True`: the cpu recipe's 600 s), 2 rewards × 2 seeds × 100 steps | measured in README's RL section (shared machine) |
+# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 600 SFT steps, GRPO for 240 s of training (`FULL_RECIPE = True`: the cpu recipe's 600 s), 2 rewards × 2 seeds × 100 steps | 348 s (measured on a shared, loaded 2-core machine) |
 # | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](../README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
