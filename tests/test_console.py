@@ -44,7 +44,7 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert "max-violation" not in format_record(dense)
 
 
-COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "dpo", "chat", "serve"]
+COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "dpo", "chat", "serve", "rl"]
 SHARED = ["console", "errors", "lora_options"]  # shared by command lines: --help's layout, errors, LoRA options
 
 

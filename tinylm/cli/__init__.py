@@ -22,6 +22,7 @@ COMMANDS = {
     "dpo": "tune a chat model on preference pairs (DPO)",
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
+    "rl": "reinforcement learning (GRPO) on problems a program checks",
 }
 
 USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n" + "\n".join(

@@ -32,6 +32,7 @@ from ..data.instruct import InstructDataError
 from ..data.tokens import DataError
 from ..interop.hf_llama import InteropError
 from ..interop.llama2c import Llama2cFormatError
+from ..rl.tasks import TaskError
 from ..tokenizers.char import UnknownCharacterError
 from ..tokenizers.gpt2 import TokenizerUnavailable
 from ..train.checkpoint import CheckpointError
@@ -104,6 +105,7 @@ ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseExceptio
     ((DataError,), _as_raised),  # which token file is damaged, and the command that prepares it again
     ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
     ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold
+    ((TaskError,), _as_raised),  # an RL task or setting that cannot work (a group of one), and what to use instead
     ((BaseModelUnavailable,), _as_raised),  # the base model needs the network: how to point at a local copy
     ((NotAChatModel,), _as_raised),  # DPO's --base lacks the chat tokens: run finetune first
     ((LoRAError,), _as_raised),  # a rank the layer cannot hold, unknown targets: the ranks and targets that fit

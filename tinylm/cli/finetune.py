@@ -23,7 +23,6 @@ import argparse
 from pathlib import Path
 
 from ..chat.finetune import finetune
-from ..chat.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from ..chat.sft import SFT_RECIPES
 from ..chat.template import DEFAULT_SYSTEM_PROMPT
 from ..config import DTYPES
@@ -31,6 +30,7 @@ from ..runtime import configure_backend
 from ..train.distributed import run_in_world
 from .console import HelpFormatter, examples
 from .errors import run_cli
+from .lora_options import add_lora_arguments, lora_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -62,17 +62,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", choices=DTYPES,
                         help="autocast dtype (default: by hardware)")
-    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight")
-    parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/rank "
-                        "(default: the rank, a scale of 1)")
-    parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
-                        metavar="LAYER", help=f"layers to adapt, from {', '.join(LORA_TARGETS)} "
-                        f"(default: {' '.join(DEFAULT_TARGETS)})")
+    add_lora_arguments(parser)
     args = parser.parse_args(argv)
-    if args.lora_rank is not None and args.lora_rank < 1:
-        parser.error(f"--lora-rank must be at least 1 (got {args.lora_rank}); 4 to 16 is usual")
-    if args.lora_rank is None and args.lora_alpha is not None:
-        parser.error("--lora-alpha needs --lora-rank")
+    args.lora = lora_options(parser, args)
     if args.pretraining_share is not None and not 0 <= args.pretraining_share < 1:
         parser.error("--pretraining-share must be at least 0 and below 1 (the rest of the batches are chat)")
     return args
@@ -80,14 +72,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    lora = None if args.lora_rank is None else LoRAOptions(args.lora_rank, args.lora_alpha, tuple(args.lora_targets))
     if note := configure_backend(args.device):
         print(note)
     return run_in_world(lambda world, held: finetune(
         args.profile, base=args.base, data=args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
         max_steps=args.max_steps, max_seconds=args.max_seconds, pretraining_share=args.pretraining_share,
         system_prompt=args.system_prompt, batch_size=args.batch_size, seed=args.seed, device=args.device,
-        dtype=args.dtype, lora=lora, world=world))
+        dtype=args.dtype, lora=args.lora, world=world))
 
 
 def cli(argv=None) -> None:

@@ -10,7 +10,9 @@ through what the check forgets to look at (a format-only reward pays for well-fo
   solution.
 
 Every completion is read up to its first newline, which is also the stop token a well-formed answer ends with.
-`held_out_problems` fixes the evaluation set by seed; `training_problems` never yields one of its prompts.
+`held_out_problems` fixes the evaluation set by seed; `training_problems` never yields one of its prompts, and
+`ProblemStream` is the same stream with a state a checkpoint can keep. `FormatOnly` wraps a task with the reward
+a careless check would give (well-formed pays, right or wrong): notebook 11 trains on it to show reward hacking.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
+
+import torch
 
 ALPHABET = "\n ()*+-/0123456789:=>"  # every character a prompt or a well-formed answer of either task uses
 END = "\n"
@@ -173,3 +177,46 @@ def training_problems(task, held_out: list[Problem], seed: int = 0) -> Iterator[
         problem = task.sample(rng)
         if problem.prompt not in excluded:
             yield problem
+
+
+class ProblemStream:
+    """`training_problems` with a position a checkpoint can hold: the generator's state as a tensor (the
+    Mersenne Twister's 625 words), so that a resumed run draws exactly the problems the interrupted one would have."""
+
+    def __init__(self, task, held_out: list[Problem], seed: int = 0):
+        self.task, self.rng = task, random.Random(seed)
+        self.excluded = {p.prompt for p in held_out}
+        self.drawn = 0
+
+    def take(self, count: int) -> list[Problem]:
+        problems = []
+        while len(problems) < count:
+            problem = self.task.sample(self.rng)
+            if problem.prompt not in self.excluded:
+                problems.append(problem)
+        self.drawn += count
+        return problems
+
+    def state_dict(self) -> dict:
+        version, words, gauss = self.rng.getstate()
+        return {"generator": torch.tensor(words, dtype=torch.int64), "version": version, "gauss": gauss,
+                "drawn": self.drawn}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.setstate((state["version"], tuple(int(w) for w in state["generator"].tolist()), state["gauss"]))
+        self.drawn = state["drawn"]
+
+
+class FormatOnly:
+    """A task whose reward pays for a well-formed answer alone, right or wrong: the reward a careless check
+    gives, to show reward hacking. `correct` is still measured, so the damage shows."""
+
+    def __init__(self, task):
+        self.task, self.name = task, f"{task.name} (format-only reward)"
+
+    def sample(self, rng: random.Random) -> Problem:
+        return self.task.sample(rng)
+
+    def score(self, problem: Problem, completion: str, format_weight: float = 0.1) -> Score:
+        score = self.task.score(problem, completion, format_weight)
+        return Score(reward=float(score.well_formed), correct=score.correct, well_formed=score.well_formed)

@@ -1,0 +1,49 @@
+"""`python -m tinylm.rl`: a smoke run end to end in a temporary folder, and bad input as one line and an exit status."""
+
+import json
+
+import pytest
+
+from tests.helpers import REPO, run_cli
+from tinylm.cli import rl
+
+FIXTURE = REPO / "tests" / "fixtures" / "shakespeare-char-smoke-37d14ad.pt"  # a character model without digits
+
+
+def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(tmp_path, capsys):
+    out = tmp_path / "rl"
+    done = run_cli("tinylm.rl", "--task", "arithmetic", "--base", "pretrain", "--profile", "smoke", "--out", out,
+                   data_dir=tmp_path / "data")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "rl_eval.json").read_text())
+    assert report["steps"] == 6 and report["held_out"] == 32
+    for when in ("before", "after"):
+        low, high = report[when]["interval"]
+        assert low <= report[when]["accuracy"] <= high
+    assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
+    assert "held-out accuracy" in done.stdout and "next: python -m tinylm.sample --ckpt" in done.stdout
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(records[1])
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--profile", "smoke", "--out", str(out)])
+    assert "already holds a run" in str(stopped.value.code) and "\n" not in str(stopped.value.code)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--group-size", "1"], "a group needs at least 2"),
+    (["--base", "no/such/run"], "no such run folder or checkpoint"),
+    (["--base", str(FIXTURE)], "cannot write arithmetic problems"),
+])
+def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--profile", "smoke", "--out", str(out), *argv])
+    text = str(stopped.value.code)
+    assert text.startswith("error: ") and message in text and "\n" not in text
+    assert not (out / "last.pt").exists()
+
+
+def test_an_unknown_task_is_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--task", "sudoku"])
+    assert stopped.value.code == 2 and "invalid choice: 'sudoku'" in capsys.readouterr().err

@@ -1,0 +1,124 @@
+"""GRPO training: the problem stream resumes where it stopped, SFT batches train the answer only, the reward rises,
+a resumed run equals an uninterrupted one, and two DDP ranks make the update one process makes on their batch."""
+
+import copy
+import dataclasses
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tinylm.config import GPTConfig
+from tinylm.model.gpt import GPT
+from tinylm.rl.base import answer_batch, check_tokenizer, task_tokenizer
+from tinylm.rl.recipes import RL_RECIPES
+from tinylm.rl.tasks import FormatOnly, ProblemStream, TaskError, get_task, held_out_problems, training_problems
+from tinylm.rl.trainer import GRPOTrainer
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.checkpoint import load_training_checkpoint
+
+WORKER = Path(__file__).with_name("rl_ddp_worker.py")
+
+
+def test_problem_stream_is_the_training_stream_and_resumes_from_its_state():
+    task = get_task("arithmetic", digits=2)
+    held_out = held_out_problems(task, 50)
+    reference = training_problems(task, held_out, seed=3)
+    stream = ProblemStream(task, held_out, seed=3)
+    assert stream.take(20) == [next(reference) for _ in range(20)]
+    state = copy.deepcopy(stream.state_dict())
+    expected = stream.take(10)
+    resumed = ProblemStream(task, held_out, seed=99)
+    resumed.load_state_dict(state)
+    assert resumed.take(10) == expected and resumed.drawn == 30
+    assert not {p.prompt for p in expected} & {p.prompt for p in held_out}
+
+
+def test_answer_batch_trains_the_answer_and_its_newline_only():
+    tokenizer = task_tokenizer()
+    problems = [get_task("arithmetic").sample(random.Random(i)) for i in range(3)]
+    x, y = answer_batch(tokenizer, problems)
+    for row, problem in enumerate(problems):
+        targets = y[row][y[row] != -1].tolist()
+        assert tokenizer.decode(targets) == problem.answer + "\n"
+        text = problem.prompt + problem.answer
+        assert tokenizer.decode(x[row, : len(text)].tolist()) == text
+
+
+def test_format_only_pays_well_formed_wrong_answers():
+    task = get_task("arithmetic")
+    problem = task.sample(random.Random(0))
+    wrong = str(int(problem.answer) + 1) + "\n"
+    assert task.score(problem, wrong).reward == 0.1 and FormatOnly(task).score(problem, wrong).reward == 1.0
+    assert not FormatOnly(task).score(problem, wrong).correct
+
+
+def test_the_task_tokenizer_check():
+    check_tokenizer(task_tokenizer(), "arithmetic", "the task tokenizer")
+    with pytest.raises(TaskError, match="cannot write arithmetic"):
+        check_tokenizer(CharTokenizer(list("\nabc +=")), "arithmetic", "a letters-only model")
+
+
+def tiny(seed: int, **changes):
+    """A random 1-layer policy over the task alphabet, its task (1-digit arithmetic) and a small recipe."""
+    torch.manual_seed(seed)
+    tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    recipe = dataclasses.replace(RL_RECIPES["smoke"], **{"prompts": 8, "group_size": 4, "updates": 1,
+                                                         "learning_rate": 3e-3, "held_out": 8, "seed": seed, **changes})
+    return model, tokenizer, task, recipe, held_out_problems(task, recipe.held_out)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_grpo_raises_the_reward(seed):
+    """A random policy rarely writes digits then a newline; paid for exactly that (the format-only reward), GRPO
+    makes it the rule within 30 steps (3 seeds measured: 0.07-0.12 over the first 5 steps, 0.58-0.68 over the
+    last 5)."""
+    model, tokenizer, task, recipe, held_out = tiny(seed, reward="format")
+    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
+    rewards = [trainer.train_step()["reward"] for _ in range(30)]
+    assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3, rewards
+
+
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    model, tokenizer, task, recipe, held_out = tiny(0, reward="format", updates=2, eval_interval=2)
+    straight = GRPOTrainer(copy.deepcopy(model), tokenizer, task, dataclasses.replace(recipe, max_steps=4), held_out,
+                           6, out_dir=tmp_path / "straight")
+    straight.fit()
+    first = GRPOTrainer(copy.deepcopy(model), tokenizer, task, dataclasses.replace(recipe, max_steps=2), held_out, 6,
+                        out_dir=tmp_path / "split")
+    first.fit()
+    other_start, *_ = tiny(5)  # the checkpoint's weights replace these
+    resumed = GRPOTrainer(other_start, tokenizer, task, dataclasses.replace(recipe, max_steps=4), held_out, 6,
+                          out_dir=tmp_path / "split")
+    resumed.load_state_dict(load_training_checkpoint(tmp_path / "split" / "last.pt"))
+    resumed.fit()
+    for name, weight in straight.model.state_dict().items():
+        assert torch.equal(weight, resumed.model.state_dict()[name]), name
+    assert not torch.equal(first.model.state_dict()["lm_head.weight"], straight.model.state_dict()["lm_head.weight"])
+    records = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    straight_records = [json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["event"], r["step"]) for r in records] == [(r["event"], r["step"]) for r in straight_records]
+    assert resumed.before == straight.before and resumed.best_step == straight.best_step
+
+
+def test_two_ranks_make_the_update_of_one_process_on_their_batch(tmp_path):
+    out = tmp_path / "ddp.pt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
+               "--out", str(out)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = torch.load(out, weights_only=True)
+    assert result["world_size"] == 2
+    for name, weight in result["one"].items():
+        torch.testing.assert_close(result["ddp"][name], weight, atol=1e-6, rtol=0, msg=name)
+    assert max((result["one"][k] - result["start"][k]).abs().max() for k in result["start"]) > 1e-3, "it trained"
+    for name, weight in result["rank0"].items():  # two more steps, each rank sampling its own share: still in sync
+        assert torch.equal(weight, result["rank1"][name]), name
+    assert all(0 <= r["reward"] <= 1 and r["step"] == i + 1 for i, r in enumerate(result["records"]))

@@ -1,0 +1,166 @@
+"""The model RL starts from: one that already writes the task's format, so that some sampled answers are right.
+
+A policy gradient can only reinforce what the policy sometimes does. A randomly initialised model never writes
+"57\\n" after "23+34=", so every reward is 0 and every advantage too. `--base pretrain` therefore first
+fine-tunes a small GPT on the task's training problems with the loss on the answer only (prompt -> answer and
+the newline that ends it; the prompt's targets are -1, which the loss ignores): supervised fine-tuning on the
+format, which solves a minority of the held-out 2-digit problems and leaves the rest for RL.
+
+The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint like any tinylm run's, so
+`tinylm.train.checkpoint.load_model` (and `python -m tinylm.sample`) read the result. The SFT goes through the
+Trainer (`TaskTrainer`: its validation is the answer loss on the held-out problems), so this stage has
+checkpoints, metrics.jsonl, resume and torchrun like every other. `--base RUN_DIR|CHECKPOINT` starts from an
+existing run instead; its tokenizer must be able to write every character of the task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..model.gpt import GPT
+from ..paths import shown
+from ..tokenizers.char import CharTokenizer
+from ..train.checkpoint import CheckpointError, load_checkpoint, load_model
+from ..train.distributed import World, all_reduce_sum, current_world
+from ..train.progress import print_record
+from ..train.trainer import Trainer
+from .recipes import RLRecipe
+from .rollout import held_out_accuracy
+from .tasks import ALPHABET, END, Problem, ProblemStream, TaskError
+
+
+def task_tokenizer() -> CharTokenizer:
+    """One id per character of ALPHABET: every prompt and every well-formed answer of both tasks."""
+    return CharTokenizer(list(ALPHABET))
+
+
+def answer_batch(tokenizer, problems: list[Problem]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of prompt + answer + newline, right-padded: targets are the answer's ids and the newline, -1 elsewhere
+    (prompt, padding)."""
+    rows = [(tokenizer.encode(p.prompt), tokenizer.encode(p.answer + END)) for p in problems]
+    width = max(len(prompt) + len(answer) for prompt, answer in rows) - 1
+    x = torch.zeros(len(rows), width, dtype=torch.long)
+    y = torch.full((len(rows), width), -1, dtype=torch.long)
+    for i, (prompt, answer) in enumerate(rows):
+        ids = torch.tensor(prompt + answer)
+        x[i, : len(ids) - 1] = ids[:-1]
+        y[i, len(prompt) - 1 : len(ids) - 1] = ids[len(prompt):]
+    return x, y
+
+
+class ProblemLoader:
+    """The Trainer's batches: fresh training problems each step, never a held-out one. Every rank draws the whole
+    global batch from the same stream and keeps its slice, so the stream's state is the same on every rank."""
+
+    def __init__(self, stream: ProblemStream, tokenizer, batch_size: int, rank: int = 0, world_size: int = 1):
+        self.stream, self.tokenizer = stream, tokenizer
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def next_batch(self, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        problems = self.stream.take(self.batch_size * self.world_size)
+        mine = problems[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
+        return tuple(t.to(device) for t in answer_batch(self.tokenizer, mine))
+
+    def state_dict(self) -> dict:
+        return self.stream.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.stream.load_state_dict(state)
+
+
+class TaskTrainer(Trainer):
+    """The Trainer validating on the held-out problems' answer tokens (pass val_tokens=None); each evaluation also
+    records the greedy held-out accuracy (`task_accuracy`)."""
+
+    def __init__(self, *args, task, held_out: list[Problem], max_new_tokens: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.task, self.held_out = task, held_out
+        self.evaluators["task"] = lambda model: {"accuracy": held_out_accuracy(
+            model, self.tokenizer, task, held_out, max_new_tokens)[0]}
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        was_training = self.model.training
+        self.model.eval()
+        total, count = 0.0, 0
+        mine, size = self.held_out[self.world.rank :: self.world.size], self.cfg.eval_batch_size
+        for start in range(0, len(mine), size):
+            x, y = (t.to(self.device) for t in answer_batch(self.tokenizer, mine[start : start + size]))
+            logits, _ = self.model(x)
+            total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-1, reduction="sum").item()
+            count += int((y != -1).sum())
+        self.model.train(was_training)
+        total, count = all_reduce_sum([total, count], self.device)
+        return total / count
+
+
+def pretrain_task_base(recipe: RLRecipe, task, held_out: list[Problem], max_new_tokens: int, out: Path,
+                       device=None, world: World | None = None, say=print, on_record=print_record) -> Path:
+    """SFT (or finish, or reuse) the task-format model in `out`; returns its last.pt. A finished run is reused as it
+    is and an interrupted one resumed, so a second RL run on the same task and profile starts at once."""
+    world = world or current_world()
+    cfg, checkpoint = recipe.base_train, out / "last.pt"
+    saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
+    if saved is not None and saved["step"] >= cfg.max_steps:
+        say(f"task-format model: {shown(checkpoint)} (trained earlier, {saved['step']} steps)")
+        return checkpoint
+    tokenizer = task_tokenizer()
+    torch.manual_seed(cfg.seed)
+    model = GPT(recipe.base_shape.config(tokenizer.vocab_size))
+    loader = ProblemLoader(ProblemStream(task, held_out, seed=cfg.seed), tokenizer, cfg.batch_size, world.rank,
+                           world.size)
+    trainer = TaskTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
+                          callbacks=[on_record], world=world, task=task, held_out=held_out,
+                          max_new_tokens=max_new_tokens)
+    if saved is not None:
+        trainer.resume(checkpoint)
+    say(f"task-format model: answer-only SFT of a {model.num_parameters():,}-parameter GPT on {task.name} problems, "
+        f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} -> {shown(out)}")
+    final = trainer.fit()
+    say(f"task-format model: held-out answer loss {final['val_loss']:.4f}, greedy accuracy "
+        f"{100 * final['task_accuracy']:.1f}% after {final['step']} steps ({final['elapsed']:.0f} s)")
+    return checkpoint
+
+
+def check_tokenizer(tokenizer, task_name: str, where: str) -> None:
+    """A TaskError unless `tokenizer` encodes every character of the tasks' ALPHABET and back, with the newline
+    that ends an answer as one token (it is the stop token of sampling)."""
+    if tokenizer is None:
+        raise TaskError(f"{where} carries no tokenizer, so it cannot write {task_name} problems; use --base pretrain")
+    try:
+        round_trip = tokenizer.decode(tokenizer.encode(ALPHABET)) == ALPHABET
+        newline = len(tokenizer.encode(END)) == 1
+    except ValueError:  # a character tokenizer that never saw digits or operators
+        round_trip = newline = False
+    if not (round_trip and newline):
+        raise TaskError(f"the tokenizer of {where} cannot write {task_name} problems (it must encode each of "
+                        f"{ALPHABET!r}, the newline as one token); use --base pretrain")
+
+
+def check_base_path(base: str) -> None:
+    """A CheckpointError for a --base that is neither `pretrain` nor an existing path (checked before the run
+    folder is claimed, so that a typo creates nothing)."""
+    if base != "pretrain" and not Path(base).exists():
+        raise CheckpointError(f"--base {base}: no such run folder or checkpoint; give one, or --base pretrain")
+
+
+def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Problem], max_new_tokens: int,
+              out: Path, device=None, world: World | None = None, say=print, on_record=print_record):
+    """(model, tokenizer, description) of --base: `pretrain` (the task-format model, in OUT/base-<task>-<profile>),
+    or a run folder or checkpoint whose tokenizer can write the task."""
+    if base == "pretrain":
+        checkpoint = pretrain_task_base(recipe, task, held_out, max_new_tokens, out / f"base-{task.name}-{profile}",
+                                        device, world, say, on_record)
+        model, tokenizer, _ = load_model(checkpoint)
+        return model, tokenizer, f"task-format model trained in {shown(checkpoint.parent)}"
+    check_base_path(base)
+    model, tokenizer, _ = load_model(base)
+    check_tokenizer(tokenizer, task.name, shown(base))
+    longest = max(len(tokenizer.encode(p.prompt)) for p in held_out) + max_new_tokens
+    if longest > model.config.block_size:
+        raise TaskError(f"{shown(base)} has a context of {model.config.block_size} tokens; {task.name} prompts and "
+                        f"answers need {longest}: use --base pretrain or a model with a longer context")
+    return model, tokenizer, shown(base)
