@@ -71,7 +71,7 @@ SFT_RECIPES = {  # the recipe of each profile; the base model's own recipes are 
     # ~10 epochs over the 991 training conversations (80% of 800 steps of 16), best.pt chosen on held-out answers
     "cpu": FinetuneRecipe("pretrain", TrainConfig(
         batch_size=16, max_steps=800, warmup_steps=20, learning_rate=1e-3, min_lr=1e-4, beta2=0.99,
-        eval_interval=50, log_interval=25, eval_batch_size=64, dtype="float32"), None, 0.2, None, 5e-3),
+        eval_interval=50, log_interval=25, eval_batch_size=64, dtype="float32"), None, 0.2, None, 1e-2),
     # GPT-2 124M: two epochs at a small learning rate, as in most SFT recipes for models of this size
     "gpu": FinetuneRecipe("gpt2", TrainConfig(
         batch_size=16, max_steps=1000, warmup_steps=20, learning_rate=5e-5, min_lr=5e-6, weight_decay=0.1,
