@@ -275,12 +275,12 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
         f"device {trainer.device} | run folder {shown(out)}")
 
     set_aside = set_aside_old_run(out, CHAT_RUN_FILES) if overwrite and world.is_main else None
-    if "before" not in report:
-        report.update(profile=profile, base=base_description, data=source, train=train_examples.counts,
-                      held_out=val_examples.counts, before=_measure(trainer, prompts, references, world))
-        if world.is_main:
-            _write_report(out, report)
-    try:
+    try:  # the old run comes back if this one fails before its first checkpoint, the "before" measurement included
+        if "before" not in report:
+            report.update(profile=profile, base=base_description, data=source, train=train_examples.counts,
+                          held_out=val_examples.counts, before=_measure(trainer, prompts, references, world))
+            if world.is_main:
+                _write_report(out, report)
         trainer.fit()
     finally:
         if set_aside is not None:

@@ -3,5 +3,6 @@
 `download` fetches files by canonical URL with a sha256 check, or copies them from `mirror` ($TINYLM_DATA_MIRROR).
 `tokens` writes and reads uint16 token files and samples random windows from them. `corpora` prepares
 Shakespeare and TinyStories as such files, `fineweb` FineWeb-Edu as shards with a resumable, DDP-aware loader,
-`instruct` the instruction records of chat fine-tuning with their fixed split.
+`instruct` the instruction records of chat fine-tuning with their fixed split, `preference` the preference pairs of
+DPO, split as SFT split them.
 """
