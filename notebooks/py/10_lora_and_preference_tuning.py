@@ -259,21 +259,21 @@ def per_arm(arm: str, read) -> list[float]:
     return [read(sft_reports[arm, seed]) for seed in SEEDS]
 
 
-rows = {
-    "held-out answer loss": lambda r: r["after"]["answer_loss"],
-    "stop rate": lambda r: r["after"]["stop_rate"],
-    "seconds of training": lambda r: r["sft_seconds"],
+rows = {  # what each run measured, and the digits to show it with
+    "held-out answer loss": (lambda r: r["after"]["answer_loss"], 3),
+    "stop rate": (lambda r: r["after"]["stop_rate"], 3),
+    "seconds of training": (lambda r: r["sft_seconds"], 1),
 }
 print(f"{COMPARE_STEPS} steps from the same base, seeds {SEEDS}; mean ± half the range over seeds")
-for label, read in rows.items():
-    print(f"  {label:>22}: full {spread(per_arm('full', read)).format(3)}   LoRA {spread(per_arm('lora', read)).format(3)}")
+for label, (read, digits) in rows.items():
+    print(f"  {label:>22}: full {spread(per_arm('full', read)).format(digits)}   "
+          f"LoRA {spread(per_arm('lora', read)).format(digits)}")
 lora_info = sft_reports["lora", SEED]["lora"]
 print(f"  {'trainable share':>22}: full 100%   LoRA {100 * lora_info['trainable'] / lora_info['parameters']:.2f}%"
       f" (adapters file {lora_info['adapters_bytes'] / 1024:.0f} KiB, checkpoint {lora_info['checkpoint_bytes'] / 2**20:.1f} MiB)")
-compare("full SFT", per_arm("full", rows["held-out answer loss"]), "LoRA", per_arm("lora", rows["held-out answer loss"]),
-        metric="held-out answer loss")
-compare("full SFT", per_arm("full", rows["seconds of training"]), "LoRA", per_arm("lora", rows["seconds of training"]),
-        metric="seconds of training", digits=1)
+for label, (read, digits) in rows.items():
+    print(compare("full SFT", per_arm("full", read), "LoRA", per_arm("lora", read), metric=label, digits=digits,
+                  lower_is_better=label != "stop rate"))
 
 # %% [markdown]
 # On the `smoke` profile these are a few steps of an untrained model: the lines only show that everything runs.
@@ -439,7 +439,8 @@ def measured(seed: str, when: str, group: str, key: str) -> float:
 table = {"preference accuracy (implicit reward)": ("preference", "accuracy"),
          "mean margin (β·log-ratio)": ("preference", "margin"),
          "own preference (log π chosen > rejected)": ("preference", "likelihood_accuracy"),
-         "greedy replies closer to chosen": ("replies", "closer_to_chosen")}
+         "greedy replies closer to chosen": ("replies", "closer_to_chosen"),
+         "greedy replies' token F1 against chosen": ("replies", "f1_chosen")}
 pairs_held_out = dpo_reports[SEED]["after"]["preference"]["pairs"]
 prompts_held_out = dpo_reports[SEED]["after"]["replies"]["prompts"]
 print(f"held out: {pairs_held_out} pairs, {prompts_held_out} prompts; β = {BETA}; seeds {SEEDS} "
@@ -481,11 +482,12 @@ plt.show()
 # On the `smoke` profile the models are untrained noise and DPO runs a few steps: the figures only show that
 # everything runs.
 #
-# Two things to read in the right-hand plot. The margin grows, which is what the loss asks for; but it can grow by
-# pushing the rejected answers down rather than the chosen ones up, and often both rewards fall (the model puts
-# less probability on *both* answers than the reference did). That is a known property of DPO: the loss only
+# Read the right-hand plot with the table. The margin grows, which is what the loss asks for; but it can grow by
+# pushing the rejected answers down faster than the chosen ones, with both rewards falling: the model then puts
+# less probability on *both* answers than the reference did ("likelihood displacement",
+# [Razin et al., 2024](https://arxiv.org/abs/2410.08847)), and the model's own preference barely moves. The loss only
 # sees the difference. The greedy replies, which the loss never sees, are the honest check of whether the
-# behaviour changed:
+# behaviour changed; the last two rows of the table measure them, and here are two:
 
 # %%
 before_replies = dpo_reports[SEED]["before"]["replies"]["shown"]
@@ -495,6 +497,15 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
           f"SFT:      {old['reply'][:120]!r}\nDPO:      {new['reply'][:120]!r}\n")
 
 # %% [markdown]
+# **What it means.** Compare the table's rows: DPO reliably moves what it optimises (the implicit rewards, the
+# preference accuracy on pairs it never trained on), while what greedy decoding writes is a different matter. The
+# SFT model learned each record's neutral `output`, not its polite or impolite version, so it has little impoliteness
+# to unlearn; and a 2M-parameter model cannot learn to *write* the polite rewrites from 991 pairs. Lowering both
+# answers' probabilities moves mass onto text that neither answer contains, and a small model's greedy replies can
+# get worse (repetition, as above). On large models, whose SFT replies already come in both styles, the same loss
+# shifts which style they write: that is why DPO is used after SFT, not instead of it, and why preference accuracy
+# alone is not evidence that the chat got better.
+#
 # **LoRA and DPO compose.** `dpo(..., lora=LoRAOptions(rank=8))` (or `python -m tinylm.dpo --lora-rank 8`) trains
 # adapters on the chat model instead of every weight. With B = 0 the wrapped model *is* the reference at step 0,
 # so the reference needs no copy of its own, which is how large models are preference-tuned on one GPU.
@@ -605,7 +616,7 @@ my_rank1_loss = None  # replace with your measurement
 def test_rank1_loss():
     if my_rank1_loss is None:
         raise NotImplementedError("set my_rank1_loss to the held-out answer loss of your rank-1 run")
-    low = min(per_arm("full", rows["held-out answer loss"])) - 0.3
+    low = min(per_arm("full", rows["held-out answer loss"][0])) - 0.3
     high = sft_reports["lora", SEED]["before"]["answer_loss"]
     assert low <= my_rank1_loss <= high, f"{my_rank1_loss} is outside [{low:.3f}, {high:.3f}]"
 
