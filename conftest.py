@@ -5,10 +5,16 @@ The notebooks' kernels inherit this process's environment, so setting the variab
 `pytest` alone run every notebook under the `smoke` profile, offline, writing its prepared data and runs
 into a temporary folder that is deleted at the end: a test session never touches the learner's data/
 or runs/. Values already set win.
+
+In parallel (`pytest -n auto --dist loadfile`, pytest-xdist), each worker process writes into a scratch folder
+of its own, so two notebooks that prepare the same dataset at once never write the same files. `--dist loadfile`
+sends a file's tests to one worker: a notebook's cells run in order in its one kernel, and a module-scoped
+fixture (a trained run, a server, a browser) is built once.
 """
 
 import os
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 
@@ -23,8 +29,21 @@ if "TIKTOKEN_CACHE_DIR" not in os.environ and os.environ.get("TINYLM_DATA_MIRROR
     os.environ["TIKTOKEN_CACHE_DIR"] = str(Path(os.environ["TINYLM_DATA_MIRROR"]) / "tiktoken_cache")
 
 _scratch = Path(tempfile.mkdtemp(prefix="tinylm-tests-"))
-os.environ.setdefault("TINYLM_DATA_DIR", str(_scratch / "data"))
-os.environ.setdefault("TINYLM_RUNS_DIR", str(_scratch / "runs"))
+# An xdist worker inherits the environment of the session that started it, that session's scratch folders
+# included (TINYLM_TESTS_SCRATCH names them); it replaces those with its own, and keeps folders the user chose.
+_parent = os.environ.get("TINYLM_TESTS_SCRATCH")
+for _variable, _name in (("TINYLM_DATA_DIR", "data"), ("TINYLM_RUNS_DIR", "runs")):
+    if _variable not in os.environ or (_parent and os.environ[_variable] == str(Path(_parent) / _name)):
+        os.environ[_variable] = str(_scratch / _name)
+os.environ["TINYLM_TESTS_SCRATCH"] = str(_scratch)
+# A session started in the background by a shell without job control (`nohup pytest &`, some CI runners) inherits
+# SIGINT ignored, and passes that on to every command a test starts: the tests of what Ctrl-C does need it delivered.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers run side by side, about one per core: a second PyTorch thread in a worker, its notebook kernels or its
+    # commands would wait for a core that another worker holds (tinylm.runtime.configure_backend says why).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_sessionfinish(session, exitstatus):
