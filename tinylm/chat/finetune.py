@@ -222,12 +222,9 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
         cfg = recipe.train
         if lora is not None:
             # the chat tokens' rows train too when they were just added (they start equal: see tinylm.chat.lora)
-            lora.apply(model, token_ids=[] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values())
-            trainable, total = trainable_share(model)
-            say(f"LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} of {total:,} parameters train "
-                f"({100 * trainable / total:.2f}%), learning rate {recipe.lora_learning_rate:g}")
-            cfg = dataclasses.replace(cfg, learning_rate=recipe.lora_learning_rate,
-                                      min_lr=recipe.lora_learning_rate * cfg.min_lr / cfg.learning_rate)
+            new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
+            cfg, line = lora.adapt(model, cfg, recipe.lora_learning_rate, token_ids=new_rows)
+            say(line)
     template = ChatTemplate(tokenizer)
     block_size = model.config.block_size
     train_examples = build_examples(train_records, template, block_size, system_prompt)

@@ -25,7 +25,7 @@ and the tied output head, and folded into the weight by `merge_lora` like the ad
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,6 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import TrainConfig
 from ..paths import atomic_write
 
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_gate", "mlp.c_proj")
@@ -53,6 +54,16 @@ class LoRAOptions:
 
     def apply(self, model: nn.Module, token_ids: Iterable[int] = ()) -> list[str]:
         return apply_lora(model, self.rank, self.alpha, self.targets, token_ids=token_ids)
+
+    def adapt(self, model: nn.Module, cfg: TrainConfig, learning_rate: float,
+              token_ids: Iterable[int] = ()) -> tuple[TrainConfig, str]:
+        """Wrap `model` for a fine-tuning run whose recipe is `cfg`: (cfg at the LoRA peak rate `learning_rate`, its
+        floor scaled alike, and a line that says what trains)."""
+        self.apply(model, token_ids)
+        trainable, total = trainable_share(model)
+        line = (f"LoRA rank {self.rank} on {', '.join(self.targets)}: {trainable:,} of {total:,} parameters train "
+                f"({100 * trainable / total:.2f}%), learning rate {learning_rate:g}")
+        return replace(cfg, learning_rate=learning_rate, min_lr=learning_rate * cfg.min_lr / cfg.learning_rate), line
 
 
 class LoRALinear(nn.Module):

@@ -158,12 +158,8 @@ def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prom
         model, tokenizer, description = load_chat_base(base)
         cfg = recipe.train
         if lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
-            lora.apply(model)
-            trainable, total = trainable_share(model)
-            say(f"LoRA rank {lora.rank} on {', '.join(lora.targets)}: {trainable:,} of {total:,} parameters train "
-                f"({100 * trainable / total:.2f}%), learning rate {recipe.lora_learning_rate:g}")
-            cfg = dataclasses.replace(cfg, learning_rate=recipe.lora_learning_rate,
-                                      min_lr=recipe.lora_learning_rate * cfg.min_lr / cfg.learning_rate)
+            cfg, line = lora.adapt(model, cfg, recipe.lora_learning_rate)
+            say(line)
     beta = recipe.beta if beta is None else beta
     cfg = dataclasses.replace(cfg, **{k: v for k, v in options.items() if v is not None})
     template = ChatTemplate(tokenizer)
