@@ -1,5 +1,6 @@
 """GRPO training: the problem stream resumes where it stopped, SFT batches train the answer only, the reward rises,
-a resumed run equals an uninterrupted one, and two DDP ranks make the update one process makes on their batch."""
+an update is the clipped objective's AdamW step on the recipe's advantages (std-scaled or not), a resumed run
+equals an uninterrupted one, and two DDP ranks make the update one process makes on their batch."""
 
 import copy
 import dataclasses
@@ -16,6 +17,7 @@ import torch
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
 from tinylm.rl.base import answer_batch, check_tokenizer, task_tokenizer
+from tinylm.rl.grpo import clipped_policy_loss, group_advantages, token_logprobs
 from tinylm.rl.recipes import RL_RECIPES
 from tinylm.rl.tasks import FormatOnly, ProblemStream, TaskError, get_task, held_out_problems, training_problems
 from tinylm.rl.trainer import GRPOTrainer
@@ -83,6 +85,30 @@ def test_grpo_raises_the_reward(seed):
     trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
     rewards = [trainer.train_step()["reward"] for _ in range(30)]
     assert sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3, rewards
+
+
+def test_an_update_is_the_clipped_step_on_the_recipes_advantages():
+    """The trainer's update equals one written from tinylm.rl.grpo by hand, with the group advantages scaled by
+    the std (DeepSeekMath) or only centred (Dr. GRPO) as the recipe says; the two give different steps."""
+    updated = {}
+    for scale in (True, False):
+        model, tokenizer, task, recipe, held_out = tiny(0, reward="format", scale_advantages=scale)
+        trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, 6)
+        rollout = trainer.rollout()
+        advantages = group_advantages(rollout.rewards, scale=scale).flatten()
+        assert advantages.abs().sum() > 0  # some group has mixed rewards, so the step depends on the advantages
+        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.learning_rate, weight_decay=0.0)
+        with torch.no_grad():
+            old = token_logprobs(model, rollout.sequences)
+        clipped_policy_loss(token_logprobs(model, rollout.sequences), old, advantages, rollout.completion_mask,
+                            recipe.clip_eps).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        trainer.update(rollout)
+        for name, weight in model.state_dict().items():
+            assert torch.allclose(weight, trainer.model.state_dict()[name], atol=1e-6), (scale, name)
+        updated[scale] = model.state_dict()["lm_head.weight"]
+    assert not torch.allclose(updated[True], updated[False])
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):

@@ -43,7 +43,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 600 SFT steps, GRPO for 240 s of training (`FULL_RECIPE = True`: the cpu recipe's 600 s), 2 rewards × 2 seeds × 100 steps | 348 s (measured on a shared, loaded 2-core machine) |
+# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 2,500 steps), 2 rewards × 2 seeds × 100 steps | 358 s (measured on a shared 2-core machine, under load) |
 # | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](../README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
@@ -87,9 +87,9 @@ tinylm.configure_backend(DEVICE)  # process-wide speed settings: one CPU thread 
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
 # False: GRPO for BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never unbounded);
-# True: the profile's whole recipe (cpu: 600 s; gpu: README's "Running on a GPU").
+# True: the profile's whole recipe (cpu: 2,500 steps; gpu: README's "Running on a GPU").
 FULL_RECIPE = False
-BOUNDED_SECONDS = 240.0
+BOUNDED_SECONDS = 300.0
 
 # %% [markdown]
 # ## The task and its reward
@@ -140,7 +140,7 @@ problems = held_out[:16]
 rollout = sample_groups(model, tokenizer, task, problems, group_size=8, max_new_tokens=MAX_NEW, seed=0)
 for i in range(2):
     print(problems[i].prompt, [c.replace("\n", "⏎") for c in rollout.completions[8 * i : 8 * i + 8]],
-          rollout.rewards[i].tolist())
+          [round(r, 2) for r in rollout.rewards[i].tolist()])  # float32 0.1 would print as 0.10000000149011612
 mixed = (rollout.correct.any(dim=1) & ~rollout.correct.all(dim=1)).float().mean().item()
 print(f"sampled completions correct: {100 * rollout.correct.float().mean():.1f}%; groups with both a right and a "
       f"wrong answer: {100 * mixed:.0f}% of {len(problems)}; mean completion length {rollout.mean_length:.2f} tokens")
@@ -166,7 +166,7 @@ print("trains on: ", [shown_tokens[t + 1] for t in range(len(shown_tokens) - 1) 
 by_hand = (rollout.rewards - rollout.rewards.mean(dim=1, keepdim=True)) / (rollout.rewards.std(dim=1, keepdim=True)
                                                                          + 1e-6)
 assert torch.allclose(by_hand, group_advantages(rollout.rewards))
-print("rewards:   ", rollout.rewards[0].tolist())
+print("rewards:   ", [round(r, 2) for r in rollout.rewards[0].tolist()])
 print("advantages:", [round(a, 2) for a in by_hand[0].tolist()])
 
 # %% [markdown]
@@ -213,9 +213,10 @@ print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the sa
 # %% [markdown]
 # ## Training
 #
-# `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every step draws 16 fresh
-# training problems, samples 8 completions each, computes advantages and π_old, and makes 2 AdamW updates of the
-# clipped objective (learning rate 2e-4, gradients clipped at 1). Every `eval_interval` steps it measures the
+# `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every step draws fresh
+# training problems, samples a group of completions for each, computes advantages and π_old, and makes a few AdamW
+# updates of the clipped objective with the gradient's norm clipped (the first line it prints gives the profile's
+# numbers: prompts per step, group size, updates, learning rate). Every `eval_interval` steps it measures the
 # greedy accuracy on the held-out problems; best.pt keeps the best. It reuses the starting model trained above.
 # One line of GPU logistics: on a GPU use the gpu profile, timings in
 # [Running on a GPU](../README.md#running-on-a-gpu).

@@ -92,7 +92,7 @@ class GRPOTrainer:
         """`updates` optimizer steps of the clipped objective on `rollout` (this rank's share); returns the last
         update's loss, clip fraction and KL, each averaged over the global batch's completion tokens."""
         recipe = self.recipe
-        advantages = group_advantages(rollout.rewards).flatten()
+        advantages = group_advantages(rollout.rewards, scale=recipe.scale_advantages).flatten()
         sequences, mask = rollout.sequences, rollout.completion_mask
         with torch.no_grad():
             old = token_logprobs(self.model, sequences)
