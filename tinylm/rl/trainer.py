@@ -37,7 +37,8 @@ from torch.nn.parallel import DistributedDataParallel
 from ..train.checkpoint import model_checkpoint, save_checkpoint
 from ..train.distributed import World, broadcast_from_main, current_world, gather_to_main
 from ..train.progress import format_duration, format_record, remaining_seconds
-from ..train.trainer import TrainingDiverged, restore_rng, rng_state
+from ..train.resumable import restore_rng, rng_state
+from ..train.trainer import TrainingDiverged
 from .grpo import clipped_policy_loss, group_advantages, token_logprobs
 from .recipes import RLRecipe
 from .rollout import Rollout, held_out_accuracy, sample_groups
