@@ -100,7 +100,7 @@ def not_a_chat_model(folder):
 @pytest.mark.parametrize("case, message", [
     ("no rejected", r"record 2 \('Name a color.'\) has no text for 'rejected'"),
     ("plain base", "is not a chat model .* run python -m tinylm.finetune first and pass its --out as --base"),
-    ("missing base", "no checkpoint at"),
+    ("missing base", "no chat model at .*run python -m tinylm.finetune first"),
     ("missing data", "no preference file at"),
     ("lora rank too large", "rank 64"),
 ])

@@ -385,3 +385,41 @@ check(test_my_k3)
 #     return ((k3 * mask).sum() / mask.sum()).item()
 # ```
 # </details>
+#
+# **4. Experiment: a group of two.** GRPO learns only from groups whose completions earn different rewards. Run
+# the reward-hacking cell's recipe once more with the correct reward, seed 0 and `group_size=2` (same starting
+# model, same number of steps), and write down its held-out accuracy after those steps (the last record's
+# `accuracy` in its metrics). Before running, predict: how often does a pair of completions disagree when the model
+# is right a fifth of the time? The check accepts anything from the starting model's accuracy less 10 points to
+# the best group-of-8 run above plus 10 points: with half the disagreeing groups of G = 8 (or fewer) it should
+# not beat them by much.
+
+# %%
+my_group2_accuracy = None  # replace with your measurement, a share between 0 and 1
+
+
+def test_group2_accuracy():
+    if my_group2_accuracy is None:
+        raise NotImplementedError("set my_group2_accuracy to the held-out accuracy of your group-of-2 run")
+    low = report["before"]["accuracy"] - 0.10
+    high = max(r["accuracy"] for r in arms["correct"]) + 0.10
+    assert low <= my_group2_accuracy <= high, f"{my_group2_accuracy} is outside [{low:.3f}, {high:.3f}]"
+
+
+check(test_group2_accuracy)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# out = RUN / "group2-seed0"
+# reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=0, group_size=2, out=out, overwrite=True,
+#           max_steps=steps, max_seconds=None, device=str(DEVICE), say=lambda line: None, on_record=lambda record: None)
+# my_group2_accuracy = read_metrics(out)[-1]["accuracy"]
+# print(f"group of 2: {100 * my_group2_accuracy:.1f}% after {steps} steps; groups of 8: "
+#       f"{[round(100 * r['accuracy'], 1) for r in arms['correct']]}")
+# ```
+#
+# With p = 0.2, two completions disagree with probability 2·p·(1 − p) = 0.32, eight completions are not all alike
+# with probability 1 − 0.2⁸ − 0.8⁸ ≈ 0.83: a group of two wastes two thirds of its samples.
+# </details>

@@ -59,6 +59,9 @@ class NotAChatModel(ValueError):
 
 def load_chat_base(base: str | Path) -> tuple[GPT, object, str]:
     """(model with dropout off, tokenizer, description) of a chat model's run folder or checkpoint."""
+    if not Path(base).exists():
+        raise NotAChatModel(f"no chat model at {shown(base)}: DPO starts from a fine-tuned chat model; run python -m "
+                            "tinylm.finetune first and pass its --out as --base")
     model, tokenizer, _ = load_model(base)
     if tokenizer is None or chat_token_ids(tokenizer) is None:
         raise NotAChatModel(f"{shown(base)} is not a chat model (its tokenizer has no <|im_start|>/<|im_end|>): DPO "
