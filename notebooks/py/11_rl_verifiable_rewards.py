@@ -43,7 +43,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 2,500 steps), 2 rewards × 2 seeds × 100 steps | 358 s (measured on a shared 2-core machine, under load) |
+# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 2,500 steps), 2 rewards × 2 seeds × 100 steps | 252 s (measured on an idle 2-core machine; the 2,500 GRPO steps took 195 s of it) |
 # | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](../README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
