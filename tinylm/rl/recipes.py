@@ -13,8 +13,8 @@ run; the first recipe's 16 gained 3-8 points), temperature 1, 2 clipped updates 
 constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's std, no KL penalty. Probes of
 100-300 steps at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4 updates
 per rollout were no faster than this. The step count, not a clock, bounds the cpu run, so a loaded machine trains
-the same recipe for longer instead of less: 2,500 steps are under 10 minutes of an idle 2-core machine (estimate,
-README). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more prompts); its figures are not measured.
+the same recipe for longer instead of less: 2,500 steps take about 3 minutes on an idle 2-core machine
+(README). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more prompts); its figures are not measured.
 """
 
 from __future__ import annotations
