@@ -25,7 +25,6 @@ evaluations or checkpoints.
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from pathlib import Path
@@ -35,9 +34,9 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..train.checkpoint import model_checkpoint, save_checkpoint
-from ..train.distributed import World, broadcast_from_main, current_world, gather_to_main
+from ..train.distributed import World, all_reduce_sum, broadcast_from_main, current_world, gather_to_main
 from ..train.progress import format_duration, format_record, remaining_seconds
-from ..train.resumable import restore_rng, rng_state
+from ..train.resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
 from ..train.trainer import TrainingDiverged
 from .grpo import clipped_policy_loss, group_advantages, token_logprobs
 from .recipes import RLRecipe
@@ -77,7 +76,8 @@ class GRPOTrainer:
         self.step, self.elapsed = 0, 0.0
         self.best_accuracy, self.best_step = 0.0, None  # None: no evaluation yet
         self.before: dict[str, float] | None = None  # the held-out measurement at step 0
-        self._metrics_started = False
+        self._metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir is not None and self.world.is_main
+                                   else None)
 
     # -- one step -------------------------------------------------------------------------------
     def rollout(self) -> Rollout:
@@ -110,7 +110,8 @@ class GRPOTrainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        loss, clip, kl = self._sum([result.loss.item() * tokens, result.clip_fraction * tokens, result.kl * tokens])
+        loss, clip, kl = self._sum([result.loss.item() * tokens, result.clip_fraction * tokens,
+                                         result.kl * tokens])
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the GRPO loss became {loss} at step {self.step}; the last good checkpoint is "
                                    f"kept: start again at a lower learning rate than {recipe.learning_rate:g}")
@@ -131,41 +132,50 @@ class GRPOTrainer:
     # -- the loop -------------------------------------------------------------------------------
     def fit(self) -> None:
         """Train to max_steps or max_seconds of training, evaluating every eval_interval steps and at the end.
-        Ctrl-C between steps saves last.pt (alone; under DDP the last evaluation's last.pt stays) and re-raises."""
+        The first Ctrl-C finishes the step under way, saves last.pt (alone; under DDP the last evaluation's last.pt
+        stays, as saving gathers every rank) and re-raises; a second one stops at once (tinylm.train.resumable)."""
         recipe = self.recipe
         if self.best_step is None:
             self.evaluate_and_save()
         session_wall, session_elapsed, session_step = time.perf_counter(), self.elapsed, self.step
         window = (0.0, 0)
-        mid_step = False
+        between_steps = True
         try:
-            while self.step < recipe.max_steps and not self._out_of_time():
-                mid_step, started = True, time.perf_counter()
-                record = self.train_step()
-                seconds = time.perf_counter() - started
-                mid_step = False
-                self.elapsed += seconds
-                if self.world.distributed and recipe.max_seconds is not None:  # one clock decides for every rank
-                    self.elapsed = broadcast_from_main(self.elapsed, self.device)
-                window = (window[0] + seconds, window[1] + 1)
-                last = self.step == recipe.max_steps or self._out_of_time()
-                if self.step % recipe.log_interval == 0 or last:
-                    per_step = window[0] / window[1]
-                    overhead = max(0.0, time.perf_counter() - session_wall - (self.elapsed - session_elapsed))
-                    record.update(elapsed=self.elapsed, step_seconds=per_step, eta=remaining_seconds(
-                        self.step, recipe.max_steps, per_step, overhead / (self.step - session_step), self.elapsed,
-                        recipe.max_seconds))
-                    self._emit(record)
-                    window = (0.0, 0)
-                if self.step % recipe.eval_interval == 0 or last:
-                    self.evaluate_and_save()
+            with interrupt_between_steps() as interrupt:
+                while self.step < recipe.max_steps and not self._out_of_time():
+                    if interrupt.requested:
+                        raise KeyboardInterrupt
+                    between_steps, started = False, time.perf_counter()
+                    record = self.train_step()
+                    seconds = time.perf_counter() - started
+                    between_steps = True
+                    self.elapsed += seconds
+                    if self.world.distributed and recipe.max_seconds is not None:  # one clock decides for every rank
+                        self.elapsed = broadcast_from_main(self.elapsed, self.device)
+                    window = (window[0] + seconds, window[1] + 1)
+                    last = self.step == recipe.max_steps or self._out_of_time()
+                    if self.step % recipe.log_interval == 0 or last:
+                        per_step = window[0] / window[1]
+                        overhead = max(0.0, time.perf_counter() - session_wall - (self.elapsed - session_elapsed))
+                        record.update(elapsed=self.elapsed, step_seconds=per_step, eta=remaining_seconds(
+                            self.step, recipe.max_steps, per_step, overhead / (self.step - session_step),
+                            self.elapsed, recipe.max_seconds))
+                        self._emit(record)
+                        window = (0.0, 0)
+                    if self.step % recipe.eval_interval == 0 or last:
+                        self.evaluate_and_save()
         except KeyboardInterrupt:
-            saving = not mid_step and not self.world.distributed
+            saving = between_steps and not self.world.distributed
             if saving:
                 self.save("last.pt")
             saved = self.out_dir / "last.pt" if saving and self.out_dir else None
             self._emit({"event": "interrupted", "step": self.step, "checkpoint": str(saved) if saved else None})
             raise
+
+    def _sum(self, values: list[float]) -> list[float]:
+        """Sums over this trainer's world: a trainer of one process computes alone even where torch.distributed is
+        initialised (the tests compare it with the ranks of a group)."""
+        return all_reduce_sum(values, self.device) if self.world.distributed else list(values)
 
     def _out_of_time(self) -> bool:
         return self.recipe.max_seconds is not None and self.elapsed >= self.recipe.max_seconds
@@ -191,23 +201,11 @@ class GRPOTrainer:
         self._emit(record)
         return record
 
-    def _sum(self, values: list[float]) -> list[float]:
-        """Element-wise sums over ranks (the values themselves in one process)."""
-        if not self.world.distributed:
-            return list(values)
-        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
-        torch.distributed.all_reduce(tensor)
-        return tensor.tolist()
-
     # -- records and checkpoints ------------------------------------------------------------------
     def _emit(self, record: dict[str, Any]) -> None:
         if not self.world.is_main:
             return
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / "metrics.jsonl", "a" if self._metrics_started else "w", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            self._metrics_started = True
+        self._metrics.write(record)
         for callback in self.callbacks:
             callback(record)
 
@@ -243,26 +241,7 @@ class GRPOTrainer:
         self.before = state["before"]
         self.stream.load_state_dict(state["sampler"])
         restore_rng(state["rng"], self.world.rank, self.recipe.seed, self.device)
-        self._metrics_started = True
-        if self.out_dir is not None and self.world.is_main:
-            keep_records_up_to(self.out_dir / "metrics.jsonl", self.step)
-
-
-def keep_records_up_to(path: Path, step: int) -> None:
-    """Cut metrics.jsonl after its last record of a step <= `step`: an interrupted run logged steps that a resumed
-    one trains and logs again."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    keep = []
-    for line in lines:
-        try:
-            if not line.endswith("\n") or json.loads(line).get("step", 0) > step:
-                break
-        except ValueError:  # a record cut short when the process died
-            break
-        keep.append(line)
-    path.write_text("".join(keep), encoding="utf-8")
+        self._metrics.resume_at(self.step)
 
 
 def format_rl_record(record: dict[str, Any]) -> str:

@@ -1,16 +1,19 @@
 """What a training process holds outside its model and optimizer, for a run that stops and resumes exactly.
 
-Two things: the dropout randomness of each process (`rng_state` saves it, `restore_rng` puts it back on the
-rank that saved it), and the Ctrl-C that asks the loop to stop (`interrupt_between_steps` turns it into a request
-the loop honours between optimizer steps, so that the checkpoint it then saves is a consistent state).
-tinylm.train.trainer uses both; they live here so that the loop's module holds the loop.
+Three things: the dropout randomness of each process (`rng_state` saves it, `restore_rng` puts it back on the
+rank that saved it), the Ctrl-C that asks the loop to stop (`interrupt_between_steps` turns it into a request
+the loop honours between optimizer steps, so that the checkpoint it then saves is a consistent state), and the
+run's `metrics.jsonl` (`MetricsLog`: a new run replaces it, a resumed one continues it without repeating a step).
+tinylm.train.trainer and tinylm.rl.trainer use them; they live here so that the loops' modules hold the loops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -55,3 +58,40 @@ def restore_rng(saved: list[dict[str, Any]], rank: int, seed: int, device: torch
     torch.set_rng_state(saved[rank]["torch"])
     if device.type == "cuda" and saved[rank].get("cuda") is not None:
         torch.cuda.set_rng_state(saved[rank]["cuda"], device)
+
+
+class MetricsLog:
+    """A run's metrics.jsonl, one JSON line per record; `path` None keeps no file.
+
+    A new run's first record replaces what an old run left there (one file, one run's history); `resume_at(step)`
+    continues the file instead, cut after its last record up to that step: an interrupted run logged steps that
+    are about to be trained and logged again, and no step may appear twice. Records are in step order, so the cut
+    truncates the file in place (no disk space needed).
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.started = False
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a" if self.started else "w", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.started = True
+
+    def resume_at(self, step: int) -> None:
+        self.started = True
+        if self.path is None or not self.path.is_file():
+            return
+        with open(self.path, "r+b") as f:
+            keep = 0
+            for line in f:
+                try:
+                    if not line.endswith(b"\n") or json.loads(line).get("step", 0) > step:
+                        break
+                except ValueError:  # a record cut short when the process died
+                    break
+                keep += len(line)
+            f.truncate(keep)

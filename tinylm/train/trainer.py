@@ -45,7 +45,6 @@ says so. The batch sampler's state does not depend on the number of processes (t
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from pathlib import Path
@@ -67,7 +66,7 @@ from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, cu
 from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate
 from .progress import remaining_seconds, steps_left
-from .resumable import interrupt_between_steps, restore_rng, rng_state
+from .resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
 
 
 class TrainingDiverged(RuntimeError):
@@ -139,7 +138,8 @@ class Trainer:
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
-        self._metrics_started = False  # this run's first record starts metrics.jsonl (a resume continues it)
+        self._metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir is not None and self.world.is_main
+                                   else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
                               processes=self.world.size if self.device.type == "cpu" else 1)
 
@@ -341,33 +341,9 @@ class Trainer:
     def _emit(self, record: dict[str, Any]) -> None:
         if not self.world.is_main:
             return
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            # A new run's first record replaces what an old run left: one file, one run's history.
-            with open(self.out_dir / "metrics.jsonl", "a" if self._metrics_started else "w", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            self._metrics_started = True
+        self._metrics.write(record)
         for callback in self.callbacks:
             callback(record)
-
-    def _continue_metrics(self) -> None:
-        """Resuming at self.step: cut metrics.jsonl after its last record up to that step (an interrupted run logged
-        the steps after it, which are about to be trained and logged again), so that no step appears twice. Records
-        are in step order, so this truncates the file in place: no disk space needed."""
-        self._metrics_started = True
-        path = self.out_dir / "metrics.jsonl" if self.out_dir is not None else None
-        if path is None or not self.world.is_main or not path.is_file():
-            return
-        with open(path, "r+b") as f:
-            keep = 0
-            for line in f:
-                try:
-                    if not line.endswith(b"\n") or json.loads(line).get("step", 0) > self.step:
-                        break
-                except ValueError:  # a record cut short when the process died
-                    break
-                keep += len(line)
-            f.truncate(keep)
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -406,7 +382,7 @@ class Trainer:
         # Checkpoints written before per-rank states hold rank 0's CPU state alone.
         saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]
         restore_rng(saved_rng, self.world.rank, self.cfg.seed, self.device)
-        self._continue_metrics()
+        self._metrics.resume_at(self.step)
         saved_ranks, ranks = len(saved_rng), self.world.size
         if saved_ranks != ranks and self.world.is_main:
             print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
