@@ -113,7 +113,7 @@ def test_export_refuses_models_that_are_not_gpt2_style(make_model, tmp_path, cha
     else:
         model = make_model()
         if change == "relu":
-            model.transformer.h[1].mlp.gelu = nn.ReLU()
+            model.transformer.h[1].mlp.act = nn.ReLU()
         else:
             model.transformer.ln_f.eps = 1e-6
     with pytest.raises(InteropError, match=message):

@@ -306,5 +306,5 @@ def test_gpt2_default_block_is_unchanged_by_the_new_options(tiny_config):
     block = model.transformer.h[0]
     assert isinstance(block.ln_1, torch.nn.LayerNorm) and block.ln_1.bias is not None
     assert model.rope is None and "wpe" in model.transformer
-    assert isinstance(block.mlp.gelu, torch.nn.GELU) and block.mlp.gelu.approximate == "tanh"
+    assert isinstance(block.mlp.act, torch.nn.GELU) and block.mlp.act.approximate == "tanh"
     assert block.attn.c_attn.weight.shape == (3 * 32, 32)

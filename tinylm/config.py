@@ -35,7 +35,7 @@ def _from_dict(cls, values: dict[str, Any]):
 
 NORMS = ("layernorm", "rmsnorm")
 POSITIONS = ("learned", "rope")
-MLPS = ("gelu", "swiglu")
+MLPS = ("gelu", "swiglu", "relu2")
 ROUTERS = ("softmax", "sigmoid")
 BALANCING = ("none", "aux_loss", "loss_free")
 
@@ -56,6 +56,11 @@ class GPTConfig:
     norm (LayerNorm or RMSNorm), position (learned absolute embeddings or RoPE), mlp (GELU or
     SwiGLU), n_kv_head (fewer key/value heads than query heads: grouped-query attention), bias,
     tie_weights, and n_experts > 0 for a mixture-of-experts MLP.
+
+    Four more come from the modded-nanogpt speedrun (notebook 12 measures each): mlp="relu2" (ReLU², Primer's
+    activation), qk_norm (RMS-normalised queries and keys), zero_init_projections (every projection that writes into
+    the residual stream starts at zero, so each block starts as the identity) and logit_softcap (logits squashed into
+    (-cap, cap) by cap·tanh(logits/cap)).
     """
 
     vocab_size: int = 50257
@@ -71,10 +76,13 @@ class GPTConfig:
     norm_eps: float = 1e-5
     position: str = "learned"  # "learned" absolute embeddings (GPT-2) or "rope" rotary embeddings (Llama)
     rope_theta: float = 10000.0  # RoPE's base: the slowest pair of channels turns once every ~2π·θ positions
-    mlp: str = "gelu"  # "gelu": 4·n_embd wide (GPT-2); "swiglu": gated, ~8/3·n_embd wide (Llama)
-    mlp_hidden: int | None = None  # None: 4·n_embd for GELU, swiglu_hidden_size(n_embd, mlp_multiple_of) for SwiGLU
+    mlp: str = "gelu"  # "gelu": 4·n_embd wide (GPT-2); "swiglu": gated, ~8/3·n_embd wide (Llama); "relu2": 4·n_embd
+    mlp_hidden: int | None = None  # None: 4·n_embd, or swiglu_hidden_size(n_embd, mlp_multiple_of) for SwiGLU
     mlp_multiple_of: int = 32
     n_kv_head: int | None = None  # None: n_head (multi-head attention); 1: multi-query; in between: grouped-query
+    qk_norm: bool = False  # RMS-normalise each head's queries and keys before the scores (no learned gain)
+    zero_init_projections: bool = False  # attention's and the MLP's c_proj start at zero, not GPT-2's scaled N(0, σ)
+    logit_softcap: float | None = None  # None: raw logits; a cap c: c·tanh(logits / c), every logit inside (-c, c)
     # Mixture of experts (n_experts > 0 replaces every block's MLP; experts use the `mlp` kind at expert_hidden width)
     n_experts: int = 0  # routed experts per layer
     n_experts_active: int = 2  # top-k: routed experts each token uses
@@ -104,6 +112,9 @@ class GPTConfig:
             _require(value in allowed, f"GPTConfig.{name} must be one of {allowed}, got {value!r}")
         _require(self.norm_eps > 0, f"GPTConfig.norm_eps must be positive, got {self.norm_eps}")
         _require(self.rope_theta > 0, f"GPTConfig.rope_theta must be positive, got {self.rope_theta}")
+        _require(self.logit_softcap is None or self.logit_softcap > 0,
+                 f"GPTConfig.logit_softcap must be positive or None, got {self.logit_softcap} "
+                 "(modded-nanogpt caps at 15 to 30)")
         _require(self.position != "rope" or self.head_size % 2 == 0,
                  f"RoPE rotates channel pairs, so the head size (n_embd // n_head = {self.head_size}) must be even")
         for name in ("mlp_hidden", "n_kv_head", "expert_hidden"):
@@ -142,7 +153,7 @@ class GPTConfig:
         """The dense MLP's hidden width."""
         if self.mlp_hidden is not None:
             return self.mlp_hidden
-        return 4 * self.n_embd if self.mlp == "gelu" else swiglu_hidden_size(self.n_embd, self.mlp_multiple_of)
+        return swiglu_hidden_size(self.n_embd, self.mlp_multiple_of) if self.mlp == "swiglu" else 4 * self.n_embd
 
     @property
     def expert_hidden_size(self) -> int:
@@ -219,6 +230,8 @@ def with_architecture(config: GPTConfig, arch: str) -> GPTConfig:
 
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
@@ -230,6 +243,11 @@ class TrainConfig:
     cosine decay follows whichever budget is closer to running out, so a time-limited run still
     ends at min_lr instead of being cut off at a high learning rate. Training time is the optimizer
     steps' own: evaluations, checkpoints and samples are not counted, so they cannot eat the budget.
+
+    optimizer="muon" trains the blocks' weight matrices with Muon at muon_learning_rate (its own scale: an
+    orthogonalised update has a fixed size, unlike Adam's) and everything else (embeddings, head, norms, biases) with
+    AdamW at learning_rate; both follow the same schedule. schedule="wsd" (warmup-stable-decay) holds the peak rate
+    and decays linearly to min_lr over the last cooldown_fraction of the run, instead of the cosine.
     """
 
     batch_size: int = 12
@@ -252,6 +270,11 @@ class TrainConfig:
     dtype: str = "auto"  # "auto": bf16 where supported, fp16 + GradScaler on older CUDA, fp32 on CPU
     total_batch_tokens: int | None = None  # if set, grad_accum_steps = this / (batch_size * block_size * world size)
     compile: bool = False  # torch.compile the training forward/backward (evaluation and generation stay eager)
+    optimizer: str = "adamw"  # "adamw" for every parameter, or "muon" for the blocks' matrices and AdamW for the rest
+    muon_learning_rate: float = 0.02  # Muon's peak rate (optimizer="muon"); the schedule scales it like learning_rate
+    muon_momentum: float = 0.95
+    schedule: str = "cosine"  # "cosine" from the peak to min_lr, or "wsd": the peak, then a linear cooldown
+    cooldown_fraction: float = 0.4  # wsd: the share of the run (steps or seconds) spent decaying to min_lr
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "grad_accum_steps", "max_steps", "eval_batch_size", "log_interval"):
@@ -277,6 +300,14 @@ class TrainConfig:
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "TrainConfig.beta1 and beta2 must lie in [0, 1)")
         _require(self.grad_clip is None or self.grad_clip > 0, "TrainConfig.grad_clip must be positive or None")
         _require(self.dtype in DTYPES, f"TrainConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)):
+            _require(getattr(self, name) in allowed,
+                     f"TrainConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        _require(self.muon_learning_rate > 0,
+                 f"TrainConfig.muon_learning_rate must be positive, got {self.muon_learning_rate} (0.02 is usual)")
+        _require(0 <= self.muon_momentum < 1, f"TrainConfig.muon_momentum must lie in [0, 1), got {self.muon_momentum}")
+        _require(0 < self.cooldown_fraction <= 1,
+                 f"TrainConfig.cooldown_fraction must lie in (0, 1], got {self.cooldown_fraction}")
         _require(self.total_batch_tokens is None or (_is_int(self.total_batch_tokens) and self.total_batch_tokens > 0),
                  f"TrainConfig.total_batch_tokens must be a positive integer or None, got {self.total_batch_tokens!r}")
 

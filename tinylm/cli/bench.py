@@ -1,4 +1,5 @@
-"""Command line: measure training throughput, decoding with and without the KV cache, the cache's size, BPE training.
+"""Command line: measure training throughput, decoding with and without the KV cache, the cache's size, BPE training,
+and the laptop speedrun (seconds of training to a target loss, default recipe against speedrun recipe).
 
     python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options] [--batch-size 12]
         [--reference [--rounds 30]]
@@ -6,6 +7,7 @@
         [--prompt-tokens 1 200] [--dtype bfloat16]
     python -m tinylm.bench cache --preset gpt2-124m [--n-kv-head 4] [--dtype bfloat16]
     python -m tinylm.bench bpe [--merges 500] [--repeats 3]
+    python -m tinylm.bench speedrun [--track shakespeare-char] [--target 1.886] [--seeds 3] [--seconds 70]
 
 A shape is a preset (nanoGPT's CPU shape for shakespeare-char by default; `tinystories-cpu`, the
 tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `stories15m`, llama2.c's
@@ -35,6 +37,12 @@ pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremen
 (`train_bpe_incremental`), alternating, and prints the best of --repeats runs of each, the speed-up,
 and whether their merges are identical.
 
+`speedrun` trains the track's default recipe and its speedrun recipe (`python -m tinylm.train TRACK --recipe
+speedrun`) for --seconds of training each at --seeds seeds, alternating which goes first from seed to seed, with a
+whole-split evaluation every --eval-interval steps (`tinylm.bench.speedrun`). It prints each run as it ends, then
+for each recipe the seconds of training to reach --target and the validation loss at the end of the budget (mean
+± half the range over seeds), and the ratios speedrun / default. Nothing is written to disk.
+
 Figures depend on the machine and on what else it is doing: run it on a quiet machine, and compare
 within one run.
 """
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import time
 
 import torch
 
@@ -54,14 +63,16 @@ from ..bench.measure import (
     measure_decoding,
     measure_training,
 )
+from ..bench.speedrun import RACE_DEFAULTS, RaceRun, race
 from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
 from ..data.download import fetch
+from ..eval.uncertainty import spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
-from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
+from ..runtime import PROFILES, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
-from ..train.progress import describe_parameters
+from ..train.progress import describe_parameters, format_duration
 from .console import HelpFormatter, examples, positive_int
 from .errors import run_cli
 
@@ -186,6 +197,44 @@ def _cache(args) -> None:
           f"{cfg.head_size} x {dtype.itemsize} bytes")
 
 
+def _speedrun(args) -> None:
+    if args.seconds is not None and not args.seconds > 0:
+        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+    defaults = RACE_DEFAULTS[args.track]
+    target = args.target if args.target is not None else defaults["target"]
+    seconds = args.seconds if args.seconds is not None else defaults["seconds"]
+    eval_interval = args.eval_interval if args.eval_interval is not None else defaults["eval_interval"]
+    seeds = list(range(args.seeds))
+    total = 2 * len(seeds)
+    print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
+          f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}; "
+          f"{total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+    started = time.perf_counter()
+
+    def report(run: RaceRun, done: int, total: int) -> None:
+        reached = "not reached" if run.seconds_to_target is None else f"{run.seconds_to_target:5.1f} s"
+        left = (time.perf_counter() - started) / done * (total - done)
+        print(f"  run {done}/{total}: {run.recipe:<8} seed {run.seed}: {run.steps:>6,} steps, val loss "
+              f"{run.val_loss:.4f}, target {reached}  (ETA {format_duration(left)})", flush=True)
+
+    runs = race(args.track, args.profile, seeds=seeds, seconds=seconds, target=target, eval_interval=eval_interval,
+                device=args.device, on_run=report)
+    print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds):")
+    for name, recipe_runs in runs.items():
+        reached = [run.seconds_to_target for run in recipe_runs if run.seconds_to_target is not None]
+        to_target = (f"{spread(reached).format(1)} s to {target}" if len(reached) == len(recipe_runs)
+                     else f"{len(reached)} of {len(recipe_runs)} seeds reached {target}")
+        print(f"  {name:<8} val loss {spread([run.val_loss for run in recipe_runs]).format(4)}; {to_target}")
+    default, speedrun = (spread([run.val_loss for run in runs[name]]) for name in ("default", "speedrun"))
+    print(f"speedrun - default, val loss: {speedrun.mean - default.mean:+.4f}")
+    times = {name: [run.seconds_to_target for run in recipe_runs] for name, recipe_runs in runs.items()}
+    if all(t is not None for values in times.values() for t in values):
+        ratio = spread(times["default"]).mean / spread(times["speedrun"]).mean
+        print(f"seconds to {target}: the speedrun recipe gets there {ratio:.2f}x as fast")
+    print("nothing was written to disk; to train the speedrun recipe into a run folder: "
+          f"python -m tinylm.train {args.track} --recipe speedrun --profile {resolve_profile(args.profile)}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
@@ -193,8 +242,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
                         "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
                         "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
-                        "python -m tinylm.bench bpe --merges 500"))
-    parser.add_argument("what", choices=["train", "decode", "cache", "bpe"], help="what to measure")
+                        "python -m tinylm.bench bpe --merges 500",
+                        "python -m tinylm.bench speedrun --track shakespeare-char --target 1.886 --seeds 3"))
+    parser.add_argument("what", choices=["train", "decode", "cache", "bpe", "speedrun"], help="what to measure")
     parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
@@ -212,6 +262,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="decode only: one run per length")
     parser.add_argument("--merges", type=positive_int, default=500, help="bpe only")
     parser.add_argument("--repeats", type=positive_int, default=3, help="bpe only: runs of each trainer")
+    parser.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="speedrun only")
+    parser.add_argument("--profile", choices=PROFILES, help="speedrun only: whose recipes race (default: "
+                        "$TINYLM_PROFILE, else gpu with CUDA, else cpu; the speedrun recipes exist for cpu and smoke)")
+    parser.add_argument("--target", type=float, help="speedrun only: the validation loss to reach (default: 1.886 for "
+                        "shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="speedrun only: seeds per recipe")
+    parser.add_argument("--seconds", type=float, help="speedrun only: seconds of training per run (default: 70 for "
+                        "shakespeare-char, 300 for tinystories)")
+    parser.add_argument("--eval-interval", type=positive_int, help="speedrun only: steps between whole-split "
+                        "evaluations, which time the target (default: the track's)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     parser.add_argument("--dtype", choices=DTYPES,
                         help="auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto; cache: bfloat16)")
@@ -220,7 +280,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe}[args.what](args)
+    {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe, "speedrun": _speedrun}[args.what](args)
 
 
 def cli(argv=None) -> None:

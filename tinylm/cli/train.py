@@ -3,6 +3,7 @@
     python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
         [--learning-rate LR]
     python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
+    python -m tinylm.train shakespeare-char --recipe speedrun [--profile cpu]
 
 Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
 recipe, and trains with progress printed: a header with the planned steps (and the time budget),
@@ -26,6 +27,12 @@ experts, whose --balancing can be chosen). Each gets its own default run folder:
 runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> otherwise (the balancing
 named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
 
+--recipe speedrun trains the track's speedrun recipe instead (cpu and smoke profiles of shakespeare-char and
+tinystories): GPT-2's block with the modded-nanogpt changes that won on a laptop, Muon for the blocks' matrices,
+into runs/<track>-speedrun-<profile>. `python -m tinylm.bench speedrun` races it against the default recipe.
+--optimizer muon trains any recipe's block matrices with Muon (at TrainConfig.muon_learning_rate) and the rest
+with AdamW.
+
 --learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
 factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
 one-line error that names the rate to retry with. --out and --device are checked before the data is
@@ -40,13 +47,13 @@ import math
 import shlex
 from pathlib import Path
 
-from ..config import ARCHITECTURES, BALANCING, DTYPES
+from ..config import ARCHITECTURES, BALANCING, DTYPES, OPTIMIZERS
 from ..course.notebooks import next_notebooks
 from ..paths import shown
 from ..runtime import PROFILES, configure_backend
 from ..train.distributed import run_in_world
 from ..train.progress import format_duration
-from ..train.recipes import TRACKS, Recipe, resolve_recipe
+from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
 from .console import HelpFormatter, examples
 from .errors import run_cli
@@ -57,8 +64,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
-                        "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3"))
+                        "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3",
+                        "python -m tinylm.train shakespeare-char --recipe speedrun --profile cpu"))
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
+    parser.add_argument("--recipe", choices=RECIPE_NAMES, default="default", help="the track's default recipe, or "
+                        "its speedrun recipe (Muon and the modded-nanogpt changes; cpu and smoke profiles)")
     parser.add_argument("--profile", choices=PROFILES,
                         help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, "
@@ -84,6 +94,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process, e.g. to resume on "
                         "fewer GPUs (default: the recipe's)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw for every parameter, or muon for the blocks' "
+                        "matrices and AdamW for the rest (default: the recipe's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the training step (default: the recipe's, off)")
     return parser.parse_args(argv)
@@ -101,7 +113,8 @@ def main(argv=None) -> dict:
     if note := configure_backend(args.device):
         print(note)
     recipe = resolve_recipe(args.track, args.profile, arch=args.arch, balancing=args.balancing, out=args.out,
-                            resume=args.resume, overwrite=args.overwrite, max_seconds=args.max_seconds,
+                            resume=args.resume, overwrite=args.overwrite, recipe=args.recipe,
+                            optimizer=args.optimizer, max_seconds=args.max_seconds,
                             max_steps=args.max_steps, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size,
                             compile=args.compile, learning_rate=args.learning_rate)
     finished = run_in_world(lambda world, held: train(recipe, device=args.device, world=world))

@@ -38,7 +38,7 @@ from torch import nn
 
 from ..config import GPTConfig
 from ..model.gpt import GPT
-from .hf_llama import InteropError, load_pretrained
+from .hf_llama import InteropError, load_pretrained, speedrun_problems
 
 # Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
 TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -147,10 +147,11 @@ def check_exportable(model: GPT) -> None:
     if not cfg.tie_weights or model.lm_head.weight is not model.transformer.wte.weight:
         problems.append("an untied LM head (GPT-2 shares it with the token embedding)")
     for i, block in enumerate(model.transformer.h):
-        gelu = getattr(block.mlp, "gelu", None)
-        if not (isinstance(gelu, nn.GELU) and gelu.approximate == "tanh"):
-            problems.append(f"block {i}'s activation is {gelu!r}, not GPT-2's GELU(approximate='tanh')")
+        activation = getattr(block.mlp, "act", None)
+        if not (isinstance(activation, nn.GELU) and activation.approximate == "tanh"):
+            problems.append(f"block {i}'s activation is {activation!r}, not GPT-2's GELU(approximate='tanh')")
             break
+    problems += speedrun_problems(cfg)
     norms = [m for m in model.modules() if isinstance(m, nn.LayerNorm)]
     if any(abs(m.eps - LAYER_NORM_EPS) > 1e-12 for m in norms):
         problems.append(f"a LayerNorm eps other than {LAYER_NORM_EPS}")

@@ -144,6 +144,17 @@ def llama_shape_problems(config: GPTConfig) -> list[str]:
         problems.append(f"mlp={config.mlp!r} (Llama uses 'swiglu')")
     if config.n_experts:
         problems.append(f"n_experts={config.n_experts} (Llama has one dense MLP per block, not a mixture of experts)")
+    return problems + speedrun_problems(config)
+
+
+def speedrun_problems(config: GPTConfig) -> list[str]:
+    """The speedrun's changes that neither GPT-2's nor Llama's format can hold (a zero initialisation is only where
+    the weights started, so it is not among them)."""
+    problems = []
+    if config.qk_norm:
+        problems.append("qk_norm=True (queries and keys are used as they come, not RMS-normalised)")
+    if config.logit_softcap is not None:
+        problems.append(f"logit_softcap={config.logit_softcap} (the logits are not capped)")
     return problems
 
 

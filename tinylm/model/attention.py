@@ -16,6 +16,10 @@ n_head query heads only n_kv_head key/value heads, each shared by a group of n_h
 query heads (n_kv_head = 1 is multi-query attention, Shazeer 2019). Quality barely moves, while the
 key/value cache, which dominates decoding memory, shrinks by n_head / n_kv_head. With RoPE
 (`tinylm.model.rope`) queries and keys are rotated by their position before the scores are taken.
+
+QK-norm (Dehghani et al., 2023, https://arxiv.org/abs/2302.05442; the modded-nanogpt speedrun) RMS-normalises
+each head's queries and keys first, so a score q·k/√d is a cosine similarity times √d: it cannot grow without
+bound as weights grow, which lets the optimizer take larger steps without the softmax saturating.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class CausalSelfAttention(nn.Module):
         self.n_embd = config.n_embd
         self.dropout = config.dropout
         self.use_flash = config.attention == "flash"
+        self.qk_norm = config.qk_norm
         # q for n_head heads, then k and v for n_kv_head heads each (all three n_embd wide without GQA)
         qkv_width = (config.n_head + 2 * config.kv_heads) * config.head_size  # queries, then keys and values
         self.c_attn = nn.Linear(config.n_embd, qkv_width, bias=config.bias)
@@ -98,6 +103,8 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, self.head_size).transpose(1, 2)
         k = k.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
         v = v.view(B, T, self.n_kv_head, self.head_size).transpose(1, 2)
+        if self.qk_norm:  # each head's vectors to root-mean-square 1, before RoPE rotates them (a rotation keeps it)
+            q, k = F.rms_norm(q, (self.head_size,)), F.rms_norm(k, (self.head_size,))
         if rope is not None:
             q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         return q, k, v

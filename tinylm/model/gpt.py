@@ -15,7 +15,10 @@ returns the last position's logits.
 
 Initialisation is GPT-2's: N(0, 0.02) everywhere, zeros for biases, and the projections that
 write into the residual stream scaled by 1/√(2·n_layer) so the stream's variance does not grow
-with depth.
+with depth; with `zero_init_projections` (the modded-nanogpt speedrun) those projections start at zero
+instead, so every block starts as the identity and the untrained model is its embedding and head alone.
+A `logit_softcap` c squashes the logits into (-c, c) with c·tanh(logits / c) (Gemma 2, the speedrun), so no
+logit can run away while the rate is high.
 """
 
 from __future__ import annotations
@@ -83,7 +86,10 @@ class GPT(nn.Module):
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, param in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+                if config.zero_init_projections:
+                    nn.init.zeros_(param)
+                else:
+                    nn.init.normal_(param, mean=0.0, std=residual_std)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -130,7 +136,7 @@ class GPT(nn.Module):
         x, rope = self._embed(idx, torch.arange(T, dtype=torch.long, device=idx.device))
         for block in self.transformer.h:
             x = block(x, rope)
-        logits = self.lm_head(self.transformer.ln_f(x))  # (B, T, vocab)
+        logits = self._cap(self.lm_head(self.transformer.ln_f(x)))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = self.loss_fn(logits, targets, loss_mask)
@@ -152,7 +158,12 @@ class GPT(nn.Module):
             x = block(x, rope, layer_cache)
         kv_cache.advance(idx.size(1))
         x = self.transformer.ln_f(x[:, -1])  # (B, C): only the last position predicts the next token
-        return (head or self.lm_head)(x)  # (B, vocab)
+        return self._cap((head or self.lm_head)(x))  # (B, vocab)
+
+    def _cap(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits through the soft cap, if the config has one."""
+        cap = self.config.logit_softcap
+        return logits if cap is None else cap * torch.tanh(logits / cap)
 
     def flops_per_token(self) -> int:
         """Training FLOPs per token (PaLM's count, as nanoGPT uses it): 6 per weight a token uses for the forward and

@@ -1,7 +1,11 @@
-"""The per-position feed-forward networks: GPT-2's GELU MLP and Llama's SwiGLU.
+"""The per-position feed-forward networks: GPT-2's GELU MLP, Primer's ReLU² MLP and Llama's SwiGLU.
 
 GPT-2's MLP widens each position's vector 4x, applies GELU and projects back:
 c_proj(gelu(c_fc(x))).
+
+ReLU² (So et al., 2021, "Primer", https://arxiv.org/abs/2109.08668) is the same MLP with relu(x)² as the
+activation: as cheap as ReLU, sparse (half the hidden units are exactly 0), and smooth where it is not 0. The
+modded-nanogpt speedrun and nanochat use it; notebook 12 measures it against GELU.
 
 SwiGLU (Shazeer, 2020, "GLU Variants Improve Transformer", https://arxiv.org/abs/2002.05202) lets
 one projection gate another: c_proj(silu(c_gate(x)) * c_fc(x)). The gate decides, channel by channel,
@@ -23,17 +27,26 @@ from torch import nn
 from ..config import GPTConfig
 
 
+class ReLUSquared(nn.Module):
+    """relu(x)²."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
 class MLP(nn.Module):
+    """c_proj(act(c_fc(x))) with GPT-2's tanh GELU, or ReLU² when config.mlp == "relu2"."""
+
     def __init__(self, config: GPTConfig, hidden: int | None = None):
         super().__init__()
         hidden = hidden or config.mlp_hidden_size
         self.c_fc = nn.Linear(config.n_embd, hidden, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")  # GPT-2's GELU
+        self.act = ReLUSquared() if config.mlp == "relu2" else nn.GELU(approximate="tanh")  # GPT-2's GELU
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
 
 
 class SwiGLU(nn.Module):
@@ -52,5 +65,5 @@ class SwiGLU(nn.Module):
 
 
 def feed_forward(config: GPTConfig, hidden: int | None = None) -> nn.Module:
-    """A dense MLP of the config's kind (GELU or SwiGLU), `hidden` wide (default: the config's width)."""
+    """A dense MLP of the config's kind (GELU, ReLU² or SwiGLU), `hidden` wide (default: the config's width)."""
     return SwiGLU(config, hidden) if config.mlp == "swiglu" else MLP(config, hidden)

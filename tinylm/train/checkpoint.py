@@ -190,14 +190,20 @@ def refuse_to_replace_training_run(path: str | Path, option: str = "--out") -> N
                               f"that --resume needs), which writing there would lose; choose another {option}")
 
 
+def _is_torch_optimizer_state(optimizer) -> bool:
+    return (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
+            and isinstance(optimizer.get("param_groups"), list) and bool(optimizer["param_groups"])
+            and all(isinstance(group, dict) and isinstance(group.get("params"), list)
+                    for group in optimizer["param_groups"]))
+
+
 def _training_state_problem(state: dict[str, Any]) -> str | None:
     """What makes a checkpoint's TRAINING_KEYS unusable for a Trainer (None: nothing): the containers and numbers
     Trainer.load_state_dict reads, so that a hand-edited or damaged file fails here and not halfway through."""
     optimizer = state["optimizer"]
-    if not (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
-            and isinstance(optimizer.get("param_groups"), list) and optimizer["param_groups"]
-            and all(isinstance(group, dict) and isinstance(group.get("params"), list)
-                    for group in optimizer["param_groups"])):
+    parts = list(optimizer.values()) if isinstance(optimizer, dict) and set(optimizer) == {"muon", "adamw"} else [
+        optimizer]  # Muon beside AdamW saves each one's state
+    if not all(_is_torch_optimizer_state(part) for part in parts):
         return "its optimizer entry lacks the 'state' and 'param_groups' a torch optimizer saves"
     sampler = state["sampler"]
     if not (isinstance(sampler, dict) and isinstance(sampler.get("generator"), torch.Tensor)):

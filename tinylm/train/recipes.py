@@ -1,7 +1,10 @@
 """The course's tracks: each names its data, how to prepare it, and a recipe per profile.
 
 A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
-recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. The shape gives width, depth,
+recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
+`speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the changes of the modded-nanogpt
+speedrun that won on a laptop (Muon, ...; GPTConfig fields over GPT-2's block, `Speedrun`), measured against the
+default recipe by `python -m tinylm.bench speedrun` and notebook 12. The shape gives width, depth,
 heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE,
 SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the vocabulary from the prepared
 tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
@@ -17,7 +20,7 @@ they do".
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -37,6 +40,19 @@ from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
 from .distributed import World
 
 
+RECIPE_NAMES = ("default", "speedrun")
+
+
+@dataclass(frozen=True)
+class Speedrun:
+    """A speedrun recipe for one profile: the shape, the training settings (Muon, the schedule, ...) and the model
+    changes, GPTConfig fields set over GPT-2's block (ReLU², QK-norm, ...)."""
+
+    shape: ModelShape
+    train: TrainConfig
+    model_options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Track:
     name: str
@@ -46,10 +62,22 @@ class Track:
     vocab_multiple: int = 1  # the embedding is padded to a multiple of this (64 suits GPU matmuls)
     # (data, block_size, batch_size, world, seed) -> a loader; None: random windows of data.train
     make_loader: Callable | None = None
-    hellaswag_examples: dict[str, int] = dataclasses.field(default_factory=dict)  # per profile, at each evaluation
+    hellaswag_examples: dict[str, int] = field(default_factory=dict)  # per profile, at each evaluation
+    speedruns: dict[str, Speedrun] = field(default_factory=dict)  # per profile: the speedrun recipe, where measured
 
     def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
+
+    def speedrun(self, profile: str | None = None) -> Speedrun:
+        """The speedrun recipe for `profile`; a ConfigError names the profiles that have one."""
+        profile = resolve_profile(profile)
+        if not self.speedruns:
+            having = " and ".join(track.name for track in TRACKS.values() if track.speedruns)
+            raise ConfigError(f"{self.name} has no speedrun recipe ({having} have one): drop --recipe speedrun")
+        if profile not in self.speedruns:
+            raise ConfigError(f"the speedrun recipe of {self.name} was measured for the {' and '.join(self.speedruns)} "
+                              f"profiles, not for {profile}: use --profile cpu, or drop --recipe speedrun")
+        return self.speedruns[profile]
 
     def prepare(self, profile: str | None = None) -> PreparedData:
         return self.prepare_data(resolve_profile(profile))
@@ -76,10 +104,14 @@ def architecture_of(config: GPTConfig) -> str | None:
     return None
 
 
-def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None) -> str:
+def default_run_name(track: str, profile: str, arch: str, balancing: str | None = None,
+                     recipe: str = "default") -> str:
     """<track>-<profile> for GPT-2's block (as before there were others), <track>-<arch>[-<balancing>]-<profile>
-    otherwise, so that the runs of an ablation do not overwrite each other."""
+    otherwise, so that the runs of an ablation do not overwrite each other; <track>-speedrun-<profile> for the
+    speedrun recipe."""
     parts = [track]
+    if recipe != "default":
+        parts.append(recipe)
     if arch != "gpt2":
         parts.append(arch)
     if balancing is not None and balancing != ARCHITECTURES[arch].get("balancing"):
@@ -90,9 +122,9 @@ def default_run_name(track: str, profile: str, arch: str, balancing: str | None 
 @dataclass(frozen=True)
 class Recipe:
     """One training run, resolved: the track and profile, the network (`shape` built as `arch`, None meaning gpt2 for
-    a new run and the saved network for a resumed one; the vocabulary is the prepared data's), the training settings
-    with the user's overrides applied, the run folder, and whether to continue the run there (`resume`) or replace
-    it (`overwrite`).
+    a new run and the saved network for a resumed one, with `model_options` set over it; the vocabulary is the
+    prepared data's), the training settings with the user's overrides applied, the run folder, and whether to
+    continue the run there (`resume`) or replace it (`overwrite`).
 
     `overrides` keeps what the user set explicitly, so that a resumed run applies the same options to the saved
     run's own TrainConfig (`apply_overrides`)."""
@@ -107,10 +139,12 @@ class Recipe:
     overrides: tuple[tuple[str, Any], ...] = ()
     resume: bool = False
     overwrite: bool = False
+    model_options: tuple[tuple[str, Any], ...] = ()  # GPTConfig fields over the block family (the speedrun's)
 
     def model_config(self, tokenizer) -> GPTConfig:
-        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
-                                  self.balancing)
+        config = build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
+                                    self.balancing)
+        return dataclasses.replace(config, **dict(self.model_options))
 
     def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
         """`cfg` with this recipe's explicit options; a new peak learning rate scales min_lr by the same factor, so
@@ -126,10 +160,12 @@ class Recipe:
 
 def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
                    out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-                   **overrides) -> Recipe:
+                   recipe: str = "default", **overrides) -> Recipe:
     """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
     family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
     (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
+    `recipe` "speedrun" takes the track's speedrun recipe (its own shape, training settings and model changes over
+    GPT-2's block, so no `arch` or `balancing` with it) instead of the default one.
     `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
     seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
     field or value, resume with overwrite) raises an error here, before anything else happens."""
@@ -137,20 +173,33 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
         raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
     chosen = get_track(track)
     profile = resolve_profile(profile)
-    unknown = sorted(set(overrides) - {field.name for field in dataclasses.fields(TrainConfig)})
+    unknown = sorted(set(overrides) - {option.name for option in dataclasses.fields(TrainConfig)})
     if unknown:
         raise ConfigError(f"TrainConfig has no field(s) {unknown}; known fields: "
-                          f"{sorted(field.name for field in dataclasses.fields(TrainConfig))}")
-    shape, train_cfg = chosen.recipe(profile)
+                          f"{sorted(option.name for option in dataclasses.fields(TrainConfig))}")
+    if recipe not in RECIPE_NAMES:
+        raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
+    model_options: dict[str, Any] = {}
+    if recipe == "speedrun":
+        if arch is not None or balancing is not None:
+            raise ConfigError("the speedrun recipe chooses its own block (GPT-2's with the speedrun's changes): "
+                              "drop --arch and --balancing, or train the default recipe")
+        speedrun = chosen.speedrun(profile)
+        shape, train_cfg, model_options = speedrun.shape, speedrun.train, speedrun.model_options
+    else:
+        shape, train_cfg = chosen.recipe(profile)
     if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
     given = tuple((name, value) for name, value in overrides.items() if value is not None)
-    recipe = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch,
-                    balancing=balancing, overrides=given, resume=resume, overwrite=overwrite,
-                    out=Path(out) if out is not None else runs_dir() / default_run_name(chosen.name, profile,
-                                                                                         arch or "gpt2", balancing))
-    return dataclasses.replace(recipe, train=recipe.apply_overrides(train_cfg))
+    folder = default_run_name(chosen.name, profile, arch or "gpt2", balancing, recipe)
+    resolved = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
+                      overrides=given, resume=resume, overwrite=overwrite, model_options=tuple(model_options.items()),
+                      out=Path(out) if out is not None else runs_dir() / folder)
+    return dataclasses.replace(resolved, train=resolved.apply_overrides(train_cfg))
 
+
+# The speedrun's changes to GPT-2's block that won on a laptop (README, "The laptop speedrun"; notebook 12).
+SPEEDRUN_MODEL: dict[str, Any] = {}
 
 SHAKESPEARE_CHAR = Track(
     name="shakespeare-char",
@@ -171,6 +220,21 @@ SHAKESPEARE_CHAR = Track(
             ModelShape(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
             TrainConfig(batch_size=64, max_steps=5000, warmup_steps=100, learning_rate=1e-3, min_lr=1e-4,
                         beta2=0.99, eval_interval=250, log_interval=10, eval_batch_size=128),
+        ),
+    },
+    speedruns={
+        "smoke": Speedrun(
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=256, optimizer="muon"),
+            SPEEDRUN_MODEL,
+        ),
+        "cpu": Speedrun(
+            ModelShape(block_size=64, n_layer=1, n_head=4, n_embd=128),
+            TrainConfig(batch_size=12, max_steps=6000, warmup_steps=50, learning_rate=6e-3, min_lr=1e-4,
+                        beta1=0.8, beta2=0.99, eval_interval=2000, log_interval=200, eval_batch_size=256,
+                        optimizer="muon"),
+            SPEEDRUN_MODEL,
         ),
     },
 )
@@ -205,6 +269,21 @@ TINYSTORIES = Track(
             TrainConfig(batch_size=32, grad_accum_steps=32, max_steps=40_000, warmup_steps=2000, learning_rate=5e-4,
                         min_lr=5e-5, eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=200,
                         eval_batch_size=64),
+        ),
+    },
+    speedruns={
+        "smoke": Speedrun(
+            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
+            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
+                        eval_interval=0, log_interval=5, eval_batch_size=128, optimizer="muon"),
+            SPEEDRUN_MODEL,
+        ),
+        "cpu": Speedrun(
+            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
+            TrainConfig(batch_size=16, max_steps=5000, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4,
+                        beta2=0.99, eval_interval=400, log_interval=100, sample_interval=800, sample_tokens=80,
+                        eval_batch_size=64, optimizer="muon"),
+            SPEEDRUN_MODEL,
         ),
     },
 )

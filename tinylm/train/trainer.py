@@ -3,7 +3,8 @@
 One optimizer step: draw the step's `grad_accum_steps` micro-batches, count their counted targets (those
 that are not -1), run each forward under autocast, weigh its mean loss by its share of the step's counted
 targets so that the summed gradients are those of the mean over every counted target of the step (what one big
-batch gives), backpropagate, clip the global gradient norm, and step AdamW at the scheduled learning rate.
+batch gives), backpropagate, clip the global gradient norm, and step the optimizer (AdamW, or Muon beside it) at
+the scheduled rate.
 Pretraining windows count every target, so each share is 1/grad_accum_steps; chat batches count only answer
 tokens, which vary from batch to batch, and averaging their means with equal weights would give a short answer's
 tokens more weight (notebook 3's `accumulate` exercise, notebook 9). Under DDP the count is summed across ranks:
@@ -64,7 +65,7 @@ from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_dev
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
 from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
 from .memory import check_training_memory
-from .optim import build_optimizer, learning_rate
+from .optim import build_optimizer, learning_rate, set_learning_rate
 from .progress import remaining_seconds, steps_left
 from .resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
 
@@ -194,8 +195,7 @@ class Trainer:
         self._step_tokens: the input positions the step trained on, over all ranks."""
         cfg = self.cfg
         lr = learning_rate(self.step, cfg, self._time_fraction())
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)  # Muon's groups at their own multiple of it
         total, positions = torch.zeros((), device=self.device), 0
         batches = [self.sampler.next_batch(self.device) for _ in range(self.grad_accum_steps)]
         counts = [self.batch_weight(batch) for batch in batches]  # stays on the device: no host sync

@@ -1,0 +1,130 @@
+"""The speedrun recipes and the race between recipes: `--recipe speedrun` resolves, trains and resumes; the seconds to
+a target are read off the validation curve; `python -m tinylm.bench speedrun` races both recipes and says so."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from helpers import run_cli
+from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, validation_curve
+from tinylm.config import ConfigError
+from tinylm.train.checkpoint import load_checkpoint
+from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
+
+
+@pytest.mark.parametrize("track", ["shakespeare-char", "tinystories"])
+def test_the_speedrun_recipe_is_muon_over_the_default_blocks_shape_with_its_own_changes(track):
+    recipe = resolve_recipe(track, "cpu", recipe="speedrun", seed=3)
+    speedrun = get_track(track).speedrun("cpu")
+    assert recipe.train == dataclasses.replace(speedrun.train, seed=3)
+    assert recipe.train.optimizer == "muon"
+    assert recipe.out.name == f"{track}-speedrun-cpu"
+    assert dict(recipe.model_options) == speedrun.model_options
+    config = recipe.model_config(get_track(track).prepare("smoke").tokenizer)
+    assert all(getattr(config, name) == value for name, value in speedrun.model_options.items())
+    default = resolve_recipe(track, "cpu")
+    assert default.train.optimizer == "adamw" and default.model_options == ()  # the default recipe is unchanged
+
+
+def test_only_the_tracks_and_profiles_that_were_measured_have_a_speedrun():
+    assert {name for name, track in TRACKS.items() if track.speedruns} == set(RACE_DEFAULTS)
+    with pytest.raises(ConfigError, match="measured for the smoke and cpu profiles, not for gpu"):
+        resolve_recipe("shakespeare-char", "gpu", recipe="speedrun")
+    with pytest.raises(ConfigError, match="gpt2-124m has no speedrun recipe"):
+        resolve_recipe("gpt2-124m", "cpu", recipe="speedrun")
+    with pytest.raises(ConfigError, match="drop --arch"):
+        resolve_recipe("shakespeare-char", "cpu", recipe="speedrun", arch="llama")
+    with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
+        resolve_recipe("shakespeare-char", "cpu", recipe="fast")
+    assert default_run_name("tinystories", "cpu", "gpt2", recipe="speedrun") == "tinystories-speedrun-cpu"
+
+
+def test_seconds_to_target_interpolates_between_the_evaluations_around_the_crossing():
+    curve = [(1.0, 3.0), (2.0, 2.5), (4.0, 1.5), (5.0, 1.4)]
+    assert seconds_to_target(curve, 2.0) == pytest.approx(3.0)  # half-way from 2.5 at 2 s to 1.5 at 4 s
+    assert seconds_to_target(curve, 1.5) == pytest.approx(4.0)
+    assert seconds_to_target(curve, 3.5) == 1.0  # already there at the first evaluation
+    assert seconds_to_target(curve, 1.0) is None
+    assert seconds_to_target([(1.0, 2.0), (2.0, 2.5), (3.0, 1.9)], 1.95) == pytest.approx(2.0 + 0.55 / 0.6)
+    records = [{"event": "train", "elapsed": 0.5, "loss": 9.0}, {"event": "eval", "elapsed": 1.0, "val_loss": 3.0},
+               {"event": "final", "elapsed": 2.0, "val_loss": 2.0}]
+    assert validation_curve(records) == [(1.0, 3.0), (2.0, 2.0)]
+
+
+def test_a_race_trains_both_recipes_at_every_seed_in_alternating_order():
+    order = []
+    runs = race("shakespeare-char", "smoke", seeds=[0, 1], seconds=60.0, target=4.0, eval_interval=10,
+                on_run=lambda run, done, total: order.append((run.recipe, run.seed, done, total)))
+    assert order == [("default", 0, 1, 4), ("speedrun", 0, 2, 4), ("speedrun", 1, 3, 4), ("default", 1, 4, 4)]
+    for name, recipe_runs in runs.items():
+        assert [run.seed for run in recipe_runs] == [0, 1]
+        for run in recipe_runs:
+            assert run.steps == 30  # the smoke recipes' steps come long before 60 s
+            assert len(run.curve) == 3 and run.curve[-1][1] == run.val_loss  # steps 10 and 20, then the final one
+            assert run.curve[-1][1] < run.curve[0][1]  # it learned
+            assert run.seconds_to_target == seconds_to_target(run.curve, 4.0)
+    # the same seed gives the same run, up to the rounding of Muon's bfloat16 matrix products: the race is repeatable
+    again = race("shakespeare-char", "smoke", seeds=[1], seconds=60.0, target=4.0, eval_interval=10,
+                 recipes=["speedrun"])
+    assert again["speedrun"][0].val_loss == pytest.approx(runs["speedrun"][1].val_loss, abs=1e-3)
+
+
+def test_train_with_the_speedrun_recipe_saves_its_changes_and_resumes(tmp_path, data_root):
+    out = tmp_path / "run"
+    first = run_cli("tinylm.train", "shakespeare-char", "--recipe", "speedrun", "--profile", "smoke", "--out", out,
+                    "--max-steps", "12", data_dir=data_root)
+    assert first.returncode == 0, first.stderr
+    saved = load_checkpoint(out / "last.pt")
+    speedrun = get_track("shakespeare-char").speedrun("smoke")
+    assert all(saved["model_config"][name] == value for name, value in speedrun.model_options.items())
+    assert saved["train_config"]["optimizer"] == "muon" and set(saved["optimizer"]) == {"muon", "adamw"}
+    resumed = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--resume",
+                      "--max-steps", "20", data_dir=data_root)
+    assert resumed.returncode == 0, resumed.stderr
+    assert load_checkpoint(out / "last.pt")["step"] == 20
+
+
+def test_the_speedrun_bench_prints_both_recipes_and_their_ratio(data_root):
+    result = run_cli("tinylm.bench", "speedrun", "--profile", "smoke", "--seeds", "2", "--seconds", "60",
+                     "--eval-interval", "10", "--target", "4.1", data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "run 4/4" in out and "ETA" in out
+    assert "default  val loss" in out and "speedrun val loss" in out and "(2 seeds)" in out
+    assert "speedrun - default, val loss:" in out
+    assert "nothing was written to disk" in out and "--recipe speedrun" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seconds", "0"], "error: --seconds must be positive, got 0.0"),
+    (["--recipe", "speedrun", "--arch", "llama"], "error: the speedrun recipe chooses its own block"),
+])
+def test_bad_speedrun_options_are_one_line_errors(args, message, data_root):
+    module = "tinylm.bench" if args[0] == "--seconds" else "tinylm.train"
+    first = ["speedrun", "--profile", "smoke"] if module == "tinylm.bench" else ["shakespeare-char", "--profile",
+                                                                                   "smoke"]
+    result = run_cli(module, *first, *args, data_dir=data_root)
+    assert result.returncode == 1
+    assert result.stderr.strip() == result.stderr.strip().splitlines()[0]  # one line, no traceback
+    assert result.stderr.startswith(message)
+
+
+def test_muon_beats_adamw_at_equal_steps_on_shakespeare(data_root, monkeypatch):
+    """Learning happening, and the speedrun's main idea at a size CI affords: the smoke recipe's model and 60 steps,
+    the same seeds, weights and batches; only the optimizer differs, and Muon ends lower at both seeds."""
+    from tinylm.model.gpt import GPT
+    from tinylm.train.trainer import Trainer
+
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(data_root))
+    track = get_track("shakespeare-char")
+    data = track.prepare("smoke")
+    shape, cfg = track.recipe("smoke")
+    for seed in (0, 1):
+        finals = {}
+        for optimizer in ("adamw", "muon"):
+            torch.manual_seed(seed)
+            model = GPT(shape.config(data.tokenizer.vocab_size))
+            run_cfg = dataclasses.replace(cfg, max_steps=60, seed=seed, optimizer=optimizer)
+            finals[optimizer] = Trainer(model, run_cfg, data.train, data.val, device="cpu").fit()["val_loss"]
+        assert finals["muon"] < finals["adamw"] - 0.05, (seed, finals)
