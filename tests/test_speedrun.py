@@ -5,8 +5,8 @@ import dataclasses
 
 import pytest
 import torch
-
 from helpers import run_cli
+
 from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, validation_curve
 from tinylm.config import ConfigError
 from tinylm.train.checkpoint import load_checkpoint

@@ -39,7 +39,6 @@ from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
 from .distributed import World
 
-
 RECIPE_NAMES = ("default", "speedrun")
 
 
