@@ -128,3 +128,42 @@ def test_muon_beats_adamw_at_equal_steps_on_shakespeare(data_root, monkeypatch):
             run_cfg = dataclasses.replace(cfg, max_steps=60, seed=seed, optimizer=optimizer)
             finals[optimizer] = Trainer(model, run_cfg, data.train, data.val, device="cpu").fit()["val_loss"]
         assert finals["muon"] < finals["adamw"] - 0.05, (seed, finals)
+
+
+def test_the_record_keeps_a_change_only_when_every_seed_beats_every_seed_of_the_record(monkeypatch, tiny_config):
+    """try_changes' decisions and the record it builds, with the training replaced by runs of chosen losses."""
+    from tinylm.course import speedrun as course
+    from tinylm.course.ablation import ArmRun
+
+    losses = {"baseline": [2.0, 2.1], "+A": [1.8, 1.9], "+B": [1.7, 1.85], "+C": [1.95, 2.0], "+D": [1.6, 1.7]}
+    tried = []
+
+    def fake_train_arms(arms, seeds, train_config, *args, **kwargs):
+        (arm,) = arms
+        tried.append((arm.name, dataclasses.asdict(arm.config), dict(arm.train_options)))
+        records = lambda loss: [{"event": "eval", "elapsed": 1.0, "val_loss": 3.0},  # noqa: E731
+                                {"event": "final", "elapsed": 2.0, "val_loss": loss}]
+        return {arm.name: [ArmRun(arm.name, seed, loss, 10, 2.0, records(loss), None)
+                           for seed, loss in zip(seeds, losses[arm.name])]}
+
+    monkeypatch.setattr(course, "train_arms", fake_train_arms)
+    changes = [course.Change("+A", "a", model={"qk_norm": True}), course.Change("+B", "b", train={"schedule": "wsd"}),
+               course.Change("+C", "c", model={"mlp": "relu2"}), course.Change("+D", "d", model={"logit_softcap": 9.0})]
+    attempts = course.try_changes(tiny_config(), train_config_for_tests(), changes, [0, 1], None, None, device="cpu")
+    assert [(a.name, a.kept) for a in attempts] == [("baseline", True), ("+A", True), ("+B", False), ("+C", False),
+                                                    ("+D", True)]
+    # each change is tried on top of the record: +C carries +A's field but not the rejected +B's
+    c_model, c_train = tried[3][1], tried[3][2]
+    assert c_model["qk_norm"] and c_model["mlp"] == "relu2" and "schedule" not in c_train
+    assert [c.name for c in course.kept_changes(attempts)] == ["+A", "+D"]
+    table = course.record_table(attempts, target=2.5, budget="2 s")
+    assert "| +B | b | 1.4 ± 0.0 (2 seeds) | 1.775 ± 0.075 (2 seeds) | -0.075 | no |" in table
+    verdicts = course.attempt_verdicts(attempts)
+    assert verdicts[1].startswith("+B on top of (baseline +A): -0.075") and "within the seed spread" in verdicts[1]
+    assert verdicts[2].startswith("+C on top of (baseline +A): +0.125") and "no better" in verdicts[2]
+
+
+def train_config_for_tests():
+    from tinylm.config import TrainConfig
+
+    return TrainConfig(max_steps=10, warmup_steps=1)

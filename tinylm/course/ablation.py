@@ -43,12 +43,14 @@ BALANCING_NAMES = {"none": "no balancing", "aux_loss": "auxiliary loss", "loss_f
 
 @dataclass(frozen=True)
 class Arm:
-    """One arm: its model, and the arm it is measured against (None for the first of the chain)."""
+    """One arm: its model, the arm it is measured against (None for the first of the chain), and the TrainConfig
+    fields it trains with on top of the shared ones (an optimizer or a schedule is a change too)."""
 
     name: str
     change: str
     config: GPTConfig
     baseline: str | None
+    train_options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -91,16 +93,16 @@ def print_run(run: ArmRun) -> None:
 def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainConfig, train_data, val_data, *,
                device: torch.device, tokenizer=None, report: Callable[[ArmRun], None] | None = print_run,
                progress: Callable[[Sequence], Any] | None = None) -> dict[str, list[ArmRun]]:
-    """Train every arm at every seed with `train_config` (its seed replaced, samples off), seeds interleaved across
-    arms; returns each arm's runs in seed order. The seed sets the initial weights (torch.manual_seed before the
-    model is built) and the order of the batches (the Trainer's sampler). Nothing is written to disk. `report` is
-    called after each run; `progress` wraps the list of (seed, arm) pairs, e.g. tqdm."""
+    """Train every arm at every seed with `train_config` (its seed replaced, samples off, the arm's train_options
+    set), seeds interleaved across arms; returns each arm's runs in seed order. The seed sets the initial weights
+    (torch.manual_seed before the model is built) and the order of the batches (the Trainer's sampler). Nothing is
+    written to disk. `report` is called after each run; `progress` wraps the list of (seed, arm) pairs, e.g. tqdm."""
     plan = [(seed, arm) for seed in seeds for arm in arms]
     runs: dict[str, list[ArmRun]] = {arm.name: [] for arm in arms}
     for seed, arm in (progress(plan) if progress else plan):
         records: list[dict[str, Any]] = []
         torch.manual_seed(seed)
-        run_config = dataclasses.replace(train_config, seed=seed, sample_interval=0)
+        run_config = dataclasses.replace(train_config, seed=seed, sample_interval=0, **dict(arm.train_options))
         trainer = Trainer(GPT(arm.config), run_config, train_data, val_data, out_dir=None, tokenizer=tokenizer,
                           device=device, callbacks=[records.append])
         final = trainer.fit()
