@@ -26,6 +26,7 @@ parser.add_argument("--batch-size", type=int, required=True)
 parser.add_argument("--accum", type=int, default=1)
 parser.add_argument("--steps", type=int, default=4)
 parser.add_argument("--dropout", type=float, default=0.0)
+parser.add_argument("--optimizer", default="adamw")
 parser.add_argument("--stop-after", type=int)
 parser.add_argument("--run-dir")
 parser.add_argument("--resume")
@@ -48,7 +49,8 @@ def work(world, held) -> None:
     model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=args.dropout))
     cfg = TrainConfig(batch_size=args.batch_size, grad_accum_steps=args.accum, max_steps=args.steps, warmup_steps=1,
                       learning_rate=3e-3, min_lr=3e-4, eval_interval=3 if args.between_steps else 0, log_interval=100,
-                      eval_batch_size=64, seed=0, dtype="float32", grad_clip=None if args.capture_grads else 1.0)
+                      eval_batch_size=64, seed=0, dtype="float32", grad_clip=None if args.capture_grads else 1.0,
+                      optimizer=args.optimizer)
     evaluators = {}
     if args.interrupt_rank == world.rank and args.between_steps:
 

@@ -78,6 +78,24 @@ def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     assert any(not torch.allclose(first_half[k], straight["result"][k]) for k in first_half), "the resumed half trained"
 
 
+def test_muon_under_ddp_ends_where_one_process_ends_on_the_combined_batch(tmp_path):
+    """Muon beside AdamW under DDP over gloo: every rank orthogonalises the same averaged gradients, so two processes
+    end where one process ends on their combined batch. Not to the last bit: the gradients of one and of two processes
+    differ in their last float digits, and Newton-Schulz in bfloat16 magnifies the weakest directions of a gradient
+    (by ~a⁵ = 490 over five steps), so each matrix's change may differ by a few percent, never by more."""
+    from tinylm.config import GPTConfig
+    from tinylm.model.gpt import GPT
+
+    two = run(tmp_path, "two", 2, "--batch-size", 2, "--steps", 5, "--optimizer", "muon")["result"]
+    one = run(tmp_path, "one", 1, "--batch-size", 4, "--steps", 5, "--optimizer", "muon")["result"]
+    torch.manual_seed(0)  # the worker's initial weights
+    start = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)).state_dict()
+    for name in one:
+        moved = (one[name] - start[name]).norm()
+        assert (two[name] - one[name]).norm() <= 0.05 * moved + 1e-6, name
+    assert (one["transformer.h.0.mlp.c_fc.weight"] - start["transformer.h.0.mlp.c_fc.weight"]).norm() > 0.01
+
+
 def test_each_ranks_dropout_stream_survives_a_resume(tmp_path):
     """Every rank draws its own dropout masks. The checkpoint holds each rank's RNG state, so two processes resuming
     a two-process run end bit-identical to an uninterrupted one. One process resumes it too: rank 0 continues its
