@@ -30,7 +30,7 @@
 # This notebook does all of that on two CPU cores, with Hoffmann et al.'s **approach 2** (IsoFLOP
 # profiles): train five model sizes at each of three compute budgets, find the best size per budget,
 # fit the power laws, compare the exponents with Chinchilla's, and then **predict the loss of a larger
-# budget before running it**. The models are tiny and the data is 2 MiB, so the exponents will not be
+# budget before running it**. The models are tiny and the data is 2 MiB, so the exponents need not be
 # Chinchilla's; working out why is half of the lesson.
 #
 # **What you will learn**
@@ -131,8 +131,9 @@ if SCALE != PROFILE:
 #   transformer of a sweep-sized model, and the head (tied to it) costs most of each token's FLOPs. With
 #   under a hundred characters, both are small.
 # - **The tokens.** A character is about a quarter of a GPT-2 token, so the same text gives about four
-#   times as many training tokens. Small models are hungry: the best ones below see the sample more than
-#   once, and with GPT-2 tokens they would see it four times as often.
+#   times as many training tokens. Small models are hungry: at these budgets the smallest sizes read the
+#   sample several times over (the plan below prints how often), and with GPT-2 tokens they would read it
+#   four times as often.
 #
 # `prepare_tinystories_chars` uses `prepare_tinystories`'s own split of the sample, and ends every story
 # with a blank line.
@@ -386,7 +387,8 @@ plt.show()
 #
 # Compare the printed exponents with Chinchilla's before reading on. A sweep this small differs from
 # Hoffmann et al.'s (budgets from about 6·10¹⁸ to 3·10²¹ FLOPs, sizes from 70M to 16B parameters, far more
-# text than any run reads) in ways that each push the numbers, most of them towards larger models:
+# text than any run reads) in ways that each push the numbers, some towards larger models and some towards
+# smaller ones:
 #
 # - **Repeated data.** The training split is 2 MiB. The epochs column of the minima shows how often the
 #   best models of each budget read it; tokens seen a second or third time are worth less than new ones
@@ -396,20 +398,21 @@ plt.show()
 # - **Short runs.** The largest sizes at the smallest budget take a few hundred steps, early in training,
 #   where the loss depends on the step count as much as on the size: the right side of each valley is
 #   partly a statement about steps.
-# - **One learning rate.** Every size trains at the same peak rate, picked for the sweep's middle. Wider
+# - **One learning rate.** Every size trains at the same peak rate, picked in short probes. Wider
 #   models usually want a smaller one (the idea behind μP), so the rate favours some sizes over others, and
 #   a sweep that tuned it per size would move the vertices.
 # - **The family's shape.** All sizes have two layers, so the large ones are wide and shallow. Kaplan et
-#   al. found the shape matters little over a wide range at their scale; at this scale a third layer changes
-#   how a model learns by more than a seed does, so another family would find other optima.
+#   al. found the shape matters little over a wide range at their scale; at this scale depth changes what a
+#   model can learn at all (one layer cannot form an induction head), so another family could find other
+#   optima.
 # - **Tokens per parameter.** A character carries about a quarter of what a GPT-2 token does, so the
 #   optimum's tokens per parameter are not comparable with Chinchilla's 20 tokens per parameter; and `6N`
 #   undercounts the real FLOPs of the narrowest models (the table at the top), which makes small models look
 #   cheaper than they are.
-# - **Few budgets, one seed.** Three budgets a factor of 2 apart span a factor of 4 in compute; Hoffmann
-#   et al. span several hundred. One degree of freedom leaves the standard error unreliable, and one seed
-#   per run leaves each vertex with the noise of a single run (the bootstrap measures that noise from the
-#   runs' scatter about their parabolas). Hoffmann et al.'s own approaches gave `a` from 0.46 to 0.50;
+# - **Few budgets, one seed.** Budgets a factor of 2 apart span little compute (the cpu profile's three: a
+#   factor of 4); Hoffmann et al.'s span about 500. With three budgets the standard error rests on one
+#   degree of freedom, and one seed per run leaves each vertex with the noise of a single run (the
+#   bootstrap measures that noise from the runs' scatter about their parabolas). Hoffmann et al.'s own approaches gave `a` from 0.46 to 0.50;
 #   [Besiroglu et al. (2024)](https://arxiv.org/abs/2404.10102) refitted their approach 3 from the
 #   paper's figure and found its published intervals far too narrow: even at scale, these exponents are
 #   harder to pin down than a single number suggests.
@@ -424,8 +427,8 @@ plt.show()
 # law for ever, since no amount of compute takes the loss below the entropy of the text (and, here, below
 # what repeating 2 MiB allows). So the loss law has a floor, as Hoffmann et al.'s does:
 # `L_opt(C) = E + A·C^(−α)` (`fit_loss_law`: the floor `E` on a grid, a line in log-log space through the
-# rest). Three budgets, three parameters: the curve passes through all three minima, and the bootstrap
-# supplies its uncertainty. The size to train is the ladder's size nearest to the predicted `N_opt`; its
+# rest). With three budgets and three parameters the curve passes through all three minima, and the
+# bootstrap supplies its uncertainty. The size to train is the ladder's size nearest to the predicted `N_opt`; its
 # predicted loss adds what the profiles' mean curvature charges for the distance.
 
 # %%
@@ -466,10 +469,10 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# A prediction within a couple of percent one doubling out says the laws describe these runs; it does not
-# say they hold ten doublings out, where repeated data would weigh more with every doubling and the floor
-# would matter more. Labs extrapolate by factors of a thousand from sweeps of hundreds of runs, and even
-# they check with intermediate runs.
+# However close it came, one doubling is a short extrapolation: it does not say the laws hold ten doublings
+# out, where repeated data would weigh more with every doubling and the floor would matter more. Labs
+# extrapolate by factors of a thousand from sweeps of hundreds of runs, and even they check with
+# intermediate runs.
 #
 # ## Closing note
 #

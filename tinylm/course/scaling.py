@@ -137,12 +137,12 @@ def run_sweep(sizes: Sequence[ModelSize], budgets: Sequence[float], template: Tr
     plan = [(budget, size) for budget in budgets for size in sizes]
     total = sum(budget for budget, _ in plan)
     runs = []
-    with tqdm(total=total / 1e12, unit="TFLOP", desc="IsoFLOP sweep", disable=not show_progress,
-              bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} TFLOP [{elapsed}<{remaining}{postfix}]") as bar:
+    with tqdm(total=total / 1e9, desc="IsoFLOP sweep", disable=not show_progress,
+              bar_format="{l_bar}{bar}| {n:,.0f}/{total:,.0f} GFLOP [{elapsed}<{remaining}{postfix}]") as bar:
         for budget, size in plan:
             bar.set_postfix_str(f"C={budget:.1e}, {size.name}")
             runs.append(train_size(size, budget, template, train_data, val_data, device=device, seed=seed))
-            bar.update(budget / 1e12)
+            bar.update(budget / 1e9)
     return runs
 
 
