@@ -49,8 +49,8 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (too small to show a minimum: the fits run on bounds) and the prediction run | ~25 s (measured on a busy shared machine) |
-# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction run at twice the largest budget | see the closing note (measured) |
+# | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (too small to show a minimum: the fits run on bounds) and the prediction run | ~16 s (measured under pytest on a busy shared machine) |
+# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction run at twice the largest budget | 245 s (measured with one thread while another job held the second core; the sweep took 207 s) |
 #
 # On a GPU (`gpu` profile) the notebook runs the cpu profile's sweep by default (`FULL_RECIPE = False`);
 # `FULL_RECIPE = True` runs 4 larger budgets × 6 sizes on the first 300,000 stories of the full TinyStories
