@@ -42,10 +42,10 @@ CHINCHILLA_APPROACH_2 = {"a": 0.49, "b": 0.51}
 KAPLAN_2020 = {"a": 0.73, "b": 0.27}
 
 # (n_layer, n_embd): two layers and a width from 16 to 128, about 6.6 thousand to 400 thousand non-embedding
-# parameters. One depth for every size, so that the sizes differ in one way only: at these sizes a third layer
-# changes how fast a model learns by more than the seed does, in either direction, and a family that mixed depths
-# would draw that into its IsoFLOP profiles. Two layers, not one: a single layer cannot form the two-step circuits
-# (induction heads) that copy from earlier in the context.
+# parameters. One depth for every size, so that the sizes differ in one way only: in the probes behind notebook 13
+# a third layer moved the loss by more than a change of seed did, in either direction depending on the budget, and
+# a family that mixed depths would draw that into its IsoFLOP profiles. Two layers, not one: a single layer cannot
+# form the two-step circuits (induction heads) that copy from earlier in the context.
 LADDER: tuple[tuple[int, int], ...] = tuple((2, width) for width in (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128))
 HEAD_SIZE = 8  # channels per attention head, the same for every size: width changes the number of heads
 
