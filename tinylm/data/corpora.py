@@ -15,6 +15,7 @@ pitfalls of worker processes.
 `prepare_trimmed` turns a GPT-2-tokenized dataset into one with a trimmed vocabulary (only the GPT-2
 tokens its training split uses; tinylm.tokenizers.gpt2.TrimmedBPETokenizer) in a folder of its own, once:
 the cpu and smoke TinyStories runs and `python -m tinylm.prepare tinystories` share it.
+`prepare_tinystories_chars` writes the same stories, split the same way, as characters (notebook 13's scaling sweep).
 """
 
 from __future__ import annotations
@@ -154,12 +155,7 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
         return _load(folder, meta, command)
 
-    if source == "sample":
-        stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
-        n_val = max(1, int(len(stories) * val_fraction))
-        splits = {"train": stories[:-n_val][:max_train_stories], "val": stories[-n_val:]}
-    else:
-        splits = _load_hf_tinystories(max_train_stories)
+    splits = _tinystories_splits(folder, source, val_fraction, max_train_stories)
     start = time.perf_counter()  # the tokenizer stage only: downloading and loading the text are not timed
     counts = {}
     for name, stories in splits.items():
@@ -171,6 +167,62 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
             "tokens_per_s": round((counts["train_tokens"] + counts["val_tokens"]) / seconds)}
     write_meta(folder, meta)
     return _load(folder, meta, command)
+
+
+# A blank line ends each story in the character files: stories hold single newlines between paragraphs and almost
+# never two, and one more character per story than the text has costs the model almost nothing to predict.
+STORY_END = "\n\n"
+
+
+def prepare_tinystories_chars(folder: Path | None = None, source: str | None = None, val_fraction: float = 0.05,
+                              max_train_stories: int | None = None) -> PreparedData:
+    """TinyStories as characters: the stories and held-out stories of `prepare_tinystories` with the same arguments,
+    each followed by STORY_END, one id per distinct character (CharTokenizer). The character set is taken from both
+    splits, as notebook 1 takes Shakespeare's from the whole text: no held-out story then meets an unknown
+    character, and which characters exist tells the model nothing it could learn from. Written once to `folder`
+    (default: the GPT-2 folder's name + "_chars").
+
+    Notebook 13 sweeps model sizes on it: about four times as many tokens as GPT-2's BPE makes of the same text, and
+    a vocabulary of under a hundred, so the embedding is a negligible share of even a tiny model."""
+    source = tinystories_source(source)
+    if folder is None:
+        gpt2_folder = default_folder("tinystories", source)
+        first = f"_first{max_train_stories}" if max_train_stories is not None else ""
+        folder = gpt2_folder.with_name(f"{gpt2_folder.name}_chars{first}")
+    folder = Path(folder)
+    wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
+              "val_fraction": val_fraction, "max_train_stories": max_train_stories, "story_end": STORY_END}
+    command = "tinylm.data.corpora.prepare_tinystories_chars() (notebook 13)"
+    meta = read_meta(folder)
+    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
+        return _load(folder, meta, command)
+    splits = {name: [story.strip() + STORY_END for story in stories]
+              for name, stories in _tinystories_splits(folder, source, val_fraction, max_train_stories).items()}
+    characters = set()
+    for stories in splits.values():
+        for story in stories:
+            characters.update(story)
+    tokenizer = CharTokenizer(sorted(characters))
+    counts = {}
+    for name, stories in splits.items():
+        with TokenFileWriter(folder / f"{name}.bin") as out:
+            for chunk in batched(stories, 2048):
+                out.append(np.array(tokenizer.encode("".join(chunk)), dtype=np.int64))
+        counts[f"{name}_tokens"], counts[f"{name}_stories"] = out.count, len(stories)
+    meta = {**wanted, "tokenizer": tokenizer.to_dict(), **counts}
+    write_meta(folder, meta)
+    return _load(folder, meta, command)
+
+
+def _tinystories_splits(folder: Path, source: str, val_fraction: float,
+                        max_train_stories: int | None) -> dict[str, Iterable[str]]:
+    """The stories of each split: the sample's last `val_fraction` held out (its text fetched into `folder`), or
+    Hugging Face's train and validation splits. Every TinyStories format (GPT-2 ids, characters) splits here."""
+    if source == "hf":
+        return _load_hf_tinystories(max_train_stories)
+    stories = split_stories(fetch(TINYSTORIES_SAMPLE, folder / "sample.txt").read_text(encoding="utf-8"))
+    n_val = max(1, int(len(stories) * val_fraction))
+    return {"train": stories[:-n_val][:max_train_stories], "val": stories[-n_val:]}
 
 
 def _load_hf_tinystories(max_train_stories: int | None = None) -> dict[str, Iterable[str]]:
