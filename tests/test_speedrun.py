@@ -14,7 +14,7 @@ from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_re
 
 
 @pytest.mark.parametrize("track", ["shakespeare-char", "tinystories"])
-def test_the_speedrun_recipe_is_muon_over_the_default_blocks_shape_with_its_own_changes(track):
+def test_the_speedrun_recipe_trains_with_muon_and_its_own_shape_and_changes(track):
     recipe = resolve_recipe(track, "cpu", recipe="speedrun", seed=3)
     speedrun = get_track(track).speedrun("cpu")
     assert recipe.train == dataclasses.replace(speedrun.train, seed=3)
