@@ -28,10 +28,10 @@ runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> oth
 named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
 
 --recipe speedrun trains the track's speedrun recipe instead (cpu and smoke profiles of shakespeare-char and
-tinystories): GPT-2's block with the modded-nanogpt changes that won on a laptop, Muon for the blocks' matrices,
-into runs/<track>-speedrun-<profile>. `python -m tinylm.bench speedrun` races it against the default recipe.
---optimizer muon trains any recipe's block matrices with Muon (at TrainConfig.muon_learning_rate) and the rest
-with AdamW.
+tinystories): the default recipe with what won the laptop speedrun's measurements, Muon for the blocks' matrices
+(and for shakespeare-char a second block), into runs/<track>-speedrun-<profile>. `python -m tinylm.bench speedrun`
+races it against the default recipe. --optimizer muon trains any recipe's block matrices with Muon (at
+TrainConfig.muon_learning_rate) and the rest with AdamW.
 
 --learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
 factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
@@ -68,7 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.train shakespeare-char --recipe speedrun --profile cpu"))
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
     parser.add_argument("--recipe", choices=RECIPE_NAMES, default="default", help="the track's default recipe, or "
-                        "its speedrun recipe (Muon and the modded-nanogpt changes; cpu and smoke profiles)")
+                        "its speedrun recipe (Muon for the blocks' matrices; cpu and smoke profiles)")
     parser.add_argument("--profile", choices=PROFILES,
                         help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
     parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, "

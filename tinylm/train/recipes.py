@@ -2,12 +2,12 @@
 
 A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
 recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
-`speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the changes of the modded-nanogpt
-speedrun that won on a laptop (Muon, ...; GPTConfig fields over GPT-2's block, `Speedrun`), measured against the
-default recipe by `python -m tinylm.bench speedrun` and notebook 12. The shape gives width, depth,
-heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE,
-SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the vocabulary from the prepared
-tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
+`speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
+laptop speedrun's measurements (`Speedrun`: Muon for the blocks' matrices, for shakespeare-char a second block; none
+of the modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench speedrun`. The
+shape gives width, depth, heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`:
+`llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the
+vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
 
 `resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
