@@ -45,7 +45,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; the record table with 9 attempts × 2 seeds of 20 steps of a tiny model | ~40 s (estimated) |
-# | `cpu` (2-core laptop) | the record table: 9 attempts × 2 seeds × 25 s of training on Shakespeare | ~8 minutes (README has the measured time) |
+# | `cpu` (2-core laptop) | the record table: 9 attempts × 2 seeds × 25 s of training on Shakespeare | just under 10 minutes (README has the measured time) |
 #
 # On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
 # `FULL_RECIPE = True` (see [Running on a GPU](../README.md#running-on-a-gpu)). `python -m tinylm.bench
