@@ -13,18 +13,15 @@ from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
 
 
-@pytest.mark.parametrize("track", ["shakespeare-char", "tinystories"])
-def test_the_speedrun_recipe_trains_with_muon_and_its_own_shape_and_changes(track):
+@pytest.mark.parametrize("track, shape_changes", [("shakespeare-char", {"n_layer": 2}), ("tinystories", {})])
+def test_the_speedrun_recipe_is_the_default_one_with_muon_and_its_shape_changes(track, shape_changes):
     recipe = resolve_recipe(track, "cpu", recipe="speedrun", seed=3)
-    speedrun = get_track(track).speedrun("cpu")
-    assert recipe.train == dataclasses.replace(speedrun.train, seed=3)
-    assert recipe.train.optimizer == "muon"
+    shape, train = get_track(track).recipe("cpu")
+    assert recipe.train == dataclasses.replace(train, optimizer="muon", seed=3)
+    assert recipe.shape == dataclasses.replace(shape, **shape_changes)
     assert recipe.out.name == f"{track}-speedrun-cpu"
-    assert dict(recipe.model_options) == speedrun.model_options
-    config = recipe.model_config(get_track(track).prepare("smoke").tokenizer)
-    assert all(getattr(config, name) == value for name, value in speedrun.model_options.items())
     default = resolve_recipe(track, "cpu")
-    assert default.train.optimizer == "adamw" and default.model_options == ()  # the default recipe is unchanged
+    assert default.train.optimizer == "adamw" and default.shape == shape  # the default recipe is unchanged
 
 
 def test_only_the_tracks_and_profiles_that_were_measured_have_a_speedrun():
@@ -76,8 +73,7 @@ def test_train_with_the_speedrun_recipe_saves_its_changes_and_resumes(tmp_path, 
                     "--max-steps", "12", data_dir=data_root)
     assert first.returncode == 0, first.stderr
     saved = load_checkpoint(out / "last.pt")
-    speedrun = get_track("shakespeare-char").speedrun("smoke")
-    assert all(saved["model_config"][name] == value for name, value in speedrun.model_options.items())
+    assert saved["model_config"]["n_layer"] == get_track("shakespeare-char").speedrun("smoke")[0].n_layer
     assert saved["train_config"]["optimizer"] == "muon" and set(saved["optimizer"]) == {"muon", "adamw"}
     resumed = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--resume",
                       "--max-steps", "20", data_dir=data_root)
@@ -96,15 +92,16 @@ def test_the_speedrun_bench_prints_both_recipes_and_their_ratio(data_root):
     assert "nothing was written to disk" in out and "--recipe speedrun" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--seconds", "0"], "error: --seconds must be positive, got 0.0"),
-    (["--recipe", "speedrun", "--arch", "llama"], "error: the speedrun recipe chooses its own block"),
+@pytest.mark.parametrize("module, args, message", [
+    ("tinylm.bench", ["speedrun", "--profile", "smoke", "--seconds", "0"],
+     "error: --seconds must be positive, got 0.0"),
+    ("tinylm.train", ["shakespeare-char", "--profile", "smoke", "--recipe", "speedrun", "--arch", "llama"],
+     "error: the speedrun recipe chooses its own block"),
+    ("tinylm.train", ["gpt2-124m", "--profile", "smoke", "--recipe", "speedrun"],
+     "error: gpt2-124m has no speedrun recipe"),
 ])
-def test_bad_speedrun_options_are_one_line_errors(args, message, data_root):
-    module = "tinylm.bench" if args[0] == "--seconds" else "tinylm.train"
-    first = ["speedrun", "--profile", "smoke"] if module == "tinylm.bench" else ["shakespeare-char", "--profile",
-                                                                                   "smoke"]
-    result = run_cli(module, *first, *args, data_dir=data_root)
+def test_bad_speedrun_options_are_one_line_errors(module, args, message, data_root):
+    result = run_cli(module, *args, data_dir=data_root)
     assert result.returncode == 1
     assert result.stderr.strip() == result.stderr.strip().splitlines()[0]  # one line, no traceback
     assert result.stderr.startswith(message)

@@ -110,8 +110,7 @@ class GRPOTrainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), recipe.grad_clip)
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        loss, clip, kl = self._sum([result.loss.item() * tokens, result.clip_fraction * tokens,
-                                         result.kl * tokens])
+        loss, clip, kl = self._sum([result.loss.item() * tokens, result.clip_fraction * tokens, result.kl * tokens])
         if not math.isfinite(loss):
             raise TrainingDiverged(f"the GRPO loss became {loss} at step {self.step}; the last good checkpoint is "
                                    f"kept: start again at a lower learning rate than {recipe.learning_rate:g}")

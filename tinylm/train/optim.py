@@ -57,8 +57,7 @@ class MuonWithAdamW:
     def param_groups(self) -> list[dict]:
         return self.muon.param_groups + self.adamw.param_groups  # loading a state replaces the group dicts
 
-    @torch.no_grad()
-    def step(self, closure=None):
+    def step(self) -> None:
         self.muon.step()
         self.adamw.step()
 

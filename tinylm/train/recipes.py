@@ -3,11 +3,12 @@
 A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
 recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
 `speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
-laptop speedrun's measurements (`Speedrun`: Muon for the blocks' matrices, for shakespeare-char a second block; none
-of the modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench speedrun`. The
-shape gives width, depth, heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`:
-`llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the
-vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
+laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, for shakespeare-char a second
+block; none of the modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench
+speedrun`. The shape gives width, depth, heads and context; the block family comes from `--arch`
+(`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a
+mixture of experts) and the vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple`
+(`build_model_config`).
 
 `resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
@@ -43,16 +44,6 @@ RECIPE_NAMES = ("default", "speedrun")
 
 
 @dataclass(frozen=True)
-class Speedrun:
-    """A speedrun recipe for one profile: the shape, the training settings (Muon, the schedule, ...) and the model
-    changes, GPTConfig fields set over GPT-2's block (ReLU², QK-norm, ...)."""
-
-    shape: ModelShape
-    train: TrainConfig
-    model_options: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Track:
     name: str
     prepare_data: Callable[[str], PreparedData]  # profile -> prepared data
@@ -62,13 +53,16 @@ class Track:
     # (data, block_size, batch_size, world, seed) -> a loader; None: random windows of data.train
     make_loader: Callable | None = None
     hellaswag_examples: dict[str, int] = field(default_factory=dict)  # per profile, at each evaluation
-    speedruns: dict[str, Speedrun] = field(default_factory=dict)  # per profile: the speedrun recipe, where measured
+    # Per profile where it was measured: the speedrun recipe is the default one trained with Muon, with these
+    # ModelShape fields changed.
+    speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
 
-    def speedrun(self, profile: str | None = None) -> Speedrun:
-        """The speedrun recipe for `profile`; a ConfigError names the profiles that have one."""
+    def speedrun(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
+        """The speedrun recipe for `profile`: the default recipe with Muon and its `speedruns` shape changes; a
+        ConfigError names the profiles that have one."""
         profile = resolve_profile(profile)
         if not self.speedruns:
             having = " and ".join(track.name for track in TRACKS.values() if track.speedruns)
@@ -76,7 +70,8 @@ class Track:
         if profile not in self.speedruns:
             raise ConfigError(f"the speedrun recipe of {self.name} was measured for the {' and '.join(self.speedruns)} "
                               f"profiles, not for {profile}: use --profile cpu, or drop --recipe speedrun")
-        return self.speedruns[profile]
+        shape, train = self.recipes[profile]
+        return dataclasses.replace(shape, **self.speedruns[profile]), dataclasses.replace(train, optimizer="muon")
 
     def prepare(self, profile: str | None = None) -> PreparedData:
         return self.prepare_data(resolve_profile(profile))
@@ -121,9 +116,9 @@ def default_run_name(track: str, profile: str, arch: str, balancing: str | None 
 @dataclass(frozen=True)
 class Recipe:
     """One training run, resolved: the track and profile, the network (`shape` built as `arch`, None meaning gpt2 for
-    a new run and the saved network for a resumed one, with `model_options` set over it; the vocabulary is the
-    prepared data's), the training settings with the user's overrides applied, the run folder, and whether to
-    continue the run there (`resume`) or replace it (`overwrite`).
+    a new run and the saved network for a resumed one; the vocabulary is the prepared data's), the training settings
+    with the user's overrides applied, the run folder, and whether to continue the run there (`resume`) or replace
+    it (`overwrite`).
 
     `overrides` keeps what the user set explicitly, so that a resumed run applies the same options to the saved
     run's own TrainConfig (`apply_overrides`)."""
@@ -138,12 +133,10 @@ class Recipe:
     overrides: tuple[tuple[str, Any], ...] = ()
     resume: bool = False
     overwrite: bool = False
-    model_options: tuple[tuple[str, Any], ...] = ()  # GPTConfig fields over the block family (the speedrun's)
 
     def model_config(self, tokenizer) -> GPTConfig:
-        config = build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
-                                    self.balancing)
-        return dataclasses.replace(config, **dict(self.model_options))
+        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
+                                  self.balancing)
 
     def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
         """`cfg` with this recipe's explicit options; a new peak learning rate scales min_lr by the same factor, so
@@ -163,8 +156,8 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
     """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
     family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
     (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
-    `recipe` "speedrun" takes the track's speedrun recipe (its own shape, training settings and model changes over
-    GPT-2's block, so no `arch` or `balancing` with it) instead of the default one.
+    `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block trained with Muon, so no `arch` or
+    `balancing` with it) instead of the default one.
     `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
     seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
     field or value, resume with overwrite) raises an error here, before anything else happens."""
@@ -178,13 +171,11 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
                           f"{sorted(option.name for option in dataclasses.fields(TrainConfig))}")
     if recipe not in RECIPE_NAMES:
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
-    model_options: dict[str, Any] = {}
     if recipe == "speedrun":
         if arch is not None or balancing is not None:
-            raise ConfigError("the speedrun recipe chooses its own block (GPT-2's with the speedrun's changes): "
+            raise ConfigError("the speedrun recipe chooses its own block (GPT-2's, trained with Muon): "
                               "drop --arch and --balancing, or train the default recipe")
-        speedrun = chosen.speedrun(profile)
-        shape, train_cfg, model_options = speedrun.shape, speedrun.train, speedrun.model_options
+        shape, train_cfg = chosen.speedrun(profile)
     else:
         shape, train_cfg = chosen.recipe(profile)
     if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
@@ -192,7 +183,7 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
     given = tuple((name, value) for name, value in overrides.items() if value is not None)
     folder = default_run_name(chosen.name, profile, arch or "gpt2", balancing, recipe)
     resolved = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
-                      overrides=given, resume=resume, overwrite=overwrite, model_options=tuple(model_options.items()),
+                      overrides=given, resume=resume, overwrite=overwrite,
                       out=Path(out) if out is not None else runs_dir() / folder)
     return dataclasses.replace(resolved, train=resolved.apply_overrides(train_cfg))
 
@@ -218,22 +209,10 @@ SHAKESPEARE_CHAR = Track(
                         beta2=0.99, eval_interval=250, log_interval=10, eval_batch_size=128),
         ),
     },
-    speedruns={
-        "smoke": Speedrun(
-            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
-            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
-                        eval_interval=0, log_interval=5, eval_batch_size=256, optimizer="muon"),
-        ),
-        # The default cpu recipe with Muon, and a second block: with AdamW a second block barely helps per step and
-        # halves the steps per second, with Muon it trains far better per step and wins at 70 s. None of the
-        # model changes beat it (README, "The laptop speedrun").
-        "cpu": Speedrun(
-            ModelShape(block_size=64, n_layer=2, n_head=4, n_embd=128),
-            TrainConfig(batch_size=12, max_steps=6000, warmup_steps=50, learning_rate=6e-3, min_lr=1e-4,
-                        beta1=0.8, beta2=0.99, eval_interval=2000, log_interval=200, eval_batch_size=256,
-                        optimizer="muon"),
-        ),
-    },
+    # Muon, and a second block: with AdamW a second block barely helps per step and halves the steps per second;
+    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it (README, "The
+    # laptop speedrun").
+    speedruns={"smoke": {}, "cpu": {"n_layer": 2}},
 )
 
 
@@ -268,21 +247,9 @@ TINYSTORIES = Track(
                         eval_batch_size=64),
         ),
     },
-    speedruns={
-        "smoke": Speedrun(
-            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
-            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
-                        eval_interval=0, log_interval=5, eval_batch_size=128, optimizer="muon"),
-        ),
-        # The default cpu recipe with Muon: at equal steps it ends far lower, and its Newton-Schulz steps are a few
-        # percent of a step of this model (README, "The laptop speedrun").
-        "cpu": Speedrun(
-            ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
-            TrainConfig(batch_size=16, max_steps=5000, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4,
-                        beta2=0.99, eval_interval=400, log_interval=100, sample_interval=800, sample_tokens=80,
-                        eval_batch_size=64, optimizer="muon"),
-        ),
-    },
+    # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW (README, "The
+    # laptop speedrun").
+    speedruns={"smoke": {}, "cpu": {}},
 )
 
 SMALL_RUN_DOCUMENTS = 120  # smoke and cpu online: the stream's first documents, the offline sample's size
