@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from tinylm.data.corpora import TINYSTORIES_SAMPLE, split_stories, tokenize_stories
-from tinylm.data.download import fetch
 from tinylm.data.fineweb import _sample_texts, encode_documents
 from tinylm.data.tokens import TokenFileWriter
+from tinylm.download import fetch
 from tinylm.tokenizers.gpt2 import BPETokenizer
 
 

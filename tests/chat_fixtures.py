@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from tinylm.chat.template import DEFAULT_SYSTEM_PROMPT, ROLES
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
+from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 from tinylm.train.checkpoint import save_checkpoint
 
@@ -39,7 +39,7 @@ def save_tiny_chat_checkpoint(path: Path, block_size: int = 64, tokenizer=None) 
 
 @contextmanager
 def serving(server):
-    """Run a tinylm.chat.server.ChatServer in a thread for the length of a with block."""
+    """Run a tinylm.serve.server.ChatServer in a thread for the length of a with block."""
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

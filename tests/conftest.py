@@ -123,7 +123,7 @@ def sentencepiece_model(tmp_path_factory):
     """A 400-piece BPE SentencePiece model file of 200 kB of Shakespeare, trained the way Llama's was: byte
     fallback (no text is unknown), digits split, whitespace kept as written; <unk> 0, BOS 1, EOS 2."""
     spm = pytest.importorskip("sentencepiece")
-    from tinylm.data.mirror import mirror_dir
+    from tinylm.download import mirror_dir
 
     folder = tmp_path_factory.mktemp("sentencepiece")
     text = folder / "shakespeare.txt"

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from tinylm.config import GPTConfig, TrainConfig
+from tinylm.distributed import run_in_world
 from tinylm.model.gpt import GPT
-from tinylm.train.distributed import run_in_world
 from tinylm.train.trainer import Trainer
 
 parser = argparse.ArgumentParser()

@@ -13,12 +13,12 @@ import dataclasses
 import torch
 
 from tinylm.config import GPTConfig
+from tinylm.distributed import World, gather_to_main, run_in_world
 from tinylm.model.gpt import GPT
-from tinylm.rl.base import task_tokenizer
-from tinylm.rl.recipes import RL_RECIPES
-from tinylm.rl.tasks import get_task, held_out_problems
-from tinylm.rl.trainer import GRPOTrainer
-from tinylm.train.distributed import World, gather_to_main, run_in_world
+from tinylm.posttrain.grpo_recipes import RL_RECIPES
+from tinylm.posttrain.grpo_trainer import GRPOTrainer
+from tinylm.posttrain.task_base import task_tokenizer
+from tinylm.posttrain.tasks import get_task, held_out_problems
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--out", required=True)

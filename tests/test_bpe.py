@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from tinylm.data.corpora import TINY_SHAKESPEARE, TINYSTORIES_SAMPLE
-from tinylm.data.download import fetch
+from tinylm.download import fetch
 from tinylm.tokenizers.bpe import GPT2BPE, bpe_decode, bytes_to_unicode, pretokenize, train_bpe, train_bpe_incremental
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 

@@ -12,9 +12,9 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tests.helpers import REPO
-from tinylm.chat.session import ChatSession, ContextOverflow
-from tinylm.chat.template import ChatFormatError, ChatTemplate
 from tinylm.generate.decode import generate_batch
+from tinylm.serve.session import ChatSession, ContextOverflow
+from tinylm.tokenizers.chat_template import ChatFormatError, ChatTemplate
 from tinylm.tokenizers.gpt2 import BPETokenizer
 
 

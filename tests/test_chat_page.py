@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.chat_fixtures import serving, tiny_chat_model
-from tinylm.chat.server import ChatServer
-from tinylm.chat.session import ChatSession
+from tinylm.serve.server import ChatServer
+from tinylm.serve.session import ChatSession
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),

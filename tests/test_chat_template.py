@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tinylm.chat.template import ChatFormatError, ChatTemplate, chat_token_ids
-from tinylm.chat.vocab import add_chat_tokens, with_chat_tokens
+from tinylm.posttrain.vocab import add_chat_tokens, with_chat_tokens
 from tinylm.tokenizers.char import CharTokenizer
+from tinylm.tokenizers.chat_template import ChatFormatError, ChatTemplate, chat_token_ids
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 from tinylm.tokenizers.saved import tokenizer_from_dict
 

@@ -18,10 +18,10 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO, run_cli
-from tinylm.chat.lora import LoRAOptions, read_adapters
-from tinylm.chat.preference import dpo
-from tinylm.chat.template import chat_token_ids
 from tinylm.cli.dpo import cli
+from tinylm.model.lora import LoRAOptions, read_adapters
+from tinylm.posttrain.dpo_run import dpo
+from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from tinylm.train.checkpoint import load_checkpoint, load_model
 

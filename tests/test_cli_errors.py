@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import torch
 
 from tests.helpers import REPO
 from tinylm.cli.errors import run_cli
+from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 
 OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -172,21 +172,36 @@ def test_an_unanticipated_error_keeps_its_traceback():
         raise RuntimeError("a bug")
 
     def bad_input(argv):
-        raise ValueError(f"--flag {argv[0]} is out of range; use 1 to 3")
+        raise InputError(f"--flag {argv[0]} is out of range; use 1 to 3")
+
+    def foreign_value_error(argv):  # a ValueError tinylm did not raise on purpose is a bug too
+        return int("seven")
 
     with pytest.raises(RuntimeError, match="a bug"):
         run_cli(buggy)
+    with pytest.raises(ValueError, match="invalid literal"):
+        run_cli(foreign_value_error)
     with pytest.raises(SystemExit) as exit_info:
         run_cli(bad_input, ["7"])
     assert exit_info.value.code == "error: --flag 7 is out of range; use 1 to 3"
 
 
 def test_ctrl_c_while_a_command_is_still_starting_ends_in_one_line():
-    """Loading torch takes a second or more; a Ctrl-C then used to end in a KeyboardInterrupt traceback."""
-    process = subprocess.Popen([sys.executable, "-m", "tinylm.train", "--help"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    time.sleep(0.25)  # the interpreter is up and still importing torch
+    """Loading torch takes a second or more; a Ctrl-C then used to end in a KeyboardInterrupt traceback.
+
+    The child gets SIGINT's default disposition whatever this process inherited (a shell without job control
+    starts background jobs with it ignored, and Python then installs no KeyboardInterrupt handler), and the signal
+    is sent once the child reports (`-X importtime`) that it is importing torch, not after a guessed delay."""
+    process = subprocess.Popen([sys.executable, "-X", "importtime", "-m", "tinylm.train", "--help"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lines = []
+    for line in process.stderr:  # one line per module imported, as it is imported
+        lines.append(line)
+        if "torch" in line:
+            break
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=120)
-    assert process.returncode == 130 and out == "", err
-    assert err.splitlines() == ["interrupted while train was starting: nothing was done"]
+    out, rest = process.communicate(timeout=120)
+    said = [line for line in (lines + rest.splitlines(keepends=True)) if not line.startswith("import time:")]
+    assert process.returncode == 130 and out == "", "".join(said)
+    assert [line.rstrip("\n") for line in said] == ["interrupted while train was starting: nothing was done"]

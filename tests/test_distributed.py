@@ -18,8 +18,8 @@ import torch
 
 from tests.helpers import REPO
 from tinylm.data.tokens import RandomWindowSampler
+from tinylm.distributed import group_timeout
 from tinylm.train.checkpoint import load_checkpoint
-from tinylm.train.distributed import group_timeout
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

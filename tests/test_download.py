@@ -7,8 +7,8 @@ import urllib.error
 
 import pytest
 
-import tinylm.data.download as download
-from tinylm.data.download import DownloadError, RemoteFile, fetch
+import tinylm.download as download
+from tinylm.download import DownloadError, RemoteFile, fetch
 
 CONTENT = b"To be, or not to be, that is the question:\n" * 100
 UNRESOLVABLE = "https://nonexistent.invalid/x"

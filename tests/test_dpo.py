@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from tinylm.chat.dpo import answer_logprobs, dpo_loss
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
+from tinylm.posttrain.dpo import answer_logprobs, dpo_loss
 
 
 def test_answer_logprobs_match_a_loop():

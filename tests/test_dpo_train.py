@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from tests.chat_fixtures import tiny_chat_model
-from tinylm.chat.dpo import DPOTrainer, PairLoader, pair_logprobs
-from tinylm.chat.template import ChatTemplate
 from tinylm.config import TrainConfig
 from tinylm.data.instruct import split_records
-from tinylm.data.mirror import mirror_dir
 from tinylm.data.preference import PreferenceDataError, build_pairs, check_preferences, split_preferences
+from tinylm.download import mirror_dir
+from tinylm.posttrain.dpo import DPOTrainer, PairLoader, pair_logprobs
+from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_training_checkpoint
 
 BETA = 0.5

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from tests.helpers import run_cli
-from tinylm.chat.template import chat_token_ids
-from tinylm.chat.vocab import add_chat_tokens
+from tinylm.posttrain.vocab import add_chat_tokens
+from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
 
 

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from tests.helpers import REPO
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
-from tinylm.data.download import DownloadError
+from tinylm.download import DownloadError
 from tinylm.eval.hellaswag import (
     SUBSTITUTE_VAL_PATH,
     Example,

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from tinylm.cli.interop import cli, main
 from tinylm.config import LLAMA2C_STORIES15M, GPTConfig, with_architecture
-from tinylm.data.download import RemoteFile, sha256_of
+from tinylm.download import RemoteFile, sha256_of
 from tinylm.eval.loss import texts_loss
 from tinylm.interop.hf_llama import InteropError
 from tinylm.interop.llama2c import (

@@ -3,7 +3,10 @@
 import pytest
 import torch
 
-from tinylm.chat.lora import (
+from tinylm.config import GPTConfig
+from tinylm.generate.decode import generate_batch
+from tinylm.model.gpt import GPT
+from tinylm.model.lora import (
     LoRAError,
     LoRALinear,
     TokenRows,
@@ -16,9 +19,6 @@ from tinylm.chat.lora import (
     save_adapters,
     trainable_share,
 )
-from tinylm.config import GPTConfig
-from tinylm.generate.decode import generate_batch
-from tinylm.model.gpt import GPT
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
 
 

@@ -144,7 +144,7 @@ DDP_WORKER = """
 import sys, dataclasses
 import numpy as np, torch
 from tinylm.config import GPTConfig, TrainConfig, with_architecture
-from tinylm.train.distributed import init_distributed, teardown
+from tinylm.distributed import init_distributed, teardown
 from tinylm.model.gpt import GPT
 from tinylm.model.moe import moe_layers
 from tinylm.train.trainer import Trainer

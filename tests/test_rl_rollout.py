@@ -7,8 +7,8 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.rl.rollout import held_out_accuracy, sample_groups
-from tinylm.rl.tasks import ALPHABET, get_task
+from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
+from tinylm.posttrain.tasks import ALPHABET, get_task
 from tinylm.tokenizers.char import CharTokenizer
 
 

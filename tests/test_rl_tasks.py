@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tinylm.rl.tasks import (
+from tinylm.posttrain.tasks import (
     ALPHABET,
     ArithmeticTask,
     CountdownTask,

@@ -16,11 +16,11 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.rl.base import answer_batch, check_tokenizer, task_tokenizer
-from tinylm.rl.grpo import clipped_policy_loss, group_advantages, token_logprobs
-from tinylm.rl.recipes import RL_RECIPES
-from tinylm.rl.tasks import FormatOnly, ProblemStream, TaskError, get_task, held_out_problems, training_problems
-from tinylm.rl.trainer import GRPOTrainer
+from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo_recipes import RL_RECIPES
+from tinylm.posttrain.grpo_trainer import GRPOTrainer
+from tinylm.posttrain.task_base import answer_batch, check_tokenizer, task_tokenizer
+from tinylm.posttrain.tasks import FormatOnly, ProblemStream, TaskError, get_task, held_out_problems, training_problems
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.checkpoint import load_training_checkpoint
 
@@ -88,7 +88,7 @@ def test_grpo_raises_the_reward(seed):
 
 
 def test_an_update_is_the_clipped_step_on_the_recipes_advantages():
-    """The trainer's update equals one written from tinylm.rl.grpo by hand, with the group advantages scaled by
+    """The trainer's update equals one written from tinylm.posttrain.grpo by hand, with the group advantages scaled by
     the std (DeepSeekMath) or only centred (Dr. GRPO) as the recipe says; the two give different steps."""
     updated = {}
     for scale in (True, False):

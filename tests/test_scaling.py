@@ -26,7 +26,7 @@ from tinylm.course.scaling import (
     training_flops,
 )
 from tinylm.data.corpora import STORY_END, TINYSTORIES_SAMPLE, prepare_tinystories_chars, split_stories
-from tinylm.data.download import fetch
+from tinylm.download import fetch
 from tinylm.model.gpt import GPT
 
 SIZES = np.round(np.geomspace(5e3, 2e5, 6))  # whole parameters, as a model has

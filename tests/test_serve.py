@@ -1,4 +1,4 @@
-"""`tinylm.chat.server` through real HTTP requests against a running server on an ephemeral port: the page, streamed
+"""`tinylm.serve.server` through real HTTP requests against a running server on an ephemeral port: the page, streamed
 replies equal to the chat session's, JSON errors for bad and hostile requests, idle connections closed, several
 clients at once; and `python -m tinylm.serve`'s command line."""
 
@@ -16,9 +16,9 @@ import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_model
 from tests.helpers import REPO
-from tinylm.chat.server import MAX_BODY_BYTES, ChatServer, static_file
-from tinylm.chat.session import ChatSession
 from tinylm.cli.serve import cli
+from tinylm.serve.server import MAX_BODY_BYTES, ChatServer, static_file
+from tinylm.serve.session import ChatSession
 
 HELLO = {"messages": [{"role": "user", "content": "Hello!"}]}
 

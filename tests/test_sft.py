@@ -12,14 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.chat.plain import PLAIN_PROMPT
-from tinylm.chat.sft import ChatTrainer, ConversationLoader, MixtureLoader, answer_loss_sum, pad_conversations
-from tinylm.chat.template import ChatTemplate, RenderedChat
 from tinylm.config import GPTConfig, TrainConfig
+from tinylm.data.conversations import ConversationLoader, MixtureLoader, pad_conversations
 from tinylm.data.instruct import build_examples, load_records, read_records, split_records, to_messages
 from tinylm.data.tokens import RandomWindowSampler
+from tinylm.eval.loss import answer_loss_sum
 from tinylm.model.gpt import GPT
 from tinylm.model.losses import next_token_loss
+from tinylm.posttrain.plain import PLAIN_PROMPT
+from tinylm.posttrain.sft import ChatTrainer
+from tinylm.tokenizers.chat_template import ChatTemplate, RenderedChat
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 
 WORDS = ["cat", "dog", "red", "blue", "sun", "moon", "tree", "fish", "bird", "rain", "snow", "star"]
@@ -255,7 +257,7 @@ def test_a_resumed_mixture_run_ends_where_an_uninterrupted_one_ends(template, tm
 
 
 def test_the_plain_prompt_baseline_counts_the_answer_and_end_of_text_only(template):
-    from tinylm.chat.plain import plain_prompt_ids, plain_replies, render_plain
+    from tinylm.posttrain.plain import plain_prompt_ids, plain_replies, render_plain
 
     tokenizer = template.tokenizer
     messages = to_messages(records(1, seed=3)[0])
@@ -270,7 +272,7 @@ def test_the_plain_prompt_baseline_counts_the_answer_and_end_of_text_only(templa
 
 
 def test_replies_may_use_every_id_but_a_trimmed_vocabularys_unk(template):
-    from tinylm.chat.sft import text_vocab_limit
+    from tinylm.posttrain.sft import text_vocab_limit
 
     trimmed = template.tokenizer
     assert text_vocab_limit(trimmed) == trimmed.unk_id == trimmed.vocab_size - 1

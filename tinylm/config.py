@@ -12,8 +12,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import InputError
 
-class ConfigError(ValueError):
+
+class ConfigError(InputError):
     """A configuration value that cannot work; the message says which one and what to do."""
 
 

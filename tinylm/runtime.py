@@ -29,6 +29,8 @@ import time
 
 import torch
 
+from .errors import InputError
+
 PROFILES = ("smoke", "cpu", "gpu")
 
 
@@ -37,7 +39,7 @@ def resolve_profile(profile: str | None = None) -> str:
     chosen = profile or os.environ.get("TINYLM_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     chosen = chosen.strip().lower()
     if chosen not in PROFILES:
-        raise ValueError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "
+        raise InputError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "
                          "(argument or TINYLM_PROFILE)")
     return chosen
 
@@ -61,19 +63,19 @@ def _available_device(name: str | torch.device) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:  # torch lists twenty device types, most of which no course machine has
-        raise ValueError(f"unknown device {str(name)!r}; use cpu, cuda, cuda:N or mps "
+        raise InputError(f"unknown device {str(name)!r}; use cpu, cuda, cuda:N or mps "
                          "(or leave the device out to use the best one available)") from None
     instead = "use cpu, or leave the device out to use the best one available"
     if device.type == "cuda":
         if not torch.cuda.is_available():
             why = "this PyTorch is a CPU-only build" if torch.version.cuda is None else "PyTorch sees no CUDA GPU here"
-            raise ValueError(f"device {str(name)!r}: {why}; {instead}")
+            raise InputError(f"device {str(name)!r}: {why}; {instead}")
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise ValueError(f"device {str(name)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
+            raise InputError(f"device {str(name)!r}: this machine has {count} CUDA GPU(s), cuda:0 to "
                              f"cuda:{count - 1}; pick one of those, or {instead}")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {str(name)!r}: Apple's MPS is not available here; {instead}")
+        raise InputError(f"device {str(name)!r}: Apple's MPS is not available here; {instead}")
     return device
 
 
@@ -88,7 +90,7 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     if requested != "auto":
         dtype = getattr(torch, requested)
         if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            raise ValueError("this GPU has no bfloat16 support; use dtype 'float16' (or 'auto')")
+            raise InputError("this GPU has no bfloat16 support; use dtype 'float16' (or 'auto')")
         return dtype
     if device.type == "cuda":
         return torch.bfloat16 if native_bf16(device) else torch.float16

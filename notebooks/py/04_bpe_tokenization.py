@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 import tinylm
 import tinylm.tokenizers.bpe
 from tinylm.data.corpora import TINY_SHAKESPEARE
-from tinylm.data.download import fetch
+from tinylm.download import fetch
 from tinylm.eval.uncertainty import compare, spread
 from tinylm.paths import data_dir
 from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError

@@ -83,7 +83,7 @@ import torch
 
 import tinylm
 import tinylm.data.corpora
-import tinylm.data.download
+import tinylm.download
 import tinylm.eval.loss
 import tinylm.interop.llama2c
 from tinylm.course.plotting import LiveLossPlot
@@ -701,7 +701,7 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # dependencies, so `pip install -r requirements.txt` and the Colab cell install it). Its blocks are Llama's:
 # RMSNorm, rotary positions and a SwiGLU MLP, which notebook 8 builds. `tinylm.interop.llama2c` reads llama2.c's
 # file format into a `tinylm.GPT`, and `load_stories15m()` downloads the model (61 MB) and the tokenizer
-# (0.5 MB) once, with `tinylm.data.download.fetch`.
+# (0.5 MB) once, with `tinylm.download.fetch`.
 #
 # `fetch` checks every file against a sha256 digest written in the code, and it has no way to take a file
 # whose digest is unknown: a `RemoteFile` must name one, and bytes that do not match are discarded with a
@@ -713,7 +713,7 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # %%
 try:
     reference, reference_tokenizer = tinylm.interop.llama2c.load_stories15m()
-except tinylm.data.download.DownloadError as error:  # offline, or a file that did not match its sha256
+except tinylm.download.DownloadError as error:  # offline, or a file that did not match its sha256
     reference = reference_tokenizer = None
     print(f"stories15M skipped: {error}")
 if reference is not None:

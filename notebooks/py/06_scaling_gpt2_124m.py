@@ -88,9 +88,9 @@ import torch._inductor.config
 import tinylm
 import tinylm.course.plotting
 import tinylm.runtime
-from tinylm.data.download import reachable
 from tinylm.data.fineweb import ShardedWindowLoader, fineweb_edu_source, prepare_fineweb_edu, read_progress
 from tinylm.data.tokens import read_tokens
+from tinylm.download import reachable
 from tinylm.eval.hellaswag import ending_losses, evaluate_hellaswag, locate_val, read_examples, render_example
 from tinylm.eval.loss import score_model
 from tinylm.eval.uncertainty import compare, separated, spread, wilson_interval
@@ -346,7 +346,7 @@ print("resumed with 1 process and with 4: the same next windows")
 #
 # `torchrun --nproc_per_node=8 -m tinylm.train gpt2-124m` starts eight copies of the same program, one
 # per GPU, and tells each its `RANK` and the `WORLD_SIZE` through environment variables.
-# `tinylm.train.distributed.init_distributed()` reads them and joins the process group (NCCL between GPUs,
+# `tinylm.distributed.init_distributed()` reads them and joins the process group (NCCL between GPUs,
 # gloo between CPU processes). Then every rank:
 #
 # 1. builds the model from the same seed, so all copies start identical (DDP also broadcasts rank 0's

@@ -85,22 +85,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.chat.finetune
 import tinylm.interop.hf_gpt2
+import tinylm.posttrain.sft_run
 import tinylm.train.progress
-from tinylm.chat.base import BASE_RECIPES
-from tinylm.chat.plain import plain_replies
-from tinylm.chat.session import ChatSession
-from tinylm.chat.sft import ConversationLoader, pad_conversations, stop_rate
-from tinylm.chat.template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow
-from tinylm.chat.vocab import add_chat_tokens
 from tinylm.course.exercises import check
 from tinylm.course.playground import show_widget, widgets_enabled
 from tinylm.course.plotting import read_metrics
+from tinylm.data.conversations import ConversationLoader, pad_conversations
 from tinylm.data.instruct import build_examples, fit_to_context, load_records, split_records, to_messages
 from tinylm.eval.overlap import rouge_l, token_f1
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.model.losses import next_token_loss
+from tinylm.posttrain.chat_base import BASE_RECIPES
+from tinylm.posttrain.plain import plain_replies
+from tinylm.posttrain.sft import stop_rate
+from tinylm.posttrain.vocab import add_chat_tokens
+from tinylm.serve.session import ChatSession
+from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 
 PROFILE = tinylm.resolve_profile()
@@ -277,7 +278,7 @@ print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) 
 # Now a real batch. Conversations have different lengths, so rows are **right-padded** with `<|pad|>`,
 # and the targets of padding are `-1` too. Attention is causal, so padding after a row's end changes
 # nothing for its real tokens. From scratch: the inputs are `ids[:-1]`, the targets `ids[1:]`, masked
-# wherever the *target* is not answer text. Checked against `tinylm.chat.sft.pad_conversations`, then the
+# wherever the *target* is not answer text. Checked against `tinylm.data.conversations.pad_conversations`, then the
 # loss through `F.cross_entropy`, the model's own loss, `next_token_loss` with an explicit mask, and a
 # position-by-position sum, on a small random model with the chat vocabulary:
 
@@ -632,7 +633,7 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 # and ROUGE-L, built below):
 #
 # - **baseline**: the base model asked in plain text, `Question: …⏎Answer:`, its reply ending at
-#   `<|endoftext|>` or at the first blank line, as text ends in pretraining (`tinylm.chat.plain`). Its answer
+#   `<|endoftext|>` or at the first blank line, as text ends in pretraining (`tinylm.posttrain.plain`). Its answer
 #   loss counts the answer and the `<|endoftext|>` after it. This is the fair comparison: the base has never
 #   seen `<|im_end|>`, so in ChatML it *cannot* stop;
 # - **before**: the base with its three new rows, asked in ChatML: the format without the training;
@@ -646,7 +647,7 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 # - `cpu` and `smoke` pretrain a small base first (in `base/` of the run folder). The tinystories model of
 #   notebook 5 reads only story words: a quarter of the instruction set's tokens would be `<unk>` to it.
 #   The base here learns from TinyStories and FineWeb-Edu samples, with GPT-2's tokenization trimmed to
-#   the ~9,000 tokens that the corpus and the instructions use (`tinylm.chat.base` says why each choice);
+#   the ~9,000 tokens that the corpus and the instructions use (`tinylm.posttrain.chat_base` says why each choice);
 # - `gpu` fine-tunes OpenAI's GPT-2 124M, loaded from Hugging Face: it needs the network. Offline, pass
 #   `--base` a folder saved by `transformers` or a `tinylm` checkpoint made from one
 #   (`python -m tinylm.interop import --hf FOLDER --out gpt2.pt`). `--base runs/gpt2-124m-gpu` starts from
@@ -665,7 +666,7 @@ reports = {}
 for seed in SFT_SEEDS:
     small_base = run_dir / "base" / "last.pt"  # the first run pretrains it (cpu, smoke); the second reuses it
     print(f"--- SFT with seed {seed} ---")
-    reports[seed] = tinylm.chat.finetune.finetune(
+    reports[seed] = tinylm.posttrain.sft_run.finetune(
         PROFILE, out=run_dirs[seed], overwrite=True, seed=seed, max_steps=BOUNDED_GPU_STEPS if bounded else None,
         base=str(small_base) if seed != SEED and small_base.is_file() else None,
         on_record=tinylm.train.progress.print_record if seed == SEED else lambda record: None)
@@ -794,7 +795,7 @@ for i, prompt in enumerate(shown_prompts):
 #
 # ## Talking to it
 #
-# `tinylm.chat.session.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
+# `tinylm.serve.session.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
 # with the template, and drops the **oldest** exchanges (never the system prompt) until the prompt and
 # the longest reply fit in the context; it streams the reply and stops at `<|im_end|>`. Below, a chat
 # box: type and press Enter, and the reply streams into the history. (In CI and in the committed

@@ -72,12 +72,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import tinylm
-import tinylm.chat.finetune
-from tinylm.chat.dpo import dpo_loss, pair_logprobs, preference_summary, preference_sums
-from tinylm.chat.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
-from tinylm.chat.preference import dpo, print_dpo_record
-from tinylm.chat.template import ChatTemplate
-from tinylm.chat.vocab import add_chat_tokens
+import tinylm.posttrain.sft_run
 from tinylm.config import GPTConfig
 from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
@@ -85,7 +80,12 @@ from tinylm.data.instruct import load_records, split_records
 from tinylm.data.preference import build_pairs, load_preferences, split_preferences
 from tinylm.eval.uncertainty import compare, spread
 from tinylm.model.gpt import GPT
+from tinylm.model.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
 from tinylm.paths import shown
+from tinylm.posttrain.dpo import dpo_loss, pair_logprobs, preference_summary, preference_sums
+from tinylm.posttrain.dpo_run import dpo, print_dpo_record
+from tinylm.posttrain.vocab import add_chat_tokens
+from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_model
 
 PROFILE = tinylm.resolve_profile()
@@ -110,7 +110,7 @@ FULL_RECIPE = False
 nb9 = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
 if not (nb9 / "best.pt").is_file():
     print(f"notebook 9's chat model is not in {shown(nb9)}: fine-tuning it now, as notebook 9 does")
-    tinylm.chat.finetune.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None,
+    tinylm.posttrain.sft_run.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None,
                                   max_steps=1000 if PROFILE == "gpu" and not FULL_RECIPE else None)  # notebook 9's bound
 base_checkpoint = nb9 / "base" / "last.pt" if PROFILE != "gpu" else "gpt2"
 sft_model, sft_tokenizer, _ = load_model(nb9)
@@ -153,7 +153,7 @@ ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
 plt.show()
 
 # %% [markdown]
-# The wrapper takes any `nn.Linear` and adds the path. Written by hand, then checked against `tinylm.chat.lora`
+# The wrapper takes any `nn.Linear` and adds the path. Written by hand, then checked against `tinylm.model.lora`
 # with the same A and B:
 
 # %%
@@ -182,7 +182,7 @@ with torch.no_grad():
 assert torch.allclose(mine(x), theirs(x), atol=1e-6)
 merged = theirs.merged()
 assert isinstance(merged, nn.Linear) and torch.allclose(merged(x), theirs(x), atol=1e-5)
-print("MyLoRALinear matches tinylm.chat.lora.LoRALinear; merged, it is a plain nn.Linear computing the same")
+print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain nn.Linear computing the same")
 
 # %% [markdown]
 # **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: the attention's
@@ -248,7 +248,7 @@ sft_reports = {}
 for seed in SEEDS:
     for arm, lora in arms.items():
         out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"sft-{arm}-seed{seed}"
-        sft_reports[arm, seed] = tinylm.chat.finetune.finetune(
+        sft_reports[arm, seed] = tinylm.posttrain.sft_run.finetune(
             PROFILE, base=str(base_checkpoint), out=out, overwrite=True, seed=seed, max_steps=COMPARE_STEPS,
             lora=lora, say=lambda line: None, on_record=lambda record: None)
         after = sft_reports[arm, seed]["after"]
@@ -334,7 +334,7 @@ if PROFILE != "gpu":
 #          └──► rejected y_l ─► log π(y_l|x) − log π_ref(y_l|x) ─┴─► margin ─► −log σ(margin) ─► loss
 # ```
 #
-# Written by hand, then checked against `tinylm.chat.dpo.dpo_loss`:
+# Written by hand, then checked against `tinylm.posttrain.dpo.dpo_loss`:
 
 # %%
 def my_dpo_loss(policy_chosen, policy_rejected, reference_chosen, reference_rejected, beta):
@@ -348,7 +348,7 @@ for beta in (0.1, 0.5):
     assert torch.allclose(my_dpo_loss(*logps, beta), dpo_loss(*logps, beta).loss)
 start = my_dpo_loss(logps[2], logps[3], logps[2], logps[3], 0.1)  # the policy is the reference: margin 0
 assert math.isclose(start.item(), math.log(2), rel_tol=1e-6)
-print(f"my_dpo_loss matches tinylm.chat.dpo.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
+print(f"my_dpo_loss matches tinylm.posttrain.dpo.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
 
 # %% [markdown]
 # **What β does.** The loss depends on the log-ratio difference d only through β·d. A small β makes the loss
@@ -388,7 +388,7 @@ print(f"\ninstruction: {example['instruction']} {example.get('input', '')}\n"
 
 # %% [markdown]
 # **log π(y|x) by hand.** Render the prompt and one answer with the chat template, run the model, and add up
-# the log-probabilities of the answer tokens (the template's answer mask). `tinylm.chat.dpo.pair_logprobs`
+# the log-probabilities of the answer tokens (the template's answer mask). `tinylm.posttrain.dpo.pair_logprobs`
 # does it for both answers of many pairs at once, padded; on this pair they agree:
 
 # %%
@@ -412,7 +412,7 @@ assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3) for a, b in zip(by_han
 # %% [markdown]
 # ## DPO on notebook 9's chat model
 #
-# `tinylm.chat.preference.dpo` runs DPO through the same Trainer as pretraining and SFT (checkpoints, metrics,
+# `tinylm.posttrain.dpo_run.dpo` runs DPO through the same Trainer as pretraining and SFT (checkpoints, metrics,
 # resume, torchrun; `python -m tinylm.dpo` is its command line). Its base is the chat model, which is also the
 # reference. Before and after it measures, on the held-out pairs: the **preference accuracy** (the share of pairs
 # whose chosen answer gets the higher implicit reward; at the start every reward is 0, a tie, counted as half:
@@ -573,7 +573,7 @@ check(test_merge)
 #
 # **2. Preference accuracy with ties.** Given each pair's policy and reference log-probabilities of the chosen and
 # rejected answers, return the share of pairs whose chosen answer has the higher implicit reward, a tie counting
-# half (so that the reference itself scores 50%). The check compares with `tinylm.chat.dpo.preference_summary`.
+# half (so that the reference itself scores 50%). The check compares with `tinylm.posttrain.dpo.preference_summary`.
 
 # %%
 def preference_accuracy(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> float:
@@ -628,7 +628,7 @@ check(test_rank1_loss)
 # <details><summary>Solution</summary>
 #
 # ```python
-# report = tinylm.chat.finetune.finetune(
+# report = tinylm.posttrain.sft_run.finetune(
 #     PROFILE, base=str(base_checkpoint), out=tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / "sft-lora-rank1",
 #     overwrite=True, seed=SEED, max_steps=COMPARE_STEPS, lora=LoRAOptions(rank=1, targets=TARGETS),
 #     say=lambda line: None, on_record=lambda record: None)

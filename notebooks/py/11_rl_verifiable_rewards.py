@@ -31,7 +31,7 @@
 # - why RL needs a **starting model** that is sometimes right (answer-only SFT on the task's format);
 # - **sampling a group** of completions per prompt with the KV cache, and the mask of the tokens that train;
 # - **group advantages**: each reward against its group's mean and spread, no value network;
-# - the **clipped objective** of PPO and GRPO, written by hand and checked against `tinylm.rl.grpo`, and what
+# - the **clipped objective** of PPO and GRPO, written by hand and checked against `tinylm.posttrain.grpo`, and what
 #   the clip fraction measures;
 # - a **training run** through the package with held-out accuracy before and after (Wilson intervals), and
 #   the reward, length and clip curves;
@@ -72,13 +72,13 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.paths import runs_dir
-from tinylm.rl.base import pretrain_task_base
-from tinylm.rl.grpo import clipped_policy_loss, group_advantages, token_logprobs
-from tinylm.rl.recipes import RL_RECIPES
-from tinylm.rl.rollout import held_out_accuracy, sample_groups
-from tinylm.rl.run import describe, reinforce
-from tinylm.rl.tasks import get_task, held_out_problems
-from tinylm.rl.trainer import print_rl_record
+from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo_recipes import RL_RECIPES
+from tinylm.posttrain.grpo_run import describe, reinforce
+from tinylm.posttrain.grpo_trainer import print_rl_record
+from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
+from tinylm.posttrain.task_base import pretrain_task_base
+from tinylm.posttrain.tasks import get_task, held_out_problems
 from tinylm.train.checkpoint import load_model
 
 PROFILE = tinylm.resolve_profile()
@@ -208,7 +208,7 @@ mask = rollout.completion_mask.float()
 loss, clip_fraction = clipped_loss_by_hand(moved, old, advantages, mask)
 package = clipped_policy_loss(moved, old, advantages, rollout.completion_mask)
 assert torch.allclose(loss, package.loss, atol=1e-6) and abs(clip_fraction.item() - package.clip_fraction) < 1e-6
-print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.rl.grpo")
+print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo")
 
 # %% [markdown]
 # ## Training
@@ -333,7 +333,7 @@ check(test_my_reward)
 #
 # **2. Advantages without the spread.** "Dr. GRPO" ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)) drops
 # the division by the group's standard deviation, which inflates the advantages of groups that barely differ.
-# Write `group_advantages` with a `scale` switch; the check compares with `tinylm.rl.grpo.group_advantages`.
+# Write `group_advantages` with a `scale` switch; the check compares with `tinylm.posttrain.grpo.group_advantages`.
 
 # %%
 def my_group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:

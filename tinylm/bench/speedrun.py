@@ -22,8 +22,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from ..distributed import World
 from ..model.gpt import GPT
-from ..train.distributed import World
 from ..train.recipes import RECIPE_NAMES, resolve_recipe
 from ..train.trainer import Trainer
 

@@ -67,7 +67,8 @@ from ..bench.measure import (
 from ..bench.speedrun import RACE_DEFAULTS, RaceRun, race
 from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
-from ..data.download import fetch
+from ..download import fetch
+from ..errors import InputError
 from ..eval.uncertainty import spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
@@ -122,7 +123,7 @@ def _decode(args) -> None:
     cfg = model.config
     too_long = [n for n in args.prompt_tokens if n >= cfg.block_size]
     if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
-        raise ValueError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
+        raise InputError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, args.dtype or "auto")
     model.to(dtype)
@@ -142,7 +143,7 @@ def _decode(args) -> None:
 def _require_positive(args, *names: str) -> None:
     for name in names:
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
 def _train(args) -> None:
@@ -200,7 +201,7 @@ def _cache(args) -> None:
 
 def _speedrun(args) -> None:
     if args.seconds is not None and not args.seconds > 0:
-        raise ValueError(f"--seconds must be positive, got {args.seconds}")
+        raise InputError(f"--seconds must be positive, got {args.seconds}")
     defaults = RACE_DEFAULTS[args.track]
     target = args.target if args.target is not None else defaults["target"]
     seconds = args.seconds if args.seconds is not None else defaults["seconds"]

@@ -5,7 +5,7 @@
 
 In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
 --ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.finetune makes one); the sampler options
-are `sample`'s. The conversation is a tinylm.chat.session.ChatSession: the oldest exchanges make room when it outgrows
+are `sample`'s. The conversation is a tinylm.serve.session.ChatSession: the oldest exchanges make room when it outgrows
 the context, the system prompt stays.
 """
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..chat.session import ChatSession
-from ..chat.template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
+from ..serve.session import ChatSession
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
 from .console import HelpFormatter, examples
 from .errors import run_cli
 from .sample import add_sampling_options, check_sampling_options, load_generation_model

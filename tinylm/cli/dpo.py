@@ -8,11 +8,11 @@
 finetune's default --out); it is also DPO's frozen reference.
 --data: `preference` (the 1,100 instructions of the SFT set, each with a chosen and a rejected answer) or a
 JSON/JSONL file of instruction/input/chosen/rejected records.
---lora-rank: train LoRA adapters of that rank (tinylm.chat.lora) instead of every weight, as finetune does; best.pt
+--lora-rank: train LoRA adapters of that rank (tinylm.model.lora) instead of every weight, as finetune does; best.pt
 is read like any checkpoint (adapters merged on load) and OUT/adapters.pt holds the adapters alone.
 
 What a run does and writes (OUT/dpo_eval.json with the before/after measurements, metrics.jsonl, best.pt,
-last.pt) is `tinylm.chat.preference.dpo`'s; this module parses the options and hands them over.
+last.pt) is `tinylm.posttrain.dpo_run.dpo`'s; this module parses the options and hands them over.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..chat.dpo import DPO_RECIPES
-from ..chat.preference import dpo
-from ..chat.template import DEFAULT_SYSTEM_PROMPT
 from ..config import DTYPES
+from ..distributed import run_in_world
+from ..posttrain.dpo import DPO_RECIPES
+from ..posttrain.dpo_run import dpo
 from ..runtime import configure_backend
-from ..train.distributed import run_in_world
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
 from .console import HelpFormatter, examples
 from .errors import run_cli
 from .lora_options import add_lora_arguments, lora_options

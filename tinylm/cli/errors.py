@@ -6,11 +6,12 @@ with `error: <what happened>; <what to do>` on one line of stderr and exit statu
 printed. Anything else is a bug and keeps its traceback. Ctrl-C is no error: it ends with exit status 130
 once the command has said what it saved.
 
-Most tinylm errors are raised with their advice already in the message, because the code that raises
-them knows what went wrong: a ConfigError names the field and a value that works, a DownloadError how
-to set the offline mirror, a CheckpointError which file to use instead. Those are shown as raised. The
-operating system's errors and torch's only say what failed, so the advice for them is added here.
-`ANTICIPATED` lists every type, most specific first: the first entry that matches an error formats it.
+Every error tinylm raises on purpose derives from `tinylm.errors.TinyLMError` and carries its advice in the
+message, because the code that raises it knows what went wrong: a ConfigError names the field and a value that
+works, a DownloadError how to set the offline mirror, a CheckpointError which file to use instead. Those are
+shown as raised, caught once by that root, so this module imports no stage. The operating system's errors and
+torch's only say what failed, so the advice for them is added here. `ANTICIPATED` lists the types, most specific
+first: the first entry that matches an error formats it.
 """
 
 from __future__ import annotations
@@ -21,25 +22,7 @@ from typing import Callable
 
 import torch
 
-from ..chat.base import BaseModelUnavailable
-from ..chat.lora import LoRAError
-from ..chat.preference import NotAChatModel
-from ..chat.server import ServerAddressError
-from ..chat.template import ChatFormatError, ContextOverflow
-from ..config import ConfigError
-from ..data.download import DownloadError
-from ..data.instruct import InstructDataError
-from ..data.tokens import DataError
-from ..interop.hf_llama import InteropError
-from ..interop.llama2c import Llama2cFormatError
-from ..rl.tasks import TaskError
-from ..tokenizers.char import UnknownCharacterError
-from ..tokenizers.gpt2 import TokenizerUnavailable
-from ..train.checkpoint import CheckpointError
-from ..train.distributed import RankTimeout
-from ..train.memory import NotEnoughMemory
-from ..train.runlock import RunFolderBusy
-from ..train.trainer import TrainingDiverged
+from ..errors import TinyLMError
 
 
 def _first_line(error: BaseException) -> str:
@@ -92,30 +75,10 @@ def _out_of_memory(error: BaseException) -> str:
 
 
 ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseException], str | None]], ...] = (
-    ((ConfigError,), _as_raised),  # names the field and a value that works
-    ((CheckpointError,), _as_raised),  # which file is wrong and which to use instead
-    ((DownloadError,), _as_raised),  # what could not be fetched, and how to set the offline mirror
-    ((TokenizerUnavailable,), _as_raised),  # GPT-2's BPE files cannot be loaded: how to get them
-    ((UnknownCharacterError,), _as_raised),  # a character the model never saw, and which ones it knows
-    ((Llama2cFormatError, InteropError), _as_raised),  # what the other format cannot hold
-    ((TrainingDiverged,), _as_raised),  # tinylm.train adds the --learning-rate to retry with
-    ((RunFolderBusy,), _as_raised),  # which process holds the run folder, and what to do
-    ((RankTimeout,), _as_raised),  # which rank waited how long for which, and how to allow more time
-    ((NotEnoughMemory,), _as_raised),  # what a training step needs, what the device has, and a batch size that fits
-    ((DataError,), _as_raised),  # which token file is damaged, and the command that prepares it again
-    ((ChatFormatError, InstructDataError), _as_raised),  # which conversation or record is malformed, and how
-    ((ContextOverflow,), _as_raised),  # a prompt the model's context cannot hold
-    ((TaskError,), _as_raised),  # an RL task or setting that cannot work (a group of one), and what to use instead
-    ((BaseModelUnavailable,), _as_raised),  # the base model needs the network: how to point at a local copy
-    ((NotAChatModel,), _as_raised),  # DPO's --base lacks the chat tokens: run finetune first
-    ((LoRAError,), _as_raised),  # a rank the layer cannot hold, unknown targets: the ranks and targets that fit
-    ((ServerAddressError,), _as_raised),  # serve cannot listen there (a port in use): which port, and what to do
+    ((TinyLMError,), _as_raised),  # tinylm's own: the message already says what happened and what to do
     ((torch.cuda.OutOfMemoryError,), _out_of_memory),
     ((OSError,), _os_error),  # files and folders (disk full, read-only, a file where a folder belongs), network
     ((ImportError,), _missing_package),
-    # Argument checks: tinylm raises ValueError with the advice in the message, and so do its subclasses that need
-    # no other (an unusable --device, data too small for the model, a bad prompt).
-    ((ValueError,), _as_raised),
 )
 
 

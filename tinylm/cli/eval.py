@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, MissingFile
 from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
 from ..runtime import resolve_device
@@ -40,13 +41,13 @@ def read_text_file(path: str | Path) -> str:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise FileNotFoundError(f"no text file at {path}; check the path") from None
+        raise MissingFile(f"no text file at {path}; check the path") from None
     except OSError as error:
-        raise OSError(f"cannot read {path}: {error.strerror or error}") from None
+        raise MissingFile(f"cannot read {path}: {error.strerror or error}") from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
+        raise InputError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
                          "convert it to UTF-8 first") from None
 
 
@@ -73,14 +74,14 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
-    from ..train.distributed import run_in_world
+    from ..distributed import run_in_world
 
     return run_in_world(lambda world, _held: _hellaswag(args, world))  # under torchrun each rank scores every W-th
 
 
 def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
+    from ..distributed import device_for
     from ..eval.hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
-    from ..train.distributed import device_for
 
     ckpt = Path(args.ckpt)
     ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
@@ -88,7 +89,7 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     model, tokenizer, state = load_model(ckpt_file, device)
     if args.data is not None:
         if not args.data.is_file():
-            raise FileNotFoundError(f"no HellaSwag file at {args.data}; check the path")
+            raise MissingFile(f"no HellaSwag file at {args.data}; check the path")
         val = ValFile(args.data, False, "a file given with --data (its contents were not verified)")
     else:
         val = locate_val()

@@ -8,13 +8,13 @@
 --base: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a
 tinylm checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint (e.g. the
 course's runs/gpt2-124m-gpu); `pretrain` pretrains the profile's small base first, in OUT/base (see
-tinylm.chat.base for why). Default: gpt2 for the gpu profile, pretrain for cpu and smoke.
+tinylm.posttrain.chat_base for why). Default: gpt2 for the gpu profile, pretrain for cpu and smoke.
 --data: `instruct` (tinylm.data.instruct: Alpaca-cleaned online, the 1,100-record set offline) or a JSON/JSONL file.
---lora-rank: train LoRA adapters of that rank (tinylm.chat.lora) instead of every weight; best.pt is read like any
+--lora-rank: train LoRA adapters of that rank (tinylm.model.lora) instead of every weight; best.pt is read like any
 checkpoint (adapters merged on load) and OUT/adapters.pt holds the adapters alone.
 
 What a run does and writes (OUT/chat_eval.json with the before/after measurements, metrics.jsonl, best.pt,
-last.pt) is `tinylm.chat.finetune.finetune`'s; this module parses the options and hands them over.
+last.pt) is `tinylm.posttrain.sft_run.finetune`'s; this module parses the options and hands them over.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..chat.finetune import finetune
-from ..chat.sft import SFT_RECIPES
-from ..chat.template import DEFAULT_SYSTEM_PROMPT
 from ..config import DTYPES
+from ..distributed import run_in_world
+from ..posttrain.sft import SFT_RECIPES
+from ..posttrain.sft_run import finetune
 from ..runtime import configure_backend
-from ..train.distributed import run_in_world
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
 from .console import HelpFormatter, examples
 from .errors import run_cli
 from .lora_options import add_lora_arguments, lora_options

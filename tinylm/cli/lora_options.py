@@ -1,11 +1,11 @@
 """The LoRA options of a command that fine-tunes (--lora-rank, --lora-alpha, --lora-targets), parsed into
-`tinylm.chat.lora.LoRAOptions`: one definition, so that every such command offers and checks them alike."""
+`tinylm.model.lora.LoRAOptions`: one definition, so that every such command offers and checks them alike."""
 
 from __future__ import annotations
 
 import argparse
 
-from ..chat.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
+from ..model.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:

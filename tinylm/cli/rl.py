@@ -7,7 +7,7 @@
 --base: `pretrain` (default) first fine-tunes a small character-level GPT on the task's format, in
 OUT/base-<task>-<profile> (reused by later runs); a run folder or checkpoint whose tokenizer can write the task
 starts from there instead. What a run does and writes (OUT/rl_eval.json with the held-out accuracy before and
-after, metrics.jsonl, best.pt, last.pt) is `tinylm.rl.run.reinforce`'s; this module parses the options.
+after, metrics.jsonl, best.pt, last.pt) is `tinylm.posttrain.grpo_run.reinforce`'s; this module parses the options.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..rl.recipes import RL_RECIPES
-from ..rl.run import reinforce
-from ..rl.tasks import TASKS
+from ..distributed import run_in_world
+from ..posttrain.grpo_recipes import RL_RECIPES
+from ..posttrain.grpo_run import reinforce
+from ..posttrain.tasks import TASKS
 from ..runtime import configure_backend
-from ..train.distributed import run_in_world
 from .console import HelpFormatter, examples, int_at_least
 from .errors import run_cli
 

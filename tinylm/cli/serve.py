@@ -3,7 +3,7 @@
     python -m tinylm.serve --ckpt runs/chat-cpu [--port 8000] [--host 127.0.0.1] [--max-chars 4000]
         [--max-concurrent 4] [sampler options of python -m tinylm.chat]
 
-The server, its page and what it accepts are tinylm.chat.server's; this is the command line around it: the
+The server, its page and what it accepts are tinylm.serve.server's; this is the command line around it: the
 options, the checkpoint loaded as `python -m tinylm.chat` loads it, and where to open the page.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..chat.server import ChatServer
+from ..serve.server import ChatServer
 from .chat import add_sampler_options, session_from_args
 from .console import HelpFormatter, examples
 from .errors import run_cli

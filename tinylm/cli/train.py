@@ -49,9 +49,9 @@ from pathlib import Path
 
 from ..config import ARCHITECTURES, BALANCING, DTYPES, OPTIMIZERS
 from ..course.notebooks import next_notebooks
+from ..distributed import run_in_world
 from ..paths import shown
 from ..runtime import PROFILES, configure_backend
-from ..train.distributed import run_in_world
 from ..train.progress import format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train

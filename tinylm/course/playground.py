@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..generate.stream import stream
 from ..runtime import model_device, resolve_device
 from ..train.checkpoint import load_model
@@ -55,11 +56,11 @@ def _model_and_tokenizer(model, tokenizer):
     """Accept a model and its tokenizer, or a checkpoint path / run folder."""
     if isinstance(model, torch.nn.Module):
         if tokenizer is None:
-            raise ValueError("pass the model's tokenizer too (or a checkpoint, which carries its own)")
+            raise InputError("pass the model's tokenizer too (or a checkpoint, which carries its own)")
         return model, tokenizer
     loaded, loaded_tokenizer, _ = load_model(model, resolve_device())
     if loaded_tokenizer is None and tokenizer is None:
-        raise ValueError(f"{model} carries no tokenizer; pass one with tokenizer=")
+        raise InputError(f"{model} carries no tokenizer; pass one with tokenizer=")
     return loaded, tokenizer or loaded_tokenizer
 
 
@@ -218,13 +219,13 @@ def attention_viewer(model, tokenizer=None, prompt: str = "", *, layer: int = 0,
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise ValueError("the attention viewer needs a non-empty prompt")
+        raise InputError("the attention viewer needs a non-empty prompt")
     block_size = model.config.block_size
     if len(ids) > block_size:
-        raise ValueError(f"the prompt has {len(ids)} tokens but the model's context is {block_size}; shorten it")
+        raise InputError(f"the prompt has {len(ids)} tokens but the model's context is {block_size}; shorten it")
     n_layer, n_head = model.config.n_layer, model.config.n_head
     if not (0 <= layer < n_layer and 0 <= head < n_head):
-        raise ValueError(f"layer must be in [0, {n_layer}) and head in [0, {n_head}), got layer {layer}, head {head}")
+        raise InputError(f"layer must be in [0, {n_layer}) and head in [0, {n_head}), got layer {layer}, head {head}")
     weights = attention_maps(model, torch.tensor([ids], device=model_device(model)))
     labels = [_token_label(tokenizer, t) for t in ids]
 

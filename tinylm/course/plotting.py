@@ -19,6 +19,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 
+from ..errors import InputError
 from ..train.progress import format_record
 
 PROJECTOR_STYLE = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
@@ -74,7 +75,7 @@ def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, titl
     records = records if isinstance(records, list) else read_metrics(records)
     train = [r for r in records if r.get("event") == "train" and "expert_load" in r]
     if not train:
-        raise ValueError("no train record carries expert_load: plot_expert_load needs a mixture-of-experts run")
+        raise InputError("no train record carries expert_load: plot_expert_load needs a mixture-of-experts run")
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
     curves, heatmap = axes

@@ -33,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import GPTConfig, TrainConfig
+from ..errors import InputError
 from ..model.gpt import GPT
 from ..train.trainer import Trainer
 
@@ -76,7 +77,7 @@ def model_sizes(shapes: Sequence[tuple[int, int]], vocab_size: int, block_size: 
     sizes = []
     for n_layer, n_embd in shapes:
         if n_embd % head_size:
-            raise ValueError(f"width {n_embd} is not a multiple of the head size {head_size}")
+            raise InputError(f"width {n_embd} is not a multiple of the head size {head_size}")
         config = GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_embd // head_size,
                            n_embd=n_embd)
         sizes.append(ModelSize(f"{n_layer}x{n_embd}", config, non_embedding_parameters(config)))
@@ -158,7 +159,7 @@ class Parabola:
         return self.curvature * (np.log(parameters) - math.log(self.n_opt)) ** 2 + self.loss_opt
 
 
-class NoMinimum(ValueError):
+class NoMinimum(InputError):
     """A profile's losses do not curve upwards: the sizes do not bracket a minimum."""
 
 
@@ -166,7 +167,7 @@ def fit_parabola(parameters: Sequence[float], losses: Sequence[float]) -> Parabo
     """The least-squares parabola through (ln N, loss), given by its vertex. ValueError with fewer than three points;
     NoMinimum when it does not open upwards (as when the smallest size is still the best one) or barely does."""
     if len(parameters) < 3:
-        raise ValueError(f"a parabola needs at least three sizes, got {len(parameters)}")
+        raise InputError(f"a parabola needs at least three sizes, got {len(parameters)}")
     c2, c1, c0 = np.polyfit(np.log(np.asarray(parameters, dtype=float)), np.asarray(losses, dtype=float), 2)
     if c2 <= 0:
         raise NoMinimum("the losses do not curve upwards around a minimum: add smaller or larger sizes")
@@ -242,9 +243,9 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
     """Least squares through (ln x, ln y); ValueError with fewer than three points (none left over to estimate the
     uncertainty from) or a value that is not positive."""
     if len(x) < 3:
-        raise ValueError(f"a power law with an uncertainty needs at least three points, got {len(x)}")
+        raise InputError(f"a power law with an uncertainty needs at least three points, got {len(x)}")
     if min(x) <= 0 or min(y) <= 0:
-        raise ValueError("a power law fits positive values only")
+        raise InputError("a power law fits positive values only")
     log_x, log_y = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
     slope, intercept = np.polyfit(log_x, log_y, 1)
     residuals = log_y - (intercept + slope * log_x)
@@ -330,7 +331,7 @@ def bootstrap(runs: Sequence[SweepRun], budget: float, resamples: int = 1000, se
     measured = [np.array([run.val_loss for run in profile]) for profile in grouped]
     residuals = np.concatenate([loss - curve for loss, curve in zip(measured, fitted)])
     if len(residuals) <= 3 * len(minima):
-        raise ValueError("a bootstrap needs profiles of more than three sizes: a parabola passes through three")
+        raise InputError("a bootstrap needs profiles of more than three sizes: a parabola passes through three")
     residuals *= math.sqrt(len(residuals) / (len(residuals) - 3 * len(minima)))
     budgets = [minimum.budget for minimum in minima]
     generator = np.random.default_rng(seed)

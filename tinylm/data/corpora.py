@@ -29,12 +29,12 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..download import DownloadError, RemoteFile, fetch, mirror_dir
+from ..errors import InputError
 from ..paths import data_dir
 from ..tokenizers.char import CharTokenizer
 from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
-from .download import DownloadError, RemoteFile, fetch
-from .mirror import mirror_dir
 from .tokens import DataError, TokenFileWriter, batched, read_meta, read_tokens, write_meta, write_tokens
 
 TINY_SHAKESPEARE = RemoteFile(
@@ -83,14 +83,14 @@ def default_folder(dataset: str, source: str | None = None) -> Path:
         return data_dir() / "shakespeare_char"
     if dataset == "tinystories":
         return data_dir() / ("tinystories" if tinystories_source(source) == "hf" else "tinystories_sample")
-    raise ValueError(f"unknown dataset {dataset!r}: use 'shakespeare-char' or 'tinystories'")
+    raise InputError(f"unknown dataset {dataset!r}: use 'shakespeare-char' or 'tinystories'")
 
 
 def tinystories_source(source: str | None = None) -> str:
     """The TinyStories source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
     source = source or ("sample" if mirror_dir() is not None else "hf")
     if source not in ("hf", "sample"):
-        raise ValueError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+        raise InputError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
     return source
 
 
@@ -139,7 +139,7 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     "_first<N>"); the validation split is kept whole, so scores stay comparable with the full run's.
     """
     if max_train_stories is not None and max_train_stories < 1:
-        raise ValueError(f"max_train_stories must be positive or None, got {max_train_stories}")
+        raise InputError(f"max_train_stories must be positive or None, got {max_train_stories}")
     source = tinystories_source(source)
     if folder is None:
         folder = default_folder("tinystories", source)

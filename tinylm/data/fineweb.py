@@ -53,10 +53,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir
+from ..errors import InputError, MissingFile
 from ..paths import atomic_write, data_dir
 from ..tokenizers.gpt2 import BPETokenizer
-from .download import DownloadError, RemoteFile, fetch
-from .mirror import MIRROR_ENV, mirror_dir
 from .tokens import (
     TOKEN_DTYPE,
     DataError,
@@ -92,7 +92,7 @@ def fineweb_edu_source(source: str | None = None) -> str:
     """The source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
     source = source or ("sample" if mirror_dir() is not None else "hf")
     if source not in ("hf", "sample"):
-        raise ValueError(f"unknown FineWeb-Edu source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+        raise InputError(f"unknown FineWeb-Edu source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
     return source
 
 
@@ -252,14 +252,14 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
     """
     source = fineweb_edu_source(source)
     if source == "sample" and config != DEFAULT_CONFIG:
-        raise ValueError(f"the offline sample holds {DEFAULT_CONFIG} documents only; "
+        raise InputError(f"the offline sample holds {DEFAULT_CONFIG} documents only; "
                          f"use source 'hf' for config {config!r}")
     if shard_tokens is None:
         shard_tokens = SAMPLE_SHARD_TOKENS if source == "sample" else HF_SHARD_TOKENS
     if shard_tokens < 1:
-        raise ValueError(f"shard_tokens must be positive, got {shard_tokens}")
+        raise InputError(f"shard_tokens must be positive, got {shard_tokens}")
     if max_documents is not None and (source != "hf" or max_documents < 1):
-        raise ValueError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} "
+        raise InputError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} "
                          f"with source {source!r}")
     workers = workers or _cpu_count()
     folder = Path(folder) if folder is not None else default_fineweb_edu_folder(source, config, max_documents)
@@ -332,7 +332,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
             finish_shard(docs_before, 0)
     seconds = time.perf_counter() - start
     if not progress["shards"]:
-        raise ValueError(f"the {source} source yielded no documents; nothing was written to {folder}")
+        raise InputError(f"the {source} source yielded no documents; nothing was written to {folder}")
     progress.update(complete=True, documents=docs_before, skip_tokens=0, tokens=finished_tokens(),
                     seconds=round(seconds, 3), tokens_per_s=round(session_tokens / max(seconds, 1e-9)), workers=workers)
     _write_progress(folder, progress)
@@ -348,7 +348,7 @@ def shard_files(folder_or_files: str | Path | Sequence[str | Path], split: str =
         if path.is_file():
             return [path]
         if not path.is_dir():
-            raise FileNotFoundError(f"no shard folder or file at {path}; "
+            raise MissingFile(f"no shard folder or file at {path}; "
                                     "prepare it first (python -m tinylm.prepare fineweb-edu)")
         progress = read_progress(path)
         if progress is not None:
@@ -363,12 +363,12 @@ def shard_files(folder_or_files: str | Path | Sequence[str | Path], split: str =
         else:
             files = sorted(path.glob(f"*_{split}_*.bin"))
         if not files:
-            raise FileNotFoundError(f"{path} has no {split} shards (with a single shard everything is validation: "
+            raise MissingFile(f"{path} has no {split} shards (with a single shard everything is validation: "
                                     "prepare it with a smaller shard size)")
         return files
     files = [Path(p) for p in folder_or_files]
     if not files:
-        raise ValueError("no shard files given")
+        raise InputError("no shard files given")
     return files
 
 
@@ -376,7 +376,7 @@ def val_tokens(folder: str | Path) -> np.memmap:
     """The validation shard of a prepared folder as a memory map (for tinylm.eval.loss.evaluate_loss)."""
     files = shard_files(folder, "val")
     if len(files) != 1:
-        raise ValueError(f"expected one validation shard in {folder}, found {len(files)}: {[f.name for f in files]}")
+        raise InputError(f"expected one validation shard in {folder}, found {len(files)}: {[f.name for f in files]}")
     return read_tokens(files[0])
 
 
@@ -405,11 +405,11 @@ class ShardedWindowLoader:
         """vocab_size: token ids at or above it are an error naming the shard, in any shard now (one pass over each:
         tinylm.data.tokens.check_token_ids) and in every window cut."""
         if block_size < 1 or batch_size < 1:
-            raise ValueError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
+            raise InputError(f"block_size and batch_size must be positive, got {block_size} and {batch_size}")
         if not 0 <= rank < world_size:
-            raise ValueError(f"rank must lie in [0, world_size={world_size}), got {rank}")
+            raise InputError(f"rank must lie in [0, world_size={world_size}), got {rank}")
         if seed < 0:
-            raise ValueError(f"seed must be non-negative, got {seed}")
+            raise InputError(f"seed must be non-negative, got {seed}")
         self.block_size, self.batch_size = block_size, batch_size
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.vocab_size = vocab_size
@@ -421,7 +421,7 @@ class ShardedWindowLoader:
         self.shard_windows = np.array([max(0, (len(s) - 1) // block_size) for s in self.shards], dtype=np.int64)
         self.windows_per_epoch = int(self.shard_windows.sum())
         if self.windows_per_epoch == 0:
-            raise ValueError(f"no shard of {[f.name for f in self.files]} holds one window of {block_size} + 1 tokens")
+            raise InputError(f"no shard of {[f.name for f in self.files]} holds one window of {block_size} + 1 tokens")
         self.cursor = 0
         # Small caches: windows are consumed shard by shard, so only a few permutations are in use at a time.
         self._orders: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # epoch -> (order, cumsum)
@@ -487,10 +487,10 @@ class ShardedWindowLoader:
         """Continue the global sequence of `state` (saved at any world size and batch size)."""
         shards = [[path.name, len(tokens)] for path, tokens in zip(self.files, self.shards)]
         if state["block_size"] != self.block_size:
-            raise ValueError(f"the saved loader cut windows of {state['block_size']} tokens, this one "
+            raise InputError(f"the saved loader cut windows of {state['block_size']} tokens, this one "
                              f"{self.block_size}; resume with the same block_size")
         if [list(s) for s in state["shards"]] != shards:
-            raise ValueError("the saved loader read other shards (names or lengths differ); "
+            raise InputError("the saved loader read other shards (names or lengths differ); "
                              "resume on the same prepared data")
         if state["seed"] != self.seed:
             self.seed = int(state["seed"])

@@ -29,10 +29,16 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..chat.template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, RenderedChat, check_messages
+from ..download import RemoteFile, fetch, mirror_dir
+from ..errors import InputError, MissingFile
 from ..paths import data_dir
-from .download import RemoteFile, fetch
-from .mirror import mirror_dir
+from ..tokenizers.chat_template import (
+    DEFAULT_SYSTEM_PROMPT,
+    ChatFormatError,
+    ChatTemplate,
+    RenderedChat,
+    check_messages,
+)
 
 INSTRUCTION_DATA = RemoteFile(
     url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/28c65cdfbc3338e2e040016eea4b7fdf556e4d57/"
@@ -44,7 +50,7 @@ HF_INSTRUCT = "yahma/alpaca-cleaned"
 COUNTS = ("kept", "truncated", "too_long", "empty_answer", "malformed")
 
 
-class InstructDataError(ValueError):
+class InstructDataError(InputError):
     """An instruction file that cannot be read at all (not JSON, not a list of records, no usable record)."""
 
 
@@ -71,7 +77,7 @@ def load_records(data: str, source: str | None = None) -> tuple[list[dict], str]
 def read_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no instruction file at {path}; pass --data instruct or a JSON/JSONL file of "
+        raise MissingFile(f"no instruction file at {path}; pass --data instruct or a JSON/JSONL file of "
                                 "records with instruction/input/output (or messages)")
     text = path.read_text(encoding="utf-8")
     try:
@@ -109,7 +115,7 @@ def to_messages(record, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict
         messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user},
                     {"role": "assistant", "content": fields["output"].strip()}]
     if not messages[-1]["content"].strip():
-        raise ValueError("empty answer")
+        raise InputError("empty answer")
     return messages
 
 

@@ -31,10 +31,10 @@ from typing import Sequence
 
 import torch
 
-from ..chat.sft import pad_conversations
-from ..chat.template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, RenderedChat
+from ..download import RemoteFile, fetch
 from ..paths import data_dir
-from .download import RemoteFile, fetch
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, RenderedChat
+from .conversations import pad_conversations
 from .instruct import InstructDataError, read_records, split_records
 
 PREFERENCE_DATA = RemoteFile(
@@ -154,5 +154,5 @@ def build_pairs(records: Sequence[dict], template: ChatTemplate, block_size: int
 
 def pad_pairs(pairs: Sequence[PreferencePair], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y), each (2B, width): rows 0..B-1 the chosen conversations, rows B..2B-1 the rejected ones, padded to
-    the longest of all, targets -1 except on answer tokens (tinylm.chat.sft.pad_conversations)."""
+    the longest of all, targets -1 except on answer tokens (tinylm.data.conversations.pad_conversations)."""
     return pad_conversations([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id)

@@ -28,13 +28,14 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..errors import InputError, MissingFile
 from ..paths import atomic_write
 
 TOKEN_DTYPE = np.uint16
 _SCAN_TOKENS = 1 << 24  # tokens per slice when looking for the first bad id (a 32 MB uint16 slice, 16 MB of bools)
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Prepared token files that disagree with their metadata or with the tokenizer's vocabulary."""
 
 
@@ -58,7 +59,7 @@ class TokenFileWriter:
     def append(self, ids) -> None:
         array = np.asarray(ids)
         if array.size and (array.min() < 0 or array.max() > np.iinfo(TOKEN_DTYPE).max):
-            raise ValueError(f"token ids must lie in [0, 65535] to be stored as uint16; "
+            raise InputError(f"token ids must lie in [0, 65535] to be stored as uint16; "
                              f"got range [{array.min()}, {array.max()}]")
         self._file.write(array.astype(TOKEN_DTYPE).tobytes())
         self.count += array.size
@@ -86,7 +87,7 @@ def check_token_file(path: str | Path, expected: int | None = None, record: str 
     `record`, e.g. meta.json, holds for it). A mismatch is a DataError whose message ends with `remedy`."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no token file at {path}; prepare the dataset first "
+        raise MissingFile(f"no token file at {path}; prepare the dataset first "
                                 "(python -m tinylm.train prepares it)")
     size, itemsize = path.stat().st_size, np.dtype(TOKEN_DTYPE).itemsize
     problem = None
@@ -177,7 +178,7 @@ class RandomWindowSampler:
         """vocab_size: ids at or above it are an error, in the whole array now (check_token_ids) and in every
         window drawn; None: not checked."""
         if len(tokens) < block_size + 1:
-            raise ValueError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; "
+            raise InputError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; "
                              "use a smaller block_size or more data")
         if vocab_size is not None:
             check_token_ids(tokens, vocab_size)

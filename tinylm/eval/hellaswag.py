@@ -55,11 +55,11 @@ from typing import Any, Iterable
 import torch
 import torch.nn.functional as F
 
-from ..data.download import DownloadError, RemoteFile, fetch, sha256_of
-from ..data.mirror import MIRROR_ENV, mirror_dir
+from ..distributed import all_reduce_sum, current_world
+from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir, sha256_of
+from ..errors import InputError
 from ..paths import data_dir
 from ..runtime import model_device
-from ..train.distributed import all_reduce_sum, current_world
 
 # The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
 # (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
@@ -105,16 +105,16 @@ def parse_example(record: dict[str, Any]) -> Example:
     elif "ctx_a" in record:
         ctx = f"{record['ctx_a']} {record.get('ctx_b', '')}".rstrip()
     else:
-        raise ValueError(f"a HellaSwag record needs 'ctx' (or 'ctx_a'/'ctx_b'); this one has keys {sorted(record)}")
+        raise InputError(f"a HellaSwag record needs 'ctx' (or 'ctx_a'/'ctx_b'); this one has keys {sorted(record)}")
     endings = record.get("endings")
     if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
-        raise ValueError(f"a HellaSwag record needs 'endings': a list of 4 strings; got {endings!r}")
+        raise InputError(f"a HellaSwag record needs 'endings': a list of 4 strings; got {endings!r}")
     if "label" not in record or str(record["label"]).strip() == "":
-        raise ValueError("this HellaSwag record has no label (the test split's labels are not public); "
+        raise InputError("this HellaSwag record has no label (the test split's labels are not public); "
                          "use the validation split")
     label = int(record["label"])
     if not 0 <= label < 4:
-        raise ValueError(f"a HellaSwag label must be 0, 1, 2 or 3; got {label}")
+        raise InputError(f"a HellaSwag label must be 0, 1, 2 or 3; got {label}")
     return Example(ctx=str(ctx), endings=tuple(endings), label=label)
 
 
@@ -130,7 +130,7 @@ def read_examples(path: str | Path, limit: int | None = None) -> list[Example]:
             try:
                 examples.append(parse_example(json.loads(line)))
             except (json.JSONDecodeError, ValueError, TypeError) as error:
-                raise ValueError(f"{path}, line {number}: {error}") from None
+                raise InputError(f"{path}, line {number}: {error}") from None
     return examples
 
 
@@ -169,13 +169,13 @@ def locate_val(folder: str | Path | None = None) -> ValFile:
 def _check_tokenizer(model, tokenizer) -> None:
     kind = tokenizer.to_dict().get("kind") if tokenizer is not None else None
     if kind not in BPE_KINDS:
-        raise ValueError(
+        raise InputError(
             f"HellaSwag needs a BPE model (GPT-2 tokens), but this checkpoint's tokenizer is {kind!r}: its examples "
             "are ordinary English with characters a character-level vocabulary may lack, and its scores are only "
             "comparable between models that tokenize like GPT-2. Evaluate a BPE checkpoint (e.g. TinyStories')."
         )
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+        raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                          f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
 
 
@@ -248,6 +248,6 @@ def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=Non
         model.train(was_training)
     total, correct, correct_norm, correct_char = (int(count) for count in all_reduce_sum(counts, device))
     if total == 0:
-        raise ValueError("no HellaSwag examples to score")
+        raise InputError("no HellaSwag examples to score")
     return {"examples": total, "correct": correct, "correct_norm": correct_norm, "correct_norm_char": correct_char,
             "acc": correct / total, "acc_norm": correct_norm / total, "acc_norm_char": correct_char / total}

@@ -25,14 +25,17 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.conversations import pad_conversations, to_device
 from ..data.tokens import gather_windows
+from ..errors import InputError
 from ..runtime import model_device
+from ..tokenizers.chat_template import RenderedChat
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -48,14 +51,14 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     if eot is not None:  # BPE: the end-of-text token is the context of the first token
         ids, scored_text = [eot, *ids], text
         if len(ids) < 2:
-            raise ValueError("the text is empty: there is nothing to score")
+            raise InputError("the text is empty: there is nothing to score")
     else:  # characters: the first one is only context
         scored_text = text[1:]
         if len(ids) < 2:
-            raise ValueError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
+            raise InputError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
                              "(the first is only context for the second)")
     if tokenizer.vocab_size > model.config.vocab_size:
-        raise ValueError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+        raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                          f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
     device = device if device is not None else model_device(model)
     nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
@@ -101,7 +104,7 @@ def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,
     """
     results = [text_loss(model, tokenizer, text, batch_size, device) for text in texts]
     if not results:
-        raise ValueError("no texts to score")
+        raise InputError("no texts to score")
     nats, tokens, num_bytes = (sum(result[key] for result in results) for key in ("nats", "tokens", "bytes"))
     return {"loss": nats / tokens, "nats": nats, "tokens": tokens, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes, "texts": len(results)}
@@ -114,7 +117,7 @@ def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]
     targets the previous windows did not reach are scored.
     """
     if num_tokens < 2:
-        raise ValueError("a validation split needs at least 2 tokens")
+        raise InputError("a validation split needs at least 2 tokens")
     window = min(block_size, num_tokens - 1)
     windows, start = [], 0
     while start + window < num_tokens - 1:
@@ -177,3 +180,33 @@ def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, d
     see evaluate_loss_sum."""
     total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer)
     return total_loss / total_count
+
+
+@torch.no_grad()
+def answer_loss_sum(model, conversations: Sequence[RenderedChat], batch_size: int, device, pad_id: int,
+                    autocast_ctx=None, tokenizer=None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
+    """(total nats, answer tokens) of next-token cross-entropy over the answer tokens of `conversations`.
+
+    Conversations are scored in length order (little padding); under DDP rank r scores batches r, r + world_size,
+    .... As in `tinylm.eval.loss.evaluate_loss_sum`, logits past the tokenizer's vocabulary are excluded and a trimmed
+    vocabulary's <unk> targets cost its unk_penalty more.
+    """
+    vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
+    unk_id = getattr(tokenizer, "unk_id", None)
+    was_training = model.training
+    model.eval()
+    order = np.argsort([len(c) for c in conversations], kind="stable")
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world_size]
+    total, count = 0.0, 0
+    for batch in batches:
+        x, y = to_device(device, *pad_conversations([conversations[i] for i in batch], pad_id))
+        with autocast_ctx or contextlib.nullcontext():
+            logits, _ = model(x)
+        logits = logits[..., :vocab_limit].float()
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1, reduction="none").view_as(y)
+        if unk_id is not None:
+            losses = losses + tokenizer.unk_penalty * (y == unk_id)
+        total += losses[y != -1].sum().item()
+        count += int((y != -1).sum())
+    model.train(was_training)
+    return total, count

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Spread:
@@ -41,9 +43,9 @@ def spread(values: Sequence[float]) -> Spread:
     """Summarise one arm's results over seeds; ValueError on an empty or non-finite list."""
     values = [float(v) for v in values]
     if not values:
-        raise ValueError("spread needs at least one value (one per seed)")
+        raise InputError("spread needs at least one value (one per seed)")
     if not all(math.isfinite(v) for v in values):
-        raise ValueError(f"spread got a non-finite value among {values}: a run diverged; look at its losses first")
+        raise InputError(f"spread got a non-finite value among {values}: a run diverged; look at its losses first")
     return Spread(mean=sum(values) / len(values), low=min(values), high=max(values), n=len(values))
 
 
@@ -76,9 +78,9 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The (low, high) confidence interval of the proportion successes/n; z = 1.96 gives 95%."""
     if n <= 0:
-        raise ValueError(f"wilson_interval needs at least one trial, got n={n}")
+        raise InputError(f"wilson_interval needs at least one trial, got n={n}")
     if not 0 <= successes <= n:
-        raise ValueError(f"wilson_interval: successes={successes} must lie between 0 and n={n}")
+        raise InputError(f"wilson_interval: successes={successes} must lie between 0 and n={n}")
     p = successes / n
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from ..errors import InputError
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..runtime import model_device
@@ -40,9 +41,9 @@ from .sampling import Sampling, choose_next
 
 def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
     if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        raise InputError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if not 0 <= min_new_tokens <= max_new_tokens:
-        raise ValueError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), "
+        raise InputError(f"min_new_tokens must be between 0 and max_new_tokens ({max_new_tokens}), "
                          f"got {min_new_tokens}")
 
 
@@ -92,26 +93,26 @@ def decode(
     block_size = model.config.block_size
     keep = block_size // 2 if keep is None else keep
     if not 1 <= keep <= block_size:
-        raise ValueError(f"keep must be between 1 and block_size ({block_size}), got {keep}")
+        raise InputError(f"keep must be between 1 and block_size ({block_size}), got {keep}")
     if not prompts or any(len(p) == 0 for p in prompts):
-        raise ValueError("every prompt needs at least one token (start from the end-of-text token to begin afresh)")
+        raise InputError("every prompt needs at least one token (start from the end-of-text token to begin afresh)")
     supports_cache = isinstance(model, GPT)
     if use_cache and not supports_cache:
-        raise ValueError(f"{type(model).__name__} takes no key/value cache; use use_cache=False")
+        raise InputError(f"{type(model).__name__} takes no key/value cache; use use_cache=False")
     use_cache = supports_cache if use_cache is None else use_cache
     device = model_device(model)
     longest = max(len(p) for p in prompts)
     # Room for the prompt and the new tokens, but never more than two contexts' worth of them: see `Memory` above.
     tokens, pad = _left_padded(prompts, longest + min(max_new_tokens, 2 * block_size), device)
     if not supports_cache and int(pad.max()) > 0:
-        raise ValueError(f"{type(model).__name__} takes no padding mask, so its prompts must have equal lengths")
+        raise InputError(f"{type(model).__name__} takes no padding mask, so its prompts must have equal lengths")
     vocab_size = model.config.vocab_size
     if int(tokens.max()) >= vocab_size or int(tokens.min()) < 0:
-        raise ValueError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
+        raise InputError(f"prompt token ids must be in [0, {vocab_size}), the model's vocabulary")
     batch_size = tokens.size(0)
     stops = torch.as_tensor(list(stop_tokens), dtype=torch.long, device=device)
     if len(stops) and not (0 <= int(stops.min()) and int(stops.max()) < vocab_size):
-        raise ValueError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; "
+        raise InputError(f"stop token ids must be in [0, {vocab_size}), the model's vocabulary; "
                          f"got {list(stop_tokens)}")
     seen = None
     if sampling.repetition_penalty != 1:

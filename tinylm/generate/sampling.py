@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -30,13 +32,13 @@ class Sampling:
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also catches NaN
-            raise ValueError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
+            raise InputError(f"temperature must be >= 0 (0 means greedy), got {self.temperature}")
         if self.top_k is not None and (isinstance(self.top_k, bool) or self.top_k < 1):
-            raise ValueError(f"top_k must be at least 1 (or None for no limit), got {self.top_k}")
+            raise InputError(f"top_k must be at least 1 (or None for no limit), got {self.top_k}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p}")
         if not self.repetition_penalty > 0:
-            raise ValueError(f"repetition_penalty must be > 0 (1 means no penalty, 1.1-1.3 is typical), "
+            raise InputError(f"repetition_penalty must be > 0 (1 means no penalty, 1.1-1.3 is typical), "
                              f"got {self.repetition_penalty}")
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from ..errors import InputError
 from .decode import _check_lengths, decode
 from .sampling import Sampling
 
@@ -52,7 +53,7 @@ class TextStream:
         if isinstance(stop, str):
             stop = (stop,)
         if any(not s for s in stop):
-            raise ValueError("stop strings must not be empty")
+            raise InputError("stop strings must not be empty")
         self.stop = tuple(stop)
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ..config import GPTConfig
+from ..errors import MissingFile
 from ..model.gpt import GPT
 from .hf_llama import InteropError, load_pretrained, speedrun_problems
 
@@ -224,6 +225,6 @@ def hf_model_type(source) -> str:
         return AutoConfig.from_pretrained(str(source)).model_type
     except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
         details = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OSError(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder with "
+        raise MissingFile(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder with "
                       f"config.json nor a Hub name that can be downloaded now (offline?). "
                       f"Details: {details}") from error

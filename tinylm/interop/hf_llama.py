@@ -50,10 +50,11 @@ import torch
 from torch import nn
 
 from ..config import GPTConfig
+from ..errors import InputError, MissingFile
 from ..model.gpt import GPT
 
 
-class InteropError(ValueError):
+class InteropError(InputError):
     """A model or file that cannot be converted; the message says what differs and what is expected."""
 
 
@@ -115,7 +116,7 @@ def load_pretrained(model_class, source, family: str) -> nn.Module:
         if error.errno is not None and Path(source).is_dir():  # the system's error reading a damaged file
             raise InteropError(f"{source}: its weights file could not be read ({_first_line(error)}): it is "
                                f"damaged or cut short; {redo}") from None
-        raise OSError(f"could not load a {family} model from {str(source)!r}: it is neither a local folder with "
+        raise MissingFile(f"could not load a {family} model from {str(source)!r}: it is neither a local folder with "
                       "config.json and model.safetensors (or pytorch_model.bin) nor a Hub name that can be "
                       f"downloaded now (offline?). Details: {_first_line(error)}") from error
     problems = [f"{key} has shape {tuple(saved)}, the config gives {tuple(expected)}"
@@ -262,7 +263,7 @@ def _load_hf_llama(source) -> tuple[nn.Module, GPTConfig]:
     try:
         config = config_from_hf_llama(transformers.AutoConfig.from_pretrained(str(source)))
     except OSError as error:
-        raise OSError(f"could not load a Llama model from {str(source)!r}: it is neither a local folder with "
+        raise MissingFile(f"could not load a Llama model from {str(source)!r}: it is neither a local folder with "
                       "config.json nor a Hub name that can be downloaded now (offline?). "
                       f"Details: {_first_line(error)}") from error
     return load_pretrained(transformers.LlamaForCausalLM, source, "Llama"), config

@@ -63,7 +63,8 @@ import numpy as np
 import torch
 
 from ..config import GPTConfig
-from ..data.download import RemoteFile, fetch
+from ..download import RemoteFile, fetch
+from ..errors import MissingFile
 from ..model.gpt import GPT
 from ..model.rope import interleaved_to_rotate_half, rope_frequencies, rotate_half_to_interleaved
 from ..paths import atomic_write, data_dir
@@ -179,7 +180,7 @@ def read_llama2c(path: str | Path) -> tuple[Llama2cHeader, dict[str, np.ndarray]
     """(header, the file's arrays by name in file order): read-only views of the memory-mapped file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no llama2.c checkpoint at {path}; check the path (e.g. stories15M.bin)")
+        raise MissingFile(f"no llama2.c checkpoint at {path}; check the path (e.g. stories15M.bin)")
     with open(path, "rb") as f:
         header = parse_header(f.read(HEADER.size), path)
     size, expected = path.stat().st_size, header.file_size()

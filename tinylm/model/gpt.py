@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from ..config import GPTConfig
+from ..errors import InputError
 from .attention import CausalSelfAttention
 from .kv_cache import KVCache, LayerCache
 from .losses import next_token_loss
@@ -129,7 +130,7 @@ class GPT(nn.Module):
         """
         B, T = idx.shape
         if T > self.config.block_size:
-            raise ValueError(
+            raise InputError(
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
                 "crop it to the last block_size tokens (generation does this for you)"
             )

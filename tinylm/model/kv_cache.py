@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..config import GPTConfig
+from ..errors import InputError
 
 
 class LayerCache:
@@ -73,7 +74,7 @@ class KVCache:
     def reset(self, pad_lengths: torch.Tensor | None = None) -> None:
         """Forget every cached position (the storage is kept). pad_lengths (B,): left padding of each row."""
         if pad_lengths is not None and pad_lengths.shape != (self.batch_size,):
-            raise ValueError(f"pad_lengths must have shape ({self.batch_size},), got {tuple(pad_lengths.shape)}")
+            raise InputError(f"pad_lengths must have shape ({self.batch_size},), got {tuple(pad_lengths.shape)}")
         if pad_lengths is not None and int(pad_lengths.max()) == 0:
             pad_lengths = None  # no padding: the plain causal mask suffices, which the fast kernels prefer
         self.pad_lengths = pad_lengths
@@ -84,7 +85,7 @@ class KVCache:
         """Prepare a forward pass over `num_new` new positions; return their position ids, (T,) or (B, T)."""
         end = self.length + num_new
         if end > self.capacity:
-            raise ValueError(
+            raise InputError(
                 f"the cache holds {self.length} of {self.capacity} positions and cannot take {num_new} more; "
                 "crop the context and reset the cache (tinylm.generate does this for you)"
             )

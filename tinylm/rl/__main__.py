@@ -1,9 +1,6 @@
-"""`python -m tinylm.rl`: reinforcement learning with verifiable rewards (GRPO) on a task a program checks.
+"""`python -m tinylm.rl`: the command line in tinylm/cli/rl.py."""
 
-This module is only the name `python -m tinylm.rl` needs; the command line is tinylm/cli/rl.py.
-"""
-
-if __name__ == "__main__":
+if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
     from tinylm.cli import run
 
     run("rl")

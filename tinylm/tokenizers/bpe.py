@@ -33,7 +33,7 @@ from typing import Callable
 
 import regex
 
-from ..data.download import RemoteFile, fetch
+from ..download import RemoteFile, fetch
 from ..paths import data_dir
 
 # GPT-2's pre-tokenisation pattern (openai/gpt-2, src/encoder.py). In order: English contractions,

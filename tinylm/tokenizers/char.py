@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 
-class UnknownCharacterError(ValueError):
+
+class UnknownCharacterError(InputError):
     """Text holds characters the character tokenizer never saw."""
 
 
@@ -16,14 +18,14 @@ class CharTokenizer:
 
     def __init__(self, chars: list[str]):
         if len(set(chars)) != len(chars):
-            raise ValueError("CharTokenizer characters must be distinct")
+            raise InputError("CharTokenizer characters must be distinct")
         self.chars = list(chars)
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
 
     @classmethod
     def from_text(cls, text: str) -> "CharTokenizer":
         if not text:
-            raise ValueError("cannot build a character tokenizer from empty text")
+            raise InputError("cannot build a character tokenizer from empty text")
         return cls(sorted(set(text)))
 
     @property
@@ -45,7 +47,7 @@ class CharTokenizer:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < len(self.chars)]
         if bad:
-            raise ValueError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {len(self.chars)} characters")
+            raise InputError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {len(self.chars)} characters")
         return "".join(self.chars[i] for i in ids)
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,5 +60,5 @@ class CharTokenizer:
     def load(cls, path: str | Path) -> "CharTokenizer":
         values = json.loads(Path(path).read_text(encoding="utf-8"))
         if not isinstance(values, dict) or values.get("kind") != "char":
-            raise ValueError(f"{path} does not describe a character tokenizer")
+            raise InputError(f"{path} does not describe a character tokenizer")
         return cls(values["chars"])

@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from ..data.mirror import mirror_dir
+from ..download import mirror_dir
+from ..errors import InputError, TinyLMError
 
 
-class TokenizerUnavailable(RuntimeError):
+class TokenizerUnavailable(TinyLMError, RuntimeError):
     """GPT-2's BPE files could not be loaded (offline without a cache or mirror)."""
 
 
@@ -39,7 +40,7 @@ class BPETokenizer:
 
     def __init__(self, encoding_name: str = "gpt2"):
         if encoding_name not in ("gpt2", "gpt2-chat"):
-            raise ValueError(f"unknown BPE encoding {encoding_name!r}; choose 'gpt2' or 'gpt2-chat'")
+            raise InputError(f"unknown BPE encoding {encoding_name!r}; choose 'gpt2' or 'gpt2-chat'")
         _use_mirror_tiktoken_cache()
         import tiktoken
 
@@ -96,7 +97,7 @@ class TrimmedBPETokenizer:
         self.kept_ids = [int(i) for i in kept_ids]
         if (len(set(self.kept_ids)) != len(self.kept_ids)
                 or not all(0 <= i < self.base.vocab_size for i in self.kept_ids)):
-            raise ValueError("kept_ids must be distinct ids of the base vocabulary")
+            raise InputError("kept_ids must be distinct ids of the base vocabulary")
         self.unk_id = len(self.kept_ids)
         self._compact = np.full(self.base.vocab_size, self.unk_id, dtype=np.int64)  # GPT-2 id -> compact id
         self._compact[self.kept_ids] = np.arange(len(self.kept_ids))

@@ -6,6 +6,8 @@ import base64
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError, MissingFile
+
 SPACE_PIECE = "\N{LOWER ONE EIGHTH BLOCK}"  # "▁": SentencePiece's space, glued to the start of a piece
 
 
@@ -36,14 +38,14 @@ class SentencePieceTokenizer:
         try:
             self.processor = sentencepiece.SentencePieceProcessor(model_proto=bytes(model_proto))
         except RuntimeError as error:
-            raise ValueError(
+            raise InputError(
                 "these bytes are not a SentencePiece model: expected a tokenizer.model file (llama2.c's "
                 "tokenizer.bin is a different format; use the tokenizer.model next to it)"
             ) from error
         self.model_proto = bytes(model_proto)
         self.bos_token, self.eos_token = self.processor.bos_id(), self.processor.eos_id()
         if self.bos_token < 0:
-            raise ValueError("this SentencePiece model has no BOS piece, which tinylm starts every text from; "
+            raise InputError("this SentencePiece model has no BOS piece, which tinylm starts every text from; "
                              "train it with bos_id=1, as Llama's is")
         self.eot_token = self.bos_token
 
@@ -51,11 +53,11 @@ class SentencePieceTokenizer:
     def from_file(cls, path: str | Path) -> "SentencePieceTokenizer":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"no SentencePiece model at {path}; check the path (Llama's is tokenizer.model)")
+            raise MissingFile(f"no SentencePiece model at {path}; check the path (Llama's is tokenizer.model)")
         try:
             return cls(path.read_bytes())
         except ValueError as error:
-            raise ValueError(f"{path}: {error}") from None
+            raise InputError(f"{path}: {error}") from None
 
     @property
     def vocab_size(self) -> int:
@@ -69,7 +71,7 @@ class SentencePieceTokenizer:
         ids = [int(i) for i in ids]
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad:
-            raise ValueError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {self.vocab_size:,} pieces")
+            raise InputError(f"ids {bad[:5]} are outside this tokenizer's vocabulary of {self.vocab_size:,} pieces")
         text = self.processor.decode(ids)
         first = next((i for i in ids if not self.processor.is_control(i)), None)
         if first is not None and ids[0] != self.bos_token and self.processor.id_to_piece(first).startswith(SPACE_PIECE):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from ..errors import InputError
 from .char import CharTokenizer
 from .gpt2 import BPETokenizer, TrimmedBPETokenizer
 from .llama import SentencePieceTokenizer
@@ -15,7 +16,7 @@ def tokenizer_from_dict(values: dict[str, Any]):
     """The tokenizer that `values` (a to_dict() description) describes. A description that is not a dict, names no
     known kind or lacks a field its kind needs is a ValueError saying what is wrong; the caller names the file."""
     if not isinstance(values, dict):
-        raise ValueError(f"the tokenizer description is {type(values).__name__} {str(values)[:40]!r}, "
+        raise InputError(f"the tokenizer description is {type(values).__name__} {str(values)[:40]!r}, "
                          "not a dict with a 'kind'")
     kind = values.get("kind")
     try:
@@ -28,9 +29,9 @@ def tokenizer_from_dict(values: dict[str, Any]):
         if kind == "sentencepiece":
             return SentencePieceTokenizer(base64.b64decode(values["model"]))
     except KeyError as error:
-        raise ValueError(f"the {kind!r} tokenizer description has no {error.args[0]!r} field") from None
+        raise InputError(f"the {kind!r} tokenizer description has no {error.args[0]!r} field") from None
     except TypeError as error:  # e.g. "chars": 5
-        raise ValueError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
+        raise InputError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
     shown = {k: v for k, v in values.items() if k != "model"}  # a SentencePiece model's bytes would fill the screen
-    raise ValueError(f"unknown tokenizer description {shown!r}: "
+    raise InputError(f"unknown tokenizer description {shown!r}: "
                      "expected kind 'char', 'bpe', 'bpe-trimmed' or 'sentencepiece'")

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from ..errors import TinyLMError
 from ..paths import atomic_write
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ TRAINING_KEYS = ("train_config", "optimizer", "scaler", "step", "elapsed", "best
                  "rng")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(TinyLMError, RuntimeError):
     """A checkpoint file that is missing, damaged, or not a tinylm checkpoint."""
 
 
@@ -55,9 +56,9 @@ DAMAGED = "the file was edited or damaged: use another checkpoint (best.pt or la
 def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
     """The checkpoint of a tinylm GPT: MODEL_KEYS, then `entries` (a run's TRAINING_KEYS, where imported weights
     came from). `tokenizer`: a tokenizer, its to_dict() description, or None. A model with LoRA adapters
-    (tinylm.chat.lora) is saved as it trains, wrapped, with its `lora` settings: resuming needs the adapters
+    (tinylm.model.lora) is saved as it trains, wrapped, with its `lora` settings: resuming needs the adapters
     apart, and `load_model` merges them."""
-    from ..chat.lora import has_lora, lora_settings
+    from ..model.lora import has_lora, lora_settings
 
     description = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
     lora = {"lora": lora_settings(model)} if has_lora(model) else {}
@@ -149,8 +150,8 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
 
 def _model_as_saved(state: dict[str, Any], config: GPTConfig):
     """A GPT of `config`, wrapped with LoRA adapters when the checkpoint was saved with them."""
-    from ..chat.lora import apply_settings
     from ..model.gpt import GPT
+    from ..model.lora import apply_settings
 
     model = GPT(config)
     if state.get("lora") is not None:
@@ -230,7 +231,7 @@ def find_checkpoint(run_dir: str | Path) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder. The LoRA adapters of a
     checkpoint that has them are merged: the model is a plain GPT either way."""
-    from ..chat.lora import merge_lora
+    from ..model.lora import merge_lora
     from ..tokenizers.saved import tokenizer_from_dict
 
     path = Path(path)

@@ -31,13 +31,14 @@ from pathlib import Path
 import torch
 
 from ..config import GPTConfig
+from ..errors import TinyLMError
 
 GB = 1e9
 CPU_HEAP_OVERHEAD = 1.3  # a CPU step's resident peak over its live activations and logits (glibc's freed blocks)
 CPU_RUNTIME_BYTES = 150_000_000  # what a CPU process adds at its first step besides tensors (kernels' buffers, code)
 
 
-class NotEnoughMemory(RuntimeError):
+class NotEnoughMemory(TinyLMError, RuntimeError):
     """A training step would need more memory than the device has free."""
 
 

@@ -27,6 +27,8 @@ from typing import Iterable
 
 import torch
 
+from ..errors import InputError
+
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic: the largest slope at 0 that still converges
 NS_STEPS = 5
 
@@ -36,7 +38,7 @@ def newton_schulz(update: torch.Tensor, steps: int = NS_STEPS,
                   dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """An approximately orthogonal matrix with the singular vectors of `update` (2-D), in `dtype`."""
     if update.ndim != 2:
-        raise ValueError(f"Newton-Schulz orthogonalises matrices; got a tensor of shape {tuple(update.shape)}")
+        raise InputError(f"Newton-Schulz orthogonalises matrices; got a tensor of shape {tuple(update.shape)}")
     a, b, c = coefficients
     x = update.to(dtype)
     tall = update.size(0) > update.size(1)
@@ -62,13 +64,13 @@ class Muon(torch.optim.Optimizer):
     def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, ns_steps: int = NS_STEPS):
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"Muon needs lr, momentum and weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
+            raise InputError(f"Muon needs lr, momentum and weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                                       ns_steps=ns_steps))
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
-                    raise ValueError(f"Muon updates 2-D weight matrices only; a parameter of shape {tuple(p.shape)} "
+                    raise InputError(f"Muon updates 2-D weight matrices only; a parameter of shape {tuple(p.shape)} "
                                      "belongs with AdamW (embeddings' rows, norms and biases too)")
 
     @torch.no_grad()

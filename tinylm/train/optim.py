@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..config import TrainConfig
+from ..errors import InputError
 from .muon import Muon
 
 
@@ -70,7 +71,7 @@ class MuonWithAdamW:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state) != {"muon", "adamw"}:
-            raise ValueError("this checkpoint's optimizer state is AdamW's alone, and the run now asks for Muon: "
+            raise InputError("this checkpoint's optimizer state is AdamW's alone, and the run now asks for Muon: "
                              "resume it with the optimizer it was trained with, or start a new run")
         ratios = [group["lr_ratio"] for group in self.param_groups]  # this run's rates win over the saved run's
         self.muon.load_state_dict(state["muon"])

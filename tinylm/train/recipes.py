@@ -35,10 +35,11 @@ from ..data.fineweb import (
     read_progress,
     val_tokens,
 )
+from ..distributed import World
+from ..errors import InputError
 from ..paths import runs_dir
 from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .distributed import World
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -162,7 +163,7 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
     seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
     field or value, resume with overwrite) raises an error here, before anything else happens."""
     if resume and overwrite:  # both would delete the run's history, then resume it
-        raise ValueError("resume continues the run in the folder and overwrite replaces it: choose one")
+        raise InputError("resume continues the run in the folder and overwrite replaces it: choose one")
     chosen = get_track(track)
     profile = resolve_profile(profile)
     unknown = sorted(set(overrides) - {option.name for option in dataclasses.fields(TrainConfig)})
@@ -307,5 +308,5 @@ TRACKS = {track.name: track for track in (SHAKESPEARE_CHAR, TINYSTORIES, GPT2_12
 
 def get_track(name: str) -> Track:
     if name not in TRACKS:
-        raise ValueError(f"unknown track {name!r}; available: {', '.join(TRACKS)}")
+        raise InputError(f"unknown track {name!r}; available: {', '.join(TRACKS)}")
     return TRACKS[name]

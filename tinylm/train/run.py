@@ -30,11 +30,12 @@ from typing import Any, Callable, Iterable
 import torch
 
 from ..config import GPTConfig, TrainConfig
+from ..distributed import World, barrier, current_world, device_for
+from ..errors import InputError
 from ..model.gpt import GPT
 from ..paths import shown
 from ..runtime import resolve_device
 from .checkpoint import load_training_checkpoint
-from .distributed import World, barrier, current_world, device_for
 from .progress import describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .runlock import claim_run_folder
@@ -79,7 +80,7 @@ def train(recipe: Recipe, *, device: str | None = None, world: World | None = No
             model_cfg, train_cfg = recipe.model_config(data.tokenizer), recipe.train
         else:  # the saved run's own model and recipe win, so the same network continues on an unchanged schedule
             if saved.get("tokenizer") != data.tokenizer.to_dict():
-                raise ValueError(f"{out / 'last.pt'} was trained with another tokenizer than the {recipe.profile} "
+                raise InputError(f"{out / 'last.pt'} was trained with another tokenizer than the {recipe.profile} "
                                  f"profile of {recipe.track.name} uses; resume it with the profile it was trained "
                                  "with (--profile)")
             model_cfg = GPTConfig.from_dict(saved["model_config"])
@@ -163,12 +164,12 @@ def _check_resumable(saved: GPTConfig, recipe: Recipe, out: Path) -> None:
     saved_arch = architecture_of(saved) or "a custom architecture"
     arch = recipe.arch
     if arch is not None and arch != saved_arch:
-        raise ValueError(f"--arch {arch}: the run in {out} is {saved_arch}; resume it without --arch "
+        raise InputError(f"--arch {arch}: the run in {out} is {saved_arch}; resume it without --arch "
                          f"(or with --arch {saved_arch}), or train {arch} in another --out folder")
     balancing = recipe.balancing
     if balancing is not None and (not saved.n_experts or balancing != saved.balancing):
         what = f"balances its experts with {saved.balancing}" if saved.n_experts else "has no mixture of experts"
-        raise ValueError(f"--balancing {balancing}: the run in {out} {what}; resume it without --balancing, "
+        raise InputError(f"--balancing {balancing}: the run in {out} {what}; resume it without --balancing, "
                          "or train another one in a new --out folder")
 
 

@@ -30,13 +30,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ..errors import InputError, TinyLMError
 from ..paths import check_output_folder, remove_stale_temporaries
 
 LOCK_FILE = "run.lock"
 EMPTY_LOCK_SECONDS = 5.0  # an empty lock this old has no owner that is about to write its name
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(TinyLMError, RuntimeError):
     """Another process holds the run folder's lock."""
 
 
@@ -164,10 +165,10 @@ def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resum
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
     if (out / "last.pt").exists() and not (resume or overwrite):
-        raise ValueError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
+        raise InputError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
                          "(its checkpoints will be replaced), or --out to use another folder.")
     if resume and not (out / "last.pt").exists():
-        raise ValueError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
+        raise InputError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
                          "(or the --out, or the options such as --arch, that named the run's folder).")
 
 

@@ -58,19 +58,20 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import GPTConfig, TrainConfig
 from ..data.tokens import RandomWindowSampler
+from ..distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
+from ..errors import InputError, TinyLMError
 from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
 from ..model.moe import end_of_step, moe_layers, read_expert_load
 from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
-from .distributed import World, all_reduce_sum, barrier, broadcast_from_main, current_world, gather_to_main
 from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate, set_learning_rate
 from .progress import remaining_seconds, steps_left
 from .resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(TinyLMError, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -334,7 +335,7 @@ class Trainer:
 
     def sample(self, max_new_tokens: int = 200, **sampling) -> str:
         if self.tokenizer is None:
-            raise ValueError("this Trainer has no tokenizer, so it cannot turn samples into text")
+            raise InputError("this Trainer has no tokenizer, so it cannot turn samples into text")
         return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
                              **sampling)
 
@@ -371,7 +372,7 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved_config = GPTConfig.from_dict(state["model_config"])
         if saved_config != self.model_config:
-            raise ValueError(f"the checkpoint's model config {saved_config} differs from this run's "
+            raise InputError(f"the checkpoint's model config {saved_config} differs from this run's "
                              f"{self.model_config}; resume with the same preset")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -26,11 +26,13 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
+from .errors import InputError, TinyLMError
+
 TIMEOUT_ENV = "TINYLM_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
 
 
-class RankTimeout(RuntimeError):
+class RankTimeout(TinyLMError, RuntimeError):
     """A collective operation that waited longer than the process group's timeout for another rank."""
 
 
@@ -58,7 +60,7 @@ def group_timeout() -> float:
     except ValueError:
         seconds = float("nan")
     if not seconds > 0:  # NaN too
-        raise ValueError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds; unset it for the default "
+        raise InputError(f"{TIMEOUT_ENV}={value!r} is not a positive number of seconds; unset it for the default "
                          f"({DEFAULT_TIMEOUT_S:g})")
     return seconds
 

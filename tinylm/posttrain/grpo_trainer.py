@@ -1,9 +1,9 @@
 """The GRPO training loop: sample, score, compare within groups, and push the policy with the clipped objective.
 
 One step: draw `prompts` fresh training problems (never a held-out one); sample `group_size` completions of each
-with the KV cache (tinylm.rl.rollout); reward them with the task's program; turn rewards into group advantages;
+with the KV cache (tinylm.posttrain.rollout); reward them with the task's program; turn rewards into group advantages;
 record the sampling policy's log-probabilities (π_old) and, with a KL penalty, the frozen starting model's
-(π_ref); then make `updates` AdamW steps on the clipped objective (tinylm.rl.grpo), each with the gradient's norm
+(π_ref); then make `updates` AdamW steps on the clipped objective (tinylm.posttrain.grpo), each with the gradient's norm
 clipped. Every `eval_interval` steps the greedy accuracy on the fixed held-out problems is measured; best.pt
 keeps the most accurate policy so far (step 0, the starting model, included), last.pt the latest.
 
@@ -33,13 +33,13 @@ from typing import Any, Callable
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from ..distributed import World, all_reduce_sum, broadcast_from_main, current_world, gather_to_main
 from ..train.checkpoint import model_checkpoint, save_checkpoint
-from ..train.distributed import World, all_reduce_sum, broadcast_from_main, current_world, gather_to_main
 from ..train.progress import format_duration, format_record, remaining_seconds
 from ..train.resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
 from ..train.trainer import TrainingDiverged
 from .grpo import clipped_policy_loss, group_advantages, token_logprobs
-from .recipes import RLRecipe
+from .grpo_recipes import RLRecipe
 from .rollout import Rollout, held_out_accuracy, sample_groups
 from .tasks import FormatOnly, Problem, ProblemStream, TaskError
 

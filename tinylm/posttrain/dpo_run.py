@@ -5,7 +5,7 @@ tokenizer has the chat tokens, and it is also the frozen reference. The records 
 split as SFT split its instructions, so the held-out prompts are ones neither run trained on.
 
 Two models are measured the same way on the held-out pairs: the base (`before`, which is the reference, so its
-implicit rewards are all 0) and best.pt (`after`): `tinylm.chat.dpo.preference_summary` (DPO loss, preference
+implicit rewards are all 0) and best.pt (`after`): `tinylm.posttrain.dpo.preference_summary` (DPO loss, preference
 accuracy with its Wilson interval, mean margin and rewards, the model's own preference), and the greedy replies
 to held-out prompts: the share that is closer to the chosen answer than to the rejected one by token F1
 (tinylm.eval.overlap), with its Wilson interval, ties apart. OUT/dpo_eval.json keeps them, with a few replies,
@@ -13,7 +13,7 @@ and the seconds. OUT also gets metrics.jsonl, best.pt and last.pt as every Train
 same rules: one run per folder (run lock), --resume continues exactly, --overwrite keeps the old run until the
 new one has a checkpoint. `python -m tinylm.dpo` is the command line (tinylm/cli/dpo.py).
 
-LoRA composes with DPO (`lora=LoRAOptions(...)`, tinylm.chat.lora, as in finetune): the base, merged if its own
+LoRA composes with DPO (`lora=LoRAOptions(...)`, tinylm.model.lora, as in finetune): the base, merged if its own
 SFT used LoRA, stays frozen and only the adapters train, at the recipe's LoRA learning rate. B starts at zero, so
 the wrapped model is the reference at step 0 and the reference needs no copy of its own. The checkpoints keep the
 adapters apart (resume continues them, `load_model` merges them) and OUT/adapters.pt keeps best.pt's alone.
@@ -32,28 +32,29 @@ import torch
 
 from ..config import GPTConfig, TrainConfig
 from ..data.preference import PreferenceDataError, build_pairs, load_preferences, split_preferences
+from ..distributed import World, current_world, device_for
+from ..errors import InputError
 from ..eval.overlap import token_f1
 from ..eval.uncertainty import wilson_interval
 from ..model.gpt import GPT
+from ..model.lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
 from ..paths import atomic_write, runs_dir, shown
 from ..runtime import autocast, resolve_device, resolve_dtype, resolve_profile
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, chat_token_ids
 from ..tokenizers.saved import tokenizer_from_dict
 from ..train.checkpoint import load_checkpoint, load_model, load_training_checkpoint
-from ..train.distributed import World, current_world, device_for
 from ..train.progress import format_record
 from ..train.run import set_aside_old_run, settle_old_run
 from ..train.runlock import claim_run_folder
 from ..train.trainer import RUN_FILES
 from .dpo import DPO_RECIPES, DPOTrainer, PairLoader, pair_logprobs
-from .finetune import REPLY_TOKENS, SHOWN_REPLIES
-from .lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
 from .sft import stop_rate
-from .template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, chat_token_ids
+from .sft_run import REPLY_TOKENS, SHOWN_REPLIES
 
 DPO_RUN_FILES = (*RUN_FILES, "dpo_eval.json", "adapters.pt")  # what a DPO run writes into its folder
 
 
-class NotAChatModel(ValueError):
+class NotAChatModel(InputError):
     """--base is a model without the chat tokens: DPO starts from a chat (SFT) model."""
 
 
@@ -67,7 +68,7 @@ def load_chat_base(base: str | Path) -> tuple[GPT, object, str]:
         raise NotAChatModel(f"{shown(base)} is not a chat model (its tokenizer has no <|im_start|>/<|im_end|>): DPO "
                             "starts from a fine-tuned chat model; run python -m tinylm.finetune first and pass its "
                             "--out as --base")
-    policy = GPT(dataclasses.replace(model.config, dropout=0.0))  # tinylm.chat.dpo says why
+    policy = GPT(dataclasses.replace(model.config, dropout=0.0))  # tinylm.posttrain.dpo says why
     policy.load_state_dict(model.state_dict())
     return policy, tokenizer, shown(base)
 
@@ -117,7 +118,7 @@ def dpo(profile: str | None = None, *, base: str | Path | None = None, data: str
     """Tune the chat model `base` (default runs/chat-<profile>, finetune's default --out) with DPO on the preference
     records of `data` into `out` (default runs/dpo-<profile>), and return the report OUT/dpo_eval.json keeps: the
     held-out preference accuracy, margins and greedy replies before and after, steps and seconds. beta and the
-    options override the profile's recipe (tinylm.chat.dpo.DPO_RECIPES; None: the recipe's); `lora` trains adapters
+    options override the profile's recipe (tinylm.posttrain.dpo.DPO_RECIPES; None: the recipe's); `lora` trains adapters
     instead of every weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and
     writes."""
     started = time.perf_counter()
@@ -149,7 +150,7 @@ def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prom
     if saved is not None:
         saved_beta = saved["dpo"]["beta"]
         if beta is not None and beta != saved_beta:
-            raise ValueError(f"--beta {beta:g}: the run in {shown(out)} trains with beta {saved_beta:g}; resume it "
+            raise InputError(f"--beta {beta:g}: the run in {shown(out)} trains with beta {saved_beta:g}; resume it "
                              "without --beta, or start another run (--out)")
         beta = saved_beta
         model = GPT(GPTConfig.from_dict(saved["model_config"]))

@@ -2,7 +2,7 @@
 
 The stages: the run folder is checked and locked (one run per folder; --resume and --overwrite as in
 tinylm.train); the starting model is built (`--base pretrain`: the task-format SFT in OUT/base-<task>-<profile>,
-reused once finished) or loaded from a run folder or checkpoint; GRPO trains it (tinylm.rl.trainer), measuring the
+reused once finished) or loaded from a run folder or checkpoint; GRPO trains it (tinylm.posttrain.grpo_trainer), measuring the
 held-out accuracy at step 0 and every eval_interval steps; OUT/rl_eval.json reports the accuracy before and after
 (best.pt) with 95% Wilson intervals, the steps, the seconds and the settings; an epilogue says where everything
 went and what to run next. An overwritten run survives a new one that fails before its first checkpoint (its
@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Callable
 
 from ..config import GPTConfig
+from ..distributed import World, current_world, device_for
 from ..eval.uncertainty import wilson_interval
 from ..model.gpt import GPT
 from ..paths import atomic_write, runs_dir, shown
 from ..runtime import resolve_device, resolve_profile
 from ..tokenizers.saved import tokenizer_from_dict
 from ..train.checkpoint import load_training_checkpoint
-from ..train.distributed import World, current_world, device_for
 from ..train.run import set_aside_old_run, settle_old_run
 from ..train.runlock import claim_run_folder
-from .base import check_base_path, load_base
-from .recipes import RL_RECIPES
+from .grpo_recipes import RL_RECIPES
+from .grpo_trainer import RL_RUN_FILES, GRPOTrainer, print_rl_record
+from .task_base import check_base_path, load_base
 from .tasks import get_task, held_out_problems
-from .trainer import RL_RUN_FILES, GRPOTrainer, print_rl_record
 
 
 def measured(accuracy: float, n: int) -> dict:

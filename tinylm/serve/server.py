@@ -41,8 +41,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import urlsplit
 
+from ..errors import InputError, TinyLMError
+from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .session import ChatSession
-from .template import ChatFormatError, ContextOverflow, check_messages
 
 MAX_BODY_BYTES = 64 * 1024
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
@@ -62,12 +63,12 @@ class RequestError(Exception):
         self.status = status
 
 
-class ServerAddressError(OSError):
+class ServerAddressError(TinyLMError, OSError):
     """The server cannot listen at the host and port asked for; the message says why and what to do instead."""
 
 
 def static_file(name: str) -> bytes:
-    """A file of the page (tinylm/chat/static/), from the installed package."""
+    """A file of the page (tinylm/serve/static/), from the installed package."""
     return (resources.files(__package__) / "static" / name).read_bytes()
 
 
@@ -103,7 +104,7 @@ class ChatServer(ThreadingHTTPServer):
                  max_concurrent: int = 4, info: str = "a tinylm chat model", quiet: bool = False,
                  idle_timeout: float = 30.0):
         if max_chars < 1 or max_concurrent < 1:
-            raise ValueError("max_chars and max_concurrent must be at least 1")
+            raise InputError("max_chars and max_concurrent must be at least 1")
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, ChatHandler)

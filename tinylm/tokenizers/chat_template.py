@@ -31,18 +31,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from ..errors import InputError
+from .gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
 IM_START, IM_END, PAD = "<|im_start|>", "<|im_end|>", "<|pad|>"
 
 
-class ChatFormatError(ValueError):
+class ChatFormatError(InputError):
     """A conversation or tokenizer the chat template cannot use; the message says what to change."""
 
 
-class ContextOverflow(ValueError):
+class ContextOverflow(InputError):
     """A message too long for the model's context, even with every earlier turn dropped."""
 
 
@@ -76,7 +77,7 @@ class ChatTemplate:
         ids = chat_token_ids(tokenizer)
         if ids is None:
             raise ChatFormatError("this tokenizer has no <|im_start|>/<|im_end|> tokens; add them first "
-                                  "(tinylm.chat.vocab.add_chat_tokens(model, tokenizer))")
+                                  "(tinylm.posttrain.vocab.add_chat_tokens(model, tokenizer))")
         self.tokenizer = tokenizer
         self.im_start, self.im_end, self.pad = ids[IM_START], ids[IM_END], ids[PAD]
         self._headers = {role: tokenizer.encode(f"{role}\n") for role in ROLES}

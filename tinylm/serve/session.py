@@ -14,8 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..errors import InputError
 from ..generate.stream import stream
-from .template import DEFAULT_SYSTEM_PROMPT, ChatFormatError, ChatTemplate, ContextOverflow, chat_token_ids
+from ..tokenizers.chat_template import (
+    DEFAULT_SYSTEM_PROMPT,
+    ChatFormatError,
+    ChatTemplate,
+    ContextOverflow,
+    chat_token_ids,
+)
 
 
 class ChatSession:
@@ -30,7 +37,7 @@ class ChatSession:
         block_size = model.config.block_size
         self.max_new_tokens = max_new_tokens or min(256, block_size // 2)
         if not 0 < self.max_new_tokens < block_size:
-            raise ValueError(f"max_new_tokens must be between 1 and {block_size - 1} (the context is {block_size})")
+            raise InputError(f"max_new_tokens must be between 1 and {block_size - 1} (the context is {block_size})")
         self.sampling = sampling
         self.system = [{"role": "system", "content": system_prompt}] if system_prompt else []
         self.messages: list[dict] = list(self.system)

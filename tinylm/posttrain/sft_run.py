@@ -1,13 +1,13 @@
 """Chat fine-tuning (SFT) of a pretrained model, through the same Trainer as pretraining: `finetune(...)`.
 
-The base gets the chat tokens (`tinylm.chat.vocab.add_chat_tokens`) when it lacks them; every record becomes a
+The base gets the chat tokens (`tinylm.posttrain.vocab.add_chat_tokens`) when it lacks them; every record becomes a
 ChatML conversation with the loss on its answer only; a share of the batches (`pretraining_share`) is pretraining
 text, so the model keeps its language. Validation is the loss on the held-out conversations' answer tokens; each
 eval record also carries the loss on as many training conversations' answers (`train_answer_loss`: the gap
 between the two is memorisation) and the passes made over the training conversations (`chat_epochs`).
 
 Three models are measured the same way on the held-out conversations: the base asked in plain text
-(`baseline`, tinylm.chat.plain: the fair comparison), the base with the chat tokens asked in ChatML (`before`)
+(`baseline`, tinylm.posttrain.plain: the fair comparison), the base with the chat tokens asked in ChatML (`before`)
 and best.pt (`after`): answer loss, the share of greedy replies that end within REPLY_TOKENS, and each reply's
 token F1 and ROUGE-L against the reference answer (tinylm.eval.overlap). OUT/chat_eval.json keeps them, with a
 few replies, and the wall time. OUT also gets metrics.jsonl, best.pt and last.pt, as `tinylm.train.run.train`
@@ -15,10 +15,10 @@ writes them, and an overwritten run survives a new one that fails before its fir
 
 Bases: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a tinylm
 checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint; `pretrain` pretrains
-the profile's small base first, in OUT/base (`tinylm.chat.base` says why). `python -m tinylm.finetune` is the
+the profile's small base first, in OUT/base (`tinylm.posttrain.chat_base` says why). `python -m tinylm.finetune` is the
 command line (tinylm/cli/finetune.py).
 
-LoRA (`lora=LoRAOptions(...)`, tinylm.chat.lora): the base stays frozen and only low-rank adapters train, with
+LoRA (`lora=LoRAOptions(...)`, tinylm.model.lora): the base stays frozen and only low-rank adapters train, with
 the new chat tokens' rows when the base lacked them, at the recipe's LoRA learning rate. The checkpoints keep
 the adapters apart (resume continues them; `load_model` merges them, so chat, serve and export read best.pt
 like any other) and OUT/adapters.pt keeps best.pt's adapters alone.
@@ -37,25 +37,28 @@ from typing import Callable
 import torch
 
 from ..config import GPTConfig, TrainConfig
+from ..data.conversations import ConversationLoader, MixtureLoader
 from ..data.instruct import InstructDataError, build_examples, load_records, split_records, to_messages
 from ..data.tokens import RandomWindowSampler
+from ..distributed import World, all_reduce_sum, current_world, device_for
+from ..errors import InputError
+from ..eval.loss import answer_loss_sum
 from ..eval.overlap import rouge_l, token_f1
 from ..model.gpt import GPT
+from ..model.lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
 from ..paths import atomic_write, runs_dir, shown
 from ..runtime import autocast, resolve_device, resolve_dtype, resolve_profile
+from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, chat_token_ids
 from ..tokenizers.gpt2 import BPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
 from ..train.checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
-from ..train.distributed import World, all_reduce_sum, current_world, device_for
 from ..train.progress import print_record
 from ..train.run import set_aside_old_run, settle_old_run
 from ..train.runlock import claim_run_folder
 from ..train.trainer import RUN_FILES
-from .base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
-from .lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
+from .chat_base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
 from .plain import PLAIN_PROMPT, plain_replies, render_plain
-from .sft import SFT_RECIPES, ChatTrainer, ConversationLoader, MixtureLoader, answer_loss_sum, stop_rate
-from .template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, chat_token_ids
+from .sft import SFT_RECIPES, ChatTrainer, stop_rate
 from .vocab import add_chat_tokens
 
 CHAT_RUN_FILES = (*RUN_FILES, "chat_eval.json", "adapters.pt")  # what a fine-tuning run writes into its folder
@@ -67,7 +70,7 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
     """(model, tokenizer, description) of --base."""
     if base == "pretrain":
         if profile not in BASE_RECIPES:
-            raise ValueError(f"--base pretrain trains the small base of the cpu and smoke profiles; the {profile} "
+            raise InputError(f"--base pretrain trains the small base of the cpu and smoke profiles; the {profile} "
                              "profile starts from --base gpt2, a run folder or a checkpoint")
         checkpoint = pretrain_base(profile, out / "base", instruction_texts, device, world)
         model, tokenizer, _ = load_model(checkpoint)
@@ -146,7 +149,7 @@ def _measure(trainer: ChatTrainer, prompts: list[list[dict]], references: list[s
 
 def _measure_plain(model, tokenizer, conversations: list[list[dict]], prompts: list[list[dict]],
                    references: list[str], cfg: TrainConfig, device, world: World) -> dict:
-    """The base model asked in plain text (tinylm.chat.plain), measured as `_measure` measures the chat model."""
+    """The base model asked in plain text (tinylm.posttrain.plain), measured as `_measure` measures the chat model."""
     model = model.to(device)
     total, count = answer_loss_sum(model, [render_plain(tokenizer, c) for c in conversations], cfg.eval_batch_size,
                                    device, tokenizer.eot_token, autocast(device, resolve_dtype(device, cfg.dtype)),
@@ -221,7 +224,7 @@ def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, ma
                 f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
         cfg = recipe.train
         if lora is not None:
-            # the chat tokens' rows train too when they were just added (they start equal: see tinylm.chat.lora)
+            # the chat tokens' rows train too when they were just added (they start equal: see tinylm.model.lora)
             new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
             cfg, line = lora.adapt(model, cfg, recipe.lora_learning_rate, token_ids=new_rows)
             say(line)

@@ -48,13 +48,14 @@ import torch
 import torch.nn.functional as F
 
 from ..config import TrainConfig
+from ..data.conversations import ConversationLoader
 from ..data.preference import PreferencePair, pad_pairs
+from ..distributed import all_reduce_sum
+from ..errors import InputError
 from ..eval.uncertainty import wilson_interval
 from ..runtime import autocast
-from ..train.distributed import all_reduce_sum
+from ..tokenizers.chat_template import ChatTemplate
 from ..train.trainer import Trainer
-from .sft import ConversationLoader
-from .template import ChatTemplate
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
              reference_rejected: torch.Tensor, beta: float) -> DPOStats:
     """The DPO loss (mean over the batch) from the four (batch,) sums of answer log-probabilities."""
     if beta <= 0:
-        raise ValueError(f"DPO's beta must be positive, got {beta}: try 0.1")
+        raise InputError(f"DPO's beta must be positive, got {beta}: try 0.1")
     chosen_reward = beta * (policy_chosen - reference_chosen)
     rejected_reward = beta * (policy_rejected - reference_rejected)
     loss = -F.logsigmoid(chosen_reward - rejected_reward).mean()
@@ -172,7 +173,7 @@ class PairLoader(ConversationLoader):
     def __init__(self, pairs: Sequence[PreferencePair], reference: torch.Tensor, batch_size: int, pad_id: int,
                  seed: int = 0, rank: int = 0, world_size: int = 1):
         if len(reference) != len(pairs):
-            raise ValueError(f"{len(reference)} reference log-probabilities for {len(pairs)} pairs")
+            raise InputError(f"{len(reference)} reference log-probabilities for {len(pairs)} pairs")
         super().__init__(pairs, batch_size, pad_id, seed=seed, rank=rank, world_size=world_size)
         self.reference = reference
 
@@ -197,7 +198,7 @@ class DPOTrainer(Trainer):
                  val_reference: torch.Tensor, **kwargs):
         super().__init__(*args, **kwargs)
         if beta <= 0:
-            raise ValueError(f"DPO's beta must be positive, got {beta}: try 0.1")
+            raise InputError(f"DPO's beta must be positive, got {beta}: try 0.1")
         self.beta, self.template = beta, template
         self.val_pairs, self.val_reference = list(val_pairs), val_reference
         self.vocab_limit = self.tokenizer.vocab_size  # the rows past it (padding to a multiple of 64) are no token

@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..distributed import World, all_reduce_sum, current_world
 from ..model.gpt import GPT
 from ..paths import shown
 from ..tokenizers.char import CharTokenizer
 from ..train.checkpoint import CheckpointError, load_checkpoint, load_model
-from ..train.distributed import World, all_reduce_sum, current_world
 from ..train.progress import print_record
 from ..train.trainer import Trainer
-from .recipes import RLRecipe
+from .grpo_recipes import RLRecipe
 from .rollout import held_out_accuracy
 from .tasks import ALPHABET, END, Problem, ProblemStream, TaskError
 

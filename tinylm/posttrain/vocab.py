@@ -12,8 +12,8 @@ import dataclasses
 import torch
 
 from ..model.gpt import GPT
+from ..tokenizers.chat_template import ChatFormatError, chat_token_ids
 from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
-from .template import ChatFormatError, chat_token_ids
 
 
 def with_chat_tokens(tokenizer) -> tuple[object, list[int | None]]:

@@ -27,11 +27,13 @@ from typing import Iterator
 
 import torch
 
+from ..errors import InputError
+
 ALPHABET = "\n ()*+-/0123456789:=>"  # every character a prompt or a well-formed answer of either task uses
 END = "\n"
 
 
-class TaskError(ValueError):
+class TaskError(InputError):
     """An unknown task or a setting it cannot use."""
 
 
@@ -90,19 +92,19 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as error:
-        raise ValueError(f"not an expression: {text!r}") from error
+        raise InputError(f"not an expression: {text!r}") from error
     used: list[int] = []
 
     def value(node: ast.AST) -> Fraction:
         if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
             left, right = value(node.left), value(node.right)
             if isinstance(node.op, ast.Div) and right == 0:
-                raise ValueError("division by zero")
+                raise InputError("division by zero")
             return _OPERATORS[type(node.op)](left, right)
         if isinstance(node, ast.Constant) and type(node.value) is int:
             used.append(node.value)
             return Fraction(node.value)
-        raise ValueError(f"only integers, + - * / and parentheses are allowed, got {ast.dump(node)[:40]}")
+        raise InputError(f"only integers, + - * / and parentheses are allowed, got {ast.dump(node)[:40]}")
 
     return value(tree.body), used
 

@@ -34,13 +34,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..config import TrainConfig
+from ..errors import InputError
 from ..paths import atomic_write
 
 LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_gate", "mlp.c_proj")
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj")
 
 
-class LoRAError(ValueError):
+class LoRAError(InputError):
     """A LoRA setting that cannot work (rank, targets, adapters that do not fit the model)."""
 
 

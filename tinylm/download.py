@@ -14,11 +14,15 @@ Every file is pinned by its sha256: there is no way to fetch a file whose digest
 advance, since a wrong or changed file would then pass unnoticed. A file the mirror does not carry
 (a published model's weights: the mirror holds the course's data) has `mirror_path=None` and is
 always downloaded, also when $TINYLM_DATA_MIRROR is set.
+
+The mirror is a local folder laid out like the downloads; the tokenizers consult it too (GPT-2's BPE files), which
+is why this module sits below every stage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import socket
 import time
@@ -29,8 +33,22 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..paths import atomic_write
-from .mirror import MIRROR_ENV, mirror_dir
+from .errors import MissingFile, TinyLMError
+from .paths import atomic_write
+
+MIRROR_ENV = "TINYLM_DATA_MIRROR"
+
+
+def mirror_dir() -> Path | None:
+    """The mirror folder if $TINYLM_DATA_MIRROR is set; an error if it names a missing folder."""
+    value = os.environ.get(MIRROR_ENV)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise MissingFile(f"{MIRROR_ENV}={value!r} is not a folder; "
+                                "point it at the offline data mirror or unset it")
+    return path
 
 
 @dataclass(frozen=True)
@@ -40,7 +58,7 @@ class RemoteFile:
     mirror_path: str | None  # where the offline mirror keeps it, relative to $TINYLM_DATA_MIRROR; None: not mirrored
 
 
-class DownloadError(RuntimeError):
+class DownloadError(TinyLMError, RuntimeError):
     pass
 
 

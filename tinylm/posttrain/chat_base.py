@@ -28,9 +28,9 @@ import numpy as np
 
 from ..config import ModelShape, TrainConfig
 from ..data.corpora import TINYSTORIES_SAMPLE, split_stories
-from ..data.download import fetch
 from ..data.fineweb import FINEWEB_EDU_SAMPLE
-from ..data.mirror import mirror_dir
+from ..download import fetch, mirror_dir
+from ..errors import TinyLMError
 from ..model.gpt import GPT
 from ..paths import data_dir, shown
 from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
@@ -40,7 +40,7 @@ from ..train.runlock import clear_old_run
 from ..train.trainer import RUN_FILES, Trainer
 
 
-class BaseModelUnavailable(RuntimeError):
+class BaseModelUnavailable(TinyLMError, RuntimeError):
     """The base model cannot be loaded here, e.g. GPT-2 from Hugging Face while offline."""
 
 MIN_COUNT = 3  # corpus tokens seen fewer times are left out of the trimmed vocabulary

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class PolicyLoss:
@@ -38,7 +40,7 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = Tru
     """(prompts, G) rewards -> advantages: minus the group mean, divided by the group's std when `scale`
     (DeepSeekMath; `scale=False` is the variant of Liu et al., 2025, "Dr. GRPO", arXiv:2503.20783)."""
     if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise ValueError(f"group_advantages needs (prompts, group) rewards with a group of at least 2, "
+        raise InputError(f"group_advantages needs (prompts, group) rewards with a group of at least 2, "
                          f"got shape {tuple(rewards.shape)}: a group of one has nothing to be compared with")
     centred = rewards - rewards.mean(dim=1, keepdim=True)
     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred

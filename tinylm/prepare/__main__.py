@@ -1,0 +1,6 @@
+"""`python -m tinylm.prepare`: the command line in tinylm/cli/prepare.py."""
+
+if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
+    from tinylm.cli import run
+
+    run("prepare")

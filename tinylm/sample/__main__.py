@@ -1,0 +1,6 @@
+"""`python -m tinylm.sample`: the command line in tinylm/cli/sample.py."""
+
+if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
+    from tinylm.cli import run
+
+    run("sample")
