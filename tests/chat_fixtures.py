@@ -46,4 +46,5 @@ def serving(server):
         yield server
     finally:
         server.shutdown()
+        thread.join(timeout=30)
         server.server_close()

@@ -36,7 +36,7 @@ def test_old_exchanges_are_dropped_first_and_the_system_prompt_stays():
     session = ChatSession(model, tokenizer, system_prompt="Be brief.", max_new_tokens=16, temperature=0)
     for question in ("Name a color.", "What is the capital of France?", "Thank you, goodbye."):
         session.messages += [{"role": "user", "content": question}, {"role": "assistant", "content": "Paris is red."}]
-    messages, ids = session.fit("Hello!")
+    messages, ids = session.fit_to_context("Hello!")
     assert len(ids) + 16 <= 64
     assert messages[0] == {"role": "system", "content": "Be brief."} and messages[-1]["content"] == "Hello!"
     kept = messages[1:-1]

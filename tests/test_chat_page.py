@@ -68,7 +68,7 @@ def chat_server(pace: Pace | None = None, **options) -> ChatServer:
 
 
 def expected_reply(server: ChatServer, messages: list[dict]) -> str:
-    session = server.new_session(messages[:-1])
+    session = server.app.session.with_history(messages[:-1])
     return "".join(session.reply(messages[-1]["content"]))
 
 
@@ -196,4 +196,26 @@ def test_the_log_scrolls_long_words_wrap_and_a_refusal_says_what_helps(browser):
         page.wait(lambda: page.lines(".error"))
         assert page.lines(".error") == ["error: your message has 601 characters; the limit is 600: shorten it"]
         assert page.box.get_property("value") == ("y " * 301).strip()
+        assert page.uncaught_errors() == []
+
+
+def test_a_streaming_reply_leaves_a_reader_who_scrolled_up_where_they_are(browser):
+    """On main before this layout, every piece of a reply pulled the log back to its end."""
+    pace = Pace()
+    with serving(chat_server(pace, max_chars=2000)) as server:
+        page = Page(browser, server)
+        page.send("\n".join(f"line {i}" for i in range(40)))  # a log taller than its box
+        page.wait(lambda: not page.in_flight())
+        pace.hold()
+        page.send("Hello!")
+        pace.allow(2)
+        page.wait(lambda: page.reply() != "")
+        page.script("log.scrollTop = 0")  # the reader scrolls up to reread
+        pace.allow(8)
+        page.wait(lambda: len(page.reply()) > 0 and pace.steps == 0)
+        assert page.script("log.scrollTop") == 0, "the reader was pulled back to the end"
+        page.script("log.scrollTop = log.scrollHeight")  # back at the end: the log follows the reply again
+        pace.run_free()
+        page.wait(lambda: not page.in_flight())
+        assert page.script("log.scrollHeight - log.scrollTop - log.clientHeight") <= 8
         assert page.uncaught_errors() == []

@@ -255,7 +255,8 @@ def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "budget of training time in seconds; evaluations, checkpoints and samples come on top" in help_text
+    assert ("budget of training time in seconds: the steps' own time, evaluations and checkpoints excluded"
+            in help_text)
 
 
 def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):
@@ -277,7 +278,7 @@ def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_trac
     assert status == 130 and "Traceback" not in stderr, stderr
     step = load_checkpoint(out / "last.pt")["step"]
     assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'} (resume with --resume)")
-    assert not (out / "run.lock").exists(), "the lock goes with the run"
+    assert not (out / "run.owner").exists(), "the lock goes with the run"
 
 
 def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_cannot_shadow_the_new_run(
@@ -330,8 +331,8 @@ def test_a_second_run_into_a_busy_folder_stops_naming_the_first_and_a_dead_runs_
     third = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--max-steps", 10,
                     data_dir=data_root)
     assert third.returncode == 0, third.stderr
-    assert f"note: {out / 'run.lock'} was left by process {first.pid}" in third.stdout
-    assert not (out / "run.lock").exists()
+    assert f"note: the run of process {first.pid} on " in third.stdout
+    assert not (out / "run.owner").exists()
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -353,3 +354,26 @@ def test_a_damaged_train_bin_is_a_one_line_error_naming_it(data_root, tmp_path, 
     [line] = result.stderr.strip().splitlines()
     assert re.search(message, line), line
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_resuming_a_muon_run_with_adamw_says_which_optimizer_it_needs(smoke_run, tmp_path):
+    """On main before this layout, --resume --optimizer adamw on a Muon run ended in KeyError: 'param_groups'."""
+    data_root, _, _ = smoke_run
+    out = tmp_path / "muon"
+    first = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--optimizer", "muon", "--out", out,
+                    data_dir=data_root)
+    assert first.returncode == 0, first.stderr
+    resumed = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--resume",
+                      "--optimizer", "adamw", "--max-steps", 40, data_dir=data_root)
+    assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr
+    [line] = resumed.stderr.strip().splitlines()
+    assert line.startswith("error: the run was trained with muon") and "--optimizer muon" in line
+
+
+def test_a_speedrun_target_that_is_no_number_is_a_one_line_error():
+    """On main before this layout, bench speedrun --target nan raced six runs and reported nothing reached."""
+    from tinylm.cli import bench
+
+    with pytest.raises(SystemExit) as stopped:
+        bench.cli(["speedrun", "--target", "nan"])
+    assert stopped.value.code == "error: --target must be a positive validation loss, got nan; 1.886 is nanoGPT's"

@@ -123,7 +123,7 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
     assert {name: (tmp_path / "dpo" / name).read_bytes() for name in kept} == kept
 
 
-@pytest.mark.parametrize("args, message", [(["--beta", "0"], "--beta must be positive"),
+@pytest.mark.parametrize("args, message", [(["--beta", "0"], "argument --beta: must be a positive number"),
                                            (["--lora-rank", "0"], "--lora-rank must be at least 1")])
 def test_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as stopped:

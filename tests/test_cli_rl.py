@@ -23,7 +23,9 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
     assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
     assert "held-out accuracy" in done.stdout and "next: python -m tinylm.sample --ckpt" in done.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(records[1])
+    assert records[0]["event"] == "eval" and records[0]["step"] == 0  # the starting model, measured first
+    train = next(record for record in records if record["event"] == "train")
+    assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(train)
     with pytest.raises(SystemExit) as stopped:
         rl.cli(["--profile", "smoke", "--out", str(out)])
     assert "already holds a run" in str(stopped.value.code) and "\n" not in str(stopped.value.code)
@@ -47,3 +49,23 @@ def test_an_unknown_task_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
         rl.cli(["--task", "sudoku"])
     assert stopped.value.code == 2 and "invalid choice: 'sudoku'" in capsys.readouterr().err
+
+
+def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path):
+    """On main before this layout, --group-size 100000000 trained the task-format model, then ended in a MemoryError
+    traceback."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--profile", "smoke", "--out", str(out), "--group-size", "100000000"])
+    text = str(stopped.value.code)
+    assert text.startswith("error: one training step needs about ") and "--group-size " in text and "\n" not in text
+    assert not (out / "base-arithmetic-smoke").exists(), "nothing was trained first"
+
+
+@pytest.mark.parametrize("option, value", [("--kl-coef", "nan"), ("--kl-coef", "-1"), ("--learning-rate", "inf"),
+                                           ("--max-seconds", "nan")])
+def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, value):
+    """On main before this layout, --kl-coef nan trained, and exited 0."""
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
+    assert stopped.value.code == 2 and f"argument {option}: must be a positive number" in capsys.readouterr().err

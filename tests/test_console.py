@@ -45,7 +45,7 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
 
 
 COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "dpo", "chat", "serve", "rl"]
-SHARED = ["console", "errors", "lora_options"]  # shared by command lines: --help's layout, errors, LoRA options
+SHARED = ["console", "errors", "run_options"]  # shared by command lines: --help's layout, errors, run options
 
 
 def test_every_command_line_lives_in_tinylm_cli():

@@ -66,3 +66,19 @@ def test_an_hf_export_refuses_a_file_in_the_way_and_a_llama2c_export_into_a_fold
     (tmp_path / "bins").mkdir()
     cli(["export", "--ckpt", str(llama), "--out", str(tmp_path / "bins"), "--format", "llama2c"])
     assert [path.name for path in (tmp_path / "bins").iterdir()] == ["model.bin"]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_an_hf_export_that_fills_the_disk_is_one_line_and_leaves_the_folder_as_it_was(tmp_path, tiny_config, arch):
+    """On main before this layout, a full disk ended the export in a safetensors traceback, with a config.json of the
+    new model beside nothing."""
+    from tests.helpers import mounted_tmpfs
+
+    ckpt = tmp_path / "model.pt"
+    model = GPT(with_architecture(tiny_config(), arch))
+    save_checkpoint(ckpt, model_checkpoint(model))
+    with mounted_tmpfs(tmp_path / "disk", "64k") as disk:
+        (disk / "config.json").write_text('{"earlier": "export"}')
+        message = one_line_error(["export", "--ckpt", ckpt, "--format", "hf", "--out", disk])
+        assert message.startswith(f"error: No space left on device: {disk}; the disk is full")
+        assert {p.name: p.read_text() for p in disk.iterdir()} == {"config.json": '{"earlier": "export"}'}

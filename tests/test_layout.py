@@ -1,5 +1,7 @@
-"""The package's shape: stages that import each other without circles, a library that never imports its command
-lines, entry points that only start them, and an `import tinylm` that loads nothing heavy.
+"""The package's shape: modules and stages (the folders) that import each other without circles, a library that
+never imports its command lines, one way to start a command, entry points that only start it, one root for every
+error tinylm anticipates, one training loop, a command's --help that loads only the stages it uses, and an
+`import tinylm` that loads nothing heavy.
 
 The import graph is read from the source (ast), every import counted, those inside functions too: a lazy import
 that only hides a circle is still a circle.
@@ -97,6 +99,93 @@ def test_the_package_has_no_import_cycle():
 
 def test_the_cycle_finder_finds_a_cycle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def stage_of(module: str) -> str:
+    """The stage a module belongs to: its folder under tinylm (tinylm.train.trainer -> train), or the top-level
+    module itself (tinylm.config -> config)."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def stage_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Folder -> folder imports. An entry module (a command's __main__) is the door into the command lines, not
+    part of the stage whose folder holds it, so it is left out (the command lines, cli, import every stage)."""
+    entries = entry_modules()
+    stages: dict[str, set[str]] = {}
+    for module, imported in graph.items():
+        if module in entries or module == "tinylm":
+            continue
+        stages.setdefault(stage_of(module), set()).update(
+            stage_of(other) for other in imported if other != "tinylm" and stage_of(other) != stage_of(module))
+    return stages
+
+
+def test_the_stages_import_each_other_without_a_loop():
+    assert cycles(stage_graph(import_graph())) == []
+
+
+def test_the_stage_graph_finds_a_loop_between_folders():
+    graph = {"tinylm.data.instruct": {"tinylm.posttrain.sft"}, "tinylm.posttrain.sft": {"tinylm.train.trainer"},
+             "tinylm.train.trainer": {"tinylm.data.tokens"}, "tinylm.data.tokens": set()}
+    assert cycles(stage_graph(graph)) == [["data", "posttrain", "train"]]
+
+
+def test_every_command_starts_from_its_package_main():
+    """One way to start a command: `python -m tinylm.<command>` runs tinylm/<command>/__main__.py; no other module
+    of the package is a script."""
+    for command in COMMANDS:
+        assert (PACKAGE / command / "__main__.py").is_file(), command
+    def is_script(path: Path) -> bool:
+        return any(isinstance(node, ast.If) and ast.unparse(node.test) == "__name__ == '__main__'"
+                   for node in ast.parse(path.read_text(encoding="utf-8")).body)
+
+    scripts = [name for name, path in modules().items() if name not in entry_modules() and is_script(path)]
+    assert scripts == []
+
+
+def classes() -> list[tuple[str, ast.ClassDef]]:
+    return [(name, node) for name, path in modules().items()
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.ClassDef)]
+
+
+def test_every_exception_class_derives_from_the_one_root():
+    import importlib
+
+    from tinylm.errors import TinyLMError
+
+    found = []
+    for module, node in classes():
+        value = getattr(importlib.import_module(module), node.name, None)
+        if isinstance(value, type) and issubclass(value, BaseException):
+            found.append(value)
+            assert issubclass(value, TinyLMError), f"{module}.{node.name} does not derive from TinyLMError"
+    assert len(found) > 20  # the finder finds them
+
+
+def test_one_class_has_a_fit_the_trainer():
+    fits = [f"{module}.{node.name}" for module, node in classes()
+            if any(isinstance(item, ast.FunctionDef) and item.name == "fit" for item in node.body)]
+    assert fits == ["tinylm.train.trainer.Trainer"]
+
+
+def loaded_by_help(command: str) -> set[str]:
+    """The tinylm modules `python -X importtime -m tinylm.<command> --help` imports."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", f"tinylm.{command}", "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    return {name for name in names if name.startswith("tinylm.")}
+
+
+@pytest.mark.parametrize("command, not_loaded", [
+    ("train", {"posttrain", "serve", "interop", "chat", "rl", "dpo", "finetune"}),
+    ("dpo", {"serve", "interop", "rl", "bench", "course"}),
+    ("rl", {"serve", "interop", "bench", "course"}),
+    ("sample", {"posttrain", "serve", "interop", "bench", "course"}),
+])
+def test_a_commands_help_loads_only_the_stages_it_uses(command, not_loaded):
+    loaded = {stage_of(name) for name in loaded_by_help(command)}
+    assert not loaded & not_loaded, sorted(loaded & not_loaded)
 
 
 def test_the_library_never_imports_the_command_lines():

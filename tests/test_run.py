@@ -7,7 +7,8 @@ import pytest
 
 from tinylm.config import ConfigError
 from tinylm.train.recipes import resolve_recipe
-from tinylm.train.run import SET_ASIDE, train
+from tinylm.train.run import train
+from tinylm.train.run_folder import SET_ASIDE
 from tinylm.train.trainer import TrainingDiverged
 
 

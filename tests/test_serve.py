@@ -1,23 +1,29 @@
 """`tinylm.serve.server` through real HTTP requests against a running server on an ephemeral port: the page, streamed
-replies equal to the chat session's, JSON errors for bad and hostile requests, idle connections closed, several
-clients at once; and `python -m tinylm.serve`'s command line."""
+replies equal to the chat session's, JSON errors for bad and hostile requests, idle and trickling connections
+closed without a thread each, a visitor who leaves freeing their slot, several clients at once; and
+`python -m tinylm.serve`'s command line: a probe of hostile requests leaves no traceback in its log, Ctrl-C stops
+it, and an option that would hang it is refused."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_model
 from tests.helpers import REPO
 from tinylm.cli.serve import cli
-from tinylm.serve.server import MAX_BODY_BYTES, ChatServer, static_file
+from tinylm.serve.server import MAX_BODY_BYTES, ChatApp, ChatServer, static_file
 from tinylm.serve.session import ChatSession
 
 HELLO = {"messages": [{"role": "user", "content": "Hello!"}]}
@@ -64,8 +70,8 @@ def events(text: str) -> list[dict]:
 
 def expected_reply(server, messages: list[dict]) -> tuple[str, int]:
     """What a ChatSession with the server's settings answers, and how many messages it drops to fit."""
-    session = server.new_session(messages[:-1])
-    fitted, _ = session.fit(messages[-1]["content"])
+    session = server.app.session.with_history(messages[:-1])
+    fitted, _ = session.fit_to_context(messages[-1]["content"])
     return "".join(session.reply(messages[-1]["content"])), len(messages) + 1 - len(fitted)
 
 
@@ -140,16 +146,18 @@ def test_too_many_characters_are_refused_with_the_remedy_that_works(server):
         "or shorten your message to 100 characters")
 
 
-@pytest.mark.parametrize("length_header, status, message", [
-    (b"", 411, "Content-Length"),
-    (b"Content-Length: \xc2\xb2\r\n", 400, "is not a number of bytes"),  # "²": str.isdigit() says yes
-    (b"Content-Length: 1_0\r\n", 400, "is not a number of bytes"),
-])
-def test_a_request_without_a_usable_length_is_refused(server, length_header, status, message):
+def test_a_request_without_a_length_is_refused(server):
+    reply = raw_request(server.server_address, b"POST /chat HTTP/1.1\r\n" + host(server)
+                        + b"Content-Type: application/json\r\nConnection: close\r\n\r\n")
+    head, body = reply.split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 411") and "Content-Length" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("length_header", [b"Content-Length: \xc2\xb2\r\n", b"Content-Length: 1_0\r\n"])
+def test_a_length_that_is_no_number_of_bytes_is_refused_by_uvicorn(server, length_header):
     reply = raw_request(server.server_address, b"POST /chat HTTP/1.1\r\n" + host(server)
                         + b"Content-Type: application/json\r\n" + length_header + b"\r\n")
-    head, body = reply.split("\r\n\r\n", 1)
-    assert head.startswith(f"HTTP/1.0 {status}") and message in json.loads(body)["error"]
+    assert reply.startswith("HTTP/1.1 400")
 
 
 @pytest.mark.parametrize("host_header", ["evil.example:{port}", "evil.example", "127.0.0.1:1", "localhost", "",
@@ -170,19 +178,15 @@ def test_the_loopback_names_at_the_servers_port_are_accepted(server, host_header
     assert status == 200 and events(body)[-1]["done"]
 
 
-def test_a_server_on_every_network_accepts_ip_addresses_but_no_other_name():
-    with serving(tiny_server()) as loopback:
-        pass
-    listening_everywhere = ChatServer(("0.0.0.0", 0), loopback.session, quiet=True)  # never serves a request
-    port = listening_everywhere.server_address[1]
-    try:
-        assert listening_everywhere.host_allowed(f"192.0.2.7:{port}")
-        assert listening_everywhere.host_allowed(f"[2001:db8::7]:{port}")
-        assert listening_everywhere.host_allowed(f"{socket.gethostname()}:{port}")
-        assert not listening_everywhere.host_allowed(f"evil.example:{port}")
-        assert not listening_everywhere.host_allowed(f"192.0.2.7:{port + 1}")
-    finally:
-        listening_everywhere.server_close()
+def test_a_server_on_every_network_accepts_ip_addresses_but_no_other_name(server):
+    everywhere = ChatApp(server.app.session, host="0.0.0.0")
+    where = ("0.0.0.0", 8000)
+    assert everywhere.host_allowed(b"192.0.2.7:8000", where)
+    assert everywhere.host_allowed(b"[2001:db8::7]:8000", where)
+    assert everywhere.host_allowed(f"{socket.gethostname()}:8000".encode(), where)
+    assert not everywhere.host_allowed(b"evil.example:8000", where)
+    assert not everywhere.host_allowed(b"192.0.2.7:8001", where)
+    assert not server.app.host_allowed(b"192.0.2.7:8000", ("127.0.0.1", 8000))  # on loopback: loopback names only
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
@@ -201,67 +205,124 @@ def test_a_post_that_is_not_json_is_refused(server, content_type):
     connection.close()
 
 
-@pytest.mark.parametrize("method", ["HEAD", "PUT", "OPTIONS", "DELETE", "PATCH"])
+@pytest.mark.parametrize("method", ["PUT", "OPTIONS", "DELETE", "PATCH", "BREW"])
 @pytest.mark.parametrize("path, allow", [("/", "GET"), ("/chat", "POST")])
 def test_other_methods_get_405_as_json_with_allow(server, method, path, allow):
     status, headers, text = request(server, method, path)
-    assert (status, headers["Content-Type"], headers["Allow"]) == (405, "application/json", allow)
-    if method == "HEAD":
-        assert text == ""  # a HEAD answer has headers only
-    else:
-        assert json.loads(text) == {"error": f"{path} takes {allow} only"}
+    assert (status, headers["Content-Type"]) == (405, "application/json") and allow in headers["Allow"]
+    assert json.loads(text) == {"error": f"{path} takes {allow} only"}
 
 
-def test_the_standard_librarys_own_refusals_are_json_too(server):
-    reply = raw_request(server.server_address, b"BREW /chat HTTP/1.1\r\n" + host(server) + b"\r\n")
-    head, body = reply.split("\r\n\r\n", 1)
-    assert head.startswith("HTTP/1.0 501") and "application/json" in head and "error" in json.loads(body)
-    reply = raw_request(server.server_address, b"GET / HTTP/1.1\r\n" + host(server) + b"X: y\r\n" * 101 + b"\r\n")
-    head, body = reply.split("\r\n\r\n", 1)
-    assert head.startswith("HTTP/1.0 431") and "application/json" in head and "error" in json.loads(body)
+def test_a_head_flood_or_garbage_is_refused_and_the_server_goes_on(server):
+    address = server.server_address
+    flood = raw_request(address, b"GET / HTTP/1.1\r\n" + host(server) + b"X: " + b"y" * 70_000 + b"\r\n\r\n")
+    garbage = raw_request(address, b"\x16\x03\x01 not http at all\r\n\r\n")
+    long_url = raw_request(address, b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n" + host(server) + b"\r\n")
+    assert (flood[:12], garbage[:12], long_url[:12]) == ("HTTP/1.1 431", "HTTP/1.1 400", "HTTP/1.1 414")
+    assert len(long_url) < 1000, "the refusal does not echo the URL"
+    assert request(server, "GET", "/")[0] == 200
 
 
-def test_the_server_header_names_no_python_version(server):
-    _, headers, _ = request(server, "GET", "/")
-    assert headers["Server"] == "tinylm"
-    _, headers, _ = request(server, "PUT", "/")
-    assert headers["Server"] == "tinylm"
+def test_the_server_header_names_no_software(server):
+    for method in ("GET", "PUT"):
+        _, headers, _ = request(server, method, "/")
+        assert headers["Server"] is None
 
 
-def test_silent_connections_are_closed():
-    with serving(tiny_server(idle_timeout=0.5)) as chat_server:
-        idle = [socket.create_connection(chat_server.server_address[:2], timeout=30) for _ in range(20)]
-        half_a_header = socket.create_connection(chat_server.server_address[:2], timeout=30)
-        half_a_header.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server))
+def test_idle_and_trickling_connections_are_closed_and_take_no_thread_each():
+    """On main before this layout, each of these held a thread of its own, and a header trickled one byte at a time
+    kept its connection open for as long as the bytes came."""
+    with serving(tiny_server(idle_timeout=1.0)) as chat_server:
+        request(chat_server, "GET", "/")  # the server's threads are up
+        threads = threading.active_count()
+        idle = [socket.create_connection(chat_server.server_address[:2], timeout=30) for _ in range(300)]
+        trickling = socket.create_connection(chat_server.server_address[:2], timeout=30)
         body = json.dumps(HELLO).encode()
         half_a_body = socket.create_connection(chat_server.server_address[:2], timeout=30)
         half_a_body.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server) + b"Content-Type: application/json\r\n"
                             b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
-        for connection in idle + [half_a_header]:
+        time.sleep(0.3)
+        assert threading.active_count() <= threads + 1, "no thread per connection"
+        started, head = time.monotonic(), b"POST /chat HTTP/1.1\r\n" + host(chat_server)
+        try:
+            for byte in head:  # a byte every 0.2 s: uvicorn alone would wait as long as they keep coming
+                trickling.sendall(bytes([byte]))
+                time.sleep(0.2)
+            pytest.fail("the trickle was never cut off")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert time.monotonic() - started < 5
+        for connection in idle:
             assert connection.recv(1) == b""  # closed by the server, long before this socket's own 30 s timeout
             connection.close()
+        trickling.close()
         head, text = half_a_body.makefile("rb").read().decode().split("\r\n\r\n", 1)
         half_a_body.close()
-    assert head.startswith("HTTP/1.0 408") and "stopped arriving" in json.loads(text)["error"]
+    assert head.startswith("HTTP/1.1 408") and "stopped arriving" in json.loads(text)["error"]
 
 
 def test_busy_slots_give_503(server):
-    taken = 0
-    while server.slots.acquire(blocking=False):
-        taken += 1
+    taken, server.app.free_slots = server.app.free_slots, 0
     try:
         status, _, text = request(server, "POST", "/chat", HELLO)
     finally:
-        for _ in range(taken):
-            server.slots.release()
+        server.app.free_slots = taken
     assert status == 503 and "busy" in json.loads(text)["error"]
+
+
+def test_a_visitor_who_leaves_frees_the_slot_and_stops_the_generation():
+    model, tokenizer = tiny_chat_model(block_size=256)
+    session = ChatSession(model, tokenizer, max_new_tokens=200, temperature=1.0, seed=0)
+    original_stream = session.stream_reply
+    generated = []
+
+    def slow_stream(messages, ids):  # every piece takes a while, as on a busy machine
+        for piece in original_stream(messages, ids):
+            generated.append(piece)
+            time.sleep(0.05)
+            yield piece
+
+    session.stream_reply = slow_stream
+    with serving(ChatServer(("127.0.0.1", 0), session, max_concurrent=1, quiet=True)) as chat_server:
+        raw = socket.create_connection(chat_server.server_address[:2], timeout=30)
+        body = json.dumps(HELLO).encode()
+        raw.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server) + b"Content-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        assert raw.recv(64).startswith(b"HTTP/1.1 200")
+        assert chat_server.app.free_slots == 0
+        raw.close()  # the visitor leaves mid-reply
+        left = time.monotonic()
+        while chat_server.app.free_slots == 0 and time.monotonic() - left < 5:
+            time.sleep(0.01)
+        freed = time.monotonic() - left
+        pieces_then = len(generated)
+        time.sleep(0.3)
+        assert chat_server.app.free_slots == 1 and freed < 1.0, freed
+        assert len(generated) == pieces_then < 200, "the generation stopped when the visitor left"
+        assert request(chat_server, "POST", "/chat", HELLO)[0] == 200
+
+
+def test_a_reply_never_shows_pad_or_unk():
+    """On main before this layout, a model that gave <|pad|> or <unk> probability showed them in the page."""
+    model, tokenizer = tiny_chat_model(block_size=64)
+    template = ChatSession(model, tokenizer).template
+    with torch.no_grad():  # a model that would write nothing but <|pad|> and <unk>, then <|im_end|>
+        model.lm_head.weight.zero_()
+        model.transformer.wte.weight[list(template.not_text)] = 0
+        bias = torch.zeros(model.config.vocab_size)
+        bias[list(template.not_text)] = 50.0
+        bias[template.im_end] = 10.0
+        model.lm_head.bias = torch.nn.Parameter(bias)
+    session = ChatSession(model, tokenizer, max_new_tokens=20, temperature=0)
+    assert len(template.not_text) == 2
+    assert "".join(session.reply("Hello!")) == ""  # <|im_end|> at once: the best token that is text (or a stop)
 
 
 def test_several_clients_at_once(server):
     # A visitor who sent half a request holds a connection open; others are served meanwhile.
     slow = socket.create_connection(server.server_address[:2], timeout=30)
     slow_body = json.dumps(HELLO).encode()
-    slow.sendall(b"POST /chat HTTP/1.1\r\n" + host(server) + b"Content-Type: application/json\r\n"
+    slow.sendall(b"POST /chat HTTP/1.1\r\n" + host(server) + b"Content-Type: application/json\r\nConnection: close\r\n"
                  b"Content-Length: %d\r\n\r\n" % len(slow_body) + slow_body[:11])
     questions = ["Hello!", "Name a color.", "What is the capital of France?", "Thank you, goodbye."] * 2
     conversations = [[{"role": "user", "content": q}] for q in questions]
@@ -273,7 +334,7 @@ def test_several_clients_at_once(server):
     slow.sendall(slow_body[11:])
     reply = slow.makefile("rb").read().decode()
     slow.close()
-    assert reply.startswith("HTTP/1.0 200") and '"done": true' in reply
+    assert reply.startswith("HTTP/1.1 200") and '"done": true' in reply
 
 
 def run_serve(*args, module="tinylm.serve", timeout=120) -> subprocess.CompletedProcess:
@@ -282,12 +343,13 @@ def run_serve(*args, module="tinylm.serve", timeout=120) -> subprocess.Completed
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL)
 
 
-def test_the_command_line_serves_a_checkpoint_and_logs_hostile_requests_without_tracebacks(tmp_path):
-    ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt")
+def test_the_command_line_serves_logs_a_hostile_probe_without_tracebacks_and_stops_on_ctrl_c(tmp_path):
+    """On main before this layout, visitors who left mid-reply put BrokenPipeError tracebacks in the log."""
+    ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt", block_size=256)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "tinylm.serve", "--ckpt", str(ckpt), "--port", "0",
-                                "--temperature", "0", "--max-new-tokens", "8"], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--temperature", "1", "--max-new-tokens", "200", "--idle-timeout", "2"], cwd=REPO,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = process.stdout.readline()
         assert line.startswith(f"serving {ckpt} at http://127.0.0.1:"), line + process.stderr.read()
@@ -296,14 +358,34 @@ def test_the_command_line_serves_a_checkpoint_and_logs_hostile_requests_without_
         connection.request("POST", "/chat", body=json.dumps(HELLO), headers={"Content-Type": "application/json"})
         response = connection.getresponse()
         assert response.status == 200 and events(response.read().decode())[-1]["done"]
-        for hostile in (b"Content-Length: \xc2\xb2\r\n\r\n", b"Content-Length: 60000\r\n\r\n" + b"[" * 60_000):
-            reply = raw_request(("127.0.0.1", port), b"POST /chat HTTP/1.1\r\nHost: localhost:%d\r\n" % port
-                                + b"Content-Type: application/json\r\n" + hostile)
-            assert reply.startswith("HTTP/1.0 400")
+        head = b"POST /chat HTTP/1.1\r\nHost: localhost:%d\r\nContent-Type: application/json\r\n" % port
+        body = json.dumps(HELLO).encode()
+        for hostile in (b"Content-Length: \xc2\xb2\r\n\r\n", b"Content-Length: 60000\r\n\r\n" + b"[" * 60_000,
+                        b"Content-Length: 99999999\r\n\r\n", b"Content-Length: 10\r\n\r\n{",
+                        b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"):
+            assert raw_request(("127.0.0.1", port), head + hostile).startswith("HTTP/1.1 4"), hostile[:40]
+        for _ in range(5):  # visitors who leave as their reply starts streaming
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as gone:
+                gone.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                assert gone.recv(64)[:12] in (b"HTTP/1.1 200", b"HTTP/1.1 503")  # 503: the slots not free yet
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as cut:  # gone in the middle of its body
+            cut.sendall(head + b"Content-Length: %d\r\n\r\n" % len(body) + body[:5])
+        time.sleep(0.5)
+        process.send_signal(signal.SIGINT)
+        out, log = process.communicate(timeout=30)
     finally:
-        process.terminate()
-        _, log = process.communicate(timeout=30)
-    assert "Traceback" not in log and '"POST /chat HTTP/1.1" 400' in log
+        process.kill()
+    assert process.returncode == 130 and out.strip().endswith("stopped"), out + log
+    assert "Traceback" not in out + log and '"POST /chat HTTP/1.1" 4' in out  # uvicorn logs requests to stdout
+
+
+@pytest.mark.parametrize("module", ["tinylm.serve", "tinylm.chat"])
+def test_a_reply_of_no_tokens_is_a_usage_error_not_a_hang(tmp_path, module):
+    """On main before this layout, serve --max-new-tokens 0 never answered, and chat took 0 for the default."""
+    ckpt = save_tiny_chat_checkpoint(tmp_path / "chat.pt")
+    result = run_serve("--ckpt", ckpt, "--max-new-tokens", "0", "--port", "0", module=module, timeout=60) \
+        if module == "tinylm.serve" else run_serve("--ckpt", ckpt, "--max-new-tokens", "0", module=module, timeout=60)
+    assert result.returncode == 2 and "--max-new-tokens: must be an integer >= 1, got 0" in result.stderr
 
 
 def test_a_port_in_use_names_the_port_and_the_fix(tmp_path):
@@ -323,8 +405,7 @@ def test_a_port_out_of_range_is_a_usage_error(port, capsys):
     assert stopped.value.code == 2
     message = capsys.readouterr().err.splitlines()[-1]
     assert message.startswith("python -m tinylm.serve: error: argument --port: ")
-    assert message.endswith("invalid port_number value: 'http'" if port == "http" else
-                            "must be 0..65535 (0 picks any free port)")
+    assert message.endswith("must be 0..65535 (0 picks any free port)")
 
 
 NAN_TEMPERATURE = ("--temperature", "nan", "temperature must be >= 0")

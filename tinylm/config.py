@@ -332,3 +332,14 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         return _from_dict(cls, values)
+
+    def override(self, **options) -> "TrainConfig":
+        """This config with the options that are not None; a new peak learning rate scales min_lr by the same factor,
+        so that the schedule keeps its shape (what every command's --learning-rate does)."""
+        options = {name: value for name, value in options.items() if value is not None}
+        learning_rate = options.pop("learning_rate", None)
+        cfg = dataclasses.replace(self, **options)
+        if learning_rate is None:
+            return cfg
+        return dataclasses.replace(cfg, learning_rate=learning_rate,
+                                   min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)

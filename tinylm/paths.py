@@ -20,8 +20,10 @@ runs through a file, a folder that cannot be written) fails at once instead of a
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -85,11 +87,35 @@ def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
             os.remove(tmp_name)
 
 
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """A fresh hidden folder inside `folder` (created if need be; inside, so that it is on the same file system) for
+    the block to write files into; if the block ends well, each of them replaces the file of its name in `folder` in
+    one `os.replace`; if it fails, `folder` keeps what it held and the fresh folder goes. For writers that take a
+    folder, not a file (transformers' save_pretrained). A full disk that a library reports in its own words
+    (safetensors: "No space left on device (os error 28)") is raised as the OSError it is, naming `folder`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".writing-", suffix=".tmp"))
+    try:
+        try:
+            yield staging
+        except Exception as error:
+            if not isinstance(error, OSError) and ("os error 28" in str(error) or "No space left" in str(error)):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(folder)) from None
+            raise
+        for path in sorted(staging.iterdir()):
+            os.chmod(path, _default_mode())  # what a file written in place would get
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     """Delete the temporary files that killed atomic writes left in `folder`; returns them.
 
     Only safe while no process writes into the folder (an atomic write in progress looks the same):
-    a training run calls it holding the run folder's lock (tinylm.train.runlock).
+    a training run calls it holding the run folder's lock (tinylm.train.run_folder).
     """
     stale = [path for path in Path(folder).glob(".*.tmp") if _TEMPORARY_NAME.fullmatch(path.name) and path.is_file()]
     for path in stale:

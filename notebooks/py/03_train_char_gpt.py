@@ -65,6 +65,7 @@ import copy
 import dataclasses
 import math
 import re
+import shutil
 import time
 from collections import Counter
 
@@ -76,11 +77,11 @@ from tqdm.auto import tqdm
 
 import tinylm
 import tinylm.course.plotting
+import tinylm.train.optim
+import tinylm.train.recipes
 from tinylm.course.plotting import LiveLossPlot
 from tinylm.data.tokens import RandomWindowSampler
 from tinylm.eval.loss import evaluate_loss, evaluation_windows
-from tinylm.train.runlock import clear_old_run
-from tinylm.train.trainer import RUN_FILES
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
@@ -557,7 +558,7 @@ def train_slice_loss(model) -> dict[str, float]:
 
 
 run_dir = tinylm.paths.runs_dir() / f"notebook-03-{PROFILE}"
-clear_old_run(run_dir, RUN_FILES)  # a fresh run each time the notebook runs
+shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook runs
 
 live_plot = LiveLossPlot(title=f"shakespeare-char, {PROFILE} profile")
 trainer = tinylm.Trainer(model, run_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer, device=DEVICE,

@@ -74,6 +74,7 @@ if "google.colab" in sys.modules:
 import dataclasses
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -97,8 +98,6 @@ from tinylm.eval.uncertainty import compare, separated, spread, wilson_interval
 from tinylm.interop.hf_gpt2 import from_hf_gpt2
 from tinylm.paths import shown
 from tinylm.train.progress import print_record
-from tinylm.train.runlock import clear_old_run
-from tinylm.train.trainer import RUN_FILES
 
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 PROFILE = tinylm.resolve_profile()
@@ -969,7 +968,7 @@ else:
     loader = ShardedWindowLoader(bounded_folder, padded_cfg.block_size, bounded_cfg.batch_size, seed=bounded_cfg.seed,
                                  vocab_size=tokenizer.vocab_size)
     bounded_dir = tinylm.paths.runs_dir() / "notebook-06-bounded"
-    clear_old_run(bounded_dir, RUN_FILES)  # a fresh run each time the notebook runs
+    shutil.rmtree(bounded_dir, ignore_errors=True)  # a fresh run each time the notebook runs
     trainer = tinylm.Trainer(own_model, bounded_cfg, loader, val_shard, out_dir=bounded_dir, tokenizer=tokenizer,
                              device=DEVICE, callbacks=[print_record], sample_prompt=track.sample_prompt)
     bounded_final = trainer.fit()

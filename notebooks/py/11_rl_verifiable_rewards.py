@@ -72,10 +72,9 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.paths import runs_dir
-from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, print_rl_record, token_logprobs
 from tinylm.posttrain.grpo_recipes import RL_RECIPES
 from tinylm.posttrain.grpo_run import describe, reinforce
-from tinylm.posttrain.grpo_trainer import print_rl_record
 from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
 from tinylm.posttrain.task_base import pretrain_task_base
 from tinylm.posttrain.tasks import get_task, held_out_problems

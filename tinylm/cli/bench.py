@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import time
 
 import torch
@@ -200,8 +201,10 @@ def _cache(args) -> None:
 
 
 def _speedrun(args) -> None:
-    if args.seconds is not None and not args.seconds > 0:
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise InputError(f"--seconds must be positive, got {args.seconds}")
+    if args.target is not None and not (math.isfinite(args.target) and args.target > 0):
+        raise InputError(f"--target must be a positive validation loss, got {args.target}; 1.886 is nanoGPT's")
     defaults = RACE_DEFAULTS[args.track]
     target = args.target if args.target is not None else defaults["target"]
     seconds = args.seconds if args.seconds is not None else defaults["seconds"]
@@ -268,11 +271,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="speedrun only")
     parser.add_argument("--profile", choices=PROFILES, help="speedrun only: whose recipes race (default: "
                         "$TINYLM_PROFILE, else gpu with CUDA, else cpu; the speedrun recipes exist for cpu and smoke)")
-    parser.add_argument("--target", type=float, help="speedrun only: the validation loss to reach (default: 1.886 for "
-                        "shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
+    parser.add_argument("--target", type=float, help="speedrun only: the validation loss to reach "
+                        "(default: 1.886 for shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
     parser.add_argument("--seeds", type=positive_int, default=3, help="speedrun only: seeds per recipe")
-    parser.add_argument("--seconds", type=float, help="speedrun only: seconds of training per run (default: 70 for "
-                        "shakespeare-char, 300 for tinystories)")
+    parser.add_argument("--seconds", type=float, help="speedrun only: seconds of training per run "
+                        "(default: 70 for shakespeare-char, 300 for tinystories)")
     parser.add_argument("--eval-interval", type=positive_int, help="speedrun only: steps between whole-split "
                         "evaluations, which time the target (default: the track's)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
@@ -290,6 +293,3 @@ def cli(argv=None) -> None:
     """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":
-    cli()

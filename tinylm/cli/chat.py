@@ -15,15 +15,17 @@ import argparse
 
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, examples, int_at_least
 from .errors import run_cli
 from .sample import add_sampling_options, check_sampling_options, load_generation_model
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """`python -m tinylm.sample`'s sampler and device options, the longest reply and the system prompt: for chat
-    and serve."""
-    parser.add_argument("--max-new-tokens", type=int, help="longest reply (default: 256 or half the context)")
+    """The fine-tuned --ckpt, `python -m tinylm.sample`'s sampler and device options, the longest reply and the
+    system prompt: for chat and serve."""
+    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), help="longest reply (default: 256 or half the "
+                        "context)")
     add_sampling_options(parser, "reply")
     parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="the system prompt ('' for none)")
 
@@ -43,7 +45,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.chat --ckpt runs/chat-cpu",
                         "python -m tinylm.chat --ckpt runs/chat-cpu --temperature 0 --system 'Answer briefly.'"))
-    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
     add_sampler_options(parser)
     return parser.parse_args(argv)
 
@@ -83,6 +84,3 @@ def cli(argv=None) -> None:
     """`python -m tinylm.chat`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":
-    cli()

@@ -158,6 +158,3 @@ def cli(argv=None) -> None:
     (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":
-    cli()

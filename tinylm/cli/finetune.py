@@ -20,17 +20,14 @@ last.pt) is `tinylm.posttrain.sft_run.finetune`'s; this module parses the option
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..config import DTYPES
 from ..distributed import run_in_world
-from ..posttrain.sft import SFT_RECIPES
 from ..posttrain.sft_run import finetune
 from ..runtime import configure_backend
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
 from .console import HelpFormatter, examples
 from .errors import run_cli
-from .lora_options import add_lora_arguments, lora_options
+from .run_options import add_lora_arguments, add_run_options, lora_options, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -44,24 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: gpt2 for the gpu profile, pretrain for cpu and smoke)")
     parser.add_argument("--data", default="instruct", help="instruct, or a JSON/JSONL file of instruction/input/output "
                         "or messages records")
-    parser.add_argument("--profile", choices=sorted(SFT_RECIPES),
-                        help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/chat-<profile>)")
-    fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
-    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run")
-    parser.add_argument("--max-steps", type=int, help="optimizer steps (default: the profile's)")
-    parser.add_argument("--max-seconds", type=float, help="budget of training time for fine-tuning "
-                        "(default: none, the profile's steps)")
+    add_run_options(parser, out="runs/chat-<profile>", batch="conversations")
     parser.add_argument("--pretraining-share", type=float, help="share of batches of pretraining text, "
                         "0 to 1 (default: the profile's)")
     parser.add_argument("--system-prompt", default=DEFAULT_SYSTEM_PROMPT, help="system prompt of every conversation")
-    parser.add_argument("--batch-size", type=int, help="conversations per micro-batch on each process "
-                        "(default: the profile's)")
-    parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the profile's)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", choices=DTYPES,
-                        help="autocast dtype (default: by hardware)")
     add_lora_arguments(parser)
     args = parser.parse_args(argv)
     args.lora = lora_options(parser, args)
@@ -75,16 +58,10 @@ def main(argv=None) -> dict:
     if note := configure_backend(args.device):
         print(note)
     return run_in_world(lambda world, held: finetune(
-        args.profile, base=args.base, data=args.data, out=args.out, resume=args.resume, overwrite=args.overwrite,
-        max_steps=args.max_steps, max_seconds=args.max_seconds, pretraining_share=args.pretraining_share,
-        system_prompt=args.system_prompt, batch_size=args.batch_size, seed=args.seed, device=args.device,
-        dtype=args.dtype, lora=args.lora, world=world))
+        base=args.base, data=args.data, pretraining_share=args.pretraining_share, system_prompt=args.system_prompt,
+        lora=args.lora, world=world, **train_options(args)))
 
 
 def cli(argv=None) -> None:
     """`python -m tinylm.finetune`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
-
-
-if __name__ == "__main__":
-    cli()

@@ -51,19 +51,18 @@ def run_export(args: argparse.Namespace) -> Path:
                   "(Llama 2's) does not match this model's token ids")
         return path
     if _is_gpt2_style(model.config):
-        folder = to_hf_gpt2(model, out)
-        print(f"wrote {folder} (config.json, model.safetensors): "
-              f"GPT2LMHeadModel.from_pretrained({str(folder)!r}) loads it")
-        if tokenizer is None or tokenizer.to_dict() != {"kind": "bpe", "encoding": "gpt2"}:
-            print(f"note: the checkpoint's tokenizer is {kind!r}, not GPT-2's, so the token ids "
-                  "are this model's own: do not pair the folder with GPT-2's Hugging Face tokenizer")
-        return folder
-    folder = to_hf_llama(model, out, sentencepiece)
-    print(f"wrote {folder} (config.json, model.safetensors{', tokenizer.model' if sentencepiece else ''}): "
-          f"LlamaForCausalLM.from_pretrained({str(folder)!r}) loads it")
-    if tokenizer is not None and sentencepiece is None:
-        print(f"note: the checkpoint's tokenizer is {kind!r}, not SentencePiece, so no tokenizer.model was written "
-              "and the token ids are this model's own")
+        folder, files, loader = to_hf_gpt2(model, out), "config.json, model.safetensors", "GPT2LMHeadModel"
+        foreign = tokenizer is None or tokenizer.to_dict() != {"kind": "bpe", "encoding": "gpt2"}
+        note = "not GPT-2's, so the token ids are this model's own: do not pair the folder with GPT-2's Hugging Face "\
+               "tokenizer"
+    else:
+        folder, loader = to_hf_llama(model, out, sentencepiece), "LlamaForCausalLM"
+        files = "config.json, model.safetensors" + (", tokenizer.model" if sentencepiece else "")
+        foreign = tokenizer is not None and sentencepiece is None
+        note = "not SentencePiece, so no tokenizer.model was written and the token ids are this model's own"
+    print(f"wrote {folder} ({files}): {loader}.from_pretrained({str(folder)!r}) loads it")
+    if foreign:
+        print(f"note: the checkpoint's tokenizer is {kind!r}, {note}")
     return folder
 
 
@@ -155,6 +154,3 @@ def cli(argv=None) -> None:
     """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":
-    cli()

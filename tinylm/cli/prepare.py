@@ -209,6 +209,3 @@ def cli(argv=None) -> None:
     missing tiktoken files, a full disk) one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":  # fineweb-edu's worker processes re-import this module under "spawn": no work at import
-    cli()

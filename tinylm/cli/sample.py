@@ -101,6 +101,3 @@ def cli(argv=None) -> None:
     """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
 
-
-if __name__ == "__main__":
-    cli()

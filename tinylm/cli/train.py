@@ -43,20 +43,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shlex
-from pathlib import Path
 
-from ..config import ARCHITECTURES, BALANCING, DTYPES, OPTIMIZERS
+from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
 from ..course.notebooks import next_notebooks
 from ..distributed import run_in_world
 from ..paths import shown
-from ..runtime import PROFILES, configure_backend
+from ..runtime import configure_backend
 from ..train.progress import format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
 from .console import HelpFormatter, examples
 from .errors import run_cli
+from .run_options import add_run_options, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -69,31 +68,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
     parser.add_argument("--recipe", choices=RECIPE_NAMES, default="default", help="the track's default recipe, or "
                         "its speedrun recipe (Muon for the blocks' matrices; cpu and smoke profiles)")
-    parser.add_argument("--profile", choices=PROFILES,
-                        help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
-    parser.add_argument("--max-seconds", type=float, help="budget of training time in seconds; evaluations, "
-                        "checkpoints and samples come on top (the cosine schedule follows it; default: the recipe's, "
-                        "none for most)")
-    parser.add_argument("--max-steps", type=int, help="override the recipe's number of optimizer steps "
-                        "(default: the recipe's)")
-    parser.add_argument("--learning-rate", type=_positive_float, metavar="LR", help="override the recipe's peak "
-                        "learning rate; min_lr scales with it (default: the recipe's, or the resumed run's)")
+    add_run_options(parser, out="runs/<track>-<profile> for gpt2, runs/<track>-<arch>-<profile> otherwise",
+                    batch="sequences")
     parser.add_argument("--arch", choices=list(ARCHITECTURES),
                         help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
     parser.add_argument("--balancing", choices=BALANCING, help="a mixture of experts' load balancing "
                         "(default: the family's own, loss_free for llama-moe)")
-    parser.add_argument("--out", type=Path, help="run folder (default: runs/<track>-<profile> for gpt2, "
-                        "runs/<track>-<arch>-<profile> otherwise)")
-    fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
-    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run "
-                              "(its checkpoints and metrics are deleted first)")
-    parser.add_argument("--dtype", choices=DTYPES,
-                        help="autocast dtype (default: the recipe's, auto: by hardware)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--seed", type=int, help="initial weights, batches and dropout (default: the recipe's)")
-    parser.add_argument("--batch-size", type=int, help="sequences per micro-batch on each process, e.g. to resume on "
-                        "fewer GPUs (default: the recipe's)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw for every parameter, or muon for the blocks' "
                         "matrices and AdamW for the rest (default: the recipe's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
@@ -101,23 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     if note := configure_backend(args.device):
         print(note)
-    recipe = resolve_recipe(args.track, args.profile, arch=args.arch, balancing=args.balancing, out=args.out,
-                            resume=args.resume, overwrite=args.overwrite, recipe=args.recipe,
-                            optimizer=args.optimizer, max_seconds=args.max_seconds,
-                            max_steps=args.max_steps, dtype=args.dtype, seed=args.seed, batch_size=args.batch_size,
-                            compile=args.compile, learning_rate=args.learning_rate)
-    finished = run_in_world(lambda world, held: train(recipe, device=args.device, world=world))
+    options = train_options(args)
+    device = options.pop("device")
+    recipe = resolve_recipe(args.track, arch=args.arch, balancing=args.balancing, recipe=args.recipe,
+                            optimizer=args.optimizer, compile=args.compile, **options)
+    finished = run_in_world(lambda world, held: train(recipe, device=device, world=world))
     if finished.trainer.world.is_main:
         print(_epilogue(recipe, finished))
     return finished.final

@@ -24,7 +24,7 @@ across shards and resuming are all exercised offline.
 
 Tokenization runs in a `multiprocessing` pool (`imap` over batches of documents, with at most a
 few batches in flight so a 10B-token stream is never read ahead into memory). The worker function
-lives at module level and the command line is guarded by `if __name__ == "__main__"`, so the
+lives at module level and the command line starts only from the package `__main__` of `prepare`, so the
 "spawn" start method (macOS, Windows; Python 3.14's "forkserver" default on Linux) works as well as
 "fork". tiktoken is fast (0.5-2M tokens/s on one core of the course's 2-core machine), so on the
 tiny sample worker start-up dominates (a spawned worker imports torch through tinylm: seconds) and
@@ -249,6 +249,9 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
     A finished folder with the same settings is returned at once; an interrupted one is resumed. A
     folder prepared with other settings (source, config, shard size) is started over: its shards are
     deleted first.
+
+    One function on purpose: the shard buffer, the resume point and progress.json change together at every shard
+    boundary (`finish_shard`), and the loop reads as that one story.
     """
     source = fineweb_edu_source(source)
     if source == "sample" and config != DEFAULT_CONFIG:

@@ -81,13 +81,18 @@ def decode(
     use_cache: bool | None = None,
     keep: int | None = None,
     vocab_limit: int | None = None,
+    excluded_tokens: Sequence[int] = (),
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row, (B,) long, once per step. A row that stops yields its stop token on that
     step (so a caller can tell which one ended it) and -1 on every later step.
 
     use_cache: None means "when the model supports it" (tinylm's GPT does; any model whose forward takes
     idx and returns (logits, loss) works without). `vocab_limit` excludes ids at or above it: the padding
-    rows of an embedding rounded up to a multiple of 64 are not tokens.
+    rows of an embedding rounded up to a multiple of 64 are not tokens; `excluded_tokens` are never chosen either
+    (a chat reply's <|pad|>).
+
+    One function on purpose: it is the loop notebook 7 reads top to bottom (the cache, the sliding context,
+    the stops), and splitting it would scatter that reading.
     """
     _check_lengths(max_new_tokens, min_new_tokens)
     block_size = model.config.block_size
@@ -148,6 +153,8 @@ def decode(
             logits = logits.float()
             if vocab_limit is not None and vocab_limit < logits.size(-1):
                 logits[:, vocab_limit:] = float("-inf")
+            if len(excluded_tokens):
+                logits[:, list(excluded_tokens)] = float("-inf")
             if step < min_new_tokens and len(stops):
                 logits[:, stops] = float("-inf")
             next_id = choose_next(logits, sampling, generator, seen)  # (B,)
@@ -171,7 +178,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: floa
              top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None, **options) -> torch.Tensor:
     """idx (B, T) -> (B, T + max_new_tokens): the prompts followed by their continuations.
 
-    `options` are `decode`'s: use_cache, keep, vocab_limit.
+    `options` are `decode`'s: use_cache, keep, vocab_limit, excluded_tokens.
     """
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
     new = list(decode(model, idx.tolist(), max_new_tokens, sampling, **options))

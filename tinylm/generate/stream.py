@@ -159,6 +159,8 @@ def stream(model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int = 
     stop_tokens=None stops at the tokenizer's end-of-text token when it has one (pass () to run on).
     `options` are `decode`'s (use_cache, keep). Print it with
     `for piece in stream(...): print(piece, end="", flush=True)`, in a notebook or a terminal.
+
+    The sampler's settings are keyword arguments, as `python -m tinylm.sample` has them as options.
     """
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
     return TextStream(model, tokenizer, prompt, max_new_tokens, stop, stop_tokens, min_new_tokens, sampling, options)

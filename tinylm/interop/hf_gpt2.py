@@ -39,7 +39,7 @@ from torch import nn
 from ..config import GPTConfig
 from ..errors import MissingFile
 from ..model.gpt import GPT
-from .hf_llama import InteropError, load_pretrained, speedrun_problems
+from .hf_llama import InteropError, load_pretrained, save_hf_folder, speedrun_problems
 
 # Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
 TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -201,15 +201,7 @@ def to_hf_gpt2(model: GPT, folder: str | Path) -> Path:
         raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
     state = tinylm_to_hf_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
     hf_model = GPT2LMHeadModel(hf_config_of(model)).to(next(model.parameters()).dtype)
-    hf_state = hf_model.state_dict()
-    missing, unexpected = sorted(set(hf_state) - set(state)), sorted(set(state) - set(hf_state))
-    if missing or unexpected:
-        raise InteropError(f"tinylm's weights do not match transformers' GPT-2: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-    hf_model.load_state_dict(state)
-    folder = Path(folder)
-    hf_model.save_pretrained(folder)  # config.json + model.safetensors (the tied head saved once)
-    return folder
+    return save_hf_folder(hf_model, state, folder, "GPT-2")
 
 
 # -- command line -------------------------------------------------------------------------------------
@@ -225,6 +217,6 @@ def hf_model_type(source) -> str:
         return AutoConfig.from_pretrained(str(source)).model_type
     except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
         details = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MissingFile(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder with "
-                      f"config.json nor a Hub name that can be downloaded now (offline?). "
-                      f"Details: {details}") from error
+        raise MissingFile(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder "
+                          f"with config.json nor a Hub name that can be downloaded now (offline?). "
+                          f"Details: {details}") from error

@@ -52,6 +52,7 @@ from torch import nn
 from ..config import GPTConfig
 from ..errors import InputError, MissingFile
 from ..model.gpt import GPT
+from ..paths import atomic_folder
 
 
 class InteropError(InputError):
@@ -332,14 +333,24 @@ def to_hf_llama(model: GPT, folder: str | Path, tokenizer=None) -> Path:
     state = tinylm_to_hf_llama_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)
     hf_model = transformers.LlamaForCausalLM(hf_llama_config_of(model, tokenizer))
     hf_model.to(next(model.parameters()).dtype)
+    extra = {"tokenizer.model": tokenizer.model_proto} if getattr(tokenizer, "model_proto", None) is not None else {}
+    return save_hf_folder(hf_model, state, folder, "Llama", extra)
+
+
+def save_hf_folder(hf_model, state: dict, folder: str | Path, family: str, extra: dict[str, bytes] | None = None
+                   ) -> Path:
+    """Load `state` (transformers' names) into `hf_model`, checking that the names match exactly, and save it as a
+    transformers folder (config.json + model.safetensors, a tied head saved once) with the `extra` files, all of them
+    or none: a full disk leaves the folder as it was."""
     hf_state = hf_model.state_dict()
     missing, unexpected = sorted(set(hf_state) - set(state)), sorted(set(state) - set(hf_state))
     if missing or unexpected:
-        raise InteropError(f"tinylm's weights do not match transformers' Llama: missing {missing[:5]}, "
+        raise InteropError(f"tinylm's weights do not match transformers' {family}: missing {missing[:5]}, "
                            f"unexpected {unexpected[:5]}")
     hf_model.load_state_dict(state)
     folder = Path(folder)
-    hf_model.save_pretrained(folder)  # config.json + model.safetensors (a tied head saved once)
-    if getattr(tokenizer, "model_proto", None) is not None:
-        (folder / "tokenizer.model").write_bytes(tokenizer.model_proto)
+    with atomic_folder(folder) as staging:
+        hf_model.save_pretrained(staging)
+        for name, content in (extra or {}).items():
+            (staging / name).write_bytes(content)
     return folder

@@ -41,6 +41,8 @@ LORA_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_gate", "mlp.c_p
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj")
 
 
+ADAPTERS_FILE = "adapters.pt"  # where a fine-tuning run keeps best.pt's adapters alone
+
 class LoRAError(InputError):
     """A LoRA setting that cannot work (rank, targets, adapters that do not fit the model)."""
 
@@ -247,3 +249,15 @@ def trainable_share(model: nn.Module) -> tuple[int, int]:
     """(trainable parameters, all parameters) of `model`."""
     parameters = list(model.parameters())
     return sum(p.numel() for p in parameters if p.requires_grad), sum(p.numel() for p in parameters)
+
+
+def save_run_adapters(model: nn.Module, folder: str | Path, base: str) -> dict[str, int] | None:
+    """A fine-tuning run's adapters (the weights in `model`, best.pt's) saved alone to folder/ADAPTERS_FILE, and
+    their sizes beside best.pt's, for the run's report; None for a model without adapters."""
+    if not has_lora(model):
+        return None
+    folder = Path(folder)
+    trainable, total = trainable_share(model)
+    size = save_adapters(folder / ADAPTERS_FILE, model, base=base)
+    return {"trainable": trainable, "parameters": total, "adapters_bytes": size,
+            "checkpoint_bytes": (folder / "best.pt").stat().st_size}

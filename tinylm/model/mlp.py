@@ -13,8 +13,8 @@ how much of the "up" projection passes. It has three matrices instead of two, so
 as wide (rounded up to a multiple; see `swiglu_hidden_size`) to keep the parameter count; at equal
 parameters it trains to a lower loss, which is why every recent open model uses it.
 
-`make_mlp` returns whichever the config asks for, or a mixture of experts (`tinylm.model.moe`) built from
-narrower copies of it. The output projection is called `c_proj` in both, so GPT-2's scaled
+`tinylm.model.gpt.make_mlp` returns whichever the config asks for, or a mixture of experts (`tinylm.model.moe`)
+built from narrower copies of it. The output projection is called `c_proj` in both, so GPT-2's scaled
 initialisation of the projections that write into the residual stream applies to both.
 """
 

@@ -14,6 +14,9 @@ questions, let alone answer them. So the cpu (and smoke) profile pretrains its o
   could not be learned in a few minutes anyway;
 - the chat tokens are not in the base's vocabulary: `add_chat_tokens` adds them as it would to any base.
 
+The base is pretrained like any track (`chat_base_track`, through `tinylm.train.run.train`): the same run folder
+rules, progress, checkpoints and resume.
+
 `pretraining_tokens` gives the same corpus in any base's tokenizer, for the SFT mixture.
 """
 
@@ -23,21 +26,20 @@ import itertools
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from ..config import ModelShape, TrainConfig
-from ..data.corpora import TINYSTORIES_SAMPLE, split_stories
+from ..data.corpora import TINYSTORIES_SAMPLE, PreparedData, split_stories
 from ..data.fineweb import FINEWEB_EDU_SAMPLE
 from ..download import fetch, mirror_dir
 from ..errors import TinyLMError
-from ..model.gpt import GPT
 from ..paths import data_dir, shown
-from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..train.checkpoint import load_checkpoint
-from ..train.progress import print_record
-from ..train.runlock import clear_old_run
-from ..train.trainer import RUN_FILES, Trainer
+from ..train.recipes import Recipe, Track
+from ..train.run import train
 
 
 class BaseModelUnavailable(TinyLMError, RuntimeError):
@@ -101,33 +103,44 @@ def base_tokenizer(texts: list[str], instruction_texts: list[str], min_count: in
     return TrimmedBPETokenizer(sorted(kept))
 
 
-def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=None, world=None) -> Path:
-    """Pretrain (or finish, or reuse) the profile's small base in `out`; returns its last.pt.
+def chat_base_track(instruction_texts: list[str]) -> Track:
+    """The base model's track: the corpus in GPT-2's tokens trimmed to what it and the instruction texts use
+    (prepared in memory: it takes seconds), and BASE_RECIPES."""
+
+    def prepare(profile: str) -> PreparedData:
+        texts = corpus_texts()
+        tokenizer = base_tokenizer(texts, instruction_texts)
+        train, val = pretraining_tokens(tokenizer, texts)
+        return PreparedData(data_dir() / "chat_base", train, val, tokenizer, {"source": "TinyStories sample + "
+                                                                               "FineWeb-Edu sample"})
+
+    return Track(name="chat-base", prepare_data=prepare, recipes=BASE_RECIPES, vocab_multiple=64)
+
+
+def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=None, world=None,
+                  say: Callable[[str], None] = print) -> Path:
+    """Pretrain (or finish, or reuse) the profile's small base in `out` through `tinylm.train.run.train`; returns its
+    last.pt.
 
     A finished run is reused as it is, an interrupted one resumed, so a second finetune starts at once; a base
-    whose vocabulary was trimmed for other instruction data is pretrained again.
+    whose vocabulary was trimmed for other instruction data is pretrained again (--overwrite: the old one stays
+    until the new one has a checkpoint).
     """
+    track = chat_base_track(instruction_texts)
     shape, cfg = BASE_RECIPES[profile]
     checkpoint = out / "last.pt"
-    texts = corpus_texts()
-    tokenizer = base_tokenizer(texts, instruction_texts)
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
-    if saved is not None and saved.get("tokenizer") != tokenizer.to_dict():
-        print(f"base model: {shown(out)} was pretrained with the vocabulary of other instruction data: again")
-        clear_old_run(out, RUN_FILES)
-        saved = None
-    if saved is not None and saved["step"] >= cfg.max_steps:
-        print(f"base model: {shown(checkpoint)} (pretrained earlier, {saved['step']} steps)")
-        return checkpoint
-    train, val = pretraining_tokens(tokenizer, texts)
-    model = GPT(shape.config(padded_vocab_size(tokenizer.vocab_size, 64)))
-    trainer = Trainer(model, cfg, train, val, out_dir=out, tokenizer=tokenizer, device=device,
-                      callbacks=[print_record], world=world)
+    resume = overwrite = False
     if saved is not None:
-        trainer.resume(checkpoint)
-    print(f"pretraining the {profile} base model: {model.num_parameters():,} parameters, "
-          f"{tokenizer.vocab_size:,}-token trimmed GPT-2 vocabulary, {len(train):,} train / {len(val):,} val tokens "
-          f"(TinyStories sample + FineWeb-Edu sample), {cfg.max_steps} steps -> {shown(out)}")
-    final = trainer.fit()
-    print(f"base model: validation loss {final['val_loss']:.4f} after {final['step']} steps ({final['elapsed']:.0f} s)")
+        tokenizer = base_tokenizer(corpus_texts(), instruction_texts)
+        if saved.get("tokenizer") != tokenizer.to_dict():
+            say(f"base model: {shown(out)} was pretrained with the vocabulary of other instruction data: again")
+            overwrite = True
+        elif saved["step"] >= cfg.max_steps:
+            say(f"base model: {shown(checkpoint)} (pretrained earlier, {saved['step']} steps)")
+            return checkpoint
+        else:
+            resume = True
+    recipe = Recipe(track=track, profile=profile, shape=shape, train=cfg, out=out, resume=resume, overwrite=overwrite)
+    train(recipe, device=device, world=world, say=say)
     return checkpoint

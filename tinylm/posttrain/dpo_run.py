@@ -21,37 +21,31 @@ adapters apart (resume continues them, `load_model` merges them) and OUT/adapter
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from ..config import GPTConfig, TrainConfig
+from ..config import TrainConfig
 from ..data.preference import PreferenceDataError, build_pairs, load_preferences, split_preferences
-from ..distributed import World, current_world, device_for
+from ..distributed import World
 from ..errors import InputError
 from ..eval.overlap import token_f1
 from ..eval.uncertainty import wilson_interval
 from ..model.gpt import GPT
-from ..model.lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
-from ..paths import atomic_write, runs_dir, shown
-from ..runtime import autocast, resolve_device, resolve_dtype, resolve_profile
+from ..model.lora import ADAPTERS_FILE, LoRAOptions, save_run_adapters
+from ..paths import runs_dir, shown
+from ..runtime import autocast, resolve_dtype, resolve_profile
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, chat_token_ids
-from ..tokenizers.saved import tokenizer_from_dict
-from ..train.checkpoint import load_checkpoint, load_model, load_training_checkpoint
+from ..train.checkpoint import load_model, model_to_resume
 from ..train.progress import format_record
-from ..train.run import set_aside_old_run, settle_old_run
-from ..train.runlock import claim_run_folder
+from ..train.run import Finished, Job, run_job
 from ..train.trainer import RUN_FILES
 from .dpo import DPO_RECIPES, DPOTrainer, PairLoader, pair_logprobs
 from .sft import stop_rate
 from .sft_run import REPLY_TOKENS, SHOWN_REPLIES
 
-DPO_RUN_FILES = (*RUN_FILES, "dpo_eval.json", "adapters.pt")  # what a DPO run writes into its folder
+DPO_REPORT = "dpo_eval.json"
 
 
 class NotAChatModel(InputError):
@@ -82,11 +76,6 @@ def print_dpo_record(record: dict) -> None:
     print(line, flush=True)
 
 
-def _write_report(out: Path, report: dict) -> None:
-    with atomic_write(out / "dpo_eval.json") as f:
-        f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
-
-
 def _measure(trainer: DPOTrainer, pairs, world: World) -> dict:
     """The held-out preference summary (every rank) and, on rank 0, the greedy replies to the prompts of `pairs`
     scored against their chosen and rejected answers."""
@@ -109,130 +98,120 @@ def _measure(trainer: DPOTrainer, pairs, world: World) -> dict:
     return measured
 
 
+class PreferenceTuning(Job):
+    """DPO of the chat model `base` on the preference records of `data`; `train` overrides fields of the recipe's
+    TrainConfig.
+
+    It takes what `dpo` resolved (eleven settings, as the command has options).
+    """
+
+    files = (*RUN_FILES, DPO_REPORT, ADAPTERS_FILE)
+    report_name = DPO_REPORT
+    reload_best = True
+
+    def __init__(self, profile: str, base: Path, data: str, out: Path, beta: float | None, resume: bool,
+                 overwrite: bool, train: dict, system_prompt: str, lora: LoRAOptions | None,
+                 on_record: Callable[[dict], None]):
+        super().__init__(out, resume, overwrite)
+        self.profile, self.recipe, self.base, self.data, self.beta = profile, DPO_RECIPES[profile], base, data, beta
+        self.overrides, self.system_prompt, self.lora, self.on_record = train, system_prompt, lora, on_record
+
+    def start(self, saved, device, world, say) -> DPOTrainer:
+        recipe, out, beta = self.recipe, self.out, self.beta
+        records, source = load_preferences(self.data)
+        train_records, val_records = split_preferences(records)
+        if saved is not None:
+            saved_beta = saved["dpo"]["beta"]
+            if beta is not None and beta != saved_beta:
+                raise InputError(f"--beta {beta:g}: the run in {shown(out)} trains with beta {saved_beta:g}; resume "
+                                 "it without --beta, or start another run (--out)")
+            beta = saved_beta
+            model, tokenizer = model_to_resume(saved)
+            self.description = f"resumed from {shown(out / 'last.pt')}"
+            cfg = TrainConfig.from_dict(saved["train_config"])
+        else:
+            model, tokenizer, self.description = load_chat_base(self.base)
+            cfg = recipe.train
+            if self.lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
+                cfg, line = self.lora.adapt(model, cfg, recipe.lora_learning_rate)
+                say(line)
+        beta = recipe.beta if beta is None else beta
+        cfg = cfg.override(**self.overrides)
+        template = ChatTemplate(tokenizer)
+        block_size = model.config.block_size
+        train_pairs = build_pairs(train_records, template, block_size, self.system_prompt)
+        val_pairs = build_pairs(val_records, template, block_size, self.system_prompt)
+        if not len(train_pairs) or not len(val_pairs):
+            split = "training" if not len(train_pairs) else "validation"
+            raise PreferenceDataError(f"{source} leaves no usable pair for {split} (train: {train_pairs.describe()}; "
+                                      f"held out: {val_pairs.describe()})")
+        say(f"data: {source}\n  train: {train_pairs.describe()}\n  held out: {val_pairs.describe()}")
+        if max_seconds := self.overrides.get("max_seconds"):
+            say(f"plan: --max-seconds {max_seconds:g} bounds the DPO steps only; the reference log-probabilities and "
+                f"the measurements before and after ({len(val_pairs)} held-out pairs, greedy replies of up to "
+                f"{REPLY_TOKENS} tokens) come on top")
+        if saved is not None:  # the very numbers the interrupted run trained against
+            reference, val_reference = saved["dpo"]["reference"], saved["dpo"]["held_out_reference"]
+        else:
+            clock = time.perf_counter()
+            model.to(device)
+            score = dict(pad_id=template.pad, batch_size=cfg.eval_batch_size, device=device,
+                         autocast_ctx=autocast(device, resolve_dtype(device, cfg.dtype)),
+                         vocab_limit=tokenizer.vocab_size)
+            reference = pair_logprobs(model, train_pairs.pairs, **score)
+            val_reference = pair_logprobs(model, val_pairs.pairs, **score)
+            say(f"reference log-probabilities of {len(train_pairs) + len(val_pairs):,} pairs (the base, frozen): "
+                f"{time.perf_counter() - clock:.1f} s")
+        loader = PairLoader(train_pairs.pairs, reference, cfg.batch_size, template.pad, seed=cfg.seed,
+                            rank=world.rank, world_size=world.size)
+        trainer = DPOTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
+                             callbacks=[self.on_record], world=world, beta=beta, template=template,
+                             val_pairs=val_pairs.pairs, val_reference=val_reference)
+        say(f"DPO of {self.description} | beta {beta:g} | {model.num_parameters():,} parameters | profile "
+            f"{self.profile} | {cfg.max_steps} steps of {cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} "
+            f"pairs | {100 * loader.padding_fraction():.1f}% padding | device {trainer.device} | run folder "
+            f"{shown(out)}")
+        self.source, self.train_pairs, self.val_pairs, self.used_beta = source, train_pairs, val_pairs, beta
+        self.shown_pairs = val_pairs.pairs[: recipe.eval_prompts]
+        return trainer
+
+    def before(self, trainer: DPOTrainer, report: dict, world: World) -> None:
+        report.update(profile=self.profile, base=self.description, data=self.source, beta=self.used_beta,
+                      train=self.train_pairs.counts, held_out=self.val_pairs.counts,
+                      before=_measure(trainer, self.shown_pairs, world))
+
+    def after(self, trainer: DPOTrainer, report: dict, world: World) -> None:
+        if world.is_main and (lora := save_run_adapters(trainer.model, self.out, self.description)):
+            report["lora"] = lora
+        report.update(after=_measure(trainer, self.shown_pairs, world), steps=trainer.step,
+                      dpo_seconds=round(trainer.elapsed, 1))
+
+    def epilogue(self, finished: Finished) -> str:
+        return _epilogue(finished.report, self.out)
+
+
 def dpo(profile: str | None = None, *, base: str | Path | None = None, data: str = "preference",
         out: str | Path | None = None, beta: float | None = None, resume: bool = False, overwrite: bool = False,
-        max_steps: int | None = None, max_seconds: float | None = None, batch_size: int | None = None,
-        seed: int | None = None, device: str | None = None, dtype: str | None = None,
+        max_steps: int | None = None, max_seconds: float | None = None, learning_rate: float | None = None,
+        batch_size: int | None = None, seed: int | None = None, device: str | None = None, dtype: str | None = None,
         system_prompt: str = DEFAULT_SYSTEM_PROMPT, lora: LoRAOptions | None = None, world: World | None = None,
         say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_dpo_record) -> dict:
     """Tune the chat model `base` (default runs/chat-<profile>, finetune's default --out) with DPO on the preference
     records of `data` into `out` (default runs/dpo-<profile>), and return the report OUT/dpo_eval.json keeps: the
     held-out preference accuracy, margins and greedy replies before and after, steps and seconds. beta and the
-    options override the profile's recipe (tinylm.posttrain.dpo.DPO_RECIPES; None: the recipe's); `lora` trains adapters
-    instead of every weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and
-    writes."""
-    started = time.perf_counter()
-    world = world or current_world()
-    if not world.is_main:
-        say = on_record = _silent
+    options override the profile's recipe (tinylm.posttrain.dpo.DPO_RECIPES; None: the recipe's); `lora` trains
+    adapters instead of every weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and
+    writes.
+
+    The keyword arguments are the command's options, one for one (tinylm/cli/dpo.py), hence their number.
+    """
     profile = resolve_profile(profile)
-    out = Path(out) if out is not None else runs_dir() / f"dpo-{profile}"
-    base = Path(base) if base is not None else runs_dir() / f"chat-{profile}"
-    with contextlib.ExitStack() as held:
-        claim_run_folder(out, held, world.is_main, resume, overwrite, say)
-        device = resolve_device(device_for(world, device))
-        options = {"max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size, "seed": seed,
-                   "dtype": dtype}
-        return _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world,
-                    say, on_record, started)
-
-
-def _silent(*args, **kwargs) -> None:
-    pass
-
-
-def _dpo(profile, base, data, out, beta, resume, overwrite, options, system_prompt, lora, device, world, say,
-         on_record, started) -> dict:
-    recipe = DPO_RECIPES[profile]
-    records, source = load_preferences(data)
-    train_records, val_records = split_preferences(records)
-    saved = load_training_checkpoint(out / "last.pt") if resume else None
-    if saved is not None:
-        saved_beta = saved["dpo"]["beta"]
-        if beta is not None and beta != saved_beta:
-            raise InputError(f"--beta {beta:g}: the run in {shown(out)} trains with beta {saved_beta:g}; resume it "
-                             "without --beta, or start another run (--out)")
-        beta = saved_beta
-        model = GPT(GPTConfig.from_dict(saved["model_config"]))
-        if saved.get("lora") is not None:
-            apply_settings(model, saved["lora"])
-        tokenizer, description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
-        cfg = TrainConfig.from_dict(saved["train_config"])
-    else:
-        model, tokenizer, description = load_chat_base(base)
-        cfg = recipe.train
-        if lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
-            cfg, line = lora.adapt(model, cfg, recipe.lora_learning_rate)
-            say(line)
-    beta = recipe.beta if beta is None else beta
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in options.items() if v is not None})
-    template = ChatTemplate(tokenizer)
-    block_size = model.config.block_size
-    train_pairs = build_pairs(train_records, template, block_size, system_prompt)
-    val_pairs = build_pairs(val_records, template, block_size, system_prompt)
-    if not len(train_pairs) or not len(val_pairs):
-        split = "training" if not len(train_pairs) else "validation"
-        raise PreferenceDataError(f"{source} leaves no usable pair for {split} (train: {train_pairs.describe()}; "
-                                  f"held out: {val_pairs.describe()})")
-    say(f"data: {source}\n  train: {train_pairs.describe()}\n  held out: {val_pairs.describe()}")
-    if max_seconds := options["max_seconds"]:
-        say(f"plan: --max-seconds {max_seconds:g} bounds the DPO steps only; the reference log-probabilities and the "
-            f"measurements before and after ({len(val_pairs)} held-out pairs, greedy replies of up to "
-            f"{REPLY_TOKENS} tokens) come on top")
-
-    if saved is not None:  # the very numbers the interrupted run trained against
-        reference, val_reference = saved["dpo"]["reference"], saved["dpo"]["held_out_reference"]
-    else:
-        clock = time.perf_counter()
-        model.to(device)
-        score = dict(pad_id=template.pad, batch_size=cfg.eval_batch_size, device=device,
-                     autocast_ctx=autocast(device, resolve_dtype(device, cfg.dtype)),
-                     vocab_limit=tokenizer.vocab_size)
-        reference, val_reference = pair_logprobs(model, train_pairs.pairs, **score), pair_logprobs(
-            model, val_pairs.pairs, **score)
-        say(f"reference log-probabilities of {len(train_pairs) + len(val_pairs):,} pairs (the base, frozen): "
-            f"{time.perf_counter() - clock:.1f} s")
-    loader = PairLoader(train_pairs.pairs, reference, cfg.batch_size, template.pad, seed=cfg.seed, rank=world.rank,
-                        world_size=world.size)
-    trainer = DPOTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
-                         callbacks=[on_record], world=world, beta=beta, template=template, val_pairs=val_pairs.pairs,
-                         val_reference=val_reference)
-    if saved is not None:
-        trainer.load_state_dict(saved)
-    say(f"DPO of {description} | beta {beta:g} | {model.num_parameters():,} parameters | profile {profile} | "
-        f"{cfg.max_steps} steps of {cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} pairs | "
-        f"{100 * loader.padding_fraction():.1f}% padding | device {trainer.device} | run folder {shown(out)}")
-
-    shown_pairs = val_pairs.pairs[: recipe.eval_prompts]
-    saved_report = out / "dpo_eval.json"
-    report = json.loads(saved_report.read_text()) if resume and saved_report.is_file() else {}
-    set_aside = set_aside_old_run(out, DPO_RUN_FILES) if overwrite and world.is_main else None
-    try:
-        if "before" not in report:
-            report.update(profile=profile, base=description, data=source, beta=beta, train=train_pairs.counts,
-                          held_out=val_pairs.counts, before=_measure(trainer, shown_pairs, world))
-            if world.is_main:
-                _write_report(out, report)
-        trainer.fit()
-    finally:
-        if set_aside is not None:
-            settle_old_run(out, set_aside)
-    best = load_checkpoint(out / "best.pt", map_location=trainer.device) if world.is_main else None
-    best_state = [best["model"] if best else None]
-    if world.distributed:
-        torch.distributed.broadcast_object_list(best_state)
-    trainer.model.load_state_dict(best_state[0])
-    if has_lora(trainer.model) and world.is_main:
-        trainable, total = trainable_share(trainer.model)
-        size = save_adapters(out / "adapters.pt", trainer.model, base=description)
-        report["lora"] = {"trainable": trainable, "parameters": total, "adapters_bytes": size,
-                          "checkpoint_bytes": (out / "best.pt").stat().st_size}
-    report.update(after=_measure(trainer, shown_pairs, world), steps=trainer.step,
-                  dpo_seconds=round(trainer.elapsed, 1), wall_seconds=round(time.perf_counter() - started, 1))
-    if world.is_main:
-        _write_report(out, report)
-        say(_epilogue(report, out))
-    return report
+    train = {"max_steps": max_steps, "max_seconds": max_seconds, "learning_rate": learning_rate,
+             "batch_size": batch_size, "seed": seed, "dtype": dtype}
+    job = PreferenceTuning(profile, Path(base) if base is not None else runs_dir() / f"chat-{profile}", data,
+                           Path(out) if out is not None else runs_dir() / f"dpo-{profile}", beta, resume, overwrite,
+                           {k: v for k, v in train.items() if v is not None}, system_prompt, lora, on_record)
+    return run_job(job, device=device, world=world, say=say).report
 
 
 def _epilogue(report: dict, out: Path) -> str:

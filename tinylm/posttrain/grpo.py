@@ -18,15 +18,36 @@ k3 = exp(q) − q − 1 where q = log π_ref − log π_θ.
 Averaging: the loss is the mean over every completion token of the batch (as DAPO, arXiv:2503.14476, argues),
 not a mean per completion then over completions, which would weigh a token of a short completion more than a
 token of a long one.
+
+Training. `GRPOTrainer` is the one Trainer (tinylm.train.trainer) with three things of its own: its batches come
+from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for each with
+the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen starting
+model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
+accuracy on the fixed held-out problems, where higher is better, so best.pt keeps the most accurate policy. Each
+Trainer step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The
+Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
+every completion token of the global batch; every rank draws the same problems from one stream and samples its
+own share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from ..distributed import World, all_reduce_sum, current_world
 from ..errors import InputError
+from ..runtime import resolve_dtype
+from ..train.memory import check_training_memory
+from ..train.progress import format_duration, format_record
+from ..train.trainer import Trainer
+from .grpo_recipes import RLRecipe
+from .rollout import held_out_accuracy, sample_groups
+from .tasks import FormatOnly, Problem, ProblemStream, TaskError
 
 
 @dataclass(frozen=True)
@@ -76,3 +97,178 @@ def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
         loss = loss + kl_coef * kl_mean
         kl = kl_mean.item()
     return PolicyLoss(loss=loss, clip_fraction=clip_fraction, kl=kl)
+
+
+class RolloutSource:
+    """GRPO's batches: every `updates` steps a fresh rollout of this rank's share of the problems; in between, the
+    same one. A batch is (sequences, completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
+
+    def __init__(self, trainer: "GRPOTrainer", task, held_out: list[Problem], seed: int):
+        self.trainer, self.recipe, self.seed = trainer, trainer.recipe, seed
+        self.reward_task = FormatOnly(task) if self.recipe.reward == "format" else task
+        self.stream = ProblemStream(task, held_out, seed=seed)
+        self.served, self.batch = 0, None
+        self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple:
+        if self.served % self.recipe.updates == 0:
+            self.batch = self._sample()
+        self.served += 1
+        return self.batch
+
+    @torch.no_grad()
+    def _sample(self) -> tuple:
+        recipe, trainer, world = self.recipe, self.trainer, self.trainer.world
+        problems = self.stream.take(recipe.prompts)
+        share = recipe.prompts // world.size
+        mine = problems[world.rank * share : (world.rank + 1) * share]
+        rollout_index = self.served // recipe.updates  # sampling seeds derive from it, so a resume samples the same
+        seed = (self.seed * 1_000_003 + rollout_index) * 1024 + world.rank
+        rollout = sample_groups(trainer.model, trainer.tokenizer, self.reward_task, mine, recipe.group_size,
+                                trainer.max_new_tokens, temperature=recipe.temperature, seed=seed)
+        mask = rollout.completion_mask
+        self.totals = [rollout.rewards.sum().item(), rollout.correct.sum().item(), rollout.well_formed.sum().item(),
+                       mask.sum().item(), rollout.rewards.numel()]
+        advantages = group_advantages(rollout.rewards, scale=recipe.scale_advantages).flatten()
+        old = token_logprobs(trainer.model, rollout.sequences)
+        ref = token_logprobs(trainer.reference, rollout.sequences) if trainer.reference is not None else None
+        return rollout.sequences, mask, advantages, old, ref
+
+    def state_dict(self) -> dict[str, Any]:
+        """The problem stream, the steps served and, between a rollout's updates, the rollout itself (sampling it
+        again after an update would give another one)."""
+        between = self.served % self.recipe.updates != 0
+        return {"generator": self.stream.state_dict()["generator"], "stream": self.stream.state_dict(),
+                "served": self.served, "batch": list(self.batch) if between else None, "totals": self.totals}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stream.load_state_dict(state["stream"])
+        self.served, self.totals = state["served"], state["totals"]
+        self.batch = tuple(state["batch"]) if state["batch"] is not None else None
+
+
+class GRPOTrainer(Trainer):
+    """GRPO on `task` from `model` (the policy, trained in place), scored on the fixed `held_out` problems by greedy
+    completions of up to `max_new_tokens`. `recipe.train` is the TrainConfig; its batch_size is set here to the
+    completions a rank samples per rollout, which is what the memory check before the first step needs."""
+
+    score = "accuracy"
+    higher_is_better = True
+
+    def __init__(self, model, tokenizer, task, recipe: RLRecipe, held_out: list[Problem], max_new_tokens: int, *,
+                 world: World | None = None, **kwargs):
+        world = world or current_world()
+        if recipe.prompts % world.size:
+            raise TaskError(f"{recipe.prompts} prompts per step cannot be shared by {world.size} processes: "
+                            "use a number of processes that divides it")
+        self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
+        # the starting policy, frozen, for the KL penalty; kept before the Trainer moves and trains the model
+        self.reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
+        cfg = dataclasses.replace(recipe.train, batch_size=recipe.prompts // world.size * recipe.group_size,
+                                  grad_accum_steps=1, total_batch_tokens=None, sample_interval=0)
+        self.source = RolloutSource(self, task, held_out, cfg.seed)
+        super().__init__(model, cfg, self.source, None, tokenizer=tokenizer, world=world, **kwargs)
+        if self.reference is not None:
+            self.reference.to(self.device)
+        self._policy = PolicyLoss(loss=torch.zeros(()), clip_fraction=0.0, kl=0.0)
+
+    def memory_advice(self, fits: int) -> str:
+        return group_size_advice(self.recipe.prompts // self.world.size)(fits)
+
+    def batch_weight(self, batch: tuple) -> torch.Tensor:
+        return batch[1].sum()  # completion tokens: the loss is their mean
+
+    def batch_loss(self, batch: tuple) -> torch.Tensor:
+        sequences, mask, advantages, old, ref = batch
+        self._policy = clipped_policy_loss(token_logprobs(self.train_model, sequences), old, advantages, mask,
+                                           self.recipe.clip_eps, ref, self.recipe.kl_coef)
+        return self._policy.loss
+
+    def step_stats(self) -> dict[str, float]:
+        """The last rollout's mean reward, shares correct and well-formed, and completion length, over every rank's
+        completions; the last update's clip fraction and KL estimate per completion token."""
+        reward, correct, formed, tokens, n = self._sum(self.source.totals)
+        if not n:  # no rollout sampled by this source yet (a batch handed to it)
+            return {}
+        clip, kl = self._sum([self._policy.clip_fraction * self.source.totals[3], self._policy.kl
+                              * self.source.totals[3]])
+        return {"reward": reward / n, "correct": correct / n, "well_formed": formed / n, "length": tokens / n,
+                "clip_fraction": clip / tokens, "kl": kl / tokens}
+
+    def measure(self) -> dict[str, float]:
+        """(share correct, share well-formed) of greedy completions of the held-out problems, each rank a share."""
+        mine = self.held_out[self.world.rank :: self.world.size]
+        correct, formed = held_out_accuracy(self.model, self.tokenizer, self.task, mine, self.max_new_tokens) \
+            if mine else (0.0, 0.0)
+        correct, formed, n = self._sum([correct * len(mine), formed * len(mine), len(mine)])
+        return {"accuracy": correct / n, "well_formed": formed / n}
+
+    def evaluate(self) -> float:
+        return self.measure()["accuracy"]
+
+    def _sum(self, values: list[float]) -> list[float]:
+        """Sums over this trainer's world: a trainer of one process computes alone even where torch.distributed is
+        initialised (the tests compare it with the ranks of a group)."""
+        return all_reduce_sum(values, self.device) if self.world.distributed else list(values)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The Trainer's state, with the task, the GRPO settings and the reference weights (a KL penalty's)."""
+        state = super().state_dict()
+        state["grpo"] = {"task": self.task.name, "settings": self.recipe.settings(),
+                         "reference": self.reference.state_dict() if self.reference is not None else None}
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the run `state` holds; its task must be this one."""
+        saved = state.get("grpo", {}).get("task")
+        if saved != self.task.name:
+            raise TaskError(f"the saved run trained {saved!r}, not {self.task.name!r}: resume with its --task, or "
+                            "start a new run (--overwrite or another --out)")
+        super().load_state_dict(state)
+        if self.reference is not None and state["grpo"]["reference"] is not None:
+            self.reference.load_state_dict(state["grpo"]["reference"])
+
+
+def group_size_advice(prompts: int):
+    """What to do when a GRPO step does not fit: a step trains on a rank's `prompts` times group_size completions, so
+    the advice is the group size that fits."""
+
+    def advice(fits: int) -> str:
+        group = fits // prompts
+        if group >= 2:
+            return f"use a group size of at most {group} (--group-size {group})"
+        return f"even groups of 2 do not fit {prompts} prompts per process: use a smaller model or more processes"
+
+    return advice
+
+
+def check_rollout_memory(model, recipe: RLRecipe, device: torch.device, world: World) -> None:
+    """NotEnoughMemory, naming the group size that fits, if a GRPO step of `model` cannot fit on `device`: checked
+    before anything is trained, the task-format model included."""
+    prompts = recipe.prompts // world.size
+    check_training_memory(model, prompts * recipe.group_size, device, resolve_dtype(device, recipe.train.dtype),
+                          processes=world.size if device.type == "cpu" else 1, advice=group_size_advice(prompts))
+
+
+def format_rl_record(record: dict[str, Any]) -> str:
+    """A train record as `step  40/1000 | reward 0.412 | correct 35.2% | well-formed 99.6% | length 3.1 | clip 0.004
+    | 12s | ETA 4m10s`, an evaluation as the held-out accuracy and the best so far; anything else as tinylm.train
+    prints it."""
+    event = record.get("event")
+    if event == "train":
+        total = record["max_steps"]
+        line = (f"step {record['step']:>{len(str(total))}}/{total} | reward {record['reward']:.3f} | correct "
+                f"{100 * record['correct']:.1f}% | well-formed {100 * record['well_formed']:.1f}% | length "
+                f"{record['length']:.1f} | clip {record['clip_fraction']:.3f}")
+        if record.get("kl"):
+            line += f" | KL {record['kl']:.4f}"
+        return line + f" | {format_duration(record['elapsed'])} | ETA {format_duration(record['eta'])}"
+    if event in ("eval", "final"):
+        return (f" {event} step {record['step']} | held-out accuracy {100 * record['accuracy']:.1f}% (well-formed "
+                f"{100 * record['well_formed']:.1f}%) | best {100 * record['best_accuracy']:.1f}% at step "
+                f"{record['best_step']}")
+    return format_record(record)
+
+
+def print_rl_record(record: dict[str, Any]) -> None:
+    print(format_rl_record(record), flush=True)

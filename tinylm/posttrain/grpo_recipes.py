@@ -11,15 +11,17 @@ The SFT runs 1,500 steps: after the prototype's 600 the start depended on the se
 starts gained only a few points. GRPO: G = 8 completions for each of 32 prompts per step (as the prototype's best
 run; the first recipe's 16 gained 3-8 points), temperature 1, 2 clipped updates per rollout (ε = 0.2), AdamW at a
 constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's std, no KL penalty. Probes of
-100-300 steps at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4 updates
-per rollout were no faster than this. The step count, not a clock, bounds the cpu run, so a loaded machine trains
-the same recipe for longer instead of less: 2,500 steps take about 3 minutes on an idle 2-core machine
-(README). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more prompts); its figures are not measured.
+100-300 rollouts at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4
+updates per rollout were no faster than this. The step count, not a clock, bounds the cpu run, so a loaded machine
+trains the same recipe for longer instead of less: 2,500 rollouts (5,000 steps, one update each) take about 3
+minutes on an idle 2-core machine (README). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more
+prompts); its figures are not measured.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from ..config import ModelShape, TrainConfig
@@ -28,49 +30,47 @@ from .tasks import TaskError
 
 @dataclass(frozen=True)
 class RLRecipe:
-    """One profile's RL run. A step samples `group_size` completions for each of `prompts` training problems
-    (all ranks together), then makes `updates` clipped policy-gradient steps on them."""
+    """One profile's RL run. A rollout samples `group_size` completions for each of `prompts` training problems (all
+    ranks together); each of the Trainer's steps (`train`: steps, time budget, rate, clipping, intervals, seed,
+    dtype) is one clipped policy-gradient update, and `updates` consecutive steps share a rollout."""
 
     tasks: dict  # task name -> (settings for get_task, max_new_tokens of a completion)
     base_shape: ModelShape  # the task-format model that `--base pretrain` builds
     base_train: TrainConfig  # its answer-only SFT
+    train: TrainConfig  # the GRPO updates; a constant rate (min_lr = learning_rate), no warmup, no weight decay
     prompts: int = 16
     group_size: int = 8
     updates: int = 2
-    learning_rate: float = 2e-4
-    max_steps: int = 1000
-    max_seconds: float | None = None  # of GRPO steps only (sampling and updates; evaluations excluded)
     temperature: float = 1.0
     clip_eps: float = 0.2
     scale_advantages: bool = True  # divide by the group's reward std (DeepSeekMath); False: Dr. GRPO's centring only
     kl_coef: float = 0.0  # β of the KL penalty to the starting model (0: none, and no reference model kept)
-    grad_clip: float = 1.0
-    eval_interval: int = 50  # steps between held-out evaluations (best.pt, last.pt)
-    log_interval: int = 10
     held_out: int = 500  # fixed held-out problems, scored greedily
     reward: str = "correct"  # "correct": the task's reward; "format": well-formed pays alone (reward hacking)
-    seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.group_size < 2:
+        if not self.group_size >= 2:
             raise TaskError(f"group size {self.group_size}: GRPO compares each completion with the others of its "
                             "group, so a group needs at least 2 (--group-size 2 or more; 8 is usual)")
-        for name in ("prompts", "updates", "max_steps", "eval_interval", "log_interval", "held_out"):
+        for name in ("prompts", "updates", "held_out"):
             if getattr(self, name) < 1:
                 raise TaskError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.reward not in ("correct", "format"):
             raise TaskError(f"reward {self.reward!r}: choose correct (the task's check) or format (well-formed "
                             "answers pay alone, to show reward hacking)")
-        if not self.learning_rate > 0 or not 0 < self.clip_eps < 1 or self.kl_coef < 0:
-            raise TaskError("learning_rate must be > 0, clip_eps between 0 and 1, kl_coef >= 0")
+        if not (0 < self.clip_eps < 1 and 0 <= self.kl_coef < math.inf and self.temperature > 0):
+            raise TaskError(f"clip_eps must lie between 0 and 1 (got {self.clip_eps}), kl_coef be a number >= 0 "
+                            f"(got {self.kl_coef}) and temperature > 0 (got {self.temperature})")
 
-    def replace(self, **changes) -> "RLRecipe":
-        """This recipe with the options that are not None changed."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+    def replace(self, train: dict | None = None, **changes) -> "RLRecipe":
+        """This recipe with the options that are not None changed; `train` changes fields of its TrainConfig."""
+        recipe = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        train = {k: v for k, v in (train or {}).items() if v is not None}
+        return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **train)) if train else recipe
 
     def settings(self) -> dict:
-        """The GRPO knobs as plain data (for checkpoints and rl_eval.json)."""
-        skip = {"tasks", "base_shape", "base_train"}
+        """The GRPO knobs as plain data (for checkpoints and rl_eval.json); the TrainConfig is saved apart."""
+        skip = {"tasks", "base_shape", "base_train", "train"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
 
@@ -81,20 +81,26 @@ _BASE_SHAPE = ModelShape(block_size=32, n_layer=2, n_head=4, n_embd=64)
 _BASE_TRAIN = TrainConfig(batch_size=64, max_steps=1500, warmup_steps=0, learning_rate=3e-3, min_lr=3e-3,
                           weight_decay=0.0, beta2=0.999, grad_clip=None, eval_interval=500, log_interval=100,
                           eval_batch_size=256, dtype="float32")
+# GRPO's updates: AdamW (default betas, no weight decay) at a constant 2e-4, gradients clipped at 1.0. A step is one
+# update, so the cpu recipe's 5,000 steps are 2,500 rollouts of 2 updates each.
+_GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning_rate=2e-4, min_lr=2e-4,
+                          weight_decay=0.0, beta1=0.9, beta2=0.999, grad_clip=1.0, eval_interval=200, log_interval=100,
+                          eval_batch_size=256, seed=0, dtype="float32")
 
 RL_RECIPES = {
     # seconds: a 1-layer model, a short SFT and a few GRPO steps; the pipeline runs, nothing is expected to learn
     "smoke": RLRecipe(tasks=_TASKS, base_shape=ModelShape(block_size=32, n_layer=1, n_head=2, n_embd=32),
                       base_train=dataclasses.replace(_BASE_TRAIN, batch_size=32, max_steps=30, warmup_steps=2,
                                                      eval_interval=0, log_interval=10),
-                      prompts=4, group_size=4, updates=1, max_steps=6, eval_interval=3, log_interval=2, held_out=32),
+                      train=dataclasses.replace(_GRPO_TRAIN, max_steps=6, eval_interval=3, log_interval=2),
+                      prompts=4, group_size=4, updates=1, held_out=32),
     # the issue's goal: +20 points of held-out accuracy within 10 minutes on 2 cores (measured: README, notebook 11)
-    "cpu": RLRecipe(tasks=_TASKS, base_shape=_BASE_SHAPE, base_train=_BASE_TRAIN, prompts=32, max_steps=2500,
-                    eval_interval=100, log_interval=50),
-    # not measured: 3-digit arithmetic on a 4-layer, 128-wide model, 64 prompts per step
+    "cpu": RLRecipe(tasks=_TASKS, base_shape=_BASE_SHAPE, base_train=_BASE_TRAIN, train=_GRPO_TRAIN, prompts=32),
+    # not measured: 3-digit arithmetic on a 4-layer, 128-wide model, 64 prompts per rollout
     "gpu": RLRecipe(tasks={"arithmetic": ({"digits": 3}, 8), "countdown": _TASKS["countdown"]},
                     base_shape=ModelShape(block_size=64, n_layer=4, n_head=4, n_embd=128),
                     base_train=dataclasses.replace(_BASE_TRAIN, max_steps=3000, warmup_steps=100, log_interval=250,
                                                    eval_interval=500, dtype="auto"),
-                    prompts=64, max_steps=2000, eval_interval=100, log_interval=20, held_out=1000),
+                    train=dataclasses.replace(_GRPO_TRAIN, max_steps=4000, log_interval=40, dtype="auto"),
+                    prompts=64, held_out=1000),
 }

@@ -26,53 +26,46 @@ like any other) and OUT/adapters.pt keeps best.pt's adapters alone.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
 import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
-from ..config import GPTConfig, TrainConfig
+from ..config import TrainConfig
 from ..data.conversations import ConversationLoader, MixtureLoader
 from ..data.instruct import InstructDataError, build_examples, load_records, split_records, to_messages
 from ..data.tokens import RandomWindowSampler
-from ..distributed import World, all_reduce_sum, current_world, device_for
+from ..distributed import World, all_reduce_sum
 from ..errors import InputError
 from ..eval.loss import answer_loss_sum
 from ..eval.overlap import rouge_l, token_f1
-from ..model.gpt import GPT
-from ..model.lora import LoRAOptions, apply_settings, has_lora, save_adapters, trainable_share
-from ..paths import atomic_write, runs_dir, shown
-from ..runtime import autocast, resolve_device, resolve_dtype, resolve_profile
+from ..model.lora import ADAPTERS_FILE, LoRAOptions, save_run_adapters
+from ..paths import runs_dir, shown
+from ..runtime import autocast, resolve_dtype, resolve_profile
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatTemplate, chat_token_ids
 from ..tokenizers.gpt2 import BPETokenizer
-from ..tokenizers.saved import tokenizer_from_dict
-from ..train.checkpoint import CheckpointError, load_checkpoint, load_model, load_training_checkpoint
+from ..train.checkpoint import CheckpointError, load_model, model_to_resume
 from ..train.progress import print_record
-from ..train.run import set_aside_old_run, settle_old_run
-from ..train.runlock import claim_run_folder
+from ..train.run import Finished, Job, run_job
 from ..train.trainer import RUN_FILES
 from .chat_base import BASE_RECIPES, BaseModelUnavailable, pretrain_base, pretraining_tokens
 from .plain import PLAIN_PROMPT, plain_replies, render_plain
 from .sft import SFT_RECIPES, ChatTrainer, stop_rate
 from .vocab import add_chat_tokens
 
-CHAT_RUN_FILES = (*RUN_FILES, "chat_eval.json", "adapters.pt")  # what a fine-tuning run writes into its folder
+CHAT_REPORT = "chat_eval.json"
 REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
 SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
 
 
-def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], device, world: World):
+def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], device, world: World,
+              say: Callable[[str], None] = print):
     """(model, tokenizer, description) of --base."""
     if base == "pretrain":
         if profile not in BASE_RECIPES:
             raise InputError(f"--base pretrain trains the small base of the cpu and smoke profiles; the {profile} "
                              "profile starts from --base gpt2, a run folder or a checkpoint")
-        checkpoint = pretrain_base(profile, out / "base", instruction_texts, device, world)
+        checkpoint = pretrain_base(profile, out / "base", instruction_texts, device, world, say)
         model, tokenizer, _ = load_model(checkpoint)
         return model, tokenizer, f"small base pretrained in {shown(checkpoint.parent)}"
     if base == "gpt2" or (Path(base) / "config.json").is_file():
@@ -163,157 +156,145 @@ def _measure_plain(model, tokenizer, conversations: list[list[dict]], prompts: l
     return measured
 
 
-def _write_report(out: Path, report: dict) -> None:
-    with atomic_write(out / "chat_eval.json") as f:
-        f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+class FineTuning(Job):
+    """SFT of `base` on the instruction records of `data`; `train` overrides fields of the recipe's TrainConfig.
+
+    It takes what `finetune` resolved (eleven settings, as the command has options).
+    """
+
+    files = (*RUN_FILES, CHAT_REPORT, ADAPTERS_FILE)
+    report_name = CHAT_REPORT
+    reload_best = True
+
+    def __init__(self, profile: str, base: str | None, data: str, out: Path, resume: bool, overwrite: bool,
+                 train: dict, pretraining_share: float | None, system_prompt: str, lora: LoRAOptions | None,
+                 on_record: Callable[[dict], None]):
+        super().__init__(out, resume, overwrite)
+        self.profile, self.recipe = profile, SFT_RECIPES[profile]
+        self.base, self.data, self.overrides, self.system_prompt = base or self.recipe.base, data, train, system_prompt
+        self.share = self.recipe.pretraining_share if pretraining_share is None else pretraining_share
+        self.lora, self.on_record = lora, on_record
+
+    def start(self, saved, device, world, say) -> ChatTrainer:
+        records, self.source = load_records(self.data)
+        train_records, val_records = split_records(records)
+        recipe, out = self.recipe, self.out
+        if self.overrides.get("max_seconds") is not None:
+            say(_unbounded(self.profile, self.base, out, len(val_records), recipe.eval_prompts,
+                           self.overrides["max_seconds"]))
+        texts = _chat_texts(train_records, self.system_prompt, self.source)
+        self.base_model = None
+        if saved is not None:
+            model, tokenizer = model_to_resume(saved)
+            self.description = f"resumed from {shown(out / 'last.pt')}"
+            cfg = TrainConfig.from_dict(saved["train_config"])
+        else:
+            base_model, base_tokenizer, self.description = load_base(self.base, self.profile, out, texts, device,
+                                                                     world, say)
+            self.base_model, self.base_tokenizer = base_model, base_tokenizer  # for the plain-text baseline
+            model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
+            if tokenizer is not base_tokenizer:
+                say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
+                    f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
+                    f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
+            cfg = recipe.train
+            if self.lora is not None:
+                # the chat tokens' rows train too when they were just added (they start equal: see tinylm.model.lora)
+                new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
+                cfg, line = self.lora.adapt(model, cfg, recipe.lora_learning_rate, token_ids=new_rows)
+                say(line)
+        template = ChatTemplate(tokenizer)
+        block_size = model.config.block_size
+        self.train_examples = build_examples(train_records, template, block_size, self.system_prompt)
+        self.val_examples = val = build_examples(val_records, template, block_size, self.system_prompt)
+        if not len(self.train_examples) or not len(val):
+            split = "training" if not len(self.train_examples) else "validation"
+            raise InstructDataError(f"{self.source} leaves no usable conversation for {split} "
+                                    f"(train: {self.train_examples.describe()}; held out: {val.describe()})")
+        say(f"data: {self.source}\n  train: {self.train_examples.describe()}\n  held out: {val.describe()}")
+        self.prompts, self.references = val.prompts()[: recipe.eval_prompts], val.answers()[: recipe.eval_prompts]
+        options = dict(self.overrides)
+        if saved is None and recipe.epochs and options.get("max_steps") is None:
+            per_step = options.get("batch_size", cfg.batch_size) * cfg.grad_accum_steps * world.size
+            options["max_steps"] = max(cfg.warmup_steps + 1, round(recipe.epochs * len(self.train_examples) / per_step))
+        cfg = cfg.override(**options)
+        trainer = self._trainer(model, tokenizer, template, cfg, device, world)
+        say(f"fine-tuning {self.description} | {model.num_parameters():,} parameters | profile {self.profile} | "
+            f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - self.share):.0f}% chat, "
+            f"{100 * self.share:.0f}% pretraining text | {100 * self.chat_loader.padding_fraction():.1f}% padding | "
+            f"device {trainer.device} | run folder {shown(out)}")
+        return trainer
+
+    def _trainer(self, model, tokenizer, template, cfg: TrainConfig, device, world) -> ChatTrainer:
+        """The ChatTrainer over chat batches mixed with pretraining text; each evaluation also scores as many
+        training answers as are held out (memorisation) and counts the passes over the chat data."""
+        loader = self.chat_loader = ConversationLoader(self.train_examples.rendered, cfg.batch_size, template.pad,
+                                                       seed=cfg.seed, rank=world.rank, world_size=world.size)
+        if self.share > 0:
+            text, _ = pretraining_tokens(tokenizer)
+            windows = RandomWindowSampler(text, model.config.block_size, cfg.batch_size, cfg.seed, world.rank,
+                                          world.size)
+            loader = MixtureLoader({"chat": loader, "pretraining": windows},
+                                   {"chat": 1 - self.share, "pretraining": self.share}, seed=cfg.seed)
+        trainer = ChatTrainer(model, cfg, loader, None, out_dir=self.out, tokenizer=tokenizer, device=device,
+                              callbacks=[self.on_record], world=world, val_conversations=self.val_examples.rendered,
+                              template=template)
+        train_sample, chat = self.train_examples.rendered[: len(self.val_examples)], self.chat_loader
+        trainer.evaluators.update(
+            train=lambda _: {"answer_loss": trainer.answer_loss(train_sample)},
+            chat=lambda _: {"epochs": chat.epoch + chat.cursor / len(chat.order)})
+        return trainer
+
+    def before(self, trainer: ChatTrainer, report: dict, world: World) -> None:
+        if self.base_model is not None:  # a new run: the base as it came, asked in plain text
+            report["baseline"] = _measure_plain(self.base_model, self.base_tokenizer, self.val_examples.messages,
+                                                self.prompts, self.references, trainer.cfg, trainer.device, world)
+        report.update(profile=self.profile, base=self.description, data=self.source,
+                      train=self.train_examples.counts, held_out=self.val_examples.counts,
+                      before=_measure(trainer, self.prompts, self.references, world))
+
+    def after(self, trainer: ChatTrainer, report: dict, world: World) -> None:
+        if world.is_main and (lora := save_run_adapters(trainer.model, self.out, self.description)):
+            report["lora"] = lora
+        report.update(after=_measure(trainer, self.prompts, self.references, world), steps=trainer.step,
+                      sft_seconds=round(trainer.elapsed, 1))
+
+    def epilogue(self, finished: Finished) -> str:
+        report, out = finished.report, self.out
+        before, after, baseline = report["before"], report["after"], report.get("baseline")
+        plain = "" if baseline is None else f" (base in plain text: {baseline['answer_loss']:.4f})"
+        return (f"answer-token validation loss: {before['answer_loss']:.4f} before, "
+                f"{after['answer_loss']:.4f} after (best.pt){plain}\n"
+                f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.1f}% "
+                f"before, {100 * after['stop_rate']:.1f}% after ({after['prompts']} held-out prompts, greedy)"
+                + ("" if baseline is None else f"; the base in plain text ends {100 * baseline['stop_rate']:.1f}% "
+                   "at a blank line or <|endoftext|>") + "\n"
+                f"ROUGE-L against the reference answers: {after['rouge_l']:.3f} after"
+                + ("" if baseline is None else f", {baseline['rouge_l']:.3f} for the base in plain text") + "\n"
+                f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / CHAT_REPORT)}\n"
+                f"next: python -m tinylm.chat --ckpt {shown(out)}   or   "
+                f"python -m tinylm.serve --ckpt {shown(out)} --port 8000")
 
 
 def finetune(profile: str | None = None, *, base: str | None = None, data: str = "instruct",
              out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-             max_steps: int | None = None, max_seconds: float | None = None, pretraining_share: float | None = None,
-             system_prompt: str = DEFAULT_SYSTEM_PROMPT, batch_size: int | None = None, seed: int | None = None,
-             device: str | None = None, dtype: str | None = None, lora: LoRAOptions | None = None,
-             world: World | None = None, say: Callable[[str], None] = print,
-             on_record: Callable[[dict], None] = print_record) -> dict:
+             max_steps: int | None = None, max_seconds: float | None = None, learning_rate: float | None = None,
+             pretraining_share: float | None = None, system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+             batch_size: int | None = None, seed: int | None = None, device: str | None = None,
+             dtype: str | None = None, lora: LoRAOptions | None = None, world: World | None = None,
+             say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_record) -> dict:
     """Fine-tune `base` (default: the profile's: gpt2 on a GPU profile, a small base pretrained first on cpu and
     smoke) on the instruction records of `data` into `out` (default runs/chat-<profile>), and return the report
     that OUT/chat_eval.json keeps: answer-token loss and stop rate before and after, steps and seconds.
     The options override the profile's SFT recipe (None: the recipe's); `lora` trains adapters instead of every
-    weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and writes."""
-    started = time.perf_counter()
-    world = world or current_world()
-    if not world.is_main:
-        say = on_record = _silent
+    weight (a resumed run keeps the settings it was started with). Only rank 0 speaks and writes.
+
+    The keyword arguments are the command's options, one for one (tinylm/cli/finetune.py), hence their number.
+    """
     profile = resolve_profile(profile)
-    recipe = SFT_RECIPES[profile]
-    out = Path(out) if out is not None else runs_dir() / f"chat-{profile}"
-    with contextlib.ExitStack() as held:
-        claim_run_folder(out, held, world.is_main, resume, overwrite, say)
-        device = resolve_device(device_for(world, device))
-        return _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds,
-                         pretraining_share, system_prompt, batch_size, seed, device, dtype, lora, world, say,
-                         on_record, started)
-
-
-def _silent(*args, **kwargs) -> None:
-    pass
-
-
-def _finetune(recipe, profile, base, data, out, resume, overwrite, max_steps, max_seconds, pretraining_share,
-              system_prompt, batch_size, seed, device, dtype, lora, world, say, on_record, started) -> dict:
-
-    records, source = load_records(data)
-    train_records, val_records = split_records(records)
-    if max_seconds is not None:
-        say(_unbounded(profile, base or recipe.base, out, len(val_records), recipe.eval_prompts, max_seconds))
-    texts = _chat_texts(train_records, system_prompt, source)
-    saved = load_training_checkpoint(out / "last.pt") if resume else None
-    if saved is not None:
-        model = GPT(GPTConfig.from_dict(saved["model_config"]))
-        if saved.get("lora") is not None:
-            apply_settings(model, saved["lora"])
-        tokenizer, base_description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(out / 'last.pt')}"
-        cfg = TrainConfig.from_dict(saved["train_config"])
-    else:
-        base_model, base_tokenizer, base_description = load_base(
-            base or recipe.base, profile, out, texts, device, world)
-        model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
-        if tokenizer is not base_tokenizer:
-            say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
-                f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
-                f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
-        cfg = recipe.train
-        if lora is not None:
-            # the chat tokens' rows train too when they were just added (they start equal: see tinylm.model.lora)
-            new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
-            cfg, line = lora.adapt(model, cfg, recipe.lora_learning_rate, token_ids=new_rows)
-            say(line)
-    template = ChatTemplate(tokenizer)
-    block_size = model.config.block_size
-    train_examples = build_examples(train_records, template, block_size, system_prompt)
-    val_examples = build_examples(val_records, template, block_size, system_prompt)
-    if not len(train_examples) or not len(val_examples):
-        split = "training" if not len(train_examples) else "validation"
-        raise InstructDataError(f"{source} leaves no usable conversation for {split} "
-                                f"(train: {train_examples.describe()}; held out: {val_examples.describe()})")
-    say(f"data: {source}\n  train: {train_examples.describe()}\n  held out: {val_examples.describe()}")
-    prompts = val_examples.prompts()[: recipe.eval_prompts]
-    references = val_examples.answers()[: recipe.eval_prompts]
-    saved_report = out / "chat_eval.json"
-    report = json.loads(saved_report.read_text()) if resume and saved_report.is_file() else {}
-    if "baseline" not in report and saved is None:
-        report["baseline"] = _measure_plain(base_model, base_tokenizer, val_examples.messages, prompts, references,
-                                            cfg, device, world)
-
-    overrides = {"max_steps": max_steps, "max_seconds": max_seconds, "batch_size": batch_size,
-                 "seed": seed, "dtype": dtype}
-    if not resume and recipe.epochs and max_steps is None:
-        per_step = (batch_size or cfg.batch_size) * cfg.grad_accum_steps * world.size
-        overrides["max_steps"] = max(cfg.warmup_steps + 1, round(recipe.epochs * len(train_examples) / per_step))
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    share = recipe.pretraining_share if pretraining_share is None else pretraining_share
-    loader = chat_loader = ConversationLoader(train_examples.rendered, cfg.batch_size, template.pad, seed=cfg.seed,
-                                              rank=world.rank, world_size=world.size)
-    if share > 0:
-        text, _ = pretraining_tokens(tokenizer)
-        windows = RandomWindowSampler(text, block_size, cfg.batch_size, cfg.seed, world.rank, world.size)
-        loader = MixtureLoader({"chat": loader, "pretraining": windows}, {"chat": 1 - share, "pretraining": share},
-                               seed=cfg.seed)
-    trainer = ChatTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
-                          callbacks=[on_record], world=world, val_conversations=val_examples.rendered,
-                          template=template)
-    # Answers the model trains on, as many as are held out: their loss beside the held-out one shows memorisation.
-    train_sample = train_examples.rendered[: len(val_examples)]
-    trainer.evaluators.update(
-        train=lambda _: {"answer_loss": trainer.answer_loss(train_sample)},
-        chat=lambda _: {"epochs": chat_loader.epoch + chat_loader.cursor / len(chat_loader.order)})
-    if saved is not None:
-        trainer.load_state_dict(saved)
-    say(f"fine-tuning {base_description} | {model.num_parameters():,} parameters | profile {profile} | "
-        f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {100 * (1 - share):.0f}% chat, "
-        f"{100 * share:.0f}% pretraining text | {100 * chat_loader.padding_fraction():.1f}% padding | "
-        f"device {trainer.device} | run folder {shown(out)}")
-
-    set_aside = set_aside_old_run(out, CHAT_RUN_FILES) if overwrite and world.is_main else None
-    try:  # the old run comes back if this one fails before its first checkpoint, the "before" measurement included
-        if "before" not in report:
-            report.update(profile=profile, base=base_description, data=source, train=train_examples.counts,
-                          held_out=val_examples.counts, before=_measure(trainer, prompts, references, world))
-            if world.is_main:
-                _write_report(out, report)
-        trainer.fit()
-    finally:
-        if set_aside is not None:
-            settle_old_run(out, set_aside)
-    best = load_checkpoint(out / "best.pt", map_location=trainer.device) if world.is_main else None
-    if world.distributed:
-        best_state = [best["model"] if best else None]
-        torch.distributed.broadcast_object_list(best_state)
-        trainer.model.load_state_dict(best_state[0])
-    else:
-        trainer.model.load_state_dict(best["model"])
-    if has_lora(trainer.model) and world.is_main:
-        trainable, total = trainable_share(trainer.model)
-        size = save_adapters(out / "adapters.pt", trainer.model, base=base_description)
-        report["lora"] = {"trainable": trainable, "parameters": total, "adapters_bytes": size,
-                          "checkpoint_bytes": (out / "best.pt").stat().st_size}
-    report.update(after=_measure(trainer, prompts, references, world), steps=trainer.step,
-                  sft_seconds=round(trainer.elapsed, 1),
-                  wall_seconds=round(time.perf_counter() - started, 1))  # this invocation's, base pretraining included
-    if world.is_main:
-        _write_report(out, report)
-        before, after = report["before"], report["after"]
-        baseline = report.get("baseline")
-        plain = "" if baseline is None else f" (base in plain text: {baseline['answer_loss']:.4f})"
-        say(f"answer-token validation loss: {before['answer_loss']:.4f} before, "
-            f"{after['answer_loss']:.4f} after (best.pt){plain}\n"
-            f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.1f}% before, "
-            f"{100 * after['stop_rate']:.1f}% after ({after['prompts']} held-out prompts, greedy)"
-            + ("" if baseline is None else f"; the base in plain text ends {100 * baseline['stop_rate']:.1f}% "
-               "at a blank line or <|endoftext|>") + "\n"
-            f"ROUGE-L against the reference answers: {after['rouge_l']:.3f} after"
-            + ("" if baseline is None else f", {baseline['rouge_l']:.3f} for the base in plain text") + "\n"
-            f"wall time {report['wall_seconds']:.0f} s; report in {shown(saved_report)}\n"
-            f"next: python -m tinylm.chat --ckpt {shown(out)}   or   "
-            f"python -m tinylm.serve --ckpt {shown(out)} --port 8000")
-    return report
+    train = {"max_steps": max_steps, "max_seconds": max_seconds, "learning_rate": learning_rate,
+             "batch_size": batch_size, "seed": seed, "dtype": dtype}
+    job = FineTuning(profile, base, data, Path(out) if out is not None else runs_dir() / f"chat-{profile}", resume,
+                     overwrite, {k: v for k, v in train.items() if v is not None}, pretraining_share, system_prompt,
+                     lora, on_record)
+    return run_job(job, device=device, world=world, say=say).report

@@ -9,23 +9,26 @@ format, which solves a minority of the held-out 2-digit problems and leaves the 
 The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint like any tinylm run's, so
 `tinylm.train.checkpoint.load_model` (and `python -m tinylm.sample`) read the result. The SFT goes through the
 Trainer (`TaskTrainer`: its validation is the answer loss on the held-out problems), so this stage has
-checkpoints, metrics.jsonl, resume and torchrun like every other. `--base RUN_DIR|CHECKPOINT` starts from an
+checkpoints, metrics.jsonl, resume and torchrun like every other, and it runs through the one run skeleton
+(`TaskFormatTraining`, a tinylm.train.run Job). `--base RUN_DIR|CHECKPOINT` starts from an
 existing run instead; its tokenizer must be able to write every character of the task.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..distributed import World, all_reduce_sum, current_world
+from ..distributed import World, all_reduce_sum
 from ..model.gpt import GPT
 from ..paths import shown
 from ..tokenizers.char import CharTokenizer
 from ..train.checkpoint import CheckpointError, load_checkpoint, load_model
 from ..train.progress import print_record
+from ..train.run import Finished, Job, run_job
 from ..train.trainer import Trainer
 from .grpo_recipes import RLRecipe
 from .rollout import held_out_accuracy
@@ -97,31 +100,45 @@ class TaskTrainer(Trainer):
         return total / count
 
 
+class TaskFormatTraining(Job):
+    """The answer-only SFT of the task-format model, as a run of the one skeleton (folder lock, resume, report)."""
+
+    def __init__(self, recipe: RLRecipe, task, held_out: list[Problem], max_new_tokens: int, out: Path,
+                 resume: bool, on_record: Callable[[dict], None]):
+        super().__init__(out, resume=resume)
+        self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
+        self.on_record = on_record
+
+    def start(self, saved, device, world, say) -> TaskTrainer:
+        cfg, tokenizer = self.recipe.base_train, task_tokenizer()
+        torch.manual_seed(cfg.seed)
+        model = GPT(self.recipe.base_shape.config(tokenizer.vocab_size))
+        loader = ProblemLoader(ProblemStream(self.task, self.held_out, seed=cfg.seed), tokenizer, cfg.batch_size,
+                               world.rank, world.size)
+        trainer = TaskTrainer(model, cfg, loader, None, out_dir=self.out, tokenizer=tokenizer, device=device,
+                              callbacks=[self.on_record], world=world, task=self.task, held_out=self.held_out,
+                              max_new_tokens=self.max_new_tokens)
+        say(f"task-format model: answer-only SFT of a {model.num_parameters():,}-parameter GPT on {self.task.name} "
+            f"problems, {cfg.max_steps} steps of {cfg.batch_size} x {world.size} -> {shown(self.out)}")
+        return trainer
+
+    def epilogue(self, finished: Finished) -> str:
+        final = finished.final
+        return (f"task-format model: held-out answer loss {final['val_loss']:.4f}, greedy accuracy "
+                f"{100 * final['task_accuracy']:.1f}% after {final['step']} steps ({final['elapsed']:.0f} s)")
+
+
 def pretrain_task_base(recipe: RLRecipe, task, held_out: list[Problem], max_new_tokens: int, out: Path,
                        device=None, world: World | None = None, say=print, on_record=print_record) -> Path:
     """SFT (or finish, or reuse) the task-format model in `out`; returns its last.pt. A finished run is reused as it
     is and an interrupted one resumed, so a second RL run on the same task and profile starts at once."""
-    world = world or current_world()
-    cfg, checkpoint = recipe.base_train, out / "last.pt"
+    checkpoint = out / "last.pt"
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
-    if saved is not None and saved["step"] >= cfg.max_steps:
+    if saved is not None and saved["step"] >= recipe.base_train.max_steps:
         say(f"task-format model: {shown(checkpoint)} (trained earlier, {saved['step']} steps)")
         return checkpoint
-    tokenizer = task_tokenizer()
-    torch.manual_seed(cfg.seed)
-    model = GPT(recipe.base_shape.config(tokenizer.vocab_size))
-    loader = ProblemLoader(ProblemStream(task, held_out, seed=cfg.seed), tokenizer, cfg.batch_size, world.rank,
-                           world.size)
-    trainer = TaskTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
-                          callbacks=[on_record], world=world, task=task, held_out=held_out,
-                          max_new_tokens=max_new_tokens)
-    if saved is not None:
-        trainer.resume(checkpoint)
-    say(f"task-format model: answer-only SFT of a {model.num_parameters():,}-parameter GPT on {task.name} problems, "
-        f"{cfg.max_steps} steps of {cfg.batch_size} x {world.size} -> {shown(out)}")
-    final = trainer.fit()
-    say(f"task-format model: held-out answer loss {final['val_loss']:.4f}, greedy accuracy "
-        f"{100 * final['task_accuracy']:.1f}% after {final['step']} steps ({final['elapsed']:.0f} s)")
+    job = TaskFormatTraining(recipe, task, held_out, max_new_tokens, out, saved is not None, on_record)
+    run_job(job, device=device, world=world, say=say)
     return checkpoint
 
 
@@ -150,7 +167,10 @@ def check_base_path(base: str) -> None:
 def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Problem], max_new_tokens: int,
               out: Path, device=None, world: World | None = None, say=print, on_record=print_record):
     """(model, tokenizer, description) of --base: `pretrain` (the task-format model, in OUT/base-<task>-<profile>),
-    or a run folder or checkpoint whose tokenizer can write the task."""
+    or a run folder or checkpoint whose tokenizer can write the task.
+
+    Its arguments are what training the task-format model needs when --base is `pretrain`.
+    """
     if base == "pretrain":
         checkpoint = pretrain_task_base(recipe, task, held_out, max_new_tokens, out / f"base-{task.name}-{profile}",
                                         device, world, say, on_record)

@@ -1,10 +1,10 @@
 """A small web demo: a page where visitors chat with a fine-tuned model, the replies streamed as they are made.
 
-Standard library only: `http.server.ThreadingHTTPServer` answers each connection in a thread of its own, so
-several visitors chat at once (up to `max_concurrent` replies are generated together; beyond that a request
-gets 503 and the page says to try again). The server keeps no state: the page sends the whole conversation
-with every message, and the server fits it into the context as `ChatSession` does (oldest exchanges dropped
-first, the system prompt kept).
+A Starlette app served by uvicorn: one event loop answers every connection, and each reply is generated in a
+worker thread, token by token, so several visitors chat at once (up to `max_concurrent` replies together; beyond
+that a request gets 503 and the page says to try again). The server keeps no state: the page sends the whole
+conversation with every message, and the server fits it into the context as `ChatSession` does (oldest exchanges
+dropped first, the system prompt kept).
 
     GET  /          the chat page, static/chat.html (with chat.js and chat.css beside it)
     POST /chat      {"messages": [{"role": "user", "content": "..."}, ...]}: the conversation, ending with the
@@ -13,54 +13,58 @@ first, the system prompt kept).
                     `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`, N being how
                     many earlier messages did not fit.
 
-Every refusal is a JSON body {"error": "..."}, the standard library's own ones included: 400 for a malformed
-request, JSON or conversation, 403 for a Host header that is not this server's, 404 for another path, 405 for
-another method (with Allow), 408 for a body that stops arriving, 411 without a Content-Length, 413 for a body
-over 64 KiB, a conversation over `max_chars` characters or a message too long for the context, 415 for a POST
-that is not JSON, 503 when every generation slot is busy.
+Every refusal the app makes is a JSON body {"error": "..."}: 400 for a malformed conversation or JSON, 403 for a
+Host header that is not this server's, 404 for another path, 405 for another method (with Allow), 408 for a body
+that stops arriving, 411 without a Content-Length, 413 for a body over 64 KiB, a conversation over `max_chars`
+characters or a message too long for the context, 415 for a POST that is not JSON, 503 when every generation slot
+is busy, and 414 and 431 for a URL or headers too long. A request that is not HTTP at all is refused by uvicorn
+itself (400, as text).
 
-The server is meant for this machine, or a trusted network with --host 0.0.0.0. A web page elsewhere that
-the visitor's browser runs must not use it: a request whose Host names another site (a DNS name rebound to
-127.0.0.1) is refused, and so is a POST that is not JSON (a cross-site form or `text/plain` fetch needs none of
-the browser's permission checks; a JSON one does, and this server grants none). A connection that stays silent
-for `idle_timeout` seconds is closed, so idle sockets cannot pile up threads.
+The server is meant for this machine, or a trusted network with --host 0.0.0.0. A web page elsewhere that the
+visitor's browser runs must not use it: a request whose Host names another site (a DNS name rebound to 127.0.0.1)
+is refused, and so is a POST that is not JSON (a cross-site form or `text/plain` fetch needs none of the browser's
+permission checks; a JSON one does, and this server grants none). Every connection has `idle_timeout` seconds to
+send a request's head (`RequestHeadDeadline`) and as long again for its body, so idle or trickling clients cannot
+hold connections open; a visitor who leaves stops the generation of their reply after the token under way.
 
 `python -m tinylm.serve` runs it from a checkpoint; its command line is tinylm/cli/serve.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import html
 import ipaddress
 import json
 import socket
-import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from urllib.parse import urlsplit
 
-from ..errors import InputError, TinyLMError
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..errors import TinyLMError
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .session import ChatSession
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_TARGET_BYTES = 2048  # a longer path is refused with 414
+MAX_HEAD_BYTES = 16 * 1024  # headers whose names and values add up to more are refused with 431
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 STATIC_FILES = {  # path -> (file in static/, content type)
     "/": ("chat.html", "text/html; charset=utf-8"),
     "/chat.js": ("chat.js", "text/javascript; charset=utf-8"),
     "/chat.css": ("chat.css", "text/css; charset=utf-8"),
 }
-ALLOWED_METHODS = {**{path: "GET" for path in STATIC_FILES}, "/chat": "POST"}
-
-
-class RequestError(Exception):
-    """A request the server refuses, with its HTTP status."""
-
-    def __init__(self, status: HTTPStatus, message: str):
-        super().__init__(message)
-        self.status = status
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
+                "X-Content-Type-Options": "nosniff"}
 
 
 class ServerAddressError(TinyLMError, OSError):
@@ -70,6 +74,218 @@ class ServerAddressError(TinyLMError, OSError):
 def static_file(name: str) -> bytes:
     """A file of the page (tinylm/serve/static/), from the installed package."""
     return (resources.files(__package__) / "static" / name).read_bytes()
+
+
+def refuse(status: int, message: str) -> HTTPException:
+    return HTTPException(status, message)
+
+
+class ChatApp:
+    """The web app: the page, POST /chat, the Host check and the limits, around one shared ChatSession (the model
+    and sampler options every request gets). `host` is what the server listens on: the names a request's Host
+    header may use follow from it."""
+
+    def __init__(self, session: ChatSession, max_chars: int = 4000, max_concurrent: int = 4,
+                 info: str = "a tinylm chat model", host: str = "127.0.0.1", body_timeout: float = 30.0):
+        if max_chars < 1 or max_concurrent < 1:
+            raise TinyLMError("max_chars and max_concurrent must be at least 1")
+        self.session, self.max_chars, self.body_timeout = session, max_chars, body_timeout
+        self.free_slots = max_concurrent  # replies that may start now; the event loop alone changes it
+        page = static_file("chat.html").decode("utf-8").replace("{{info}}", html.escape(info)).encode("utf-8")
+        self.files = {path: (page if name == "chat.html" else static_file(name), content_type)
+                      for path, (name, content_type) in STATIC_FILES.items()}
+        host = host.lower()
+        self.host_names = {"localhost", "127.0.0.1", "::1", host}
+        self.any_address = host in WILDCARD_HOSTS
+        if self.any_address:  # visitors from other machines name it by an IP address or this machine's name
+            self.host_names.add(socket.gethostname().lower())
+        routes = [Route(path, self.send_file, methods=["GET"]) for path in STATIC_FILES]
+        routes.append(Route("/chat", self.chat, methods=["POST"]))
+        self.app = Starlette(routes=routes, exception_handlers={HTTPException: self.json_error})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and (refusal := self.refusal(scope)) is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def refusal(self, scope) -> JSONResponse | None:
+        """What to answer before any route looks at a request: a target or head too long, a Host not this one."""
+        if len(scope["raw_path"]) + len(scope["query_string"]) > MAX_TARGET_BYTES:
+            return JSONResponse({"error": f"the URL is longer than {MAX_TARGET_BYTES:,} bytes; the chat page is at /"},
+                                414)
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEAD_BYTES:
+            return JSONResponse({"error": f"the headers add up to more than {MAX_HEAD_BYTES:,} bytes"}, 431)
+        header = dict(scope["headers"]).get(b"host")
+        if not self.host_allowed(header, scope.get("server")):
+            port = scope["server"][1] if scope.get("server") else ""
+            return JSONResponse({"error": f"the Host header {(header or b'').decode('latin-1')!r} does not name this "
+                                          f"server; open http://127.0.0.1:{port}/"}, 403)
+        return None
+
+    def host_allowed(self, header: bytes | None, server: tuple[str, int] | None) -> bool:
+        """Whether a request's Host header names this server: a loopback name or the --host given, at its port (an
+        IP address too when it listens on every network, a DNS name being what a rebinding attack needs)."""
+        if not header or server is None:
+            return False
+        try:
+            parts = urlsplit(f"//{header.decode('ascii')}")
+            name, port = parts.hostname, parts.port or 80
+        except (UnicodeDecodeError, ValueError):  # not ASCII, a port that is no number, or out of range
+            return False
+        if name is None or port != server[1]:
+            return False
+        return name in self.host_names or (self.any_address and _is_ip_address(name))
+
+    async def json_error(self, request: Request, error: HTTPException) -> JSONResponse:
+        message = error.detail
+        if error.status_code == 404:
+            message = f"nothing at {request.url.path}; the chat page is at /"
+        elif error.status_code == 405:
+            methods = [m.strip() for m in error.headers["Allow"].split(",") if m.strip() != "HEAD"]
+            message = f"{request.url.path} takes {' or '.join(methods)} only"
+        return JSONResponse({"error": message}, error.status_code, headers=error.headers)
+
+    async def send_file(self, request: Request) -> Response:
+        body, content_type = self.files[request.url.path]
+        return Response(body, headers={**PAGE_HEADERS, "Content-Type": content_type})
+
+    async def chat(self, request: Request) -> StreamingResponse:
+        messages = self.check_length(await self.read_conversation(request))
+        session = self.session.with_history(messages[:-1])
+        try:
+            fitted, ids = session.fit_to_context(messages[-1]["content"])
+        except ContextOverflow as error:
+            raise refuse(413, str(error)) from None
+        if self.free_slots == 0:
+            raise refuse(503, "every generation slot is busy; try again shortly")
+        self.free_slots -= 1
+        pieces = session.stream_reply(fitted, ids)
+
+        def finished() -> None:  # however the response ends, even before it began: the slot is free again
+            pieces.close()
+            self.free_slots += 1
+
+        dropped = len(messages) + len(session.system) - len(fitted)
+        return Reply(events(pieces, dropped), finished)
+
+    async def read_conversation(self, request: Request) -> list[dict]:
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise refuse(415, "send the conversation as JSON, with Content-Type: application/json")
+        length = request.headers.get("content-length")
+        if length is None:
+            raise refuse(411, "send the JSON body with a Content-Length header")
+        if int(length) > MAX_BODY_BYTES:  # uvicorn has checked that it is a number of bytes
+            raise refuse(413, f"the request has {int(length):,} bytes; the limit is {MAX_BODY_BYTES:,}")
+        try:
+            body = await asyncio.wait_for(request.body(), self.body_timeout)
+        except TimeoutError:
+            raise refuse(408, f"the body stopped arriving for {self.body_timeout:g} seconds; send it again") from None
+        except ClientDisconnect:  # the visitor left before sending it all: nobody reads the answer
+            raise refuse(400, "the connection closed before the body arrived") from None
+        try:
+            body = json.loads(body)
+        except RecursionError:
+            raise refuse(400, "the JSON is nested too deeply; send the conversation as "
+                              '{"messages": [{"role": "user", "content": "..."}, ...]}') from None
+        except ValueError as error:  # malformed JSON or UTF-8, or a number too long to convert
+            raise refuse(400, f"the body is not valid JSON ({error})") from None
+        messages = body.get("messages") if isinstance(body, dict) else None
+        try:
+            if not isinstance(messages, list) or not messages:
+                raise ChatFormatError('expected {"messages": [{"role": "user", "content": "..."}, ...]}')
+            if any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+                raise ChatFormatError("the system prompt is the server's; send user and assistant messages only")
+            check_messages(messages)
+            if messages[-1]["role"] != "user":
+                raise ChatFormatError("the conversation must end with the user's new message")
+        except ChatFormatError as error:
+            raise refuse(400, str(error)) from None
+        return messages
+
+    def check_length(self, messages: list[dict]) -> list[dict]:
+        """At most max_chars characters, refused with the remedy that works: a shorter message when it alone is
+        too long, a new chat when the earlier messages take the room."""
+        limit, new = self.max_chars, len(messages[-1]["content"])
+        earlier = sum(len(m["content"]) for m in messages[:-1])
+        if new > limit:
+            raise refuse(413, f"your message has {new:,} characters; the limit is {limit:,}: shorten it")
+        if earlier + new > limit:
+            shorter = f", or shorten your message to {limit - earlier:,} characters" if earlier < limit else ""
+            raise refuse(413, f"the conversation so far has {earlier:,} characters and your message {new:,}; the "
+                              f"limit is {limit:,}: start a new chat{shorter}")
+        return messages
+
+
+async def events(pieces, dropped: int):
+    """The reply as server-sent events, each piece generated in a worker thread. A visitor who leaves cancels this
+    at the piece under way, and the generation stops there."""
+    while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
+        yield f"data: {json.dumps({'text': piece})}\n\n"
+    yield f"data: {json.dumps({'done': True, 'dropped': dropped})}\n\n"
+
+
+class Reply(StreamingResponse):
+    """A stream of server-sent events that calls `finished` when it ends: sent, failed, or cancelled because the
+    visitor left (Starlette cancels the stream when the client disconnects, possibly before its first event)."""
+
+    def __init__(self, content, finished):
+        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        self.finished = finished
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.finished()
+
+
+def _is_ip_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class RequestHeadDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 connection with a deadline for each request's head: a connection that has not sent a whole
+    request line and headers within `head_timeout` seconds of opening (or of its last response) is closed. uvicorn
+    alone waits for a head as long as its bytes keep coming, one a minute if need be."""
+
+    head_timeout = 30.0
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not self._waiting_after:  # a request's head arrived: it has its app task now
+            self._cancel_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_head_deadline()  # the next request on this connection gets the same time
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._cancel_head_deadline()
+        self._waiting_after = self.cycle
+        self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_late)
+
+    def _cancel_head_deadline(self) -> None:
+        if getattr(self, "_head_deadline", None) is not None:
+            self._head_deadline.cancel()
+        self._head_deadline = None
+
+    def _head_too_late(self) -> None:
+        self._head_deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def _address_error(error: OSError, host: str, port: int) -> ServerAddressError:
@@ -89,236 +305,38 @@ def _address_error(error: OSError, host: str, port: int) -> ServerAddressError:
     return ServerAddressError(f"cannot listen at {where}: {error.strerror or error}; try another --host or --port")
 
 
-class ChatServer(ThreadingHTTPServer):
-    """A ThreadingHTTPServer that holds the model and sampler options (a ChatSession whose settings every request
-    gets), the limits, and the page.
-
-    address: (host, port), port 0 for a free one. max_chars: the longest conversation accepted, in characters.
-    max_concurrent: replies generated at once. info: a line the page shows under its title. quiet: no request log.
-    idle_timeout: seconds a connection may stay silent. Binding fails with ServerAddressError, which says what to do.
-    """
-
-    daemon_threads = True  # a visitor who never finishes a request does not keep the server from stopping
+class ChatServer:
+    """The app on a socket bound now (port 0: a free one; `port` says which), served by `serve_forever` until
+    `shutdown` (or Ctrl-C, in the main thread). idle_timeout: seconds a connection has to send a request's head,
+    and again its body. quiet: no access log. Binding fails with ServerAddressError, which says what to do."""
 
     def __init__(self, address: tuple[str, int], session: ChatSession, max_chars: int = 4000,
                  max_concurrent: int = 4, info: str = "a tinylm chat model", quiet: bool = False,
-                 idle_timeout: float = 30.0):
-        if max_chars < 1 or max_concurrent < 1:
-            raise InputError("max_chars and max_concurrent must be at least 1")
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, ChatHandler)
-        self.session, self.max_chars, self.quiet, self.idle_timeout = session, max_chars, quiet, idle_timeout
-        self.slots = threading.BoundedSemaphore(max_concurrent)
-        page = static_file("chat.html").decode("utf-8").replace("{{info}}", html.escape(info)).encode("utf-8")
-        self.files = {path: (page if name == "chat.html" else static_file(name), content_type)
-                      for path, (name, content_type) in STATIC_FILES.items()}
-        host, self.port = address[0].lower(), self.server_address[1]
-        self.host_names = {"localhost", "127.0.0.1", "::1", host}
-        self.any_address = host in WILDCARD_HOSTS
-        if self.any_address:  # visitors from other machines name it by an IP address or this machine's name
-            self.host_names.add(socket.gethostname().lower())
-
-    def server_bind(self) -> None:
+                 idle_timeout: float = 30.0, max_connections: int = 512):
+        host, port = address
+        self.app = ChatApp(session, max_chars, max_concurrent, info, host, idle_timeout)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            super().server_bind()
+            self.socket.bind((host, port))
         except OSError as error:
-            host, port = self.server_address[:2]
+            self.socket.close()
             raise _address_error(error, host, port) from error
+        self.socket.listen(2048)  # connections queue here until serve_forever accepts them
+        self.server_address = self.socket.getsockname()
+        self.port = self.server_address[1]
+        protocol = type("ChatConnection", (RequestHeadDeadline,), {"head_timeout": idle_timeout})
+        config = uvicorn.Config(self.app, http=protocol, lifespan="off", server_header=False, access_log=not quiet,
+                                log_level="warning" if quiet else "info", timeout_keep_alive=5,
+                                limit_concurrency=max_connections, timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
 
-    def host_allowed(self, header: str | None) -> bool:
-        """Whether a request's Host header names this server: a loopback name or the --host given, at its port (an
-        IP address too when it listens on every network, a DNS name being what a rebinding attack needs)."""
-        if not header:
-            return False
-        try:
-            parts = urlsplit(f"//{header}")
-            name, port = parts.hostname, parts.port or 80
-        except ValueError:  # a port that is no number, or out of range
-            return False
-        if name is None or port != self.port:
-            return False
-        return name in self.host_names or (self.any_address and _is_ip_address(name))
+    def serve_forever(self) -> None:
+        self.server.run(sockets=[self.socket])
 
-    def new_session(self, history: list[dict]) -> ChatSession:
-        """A ChatSession for one request: the shared model and options, the visitor's history."""
-        shared = self.session
-        session = ChatSession(shared.model, shared.template.tokenizer, None, shared.max_new_tokens, **shared.sampling)
-        session.system = shared.system
-        session.messages = [*shared.system, *history]
-        return session
+    def shutdown(self) -> None:
+        self.server.should_exit = True
 
-
-def _is_ip_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-class ChatHandler(BaseHTTPRequestHandler):
-    server: ChatServer
-
-    def setup(self) -> None:
-        self.timeout = self.server.idle_timeout  # StreamRequestHandler gives the connection this timeout
-        super().setup()
-
-    def version_string(self) -> str:
-        return "tinylm"  # not the Python version: a visitor needs no map of this machine's software
-
-    def _answer(self) -> None:
-        """Check the Host header and that the path takes this method, then respond, or send the refusal."""
-        self.unread_body = self._declared_length() or 0
-        try:
-            if not self.server.host_allowed(self.headers.get("Host")):
-                raise RequestError(HTTPStatus.FORBIDDEN, f"the Host header {self.headers.get('Host', '')!r} does "
-                                   f"not name this server; open http://127.0.0.1:{self.server.port}/")
-            allowed = ALLOWED_METHODS.get(self.path)
-            if allowed is None:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"nothing at {self.path}; the chat page is at /")
-            if allowed != self.command:
-                raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.path} takes {allowed} only")
-            if self.command == "POST":
-                self._chat()
-            else:
-                self._send_file()
-        except RequestError as error:
-            self._discard_unread_body()
-            self._send_json_error(error.status, str(error), allow=ALLOWED_METHODS.get(self.path))
-
-    do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_OPTIONS = do_PATCH = _answer
-
-    def _send_file(self) -> None:
-        body, content_type = self.server.files[self.path]
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'")
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _chat(self) -> None:
-        messages = self._read_conversation()
-        if not self.server.slots.acquire(blocking=False):
-            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE, "every generation slot is busy; try again shortly")
-        try:
-            self._stream_reply(messages)
-        finally:
-            self.server.slots.release()
-
-    def _declared_length(self) -> int | None:
-        """The Content-Length, or None when it is missing or no number of bytes (int() takes "²" and " 1_0 ")."""
-        length = self.headers.get("Content-Length", "")
-        return int(length) if length.isascii() and length.isdigit() else None
-
-    def _discard_unread_body(self) -> None:
-        """Read a refused request's body, so that closing the connection does not reset it before the visitor has
-        read the refusal (up to 1 MiB; a bigger one gets the reset)."""
-        if 0 < self.unread_body <= 16 * MAX_BODY_BYTES:
-            try:
-                self.rfile.read(self.unread_body)
-            except OSError:  # a visitor who stopped sending, or left, reads no refusal either
-                pass
-        self.unread_body = 0
-
-    def _read_conversation(self) -> list[dict]:
-        if self.headers.get_content_type() != "application/json":
-            raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                               "send the conversation as JSON, with Content-Type: application/json")
-        length = self._declared_length()
-        if length is None and "Content-Length" not in self.headers:
-            raise RequestError(HTTPStatus.LENGTH_REQUIRED, "send the JSON body with a Content-Length header")
-        if length is None:
-            raise RequestError(HTTPStatus.BAD_REQUEST,
-                               f"the Content-Length {self.headers['Content-Length'][:40]!r} is not a number of bytes")
-        if length > MAX_BODY_BYTES:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"the request has {length:,} bytes; the limit is {MAX_BODY_BYTES:,}")
-        self.unread_body = 0
-        try:
-            body = self.rfile.read(length)
-        except TimeoutError:
-            raise RequestError(HTTPStatus.REQUEST_TIMEOUT, f"the body stopped arriving for "
-                               f"{self.server.idle_timeout:g} seconds; send it again") from None
-        try:
-            body = json.loads(body)
-        except RecursionError:
-            raise RequestError(HTTPStatus.BAD_REQUEST, "the JSON is nested too deeply; send the conversation as "
-                               '{"messages": [{"role": "user", "content": "..."}, ...]}') from None
-        except ValueError as error:  # malformed JSON or UTF-8, or a number too long to convert
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"the body is not valid JSON ({error})") from None
-        messages = body.get("messages") if isinstance(body, dict) else None
-        try:
-            if not isinstance(messages, list) or not messages:
-                raise ChatFormatError('expected {"messages": [{"role": "user", "content": "..."}, ...]}')
-            if any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
-                raise ChatFormatError("the system prompt is the server's; send user and assistant messages only")
-            check_messages(messages)
-            if messages[-1]["role"] != "user":
-                raise ChatFormatError("the conversation must end with the user's new message")
-        except ChatFormatError as error:
-            raise RequestError(HTTPStatus.BAD_REQUEST, str(error)) from None
-        self._check_length(messages)
-        return messages
-
-    def _check_length(self, messages: list[dict]) -> None:
-        """At most max_chars characters, refused with the remedy that works: a shorter message when it alone is
-        too long, a new chat when the earlier messages take the room."""
-        limit, new = self.server.max_chars, len(messages[-1]["content"])
-        earlier = sum(len(m["content"]) for m in messages[:-1])
-        if new > limit:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"your message has {new:,} characters; the limit is {limit:,}: shorten it")
-        if earlier + new > limit:
-            shorter = f", or shorten your message to {limit - earlier:,} characters" if earlier < limit else ""
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                               f"the conversation so far has {earlier:,} characters and your message {new:,}; the "
-                               f"limit is {limit:,}: start a new chat{shorter}")
-
-    def _stream_reply(self, messages: list[dict]) -> None:
-        session = self.server.new_session(messages[:-1])
-        try:
-            fitted, ids = session.fit(messages[-1]["content"])
-        except ContextOverflow as error:
-            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, str(error)) from None
-        pieces = session.stream_reply(fitted, ids)
-        try:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-            self.send_header("Cache-Control", "no-cache")
-            self.end_headers()
-            for piece in pieces:
-                self._event({"text": piece})
-            self._event({"done": True, "dropped": len(messages) + len(session.system) - len(fitted)})
-        except OSError:  # the visitor left, or stopped reading for idle_timeout seconds: stop generating
-            pieces.close()
-            self.close_connection = True
-
-    def _event(self, data: dict) -> None:
-        self.wfile.write(f"data: {json.dumps(data)}\n\n".encode("utf-8"))
-        self.wfile.flush()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The standard library's own refusals (a malformed request line, headers too long, a method no do_*
-        handles) as JSON, like every other."""
-        status = HTTPStatus(code)
-        self._send_json_error(status, message or status.phrase)
-
-    def _send_json_error(self, status: HTTPStatus, message: str, allow: str | None = None) -> None:
-        body = json.dumps({"error": message}).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if status == HTTPStatus.METHOD_NOT_ALLOWED:
-            self.send_header("Allow", allow)
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def log_message(self, message_format: str, *args) -> None:
-        if not self.server.quiet:
-            super().log_message(message_format, *args)
+    def server_close(self) -> None:
+        self.socket.close()

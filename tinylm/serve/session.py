@@ -2,7 +2,8 @@
 
 `ChatSession` keeps the messages. Every reply is generated after the whole conversation rendered by the chat
 template, and stops at the template's stop tokens (<|im_end|>, or <|im_start|> from a model that forgot to close its
-turn), which never show in the text. A model sees at most block_size tokens, and the reply needs room too, so
+turn), which never show in the text; <|pad|> and a trimmed vocabulary's <unk> are never drawn, since they are
+no text. A model sees at most block_size tokens, and the reply needs room too, so
 before each reply the oldest user/assistant exchanges are dropped until the prompt plus `max_new_tokens` fits;
 the system prompt always stays. A message that does not fit even alone is refused with the numbers, and the
 conversation is left as it was.
@@ -35,7 +36,7 @@ class ChatSession:
                                   "fine-tune it first: python -m tinylm.finetune --base CHECKPOINT --out DIR")
         self.model, self.template = model, ChatTemplate(tokenizer)
         block_size = model.config.block_size
-        self.max_new_tokens = max_new_tokens or min(256, block_size // 2)
+        self.max_new_tokens = min(256, block_size // 2) if max_new_tokens is None else max_new_tokens
         if not 0 < self.max_new_tokens < block_size:
             raise InputError(f"max_new_tokens must be between 1 and {block_size - 1} (the context is {block_size})")
         self.sampling = sampling
@@ -46,7 +47,14 @@ class ChatSession:
     def reset(self) -> None:
         self.messages = list(self.system)
 
-    def fit(self, user_text: str) -> tuple[list[dict], list[int]]:
+    def with_history(self, history: list[dict]) -> "ChatSession":
+        """A session with this one's model, options and system prompt, and `history` (user and assistant turns) as
+        its conversation so far: what the web server answers each request with."""
+        session = ChatSession(self.model, self.template.tokenizer, None, self.max_new_tokens, **self.sampling)
+        session.system, session.messages = self.system, [*self.system, *history]
+        return session
+
+    def fit_to_context(self, user_text: str) -> tuple[list[dict], list[int]]:
         """(messages, prompt ids) for a reply to user_text: the oldest exchanges dropped until it fits."""
         history = self.messages[len(self.system):]
         budget = self.model.config.block_size - self.max_new_tokens
@@ -65,15 +73,16 @@ class ChatSession:
     def reply(self, user_text: str) -> Iterator[str]:
         """The reply's text, piece by piece; once it is complete the conversation holds the question and the answer.
         A message too long for the context raises ContextOverflow here, before anything is generated."""
-        messages, ids = self.fit(user_text)
+        messages, ids = self.fit_to_context(user_text)
         return self.stream_reply(messages, ids)
 
     def stream_reply(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
-        """The reply to `fit`'s (messages, ids), piece by piece; at its end `messages` become the conversation."""
+        """The reply to `fit_to_context`'s (messages, ids), piece by piece; at its end `messages` become the
+        conversation."""
         seed = self.sampling.get("seed")
         options = {**self.sampling, "seed": None if seed is None else seed + self.turns}
         pieces = stream(self.model, self.template.tokenizer, ids, self.max_new_tokens,
-                        stop_tokens=self.template.stop_tokens, **options)
+                        stop_tokens=self.template.stop_tokens, excluded_tokens=self.template.not_text, **options)
         text = ""
         for piece in pieces:
             text += piece

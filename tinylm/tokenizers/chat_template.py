@@ -87,6 +87,10 @@ class ChatTemplate:
         # end the document with a base model's end-of-text token: either ends the answer too, and none is shown.
         has_eot = eot is not None and eot != getattr(tokenizer, "unk_id", None)
         self.stop_tokens = (self.im_end, self.im_start, eot) if has_eot else (self.im_end, self.im_start)
+        # Ids that are no text of a reply: <|pad|>, and a trimmed vocabulary's <unk> (every dropped GPT-2 token at
+        # once). A small model may still give them probability; a reply never draws them.
+        unk = getattr(tokenizer, "unk_id", None)
+        self.not_text = (self.pad,) if unk is None else (self.pad, unk)
 
     def render(self, messages: list[dict]) -> RenderedChat:
         """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; the answer tokens are an assistant's

@@ -29,21 +29,23 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from ..config import GPTConfig
 from ..errors import TinyLMError
+from ..model.gpt import GPT
+from ..model.lora import apply_settings, has_lora, lora_settings, merge_lora
 from ..paths import atomic_write
-
-if TYPE_CHECKING:
-    from ..config import GPTConfig
+from ..tokenizers.saved import tokenizer_from_dict
 
 FORMAT = "tinylm-checkpoint"
 VERSION = 1
 MODEL_KEYS = ("model_config", "model")
-TRAINING_KEYS = ("train_config", "optimizer", "scaler", "step", "elapsed", "best_val_loss", "skipped_steps", "sampler",
-                 "rng")
+# A training checkpoint also holds best_<score>, the best evaluation so far, <score> naming what a run is chosen by:
+# "val_loss" unless the checkpoint says otherwise in `score` (GRPO: "accuracy").
+TRAINING_KEYS = ("train_config", "optimizer", "scaler", "step", "elapsed", "skipped_steps", "sampler", "rng")
 
 
 class CheckpointError(TinyLMError, RuntimeError):
@@ -58,8 +60,6 @@ def model_checkpoint(model, tokenizer=None, **entries) -> dict[str, Any]:
     came from). `tokenizer`: a tokenizer, its to_dict() description, or None. A model with LoRA adapters
     (tinylm.model.lora) is saved as it trains, wrapped, with its `lora` settings: resuming needs the adapters
     apart, and `load_model` merges them."""
-    from ..model.lora import has_lora, lora_settings
-
     description = tokenizer.to_dict() if hasattr(tokenizer, "to_dict") else tokenizer
     lora = {"lora": lora_settings(model)} if has_lora(model) else {}
     return {"model_config": model.config.to_dict(), "model": model.state_dict(), "tokenizer": description, **lora,
@@ -108,7 +108,6 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig:
     """The checkpoint's GPTConfig, once its config builds and its weights have exactly the shapes that config gives."""
-    from ..config import GPTConfig
 
     missing = [key for key in MODEL_KEYS if key not in state]
     if missing:
@@ -150,9 +149,6 @@ def check_model_checkpoint(state: dict[str, Any], path: str | Path) -> GPTConfig
 
 def _model_as_saved(state: dict[str, Any], config: GPTConfig):
     """A GPT of `config`, wrapped with LoRA adapters when the checkpoint was saved with them."""
-    from ..model.gpt import GPT
-    from ..model.lora import apply_settings
-
     model = GPT(config)
     if state.get("lora") is not None:
         apply_settings(model, state["lora"])
@@ -163,7 +159,7 @@ def load_training_checkpoint(path: str | Path, map_location: str | torch.device 
     """A checkpoint that --resume can continue: a checked model checkpoint with every one of TRAINING_KEYS."""
     state = load_checkpoint(path, map_location)
     check_model_checkpoint(state, path)
-    missing = [key for key in TRAINING_KEYS if key not in state]
+    missing = [key for key in (*TRAINING_KEYS, best_score_key(state)) if key not in state]
     if missing:
         raise CheckpointError(f"{path} holds a model but not a training run's state (it has no {', '.join(missing)}), "
                               "so it cannot be resumed: start a new run in another --out folder")
@@ -191,6 +187,11 @@ def refuse_to_replace_training_run(path: str | Path, option: str = "--out") -> N
                               f"that --resume needs), which writing there would lose; choose another {option}")
 
 
+def best_score_key(state: dict[str, Any]) -> str:
+    """The key of a training checkpoint's best evaluation: best_val_loss, or best_<score> where it names a score."""
+    return f"best_{state.get('score', 'val_loss')}"
+
+
 def _is_torch_optimizer_state(optimizer) -> bool:
     return (isinstance(optimizer, dict) and isinstance(optimizer.get("state"), dict)
             and isinstance(optimizer.get("param_groups"), list) and bool(optimizer["param_groups"])
@@ -213,10 +214,17 @@ def _training_state_problem(state: dict[str, Any]) -> str | None:
     if not rngs or not all(isinstance(rng, dict) and isinstance(rng.get("torch"), torch.Tensor) for rng in rngs):
         return "its rng entry lacks the dropout generators' states"
     for key, kind in {"train_config": dict, "scaler": dict, "step": int, "skipped_steps": int,
-                      "elapsed": (int, float), "best_val_loss": (int, float)}.items():
+                      "elapsed": (int, float), best_score_key(state): (int, float)}.items():
         if not isinstance(state[key], kind) or isinstance(state[key], bool):
             return f"its {key} entry is {type(state[key]).__name__} {str(state[key])[:40]!r}"
     return None
+
+
+def model_to_resume(state: dict[str, Any]):
+    """(model, tokenizer) of the network a training checkpoint continues, LoRA adapters apart as it trained; the
+    Trainer's load_state_dict then loads its weights."""
+    model = _model_as_saved(state, GPTConfig.from_dict(state["model_config"]))
+    return model, tokenizer_from_dict(state["tokenizer"]) if state.get("tokenizer") else None
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
@@ -231,9 +239,6 @@ def find_checkpoint(run_dir: str | Path) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder. The LoRA adapters of a
     checkpoint that has them are merged: the model is a plain GPT either way."""
-    from ..model.lora import merge_lora
-    from ..tokenizers.saved import tokenizer_from_dict
-
     path = Path(path)
     path = find_checkpoint(path) if path.is_dir() else path
     state = load_checkpoint(path)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -112,10 +113,11 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype,
-                          processes: int = 1) -> None:
+                          processes: int = 1, advice: Callable[[int], str] | None = None) -> None:
     """Raise NotEnoughMemory if a training step of `model` (already on `device`) at `batch_size` sequences per
     micro-batch needs more than `device` has free. `processes`: how many processes of the run share that memory
-    (every process of a run on the CPU; one per GPU)."""
+    (every process of a run on the CPU; one per GPU). `advice`: what to do, given the largest batch that fits (>= 1);
+    by default a --batch-size."""
     free = free_memory(device)
     if free is None:
         return
@@ -127,8 +129,11 @@ def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch
     fits = (available - need.weights) // need.per_sequence
     where = "the CPU" if device.type == "cpu" else f"the GPU ({device})"
     share = f" for each of {processes} processes" if processes > 1 else ""
-    advice = (f"use a batch size of at most {fits:,} (--batch-size {fits}), or a smaller model" if fits >= 1 else
-              "even one sequence does not fit: use a smaller model or a shorter context (block_size)")
+    if fits < 1:
+        advice = "even one sequence does not fit: use a smaller model or a shorter context (block_size)"
+    else:
+        advice = (advice or (lambda n: f"use a batch size of at most {n:,} (--batch-size {n}), or a smaller model"))(
+            fits)
     raise NotEnoughMemory(
         f"one training step needs about {need.total(batch_size) / GB:.1f} GB ({need.weights / GB:.1f} GB for the model "
         f"and its optimizer, {batch_size * need.per_sequence / GB:.1f} GB for a micro-batch of {batch_size:,} "

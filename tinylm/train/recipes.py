@@ -140,15 +140,8 @@ class Recipe:
                                   self.balancing)
 
     def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
-        """`cfg` with this recipe's explicit options; a new peak learning rate scales min_lr by the same factor, so
-        that the cosine keeps its shape."""
-        options = dict(self.overrides)
-        learning_rate = options.pop("learning_rate", None)
-        cfg = dataclasses.replace(cfg, **options)
-        if learning_rate is None:
-            return cfg
-        return dataclasses.replace(cfg, learning_rate=learning_rate,
-                                   min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)
+        """`cfg` with this recipe's explicit options (TrainConfig.override)."""
+        return cfg.override(**dict(self.overrides))
 
 
 def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,

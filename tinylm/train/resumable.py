@@ -4,7 +4,7 @@ Three things: the dropout randomness of each process (`rng_state` saves it, `res
 rank that saved it), the Ctrl-C that asks the loop to stop (`interrupt_between_steps` turns it into a request
 the loop honours between optimizer steps, so that the checkpoint it then saves is a consistent state), and the
 run's `metrics.jsonl` (`MetricsLog`: a new run replaces it, a resumed one continues it without repeating a step).
-tinylm.train.trainer and tinylm.posttrain.grpo_trainer use them; they live here so that the loops' modules hold the loops.
+tinylm.train.trainer uses them; they live here so that trainer.py holds the loop.
 """
 
 from __future__ import annotations

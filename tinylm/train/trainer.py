@@ -64,7 +64,7 @@ from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
 from ..model.moe import end_of_step, moe_layers, read_expert_load
 from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
-from .checkpoint import load_training_checkpoint, model_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_training_checkpoint, model_checkpoint, save_checkpoint
 from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate, set_learning_rate
 from .progress import remaining_seconds, steps_left
@@ -79,6 +79,13 @@ RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writ
 
 
 class Trainer:
+    """The loop. A subclass with another objective overrides `batch_loss` and `batch_weight`; with another validation,
+    `evaluate` (the score best.pt is chosen by) or `measure` (that score and others); `score` names the score and
+    `higher_is_better` says which way is better (a loss: lower; GRPO's held-out accuracy: higher)."""
+
+    score = "val_loss"
+    higher_is_better = False
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -96,7 +103,11 @@ class Trainer:
         """train_data: a token array (batches are random windows of it) or a loader with
         next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader.
         evaluators: extra scores at every evaluation, e.g. {"hellaswag": model -> {"acc_norm": ...}};
-        their results join the eval record as "<name>_<key>"."""
+        their results join the eval record as "<name>_<key>".
+
+        Long on purpose: it sets up, in order, everything a resumable run holds (device and dtype, DDP, the batch
+        source, optimizer, scaler, counters, metrics.jsonl) and checks the step fits in memory before the first one.
+        """
         self.cfg = cfg
         self.world = world or current_world()
         self.device = resolve_device(device)
@@ -136,14 +147,18 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
         self.elapsed = 0.0  # seconds spent in optimizer steps (evaluations etc. excluded), summed over sessions
-        self.best_val_loss = math.inf
+        self.best_score = -math.inf if self.higher_is_better else math.inf  # the best evaluation so far
+        self.best_step: int | None = None  # the step best.pt holds (None: no evaluation yet)
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
         self._metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir is not None and self.world.is_main
                                    else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
-                              processes=self.world.size if self.device.type == "cpu" else 1)
+                              processes=self.world.size if self.device.type == "cpu" else 1,
+                              advice=self.memory_advice)
+
+    memory_advice = None  # what a subclass says when a step does not fit, given the largest batch that does
 
     # -- the loop -------------------------------------------------------------------------------
     def fit(self, stop_after: int | None = None) -> dict[str, Any]:
@@ -286,8 +301,13 @@ class Trainer:
         if self._peak_flops is not None:  # model FLOPs utilisation: achieved training FLOP/s over the hardware's peak
             record["mfu"] = self._flops_per_token * tokens_per_s / (self._peak_flops * self.world.size)
         record.update(read_expert_load(self.model) or {})  # MoE: each expert's load since the last log
+        record.update(self.step_stats())
         self._emit(record)
         self._window = (0.0, 0, 0)
+
+    def step_stats(self) -> dict[str, Any]:
+        """What a subclass adds to each train record (every rank calls it, at the same steps); nothing here."""
+        return {}
 
     def _count_training_time(self, seconds: float) -> None:
         """Add one optimizer step's duration to the clock; under DDP with a time budget rank 0's clock is everyone's,
@@ -313,21 +333,26 @@ class Trainer:
         total, count = all_reduce_sum([total, count], self.device)
         return total / count
 
+    def measure(self) -> dict[str, float]:
+        """The evaluation's figures, `score` among them; under DDP every rank must call it."""
+        return {self.score: self.evaluate()}
+
     def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
-        val_loss = self.evaluate()
-        if not math.isfinite(val_loss):  # never save weights that score NaN/inf over last.pt
+        """Measure; save best.pt if the score is the best so far, and last.pt; emit the eval (or final) record."""
+        measured = self.measure()
+        value = measured[self.score]
+        if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
             raise TrainingDiverged(
-                f"the validation loss became {val_loss} at step {self.step}. The last good checkpoint is kept"
+                f"the validation {self.score} became {value} at step {self.step}. The last good checkpoint is kept"
                 f"{' in ' + str(self.out_dir) if self.out_dir else ''}; resume from it with a lower "
                 "learning_rate, a longer warmup, or dtype float32."
             )
-        improved = val_loss < self.best_val_loss
-        if improved:
-            self.best_val_loss = val_loss
+        if self.best_step is None or (value > self.best_score if self.higher_is_better else value < self.best_score):
+            self.best_score, self.best_step = value, self.step
             self.save("best.pt")
         self.save("last.pt")
-        record = {"event": "final" if final else "eval", "step": self.step, "val_loss": val_loss,
-                  "best_val_loss": self.best_val_loss, "elapsed": self.elapsed}
+        record = {"event": "final" if final else "eval", "step": self.step, **measured,
+                  f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():
             record.update({f"{name}_{key}": value for key, value in evaluate(self.model).items()})
         self._emit(record)
@@ -356,7 +381,9 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             step=self.step,
             elapsed=self.elapsed,
-            best_val_loss=self.best_val_loss,
+            score=self.score,
+            **{f"best_{self.score}": self.best_score},
+            best_step=self.best_step,
             skipped_steps=self.skipped_steps,
             sampler=self.sampler.state_dict(),
             rng=gather_to_main(rng_state(self.device)),  # one state per rank
@@ -374,11 +401,20 @@ class Trainer:
         if saved_config != self.model_config:
             raise InputError(f"the checkpoint's model config {saved_config} differs from this run's "
                              f"{self.model_config}; resume with the same preset")
+        saved_score, saved_optimizer = state.get("score", "val_loss"), state["train_config"].get("optimizer", "adamw")
+        if saved_score != self.score:
+            raise CheckpointError(f"the checkpoint's run was chosen by {saved_score}, this one by {self.score}: it is "
+                                  "another kind of run; resume it with the command that started it")
+        if saved_optimizer != self.cfg.optimizer:
+            raise InputError(f"the run was trained with {saved_optimizer}, whose state cannot continue as "
+                             f"{self.cfg.optimizer}'s: resume it with --optimizer {saved_optimizer} (or without "
+                             "--optimizer), or start a new run in another --out folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = state["step"], state["elapsed"]
-        self.best_val_loss, self.skipped_steps = state["best_val_loss"], state["skipped_steps"]
+        self.best_score, self.skipped_steps = state[f"best_{self.score}"], state["skipped_steps"]
+        self.best_step = state.get("best_step")
         self.sampler.load_state_dict(state["sampler"])
         # Checkpoints written before per-rank states hold rank 0's CPU state alone.
         saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]

@@ -13,12 +13,19 @@ let inFlight = null;  // the AbortController of the reply being streamed, if any
 let chatNumber = 0;  // New chat counts up: a reply that ends after it belongs to the old conversation
 
 function line(kind, text) {
+  const follow = atNewest();
   const div = document.createElement("div");
   div.className = kind;
   div.textContent = text;
   log.appendChild(div);
-  scrollToNewest();
+  if (follow) scrollToNewest();
   return div;
+}
+
+// Whether the reader is looking at the end of the log (within a few pixels): only then does new text scroll it, so
+// someone who scrolled up to reread stays where they are while a reply streams in.
+function atNewest() {
+  return log.scrollHeight - log.scrollTop - log.clientHeight < 8;
 }
 
 function scrollToNewest() {
@@ -56,9 +63,10 @@ async function readReply(response, bubble, progress) {
     for (const event of events) {
       const data = JSON.parse(event.slice("data: ".length));
       if (data.text) {
+        const follow = atNewest();
         progress.reply += data.text;
         bubble.textContent = "bot: " + progress.reply;
-        scrollToNewest();
+        if (follow) scrollToNewest();
       }
       if (data.done) {
         progress.dropped = data.dropped;
@@ -75,6 +83,7 @@ form.onsubmit = async (event) => {
   const controller = new AbortController(), chat = chatNumber;
   setInFlight(controller);
   box.value = "";
+  scrollToNewest();  // sending a message brings the reader back to the conversation's end
   line("user", "you: " + text);
   const bubble = line("assistant", "bot: ");
   const progress = {reply: "", dropped: 0, done: false};

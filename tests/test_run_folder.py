@@ -1,0 +1,227 @@
+"""A run folder: one run at a time (the kernel's lock, an owner file that names the holder and is gone however the
+run ends), and an --overwrite that never loses the old run, also when the new run is killed with SIGKILL."""
+
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from tests.helpers import REPO, mounted_tmpfs, run_cli
+from tinylm.cli.errors import describe
+from tinylm.errors import InputError
+from tinylm.train.run_folder import (
+    OWNER_FILE,
+    SET_ASIDE,
+    RunFolderBusy,
+    claim_run_folder,
+    overwriting,
+    run_lock,
+)
+
+HOLD = """
+import sys, time
+from tinylm.train.run_folder import run_lock
+with run_lock(sys.argv[1]):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def holder(folder):
+    """A process that holds `folder`'s lock until it is killed (it says when it holds it)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "held\n"
+    return process
+
+
+def test_the_lock_names_its_owner_refuses_a_second_claim_and_goes_however_the_block_ends(tmp_path):
+    folder = tmp_path / "run"
+    with run_lock(folder) as path:
+        owner = json.loads(path.read_text())
+        assert (owner["pid"], owner["host"]) == (os.getpid(), socket.gethostname()) and owner["started"]
+        with pytest.raises(RunFolderBusy, match=rf"{folder} is in use by another run \(process {os.getpid()} on "):
+            with run_lock(folder):
+                pass
+        assert json.loads(path.read_text()) == owner, "a refused claim leaves the owner's file alone"
+        (folder / "metrics.jsonl").write_text("{}\n")
+    assert not path.exists() and (folder / "metrics.jsonl").is_file(), "the owner goes, what the run wrote stays"
+    with pytest.raises(KeyboardInterrupt):
+        with run_lock(folder):
+            raise KeyboardInterrupt
+    assert not path.exists()
+    with run_lock(folder):  # free again
+        pass
+    with run_lock(tmp_path / "unused"):
+        pass
+    assert not (tmp_path / "unused").exists(), "a folder the lock created and nothing used is removed again"
+
+
+def test_of_threads_racing_for_the_lock_exactly_one_wins(tmp_path):
+    start, outcomes = threading.Barrier(8), []
+
+    def claim():
+        start.wait()
+        try:
+            with run_lock(tmp_path / "run"):
+                outcomes.append("won")
+                start.wait()  # hold the lock until every other thread has tried
+        except RunFolderBusy:
+            outcomes.append("busy")
+            start.wait()
+
+    threads = [threading.Thread(target=claim) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["busy"] * 7 + ["won"]
+
+
+def test_a_live_process_keeps_the_folder_and_a_killed_ones_lock_is_taken_over_with_a_note(tmp_path):
+    folder = tmp_path / "run"
+    process = holder(folder)
+    try:
+        with pytest.raises(RunFolderBusy, match=rf"process {process.pid} on {socket.gethostname()}, started "):
+            with run_lock(folder):
+                pass
+    finally:
+        process.send_signal(signal.SIGKILL)  # no chance to remove its owner file
+        process.wait()
+    notes = []
+    with run_lock(folder, say=notes.append) as path:
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    [note] = notes
+    assert note.startswith(f"note: the run of process {process.pid} on ") and "taking the run folder over" in note
+
+
+def test_a_full_disk_at_the_start_is_a_one_line_error_and_leaves_no_owner_behind(tmp_path):
+    with mounted_tmpfs(tmp_path / "disk", "64k") as disk:
+        folder = disk / "run"
+        folder.mkdir()
+        with open(disk / "filler", "wb", buffering=0) as f:
+            with pytest.raises(OSError) as full:
+                while True:
+                    f.write(b"\0" * 4096)
+        assert full.value.errno == errno.ENOSPC
+        with pytest.raises(OSError) as full:
+            with run_lock(folder):
+                pass
+        assert not (folder / OWNER_FILE).exists()
+        assert describe(full.value).startswith(f"No space left on device: {folder / OWNER_FILE}; the disk is full")
+        (disk / "filler").unlink()
+        with run_lock(folder, say=pytest.fail):  # space again: the next run starts, with no note of a dead owner
+            pass
+
+
+def old_run(folder, files=("best.pt", "last.pt", "metrics.jsonl")):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        (folder / name).write_text(f"old {name}")
+    return {name: f"old {name}" for name in files}
+
+
+def contents(folder):
+    return {p.name: p.read_text() for p in folder.iterdir() if p.is_file() and p.name not in ("run.lock", OWNER_FILE)}
+
+
+def test_an_overwrite_retires_the_old_run_only_once_the_new_one_has_a_checkpoint(tmp_path):
+    folder = tmp_path / "run"
+    old = old_run(folder)
+    with pytest.raises(RuntimeError, match="diverged"):
+        with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):
+            assert contents(folder) == {}  # the new run starts clean
+            (folder / "metrics.jsonl").write_text("new, failed")
+            raise RuntimeError("diverged at step 2")
+    assert contents(folder) == old and not (folder / SET_ASIDE).exists()
+    with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):
+        (folder / "last.pt").write_text("new last.pt")
+    assert contents(folder) == {"last.pt": "new last.pt"} and not (folder / SET_ASIDE).exists()
+
+
+def killed_overwrite(folder, new_files=()):
+    """What a new run killed with SIGKILL during an --overwrite leaves: the old run set aside, whatever it wrote."""
+    set_aside = folder / SET_ASIDE
+    set_aside.mkdir()
+    for path in list(folder.iterdir()):
+        if path.is_file():
+            path.replace(set_aside / path.name)
+    for name in new_files:
+        (folder / name).write_text(f"new {name}")
+
+
+def claim(folder, say=print, **rules):
+    import contextlib
+
+    with contextlib.ExitStack() as held:
+        claim_run_folder(folder, held, True, rules.get("resume", False), rules.get("overwrite", False), say)
+
+
+def test_a_killed_overwrite_that_saved_no_checkpoint_gets_the_old_run_back_at_the_next_start(tmp_path):
+    folder = tmp_path / "run"
+    old = old_run(folder)
+    killed_overwrite(folder, new_files=("metrics.jsonl",))
+    notes = []
+    with pytest.raises(InputError, match="already holds a run"):  # the old run is back, and a plain run refuses it
+        claim(folder, say=notes.append)
+    assert contents(folder) == old and not (folder / SET_ASIDE).exists()
+    assert notes == [f"note: an --overwrite of {folder} ended before its first checkpoint; the previous run is back"]
+
+
+def test_a_killed_overwrite_that_saved_a_checkpoint_has_retired_the_old_run(tmp_path):
+    folder = tmp_path / "run"
+    old_run(folder)
+    killed_overwrite(folder, new_files=("last.pt", "metrics.jsonl"))
+    claim(folder, resume=True)
+    assert contents(folder) == {"last.pt": "new last.pt", "metrics.jsonl": "new metrics.jsonl"}
+
+
+def test_a_second_overwrite_after_a_killed_one_never_loses_the_original_run(tmp_path):
+    """On main before this layout, the second --overwrite deleted the set-aside original, and its own failure then
+    left nothing."""
+    folder = tmp_path / "run"
+    old = old_run(folder)
+    killed_overwrite(folder)
+    claim(folder, overwrite=True)  # settles first: the original is back in place...
+    with pytest.raises(RuntimeError):
+        with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):  # ...and is what this run sets aside
+            raise RuntimeError("diverged at step 2")
+    assert contents(folder) == old
+
+
+def test_an_interrupted_restore_is_finished_by_the_next_start(tmp_path):
+    folder = tmp_path / "run"
+    old = old_run(folder)
+    killed_overwrite(folder)
+    (folder / SET_ASIDE / "metrics.jsonl").replace(folder / "metrics.jsonl")  # killed again while restoring
+    claim(folder, resume=True)  # last.pt came back last, so the folder had none: the restore goes on
+    assert contents(folder) == old
+
+
+def test_train_overwrite_killed_in_its_first_steps_then_a_second_that_diverges_keep_the_original_run(
+        tmp_path, data_root):
+    """The probe's case end to end: SIGKILL during `--overwrite`, then an `--overwrite` that diverges at once."""
+    out = tmp_path / "run"
+    first = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, data_dir=data_root)
+    assert first.returncode == 0, first.stderr
+    original = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl")}
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke",
+                                "--out", str(out), "--overwrite", "--max-steps", "1000000"], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith("step "):  # training, before its first evaluation: no checkpoint of its own yet
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    assert (out / SET_ASIDE).is_dir()
+    second = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--overwrite",
+                     "--learning-rate", "1e6", data_dir=data_root)
+    assert second.returncode == 1 and "training diverged" in second.stderr, second.stderr
+    assert {name: (out / name).read_bytes() for name in original} == original
+    assert not (out / SET_ASIDE).exists()
