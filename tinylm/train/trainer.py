@@ -337,8 +337,10 @@ class Trainer:
         """The evaluation's figures, `score` among them; under DDP every rank must call it."""
         return {self.score: self.evaluate()}
 
-    def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
-        """Measure; save best.pt if the score is the best so far, and last.pt; emit the eval (or final) record."""
+    def evaluate_and_save(self, final: bool = False, save_last: bool = True) -> dict[str, Any]:
+        """Measure; save best.pt if the score is the best so far, and last.pt (unless `save_last` is False: a
+        measurement before training, which must not count as the run's own checkpoint); emit the eval (or final)
+        record."""
         measured = self.measure()
         value = measured[self.score]
         if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
@@ -350,7 +352,8 @@ class Trainer:
         if self.best_step is None or (value > self.best_score if self.higher_is_better else value < self.best_score):
             self.best_score, self.best_step = value, self.step
             self.save("best.pt")
-        self.save("last.pt")
+        if save_last:
+            self.save("last.pt")
         record = {"event": "final" if final else "eval", "step": self.step, **measured,
                   f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():
