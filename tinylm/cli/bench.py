@@ -16,11 +16,12 @@ any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --bl
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
 `train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
-FLOP/s (a mixture of experts counts its active parameters). It first lets the process keep the memory it
-frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted
-in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
-nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first
-take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
+FLOP/s (a mixture of experts counts its active parameters). --dtype bfloat16 on a device where bf16 is slow (a CPU
+without native bf16: `tinylm.runtime.bf16_is_fast`) is measured as asked, after a one-line warning. It first lets
+the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are
+reused instead of page-faulted in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of
+the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same
+batch: both first take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
 and the best round of each gives its tokens/s.
 
 `decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
@@ -71,7 +72,7 @@ from ..data.download import fetch
 from ..eval.uncertainty import spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
-from ..runtime import PROFILES, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
+from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
 from ..train.progress import describe_parameters, format_duration
 from .console import HelpFormatter, examples, positive_int
@@ -125,6 +126,7 @@ def _decode(args) -> None:
         raise ValueError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, args.dtype or "auto")
+    _warn_if_slow(args)
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
     print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
@@ -145,9 +147,17 @@ def _require_positive(args, *names: str) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
+def _warn_if_slow(args) -> None:
+    """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
+    device = resolve_device(args.device)
+    if warning := dtype_warning(device, resolve_dtype(device, args.dtype or "auto")):
+        print(warning)
+
+
 def _train(args) -> None:
     _require_positive(args, "batch_size", "steps", "rounds")
     keep_freed_memory()  # as training does: big tensors are reused, not faulted in again every step
+    _warn_if_slow(args)
     cfg = shape_from_args(args)
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
     if args.reference:

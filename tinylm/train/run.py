@@ -32,7 +32,7 @@ import torch
 from ..config import GPTConfig, TrainConfig
 from ..model.gpt import GPT
 from ..paths import shown
-from ..runtime import resolve_device
+from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_training_checkpoint
 from .distributed import World, barrier, current_world, device_for
 from .progress import describe_parameters, format_duration, print_record
@@ -99,6 +99,8 @@ def train(recipe: Recipe, *, device: str | None = None, world: World | None = No
             f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
             f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
             f"| run folder {shown(out)}")
+        if warning := dtype_warning(trainer.device, trainer.dtype):
+            say(warning)
         say(plan(trainer))
         set_aside = set_aside_old_run(out) if recipe.overwrite and world.is_main else None
         try:
