@@ -34,11 +34,12 @@ def attentive_model() -> GPT:
     return model
 
 
-def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+def test_measure_decoding_compares_the_three_paths_on_the_same_prompt():
     result = measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40)
-    assert result["identical"] is True  # greedy, in float64: the cache changes nothing but the speed
-    assert result["cache"] > 0 and result["no_cache"] > 0
+    assert result["identical"] is True  # greedy, in float64: the cache and the fast step change nothing but the speed
+    assert result["fast"] > 0 and result["cache"] > 0 and result["no_cache"] > 0
     assert result["speedup"] == pytest.approx(result["cache"] / result["no_cache"])
+    assert result["fast_speedup"] == pytest.approx(result["fast"] / result["cache"])
 
 
 def test_the_decoding_comparison_catches_a_cache_that_forgets_the_past(monkeypatch):

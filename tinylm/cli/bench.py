@@ -27,7 +27,8 @@ and the best round of each gives its tokens/s.
 `decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
 random weights for a shape) with the cache and without it, three times each, and prints the best
 speed of each (new tokens per second, prefill included), the speed-up, and whether the tokens are
-identical, and the cache's bytes per token.
+identical, and the cache's bytes per token. With the cache it times both steps: the fast one that `generate` uses
+(`tinylm.generate.fast`) and the readable one that walks the modules (`GPT.decode_step`).
 
 `cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
 n_kv_head heads instead of n_head), without building the model, in bfloat16 (what a GPU decodes in)
@@ -136,8 +137,8 @@ def _decode(args) -> None:
     for prompt_tokens in args.prompt_tokens:
         prompt = torch.randint(vocab_limit or cfg.vocab_size, (1, prompt_tokens), generator=ids).to(device)
         r = measure_decoding(model, prompt, args.new_tokens, vocab_limit)
-        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['cache']:8,.1f} tokens/s, "
-              f"without {r['no_cache']:8,.1f}, "
+        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['fast']:8,.1f} tokens/s (fast step; walking the "
+              f"modules {r['cache']:,.1f}, {r['fast_speedup']:.2f}x), without {r['no_cache']:8,.1f}, "
               f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
 
 
