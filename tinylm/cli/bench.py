@@ -75,7 +75,7 @@ from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
-from ..train.progress import describe_parameters, format_duration
+from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
 from .console import HelpFormatter, examples, positive_int
 from .errors import run_cli
 
@@ -218,9 +218,12 @@ def _speedrun(args) -> None:
     eval_interval = args.eval_interval if args.eval_interval is not None else defaults["eval_interval"]
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
+    device = resolve_device(args.device)
+    threads = f" ({_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
     print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
-          f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}; "
-          f"{total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+          f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
+          f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+    print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
     started = time.perf_counter()
 
     def report(run: RaceRun, done: int, total: int) -> None:
@@ -230,8 +233,9 @@ def _speedrun(args) -> None:
               f"{run.val_loss:.4f}, target {reached}  (ETA {format_duration(left)})", flush=True)
 
     runs = race(args.track, args.profile, seeds=seeds, seconds=seconds, target=target, eval_interval=eval_interval,
-                device=args.device, on_run=report)
-    print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds):")
+                device=device, on_run=report)
+    print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds; seconds are "
+          "training time, as above):")
     for name, recipe_runs in runs.items():
         reached = [run.seconds_to_target for run in recipe_runs if run.seconds_to_target is not None]
         to_target = (f"seconds to {target}: {spread(reached).format(1)}" if len(reached) == len(recipe_runs)

@@ -35,7 +35,7 @@ from ..paths import shown
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_training_checkpoint
 from .distributed import World, barrier, current_world, device_for
-from .progress import describe_parameters, format_duration, print_record
+from .progress import TRAINING_TIME, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .runlock import claim_run_folder
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
@@ -95,7 +95,7 @@ def train(recipe: Recipe, *, device: str | None = None, world: World | None = No
         if saved is not None:
             trainer.load_state_dict(saved)
         say(f"{recipe.track.name} | profile {recipe.profile} | {_describe(model)} | {world.size} process(es) "
-            f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
+            f"| device {trainer.device}{_threads(trainer.device)} | dtype {str(trainer.dtype).removeprefix('torch.')} "
             f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
             f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
             f"| run folder {shown(out)}")
@@ -120,8 +120,14 @@ def plan(trainer: Trainer) -> str:
     line = f"plan: {cfg.max_steps:,} steps" + (f", from step {trainer.step:,}" if trainer.step else "")
     if cfg.max_seconds is not None:
         used = f", {format_duration(trainer.elapsed)} used" if trainer.elapsed else ""
-        line += f", or {format_duration(cfg.max_seconds)} of training time if that comes first (--max-seconds{used})"
+        line += (f", or {format_duration(cfg.max_seconds)} of training if that comes first (--max-seconds{used}; "
+                 f"{TRAINING_TIME})")
     return line + "; the expected time follows once the first steps are timed"
+
+
+def _threads(device: torch.device) -> str:
+    """ (N threads) on a CPU, where a time budget's steps depend on it; nothing elsewhere."""
+    return f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
 
 
 def _silent(*args, **kwargs) -> None:
