@@ -175,3 +175,8 @@ def test_wsd_follows_the_time_budget_like_the_cosine():
 def test_bad_training_options_are_refused(bad, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**bad)
+
+
+def test_the_recipe_sets_how_many_newton_schulz_steps_muon_takes(make_model):
+    optimizer = build_optimizer(make_model(), TrainConfig(optimizer="muon", muon_ns_steps=3), CPU)
+    assert [group["ns_steps"] for group in optimizer.muon.param_groups] == [3]

@@ -95,7 +95,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
     muon = Muon([{"params": [p for name, p in named if name in for_muon],
                   "lr_ratio": cfg.muon_learning_rate / cfg.learning_rate}],
                 lr=cfg.muon_learning_rate, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
-                ns_dtype=newton_schulz_dtype(device))
+                ns_steps=cfg.muon_ns_steps, ns_dtype=newton_schulz_dtype(device))
     return MuonWithAdamW(muon, adamw)
 
 
