@@ -50,7 +50,7 @@ from ..course.notebooks import next_notebooks
 from ..distributed import run_in_world
 from ..paths import shown
 from ..runtime import configure_backend
-from ..train.progress import format_duration
+from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
 from .console import HelpFormatter, examples
@@ -116,7 +116,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     ]
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
-        f"({format_duration(finished.seconds)} in all this session)",
+        f"({TRAINING_TIME}; {format_duration(finished.seconds)} in all this session)",
         f"run folder: {shown(out)} (metrics.jsonl, best.pt, last.pt)",
         f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
         f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",
