@@ -78,7 +78,7 @@ from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
 from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
-from .console import HelpFormatter, examples, positive_int
+from .console import HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
@@ -300,7 +300,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe, "speedrun": _speedrun}[args.what](args)
 
 
