@@ -31,7 +31,12 @@ CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-
 
 
 class Pace:
-    """A forward hook that lets the model take a step only when the test allows one; `run_free` lets it run."""
+    """A forward hook that lets the model take a step only when the test allows one; `run_free` lets it run.
+
+    A held step waits up to HOLD_S and then goes on (so a failed test cannot hang its server for good); HOLD_S is
+    far beyond the page's waits, since a loaded machine can take half a minute between a hold and its release."""
+
+    HOLD_S = 180
 
     def __init__(self):
         self.condition = threading.Condition()
@@ -39,7 +44,7 @@ class Pace:
 
     def __call__(self, module, args) -> None:
         with self.condition:
-            self.condition.wait_for(lambda: self.steps is None or self.steps > 0, timeout=30)
+            self.condition.wait_for(lambda: self.steps is None or self.steps > 0, timeout=self.HOLD_S)
             if self.steps:
                 self.steps -= 1
 

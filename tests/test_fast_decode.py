@@ -88,3 +88,13 @@ def test_models_with_parts_it_does_not_know_walk_the_modules(make_model):
     assert fast_decode_step(lora) is None
     prompt = torch.tensor([[1, 2]])
     assert torch.equal(generate(moe, prompt, 5, temperature=0), generate(moe, prompt, 5, temperature=0, fast=False))
+
+
+def test_a_model_with_a_forward_hook_walks_the_modules_so_the_hook_runs_at_every_token(model):
+    calls = []
+    handle = model.transformer.ln_f.register_forward_pre_hook(lambda module, args: calls.append(1))
+    assert fast_decode_step(model) is None
+    generate(model, torch.tensor([[1, 2, 3]]), 4, temperature=0)
+    assert len(calls) == 4, "the prefill's token, then one call per new token"
+    handle.remove()
+    assert fast_decode_step(model) is not None

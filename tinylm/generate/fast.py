@@ -15,7 +15,8 @@ written straight into the cache's storage.
 It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, the model
 in eval mode. Anything else (the prefill itself, padded batches) goes to `GPT.decode_step`. `fast_decode_step(model)`
 is None for a model whose parts it does not know (a mixture of experts, LoRA adapters, a model that is not tinylm's
-GPT): the loop then walks the modules throughout.
+GPT) or that carries forward hooks (a probe, a test's pacing), which only module calls would run: the loop then walks
+the modules throughout.
 """
 
 from __future__ import annotations
@@ -140,9 +141,18 @@ class FastDecodeStep:
         return self.model._cap((head or self.model.lm_head)(self.ln_f(x[:, -1])))
 
 
+def _has_forward_hooks(model: nn.Module) -> bool:
+    from torch.nn.modules import module as torch_module  # the hooks registered for every module
+
+    if torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks:
+        return True
+    return any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
 def fast_decode_step(model) -> FastDecodeStep | None:
-    """The fast step for `model`, or None where it has parts the fast step does not know (see the module docstring)."""
-    if not isinstance(model, GPT):
+    """The fast step for `model`, or None where it has parts the fast step does not know or forward hooks that it
+    would skip (see the module docstring)."""
+    if not isinstance(model, GPT) or _has_forward_hooks(model):
         return None
     step = FastDecodeStep(model)
     return step if step.complete else None
