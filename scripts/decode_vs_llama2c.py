@@ -1,12 +1,13 @@
 """Decoding speed against llama2.c's run.c on the same weights: tinylm's fast and readable steps and run.c, interleaved.
 
     python scripts/decode_vs_llama2c.py --write-model model.bin     # random stories15M-shaped weights, tinylm's export
-    python scripts/decode_vs_llama2c.py --run path/to/llama2.c/run --model model.bin \
-        --tokenizer path/to/llama2.c/tokenizer.bin [--threads 1 2] [--rounds 3]
+    git clone https://github.com/karpathy/llama2.c
+    python scripts/decode_vs_llama2c.py --llama2c llama2.c --model model.bin [--threads 1 2] [--rounds 3]
 
-run.c is not built here: build it with llama2.c's own instructions (https://github.com/karpathy/llama2.c, its README:
-`make run`, or `make runomp` for a run that uses OMP_NUM_THREADS threads) and pass the binary with --run; its
-tokenizer.bin is in the same repository. Any llama2.c legacy .bin works as --model; --write-model writes one of the
+--llama2c builds run.c from that checkout as its README's `make runfast` does (`gcc -Ofast -march=native`, with
+`-fopenmp` when the compiler has it, so that OMP_NUM_THREADS sets its threads) into a temporary folder, and takes the
+checkout's tokenizer.bin; --run and --tokenizer name an already built binary and a tokenizer instead. Any llama2.c
+legacy .bin works as --model; --write-model writes one of the
 stories15M shape (6 layers, 288 wide, 6 heads, vocabulary 32,000, context 256) with random weights through tinylm's
 own exporter (`tinylm.interop.llama2c.write_llama2c`, what `python -m tinylm.interop export --format llama2c` runs).
 
@@ -26,6 +27,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -64,11 +66,26 @@ def run_c_tokens_per_s(run: Path, model: Path, tokenizer: Path, steps: int, thre
     return float(found.group(1))
 
 
+def build_run_c(checkout: Path, folder: Path) -> Path:
+    """run.c compiled as llama2.c's `make runfast` compiles it, with OpenMP where the compiler has it."""
+    source, binary = checkout / "run.c", folder / "run"
+    if not source.is_file():
+        sys.exit(f"error: {checkout} has no run.c: point --llama2c at a clone of https://github.com/karpathy/llama2.c")
+    base = ["gcc", "-Ofast", "-march=native", str(source), "-lm", "-o", str(binary)]
+    for command in (base[:1] + ["-fopenmp"] + base[1:], base):
+        if subprocess.run(command, capture_output=True).returncode == 0:
+            print(f"built {binary} with: {' '.join(command)}")
+            return binary
+    sys.exit(f"error: gcc could not build {source} (is gcc installed?)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--write-model", type=Path, metavar="PATH", help="write random stories15M-shaped weights to "
                         "PATH (llama2.c's format) and stop")
-    parser.add_argument("--run", type=Path, help="an already built llama2.c run.c binary")
+    parser.add_argument("--llama2c", type=Path, metavar="CHECKOUT", help="a llama2.c checkout: build its run.c and "
+                        "use its tokenizer.bin")
+    parser.add_argument("--run", type=Path, help="an already built llama2.c run.c binary (instead of --llama2c)")
     parser.add_argument("--model", type=Path, help="a llama2.c legacy .bin model")
     parser.add_argument("--tokenizer", type=Path, help="llama2.c's tokenizer.bin")
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
@@ -80,9 +97,12 @@ def main() -> None:
         path = write_llama2c(GPT(LLAMA2C_STORIES15M), args.write_model)
         print(f"wrote {path} ({path.stat().st_size:,} bytes): random weights of llama2.c's stories15M shape")
         return
+    if args.llama2c:
+        args.run = build_run_c(args.llama2c, Path(tempfile.mkdtemp(prefix="llama2c-")))
+        args.tokenizer = args.tokenizer or args.llama2c / "tokenizer.bin"
     missing = [f"--{name}" for name in ("run", "model", "tokenizer") if getattr(args, name) is None]
     if missing:
-        parser.error(f"{', '.join(missing)} needed (or --write-model PATH)")
+        parser.error(f"{', '.join(missing)} needed (--llama2c CHECKOUT gives --run and --tokenizer; or --write-model)")
     for path in (args.run, args.model, args.tokenizer):
         if not path.is_file():
             parser.error(f"{path} is not a file")
