@@ -61,3 +61,33 @@ def test_every_notebook_fits_one_sitting_and_says_how_long_it_takes(notebook):
     stated = HEADER.search(text)
     assert stated, "the header says '**How long it takes**: about N minutes ...'"
     assert abs(int(stated.group(1)) - time.minutes) <= 5, f"the header says {stated.group(1)}, the formula {time}"
+
+
+def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
+    from tinylm.course.claims import moved_figures, notebook_cells
+
+    old = notebook_cells(write_notebook(tmp_path / "old.ipynb", "prose", "loss 1.234 at step 100, 34.4% clipped"))
+    new = notebook_cells(write_notebook(tmp_path / "new.ipynb", "prose", "loss 1.250 at step 100, 35.0% clipped"))
+    assert moved_figures(old, new) == ["cell 1: 1.234 -> 1.250, 34.4% -> 35.0%"]
+    assert moved_figures(old, old) == []
+
+
+def test_the_refresh_script_compares_a_notebook_with_an_older_copy(tmp_path):
+    """The maintainer's one-line regression check, in its compare-only mode (a real re-run takes minutes)."""
+    import subprocess
+    import sys
+
+    notebook = next((REPO / "notebooks").glob("01_*.ipynb"))
+    cells = json.loads(notebook.read_text())
+    index, cell = next((i, c) for i, c in enumerate(cells["cells"])
+                       if c["cell_type"] == "code" and any("text" in o for o in c.get("outputs", [])))
+    output = next(o for o in cell["outputs"] if "text" in o)
+    text = "".join(output["text"])
+    number = re.search(r"\d+", text).group(0)
+    output["text"] = text.replace(number, str(int(number) + 1), 1)
+    older = tmp_path / "older.ipynb"
+    older.write_text(json.dumps(cells))
+    done = subprocess.run([sys.executable, "scripts/refresh_notebook.py", "01", "--compare", str(older)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"cell {index}: {int(number) + 1} -> {number}" in done.stdout and "study time by the formula" in done.stdout

@@ -152,3 +152,30 @@ def study_time(path: str | Path) -> StudyTime:
             exercises += in_exercises and bool(EXERCISE.match(line))
     runtime = RUNTIME_LINE.search(output_text(cells))
     return StudyTime(words, code, exercises, float(runtime.group(1)) if runtime else None)
+
+
+def cell_numbers(cells: list[dict]) -> dict[int, list[str]]:
+    """Per code cell (its index), the numbers its outputs printed, in order."""
+    numbers = {}
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            text = output_text([cell])
+            numbers[index] = re.findall(r"-?\d+(?:,\d{3})*(?:\.\d+)?%?", text)
+    return numbers
+
+
+def moved_figures(old: list[dict], new: list[dict]) -> list[str]:
+    """What changed between two runs of one notebook: for each code cell (by index), each printed number that differs
+    at the same position of the cell's output, as 'cell 12: 1.2345 -> 1.2401'; a cell whose outputs have a different
+    number of numbers is reported as such. The cells must be the same (the same code, re-run)."""
+    before, after = cell_numbers(old), cell_numbers(new)
+    lines = []
+    for index in sorted(set(before) | set(after)):
+        was, now = before.get(index, []), after.get(index, [])
+        if len(was) != len(now):
+            lines.append(f"cell {index}: {len(was)} numbers before, {len(now)} after")
+            continue
+        changes = [f"{a} -> {b}" for a, b in zip(was, now) if a != b]
+        if changes:
+            lines.append(f"cell {index}: " + ", ".join(changes))
+    return lines
