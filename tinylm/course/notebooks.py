@@ -48,6 +48,15 @@ def colab_url(notebook: str) -> str:
     return f"https://colab.research.google.com/github/{github}/blob/{BRANCH}/notebooks/{notebook}"
 
 
+def open_notebook_command(notebook: str) -> str:
+    """How to open `notebook` from here: `jupyter lab` on its file in a clone of the repository, else (the package
+    installed from a wheel, as on Colab, with no notebooks/ folder) its Colab address."""
+    path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
+    if path.is_file():
+        return f"jupyter lab {shown(path)}"
+    return f"open {colab_url(notebook)}"
+
+
 def colab_badge(notebook: str) -> str:
     """The markdown line of `notebook`'s "Open in Colab" badge."""
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
