@@ -68,7 +68,7 @@ TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories":
                    "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
-# (README, "Course map", says what they reached and how long they took).
+# (notebooks/README.md, "How the notebooks work", says what they reached and how long they took).
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
 
 
