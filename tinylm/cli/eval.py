@@ -1,6 +1,6 @@
 """Command line: measure a trained checkpoint.
 
-    python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text data/shakespeare_char/input.txt [--json]
+    python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt [--json]
     python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
 
 `loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss, which says what is
