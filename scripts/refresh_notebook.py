@@ -79,6 +79,12 @@ def main(argv=None) -> None:
     print("study time by the formula: " + json.dumps({"prose_words": time_.prose_words, "code_lines":
           time_.code_lines, "exercises": time_.exercises, "runtime_seconds": time_.runtime_seconds,
           "minutes": round(time_.minutes)}))
+    from tinylm.course.guide import replace_table, tables
+
+    behind = [path.relative_to(REPO) for path, (name, table) in tables(REPO).items()
+              if replace_table(path.read_text(encoding="utf-8"), name, table) != path.read_text(encoding="utf-8")]
+    if behind:
+        print(f"course tables behind the outputs in {', '.join(map(str, behind))}: python scripts/course_tables.py")
 
 
 if __name__ == "__main__":
