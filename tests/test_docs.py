@@ -249,3 +249,14 @@ def test_readme_fits_and_starts_with_the_setup():
     test_command = "pip install -r requirements-dev.txt -c .ci/constraints.txt && pytest -n auto --dist loadfile"
     assert test_command in first_screen
     assert first_screen.index("whl/cpu") < first_screen.index("pip install -r requirements.txt")
+
+
+@pytest.mark.parametrize("document", ["README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"])
+def test_front_pages_type_no_measured_figure(document):
+    """README, the teacher's page and CONTRIBUTING state no measured figure (tinylm.course.claims's sense: a
+    decimal, a percentage, a ratio): those live, with the run that printed them, in the notebooks' outputs and the
+    course guide, and the course tables are generated."""
+    from tinylm.course.claims import figures, prose
+
+    text = re.sub(r"```.*?```", "", (ROOT / document).read_text(encoding="utf-8"), flags=re.S)
+    assert figures(prose(text)) == []
