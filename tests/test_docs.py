@@ -184,7 +184,7 @@ def test_epilogue_names_no_repository_folder(tmp_path, monkeypatch):
     fake_package = tmp_path / "site-packages" / "tinylm" / "course" / "notebooks.py"
     monkeypatch.setattr(notebooks, "__file__", str(fake_package))
     line = notebooks.open_notebook_command("03_train_char_gpt.ipynb")
-    assert line.startswith("open https://colab.research.google.com/") and "notebooks/03" in line
+    assert line.startswith("https://colab.research.google.com/") and "notebooks/03" in line
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
     assert train_cli._text_to_score("shakespeare-char") is None  # nothing prepared: no eval loss line
     (tmp_path / "data" / "shakespeare_char").mkdir(parents=True)

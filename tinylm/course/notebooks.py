@@ -54,7 +54,7 @@ def open_notebook_command(notebook: str) -> str:
     path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
     if path.is_file():
         return f"jupyter lab {shown(path)}"
-    return f"open {colab_url(notebook)}"
+    return f"{colab_url(notebook)}   # open it in Colab"
 
 
 def colab_badge(notebook: str) -> str:
