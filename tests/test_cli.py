@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO, run_cli
+from tests.test_docs import problems_of
 from tinylm.generate.stream import generate_text
 from tinylm.train.checkpoint import find_checkpoint, load_checkpoint, load_model
 
@@ -75,6 +76,9 @@ def test_train_shows_the_total_and_an_eta_and_ends_with_where_the_run_is_and_wha
     assert (f"python -m tinylm.sample --ckpt {out}" in epilogue
             and f"python -m tinylm.eval loss --ckpt {out}" in epilogue)
     assert "notebooks/03_train_char_gpt.ipynb" in epilogue
+    for line in epilogue.split("next:", 1)[1].splitlines():  # each command it suggests works pasted
+        if "python -m tinylm." in line:
+            assert not problems_of(line.split("   #")[0].strip()), line
     plot = next(line for line in epilogue.splitlines() if "plot_losses" in line).split("   #")[0].strip()
     completed = subprocess.run(plot, shell=True, cwd=REPO, env={**os.environ, "MPLBACKEND": "Agg"}, capture_output=True,
                                text=True, timeout=120)

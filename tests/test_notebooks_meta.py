@@ -76,7 +76,7 @@ def test_the_twins_hold_the_same_cells(twin):
 
 @pytest.mark.parametrize("twin", PAIRS, ids=lambda p: p.stem)
 def test_committed_outputs_carry_no_execution_timestamps(twin):
-    """Outputs are committed from nbconvert runs without timing (README, "Notebooks"); a timestamp left from an
+    """Outputs are committed from nbconvert runs without timing (CONTRIBUTING.md); a timestamp left from an
     earlier draft would contradict the times the outputs themselves print."""
     stamped = [i for i, cell in enumerate(jupytext.read(ipynb_of(twin)).cells) if "execution" in cell.metadata]
     assert not stamped, f"cells {stamped} carry metadata.execution: strip it"

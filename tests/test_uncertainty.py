@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from tinylm.eval.uncertainty import compare, separated, spread, wilson_interval
+from tinylm.eval.uncertainty import compare, null_pass_rate, separated, spread, told_apart, wilson_interval
 
 
 def test_spread_is_mean_min_max():
@@ -23,17 +23,35 @@ def test_spread_refuses_empty_and_diverged():
         spread([1.0, float("nan")])
 
 
-def test_compare_names_winner_and_separation():
-    text = compare("gpt2", [1.30, 1.32], "llama", [1.20, 1.22])
+def test_compare_names_winner_and_gives_the_verdict_by_the_rule():
+    text = compare("gpt2", [1.30, 1.32, 1.31], "llama", [1.20, 1.22, 1.21])
     assert text.startswith("llama beats gpt2 on val loss by 0.100 (means 1.210 vs 1.310;")  # the winner's mean first
-    assert "larger than the seed spread" in text
-    overlapping = compare("a", [1.0, 1.3], "b", [1.1, 1.2])
-    assert "within the seed spread" in overlapping
-    higher = compare("a", [0.5, 0.6], "b", [0.7, 0.8], lower_is_better=False, metric="accuracy")
-    assert higher.startswith("b beats a on accuracy")
-    timing = compare("eager", [10.0, 11.0], "compiled", [5.0, 6.0], metric="ms", replicate="round")
-    assert "larger than the round spread (every round of compiled beats every round of eager)" in timing
+    assert "told apart: every seed of llama beats every seed of gpt2 (with no real difference that happens 10%" in text
+    two_seeds = compare("gpt2", [1.30, 1.32], "llama", [1.20, 1.22])
+    assert "not told apart: the ranges do not overlap, but with fewer than 3 seeds" in two_seeds and "33%" in two_seeds
+    overlapping = compare("a", [1.0, 1.3, 1.2], "b", [1.1, 1.2, 1.25])
+    assert overlapping.endswith("not told apart: the seeds overlap")
+    higher = compare("a", [0.5, 0.6, 0.55], "b", [0.7, 0.8, 0.75], lower_is_better=False, metric="accuracy")
+    assert higher.startswith("b beats a on accuracy") and "told apart: every seed of b" in higher
+    timing = compare("eager", [10.0, 11.0, 10.5], "compiled", [5.0, 6.0, 5.5], metric="ms", replicate="round")
+    assert "told apart: every round of compiled beats every round of eager" in timing
     assert separated([0.5, 0.6], [0.7, 0.8]) and not separated([0.5, 0.75], [0.7, 0.8])
+    assert told_apart([1, 2, 3], [4, 5, 6]) and not told_apart([1, 2], [4, 5]) and not told_apart([1, 5, 3], [4, 6, 7])
+
+
+def test_the_null_pass_rate_is_what_a_simulation_of_no_difference_gives():
+    """Two arms drawn from one distribution: how often do their ranges not overlap? The formula, 2 / C(n_a + n_b, n_a),
+    against 20,000 simulated experiments at each size."""
+    rng = random.Random(0)
+    for n_a, n_b in ((2, 2), (3, 3), (4, 4), (3, 5)):
+        trials = 20_000
+        hits = 0
+        for _ in range(trials):
+            a = [rng.gauss(0, 1) for _ in range(n_a)]
+            b = [rng.gauss(0, 1) for _ in range(n_b)]
+            hits += separated(a, b)
+        assert hits / trials == pytest.approx(null_pass_rate(n_a, n_b), abs=0.01), (n_a, n_b)
+    assert null_pass_rate(2, 2) == pytest.approx(1 / 3) and null_pass_rate(3, 3) == pytest.approx(0.1)
 
 
 def test_wilson_matches_formula_and_coverage():

@@ -93,8 +93,8 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
 
     'auto' is fp32 on a CPU even where `bf16_is_fast` says yes: at the cpu recipes' sizes autocast's casts cost
     more than its faster products save (an AVX-512 CPU with native bf16: 9.3 ms per step in bf16 against 7.5 in
-    fp32, README's "Why the cpu recipes look as they do"); without native bf16 it is many times slower. An explicit
-    'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
+    fp32, the course guide's "Why the cpu recipes look as they do"); without native bf16 it is many times slower.
+    An explicit 'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
     if requested != "auto":
         dtype = getattr(torch, requested)
         if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
@@ -251,8 +251,9 @@ def keep_freed_memory() -> bool:
     glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mapping and unmaps
     it on free, so the next allocation of that size faults each 4 KiB page in again, zero-filled by the
     kernel. A CPU training step allocates and frees the same big tensors (the logits and their gradients) every
-    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (README,
-    "Results", has what that saved). Peak memory is unchanged; the process keeps its high-water mark until it exits.
+    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (the
+    course guide's "Results" has what that saved). Peak memory is unchanged; the process keeps its high-water mark
+    until it exits.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -293,7 +294,7 @@ def configure_backend(device: str | torch.device | None = None) -> str | None:
 
     On a CPU, freed big blocks stay in the heap (`keep_freed_memory`), and PyTorch gets one thread per core that
     other processes leave free (`spare_cores`): its threads wait for each other at every operation, so a thread
-    whose core is busy elsewhere stalls them all (README, "Timings assume an idle machine", has the figures). An
+    whose core is busy elsewhere stalls them all (course guide, "Timings assume an idle machine", has the figures). An
     OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
     convolutions may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). All
     of it lasts for the life of the process. `device`: the one training will use (default: the best available)."""

@@ -40,7 +40,7 @@
 # |---|---|---|
 # | `smoke` (CI) | every check; a 2-layer, 32-wide model for 30 steps | ~8 s |
 # | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | 111 s (measured on an idle 2-core machine) |
-# | `gpu` | every check; the gpu recipe (6 layers, 10.8M parameters), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | every check; the gpu recipe (6 layers, 10.8M parameters), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW and decoupled weight decay
 # ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)), the cosine schedule (SGDR,

@@ -53,7 +53,7 @@
 # |---|---|---|
 # | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | ~15 s |
 # | `cpu` (2-core laptop) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | 242 s (measured on an idle 2-core machine) |
-# | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, hours) | see [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, hours) | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # The `cpu` and `gpu` runs train for a fixed time, so what they reach depends on the machine: a faster
 # one takes more steps in the same minutes. The stories15M section needs the network; offline it says so
@@ -560,7 +560,7 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # - `gpu`: the 51M model with the recipe's learning rate, but 2 micro-batches of 32 sequences per step
 #   instead of 32 (16,384 tokens per step instead of 262,144), a 100-step warmup instead of 2,000, 7
 #   minutes of training, and one validation pass at the end: with the full batch, 7 minutes would hold too
-#   few steps to leave the warmup (README's [Running on a GPU](../README.md#running-on-a-gpu) works it out).
+#   few steps to leave the warmup (README's [Running on a GPU](README.md#running-on-a-gpu) works it out).
 # - `FULL_RECIPE = True`: the recipe as it stands, to its last step.
 #
 # The trainer evaluates on the whole validation split, with the unk penalty when the vocabulary is

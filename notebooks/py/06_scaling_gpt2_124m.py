@@ -55,7 +55,7 @@
 # |---|---|---|
 # | `smoke` (CI) | a 2-process run of 10 steps, 16 HellaSwag examples, eager steps only (no compile) | ~45 s (2 min on a busy machine) |
 # | `cpu` (2-core laptop) | a 2-process run of 100 steps, 200 HellaSwag examples, eager vs compiled steps (interleaved rounds); online also OpenAI's GPT-2 (the 20,000-token validation shard and the first 100 HellaSwag examples) | offline 62 s (measured on an idle 2-core machine); online a few minutes more for OpenAI's GPT-2 (estimated) |
-# | `gpu` | the same, plus a bounded 124M run (`FULL_RECIPE = False`) or the full recipe (`True`) | not measured here: estimates in [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | the same, plus a bounded 124M run (`FULL_RECIPE = False`) or the full recipe (`True`) | not measured here: estimates in [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # The data cells use 120 documents of FineWeb-Edu: the offline mirror's sample when `TINYLM_DATA_MIRROR`
 # is set, otherwise the first 120 documents streamed from Hugging Face (as the track's `smoke` and `cpu`
@@ -184,7 +184,7 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 # An H100 (SXM) peaks at 989 TFLOP/s for dense bf16 matmuls; a real run achieves a fraction of that, its
 # *model FLOPs utilisation* (MFU), more on which below. The example below is **arithmetic, not a
 # measurement**; what it means in wall-clock time and money on real GPUs is in
-# [Running on a GPU](../README.md#running-on-a-gpu).
+# [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -923,7 +923,7 @@ for n in (100, 2_000, 10_042):
 #   every GPU of the machine, run from this notebook (it prepares all 10B tokens, 20 GB, first). From a
 #   terminal the same command is the way to run it.
 #
-# What either costs in time on real GPUs: [Running on a GPU](../README.md#running-on-a-gpu).
+# What either costs in time on real GPUs: [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 def run_and_print(command: list[str]) -> None:

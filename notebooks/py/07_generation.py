@@ -42,7 +42,7 @@
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
 # | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings in 3 interleaved rounds | 54 s (measured on an idle 2-core machine) with the runs of notebooks 3 and 5; without them it first trains stand-ins (below), many minutes more |
-# | `gpu` | the same on a GPU | not measured; see [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
 # `runs/`. Where they are missing (a fresh Colab machine always starts empty), it trains a stand-in for

@@ -49,7 +49,7 @@
 #
 # On a GPU (`gpu` profile) the notebook trains the same 16 runs with budgets scaled to the GPU, bounded by
 # default (`FULL_RECIPE = False`); how long that takes, and what `FULL_RECIPE = True` costs, is in
-# [Running on a GPU](../README.md#running-on-a-gpu).
+# [Running on a GPU](README.md#running-on-a-gpu).
 #
 # **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
 # ([Su et al., 2021](https://arxiv.org/abs/2104.09864)), SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202)),

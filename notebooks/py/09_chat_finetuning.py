@@ -50,7 +50,7 @@
 # |---|---|---|
 # | `smoke` (CI) | every check; a 20-step tiny base, 2 × 20 SFT steps (two seeds), 8 held-out prompts | ~1 min |
 # | `cpu` (2-core laptop) | pretrains a 4-layer, 128-wide base (450 steps on TinyStories + FineWeb-Edu samples), 2 × 800 SFT steps (two seeds) on 991 conversations, all 109 held-out prompts for the baseline, before and after | 393 s (measured on an idle 2-core machine, base pretraining included) |
-# | `gpu` | OpenAI's GPT-2 124M from Hugging Face (needs the network): `FULL_RECIPE = False` (the default; Colab) fine-tunes for 1,000 steps per seed, `True` for two epochs | see [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | OpenAI's GPT-2 124M from Hugging Face (needs the network): `FULL_RECIPE = False` (the default; Colab) fine-tunes for 1,000 steps per seed, `True` for two epochs | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)): SFT is the first of
 # its three steps, and the one that turns a text model into an assistant; Self-Instruct

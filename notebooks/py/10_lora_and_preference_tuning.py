@@ -43,7 +43,7 @@
 # |---|---|---|
 # | `smoke` (CI) | every check; tiny runs of a few steps | ~1 min |
 # | `cpu` (2-core laptop) | full SFT and LoRA from notebook 9's base (2 arms × 2 seeds × 300 steps), DPO on notebook 9's chat model (2 seeds × 120 steps) | 268 s (measured on an idle 2-core machine, with notebook 9's runs present; without them notebook 9's SFT runs first, a few minutes more) |
-# | `gpu` | GPT-2 124M: see [Running on a GPU](../README.md#running-on-a-gpu) | not measured |
+# | `gpu` | GPT-2 124M: see [Running on a GPU](README.md#running-on-a-gpu) | not measured |
 #
 # **Papers**: LoRA ([Hu et al., 2021](https://arxiv.org/abs/2106.09685)); QLoRA
 # ([Dettmers et al., 2023](https://arxiv.org/abs/2305.14314)), LoRA on a 4-bit frozen base; "LoRA Learns

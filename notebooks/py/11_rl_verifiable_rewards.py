@@ -44,7 +44,7 @@
 # |---|---|---|
 # | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
 # | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 5,000 steps, 2,500 rollouts), 2 rewards × 2 seeds × 200 steps | 252 s (measured on an idle 2-core machine before GRPO ran in the one Trainer; its 2,500 rollouts took 195 s of it) |
-# | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](../README.md#running-on-a-gpu) |
+# | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
 # DPO ([Rafailov et al., 2023](https://arxiv.org/abs/2305.18290)), preference tuning without RL, for contrast
@@ -219,7 +219,7 @@ print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the sa
 # `eval_interval` steps it measures the
 # greedy accuracy on the held-out problems; best.pt keeps the best. It reuses the starting model trained above.
 # One line of GPU logistics: on a GPU use the gpu profile, timings in
-# [Running on a GPU](../README.md#running-on-a-gpu).
+# [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 budget = None if FULL_RECIPE or PROFILE == "smoke" else BOUNDED_SECONDS

@@ -48,7 +48,7 @@
 # | `cpu` (2-core laptop) | the record table: 9 attempts × 2 seeds × 25 s of training on Shakespeare | just under 10 minutes (README has the measured time) |
 #
 # On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
-# `FULL_RECIPE = True` (see [Running on a GPU](../README.md#running-on-a-gpu)). `python -m tinylm.bench
+# `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)). `python -m tinylm.bench
 # speedrun` races the default and speedrun recipes for 70 s each at three seeds (README, "The laptop speedrun").
 #
 # **Papers and posts**: Muon ([Jordan et al., 2024](https://kellerjordan.github.io/posts/muon/);

@@ -54,7 +54,7 @@
 #
 # On a GPU (`gpu` profile) the notebook runs the cpu profile's sweep by default (`FULL_RECIPE = False`);
 # `FULL_RECIPE = True` runs 4 larger budgets × 6 sizes on the first 300,000 stories of the full TinyStories
-# (a download). What that costs is in [Running on a GPU](../README.md#running-on-a-gpu).
+# (a download). What that costs is in [Running on a GPU](README.md#running-on-a-gpu).
 #
 # **Papers**: Kaplan et al., 2020, [Scaling Laws for Neural Language Models](https://arxiv.org/abs/2001.08361);
 # Hoffmann et al., 2022, [Training Compute-Optimal Large Language Models](https://arxiv.org/abs/2203.15556)

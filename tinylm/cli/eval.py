@@ -1,6 +1,6 @@
 """Command line: measure a trained checkpoint.
 
-    python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt [--batch-size 8] [--device cpu] [--json]
+    python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt [--json]
     python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
 
 `loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss, which says what is
@@ -116,7 +116,8 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    loss_example = "python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text story.txt"
+    loss_example = ("python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt"
+                    "   # the text train downloaded; any UTF-8 file works")
     hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
     parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))

@@ -110,7 +110,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories",
                        "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin "
                        "--format llama2c")
-    import_examples = ("python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt",
+    import_examples = ("python -m tinylm.interop import --hf gpt2 --out runs/gpt2/last.pt   # a Hub name, or a folder",
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
                        "--out stories15M.pt")
     parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],

@@ -46,9 +46,9 @@ import json
 import shlex
 
 from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
-from ..course.notebooks import next_notebooks
+from ..course.notebooks import next_notebooks, open_notebook_command
 from ..distributed import run_in_world
-from ..paths import shown
+from ..paths import data_dir, shown
 from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
@@ -101,15 +101,18 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     folder = shlex.quote(shown(out))
     next_steps = [
         f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
-        f"python -m tinylm.eval loss --ckpt {folder} --text FILE   # loss and bits per byte on any text",
     ]
+    text = _text_to_score(track.name)
+    if text is not None:
+        next_steps.append(f"python -m tinylm.eval loss --ckpt {folder} --text {shlex.quote(shown(text))}"
+                          f"   # loss and bits per byte of a text (this one it trained on; any UTF-8 file works)")
     if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
         next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
     plot = (f"import matplotlib.pyplot as plt; from tinylm.course.plotting import plot_losses, read_metrics; "
             f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
     next_steps += [
         f"python -c {shlex.quote(plot)}   # the loss curves, drawn into loss.png",
-        *(f"jupyter lab notebooks/{name}   # from the repository's root" for name in next_notebooks(track.name)),
+        *(open_notebook_command(name) for name in next_notebooks(track.name)),
     ]
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
@@ -120,6 +123,17 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
         "-" * 40, sample, "-" * 40,
         "next:", *(f"  {command}" for command in next_steps),
     ])
+
+
+def _text_to_score(track: str):
+    """A text file the run's data preparation left on disk (the track's raw text), for the epilogue's `eval loss`
+    example; None when there is none (gpt2-124m's shards keep no text)."""
+    candidates = {"shakespeare-char": ["shakespeare_char/input.txt"],
+                  "tinystories": ["tinystories_sample_trimmed/sample.txt", "tinystories_sample/sample.txt"]}
+    for name in candidates.get(track, []):
+        if (data_dir() / name).is_file():
+            return data_dir() / name
+    return None
 
 
 def cli(argv=None) -> None:

@@ -48,6 +48,15 @@ def colab_url(notebook: str) -> str:
     return f"https://colab.research.google.com/github/{github}/blob/{BRANCH}/notebooks/{notebook}"
 
 
+def open_notebook_command(notebook: str) -> str:
+    """How to open `notebook` from here: `jupyter lab` on its file in a clone of the repository, else (the package
+    installed from a wheel, as on Colab, with no notebooks/ folder) its Colab address."""
+    path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
+    if path.is_file():
+        return f"jupyter lab {shown(path)}"
+    return f"{colab_url(notebook)}   # open it in Colab"
+
+
 def colab_badge(notebook: str) -> str:
     """The markdown line of `notebook`'s "Open in Colab" badge."""
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
@@ -59,7 +68,7 @@ TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories":
                    "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
-# (README, "Course map", says what they reached and how long they took).
+# (notebooks/README.md, "How the notebooks work", says what they reached and how long they took).
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
 
 

@@ -15,7 +15,7 @@ what a soft cap or QK-norm may then pay for). Notebook 12 runs it at two seeds p
 
 A greedy search in a fixed order can miss a change that only helps with another one; the order here follows the
 speedrun's own history (optimizer first, then architecture, then the schedule), with one change of size after
-Muon: at equal steps, Muon trains a second block far better than AdamW does (README, "The laptop speedrun"), so
+Muon: at equal steps, Muon trains a second block far better than AdamW does (course guide, "The laptop speedrun"), so
 whether the deeper model now pays for its slower steps is a question of the budget.
 """
 

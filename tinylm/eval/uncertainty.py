@@ -1,9 +1,13 @@
 """How sure a measurement is: the spread over seeds, and a confidence interval for an accuracy.
 
 A course comparison is an experiment: each arm runs at several seeds under the same budget, and a
-claim such as "RMSNorm beats LayerNorm" holds only when the gap between the arms is larger than the
-disagreement among seeds of the same arm. `spread` summarises one arm; `compare` states the verdict in
-one sentence that a notebook prints (so the prose never has to type a figure a re-run could change).
+claim such as "RMSNorm beats LayerNorm" is made only by a stated rule. The rule here: each arm has at least
+MIN_SEEDS = 3 seeds, and every seed of one arm beats every seed of the other (their ranges do not overlap).
+Otherwise the verdict is "not told apart". Why 3: if the two arms were the same (a null difference), their
+n_a + n_b results would be exchangeable, and the chance that one arm's all lie below the other's, in either
+order, is 2 / C(n_a + n_b, n_a) (`null_pass_rate`): 1 in 3 with 2 seeds each, 1 in 10 with 3, 1 in 35 with 4.
+`spread` summarises one arm; `compare` states the verdict in one sentence that a notebook prints (so the prose
+never has to type a figure a re-run could change).
 
 An accuracy measured on n examples is a binomial proportion; `wilson_interval` gives its 95%
 interval (Wilson's score interval, which stays inside [0, 1] and behaves at 0% and 100%, where the
@@ -49,27 +53,44 @@ def spread(values: Sequence[float]) -> Spread:
     return Spread(mean=sum(values) / len(values), low=min(values), high=max(values), n=len(values))
 
 
+MIN_SEEDS = 3  # a verdict needs at least this many seeds per arm (the module docstring says why)
+
+
+def null_pass_rate(n_a: int, n_b: int) -> float:
+    """The chance that two arms of n_a and n_b results with no real difference still have ranges that do not overlap
+    (all of one arm below all of the other, either way round): 2 / C(n_a + n_b, n_a), for results without ties."""
+    return 2 / math.comb(n_a + n_b, n_a)
+
+
 def separated(a: Sequence[float], b: Sequence[float]) -> bool:
     """True when every seed of one arm beats every seed of the other: the ranges over seeds do not overlap."""
     sa, sb = spread(a), spread(b)
     return sa.high < sb.low or sb.high < sa.low
 
 
+def told_apart(a: Sequence[float], b: Sequence[float], min_seeds: int = MIN_SEEDS) -> bool:
+    """The rule a verdict needs: at least `min_seeds` results per arm, and ranges that do not overlap."""
+    return min(len(a), len(b)) >= min_seeds and separated(a, b)
+
+
 def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *, lower_is_better: bool = True,
             metric: str = "val loss", digits: int = 3, replicate: str = "seed") -> str:
-    """One sentence: which arm won on `metric`, by how much (difference of means, the winner's mean first), and
-    whether the gap is larger than the spread over replicates (seeds, or rounds of a timing): non-overlapping
-    ranges, or within it (not a result yet)."""
+    """One sentence: which arm came out ahead on `metric`, by how much (difference of means, the winner's mean first),
+    and the verdict by the module's rule: "told apart" (at least MIN_SEEDS replicates per arm, seeds or rounds of a
+    timing, and ranges that do not overlap) or "not told apart"."""
     sa, sb = spread(a), spread(b)
     a_better = sa.mean < sb.mean if lower_is_better else sa.mean > sb.mean
     winner, loser = (name_a, name_b) if a_better else (name_b, name_a)
     gap = abs(sa.mean - sb.mean)
     widest = max(sa.high - sa.low, sb.high - sb.low)
-    if separated(a, b):
-        verdict = (f"larger than the {replicate} spread (every {replicate} of {winner} beats every {replicate} "
-                   f"of {loser})")
+    if told_apart(a, b):
+        verdict = (f"told apart: every {replicate} of {winner} beats every {replicate} of {loser} (with no real "
+                   f"difference that happens {null_pass_rate(len(a), len(b)):.0%} of the time)")
+    elif separated(a, b):
+        verdict = (f"not told apart: the ranges do not overlap, but with fewer than {MIN_SEEDS} {replicate}s an arm "
+                   f"that is no better does that {null_pass_rate(len(a), len(b)):.0%} of the time")
     else:
-        verdict = f"within the {replicate} spread: the {replicate}s overlap, so this run does not tell them apart"
+        verdict = f"not told apart: the {replicate}s overlap"
     winner_mean, loser_mean = (sa.mean, sb.mean) if a_better else (sb.mean, sa.mean)
     return (f"{winner} beats {loser} on {metric} by {gap:.{digits}f} (means {winner_mean:.{digits}f} vs "
             f"{loser_mean:.{digits}f}; widest range over {replicate}s {widest:.{digits}f}): {verdict}")

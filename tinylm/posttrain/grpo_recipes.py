@@ -14,7 +14,7 @@ constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's st
 100-300 rollouts at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4
 updates per rollout were no faster than this. The step count, not a clock, bounds the cpu run, so a loaded machine
 trains the same recipe for longer instead of less: 2,500 rollouts (5,000 steps, one update each) take about 3
-minutes on an idle 2-core machine (README). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more
+minutes on an idle 2-core machine (the course guide). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more
 prompts); its figures are not measured.
 """
 
@@ -94,7 +94,7 @@ RL_RECIPES = {
                                                      eval_interval=0, log_interval=10),
                       train=dataclasses.replace(_GRPO_TRAIN, max_steps=6, eval_interval=3, log_interval=2),
                       prompts=4, group_size=4, updates=1, held_out=32),
-    # the issue's goal: +20 points of held-out accuracy within 10 minutes on 2 cores (measured: README, notebook 11)
+    # the issue's goal: +20 points of held-out accuracy in 10 minutes on 2 cores (measured: course guide, notebook 11)
     "cpu": RLRecipe(tasks=_TASKS, base_shape=_BASE_SHAPE, base_train=_BASE_TRAIN, train=_GRPO_TRAIN, prompts=32),
     # not measured: 3-digit arithmetic on a 4-layer, 128-wide model, 64 prompts per rollout
     "gpu": RLRecipe(tasks={"arithmetic": ({"digits": 3}, 8), "countdown": _TASKS["countdown"]},

@@ -14,8 +14,8 @@ mixture of experts) and the vocabulary from the prepared tokenizer, rounded up t
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
 notebooks and the stand-in runs of `tinylm.course.notebooks.find_or_train` all go through these two functions.
 
-Why the cpu recipes look the way they do, with the measurements behind it: README, "Why the cpu recipes look as
-they do".
+Why the cpu recipes look the way they do, with the measurements behind it: the course guide (notebooks/README.md),
+"Why the cpu recipes look as they do".
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ SHAKESPEARE_CHAR = Track(
         ),
     },
     # Muon, and a second block: with AdamW a second block barely helps per step and halves the steps per second;
-    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it (README, "The
+    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it (course guide, "The
     # laptop speedrun").
     speedruns={"smoke": {}, "cpu": {"n_layer": 2}},
 )
@@ -241,7 +241,7 @@ TINYSTORIES = Track(
                         eval_batch_size=64),
         ),
     },
-    # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW (README, "The
+    # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW (course guide, "The
     # laptop speedrun").
     speedruns={"smoke": {}, "cpu": {}},
 )

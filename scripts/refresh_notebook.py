@@ -1,0 +1,91 @@
+"""Re-run a notebook under the cpu profile, in place, and print which figures in its outputs moved.
+
+    python scripts/refresh_notebook.py 07                 # notebooks/07_*.ipynb, re-run and compared
+    python scripts/refresh_notebook.py 07 --profile smoke # a quick run (its outputs are not the committed kind)
+    python scripts/refresh_notebook.py 07 --compare OLD.ipynb   # compare only: OLD against the notebook as it is
+
+A maintainer's regression check of one notebook in one line. The committed outputs of every notebook come from a
+real run of the `cpu` profile; this runs it the way they were made (widgets printed as text, streamed output
+coalesced, no per-cell timing metadata), then lists, cell by cell, each printed number that changed, old -> new,
+and the study-time figures the tests check (tinylm.course.claims). Read the list against the prose: a sentence that
+depends on a figure that moved must be re-read (the claims test catches a typed figure that no output supports).
+Run it from the repository's root; it needs the offline mirror or the network, as the notebook does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tinylm.course.claims import moved_figures, notebook_cells, study_time  # noqa: E402
+
+
+def find_notebook(number: str) -> Path:
+    matches = sorted((REPO / "notebooks").glob(f"{number}*.ipynb"))
+    if len(matches) != 1:
+        names = ", ".join(p.name for p in sorted((REPO / "notebooks").glob("*.ipynb")))
+        sys.exit(f"error: {number!r} names {len(matches)} notebooks; give its number or name, one of: {names}")
+    return matches[0]
+
+
+def run(notebook: Path, profile: str) -> float:
+    """Execute the notebook in place as its committed outputs were made; returns the wall time in seconds."""
+    env = {**os.environ, "TINYLM_PROFILE": profile, "TINYLM_WIDGETS": "0"}
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+               "--ExecutePreprocessor.timeout=3600", "--ExecutePreprocessor.record_timing=False",
+               '--NotebookExporter.preprocessors=["nbconvert.preprocessors.CoalesceStreamsPreprocessor"]',
+               str(notebook)]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, env=env)
+    if done.returncode != 0:
+        sys.exit(f"error: the notebook failed under the {profile} profile (exit {done.returncode}); its file keeps "
+                 "the outputs up to the failing cell: git diff shows them, git checkout restores it")
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebook", help="the notebook's number (07) or the start of its name")
+    parser.add_argument("--profile", default="cpu", choices=("smoke", "cpu", "gpu"))
+    parser.add_argument("--compare", type=Path, metavar="OLD", help="do not run: compare OLD with the notebook")
+    args = parser.parse_args(argv)
+    notebook = find_notebook(args.notebook)
+    if args.compare is not None:
+        old, seconds = notebook_cells(args.compare), None
+    else:
+        with tempfile.TemporaryDirectory() as scratch:
+            saved = Path(scratch) / notebook.name
+            shutil.copy(notebook, saved)
+            old = notebook_cells(saved)
+        seconds = run(notebook, args.profile)
+    moved = moved_figures(old, notebook_cells(notebook))
+    print(f"{notebook.relative_to(REPO)}: {len(moved)} cell(s) with figures that moved" + (":" if moved else ""))
+    for line in moved:
+        print(f"  {line}")
+    if seconds is not None:
+        print(f"ran in {seconds:.0f} s under the {args.profile} profile; the outputs are in the notebook (git diff "
+              "shows them)")
+    time_ = study_time(notebook)
+    print("study time by the formula: " + json.dumps({"prose_words": time_.prose_words, "code_lines":
+          time_.code_lines, "exercises": time_.exercises, "runtime_seconds": time_.runtime_seconds,
+          "minutes": round(time_.minutes)}))
+    from tinylm.course.guide import replace_table, tables
+
+    behind = [path.relative_to(REPO) for path, (name, table) in tables(REPO).items()
+              if replace_table(path.read_text(encoding="utf-8"), name, table) != path.read_text(encoding="utf-8")]
+    if behind:
+        print(f"course tables behind the outputs in {', '.join(map(str, behind))}: python scripts/course_tables.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Every sentence true and every lesson one sitting: each figure in a notebook's prose is printed by its saved
+outputs or listed with its source in notebooks/SOURCES.md, and each notebook's study time by the course's formula
+(tinylm.course.claims) is at most 75 minutes, its runtime included, and is what its header says."""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO
+from tinylm.course.claims import figures, read_sources, study_time, unsupported_figures
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+SOURCES = REPO / "notebooks" / "SOURCES.md"
+ONE_SITTING_MINUTES = 75
+HEADER = re.compile(r"\*\*How long it takes\*\*: about (\d+) minutes")
+
+
+def write_notebook(path: Path, markdown: str, printed: str) -> Path:
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": markdown},
+             {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "print(...)",
+              "outputs": [{"output_type": "stream", "name": "stdout", "text": printed}]}]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    return path
+
+
+def test_the_claims_check_flags_the_one_figure_no_output_or_source_supports(tmp_path):
+    notebook = write_notebook(tmp_path / "99_demo.ipynb",
+                              "The loss fell to 1.234 (printed above), **56.7%** of steps clipped, 2.5× faster; "
+                              "`lr = 0.001` is code, $\\epsilon = 0.5$ is math, [a link](https://x.org/1.5), "
+                              "arXiv:2402.03300, and 12 layers is an integer.",
+                              "val loss 1.2345 | speed-up 2.50x")
+    sources = tmp_path / "SOURCES.md"
+    sources.write_text("| notebook | figure | source |\n|---|---|---|\n")
+    assert unsupported_figures(notebook, read_sources(sources)) == ["56.7%"]
+    sources.write_text("| notebook | figure | source |\n|---|---|---|\n| 99_demo | 56.7 | a paper's Table 2 |\n")
+    assert unsupported_figures(notebook, read_sources(sources)) == []
+    sources.write_text("| notebook | figure | source |\n|---|---|---|\n| 99_demo | 56.7 |  |\n")
+    with pytest.raises(ValueError, match="names no source"):
+        read_sources(sources)
+
+
+def test_figures_are_decimals_percentages_and_ratios():
+    assert figures("a 2,048-token context, 1,234.5 tokens/s, 3x, 64 × 64, 0.25, 93 %, v2.13.0 and 7 steps") == [
+        "1,234.5", "3x", "0.25", "93 %"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_in_a_notebooks_prose_is_printed_or_sourced(notebook):
+    assert unsupported_figures(notebook, read_sources(SOURCES)) == [], (
+        "print these figures from the code, or list each with its source in notebooks/SOURCES.md")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_fits_one_sitting_and_says_how_long_it_takes(notebook):
+    time = study_time(notebook)
+    assert time.runtime_seconds is not None, "the last cell prints 'this notebook ran in N s' (the cpu run's)"
+    assert time.minutes <= ONE_SITTING_MINUTES, f"{time.minutes:.0f} minutes: {time}"
+    text = "".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"][:3])
+    stated = HEADER.search(text)
+    assert stated, "the header says '**How long it takes**: about N minutes ...'"
+    assert abs(int(stated.group(1)) - time.minutes) <= 5, f"the header says {stated.group(1)}, the formula {time}"
+
+
+def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
+    from tinylm.course.claims import moved_figures, notebook_cells
+
+    old = notebook_cells(write_notebook(tmp_path / "old.ipynb", "prose", "loss 1.234 at step 100, 34.4% clipped"))
+    new = notebook_cells(write_notebook(tmp_path / "new.ipynb", "prose", "loss 1.250 at step 100, 35.0% clipped"))
+    assert moved_figures(old, new) == ["cell 1: 1.234 -> 1.250, 34.4% -> 35.0%"]
+    assert moved_figures(old, old) == []
+
+
+def test_the_refresh_script_compares_a_notebook_with_an_older_copy(tmp_path):
+    """The maintainer's one-line regression check, in its compare-only mode (a real re-run takes minutes)."""
+    import subprocess
+    import sys
+
+    notebook = next((REPO / "notebooks").glob("01_*.ipynb"))
+    cells = json.loads(notebook.read_text())
+    index, cell = next((i, c) for i, c in enumerate(cells["cells"])
+                       if c["cell_type"] == "code" and any("text" in o for o in c.get("outputs", [])))
+    output = next(o for o in cell["outputs"] if "text" in o)
+    text = "".join(output["text"])
+    number = re.search(r"\d+", text).group(0)
+    output["text"] = text.replace(number, str(int(number) + 1), 1)
+    older = tmp_path / "older.ipynb"
+    older.write_text(json.dumps(cells))
+    done = subprocess.run([sys.executable, "scripts/refresh_notebook.py", "01", "--compare", str(older)], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert f"cell {index}: {int(number) + 1} -> {number}" in done.stdout and "study time by the formula" in done.stdout

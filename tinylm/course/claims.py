@@ -1,0 +1,181 @@
+"""Keeping a notebook's prose true: every figure it writes is one its code printed, or a constant with a named source;
+and its study time, by the course's formula.
+
+A figure is a number the prose states as a result: a decimal (1.886, 0.5), a percentage (34.4%), a ratio (2.5×,
+3x). Integers are left alone (layer counts, years, step counts that a recipe fixes), and so is what is not prose:
+code spans, math ($...$), links and their addresses. `unsupported_figures` lists the figures of a notebook's markdown
+that appear in none of its saved outputs and in none of the sources the course names for constants
+(notebooks/SOURCES.md: a paper's figure, a hardware spec, a definition such as ln 65 = 4.174). A figure a re-run
+could change must be printed by the code, not typed; the tests run this over every notebook.
+
+`study_minutes` is the estimate each notebook's header states: prose words / 150 + non-blank code lines / 15 + 6
+minutes per exercise + the notebook's measured cpu runtime, which its last cell prints (`RUNTIME_LINE`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# decimals (not part of a longer dotted run such as a version 2.13.0 or an address), percentages and ratios
+FIGURE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*\.\d+(?:\s?%|[×x](?![\w]))?|\d+(?:,\d{3})*\s?%|\d+[×x](?!\s*\d)(?![\w]))"
+                    r"(?![\w.]\d)")
+NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|https?://\S+|arXiv:\d+\.\d+|<[^>]+>", re.S)
+RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
+WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE, MINUTES_PER_EXERCISE = 150, 15, 6
+
+
+def notebook_cells(path: str | Path) -> list[dict]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
+
+
+def cell_source(cell: dict) -> str:
+    source = cell.get("source", "")
+    return source if isinstance(source, str) else "".join(source)
+
+
+def output_text(cells: list[dict]) -> str:
+    """Everything the code cells printed or showed as text, joined."""
+    parts = []
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                parts.append(cell_source({"source": output["text"]}))
+            for kind in ("text/plain", "text/markdown", "text/html"):
+                if kind in output.get("data", {}):
+                    parts.append(cell_source({"source": output["data"][kind]}))
+    return "\n".join(parts)
+
+
+def prose(text: str) -> str:
+    """Markdown without its code spans, math, links' addresses and HTML tags."""
+    return NOT_PROSE.sub(" ", text)
+
+
+def figures(text: str) -> list[str]:
+    """The figures of a piece of prose, as written (thousands separators and the % or × kept)."""
+    return [match.group(1) for match in FIGURE.finditer(prose(text))]
+
+
+def normalised(figure: str) -> str:
+    """The number alone, as code would print it: no thousands separator, no %, no ×."""
+    return re.sub(r"[,%×x\s]", "", figure)
+
+
+def printed_numbers(text: str) -> set[str]:
+    """Every number in `text`, normalised, and each decimal's shorter roundings too (a table prints 0.2184, the
+    prose says 0.218)."""
+    numbers = set()
+    for raw in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", text):
+        number = normalised(raw)
+        numbers.add(number)
+        if "." in number:
+            whole, decimals = number.split(".")
+            for keep in range(1, len(decimals)):
+                numbers.add(f"{float(number):.{keep}f}")
+            numbers.add(str(round(float(number))))
+    return numbers
+
+
+@dataclass(frozen=True)
+class Source:
+    """A constant the prose may state without printing it: the figure, which notebook (or "*"), and where it is from."""
+
+    figure: str
+    notebook: str
+    source: str
+
+
+def read_sources(path: str | Path) -> list[Source]:
+    """The rows `| notebook | figure | source |` of notebooks/SOURCES.md (a header row and a separator row first)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        header_or_rule = set(cells[0]) <= set("-: ") or cells[0] == "notebook"
+        if len(cells) != 3 or not line.lstrip().startswith("|") or header_or_rule:
+            continue
+        notebook, figure, source = cells
+        if not source:
+            raise ValueError(f"{path}: the figure {figure} of {notebook} names no source")
+        rows.append(Source(normalised(figure.strip("`")), notebook.strip("`"), source))
+    return rows
+
+
+def unsupported_figures(path: str | Path, sources: list[Source]) -> list[str]:
+    """The figures of the notebook's markdown cells found neither in its outputs nor among its sources."""
+    cells = notebook_cells(path)
+    printed = printed_numbers(output_text(cells))
+    name = Path(path).stem
+    sourced = {s.figure for s in sources if s.notebook in ("*", name) or name.startswith(s.notebook)}
+    missing = []
+    for cell in cells:
+        if cell["cell_type"] != "markdown":
+            continue
+        for figure in figures(cell_source(cell)):
+            if normalised(figure) not in printed and normalised(figure) not in sourced:
+                missing.append(figure)
+    return missing
+
+
+@dataclass(frozen=True)
+class StudyTime:
+    prose_words: int
+    code_lines: int
+    exercises: int
+    runtime_seconds: float | None  # None: the notebook does not print its runtime
+
+    @property
+    def minutes(self) -> float:
+        runtime = (self.runtime_seconds or 0.0) / 60
+        return (self.prose_words / WORDS_PER_MINUTE + self.code_lines / CODE_LINES_PER_MINUTE
+                + MINUTES_PER_EXERCISE * self.exercises + runtime)
+
+
+EXERCISE = re.compile(r"\s*(#{2,4}\s*Exercise\b|\*\*\d+\.)")  # "### Exercise 2: ..." or "**2. Title.**"
+
+
+def study_time(path: str | Path) -> StudyTime:
+    """The parts of the course's study-time formula for one notebook. Exercises are counted from the "## Exercises"
+    heading on: each "### Exercise ..." heading or "**N. ...**" item; the runtime is what the notebook's last cell
+    printed (`RUNTIME_LINE`)."""
+    cells = notebook_cells(path)
+    words = sum(len(cell_source(c).split()) for c in cells if c["cell_type"] == "markdown")
+    code = sum(1 for c in cells if c["cell_type"] == "code" for line in cell_source(c).splitlines() if line.strip())
+    exercises, in_exercises = 0, False
+    for cell in cells:
+        if cell["cell_type"] != "markdown":
+            continue
+        for line in cell_source(cell).splitlines():
+            in_exercises = in_exercises or bool(re.match(r"#{1,3}\s*Exercises\b", line))
+            exercises += in_exercises and bool(EXERCISE.match(line))
+    runtime = RUNTIME_LINE.search(output_text(cells))
+    return StudyTime(words, code, exercises, float(runtime.group(1)) if runtime else None)
+
+
+def cell_numbers(cells: list[dict]) -> dict[int, list[str]]:
+    """Per code cell (its index), the numbers its outputs printed, in order."""
+    numbers = {}
+    for index, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            text = output_text([cell])
+            numbers[index] = re.findall(r"-?\d+(?:,\d{3})*(?:\.\d+)?%?", text)
+    return numbers
+
+
+def moved_figures(old: list[dict], new: list[dict]) -> list[str]:
+    """What changed between two runs of one notebook: for each code cell (by index), each printed number that differs
+    at the same position of the cell's output, as 'cell 12: 1.2345 -> 1.2401'; a cell whose outputs have a different
+    number of numbers is reported as such. The cells must be the same (the same code, re-run)."""
+    before, after = cell_numbers(old), cell_numbers(new)
+    lines = []
+    for index in sorted(set(before) | set(after)):
+        was, now = before.get(index, []), after.get(index, [])
+        if len(was) != len(now):
+            lines.append(f"cell {index}: {len(was)} numbers before, {len(now)} after")
+            continue
+        changes = [f"{a} -> {b}" for a, b in zip(was, now) if a != b]
+        if changes:
+            lines.append(f"cell {index}: " + ", ".join(changes))
+    return lines
