@@ -112,7 +112,7 @@ def test_help_shows_every_default_and_examples_that_parse(name):
         examples = [line.strip() for line in help_text.split("\nexamples:\n")[1].splitlines() if line.strip()]
         assert examples and all(line.startswith(f"python -m tinylm.{name} ") for line in examples), help_text
         for line in examples:
-            parse_args(shlex.split(line)[3:])  # exits with a usage error if an example is wrong
+            parse_args(shlex.split(line, comments=True)[3:])  # exits with a usage error if an example is wrong
 
 
 def test_train_line_shows_the_step_of_the_total_and_the_eta():
