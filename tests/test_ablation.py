@@ -69,11 +69,16 @@ def fake_runs(arms, values):
 
 def test_table_and_verdicts_call_a_gap_a_result_only_when_the_seed_ranges_do_not_overlap(tiny_config):
     arms = architecture_chain(tiny_config(n_head=4, n_embd=32), balancing=())[:3]
-    runs = fake_runs(arms, [[2.0, 2.1], [1.8, 1.85], [1.82, 1.9]])  # arm 2 clearly beats arm 1; arm 3 overlaps arm 2
+    # arm 2 beats every seed of arm 1; arm 3 overlaps arm 2
+    runs = fake_runs(arms, [[2.0, 2.1, 2.05], [1.8, 1.85, 1.825], [1.82, 1.9, 1.86]])
     rows = ablation_table(arms, runs, bits_per_byte=lambda loss: loss * 2).splitlines()[2:]
     assert len(rows) == 3
     assert rows[1].endswith("| -0.225 vs GPT-2 | yes |") and "| 3.650 |" in rows[1]  # mean 1.825, doubled
-    assert rows[2].endswith("| no |") and "1.825 ± 0.025 (2 seeds)" in rows[1]
+    assert rows[2].endswith("| no |") and "1.825 ± 0.025 (3 seeds)" in rows[1]
     sentences = verdicts(arms, runs)
     assert len(sentences) == 2
-    assert "larger than the seed spread" in sentences[0] and "within the seed spread" in sentences[1]
+    assert ": told apart" in sentences[0] and "not told apart" in sentences[1]
+
+    two_seeds = {name: arm_runs[:2] for name, arm_runs in runs.items()}  # the same gap at 2 seeds: no verdict
+    assert ablation_table(arms, two_seeds).splitlines()[3].endswith("| no |")
+    assert "not told apart" in verdicts(arms, two_seeds)[0]

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..config import GPTConfig, TrainConfig, with_architecture
-from ..eval.uncertainty import compare, separated, spread
+from ..eval.uncertainty import MIN_SEEDS, compare, spread, told_apart
 from ..model.gpt import GPT
 from ..train.trainer import Trainer
 
@@ -129,10 +129,12 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
                    bits_per_byte: Callable[[float], float] | None = None, digits: int = 3) -> str:
     """A markdown table, one row per arm: what changed, parameters (used per token), mean steps, validation loss
     mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
-    difference of means from the arm's baseline, and whether that difference is larger than the seed spread
-    (the ranges over seeds do not overlap)."""
+    difference of means from the arm's baseline, and whether the two are told apart by the course's rule
+    (tinylm.eval.uncertainty.told_apart: at least MIN_SEEDS seeds per arm and ranges over seeds that do not
+    overlap)."""
     header = ["arm", "what changed", "parameters (per token)", "steps (mean)", "val loss",
-              *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline", "beyond the seed spread?"]
+              *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline",
+              f"told apart? ({MIN_SEEDS}+ seeds, ranges apart)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         values, (total, active) = losses(runs, arm.name), parameter_counts(arm.config)
@@ -146,7 +148,7 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
         else:
             reference = losses(runs, arm.baseline)
             delta = summary.mean - spread(reference).mean
-            row += [f"{delta:+.{digits}f} vs {arm.baseline}", "yes" if separated(values, reference) else "no"]
+            row += [f"{delta:+.{digits}f} vs {arm.baseline}", "yes" if told_apart(values, reference) else "no"]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
