@@ -71,3 +71,26 @@ def test_plot_expert_load_draws_each_layers_max_violation_and_the_last_load(tmp_
 def test_plot_expert_load_needs_a_mixture_of_experts_run():
     with pytest.raises(ValueError, match="mixture-of-experts"):
         plot_expert_load(RECORDS)
+
+
+def test_plot_loss_and_grad_norm_draws_each_curve_from_its_records():
+    from tinylm.course.plotting import plot_loss_and_grad_norm
+    from tinylm.errors import InputError
+
+    records = [{"event": "eval", "step": 0, "val_loss": 4.2, "train_slice_loss": 4.2},
+               {"event": "train", "step": 1, "loss": 4.0, "grad_norm": 3.0, "clipped": 1.0},
+               {"event": "train", "step": 2, "loss": 3.0, "grad_norm": 0.5, "clipped": 0.0},
+               {"event": "final", "step": 2, "val_loss": 3.5, "train_slice_loss": 3.1}]
+    loss_ax, norm_ax = plot_loss_and_grad_norm(records, grad_clip=1.0)
+    curves = {line.get_label(): list(line.get_ydata()) for line in loss_ax.get_lines()}
+    assert curves == {"train (one batch)": [4.0, 3.0], "train (slice, evaluated)": [4.2, 3.1],
+                      "validation (whole split)": [4.2, 3.5]}
+    norms = {line.get_label(): list(line.get_ydata()) for line in norm_ax.get_lines()}
+    assert norms["gradient norm before clipping"] == [3.0, 0.5] and norms["grad_clip = 1.0"] == [1.0, 1.0]
+    share = [ax for ax in norm_ax.figure.axes if ax not in (loss_ax, norm_ax)][0]
+    assert list(share.get_lines()[0].get_ydata()) == [100.0, 0.0]
+    without_slice = [{k: v for k, v in r.items() if k != "train_slice_loss"} for r in records]
+    loss_ax, _ = plot_loss_and_grad_norm(without_slice, grad_clip=1.0)
+    assert [line.get_label() for line in loss_ax.get_lines()] == ["train (one batch)", "validation (whole split)"]
+    with pytest.raises(InputError, match="no train record"):
+        plot_loss_and_grad_norm(records[:1], grad_clip=1.0)

@@ -30,14 +30,16 @@
 # - why the validation split is a contiguous block at the end of the text;
 # - how one window of `block_size + 1` tokens gives `block_size` training examples, with `y` = `x` shifted by one;
 # - the bigram model: a 65×65 table of logits, why its initial loss is not ln(65), and how it trains;
-# - the **baseline validation loss** every later model in the course has to beat.
+# - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
+#   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
 #
-# **How long it takes**: about 40 minutes of study, plus 20 for the exercises.
+# **How long it takes**: about 55 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what it runs | time |
 # |---|---|---|
 # | `smoke` (CI) | 50 training steps | ~7 s |
-# | `cpu` (2-core laptop) | 3,000 training steps | 10 s |
+# | `cpu` (2-core laptop) | 3,000 training steps | the last cell prints it |
 # | `gpu` | 10,000 training steps | not measured |
 #
 # **Where the ideas come from**: the data set and the character-level approach are Karpathy's
@@ -46,7 +48,8 @@
 # bits, go back to Shannon ([*A Mathematical Theory of Communication*](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x),
 # 1948); a language model as a table of learned vectors trained by gradient descent on the
 # next-token loss is Bengio et al.'s ([*A Neural Probabilistic Language Model*](https://www.jmlr.org/papers/v3/bengio03a.html),
-# 2003).
+# 2003). The entropy bound of exercise 4 is Shannon's too; that no model beats a text's own statistics is Gibbs'
+# inequality (Cover & Thomas, [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -66,6 +69,7 @@ if "google.colab" in sys.modules:
 # %%
 import math
 import os
+import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -77,6 +81,7 @@ from tqdm.auto import tqdm
 import tinylm
 import tinylm.course.plotting
 
+NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
@@ -174,7 +179,7 @@ print(data[:20])
 # %% [markdown]
 # ## 3. Train/validation split
 #
-# The first 90% trains, the last 10% validates. The split is one contiguous cut, not a random choice
+# The first 90% trains, the last 10% validates (the line below prints both shares). The split is one contiguous cut, not a random choice
 # of characters or windows: neighbouring windows overlap, so a random split would put near-copies of
 # validation text into training and the validation loss would flatter the model.
 
@@ -182,7 +187,8 @@ print(data[:20])
 # NBVAL_CHECK_OUTPUT
 n = int(0.9 * len(data))
 train_data, val_data = data[:n], data[n:]
-print(f"train: {len(train_data):,} tokens   val: {len(val_data):,} tokens")
+print(f"train: {len(train_data):,} tokens ({len(train_data) / len(data):.0%})   "
+      f"val: {len(val_data):,} tokens ({len(val_data) / len(data):.0%})")
 
 # %%
 assert np.array_equal(train_data.numpy(), prepared.train) and np.array_equal(val_data.numpy(), prepared.val)
@@ -218,6 +224,7 @@ def get_batch(split: torch.Tensor, batch_size: int, block_size: int, generator: 
     return x, y
 
 
+# NBVAL_CHECK_OUTPUT
 xb, yb = get_batch(train_data, 4, BLOCK_SIZE, torch.Generator().manual_seed(0))
 print(xb)
 print(yb)
@@ -267,23 +274,27 @@ class BigramLanguageModel(nn.Module):
         return logits, loss
 
 
+# NBVAL_CHECK_OUTPUT
 torch.manual_seed(1337)
 model = BigramLanguageModel(vocab_size)
 logits, loss = model(xb, yb)
 print("logits:", tuple(logits.shape), f" initial loss on this batch of {xb.numel()} characters: {loss.item():.3f}")
 with torch.no_grad():
     _, loss_100k = model(train_data[None, :100_000], train_data[None, 1:100_001])  # one window of 100,000 characters
-print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}")
+sigma = model.logits_table.weight.std().item()  # nn.Embedding draws its entries from N(0, 1)
+print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}; "
+      f"ln {vocab_size} + sigma^2/2 = {math.log(vocab_size) + sigma**2 / 2:.3f} (sigma = {sigma:.2f})")
 
 # %% [markdown]
 # ### What loss should an untrained model have?
 #
 # A model that knows nothing gives every character probability 1/65, so its loss is
-# −ln(1/65) = ln 65 ≈ 4.17. Ours starts higher, about 4.7 (the 32-character batch above is a noisy
-# estimate; 100,000 characters are not). `nn.Embedding` initialises its entries from N(0, 1), so each
-# row is a random guess with real confidence: for random logits z ~ N(0, σ²) the expected loss is
-# E[log Σ e^z] − E[z_target] ≈ ln V + σ²/2 = 4.17 + 0.5. Confident and wrong costs more than honest
-# ignorance. With all logits zero the model is exactly uniform:
+# −ln(1/65) = ln 65 ≈ 4.17. Ours starts higher (the lines above; the 32-character batch is a noisy
+# estimate, 100,000 characters are not). `nn.Embedding` initialises its entries from N(0, 1), so each
+# row is a random guess with real confidence: for random logits $z \sim N(0, \sigma^2)$ the expected loss is
+# $E[\ln \sum_j e^{z_j}] - E[z_{target}] \approx \ln V + \sigma^2/2$, the prediction printed beside the
+# measurement. Confident and wrong costs more than honest ignorance. With all logits zero the model is
+# exactly uniform:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -294,7 +305,7 @@ print(f"ln({vocab_size}) = {math.log(vocab_size):.4f}   loss with zero logits = 
 assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 
 # %% [markdown]
-# For deep networks starting near ln V matters (GPT-2's small initialisation, std 0.02, does this):
+# For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2, does this):
 # the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
 # in its table, so here the start only costs a few steps.
 
@@ -306,9 +317,9 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 # Every `EVAL_EVERY` steps, `tinylm.eval.loss.evaluate_loss` scores **every** token of the validation
 # split once, which is deterministic and far less noisy than the loss of one random batch.
 #
-# **Predict, then run.** The loss starts near 4.7. Where will the bigram's validation loss level off:
-# near ln 65 = 4.17, around 2.5, or close to 1? (A character model with real context gets to about
-# 1.7 in notebook 3, in a few minutes on a laptop CPU.)
+# **Predict, then run.** The loss starts where section 5 measured it. Where will the bigram's validation loss
+# level off: near ln 65 = 4.17, around 2.5, or close to 1? (A character model with real context gets much
+# lower in notebook 3, in a few minutes on a laptop CPU.)
 
 # %%
 from tinylm.course.plotting import plot_losses
@@ -394,15 +405,17 @@ print(sample(model, "\n", 500, seed=0))
 # %% [markdown]
 # ## What you learned
 #
-# - tinyshakespeare is 1.1 million characters over a 65-character vocabulary; a character tokenizer
+# - tinyshakespeare is about a million characters over a 65-character vocabulary; a character tokenizer
 #   is two lookup tables, and yours matches `tinylm.CharTokenizer`.
 # - The validation split is one contiguous block at the end, because overlapping windows would leak
 #   it into training.
 # - A window of `block_size + 1` tokens gives `block_size` examples at once: `y` is `x` shifted by one.
 # - The loss is the cross-entropy in nats per character; a model that knows nothing scores ln 65 ≈ 4.17,
 #   and a confidently random one scores worse.
-# - The bigram, one 65×65 table of logits, reaches a validation loss of about 2.49: the baseline every
+# - The bigram, one 65×65 table of logits, reaches the validation loss section 7 printed: the baseline every
 #   later model must beat. Its samples have the shape of a play and almost no words.
+# - No bigram table can score a text below the text's own conditional entropy H(next | current) (Gibbs'
+#   inequality); exercise 4 measures how close the trained one comes to that bound.
 #
 # ## Exercises
 #
@@ -488,8 +501,8 @@ check(test_bigram_probs_from_counts)
 #
 # Then compare it with the trained model on the validation split:
 # `P = bigram_probs_from_counts(train_data, vocab_size)` and
-# `-P[val_data[:-1], val_data[1:]].log().mean()` give about 2.48, next to the trained bigram's
-# baseline: gradient descent found (nearly) the counting solution.
+# `-P[val_data[:-1], val_data[1:]].log().mean()` give a loss next to the trained bigram's baseline:
+# gradient descent found (nearly) the counting solution.
 # </details>
 #
 # ### Exercise 3: temperature
@@ -528,3 +541,68 @@ check(test_temperature_probs)
 #     return F.softmax(logits / temperature, dim=-1)
 # ```
 # </details>
+#
+# ### Exercise 4: an experiment — how close is the bigram to the best a bigram can do?
+#
+# Shannon measured a source by its entropy, and two entropies bound what section 6 trained:
+#
+# - **H(next)**, the entropy of the characters' own frequencies, $-\sum_b P(b) \ln P(b)$: the lowest loss of any
+#   model that ignores the current character;
+# - **H(next | current)**, from the pair counts, $-\sum_{a,b} P(a, b) \ln P(b \mid a)$: the lowest loss that *any*
+#   65 × 65 table can reach on a text, even a table fitted to that very text. This is Gibbs' inequality: scored
+#   against the text's own distribution, every other distribution has a larger cross-entropy.
+#
+# Return both, in nats, from the counts of `ids` (count the targets `ids[1:]`, as a model scores them). The check
+# runs your function on the validation split and sets the two bounds beside the bigram you trained.
+# **Predict first**: will the trained bigram land between the two, and how far above the lower one? Then read
+# the gap: what is left for a model with more context to win, and what a better bigram could still win.
+
+# %%
+def entropies(ids: torch.Tensor, vocab_size: int) -> tuple[float, float]:
+    """(H(next), H(next | current)) in nats, from the counts of the 1-D id tensor `ids`."""
+    raise NotImplementedError
+
+
+# %%
+from tinylm.eval import ngram
+
+
+def test_entropies():
+    h, h_given = entropies(torch.tensor([0, 1, 0, 1, 0, 1, 0]), 2)  # 1 always follows 0, and 0 always follows 1
+    assert abs(h_given) < 1e-6, f"the next character is certain given the current one: H(next | current) = 0, got {h_given}"
+    assert math.isclose(h, math.log(2), rel_tol=1e-6), f"the targets are half 0s, half 1s: H(next) = ln 2, got {h}"
+    h_val, h_given_val = entropies(val_data, vocab_size)
+    assert math.isclose(h_val, ngram.entropy(val_data, vocab_size), rel_tol=1e-4), "H(next) differs from tinylm's"
+    assert math.isclose(h_given_val, ngram.conditional_entropy(val_data, vocab_size), rel_tol=1e-4), \
+        "H(next | current) differs from tinylm's: weight each row's entropy by how often its character occurs"
+    print(f"H(next) {h_val:.4f} | H(next | current) {h_given_val:.4f} | your trained bigram {bigram_val_loss:.4f} "
+          f"| the bigram's excess over the lower bound {bigram_val_loss - h_given_val:.4f} nats/char")
+    assert h_given_val <= bigram_val_loss, "no bigram table scores below H(next | current): recheck the trained loss"
+
+
+check(test_entropies)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def entropies(ids, vocab_size):
+#     counts = torch.zeros(vocab_size, vocab_size, dtype=torch.float64)
+#     counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1, dtype=torch.float64), accumulate=True)
+#     p_pair = counts / counts.sum()  # P(a, b)
+#     p_next = p_pair.sum(dim=0)  # P(b)
+#     p_given = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)  # P(b | a)
+#     h = -(p_next[p_next > 0] * p_next[p_next > 0].log()).sum().item()
+#     h_given = -(p_pair[counts > 0] * p_given[counts > 0].log()).sum().item()
+#     return h, h_given
+# ```
+#
+# The trained bigram sits a little above H(next | current) of the validation text: that bound is fitted to the
+# validation text itself, which no model trained on the first 90% can see, so part of the excess is the
+# difference between the two texts, and the rest is what training left. Both are small next to the distance
+# from H(next) down to the bigram, which is what one character of context is worth. To get lower, a model
+# needs more context: notebook 2.
+# </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

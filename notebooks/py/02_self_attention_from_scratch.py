@@ -18,38 +18,38 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/02_self_attention_from_scratch.ipynb)
 #
-# The bigram of notebook 01 predicts from one character and stalls at a validation loss of about
-# 2.49. To do better, each position must gather information from the positions before it. This
-# notebook builds the mechanism that does it, self-attention, one idea at a time, and assembles it
-# into a transformer block and then a full GPT. Every piece you write is checked against `tinylm`
-# with an `assert`: by the end, your model and `tinylm.GPT` compute the same numbers.
+# The bigram of notebook 1 predicts from one character. To do better, each position must gather information
+# from the positions before it. This notebook builds the mechanism that does it, self-attention, one idea at a
+# time, and assembles it into a transformer block and a full GPT. Every piece you write is checked against
+# `tinylm` with an `assert`: by the end, your model and `tinylm.GPT` compute the same numbers.
 #
 # **What you will learn**
 #
-# - the averaging trick: a loop, a matrix multiply with a lower-triangular matrix, a masked softmax, all equal;
-# - attention scores from queries and keys, and why they are scaled by 1/√head_size;
-# - the causal mask and the softmax that turn scores into weights over the past;
+# - the averaging trick: a loop, a lower-triangular matrix multiply and a masked softmax, all equal;
+# - attention scores from queries and keys, why they are scaled by 1/√head_size (measured in exercise 2), and
+#   the causal mask;
 # - one head, many heads, and the batched form every real implementation uses;
-# - the transformer block: residual connections, layer norm, MLP;
-# - a full GPT that matches `tinylm.GPT` weight for weight;
-# - GPT-2's weight initialisation, and why the projections into the residual stream are scaled down with depth;
+# - the transformer block (residual connections, layer norm, MLP) and a full GPT that matches `tinylm.GPT`;
+# - GPT-2's weight initialisation, and why the projections into the residual stream shrink with depth;
 # - why residual connections make deep stacks trainable, measured as the gradient that reaches each layer;
 # - dropout: what it does, why the survivors are scaled by 1/(1−p), and where the model applies it;
 # - a check that the model you wrote can learn.
 #
-# **How long it takes**: about 90 minutes of study, plus 30 for the exercises.
+# **How long it takes**: about 70 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what it runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 30 steps of the overfitting check | ~8 s |
-# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | 10 s (the committed run, an idle machine) |
+# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | the last cell prints it |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
 #
 # **Papers**: the transformer ([Vaswani et al., 2017, *Attention Is All You Need*](https://arxiv.org/abs/1706.03762)),
 # GPT-2 ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
 # layer normalisation ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
 # ([He et al., 2015, *Deep Residual Learning for Image Recognition*](https://arxiv.org/abs/1512.03385)), dropout
-# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)). The build order follows Karpathy's
+# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)), rank collapse without skip connections
+# ([Dong et al., 2021](https://arxiv.org/abs/2103.03404)). The build order follows Karpathy's
 # [nanoGPT](https://github.com/karpathy/nanoGPT) and his lecture
 # [*Let's build GPT: from scratch, in code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
 
@@ -70,6 +70,7 @@ if "google.colab" in sys.modules:
 # %%
 import dataclasses
 import math
+import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -80,9 +81,12 @@ from tqdm.auto import tqdm
 import tinylm
 import tinylm.course.plotting
 import tinylm.generate.decode
+from tinylm.course.diagrams import draw_causal_mask, draw_pre_norm_block
+from tinylm.course.playground import plot_attention
 from tinylm.model.attention import CausalSelfAttention, explicit_causal_attention
 from tinylm.model.gpt import Block
 
+NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
@@ -211,29 +215,8 @@ scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T), variance b
 # the softmax, so each row becomes a distribution over the keys `0..t` only.
 
 # %%
-SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
-n_show = 6  # a small T, so that every cell can be labelled
-fig, ax = plt.subplots(figsize=(7.5, 6.5))
-for t in range(n_show):  # row: the query's position
-    for s in range(n_show):  # column: the key's position
-        future = s > t
-        ax.add_patch(plt.Rectangle((s, t), 1, 1, facecolor="0.7" if future else "white", edgecolor="black", lw=1))
-        label = "−∞" if future else f"q{t}·k{s}".translate(SUBSCRIPT)
-        ax.text(s + 0.5, t + 0.5, label, ha="center", va="center", fontsize=13)
-ax.set_xlim(0, n_show)
-ax.set_ylim(n_show, 0)  # row 0 at the top, as in a matrix
-ax.set_xticks([s + 0.5 for s in range(n_show)], [f"k{s}".translate(SUBSCRIPT) for s in range(n_show)])
-ax.set_yticks([t + 0.5 for t in range(n_show)], [f"q{t}".translate(SUBSCRIPT) for t in range(n_show)])
-ax.xaxis.tick_top()
-ax.xaxis.set_label_position("top")
-ax.set_xlabel("column = key position s (who is attended to)")
-ax.set_ylabel("row = query position t (who is attending)")
-ax.set_title("scores after the causal mask: the future (s > t, shaded) is −∞,\nthen a softmax along each row",
-             y=-0.16)
-ax.set_aspect("equal")
-fig.tight_layout()
+draw_causal_mask(6)  # tinylm/course/diagrams.py: a small T, so that every cell can be labelled
 plt.show()
-plt.close(fig)
 
 # %% [markdown]
 # Mask the future to −∞, softmax each row into weights, and use them to average the *values*
@@ -277,13 +260,9 @@ plt.show()
 plt.close(fig)
 
 # %% [markdown]
-# Three remarks before packaging this:
-#
-# - Attention is communication over a directed graph: position `t` receives from `0..t`. Positions
-#   in different sequences of the batch never talk.
-# - The computation treats the past as a *set*: nothing in `q · k` knows where a position is. The
-#   model adds position embeddings to the input to fix that (section 8).
-# - Without the mask (an *encoder*, e.g. BERT) every position sees every other; a GPT is a *decoder*.
+# Attention is communication over a directed graph: position `t` receives from `0..t`, and sequences of the
+# batch never talk. Without the mask (an *encoder*, e.g. BERT) every position sees every other; a GPT is a
+# *decoder*.
 
 # %% [markdown]
 # ## 5. One head as a module
@@ -355,17 +334,14 @@ ref_explicit = CausalSelfAttention(tinylm.GPTConfig(**{**cfg.to_dict(), "attenti
 ref_explicit.load_state_dict(ref_flash.state_dict())
 
 mha = MultiHeadAttention(C, cfg.n_head, cfg.block_size).eval()
-Wq, Wk, Wv = ref_flash.c_attn.weight.split(C, dim=0)  # (3C, C) -> 3 x (C, C); rows are output features
-bq, bk, bv = ref_flash.c_attn.bias.split(C)  # (3C,) -> 3 x (C,)
+W = ref_flash.c_attn.weight.view(3, cfg.n_head, hs, C)  # (3C, C) rows: [q | k | v], each [head 0 | head 1 | ...]
+b = ref_flash.c_attn.bias.view(3, cfg.n_head, hs)
 with torch.no_grad():
     for h, head in enumerate(mha.heads):
-        rows = slice(h * hs, (h + 1) * hs)  # the features of head h
-        for layer, W, b in [(head.query, Wq, bq), (head.key, Wk, bk), (head.value, Wv, bv)]:
-            layer.weight.copy_(W[rows])  # (hs, C)
-            layer.bias.copy_(b[rows])  # (hs,)
-    mha.proj.weight.copy_(ref_flash.c_proj.weight)
-    mha.proj.bias.copy_(ref_flash.c_proj.bias)
-
+        for i, layer in enumerate((head.query, head.key, head.value)):
+            layer.weight.copy_(W[i, h])  # (hs, C): the features of head h
+            layer.bias.copy_(b[i, h])
+    mha.proj.load_state_dict(ref_flash.c_proj.state_dict())
     assert torch.allclose(mha(x), ref_explicit(x), atol=1e-6)
     assert torch.allclose(mha(x), ref_flash(x), atol=1e-6)
 print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash paths)")
@@ -376,7 +352,9 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # A Python loop over heads runs `n_head` small matrix multiplies one after another. The batched form
 # makes the heads a batch dimension instead: one Linear for q, k, v of every head, a reshape
 # `(B, T, C) → (B, n_head, T, hs)`, one batched attention, and the reverse reshape. Same arithmetic,
-# one kernel launch. The parameter names match tinylm's, so its `state_dict` loads directly.
+# one kernel launch. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's
+# default path calls `F.scaled_dot_product_attention`, which computes the same with fused kernels, FlashAttention
+# on recent GPUs, that never store the `(T, T)` score matrix.)
 #
 # `self.last_weights` keeps the attention weights of the latest call, for plotting later.
 
@@ -415,84 +393,25 @@ with torch.no_grad():
 print("batched heads == list of heads == tinylm CausalSelfAttention")
 
 # %% [markdown]
-# `tinylm`'s default path calls `F.scaled_dot_product_attention`, which computes the same thing with
-# fused kernels (FlashAttention on recent GPUs) that never store the `(T, T)` score matrix: less
-# memory, fewer trips to it, the same numbers up to float rounding.
-
-# %%
-torch.manual_seed(0)
-q, k, v = torch.randn(3, 2, 4, 64, 16).unbind(0)  # q, k, v: (B=2, nh=4, T=64, hs=16)
-assert torch.allclose(explicit_causal_attention(q, k, v), F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5)
-print("explicit path == F.scaled_dot_product_attention at T=64")
-
-# %% [markdown]
 # ## 7. The transformer block
 #
-# Attention is where positions *communicate*. A block pairs it with an MLP where each position
-# *computes* on what it gathered, independently of the others. Two more ingredients make a deep
-# stack of blocks trainable:
+# Attention is where positions *communicate*. A block pairs it with an MLP where each position *computes* on
+# what it gathered. Two more ingredients make a deep stack of blocks trainable:
 #
-# - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer
-#   *adds* to its input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it flows
-#   from the loss to the first layers through a straight path however deep the stack, and a freshly
-#   initialised block starts close to the identity. Section 10 measures what happens without it.
-# - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's
-#   `C` channels to mean 0 and variance 1, then apply a learned gain and bias. It keeps activations in
-#   a range where the softmax and GELU behave. GPT-2 puts it *before* each sub-layer (pre-norm:
-#   `x + attn(ln(x))`), and once more after the last block. (The original transformer put it after
-#   the addition, `ln(x + attn(x))`, which puts a norm on the straight path; pre-norm keeps the path clean.)
+# - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer *adds* to its
+#   input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it flows from the loss to the first
+#   layers however deep the stack, and a fresh block starts close to the identity (section 10 measures it).
+# - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's `C` channels
+#   to mean 0 and variance 1, then apply a learned gain and bias. GPT-2 puts it *before* each sub-layer
+#   (pre-norm: `x + attn(ln(x))`), and once more after the last block; the original transformer put it after
+#   the addition, `ln(x + attn(x))`, on the straight path.
 #
-# The picture: the residual stream runs straight from the block's input to its output; each
-# sub-layer reads a normalised copy of it and adds its result back.
+# In the picture, the residual stream runs straight through; each sub-layer reads a normalised copy of it and
+# adds its result back.
 
 # %%
-from matplotlib.patches import Circle, FancyBboxPatch
-
-fig, ax = plt.subplots(figsize=(10, 8.5))
-STREAM_X, BRANCH_X = 2.0, 5.2  # the residual stream's column, the sub-layers' column
-
-
-def box(y: float, text: str, color: str) -> None:
-    ax.add_patch(FancyBboxPatch((BRANCH_X - 1.6, y - 0.35), 3.2, 0.7, boxstyle="round,pad=0.05", facecolor=color,
-                                edgecolor="black", lw=1.5))
-    ax.text(BRANCH_X, y, text, ha="center", va="center", fontsize=13)
-
-
-def arrow(start: tuple[float, float], end: tuple[float, float], lw: float = 2) -> None:
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", lw=lw, color="black"))
-
-
-def branch(y_split: float, norm: str, sublayer: str, color: str, code: str) -> None:
-    """One sub-layer: leave the stream, normalise, transform, and add the result back at y_split + 3."""
-    y_add = y_split + 3.0
-    ax.plot([STREAM_X, BRANCH_X, BRANCH_X], [y_split, y_split, y_split + 0.55], color="black", lw=2)
-    arrow((BRANCH_X, y_split + 0.5), (BRANCH_X, y_split + 0.6))
-    box(y_split + 0.95, norm, "#fff2cc")
-    arrow((BRANCH_X, y_split + 1.35), (BRANCH_X, y_split + 1.65))
-    box(y_split + 2.0, sublayer, color)
-    ax.plot([BRANCH_X, BRANCH_X], [y_split + 2.4, y_add], color="black", lw=2)
-    arrow((BRANCH_X, y_add), (STREAM_X + 0.25, y_add))
-    ax.add_patch(Circle((STREAM_X, y_add), 0.25, facecolor="white", edgecolor="black", lw=2, zorder=3))
-    ax.text(STREAM_X, y_add, "+", ha="center", va="center", fontsize=18, zorder=4)
-    ax.text(BRANCH_X + 1.9, y_add, code, ha="left", va="center", fontsize=13, family="monospace")
-
-
-ax.add_patch(FancyBboxPatch((0.9, 0.45), 9.0, 7.05, boxstyle="round,pad=0.1", facecolor="none", edgecolor="gray",
-                            lw=1.5, ls="--"))
-ax.text(9.8, 0.75, "× n_layer", ha="right", va="bottom", fontsize=14, color="gray")
-arrow((STREAM_X, -0.3), (STREAM_X, 8.3), lw=4)  # the residual stream: a straight path from input to output
-ax.text(STREAM_X - 0.25, 2.3, "residual stream", rotation=90, ha="right", va="center", fontsize=14, color="#1f4e79")
-ax.text(STREAM_X, -0.45, "x (B, T, C): embeddings, or the previous block's output", ha="left", va="top", fontsize=13)
-ax.text(STREAM_X, 8.45, "to the next block (after the last one: ln_f, lm_head)", ha="left", va="bottom", fontsize=13)
-branch(0.8, "LayerNorm  ln_1", "causal self-attention  attn", "#dae8fc", "x = x + attn(ln_1(x))")
-branch(4.2, "LayerNorm  ln_2", "MLP  (c_fc, GELU, c_proj)", "#d5e8d4", "x = x + mlp(ln_2(x))")
-ax.set_xlim(0, 10.2)
-ax.set_ylim(-1.1, 9.0)
-ax.axis("off")
-ax.set_title("a pre-LayerNorm transformer block (GPT-2)")
-fig.tight_layout()
+draw_pre_norm_block()  # tinylm/course/diagrams.py
 plt.show()
-plt.close(fig)
 
 # %% [markdown]
 # First layer norm, from its definition. It uses the biased variance (divide by `C`), as
@@ -582,16 +501,11 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 # %% [markdown]
 # ## 8. The full GPT
 #
-# Around the stack of blocks:
-#
-# - a token embedding `wte` (`vocab_size × C`) turns ids into vectors;
-# - a position embedding `wpe` (`block_size × C`) is *added*, so the same character at different
-#   positions gives different vectors (attention alone cannot tell positions apart, see below);
-# - a final layer norm `ln_f`, then `lm_head` (`C → vocab_size`) gives the logits;
-# - `lm_head` shares its matrix with `wte` (*weight tying*, as GPT-2): the same matrix reads tokens in
-#   and scores them out, which saves `vocab_size × C` parameters and tends to help.
-#
-# The module names follow tinylm (and OpenAI's GPT-2 checkpoint), so state dicts map key for key.
+# Around the stack of blocks: a token embedding `wte` (`vocab_size × C`) turns ids into vectors; a position
+# embedding `wpe` (`block_size × C`) is *added*, so the same character at different positions gives different
+# vectors; a final layer norm `ln_f`, then `lm_head` (`C → vocab_size`) gives the logits. `lm_head` shares its
+# matrix with `wte` (*weight tying*, as GPT-2): the same matrix reads tokens in and scores them out. The module
+# names follow tinylm (and OpenAI's GPT-2 checkpoint), so state dicts map key for key.
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -682,26 +596,21 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # %% [markdown]
 # ## 9. Weight initialisation
 #
-# Every weight needs a starting value, and the choice matters more than it looks. GPT-2's rule, which
-# `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model/gpt.py`):
+# GPT-2's rule, which `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model/gpt.py`):
 #
 # - every `Linear` and `Embedding` weight from a normal distribution with mean 0 and **std 0.02**;
 # - every bias **zero**; the layer norms keep the gain 1 and bias 0 they are built with;
 # - the two projections per block that write into the residual stream, `attn.c_proj` and
 #   `mlp.c_proj`, with std **0.02 / √(2·n_layer)**.
 #
-# The small std keeps the first logits near 0, so the model starts close to uniform: a loss of
-# ln 65, as notebook 01 showed a good start should be. The extra factor is GPT-2's
+# The small std keeps the first logits near 0, so the model starts close to uniform, at a loss of ln 65 (notebook
+# 1 showed why that start is a good one). The extra factor is GPT-2's
 # ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf),
-# section 2.3): *"A modified initialization which accounts for the accumulation on the residual path
-# with model depth is used. We scale the weights of residual layers at initialization by a factor of
-# 1/√N where N is the number of residual layers."* Each block adds two sub-layer outputs to the
-# stream, so N = 2·n_layer. At initialisation these outputs are roughly independent of each other, so
-# their variances add up: dividing each one's std by √N divides its variance by N, and the N of them
-# together add the same variance whatever the depth.
-#
-# `wte` and `lm_head` are one tied matrix: it is initialised twice, as an `Embedding` and as a
-# `Linear`, with the same distribution both times.
+# the section on the model): *"We scale the weights of residual layers at initialization by a factor of 1/√N
+# where N is the number of residual layers."* Each block adds two sub-layer outputs to the stream, so
+# N = 2·n_layer. At initialisation these outputs are roughly independent, so their variances add up: dividing
+# each one's std by √N divides its variance by N, and the N of them together add the same variance whatever the
+# depth. (`wte` and `lm_head` are one tied matrix, initialised twice with the same distribution.)
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -720,116 +629,88 @@ def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
 
 
 # %% [markdown]
-# Self-check against `tinylm.GPT`. Two random initialisations can only be equal number for number if
-# every draw happens in the same order, which is not what matters; what matters is the distribution.
-# So, parameter by parameter: biases and norms exactly as tinylm has them, and the std of every weight
-# matrix within 10% of tinylm's (a 4-layer, 64-wide model, so that each matrix has thousands of
-# entries and the measured std is within a few percent of the true one).
+# Self-check against `tinylm.GPT`. Two random initialisations are equal number for number only if every draw
+# happens in the same order, which is not what matters; the distribution is. So, parameter by parameter: biases
+# and norms exactly as tinylm has them, and the std of every weight matrix within a tenth of tinylm's (a 4-layer,
+# 64-wide model, so that each matrix has thousands of entries and its measured std is close to the true one).
 
 # %%
+# NBVAL_CHECK_OUTPUT
 cfg_init = dataclasses.replace(cfg, n_layer=4, n_embd=64, block_size=64)
 torch.manual_seed(1337)
 my_init, ref_init = init_gpt2_(GPTFromScratch(cfg_init)), tinylm.GPT(cfg_init)
 ref_params = dict(ref_init.named_parameters())
-print(f"{'parameter':34s} {'shape':>10s}  {'your std':>9s}  {'tinylm std':>10s}")
 for name, param in my_init.named_parameters():
     ref_param = ref_params[name]
     if name.endswith("bias") or ".ln_" in name:  # zero biases; norm gains of 1
         assert torch.equal(param, ref_param), name
-        continue
-    assert abs(param.std().item() / ref_param.std().item() - 1) < 0.1, (name, param.std().item(), ref_param.std().item())
-    assert abs(param.mean().item()) < 0.1 * ref_param.std().item(), name
-    if not name.startswith("transformer.h.") or name.startswith("transformer.h.0."):  # one block is enough to read
-        print(f"{name:34s} {str(tuple(param.shape)):>10s}  {param.std().item():9.4f}  {ref_param.std().item():10.4f}")
+    else:
+        assert abs(param.std().item() / ref_param.std().item() - 1) < 0.1, (name, param.std().item(), ref_param.std().item())
+        assert abs(param.mean().item()) < 0.1 * ref_param.std().item(), name
+for name in ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "transformer.h.0.attn.c_proj.weight"):
+    print(f"{name:36s} std: yours {my_init.get_parameter(name).std():.4f}, tinylm's {ref_init.get_parameter(name).std():.4f}")
 print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math.sqrt(2 * cfg_init.n_layer):.4f}")
-print("init_gpt2_ matches tinylm.GPT's initialisation, parameter by parameter")
 
 # %% [markdown]
 # ### The residual stream at initialisation, with and without the scaling
 #
-# Build stacks of 6, 12, 24 and 48 blocks, initialise each with and without the 1/√(2·n_layer)
-# factor, feed the batch of Shakespeare through, and measure the variance of the residual stream
-# after the embeddings and after every block.
+# Build stacks of 6, 12, 24 and 48 blocks, initialise each with and without the 1/√(2·n_layer) factor, feed
+# the batch of Shakespeare through, and measure the variance of the residual stream after the embeddings and
+# after the last block.
 #
 # **Predict, then run.** Without the scaling, how does the stream's variance after 48 blocks compare
 # with its variance after 6? With the scaling?
 
 # %%
 @torch.no_grad()
-def residual_variances(model: nn.Module, idx: torch.Tensor) -> list[float]:
-    """Variance of the residual stream after the embeddings, then after each block."""
+def residual_variance(model: nn.Module, idx: torch.Tensor) -> tuple[float, float]:
+    """Variance of the residual stream after the embeddings, and after the last block."""
     x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1)))  # (B, T, C)
-    variances = [x.var().item()]
+    embeddings = x.var().item()
     for block in model.transformer.h:
         x = block(x)  # (B, T, C)
-        variances.append(x.var().item())
-    return variances
+    return embeddings, x.var().item()
 
 
 cfg_deep = dataclasses.replace(cfg, n_layer=48, n_embd=64)
 DEPTHS = (6, 12, 24, 48)
 final = {"scaled": [], "unscaled": []}  # the stream's variance after the last block, per depth
-for n_layer in tqdm(DEPTHS, desc="depths"):
+print(f"predicted after the embeddings: 2 x 0.02^2 = {2 * 0.02**2:.4f} (wte and wpe added)")
+for n_layer in DEPTHS:
     torch.manual_seed(1337)
     stack = GPTFromScratch(dataclasses.replace(cfg_deep, n_layer=n_layer))
-    scaled = residual_variances(init_gpt2_(stack), xb)
-    unscaled = residual_variances(init_gpt2_(stack, scale_residual=False), xb)
-    final["scaled"].append(scaled[-1])
-    final["unscaled"].append(unscaled[-1])
-for n_layer, s_var, u_var in zip(DEPTHS, final["scaled"], final["unscaled"]):
-    print(f"{n_layer:2d} blocks: variance after the last block {u_var:.4f} unscaled, {s_var:.4f} scaled")
-
-fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
-left.plot(unscaled, label="c_proj std 0.02", lw=2.5)  # scaled, unscaled: the curves of the last, deepest stack
-left.plot(scaled, label="c_proj std 0.02 / √(2·48)", lw=2.5)
-left.set_xlabel("after block (0 = the embeddings)")
-left.set_ylabel("variance of the residual stream")
-left.set_title(f"one stack of {DEPTHS[-1]} blocks")
-right.plot(DEPTHS, final["unscaled"], "o-", label="c_proj std 0.02", lw=2.5)
-right.plot(DEPTHS, final["scaled"], "o-", label="c_proj std 0.02 / √(2·n_layer)", lw=2.5)
-right.set_xscale("log", base=2)
-right.set_xticks(DEPTHS, [str(d) for d in DEPTHS])
-right.set_xlabel("n_layer (blocks in the stack)")
-right.set_ylabel("variance after the last block")
-right.set_title("the end of the stream, by depth")
-for ax in (left, right):
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend()
-fig.tight_layout()
-plt.show()
-plt.close(fig)
+    embeddings, top = residual_variance(init_gpt2_(stack), xb)
+    final["scaled"].append(top)
+    final["unscaled"].append(residual_variance(init_gpt2_(stack, scale_residual=False), xb)[1])
+    print(f"{n_layer:2d} blocks: after the embeddings {embeddings:.4f}; after the last block "
+          f"{final['unscaled'][-1]:.4f} unscaled, {top:.4f} scaled")
 
 # %%
 assert final["unscaled"][-1] > 4 * final["unscaled"][0], "unscaled, the variance should grow with depth"
 assert 0.67 < final["scaled"][-1] / final["scaled"][0] < 1.5, "scaled, the variance should not depend on depth"
-print("unscaled: the stream grows with depth; scaled: its size at the top does not depend on depth")
+print(f"{DEPTHS[-1] // DEPTHS[0]} times the blocks: {final['unscaled'][-1] / final['unscaled'][0]:.1f} times the variance "
+      f"unscaled, {final['scaled'][-1] / final['scaled'][0]:.2f} times scaled")
 
 # %% [markdown]
-# Without the factor the variance at the top grows in proportion to the depth: each block adds about
-# the same amount, and 8 times as many blocks add 8 times as much. With it, every depth ends at the
-# same variance (within one stack it still climbs block by block, to the same end point). The
-# embeddings start at 2 × 0.02² = 0.0008, both tables added; unscaled, a deep stack buries them
-# under what the blocks add before any training has happened. In a pre-norm block each sub-layer reads
-# `ln(x)` and does not see the stream's scale, but what it *adds* is of a fixed size: in a stream that
-# has grown large, each block's update is a smaller fraction of it. With the scaling, that balance is
-# the same whatever `n_layer` is.
+# Without the factor the variance at the top grows about in proportion to the depth (the ratios above): each
+# block adds about the same amount. With it, every depth ends at about the same variance.
+# The embeddings start tiny (the first printed line), and unscaled, a deep stack buries them under what the
+# blocks add before any training has happened. A pre-norm sub-layer reads `ln(x)` and does not see the stream's
+# scale, but what it *adds* has a fixed size: in a stream that has grown large, each block's update is a smaller
+# fraction of it. With the scaling, that balance is the same whatever `n_layer` is.
 
 # %% [markdown]
 # ## 10. Why residual connections help
 #
-# [He et al. (2015)](https://arxiv.org/abs/1512.03385) found that stacking more layers made plain
-# networks *worse*, on the training set too: not overfitting, but an optimisation that failed. Their
-# fix was to let each block learn a correction to its input, `x + F(x)`, instead of a replacement
-# `F(x)`: if the identity is what a block should do, `F = 0` is easy to reach. The backward pass
-# shows a second reason. The derivative of `x + F(x)` with respect to `x` is `I + ∂F/∂x`, so the
-# gradient at the top reaches every block through the identity term, however deep the stack. Without
-# the skip, the gradient reaching block `l` is a product of one Jacobian per layer above it, and a
-# product of many factors shrinks or grows geometrically.
+# [He et al. (2015)](https://arxiv.org/abs/1512.03385) found that stacking more layers made plain networks
+# *worse*, on the training set too: an optimisation that failed, not overfitting. Their fix lets each block learn
+# a correction to its input, `x + F(x)`, so the identity is easy to reach (`F = 0`). The backward pass shows a
+# second reason: the derivative of `x + F(x)` is `I + ∂F/∂x`, so the gradient at the top reaches every block
+# through the identity term. Without the skip, the gradient reaching block `l` is a product of one Jacobian per
+# layer above it, which shrinks or grows geometrically.
 #
-# The experiment: a stack of 48 of your blocks with GPT-2's initialisation, the Shakespeare batch, the
-# language-model loss, and the gradient norm of each block's parameters. Once as written, once with
-# every `x = x + f(x)` replaced by `x = f(x)`.
+# The experiment: 48 of your blocks with GPT-2's initialisation, the Shakespeare batch, the loss, and the
+# gradient norm of each block's parameters; once as written, once with every `x = x + f(x)` replaced by `x = f(x)`.
 #
 # **Predict, then run.** Without the residual connections, how much smaller is the gradient that
 # reaches the first block than the one that reaches the last: 2 times, 100 times, or more?
@@ -882,36 +763,26 @@ assert without_skip[0] < 1e-3 * without_skip[-1], "without residuals the gradien
 print("residual connections carry the gradient to every block")
 
 # %% [markdown]
-# With the skip, every block gets a gradient of about the same size. Without it, the gradient falls by
-# many orders of magnitude on its way down, and the first blocks would not learn at all. The last line
-# printed says why: at initialisation the scores `q · k` are tiny, so every attention layer averages
-# the positions it sees almost uniformly, which shrinks the differences between them, and without the
-# skip nothing adds the input back. Forty-eight rounds of averaging make every position the same
-# vector, the output no longer depends on the input, and no gradient can flow back to it. (This *rank
-# collapse* of attention layers without skip connections is proved by
-# [Dong et al., 2021](https://arxiv.org/abs/2103.03404).) With the skip, each block adds a small
-# correction to a stream that still carries the input, all the way up.
-#
-# In He et al.'s networks, batch normalisation kept the plain networks' gradients at a healthy size, and
-# the deep plain networks still trained worse than shallow ones: making the identity the default is
-# the other half of why residual connections work.
+# With the skip, every block gets a gradient of about the same size. Without it, the gradient falls by many
+# orders of magnitude on its way down. The last line printed says why: at initialisation the scores `q · k` are
+# tiny, so every attention layer averages its positions almost uniformly, and without the skip nothing adds the
+# input back. Forty-eight rounds of averaging make every position the same vector, the output no longer depends
+# on the input, and no gradient flows back to it: the *rank collapse* that
+# [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for attention without skip connections.
 
 # %% [markdown]
 # ## 11. Dropout
 #
-# A large model trained for many passes over a small text memorises it: the training loss keeps
-# falling while the validation loss turns up. Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html))
-# is the classic remedy: during training, set each activation to zero independently with probability
-# `p`, a fresh random choice at every step. No unit can rely on a particular other unit being there,
-# and each step trains a different "thinned" network; all of them share the weights, and at test time
-# the full network acts as an average of them.
+# A large model trained for many passes over a small text memorises it: the training loss keeps falling while
+# the validation loss turns up. Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html))
+# is the classic remedy: during training, set each activation to zero independently with probability `p`, a fresh
+# choice at every step. No unit can rely on a particular other unit being there; each step trains a different
+# "thinned" network, all sharing the weights, and at test time the full network acts as an average of them.
 #
-# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. The paper scaled the weights
-# down at test time to match (its `p` is the probability of *keeping* a unit; PyTorch's is that of
-# dropping one). Every framework now uses **inverted dropout**: the survivors are multiplied by
-# `1/(1 − p)` during training, so the expected value stays `x`, and at evaluation dropout is simply the
-# identity. Which one happens depends on the module's mode: `model.train()` and `model.eval()` set
-# `module.training`, which `nn.Dropout` reads.
+# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. The paper scaled the weights down at
+# test time to match; every framework now uses **inverted dropout**: the survivors are multiplied by `1/(1 − p)`
+# during training, so the expected value stays `x`, and at evaluation dropout is the identity. `model.train()`
+# and `model.eval()` set `module.training`, which `nn.Dropout` reads.
 
 # %%
 def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -954,19 +825,13 @@ dropped = dropout_from_scratch(ones, 0.1)
 print(f"values: {[round(v, 4) for v in dropped.unique().tolist()]}   fraction zeroed: {(dropped == 0).float().mean():.4f}   mean: {dropped.mean():.4f}")
 
 # %% [markdown]
-# Two values only: 0 for the tenth that is dropped and 1/0.9 ≈ 1.111 for the rest, which brings the mean
-# back to 1.
+# Two values only: 0 for the dropped ones and `1/(1 − p)` for the rest, which brings the mean back to 1.
 #
-# Where the model applies it: `GPTConfig.dropout` sets one rate for every site, and your
-# `GPTFromScratch` has the same sites as `tinylm.GPT`:
-#
-# - `transformer.drop`, on the sum of the token and position embeddings;
-# - on the attention weights, after the softmax (the functional `F.dropout` inside attention; tinylm
-#   passes `dropout_p` to its attention function), so a position randomly ignores some of its past;
-# - `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output just before it is added to the
-#   residual stream.
-#
-# The modules among them:
+# Where the model applies it: `GPTConfig.dropout` sets one rate for every site, and your `GPTFromScratch` has
+# the same sites as `tinylm.GPT`: `transformer.drop` on the sum of the embeddings; the attention weights after
+# the softmax (the functional `F.dropout` inside attention), so a position randomly ignores some of its past;
+# and `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output just before it joins the residual
+# stream. The modules among them:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -999,31 +864,18 @@ with torch.no_grad():
 print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no dropout")
 
 # %% [markdown]
-# Notebook 3's Shakespeare recipes use dropout only where it pays:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-from tinylm.train.recipes import SHAKESPEARE_CHAR
-
-print({profile: model_cfg.dropout for profile, (model_cfg, _) in SHAKESPEARE_CHAR.recipes.items()})
-
-# %% [markdown]
-# The `gpu` recipe (6 layers, 384 wide, 5,000 steps of 64 windows of 256 characters) passes over the
-# 1 MB training text about 80 times and would memorise it; dropout 0.2 slows that down. The `cpu`
-# recipe is small and trains for minutes: it underfits, and dropout would only slow its learning. The
-# Trainer calls `model.train()`, and `tinylm.eval.loss.evaluate_loss` switches the model to `eval()` while
-# it scores the validation split, so the validation loss is always measured without dropout.
+# Notebook 3's `gpu` recipe uses dropout, since it passes over its text many times and would memorise it; the
+# `cpu` recipe, which underfits, does not. `tinylm.eval.loss.evaluate_loss` switches the model to `eval()` while
+# it scores, so a validation loss is always measured without dropout.
 
 # %% [markdown]
 # ## 12. Can it learn?
 #
-# Training for real is the next notebook's job. The quickest check that gradients flow through
-# everything you wrote is to *overfit one batch*: with the same 8 windows every step, a working model
-# drives the loss far below the bigram's 2.49, towards 0. A bug in the mask (seeing the future) would
-# make it too easy; a broken residual or norm would make it stall.
-#
-# The model starts from your GPT-2 initialisation (section 9). Its initial loss is then almost
-# exactly ln 65 = 4.17, as notebook 01 said a good initialisation should give.
+# Training for real is the next notebook's job. The quickest check that gradients flow through everything you
+# wrote is to *overfit one batch*: with the same 8 windows every step, a working model drives the loss far below
+# the bigram's baseline, towards 0. A bug in the mask (seeing the future) would make it too easy; a broken
+# residual or norm would make it stall. The model starts from your GPT-2 initialisation (section 9), so its
+# initial loss is almost exactly ln 65 = 4.17, as notebook 1 said a good initialisation should give.
 
 # %%
 torch.manual_seed(1337)
@@ -1041,12 +893,8 @@ print(f"loss: {losses[0]:.3f} (ln 65 = {math.log(65):.3f}) -> {losses[-1]:.3f} a
 fig, ax = plt.subplots(figsize=(9, 4.5))
 ax.plot(losses, lw=2)
 ax.axhline(math.log(65), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
-ax.set_xlabel("step (always the same batch)")
-ax.set_ylabel("loss (nats/char)")
-ax.set_title("your GPT memorising one batch")
-ax.grid(alpha=0.3)
+ax.set(xlabel="step (always the same batch)", ylabel="loss (nats/char)", title="your GPT memorising one batch")
 ax.legend()
-fig.tight_layout()
 plt.show()
 plt.close(fig)
 
@@ -1069,12 +917,7 @@ weights = model.transformer.h[0].attn.last_weights[0]  # (nh, T, T)
 labels = [{" ": "␣", "\n": "↵"}.get(c, c) for c in tok.decode(xb[0].tolist())]  # make spaces and newlines visible
 fig, axes = plt.subplots(2, cfg.n_head // 2, figsize=(11, 11))
 for h, ax in enumerate(axes.flat):
-    ax.imshow(weights[h], cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(f"head {h}")
-    ax.set_xticks(range(cfg.block_size), labels)
-    ax.set_yticks(range(cfg.block_size), labels)
-    ax.set_xlabel("key")
-    ax.set_ylabel("query")
+    plot_attention(weights[h], labels, f"head {h}", ax=ax)  # tinylm.course.playground: the future left blank
 fig.tight_layout()
 plt.show()
 plt.close(fig)
@@ -1102,97 +945,17 @@ plt.close(fig)
 #
 # Complete each function, replacing `raise NotImplementedError`, then run the cell after it.
 #
-# ### Exercise 1: causal attention weights
+# ### Exercise 1: sliding-window attention
 #
-# Given `q` and `k` of shape `(..., T, hs)`, return the causal attention weights `(..., T, T)`:
-# scaled scores, the future masked, softmax over the last dimension.
+# Some long-context models ([Longformer](https://arxiv.org/abs/2004.05150), [Mistral 7B](https://arxiv.org/abs/2310.06825))
+# let each position see only the last `window` positions, itself included: `t − window < s ≤ t`. Return the
+# attention output `(..., T, hs)` for `q, k, v` of shape `(..., T, hs)`: scaled scores, the mask, a softmax
+# over the last dimension, the weighted values. Only the mask differs from section 4's.
 
 # %%
 from tinylm.course.exercises import check
 
 
-def causal_attention_weights(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    raise NotImplementedError
-
-
-# %%
-def test_causal_attention_weights():
-    g = torch.Generator().manual_seed(0)
-    q, k, v = torch.randn(3, 2, 3, 5, 4, generator=g).unbind(0)  # (B=2, nh=3, T=5, hs=4) each
-    wei = causal_attention_weights(q, k)
-    assert wei.shape == (2, 3, 5, 5), f"expected shape (2, 3, 5, 5), got {tuple(wei.shape)}"
-    assert torch.allclose(wei.sum(-1), torch.ones(2, 3, 5), atol=1e-6), "each row must sum to 1 (softmax over the last dim)"
-    assert (wei.triu(diagonal=1) == 0).all(), "the future must get zero weight"
-    _, ref = explicit_causal_attention(q, k, v, return_weights=True)
-    assert torch.allclose(wei, ref, atol=1e-6), "the weights differ from tinylm's: did you divide by sqrt(head_size)?"
-    assert torch.allclose(causal_attention_weights(q[0, 0], k[0, 0]), ref[0, 0], atol=1e-6), "must also work without batch dims"
-
-
-check(test_causal_attention_weights)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def causal_attention_weights(q, k):
-#     T = q.size(-2)
-#     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (..., T, T)
-#     future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(diagonal=1)
-#     return F.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
-# ```
-# </details>
-#
-# ### Exercise 2: splitting and merging heads
-#
-# `split_heads` turns `(B, T, C)` into `(B, n_head, T, C // n_head)` so that head `h` gets channels
-# `h·hs … (h+1)·hs − 1`; `merge_heads` undoes it. These are the reshapes of
-# `CausalSelfAttentionFromScratch`.
-
-# %%
-def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
-    raise NotImplementedError
-
-
-def merge_heads(y: torch.Tensor) -> torch.Tensor:
-    raise NotImplementedError
-
-
-# %%
-def test_split_merge_heads():
-    x = torch.arange(2 * 3 * 8, dtype=torch.float32).view(2, 3, 8)  # (B=2, T=3, C=8)
-    y = split_heads(x, n_head=4)
-    assert y.shape == (2, 4, 3, 2), f"expected (B, n_head, T, hs) = (2, 4, 3, 2), got {tuple(y.shape)}"
-    assert torch.equal(y[1, 2, 0], x[1, 0, 4:6]), "head 2 at position 0 must hold channels 4..5 of position 0"
-    assert torch.equal(merge_heads(y), x), "merge_heads(split_heads(x)) must give x back"
-    z = torch.randn(2, 4, 3, 2)
-    assert torch.equal(split_heads(merge_heads(z), 4), z), "split_heads(merge_heads(y)) must give y back"
-
-
-check(test_split_merge_heads)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def split_heads(x, n_head):
-#     B, T, C = x.shape
-#     return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, T, nh, hs) -> (B, nh, T, hs)
-#
-# def merge_heads(y):
-#     B, nh, T, hs = y.shape
-#     return y.transpose(1, 2).contiguous().view(B, T, nh * hs)  # (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
-# ```
-# `.contiguous()` is needed because `view` cannot reinterpret a transposed tensor's memory; `reshape`
-# would copy for you.
-# </details>
-#
-# ### Exercise 3: sliding-window attention
-#
-# Some long-context models (Mistral, Longformer) let each position see only the last `window`
-# positions, itself included: `t − window < s ≤ t`. Return the attention output `(..., T, hs)` for
-# `q, k, v` of shape `(..., T, hs)`. Only the mask changes.
-
-# %%
 def local_causal_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int) -> torch.Tensor:
     raise NotImplementedError
 
@@ -1227,3 +990,64 @@ check(test_local_causal_attention)
 #     return F.softmax(scores.masked_fill(~visible, float("-inf")), dim=-1) @ v
 # ```
 # </details>
+#
+# ### Exercise 2: an experiment — what the 1/√head_size buys
+#
+# Section 3 measured what the scaling does to the scores. Here is what it does to a head's *output*. One query
+# reads `T` keys with softmax weights `w` and returns `y = Σ_s w_s v_s`. With values independent of the weights,
+# mean 0 and variance 1, the output's variance is $\mathrm{Var}(y) = E[\sum_s w_s^2]$, and since the weights are
+# non-negative and sum to 1, theory bounds it: $1/T \le \sum_s w_s^2 \le 1$. The lower bound is uniform weights
+# (the head averages all `T` values), the upper one-hot weights (a saturated softmax: the head copies one value).
+#
+# Write `output_variance`: draw `n` independent queries, each with `T` keys and values (every entry N(0, 1);
+# queries and keys of size `head_size`, values of size 1 are enough), compute the attention output with scores
+# `q · k`, divided by √head_size when `scaled`, and return the variance of the `n` outputs. The check runs it for
+# head sizes 4 to 256, prints your measurements beside the bounds, and tests them against the theory.
+# **Predict first**: at head size 256 without the scaling, is a head's output closer to an average of its 16
+# values or to a copy of one of them? And with the scaling?
+
+# %%
+def output_variance(head_size: int, scaled: bool, T: int = 16, n: int = 4000,
+                    generator: torch.Generator | None = None) -> float:
+    raise NotImplementedError
+
+
+# %%
+def test_output_variance():
+    T, g = 16, torch.Generator().manual_seed(0)
+    measured = {hs: (output_variance(hs, True, T, 4000, g), output_variance(hs, False, T, 4000, g))
+                for hs in (4, 16, 64, 256)}
+    print(f"head size | Var(y) scaled | Var(y) unscaled    (bounds: 1/T = {1 / T:.4f} for an average, 1 for a copy)")
+    for hs, (with_scaling, without) in measured.items():
+        print(f"{hs:9d} | {with_scaling:13.3f} | {without:15.3f}")
+    scaled, unscaled = zip(*measured.values())
+    assert all(1 / T <= v <= 1.05 for v in scaled + unscaled), "a variance outside [1/T, 1]: are the weights a softmax?"
+    assert max(scaled) < 1.25 * min(scaled), "with the scaling the output's variance should not depend on head_size"
+    assert all(a < b for a, b in zip(unscaled, unscaled[1:])), "without it, the softmax should saturate as hs grows"
+    assert unscaled[-1] > 0.7 and unscaled[-1] > 4 * scaled[-1], "unscaled at 256 a head nearly copies one value"
+
+
+check(test_output_variance)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def output_variance(head_size, scaled, T=16, n=4000, generator=None):
+#     q = torch.randn(n, 1, head_size, generator=generator)  # one query per draw
+#     k = torch.randn(n, T, head_size, generator=generator)
+#     v = torch.randn(n, T, 1, generator=generator)
+#     scores = q @ k.transpose(-2, -1)  # (n, 1, T)
+#     if scaled:
+#         scores = scores / math.sqrt(head_size)
+#     return (F.softmax(scores, dim=-1) @ v).var().item()  # (n, 1, 1) outputs
+# ```
+#
+# With the scaling the variance stays at the same level for every head size, near the averaging end: an
+# untrained head mixes many values, and its gradient reaches all of them. Without it the variance climbs
+# towards the copying bound as the head size grows: the softmax saturates, one key takes nearly all the weight,
+# and the others get almost no gradient.
+# </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

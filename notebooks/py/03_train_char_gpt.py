@@ -32,15 +32,17 @@
 # - how to read loss and gradient-norm curves from step 0, and what the gap between training and
 #   validation loss says here;
 # - how far the GPT gets beyond the bigram baseline, and how much of its context it uses;
-# - how a checkpoint stores a run, and how to load it back.
+# - how a checkpoint stores a run, and how to load it back;
+# - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: about 75 minutes of study, plus 20 for the exercises.
+# **How long it takes**: about 70 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 2-layer, 32-wide model for 30 steps | ~8 s |
-# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | 111 s (measured on an idle 2-core machine) |
-# | `gpu` | every check; the gpu recipe (6 layers, 10.8M parameters), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
+# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | the last cell prints it |
+# | `gpu` | every check; the gpu recipe (6 layers, 384 wide), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW and decoupled weight decay
 # ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)), the cosine schedule (SGDR,
@@ -83,6 +85,7 @@ from tinylm.course.plotting import LiveLossPlot
 from tinylm.data.tokens import RandomWindowSampler
 from tinylm.eval.loss import evaluate_loss, evaluation_windows
 
+NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
@@ -111,7 +114,9 @@ print(train_cfg)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,} tokens, validation {len(data.val):,} tokens")
+share = len(data.val) / (len(data.train) + len(data.val))
+print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,} tokens, validation {len(data.val):,} "
+      f"tokens (the last {share:.0%} of the text)")
 
 # %% [markdown]
 # The model starts from GPT-2's initialisation (notebook 2), seeded so that every run of this notebook
@@ -125,41 +130,12 @@ print(f"{model.num_parameters():,} parameters")
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
 #
-# The `gpu` recipe is a 6-layer, 384-wide GPT. The `cpu` recipe, a 1-layer, 128-wide one, is not a toy
-# version of it: it was chosen as the shape that reached the lowest validation loss in about 70 seconds on
-# a 2-core machine. In so short a time any of these models sees only a few million characters, so the
-# number of optimizer steps limits it, not its capacity, and on a CPU the time of a step grows with the
-# model's size. Measure it: a few steps of each shape, on this recipe's batches, and how many steps would fit
-# in 70 s at that speed. (Which shape then reaches the lowest loss in those steps is an experiment of its
-# own, longer than this notebook should run.) The learning rate matters as much: the `cpu` recipe's 6e-3 with
-# β₂ = 0.99 (section 2) is six times nanoGPT's 1e-3, and exercise 4 measures what that buys, with two seeds
-# per rate. Give training ten times longer and the deeper models win; that is the `gpu` recipe.
-
-# %%
-def seconds_per_step(n_layer: int, n_embd: int, steps: int = 6) -> float:
-    """The fastest of `steps` training steps (after one warm-up step) of a model of this shape on this recipe's batches."""
-    torch.manual_seed(0)
-    probe = tinylm.GPT(dataclasses.replace(model_cfg, n_layer=n_layer, n_embd=n_embd)).to(DEVICE)
-    optimizer = tinylm.train.optim.build_optimizer(probe, train_cfg, DEVICE)
-    probe_sampler = RandomWindowSampler(data.train, model_cfg.block_size, train_cfg.batch_size, train_cfg.seed)
-    times = []
-    for _ in range(steps + 1):
-        x, y = probe_sampler.next_batch(DEVICE)
-        start = time.perf_counter()
-        probe(x, y)[1].backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - start)
-    return min(times[1:])  # the fastest: the least disturbed by whatever else the machine is doing
-
-
-print("| layers x width | parameters | ms per step | steps in 70 s |")
-print("|---|---|---|---|")
-for n_layer, n_embd in [(4, 128), (2, 128), (1, 128), (1, 192)]:
-    step_s = seconds_per_step(n_layer, n_embd)
-    with torch.device("meta"):
-        size = tinylm.GPT(dataclasses.replace(model_cfg, n_layer=n_layer, n_embd=n_embd)).num_parameters()
-    print(f"| {n_layer} x {n_embd} | {size / 1e6:.2f}M | {step_s * 1000:.1f} | {70 / step_s:,.0f} |")
+# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe is a 1-layer, 128-wide one. In a run of about 70
+# seconds on a 2-core machine a model sees only a few million characters, so the number of optimizer steps limits
+# it more than its capacity does, and on a CPU a smaller model takes more steps per second. The sweep behind the
+# recipe ([README, *Why the cpu recipes look as they do*](../README.md#why-the-cpu-recipes-look-as-they-do), one
+# seed per arm) found the single block best at that budget, with a learning rate six times nanoGPT's; exercise 3
+# tests the learning rate as an experiment, with seeds. Given ten times longer, deeper models win: the `gpu` recipe.
 
 # %% [markdown]
 # ### Batches
@@ -191,7 +167,7 @@ print(f"3 batches of {tuple(x.shape)}: the same windows as the Trainer's sampler
 # ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)) keeps two running averages for every weight:
 #
 # - `m`, an exponential moving average of the gradient with factor **β₁**: the direction, smoothed over
-#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8, 10 for the usual 0.9);
+#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8, 10 for Adam's default 0.9);
 # - `v`, a moving average of the squared gradient with factor **β₂**: the gradient's typical size, over
 #   roughly the last 1/(1 − β₂) steps (100 for β₂ = 0.99, 20 for 0.95, tinylm's default).
 #
@@ -249,25 +225,21 @@ for name, grads in [("steady 0.001", steady), ("noisy +1 or -1", noisy)]:
     print(f"gradient {name:>14}: AdamW moved the weight {w.item():+.3f}, gradient descent {-0.01 * grads.sum().item():+.5f}")
 
 # %% [markdown]
-# AdamW moved the steady weight by almost exactly `100 × lr` = 1: a gradient that always agrees with
-# itself gives `m̂ / √v̂ = 1`, however small it is. Gradient descent moved it a thousand times less. The
-# noisy weight moved about as far under both, a random walk of steps that cancel: under AdamW its `m̂`
-# averages the last few ±1s, so each step is a fraction of `lr` in a random direction. Adam's learning rate
-# is how far a weight moves per step when its gradient is consistent, whatever the gradient's scale; β₁
-# sets how many steps of agreement it takes to get there.
+# AdamW moved the steady weight by almost exactly `100 × lr` = 1: a gradient that always agrees with itself
+# gives `m̂ / √v̂ = 1`, however small it is. Gradient descent moved it a thousand times less. The noisy weight
+# moved about as far under both, a random walk of steps that cancel. Adam's learning rate is how far a weight
+# moves per step when its gradient is consistent, whatever the gradient's scale.
 #
 # Weight decay at the `cpu` recipe's peak rate multiplies each decayed weight by `1 − 6e-3 × 0.1 = 0.9994`
-# per step. Exercise 2 asks what that adds up to over a whole run.
+# per step. Exercise 1 asks what that adds up to over a whole run.
 #
 # ## 3. Which weights decay
 #
-# Decay suits the matrices: the Linear layers' weights and the embeddings, which hold nearly all the
-# parameters and the model's capacity. `tinylm`, like nanoGPT, decays the token and position embeddings too
-# (with tied weights, the token embedding is also the output layer's matrix); some codebases leave
-# embeddings out. It does not suit the biases and the LayerNorm gains and shifts: they are few, and a
-# LayerNorm gain pulled towards zero shrinks everything the layer outputs. Every matrix is 2-D and every
-# one of the others is 1-D, so the rule fits in one line. AdamW takes the two groups with their own
-# `weight_decay`:
+# Decay suits the matrices: the Linear layers' weights and the embeddings, which hold nearly all the parameters.
+# `tinylm`, like nanoGPT, decays the token and position embeddings too; some codebases leave them out. It does
+# not suit the biases and the LayerNorm gains and shifts: they are few, and a LayerNorm gain pulled towards zero
+# shrinks everything the layer outputs. Every matrix is 2-D and every other parameter 1-D, so the rule fits in
+# one line:
 
 # %%
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -330,15 +302,11 @@ print(f"{train_cfg.max_steps:,} steps, the same rates as tinylm.train.optim.lear
 
 # %%
 fig, (whole, first_steps) = plt.subplots(1, 2, figsize=(12, 3.4))
-whole.plot(lrs, lw=2.5)
-whole.set_title("warmup + cosine decay")
 zoom = min(len(lrs), 3 * train_cfg.warmup_steps)
+whole.plot(lrs, lw=2.5)
 first_steps.plot(range(zoom), lrs[:zoom], "o-", ms=3)
-first_steps.set_title(f"the first {zoom} steps")
-for ax in (whole, first_steps):
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("learning rate")
-    ax.grid(alpha=0.3)
+whole.set(xlabel="optimizer step", ylabel="learning rate", title="warmup + cosine decay")
+first_steps.set(xlabel="optimizer step", title=f"the first {zoom} steps")
 fig.tight_layout()
 plt.show()
 print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.warmup_steps - 1}: {lrs[train_cfg.warmup_steps - 1]:.2e} "
@@ -346,20 +314,17 @@ print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.
 
 # %% [markdown]
 # Step 0 already moves the weights, at a `warmup_steps`-th of the peak, and the last step runs at exactly
-# `min_lr`. When a run also has a training-time budget (`max_seconds`, used in notebook 5), the Trainer feeds
-# the cosine whichever is further along, the steps or the time, so a run cut short by the clock still
-# ends at `min_lr`. This recipe has no time budget: the step alone sets the rate.
+# `min_lr`. When a run also has a training-time budget (`max_seconds`, used in notebook 5), the Trainer feeds the
+# cosine whichever is further along, the steps or the time, so a run cut short by the clock still ends at `min_lr`.
 #
 # ## 5. Gradient clipping
 #
 # Now and then a batch produces a gradient far larger than usual: the loss surface has steep cliffs
-# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063) describe them for recurrent networks;
-# transformers show the same spikes, mostly early in training). One huge step can undo thousands of
-# small ones. Clipping by **global norm** treats all the gradients as one long vector `g`; if its length
-# `‖g‖` exceeds `max_norm`, every gradient is multiplied by `max_norm / ‖g‖`. The direction is kept and
-# only the step gets shorter (clipping each tensor on its own would change the direction). With Adam
-# the shorter gradient matters through `m` and `v`: a single huge gradient would otherwise fill `v` for
-# about 1/(1 − β₂) steps and shrink every step after it.
+# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063) describe them for recurrent networks; transformers
+# show the same spikes, mostly early in training), and one huge step can undo thousands of small ones. Clipping by
+# **global norm** treats all the gradients as one long vector `g`; if its length `‖g‖` exceeds `max_norm`, every
+# gradient is multiplied by `max_norm / ‖g‖`: the direction is kept, only the step gets shorter. With Adam this
+# matters through `v` too: one huge gradient would fill it for about 1/(1 − β₂) steps and shrink every step after.
 
 # %%
 def clip_by_global_norm(parameters, max_norm: float) -> torch.Tensor:
@@ -398,13 +363,12 @@ model.zero_grad(set_to_none=True)
 #
 # ## 6. Gradient accumulation
 #
-# A step on a bigger batch has a less noisy gradient, but the activations of a big batch may not fit in
-# memory (notebook 5's `gpu` recipe takes 32 × 32 sequences per step). Gradient accumulation runs the big
-# batch as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, so after
-# `k` of them `.grad` holds the sum of `k` gradients. Each micro-batch's loss is a mean over its own
-# targets, so that sum is `k` times the gradient of the big batch's mean loss: dividing each
-# micro-batch's loss by `k` before `backward` makes it exactly the big batch's gradient (when every
-# micro-batch has the same number of targets, as fixed-length windows do; exercise 3 handles unequal ones).
+# A step on a bigger batch has a less noisy gradient, but the activations of a big batch may not fit in memory.
+# Gradient accumulation runs the big batch as `k` micro-batches one after another. `backward` *adds* into each
+# parameter's `.grad`, so after `k` of them `.grad` holds the sum of `k` gradients, each of a mean over its own
+# micro-batch: `k` times the gradient of the big batch's mean loss. Dividing each micro-batch's loss by `k`
+# before `backward` makes it exactly the big batch's gradient (when the micro-batches hold equal numbers of
+# targets, as fixed-length windows do; exercise 2 handles unequal ones).
 #
 # **Predict, then run.** Leave out the `/ k`. By what factor is the gradient off? AdamW's step
 # `m̂ / √v̂` hardly notices a gradient that is `k` times too large; which other part of the loop does?
@@ -449,18 +413,14 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 # 4. clip the global gradient norm at `grad_clip` (after the fp16 GradScaler's `unscale_`, when there is one);
 # 5. take the AdamW step and zero the gradients.
 #
-# Its sampler's generator is seeded with the recipe's `seed`, and so is PyTorch's global generator, which
-# draws dropout's masks. To compare, both loops start from the same weights with the same seeds, in
-# float32 (on a GPU the Trainer would otherwise use bf16 autocast), on a short version of the recipe:
-# `CHECK_STEPS` steps with the same warmup-and-cosine shape squeezed into them, and 2 micro-batches per step,
+# Its sampler's generator is seeded with the recipe's `seed`, and so is PyTorch's global generator, which draws
+# dropout's masks. To compare, both loops start from the same weights with the same seeds, in float32, on a short
+# version of the recipe: `CHECK_STEPS` steps with the same warmup-and-cosine shape, and 2 micro-batches per step,
 # so that accumulation is part of the check.
 #
-# The hand-written loop also asks for the fused AdamW, as `build_optimizer` does. The unfused one computes
-# the same update with different rounding in the last bit, and training amplifies such differences (while
-# this notebook was written, the two loops' losses drifted visibly apart within the `cpu` check's 200 steps
-# when the hand-written loop used the unfused AdamW; try it, it takes one argument). The same goes for the
-# order of additions in the gradient norm, which is why `clip_by_global_norm` takes the norm of the
-# per-tensor norms, as PyTorch does.
+# The hand-written loop also asks for the fused AdamW, as `build_optimizer` does: the unfused one rounds the last
+# bit differently, and training amplifies such differences until the two loops drift apart (try it: it takes one
+# argument). For the same reason `clip_by_global_norm` adds up the gradient norm in PyTorch's order.
 
 # %%
 def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
@@ -529,20 +489,19 @@ print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (
 #
 # ## 8. Training the model
 #
-# Now the Trainer trains the model on the real recipe, as any later notebook will. Two logging knobs
-# change for this notebook, neither of which changes what is trained: a train record every `LOG_INTERVAL`
-# steps, and a validation pass every `EVAL_INTERVAL` steps. Each validation pass scores **every**
-# character of the validation split, and writes `best.pt` and `last.pt` into the run folder.
+# Now the Trainer trains the model on the real recipe, as any later notebook will. Two logging knobs change,
+# neither of which changes what is trained: a train record every `LOG_INTERVAL` steps, and a validation pass
+# every `EVAL_INTERVAL` steps, which scores **every** character of the validation split and writes `best.pt` and
+# `last.pt` into the run folder.
 #
-# The training loss in a train record is one batch's loss: noisy, and measured on windows the model is
-# being trained on. To compare like with like, an *evaluator* scores a slice of the training split as long
-# as the validation split, the same way, at every validation pass. One pass before the first step puts
-# step 0 on the curves. On a GPU the run stops after 8 minutes of training unless `FULL_RECIPE = True` (top of
-# the notebook), so a Colab session never runs away; the cosine then follows the clock (section 4).
+# A train record's loss is one batch's: noisy, and on windows the model is being trained on. To compare like with
+# like, an *evaluator* scores a slice of the training split as long as the validation split, the same way, at
+# every validation pass; one pass before the first step puts step 0 on the curves. On a GPU the run stops after
+# 8 minutes of training unless `FULL_RECIPE = True` (top of the notebook), so a Colab session never runs away.
 #
-# **Predict, then run.** Over 6,000 steps of 12 windows of 64 characters, the `cpu` run predicts each
-# training character about 4.6 times. At the end, will the validation loss be above, equal to or below
-# the loss on the training slice? Will it still be falling at the last evaluation, or turning up?
+# **Predict, then run.** The cell first prints how many times the run predicts each training character. At the
+# end, will the validation loss be above, equal to or below the loss on the training slice? Will it still be
+# falling at the last evaluation, or turning up?
 
 # %%
 run_cfg = dataclasses.replace(train_cfg, log_interval=LOG_INTERVAL, eval_interval=EVAL_INTERVAL,
@@ -563,6 +522,8 @@ shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run each time the notebook
 live_plot = LiveLossPlot(title=f"shakespeare-char, {PROFILE} profile")
 trainer = tinylm.Trainer(model, run_cfg, data.train, data.val, out_dir=run_dir, tokenizer=tokenizer, device=DEVICE,
                          callbacks=[live_plot], sample_prompt="\n", evaluators={"train_slice": train_slice_loss})
+passes = run_cfg.max_steps * run_cfg.batch_size * run_cfg.grad_accum_steps * model_cfg.block_size / len(data.train)
+print(f"{run_cfg.max_steps:,} steps predict each training character about {passes:.1f} times")
 trainer.evaluate_and_save()  # step 0
 start = time.perf_counter()
 final = trainer.fit()
@@ -570,35 +531,16 @@ print(f"trained {trainer.step:,} steps in {time.perf_counter() - start:.0f} s; "
       f"validation loss over the whole split: {final['val_loss']:.4f}")
 
 # %% [markdown]
-# The loss from step 0 on the left, and on the right the gradient norm before clipping, with the
-# share of steps that clipping scaled down.
+# The loss from step 0 on the left, and on the right the gradient norm before clipping, with the share of steps
+# that clipping scaled down (`tinylm.course.plotting.plot_loss_and_grad_norm` draws both from the records).
 
 # %%
 records = live_plot.records
 train_records = [r for r in records if r["event"] == "train"]
 evals = [r for r in records if r["event"] in ("eval", "final")]
-steps = [r["step"] for r in train_records]
 eval_steps = [r["step"] for r in evals]
-
-fig, (loss_ax, norm_ax) = plt.subplots(1, 2, figsize=(13, 4.2))
-loss_ax.plot(steps, [r["loss"] for r in train_records], lw=1, alpha=0.5, label="train (one batch)")
-loss_ax.plot(eval_steps, [r["train_slice_loss"] for r in evals], "s-", lw=2, label="train (slice, evaluated)")
-loss_ax.plot(eval_steps, [r["val_loss"] for r in evals], "o-", lw=2, label="validation (whole split)")
-loss_ax.set_ylabel("loss (nats/character)")
-loss_ax.set_title("loss")
-norm_ax.plot(steps, [r["grad_norm"] for r in train_records], ".-", lw=1, label="gradient norm before clipping")
-norm_ax.axhline(run_cfg.grad_clip, color="black", ls="--", lw=1.5, label=f"grad_clip = {run_cfg.grad_clip}")
-norm_ax.set_ylim(0, 1.5 * max(run_cfg.grad_clip, max(r["grad_norm"] for r in train_records)))  # room for the legend
-norm_ax.set_title("gradient norm")
-share = norm_ax.twinx()
-share.plot(steps, [100 * r["clipped"] for r in train_records], color="tab:red", lw=1.5, alpha=0.7)
-share.set_ylabel("% of steps clipped", color="tab:red")
-share.set_ylim(0, 105)
-for ax in (loss_ax, norm_ax):
-    ax.set_xlabel("optimizer step")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right")
-fig.tight_layout()
+tinylm.course.plotting.plot_loss_and_grad_norm(records, run_cfg.grad_clip)
+plt.tight_layout()
 plt.show()
 print("  step | train (slice) | validation |  gap")
 for r in evals:
@@ -621,44 +563,30 @@ print(f"validation loss {'fell at every evaluation' if falling else 'rose at lea
       f"{math.exp(evals[-1]['train_slice_loss']):.1f} characters")
 
 # %% [markdown]
-# **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5 measured it on one
-# batch), so most warmup steps are clipped: the first record says which share. Clipping then fades out, and
-# the lines above say when it stopped and where the norm settled. Once the norm sits under `grad_clip`,
-# clipping is a safety net, not a brake. If the last third's median is above the middle third's, the norm
-# crept up again while the learning rate decayed and the loss kept falling: the rise that
-# [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation layers and a
+# **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5 measured it on one batch), so
+# most warmup steps are clipped: the first record says which share. Clipping then fades out, and the lines above
+# say when it stopped and where the norm settled; under `grad_clip`, clipping is a safety net, not a brake. If the
+# last third's median is above the middle third's, the norm crept up again while the learning rate decayed: the
+# rise that [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation layers and a
 # decaying learning rate acting together.
 #
 # **Train and validation.** At step 0 both losses are about ln 65 = 4.17. If the validation loss fell at every
-# evaluation and its lowest point is the last one (the lines above say), then by the usual test (validation
-# loss turning up while training loss keeps falling) this run does not overfit. But read the gap column: the
-# two curves do not stay together. A gap opens over the first evaluations and then holds while both losses
-# keep falling. A model of 0.2M parameters cannot memorise a million characters (its loss on the training
-# slice is still that of a choice among several characters), yet it does better on text it has trained on
-# than on new text.
+# evaluation and its lowest point is the last one (the lines above say), then by the usual test (validation loss
+# turning up while training loss keeps falling) this run does not overfit. But read the gap column: a gap opens
+# and holds while both losses keep falling. A model of 0.2M parameters cannot memorise a million characters, yet
+# it does better on text it has trained on than on new text.
 #
-# Part of any gap is not the model at all: the validation split is the last 10% of the text, with plays
-# and speakers of its own. The bigram counts of notebook 1 cannot memorise anything (65 × 65 numbers from
-# a million characters), so their own gap between the two texts measures how much harder the validation
-# text is for pairs of characters. And a line `NAME:` opens each speech, so counting names shows how much
-# of the validation text belongs to characters the training text never heard from:
+# Part of any gap is not the model at all: the validation split is the last 10% of the text, with plays and
+# speakers of its own. Bigram counts (`tinylm.eval.ngram`, notebook 1's exercises) cannot memorise anything
+# (65 × 65 numbers from a million characters), so their own gap between the two texts measures how much harder
+# the validation text is for pairs of characters. And a line `NAME:` opens each speech, so counting names shows
+# how much of the validation text belongs to characters the training text never heard from:
 
 # %%
-def bigram_log_probs(tokens: np.ndarray, vocab_size: int) -> torch.Tensor:
-    """log P(next | current) from counts over `tokens`, plus one to every count so that no pair is impossible."""
-    tokens = torch.from_numpy(tokens.astype(np.int64))
-    counts = torch.ones(vocab_size, vocab_size)
-    counts.index_put_((tokens[:-1], tokens[1:]), torch.ones(len(tokens) - 1), accumulate=True)
-    return (counts / counts.sum(dim=1, keepdim=True)).log()  # row a: log P(next | a)
+from tinylm.eval.ngram import bigram_log_probs, bigram_loss
 
-
-def bigram_cross_entropy(log_probs: torch.Tensor, tokens: np.ndarray) -> float:
-    tokens = torch.from_numpy(tokens.astype(np.int64))
-    return -log_probs[tokens[:-1], tokens[1:]].mean().item()
-
-
-bigram = bigram_log_probs(data.train, tokenizer.vocab_size)
-bigram_gap = bigram_cross_entropy(bigram, data.val) - bigram_cross_entropy(bigram, train_slice)
+bigram = bigram_log_probs(data.train, tokenizer.vocab_size)  # add-one smoothed, so that no pair is impossible
+bigram_gap = bigram_loss(bigram, data.val) - bigram_loss(bigram, train_slice)
 gpt_gap = final["val_loss"] - final["train_slice_loss"]
 print(f"validation minus train (slice): best bigram {bigram_gap:+.3f}, this GPT {gpt_gap:+.3f} nats/char")
 
@@ -674,31 +602,29 @@ print(f"{sum(new_voices.values())} of the validation split's {sum(val_speeches.v
       f"who never speak in the training split, e.g. {', '.join(sorted(new_voices, key=new_voices.get)[-4:])}")
 
 # %% [markdown]
-# The bigram's gap is how much harder the validation text is for pairs of characters: the counts, which
-# cannot memorise anything, do that much worse on it. The rest of the GPT's gap comes from what it learned
-# beyond pairs of characters, and there the two texts differ much more: a large share of the validation
-# speeches (the count above) are by characters the model has never seen, with their own names, and the plays
-# have their own words and turns of phrase. Whatever else the model fitted to the training text in its 4.6
-# passes over it adds to the gap too. This split cannot tell those two apart; a held-out slice of
-# the same plays could.
-# A model 50 times larger trained on the same million characters (the `gpu` recipe) has room to fit its
-# training text much more closely, which is why that recipe adds dropout (notebook 2).
+# The bigram's gap is how much harder the validation text is for pairs of characters. The rest of the GPT's gap
+# comes from what it learned beyond pairs, and there the two texts differ much more: many validation speeches
+# (the count above) are by characters the model has never seen, and the plays have their own words. Whatever
+# else the model fitted to the training text in its passes over it adds to the gap too; this split cannot tell
+# the two apart, a held-out slice of the same plays could. The `gpu` recipe's model, 50 times larger, has room to
+# fit its training text much more closely, which is why that recipe adds dropout (notebook 2).
 
 # %% [markdown]
 # ## 9. How good is it?
 #
-# The bigram model of notebook 1 is the baseline: it sees one character. The best any bigram model can do
-# follows from counting, as above. A loss of `L` nats means the model is, on average, as unsure as a
-# uniform choice among `e^L` characters:
+# The bigram model of notebook 1 is the baseline: it sees one character, and counting gives the best a bigram
+# can do. A loss of `L` nats means the model is, on average, as unsure as a uniform choice among `e^L`
+# characters; divided by ln 2 it is in bits per character, the unit compression results are quoted in:
 
 # %%
-bigram_loss = bigram_cross_entropy(bigram, data.val)
-for name, loss in [("uniform guess", math.log(tokenizer.vocab_size)), ("best bigram (counts)", bigram_loss),
+bigram_val = bigram_loss(bigram, data.val)
+for name, loss in [("uniform guess", math.log(tokenizer.vocab_size)), ("best bigram (counts)", bigram_val),
                    ("this GPT", final["val_loss"])]:
-    print(f"{name:>20}: {loss:.3f} nats/char, like choosing among {math.exp(loss):5.1f} characters")
-print(f"the GPT's loss is {bigram_loss - final['val_loss']:.3f} nats below the best bigram's")
+    print(f"{name:>20}: {loss:.3f} nats/char = {loss / math.log(2):.3f} bits/char, like choosing among "
+          f"{math.exp(loss):5.1f} characters")
+print(f"the GPT's loss is {bigram_val - final['val_loss']:.3f} nats below the best bigram's")
 if PROFILE != "smoke":
-    assert final["val_loss"] < bigram_loss - 0.5, "the GPT should be far beyond the bigram baseline"
+    assert final["val_loss"] < bigram_val - 0.5, "the GPT should be far beyond the bigram baseline"
 
 # %% [markdown]
 # ## 10. A sample
@@ -736,14 +662,10 @@ by_position = loss_by_position(model, data.val, model_cfg.block_size)
 fig, ax = plt.subplots(figsize=(7, 3.5))
 ax.plot(range(1, model_cfg.block_size + 1), by_position, lw=2.5)
 ax.set_xscale("log", base=2)
-ax.set_xlabel("characters of context")
-ax.set_ylabel("validation loss")
-ax.set_title("loss by context length")
-ax.grid(alpha=0.3)
-fig.tight_layout()
+ax.set(xlabel="characters of context", ylabel="validation loss", title="loss by context length")
 plt.show()
-print(f"1 character of context: {by_position[0]:.3f} (best bigram: {bigram_loss:.3f}, a difference of "
-      f"{by_position[0] - bigram_loss:+.3f}); {model_cfg.block_size} characters: {by_position[-1]:.3f}")
+print(f"1 character of context: {by_position[0]:.3f} (best bigram: {bigram_val:.3f}, a difference of "
+      f"{by_position[0] - bigram_val:+.3f}); {model_cfg.block_size} characters: {by_position[-1]:.3f}")
 edges = [1, 2, 4, 8, 16, 32, 64, 128, 256]
 edges = [e for e in edges if e < model_cfg.block_size] + [model_cfg.block_size]
 print("mean loss by range of context lengths (neighbouring positions differ by noise, so average them):")
@@ -753,8 +675,9 @@ for low, high in zip(edges, edges[1:]):
 # %% [markdown]
 # With one character of context the GPT is a bigram model, and the first line compares it with the best
 # bigram model computed above. The ranges show where context pays: most of the fall comes in the first few
-# characters (the rest of a word), and the later ranges say how much the words before it still add. A longer `block_size` costs attention time that grows with its square,
-# which is why the `cpu` recipe stops at 64 and the `gpu` recipe goes to 256.
+# characters (the rest of a word), and the later ranges say how much the words before it still add. A longer
+# `block_size` costs attention time that grows with its square, which is why the `cpu` recipe stops at 64 and the
+# `gpu` recipe goes to 256.
 #
 # ## 12. Checkpoints
 #
@@ -794,49 +717,23 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #   validation text with plays and speakers of its own, partly what the model fitted to its training text.
 # - Measure the model against a baseline (the best bigram) and ask how much of its context it uses: the loss
 #   by position answers that.
-# - A comparison is an experiment: one change, the same budget, at least two seeds, and the gap read against
-#   the spread over seeds (exercise 4).
+# - A comparison is an experiment: one change, the same budget, at least three seeds per arm, and a verdict only
+#   when every seed of one arm beats every seed of the other, else "not told apart" (exercise 3).
 #
 # ## Exercises
 #
 # Complete each function (replace `raise NotImplementedError`), then run the check below it.
 #
-# ### Exercise 1: bits per character
-#
-# The loss is in nats (natural logarithm). Compression results are quoted in bits per character (base-2
-# logarithm). Convert one into the other.
-
-# %%
-from tinylm.course.exercises import check
-
-
-def bits_per_character(loss_in_nats: float) -> float:
-    raise NotImplementedError
-
-
-def test_bits_per_character():
-    assert abs(bits_per_character(math.log(2)) - 1.0) < 1e-12, "one bit is ln 2 nats"
-    assert abs(bits_per_character(math.log(65)) - math.log2(65)) < 1e-12, "uniform over 65 characters"
-
-
-check(test_bits_per_character)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def bits_per_character(loss_in_nats):
-#     return loss_in_nats / math.log(2)
-# ```
-# </details>
-#
-# ### Exercise 2: what weight decay alone does over a run
+# ### Exercise 1: what weight decay alone does over a run
 #
 # A weight whose gradient stays zero is moved by weight decay alone. Return the factor by which AdamW shrinks such a weight over a whole run of the recipe `cfg`:
 # every step multiplies it by `1 − lr × weight_decay` at that step's rate (use your `lr_at`). The check runs
 # `torch.optim.AdamW` with zero gradients through a short schedule, then asks about this notebook's recipe.
 
 # %%
+from tinylm.course.exercises import check
+
+
 def decay_over_run(cfg: tinylm.TrainConfig) -> float:
     raise NotImplementedError
 
@@ -866,11 +763,11 @@ check(test_decay_over_run)
 #     return math.prod(1 - lr_at(step, cfg) * cfg.weight_decay for step in range(cfg.max_steps))
 # ```
 #
-# In the `cpu` recipe a weight without gradient ends at about 16% of its size: a shrink of 0.06% per step at
-# the peak rate adds up over 6,000 steps. Weights that the loss needs are held up by their gradients.
+# The check prints what is left of such a weight after the recipe's whole run: a shrink too small to see in one
+# step adds up over thousands. Weights that the loss needs are held up by their gradients.
 # </details>
 #
-# ### Exercise 3: micro-batches of different sizes
+# ### Exercise 2: micro-batches of different sizes
 #
 # The last micro-batch of a data set is often smaller than the others. Accumulate gradients over
 # micro-batches that hold different numbers of windows so that `.grad` ends up as the gradient of the mean
@@ -909,16 +806,18 @@ check(test_accumulate)
 # ```
 # </details>
 #
-# ### Exercise 4: an experiment on the learning rate
+# ### Exercise 3: an experiment on the learning rate
 #
-# Section 1 says the learning rate matters as much as the model's shape. Test it as an experiment: one change,
-# the same budget, two seeds. Train this recipe's model for `LR_STEPS` steps (a twelfth of the recipe's) at
-# the recipe's peak rate and at a sixth of it (for the `cpu` recipe that is nanoGPT's 1e-3), at seeds 0 and 1
-# each, everything else equal: `dataclasses.replace(train_cfg, learning_rate=lr, max_steps=LR_STEPS, seed=seed,
-# eval_interval=0, log_interval=LR_STEPS)`, a fresh `tinylm.GPT(model_cfg)` built after `torch.manual_seed(seed)`,
-# and `tinylm.Trainer(model, cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]`, the loss over the
-# whole validation split. Print the verdict with `tinylm.eval.uncertainty.compare`, then write the better arm's
-# mean validation loss in `my_answer`. (On a 2-core CPU the four runs take a minute or two.)
+# The `cpu` recipe's peak learning rate is six times nanoGPT's. Test whether that matters as an experiment: one
+# change, the same budget, three seeds per arm. Train this recipe's model for `LR_STEPS` steps (a twelfth of the
+# recipe's) at the recipe's peak rate and at a sixth of it, at seeds 0, 1 and 2 each, everything else equal:
+# `dataclasses.replace(train_cfg, learning_rate=lr, max_steps=LR_STEPS, seed=seed, eval_interval=0,
+# log_interval=LR_STEPS)`, a fresh `tinylm.GPT(model_cfg)` built after `torch.manual_seed(seed)`, and
+# `tinylm.Trainer(model, cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]`, the loss over the whole
+# validation split. Print the verdict with `tinylm.eval.uncertainty.compare`, whose rule is the course's: "told
+# apart" only with at least three seeds per arm and every seed of one arm beating every seed of the other (two
+# arms with no real difference do that 1 time in 10 at three seeds each), else "not told apart". Then write the
+# better arm's mean validation loss in `my_answer`.
 #
 # The check cannot know your numbers, only what they must respect: a trained model beats a uniform guess over
 # the 65 characters, and no run a twelfth as long beats section 8's full run, measured above as `final["val_loss"]`.
@@ -953,14 +852,16 @@ check(test_learning_rate_experiment)
 #     return tinylm.Trainer(tinylm.GPT(model_cfg), cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]
 #
 # rates = {"recipe": train_cfg.learning_rate, "a sixth": train_cfg.learning_rate / 6}
-# results = {name: [short_run(lr, seed) for seed in (0, 1)] for name, lr in rates.items()}
+# results = {name: [short_run(lr, seed) for seed in (0, 1, 2)] for name, lr in rates.items()}
 # for name, losses in results.items():
 #     print(f"{name} ({rates[name]:g}): {spread(losses).format()}")
 # print(compare("the recipe's rate", results["recipe"], "a sixth of it", results["a sixth"]))
 # my_answer = min(spread(losses).mean for losses in results.values())
 # ```
 #
-# With the `cpu` recipe the higher rate should win by far more than the two seeds disagree: a 1-layer model
-# over a few hundred steps is held back by how far each step goes, not by noise. If your verdict says
-# "within the seed spread", that is a result too: the experiment cannot tell the two apart at this budget.
+# The verdict line says which arm came out ahead, by how much, and whether the rule tells them apart. If it says
+# "not told apart", that is a result too: at this budget the experiment cannot separate the two rates.
 # </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

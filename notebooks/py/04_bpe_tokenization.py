@@ -32,18 +32,19 @@
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
 # - what a BPE token buys: characters per token, characters per context, and compute per character.
 #
-# **How long it takes**: about 60 minutes of study, plus 20 for the exercises.
+# **How long it takes**: about 65 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | small slices of text, 30 merges learned | ~8 s |
-# | `cpu` (2-core laptop) | 200,000 characters checked, 300 merges learned on 50,000 characters | 16 s (measured on an idle 2-core machine) |
+# | `cpu` (2-core laptop) | 200,000 characters checked, 300 merges learned on 50,000 characters | the last cell prints it |
 # | `gpu` | all of tinyshakespeare checked, 1,000 merges learned on 200,000 characters (no GPU needed) | not measured |
 #
 # **Papers**: byte-pair encoding for subword units ([Sennrich et al., 2016, *Neural Machine Translation of Rare
 # Words with Subword Units*](https://arxiv.org/abs/1508.07909)); GPT-2's byte-level BPE and its pre-tokenisation
 # regex ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf),
-# section 2.2, and OpenAI's [`encoder.py`](https://github.com/openai/gpt-2/blob/master/src/encoder.py)).
+# the section *Input Representation*, and OpenAI's [`encoder.py`](https://github.com/openai/gpt-2/blob/master/src/encoder.py)).
 # Karpathy's [minbpe](https://github.com/karpathy/minbpe) implements the same algorithms in a few hundred lines.
 
 # %%
@@ -72,6 +73,7 @@ from tinylm.paths import data_dir
 from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 
+NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
 # What costs time: how much Shakespeare the from-scratch encoder is checked on (None: all of it),
 # and how much text and how many merges the BPE training loop gets.
@@ -468,7 +470,7 @@ assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vo
 # 128-wide tiles exactly, and every row is a whole number of 16-byte vectors. It costs almost nothing. The
 # tile count does not change (393 columns of 128-wide tiles either way), so the 47 extra columns take the
 # place of work the ragged tile was doing and throwing away; the extra parameters are 47 × 768 = 36,096
-# for GPT-2 small, 0.03%. nanoGPT made this change
+# for GPT-2 small, a share the cell below prints. nanoGPT made this change
 # ([`vocab_size: int = 50304`](https://github.com/karpathy/nanoGPT/blob/master/model.py), "padded up to
 # nearest multiple of 64 for efficiency"); NVIDIA's
 # [*Matrix Multiplication Background*](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)
@@ -483,6 +485,13 @@ assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vo
 # `padded_vocab_size`), and the character-level track of notebook 3 keeps its 65 rows.
 
 # %%
+# NBVAL_CHECK_OUTPUT
+with torch.device("meta"):  # shapes only
+    gpt2_small = tinylm.GPT(tinylm.GPT2_124M)  # vocab_size 50,257, n_embd 768
+extra = (padded_vocab_size(gpt2.vocab_size) - gpt2.vocab_size) * tinylm.GPT2_124M.n_embd
+print(f"padding adds {extra:,} parameters to GPT-2 small's {gpt2_small.num_parameters():,}: "
+      f"{extra / gpt2_small.num_parameters():.2%}")
+
 TILE, FIRST = 128, 389  # the last four of the 393 columns of 128-wide tiles
 fig, ax = plt.subplots(figsize=(11, 2.6))
 for y, padded in [(1, False), (0, True)]:
@@ -558,12 +567,16 @@ for tokenizer_name, text_name, vocab_size, chars_per_token in rows:
     per_token = flops_per_token(vocab_size) / 1e6
     print(f"| {tokenizer_name:<10} | {text_name:<15} | {chars_per_token:>16.2f} | {256 * chars_per_token:>24,.0f} | "
           f"{per_token:>20.0f} | {per_token / chars_per_token:>24.0f} |")
+with torch.device("meta"):
+    body = tinylm.GPT(tinylm.GPTConfig(vocab_size=embedding_rows, block_size=256, n_layer=6, n_head=6, n_embd=384))
+print(f"parameters: the {embedding_rows:,} x 384 embedding {body.transformer.wte.weight.numel() / 1e6:.1f}M, "
+      f"the six blocks {sum(p.numel() for p in body.transformer.h.parameters()) / 1e6:.1f}M")
 
 # %% [markdown]
 # With BPE the same model body reads three to four times more text per context and costs less compute
 # per character of training text, even though each token costs over twice as much: most of a token's
 # FLOPs are now in the 50,304-way output layer. That layer is also most of a small model's parameters:
-# its 50,304 × 384 matrix holds 19.3M, more than the 10.7M of all six blocks, where the character
+# its 50,304 × 384 matrix holds more than all six blocks together (the last line above), where the character
 # model's holds 25,000. The next track trains on TinyStories with GPT-2 tokens.
 #
 # ## What you learned
@@ -737,3 +750,6 @@ check(test_small_bpe_compression)
 # `shakespeare[:split]` (under a minute) change only the text; 2,000 merges on `train_text` change only the size.
 # Each run is one change.
 # </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

@@ -36,12 +36,14 @@
 # - batches of prompts of different lengths, streaming, stop strings, and why a text ended;
 # - a playground with sliders and an attention viewer, on the models of notebooks 3 and 5.
 #
-# **How long it takes**: about 45 minutes of study.
+# **How long it takes**: about 66 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints; the committed run found notebook 3's model
+# and a TinyStories stand-in trained before it, so it trained nothing itself).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings in 3 interleaved rounds | 54 s (measured on an idle 2-core machine) with the runs of notebooks 3 and 5; without them it first trains stand-ins (below), many minutes more |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
@@ -78,6 +80,7 @@ from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.generate.decode import decode
 from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p
 
+NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
@@ -210,7 +213,7 @@ print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 # %% [markdown]
 # The printed `e^H` says over how many characters the model's probability is effectively spread at `T = 1`,
 # more than its top bar suggests. A small model spreads a little of it over many wrong ones, and a
-# long text visits that tail often; `T` around 0.7 to 0.9 trims it while keeping the text varied. At
+# long text visits that tail often; a temperature a little below 1 trims it while keeping the text varied. At
 # both ends the curve flattens at its limits: one choice (greedy) and every character equally likely.
 # Temperature rescales the whole distribution; the next two samplers cut its tail off instead.
 
@@ -254,8 +257,8 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # Greedy text repeats itself. A measure: the share of distinct 4-grams (4 consecutive tokens) in the
 # continuation; 1.0 means nothing repeats. The **repetition penalty** (Keskar et al., CTRL, 2019)
 # divides the logit of every token already in the sequence by the penalty when it is positive, and
-# multiplies it when negative: both make a seen token less likely. 1.1–1.3 is the usual range. It is a
-# blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
+# multiplies it when negative: both make a seen token less likely. CTRL's authors paired greedy decoding with a
+# penalty a little above 1. It is a blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
 #
 # **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
 # share of distinct 4-grams do you expect without the penalty: near 1, or well below? Will the penalty
@@ -275,8 +278,9 @@ for penalty in (1.0, 1.3):
 # repeats, but also every word a story needs twice (a name, "the", "."): read the two texts and judge whether
 # it is better or only different. Sampling with a temperature below 1 and top-k or top-p is the usual cure
 # for loops. Does a penalty still change the repetition of *sampled* text? That is an experiment: several
-# seeds per arm, the same prompt and length, and a verdict only when the seeds of one arm all beat the
-# other's (`tinylm.eval.uncertainty.compare`):
+# seeds per arm, the same prompt and length, and a verdict by the course's rule (`tinylm.eval.uncertainty.compare`):
+# "told apart" only with at least three seeds per arm and every seed of one arm beating every seed of the other,
+# else "not told apart":
 
 # %%
 PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 4)
@@ -290,7 +294,8 @@ for penalty in (1.0, 1.3):
     print(f"penalty {penalty}: distinct 4-grams {spread(sampled_shares[penalty]).format(3)}")
 print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1.0], lower_is_better=False,
               metric="distinct 4-grams of sampled text (temperature 0.8, top-k 40)"))
-#
+
+# %% [markdown]
 # ## The KV cache, step by step
 #
 # Without a cache, generating token `t+1` runs the model over all `t` tokens again. But in a causal
@@ -744,3 +749,6 @@ check(test_temperature_frequency)
 # Repeat it at `T = 1` and `T = 2`: the frequency follows the softmax at each temperature, and it falls
 # towards `1 / tokenizer.vocab_size` (uniform) as `T` grows.
 # </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

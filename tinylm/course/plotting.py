@@ -5,6 +5,8 @@ in one output and replaces it as records arrive (at most every `every_seconds`, 
 dominates training); the committed notebook then holds just the final picture. Without IPython,
 in a terminal or a plain script, it falls back to printing each record as a line.
 
+`plot_loss_and_grad_norm` draws a run's loss curves from step 0 beside its gradient norm before clipping and the
+share of steps that clipping scaled down (the `grad_norm` and `clipped` fields of the train records).
 `plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
 `expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
 `use_projector_style()` sets such fonts for every figure a notebook draws.
@@ -58,6 +60,40 @@ def plot_losses(records: list[dict[str, Any]], ax=None, title: str | None = None
     if title:
         ax.set_title(title)
     return ax
+
+
+def plot_loss_and_grad_norm(records: list[dict[str, Any]], grad_clip: float, axes=None):
+    """Two panels from trainer records: the loss (each train record's batch, and at each evaluation the validation
+    split and, when the records carry `train_slice_loss`, a slice of the training split scored the same way), and
+    the gradient norm before clipping against `grad_clip`, with the percentage of steps clipped on a second axis.
+    Returns the two axes."""
+    train = [r for r in records if r.get("event") == "train"]
+    evals = [r for r in records if r.get("event") in ("eval", "final")]
+    if not train:
+        raise InputError("no train record: plot_loss_and_grad_norm needs the records of a run that took steps")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(13, 4.2))
+    loss_ax, norm_ax = axes
+    steps, eval_steps = [r["step"] for r in train], [r["step"] for r in evals]
+    loss_ax.plot(steps, [r["loss"] for r in train], lw=1, alpha=0.5, label="train (one batch)")
+    if evals and all("train_slice_loss" in r for r in evals):
+        loss_ax.plot(eval_steps, [r["train_slice_loss"] for r in evals], "s-", lw=2, label="train (slice, evaluated)")
+    loss_ax.plot(eval_steps, [r["val_loss"] for r in evals], "o-", lw=2, label="validation (whole split)")
+    loss_ax.set_ylabel("loss (nats/token)")
+    loss_ax.set_title("loss")
+    norm_ax.plot(steps, [r["grad_norm"] for r in train], ".-", lw=1, label="gradient norm before clipping")
+    norm_ax.axhline(grad_clip, color="black", ls="--", lw=1.5, label=f"grad_clip = {grad_clip}")
+    norm_ax.set_ylim(0, 1.5 * max(grad_clip, max(r["grad_norm"] for r in train)))  # room for the legend
+    norm_ax.set_title("gradient norm")
+    share = norm_ax.twinx()
+    share.plot(steps, [100 * r["clipped"] for r in train], color="tab:red", lw=1.5, alpha=0.7)
+    share.set_ylabel("% of steps clipped", color="tab:red")
+    share.set_ylim(0, 105)
+    for ax in (loss_ax, norm_ax):
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right")
+    return axes
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,29 @@
+"""The notebooks' diagrams: what each cell of the causal-mask drawing says, and the block's two residual branches."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from tinylm.course.diagrams import draw_causal_mask, draw_pre_norm_block  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [3, 6])
+def test_the_causal_mask_labels_the_past_with_scores_and_the_future_with_minus_infinity(n):
+    fig, ax = plt.subplots()
+    assert draw_causal_mask(n, ax=ax) is ax
+    labels = [text.get_text() for text in ax.texts]
+    assert len(labels) == n * n
+    assert labels.count("−∞") == n * (n - 1) // 2  # strictly above the diagonal: s > t
+    assert labels[0] == "q₀·k₀" and labels[n] == "q₁·k₀" and labels[1] == "−∞"  # row-major: (t=0, s=1) is future
+    plt.close(fig)
+
+
+def test_the_block_diagram_adds_each_sub_layer_back_onto_the_stream():
+    ax = draw_pre_norm_block()
+    texts = [text.get_text() for text in ax.texts]
+    assert texts.count("+") == 2
+    assert "x = x + attn(ln_1(x))" in texts and "x = x + mlp(ln_2(x))" in texts
+    plt.close(ax.figure)

@@ -1,0 +1,90 @@
+"""Diagrams the notebooks draw where a picture beats prose, in fonts readable on a projector.
+
+`draw_causal_mask` is the score matrix of causal self-attention with each cell labelled (q_t·k_s where a query may
+read a key, −∞ where the key is in its future); `draw_pre_norm_block` is GPT-2's transformer block, the residual
+stream running straight through and each sub-layer reading a normalised copy of it and adding its result back.
+Each draws on the axes it is given (or a new figure's) and returns them.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import Circle, FancyBboxPatch, Rectangle
+
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def draw_causal_mask(n: int = 6, ax=None):
+    """The (n, n) scores after the causal mask: row t is query position t, column s key position s; the future
+    (s > t) is shaded and holds −∞, the rest holds q_t·k_s."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 6.5))
+    for t in range(n):  # row: the query's position
+        for s in range(n):  # column: the key's position
+            future = s > t
+            ax.add_patch(Rectangle((s, t), 1, 1, facecolor="0.7" if future else "white", edgecolor="black", lw=1))
+            label = "−∞" if future else f"q{t}·k{s}".translate(SUBSCRIPT)
+            ax.text(s + 0.5, t + 0.5, label, ha="center", va="center", fontsize=13)
+    ax.set_xlim(0, n)
+    ax.set_ylim(n, 0)  # row 0 at the top, as in a matrix
+    ax.set_xticks([s + 0.5 for s in range(n)], [f"k{s}".translate(SUBSCRIPT) for s in range(n)])
+    ax.set_yticks([t + 0.5 for t in range(n)], [f"q{t}".translate(SUBSCRIPT) for t in range(n)])
+    ax.xaxis.tick_top()
+    ax.xaxis.set_label_position("top")
+    ax.set_xlabel("column = key position s (who is attended to)")
+    ax.set_ylabel("row = query position t (who is attending)")
+    ax.set_title("scores after the causal mask: the future (s > t, shaded) is −∞,\nthen a softmax along each row",
+                 y=-0.16)
+    ax.set_aspect("equal")
+    return ax
+
+
+STREAM_X, BRANCH_X = 2.0, 5.2  # the residual stream's column, the sub-layers' column
+
+
+def _arrow(ax, start: tuple[float, float], end: tuple[float, float], lw: float = 2) -> None:
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", lw=lw, color="black"))
+
+
+def _box(ax, y: float, text: str, color: str) -> None:
+    ax.add_patch(FancyBboxPatch((BRANCH_X - 1.6, y - 0.35), 3.2, 0.7, boxstyle="round,pad=0.05", facecolor=color,
+                                edgecolor="black", lw=1.5))
+    ax.text(BRANCH_X, y, text, ha="center", va="center", fontsize=13)
+
+
+def _branch(ax, y_split: float, norm: str, sublayer: str, color: str, code: str) -> None:
+    """One sub-layer: leave the stream, normalise, transform, and add the result back at y_split + 3."""
+    y_add = y_split + 3.0
+    ax.plot([STREAM_X, BRANCH_X, BRANCH_X], [y_split, y_split, y_split + 0.55], color="black", lw=2)
+    _arrow(ax, (BRANCH_X, y_split + 0.5), (BRANCH_X, y_split + 0.6))
+    _box(ax, y_split + 0.95, norm, "#fff2cc")
+    _arrow(ax, (BRANCH_X, y_split + 1.35), (BRANCH_X, y_split + 1.65))
+    _box(ax, y_split + 2.0, sublayer, color)
+    ax.plot([BRANCH_X, BRANCH_X], [y_split + 2.4, y_add], color="black", lw=2)
+    _arrow(ax, (BRANCH_X, y_add), (STREAM_X + 0.25, y_add))
+    ax.add_patch(Circle((STREAM_X, y_add), 0.25, facecolor="white", edgecolor="black", lw=2, zorder=3))
+    ax.text(STREAM_X, y_add, "+", ha="center", va="center", fontsize=18, zorder=4)
+    ax.text(BRANCH_X + 1.9, y_add, code, ha="left", va="center", fontsize=13, family="monospace")
+
+
+def draw_pre_norm_block(ax=None):
+    """GPT-2's pre-LayerNorm block: x = x + attn(ln_1(x)), then x = x + mlp(ln_2(x)), the stream drawn straight."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 8.5))
+    ax.add_patch(FancyBboxPatch((0.9, 0.45), 9.0, 7.05, boxstyle="round,pad=0.1", facecolor="none", edgecolor="gray",
+                                lw=1.5, ls="--"))
+    ax.text(9.8, 0.75, "× n_layer", ha="right", va="bottom", fontsize=14, color="gray")
+    _arrow(ax, (STREAM_X, -0.3), (STREAM_X, 8.3), lw=4)  # the residual stream: a straight path from input to output
+    ax.text(STREAM_X - 0.25, 2.3, "residual stream", rotation=90, ha="right", va="center", fontsize=14,
+            color="#1f4e79")
+    ax.text(STREAM_X, -0.45, "x (B, T, C): embeddings, or the previous block's output", ha="left", va="top",
+            fontsize=13)
+    ax.text(STREAM_X, 8.45, "to the next block (after the last one: ln_f, lm_head)", ha="left", va="bottom",
+            fontsize=13)
+    _branch(ax, 0.8, "LayerNorm  ln_1", "causal self-attention  attn", "#dae8fc", "x = x + attn(ln_1(x))")
+    _branch(ax, 4.2, "LayerNorm  ln_2", "MLP  (c_fc, GELU, c_proj)", "#d5e8d4", "x = x + mlp(ln_2(x))")
+    ax.set_xlim(0, 10.2)
+    ax.set_ylim(-1.1, 9.0)
+    ax.axis("off")
+    ax.set_title("a pre-LayerNorm transformer block (GPT-2)")
+    return ax
