@@ -579,7 +579,7 @@ print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per G
 # %% [markdown]
 # ## Stories
 #
-# Sample from a few prompts with a temperature of 0.8 and top-k 40: a little sharper than the model's own
+# Sample from a few prompts with `temperature=0.8` and `top_k=40`: a little sharper than the model's own
 # distribution, and never one of its long tail of unlikely tokens (notebook 7 takes temperature, top-k and
 # top-p apart). A story ends where the model writes the end-of-text token, so the text is cut there.
 

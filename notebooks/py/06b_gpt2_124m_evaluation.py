@@ -301,7 +301,7 @@ else:
 # official file. Loading needs the network: offline the cells skip.
 #
 # **Predict, then run.** Your model ended at the validation loss the setup cell printed. Where will GPT-2 land
-# on the same 20,000 tokens: near that, near 3.3, or lower? And will 100 examples tell its
+# on the same 20,000 tokens: near that, near build-nanogpt's 3.2924, or lower? And will 100 examples tell its
 # HellaSwag score from chance?
 
 # %%
