@@ -41,7 +41,7 @@
 # [build-nanogpt](https://github.com/karpathy/build-nanogpt) and [llm.c](https://github.com/karpathy/llm.c),
 # whose HellaSwag scoring and reference numbers this notebook follows.
 #
-# **How long it takes**: about 50 minutes of study (reading, predicting, the exercises), the cpu run's compute
+# **How long it takes**: about 42 minutes of study (reading, predicting, the exercises), the cpu run's compute
 # included.
 #
 # | profile | what runs | compute time |
