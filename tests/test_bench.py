@@ -204,6 +204,56 @@ def test_bench_bpe_times_both_trainers_on_the_same_merges(capsys):
     assert "speed-up" in lines[1] and lines[1].endswith("20 merges, identical")
 
 
+def test_compare_compiled_trains_both_arms_from_the_same_weights_and_times_interleaved_rounds():
+    from tinylm.bench.measure import compare_compiled
+
+    cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    compiled = []
+    result = compare_compiled(cfg, batch_size=2, rounds=3, steps_per_round=2, loss_steps=4, device="cpu",
+                              compiler=lambda model: compiled.append(model) or model)  # a compiler that changes nothing
+    assert len(compiled) == 1, "only the compiled arm goes through the compiler"
+    assert result["losses"]["eager"] == result["losses"]["compiled"] and len(result["losses"]["eager"]) == 4
+    assert [len(ms) for ms in result["round_ms"].values()] == [3, 3] and min(result["round_ms"]["eager"]) > 0
+    assert result["compile_s"] == pytest.approx(result["first_step_s"]["compiled"]
+                                                - min(result["round_ms"]["compiled"]) / 1e3)
+
+
+def test_compare_compiled_says_in_one_line_when_torch_compile_cannot_run():
+    from tinylm.bench.measure import CompileUnavailable, compare_compiled
+    from tinylm.errors import TinyLMError
+
+    def broken(model):
+        def forward(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\nmore detail")
+        return forward
+
+    cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=32)
+    with pytest.raises(CompileUnavailable, match="C\\+\\+ compiler") as error:
+        compare_compiled(cfg, batch_size=2, rounds=1, loss_steps=1, device="cpu", compiler=broken)
+    assert isinstance(error.value, TinyLMError) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("drift, verdict", [(0.0, ": equal"), (1e-2, ": DIFFERENT")])
+def test_bench_compile_prints_the_losses_the_compile_time_and_the_verdict(capsys, monkeypatch, drift, verdict):
+    """A compiler that changed the arithmetic (here: its model's loss drifts) must not pass as equal."""
+    monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)
+
+    def compiler(model):
+        def step(x, y):
+            logits, loss = model(x, y)
+            return logits, loss * (1 + drift)
+        return step
+
+    monkeypatch.setattr(torch, "compile", compiler)
+    main(["compile", "--preset", "nanogpt-cpu", "--n-layer", "1", "--block-size", "16", "--batch-size", "2",
+          "--rounds", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("losses of 10 AdamW steps from the same weights") and lines[1].endswith(verdict)
+    assert lines[2].startswith("compiling took about")
+    assert "(3 rounds) ms per step" in lines[3] and "(3 rounds) ms per step" in lines[4]
+    assert "told apart" in lines[5]
+
+
 @pytest.mark.parametrize("bf16_fast", [True, False])
 def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_slow(capsys, monkeypatch, bf16_fast):
     monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)

@@ -105,3 +105,15 @@ def test_the_notebooks_that_train_a_track_save_where_find_or_train_looks():
         source = (notebooks / course.TRACK_NOTEBOOKS[track]).with_suffix(".py").read_text()
         folder = course.notebook_run_folder(track, "{PROFILE}").name  # as the notebook's f-string spells it
         assert f'run_dir = tinylm.paths.runs_dir() / f"{folder}"' in source, track
+
+
+def test_notebook_6a_trains_the_gpt2_track_and_6b_is_what_to_open_after_training_it(runs):
+    assert course.notebook_number(course.TRACK_NOTEBOOKS["gpt2-124m"]) == "6a"
+    assert course.notebook_number(course.TRACK_NOTEBOOKS["tinystories"]) == "5"
+    assert course.notebook_run_folder("gpt2-124m", "cpu") == runs / "notebook-06a-cpu"
+    assert course.notebook_run_folder("tinystories", "cpu") == runs / "notebook-05-cpu"
+    assert course.next_notebooks("gpt2-124m") == ["06b_gpt2_124m_evaluation.ipynb", "07_generation.ipynb"]
+    assert course.next_notebooks("tinystories") == ["05_tinystories.ipynb", "07_generation.ipynb"]
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    named = [*course.TRACK_NOTEBOOKS.values(), *course.EVALUATION_NOTEBOOKS.values()]
+    assert all((notebooks / name).is_file() for name in named), "every notebook the course names exists"

@@ -179,7 +179,7 @@ def test_cached_greedy_generation_matches_transformers_generate():
 
 
 def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
-    """The notebook 6 path, offline: a random transformers GPT-2 with GPT-2's vocabulary goes through from_hf_gpt2,
+    """The notebook 6b path, offline: a random transformers GPT-2 with GPT-2's vocabulary goes through from_hf_gpt2,
     and score_model's validation loss and HellaSwag counts equal those computed from transformers' logits."""
     import numpy as np
     import torch.nn.functional as F

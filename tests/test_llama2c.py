@@ -276,8 +276,9 @@ def test_cli_errors_are_one_line(tmp_path, capsys, content, phrase):
 
 def test_a_published_model_is_fetched_checked_and_scored_in_bits_per_byte_as_notebook_5_does(tmp_path,
                                                                                              sentencepiece_model):
-    """Notebook 5's path to stories15M without the network: a tiny model written by tinylm's llama2.c export and a
-    SentencePiece model stand in for the published files, served from file:// addresses and pinned by sha256."""
+    """The path notebook 5 describes to stories15M, without the network: a tiny model written by tinylm's llama2.c
+    export and a SentencePiece model stand in for the published files, served from file:// addresses and pinned by
+    sha256."""
     tokenizer = SentencePieceTokenizer.from_file(sentencepiece_model)
     torch.manual_seed(4)
     model = GPT(with_architecture(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=4,

@@ -13,7 +13,7 @@ import pytest
 from tinylm.course import notebooks as course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]_*.py"))  # the .py twins sit in notebooks/py/, out of the learner's view
+PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]*_*.py"))  # 06a_...: the .py twins sit in notebooks/py/, out of view
 
 
 def ipynb_of(twin: Path) -> Path:
@@ -53,7 +53,7 @@ def test_the_repository_is_a_github_one_and_the_install_cell_is_python():
 
 def test_the_readme_install_and_the_colab_install_both_bring_transformers():
     """`pip install -r requirements.txt` (the README's first command) and the Colab install cell must both make
-    `import transformers` work: notebook 6 shares weights with it."""
+    `import transformers` work: notebook 6b loads OpenAI's GPT-2 with it."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     root = NOTEBOOKS.parent
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]

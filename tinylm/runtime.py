@@ -234,7 +234,7 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
     return None if tflops is None else tflops * 1e12
 
 
-# Whole 16-bit TFLOP/s of one board per family, the summary notebook 6 prints.
+# Whole 16-bit TFLOP/s of one board per family, the summary notebook 6b prints.
 PEAK_TFLOPS_16BIT = {family: int(peak_tflops(name, torch.float16)) for family, name in (
     ("H200", "NVIDIA H200"), ("H100", "NVIDIA H100 80GB HBM3"), ("A100", "NVIDIA A100-SXM4-80GB"),
     ("L40S", "NVIDIA L40S"), ("L4", "NVIDIA L4"), ("A10", "NVIDIA A10"), ("V100", "Tesla V100-SXM2-16GB"),

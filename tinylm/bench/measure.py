@@ -6,6 +6,8 @@ steps: tokens/s and the achieved FLOP/s (a mixture of experts counts its active 
 `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
 nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two
 steps and their losses must agree, then they alternate one step each, and the best round of each counts.
+`compare_compiled` races the same model eager and under `torch.compile`, from the same weights on the same batches:
+their losses must agree, the compiled arm's first step holds the compile, and interleaved rounds time both.
 `measure_decoding` generates greedily with the cache (through the fast step of `tinylm.generate.fast`, and walking the
 modules) and without it, alternating, and checks that the three give the same tokens.
 `measure_bpe_training` times the readable BPE trainer, which recounts every pair after each merge, against the
@@ -17,19 +19,22 @@ run. `python -m tinylm.bench` prints them for presets and checkpoints; its comma
 
 from __future__ import annotations
 
+import statistics
 import time
+import warnings
 from collections.abc import Callable
 
 import torch
 
 from ..config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, TrainConfig
+from ..errors import TinyLMError
 from ..generate.decode import generate
 from ..model.gpt import GPT
 from ..model.reference import ReferenceGPT, reference_optimizer
 from ..runtime import autocast, resolve_device, resolve_dtype
 from ..tokenizers.bpe import train_bpe, train_bpe_incremental
 from ..train.optim import build_optimizer
-from ..train.recipes import TINYSTORIES
+from ..train.recipes import GPT2_124M_TRACK, TINYSTORIES
 
 TINYSTORIES_CPU_SHAPE, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
 PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py measure
@@ -37,6 +42,8 @@ PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py
     # The 6,872 GPT-2 tokens the TinyStories sample uses (TrimmedBPETokenizer), padded to a multiple of 64.
     "tinystories-cpu": TINYSTORIES_CPU_SHAPE.config(vocab_size=6912),
     "gpt2-124m": GPT2_124M,
+    # The gpt2-124m track's smoke shape with GPT-2's 50,257 tokens padded to a multiple of 64: notebook 6a's model.
+    "gpt2-smoke": GPT2_124M_TRACK.recipes["smoke"][0].config(vocab_size=50_304),
     "stories15m": LLAMA2C_STORIES15M,
 }
 BATCH_SIZES = {"nanogpt-cpu": 12, "tinystories-cpu": TINYSTORIES_CPU_TRAINING.batch_size}  # 12 for the others
@@ -138,6 +145,72 @@ def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 
             "step_ms": {name: s * 1e3 for name, s in best.items()},
             "ratio": best["reference"] / best["tinylm"], "median_ratio": median["reference"] / median["tinylm"],
             "losses": losses, "parameters": model.num_parameters(), "device": str(device),
+            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+
+
+class CompileUnavailable(TinyLMError, RuntimeError):
+    """torch.compile cannot run here: no C++ compiler on a CPU, no Triton on a GPU, or an unsupported platform."""
+
+
+def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, steps_per_round: int = 4,
+                     loss_steps: int = 10, device: str | None = None, dtype: str = "auto",
+                     compiler: Callable | None = None) -> dict:
+    """The same model eager and under `torch.compile` (or `compiler`, which the tests replace), trained with AdamW
+    from the same weights on the same `loss_steps` random batches, then timed in interleaved rounds.
+
+    First each arm takes one step per batch, recording its losses and each step's seconds: the losses should agree
+    to float32 rounding (compiling schedules the arithmetic differently, it does not change it; the command line
+    says whether they do), and the compiled
+    arm's first step includes the compile, tracing and code generation, with PyTorch's on-disk kernel cache
+    turned off so that it is a first compile. Then `rounds` rounds, the order of the arms swapping from round
+    to round so that a slow spell of a shared machine hits both; each round runs `steps_per_round` steps of each
+    arm on the first batches, and its time is its median step. Returns {"losses", "first_step_s", "round_ms"},
+    each keyed by "eager" and "compiled", and "compile_s" (the compiled first step less the compiled arm's best
+    round step), "parameters", "device", "dtype", "threads". CompileUnavailable when compiling fails.
+    """
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(device, dtype)
+    compiler = compiler or torch.compile
+    generator = torch.Generator().manual_seed(0)
+    batches = [tuple(torch.randint(model_cfg.vocab_size, (batch_size, model_cfg.block_size), generator=generator)
+                     .to(device) for _ in range(2)) for _ in range(loss_steps)]
+    arms = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = GPT(model_cfg).to(device)
+        optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
+        arms[name] = (compiler(model) if name == "compiled" else model, optimizer)
+
+    def timed_steps(name: str, count: int) -> tuple[list[float], list[float]]:
+        model, optimizer = arms[name]
+        seconds, losses = [], []
+        for x, y in batches[:count]:
+            _synchronize(device)
+            start = time.perf_counter()
+            losses.append(training_step(model, optimizer, x, y, device, torch_dtype)().item())
+            seconds.append(time.perf_counter() - start)  # .item() waited for the device
+        return seconds, losses
+
+    from torch._inductor import config as inductor  # here, not at the top: the other measurements need no compiler
+
+    no_cache = {"force_disable_caches": True} if hasattr(inductor, "force_disable_caches") else {}
+    first = {"eager": timed_steps("eager", loss_steps)}
+    try:
+        with inductor.patch(no_cache), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="dynamo_pgo force disabled")  # the cache switch's own notice
+            first["compiled"] = timed_steps("compiled", loss_steps)
+    except Exception as error:  # the compiler's own errors have no common type
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise CompileUnavailable(f"torch.compile failed on {device} ({type(error).__name__}: {reason}); on a CPU it "
+                                 "needs a C++ compiler (g++ or clang), on a GPU Triton") from error
+    round_ms: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for round_ in range(rounds):
+        for name in (["eager", "compiled"] if round_ % 2 == 0 else ["compiled", "eager"]):
+            round_ms[name].append(1e3 * statistics.median(timed_steps(name, steps_per_round)[0]))
+    return {"losses": {name: losses for name, (_, losses) in first.items()},
+            "first_step_s": {name: seconds[0] for name, (seconds, _) in first.items()},
+            "round_ms": round_ms, "compile_s": first["compiled"][0][0] - min(round_ms["compiled"]) / 1e3,
+            "parameters": arms["eager"][0].num_parameters(), "device": str(device),
             "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 

@@ -3,6 +3,7 @@ and the laptop speedrun (seconds of training to a target loss, default recipe ag
 
     python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options] [--batch-size 12]
         [--reference [--rounds 30]]
+    python -m tinylm.bench compile [--preset gpt2-smoke] [--rounds 6] [--batch-size 16]
     python -m tinylm.bench decode [--ckpt runs/shakespeare-char-cpu | --preset stories15m ...] [--new-tokens 500]
         [--prompt-tokens 1 200] [--dtype bfloat16]
     python -m tinylm.bench cache --preset gpt2-124m [--n-kv-head 4] [--dtype bfloat16]
@@ -10,7 +11,8 @@ and the laptop speedrun (seconds of training to a target loss, default recipe ag
     python -m tinylm.bench speedrun [--track shakespeare-char] [--target 1.886] [--seeds 3] [--seconds 70]
 
 A shape is a preset (nanoGPT's CPU shape for shakespeare-char by default; `tinystories-cpu`, the
-tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `stories15m`, llama2.c's
+tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `gpt2-smoke`, the gpt2-124m track's
+smoke shape with GPT-2's vocabulary (the model notebook 6a trains with two processes); `stories15m`, llama2.c's
 15M TinyStories Llama), built as the block family --arch if given (tinylm.config.ARCHITECTURES), with
 any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
@@ -23,6 +25,13 @@ reused instead of page-faulted in again. With --reference it races tinylm's GPT 
 the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same
 batch: both first take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
 and the best round of each gives its tokens/s.
+
+`compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
+(tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
+compiled first step, tracing and code generation, less a compiled step), each arm's ms per step over --rounds
+interleaved rounds (a round's median step), and the verdict of tinylm.eval.uncertainty.compare: told apart only
+with 3 or more rounds per arm whose ranges do not overlap. On a CPU it needs a C++ compiler; the first compile on
+two cores takes tens of seconds.
 
 `decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
 random weights for a shape) with the cache and without it, three times each, and prints the best
@@ -62,6 +71,7 @@ import torch
 from ..bench.measure import (
     BATCH_SIZES,
     PRESETS,
+    compare_compiled,
     compare_with_reference,
     measure_bpe_training,
     measure_decoding,
@@ -72,7 +82,7 @@ from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
 from ..download import fetch
 from ..errors import InputError
-from ..eval.uncertainty import spread
+from ..eval.uncertainty import compare, spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
@@ -174,11 +184,12 @@ def _train(args) -> None:
 
 
 def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
-    r = compare_with_reference(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype or "auto")
+    rounds = args.rounds or 30
+    r = compare_with_reference(cfg, batch_size, rounds=rounds, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
           f"({r['parameters']:,} parameters)")
     print(f"device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}, one step of each per round, "
-          f"best of {args.rounds} rounds:")
+          f"best of {rounds} rounds:")
     names = {"tinylm": "tinylm GPT, tinylm.train.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
     for name, label in names.items():
         print(f"  {label:38s} {r['tokens_per_s'][name]:9,.0f} tokens/s  {r['step_ms'][name]:8.2f} ms/step")
@@ -189,6 +200,29 @@ def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
     print(f"losses of the first {len(tinylm_losses)} steps from the same weights: tinylm "
           f"{' '.join(f'{x:.6f}' for x in tinylm_losses)}, reference {' '.join(f'{x:.6f}' for x in reference_losses)} "
           f"(largest difference {gap:.1e}): {'equal' if agree else 'DIFFERENT'}")
+
+
+def _compile(args) -> None:
+    _require_positive(args, "batch_size", "rounds")
+    keep_freed_memory()  # as training does
+    cfg = shape_from_args(args)
+    batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
+    r = compare_compiled(cfg, batch_size, rounds=args.rounds or 6, device=args.device, dtype=args.dtype or "auto")
+    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
+          f"({r['parameters']:,} parameters); device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}")
+    eager, compiled = r["losses"]["eager"], r["losses"]["compiled"]
+    gap = max(abs(a - b) for a, b in zip(eager, compiled))
+    agree = gap <= 1e-4 * max(map(abs, eager))  # float32 rounding in another order, as for train --reference
+    print(f"losses of {len(eager)} AdamW steps from the same weights, eager {' '.join(f'{x:.4f}' for x in eager)}; "
+          f"compiled {' '.join(f'{x:.4f}' for x in compiled)} (largest difference {gap:.1e}): "
+          f"{'equal' if agree else 'DIFFERENT'}")
+    first_step = r["first_step_s"]["compiled"]
+    print(f"compiling took about {r['compile_s']:.1f} s (the compiled first step, {first_step:.1f} s, less a compiled "
+          "step)")
+    for name, values in r["round_ms"].items():
+        print(f"  {name:<9} {spread(values).format(1, replicate='round')} ms per step (median step of each round)")
+    print(compare("compiled", r["round_ms"]["compiled"], "eager", r["round_ms"]["eager"], metric="ms per step",
+                  digits=1, replicate="round"))
 
 
 def _bpe(args) -> None:
@@ -256,26 +290,33 @@ def _speedrun(args) -> None:
           f"python -m tinylm.train {args.track} --recipe speedrun --profile {resolve_profile(args.profile)}")
 
 
+COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _cache, "bpe": _bpe,
+            "speedrun": _speedrun}
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.bench train --arch llama --batch-size 12",
                         "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
+                        "python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
                         "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
                         "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
                         "python -m tinylm.bench bpe --merges 500",
                         "python -m tinylm.bench speedrun --track shakespeare-char --target 1.886 --seeds 3"))
-    parser.add_argument("what", choices=["train", "decode", "cache", "bpe", "speedrun"], help="what to measure")
+    parser.add_argument("what", choices=list(COMMANDS), help="what to measure")
     parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
         parser.add_argument("--" + name.replace("_", "-"), type=positive_int, help="replaces the preset's value "
                             "(default: the preset's)")
-    parser.add_argument("--batch-size", type=positive_int, help="train only (default: the preset's recipe, else 12)")
+    parser.add_argument("--batch-size", type=positive_int, help="train and compile only (default: the preset's "
+                        "recipe, else 12)")
     parser.add_argument("--steps", type=positive_int, default=50, help="train only")
     parser.add_argument("--reference", action="store_true", help="train only: race a plain GPT-2 of the same shape "
                         "trained with nanoGPT's AdamW setup (tinylm.model.reference)")
-    parser.add_argument("--rounds", type=positive_int, default=30, help="train --reference only: alternating rounds")
+    parser.add_argument("--rounds", type=positive_int, help="train --reference and compile: interleaved rounds "
+                        "(default: 30 for train --reference, 6 for compile)")
     parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
                         "(default: random weights of the shape)")
     parser.add_argument("--new-tokens", type=positive_int, default=500, help="decode only")
@@ -301,7 +342,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = begin(parse_args(argv))
-    {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe, "speedrun": _speedrun}[args.what](args)
+    COMMANDS[args.what](args)
 
 
 def cli(argv=None) -> None:

@@ -7,8 +7,9 @@ and the install cell pip-installs the package from the same repository. The inst
 place that says what they must be, and tests/test_notebooks_meta.py checks every notebook (both twins)
 against `colab_badge` and `INSTALL_CELL`.
 
-Borrowed runs. Notebook 7 samples from the models that notebooks 3 and 5 train. On a fresh Colab machine,
-or in a clone where those notebooks have not run, the runs are not there. `find_or_train` looks for
+Borrowed runs. Notebook 7 samples from the models that notebooks 3 and 5 train, and notebook 6b scores the
+one notebook 6a trains. On a fresh Colab machine, or in a clone where those notebooks have not run, the
+runs are not there. `find_or_train` looks for
 them (the notebook's run folder, then the command line's default one) and otherwise trains the track's
 `cpu` recipe (the smallest model that learns; `smoke` under the smoke profile) for a short budget of
 steps, on whatever device there is, saying what it does and why. Steps, not seconds: a model trained for
@@ -29,7 +30,7 @@ from ..train.run import train
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
 BRANCH = "main"
-# transformers comes with the package on Colab too (the `interop` extra): notebook 6 shares weights with it.
+# transformers comes with the package on Colab too (the `interop` extra): notebook 6b loads OpenAI's GPT-2 with it.
 PIP_REQUIREMENT = f"tinylm[interop] @ git+{REPOSITORY}@{BRANCH}"
 
 # The first code cell of every notebook, exactly. On Colab it installs the package; elsewhere it does nothing.
@@ -62,24 +63,34 @@ def colab_badge(notebook: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
 
 
-# The notebook that teaches each track's training; the first two train its cpu model into
-# runs/notebook-NN-<profile> (`notebook_run_folder`), where `find_or_train` looks first.
+# The notebook that teaches each track's training; each trains a model of its track into
+# runs/notebook-<number>-<profile> (`notebook_run_folder`), where `find_or_train` looks first. Notebook 6a's is
+# its 2-process run (the smoke recipe's shape in every profile: a demonstration of the mechanics).
 TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
-                   "gpt2-124m": "06_scaling_gpt2_124m.ipynb"}
-TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories")
+                   "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb"}
+TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories", "gpt2-124m")
+# The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
+# gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
+EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
 # (notebooks/README.md, "How the notebooks work", says what they reached and how long they took).
-QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250}
+QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250, "gpt2-124m": 100}
+
+
+def notebook_number(notebook: str) -> str:
+    """How the course names a notebook in prose: "06a_gpt2_124m_budget_and_ddp.ipynb" is notebook "6a"."""
+    return notebook.split("_")[0].lstrip("0")
 
 
 def notebook_run_folder(track: str, profile: str) -> Path:
     """Where the notebook of a track in TRAINED_IN_A_NOTEBOOK saves the model it trains."""
-    return runs_dir() / f"notebook-{TRACK_NOTEBOOKS[track][:2]}-{profile}"
+    return runs_dir() / f"notebook-{TRACK_NOTEBOOKS[track].split('_')[0]}-{profile}"
 
 
 def next_notebooks(track: str) -> list[str]:
-    """The notebooks to open after training `track` from the command line: its own, then generation."""
-    return [TRACK_NOTEBOOKS[track], "07_generation.ipynb"]
+    """The notebooks to open after training `track` from the command line: the one that scores such a run (its
+    own, for most tracks), then generation."""
+    return [EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS[track]), "07_generation.ipynb"]
 
 
 def run_candidates(track: str, profile: str) -> list[Path]:
@@ -114,7 +125,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
         if (folder / "best.pt").is_file():
             say(f"{track}: using the model in {shown(folder)}")
             return folder
-    notebook = (f"notebook {int(TRACK_NOTEBOOKS[track][:2])}" if track in TRAINED_IN_A_NOTEBOOK
+    notebook = (f"notebook {notebook_number(TRACK_NOTEBOOKS[track])}" if track in TRAINED_IN_A_NOTEBOOK
                 else f"python -m tinylm.train {track}")
     quick_profile = _quick_profile(profile)
     if max_steps is None and quick_profile != "smoke":

@@ -12,7 +12,7 @@ as the validation loss is during training. A trimmed tokenizer's <unk> targets c
 so the loss stays per GPT-2 token. Evaluation runs in float32.
 
 `score_model` gives two numbers for any model at once: the loss on a validation token stream and HellaSwag
-accuracy, as notebook 6 compares its runs with OpenAI's GPT-2.
+accuracy, as notebook 6b compares a run with OpenAI's GPT-2.
 `texts_loss` scores many texts one by one and adds them up: two models with different tokenizers scored on
 the same texts are scored on the same bytes.
 
@@ -71,7 +71,7 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
 
 def score_model(model, tokenizer, val_tokens: np.ndarray, examples, batch_size: int = 8, device=None,
                 autocast_ctx=None) -> dict[str, Any]:
-    """The two numbers notebook 6 sets models side by side with: validation loss and HellaSwag accuracy.
+    """The two numbers notebook 6b sets models side by side with: validation loss and HellaSwag accuracy.
 
     `val_loss` is the mean next-token loss (nats) over every target of `val_tokens`, a token stream such as a
     validation shard, in non-overlapping windows of the model's context: the trainer's validation loss

@@ -14,8 +14,9 @@ repository. Online, download a model and the tokenizer, then run:
     python -m tinylm.sample --ckpt stories15M.pt --prompt "Once upon a time"
 
 `load_stories15m()` downloads stories15M and the tokenizer once (checked against their sha256) and
-returns the model and its tokenizer; notebook 5 sets it against the model it trains. (tinylm's tests
-cannot download them: they write and read files of the same format instead.)
+returns the model and its tokenizer; notebook 5 says how to score it, with `tinylm.eval.loss.texts_loss`, on
+the stories its own model is scored on. (tinylm's tests cannot download them: they write and read files of the
+same format instead.)
 
 The format, version 0 ("legacy": what llama2.c's export.py `legacy_export` writes and run.c reads).
 Seven little-endian int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a
