@@ -13,7 +13,8 @@ import pytest
 from tinylm.course import notebooks as course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]_*.py"))  # the .py twins sit in notebooks/py/, out of the learner's view
+# The .py twins sit in notebooks/py/, out of the learner's view; a split notebook keeps its number (08a_, 08b_).
+PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]*_*.py"))
 
 
 def ipynb_of(twin: Path) -> Path:
