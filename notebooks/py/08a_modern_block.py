@@ -41,7 +41,7 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 5 arms × 3 seeds of 12 steps of a tiny model | ~60 s (measured on a busy shared machine) |
+# | `smoke` (CI) | every check; 5 arms × 3 seeds of 12 steps of a tiny model | ~65 s (measured on a busy shared machine) |
 # | `cpu` (2-core laptop) | 5 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 7 minutes) |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 15 runs with budgets scaled to the GPU, bounded by
