@@ -39,7 +39,7 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | ~60 s (measured on a busy shared machine) |
+# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | ~70 s (measured on a busy shared machine) |
 # | `cpu` (2-core laptop) | 4 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 6 minutes) |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 12 runs with budgets scaled to the GPU, bounded by
@@ -280,7 +280,7 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # a **sequence-wise auxiliary loss** with a very small weight (`α = 1e-4`) keeps any single sequence from
 # piling onto a few experts. `tinylm` keeps the **softmax** router of Switch and Mixtral by default
 # (`router="sigmoid"` is there), so that the three balancing arms below differ in balancing only, and
-# uses `u = 1e-2`: the runs below take a hundred-odd steps, and at `1e-3` the biases would spend most of
+# uses `u = 1e-2`: the runs below take a hundred-odd steps, and at `1e-3` the biases could spend most of
 # them catching up (compare the steps the two rates needed above).
 #
 # ## The experiment: the dense block against three mixtures
