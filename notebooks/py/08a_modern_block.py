@@ -275,8 +275,8 @@ print("interleaved RoPE, then reordered == tinylm's rotate-half RoPE on the reor
 # the matrix work per token. In Shazeer's experiments (T5's base model, pre-trained for hundreds of
 # thousands of steps) the gated MLPs, at the same parameters and computation, reached a lower held-out
 # perplexity than the ReLU and GELU ones; the paper ends with "we offer no explanation ... we attribute
-# their success ... to divine benevolence". Whether the gate pays in a run of a hundred-odd steps of a
-# tiny model is another question, which the ablation below asks.
+# their success ... to divine benevolence". Whether the gate pays in a run as short as these (under a
+# hundred steps here) of a tiny model is another question, which the ablation below asks.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -409,7 +409,7 @@ for arm in arms:
 # %%
 # Seconds of training per run (evaluations not counted); smoke runs 12 steps instead. The warmup is shortened (the
 # same for every arm) so that runs this short spend most of their steps at a useful learning rate. The peak rate is
-# lower than the 5,000-step recipe's 4e-3 (the same for every arm): in runs of a hundred-odd steps, the high rate
+# lower than the 5,000-step recipe's 4e-3 (the same for every arm): in runs of a hundred steps or fewer, the high rate
 # makes seeds of one arm disagree by more than the arms differ (README, "Modern architecture", has the runs).
 ARM_SECONDS = {"smoke": None, "cpu": 25, "gpu-bounded": 8, "gpu": 300}[SCALE]
 WARMUP_STEPS = {"smoke": 4, "cpu": 20, "gpu-bounded": 20, "gpu": 200}[SCALE]
@@ -469,7 +469,7 @@ print(f"\ntold apart, better than the arm before: {', '.join(better) or 'none'};
 # %% [markdown]
 # How to read this. Each change was adopted on evidence from large models trained for days on GPUs; here
 # the model has a couple of million parameters and trains for seconds on a CPU, and every change is
-# judged by what it buys per second. A run of a hundred-odd steps mostly measures how fast a block *starts*
+# judged by what it buys per second. A run of under a hundred steps (the steps column) mostly measures how fast a block *starts*
 # learning, which need not rank the blocks the way a long run does. What each change does, and where to
 # read how it fared:
 #
@@ -484,7 +484,7 @@ print(f"\ntold apart, better than the arm before: {', '.join(better) or 'none'};
 # - **SwiGLU** holds about the same weights in three narrower matrices, so it does about the same
 #   matrix work per token as GELU's MLP; what it adds is an elementwise product and a third (smaller)
 #   matrix multiply to launch, which the steps column prices on this machine. Its gain in Shazeer's
-#   runs came after hundreds of thousands of steps; the +SwiGLU line says what a hundred-odd steps show.
+#   runs came after hundreds of thousands of steps; the +SwiGLU line says what a run this short shows.
 # - **GQA** is a memory and bandwidth change for decoding (the KV cache); in training it removes a few
 #   parameters and computes fewer keys and values, so its effect on the loss should be small either way.
 #

@@ -39,8 +39,8 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | ~70 s (measured on a busy shared machine) |
-# | `cpu` (2-core laptop) | 4 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 6 minutes) |
+# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | 20–70 s (measured, by how busy the shared machine was) |
+# | `cpu` (2-core laptop) | 4 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 5 minutes) |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 12 runs with budgets scaled to the GPU, bounded by
 # default (`FULL_RECIPE = False`); see [Running on a GPU](../README.md#running-on-a-gpu).
