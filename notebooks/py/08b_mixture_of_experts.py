@@ -35,7 +35,7 @@
 #   loss and the loss-free bias, three seeds each at equal training time: what balancing buys (an even
 #   load) and what it costs (validation loss), each called by a stated rule or printed as "not told apart".
 #
-# **How long it takes**: about 57 minutes of study, the cpu run's few minutes included.
+# **How long it takes**: about 56 minutes of study, the cpu run's few minutes included.
 #
 # | profile | what runs | time |
 # |---|---|---|
