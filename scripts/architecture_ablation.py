@@ -1,9 +1,12 @@
-"""Notebook 8's ablation from the command line: GPT-2's block -> +RMSNorm -> +RoPE -> +SwiGLU -> +GQA -> +MoE (three
-balancing modes), every arm at several seeds for the same seconds of training, on the TinyStories track.
+"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +RMSNorm -> +RoPE -> +SwiGLU -> +GQA
+(notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
+`--part moe`), every arm at several seeds for the same seconds of training, on the TinyStories track.
 
-    python scripts/architecture_ablation.py --profile cpu --seconds 25 --warmup 20 --lr 1.5e-3 --seeds 0 1
+    python scripts/architecture_ablation.py --part block --profile cpu --seconds 25 --warmup 20 --lr 1.5e-3
+    python scripts/architecture_ablation.py --part moe --profile cpu --seconds 25 --warmup 20 --lr 1.5e-3
 
-prints one line per run, then the table and the verdicts the notebook prints (without bits per byte). On a shared
+prints one line per run, then the table and the verdicts the notebook prints (without bits per byte): a difference
+is told apart only with at least 3 seeds per arm whose ranges do not overlap (tinylm.eval.uncertainty). On a shared
 machine, where seconds buy a varying number of steps, `--steps N` (without --seconds) gives every run the same
 number of optimizer steps instead: a different race, which does not charge a block for being slower per step.
 """
@@ -14,15 +17,19 @@ import argparse
 import dataclasses
 
 import tinylm
-from tinylm.course.ablation import ablation_table, architecture_chain, train_arms, verdicts
+from tinylm.course.ablation import ablation_table, architecture_chain, mixture_chain, train_arms, verdicts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", default="all", choices=["block", "moe", "all"],
+                        help="block: notebook 8a's dense chain; moe: notebook 8b's dense block and mixtures; all: "
+                             "the whole chain (default)")
     parser.add_argument("--profile", default="cpu", choices=["smoke", "cpu", "gpu"])
     parser.add_argument("--seconds", type=float, default=None, help="training seconds per run (default: max_steps)")
     parser.add_argument("--steps", type=int, default=None, help="optimizer steps per run (default: the recipe's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="a verdict needs at least 3 (default: 0 1 2)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--arms", nargs="+", help="train only these arms (names as in the table, e.g. GPT-2 +GQA)")
@@ -37,7 +44,8 @@ def main() -> None:
                                  max_steps=recipe.max_steps if args.steps is None else args.steps,
                                  warmup_steps=recipe.warmup_steps if args.warmup is None else args.warmup,
                                  learning_rate=recipe.learning_rate if args.lr is None else args.lr)
-    arms = architecture_chain(base)
+    arms = {"block": lambda: architecture_chain(base, balancing=()), "moe": lambda: mixture_chain(base),
+            "all": lambda: architecture_chain(base)}[args.part]()
     if args.arms:
         unknown = set(args.arms) - {arm.name for arm in arms}
         if unknown:

@@ -1,5 +1,5 @@
 """The ablation chain changes one thing per arm and ends at the library's families; seeded arms repeat exactly and
-differ between seeds; the table and the verdicts follow the seeds' ranges."""
+differ between seeds; the table and the verdicts follow the verdict rule (3 seeds per arm, ranges apart)."""
 
 import dataclasses
 
@@ -11,6 +11,7 @@ from tinylm.course.ablation import (
     ArmRun,
     ablation_table,
     architecture_chain,
+    mixture_chain,
     parameter_counts,
     train_arms,
     verdicts,
@@ -37,6 +38,16 @@ def test_every_arm_changes_only_its_own_fields_and_the_chain_ends_at_the_library
         assert arm.baseline == dense.name
         assert arm.config == dataclasses.replace(with_architecture(base, "llama-moe"), balancing=arm.config.balancing)
     assert len({arm.name for arm in arms}) == len(arms)
+
+
+def test_the_mixture_chain_is_the_chains_mixture_half_measured_against_the_dense_llama_block(tiny_config):
+    base = tiny_config(n_head=4, n_embd=32)
+    dense, *moe_arms = mixture_chain(base)
+    assert dense.config == with_architecture(base, "llama") and dense.baseline is None
+    whole = architecture_chain(base)[len(DENSE_STEPS) + 1:]
+    assert [(a.name, a.change, a.config) for a in moe_arms] == [(a.name, a.change, a.config) for a in whole]
+    assert all(arm.baseline == dense.name for arm in moe_arms)
+    assert [arm.config.balancing for arm in mixture_chain(base, balancing=("aux_loss",))[1:]] == ["aux_loss"]
 
 
 def test_mixture_arms_hold_more_parameters_at_about_the_dense_cost_per_token(tiny_config):
@@ -67,18 +78,19 @@ def fake_runs(arms, values):
             for arm, vs in zip(arms, values)}
 
 
-def test_table_and_verdicts_call_a_gap_a_result_only_when_the_seed_ranges_do_not_overlap(tiny_config):
-    arms = architecture_chain(tiny_config(n_head=4, n_embd=32), balancing=())[:3]
-    # arm 2 beats every seed of arm 1; arm 3 overlaps arm 2
-    runs = fake_runs(arms, [[2.0, 2.1, 2.05], [1.8, 1.85, 1.825], [1.82, 1.9, 1.86]])
-    rows = ablation_table(arms, runs, bits_per_byte=lambda loss: loss * 2).splitlines()[2:]
-    assert len(rows) == 3
-    assert rows[1].endswith("| -0.225 vs GPT-2 | yes |") and "| 3.650 |" in rows[1]  # mean 1.825, doubled
-    assert rows[2].endswith("| no |") and "1.825 ± 0.025 (3 seeds)" in rows[1]
+def test_table_and_verdicts_tell_arms_apart_only_with_three_seeds_whose_ranges_do_not_overlap(tiny_config):
+    arms = architecture_chain(tiny_config(n_head=4, n_embd=32), balancing=())[:4]
+    # arm 2 beats arm 1 at every seed (3 each: told apart); arm 3 overlaps arm 2; arm 4 beats arm 3 at every seed,
+    # but arm 3 has only 2 seeds: not told apart, however clear it looks
+    runs = fake_runs(arms, [[2.0, 2.1, 2.05], [1.8, 1.85, 1.82], [1.82, 1.9, 1.84], [1.5, 1.6]])
+    rows = ablation_table(arms, runs, bits_per_byte=lambda loss: loss * 2).splitlines()
+    assert rows[0].endswith("| Δ vs baseline | told apart? |") and len(rows) == 2 + 4
+    rows = rows[2:]
+    assert rows[1].endswith("| -0.227 vs GPT-2 | yes |") and "| 3.647 |" in rows[1]  # mean 1.8233, doubled
+    assert "1.823 ± 0.025 (3 seeds)" in rows[1]
+    assert rows[2].endswith("| no |") and rows[3].endswith("| no |")
     sentences = verdicts(arms, runs)
-    assert len(sentences) == 2
-    assert ": told apart" in sentences[0] and "not told apart" in sentences[1]
-
-    two_seeds = {name: arm_runs[:2] for name, arm_runs in runs.items()}  # the same gap at 2 seeds: no verdict
-    assert ablation_table(arms, two_seeds).splitlines()[3].endswith("| no |")
-    assert "not told apart" in verdicts(arms, two_seeds)[0]
+    assert len(sentences) == 3
+    assert ": told apart: every seed of +RMSNorm beats every seed of GPT-2" in sentences[0]
+    assert "not told apart: the seeds overlap" in sentences[1]
+    assert "not told apart: the ranges do not overlap, but with fewer than 3 seeds" in sentences[2]

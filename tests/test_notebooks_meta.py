@@ -13,7 +13,8 @@ import pytest
 from tinylm.course import notebooks as course
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]*_*.py"))  # 06a_...: the .py twins sit in notebooks/py/, out of view
+# The .py twins sit in notebooks/py/, out of the learner's view; a split notebook keeps its number (08a_, 08b_).
+PAIRS = sorted(NOTEBOOKS.glob("py/[0-9][0-9]*_*.py"))
 
 
 def ipynb_of(twin: Path) -> Path:
@@ -53,7 +54,7 @@ def test_the_repository_is_a_github_one_and_the_install_cell_is_python():
 
 def test_the_readme_install_and_the_colab_install_both_bring_transformers():
     """`pip install -r requirements.txt` (the README's first command) and the Colab install cell must both make
-    `import transformers` work: notebook 6b loads OpenAI's GPT-2 with it."""
+    `import transformers` work: notebook 6 shares weights with it."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     root = NOTEBOOKS.parent
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -76,7 +77,7 @@ def test_the_twins_hold_the_same_cells(twin):
 
 @pytest.mark.parametrize("twin", PAIRS, ids=lambda p: p.stem)
 def test_committed_outputs_carry_no_execution_timestamps(twin):
-    """Outputs are committed from nbconvert runs without timing (CONTRIBUTING.md); a timestamp left from an
+    """Outputs are committed from nbconvert runs without timing (README, "Notebooks"); a timestamp left from an
     earlier draft would contradict the times the outputs themselves print."""
     stamped = [i for i, cell in enumerate(jupytext.read(ipynb_of(twin)).cells) if "execution" in cell.metadata]
     assert not stamped, f"cells {stamped} carry metadata.execution: strip it"

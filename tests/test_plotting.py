@@ -6,11 +6,19 @@ matplotlib.use("Agg")
 
 import json  # noqa: E402
 import warnings  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tinylm.course.plotting import LiveLossPlot, plot_expert_load, plot_losses
+from tinylm.course.plotting import (  # noqa: E402
+    LiveLossPlot,
+    plot_arms,
+    plot_balancing,
+    plot_expert_load,
+    plot_losses,
+    trailing_mean,
+)
 
 RECORDS = [
     {"event": "train", "step": 1, "loss": 4.0, "lr": 1e-3, "tokens_per_s": 1e4, "elapsed": 1.0},
@@ -94,3 +102,34 @@ def test_plot_loss_and_grad_norm_draws_each_curve_from_its_records():
     assert [line.get_label() for line in loss_ax.get_lines()] == ["train (one batch)", "validation (whole split)"]
     with pytest.raises(InputError, match="no train record"):
         plot_loss_and_grad_norm(records[:1], grad_clip=1.0)
+
+
+def arm_run(seed, val_loss, records):
+    return SimpleNamespace(seed=seed, val_loss=val_loss, records=records)
+
+
+def test_plot_arms_shows_every_seeds_final_loss_and_curve_in_the_arms_colour():
+    train = [{"event": "train", "step": s, "loss": 5.0 - s, "elapsed": 2.0 * s} for s in (1, 2, 3)]
+    runs = {"A": [arm_run(0, 3.0, train), arm_run(1, 3.2, train)], "B": [arm_run(0, 2.5, train)]}
+    final, curves = plot_arms(runs, title="ablation").axes
+    ticks = [line for line in final.get_lines() if line.get_marker() == "|" and line.get_color() == "black"]
+    assert [list(t.get_xdata()) for t in ticks] == [[3.0, 3.2], [2.5]]
+    assert [t.get_text() for t in final.get_yticklabels()] == ["A", "B"]
+    lines = curves.get_lines()
+    assert len(lines) == 3 and list(lines[0].get_xdata()) == [2.0, 4.0, 6.0]
+    np.testing.assert_allclose(lines[0].get_ydata(), [4.0, 3.5, 3.0])  # the trailing mean of 4, 3, 2
+    assert lines[0].get_color() == lines[1].get_color() != lines[2].get_color()
+    assert [t.get_text() for t in curves.get_legend().get_texts()] == ["A", "B"]
+    assert trailing_mean([1, 3, 5, 7], 2).tolist() == [1, 2, 4, 6]
+
+
+def test_plot_balancing_draws_the_worst_layer_under_the_ceiling_and_each_arms_last_load():
+    runs = {"+MoE, none": [arm_run(0, 3.0, MOE_RECORDS)], "+MoE, loss-free": [arm_run(0, 3.1, MOE_RECORDS[2:])]}
+    curves, *heatmaps = plot_balancing(runs, top_k=2).axes[:3]
+    worst_none, worst_free, ceiling = curves.get_lines()
+    assert list(worst_none.get_ydata()) == [1.8, 0.2] and list(worst_free.get_ydata()) == [0.2]
+    assert list(ceiling.get_ydata()) == [1, 1]  # 4 experts, top-2: E/k - 1
+    np.testing.assert_array_equal(heatmaps[1].get_images()[0].get_array(), MOE_RECORDS[-1]["expert_load"])
+    assert heatmaps[0].get_title() == "none: last load"
+    with pytest.raises(ValueError, match="mixture-of-experts"):
+        plot_balancing({"dense": [arm_run(0, 3.0, RECORDS)]}, top_k=2)

@@ -181,7 +181,7 @@ LLAMA2C_STORIES15M = GPTConfig(vocab_size=32000, block_size=256, n_layer=6, n_he
 # The block families of `--arch`: fields applied on top of a track's shape (its width, depth, heads, context).
 # llama: RMSNorm, RoPE, SwiGLU, grouped-query attention (half as many key/value heads), no biases. The head stays tied
 # to the embedding, as in llama2.c's TinyStories models and Llama 3.2 1B: at these sizes an untied head would be
-# a large share of the parameters, and the ablation in notebook 8 compares blocks, not heads.
+# a large share of the parameters, and the ablation in notebooks 8a and 8b compares blocks, not heads.
 # llama-moe: the same with a mixture of 8 fine-grained experts, 2 active per token, and one shared expert.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "gpt2": dict(norm="layernorm", position="learned", mlp="gelu", bias=True, tie_weights=True, n_kv_head=None,

@@ -1,17 +1,19 @@
 """Seeded ablation arms: one architectural change at a time, several seeds per arm, equal training budget.
 
-Notebook 8 asks which of the changes from GPT-2's block to a Llama-style block, and then to a mixture
-of experts, pay for themselves at equal training time. An honest answer needs three things, which this
-module provides:
+Notebooks 8a and 8b ask which of the changes from GPT-2's block to a Llama-style block (8a), and then to a
+mixture of experts (8b), pay for themselves at equal training time. An honest answer needs three things, which
+this module provides:
 
 - a chain of configurations in which every arm differs from the arm it is measured against by one
-  change only (`architecture_chain`); the changes are taken from `ARCHITECTURES`, so the chain's dense
-  end is exactly the "llama" family and its experts exactly "llama-moe";
+  change only (`architecture_chain`, and `mixture_chain` for the mixture-of-experts half alone); the changes
+  are taken from `ARCHITECTURES`, so the chain's dense end is exactly the "llama" family and its experts
+  exactly "llama-moe";
 - every arm trained at several seeds under the same Trainer budget (`train_arms`), the seeds interleaved
   across arms (seed 0 of every arm, then seed 1, ...) so that a machine that slows down half-way, as a
   shared one does, slows every arm alike rather than one arm's seeds;
-- a table and verdicts computed from the runs (`ablation_table`, `verdicts`, on tinylm.eval.uncertainty),
-  so that no figure a re-run could change has to be typed into prose.
+- a table and verdicts computed from the runs (`ablation_table`, `verdicts`), by the rule of
+  tinylm.eval.uncertainty: a difference is "told apart" only with at least 3 seeds per arm and ranges over
+  seeds that do not overlap; so no figure or verdict a re-run could change has to be typed into prose.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..config import GPTConfig, TrainConfig, with_architecture
-from ..eval.uncertainty import MIN_SEEDS, compare, spread, told_apart
+from ..eval.uncertainty import compare, spread, told_apart
 from ..model.gpt import GPT
 from ..train.trainer import Trainer
 
@@ -71,19 +73,31 @@ def architecture_chain(config: GPTConfig, balancing: Sequence[str] = tuple(BALAN
     """`config`'s shape as GPT-2's block, then one change at a time up to the "llama" family, then that block with
     the "llama-moe" experts under each `balancing` mode. Each dense arm is measured against the previous one; every
     mixture-of-experts arm against the dense Llama block (they are alternatives, not further steps)."""
-    llama, moe = with_architecture(config, "llama"), with_architecture(config, "llama-moe")
     current = with_architecture(config, "gpt2")
     arms = [Arm("GPT-2", "GPT-2's block", current, None)]
+    llama = with_architecture(config, "llama")
     for name, change, fields in DENSE_STEPS:
         current = dataclasses.replace(current, **{field: getattr(llama, field) for field in fields})
         arms.append(Arm(name, change, current, arms[-1].name))
-    dense = arms[-1]
-    for mode in balancing:
-        moe_config = dataclasses.replace(dense.config, balancing=mode, **{f: getattr(moe, f) for f in MOE_FIELDS})
-        arms.append(Arm(f"+MoE, {BALANCING_NAMES[mode]}", f"MLP -> {moe.n_experts} experts, top-"
-                        f"{moe.n_experts_active}, {moe.n_shared_experts} shared; {BALANCING_NAMES[mode]}",
-                        moe_config, dense.name))
-    return arms
+    return arms + _mixture_arms(arms[-1], config, balancing)
+
+
+def mixture_chain(config: GPTConfig, balancing: Sequence[str] = tuple(BALANCING_NAMES)) -> list[Arm]:
+    """The mixture-of-experts half of `architecture_chain` on its own: `config`'s shape as the dense "llama" block
+    (the first arm, measured against nothing), then that block with the "llama-moe" experts under each `balancing`
+    mode, each measured against the dense block."""
+    dense = Arm("Llama (dense)", "the dense Llama block", with_architecture(config, "llama"), None)
+    return [dense, *_mixture_arms(dense, config, balancing)]
+
+
+def _mixture_arms(dense: Arm, config: GPTConfig, balancing: Sequence[str]) -> list[Arm]:
+    """`dense` with its MLP replaced by "llama-moe"'s experts, one arm per balancing mode."""
+    moe = with_architecture(config, "llama-moe")
+    return [Arm(f"+MoE, {BALANCING_NAMES[mode]}", f"MLP -> {moe.n_experts} experts, top-{moe.n_experts_active}, "
+                f"{moe.n_shared_experts} shared; {BALANCING_NAMES[mode]}",
+                dataclasses.replace(dense.config, balancing=mode, **{f: getattr(moe, f) for f in MOE_FIELDS}),
+                dense.name)
+            for mode in balancing]
 
 
 def print_run(run: ArmRun) -> None:
@@ -129,12 +143,10 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
                    bits_per_byte: Callable[[float], float] | None = None, digits: int = 3) -> str:
     """A markdown table, one row per arm: what changed, parameters (used per token), mean steps, validation loss
     mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
-    difference of means from the arm's baseline, and whether the two are told apart by the course's rule
-    (tinylm.eval.uncertainty.told_apart: at least MIN_SEEDS seeds per arm and ranges over seeds that do not
-    overlap)."""
+    difference of means from the arm's baseline, and whether the two are told apart by the rule of
+    tinylm.eval.uncertainty.told_apart (at least 3 seeds per arm, and ranges over seeds that do not overlap)."""
     header = ["arm", "what changed", "parameters (per token)", "steps (mean)", "val loss",
-              *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline",
-              f"told apart? ({MIN_SEEDS}+ seeds, ranges apart)"]
+              *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline", "told apart?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         values, (total, active) = losses(runs, arm.name), parameter_counts(arm.config)
@@ -155,6 +167,6 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
 
 def verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], digits: int = 3) -> list[str]:
     """One sentence per arm with a baseline (tinylm.eval.uncertainty.compare): who won, by how much, and whether
-    the gap is larger than the seed spread."""
+    the two are told apart (at least 3 seeds per arm and ranges that do not overlap) or not."""
     return [compare(arm.name, losses(runs, arm.name), arm.baseline, losses(runs, arm.baseline), digits=digits)
             for arm in arms if arm.baseline is not None]

@@ -9,7 +9,8 @@ in a terminal or a plain script, it falls back to printing each record as a line
 share of steps that clipping scaled down (the `grad_norm` and `clipped` fields of the train records).
 `plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
 `expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
-`use_projector_style()` sets such fonts for every figure a notebook draws.
+`use_projector_style()` sets such fonts for every figure a notebook draws. `plot_arms` and `plot_balancing`
+draw an ablation's runs (tinylm.course.ablation: each arm's runs over seeds), as notebooks 8a and 8b show them.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from ..errors import InputError
 from ..train.progress import format_record
@@ -137,6 +139,82 @@ def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, titl
     if title:
         curves.set_title(title, fontsize=fontsize + 2)
     return axes
+
+
+def trailing_mean(values: Sequence[float], width: int) -> np.ndarray:
+    """Each value averaged with up to `width - 1` before it: one logged step's batch loss is noisy."""
+    values = np.asarray(values, dtype=float)
+    return np.array([values[max(0, i - width + 1) : i + 1].mean() for i in range(len(values))])
+
+
+def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4):
+    """An ablation's runs, `runs` mapping each arm's name to its runs over seeds (objects with `val_loss` and the
+    Trainer's `records`, as tinylm.course.ablation.ArmRun). Left: each arm's final validation loss, its mean over
+    seeds (a dot) with the range (a bar) and each seed (a tick). Right: each run's training loss against seconds
+    of training (a trailing mean over `smooth` logged steps), one colour per arm. Returns the figure."""
+    fig, (final, curves) = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [1, 1.2]})
+    for i, (arm, arm_runs) in enumerate(runs.items()):
+        values = [run.val_loss for run in arm_runs]
+        mean = sum(values) / len(values)
+        final.errorbar(mean, i, xerr=[[mean - min(values)], [max(values) - mean]], fmt="o", color=f"C{i}", capsize=5,
+                       ms=8)
+        final.plot(values, [i] * len(values), "|", color="black", ms=12)
+        for seed_index, run in enumerate(arm_runs):
+            logged = [r for r in run.records if r.get("event") == "train"]
+            curves.plot([r["elapsed"] for r in logged], trailing_mean([r["loss"] for r in logged], smooth),
+                        color=f"C{i}", alpha=0.8, lw=1.2, label=arm if seed_index == 0 else None)
+    final.set_yticks(range(len(runs)), list(runs))
+    final.invert_yaxis()
+    final.set_xlabel("final validation loss (nats per token)")
+    final.set_title("mean over seeds (dot), range (bar), each seed (tick)")
+    final.grid(alpha=0.3)
+    curves.set_xlabel("seconds of training (evaluations not counted)")
+    curves.set_ylabel(f"training loss (trailing mean of {smooth} logs)")
+    if title:
+        curves.set_title(title)
+    losses = [run.val_loss for arm_runs in runs.values() for run in arm_runs]
+    curves.set_ylim(min(losses) - 0.3, max(losses) + 1.5)  # the end of training, not the first steps' loss
+    curves.grid(alpha=0.3)
+    curves.legend(fontsize=10, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def plot_balancing(runs: dict[str, list], top_k: int):
+    """Expert load in the mixture-of-experts arms of an ablation (`runs` as for `plot_arms`). Left: the worst
+    layer's max-violation at every logged step, each seed (the first solid, the others dashed), under the ceiling
+    E/k − 1 that top-`top_k` routing allows. Then one heatmap per arm: the first seed's load in the last logging
+    window, layer by expert, on one colour scale from 0 to 1/k. Returns the figure."""
+    fig, axes = plt.subplots(1, 1 + len(runs), figsize=(5 + 4 * len(runs), 4.2),
+                             gridspec_kw={"width_ratios": [1.6] + [1] * len(runs)})
+    image = None
+    for i, (arm, arm_runs) in enumerate(runs.items()):
+        for seed_index, run in enumerate(arm_runs):
+            logged = [r for r in run.records if r.get("event") == "train" and "max_violation" in r]
+            if not logged:
+                raise InputError(f"{arm}: no train record carries max_violation: a mixture-of-experts run is needed")
+            axes[0].plot([r["step"] for r in logged], [max(r["max_violation"]) for r in logged], color=f"C{i}",
+                         ls="-" if seed_index == 0 else "--", label=f"{arm}, seed {run.seed}")
+        load = np.array(_last_load(arm_runs[0]))  # (layers, experts)
+        image = axes[1 + i].imshow(load, cmap="magma", vmin=0, vmax=1 / top_k, aspect="auto")
+        axes[1 + i].set_title(f"{arm.split(', ')[-1]}: last load", fontsize=12)
+        axes[1 + i].set_xlabel("expert")
+        axes[1 + i].set_ylabel("layer")
+    ceiling = load.shape[1] / top_k - 1
+    axes[0].axhline(ceiling, color="gray", ls=":")
+    axes[0].text(0, ceiling - 0.3, f"ceiling E/k − 1 = {ceiling:g}", color="gray")
+    axes[0].set_xlabel("optimizer step")
+    axes[0].set_ylabel("max-violation (worst layer)")
+    axes[0].set_title("expert load over training")
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    fig.colorbar(image, ax=axes[1:], label=f"fraction of assignments (at most 1/k = {1 / top_k:g})")
+    return fig
+
+
+def _last_load(run) -> list[list[float]]:
+    """The expert load (layers × experts) of a run's last logging window."""
+    return [r for r in run.records if r.get("event") == "train" and "expert_load" in r][-1]["expert_load"]
 
 
 class LiveLossPlot:

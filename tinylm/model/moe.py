@@ -11,7 +11,7 @@ can specialise.
 
 Left alone, routing collapses: experts that happen to win early get trained more, win more, and the
 rest starve. Three `balancing` modes:
-- "none": watch it collapse (notebook 8).
+- "none": watch it collapse (notebook 8b).
 - "aux_loss": Switch/GShard (https://arxiv.org/abs/2101.03961): add coef · E · Σ_i f_i · P_i to the
   loss, where f_i is the fraction of assignments expert i received and P_i its mean router score.
   It is 1 when both are uniform (not its minimum: f on one expert and P on another give ~0; what

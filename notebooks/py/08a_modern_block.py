@@ -1,0 +1,649 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8a · The modern block: RMSNorm, RoPE, SwiGLU and grouped-query attention
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/08a_modern_block.ipynb)
+#
+# The GPT of notebooks 3 to 7 is GPT-2's block of 2019. The models you meet today (Llama, Mistral,
+# Qwen, DeepSeek) are still decoder-only transformers, but almost every part of the block has been
+# replaced since. None of the changes is large; each removes a cost or a limit that showed up at scale.
+# This notebook builds each one from scratch, checks it against `tinylm`, and then measures them the way
+# a change should be measured: one at a time, at equal training time, with three seeds per arm and a
+# stated rule for when a difference counts. Notebook 8b then replaces the block's MLP by a mixture of experts.
+#
+# **What you will learn**
+# - **RMSNorm**: normalising without re-centring, and what that does and does not remove;
+# - **RoPE**: positions as rotations, why a query-key score then depends on the positions only through
+#   their offset, what it does not give you (a longer context), the two conventions checkpoints use, and
+#   the permutation between them;
+# - **SwiGLU**: a gated MLP, and why it is 2/3 as wide;
+# - **grouped-query attention**: fewer key/value heads, and what that does to the KV cache (the memory
+#   that limits how many users a server can hold);
+# - an **ablation, one change at a time**: GPT-2's block → +RMSNorm → +RoPE → +SwiGLU → +GQA, every arm at
+#   three seeds and equal training time, and verdicts by a stated rule ("told apart" or "not told apart");
+# - generation with the new family, and how `tinylm` reads real Llama checkpoints.
+#
+# **How long it takes**: about 62 minutes of study, the cpu run's few minutes included.
+#
+# | profile | what runs | time |
+# |---|---|---|
+# | `smoke` (CI) | every check; 5 arms × 3 seeds of 12 steps of a tiny model | ~65 s (measured on a busy shared machine) |
+# | `cpu` (2-core laptop) | 5 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 7 minutes) |
+#
+# On a GPU (`gpu` profile) the notebook trains the same 15 runs with budgets scaled to the GPU, bounded by
+# default (`FULL_RECIPE = False`); how long that takes, and what `FULL_RECIPE = True` costs, is in
+# [Running on a GPU](README.md#running-on-a-gpu).
+#
+# **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
+# ([Su et al., 2021](https://arxiv.org/abs/2104.09864)), SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202)),
+# multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150)), grouped-query attention
+# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)), Llama ([Touvron et al., 2023](https://arxiv.org/abs/2302.13971)).
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+
+# %%
+import time
+
+NOTEBOOK_STARTED = time.perf_counter()
+import dataclasses
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+import tinylm
+import tinylm.data.corpora
+from tinylm.config import ARCHITECTURES, with_architecture
+from tinylm.course.ablation import ablation_table, architecture_chain, losses, parameter_counts, train_arms, verdicts
+from tinylm.course.exercises import check
+from tinylm.course.plotting import plot_arms, use_projector_style
+from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate, spread, told_apart
+from tinylm.model.attention import CausalSelfAttention
+from tinylm.model.kv_cache import bytes_per_token
+from tinylm.model.mlp import SwiGLU
+from tinylm.model.norms import make_norm, rms_norm
+from tinylm.model.rope import apply_rotary, rope_frequencies
+
+PROFILE = tinylm.resolve_profile()
+DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+SEED = 42
+use_projector_style()
+print(f"profile {PROFILE}, device {DEVICE}")
+# On a GPU, False trains a bounded version (the cpu comparisons with shorter budgets); True trains the gpu recipe's
+# model and data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
+FULL_RECIPE = False
+SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
+RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, model shape and recipe
+if SCALE != PROFILE:
+    print(f"FULL_RECIPE is False: training the {RECIPE_PROFILE} profile's data, shape and recipe on {DEVICE}, "
+          "with shorter budgets")
+
+# %% [markdown]
+# ## The block, then and now
+#
+# ```
+#        GPT-2 (2019)                          Llama-style (2023 on)
+#   x ─┬─────────────────────┐            x ─┬─────────────────────────────┐
+#      LayerNorm (mean, var)  │               RMSNorm (scale only)           │
+#      attention, 12 q/k/v    │               attention, 12 q, 4 k/v heads   │  ← grouped-query
+#      heads + learned        │               (GQA), q and k rotated by      │
+#      position table         │               their position (RoPE)          │  ← no position table
+#   x ◄┴─────────────────────┘            x ◄┴─────────────────────────────┘
+#      LayerNorm              │               RMSNorm                        │
+#      GELU MLP, 4·C wide     │               SwiGLU MLP, ~8/3·C wide        │  ← gated
+#                             │               (or a mixture of experts: 8b)  │  ← sparse
+#   x ◄┴─────────────────────┘            x ◄┴─────────────────────────────┘
+#   biases everywhere, head tied to       no biases; the head is untied in large
+#   the token embedding                   models, tied in small ones (and here)
+# ```
+#
+# In `tinylm` each change is a field of `GPTConfig`, and `ARCHITECTURES` names the families (`llama-moe` is
+# notebook 8b's):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, fields in ARCHITECTURES.items():
+    print(f"{name:>9}: {fields}")
+
+# %% [markdown]
+# ## RMSNorm
+#
+# LayerNorm does two things to each position's vector, then applies two learned vectors: it **re-centres**
+# (subtracts the mean, one reduction over the channels) and **re-scales** (divides by the standard
+# deviation, a second reduction), then multiplies by a gain `w` and adds a shift `b`:
+# `(x − mean) / sqrt(var + ε) · w + b`. [Zhang & Sennrich](https://arxiv.org/abs/1910.07467) asked whether
+# the re-centring is needed and reported that re-scaling alone, dividing by the root mean square
+# `sqrt(mean(x²) + ε)`, trained to about LayerNorm's quality on their tasks while saving the mean's
+# reduction. RMSNorm keeps the gain `w`. The shift `b` is a separate matter: it is a bias, not part of the
+# centring, and Llama-style blocks drop it along with every other bias. The cell below checks RMSNorm
+# against the package's, and shows what separates the two norms: LayerNorm without its gain and shift
+# is RMSNorm of the re-centred vector.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def rms_norm_from_scratch(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    return x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps) * weight
+
+
+torch.manual_seed(SEED)
+x = torch.randn(2, 5, 16) * 3 + 1  # not centred: here the two norms differ
+norm = make_norm(with_architecture(tinylm.GPTConfig(n_embd=16, n_head=4), "llama"))  # what every Llama block uses
+with torch.no_grad():
+    norm.weight.uniform_(0.5, 1.5)
+mine = rms_norm_from_scratch(x, norm.weight, norm.eps)
+assert torch.allclose(mine, norm(x), atol=1e-6) and torch.allclose(mine, rms_norm(x, norm.weight), atol=1e-6)
+ones, centred = torch.ones(16), x - x.mean(dim=-1, keepdim=True)
+assert torch.allclose(F.layer_norm(x, (16,)), rms_norm_from_scratch(centred, ones), atol=1e-5)
+print(f"RMSNorm == the package's (make_norm, rms_norm); LayerNorm(x) == RMSNorm(x − mean(x)); on these vectors "
+      f"(mean ~1) RMSNorm and LayerNorm differ by up to {(rms_norm_from_scratch(x, ones) - F.layer_norm(x, (16,))).abs().max():.2f}")
+print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x, norm.weight), mine, atol=1e-5)}")
+
+# %% [markdown]
+# ## RoPE: positions as rotations
+#
+# GPT-2 adds a learned vector `wpe[m]` to the token at position `m`. What attention usually needs is
+# the *distance* between two tokens, and with a position table the model has to work it out from two
+# absolute positions, each a row it learns separately (and the table simply has no row past the context
+# it was built for; RoPE, below, removes the table, though not the limit).
+#
+# RoPE leaves the embeddings alone and rotates each query and key instead. Split a head's `hs`
+# channels into `hs/2` pairs and treat pair `i` as a complex number; at position `m` multiply it by
+# `exp(i·m·θ_i)`, with frequencies `θ_i = 10000^(−2i/hs)`. A rotation keeps lengths, and two rotations
+# compose, so the score of a query at `m` with a key at `n` is
+#
+# $$\mathrm{Re}\big[(q\,e^{im\theta})\,\overline{(k\,e^{in\theta})}\big] = \mathrm{Re}\big[q\,\bar k\,e^{i(m-n)\theta}\big]:$$
+#
+# it depends on the two positions only through their offset `m − n` (and, of course, on `q` and `k`).
+# Here is RoPE the way Meta's Llama and llama2.c write it, with complex numbers over **interleaved**
+# pairs (channels 0-1, 2-3, ...):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def rope_complex(x: torch.Tensor, positions: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
+    """x (..., T, hs): rotate the pairs (2i, 2i+1) at each position by positions·θ_i."""
+    hs = x.size(-1)
+    angles = torch.outer(positions.double(), rope_frequencies(hs, theta).double())  # (T, hs/2)
+    pairs = torch.view_as_complex(x.double().reshape(*x.shape[:-1], hs // 2, 2).contiguous())  # (..., T, hs/2)
+    rotated = pairs * torch.polar(torch.ones_like(angles), angles)
+    return torch.view_as_real(rotated).flatten(-2).to(x.dtype)  # (..., T, hs/2, 2) -> (..., T, hs)
+
+
+hs = 16
+q, k = torch.randn(hs, dtype=torch.float64), torch.randn(hs, dtype=torch.float64)
+
+
+def score(m: int, n: int) -> float:
+    return float(rope_complex(q[None], torch.tensor([m])) @ rope_complex(k[None], torch.tensor([n]))[0])
+
+
+for m, n in [(5, 2), (105, 102), (10_005, 10_002), (7, 2)]:
+    print(f"query at {m:>6}, key at {n:>6} (offset {m - n}): score {score(m, n):+.6f}")
+assert math.isclose(score(5, 2), score(10_005, 10_002), abs_tol=1e-9)
+assert not math.isclose(score(5, 2), score(7, 2), abs_tol=1e-3)
+assert torch.allclose(rope_complex(q[None], torch.tensor([123])).norm(), q.norm())  # rotations keep lengths
+
+# %% [markdown]
+# The same offset gives the same score, at position 5 or 10,005, and the rotation does not change a
+# vector's length. Each pair turns at its own speed, pair `i` once every `2π / θ_i` positions (the cell
+# below prints the fastest and slowest for the demo's head size and for common ones). Fast pairs tell
+# neighbours apart, slow pairs carry coarse distance across the whole context.
+#
+# What RoPE does **not** give you is a longer context. An angle exists for every position, so nothing
+# stops you from running past the training length, but a model trained on windows of `T` tokens has
+# never seen an offset of `T` or more: those rotations are new to every layer, and quality falls. Going
+# longer takes rescaled positions (position interpolation, NTK-aware scaling, YaRN), which `tinylm`
+# does not implement; its Hugging Face importer refuses checkpoints that use them, and its cos/sin
+# tables stop at the context length.
+
+# %%
+for head_size in (hs, 64, 128):
+    periods = 2 * math.pi / rope_frequencies(head_size)
+    print(f"head size {head_size:>3}{' (the demo above)' if head_size == hs else '':<17}: the fastest pair turns "
+          f"every {periods[0]:.1f} positions, the slowest every {periods[-1]:,.0f}")
+
+fig, ax = plt.subplots(figsize=(8, 3.8))
+for head_size in (hs, 64, 128):
+    wavelengths = 2 * math.pi / rope_frequencies(head_size)
+    ax.semilogy(np.arange(head_size // 2) / (head_size // 2), wavelengths, "o-", ms=3, label=f"head size {head_size}")
+ax.axhline(1024, color="gray", ls="--")
+ax.text(0.02, 1300, "GPT-2's context (1,024)", color="gray")
+ax.set_xlabel("channel pair i / (head size / 2)")
+ax.set_ylabel("positions per full turn")
+ax.set_title("RoPE: every channel pair rotates at its own frequency (θ = 10,000)")
+ax.legend()
+ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### Two conventions, one model
+#
+# Hugging Face's Llama (and `tinylm`) pairs channel `j` with channel `j + hs/2` instead ("rotate
+# half"), which needs no complex numbers: `x·cos + rotate_half(x)·sin`, with `rotate_half(x1, x2) =
+# (−x2, x1)`. It is the same rotation applied to a reordered vector: move the even channels to the
+# first half and the odd ones to the second, and the interleaved pairs become half-apart pairs. The
+# reordering happens once, in the rows of `W_q` and `W_k` when a checkpoint is converted
+# (`tinylm.model.rope.interleaved_to_rotate_half`, the permutation Hugging Face's conversion script uses).
+# The scores do not change, because `q·k` does not care about the order of channels as long as `q` and
+# `k` share it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+T = 6
+positions = torch.arange(T)
+xs = torch.randn(T, hs, dtype=torch.float64)
+to_rotate_half = torch.cat([torch.arange(0, hs, 2), torch.arange(1, hs, 2)])  # [0, 2, 4, ..., 1, 3, 5, ...]
+rope = tinylm.model.rope.RotaryEmbedding(hs, block_size=T).double()
+cos, sin = rope(positions)  # (T, hs) each
+mine = rope_complex(xs, positions)[:, to_rotate_half]
+package = apply_rotary(xs[:, to_rotate_half], cos, sin)
+assert torch.allclose(mine, package, atol=1e-6)  # the package tabulates cos and sin in float32
+print("interleaved RoPE, then reordered == tinylm's rotate-half RoPE on the reordered vector")
+
+# %% [markdown]
+# ## SwiGLU
+#
+# GPT-2's MLP is `c_proj(gelu(c_fc(x)))`, `4·C` wide. SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202))
+# computes two projections and lets one gate the other, channel by channel:
+# `c_proj(silu(c_gate(x)) · c_fc(x))`, where `silu(z) = z·sigmoid(z)`. Three matrices instead of two, so
+# Llama makes the hidden layer 2/3 as wide, `8/3·C` rounded up to a multiple (256 in Llama, 32 in
+# llama2.c): the weights stay about the same, and since each weight is one multiply-add per token, so does
+# the matrix work per token. In Shazeer's experiments (T5's base model, pre-trained for hundreds of
+# thousands of steps) the gated MLPs, at the same parameters and computation, reached a lower held-out
+# perplexity than the ReLU and GELU ones; the paper ends with "we offer no explanation ... we attribute
+# their success ... to divine benevolence". Whether the gate pays in a run as short as these (under a
+# hundred steps here) of a tiny model is another question, which the ablation below asks.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def swiglu_from_scratch(x, w_gate, w_up, w_down):
+    return (F.silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T
+
+
+cfg_small = with_architecture(tinylm.GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=4, n_embd=48), "llama")
+swiglu = SwiGLU(cfg_small)
+x = torch.randn(2, 3, 48)
+assert torch.allclose(swiglu(x), swiglu_from_scratch(x, swiglu.c_gate.weight, swiglu.c_fc.weight, swiglu.c_proj.weight), atol=1e-6)
+for width in (128, 768, 4096):
+    cfg_w = with_architecture(tinylm.GPTConfig(n_embd=width, n_head=4, mlp_multiple_of=256 if width == 4096 else 32), "llama")
+    gelu_params = 2 * width * 4 * width
+    print(f"C = {width:>4}: SwiGLU hidden {cfg_w.mlp_hidden_size:>6} ({3 * width * cfg_w.mlp_hidden_size:>11,} weights); "
+          f"GELU MLP hidden {4 * width:>6} ({gelu_params:>11,} weights)")
+
+# %% [markdown]
+# Llama 7B's 11,008 is `8/3 · 4096` rounded up to a multiple of 256: the same rule.
+#
+# ## Grouped-query attention and the KV cache
+#
+# Notebook 7 showed that decoding reads the whole key/value cache at every step, and that the cache
+# grows with layers × context × batch. On a server it is the cache, not the weights, that decides how
+# many conversations fit on a GPU. Multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150))
+# gives all query heads **one** shared key/value head; grouped-query attention
+# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)) gives each group of `n_head / n_kv_head`
+# query heads one, which keeps almost all the quality of full multi-head attention. From scratch, with
+# the weights of a `tinylm` attention layer:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def grouped_query_attention(x: torch.Tensor, attn: CausalSelfAttention) -> torch.Tensor:
+    B, T, C = x.shape
+    n_head, n_kv, hs = attn.n_head, attn.n_kv_head, C // attn.n_head
+    q, k, v = attn.c_attn(x).split([C, n_kv * hs, n_kv * hs], dim=-1)
+    q = q.view(B, T, n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
+    k = k.view(B, T, n_kv, hs).transpose(1, 2).repeat_interleave(n_head // n_kv, dim=1)  # (B, n_kv, T, hs) -> (B, nh, T, hs)
+    v = v.view(B, T, n_kv, hs).transpose(1, 2).repeat_interleave(n_head // n_kv, dim=1)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # (B, nh, T, T)
+    scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+    y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, C)  # (B, nh, T, hs) -> (B, T, C)
+    return attn.c_proj(y)
+
+
+cfg_gqa = tinylm.GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=6, n_kv_head=2, n_embd=48)
+attn = CausalSelfAttention(cfg_gqa).eval()
+x = torch.randn(2, 10, 48)
+assert torch.allclose(grouped_query_attention(x, attn), attn(x), atol=1e-5)
+print(f"c_attn makes {cfg_gqa.n_head} query heads and {cfg_gqa.kv_heads} key/value heads: "
+      f"{tuple(attn.c_attn.weight.shape)} instead of {(3 * 48, 48)} with full multi-head attention")
+
+# %% [markdown]
+# What it saves. Per token, the cache keeps a key and a value vector per layer and key/value head:
+# `2 × n_layer × n_kv_head × head_size` numbers. For GPT-2 124M in bf16, and the same model with 4
+# key/value heads for its 12 query heads:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gpt2_cfg = tinylm.GPT2_124M
+gqa_cfg = dataclasses.replace(gpt2_cfg, n_kv_head=4)
+for name, cfg in [("GPT-2 124M (12 k/v heads)", gpt2_cfg), ("same width, 4 k/v heads", gqa_cfg)]:
+    per_token = bytes_per_token(cfg, torch.bfloat16)
+    print(f"{name:<26} {per_token / 1024:>5.0f} KiB per token, {per_token * 1024 / 2**20:>4.0f} MiB per "
+          f"1,024-token sequence, {80 * 2**30 // (per_token * 1024):>5,} such sequences in 80 GiB")
+
+# A real cache agrees with the arithmetic (a small model: a batch of 3, the whole context filled).
+small = tinylm.GPT(dataclasses.replace(cfg_gqa, n_layer=2)).eval()
+cache = tinylm.KVCache(small.config, batch_size=3)
+with torch.no_grad():
+    small.decode_step(torch.zeros(3, 16, dtype=torch.long), cache)
+assert cache.nbytes() == 3 * 16 * bytes_per_token(small.config, torch.float32)
+print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x bytes_per_token")
+
+# %% [markdown]
+# A third of the cache: three times the users, or three times the context, on the same GPU; and a third
+# of the cache bytes each decoding step reads. Llama 2 70B uses 8 key/value heads for 64 query heads.
+#
+# ## The Llama block in `tinylm`
+#
+# `with_architecture(config, "llama")` switches every part at once (and keeps the shape: width, depth,
+# heads, context). With RoPE there is no position table, so the model has no `wpe`; with GQA, `c_attn`
+# is narrower; with SwiGLU, the MLP has three matrices. To measure the parts one at a time,
+# `tinylm.course.ablation.architecture_chain` builds the path between the two families: each arm changes
+# one thing in the arm before it. Two choices keep that one change per arm: **+RMSNorm also drops the
+# biases** (the two are different things, as above, but "no additive terms" is one idea, and separating
+# them would cost a sixth arm), and **weight tying stays on throughout** (both families tie the head to the
+# embedding at this size).
+
+# %%
+track = tinylm.get_track("tinystories")
+data = track.prepare(RECIPE_PROFILE)
+preset, recipe = track.recipe(RECIPE_PROFILE)
+base_cfg = tinylm.train.recipes.build_model_config(preset, data.tokenizer, track.vocab_multiple)
+for arch in ("gpt2", "llama"):
+    with torch.device("meta"):
+        m = tinylm.GPT(with_architecture(base_cfg, arch))
+    names = sorted({n.split(".", 3)[-1] for n, _ in m.named_parameters() if ".h.0." in n})
+    print(f"{arch:>5}: block 0 holds {', '.join(names)}")
+print()
+arms = architecture_chain(base_cfg, balancing=())  # the dense chain; notebook 8b adds the mixtures of experts
+for arm in arms:
+    total, _ = parameter_counts(arm.config)
+    print(f"{arm.name:<9} {arm.change:<46} {total:>9,} parameters")
+
+# %% [markdown]
+# ## The experiment: one change at a time, equal training time
+#
+# Five arms: the chain printed above. Every arm trains the TinyStories shape of the recipe (`cpu`, and the
+# bounded `gpu` version: 4 layers, 128 wide, 4 heads, context 128; the full `gpu` recipe: 8 layers, 512
+# wide, context 256) with the same recipe, for the same seconds of training, at three seeds, and is scored
+# on the whole validation split.
+#
+# - **Equal time, not equal steps**, is the fair race for a practitioner: a change that is better per
+#   step but slower per step has to earn its cost. The clock counts training only (evaluations are left
+#   out), and the learning-rate schedule follows the clock, so every run ends its cosine decay on time.
+#   Each run gets 25 seconds on the `cpu` profile: with three seeds, 15 runs fit the notebook in one sitting.
+# - **Three seeds per arm, and a stated rule.** A seed sets the initial weights and the order of the
+#   batches; two runs that differ only in it disagree by some amount. The verdicts below call two arms
+#   **told apart** only when each has at least three seeds and every seed of one beats every seed of the
+#   other (their ranges do not overlap: `tinylm.eval.uncertainty.told_apart`); otherwise they print **not
+#   told apart**. The cell after the table prints how often two arms with no real difference would pass
+#   that rule by chance. "Not told apart" is not "no difference": it says this experiment is too small to see one.
+# - The seeds are **interleaved** (seed 0 of every arm, then seed 1, then seed 2), so that a machine that
+#   slows down mid-way, as a shared one does, slows every arm rather than one arm's seeds.
+#
+# **Predict, then run.** Which changes will be told apart from the arm before them in runs this short?
+# Think about what each buys per step and what it costs per step on this machine.
+
+# %%
+# Seconds of training per run (evaluations not counted); smoke runs 12 steps instead. The warmup is shortened (the
+# same for every arm) so that runs this short spend most of their steps at a useful learning rate. The peak rate is
+# lower than the 5,000-step recipe's 4e-3 (the same for every arm): in runs of a hundred steps or fewer, the high rate
+# makes seeds of one arm disagree by more than the arms differ (README, "Modern architecture", has the runs).
+ARM_SECONDS = {"smoke": None, "cpu": 25, "gpu-bounded": 8, "gpu": 300}[SCALE]
+WARMUP_STEPS = {"smoke": 4, "cpu": 20, "gpu-bounded": 20, "gpu": 200}[SCALE]
+ARM_LEARNING_RATE = recipe.learning_rate if SCALE in ("smoke", "gpu") else 1.5e-3
+SEEDS = [0, 1, 2]
+arm_recipe = dataclasses.replace(recipe, max_seconds=ARM_SECONDS, warmup_steps=WARMUP_STEPS, eval_interval=0,
+                                 learning_rate=ARM_LEARNING_RATE,
+                                 max_steps=12 if SCALE == "smoke" else recipe.max_steps,
+                                 log_interval={"smoke": 4, "cpu": 5, "gpu-bounded": 25, "gpu": 10}[SCALE])
+runs = train_arms(arms, SEEDS, arm_recipe, data.train, data.val, device=DEVICE, tokenizer=data.tokenizer,
+                  progress=lambda plan: tqdm(plan, desc="runs (seed, arm)"))
+
+# %% [markdown]
+# Bits per byte (notebook 5) make the losses comparable with other tokenizers. The validation split's
+# bytes come from its GPT-2 ids, each end-of-text token counted as one separator byte. The table gives
+# each arm's validation loss as mean ± half its range over the seeds, its difference from the arm before
+# it, and whether the two are told apart:
+
+# %%
+gpt2 = tinylm.BPETokenizer("gpt2")
+gpt2_val = data.val if RECIPE_PROFILE == "gpu" else tinylm.data.corpora.prepare_tinystories(source="sample").val  # GPT-2 ids
+val_ids = np.asarray(gpt2_val, dtype=np.int64)
+newline = gpt2.encode("\n")[0]
+val_bytes = len(gpt2.encoding.decode_bytes(np.where(val_ids == gpt2.eot_token, newline, val_ids).tolist()))
+scored_bytes = val_bytes - len(gpt2.encoding.decode_bytes(val_ids[:1].tolist()))  # the first token is never a target
+
+
+def bits_per_byte(loss_per_token: float) -> float:
+    return loss_per_token * (len(val_ids) - 1) / (math.log(2) * scored_bytes)
+
+
+print(ablation_table(arms, runs, bits_per_byte))
+plot_arms(runs, title=f"TinyStories, {SCALE} profile: every arm, every seed")
+plt.show()
+
+# %% [markdown]
+# The verdicts, one per change, from the runs above: which arm came out ahead, by how much, and whether the
+# rule tells the two apart.
+
+# %%
+print(f"the rule: at least {MIN_SEEDS} seeds per arm, and every seed of one arm beats every seed of the other; "
+      f"two arms with no real difference pass it {null_pass_rate(len(SEEDS), len(SEEDS)):.0%} of the time at "
+      f"{len(SEEDS)} seeds each\n")
+for sentence in verdicts(arms, runs):
+    print("-", sentence)
+print("- the whole block:", compare("+GQA", losses(runs, "+GQA"), "GPT-2", losses(runs, "GPT-2")))
+better, worse, unresolved = [], [], []
+for arm in arms[1:]:
+    mine, theirs = losses(runs, arm.name), losses(runs, arm.baseline)
+    if not told_apart(mine, theirs):
+        unresolved.append(arm.name)
+    else:
+        (better if spread(mine).mean < spread(theirs).mean else worse).append(arm.name)
+print(f"\ntold apart, better than the arm before: {', '.join(better) or 'none'}; told apart, worse: "
+      f"{', '.join(worse) or 'none'}; not told apart: {', '.join(unresolved) or 'none'}")
+
+# %% [markdown]
+# How to read this. Each change was adopted on evidence from large models trained for days on GPUs; here
+# the model has a couple of million parameters and trains for seconds on a CPU, and every change is
+# judged by what it buys per second. A run of under a hundred steps (the steps column) mostly measures how fast a block *starts*
+# learning, which need not rank the blocks the way a long run does. What each change does, and where to
+# read how it fared:
+#
+# - **RMSNorm, no biases** saves the mean's reduction in every norm and drops every shift and bias vector;
+#   it also changes the function the block can compute (nothing additive anywhere). Zhang & Sennrich
+#   found RMSNorm about as good as LayerNorm in runs far longer than these; the +RMSNorm line above says
+#   which way this short run went and whether the rule could tell.
+# - **RoPE** removes the position table and hands every layer relative positions without learning
+#   them; but it also changes how positions reach the model (inside every attention score rather than
+#   once, added to the input), and which of the two matters more depends on how long the model trains,
+#   so a short run can rank it either way.
+# - **SwiGLU** holds about the same weights in three narrower matrices, so it does about the same
+#   matrix work per token as GELU's MLP; what it adds is an elementwise product and a third (smaller)
+#   matrix multiply to launch, which the steps column prices on this machine. Its gain in Shazeer's
+#   runs came after hundreds of thousands of steps; the +SwiGLU line says what a run this short shows.
+# - **GQA** is a memory and bandwidth change for decoding (the KV cache); in training it removes a few
+#   parameters and computes fewer keys and values, so its effect on the loss should be small either way.
+#
+# Read the steps column beside the losses. The budget is seconds, so a block that is slower per step
+# gets fewer steps, and on a shared machine the steps also move with whatever else is running: the seeds
+# are interleaved so that load falls on every arm alike, but a gap that follows the steps column more
+# than the change may be the machine's. Longer runs or more seeds (`scripts/architecture_ablation.py
+# --part block` takes `--seconds` and `--seeds`) shrink the noise relative to the effects; exercise 3
+# races two arms at equal steps instead.
+#
+# ## Generation with the new family
+#
+# The KV cache works the same way: it stores `n_kv_head` heads, with keys already rotated at their
+# position. When the context is full, `tinylm` crops to the most recent half and prefills again, for
+# both families. With RoPE, the cached keys would stay valid if the window slid by one (scores depend
+# only on offsets), but the kept tokens' deeper keys were computed while the dropped tokens were still
+# visible, so a slid cache would not equal a fresh run over the window; one policy keeps cached and
+# uncached decoding identical:
+
+# %%
+llama_model = runs["+GQA"][0].model.eval()  # the whole Llama block (the chain's last arm), seed 0
+prompt = data.tokenizer.encode("Once upon a time")
+budget = 2 * llama_model.config.block_size  # crosses the context limit twice
+with_cache = tinylm.generate_batch(llama_model, [prompt], budget, temperature=0, use_cache=True)[0]
+without = tinylm.generate_batch(llama_model, [prompt], budget, temperature=0, use_cache=False)[0]
+assert with_cache == without
+print(f"{budget} greedy tokens, with and without the cache: identical")
+print(tinylm.generate_text(llama_model, data.tokenizer, "Once upon a time", max_new_tokens=80, temperature=0.8,
+                           top_k=40, seed=SEED).split("<|endoftext|>")[0])
+
+# %% [markdown]
+# ## Real checkpoints of this family
+#
+# Because the model is Llama's, `tinylm` reads Llama checkpoints.
+# `tinylm.interop.hf_llama.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
+# Hugging Face's `LlamaForCausalLM` (the same rotate-half convention; the tests check the logits both
+# ways). `python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out
+# stories15M.pt` reads the Llama models of 15M, 42M and 110M parameters that Karpathy's
+# [llama2.c](https://github.com/karpathy/llama2.c) trained on TinyStories; their attention weights use the
+# interleaved RoPE convention, so the importer permutes the rows of `W_q` and `W_k` as above, and
+# `python -m tinylm.interop import --help` says where to download them.
+#
+# ## What you learned
+#
+# - **RMSNorm** divides by the root mean square and skips the re-centring (one reduction fewer); as Llama
+#   uses it, it has no shift either, which is a bias, not part of the centring. How it trained here,
+#   biases dropped with it, is the +RMSNorm verdict above.
+# - **RoPE** rotates queries and keys by their position, so scores depend on the positions only through
+#   their offset; it does not by itself extend the context a model was trained on. Its two conventions
+#   (interleaved, rotate-half) differ by a fixed permutation of `W_q` and `W_k`'s rows.
+# - **SwiGLU** gates one projection with another; at 2/3 of the width it has GELU's parameter count and
+#   about its matrix work per token. Its advantage was measured in long runs; a short one may not show it.
+# - **Grouped-query attention** shares key/value heads across query heads, and the KV cache shrinks by
+#   `n_head / n_kv_head`: a third for GPT-2's shape with 4 key/value heads.
+# - A change is measured **one at a time, at equal budget, over seeds**, and a difference counts only by a
+#   rule stated before the run (here: three seeds per arm and ranges that do not overlap, which a null
+#   difference still passes 1 time in 10). Whether a change pays off depends on the budget it is judged
+#   by and the hardware you have.
+#
+# ## Exercises
+#
+# **1. RMSNorm with a learnable gain.** Write RMSNorm without looking above; the check compares it with
+# `torch.nn.RMSNorm` on random inputs.
+
+# %%
+def my_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def test_my_rms_norm():
+    for eps in (1e-5, 1e-2):
+        x = torch.randn(3, 7, 24) * 4 - 2
+        reference = torch.nn.RMSNorm(24, eps=eps)
+        with torch.no_grad():
+            reference.weight.normal_()
+        assert torch.allclose(my_rms_norm(x, reference.weight, eps), reference(x), atol=1e-5)
+
+
+check(test_my_rms_norm)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def my_rms_norm(x, weight, eps):
+#     return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps) * weight
+# ```
+# </details>
+#
+# **2. KV cache per token.** Return the bytes one position of one sequence takes in the cache, for any
+# config and bytes per number (2 for bf16). The check compares with a real `tinylm.KVCache`.
+
+# %%
+def kv_bytes_per_token(cfg: tinylm.GPTConfig, bytes_per_number: int) -> int:
+    raise NotImplementedError
+
+
+def test_kv_bytes_per_token():
+    configs = [tinylm.GPTConfig(vocab_size=32, block_size=8, n_layer=3, n_head=6, n_embd=48, n_kv_head=kv)
+               for kv in (6, 3, 2, 1)]
+    for cfg in configs:
+        model = tinylm.GPT(cfg).eval()
+        cache = tinylm.KVCache(cfg, batch_size=2)
+        with torch.no_grad():
+            model.decode_step(torch.zeros(2, 8, dtype=torch.long), cache)
+        assert kv_bytes_per_token(cfg, 4) * 2 * 8 == cache.nbytes(), cfg
+    assert kv_bytes_per_token(tinylm.GPT2_124M, 2) == 36_864
+
+
+check(test_kv_bytes_per_token)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def kv_bytes_per_token(cfg, bytes_per_number):
+#     return 2 * cfg.n_layer * cfg.kv_heads * cfg.head_size * bytes_per_number
+# ```
+# </details>
+#
+# **3. Experiment: equal steps instead of equal time.** The table above is a race of equal seconds. Race
+# the +RoPE and +SwiGLU arms again at equal *steps*: three seeds each (`SEEDS`), every run the same number
+# of optimizer steps (say the mean the +RoPE arm reached above), no clock (`max_seconds=None`), everything
+# else as `arm_recipe`. Predict first: the two MLPs do about the same matrix work per token, so if the
+# equal-time gap came from steps per second, equal steps should close it; if it came from what a step
+# learns, it stays. The check prints both verdicts side by side. (Six runs: about three minutes on the `cpu` profile.)
+
+# %%
+equal_steps_runs = None  # replace with train_arms(...) of the +RoPE and +SwiGLU arms at equal steps
+
+
+def test_equal_steps():
+    if equal_steps_runs is None:
+        raise NotImplementedError("set equal_steps_runs to your runs of +RoPE and +SwiGLU at equal steps")
+    rope, swiglu = equal_steps_runs["+RoPE"], equal_steps_runs["+SwiGLU"]
+    steps = {run.steps for run in rope + swiglu}
+    assert len(steps) == 1, f"every run must take the same number of optimizer steps, not {sorted(steps)}"
+    assert min(len(rope), len(swiglu)) >= MIN_SEEDS, f"a verdict needs at least {MIN_SEEDS} seeds per arm"
+    print(f"equal time ({ARM_SECONDS} s):", compare("+SwiGLU", losses(runs, "+SwiGLU"), "+RoPE", losses(runs, "+RoPE")))
+    print(f"equal steps ({steps.pop()}):", compare("+SwiGLU", losses(equal_steps_runs, "+SwiGLU"), "+RoPE",
+                                                  losses(equal_steps_runs, "+RoPE")))
+
+
+check(test_equal_steps)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# steps = round(sum(run.steps for run in runs["+RoPE"]) / len(runs["+RoPE"]))
+# pair = [arm for arm in arms if arm.name in ("+RoPE", "+SwiGLU")]
+# equal_steps_runs = train_arms(pair, SEEDS, dataclasses.replace(arm_recipe, max_seconds=None, max_steps=steps),
+#                               data.train, data.val, device=DEVICE, tokenizer=data.tokenizer)
+# ```
+#
+# With no clock the learning-rate schedule follows `max_steps`, so each run still ends its decay. If the
+# verdict changes between the two races, the equal-time result was about speed on this machine; if it
+# stays, it was about what each block learns per step at this budget.
+# </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

@@ -1,0 +1,542 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 8b · Mixture of experts: routing, collapse and balancing
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/08b_mixture_of_experts.ipynb)
+#
+# Notebook 8a built the dense Llama block. Many of today's open models (Mixtral, DeepSeek-V3, Qwen's MoE
+# models) replace its MLP by a **mixture of experts**: many MLPs per layer, of which each token uses only
+# a few, so the parameters grow while the compute per token does not. The catch is the router that picks
+# the experts: left alone it sends most tokens to a few of them. This notebook builds the layer and both
+# cures for that collapse from scratch, checks each against `tinylm`, and measures them: the dense block
+# against the mixture under three balancing modes, at equal training time, three seeds per arm, with a
+# stated rule for when a difference counts.
+#
+# **What you will learn**
+# - a **mixture-of-experts layer**: a router, top-k dispatch, shared experts, and what a token pays for;
+# - **collapse**: why unbalanced routing piles onto a few experts, and its ceiling `E/k − 1`;
+# - the **auxiliary loss** of Switch Transformers and DeepSeek-V3's **loss-free bias update**, both
+#   written from scratch and checked against the package, and how the update's rate trades speed for precision;
+# - an **ablation, one change at a time**: the dense Llama block → +MoE under no balancing, the auxiliary
+#   loss and the loss-free bias, three seeds each at equal training time: what balancing buys (an even
+#   load) and what it costs (validation loss), each called by a stated rule or printed as "not told apart".
+#
+# **How long it takes**: about 56 minutes of study, the cpu run's few minutes included.
+#
+# | profile | what runs | time |
+# |---|---|---|
+# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | 20–70 s (measured, by how busy the shared machine was) |
+# | `cpu` (2-core laptop) | 4 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 5 minutes) |
+#
+# On a GPU (`gpu` profile) the notebook trains the same 12 runs with budgets scaled to the GPU, bounded by
+# default (`FULL_RECIPE = False`); see [Running on a GPU](README.md#running-on-a-gpu).
+#
+# **Papers**: sparsely-gated mixtures of experts ([Shazeer et al., 2017](https://arxiv.org/abs/1701.06538)),
+# Switch Transformers ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), DeepSeekMoE
+# ([Dai et al., 2024](https://arxiv.org/abs/2401.06066)), loss-free balancing
+# ([Wang et al., 2024](https://arxiv.org/abs/2408.15664)) as used in DeepSeek-V3
+# ([DeepSeek-AI, 2024](https://arxiv.org/abs/2412.19437)).
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+
+# %%
+import time
+
+NOTEBOOK_STARTED = time.perf_counter()
+import dataclasses
+
+import matplotlib.pyplot as plt
+import torch
+from tqdm.auto import tqdm
+
+import tinylm
+from tinylm.config import with_architecture
+from tinylm.course.ablation import ablation_table, losses, mixture_chain, parameter_counts, train_arms, verdicts
+from tinylm.course.exercises import check
+from tinylm.course.plotting import plot_arms, plot_balancing, use_projector_style
+from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate, spread, told_apart
+from tinylm.model.moe import MoE, end_of_step, read_expert_load
+
+PROFILE = tinylm.resolve_profile()
+DEVICE = tinylm.resolve_device()
+tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+use_projector_style()
+print(f"profile {PROFILE}, device {DEVICE}")
+# On a GPU, False trains a bounded version (the cpu comparisons with shorter budgets); True trains the gpu recipe's
+# model and data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
+FULL_RECIPE = False
+SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
+RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, model shape and recipe
+if SCALE != PROFILE:
+    print(f"FULL_RECIPE is False: training the {RECIPE_PROFILE} profile's data, shape and recipe on {DEVICE}, "
+          "with shorter budgets")
+
+# %% [markdown]
+# ## The layer
+#
+# A dense model spends every parameter on every token. A mixture-of-experts layer replaces the MLP by
+# `E` small MLPs (experts) and a **router**, a linear layer that scores the experts for each token; the
+# token goes through its top-`k` experts only, and their outputs are added, weighted by their scores
+# (renormalised over the chosen ones). Parameters grow with `E`, compute with `k`. DeepSeekMoE
+# ([Dai et al., 2024](https://arxiv.org/abs/2401.06066)) uses many narrow experts (more combinations to
+# choose from) plus **shared** experts that every token passes through, for what all tokens need:
+#
+# ```
+#                    token x (C channels)
+#                          │
+#            router: a score per expert, softmax(W_r·x)      (E scores)
+#                          │ keep the top k (here k = 2 of E = 8)
+#           ┌──────────────┼─────────────────────┐
+#       expert 3       expert 6            shared expert
+#     (a SwiGLU MLP)  (a SwiGLU MLP)       (every token)
+#           │ × w₃         │ × w₆                 │
+#           └───────────── + ────────────────────┘      w₃ + w₆ = 1: the two scores, renormalised
+#                          │
+#                      out (C channels)
+# ```
+#
+# `tinylm`'s `llama-moe` has 8 routed experts, 2 active, and 1 shared, each a third of the dense MLP's
+# width, so a token costs about what it costs in the dense model. The readable version loops over
+# tokens; the package sorts the (token, expert) pairs by expert and runs each expert once on all of its
+# tokens. The bias in the code is the loss-free balancing of a later section (zero until then):
+
+# %%
+def moe_from_scratch(x: torch.Tensor, layer: MoE) -> torch.Tensor:
+    out = torch.zeros_like(x)
+    for t in range(x.size(0)):  # one token at a time
+        scores = layer.router(x[t]).softmax(dim=-1)  # (E,)
+        chosen = (scores + layer.expert_bias).topk(layer.top_k).indices  # the bias only chooses...
+        weights = scores[chosen] / scores[chosen].sum()  # ...the weights come from the scores
+        for e, w in zip(chosen.tolist(), weights):
+            out[t] += w * layer.experts[e](x[t])
+        out[t] += layer.shared(x[t])
+    return out
+
+
+torch.manual_seed(0)
+cfg_small = with_architecture(tinylm.GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=4, n_embd=48), "llama")
+moe_cfg = with_architecture(cfg_small, "llama-moe")
+E, k = moe_cfg.n_experts, moe_cfg.n_experts_active
+layer = MoE(moe_cfg).eval()
+with torch.no_grad():
+    layer.expert_bias.copy_(torch.randn(E) * 0.05)
+x = torch.randn(12, 48)
+assert torch.allclose(moe_from_scratch(x, layer), layer(x[None])[0], atol=1e-5)
+chosen, weights, scores = layer.route(x)
+routing = torch.zeros(12, E).scatter(1, chosen, weights)  # (tokens, experts)
+
+fig, ax = plt.subplots(figsize=(7, 4))
+image = ax.imshow(routing.detach(), cmap="Blues", vmin=0, vmax=1)
+ax.set_xlabel("routed expert")
+ax.set_ylabel("token")
+ax.set_title(f"each token's top-{k} experts and their weights (+ 1 shared expert for all)")
+fig.colorbar(image, ax=ax, label="weight")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Balancing: collapse, the auxiliary loss, and loss-free balancing
+#
+# Nothing in the language-modelling loss asks the router to spread tokens. An expert that happens to
+# be picked a little more early on gets more gradient, becomes better, gets picked more: routing
+# **collapses** onto a few experts, and the others are parameters that do nothing (on a cluster, with
+# one expert per GPU, the busy GPUs also set everyone's pace).
+#
+# We measure balance as the **max-violation**: the busiest expert's load (its share of the assignments)
+# over the mean load, minus 1. 0 is perfect. With top-`k` routing a token gives each expert at most one of
+# its `k` assignments, so no expert's load exceeds `1/k` and the max-violation is at most `E/k − 1`: 3 for
+# top-2 of 8 experts (`E − 1` would need top-1). Exercise 3 measures that ceiling.
+#
+# ### The auxiliary loss
+#
+# Switch Transformers ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), after GShard, add
+# `α · E · Σᵢ fᵢ·Pᵢ` to the loss, where `fᵢ` is the fraction of the assignments expert `i` got (counted,
+# so it carries no gradient) and `Pᵢ` its mean router score (in `tinylm` each token's scores are divided by
+# their sum first: softmax scores already sum to 1, sigmoid scores do not). It is 1 when both are uniform.
+# If `f` and `P` were free it could be near 0 (every assignment on one expert, all the score on another),
+# but the chosen experts are the ones these same scores rank highest, which ties the two together: each
+# token's first choice holds at least `1/E` of its score, and the loss never falls below `1/(kE)`. Nor
+# can it exceed `E/k` (no expert gets more than `1/k` of the assignments), the value it takes when `k`
+# experts take every token and all the score. Its value is not what balances; its gradient through `P`
+# is: `∂/∂Pᵢ = α·E·fᵢ`, so it lowers the scores of the experts that received the most assignments, in
+# proportion to their load. That gradient competes with the language-modelling loss, the trade-off
+# [Wang et al.](https://arxiv.org/abs/2408.15664) set out to remove: a larger `α` balances better and can
+# model worse.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def aux_loss_from_scratch(scores: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Switch's balancing loss without its coefficient, E · Σᵢ fᵢ·Pᵢ, from every token's scores (N, E) and chosen
+    experts (N, k)."""
+    f = torch.bincount(chosen.flatten(), minlength=scores.size(-1)).float() / chosen.numel()  # a count: no gradient
+    P = (scores / scores.sum(dim=-1, keepdim=True)).mean(dim=0)  # differentiable
+    return scores.size(-1) * (f * P).sum()
+
+
+tokens = torch.randn(40, moe_cfg.n_embd)
+for router in ("softmax", "sigmoid"):
+    aux_layer = MoE(dataclasses.replace(moe_cfg, balancing="aux_loss", router=router)).train()
+    with torch.no_grad():
+        aux_layer.router.weight.normal_(0, 0.5)  # scores far from uniform
+    aux_layer(tokens[None])  # in training, the layer keeps its auxiliary loss for the Trainer to add
+    chosen, _, scores = aux_layer.route(tokens)
+    assert torch.allclose(aux_loss_from_scratch(scores, chosen), aux_layer.aux_loss / aux_layer.aux_loss_coef, atol=1e-6)
+    assert aux_loss_from_scratch(scores, chosen).requires_grad  # through P
+uniform = aux_loss_from_scratch(torch.full((8, E), 1 / E), torch.arange(8 * k).remainder(E).view(8, k))
+piled = torch.zeros(8, E)
+piled[:, :k] = 1 / k  # experts 0..k-1 hold all the score, and every token chooses them
+print(f"aux loss == the package's, for both routers; uniform routing: {uniform:.2f}; k experts take every token "
+      f"and all the score: {aux_loss_from_scratch(piled, torch.arange(k).expand(8, k)):.2f} (E/k = {E / k:g})")
+
+# %% [markdown]
+# ### Loss-free balancing
+#
+# [Wang et al.](https://arxiv.org/abs/2408.15664), used in DeepSeek-V3: keep a bias per expert, add it to
+# the scores *only to choose the top-k*, and after every optimizer step move it by a fixed rate `u`
+# against the sign of the expert's load error: `bᵢ ← bᵢ + u·sign(mean load − loadᵢ)`. Overloaded experts
+# become less likely to be chosen, underloaded ones more. The bias does change the forward pass (which
+# experts run for a token is the whole point), so it can help or hurt the loss like any routing decision;
+# what it avoids is the auxiliary loss's extra gradient, since the bias is not learned and the chosen
+# experts' weights still come from the unbiased scores. Here is the update, checked against the one the
+# Trainer calls after every step (`MoE.end_of_step`):
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def bias_update_from_scratch(bias: torch.Tensor, counts: torch.Tensor, rate: float) -> torch.Tensor:
+    """The loss-free biases after an optimizer step, from the step's assignment counts per expert (E,)."""
+    load = counts / counts.sum()  # fractions of the assignments (the sign is the same for counts)
+    return bias + rate * torch.sign(load.mean() - load)
+
+
+free_layer = MoE(dataclasses.replace(moe_cfg, balancing="loss_free")).train()
+generator = torch.Generator().manual_seed(0)
+for counts in (torch.randint(0, 50, (E,), generator=generator).float(), torch.tensor([4.0, 4, 4, 4, 0, 8, 4, 4]),
+               torch.full((E,), 3.0)):
+    before = free_layer.expert_bias.clone()
+    free_layer.step_counts.copy_(counts)  # as if a training step had made these assignments
+    free_layer.end_of_step()
+    mine = bias_update_from_scratch(before, counts, free_layer.bias_update_rate)
+    assert torch.allclose(mine, free_layer.expert_bias, atol=1e-7), (counts, mine, free_layer.expert_bias)
+print(f"bias update == the package's (rate u = {free_layer.bias_update_rate:g}); after the last counts, all equal, "
+      f"no bias moved: {torch.equal(free_layer.expert_bias, before)}")
+
+# %% [markdown]
+# How fast does it balance? A bias has to move by about the gap between two experts' scores before it
+# changes a choice, and it moves by `u` per step. Below, a router is tilted towards experts 0 and 1 (so
+# that the layer starts far from balance), frozen, and fed the same tokens step after step while only the
+# biases move, at DeepSeek-V3's rate and at `tinylm`'s; the cell prints how many steps each takes to bring
+# the max-violation under 0.5, and where it settles (the mean over the last 50 steps):
+
+# %%
+def balance(rate: float, steps: int = 400, tilt: float = 0.02) -> list[float]:
+    """The max-violation at every step of a loss-free layer whose router prefers experts 0 and 1 by `tilt`."""
+    torch.manual_seed(1)
+    tilted = MoE(dataclasses.replace(moe_cfg, balancing="loss_free", bias_update_rate=rate)).train()
+    tokens = torch.randn(256, moe_cfg.n_embd) + 1  # every token shares a direction...
+    with torch.no_grad():
+        tilted.router.weight.normal_(0, 0.05)
+        tilted.router.weight[:2] += tilt  # ...which experts 0 and 1 score higher
+        violations = []
+        for _ in range(steps):
+            tilted(tokens[None])
+            end_of_step(tilted)  # the update, as after an optimizer step
+            violations.append(read_expert_load(tilted)["max_violation"][0])
+    return violations
+
+
+for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
+    violations = balance(rate)
+    under = next((step for step, v in enumerate(violations) if v < 0.5), None)
+    settled = sum(violations[-50:]) / 50
+    print(f"u = {rate:g}: max-violation {violations[0]:.2f} at the first step, under 0.5 after "
+          f"{under if under is not None else 'more than 400'} steps, settles at {settled:.2f}")
+    assert settled < violations[0], "the update must move the load towards balance"
+
+# %% [markdown]
+# The faster rate gets there sooner and settles coarser: every step it moves every bias by the full `u`,
+# so once the load is even it keeps overshooting by about that much. DeepSeek-V3 does not use the bias
+# alone: its router scores experts with independent **sigmoids** (normalised over the chosen experts to
+# give the weights), the bias moves at `u = 1e-3` for most of training (the report's hyper-parameters), and
+# a **sequence-wise auxiliary loss** with a very small weight (`α = 1e-4`) keeps any single sequence from
+# piling onto a few experts. `tinylm` keeps the **softmax** router of Switch and Mixtral by default
+# (`router="sigmoid"` is there), so that the three balancing arms below differ in balancing only, and
+# uses `u = 1e-2`: the runs below take a hundred-odd steps, and at `1e-3` the biases could spend most of
+# them catching up (compare the steps the two rates needed above).
+#
+# ## The experiment: the dense block against three mixtures
+#
+# Four arms, one change at a time: the dense Llama block of notebook 8a, and the same block with its MLP
+# replaced by the mixture under each balancing mode (no balancing, auxiliary loss, loss-free bias). Every
+# arm trains the TinyStories shape of the recipe (`cpu`, and the bounded `gpu` version: 4 layers, 128
+# wide, 4 heads, context 128) with the same recipe, for the same seconds of training, at three seeds
+# (interleaved: seed 0 of every arm, then seed 1, then seed 2, so that a machine that slows down mid-way
+# slows every arm alike), and is scored on the whole validation split.
+#
+# - **Equal time, not equal steps**: the clock counts training only, and the learning-rate schedule
+#   follows it. The mixture's parameters come with dispatch work (sorting, gathering and scattering
+#   tokens for each expert) that a tiny model on a CPU feels in full; equal time charges it for that.
+#   Each run gets 25 seconds on the `cpu` profile, so the 12 runs fit the notebook in one sitting.
+# - **The verdict rule.** Two arms are **told apart** only when each has at least three seeds and every
+#   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise the
+#   notebook prints **not told apart**. The verdict cell prints how often two arms with no real
+#   difference pass that rule by chance. "Not told apart" is not "no difference": it says this experiment
+#   is too small to see one.
+#
+# **Predict, then run.** For the mixture with no balancing: where will the max-violation end, near 0,
+# near 1, or near the ceiling of 3? Will either balancing mode cost validation loss that the rule can
+# tell from the seeds' disagreement? And will any mixture beat the dense block at equal seconds?
+
+# %%
+track = tinylm.get_track("tinystories")
+data = track.prepare(RECIPE_PROFILE)
+preset, recipe = track.recipe(RECIPE_PROFILE)
+base_cfg = tinylm.train.recipes.build_model_config(preset, data.tokenizer, track.vocab_multiple)
+arms = mixture_chain(base_cfg)
+for arm in arms:
+    total, active = parameter_counts(arm.config)
+    print(f"{arm.name:<22} {arm.change:<50} {total:>9,} parameters, {active:>9,} used per token")
+
+# Seconds of training per run (evaluations not counted); smoke runs 12 steps instead. Warmup and peak rate as in
+# notebook 8a, the same for every arm.
+ARM_SECONDS = {"smoke": None, "cpu": 25, "gpu-bounded": 8, "gpu": 300}[SCALE]
+WARMUP_STEPS = {"smoke": 4, "cpu": 20, "gpu-bounded": 20, "gpu": 200}[SCALE]
+ARM_LEARNING_RATE = recipe.learning_rate if SCALE in ("smoke", "gpu") else 1.5e-3
+SEEDS = [0, 1, 2]
+arm_recipe = dataclasses.replace(recipe, max_seconds=ARM_SECONDS, warmup_steps=WARMUP_STEPS, eval_interval=0,
+                                 learning_rate=ARM_LEARNING_RATE,
+                                 max_steps=12 if SCALE == "smoke" else recipe.max_steps,
+                                 log_interval={"smoke": 4, "cpu": 5, "gpu-bounded": 25, "gpu": 10}[SCALE])
+runs = train_arms(arms, SEEDS, arm_recipe, data.train, data.val, device=DEVICE, tokenizer=data.tokenizer,
+                  progress=lambda plan: tqdm(plan, desc="runs (seed, arm)"))
+
+# %% [markdown]
+# The table gives each arm's validation loss (nats per token) as mean ± half its range over the seeds, its
+# difference from the dense block, and whether the two are told apart; then every run's curve, and the
+# verdicts:
+
+# %%
+print(ablation_table(arms, runs))
+plot_arms(runs, title=f"TinyStories, {SCALE} profile: every arm, every seed")
+plt.show()
+print(f"the rule: at least {MIN_SEEDS} seeds per arm, and every seed of one arm beats every seed of the other; "
+      f"two arms with no real difference pass it {null_pass_rate(len(SEEDS), len(SEEDS)):.0%} of the time at "
+      f"{len(SEEDS)} seeds each\n")
+for sentence in verdicts(arms, runs):
+    print("-", sentence)
+
+# %% [markdown]
+# Read the steps column beside the losses. A mixture holds several times the MLP's parameters at about the
+# dense cost per token in multiply-adds, but its dispatch is overhead that a large model on GPUs hides
+# behind big matrix multiplies and a tiny one on a CPU does not, so in equal seconds it can take fewer
+# steps. Extra parameters pay off when there are many tokens to learn from and the budget is compute,
+# not seconds of a laptop; the verdicts above say what they did here.
+#
+# ### What balancing bought, and what it cost
+#
+# The expert load the Trainer logged every few steps, per layer: the worst layer's max-violation over
+# training for each seed, the last logging window's load of seed 0 layer by layer, a table, and the
+# verdicts between the balancing modes, on balance and on loss:
+
+# %%
+moe_arms = arms[1:]
+unbalanced, aux, free = (arm.name for arm in moe_arms)
+ceiling = E / k - 1  # the same 8 experts, top-2, as the layer above
+plot_balancing({arm.name: runs[arm.name] for arm in moe_arms}, top_k=k)
+plt.show()
+
+
+def final_violations(run) -> list[float]:
+    """Each layer's max-violation in the run's last logging window."""
+    return [r for r in run.records if r.get("event") == "train" and "max_violation" in r][-1]["max_violation"]
+
+
+worst = {arm.name: [max(final_violations(run)) for run in runs[arm.name]] for arm in moe_arms}
+print(f"| balancing | max-violation at the end, per layer (one group per seed) | worst layer, share of the ceiling "
+      f"{ceiling:g} | val loss |\n|---|---|---|---|")
+for arm in moe_arms:
+    per_layer = "; ".join(", ".join(f"{v:.2f}" for v in final_violations(run)) for run in runs[arm.name])
+    print(f"| {arm.name.removeprefix('+MoE, ')} | {per_layer} | {spread([w / ceiling for w in worst[arm.name]]).format(2)} "
+          f"| {spread(losses(runs, arm.name)).format()} |")
+print()
+for a, b in [(aux, unbalanced), (free, unbalanced), (free, aux)]:
+    print("-", compare(a, worst[a], b, worst[b], metric="worst-layer max-violation"))
+    print("-", compare(a, losses(runs, a), b, losses(runs, b)))
+print()
+for name in (aux, free):
+    cost = spread(losses(runs, name)).mean - spread(losses(runs, unbalanced)).mean
+    verdict = "told apart" if told_apart(losses(runs, name), losses(runs, unbalanced)) else "not told apart"
+    print(f"what {name.removeprefix('+MoE, ')} balancing cost in val loss, against no balancing: {cost:+.3f} "
+          f"({verdict})")
+
+# %% [markdown]
+# Without balancing nothing in the loss stops the rich-get-richer loop: the no-balancing row says how
+# close its worst layer came to the ceiling, where two experts take every token and the rest get no
+# gradient at all. The auxiliary loss pulls the load back through the gradient; the loss-free biases push
+# it back through the choice alone; the max-violation verdicts say whether each did so by the rule.
+#
+# **What balancing cost** is the last two lines: the difference in validation loss between each balanced
+# arm and the unbalanced one, at the same seeds and seconds, with the rule's verdict. A positive figure is
+# a cost, a negative one a gain. Both costs exist in principle: the auxiliary loss's gradient pulls the
+# router away from what the language-modelling loss wants, and the bias overrides the router's preference
+# for some tokens, sending them to experts that score lower for them. Balancing can also gain: a collapsed
+# layer wastes its idle experts' parameters, and balancing puts them to work. Over runs this short, a
+# collapsed layer still trains its busy experts and its shared expert, so any of these may hide in the
+# seeds' disagreement: when the line says "not told apart", this run has not measured a cost, and has not
+# shown that there is none. What collapse wastes grows with a longer run, with more to learn (and at
+# scale an idle expert is also an idle GPU).
+#
+# ## What you learned
+#
+# - A **mixture of experts** routes each token to its top-k experts (plus shared ones): parameters grow
+#   with the number of experts, compute per token with k.
+# - Without balancing nothing stops the routing from collapsing towards the ceiling `E/k − 1` of the
+#   max-violation.
+# - The **auxiliary loss** `α·E·Σ fᵢPᵢ` balances through its gradient, which competes with the
+#   language-modelling loss; DeepSeek-V3's **loss-free bias** balances through the choice alone, moving
+#   each expert's bias by `u` per step against its load error: a larger `u` balances sooner and settles coarser.
+# - What balancing buys (an even load) and costs (loss) is measured like any change: one at a time, at
+#   equal budget, over three seeds, and called only by the stated rule; "not told apart" is a result too.
+#
+# ## Exercises
+#
+# **1. What a token pays for.** For one mixture-of-experts layer with a SwiGLU expert of width `h`
+# (three `C × h` matrices, no biases), `E` routed experts of which `k` are active, `s` shared experts
+# (one SwiGLU of width `s·h`) and a router (`C × E`), return `(total, active)` parameters.
+
+# %%
+def moe_layer_parameters(C: int, h: int, E: int, k: int, s: int) -> tuple[int, int]:
+    raise NotImplementedError
+
+
+def test_moe_layer_parameters():
+    for E, k, s in [(8, 2, 1), (16, 4, 0), (4, 1, 2)]:
+        cfg = with_architecture(cfg_small, "llama-moe")
+        cfg = dataclasses.replace(cfg, n_experts=E, n_experts_active=k, n_shared_experts=s)
+        layer = MoE(cfg)
+        total = sum(p.numel() for p in layer.parameters())
+        routed_unused = (E - k) * sum(p.numel() for p in layer.experts[0].parameters())
+        assert moe_layer_parameters(48, cfg.expert_hidden_size, E, k, s) == (total, total - routed_unused), (E, k, s)
+
+
+check(test_moe_layer_parameters)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def moe_layer_parameters(C, h, E, k, s):
+#     expert = 3 * C * h
+#     router = C * E
+#     return router + E * expert + s * expert, router + k * expert + s * expert
+# ```
+# </details>
+#
+# **2. Experiment: the rate of the bias update.** A bias has to move by about the score gap between two
+# experts before it changes a choice, and it moves by `u` per step; so the steps the tilted layer above
+# needs to get under a max-violation of 0.5 should scale as `1/u`, and `steps · u` should stay about the
+# same, as long as a step of `u` is small next to those gaps. Measure it: run `balance(rate)` for at least
+# three rates spanning a factor of ten or more (say `1e-3`, `3e-3`, `1e-2`, `3e-2`, `1e-1`), find the first
+# step under 0.5 in each (None if it never gets there), and fill `my_steps = {rate: steps}`. The check
+# compares each with a run of its own and prints `steps · u` and where each rate settles. Where does the
+# prediction stop holding, and why?
+
+# %%
+my_steps = None  # replace with {rate: the first step whose max-violation is under 0.5, or None}, from balance(rate)
+
+
+def test_my_steps():
+    if my_steps is None:
+        raise NotImplementedError("set my_steps to {rate: steps} from your runs of balance(rate)")
+    assert len(my_steps) >= 3 and max(my_steps) / min(my_steps) >= 10, "three rates or more, a factor of 10 apart"
+    for rate, steps in sorted(my_steps.items()):
+        violations = balance(rate)
+        measured = next((step for step, v in enumerate(violations) if v < 0.5), None)
+        assert steps == measured, f"at u = {rate:g} the layer got under 0.5 after {measured} steps, not {steps}"
+        reached = f"{steps} steps, steps · u = {steps * rate:.3f}" if steps is not None else "never under 0.5"
+        print(f"u = {rate:g}: {reached}, settles at {sum(violations[-50:]) / 50:.2f}")
+
+
+check(test_my_steps)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# my_steps = {rate: next((step for step, v in enumerate(balance(rate)) if v < 0.5), None)
+#             for rate in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)}
+# ```
+#
+# While `u` is small next to the score gaps, `steps · u` stays about the same: the time to balance is set by
+# how far the biases must move. The settled level grows with `u`, and past some rate a single step pushes
+# the biases beyond the balance point: these tokens all share one preference, so they switch experts
+# together, and the load swings back and forth without settling. That is the price of speed, and why
+# DeepSeek-V3 moves its biases slowly over a long run.
+# </details>
+#
+# **3. Experiment: the ceiling of the max-violation.** Take an MoE layer with no balancing, change its
+# router so that every token prefers the same experts (all tokens below have positive channels; one way
+# is to zero the router and give a few experts' rows positive weights), run the tokens through it, and
+# read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check
+# compares it with the bound `E/k − 1` for this layer's `E` and `k`, and then with how close the
+# no-balancing arm above came.
+
+# %%
+ceiling_layer = MoE(dataclasses.replace(moe_cfg, balancing="none")).train()
+positive_tokens = torch.rand(1, 256, moe_cfg.n_embd)
+with torch.no_grad():
+    pass  # your change to ceiling_layer.router.weight
+ceiling_layer(positive_tokens)
+tinylm.model.moe.end_of_step(ceiling_layer)
+print("max-violation of this layer:", tinylm.model.moe.read_expert_load(ceiling_layer)["max_violation"])
+my_ceiling = None  # replace with the max-violation you measured
+
+
+def test_my_ceiling():
+    if my_ceiling is None:
+        raise NotImplementedError("set my_ceiling to the max-violation you measured")
+    bound = moe_cfg.n_experts / moe_cfg.n_experts_active - 1
+    assert abs(my_ceiling - bound) < 0.01, (f"{my_ceiling} is not the ceiling E/k - 1 = {bound:g}: is every token "
+                                            "sent to the same k experts?")
+    closest = max(worst[moe_arms[0].name]) / ceiling
+    print(f"your measured ceiling equals E/k − 1 = {bound:g}; the worst layer of the {moe_arms[0].name} arm above "
+          f"reached {closest:.0%} of its own ceiling")
+
+
+check(test_my_ceiling)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# with torch.no_grad():
+#     ceiling_layer.router.weight.zero_()
+#     ceiling_layer.router.weight[:2] = 1.0  # experts 0 and 1 score sum(x) > 0, the rest 0: every token picks them
+# ```
+#
+# The printed max-violation is `E/k − 1` = 8/2 − 1 = 3: each token gives experts 0 and 1 one assignment each,
+# so each has half of all assignments, four times the mean of 1/8. No routing can do worse, because an expert
+# appears at most once in a token's top-k.
+# </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")
