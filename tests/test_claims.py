@@ -1,8 +1,6 @@
-"""The claims check (tinylm.course.claims): it flags a figure in a notebook's prose that neither its saved outputs
-print nor notebooks/SOURCES.md sources, and lists the figures a re-run moved (scripts/refresh_notebook.py).
-
-The checks of every notebook (each figure printed or sourced, each study time at most 75 minutes and what its header
-says) land with issue 29, once every notebook has been re-run to pass them."""
+"""Every sentence true and every lesson one sitting: each figure in a notebook's prose is printed by its saved
+outputs or listed with its source in notebooks/SOURCES.md, and each notebook's study time by the course's formula
+(tinylm.course.claims) is at most 75 minutes, its runtime included, and is what its header says."""
 
 import json
 import re
@@ -11,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from tinylm.course.claims import figures, read_sources, unsupported_figures
+from tinylm.course.claims import figures, read_sources, study_time, unsupported_figures
 
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
+ONE_SITTING_MINUTES = 75
+HEADER = re.compile(r"\*\*How long it takes\*\*: about (\d+) minutes")
 
 
 def write_notebook(path: Path, markdown: str, printed: str) -> Path:
@@ -43,6 +44,23 @@ def test_the_claims_check_flags_the_one_figure_no_output_or_source_supports(tmp_
 def test_figures_are_decimals_percentages_and_ratios():
     assert figures("a 2,048-token context, 1,234.5 tokens/s, 3x, 64 × 64, 0.25, 93 %, v2.13.0 and 7 steps") == [
         "1,234.5", "3x", "0.25", "93 %"]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_figure_in_a_notebooks_prose_is_printed_or_sourced(notebook):
+    assert unsupported_figures(notebook, read_sources(SOURCES)) == [], (
+        "print these figures from the code, or list each with its source in notebooks/SOURCES.md")
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_fits_one_sitting_and_says_how_long_it_takes(notebook):
+    time = study_time(notebook)
+    assert time.runtime_seconds is not None, "the last cell prints 'this notebook ran in N s' (the cpu run's)"
+    assert time.minutes <= ONE_SITTING_MINUTES, f"{time.minutes:.0f} minutes: {time}"
+    text = "".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"][:3])
+    stated = HEADER.search(text)
+    assert stated, "the header says '**How long it takes**: about N minutes ...'"
+    assert abs(int(stated.group(1)) - time.minutes) <= 5, f"the header says {stated.group(1)}, the formula {time}"
 
 
 def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
