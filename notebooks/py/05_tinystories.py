@@ -29,7 +29,7 @@
 #   files read as memory maps;
 # - what the stories look like in tokens: their lengths, Zipf's law, and how few of GPT-2's 50,257
 #   tokens they use;
-# - how a *trimmed* vocabulary makes a CPU run several times cheaper per token while its loss stays
+# - how a *trimmed* vocabulary lets a CPU run spend several times fewer FLOPs per token while its loss stays
 #   comparable, token for token, with GPT-2's full vocabulary;
 # - where the 51M parameters of the `gpu` model sit;
 # - mixed precision, by running it: the same steps from the same weights in fp32 and in bf16 (or fp16
@@ -137,11 +137,12 @@ print(json.dumps(gpt2_data.meta, indent=2))
 #
 # ### Why a memory map
 #
-# The full training split is about 470M tokens. `np.memmap` does not read a file: it maps it into the
-# process's address space, and the operating system reads a 4 KiB page only when an index touches it.
-# Opening costs the same for 1 MB or 100 GB, and a batch of random windows reads only the pages under those
-# windows. A slice of a memmap is another view of the file; arithmetic, or `.astype(np.int64)`, makes an
-# ordinary array in memory.
+# The full training split is about 450M tokens: Hugging Face lists 2,119,719 training stories, and a story averages
+# about 213 tokens (the mean length measured below on the sample, plus its end-of-text token). `np.memmap` does not
+# read a file: it maps it into the process's address space, and the operating system reads a 4 KiB page only when
+# an index touches it. Opening costs the same for 1 MB or 100 GB, and a batch of random windows reads only the
+# pages under those windows. A slice of a memmap is another view of the file; arithmetic, or
+# `.astype(np.int64)`, makes an ordinary array in memory.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -325,10 +326,10 @@ for name, rows_ in rows:
           f"{(total - head) / 1e6:>16.1f} | {head / total:>12.0%} | {logits_mb:>20,.0f} MB |")
 
 # %% [markdown]
-# With GPT-2's full vocabulary, seven eighths of every training step would go to the output layer, and each
-# batch's logits alone would be over 400 MB. Trimmed, the four blocks get half of the compute, and a step costs
-# about a quarter as much: as far as FLOPs decide it, the same cores read four times as many tokens per second.
-# On a GPU the `gpu` model's blocks are far wider and matmuls cheap, so its recipe keeps GPT-2's vocabulary.
+# With GPT-2's full vocabulary, seven eighths of every training step's FLOPs would go to the output layer, and
+# each batch's logits alone would be over 400 MB. Trimmed, the four blocks get half of the FLOPs, and a step needs
+# about a quarter as many: as far as FLOPs decide it, the same cores read four times as many tokens per second.
+# The `gpu` recipe keeps GPT-2's full vocabulary all the same; the next section counts what that costs its model.
 #
 # ## The 51M-parameter model
 #
@@ -403,9 +404,11 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
                                          for dt in (torch.float32, torch.bfloat16, torch.float16)))
 
 # %% [markdown]
-# **What 16 bits buy.** A GPU's tensor cores multiply 16-bit matrices many times faster than fp32 ones,
-# and 16-bit activations halve the memory they take and the traffic to move them. NVIDIA's datasheet
-# peaks, as `tinylm.runtime` lists them for MFU (peaks, not measurements):
+# **What 16 bits buy.** A GPU's tensor cores multiply 16-bit matrices faster than fp32 ones; how much faster
+# depends on the GPU. NVIDIA's datasheets give the A100's and the H100's dense bf16 peak as twice their TF32 peak,
+# the rate at which their tensor cores take fp32 matmuls; the T4, which has no TF32, peaks at about eight times
+# its fp32 rate in fp16. 16-bit activations also halve the memory they take and the traffic to move them. The
+# datasheet peaks, as `tinylm.runtime` lists them for MFU (peaks, not measurements):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -493,6 +496,7 @@ print(f"largest difference: {max(differences):.1e} nats"
 assert differences[0] < 0.02, "the first loss comes from the same weights and batch: only rounding differs"
 step_ms = {DTYPE_NAMES[dtype]: [seconds * 1000 for _, seconds, _ in results] for dtype, results in runs.items()}
 where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{DEVICE.type} ({torch.get_num_threads()} threads)"
+# each arm: the mean over the rounds ± half their range (slowest minus fastest, halved)
 print(f"\ntime per step on {where}, {MP_ROUNDS} interleaved rounds: "
       + ", ".join(f"{name} {spread(ms).format(1, replicate='round')} ms" for name, ms in step_ms.items()))
 print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low]], metric="ms per step", digits=1,
@@ -500,16 +504,20 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
 
 # %% [markdown]
 # Read the table: the losses are close but not equal. Every 16-bit matmul rounds its inputs, which moves
-# the loss in a late digit, and the updates then differ a little. The gap cannot grow much in a few steps
-# because the weights and the updates stay in fp32; over a long run the two drift apart about as much as
-# two runs with different seeds would.
+# the loss in a late digit, and the updates then differ a little. Over a few steps the gap stays small, because
+# the weights and the updates stay in fp32; over a long run it can grow until the two runs differ about as much as
+# two runs with different seeds. [Summers and Dinneen (2021)](https://arxiv.org/abs/2103.04514) found training
+# that unstable: every source of nondeterminism they tried, down to one flipped bit in one initial weight, left
+# the trained models about as different from each other as a new seed did.
 #
 # The speed is a comparison, so it gets the course's verdict rule (`tinylm.eval.uncertainty.compare`): one
 # precision is called faster only with at least 3 interleaved rounds per arm and ranges that do not overlap,
-# else "not told apart". The last line above is the verdict for your machine; nothing in this text depends on
-# which way it went. Without native 16-bit matmuls (most CPUs) every cast is a pass over memory that buys no
-# faster arithmetic, while GPU tensor cores multiply 16-bit matrices at the datasheet peaks above; this
-# notebook has measured no GPU.
+# else "not told apart". In the timing line, `±` is half the range over the rounds (the slowest round minus the
+# fastest, halved): how much the machine's speed moved, not a standard error. The last line above is the verdict
+# for your machine; nothing in this text depends on which way it went. A CPU without native bf16 instructions
+# (most CPUs) has no faster arithmetic to offer: the numbers are converted between bf16 and fp32 in software
+# around the operations, work that the fp32 run never does. GPU tensor cores multiply 16-bit matrices at the
+# datasheet peaks above; this notebook has measured no GPU.
 #
 # The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
 # a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
@@ -525,9 +533,15 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # give exactly the big batch's gradient. The `gpu` recipe needs it: each optimizer step takes 32 × 32
 # sequences of 256 tokens, and one micro-batch of 32 sequences already has 32 × 256 × 50,304 = 412M logits, so
 # the 32 micro-batches run one after another. Accumulation buys memory, not speed: 32 micro-batches cost the
-# FLOPs of one batch 32 times larger. With fp16 the Trainer scales each micro-batch's loss
-# (`self.scaler.scale(loss / cfg.grad_accum_steps).backward()`) and unscales the summed gradient once, before
-# clipping. Notebook 6a adds what changes across several GPUs.
+# FLOPs of one batch 32 times larger. The Trainer's backward line is
+# `self.scaler.scale(loss * (count * self.world.size / step_count)).backward()`. `loss` is the micro-batch's mean
+# over its `count` targets, so `loss * count` is their sum, and dividing by `step_count`, the targets of the whole
+# step, makes it this micro-batch's share of the step's mean: the gradients that add up over the micro-batches are
+# the gradient of the mean loss over every target of the step. When every position is a target, as in these
+# windows of stories, the factor is notebook 3's `1/k`; it differs where micro-batches hold different numbers of
+# targets, as chat batches do (notebook 9 marks the positions without a loss `-1`). `self.world.size` is 1 in a
+# single process; notebook 6a explains it, with what else changes across several GPUs. With fp16, `scaler.scale`
+# also multiplies by the loss scale, and the summed gradient is unscaled once, before clipping.
 #
 # ## Training
 #
@@ -683,7 +697,7 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # - A corpus becomes two `uint16` token files with an end-of-text token after each story; a memory map reads
 #   only the pages a batch touches.
 # - Stories use a small share of GPT-2's vocabulary; a trimmed vocabulary with an `<unk>` penalty keeps the
-#   loss per GPT-2 token while making a small CPU model about four times cheaper per token.
+#   loss per GPT-2 token while a small CPU model needs about four times fewer FLOPs per token.
 # - Half of the 51M-parameter model is its embedding, which as the output layer costs half its FLOPs.
 # - Mixed precision computes in 16 bits and keeps fp32 master weights: the losses stay close to fp32's but
 #   not equal; bf16 needs nothing more, fp16 needs a GradScaler, and a speed-up needs hardware with 16-bit
@@ -736,6 +750,9 @@ check(test_loss_per_gpt2_token)
 # <details><summary>Solution</summary>
 #
 # ```python
+# import torch.nn.functional as F
+#
+#
 # def loss_per_gpt2_token(logits, targets, unk_id, unk_penalty):
 #     losses = F.cross_entropy(logits, targets, reduction="none")
 #     return (losses + unk_penalty * (targets == unk_id)).mean()
@@ -834,9 +851,11 @@ check(test_batch_speed_ratio)
 #     return batch_size * mp_cfg.block_size / min(times[1:])
 # ```
 #
-# Close to 1 means the machine was already busy at a batch of 4, so the bigger batch buys a steadier gradient
-# at the same cost per token; close to 4 means a step's fixed cost dominated, and the bigger batch is almost
-# free. Notebook 3 chose its `cpu` recipe's shape on this kind of measurement.
+# Close to 1 means the cores were already fully occupied at a batch of 4: the bigger batch trains no more tokens
+# per second, only with a steadier gradient per step. Close to 4 means a step's fixed cost dominated, and the
+# bigger batch came almost free. Notebook 3's `cpu` recipe was chosen by whole runs on a fixed time budget, which
+# weigh this speed against how much each step learns ([Why the cpu recipes look as they
+# do](README.md#why-the-cpu-recipes-look-as-they-do)).
 # </details>
 
 # %%

@@ -190,10 +190,13 @@ every_250 = (gpu_train_cfg.max_steps // 250 + 1) * val_tokens_hf * model_124m.fl
 print(f"every 250 steps it would be {every_250 / flops_total:.0%}")
 
 # %% [markdown]
-# That is why the recipe evaluates every 1,000 steps rather than build-nanogpt's 250: a shorter
-# validation split would save most of the rest, at the price of a noisier estimate. The other thing left
-# out is the start-up (compiling, the first evaluation) and anything that stalls the GPUs, which is exactly
-# what MFU captures.
+# That is why the recipe evaluates every 1,000 steps rather than build-nanogpt's 250. At 250, build-nanogpt's
+# validation loss costs far less than that, because it does not score its whole split: it is the mean over 20
+# batches of 64 × 1,024 tokens per GPU, read from the start of its validation shard. A shorter validation split
+# like that saves most of the cost, at the price of an estimate from fewer tokens. The other thing the arithmetic leaves out is the time
+# outside the training steps: the start-up (loading data, building the model), evaluations, checkpoints. MFU as
+# the trainer logs it leaves that time out too, since it divides by the seconds of the optimizer steps alone; what
+# it does show is whatever slows the steps themselves, such as waiting for data or for the all-reduce.
 #
 # ### How many tokens for 124M parameters?
 #
@@ -287,7 +290,8 @@ print(f"{ranks[0].windows_per_epoch:,} windows per epoch in {len(ranks[0].files)
 # 3. runs forward and backward on them, giving gradients of its own batches;
 # 4. **all-reduces** the gradients: every rank ends up with their average over all ranks, which is the
 #    gradient of the whole global batch. DDP does this during `backward`, bucket by bucket, overlapping
-#    the communication with the rest of the backward pass (Li et al. 2020 describe how);
+#    the communication with the rest of the backward pass (Li et al. 2020, the paper on PyTorch's DDP, describe
+#    the buckets and the overlap);
 # 5. steps its own AdamW with that averaged gradient. Same weights, same gradient, same update: the
 #    copies stay identical without ever sending weights.
 #
@@ -363,14 +367,25 @@ print(f"max |averaged - whole-batch| gradient: {(all_reduced - whole).abs().max(
 # each rank accumulates the gradients of several micro-steps before stepping (gradient accumulation, built in
 # notebook 3). An all-reduce after every micro-step would be wasted traffic, since only the sum matters, so the
 # trainer wraps all micro-steps but the last in DDP's `no_sync()`, and the gradients travel once per optimizer
-# step:
+# step (from `Trainer._optimizer_step`, `tinylm/train/trainer.py`):
 #
 # ```python
 # last = micro_step == self.grad_accum_steps - 1
 # with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
-#     ...forward...
-#     self.scaler.scale(loss / self.grad_accum_steps).backward()
+#     with autocast(self.device, self.dtype):
+#         loss = self.batch_loss(batch)
+#     # loss x count is this micro-batch's sum; x world size undoes DDP's average over ranks
+#     self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
 # ```
+#
+# `loss` is the mean over the micro-batch's `count` targets, so `loss * count` is their sum. `step_count` is the
+# number of targets in the whole step, every micro-batch of every rank (one all-reduce adds them up before the
+# first micro-step), so after dividing by it the terms of all micro-steps and all ranks add up to the step's mean
+# loss. DDP's all-reduce, though, *averages* the ranks' gradients, dividing their sum by the number of ranks; the
+# factor `self.world.size` undoes that division. Every rank ends up with the gradient of the mean loss over every
+# target of the step. When every position is a target, as in these windows of FineWeb-Edu, the factor comes to
+# `1 / grad_accum_steps`: notebook 3's division by `k`. `scaler.scale` multiplies by fp16's loss scale, and passes
+# the loss through unchanged in bf16 or fp32.
 #
 # The recipe fixes the tokens per step, `total_batch_tokens`, not the number of micro-steps; those
 # follow from how many processes share the work:
@@ -460,13 +475,16 @@ plt.show()
 # %% [markdown]
 # The loss starts at the uniform guess, ln 50,257 ≈ 10.8. Given more steps (the `cpu` profile runs 100)
 # it falls as the model learns which tokens are frequent; a few tens of thousands of tokens cannot teach a
-# 50,257-token vocabulary much more than that. What the run shows is the mechanics working: two processes that
-# agree on every step, one log, one checkpoint.
+# 50,257-token vocabulary much more than that. What the output shows is the mechanics: one command started two
+# processes (the header counts them), one of them printed the log, and one run folder holds the checkpoints. It
+# does not show the two replicas staying identical: that follows from their common start and the averaged
+# gradient, checked above for one step, and exercise 3 tests what it implies.
 #
-# *Is two processes faster than one?* On a GPU cluster each process has its own GPU, and throughput grows
-# almost linearly with their number (minus the all-reduce). On two shared CPU cores, two processes split the
-# same cores that one process with two threads would use, so this notebook does not time one against the other.
-# Whether they compute the same thing is exercise 3.
+# *Are two processes faster than one?* On a GPU cluster each process has its own GPU, and throughput grows
+# almost linearly with their number, less the part of the all-reduce that the backward pass cannot hide (Li et
+# al. 2020 report near-linear scaling of PyTorch's DDP on 256 GPUs). On two shared CPU cores, two processes
+# split the same cores that one process with two threads would use, so this notebook does not time one against
+# the other. Whether they compute the same thing is exercise 3.
 #
 # ## Running it for real
 #

@@ -183,7 +183,7 @@ CONVENTIONS = {"acc": ("correct", "lowest summed loss"), "acc_norm": ("correct_n
 
 
 def with_interval(scores: dict, count_key: str) -> str:
-    """'0.265 [0.208, 0.331]': an accuracy and its 95% Wilson interval, from the counts evaluate_hellaswag returns."""
+    """'accuracy [low, high]': an accuracy and its 95% Wilson interval, from the counts evaluate_hellaswag returns."""
     low, high = wilson_interval(scores[count_key], scores["examples"])
     return f"{scores[count_key] / scores['examples']:.3f} [{low:.3f}, {high:.3f}]"
 
@@ -217,17 +217,18 @@ for n in (100, 2_000, 10_042):
 # explains and measures. The other is **`torch.compile`**: it traces the model's Python code into a graph and
 # generates fused kernels. The elementwise operations after a matmul (bias, GELU, residual add, LayerNorm, the
 # softmax of the loss) become one kernel that reads and writes memory once instead of once per operation, and
-# the Python overhead of launching many small kernels per step disappears. The matmuls themselves stay library
-# calls, and attention already is one fused kernel (FlashAttention behind `F.scaled_dot_product_attention`;
-# notebook 2). Compiling costs time once, at the first step; the losses must not change, since compiling
-# schedules the same arithmetic differently.
+# fewer kernels mean fewer launches, which cuts the per-step overhead of Python and of launching small kernels.
+# The matmuls themselves stay library calls, and attention already is one fused kernel (FlashAttention behind
+# `F.scaled_dot_product_attention`; notebook 2). Compiling costs time once, at the first step. The losses should
+# agree with eager ones to rounding, not bit for bit: the generated kernels compute the same operations but group
+# and order the floating-point arithmetic differently, and its rounding depends on the order.
 #
 # Whether it pays depends on the hardware and the model, so it is measured, not assumed:
 # `tinylm.bench.measure.compare_compiled` trains the model eager and compiled from the same weights on the same
-# batches (the losses must agree), times the compile, then runs interleaved rounds (eager, compiled, compiled,
-# eager, ...) so that a busy spell of the machine hits both arms. The verdict follows the course's rule
-# (`tinylm.eval.uncertainty.compare`): **told apart only with at least 3 rounds per arm and ranges that do not
-# overlap**, else "not told apart". The same comparison runs from a terminal on any machine as
+# batches (their losses should agree to rounding), times the compile, then runs interleaved rounds (eager,
+# compiled, compiled, eager, ...) so that a busy spell of the machine hits both arms. The verdict follows the
+# course's rule (`tinylm.eval.uncertainty.compare`): **told apart only with at least 3 rounds per arm and ranges
+# that do not overlap**, else "not told apart". The same comparison runs from a terminal on any machine as
 # `python -m tinylm.bench compile`.
 #
 # **MFU**, model FLOPs utilisation, says how much of the hardware's peak a run turns into training:
@@ -279,7 +280,7 @@ else:
 
 # %% [markdown]
 # Read your own lines: the printed verdict is the only claim this notebook makes about speed. On a GPU an eager
-# step also pays for launching hundreds of small kernels, the overhead compiling removes; for a small model on
+# step also pays for launching hundreds of small kernels, an overhead compiling reduces; for a small model on
 # a CPU the generated code need not beat PyTorch's own kernels. Where compiling does pay, a long
 # run earns the compile time back many times; a short demonstration may not. (`--compile` / `--no-compile`
 # switch it for `python -m tinylm.train`; evaluation, sampling and checkpoints keep using the plain model.)
@@ -296,9 +297,11 @@ else:
 #
 # Two measurements, with the package's `score_model`, the function the results table uses for every model: the
 # validation loss on notebook 6a's 20,000-token validation shard, and HellaSwag on the first examples of the
-# file `locate_val()` found (a CPU scores 100, a GPU 2,000). build-nanogpt measures this checkpoint at
-# **3.2924** validation loss on its own 100M-token FineWeb-Edu split, and 29.55% HellaSwag per token on the
-# official file. Loading needs the network: offline the cells skip.
+# file `locate_val()` found (a CPU scores 100, a GPU 2,000). build-nanogpt puts this checkpoint at **3.2924**
+# validation loss, the baseline for its own runs' validation curves, which its training script computes on 20
+# batches of 64 × 1,024 tokens per GPU read from the start of its FineWeb-Edu validation shard: a slice of that
+# 100M-token split, not all of it. It also gives 29.55% HellaSwag per token on the official file. Loading needs
+# the network: offline the cells skip.
 #
 # **Predict, then run.** Your model ended at the validation loss the setup cell printed. Where will GPT-2 land
 # on the same 20,000 tokens: near that, near build-nanogpt's 3.2924, or lower? And will 100 examples tell its
@@ -378,11 +381,12 @@ print("| OpenAI GPT-2 124M, the harness's prompt, as llm.c quotes it | WebText |
 print("| GPT-3 Small (125M), GPT-3's prompt (Brown et al. 2020) | 300B | | 0.337 | | |")
 
 # %% [markdown]
-# Do two rows differ? Only where their 95% intervals do not overlap (a conservative rule: two intervals can
-# overlap a little while the difference is real, so "overlap" reads "these examples do not tell them apart",
-# not "equal"). The cell compares every pair of rows measured here, each with chance, and each with
-# build-nanogpt's published 29.55% (all 10,042 examples, so its own interval is narrow), under the per-token
-# `acc_norm`:
+# Do two rows differ? This notebook's rule, a choice of its own, calls them different only where their 95%
+# intervals do not overlap. The rule is conservative: two intervals can overlap a little while the difference is
+# real (a test on the difference itself would call some such pairs different), so "overlap" reads "these examples
+# do not tell them apart", not "equal". The cell compares every pair of rows measured here, each with chance, and
+# each with build-nanogpt's published 29.55% (all 10,042 examples, so its own interval is narrow), under the
+# per-token `acc_norm`:
 
 # %%
 def interval(scores: dict) -> tuple[float, float]:
@@ -408,11 +412,11 @@ for i, name in enumerate(names):
 # - HellaSwag scores the four endings by their loss, no generation. `acc_norm` per token (build-nanogpt),
 #   per character (the evaluation harness's normalisation) and GPT-3's figure are different conventions with
 #   different prompts: a published number means something only beside its convention.
-# - An accuracy on `n` examples carries a 95% interval that shrinks as 1/√n, and two rows differ only where
-#   their intervals do not overlap.
-# - `torch.compile` fuses elementwise work into generated kernels: the same losses, a compile cost up front, and
-#   a speed-up that depends on the hardware and the model, so it is measured in interleaved rounds and called
-#   only by a stated rule. MFU divides the model's FLOPs per second by the GPU's peak.
+# - An accuracy on `n` examples carries a 95% interval that shrinks as 1/√n; this notebook calls two rows
+#   different only where their intervals do not overlap, a conservative rule of its own choosing.
+# - `torch.compile` fuses elementwise work into generated kernels: losses equal to rounding, a compile cost up
+#   front, and a speed-up that depends on the hardware and the model, so it is measured in interleaved rounds
+#   and called only by a stated rule. MFU divides the model's FLOPs per second by the GPU's peak.
 # - tinylm's `GPT` is GPT-2: OpenAI's weights load into it key for key (`from_hf_gpt2`), a tinylm model exports
 #   to `transformers`, and `score_model` puts any of them on the same scale.
 
@@ -462,10 +466,12 @@ check(test_hellaswag_accuracy)
 # far from that may an honest measurement land?
 #
 # The check scores `my_model` again on the same examples (so it must be the model you measured, and untrained:
-# its validation loss near the uniform guess, ln 50,257), and needs no answer key: a model with random weights has learned nothing about which ending is right, so its pick is
-# independent of the label and right with probability 1/4. Chance must then lie inside the interval of your
-# measurement; the check uses a 99.7% Wilson interval (`z = 3`), so an honest measurement fails it about 3
-# times in 1,000.
+# its validation loss near the uniform guess, ln 50,257), and needs no answer key. A model with random weights has
+# learned nothing about which ending is right: its pick still depends on the form of the endings (a short
+# ending's mean loss varies more, for one, which can make it come out lowest more often), but not on their
+# meaning, so unless the right endings differ in form from the wrong ones, it is right with probability 1/4.
+# Chance must then lie inside the interval of your measurement; the check uses a 99.7% Wilson interval (`z = 3`),
+# so an honest measurement fails it about 3 times in 1,000.
 
 # %%
 my_examples = 200
@@ -500,10 +506,12 @@ check(test_a_random_model_is_at_chance)
 # my_acc_norm = result["acc_norm"]
 # ```
 #
-# Any seed and any number of examples from 200 up should pass. Try `acc_norm_char` of the same model too:
-# per character, an untrained model prefers the endings whose characters it spends the fewest tokens on, a
-# preference unrelated to meaning; whether that moves it away from 25% is something the interval of a few
-# hundred examples can or cannot show (try 1,000).
+# With 200 examples, any seed should pass, short of that rare failure. More examples have not been tried: each
+# one narrows the interval, and a large enough sample could show a preference of the random weights for endings
+# of some form as a real departure from 25%, in which case the check fails on a finding about the file, not on a
+# mistake of yours. Try `acc_norm_char` of the same model too: per character, an untrained model prefers the
+# endings whose characters it spends the fewest tokens on, a preference unrelated to meaning; whether that moves
+# it away from 25% is something the interval of a few hundred examples can or cannot show (try 1,000).
 # </details>
 
 # %%

@@ -84,8 +84,8 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
     gap = abs(sa.mean - sb.mean)
     widest = max(sa.high - sa.low, sb.high - sb.low)
     if told_apart(a, b):
-        verdict = (f"told apart: every {replicate} of {winner} beats every {replicate} of {loser} (with no real "
-                   f"difference that happens {null_pass_rate(len(a), len(b)):.0%} of the time)")
+        verdict = (f"told apart: every {replicate} of {winner} beats every {replicate} of {loser} (were there no "
+                   f"real difference, this would happen {null_pass_rate(len(a), len(b)):.0%} of the time)")
     elif separated(a, b):
         verdict = (f"not told apart: the ranges do not overlap, but with fewer than {MIN_SEEDS} {replicate}s an arm "
                    f"that is no better does that {null_pass_rate(len(a), len(b)):.0%} of the time")
