@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from tinylm.course.claims import figures, read_sources, study_time, unsupported_figures
+from tinylm.course.claims import figures, read_sources, study_time, unsupported_figures, unsupported_guide_figures
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
@@ -50,6 +50,28 @@ def test_figures_are_decimals_percentages_and_ratios():
 def test_every_figure_in_a_notebooks_prose_is_printed_or_sourced(notebook):
     assert unsupported_figures(notebook, read_sources(SOURCES)) == [], (
         "print these figures from the code, or list each with its source in notebooks/SOURCES.md")
+
+
+def test_the_guide_check_takes_a_figure_from_a_notebook_a_source_or_the_command_beside_it(tmp_path):
+    notebook = write_notebook(tmp_path / "01_demo.ipynb", "", "loss 2.4865")
+    guide = tmp_path / "README.md"
+    guide.write_text("The bigram reaches 2.4865 (notebook 1).\n\nUnder smoke it takes 3.5 s.\n\n"
+                     "| run | loss |\n|---|---|\n| `python -m tinylm.train x` | 1.6566 |\n| by hand | 1.9459 |\n\n"
+                     "Measured by `python scripts/x.py`:\n\n| a | b |\n|---|---|\n| 0.25 | 0.75 |\n\n"
+                     "```\nloss 7.77 in a code block\n```\n")
+    sources = tmp_path / "SOURCES.md"
+    sources.write_text("| notebook | figure | source |\n|---|---|---|\n")
+    assert unsupported_guide_figures(guide, [notebook], read_sources(sources)) == ["3.5", "1.9459"]
+    sources.write_text("| notebook | figure | source |\n|---|---|---|\n| guide | 3.5 | a definition |\n")
+    assert unsupported_guide_figures(guide, [notebook], read_sources(sources)) == ["1.9459"]
+
+
+def test_every_figure_in_the_course_guide_is_printed_sourced_or_beside_its_command():
+    """The course guide reports the notebooks' runs and the command lines': each figure is in a notebook's saved
+    outputs, in notebooks/SOURCES.md (notebook "guide"), or in a row or paragraph naming the command that printed it.
+    README, TEACHING and CONTRIBUTING state no measured figure at all (tests/test_docs.py)."""
+    assert unsupported_guide_figures(REPO / "notebooks" / "README.md", NOTEBOOKS, read_sources(SOURCES)) == [], (
+        "print it in a notebook, source it in notebooks/SOURCES.md, or name the command that measured it beside it")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)

@@ -119,6 +119,34 @@ def unsupported_figures(path: str | Path, sources: list[Source]) -> list[str]:
     return missing
 
 
+
+# A command a guide's row or paragraph names as the one that measured its figures: a code span that runs something.
+MEASURING_COMMAND = re.compile(r"`(?:python|torchrun|OMP_NUM_THREADS=\d+ python)\b[^`]*`")
+
+
+def unsupported_guide_figures(path: str | Path, notebooks: list[Path], sources: list[Source]) -> list[str]:
+    """The figures of a guide (notebooks/README.md) that no notebook's saved outputs print, no source in `sources`
+    (notebook column "guide" or "*") names, and whose paragraph, table row or table caption (the paragraph just above
+    the table) names no command that measured them.
+
+    A guide reports runs of the command lines as well as the notebooks'; such a figure must stand beside the command
+    that printed it (`MEASURING_COMMAND`), so a reader can re-run it. Fenced code blocks are not prose."""
+    printed: set[str] = set()
+    for notebook in notebooks:
+        printed |= printed_numbers(output_text(notebook_cells(notebook)))
+    sourced = {s.figure for s in sources if s.notebook in ("*", "guide")}
+    text = re.sub(r"```.*?```", "", Path(path).read_text(encoding="utf-8"), flags=re.S)
+    missing, caption = [], ""
+    for block in re.split(r"\n\s*\n", text):
+        is_table = block.lstrip().startswith("|")
+        if is_table and MEASURING_COMMAND.search(caption):
+            continue  # the paragraph just above a table is its caption: the command there measured every row
+        for unit in block.splitlines() if is_table else [block]:  # a table's rows each on their own
+            if not MEASURING_COMMAND.search(unit):
+                missing += [f for f in figures(unit) if normalised(f) not in printed and normalised(f) not in sourced]
+        caption = block
+    return missing
+
 @dataclass(frozen=True)
 class StudyTime:
     prose_words: int
