@@ -18,34 +18,27 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/10_lora_and_preference_tuning.ipynb)
 #
-# Notebook 9 fine-tuned every weight of a model on example answers. Two things change once models
-# grow and once "a good answer" is easier to recognise than to write. **LoRA** trains a small
-# low-rank update beside frozen weights: the optimizer then keeps state for a small share of the
-# parameters, and a fine-tune is a file of megabytes. **Preference tuning** learns from pairs (for one
-# prompt, a better and a worse answer) instead of from one reference answer; **DPO** does it with a
-# loss as simple as SFT's, no reward model and no sampling. Both are built here from scratch, checked
-# against `tinylm`, and run on the chat model of notebook 9.
+# Notebook 9 fine-tuned every weight on example answers. **LoRA** trains a small low-rank update beside frozen
+# weights: the optimizer keeps state for a small share of the parameters, and a fine-tune is a file of megabytes.
+# **Preference tuning** learns from pairs (a better and a worse answer to one prompt); **DPO** does it with a loss
+# as simple as SFT's, no reward model and no sampling. Both are built from scratch, checked against `tinylm`, and
+# run on notebook 9's chat model.
 #
 # **What you will learn**
-# - **LoRA from scratch**: W + (α/r)·B·A with B = 0 at the start, why the wrapped model equals the base to
-#   the last bit, merging for inference, and what to do with tokens the base never had;
-# - **what α/r does, measured**: the size of the first update against the rank at α = r, at a fixed α and at
-#   rsLoRA's α/√r;
-# - the **parameter and optimizer-memory arithmetic** of LoRA against full fine-tuning, for this course's small
-#   model and for GPT-2 124M;
-# - **full SFT against LoRA** at equal steps and three seeds, with a verdict by a stated rule: held-out answer
-#   loss, stop rate, trainable share, seconds;
+# - **LoRA from scratch**: W + (α/r)·B·A with B = 0 at the start, merging, and tokens the base never had;
+# - **what α/r does, measured**: the first update's size against the rank at α = r, a fixed α and rsLoRA's α/√r;
+# - the **parameter and optimizer-memory arithmetic** of LoRA, for this course's model and GPT-2 124M;
+# - **full SFT against LoRA** at equal steps and three seeds, with a verdict by a stated rule;
 # - the **DPO loss** derived from a reward model's objective, written by hand and checked against the package's
-#   DPO trainer on the same batch, and what β does;
-# - **preference accuracy and reward margins** before and after DPO on held-out pairs, and whether greedy
-#   replies move toward the preferred answers.
+#   DPO trainer on a real batch, and what β does;
+# - **preference accuracy and reward margins** before and after DPO, and whether greedy replies move.
 #
 # **How long it takes**: about 60 minutes of study (reading, the code, three exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; tiny runs of a few steps | ~1 min |
-# | `cpu` (2-core laptop) | full SFT and LoRA from notebook 9's base (2 arms × 3 seeds × 300 steps), DPO on notebook 9's chat model (3 seeds × 120 steps) | the last cell prints the measured time (with notebook 9's runs present; without them notebook 9's SFT runs first, a few minutes more) |
+# | `cpu` (2-core laptop) | full SFT and LoRA from notebook 9's base (2 arms × 3 seeds × 300 steps), DPO (3 seeds × 120 steps) | the last cell prints it (with notebook 9's runs present; else its SFT runs first) |
 # | `gpu` | GPT-2 124M: see [Running on a GPU](../README.md#running-on-a-gpu) | not measured |
 #
 # **Papers**: LoRA ([Hu et al., 2021](https://arxiv.org/abs/2106.09685)); rsLoRA
@@ -204,21 +197,14 @@ assert isinstance(merged, nn.Linear) and torch.allclose(merged(x), theirs(x), at
 print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain nn.Linear computing the same")
 
 # %% [markdown]
-# **α/r, measured.** How large is LoRA's first update, and does the rank change it? Think it through first. At the
-# first step B = 0, so only B moves, and AdamW's first step moves every entry of B by ± the learning rate whatever
-# its gradient's size (the update is m/√v = g/|g|). Then ΔW = (α/r)·ΔB·A adds up r terms, one per rank, so at a
-# fixed scale the first update grows with r: like √r if those terms had random signs, like r if they all agreed.
-# Three ways to set α, all equal at rank 8 (`RANK`, the comparison's):
-#
-# - **α = r** (`tinylm`'s default): a scale of 1 at every rank;
-# - **α fixed** (the LoRA paper's way; here α = 8): a scale of 8/r, which shrinks as r grows;
-# - **α/√r** (rsLoRA, Kalajdzievski, 2023): a scale of √(8/r), which that paper derives as the one that keeps
-#   learning stable as the rank grows.
-#
-# The cell makes the measurement: it wraps the chat model at each rank, takes one AdamW step (LoRA's learning rate)
-# on one batch of training conversations, and prints the relative change of the wrapped weights, ‖ΔW‖/‖W‖ over all
-# of them, at three seeds of A's random start. A scale that made the first step rank-invariant would print the
-# same number in every row.
+# **α/r, measured.** Does the rank change the size of LoRA's first update? Think first. At step one B = 0, so only
+# B moves, and AdamW moves each entry of B by ± the learning rate whatever its gradient's size (m/√v = g/|g|). Then
+# ΔW = (α/r)·ΔB·A adds up r terms, so at a fixed scale it grows with r: like √r if the terms had random signs,
+# like r if they agreed. Three choices, all equal at rank 8 (`RANK`, the comparison's): **α = r** (`tinylm`'s
+# default, scale 1); **α fixed** at 8 (the LoRA paper fixes α across ranks; scale 8/r); **α/√r** (rsLoRA,
+# Kalajdzievski, 2023, derived to keep learning stable as the rank grows; scale √(8/r)). The cell wraps the chat
+# model at each rank, takes one AdamW step on one batch of training conversations, and prints ‖ΔW‖/‖W‖ over the
+# wrapped weights (three seeds of A's start). A rank-invariant scale would print one number in every row.
 
 # %%
 RANK = 8
@@ -260,21 +246,17 @@ print(f"rank {RANKS[-1]} against rank {RANKS[0]}: " + ", ".join(f"{name} {span:.
 
 # %% [markdown]
 # Read the last line with the rows. At α = r the first update grows with the rank, so a learning rate tuned at
-# rank 8 takes larger first steps at rank 64 and smaller ones at rank 1; a fixed α turns that around, because
-# its scale 8/r shrinks faster than the sum of r terms grows; α/√r sits between the two. Which scale is flattest,
-# and how flat, is what the measurement says for AdamW on this model; rsLoRA's argument is about the whole of
-# training as the rank grows large, not the first step alone. Exercise 3 trains at rank 1 and compares.
-
-# %% [markdown]
+# rank 8 takes larger first steps at higher ranks and smaller ones at rank 1; a fixed α turns that around, its
+# scale 8/r shrinking faster than the sum grows; α/√r sits between. That is the first step with AdamW on this
+# model; rsLoRA's argument is about the whole of training at large ranks. Exercise 3 trains at rank 1.
+#
 # **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: the attention's
 # fused query/key/value projection `attn.c_attn` and its output `attn.c_proj` by default (the LoRA paper's choice),
 # the MLP's `mlp.c_fc`/`mlp.c_proj` on request. Everything else freezes.
 #
-# **New tokens.** Notebook 9 added `<|im_start|>`, `<|im_end|>` and `<|pad|>` to the base's vocabulary, with rows
-# that all start as the mean token row. Frozen, those rows would stay identical: the model could not tell a
-# turn's start from its end, and `<|im_end|>` could never get a logit of its own, so it could never learn to
-# stop. `tinylm` therefore trains those three rows as well (shared by the embedding and the tied output head)
-# when LoRA fine-tunes a base that lacked them: 3 × C numbers more.
+# **New tokens.** Notebook 9's three chat tokens start as the same mean row. Frozen, they would stay identical:
+# `<|im_end|>` could never get a logit of its own, and the model could never learn to stop. So `tinylm` trains
+# those three rows too (shared by the embedding and the tied head) when LoRA fine-tunes a base that lacked them.
 #
 # ## The arithmetic: what LoRA saves
 #
@@ -361,20 +343,17 @@ for label, (read, digits) in rows.items():
 # %% [markdown]
 # On the `smoke` profile these are a few steps of an untrained model: the lines only show that everything runs.
 #
-# Read the verdict lines, not the means alone. Two reasons why LoRA can fall behind here: a 2M-parameter model has
-# little to spare, so what SFT must change need not be "low rank" relative to what the model holds; and LoRA's
-# learning rate came from two probes. Its seconds per step are not its share of parameters either: both arms run
-# the whole forward and backward pass (the frozen layers pass gradients on), and LoRA saves only their weight
-# gradients and optimizer updates. On large models the literature measures both outcomes: Hu et al. report LoRA on
-# GPT-3 175B matching or beating full fine-tuning on WikiSQL, MultiNLI and SAMSum; Biderman et al. (2024),
-# fine-tuning Llama-2 models on code and mathematics, find LoRA learning clearly less than full fine-tuning there,
-# and forgetting less of what the base could do outside those domains. Its memory saving is what makes
-# fine-tuning fit on one GPU at all.
+# Read the verdict lines, not the means alone. LoRA can fall behind here for two reasons: what SFT must change
+# in a 2M-parameter model need not be "low rank", and LoRA's learning rate came from two probes. Its seconds per
+# step are not its share of parameters either: both arms run the whole forward and backward pass, and LoRA saves
+# only the frozen weights' gradients and updates. On large models both outcomes are on record: Hu et al. report
+# LoRA on GPT-3 175B matching or beating full fine-tuning on WikiSQL, MultiNLI and SAMSum; Biderman et al. (2024),
+# fine-tuning Llama-2 models on code and mathematics, find it learning clearly less there, and forgetting less
+# of what the base could do elsewhere.
 #
-# **Merging, measured.** The LoRA run's checkpoint keeps the adapters apart (a resumed run continues them), and
-# `load_model` merges them on load, so `python -m tinylm.chat`, `serve`, `sample` and `interop export` read it
-# like any other. The run also wrote its adapters alone to `adapters.pt`. Put back on the base, they give the
-# same model; merged, the logits agree to float32 rounding:
+# **Merging, measured.** `load_model` merges a LoRA run's adapters on load, so `chat`, `serve`, `sample` and
+# `interop export` read it like any other run; `adapters.pt` keeps the adapters alone. Put back on the base,
+# unmerged, they give the merged model's logits to float32 rounding:
 
 # %%
 lora_dir = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"sft-lora-seed{SEED}"
@@ -393,9 +372,8 @@ if PROFILE != "gpu":
 # %% [markdown]
 # ## From a reward model to DPO
 #
-# SFT needs the one right answer. Often it is easier to say which of two answers is better: "thank you for
-# asking, the answer is …" against "figure it out yourself, it's …". A **preference record** holds a prompt x,
-# a chosen answer y_w and a rejected one y_l.
+# Often it is easier to say which of two answers is better than to write the right one. A **preference record**
+# holds a prompt x, a chosen answer y_w and a rejected one y_l.
 #
 # **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) so that the probability that y_w
 # beats y_l is σ(r(x, y_w) − r(x, y_l)) (the Bradley–Terry model), by minimising −log σ(r_w − r_l) over the
@@ -499,13 +477,11 @@ assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3) for a, b in zip(by_han
 # %% [markdown]
 # ## DPO on notebook 9's chat model
 #
-# `tinylm.posttrain.dpo_run.dpo` runs DPO through the same Trainer as pretraining and SFT (checkpoints, metrics,
-# resume, torchrun; `python -m tinylm.dpo` is its command line). Its base is the chat model, which is also the
-# reference. Before and after it measures, on the held-out pairs: the **preference accuracy** (the share of pairs
-# whose chosen answer gets the higher implicit reward; at the start every reward is 0, a tie, counted as half:
-# 50%), the mean margin, and the model's **own preference** (log π(chosen) > log π(rejected), which the SFT model
-# already has an opinion on); and on held-out prompts, the share of greedy replies **closer to the chosen
-# answer** than to the rejected one by token F1 (notebook 9's score). Three seeds.
+# `tinylm.posttrain.dpo_run.dpo` (`python -m tinylm.dpo`) runs DPO through the same Trainer as SFT, from the chat
+# model, which is also the reference. Before and after it measures on the held-out pairs the **preference
+# accuracy** (chosen answer's implicit reward higher; at the start every reward is 0, a tie counted as half: 50%),
+# the mean margin and the model's **own preference** (log π(chosen) > log π(rejected)); and on held-out prompts,
+# the share of greedy replies **closer to the chosen answer** by token F1 (notebook 9's score). Three seeds.
 #
 # **Predict, then run.** The chosen and rejected answers differ in tone, not in facts. Will the preference
 # accuracy on held-out pairs rise far above 50%? Will the greedy replies, which the loss never sees, change?
@@ -613,12 +589,11 @@ plt.show()
 # On the `smoke` profile the models are untrained noise and DPO runs a few steps: the figures only show that
 # everything runs.
 #
-# Read the right-hand plot with the table. The margin grows, which is what the loss asks for; but it can grow by
-# pushing the rejected answers down faster than the chosen ones, with both rewards falling: the model then puts
-# less probability on *both* answers than the reference did ("likelihood displacement",
-# [Razin et al., 2024](https://arxiv.org/abs/2410.08847)), and the model's own preference barely moves. The loss only
-# sees the difference. The greedy replies, which the loss never sees, are the honest check of whether the
-# behaviour changed; the last two rows of the table measure them, and here are two:
+# Read the right-hand plot with the table. The margin grows, as the loss asks; but it can grow by pushing the
+# rejected answers down faster than the chosen ones, both rewards falling: the model then puts less probability on
+# *both* answers than the reference did ("likelihood displacement",
+# [Razin et al., 2024](https://arxiv.org/abs/2410.08847)). The greedy replies, which the loss never sees, are the
+# honest check of whether the behaviour changed; the table's last two rows measure them, and here are two:
 
 # %%
 before_replies = dpo_reports[SEED]["before"]["replies"]["shown"]
@@ -629,14 +604,13 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
 
 # %% [markdown]
 # **What it means.** Compare the table's rows with the lines under it: what DPO optimises (the implicit rewards,
-# the preference accuracy on pairs it never trained on) moves at every seed, by more than the held-out pairs leave
-# uncertain when the last line says so, while what greedy decoding writes is a different matter. The
-# SFT model learned each record's neutral `output`, not its polite or impolite version, so it has little impoliteness
-# to unlearn; and a 2M-parameter model cannot learn to *write* the polite rewrites from 991 pairs. Lowering both
-# answers' probabilities moves mass onto text that neither answer contains, and a small model's greedy replies can
-# get worse (repetition, as above). On large models, whose SFT replies already come in both styles, the same loss
-# shifts which style they write: that is why DPO is used after SFT, not instead of it, and why preference accuracy
-# alone is not evidence that the chat got better.
+# the preference accuracy on pairs it never trained on) moves at every seed, beyond what the held-out pairs leave
+# uncertain when the last line says True; what greedy decoding writes is another matter. The SFT model learned each
+# record's neutral `output`, not its polite or impolite version, so it has little impoliteness to unlearn, and a
+# 2M-parameter model does not learn to *write* the polite rewrites from 991 pairs. Lowering both answers'
+# probabilities moves mass onto text neither answer contains, which can make a small model's greedy replies worse.
+# Rafailov et al. measured what larger models write after DPO (sentiment, summaries, dialogue): there, the samples
+# move. Preference accuracy alone is no evidence that the chat got better.
 #
 # **LoRA and DPO compose.** `dpo(..., lora=LoRAOptions(rank=8))` (or `python -m tinylm.dpo --lora-rank 8`) trains
 # adapters on the chat model instead of every weight. With B = 0 the wrapped model *is* the reference at step 0,
@@ -656,8 +630,8 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
 #   all that trains, and merging folds them into W so the result is an ordinary model.
 # - Tokens the base never had need trainable rows: frozen mean rows would leave `<|im_start|>`, `<|im_end|>` and
 #   `<|pad|>` indistinguishable, and the model could never learn to stop.
-# - α/r sets the update's scale, and no choice makes the first step's size independent of the rank by itself:
-#   measured with AdamW, α = r lets it grow with r, a fixed α makes it shrink, and rsLoRA's α/√r sits between.
+# - α/r sets the update's scale. Measured with AdamW, the first step grows with r at α = r, shrinks at a fixed α,
+#   and rsLoRA's α/√r sits between: none of the three keeps it exactly the same across ranks.
 # - LoRA's saving is the optimizer state and the gradients (two fp32 moments per trainable number): the share
 #   r·(in + out)/(in·out) of full fine-tuning's, smaller the wider the layers; the frozen weights and the
 #   activations remain.
