@@ -169,6 +169,7 @@ plt.show()
 # with the same A and B:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 class MyLoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float):
         super().__init__()
@@ -444,6 +445,7 @@ plt.show()
 # held out here too, so no held-out prompt was ever trained on.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 records, source = load_preferences("preference")
 train_records, held_out_records = split_preferences(records)
 assert [r["instruction"] for r in held_out_records] == [r["instruction"] for r in sft_held_out]
@@ -648,6 +650,7 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
 # (without dropout): W + (α/r)·B·A, the bias kept. The check compares outputs on random inputs after moving B.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def merge(layer: LoRALinear) -> nn.Linear:
     raise NotImplementedError
 
@@ -684,6 +687,7 @@ check(test_merge)
 # half (so that the reference itself scores 50%). The check compares with `tinylm.posttrain.dpo.preference_summary`.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def preference_accuracy(policy: torch.Tensor, reference: torch.Tensor, beta: float) -> float:
     """policy, reference: (N, 2) log-probabilities, column 0 the chosen answer, column 1 the rejected one."""
     raise NotImplementedError
@@ -722,6 +726,7 @@ check(test_preference_accuracy)
 # rank-8 seeds.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 my_rank1_loss = None  # replace with your measurement
 
 

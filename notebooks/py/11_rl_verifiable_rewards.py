@@ -120,7 +120,7 @@ for completion in [problem.answer + "\n", str(int(problem.answer) + 1) + "\n", p
 # **Held-out problems, two splits.** No training step ever sees a held-out problem. They come in two sets with
 # two jobs. The **validation** problems are scored at every evaluation, and the checkpoint kept (`best.pt`) is
 # the best of those scores; a best-of-many is biased upward, since some of its lead over the others is the luck
-# of those very problems. The **test** problems are scored twice only, on the starting model and on `best.pt`:
+# of those very problems. A run scores the **test** problems twice only, on the starting model and on `best.pt`:
 # they choose nothing, so their figures are the ones reported.
 
 # %%
@@ -133,7 +133,7 @@ print(f"{len(held_out.validation)} validation problems (they choose best.pt), {l
 #
 # A policy gradient reinforces what the policy already does sometimes. A random model never writes `57⏎`
 # after `23+34=`, so every reward is 0, every advantage is 0, and nothing is learned. So RL starts from a model
-# that knows the format: a small GPT over the 20 characters the tasks use, fine-tuned with the loss on the
+# that knows the format: a small GPT over the characters the tasks use, fine-tuned with the loss on the
 # answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.rl --base pretrain` does
 # exactly this, through the same Trainer as every other run (checkpoints, resume, metrics). Until the training
 # report, this notebook looks at the validation problems only.
@@ -324,7 +324,7 @@ print(f"KL(π_θ‖π_ref) = {kl:.4f}; mean k3 over samples from π_θ: {(p_thet
 # the policy after the third update, against the trainer's own.
 
 # %%
-check_recipe = recipe.replace(train={"learning_rate": 1e-2, "min_lr": 1e-2, "max_steps": 3, "eval_interval": 0},
+check_recipe = recipe.replace(train={"learning_rate": 2e-3, "min_lr": 2e-3, "max_steps": 3, "eval_interval": 0},
                               kl_coef=0.05, updates=2)
 start = copy.deepcopy(model)
 trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, check_recipe, held_out, MAX_NEW, device=DEVICE)
@@ -484,6 +484,7 @@ print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "t
 # read up to its first newline and stripped of spaces. The check compares with `task.score` on many completions.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_reward(problem, completion: str) -> float:
     raise NotImplementedError
 
@@ -517,6 +518,7 @@ check(test_my_reward)
 # compares with `tinylm.posttrain.grpo.group_advantages`.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
     raise NotImplementedError
 
@@ -547,6 +549,7 @@ check(test_my_group_advantages)
 # masked tokens; the check compares with the `kl` that `clipped_policy_loss` reports.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> float:
     raise NotImplementedError
 
@@ -578,6 +581,7 @@ check(test_my_k3)
 # size 2, the correct reward, the steps), scores its last model itself, and prints it beside the groups of 8.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 my_group2_accuracy = None  # replace with your measurement: the test accuracy of your group-of-2 run's last model
 
 
