@@ -69,9 +69,10 @@ class Reinforcement(Job):
 
     def start(self, saved, device, world, say) -> GRPOTrainer:
         recipe, task = self.recipe, self.task
-        if saved is not None:  # the saved run's own settings, with this call's step and time budgets
+        if saved is not None:  # the saved run's own settings, with this call's budgets and learning rate
             grpo = saved["grpo"]["settings"]
-            budgets = {k: v for k, v in self.overrides.items() if k in ("max_steps", "max_seconds")}
+            budgets = {k: v for k, v in self.overrides.items()
+                       if k in ("max_steps", "max_seconds", "learning_rate", "min_lr")}
             recipe = self.recipe = recipe.replace(train={**TrainConfig.from_dict(saved["train_config"]).to_dict(),
                                                          **budgets}, **grpo)
             model = GPT(GPTConfig.from_dict(saved["model_config"]))
@@ -95,9 +96,10 @@ class Reinforcement(Job):
 
     def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
         """The starting model on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing
-        beats it), test once."""
+        beats it), test once. No last.pt yet: under --overwrite the old run stays until this run has trained and
+        saved a state of its own."""
         recipe = self.recipe
-        start = trainer.evaluate_and_save()
+        start = trainer.evaluate_and_save(save_last=False)
         test = trainer.accuracy_on(trainer.held_out.test)["accuracy"]
         report.update(task=self.task.name, settings=self.settings, profile=self.profile, base=self.description,
                       reward=recipe.reward, validation_problems=recipe.validation, test_problems=recipe.test,
@@ -138,7 +140,7 @@ def reinforce(task: str = "arithmetic", *, base: str = "pretrain", profile: str 
               on_record: Callable[[dict], None] = print_rl_record) -> dict:
     """GRPO on `task` from `base` into `out` (default runs/rl-<task>-<profile>); returns the report that
     OUT/rl_eval.json keeps. The options override the profile's recipe (None: the recipe's); a resumed run keeps
-    its own settings except max_steps and max_seconds.
+    its own settings except max_steps, max_seconds and learning_rate.
 
     The keyword arguments are the command's options, one for one (tinylm/cli/rl.py), hence their number.
     """
