@@ -315,7 +315,7 @@ print(f"KL(π_θ‖π_ref) = {kl:.4f}; mean k3 over samples from π_θ: {(p_thet
 # ## The package's trainer, checked on its own rollout
 #
 # `GRPOTrainer` is the Trainer of every other notebook with GRPO's batch source and loss. Each step is one AdamW
-# update; a rollout serves `updates` steps. Below, a trainer with a KL penalty (β = 0.05 here; the recipe's is 0)
+# update; a rollout serves `updates` steps. Below, a trainer with a KL penalty (the `kl_coef` set in the code; the recipe's is 0)
 # and a larger learning rate (so that ratios move) makes two updates on a first rollout; then a second rollout is
 # sampled, by the policy *after* those updates, and one update made on it. The batch it trained on holds the
 # sequences, the completion mask, the advantages, π_old's and π_ref's log-probabilities. Each is recomputed here
