@@ -33,7 +33,7 @@
 #   DPO trainer on a real batch, and what β does;
 # - **preference accuracy and reward margins** before and after DPO, and whether greedy replies move.
 #
-# **How long it takes**: about 60 minutes of study (reading, the code, three exercises and the cpu run).
+# **How long it takes**: about 72 minutes of study (reading, the code, three exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
