@@ -39,7 +39,7 @@
 # - **reward hacking**: a reward that pays for the format alone, against the right one at three seeds each, with a
 #   verdict by a stated rule.
 #
-# **How long it takes**: about 55 minutes of study (reading, the code, four exercises and the cpu run).
+# **How long it takes**: about 65 minutes of study (reading, the code, four exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
