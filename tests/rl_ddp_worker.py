@@ -17,7 +17,7 @@ from tinylm.model.gpt import GPT
 from tinylm.posttrain.grpo import GRPOTrainer
 from tinylm.posttrain.grpo_recipes import RL_RECIPES
 from tinylm.posttrain.task_base import task_tokenizer
-from tinylm.posttrain.tasks import get_task, held_out_problems
+from tinylm.posttrain.tasks import get_task, held_out_split
 
 
 def ddp_setup():
@@ -25,10 +25,11 @@ def ddp_setup():
     tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
     recipe = RL_RECIPES["smoke"].replace(train={"learning_rate": 0.5, "min_lr": 0.5, "max_steps": 3,
                                                 "eval_interval": 0, "log_interval": 1},
-                                         prompts=4, group_size=4, updates=2, reward="format", held_out=8)
+                                         prompts=4, group_size=4, updates=2, reward="format", validation=8,
+                                         test=8)
     torch.manual_seed(0)
     start = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
-    return start, tokenizer, task, recipe, held_out_problems(task, recipe.held_out)
+    return start, tokenizer, task, recipe, held_out_split(task, recipe.validation, recipe.test)
 
 
 def one_step_trainer(model, tokenizer, task, recipe, held_out, world, batch=None):

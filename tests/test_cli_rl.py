@@ -1,4 +1,5 @@
-"""`python -m tinylm.rl`: a smoke run end to end in a temporary folder, and bad input as one line and an exit status."""
+"""`python -m tinylm.rl`: a smoke run end to end in a temporary folder (best.pt chosen on the validation problems, the
+reported figures measured on the test problems), and bad input as one line and an exit status."""
 
 import json
 
@@ -6,6 +7,10 @@ import pytest
 
 from tests.helpers import REPO, run_cli
 from tinylm.cli import rl
+from tinylm.posttrain.grpo_recipes import RL_RECIPES
+from tinylm.posttrain.rollout import held_out_accuracy
+from tinylm.posttrain.tasks import get_task, held_out_split
+from tinylm.train.checkpoint import load_model
 
 FIXTURE = REPO / "tests" / "fixtures" / "shakespeare-char-smoke-37d14ad.pt"  # a character model without digits
 
@@ -16,14 +21,28 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
                    data_dir=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "rl_eval.json").read_text())
-    assert report["steps"] == 6 and report["held_out"] == 32
+    assert report["steps"] == 6 and report["validation_problems"] == report["test_problems"] == 32
     for when in ("before", "after"):
         low, high = report[when]["interval"]
-        assert low <= report[when]["accuracy"] <= high
+        assert low <= report[when]["accuracy"] <= high and report[when]["n"] == 32
     assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
-    assert "held-out accuracy" in done.stdout and "next: python -m tinylm.sample --ckpt" in done.stdout
+    assert "test accuracy" in done.stdout and "next: python -m tinylm.sample --ckpt" in done.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["event"] == "eval" and records[0]["step"] == 0  # the starting model, measured first
+    evaluations = [r for r in records if r["event"] in ("eval", "final")]
+    best = max(evaluations, key=lambda r: r["accuracy"])  # the choice is the validation split's
+    assert report["validation"]["best"]["accuracy"] == best["accuracy"]
+    assert report["after"]["step"] == report["validation"]["best"]["step"] == best["step"]
+    assert report["validation"]["before"]["accuracy"] == records[0]["accuracy"]
+    # the reported figures: best.pt and the starting model on the test problems, which no evaluation scored
+    recipe = RL_RECIPES["smoke"]
+    settings, max_new = recipe.tasks["arithmetic"]
+    task = get_task("arithmetic", **settings)
+    held_out = held_out_split(task, recipe.validation, recipe.test)
+    assert not {p.prompt for p in held_out.validation} & {p.prompt for p in held_out.test}
+    for when, checkpoint in (("after", out / "best.pt"), ("before", out / "base-arithmetic-smoke" / "last.pt")):
+        model, tokenizer, _ = load_model(checkpoint)
+        assert held_out_accuracy(model, tokenizer, task, held_out.test, max_new)[0] == report[when]["accuracy"]
     train = next(record for record in records if record["event"] == "train")
     assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(train)
     with pytest.raises(SystemExit) as stopped:

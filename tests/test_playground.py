@@ -1,12 +1,24 @@
-"""The playground and the attention viewer: the widget wiring, the printed fallback, and the attention maps."""
+"""The playground, the attention viewer and the chat box: the widget wiring, the printed fallback, and the attention
+maps."""
 
+import html
 import math
 
 import pytest
 import torch
 
-from tinylm.course.playground import Playground, attention_maps, attention_viewer, playground, widgets_enabled
+from tests.chat_fixtures import tiny_chat_model
+from tinylm.course.playground import (
+    ChatPanel,
+    Playground,
+    attention_maps,
+    attention_viewer,
+    chat_box,
+    playground,
+    widgets_enabled,
+)
 from tinylm.generate.stream import generate_text
+from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
@@ -117,3 +129,29 @@ def test_without_widgets_the_viewer_prints_what_each_position_reads(make_model, 
 def test_viewer_arguments_are_checked(make_model, prompt, kwargs, message):
     with pytest.raises(ValueError, match=message):
         attention_viewer(make_model(), TOKENIZER, prompt, **kwargs)
+
+
+def test_the_chat_box_sends_on_enter_streams_the_reply_and_starts_over(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    model, tokenizer = tiny_chat_model()
+    expected = "".join(ChatSession(model, tokenizer, max_new_tokens=12, temperature=0).reply("Hello!"))
+    panel = ChatPanel(ChatSession(model, tokenizer, max_new_tokens=12, temperature=0))
+    seen = []
+    panel.history.observe(lambda change: seen.append(change["new"]), names="value")
+    panel.text.value = "Hello!"  # what pressing Enter in the box does
+    assert panel.log == [("you", "Hello!"), ("bot", expected.strip())] and panel.text.value == ""
+    assert len(seen) > 2 and "▌" in seen[0]  # the reply arrived piece by piece, with a cursor
+    assert html.escape(expected.strip()) in panel.history.value
+    assert panel.status.value == "2 of the 2 messages are in the model's context"
+    panel.text.value = "Paris? " * 40  # longer than the context: refused, nothing added
+    assert panel.status.value.startswith("not sent: this message is too long") and len(panel.log) == 2
+    panel.new_chat.click()
+    assert panel.log == [] and panel.session.messages == panel.session.system and panel.history.value == ""
+
+
+def test_without_widgets_the_chat_box_prints_a_scripted_exchange(capsys):
+    model, tokenizer = tiny_chat_model()
+    expected = "".join(ChatSession(model, tokenizer, max_new_tokens=12, temperature=0).reply("Hello!"))
+    session = chat_box(ChatSession(model, tokenizer, max_new_tokens=12, temperature=0), questions=("Hello!",))
+    assert f"you> Hello!\nbot> {expected}\n" in capsys.readouterr().out
+    assert [m["role"] for m in session.messages] == ["system", "user", "assistant"]

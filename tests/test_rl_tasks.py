@@ -14,6 +14,7 @@ from tinylm.posttrain.tasks import (
     evaluate_expression,
     get_task,
     held_out_problems,
+    held_out_split,
     training_problems,
 )
 
@@ -79,3 +80,13 @@ def test_held_out_is_fixed_and_excluded_from_training():
         held_out_problems(ArithmeticTask(digits=1, operators="+"), 101)
     with pytest.raises(TaskError, match="unknown task"):
         get_task("chess")
+
+
+def test_the_held_out_split_is_validation_then_test_and_both_are_excluded_from_training():
+    task = get_task("arithmetic", digits=2)
+    split = held_out_split(task, 30, 20, seed=7)
+    assert len(split.validation) == 30 and len(split.test) == 20
+    assert [p.prompt for p in split.problems] == [p.prompt for p in held_out_problems(task, 50, seed=7)]
+    assert not {p.prompt for p in split.validation} & {p.prompt for p in split.test}
+    stream = training_problems(task, split.problems, seed=1)
+    assert not {next(stream).prompt for _ in range(2000)} & {p.prompt for p in split.problems}

@@ -18,8 +18,17 @@ from tinylm.distributed import World
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.grpo import GRPOTrainer, clipped_policy_loss, group_advantages, token_logprobs
 from tinylm.posttrain.grpo_recipes import RL_RECIPES
+from tinylm.posttrain.rollout import held_out_accuracy
 from tinylm.posttrain.task_base import answer_batch, check_tokenizer, task_tokenizer
-from tinylm.posttrain.tasks import FormatOnly, ProblemStream, TaskError, get_task, held_out_problems, training_problems
+from tinylm.posttrain.tasks import (
+    FormatOnly,
+    ProblemStream,
+    TaskError,
+    get_task,
+    held_out_problems,
+    held_out_split,
+    training_problems,
+)
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.checkpoint import load_training_checkpoint
 
@@ -73,8 +82,17 @@ def tiny(seed: int, train: dict | None = None, **changes):
     recipe = RL_RECIPES["smoke"].replace(
         train={"learning_rate": 3e-3, "min_lr": 3e-3, "seed": seed, "max_steps": 30, "eval_interval": 0,
                "log_interval": 1, **(train or {})},
-        **{"prompts": 8, "group_size": 4, "updates": 1, "held_out": 8, **changes})
-    return model, tokenizer, task, recipe, held_out_problems(task, recipe.held_out)
+        **{"prompts": 8, "group_size": 4, "updates": 1, "validation": 8, "test": 8, **changes})
+    return model, tokenizer, task, recipe, held_out_split(task, recipe.validation, recipe.test)
+
+
+def test_rollouts_never_draw_a_held_out_problem_and_evaluations_score_the_validation_split():
+    model, tokenizer, task, recipe, held_out = tiny(0, reward="format")
+    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
+    assert trainer.source.stream.excluded == {p.prompt for p in held_out.problems}  # validation and test alike
+    validation, test = (dict(zip(("accuracy", "well_formed"), held_out_accuracy(model, tokenizer, task, problems, 6)))
+                        for problems in (held_out.validation, held_out.test))
+    assert trainer.measure() == validation and trainer.accuracy_on(held_out.test) == test
 
 
 def records_of(trainer: GRPOTrainer) -> list[dict]:

@@ -18,49 +18,39 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# A pretrained model continues text. Ask it "What is the capital of France?" and it may go on with
-# three more questions, because a list of questions is a likely text. A chat model has learned a
-# different game: the text is a conversation, turns are marked, and after the user's turn comes the
-# assistant's answer, which ends. Real systems teach that game with **supervised fine-tuning (SFT)**:
-# a few thousand example conversations, the loss on the answers only, and a handful of special tokens
-# that mark the turns. This notebook builds each part from scratch, checks it against `tinylm`, then
-# fine-tunes a pretrained model on the current profile and talks to it.
+# A pretrained model continues text: ask it "What is the capital of France?" and it may go on with three
+# more questions. A chat model has learned another game: the text is a conversation, turns are marked, and the
+# assistant's answer ends. **Supervised fine-tuning (SFT)** teaches it with a few thousand example conversations,
+# a loss on the answers only, and a few special tokens that mark the turns. This notebook builds each part from
+# scratch, checks it against `tinylm`, fine-tunes a pretrained model on the current profile and talks to it.
 #
 # **What you will learn**
-# - **chat tokens**: `<|im_start|>`, `<|im_end|>` and `<|pad|>` added to GPT-2's BPE, and why a user who
-#   types "<|im_end|>" must get ordinary text, not the token;
-# - the **ChatML template**: a conversation rendered to ids, with a mask of which ids are the answer;
-# - the **answer-only loss**: cross-entropy with the prompt, the system prompt and the padding masked
-#   out, checked by hand and against `tinylm`;
-# - the **data**: an Alpaca-style instruction set, a held-out split fixed by content, and the counted
-#   rules for records that cannot be learned as they are;
-# - **padding or packing**: why `tinylm` pads batches of similar lengths instead of packing, and what
-#   packing would need (a block-diagonal mask, positions that restart), built and checked;
-# - **growing a pretrained model's vocabulary** for the new tokens: mean rows, tied weights kept;
-# - **SFT** on the current profile, and with gradient accumulation, why the loss must be weighted by answer tokens;
-# - **an honest evaluation**: a fair baseline (the base model asked in plain text), the held-out answer loss
-#   against epochs with its best epoch (memorisation made visible), the share of replies that end with a Wilson
-#   interval, and replies scored against the reference answers with token F1 and ROUGE-L written from scratch;
-# - a **chat** with the result: a widget here, `python -m tinylm.chat` in a terminal, `python -m tinylm.serve`
-#   in a browser.
+# - **chat tokens** added to GPT-2's BPE, and why a typed "<|im_end|>" must stay ordinary text;
+# - the **ChatML template** and the **answer-only loss**, by hand and against `tinylm`, and why gradient
+#   accumulation must weigh micro-batches by their answer tokens;
+# - the **data**: an Alpaca-style instruction set, a held-out split fixed by content, the rules for records that
+#   cannot be learned as they are;
+# - **padding or packing**, and what correct packing needs (a block-diagonal mask, restarted positions);
+# - **growing a pretrained vocabulary** for the new tokens;
+# - **SFT with an honest evaluation**: a fair baseline, held-out against training answer loss over the epochs
+#   (memorisation made visible), the share of replies that end with a Wilson interval, token F1 and ROUGE-L;
+# - a **chat** with the result: a chat box here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: about 60 minutes of study.
+# **How long it takes**: about 70 minutes of study (reading, the code, two exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a 20-step tiny base, 2 × 20 SFT steps (two seeds), 8 held-out prompts | ~1 min |
-# | `cpu` (2-core laptop) | pretrains a 4-layer, 128-wide base (450 steps on TinyStories + FineWeb-Edu samples), 2 × 800 SFT steps (two seeds) on 991 conversations, all 109 held-out prompts for the baseline, before and after | 393 s (measured on an idle 2-core machine, base pretraining included) |
-# | `gpu` | OpenAI's GPT-2 124M from Hugging Face (needs the network): `FULL_RECIPE = False` (the default; Colab) fine-tunes for 1,000 steps per seed, `True` for two epochs | see [Running on a GPU](README.md#running-on-a-gpu) |
+# | `smoke` (CI) | every check; a tiny base, 2 × 20 SFT steps, 8 held-out prompts | ~1 min |
+# | `cpu` (2-core laptop) | a 4-layer, 128-wide base (450 steps), 2 × 800 SFT steps on 991 conversations, 109 held-out prompts | the last cell prints it |
+# | `gpu` | OpenAI's GPT-2 124M (needs the network): 1,000 SFT steps per seed, or two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)): SFT is the first of
-# its three steps, and the one that turns a text model into an assistant; Self-Instruct
-# ([Wang et al., 2022](https://arxiv.org/abs/2212.10560)), the recipe behind Stanford's
-# [Alpaca](https://crfm.stanford.edu/2023/03/13/alpaca.html) and its instruction/input/output records;
-# OpenAI's [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md), the turn
-# format used here; LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)): 1,000 careful examples
-# are enough to teach the format, because the knowledge comes from pretraining. For the scores: SQuAD's token F1
-# ([Rajpurkar et al., 2016](https://arxiv.org/abs/1606.05250)) and ROUGE-L
-# ([Lin, 2004](https://aclanthology.org/W04-1013/)); for fast packing, FlashAttention-2's variable-length kernels
+# **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
+# Self-Instruct ([Wang et al., 2022](https://arxiv.org/abs/2212.10560)), the recipe behind Stanford's
+# [Alpaca](https://crfm.stanford.edu/2023/03/13/alpaca.html) records; OpenAI's
+# [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); LIMA
+# ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)): 1,000 careful examples teach the format, the knowledge
+# comes from pretraining; SQuAD's token F1 ([Rajpurkar et al., 2016](https://arxiv.org/abs/1606.05250)), ROUGE-L
+# ([Lin, 2004](https://aclanthology.org/W04-1013/)); FlashAttention-2's variable-length kernels
 # ([Dao, 2023](https://arxiv.org/abs/2307.08691)).
 
 # %%
@@ -72,11 +62,11 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
-import html
 import json
 import math
 import random
 import string
+import time
 
 import matplotlib.pyplot as plt
 import tiktoken
@@ -85,25 +75,23 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.interop.hf_gpt2
 import tinylm.posttrain.sft_run
 import tinylm.train.progress
 from tinylm.course.exercises import check
-from tinylm.course.playground import show_widget, widgets_enabled
+from tinylm.course.playground import chat_box
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader, pad_conversations
-from tinylm.data.instruct import build_examples, fit_to_context, load_records, split_records, to_messages
+from tinylm.data.instruct import build_examples, load_records, split_records, to_messages
 from tinylm.eval.overlap import rouge_l, token_f1
-from tinylm.eval.uncertainty import compare, spread, wilson_interval
+from tinylm.eval.uncertainty import spread, wilson_interval
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.chat_base import BASE_RECIPES
-from tinylm.posttrain.plain import plain_replies
-from tinylm.posttrain.sft import stop_rate
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
-from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, ContextOverflow
+from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 
+NOTEBOOK_STARTED = time.perf_counter()
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
@@ -118,16 +106,15 @@ BOUNDED_GPU_STEPS = 1000
 # %% [markdown]
 # ## A conversation as one sequence
 #
-# A decoder-only model reads one sequence of tokens, so a conversation has to become one. ChatML marks
-# each turn with two special tokens and the speaker's role:
+# A decoder-only model reads one sequence of tokens, so a conversation becomes one. ChatML marks each turn with
+# two special tokens and the speaker's role:
 #
 # ```
 # <|im_start|>system⏎You are a helpful assistant.<|im_end|>⏎<|im_start|>user⏎Name a primary color.<|im_end|>⏎<|im_start|>assistant⏎Red.<|im_end|>⏎
 # └───────────────────────────────────────────────── prompt and headers: no loss ─────────────────────────────────────────────────┘└─── loss ───┘
 # ```
 #
-# Training is next-token prediction, as in pretraining: the input is the sequence, the target the
-# same sequence shifted by one. What changes is which targets count. Zoom in on the end:
+# Training is next-token prediction, as in pretraining; what changes is which targets count. Zoom in on the end:
 #
 # ```
 #  input x      …  <|im_start|>   assistant   ⏎     Red   .           <|im_end|>
@@ -135,9 +122,8 @@ BOUNDED_GPU_STEPS = 1000
 #  in the loss?    no             no          YES   YES   YES         no
 # ```
 #
-# The model is graded only where the target is part of the answer: the answer's text and the
-# `<|im_end|>` that closes it. That last one matters most: a model that has learned to produce
-# `<|im_end|>` knows when to stop, and generation ends there.
+# The model is graded only where the target is part of the answer: its text and the `<|im_end|>` that closes it.
+# That last one matters most: a model that has learned to produce `<|im_end|>` knows when to stop.
 #
 # ## Chat tokens
 #
@@ -318,18 +304,15 @@ print(f"loss {mine.item():.4f} (≈ ln 50,304 = {math.log(50304):.2f} for a rand
 
 # %% [markdown]
 # Within one batch, the mean is over every answer token, so a long answer weighs more than a short one, each
-# of its tokens as much as any other token (as in pretraining). Exercise 3 builds the other choice.
+# of its tokens as much as any other token (as in pretraining). Exercise 1 builds the other choice.
 #
-# **With gradient accumulation, or several GPUs, that holds only if the trainer makes it hold.** An optimizer
-# step then sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens.
-# Dividing each mean by the number of micro-batches (and DDP's average over GPUs) weighs every micro-batch
-# the same, whatever its number of answer tokens: a token in a micro-batch of short answers counts more than
-# one in a micro-batch of long answers. That is the mistake of notebook 3's exercise 3 (`accumulate`, with
-# micro-batches of 5, 2 and 1 windows), and chat batches never hold equal numbers of answer tokens.
-# `tinylm`'s `Trainer` draws a step's micro-batches first, counts their counted targets (summed over GPUs:
-# one small all-reduce per step), and backpropagates each micro-batch's mean times its share of the step's
-# count, so the step's gradient is that of the mean over all its answer tokens. Pretraining windows count
-# every position, so their shares are equal and nothing changes there. On the batch above, split in two:
+# **With gradient accumulation, or several GPUs, that holds only if the trainer makes it hold.** A step then
+# sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens. Dividing each mean
+# by the number of micro-batches weighs every micro-batch the same, whatever its number of answer tokens: a token
+# among short answers counts more than one among long answers (notebook 3's exercise 3). `tinylm`'s `Trainer`
+# counts a step's answer tokens first (summed over GPUs: one small all-reduce) and weighs each micro-batch's mean
+# by its share of that count, so the step's gradient is that of the mean over all its answer tokens. On the
+# batch above, split in two:
 
 # %%
 def step_gradient(micro_batches, weights) -> torch.Tensor:
@@ -432,15 +415,12 @@ plt.show()
 # %% [markdown]
 # ## Padding or packing
 #
-# Pretraining cuts one long token stream into full windows: nothing is wasted. Conversations are short
-# and of different lengths. Two ways to batch them:
+# Conversations are short and of different lengths. Two ways to batch them:
 #
-# - **padding**: one conversation per row, right-padded to the longest row of the batch. Padding is
-#   compute spent on nothing, and with random batches there is a lot of it. `tinylm` shuffles, then sorts
-#   by length within *buckets* of 50 batches, so a batch holds similar lengths (and the order stays random
-#   from one bucket to the next);
-# - **packing**: several conversations end to end in one window, no padding at all. But then a token of
-#   the second conversation attends to the first one, and sits at a position it never has alone.
+# - **padding**: one conversation per row, right-padded to the longest row: compute spent on nothing. `tinylm`
+#   shuffles, then sorts by length within *buckets* of 50 batches, so a batch holds similar lengths;
+# - **packing**: several conversations end to end in one window, no padding. But then a token of the second
+#   conversation attends to the first one, and sits at a position it never has alone.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
 # about 1%, 10% or 30%? And with length buckets? (The table answers: about a quarter at random, about 1%
@@ -458,12 +438,10 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# With buckets, padding is about 1% of the positions: packing could save at most that. Here is what it
-# would take to pack **correctly**. Two conversations go in one row; the mask lets each token attend only
-# within its own conversation (a block-diagonal causal mask), and positions restart at each
-# conversation. Written out through the toy model's own layers, the packed row gives exactly the loss of
-# the padded batch; fed to the model as one plain sequence, it does not (by little here: a random model
-# barely uses its context; a trained one relies on it):
+# With buckets, packing could save at most the small share the table printed. Packing **correctly** puts two
+# conversations in one row with a block-diagonal causal mask (each token attends only within its own
+# conversation) and positions that restart. Through the toy model's own layers, the packed row gives exactly the
+# padded batch's loss; as one plain sequence it does not (by little here: a random model barely uses context):
 
 # %%
 def packed_logits(model, ids: torch.Tensor, positions: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
@@ -496,27 +474,22 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
       f"packed as one sequence {naive.item():.5f}")
 
 # %% [markdown]
-# Correct packing is possible, and it need not be slow: the mask and the positions must reach the model's
-# forward pass, but fast kernels exist for exactly this case. FlashAttention's variable-length API
-# (`flash_attn_varlen_func`) takes the packed sequences with their cumulative lengths (`cu_seqlens`) and never
-# computes the blocks outside a conversation; PyTorch's FlexAttention compiles a document mask
-# (`create_block_mask` with a "same document and causal" rule) into a fused kernel that skips empty blocks.
-# What is slow is the approach above, a dense boolean mask handed to `scaled_dot_product_attention`, which
-# leaves its fused causal path. Naive packing is cheaper still, and wrong: answers learn to lean on unrelated
-# conversations. `tinylm` pads because, with length buckets, padding costs about 1% here: packing would need a
-# second attention path in the model to save that.
+# Correct packing need not be slow: FlashAttention's variable-length kernels (`flash_attn_varlen_func`, given the
+# cumulative lengths `cu_seqlens`) and PyTorch's FlexAttention (a compiled "same document and causal" block mask)
+# skip the blocks outside a conversation; what is slow is a dense boolean mask, as above. Naive packing is cheaper
+# still, and wrong: answers learn to lean on unrelated conversations. `tinylm` pads because, with length buckets,
+# padding costs little here (the table above): packing would need a second attention path to save it.
 #
 # ## Growing a pretrained model's vocabulary
 #
-# A model pretrained on GPT-2's 50,257 tokens has no rows for ids 50,257 to 50,259. Adding them means
-# growing the token embedding (and the output head, which in GPT-2 is the same matrix: *tied*). What
-# should the new rows be? Random rows give the new tokens random logits, which can be large: after the
-# change, the model might predict `<|pad|>` everywhere. The usual fix (e.g. [Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html))
-# is the **mean of the existing rows**: each new token starts as an "average token", with an
-# unremarkable logit, and the model's *logits* over the old tokens do not change. Its *probabilities* over them
-# do, a little: the softmax now shares its mass with three more tokens, so every old probability is divided by
-# the same factor, 1 + (the new tokens' share). Many checkpoints
-# already have room: 50,304 rows (a multiple of 64, faster on GPUs) for 50,257 tokens, and then the
+# A model pretrained on GPT-2's 50,257 tokens has no rows for ids 50,257 to 50,259: the token embedding must grow
+# (and the output head, which in GPT-2 is the same matrix: *tied*). Random rows would give the new tokens random,
+# possibly large logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is
+# the **mean of the existing rows**: each new token starts as an "average token", and the model's *logits* over the
+# old tokens do not change. Its *probabilities* over them
+# do, a little: the softmax now shares its mass with three more tokens, and if they take a share s of it, every
+# old probability is multiplied by the same factor 1 − s (divided by 1/(1 − s), which is about 1 + s only while s
+# is small). Many checkpoints already have room: 50,304 rows (a multiple of 64, faster on GPUs) for 50,257 tokens, and then the
 # spare rows are reused and nothing grows. From scratch, then checked against `add_chat_tokens`:
 
 # %%
@@ -544,21 +517,23 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
         old_logits = pretrained(probe)[0][..., : gpt2.vocab_size]
         new_logits = grown_model(probe)[0][..., : grown_tokenizer.vocab_size]
         unchanged = torch.allclose(new_logits[..., : gpt2.vocab_size], old_logits, atol=1e-6)
-        new_share = torch.softmax(new_logits, dim=-1)[..., gpt2.vocab_size :].sum(dim=-1).max().item()
+        new_probs = torch.softmax(new_logits.double(), dim=-1)
+        new_share = new_probs[..., gpt2.vocab_size :].sum(dim=-1, keepdim=True)  # s, at each position
+        old_probs = torch.softmax(old_logits.double(), dim=-1)
+        assert torch.allclose(new_probs[..., : gpt2.vocab_size], old_probs * (1 - new_share))  # exactly (1 − s)
+        new_share = new_share.max().item()
     print(f"{rows_before:,} rows -> {wte.size(0):,} rows; vocabulary {gpt2.vocab_size:,} -> {grown_tokenizer.vocab_size:,}; "
           f"tied: yes; old logits unchanged: {unchanged}; the new tokens take at most {new_share:.4%} of the probability")
 
 # %% [markdown]
-# The old logits are identical because the old rows did not change; the old probabilities shrink by the tiny
-# share the three average tokens take (at most the figure printed above, on this probe). What the model still
-# has to learn is when to *produce* the new tokens. (With an untied head, `add_chat_tokens` grows both matrices the
-# same way. A trimmed vocabulary, like the small base below, gets the three tokens before its `<unk>` id.)
+# The old logits are identical because the old rows did not change; the old probabilities are multiplied by 1 − s,
+# s at most the share printed above. What the model still has to learn is when to *produce* the new tokens.
 #
 # ## Scoring a reply against a reference
 #
-# Loss says how likely the reference answer is under the model; it does not look at what the model *writes*.
-# Two cheap scores compare a reply with the reference answer word by word. Both first normalise the text as
-# SQuAD's evaluation script does: lower case, punctuation and the articles *a*, *an*, *the* removed.
+# Loss says how likely the reference answer is; it does not look at what the model *writes*. Two cheap scores
+# compare a reply with the reference word by word, after SQuAD's normalisation (lower case, no punctuation, no
+# *a*, *an*, *the*).
 #
 # - **token F1** (SQuAD): the words both texts share, each counted as often as it occurs in both, give a
 #   precision (shared / reply words) and a recall (shared / reference words); F1 is their harmonic mean.
@@ -569,8 +544,8 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 #
 # The LCS by dynamic programming: `L[i][j]`, the LCS of the first `i` words of one text and the first `j` of
 # the other, is `L[i-1][j-1] + 1` when word `i` equals word `j`, else the larger of `L[i-1][j]` and
-# `L[i][j-1]`. Both scores reward the shape and vocabulary of the reference, not its truth: a right answer
-# in other words scores low. They sit beside the loss and the stop rate, not in their place.
+# `L[i][j-1]`. Both reward the reference's shape and vocabulary, not its truth: a right answer in other words
+# scores low.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -621,37 +596,24 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.finetune` does all of the above in order: it loads or pretrains the base, adds the
-# chat tokens, renders and counts the records, and trains with the same `Trainer` as pretraining
-# (checkpoints, `metrics.jsonl`, resume, DDP) through `ChatTrainer`, which validates on the held-out
-# conversations' answer tokens. Each batch is, at random, a batch of conversations or of pretraining text
-# (80/20 on the `cpu` and `smoke` profiles, 90/10 on `gpu`): a **data mixture** that keeps the model's
-# language while it learns the format.
+# `python -m tinylm.finetune` does all of the above in order: it loads or pretrains the base, adds the chat
+# tokens, renders and counts the records, and trains with the same `Trainer` as pretraining (checkpoints,
+# `metrics.jsonl`, resume, DDP), validating on the held-out answers. Each batch is, at random, conversations or
+# pretraining text (80/20 on `cpu` and `smoke`, 90/10 on `gpu`): a **data mixture** that keeps the model's
+# language while it learns the format. It measures three models the same way on the held-out conversations
+# (answer-token loss, the share of greedy replies of at most 200 tokens that end, token F1 and ROUGE-L):
 #
-# It measures three models the same way on the held-out conversations: answer-token loss, the share of
-# greedy replies (at most 200 tokens) that end, and each reply's overlap with the reference answer (token F1
-# and ROUGE-L, built below):
-#
-# - **baseline**: the base model asked in plain text, `Question: …⏎Answer:`, its reply ending at
-#   `<|endoftext|>` or at the first blank line, as text ends in pretraining (`tinylm.posttrain.plain`). Its answer
-#   loss counts the answer and the `<|endoftext|>` after it. This is the fair comparison: the base has never
-#   seen `<|im_end|>`, so in ChatML it *cannot* stop;
+# - **baseline**: the base asked in plain text, `Question: …⏎Answer:`, its reply ending at `<|endoftext|>` or a
+#   blank line, as text ends in pretraining (`tinylm.posttrain.plain`). This is the fair comparison: the base has
+#   never seen `<|im_end|>`, so in ChatML it *cannot* stop;
 # - **before**: the base with its three new rows, asked in ChatML: the format without the training;
 # - **after**: `best.pt`, the evaluation with the lowest held-out answer loss.
 #
-# Each evaluation during training also scores as many *training* conversations' answers, and records how many
-# passes over the training conversations the run has made (`chat_epochs`). SFT runs twice, with two seeds
-# (batch order, mixture draws), from the same base: the spread says how much of a difference is the seed's.
-# Which base per profile:
-#
-# - `cpu` and `smoke` pretrain a small base first (in `base/` of the run folder). The tinystories model of
-#   notebook 5 reads only story words: a quarter of the instruction set's tokens would be `<unk>` to it.
-#   The base here learns from TinyStories and FineWeb-Edu samples, with GPT-2's tokenization trimmed to
-#   the ~9,000 tokens that the corpus and the instructions use (`tinylm.posttrain.chat_base` says why each choice);
-# - `gpu` fine-tunes OpenAI's GPT-2 124M, loaded from Hugging Face: it needs the network. Offline, pass
-#   `--base` a folder saved by `transformers` or a `tinylm` checkpoint made from one
-#   (`python -m tinylm.interop import --hf FOLDER --out gpt2.pt`). `--base runs/gpt2-124m-gpu` starts from
-#   the course's own GPT-2 (`python -m tinylm.train gpt2-124m`, notebook 6); add it to the list below.
+# Each evaluation also scores as many *training* conversations' answers, with the passes made over them
+# (`chat_epochs`). SFT runs at two seeds (batch order, mixture draws) from the same base. On `cpu` and `smoke` the
+# base is a small model pretrained first (in `base/`) on TinyStories and FineWeb-Edu samples, over the ~9,000
+# GPT-2 tokens that corpus and the instructions use (`tinylm.posttrain.chat_base` says why); `gpu` fine-tunes
+# OpenAI's GPT-2 124M (offline: `--base` a folder saved by `transformers`, or `runs/gpt2-124m-gpu`, from notebook 6a's command).
 #
 # **Predict, then run.** Which model's replies end most often: the base in plain text, or after SFT? After a
 # few minutes of SFT on a 2M-parameter model, will the answers be right, or only well-formed? Will the
@@ -677,11 +639,12 @@ report = reports[SEED]
 # answers and pretraining text), so it jumps from one step to the next. The clean comparison is the same loss
 # on two sets of answers: the held-out ones and as many training ones, against the passes made over the
 # training conversations. Where the two curves part, the model learns *these* answers rather than how to
-# answer; the held-out curve's lowest point is the best epoch, and `best.pt` is that evaluation's checkpoint.
+# answer; the held-out curve's lowest point is the best epoch, and `best.pt` is that evaluation's checkpoint. The
+# cell also prints, per seed, how much each curve moved over the second half of the run.
 
 # %%
 curves = {seed: [r for r in read_metrics(run_dirs[seed]) if r.get("event") in ("eval", "final")] for seed in SFT_SEEDS}
-fig, (ax, ax_stop) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [2.2, 1]})
+fig, ax = plt.subplots(figsize=(10, 4.2))
 for (seed, evals), color in zip(curves.items(), ("tab:blue", "tab:orange")):
     epochs = [r["chat_epochs"] for r in evals]
     ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"held-out answers, seed {seed}")
@@ -695,32 +658,30 @@ for (seed, evals), color in zip(curves.items(), ("tab:blue", "tab:orange")):
           + (f"{past:.1f} epochs past the best (held-out loss {evals[-1]['val_loss']:.3f}); " if past > 0 else
              "at its best evaluation; ")
           + f"at the end training answers score {gap:.2f} nats lower than held-out ones")
+    half = [r for r in evals if r["chat_epochs"] >= evals[-1]["chat_epochs"] / 2]
+    print(f"    over the second half of the run: held-out {half[-1]['val_loss'] - half[0]['val_loss']:+.3f} nats, "
+          f"training answers {half[-1]['train_answer_loss'] - half[0]['train_answer_loss']:+.3f}")
 ax.set_xlabel("epochs over the training conversations")
 ax.set_ylabel("answer-token cross-entropy (nats)")
 ax.set_title(f"held-out vs training answers ({PROFILE}); ★ best epoch")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=9)
-arms = {"baseline": report["baseline"], "before": report["before"], "after": report["after"]}
-rates = [100 * arm["stop_rate"] for arm in arms.values()]
-intervals = [wilson_interval(arm["stopped"], arm["prompts"]) for arm in arms.values()]
-errors = [[rate - 100 * low for rate, (low, _) in zip(rates, intervals)],
-          [100 * high - rate for rate, (_, high) in zip(rates, intervals)]]
-ax_stop.bar(["plain prompt\n(baseline)", "ChatML\n(before)", f"ChatML, SFT\n(after, seed {SEED})"], rates,
-            yerr=errors, capsize=6, color=["tab:purple", "tab:gray", "tab:green"])
-ax_stop.set_ylim(0, 100)
-ax_stop.set_ylabel("% of held-out replies (95% Wilson)")
-ax_stop.set_title("replies that end within 200 tokens")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# On the `smoke` profile every model is untrained noise; the numbers only show that everything runs.
+# **Reading the plot.** Both curves fall at first: the model learns the format, which serves every answer. Then
+# the dashed training curves keep falling while the held-out curves flatten: the model fits *these* answers, and
+# the gap at the end (printed, in nats) is how much better it knows them than new ones. Memorisation shows first
+# as that gap, later as a held-out curve that turns up; the second-half changes printed above say how far this run
+# went, and the stars mark where `best.pt` was taken. (On `smoke` every model is untrained noise.)
 #
-# **The table.** Answer loss and the reply scores of the fine-tuned model are given over the two SFT seeds
-# (mean ± half the range); the baseline and "before" are one base model decoded greedily, so they have no
-# seed spread. The stop rate's 95% Wilson interval says how much the held-out prompts alone leave uncertain.
-# The baseline's answer loss counts a slightly different set of tokens (plain text instead of ChatML around
-# the same answers), so compare it per token, with that in mind.
+# **The table.** The fine-tuned model's figures are over the two SFT seeds (mean ± half the range); the baseline
+# and "before" are one base model decoded greedily, with no seed spread, so no verdict between seeds can be drawn
+# against them (the course's rule needs at least three seeds per arm). The table speaks about these models on
+# prompts like these: the stop rate's 95% Wilson interval is what the held-out prompts leave uncertain, and the
+# lines under it print whether the intervals overlap and how many prompts each model wins. The baseline's answer
+# loss counts plain text instead of ChatML around the same answers: compare it with that in mind.
 
 # %%
 finetuned = [reports[seed]["after"] for seed in SFT_SEEDS]
@@ -742,126 +703,52 @@ for name, arms in rows.items():
 print(f"\n{finetuned[0]['prompts']} held-out prompts, greedy; per seed {report['steps']} steps, "
       f"{report['sft_seconds']:.0f} s of fine-tuning; the first run took {report['wall_seconds']:.0f} s in all "
       "(base pretraining included when it ran)")
-baseline = [report["baseline"]]
-for key, metric, lower in (("answer_loss", "held-out answer loss", True), ("stop_rate", "the share of replies that end", False),
-                           ("rouge_l", "ROUGE-L against the references", False)):
-    print(compare("fine-tuned", [arm[key] for arm in finetuned], "the plain-prompt baseline", [arm[key] for arm in baseline],
-                  lower_is_better=lower, metric=metric))
+intervals = {seed: wilson_interval(reports[seed]["after"]["stopped"], reports[seed]["after"]["prompts"])
+             for seed in SFT_SEEDS}
+baseline_high = wilson_interval(report["baseline"]["stopped"], report["baseline"]["prompts"])[1]
+print("replies that end: every seed's 95% interval lies above the baseline's: "
+      f"{all(low > baseline_high for low, _ in intervals.values())}")
 wins = sum(a > b for a, b in zip(report["after"]["scores"]["rouge_l"], report["baseline"]["scores"]["rouge_l"]))
 ties = sum(a == b for a, b in zip(report["after"]["scores"]["rouge_l"], report["baseline"]["scores"]["rouge_l"]))
 print(f"prompt by prompt (seed {SEED}): the fine-tuned reply has the higher ROUGE-L on {wins} of "
       f"{report['after']['prompts']} prompts, ties on {ties}")
 
 # %% [markdown]
-# **Three models, the same held-out prompts.** Greedy replies, at most 200 tokens: the base in plain text,
-# the base in ChatML (its three new rows untrained), and `best.pt`:
+# **Three models, the same held-out prompts.** `finetune` kept the greedy replies (at most 200 tokens) to the
+# first held-out prompts: the base in plain text, the base in ChatML (its three new rows untrained), and `best.pt`:
 
 # %%
-model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)
-chat_template = ChatTemplate(tokenizer)
-base_checkpoint = run_dir / "base" / "last.pt"
-if base_checkpoint.exists():
-    base_model, base_tokenizer, _ = tinylm.load_model(base_checkpoint, DEVICE)
-else:  # the gpu profile starts from OpenAI's GPT-2
-    base_model, base_tokenizer = tinylm.interop.hf_gpt2.from_hf_gpt2("gpt2").to(DEVICE), tinylm.BPETokenizer("gpt2")
-before_model, _ = add_chat_tokens(base_model, base_tokenizer)
-
-shown_prompts = val_examples.prompts()[:4]
-shown_answers = val_examples.answers()[:4]
-replies, ended = {}, {}
-for name, m in tqdm([("before", before_model), ("after", model)], desc="greedy replies, 4 prompts at a time"):
-    _, ids = stop_rate(m, chat_template, shown_prompts, max_new_tokens=200)  # ids without the stop token
-    replies[name], ended[name] = [tokenizer.decode(r) for r in ids], [len(r) < 200 for r in ids]
-replies["baseline"], ended["baseline"] = plain_replies(base_model, base_tokenizer, shown_prompts, 200)
-
-
 def clip(text: str, width: int = 120) -> str:
     text = text.strip().replace("\n", " ⏎ ")
     return text if len(text) <= width else text[:width] + " …"
 
 
-for i, prompt in enumerate(shown_prompts):
-    print(f"\nQ: {clip(prompt[-1]['content'])}\n   reference: {clip(shown_answers[i])}")
+for i, reference in enumerate(val_examples.answers()[: len(report["after"]["replies"])]):
+    assert report["after"]["replies"][i]["prompt"] == val_examples.prompts()[i][-1]["content"]
+    print(f"\nQ: {clip(report['after']['replies'][i]['prompt'])}\n   reference: {clip(reference)}")
     for name in ("baseline", "before", "after"):
-        print(f"   {name:>8}: {clip(replies[name][i])!r} [{'ended' if ended[name][i] else 'did not end in 200 tokens'}; "
-              f"ROUGE-L {rouge_l(replies[name][i], shown_answers[i]):.2f}]")
+        reply = report[name]["replies"][i]["reply"]
+        print(f"   {name:>8}: {clip(reply)!r} [ROUGE-L {rouge_l(reply, reference):.2f}]")
 
 # %% [markdown]
-# A small model trained for minutes learns the format well before it learns facts: the replies take
-# the shape of an answer and end, while their content is often wrong, which the loss, F1 and ROUGE-L columns
-# measure and the stop rate does not. That is LIMA's observation from
-# the other side: the format is cheap, knowledge comes from pretraining, and a base of a few million
-# parameters trained on a few megabytes of text knows little. The `gpu` profile's GPT-2 knows more.
+# A small model trained for minutes learns the format well before it learns facts: the replies take the shape of
+# an answer and end, while their content is often wrong, which the loss, F1 and ROUGE-L columns measure and the
+# stop rate does not. That is LIMA's observation from the other side: the format is cheap, knowledge comes from
+# pretraining, and a base of a few million parameters trained on a few megabytes of text knows little.
 #
 # ## Talking to it
 #
 # `tinylm.serve.session.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
-# with the template, and drops the **oldest** exchanges (never the system prompt) until the prompt and
-# the longest reply fit in the context; it streams the reply and stops at `<|im_end|>`. Below, a chat
-# box: type and press Enter, and the reply streams into the history. (In CI and in the committed
-# outputs there is no widget front end: a short scripted exchange is printed instead.)
+# with the template and drops the **oldest** exchanges (never the system prompt) until the prompt and the longest
+# reply fit in the context; it streams the reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box:
+# type, press Enter, and the reply streams into the history. (In CI and in the committed outputs there is no
+# widget front end: a short scripted exchange is printed instead.)
 
 # %%
-class ChatPanel:
-    """A history, a text box (Enter sends) and a New chat button around a ChatSession; replies stream in."""
-
-    def __init__(self, session: ChatSession):
-        import ipywidgets as w
-
-        self.session = session
-        self.log = []  # (who, text) of every turn shown, also those the model's context has dropped
-        self.history = w.HTML(layout=w.Layout(width="100%", min_height="12em", border="1px solid #ccc", padding="0.5em"))
-        self.text = w.Text(placeholder="Ask something and press Enter", continuous_update=False,
-                           layout=w.Layout(width="80%"))
-        self.new_chat = w.Button(description="New chat")
-        self.status = w.Label()
-        self.text.observe(lambda change: self.ask(change["new"]), "value")
-        self.new_chat.on_click(lambda _: self.reset())
-        self.widget = w.VBox([self.history, w.HBox([self.text, self.new_chat]), self.status])
-
-    def draw(self, partial_reply: str | None = None) -> None:
-        turns = self.log + ([("bot", partial_reply + " ▌")] if partial_reply is not None else [])
-        self.history.value = "<br>".join(f"<b>{who}:</b> {html.escape(text)}" for who, text in turns)
-
-    def ask(self, text: str) -> None:
-        text = text.strip()
-        if not text:  # also the change that clearing the box makes
-            return
-        self.text.value = ""
-        try:
-            pieces = self.session.reply(text)
-        except ContextOverflow as error:
-            self.status.value = f"not sent: {error}"
-            return
-        self.log.append(("you", text))
-        reply = ""
-        for piece in pieces:
-            reply += piece
-            self.draw(reply)
-        self.log.append(("bot", reply.strip()))
-        self.draw()
-        in_context = len(self.session.messages) - len(self.session.system)
-        self.status.value = f"{in_context} of the {len(self.log)} messages are in the model's context"
-
-    def reset(self) -> None:
-        self.session.reset()
-        self.log = []
-        self.draw()
-        self.status.value = "a new conversation"
-
-
+model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
                       top_k=40, repetition_penalty=1.1, seed=SEED)
-if widgets_enabled():
-    panel = ChatPanel(session)
-    show_widget(panel.widget)
-else:
-    for question in ("What is the capital of France?", "Give me a word that rhymes with cat."):
-        print(f"you> {question}\nbot> ", end="")
-        for piece in session.reply(question):
-            print(piece, end="", flush=True)
-        print()
-    print(f"[no widget front end: a scripted exchange; {len(session.messages)} messages kept in the context]")
+chat_box(session, questions=("What is the capital of France?", "Give me a word that rhymes with cat."))
 
 # %% [markdown]
 # The same conversation outside the notebook:
@@ -871,10 +758,9 @@ else:
 # python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000
 # ```
 #
-# `serve` is a small web page at `http://127.0.0.1:8000/` (standard library only): the page sends the
-# whole conversation with each message, the server fits it into the context the same way, and the
-# answer streams back as server-sent events. It serves several visitors at once and refuses messages
-# over a size limit.
+# `serve` is a small web page at `http://127.0.0.1:8000/`: the page sends the whole conversation with each
+# message, the server fits it into the context the same way, and the answer streams back as server-sent events.
+# It serves several visitors at once and refuses messages over a size limit.
 #
 # ## What you learned
 #
@@ -882,87 +768,19 @@ else:
 #   a reply is generated after `<|im_start|>assistant⏎` until the model writes `<|im_end|>`.
 # - Special tokens are ids, never text: content that spells `<|im_end|>` is encoded as ordinary tokens,
 #   so no message can forge a turn.
-# - SFT is next-token prediction with a mask: only answer tokens (and their `<|im_end|>`) carry loss;
-#   the system prompt, the questions and the padding are `-1` targets.
-# - Padding batches of similar lengths wastes ~1% here; correct packing needs a block-diagonal mask and
-#   restarted positions (fast with variable-length attention kernels), naive packing changes the loss.
-# - New tokens get new embedding rows set to the mean row; tied weights stay tied and the old logits do not
-#   move (the old probabilities shrink by the small share the new tokens take).
-# - With gradient accumulation or several GPUs, the loss must be weighted by each micro-batch's share of the
-#   step's answer tokens (notebook 3's exercise 3); `tinylm`'s Trainer does it, at one small all-reduce per step.
-# - An honest evaluation compares with a fair baseline (the base asked in a format it knows), shows held-out and
-#   training answer losses against epochs (where they part, the model memorises; the best epoch is where the
-#   held-out one is lowest), gives rates with an interval and differences with the seed spread, and scores what
-#   the model writes (token F1, ROUGE-L) besides the loss.
-# - A few minutes of SFT teach a small model the format (its replies end); knowledge has to come from
-#   pretraining.
+# - SFT is next-token prediction with a mask: only answer tokens (and their `<|im_end|>`) carry loss. With
+#   gradient accumulation or several GPUs, micro-batches must be weighed by their share of the answer tokens.
+# - Padding batches of similar lengths wastes little here (the table printed how little); correct packing needs
+#   a block-diagonal mask and restarted positions, naive packing changes the loss.
+# - New tokens get new embedding rows set to the mean row; tied weights stay tied, the old logits do not move,
+#   and the old probabilities are multiplied by 1 − s, s the share the new tokens take.
+# - An honest evaluation compares with a fair baseline, shows held-out and training answer losses against epochs
+#   (where they part, the model memorises), gives rates with an interval and seeds with their spread, and scores
+#   what the model writes (token F1, ROUGE-L) besides the loss.
 #
 # ## Exercises
 #
-# **1. Alpaca to messages.** Turn an Alpaca record into the three messages `tinylm` trains on: the system
-# prompt, the user's turn (the instruction, then a blank line and the input when there is one; both
-# stripped of surrounding spaces) and the assistant's stripped output. The check compares with
-# `tinylm.data.instruct.to_messages` on the first 300 records.
-
-# %%
-def record_to_messages(record: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:
-    raise NotImplementedError
-
-
-def test_record_to_messages():
-    for record in records[:300] + [{"instruction": " Add. ", "input": " 2, 3 ", "output": "5 "}]:
-        assert record_to_messages(record) == to_messages(record), record
-
-
-check(test_record_to_messages)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def record_to_messages(record, system_prompt=DEFAULT_SYSTEM_PROMPT):
-#     user = record["instruction"].strip()
-#     if (record.get("input") or "").strip():
-#         user += "\n\n" + record["input"].strip()
-#     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user},
-#             {"role": "assistant", "content": record["output"].strip()}]
-# ```
-# </details>
-#
-# **2. Drop the oldest turns.** Return the conversation with its oldest user/assistant exchanges removed
-# (the system prompt always kept) until its rendering has at most `max_tokens` tokens, or `None` when
-# even the last exchange does not fit. The check compares with `tinylm.data.instruct.fit_to_context` for
-# every budget.
-
-# %%
-def fit_conversation(template: ChatTemplate, messages: list[dict], max_tokens: int) -> list[dict] | None:
-    raise NotImplementedError
-
-
-def test_fit_conversation():
-    for max_tokens in range(1, len(template.render(CONVERSATION)) + 2):
-        expected = fit_to_context(template, CONVERSATION, max_tokens)
-        assert fit_conversation(template, CONVERSATION, max_tokens) == (expected and expected[0]), max_tokens
-
-
-check(test_fit_conversation)
-
-# %% [markdown]
-# <details><summary>Solution</summary>
-#
-# ```python
-# def fit_conversation(template, messages, max_tokens):
-#     system = messages[:1] if messages[0]["role"] == "system" else []
-#     turns = messages[len(system):]
-#     while turns:
-#         if len(template.render(system + turns)) <= max_tokens:
-#             return system + turns
-#         turns = turns[2:]  # one user/assistant exchange
-#     return None
-# ```
-# </details>
-#
-# **3. Every conversation weighs the same.** `tinylm` averages the loss over all answer tokens of a batch,
+# **1. Every conversation weighs the same.** `tinylm` averages the loss over all answer tokens of a batch,
 # so a 60-token answer counts 20 times as much as a 3-token one. Write the other choice: the mean, over
 # the rows of a padded batch, of each row's mean answer-token loss. The check compares it with the
 # toy model's loss on each conversation alone.
@@ -996,7 +814,7 @@ check(test_per_conversation_loss)
 # ```
 # </details>
 #
-# **4. Experiment: how much of a chat batch counts?** The Trainer weighs micro-batches by their counted
+# **2. Experiment: how much of a chat batch counts?** The Trainer weighs micro-batches by their counted
 # targets because chat batches differ in how many they hold. Draw 20 batches of 16 from a `ConversationLoader`
 # over `train_examples.rendered` (pad id `PAD`, any seed), and measure the share of all their target positions
 # that count in the loss (`y != -1`), the 20 batches together. Replace `None` with the number you measured.
@@ -1036,3 +854,6 @@ check(test_counted_share)
 # The counts per batch vary by a large factor: with equal weights per micro-batch, a token in the batch with
 # the fewest answer tokens would count that many times more than one in the batch with the most.
 # </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

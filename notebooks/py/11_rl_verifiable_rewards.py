@@ -23,34 +23,38 @@
 # is cheap, exact and cannot be flattered: a **verifiable reward**. Today's reasoning models are trained this
 # way, with GRPO (group-relative policy optimisation): sample several answers to the same prompt, reward each,
 # and push up the answers that beat their own group. This notebook builds every piece on 2-digit arithmetic
-# with a tiny character-level GPT, checks each against `tinylm.posttrain`, trains, and shows what happens when the
-# reward checks the wrong thing.
+# with a tiny character-level GPT, checks each against `tinylm.posttrain.grpo` and its trainer, trains, and shows
+# what happens when the reward checks the wrong thing.
 #
 # **What you will learn**
 # - a **verifiable reward**: a completion parsed and checked by a program (correct, well-formed, or neither);
-# - why RL needs a **starting model** that is sometimes right (answer-only SFT on the task's format);
-# - **sampling a group** of completions per prompt with the KV cache, and the mask of the tokens that train;
+# - why RL needs a **starting model** that is sometimes right (answer-only SFT on the task's format), and how often
+#   a group of samples is mixed, predicted from the model's accuracy and measured;
 # - **group advantages**: each reward against its group's mean and spread, no value network;
-# - the **clipped objective** of PPO and GRPO, written by hand and checked against `tinylm.posttrain.grpo`, and what
-#   the clip fraction measures;
-# - a **training run** through the package with held-out accuracy before and after (Wilson intervals), and
-#   the reward, length and clip curves;
-# - **reward hacking**: a reward that pays for the format alone, trained at two seeds, and what it does to
-#   accuracy and length.
+# - the **clipped objective** of PPO and GRPO (its true shape for A > 0 and A < 0), averaged per token rather than
+#   per completion, the **k3 estimate** of the KL penalty and when it is unbiased, all written by hand and checked
+#   against the package's `GRPOTrainer` on the same rollout;
+# - a **training run** that chooses its checkpoint on validation problems and reports on separate test problems,
+#   with Wilson intervals, and the reward, length and clip curves;
+# - **reward hacking**: a reward that pays for the format alone, against the right one at three seeds each, with a
+#   verdict by a stated rule.
 #
-# **How long it takes**: about 45 minutes of study.
+# **How long it takes**: about 65 minutes of study (reading, the code, four exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 5,000 steps, 2,500 rollouts), 2 rewards × 2 seeds × 200 steps | 252 s (measured on an idle 2-core machine before GRPO ran in the one Trainer; its 2,500 rollouts took 195 s of it) |
+# | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 3 × 4 steps for reward hacking | seconds |
+# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps; GRPO, the recipe's 5,000 steps (one update each, 2,500 rollouts) or 300 s of training, whichever ends first; 2 rewards × 3 seeds × 100 steps | the last cell prints the measured time |
 # | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
-# DPO ([Rafailov et al., 2023](https://arxiv.org/abs/2305.18290)), preference tuning without RL, for contrast
-# (notebook 10); GRPO in DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group advantages
-# instead of a value network; DeepSeek-R1 ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)), reasoning
-# learned from verifiable rewards alone.
+# GRPO in DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group advantages instead of a
+# value network; DeepSeek-R1 ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)), reasoning learned from
+# verifiable rewards; DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)), the per-token loss used here;
+# Dr. GRPO ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)), advantages without the std; Schulman's note
+# [Approximating KL divergence](http://joschu.net/blog/kl-approx.html), the k3 estimate; DPO
+# ([Rafailov et al., 2023](https://arxiv.org/abs/2305.18290)), preference tuning without RL, for contrast
+# (notebook 10).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -61,7 +65,10 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
+import copy
 import random
+import re
+import time
 
 import matplotlib.pyplot as plt
 import torch
@@ -72,21 +79,22 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.paths import runs_dir
-from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, print_rl_record, token_logprobs
+from tinylm.posttrain.grpo import GRPOTrainer, clipped_policy_loss, group_advantages, print_rl_record, token_logprobs
 from tinylm.posttrain.grpo_recipes import RL_RECIPES
 from tinylm.posttrain.grpo_run import describe, reinforce
 from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
 from tinylm.posttrain.task_base import pretrain_task_base
-from tinylm.posttrain.tasks import get_task, held_out_problems
-from tinylm.train.checkpoint import load_model
+from tinylm.posttrain.tasks import Problem, get_task, held_out_split
+from tinylm.train.checkpoint import load_checkpoint, load_model
 
+NOTEBOOK_STARTED = time.perf_counter()
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
 tinylm.configure_backend(DEVICE)  # process-wide speed settings: one CPU thread per free core, TF32 on CUDA
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
-# False: GRPO for BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never unbounded);
-# True: the profile's whole recipe (cpu: 5,000 steps; gpu: README's "Running on a GPU").
+# False: GRPO for at most BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never
+# unbounded); True: the profile's whole recipe (cpu: 5,000 steps; gpu: README's "Running on a GPU").
 FULL_RECIPE = False
 BOUNDED_SECONDS = 300.0
 
@@ -99,52 +107,74 @@ BOUNDED_SECONDS = 300.0
 # small nudge towards the format; whether that nudge is safe is the last section's question.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 recipe = RL_RECIPES[PROFILE]
 settings, MAX_NEW = recipe.tasks["arithmetic"]
 task = get_task("arithmetic", **settings)
-held_out = held_out_problems(task, recipe.held_out)
 problem = task.sample(random.Random(0))
-print(f"settings {settings}; {len(held_out)} held-out problems, e.g. {held_out[0].prompt!r} -> {held_out[0].answer!r}")
+print(f"settings {settings}, at most {MAX_NEW} new tokens")
 for completion in [problem.answer + "\n", str(int(problem.answer) + 1) + "\n", problem.answer, "1+1\n"]:
     print(f"{problem.prompt!r} + {completion!r:10} -> {task.score(problem, completion)}")
+
+# %% [markdown]
+# **Held-out problems, two splits.** No training step ever sees a held-out problem. They come in two sets with
+# two jobs. The **validation** problems are scored at every evaluation, and the checkpoint kept (`best.pt`) is
+# the best of those scores; a best-of-many is biased upward, since some of its lead over the others is the luck
+# of those very problems. A run scores the **test** problems twice only, on the starting model and on `best.pt`:
+# they choose nothing, so their figures are the ones reported.
+
+# %%
+held_out = held_out_split(task, recipe.validation, recipe.test)
+print(f"{len(held_out.validation)} validation problems (they choose best.pt), {len(held_out.test)} test problems "
+      f"(reported), e.g. {held_out.test[0].prompt!r} -> {held_out.test[0].answer!r}")
 
 # %% [markdown]
 # ## The starting model
 #
 # A policy gradient reinforces what the policy already does sometimes. A random model never writes `57⏎`
 # after `23+34=`, so every reward is 0, every advantage is 0, and nothing is learned. So RL starts from a model
-# that knows the format: a small GPT over the 20 characters the tasks use, fine-tuned with the loss on the
+# that knows the format: a small GPT over the characters the tasks use, fine-tuned with the loss on the
 # answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.rl --base pretrain` does
-# exactly this, through the same Trainer as every other run (checkpoints, resume, metrics).
+# exactly this, through the same Trainer as every other run (checkpoints, resume, metrics). Until the training
+# report, this notebook looks at the validation problems only.
 
 # %%
 RUN = runs_dir() / f"notebook-11-{PROFILE}"
 base_checkpoint = pretrain_task_base(recipe, task, held_out, MAX_NEW, RUN / f"base-arithmetic-{PROFILE}",
                                      on_record=lambda record: None)
 model, tokenizer, _ = load_model(base_checkpoint, DEVICE)
-start_accuracy, start_formed = held_out_accuracy(model, tokenizer, task, held_out, MAX_NEW)
-low, high = wilson_interval(round(start_accuracy * len(held_out)), len(held_out))
-print(f"starting model: greedy held-out accuracy {100 * start_accuracy:.1f}% (95% interval {100 * low:.1f}-"
+start_accuracy, start_formed = held_out_accuracy(model, tokenizer, task, held_out.validation, MAX_NEW)
+low, high = wilson_interval(round(start_accuracy * len(held_out.validation)), len(held_out.validation))
+print(f"starting model: greedy validation accuracy {100 * start_accuracy:.1f}% (95% interval {100 * low:.1f}-"
       f"{100 * high:.1f}%), well-formed {100 * start_formed:.1f}%")
 
 # %% [markdown]
 # ## Sampling a group
 #
-# **Predict first**: the model is right on some share of the held-out problems when it answers greedily. If it
-# samples 8 answers at temperature 1 for each of 16 problems, what share of those 16 groups hold *both* a right
-# and a wrong answer? Only those groups teach anything. Write your guess down, then run the cell.
+# **Predict first**: the model samples 8 answers at temperature 1 for each of 16 problems. Only groups that hold
+# *both* a right and a wrong answer teach anything. If each sample were right with the same probability p, a group
+# of G would be all right with probability pᴳ, all wrong with (1 − p)ᴳ, and mixed otherwise. Write down your
+# guess for the share of mixed groups, then run the cell: it measures p and the mixed share, and prints what
+# the formula predicts from that p, for groups of 8 and of 2.
 
 # %%
-problems = held_out[:16]
+problems = held_out.validation[:16]
 rollout = sample_groups(model, tokenizer, task, problems, group_size=8, max_new_tokens=MAX_NEW, seed=0)
 for i in range(2):
     print(problems[i].prompt, [c.replace("\n", "⏎") for c in rollout.completions[8 * i : 8 * i + 8]],
           [round(r, 2) for r in rollout.rewards[i].tolist()])  # float32 0.1 would print as 0.10000000149011612
+p = rollout.correct.float().mean().item()
 mixed = (rollout.correct.any(dim=1) & ~rollout.correct.all(dim=1)).float().mean().item()
-print(f"sampled completions correct: {100 * rollout.correct.float().mean():.1f}%; groups with both a right and a "
-      f"wrong answer: {100 * mixed:.0f}% of {len(problems)}; mean completion length {rollout.mean_length:.2f} tokens")
+predicted_mixed = {G: 1 - p**G - (1 - p) ** G for G in (2, 8)}
+print(f"sampled completions correct: p = {p:.3f}; mean completion length {rollout.mean_length:.2f} tokens")
+print(f"mixed groups of 8: {100 * mixed:.0f}% of {len(problems)} measured, {100 * predicted_mixed[8]:.1f}% "
+      f"predicted from p; a pair would be mixed {100 * predicted_mixed[2]:.1f}% of the time (2·p·(1 − p))")
 
 # %% [markdown]
+# The formula treats every problem alike. Real problems are not: some are easy (p near 1), some hard (p near 0),
+# and both kinds make uniform groups, so on real data the measured share tends to sit below the prediction. With
+# 16 groups the measurement is itself coarse. Exercise 4 asks what a group of two does to training.
+#
 # The rollout is one right-padded batch: each row is prompt + completion, and `completion_mask` marks the
 # positions whose *next* token is a completion token. Only those positions train.
 
@@ -162,11 +192,14 @@ print("trains on: ", [shown_tokens[t + 1] for t in range(len(shown_tokens) - 1) 
 # all advantages 0: on a problem the model always solves (or never does) there is nothing to learn.
 
 # %%
-by_hand = (rollout.rewards - rollout.rewards.mean(dim=1, keepdim=True)) / (rollout.rewards.std(dim=1, keepdim=True)
-                                                                         + 1e-6)
-assert torch.allclose(by_hand, group_advantages(rollout.rewards))
+def my_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """(prompts, G) rewards -> each reward against its group's mean, in units of the group's std."""
+    return (rewards - rewards.mean(dim=1, keepdim=True)) / (rewards.std(dim=1, keepdim=True) + 1e-6)
+
+
+assert torch.allclose(my_advantages(rollout.rewards), group_advantages(rollout.rewards))
 print("rewards:   ", [round(r, 2) for r in rollout.rewards[0].tolist()])
-print("advantages:", [round(a, 2) for a in by_hand[0].tolist()])
+print("advantages:", [round(a, 2) for a in my_advantages(rollout.rewards)[0].tolist()])
 
 # %% [markdown]
 # ## The clipped objective, by hand
@@ -177,21 +210,72 @@ print("advantages:", [round(a, 2) for a in by_hand[0].tolist()])
 #
 # $$\text{objective} = \min\big(\rho A,\ \mathrm{clip}(\rho, 1-\varepsilon, 1+\varepsilon)\,A\big)$$
 #
-# averaged over every completion token of the batch (each token of a completion shares its advantage). The
-# clip fraction is the share of tokens where the clipped term is the smaller one: a health gauge, near 0 when
-# the policy barely moves per batch, large when the learning rate is too high.
-#
-# ```
-#  objective, A > 0          objective, A < 0
-#      |      ______              |\
-#      |     /                    | \
-#      |    /                     |  \______
-#      |   /                      |
-#      +--1--1+ε--> ρ             +--1-ε--1--> ρ
-# ```
+# The minimum makes it a pessimistic bound. For A > 0 the objective rises with ρ up to 1 + ε and is flat after:
+# pushing a good token further pays nothing. For A < 0 it is flat at (1 − ε)·A below 1 − ε (pushing a bad token
+# further down pays nothing) and falls **without bound** above 1 + ε: a bad token whose probability went *up*
+# is always penalised in full. The plot computes both curves with the package's loss; the table prints a few of
+# their values by hand and by the package:
 
 # %%
-def clipped_loss_by_hand(logp, old_logp, advantages, mask, eps=0.2):
+# NBVAL_CHECK_OUTPUT
+EPS = recipe.clip_eps
+
+
+def my_objective(ratio: torch.Tensor, advantage: float) -> torch.Tensor:
+    return torch.minimum(ratio * advantage, ratio.clamp(1 - EPS, 1 + EPS) * advantage)
+
+
+def package_objective(ratio: torch.Tensor, advantage: float) -> torch.Tensor:
+    """Each ratio as a one-token completion: the package's objective is minus its loss."""
+    return torch.stack([-clipped_policy_loss(r.log().view(1, 1), torch.zeros(1, 1), torch.tensor([advantage]),
+                                             torch.ones(1, 1, dtype=torch.bool), EPS).loss for r in ratio])
+
+
+ratios = torch.linspace(0.05, 2.0, 79)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+for ax, advantage in zip(axes, (1.0, -1.0)):
+    assert torch.allclose(my_objective(ratios, advantage), package_objective(ratios, advantage), atol=1e-6)
+    ax.plot(ratios, ratios * advantage, ":", color="gray", label="ρ·A (unclipped)")
+    ax.plot(ratios, package_objective(ratios, advantage), color="tab:blue", lw=3, label="min(ρA, clip(ρ)·A)")
+    for edge in (1 - EPS, 1 + EPS):
+        ax.axvline(edge, color="tab:red", lw=0.8, ls="--")
+    ax.set(title=f"A = {advantage:+.0f}", xlabel="ratio ρ = π_θ / π_old", ylabel="objective (per token)")
+    ax.legend(fontsize=10)
+    ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+shown_ratios = torch.tensor([0.5, 0.8, 1.0, 1.2, 1.5])
+print(f"ε = {EPS}; ρ:            " + "  ".join(f"{r:6.2f}" for r in shown_ratios.tolist()))
+for advantage in (1.0, -1.0):
+    values = package_objective(shown_ratios, advantage)
+    assert torch.allclose(values, my_objective(shown_ratios, advantage), atol=1e-6)
+    print(f"objective at A = {advantage:+.0f}: " + "  ".join(f"{v:6.2f}" for v in values.tolist()))
+
+# %% [markdown]
+# **Averaged per token, not per completion.** The GRPO paper averages each completion's token terms (a factor
+# 1/|oᵢ|), then averages over completions. `tinylm` averages over every completion token of the batch at once, as
+# DAPO argues for (Dr. GRPO also drops the 1/|oᵢ|). The difference is weight: per completion, each token of a
+# 2-token answer counts three times as much as a token of a 6-token one; per token, all count the same, so a long
+# wrong answer is pushed down as hard per token as a short one. Two completions at ρ = 1, advantages +1 and −1:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+toy_mask = torch.tensor([[True, True, False, False, False, False], [True] * 6])  # lengths 2 and 6
+toy_advantages = torch.tensor([1.0, -1.0])
+terms = torch.stack([my_objective(torch.ones(6), a) for a in toy_advantages.tolist()])  # ρ = 1: each term is A
+per_token = (terms * toy_mask).sum() / toy_mask.sum()
+per_completion = ((terms * toy_mask).sum(dim=1) / toy_mask.sum(dim=1)).mean()
+package = clipped_policy_loss(torch.zeros(2, 6), torch.zeros(2, 6), toy_advantages, toy_mask, EPS).loss
+assert torch.isclose(-package, per_token)
+print(f"objective per token (tinylm, DAPO): {per_token:+.3f}   per completion (the GRPO paper): {per_completion:+.3f}")
+
+# %% [markdown]
+# Below the clip sits the clip fraction, the share of tokens where the clipped term is the smaller one: a health
+# gauge, near 0 when the policy barely moves per batch, large when the learning rate is too high. The whole loss,
+# written by hand and checked on the rollout above with random ratios:
+
+# %%
+def clipped_loss_by_hand(logp, old_logp, advantages, mask, eps=EPS):
     ratio = torch.exp(logp - old_logp)
     a = advantages[:, None]
     objective = torch.minimum(ratio * a, ratio.clamp(1 - eps, 1 + eps) * a)
@@ -210,39 +294,125 @@ assert torch.allclose(loss, package.loss, atol=1e-6) and abs(clip_fraction.item(
 print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo")
 
 # %% [markdown]
+# **The KL penalty and its estimate.** With a reference model π_ref (the starting policy), GRPO may add
+# β·KL(π_θ‖π_ref) to the loss. The KL is a sum over every possible completion, so it is estimated from the sampled
+# tokens with k3 = exp(q) − q − 1, q = log π_ref − log π_θ: never negative, and its mean over tokens **sampled from
+# π_θ** equals the KL exactly. GRPO's tokens are sampled from π_old, which equals π_θ only at a rollout's first
+# update; from the second, the mean of k3 estimates something else, and an importance weight ρ would correct it.
+# On a 4-token distribution, the expectations computed exactly:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+p_ref, p_old, p_theta = (torch.tensor(v, dtype=torch.float64) for v in
+                         ([0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]))
+kl = (p_theta * (p_theta / p_ref).log()).sum()
+q = (p_ref / p_theta).log()
+k3 = q.exp() - q - 1
+print(f"KL(π_θ‖π_ref) = {kl:.4f}; mean k3 over samples from π_θ: {(p_theta * k3).sum():.4f}; "
+      f"from π_old: {(p_old * k3).sum():.4f}; from π_old weighted by ρ = π_θ/π_old: {(p_old * p_theta / p_old * k3).sum():.4f}")
+
+# %% [markdown]
+# ## The package's trainer, checked on its own rollout
+#
+# `GRPOTrainer` is the Trainer of every other notebook with GRPO's batch source and loss. Each step is one AdamW
+# update; a rollout serves `updates` steps. Below, a trainer with a KL penalty (the `kl_coef` set in the code; the recipe's is 0)
+# and a larger learning rate (so that ratios move) makes two updates on a first rollout; then a second rollout is
+# sampled, by the policy *after* those updates, and one update made on it. The batch it trained on holds the
+# sequences, the completion mask, the advantages, π_old's and π_ref's log-probabilities. Each is recomputed here
+# from scratch: the rewards from the decoded completions, the advantages by hand, π_old from a copy of the policy
+# taken before the second rollout, π_ref from the starting model; then the loss (clipped objective plus β·k3) of
+# the policy after the third update, against the trainer's own.
+
+# %%
+check_recipe = recipe.replace(train={"learning_rate": 2e-3, "min_lr": 2e-3, "max_steps": 3, "eval_interval": 0},
+                              kl_coef=0.05, updates=2)
+start = copy.deepcopy(model)
+trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, check_recipe, held_out, MAX_NEW, device=DEVICE)
+trainer.fit(stop_after=2)  # the first rollout and its two updates
+sampler = copy.deepcopy(trainer.model)  # π_old of the next rollout
+trainer.fit(stop_after=1)  # the second rollout, sampled by `sampler`, and one update on it
+sequences, batch_mask, batch_advantages, batch_old, batch_ref = trainer.source.batch
+
+
+def rewards_of(sequences: torch.Tensor, mask: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Decode each row's prompt and completion, score it: (prompts, group_size) rewards."""
+    rewards = []
+    for row, row_mask in zip(sequences.tolist(), mask.tolist()):
+        first = row_mask.index(True)  # the prompt's last position predicts the first completion token
+        prompt = tokenizer.decode(row[: first + 1])
+        completion = tokenizer.decode([row[t + 1] for t, counted in enumerate(row_mask) if counted])
+        a, op, b = re.fullmatch(r"(\d+)([+-])(\d+)=", prompt).groups()
+        answer = int(a) + int(b) if op == "+" else int(a) - int(b)
+        rewards.append(task.score(Problem(prompt, str(answer)), completion).reward)
+    return torch.tensor(rewards).view(-1, group_size)
+
+
+with torch.no_grad():
+    my_adv = my_advantages(rewards_of(sequences, batch_mask, check_recipe.group_size)).flatten()
+    my_old, my_ref = token_logprobs(sampler, sequences), token_logprobs(start, sequences)
+    my_logp = token_logprobs(trainer.model, sequences)
+    my_loss, my_clip = clipped_loss_by_hand(my_logp, my_old, my_adv, batch_mask.float())
+    q = my_ref - my_logp
+    my_kl = ((q.exp() - q - 1) * batch_mask).sum() / batch_mask.sum()
+    package_loss = trainer.batch_loss(trainer.source.batch)
+assert torch.allclose(my_adv, batch_advantages, atol=1e-5) and batch_advantages.abs().sum() > 0
+assert torch.allclose(my_old, batch_old, atol=1e-5) and torch.allclose(my_ref, batch_ref, atol=1e-5)
+assert not torch.allclose(my_old, my_ref, atol=1e-3) and not torch.allclose(my_logp, my_old, atol=1e-3)
+assert abs(my_kl.item() - trainer.step_stats()["kl"]) < 1e-6  # the last update's mean k3
+assert torch.isclose(my_loss + check_recipe.kl_coef * my_kl, package_loss, atol=1e-6)
+print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: advantages, π_old, π_ref, k3 "
+      f"({my_kl.item():.5f}) and the loss ({package_loss.item():.5f}, clip fraction {my_clip.item():.3f}) by hand "
+      "== GRPOTrainer's")
+
+# %% [markdown]
 # ## Training
 #
 # `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every rollout draws fresh
-# training problems, samples a group of completions for each and computes advantages and π_old; the rollout then
-# serves `updates` steps, each one AdamW update of the clipped objective with the gradient's norm clipped (the first
-# line it prints gives the profile's numbers: prompts per rollout, group size, updates, learning rate). Every
-# `eval_interval` steps it measures the
-# greedy accuracy on the held-out problems; best.pt keeps the best. It reuses the starting model trained above.
-# One line of GPU logistics: on a GPU use the gpu profile, timings in
-# [Running on a GPU](README.md#running-on-a-gpu).
+# training problems, samples a group of completions for each, computes advantages and π_old, and feeds `updates`
+# AdamW steps of the clipped objective, the gradient's norm clipped (the first line it prints gives the
+# profile's numbers). Every `eval_interval` steps it measures the greedy accuracy on the validation problems, and
+# best.pt keeps the best. At the end it loads best.pt and scores it on the test problems, as it scored the starting
+# model before training: those two figures are the report. It reuses the starting model trained above. On a GPU
+# use the gpu profile, timings in [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 budget = None if FULL_RECIPE or PROFILE == "smoke" else BOUNDED_SECONDS
 report = reinforce("arithmetic", base="pretrain", profile=PROFILE, out=RUN, overwrite=True, max_seconds=budget,
                    device=str(DEVICE), on_record=lambda record: record["event"] == "eval" and print_rl_record(record))
-print(f"held-out accuracy, greedy, 95% Wilson intervals: {describe(report['before'])} before -> "
-      f"{describe(report['after'])} after (best.pt at step {report['after']['step']} of {report['steps']}, "
+
+# %%
+chosen = report["validation"]["best"]
+print(f"test accuracy ({report['test_problems']} problems, greedy, 95% Wilson): {describe(report['before'])} before "
+      f"-> {describe(report['after'])} after (best.pt, step {report['after']['step']} of {report['steps']}, "
       f"{report['rl_seconds']:.0f} s of RL)")
+print(f"validation accuracy that chose best.pt: {describe(report['validation']['before'])} at the start, "
+      f"{describe(chosen)} at its best, the highest of "
+      f"{sum(r['event'] in ('eval', 'final') for r in read_metrics(RUN))} evaluations")
 apart = report["after"]["interval"][0] > report["before"]["interval"][1]
-print("the intervals do not overlap: a real gain" if apart else
-      "the intervals overlap: this run does not show a gain larger than the measurement's uncertainty")
+print("the test intervals do not overlap: on problems like these, best.pt is more accurate than the start" if apart
+      else "the test intervals overlap: this run does not show a gain beyond the test problems' uncertainty")
+
+# %% [markdown]
+# Two figures for one checkpoint: the validation accuracy that chose it is a maximum over many evaluations of the
+# same problems, so it carries their luck; the test accuracy chose nothing. The gap between them, in either
+# direction, is what a report on the validation problems would have gotten wrong. The Wilson intervals measure
+# what the test problems leave uncertain; they say nothing about the training seed (one run here; the next section
+# runs several).
 
 # %%
 records = read_metrics(RUN)
 train = [r for r in records if r["event"] == "train"]
-evals = [r for r in records if r["event"] == "eval"]
+evals = [r for r in records if r["event"] in ("eval", "final")]
 fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
 axes[0].plot([r["step"] for r in train], [r["reward"] for r in train], label="mean reward")
 axes[0].plot([r["step"] for r in train], [r["correct"] for r in train], label="sampled correct")
-axes[0].set(title="training batches", xlabel="GRPO step")
+axes[0].set(title="training rollouts", xlabel="GRPO step")
 axes[0].legend()
-axes[1].plot([r["step"] for r in evals], [100 * r["accuracy"] for r in evals], marker="o")
-axes[1].set(title="held-out accuracy (greedy)", xlabel="GRPO step", ylabel="%")
+axes[1].plot([r["step"] for r in evals], [100 * r["accuracy"] for r in evals], marker="o", ms=3, label="validation")
+axes[1].plot([0, report["after"]["step"]], [100 * report["before"]["accuracy"], 100 * report["after"]["accuracy"]],
+             "s", color="tab:red", ms=9, label="test (start, best.pt)")
+axes[1].set(title="greedy accuracy", xlabel="GRPO step", ylabel="%")
+axes[1].legend()
 axes[2].plot([r["step"] for r in train], [r["length"] for r in train])
 axes[2].set(title="completion length", xlabel="GRPO step", ylabel="tokens")
 axes[3].plot([r["step"] for r in train], [r["clip_fraction"] for r in train])
@@ -255,44 +425,57 @@ plt.show()
 #
 # A reward is a specification, and an optimiser reads it literally. Suppose the check forgot to compare the
 # number with the answer and paid 1 for any well-formed integer (`--reward format`). **Predict**: after 100
-# rollouts (200 steps), what happens to the held-out accuracy, and to the completion length? The cell trains both rewards from
-# the same starting model, at two seeds each, with the same budget, and prints the comparison.
+# steps, what happens to the accuracy, and to the completion length? The cell trains both rewards from the same
+# starting model, at three seeds each, with the same budget, and scores each run's last model on the test
+# problems (no checkpoint is chosen in this comparison). The verdict follows the course's rule: a difference is
+# "told apart" only with at least 3 seeds per arm and ranges that do not overlap (with no real difference that
+# still happens 1 time in 10 at 3 seeds), else "not told apart".
 
 # %%
-steps = 4 if PROFILE == "smoke" else 200  # cpu: 100 rollouts of 2 updates
+steps = 4 if PROFILE == "smoke" else 100
 arms = {}
 for reward in ("correct", "format"):
     arms[reward] = []
-    for seed in (0, 1):
-        result = reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=seed, reward=reward,
-                           out=RUN / f"reward-{reward}-seed{seed}", overwrite=True, max_steps=steps, max_seconds=None,
-                           device=str(DEVICE), say=lambda line: None, on_record=lambda record: None)
-        lengths = [r["length"] for r in read_metrics(RUN / f"reward-{reward}-seed{seed}") if r["event"] == "train"]
-        final = read_metrics(RUN / f"reward-{reward}-seed{seed}")[-1]
-        arms[reward].append({"accuracy": final["accuracy"], "length": sum(lengths[-5:]) / len(lengths[-5:])})
+    for seed in (0, 1, 2):
+        out = RUN / f"reward-{reward}-seed{seed}"
+        reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=seed, reward=reward, out=out,
+                  overwrite=True, max_steps=steps, max_seconds=None, device=str(DEVICE), say=lambda line: None,
+                  on_record=lambda record: None)
+        lengths = [r["length"] for r in read_metrics(out) if r["event"] == "train"]
+        last_model, _, _ = load_model(out / "last.pt", DEVICE)
+        accuracy = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+        arms[reward].append({"accuracy": accuracy, "length": sum(lengths[-5:]) / len(lengths[-5:])})
+print(f"starting model: test accuracy {describe(report['before'])}")
 for reward, runs in arms.items():
-    print(f"{reward:>7} reward: held-out accuracy after {steps} steps "
+    print(f"{reward:>7} reward: test accuracy after {steps} steps "
           f"{spread([100 * r['accuracy'] for r in runs]).format(1)} %, completion length "
           f"{spread([r['length'] for r in runs]).format(2)} tokens")
 print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "the format-only reward",
-              [r["accuracy"] for r in arms["format"]], lower_is_better=False, metric="held-out accuracy"))
+              [r["accuracy"] for r in arms["format"]], lower_is_better=False, metric="test accuracy"))
 
 # %% [markdown]
 # The format-only reward is maximised by any short integer with a newline, which the starting model already
-# writes almost always: its groups mostly hold equal rewards, and what little gradient there is pays for being
-# well-formed, not for being right, so nothing holds the accuracy up. Real reward hacks are the same story with
-# more room: a unit-test reward that a program passes by special-casing the tests, a length-normalised reward
-# that pays for padding. The defence is the check itself (what does it fail to look at?) plus a held-out
-# measurement that the reward cannot see, as here.
+# writes almost always. Most of its groups hold equal rewards and teach nothing; the few that hold one malformed
+# answer do not teach *little*: dividing by the group's small spread turns their advantages into full-size ones
+# (exercise 2), and Adam turns a small gradient into a full-size step. What those steps pay for is being
+# well-formed, not being right, so nothing holds the accuracy up: compare the two arms' test accuracy with the
+# starting model's above, and read the verdict line. Real reward hacks are the same story with more room: a
+# unit-test reward that a program passes by special-casing the tests, a length-normalised reward that pays for
+# padding. The defence is the check itself (what does it fail to look at?) plus a held-out measurement that the
+# reward cannot see, as here.
 #
 # ## What you learned
 #
 # - A verifiable reward is a program: exact and cheap, and only as good as what it checks.
 # - RL can only reinforce what the policy already does sometimes, so it starts from a model that writes the
-#   format (answer-only SFT); groups whose answers all score the same teach nothing.
+#   format (answer-only SFT); groups whose answers all score the same teach nothing, and how many are mixed
+#   follows from the sampled accuracy, less on real problems of uneven difficulty.
 # - GRPO's advantage compares each answer with its own group: no value network.
-# - The clipped ratio lets several updates reuse one batch of samples without moving too far from the sampler.
-# - Held-out accuracy, with its interval, is the measurement; the training reward is not.
+# - The clipped ratio lets several updates reuse one batch of samples: it stops paying for moving a good token
+#   up beyond 1 + ε and a bad one down beyond 1 − ε, and never stops penalising a bad token that went up.
+#   `tinylm` averages the objective per token over the batch (DAPO), not per completion (the GRPO paper).
+# - k3 is an unbiased estimate of the KL only over tokens sampled from π_θ; GRPO's come from π_old.
+# - Choose on validation problems, report on test problems: the best of many evaluations flatters itself.
 #
 # ## Exercises
 #
@@ -301,6 +484,7 @@ print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "t
 # read up to its first newline and stripped of spaces. The check compares with `task.score` on many completions.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_reward(problem, completion: str) -> float:
     raise NotImplementedError
 
@@ -320,8 +504,6 @@ check(test_my_reward)
 # <details><summary>Solution</summary>
 #
 # ```python
-# import re
-#
 # def my_reward(problem, completion):
 #     text, newline, _ = completion.partition("\n")
 #     text = text.strip()
@@ -331,11 +513,12 @@ check(test_my_reward)
 # ```
 # </details>
 #
-# **2. Advantages without the spread.** "Dr. GRPO" ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)) drops
-# the division by the group's standard deviation, which inflates the advantages of groups that barely differ.
-# Write `group_advantages` with a `scale` switch; the check compares with `tinylm.posttrain.grpo.group_advantages`.
+# **2. Advantages without the spread.** Dr. GRPO drops the division by the group's standard deviation, which
+# inflates the advantages of groups that barely differ. Write `group_advantages` with a `scale` switch; the check
+# compares with `tinylm.posttrain.grpo.group_advantages`.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-6) -> torch.Tensor:
     raise NotImplementedError
 
@@ -356,13 +539,17 @@ check(test_my_group_advantages)
 #     centred = rewards - rewards.mean(dim=1, keepdim=True)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
+#
+# A group of 8 with seven right answers and one well-formed wrong one barely differs, yet divided by its small std
+# the wrong answer's advantage comes out larger in size than any advantage of a group split half and half
+# (try both with your function).
 # </details>
 #
-# **3. The KL penalty's estimate.** With a reference model, GRPO adds β·KL(π_θ‖π_ref), estimated per sampled
-# token with k3 = exp(q) − q − 1, q = log π_ref − log π_θ (always ≥ 0, unbiased). Write it as the mean over the
+# **3. The KL penalty's estimate.** Write k3 = exp(q) − q − 1, q = log π_ref − log π_θ, as the mean over the
 # masked tokens; the check compares with the `kl` that `clipped_policy_loss` reports.
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def my_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> float:
     raise NotImplementedError
 
@@ -386,24 +573,30 @@ check(test_my_k3)
 # ```
 # </details>
 #
-# **4. Experiment: a group of two.** GRPO learns only from groups whose completions earn different rewards. Run
-# the reward-hacking cell's recipe once more with the correct reward, seed 0 and `group_size=2` (same starting
-# model, same number of steps), and write down its held-out accuracy after those steps (the last record's
-# `accuracy` in its metrics). Before running, predict: how often does a pair of completions disagree when the model
-# is right a fifth of the time? The check accepts anything from the starting model's accuracy less 10 points to
-# the best group-of-8 run above plus 10 points: with half the disagreeing groups of G = 8 (or fewer) it should
-# not beat them by much.
+# **4. Experiment: a group of two.** The sampling cell printed how often a pair is mixed against a group of 8, at
+# the starting model's sampled accuracy. A group of two also samples a quarter as many completions per rollout.
+# **Predict**, then run: train the reward-hacking cell's recipe once more with the correct reward, seed 0 and
+# `group_size=2`, into `RUN / "group2-seed0"` (same starting model, same steps), score its last model on the test
+# problems as that cell does, and set `my_group2_accuracy` to the result. The check reads your run's folder (group
+# size 2, the correct reward, the steps), scores its last model itself, and prints it beside the groups of 8.
 
 # %%
-my_group2_accuracy = None  # replace with your measurement, a share between 0 and 1
+# NBVAL_CHECK_OUTPUT
+my_group2_accuracy = None  # replace with your measurement: the test accuracy of your group-of-2 run's last model
 
 
 def test_group2_accuracy():
     if my_group2_accuracy is None:
-        raise NotImplementedError("set my_group2_accuracy to the held-out accuracy of your group-of-2 run")
-    low = report["before"]["accuracy"] - 0.10
-    high = max(r["accuracy"] for r in arms["correct"]) + 0.10
-    assert low <= my_group2_accuracy <= high, f"{my_group2_accuracy} is outside [{low:.3f}, {high:.3f}]"
+        raise NotImplementedError("set my_group2_accuracy to the test accuracy of your group-of-2 run")
+    out = RUN / "group2-seed0"
+    saved = load_checkpoint(out / "last.pt")
+    settings = saved["grpo"]["settings"]
+    assert settings["group_size"] == 2 and settings["reward"] == "correct" and saved["step"] == steps, settings
+    last_model, _, _ = load_model(out / "last.pt", DEVICE)
+    measured = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+    assert abs(my_group2_accuracy - measured) < 1e-9, f"your run's last model scores {measured}"
+    print(f"group of 2: {100 * measured:.1f}%; groups of 8: {[round(100 * r['accuracy'], 1) for r in arms['correct']]}"
+          f"; the start: {100 * report['before']['accuracy']:.1f}% (test accuracy)")
 
 
 check(test_group2_accuracy)
@@ -415,11 +608,13 @@ check(test_group2_accuracy)
 # out = RUN / "group2-seed0"
 # reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=0, group_size=2, out=out, overwrite=True,
 #           max_steps=steps, max_seconds=None, device=str(DEVICE), say=lambda line: None, on_record=lambda record: None)
-# my_group2_accuracy = read_metrics(out)[-1]["accuracy"]
-# print(f"group of 2: {100 * my_group2_accuracy:.1f}% after {steps} steps; groups of 8: "
-#       f"{[round(100 * r['accuracy'], 1) for r in arms['correct']]}")
+# last_model, _, _ = load_model(out / "last.pt", DEVICE)
+# my_group2_accuracy = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
 # ```
 #
-# With p = 0.2, two completions disagree with probability 2·p·(1 − p) = 0.32, eight completions are not all alike
-# with probability 1 − 0.2⁸ − 0.8⁸ ≈ 0.83: a group of two wastes two thirds of its samples.
+# One seed of each group size cannot tell them apart by the course's rule; three seeds of the group of two against
+# the three above can. Expect fewer mixed groups and fewer samples to learn from per step.
 # </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")

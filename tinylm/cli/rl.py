@@ -6,8 +6,9 @@
 
 --base: `pretrain` (default) first fine-tunes a small character-level GPT on the task's format, in
 OUT/base-<task>-<profile> (reused by later runs); a run folder or checkpoint whose tokenizer can write the task
-starts from there instead. What a run does and writes (OUT/rl_eval.json with the held-out accuracy before and
-after, metrics.jsonl, best.pt, last.pt) is `tinylm.posttrain.grpo_run.reinforce`'s; this module parses the options.
+starts from there instead. What a run does and writes (OUT/rl_eval.json with the test accuracy before and after,
+best.pt being chosen on separate validation problems; metrics.jsonl, best.pt, last.pt) is
+`tinylm.posttrain.grpo_run.reinforce`'s; this module parses the options.
 """
 
 from __future__ import annotations

@@ -1,19 +1,22 @@
-"""Two notebook tools for looking at a trained model: a generation playground and an attention viewer.
+"""Three notebook tools for looking at a trained model: a generation playground, an attention viewer and a chat box.
 
 `playground(model, tokenizer)` opens a prompt box, sliders for the samplers, a seed, and a Generate
 button; the continuation streams into the output area as it is produced, with its speed.
 `attention_viewer(model, tokenizer, prompt)` draws one head's attention pattern over the prompt's
 tokens as a heatmap (rows: the position attending; columns: the positions it reads), with pickers for
 layer and head. The causal mask is the empty upper triangle.
+`chat_box(session)` puts a conversation with a chat model (tinylm.serve.session.ChatSession) in a history, a
+text box that sends on Enter and a New chat button; the reply streams into the history.
 
 Widgets need a front end to draw them and to send clicks back, and a kernel cannot tell whether one
-is attached. So both tools use widgets when they run in a Jupyter kernel with ipywidgets installed
+is attached. So the tools use widgets when they run in a Jupyter kernel with ipywidgets installed
 and `TINYLM_WIDGETS` is not `0`; otherwise (a terminal, a script, CI's nbval run, the committed
 notebooks' outputs) they do their work once with the given settings and print or draw the result.
 """
 
 from __future__ import annotations
 
+import html
 import os
 import sys
 import time
@@ -25,6 +28,8 @@ import torch
 from ..errors import InputError
 from ..generate.stream import stream
 from ..runtime import model_device, resolve_device
+from ..serve.session import ChatSession
+from ..tokenizers.chat_template import ContextOverflow
 from ..train.checkpoint import load_model
 from .plotting import in_notebook
 
@@ -244,3 +249,70 @@ def attention_viewer(model, tokenizer=None, prompt: str = "", *, layer: int = 0,
     else:
         print(f"layer {layer}, head {head}:\n{describe_attention(weights[layer, head], labels)}")
     return weights
+
+
+class ChatPanel:
+    """A history, a text box (Enter sends) and a New chat button around a ChatSession; replies stream in. The history
+    shows every turn, also those the model's context has dropped; the status line says how many it still holds."""
+
+    def __init__(self, session: ChatSession):
+        import ipywidgets as w
+
+        self.session = session
+        self.log: list[tuple[str, str]] = []  # (who, text) of every turn shown
+        self.history = w.HTML(layout=w.Layout(width="100%", min_height="12em", border="1px solid #ccc",
+                                              padding="0.5em"))
+        self.text = w.Text(placeholder="Ask something and press Enter", continuous_update=False,
+                           layout=w.Layout(width="80%"))
+        self.new_chat = w.Button(description="New chat")
+        self.status = w.Label()
+        self.text.observe(lambda change: self.ask(change["new"]), "value")
+        self.new_chat.on_click(lambda _: self.reset())
+        self.widget = w.VBox([self.history, w.HBox([self.text, self.new_chat]), self.status])
+
+    def draw(self, partial_reply: str | None = None) -> None:
+        turns = self.log + ([("bot", partial_reply + " ▌")] if partial_reply is not None else [])
+        self.history.value = "<br>".join(f"<b>{who}:</b> {html.escape(text)}" for who, text in turns)
+
+    def ask(self, text: str) -> None:
+        """Send `text` (the text box's change; clearing the box is a change too, and sends nothing)."""
+        text = text.strip()
+        if not text:
+            return
+        self.text.value = ""
+        try:
+            pieces = self.session.reply(text)
+        except ContextOverflow as error:
+            self.status.value = f"not sent: {error}"
+            return
+        self.log.append(("you", text))
+        reply = ""
+        for piece in pieces:
+            reply += piece
+            self.draw(reply)
+        self.log.append(("bot", reply.strip()))
+        self.draw()
+        in_context = len(self.session.messages) - len(self.session.system)
+        self.status.value = f"{in_context} of the {len(self.log)} messages are in the model's context"
+
+    def reset(self) -> None:
+        self.session.reset()
+        self.log = []
+        self.draw()
+        self.status.value = "a new conversation"
+
+
+def chat_box(session: ChatSession, questions: tuple[str, ...] = ("What is the capital of France?",)):
+    """Open the chat box on `session`; returns the ChatPanel. Without a widget front end, ask `questions` in turn,
+    print the exchange as it streams, and return the session."""
+    if widgets_enabled():
+        panel = ChatPanel(session)
+        show_widget(panel.widget)
+        return panel
+    for question in questions:
+        print(f"you> {question}\nbot> ", end="", flush=True)
+        for piece in session.reply(question):
+            print(piece, end="", flush=True)
+        print()
+    print(f"[no widget front end: a scripted exchange; {len(session.messages)} messages kept in the context]")
+    return session

@@ -3,8 +3,10 @@
 A linear layer y = x Wᵀ + b is wrapped as y = x Wᵀ + b + (alpha/r) · x Aᵀ Bᵀ, with A (r × in) and
 B (out × r) the only trainable tensors. B starts at zero, so the wrapped model computes exactly what
 the base model computes until the first optimizer step; A starts random, so the first gradient of B
-is not zero. alpha/r keeps the update's scale roughly independent of the rank r, so a learning rate
-found at one rank carries over to another.
+is not zero. alpha/r scales the update; alpha defaults to r (a scale of 1). No such scale makes a learning rate
+found at one rank right for another by itself: measured with AdamW (notebook 10), the first step's relative size
+grows with r at alpha = r and shrinks at a fixed alpha, and rsLoRA's alpha/√r (Kalajdzievski, 2023,
+arXiv:2312.03732) sits between. Pass alpha = c·√r for rsLoRA's scale.
 
 Why it is cheap: the trainable share is r·(in + out) / (in·out) per wrapped layer, and AdamW keeps two
 moments per trainable number only. After training, `merge_lora` folds the product into W

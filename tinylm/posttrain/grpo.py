@@ -12,22 +12,26 @@ with ratio ρ = π_θ(token) / π_old(token), the probability now over the proba
 
 which stops paying for moving a token's probability further than ±ε in the direction of its advantage, so
 several optimizer steps can reuse one batch of samples. An optional penalty β·KL(π_θ || π_ref) keeps the
-policy near the starting model, estimated per token with Schulman's unbiased, always-positive
-k3 = exp(q) − q − 1 where q = log π_ref − log π_θ.
+policy near the starting model, estimated per token with Schulman's always-positive k3 = exp(q) − q − 1 where
+q = log π_ref − log π_θ. Its mean is an unbiased estimate of the KL only over tokens sampled from π_θ; the tokens
+here come from π_old, which is π_θ at a rollout's first update only, so after that it is an approximation (as in
+the GRPO paper, which uses the same estimate).
 
-Averaging: the loss is the mean over every completion token of the batch (as DAPO, arXiv:2503.14476, argues),
-not a mean per completion then over completions, which would weigh a token of a short completion more than a
-token of a long one.
+Averaging: the loss is the mean over every completion token of the batch (DAPO's token-level loss,
+arXiv:2503.14476), not the GRPO paper's mean over each completion's tokens (1/|o_i|) and then over completions,
+which weighs a token of a short completion more than a token of a long one. (Dr. GRPO, arXiv:2503.20783, drops the
+1/|o_i| too, dividing by a constant instead.)
 
-Training. `GRPOTrainer` is a subclass of the one Trainer (tinylm.train.trainer) with three things of its own: its
-batches come from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for
-each with the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen
-starting model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
-accuracy on the fixed held-out problems, where higher is better, so best.pt keeps the most accurate policy. Each Trainer
-step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The Trainer weighs each
-rank's batch by its completion tokens, so under torchrun the update is that of the mean over every completion token of
-the global batch; every rank draws the same problems from one stream and samples its own share with its own seed. Time
-counts sampling and updates (a step's whole duration), not evaluations.
+Training. `GRPOTrainer` is the one Trainer (tinylm.train.trainer) with three things of its own: its batches come
+from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for each with
+the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen starting
+model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
+accuracy on the validation problems (tinylm.posttrain.tasks.HeldOut), where higher is better, so best.pt keeps the
+policy most accurate on them; the test problems are scored apart (`accuracy_on`), and never choose anything. Each
+Trainer step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The
+Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
+every completion token of the global batch; every rank draws the same problems from one stream and samples its
+own share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from ..train.progress import format_duration, format_record
 from ..train.trainer import Trainer
 from .grpo_recipes import RLRecipe
 from .rollout import held_out_accuracy, sample_groups
-from .tasks import FormatOnly, Problem, ProblemStream, TaskError
+from .tasks import FormatOnly, HeldOut, Problem, ProblemStream, TaskError
 
 
 @dataclass(frozen=True)
@@ -103,10 +107,10 @@ class RolloutSource:
     """GRPO's batches: every `updates` steps a fresh rollout of this rank's share of the problems; in between, the
     same one. A batch is (sequences, completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
 
-    def __init__(self, trainer: "GRPOTrainer", task, held_out: list[Problem], seed: int):
+    def __init__(self, trainer: "GRPOTrainer", task, held_out: HeldOut, seed: int):
         self.trainer, self.recipe, self.seed = trainer, trainer.recipe, seed
         self.reward_task = FormatOnly(task) if self.recipe.reward == "format" else task
-        self.stream = ProblemStream(task, held_out, seed=seed)
+        self.stream = ProblemStream(task, held_out.problems, seed=seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
         self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
 
@@ -148,18 +152,19 @@ class RolloutSource:
 
 
 class GRPOTrainer(Trainer):
-    """GRPO on `task` from `model` (the policy, trained in place), scored on the fixed `held_out` problems by greedy
-    completions of up to `max_new_tokens`. `recipe.train` is the TrainConfig; its batch_size is set here to the
-    completions a rank samples per rollout, which is what the memory check before the first step needs."""
+    """GRPO on `task` from `model` (the policy, trained in place), never training on a `held_out` problem, and scored
+    on its validation problems by greedy completions of up to `max_new_tokens`. `recipe.train` is the TrainConfig;
+    its batch_size is set here to the completions a rank samples per rollout, which is what the memory check before
+    the first step needs."""
 
     score = "accuracy"
     higher_is_better = True
 
-    def __init__(self, model, tokenizer, task, recipe: RLRecipe, held_out: list[Problem], max_new_tokens: int, *,
+    def __init__(self, model, tokenizer, task, recipe: RLRecipe, held_out: HeldOut, max_new_tokens: int, *,
                  world: World | None = None, **kwargs):
         world = world or current_world()
         if recipe.prompts % world.size:
-            raise TaskError(f"{recipe.prompts} prompts per rollout cannot be shared by {world.size} processes: "
+            raise TaskError(f"{recipe.prompts} prompts per step cannot be shared by {world.size} processes: "
                             "use a number of processes that divides it")
         self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
         # the starting policy, frozen, for the KL penalty; kept before the Trainer moves and trains the model
@@ -196,8 +201,13 @@ class GRPOTrainer(Trainer):
                 "clip_fraction": clip / tokens, "kl": kl / tokens}
 
     def measure(self) -> dict[str, float]:
-        """(share correct, share well-formed) of greedy completions of the held-out problems, each rank a share."""
-        mine = self.held_out[self.world.rank :: self.world.size]
+        """Shares correct and well-formed of greedy completions of the validation problems (what best.pt follows)."""
+        return self.accuracy_on(self.held_out.validation)
+
+    def accuracy_on(self, problems: list[Problem]) -> dict[str, float]:
+        """{"accuracy", "well_formed"}: shares of greedy completions of `problems`, each rank scoring a share (under
+        DDP every rank must call it)."""
+        mine = problems[self.world.rank :: self.world.size]
         correct, formed = held_out_accuracy(self.model, self.tokenizer, self.task, mine, self.max_new_tokens) \
             if mine else (0.0, 0.0)
         correct, formed, n = self._sum([correct * len(mine), formed * len(mine), len(mine)])
@@ -252,7 +262,7 @@ def check_rollout_memory(model, recipe: RLRecipe, device: torch.device, world: W
 
 def format_rl_record(record: dict[str, Any]) -> str:
     """A train record as `step  40/1000 | reward 0.412 | correct 35.2% | well-formed 99.6% | length 3.1 | clip 0.004
-    | 12s | ETA 4m10s`, an evaluation as the held-out accuracy and the best so far; anything else as tinylm.train
+    | 12s | ETA 4m10s`, an evaluation as the validation accuracy and the best so far; anything else as tinylm.train
     prints it."""
     event = record.get("event")
     if event == "train":
@@ -264,7 +274,7 @@ def format_rl_record(record: dict[str, Any]) -> str:
             line += f" | KL {record['kl']:.4f}"
         return line + f" | {format_duration(record['elapsed'])} | ETA {format_duration(record['eta'])}"
     if event in ("eval", "final"):
-        return (f" {event} step {record['step']} | held-out accuracy {100 * record['accuracy']:.1f}% (well-formed "
+        return (f" {event} step {record['step']} | validation accuracy {100 * record['accuracy']:.1f}% (well-formed "
                 f"{100 * record['well_formed']:.1f}%) | best {100 * record['best_accuracy']:.1f}% at step "
                 f"{record['best_step']}")
     return format_record(record)

@@ -3,11 +3,15 @@
 It is a Job of the one run skeleton (tinylm.train.run: the folder lock, --resume, an --overwrite that keeps the old
 run until the new one has a checkpoint, the report). The start builds the policy: `--base pretrain` trains the
 task-format model first, in OUT/base-<task>-<profile>, reused once finished (tinylm.posttrain.task_base); a run
-folder or checkpoint whose tokenizer can write the task is loaded instead. Before training, the held-out accuracy of
-that starting model is measured (step 0, which best.pt keeps if nothing beats it); GRPO then trains it
-(tinylm.posttrain.grpo), measuring at every evaluation. OUT/rl_eval.json reports the accuracy before and after
-(best.pt, the best evaluation) with 95% Wilson intervals, the steps, the seconds and the settings; an epilogue says
-where everything went and what to run next. Only rank 0 speaks and writes.
+folder or checkpoint whose tokenizer can write the task is loaded instead.
+
+Two held-out splits (tinylm.posttrain.tasks.HeldOut), neither ever trained on. The validation problems choose: they
+are scored at step 0 (the starting model, which best.pt keeps if nothing beats it) and at every evaluation, and
+best.pt is the best of those. The test problems report: they are scored once on the starting model and once on
+best.pt after training, so the reported gain is not the best of many looks at the same problems (the best
+validation figure is biased upward by the choice; rl_eval.json keeps it under "validation" for comparison).
+OUT/rl_eval.json reports the test accuracy before and after with 95% Wilson intervals, the steps, the seconds and
+the settings; an epilogue says where everything went and what to run next. Only rank 0 speaks and writes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from ..train.trainer import RUN_FILES
 from .grpo import GRPOTrainer, check_rollout_memory, print_rl_record
 from .grpo_recipes import RL_RECIPES
 from .task_base import check_base_path, load_base, task_tokenizer
-from .tasks import get_task, held_out_problems
+from .tasks import get_task, held_out_split
 
 RL_REPORT = "rl_eval.json"
 
@@ -50,6 +54,7 @@ class Reinforcement(Job):
 
     files = (*RUN_FILES, RL_REPORT)
     report_name = RL_REPORT
+    reload_best = True  # the test figure after training is best.pt's
 
     def __init__(self, task: str, base: str, profile: str, out: Path, resume: bool, overwrite: bool, train: dict,
                  grpo: dict, on_record: Callable[[dict], None]):
@@ -64,18 +69,16 @@ class Reinforcement(Job):
 
     def start(self, saved, device, world, say) -> GRPOTrainer:
         recipe, task = self.recipe, self.task
-        held_out = held_out_problems(task, recipe.held_out)
         if saved is not None:  # the saved run's own settings, with this call's budgets and learning rate
             grpo = saved["grpo"]["settings"]
             budgets = {k: v for k, v in self.overrides.items()
                        if k in ("max_steps", "max_seconds", "learning_rate", "min_lr")}
             recipe = self.recipe = recipe.replace(train={**TrainConfig.from_dict(saved["train_config"]).to_dict(),
                                                          **budgets}, **grpo)
-            held_out = held_out_problems(task, recipe.held_out)
             model = GPT(GPTConfig.from_dict(saved["model_config"]))
-            tokenizer = tokenizer_from_dict(saved["tokenizer"])
-            self.description = f"the run in {shown(self.out)} (resumed)"
-        else:
+            tokenizer, self.description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(self.out)}"
+        held_out = held_out_split(task, recipe.validation, recipe.test)
+        if saved is None:
             if self.base == "pretrain":  # a step that cannot fit fails now, not after the task-format SFT
                 check_rollout_memory(GPT(recipe.base_shape.config(task_tokenizer().vocab_size)), recipe, device, world)
             model, tokenizer, self.description = load_base(self.base, recipe, self.profile, task, held_out,
@@ -87,31 +90,41 @@ class Reinforcement(Job):
         say(f"GRPO on {task.name} {self.settings} from {self.description} | {model.num_parameters():,} parameters | "
             f"profile {self.profile} | {cfg.max_steps} steps{budget}: rollouts of {recipe.prompts} prompts x "
             f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | lr "
-            f"{cfg.learning_rate:g} | {recipe.held_out} held-out problems | device {device} | run folder "
-            f"{shown(self.out)}")
+            f"{cfg.learning_rate:g} | {recipe.validation} validation and {recipe.test} test problems | device {device} "
+            f"| run folder {shown(self.out)}")
         return trainer
 
     def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
-        # step 0: the starting model, which best.pt keeps if nothing beats it. No last.pt yet: under --overwrite the
-        # old run stays until this run has trained and saved a state of its own.
+        """The starting model on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing
+        beats it), test once. No last.pt yet: under --overwrite the old run stays until this run has trained and
+        saved a state of its own."""
+        recipe = self.recipe
         start = trainer.evaluate_and_save(save_last=False)
+        test = trainer.accuracy_on(trainer.held_out.test)["accuracy"]
         report.update(task=self.task.name, settings=self.settings, profile=self.profile, base=self.description,
-                      reward=self.recipe.reward, held_out=self.recipe.held_out,
-                      before=measured(start["accuracy"], self.recipe.held_out))
+                      reward=recipe.reward, validation_problems=recipe.validation, test_problems=recipe.test,
+                      before=measured(test, recipe.test),
+                      validation={"before": measured(start["accuracy"], recipe.validation)})
 
     def after(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
-        report.update(after={**measured(trainer.best_score, self.recipe.held_out), "checkpoint": "best.pt",
-                             "step": trainer.best_step},
-                      steps=trainer.step, rl_seconds=round(trainer.elapsed, 1), recipe=self.recipe.settings(),
+        """best.pt (loaded by the skeleton) on the test problems, and the validation score that chose it."""
+        recipe = self.recipe
+        test = trainer.accuracy_on(trainer.held_out.test)["accuracy"]
+        report["validation"]["best"] = {**measured(trainer.best_score, recipe.validation), "step": trainer.best_step}
+        report.update(after={**measured(test, recipe.test), "checkpoint": "best.pt", "step": trainer.best_step},
+                      steps=trainer.step, rl_seconds=round(trainer.elapsed, 1), recipe=recipe.settings(),
                       train=trainer.cfg.to_dict(), device=str(trainer.device), processes=world.size)
 
     def epilogue(self, finished: Finished) -> str:
         report, trainer, out = finished.report, finished.trainer, self.out
         gain = 100 * (report["after"]["accuracy"] - report["before"]["accuracy"])
-        example = trainer.held_out[0].prompt
-        return (f"held-out accuracy ({self.recipe.held_out} problems, greedy, 95% interval): "
+        example = trainer.held_out.test[0].prompt
+        chosen = report["validation"]["best"]
+        return (f"test accuracy ({self.recipe.test} held-out problems that chose nothing, greedy, 95% interval): "
                 f"{describe(report['before'])} before -> {describe(report['after'])} after (best.pt, step "
-                f"{trainer.best_step}): {gain:+.1f} points in {trainer.step} steps, {trainer.elapsed:.0f} s of RL\n"
+                f"{trainer.best_step}, chosen on {self.recipe.validation} validation problems where it scored "
+                f"{100 * chosen['accuracy']:.1f}%): {gain:+.1f} points in {trainer.step} steps, "
+                f"{trainer.elapsed:.0f} s of RL\n"
                 f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / RL_REPORT)}, curves in "
                 f"{shown(out / 'metrics.jsonl')}\n"
                 f"next: python -m tinylm.sample --ckpt {shown(out)} --prompt '{example}' --temperature 0 "

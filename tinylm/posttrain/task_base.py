@@ -8,7 +8,8 @@ format, which solves a minority of the held-out 2-digit problems and leaves the 
 
 The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint like any tinylm run's, so
 `tinylm.train.checkpoint.load_model` (and `python -m tinylm.sample`) read the result. The SFT goes through the
-Trainer (`TaskTrainer`: its validation is the answer loss on the held-out problems), so this stage has
+Trainer (`TaskTrainer`: its validation is the answer loss on the validation problems; no test problem is trained on
+or scored here), so this stage has
 checkpoints, metrics.jsonl, resume and torchrun like every other, and it runs through the one run skeleton
 (`TaskFormatTraining`, a tinylm.train.run Job). `--base RUN_DIR|CHECKPOINT` starts from an
 existing run instead; its tokenizer must be able to write every character of the task.
@@ -32,7 +33,7 @@ from ..train.run import Finished, Job, run_job
 from ..train.trainer import Trainer
 from .grpo_recipes import RLRecipe
 from .rollout import held_out_accuracy
-from .tasks import ALPHABET, END, Problem, ProblemStream, TaskError
+from .tasks import ALPHABET, END, HeldOut, Problem, ProblemStream, TaskError
 
 
 def task_tokenizer() -> CharTokenizer:
@@ -103,7 +104,7 @@ class TaskTrainer(Trainer):
 class TaskFormatTraining(Job):
     """The answer-only SFT of the task-format model, as a run of the one skeleton (folder lock, resume, report)."""
 
-    def __init__(self, recipe: RLRecipe, task, held_out: list[Problem], max_new_tokens: int, out: Path,
+    def __init__(self, recipe: RLRecipe, task, held_out: HeldOut, max_new_tokens: int, out: Path,
                  resume: bool, on_record: Callable[[dict], None]):
         super().__init__(out, resume=resume)
         self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
@@ -113,10 +114,11 @@ class TaskFormatTraining(Job):
         cfg, tokenizer = self.recipe.base_train, task_tokenizer()
         torch.manual_seed(cfg.seed)
         model = GPT(self.recipe.base_shape.config(tokenizer.vocab_size))
-        loader = ProblemLoader(ProblemStream(self.task, self.held_out, seed=cfg.seed), tokenizer, cfg.batch_size,
-                               world.rank, world.size)
+        loader = ProblemLoader(ProblemStream(self.task, self.held_out.problems, seed=cfg.seed), tokenizer,
+                               cfg.batch_size, world.rank, world.size)
         trainer = TaskTrainer(model, cfg, loader, None, out_dir=self.out, tokenizer=tokenizer, device=device,
-                              callbacks=[self.on_record], world=world, task=self.task, held_out=self.held_out,
+                              callbacks=[self.on_record], world=world, task=self.task,
+                              held_out=self.held_out.validation,
                               max_new_tokens=self.max_new_tokens)
         say(f"task-format model: answer-only SFT of a {model.num_parameters():,}-parameter GPT on {self.task.name} "
             f"problems, {cfg.max_steps} steps of {cfg.batch_size} x {world.size} -> {shown(self.out)}")
@@ -124,14 +126,15 @@ class TaskFormatTraining(Job):
 
     def epilogue(self, finished: Finished) -> str:
         final = finished.final
-        return (f"task-format model: held-out answer loss {final['val_loss']:.4f}, greedy accuracy "
+        return (f"task-format model: validation answer loss {final['val_loss']:.4f}, greedy accuracy "
                 f"{100 * final['task_accuracy']:.1f}% after {final['step']} steps ({final['elapsed']:.0f} s)")
 
 
-def pretrain_task_base(recipe: RLRecipe, task, held_out: list[Problem], max_new_tokens: int, out: Path,
+def pretrain_task_base(recipe: RLRecipe, task, held_out: HeldOut, max_new_tokens: int, out: Path,
                        device=None, world: World | None = None, say=print, on_record=print_record) -> Path:
-    """SFT (or finish, or reuse) the task-format model in `out`; returns its last.pt. A finished run is reused as it
-    is and an interrupted one resumed, so a second RL run on the same task and profile starts at once."""
+    """SFT (or finish, or reuse) the task-format model in `out`, never on a `held_out` problem; returns its last.pt.
+    A finished run is reused as it is and an interrupted one resumed, so a second RL run on the same task and profile
+    starts at once."""
     checkpoint = out / "last.pt"
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
     if saved is not None and saved["step"] >= recipe.base_train.max_steps:
@@ -164,7 +167,7 @@ def check_base_path(base: str) -> None:
         raise CheckpointError(f"--base {base}: no such run folder or checkpoint; give one, or --base pretrain")
 
 
-def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Problem], max_new_tokens: int,
+def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: HeldOut, max_new_tokens: int,
               out: Path, device=None, world: World | None = None, say=print, on_record=print_record):
     """(model, tokenizer, description) of --base: `pretrain` (the task-format model, in OUT/base-<task>-<profile>),
     or a run folder or checkpoint whose tokenizer can write the task.
@@ -179,7 +182,7 @@ def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: list[Pr
     check_base_path(base)
     model, tokenizer, _ = load_model(base)
     check_tokenizer(tokenizer, task.name, shown(base))
-    longest = max(len(tokenizer.encode(p.prompt)) for p in held_out) + max_new_tokens
+    longest = max(len(tokenizer.encode(p.prompt)) for p in held_out.problems) + max_new_tokens
     if longest > model.config.block_size:
         raise TaskError(f"{shown(base)} has a context of {model.config.block_size} tokens; {task.name} prompts and "
                         f"answers need {longest}: use --base pretrain or a model with a longer context")

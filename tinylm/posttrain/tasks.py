@@ -10,8 +10,12 @@ through what the check forgets to look at (a format-only reward pays for well-fo
   solution.
 
 Every completion is read up to its first newline, which is also the stop token a well-formed answer ends with.
-`held_out_problems` fixes the evaluation set by seed; `training_problems` never yields one of its prompts, and
-`ProblemStream` is the same stream with a state a checkpoint can keep. `FormatOnly` wraps a task with the reward
+`held_out_problems` fixes the evaluation set by seed, and `held_out_split` cuts it in two: validation problems,
+scored at every evaluation to choose best.pt, and test problems, scored only before training and on best.pt after it
+(a figure chosen as the best of many evaluations on the same problems is biased upward; the test figure took part in
+no choice).
+`training_problems` never yields a held-out prompt, and `ProblemStream` is the same stream with a state a checkpoint
+can keep. `FormatOnly` wraps a task with the reward
 a careless check would give (well-formed pays, right or wrong): notebook 11 trains on it to show reward hacking.
 """
 
@@ -170,6 +174,26 @@ def held_out_problems(task, count: int, seed: int = 1234) -> list[Problem]:
             if len(problems) == count:
                 return problems
     raise TaskError(f"{task.name} has fewer than {count} distinct problems at these settings: ask for fewer")
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The problems no training step draws: `validation` chooses (every evaluation; best.pt is the best of them),
+    `test` reports (once before training, once on best.pt after it)."""
+
+    validation: list[Problem]
+    test: list[Problem]
+
+    @property
+    def problems(self) -> list[Problem]:
+        """Both splits: what training must never see."""
+        return self.validation + self.test
+
+
+def held_out_split(task, validation: int, test: int, seed: int = 1234) -> HeldOut:
+    """`held_out_problems(task, validation + test, seed)` cut in two: the first `validation` problems, then `test`."""
+    problems = held_out_problems(task, validation + test, seed)
+    return HeldOut(problems[:validation], problems[validation:])
 
 
 def training_problems(task, held_out: list[Problem], seed: int = 0) -> Iterator[Problem]:
