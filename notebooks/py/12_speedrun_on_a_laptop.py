@@ -179,8 +179,9 @@ plt.show()
 # repeat `X ← a·X + b·(X·Xᵀ)·X + c·(X·Xᵀ)²·X`. Each step applies the odd polynomial
 # `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value and leaves the singular vectors alone. The classical
 # choice `(a, b, c) = (1.5, −0.5, 0)` converges to exactly 1, but slowly for small σ: its slope at 0 is
-# 1.5. Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0, so five steps lift every
-# singular value above ~1/300 of the largest into roughly 0.7 to 1.2. Not exactly 1: training does not
+# 1.5. Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0, so five steps lift the small
+# singular values into a band around 1 (the cell prints the band for a matrix whose columns are scaled over a
+# factor of 100). Not exactly 1: training does not
 # mind, and five steps are cheap (in bfloat16 on a GPU or a CPU with native bf16, in float32 elsewhere).
 
 # %%
@@ -204,7 +205,9 @@ assert torch.allclose(cubic, polar, atol=1e-8), "the classical iteration converg
 mine = my_newton_schulz(matrix.float(), 5, NS_COEFFICIENTS)
 assert torch.allclose(mine, newton_schulz(matrix.float(), dtype=torch.float32), atol=1e-5)
 print(f"cubic, 60 steps: max |X - A·Bᵀ| = {(cubic - polar).abs().max():.1e}")
-print("quintic, 5 steps: equal to tinylm.train.muon.newton_schulz (float32)")
+band = torch.linalg.svdvals(mine.double())
+print(f"quintic {NS_COEFFICIENTS}, 5 steps: equal to tinylm.train.muon.newton_schulz (float32); its singular values "
+      f"lie in [{band.min():.2f}, {band.max():.2f}]")
 
 fig, (ax_poly, ax_steps) = plt.subplots(1, 2, figsize=(15, 4.8))
 sigma = torch.linspace(0, 1.2, 300, dtype=torch.float64)
@@ -550,7 +553,7 @@ check(test_my_largest_singular_value)
 # </details>
 #
 # **Going further: your own arm.** Add one change the table did not try (ReLU², zero-init, the untied head
-# or the soft cap from `SPEEDRUN_CHANGES`; Muon's `muon_learning_rate` at 0.01 or 0.04) as an `Arm` on top
+# or the soft cap from `SPEEDRUN_CHANGES`; Muon's rate, `muon_learning_rate=0.01` or `0.04`) as an `Arm` on top
 # of `speedrun`, train it with `train_arms` at the same three seeds, and print its `compare` verdict against
 # the speedrun arm. (No check: the verdict rule is the check.)
 
