@@ -117,8 +117,8 @@ if SCALE != PROFILE:
 # the definition is printed below), and its second figure is the loss when a fixed budget runs out. Both are
 # read off a validation curve: the whole validation split is scored every few steps, and the crossing of
 # the target is interpolated between the two evaluations around it. The target for Shakespeare, printed
-# below, is the bench's: about where nanoGPT's CPU recipe ends (its README reports a validation loss of about
-# 1.88 after about 3 minutes of training on its author's laptop).
+# below, is the bench's: about where nanoGPT's CPU recipe ends (its README: 2,000 steps of a 4-layer model
+# 128 wide "runs in about ~3 minutes, but gets us a loss of only 1.88" on a laptop).
 
 # %%
 # NBVAL_CHECK_OUTPUT
