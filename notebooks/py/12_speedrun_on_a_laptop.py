@@ -40,7 +40,7 @@
 #   with the seconds to a target loss, the loss at the end of the budget and a verdict by a stated rule;
 # - why what wins on eight GPUs does not all win on two CPU cores.
 #
-# **How long it takes**: about 70 minutes of study.
+# **How long it takes**: about 66 minutes of study.
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -414,8 +414,11 @@ plt.show()
 # %% [markdown]
 # ## What the table says, and why
 #
-# Read the verdicts above, not the means alone: a gap within the seeds' spread is *not shown*, which is not
-# the same as shown not to exist.
+# Read the steps column first: a time budget is only fair when the machine is the same for every run. If one
+# seed of an arm made far fewer steps than its others, the machine was busy during that run (other programs
+# took the cores), its loss measures the machine, not the recipe, and the table must be run again on a quiet
+# machine before any verdict means anything. Then read the verdicts, not the means alone: a gap within the
+# seeds' spread is *not shown*, which is not the same as shown not to exist.
 #
 # - **Muon and depth pay together, and only with a long enough budget.** In 70 s of training the default
 #   recipe makes the most steps (the steps column); the speedrun recipe pays for every step with
