@@ -4,7 +4,9 @@ it beats the record by more than the seed spread at equal training time.
 This is how the modded-nanogpt speedrun grew its record (https://github.com/KellerJordan/modded-nanogpt): a
 change enters the record only when it makes the same budget reach a lower loss, and the next change is tried on
 top of the new record, not on the original baseline, because changes interact (Muon takes larger steps, which is
-what a soft cap or QK-norm may then pay for). Notebook 12 runs it at two seeds per attempt:
+what a soft cap or QK-norm may then pay for). Notebook 12 measures changes on top of the package's speedrun
+recipe instead (`tinylm.course.ablation.train_arms`, three seeds, `format_times` for its table); this greedy search
+is for a learner's own attempts:
 
 - `SPEEDRUN_CHANGES` lists the changes in the order they are tried, each as GPTConfig and TrainConfig fields;
 - `try_changes` trains the baseline, then record + change for each change (through `tinylm.course.ablation`'s
@@ -109,7 +111,8 @@ def kept_changes(attempts: Sequence[Attempt]) -> list[Change]:
     return [attempt.change for attempt in attempts if attempt.kept and attempt.change is not None]
 
 
-def _format_times(times: Sequence[float | None]) -> str:
+def format_times(times: Sequence[float | None]) -> str:
+    """Seconds to a target over seeds: mean ± half the range, or how many seeds reached it."""
     reached = [t for t in times if t is not None]
     if len(reached) < len(times):
         return f"{len(reached)} of {len(times)} seeds reached it"
@@ -128,7 +131,7 @@ def record_table(attempts: Sequence[Attempt], target: float, budget: str) -> str
         delta = "" if record is None else f"{loss.mean - spread(record.losses).mean:+.3f}"
         lines.append("| " + " | ".join([
             attempt.name, attempt.change.what if attempt.change else "the cpu recipe",
-            _format_times(times_to_target(attempt.runs, target)), loss.format(3), delta,
+            format_times(times_to_target(attempt.runs, target)), loss.format(3), delta,
             "yes" if attempt.kept else "no"]) + " |")
         if attempt.kept:
             record = attempt
