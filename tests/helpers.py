@@ -1,9 +1,10 @@
-"""Helpers several test modules share: the repository's root, running a command line as a user runs it, and the
-logits of a transformers model and of a tinylm one."""
+"""Helpers several test modules share: the repository's root, running a command line as a user runs it, the
+logits of a transformers model and of a tinylm one, and torch.optim.Muon's iteration in another dtype."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import shutil
 import subprocess
@@ -50,3 +51,17 @@ def mounted_tmpfs(folder: Path, size: str):
         yield folder
     finally:
         subprocess.run(["umount", str(folder)], check=True)
+
+
+def torch_muon_computing_in(dtype: torch.dtype, monkeypatch) -> None:
+    """Make torch.optim.Muon run its own Newton–Schulz code in `dtype` instead of bfloat16: its source with the one cast
+    replaced, so that tinylm's Muon with ns_dtype=dtype can be held to torch's arithmetic, operation for operation."""
+    import torch.optim._muon as torch_muon
+
+    source = inspect.getsource(torch_muon._zeropower_via_newtonschulz)
+    assert source.count("grad.bfloat16()") == 1, "torch.optim.Muon's iteration changed: update this helper"
+    namespace = dict(vars(torch_muon))
+    # a copy, as .bfloat16() of a float32 tensor is: torch divides it in place, and without Nesterov it is the buffer
+    exec(source.replace("grad.bfloat16()", f"grad.to(torch.{str(dtype).removeprefix('torch.')}, copy=True)"),
+         namespace)
+    monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", namespace["_zeropower_via_newtonschulz"])

@@ -34,11 +34,12 @@ def attentive_model() -> GPT:
     return model
 
 
-def test_measure_decoding_compares_the_two_paths_on_the_same_prompt():
+def test_measure_decoding_compares_the_three_paths_on_the_same_prompt():
     result = measure_decoding(attentive_model(), torch.tensor([[1, 2, 3]]), new_tokens=40)
-    assert result["identical"] is True  # greedy, in float64: the cache changes nothing but the speed
-    assert result["cache"] > 0 and result["no_cache"] > 0
+    assert result["identical"] is True  # greedy, in float64: the cache and the fast step change nothing but the speed
+    assert result["fast"] > 0 and result["cache"] > 0 and result["no_cache"] > 0
     assert result["speedup"] == pytest.approx(result["cache"] / result["no_cache"])
+    assert result["fast_speedup"] == pytest.approx(result["fast"] / result["cache"])
 
 
 def test_the_decoding_comparison_catches_a_cache_that_forgets_the_past(monkeypatch):
@@ -201,3 +202,15 @@ def test_bench_bpe_times_both_trainers_on_the_same_merges(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "20 merges" in lines[0]
     assert "speed-up" in lines[1] and lines[1].endswith("20 merges, identical")
+
+
+@pytest.mark.parametrize("bf16_fast", [True, False])
+def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_slow(capsys, monkeypatch, bf16_fast):
+    monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)
+    monkeypatch.setattr("tinylm.runtime.bf16_is_fast", lambda device: bf16_fast)
+    main(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--vocab-size", "37",
+          "--batch-size", "2", "--steps", "2", "--dtype", "bfloat16"])
+    lines = capsys.readouterr().out.splitlines()
+    warnings = [line for line in lines if line.startswith("warning: bfloat16")]
+    assert len(warnings) == (0 if bf16_fast else 1)
+    assert "dtype bfloat16" in lines[-1], "measured in bf16 either way"

@@ -69,3 +69,32 @@ def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, v
     with pytest.raises(SystemExit) as stopped:
         rl.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be a positive number" in capsys.readouterr().err
+
+
+def test_an_overwrite_killed_after_measuring_its_start_keeps_the_old_run(tmp_path):
+    """The step-0 evaluation saves best.pt but no last.pt, so a kill -9 right after it leaves the old run to come back
+    (found by review: it used to write last.pt, which retired the old run before the new one had trained)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    out = tmp_path / "rl"
+    first = run_cli("tinylm.rl", "--profile", "smoke", "--out", out, data_dir=tmp_path / "data")
+    assert first.returncode == 0, first.stderr[-2000:]
+    original = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl", "rl_eval.json")}
+    env = {**os.environ, "TINYLM_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "tinylm.rl", "--profile", "smoke", "--out", str(out),
+                                "--overwrite", "--max-steps", "100000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+    for line in process.stdout:
+        if line.startswith(" eval step 0"):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    with pytest.raises(SystemExit) as stopped:
+        rl.cli(["--profile", "smoke", "--out", str(out)])
+    assert "already holds a run" in str(stopped.value.code)
+    assert {name: (out / name).read_bytes() for name in original} == original

@@ -96,6 +96,7 @@ def test_indivisible_width_message_suggests_a_multiple_of_n_head():
         (dict(beta2=-0.5), "beta2"),
         (dict(grad_clip=0.0), "grad_clip"),
         (dict(max_seconds=0), "max_seconds"),
+        (dict(muon_ns_steps=0), "muon_ns_steps"),
     ],
 )
 def test_train_config_rejects_bad_values_naming_the_field(values, field):

@@ -169,3 +169,39 @@ def test_sample_with_a_negative_number_of_samples_exits_with_a_usage_error_not_s
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines()[-1] == ("python -m tinylm.sample: error: argument --num-samples: "
                                               "must be an integer >= 1, got -2")
+
+
+ARGV = {"prepare": ["shakespeare-char"], "train": ["shakespeare-char", "--profile", "smoke"],
+        "sample": ["--ckpt", "runs/none"], "eval": ["loss", "--ckpt", "runs/none", "--text", "none.txt"],
+        "bench": ["decode", "--preset", "stories15m"], "interop": ["export", "--ckpt", "none.pt", "--out", "none"],
+        "finetune": ["--profile", "smoke"], "dpo": ["--profile", "smoke"], "rl": ["--profile", "smoke"],
+        "chat": ["--ckpt", "runs/none"], "serve": ["--ckpt", "runs/none"]}
+
+
+NO_DEVICE = ("prepare", "interop")  # they compute on the CPU only
+
+
+class Began(Exception):
+    pass
+
+
+@pytest.mark.parametrize("command", sorted(tinylm.cli.COMMANDS))
+def test_every_command_configures_the_backend_first_through_begin(command, monkeypatch):
+    """Issue 30: bench, sample, eval, chat and serve never chose their threads. Every command's main now goes through
+    `tinylm.cli.console.begin` (configure_backend for its --device) before any work: the stand-in below stops it
+    there, so nothing is loaded or trained."""
+    import importlib
+
+    import tinylm.cli.console as console
+
+    seen = []
+
+    def configure(device=None):
+        seen.append(device)
+        raise Began
+
+    monkeypatch.setattr(console, "configure_backend", configure)
+    module = importlib.import_module(f"tinylm.cli.{command}")
+    with pytest.raises(Began):
+        module.main(ARGV[command] if command in NO_DEVICE else [*ARGV[command], "--device", "cpu"])
+    assert seen == ([None] if command in NO_DEVICE else ["cpu"])

@@ -152,7 +152,7 @@ def test_full_context_is_cropped_to_keep_tokens_and_prefilled_again(sharp_model,
     model = sharp_model(arch)  # context 16
     recorder = RecordingModel(model)
     prompt = torch.tensor([ids(10)])
-    out = generate(model, prompt, 12, temperature=0, keep=6)
+    out = generate(model, prompt, 12, temperature=0, keep=6, fast=False)  # every step through decode_step
     # prefill 10; steps fill the context to 16; the 17th token would not fit: keep the last 6, prefill them; go on.
     assert recorder.calls == [(0, 10)] + [(t, 1) for t in range(10, 16)] + [(0, 6)] + [(t, 1) for t in range(6, 10)]
     with torch.no_grad():

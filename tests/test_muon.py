@@ -1,9 +1,12 @@
-"""Muon: Newton–Schulz against the SVD, the optimizer against torch.optim.Muon, and learning happening."""
+"""Muon: Newton–Schulz against the SVD, the optimizer against torch.optim.Muon (in bfloat16, and in float32 with
+torch's iteration cast to it), the dtype chosen by the hardware, and learning happening."""
 
 import pytest
 import torch
+from helpers import torch_muon_computing_in
 
-from tinylm.train.muon import Muon, muon_scale, newton_schulz
+import tinylm.train.muon
+from tinylm.train.muon import Muon, muon_scale, newton_schulz, newton_schulz_dtype
 
 
 def test_the_classical_cubic_iteration_converges_to_the_polar_factor_of_the_svd():
@@ -33,14 +36,17 @@ def test_a_tall_matrix_is_orthogonalised_as_its_transpose():
     assert torch.equal(newton_schulz(g), newton_schulz(g.T).T)
 
 
+@pytest.mark.parametrize("ns_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("nesterov", [True, False])
-def test_ten_steps_equal_torch_optim_muon(nesterov):
+def test_ten_steps_equal_torch_optim_muon(nesterov, ns_dtype, monkeypatch):
+    if ns_dtype != torch.bfloat16:
+        torch_muon_computing_in(ns_dtype, monkeypatch)
     torch.manual_seed(3)
     shapes = [(16, 48), (48, 16), (32, 32)]  # wide, tall (scaled by √3) and square
     mine = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
     options = dict(lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=nesterov)
-    ours, reference = Muon(mine, **options), torch.optim.Muon(theirs, **options)
+    ours, reference = Muon(mine, ns_dtype=ns_dtype, **options), torch.optim.Muon(theirs, **options)
     generator = torch.Generator().manual_seed(4)
     for _ in range(10):
         for a, b in zip(mine, theirs):
@@ -52,12 +58,28 @@ def test_ten_steps_equal_torch_optim_muon(nesterov):
     assert not torch.equal(mine[0], torch.randn(16, 48, generator=torch.Generator().manual_seed(3)))
 
 
+def test_float32_and_bfloat16_iterations_differ_so_the_equalities_above_pin_the_dtype():
+    g = torch.randn(32, 96, generator=torch.Generator().manual_seed(6))
+    in_fp32, in_bf16 = newton_schulz(g, dtype=torch.float32), newton_schulz(g, dtype=torch.bfloat16).float()
+    assert in_fp32.dtype == torch.float32
+    assert 1e-3 < (in_fp32 - in_bf16).abs().max() < 0.1  # the same directions, bf16's three digits apart
+
+
+@pytest.mark.parametrize("fast, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_newton_schulz_runs_in_bfloat16_only_where_the_hardware_makes_it_fast(monkeypatch, fast, expected):
+    asked = []
+    monkeypatch.setattr(tinylm.train.muon, "bf16_is_fast", lambda device: asked.append(device) or fast)
+    assert newton_schulz_dtype("cpu") == expected and asked == ["cpu"]
+
+
 def test_the_scale_and_the_refusals():
     assert muon_scale(torch.Size([48, 16])) == pytest.approx(3 ** 0.5) and muon_scale(torch.Size([16, 48])) == 1.0
     with pytest.raises(ValueError, match="2-D weight matrices only"):
         Muon([torch.nn.Parameter(torch.zeros(8))])
     with pytest.raises(ValueError, match="orthogonalises matrices"):
         newton_schulz(torch.zeros(2, 3, 4))
+    with pytest.raises(ValueError, match="floating-point dtype"):
+        Muon([torch.nn.Parameter(torch.zeros(4, 4))], ns_dtype=torch.int32)
 
 
 def test_muon_fits_a_linear_map():

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from tinylm.runtime import autocast, needs_grad_scaler, resolve_device, resolve_dtype, resolve_profile
+import tinylm.runtime
+from tinylm.runtime import (
+    autocast,
+    bf16_is_fast,
+    dtype_warning,
+    needs_grad_scaler,
+    resolve_device,
+    resolve_dtype,
+    resolve_profile,
+)
 
 
 def test_profile_argument_beats_environment_beats_hardware_default(monkeypatch):
@@ -51,6 +60,45 @@ def test_auto_precision_on_cuda_is_bf16_only_where_the_gpu_computes_it_natively(
     monkeypatch.setattr(torch.version, "hip", None)
     assert resolve_dtype(torch.device("cuda")) == expected
     assert needs_grad_scaler(torch.device("cuda"), expected) == (expected == torch.float16)
+
+
+def test_bf16_is_slow_on_a_cpu_limited_to_avx2_as_pytorch_dispatches_it():
+    """Under the two variables that make any x86 CPU dispatch as an AVX2 one, PyTorch has no bf16 kernel to use."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    code = "import tinylm.runtime as r; print(r.cpu_dispatch_has_bf16(), r.bf16_is_fast('cpu'))"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["False", "False"], result.stderr
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert "AVX2" in subprocess.run([sys.executable, "-c", "import torch; print(torch.backends.cpu."
+                                         "get_cpu_capability())"], env=env, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("dispatch, measured, expected", [(False, None, False), (True, False, False),
+                                                           (True, True, True)])
+def test_on_a_cpu_bf16_is_fast_only_where_dispatch_has_it_and_the_measurement_agrees(monkeypatch, dispatch, measured,
+                                                                                  expected):
+    def measure():
+        if measured is None:
+            raise AssertionError("measured although PyTorch has no bf16 kernel here")
+        return measured
+
+    monkeypatch.setattr(tinylm.runtime, "cpu_dispatch_has_bf16", lambda: dispatch)
+    monkeypatch.setattr(tinylm.runtime, "_cpu_bf16_measured_fast", measure)
+    assert bf16_is_fast("cpu") is expected
+    assert resolve_dtype(torch.device("cpu")) == torch.float32, "auto stays float32 on a CPU either way"
+    warning = dtype_warning("cpu", torch.bfloat16)
+    assert (warning is None) == expected
+    if not expected:
+        assert warning.startswith("warning: bfloat16") and "--dtype float32" in warning and "\n" not in warning
+    assert dtype_warning("cpu", torch.float32) is None
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True)])
+def test_on_cuda_bf16_is_fast_where_the_gpu_computes_it_natively(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert bf16_is_fast("cuda") is expected
+    assert bf16_is_fast("mps") is False
 
 
 def test_float32_autocast_is_a_no_op_and_bfloat16_autocast_is_real():

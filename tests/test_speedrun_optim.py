@@ -5,7 +5,9 @@ import dataclasses
 
 import pytest
 import torch
+from helpers import torch_muon_computing_in
 
+import tinylm.train.muon
 from tinylm.config import ConfigError, TrainConfig
 from tinylm.train.optim import MuonWithAdamW, build_optimizer, learning_rate, muon_parameters, set_learning_rate
 from tinylm.train.trainer import Trainer
@@ -34,13 +36,19 @@ def test_adamw_alone_is_still_the_default(make_model):
     assert isinstance(build_optimizer(make_model(), TrainConfig(), CPU), torch.optim.AdamW)
 
 
-def test_each_half_steps_exactly_as_the_torch_optimizer_it_stands_for(make_model):
+@pytest.mark.parametrize("bf16_fast", [True, False])
+def test_each_half_steps_exactly_as_the_torch_optimizer_it_stands_for(make_model, monkeypatch, bf16_fast):
     """Ten scheduled steps of MuonWithAdamW against torch.optim.Muon on the block matrices and torch.optim.AdamW on
-    the rest, with the same gradients and rates: max |Δ| = 0."""
+    the rest, with the same gradients and rates: max |Δ| = 0. Where bf16 is slow the Newton–Schulz iteration runs in
+    float32, and torch's is cast to float32 to match."""
+    monkeypatch.setattr(tinylm.train.muon, "bf16_is_fast", lambda device: bf16_fast)
+    if not bf16_fast:
+        torch_muon_computing_in(torch.float32, monkeypatch)
     cfg = TrainConfig(optimizer="muon", learning_rate=3e-3, muon_learning_rate=0.05, min_lr=3e-4, weight_decay=0.1,
                       warmup_steps=2, max_steps=10)
     ours_model, theirs_model = make_model(), make_model()
     ours = build_optimizer(ours_model, cfg, CPU)
+    assert ours.muon.ns_dtype == (torch.bfloat16 if bf16_fast else torch.float32)
     chosen = set(muon_parameters(theirs_model))
     named = list(theirs_model.named_parameters())
     muon = torch.optim.Muon([p for n, p in named if n in chosen], lr=cfg.muon_learning_rate,
@@ -167,3 +175,8 @@ def test_wsd_follows_the_time_budget_like_the_cosine():
 def test_bad_training_options_are_refused(bad, message):
     with pytest.raises(ConfigError, match=message):
         TrainConfig(**bad)
+
+
+def test_the_recipe_sets_how_many_newton_schulz_steps_muon_takes(make_model):
+    optimizer = build_optimizer(make_model(), TrainConfig(optimizer="muon", muon_ns_steps=3), CPU)
+    assert [group["ns_steps"] for group in optimizer.muon.param_groups] == [3]

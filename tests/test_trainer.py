@@ -492,6 +492,55 @@ def test_train_records_carry_the_total_and_an_eta_after_one_plan_per_session(mak
     assert train_records[0]["eta"] > 0 and train_records[-1]["eta"] == 0
 
 
+class FakeClock:
+    """time.perf_counter for the Trainer: every call moves `tick` seconds on, so a step lasts what the test says."""
+
+    def __init__(self, tick: float):
+        self.now, self.tick = 0.0, tick
+
+    def perf_counter(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
+@pytest.mark.parametrize("tick", [1.0, 1e-4])
+def test_the_first_step_line_and_the_plan_come_within_seconds_however_slow_the_steps(make_model, train_config,
+                                                                                     tokens, monkeypatch, tick):
+    """With log_interval 1000, a run of slow steps (a few clock seconds each) still emits its plan and first train
+    record soon after FIRST_RECORD_SECONDS of the session; a fast one waits for its interval (here: the last step)."""
+    import tinylm.train.trainer as trainer_module
+
+    train, val = tokens
+    clock = FakeClock(tick)
+    monkeypatch.setattr(trainer_module, "time", clock)
+    records = []
+    trainer = Trainer(make_model(), train_config(max_steps=12, log_interval=1000), train, val, device="cpu",
+                      callbacks=[lambda r: records.append((r, clock.now))])
+    trainer.fit()
+    events = [(r["event"], r["step"]) for r, _ in records]
+    if tick < 1e-3:
+        assert events == [("plan", 12), ("train", 12), ("final", 12)]
+        return
+    (plan, _), (first, seen_at) = records[:2]
+    assert (plan["event"], first["event"]) == ("plan", "train") and 1 < first["step"] < 12
+    since_start = seen_at - trainer._session[0]  # the clock when fit() began
+    assert trainer_module.FIRST_RECORD_SECONDS <= since_start <= 2 * trainer_module.FIRST_RECORD_SECONDS
+    assert [e for e in events[2:] if e[0] == "train"] == [("train", 12)], "then its interval again (and the end)"
+
+
+def test_a_run_ended_by_its_time_budget_logs_its_last_step(make_model, train_config, tokens, monkeypatch):
+    import tinylm.train.trainer as trainer_module
+
+    train, val = tokens
+    monkeypatch.setattr(trainer_module, "time", FakeClock(0.5))
+    records = []
+    trainer = Trainer(make_model(), train_config(max_steps=1000, max_seconds=3.0, log_interval=1000), train, val,
+                      device="cpu", callbacks=[records.append])
+    trainer.fit()
+    logged = [r["step"] for r in records if r["event"] == "train"]
+    assert trainer.step < 1000 and logged[-1] == trainer.step
+
+
 def test_each_rank_continues_its_own_rng_stream_and_a_new_rank_starts_a_seeded_one():
     from tinylm.train.trainer import restore_rng
 

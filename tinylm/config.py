@@ -275,6 +275,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # "adamw" for every parameter, or "muon" for the blocks' matrices and AdamW for the rest
     muon_learning_rate: float = 0.02  # Muon's peak rate (optimizer="muon"); the schedule scales it like learning_rate
     muon_momentum: float = 0.95
+    muon_ns_steps: int = 5  # Newton–Schulz iterations per Muon update (tinylm.train.muon)
     schedule: str = "cosine"  # "cosine" from the peak to min_lr, or "wsd": the peak, then a linear cooldown
     cooldown_fraction: float = 0.4  # wsd: the share of the run (steps or seconds) spent decaying to min_lr
 
@@ -308,6 +309,8 @@ class TrainConfig:
         _require(self.muon_learning_rate > 0,
                  f"TrainConfig.muon_learning_rate must be positive, got {self.muon_learning_rate} (0.02 is usual)")
         _require(0 <= self.muon_momentum < 1, f"TrainConfig.muon_momentum must lie in [0, 1), got {self.muon_momentum}")
+        _require(_is_int(self.muon_ns_steps) and self.muon_ns_steps > 0,
+                 f"TrainConfig.muon_ns_steps must be a positive integer, got {self.muon_ns_steps!r} (5 is usual)")
         _require(0 < self.cooldown_fraction <= 1,
                  f"TrainConfig.cooldown_fraction must lie in (0, 1], got {self.cooldown_fraction}")
         _require(self.total_batch_tokens is None or (_is_int(self.total_batch_tokens) and self.total_batch_tokens > 0),

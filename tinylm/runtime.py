@@ -10,7 +10,9 @@ laptop and a big GPU:
 The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
 and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
 GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
-(T4, V100), and plain fp32 on CPU, where bf16 matmuls are usually no faster than fp32 ones.
+(T4, V100), and plain fp32 on CPU. `bf16_is_fast` is the one place that decides whether bf16 is fast on a
+device; everything that would compute in bf16 on a CPU (Muon's Newton–Schulz, a `--dtype bfloat16` asked for)
+asks it, because a CPU without native bf16 runs bf16 matrix products ~30x slower than fp32 ones.
 `peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
 datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
 back to the OS, which CPU training steps would otherwise page-fault back in every step.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import itertools
 import os
 import platform
@@ -86,7 +89,12 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
-    """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere."""
+    """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere.
+
+    'auto' is fp32 on a CPU even where `bf16_is_fast` says yes: at the cpu recipes' sizes autocast's casts cost
+    more than its faster products save (an AVX-512 CPU with native bf16: 9.3 ms per step in bf16 against 7.5 in
+    fp32, README's "Why the cpu recipes look as they do"); without native bf16 it is many times slower. An explicit
+    'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
     if requested != "auto":
         dtype = getattr(torch, requested)
         if device.type == "cuda" and dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
@@ -104,6 +112,63 @@ def native_bf16(device: torch.device) -> bool:
     than fp16 on their tensor cores; 'auto' must pick fp16 there.
     """
     return bool(torch.version.hip) or torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def bf16_is_fast(device: str | torch.device) -> bool:
+    """Whether bfloat16 matrix products run at least as fast as float32 ones on `device`.
+
+    CUDA: where the GPU computes bf16 natively (`native_bf16`). A CPU: where PyTorch's own dispatch sends bf16
+    products to a bf16 kernel of the CPU (oneDNN: AVX-512 on x86, bf16 instructions on ARM) and a short
+    measurement (a few milliseconds, once per process) confirms it beats float32; an AVX2 CPU, or one that
+    `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` limits to AVX2, is "no" without measuring. Other devices
+    (MPS): no, not measured."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return native_bf16(device)
+    if device.type == "cpu":
+        return cpu_dispatch_has_bf16() and _cpu_bf16_measured_fast()
+    return False
+
+
+def cpu_dispatch_has_bf16() -> bool:
+    """Whether PyTorch's CPU kernels have a bf16 path here: its oneDNN check (AVX-512 BW/VL/DQ on x86, bf16 on ARM),
+    and on x86 an AVX-512 capability (`ATEN_CPU_CAPABILITY` lowers it; bf16 then runs through fp32 conversions)."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")
+    return not x86 or torch.backends.cpu.get_cpu_capability() == "AVX512"
+
+
+@functools.cache
+def _cpu_bf16_measured_fast(rounds: int = 5) -> bool:
+    """bf16 against fp32 on one (128 x 384)·(384 x 384) product, the size of a small model's Newton–Schulz step:
+    interleaved rounds, best of each; True when bf16's best is no slower."""
+    a, b = torch.randn(128, 384), torch.randn(384, 384)
+    pairs = {dtype: (a.to(dtype), b.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
+    best = dict.fromkeys(pairs, float("inf"))
+    for round_ in range(rounds + 1):
+        for dtype, (x, y) in pairs.items():
+            start = time.perf_counter()
+            for _ in range(4):
+                x @ y
+            if round_:  # the first round warms both kernels up
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.bfloat16] <= best[torch.float32]
+
+
+def dtype_warning(device: str | torch.device, dtype: torch.dtype) -> str | None:
+    """A one-line warning when `dtype` is bfloat16 on a device where bf16 is slow (`bf16_is_fast`), else None."""
+    device = torch.device(device)
+    if dtype != torch.bfloat16 or bf16_is_fast(device):
+        return None
+    if device.type != "cpu":
+        where = f"{device} has no fast bf16"
+    elif cpu_dispatch_has_bf16():
+        where = "this CPU computed bf16 products slower than float32 ones when measured"
+    else:
+        where = (f"this CPU has no native bf16 (PyTorch dispatches as {torch.backends.cpu.get_cpu_capability()}), so "
+                 "bf16 runs many times slower than float32")
+    return f"warning: bfloat16 was asked for, but {where}; use --dtype float32 (or auto) for speed"
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

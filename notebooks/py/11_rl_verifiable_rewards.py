@@ -23,7 +23,7 @@
 # is cheap, exact and cannot be flattered: a **verifiable reward**. Today's reasoning models are trained this
 # way, with GRPO (group-relative policy optimisation): sample several answers to the same prompt, reward each,
 # and push up the answers that beat their own group. This notebook builds every piece on 2-digit arithmetic
-# with a tiny character-level GPT, checks each against `tinylm.rl`, trains, and shows what happens when the
+# with a tiny character-level GPT, checks each against `tinylm.posttrain`, trains, and shows what happens when the
 # reward checks the wrong thing.
 #
 # **What you will learn**
@@ -43,7 +43,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 2 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 2,500 steps), 2 rewards × 2 seeds × 100 steps | 252 s (measured on an idle 2-core machine; the 2,500 GRPO steps took 195 s of it) |
+# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps, GRPO for 300 s of training (`FULL_RECIPE = True`: the cpu recipe's 5,000 steps, 2,500 rollouts), 2 rewards × 2 seeds × 200 steps | 252 s (measured on an idle 2-core machine before GRPO ran in the one Trainer; its 2,500 rollouts took 195 s of it) |
 # | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](../README.md#running-on-a-gpu) |
 #
 # **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
@@ -86,7 +86,7 @@ tinylm.configure_backend(DEVICE)  # process-wide speed settings: one CPU thread 
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
 # False: GRPO for BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never unbounded);
-# True: the profile's whole recipe (cpu: 2,500 steps; gpu: README's "Running on a GPU").
+# True: the profile's whole recipe (cpu: 5,000 steps; gpu: README's "Running on a GPU").
 FULL_RECIPE = False
 BOUNDED_SECONDS = 300.0
 
@@ -212,10 +212,11 @@ print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the sa
 # %% [markdown]
 # ## Training
 #
-# `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every step draws fresh
-# training problems, samples a group of completions for each, computes advantages and π_old, and makes a few AdamW
-# updates of the clipped objective with the gradient's norm clipped (the first line it prints gives the profile's
-# numbers: prompts per step, group size, updates, learning rate). Every `eval_interval` steps it measures the
+# `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every rollout draws fresh
+# training problems, samples a group of completions for each and computes advantages and π_old; the rollout then
+# serves `updates` steps, each one AdamW update of the clipped objective with the gradient's norm clipped (the first
+# line it prints gives the profile's numbers: prompts per rollout, group size, updates, learning rate). Every
+# `eval_interval` steps it measures the
 # greedy accuracy on the held-out problems; best.pt keeps the best. It reuses the starting model trained above.
 # One line of GPU logistics: on a GPU use the gpu profile, timings in
 # [Running on a GPU](../README.md#running-on-a-gpu).
@@ -254,11 +255,11 @@ plt.show()
 #
 # A reward is a specification, and an optimiser reads it literally. Suppose the check forgot to compare the
 # number with the answer and paid 1 for any well-formed integer (`--reward format`). **Predict**: after 100
-# steps, what happens to the held-out accuracy, and to the completion length? The cell trains both rewards from
+# rollouts (200 steps), what happens to the held-out accuracy, and to the completion length? The cell trains both rewards from
 # the same starting model, at two seeds each, with the same budget, and prints the comparison.
 
 # %%
-steps = 4 if PROFILE == "smoke" else 100
+steps = 4 if PROFILE == "smoke" else 200  # cpu: 100 rollouts of 2 updates
 arms = {}
 for reward in ("correct", "format"):
     arms[reward] = []

@@ -6,7 +6,8 @@ steps: tokens/s and the achieved FLOP/s (a mixture of experts counts its active 
 `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
 nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two
 steps and their losses must agree, then they alternate one step each, and the best round of each counts.
-`measure_decoding` generates greedily with the cache and without it, alternating, and checks the tokens agree.
+`measure_decoding` generates greedily with the cache (through the fast step of `tinylm.generate.fast`, and walking the
+modules) and without it, alternating, and checks that the three give the same tokens.
 `measure_bpe_training` times the readable BPE trainer, which recounts every pair after each merge, against the
 incremental one, and checks their merges are identical.
 
@@ -154,18 +155,21 @@ def measure_bpe_training(text: str, num_merges: int, repeats: int = 3) -> dict:
             "identical": merges[train_bpe] == merges[train_bpe_incremental]}
 
 
+DECODE_PATHS = {"fast": dict(fast=True), "cache": dict(fast=False), "no_cache": dict(use_cache=False)}
+
+
 def measure_decoding(model, prompt: torch.Tensor, new_tokens: int, vocab_limit: int | None = None,
                      repeats: int = 3) -> dict:
-    """Greedy decoding of prompt (1, T) with and without the cache: the best of `repeats` runs of each, in new
-    tokens/s (the two paths alternate, so a slow spell of the machine hits both), and whether their tokens agree."""
+    """Greedy decoding of prompt (1, T) three ways (`DECODE_PATHS`): with the cache through the fast step ("fast", what
+    `generate` does by default), with the cache walking the modules ("cache"), and without the cache ("no_cache").
+    Returns the best of `repeats` runs of each in new tokens/s (the paths alternate, so a slow spell of the machine
+    hits all three), the speed-ups of the cache and of the fast step, and whether all three gave the same tokens."""
     generate(model, prompt, 8, temperature=0, vocab_limit=vocab_limit)  # warm-up: first calls allocate
-    best = {True: float("inf"), False: float("inf")}
-    outputs = {}
-    for _ in range(repeats):
-        for use_cache in (True, False):
-            start = time.perf_counter()
-            outputs[use_cache] = generate(model, prompt, new_tokens, temperature=0, use_cache=use_cache,
-                                          vocab_limit=vocab_limit)
-            best[use_cache] = min(best[use_cache], time.perf_counter() - start)
-    return {"cache": new_tokens / best[True], "no_cache": new_tokens / best[False],
-            "speedup": best[False] / best[True], "identical": torch.equal(outputs[True], outputs[False])}
+    runs = {name: (lambda options=options: generate(model, prompt, new_tokens, temperature=0, vocab_limit=vocab_limit,
+                                                    **options)) for name, options in DECODE_PATHS.items()}
+    outputs = {name: run() for name, run in runs.items()}
+    seconds = {name: min(times) for name, times in interleaved_seconds(runs, repeats).items()}
+    first = outputs["fast"]
+    return {**{name: new_tokens / s for name, s in seconds.items()}, "speedup": seconds["no_cache"] / seconds["cache"],
+            "fast_speedup": seconds["cache"] / seconds["fast"],
+            "identical": all(torch.equal(first, output) for output in outputs.values())}

@@ -1,4 +1,5 @@
 """`python -m tinylm.chat`: a terminal chat with a fine-tuned model.
 
-This package is only the command's name: its command line is tinylm/cli/chat.py, and the work is the library's.
+This package is only the command's name. Its command line is tinylm/cli/chat.py; the work is
+tinylm.serve.session.ChatSession's.
 """

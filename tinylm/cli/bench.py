@@ -16,17 +16,19 @@ any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --bl
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
 `train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
-FLOP/s (a mixture of experts counts its active parameters). It first lets the process keep the memory it
-frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted
-in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
-nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first
-take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
+FLOP/s (a mixture of experts counts its active parameters). --dtype bfloat16 on a device where bf16 is slow (a CPU
+without native bf16: `tinylm.runtime.bf16_is_fast`) is measured as asked, after a one-line warning. It first lets
+the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are
+reused instead of page-faulted in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of
+the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same
+batch: both first take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
 and the best round of each gives its tokens/s.
 
 `decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
 random weights for a shape) with the cache and without it, three times each, and prints the best
 speed of each (new tokens per second, prefill included), the speed-up, and whether the tokens are
-identical, and the cache's bytes per token.
+identical, and the cache's bytes per token. With the cache it times both steps: the fast one that `generate` uses
+(`tinylm.generate.fast`) and the readable one that walks the modules (`GPT.decode_step`).
 
 `cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
 n_kv_head heads instead of n_head), without building the model, in bfloat16 (what a GPU decodes in)
@@ -73,10 +75,10 @@ from ..errors import InputError
 from ..eval.uncertainty import spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
-from ..runtime import PROFILES, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
+from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
-from ..train.progress import describe_parameters, format_duration
-from .console import HelpFormatter, examples, positive_int
+from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
+from .console import HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
@@ -127,6 +129,7 @@ def _decode(args) -> None:
         raise InputError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, args.dtype or "auto")
+    _warn_if_slow(args)
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
     print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
@@ -136,8 +139,8 @@ def _decode(args) -> None:
     for prompt_tokens in args.prompt_tokens:
         prompt = torch.randint(vocab_limit or cfg.vocab_size, (1, prompt_tokens), generator=ids).to(device)
         r = measure_decoding(model, prompt, args.new_tokens, vocab_limit)
-        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['cache']:8,.1f} tokens/s, "
-              f"without {r['no_cache']:8,.1f}, "
+        print(f"prompt {prompt_tokens:5d} tokens: with cache {r['fast']:8,.1f} tokens/s (fast step; walking the "
+              f"modules {r['cache']:,.1f}, {r['fast_speedup']:.2f}x), without {r['no_cache']:8,.1f}, "
               f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
 
 
@@ -147,9 +150,17 @@ def _require_positive(args, *names: str) -> None:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
 
+def _warn_if_slow(args) -> None:
+    """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
+    device = resolve_device(args.device)
+    if warning := dtype_warning(device, resolve_dtype(device, args.dtype or "auto")):
+        print(warning)
+
+
 def _train(args) -> None:
     _require_positive(args, "batch_size", "steps", "rounds")
     keep_freed_memory()  # as training does: big tensors are reused, not faulted in again every step
+    _warn_if_slow(args)
     cfg = shape_from_args(args)
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
     if args.reference:
@@ -211,9 +222,12 @@ def _speedrun(args) -> None:
     eval_interval = args.eval_interval if args.eval_interval is not None else defaults["eval_interval"]
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
+    device = resolve_device(args.device)
+    threads = f" ({_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
     print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
-          f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}; "
-          f"{total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+          f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
+          f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+    print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
     started = time.perf_counter()
 
     def report(run: RaceRun, done: int, total: int) -> None:
@@ -223,8 +237,9 @@ def _speedrun(args) -> None:
               f"{run.val_loss:.4f}, target {reached}  (ETA {format_duration(left)})", flush=True)
 
     runs = race(args.track, args.profile, seeds=seeds, seconds=seconds, target=target, eval_interval=eval_interval,
-                device=args.device, on_run=report)
-    print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds):")
+                device=device, on_run=report)
+    print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds; seconds are "
+          "training time, as above):")
     for name, recipe_runs in runs.items():
         reached = [run.seconds_to_target for run in recipe_runs if run.seconds_to_target is not None]
         to_target = (f"seconds to {target}: {spread(reached).format(1)}" if len(reached) == len(recipe_runs)
@@ -285,7 +300,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     {"train": _train, "decode": _decode, "cache": _cache, "bpe": _bpe, "speedrun": _speedrun}[args.what](args)
 
 

@@ -15,7 +15,7 @@ import argparse
 
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
-from .console import HelpFormatter, examples, int_at_least
+from .console import HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
 from .sample import add_sampling_options, check_sampling_options, load_generation_model
 
@@ -50,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> ChatSession:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     session = session_from_args(args)
     print(f"chatting with {args.ckpt} (context {session.model.config.block_size} tokens; "
           "/reset starts over, /exit or Ctrl-D leaves)", flush=True)

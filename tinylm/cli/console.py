@@ -1,5 +1,6 @@
-"""--help as every command line shows it (each option with its default, then the description and examples), and the
-argparse type of every integer option that has a least sensible value.
+"""--help as every command line shows it (each option with its default, then the description and examples), the
+argparse type of every integer option that has a least sensible value, and `begin`, what every command does first once
+its options are parsed.
 
 How the trainer's records read as lines lives with the rest of the progress arithmetic, in
 `tinylm.cli.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
@@ -9,6 +10,17 @@ from __future__ import annotations
 
 import argparse
 from typing import Callable
+
+from ..runtime import configure_backend
+
+
+def begin(args: argparse.Namespace) -> argparse.Namespace:
+    """The one start of every command that computes: the process-wide settings for the device it will use
+    (`tinylm.runtime.configure_backend`: CPU threads chosen by the cores other processes leave free, the heap kept,
+    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have. Returns `args`."""
+    if note := configure_backend(getattr(args, "device", None)):
+        print(note, flush=True)
+    return args
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

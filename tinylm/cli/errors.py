@@ -10,8 +10,9 @@ Every error tinylm raises on purpose derives from `tinylm.errors.TinyLMError` an
 message, because the code that raises it knows what went wrong: a ConfigError names the field and a value that
 works, a DownloadError how to set the offline mirror, a CheckpointError which file to use instead. Those are
 shown as raised, caught once by that root, so this module imports no stage. The operating system's errors and
-torch's only say what failed, so the advice for them is added here. `ANTICIPATED` lists the types, most specific
-first: the first entry that matches an error formats it.
+torch's only say what failed, so the advice for them is added here. `ANTICIPATED` lists the types; the first entry
+that matches an error formats it, so tinylm's own come first (some of them are OSErrors too, with a whole sentence
+as their message).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ _OS_ADVICE = {
 
 
 def _os_error(error: OSError) -> str:
-    """tinylm raises OSErrors with a whole sentence (no errno); the system's say `[Errno 28] ...: 'path'`."""
+    """An OSError without an errno carries a whole sentence; the system's say `[Errno 28] ...: 'path'`."""
     if error.errno is None:
         return _first_line(error)
     what = error.strerror or _first_line(error)

@@ -31,7 +31,7 @@ from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
 from ..runtime import resolve_device
 from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
-from .console import HelpFormatter, examples, positive_int
+from .console import HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 
@@ -148,7 +148,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     return args.run(args)
 
 

@@ -23,9 +23,8 @@ import argparse
 
 from ..distributed import run_in_world
 from ..posttrain.sft_run import finetune
-from ..runtime import configure_backend
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_lora_arguments, add_run_options, lora_options, train_options
 
@@ -54,9 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    if note := configure_backend(args.device):
-        print(note)
+    args = begin(parse_args(argv))
     return run_in_world(lambda world, held: finetune(
         base=args.base, data=args.data, pretraining_share=args.pretraining_share, system_prompt=args.system_prompt,
         lora=args.lora, world=world, **train_options(args)))

@@ -24,7 +24,7 @@ from ..interop.llama2c import from_llama2c, write_llama2c
 from ..paths import check_output_folder
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, begin, examples
 from .errors import run_cli
 
 
@@ -146,7 +146,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> Any:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     return args.run(args)
 
 

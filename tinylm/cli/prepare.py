@@ -43,7 +43,7 @@ from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_f
 from ..paths import check_output_folder, data_dir, shown
 from ..runtime import PROFILES, resolve_profile
 from ..train.recipes import TRACKS, get_track
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, begin, examples
 from .errors import run_cli
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
@@ -115,7 +115,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def main(argv=None) -> PreparedData | Path:
     """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder)."""
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     if args.track is not None:
         return _track(args.track, resolve_profile(args.profile))
     if args.out is not None:

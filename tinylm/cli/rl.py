@@ -17,8 +17,7 @@ import argparse
 from ..distributed import run_in_world
 from ..posttrain.grpo_run import reinforce
 from ..posttrain.tasks import TASKS
-from ..runtime import configure_backend
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, positive_float, train_options
 
@@ -49,9 +48,7 @@ def non_negative_float(text: str) -> float:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    if note := configure_backend(args.device):
-        print(note)
+    args = begin(parse_args(argv))
     return run_in_world(lambda world, held: reinforce(
         args.task, base=args.base, group_size=args.group_size, kl_coef=args.kl_coef, reward=args.reward,
         world=world, **train_options(args)))

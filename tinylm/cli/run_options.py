@@ -1,8 +1,8 @@
 """The options every command that trains shares, declared once: where the run goes (--profile, --out, --resume,
---overwrite), its budgets and schedule (--max-steps, --max-seconds, --learning-rate, --batch-size, --seed), and
-where it computes (--device, --dtype); and LoRA's options, for the commands that fine-tune (--lora-rank,
---lora-alpha, --lora-targets, parsed into `tinylm.model.lora.LoRAOptions`). Every such command offers and checks
-them alike, and hands `train_options(args)` to its library function."""
+--overwrite), its budgets and schedule (--max-steps, --max-seconds, --learning-rate, --seed, and --batch-size where the
+command has a batch), and where it computes (--device, --dtype); and LoRA's options, for the commands that fine-tune
+(--lora-rank, --lora-alpha, --lora-targets, parsed into `tinylm.model.lora.LoRAOptions`). Every such command offers and
+checks them alike, and hands `train_options(args)` to its library function."""
 
 from __future__ import annotations
 

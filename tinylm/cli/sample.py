@@ -17,7 +17,7 @@ from ..generate.sampling import Sampling
 from ..generate.stream import stream
 from ..runtime import resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
-from .console import HelpFormatter, examples, int_at_least, positive_int
+from .console import HelpFormatter, begin, examples, int_at_least, positive_int
 from .errors import run_cli
 
 
@@ -74,7 +74,7 @@ def load_generation_model(args: argparse.Namespace):
 
 
 def main(argv=None) -> list[str]:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     check_sampling_options(args)
     model, tokenizer = load_generation_model(args)
     stop = [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop]

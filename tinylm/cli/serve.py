@@ -13,7 +13,7 @@ import argparse
 
 from ..serve.server import ChatServer
 from .chat import add_sampler_options, session_from_args
-from .console import HelpFormatter, examples, int_at_least
+from .console import HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
 from .run_options import positive_float
 
@@ -43,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    args = begin(parse_args(argv))
     session = session_from_args(args)
     server = ChatServer((args.host, args.port), session, args.max_chars, args.max_concurrent,
                         info=f"{args.ckpt}: context {session.model.config.block_size} tokens, replies up to "

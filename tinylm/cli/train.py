@@ -49,11 +49,10 @@ from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
 from ..course.notebooks import next_notebooks
 from ..distributed import run_in_world
 from ..paths import shown
-from ..runtime import configure_backend
-from ..train.progress import format_duration
+from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
-from .console import HelpFormatter, examples
+from .console import HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, train_options
 
@@ -82,9 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
-    if note := configure_backend(args.device):
-        print(note)
+    args = begin(parse_args(argv))
     options = train_options(args)
     device = options.pop("device")
     recipe = resolve_recipe(args.track, arch=args.arch, balancing=args.balancing, recipe=args.recipe,
@@ -116,7 +113,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     ]
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
-        f"({format_duration(finished.seconds)} in all this session)",
+        f"({TRAINING_TIME}; {format_duration(finished.seconds)} in all this session)",
         f"run folder: {shown(out)} (metrics.jsonl, best.pt, last.pt)",
         f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
         f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",

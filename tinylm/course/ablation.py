@@ -87,7 +87,8 @@ def architecture_chain(config: GPTConfig, balancing: Sequence[str] = tuple(BALAN
 
 
 def print_run(run: ArmRun) -> None:
-    print(f"{run.arm:<26} seed {run.seed}: {run.steps:>5} steps in {run.elapsed:>4.0f} s, val loss {run.val_loss:.3f}")
+    print(f"{run.arm:<26} seed {run.seed}: {run.steps:>5} steps in {run.elapsed:>4.0f} s of training, "
+          f"val loss {run.val_loss:.3f}")
 
 
 def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainConfig, train_data, val_data, *,

@@ -30,6 +30,7 @@ import torch
 from ..bench.speedrun import seconds_to_target, validation_curve
 from ..config import GPTConfig, TrainConfig
 from ..eval.uncertainty import separated, spread
+from ..train.progress import TRAINING_TIME
 from .ablation import Arm, ArmRun, train_arms
 
 
@@ -131,7 +132,7 @@ def record_table(attempts: Sequence[Attempt], target: float, budget: str) -> str
             "yes" if attempt.kept else "no"]) + " |")
         if attempt.kept:
             record = attempt
-    return "\n".join(lines)
+    return "\n".join([*lines, "", f"Times and budgets: {TRAINING_TIME}."])
 
 
 def attempt_verdicts(attempts: Sequence[Attempt]) -> list[str]:

@@ -3,7 +3,9 @@
 Each step runs the model on the context, takes the logits of the last position and lets the
 samplers (`tinylm.generate.sampling`) choose the next token. With a key/value cache (`tinylm.model.kv_cache`, the
 default for tinylm's GPT) the prompt is prefilled once and every later step feeds one token;
-`use_cache=False` recomputes the whole context at every step, and gives the same tokens.
+`use_cache=False` recomputes the whole context at every step, and gives the same tokens. The steps after the prefill
+go through `tinylm.generate.fast` where the model allows it: the arithmetic of `GPT.decode_step`, value for value,
+without walking the modules; `fast=False` walks them at every step, which is what this loop teaches.
 
 Context policy. The model sees at most `block_size` tokens. When the context is full, the oldest
 tokens are dropped so that the `keep` most recent remain (default: half the context, as llama.cpp
@@ -36,6 +38,7 @@ from ..errors import InputError
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..runtime import model_device
+from .fast import fast_decode_step
 from .sampling import Sampling, choose_next
 
 
@@ -82,6 +85,7 @@ def decode(
     keep: int | None = None,
     vocab_limit: int | None = None,
     excluded_tokens: Sequence[int] = (),
+    fast: bool = True,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row, (B,) long, once per step. A row that stops yields its stop token on that
     step (so a caller can tell which one ended it) and -1 on every later step.
@@ -89,7 +93,9 @@ def decode(
     use_cache: None means "when the model supports it" (tinylm's GPT does; any model whose forward takes
     idx and returns (logits, loss) works without). `vocab_limit` excludes ids at or above it: the padding
     rows of an embedding rounded up to a multiple of 64 are not tokens; `excluded_tokens` are never chosen either
-    (a chat reply's <|pad|>).
+    (a chat reply's <|pad|>). `fast`: with the cache, run the steps after the prefill through
+    `tinylm.generate.fast` where the model allows it (the same logits, fewer Python calls); False:
+    `GPT.decode_step` at every step.
 
     One function on purpose: it is the loop notebook 7 reads top to bottom (the cache, the sliding context,
     the stops), and splitting it would scatter that reading.
@@ -128,6 +134,7 @@ def decode(
     generator = sampling.generator(device)
     cache = KVCache(model.config, batch_size) if supports_cache else None
     head = _decoding_head(model) if supports_cache else None
+    decode_step = (fast_decode_step(model) if fast and supports_cache else None) or getattr(model, "decode_step", None)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()
@@ -148,7 +155,7 @@ def decode(
             if cache is None:
                 logits = model(tokens[:, start:length])[0][:, -1]  # (B, vocab): the last position predicts
             else:
-                logits = model.decode_step(tokens[:, cached_until:length], cache, head)  # the prompt, then one token
+                logits = decode_step(tokens[:, cached_until:length], cache, head)  # the prompt, then one token
                 cached_until = length
             logits = logits.float()
             if vocab_limit is not None and vocab_limit < logits.size(-1):
@@ -178,7 +185,7 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: floa
              top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None, **options) -> torch.Tensor:
     """idx (B, T) -> (B, T + max_new_tokens): the prompts followed by their continuations.
 
-    `options` are `decode`'s: use_cache, keep, vocab_limit, excluded_tokens.
+    `options` are `decode`'s: use_cache, keep, vocab_limit, excluded_tokens, fast.
     """
     sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
     new = list(decode(model, idx.tolist(), max_new_tokens, sampling, **options))

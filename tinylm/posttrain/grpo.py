@@ -19,15 +19,15 @@ Averaging: the loss is the mean over every completion token of the batch (as DAP
 not a mean per completion then over completions, which would weigh a token of a short completion more than a
 token of a long one.
 
-Training. `GRPOTrainer` is the one Trainer (tinylm.train.trainer) with three things of its own: its batches come
-from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for each with
-the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen starting
-model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
-accuracy on the fixed held-out problems, where higher is better, so best.pt keeps the most accurate policy. Each
-Trainer step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The
-Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
-every completion token of the global batch; every rank draws the same problems from one stream and samples its
-own share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
+Training. `GRPOTrainer` is a subclass of the one Trainer (tinylm.train.trainer) with three things of its own: its
+batches come from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for
+each with the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen
+starting model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
+accuracy on the fixed held-out problems, where higher is better, so best.pt keeps the most accurate policy. Each Trainer
+step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The Trainer weighs each
+rank's batch by its completion tokens, so under torchrun the update is that of the mean over every completion token of
+the global batch; every rank draws the same problems from one stream and samples its own share with its own seed. Time
+counts sampling and updates (a step's whole duration), not evaluations.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ class GRPOTrainer(Trainer):
                  world: World | None = None, **kwargs):
         world = world or current_world()
         if recipe.prompts % world.size:
-            raise TaskError(f"{recipe.prompts} prompts per step cannot be shared by {world.size} processes: "
+            raise TaskError(f"{recipe.prompts} prompts per rollout cannot be shared by {world.size} processes: "
                             "use a number of processes that divides it")
         self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
         # the starting policy, frozen, for the KL penalty; kept before the Trainer moves and trains the model

@@ -8,7 +8,7 @@ all wrong, and RL has nothing to push. Countdown is harder still for a model thi
 smallest that still make an interesting search (3 numbers up to 9, targets up to 99).
 
 The SFT runs 1,500 steps: after the prototype's 600 the start depended on the seed (7-20% greedy), and the weak
-starts gained only a few points. GRPO: G = 8 completions for each of 32 prompts per step (as the prototype's best
+starts gained only a few points. GRPO: G = 8 completions for each of 32 prompts per rollout (as the prototype's best
 run; the first recipe's 16 gained 3-8 points), temperature 1, 2 clipped updates per rollout (ε = 0.2), AdamW at a
 constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's std, no KL penalty. Probes of
 100-300 rollouts at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4

@@ -65,14 +65,16 @@ class Reinforcement(Job):
     def start(self, saved, device, world, say) -> GRPOTrainer:
         recipe, task = self.recipe, self.task
         held_out = held_out_problems(task, recipe.held_out)
-        if saved is not None:  # the saved run's own settings, with this call's step and time budgets
+        if saved is not None:  # the saved run's own settings, with this call's budgets and learning rate
             grpo = saved["grpo"]["settings"]
-            budgets = {k: v for k, v in self.overrides.items() if k in ("max_steps", "max_seconds")}
+            budgets = {k: v for k, v in self.overrides.items()
+                       if k in ("max_steps", "max_seconds", "learning_rate", "min_lr")}
             recipe = self.recipe = recipe.replace(train={**TrainConfig.from_dict(saved["train_config"]).to_dict(),
                                                          **budgets}, **grpo)
             held_out = held_out_problems(task, recipe.held_out)
             model = GPT(GPTConfig.from_dict(saved["model_config"]))
-            tokenizer, self.description = tokenizer_from_dict(saved["tokenizer"]), f"resumed from {shown(self.out)}"
+            tokenizer = tokenizer_from_dict(saved["tokenizer"])
+            self.description = f"the run in {shown(self.out)} (resumed)"
         else:
             if self.base == "pretrain":  # a step that cannot fit fails now, not after the task-format SFT
                 check_rollout_memory(GPT(recipe.base_shape.config(task_tokenizer().vocab_size)), recipe, device, world)
@@ -90,7 +92,9 @@ class Reinforcement(Job):
         return trainer
 
     def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
-        start = trainer.evaluate_and_save()  # step 0: the starting model, which best.pt keeps if nothing beats it
+        # step 0: the starting model, which best.pt keeps if nothing beats it. No last.pt yet: under --overwrite the
+        # old run stays until this run has trained and saved a state of its own.
+        start = trainer.evaluate_and_save(save_last=False)
         report.update(task=self.task.name, settings=self.settings, profile=self.profile, base=self.description,
                       reward=self.recipe.reward, held_out=self.recipe.held_out,
                       before=measured(start["accuracy"], self.recipe.held_out))
@@ -123,7 +127,7 @@ def reinforce(task: str = "arithmetic", *, base: str = "pretrain", profile: str 
               on_record: Callable[[dict], None] = print_rl_record) -> dict:
     """GRPO on `task` from `base` into `out` (default runs/rl-<task>-<profile>); returns the report that
     OUT/rl_eval.json keeps. The options override the profile's recipe (None: the recipe's); a resumed run keeps
-    its own settings except max_steps and max_seconds.
+    its own settings except max_steps, max_seconds and learning_rate.
 
     The keyword arguments are the command's options, one for one (tinylm/cli/rl.py), hence their number.
     """

@@ -1,4 +1,5 @@
 """`python -m tinylm.sample`: generate text from a checkpoint, streamed.
 
-This package is only the command's name: its command line is tinylm/cli/sample.py, and the work is the library's.
+This package is only the command's name. Its command line is tinylm/cli/sample.py; the work is
+tinylm.generate.stream's.
 """

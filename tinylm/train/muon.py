@@ -13,11 +13,15 @@ orthogonalising gives the rare directions as large a step as the common ones. Th
 p(x) = a·x + b·x³ + c·x⁵ applied to the singular values, with the quintic coefficients (3.4445, −4.7750,
 2.0315), maximises the slope at 0 (a⁵ ≈ 490 over five iterations), so that five iterations lift every singular
 value above ~1/300 of the matrix's norm to between ~0.7 and ~1.2: not exactly 1, which training does not mind.
-The iteration runs in bfloat16: it only needs the directions, not many digits. Muon is for 2-D hidden weights;
-embeddings, the output head, norms and biases stay with AdamW.
+The iteration only needs the directions, not many digits, so it may run in bfloat16 where that is fast (a GPU
+from Ampere on, a CPU with native bf16); a CPU without native bf16 computes bf16 products ~30x slower than
+float32 ones, so training runs it in float32 there (`newton_schulz_dtype`, which asks
+`tinylm.runtime.bf16_is_fast`). Muon is for 2-D hidden weights; embeddings, the output head, norms and biases stay
+with AdamW.
 
-`Muon` follows `torch.optim.Muon`'s arithmetic (same defaults, the same order of operations), so the two agree;
-this module is the readable version the course teaches.
+`Muon` follows `torch.optim.Muon`'s arithmetic (same defaults, the same order of operations, bfloat16 by default),
+so the two agree step for step; with `ns_dtype=torch.float32` it is the same arithmetic in float32. This module is
+the readable version the course teaches.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Iterable
 import torch
 
 from ..errors import InputError
+from ..runtime import bf16_is_fast
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Keller Jordan's quintic: the largest slope at 0 that still converges
 NS_STEPS = 5
@@ -52,6 +57,11 @@ def newton_schulz(update: torch.Tensor, steps: int = NS_STEPS,
     return x.T if tall else x
 
 
+def newton_schulz_dtype(device: str | torch.device) -> torch.dtype:
+    """The dtype training runs Newton–Schulz in on `device`: bfloat16 where it is fast, else float32."""
+    return torch.bfloat16 if bf16_is_fast(device) else torch.float32
+
+
 def muon_scale(shape: torch.Size) -> float:
     """√max(1, out/in): the factor on the learning rate of an (out × in) matrix (Keller Jordan's "original")."""
     rows, cols = shape[:2]
@@ -59,14 +69,22 @@ def muon_scale(shape: torch.Size) -> float:
 
 
 class Muon(torch.optim.Optimizer):
-    """Momentum + Newton–Schulz orthogonalisation for 2-D parameters (see the module docstring)."""
+    """Momentum + Newton–Schulz orthogonalisation for 2-D parameters (see the module docstring).
+
+    `ns_dtype`: what Newton–Schulz computes in; bfloat16 (the default) is torch.optim.Muon's arithmetic, and
+    `build_optimizer` passes `newton_schulz_dtype(device)` so that a CPU without native bf16 runs float32. It is the
+    machine's choice, not the run's: it stays out of the state dict, so a run resumed elsewhere uses the new
+    machine's."""
 
     def __init__(self, params: Iterable, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
-                 nesterov: bool = True, ns_steps: int = NS_STEPS):
+                 nesterov: bool = True, ns_steps: int = NS_STEPS, ns_dtype: torch.dtype = torch.bfloat16):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise InputError(f"Muon needs lr, momentum and weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
+        if not ns_dtype.is_floating_point:
+            raise InputError(f"Muon's ns_dtype must be a floating-point dtype (bfloat16 or float32), got {ns_dtype}")
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                                       ns_steps=ns_steps))
+        self.ns_dtype = ns_dtype
         for group in self.param_groups:
             for p in group["params"]:
                 if p.ndim != 2:
@@ -90,7 +108,7 @@ class Muon(torch.optim.Optimizer):
                 buffer = state["momentum_buffer"]
                 buffer.lerp_(p.grad, 1 - mu)  # M = μ·M + (1 − μ)·G
                 update = p.grad.lerp(buffer, mu) if group["nesterov"] else buffer  # (1 − μ)·G + μ·M
-                update = newton_schulz(update, group["ns_steps"])
+                update = newton_schulz(update, group["ns_steps"], dtype=self.ns_dtype)
                 p.mul_(1 - lr * group["weight_decay"])
                 p.add_(update.to(p.dtype), alpha=-lr * muon_scale(p.shape))
         return loss

@@ -27,7 +27,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import InputError
-from .muon import Muon
+from .muon import Muon, newton_schulz_dtype
 
 
 def _adamw(groups: list[dict], cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
@@ -82,7 +82,8 @@ class MuonWithAdamW:
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device):
     """AdamW over every trainable parameter (matrices decayed, the rest not), or with cfg.optimizer == "muon" a
-    MuonWithAdamW: Muon over `muon_parameters` at cfg.muon_learning_rate, AdamW over the rest."""
+    MuonWithAdamW: Muon over `muon_parameters` at cfg.muon_learning_rate, its Newton–Schulz in bfloat16 where that is
+    fast on `device` and float32 elsewhere (`newton_schulz_dtype`), AdamW over the rest."""
     named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     for_muon = set(muon_parameters(model)) if cfg.optimizer == "muon" else set()
     rest = [p for name, p in named if name not in for_muon]
@@ -94,7 +95,8 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devi
         return adamw
     muon = Muon([{"params": [p for name, p in named if name in for_muon],
                   "lr_ratio": cfg.muon_learning_rate / cfg.learning_rate}],
-                lr=cfg.muon_learning_rate, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum)
+                lr=cfg.muon_learning_rate, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum,
+                ns_steps=cfg.muon_ns_steps, ns_dtype=newton_schulz_dtype(device))
     return MuonWithAdamW(muon, adamw)
 
 

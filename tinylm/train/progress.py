@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
+# What the seconds of a time budget count, defined once: `max_seconds` (`python -m tinylm.train --max-seconds`), the
+# time-based schedule, the Trainer's `elapsed`, tokens/s, `python -m tinylm.bench speedrun` and notebook 12's
+# budgets all count this, and the figures that depend on it print it beside them.
+TRAINING_TIME = ("training time = the optimizer steps' own seconds (batches, forward, backward, update); evaluations, "
+                 "checkpoints and samples are not counted")
+
 
 def steps_left(step: int, max_steps: int, seconds_per_step: float, elapsed: float = 0.0,
                max_seconds: float | None = None) -> float:

@@ -36,9 +36,9 @@ from ..distributed import World, barrier, current_world, device_for
 from ..errors import InputError
 from ..model.gpt import GPT
 from ..paths import atomic_write, shown
-from ..runtime import resolve_device
+from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
-from .progress import describe_parameters, format_duration, print_record
+from .progress import TRAINING_TIME, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .run_folder import claim_run_folder, overwriting
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
@@ -113,6 +113,8 @@ def run_job(job: Job, *, device: str | None = None, world: World | None = None,
         trainer = job.start(saved, device, world, say)
         if saved is not None:
             trainer.load_state_dict(saved)
+        if world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
+            say(warning)
         say(plan(trainer))
         report = _read_report(job) if job.resume else {}
         with overwriting(job.out, job.files, enabled=job.overwrite and world.is_main, say=say):
@@ -161,8 +163,14 @@ def plan(trainer: Trainer) -> str:
     line = f"plan: {cfg.max_steps:,} steps" + (f", from step {trainer.step:,}" if trainer.step else "")
     if cfg.max_seconds is not None:
         used = f", {format_duration(trainer.elapsed)} used" if trainer.elapsed else ""
-        line += f", or {format_duration(cfg.max_seconds)} of training time if that comes first (--max-seconds{used})"
+        line += (f", or {format_duration(cfg.max_seconds)} of training if that comes first (--max-seconds{used}; "
+                 f"{TRAINING_TIME})")
     return line + "; the expected time follows once the first steps are timed"
+
+
+def _threads(device: torch.device) -> str:
+    """ (N threads) on a CPU, where a time budget's steps depend on it; nothing elsewhere."""
+    return f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
 
 
 def _silent(*args, **kwargs) -> None:
@@ -206,7 +214,7 @@ class Pretraining(Job):
                           evaluators=evaluators)
         self.val_tokens = len(data.val)
         say(f"{recipe.track.name} | profile {recipe.profile} | {_describe(model)} | {world.size} process(es) "
-            f"| device {trainer.device} | dtype {str(trainer.dtype).removeprefix('torch.')} "
+            f"| device {trainer.device}{_threads(trainer.device)} | dtype {str(trainer.dtype).removeprefix('torch.')} "
             f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
             f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
             f"| run folder {shown(out)}")

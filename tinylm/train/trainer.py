@@ -22,9 +22,12 @@ expert load since the previous one (`expert_load` per layer and its `max_violati
 
 Time is counted for training only: `elapsed` (what max_seconds and the time-based schedule follow),
 tokens/s and MFU sum the optimizer steps' durations and leave out evaluations, checkpoints, samples
-and extra evaluators such as HellaSwag. Each train record carries the total number of steps and an
+and extra evaluators such as HellaSwag (`tinylm.train.progress.TRAINING_TIME` says so in one line, which every
+figure that depends on it prints). Each train record carries the total number of steps and an
 ETA (tinylm.train.progress); the first one of a session comes after a `plan` record saying how long the
-run should take at the measured speed.
+run should take at the measured speed. Records come every `log_interval` steps and at the last step (of the steps
+or of the time budget), and the session's first one also after the first step that ends `FIRST_RECORD_SECONDS` into
+the session, so that a slow run shows its speed and its plan within seconds rather than after log_interval slow steps.
 
 Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
 moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
@@ -76,6 +79,7 @@ class TrainingDiverged(TinyLMError, RuntimeError):
 
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writes into its out_dir
+FIRST_RECORD_SECONDS = 5.0  # wall seconds into a session after which its first train record (and plan) is due
 
 
 class Trainer:
@@ -269,7 +273,10 @@ class Trainer:
     def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
         """Logging, evaluation and samples at their intervals."""
         cfg = self.cfg
-        if self.step % cfg.log_interval == 0 or self.step == stop_step:
+        wall_start, _, step_start = self._session
+        first_due = (self._window[1] == self.step - step_start  # no record yet this session
+                     and time.perf_counter() - wall_start >= FIRST_RECORD_SECONDS)
+        if self.step % cfg.log_interval == 0 or self.step == stop_step or self._out_of_time() or first_due:
             self._log_training(lr, loss)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
             self.evaluate_and_save()
@@ -337,8 +344,10 @@ class Trainer:
         """The evaluation's figures, `score` among them; under DDP every rank must call it."""
         return {self.score: self.evaluate()}
 
-    def evaluate_and_save(self, final: bool = False) -> dict[str, Any]:
-        """Measure; save best.pt if the score is the best so far, and last.pt; emit the eval (or final) record."""
+    def evaluate_and_save(self, final: bool = False, save_last: bool = True) -> dict[str, Any]:
+        """Measure; save best.pt if the score is the best so far, and last.pt (unless `save_last` is False: a
+        measurement before training, which must not count as the run's own checkpoint); emit the eval (or final)
+        record."""
         measured = self.measure()
         value = measured[self.score]
         if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
@@ -350,7 +359,8 @@ class Trainer:
         if self.best_step is None or (value > self.best_score if self.higher_is_better else value < self.best_score):
             self.best_score, self.best_step = value, self.step
             self.save("best.pt")
-        self.save("last.pt")
+        if save_last:
+            self.save("last.pt")
         record = {"event": "final" if final else "eval", "step": self.step, **measured,
                   f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():

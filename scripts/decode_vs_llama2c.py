@@ -1,0 +1,112 @@
+"""Decoding speed against llama2.c's run.c on the same weights: tinylm's fast and readable steps and run.c, interleaved.
+
+    python scripts/decode_vs_llama2c.py --write-model model.bin     # random stories15M-shaped weights, tinylm's export
+    python scripts/decode_vs_llama2c.py --run path/to/llama2.c/run --model model.bin \
+        --tokenizer path/to/llama2.c/tokenizer.bin [--threads 1 2] [--rounds 3]
+
+run.c is not built here: build it with llama2.c's own instructions (https://github.com/karpathy/llama2.c, its README:
+`make run`, or `make runomp` for a run that uses OMP_NUM_THREADS threads) and pass the binary with --run; its
+tokenizer.bin is in the same repository. Any llama2.c legacy .bin works as --model; --write-model writes one of the
+stories15M shape (6 layers, 288 wide, 6 heads, vocabulary 32,000, context 256) with random weights through tinylm's
+own exporter (`tinylm.interop.llama2c.write_llama2c`, what `python -m tinylm.interop export --format llama2c` runs).
+
+What is timed, the same on both sides: batch 1, float32, greedy, from the 1-token prompt BOS (what run.c starts from
+without a prompt) through the model's whole context: run.c with `-t 0 -n seq_len`, which reports "achieved tok/s" over
+the steps after its first one; tinylm decoding seq_len tokens after the same prompt, timed from its first token on
+(`tinylm.generate.decode`: the fast step of `tinylm.generate.fast`, and with --readable also the module walk that
+`GPT.decode_step` does). run.c stops early if it draws BOS; tinylm's greedy tokens say whether it would (printed).
+Each round runs every contender once, the order reversed every other round, and the best round counts; for each
+thread count tinylm uses `torch.set_num_threads` and run.c gets OMP_NUM_THREADS (ignored unless built with OpenMP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tinylm.config import LLAMA2C_STORIES15M  # noqa: E402
+from tinylm.generate.decode import decode  # noqa: E402
+from tinylm.generate.sampling import Sampling  # noqa: E402
+from tinylm.interop.llama2c import from_llama2c, write_llama2c  # noqa: E402
+from tinylm.model.gpt import GPT  # noqa: E402
+from tinylm.runtime import configure_backend  # noqa: E402
+
+BOS = 1  # Llama 2's beginning of sequence, run.c's first token and its stop token
+
+
+def tinylm_tokens_per_s(model: GPT, fast: bool) -> tuple[float, list[int]]:
+    """Greedy decoding of the whole context after BOS; tokens per second after the first one, as run.c counts."""
+    steps = model.config.block_size
+    tokens, start = [], None
+    for token in decode(model, [[BOS]], steps, Sampling(temperature=0), fast=fast):
+        tokens.append(int(token))
+        if start is None:
+            start = time.perf_counter()  # run.c starts its clock after its first step
+    return (len(tokens) - 1) / (time.perf_counter() - start), tokens
+
+
+def run_c_tokens_per_s(run: Path, model: Path, tokenizer: Path, steps: int, threads: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    result = subprocess.run([str(run), str(model), "-t", "0", "-n", str(steps), "-z", str(tokenizer)],
+                            capture_output=True, text=True, env=env, timeout=600)
+    found = re.search(r"achieved tok/s: ([0-9.]+)", result.stderr)
+    if result.returncode != 0 or found is None:
+        sys.exit(f"error: {run} did not report its speed (exit status {result.returncode}): {result.stderr[-300:]}")
+    return float(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--write-model", type=Path, metavar="PATH", help="write random stories15M-shaped weights to "
+                        "PATH (llama2.c's format) and stop")
+    parser.add_argument("--run", type=Path, help="an already built llama2.c run.c binary")
+    parser.add_argument("--model", type=Path, help="a llama2.c legacy .bin model")
+    parser.add_argument("--tokenizer", type=Path, help="llama2.c's tokenizer.bin")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--readable", action="store_true", help="also time tinylm's readable step")
+    args = parser.parse_args()
+    if args.write_model:
+        torch.manual_seed(0)
+        path = write_llama2c(GPT(LLAMA2C_STORIES15M), args.write_model)
+        print(f"wrote {path} ({path.stat().st_size:,} bytes): random weights of llama2.c's stories15M shape")
+        return
+    missing = [f"--{name}" for name in ("run", "model", "tokenizer") if getattr(args, name) is None]
+    if missing:
+        parser.error(f"{', '.join(missing)} needed (or --write-model PATH)")
+    for path in (args.run, args.model, args.tokenizer):
+        if not path.is_file():
+            parser.error(f"{path} is not a file")
+    configure_backend("cpu")  # the allocator setting every command makes; the threads are set below, per row
+    model = from_llama2c(args.model).eval()
+    steps = model.config.block_size
+    print(f"{args.model}: {model.num_parameters():,} parameters, float32, batch 1, greedy from BOS for {steps} steps; "
+          f"best of {args.rounds} interleaved rounds; CPU: {torch.backends.cpu.get_cpu_capability()} capability")
+    contenders = {"tinylm fast": lambda: tinylm_tokens_per_s(model, fast=True)[0],
+                  "run.c": lambda: run_c_tokens_per_s(args.run, args.model, args.tokenizer, steps, threads)}
+    if args.readable:
+        contenders["tinylm readable"] = lambda: tinylm_tokens_per_s(model, fast=False)[0]
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        tokens = tinylm_tokens_per_s(model, fast=True)[1]  # also the warm-up
+        if BOS in tokens:
+            print(f"note: greedy decoding draws BOS after {tokens.index(BOS)} tokens, where run.c stops")
+        best = dict.fromkeys(contenders, 0.0)
+        for round_ in range(args.rounds):
+            for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):
+                best[name] = max(best[name], contenders[name]())
+        figures = ", ".join(f"{name} {speed:,.1f} tok/s" for name, speed in best.items())
+        print(f"{threads} thread(s): {figures}; tinylm fast / run.c = {best['tinylm fast'] / best['run.c']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

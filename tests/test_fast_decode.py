@@ -1,0 +1,90 @@
+"""The fast decode step (tinylm.generate.fast) against the readable one (GPT.decode_step): the same logits bit for bit,
+the same tokens greedy and sampled, over the context's end, for every block family it serves; and the models it does
+not serve walk the modules instead."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from tinylm.config import with_architecture
+from tinylm.generate.decode import generate, generate_batch
+from tinylm.generate.fast import fast_decode_step
+from tinylm.model.gpt import GPT
+from tinylm.model.kv_cache import KVCache
+from tinylm.model.lora import apply_lora
+
+FAMILIES = {
+    "gpt2": {},
+    "llama (GQA)": {"arch": "llama"},
+    "gpt2 + qk-norm, relu², soft cap, untied, explicit attention": dict(qk_norm=True, mlp="relu2", logit_softcap=15.0,
+                                                                         tie_weights=False, attention="explicit"),
+    "llama + bias": {"arch": "llama", "bias": True},
+}
+
+
+@pytest.fixture(params=list(FAMILIES))
+def model(request, tiny_config):
+    options = dict(FAMILIES[request.param])
+    config = tiny_config(vocab_size=37, block_size=16, n_layer=2, n_head=4, n_embd=32)
+    config = dataclasses.replace(with_architecture(config, options.pop("arch", "gpt2")), **options)
+    torch.manual_seed(0)
+    model = GPT(config).eval()
+    with torch.no_grad():  # trained-looking weights: biases and norm gains away from their initial 0 and 1
+        for name, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.1)
+    return model
+
+
+def test_each_step_gives_the_readable_steps_logits_bit_for_bit(model, monkeypatch):
+    fast = fast_decode_step(model)
+    assert fast is not None
+    assert model.config.kv_heads < model.config.n_head or model.config.position == "learned"  # GQA: llama's half
+    prompt = torch.randint(37, (2, 5), generator=torch.Generator().manual_seed(1))
+    readable_cache, fast_cache = KVCache(model.config, 2), KVCache(model.config, 2)
+    with torch.inference_mode():
+        a, b = model.decode_step(prompt, readable_cache), fast(prompt, fast_cache)  # the prefill: the readable step
+        walk = model.decode_step
+        monkeypatch.setattr(model, "decode_step", lambda *args: pytest.fail("the fast step fell back on the modules"))
+        for step in range(model.config.block_size - 5):
+            assert torch.equal(a, b), f"step {step}"
+            token = a.argmax(-1, keepdim=True)
+            a, b = walk(token, readable_cache), fast(token, fast_cache)
+    assert torch.equal(a, b)
+    assert fast_cache.length == readable_cache.length == model.config.block_size
+    for ours, theirs in zip(fast_cache.layers, readable_cache.layers):
+        assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+
+
+@pytest.mark.parametrize("sampling", [dict(temperature=0), dict(temperature=0.9, seed=3),
+                                      dict(temperature=1.2, top_k=10, top_p=0.9, repetition_penalty=1.3, seed=4)],
+                         ids=["greedy", "sampled", "top-k, top-p, penalty"])
+def test_generation_is_token_for_token_the_readable_one_past_the_end_of_the_context(model, sampling, monkeypatch):
+    prompt = torch.randint(37, (1, 3), generator=torch.Generator().manual_seed(2))
+    readable = generate(model, prompt, 60, fast=False, **sampling)  # 60 > block_size 16: crops and prefills again
+    calls = []
+    walk = model.decode_step
+    monkeypatch.setattr(model, "decode_step", lambda idx, cache, head=None: calls.append(idx.size(1)) or
+                        walk(idx, cache, head))
+    fast = generate(model, prompt, 60, **sampling)
+    assert torch.equal(fast, readable)
+    assert calls and all(length > 1 for length in calls), "the readable step only prefilled; every token was fast"
+
+
+def test_a_batch_gives_each_row_what_it_gives_alone(model):
+    prompts = [[1, 2, 3], [4, 5, 6], [7, 8]]  # the third row is left-padded: that batch walks the modules
+    equal_lengths = generate_batch(model, prompts[:2], 20, temperature=0.8, seed=5)
+    assert equal_lengths == generate_batch(model, prompts[:2], 20, temperature=0.8, seed=5, fast=False)
+    assert generate_batch(model, prompts, 20, temperature=0) == generate_batch(model, prompts, 20, temperature=0,
+                                                                               fast=False)
+
+
+def test_models_with_parts_it_does_not_know_walk_the_modules(make_model):
+    moe = make_model(n_experts=4, n_experts_active=2)
+    assert fast_decode_step(moe) is None
+    lora = make_model()
+    apply_lora(lora, rank=2)
+    assert fast_decode_step(lora) is None
+    prompt = torch.tensor([[1, 2]])
+    assert torch.equal(generate(moe, prompt, 5, temperature=0), generate(moe, prompt, 5, temperature=0, fast=False))
