@@ -46,13 +46,13 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs, and the runs that
 #   check them; an experiment of your own against the bootstrap's noise model.
 #
-# **How long it takes**: about STUDY minutes: reading, code and three exercises by the course's formula, with
-# the cpu profile's run of about RUNTIME minutes.
+# **How long it takes**: about 86 minutes: reading, code and three exercises by the course's formula, with
+# the cpu profile's run of about 26 minutes (on a busy machine; less on an idle one).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (mostly too small to show a minimum: the fits run on bounds) and the two prediction runs | ~16 s (measured under pytest on a busy shared machine) |
-# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | 245 s (measured with one thread while another job held the second core; the sweep took 207 s) |
+# | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (too small to be sure of a minimum: a fit may run on a bound) and the two prediction runs | ~35 s (measured under pytest on a busy shared machine) |
+# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | 1,588 s (measured with two threads while other jobs shared the two cores; the sweep took 1,396 s: the closing note prints both) |
 #
 # On a GPU (`gpu` profile) the notebook runs the cpu profile's sweep by default (`FULL_RECIPE = False`);
 # `FULL_RECIPE = True` runs 4 larger budgets × 6 sizes on the first 300,000 stories of the full TinyStories
@@ -306,7 +306,7 @@ else:
 # The same fit for every budget (`isoflop_minima`). A vertex counts only when the sizes **bracket** it,
 # with trained sizes on both sides. When they do not (the profile has no bottom, or its vertex lies
 # beyond the smallest or the largest size) the package refuses to extrapolate a parabola to a size
-# nobody trained and keeps the best size trained, as a bound (the smoke profile's tiny budgets do this).
+# nobody trained and keeps the best size trained, as a bound (the smoke profile's tiny budgets can do this).
 
 # %%
 minima = isoflop_minima(runs)
@@ -528,8 +528,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the verdicts against the rule, not against the size of the errors: one run per budget and one seed
-# cannot rank two laws whose intervals both hold it. And two doublings are a short extrapolation: labs
+# Read the verdicts by the rule (the measured loss inside a law's 95% prediction interval), not by the size of the
+# errors. Where both laws pass at a budget, that run cannot rank them; where one fails, it is one run at one seed:
+# a reason to doubt that law's extrapolation there, not a measurement of how far off it is. And two doublings are a short extrapolation: labs
 # extrapolate by factors of a thousand from sweeps of hundreds of runs, and even they check with
 # intermediate runs.
 #
@@ -651,7 +652,7 @@ def test_a_skipped_size_lands_on_its_parabola():
         raise NotImplementedError("set my_run to the SweepRun of your run")
     assert my_run.budget in budgets and my_run.size not in [size.name for size in sizes], "a sweep budget, a new size"
     minimum = minima[budgets.index(my_run.budget)]
-    assert minimum.bracketed, "this budget's sizes bracket no minimum (the smoke profile's never do): use the cpu one"
+    assert minimum.bracketed, "this budget's sizes bracket no minimum (the smoke profile's often do not): use the cpu one"
     predicted, noise = float(minimum.parabola(my_run.parameters)), float(np.sqrt(np.mean(pool**2)))
     print(f"{my_run.size}: the parabola predicts {predicted:.4f}, you measured {my_run.val_loss:.4f}: "
           f"{(my_run.val_loss - predicted) / noise:+.1f} residual standard deviations")
