@@ -46,17 +46,17 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs, and the runs that
 #   check them; an experiment of your own against the bootstrap's noise model.
 #
-# **How long it takes**: about 86 minutes: reading, code and three exercises by the course's formula, with
-# the cpu profile's run of about 26 minutes (on a busy machine; less on an idle one).
+# **How long it takes**: about 70 minutes: reading, code and three exercises by the course's formula, with
+# the cpu profile's run of about 10 minutes (the last cell prints it).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (too small to be sure of a minimum: a fit may run on a bound) and the two prediction runs | ~35 s (measured under pytest on a busy shared machine) |
-# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | 1,588 s (measured with two threads while other jobs shared the two cores; the sweep took 1,396 s: the closing note prints both) |
+# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | about 10 minutes on an idle 2-core machine: the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook runs the cpu profile's sweep by default (`FULL_RECIPE = False`);
 # `FULL_RECIPE = True` runs 4 larger budgets × 6 sizes on the first 300,000 stories of the full TinyStories
-# (a download). What that costs is in [Running on a GPU](../README.md#running-on-a-gpu).
+# (a download). What that costs is in [Running on a GPU](README.md#running-on-a-gpu).
 #
 # **Papers**: Kaplan et al., 2020, [Scaling Laws for Neural Language Models](https://arxiv.org/abs/2001.08361);
 # Hoffmann et al., 2022, [Training Compute-Optimal Large Language Models](https://arxiv.org/abs/2203.15556)
