@@ -23,6 +23,7 @@ from tinylm.course.scaling import (
     predict,
     run_sweep,
     steps_for_budget,
+    t_quantile,
     training_flops,
 )
 from tinylm.data.corpora import STORY_END, TINYSTORIES_SAMPLE, prepare_tinystories_chars, split_stories
@@ -83,6 +84,41 @@ def test_the_power_law_fit_recovers_a_known_exponent_and_its_uncertainty_follows
         fit_power_law(budgets[:3], [1.0, 0.0, 2.0])
 
 
+# Student's t critical values, two-sided 95% (the 0.975 quantile) and one 90% (0.95), by degrees of freedom: the
+# NIST/SEMATECH e-Handbook of Statistical Methods, section 1.3.6.7.2 (Critical Values of the Student's t Distribution).
+T_TABLE = {(0.975, 1): 12.706, (0.975, 2): 4.303, (0.975, 3): 3.182, (0.975, 5): 2.571, (0.975, 10): 2.228,
+           (0.975, 30): 2.042, (0.975, 100): 1.984, (0.95, 1): 6.314, (0.95, 4): 2.132}
+
+
+def test_the_t_quantile_matches_the_table_and_the_closed_forms():
+    for (probability, df), tabulated in T_TABLE.items():
+        assert t_quantile(probability, df) == pytest.approx(tabulated, abs=6e-4), (probability, df)
+    for probability in (0.5, 0.6, 0.9, 0.975, 0.995):
+        assert t_quantile(probability, 1) == pytest.approx(math.tan(math.pi * (probability - 0.5)), rel=1e-9, abs=1e-12)
+        two = (2 * probability - 1) / math.sqrt(2 * probability * (1 - probability))  # df = 2 has a closed form too
+        assert t_quantile(probability, 2) == pytest.approx(two, rel=1e-7, abs=1e-12)
+    assert t_quantile(0.975, 1000) == pytest.approx(1.96, abs=3e-3)  # towards the normal's 1.960
+    with pytest.raises(ValueError, match="probability"):
+        t_quantile(0.975, 0)
+    with pytest.raises(ValueError, match="probability"):
+        t_quantile(1.0, 3)
+
+
+def test_the_exponents_t_interval_covers_the_true_exponent_as_often_as_it_says():
+    """With three points (one degree of freedom) a 95% t-interval covers the planted exponent 95% of the time; ±2
+    standard errors would cover it far less often (about 70%)."""
+    generator = np.random.default_rng(0)
+    budgets = np.array([1e11, 2e11, 4e11])
+    covered, two_se = 0, 0
+    for _ in range(2000):
+        fit = fit_power_law(budgets, 1e-3 * budgets ** 0.5 * np.exp(0.05 * generator.standard_normal(3)))
+        low, high = fit.exponent_interval(0.95)
+        covered += low <= 0.5 <= high
+        two_se += abs(fit.exponent - 0.5) <= 2 * fit.exponent_se
+    assert 0.93 < covered / 2000 < 0.97 and two_se / 2000 < 0.8
+    assert fit.points == 3 and (high - low) / 2 == pytest.approx(t_quantile(0.975, 1) * fit.exponent_se)
+
+
 def test_the_loss_law_finds_the_floor_and_falls_back_to_a_plain_power_law():
     budgets = np.array([1e11, 2e11, 4e11])
     law = fit_loss_law(budgets, 1.25 + 400 * budgets ** -0.25)
@@ -117,14 +153,20 @@ def test_the_size_family_grows_and_counts_what_is_not_an_embedding():
 
 
 def test_the_bootstrap_is_exact_on_exact_data_and_brackets_the_planted_exponent_on_noisy_data():
-    exact = bootstrap(synthetic_runs(0.6), budget=1.6e12, resamples=50)
+    exact = bootstrap(synthetic_runs(0.6), budgets=[1.6e12, 3.2e12], resamples=50)
     assert np.ptp(exact.exponents) < 1e-9 and exact.exponents[0] == pytest.approx(0.6, abs=1e-6)
-    assert exact.losses[0] == pytest.approx(1.2 + 40 * 1.6e12 ** -0.2, abs=2e-3)
-    noisy = bootstrap(synthetic_runs(0.6, noise=0.01), budget=1.6e12, resamples=300)
+    assert exact.losses.shape == exact.plain_losses.shape == (50, 2)
+    assert exact.losses[0, 0] == pytest.approx(1.2 + 40 * 1.6e12 ** -0.2, abs=2e-3)
+    minima = isoflop_minima(synthetic_runs(0.6))
+    plain = fit_power_law([m.budget for m in minima], [m.loss_opt for m in minima])
+    assert np.allclose(exact.plain_losses, plain([1.6e12, 3.2e12]), rtol=1e-9)  # no noise: every resample the same
+    noisy = bootstrap(synthetic_runs(0.6, noise=0.01), budgets=[1.6e12], resamples=300)
     low, high = np.percentile(noisy.exponents, [2.5, 97.5])
     assert low < 0.6 < high and high - low > 0.01
+    # a prediction interval: one run's noise (about 0.01 here) widens it beyond the fits' own spread
+    assert np.std(noisy.losses - noisy.plain_losses) < np.std(noisy.losses) and np.std(noisy.losses) > 0.008
     with pytest.raises(ValueError, match="more than three"):
-        bootstrap([run for run in synthetic_runs(0.6) if run.parameters < 3e4], budget=1.6e12)
+        bootstrap([run for run in synthetic_runs(0.6) if run.parameters < 3e4], budgets=[1.6e12])
 
 
 def test_the_prediction_extrapolates_the_planted_laws_and_charges_for_a_size_off_the_optimum():
@@ -136,6 +178,11 @@ def test_the_prediction_extrapolates_the_planted_laws_and_charges_for_a_size_off
     assert prediction.size == min(sizes, key=lambda size: abs(math.log(size.parameters / prediction.n_opt)))
     off = math.log(prediction.size.parameters / prediction.n_opt)
     assert prediction.loss == pytest.approx(prediction.loss_opt + 0.1 * off ** 2)
+    assert prediction.off_optimum == pytest.approx(0.1 * off ** 2)
+    plain = predict(minima, 1.6e12, sizes, floor=False)  # a plain power law through L_opt: no floor, so lower here
+    law = fit_power_law([m.budget for m in minima], [m.loss_opt for m in minima])
+    assert plain.loss_opt == pytest.approx(float(law(1.6e12)), rel=1e-12) and plain.loss_opt < prediction.loss_opt
+    assert (plain.size, plain.n_opt) == (prediction.size, prediction.n_opt)
 
 
 def test_the_character_data_keeps_the_samples_stories_and_held_out_stories(tmp_path, monkeypatch):
@@ -186,4 +233,4 @@ def test_a_tiny_sweep_runs_from_runs_to_a_prediction(tokens):
     minima = isoflop_minima(runs)
     prediction = predict(minima, 2 * budgets[-1], sizes)
     assert prediction.size in sizes and math.isfinite(prediction.loss)
-    assert len(bootstrap(runs, 2 * budgets[-1], resamples=20).exponents) == 20
+    assert len(bootstrap(runs, [2 * budgets[-1]], resamples=20).exponents) == 20

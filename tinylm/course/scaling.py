@@ -17,8 +17,9 @@ notebook and the tests share:
 - the sweep (`run_sweep`): every size at every budget, in memory, each scored on the whole held-out split;
 - the fits, numpy only: `fit_parabola` per budget (`isoflop_minima`); across budgets `fit_power_law` for N_opt
   and D_opt (log-log least squares, with the standard error of the slope) and `fit_loss_law` for L_opt (a power
-  law with a floor); `bootstrap`, the uncertainty of the exponent and of the extrapolated loss from the scatter of
-  the runs; and `predict`, which extrapolates to a budget no run has used yet, so that a run can then check it.
+  law with a floor, or without one); `t_quantile` for the slope's t-interval; `bootstrap`, the uncertainty of the
+  exponent and of the extrapolated loss from the scatter of the runs; and `predict`, which extrapolates to a budget
+  no run has used yet, so that a run can then check it.
 """
 
 from __future__ import annotations
@@ -222,21 +223,48 @@ def isoflop_minima(runs: Sequence[SweepRun]) -> list[IsoFLOPMinimum]:
             for budget, profile in profiles(runs).items()]
 
 
+def t_quantile(probability: float, df: int) -> float:
+    """The `probability` quantile of Student's t distribution with `df` degrees of freedom, for probability in
+    [0.5, 1): the critical value of a t-interval (0.975 for a 95% one). Substituting t = √df·tan θ turns the density
+    into one proportional to cos(θ)^(df − 1) on [0, π/2), so the quantile is where that integral (Simpson's rule)
+    reaches (2·probability − 1) of its whole; found by bisection, exact to about 1e-9 for df up to a thousand. With
+    df = 1 (Cauchy) the integrand is 1, and the quantile tan(π·(probability − 1/2))."""
+    if not 0.5 <= probability < 1 or df < 1:
+        raise InputError(f"t_quantile needs a probability in [0.5, 1) and df >= 1, got {probability} and {df}")
+
+    def integral(theta: float, intervals: int = 2000) -> float:  # ∫₀^θ cos(φ)^(df − 1) dφ, Simpson's rule
+        values = np.cos(np.linspace(0.0, theta, intervals + 1)) ** (df - 1)
+        return theta / (3 * intervals) * (values[0] + 4 * values[1:-1:2].sum() + 2 * values[2:-1:2].sum() + values[-1])
+
+    target, low, high = (2 * probability - 1) * integral(math.pi / 2), 0.0, math.pi / 2
+    for _ in range(60):  # each halving of [low, high] adds a bit: 60 of them reach a double's precision
+        middle = (low + high) / 2
+        low, high = (middle, high) if integral(middle) < target else (low, middle)
+    return math.sqrt(df) * math.tan((low + high) / 2)
+
+
 @dataclass(frozen=True)
 class PowerLaw:
-    """y = coefficient · x^exponent, fitted as a line through (ln x, ln y) by least squares.
+    """y = coefficient · x^exponent, fitted as a line through (ln x, ln y) by least squares to `points` points.
 
     `exponent_se` is the classic standard error of the slope: the scatter of the points about the line,
     sqrt(Σ residual² / (n − 2)), over the spread of the ln x, sqrt(Σ (ln x − mean)²). It assumes the points scatter
-    independently about a true line, and with n points it rests on n − 2 degrees of freedom: with three budgets, on
-    one (a 95% interval would be ±12.7 standard errors), which is why notebook 13 also bootstraps."""
+    independently about a true line, and with n points it rests on n − 2 degrees of freedom, so an interval is a
+    t-interval (`exponent_interval`): with three budgets one degree of freedom, and a 95% interval of ±12.7
+    standard errors, not ±2; which is why notebook 13 also bootstraps."""
 
     exponent: float
     coefficient: float
     exponent_se: float
+    points: int
 
     def __call__(self, x):
         return self.coefficient * np.asarray(x, dtype=float) ** self.exponent
+
+    def exponent_interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """exponent ± t·se, t the (1 + confidence) / 2 quantile of Student's t at points − 2 degrees of freedom."""
+        half = t_quantile((1 + confidence) / 2, self.points - 2) * self.exponent_se
+        return self.exponent - half, self.exponent + half
 
 
 def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
@@ -251,7 +279,7 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
     residuals = log_y - (intercept + slope * log_x)
     scatter = math.sqrt(np.sum(residuals ** 2) / (len(log_x) - 2))
     return PowerLaw(exponent=float(slope), coefficient=float(math.exp(intercept)),
-                    exponent_se=scatter / math.sqrt(np.sum((log_x - log_x.mean()) ** 2)))
+                    exponent_se=scatter / math.sqrt(np.sum((log_x - log_x.mean()) ** 2)), points=len(log_x))
 
 
 @dataclass(frozen=True)
@@ -300,12 +328,24 @@ class Prediction:
     size: ModelSize
     loss: float
 
+    @property
+    def off_optimum(self) -> float:
+        """What the size's distance from N_opt adds to L_opt: loss − loss_opt."""
+        return self.loss - self.loss_opt
 
-def predict(minima: Sequence[IsoFLOPMinimum], budget: float, sizes: Sequence[ModelSize]) -> Prediction:
-    """Extrapolate N_opt(C) (`fit_power_law`) and L_opt(C) (`fit_loss_law`) to `budget`, and choose what to train."""
+
+def loss_opt_law(budgets: Sequence[float], losses: Sequence[float], floor: bool = True) -> LossLaw | PowerLaw:
+    """The law of L_opt(C): with a floor (`fit_loss_law`), or a plain power law (`fit_power_law`) when floor=False."""
+    return fit_loss_law(budgets, losses) if floor else fit_power_law(budgets, losses)
+
+
+def predict(minima: Sequence[IsoFLOPMinimum], budget: float, sizes: Sequence[ModelSize],
+            floor: bool = True) -> Prediction:
+    """Extrapolate N_opt(C) (`fit_power_law`) and L_opt(C) (`loss_opt_law`, with a floor or without) to `budget`,
+    and choose what to train."""
     budgets = [minimum.budget for minimum in minima]
     n_opt = float(fit_power_law(budgets, [minimum.n_opt for minimum in minima])(budget))
-    loss_opt = float(fit_loss_law(budgets, [minimum.loss_opt for minimum in minima])(budget))
+    loss_opt = float(loss_opt_law(budgets, [minimum.loss_opt for minimum in minima], floor)(budget))
     size = nearest_size(sizes, n_opt)
     curvature = float(np.mean([minimum.parabola.curvature for minimum in minima]))
     return Prediction(budget, n_opt, loss_opt, size, loss_opt + curvature * math.log(size.parameters / n_opt) ** 2)
@@ -313,18 +353,23 @@ def predict(minima: Sequence[IsoFLOPMinimum], budget: float, sizes: Sequence[Mod
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """The exponent a and L_opt at a budget, refitted on each resample."""
+    """The exponent a refitted on each resample, shape (resamples,); and at each of the budgets asked for, L_opt from
+    the law with a floor (`losses`) and from the plain power law (`plain_losses`), shape (resamples, budgets), each
+    plus the noise of the one run that will check it."""
 
     exponents: np.ndarray
     losses: np.ndarray
+    plain_losses: np.ndarray
 
 
-def bootstrap(runs: Sequence[SweepRun], budget: float, resamples: int = 1000, seed: int = 0) -> Bootstrap:
+def bootstrap(runs: Sequence[SweepRun], budgets: Sequence[float], resamples: int = 1000, seed: int = 0) -> Bootstrap:
     """How far the fits move when the runs' noise is drawn again (a residual bootstrap; Hoffmann et al. quote
     bootstrap intervals too). Each resample adds to every fitted parabola residuals drawn with replacement from all
-    the profiles' residuals, then refits the parabolas, the N_opt law and the L_opt law. The residuals are scaled by
-    sqrt(n / (n − 3·budgets)): a parabola fitted to its own points passes closer to them than to the truth, by the
-    three numbers it fitted; ValueError when no profile has more sizes than that."""
+    the profiles' residuals (`generator.choice`, budget by budget), then refits the parabolas, the N_opt law and both
+    L_opt laws. The residuals are scaled by sqrt(n / (n − 3·budgets)): a parabola fitted to its own points passes
+    closer to them than to the truth, by the three numbers it fitted; ValueError when no profile has more sizes than
+    that. After the resamples, one more residual per resample and budget is drawn and added to both laws' L_opt: a
+    run that checks a prediction has noise of its own, so its interval is a prediction interval."""
     minima, grouped = isoflop_minima(runs), list(profiles(runs).values())
     sizes = [[run.parameters for run in profile] for profile in grouped]
     fitted = [minimum.parabola(np.asarray(n, dtype=float)) for minimum, n in zip(minima, sizes)]
@@ -333,12 +378,15 @@ def bootstrap(runs: Sequence[SweepRun], budget: float, resamples: int = 1000, se
     if len(residuals) <= 3 * len(minima):
         raise InputError("a bootstrap needs profiles of more than three sizes: a parabola passes through three")
     residuals *= math.sqrt(len(residuals) / (len(residuals) - 3 * len(minima)))
-    budgets = [minimum.budget for minimum in minima]
+    swept = [minimum.budget for minimum in minima]
     generator = np.random.default_rng(seed)
-    exponents, predicted = [], []
+    exponents, floored, plain = [], [], []
     for _ in range(resamples):
         drawn = [isoflop_minimum(c, n, curve + generator.choice(residuals, len(curve)))
-                 for c, n, curve in zip(budgets, sizes, fitted)]
-        exponents.append(fit_power_law(budgets, [minimum.n_opt for minimum in drawn]).exponent)
-        predicted.append(float(fit_loss_law(budgets, [minimum.loss_opt for minimum in drawn])(budget)))
-    return Bootstrap(np.array(exponents), np.array(predicted))
+                 for c, n, curve in zip(swept, sizes, fitted)]
+        exponents.append(fit_power_law(swept, [minimum.n_opt for minimum in drawn]).exponent)
+        losses = [minimum.loss_opt for minimum in drawn]
+        floored.append(loss_opt_law(swept, losses, floor=True)(budgets))
+        plain.append(loss_opt_law(swept, losses, floor=False)(budgets))
+    noise = generator.choice(residuals, (resamples, len(budgets)))
+    return Bootstrap(np.array(exponents), np.array(floored) + noise, np.array(plain) + noise)
