@@ -375,7 +375,7 @@ else:
     print(f"| your 124M run | not run ({full_run.name} is not there) | | | | |")
 loss = f"{reference_scores['val_loss']:.3f}" if reference_scores else "not measured (offline)"
 print(f"| OpenAI GPT-2 124M, measured here | WebText | {loss} | {cells(reference_scores)} |")
-print("| OpenAI GPT-2 124M, published by build-nanogpt / llm.c | WebText | 3.2924 (its 100M-token split) | 0.2955 "
+print("| OpenAI GPT-2 124M, published by build-nanogpt / llm.c | WebText | 3.2924 (20 batches per GPU of its split) | 0.2955 "
       "| | 0.2859 |")
 print("| OpenAI GPT-2 124M, the harness's prompt, as llm.c quotes it | WebText | | | 0.3114 | 0.2892 |")
 print("| GPT-3 Small (125M), GPT-3's prompt (Brown et al. 2020) | 300B | | 0.337 | | |")
