@@ -20,8 +20,8 @@
 #
 # Supervised fine-tuning shows a model the answer. Reinforcement learning only tells it, after it has answered,
 # how good the answer was. When a program can check the answer (a sum, a unit test, a proof checker) that score
-# is cheap, exact and cannot be flattered: a **verifiable reward**. Today's reasoning models are trained this
-# way, with GRPO (group-relative policy optimisation): sample several answers to the same prompt, reward each,
+# is cheap, exact and cannot be flattered: a **verifiable reward**. DeepSeek-R1 was trained this way, and many
+# open reasoning models since, with GRPO (group-relative policy optimisation): sample several answers to the same prompt, reward each,
 # and push up the answers that beat their own group. This notebook builds every piece on 2-digit arithmetic
 # with a tiny character-level GPT, checks each against `tinylm.posttrain.grpo` and its trainer, trains, and shows
 # what happens when the reward checks the wrong thing.
@@ -104,7 +104,7 @@ BOUNDED_SECONDS = 300.0
 # A problem is a prompt such as `23+34=`; a completion is whatever the model writes after it, read up to the
 # first newline. The reward is a program: 1 for the right integer followed by a newline, 0.1 for a well-formed
 # integer that is wrong, 0 for anything else (no newline within the budget, stray characters). The 0.1 is a
-# small nudge towards the format; whether that nudge is safe is the last section's question.
+# small nudge towards the format; the last section shows what happens when the format alone pays.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -131,10 +131,11 @@ print(f"{len(held_out.validation)} validation problems (they choose best.pt), {l
 # %% [markdown]
 # ## The starting model
 #
-# A policy gradient reinforces what the policy already does sometimes. A random model never writes `57⏎`
-# after `23+34=`, so every reward is 0, every advantage is 0, and nothing is learned. So RL starts from a model
-# that knows the format: a small GPT over the characters the tasks use, fine-tuned with the loss on the
-# answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.rl --base pretrain` does
+# A policy gradient reinforces what the policy already does sometimes. A random model practically never writes
+# `57⏎` after `23+34=`: a reward for correctness alone would pay it nothing. The 0.1 nudge pays its rare
+# well-formed answers, so it would learn the format, slowly; supervised training skips that. So RL starts from a
+# model that knows the format: a small GPT over the characters the tasks use, trained from random initialisation
+# with the loss on the answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.rl --base pretrain` does
 # exactly this, through the same Trainer as every other run (checkpoints, resume, metrics). Until the training
 # report, this notebook looks at the validation problems only.
 
@@ -151,8 +152,8 @@ print(f"starting model: greedy validation accuracy {100 * start_accuracy:.1f}% (
 # %% [markdown]
 # ## Sampling a group
 #
-# **Predict first**: the model samples 8 answers at temperature 1 for each of 16 problems. Only groups that hold
-# *both* a right and a wrong answer teach anything. If each sample were right with the same probability p, a group
+# **Predict first**: the model samples 8 answers at temperature 1 for each of 16 problems. Groups whose rewards all
+# match teach nothing; a group that holds *both* a right and a wrong answer always teaches. If each sample were right with the same probability p, a group
 # of G would be all right with probability pᴳ, all wrong with (1 − p)ᴳ, and mixed otherwise. Write down your
 # guess for the share of mixed groups, then run the cell: it measures p and the mixed share, and prints what
 # the formula predicts from that p, for groups of 8 and of 2.
@@ -172,11 +173,14 @@ print(f"mixed groups of 8: {100 * mixed:.0f}% of {len(problems)} measured, {100 
 
 # %% [markdown]
 # The formula treats every problem alike. Real problems are not: some are easy (p near 1), some hard (p near 0),
-# and both kinds make uniform groups, so on real data the measured share tends to sit below the prediction. With
-# 16 groups the measurement is itself coarse. Exercise 4 asks what a group of two does to training.
+# and both kinds make uniform groups. The mixed share is concave in p, so for a given mean p, problems of uneven
+# difficulty can only lower the expected share below the formula's (Jensen's inequality); the measurement fits. With
+# 16 groups it is itself coarse: a Wilson interval on 7 of 16 runs from about a quarter to two thirds. Exercise 4
+# asks what a group of two does to training.
 #
 # The rollout is one right-padded batch: each row is prompt + completion, and `completion_mask` marks the
-# positions whose *next* token is a completion token. Only those positions train.
+# positions whose *next* token is a completion token. Only those positions train. The padding is token id 0,
+# which is the newline, so in the printout below a row's ⏎ after its answer's own ⏎ is padding, not output.
 
 # %%
 row = 0
@@ -189,7 +193,8 @@ print("trains on: ", [shown_tokens[t + 1] for t in range(len(shown_tokens) - 1) 
 #
 # GRPO needs no learned value function: an answer's advantage is how much better it did than its own group,
 # $A_i = (r_i - \mathrm{mean}(r)) / (\mathrm{std}(r) + \epsilon)$. A group where every answer earns the same has
-# all advantages 0: on a problem the model always solves (or never does) there is nothing to learn.
+# all advantages 0: groups whose rewards all match (all right, all well-formed and wrong, or all malformed) teach
+# nothing. Groups of wrong answers still teach when some are malformed: the well-formed ones earn 0.1 and move up.
 
 # %%
 def my_advantages(rewards: torch.Tensor) -> torch.Tensor:
@@ -212,8 +217,8 @@ print("advantages:", [round(a, 2) for a in my_advantages(rollout.rewards)[0].tol
 #
 # The minimum makes it a pessimistic bound. For A > 0 the objective rises with ρ up to 1 + ε and is flat after:
 # pushing a good token further pays nothing. For A < 0 it is flat at (1 − ε)·A below 1 − ε (pushing a bad token
-# further down pays nothing) and falls **without bound** above 1 + ε: a bad token whose probability went *up*
-# is always penalised in full. The plot computes both curves with the package's loss; the table prints a few of
+# further down pays nothing), then falls as ρA from 1 − ε on, and past 1 + ε the clip never stops it: a bad token
+# whose probability went *up* is always penalised in full. The plot computes both curves with the package's loss; the table prints a few of
 # their values by hand and by the package:
 
 # %%
@@ -256,7 +261,9 @@ for advantage in (1.0, -1.0):
 # 1/|oᵢ|), then averages over completions. `tinylm` averages over every completion token of the batch at once, as
 # DAPO argues for (Dr. GRPO also drops the 1/|oᵢ|). The difference is weight: per completion, each token of a
 # 2-token answer counts three times as much as a token of a 6-token one; per token, all count the same, so a long
-# wrong answer is pushed down as hard per token as a short one. Two completions at ρ = 1, advantages +1 and −1:
+# wrong answer is pushed down as hard per token as a short one. On this task completions are all short (the
+# sampled mean was 2.89 tokens), so the two weightings differ little; on long reasoning outputs they differ a lot
+# (Dr. GRPO's length bias). Two completions at ρ = 1, advantages +1 and −1:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -270,8 +277,7 @@ assert torch.isclose(-package, per_token)
 print(f"objective per token (tinylm, DAPO): {per_token:+.3f}   per completion (the GRPO paper): {per_completion:+.3f}")
 
 # %% [markdown]
-# Below the clip sits the clip fraction, the share of tokens where the clipped term is the smaller one: a health
-# gauge, near 0 when the policy barely moves per batch, large when the learning rate is too high. The whole loss,
+# The clip fraction, the share of tokens where the clipped term is the smaller one, is a health gauge: near 0 when the policy barely moves per batch, large when the learning rate is too high. The whole loss,
 # written by hand and checked on the rollout above with random ratios:
 
 # %%
@@ -289,15 +295,15 @@ moved = old + 0.3 * torch.randn(old.shape, generator=torch.Generator().manual_se
 advantages = group_advantages(rollout.rewards).flatten()
 mask = rollout.completion_mask.float()
 loss, clip_fraction = clipped_loss_by_hand(moved, old, advantages, mask)
-package = clipped_policy_loss(moved, old, advantages, rollout.completion_mask)
+package = clipped_policy_loss(moved, old, advantages, rollout.completion_mask)  # default eps, equal to EPS here
 assert torch.allclose(loss, package.loss, atol=1e-6) and abs(clip_fraction.item() - package.clip_fraction) < 1e-6
 print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo")
 
 # %% [markdown]
 # **The KL penalty and its estimate.** With a reference model π_ref (the starting policy), GRPO may add
 # β·KL(π_θ‖π_ref) to the loss. The KL is a sum over every possible completion, so it is estimated from the sampled
-# tokens with k3 = exp(q) − q − 1, q = log π_ref − log π_θ: never negative, and its mean over tokens **sampled from
-# π_θ** equals the KL exactly. GRPO's tokens are sampled from π_old, which equals π_θ only at a rollout's first
+# tokens with k3 = exp(q) − q − 1, q = log π_ref − log π_θ: never negative, and its expected value over tokens
+# **sampled from π_θ** equals the KL (an unbiased estimate). GRPO's tokens are sampled from π_old, which equals π_θ only at a rollout's first
 # update; from the second, the mean of k3 estimates something else, and an importance weight ρ would correct it.
 # On a 4-token distribution, the expectations computed exactly:
 
@@ -358,7 +364,7 @@ with torch.no_grad():
 assert torch.allclose(my_adv, batch_advantages, atol=1e-5) and batch_advantages.abs().sum() > 0
 assert torch.allclose(my_old, batch_old, atol=1e-5) and torch.allclose(my_ref, batch_ref, atol=1e-5)
 assert not torch.allclose(my_old, my_ref, atol=1e-3) and not torch.allclose(my_logp, my_old, atol=1e-3)
-assert abs(my_kl.item() - trainer.step_stats()["kl"]) < 1e-6  # the last update's mean k3
+assert abs(my_kl.item() - trainer.step_stats()["kl"]) < 1e-6  # k3 of batch_loss above, after the third update
 assert torch.isclose(my_loss + check_recipe.kl_coef * my_kl, package_loss, atol=1e-6)
 print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: advantages, π_old, π_ref, k3 "
       f"({my_kl.item():.5f}) and the loss ({package_loss.item():.5f}, clip fraction {my_clip.item():.3f}) by hand "
@@ -369,8 +375,8 @@ print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: ad
 #
 # `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every rollout draws fresh
 # training problems, samples a group of completions for each, computes advantages and π_old, and feeds `updates`
-# AdamW steps of the clipped objective, the gradient's norm clipped (the first line it prints gives the
-# profile's numbers). Every `eval_interval` steps it measures the greedy accuracy on the validation problems, and
+# AdamW steps of the clipped objective, the gradient's norm clipped at 1.0 (`recipe.train.grad_clip`; the
+# run's second printed line gives the profile's other numbers). Every `eval_interval` steps it measures the greedy accuracy on the validation problems, and
 # best.pt keeps the best. At the end it loads best.pt and scores it on the test problems, as it scored the starting
 # model before training: those two figures are the report. It reuses the starting model trained above. On a GPU
 # use the gpu profile, timings in [Running on a GPU](README.md#running-on-a-gpu).
@@ -393,11 +399,14 @@ print("the test intervals do not overlap: on problems like these, best.pt is mor
       else "the test intervals overlap: this run does not show a gain beyond the test problems' uncertainty")
 
 # %% [markdown]
-# Two figures for one checkpoint: the validation accuracy that chose it is a maximum over many evaluations of the
-# same problems, so it carries their luck; the test accuracy chose nothing. The gap between them, in either
-# direction, is what a report on the validation problems would have gotten wrong. The Wilson intervals measure
-# what the test problems leave uncertain; they say nothing about the training seed (one run here; the next section
-# runs several).
+# Two figures for one checkpoint: the validation accuracy that chose it is the highest of many evaluations of the
+# same problems, so in general it carries their luck, and the interval printed beside it is not a valid 95%
+# interval (Wilson's assumes one measurement chosen in advance). This run does not show that bias. Validation went
+# from 24.8% to 50.6%, test from 27.0% to 51.2%: the splits differ already at the start, the two gains differ by
+# far less than the intervals' widths, and best.pt is the last checkpoint (step 5000 of 5000), as validation was
+# still rising. The intervals say nothing about the training seed, whose spread for this result is not measured
+# (the next section's seeds are 100-step runs).
+
 
 # %%
 records = read_metrics(RUN)
@@ -421,6 +430,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
+# Reading the curves: each training point is the *last* rollout before its record, about one record per 100
+# steps, so the training curves are noisy. Mean reward sits just above the sampled-correct share, by 0.1 times
+# the share of well-formed wrong answers; both rise, as the validation accuracy does. The completion length stays
+# flat, near a short integer and its newline: no growth (DeepSeek-R1 reports its responses lengthening during
+# RL). The clip fraction stays at a few hundredths at most: only a rollout's second update can clip, since ρ = 1
+# on the first.
+
+# %% [markdown]
 # ## Reward hacking
 #
 # A reward is a specification, and an optimiser reads it literally. Suppose the check forgot to compare the
@@ -429,7 +446,9 @@ plt.show()
 # starting model, at three seeds each, with the same budget, and scores each run's last model on the test
 # problems (no checkpoint is chosen in this comparison). The verdict follows the course's rule: a difference is
 # "told apart" only with at least 3 seeds per arm and ranges that do not overlap (with no real difference that
-# still happens 1 time in 10 at 3 seeds), else "not told apart".
+# still happens 1 time in 10 at 3 seeds), else "not told apart". Each line prints the mean over seeds ± half the
+# range (not a standard error); a run's completion length is the mean of its training records, one or two rollouts
+# in 100 steps.
 
 # %%
 steps = 4 if PROFILE == "smoke" else 100
@@ -454,15 +473,18 @@ print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "t
               [r["accuracy"] for r in arms["format"]], lower_is_better=False, metric="test accuracy"))
 
 # %% [markdown]
-# The format-only reward is maximised by any short integer with a newline, which the starting model already
-# writes almost always. Most of its groups hold equal rewards and teach nothing; the few that hold one malformed
-# answer do not teach *little*: dividing by the group's small spread turns their advantages into full-size ones
-# (exercise 2), and Adam turns a small gradient into a full-size step. What those steps pay for is being
-# well-formed, not being right, so nothing holds the accuracy up: compare the two arms' test accuracy with the
-# starting model's above, and read the verdict line. Real reward hacks are the same story with more room: a
-# unit-test reward that a program passes by special-casing the tests, a length-normalised reward that pays for
-# padding. The defence is the check itself (what does it fail to look at?) plus a held-out measurement that the
-# reward cannot see, as here.
+# The format-only reward is maximised by any integer with a newline, which the starting model's greedy answers
+# already were (well-formed 100.0% at step 0). Its groups teach only where some sample is malformed; how often that
+# happened is not printed here. Such a group does not teach *little*: dividing by its small spread gives full-size
+# advantages (exercise 2), and Adam turns a small gradient into a full-size step. Those steps pay for being
+# well-formed, not right, so nothing holds the accuracy up. Every seed lies within twice the ± of its arm's mean,
+# so all three format-only seeds scored below the starting model's 27.0% and all three correct-reward seeds above
+# it, and the verdict line tells the two rewards apart. The
+# completion length did not shrink: 3.33 ± 0.08 against 3.30 ± 0.11 tokens, ranges that overlap, so not told
+# apart. Real hacks have more room: code that passes unit tests by special-casing them
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
+# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)). The defence is the check itself (what does it fail to
+# look at?) plus a held-out measurement that the reward cannot see, as here.
 #
 # ## What you learned
 #
@@ -475,7 +497,8 @@ print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "t
 #   up beyond 1 + ε and a bad one down beyond 1 − ε, and never stops penalising a bad token that went up.
 #   `tinylm` averages the objective per token over the batch (DAPO), not per completion (the GRPO paper).
 # - k3 is an unbiased estimate of the KL only over tokens sampled from π_θ; GRPO's come from π_old.
-# - Choose on validation problems, report on test problems: the best of many evaluations flatters itself.
+# - Choose on validation problems, report on test problems: the best of many evaluations is biased upward in
+#   general, though in this run the best was the last checkpoint, so choosing changed nothing.
 #
 # ## Exercises
 #
@@ -540,9 +563,10 @@ check(test_my_group_advantages)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
 #
-# A group of 8 with seven right answers and one well-formed wrong one barely differs, yet divided by its small std
-# the wrong answer's advantage comes out larger in size than any advantage of a group split half and half
-# (try both with your function).
+# Take a group of 8 with seven well-formed wrong answers (0.1) and one malformed one (0.0). Unscaled, its
+# advantages are a tenth of those of a group of seven right answers and one malformed one; divided by the std, they
+# are exactly the same. A format difference of 0.1 then pushes as hard as right against wrong: groups of small
+# spread are up-weighted, the difficulty bias Dr. GRPO removes (try both groups with your function).
 # </details>
 #
 # **3. The KL penalty's estimate.** Write k3 = exp(q) − q − 1, q = log π_ref − log π_θ, as the mean over the
@@ -576,8 +600,9 @@ check(test_my_k3)
 # **4. Experiment: a group of two.** The sampling cell printed how often a pair is mixed against a group of 8, at
 # the starting model's sampled accuracy. A group of two also samples a quarter as many completions per rollout.
 # **Predict**, then run: train the reward-hacking cell's recipe once more with the correct reward, seed 0 and
-# `group_size=2`, into `RUN / "group2-seed0"` (same starting model, same steps), score its last model on the test
-# problems as that cell does, and set `my_group2_accuracy` to the result. The check reads your run's folder (group
+# `group_size=2`, into `RUN / "group2-seed0"` (same starting model, same number of updates, but not the same
+# number of samples, so the budget differs too), score its last model on the test problems as that cell does,
+# and set `my_group2_accuracy` to the result. The check reads your run's folder (group
 # size 2, the correct reward, the steps), scores its last model itself, and prints it beside the groups of 8.
 
 # %%
@@ -613,7 +638,9 @@ check(test_group2_accuracy)
 # ```
 #
 # One seed of each group size cannot tell them apart by the course's rule; three seeds of the group of two against
-# the three above can. Expect fewer mixed groups and fewer samples to learn from per step.
+# the three above may, if every seed of one beats every seed of the other. Expect fewer mixed groups and fewer
+# samples to learn from per step. This compares equal updates, not equal samples; equal samples would need four
+# times the prompts per rollout, which `reinforce` does not expose.
 # </details>
 
 # %%
