@@ -23,7 +23,7 @@ from tinylm.model.lora import LoRAOptions, read_adapters
 from tinylm.posttrain.dpo_run import dpo
 from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
-from tinylm.train.checkpoint import load_checkpoint, load_model
+from tinylm.train.checkpoint import CheckpointError, load_checkpoint, load_model
 
 STEPS = ["--max-steps", "4"]
 
@@ -47,19 +47,25 @@ def records(path):
 def test_a_smoke_run_measures_before_and_after_and_saves_a_chat_model(dpo_run):
     _, out, result = dpo_run
     report = json.loads((out / "dpo_eval.json").read_text())
-    assert report["train"]["kept"] + report["held_out"]["kept"] + 6 == 1100  # 6 records have chosen = rejected
+    kept = {part: report[part]["kept"] for part in ("train", "validation", "test")}
+    assert sum(kept.values()) + 6 == 1100  # 6 records have chosen = rejected
     before, after = report["before"]["preference"], report["after"]["preference"]
-    assert before["accuracy"] == 0.5 and before["ties"] == before["pairs"] == report["held_out"]["kept"]
+    assert before["accuracy"] == 0.5 and before["ties"] == before["pairs"] == kept["test"]  # reported on test
     final = records(out / "metrics.jsonl")[-1]
     assert final["event"] == "final" and final["step"] == 4
-    assert after["loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)  # measured with best.pt
-    assert after["accuracy_low"] <= after["accuracy"] <= after["accuracy_high"]
-    assert final["preference_accuracy"] == pytest.approx(after["accuracy"])
+    # best.pt is chosen on the validation pairs (the eval records), and reported on the test pairs
+    assert report["after"]["validation_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)
+    evals = [r for r in records(out / "metrics.jsonl") if r["event"] in ("eval", "final")]
+    assert report["after"]["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
+    assert after["accuracy_low"] <= after["accuracy"] <= after["accuracy_high"] and after["pairs"] == kept["test"]
     for measured in (report["before"]["replies"], report["after"]["replies"]):
         assert measured["prompts"] == 8 and 0 <= measured["closer_to_chosen"] <= 1 and len(measured["shown"]) == 3
-    assert "held-out preference accuracy" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
+    assert "test preference accuracy" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
     model, tokenizer, state = load_model(out)
     assert chat_token_ids(tokenizer) is not None and state["dpo"]["beta"] == 0.1
+    references = {name: len(state["dpo"][name]) for name in ("reference", "held_out_reference", "test_reference")}
+    assert references == {"reference": kept["train"], "held_out_reference": kept["validation"],
+                          "test_reference": kept["test"]}
 
 
 def test_a_run_resumes_with_its_saved_reference_and_keeps_its_before_measurement(dpo_run, tmp_path, monkeypatch):
@@ -72,6 +78,19 @@ def test_a_run_resumes_with_its_saved_reference_and_keeps_its_before_measurement
                  say=lambda _: None, on_record=lambda _: None)
     assert report["before"] == before and report["steps"] == 6  # the base is not needed: the reference is saved
     assert records(copy / "metrics.jsonl")[-1]["step"] == 6
+
+
+def test_resuming_a_run_saved_without_a_test_reference_is_one_error(dpo_run, tmp_path, monkeypatch):
+    root, out, _ = dpo_run
+    copy = tmp_path / "dpo"
+    shutil.copytree(out, copy)
+    state = torch.load(copy / "last.pt", weights_only=False)
+    del state["dpo"]["test_reference"]  # as a run of an older tinylm saved it
+    torch.save(state, copy / "last.pt")
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
+    with pytest.raises(CheckpointError, match="without a test split .* --overwrite"):
+        dpo("smoke", base=root / "chat", out=copy, resume=True, max_steps=6, batch_size=8, say=lambda _: None,
+            on_record=lambda _: None)
 
 
 def test_two_processes_train_as_one_does_on_the_combined_batch(dpo_run, tmp_path):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from tests.chat_fixtures import tiny_chat_model
 from tinylm.config import TrainConfig
-from tinylm.data.instruct import split_records
+from tinylm.data.instruct import split_three_ways
 from tinylm.data.preference import PreferenceDataError, build_pairs, check_preferences, split_preferences
 from tinylm.download import mirror_dir
 from tinylm.posttrain.dpo import DPOTrainer, PairLoader, pair_logprobs
@@ -180,9 +180,10 @@ def test_preference_records_are_held_out_exactly_as_sft_holds_out_their_instruct
     sft = json.loads((mirror_dir() / "instruct" / "instruction-data.json").read_text())
     preference = json.loads((mirror_dir() / "instruct" / "instruction-data-with-preference.json").read_text())
     key = lambda r: (r["instruction"], r["input"], r["output"])  # noqa: E731
-    sft_train, sft_held = split_records(sft)
-    train, held = split_preferences(preference)
-    assert sorted(map(key, held)) == sorted(map(key, sft_held)) and len(held) > 80
-    assert sorted(map(key, train)) == sorted(map(key, sft_train))
-    shuffled = preference[::-1]
-    assert sorted(map(key, split_preferences(shuffled)[1])) == sorted(map(key, held)), "order-free, as SFT's"
+    sft_split, split = split_three_ways(sft), split_preferences(preference)
+    for part in ("train", "validation", "test"):  # the same instructions in each part
+        assert sorted(map(key, getattr(split, part))) == sorted(map(key, getattr(sft_split, part))), part
+    assert len(split.validation) + len(split.test) > 80 and len(split.validation) - len(split.test) in (0, 1)
+    shuffled = split_preferences(preference[::-1])
+    for part in ("validation", "test"):
+        assert sorted(map(key, getattr(shuffled, part))) == sorted(map(key, getattr(split, part))), "order-free"

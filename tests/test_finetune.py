@@ -35,10 +35,17 @@ def records(path):
 def test_a_smoke_run_reports_before_and_after_and_saves_a_chat_model(chat_run):
     _, out, result = chat_run
     report = json.loads((out / "chat_eval.json").read_text())
-    assert report["train"]["kept"] + report["held_out"]["kept"] == 1100 and report["held_out"]["kept"] > 80
+    validation, test = report["validation"]["kept"], report["test"]["kept"]
+    assert report["train"]["kept"] + validation + test == 1100 and validation + test > 80
+    assert validation - test in (0, 1)
     final = records(out / "metrics.jsonl")[-1]
     assert final["event"] == "final" and final["step"] == 20
-    assert report["after"]["answer_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)  # measured with best.pt
+    # best.pt is chosen on the validation split; the reported answer loss is best.pt's on the test split
+    assert report["after"]["validation_answer_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)
+    best = min((r for r in records(out / "metrics.jsonl") if r["event"] in ("eval", "final")),
+               key=lambda r: r["val_loss"])
+    assert report["after"]["step"] == best["step"] and report["after"]["checkpoint"] == "best.pt"
+    assert report["after"]["answer_loss"] != pytest.approx(report["after"]["validation_answer_loss"], rel=1e-6)
     assert report["after"]["answer_loss"] < report["before"]["answer_loss"]
     assert 0 <= report["after"]["stop_rate"] <= 1 and len(report["after"]["replies"]) == 3
     for measured in (report["baseline"], report["before"], report["after"]):  # three models, measured alike
@@ -50,7 +57,9 @@ def test_a_smoke_run_reports_before_and_after_and_saves_a_chat_model(chat_run):
     assert all("train_answer_loss" in r for r in evals)
     epochs = [r["chat_epochs"] for r in evals]
     assert epochs == sorted(epochs) and 0 < epochs[-1] < 20 * 8 / report["train"]["kept"] + 1e-9  # <= 20 chat batches
-    assert "answer-token validation loss" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
+    assert f"answer-token loss on the {test} test conversations" in result.stdout
+    assert f"the lowest answer loss on the {validation} validation conversations" in result.stdout
+    assert "python -m tinylm.chat --ckpt" in result.stdout
     model, tokenizer, _ = load_model(out)
     assert chat_token_ids(tokenizer) is not None  # the base had no chat tokens: they were added
     assert model.config.vocab_size >= tokenizer.vocab_size

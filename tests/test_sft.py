@@ -14,7 +14,14 @@ import torch.nn.functional as F
 
 from tinylm.config import GPTConfig, TrainConfig
 from tinylm.data.conversations import ConversationLoader, MixtureLoader, pad_conversations
-from tinylm.data.instruct import build_examples, load_records, read_records, split_records, to_messages
+from tinylm.data.instruct import (
+    build_examples,
+    load_records,
+    read_records,
+    split_records,
+    split_three_ways,
+    to_messages,
+)
 from tinylm.data.tokens import RandomWindowSampler
 from tinylm.eval.loss import answer_loss_sum
 from tinylm.model.gpt import GPT
@@ -132,11 +139,31 @@ def test_a_capped_held_out_split_does_not_depend_on_the_order_either():
     assert held_out == [r for r in data if r in held_out]  # kept in file order
 
 
+def test_the_held_out_records_split_into_validation_and_test_by_content():
+    data = records(400, seed=3)
+    split = split_three_ways(data, val_fraction=0.1)
+    _, held_out = split_records(data, val_fraction=0.1)
+    parts = [split.train, split.validation, split.test]
+    assert sum(map(len, parts)) == 400 and len(split.validation) - len(split.test) in (0, 1) and split.test
+    assert sorted(map(json.dumps, split.validation + split.test)) == sorted(map(json.dumps, held_out))
+    assert not {json.dumps(r) for r in split.validation} & {json.dumps(r) for r in split.test}
+    assert all(part == [r for r in data if r in part] for part in parts)  # each in file order
+    again = split_three_ways(data[::-1], val_fraction=0.1)
+    for mine, theirs in zip(parts, [again.train, again.validation, again.test]):
+        assert sorted(map(json.dumps, mine)) == sorted(map(json.dumps, theirs))  # the order of the file is no matter
+    keyed = split_three_ways([{**r, "extra": i} for i, r in enumerate(data)], key=lambda r: {
+        k: v for k, v in r.items() if k != "extra"})
+    assert [{k: v for k, v in r.items() if k != "extra"} for r in keyed.test] == split.test  # hashed by the key
+
+
 def test_the_mirrors_instruction_set_loads_and_splits():
     data, description = load_records("instruct")
     assert len(data) == 1100 and "1,100" in description
     train, held_out = split_records(data)
     assert len(held_out) == sum(1 for r in data if r in held_out) and 80 <= len(held_out) <= 140
+    split = split_three_ways(data)
+    assert split.train == train and sorted(map(json.dumps, split.validation + split.test)) == sorted(
+        map(json.dumps, held_out))
 
 
 def test_files_that_are_not_records_are_refused(tmp_path):

@@ -28,20 +28,21 @@
 # - **chat tokens** added to GPT-2's BPE, and why a typed "<|im_end|>" must stay ordinary text;
 # - the **ChatML template** and the **answer-only loss**, by hand and against `tinylm`, and why gradient
 #   accumulation must weigh micro-batches by their answer tokens;
-# - the **data**: an Alpaca-style instruction set, a held-out split fixed by content, the rules for records that
-#   cannot be learned as they are;
+# - the **data**: an Alpaca-style instruction set, held-out validation and test splits fixed by content, the rules
+#   for records that cannot be learned as they are;
 # - **padding or packing**, and what correct packing needs (a block-diagonal mask, restarted positions);
 # - **growing a pretrained vocabulary** for the new tokens;
-# - **SFT with an honest evaluation**: a fair baseline, held-out against training answer loss over the epochs
-#   (memorisation made visible), the share of replies that end with a Wilson interval, token F1 and ROUGE-L;
+# - **SFT with an honest evaluation**: a fair baseline, the checkpoint chosen on validation and reported on test,
+#   validation against training answer loss over the epochs (memorisation made visible), the share of replies
+#   that end with a Wilson interval, token F1 and ROUGE-L;
 # - a **chat** with the result: a chat box here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: about 70 minutes of study (reading, the code, two exercises and the cpu run).
+# **How long it takes**: about 73 minutes of study (reading, the code, two exercises and the cpu run).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a tiny base, 2 × 20 SFT steps, 8 held-out prompts | ~1 min |
-# | `cpu` (2-core laptop) | a 4-layer, 128-wide base (450 steps), 2 × 800 SFT steps on 991 conversations, 109 held-out prompts | the last cell prints it |
+# | `smoke` (CI) | every check; a tiny base, 2 × 20 SFT steps, 8 test prompts | ~1 min |
+# | `cpu` (2-core laptop) | a 4-layer, 128-wide base (450 steps), 2 × 800 SFT steps on 991 conversations, 55 validation and 54 test conversations | the last cell prints it |
 # | `gpu` | OpenAI's GPT-2 124M (needs the network): 1,000 SFT steps per seed, or two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
@@ -81,7 +82,7 @@ from tinylm.course.exercises import check
 from tinylm.course.playground import chat_box
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader, pad_conversations
-from tinylm.data.instruct import build_examples, load_records, split_records, to_messages
+from tinylm.data.instruct import build_examples, load_records, split_three_ways, to_messages
 from tinylm.eval.overlap import rouge_l, token_f1
 from tinylm.eval.uncertainty import spread, wilson_interval
 from tinylm.model.losses import next_token_loss
@@ -269,6 +270,7 @@ print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) 
 # position-by-position sum, on a small random model with the chat vocabulary:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def answer_only_batch(conversations, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y), each (B, longest - 1): right-padded inputs, and next-token targets that are -1 unless answer text."""
     width = max(len(c.ids) for c in conversations) - 1
@@ -315,6 +317,7 @@ print(f"loss {mine.item():.4f} (≈ ln 50,304 = {math.log(50304):.2f} for a rand
 # batch above, split in two:
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def step_gradient(micro_batches, weights) -> torch.Tensor:
     """The embedding's gradient after backpropagating each micro-batch's mean loss times its weight."""
     toy.zero_grad(set_to_none=True)
@@ -332,7 +335,8 @@ assert torch.allclose(token_weights, whole_batch, atol=1e-7) and not torch.allcl
 miss = ((equal_weights - whole_batch).norm() / whole_batch.norm()).item()
 print(f"micro-batches with {answer_counts} answer targets: equal weights miss the whole batch's gradient by {miss:.0%} "
       "(relative norm); weights by answer-token share give it exactly")
-#
+
+# %% [markdown]
 # Why not train on the prompt too? The system prompt is the same in every record: the model would spend
 # its capacity learning to recite it. The questions are not what we want the model to write, and their
 # tokens would outnumber the answers'. The loss that counts is the one on what the assistant says.
@@ -354,16 +358,21 @@ for message in to_messages(records[0]):
     print(f"{message['role']:>9}: {message['content']!r}")
 
 # %% [markdown]
-# **The held-out split** is fixed by content: a record is held out when the hash of its text falls in
-# the first 10% of the hash range. Shuffle the file and the same records are still held out, so
-# before/after numbers always compare the same prompts:
+# **The held-out splits** are fixed by content: a record is held out when the hash of its text falls in the first
+# 10% of the hash range, and the held-out records with the smaller hashes (half of them) form the **validation**
+# split, the others the **test** split. Validation *chooses*: SFT scores it at every evaluation and keeps the best
+# checkpoint. Test *reports*: it is scored before and after, and chooses nothing. A figure measured on the split
+# that chose the checkpoint is the best of many tries, so it flatters the model. Shuffle the file and the same
+# records land in each split:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-train_records, val_records = split_records(records)
-_, val_again = split_records(random.Random(SEED).sample(records, len(records)))
-assert sorted(map(json.dumps, val_records)) == sorted(map(json.dumps, val_again))
-print(f"{len(train_records):,} training records, {len(val_records):,} held out; the same after shuffling")
+split = split_three_ways(records)
+again = split_three_ways(random.Random(SEED).sample(records, len(records)))
+for part in ("train", "validation", "test"):
+    assert sorted(map(json.dumps, getattr(split, part))) == sorted(map(json.dumps, getattr(again, part)))
+train_records, val_records, test_records = split.train, split.validation, split.test
+print(f"{split.describe()}; the same after shuffling")
 
 # %% [markdown]
 # **Records that cannot be learned as they are** follow counted rules (`tinylm.data.instruct`): a record
@@ -371,7 +380,7 @@ print(f"{len(train_records):,} training records, {len(val_records):,} held out; 
 # model would learn to say nothing); a conversation longer than the context loses its **oldest**
 # exchanges, the system prompt kept (*truncated*), and one whose last exchange alone does not fit is
 # skipped (*too long*). The answer is never cut: an answer without its `<|im_end|>` would teach the
-# model not to stop. Five made-up records, one per rule, for a context of 128 tokens (the small bases'):
+# model not to stop. One valid made-up record and one per rule, for a context of 128 tokens (the small bases'):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -395,9 +404,11 @@ print(f"the truncated conversation keeps: {[m['content'] for m in odd.messages[-
 # %%
 train_examples = build_examples(train_records, template, BLOCK_SIZE)
 val_examples = build_examples(val_records, template, BLOCK_SIZE)
+test_examples = build_examples(test_records, template, BLOCK_SIZE)
 for messages, package_chat in tqdm(list(zip(train_examples.messages, train_examples.rendered)), desc="checking renders"):
     assert render_chatml(chat, messages) == (package_chat.ids, package_chat.is_answer)
-print(f"train: {train_examples.describe()}\nheld out: {val_examples.describe()}")
+for name, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
+    print(f"{name}: {examples.describe()}")
 
 lengths = [len(c) for c in train_examples.rendered]
 answer_share = sum(sum(c.is_answer) for c in train_examples.rendered) / sum(lengths)
@@ -423,8 +434,7 @@ plt.show()
 #   conversation attends to the first one, and sits at a position it never has alone.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
-# about 1%, 10% or 30%? And with length buckets? (The table answers: about a quarter at random, about 1%
-# with buckets.)
+# about 1%, 10% or 30%? And with length buckets?
 #
 # First, what the buckets buy, on one epoch of the training conversations:
 
@@ -438,12 +448,14 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# With buckets, packing could save at most the small share the table printed. Packing **correctly** puts two
+# The answer: random batches waste about a quarter of their positions, length buckets about one in a hundred.
+# With buckets, packing could save at most that small share. Packing **correctly** puts two
 # conversations in one row with a block-diagonal causal mask (each token attends only within its own
 # conversation) and positions that restart. Through the toy model's own layers, the packed row gives exactly the
 # padded batch's loss; as one plain sequence it does not (by little here: a random model barely uses context):
 
 # %%
+# NBVAL_CHECK_OUTPUT
 def packed_logits(model, ids: torch.Tensor, positions: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
     """ids, positions, segment (T,): logits (T, vocab) with attention kept inside each segment."""
     T = ids.size(0)
@@ -482,15 +494,17 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
 #
 # ## Growing a pretrained model's vocabulary
 #
-# A model pretrained on GPT-2's 50,257 tokens has no rows for ids 50,257 to 50,259: the token embedding must grow
-# (and the output head, which in GPT-2 is the same matrix: *tied*). Random rows would give the new tokens random,
-# possibly large logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is
-# the **mean of the existing rows**: each new token starts as an "average token", and the model's *logits* over the
-# old tokens do not change. Its *probabilities* over them
-# do, a little: the softmax now shares its mass with three more tokens, and if they take a share s of it, every
-# old probability is multiplied by the same factor 1 − s (divided by 1/(1 − s), which is about 1 + s only while s
-# is small). Many checkpoints already have room: 50,304 rows (a multiple of 64, faster on GPUs) for 50,257 tokens, and then the
-# spare rows are reused and nothing grows. From scratch, then checked against `add_chat_tokens`:
+# A model pretrained on GPT-2's 50,257 tokens has no rows for ids 50,257 to 50,259: the token embedding must grow (and
+# the output head, which in GPT-2 is the same matrix: *tied*). Random rows would give the new tokens random, possibly
+# large logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean
+# of the existing rows**: each new token starts as an "average token", and the model's *logits* over the old tokens do
+# not change. Its *probabilities* over them do, a little: the softmax now shares its mass with three more tokens. If
+# they take a share s of it, the normaliser grows by the factor 1/(1 − s) (≈ 1 + s only for small s), so every old
+# probability is multiplied by 1 − s. And s is small by construction: a new token's logit is h·ē, ē the mean of the V
+# old rows, and by Jensen's inequality exp(h·ē) is at most the mean of the old tokens' exp(h·eᵢ), so each new token
+# gets at most 1/V of the old tokens' mass, and s ≤ 3/(V + 3) (Hewitt's argument). Many checkpoints already have room:
+# 50,304 rows (a multiple of 64, faster on GPUs) for 50,257 tokens, and then the spare rows are reused and nothing
+# grows. From scratch, then checked against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -521,13 +535,16 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
         new_share = new_probs[..., gpt2.vocab_size :].sum(dim=-1, keepdim=True)  # s, at each position
         old_probs = torch.softmax(old_logits.double(), dim=-1)
         assert torch.allclose(new_probs[..., : gpt2.vocab_size], old_probs * (1 - new_share))  # exactly (1 − s)
-        new_share = new_share.max().item()
+        new_share, bound = new_share.max().item(), 3 / (gpt2.vocab_size + 3)
+        assert new_share <= bound  # Jensen
     print(f"{rows_before:,} rows -> {wte.size(0):,} rows; vocabulary {gpt2.vocab_size:,} -> {grown_tokenizer.vocab_size:,}; "
-          f"tied: yes; old logits unchanged: {unchanged}; the new tokens take at most {new_share:.4%} of the probability")
+          f"tied: yes; old logits unchanged: {unchanged}; the new tokens take at most {new_share:.4%} of the probability "
+          f"(bound 3/(V + 3) = {bound:.4%})")
 
 # %% [markdown]
-# The old logits are identical because the old rows did not change; the old probabilities are multiplied by 1 − s,
-# s at most the share printed above. What the model still has to learn is when to *produce* the new tokens.
+# The old logits are identical because the old rows did not change; the old probabilities are multiplied
+# by 1 − s, s at most the share printed above, within the bound. What the model still has to learn is when to
+# *produce* the new tokens.
 #
 # ## Scoring a reply against a reference
 #
@@ -598,16 +615,16 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 #
 # `python -m tinylm.finetune` does all of the above in order: it loads or pretrains the base, adds the chat
 # tokens, renders and counts the records, and trains with the same `Trainer` as pretraining (checkpoints,
-# `metrics.jsonl`, resume, DDP), validating on the held-out answers. Each batch is, at random, conversations or
+# `metrics.jsonl`, resume, DDP), validating on the validation answers. Each batch is, at random, conversations or
 # pretraining text (80/20 on `cpu` and `smoke`, 90/10 on `gpu`): a **data mixture** that keeps the model's
-# language while it learns the format. It measures three models the same way on the held-out conversations
+# language while it learns the format. It measures three models the same way on the test conversations
 # (answer-token loss, the share of greedy replies of at most 200 tokens that end, token F1 and ROUGE-L):
 #
 # - **baseline**: the base asked in plain text, `Question: …⏎Answer:`, its reply ending at `<|endoftext|>` or a
 #   blank line, as text ends in pretraining (`tinylm.posttrain.plain`). This is the fair comparison: the base has
 #   never seen `<|im_end|>`, so in ChatML it *cannot* stop;
 # - **before**: the base with its three new rows, asked in ChatML: the format without the training;
-# - **after**: `best.pt`, the evaluation with the lowest held-out answer loss.
+# - **after**: `best.pt`, the evaluation with the lowest answer loss on the *validation* conversations.
 #
 # Each evaluation also scores as many *training* conversations' answers, with the passes made over them
 # (`chat_epochs`). SFT runs at two seeds (batch order, mixture draws) from the same base. On `cpu` and `smoke` the
@@ -617,7 +634,7 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 #
 # **Predict, then run.** Which model's replies end most often: the base in plain text, or after SFT? After a
 # few minutes of SFT on a 2M-parameter model, will the answers be right, or only well-formed? Will the
-# held-out answer loss still fall at the last epoch?
+# validation answer loss still fall at the last epoch?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -637,51 +654,57 @@ report = reports[SEED]
 # %% [markdown]
 # **Memorisation, made visible.** The training loss that `finetune` printed mixes two kinds of batches (chat
 # answers and pretraining text), so it jumps from one step to the next. The clean comparison is the same loss
-# on two sets of answers: the held-out ones and as many training ones, against the passes made over the
-# training conversations. Where the two curves part, the model learns *these* answers rather than how to
-# answer; the held-out curve's lowest point is the best epoch, and `best.pt` is that evaluation's checkpoint. The
-# cell also prints, per seed, how much each curve moved over the second half of the run.
+# on two sets of answers: the validation ones and as many training ones, against the passes made over the
+# training conversations. The gap between the two curves is how much better the model knows *these* answers than
+# new ones; the validation curve's lowest point is the best epoch, and `best.pt` is that evaluation's checkpoint.
+# The cell prints, per seed, the gap at the first and the last evaluation and how much each curve moved over the
+# second half of the run.
 
 # %%
 curves = {seed: [r for r in read_metrics(run_dirs[seed]) if r.get("event") in ("eval", "final")] for seed in SFT_SEEDS}
 fig, ax = plt.subplots(figsize=(10, 4.2))
 for (seed, evals), color in zip(curves.items(), ("tab:blue", "tab:orange")):
     epochs = [r["chat_epochs"] for r in evals]
-    ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"held-out answers, seed {seed}")
+    ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"validation answers, seed {seed}")
     ax.plot(epochs, [r["train_answer_loss"] for r in evals], "--", color=color, label=f"training answers, seed {seed}")
     best = min(evals, key=lambda r: r["val_loss"])
     ax.plot(best["chat_epochs"], best["val_loss"], "*", color=color, ms=16, mec="black")
-    gap = evals[-1]["val_loss"] - evals[-1]["train_answer_loss"]
-    past = evals[-1]["chat_epochs"] - best["chat_epochs"]
-    print(f"seed {seed}: best held-out answer loss {best['val_loss']:.3f} at epoch {best['chat_epochs']:.1f} "
-          f"(step {best['step']}); the run ends at epoch {evals[-1]['chat_epochs']:.1f}, "
-          + (f"{past:.1f} epochs past the best (held-out loss {evals[-1]['val_loss']:.3f}); " if past > 0 else
-             "at its best evaluation; ")
-          + f"at the end training answers score {gap:.2f} nats lower than held-out ones")
-    half = [r for r in evals if r["chat_epochs"] >= evals[-1]["chat_epochs"] / 2]
-    print(f"    over the second half of the run: held-out {half[-1]['val_loss'] - half[0]['val_loss']:+.3f} nats, "
-          f"training answers {half[-1]['train_answer_loss'] - half[0]['train_answer_loss']:+.3f}")
+    first, last = evals[0], evals[-1]
+    past = last["chat_epochs"] - best["chat_epochs"]
+    print(f"seed {seed}: best validation answer loss {best['val_loss']:.3f} at epoch {best['chat_epochs']:.1f} "
+          f"(step {best['step']}); the run ends at epoch {last['chat_epochs']:.1f}, "
+          + (f"{past:.1f} epochs past the best, {last['val_loss'] - best['val_loss']:.3f} nats above it" if past > 0
+             else "at its best evaluation"))
+    half = [r for r in evals if r["chat_epochs"] >= last["chat_epochs"] / 2]
+    print(f"    training answers score {first['val_loss'] - first['train_answer_loss']:.2f} nats lower than validation "
+          f"ones at the first evaluation (epoch {first['chat_epochs']:.1f}), "
+          f"{last['val_loss'] - last['train_answer_loss']:.2f} at the end; over the second half of the run: "
+          f"validation {half[-1]['val_loss'] - half[0]['val_loss']:+.3f} nats, training answers "
+          f"{half[-1]['train_answer_loss'] - half[0]['train_answer_loss']:+.3f}")
 ax.set_xlabel("epochs over the training conversations")
 ax.set_ylabel("answer-token cross-entropy (nats)")
-ax.set_title(f"held-out vs training answers ({PROFILE}); ★ best epoch")
+ax.set_title(f"validation vs training answers ({PROFILE}); ★ best epoch")
 ax.grid(alpha=0.3)
 ax.legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the plot.** Both curves fall at first: the model learns the format, which serves every answer. Then
-# the dashed training curves keep falling while the held-out curves flatten: the model fits *these* answers, and
-# the gap at the end (printed, in nats) is how much better it knows them than new ones. Memorisation shows first
-# as that gap, later as a held-out curve that turns up; the second-half changes printed above say how far this run
-# went, and the stars mark where `best.pt` was taken. (On `smoke` every model is untrained noise.)
+# **Reading the plot.** Both curves fall at first: the model learns the format, which serves every answer. The
+# gap is there from the first evaluation and widens (the printed gaps): the dashed training curves keep falling
+# while the validation curves flatten, so the model fits *these* answers. Memorisation shows first as that gap,
+# later as a validation curve that turns up. Here the validation loss still fell over the second half of the run,
+# by a small fraction of the training answers' fall (the printed changes), and each run ends at or just above its
+# best evaluation: within these epochs the validation curve flattens but does not clearly turn up, so this
+# memorisation is a gap, not yet a loss on new answers. (On `smoke` every model is untrained noise.)
 #
-# **The table.** The fine-tuned model's figures are over the two SFT seeds (mean ± half the range); the baseline
-# and "before" are one base model decoded greedily, with no seed spread, so no verdict between seeds can be drawn
-# against them (the course's rule needs at least three seeds per arm). The table speaks about these models on
-# prompts like these: the stop rate's 95% Wilson interval is what the held-out prompts leave uncertain, and the
-# lines under it print whether the intervals overlap and how many prompts each model wins. The baseline's answer
-# loss counts plain text instead of ChatML around the same answers: compare it with that in mind.
+# **The table.** Every figure in it is on the test conversations, which chose nothing. The fine-tuned model's
+# figures are over the two SFT seeds (mean ± half the range); the baseline and "before" are one base model decoded
+# greedily. Two seeds are fewer than the course's verdict rule needs (three per arm), so the table draws no verdict
+# from seeds: its verdicts are per prompt, at the first seed. The stop rate's 95% Wilson interval is what the test
+# prompts leave uncertain; the lines under the table print whether the intervals lie apart and on how many prompts
+# the fine-tuned reply wins. The baseline's answer loss counts plain text instead of ChatML around the same
+# answers: compare it with that in mind.
 
 # %%
 finetuned = [reports[seed]["after"] for seed in SFT_SEEDS]
@@ -700,7 +723,7 @@ for name, arms in rows.items():
     low, high = wilson_interval(arms[0]["stopped"], arms[0]["prompts"])
     print(f"| {name} | {cell(arms, 'answer_loss')} | {arms[0]['stop_rate']:.1%} [{low:.1%}, {high:.1%}] | "
           f"{cell(arms, 'token_f1')} | {cell(arms, 'rouge_l')} |")
-print(f"\n{finetuned[0]['prompts']} held-out prompts, greedy; per seed {report['steps']} steps, "
+print(f"\n{finetuned[0]['prompts']} test prompts (they chose nothing), greedy; per seed {report['steps']} steps, "
       f"{report['sft_seconds']:.0f} s of fine-tuning; the first run took {report['wall_seconds']:.0f} s in all "
       "(base pretraining included when it ran)")
 intervals = {seed: wilson_interval(reports[seed]["after"]["stopped"], reports[seed]["after"]["prompts"])
@@ -714,8 +737,8 @@ print(f"prompt by prompt (seed {SEED}): the fine-tuned reply has the higher ROUG
       f"{report['after']['prompts']} prompts, ties on {ties}")
 
 # %% [markdown]
-# **Three models, the same held-out prompts.** `finetune` kept the greedy replies (at most 200 tokens) to the
-# first held-out prompts: the base in plain text, the base in ChatML (its three new rows untrained), and `best.pt`:
+# **Three models, the same test prompts.** `finetune` kept the greedy replies (at most 200 tokens) to the
+# first test prompts: the base in plain text, the base in ChatML (its three new rows untrained), and `best.pt`:
 
 # %%
 def clip(text: str, width: int = 120) -> str:
@@ -723,8 +746,8 @@ def clip(text: str, width: int = 120) -> str:
     return text if len(text) <= width else text[:width] + " …"
 
 
-for i, reference in enumerate(val_examples.answers()[: len(report["after"]["replies"])]):
-    assert report["after"]["replies"][i]["prompt"] == val_examples.prompts()[i][-1]["content"]
+for i, reference in enumerate(test_examples.answers()[: len(report["after"]["replies"])]):
+    assert report["after"]["replies"][i]["prompt"] == test_examples.prompts()[i][-1]["content"]
     print(f"\nQ: {clip(report['after']['replies'][i]['prompt'])}\n   reference: {clip(reference)}")
     for name in ("baseline", "before", "after"):
         reply = report[name]["replies"][i]["reply"]
@@ -774,9 +797,10 @@ chat_box(session, questions=("What is the capital of France?", "Give me a word t
 #   a block-diagonal mask and restarted positions, naive packing changes the loss.
 # - New tokens get new embedding rows set to the mean row; tied weights stay tied, the old logits do not move,
 #   and the old probabilities are multiplied by 1 − s, s the share the new tokens take.
-# - An honest evaluation compares with a fair baseline, shows held-out and training answer losses against epochs
-#   (where they part, the model memorises), gives rates with an interval and seeds with their spread, and scores
-#   what the model writes (token F1, ROUGE-L) besides the loss.
+# - An honest evaluation compares with a fair baseline, chooses the checkpoint on a validation split and reports
+#   on a test split, shows validation and training answer losses against epochs (their gap is memorisation),
+#   gives rates with an interval and seeds with their spread, and scores what the model writes (token F1,
+#   ROUGE-L) besides the loss.
 #
 # ## Exercises
 #
@@ -814,45 +838,39 @@ check(test_per_conversation_loss)
 # ```
 # </details>
 #
-# **2. Experiment: how much of a chat batch counts?** The Trainer weighs micro-batches by their counted
-# targets because chat batches differ in how many they hold. Draw 20 batches of 16 from a `ConversationLoader`
-# over `train_examples.rendered` (pad id `PAD`, any seed), and measure the share of all their target positions
-# that count in the loss (`y != -1`), the 20 batches together. Replace `None` with the number you measured.
-# The check accepts ±25% around what the data cell and the padding table predict: the answer tokens' share of
-# the conversations, less the padding of batches of 16.
+# **2. Experiment: how different are chat batches?** The Trainer weighs micro-batches by their counted targets
+# because chat batches differ in how many they hold. Draw the first 20 batches of
+# `ConversationLoader(train_examples.rendered, 16, PAD, seed=1)` and count, in each, the targets that carry loss
+# (`y != -1`). Set `my_counts` to the 20 counts, in order. The check draws the same batches, compares, and prints
+# the smallest and the largest count: with equal weights per micro-batch, a token of the sparsest batch would
+# count their ratio times as much as a token of the fullest.
 
 # %%
-my_counted_share = None  # replace with your measurement, e.g. 0.3
+my_counts = None  # replace with your 20 counts
 
 
-def test_counted_share():
-    if my_counted_share is None:
-        raise NotImplementedError("set my_counted_share to the share of target positions you measured")
-    padding = ConversationLoader(train_examples.rendered, 16, PAD, seed=0).padding_fraction()
-    predicted = answer_share * (1 - padding)
-    assert 0.75 * predicted <= my_counted_share <= 1.25 * predicted, \
-        f"{my_counted_share} is far from the {predicted:.3f} that the answer share and the padding predict"
+def test_counted_targets():
+    if my_counts is None:
+        raise NotImplementedError("set my_counts to the counted targets of each of the 20 batches")
+    loader = ConversationLoader(train_examples.rendered, 16, PAD, seed=1)
+    counts = [int((loader.next_batch()[1] != -1).sum()) for _ in range(20)]
+    assert list(my_counts) == counts, "not the first 20 batches of a new loader at seed 1"
+    print(f"counted targets per batch: from {min(counts)} to {max(counts)}; with equal weights a token of the "
+          f"sparsest batch would count {max(counts) / min(counts):.1f}× as much as one of the fullest")
 
 
-check(test_counted_share)
+check(test_counted_targets)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
 # loader = ConversationLoader(train_examples.rendered, 16, PAD, seed=1)
-# counted = positions = 0
-# per_batch = []
+# my_counts = []
 # for _ in range(20):
 #     _, y = loader.next_batch()
-#     per_batch.append(int((y != -1).sum()))
-#     counted, positions = counted + per_batch[-1], positions + y.numel()
-# my_counted_share = counted / positions
-# print(f"{my_counted_share:.3f} of the positions count; answer tokens per batch from {min(per_batch)} to {max(per_batch)}")
+#     my_counts.append(int((y != -1).sum()))
 # ```
-#
-# The counts per batch vary by a large factor: with equal weights per micro-batch, a token in the batch with
-# the fewest answer tokens would count that many times more than one in the batch with the most.
 # </details>
 
 # %%

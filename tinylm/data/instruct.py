@@ -14,6 +14,12 @@ content, not by its position: a record is held out when the hash of its text fal
 `val_fraction` of the range, so the same records are held out whatever the order of the file, and whatever its
 size up to the cap on held-out records (past it, the records with the smallest hashes are held out).
 
+`split_three_ways` cuts the held-out records in two, again by content: the half with the smaller hashes is the
+**validation** split, which chooses (a run scores it at every evaluation and best.pt is its best), the other half
+the **test** split, which reports (scored before training and on best.pt after it, it chooses nothing). A figure
+measured on the split that chose the checkpoint is the best of many evaluations and so biased upward; the test
+figure took part in no choice (tinylm.posttrain.tasks.HeldOut does the same for RL's problems).
+
 Rules for records that cannot be learned as they are, each counted and reported (`ChatExamples.counts`):
 - a missing or non-text instruction or output, or messages that break the turn order: skipped ("malformed");
 - an empty answer: skipped ("empty_answer"); the model would learn to answer nothing;
@@ -28,6 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..download import RemoteFile, fetch, mirror_dir
 from ..errors import InputError, MissingFile
@@ -125,11 +132,13 @@ def content_hash(record) -> int:
     return int.from_bytes(digest[:8], "big")
 
 
-def split_records(records: list, val_fraction: float = 0.1, max_val: int | None = 500) -> tuple[list, list]:
+def split_records(records: list, val_fraction: float = 0.1, max_val: int | None = 500,
+                  key: Callable | None = None) -> tuple[list, list]:
     """(train, held out), each in file order. A record is held out when its content hash falls in the first
     `val_fraction` of the range; at most max_val are (a 52k-record set would otherwise hold out 5k): those with the
-    smallest hashes, so that the order of the file does not change which."""
-    hashes = [content_hash(record) for record in records]
+    smallest hashes, so that the order of the file does not change which. `key(record)` is what is hashed (default:
+    the whole record)."""
+    hashes = [content_hash(record if key is None else key(record)) for record in records]
     cutoff = val_fraction * 2**64  # held out: a hash below it
     below = sorted(h for h in hashes if h < cutoff)
     if max_val is not None and len(below) > max_val:
@@ -137,6 +146,34 @@ def split_records(records: list, val_fraction: float = 0.1, max_val: int | None 
     held = [i for i, h in enumerate(hashes) if h < cutoff][:max_val]  # ties at the cutoff: file order decides
     held_set = set(held)
     return [record for i, record in enumerate(records) if i not in held_set], [records[i] for i in held]
+
+
+@dataclass(frozen=True)
+class RecordSplit:
+    """Records cut three ways by content (`split_three_ways`), each part in file order: `train`; `validation`,
+    which chooses (scored at every evaluation; best.pt is its best); `test`, which reports (scored before training
+    and on best.pt after it; it chooses nothing)."""
+
+    train: list
+    validation: list
+    test: list
+
+    def describe(self) -> str:
+        return (f"{len(self.train):,} records to train on; held out: {len(self.validation):,} for validation "
+                f"(they choose best.pt), {len(self.test):,} for test (they report)")
+
+
+def split_three_ways(records: list, val_fraction: float = 0.1, max_val: int | None = 500,
+                     key: Callable | None = None) -> RecordSplit:
+    """`split_records`, its held-out records then cut in two by content: the half with the smaller hashes (at
+    least half, so that copies of one record, which hash alike, stay on one side) is the validation split, the rest
+    the test split. Neither depends on the order of the file."""
+    train, held_out = split_records(records, val_fraction, max_val, key)
+    hashes = [content_hash(record if key is None else key(record)) for record in held_out]
+    ranked = sorted(hashes)
+    cutoff = ranked[(len(ranked) - 1) // 2] if ranked else 0  # validation: a hash at most the median
+    return RecordSplit(train, [r for r, h in zip(held_out, hashes) if h <= cutoff],
+                       [r for r, h in zip(held_out, hashes) if h > cutoff])
 
 
 @dataclass

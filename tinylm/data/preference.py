@@ -1,10 +1,15 @@
 """Preference data for DPO: where it comes from, the rules a record must follow, the held-out split, and pairs.
 
 Source (`load_preferences`): "preference" is the 1,100-record set of Sebastian Raschka's "Build a Large Language
-Model (From Scratch)", chapter 7 (the same instructions as tinylm.data.instruct's offline set, each with a polite
-`chosen` answer and an impolite `rejected` one, written by a local Llama 3 model), fetched from its pinned GitHub
-URL or copied from the offline mirror ($TINYLM_DATA_MIRROR) and checked against its sha256. A path is a JSON list
-or JSONL file of records of the same shape: instruction, optional input, chosen, rejected (output is optional).
+Model (From Scratch)", chapter 7: the records of tinylm.data.instruct's offline set, output included, each with a
+`chosen` and a `rejected` answer. Its notebook (ch07/04_preference-tuning-with-dpo/create-preference-data-ollama)
+drew "polite" or "impolite" at random for each record and had a local Llama model rewrite the output, minimally,
+that way: a polite rewrite became `chosen` with the original output `rejected`; an impolite one became `rejected`
+with the original output `chosen`. So one side of every pair is the very answer SFT trains on (in 562 records it is
+the chosen one, in 544 the rejected one, in 6 both: the rewrite changed nothing). It is fetched from its pinned
+GitHub URL or copied from the offline mirror ($TINYLM_DATA_MIRROR) and checked against its sha256. A path is a
+JSON list or JSONL file of records of the same shape: instruction, optional input, chosen, rejected (output is
+optional).
 
 Rules. A record without text for instruction, chosen or rejected stops the run with `PreferenceDataError`, which
 names the record and the field: a preference file with a missing answer is a broken file, not noise to skip.
@@ -15,8 +20,9 @@ preference), and a pair whose longer conversation does not fit the context (an a
 Held-out split. DPO must hold out the records SFT held out, or it would be scored on instructions the SFT model
 trained on. tinylm.data.instruct splits by a hash of the whole record; a preference record has two more fields,
 so its hash differs. `split_preferences` therefore hashes the record's instruction/input/output only: for the
-1,100-record set this is the SFT record itself (they agree field for field), so the held-out instructions are
-exactly SFT's (tests/test_preference_data.py checks it on the real files).
+1,100-record set this is the SFT record itself (they agree field for field), so the held-out instructions, and
+their validation and test halves (tinylm.data.instruct.split_three_ways), are exactly SFT's
+(tests/test_dpo_train.py checks it on the real files).
 
 A pair is rendered with the chat template twice, the same prompt with either answer (`PreferencePair`); `pad_pairs`
 stacks a batch as (x, y) of 2B rows, the B chosen conversations first, then the B rejected ones, with targets only
@@ -35,7 +41,7 @@ from ..download import RemoteFile, fetch
 from ..paths import data_dir
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, RenderedChat
 from .conversations import pad_conversations
-from .instruct import InstructDataError, read_records, split_records
+from .instruct import InstructDataError, RecordSplit, read_records, split_three_ways
 
 PREFERENCE_DATA = RemoteFile(
     url="https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/28c65cdfbc3338e2e040016eea4b7fdf556e4d57/"
@@ -82,13 +88,14 @@ def check_preferences(records: Sequence, source: str) -> None:
                 "record needs instruction, chosen (the preferred answer) and rejected (the dispreferred one)")
 
 
-def split_preferences(records: list[dict], val_fraction: float = 0.1) -> tuple[list[dict], list[dict]]:
-    """(train, held out), each in file order: the records SFT's split holds out, judged by their SPLIT_FIELDS."""
-    views = [{name: record[name] for name in SPLIT_FIELDS if name in record} for record in records]
-    _, held_views = split_records(views, val_fraction)
-    held = {id(view) for view in held_views}  # split_records returns the very objects it was given
-    return ([r for r, v in zip(records, views) if id(v) not in held],
-            [r for r, v in zip(records, views) if id(v) in held])
+def split_view(record: dict) -> dict:
+    """What decides a preference record's split: its SPLIT_FIELDS, as SFT's record holds them."""
+    return {name: record[name] for name in SPLIT_FIELDS if name in record}
+
+
+def split_preferences(records: list[dict], val_fraction: float = 0.1) -> RecordSplit:
+    """Train, validation and test records, each in file order: SFT's three-way split of the same instructions."""
+    return split_three_ways(records, val_fraction, key=split_view)
 
 
 def prompt_messages(record: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> list[dict]:

@@ -29,7 +29,9 @@ Measurements (`preference_summary`): the DPO loss, the preference accuracy (the 
 answer has the higher implicit reward; a tie counts half, so the reference itself, where every margin is 0, scores
 50%), its 95% Wilson interval, the mean margin and rewards, and the model's own preference: the share of pairs to
 which it gives the chosen answer a higher log-probability than the rejected one (the reference scores whatever its
-SFT taught it; implicit rewards cannot show that). Validation is the held-out DPO loss (best.pt is the lowest).
+SFT taught it; implicit rewards cannot show that). Validation is the DPO loss on the validation pairs (best.pt is
+the lowest); the test pairs, which choose nothing, are scored only before training and on best.pt after it
+(tinylm.posttrain.dpo_run).
 
 What the loss does not promise: it depends on the margin alone, so it also falls when both answers' log-probabilities
 fall, the rejected one faster (a negative `chosen_reward` shows it). The probability then goes to other text, and
@@ -188,19 +190,26 @@ class PairLoader(ConversationLoader):
 
 
 class DPOTrainer(Trainer):
-    """The Trainer with DPO's loss, weighed by pairs, and validation on held-out pairs (the DPO loss, which best.pt
-    follows; each eval record adds the rest of `preference_summary` as preference_<key>).
+    """The Trainer with DPO's loss, weighed by pairs, and validation on the validation pairs (the DPO loss, which
+    best.pt follows; each eval record adds the rest of `preference_summary` as preference_<key>).
 
-    train_data: a PairLoader; val_pairs and val_reference: the held-out pairs and their reference log-probabilities;
-    everything else is Trainer's (pass val_tokens=None). The checkpoint keeps beta and both references (`dpo`)."""
+    train_data: a PairLoader; val_pairs and val_reference: the validation pairs and their reference
+    log-probabilities; test_pairs and test_reference (optional): pairs no evaluation scores, for the figures a run
+    reports (`preference(trainer.test_pairs, trainer.test_reference)`); everything else is Trainer's (pass
+    val_tokens=None). The checkpoint keeps beta and the three references (`dpo`), so a resumed run scores against
+    the very same numbers."""
 
     def __init__(self, *args, beta: float, template: ChatTemplate, val_pairs: Sequence[PreferencePair],
-                 val_reference: torch.Tensor, **kwargs):
+                 val_reference: torch.Tensor, test_pairs: Sequence[PreferencePair] = (),
+                 test_reference: torch.Tensor | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if beta <= 0:
             raise InputError(f"DPO's beta must be positive, got {beta}: try 0.1")
+        if test_reference is not None and len(test_reference) != len(test_pairs):
+            raise InputError(f"{len(test_reference)} reference log-probabilities for {len(test_pairs)} test pairs")
         self.beta, self.template = beta, template
         self.val_pairs, self.val_reference = list(val_pairs), val_reference
+        self.test_pairs, self.test_reference = list(test_pairs), test_reference
         self.vocab_limit = self.tokenizer.vocab_size  # the rows past it (padding to a multiple of 64) are no token
         self.held_out: dict[str, float] = {}  # the last evaluation's preference_summary
         self.evaluators["preference"] = lambda _: {k: v for k, v in self.held_out.items() if k != "loss"}
@@ -230,4 +239,5 @@ class DPOTrainer(Trainer):
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "dpo": {"beta": self.beta, "reference": self.sampler.reference,
-                                                "held_out_reference": self.val_reference}}
+                                                "held_out_reference": self.val_reference,  # the validation pairs'
+                                                "test_reference": self.test_reference}}

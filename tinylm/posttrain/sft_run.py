@@ -2,16 +2,19 @@
 
 The base gets the chat tokens (`tinylm.posttrain.vocab.add_chat_tokens`) when it lacks them; every record becomes a
 ChatML conversation with the loss on its answer only; a share of the batches (`pretraining_share`) is pretraining
-text, so the model keeps its language. Validation is the loss on the held-out conversations' answer tokens; each
-eval record also carries the loss on as many training conversations' answers (`train_answer_loss`: the gap
-between the two is memorisation) and the passes made over the training conversations (`chat_epochs`).
+text, so the model keeps its language.
 
-Three models are measured the same way on the held-out conversations: the base asked in plain text
-(`baseline`, tinylm.posttrain.plain: the fair comparison), the base with the chat tokens asked in ChatML (`before`)
-and best.pt (`after`): answer loss, the share of greedy replies that end within REPLY_TOKENS, and each reply's
-token F1 and ROUGE-L against the reference answer (tinylm.eval.overlap). OUT/chat_eval.json keeps them, with a
-few replies, and the wall time. OUT also gets metrics.jsonl, best.pt and last.pt, as `tinylm.train.run.train`
-writes them, and an overwritten run survives a new one that fails before its first checkpoint, as there.
+Two held-out splits (tinylm.data.instruct.split_three_ways), neither ever trained on. The validation conversations
+choose: every evaluation scores their answer tokens' loss, and best.pt is the lowest; each eval record also carries
+the loss on as many training conversations' answers (`train_answer_loss`: the gap between the two is memorisation)
+and the passes made over the training conversations (`chat_epochs`). The test conversations report: three models are
+measured the same way on them, and on nothing else: the base asked in plain text (`baseline`,
+tinylm.posttrain.plain: the fair comparison), the base with the chat tokens asked in ChatML (`before`) and best.pt
+(`after`, which also keeps its step and the validation loss that chose it): answer loss, the share of greedy replies
+that end within REPLY_TOKENS, and each reply's token F1 and ROUGE-L against the reference answer
+(tinylm.eval.overlap). OUT/chat_eval.json keeps them, with a few replies, and the wall time. OUT also gets
+metrics.jsonl, best.pt and last.pt, as `tinylm.train.run.train` writes them, and an overwritten run survives a new
+one that fails before its first checkpoint, as there.
 
 Bases: `gpt2` is OpenAI's GPT-2 124M from Hugging Face (online; offline, a folder saved by transformers or a tinylm
 checkpoint made from one with `python -m tinylm.interop import`); a run folder or checkpoint; `pretrain` pretrains
@@ -33,7 +36,7 @@ from typing import Callable
 
 from ..config import TrainConfig
 from ..data.conversations import ConversationLoader, MixtureLoader
-from ..data.instruct import InstructDataError, build_examples, load_records, split_records, to_messages
+from ..data.instruct import InstructDataError, build_examples, load_records, split_three_ways, to_messages
 from ..data.tokens import RandomWindowSampler
 from ..distributed import World, all_reduce_sum
 from ..errors import InputError
@@ -54,8 +57,8 @@ from .sft import SFT_RECIPES, ChatTrainer, stop_rate
 from .vocab import add_chat_tokens
 
 CHAT_REPORT = "chat_eval.json"
-REPLY_TOKENS = 200  # a held-out reply "stops" when <|im_end|> comes within this many tokens
-SHOWN_REPLIES = 3  # held-out prompts whose replies before and after SFT go into chat_eval.json
+REPLY_TOKENS = 200  # a test reply "stops" when <|im_end|> comes within this many tokens
+SHOWN_REPLIES = 3  # test prompts whose replies before and after SFT go into chat_eval.json
 
 
 def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], device, world: World,
@@ -87,15 +90,15 @@ def load_base(base: str, profile: str, out: Path, instruction_texts: list[str], 
     return model, tokenizer, shown(base)
 
 
-def _unbounded(profile: str, base: str, out: Path, held_out: int, eval_prompts: int | None,
+def _unbounded(profile: str, base: str, out: Path, test: int, eval_prompts: int | None,
                max_seconds: float) -> str:
     """The plan line of a run with a time budget: what --max-seconds does not bound, so that nobody waits for it."""
     extra = []
     if base == "pretrain":
         extra.append(f"pretraining the small base first, unless {shown(out / 'base')} holds it "
                      f"({BASE_RECIPES[profile][1].max_steps:,} steps)")
-    prompts = held_out if eval_prompts is None else min(held_out, eval_prompts)
-    extra.append(f"the evaluations before and after (answer loss on up to {held_out} held-out conversations, "
+    prompts = test if eval_prompts is None else min(test, eval_prompts)
+    extra.append(f"the evaluations before and after (answer loss on up to {test} test conversations, "
                  f"greedy replies of up to {REPLY_TOKENS} tokens to {prompts} prompts)")
     return (f"plan: --max-seconds {max_seconds:g} bounds the fine-tuning steps only; on top of them come "
             + " and ".join(extra))
@@ -129,9 +132,10 @@ def _scored(texts: list[str], stopped: list[bool], prompts: list[list[dict]], re
             "replies": [{"prompt": p[-1]["content"], "reply": t} for p, t in zip(prompts[:SHOWN_REPLIES], texts)]}
 
 
-def _measure(trainer: ChatTrainer, prompts: list[list[dict]], references: list[str], world: World) -> dict:
-    """Answer-token loss on the held-out conversations; greedy replies to held-out prompts, scored."""
-    measured = {"answer_loss": trainer.evaluate()}  # every rank: the validation sums are reduced across ranks
+def _measure(trainer: ChatTrainer, conversations: list, prompts: list[list[dict]], references: list[str],
+             world: World) -> dict:
+    """Answer-token loss on `conversations` (the test split); greedy replies to `prompts`, scored."""
+    measured = {"answer_loss": trainer.answer_loss(conversations)}  # every rank: the sums are reduced across ranks
     if world.is_main:
         started = time.perf_counter()
         _, replies = stop_rate(trainer.model, trainer.template, prompts, REPLY_TOKENS)
@@ -177,10 +181,10 @@ class FineTuning(Job):
 
     def start(self, saved, device, world, say) -> ChatTrainer:
         records, self.source = load_records(self.data)
-        train_records, val_records = split_records(records)
-        recipe, out = self.recipe, self.out
+        split = split_three_ways(records)
+        train_records, recipe, out = split.train, self.recipe, self.out
         if self.overrides.get("max_seconds") is not None:
-            say(_unbounded(self.profile, self.base, out, len(val_records), recipe.eval_prompts,
+            say(_unbounded(self.profile, self.base, out, len(split.test), recipe.eval_prompts,
                            self.overrides["max_seconds"]))
         texts = _chat_texts(train_records, self.system_prompt, self.source)
         self.base_model = None
@@ -206,13 +210,14 @@ class FineTuning(Job):
         template = ChatTemplate(tokenizer)
         block_size = model.config.block_size
         self.train_examples = build_examples(train_records, template, block_size, self.system_prompt)
-        self.val_examples = val = build_examples(val_records, template, block_size, self.system_prompt)
-        if not len(self.train_examples) or not len(val):
-            split = "training" if not len(self.train_examples) else "validation"
-            raise InstructDataError(f"{self.source} leaves no usable conversation for {split} "
-                                    f"(train: {self.train_examples.describe()}; held out: {val.describe()})")
-        say(f"data: {self.source}\n  train: {self.train_examples.describe()}\n  held out: {val.describe()}")
-        self.prompts, self.references = val.prompts()[: recipe.eval_prompts], val.answers()[: recipe.eval_prompts]
+        self.val_examples = val = build_examples(split.validation, template, block_size, self.system_prompt)
+        self.test_examples = test = build_examples(split.test, template, block_size, self.system_prompt)
+        parts = {"train": self.train_examples, "validation (chooses best.pt)": val, "test (reported)": test}
+        if empty := [name.split()[0] for name, part in parts.items() if not len(part)]:
+            raise InstructDataError(f"{self.source} leaves no usable conversation for {empty[0]} ("
+                                    + "; ".join(f"{name}: {part.describe()}" for name, part in parts.items()) + ")")
+        say(f"data: {self.source}" + "".join(f"\n  {name}: {part.describe()}" for name, part in parts.items()))
+        self.prompts, self.references = test.prompts()[: recipe.eval_prompts], test.answers()[: recipe.eval_prompts]
         options = dict(self.overrides)
         if saved is None and recipe.epochs and options.get("max_steps") is None:
             per_step = options.get("batch_size", cfg.batch_size) * cfg.grad_accum_steps * world.size
@@ -227,7 +232,8 @@ class FineTuning(Job):
 
     def _trainer(self, model, tokenizer, template, cfg: TrainConfig, device, world) -> ChatTrainer:
         """The ChatTrainer over chat batches mixed with pretraining text; each evaluation also scores as many
-        training answers as are held out (memorisation) and counts the passes over the chat data."""
+        training answers as there are validation conversations (memorisation) and counts the passes over the chat
+        data."""
         loader = self.chat_loader = ConversationLoader(self.train_examples.rendered, cfg.batch_size, template.pad,
                                                        seed=cfg.seed, rank=world.rank, world_size=world.size)
         if self.share > 0:
@@ -246,27 +252,32 @@ class FineTuning(Job):
         return trainer
 
     def before(self, trainer: ChatTrainer, report: dict, world: World) -> None:
+        test = self.test_examples
         if self.base_model is not None:  # a new run: the base as it came, asked in plain text
-            report["baseline"] = _measure_plain(self.base_model, self.base_tokenizer, self.val_examples.messages,
+            report["baseline"] = _measure_plain(self.base_model, self.base_tokenizer, test.messages,
                                                 self.prompts, self.references, trainer.cfg, trainer.device, world)
         report.update(profile=self.profile, base=self.description, data=self.source,
-                      train=self.train_examples.counts, held_out=self.val_examples.counts,
-                      before=_measure(trainer, self.prompts, self.references, world))
+                      train=self.train_examples.counts, validation=self.val_examples.counts, test=test.counts,
+                      before=_measure(trainer, test.rendered, self.prompts, self.references, world))
 
     def after(self, trainer: ChatTrainer, report: dict, world: World) -> None:
         if world.is_main and (lora := save_run_adapters(trainer.model, self.out, self.description)):
             report["lora"] = lora
-        report.update(after=_measure(trainer, self.prompts, self.references, world), steps=trainer.step,
-                      sft_seconds=round(trainer.elapsed, 1))
+        after = _measure(trainer, self.test_examples.rendered, self.prompts, self.references, world)
+        report.update(after={**after, "checkpoint": "best.pt", "step": trainer.best_step,
+                             "validation_answer_loss": trainer.best_score},
+                      steps=trainer.step, sft_seconds=round(trainer.elapsed, 1))
 
     def epilogue(self, finished: Finished) -> str:
         report, out = finished.report, self.out
         before, after, baseline = report["before"], report["after"], report.get("baseline")
         plain = "" if baseline is None else f" (base in plain text: {baseline['answer_loss']:.4f})"
-        return (f"answer-token validation loss: {before['answer_loss']:.4f} before, "
-                f"{after['answer_loss']:.4f} after (best.pt){plain}\n"
+        return (f"answer-token loss on the {len(self.test_examples)} test conversations (they chose nothing): "
+                f"{before['answer_loss']:.4f} before, {after['answer_loss']:.4f} after{plain}; best.pt is step "
+                f"{after['step']}, the lowest answer loss on the {len(self.val_examples)} validation "
+                f"conversations ({after['validation_answer_loss']:.4f})\n"
                 f"replies ending with <|im_end|> within {REPLY_TOKENS} tokens: {100 * before['stop_rate']:.1f}% "
-                f"before, {100 * after['stop_rate']:.1f}% after ({after['prompts']} held-out prompts, greedy)"
+                f"before, {100 * after['stop_rate']:.1f}% after ({after['prompts']} test prompts, greedy)"
                 + ("" if baseline is None else f"; the base in plain text ends {100 * baseline['stop_rate']:.1f}% "
                    "at a blank line or <|endoftext|>") + "\n"
                 f"ROUGE-L against the reference answers: {after['rouge_l']:.3f} after"
