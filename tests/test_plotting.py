@@ -123,6 +123,15 @@ def test_plot_arms_shows_every_seeds_final_loss_and_curve_in_the_arms_colour():
     assert trailing_mean([1, 3, 5, 7], 2).tolist() == [1, 2, 4, 6]
 
 
+def test_plot_arms_shows_the_test_loss_when_asked():
+    train = [{"event": "train", "step": s, "loss": 5.0 - s, "elapsed": 2.0 * s} for s in (1, 2, 3)]
+    runs = {"A": [SimpleNamespace(seed=0, val_loss=3.0, test_loss=3.4, records=train)]}
+    final, _ = plot_arms(runs, split="test").axes
+    ticks = [line for line in final.get_lines() if line.get_marker() == "|" and line.get_color() == "black"]
+    assert [list(t.get_xdata()) for t in ticks] == [[3.4]]
+    assert final.get_xlabel() == "final test loss (nats per token)"
+
+
 def test_plot_balancing_draws_the_worst_layer_under_the_ceiling_and_each_arms_last_load():
     runs = {"+MoE, none": [arm_run(0, 3.0, MOE_RECORDS)], "+MoE, loss-free": [arm_run(0, 3.1, MOE_RECORDS[2:])]}
     curves, *heatmaps = plot_balancing(runs, top_k=2).axes[:3]

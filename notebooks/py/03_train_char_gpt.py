@@ -133,7 +133,7 @@ print(f"{model.num_parameters():,} parameters")
 # The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe is a 1-layer, 128-wide one. In a run of about 70
 # seconds on a 2-core machine a model sees only a few million characters, so the number of optimizer steps limits
 # it more than its capacity does, and on a CPU a smaller model takes more steps per second. The sweep behind the
-# recipe ([README, *Why the cpu recipes look as they do*](../README.md#why-the-cpu-recipes-look-as-they-do), one
+# recipe ([README, *Why the cpu recipes look as they do*](README.md#why-the-cpu-recipes-look-as-they-do), one
 # seed per arm) found the single block best at that budget, with a learning rate six times nanoGPT's; exercise 3
 # tests the learning rate as an experiment, with seeds. Given ten times longer, deeper models win: the `gpu` recipe.
 

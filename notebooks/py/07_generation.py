@@ -432,10 +432,10 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 # keeps the most recent `keep` tokens (half the context by default, as llama.cpp does), prefills them
 # again, and decodes on. Generation without the cache follows the same rule, so both give the same
 # tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. With
-# relative positions (RoPE, notebook 8) a cached key stays valid when the window slides, and many
+# relative positions (RoPE, notebook 8a) a cached key stays valid when the window slides, and many
 # inference servers slide; but the deeper layers' keys were computed while the dropped tokens were still
 # visible, so a slid cache no longer equals a fresh run over the window. tinylm crops for every block
-# family, so cached and uncached decoding stay identical (notebook 8 checks it for the Llama block).
+# family, so cached and uncached decoding stay identical (notebook 8a checks it for the Llama block).
 #
 # ## How much faster, token by token
 #
@@ -709,28 +709,44 @@ check(test_sample_with_my_cache)
 # </details>
 #
 # **4. An experiment: temperature, counted.** At `T = 0.5`, how often does the sampler choose the most likely
-# next character after `context` (the prompt of the temperature section)? Draw `my_draws` characters (1,000
-# or more) with `choose_next(logits[None], Sampling(temperature=0.5), generator)`, one `torch.Generator`
-# seeded once, count how many are the top character `int(logits.argmax())`, and write down the fraction you
-# measured. Predict it first from the softmax of `logits / 0.5`.
+# next character after `context` (the prompt of the temperature section)? **Predict it first** from the softmax of
+# `logits / 0.5`. Then draw `my_draws` characters (1,000 or more) with
+# `choose_next(logits[None], Sampling(temperature=0.5), generator)`, from one `torch.Generator` seeded once with
+# `my_seed`, keep them as a list of ids in `draws`, count how many are the top character `int(logits.argmax())`,
+# and write the fraction into `my_frequency`.
 #
-# The check needs no answer key: every draw picks the top character with probability
-# `p = softmax(logits / 0.5)[top]`, so your count is binomial and `p` must lie inside its interval. The check
-# uses a 99.7% Wilson interval (`z = 3`), so an honest measurement fails it about 3 times in 1,000.
+# The check needs no answer key. Your draws are repeatable: it draws again from a generator seeded with `my_seed`
+# and must get the very same characters, and your fraction must be the one those draws give. Then it sets the
+# count beside the theory: every draw picks the top character with probability `p = softmax(logits / 0.5)[top]`,
+# so the count is binomial, and `p` must lie inside its 99.7% Wilson interval (`z = 3`); an honest measurement
+# fails that about 3 times in 1,000 seeds.
 
 # %%
 my_draws = 1_000
+my_seed = 0  # the seed of your one generator
+draws = None  # replace with your list of my_draws drawn ids
 my_frequency = None  # replace with your measurement: the fraction of draws that chose the top character
 
 
 def test_temperature_frequency():
-    if my_frequency is None:
-        raise NotImplementedError("run the experiment and write the fraction you measured into my_frequency")
+    if my_frequency is None or draws is None:
+        raise NotImplementedError("run the experiment: keep the ids in draws and the fraction in my_frequency")
     assert my_draws >= 1_000, "draw at least 1,000 characters: fewer leave an interval too wide to test anything"
+    assert len(draws) == my_draws, f"draws holds {len(draws)} ids, my_draws says {my_draws}"
+    generator = torch.Generator().manual_seed(my_seed)
+    again = [int(choose_next(logits[None], Sampling(temperature=0.5), generator)) for _ in range(my_draws)]
+    assert [int(d) for d in draws] == again, (
+        "drawing again from a generator seeded with my_seed gives other characters: one generator, seeded once, "
+        "and choose_next(logits[None], Sampling(temperature=0.5), generator) for every draw?")
+    top = int(logits.argmax())
+    assert math.isclose(my_frequency, again.count(top) / my_draws), \
+        f"your draws chose the top character {again.count(top)} times in {my_draws:,}, not {my_frequency} of them"
     p = torch.softmax(logits / 0.5, dim=-1).max().item()  # the theory: the top character's probability at T = 0.5
-    low, high = wilson_interval(round(my_frequency * my_draws), my_draws, z=3.0)
+    low, high = wilson_interval(again.count(top), my_draws, z=3.0)
     assert low <= p <= high, (f"{my_frequency:.3f} of {my_draws:,} draws: its 99.7% interval [{low:.3f}, {high:.3f}] "
-                              f"excludes the softmax probability {p:.3f}; did you divide the logits by T = 0.5?")
+                              f"excludes the softmax probability {p:.3f}")
+    print(f"measured {my_frequency:.3f} in {my_draws:,} draws, 99.7% interval [{low:.3f}, {high:.3f}]; "
+          f"the softmax says {p:.3f}")
 
 
 check(test_temperature_frequency)
@@ -739,7 +755,7 @@ check(test_temperature_frequency)
 # <details><summary>Solution</summary>
 #
 # ```python
-# generator = torch.Generator().manual_seed(0)
+# generator = torch.Generator().manual_seed(my_seed)
 # top = int(logits.argmax())
 # draws = [int(choose_next(logits[None], Sampling(temperature=0.5), generator)) for _ in range(my_draws)]
 # my_frequency = draws.count(top) / my_draws

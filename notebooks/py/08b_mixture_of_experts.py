@@ -32,21 +32,23 @@
 # - the **auxiliary loss** of Switch Transformers and DeepSeek-V3's **loss-free bias update**, both
 #   written from scratch and checked against the package, and how the update's rate trades speed for precision;
 # - an **ablation, one change at a time**: the dense Llama block → +MoE under no balancing, the auxiliary
-#   loss and the loss-free bias, three seeds each at equal training time: what balancing buys (an even
-#   load) and what it costs (validation loss), each called by a stated rule or printed as "not told apart".
+#   loss and the loss-free bias, three seeds each at equal training time, scored on held-out test tokens:
+#   what balancing buys (an even load) and whether it costs loss, each called by a stated rule or printed
+#   as "not told apart".
 #
-# **How long it takes**: about 56 minutes of study, the cpu run's few minutes included.
+# **How long it takes**: about 71 minutes of study, the cpu run's minutes included (its last cell prints them).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | 20–70 s (measured, by how busy the shared machine was) |
+# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model | the last cell prints it |
 # | `cpu` (2-core laptop) | 4 arms × 3 seeds of 25 s of training each on the 2 MiB TinyStories sample | the last cell prints it (about 5 minutes) |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 12 runs with budgets scaled to the GPU, bounded by
 # default (`FULL_RECIPE = False`); see [Running on a GPU](README.md#running-on-a-gpu).
 #
 # **Papers**: sparsely-gated mixtures of experts ([Shazeer et al., 2017](https://arxiv.org/abs/1701.06538)),
-# Switch Transformers ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), DeepSeekMoE
+# GShard ([Lepikhin et al., 2020](https://arxiv.org/abs/2006.16668)), Switch Transformers
+# ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), Mixtral ([Jiang et al., 2024](https://arxiv.org/abs/2401.04088)), DeepSeekMoE
 # ([Dai et al., 2024](https://arxiv.org/abs/2401.06066)), loss-free balancing
 # ([Wang et al., 2024](https://arxiv.org/abs/2408.15664)) as used in DeepSeek-V3
 # ([DeepSeek-AI, 2024](https://arxiv.org/abs/2412.19437)).
@@ -71,7 +73,16 @@ from tqdm.auto import tqdm
 
 import tinylm
 from tinylm.config import with_architecture
-from tinylm.course.ablation import ablation_table, losses, mixture_chain, parameter_counts, train_arms, verdicts
+from tinylm.course.ablation import (
+    STEP_TOLERANCE,
+    ablation_table,
+    hold_out_test,
+    losses,
+    mixture_chain,
+    parameter_counts,
+    train_arms,
+    verdicts,
+)
 from tinylm.course.exercises import check
 from tinylm.course.plotting import plot_arms, plot_balancing, use_projector_style
 from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate, spread, told_apart
@@ -79,9 +90,11 @@ from tinylm.model.moe import MoE, end_of_step, read_expert_load
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+# process-wide speed settings for training: TF32 on CUDA; on a CPU freed memory kept, and one thread per free core
+backend_note = tinylm.configure_backend(DEVICE)
 use_projector_style()
-print(f"profile {PROFILE}, device {DEVICE}")
+print(f"profile {PROFILE}, device {DEVICE}, {torch.get_num_threads()} CPU threads for PyTorch"
+      + (f" ({backend_note})" if backend_note else ""))
 # On a GPU, False trains a bounded version (the cpu comparisons with shorter budgets); True trains the gpu recipe's
 # model and data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
@@ -97,7 +110,10 @@ if SCALE != PROFILE:
 # A dense model spends every parameter on every token. A mixture-of-experts layer replaces the MLP by
 # `E` small MLPs (experts) and a **router**, a linear layer that scores the experts for each token; the
 # token goes through its top-`k` experts only, and their outputs are added, weighted by their scores
-# (renormalised over the chosen ones). Parameters grow with `E`, compute with `k`. DeepSeekMoE
+# (renormalised over the chosen ones). Parameters grow with `E`, compute with `k`. This sparsely-gated
+# layer, in which each token uses only a few of many experts, comes from [Shazeer et al. (2017)](https://arxiv.org/abs/1701.06538):
+# they introduced noisy top-k gating (noise added to the router's scores before the top-k) and two
+# balancing losses, one on each expert's share of the router's weight (its importance) and one on its load. DeepSeekMoE
 # ([Dai et al., 2024](https://arxiv.org/abs/2401.06066)) uses many narrow experts (more combinations to
 # choose from) plus **shared** experts that every token passes through, for what all tokens need:
 #
@@ -169,7 +185,8 @@ plt.show()
 #
 # ### The auxiliary loss
 #
-# Switch Transformers ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), after GShard, add
+# Switch Transformers ([Fedus et al., 2021](https://arxiv.org/abs/2101.03961)), after GShard
+# ([Lepikhin et al., 2020](https://arxiv.org/abs/2006.16668)), add
 # `α · E · Σᵢ fᵢ·Pᵢ` to the loss, where `fᵢ` is the fraction of the assignments expert `i` got (counted,
 # so it carries no gradient) and `Pᵢ` its mean router score (in `tinylm` each token's scores are divided by
 # their sum first: softmax scores already sum to 1, sigmoid scores do not). It is 1 when both are uniform.
@@ -181,7 +198,9 @@ plt.show()
 # is: `∂/∂Pᵢ = α·E·fᵢ`, so it lowers the scores of the experts that received the most assignments, in
 # proportion to their load. That gradient competes with the language-modelling loss, the trade-off
 # [Wang et al.](https://arxiv.org/abs/2408.15664) set out to remove: a larger `α` balances better and can
-# model worse.
+# model worse. The auxiliary-loss arm of the experiment below uses Switch's `α` (`aux_loss_coef`, which its
+# cell prints) in each of its mixture-of-experts layers, so the model's balancing term is the sum of one such
+# loss per layer.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -278,9 +297,11 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # alone: its router scores experts with independent **sigmoids** (normalised over the chosen experts to
 # give the weights), the bias moves at `u = 1e-3` for most of training (the report's hyper-parameters), and
 # a **sequence-wise auxiliary loss** with a very small weight (`α = 1e-4`) keeps any single sequence from
-# piling onto a few experts. `tinylm` keeps the **softmax** router of Switch and Mixtral by default
-# (`router="sigmoid"` is there), so that the three balancing arms below differ in balancing only, and
-# uses `u = 1e-2`: the runs below take a hundred-odd steps, and at `1e-3` the biases could spend most of
+# piling onto a few experts. The three balancing arms below must share one router to differ in balancing
+# only, and either router would do that; `tinylm` takes the **softmax** router of Switch and Mixtral
+# ([Jiang et al., 2024](https://arxiv.org/abs/2401.04088)), the one the auxiliary loss was designed with,
+# for all three, although loss-free balancing came with sigmoids (`router="sigmoid"` is there). It uses
+# `u = 1e-2`: the runs below take a hundred-odd steps, and at `1e-3` the biases could spend most of
 # them catching up (compare the steps the two rates needed above).
 #
 # ## The experiment: the dense block against three mixtures
@@ -289,21 +310,29 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # replaced by the mixture under each balancing mode (no balancing, auxiliary loss, loss-free bias). Every
 # arm trains the TinyStories shape of the recipe (`cpu`, and the bounded `gpu` version: 4 layers, 128
 # wide, 4 heads, context 128) with the same recipe, for the same seconds of training, at three seeds
-# (interleaved: seed 0 of every arm, then seed 1, then seed 2, so that a machine that slows down mid-way
-# slows every arm alike), and is scored on the whole validation split.
+# (interleaved: seed 0 of every arm, then seed 1, then seed 2, so that a machine that slows down gradually
+# slows every arm alike; a load spike during one run slows that run alone, and the table flags a run whose
+# steps are more than 10% off its arm's median), and is scored on a held-out test split.
 #
 # - **Equal time, not equal steps**: the clock counts training only, and the learning-rate schedule
 #   follows it. The mixture's parameters come with dispatch work (sorting, gathering and scattering
 #   tokens for each expert) that a tiny model on a CPU feels in full; equal time charges it for that.
 #   Each run gets 25 seconds on the `cpu` profile, so the 12 runs fit the notebook in one sitting.
+# - **One recipe, chosen earlier; a test split for the verdicts.** On the `cpu` profile every arm trains
+#   at notebook 8a's peak learning rate, 1.5e-3 after a 20-step warmup, chosen earlier on the validation
+#   loss of two dense arms (the course guide, [notebooks/README.md](README.md), "Modern architecture"). A
+#   mixture whose best rate is another, its router's say, is handicapped by it, by an amount this
+#   experiment does not measure. The tables and verdicts report on a **test split** that no choice was
+#   scored on: the training split's last stories, as many tokens as the validation split, held out (the
+#   same tokens every time, as in 8a) so that no arm trains on them.
 # - **The verdict rule.** Two arms are **told apart** only when each has at least three seeds and every
 #   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise the
-#   notebook prints **not told apart**. The verdict cell prints how often two arms with no real
-#   difference pass that rule by chance. "Not told apart" is not "no difference": it says this experiment
-#   is too small to see one.
+#   notebook prints **not told apart**. The verdict cells print how often two arms with no real
+#   difference pass that rule by chance, and how likely a false "told apart" is somewhere among their
+#   verdicts. "Not told apart" is not "no difference": it says this experiment is too small to see one.
 #
 # **Predict, then run.** For the mixture with no balancing: where will the max-violation end, near 0,
-# near 1, or near the ceiling of 3? Will either balancing mode cost validation loss that the rule can
+# near 1, or near the ceiling of 3? Will either balancing mode cost test loss that the rule can
 # tell from the seeds' disagreement? And will any mixture beat the dense block at equal seconds?
 
 # %%
@@ -317,7 +346,8 @@ for arm in arms:
     print(f"{arm.name:<22} {arm.change:<50} {total:>9,} parameters, {active:>9,} used per token")
 
 # Seconds of training per run (evaluations not counted); smoke runs 12 steps instead. Warmup and peak rate as in
-# notebook 8a, the same for every arm.
+# notebook 8a, the same for every arm (the course guide, notebooks/README.md, "Modern architecture", has the runs
+# that chose them).
 ARM_SECONDS = {"smoke": None, "cpu": 25, "gpu-bounded": 8, "gpu": 300}[SCALE]
 WARMUP_STEPS = {"smoke": 4, "cpu": 20, "gpu-bounded": 20, "gpu": 200}[SCALE]
 ARM_LEARNING_RATE = recipe.learning_rate if SCALE in ("smoke", "gpu") else 1.5e-3
@@ -326,23 +356,39 @@ arm_recipe = dataclasses.replace(recipe, max_seconds=ARM_SECONDS, warmup_steps=W
                                  learning_rate=ARM_LEARNING_RATE,
                                  max_steps=12 if SCALE == "smoke" else recipe.max_steps,
                                  log_interval={"smoke": 4, "cpu": 5, "gpu-bounded": 25, "gpu": 10}[SCALE])
-runs = train_arms(arms, SEEDS, arm_recipe, data.train, data.val, device=DEVICE, tokenizer=data.tokenizer,
-                  progress=lambda plan: tqdm(plan, desc="runs (seed, arm)"))
+# The test split, as in notebook 8a: the training split's last stories, as many tokens as the validation split.
+train_tokens, test_tokens = hold_out_test(data.train, len(data.val), boundary=data.tokenizer.eot_token)
+aux_config = next(arm.config for arm in arms if arm.config.balancing == "aux_loss")
+print(f"tokens: {len(train_tokens):,} to train on, {len(data.val):,} validation, {len(test_tokens):,} test (held "
+      f"out); peak learning rate {ARM_LEARNING_RATE:.1e} for every arm; the auxiliary-loss arm adds "
+      f"α = aux_loss_coef = {aux_config.aux_loss_coef:g} times E·Σ fᵢPᵢ for each of its {aux_config.n_layer} "
+      f"mixture-of-experts layers; the table flags a run more than {STEP_TOLERANCE:.0%} off its arm's median steps")
+runs = train_arms(arms, SEEDS, arm_recipe, train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer,
+                  test_data=test_tokens, progress=lambda plan: tqdm(plan, desc="runs (seed, arm)"))
 
 # %% [markdown]
-# The table gives each arm's validation loss (nats per token) as mean ± half its range over the seeds, its
-# difference from the dense block, and whether the two are told apart; then every run's curve, and the
-# verdicts:
+# The table gives each arm's fewest and most steps, its test loss (nats per token) as mean ± half its range
+# over the seeds, its difference from the dense block, and whether the two are told apart; then every run's
+# curve, and the verdicts:
 
 # %%
-print(ablation_table(arms, runs))
-plot_arms(runs, title=f"TinyStories, {SCALE} profile: every arm, every seed")
+def chance_of_a_false_verdict(n: int) -> str:
+    """Were no difference real: the chance that at least one of `n` verdicts still reads "told apart"."""
+    null = null_pass_rate(len(SEEDS), len(SEEDS))
+    return (f"over these {n} verdicts, were no difference real, the chance that at least one still reads 'told "
+            f"apart' is 1 − (1 − {null:.0%})^{n} = {1 - (1 - null) ** n:.0%} (treating them as independent)")
+
+
+print(ablation_table(arms, runs, split="test"))
+plot_arms(runs, title=f"TinyStories, {SCALE} profile: every arm, every seed", split="test")
 plt.show()
 print(f"the rule: at least {MIN_SEEDS} seeds per arm, and every seed of one arm beats every seed of the other; "
       f"two arms with no real difference pass it {null_pass_rate(len(SEEDS), len(SEEDS)):.0%} of the time at "
       f"{len(SEEDS)} seeds each\n")
-for sentence in verdicts(arms, runs):
+sentences = verdicts(arms, runs, split="test")
+for sentence in sentences:
     print("-", sentence)
+print("\n" + chance_of_a_false_verdict(len(sentences)))
 
 # %% [markdown]
 # Read the steps column beside the losses. A mixture holds several times the MLP's parameters at about the
@@ -370,22 +416,34 @@ def final_violations(run) -> list[float]:
     return [r for r in run.records if r.get("event") == "train" and "max_violation" in r][-1]["max_violation"]
 
 
+def final_loads(run) -> list[list[float]]:
+    """Each layer's load per expert (its share of the assignments) in the run's last logging window."""
+    return [r for r in run.records if r.get("event") == "train" and "expert_load" in r][-1]["expert_load"]
+
+
 worst = {arm.name: [max(final_violations(run)) for run in runs[arm.name]] for arm in moe_arms}
 print(f"| balancing | max-violation at the end, per layer (one group per seed) | worst layer, share of the ceiling "
-      f"{ceiling:g} | val loss |\n|---|---|---|---|")
+      f"{ceiling:g} | experts with no assignment at the end, of {E} per layer (per seed, over the layers) "
+      f"| test loss |\n|---|---|---|---|---|")
 for arm in moe_arms:
     per_layer = "; ".join(", ".join(f"{v:.2f}" for v in final_violations(run)) for run in runs[arm.name])
+    idle = "; ".join(", ".join(str(sum(share == 0 for share in layer)) for layer in final_loads(run))
+                     for run in runs[arm.name])
     print(f"| {arm.name.removeprefix('+MoE, ')} | {per_layer} | {spread([w / ceiling for w in worst[arm.name]]).format(2)} "
-          f"| {spread(losses(runs, arm.name)).format()} |")
+          f"| {idle} | {spread(losses(runs, arm.name, 'test')).format()} |")
 print()
+balancing_verdicts = []
 for a, b in [(aux, unbalanced), (free, unbalanced), (free, aux)]:
-    print("-", compare(a, worst[a], b, worst[b], metric="worst-layer max-violation"))
-    print("-", compare(a, losses(runs, a), b, losses(runs, b)))
-print()
+    balancing_verdicts.append(compare(a, worst[a], b, worst[b], metric="worst-layer max-violation"))
+    balancing_verdicts.append(compare(a, losses(runs, a, "test"), b, losses(runs, b, "test"), metric="test loss"))
+for sentence in balancing_verdicts:
+    print("-", sentence)
+print("\n" + chance_of_a_false_verdict(len(balancing_verdicts)) + "\n")
 for name in (aux, free):
-    cost = spread(losses(runs, name)).mean - spread(losses(runs, unbalanced)).mean
-    verdict = "told apart" if told_apart(losses(runs, name), losses(runs, unbalanced)) else "not told apart"
-    print(f"what {name.removeprefix('+MoE, ')} balancing cost in val loss, against no balancing: {cost:+.3f} "
+    mine, theirs = losses(runs, name, "test"), losses(runs, unbalanced, "test")
+    cost = spread(mine).mean - spread(theirs).mean
+    verdict = "told apart" if told_apart(mine, theirs) else "not told apart"
+    print(f"what {name.removeprefix('+MoE, ')} balancing cost in test loss, against no balancing: {cost:+.3f} "
           f"({verdict})")
 
 # %% [markdown]
@@ -457,8 +515,8 @@ check(test_moe_layer_parameters)
 # same, as long as a step of `u` is small next to those gaps. Measure it: run `balance(rate)` for at least
 # three rates spanning a factor of ten or more (say `1e-3`, `3e-3`, `1e-2`, `3e-2`, `1e-1`), find the first
 # step under 0.5 in each (None if it never gets there), and fill `my_steps = {rate: steps}`. The check
-# compares each with a run of its own and prints `steps · u` and where each rate settles. Where does the
-# prediction stop holding, and why?
+# compares each with a run of its own and prints `steps · u`, the mean max-violation of the last 50 steps,
+# and the last four steps' values. Where does the prediction stop holding, and why?
 
 # %%
 my_steps = None  # replace with {rate: the first step whose max-violation is under 0.5, or None}, from balance(rate)
@@ -473,7 +531,8 @@ def test_my_steps():
         measured = next((step for step, v in enumerate(violations) if v < 0.5), None)
         assert steps == measured, f"at u = {rate:g} the layer got under 0.5 after {measured} steps, not {steps}"
         reached = f"{steps} steps, steps · u = {steps * rate:.3f}" if steps is not None else "never under 0.5"
-        print(f"u = {rate:g}: {reached}, settles at {sum(violations[-50:]) / 50:.2f}")
+        print(f"u = {rate:g}: {reached}; the last 50 steps average {sum(violations[-50:]) / 50:.2f}, the last four: "
+              + ", ".join(f"{v:.2f}" for v in violations[-4:]))
 
 
 check(test_my_steps)
@@ -486,19 +545,31 @@ check(test_my_steps)
 #             for rate in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)}
 # ```
 #
+# One run of this solution printed (the layer, its tokens and the seed are fixed, so yours should print the
+# same, up to floating-point differences between machines):
+#
+# ```
+# u = 0.001: 93 steps, steps · u = 0.093; the last 50 steps average 0.05, the last four: 0.05, 0.05, 0.05, 0.05
+# u = 0.003: 31 steps, steps · u = 0.093; the last 50 steps average 0.09, the last four: 0.11, 0.08, 0.11, 0.08
+# u = 0.01: 9 steps, steps · u = 0.090; the last 50 steps average 0.30, the last four: 0.27, 0.34, 0.27, 0.34
+# u = 0.03: never under 0.5; the last 50 steps average 1.12, the last four: 1.06, 1.19, 1.06, 1.19
+# u = 0.1: never under 0.5; the last 50 steps average 2.20, the last four: 2.22, 1.59, 2.75, 2.22
+# ```
+#
 # While `u` is small next to the score gaps, `steps · u` stays about the same: the time to balance is set by
-# how far the biases must move. The settled level grows with `u`, and past some rate a single step pushes
-# the biases beyond the balance point: these tokens all share one preference, so they switch experts
-# together, and the load swings back and forth without settling. That is the price of speed, and why
-# DeepSeek-V3 moves its biases slowly over a long run.
+# how far the biases must move. At every rate but the slowest the max-violation ends up cycling through a
+# few values (the last four steps), because every step moves every bias by the full `u`; the swing grows
+# with `u`, and at the two fastest rates the layer never gets under 0.5: a single step pushes the biases
+# beyond the balance point, and these tokens, which all share one preference, switch experts together.
+# That is the price of speed, and why DeepSeek-V3 moves its biases slowly over a long run.
 # </details>
 #
 # **3. Experiment: the ceiling of the max-violation.** Take an MoE layer with no balancing, change its
 # router so that every token prefers the same experts (all tokens below have positive channels; one way
 # is to zero the router and give a few experts' rows positive weights), run the tokens through it, and
-# read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check
-# compares it with the bound `E/k − 1` for this layer's `E` and `k`, and then with how close the
-# no-balancing arm above came.
+# read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check runs
+# the same tokens through your layer again, and passes only when your number is what the layer measures and
+# equals the bound `E/k − 1` for this layer's `E` and `k`; then it says how close the no-balancing arm above came.
 
 # %%
 ceiling_layer = MoE(dataclasses.replace(moe_cfg, balancing="none")).train()
@@ -514,9 +585,14 @@ my_ceiling = None  # replace with the max-violation you measured
 def test_my_ceiling():
     if my_ceiling is None:
         raise NotImplementedError("set my_ceiling to the max-violation you measured")
+    with torch.no_grad():
+        ceiling_layer(positive_tokens)  # the same tokens through your layer again: the check measures it itself
+    tinylm.model.moe.end_of_step(ceiling_layer)
+    measured = tinylm.model.moe.read_expert_load(ceiling_layer)["max_violation"][0]
+    assert abs(my_ceiling - measured) < 0.01, f"your layer measures {measured:.2f}, not {my_ceiling}"
     bound = moe_cfg.n_experts / moe_cfg.n_experts_active - 1
-    assert abs(my_ceiling - bound) < 0.01, (f"{my_ceiling} is not the ceiling E/k - 1 = {bound:g}: is every token "
-                                            "sent to the same k experts?")
+    assert abs(measured - bound) < 0.01, (f"your layer reaches {measured:.2f}, not the ceiling E/k - 1 = {bound:g}: "
+                                          "is every token sent to the same k experts?")
     closest = max(worst[moe_arms[0].name]) / ceiling
     print(f"your measured ceiling equals E/k − 1 = {bound:g}; the worst layer of the {moe_arms[0].name} arm above "
           f"reached {closest:.0%} of its own ceiling")
@@ -536,6 +612,51 @@ check(test_my_ceiling)
 # The printed max-violation is `E/k − 1` = 8/2 − 1 = 3: each token gives experts 0 and 1 one assignment each,
 # so each has half of all assignments, four times the mean of 1/8. No routing can do worse, because an expert
 # appears at most once in a token's top-k.
+# </details>
+#
+# **4. Experiment: equal steps instead of equal time.** The table above is a race of equal seconds, in
+# which a mixture that is slower per step also takes fewer steps; it cannot say whether the gap to the dense
+# block comes from the steps it missed or from what each step learned. Race the dense block and the
+# mixture with no balancing again at equal *steps*: three seeds each (`SEEDS`), every run the same number of
+# optimizer steps (say the mean the dense arm reached above), no clock (`max_seconds=None`), everything else
+# as `arm_recipe`, and the same training and test tokens. If the equal-time gap came from steps per second,
+# equal steps should close it; if it came from what a step learns, it stays. The check prints both verdicts
+# side by side, on the test split. (Six runs; the mixture's take longer than the dense block's.)
+
+# %%
+moe_equal_steps_runs = None  # replace with train_arms(...) of the dense arm and the no-balancing arm at equal steps
+
+
+def test_moe_equal_steps():
+    if moe_equal_steps_runs is None:
+        raise NotImplementedError("set moe_equal_steps_runs to your runs of the dense and no-balancing arms")
+    dense, moe = moe_equal_steps_runs[arms[0].name], moe_equal_steps_runs[unbalanced]
+    steps = {run.steps for run in dense + moe}
+    assert len(steps) == 1, f"every run must take the same number of optimizer steps, not {sorted(steps)}"
+    assert min(len(dense), len(moe)) >= MIN_SEEDS, f"a verdict needs at least {MIN_SEEDS} seeds per arm"
+    print(f"equal time ({ARM_SECONDS} s):", compare(unbalanced, losses(runs, unbalanced, "test"), arms[0].name,
+                                                    losses(runs, arms[0].name, "test"), metric="test loss"))
+    print(f"equal steps ({steps.pop()}):", compare(unbalanced, losses(moe_equal_steps_runs, unbalanced, "test"),
+                                                  arms[0].name, losses(moe_equal_steps_runs, arms[0].name, "test"),
+                                                  metric="test loss"))
+
+
+check(test_moe_equal_steps)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# steps = round(sum(run.steps for run in runs[arms[0].name]) / len(runs[arms[0].name]))
+# pair = [arms[0], moe_arms[0]]  # the dense block and the mixture with no balancing
+# moe_equal_steps_runs = train_arms(pair, SEEDS, dataclasses.replace(arm_recipe, max_seconds=None, max_steps=steps),
+#                                   train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer,
+#                                   test_data=test_tokens)
+# ```
+#
+# With no clock the learning-rate schedule follows `max_steps`, so each run still ends its decay. If the
+# verdict changes between the two races, the equal-time result was about speed on this machine; if it
+# stays, it was about what each block learns per step at this budget.
 # </details>
 
 # %%

@@ -1,7 +1,7 @@
 """Seeded ablation arms: one architectural change at a time, several seeds per arm, equal training budget.
 
 Notebooks 8a and 8b ask which of the changes from GPT-2's block to a Llama-style block (8a), and then to a
-mixture of experts (8b), pay for themselves at equal training time. An honest answer needs three things, which
+mixture of experts (8b), pay for themselves at equal training time. An honest answer needs four things, which
 this module provides:
 
 - a chain of configurations in which every arm differs from the arm it is measured against by one
@@ -9,8 +9,13 @@ this module provides:
   are taken from `ARCHITECTURES`, so the chain's dense end is exactly the "llama" family and its experts
   exactly "llama-moe";
 - every arm trained at several seeds under the same Trainer budget (`train_arms`), the seeds interleaved
-  across arms (seed 0 of every arm, then seed 1, ...) so that a machine that slows down half-way, as a
-  shared one does, slows every arm alike rather than one arm's seeds;
+  across arms (seed 0 of every arm, then seed 1, ...) so that a machine that slows down gradually, over
+  minutes, slows every arm alike rather than one arm's seeds. Interleaving does not help against a load spike
+  during one run: that run alone gets fewer steps, which is why the table shows each arm's fewest and most
+  steps and flags a run more than `STEP_TOLERANCE` off its arm's median (`step_outliers`);
+- a test split that nothing was chosen on (`hold_out_test`): the validation split served to choose the
+  recipe (the peak rate and warmup of the course's runs), so the tables and verdicts report on held-out
+  tokens instead (`train_arms(..., test_data=...)`, then `split="test"`);
 - a table and verdicts computed from the runs (`ablation_table`, `verdicts`), by the rule of
   tinylm.eval.uncertainty: a difference is "told apart" only with at least 3 seeds per arm and ranges over
   seeds that do not overlap; so no figure or verdict a re-run could change has to be typed into prose.
@@ -19,26 +24,35 @@ this module provides:
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 
 from ..config import GPTConfig, TrainConfig, with_architecture
+from ..errors import InputError
+from ..eval.loss import evaluate_loss_sum
 from ..eval.uncertainty import compare, spread, told_apart
 from ..model.gpt import GPT
+from ..runtime import autocast
 from ..train.trainer import Trainer
 
 # The dense steps from GPT-2's block to Llama's, in order: (arm, what changed, the GPTConfig fields it copies from
-# the "llama" family). RMSNorm also drops the biases: LayerNorm's shift is a bias, and RMSNorm is LayerNorm without
-# the centring and the shift, so "no additive terms" is one idea; separating them would cost a ninth arm. Weight
-# tying is not in the chain: both families tie the head to the embedding at this size.
+# the "llama" family). The biases go first, LayerNorm's shift with them (the shift is a bias, not part of the
+# centring), so that +RMSNorm then changes the norm alone: LayerNorm without its shift -> RMSNorm. Weight tying is
+# not in the chain: both families tie the head to the embedding at this size.
 DENSE_STEPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("+RMSNorm", "LayerNorm -> RMSNorm, biases dropped", ("norm", "bias")),
+    ("+no-bias", "every bias dropped (LayerNorm's shift too)", ("bias",)),
+    ("+RMSNorm", "LayerNorm (no shift) -> RMSNorm", ("norm",)),
     ("+RoPE", "learned position table -> rotary embeddings", ("position",)),
     ("+SwiGLU", "GELU MLP (4C wide) -> SwiGLU (~8C/3 wide)", ("mlp",)),
     ("+GQA", "half as many key/value heads", ("n_kv_head",)),
 )
+# A run whose steps are more than this share off its arm's median steps ran on a machine of another speed for a
+# while (the step time depends on the arm, not on the seed): the table flags it.
+STEP_TOLERANCE = 0.10
 MOE_FIELDS = ("n_experts", "n_experts_active", "n_shared_experts")
 BALANCING_NAMES = {"none": "no balancing", "aux_loss": "auxiliary loss", "loss_free": "loss-free bias"}
 
@@ -58,7 +72,8 @@ class Arm:
 @dataclass
 class ArmRun:
     """One seed of one arm: the final validation loss over the whole split, the steps the budget allowed,
-    the training seconds they took, every record the Trainer emitted, and the trained model."""
+    the training seconds they took, every record the Trainer emitted, the trained model, and the loss over the
+    whole test split (None when the run was given none)."""
 
     arm: str
     seed: int
@@ -67,6 +82,34 @@ class ArmRun:
     elapsed: float
     records: list[dict[str, Any]]
     model: torch.nn.Module
+    test_loss: float | None = None
+
+    def loss(self, split: str = "val") -> float:
+        """The final loss on "val" or "test"."""
+        if split not in ("val", "test"):
+            raise InputError(f"split must be 'val' or 'test', got {split!r}")
+        value = self.val_loss if split == "val" else self.test_loss
+        if value is None:
+            raise InputError(f"{self.arm} seed {self.seed} has no test loss: train_arms needs test_data for it")
+        return value
+
+
+def hold_out_test(tokens, size: int, boundary: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the rest, a test split): the last `size` tokens of `tokens` (a training split) held out as a test split that
+    no run trains on and no earlier choice was scored on. With `boundary` (an end-of-text id) the cut moves forward
+    to just after the first boundary at or past it, so that no document is split between the two; the test split
+    then starts a document, and holds at most `size` tokens. Fixed: the same tokens every time."""
+    tokens = np.asarray(tokens)
+    if not 2 <= size < len(tokens):
+        raise InputError(f"a test split of {size:,} tokens needs at least 2, and fewer than the {len(tokens):,} given")
+    cut = len(tokens) - size
+    if boundary is not None:
+        after = np.flatnonzero(tokens[cut:] == boundary)
+        if len(after) == 0 or cut + after[0] + 1 > len(tokens) - 2:
+            raise InputError(f"no end-of-text token ({boundary}) leaves a test split of 2 tokens or more in the "
+                             f"last {size:,} tokens")
+        cut += int(after[0]) + 1
+    return tokens[:cut], tokens[cut:]
 
 
 def architecture_chain(config: GPTConfig, balancing: Sequence[str] = tuple(BALANCING_NAMES)) -> list[Arm]:
@@ -101,17 +144,20 @@ def _mixture_arms(dense: Arm, config: GPTConfig, balancing: Sequence[str]) -> li
 
 
 def print_run(run: ArmRun) -> None:
+    test = "" if run.test_loss is None else f", test loss {run.test_loss:.3f}"
     print(f"{run.arm:<26} seed {run.seed}: {run.steps:>5} steps in {run.elapsed:>4.0f} s of training, "
-          f"val loss {run.val_loss:.3f}")
+          f"val loss {run.val_loss:.3f}{test}")
 
 
 def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainConfig, train_data, val_data, *,
                device: torch.device, tokenizer=None, report: Callable[[ArmRun], None] | None = print_run,
-               progress: Callable[[Sequence], Any] | None = None) -> dict[str, list[ArmRun]]:
+               progress: Callable[[Sequence], Any] | None = None, test_data=None) -> dict[str, list[ArmRun]]:
     """Train every arm at every seed with `train_config` (its seed replaced, samples off, the arm's train_options
     set), seeds interleaved across arms; returns each arm's runs in seed order. The seed sets the initial weights
     (torch.manual_seed before the model is built) and the order of the batches (the Trainer's sampler). Nothing is
-    written to disk. `report` is called after each run; `progress` wraps the list of (seed, arm) pairs, e.g. tqdm."""
+    written to disk. With `test_data` (e.g. from `hold_out_test`) each trained model is also scored on every target
+    of it, as the Trainer scores the validation split. `report` is called after each run; `progress` wraps the
+    list of (seed, arm) pairs, e.g. tqdm."""
     plan = [(seed, arm) for seed in seeds for arm in arms]
     runs: dict[str, list[ArmRun]] = {arm.name: [] for arm in arms}
     for seed, arm in (progress(plan) if progress else plan):
@@ -121,15 +167,35 @@ def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainCon
         trainer = Trainer(GPT(arm.config), run_config, train_data, val_data, out_dir=None, tokenizer=tokenizer,
                           device=device, callbacks=[records.append])
         final = trainer.fit()
-        run = ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model)
+        test_loss = None
+        if test_data is not None:
+            total, count = evaluate_loss_sum(trainer.model, np.asarray(test_data), arm.config.block_size,
+                                             run_config.eval_batch_size, trainer.device,
+                                             autocast(trainer.device, trainer.dtype), tokenizer)
+            test_loss = total / count
+        run = ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model,
+                     test_loss)
         runs[arm.name].append(run)
         if report:
             report(run)
     return runs
 
 
-def losses(runs: dict[str, list[ArmRun]], arm: str) -> list[float]:
-    return [run.val_loss for run in runs[arm]]
+def losses(runs: dict[str, list[ArmRun]], arm: str, split: str = "val") -> list[float]:
+    """`arm`'s final loss on `split` ("val" or "test"), one per seed."""
+    return [run.loss(split) for run in runs[arm]]
+
+
+def step_outliers(runs: dict[str, list[ArmRun]], tolerance: float = STEP_TOLERANCE) -> list[tuple[ArmRun, float]]:
+    """(run, its arm's median steps) for every run whose steps are more than `tolerance` off that median. In a race
+    of equal seconds the steps depend on the arm and on the machine, not on the seed, so such a run had a machine
+    of another speed for part of its budget (most likely something else ran), and its loss is not comparable with
+    its arm's other seeds."""
+    flagged = []
+    for arm_runs in runs.values():
+        median = statistics.median(run.steps for run in arm_runs)
+        flagged += [(run, median) for run in arm_runs if abs(run.steps - median) > tolerance * median]
+    return flagged
 
 
 def parameter_counts(config: GPTConfig) -> tuple[int, int]:
@@ -140,33 +206,48 @@ def parameter_counts(config: GPTConfig) -> tuple[int, int]:
 
 
 def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
-                   bits_per_byte: Callable[[float], float] | None = None, digits: int = 3) -> str:
-    """A markdown table, one row per arm: what changed, parameters (used per token), mean steps, validation loss
-    mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
+                   bits_per_byte: Callable[[float], float] | None = None, digits: int = 3, split: str = "val",
+                   tolerance: float = STEP_TOLERANCE) -> str:
+    """A markdown table, one row per arm: what changed, parameters (used per token), the fewest and most steps over
+    seeds (⚑ when a run is more than `tolerance` off its arm's median steps), the loss on `split` ("val" or "test")
+    as mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
     difference of means from the arm's baseline, and whether the two are told apart by the rule of
-    tinylm.eval.uncertainty.told_apart (at least 3 seeds per arm, and ranges over seeds that do not overlap)."""
-    header = ["arm", "what changed", "parameters (per token)", "steps (mean)", "val loss",
+    tinylm.eval.uncertainty.told_apart (at least 3 seeds per arm, and ranges over seeds that do not overlap).
+    Under the table, one line per flagged run."""
+    header = ["arm", "what changed", "parameters (per token)", "steps (min–max)", f"{split} loss",
               *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline", "told apart?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    flagged = step_outliers(runs, tolerance)
+    flagged_arms = {run.arm for run, _ in flagged}
     for arm in arms:
-        values, (total, active) = losses(runs, arm.name), parameter_counts(arm.config)
+        values, (total, active) = losses(runs, arm.name, split), parameter_counts(arm.config)
         summary = spread(values)
-        steps = sum(run.steps for run in runs[arm.name]) / len(runs[arm.name])
-        row = [arm.name, arm.change, f"{total:,} ({active:,})", f"{steps:,.0f}", summary.format(digits)]
+        steps = [run.steps for run in runs[arm.name]]
+        steps_cell = f"{min(steps):,}–{max(steps):,}" + (" ⚑" if arm.name in flagged_arms else "")
+        row = [arm.name, arm.change, f"{total:,} ({active:,})", steps_cell, summary.format(digits)]
         if bits_per_byte:
             row.append(f"{bits_per_byte(summary.mean):.{digits}f}")
         if arm.baseline is None:
             row += ["(first arm)", ""]
         else:
-            reference = losses(runs, arm.baseline)
+            reference = losses(runs, arm.baseline, split)
             delta = summary.mean - spread(reference).mean
             row += [f"{delta:+.{digits}f} vs {arm.baseline}", "yes" if told_apart(values, reference) else "no"]
         lines.append("| " + " | ".join(row) + " |")
+    if flagged:
+        lines.append("")
+    for run, median in flagged:
+        lines.append(f"⚑ {run.arm} seed {run.seed}: {run.steps:,} steps, {run.steps / median - 1:+.0%} off its arm's "
+                     f"median of {median:,.0f} (more than {tolerance:.0%}); an equal-time run's steps depend on the "
+                     "arm "
+                     "and the machine, not the seed, so the machine most likely ran at another speed during it, and "
+                     "its loss is not comparable with its arm's other seeds")
     return "\n".join(lines)
 
 
-def verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], digits: int = 3) -> list[str]:
-    """One sentence per arm with a baseline (tinylm.eval.uncertainty.compare): who won, by how much, and whether
-    the two are told apart (at least 3 seeds per arm and ranges that do not overlap) or not."""
-    return [compare(arm.name, losses(runs, arm.name), arm.baseline, losses(runs, arm.baseline), digits=digits)
+def verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], digits: int = 3, split: str = "val") -> list[str]:
+    """One sentence per arm with a baseline (tinylm.eval.uncertainty.compare) on the loss on `split`: who won, by
+    how much, and whether the two are told apart (at least 3 seeds per arm and ranges that do not overlap) or not."""
+    return [compare(arm.name, losses(runs, arm.name, split), arm.baseline, losses(runs, arm.baseline, split),
+                    metric=f"{split} loss", digits=digits)
             for arm in arms if arm.baseline is not None]

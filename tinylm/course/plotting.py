@@ -147,14 +147,15 @@ def trailing_mean(values: Sequence[float], width: int) -> np.ndarray:
     return np.array([values[max(0, i - width + 1) : i + 1].mean() for i in range(len(values))])
 
 
-def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4):
+def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4, split: str = "val"):
     """An ablation's runs, `runs` mapping each arm's name to its runs over seeds (objects with `val_loss` and the
-    Trainer's `records`, as tinylm.course.ablation.ArmRun). Left: each arm's final validation loss, its mean over
-    seeds (a dot) with the range (a bar) and each seed (a tick). Right: each run's training loss against seconds
-    of training (a trailing mean over `smooth` logged steps), one colour per arm. Returns the figure."""
+    Trainer's `records`, as tinylm.course.ablation.ArmRun, and `test_loss` for `split="test"`). Left: each arm's final
+    loss on `split` ("val" or "test"), its mean over seeds (a dot) with the range (a bar) and each seed (a tick).
+    Right: each run's training loss against seconds of training (a trailing mean over `smooth` logged steps), one
+    colour per arm. Returns the figure."""
     fig, (final, curves) = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [1, 1.2]})
     for i, (arm, arm_runs) in enumerate(runs.items()):
-        values = [run.val_loss for run in arm_runs]
+        values = [getattr(run, f"{split}_loss") for run in arm_runs]
         mean = sum(values) / len(values)
         final.errorbar(mean, i, xerr=[[mean - min(values)], [max(values) - mean]], fmt="o", color=f"C{i}", capsize=5,
                        ms=8)
@@ -165,14 +166,14 @@ def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4):
                         color=f"C{i}", alpha=0.8, lw=1.2, label=arm if seed_index == 0 else None)
     final.set_yticks(range(len(runs)), list(runs))
     final.invert_yaxis()
-    final.set_xlabel("final validation loss (nats per token)")
+    final.set_xlabel(f"final {'validation' if split == 'val' else split} loss (nats per token)")
     final.set_title("mean over seeds (dot), range (bar), each seed (tick)")
     final.grid(alpha=0.3)
     curves.set_xlabel("seconds of training (evaluations not counted)")
     curves.set_ylabel(f"training loss (trailing mean of {smooth} logs)")
     if title:
         curves.set_title(title)
-    losses = [run.val_loss for arm_runs in runs.values() for run in arm_runs]
+    losses = [getattr(run, f"{split}_loss") for arm_runs in runs.values() for run in arm_runs]
     curves.set_ylim(min(losses) - 0.3, max(losses) + 1.5)  # the end of training, not the first steps' loss
     curves.grid(alpha=0.3)
     curves.legend(fontsize=10, ncol=2)

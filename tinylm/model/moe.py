@@ -14,17 +14,18 @@ rest starve. Three `balancing` modes:
 - "none": watch it collapse (notebook 8b).
 - "aux_loss": Switch/GShard (https://arxiv.org/abs/2101.03961): add coef · E · Σ_i f_i · P_i to the
   loss, where f_i is the fraction of assignments expert i received and P_i its mean router score.
-  It is 1 when both are uniform (not its minimum: f on one expert and P on another give ~0; what
-  balances is its gradient, which lowers the scores of the experts that received the most), and that
-  gradient also pulls against the language-modelling loss.
+  It is 1 when both are uniform, and not its minimum: the chosen experts are the top-k of the same scores, so
+  f and P rise together, and the loss lies between 1/(kE) and E/k (notebook 8b). What balances is its
+  gradient, which lowers the scores of the experts that received the most assignments, and that gradient also
+  pulls against the language-modelling loss.
 - "loss_free": DeepSeek-V3 (https://arxiv.org/abs/2412.19437, §2.1.2): a per-expert bias is added to
   the scores for choosing the top-k only (the weights still come from the unbiased scores), and after
   every optimizer step each bias moves by `bias_update_rate` against the sign of its expert's load
   error: up for underloaded, down for overloaded experts. The bias changes which experts run, so it
   changes the forward pass; what it avoids is a gradient that competes with the language-modelling loss.
   DeepSeek-V3 pairs it with sigmoid scores, a rate of 1e-3 over trillions of tokens, and a very small
-  sequence-wise auxiliary loss; tinylm keeps the softmax router by default (so the three modes differ in
-  balancing only; router="sigmoid" is there) and a rate of 1e-2, since its runs are hundreds of steps.
+  sequence-wise auxiliary loss. tinylm keeps Switch's and Mixtral's softmax router by default, for all three
+  modes alike (router="sigmoid" is there), and a rate of 1e-2, since its runs are hundreds of steps.
 
 Dispatch, two ways to the same result. Eagerly, it sorts the (token, expert) assignments by expert, so each
 expert runs once on all its tokens (a Python loop over experts, never over tokens): the compute follows the

@@ -2,10 +2,12 @@
 
 LayerNorm (Ba et al., 2016, https://arxiv.org/abs/1607.06450) subtracts each vector's mean, divides
 by its standard deviation, then scales and shifts: y = (x - mean) / sqrt(var + eps) * weight + bias.
-RMSNorm (Zhang & Sennrich, 2019, https://arxiv.org/abs/1910.07467) drops the mean and the shift:
-y = x / sqrt(mean(x²) + eps) * weight. Re-centring turned out not to matter for transformers; what
-keeps the residual stream trainable is the re-scaling. RMSNorm has half the parameters, one
-reduction instead of two, and is what Llama, Mistral, Qwen and DeepSeek use.
+RMSNorm (Zhang & Sennrich, 2019, https://arxiv.org/abs/1910.07467) drops the re-centring and divides
+by the root mean square: y = x / sqrt(mean(x²) + eps) * weight. It has no shift either, as Llama uses it;
+the shift is a bias, a separate matter from the centring (a LayerNorm with bias=False has none). Zhang &
+Sennrich hypothesise that the re-centring is dispensable, and report performance comparable to
+LayerNorm's on their tasks. RMSNorm computes one reduction instead of two, holds half
+the parameters of a LayerNorm with a shift, and is what Llama, Mistral, Qwen and DeepSeek use.
 
 `rms_norm` is the readable version (it normalises in at least float32, as Hugging Face's Llama does,
 because squares of bf16 values lose too much); the model uses `torch.nn.RMSNorm`, which computes the
