@@ -114,8 +114,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
                        "--out stories15M.pt")
     # llama2.c's TinyStories models (stories15M, stories42M, stories110M) and Llama 2's tokenizer, where to get them
-    downloads = ("wget https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin",
-                 "wget https://github.com/karpathy/llama2.c/raw/master/tokenizer.model")
+    downloads = ("llama2.c's stories15M.bin is at "
+                 "https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin "
+                 "and its tokenizer.model at https://github.com/karpathy/llama2.c/raw/master/tokenizer.model.")
     parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
                                      formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -133,8 +134,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     export.set_defaults(run=run_export)
     imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
                               description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
-                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.",
-                              formatter_class=HelpFormatter, epilog=examples(*downloads, *import_examples))
+                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin. "
+                                          + downloads,
+                              formatter_class=HelpFormatter, epilog=examples(*import_examples))
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf", help="a folder transformers reads (GPT-2 or Llama: its config.json says which), "
                                      "or a Hub name when online")
