@@ -229,8 +229,10 @@ print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {fl
 # `sample-10BT` in shards of 20,000 tokens.
 
 # %%
+folder = track.prepare("cpu").folder  # 120 documents, whatever PROFILE is; a progress bar when it tokenizes
+
+# %%
 # NBVAL_CHECK_OUTPUT
-folder = track.prepare("cpu").folder  # 120 documents, whatever PROFILE is
 progress = read_progress(folder)
 tokenizer = tinylm.BPETokenizer("gpt2")
 EOT = tokenizer.eot_token
