@@ -1,29 +1,67 @@
-"""Rewrite the course tables of README.md and notebooks/README.md from the notebooks' saved outputs.
+"""Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md from the notebooks' outputs.
 
-    python scripts/course_tables.py          # rewrite them
-    python scripts/course_tables.py --check  # exit 1 if a committed table differs
+    python scripts/course_tables.py                  # rewrite them
+    python scripts/course_tables.py --check          # exit 1 if a committed table differs
+    python scripts/course_tables.py --measure-smoke  # first run every notebook under smoke and record its runtime
 
 The rows, and how runtimes and study times are read from the notebooks, are in tinylm.course.guide. Run it after
-scripts/refresh_notebook.py has refreshed a notebook's outputs.
+scripts/refresh_notebook.py has refreshed a notebook's outputs. --measure-smoke runs the notebooks in course order,
+as a class runs them live (a notebook reuses the runs of the ones before it), into copies in a scratch folder with
+a scratch runs folder: the committed notebooks and your runs/ are left as they are. It takes a few minutes on 2 cores
+and writes notebooks/smoke_runtimes.json (each notebook's own printed runtime and the machine it ran on).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tinylm.course.guide import replace_table, tables  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from tinylm.course.claims import study_time  # noqa: E402
+from tinylm.course.guide import LESSONS, SMOKE_RUNTIMES, replace_table, tables  # noqa: E402
+from tinylm.runtime import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure_smoke(notebooks: Path) -> dict:
+    """Run every notebook under smoke, in course order, into a scratch folder; the seconds each one printed."""
+    seconds = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        env = {**os.environ, "TINYLM_PROFILE": "smoke", "TINYLM_WIDGETS": "0",
+               "TINYLM_RUNS_DIR": str(Path(scratch) / "runs")}
+        for lesson in tqdm(LESSONS, desc="notebooks under smoke", unit="notebook"):
+            ran = Path(scratch) / lesson.file
+            command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                       "--ExecutePreprocessor.timeout=600", "--output", str(ran), str(notebooks / lesson.file)]
+            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                sys.exit(f"error: notebook {lesson.number} failed under smoke ({last}); to see where, run "
+                         f"TINYLM_PROFILE=smoke pytest notebooks/{lesson.file}; nothing was written")
+            seconds[lesson.file] = study_time(ran).runtime_seconds
+    return {"machine": cpu_name(), "seconds": seconds}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only report tables that differ")
+    parser.add_argument("--measure-smoke", action="store_true",
+                        help=f"first run every notebook under smoke and write notebooks/{SMOKE_RUNTIMES}")
     args = parser.parse_args(argv)
+    if args.measure_smoke:
+        measured = measure_smoke(ROOT / "notebooks")
+        path = ROOT / "notebooks" / SMOKE_RUNTIMES
+        path.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
+        print(f"smoke runtimes of {len(measured['seconds'])} notebooks written to {path.relative_to(ROOT)}")
     stale = []
     for path, (name, table) in tables(ROOT).items():
         text = path.read_text(encoding="utf-8")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.cli import COMMANDS
-from tinylm.course.guide import replace_table, tables
+from tinylm.course.guide import LESSONS, replace_table, smoke_runtimes, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"]
@@ -239,6 +239,17 @@ def test_course_tables_follow_the_notebooks():
         assert replace_table(text, name, table) == text, (
             f"{path.relative_to(ROOT)}'s course table is behind the notebooks' outputs: "
             "run python scripts/course_tables.py")
+
+
+def test_the_teachers_table_is_measured_and_live_runs_take_seconds():
+    """The teacher's table shows a smoke runtime for every notebook, measured on a named machine (not typed), and each
+    is short enough to run live in a lecture, as TEACHING.md promises."""
+    measured = smoke_runtimes(ROOT / "notebooks")
+    assert measured["machine"], "run python scripts/course_tables.py --measure-smoke"
+    assert set(measured["seconds"]) == {lesson.file for lesson in LESSONS}
+    slow = {file: s for file, s in measured["seconds"].items() if s is None or not 0 < s <= 120}
+    assert not slow, f"notebooks that do not run live in seconds under smoke: {slow}"
+    assert "course-table:teaching" in (ROOT / "notebooks" / "TEACHING.md").read_text(encoding="utf-8")
 
 
 def test_readme_fits_and_starts_with_the_setup():

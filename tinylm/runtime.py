@@ -37,6 +37,18 @@ from .errors import InputError
 PROFILES = ("smoke", "cpu", "gpu")
 
 
+def cpu_name() -> str:
+    """The CPU as a measured figure's caption names it: its model, the cores this process may use and the vector
+    instructions PyTorch dispatches to ("AMD EPYC, 2 cores, AVX2")."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.M)
+        model = names[0].strip() if names else model
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{model}, {cores} cores, {torch.backends.cpu.get_cpu_capability()}"
+
+
 def resolve_profile(profile: str | None = None) -> str:
     """The profile to use: the argument, else $TINYLM_PROFILE, else 'gpu' with CUDA and 'cpu' without."""
     chosen = profile or os.environ.get("TINYLM_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")

@@ -155,10 +155,15 @@ class StudyTime:
     runtime_seconds: float | None  # None: the notebook does not print its runtime
 
     @property
+    def reading_minutes(self) -> float:
+        """The formula's prose and code share: what reading (or presenting) the notebook takes, without its
+        exercises and its runs."""
+        return self.prose_words / WORDS_PER_MINUTE + self.code_lines / CODE_LINES_PER_MINUTE
+
+    @property
     def minutes(self) -> float:
         runtime = (self.runtime_seconds or 0.0) / 60
-        return (self.prose_words / WORDS_PER_MINUTE + self.code_lines / CODE_LINES_PER_MINUTE
-                + MINUTES_PER_EXERCISE * self.exercises + runtime)
+        return self.reading_minutes + MINUTES_PER_EXERCISE * self.exercises + runtime
 
 
 EXERCISE = re.compile(r"\s*(#{2,4}\s*Exercise\b|\*\*\d+\.)")  # "### Exercise 2: ..." or "**2. Title.**"
