@@ -251,3 +251,11 @@ def test_configure_backend_takes_fewer_threads_on_a_busy_machine_and_says_so():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split("\n")[:2] == ["1 True", "2 None"]
+
+
+def test_cpu_name_names_the_cores_and_the_vector_instructions_pytorch_uses():
+    from tinylm.runtime import cpu_name
+
+    name = cpu_name()
+    assert name.endswith(f", {torch.backends.cpu.get_cpu_capability()}")
+    assert f", {len(os.sched_getaffinity(0))} cores," in name
