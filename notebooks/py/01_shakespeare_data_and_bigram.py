@@ -33,12 +33,12 @@
 # - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
 #   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
 #
-# **How long it takes**: about 55 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# **How long it takes**: about 54 minutes, exercises included (the course's estimate: reading, code, 6 minutes
 # per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | 50 training steps | ~7 s |
+# | `smoke` (CI) | 50 training steps | the last cell prints it |
 # | `cpu` (2-core laptop) | 3,000 training steps | the last cell prints it |
 # | `gpu` | 10,000 training steps | not measured |
 #
@@ -48,8 +48,8 @@
 # bits, go back to Shannon ([*A Mathematical Theory of Communication*](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x),
 # 1948); a language model as a table of learned vectors trained by gradient descent on the
 # next-token loss is Bengio et al.'s ([*A Neural Probabilistic Language Model*](https://www.jmlr.org/papers/v3/bengio03a.html),
-# 2003). The entropy bound of exercise 4 is Shannon's too; that no model beats a text's own statistics is Gibbs'
-# inequality (Cover & Thomas, [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
+# 2003). The entropy bound of exercise 4 is Shannon's too; that no bigram table beats the text's own pair statistics is
+# Gibbs' inequality (Cover & Thomas, [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -135,7 +135,8 @@ print("rarest:", Counter(text).most_common()[-6:])
 #
 # A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`)
 # to decode. Characters give a tiny vocabulary and long sequences (one token per character); GPT-2's
-# BPE, later in the course, gives 50,257 tokens of ~4 characters each. Same idea, different trade-off.
+# BPE, in notebook 4, has 50,257 tokens of several characters each (notebook 4 measures how many). Same idea,
+# different trade-off.
 
 # %%
 stoi = {ch: i for i, ch in enumerate(chars)}
@@ -293,8 +294,10 @@ print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}; "
 # estimate, 100,000 characters are not). `nn.Embedding` initialises its entries from N(0, 1), so each
 # row is a random guess with real confidence: for random logits $z \sim N(0, \sigma^2)$ the expected loss is
 # $E[\ln \sum_j e^{z_j}] - E[z_{target}] \approx \ln V + \sigma^2/2$, the prediction printed beside the
-# measurement. Confident and wrong costs more than honest ignorance. With all logits zero the model is
-# exactly uniform:
+# measurement. The formula estimates the average over random tables (by Jensen's inequality, slightly above
+# it). One table's loss is dominated by the rows of a few frequent characters, such as the space, so a single
+# table drawn at random lands a visible distance to either side. Confident and wrong costs more than honest
+# ignorance. With all logits zero the model is exactly uniform:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -307,19 +310,22 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 # %% [markdown]
 # For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2, does this):
 # the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
-# in its table, so here the start only costs a few steps.
+# in its table, so a bad start cannot trap it; the plot in section 6 shows it back below ln 65 within the
+# first few dozen steps.
 
 # %% [markdown]
 # ## 6. Training
 #
 # AdamW with a learning rate of 1e-2, much larger than a transformer tolerates: the model is one
-# table, each step only updates the rows of the characters in the batch, and the problem is convex.
+# table and the problem is convex. Only the rows of the characters in the batch get a gradient, but AdamW
+# moves the others too: its momentum `m` keeps pushing rows that had a gradient earlier, and its weight
+# decay (`weight_decay=0.01` by default) shrinks every row at every step.
 # Every `EVAL_EVERY` steps, `tinylm.eval.loss.evaluate_loss` scores **every** token of the validation
 # split once, which is deterministic and far less noisy than the loss of one random batch.
 #
 # **Predict, then run.** The loss starts where section 5 measured it. Where will the bigram's validation loss
 # level off: near ln 65 = 4.17, around 2.5, or close to 1? (A character model with real context gets much
-# lower in notebook 3, in a few minutes on a laptop CPU.)
+# lower in notebook 3, in minutes on a laptop CPU.)
 
 # %%
 from tinylm.course.plotting import plot_losses
@@ -355,12 +361,12 @@ plt.close(fig)
 #
 # The validation loss of the trained bigram, over the whole split, is the number every later model
 # in the course must beat. Its exponential, the *perplexity*, reads as "as uncertain as a uniform
-# choice among that many characters". Divided by ln 2 it is in bits per character, Shannon's unit.
+# choice among that many characters". The loss divided by ln 2 is in bits per character, Shannon's unit.
 
 # %%
 bigram_val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
-print(f"bigram baseline: validation loss {bigram_val_loss:.4f} nats/char, perplexity {math.exp(bigram_val_loss):.1f} "
-      f"(uniform: {math.log(vocab_size):.4f}, perplexity {vocab_size})")
+print(f"bigram baseline: validation loss {bigram_val_loss:.4f} nats/char = {bigram_val_loss / math.log(2):.3f} bits/char, "
+      f"perplexity {math.exp(bigram_val_loss):.1f} (uniform: {math.log(vocab_size):.4f}, perplexity {vocab_size})")
 
 # %% [markdown]
 # Self-check. A bigram has no context, so its loss over the split needs no windows at all: look up
@@ -398,7 +404,7 @@ def sample(model, prompt: str, max_new_tokens: int, seed: int) -> str:
 print(sample(model, "\n", 500, seed=0))
 
 # %% [markdown]
-# Speaker names with colons, line breaks, word-sized chunks, and almost no real words: one character
+# Line breaks, a colon line that imitates a speaker's name, word-sized chunks, and only a few short real words: one character
 # of memory cannot spell. The fix is to let each position look at *all* the positions before it,
 # which is what self-attention does in the next notebook.
 
@@ -547,7 +553,7 @@ check(test_temperature_probs)
 # Shannon measured a source by its entropy, and two entropies bound what section 6 trained:
 #
 # - **H(next)**, the entropy of the characters' own frequencies, $-\sum_b P(b) \ln P(b)$: the lowest loss of any
-#   model that ignores the current character;
+#   model that uses no context at all (a unigram);
 # - **H(next | current)**, from the pair counts, $-\sum_{a,b} P(a, b) \ln P(b \mid a)$: the lowest loss that *any*
 #   65 × 65 table can reach on a text, even a table fitted to that very text. This is Gibbs' inequality: scored
 #   against the text's own distribution, every other distribution has a larger cross-entropy.
@@ -600,8 +606,8 @@ check(test_entropies)
 # The trained bigram sits a little above H(next | current) of the validation text: that bound is fitted to the
 # validation text itself, which no model trained on the first 90% can see, so part of the excess is the
 # difference between the two texts, and the rest is what training left. Both are small next to the distance
-# from H(next) down to the bigram, which is what one character of context is worth. To get lower, a model
-# needs more context: notebook 2.
+# from H(next) down to the bigram, which is what one character of context is worth (the check's line prints the
+# three numbers). To get lower, a model needs more context: notebook 2.
 # </details>
 
 # %%

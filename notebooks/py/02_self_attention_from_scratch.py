@@ -40,7 +40,7 @@
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 30 steps of the overfitting check | ~8 s |
+# | `smoke` (CI) | every check; 30 steps of the overfitting check | the last cell prints it |
 # | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | the last cell prints it |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
 #
@@ -352,7 +352,7 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # A Python loop over heads runs `n_head` small matrix multiplies one after another. The batched form
 # makes the heads a batch dimension instead: one Linear for q, k, v of every head, a reshape
 # `(B, T, C) → (B, n_head, T, hs)`, one batched attention, and the reverse reshape. Same arithmetic,
-# one kernel launch. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's
+# one launch per operation instead of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's
 # default path calls `F.scaled_dot_product_attention`, which computes the same with fused kernels, FlashAttention
 # on recent GPUs, that never store the `(T, T)` score matrix.)
 #
@@ -400,7 +400,8 @@ print("batched heads == list of heads == tinylm CausalSelfAttention")
 #
 # - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer *adds* to its
 #   input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it flows from the loss to the first
-#   layers however deep the stack, and a fresh block starts close to the identity (section 10 measures it).
+#   layers however deep the stack, and a fresh block starts close to the identity (section 9 measures the
+#   stream's size through a fresh stack, section 10 the gradient).
 # - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's `C` channels
 #   to mean 0 and variance 1, then apply a learned gain and bias. GPT-2 puts it *before* each sub-layer
 #   (pre-norm: `x + attn(ln(x))`), and once more after the last block; the original transformer put it after
@@ -766,8 +767,9 @@ print("residual connections carry the gradient to every block")
 # With the skip, every block gets a gradient of about the same size. Without it, the gradient falls by many
 # orders of magnitude on its way down. The last line printed says why: at initialisation the scores `q · k` are
 # tiny, so every attention layer averages its positions almost uniformly, and without the skip nothing adds the
-# input back. Forty-eight rounds of averaging make every position the same vector, the output no longer depends
-# on the input, and no gradient flows back to it: the *rank collapse* that
+# input back. Forty-eight rounds of averaging make every position (nearly) the same vector: that of the first
+# position, which attends only to itself. The output then barely depends on any character but the first, and the
+# gradient reaching block 0 is almost nine orders of magnitude below block 47's: the *rank collapse* that
 # [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for attention without skip connections.
 
 # %% [markdown]
@@ -780,7 +782,7 @@ print("residual connections carry the gradient to every block")
 # "thinned" network, all sharing the weights, and at test time the full network acts as an average of them.
 #
 # Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. The paper scaled the weights down at
-# test time to match; every framework now uses **inverted dropout**: the survivors are multiplied by `1/(1 − p)`
+# test time to match; PyTorch, like the other mainstream frameworks, uses **inverted dropout**: the survivors are multiplied by `1/(1 − p)`
 # during training, so the expected value stays `x`, and at evaluation dropout is the identity. `model.train()`
 # and `model.eval()` set `module.training`, which `nn.Dropout` reads.
 
@@ -873,8 +875,9 @@ print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no d
 #
 # Training for real is the next notebook's job. The quickest check that gradients flow through everything you
 # wrote is to *overfit one batch*: with the same 8 windows every step, a working model drives the loss far below
-# the bigram's baseline, towards 0. A bug in the mask (seeing the future) would make it too easy; a broken
-# residual or norm would make it stall. The model starts from your GPT-2 initialisation (section 9), so its
+# the bigram's baseline, towards 0. A broken residual or norm would make it stall. A leaking mask (seeing
+# the future) would *not* show here: the loss falls towards 0 either way, which is why sections 4 to 8 compared
+# every piece with tinylm. The model starts from your GPT-2 initialisation (section 9), so its
 # initial loss is almost exactly ln 65 = 4.17, as notebook 1 said a good initialisation should give.
 
 # %%
@@ -907,8 +910,9 @@ print("your GPT learns")
 
 # %% [markdown]
 # The attention weights of the first layer on the first window of the batch, one panel per head
-# (`last_weights` holds the latest forward pass). Each is lower-triangular; trained, the heads no
-# longer agree with each other.
+# (`last_weights` holds the latest forward pass). Each is lower-triangular. After memorising one batch the heads no
+# longer agree with each other (at initialisation the scores are tiny and every head averages almost uniformly,
+# section 10); these patterns fit 8 windows, not Shakespeare.
 
 # %%
 with torch.no_grad():
@@ -947,8 +951,8 @@ plt.close(fig)
 #
 # ### Exercise 1: sliding-window attention
 #
-# Some long-context models ([Longformer](https://arxiv.org/abs/2004.05150), [Mistral 7B](https://arxiv.org/abs/2310.06825))
-# let each position see only the last `window` positions, itself included: `t − window < s ≤ t`. Return the
+# Some long-context models ([Mistral 7B](https://arxiv.org/abs/2310.06825), and the autoregressive variant of
+# [Longformer](https://arxiv.org/abs/2004.05150)) let each position see only the last `window` positions, itself included: `t − window < s ≤ t`. Return the
 # attention output `(..., T, hs)` for `q, k, v` of shape `(..., T, hs)`: scaled scores, the mask, a softmax
 # over the last dimension, the weighted values. Only the mask differs from section 4's.
 
