@@ -154,10 +154,64 @@ def test_the_record_keeps_a_change_only_when_every_seed_beats_every_seed_of_the_
     assert c_model["qk_norm"] and c_model["mlp"] == "relu2" and "schedule" not in c_train
     assert [c.name for c in course.kept_changes(attempts)] == ["+A", "+D"]
     table = course.record_table(attempts, target=2.5, budget="2 s")
-    assert "| +B | b | 1.4 ± 0.0 (2 seeds) | 1.775 ± 0.075 (2 seeds) | -0.075 | no |" in table
+    assert "| +B | b | 10–10 | 1.4 ± 0.0 (2 seeds) | 1.775 ± 0.075 (2 seeds) | -0.075 | no |" in table
+    assert "⚑" not in table
     verdicts = course.attempt_verdicts(attempts)
     assert verdicts[1].startswith("+B on top of (baseline +A): -0.075") and "within the seed spread" in verdicts[1]
     assert verdicts[2].startswith("+C on top of (baseline +A): +0.125") and "no better" in verdicts[2]
+
+
+def planted_runs(steps: dict[str, list[int]], losses: dict[str, list[float]]):
+    """ArmRuns of chosen steps and losses (70 s each, an evaluation at 10 s and the final one at 70 s)."""
+    from tinylm.course.ablation import ArmRun
+
+    records = lambda loss: [{"event": "eval", "elapsed": 10.0, "val_loss": 2.5},  # noqa: E731
+                            {"event": "final", "elapsed": 70.0, "val_loss": loss}]
+    return {arm: [ArmRun(arm, seed, loss, n, 70.0, records(loss), None)
+                  for seed, (n, loss) in enumerate(zip(steps[arm], losses[arm]))] for arm in steps}
+
+
+def test_a_run_whose_steps_stray_from_its_arms_median_voids_every_verdict_on_its_arm(tiny_config):
+    """The busy-machine rule: a planted run with 39% fewer steps than its arm's median is flagged in the table, and
+    both comparisons with its arm print no verdict, though the losses alone would tell the arms apart."""
+    from tinylm.course import speedrun as course
+    from tinylm.course.ablation import Arm
+
+    arms = [Arm("default", "d", tiny_config(), None), Arm("speedrun", "s", tiny_config(), "default"),
+            Arm("+X", "x", tiny_config(), "speedrun")]
+    losses = {"default": [1.70, 1.71, 1.72], "speedrun": [1.60, 1.61, 1.62], "+X": [1.50, 1.51, 1.52]}
+    quiet = planted_runs({"default": [5300, 5331, 5200], "speedrun": [1700, 1729, 1650], "+X": [1700, 1720, 1690]},
+                         losses)
+    table = course.race_table(arms, quiet, target=2.6, budget="70 s")
+    assert " ⚑ |" not in table and "\n⚑ " not in table and "more than 10% off its arm's median steps" in table
+    verdicts = course.race_verdicts(arms, quiet, target=2.6, budget="70 s")
+    assert verdicts[0].startswith("speedrun beats default on val loss at 70 s by 0.100")
+    assert "): told apart:" in verdicts[0]
+    assert course.STRAYED not in " ".join(verdicts)
+
+    busy = planted_runs({"default": [3277, 5331, 5200], "speedrun": [1700, 1729, 1650], "+X": [1700, 1720, 1690]},
+                        losses)
+    table = course.race_table(arms, busy, target=2.6, budget="70 s")
+    assert "| default | d | 3,277–5,331 ⚑ |" in table and "| speedrun | s | 1,650–1,729 |" in table
+    assert "⚑ default seed 0: 3,277 steps, -37% off its arm's median of 5,200 (the rule: at most 10%)" in table
+    verdicts = course.race_verdicts(arms, busy, target=2.6, budget="70 s")
+    on_default = [v for v in verdicts if v.startswith("speedrun vs default")]
+    assert len(on_default) == 2 and all(v.endswith(course.STRAYED) for v in on_default)
+    assert "means 1.610 vs 1.710" in on_default[0]
+    assert any(v.startswith("+X beats speedrun on val loss at 70 s") and "): told apart:" in v for v in verdicts)
+
+
+def test_a_change_on_a_strayed_attempt_is_not_kept(monkeypatch, tiny_config):
+    from tinylm.course import speedrun as course
+
+    steps = {"baseline": [100, 100, 100], "+A": [100, 60, 100]}
+    runs = planted_runs(steps, {"baseline": [2.0, 2.1, 2.05], "+A": [1.5, 1.6, 1.55]})
+    monkeypatch.setattr(course, "train_arms", lambda arms, *args, **kwargs: {arms[0].name: runs[arms[0].name]})
+    attempts = course.try_changes(tiny_config(), train_config_for_tests(), [course.Change("+A", "a")], [0, 1, 2],
+                                  None, None, device="cpu")
+    assert [(a.name, a.kept) for a in attempts] == [("baseline", True), ("+A", False)]
+    assert course.attempt_verdicts(attempts)[0].endswith(course.STRAYED)
+    assert "⚑ +A seed 1: 60 steps" in course.record_table(attempts, target=2.6, budget="70 s")
 
 
 def train_config_for_tests():
