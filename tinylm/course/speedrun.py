@@ -31,9 +31,6 @@ whether the deeper model now pays for its slower steps is a question of the budg
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -42,7 +39,7 @@ import torch
 from ..bench.speedrun import seconds_to_target, validation_curve
 from ..config import GPTConfig, TrainConfig
 from ..eval.uncertainty import compare, separated, spread
-from ..runtime import busy_elsewhere
+from ..runtime import busy_elsewhere, cpu_name
 from ..train.progress import TRAINING_TIME
 from .ablation import STEP_TOLERANCE, Arm, ArmRun, step_outliers, train_arms
 
@@ -265,18 +262,12 @@ def race_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], target: fl
 
 
 def machine_line(device: torch.device | str) -> str:
-    """The machine a timing ran on: the CPU's model (or the GPU's name), the cores this process may use, PyTorch's
-    threads, and how many other processes are running on the CPU right now (`tinylm.runtime.busy_elsewhere`)."""
+    """The machine a timing ran on: the CPU (`tinylm.runtime.cpu_name`: model, cores, vector instructions) or the
+    GPU's name, PyTorch's threads, and how many other processes are running on the CPU right now
+    (`tinylm.runtime.busy_elsewhere`)."""
     device = torch.device(device)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.M)
-        name = names[0].strip() if names else name
-    except OSError:
-        pass
+    name = cpu_name()
     if device.type == "cuda":
         name = f"{torch.cuda.get_device_name(device)} (host CPU: {name})"
-    return (f"machine: {name}, {cores} cores, {torch.get_num_threads()} PyTorch threads; "
+    return (f"machine: {name}, {torch.get_num_threads()} PyTorch threads; "
             f"other processes running now: {busy_elsewhere():.0f}")
