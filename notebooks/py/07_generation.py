@@ -34,15 +34,16 @@
 # - why the cache makes generation fast, measured token by token in interleaved rounds, and where its gain
 #   stops;
 # - batches of prompts of different lengths, streaming, stop strings, and why a text ended;
-# - a playground with sliders and an attention viewer, on the models of notebooks 3 and 5.
+# - a playground with sliders and an attention viewer, on the Shakespeare model of notebook 3 and a TinyStories
+#   model (notebook 5's, or a stand-in: see *The models*).
 #
-# **How long it takes**: about 66 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# **How long it takes**: about 69 minutes, exercises included (the course's estimate: reading, code, 6 minutes
 # per exercise, and the `cpu` run's time, which the last cell prints; the committed run found notebook 3's model
 # and a TinyStories stand-in trained before it, so it trained nothing itself).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | tiny models, 60-token timings | ~10 s |
+# | `smoke` (CI) | tiny models, 60-token timings | the last cell prints it |
 # | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
@@ -53,7 +54,7 @@
 # the real ones.
 #
 # **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus (top-p)
-# sampling and why greedy text degenerates ([Holtzman et al., 2019](https://arxiv.org/abs/1904.09751)), the
+# sampling and why greedy text degenerates ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), the
 # repetition penalty of CTRL ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), and the cost of
 # decoding with a KV cache at scale ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)).
 
@@ -92,6 +93,11 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # The Shakespeare model of notebook 3 (characters) and the TinyStories model of notebook 5 (GPT-2
 # tokens). `find_or_train` looks for their runs (notebook 3's and 5's folders, then those of
 # `python -m tinylm.train`) and, when there are none, trains a stand-in and says why.
+#
+# The committed outputs use notebook 3's `cpu` model and, for TinyStories, not notebook 5's model but the
+# 250-step stand-in (`tinystories-quick-cpu`, the third line below), whose stories are rougher than notebook
+# 5's. Like notebook 5's `cpu` model, its output layer covers only the GPT-2 tokens TinyStories uses, not all
+# 50,257, which is why it has so few parameters (the last line).
 
 # %%
 model, tokenizer, _ = tinylm.load_model(find_or_train("shakespeare-char", PROFILE), DEVICE)
@@ -103,11 +109,12 @@ print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {sto
 # ## Greedy decoding and sampling
 #
 # **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic, and it
-# tends to fall into loops: once a phrase is the most likely continuation of itself, it comes back
-# forever. **Sampling** draws the next token from the model's distribution; a seed makes a draw repeatable.
+# tends to fall into loops: once a phrase is the most likely continuation of what comes before it, it comes
+# back whenever that context does. **Sampling** draws the next token from the model's distribution; a seed
+# makes a draw repeatable.
 #
 # **Predict, then run.** 250 characters from `"ROMEO:\n"`, greedy and then sampled. Will the greedy text
-# stay varied to the end? If it loops, how long do you expect the repeating piece to be?
+# stay varied to the end?
 
 # %%
 def distinct_4grams(ids: list[int]) -> float:
@@ -124,17 +131,19 @@ for name, options in (("greedy", {"temperature": 0}), ("sampled (temperature 1, 
 
 # %% [markdown]
 # The share of distinct 4-grams (printed above each text) measures repetition: 1.0 means no 4 consecutive
-# characters ever come back. Greedy text tends to settle into a loop and repeat it to the end, because once
-# each character of a loop is the most likely continuation of the characters before it, nothing ever leaves
-# it; compare the two shares. Holtzman et al. (2019) show the same for GPT-2: maximising probability
-# produces bland, repetitive text, because human text is not the most likely text. A sample wanders and
-# misspells instead.
+# characters ever come back; compare the two shares. The greedy text keeps returning to the same few phrases:
+# greedy always takes the most likely continuation, so whenever the recent characters look alike, it writes
+# the same thing again. It is not one exact loop: the model sees at most the last 64 characters, and the
+# context changes when it is cropped (see *When the context is full*), so it can drift to other phrases.
+# Holtzman et al. (ICLR 2020) show the same for GPT-2: maximising probability produces bland, repetitive
+# text, because human text is not the most likely text. A sample wanders and misspells instead.
 #
 # ## Temperature
 #
 # Everything a sampler does happens to one vector: the logits `z` of the next token. **Temperature** `T`
 # divides them before the softmax: `p_i = exp(z_i / T) / Σ_j exp(z_j / T)`. Dividing by `T < 1` stretches the
-# gaps between logits, so the likely tokens take more of the probability (towards greedy, which is the
+# gaps between logits, so the most likely tokens take more of the probability and the rest, even fairly
+# likely ones, lose (towards greedy, which is the
 # limit `T → 0`); `T > 1` shrinks the gaps (towards uniform, the limit `T → ∞`). `T = 1` is the model's own
 # distribution: what it learned, long tail of mistakes included. This notebook is where the course
 # teaches temperature; notebook 3 used it to sample, here is what it does.
@@ -213,17 +222,18 @@ print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 # %% [markdown]
 # The printed `e^H` says over how many characters the model's probability is effectively spread at `T = 1`,
 # more than its top bar suggests. A small model spreads a little of it over many wrong ones, and a
-# long text visits that tail often; a temperature a little below 1 trims it while keeping the text varied. At
+# long text visits that tail often. A temperature a little below 1 shrinks that tail (what it costs in
+# variety, this notebook does not measure). At
 # both ends the curve flattens at its limits: one choice (greedy) and every character equally likely.
 # Temperature rescales the whole distribution; the next two samplers cut its tail off instead.
 
 # %% [markdown]
 # ## Top-k and top-p
 #
-# **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al. 2019) keeps the
+# **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al., ICLR 2020) keeps the
 # smallest set of most likely tokens whose probabilities add up to at least `p`. Top-k keeps the same
 # number whether the model is sure or not; top-p keeps few tokens when it is sure and many when it is
-# not, which is why it became the default of most APIs. Both set the removed logits to −∞, and the
+# not, which is why most APIs offer it alongside temperature. Both set the removed logits to −∞, and the
 # softmax renormalises what is left.
 
 # %%
@@ -255,9 +265,11 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # ## Repetition, and the penalty that breaks it
 #
 # Greedy text repeats itself. A measure: the share of distinct 4-grams (4 consecutive tokens) in the
-# continuation; 1.0 means nothing repeats. The **repetition penalty** (Keskar et al., CTRL, 2019)
-# divides the logit of every token already in the sequence by the penalty when it is positive, and
-# multiplies it when negative: both make a seen token less likely. CTRL's authors paired greedy decoding with a
+# continuation; 1.0 means nothing repeats. The **repetition penalty** of CTRL (Keskar et al., 2019) divides
+# the logit of every token already in the sequence by the penalty. That makes a positive logit smaller but a
+# negative one larger, so under that rule a seen token with a negative logit becomes *more* likely. Hugging
+# Face transformers changed it (issue #2302, pull request #2303) to multiply negative logits instead, so that
+# both signs become less likely. tinylm does the latter. CTRL's authors paired greedy decoding with a
 # penalty a little above 1. It is a blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
 #
 # **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
@@ -274,8 +286,9 @@ for penalty in (1.0, 1.3):
     print(text)
 
 # %% [markdown]
-# Greedy decoding is deterministic, so the two shares above are one measurement each. A penalty removes
-# repeats, but also every word a story needs twice (a name, "the", "."): read the two texts and judge whether
+# Greedy decoding is deterministic, so the two shares above are one measurement each. A penalty discourages
+# repeats (it does not forbid them), but also every word a story needs more than once (a name, "the", "."):
+# read the two texts and judge whether
 # it is better or only different. Sampling with a temperature below 1 and top-k or top-p is the usual cure
 # for loops. Does a penalty still change the repetition of *sampled* text? That is an experiment: several
 # seeds per arm, the same prompt and length, and a verdict by the course's rule (`tinylm.eval.uncertainty.compare`):
@@ -384,9 +397,10 @@ step_logits = [logits_prefill[:, -1]]
 for t in range(7, sequence.size(1)):  # then one character at a time
     logits_t, past = forward_with_cache(model, sequence[:, t : t + 1], past)
     step_logits.append(logits_t[:, -1])
-max_error = (torch.stack(step_logits[:-1], 1) - full_logits[:, 6:-1]).abs().max().item()
+max_error = (torch.stack(step_logits, 1) - full_logits[:, 6:]).abs().max().item()  # positions 6 to the last
 assert max_error < 1e-4
-print(f"cached decoding matches the full forward pass at every position (max |difference| {max_error:.1e})")
+print(f"cached decoding matches the full forward pass at all {len(step_logits)} positions from the prompt's last "
+      f"(max |difference| {max_error:.1e})")
 print(f"the cache holds {len(past)} layers x (k, v) of shape {tuple(past[0][0].shape)}")
 
 # %% [markdown]
@@ -429,11 +443,13 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 # **When the context is full.** GPT-2 learns one embedding per absolute position, so a cached key
 # belongs to its position: sliding the window by one token would move every token to a new position,
 # and every key would have to be recomputed. tinylm therefore **crops**: when the context is full it
-# keeps the most recent `keep` tokens (half the context by default, as llama.cpp does), prefills them
+# keeps the most recent `keep` tokens (half the context by default; llama.cpp's context swapping also drops
+# about half, after keeping the prompt's first `n_keep` tokens), prefills them
 # again, and decodes on. Generation without the cache follows the same rule, so both give the same
 # tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. With
-# relative positions (RoPE, notebook 8a) a cached key stays valid when the window slides, and many
-# inference servers slide; but the deeper layers' keys were computed while the dropped tokens were still
+# relative positions (RoPE, notebook 8a) a cached key can be kept when the window slides, by rotating it to
+# its new position (llama.cpp's context shift does this); but the deeper layers' keys were computed while the
+# dropped tokens were still
 # visible, so a slid cache no longer equals a fresh run over the window. tinylm crops for every block
 # family, so cached and uncached decoding stay identical (notebook 8a checks it for the Llama block).
 #
@@ -496,17 +512,19 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The verdicts above say by how much the cache won for each model, and whether the rounds agree. In the plots,
-# without the cache a step costs more as the context grows; with it, every step costs about the same.
-# The Shakespeare plot shows the crop rule: its 64-character context fills every 32 characters, and
-# the cached generation then pays one prefill of 32 (the spikes).
+# The verdicts above say by how much the cache won for each model, and whether the rounds agree. In the 16M
+# model's plot, without the cache a step costs more as the context grows; with it, a step's cost grows far more
+# slowly (one query against the cache). The Shakespeare context only ever holds 32 to 64 characters, so its
+# uncached cost can only rise a little before each crop and fall back. Its plot shows the crop rule: the
+# context grows from 32 characters back to 64, so it is cropped every 33 new characters, and the cached
+# generation then pays one prefill of 32 (the spikes).
 #
 # Where the gain stops: a cached step still reads **every weight once** and runs every layer's
 # operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
 # skip, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode` measures
 # it for longer prompts).
 # The Shakespeare model is so small (one layer, 128 wide) that each step is dominated by the fixed
-# cost of launching some forty PyTorch operations, which a cache does not change either. Pope et al. (2022)
+# cost of launching its PyTorch operations, which a cache does not change either. Pope et al. (2022)
 # work out the same arithmetic for large models on accelerators: a decoding step is bound by reading the
 # weights and the cache from memory, not by FLOPs, which is why servers batch many users' steps together.
 
@@ -541,16 +559,21 @@ print(f"\n[{pieces.stop_description}]")  # the stream knows why it ended
 # %% [markdown]
 # Why a text ended matters to whoever reads it: a story that ends at `<|endoftext|>` is finished, one that
 # hit `max_new_tokens` was cut off. The stream records it (`stop_reason`: a stop token, a stop string, the
-# length limit). The same story prompt, with room to finish and without:
+# length limit). The same story prompt, with room to finish and without: the cell looks for the first of ten
+# seeds whose story reaches `<|endoftext|>` within 300 tokens, then gives that seed only 40 tokens (the same
+# draws, so the same beginning, cut off).
 
 # %%
-for max_new_tokens in (300, 40):
-    print("Once upon a time", end="")
-    pieces = tinylm.stream(stories_model, stories_tokenizer, "Once upon a time", max_new_tokens, temperature=0.8,
-                           top_k=40, seed=1)
-    for piece in pieces:
-        print(piece, end="", flush=True)
-    print(f"\n[{pieces.stop_description}]\n")
+story_prompt = "Once upon a time"
+for seed in range(10):
+    story = tinylm.stream(stories_model, stories_tokenizer, story_prompt, 300, temperature=0.8, top_k=40, seed=seed)
+    story_text = "".join(story)
+    if story.stop_reason == "stop_token":  # it ended by itself
+        break
+short = tinylm.stream(stories_model, stories_tokenizer, story_prompt, 40, temperature=0.8, top_k=40, seed=seed)
+short_text = "".join(short)
+for budget, stream_, text in ((300, story, story_text), (40, short, short_text)):
+    print(f"--- seed {seed}, room for {budget} tokens ---\n{story_prompt}{text}\n[{stream_.stop_description}]\n")
 
 # %% [markdown]
 # ## The playground
@@ -594,7 +617,8 @@ stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
 #   sure the model is. The repetition penalty breaks loops bluntly.
 # - A **KV cache** keeps every layer's keys and values: the prompt is prefilled once, then each step
 #   computes one token's q, k, v, appends k and v, and lets one query read the whole cache. Same tokens
-#   as recomputing everything; per-token time stops growing with the context.
+#   as recomputing everything; per-token time grows only slowly with the context (one query against the
+#   cache) instead of re-running the whole context.
 # - What the cache cannot remove is reading every weight once per token, so its gain grows with the
 #   context and shrinks when the output layer or fixed overheads dominate. It costs
 #   `2 × layers × context × width` values per sequence.

@@ -8,8 +8,9 @@ go through `tinylm.generate.fast` where the model allows it: the arithmetic of `
 without walking the modules; `fast=False` walks them at every step, which is what this loop teaches.
 
 Context policy. The model sees at most `block_size` tokens. When the context is full, the oldest
-tokens are dropped so that the `keep` most recent remain (default: half the context, as llama.cpp
-does) and, with a cache, those are prefilled again. Sliding the window by one token instead would
+tokens are dropped so that the `keep` most recent remain (default: half the context; llama.cpp's
+context swapping also drops about half, after keeping the prompt's first `n_keep` tokens) and, with a
+cache, those are prefilled again. Sliding the window by one token instead would
 mean recomputing every cached key at each step, because GPT-2's positions are absolute; that is
 `keep=block_size`, exact and slow. A prompt longer than the context is cropped by the same rule.
 Both paths follow the same policy, which is what makes their tokens identical.

@@ -2,7 +2,9 @@
 
 A step applies, in this order (the order Hugging Face's `generate` uses):
 1. repetition penalty: tokens already in the sequence get their logit divided by the penalty when
-   it is positive and multiplied when negative (CTRL's rule), so both signs become less likely;
+   it is positive and multiplied when negative, so both signs become less likely. CTRL (Keskar et al.
+   2019) divides every seen token's logit, which makes a negative one more likely; the sign rule is
+   Hugging Face transformers' fix (issue #2302, pull request #2303);
 2. temperature: logits / T. Below 1 sharpens the distribution, above 1 flattens it; 0 means greedy
    (take the argmax, no randomness, and the filters below have nothing to do);
 3. top-k: keep the k most likely tokens (exactly k, even when logits tie);
