@@ -156,6 +156,7 @@ def test_the_bootstrap_is_exact_on_exact_data_and_brackets_the_planted_exponent_
     exact = bootstrap(synthetic_runs(0.6), budgets=[1.6e12, 3.2e12], resamples=50)
     assert np.ptp(exact.exponents) < 1e-9 and exact.exponents[0] == pytest.approx(0.6, abs=1e-6)
     assert exact.losses.shape == exact.plain_losses.shape == (50, 2)
+    assert exact.floors.shape == (50,) and exact.floors[0] == pytest.approx(1.2, abs=2e-3)  # the planted floor E
     assert exact.losses[0, 0] == pytest.approx(1.2 + 40 * 1.6e12 ** -0.2, abs=2e-3)
     minima = isoflop_minima(synthetic_runs(0.6))
     plain = fit_power_law([m.budget for m in minima], [m.loss_opt for m in minima])

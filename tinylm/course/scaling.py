@@ -47,7 +47,8 @@ KAPLAN_2020 = {"a": 0.73, "b": 0.27}
 # parameters. One depth for every size, so that the sizes differ in one way only: in the probes behind notebook 13
 # a third layer moved the loss by more than a change of seed did, in either direction depending on the budget, and
 # a family that mixed depths would draw that into its IsoFLOP profiles. Two layers, not one: a single layer cannot
-# form the two-step circuits (induction heads) that copy from earlier in the context.
+# form the two-step circuits (induction heads) that copy from earlier in the context (Elhage et al. 2021, "A
+# Mathematical Framework for Transformer Circuits"; Olsson et al. 2022, "In-context Learning and Induction Heads").
 LADDER: tuple[tuple[int, int], ...] = tuple((2, width) for width in (16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128))
 HEAD_SIZE = 8  # channels per attention head, the same for every size: width changes the number of heads
 
@@ -284,8 +285,10 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
 
 @dataclass(frozen=True)
 class LossLaw:
-    """L_opt(C) = floor + scale · C^(−decay): a power law that levels off at a floor, the loss no amount of compute
-    removes on this data (Hoffmann et al.'s E: the entropy of the text, plus here what repeating 2 MiB costs)."""
+    """L_opt(C) = floor + scale · C^(−decay): a power law that levels off at a floor. It is the form Hoffmann et al.'s
+    approach 3, L(N, D) = E + A/N^α + B/D^β, takes along the compute-optimal line, with decay = αβ / (α + β); the
+    floor stands for their E, the loss no amount of compute removes, but fitted to three points it is only the
+    value that makes them fit."""
 
     floor: float
     scale: float
@@ -353,13 +356,15 @@ def predict(minima: Sequence[IsoFLOPMinimum], budget: float, sizes: Sequence[Mod
 
 @dataclass(frozen=True)
 class Bootstrap:
-    """The exponent a refitted on each resample, shape (resamples,); and at each of the budgets asked for, L_opt from
-    the law with a floor (`losses`) and from the plain power law (`plain_losses`), shape (resamples, budgets), each
-    plus the noise of the one run that will check it."""
+    """The exponent a refitted on each resample, shape (resamples,); the floor E of the law with a floor, refitted on
+    each resample, shape (resamples,); and at each of the budgets asked for, L_opt from the law with a floor
+    (`losses`) and from the plain power law (`plain_losses`), shape (resamples, budgets), each plus the noise of the
+    one run that will check it."""
 
     exponents: np.ndarray
     losses: np.ndarray
     plain_losses: np.ndarray
+    floors: np.ndarray
 
 
 def bootstrap(runs: Sequence[SweepRun], budgets: Sequence[float], resamples: int = 1000, seed: int = 0) -> Bootstrap:
@@ -380,13 +385,15 @@ def bootstrap(runs: Sequence[SweepRun], budgets: Sequence[float], resamples: int
     residuals *= math.sqrt(len(residuals) / (len(residuals) - 3 * len(minima)))
     swept = [minimum.budget for minimum in minima]
     generator = np.random.default_rng(seed)
-    exponents, floored, plain = [], [], []
+    exponents, floored, plain, floors = [], [], [], []
     for _ in range(resamples):
         drawn = [isoflop_minimum(c, n, curve + generator.choice(residuals, len(curve)))
                  for c, n, curve in zip(swept, sizes, fitted)]
         exponents.append(fit_power_law(swept, [minimum.n_opt for minimum in drawn]).exponent)
         losses = [minimum.loss_opt for minimum in drawn]
-        floored.append(loss_opt_law(swept, losses, floor=True)(budgets))
+        law = loss_opt_law(swept, losses, floor=True)
+        floored.append(law(budgets))
+        floors.append(law.floor)
         plain.append(loss_opt_law(swept, losses, floor=False)(budgets))
     noise = generator.choice(residuals, (resamples, len(budgets)))
-    return Bootstrap(np.array(exponents), np.array(floored) + noise, np.array(plain) + noise)
+    return Bootstrap(np.array(exponents), np.array(floored) + noise, np.array(plain) + noise, np.array(floors))
