@@ -135,7 +135,7 @@ print("rarest:", Counter(text).most_common()[-6:])
 #
 # A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`)
 # to decode. Characters give a tiny vocabulary and long sequences (one token per character); GPT-2's
-# BPE, in notebook 4, has 50,257 tokens of several characters each (notebook 4 measures how many). Same idea,
+# BPE, in notebook 4, has 50,257 tokens, which cover several characters on average (notebook 4 measures how many). Same idea,
 # different trade-off.
 
 # %%
@@ -295,8 +295,7 @@ print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}; "
 # row is a random guess with real confidence: for random logits $z \sim N(0, \sigma^2)$ the expected loss is
 # $E[\ln \sum_j e^{z_j}] - E[z_{target}] \approx \ln V + \sigma^2/2$, the prediction printed beside the
 # measurement. The formula estimates the average over random tables (by Jensen's inequality, slightly above
-# it). One table's loss is dominated by the rows of a few frequent characters, such as the space, so a single
-# table drawn at random lands a visible distance to either side. Confident and wrong costs more than honest
+# it). The table above is one random draw, so its loss lands some distance from that average (here above it). Confident and wrong costs more than honest
 # ignorance. With all logits zero the model is exactly uniform:
 
 # %%
@@ -469,8 +468,7 @@ check(test_cross_entropy_by_hand)
 #
 # ### Exercise 2: the bigram by counting
 #
-# A bigram's best possible table can be computed without gradient descent: count how often each
-# character follows each other one. Return the `(V, V)` matrix `P` with
+# The bigram table that fits the training text best can be computed without gradient descent: count how often each character follows each other one (with `alpha > 0` the table moves slightly off that optimum, so that no pair gets probability 0). Return the `(V, V)` matrix `P` with
 # `P[i, j] = (count(i→j) + alpha) / Σ_j' (count(i→j') + alpha)`. `alpha` ("add-one smoothing" for
 # `alpha=1`) keeps pairs never seen in training from getting probability 0 (an infinite loss).
 

@@ -699,10 +699,9 @@ for low, high in zip(edges, edges[1:]):
 # %% [markdown]
 # With one character of context the GPT is a bigram model of its own. Position 0 is scored once per window, on
 # far fewer targets than the whole split, so the first line compares it with the count bigram on those same
-# targets: a difference within about two standard errors is noise. The ranges show where context pays: most of
+# targets: a difference within about two standard errors cannot be told from sampling noise on these targets. The ranges show where context pays: most of
 # the fall comes in the first few characters (the rest of a word), and the later ranges say how much the words
-# before it still add. In this run the 33-to-64 range is no lower than the 17-to-32 one: this one-block model
-# gets nothing measurable from context beyond about 32 characters, so a longer `block_size` would likely cost
+# before it still add. In this run the 33-to-64 range is no lower than the 17-to-32 one: the one-block model shows no gain from context beyond about 32 characters (one run, no error bars on the ranges), so a longer `block_size` would likely cost
 # time (attention's grows with its square) for no gain. The `gpu` recipe's deeper model goes to 256, nanoGPT's
 # setting.
 #

@@ -44,7 +44,7 @@
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | the last cell prints it |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, or stand-ins (the committed run: notebook 3's and a TinyStories stand-in, see *The models*), 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
@@ -94,8 +94,7 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # tokens). `find_or_train` looks for their runs (notebook 3's and 5's folders, then those of
 # `python -m tinylm.train`) and, when there are none, trains a stand-in and says why.
 #
-# The committed outputs use notebook 3's `cpu` model and, for TinyStories, not notebook 5's model but the
-# 250-step stand-in (`tinystories-quick-cpu`, the third line below), whose stories are rougher than notebook
+# The committed outputs use notebook 3's `cpu` model and, for TinyStories, not notebook 5's model but the stand-in that `find_or_train` trains for a short, fixed number of steps (`tinystories-quick-cpu`, the third line below), whose stories are rougher than notebook
 # 5's. Like notebook 5's `cpu` model, its output layer covers only the GPT-2 tokens TinyStories uses, not all
 # 50,257, which is why it has so few parameters (the last line).
 
@@ -514,8 +513,7 @@ plt.show()
 # %% [markdown]
 # The verdicts above say by how much the cache won for each model, and whether the rounds agree. In the 16M
 # model's plot, without the cache a step costs more as the context grows; with it, a step's cost grows far more
-# slowly (one query against the cache). The Shakespeare context only ever holds 32 to 64 characters, so its
-# uncached cost can only rise a little before each crop and fall back. Its plot shows the crop rule: the
+# slowly (one query against the cache). After the first crop the Shakespeare context only holds 32 to 64 characters, so its uncached cost rises a little before each crop and falls back. Its plot shows the crop rule: the
 # context grows from 32 characters back to 64, so it is cropped every 33 new characters, and the cached
 # generation then pays one prefill of 32 (the spikes).
 #
@@ -523,8 +521,7 @@ plt.show()
 # operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
 # skip, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode` measures
 # it for longer prompts).
-# The Shakespeare model is so small (one layer, 128 wide) that each step is dominated by the fixed
-# cost of launching its PyTorch operations, which a cache does not change either. Pope et al. (2022)
+# The Shakespeare model is so small (one layer, 128 wide) that a cached step has little arithmetic left: fixed per-operation costs, which a cache cannot remove, are likely much of its time (this notebook does not measure the split). Pope et al. (2022)
 # work out the same arithmetic for large models on accelerators: a decoding step is bound by reading the
 # weights and the cache from memory, not by FLOPs, which is why servers batch many users' steps together.
 

@@ -41,7 +41,7 @@
 #   with the seconds to a target loss and the loss at the end of the budget, each judged by a stated rule;
 # - how to read a race of seconds on a shared machine: the steps column first, and when it voids a verdict.
 #
-# **How long it takes**: about 74 minutes of study.
+# **How long it takes**: about 75 minutes of study.
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -379,17 +379,16 @@ plt.show()
 #
 # **The busy-machine rule** (`tinylm.course.speedrun.race_table`): in a race of equal seconds a run's steps
 # depend on its arm and the machine, not on its seed. A run whose steps stray from its arm's median by more
-# than the printed tolerance had a machine of another speed for part of its budget: its arm is flagged ⚑ and
+# than the printed tolerance did not get the same machine speed as its arm's other runs: its arm is flagged ⚑ and
 # gets no verdict, only "not told apart (a run strayed: re-run on a quiet machine)".
 #
 # **The verdict rule** (`tinylm.eval.uncertainty.compare`): two arms are **told apart** only with at least
 # three seeds each and ranges that do not overlap (every seed of one beats every seed of the other).
-# Otherwise: **not told apart**. Two arms with no real difference still pass that test by chance, and the
-# table makes several comparisons; the cell prints both rates.
+# Otherwise: **not told apart**. Two arms with no real difference still pass that test by chance, and the table makes several comparisons; the cell prints both rates: the rate per comparison, and the rate for at least one of the comparisons were they independent (whatever their dependence, at most the per-comparison rate times their number).
 #
 # **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, and the second block
 # roughly doubles the blocks' cost per step; on a CPU without fast bfloat16 (the cell says which this one
-# is) Newton–Schulz runs in float32, and the cell times it. Will the better steps outweigh the fewer steps?
+# is) Newton–Schulz runs in float32, and the cell times it. Will steps that the course guide's one-seed probes found better outweigh the fewer steps?
 
 # %%
 # Seconds of training per arm and seed (smoke: a fixed number of steps instead), and how often the whole
@@ -466,17 +465,15 @@ plt.show()
 # ## What the table says, and why
 #
 # Read the steps column first: a time budget is fair only when the machine runs at one speed for every run.
-# In this run **every arm has a run that strayed** (⚑, and the lines under the table), though the machine
-# reported no other process running before or after the training; the likeliest cause is load this machine
-# cannot see, such as other virtual machines on the same host. By the notebook's own rule the table gives **no
+# In this run **every arm has a run that strayed** (⚑, and the lines under the table), though the machine reported no other running process at the two moments it looked (before and after the training). The cause is not in the outputs: runs of one arm differ in steps, some faster and some slower than their arm's median. By the notebook's own rule the table gives **no
 # verdict**: no comparison tells two arms apart, and no mean may be read as a win. Verdicts need a re-run on a
 # quiet machine.
 #
 # What the run shows without a verdict is the cost of a step:
 #
-# - **Muon and a second block make each step slower** (the ms-per-step column). Part of it is Newton–Schulz in
+# - **Muon and a second block make each step slower**: even with the strayed runs in, every default run made more steps than every speedrun run (the steps column), a gap far larger than the strays; the ms-per-step column gives the cost. Part of it is Newton–Schulz in
 #   float32 (timed in the training cell, whose first line says whether this CPU has fast bfloat16), the rest
-#   the second block. Whether the better steps pay for that at 70 s is the question a quiet re-run answers;
+#   the second block. Whether Muon's steps, better per step in the guide's one-seed probes, pay for that at 70 s is the question a quiet re-run answers;
 #   the course guide's one-seed probes, and its race on a CPU with fast bfloat16, are hints, not this table.
 # - **QK-norm and WSD** were built for deep models and long runs. Possible reasons they would pay little here,
 #   not tested: QK-norm protects attention at high learning rates in a deep model, and two blocks have little
@@ -496,8 +493,7 @@ plt.show()
 #   the iteration's threshold. Embeddings, the head, norms and biases stay with AdamW.
 # - modded-nanogpt races the clock to a fixed loss; this notebook's adaptation fixes the seconds and tries one
 #   change at a time **on top of the record**, over at least three seeds, called only when the seeds' ranges
-#   do not overlap, and only when no run strayed from its arm's steps. What survives depends on the model, the
-#   budget and the hardware, so a change that paid at 124M parameters on GPUs has to be measured again here.
+#   do not overlap, and only when no run strayed from its arm's steps. Whether a change that paid at 124M parameters on GPUs pays here has to be measured here; this run could not say (every arm strayed).
 #
 # ## Exercises
 #

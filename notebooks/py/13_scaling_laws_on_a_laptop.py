@@ -26,8 +26,7 @@
 # their 70B-parameter Chinchilla, trained on 1.4T tokens, which beat the 280B Gopher trained with the same
 # compute. Later work traces most of the gap to what Kaplan et al. counted and tuned: `N` without the
 # embeddings, at small scale ([Pearce & Song, 2024](https://arxiv.org/abs/2406.12907)); the head's FLOPs,
-# the warmup and the optimizer's settings ([Porian et al., 2024](https://arxiv.org/abs/2406.19146)). Laws
-# like these decide the size of a run a lab can afford only once: fit them on small runs, extrapolate, check.
+# the warmup and the optimizer's settings ([Porian et al., 2024](https://arxiv.org/abs/2406.19146)). 
 #
 # This notebook does that on two CPU cores with Hoffmann et al.'s **approach 2** (IsoFLOP profiles): five
 # model sizes at each of three compute budgets, the best size per budget, the power laws, a comparison with
@@ -45,7 +44,7 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: about 74 minutes: reading, code and three exercises by the course's formula, with
+# **How long it takes**: about 75 minutes: reading, code and three exercises by the course's formula, with
 # the cpu profile's run of about 11 minutes (the last cell prints it).
 #
 # | profile | what runs | time |
@@ -205,15 +204,14 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
 # weighs as much as `6N` when `6d ≈ T` (`d ≈ 11` at `T = 64`), so `6N` misses most for the narrowest models. The
 # laws below use non-embedding `6ND`, as Kaplan et al.'s do; Hoffmann et al. count every parameter in `N` and
 # every training FLOP in `C`, embeddings and head included (their appendix F). The real FLOPs of the smallest
-# models are higher, and a FLOP's cost on the clock higher still (a tiny model's step is mostly overhead).
+# models are higher, and a FLOP's cost on the clock higher still.
 #
 # ### A budget is a number of steps
 #
 # At budget `C`, a model of `N` parameters trains `D = C / (6N)` tokens: with `B` sequences of `T`
 # characters per step, `C / (6N·B·T)` optimizer steps, rounded. Every run's cosine schedule ends at its own
 # last step, as Hoffmann et al.'s do: a loss read from a run cut short of a longer schedule is read before
-# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps,
-# not seconds, means a busy machine changes how long the sweep takes, never what it measures.
+# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the setup cell prints how many), which sum in another order.
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -338,9 +336,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The winners, as printed: at the middle budget the vertex is not the best size trained. There the size
-# just below the vertex lies above the parabola and the one just above lies below it: the valley is
-# asymmetric, and a parabola, symmetric in `ln N`, puts its vertex away from the better run. At the
+# The winners, as printed: at the two smaller budgets the vertex is not the best size trained. At each, the size just below the vertex lies above the parabola and the one just above lies below it (the residuals printed above): the valleys are asymmetric, and a parabola, symmetric in `ln N`, puts its vertex away from the better run. At the
 # smallest budget only one trained size lies below the vertex, so "bracketed" rests on that one run. From
 # the middle budget to the largest the best size trained stayed the same: the vertex moved because the
 # parabola's shape did. And the two local slopes differ.
@@ -486,8 +482,7 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 #
 # How the predictions came to be: the notebook's first version already had the floored law and predicted
 # one budget, twice the largest, which its run then measured. The plain law and the budget at four times
-# the largest came later, their code committed before that budget's first committed run. So only the 4×
-# budget can test the laws blind. The size to train is the ladder's nearest to the predicted `N_opt`; its
+# the largest came later, their code committed before that budget's first committed run. So the 2× budget tested the floored law blind once, in the first version (the sweep has been re-run since, with its results in view), and the plain law not at all; only the 4× budget tests both laws blind. The size to train is the ladder's nearest to the predicted `N_opt`; its
 # loss adds what the profiles' mean curvature charges for the distance. A prediction **passes** when the measured loss lies
 # inside its 95% prediction interval, the bootstrap's 2.5th to 97.5th percentiles, which hold one run's
 # noise as well as the fits'.
@@ -547,7 +542,7 @@ plt.show()
 # %% [markdown]
 # Read the verdicts by the rule, not by the size of the errors. Both laws pass at both budgets, so these runs
 # cannot rank them (and a failure, had there been one, would be one run at one seed). The passes are weaker
-# than they look: only the 4× budget tests the laws blind; the floored law's intervals are wider (about twice
+# than they look: only the 4× budget tests both laws blind; the floored law's intervals are wider (about twice
 # the plain law's at 4×), and a wide interval is easy to pass; and both laws miss in one direction at both
 # budgets, the floored law high and the plain law low, the measured losses between them. The plain law's 4×
 # prediction even lies below `E`, which the bootstrap cannot pin down (its range starts at zero). And two
@@ -583,7 +578,7 @@ print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 # - A verdict follows a **stated rule**: with three budgets the t-interval is `a ± 12.706·SE`, so wide that
 #   it can hardly ever tell published exponents apart; here it told neither apart from ours.
 # - A law earns trust by **predicting a run before it happens**: here both laws passed at both budgets,
-#   missing in opposite directions, the floored one with wider intervals; only the 4× run was blind.
+#   missing in opposite directions, the floored one with wider intervals; only the 4× run tested both blind.
 #
 # ## Exercises
 #
@@ -670,8 +665,7 @@ check(test_my_tokens_per_parameter)
 # after predicting its loss from that budget's parabola. The theory to test is the bootstrap's: each run is
 # its parabola plus one residual like those in `pool`. The check prints how many of `pool`'s standard
 # deviations your run lies from the parabola and passes within two (three would let almost any run
-# through). The real test is the sign: which side of the parabola does your run land on, and which side do
-# its neighbours' residuals (printed after the minima) lie on?
+# through). The real test is the sign, against the residuals printed after the minima: at this budget they alternate from size to size, so one run agrees with one neighbour whichever its side; only more seeds tell shape from noise.
 
 # %%
 my_run = None  # replace with the SweepRun that train_size returns for your run
@@ -706,7 +700,7 @@ check(test_a_skipped_size_lands_on_its_parabola)
 # my_run = train_size(skipped, budgets[1], template, data.train, data.val, device=DEVICE, seed=1)
 # ```
 #
-# When a run and its neighbours miss on the same side, the parabola is the wrong shape there, not only
+# When several runs of a size miss on the same side, the parabola is the wrong shape there, not only
 # noisy: an asymmetric valley does that, and it moves the vertex the laws are fitted to. A real run beyond
 # two standard deviations is a result, not a mistake: the noise model does not hold there.
 # </details>
