@@ -16,13 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # refresh_notebook, its sibling
 
+from refresh_notebook import execute  # noqa: E402  (one way to execute a notebook)
 from tqdm.auto import tqdm  # noqa: E402
 
 from tinylm.course.claims import study_time  # noqa: E402
@@ -36,13 +37,10 @@ def measure_smoke(notebooks: Path) -> dict:
     """Run every notebook under smoke, in course order, into a scratch folder; the seconds each one printed."""
     seconds = {}
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "TINYLM_PROFILE": "smoke", "TINYLM_WIDGETS": "0",
-               "TINYLM_RUNS_DIR": str(Path(scratch) / "runs")}
+        env = {**os.environ, "TINYLM_PROFILE": "smoke", "TINYLM_RUNS_DIR": str(Path(scratch) / "runs")}
         for lesson in tqdm(LESSONS, desc="notebooks under smoke", unit="notebook"):
             ran = Path(scratch) / lesson.file
-            command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
-                       "--ExecutePreprocessor.timeout=600", "--output", str(ran), str(notebooks / lesson.file)]
-            done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+            done = execute(notebooks / lesson.file, env, output=ran, timeout=600, capture=True)
             if done.returncode != 0:
                 last = (done.stderr.strip().splitlines() or ["no message"])[-1]
                 sys.exit(f"error: notebook {lesson.number} failed under smoke ({last}); to see where, run "

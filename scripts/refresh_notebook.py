@@ -38,15 +38,22 @@ def find_notebook(number: str) -> Path:
     return matches[0]
 
 
-def run(notebook: Path, profile: str) -> float:
-    """Execute the notebook in place as its committed outputs were made; returns the wall time in seconds."""
-    env = {**os.environ, "TINYLM_PROFILE": profile, "TINYLM_WIDGETS": "0"}
-    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-               "--ExecutePreprocessor.timeout=3600", "--ExecutePreprocessor.record_timing=False",
+def execute(notebook: Path, env: dict, output: Path | None = None, timeout: int = 3600,
+            capture: bool = False) -> subprocess.CompletedProcess:
+    """Execute `notebook` the way its committed outputs were made (widgets printed as text, streamed output
+    coalesced, no per-cell timing metadata), in place or into `output`, with `env` as the kernel's environment."""
+    target = ["--output", str(output)] if output is not None else ["--inplace"]
+    command = [sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", *target,
+               f"--ExecutePreprocessor.timeout={timeout}", "--ExecutePreprocessor.record_timing=False",
                '--NotebookExporter.preprocessors=["nbconvert.preprocessors.CoalesceStreamsPreprocessor"]',
                str(notebook)]
+    return subprocess.run(command, cwd=REPO, env={**env, "TINYLM_WIDGETS": "0"}, capture_output=capture, text=True)
+
+
+def run(notebook: Path, profile: str) -> float:
+    """Execute the notebook in place under `profile`; returns the wall time in seconds."""
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, env=env)
+    done = execute(notebook, {**os.environ, "TINYLM_PROFILE": profile})
     if done.returncode != 0:
         sys.exit(f"error: the notebook failed under the {profile} profile (exit {done.returncode}); its file keeps "
                  "the outputs up to the failing cell: git diff shows them, git checkout restores it")

@@ -70,6 +70,7 @@ from tinylm.data.corpora import TINY_SHAKESPEARE
 from tinylm.download import fetch
 from tinylm.eval.uncertainty import compare, spread
 from tinylm.paths import data_dir
+from tinylm.runtime import cpu_name
 from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 
@@ -340,6 +341,7 @@ for round_index in range(3):  # interleaved rounds, so that a busy moment of the
         encoder_fn(check_text)
         speeds[name].append(len(check_text) / (time.perf_counter() - start) / 1e6)
 print(f"{len(check_text):,} characters -> {len(reference):,} tokens, identical in all three encoders")
+print(f"timed on: {cpu_name()}")
 for name, values in speeds.items():  # the spread is over rounds: the same text, timed again
     print(f"{name:>23}: {spread(values).format(2, replicate='round')} M characters/s")
 print(compare("tiktoken", speeds["tiktoken (Rust)"], "GPT2BPE", speeds["GPT2BPE (plain Python)"],

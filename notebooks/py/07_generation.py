@@ -80,6 +80,7 @@ from tinylm.course.notebooks import find_or_train
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.generate.decode import decode
 from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p
+from tinylm.runtime import cpu_name
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE = tinylm.resolve_profile()
@@ -494,6 +495,7 @@ for name, m, ids in (("Shakespeare", model, prompt_ids), (f"{wide_model.num_para
             rates[name][cached].append(new_tokens / sum(seconds))
             timings.setdefault(name, {}).setdefault(cached, seconds)
 
+print(f"timed on: {cpu_name()}")
 for name, r in rates.items():
     print(compare("with cache", r[True], "without cache", r[False], lower_is_better=False,
                   metric=f"{name} tokens/s over {ROUNDS} rounds of {new_tokens} tokens", digits=0, replicate="round"))
