@@ -6,8 +6,18 @@ loss is fixed and the clock is raced, a record may bundle several changes, and a
 over several runs that its mean loss is below the target. Here the budget of training seconds is fixed, one change
 at a time is tried on top of the record so far (changes interact: Muon takes larger steps, which is what a soft cap
 or QK-norm may then pay for), and a change is kept by the course's rule (every seed beats every seed of the record).
-Notebook 12 measures changes on top of the package's speedrun recipe instead (`tinylm.course.ablation.train_arms`,
-three seeds, `race_table` and `race_verdicts` for its table); this greedy search is for a learner's own attempts:
+Notebook 12 measures changes on top of the package's speedrun recipe instead, in a race priced by step costs; this
+greedy search is for a learner's own attempts.
+
+The priced race (notebook 12): on a shared machine a run's speed drifts by more than the differences being
+measured, so a race of equal wall-clock seconds mixes the machine's moods into the losses. Instead
+`measure_step_costs` times every arm's step in short rounds interleaved across arms (median over rounds),
+`within_budget` turns the budget of seconds into each arm's number of steps at that cost, and every seed of an
+arm trains exactly those steps (`tinylm.course.ablation.train_arms`): the losses then depend on the seed alone.
+`race_table` and `race_verdicts` read the seconds to a target off each run's curve at the measured cost
+(`priced_curve`), and print the budget's definition beside the figures.
+
+The greedy search:
 
 - `SPEEDRUN_CHANGES` lists the changes in the order they are tried, each as GPTConfig and TrainConfig fields;
 - `try_changes` trains the baseline, then record + change for each change (through `tinylm.course.ablation`'s
@@ -16,7 +26,7 @@ three seeds, `race_table` and `race_verdicts` for its table); this greedy search
 - `record_table` and `attempt_verdicts` print what happened (seconds to the target loss and the loss at the end of
   the budget, mean ± half the range), so that no figure a re-run could change has to be typed into prose.
 
-The busy-machine rule, applied by every function here: in a race of equal seconds a run's steps depend on the arm and
+The busy-machine rule, applied by the greedy search: in a race of equal seconds a run's steps depend on the arm and
 the machine, not on the seed, so a run whose steps stray more than `STEP_TOLERANCE` (10%) from its arm's median
 had a machine of another speed for part of its budget (`tinylm.course.ablation.step_outliers`). Its arm is flagged
 (⚑) in the tables, and no comparison involving that arm gives a verdict: it prints "not told apart (a run strayed:
@@ -31,16 +41,19 @@ whether the deeper model now pays for its slower steps is a question of the budg
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
-from ..bench.speedrun import seconds_to_target, validation_curve
+from ..bench.speedrun import Curve, seconds_to_target, validation_curve
 from ..config import GPTConfig, TrainConfig
 from ..eval.uncertainty import compare, separated, spread
+from ..model.gpt import GPT
 from ..runtime import busy_elsewhere, cpu_name
 from ..train.progress import TRAINING_TIME
+from ..train.trainer import Trainer
 from .ablation import STEP_TOLERANCE, Arm, ArmRun, step_outliers, train_arms
 
 STRAYED = "not told apart (a run strayed: re-run on a quiet machine)"
@@ -196,68 +209,130 @@ def stray_lines(runs: dict[str, Sequence[ArmRun]], tolerance: float = STEP_TOLER
             for run, median in step_outliers({name: list(arm_runs) for name, arm_runs in runs.items()}, tolerance)]
 
 
-def evaluation_spacing(runs: Sequence[ArmRun]) -> float:
-    """The mean seconds of training between two evaluations of the validation split, over `runs`."""
-    gaps = []
-    for run in runs:
-        seconds = [s for s, _ in validation_curve(run.records)]
-        gaps += [later - earlier for earlier, later in zip(seconds, seconds[1:])]
-    return sum(gaps) / len(gaps) if gaps else float("nan")
+@dataclass(frozen=True)
+class StepCost:
+    """An arm's seconds per training step, timed in several rounds interleaved with the other arms' rounds. Its
+    `seconds` is the median round: a slow spell of a shared machine moves one round, not the median."""
+
+    arm: str
+    rounds: tuple[float, ...]
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.rounds)
+
+    def steps_within(self, budget_seconds: float) -> int:
+        """The steps that `budget_seconds` of training buy at this cost (at least one)."""
+        return max(1, round(budget_seconds / self.seconds))
+
+    def format(self) -> str:
+        """Milliseconds per step: the median, and the fastest and slowest round."""
+        return f"{1000 * self.seconds:.1f} ({1000 * min(self.rounds):.1f}–{1000 * max(self.rounds):.1f})"
 
 
-def ms_per_step(runs: Sequence[ArmRun]) -> str:
-    """Milliseconds of training per step over seeds: mean ± half the range."""
+def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_data, val_data, *,
+                       device: torch.device, tokenizer=None, rounds: int = 5, steps: int = 20, warmup: int = 5,
+                       ) -> dict[str, StepCost]:
+    """Each arm's seconds per training step on this machine: every arm's Trainer is built once (seed 0, the arm's
+    train_options), runs `warmup` steps untimed, then `rounds` rounds of `steps` steps each, the arms in a rotated
+    order from round to round, so that a slow spell lands on one round of every arm rather than on every round of
+    one arm. A step is timed as the Trainer times it (`tinylm.train.progress.TRAINING_TIME`). The validation split
+    is cut to a few windows: the Trainer evaluates it at the end of every round, outside the clock."""
+    trainers = {}
+    for arm in arms:
+        torch.manual_seed(0)
+        run_config = dataclasses.replace(train_config, **{
+            **dict(arm.train_options), "seed": 0, "sample_interval": 0, "max_seconds": None,
+            "max_steps": warmup + rounds * steps, "eval_interval": 10 ** 9, "log_interval": 10 ** 9})
+        few_windows = val_data[: 4 * arm.config.block_size + 1]
+        trainer = Trainer(GPT(arm.config), run_config, train_data, few_windows, out_dir=None, tokenizer=tokenizer,
+                          device=device, callbacks=[])
+        trainer.fit(stop_after=warmup)
+        trainers[arm.name] = trainer
+    timed: dict[str, list[float]] = {arm.name: [] for arm in arms}
+    for round_index in range(rounds):
+        shift = round_index % len(arms)
+        for arm in [*arms[shift:], *arms[:shift]]:
+            trainer = trainers[arm.name]
+            before = trainer.elapsed
+            trainer.fit(stop_after=steps)
+            timed[arm.name].append((trainer.elapsed - before) / steps)
+    return {name: StepCost(name, tuple(seconds)) for name, seconds in timed.items()}
+
+
+def within_budget(arms: Sequence[Arm], costs: dict[str, StepCost], budget_seconds: float) -> list[Arm]:
+    """`arms`, each set to train for the steps `budget_seconds` buy at its measured cost (max_steps; no clock)."""
+    return [dataclasses.replace(arm, train_options=(*arm.train_options, ("max_seconds", None),
+                                                    ("max_steps", costs[arm.name].steps_within(budget_seconds))))
+            for arm in arms]
+
+
+def priced_curve(records: Sequence[dict[str, Any]], seconds_per_step: float) -> Curve:
+    """A run's validation curve in seconds of training at `seconds_per_step`: (step x cost, val_loss) per
+    evaluation."""
+    return [(r["step"] * seconds_per_step, r["val_loss"]) for r in records if r.get("event") in ("eval", "final")]
+
+
+def priced_times(runs: Sequence[ArmRun], cost: StepCost, target: float) -> list[float | None]:
+    """Each run's seconds to `target` at the arm's measured step cost (None: not within its steps)."""
+    return [seconds_to_target(priced_curve(run.records, cost.seconds), target) for run in runs]
+
+
+def ms_while_training(runs: Sequence[ArmRun]) -> str:
+    """Milliseconds per step as the training runs themselves were timed, over seeds: mean ± half the range."""
     per_step = spread([1000 * run.elapsed / run.steps for run in runs])
     return f"{per_step.mean:.1f} ± {per_step.half_range:.1f}"
 
 
-def race_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], target: float, budget: str,
-               tolerance: float = STEP_TOLERANCE) -> str:
-    """A markdown table of a race of equal training seconds, one row per arm: what it is, its fewest and most steps
-    (⚑ when a run strayed more than `tolerance` from the arm's median), the milliseconds per step and the seconds
-    of training between two evaluations, the seconds to `target` and the validation loss at the end of `budget`
-    (mean ± half the range over seeds). Under it, one line per strayed run and the clock's definition."""
-    header = ["arm", "what it is", "steps (min–max)", "ms per step", "s between evaluations", f"seconds to {target}",
-              f"val loss at {budget}"]
+def budget_definition(costs: dict[str, StepCost], budget: str) -> str:
+    """What a budget of seconds means in a race priced by measured step costs."""
+    rounds = {len(cost.rounds) for cost in costs.values()}
+    return (f"Budget: {budget} of training at each arm's median step cost, measured in {'/'.join(map(str, rounds))} "
+            f"rounds interleaved across arms; every seed of an arm trains the same number of steps, so a slow spell "
+            f"during training changes how long it takes, not its loss ({TRAINING_TIME})")
+
+
+def race_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dict[str, StepCost], target: float,
+               budget: str) -> str:
+    """A markdown table of a race priced by measured step costs, one row per arm: what it is, its ms per step as
+    measured (median, fastest–slowest round) and as the training runs took them, the steps the budget buys, the
+    seconds between two evaluations, the seconds to `target` and the validation loss at the end of the `budget`
+    (mean ± half the range over seeds). Under it, the budget's definition."""
+    header = ["arm", "what it is", "ms per step (rounds)", "ms per step while training", "steps",
+              "s between evaluations", f"seconds to {target}", f"val loss at {budget}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
-        arm_runs = runs[arm.name]
+        arm_runs, cost = runs[arm.name], costs[arm.name]
+        steps = [r["step"] for r in arm_runs[0].records if r.get("event") == "eval"]  # the final one may come early
+        spacing = cost.seconds * (steps[-1] - steps[0]) / (len(steps) - 1) if len(steps) > 1 else float("nan")
         lines.append("| " + " | ".join([
-            arm.name, arm.change, steps_cell(arm_runs, tolerance),
-            ms_per_step(arm_runs),
-            f"{evaluation_spacing(arm_runs):.1f}", format_times(times_to_target(arm_runs, target)),
+            arm.name, arm.change, cost.format(), ms_while_training(arm_runs),
+            "–".join(sorted({f"{run.steps:,}" for run in arm_runs})), f"{spacing:.1f}",
+            format_times(priced_times(arm_runs, cost, target)),
             spread([run.val_loss for run in arm_runs]).format(3)]) + " |")
-    flags = stray_lines({arm.name: runs[arm.name] for arm in arms}, tolerance)
-    rule = (f"⚑: an arm with a run more than {tolerance:.0%} off its arm's median steps (the busy-machine rule: no "
-            "verdict on that arm)")
-    return "\n".join([*lines, "", rule, *flags, "", f"{TRAINING_TIME}."])
+    return "\n".join([*lines, "", budget_definition(costs, budget) + "."])
 
 
-def race_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], target: float, budget: str,
-                  tolerance: float = STEP_TOLERANCE) -> list[str]:
+def race_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dict[str, StepCost], target: float,
+                  budget: str) -> list[str]:
     """For every arm with a baseline, two sentences by the rule of tinylm.eval.uncertainty.compare: on the loss at the
-    end of `budget`, and on the seconds to `target` (when every seed of both reached it). When a run of either arm
-    strayed more than `tolerance` from its arm's median steps, the sentence gives the means and no verdict: "not
-    told apart (a run strayed: re-run on a quiet machine)"."""
-    strayed = {run.arm for run, _ in step_outliers({arm.name: runs[arm.name] for arm in arms}, tolerance)}
+    end of `budget`, and on the seconds to `target` at the measured step costs (when every seed of both reached it;
+    else the sentence says so and gives no verdict)."""
     sentences = []
     for arm in arms:
         if arm.baseline is None:
             continue
         ours, theirs = runs[arm.name], runs[arm.baseline]
-        metrics = [(f"val loss at {budget}", [r.val_loss for r in ours], [r.val_loss for r in theirs], 3)]
-        times_ours, times_theirs = times_to_target(ours, target), times_to_target(theirs, target)
+        sentences.append(compare(arm.name, [r.val_loss for r in ours], arm.baseline, [r.val_loss for r in theirs],
+                                 metric=f"val loss at {budget}", digits=3))
+        times_ours = priced_times(ours, costs[arm.name], target)
+        times_theirs = priced_times(theirs, costs[arm.baseline], target)
         if None in times_ours or None in times_theirs:
             sentences.append(f"{arm.name} vs {arm.baseline} on seconds to {target}: not every seed reached it "
                              f"({format_times(times_ours)} vs {format_times(times_theirs)}): no verdict")
         else:
-            metrics.append((f"seconds to {target}", times_ours, times_theirs, 1))
-        for metric, a, b, digits in metrics:
-            if strayed & {arm.name, arm.baseline}:
-                sentences.append(f"{arm.name} vs {arm.baseline} on {metric}: means {spread(a).mean:.{digits}f} vs "
-                                 f"{spread(b).mean:.{digits}f}: {STRAYED}")
-            else:
-                sentences.append(compare(arm.name, a, arm.baseline, b, metric=metric, digits=digits))
+            sentences.append(compare(arm.name, times_ours, arm.baseline, times_theirs, metric=f"seconds to {target}",
+                                     digits=1))
     return sentences
 
 
