@@ -26,21 +26,20 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinylm.bench.measure import interleaved_seconds  # noqa: E402
-from tinylm.runtime import bf16_is_fast, cpu_dispatch_has_bf16  # noqa: E402
+from tinylm.runtime import bf16_is_fast, cpu_dispatch_has_bf16, cpu_name  # noqa: E402
 from tinylm.train.muon import newton_schulz, newton_schulz_dtype  # noqa: E402
 
 
 def cpu_description() -> str:
-    """The CPU's model name and its bf16 flags, from /proc/cpuinfo (Linux; 'unknown' elsewhere)."""
+    """The CPU as `tinylm.runtime.cpu_name` names it, and which of its bf16 flags /proc/cpuinfo lists (Linux)."""
     try:
         info = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return "unknown CPU"
+        return cpu_name()
     lines = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    name = " ".join(lines.get("model name\t", "unknown").split())
     flags = set(lines.get("flags\t\t", "").split())
     native = sorted(flags & {"avx512_bf16", "amx_bf16", "avx512f"})
-    return f"{name} (flags: {', '.join(native) or 'no avx512f, avx512_bf16 or amx_bf16'})"
+    return f"{cpu_name()} (flags: {', '.join(native) or 'no avx512f, avx512_bf16 or amx_bf16'})"
 
 
 def best_ms(runs: dict, rounds: int) -> dict[str, float]:
