@@ -18,10 +18,9 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/02_self_attention_from_scratch.ipynb)
 #
-# The bigram of notebook 1 predicts from one character. To do better, each position must gather information
-# from the positions before it. This notebook builds the mechanism that does it, self-attention, one idea at a
-# time, and assembles it into a transformer block and a full GPT. Every piece you write is checked against
-# `tinylm` with an `assert`: by the end, your model and `tinylm.GPT` compute the same numbers.
+# The bigram of notebook 1 predicts from one character. This notebook builds self-attention, which lets each
+# position gather information from the positions before it, then a transformer block and a full GPT. Every piece
+# is checked against `tinylm` with an `assert`: by the end, your model and `tinylm.GPT` compute the same numbers.
 #
 # **What you will learn**
 #
@@ -35,7 +34,7 @@
 # - dropout: what it does, why the survivors are scaled by 1/(1−p), and where the model applies it;
 # - a check that the model you wrote can learn.
 #
-# **How long it takes**: about 70 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# **How long it takes**: about 64 minutes, exercises included (the course's estimate: reading, code, 6 minutes
 # per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what it runs | time |
@@ -64,8 +63,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# Only two sizes depend on the profile here: how many random samples the variance demo draws, and
-# how many steps the final "can it learn?" check runs. Everything else is small and fixed.
+# Two sizes depend on the profile: the samples the variance demo draws and the steps of the final "can it
+# learn?" check.
 
 # %%
 import dataclasses
@@ -97,12 +96,9 @@ print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={O
 # %% [markdown]
 # ## 1. The averaging trick
 #
-# Take a batch of `B` sequences of `T` positions, each position a vector of `C` channels. The
-# simplest way for position `t` to use its past is to average the vectors of positions `0..t`. Only
-# the past: when the model generates, the future does not exist yet, and in training position `t`
-# predicts token `t+1`, so letting it see `t+1` would be cheating.
-#
-# Version 1, the obvious loop:
+# Take `B` sequences of `T` positions, each a vector of `C` channels. The simplest way for position `t` to use
+# its past is to average the vectors of positions `0..t`. Only the past: position `t` predicts token `t+1`, so
+# seeing it would be cheating. Version 1, a loop:
 
 # %%
 torch.manual_seed(1337)
@@ -115,9 +111,8 @@ for b in range(B):
         xbow[b, t] = x[b, : t + 1].mean(dim=0)  # (t+1, C) -> (C,)
 
 # %% [markdown]
-# Version 2: the same thing as one matrix multiply. Row `t` of a lower-triangular matrix with rows
-# normalised to sum to 1 holds the weights 1/(t+1) on columns `0..t` and 0 after, so `wei @ x` is the
-# running mean. Matrix multiplies are what hardware is fast at; the loop is not.
+# Version 2, one matrix multiply (what hardware is fast at): row `t` of a lower-triangular matrix whose rows sum
+# to 1 holds 1/(t+1) on columns `0..t`, so `wei @ x` is the running mean.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -131,10 +126,9 @@ assert torch.allclose(xbow, xbow2, atol=1e-6)  # equal up to float rounding
 print("loop == matrix multiply")
 
 # %% [markdown]
-# Version 3: start from a matrix of *scores*, set the future to −∞, and take a softmax per row.
-# e^−∞ = 0 removes the future; equal scores over the past give equal weights. Same result, but now
-# the scores can be anything: if they come from the data, each position chooses how much of each
-# past position to take. That is attention.
+# Version 3: a matrix of *scores*, the future set to −∞, a softmax per row. e^−∞ = 0 removes the future; equal
+# scores give equal weights, so the result is the same. If the scores come from the data, each position chooses
+# how much of each past position to take. That is attention.
 
 # %%
 tril = torch.tril(torch.ones(T, T, dtype=torch.bool))
@@ -154,9 +148,8 @@ print("loop == matrix multiply == masked softmax")
 # - a **key**: what do I contain?
 # - a **value**: what do I pass on to whoever attends to me?
 #
-# The score of position `t` for position `s` is the dot product `q_t · k_s`: large when what `t`
-# looks for matches what `s` offers. All pairs at once: `q @ kᵀ`, a `(T, T)` matrix per sequence.
-# "Self"-attention because queries, keys and values all come from the same `x`.
+# The score of position `t` for position `s` is `q_t · k_s`: large when what `t` looks for matches what `s`
+# offers. All pairs at once: `q @ kᵀ`, a `(T, T)` matrix per sequence. "Self" because all three come from `x`.
 
 # %%
 torch.manual_seed(1337)
@@ -178,14 +171,12 @@ print("q:", tuple(q.shape), " k:", tuple(k.shape), " scores:", tuple(scores.shap
 # ## 3. Scaling by 1/√head_size
 #
 # If the components of `q` and `k` are independent with mean 0 and variance 1, `q · k` is a sum of
-# `head_size` products, each of variance 1, so its variance is `head_size`. Scores that grow with the
-# head size make the softmax *saturate*: the largest score takes almost all the weight, the
-# position attends to a single other one, and the gradient through the other weights all but
-# vanishes. Dividing by √head_size brings the variance back to 1 whatever the head size.
+# `head_size` products of variance 1, so its variance is `head_size`. Large scores make the softmax
+# *saturate*: the largest takes almost all the weight, and the gradient through the others all but vanishes.
+# Dividing by √head_size brings the variance back to 1.
 #
-# **Predict, then run.** The next cell draws random `q` and `k` with unit-variance components and
-# measures the variance of `q · k`. For head size 64, what variance do you expect before the scaling,
-# and after it?
+# **Predict, then run.** For random unit-variance `q` and `k` of size 64, what variance of `q · k` do you expect
+# before the scaling, and after it?
 
 # %%
 for hs in (4, 16, 64, 256):
@@ -194,9 +185,8 @@ for hs in (4, 16, 64, 256):
     print(f"head_size {hs:3d}:  var(q·k) = {dots.var():6.1f}   var(q·k / sqrt(head_size)) = {(dots / math.sqrt(hs)).var():.2f}")
 
 # %% [markdown]
-# The variance of `q · k` is the head size (about 64 for 64), and the scaled scores' stays near 1
-# whatever the head size. What saturation looks like: the same five scores, then multiplied by 8 (= √64, the growth
-# an unscaled head of size 64 would see).
+# The variance is the head size, and near 1 once scaled. Saturation: five scores, then the same times 8 (= √64,
+# the growth an unscaled head of size 64 would see).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -210,17 +200,16 @@ scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T), variance b
 # %% [markdown]
 # ## 4. The causal mask, the softmax, the values
 #
-# The scores form a `T × T` matrix: row `t` belongs to the query of position `t`, column `s` to the
-# key of position `s`. Everything above the diagonal is the future (`s > t`): it is set to −∞ before
-# the softmax, so each row becomes a distribution over the keys `0..t` only.
+# In the `T × T` score matrix, row `t` is the query of position `t`, column `s` the key of position `s`. Above
+# the diagonal is the future (`s > t`), set to −∞ before the softmax.
 
 # %%
 draw_causal_mask(6)  # tinylm/course/diagrams.py: a small T, so that every cell can be labelled
 plt.show()
 
 # %% [markdown]
-# Mask the future to −∞, softmax each row into weights, and use them to average the *values*
-# (not `x` itself: the value map lets a position choose what it communicates).
+# Mask, softmax each row, and use the weights to average the *values* (not `x`: the value map lets a position
+# choose what it communicates).
 
 # %%
 tril = torch.ones(T, T, dtype=torch.bool).tril()
@@ -229,10 +218,9 @@ wei = F.softmax(scores, dim=-1)  # (B, T, T): row t is a distribution over posit
 out = wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 # %% [markdown]
-# Self-check: rows sum to 1, the future gets exactly zero weight, and the output equals both
-# `tinylm.model.attention.explicit_causal_attention` (the readable path the model can use) and PyTorch's
-# fused `F.scaled_dot_product_attention`. Both expect a head dimension, `(B, n_head, T, hs)`: here
-# there is one head, so `q[:, None]` adds it.
+# Self-check: rows sum to 1, the future gets zero weight, and the output equals both
+# `tinylm.model.attention.explicit_causal_attention` (tinylm's readable path) and PyTorch's fused
+# `F.scaled_dot_product_attention`. Both expect `(B, n_head, T, hs)`; `q[:, None]` adds the one head.
 
 # %%
 assert torch.allclose(wei.sum(dim=-1), torch.ones(B, T))
@@ -244,9 +232,8 @@ assert torch.allclose(out, sdpa_out[:, 0], atol=1e-6)
 print("your head == explicit_causal_attention == F.scaled_dot_product_attention")
 
 # %% [markdown]
-# The weights of the first sequence, next to the uniform averaging matrix of section 1. Both are
-# lower-triangular; attention's rows are no longer flat, because they come from `q · k`. (This head
-# is untrained, so the pattern is random; a trained head's pattern reflects the text.)
+# The weights of the first sequence beside section 1's averaging matrix: both lower-triangular, but attention's
+# rows come from `q · k` (random here: the head is untrained).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(11, 5))
@@ -261,14 +248,13 @@ plt.close(fig)
 
 # %% [markdown]
 # Attention is communication over a directed graph: position `t` receives from `0..t`, and sequences of the
-# batch never talk. Without the mask (an *encoder*, e.g. BERT) every position sees every other; a GPT is a
-# *decoder*.
+# batch never talk.
 
 # %% [markdown]
 # ## 5. One head as a module
 #
-# The `tril` mask is a buffer: it moves with the module to the GPU but is not a parameter.
-# `persistent=False` keeps it out of the `state_dict`, so only learned weights get saved and copied.
+# The `tril` mask is a buffer: it moves with the module but is not a parameter, and `persistent=False` keeps it
+# out of the `state_dict`.
 
 # %%
 class Head(nn.Module):
@@ -298,10 +284,9 @@ print("Head module == the step-by-step computation")
 # %% [markdown]
 # ## 6. Many heads
 #
-# One head computes one weighting of the past. Several heads in parallel can look for different
-# things (the previous character, the last space, the speaker's name) and their outputs are
-# concatenated. With `n_head` heads of size `C / n_head` the cost is that of one head of size `C`.
-# A final linear map `proj` mixes what the heads found.
+# Several heads in parallel can look for different things (the previous character, the last space) and their
+# outputs are concatenated. `n_head` heads of size `C / n_head` cost what one head of size `C` costs. A final
+# linear map `proj` mixes what the heads found.
 
 # %%
 class MultiHeadAttention(nn.Module):
@@ -319,10 +304,9 @@ class MultiHeadAttention(nn.Module):
 
 
 # %% [markdown]
-# `tinylm`'s `CausalSelfAttention` holds the same weights differently: one `c_attn` Linear makes q, k
-# and v for all heads at once (`3C` outputs: first the C query features, then keys, then values),
-# and head `h` owns features `h·hs … (h+1)·hs − 1` within each. `c_proj` is our `proj`. Copy the
-# weights over and the outputs must agree, for both of tinylm's attention paths.
+# `tinylm`'s `CausalSelfAttention` holds the same weights differently: one `c_attn` Linear makes q, k and v for
+# all heads (`3C` outputs: queries, then keys, then values), and head `h` owns features `h·hs … (h+1)·hs − 1`
+# within each. `c_proj` is our `proj`. Copied over, the outputs must agree on both of tinylm's attention paths.
 
 # %%
 cfg = tinylm.GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -349,14 +333,11 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # %% [markdown]
 # ### All heads at once
 #
-# A Python loop over heads runs `n_head` small matrix multiplies one after another. The batched form
-# makes the heads a batch dimension instead: one Linear for q, k, v of every head, a reshape
-# `(B, T, C) → (B, n_head, T, hs)`, one batched attention, and the reverse reshape. Same arithmetic,
-# one launch per operation instead of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's
-# default path calls `F.scaled_dot_product_attention`, which computes the same with fused kernels, FlashAttention
-# on recent GPUs, that never store the `(T, T)` score matrix.)
-#
-# `self.last_weights` keeps the attention weights of the latest call, for plotting later.
+# The batched form makes the heads a batch dimension: one Linear for q, k, v of every head, a reshape
+# `(B, T, C) → (B, n_head, T, hs)`, one batched attention, the reverse reshape: one launch per operation instead
+# of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's default
+# path, `F.scaled_dot_product_attention`, never stores the `(T, T)` scores.) `self.last_weights` keeps the latest
+# attention weights, for plotting later.
 
 # %%
 class CausalSelfAttentionFromScratch(nn.Module):
@@ -395,28 +376,25 @@ print("batched heads == list of heads == tinylm CausalSelfAttention")
 # %% [markdown]
 # ## 7. The transformer block
 #
-# Attention is where positions *communicate*. A block pairs it with an MLP where each position *computes* on
-# what it gathered. Two more ingredients make a deep stack of blocks trainable:
+# A block pairs attention, where positions *communicate*, with an MLP, where each position *computes* on what
+# it gathered. Two more ingredients make a deep stack trainable:
 #
 # - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer *adds* to its
-#   input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it flows from the loss to the first
-#   layers however deep the stack, and a fresh block starts close to the identity (section 9 measures the
-#   stream's size through a fresh stack, section 10 the gradient).
+#   input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it reaches the first layers however
+#   deep the stack (section 10 measures it).
 # - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's `C` channels
 #   to mean 0 and variance 1, then apply a learned gain and bias. GPT-2 puts it *before* each sub-layer
-#   (pre-norm: `x + attn(ln(x))`), and once more after the last block; the original transformer put it after
-#   the addition, `ln(x + attn(x))`, on the straight path.
+#   (pre-norm: `x + attn(ln(x))`) and once more after the last block.
 #
-# In the picture, the residual stream runs straight through; each sub-layer reads a normalised copy of it and
-# adds its result back.
+# In the picture, each sub-layer reads a normalised copy of the residual stream and adds its result back.
 
 # %%
 draw_pre_norm_block()  # tinylm/course/diagrams.py
 plt.show()
 
 # %% [markdown]
-# First layer norm, from its definition. It uses the biased variance (divide by `C`), as
-# `nn.LayerNorm` does; the names `weight` and `bias` match it so state dicts load.
+# Layer norm from its definition, with the biased variance (divide by `C`) and the names `weight` and `bias`,
+# as in `nn.LayerNorm`.
 
 # %%
 class LayerNormFromScratch(nn.Module):
@@ -448,8 +426,8 @@ with torch.no_grad():
 print("LayerNormFromScratch == nn.LayerNorm; per position: mean 0, variance 1")
 
 # %% [markdown]
-# The MLP widens each position to `4·C` channels, applies GELU (a smooth ReLU; GPT-2 uses its tanh
-# approximation), and projects back to `C`. Then the block, in exactly GPT-2's order.
+# The MLP widens each position to `4·C` channels, applies GELU (a smooth ReLU, in GPT-2's tanh approximation),
+# and projects back to `C`. Then the block, in GPT-2's order.
 
 # %%
 class MLPFromScratch(nn.Module):
@@ -478,8 +456,8 @@ class BlockFromScratch(nn.Module):
 
 
 # %% [markdown]
-# Self-check against `tinylm.model.gpt.Block`. Freshly built, its layer norms are exactly gain 1, bias 0,
-# which would hide a swapped or missing term, so first every parameter gets some noise.
+# Self-check against `tinylm.model.gpt.Block`. Fresh layer norms (gain 1, bias 0) would hide a swapped or
+# missing term, so first every parameter gets some noise.
 
 # %%
 def jitter_(module: nn.Module, scale: float = 0.1) -> nn.Module:
@@ -502,11 +480,9 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 # %% [markdown]
 # ## 8. The full GPT
 #
-# Around the stack of blocks: a token embedding `wte` (`vocab_size × C`) turns ids into vectors; a position
-# embedding `wpe` (`block_size × C`) is *added*, so the same character at different positions gives different
-# vectors; a final layer norm `ln_f`, then `lm_head` (`C → vocab_size`) gives the logits. `lm_head` shares its
-# matrix with `wte` (*weight tying*, as GPT-2): the same matrix reads tokens in and scores them out. The module
-# names follow tinylm (and OpenAI's GPT-2 checkpoint), so state dicts map key for key.
+# Around the blocks: a token embedding `wte` (`vocab_size × C`); a position embedding `wpe` (`block_size × C`),
+# *added*, so the same character at different positions gives different vectors; a final layer norm `ln_f`;
+# and `lm_head` (`C → vocab_size`) for the logits, sharing its matrix with `wte` (*weight tying*, as GPT-2).
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -548,8 +524,7 @@ print(f"parameters: yours {n_params:,}   tinylm.GPT {ref_gpt.num_parameters():,}
 assert n_params == ref_gpt.num_parameters()
 
 # %% [markdown]
-# Self-check on real text: load tinylm's (jittered) weights into your model, run a batch of
-# Shakespeare through both, and compare logits, loss, and a greedy generation token for token.
+# Self-check on a batch of Shakespeare, with tinylm's (jittered) weights: logits, loss and a greedy generation.
 
 # %%
 from tinylm.data.tokens import RandomWindowSampler
@@ -573,12 +548,9 @@ assert same
 print(f"logits, loss ({loss.item():.4f}) and greedy generation match tinylm.GPT")
 
 # %% [markdown]
-# Why the position embedding matters: an attention layer treats the positions it sees as a *set*.
-# Feed one layer token embeddings only, shuffle the first 15 tokens of each window, keep the last:
-# the last position's output does not change, because it is a weighted sum over the same
-# (key, value) pairs in another order. Add `wpe` and it does change. (In a deeper stack the mask
-# leaks a little order information, since earlier positions see different prefixes; position
-# embeddings give it directly.)
+# Why the position embedding matters: attention treats its positions as a *set*. Feed one layer token
+# embeddings only and shuffle the first 15 tokens of each window: the last position's output does not change,
+# since it sums the same (key, value) pairs in another order. Add `wpe` and it does change.
 
 # %%
 torch.manual_seed(1337)
@@ -597,21 +569,18 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # %% [markdown]
 # ## 9. Weight initialisation
 #
-# GPT-2's rule, which `tinylm.GPT` follows (`GPT._init_weights` and the loop after it in `tinylm/model/gpt.py`):
+# GPT-2's rule, which `tinylm.GPT` follows (`tinylm/model/gpt.py`):
 #
 # - every `Linear` and `Embedding` weight from a normal distribution with mean 0 and **std 0.02**;
 # - every bias **zero**; the layer norms keep the gain 1 and bias 0 they are built with;
 # - the two projections per block that write into the residual stream, `attn.c_proj` and
 #   `mlp.c_proj`, with std **0.02 / √(2·n_layer)**.
 #
-# The small std keeps the first logits near 0, so the model starts close to uniform, at a loss of ln 65 (notebook
-# 1 showed why that start is a good one). The extra factor is GPT-2's
-# ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf),
-# the section on the model): *"We scale the weights of residual layers at initialization by a factor of 1/√N
-# where N is the number of residual layers."* Each block adds two sub-layer outputs to the stream, so
-# N = 2·n_layer. At initialisation these outputs are roughly independent, so their variances add up: dividing
-# each one's std by √N divides its variance by N, and the N of them together add the same variance whatever the
-# depth. (`wte` and `lm_head` are one tied matrix, initialised twice with the same distribution.)
+# The small std keeps the first logits near 0, so the model starts close to uniform, at a loss of ln 65.
+# [GPT-2](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
+# scales the weights of the N residual layers by 1/√N, and each block adds two outputs to the stream, so
+# N = 2·n_layer. At initialisation these outputs are roughly independent, so their variances add: dividing each
+# std by √N makes the N of them add the same variance whatever the depth.
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -630,10 +599,8 @@ def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
 
 
 # %% [markdown]
-# Self-check against `tinylm.GPT`. Two random initialisations are equal number for number only if every draw
-# happens in the same order, which is not what matters; the distribution is. So, parameter by parameter: biases
-# and norms exactly as tinylm has them, and the std of every weight matrix within a tenth of tinylm's (a 4-layer,
-# 64-wide model, so that each matrix has thousands of entries and its measured std is close to the true one).
+# Self-check against `tinylm.GPT`, by distribution, not draw for draw: biases and norms exactly as tinylm's, each
+# weight matrix's std within a tenth of tinylm's (on a 4-layer, 64-wide model, large enough to measure it).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -655,9 +622,8 @@ print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math
 # %% [markdown]
 # ### The residual stream at initialisation, with and without the scaling
 #
-# Build stacks of 6, 12, 24 and 48 blocks, initialise each with and without the 1/√(2·n_layer) factor, feed
-# the batch of Shakespeare through, and measure the variance of the residual stream after the embeddings and
-# after the last block.
+# Stacks of 6, 12, 24 and 48 blocks, each initialised with and without the 1/√(2·n_layer) factor: the variance
+# of the residual stream after the embeddings and after the last block, on the Shakespeare batch.
 #
 # **Predict, then run.** Without the scaling, how does the stream's variance after 48 blocks compare
 # with its variance after 6? With the scaling?
@@ -693,25 +659,20 @@ print(f"{DEPTHS[-1] // DEPTHS[0]} times the blocks: {final['unscaled'][-1] / fin
       f"unscaled, {final['scaled'][-1] / final['scaled'][0]:.2f} times scaled")
 
 # %% [markdown]
-# Without the factor the variance at the top grows about in proportion to the depth (the ratios above): each
-# block adds about the same amount. With it, every depth ends at about the same variance.
-# The embeddings start tiny (the first printed line), and unscaled, a deep stack buries them under what the
-# blocks add before any training has happened. A pre-norm sub-layer reads `ln(x)` and does not see the stream's
-# scale, but what it *adds* has a fixed size: in a stream that has grown large, each block's update is a smaller
-# fraction of it. With the scaling, that balance is the same whatever `n_layer` is.
+# Without the factor the variance at the top grows about in proportion to the depth, burying the tiny
+# embeddings before any training; with it, every depth ends at about the same variance. A pre-norm sub-layer
+# reads `ln(x)`, but what it *adds* has a fixed size, so the larger the stream, the smaller each update relative
+# to it. The scaling keeps that balance whatever `n_layer` is.
 
 # %% [markdown]
 # ## 10. Why residual connections help
 #
-# [He et al. (2015)](https://arxiv.org/abs/1512.03385) found that stacking more layers made plain networks
-# *worse*, on the training set too: an optimisation that failed, not overfitting. Their fix lets each block learn
-# a correction to its input, `x + F(x)`, so the identity is easy to reach (`F = 0`). The backward pass shows a
-# second reason: the derivative of `x + F(x)` is `I + ∂F/∂x`, so the gradient at the top reaches every block
-# through the identity term. Without the skip, the gradient reaching block `l` is a product of one Jacobian per
-# layer above it, which shrinks or grows geometrically.
+# The derivative of a residual block, `x + F(x)`, is `I + ∂F/∂x`, so the gradient at the top reaches every block
+# through the identity term. Without the skip connection, the gradient reaching block `l` is a product of one
+# Jacobian per layer above it, which shrinks or grows geometrically.
 #
-# The experiment: 48 of your blocks with GPT-2's initialisation, the Shakespeare batch, the loss, and the
-# gradient norm of each block's parameters; once as written, once with every `x = x + f(x)` replaced by `x = f(x)`.
+# The experiment: the gradient norm of each of 48 freshly initialised blocks on the Shakespeare batch, once as
+# written, once with every `x = x + f(x)` replaced by `x = f(x)`.
 #
 # **Predict, then run.** Without the residual connections, how much smaller is the gradient that
 # reaches the first block than the one that reaches the last: 2 times, 100 times, or more?
@@ -764,27 +725,24 @@ assert without_skip[0] < 1e-3 * without_skip[-1], "without residuals the gradien
 print("residual connections carry the gradient to every block")
 
 # %% [markdown]
-# With the skip, every block gets a gradient of about the same size. Without it, the gradient falls by many
-# orders of magnitude on its way down. The last line printed says why: at initialisation the scores `q · k` are
-# tiny, so every attention layer averages its positions almost uniformly, and without the skip nothing adds the
-# input back. Forty-eight rounds of averaging make every position (nearly) the same vector: that of the first
-# position, which attends only to itself. The output then barely depends on any character but the first, and the
-# gradient reaching block 0 is almost nine orders of magnitude below block 47's: the *rank collapse* that
-# [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for attention without skip connections.
+# With the skip, every block gets a gradient of about the same size; without it, block 0's is almost nine orders
+# of magnitude below block 47's. The last line printed says why: at initialisation the scores `q · k` are tiny,
+# so each attention layer averages its positions almost uniformly, and nothing adds the input back. Forty-eight
+# rounds make every position (nearly) the first position's vector, so the output barely depends on any other
+# character: the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for
+# attention without skip connections.
 
 # %% [markdown]
 # ## 11. Dropout
 #
-# A large model trained for many passes over a small text memorises it: the training loss keeps falling while
-# the validation loss turns up. Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html))
-# is the classic remedy: during training, set each activation to zero independently with probability `p`, a fresh
-# choice at every step. No unit can rely on a particular other unit being there; each step trains a different
-# "thinned" network, all sharing the weights, and at test time the full network acts as an average of them.
+# A large model trained for many passes over a small text memorises it: the validation loss turns up.
+# Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)) is the classic remedy: in
+# training, zero each activation independently with probability `p`, afresh at every step, so no unit can rely
+# on another being there.
 #
-# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. The paper scaled the weights down at
-# test time to match; PyTorch, like the other mainstream frameworks, uses **inverted dropout**: the survivors are multiplied by `1/(1 − p)`
-# during training, so the expected value stays `x`, and at evaluation dropout is the identity. `model.train()`
-# and `model.eval()` set `module.training`, which `nn.Dropout` reads.
+# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. PyTorch uses **inverted dropout**: the
+# survivors are multiplied by `1/(1 − p)` in training, so the expected value stays `x`, and at evaluation dropout
+# is the identity. `model.train()` and `model.eval()` set `module.training`, which `nn.Dropout` reads.
 
 # %%
 def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -796,10 +754,9 @@ def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> to
 
 
 # %% [markdown]
-# Self-check against `F.dropout`. On the CPU, PyTorch draws its mask exactly as above
-# (`bernoulli_(1 - p)` on a tensor shaped like the input), so with the same seed the two must agree
-# element for element. Then the statistics: the fraction zeroed is `p`, the mean is preserved, and in
-# evaluation mode nothing changes.
+# Self-check against `F.dropout`, which on the CPU draws its mask exactly as above, so with the same seed the two
+# agree element for element. Then: the fraction zeroed is `p`, the mean is preserved, and evaluation mode
+# changes nothing.
 
 # %%
 torch.manual_seed(1337)
@@ -827,13 +784,12 @@ dropped = dropout_from_scratch(ones, 0.1)
 print(f"values: {[round(v, 4) for v in dropped.unique().tolist()]}   fraction zeroed: {(dropped == 0).float().mean():.4f}   mean: {dropped.mean():.4f}")
 
 # %% [markdown]
-# Two values only: 0 for the dropped ones and `1/(1 − p)` for the rest, which brings the mean back to 1.
+# Two values only: 0 and `1/(1 − p)`, which brings the mean back to 1.
 #
-# Where the model applies it: `GPTConfig.dropout` sets one rate for every site, and your `GPTFromScratch` has
-# the same sites as `tinylm.GPT`: `transformer.drop` on the sum of the embeddings; the attention weights after
-# the softmax (the functional `F.dropout` inside attention), so a position randomly ignores some of its past;
-# and `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output just before it joins the residual
-# stream. The modules among them:
+# `GPTConfig.dropout` sets one rate for every site, and your `GPTFromScratch` has the same sites as
+# `tinylm.GPT`: `transformer.drop` on the sum of the embeddings; the attention weights after the softmax
+# (`F.dropout` inside attention); and `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output before
+# it joins the residual stream. The modules among them:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -842,10 +798,9 @@ ref_drop = tinylm.GPT(cfg_drop)
 print([name for name, module in ref_drop.named_modules() if isinstance(module, nn.Dropout)])
 
 # %% [markdown]
-# Self-check: with the same seed, the same weights and the same batch, in training mode, your GPT and
-# `tinylm.GPT` (on its explicit attention path, which draws the attention mask with `F.dropout` as
-# yours does) draw the same masks in the same order, so their logits agree. Another seed draws other
-# masks. In evaluation mode dropout is off: two calls give the same logits.
+# Self-check: in training mode, with the same seed, weights and batch, your GPT and `tinylm.GPT` (on its
+# explicit attention path, which uses `F.dropout` as yours does) draw the same masks and agree; another seed
+# draws other masks. In evaluation mode two calls give the same logits.
 
 # %%
 drop_gpt = GPTFromScratch(cfg_drop)
@@ -866,19 +821,15 @@ with torch.no_grad():
 print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no dropout")
 
 # %% [markdown]
-# Notebook 3's `gpu` recipe uses dropout, since it passes over its text many times and would memorise it; the
-# `cpu` recipe, which underfits, does not. `tinylm.eval.loss.evaluate_loss` switches the model to `eval()` while
-# it scores, so a validation loss is always measured without dropout.
+# `tinylm.eval.loss.evaluate_loss` scores in `eval()` mode, so validation losses are measured without dropout.
 
 # %% [markdown]
 # ## 12. Can it learn?
 #
-# Training for real is the next notebook's job. The quickest check that gradients flow through everything you
-# wrote is to *overfit one batch*: with the same 8 windows every step, a working model drives the loss far below
-# the bigram's baseline, towards 0. A broken residual or norm would make it stall. A leaking mask (seeing
-# the future) would *not* show here: the loss falls towards 0 either way, which is why sections 4 to 8 compared
-# every piece with tinylm. The model starts from your GPT-2 initialisation (section 9), so its
-# initial loss is almost exactly ln 65 = 4.17, as notebook 1 said a good initialisation should give.
+# The quickest check that gradients flow through everything you wrote is to *overfit one batch*: on the same 8
+# windows every step, a working model drives the loss towards 0; a broken residual or norm would make it stall.
+# A leaking mask would *not* show (the loss falls either way), which is why sections 4 to 8 compared every piece
+# with tinylm. With your GPT-2 initialisation the initial loss is almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -909,10 +860,9 @@ if PROFILE != "smoke":
 print("your GPT learns")
 
 # %% [markdown]
-# The attention weights of the first layer on the first window of the batch, one panel per head
-# (`last_weights` holds the latest forward pass). Each is lower-triangular. After memorising one batch the heads no
-# longer agree with each other (at initialisation the scores are tiny and every head averages almost uniformly,
-# section 10); these patterns fit 8 windows, not Shakespeare.
+# The first layer's attention weights on the first window, one panel per head (from `last_weights`). At
+# initialisation every head averages almost uniformly; after memorising one batch they differ, with patterns
+# that fit 8 windows, not Shakespeare.
 
 # %%
 with torch.no_grad():
@@ -929,20 +879,18 @@ plt.close(fig)
 # %% [markdown]
 # ## What you learned
 #
-# - Averaging the past is a matrix multiply with a lower-triangular matrix; attention makes the
-#   weights data-dependent: scores `q · k / √head_size`, the future masked to −∞, a softmax per row, a
-#   weighted sum of the values.
-# - The 1/√head_size keeps the scores' variance at 1, so the softmax does not saturate.
-# - Several heads run in parallel as one batched computation; a block pairs attention (positions
-#   communicate) with an MLP (each position computes), each behind a layer norm and added to the
-#   residual stream.
+# - Averaging the past is a lower-triangular matrix multiply; attention makes the weights data-dependent:
+#   scores `q · k / √head_size` (the scaling keeps the softmax from saturating), the future masked to −∞, a
+#   softmax per row, a weighted sum of the values.
+# - Heads run in parallel as one batched computation; a block pairs attention (positions communicate) with an
+#   MLP (each position computes), each behind a layer norm and added to the residual stream.
 # - Attention sees a set; the position embedding tells it the order.
 # - GPT-2's initialisation, std 0.02 and 1/√(2·n_layer) on the projections into the residual stream,
 #   starts the loss at ln V and keeps the stream's size independent of depth.
-# - Residual connections carry the gradient to every block; without them a deep stack's gradient
-#   vanishes at initialisation, and attention averages its positions into one.
-# - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); in
-#   `eval()` mode it is off.
+# - Residual connections carry the gradient to every block; without them it vanishes, and attention averages
+#   the positions into one.
+# - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); `eval()` turns
+#   it off.
 # - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn.
 #
 # ## Exercises
@@ -952,9 +900,10 @@ plt.close(fig)
 # ### Exercise 1: sliding-window attention
 #
 # Some long-context models ([Mistral 7B](https://arxiv.org/abs/2310.06825), and the autoregressive variant of
-# [Longformer](https://arxiv.org/abs/2004.05150)) let each position see only the last `window` positions, itself included: `t − window < s ≤ t`. Return the
-# attention output `(..., T, hs)` for `q, k, v` of shape `(..., T, hs)`: scaled scores, the mask, a softmax
-# over the last dimension, the weighted values. Only the mask differs from section 4's.
+# [Longformer](https://arxiv.org/abs/2004.05150)) let each position see only the last `window` positions,
+# itself included: `t − window < s ≤ t`. Return the attention output `(..., T, hs)` for `q, k, v` of shape
+# `(..., T, hs)`: scaled scores, the mask, a softmax over the last dimension, the weighted values. Only the mask
+# differs from section 4's.
 
 # %%
 from tinylm.course.exercises import check
@@ -997,16 +946,16 @@ check(test_local_causal_attention)
 #
 # ### Exercise 2: an experiment — what the 1/√head_size buys
 #
-# Section 3 measured what the scaling does to the scores. Here is what it does to a head's *output*. One query
+# Section 3 measured what the scaling does to the scores; here, what it does to a head's *output*. One query
 # reads `T` keys with softmax weights `w` and returns `y = Σ_s w_s v_s`. With values independent of the weights,
-# mean 0 and variance 1, the output's variance is $\mathrm{Var}(y) = E[\sum_s w_s^2]$, and since the weights are
-# non-negative and sum to 1, theory bounds it: $1/T \le \sum_s w_s^2 \le 1$. The lower bound is uniform weights
-# (the head averages all `T` values), the upper one-hot weights (a saturated softmax: the head copies one value).
+# mean 0 and variance 1, $\mathrm{Var}(y) = E[\sum_s w_s^2]$, and since the weights are non-negative and sum to
+# 1, $1/T \le \sum_s w_s^2 \le 1$: the lower bound is uniform weights (the head averages all `T` values), the
+# upper one-hot weights (a saturated softmax: the head copies one value).
 #
 # Write `output_variance`: draw `n` independent queries, each with `T` keys and values (every entry N(0, 1);
 # queries and keys of size `head_size`, values of size 1 are enough), compute the attention output with scores
 # `q · k`, divided by √head_size when `scaled`, and return the variance of the `n` outputs. The check runs it for
-# head sizes 4 to 256, prints your measurements beside the bounds, and tests them against the theory.
+# head sizes 4 to 256 and tests your measurements against the bounds.
 # **Predict first**: at head size 256 without the scaling, is a head's output closer to an average of its 16
 # values or to a copy of one of them? And with the scaling?
 
@@ -1047,10 +996,9 @@ check(test_output_variance)
 #     return (F.softmax(scores, dim=-1) @ v).var().item()  # (n, 1, 1) outputs
 # ```
 #
-# With the scaling the variance stays at the same level for every head size, near the averaging end: an
-# untrained head mixes many values, and its gradient reaches all of them. Without it the variance climbs
-# towards the copying bound as the head size grows: the softmax saturates, one key takes nearly all the weight,
-# and the others get almost no gradient.
+# With the scaling the variance stays at one level, near the averaging end, for every head size: an untrained
+# head mixes many values, and its gradient reaches all of them. Without it the variance climbs towards the
+# copying bound as the head size grows: one key takes nearly all the weight, the others almost no gradient.
 # </details>
 
 # %%

@@ -18,10 +18,9 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/03_train_char_gpt.ipynb)
 #
-# In notebook 2 you built every piece of a GPT and checked it against `tinylm`. Now you train one. First
-# you write the training loop yourself, one piece at a time, each checked against `tinylm` or PyTorch;
-# then you show that your loop and `tinylm.Trainer` compute the same losses, step for step; then the
-# Trainer trains the model, and you look hard at what it learned.
+# In notebook 2 you built a GPT; now you train one. You write the training loop piece by piece, checking each
+# piece against `tinylm` or PyTorch and the whole loop against `tinylm.Trainer`; then the Trainer trains the model,
+# and you look hard at what it learned.
 #
 # **What you will learn**
 # - what AdamW does with each weight: β₁, β₂, the bias correction, and decoupled weight decay, and which
@@ -35,7 +34,7 @@
 # - how a checkpoint stores a run, and how to load it back;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: about 72 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# **How long it takes**: about 67 minutes, exercises included (the course's estimate: reading, code, 6 minutes
 # per exercise, and the `cpu` run's time, which the last cell prints).
 #
 # | profile | what runs | time |
@@ -103,7 +102,7 @@ print(f"profile {PROFILE}, device {DEVICE}")
 #
 # A *track* bundles a dataset with a recipe per profile. `prepare()` downloads tinyshakespeare (or copies
 # it from the offline mirror), builds the character tokenizer and writes the 90/10 split as `uint16`
-# token files — the same steps you wrote by hand in notebook 1.
+# token files, as you did by hand in notebook 1.
 
 # %%
 track = tinylm.get_track("shakespeare-char")
@@ -121,8 +120,7 @@ print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,}
       f"tokens (the last {share:.0%} of the text)")
 
 # %% [markdown]
-# The model starts from GPT-2's initialisation (notebook 2), seeded so that every run of this notebook
-# starts from the same weights; notebook 5 counts where a model's parameters sit.
+# The model starts from GPT-2's initialisation (notebook 2), seeded so that every run starts from the same weights.
 
 # %%
 torch.manual_seed(train_cfg.seed)
@@ -136,21 +134,18 @@ print(f"{model.num_parameters():,} parameters; the gpu recipe's model has {gpu_p
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
 #
-# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe is a 1-layer, 128-wide one. In a run of a minute or
-# two on a 2-core machine (section 8 prints the time) the model predicts each training character only a few
-# times (section 8 prints how many), so the number of optimizer steps is likely to limit it more than its capacity,
-# and on a CPU a smaller model takes more steps per second. A sweep with one seed per arm
-# ([README, *Why the cpu recipes look as they do*](README.md#why-the-cpu-recipes-look-as-they-do)) chose the single
-# block, and a learning rate six times nanoGPT's; by the course's rule (exercise 3) one seed per arm makes that a
-# choice, not a verdict. Deeper models are expected to win with a longer budget, which is what the `gpu` recipe
-# has; exercise 3 shows how to test such a claim, on the learning rate.
+# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one. A run of a minute or two
+# on 2 cores predicts each training character only a few times (section 8 prints how many), so the number of steps
+# likely limits the model more than its capacity, and a smaller model takes more steps per second. A sweep with
+# one seed per arm ([README, *Why the cpu recipes look as they do*](README.md#why-the-cpu-recipes-look-as-they-do))
+# chose the single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
 
 # %% [markdown]
 # ### Batches
 #
 # Each micro-batch is `batch_size` windows of `block_size + 1` characters at random offsets, `y` being `x`
-# shifted by one: notebook 1's `get_batch`. The Trainer's `RandomWindowSampler` draws its offsets from a
-# generator of its own, seeded with the recipe's `seed`, so the same seed gives the same batches:
+# shifted by one: notebook 1's `get_batch`. The Trainer's `RandomWindowSampler` draws its offsets from its own
+# generator, seeded with the recipe's `seed`, so the same seed gives the same batches:
 
 # %%
 def get_batch(tokens: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator):
@@ -170,28 +165,22 @@ print(f"3 batches of {tuple(x.shape)}: the same windows as the Trainer's sampler
 # %% [markdown]
 # ## 2. AdamW, one update by hand
 #
-# Plain gradient descent moves every weight by `lr × gradient`: weights with large gradients take large
-# steps, weights with small gradients barely move, and no single learning rate suits both. Adam
-# ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)) keeps two running averages for every weight:
+# Plain gradient descent moves every weight by `lr × gradient`; no single learning rate suits both large and small
+# gradients. Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)) keeps two running averages per weight:
 #
 # - `m`, an exponential moving average of the gradient with factor **β₁**: the direction, smoothed over
-#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8, 10 for Adam's default 0.9);
+#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8);
 # - `v`, a moving average of the squared gradient with factor **β₂**: the gradient's typical size, over
-#   roughly the last 1/(1 − β₂) steps (100 for β₂ = 0.99, 20 for 0.95, tinylm's default).
+#   roughly the last 1/(1 − β₂) steps (100 for β₂ = 0.99).
 #
-# The update is `lr × m̂ / (√v̂ + ε)`. Dividing by the gradient's own typical size makes every weight's step
-# about `lr` when its gradient keeps pointing the same way, whatever the gradient's scale, and smaller when
-# the gradient's sign keeps flipping: then `m` averages out towards zero while `v` does not. Both averages
-# start at zero, so for the first steps they are too small; `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)`
-# correct that (at step 1, `m̂` is exactly the gradient).
+# The update is `lr × m̂ / (√v̂ + ε)`. Both averages start at zero, so at first they are too small;
+# `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)` correct that.
 #
-# **Weight decay** pulls weights towards zero. Adding `wd × w` to the gradient (an L2 penalty) does not do
-# that well under Adam: the division by `√v̂` rescales the penalty differently for every weight, so weights
-# with large gradients are hardly decayed at all. AdamW
-# ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)) *decouples* it from the gradient step, so it
-# never passes through that division. PyTorch's `AdamW`, used here, first multiplies the weight by `1 − lr × wd`,
-# then takes the Adam step; the paper scales the decay by the schedule's multiplier instead of by the learning
-# rate itself. Write PyTorch's update, and check five of them against `torch.optim.AdamW`:
+# **Weight decay** pulls weights towards zero. Added to the gradient as an L2 penalty, it would pass through the
+# division by `√v̂`, so weights with large gradients would hardly decay; AdamW
+# ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)) *decouples* it from the gradient step.
+# PyTorch's `AdamW` first multiplies the weight by `1 − lr × wd`, then takes the Adam step. Write that update,
+# and check five of them against `torch.optim.AdamW`:
 
 # %%
 def adamw_update(w, grad, m, v, t, lr, beta1, beta2, weight_decay, eps=1e-8):
@@ -222,7 +211,7 @@ print(f"5 AdamW steps by hand vs torch.optim.AdamW: largest difference {(w_mine 
 # %% [markdown]
 # **Predict, then run.** Two weights, 100 steps at `lr = 0.01`, no weight decay. The first weight's
 # gradient is a tiny 0.001 at every step; the second's is +1 or −1 at random. Which one moves further
-# under AdamW, and which under plain gradient descent (which moves a weight by `−lr × gradient`)?
+# under AdamW, and which under plain gradient descent?
 
 # %%
 steady = torch.full((100,), 1e-3)
@@ -236,19 +225,17 @@ for name, grads in [("steady 0.001", steady), ("noisy +1 or -1", noisy)]:
 # %% [markdown]
 # AdamW moved the steady weight by almost exactly `100 × lr` = 1: a gradient that always agrees with itself
 # gives `m̂ / √v̂ = 1`, however small it is. Gradient descent moved it a thousand times less. The noisy weight
-# moved about as far under both, a random walk of steps that cancel. Adam's learning rate is how far a weight
-# moves per step when its gradient is consistent, whatever the gradient's scale.
+# moved about as far under both, a random walk of steps that cancel: under AdamW its `m` averages out towards
+# zero while `v` does not.
 #
 # Weight decay at the `cpu` recipe's peak rate multiplies each decayed weight by `1 − 6e-3 × 0.1 = 0.9994`
 # per step. Exercise 1 asks what that adds up to over a whole run.
 #
 # ## 3. Which weights decay
 #
-# Decay suits the matrices: the Linear layers' weights and the embeddings, which hold nearly all the parameters.
-# `tinylm`, like nanoGPT, decays the token and position embeddings too; some codebases leave them out. It does
-# not suit the biases and the LayerNorm gains and shifts: they are few, and a LayerNorm gain pulled towards zero
-# shrinks everything the layer outputs. Every matrix is 2-D and every other parameter 1-D, so the rule fits in
-# one line:
+# Decay suits the matrices, which hold nearly all the parameters: the Linear weights and, as in nanoGPT, the
+# embeddings. Not the biases and LayerNorm gains and shifts: they are few, and a LayerNorm gain pulled towards
+# zero shrinks everything the layer outputs. Matrices are 2-D and every other parameter 1-D, so the rule is one line:
 
 # %%
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -273,24 +260,21 @@ print(f"the same groups as tinylm.train.optim.build_optimizer: {decayed:,} of {m
       f"({decayed / model.num_parameters():.1%}), with weight_decay {train_cfg.weight_decay}")
 
 # %% [markdown]
-# `build_optimizer` also asks for PyTorch's *fused* AdamW, which updates every tensor in one kernel
-# instead of a Python loop over them: faster, the same arithmetic (up to rounding).
+# `build_optimizer` also asks for PyTorch's *fused* AdamW, which updates every tensor in one kernel: faster, the
+# same arithmetic (up to rounding).
 #
 # ## 4. The learning-rate schedule
 #
 # The rate changes at every step, in two phases:
 #
-# - **Linear warmup** over `warmup_steps`: from `lr / warmup_steps` up to the peak. At the start the weights
-#   are random and Adam's `v` has seen only a few gradients, so full-size steps can throw the model
-#   somewhere it does not recover from; ramping up avoids that
-#   ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677) made it standard for large batches).
+# - **Linear warmup** over `warmup_steps`, from `lr / warmup_steps` up to the peak
+#   ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677)): with random weights and a `v` that has seen few
+#   gradients, full-size steps can throw the model somewhere it does not recover from.
 # - **Cosine decay** from the peak down to `min_lr` at the last step, `min_lr + ½ (1 + cos(π·p)) (lr − min_lr)`
-#   where `p` goes from 0 to 1 ([Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983), here one
-#   cycle without their restarts). Large steps while the loss falls fast; small ones at the end, where
-#   a step's noise costs more than its progress, so the weights settle.
+#   with `p` from 0 to 1 ([Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983), without their
+#   restarts): large steps while the loss falls fast, small ones at the end so the weights settle.
 #
-# Write it, and check it at every step of the recipe against `tinylm.train.optim.learning_rate`, the function
-# the Trainer calls:
+# Write it, and check it at every step against `tinylm.train.optim.learning_rate`, which the Trainer calls:
 
 # %%
 def lr_at(step: int, cfg: tinylm.TrainConfig) -> float:
@@ -322,20 +306,15 @@ print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.
       f"(the peak); last step: {lrs[-1]:.2e} (min_lr)")
 
 # %% [markdown]
-# Step 0 already moves the weights, at a `warmup_steps`-th of the peak, and the last step runs at exactly
-# `min_lr`. When a run also has a training-time budget (`max_seconds`, used in section 8 on a GPU and in
-# notebook 5), the Trainer feeds the
-# cosine whichever is further along, the steps or the time, so a run cut short by the clock still ends at `min_lr`.
+# Step 0 already moves the weights, at a `warmup_steps`-th of the peak; the last step runs at exactly `min_lr`.
 #
 # ## 5. Gradient clipping
 #
-# Now and then a batch produces a gradient far larger than usual: the loss surface has steep cliffs
-# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063) describe them for recurrent networks), and one huge
-# step can undo thousands of small ones; in this notebook's run clipping acts only early on (section 8 prints when
-# it stops). Clipping by
+# Now and then a batch produces a gradient far larger than usual (the loss surface has steep cliffs:
+# [Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)), and one huge step can undo thousands of small ones;
+# under Adam it would also fill `v` for about 1/(1 − β₂) steps and shrink every step after. Clipping by
 # **global norm** treats all the gradients as one long vector `g`; if its length `‖g‖` exceeds `max_norm`, every
-# gradient is multiplied by `max_norm / ‖g‖`: the direction is kept, only the step gets shorter. With Adam this
-# matters through `v` too: one huge gradient would fill it for about 1/(1 − β₂) steps and shrink every step after.
+# gradient is multiplied by `max_norm / ‖g‖`: the direction is kept, only the step gets shorter.
 
 # %%
 def clip_by_global_norm(parameters, max_norm: float) -> torch.Tensor:
@@ -369,20 +348,18 @@ print(f"the fresh model's gradient norm on one batch: {norm:.3f}; the recipe cli
 model.zero_grad(set_to_none=True)
 
 # %% [markdown]
-# The Trainer writes the norm before clipping into every train record (`grad_norm`), with the share of
-# the steps since the previous record that clipping scaled down (`clipped`); section 8 plots both.
+# The Trainer logs this norm before clipping (`grad_norm`) in every train record, with the share of steps
+# clipped since the previous one (`clipped`).
 #
 # ## 6. Gradient accumulation
 #
-# A step on a bigger batch has a less noisy gradient, but the activations of a big batch may not fit in memory.
-# Gradient accumulation runs the big batch as `k` micro-batches one after another. `backward` *adds* into each
-# parameter's `.grad`, so after `k` of them `.grad` holds the sum of `k` gradients, each of a mean over its own
-# micro-batch: `k` times the gradient of the big batch's mean loss. Dividing each micro-batch's loss by `k`
-# before `backward` makes it exactly the big batch's gradient (when the micro-batches hold equal numbers of
-# targets, as fixed-length windows do; exercise 2 handles unequal ones).
+# A bigger batch gives a less noisy gradient, but its activations may not fit in memory. Gradient accumulation
+# runs it as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, so dividing
+# each micro-batch's loss by `k` before `backward` leaves exactly the big batch's gradient there (when the
+# micro-batches hold equal numbers of targets, as fixed-length windows do; exercise 2 handles unequal ones).
 #
 # **Predict, then run.** Leave out the `/ k`. By what factor is the gradient off? AdamW's step
-# `m̂ / √v̂` hardly notices a gradient that is `k` times too large; which other part of the loop does?
+# `m̂ / √v̂` hardly notices a constant factor; which other part of the loop does?
 
 # %%
 def accumulated_gradients(model, x, y, micro_steps: int, scale: bool = True) -> list[torch.Tensor]:
@@ -410,31 +387,24 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 # %% [markdown]
 # Without the division the gradient is exactly `k` times too large. Adam's step divides a constant factor away
 # (all of it but ε), but **clipping** does not: it compares the norm with a fixed `grad_clip`, so in effect the
-# threshold drops to `grad_clip / k`, many more steps are clipped, and each clipped step weighs differently in
-# Adam's averages: the run is no longer the recipe. The division also keeps the logged loss a mean, comparable
-# whatever `k` is.
+# threshold drops to `grad_clip / k`, more steps are clipped, and the run is no longer the recipe.
 #
 # ## 7. The whole loop, checked against the Trainer
 #
 # Put the pieces together. `tinylm/train/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
 #
-# 1. set every group's learning rate to the schedule's rate for this step;
-# 2. for each of `grad_accum_steps` micro-batches: draw a batch from its sampler, run the forward under
-#    autocast (mixed precision on a GPU: notebook 5), and `backward` the loss weighted by its share of the
-#    step's targets (for equal micro-batches, as here: divided by `grad_accum_steps`);
+# 1. set each group's learning rate from the schedule;
+# 2. for each of `grad_accum_steps` micro-batches: draw a batch, run the forward under autocast, and `backward`
+#    the loss weighted by its share of the step's targets (here: divided by `grad_accum_steps`);
 # 3. stop with an error if the step's mean loss is not finite;
-# 4. clip the global gradient norm at `grad_clip` (after the fp16 GradScaler's `unscale_`, when there is one);
+# 4. clip the global gradient norm at `grad_clip`;
 # 5. take the AdamW step and zero the gradients.
 #
-# Its sampler's generator is seeded with the recipe's `seed`, and so is PyTorch's global generator, which draws
-# dropout's masks. To compare, both loops start from the same weights with the same seeds, in float32, on a short
-# version of the recipe: `CHECK_STEPS` steps with a warmup and cosine of the same kind (the warmup a tenth of the
-# steps), and 2 micro-batches per step,
-# so that accumulation is part of the check.
-#
-# The hand-written loop also asks for the fused AdamW, as `build_optimizer` does: the unfused one rounds the last
-# bit differently, and training amplifies such differences until the two loops drift apart (try it: it takes one
-# argument). For the same reason `clip_by_global_norm` adds up the gradient norm in PyTorch's order.
+# The Trainer seeds its sampler and PyTorch's global generator (dropout's masks) with the recipe's `seed`. Both
+# loops start from the same weights and seeds, in float32, on a short recipe: `CHECK_STEPS` steps (the warmup a
+# tenth of them), 2 micro-batches each. Like `build_optimizer`, the hand-written loop asks for the fused AdamW, and
+# `clip_by_global_norm` sums the norm in PyTorch's order: training amplifies any last-bit difference until the
+# loops drift apart.
 
 # %%
 def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
@@ -497,25 +467,22 @@ print(f"{CHECK_STEPS} steps: loss {hand_losses[0]:.4f} -> {hand_losses[-1]:.4f} 
 print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (relative), weights {weight_gap:.1e}")
 
 # %% [markdown]
-# Same losses, same gradient norms, same weights: the loop you wrote is the Trainer's loop. What the
-# Trainer adds around it is bookkeeping: evaluations, checkpoints, logs, time budgets, mixed precision,
-# several GPUs.
+# Same losses, same gradient norms, same weights: the loop you wrote is the Trainer's loop. The Trainer adds
+# bookkeeping around it: evaluations, checkpoints, logs, time budgets, mixed precision, several GPUs.
 #
 # ## 8. Training the model
 #
-# Now the Trainer trains the model on the real recipe, as any later notebook will. Two logging knobs change,
-# neither of which changes what is trained: a train record every `LOG_INTERVAL` steps, and a validation pass
-# every `EVAL_INTERVAL` steps, which scores **every** character of the validation split and writes `best.pt` and
-# `last.pt` into the run folder.
+# Now the Trainer trains the model on the real recipe, with its own logging: a train record every `LOG_INTERVAL`
+# steps, and every `EVAL_INTERVAL` steps a validation pass that scores **every** validation character and writes
+# `best.pt` and `last.pt` into the run folder.
 #
-# A train record's loss is one batch's: noisy, and on windows the model is being trained on. To compare like with
-# like, an *evaluator* scores a slice of the training split as long as the validation split, the same way, at
-# every validation pass; one pass before the first step puts step 0 on the curves. On a GPU the run stops after
-# 8 minutes of training unless `FULL_RECIPE = True` (top of the notebook), so a Colab session never runs away.
+# A train record's loss is one batch's: noisy, and on training windows. To compare like with like, an *evaluator*
+# scores a training slice as long as the validation split, the same way, at every validation pass; a pass before
+# the first step puts step 0 on the curves. On a GPU the run stops after 8 minutes of training unless
+# `FULL_RECIPE = True`.
 #
-# **Predict, then run.** The cell first prints how many times the run predicts each training character. At the
-# end, will the validation loss be above, equal to or below the loss on the training slice? Will it still be
-# falling at the last evaluation, or turning up?
+# **Predict, then run.** At the end, will the validation loss be above, equal to or below the loss on the
+# training slice? Will it still be falling at the last evaluation, or turning up?
 
 # %%
 run_cfg = dataclasses.replace(train_cfg, log_interval=LOG_INTERVAL, eval_interval=EVAL_INTERVAL,
@@ -545,8 +512,8 @@ print(f"trained {trainer.step:,} steps in {time.perf_counter() - start:.0f} s; "
       f"validation loss over the whole split: {final['val_loss']:.4f}")
 
 # %% [markdown]
-# The loss from step 0 on the left, and on the right the gradient norm before clipping, with the share of steps
-# that clipping scaled down (`tinylm.course.plotting.plot_loss_and_grad_norm` draws both from the records).
+# Left, the loss from step 0; right, `grad_norm` and `clipped` (`tinylm.course.plotting.plot_loss_and_grad_norm`
+# draws both from the records).
 
 # %%
 records = live_plot.records
@@ -577,24 +544,20 @@ print(f"validation loss {'fell at every evaluation' if falling else 'rose at lea
       f"{math.exp(evals[-1]['train_slice_loss']):.1f} characters")
 
 # %% [markdown]
-# **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5 measured it on one batch), so
-# most warmup steps are clipped: the first record says which share. Clipping then fades out, and the lines above
-# say when it stopped and where the norm settled; under `grad_clip`, clipping is a safety net, not a brake. If the
-# last third's median is above the middle third's, the norm crept up again while the learning rate decayed: the
-# rise that [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation layers and a
-# decaying learning rate acting together.
+# **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5), so most warmup steps are
+# clipped; then clipping fades out. The lines above give the share, when it stopped and where the norm settled.
+# If the last third's median is above the middle third's, the norm crept up again as the learning rate decayed,
+# a rise [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay and normalisation layers.
 #
-# **Train and validation.** At step 0 both losses are about ln 65 = 4.17. If the validation loss fell at every
-# evaluation and its lowest point is the last one (the lines above say), then by the usual test (validation loss
-# turning up while training loss keeps falling) this run does not overfit. But read the gap column: a gap opens
-# and holds while both losses keep falling. A model of 0.2M parameters cannot memorise a million characters, yet
-# it does better on text it has trained on than on new text.
+# **Train and validation.** Both losses start at about ln 65 = 4.17. If the validation loss fell at every
+# evaluation (the lines above say), this run does not overfit by the usual test: validation loss turning up. Yet
+# a gap opens and holds while both fall (the gap column): a model of 0.2M parameters cannot memorise a million
+# characters, but it does better on text it has trained on.
 #
-# Part of any gap is not the model at all: the validation split is the last 10% of the text, with plays and
-# speakers of its own. Bigram counts (`tinylm.eval.ngram`, notebook 1's exercises) cannot memorise anything
-# (65 × 65 numbers from a million characters), so their own gap between the two texts measures how much harder
-# the validation text is for pairs of characters. And a line `NAME:` opens each speech, so counting names shows
-# how much of the validation text belongs to characters the training text never heard from:
+# Part of any gap is not the model: the validation split is the last 10% of the text. Bigram counts
+# (`tinylm.eval.ngram`) cannot memorise anything (65 × 65 numbers from a million characters), so their gap measures
+# how much harder the validation text is for pairs of characters; counting speakers (a line `NAME:` opens each
+# speech) shows how much of it is by characters the training text never heard from:
 
 # %%
 from tinylm.eval.ngram import bigram_log_probs, bigram_loss, conditional_entropy
@@ -616,22 +579,20 @@ print(f"{sum(new_voices.values())} of the validation split's {sum(val_speeches.v
       f"who never speak in the training split, e.g. {', '.join(sorted(new_voices, key=new_voices.get)[-4:])}")
 
 # %% [markdown]
-# The bigram's gap is how much harder the validation text is for pairs of characters. The rest of the GPT's gap
-# comes from what it learned beyond pairs, and there the two texts differ much more: many validation speeches
-# (the count above) are by characters the model has never seen, and the plays have their own words. Whatever
-# else the model fitted to the training text in its passes over it adds to the gap too; this split cannot tell
-# the two apart, a held-out slice of the same plays could. The `gpu` recipe's model, many times larger (section 1 printed by how
-# much), has room to fit its training text much more closely, which is why that recipe adds dropout (notebook 2).
+# The rest of the GPT's gap comes from what it learned beyond pairs, where the two texts differ much more: many
+# validation speeches are by characters it has never seen, and the plays have their own words. Whatever else it
+# fitted to its training text adds to the gap too; this split cannot tell the two apart, a held-out slice of the
+# same plays could. The `gpu` recipe's much larger model can fit its training text more closely, hence its
+# dropout (notebook 2).
 
 # %% [markdown]
 # ## 9. How good is it?
 #
-# The bigram model of notebook 1 is the baseline: it sees one character. Here it is the count table of notebook
-# 1's exercise 2, fitted on the training split with add-one smoothing (`bigram_log_probs` above). The lowest loss
-# any bigram table can reach on the validation text is that text's own H(next | current) (notebook 1, exercise
-# 4), printed as the bigram floor; it binds bigram tables, not models that see more context. A loss of `L` nats
+# The baseline is notebook 1's count bigram (one character of context), fitted on the training split with add-one
+# smoothing (`bigram_log_probs` above). No bigram table can go below the validation text's own H(next | current)
+# (notebook 1, exercise 4), printed as the bigram floor; models that see more context can. A loss of `L` nats
 # means the model is, on average, as unsure as a uniform choice among `e^L` characters; divided by ln 2 it is in
-# bits per character, the unit compression results are quoted in:
+# bits per character:
 
 # %%
 bigram_val = bigram_loss(bigram, data.val)
@@ -647,9 +608,8 @@ if PROFILE != "smoke":
 # %% [markdown]
 # ## 10. A sample
 #
-# The model gives a distribution over the next character; drawing from it, appending the draw and
-# repeating writes text. One sample, at temperature 1 (the model's own distribution) and a fixed seed;
-# notebook 7 shows what temperature, top-k and top-p change, and why.
+# One sample, drawn a character at a time from the model's own distribution (temperature 1) with a fixed seed;
+# notebook 7 covers temperature, top-k and top-p.
 
 # %%
 print(tinylm.generate_text(model, tokenizer, "ROMEO:\n", max_new_tokens=200, seed=42))
@@ -657,10 +617,9 @@ print(tinylm.generate_text(model, tokenizer, "ROMEO:\n", max_new_tokens=200, see
 # %% [markdown]
 # ## 11. How much context does it use?
 #
-# The model sees at most `block_size` characters. Does it use them? Score the validation windows once
-# and average the loss **by position**: position `t` predicts its character from `t + 1` characters of
-# context. **Predict, then run.** Where does the curve fall fastest, and does it still fall at the far
-# end of the context?
+# The model sees at most `block_size` characters. Does it use them? Score the validation windows once and
+# average the loss **by position**: position `t` predicts from `t + 1` characters of context. **Predict, then
+# run.** Where does the curve fall fastest, and does it still fall at the far end of the context?
 
 # %%
 @torch.no_grad()
@@ -697,20 +656,20 @@ for low, high in zip(edges, edges[1:]):
     print(f"  {low + 1:>3} to {high:>3} characters: {by_position[low:high].mean():.3f}")
 
 # %% [markdown]
-# With one character of context the GPT is a bigram model of its own. Position 0 is scored once per window, on
-# far fewer targets than the whole split, so the first line compares it with the count bigram on those same
-# targets: a difference within about two standard errors cannot be told from sampling noise on these targets. The ranges show where context pays: most of
-# the fall comes in the first few characters (the rest of a word), and the later ranges say how much the words
-# before it still add. In this run the 33-to-64 range is no lower than the 17-to-32 one: the one-block model shows no gain from context beyond about 32 characters (one run, no error bars on the ranges), so a longer `block_size` would likely cost
-# time (attention's grows with its square) for no gain. The `gpu` recipe's deeper model goes to 256, nanoGPT's
-# setting.
+# At position 0, with one character of context, the GPT is a bigram model of its own. It is scored once per
+# window, on far fewer targets than the split, so the first line compares it with the count bigram on those same
+# targets: a difference within about two standard errors cannot be told from noise. Most of the fall comes in the
+# first few characters (the rest of a word). In this run the 33-to-64 range is no lower than the 17-to-32 one: the
+# one-block model shows no gain from context beyond about 32 characters (one run, no error bars), so a longer
+# `block_size` would likely cost time (attention's grows with its square) for nothing. The `gpu` recipe's deeper
+# model uses 256, nanoGPT's setting.
 #
 # ## 12. Checkpoints
 #
-# The run folder holds `metrics.jsonl` (every record the trainer emitted), `best.pt` and `last.pt`.
+# The run folder holds `metrics.jsonl` (every record), `best.pt` and `last.pt`.
 # A checkpoint keeps the model's config and tokenizer as plain data, and everything needed to resume
-# exactly (optimizer moments, step, the batch sampler's random state). Load the best one back and
-# check that it computes exactly what the trained model computes:
+# exactly (optimizer moments, step, the sampler's random state). Load the best one back and check that it
+# computes the same logits as the trained model:
 
 # %%
 reloaded, reloaded_tokenizer, state = tinylm.load_model(run_dir / "best.pt", DEVICE)
@@ -727,23 +686,19 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #
 # ## What you learned
 #
-# - AdamW keeps a moving average of each weight's gradient (β₁) and of its square (β₂), corrects both for
-#   starting at zero, and steps by `lr × m̂ / (√v̂ + ε)`: about `lr` for a weight whose gradient agrees with
-#   itself, whatever its scale. Its weight decay is a separate shrink, in PyTorch by `1 − lr × wd` per step, applied
-#   to the matrices (Linear weights and embeddings) and not to biases or LayerNorm parameters.
+# - AdamW steps by `lr × m̂ / (√v̂ + ε)`, from bias-corrected moving averages of each weight's gradient (β₁) and
+#   its square (β₂): about `lr` for a weight whose gradient agrees with itself, whatever its scale. Its weight
+#   decay is a separate shrink, applied to the matrices only.
 # - The learning rate warms up linearly, then follows a cosine down to `min_lr` at the last step.
 # - Clipping by global norm rescales all gradients together when their joint norm exceeds `grad_clip`:
 #   same direction, shorter step.
 # - Accumulating `k` micro-batches with each loss divided by `k` gives exactly the big batch's gradient;
 #   without the division, clipping would cut a gradient `k` times too large.
-# - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient
-#   norms and weights step for step.
-# - Read loss curves from step 0, next to the gradient norm, and compare train and validation loss measured
-#   the same way. A gap between them that holds while both fall is not the overfitting that early stopping
-#   guards against (validation turning up); here it is partly a
-#   validation text with plays and speakers of its own, partly what the model fitted to its training text.
-# - Measure the model against a baseline (the count bigram) and ask how much of its context it uses: the loss
-#   by position answers that.
+# - Your loop, seeded like the Trainer and fed the same batches, computes its losses, gradient norms and
+#   weights step for step.
+# - Read loss curves from step 0, next to the gradient norm, comparing train and validation loss measured the
+#   same way. A gap that holds while both fall is not the overfitting early stopping guards against.
+# - Measure the model against a baseline (the count bigram), and its use of context by the loss by position.
 # - A comparison is an experiment: one change, the same budget, at least three seeds per arm, and a verdict only
 #   when every seed of one arm beats every seed of the other, else "not told apart" (exercise 3).
 #
@@ -753,9 +708,10 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #
 # ### Exercise 1: what weight decay alone does over a run
 #
-# A weight whose gradient stays zero is moved by weight decay alone. Return the factor by which PyTorch's AdamW shrinks such a weight over a whole run of the recipe `cfg`:
-# every step multiplies it by `1 − lr × weight_decay` at that step's rate (use your `lr_at`). The check runs
-# `torch.optim.AdamW` with zero gradients through a short schedule, then asks about this notebook's recipe.
+# A weight whose gradient stays zero is moved by weight decay alone. Return the factor by which PyTorch's AdamW
+# shrinks such a weight over a whole run of the recipe `cfg`: every step multiplies it by `1 − lr × weight_decay`
+# at that step's rate (use your `lr_at`). The check runs `torch.optim.AdamW` with zero gradients through a short
+# schedule, then asks about this notebook's recipe.
 
 # %%
 from tinylm.course.exercises import check
