@@ -336,7 +336,8 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # The batched form makes the heads a batch dimension: one Linear for q, k, v of every head, a reshape
 # `(B, T, C) → (B, n_head, T, hs)`, one batched attention, the reverse reshape: one launch per operation instead
 # of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's default
-# path, `F.scaled_dot_product_attention`, never stores the `(T, T)` scores.) `self.last_weights` keeps the latest
+# path calls `F.scaled_dot_product_attention`, whose fused kernels, FlashAttention on recent GPUs, never store the
+# `(T, T)` scores.) `self.last_weights` keeps the latest
 # attention weights, for plotting later.
 
 # %%
@@ -548,7 +549,8 @@ assert same
 print(f"logits, loss ({loss.item():.4f}) and greedy generation match tinylm.GPT")
 
 # %% [markdown]
-# Why the position embedding matters: attention treats its positions as a *set*. Feed one layer token
+# Why the position embedding matters: the last position of one attention layer sees its inputs as a *set*. Feed
+# one layer token
 # embeddings only and shuffle the first 15 tokens of each window: the last position's output does not change,
 # since it sums the same (key, value) pairs in another order. Add `wpe` and it does change.
 
@@ -726,7 +728,7 @@ print("residual connections carry the gradient to every block")
 
 # %% [markdown]
 # With the skip, every block gets a gradient of about the same size; without it, block 0's is almost nine orders
-# of magnitude below block 47's. The last line printed says why: at initialisation the scores `q · k` are tiny,
+# of magnitude below block 47's. The variance line above says why: at initialisation the scores `q · k` are tiny,
 # so each attention layer averages its positions almost uniformly, and nothing adds the input back. Forty-eight
 # rounds make every position (nearly) the first position's vector, so the output barely depends on any other
 # character: the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for
@@ -861,7 +863,8 @@ print("your GPT learns")
 
 # %% [markdown]
 # The first layer's attention weights on the first window, one panel per head (from `last_weights`). At
-# initialisation every head averages almost uniformly; after memorising one batch they differ, with patterns
+# initialisation every head averages almost uniformly; after memorising one batch they no longer agree with each
+# other, with patterns
 # that fit 8 windows, not Shakespeare.
 
 # %%
@@ -887,7 +890,8 @@ plt.close(fig)
 # - Attention sees a set; the position embedding tells it the order.
 # - GPT-2's initialisation, std 0.02 and 1/√(2·n_layer) on the projections into the residual stream,
 #   starts the loss at ln V and keeps the stream's size independent of depth.
-# - Residual connections carry the gradient to every block; without them it vanishes, and attention averages
+# - Residual connections carry the gradient to every block; without them a deep stack's gradient vanishes at
+#   initialisation, and attention averages
 #   the positions into one.
 # - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); `eval()` turns
 #   it off.

@@ -311,8 +311,8 @@ print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.
 # ## 5. Gradient clipping
 #
 # Now and then a batch produces a gradient far larger than usual (the loss surface has steep cliffs:
-# [Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)), and one huge step can undo thousands of small ones;
-# under Adam it would also fill `v` for about 1/(1 − β₂) steps and shrink every step after. Clipping by
+# [Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)). Under plain gradient descent one huge step can undo
+# thousands of small ones; under Adam it fills `v` for about 1/(1 − β₂) steps and shrinks every step after. Clipping by
 # **global norm** treats all the gradients as one long vector `g`; if its length `‖g‖` exceeds `max_norm`, every
 # gradient is multiplied by `max_norm / ‖g‖`: the direction is kept, only the step gets shorter.
 
@@ -354,7 +354,8 @@ model.zero_grad(set_to_none=True)
 # ## 6. Gradient accumulation
 #
 # A bigger batch gives a less noisy gradient, but its activations may not fit in memory. Gradient accumulation
-# runs it as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, so dividing
+# runs it as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, and each
+# micro-batch's loss is a mean over its own targets, so dividing
 # each micro-batch's loss by `k` before `backward` leaves exactly the big batch's gradient there (when the
 # micro-batches hold equal numbers of targets, as fixed-length windows do; exercise 2 handles unequal ones).
 #
@@ -394,7 +395,8 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 # Put the pieces together. `tinylm/train/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
 #
 # 1. set each group's learning rate from the schedule;
-# 2. for each of `grad_accum_steps` micro-batches: draw a batch, run the forward under autocast, and `backward`
+# 2. for each of `grad_accum_steps` micro-batches: draw a batch, run the forward under autocast (mixed precision
+#    on a GPU: notebook 5), and `backward`
 #    the loss weighted by its share of the step's targets (here: divided by `grad_accum_steps`);
 # 3. stop with an error if the step's mean loss is not finite;
 # 4. clip the global gradient norm at `grad_clip`;
@@ -472,14 +474,15 @@ print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (
 #
 # ## 8. Training the model
 #
-# Now the Trainer trains the model on the real recipe, with its own logging: a train record every `LOG_INTERVAL`
+# Now the Trainer trains the model on the real recipe, with this notebook's logging intervals (neither changes
+# what is trained): a train record every `LOG_INTERVAL`
 # steps, and every `EVAL_INTERVAL` steps a validation pass that scores **every** validation character and writes
 # `best.pt` and `last.pt` into the run folder.
 #
 # A train record's loss is one batch's: noisy, and on training windows. To compare like with like, an *evaluator*
 # scores a training slice as long as the validation split, the same way, at every validation pass; a pass before
-# the first step puts step 0 on the curves. On a GPU the run stops after 8 minutes of training unless
-# `FULL_RECIPE = True`.
+# the first step puts step 0 on the curves. On a GPU the run stops after 8 minutes of training (the cosine then
+# follows the clock, so it still decays to `min_lr` by the end) unless `FULL_RECIPE = True`.
 #
 # **Predict, then run.** At the end, will the validation loss be above, equal to or below the loss on the
 # training slice? Will it still be falling at the last evaluation, or turning up?
@@ -547,14 +550,16 @@ print(f"validation loss {'fell at every evaluation' if falling else 'rose at lea
 # **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5), so most warmup steps are
 # clipped; then clipping fades out. The lines above give the share, when it stopped and where the norm settled.
 # If the last third's median is above the middle third's, the norm crept up again as the learning rate decayed,
-# a rise [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay and normalisation layers.
+# a rise [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation layers and the
+# decaying learning rate acting together.
 #
 # **Train and validation.** Both losses start at about ln 65 = 4.17. If the validation loss fell at every
 # evaluation (the lines above say), this run does not overfit by the usual test: validation loss turning up. Yet
 # a gap opens and holds while both fall (the gap column): a model of 0.2M parameters cannot memorise a million
 # characters, but it does better on text it has trained on.
 #
-# Part of any gap is not the model: the validation split is the last 10% of the text. Bigram counts
+# Part of any gap is not the model: the validation split is the last 10% of the text, with plays and speakers of
+# its own. Bigram counts
 # (`tinylm.eval.ngram`) cannot memorise anything (65 × 65 numbers from a million characters), so their gap measures
 # how much harder the validation text is for pairs of characters; counting speakers (a line `NAME:` opens each
 # speech) shows how much of it is by characters the training text never heard from:
@@ -694,8 +699,8 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #   same direction, shorter step.
 # - Accumulating `k` micro-batches with each loss divided by `k` gives exactly the big batch's gradient;
 #   without the division, clipping would cut a gradient `k` times too large.
-# - Your loop, seeded like the Trainer and fed the same batches, computes its losses, gradient norms and
-#   weights step for step.
+# - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient norms
+#   and weights step for step.
 # - Read loss curves from step 0, next to the gradient norm, comparing train and validation loss measured the
 #   same way. A gap that holds while both fall is not the overfitting early stopping guards against.
 # - Measure the model against a baseline (the count bigram), and its use of context by the loss by position.
