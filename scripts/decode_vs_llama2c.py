@@ -4,12 +4,13 @@
     git clone https://github.com/karpathy/llama2.c
     python scripts/decode_vs_llama2c.py --llama2c llama2.c --model model.bin [--threads 1 2] [--rounds 3]
 
---llama2c builds run.c from that checkout as its README's `make runfast` does (`gcc -Ofast -march=native`, with
-`-fopenmp` when the compiler has it, so that OMP_NUM_THREADS sets its threads) into a temporary folder, and takes the
-checkout's tokenizer.bin; --run and --tokenizer name an already built binary and a tokenizer instead. Any llama2.c
-legacy .bin works as --model; --write-model writes one of the
-stories15M shape (6 layers, 288 wide, 6 heads, vocabulary 32,000, context 256) with random weights through tinylm's
-own exporter (`tinylm.interop.llama2c.write_llama2c`, what `python -m tinylm.interop export --format llama2c` runs).
+--llama2c builds run.c from that checkout as its Makefile's `make runomp` does (`gcc -Ofast -fopenmp -march=native`;
+without -fopenmp where the compiler lacks it), so that OMP_NUM_THREADS sets its threads; `make runfast` would leave out
+-march=native as well as OpenMP. It builds into a temporary folder and takes the checkout's tokenizer.bin; --run and
+--tokenizer name an already built binary and a tokenizer instead. Any llama2.c legacy .bin works as --model;
+--write-model writes one of the stories15M shape (6 layers, 288 wide, 6 heads, vocabulary 32,000, context 256) with
+random weights through tinylm's own exporter (`tinylm.interop.llama2c.write_llama2c`, what
+`python -m tinylm.interop export --format llama2c` runs).
 
 What is timed, the same on both sides: batch 1, float32, greedy, from the 1-token prompt BOS (what run.c starts from
 without a prompt) through the model's whole context: run.c with `-t 0 -n seq_len`, which reports "achieved tok/s" over
@@ -67,7 +68,7 @@ def run_c_tokens_per_s(run: Path, model: Path, tokenizer: Path, steps: int, thre
 
 
 def build_run_c(checkout: Path, folder: Path) -> Path:
-    """run.c compiled as llama2.c's `make runfast` compiles it, with OpenMP where the compiler has it."""
+    """run.c compiled as llama2.c's `make runomp` compiles it (OpenMP left out where the compiler lacks it)."""
     source, binary = checkout / "run.c", folder / "run"
     if not source.is_file():
         sys.exit(f"error: {checkout} has no run.c: point --llama2c at a clone of https://github.com/karpathy/llama2.c")
@@ -120,6 +121,9 @@ def main() -> None:
         tokens = tinylm_tokens_per_s(model, fast=True)[1]  # also the warm-up
         if BOS in tokens:
             print(f"note: greedy decoding draws BOS after {tokens.index(BOS)} tokens, where run.c stops")
+        if args.readable:
+            same = tinylm_tokens_per_s(model, fast=False)[1] == tokens
+            print(f"the fast and readable steps' {len(tokens)} tokens: {'equal' if same else 'DIFFERENT'}")
         best = dict.fromkeys(contenders, 0.0)
         for round_ in range(args.rounds):
             for name in (list(contenders) if round_ % 2 == 0 else list(contenders)[::-1]):

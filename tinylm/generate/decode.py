@@ -4,8 +4,8 @@ Each step runs the model on the context, takes the logits of the last position a
 samplers (`tinylm.generate.sampling`) choose the next token. With a key/value cache (`tinylm.model.kv_cache`, the
 default for tinylm's GPT) the prompt is prefilled once and every later step feeds one token;
 `use_cache=False` recomputes the whole context at every step, and gives the same tokens. The steps after the prefill
-go through `tinylm.generate.fast` where the model allows it: the arithmetic of `GPT.decode_step`, value for value,
-without walking the modules; `fast=False` walks them at every step, which is what this loop teaches.
+go through `tinylm.generate.fast` where the model allows it: what `GPT.decode_step` computes, to float rounding, in
+fewer and faster calls; `fast=False` walks the modules at every step, which is what this loop teaches.
 
 Context policy. The model sees at most `block_size` tokens. When the context is full, the oldest
 tokens are dropped so that the `keep` most recent remain (default: half the context; llama.cpp's
@@ -95,7 +95,7 @@ def decode(
     idx and returns (logits, loss) works without). `vocab_limit` excludes ids at or above it: the padding
     rows of an embedding rounded up to a multiple of 64 are not tokens; `excluded_tokens` are never chosen either
     (a chat reply's <|pad|>). `fast`: with the cache, run the steps after the prefill through
-    `tinylm.generate.fast` where the model allows it (the same logits, fewer Python calls); False:
+    `tinylm.generate.fast` where the model allows it (the same logits to float rounding, fewer calls); False:
     `GPT.decode_step` at every step.
 
     One function on purpose: it is the loop notebook 7 reads top to bottom (the cache, the sliding context,
