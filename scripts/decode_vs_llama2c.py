@@ -16,7 +16,8 @@ What is timed, the same on both sides: batch 1, float32, greedy, from the 1-toke
 without a prompt) through the model's whole context: run.c with `-t 0 -n seq_len`, which reports "achieved tok/s" over
 the steps after its first one; tinylm decoding seq_len tokens after the same prompt, timed from its first token on
 (`tinylm.generate.decode`: the fast step of `tinylm.generate.fast`, and with --readable also the module walk that
-`GPT.decode_step` does). run.c stops early if it draws BOS; tinylm's greedy tokens say whether it would (printed).
+`GPT.decode_step` does, and whether the two steps' greedy tokens are equal). run.c stops early if it draws BOS;
+tinylm's greedy tokens say whether it would (printed).
 Each round runs every contender once, the order reversed every other round, and the best round counts; for each
 thread count tinylm uses `torch.set_num_threads` and run.c gets OMP_NUM_THREADS (ignored unless built with OpenMP).
 """

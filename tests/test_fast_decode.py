@@ -81,12 +81,33 @@ def test_a_batch_gives_each_row_what_it_gives_alone(model):
                                                                                fast=False)
 
 
-def test_models_with_parts_it_does_not_know_walk_the_modules(make_model):
+def test_in_float64_the_logits_agree_to_float64_rounding(model):
+    model = model.double()  # float32's rounding would hide a small real error; float64's cannot
+    prompt = torch.randint(37, (2, 5), generator=torch.Generator().manual_seed(1))
+    readable_cache, fast_cache = KVCache(model.config, 2), KVCache(model.config, 2)
+    fast = fast_decode_step(model)
+    with torch.inference_mode():
+        readable_logits, fast_logits = model.decode_step(prompt, readable_cache), fast(prompt, fast_cache)
+        for _ in range(model.config.block_size - 5):
+            token = readable_logits.argmax(-1, keepdim=True)
+            readable_logits, fast_logits = model.decode_step(token, readable_cache), fast(token, fast_cache)
+            torch.testing.assert_close(fast_logits, readable_logits, rtol=1e-12, atol=1e-12)
+
+
+def test_models_with_parts_it_does_not_know_walk_the_modules(make_model, model):
     moe = make_model(n_experts=4, n_experts_active=2)
     assert fast_decode_step(moe) is None
     lora = make_model()
     apply_lora(lora, rank=2)
     assert fast_decode_step(lora) is None
+    mlp_lora = GPT(model.config).eval()  # every block family: adapters on the MLP's up projection
+    apply_lora(mlp_lora, rank=2, targets=("mlp.c_fc",))
+    token_rows = model
+    assert fast_decode_step(mlp_lora) is None
+    apply_lora(token_rows, rank=2, token_ids=[3])  # trainable embedding and head rows (a chat template's tokens)
+    assert fast_decode_step(token_rows) is None
+    assert torch.equal(generate(token_rows, torch.tensor([[1, 2]]), 5, temperature=0),
+                       generate(token_rows, torch.tensor([[1, 2]]), 5, temperature=0, fast=False))
     prompt = torch.tensor([[1, 2]])
     assert torch.equal(generate(moe, prompt, 5, temperature=0), generate(moe, prompt, 5, temperature=0, fast=False))
 

@@ -2,34 +2,39 @@
 
 At batch 1 a token of a small model costs two things: reading every weight once (llama2.c's stories15M shape reads
 61 MB of float32 per token, a few milliseconds for one CPU core) and a few hundred small operations, each paying
-Python's and PyTorch's dispatch. The readable step, `GPT.decode_step`, walks the modules and pays both in full: every
-Block calls its norm, its attention (which asks the KVCache for position ids, repeats the grouped keys and runs the
-fused attention kernel) and its MLP. This step computes the same function of the same weights with less of both:
-- **Weights in the layout the CPU reads fastest.** PyTorch's CPU matrix-vector product reads an (out, in) weight with
-  more outputs than inputs slower than its (in, out) transpose (stories15M's shapes on a 2-core AVX2 CPU: 1.6 to 2.8
-  times the time), and the one with fewer (the MLP's down projection) faster as it is. So on a CPU the weights with
-  more outputs (the fused query/key/value projection, the MLP's up and gate projections) are read from a transposed
-  copy made when the step is built; the others keep their layout, and on a GPU all do. `tinylm.generate.decode` gives
-  the head the same treatment for both steps. `scripts/decode_vs_llama2c.py` times the whole step.
-- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix; queries and keys are normed
-  and rotated together, the rotate-half turn as one gather and one multiply-add (the sign folded into the sine
-  table); the one query's attention is written out (scores, softmax, weighted sum) with each group of query heads
-  reading its shared key/value head in place rather than from a repeated copy; no module calls, the position a
-  Python int, keys and values written straight into the cache's storage.
+Python's and PyTorch's dispatch. The readable step, `GPT.decode_step`, walks the modules: every Block calls its norm,
+its attention (which asks the KVCache for position ids, repeats grouped keys and calls the attention function) and its
+MLP. This step reads the same weights and computes the same function in less time for both parts:
+- **Weights in the layout the CPU reads fastest.** At batch 1, PyTorch's CPU matrix-vector product reads an (out, in)
+  weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes, measured on one
+  2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection) faster as it is.
+  So on a CPU the weights with more outputs (the fused query/key/value projection, the MLP's up and gate projections)
+  are read from a transposed copy made when the step is built, the rule applied on every CPU and batch size; the
+  others keep their layout. On a GPU every weight keeps its layout and nothing is copied. `tinylm.generate.decode`
+  gives the head the transposed treatment for both steps. `scripts/decode_vs_llama2c.py` times the whole step.
+- **Fewer products and operations.** On a CPU SwiGLU's gate and up projections are one matrix; queries and keys are
+  normed and rotated together, the rotate-half turn as one gather, one multiply and one multiply-add (the sign folded
+  into the sine table); the one query's attention is written out (scores, softmax, weighted sum) with each group of
+  query heads reading its shared key/value head in place rather than from a repeated copy; no module calls inside the
+  blocks, the position a Python int, keys and values written straight into the cache's storage.
 
-The copies are made once per step object: build one per generation (`tinylm.generate.decode` does), since a step
-built before the weights change keeps the old ones. They cost memory, 16.6 MB beside stories15M's 61 MB.
+The copies are made when the step object is built, and it reads the other weights live: never reuse a step after
+the weights change; build one per generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU
+they cost 4·n_layer·C·(qkv width + 2·hidden) bytes in float32 (for a SwiGLU MLP): 16.6 MB (10^6 bytes) beside
+stories15M's 61 MB, and decode's head copy another 36.9 MB.
 
-Products in another layout, and softmax written out, add the same numbers in another order: the logits agree with
-the readable step's to float rounding, not bit for bit. Decoding picked the same tokens, greedy and sampled, in every
-test (tests/test_fast_decode.py, every block family this step serves) and on stories15M's shape
-(`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go the other way.
+Products in another layout, a scale multiplied rather than divided, and softmax written out instead of the attention
+function add and round the same numbers in another order: the logits agree with the readable step's to float
+rounding, not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and
+sampled, in every test (tests/test_fast_decode.py: four block families in float32 and one in float64, on a CPU), and
+greedy on stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go
+the other way.
 
-It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, the model
-in eval mode. Anything else (the prefill itself, padded batches) goes to `GPT.decode_step`. `fast_decode_step(model)`
-is None for a model whose parts it does not know (a mixture of experts, LoRA adapters, a model that is not tinylm's
-GPT) or that carries forward hooks (a probe, a test's pacing), which only module calls would run: the loop then walks
-the modules throughout.
+It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, room left
+in the cache, the model in eval mode. Anything else (the prefill itself, padded batches, a full cache) goes to
+`GPT.decode_step`. `fast_decode_step(model)` is None for a model whose parts it does not know (a mixture of experts,
+LoRA adapters or trainable token rows, a model that is not tinylm's GPT) or that carries forward hooks (a probe, a
+test's pacing), which only module calls would run: the loop then walks the modules throughout.
 """
 
 from __future__ import annotations
@@ -48,16 +53,23 @@ from ..model.mlp import MLP, ReLUSquared, SwiGLU
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _product(*linears: nn.Module) -> Function | None:
-    """x (B, in) -> the nn.Linear layers' outputs side by side, (B, sum of out): one product for layers that read the
-    same input. A weight with more outputs than inputs is read transposed on a CPU (see the module docstring)."""
-    if any(type(linear) is not nn.Linear for linear in linears):  # a LoRA-wrapped layer adds its adapters
+def _fused_linear(*linears: nn.Module) -> Function | None:
+    """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the layers that read the
+    same input are one product, and a weight with more outputs than inputs is read transposed (see the module
+    docstring); on a GPU each layer keeps its own weight. None unless every layer is a plain nn.Linear (a LoRA-wrapped
+    one adds its adapters) and all or none have a bias."""
+    if any(type(linear) is not nn.Linear for linear in linears):
         return None
-    weight = torch.cat([linear.weight.detach() for linear in linears]) if len(linears) > 1 else linears[0].weight
-    bias = linears[0].bias
-    if bias is not None and len(linears) > 1:
-        bias = torch.cat([linear.bias.detach() for linear in linears])
-    if weight.device.type != "cpu" or weight.size(0) <= weight.size(1):
+    biases = [linear.bias for linear in linears]
+    if any(bias is None for bias in biases) and any(bias is not None for bias in biases):
+        return None
+    if linears[0].weight.device.type != "cpu":
+        if len(linears) == 1:
+            return lambda x: F.linear(x, linears[0].weight, linears[0].bias)
+        return lambda x: torch.cat([F.linear(x, linear.weight, linear.bias) for linear in linears], dim=-1)
+    weight = torch.cat([linear.weight.detach() for linear in linears])  # (out, in): a copy only for several layers
+    bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
+    if weight.size(0) <= weight.size(1):
         return lambda x: F.linear(x, weight, bias)
     transposed = weight.t().contiguous()  # (in, out)
     return (lambda x: x @ transposed) if bias is None else (lambda x: torch.addmm(bias, x, transposed))
@@ -83,18 +95,17 @@ def _activation(module: nn.Module) -> Function | None:
 def _mlp(module: nn.Module) -> Function | None:
     """SwiGLU's c_proj(silu(c_gate(x)) * c_fc(x)) with gate and up as one product, or the MLP's c_proj(act(c_fc(x)))."""
     if type(module) is SwiGLU:
-        gate_up, down = _product(module.c_gate, module.c_fc), _product(module.c_proj)
-        hidden = module.c_fc.out_features
+        gate_up, down = _fused_linear(module.c_gate, module.c_fc), _fused_linear(module.c_proj)
         if None in (gate_up, down):
             return None
 
         def swiglu(x: torch.Tensor) -> torch.Tensor:
-            gate, up = gate_up(x).split(hidden, dim=-1)  # (B, hidden) each
+            gate, up = gate_up(x).chunk(2, dim=-1)  # (B, hidden) each
             return down(F.silu(gate) * up)
 
         return swiglu
     if type(module) is MLP:
-        up, act, down = _product(module.c_fc), _activation(module.act), _product(module.c_proj)
+        up, act, down = _fused_linear(module.c_fc), _activation(module.act), _fused_linear(module.c_proj)
         return None if None in (up, act, down) else lambda x: down(act(up(x)))
     return None  # a mixture of experts routes each token: not served here
 
@@ -105,7 +116,7 @@ class _Layer:
     def __init__(self, block: nn.Module):
         attn = block.attn
         self.ln_1, self.ln_2, self.mlp = _norm(block.ln_1), _norm(block.ln_2), _mlp(block.mlp)
-        self.qkv, self.c_proj = _product(attn.c_attn), _product(attn.c_proj)
+        self.qkv, self.c_proj = _fused_linear(attn.c_attn), _fused_linear(attn.c_proj)
         self.n_head, self.n_kv_head, self.head_size = attn.n_head, attn.n_kv_head, attn.head_size
         self.qk_norm = attn.qk_norm
         self.scale = 1 / math.sqrt(attn.head_size)
@@ -114,19 +125,22 @@ class _Layer:
     def complete(self) -> bool:
         return None not in (self.ln_1, self.ln_2, self.mlp, self.qkv, self.c_proj)
 
-    def __call__(self, x: torch.Tensor, turn, keys: torch.Tensor, values: torch.Tensor, pos: int) -> torch.Tensor:
-        """Block.forward for x (B, C), the tokens at position `pos`, their keys and values stored at `pos` of keys and
-        values (B, n_kv_head, capacity, hs). `turn`: RoPE's (cos, signed sin, rotate-half gather) at pos, or None."""
+    def __call__(self, x: torch.Tensor, rope_at_pos: tuple[torch.Tensor, ...] | None, keys: torch.Tensor,
+                 values: torch.Tensor, pos: int) -> torch.Tensor:
+        """Block.forward for x (B, C), the tokens at position `pos`; their keys and values are stored at `pos` of keys
+        and values (B, n_kv_head, capacity, hs). rope_at_pos: (cos, signed sin) at pos and the rotate-half gather's
+        index, or None without RoPE."""
         B, hs, n_kv = x.size(0), self.head_size, self.n_kv_head
         qkv = self.qkv(self.ln_1(x))  # (B, (n_head + 2 n_kv) hs): queries, keys, values side by side
-        qk = qkv[:, : (self.n_head + n_kv) * hs].view(B, self.n_head + n_kv, hs)  # q's heads, then k's
+        values_start = (self.n_head + n_kv) * hs
+        qk = qkv[:, :values_start].view(B, self.n_head + n_kv, hs)  # q's heads, then k's
         if self.qk_norm:
             qk = F.rms_norm(qk, (hs,))
-        if turn is not None:
-            cos, signed_sin, rotate_half = turn
-            qk = torch.addcmul(qk * cos, qk[..., rotate_half], signed_sin)  # apply_rotary, for q and k at once
+        if rope_at_pos is not None:
+            cos, signed_sin, rotate_half_index = rope_at_pos  # apply_rotary, for q and k at once, in their dtype
+            qk = torch.addcmul(qk * cos.to(qk.dtype), qk[..., rotate_half_index], signed_sin.to(qk.dtype))
         keys[:, :, pos] = qk[:, self.n_head :]
-        values[:, :, pos] = qkv[:, (self.n_head + n_kv) * hs :].view(B, n_kv, hs)
+        values[:, :, pos] = qkv[:, values_start:].view(B, n_kv, hs)
         # query head h reads key/value head h // n_rep (repeat_kv's order): group the queries by the head they read
         q = qk[:, : self.n_head].view(B, n_kv, self.n_head // n_kv, hs)
         scores = (q @ keys[:, :, : pos + 1].transpose(-2, -1)) * self.scale  # (B, n_kv, n_rep, pos + 1)
@@ -136,7 +150,9 @@ class _Layer:
 
 
 class FastDecodeStep:
-    """Called as `GPT.decode_step(idx, cache, head)` is; its result equals that one's to float rounding."""
+    """Called as `GPT.decode_step(idx, cache, head)` is: the logits (B, vocab) of the new position, equal to that
+    step's to float rounding, with the position's keys and values written into `cache` and its length advanced as
+    that step writes them. Falls back on `GPT.decode_step` in the cases the module docstring lists."""
 
     def __init__(self, model: GPT):
         self.model = model
@@ -144,14 +160,13 @@ class FastDecodeStep:
         self.ln_f = _norm(model.transformer.ln_f)
         self.wte = model.transformer.wte
         self.wpe = model.transformer.wpe.weight if "wpe" in model.transformer else None
-        self.rope = None
+        self.rope_tables = None
         if model.rope is not None:
-            dtype = model.lm_head.weight.dtype
-            cos, sin = model.rope.cos.to(dtype), model.rope.sin.to(dtype)  # (block_size, hs)
+            cos, sin = model.rope.cos, model.rope.sin  # (block_size, hs)
             half = cos.size(1) // 2
             # rotate_half(x) = (-x2, x1) is a gather of x's channels, every first half negated: the sign goes into sin
-            rotate_half = torch.cat([torch.arange(half, 2 * half), torch.arange(half)]).to(cos.device)
-            self.rope = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=1), rotate_half)
+            rotate_half_index = torch.cat([torch.arange(half, 2 * half), torch.arange(half)]).to(cos.device)
+            self.rope_tables = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=1), rotate_half_index)
 
     @property
     def complete(self) -> bool:
@@ -164,15 +179,15 @@ class FastDecodeStep:
                 or pos >= cache.capacity or self.model.training):
             return self.model.decode_step(idx, cache, head)
         x = F.embedding(idx[:, 0], self.wte.weight)  # (B, C)
-        turn = None
+        rope_at_pos = None
         if self.wpe is not None:
             x = x + self.wpe[pos]
         else:
-            cos, signed_sin, rotate_half = self.rope
-            turn = (cos[pos], signed_sin[pos], rotate_half)
+            cos, signed_sin, rotate_half_index = self.rope_tables
+            rope_at_pos = (cos[pos], signed_sin[pos], rotate_half_index)
         for layer, layer_cache in zip(self.layers, cache.layers):
-            x = layer(x, turn, layer_cache.keys, layer_cache.values, pos)
-        cache.length, cache.mask = pos + 1, None
+            x = layer(x, rope_at_pos, layer_cache.keys, layer_cache.values, pos)
+        cache.length, cache.mask = pos + 1, None  # what KVCache.begin sets for unpadded rows
         return self.model._cap((head or self.model.lm_head)(self.ln_f(x)))  # (B, vocab)
 
 
