@@ -67,8 +67,10 @@ def _fused_linear(*linears: nn.Module) -> Function | None:
         if len(linears) == 1:
             return lambda x: F.linear(x, linears[0].weight, linears[0].bias)
         return lambda x: torch.cat([F.linear(x, linear.weight, linear.bias) for linear in linears], dim=-1)
-    weight = torch.cat([linear.weight.detach() for linear in linears])  # (out, in): a copy only for several layers
-    bias = None if biases[0] is None else torch.cat([b.detach() for b in biases])
+    weight, bias = linears[0].weight.detach(), biases[0]  # (out, in), (out,) or None: the layer's own, no copy
+    if len(linears) > 1:
+        weight = torch.cat([linear.weight.detach() for linear in linears])
+        bias = None if bias is None else torch.cat([b.detach() for b in biases])
     if weight.size(0) <= weight.size(1):
         return lambda x: F.linear(x, weight, bias)
     transposed = weight.t().contiguous()  # (in, out)
