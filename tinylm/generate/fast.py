@@ -11,12 +11,13 @@ MLP. This step reads the same weights and computes the same function in less tim
   So on a CPU the weights with more outputs (the fused query/key/value projection, the MLP's up and gate projections)
   are read from a transposed copy made when the step is built, the rule applied on every CPU and batch size; the
   others keep their layout. On a GPU every weight keeps its layout and nothing is copied. `tinylm.generate.decode`
-  gives the head the transposed treatment for both steps. `scripts/decode_vs_llama2c.py` times the whole step.
+  reads the head, the largest of them, the same way for both steps. `scripts/decode_vs_llama2c.py` times the whole
+  step.
 - **Fewer products and operations.** On a CPU SwiGLU's gate and up projections are one matrix; queries and keys are
-  normed and rotated together, the rotate-half turn as one gather, one multiply and one multiply-add (the sign folded
-  into the sine table); the one query's attention is written out (scores, softmax, weighted sum) with each group of
-  query heads reading its shared key/value head in place rather than from a repeated copy; no module calls inside the
-  blocks, the position a Python int, keys and values written straight into the cache's storage.
+  normed and rotated together (one `rms_norm`, one `apply_rotary`); the one query's attention is written out (scores,
+  softmax, weighted sum) with each group of query heads reading its shared key/value head in place rather than from a
+  repeated copy; no module calls inside the blocks, the position a Python int, keys and values written straight into
+  the cache's storage.
 
 The copies are made when the step object is built, and it reads the other weights live: never reuse a step after
 the weights change; build one per generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU
@@ -26,7 +27,7 @@ stories15M's 61 MB, and decode's head copy another 36.9 MB.
 Products in another layout, a scale multiplied rather than divided, and softmax written out instead of the attention
 function add and round the same numbers in another order: the logits agree with the readable step's to float
 rounding, not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and
-sampled, in every test (tests/test_fast_decode.py: four block families in float32 and one in float64, on a CPU), and
+sampled, in every test (tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and
 greedy on stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go
 the other way.
 
@@ -49,15 +50,16 @@ from torch import nn
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..model.mlp import MLP, ReLUSquared, SwiGLU
+from ..model.rope import apply_rotary
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _fused_linear(*linears: nn.Module) -> Function | None:
+def fused_linear(*linears: nn.Module) -> Function | None:
     """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the layers that read the
     same input are one product, and a weight with more outputs than inputs is read transposed (see the module
     docstring); on a GPU each layer keeps its own weight. None unless every layer is a plain nn.Linear (a LoRA-wrapped
-    one adds its adapters) and all or none have a bias."""
+    one adds its adapters) and all or none have a bias. `tinylm.generate.decode` reads the LM head through it too."""
     if any(type(linear) is not nn.Linear for linear in linears):
         return None
     biases = [linear.bias for linear in linears]
@@ -97,7 +99,7 @@ def _activation(module: nn.Module) -> Function | None:
 def _mlp(module: nn.Module) -> Function | None:
     """SwiGLU's c_proj(silu(c_gate(x)) * c_fc(x)) with gate and up as one product, or the MLP's c_proj(act(c_fc(x)))."""
     if type(module) is SwiGLU:
-        gate_up, down = _fused_linear(module.c_gate, module.c_fc), _fused_linear(module.c_proj)
+        gate_up, down = fused_linear(module.c_gate, module.c_fc), fused_linear(module.c_proj)
         if None in (gate_up, down):
             return None
 
@@ -107,7 +109,7 @@ def _mlp(module: nn.Module) -> Function | None:
 
         return swiglu
     if type(module) is MLP:
-        up, act, down = _fused_linear(module.c_fc), _activation(module.act), _fused_linear(module.c_proj)
+        up, act, down = fused_linear(module.c_fc), _activation(module.act), fused_linear(module.c_proj)
         return None if None in (up, act, down) else lambda x: down(act(up(x)))
     return None  # a mixture of experts routes each token: not served here
 
@@ -118,7 +120,7 @@ class _Layer:
     def __init__(self, block: nn.Module):
         attn = block.attn
         self.ln_1, self.ln_2, self.mlp = _norm(block.ln_1), _norm(block.ln_2), _mlp(block.mlp)
-        self.qkv, self.c_proj = _fused_linear(attn.c_attn), _fused_linear(attn.c_proj)
+        self.qkv, self.c_proj = fused_linear(attn.c_attn), fused_linear(attn.c_proj)
         self.n_head, self.n_kv_head, self.head_size = attn.n_head, attn.n_kv_head, attn.head_size
         self.qk_norm = attn.qk_norm
         self.scale = 1 / math.sqrt(attn.head_size)
@@ -127,11 +129,10 @@ class _Layer:
     def complete(self) -> bool:
         return None not in (self.ln_1, self.ln_2, self.mlp, self.qkv, self.c_proj)
 
-    def __call__(self, x: torch.Tensor, rope_at_pos: tuple[torch.Tensor, ...] | None, keys: torch.Tensor,
+    def __call__(self, x: torch.Tensor, rope_at_pos: tuple[torch.Tensor, torch.Tensor] | None, keys: torch.Tensor,
                  values: torch.Tensor, pos: int) -> torch.Tensor:
         """Block.forward for x (B, C), the tokens at position `pos`; their keys and values are stored at `pos` of keys
-        and values (B, n_kv_head, capacity, hs). rope_at_pos: (cos, signed sin) at pos and the rotate-half gather's
-        index, or None without RoPE."""
+        and values (B, n_kv_head, capacity, hs). rope_at_pos: RoPE's (cos, sin) at pos, or None without RoPE."""
         B, hs, n_kv = x.size(0), self.head_size, self.n_kv_head
         qkv = self.qkv(self.ln_1(x))  # (B, (n_head + 2 n_kv) hs): queries, keys, values side by side
         values_start = (self.n_head + n_kv) * hs
@@ -139,8 +140,7 @@ class _Layer:
         if self.qk_norm:
             qk = F.rms_norm(qk, (hs,))
         if rope_at_pos is not None:
-            cos, signed_sin, rotate_half_index = rope_at_pos  # apply_rotary, for q and k at once, in their dtype
-            qk = torch.addcmul(qk * cos.to(qk.dtype), qk[..., rotate_half_index], signed_sin.to(qk.dtype))
+            qk = apply_rotary(qk, *rope_at_pos)  # q's heads and k's at once
         keys[:, :, pos] = qk[:, self.n_head :]
         values[:, :, pos] = qkv[:, values_start:].view(B, n_kv, hs)
         # query head h reads key/value head h // n_rep (repeat_kv's order): group the queries by the head they read
@@ -162,13 +162,6 @@ class FastDecodeStep:
         self.ln_f = _norm(model.transformer.ln_f)
         self.wte = model.transformer.wte
         self.wpe = model.transformer.wpe.weight if "wpe" in model.transformer else None
-        self.rope_tables = None
-        if model.rope is not None:
-            cos, sin = model.rope.cos, model.rope.sin  # (block_size, hs)
-            half = cos.size(1) // 2
-            # rotate_half(x) = (-x2, x1) is a gather of x's channels, every first half negated: the sign goes into sin
-            rotate_half_index = torch.cat([torch.arange(half, 2 * half), torch.arange(half)]).to(cos.device)
-            self.rope_tables = (cos, torch.cat([-sin[:, :half], sin[:, half:]], dim=1), rotate_half_index)
 
     @property
     def complete(self) -> bool:
@@ -185,8 +178,7 @@ class FastDecodeStep:
         if self.wpe is not None:
             x = x + self.wpe[pos]
         else:
-            cos, signed_sin, rotate_half_index = self.rope_tables
-            rope_at_pos = (cos[pos], signed_sin[pos], rotate_half_index)
+            rope_at_pos = (self.model.rope.cos[pos], self.model.rope.sin[pos])  # (hs,) each
         for layer, layer_cache in zip(self.layers, cache.layers):
             x = layer(x, rope_at_pos, layer_cache.keys, layer_cache.values, pos)
         cache.length, cache.mask = pos + 1, None  # what KVCache.begin sets for unpadded rows
