@@ -37,14 +37,14 @@
 # - a playground with sliders and an attention viewer, on the Shakespeare model of notebook 3 and a TinyStories
 #   model (notebook 5's, or a stand-in: see *The models*).
 #
-# **How long it takes**: about 69 minutes, exercises included (the course's estimate: reading, code, 6 minutes
-# per exercise, and the `cpu` run's time, which the last cell prints; the committed run found notebook 3's model
-# and a TinyStories stand-in trained before it, so it trained nothing itself).
+# **How long it takes**: about 70 minutes, exercises included (the course's estimate: reading, code, 6 minutes
+# per exercise, and the `cpu` run's time, which the last cell prints; the committed run found the models of
+# notebooks 3 and 5, so it trained nothing itself).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings | the last cell prints it |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, or stand-ins (the committed run: notebook 3's and a TinyStories stand-in, see *The models*), 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
+# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, or stand-ins (the committed run used notebook 3's and 5's, see *The models*), 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
@@ -95,9 +95,10 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # tokens). `find_or_train` looks for their runs (notebook 3's and 5's folders, then those of
 # `python -m tinylm.train`) and, when there are none, trains a stand-in and says why.
 #
-# The committed outputs use notebook 3's `cpu` model and, for TinyStories, not notebook 5's model but the stand-in that `find_or_train` trains for a short, fixed number of steps (`tinystories-quick-cpu`, the third line below), whose stories are rougher than notebook
-# 5's. Like notebook 5's `cpu` model, its output layer covers only the GPT-2 tokens TinyStories uses, not all
-# 50,257, which is why it has so few parameters (the last line).
+# The committed outputs use the `cpu` models of notebooks 3 and 5 (`runs/notebook-03-cpu` and
+# `runs/notebook-05-cpu`, the first and third lines below). Notebook 5's `cpu` model has an output layer that covers
+# only the GPT-2 tokens TinyStories uses, not all 50,257 (notebook 5's trimmed vocabulary), which is why it has so
+# few parameters (the last line).
 
 # %%
 model, tokenizer, _ = tinylm.load_model(find_or_train("shakespeare-char", PROFILE), DEVICE)
@@ -517,7 +518,8 @@ plt.show()
 # model's plot, without the cache a step costs more as the context grows; with it, a step's cost grows far more
 # slowly (one query against the cache). After the first crop the Shakespeare context only holds 32 to 64 characters, so its uncached cost rises a little before each crop and falls back. Its plot shows the crop rule: the
 # context grows from 32 characters back to 64, so it is cropped every 33 new characters, and the cached
-# generation then pays one prefill of 32 (the spikes).
+# generation then pays one prefill of 32: the regular spikes, 33 tokens apart from the first crop on. A spike
+# before the first crop is not a crop but the noise of a shared machine.
 #
 # Where the gain stops: a cached step still reads **every weight once** and runs every layer's
 # operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
