@@ -7,21 +7,33 @@ import pytest
 import torch
 from helpers import run_cli
 
+import tinylm.train.muon
 from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, validation_curve
 from tinylm.config import ConfigError
 from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
 
 
-@pytest.mark.parametrize("track, shape_changes", [("shakespeare-char", {"n_layer": 2}), ("tinystories", {})])
-def test_the_speedrun_recipe_is_the_default_one_with_muon_and_its_shape_changes(track, shape_changes):
-    recipe = resolve_recipe(track, "cpu", recipe="speedrun", seed=3)
+@pytest.mark.parametrize("bf16_fast", [True, False])
+@pytest.mark.parametrize("track, bf16_changes, float32_changes", [
+    ("shakespeare-char", {"n_layer": 2}, {"batch_size": 32}),  # a second block; or a batch of 32, one block
+    ("tinystories", {}, {}),  # Muon alone on both kinds of hardware
+])
+def test_the_speedrun_recipe_is_the_default_one_with_muon_and_the_changes_measured_for_its_hardware(
+        monkeypatch, track, bf16_changes, float32_changes, bf16_fast):
+    monkeypatch.setattr(tinylm.train.muon, "bf16_is_fast", lambda device: bf16_fast)
+    changes = bf16_changes if bf16_fast else float32_changes
+    recipe = resolve_recipe(track, "cpu", recipe="speedrun", device="cpu", seed=3)
     shape, train = get_track(track).recipe("cpu")
-    assert recipe.train == dataclasses.replace(train, optimizer="muon", seed=3)
-    assert recipe.shape == dataclasses.replace(shape, **shape_changes)
+    assert recipe.train == dataclasses.replace(
+        train, optimizer="muon", seed=3, **{k: v for k, v in changes.items() if k == "batch_size"})
+    assert recipe.shape == dataclasses.replace(shape, **{k: v for k, v in changes.items() if k == "n_layer"})
+    assert get_track(track).speedrun_changes("cpu", "cpu") == {"optimizer": "muon", **changes}
     assert recipe.out.name == f"{track}-speedrun-cpu"
     default = resolve_recipe(track, "cpu")
-    assert default.train.optimizer == "adamw" and default.shape == shape  # the default recipe is unchanged
+    assert default.train.optimizer == "adamw" and default.train == train and default.shape == shape  # unchanged
+    # the user's options still win over the recipe's
+    assert resolve_recipe(track, "cpu", recipe="speedrun", device="cpu", batch_size=7).train.batch_size == 7
 
 
 def test_only_the_tracks_and_profiles_that_were_measured_have_a_speedrun():
@@ -88,6 +100,7 @@ def test_the_speedrun_bench_prints_both_recipes_and_their_ratio(data_root):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "run 4/4" in out and "ETA" in out
+    assert "the speedrun recipe on this cpu: the default one with optimizer=muon (Newton–Schulz in" in out
     assert "default  val loss" in out and "speedrun val loss" in out and "(2 seeds)" in out
     assert "speedrun - default, val loss:" in out
     assert "nothing was written to disk" in out and "--recipe speedrun" in out

@@ -87,7 +87,9 @@ from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
+from ..train.muon import newton_schulz_dtype
 from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
+from ..train.recipes import get_track
 from .console import HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
@@ -262,6 +264,10 @@ def _speedrun(args) -> None:
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
           f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
     print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
+    changes = get_track(args.track).speedrun_changes(args.profile, device)
+    print(f"the speedrun recipe on this {device.type}: the default one with "
+          f"{', '.join(f'{name}={value}' for name, value in changes.items())} (Newton–Schulz in "
+          f"{str(newton_schulz_dtype(device)).removeprefix('torch.')} here)")
     started = time.perf_counter()
 
     def report(run: RaceRun, done: int, total: int) -> None:

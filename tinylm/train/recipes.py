@@ -3,12 +3,12 @@
 A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
 recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
 `speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
-laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, for shakespeare-char a second
-block; none of the modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench
-speedrun`. The shape gives width, depth, heads and context; the block family comes from `--arch`
-(`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a
-mixture of experts) and the vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple`
-(`build_model_config`).
+laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, and for shakespeare-char a
+second block where Muon's Newton–Schulz runs in bfloat16, a batch of 32 where it runs in float32; none of the
+modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench speedrun`. The shape
+gives width, depth, heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`:
+`llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the
+vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
 
 `resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
+
 from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
 from ..data.corpora import PreparedData, prepare_shakespeare_char, prepare_tinystories, prepare_trimmed
 from ..data.fineweb import (
@@ -38,8 +40,9 @@ from ..data.fineweb import (
 from ..distributed import World
 from ..errors import InputError
 from ..paths import runs_dir
-from ..runtime import resolve_profile
+from ..runtime import resolve_device, resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
+from .muon import newton_schulz_dtype
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -55,15 +58,20 @@ class Track:
     make_loader: Callable | None = None
     hellaswag_examples: dict[str, int] = field(default_factory=dict)  # per profile, at each evaluation
     # Per profile where it was measured: the speedrun recipe is the default one trained with Muon, with these
-    # ModelShape fields changed.
+    # ModelShape or TrainConfig fields changed; where a profile is also in `float32_speedruns`, that entry replaces
+    # this one on hardware where Newton–Schulz runs in float32 (`tinylm.train.muon.newton_schulz_dtype`).
     speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    float32_speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
 
-    def speedrun(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
-        """The speedrun recipe for `profile`: the default recipe with Muon and its `speedruns` shape changes; a
-        ConfigError names the profiles that have one."""
+    def speedrun_changes(self, profile: str | None = None, device: str | torch.device | None = None
+                         ) -> dict[str, Any]:
+        """What the speedrun recipe for `profile` on `device` (default: the best available) changes in the default
+        recipe, as field=value pairs of ModelShape and TrainConfig: Muon, and the changes measured for it, those of
+        `float32_speedruns` where the device runs Newton–Schulz in float32. A ConfigError names the profiles that
+        have one."""
         profile = resolve_profile(profile)
         if not self.speedruns:
             having = " and ".join(track.name for track in TRACKS.values() if track.speedruns)
@@ -71,8 +79,19 @@ class Track:
         if profile not in self.speedruns:
             raise ConfigError(f"the speedrun recipe of {self.name} was measured for the {' and '.join(self.speedruns)} "
                               f"profiles, not for {profile}: use --profile cpu, or drop --recipe speedrun")
-        shape, train = self.recipes[profile]
-        return dataclasses.replace(shape, **self.speedruns[profile]), dataclasses.replace(train, optimizer="muon")
+        changes = self.speedruns[profile]
+        if profile in self.float32_speedruns and newton_schulz_dtype(resolve_device(device)) == torch.float32:
+            changes = self.float32_speedruns[profile]
+        return {"optimizer": "muon", **changes}
+
+    def speedrun(self, profile: str | None = None, device: str | torch.device | None = None
+                 ) -> tuple[ModelShape, TrainConfig]:
+        """The speedrun recipe for `profile` on `device`: the default recipe with `speedrun_changes`."""
+        changes = self.speedrun_changes(profile, device)
+        shape, train = self.recipes[resolve_profile(profile)]
+        shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
+        return (dataclasses.replace(shape, **{k: v for k, v in changes.items() if k in shape_fields}),
+                dataclasses.replace(train, **{k: v for k, v in changes.items() if k not in shape_fields}))
 
     def prepare(self, profile: str | None = None) -> PreparedData:
         return self.prepare_data(resolve_profile(profile))
@@ -146,12 +165,12 @@ class Recipe:
 
 def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
                    out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-                   recipe: str = "default", **overrides) -> Recipe:
+                   recipe: str = "default", device: str | torch.device | None = None, **overrides) -> Recipe:
     """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
     family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
     (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
-    `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block trained with Muon, so no `arch` or
-    `balancing` with it) instead of the default one.
+    `recipe` "speedrun" takes the track's speedrun recipe for the `device` training will use (default: the best
+    available; GPT-2's block trained with Muon, so no `arch` or `balancing` with it) instead of the default one.
     `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
     seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
     field or value, resume with overwrite) raises an error here, before anything else happens."""
@@ -169,7 +188,7 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
         if arch is not None or balancing is not None:
             raise ConfigError("the speedrun recipe chooses its own block (GPT-2's, trained with Muon): "
                               "drop --arch and --balancing, or train the default recipe")
-        shape, train_cfg = chosen.speedrun(profile)
+        shape, train_cfg = chosen.speedrun(profile, device)
     else:
         shape, train_cfg = chosen.recipe(profile)
     if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
@@ -204,9 +223,12 @@ SHAKESPEARE_CHAR = Track(
         ),
     },
     # Muon, and a second block: with AdamW a second block barely helps per step and halves the steps per second;
-    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it (course guide, "The
+    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it. Where Newton–Schulz
+    # runs in float32 it costs about half a step of the default recipe, and the second block ties with the default at
+    # 70 s; one block with a batch of 32 (its Newton–Schulz shared by more tokens) wins there (course guide, "The
     # laptop speedrun").
     speedruns={"smoke": {}, "cpu": {"n_layer": 2}},
+    float32_speedruns={"cpu": {"batch_size": 32}},
 )
 
 
