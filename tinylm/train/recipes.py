@@ -224,9 +224,9 @@ SHAKESPEARE_CHAR = Track(
     },
     # Muon, and a second block: with AdamW a second block barely helps per step and halves the steps per second;
     # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it. Where Newton–Schulz
-    # runs in float32 it costs about half a step of the default recipe, and the second block ties with the default at
-    # 70 s; one block with a batch of 32 (its Newton–Schulz shared by more tokens) wins there (course guide, "The
-    # laptop speedrun").
+    # runs in float32, Muon's update costs about half a step of the default recipe and the second block ties with the
+    # default at 70 s; one block with a batch of 32 (the update's cost shared by more tokens) won the race there
+    # (course guide, "The laptop speedrun").
     speedruns={"smoke": {}, "cpu": {"n_layer": 2}},
     float32_speedruns={"cpu": {"batch_size": 32}},
 )
