@@ -5,7 +5,7 @@ steps or seconds of training, at one or more seeds.
     python scripts/speedrun_probes.py --track shakespeare-char --steps 2500 \
         --probe base --probe muon optimizer=muon --probe muon+2L optimizer=muon n_layer=2
     python scripts/speedrun_probes.py --track shakespeare-char --seconds 70 --seeds 0 1 2 --lockstep \
-        --probe speedrun optimizer=muon n_layer=2 --probe ns3 optimizer=muon n_layer=2 muon_ns_steps=3
+        --probe speedrun optimizer=muon batch_size=32 --probe ns3 optimizer=muon batch_size=32 muon_ns_steps=3
 
 A probe is a name and field=value pairs (values are read as Python literals, or else as text). A field of ModelShape
 changes the shape, of GPTConfig the model, of TrainConfig the training. Each probe prints one line: the final

@@ -1,5 +1,6 @@
 """Muon: Newton–Schulz against the SVD, the optimizer against torch.optim.Muon (in bfloat16, and in float32 with
-torch's iteration cast to it), the dtype chosen by the hardware, and learning happening."""
+torch's iteration cast to it; on a CUDA GPU too where one is present), the dtype chosen by the hardware, and learning
+happening."""
 
 import pytest
 import torch
@@ -7,6 +8,9 @@ from helpers import torch_muon_computing_in
 
 import tinylm.train.muon
 from tinylm.train.muon import Muon, muon_scale, newton_schulz, newton_schulz_dtype
+
+# CUDA runs its own bf16 kernels, so the step-for-step equality is checked there too wherever a GPU is present
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 def test_the_classical_cubic_iteration_converges_to_the_polar_factor_of_the_svd():
@@ -38,24 +42,25 @@ def test_a_tall_matrix_is_orthogonalised_as_its_transpose():
 
 @pytest.mark.parametrize("ns_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("nesterov", [True, False])
-def test_ten_steps_equal_torch_optim_muon(nesterov, ns_dtype, monkeypatch):
+@pytest.mark.parametrize("device", DEVICES)
+def test_ten_steps_equal_torch_optim_muon(device, nesterov, ns_dtype, monkeypatch):
     if ns_dtype != torch.bfloat16:
         torch_muon_computing_in(ns_dtype, monkeypatch)
     torch.manual_seed(3)
     shapes = [(16, 48), (48, 16), (32, 32)]  # wide, tall (scaled by √3) and square
-    mine = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    mine = [torch.nn.Parameter(torch.randn(s).to(device)) for s in shapes]
     theirs = [torch.nn.Parameter(p.detach().clone()) for p in mine]
     options = dict(lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=nesterov)
     ours, reference = Muon(mine, ns_dtype=ns_dtype, **options), torch.optim.Muon(theirs, **options)
     generator = torch.Generator().manual_seed(4)
     for _ in range(10):
         for a, b in zip(mine, theirs):
-            a.grad = torch.randn(a.shape, generator=generator)
+            a.grad = torch.randn(a.shape, generator=generator).to(device)
             b.grad = a.grad.clone()
         ours.step()
         reference.step()
     assert max((a - b).abs().max().item() for a, b in zip(mine, theirs)) == 0.0
-    assert not torch.equal(mine[0], torch.randn(16, 48, generator=torch.Generator().manual_seed(3)))
+    assert not torch.equal(mine[0].cpu(), torch.randn(16, 48, generator=torch.Generator().manual_seed(3)))
 
 
 def test_float32_and_bfloat16_iterations_differ_so_the_equalities_above_pin_the_dtype():

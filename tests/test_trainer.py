@@ -5,6 +5,7 @@ import math
 import os
 import signal
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -490,6 +491,32 @@ def test_train_records_carry_the_total_and_an_eta_after_one_plan_per_session(mak
     train_records = [r for r in records if r["event"] == "train"]
     assert all(r["max_steps"] == 6 for r in train_records)
     assert train_records[0]["eta"] > 0 and train_records[-1]["eta"] == 0
+
+
+def test_the_plan_goes_by_the_steps_after_the_first_which_also_compiles(make_model, train_config, tokens, monkeypatch):
+    """A first step of 10 s (compilation, warm-up) and later ones of 0.1 s: the first record is due (past
+    FIRST_RECORD_SECONDS) after the second step, and the plan expects 0.1 s a step, not the window's mean of 5.05 s."""
+    import tinylm.train.trainer as trainer_module
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=lambda: clock.now))
+    optimizer_step = Trainer._optimizer_step
+
+    def timed_step(self, *args):
+        clock.now += 10.0 if self.step == 0 else 0.1
+        return optimizer_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "_optimizer_step", timed_step)
+    train, val = tokens
+    records = []
+    trainer = Trainer(make_model(), train_config(max_steps=12, log_interval=4), train, val, device="cpu",
+                      callbacks=[records.append])
+    trainer.fit()
+    plan, first = records[0], records[1]
+    assert (plan["event"], plan["step"], first["step"]) == ("plan", 2, 2)
+    assert first["step_seconds"] == pytest.approx(10.1 / 2), "the train record keeps its window's own mean"
+    assert plan["step_seconds"] == pytest.approx(0.1)
+    assert plan["expected_seconds"] == pytest.approx(10.1 + 10 * 0.1)
 
 
 class FakeClock:

@@ -26,9 +26,9 @@
 # 3: from a new optimizer (Muon), changes to the architecture and the schedule, and faster kernels
 # (FlexAttention among them). There the target loss is fixed and the clock is raced. Here you build Muon from
 # scratch, then run an adaptation on the Shakespeare model of notebook 3: a fixed budget of training seconds,
-# the package's speedrun recipe (Muon, with a second block or a bigger batch depending on the hardware) against
-# the default recipe and the other hardware's speedrun recipe, and a change of schedule on top of it, three seeds
-# each, the budget priced by each recipe's measured cost per step.
+# the package's speedrun recipe (Muon and a bigger batch) against the default recipe and against Muon with a
+# second block instead of the bigger batch, and a change of schedule on top of it, three seeds each, the budget
+# priced by each recipe's measured cost per step.
 #
 # **What you will learn**
 # - why the measure is **loss per second** (seconds of training to a target loss), not tokens per second;
@@ -38,14 +38,14 @@
 # - which parameters Muon trains and which stay with AdamW, and why;
 # - the modded-nanogpt changes: **ReLU²**, **QK-norm**, **zero-initialised projections**, an **untied
 #   head**, **logit soft-capping** and the **warmup-stable-decay** schedule: what each is for;
-# - a **record table**: the default recipe, the speedrun recipe of this hardware and of the other kind, and a
-#   change on top of it, three seeds each, with the seconds to a target loss and the loss at the end of the
+# - a **record table**: the default recipe, the speedrun recipe, Muon with a second block instead, and a
+#   change on top of the speedrun recipe, three seeds each, with the seconds to a target loss and the loss at the end of the
 #   budget, each judged by a stated rule;
 # - why a race of seconds on a shared machine is run in steps: each arm's step cost timed in interleaved rounds,
 #   the budget turned into steps at that cost, so that slow spells during training cannot reach the losses, and
 #   what the timing itself leaves uncertain.
 #
-# **How long it takes**: about 72 minutes of study.
+# **How long it takes**: about 73 minutes of study.
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -339,9 +339,9 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 #   recipe has one block: in the course guide's one-seed probes ("The laptop speedrun") a second block bought
 #   nothing per step with AdamW, and it roughly halves the steps per second; with Muon it bought more per
 #   step. Does that pay for the slower steps within the budget?
-# - **A bigger batch** (`batch_size=32` instead of 12): Newton–Schulz costs the same per step whatever the
-#   batch, so a bigger batch shares that cost among more tokens. It matters where Newton–Schulz runs in float32
-#   (the record table's cell says whether it does here).
+# - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's second change: Newton–Schulz
+#   costs the same per step whatever the batch, so a bigger batch shares that cost among more tokens. It matters
+#   most where Newton–Schulz runs in float32 (the record table's cell says whether it does here).
 # - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU. As cheap as ReLU, exactly zero for
 #   negative inputs, smooth where it is not; Primer found it by searching over activations.
 # - **QK-norm** (`qk_norm=True`): queries and keys RMS-normalised per head before the scores, so a score is
@@ -387,12 +387,11 @@ plt.show()
 # accepted when a t-test over several runs says its mean loss is below 3.28. This notebook adapts that to a
 # laptop: a fixed budget of training seconds, one change at a time tried **on top of the record**, judged by
 # the course's rule below. The first row is the default `cpu` recipe of notebook 3 (one block, 128 wide,
-# AdamW, a cosine); the record is the package's speedrun recipe for this hardware (`--recipe speedrun`: the
-# same recipe with Muon for the blocks' matrices, and then one change that depends on what Newton–Schulz runs in:
-# a second block where it runs in bfloat16, chosen by the course guide's probes on a CPU whose kind was not
-# recorded and its race on an AVX-512 machine, not measured on a GPU; a batch of 32 where it runs in float32,
-# chosen by probes and a race on an AVX2 CPU); the next row is the recipe chosen for the other kind,
-# trained here; the last is a change of schedule (WSD) on top of the record. Every arm gets the same budget of
+# AdamW, a cosine); the record is the package's speedrun recipe (`--recipe speedrun`: the same recipe with Muon
+# for the blocks' matrices and a batch of 32 sequences instead of 12, chosen by the course guide's probes on an
+# AVX2 CPU and its races on an AVX2 CPU and an AVX-512 one; not measured on a GPU); the next row spends Muon's
+# gain on a second block instead of the bigger batch (the speedrun recipe before those races); the last is a
+# change of schedule (WSD) on top of the record. Every arm gets the same budget of
 # training seconds at three seeds.
 #
 # **Pricing the budget** (`tinylm.course.speedrun`). The obvious race stops each run when its clock reads the
@@ -444,23 +443,21 @@ def describe_changes(changes: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in changes.items())
 
 
-# The record: the package's speedrun recipe for this hardware. The other row: the recipe chosen for the other kind
-# (Newton–Schulz in bfloat16 or in float32), as measured for the cpu profile.
-ns_in_float32 = newton_schulz_dtype(DEVICE) == torch.float32
-here_changes = track.speedrun_changes(RECIPE_PROFILE if RECIPE_PROFILE in track.speedruns else "cpu", DEVICE)
-other_changes = {"optimizer": "muon", **(track.speedruns if ns_in_float32 else track.float32_speedruns)["cpu"]}
-speedrun_config, speedrun_options = arm_model_and_options(here_changes)
-other_config, other_options = arm_model_and_options(other_changes)
+# The record: the package's speedrun recipe (on a GPU, which has none, the cpu profile's changes). The next row:
+# Muon with a second block instead of the bigger batch.
+speedrun_changes = track.speedrun_changes(RECIPE_PROFILE if RECIPE_PROFILE in track.speedruns else "cpu")
+second_block_changes = {"optimizer": "muon", "n_layer": 2}
+speedrun_config, speedrun_options = arm_model_and_options(speedrun_changes)
+second_block_config, second_block_options = arm_model_and_options(second_block_changes)
 if RECIPE_PROFILE in track.speedruns:  # the record is the package's speedrun recipe, nothing else
-    package_shape, package_recipe = track.speedrun(RECIPE_PROFILE, DEVICE)
+    package_shape, package_recipe = track.speedrun(RECIPE_PROFILE)
     assert package_shape.config(data.tokenizer.vocab_size) == speedrun_config
     assert package_recipe == dataclasses.replace(recipe, **dict(speedrun_options))
-other_name = "bf16 speedrun" if ns_in_float32 else "fp32 speedrun"
 arms = [Arm("default", f"the {RECIPE_PROFILE} recipe: AdamW, {config.n_layer} block(s)", config, None),
-        Arm("speedrun", f"the speedrun recipe here: {describe_changes(here_changes)}", speedrun_config, "default",
+        Arm("speedrun", f"the speedrun recipe: {describe_changes(speedrun_changes)}", speedrun_config, "default",
             speedrun_options),
-        Arm(other_name, f"the speedrun recipe where Newton–Schulz runs in {'bfloat16' if ns_in_float32 else 'float32'}: "
-            f"{describe_changes(other_changes)}", other_config, "speedrun", other_options)]
+        Arm("second block", f"Muon with a second block instead: {describe_changes(second_block_changes)}",
+            second_block_config, "speedrun", second_block_options)]
 wsd = next(c for c in SPEEDRUN_CHANGES if c.name == "+WSD")
 arms.append(Arm(wsd.name, wsd.what, dataclasses.replace(speedrun_config, **wsd.model), "speedrun",
                 speedrun_options + tuple(wsd.train.items())))
@@ -504,8 +501,8 @@ for sentence in verdicts:
     print("-", sentence)
 chance = null_pass_rate(len(SEEDS), len(SEEDS))
 print(f"\nwith no real difference, {len(SEEDS)} seeds against {len(SEEDS)} are told apart {chance:.0%} of the time; "
-      f"over {len(verdicts)} comparisons, at least one false 'told apart' up to {1 - (1 - chance) ** len(verdicts):.0%} "
-      "of the time (fewer here: the two measures of one pair move together)")
+      f"over {len(verdicts)} comparisons, at least one false 'told apart' {1 - (1 - chance) ** len(verdicts):.0%} of "
+      f"the time were they independent, at most {min(1.0, len(verdicts) * chance):.0%} whatever their dependence")
 
 # %% [markdown]
 # The validation curves of every arm (each seed a line): when each reaches the target, and where it ends.
@@ -519,7 +516,7 @@ for i, arm in enumerate(arms):
 ax.axhline(TARGET, color="black", ls=":", lw=1, label=f"target {TARGET}")
 ax.set_xlabel("seconds of training at the arm's measured step cost")
 ax.set_ylabel("validation loss (nats per character)")
-ax.set_title(f"default, speedrun and changes on top ({SCALE} profile, {len(SEEDS)} seeds)")
+ax.set_title(f"the record table's arms ({SCALE} profile, {len(SEEDS)} seeds)")
 final_losses = [run.val_loss for arm_runs in runs.values() for run in arm_runs]
 ax.set_ylim(min(final_losses) - 0.05, max(TARGET, max(final_losses)) + 0.5)
 ax.grid(alpha=0.3)
@@ -533,31 +530,25 @@ plt.show()
 # price allows, so within an arm the losses differ by seed alone, whatever the machine did during training.
 # Between arms the steps come from the price, and the price is a measurement: the rounds' range says how
 # unevenly the machine ran while it was timed, and the column beside it gives each arm's own pace while it
-# trained. In this run the Muon arms trained faster than their price on every seed (their pace lies below the
-# rounds' median), while the default's pace was close to its price; the cause was not tested. At their own pace,
-# 70 s would have bought the Muon arms more steps: a verdict of a Muon arm over the default would only grow with
-# that correction, and a tie between them could tip towards the Muon arm; the Muon arms' paces fell below their
-# prices by similar fractions, so the comparisons among them would move little.
+# trained. In this run every arm's pace came within 5% of its price (the second block's varied most from seed
+# to seed), so the prices held.
 #
 # The verdicts, by the rule above (the sentences under the table), all at the median prices:
 #
-# - **This hardware's speedrun recipe against the default** (on this AVX2 CPU: Muon and a batch of 32): in the
-#   committed run the seeds overlap on both measures, **not told apart**, with the speedrun's means lower. Each
-#   speedrun step costs as much as several of the default's (the ms-per-step columns) and sees 32 sequences
-#   instead of 12, with Newton–Schulz, timed in the cell above the table, paid once per step. Two things lean
-#   against the speedrun arm here and were not corrected: its price sat above its pace (above), and its
-#   evaluations are further apart, which by "Loss per second" makes its crossing of the target come out later.
-#   The course guide's race by the wall clock (`bench speedrun`) and its probes at fresh seeds told this recipe
-#   apart from the default at 70 s on an AVX2 machine; this table, by its rule, does not.
-# - **The other hardware's recipe** (Muon and a second block) is worse here than this hardware's, told apart on
-#   both measures: at about the same price per step, the second block's steps bought less within 70 s than the
-#   bigger batch's. This is why the recipe uses a batch of 32 where Newton–Schulz runs in float32. Where it runs
-#   in bfloat16 the batch of 32 was not tried: there (an AVX-512 machine, in the course guide's race) Muon and a
-#   second block were ahead of the default on the loss at 70 s and behind it to the target.
-# - **WSD** on top of the speedrun recipe trained the same steps at the same price: it is not told apart at the
-#   end of the budget, and reaches the target later, told apart. The curve is consistent with its schedule: it
-#   holds the peak rate while the cosine is already decaying, and crosses the target on that plateau, before its
-#   cooldown (the last 40% of its steps) begins; after the cooldown the two are not told apart.
+# - **The speedrun recipe against the default** (Muon and a batch of 32): lower at the end of the budget,
+#   **told apart**; sooner to the target on average, but the seeds overlap: **not told apart**. Each speedrun
+#   step costs about three of the default's (the ms-per-step columns) and sees 32 sequences instead of 12, with
+#   Newton–Schulz, timed in the cell above the table, paid once per step. Its evaluations are further apart,
+#   which by "Loss per second" makes its crossing of the target come out later than it happened.
+# - **A second block instead of the bigger batch** cost about the same per step here and is behind the speedrun
+#   recipe on both measures, told apart: at the same price, the second block's steps bought less within 70 s
+#   than the bigger batch's. This is why the recipe uses the batch. The course guide's race on an AVX-512 CPU,
+#   with Newton–Schulz in bfloat16, found the second block later to the target too (told apart) and not told
+#   apart at the end of the budget.
+# - **WSD** on top of the speedrun recipe trained the same steps at the same price: not told apart at the end
+#   of the budget, and later to the target, told apart. The curve is consistent with its schedule: it holds
+#   the peak rate while the cosine is already decaying, and crosses the target on that plateau, before its
+#   cooldown (the last 40% of its steps) begins.
 #
 # ReLU², QK-norm, zero-init, the untied head and the soft cap are left for you (Going further, below): five more
 # arms at three seeds would more than double this notebook's run.
@@ -575,8 +566,8 @@ plt.show()
 #   do not overlap. On a shared machine the budget is **priced**: each arm's step cost timed in interleaved
 #   rounds, the seconds turned into steps at that cost, so that slow spells during training lengthen a run but
 #   cannot move its loss; the price itself is a measurement, and the table shows whether it held. What paid on
-#   GPUs has to be measured here, and the answer depends on the CPU: where Newton–Schulz runs in float32, a
-#   second block lost to a bigger batch, which shares Newton–Schulz's cost among more tokens.
+#   GPUs has to be measured here: on the CPUs measured, a bigger batch, which shares Newton–Schulz's cost among
+#   more tokens, beat a second block.
 #
 # ## Exercises
 #

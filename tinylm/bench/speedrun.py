@@ -78,7 +78,7 @@ def race(track: str, profile: str | None = None, *, seeds: Sequence[int] = (0, 1
          ) -> dict[str, list[RaceRun]]:
     """Train each of `recipes` of `track` for `seconds` of training at every seed (the order alternating from seed
     to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run."""
-    resolved = {name: [resolve_recipe(track, profile, recipe=name, device=device, seed=seed, max_seconds=seconds,
+    resolved = {name: [resolve_recipe(track, profile, recipe=name, seed=seed, max_seconds=seconds,
                                       eval_interval=eval_interval, sample_interval=0) for seed in seeds]
                 for name in recipes}
     first = resolved[recipes[0]][0]

@@ -264,10 +264,9 @@ def _speedrun(args) -> None:
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
           f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
     print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
-    changes = get_track(args.track).speedrun_changes(args.profile, device)
-    print(f"the speedrun recipe on this {device.type}: the default one with "
-          f"{', '.join(f'{name}={value}' for name, value in changes.items())} (Newton–Schulz in "
-          f"{str(newton_schulz_dtype(device)).removeprefix('torch.')} here)")
+    changes = get_track(args.track).speedrun_changes(args.profile)
+    print(f"the speedrun recipe: the default one with {', '.join(f'{name}={value}' for name, value in changes.items())}"
+          f" (Muon's Newton–Schulz in {str(newton_schulz_dtype(device)).removeprefix('torch.')} on this {device.type})")
     started = time.perf_counter()
 
     def report(run: RaceRun, done: int, total: int) -> None:

@@ -29,10 +29,9 @@ named only when it is not the family's own). --resume rebuilds the model from th
 
 --recipe speedrun trains the track's speedrun recipe instead (cpu and smoke profiles of shakespeare-char and
 tinystories): the default recipe with what won the laptop speedrun's measurements, Muon for the blocks' matrices
-(and for shakespeare-char a second block where Newton–Schulz runs in bfloat16, a batch of 32 where it runs in
-float32: a CPU without fast bfloat16), into runs/<track>-speedrun-<profile>. `python -m tinylm.bench speedrun`
-races it against the default recipe. --optimizer muon trains any recipe's block matrices with Muon (at
-TrainConfig.muon_learning_rate) and the rest with AdamW.
+(and for shakespeare-char a batch of 32 sequences instead of 12), into runs/<track>-speedrun-<profile>.
+`python -m tinylm.bench speedrun` races it against the default recipe. --optimizer muon trains any recipe's block
+matrices with Muon (at TrainConfig.muon_learning_rate) and the rest with AdamW.
 
 --learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
 factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
@@ -85,7 +84,7 @@ def main(argv=None) -> dict:
     args = begin(parse_args(argv))
     options = train_options(args)
     device = options.pop("device")
-    recipe = resolve_recipe(args.track, arch=args.arch, balancing=args.balancing, recipe=args.recipe, device=device,
+    recipe = resolve_recipe(args.track, arch=args.arch, balancing=args.balancing, recipe=args.recipe,
                             optimizer=args.optimizer, compile=args.compile, **options)
     finished = run_in_world(lambda world, held: train(recipe, device=device, world=world))
     if finished.trainer.world.is_main:

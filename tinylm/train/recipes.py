@@ -4,8 +4,8 @@ A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs i
 recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
 `speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
 laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, and for shakespeare-char a
-second block where Muon's Newton–Schulz runs in bfloat16, a batch of 32 where it runs in float32; none of the
-modded-nanogpt model changes won), raced against the default recipe by `python -m tinylm.bench speedrun`. The shape
+batch of 32 sequences instead of 12; none of the modded-nanogpt model changes won), raced against the default
+recipe by `python -m tinylm.bench speedrun`. The shape
 gives width, depth, heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`:
 `llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the
 vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-
 from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
 from ..data.corpora import PreparedData, prepare_shakespeare_char, prepare_tinystories, prepare_trimmed
 from ..data.fineweb import (
@@ -40,9 +38,8 @@ from ..data.fineweb import (
 from ..distributed import World
 from ..errors import InputError
 from ..paths import runs_dir
-from ..runtime import resolve_device, resolve_profile
+from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .muon import newton_schulz_dtype
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -58,20 +55,15 @@ class Track:
     make_loader: Callable | None = None
     hellaswag_examples: dict[str, int] = field(default_factory=dict)  # per profile, at each evaluation
     # Per profile where it was measured: the speedrun recipe is the default one trained with Muon, with these
-    # ModelShape or TrainConfig fields changed; where a profile is also in `float32_speedruns`, that entry replaces
-    # this one on hardware where Newton–Schulz runs in float32 (`tinylm.train.muon.newton_schulz_dtype`).
+    # ModelShape or TrainConfig fields changed.
     speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
-    float32_speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
 
-    def speedrun_changes(self, profile: str | None = None, device: str | torch.device | None = None
-                         ) -> dict[str, Any]:
-        """What the speedrun recipe for `profile` on `device` (default: the best available) changes in the default
-        recipe, as field=value pairs of ModelShape and TrainConfig: Muon, and the changes measured for it, those of
-        `float32_speedruns` where the device runs Newton–Schulz in float32. A ConfigError names the profiles that
-        have one."""
+    def speedrun_changes(self, profile: str | None = None) -> dict[str, Any]:
+        """What the speedrun recipe for `profile` changes in the default recipe, as field=value pairs of ModelShape
+        and TrainConfig: Muon, and the changes measured with it. A ConfigError names the profiles that have one."""
         profile = resolve_profile(profile)
         if not self.speedruns:
             having = " and ".join(track.name for track in TRACKS.values() if track.speedruns)
@@ -79,15 +71,11 @@ class Track:
         if profile not in self.speedruns:
             raise ConfigError(f"the speedrun recipe of {self.name} was measured for the {' and '.join(self.speedruns)} "
                               f"profiles, not for {profile}: use --profile cpu, or drop --recipe speedrun")
-        changes = self.speedruns[profile]
-        if profile in self.float32_speedruns and newton_schulz_dtype(resolve_device(device)) == torch.float32:
-            changes = self.float32_speedruns[profile]
-        return {"optimizer": "muon", **changes}
+        return {"optimizer": "muon", **self.speedruns[profile]}
 
-    def speedrun(self, profile: str | None = None, device: str | torch.device | None = None
-                 ) -> tuple[ModelShape, TrainConfig]:
-        """The speedrun recipe for `profile` on `device`: the default recipe with `speedrun_changes`."""
-        changes = self.speedrun_changes(profile, device)
+    def speedrun(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
+        """The speedrun recipe for `profile`: the default recipe with `speedrun_changes`."""
+        changes = self.speedrun_changes(profile)
         shape, train = self.recipes[resolve_profile(profile)]
         shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
         return (dataclasses.replace(shape, **{k: v for k, v in changes.items() if k in shape_fields}),
@@ -165,12 +153,12 @@ class Recipe:
 
 def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
                    out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-                   recipe: str = "default", device: str | torch.device | None = None, **overrides) -> Recipe:
+                   recipe: str = "default", **overrides) -> Recipe:
     """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
     family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
     (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
-    `recipe` "speedrun" takes the track's speedrun recipe for the `device` training will use (default: the best
-    available; GPT-2's block trained with Muon, so no `arch` or `balancing` with it) instead of the default one.
+    `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block trained with Muon, so no `arch` or
+    `balancing` with it) instead of the default one.
     `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
     seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
     field or value, resume with overwrite) raises an error here, before anything else happens."""
@@ -188,7 +176,7 @@ def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None =
         if arch is not None or balancing is not None:
             raise ConfigError("the speedrun recipe chooses its own block (GPT-2's, trained with Muon): "
                               "drop --arch and --balancing, or train the default recipe")
-        shape, train_cfg = chosen.speedrun(profile, device)
+        shape, train_cfg = chosen.speedrun(profile)
     else:
         shape, train_cfg = chosen.recipe(profile)
     if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
@@ -222,13 +210,13 @@ SHAKESPEARE_CHAR = Track(
                         beta2=0.99, eval_interval=250, log_interval=10, eval_batch_size=128),
         ),
     },
-    # Muon, and a second block: with AdamW a second block barely helps per step and halves the steps per second;
-    # with Muon it trains far better per step and wins at 70 s. None of the model changes beat it. Where Newton–Schulz
-    # runs in float32, Muon's update costs about half a step of the default recipe and the second block ties with the
-    # default at 70 s; one block with a batch of 32 (the update's cost shared by more tokens) won the race there
-    # (course guide, "The laptop speedrun").
-    speedruns={"smoke": {}, "cpu": {"n_layer": 2}},
-    float32_speedruns={"cpu": {"batch_size": 32}},
+    # Muon, and a batch of 32: Newton–Schulz costs the same per step whatever the batch, so a bigger batch shares it
+    # among more tokens. A second block instead (with AdamW it barely helps per step and halves the steps per second,
+    # with Muon it trains far better per step) ended lower at 70 s where Newton–Schulz runs in bfloat16 but reached
+    # 1.886 later than the default on every CPU measured; the batch of 32 reached it sooner than the default, and
+    # ended lower, on an AVX2 CPU and on an AVX-512 one, natively and with AVX2 reproduced. None of the model changes
+    # beat Muon (course guide, "The laptop speedrun").
+    speedruns={"smoke": {}, "cpu": {"batch_size": 32}},
 )
 
 

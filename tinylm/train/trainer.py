@@ -25,9 +25,10 @@ tokens/s and MFU sum the optimizer steps' durations and leave out evaluations, c
 and extra evaluators such as HellaSwag (`tinylm.train.progress.TRAINING_TIME` says so in one line, which every
 figure that depends on it prints). Each train record carries the total number of steps and an
 ETA (tinylm.train.progress); the first one of a session comes after a `plan` record saying how long the
-run should take at the measured speed. Records come every `log_interval` steps and at the last step (of the steps
-or of the time budget), and the session's first one also after the first step that ends `FIRST_RECORD_SECONDS` into
-the session, so that a slow run shows its speed and its plan within seconds rather than after log_interval slow steps.
+run should take at the speed of the steps after the first (which also compiles and warms up). Records come every
+`log_interval` steps and at the last step (of the steps or of the time budget), and the session's first one also after
+the first step past its second that ends `FIRST_RECORD_SECONDS` into the session, so that a slow run shows its speed
+and its plan within seconds rather than after log_interval slow steps.
 
 Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
 moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
@@ -176,6 +177,7 @@ class Trainer:
         self.model.train()
         self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step at the start
         self._window = (0.0, 0, 0)  # training seconds, steps and tokens (all ranks) since the last train record
+        self._first_step_seconds = 0.0  # the session's first step (see _log_training's plan)
         self._clipped.zero_()
         mid_step = agreed_stop = stopping = False
         try:
@@ -274,8 +276,8 @@ class Trainer:
         """Logging, evaluation and samples at their intervals."""
         cfg = self.cfg
         wall_start, _, step_start = self._session
-        first_due = (self._window[1] == self.step - step_start  # no record yet this session
-                     and time.perf_counter() - wall_start >= FIRST_RECORD_SECONDS)
+        first_due = (self._window[1] == self.step - step_start >= 2  # no record yet this session, and a step to
+                     and time.perf_counter() - wall_start >= FIRST_RECORD_SECONDS)  # plan by after the first
         if self.step % cfg.log_interval == 0 or self.step == stop_step or self._out_of_time() or first_due:
             self._log_training(lr, loss)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
@@ -294,10 +296,14 @@ class Trainer:
         eta = remaining_seconds(self.step, cfg.max_steps, seconds_per_step, overhead / (self.step - step_start),
                                 self.elapsed, cfg.max_seconds)
         if self.step - step_start == window_steps:  # the session's first record: say how long the whole run takes
-            left = steps_left(self.step, cfg.max_steps, seconds_per_step, self.elapsed, cfg.max_seconds)
+            # The session's first step also compiles the model and warms the allocator (on a GPU with --compile, many
+            # times a later step), so the plan goes by the steps after it wherever there are some.
+            plan_step_seconds = ((window_seconds - self._first_step_seconds) / (window_steps - 1) if window_steps > 1
+                                 else seconds_per_step)
+            left = steps_left(self.step, cfg.max_steps, plan_step_seconds, self.elapsed, cfg.max_seconds)
             self._emit({"event": "plan", "step": self.step, "max_steps": cfg.max_steps, "max_seconds": cfg.max_seconds,
-                        "step_seconds": seconds_per_step, "expected_steps": self.step + left,
-                        "expected_seconds": self.elapsed + left * seconds_per_step})
+                        "step_seconds": plan_step_seconds, "expected_steps": self.step + left,
+                        "expected_seconds": self.elapsed + left * plan_step_seconds})
         record = {"event": "train", "step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr,
                   "tokens_per_s": tokens_per_s, "step_seconds": seconds_per_step, "elapsed": self.elapsed, "eta": eta,
                   "skipped_steps": self.skipped_steps}
@@ -320,6 +326,8 @@ class Trainer:
         """Add one optimizer step's duration to the clock; under DDP with a time budget rank 0's clock is everyone's,
         so that the time-based schedule and the decision to stop agree."""
         window_seconds, window_steps, window_tokens = self._window
+        if self.step - self._session[2] == 1:
+            self._first_step_seconds = seconds
         self._window = (window_seconds + seconds, window_steps + 1, window_tokens + int(self._step_tokens))
         self.elapsed += seconds
         if self.world.distributed and self.cfg.max_seconds is not None:
