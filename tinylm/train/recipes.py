@@ -5,10 +5,10 @@ recipe that learns fastest per second on a 2-core laptop, `gpu` is the full reci
 `speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
 laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, and for shakespeare-char a
 batch of 32 sequences instead of 12; none of the modded-nanogpt model changes won), raced against the default
-recipe by `python -m tinylm.bench speedrun`. The shape
-gives width, depth, heads and context; the block family comes from `--arch` (`tinylm.config.ARCHITECTURES`:
-`llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention, `llama-moe` adds a mixture of experts) and the
-vocabulary from the prepared tokenizer, rounded up to the track's `vocab_multiple` (`build_model_config`).
+recipe by `python -m tinylm.bench speedrun`. The shape gives width, depth, heads and context; the block family comes
+from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention,
+`llama-moe` adds a mixture of experts) and the vocabulary from the prepared tokenizer, rounded up to the track's
+`vocab_multiple` (`build_model_config`).
 
 `resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
 recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the

@@ -27,8 +27,8 @@ figure that depends on it prints). Each train record carries the total number of
 ETA (tinylm.train.progress); the first one of a session comes after a `plan` record saying how long the
 run should take at the speed of the steps after the first (which also compiles and warms up). Records come every
 `log_interval` steps and at the last step (of the steps or of the time budget), and the session's first one also after
-the first step past its second that ends `FIRST_RECORD_SECONDS` into the session, so that a slow run shows its speed
-and its plan within seconds rather than after log_interval slow steps.
+the first step, from the second on, that ends `FIRST_RECORD_SECONDS` into the session, so that a slow run shows its
+speed and its plan within seconds rather than after log_interval slow steps.
 
 Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
 moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
