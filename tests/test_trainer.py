@@ -493,9 +493,11 @@ def test_train_records_carry_the_total_and_an_eta_after_one_plan_per_session(mak
     assert train_records[0]["eta"] > 0 and train_records[-1]["eta"] == 0
 
 
-def test_the_plan_goes_by_the_steps_after_the_first_which_also_compiles(make_model, train_config, tokens, monkeypatch):
+def test_the_plan_and_eta_go_by_the_steps_after_the_first_which_also_compiles(make_model, train_config, tokens,
+                                                                              monkeypatch):
     """A first step of 10 s (compilation, warm-up) and later ones of 0.1 s: the first record is due (past
-    FIRST_RECORD_SECONDS) after the second step, and the plan expects 0.1 s a step, not the window's mean of 5.05 s."""
+    FIRST_RECORD_SECONDS) after the second step, and the plan and the ETA expect 0.1 s a step, not the window's mean
+    of 5.05 s."""
     import tinylm.train.trainer as trainer_module
 
     clock = SimpleNamespace(now=0.0)
@@ -517,6 +519,7 @@ def test_the_plan_goes_by_the_steps_after_the_first_which_also_compiles(make_mod
     assert first["step_seconds"] == pytest.approx(10.1 / 2), "the train record keeps its window's own mean"
     assert plan["step_seconds"] == pytest.approx(0.1)
     assert plan["expected_seconds"] == pytest.approx(10.1 + 10 * 0.1)
+    assert first["eta"] == pytest.approx(10 * 0.1), "the ETA goes by the same pace (no time outside steps here)"
 
 
 class FakeClock:

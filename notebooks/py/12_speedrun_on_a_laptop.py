@@ -45,7 +45,7 @@
 #   the budget turned into steps at that cost, so that slow spells during training cannot reach the losses, and
 #   what the timing itself leaves uncertain.
 #
-# **How long it takes**: about 73 minutes of study.
+# **How long it takes**: about 72 minutes of study.
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -105,7 +105,7 @@ from tinylm.runtime import bf16_is_fast
 from tinylm.train.muon import NS_COEFFICIENTS, Muon, muon_scale, newton_schulz, newton_schulz_dtype
 from tinylm.train.optim import learning_rate, muon_parameters
 from tinylm.train.progress import TRAINING_TIME
-from tinylm.train.recipes import SHAKESPEARE_CHAR
+from tinylm.train.recipes import SHAKESPEARE_CHAR, split_changes
 
 PROFILE = tinylm.resolve_profile()
 DEVICE = tinylm.resolve_device()
@@ -432,11 +432,9 @@ arm_recipe = dataclasses.replace(recipe, eval_interval=EVAL_INTERVAL, log_interv
 
 
 def arm_model_and_options(changes: dict) -> tuple:
-    """An arm's model and TrainConfig options from a speedrun recipe's changes: ModelShape fields change the model."""
-    shape_fields = {field.name for field in dataclasses.fields(shape)}
-    model_config = dataclasses.replace(shape, **{k: v for k, v in changes.items() if k in shape_fields}).config(
-        data.tokenizer.vocab_size)
-    return model_config, tuple((k, v) for k, v in changes.items() if k not in shape_fields)
+    """An arm's model and TrainConfig options from a recipe's changes: ModelShape fields change the model."""
+    shape_changes, train_changes = split_changes(changes)
+    return dataclasses.replace(shape, **shape_changes).config(data.tokenizer.vocab_size), tuple(train_changes.items())
 
 
 def describe_changes(changes: dict) -> str:
@@ -539,9 +537,9 @@ plt.show()
 # The verdicts, by the rule above (the sentences under the table), all at the median prices:
 #
 # - **The speedrun recipe against the default** (Muon and a batch of 32): in the committed run, lower at the end
-#   of the budget, told apart, and sooner to the target on average, not told apart. The previous committed run of
-#   the same two arms (same machine, same day, a higher price for the speedrun arm) told them apart on neither: a
-#   verdict that flips between runs is not settled. Each speedrun step costs several of the default's (the
+#   of the budget and sooner to the target, both told apart. Two earlier runs of the same two arms, on the same
+#   machine the same day, told them apart on the loss alone and on neither: a verdict that flips between runs is
+#   not settled, and the one price per arm (above) is a likely cause. Each speedrun step costs several of the default's (the
 #   ms-per-step columns) and sees 32 sequences instead of 12, with Newton–Schulz, timed in the cell above the
 #   table, paid once per step. Its evaluations are further apart, which by "Loss per second" makes its crossing
 #   of the target come out later than it happened: a bias against the speedrun arm on the seconds.

@@ -44,6 +44,14 @@ from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
 RECIPE_NAMES = ("default", "speedrun")
 
 
+
+def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """field=value `changes` to a recipe, split into those of ModelShape and the rest (TrainConfig's)."""
+    shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
+    return ({k: v for k, v in changes.items() if k in shape_fields},
+            {k: v for k, v in changes.items() if k not in shape_fields})
+
+
 @dataclass(frozen=True)
 class Track:
     name: str
@@ -75,11 +83,9 @@ class Track:
 
     def speedrun(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         """The speedrun recipe for `profile`: the default recipe with `speedrun_changes`."""
-        changes = self.speedrun_changes(profile)
+        shape_changes, train_changes = split_changes(self.speedrun_changes(profile))
         shape, train = self.recipes[resolve_profile(profile)]
-        shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
-        return (dataclasses.replace(shape, **{k: v for k, v in changes.items() if k in shape_fields}),
-                dataclasses.replace(train, **{k: v for k, v in changes.items() if k not in shape_fields}))
+        return dataclasses.replace(shape, **shape_changes), dataclasses.replace(train, **train_changes)
 
     def prepare(self, profile: str | None = None) -> PreparedData:
         return self.prepare_data(resolve_profile(profile))

@@ -292,18 +292,20 @@ class Trainer:
         tokens_per_s = window_tokens / window_seconds
         seconds_per_step = window_seconds / window_steps
         wall_start, elapsed_start, step_start = self._session
+        first_record = self.step - step_start == window_steps
+        # What the steps to come will cost: the session's first step also compiles the model and warms the allocator
+        # (on a GPU with --compile, many times a later step), so the estimates go by the steps after it where the
+        # window has some; the record itself reports the window as measured.
+        pace = ((window_seconds - self._first_step_seconds) / (window_steps - 1) if first_record and window_steps > 1
+                else seconds_per_step)
         overhead = max(0.0, time.perf_counter() - wall_start - (self.elapsed - elapsed_start))  # evaluations etc.
-        eta = remaining_seconds(self.step, cfg.max_steps, seconds_per_step, overhead / (self.step - step_start),
-                                self.elapsed, cfg.max_seconds)
-        if self.step - step_start == window_steps:  # the session's first record: say how long the whole run takes
-            # The session's first step also compiles the model and warms the allocator (on a GPU with --compile, many
-            # times a later step), so the plan goes by the steps after it wherever there are some.
-            plan_step_seconds = ((window_seconds - self._first_step_seconds) / (window_steps - 1) if window_steps > 1
-                                 else seconds_per_step)
-            left = steps_left(self.step, cfg.max_steps, plan_step_seconds, self.elapsed, cfg.max_seconds)
+        eta = remaining_seconds(self.step, cfg.max_steps, pace, overhead / (self.step - step_start), self.elapsed,
+                                cfg.max_seconds)
+        if first_record:  # the session's first record: say how long the whole run takes
+            left = steps_left(self.step, cfg.max_steps, pace, self.elapsed, cfg.max_seconds)
             self._emit({"event": "plan", "step": self.step, "max_steps": cfg.max_steps, "max_seconds": cfg.max_seconds,
-                        "step_seconds": plan_step_seconds, "expected_steps": self.step + left,
-                        "expected_seconds": self.elapsed + left * plan_step_seconds})
+                        "step_seconds": pace, "expected_steps": self.step + left,
+                        "expected_seconds": self.elapsed + left * pace})
         record = {"event": "train", "step": self.step, "max_steps": cfg.max_steps, "loss": loss, "lr": lr,
                   "tokens_per_s": tokens_per_s, "step_seconds": seconds_per_step, "elapsed": self.elapsed, "eta": eta,
                   "skipped_steps": self.skipped_steps}
