@@ -2,6 +2,7 @@
 rounding, the same keys and values in the cache, the same tokens greedy and sampled, over the context's end, for every
 block family it serves; and the models it does not serve walk the modules instead."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -120,3 +121,40 @@ def test_a_model_with_a_forward_hook_walks_the_modules_so_the_hook_runs_at_every
     assert len(calls) == 4, "the prefill's token, then one call per new token"
     handle.remove()
     assert fast_decode_step(model) is not None
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_wide_product_split_by_threads_equals_the_whole_product(threads, bias, monkeypatch):
+    from tinylm.generate import fast
+
+    monkeypatch.setattr(fast, "SPLIT_OUTPUTS", 8)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        head = torch.nn.Linear(6, 37, bias=bias)  # 37 outputs: 3 threads leave the last slice two zero columns short
+        head64 = copy.deepcopy(head).double()  # float32's rounding would hide a small real error; float64's cannot
+        split, split64 = fast.fused_linear(head), fast.fused_linear(head64)
+        whole = fast.fused_linear(torch.nn.Linear(6, 4, bias=bias))  # under SPLIT_OUTPUTS: not split
+    finally:
+        torch.set_num_threads(before)
+    assert split.__name__ == split64.__name__ == "sliced" and whole.__name__ == "<lambda>"
+    for rows in (1, 3):
+        x = torch.randn(rows, 6, generator=torch.Generator().manual_seed(rows))
+        with torch.no_grad():
+            torch.testing.assert_close(split(x), head(x), rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(split64(x.double()), head64(x.double()), rtol=1e-12, atol=1e-12)
+
+
+def test_generation_with_the_head_split_by_threads_is_the_readable_ones(model, monkeypatch):
+    from tinylm.generate import fast
+
+    monkeypatch.setattr(fast, "SPLIT_OUTPUTS", 8)  # the tiny models' 37 outputs split in two
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        prompt = torch.randint(37, (1, 3), generator=torch.Generator().manual_seed(2))
+        assert torch.equal(generate(model, prompt, 40, temperature=0.9, seed=3),
+                           generate(model, prompt, 40, temperature=0.9, seed=3, fast=False))
+    finally:
+        torch.set_num_threads(before)

@@ -45,7 +45,7 @@
 #   the budget turned into steps at that cost, so that slow spells during training cannot reach the losses, and
 #   what the timing itself leaves uncertain.
 #
-# **How long it takes**: about 72 minutes of study.
+# **How long it takes**: about 73 minutes of study, the committed cpu run's time included (its last cell prints it).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -201,8 +201,10 @@ plt.show()
 # choice `(a, b, c) = (1.5, −0.5, 0)` converges to exactly 1, but slowly for small σ: its slope at 0 is
 # 1.5. Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0, so five steps lift every
 # singular value of `X₀` above a small threshold into a band around 1; smaller ones stay short of it, which is
-# the tail of the figure above. The cell prints the threshold and the band, the spread of a demo matrix's
-# singular values, and how many of the real gradient's lie below the threshold. The band is not exactly 1:
+# the tail of the figure above. The band's edges are the values p takes where p′(σ) = 0 (its local minimum and
+# local maximum), and p maps the band into itself: a singular value that enters it stays in it at every later
+# step. The cell prints the threshold and the band, the spread of a demo matrix's singular values, and how many of
+# the real gradient's lie below the threshold. The band is not exactly 1:
 # modded-nanogpt's README reports that this does not hurt training (an empirical finding, section "Provenance"),
 # and five steps are cheap (in bfloat16 on a GPU with bf16 or a CPU with native bf16, in float32 elsewhere).
 
@@ -236,6 +238,8 @@ sigma0 = torch.logspace(-6, 0, 100_001, dtype=torch.float64)  # a singular value
 after = sigma0.clone()
 for _ in range(5):
     after = a * after + b * after**3 + c * after**5
+# 0.68: the band's lower edge, p's local minimum p(1.0501) = 0.6818 (p'(σ) = 0 there) rounded down; its upper edge is
+# the local maximum p(0.5545) = 1.2024
 threshold = sigma0[(after < 0.68).nonzero().max() + 1].item()
 print(f"five steps take every singular value of X₀ at or above {threshold:.4f} (1/{1 / threshold:.0f} of ‖U‖_F) "
       f"into [{after[sigma0 >= threshold].min():.2f}, {after[sigma0 >= threshold].max():.2f}]; smaller ones end lower")
