@@ -158,3 +158,23 @@ def test_generation_with_the_head_split_by_threads_is_the_readable_ones(model, m
                            generate(model, prompt, 40, temperature=0.9, seed=3, fast=False))
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_strided_attention_output_as_a_gpu_kernel_returns_it_gives_the_same_logits(model, monkeypatch):
+    from tinylm.generate import fast
+
+    sdpa = fast.F.scaled_dot_product_attention
+
+    def strided(*args, **kwargs):  # the same values in a (B, L, H, D) buffer seen as (B, H, L, D): not contiguous
+        y = sdpa(*args, **kwargs)
+        return y.transpose(1, 2).contiguous().transpose(1, 2)
+
+    prompt = torch.randint(37, (2, 5), generator=torch.Generator().manual_seed(1))
+    plain_cache, strided_cache = KVCache(model.config, 2), KVCache(model.config, 2)
+    step = fast_decode_step(model)
+    with torch.inference_mode():
+        step(prompt, plain_cache), step(prompt, strided_cache)  # the prefill (the readable step)
+        token = torch.tensor([[3], [4]])
+        expected = step(token, plain_cache)
+        monkeypatch.setattr(fast.F, "scaled_dot_product_attention", strided)
+        torch.testing.assert_close(step(token, strided_cache), expected, rtol=0, atol=0)

@@ -160,7 +160,9 @@ print(f"{TRAINING_TIME}")
 # SGD then moves the weights mostly along those few directions, and the rare directions, which may matter
 # just as much for learning, barely move. An orthogonalised update moves the directions the gradient has by
 # about the same amount; only the very weakest stay smaller (the next section says which). Here is a real
-# gradient, of the first MLP matrix of the Shakespeare model on one batch:
+# gradient, of the first MLP matrix of the Shakespeare model on one batch, orthogonalised by `newton_schulz` in
+# bfloat16 (its default, and what training uses where bfloat16 is fast; elsewhere, as on a CPU without native
+# bfloat16, training runs it in float32, as Exercise 2 does):
 
 # %%
 track = SHAKESPEARE_CHAR

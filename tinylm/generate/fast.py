@@ -21,23 +21,28 @@ MLP. This step reads the same weights and computes the same function in less tim
   of the outputs per thread, at every batch size (only batch 1 was timed); the thread count is the one set when the
   step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs), where two slices
   saved about 5 and 3 µs per product, some 0.05 ms per token over six blocks against the head's 1 ms.
-- **Fewer products and operations.** On a CPU SwiGLU's gate and up projections are one matrix; queries and keys are
-  normed and rotated together (one `rms_norm`, one `apply_rotary`); the one query's attention is written out (scores,
-  softmax, weighted sum) with each group of query heads reading its shared key/value head in place rather than from a
-  repeated copy; no module calls inside the blocks, the position a Python int, keys and values written straight into
-  the cache's storage.
+- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU; on every device
+  queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
+  `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
+  matrix is built once per token for every block; the one query's attention is one
+  `F.scaled_dot_product_attention` call, each group of query heads being the query rows of its shared key/value head,
+  read in place rather than from a repeated copy; no module calls inside the blocks, the position a Python int, keys
+  and values written straight into the cache's storage.
+  (Replacing `apply_rotary` and the written-out attention (scores, softmax, weighted sum) by the rotation product and
+  one attention call took 8%, 16% and 8% less time per token in three runs at one thread and 6% and 3% in two runs at
+  two threads: stories15M's shape on the 2-core AVX2 CPU, the two steps swapped in one process, whole decodes
+  interleaved, best of 5 rounds each.)
 
 The copies are made when the step object is built, and it reads the other weights live: never reuse a step after
 the weights change; build one per generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU
 they cost 4·n_layer·C·(qkv width + 2·hidden) bytes in float32 (for a SwiGLU MLP): 16.6 MB (10^6 bytes) beside
 stories15M's 61 MB, and decode's head copy another 36.9 MB.
 
-Products in another layout, a scale multiplied rather than divided, and softmax written out instead of the attention
-function add and round the same numbers in another order: the logits agree with the readable step's to float
-rounding, not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and
-sampled, in every test (tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and
-greedy on stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go
-the other way.
+Products in another layout, RoPE as a product and the attention function called on grouped heads add and round the
+same numbers in another order: the logits agree with the readable step's to float rounding, not bit for bit (about
+1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and sampled, in every test
+(tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and greedy on stories15M's
+shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go the other way.
 
 It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, room left
 in the cache, the model in eval mode. Anything else (the prefill itself, padded batches, a full cache) goes to
@@ -48,7 +53,6 @@ test's pacing), which only module calls would run: the loop then walks the modul
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
@@ -58,7 +62,6 @@ from torch import nn
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..model.mlp import MLP, ReLUSquared, SwiGLU
-from ..model.rope import apply_rotary
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads: see the docstring
@@ -152,31 +155,30 @@ class _Layer:
         self.qkv, self.c_proj = fused_linear(attn.c_attn), fused_linear(attn.c_proj)
         self.n_head, self.n_kv_head, self.head_size = attn.n_head, attn.n_kv_head, attn.head_size
         self.qk_norm = attn.qk_norm
-        self.scale = 1 / math.sqrt(attn.head_size)
 
     @property
     def complete(self) -> bool:
         return None not in (self.ln_1, self.ln_2, self.mlp, self.qkv, self.c_proj)
 
-    def __call__(self, x: torch.Tensor, rope_at_pos: tuple[torch.Tensor, torch.Tensor] | None, keys: torch.Tensor,
+    def __call__(self, x: torch.Tensor, rotation: torch.Tensor | None, keys: torch.Tensor,
                  values: torch.Tensor, pos: int) -> torch.Tensor:
         """Block.forward for x (B, C), the tokens at position `pos`; their keys and values are stored at `pos` of keys
-        and values (B, n_kv_head, capacity, hs). rope_at_pos: RoPE's (cos, sin) at pos, or None without RoPE."""
+        and values (B, n_kv_head, capacity, hs). rotation: RoPE at pos as an (hs, hs) matrix, or None without RoPE."""
         B, hs, n_kv = x.size(0), self.head_size, self.n_kv_head
         qkv = self.qkv(self.ln_1(x))  # (B, (n_head + 2 n_kv) hs): queries, keys, values side by side
         values_start = (self.n_head + n_kv) * hs
         qk = qkv[:, :values_start].view(B, self.n_head + n_kv, hs)  # q's heads, then k's
         if self.qk_norm:
             qk = F.rms_norm(qk, (hs,))
-        if rope_at_pos is not None:
-            qk = apply_rotary(qk, *rope_at_pos)  # q's heads and k's at once
+        if rotation is not None:
+            qk = qk @ rotation  # q's heads and k's at once
         keys[:, :, pos] = qk[:, self.n_head :]
         values[:, :, pos] = qkv[:, values_start:].view(B, n_kv, hs)
         # query head h reads key/value head h // n_rep (repeat_kv's order): group the queries by the head they read
         q = qk[:, : self.n_head].view(B, n_kv, self.n_head // n_kv, hs)
-        scores = (q @ keys[:, :, : pos + 1].transpose(-2, -1)) * self.scale  # (B, n_kv, n_rep, pos + 1)
-        y = torch.softmax(scores, dim=-1) @ values[:, :, : pos + 1]  # (B, n_kv, n_rep, hs): every cached key visible
-        x = x + self.c_proj(y.view(B, self.n_head * hs))  # (B, C): heads side by side, in order
+        # the n_rep queries of a group are its query rows; no mask: every cached key is visible to the new position
+        y = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1])  # (B, n_kv, n_rep, hs)
+        x = x + self.c_proj(y.reshape(B, self.n_head * hs))  # (B, C): heads side by side (a GPU's y may be strided)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -191,6 +193,10 @@ class FastDecodeStep:
         self.ln_f = _norm(model.transformer.ln_f)
         self.wte = model.transformer.wte
         self.wpe = model.transformer.wpe.weight if "wpe" in model.transformer else None
+        if self.wpe is None:  # RoPE
+            cos = model.rope.cos  # (block_size, hs)
+            eye = torch.eye(cos.size(1), dtype=cos.dtype, device=cos.device)
+            self.half_turn = torch.cat([eye[cos.size(1) // 2 :], -eye[: cos.size(1) // 2]])  # x @ it = rotate_half(x)
 
     @property
     def complete(self) -> bool:
@@ -203,13 +209,14 @@ class FastDecodeStep:
                 or pos >= cache.capacity or self.model.training):
             return self.model.decode_step(idx, cache, head)
         x = F.embedding(idx[:, 0], self.wte.weight)  # (B, C)
-        rope_at_pos = None
+        rotation = None
         if self.wpe is not None:
             x = x + self.wpe[pos]
-        else:
-            rope_at_pos = (self.model.rope.cos[pos], self.model.rope.sin[pos])  # (hs,) each
+        else:  # x·cos + rotate_half(x)·sin = x @ (diag(cos) + half_turn·diag(sin)): one (hs, hs) matrix for every block
+            cos, sin = self.model.rope.cos[pos], self.model.rope.sin[pos]  # (hs,) each
+            rotation = (torch.diag(cos) + self.half_turn * sin).to(x.dtype)
         for layer, layer_cache in zip(self.layers, cache.layers):
-            x = layer(x, rope_at_pos, layer_cache.keys, layer_cache.values, pos)
+            x = layer(x, rotation, layer_cache.keys, layer_cache.values, pos)
         cache.length, cache.mask = pos + 1, None  # what KVCache.begin sets for unpadded rows
         return self.model._cap((head or self.model.lm_head)(self.ln_f(x)))  # (B, vocab)
 
