@@ -19,8 +19,9 @@ MLP. This step reads the same weights and computes the same function in less tim
   computed as one batched product, whose batch runs on both threads, it took 0.8 ms. So with more than one thread a
   CPU product with more outputs than inputs and at least `SPLIT_OUTPUTS` of them is one batched product of one slice
   of the outputs per thread, at every batch size (only batch 1 was timed); the thread count is the one set when the
-  step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs), where two slices
-  saved about 5 and 3 µs per product, some 0.05 ms per token over six blocks against the head's 1 ms.
+  step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs). Timed alone, two
+  slices saved them about 5 and 3 µs each, yet whole decodes with them split too (SPLIT_OUTPUTS 512) were slower in
+  both of two interleaved runs at two threads there (180.6 against 189.6 tokens/s, 165.7 against 176.9).
 - **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU; on every device
   queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
   `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
