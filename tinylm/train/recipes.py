@@ -44,7 +44,6 @@ from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
 RECIPE_NAMES = ("default", "speedrun")
 
 
-
 def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """field=value `changes` to a recipe, split into those of ModelShape and the rest (TrainConfig's)."""
     shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
