@@ -4,6 +4,9 @@ block family it serves; and the models it does not serve walk the modules instea
 
 import copy
 import dataclasses
+import gc
+import mmap
+import re
 
 import pytest
 import torch
@@ -178,3 +181,71 @@ def test_a_strided_attention_output_as_a_gpu_kernel_returns_it_gives_the_same_lo
         expected = step(token, plain_cache)
         monkeypatch.setattr(fast.F, "scaled_dot_product_attention", strided)
         torch.testing.assert_close(step(token, strided_cache), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-6), (torch.float64, 1e-12)])
+@pytest.mark.parametrize("eps", [1e-5, None])
+def test_rms_norm_in_four_operations_is_torchs(dtype, tolerance, eps):
+    from tinylm.generate import fast
+
+    norm = torch.nn.RMSNorm(24, eps=eps, dtype=dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.randn(24, generator=torch.Generator().manual_seed(0)))
+    ours = fast._norm(norm)
+    assert ours.__name__ == "rms_norm"  # not the F.rms_norm fallback
+    for rows in (1, 3):
+        x = torch.randn(rows, 24, dtype=dtype, generator=torch.Generator().manual_seed(rows)) * 3
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), norm(x), rtol=tolerance, atol=tolerance)
+    tiny = torch.full((1, 24), 1e-4, dtype=dtype)  # eps matters when the mean square is near it
+    with torch.no_grad():
+        torch.testing.assert_close(ours(tiny), norm(tiny), rtol=tolerance, atol=tolerance)
+
+
+def test_weight_copies_lie_one_after_another_and_a_full_buffer_opens_another():
+    from tinylm.generate.fast import WeightCopies
+
+    copies = WeightCopies(14)
+    a, b = torch.randn(2, 3), torch.randn(3, 2).t()  # b a transposed view: copied contiguous
+    ca, cb = copies(a), copies(b)
+    assert torch.equal(ca, a) and torch.equal(cb, b) and cb.is_contiguous()
+    assert cb.data_ptr() == ca.data_ptr() + a.numel() * a.element_size()  # the next slot of the same buffer
+    c, d = torch.randn(5), torch.randn(4, dtype=torch.float64)  # 6 + 6 + 5 > 14; then another dtype
+    cc, cd = copies(c), copies(d)
+    assert torch.equal(cc, c) and torch.equal(cd, d) and cd.dtype == torch.float64
+    assert cc.untyped_storage().data_ptr() != ca.untyped_storage().data_ptr()
+    assert torch.equal(ca, a) and torch.equal(cb, b)  # the first buffer lives on in its copies
+
+
+@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="huge pages are advised on Linux only")
+def test_a_buffer_of_a_huge_page_or_more_starts_on_one_and_is_advised_huge_pages():
+    from tinylm.generate.fast import HUGE_PAGE, cpu_buffer
+
+    buffer = cpu_buffer(HUGE_PAGE // 4 * 3 + 5, torch.float32)  # three huge pages and a bit, nothing else holds it
+    gc.collect()
+    buffer.fill_(1.5)  # its memory is still there to write and read
+    assert buffer.numel() == HUGE_PAGE // 4 * 3 + 5 and buffer.dtype == torch.float32
+    assert float(buffer.double().sum()) == 1.5 * buffer.numel()
+    assert buffer.data_ptr() % HUGE_PAGE == 0
+    # /proc/self/smaps: the mapping that holds the buffer, and its flags ("hg": advised MADV_HUGEPAGE)
+    flags, holds = None, False
+    for line in open("/proc/self/smaps"):
+        bounds = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+        if bounds:
+            holds = int(bounds[1], 16) <= buffer.data_ptr() < int(bounds[2], 16)
+        elif holds and line.startswith("VmFlags:"):
+            flags = line.split()[1:]
+    assert flags is not None, "no mapping holds the buffer"
+    assert "hg" in flags
+    small = cpu_buffer(10, torch.float64)
+    assert small.numel() == 10 and small.dtype == torch.float64
+
+
+def test_generation_from_copies_in_advised_mappings_is_the_readable_ones(model, monkeypatch):
+    """A huge page of 4 KB: the tiny models' copies (about 4 to 12 KB each) take the mapping's path."""
+    from tinylm.generate import fast
+
+    monkeypatch.setattr(fast, "HUGE_PAGE", 4096)
+    prompt = torch.randint(37, (1, 3), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(generate(model, prompt, 40, temperature=0.9, seed=5),
+                       generate(model, prompt, 40, temperature=0.9, seed=5, fast=False))

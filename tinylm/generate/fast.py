@@ -5,14 +5,17 @@ At batch 1 a token of a small model costs two things: reading every weight once 
 Python's and PyTorch's dispatch. The readable step, `GPT.decode_step`, walks the modules: every Block calls its norm,
 its attention (which asks the KVCache for position ids, repeats grouped keys and calls the attention function) and its
 MLP. This step reads the same weights and computes the same function in less time for both parts:
-- **Weights in the layout the CPU reads fastest.** At batch 1, PyTorch's CPU matrix-vector product reads an (out, in)
-  weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes, measured on one
-  2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection) faster as it is.
-  So on a CPU the weights with more outputs (the fused query/key/value projection, the MLP's up and gate projections)
-  are read from a transposed copy made when the step is built, the rule applied on every CPU and batch size; the
-  others keep their layout. On a GPU every weight keeps its layout and nothing is copied. `tinylm.generate.decode`
-  reads the head, the largest of them, the same way for both steps. `scripts/decode_vs_llama2c.py` times the whole
-  step.
+- **Weights in the layout the CPU reads fastest, on huge pages.** At batch 1, PyTorch's CPU matrix-vector product
+  reads an (out, in) weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes,
+  measured on one 2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection)
+  faster as it is. So on a CPU every product's weight is copied when the step is built: transposed where it has more
+  outputs (the fused query/key/value projection, the MLP's up and gate projections), as it is otherwise, the rule
+  applied on every CPU and batch size; `tinylm.generate.decode` copies the head, the largest of them, the same way for
+  both steps. The step's copies lie in one buffer in the order a token reads them, and on Linux that buffer (and the
+  head's) asks for 2 MB pages (`cpu_buffer`: an anonymous mapping advised MADV_HUGEPAGE, which the kernel honours
+  unless its transparent huge pages are set to `never`): a token reads stories15M's 61 MB of weights, some 15,000
+  pages of 4 KB, far more than the CPU's address cache (TLB) holds, so with ordinary pages nearly every page costs a
+  walk of the page tables. On a GPU every weight keeps its layout and nothing is copied.
 - **The head's outputs split by threads.** On one 2-core AVX2 CPU, stories15M's head (288 inputs, 32,000 outputs)
   took 1.9 ms as one product with one thread and 1.8 ms with two: PyTorch's one-row product hardly used the second
   thread there (how it threads depends on the BLAS library it was built with). Cut into two slices of outputs
@@ -22,7 +25,8 @@ MLP. This step reads the same weights and computes the same function in less tim
   step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs). Timed alone, two
   slices saved them about 5 and 3 µs each, yet whole decodes with them split too (SPLIT_OUTPUTS 512) were slower in
   both of two interleaved runs at two threads there (180.6 against 189.6 tokens/s, 165.7 against 176.9).
-- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU; on every device
+- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU, and RMSNorm is four
+  operations there (`F.rms_norm` is a composite of about eight on a CPU); on every device
   queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
   `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
   matrix is built once per token for every block; the one query's attention is one
@@ -32,18 +36,23 @@ MLP. This step reads the same weights and computes the same function in less tim
   (Replacing `apply_rotary` and the written-out attention (scores, softmax, weighted sum) by the rotation product and
   one attention call took 8%, 16% and 8% less time per token in three runs at one thread and 6% and 3% in two runs at
   two threads: stories15M's shape on the 2-core AVX2 CPU, the two steps swapped in one process, whole decodes
-  interleaved, best of 5 rounds each.)
+  interleaved, best of 5 rounds each. Later, on the same CPU, with both steps built in one process and each token's
+  step timed for both in turn, the order alternating every token, 255 tokens a round: RMSNorm in four operations
+  took 8.6% more tokens per second than with `F.rms_norm` at one thread (medians of 6 rounds, faster in all 6), and
+  the copies on huge pages 5.5% more than the same copies on ordinary pages (6 of 6), 3% at two threads (5 of 5).)
 
-The copies are made when the step object is built, and it reads the other weights live: never reuse a step after
+The copies are made when the step object is built, and it reads the norms' weights live: never reuse a step after
 the weights change; build one per generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU
-they cost 4·n_layer·C·(qkv width + 2·hidden) bytes in float32 (for a SwiGLU MLP): 16.6 MB (10^6 bytes) beside
-stories15M's 61 MB, and decode's head copy another 36.9 MB.
+they cost 4 bytes in float32 for each weight of the blocks' products: 23.9 MB (10^6 bytes) beside stories15M's
+61 MB, and decode's head copy another 36.9 MB (a huge page's worth more at most, where the last 2 MB page of a
+buffer is only partly written).
 
-Products in another layout, RoPE as a product and the attention function called on grouped heads add and round the
-same numbers in another order: the logits agree with the readable step's to float rounding, not bit for bit (about
-1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and sampled, in every test
-(tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and greedy on stories15M's
-shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go the other way.
+Products in another layout, RoPE and the norm's mean square as products and the attention function called on grouped
+heads add and round the same numbers in another order: the logits agree with the readable step's to float rounding,
+not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and sampled, in
+every test (tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and greedy on
+stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go the other
+way.
 
 It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, room left
 in the cache, the model in eval mode. Anything else (the prefill itself, padded batches, a full cache) goes to
@@ -54,6 +63,7 @@ test's pacing), which only module calls would run: the loop then walks the modul
 
 from __future__ import annotations
 
+import mmap
 from typing import Callable
 
 import torch
@@ -66,13 +76,53 @@ from ..model.mlp import MLP, ReLUSquared, SwiGLU
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads: see the docstring
+HUGE_PAGE = 2 << 20  # bytes: the transparent huge page of x86-64 and of arm64 with 4 KB pages
 
 
-def fused_linear(*linears: nn.Module) -> Function | None:
-    """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the layers that read the
-    same input are one product, and a weight with more outputs than inputs is read transposed, split by threads when
-    it has at least SPLIT_OUTPUTS outputs (see the module docstring); on a GPU each layer keeps its own weight. None
-    unless every layer is a plain nn.Linear (a LoRA-wrapped one adds its adapters) and all or none have a bias.
+def cpu_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """An empty CPU tensor of `numel` elements. Where it spans a huge page and Python's mmap can advise one (Linux),
+    its memory is an anonymous mapping advised MADV_HUGEPAGE and it starts on a huge page's boundary, so that the kernel
+    may back it with 2 MB pages (the module docstring says why); elsewhere it is torch.empty's."""
+    size = numel * torch.empty((), dtype=dtype).element_size()
+    if size < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return torch.empty(numel, dtype=dtype)
+    # private (a shared mapping is file memory, where huge pages follow another setting) and untouched: a page is
+    # chosen when first written; one huge page more, to start on a boundary
+    mapping = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE)
+    try:
+        mapping.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # a kernel built without transparent huge pages: ordinary pages
+        pass
+    raw = torch.frombuffer(mapping, dtype=torch.uint8)  # shares the mapping's memory and keeps it alive
+    start = -raw.data_ptr() % HUGE_PAGE
+    return raw[start : start + size].view(dtype)
+
+
+class WeightCopies:
+    """Contiguous copies of weights carved one after another from `cpu_buffer`s of at least `numel` elements: the
+    copies a step reads in a token's order, in one buffer that can be backed by huge pages."""
+
+    def __init__(self, numel: int):
+        self.numel, self.buffer, self.used = numel, None, 0
+
+    def __call__(self, weight: torch.Tensor) -> torch.Tensor:
+        """A contiguous copy of `weight` (any layout), a view of the current buffer."""
+        n = weight.numel()
+        if self.buffer is None or self.buffer.dtype != weight.dtype or self.used + n > self.buffer.numel():
+            # a new buffer; the views of the last one keep it alive
+            self.buffer, self.used = cpu_buffer(max(n, self.numel), weight.dtype), 0
+        copy = self.buffer[self.used : self.used + n].view(weight.shape)
+        copy.copy_(weight)
+        self.used += n
+        return copy
+
+
+def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Function | None:
+    """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the weight is read from
+    a copy made by `copies` (by default a buffer of its own): the layers that read the same input are one product, and
+    a weight with more outputs than inputs is copied transposed, split by threads when it has at least SPLIT_OUTPUTS
+    outputs (see the module docstring); on a GPU each layer keeps its own weight and nothing is copied. None unless
+    every layer is a plain nn.Linear (a LoRA-wrapped one adds its adapters) and all or none have a bias.
     `tinylm.generate.decode` reads the LM head through it too."""
     if any(type(linear) is not nn.Linear for linear in linears):
         return None
@@ -83,25 +133,30 @@ def fused_linear(*linears: nn.Module) -> Function | None:
         if len(linears) == 1:
             return lambda x: F.linear(x, linears[0].weight, linears[0].bias)
         return lambda x: torch.cat([F.linear(x, linear.weight, linear.bias) for linear in linears], dim=-1)
-    weight, bias = linears[0].weight.detach(), biases[0]  # (out, in), (out,) or None: the layer's own, no copy
+    weight, bias = linears[0].weight.detach(), biases[0]  # (out, in), (out,) or None
     if len(linears) > 1:
         weight = torch.cat([linear.weight.detach() for linear in linears])
         bias = None if bias is None else torch.cat([b.detach() for b in biases])
-    if weight.size(0) <= weight.size(1):
+    n_out, n_in = weight.shape
+    threads = torch.get_num_threads() if n_out > n_in and n_out >= SPLIT_OUTPUTS else 1
+    copies = copies or WeightCopies(n_in * threads * -(-n_out // threads))
+    if n_out <= n_in:
+        weight = copies(weight)
         return lambda x: F.linear(x, weight, bias)
-    transposed = weight.t().contiguous()  # (in, out)
-    if torch.get_num_threads() > 1 and transposed.size(1) >= SPLIT_OUTPUTS:
-        return _split_by_threads(transposed, bias, torch.get_num_threads())
+    if threads > 1:
+        return _split_by_threads(weight.t(), bias, threads, copies)
+    transposed = copies(weight.t())  # (in, out)
     return (lambda x: x @ transposed) if bias is None else (lambda x: torch.addmm(bias, x, transposed))
 
 
-def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int) -> Function:
+def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
+                      copies: WeightCopies) -> Function:
     """x (B, in) -> x @ transposed + bias (B, out), computed as one batched product of one slice of the outputs per
     thread, which runs on every thread where a one-row product may not (see the module docstring)."""
     n_in, n_out = transposed.shape
     width = -(-n_out // threads)  # outputs per slice, rounded up: the last slice ends in zero columns
     padded = F.pad(transposed, (0, threads * width - n_out))  # (in, threads·width)
-    slices = padded.view(n_in, threads, width).transpose(0, 1).contiguous()  # (threads, in, width)
+    slices = copies(padded.view(n_in, threads, width).transpose(0, 1))  # (threads, in, width)
 
     def sliced(x: torch.Tensor) -> torch.Tensor:
         rows = x.size(0)
@@ -113,9 +168,22 @@ def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threa
 
 
 def _norm(module: nn.Module) -> Function | None:
-    """The function nn.RMSNorm or nn.LayerNorm applies (their forward, without the module call)."""
+    """The function nn.RMSNorm or nn.LayerNorm applies to x (B, C) (their forward, without the module call)."""
     if type(module) is nn.RMSNorm:
-        return lambda x: F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
+        weight = module.weight
+        if weight is None or weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
+            return lambda x: F.rms_norm(x, module.normalized_shape, weight, module.eps)
+        # On a CPU F.rms_norm is a composite of about eight operations; this is four: x·rsqrt(mean(x²) + eps)·weight,
+        # the mean of the squares plus eps as one batched product (B, 1, C) @ (B, C, 1) added to eps.
+        n = module.normalized_shape[0]
+        eps = torch.full((1, 1, 1), torch.finfo(weight.dtype).eps if module.eps is None else module.eps,
+                         dtype=weight.dtype)
+
+        def rms_norm(x: torch.Tensor) -> torch.Tensor:
+            mean_square = torch.baddbmm(eps, x.unsqueeze(1), x.unsqueeze(2), alpha=1 / n)  # (B, 1, 1), eps included
+            return x * mean_square.view(-1, 1).rsqrt_() * weight
+
+        return rms_norm
     if type(module) is nn.LayerNorm:
         return lambda x: F.layer_norm(x, module.normalized_shape, module.weight, module.bias, module.eps)
     return None
@@ -129,10 +197,11 @@ def _activation(module: nn.Module) -> Function | None:
     return None
 
 
-def _mlp(module: nn.Module) -> Function | None:
+def _mlp(module: nn.Module, copies: WeightCopies) -> Function | None:
     """SwiGLU's c_proj(silu(c_gate(x)) * c_fc(x)) with gate and up as one product, or the MLP's c_proj(act(c_fc(x)))."""
     if type(module) is SwiGLU:
-        gate_up, down = fused_linear(module.c_gate, module.c_fc), fused_linear(module.c_proj)
+        gate_up = fused_linear(module.c_gate, module.c_fc, copies=copies)
+        down = fused_linear(module.c_proj, copies=copies)
         if None in (gate_up, down):
             return None
 
@@ -142,7 +211,8 @@ def _mlp(module: nn.Module) -> Function | None:
 
         return swiglu
     if type(module) is MLP:
-        up, act, down = fused_linear(module.c_fc), _activation(module.act), fused_linear(module.c_proj)
+        up, act = fused_linear(module.c_fc, copies=copies), _activation(module.act)
+        down = fused_linear(module.c_proj, copies=copies)
         return None if None in (up, act, down) else lambda x: down(act(up(x)))
     return None  # a mixture of experts routes each token: not served here
 
@@ -150,10 +220,12 @@ def _mlp(module: nn.Module) -> Function | None:
 class _Layer:
     """One Block's parts as plain functions, and its attention's shape."""
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, copies: WeightCopies):
         attn = block.attn
-        self.ln_1, self.ln_2, self.mlp = _norm(block.ln_1), _norm(block.ln_2), _mlp(block.mlp)
-        self.qkv, self.c_proj = fused_linear(attn.c_attn), fused_linear(attn.c_proj)
+        self.ln_1, self.ln_2 = _norm(block.ln_1), _norm(block.ln_2)
+        # the weights copied in the order a token reads them
+        self.qkv, self.c_proj = fused_linear(attn.c_attn, copies=copies), fused_linear(attn.c_proj, copies=copies)
+        self.mlp = _mlp(block.mlp, copies)
         self.n_head, self.n_kv_head, self.head_size = attn.n_head, attn.n_kv_head, attn.head_size
         self.qk_norm = attn.qk_norm
 
@@ -190,7 +262,10 @@ class FastDecodeStep:
 
     def __init__(self, model: GPT):
         self.model = model
-        self.layers = [_Layer(block) for block in model.transformer.h]
+        # on a CPU every block's product weights are copied into one buffer, sized for all the blocks' parameters (the
+        # norms' are not copied: pages never written are never given memory)
+        copies = WeightCopies(sum(p.numel() for p in model.transformer.h.parameters()))
+        self.layers = [_Layer(block, copies) for block in model.transformer.h]
         self.ln_f = _norm(model.transformer.ln_f)
         self.wte = model.transformer.wte
         self.wpe = model.transformer.wpe.weight if "wpe" in model.transformer else None
