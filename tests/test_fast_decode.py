@@ -7,6 +7,8 @@ import dataclasses
 import gc
 import mmap
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -197,7 +199,9 @@ def test_rms_norm_in_four_operations_is_torchs(dtype, tolerance, eps):
         x = torch.randn(rows, 24, dtype=dtype, generator=torch.Generator().manual_seed(rows)) * 3
         with torch.no_grad():
             torch.testing.assert_close(ours(x), norm(x), rtol=tolerance, atol=tolerance)
-    tiny = torch.full((1, 24), 1e-4, dtype=dtype)  # eps matters when the mean square is near it
+    # a mean square a hundredth of eps (of the dtype's where eps is None): eps sets the result, so a wrong one shows
+    used_eps = torch.finfo(dtype).eps if eps is None else eps
+    tiny = torch.full((1, 24), used_eps**0.5 / 10, dtype=dtype)
     with torch.no_grad():
         torch.testing.assert_close(ours(tiny), norm(tiny), rtol=tolerance, atol=tolerance)
 
@@ -217,7 +221,8 @@ def test_weight_copies_lie_one_after_another_and_a_full_buffer_opens_another():
     assert torch.equal(ca, a) and torch.equal(cb, b)  # the first buffer lives on in its copies
 
 
-@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE"), reason="huge pages are advised on Linux only")
+@pytest.mark.skipif(not hasattr(mmap, "MADV_HUGEPAGE") or not Path("/sys/kernel/mm/transparent_hugepage").is_dir(),
+                    reason="huge pages are advised on Linux, with a kernel built with transparent huge pages")
 def test_a_buffer_of_a_huge_page_or_more_starts_on_one_and_is_advised_huge_pages():
     from tinylm.generate.fast import HUGE_PAGE, cpu_buffer
 
@@ -242,10 +247,16 @@ def test_a_buffer_of_a_huge_page_or_more_starts_on_one_and_is_advised_huge_pages
 
 
 def test_generation_from_copies_in_advised_mappings_is_the_readable_ones(model, monkeypatch):
-    """A huge page of 4 KB: the tiny models' copies (about 4 to 12 KB each) take the mapping's path."""
+    """A "huge page" of 4 KiB: the tiny models' buffers (the blocks' copies, about 100 KB; the head's, 4.7 KB) take the
+    mapping's path."""
     from tinylm.generate import fast
 
     monkeypatch.setattr(fast, "HUGE_PAGE", 4096)
+    mappings = []
+    monkeypatch.setattr(fast, "mmap", SimpleNamespace(**{**vars(mmap), "mmap": lambda *a, **k: mappings.append(
+        mmap.mmap(*a, **k)) or mappings[-1]}))
     prompt = torch.randint(37, (1, 3), generator=torch.Generator().manual_seed(4))
-    assert torch.equal(generate(model, prompt, 40, temperature=0.9, seed=5),
-                       generate(model, prompt, 40, temperature=0.9, seed=5, fast=False))
+    fast_tokens = generate(model, prompt, 40, temperature=0.9, seed=5)
+    if hasattr(mmap, "MADV_HUGEPAGE"):
+        assert len(mappings) == 2, "the blocks' buffer and the head's were mapped"
+    assert torch.equal(fast_tokens, generate(model, prompt, 40, temperature=0.9, seed=5, fast=False))

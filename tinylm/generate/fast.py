@@ -5,17 +5,24 @@ At batch 1 a token of a small model costs two things: reading every weight once 
 Python's and PyTorch's dispatch. The readable step, `GPT.decode_step`, walks the modules: every Block calls its norm,
 its attention (which asks the KVCache for position ids, repeats grouped keys and calls the attention function) and its
 MLP. This step reads the same weights and computes the same function in less time for both parts:
-- **Weights in the layout the CPU reads fastest, on huge pages.** At batch 1, PyTorch's CPU matrix-vector product
-  reads an (out, in) weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes,
-  measured on one 2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection)
-  faster as it is. So on a CPU every product's weight is copied when the step is built: transposed where it has more
-  outputs (the fused query/key/value projection, the MLP's up and gate projections), as it is otherwise, the rule
-  applied on every CPU and batch size; `tinylm.generate.decode` copies the head, the largest of them, the same way for
-  both steps. The step's copies lie in one buffer in the order a token reads them, and on Linux that buffer (and the
-  head's) asks for 2 MB pages (`cpu_buffer`: an anonymous mapping advised MADV_HUGEPAGE, which the kernel honours
-  unless its transparent huge pages are set to `never`): a token reads stories15M's 61 MB of weights, some 15,000
-  pages of 4 KB, far more than the CPU's address cache (TLB) holds, so with ordinary pages nearly every page costs a
-  walk of the page tables. On a GPU every weight keeps its layout and nothing is copied.
+- **Weights in the layout the CPU reads fastest.** At batch 1, PyTorch's CPU matrix-vector product reads an (out, in)
+  weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes, measured on one
+  2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection) faster as it is.
+  So on a CPU the weights with more outputs (the fused query/key/value projection, the MLP's up and gate projections)
+  are read from a transposed copy made when the step is built, the rule applied on every CPU and batch size;
+  `tinylm.generate.decode` reads the head, the largest of them, the same way for both steps. On a GPU every weight
+  keeps its layout and nothing is copied.
+- **On huge pages.** The CPU translates every address through a page table, and caches the translations in its TLB
+  (translation lookaside buffer): on the 2-core AMD CPU, 2,560 entries of 4 KiB pages, about 10 MiB. A token reads
+  stories15M's 61 MB of weights, some 15,000 pages of 4 KiB, so nearly every page misses the TLB and costs a walk of
+  the page tables; in pages of 2 MiB they are about 30. So on Linux the copies lie in buffers that ask the kernel for
+  huge pages (`cpu_buffer`: memory mapped for this process alone, advised MADV_HUGEPAGE before it is first written,
+  from a huge page's boundary), which it may grant where its transparent huge pages are set to `always` or `madvise`
+  and a free 2 MiB block is found when a page is first written (`AnonHugePages` in `/proc/<pid>/smaps` shows what it
+  granted). To lie there too, the weights a CPU reads in their own layout (the attention's output projection, the
+  MLP's down projection) are copied as well, all of a step's copies in one buffer (usually: see `WeightCopies`) in the
+  order a token reads them; decode's head copy has a buffer of its own. Elsewhere (macOS, Windows) the buffers are
+  torch.empty's, with ordinary pages.
 - **The head's outputs split by threads.** On one 2-core AVX2 CPU, stories15M's head (288 inputs, 32,000 outputs)
   took 1.9 ms as one product with one thread and 1.8 ms with two: PyTorch's one-row product hardly used the second
   thread there (how it threads depends on the BLAS library it was built with). Cut into two slices of outputs
@@ -25,8 +32,9 @@ MLP. This step reads the same weights and computes the same function in less tim
   step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs). Timed alone, two
   slices saved them about 5 and 3 µs each, yet whole decodes with them split too (SPLIT_OUTPUTS 512) were slower in
   both of two interleaved runs at two threads there (180.6 against 189.6 tokens/s, 165.7 against 176.9).
-- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU, and RMSNorm is four
-  operations there (`F.rms_norm` is a composite of about eight on a CPU); on every device
+- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU, and RMSNorm of a
+  float32 or float64 weight four computing operations there (`F.rms_norm` runs about eight: on a CPU it is composed of
+  other operations); on every device
   queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
   `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
   matrix is built once per token for every block; the one query's attention is one
@@ -36,16 +44,18 @@ MLP. This step reads the same weights and computes the same function in less tim
   (Replacing `apply_rotary` and the written-out attention (scores, softmax, weighted sum) by the rotation product and
   one attention call took 8%, 16% and 8% less time per token in three runs at one thread and 6% and 3% in two runs at
   two threads: stories15M's shape on the 2-core AVX2 CPU, the two steps swapped in one process, whole decodes
-  interleaved, best of 5 rounds each. Later, on the same CPU, with both steps built in one process and each token's
-  step timed for both in turn, the order alternating every token, 255 tokens a round: RMSNorm in four operations
-  took 8.6% more tokens per second than with `F.rms_norm` at one thread (medians of 6 rounds, faster in all 6), and
-  the copies on huge pages 5.5% more than the same copies on ordinary pages (6 of 6), 3% at two threads (5 of 5).)
+  interleaved, best of 5 rounds each.) `scripts/decode_ablation.py` times the step as it is against itself with
+  ordinary pages and with `F.rms_norm`, the arms decoding in turns, token by token; its figures are in the course
+  guide (notebooks/README.md, "Results"). There the four operations gained about 8% of a token's time at one thread,
+  where a loop of norms alone saves about 7 µs a norm (15.5 against 22.6 µs, medians of 15 rounds on the same CPU),
+  13 norms a token, some 1.4%; why they gain more inside a step was not established.
 
-The copies are made when the step object is built, and it reads the norms' weights live: never reuse a step after
-the weights change; build one per generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU
-they cost 4 bytes in float32 for each weight of the blocks' products: 23.9 MB (10^6 bytes) beside stories15M's
-61 MB, and decode's head copy another 36.9 MB (a huge page's worth more at most, where the last 2 MB page of a
-buffer is only partly written).
+The copies are made when the step object is built; it reads everything else live (the norms, the embeddings, the
+biases of single products; on a GPU every weight): never reuse a step after the weights change; build one per
+generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU the copies cost 4 bytes in
+float32 for each weight of the blocks' products: 23.9 MB (10^6 bytes) beside stories15M's 61 MB, and decode's head
+copy another 36.9 MB; up to a huge page more per buffer, whose last huge page may be only partly written. Building
+them also makes short-lived temporaries (the split head's padded copy, the gate and up projections' joined one).
 
 Products in another layout, RoPE and the norm's mean square as products and the attention function called on grouped
 heads add and round the same numbers in another order: the logits agree with the readable step's to float rounding,
@@ -64,6 +74,7 @@ test's pacing), which only module calls would run: the loop then walks the modul
 from __future__ import annotations
 
 import mmap
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -76,18 +87,29 @@ from ..model.mlp import MLP, ReLUSquared, SwiGLU
 
 Function = Callable[[torch.Tensor], torch.Tensor]
 SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads: see the docstring
-HUGE_PAGE = 2 << 20  # bytes: the transparent huge page of x86-64 and of arm64 with 4 KB pages
+
+
+def _huge_page_bytes() -> int:
+    """The transparent huge page's size as Linux reports it; 2 MiB (x86-64's, arm64's with 4 KiB pages) elsewhere."""
+    try:
+        return int(Path("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size").read_text())
+    except (OSError, ValueError):
+        return 2 << 20
+
+
+HUGE_PAGE = _huge_page_bytes()
 
 
 def cpu_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty CPU tensor of `numel` elements. Where it spans a huge page and Python's mmap can advise one (Linux),
-    its memory is an anonymous mapping advised MADV_HUGEPAGE and it starts on a huge page's boundary, so that the kernel
-    may back it with 2 MB pages (the module docstring says why); elsewhere it is torch.empty's."""
+    its memory is a private anonymous mapping advised MADV_HUGEPAGE, and it starts on a huge page's boundary, so that
+    the kernel may back it with huge pages (the module docstring says why); elsewhere it is torch.empty's."""
     size = numel * torch.empty((), dtype=dtype).element_size()
     if size < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(numel, dtype=dtype)
-    # private (a shared mapping is file memory, where huge pages follow another setting) and untouched: a page is
-    # chosen when first written; one huge page more, to start on a boundary
+    # Private: mmap.mmap(-1, n) alone maps shared memory, which the kernel keeps as a file (shmem), whose huge pages
+    # follow another setting (shmem_enabled, often `never`). The advice comes before any write, since a page's size
+    # is chosen when it is first written; one huge page more, to start on a boundary.
     mapping = mmap.mmap(-1, size + HUGE_PAGE, flags=mmap.MAP_PRIVATE)
     try:
         mapping.madvise(mmap.MADV_HUGEPAGE)
@@ -99,8 +121,8 @@ def cpu_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 class WeightCopies:
-    """Contiguous copies of weights carved one after another from `cpu_buffer`s of at least `numel` elements: the
-    copies a step reads in a token's order, in one buffer that can be backed by huge pages."""
+    """Contiguous copies of weights carved one after another from a `cpu_buffer` of at least `numel` elements; a copy
+    that does not fit in what is left, or of another dtype, opens a new buffer."""
 
     def __init__(self, numel: int):
         self.numel, self.buffer, self.used = numel, None, 0
@@ -173,8 +195,9 @@ def _norm(module: nn.Module) -> Function | None:
         weight = module.weight
         if weight is None or weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
             return lambda x: F.rms_norm(x, module.normalized_shape, weight, module.eps)
-        # On a CPU F.rms_norm is a composite of about eight operations; this is four: x·rsqrt(mean(x²) + eps)·weight,
-        # the mean of the squares plus eps as one batched product (B, 1, C) @ (B, C, 1) added to eps.
+        # On a CPU F.rms_norm runs about eight operations; this is four: x·rsqrt(mean(x²) + eps)·weight, with the
+        # mean of the squares plus eps as one batched product added to eps: baddbmm(eps, x (B, 1, C), x (B, C, 1),
+        # alpha=1/C) = eps + Σx²/C, (B, 1, 1) (the unsqueezes and the view compute nothing).
         n = module.normalized_shape[0]
         eps = torch.full((1, 1, 1), torch.finfo(weight.dtype).eps if module.eps is None else module.eps,
                          dtype=weight.dtype)

@@ -1,0 +1,110 @@
+"""What two of the fast decode step's choices gain: the step as it is against itself without huge pages and with
+`F.rms_norm`, decoding in turns, token by token, on a stories15M-shaped model (random weights, float32, batch 1).
+
+    python scripts/decode_ablation.py [--threads 1 2] [--rounds 6] [--tokens 255]
+
+Each arm builds its own step and head copy (`tinylm.generate.fast`) and decodes greedily from one token with a cache of
+its own; every token, each arm's step is timed in turn, the order alternating from one token to the next, so that a
+busy moment of a shared machine falls on every arm alike. An arm's figure for a round is tokens per second over its
+timed steps (its greedy choice and cache update included, the first token's prefill not); the script prints each
+arm's median, lowest and highest over the rounds and in how many rounds it beat the step as it is. The arms' greedy
+tokens must be equal (they are checked). The arms:
+- `fast step`: `tinylm.generate.fast` as it is;
+- `ordinary pages`: its copies in buffers made without the huge-page advice (`cpu_buffer` as where mmap cannot give
+  it, e.g. macOS or Windows);
+- `F.rms_norm`: its norms as the readable step calls them instead of the four operations of `fast._norm`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import mmap
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tinylm.config import LLAMA2C_STORIES15M  # noqa: E402
+from tinylm.generate import fast  # noqa: E402
+from tinylm.model.gpt import GPT  # noqa: E402
+from tinylm.model.kv_cache import KVCache  # noqa: E402
+from tinylm.runtime import cpu_name  # noqa: E402
+
+ARMS = ("fast step", "ordinary pages", "F.rms_norm")
+
+
+def build(model: GPT, arm: str):
+    """The arm's step and head, built with the module patched for that arm and restored after."""
+    module_mmap, module_norm = fast.mmap, fast._norm
+    if arm == "ordinary pages":  # mmap without MADV_HUGEPAGE: cpu_buffer takes torch.empty's memory
+        fast.mmap = SimpleNamespace(**{k: v for k, v in vars(mmap).items() if k != "MADV_HUGEPAGE"})
+    if arm == "F.rms_norm":
+        def readable_norm(module):
+            if type(module) is torch.nn.RMSNorm:
+                return lambda x: F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
+            return module_norm(module)
+        fast._norm = readable_norm
+    try:
+        return fast.fast_decode_step(model), fast.fused_linear(model.lm_head)
+    finally:
+        fast.mmap, fast._norm = module_mmap, module_norm
+
+
+def one_round(model: GPT, tokens: int) -> dict[str, float]:
+    """Tokens per second of each arm over `tokens` steps after the prefill, the arms taking turns every token."""
+    state = {}
+    for arm in ARMS:
+        step, head = build(model, arm)
+        cache = KVCache(model.config, 1)
+        logits = model.decode_step(torch.tensor([[1]]), cache, head)  # the prefill: the readable step
+        state[arm] = {"step": step, "head": head, "cache": cache, "next": logits.argmax(-1, keepdim=True),
+                      "seconds": 0.0, "tokens": []}
+    for t in range(tokens):
+        for arm in ARMS if t % 2 == 0 else ARMS[::-1]:
+            s = state[arm]
+            start = time.perf_counter()
+            s["next"] = s["step"](s["next"], s["cache"], s["head"]).argmax(-1, keepdim=True)
+            s["seconds"] += time.perf_counter() - start
+            s["tokens"].append(int(s["next"]))
+    if any(state[arm]["tokens"] != state[ARMS[0]]["tokens"] for arm in ARMS):
+        sys.exit("the arms' greedy tokens differ: a bug in one of them")
+    return {arm: tokens / state[arm]["seconds"] for arm in ARMS}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--tokens", type=int, default=255, help="timed steps a round (at most the context less one)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    model = GPT(LLAMA2C_STORIES15M).eval()
+    tokens = min(args.tokens, model.config.block_size - 1)
+    print(f"stories15M's shape, random weights, float32, batch 1, greedy; {args.rounds} rounds of {tokens} tokens, "
+          f"the arms taking turns every token; CPU: {cpu_name()}")
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        rates = {arm: [] for arm in ARMS}
+        with torch.inference_mode():
+            for _ in range(args.rounds):
+                for arm, rate in one_round(model, tokens).items():
+                    rates[arm].append(rate)
+        for arm in ARMS:
+            r, base = rates[arm], rates[ARMS[0]]
+            line = (f"{threads} thread(s), {arm:15s} median {statistics.median(r):6.1f} tok/s "
+                    f"(range {min(r):.1f}-{max(r):.1f})")
+            if arm != ARMS[0]:
+                gain = statistics.median(base) / statistics.median(r) - 1
+                wins = sum(b > a for a, b in zip(r, base))
+                line += f"; the fast step's median {gain:+.1%} over it, faster in {wins} of {len(r)} rounds"
+            print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
