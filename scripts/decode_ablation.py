@@ -4,11 +4,13 @@
     python scripts/decode_ablation.py [--threads 1 2] [--rounds 6] [--tokens 255]
 
 Each arm builds its own step and head copy (`tinylm.generate.fast`) and decodes greedily from one token with a cache of
-its own; every token, each arm's step is timed in turn, the order alternating from one token to the next, so that a
-busy moment of a shared machine falls on every arm alike. An arm's figure for a round is tokens per second over its
-timed steps (its greedy choice and cache update included, the first token's prefill not); the script prints each
-arm's median, lowest and highest over the rounds and in how many rounds it beat the step as it is. The arms' greedy
-tokens must be equal (they are checked). The arms:
+its own; every token, each arm's step is timed in turn, the order rotating from one token to the next (each arm goes
+first, second and third equally often), so that a busy moment of a shared machine falls on every arm alike. An arm's
+figure for a round is tokens per second over its timed steps (its greedy choice and cache update included, the first
+token's prefill not); the script prints each arm's median, lowest and highest over the rounds, in how many rounds the
+step as it is beat it, and what huge pages the kernel granted to its buffers (Linux). The arms' greedy tokens must be
+equal (they are checked). Last, one norm alone in a loop, `F.rms_norm` against the four operations, to compare with
+what the norm arm costs a whole step. The arms:
 - `fast step`: `tinylm.generate.fast` as it is;
 - `ordinary pages`: its copies in buffers made without the huge-page advice (`cpu_buffer` as where mmap cannot give
   it, e.g. macOS or Windows);
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import mmap
+import re
 import statistics
 import sys
 import time
@@ -56,17 +59,29 @@ def build(model: GPT, arm: str):
         fast.mmap, fast._norm = module_mmap, module_norm
 
 
-def one_round(model: GPT, tokens: int) -> dict[str, float]:
-    """Tokens per second of each arm over `tokens` steps after the prefill, the arms taking turns every token."""
-    state = {}
+def huge_page_kib() -> int | None:
+    """What this process holds in transparent huge pages, in KiB (None where /proc does not say)."""
+    try:
+        return int(re.search(r"AnonHugePages:\s+(\d+)", Path("/proc/self/smaps_rollup").read_text())[1])
+    except (OSError, TypeError):
+        return None
+
+
+def one_round(model: GPT, tokens: int) -> tuple[dict[str, float], dict[str, int | None]]:
+    """Tokens per second of each arm over `tokens` steps after the prefill, the arms taking turns every token; and the
+    KiB of huge pages each arm's buffers were granted."""
+    state, granted = {}, {}
     for arm in ARMS:
+        before = huge_page_kib()
         step, head = build(model, arm)
+        after = huge_page_kib()
+        granted[arm] = None if before is None else after - before
         cache = KVCache(model.config, 1)
         logits = model.decode_step(torch.tensor([[1]]), cache, head)  # the prefill: the readable step
         state[arm] = {"step": step, "head": head, "cache": cache, "next": logits.argmax(-1, keepdim=True),
                       "seconds": 0.0, "tokens": []}
     for t in range(tokens):
-        for arm in ARMS if t % 2 == 0 else ARMS[::-1]:
+        for arm in ARMS[t % len(ARMS):] + ARMS[: t % len(ARMS)]:
             s = state[arm]
             start = time.perf_counter()
             s["next"] = s["step"](s["next"], s["cache"], s["head"]).argmax(-1, keepdim=True)
@@ -74,7 +89,24 @@ def one_round(model: GPT, tokens: int) -> dict[str, float]:
             s["tokens"].append(int(s["next"]))
     if any(state[arm]["tokens"] != state[ARMS[0]]["tokens"] for arm in ARMS):
         sys.exit("the arms' greedy tokens differ: a bug in one of them")
-    return {arm: tokens / state[arm]["seconds"] for arm in ARMS}
+    return {arm: tokens / state[arm]["seconds"] for arm in ARMS}, granted
+
+
+def norm_alone(rounds: int = 15, calls: int = 2000) -> dict[str, float]:
+    """Median µs of one call of each norm on x (1, 288), over `rounds` rounds of `calls` calls, the two interleaved."""
+    norm = torch.nn.RMSNorm(LLAMA2C_STORIES15M.n_embd, eps=LLAMA2C_STORIES15M.norm_eps)
+    x = torch.randn(1, LLAMA2C_STORIES15M.n_embd)
+    norms = {"F.rms_norm": lambda x: F.rms_norm(x, norm.normalized_shape, norm.weight, norm.eps),
+             "four operations": fast._norm(norm)}
+    times = {name: [] for name in norms}
+    with torch.inference_mode():
+        for _ in range(rounds):
+            for name, f in norms.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    f(x)
+                times[name].append((time.perf_counter() - start) / calls * 1e6)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -90,10 +122,11 @@ def main() -> None:
           f"the arms taking turns every token; CPU: {cpu_name()}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        rates = {arm: [] for arm in ARMS}
+        rates, granted = {arm: [] for arm in ARMS}, {}
         with torch.inference_mode():
             for _ in range(args.rounds):
-                for arm, rate in one_round(model, tokens).items():
+                round_rates, granted = one_round(model, tokens)
+                for arm, rate in round_rates.items():
                     rates[arm].append(rate)
         for arm in ARMS:
             r, base = rates[arm], rates[ARMS[0]]
@@ -103,7 +136,13 @@ def main() -> None:
                 gain = statistics.median(base) / statistics.median(r) - 1
                 wins = sum(b > a for a, b in zip(r, base))
                 line += f"; the fast step's median {gain:+.1%} over it, faster in {wins} of {len(r)} rounds"
+            if granted[arm] is not None:
+                line += f"; huge pages granted to its buffers (last round): {granted[arm] / 1024:.0f} MiB"
             print(line, flush=True)
+    torch.set_num_threads(1)
+    alone = norm_alone()
+    print(f"one norm alone (1 x {LLAMA2C_STORIES15M.n_embd}, 1 thread, medians of 15 rounds of 2,000 calls): "
+          f"F.rms_norm {alone['F.rms_norm']:.1f} µs, four operations {alone['four operations']:.1f} µs")
 
 
 if __name__ == "__main__":

@@ -13,16 +13,16 @@ MLP. This step reads the same weights and computes the same function in less tim
   `tinylm.generate.decode` reads the head, the largest of them, the same way for both steps. On a GPU every weight
   keeps its layout and nothing is copied.
 - **On huge pages.** The CPU translates every address through a page table, and caches the translations in its TLB
-  (translation lookaside buffer): on the 2-core AMD CPU, 2,560 entries of 4 KiB pages, about 10 MiB. A token reads
-  stories15M's 61 MB of weights, some 15,000 pages of 4 KiB, so nearly every page misses the TLB and costs a walk of
-  the page tables; in pages of 2 MiB they are about 30. So on Linux the copies lie in buffers that ask the kernel for
-  huge pages (`cpu_buffer`: memory mapped for this process alone, advised MADV_HUGEPAGE before it is first written,
-  from a huge page's boundary), which it may grant where its transparent huge pages are set to `always` or `madvise`
-  and a free 2 MiB block is found when a page is first written (`AnonHugePages` in `/proc/<pid>/smaps` shows what it
-  granted). To lie there too, the weights a CPU reads in their own layout (the attention's output projection, the
-  MLP's down projection) are copied as well, all of a step's copies in one buffer (usually: see `WeightCopies`) in the
-  order a token reads them; decode's head copy has a buffer of its own. Elsewhere (macOS, Windows) the buffers are
-  torch.empty's, with ordinary pages.
+  (translation lookaside buffer): on the 2-core AMD CPU, 2,048 second-level data entries, about 8 MiB of 4 KiB pages.
+  A token reads stories15M's 61 MB of weights, some 15,000 pages of 4 KiB, so nearly every page misses the TLB and
+  costs a walk of the page tables; in pages of 2 MiB they are about 30. So on Linux the copies lie in buffers that
+  (where at least a huge page long) ask the kernel for huge pages (`cpu_buffer`: memory mapped for this process alone,
+  advised MADV_HUGEPAGE before it is first written, from a huge page's boundary), which it may grant where its
+  transparent huge pages are set to `always` or `madvise` and a free 2 MiB block is found when a page is first written
+  (`AnonHugePages` in `/proc/<pid>/smaps` shows what it granted). To lie there too, the weights a CPU reads in their
+  own layout (the attention's output projection, the MLP's down projection) are copied as well, all of a step's copies
+  in one buffer (usually: see `WeightCopies`) in the order a token reads them; decode's head copy has a buffer of its
+  own. Elsewhere (macOS, Windows) the buffers are torch.empty's, with ordinary pages.
 - **The head's outputs split by threads.** On one 2-core AVX2 CPU, stories15M's head (288 inputs, 32,000 outputs)
   took 1.9 ms as one product with one thread and 1.8 ms with two: PyTorch's one-row product hardly used the second
   thread there (how it threads depends on the BLAS library it was built with). Cut into two slices of outputs
@@ -33,8 +33,8 @@ MLP. This step reads the same weights and computes the same function in less tim
   slices saved them about 5 and 3 µs each, yet whole decodes with them split too (SPLIT_OUTPUTS 512) were slower in
   both of two interleaved runs at two threads there (180.6 against 189.6 tokens/s, 165.7 against 176.9).
 - **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU, and RMSNorm of a
-  float32 or float64 weight four computing operations there (`F.rms_norm` runs about eight: on a CPU it is composed of
-  other operations); on every device
+  float32 or float64 weight four computing operations there (`F.rms_norm` runs about ten: the profiler names it
+  `_fused_rms_norm`, yet on a CPU it runs pow, mean, add, rsqrt and two products, plus dtype copies); on every device
   queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
   `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
   matrix is built once per token for every block; the one query's attention is one
@@ -46,9 +46,8 @@ MLP. This step reads the same weights and computes the same function in less tim
   two threads: stories15M's shape on the 2-core AVX2 CPU, the two steps swapped in one process, whole decodes
   interleaved, best of 5 rounds each.) `scripts/decode_ablation.py` times the step as it is against itself with
   ordinary pages and with `F.rms_norm`, the arms decoding in turns, token by token; its figures are in the course
-  guide (notebooks/README.md, "Results"). There the four operations gained about 8% of a token's time at one thread,
-  where a loop of norms alone saves about 7 µs a norm (15.5 against 22.6 µs, medians of 15 rounds on the same CPU),
-  13 norms a token, some 1.4%; why they gain more inside a step was not established.
+  guide (notebooks/README.md, "Results"). The four operations gain several times more in a whole step than what one
+  norm alone in a loop saves, times the 13 norms of a token (the script prints both); why was not established.
 
 The copies are made when the step object is built; it reads everything else live (the norms, the embeddings, the
 biases of single products; on a GPU every weight): never reuse a step after the weights change; build one per
@@ -60,9 +59,9 @@ them also makes short-lived temporaries (the split head's padded copy, the gate 
 Products in another layout, RoPE and the norm's mean square as products and the attention function called on grouped
 heads add and round the same numbers in another order: the logits agree with the readable step's to float rounding,
 not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and sampled, in
-every test (tests/test_fast_decode.py: four block families, in float32 and in float64, on a CPU), and greedy on
-stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a near-tie between two logits could still go the other
-way.
+every test (tests/test_fast_decode.py: four block families in float32, on a CPU; in float64 their logits agree to
+1e-12 along the readable step's path), and greedy on stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a
+near-tie between two logits could still go the other way.
 
 It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, room left
 in the cache, the model in eval mode. Anything else (the prefill itself, padded batches, a full cache) goes to
