@@ -194,7 +194,7 @@ def _norm(module: nn.Module) -> Function | None:
         weight = module.weight
         if weight is None or weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
             return lambda x: F.rms_norm(x, module.normalized_shape, weight, module.eps)
-        # On a CPU F.rms_norm runs about eight operations; this is four: x·rsqrt(mean(x²) + eps)·weight, with the
+        # On a CPU F.rms_norm runs about ten operations; this is four: x·rsqrt(mean(x²) + eps)·weight, with the
         # mean of the squares plus eps as one batched product added to eps: baddbmm(eps, x (B, 1, C), x (B, C, 1),
         # alpha=1/C) = eps + Σx²/C, (B, 1, 1) (the unsqueezes and the view compute nothing).
         n = module.normalized_shape[0]
