@@ -103,7 +103,7 @@ def cpu_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty CPU tensor of `numel` elements. Where it spans a huge page and Python's mmap can advise one (Linux),
     its memory is a private anonymous mapping advised MADV_HUGEPAGE, and it starts on a huge page's boundary, so that
     the kernel may back it with huge pages (the module docstring says why); elsewhere it is torch.empty's."""
-    size = numel * torch.empty((), dtype=dtype).element_size()
+    size = numel * dtype.itemsize
     if size < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(numel, dtype=dtype)
     # Private: mmap.mmap(-1, n) alone maps shared memory, which the kernel keeps as a file (shmem), whose huge pages
