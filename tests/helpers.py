@@ -8,20 +8,21 @@ import inspect
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
+
+from tests.preloaded import run_module
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def run_cli(module, *args, data_dir):
-    """`python -m module args` from the repository's root in a subprocess, its data in data_dir, on one thread."""
+    """`python -m module args` from the repository's root in a new process (tests/preloaded.py), its data in
+    data_dir, on one thread."""
     env = {**os.environ, "TINYLM_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
     assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_module(module, [str(arg) for arg in args], cwd=REPO, env=env, timeout=300)
 
 
 def hf_logits(model, ids):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO, run_cli
+from tests.preloaded import run_module
 from tests.test_docs import problems_of
 from tinylm.generate.stream import generate_text
 from tinylm.train.checkpoint import find_checkpoint, load_checkpoint, load_model
@@ -152,8 +153,7 @@ def test_sample_cli_without_gpt2_bpe_files_says_how_to_get_them(tmp_path, make_m
     empty_cache.mkdir()
     # Offline, whatever this machine's network: tiktoken's download goes to a closed port.
     env.update(TIKTOKEN_CACHE_DIR=str(empty_cache), HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
-    result = subprocess.run([sys.executable, "-m", "tinylm.sample", "--ckpt", str(tmp_path), "--prompt", "Hi"],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = run_module("tinylm.sample", ["--ckpt", tmp_path, "--prompt", "Hi"], cwd=REPO, env=env, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "could not load GPT-2's BPE files" in result.stderr and "TINYLM_DATA_MIRROR" in result.stderr
 

@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 
 import pytest
@@ -18,6 +17,7 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO, run_cli
+from tests.preloaded import run_python
 from tinylm.cli.dpo import cli
 from tinylm.model.lora import LoRAOptions, read_adapters
 from tinylm.posttrain.dpo_run import dpo
@@ -97,10 +97,10 @@ def test_two_processes_train_as_one_does_on_the_combined_batch(dpo_run, tmp_path
     """torchrun with gloo, 2 ranks of 4 pairs: the same weights and held-out loss as one process with 8."""
     root, out, _ = dpo_run
     env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "tinylm.dpo", "--profile", "smoke", "--base", str(root / "chat"),
-                             "--out", str(tmp_path / "ddp"), "--batch-size", "4", *STEPS],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "-m", "tinylm.dpo", "--profile", "smoke", "--base", str(root / "chat"),
+                         "--out", str(tmp_path / "ddp"), "--batch-size", "4", *STEPS],
+                        cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = records(out / "metrics.jsonl")[-1], records(tmp_path / "ddp" / "metrics.jsonl")[-1]
     assert two["val_loss"] == pytest.approx(one["val_loss"], rel=1e-5)

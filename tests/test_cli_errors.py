@@ -1,8 +1,8 @@
 """Every command line's anticipated failures: one line on stderr that says what to do, exit status 1, nothing lost.
 
-Each case runs `python -m tinylm.<command>` in a subprocess, offline, as a user runs it, and writes only under
-pytest's temporary folders. "Offline" is made sure of whatever this machine's network: no mirror, Hugging Face
-in offline mode, and HTTPS through a proxy on a closed local port.
+Each case runs `python -m tinylm.<command>` in a new process (tests/preloaded.py), offline, as a user runs it, and
+writes only under pytest's temporary folders. "Offline" is made sure of whatever this machine's network: no mirror,
+Hugging Face in offline mode, and HTTPS through a proxy on a closed local port.
 """
 
 import os
@@ -17,21 +17,20 @@ import pytest
 import torch
 
 from tests.helpers import REPO
+from tests.preloaded import run_module
 from tinylm.cli.errors import run_cli
 from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 
 OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-# Runs a module as `python -m` does, with every fsync failing as on a full disk: the checkpoint's atomic write
-# really runs (a temporary file is created and written) and fails where a full disk makes it fail.
+# Run before the module: every fsync fails as on a full disk, so the checkpoint's atomic write really runs (a
+# temporary file is created and written) and fails where a full disk makes it fail.
 DISK_FULL = """
-import errno, os, runpy, sys
+import errno, os
 def disk_full(fd):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 os.fsync = disk_full
-sys.argv = sys.argv[1:]
-runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
 """
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without a CUDA GPU")
 CHECKPOINTS = ("best.pt", "last.pt")
@@ -43,8 +42,8 @@ def files(tmp_path_factory, data_root):
     root = tmp_path_factory.mktemp("cli-errors")
     run = root / "run"
     env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--out",
-                             str(run)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = run_module("tinylm.train", ["shakespeare-char", "--profile", "smoke", "--out", run], cwd=REPO, env=env,
+                        timeout=300)
     assert result.returncode == 0, result.stderr
     state = {k: v for k, v in load_checkpoint(run / "best.pt").items() if k not in ("format", "version")}
     save_checkpoint(root / "wrong-shapes.pt", {**state, "model": {**state["model"],
@@ -142,11 +141,11 @@ def test_cli_failure_is_one_line_that_says_what_to_do(files, tmp_path, module, a
             env.pop(name, None)
         else:
             env[name] = value.format(**places)
-    command = [sys.executable, "-m", module, *args]
+    prelude = ""
     if env.pop("DISK_FULL", None):
         shutil.copytree(files["run"], tmp_path / "run")
-        command = [sys.executable, "-c", DISK_FULL, module, *args]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        prelude = DISK_FULL
+    result = run_module(module, args, cwd=REPO, env=env, timeout=300, prelude=prelude)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith("error: ") and re.search(message, lines[0]), lines[0]

@@ -4,12 +4,11 @@ import argparse
 import importlib
 import pkgutil
 import shlex
-import subprocess
-import sys
 
 import pytest
 
 import tinylm.cli
+from tests.preloaded import run_module
 from tinylm.train.progress import format_record
 
 
@@ -55,16 +54,15 @@ def test_every_command_line_lives_in_tinylm_cli():
 
 @pytest.mark.parametrize("name", ["train", "interop"])
 def test_python_dash_m_tinylm_runs_a_command_by_name(name):
-    result = subprocess.run([sys.executable, "-m", "tinylm", name, "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = run_module("tinylm", [name, "--help"], timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.startswith(f"usage: python -m tinylm.{name} ")
 
 
 def test_python_dash_m_tinylm_lists_the_commands_and_refuses_an_unknown_one():
-    listing = subprocess.run([sys.executable, "-m", "tinylm"], capture_output=True, text=True, timeout=120)
+    listing = run_module("tinylm", [], timeout=120)
     assert listing.returncode == 0 and all(f"  {name} " in listing.stdout for name in COMMAND_LINES)
-    unknown = subprocess.run([sys.executable, "-m", "tinylm", "trian"], capture_output=True, text=True, timeout=120)
+    unknown = run_module("tinylm", ["trian"], timeout=120)
     assert unknown.returncode == 2 and unknown.stdout == ""
     assert unknown.stderr.startswith("error: unknown command 'trian'") and unknown.stderr.count("\n") == 1
 
@@ -72,8 +70,7 @@ def test_python_dash_m_tinylm_lists_the_commands_and_refuses_an_unknown_one():
 @pytest.mark.parametrize("name", COMMAND_LINES)
 def test_python_dash_m_tinylm_name_runs_the_cli_module(name):
     """`python -m tinylm.<name>` stays the way to run a command although its code moved to tinylm/cli/."""
-    result = subprocess.run([sys.executable, "-m", f"tinylm.{name}", "--help"], capture_output=True, text=True,
-                            timeout=120)
+    result = run_module(f"tinylm.{name}", ["--help"], timeout=120)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert result.stdout.startswith(f"usage: python -m tinylm.{name} ")
 
@@ -164,8 +161,7 @@ def test_an_integer_option_below_its_least_sensible_value_is_a_usage_error(comma
 
 
 def test_sample_with_a_negative_number_of_samples_exits_with_a_usage_error_not_silently():
-    result = subprocess.run([sys.executable, "-m", "tinylm.sample", "--ckpt", "runs/x", "--num-samples", "-2"],
-                            capture_output=True, text=True, timeout=120)
+    result = run_module("tinylm.sample", ["--ckpt", "runs/x", "--num-samples", "-2"], timeout=120)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr.splitlines()[-1] == ("python -m tinylm.sample: error: argument --num-samples: "
                                               "must be an integer >= 1, got -2")

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO
+from tests.preloaded import run_python
 from tinylm.data.tokens import RandomWindowSampler
 from tinylm.distributed import group_timeout
 from tinylm.train.checkpoint import load_checkpoint
@@ -29,7 +30,7 @@ def run(tmp_path, name, processes, *args):
     out = tmp_path / f"{name}.pt"
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     command = (launcher if processes > 1 else [sys.executable]) + [str(WORKER), "--out", str(out), *map(str, args)]
-    completed = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=180)
+    completed = run_python(command, env=ENV, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return {**torch.load(out, weights_only=True), "stdout": completed.stdout}
 
@@ -122,9 +123,8 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_res
     stops after the same step instead of waiting in the next gradient all-reduce for a rank that left."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     out, run_dir = tmp_path / "interrupted.pt", tmp_path / "run"
-    completed = subprocess.run(launcher + [str(WORKER), "--out", str(out), "--batch-size", "2", "--steps", "6",
-                                           "--run-dir", str(run_dir), "--interrupt-rank", "1"],
-                               env=ENV, capture_output=True, text=True, timeout=180)
+    completed = run_python(launcher + [str(WORKER), "--out", str(out), "--batch-size", "2", "--steps", "6",
+                                       "--run-dir", str(run_dir), "--interrupt-rank", "1"], env=ENV, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert [Path(f"{out}.rank{rank}.interrupted").read_text() for rank in (0, 1)] == ["3", "3"]
     assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
@@ -180,9 +180,8 @@ def test_a_second_ctrl_c_on_one_rank_between_steps_stops_it_at_once_without_a_co
 def test_a_diverging_rank_stops_every_rank_with_a_clear_message(tmp_path):
     """The step loss is averaged across ranks, so a NaN on rank 1 alone stops both ranks at the same step."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    completed = subprocess.run(launcher + [str(WORKER), "--out", str(tmp_path / "x.pt"), "--batch-size", "2",
-                                           "--poison-rank", "1"],
-                               env=ENV, capture_output=True, text=True, timeout=180)
+    completed = run_python(launcher + [str(WORKER), "--out", str(tmp_path / "x.pt"), "--batch-size", "2",
+                                       "--poison-rank", "1"], env=ENV, timeout=180)
     assert completed.returncode != 0
     assert completed.stderr.count("TrainingDiverged: the loss became nan at step 0") >= 2, completed.stderr[-3000:]
 
@@ -223,9 +222,8 @@ def test_a_hung_rank_ends_the_run_with_one_line_that_names_it_and_the_timeout(tm
     env = {**ENV, "TINYLM_DIST_TIMEOUT": "4", "TINYLM_DATA_DIR": str(data_root), "PYTHONPATH": str(REPO)}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                 "--log-dir", str(logs), "--redirects", "3"]  # each rank's stdout and stderr in a file of its own
-    completed = subprocess.run(launcher + [str(script), "shakespeare-char", "--profile", "smoke", "--out",
-                                           str(tmp_path / "run")], env=env, capture_output=True, text=True,
-                               timeout=120)
+    completed = run_python(launcher + [str(script), "shakespeare-char", "--profile", "smoke", "--out",
+                                       str(tmp_path / "run")], env=env, timeout=120)
     assert completed.returncode != 0
     [rank0_stderr] = logs.glob("*/attempt_0/0/stderr.log")
     lines = rank0_stderr.read_text().strip().splitlines()

@@ -4,8 +4,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from tests.helpers import REPO
+from tests.preloaded import run_module
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig, TrainConfig
 from tinylm.eval.loss import evaluate_loss, text_loss
@@ -143,9 +142,8 @@ def runs(tmp_path_factory):
 
 def test_cli_prints_loss_tokens_bytes_and_bits_per_byte(runs):
     root, text_file = runs
-    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char", "--text", text_file],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_module("tinylm.eval", ["loss", "--ckpt", root / "char", "--text", text_file], cwd=REPO,
+                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 0, result.stderr
     model, tok, _ = load_model(root / "char")  # best.pt
     expected = text_loss(model, tok, text_file.read_text(encoding="utf-8"))
@@ -204,9 +202,7 @@ def test_cli_errors_end_with_one_line_and_a_non_zero_status(runs, tmp_path, case
 
 def test_cli_error_from_a_real_process(runs, tmp_path):
     root, _ = runs
-    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char",
-                             "--text", tmp_path / "nope.txt"],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_module("tinylm.eval", ["loss", "--ckpt", root / "char", "--text", tmp_path / "nope.txt"], cwd=REPO,
+                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: no text file at {tmp_path / 'nope.txt'}; check the path"]

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 import torch
 
 from tests.helpers import run_cli
+from tests.preloaded import run_python
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
@@ -184,10 +184,9 @@ def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat
     root, out, _ = chat_run
     ddp_out = tmp_path / "ddp"
     env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "-m", "tinylm.finetune", "--profile", "smoke", "--base", str(out / "base"),
-                             "--out", str(ddp_out), "--max-steps", "4"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    result = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                         "-m", "tinylm.finetune", "--profile", "smoke", "--base", str(out / "base"),
+                         "--out", str(ddp_out), "--max-steps", "4"], env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     one = json.loads((out / "chat_eval.json").read_text())["before"]["answer_loss"]
     two = json.loads((ddp_out / "chat_eval.json").read_text())["before"]["answer_loss"]

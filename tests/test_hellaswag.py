@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.helpers import REPO
+from tests.preloaded import run_module
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
 from tinylm.download import DownloadError
@@ -198,8 +197,8 @@ def tiny_ckpt(tmp_path_factory):
 
 def test_cli_limit(tiny_ckpt, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TINYLM_DATA_DIR": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "hellaswag", "--ckpt", str(tiny_ckpt), "--limit", "5",
-                             "--device", "cpu"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    result = run_module("tinylm.eval", ["hellaswag", "--ckpt", tiny_ckpt, "--limit", "5", "--device", "cpu"], cwd=REPO,
+                        env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "substitute, not the official file" in result.stdout
     assert "examples:   5 (the first 5)" in result.stdout

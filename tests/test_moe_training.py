@@ -3,13 +3,13 @@
 import dataclasses
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+from tests.preloaded import run_python
 from tinylm.config import with_architecture
 from tinylm.model.gpt import GPT
 from tinylm.model.moe import moe_layers
@@ -168,8 +168,8 @@ def test_ddp_keeps_the_loss_free_biases_identical_across_ranks(tmp_path):
     """Each rank routes its own tokens, but the load is summed over ranks before the biases move."""
     (tmp_path / "worker.py").write_text(DDP_WORKER)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    completed = subprocess.run(launcher + [str(tmp_path / "worker.py"), str(tmp_path)], capture_output=True, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)
+    completed = run_python(launcher + [str(tmp_path / "worker.py"), str(tmp_path)],
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     for a, b in zip(ranks[0]["biases"], ranks[1]["biases"]):

@@ -8,13 +8,13 @@ import os
 import runpy
 import shlex
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
 from tests.helpers import REPO
+from tests.preloaded import run_module
 from tinylm.cli import COMMANDS
 from tinylm.cli.prepare import cli, main
 from tinylm.data import fineweb as shards
@@ -37,8 +37,7 @@ def tinystories_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepared")
     env = {**os.environ, "TINYLM_DATA_DIR": str(root), "OMP_NUM_THREADS": "1"}
     assert env.get("TINYLM_DATA_MIRROR"), "the root conftest.py should point TINYLM_DATA_MIRROR at the offline mirror"
-    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "tinystories", "--source", "sample"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = run_module("tinylm.prepare", ["tinystories", "--source", "sample"], cwd=REPO, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     return root, result.stdout
 
@@ -281,9 +280,8 @@ def test_a_prepared_file_cut_short_is_refused_with_the_command_that_prepares_it_
     command = f"python -m tinylm.prepare shakespeare-char --out {folder}"
     assert str(error.value).endswith(f"delete {folder} and prepare it again: {command}")
     shutil.rmtree(folder)  # the advice, followed
-    result = subprocess.run([sys.executable, "-m", "tinylm.prepare", "shakespeare-char", "--out", str(folder)],
-                            cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=120)
+    result = run_module("tinylm.prepare", ["shakespeare-char", "--out", folder], cwd=REPO,
+                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(prepare_shakespeare_char(folder).val) == recorded
 

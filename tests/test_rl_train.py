@@ -5,13 +5,13 @@ equals an uninterrupted one, and two DDP ranks make the update one process makes
 import copy
 import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.preloaded import run_python
 from tests.rl_ddp_worker import ddp_setup, one_step_trainer
 from tinylm.config import GPTConfig
 from tinylm.distributed import World
@@ -171,8 +171,7 @@ def test_two_ranks_make_the_update_of_one_process_on_their_batch(tmp_path):
     out = tmp_path / "ddp.pt"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
                "--out", str(out)]
-    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                          timeout=180)
+    done = run_python(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     result = torch.load(out, weights_only=True)
     assert result["world_size"] == 2

@@ -22,6 +22,7 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_model
 from tests.helpers import REPO
+from tests.preloaded import run_module
 from tinylm.cli.serve import cli
 from tinylm.serve.server import MAX_BODY_BYTES, ChatApp, ChatServer, static_file
 from tinylm.serve.session import ChatSession
@@ -339,8 +340,7 @@ def test_several_clients_at_once(server):
 
 def run_serve(*args, module="tinylm.serve", timeout=120) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return run_module(module, args, cwd=REPO, env=env, timeout=timeout)  # standard input: /dev/null
 
 
 def test_the_command_line_serves_logs_a_hostile_probe_without_tracebacks_and_stops_on_ctrl_c(tmp_path):

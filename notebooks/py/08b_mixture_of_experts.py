@@ -338,6 +338,8 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # %%
 track = tinylm.get_track("tinystories")
 data = track.prepare(RECIPE_PROFILE)
+if SCALE == "smoke":  # CI checks the code: 4,096 validation tokens, and as many held out for the test
+    data = dataclasses.replace(data, val=data.val[:4096])
 preset, recipe = track.recipe(RECIPE_PROFILE)
 base_cfg = tinylm.train.recipes.build_model_config(preset, data.tokenizer, track.vocab_multiple)
 arms = mixture_chain(base_cfg)
