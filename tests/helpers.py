@@ -1,5 +1,6 @@
-"""Helpers several test modules share: the repository's root, running a command line as a user runs it, the
-logits of a transformers model and of a tinylm one, and torch.optim.Muon's iteration in another dtype."""
+"""Helpers several test modules share: the repository's root, running a command line as a user runs it (in a process
+forked from one that has imported torch: tests/preloaded.py), the logits of a transformers model and of a tinylm one,
+and torch.optim.Muon's iteration in another dtype."""
 
 from __future__ import annotations
 

@@ -3,23 +3,27 @@
 A command line spends its first two to four seconds importing torch (and torch._dynamo, which PyTorch's optimizers
 import when the first one is built), and the suite runs dozens of commands. So on Linux each pytest worker keeps a
 Python process that has imported both and waits for requests; for each command it forks a child, which becomes what
-`python -m module args` would be from there on: its own working folder, environment, arguments and standard streams
-(files, read back as `subprocess.run(capture_output=True)` returns them), `__main__` run by `runpy` as `-m` runs it,
-and the interpreter's exit (its status, a traceback on stderr for an error nothing caught, other threads joined,
-atexit handlers, the streams flushed; not the teardown of every module, which takes over a second after torch and
-does nothing a command relies on). Every command's code runs afresh in the child; only torch's import is shared. On
-the 2-core AMD EPYC, `python -m tinylm.train --help` took 2.4 s as a new interpreter and 0.3 s forked.
+`python -m module args` (or `python script args`) would be from there on: its own working folder, environment,
+arguments, path and standard streams (standard input /dev/null; output and errors in files, read back as
+`subprocess.run(capture_output=True, text=True)` returns them), random generators reseeded (torch's, numpy's,
+Python's), `__main__` run by `runpy` as Python runs it, and the interpreter's exit (its status, a traceback on stderr
+for an error nothing caught, other threads joined, atexit handlers, the streams flushed; not the teardown of every
+module, which takes over a second after torch and does nothing tinylm's commands are known to rely on). On the
+2-core AMD EPYC, `python -m tinylm.train --help` took 2.4 s as a new interpreter and 0.3 s forked.
 
-The variables that torch or its libraries read when torch is imported (the threads of OpenMP and MKL, the CPU kind,
-CUDA's devices, PyTorch's own settings, Python's) are the preloaded process's own: a command whose environment gives
-them other values gets another preloaded process, started in those. Off Linux a command is a plain `python -m`
-process. Tests that give a command standard input, send it signals or read its output as it streams start their own
-processes.
+What the child shares with the server: the modules the server imported (torch, numpy and what they load, each
+already initialised, so that it read its environment variables when the server started) and Python's string-hash
+seed. So the variables that torch or its libraries read when they are imported (the threads of OpenMP, MKL and
+OpenBLAS, the CPU kind, CUDA's devices, PyTorch's and tqdm's settings, the locale, Python's own) are the server's: a
+command whose environment gives them other values gets another server, started in those. Off Linux a command is a
+plain Python process. Tests that give a command standard input, send it signals or read its output as it streams,
+and the few that need a fresh interpreter, start their own processes.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -31,11 +35,12 @@ import time
 from pathlib import Path
 
 IMPORT_TIME_VARIABLES = ("OMP_", "MKL_", "KMP_", "GOMP_", "ATEN_", "ONEDNN_", "DNNL_", "TORCH", "PYTORCH_", "CUDA_",
-                         "NVIDIA_", "LD_", "PYTHON")
+                         "NVIDIA_", "LD_", "PYTHON", "OPENBLAS_", "TQDM_", "LC_", "LANG")
+STARTUP_SECONDS = 120  # for the server to import torch (the first time) and fork the child
 
 SERVER = r"""
-import atexit, json, os, runpy, signal, sys, threading
-import torch, torch._dynamo  # the part of every command's start that is shared
+import atexit, json, os, random, runpy, signal, sys, tempfile, threading
+import numpy, torch, torch._dynamo  # the part of every command's start that is shared
 
 for line in sys.stdin:
     request = json.loads(line)
@@ -47,33 +52,38 @@ for line in sys.stdin:
         print(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}), flush=True)
         continue
     # the child: from here on what `python -m module` or `python script` would be, in its own folder, environment
-    # and streams
+    # and streams, and with random generators of its own (forked, it would share the server's states)
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    tempfile.tempdir = None  # read from TMPDIR again
     for fd, path, mode in ((0, os.devnull, os.O_RDONLY), (1, request["stdout"], os.O_WRONLY),
                            (2, request["stderr"], os.O_WRONLY)):
         opened = os.open(path, mode)
         os.dup2(opened, fd)
         os.close(opened)
     sys.stdin = open(os.devnull)
+    torch.seed()
+    numpy.random.seed()
+    random.seed()
     exec(request["prelude"], {"__name__": "__prelude__"})
-    sys.argv = [request["module"] or request["script"], *request["args"]]
-    code = 0
+    code, interrupted = 0, False
     try:
-        if request["module"]:
+        if request["module"]:  # `python -m`: the working folder first on the path
+            sys.argv, sys.path[0] = [request["module"], *request["args"]], os.getcwd()
             runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
-        else:  # `python script`: its folder first on the path
-            sys.path[0] = os.path.dirname(os.path.abspath(request["script"]))
-            runpy.run_path(request["script"], run_name="__main__")
+        else:  # `python script`: the script's folder first on the path, its name made absolute
+            script = os.path.abspath(request["script"])
+            sys.argv, sys.path[0] = [request["script"], *request["args"]], os.path.dirname(script)
+            runpy.run_path(script, run_name="__main__")
     except SystemExit as exit:
         code = exit.code
     except BaseException as error:  # what nothing caught: the traceback, as the interpreter prints it
         sys.excepthook(type(error), error, error.__traceback__)
-        code = -signal.SIGINT if isinstance(error, KeyboardInterrupt) else 1
+        code, interrupted = 1, isinstance(error, KeyboardInterrupt)
     # The interpreter's exit: SystemExit's code (a message goes to stderr, status 1), other threads joined, atexit
-    # handlers run, the streams flushed; then no teardown of every module (over a second with torch loaded, and no
-    # command's concern). An uncaught Ctrl-C ends by SIGINT, as Python ends then.
+    # handlers run, the streams flushed; then no teardown of every module (over a second with torch loaded, and
+    # nothing tinylm's commands are known to rely on). An uncaught Ctrl-C ends by SIGINT, as Python ends then.
     if code is None:
         code = 0
     elif not isinstance(code, int):
@@ -83,7 +93,7 @@ for line in sys.stdin:
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    if code == -signal.SIGINT:
+    if interrupted:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
     os._exit(code & 0xFF)
@@ -122,20 +132,29 @@ class PreloadedPython:
             stderr.touch()
             request = {"module": module, "script": script, "args": args, "cwd": str(cwd), "env": env,
                        "stdout": str(stdout), "stderr": str(stderr), "prelude": prelude}
+            pid = None
             try:
                 unsent = memoryview((json.dumps(request) + "\n").encode())
                 while unsent:  # an unbuffered write may take part of a long request
                     unsent = unsent[self.process.stdin.write(unsent):]
-                pid = self._reply(None)["pid"]  # the child has started: its time starts
+                started = self._reply(time.monotonic() + STARTUP_SECONDS)
+                if started is None:
+                    raise RuntimeError(f"the preloaded Python process did not start {command} in {STARTUP_SECONDS} s")
+                pid = started["pid"]  # the child has started: its time starts
                 reply = self._reply(None if timeout is None else time.monotonic() + timeout)
                 if reply is None:
-                    os.kill(pid, signal.SIGKILL)
+                    with contextlib.suppress(ProcessLookupError):  # it may end by itself meanwhile
+                        os.kill(pid, signal.SIGKILL)
                     self._reply(None)
-            except BaseException:  # a reply may be left unread (a Ctrl-C, say): the next command gets a new server
+            except BaseException:  # a Ctrl-C, say: stop the child, and the next command gets a new server
+                if pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
                 self.process.kill()
+                self.process.wait()
                 raise
-            if reply is None:
-                raise subprocess.TimeoutExpired(command, timeout, stdout.read_text(), stderr.read_text())
+            if reply is None:  # as subprocess.run(text=True) raises it: the output so far, in bytes
+                raise subprocess.TimeoutExpired(command, timeout, stdout.read_bytes(), stderr.read_bytes())
             return subprocess.CompletedProcess(command, reply["returncode"], stdout.read_text(), stderr.read_text())
 
     def close(self) -> None:
@@ -148,14 +167,15 @@ _servers: dict[tuple, PreloadedPython] = {}  # by the variables of IMPORT_TIME_V
 
 def run_python(command: list, cwd: Path | None = None, env: dict[str, str] | None = None,
                timeout: float | None = None, prelude: str = "") -> subprocess.CompletedProcess:
-    """What `subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)` returns for
-    command [sys.executable, "-m", module, *args] or [sys.executable, script, *args] (cwd: this process's; env: its
-    environment), run on Linux as the forked child of a preloaded process started in the same values of the
-    variables torch reads when imported (see the module docstring); `prelude`, Python code, runs in the new process
-    before the module or script (a test's fault)."""
+    """What `subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    timeout=timeout)` returns (or raises: TimeoutExpired past `timeout`) for the command [sys.executable, "-m",
+    module, *args] or [sys.executable, script, *args]; cwd: this process's, env: its environment. On Linux it runs as
+    the forked child of a server started in the same values of the variables read at import (see the module
+    docstring). `prelude`, Python code, runs in the new process before the module or script (a test's fault)."""
     command, cwd = [str(part) for part in command], Path(cwd or os.getcwd()).resolve()
     env = dict(os.environ if env is None else env)
     assert command[0] == sys.executable and len(command) > 1 + (command[1] == "-m"), command
+    assert command[1] == "-m" or not command[1].startswith("-"), f"no interpreter options here: {command}"
     if sys.platform == "linux":
         key = tuple(sorted((name, value) for name, value in env.items() if name.startswith(IMPORT_TIME_VARIABLES)))
         if key not in _servers or _servers[key].process.poll() is not None:
@@ -168,7 +188,8 @@ def run_python(command: list, cwd: Path | None = None, env: dict[str, str] | Non
         run = "run_module(sys.argv[0], alter_sys=True" if module else "run_path(sys.argv[0]"
         code = f"{prelude}\nimport runpy, sys\nsys.argv = sys.argv[1:]\nrunpy.{run}, run_name='__main__')"
         command = [command[0], "-c", code, *command[1 + module:]]
-    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def run_module(module: str, args, cwd: Path | None = None, env: dict[str, str] | None = None,

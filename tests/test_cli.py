@@ -1,4 +1,6 @@
-"""The command lines, run as a user runs them: `python -m tinylm.train ...` in a subprocess, offline."""
+"""The command lines, run as a user runs them: `python -m tinylm.train ...` in a process of its own (forked from one
+that has imported torch: tests/preloaded.py; a fresh interpreter where a test sends signals or reads a stream),
+offline."""
 
 import json
 import math

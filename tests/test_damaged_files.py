@@ -3,7 +3,7 @@ says what happened and what to do (exit status 1, no traceback), and the files i
 
 Data folders (meta.json), checkpoints (tokenizer entry, training state, weights), Hugging Face folders (weights
 cut short, a corrupt header, weights that do not fit config.json, a pickle with code) and a real full disk (a small
-tmpfs), each through `python -m tinylm.<command>` in a subprocess, as a user runs it.
+tmpfs), each through `python -m tinylm.<command>` in a process of its own (tests/preloaded.py), as a user runs it.
 """
 
 import json

@@ -4,6 +4,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -202,7 +204,9 @@ def test_cli_errors_end_with_one_line_and_a_non_zero_status(runs, tmp_path, case
 
 def test_cli_error_from_a_real_process(runs, tmp_path):
     root, _ = runs
-    result = run_module("tinylm.eval", ["loss", "--ckpt", root / "char", "--text", tmp_path / "nope.txt"], cwd=REPO,
-                        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    # a fresh interpreter, not a process forked from a preloaded one (tests/preloaded.py)
+    result = subprocess.run([sys.executable, "-m", "tinylm.eval", "loss", "--ckpt", root / "char", "--text",
+                             tmp_path / "nope.txt"], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [f"error: no text file at {tmp_path / 'nope.txt'}; check the path"]

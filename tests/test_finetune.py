@@ -1,5 +1,5 @@
-"""`python -m tinylm.finetune` as a user runs it (subprocess, offline, smoke profile): the run, its report, resume,
-a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input."""
+"""`python -m tinylm.finetune` as a user runs it (a process of its own, tests/preloaded.py; offline, smoke profile): the
+run, its report, resume, a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input."""
 
 from __future__ import annotations
 

@@ -1,24 +1,33 @@
 """tests/preloaded.py: a command run as a forked child of a preloaded process ends as the same command in a process of
-its own ends: the same exit status, standard output and error, folder and environment."""
+its own ends: the same exit status, standard output and error, folder, path, environment and randomness."""
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
+from tests import preloaded
 from tests.preloaded import run_module, run_python
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="off Linux run_python is subprocess.run itself")
 
 SCRIPTS = {
     "prints and ends": "import os, sys; print('out', os.getcwd(), os.environ['PROBE']); print('err', file=sys.stderr)",
     "exit status 3": "import sys; print('before'); sys.exit(3)",
+    "exit status -2": "import sys; sys.exit(-2)",
+    "exit status 256": "import sys; sys.exit(256)",
+    "exit None": "import sys; sys.exit(None)",
     "exit with a message": "import sys; sys.exit('error: a message')",
     "an uncaught error": "print('partial'); raise RuntimeError('a bug')",
     "an uncaught Ctrl-C": "raise KeyboardInterrupt",
     "a thread still running": "import threading, time\n"
                               "threading.Thread(target=lambda: (time.sleep(0.3), print('thread done'))).start()",
     "atexit handlers": "import atexit; atexit.register(print, 'handler ran')",
-    "arguments": "import sys; print(sys.argv[1:], __name__)",
+    "an error in an atexit handler": "import atexit; atexit.register(lambda: 1 / 0); print('registered')",
+    "arguments, path and name": "import sys; print(sys.argv[1:], sys.path[0], __name__, __file__)",
+    "standard input": "import sys; print(repr(sys.stdin.read()))",
 }
 
 
@@ -26,19 +35,44 @@ SCRIPTS = {
 def test_a_forked_command_ends_as_its_own_process_ends(tmp_path, name):
     (tmp_path / "probe_module.py").write_text(SCRIPTS[name])
     env = {**os.environ, "PROBE": "set", "OMP_NUM_THREADS": "1"}
-    for command in ([sys.executable, "-m", "probe_module", "a", "b"],
-                    [sys.executable, str(tmp_path / "probe_module.py"), "a", "b"]):
-        own = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    for command in ([sys.executable, "-m", "probe_module", "a", "b"], [sys.executable, "probe_module.py", "a", "b"]):
+        own = subprocess.run(command, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                             timeout=60)
         forked = run_python(command, cwd=tmp_path, env=env, timeout=60)
         assert (forked.returncode, forked.stdout) == (own.returncode, own.stdout)
         # a traceback names other frames above the script's: its last line is compared
         assert forked.stderr.splitlines()[-1:] == own.stderr.splitlines()[-1:], forked.stderr
 
 
-def test_a_command_past_its_timeout_is_killed_and_the_next_one_runs(tmp_path):
+def test_a_package_runs_its_main_module(tmp_path):
+    """`python -m tinylm` runs tinylm/__main__.py."""
+    (tmp_path / "probe_package").mkdir()
+    (tmp_path / "probe_package" / "__init__.py").write_text("")
+    (tmp_path / "probe_package" / "__main__.py").write_text("import sys; print('main of the package', sys.argv[1:])")
+    command = [sys.executable, "-m", "probe_package", "x"]
+    own = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert (run_python(command, cwd=tmp_path, timeout=60).stdout, own.stdout) == ("main of the package ['x']\n",) * 2
+
+
+def test_every_forked_command_draws_other_random_numbers(tmp_path):
+    (tmp_path / "draw.py").write_text("import random, numpy, torch\n"
+                                      "print(torch.rand(1).item(), numpy.random.random(), random.random())")
+    draws = [run_module("draw", [], cwd=tmp_path, timeout=60).stdout for _ in range(2)]
+    assert all(draws) and draws[0] != draws[1]
+    assert len(set(draws[0].split()) & set(draws[1].split())) == 0, "each generator draws anew"
+
+
+def test_a_command_past_its_timeout_is_killed_and_the_server_runs_the_next_one(tmp_path):
     (tmp_path / "sleeper.py").write_text("import time; print('started', flush=True); time.sleep(60)")
+    run_module("sleeper", [], cwd=tmp_path, timeout=60, prelude="import time; time.sleep = lambda seconds: None")
+    key = tuple(sorted((name, value) for name, value in os.environ.items()
+                       if name.startswith(preloaded.IMPORT_TIME_VARIABLES)))
+    server = preloaded._servers[key]  # the one that ran it
+    started = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired) as timed_out:
         run_module("sleeper", [], cwd=tmp_path, timeout=3)
-    assert timed_out.value.output == "started\n"
+    assert time.monotonic() - started < 30, "the child was killed at its timeout, not left to sleep"
+    assert timed_out.value.output == b"started\n"
     done = run_module("sleeper", [], cwd=tmp_path, timeout=60, prelude="import time; time.sleep = lambda seconds: None")
     assert (done.returncode, done.stdout) == (0, "started\n")
+    assert preloaded._servers[key] is server and server.process.poll() is None, "the same server ran it"

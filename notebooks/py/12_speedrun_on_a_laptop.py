@@ -49,7 +49,7 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; the record table with 4 arms × 3 seeds of a tiny model, priced at what 20 default steps cost | the last cell prints it |
+# | `smoke` (CI) | every check; the record table with 4 arms × 3 seeds of a tiny model, priced at what 20 default steps cost, scored on 8,192 validation characters | the last cell prints it |
 # | `cpu` (2-core laptop) | the record table: 4 arms × 3 seeds × 70 s of training on Shakespeare, priced at each arm's timed step cost | the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
