@@ -9,7 +9,7 @@ arguments, path and standard streams (standard input /dev/null; output and error
 Python's), `__main__` run by `runpy` as Python runs it, and the interpreter's exit (its status, a traceback on stderr
 for an error nothing caught, other threads joined, atexit handlers, the streams flushed; not the teardown of every
 module, which takes over a second after torch and does nothing tinylm's commands are known to rely on). On the
-2-core AMD EPYC, `python -m tinylm.train --help` took 2.4 s as a new interpreter and 0.3 s forked.
+2-core AMD EPYC (AVX2), `python -m tinylm.train --help` took 2.4 s as a new interpreter and 0.3 s forked.
 
 What the child shares with the server: the modules the server imported (torch, numpy and what they load, each
 already initialised, so that it read its environment variables when the server started) and Python's string-hash

@@ -4,7 +4,6 @@ its own ends: the same exit status, standard output and error, folder, path, env
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -63,16 +62,23 @@ def test_every_forked_command_draws_other_random_numbers(tmp_path):
 
 
 def test_a_command_past_its_timeout_is_killed_and_the_server_runs_the_next_one(tmp_path):
-    (tmp_path / "sleeper.py").write_text("import time; print('started', flush=True); time.sleep(60)")
-    run_module("sleeper", [], cwd=tmp_path, timeout=60, prelude="import time; time.sleep = lambda seconds: None")
+    """The child waits on a pipe no one writes to, for a minute (so that a broken kill fails the test rather than
+    hanging it), then says it ended: the kill at its 10-second timeout comes first."""
+    (tmp_path / "waiter.py").write_text("import os, pathlib, select\n"
+                                        "pathlib.Path('pid').write_text(str(os.getpid()))\n"
+                                        "print('started', flush=True)\n"
+                                        "read_end, _ = os.pipe()\n"
+                                        "select.select([read_end], [], [], 60)\n"
+                                        "print('ended', flush=True)\n")
     key = tuple(sorted((name, value) for name, value in os.environ.items()
                        if name.startswith(preloaded.IMPORT_TIME_VARIABLES)))
+    run_module("json.tool", ["--help"], cwd=tmp_path, timeout=60)
     server = preloaded._servers[key]  # the one that ran it
-    started = time.monotonic()
     with pytest.raises(subprocess.TimeoutExpired) as timed_out:
-        run_module("sleeper", [], cwd=tmp_path, timeout=3)
-    assert time.monotonic() - started < 30, "the child was killed at its timeout, not left to sleep"
+        run_module("waiter", [], cwd=tmp_path, timeout=10)
     assert timed_out.value.output == b"started\n"
-    done = run_module("sleeper", [], cwd=tmp_path, timeout=60, prelude="import time; time.sleep = lambda seconds: None")
-    assert (done.returncode, done.stdout) == (0, "started\n")
+    with pytest.raises(ProcessLookupError):  # killed, and reaped by the server
+        os.kill(int((tmp_path / "pid").read_text()), 0)
+    done = run_module("json.tool", ["--help"], cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("usage:")
     assert preloaded._servers[key] is server and server.process.poll() is None, "the same server ran it"

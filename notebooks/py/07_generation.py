@@ -221,10 +221,9 @@ at_one = math.exp(torch.distributions.Categorical(logits=logits).entropy())
 print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 
 # %% [markdown]
-# The printed `e^H` says over how many characters the model's probability is effectively spread at `T = 1`:
-# the number of equally likely characters with the same entropy. It counts the tail of short bars too: cutting the
-# tail off and renormalising can only lower e^H, so the tallest bars alone would give fewer effective choices. A
-# small model spreads a little of its probability over many wrong ones, and a
+# The printed `e^H` counts the equally likely characters that would have the model's entropy at `T = 1`. The tail
+# of short bars adds to it (cutting the tail off can only lower e^H). A small model spreads a little of its
+# probability over many wrong ones, and a
 # long text visits that tail often. A temperature a little below 1 shrinks that tail (what it costs in
 # variety, this notebook does not measure). At
 # both ends the curve flattens at its limits: one choice (greedy) and every character equally likely.
@@ -458,14 +457,12 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 #
 # ## How much faster, token by token
 #
-# Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and
-# without the cache. Without it, each step runs the whole model over every position of the context, the output
-# head included, though only the last position's logits are used. Two models: the Shakespeare one (a context of
-# 64 characters), and one with GPT-2's vocabulary and context, ~16M parameters, random weights (speed does not
-# depend on what the weights are). A timing on a shared machine is noisy, so each model runs several
-# **interleaved rounds** (with, without, without, with, ...), the plots show the first round token by token, the
-# verdict compares the rounds' tokens/s (`compare` with rounds as its replicates), and every round's rate is
-# printed under it.
+# Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and without
+# the cache; without it, every step reruns the whole model, output head included, on every position of the
+# context. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with GPT-2's vocabulary and
+# context and random weights (speed does not depend on the weights). Timings on a shared machine are noisy, so
+# each model runs **interleaved rounds** (with, without, without, with, ...); the plots show the first round, the
+# verdict compares the rounds' tokens/s (`compare`), and every round's rate is printed.
 #
 # **Predict, then run.** Without the cache, should the time per token grow as the text gets longer? With
 # it? For which of the two models will the cache save more: the 1-layer Shakespeare model, or the 16M one
@@ -520,17 +517,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Each verdict gives the cached loop's gain in tokens/s (its step is `tinylm.generate.fast`'s, while the uncached
-# loop runs the whole model, head included, at every position) and whether every round with the cache beat every
-# round without it. Gains in tokens/s cannot be compared across the two models; a ratio can. Each round ran both
-# arms back to back, so a round's ratio (divide the two lists on the last line, round by round) is one replicate,
-# and by the course's rule one model gains more only if every round's ratio beats every round's ratio of the
-# other. A round slow in both arms at once points to the machine, not to either arm: interleaving is there for
-# this, and a ratio taken within one round cancels it.
+# Each verdict gives the cached loop's gain in tokens/s (its step is `tinylm.generate.fast`'s) and whether every
+# round with the cache beat every round without. Gains in tokens/s do not compare across models; ratios do. Each
+# round ran both arms back to back, so a round's ratio (from the last line's lists) is one replicate: one model
+# gains more only if every one of its rounds' ratios beats every one of the other's. A round slow in both arms
+# points to the machine, and a ratio within one round cancels it.
 #
 # In the 16M model's plot, without the cache a step costs more as the context grows; with it, the plot shows no
-# growth: attention over the cache does grow, but it is small beside reading the weights, and smaller than the
-# shifts in the line's level.
+# growth: attention over the cache does grow, but less than the line's shifts from noise.
 # After the first crop the Shakespeare context only holds 32 to 64 characters, so its uncached cost rises a
 # little before each crop and falls back. Its plot shows the crop rule: the context grows from 32 characters back
 # to 64, so it is cropped every 33 new characters, and the cached generation then pays one prefill of 32: the
@@ -598,10 +592,8 @@ for budget, stream_, text in ((300, story, story_text), (40, short, short_text))
 #
 # One call opens a prompt box, sliders for temperature, top-k, top-p, the number of tokens and a seed,
 # and a Generate button; the output streams in as it is produced, with the speed and why it stopped. (In
-# CI and in the committed outputs there is no widget front end, so it generates once and prints.) The speed is
-# the whole call's: setup, the prefill, sampling, turning tokens into text and printing it. The timing above ran
-# greedy decoding and printed nothing, and it did not time the TinyStories model at all, so these rates are not
-# comparable with those.
+# CI and in the committed outputs there is no widget front end, so it generates once and prints.) Its speed is
+# the whole call's (setup, prefill, sampling, text, printing), not comparable with the loop's rates above.
 
 # %%
 session = tinylm.playground(model, tokenizer, "ROMEO:\n", max_new_tokens=200, temperature=0.8)
