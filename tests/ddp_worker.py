@@ -4,7 +4,9 @@ Rank 0 saves what the test compares (the gradients of the first step, or the fin
 to --out. With --interrupt-rank, that rank alone gets SIGINT during its third forward pass, or with --between-steps
 in the evaluation after step 3 (--ctrl-c 2: twice, the second Ctrl-C that stops at once); each rank that stops
 writes the step it stopped after to <out>.rank<r>.interrupted, and leaves without a final barrier, as
-python -m tinylm.train does.
+python -m tinylm.train does. With --first-record-rank, that rank alone is past FIRST_RECORD_SECONDS from the start
+(the others never are), the trainer's step_stats all-reduce as GRPO's do, and each rank writes the steps of its
+train records to <out>.rank<r>.records.
 """
 
 import argparse
@@ -15,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import tinylm.train.trainer as trainer_module
 from tinylm.config import GPTConfig, TrainConfig
-from tinylm.distributed import run_in_world
+from tinylm.distributed import all_reduce_sum, run_in_world
 from tinylm.model.gpt import GPT
 from tinylm.train.trainer import Trainer
 
@@ -37,8 +40,18 @@ parser.add_argument("--poison-rank", type=int, help="this rank's weights become 
 parser.add_argument("--interrupt-rank", type=int, help="this rank alone gets SIGINT during its third forward pass")
 parser.add_argument("--between-steps", action="store_true", help="instead: in the evaluation after step 3")
 parser.add_argument("--ctrl-c", type=int, default=1, help="how many SIGINTs the interrupted rank gets at once")
+parser.add_argument("--first-record-rank", type=int,
+                    help="this rank alone is past FIRST_RECORD_SECONDS at once; step_stats do a collective")
 args = parser.parse_args()
 torch.set_num_threads(1)
+
+
+class TrainerWithCollectiveStats(Trainer):
+    """step_stats as GRPOTrainer's: a collective, so every rank must make its train records at the same steps."""
+
+    def step_stats(self) -> dict:
+        (ranks,) = all_reduce_sum([1.0], self.device)
+        return {"ranks": ranks}
 
 
 def work(world, held) -> None:
@@ -60,8 +73,15 @@ def work(world, held) -> None:
             return {}
 
         evaluators["ctrl_c"] = ctrl_c
-    trainer = Trainer(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world,
-                      evaluators=evaluators)
+    trainer_class = Trainer
+    if args.first_record_rank is not None:
+        trainer_module.FIRST_RECORD_SECONDS = 0.0 if world.rank == args.first_record_rank else 1e9
+        trainer_class = TrainerWithCollectiveStats
+    trainer = trainer_class(model, cfg, tokens, tokens[:500], out_dir=args.run_dir, device="cpu", world=world,
+                            evaluators=evaluators)
+    recorded_steps = []  # the steps at which this rank made a train record (only rank 0 emits them)
+    log_training = trainer._log_training
+    trainer._log_training = lambda *a: (recorded_steps.append(trainer.step), log_training(*a))
     if args.resume:
         trainer.resume(args.resume)
     if args.uneven_targets:
@@ -103,6 +123,8 @@ def work(world, held) -> None:
             Path(f"{args.out}.rank{world.rank}.interrupted").write_text(str(trainer.step))
             raise SystemExit(0) from None  # teardown without a barrier: a rank that did not stop here fails
         result = trainer.model.state_dict()
+    if args.first_record_rank is not None:
+        Path(f"{args.out}.rank{world.rank}.records").write_text(" ".join(map(str, recorded_steps)))
     if world.is_main:
         torch.save({"result": result, "val_loss": val_loss, "world_size": world.size,
                     "accum": trainer.grad_accum_steps}, args.out)

@@ -255,6 +255,18 @@ def test_bench_compile_prints_the_losses_the_compile_time_and_the_verdict(capsys
 
 
 @pytest.mark.parametrize("bf16_fast", [True, False])
+def test_bench_compile_warns_in_one_line_where_the_dtype_asked_for_is_slow(capsys, monkeypatch, bf16_fast):
+    monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)
+    monkeypatch.setattr("tinylm.runtime.bf16_is_fast", lambda device: bf16_fast)
+    monkeypatch.setattr(torch, "compile", lambda model: model)
+    main(["compile", "--preset", "nanogpt-cpu", "--n-layer", "1", "--block-size", "16", "--batch-size", "2",
+          "--rounds", "1", "--dtype", "bfloat16"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line for line in lines if line.startswith("warning: bfloat16")] == ([] if bf16_fast else [lines[0]])
+    assert "dtype bfloat16" in lines[1 - bf16_fast], "measured in bf16 either way"
+
+
+@pytest.mark.parametrize("bf16_fast", [True, False])
 def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_slow(capsys, monkeypatch, bf16_fast):
     monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)
     monkeypatch.setattr("tinylm.runtime.bf16_is_fast", lambda device: bf16_fast)

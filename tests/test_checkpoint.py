@@ -145,6 +145,18 @@ def test_pickled_code_is_refused_and_never_runs(tmp_path):
     assert not marker.exists()
 
 
+def test_a_text_file_given_as_a_checkpoint_is_one_line_without_torchs_advice_to_load_it_unsafely(tmp_path):
+    """torch's refusal says that weights_only=False "will likely succeed": false for a text file, and the step that
+    would run a payload. The error keeps what was refused and leaves that advice out."""
+    path = tmp_path / "notes.md"
+    path.write_text("# not a checkpoint\n")
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert "\n" not in message and "weights_only" not in message and message.startswith(str(path))
+    assert "arbitrary code" in message and "best.pt or last.pt" in message
+
+
 def test_the_payload_would_run_if_unpickled_unsafely(tmp_path):
     """Control for the test above: plain pickle does run the payload, so its absence there is meaningful."""
     marker = tmp_path / "ran.txt"

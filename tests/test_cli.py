@@ -19,6 +19,7 @@ from tests.helpers import REPO, run_cli
 from tests.preloaded import run_module
 from tests.test_docs import problems_of
 from tinylm.generate.stream import generate_text
+from tinylm.runtime import dtype_warning
 from tinylm.train.checkpoint import find_checkpoint, load_checkpoint, load_model
 
 
@@ -119,6 +120,19 @@ def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
     model, tokenizer, _ = load_model(out)
     expected = generate_text(model, tokenizer, "ROMEO:", 20, temperature=0)
     assert result.stdout == expected + "\n"
+def test_sample_cli_says_on_stderr_when_its_dtype_is_slow_here_and_still_prints_only_the_text(smoke_run):
+    """float16 on a CPU without oneDNN's float16 kernels runs many times slower than float32: one warning line on
+    stderr (where there are such kernels, none), and stdout is the generated text alone either way."""
+    data_root, out, _ = smoke_run
+    result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 5, "--temperature", 0,
+                     "--dtype", "float16", data_dir=data_root)
+    assert result.returncode == 0, result.stderr
+    expected = dtype_warning("cpu", torch.float16)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == ([] if expected is None else [expected])
+    assert result.stdout.startswith("ROMEO:") and "warning" not in result.stdout
+
+
 def test_sample_cli_streams_every_sampler_option_and_numbers_the_samples(smoke_run):
     data_root, out, _ = smoke_run
     result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 40, "--temperature", 0.9,

@@ -118,6 +118,17 @@ def test_each_ranks_dropout_stream_survives_a_resume(tmp_path):
     assert any(not torch.equal(first_half[k], alone["result"][k]) for k in first_half), "the resumed half trained"
 
 
+@pytest.mark.parametrize("early_rank", [0, 1])
+def test_every_rank_makes_the_first_train_record_at_the_same_step_whatever_its_own_clock_says(tmp_path, early_rank):
+    """Only `early_rank` is FIRST_RECORD_SECONDS into its session (its clock started earlier); the step's all-reduce
+    carries that, so both ranks make the first train record after step 2, and the step_stats collective (GRPO's
+    kind) pairs up instead of meeting the other rank's gradient all-reduce."""
+    result = run(tmp_path, "records", 2, "--batch-size", 2, "--first-record-rank", early_rank)
+    out = tmp_path / "records.pt"
+    assert [Path(f"{out}.rank{rank}.records").read_text() for rank in (0, 1)] == ["2 4", "2 4"]
+    assert math.isfinite(result["val_loss"])
+
+
 def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_resumable_last_pt(tmp_path):
     """SIGINT reaches rank 1 alone, mid-step 3: the request travels in the step loss's all-reduce, so rank 0
     stops after the same step instead of waiting in the next gradient all-reduce for a rank that left."""

@@ -79,6 +79,17 @@ def test_generation_is_token_for_token_the_readable_one_past_the_end_of_the_cont
     assert calls and all(length > 1 for length in calls), "the readable step only prefilled; every token was fast"
 
 
+def test_without_the_cache_no_fast_step_is_built(model, monkeypatch):
+    """The fast step serves one new position after a prefill, which the uncached loop never has: building it would
+    copy every block's weights for nothing."""
+    import tinylm.generate.decode as decode_module
+
+    prompt = torch.randint(37, (1, 1), generator=torch.Generator().manual_seed(2))  # one token: a 1-position context
+    expected = generate(model, prompt, 20, use_cache=False, fast=False, temperature=0)
+    monkeypatch.setattr(decode_module, "fast_decode_step", lambda model: pytest.fail("built without the cache"))
+    assert torch.equal(generate(model, prompt, 20, use_cache=False, temperature=0), expected)
+
+
 def test_a_batch_gives_each_row_what_it_gives_alone(model):
     prompts = [[1, 2, 3], [4, 5, 6], [7, 8]]  # the third row is left-padded: that batch walks the modules
     equal_lengths = generate_batch(model, prompts[:2], 20, temperature=0.8, seed=5)

@@ -63,3 +63,17 @@ def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(
 def test_a_bad_recipe_fails_before_anything_runs(options, message):
     with pytest.raises((ConfigError, ValueError), match=message):
         resolve_recipe("shakespeare-char", "smoke", **options)
+
+
+@pytest.mark.parametrize("recipe, optimizer", [("default", "| optimizer AdamW |"),
+                                               ("speedrun", "| optimizer Muon (Newton–Schulz in ")])
+def test_the_startup_line_names_the_optimizer_and_for_muon_its_newton_schulz_dtype(tmp_path, recipe, optimizer):
+    """A learner who overrides --optimizer on the speedrun recipe, or trains it on another CPU, sees what ran."""
+    said = []
+    finished = train(resolve_recipe("shakespeare-char", "smoke", out=tmp_path / "run", recipe=recipe, max_steps=6),
+                     say=said.append, on_record=quiet)
+    [header] = [line for line in said if line.startswith("shakespeare-char | profile smoke")]
+    assert optimizer in header
+    muon = getattr(finished.trainer.optimizer, "muon", None)
+    if muon is not None:
+        assert f"Newton–Schulz in {str(muon.ns_dtype).removeprefix('torch.')}) + AdamW |" in header

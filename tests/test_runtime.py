@@ -1,12 +1,14 @@
 """Profiles, devices and precision chosen from the environment and the hardware."""
 
 import contextlib
+import itertools
 import os
 import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -46,9 +48,9 @@ def test_cpu_precision_is_float32_unless_asked(monkeypatch):
     cpu = torch.device("cpu")
     assert resolve_dtype(cpu) == torch.float32
     assert resolve_dtype(cpu, "bfloat16") == torch.bfloat16
-    assert not needs_grad_scaler(cpu, torch.float16)
-    assert needs_grad_scaler(torch.device("cuda"), torch.float16)
-    assert not needs_grad_scaler(torch.device("cuda"), torch.bfloat16)
+    for device in (cpu, torch.device("cuda")):  # float16's loss is scaled wherever it trains
+        assert needs_grad_scaler(device, torch.float16)
+        assert not needs_grad_scaler(device, torch.bfloat16) and not needs_grad_scaler(device, torch.float32)
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
@@ -91,6 +93,34 @@ def test_on_a_cpu_bf16_is_fast_only_where_dispatch_has_it_and_the_measurement_ag
     if not expected:
         assert warning.startswith("warning: bfloat16") and "--dtype float32" in warning and "\n" not in warning
     assert dtype_warning("cpu", torch.float32) is None
+
+
+@pytest.mark.parametrize("fp16_kernels", [False, True])
+def test_float16_on_a_cpu_warns_where_onednn_has_no_float16_kernels(monkeypatch, fp16_kernels):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_fp16_supported", lambda: fp16_kernels)
+    warning = dtype_warning("cpu", torch.float16)
+    assert (warning is None) == fp16_kernels
+    if not fp16_kernels:
+        assert warning.startswith("warning: float16") and "--dtype float32" in warning and "\n" not in warning
+
+
+@pytest.mark.parametrize("bf16_share, expected", [(0.5, True), (0.8, True), (0.9, False), (1.0, False)])
+def test_the_cpu_measurement_calls_bf16_fast_only_by_a_clear_margin_and_times_one_thread(monkeypatch, bf16_share,
+                                                                                        expected):
+    """A warm-up round reads the clock at each start only; each timed round times float32, then bfloat16 (start,
+    end, start, end); a near tie is "no"."""
+    clock = SimpleNamespace(now=0.0, steps=itertools.chain([0.0, 0.0], itertools.cycle([0.0, 1.0, 0.0, bf16_share])))
+
+    def perf_counter():
+        clock.now += next(clock.steps)  # a start adds nothing, an end its dtype's duration
+        return clock.now
+
+    threads_seen = []
+    monkeypatch.setattr(tinylm.runtime, "time", SimpleNamespace(perf_counter=perf_counter))
+    real_matmul_threads = torch.get_num_threads()
+    monkeypatch.setattr(torch.Tensor, "__matmul__", lambda x, y: threads_seen.append(torch.get_num_threads()))
+    assert tinylm.runtime._cpu_bf16_measured_fast.__wrapped__(rounds=3) is expected
+    assert set(threads_seen) == {1} and torch.get_num_threads() == real_matmul_threads
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 5), False), ((8, 0), True)])
@@ -242,12 +272,12 @@ def test_busy_elsewhere_counts_a_process_that_spins_now():
 
 
 def test_configure_backend_takes_fewer_threads_on_a_busy_machine_and_says_so():
-    """In a process of its own: the thread count lasts for the process's life."""
+    """In a process of its own: the thread count lasts for the process's life. A later call on an idle machine gives
+    back the threads an earlier one took away (a notebook's set-up cell run again)."""
     probe = ("import os, torch; os.environ.pop('OMP_NUM_THREADS', None); torch.set_num_threads(2); "
              "import tinylm.runtime as r; r.spare_cores = lambda: 1; note = r.configure_backend('cpu'); "
              "print(torch.get_num_threads(), note is not None and 'using 1 of 2 CPU threads' in note); "
-             "r.spare_cores = lambda: 2; torch.set_num_threads(2); "
-             "print(torch.get_num_threads(), r.configure_backend('cpu'))")
+             "r.spare_cores = lambda: 2; note = r.configure_backend('cpu'); print(torch.get_num_threads(), note)")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env)
     assert result.stdout.split("\n")[:2] == ["1 True", "2 None"]

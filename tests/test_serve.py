@@ -403,9 +403,9 @@ def test_a_port_out_of_range_is_a_usage_error(port, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli(["--ckpt", "unused.pt", "--port", port])
     assert stopped.value.code == 2
-    message = capsys.readouterr().err.splitlines()[-1]
+    [message] = capsys.readouterr().err.splitlines()
     assert message.startswith("python -m tinylm.serve: error: argument --port: ")
-    assert message.endswith("must be 0..65535 (0 picks any free port)")
+    assert message.endswith("must be 0..65535 (0 picks any free port); see python -m tinylm.serve --help")
 
 
 NAN_TEMPERATURE = ("--temperature", "nan", "temperature must be >= 0")

@@ -543,6 +543,7 @@ def test_the_first_step_line_and_the_plan_come_within_seconds_however_slow_the_s
     train, val = tokens
     clock = FakeClock(tick)
     monkeypatch.setattr(trainer_module, "time", clock)
+    monkeypatch.setattr(trainer_module, "FIRST_RECORD_SECONDS", 10.0)  # a few of these clock's steps
     records = []
     trainer = Trainer(make_model(), train_config(max_steps=12, log_interval=1000), train, val, device="cpu",
                       callbacks=[lambda r: records.append((r, clock.now))])
@@ -595,3 +596,13 @@ def test_a_checkpoint_of_more_ranks_resumes_in_one_process_and_says_what_happens
     resumed.load_state_dict(state)
     assert torch.equal(torch.get_rng_state(), rank0), "rank 0 continues rank 0's stream"
     assert "resuming a 2-process run with 1: the dropout streams of ranks 1..1 end here" in capsys.readouterr().out
+
+
+def test_float16_on_a_cpu_trains_with_a_gradient_scaler(make_model, train_config, tokens):
+    """float16's narrow exponent range needs the loss scaled wherever it trains, a CPU included (where the GradScaler
+    was once left off)."""
+    train, val = tokens
+    trainer = Trainer(make_model(), train_config(max_steps=3, dtype="float16"), train, val, device="cpu")
+    assert trainer.scaler.is_enabled()
+    final = trainer.fit()
+    assert math.isfinite(final["val_loss"]) and trainer.scaler.get_scale() > 1

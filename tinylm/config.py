@@ -269,7 +269,7 @@ class TrainConfig:
     sample_tokens: int = 200
     eval_batch_size: int = 64
     seed: int = 1337
-    dtype: str = "auto"  # "auto": bf16 where supported, fp16 + GradScaler on older CUDA, fp32 on CPU
+    dtype: str = "auto"  # "auto": bf16 on GPUs that compute it natively, fp16 + GradScaler on older ones, fp32 on CPU
     total_batch_tokens: int | None = None  # if set, grad_accum_steps = this / (batch_size * block_size * world size)
     compile: bool = False  # torch.compile the training forward/backward (evaluation and generation stay eager)
     optimizer: str = "adamw"  # "adamw" for every parameter, or "muon" for the blocks' matrices and AdamW for the rest

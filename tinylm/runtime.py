@@ -11,8 +11,10 @@ The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` ov
 and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
 GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
 (T4, V100), and plain fp32 on CPU. `bf16_is_fast` is the one place that decides whether bf16 is fast on a
-device; everything that would compute in bf16 on a CPU (Muon's Newton–Schulz, a `--dtype bfloat16` asked for)
-asks it, because a CPU without native bf16 runs bf16 matrix products ~30x slower than fp32 ones.
+device, because a CPU without native bf16 runs bf16 matrix products ~30x slower than fp32 ones: training's Muon
+asks it for its Newton–Schulz dtype (`tinylm.train.muon.newton_schulz_dtype`), and every command that takes a
+`--dtype` warns through `dtype_warning` when the one asked for is slow there (bf16 where bf16 is slow, float16 on a
+CPU). `Muon` and `newton_schulz` called directly compute in bfloat16 unless told otherwise, as torch.optim.Muon does.
 `peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
 datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
 back to the OS, which CPU training steps would otherwise page-fault back in every step.
@@ -127,13 +129,13 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def bf16_is_fast(device: str | torch.device) -> bool:
-    """Whether bfloat16 matrix products run at least as fast as float32 ones on `device`.
+    """Whether bfloat16 matrix products run clearly faster than float32 ones on `device`.
 
     CUDA: where the GPU computes bf16 natively (`native_bf16`). A CPU: where PyTorch's own dispatch sends bf16
     products to a bf16 kernel of the CPU (oneDNN: AVX-512 on x86, bf16 instructions on ARM) and a short
-    measurement (a few milliseconds, once per process) confirms it beats float32; an AVX2 CPU, or one that
-    `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` limits to AVX2, is "no" without measuring. Other devices
-    (MPS): no, not measured."""
+    measurement (a few milliseconds on one thread, once per process) confirms it beats float32 by a margin; an AVX2
+    CPU, or one that `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` limits to AVX2, is "no" without measuring.
+    Other devices (MPS): no, not measured."""
     device = torch.device(device)
     if device.type == "cuda":
         return native_bf16(device)
@@ -151,26 +153,41 @@ def cpu_dispatch_has_bf16() -> bool:
     return not x86 or torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
+BF16_FAST_RATIO = 0.8  # bf16's best time over float32's at most this: a near tie is noise, not a faster kernel
+
+
 @functools.cache
 def _cpu_bf16_measured_fast(rounds: int = 5) -> bool:
     """bf16 against fp32 on one (128 x 384)·(384 x 384) product, the size of a small model's Newton–Schulz step:
-    interleaved rounds, best of each; True when bf16's best is no slower."""
+    interleaved rounds, best of each, on one thread (a thread whose core another process holds would time the wait,
+    not the kernel); True when bf16's best takes at most BF16_FAST_RATIO of fp32's. The answer picks the arithmetic
+    of Muon's updates, so it asks for a clear win: native bf16 kernels are several times faster (the course guide's
+    figures), an emulated path many times slower."""
     a, b = torch.randn(128, 384), torch.randn(384, 384)
     pairs = {dtype: (a.to(dtype), b.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
     best = dict.fromkeys(pairs, float("inf"))
-    for round_ in range(rounds + 1):
-        for dtype, (x, y) in pairs.items():
-            start = time.perf_counter()
-            for _ in range(4):
-                x @ y
-            if round_:  # the first round warms both kernels up
-                best[dtype] = min(best[dtype], time.perf_counter() - start)
-    return best[torch.bfloat16] <= best[torch.float32]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for round_ in range(rounds + 1):
+            for dtype, (x, y) in pairs.items():
+                start = time.perf_counter()
+                for _ in range(4):
+                    x @ y
+                if round_:  # the first round warms both kernels up
+                    best[dtype] = min(best[dtype], time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return best[torch.bfloat16] <= BF16_FAST_RATIO * best[torch.float32]
 
 
 def dtype_warning(device: str | torch.device, dtype: torch.dtype) -> str | None:
-    """A one-line warning when `dtype` is bfloat16 on a device where bf16 is slow (`bf16_is_fast`), else None."""
+    """A one-line warning when `dtype` is bfloat16 on a device where bf16 is slow (`bf16_is_fast`), or float16 on
+    a CPU without oneDNN's float16 kernels (its products then run many times slower than float32 ones), else None."""
     device = torch.device(device)
+    if dtype == torch.float16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_fp16_supported():
+        return ("warning: float16 was asked for, but this CPU has no native float16, so float16 runs many times "
+                "slower than float32; use --dtype float32 (or auto) for speed")
     if dtype != torch.bfloat16 or bf16_is_fast(device):
         return None
     if device.type != "cpu":
@@ -191,9 +208,9 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 def needs_grad_scaler(device: torch.device, dtype: torch.dtype) -> bool:
-    """fp16 has too little exponent range for small gradients, so its loss is scaled up;
-    bf16 and fp32 need no scaling."""
-    return device.type == "cuda" and dtype == torch.float16
+    """fp16 has too little exponent range for small gradients, so its loss is scaled up, on any device that
+    trains in it (torch.amp.GradScaler serves CUDA and CPUs); bf16 and fp32 need no scaling."""
+    return dtype == torch.float16
 
 
 # Peak dense (no sparsity) matmul rates in TFLOP/s for MFU, from NVIDIA's datasheets, per GPU as
@@ -299,6 +316,14 @@ def spare_cores(busy: float | None = None, cores: int | None = None) -> int:
     return max(1, min(cores, cores - round(busy)))
 
 
+@functools.cache
+def _threads_before_configuring() -> int:
+    """PyTorch's thread count when `configure_backend` first ran (its default, or what the program set before), which
+    later calls measure against: a notebook that ran its set-up cell on a busy machine gets its threads back when it
+    runs the cell again on an idle one."""
+    return torch.get_num_threads()
+
+
 def configure_backend(device: str | torch.device | None = None) -> str | None:
     """The process-wide settings that make training fast, in one call that a command line or notebook makes
     before training (the Trainer changes no global state of this kind, so a library user can leave it out).
@@ -317,9 +342,11 @@ def configure_backend(device: str | torch.device | None = None) -> str | None:
     keep_freed_memory()
     if os.environ.get("OMP_NUM_THREADS"):
         return None
-    default, threads = torch.get_num_threads(), min(torch.get_num_threads(), spare_cores())
+    default = _threads_before_configuring()
+    threads = min(default, spare_cores())
+    if torch.get_num_threads() != threads:  # fewer on a busy machine; back to the default once it is idle again
+        torch.set_num_threads(threads)
     if threads == default:
         return None
-    torch.set_num_threads(threads)
     return (f"using {threads} of {default} CPU threads: other processes keep the rest of the cores busy, and a "
             "thread without a core of its own stalls the others; OMP_NUM_THREADS=N chooses")

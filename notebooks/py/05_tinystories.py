@@ -20,8 +20,7 @@
 #
 # [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) is about two million short
 # stories written by GPT-3.5 and GPT-4 in the words a three- or four-year-old knows. Its authors showed
-# that models of a few tens of millions of parameters, far smaller than GPT-2, learn to write coherent
-# stories from it. This notebook takes the GPT of notebook 3 and the GPT-2 tokens of notebook 4 to that
+# that models below 10 million parameters, far smaller than GPT-2, learn to write coherent stories from it. This notebook takes the GPT of notebook 3 and the GPT-2 tokens of notebook 4 to that
 # data set, at the scale the `gpu` recipe trains: 51M parameters.
 #
 # **What you will learn**
@@ -48,7 +47,7 @@
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | under a minute |
-# | `cpu` (2-core laptop) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
+# | `cpu` (2 cores; the saved outputs come from a 2-core AMD EPYC with AVX2 only) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
 # | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, hours) | see [Running on a GPU](README.md#running-on-a-gpu) |
 
 # %%
@@ -81,6 +80,7 @@ from tinylm.bench.measure import measure_training
 from tinylm.course.plotting import LiveLossPlot
 from tinylm.eval.uncertainty import compare, spread
 from tinylm.tokenizers.gpt2 import TrimmedBPETokenizer, padded_vocab_size
+from tinylm.train.progress import TRAINING_TIME
 
 NOTEBOOK_STARTED = time.perf_counter()
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12})
@@ -178,7 +178,8 @@ fig, ax = plt.subplots(figsize=(8, 3.5))
 ax.hist(story_lengths, bins=60, color="tab:blue", alpha=0.8)
 for block, name in [(cpu_block, "cpu"), (gpu_block, "gpu")]:
     ax.axvline(block, color="black", ls="--", lw=1)
-    ax.text(block, ax.get_ylim()[1] * 0.9, f" {name} context", fontsize=12)
+    height = 0.9 if name == "cpu" else 0.75  # the two lines are close: their labels at two heights
+    ax.text(block, ax.get_ylim()[1] * height, f" {name} context", fontsize=12)
 ax.set_xlabel("story length (GPT-2 tokens)")
 ax.set_ylabel("stories")
 ax.set_title(f"{len(story_lengths):,} TinyStories stories")
@@ -365,8 +366,9 @@ print(f"training FLOPs per token: {big_model.flops_per_token() / 1e6:.0f}M")
 del big_model  # frees its 200 MB at once: nothing else refers to it
 
 # %% [markdown]
-# Half of the 51M parameters are the embedding table. Scaling-law papers count parameters without it, since
-# looking up a row costs next to nothing; the table's real cost is its use as the output layer:
+# Half of the 51M parameters are the embedding table. [Kaplan et al.](https://arxiv.org/abs/2001.08361)'s
+# scaling laws count parameters without it, since looking up a row costs next to nothing; the table's real cost
+# is its use as the output layer:
 # 6 × 50,304 × 512 = 155M of the 318M training FLOPs per token. The 47 padding rows (a multiple of 64 for GPU
 # matmul tiles, notebook 4) cost 0.05% of the parameters. The `cpu` and `smoke` profiles do not train this
 # model: its recipe needs a GPU.
@@ -515,9 +517,9 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
 # else "not told apart". In the timing line, `±` is half the range over the rounds (the slowest round minus the
 # fastest, halved): how much the machine's speed moved, not a standard error. The last line above is the verdict
 # for your machine; nothing in this text depends on which way it went. A CPU without native bf16 instructions
-# (most CPUs) has no faster arithmetic to offer: the numbers are converted between bf16 and fp32 in software
-# around the operations, work that the fp32 run never does. GPU tensor cores multiply 16-bit matrices at the
-# datasheet peaks above; this notebook has measured no GPU.
+# (most CPUs) has no bf16 matrix kernels: PyTorch falls back on generic code that converts every number between
+# bf16 and fp32, which can make a step many times slower (the timing line above says how much here). GPU tensor
+# cores multiply 16-bit matrices at the datasheet peaks above; this notebook has measured no GPU.
 #
 # The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
 # a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
@@ -547,7 +549,8 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 #
 # Now train the profile's recipe, bounded unless `FULL_RECIPE` is `True`. `max_seconds` counts training
 # time only (evaluations come on top), and the cosine schedule follows the clock, so a time-limited run
-# still ends at the low learning rate; a faster machine takes more steps and reaches a lower loss.
+# still ends at the low learning rate; a faster machine fits more steps into the same 200 s (up to the
+# recipe's 5,000) and usually ends lower. The line after training prints this machine's count.
 #
 # - `cpu`: the cpu recipe for 200 s of training.
 # - `gpu`: the 51M model with the recipe's learning rate, but 2 micro-batches of 32 sequences per step
@@ -586,8 +589,9 @@ start = time.perf_counter()
 final = trainer.fit()
 seconds = time.perf_counter() - start
 tokens_seen = trainer.step * train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size
-print(f"trained {trainer.step:,} steps in {seconds:.0f} s: {tokens_seen:,} tokens "
-      f"({tokens_seen / len(data.train):.2f} passes over the training split)")
+print(f"trained {trainer.step:,} steps in {trainer.elapsed:.0f} s of training time ({seconds:.0f} s wall clock, "
+      f"evaluations and checkpoints included): {tokens_seen:,} tokens, {tokens_seen / len(data.train):.2f}x the "
+      f"training split's\n{TRAINING_TIME}")
 print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token")
 
 # %% [markdown]
@@ -606,8 +610,8 @@ for i, prompt in enumerate(prompts):
 
 # %% [markdown]
 # A `�` in a sample is a `<unk>` the model chose: it knows that a rare word comes next, not which one.
-# The TinyStories paper found that models learn the stories' grammar first and keeping the plot and the
-# characters consistent later, and that the consistency needs the larger models.
+# The TinyStories paper found that models learn grammar first and keeping the plot and the characters
+# consistent later, and that only the larger ones manage the consistency.
 #
 # ## Bits per byte
 #

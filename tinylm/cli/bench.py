@@ -90,7 +90,7 @@ from ..train.checkpoint import load_model
 from ..train.muon import newton_schulz_dtype
 from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
 from ..train.recipes import get_track
-from .console import HelpFormatter, begin, examples, positive_int
+from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
@@ -207,6 +207,7 @@ def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
 def _compile(args) -> None:
     _require_positive(args, "batch_size", "rounds")
     keep_freed_memory()  # as training does
+    _warn_if_slow(args)
     cfg = shape_from_args(args)
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
     r = compare_compiled(cfg, batch_size, rounds=args.rounds or 6, device=args.device, dtype=args.dtype or "auto")
@@ -300,7 +301,7 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.bench train --arch llama --batch-size 12",
                         "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",

@@ -15,7 +15,7 @@ import argparse
 
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
-from .console import HelpFormatter, begin, examples, int_at_least
+from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
 from .sample import add_sampling_options, check_sampling_options, load_generation_model
 
@@ -41,7 +41,7 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.chat --ckpt runs/chat-cpu",
                         "python -m tinylm.chat --ckpt runs/chat-cpu --temperature 0 --system 'Answer briefly.'"))

@@ -1,9 +1,9 @@
-"""--help as every command line shows it (each option with its default, then the description and examples), the
-argparse type of every integer option that has a least sensible value, and `begin`, what every command does first once
-its options are parsed.
+"""The parser every command line builds (usage errors in one line), --help as it shows it (each option with its default,
+then the description and examples), the argparse type of every integer option that has a least sensible value, and
+`begin`, what every command does first once its options are parsed.
 
 How the trainer's records read as lines lives with the rest of the progress arithmetic, in
-`tinylm.cli.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
+`tinylm.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
 """
 
 from __future__ import annotations
@@ -17,10 +17,21 @@ from ..runtime import configure_backend
 def begin(args: argparse.Namespace) -> argparse.Namespace:
     """The one start of every command that computes: the process-wide settings for the device it will use
     (`tinylm.runtime.configure_backend`: CPU threads chosen by the cores other processes leave free, the heap kept,
-    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have. Returns `args`."""
-    if note := configure_backend(getattr(args, "device", None)):
+    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have. A command without --device
+    (prepare, interop) computes on the CPU, so it gets the CPU's settings on a machine with a GPU too.
+    Returns `args`."""
+    if note := configure_backend(getattr(args, "device", "cpu")):
         print(note, flush=True)
     return args
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse's parser with the course's form of error: a mistyped option or value is one line on stderr,
+    `<command>: error: <what argparse found>; see <command> --help`, and exit status 2 (argparse's status for a usage
+    error), instead of the whole usage block before that line. Subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):

@@ -23,13 +23,13 @@ from pathlib import Path
 from ..distributed import run_in_world
 from ..posttrain.dpo_run import dpo
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_lora_arguments, add_run_options, lora_options, positive_float, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.dpo", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.dpo --profile cpu --base runs/chat-cpu --out runs/dpo-cpu",
                         "python -m tinylm.dpo --profile cpu --base runs/chat-cpu --out runs/dpo-cpu-b05 --beta 0.5",

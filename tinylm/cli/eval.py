@@ -31,7 +31,7 @@ from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
 from ..runtime import resolve_device
 from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
-from .console import HelpFormatter, begin, examples, positive_int
+from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 
@@ -119,8 +119,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     loss_example = ("python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt"
                     "   # the text train downloaded; any UTF-8 file works")
     hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
-    parser = argparse.ArgumentParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
+    parser = CommandParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
+                           formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
                                description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 "

@@ -24,13 +24,13 @@ import argparse
 from ..distributed import run_in_world
 from ..posttrain.sft_run import finetune
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_lora_arguments, add_run_options, lora_options, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.finetune", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.finetune --profile cpu",
                         "python -m tinylm.finetune --base gpt2 --data instruct --profile gpu --out runs/chat-gpt2",

@@ -24,7 +24,7 @@ from ..interop.llama2c import from_llama2c, write_llama2c
 from ..paths import check_output_folder
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 
 
@@ -117,8 +117,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     downloads = ("llama2.c's stories15M.bin is at "
                  "https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin "
                  "and its tokenizer.model at https://github.com/karpathy/llama2.c/raw/master/tokenizer.model.")
-    parser = argparse.ArgumentParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
+    parser = CommandParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
+                           formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
                                  description="Write a tinylm checkpoint as a folder that transformers loads "

@@ -43,14 +43,14 @@ from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_f
 from ..paths import check_output_folder, data_dir, shown
 from ..runtime import PROFILES, resolve_profile
 from ..train.recipes import TRACKS, get_track
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
                         "python -m tinylm.prepare shakespeare-char",

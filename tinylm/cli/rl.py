@@ -18,13 +18,13 @@ import argparse
 from ..distributed import run_in_world
 from ..posttrain.grpo_run import reinforce
 from ..posttrain.tasks import TASKS
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, positive_float, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.rl", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.rl --task arithmetic --base pretrain --profile cpu --out runs/rl-arithmetic",
                         "python -m tinylm.rl --task arithmetic --profile cpu --out runs/rl-arithmetic --resume",

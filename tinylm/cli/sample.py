@@ -12,17 +12,18 @@ tokenizer's end-of-text token (BPE; --no-stop-at-eot runs on), at any --stop str
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..generate.sampling import Sampling
 from ..generate.stream import stream
-from ..runtime import resolve_device, resolve_dtype
+from ..runtime import dtype_warning, resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
-from .console import HelpFormatter, begin, examples, int_at_least, positive_int
+from .console import CommandParser, HelpFormatter, begin, examples, int_at_least, positive_int
 from .errors import run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
                         'python -m tinylm.sample --ckpt runs/tinystories-cpu --prompt "Once upon a time" '
@@ -65,12 +66,16 @@ def check_sampling_options(args: argparse.Namespace) -> None:
 
 
 def load_generation_model(args: argparse.Namespace):
-    """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text."""
+    """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text; a --dtype that is
+    slow on that device (`tinylm.runtime.dtype_warning`) is said on stderr, which the generated text does not use."""
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.ckpt, device)
     if tokenizer is None:
         raise CheckpointError(f"{args.ckpt} carries no tokenizer, so its ids cannot be turned into text")
-    return model.to(resolve_dtype(device, args.dtype)), tokenizer
+    dtype = resolve_dtype(device, args.dtype)
+    if warning := dtype_warning(device, dtype):
+        print(warning, file=sys.stderr, flush=True)
+    return model.to(dtype), tokenizer
 
 
 def main(argv=None) -> list[str]:

@@ -13,7 +13,7 @@ import argparse
 
 from ..serve.server import ChatServer
 from .chat import add_sampler_options, session_from_args
-from .console import HelpFormatter, begin, examples, int_at_least
+from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
 from .run_options import positive_float
 
@@ -26,7 +26,7 @@ def port_number(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.serve", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.serve --ckpt runs/chat-cpu --port 8000",
                         "python -m tinylm.serve --ckpt runs/chat-cpu --host 0.0.0.0 --max-concurrent 2"))

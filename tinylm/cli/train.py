@@ -52,13 +52,13 @@ from ..paths import data_dir, shown
 from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
-from .console import HelpFormatter, begin, examples
+from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, train_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
@@ -67,7 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
     parser.add_argument("--recipe", choices=RECIPE_NAMES, default="default", help="the track's default recipe, or "
                         "its speedrun recipe (Muon for the blocks' matrices; cpu and smoke profiles)")
-    add_run_options(parser, out="runs/<track>-<profile> for gpt2, runs/<track>-<arch>-<profile> otherwise",
+    add_run_options(parser, out="runs/<track>-<profile> for gpt2, runs/<track>-<arch>-<profile> otherwise, "
+                    "runs/<track>-speedrun-<profile> with --recipe speedrun",
                     batch="sequences")
     parser.add_argument("--arch", choices=list(ARCHITECTURES),
                         help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")

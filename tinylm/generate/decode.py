@@ -124,7 +124,8 @@ def decode(
     cache = KVCache(model.config, batch_size) if supports_cache else None
     # the head in the layout the CPU reads fastest, for either step (see tinylm.generate.fast); None: the model's own
     head = fused_linear(model.lm_head) if supports_cache else None
-    decode_step = (fast_decode_step(model) if fast and supports_cache else None) or getattr(model, "decode_step", None)
+    # the fast step serves one new position after a prefill, which only the cached loop has: no copies for the other
+    decode_step = (fast_decode_step(model) if fast and use_cache else None) or getattr(model, "decode_step", None)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
     was_training = model.training
     model.eval()

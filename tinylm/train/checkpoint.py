@@ -80,6 +80,15 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             raise
 
 
+def _refusal(error: pickle.UnpicklingError) -> str:
+    """What torch.load's weights-only unpickler refused, in one line, without torch's advice around it (to load the
+    file with weights_only=False, which is what would run the code)."""
+    text = str(error)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    return " ".join(text.split()) or type(error).__name__
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
@@ -91,8 +100,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:  # torch reports refused objects and some damaged pickles alike
         raise CheckpointError(
-            f"{path} holds Python objects other than tensors and plain data (or is damaged), so it was not loaded "
-            f"(loading could run arbitrary code). Only tinylm checkpoints can be read here. Details: {error}"
+            f"{path} holds Python objects other than tensors and plain data, or is damaged or no PyTorch file at all "
+            f"({_refusal(error)}), so it was not loaded (loading such objects could run arbitrary code); use a "
+            "checkpoint tinylm wrote, e.g. best.pt or last.pt of a run"
         ) from error
     except Exception as error:  # damaged bytes surface as many types: RuntimeError, EOFError, UnicodeDecodeError, ...
         raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({error!r}); use another checkpoint, "
@@ -230,6 +240,9 @@ def model_to_resume(state: dict[str, Any]):
 def find_checkpoint(run_dir: str | Path) -> Path:
     """A run folder's best.pt if it has one, else its last.pt."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():  # as load_checkpoint says it: the path is wrong, not the folder's contents
+        raise CheckpointError(f"no checkpoint at {run_dir}; train one first (python -m tinylm.train ...) "
+                              "or check the path")
     for name in ("best.pt", "last.pt"):
         if (run_dir / name).is_file():
             return run_dir / name

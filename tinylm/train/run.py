@@ -170,7 +170,17 @@ def plan(trainer: Trainer) -> str:
 
 def _threads(device: torch.device) -> str:
     """ (N threads) on a CPU, where a time budget's steps depend on it; nothing elsewhere."""
-    return f" ({torch.get_num_threads()} threads)" if device.type == "cpu" else ""
+    threads = torch.get_num_threads()
+    return f" ({threads} thread{'' if threads == 1 else 's'})" if device.type == "cpu" else ""
+
+
+def _describe_optimizer(optimizer) -> str:
+    """The startup line's optimizer: AdamW, or Muon beside it with the dtype its Newton–Schulz computes in (which the
+    hardware chooses: tinylm.train.muon.newton_schulz_dtype)."""
+    muon = getattr(optimizer, "muon", None)
+    if muon is None:
+        return "AdamW"
+    return f"Muon (Newton–Schulz in {str(muon.ns_dtype).removeprefix('torch.')}) + AdamW"
 
 
 def _silent(*args, **kwargs) -> None:
@@ -215,6 +225,7 @@ class Pretraining(Job):
         self.val_tokens = len(data.val)
         say(f"{recipe.track.name} | profile {recipe.profile} | {_describe(model)} | {world.size} process(es) "
             f"| device {trainer.device}{_threads(trainer.device)} | dtype {str(trainer.dtype).removeprefix('torch.')} "
+            f"| optimizer {_describe_optimizer(trainer.optimizer)} "
             f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
             f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
             f"| run folder {shown(out)}")

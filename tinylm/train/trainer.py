@@ -27,8 +27,10 @@ figure that depends on it prints). Each train record carries the total number of
 ETA (tinylm.train.progress); the first one of a session comes after a `plan` record saying how long the
 run should take at the speed of the steps after the first (which also compiles and warms up). Records come every
 `log_interval` steps and at the last step (of the steps or of the time budget), and the session's first one also after
-the first step, from the second on, that ends `FIRST_RECORD_SECONDS` into the session, so that a slow run shows its
-speed and its plan within seconds rather than after log_interval slow steps.
+the first step, from the second on, that reaches its gradient all-reduce `FIRST_RECORD_SECONDS` into the session (on
+any rank: the step's reduction carries it, so that every rank makes the record at the same step), so that a slow run
+shows its speed and its plan within seconds rather than after log_interval slow steps. Steps longer than that
+(a big model on a CPU, or a first step that compiles) show it after the second step, the first that can be planned by.
 
 Everything a run depends on — weights and buffers (the loss-free expert biases too), optimizer
 moments, the GradScaler, the step, elapsed time, the batch sampler's generator and the RNG used by
@@ -80,7 +82,7 @@ class TrainingDiverged(TinyLMError, RuntimeError):
 
 
 RUN_FILES = ("best.pt", "last.pt", "metrics.jsonl")  # everything a Trainer writes into its out_dir
-FIRST_RECORD_SECONDS = 5.0  # wall seconds into a session after which its first train record (and plan) is due
+FIRST_RECORD_SECONDS = 3.0  # wall seconds into a session after which its first train record (and plan) is due
 
 
 class Trainer:
@@ -157,6 +159,7 @@ class Trainer:
         self.skipped_steps = 0  # fp16 steps the GradScaler skipped because gradients overflowed
         self._grad_norm = None  # the last step's norm before clipping, on the device (None without clipping)
         self._clipped = torch.zeros((), device=self.device)  # steps clipped since the last train record
+        self._session = (time.perf_counter(), self.elapsed, self.step)  # wall clock, training time, step: fit() resets
         self._metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir is not None and self.world.is_main
                                    else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
@@ -213,7 +216,8 @@ class Trainer:
     def _optimizer_step(self, interrupt: SimpleNamespace | None = None) -> tuple[float, float]:
         """One step at the scheduled rate over grad_accum_steps micro-batches; returns (lr, the mean loss over every
         counted target of the step, all ranks').
-        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other, and
+        Sets self._stop_agreed: whether `interrupt.requested` was set by then on this rank or any other,
+        self._past_first_record_time: whether this rank or any other is FIRST_RECORD_SECONDS into the session, and
         self._step_tokens: the input positions the step trained on, over all ranks."""
         cfg = self.cfg
         lr = learning_rate(self.step, cfg, self._time_fraction())
@@ -236,11 +240,14 @@ class Trainer:
             total += loss.detach() * count
         # One host sync per step; under DDP the sum over ranks (each rank's share of the token mean), so every rank
         # sees the same loss and a divergence stops all of them together instead of leaving the others waiting.
-        # A stop request rides along for the same reason.
+        # A stop request rides along for the same reason, and so does whether the session's first train record is
+        # due by the wall clock: each rank's clock started at its own moment, and a record whose step_stats reduce
+        # over ranks (GRPO's) must be made by every rank at the same step.
         stop_requested = float(interrupt is not None and interrupt.requested)
-        mean_loss, stops, self._step_tokens = all_reduce_sum([(total / step_count).item(), stop_requested,
-                                                              positions], self.device)
-        self._stop_agreed = stops > 0
+        past_first = float(time.perf_counter() - self._session[0] >= FIRST_RECORD_SECONDS)
+        mean_loss, stops, self._step_tokens, pasts = all_reduce_sum([(total / step_count).item(), stop_requested,
+                                                                     positions, past_first], self.device)
+        self._stop_agreed, self._past_first_record_time = stops > 0, pasts > 0
         if not math.isfinite(mean_loss):
             self.optimizer.zero_grad(set_to_none=True)
             raise TrainingDiverged(
@@ -275,9 +282,9 @@ class Trainer:
     def _after_step(self, lr: float, loss: float, stop_step: int) -> None:
         """Logging, evaluation and samples at their intervals."""
         cfg = self.cfg
-        wall_start, _, step_start = self._session
+        step_start = self._session[2]
         first_due = (self._window[1] == self.step - step_start >= 2  # no record yet this session, and a step to
-                     and time.perf_counter() - wall_start >= FIRST_RECORD_SECONDS)  # plan by after the first
+                     and self._past_first_record_time)  # plan by after the first; every rank decides alike
         if self.step % cfg.log_interval == 0 or self.step == stop_step or self._out_of_time() or first_due:
             self._log_training(lr, loss)
         if cfg.eval_interval and self.step % cfg.eval_interval == 0 and self.step < cfg.max_steps:
