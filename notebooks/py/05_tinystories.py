@@ -176,10 +176,9 @@ gpu_block = track.recipe("gpu")[0].block_size
 
 fig, ax = plt.subplots(figsize=(8, 3.5))
 ax.hist(story_lengths, bins=60, color="tab:blue", alpha=0.8)
-for block, name in [(cpu_block, "cpu"), (gpu_block, "gpu")]:
-    ax.axvline(block, color="black", ls="--", lw=1)
-    height = 0.9 if name == "cpu" else 0.75  # the two lines are close: their labels at two heights
-    ax.text(block, ax.get_ylim()[1] * height, f" {name} context", fontsize=12)
+for block, name, style in [(cpu_block, "cpu", "--"), (gpu_block, "gpu", ":")]:
+    ax.axvline(block, color="black", ls=style, lw=1.5, label=f"{name} context ({block} tokens)")
+ax.legend(loc="upper right")  # the long tail leaves the right of the plot empty
 ax.set_xlabel("story length (GPT-2 tokens)")
 ax.set_ylabel("stories")
 ax.set_title(f"{len(story_lengths):,} TinyStories stories")
@@ -367,8 +366,8 @@ del big_model  # frees its 200 MB at once: nothing else refers to it
 
 # %% [markdown]
 # Half of the 51M parameters are the embedding table. [Kaplan et al.](https://arxiv.org/abs/2001.08361)'s
-# scaling laws count parameters without it, since looking up a row costs next to nothing; the table's real cost
-# is its use as the output layer:
+# scaling laws count parameters without it (their laws come out cleaner that way); looking up a row costs next
+# to nothing anyway, and the table's real cost is its use as the output layer:
 # 6 × 50,304 × 512 = 155M of the 318M training FLOPs per token. The 47 padding rows (a multiple of 64 for GPU
 # matmul tiles, notebook 4) cost 0.05% of the parameters. The `cpu` and `smoke` profiles do not train this
 # model: its recipe needs a GPU.
@@ -516,10 +515,11 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
 # precision is called faster only with at least 3 interleaved rounds per arm and ranges that do not overlap,
 # else "not told apart". In the timing line, `±` is half the range over the rounds (the slowest round minus the
 # fastest, halved): how much the machine's speed moved, not a standard error. The last line above is the verdict
-# for your machine; nothing in this text depends on which way it went. A CPU without native bf16 instructions
-# (most CPUs) has no bf16 matrix kernels: PyTorch falls back on generic code that converts every number between
-# bf16 and fp32, which can make a step many times slower (the timing line above says how much here). GPU tensor
-# cores multiply 16-bit matrices at the datasheet peaks above; this notebook has measured no GPU.
+# for your machine; nothing in this text depends on which way it went. On an x86 CPU without AVX-512 (AVX2
+# only, like the one behind the saved outputs and many laptops) PyTorch has no bf16 matrix kernels: it falls
+# back on generic code that converts every number between bf16 and fp32, which can make a step many times
+# slower (the timing line above says how much here). GPU tensor cores multiply 16-bit matrices at the
+# datasheet peaks above; this notebook has measured no GPU.
 #
 # The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
 # a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
@@ -549,8 +549,9 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 #
 # Now train the profile's recipe, bounded unless `FULL_RECIPE` is `True`. `max_seconds` counts training
 # time only (evaluations come on top), and the cosine schedule follows the clock, so a time-limited run
-# still ends at the low learning rate; a faster machine fits more steps into the same 200 s (up to the
-# recipe's 5,000) and usually ends lower. The line after training prints this machine's count.
+# still ends at the low learning rate; a faster machine fits more steps into the same time limit (up to the
+# recipe's max_steps, 5,000 for `cpu`) and usually ends lower. The line after training prints this machine's
+# count.
 #
 # - `cpu`: the cpu recipe for 200 s of training.
 # - `gpu`: the 51M model with the recipe's learning rate, but 2 micro-batches of 32 sequences per step
@@ -590,8 +591,8 @@ final = trainer.fit()
 seconds = time.perf_counter() - start
 tokens_seen = trainer.step * train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size
 print(f"trained {trainer.step:,} steps in {trainer.elapsed:.0f} s of training time ({seconds:.0f} s wall clock, "
-      f"evaluations and checkpoints included): {tokens_seen:,} tokens, {tokens_seen / len(data.train):.2f}x the "
-      f"training split's\n{TRAINING_TIME}")
+      f"evaluations, checkpoints and samples included): {tokens_seen:,} tokens, "
+      f"{tokens_seen / len(data.train):.2f}x the training split's tokens\n{TRAINING_TIME}")
 print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token")
 
 # %% [markdown]
@@ -611,7 +612,7 @@ for i, prompt in enumerate(prompts):
 # %% [markdown]
 # A `�` in a sample is a `<unk>` the model chose: it knows that a rare word comes next, not which one.
 # The TinyStories paper found that models learn grammar first and keeping the plot and the characters
-# consistent later, and that only the larger ones manage the consistency.
+# consistent later, and that consistency needs more parameters than grammar does.
 #
 # ## Bits per byte
 #
