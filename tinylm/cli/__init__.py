@@ -16,7 +16,7 @@ COMMANDS = {
     "train": "train a track's model, with progress and an epilogue",
     "sample": "generate text from a checkpoint, streamed",
     "eval": "loss, bits per byte and HellaSwag of a checkpoint",
-    "bench": "measure training, decoding and BPE speed",
+    "bench": "measure speed (training, compile, decoding, BPE) and race the speedrun",
     "interop": "import and export weights (Hugging Face, llama2.c)",
     "finetune": "turn a pretrained model into a chat model",
     "dpo": "tune a chat model on preference pairs (DPO)",

@@ -18,13 +18,14 @@ any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --bl
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
 `train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
-FLOP/s (a mixture of experts counts its active parameters). --dtype bfloat16 on a device where bf16 is slow (a CPU
-without native bf16: `tinylm.runtime.bf16_is_fast`) is measured as asked, after a one-line warning. It first lets
-the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are
-reused instead of page-faulted in again. With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of
-the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same
-batch: both first take two steps and their losses must agree, then they alternate one step each for --rounds rounds,
-and the best round of each gives its tokens/s.
+FLOP/s (a mixture of experts counts its active parameters). A --dtype that is slow on its device (bfloat16 where
+bf16 is slow, such as a CPU without native bf16: `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16
+kernels) is measured as asked, after a one-line warning, in each mode that times it (train, compile, decode). It
+first lets the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each step's big
+tensors are reused instead of page-faulted in again. With --reference it races tinylm's GPT and AdamW against a
+plain GPT-2 of the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights
+on the same batch: both first take two steps and their losses must agree, then they alternate one step each for
+--rounds rounds, and the best round of each gives its tokens/s.
 
 `compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
 (tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
