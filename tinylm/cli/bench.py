@@ -89,7 +89,7 @@ from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
 from ..train.muon import newton_schulz_dtype
-from ..train.progress import TRAINING_TIME, describe_parameters, format_duration
+from ..train.progress import TRAINING_TIME, describe_parameters, describe_threads, format_duration
 from ..train.recipes import get_track
 from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
@@ -121,10 +121,6 @@ def _cache_size(config: GPTConfig, dtype: torch.dtype) -> str:
             f"context of {config.block_size:,}) in {str(dtype).removeprefix('torch.')}")
 
 
-def _threads(count: int) -> str:
-    return f"{count} thread" + ("" if count == 1 else "s")
-
-
 def _decode(args) -> None:
     device = resolve_device(args.device)
     if args.ckpt:
@@ -146,7 +142,7 @@ def _decode(args) -> None:
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
     print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
-    print(f"device {device} ({_threads(torch.get_num_threads())}), dtype {str(dtype).removeprefix('torch.')}, "
+    print(f"device {device} ({describe_threads(torch.get_num_threads())}), dtype {str(dtype).removeprefix('torch.')}, "
           f"{args.new_tokens} new tokens, batch 1, greedy")
     ids = torch.Generator().manual_seed(0)
     for prompt_tokens in args.prompt_tokens:
@@ -182,7 +178,7 @@ def _train(args) -> None:
     r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}: "
           f"{describe_parameters(r['parameters'], r['active_parameters'])}")
-    print(f"device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
+    print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
           f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
 
 
@@ -191,7 +187,7 @@ def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
     r = compare_with_reference(cfg, batch_size, rounds=rounds, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
           f"({r['parameters']:,} parameters)")
-    print(f"device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}, one step of each per round, "
+    print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}, one step of each per round, "
           f"best of {rounds} rounds:")
     names = {"tinylm": "tinylm GPT, tinylm.train.optim AdamW", "reference": "reference GPT, nanoGPT's AdamW setup"}
     for name, label in names.items():
@@ -213,7 +209,8 @@ def _compile(args) -> None:
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
     r = compare_compiled(cfg, batch_size, rounds=args.rounds or 6, device=args.device, dtype=args.dtype or "auto")
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
-          f"({r['parameters']:,} parameters); device {r['device']} ({_threads(r['threads'])}), dtype {r['dtype']}")
+          f"({r['parameters']:,} parameters); device {r['device']} ({describe_threads(r['threads'])}), "
+          f"dtype {r['dtype']}")
     eager, compiled = r["losses"]["eager"], r["losses"]["compiled"]
     gap = max(abs(a - b) for a, b in zip(eager, compiled))
     agree = gap <= 1e-4 * max(map(abs, eager))  # float32 rounding in another order, as for train --reference
@@ -261,7 +258,7 @@ def _speedrun(args) -> None:
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
     device = resolve_device(args.device)
-    threads = f" ({_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
+    threads = f" ({describe_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
     print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
           f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")

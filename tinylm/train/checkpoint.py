@@ -80,6 +80,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
             raise
 
 
+def _no_checkpoint(path: Path) -> CheckpointError:
+    return CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) or check the path")
+
+
 def _refusal(error: pickle.UnpicklingError) -> str:
     """What torch.load's weights-only unpickler refused, in one line, without torch's advice around it (to load the
     file with weights_only=False, which is what would run the code)."""
@@ -94,8 +98,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if path.is_dir():
         path = find_checkpoint(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; train one first (python -m tinylm.train ...) "
-                              "or check the path")
+        raise _no_checkpoint(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:  # torch reports refused objects and some damaged pickles alike
@@ -240,9 +243,8 @@ def model_to_resume(state: dict[str, Any]):
 def find_checkpoint(run_dir: str | Path) -> Path:
     """A run folder's best.pt if it has one, else its last.pt."""
     run_dir = Path(run_dir)
-    if not run_dir.exists():  # as load_checkpoint says it: the path is wrong, not the folder's contents
-        raise CheckpointError(f"no checkpoint at {run_dir}; train one first (python -m tinylm.train ...) "
-                              "or check the path")
+    if not run_dir.exists():  # the path is wrong, not the folder's contents
+        raise _no_checkpoint(run_dir)
     for name in ("best.pt", "last.pt"):
         if (run_dir / name).is_file():
             return run_dir / name

@@ -96,6 +96,11 @@ def print_record(record: dict[str, Any]) -> None:
     print(format_record(record), flush=True)
 
 
+def describe_threads(count: int) -> str:
+    """'1 thread' or 'N threads'."""
+    return f"{count} thread" + ("" if count == 1 else "s")
+
+
 def describe_parameters(total: int, active: int) -> str:
     """'N parameters', and for a mixture of experts how many of them one token uses."""
     return f"{total:,} parameters" + (f" ({active:,} active per token)" if active != total else "")

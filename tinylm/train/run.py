@@ -38,7 +38,7 @@ from ..model.gpt import GPT
 from ..paths import atomic_write, shown
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
-from .progress import TRAINING_TIME, describe_parameters, format_duration, print_record
+from .progress import TRAINING_TIME, describe_parameters, describe_threads, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .run_folder import claim_run_folder, overwriting
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
@@ -170,8 +170,7 @@ def plan(trainer: Trainer) -> str:
 
 def _threads(device: torch.device) -> str:
     """ (N threads) on a CPU, where a time budget's steps depend on it; nothing elsewhere."""
-    threads = torch.get_num_threads()
-    return f" ({threads} thread{'' if threads == 1 else 's'})" if device.type == "cpu" else ""
+    return f" ({describe_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
 
 
 def _describe_optimizer(optimizer) -> str:
