@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import pkgutil
+import re
 import shlex
 
 import pytest
@@ -101,7 +102,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
         raise Built(parser)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(argparse.ArgumentParser, "parse_args", capture)
+        patch.setattr(argparse.ArgumentParser, "parse_known_args", capture)  # what every parse_args calls
         with pytest.raises(Built) as built:
             importlib.import_module(f"tinylm.cli.{name}").parse_args([])
     parser = built.value.args[0]
@@ -216,3 +217,32 @@ def test_every_command_configures_the_backend_first_through_begin(command, monke
     with pytest.raises(Began):
         module.main(ARGV[command] if command in NO_DEVICE else [*ARGV[command], "--device", "cpu"])
     assert seen == ["cpu"], "the device the command computes on, even without a --device option"
+
+
+BENCH_MODE_OPTIONS = {  # what each `python -m tinylm.bench MODE` takes, --help aside
+    "train": {"--preset", "--arch", "--batch-size", "--steps", "--reference", "--rounds", "--device", "--dtype"},
+    "compile": {"--preset", "--arch", "--batch-size", "--rounds", "--device", "--dtype"},
+    "decode": {"--preset", "--arch", "--ckpt", "--new-tokens", "--prompt-tokens", "--device", "--dtype"},
+    "cache": {"--preset", "--arch", "--device", "--dtype"},
+    "bpe": {"--merges", "--repeats"},
+    "speedrun": {"--track", "--profile", "--target", "--seeds", "--seconds", "--eval-interval", "--device"},
+}
+SHAPE = {"--n-layer", "--n-head", "--n-kv-head", "--n-embd", "--mlp-hidden", "--block-size", "--vocab-size"}
+
+
+@pytest.mark.parametrize("mode", sorted(BENCH_MODE_OPTIONS))
+def test_each_bench_mode_takes_its_own_options_and_names_its_own_help_for_another_modes(mode, capsys):
+    from tinylm.cli import bench
+
+    with pytest.raises(SystemExit):
+        bench.parse_args([mode, "--help"])
+    options = capsys.readouterr().out.split("\noptions:\n")[1].split("\n\n")[0]
+    listed = {match.group(1) for match in re.finditer(r"^  (?:-\w, )?(--[\w-]+)", options, re.MULTILINE)}
+    expected = BENCH_MODE_OPTIONS[mode] | (SHAPE if "--preset" in BENCH_MODE_OPTIONS[mode] else set()) | {"--help"}
+    assert listed == expected
+    foreign = "--merges" if mode != "bpe" else "--steps"
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args([mode, foreign, "3"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (f"python -m tinylm.bench {mode}: error: unrecognized arguments: {foreign} 3; "
+                                       f"see python -m tinylm.bench {mode} --help\n")

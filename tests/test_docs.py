@@ -144,7 +144,7 @@ def help_examples() -> dict[str, list[str]]:
 
 
 SUBCOMMANDS = {"eval": ["loss", "hellaswag"], "interop": ["export", "import"],
-               "bench": ["train", "decode", "bpe", "cache", "speedrun"]}
+               "bench": ["train", "compile", "decode", "bpe", "cache", "speedrun"]}
 
 
 @pytest.mark.parametrize("document", DOCUMENTS)

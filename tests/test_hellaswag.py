@@ -206,9 +206,21 @@ def test_cli_limit(tiny_ckpt, tmp_path):
     assert "[95% interval]" in result.stdout
 
 
-def test_cli_json_matches_the_function(tiny_ckpt, bpe, capsys):
-    result = main(["hellaswag", "--ckpt", str(tiny_ckpt), "--limit", "4", "--device", "cpu", "--json"])
-    printed = json.loads(capsys.readouterr().out)
+def test_cli_json_matches_the_function_on_a_busy_machine_too(tiny_ckpt, bpe, capsys, monkeypatch):
+    """On a busy machine the command takes fewer threads and says so on stderr: stdout stays one JSON object."""
+    import tinylm.runtime
+
+    monkeypatch.setattr(tinylm.runtime, "spare_cores", lambda: 1)
+    monkeypatch.setattr(tinylm.runtime, "_threads_before_configuring", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        result = main(["hellaswag", "--ckpt", str(tiny_ckpt), "--limit", "4", "--device", "cpu", "--json"])
+    finally:
+        torch.set_num_threads(threads)
+    out, err = capsys.readouterr()
+    assert err.startswith("note: using 1 of 2 CPU threads")
+    printed = json.loads(out)
     assert printed["official"] is False and printed["examples"] == 4
     model = tiny_bpe_gpt(seed=0, block_size=32)
     assert result == evaluate_hellaswag(model, bpe, read_examples(locate_val().path, limit=4))

@@ -153,12 +153,6 @@ def _decode(args) -> None:
               f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
 
 
-def _require_positive(args, *names: str) -> None:
-    for name in names:
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-
-
 def _warn_if_slow(args) -> None:
     """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
     device = resolve_device(args.device)
@@ -167,7 +161,6 @@ def _warn_if_slow(args) -> None:
 
 
 def _train(args) -> None:
-    _require_positive(args, "batch_size", "steps", "rounds")
     keep_freed_memory()  # as training does: big tensors are reused, not faulted in again every step
     _warn_if_slow(args)
     cfg = shape_from_args(args)
@@ -202,7 +195,6 @@ def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
 
 
 def _compile(args) -> None:
-    _require_positive(args, "batch_size", "rounds")
     keep_freed_memory()  # as training does
     _warn_if_slow(args)
     cfg = shape_from_args(args)
@@ -227,7 +219,6 @@ def _compile(args) -> None:
 
 
 def _bpe(args) -> None:
-    _require_positive(args, "merges", "repeats")
     path = fetch(TINYSTORIES_SAMPLE, default_folder("tinystories", "sample") / "sample.txt")
     text = path.read_text(encoding="utf-8")
     print(f"{path}: {len(text):,} characters; {args.merges} merges, best of {args.repeats} runs of each trainer "
@@ -298,49 +289,84 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
             "speedrun": _speedrun}
 
 
+def _mode_help(mode: str) -> str:
+    """The module docstring's paragraph on `mode` (the one that starts with it in backquotes), for its --help."""
+    return next(paragraph for paragraph in __doc__.split("\n\n") if paragraph.startswith(f"`{mode}`"))
+
+
+def _shape_options() -> argparse.ArgumentParser:
+    """The options of the modes that build a model: a preset, a block family and shape options."""
+    options = CommandParser(add_help=False)
+    options.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
+    options.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
+    for name in (*SHAPE_OPTIONS, "n_kv_head"):
+        options.add_argument("--" + name.replace("_", "-"), type=positive_int, help="replaces the preset's value "
+                             "(default: the preset's)")
+    return options
+
+
+def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto)"):
+    options = CommandParser(add_help=False)
+    options.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    options.add_argument("--dtype", choices=DTYPES, help=dtype_help)
+    return options
+
+
 def parse_args(argv=None) -> argparse.Namespace:
+    train_examples = ("python -m tinylm.bench train --arch llama --batch-size 12",
+                      "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20")
+    compile_example = "python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16"
+    decode_example = "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200"
+    cache_example = "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16"
+    bpe_example = "python -m tinylm.bench bpe --merges 500"
+    speedrun_example = "python -m tinylm.bench speedrun --track shakespeare-char --target 1.886 --seeds 3"
     parser = CommandParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.bench train --arch llama --batch-size 12",
-                        "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
-                        "python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
-                        "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
-                        "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
-                        "python -m tinylm.bench bpe --merges 500",
-                        "python -m tinylm.bench speedrun --track shakespeare-char --target 1.886 --seeds 3"))
-    parser.add_argument("what", choices=list(COMMANDS), help="what to measure")
-    parser.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
-    parser.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
-    for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        parser.add_argument("--" + name.replace("_", "-"), type=positive_int, help="replaces the preset's value "
-                            "(default: the preset's)")
-    parser.add_argument("--batch-size", type=positive_int, help="train and compile only (default: the preset's "
-                        "recipe, else 12)")
-    parser.add_argument("--steps", type=positive_int, default=50, help="train only")
-    parser.add_argument("--reference", action="store_true", help="train only: race a plain GPT-2 of the same shape "
-                        "trained with nanoGPT's AdamW setup (tinylm.model.reference)")
-    parser.add_argument("--rounds", type=positive_int, help="train --reference and compile: interleaved rounds "
-                        "(default: 30 for train --reference, 6 for compile)")
-    parser.add_argument("--ckpt", help="decode only: a checkpoint file or run folder instead of a random shape "
-                        "(default: random weights of the shape)")
-    parser.add_argument("--new-tokens", type=positive_int, default=500, help="decode only")
-    parser.add_argument("--prompt-tokens", type=positive_int, nargs="+", default=[1],
-                        help="decode only: one run per length")
-    parser.add_argument("--merges", type=positive_int, default=500, help="bpe only")
-    parser.add_argument("--repeats", type=positive_int, default=3, help="bpe only: runs of each trainer")
-    parser.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="speedrun only")
-    parser.add_argument("--profile", choices=PROFILES, help="speedrun only: whose recipes race (default: "
-                        "$TINYLM_PROFILE, else gpu with CUDA, else cpu; the speedrun recipes exist for cpu and smoke)")
-    parser.add_argument("--target", type=float, help="speedrun only: the validation loss to reach "
-                        "(default: 1.886 for shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
-    parser.add_argument("--seeds", type=positive_int, default=3, help="speedrun only: seeds per recipe")
-    parser.add_argument("--seconds", type=float, help="speedrun only: seconds of training per run "
-                        "(default: 70 for shakespeare-char, 300 for tinystories)")
-    parser.add_argument("--eval-interval", type=positive_int, help="speedrun only: steps between whole-split "
-                        "evaluations, which time the target (default: the track's)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", choices=DTYPES,
-                        help="auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto; cache: bfloat16)")
+        epilog=examples(*train_examples, compile_example, decode_example, cache_example, bpe_example,
+                        speedrun_example))
+    modes = parser.add_subparsers(dest="what", required=True, metavar="MODE",
+                                  help="what to measure; python -m tinylm.bench MODE --help says how")
+    shape, device = _shape_options(), _device_options()
+
+    def mode(name: str, summary: str, parents: list, *mode_examples: str) -> argparse.ArgumentParser:
+        return modes.add_parser(name, parents=parents, help=summary, description=_mode_help(name),
+                                formatter_class=HelpFormatter, epilog=examples(*mode_examples))
+
+    batch_help = "default: the preset's recipe, else 12"
+    train = mode("train", "training throughput: tokens/s and FLOP/s of full optimizer steps", [shape, device],
+                 *train_examples)
+    train.add_argument("--batch-size", type=positive_int, help=batch_help)
+    train.add_argument("--steps", type=positive_int, default=50, help="optimizer steps to time")
+    train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape trained with "
+                       "nanoGPT's AdamW setup (tinylm.model.reference)")
+    train.add_argument("--rounds", type=positive_int, help="--reference: interleaved rounds (default: 30)")
+    compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device], compile_example)
+    compiled.add_argument("--batch-size", type=positive_int, help=batch_help)
+    compiled.add_argument("--rounds", type=positive_int, help="interleaved rounds (default: 6)")
+    decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], decode_example)
+    decode.add_argument("--ckpt", help="a checkpoint file or run folder instead of a random shape (default: random "
+                        "weights of the shape)")
+    decode.add_argument("--new-tokens", type=positive_int, default=500, help="tokens to generate")
+    decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", default=[1], help="one run per length")
+    mode("cache", "the KV cache's bytes per token, without building the model",
+         [shape, _device_options("auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: bfloat16)")],
+         cache_example)
+    bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], bpe_example)
+    bpe.add_argument("--merges", type=positive_int, default=500, help="merges to learn")
+    bpe.add_argument("--repeats", type=positive_int, default=3, help="runs of each trainer")
+    speedrun = mode("speedrun", "the laptop speedrun: default recipe against speedrun recipe, by seed", [],
+                    speedrun_example)
+    speedrun.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="what to train")
+    speedrun.add_argument("--profile", choices=PROFILES, help="whose recipes race (default: $TINYLM_PROFILE, else "
+                          "gpu with CUDA, else cpu; the speedrun recipes exist for cpu and smoke)")
+    speedrun.add_argument("--target", type=float, help="the validation loss to reach (default: 1.886 for "
+                          "shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
+    speedrun.add_argument("--seeds", type=positive_int, default=3, help="seeds per recipe")
+    speedrun.add_argument("--seconds", type=float, help="seconds of training per run (default: 70 for "
+                          "shakespeare-char, 300 for tinystories)")
+    speedrun.add_argument("--eval-interval", type=positive_int, help="steps between whole-split evaluations, which "
+                          "time the target (default: the track's)")
+    speedrun.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     return parser.parse_args(argv)
 
 

@@ -9,6 +9,7 @@ How the trainer's records read as lines lives with the rest of the progress arit
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Callable
 
 from ..runtime import configure_backend
@@ -17,11 +18,11 @@ from ..runtime import configure_backend
 def begin(args: argparse.Namespace) -> argparse.Namespace:
     """The one start of every command that computes: the process-wide settings for the device it will use
     (`tinylm.runtime.configure_backend`: CPU threads chosen by the cores other processes leave free, the heap kept,
-    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have. A command without --device
-    (prepare, interop) computes on the CPU, so it gets the CPU's settings on a machine with a GPU too.
-    Returns `args`."""
+    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have, on stderr: stdout carries what
+    the command makes (sample's text, eval's --json). A command without --device (prepare, interop) computes on the
+    CPU, so it gets the CPU's settings on a machine with a GPU too. Returns `args`."""
     if note := configure_backend(getattr(args, "device", "cpu")):
-        print(note, flush=True)
+        print(f"note: {note}", file=sys.stderr, flush=True)
     return args
 
 
@@ -32,6 +33,21 @@ class CommandParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+    def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
+        """argparse's, except that an option the chosen subcommand does not take is that subcommand's error (argparse
+        reports it as the top command's), so the advice names the --help that lists what it takes."""
+        namespace, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            self._chosen_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
+        return namespace
+
+    def _chosen_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            chosen = getattr(namespace, action.dest, None)
+            if isinstance(action, argparse._SubParsersAction) and chosen in action.choices:
+                return action.choices[chosen]
+        return self
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
