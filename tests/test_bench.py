@@ -17,6 +17,30 @@ def test_measure_training_reports_the_models_size_and_positive_rates():
     assert result["tokens_per_s"] > 0 and result["step_ms"] > 0
 
 
+def test_measure_training_times_consecutive_blocks_whose_mean_is_the_step_time():
+    cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=16)
+    result = measure_training(cfg, batch_size=2, steps=7, warmup=0, device="cpu", dtype="float32", blocks=3)
+    assert len(result["block_ms"]) == 3  # 3, 2 and 2 steps
+    assert sum(ms * n for ms, n in zip(result["block_ms"], (3, 2, 2))) / 7 == pytest.approx(result["step_ms"])
+    assert len(measure_training(cfg, batch_size=2, steps=2, warmup=0, device="cpu", blocks=5)["block_ms"]) == 2
+
+
+@pytest.mark.parametrize("block_ms, noted", [([10.0, 10.5, 14.9, 10.2, 10.1], False),
+                                             ([10.0, 10.5, 15.1, 10.2, 10.1], True)])
+def test_bench_train_says_when_the_load_changed_while_it_measured(block_ms, noted, monkeypatch, capsys):
+    import tinylm.cli.bench as bench
+
+    def measured(*args, **kwargs):
+        return {"parameters": 1, "active_parameters": 1, "step_ms": 10.0, "block_ms": block_ms, "tokens_per_s": 1.0,
+                "tflops": 1.0, "device": "cpu", "dtype": "float32", "threads": 1}
+
+    monkeypatch.setattr(bench, "measure_training", measured)
+    main(["train", "--steps", "10"])
+    out = capsys.readouterr().out
+    assert f"10 steps in 5 consecutive blocks, ms/step: {' '.join(f'{ms:.1f}' for ms in block_ms)}" in out
+    assert ("the speed changed while it measured" in out) is noted
+
+
 def attentive_model() -> GPT:
     """Random weights that make greedy tokens depend on the whole context, in float64.
 
@@ -275,4 +299,4 @@ def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_sl
     lines = capsys.readouterr().out.splitlines()
     warnings = [line for line in lines if line.startswith("warning: bfloat16")]
     assert len(warnings) == (0 if bf16_fast else 1)
-    assert "dtype bfloat16" in lines[-1], "measured in bf16 either way"
+    assert "dtype bfloat16" in next(line for line in lines if "ms/step," in line), "measured in bf16 either way"

@@ -2,7 +2,8 @@
 the KV cache, and the two BPE trainers.
 
 `measure_training` times full optimizer steps (forward, backward, AdamW) on random tokens after a few warm-up
-steps: tokens/s and the achieved FLOP/s (a mixture of experts counts its active parameters).
+steps, in consecutive blocks: tokens/s and the achieved FLOP/s (a mixture of experts counts its active parameters),
+and each block's ms per step, which shows whether the machine's load changed while it measured.
 `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
 nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two
 steps and their losses must agree, then they alternate one step each, and the best round of each counts.
@@ -89,7 +90,10 @@ def interleaved_seconds(runs: dict[str, Callable[[], object]], rounds: int,
 
 
 def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, warmup: int = 5,
-                     device: str | None = None, dtype: str = "auto") -> dict:
+                     device: str | None = None, dtype: str = "auto", blocks: int = 5) -> dict:
+    """Full optimizer steps of a fresh model on one random batch, after `warmup` untimed ones. `steps` are timed in
+    `blocks` consecutive blocks (fewer if there are fewer steps), so that a change in the machine's load shows:
+    `step_ms` and the rates are the mean over all the steps, `block_ms` each block's mean, in order."""
     device = resolve_device(device)
     torch_dtype = resolve_dtype(device, dtype)
     torch.manual_seed(0)
@@ -98,17 +102,22 @@ def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, war
     one_step = training_step(model, optimizer, *random_batch(model_cfg, batch_size, device), device, torch_dtype)
     for _ in range(warmup):
         one_step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    _synchronize(device)
-    seconds = (time.perf_counter() - start) / steps
+    blocks = min(blocks, steps)
+    block_steps = [steps // blocks + (i < steps % blocks) for i in range(blocks)]  # as even as they divide
+    block_seconds = []
+    for count in block_steps:
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(count):
+            one_step()
+        _synchronize(device)
+        block_seconds.append(time.perf_counter() - start)
+    seconds = sum(block_seconds) / steps
     tokens = batch_size * model_cfg.block_size
     return {"parameters": model.num_parameters(), "active_parameters": model.num_active_parameters(),
-            "step_ms": seconds * 1e3, "tokens_per_s": tokens / seconds,
-            "tflops": model.flops_per_token() * tokens / seconds / 1e12, "device": str(device),
-            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+            "step_ms": seconds * 1e3, "block_ms": [t / n * 1e3 for t, n in zip(block_seconds, block_steps)],
+            "tokens_per_s": tokens / seconds, "tflops": model.flops_per_token() * tokens / seconds / 1e12,
+            "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 
 def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 30, loss_steps: int = 2,

@@ -18,14 +18,18 @@ any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --bl
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
 `train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
-FLOP/s (a mixture of experts counts its active parameters). A --dtype that is slow on its device (bfloat16 where
-bf16 is slow, such as a CPU without native bf16: `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16
-kernels) is measured as asked, after a one-line warning, in each mode that times it (train, compile, decode). It
-first lets the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each step's big
-tensors are reused instead of page-faulted in again. With --reference it races tinylm's GPT and AdamW against a
-plain GPT-2 of the same shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights
-on the same batch: both first take two steps and their losses must agree, then they alternate one step each for
---rounds rounds, and the best round of each gives its tokens/s.
+FLOP/s (a mixture of experts counts its active parameters), then the ms per step of five consecutive blocks of the
+steps, and a note when the slowest block took more than 1.5 times the fastest: the speed changed while it measured
+(another program, the CPU's clock), and the mean mixes two speeds. With nothing else running on the 2-core AVX2
+EPYC, nanoGPT's CPU shape in blocks of 10 steps varied by up to 1.45 times with two threads and 1.13 with one. A
+--dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
+`tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
+warning, in each mode that times it (train, compile, decode). It first lets the process keep the memory it frees
+(`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted in again.
+With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with nanoGPT's
+AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two steps and their
+losses must agree, then they alternate one step each for --rounds rounds, and the best round of each gives its
+tokens/s.
 
 `compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
 (tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
@@ -94,6 +98,7 @@ from ..train.recipes import get_track
 from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
+UNSTEADY = 1.5  # blocks of steps this far apart say that the speed changed (see the module docstring)
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
 
@@ -173,6 +178,11 @@ def _train(args) -> None:
           f"{describe_parameters(r['parameters'], r['active_parameters'])}")
     print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
           f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
+    blocks = r["block_ms"]
+    print(f"{args.steps} steps in {len(blocks)} consecutive blocks, ms/step: {' '.join(f'{ms:.1f}' for ms in blocks)}")
+    if max(blocks) > UNSTEADY * min(blocks):
+        print(f"the slowest block took more than {UNSTEADY}x the fastest: the speed changed while it measured (another "
+              "program, the CPU's clock), so the mean mixes two speeds; measure again when the machine is quiet")
 
 
 def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
