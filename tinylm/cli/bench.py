@@ -21,7 +21,7 @@ replacing the preset's value. The batch defaults to the recipe's (12 where the p
 FLOP/s (a mixture of experts counts its active parameters), then the ms per step of five consecutive blocks of the
 steps, and a note when the slowest block took more than 1.5 times the fastest: the speed changed while it measured
 (another program, the CPU's clock), and the mean mixes two speeds. With nothing else running on the 2-core AVX2
-EPYC, nanoGPT's CPU shape in blocks of 10 steps varied by up to 1.45 times with two threads and 1.13 with one. A
+EPYC, nanoGPT's CPU shape in blocks of 10 steps varied by up to 1.39 times with two threads and 1.13 with one. A
 --dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
 `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
 warning, in each mode that times it (train, compile, decode). It first lets the process keep the memory it frees
