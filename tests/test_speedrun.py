@@ -10,6 +10,7 @@ from helpers import run_cli
 import tinylm.train.muon
 from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, validation_curve
 from tinylm.config import ConfigError
+from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
 
@@ -103,6 +104,34 @@ def test_the_speedrun_bench_prints_both_recipes_and_their_ratio(data_root):
     assert "default  val loss" in out and "speedrun val loss" in out and "(2 seeds)" in out
     assert "speedrun - default, val loss:" in out
     assert "nothing was written to disk" in out and "--recipe speedrun" in out
+
+
+@pytest.mark.parametrize("profile_option, environment, raced", [([], None, "cpu"), ([], "smoke", "smoke"),
+                                                                (["--profile", "smoke"], "cpu", "smoke")])
+def test_the_speedrun_bench_races_cpus_recipes_unless_told_even_on_a_machine_with_cuda(profile_option, environment,
+                                                                                        raced, monkeypatch, capsys):
+    """The speedrun recipes exist for cpu and smoke; `resolve_profile` would pick gpu where CUDA is, and fail."""
+    import tinylm.cli.bench as bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    if environment is None:
+        monkeypatch.delenv("TINYLM_PROFILE", raising=False)
+    else:
+        monkeypatch.setenv("TINYLM_PROFILE", environment)
+
+    class Raced(Exception):
+        pass
+
+    def race(track, profile, **options):
+        raise Raced(profile)
+
+    monkeypatch.setattr(bench, "race", race)
+    with pytest.raises(Raced) as raced_with:
+        bench.main(["speedrun", *profile_option, "--device", "cpu"])
+    assert raced_with.value.args == (raced,)
+    with pytest.raises(InputError, match="has speedrun recipes for the smoke and cpu profiles, not for gpu: add "
+                                         "--profile cpu"):
+        bench.main(["speedrun", "--profile", "gpu", "--device", "cpu"])
 
 
 @pytest.mark.parametrize("module, args, message", [

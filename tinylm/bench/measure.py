@@ -3,7 +3,7 @@ the KV cache, and the two BPE trainers.
 
 `measure_training` times full optimizer steps (forward, backward, AdamW) on random tokens after a few warm-up
 steps, in consecutive blocks: tokens/s and the achieved FLOP/s (a mixture of experts counts its active parameters),
-and each block's ms per step, which shows whether the machine's load changed while it measured.
+and each block's ms per step, which shows whether the speed was steady while it measured.
 `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
 nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two
 steps and their losses must agree, then they alternate one step each, and the best round of each counts.

@@ -1,12 +1,12 @@
 """Command line: measure training throughput, decoding with and without the KV cache, the cache's size, BPE training,
 and the laptop speedrun (seconds of training to a target loss, default recipe against speedrun recipe).
 
-    python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options] [--batch-size 12]
-        [--reference [--rounds 30]]
-    python -m tinylm.bench compile [--preset gpt2-smoke] [--rounds 6] [--batch-size 16]
-    python -m tinylm.bench decode [--ckpt runs/shakespeare-char-cpu | --preset stories15m ...] [--new-tokens 500]
-        [--prompt-tokens 1 200] [--dtype bfloat16]
-    python -m tinylm.bench cache --preset gpt2-124m [--n-kv-head 4] [--dtype bfloat16]
+    python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options]
+        [--batch-size N] [--steps 50 | --reference [--rounds 30]] [--dtype auto]
+    python -m tinylm.bench compile [--preset nanogpt-cpu] [shape options] [--batch-size N] [--rounds 6]
+    python -m tinylm.bench decode [--preset nanogpt-cpu [shape options] | --ckpt RUN] [--new-tokens 500]
+        [--prompt-tokens 1 [200 ...]] [--dtype auto]
+    python -m tinylm.bench cache [--preset nanogpt-cpu] [shape options] [--dtype bfloat16]
     python -m tinylm.bench bpe [--merges 500] [--repeats 3]
     python -m tinylm.bench speedrun [--track shakespeare-char] [--target 1.886] [--seeds 3] [--seconds 70]
 
@@ -17,19 +17,22 @@ smoke shape with GPT-2's vocabulary (the model notebook 6a trains with two proce
 any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
 replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
 
-`train` times full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the achieved
-FLOP/s (a mixture of experts counts its active parameters), then the ms per step of five consecutive blocks of the
-steps, and a note when the slowest block took more than 1.5 times the fastest: the speed changed while it measured
-(another program, the CPU's clock), and the mean mixes two speeds. With nothing else running on the 2-core AVX2
-EPYC, nanoGPT's CPU shape in blocks of 10 steps varied by up to 1.39 times with two threads and 1.13 with one. A
---dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
+A --dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
 `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
-warning, in each mode that times it (train, compile, decode). It first lets the process keep the memory it frees
+warning, in each mode that times it (train, compile, decode).
+
+`train` times --steps full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the
+achieved FLOP/s (a mixture of experts counts its active parameters), then the ms per step of up to five consecutive
+blocks of the steps (as even as they divide; fewer with fewer than five steps), and a note when the slowest block
+took more than 1.5 times the fastest: the speed was not steady (another program, the CPU's clock), so the mean is
+less trustworthy. 1.5 lies just above what an idle machine showed: on the course's 2-core AMD EPYC (AVX2), idle,
+with the default 50 steps of nanoGPT's CPU shape (blocks of 10), the slowest block took up to 1.39 times the fastest
+with two threads (3 runs) and 1.13 with one (2 runs), and whole runs differed by up to 1.14 times: compare within one
+run. With --reference (no blocks; --steps unused) it races tinylm's GPT and AdamW against a plain GPT-2 of the same
+shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both
+first take two steps and their losses must agree, then they alternate one step each for --rounds rounds, and the
+best round of each gives its tokens/s. `train` and `compile` first let the process keep the memory it frees
 (`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted in again.
-With --reference it races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with nanoGPT's
-AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two steps and their
-losses must agree, then they alternate one step each for --rounds rounds, and the best round of each gives its
-tokens/s.
 
 `compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
 (tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
@@ -38,15 +41,17 @@ interleaved rounds (a round's median step), and the verdict of tinylm.eval.uncer
 with 3 or more rounds per arm whose ranges do not overlap. On a CPU it needs a C++ compiler; the first compile on
 two cores takes tens of seconds.
 
-`decode` generates greedily from a batch of one prompt (random ids; a checkpoint's weights, or
-random weights for a shape) with the cache and without it, three times each, and prints the best
-speed of each (new tokens per second, prefill included), the speed-up, and whether the tokens are
-identical, and the cache's bytes per token. With the cache it times both steps: the fast one that `generate` uses
-(`tinylm.generate.fast`) and the readable one that walks the modules (`GPT.decode_step`).
+`decode` generates greedily from a batch of one prompt of random ids (shorter than the model's context) with the
+random weights of a shape, or a checkpoint's weights with --ckpt (the shape options are then unused), along three
+paths, alternating, three times each: with the cache through the fast step that `generate` uses
+(`tinylm.generate.fast`), with the cache walking the modules (`GPT.decode_step`, the readable step), and without the
+cache. It prints the best speed of each (new tokens per second, prefill included), the fast step's gain over the
+module walk, the cache's speed-up (the module walk against no cache), whether the three gave identical tokens, and
+the cache's bytes per token.
 
 `cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
 n_kv_head heads instead of n_head), without building the model, in bfloat16 (what a GPU decodes in)
-unless --dtype says otherwise.
+unless --dtype says otherwise; of the shape options, --mlp-hidden and --vocab-size do not change it.
 
 `bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
 pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
@@ -69,6 +74,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import time
 
 import torch
@@ -138,7 +144,8 @@ def _decode(args) -> None:
         model, vocab_limit = GPT(cfg).to(device), None
         name = f"random weights, {describe_shape(cfg)}"
     cfg = model.config
-    too_long = [n for n in args.prompt_tokens if n >= cfg.block_size]
+    prompt_lengths = args.prompt_tokens or [1]
+    too_long = [n for n in prompt_lengths if n >= cfg.block_size]
     if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
         raise InputError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
@@ -150,7 +157,7 @@ def _decode(args) -> None:
     print(f"device {device} ({describe_threads(torch.get_num_threads())}), dtype {str(dtype).removeprefix('torch.')}, "
           f"{args.new_tokens} new tokens, batch 1, greedy")
     ids = torch.Generator().manual_seed(0)
-    for prompt_tokens in args.prompt_tokens:
+    for prompt_tokens in prompt_lengths:
         prompt = torch.randint(vocab_limit or cfg.vocab_size, (1, prompt_tokens), generator=ids).to(device)
         r = measure_decoding(model, prompt, args.new_tokens, vocab_limit)
         print(f"prompt {prompt_tokens:5d} tokens: with cache {r['fast']:8,.1f} tokens/s (fast step; walking the "
@@ -179,7 +186,9 @@ def _train(args) -> None:
     print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
           f"{r['tokens_per_s']:,.0f} training tokens/s, {r['tflops'] * 1e3:.1f} GFLOP/s")
     blocks = r["block_ms"]
-    print(f"{args.steps} steps in {len(blocks)} consecutive blocks, ms/step: {' '.join(f'{ms:.1f}' for ms in blocks)}")
+    counted = (f"{args.steps} step" + "s" * (args.steps > 1) + f" in {len(blocks)} consecutive block" +
+               "s" * (len(blocks) > 1))
+    print(f"{counted}, ms/step: {' '.join(f'{ms:.1f}' for ms in blocks)}")
     if max(blocks) > UNSTEADY * min(blocks):
         print(f"the slowest block took more than {UNSTEADY}x the fastest: the speed changed while it measured (another "
               "program, the CPU's clock), so the mean mixes two speeds; measure again when the machine is quiet")
@@ -256,6 +265,12 @@ def _speedrun(args) -> None:
     target = args.target if args.target is not None else defaults["target"]
     seconds = args.seconds if args.seconds is not None else defaults["seconds"]
     eval_interval = args.eval_interval if args.eval_interval is not None else defaults["eval_interval"]
+    # The speedrun recipes exist for the cpu and smoke profiles: on a machine with CUDA too, the default races cpu's.
+    profile = resolve_profile(args.profile) if args.profile or os.environ.get("TINYLM_PROFILE") else "cpu"
+    track = get_track(args.track)
+    if profile not in track.speedruns:
+        raise InputError(f"{args.track} has speedrun recipes for the {' and '.join(track.speedruns)} profiles, not "
+                         f"for {profile}: add --profile cpu")
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
     device = resolve_device(args.device)
@@ -264,7 +279,7 @@ def _speedrun(args) -> None:
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
           f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
     print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
-    changes = get_track(args.track).speedrun_changes(args.profile)
+    changes = track.speedrun_changes(profile)
     print(f"the speedrun recipe: the default one with {', '.join(f'{name}={value}' for name, value in changes.items())}"
           f" (Muon's Newton–Schulz in {str(newton_schulz_dtype(device)).removeprefix('torch.')} on this {device.type})")
     started = time.perf_counter()
@@ -275,7 +290,7 @@ def _speedrun(args) -> None:
         print(f"  run {done}/{total}: {run.recipe:<8} seed {run.seed}: {run.steps:>6,} steps, val loss "
               f"{run.val_loss:.4f}, target {reached}  (ETA {format_duration(left)})", flush=True)
 
-    runs = race(args.track, args.profile, seeds=seeds, seconds=seconds, target=target, eval_interval=eval_interval,
+    runs = race(args.track, profile, seeds=seeds, seconds=seconds, target=target, eval_interval=eval_interval,
                 device=device, on_run=report)
     print(f"after {format_duration(seconds)} of training each (mean ± half the range over seeds; seconds are "
           "training time, as above):")
@@ -292,7 +307,7 @@ def _speedrun(args) -> None:
         verdict = f"{ratio:.2f}x as fast" if ratio >= 1 else f"in {1 / ratio:.2f}x the time of the default recipe"
         print(f"seconds to {target}: the speedrun recipe gets there {verdict}")
     print("nothing was written to disk; to train the speedrun recipe into a run folder: "
-          f"python -m tinylm.train {args.track} --recipe speedrun --profile {resolve_profile(args.profile)}")
+          f"python -m tinylm.train {args.track} --recipe speedrun --profile {profile}")
 
 
 COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _cache, "bpe": _bpe,
@@ -300,8 +315,16 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
 
 
 def _mode_help(mode: str) -> str:
-    """The module docstring's paragraph on `mode` (the one that starts with it in backquotes), for its --help."""
-    return next(paragraph for paragraph in __doc__.split("\n\n") if paragraph.startswith(f"`{mode}`"))
+    """A mode's --help: the module docstring's paragraph on it (the one that starts with it in backquotes), then
+    those on shapes and slow dtypes where the mode takes them, and the one on what the figures depend on."""
+    paragraphs = __doc__.split("\n\n")
+
+    def starting(text: str) -> str:
+        return next(paragraph for paragraph in paragraphs if paragraph.startswith(text))
+
+    shared = ([starting("A shape is a preset")] if mode in ("train", "compile", "decode", "cache") else []) + (
+        [starting("A --dtype that is slow")] if mode in ("train", "compile", "decode") else [])
+    return "\n\n".join([starting(f"`{mode}`"), *shared, starting("Figures depend on the machine")])
 
 
 def _shape_options() -> argparse.ArgumentParser:
@@ -342,33 +365,39 @@ def parse_args(argv=None) -> argparse.Namespace:
         return modes.add_parser(name, parents=parents, help=summary, description=_mode_help(name),
                                 formatter_class=HelpFormatter, epilog=examples(*mode_examples))
 
-    batch_help = "default: the preset's recipe, else 12"
+    batch_help = ("sequences per step (default: the preset's recipe's, 12 for nanogpt-cpu and 16 for tinystories-cpu; "
+                  "12 for the others)")
     train = mode("train", "training throughput: tokens/s and FLOP/s of full optimizer steps", [shape, device],
                  *train_examples)
     train.add_argument("--batch-size", type=positive_int, help=batch_help)
-    train.add_argument("--steps", type=positive_int, default=50, help="optimizer steps to time")
+    train.add_argument("--steps", type=positive_int, default=50,
+                       help="optimizer steps to time (unused with --reference)")
     train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape trained with "
                        "nanoGPT's AdamW setup (tinylm.model.reference)")
-    train.add_argument("--rounds", type=positive_int, help="--reference: interleaved rounds (default: 30)")
+    train.add_argument("--rounds", type=positive_int,
+                       help="with --reference: rounds of one step of each arm (default: 30)")
     compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device], compile_example)
     compiled.add_argument("--batch-size", type=positive_int, help=batch_help)
     compiled.add_argument("--rounds", type=positive_int, help="interleaved rounds (default: 6)")
     decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], decode_example)
-    decode.add_argument("--ckpt", help="a checkpoint file or run folder instead of a random shape (default: random "
-                        "weights of the shape)")
+    decode.add_argument("--ckpt", help="a checkpoint file or run folder, whose weights replace the shape's random ones "
+                        "and make the shape options unused (default: random weights of the shape)")
     decode.add_argument("--new-tokens", type=positive_int, default=500, help="tokens to generate")
-    decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", default=[1], help="one run per length")
+    decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", help="prompt lengths, one run each, each "
+                        "shorter than the model's context (default: 1)")
     mode("cache", "the KV cache's bytes per token, without building the model",
-         [shape, _device_options("auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: bfloat16)")],
+         [shape, _device_options("default: bfloat16, what a GPU decodes in; auto: bf16 or fp16 on CUDA, fp32 elsewhere "
+                                 "(--device says where)")],
          cache_example)
     bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], bpe_example)
     bpe.add_argument("--merges", type=positive_int, default=500, help="merges to learn")
     bpe.add_argument("--repeats", type=positive_int, default=3, help="runs of each trainer")
-    speedrun = mode("speedrun", "the laptop speedrun: default recipe against speedrun recipe, by seed", [],
+    speedrun = mode("speedrun", "the laptop speedrun: seconds to a target loss, default recipe against speedrun recipe",
+                    [],
                     speedrun_example)
     speedrun.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="what to train")
-    speedrun.add_argument("--profile", choices=PROFILES, help="whose recipes race (default: $TINYLM_PROFILE, else "
-                          "gpu with CUDA, else cpu; the speedrun recipes exist for cpu and smoke)")
+    speedrun.add_argument("--profile", choices=PROFILES, help="the profile whose two recipes race (default: "
+                          "$TINYLM_PROFILE, else cpu: the speedrun recipes exist for cpu and smoke)")
     speedrun.add_argument("--target", type=float, help="the validation loss to reach (default: 1.886 for "
                           "shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
     speedrun.add_argument("--seeds", type=positive_int, default=3, help="seeds per recipe")
