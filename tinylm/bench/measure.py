@@ -92,7 +92,7 @@ def interleaved_seconds(runs: dict[str, Callable[[], object]], rounds: int,
 def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, warmup: int = 5,
                      device: str | None = None, dtype: str = "auto", blocks: int = 5) -> dict:
     """Full optimizer steps of a fresh model on one random batch, after `warmup` untimed ones. `steps` are timed in
-    `blocks` consecutive blocks (fewer if there are fewer steps), so that a change in the machine's load shows:
+    `blocks` consecutive blocks (fewer if there are fewer steps), which show whether the speed was steady:
     `step_ms` and the rates are the mean over all the steps, `block_ms` each block's mean, in order."""
     device = resolve_device(device)
     torch_dtype = resolve_dtype(device, dtype)

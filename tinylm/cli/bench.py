@@ -15,7 +15,7 @@ tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `gp
 smoke shape with GPT-2's vocabulary (the model notebook 6a trains with two processes); `stories15m`, llama2.c's
 15M TinyStories Llama), built as the block family --arch if given (tinylm.config.ARCHITECTURES), with
 any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
-replacing the preset's value. The batch defaults to the recipe's (12 where the preset has none).
+replacing the preset's value.
 
 A --dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
 `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
@@ -27,12 +27,14 @@ blocks of the steps (as even as they divide; fewer with fewer than five steps), 
 took more than 1.5 times the fastest: the speed was not steady (another program, the CPU's clock), so the mean is
 less trustworthy. 1.5 lies just above what an idle machine showed: on the course's 2-core AMD EPYC (AVX2), idle,
 with the default 50 steps of nanoGPT's CPU shape (blocks of 10), the slowest block took up to 1.39 times the fastest
-with two threads (3 runs) and 1.13 with one (2 runs), and whole runs differed by up to 1.14 times: compare within one
-run. With --reference (no blocks; --steps unused) it races tinylm's GPT and AdamW against a plain GPT-2 of the same
-shape trained with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both
-first take two steps and their losses must agree, then they alternate one step each for --rounds rounds, and the
-best round of each gives its tokens/s. `train` and `compile` first let the process keep the memory it frees
-(`tinylm.runtime.keep_freed_memory`), so that each step's big tensors are reused instead of page-faulted in again.
+with two threads (3 runs) and 1.13 with one (2 runs), and whole runs differed by up to 1.14 times, so two runs (two
+shapes, batch sizes or dtypes) that differ by less than that are not told apart: alternate several runs of each, or
+use --reference, which alternates its two arms within one run. With --reference (no blocks; --steps unused) it races
+tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with nanoGPT's AdamW setup
+(`tinylm.model.reference`), from the same weights on the same batch: both first take two steps and their losses must
+agree, then they alternate one step each for --rounds rounds, and the best round of each gives its tokens/s. `train`
+and `compile` first let the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each
+step's big tensors are reused instead of page-faulted in again.
 
 `compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
 (tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
@@ -42,16 +44,17 @@ with 3 or more rounds per arm whose ranges do not overlap. On a CPU it needs a C
 two cores takes tens of seconds.
 
 `decode` generates greedily from a batch of one prompt of random ids (shorter than the model's context) with the
-random weights of a shape, or a checkpoint's weights with --ckpt (the shape options are then unused), along three
-paths, alternating, three times each: with the cache through the fast step that `generate` uses
+random weights of a shape, or a checkpoint's weights with --ckpt (--preset, --arch and the shape options are then
+unused), along three paths, alternating, three times each: with the cache through the fast step that `generate` uses
 (`tinylm.generate.fast`), with the cache walking the modules (`GPT.decode_step`, the readable step), and without the
 cache. It prints the best speed of each (new tokens per second, prefill included), the fast step's gain over the
 module walk, the cache's speed-up (the module walk against no cache), whether the three gave identical tokens, and
 the cache's bytes per token.
 
-`cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores
-n_kv_head heads instead of n_head), without building the model, in bfloat16 (what a GPU decodes in)
-unless --dtype says otherwise; of the shape options, --mlp-hidden and --vocab-size do not change it.
+`cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores n_kv_head heads
+instead of n_head), without building the model, in bfloat16 (what a GPU decodes in) unless --dtype says otherwise.
+The bytes per token depend on --n-layer, --n-embd and the share of key/value heads (--n-kv-head against --n-head);
+--block-size changes only the full context's total; --mlp-hidden and --vocab-size change neither.
 
 `bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
 pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
@@ -190,8 +193,8 @@ def _train(args) -> None:
                "s" * (len(blocks) > 1))
     print(f"{counted}, ms/step: {' '.join(f'{ms:.1f}' for ms in blocks)}")
     if max(blocks) > UNSTEADY * min(blocks):
-        print(f"the slowest block took more than {UNSTEADY}x the fastest: the speed changed while it measured (another "
-              "program, the CPU's clock), so the mean mixes two speeds; measure again when the machine is quiet")
+        print(f"the slowest block took more than {UNSTEADY}x the fastest: the speed was not steady (another program, "
+              "the CPU's clock), so the mean is less trustworthy; measure again when the machine is quiet")
 
 
 def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
@@ -316,7 +319,8 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
 
 def _mode_help(mode: str) -> str:
     """A mode's --help: the module docstring's paragraph on it (the one that starts with it in backquotes), then
-    those on shapes and slow dtypes where the mode takes them, and the one on what the figures depend on."""
+    those on shapes and slow dtypes where the mode takes them, and, for a mode that times, the one on what its figures
+    depend on."""
     paragraphs = __doc__.split("\n\n")
 
     def starting(text: str) -> str:
@@ -324,7 +328,8 @@ def _mode_help(mode: str) -> str:
 
     shared = ([starting("A shape is a preset")] if mode in ("train", "compile", "decode", "cache") else []) + (
         [starting("A --dtype that is slow")] if mode in ("train", "compile", "decode") else [])
-    return "\n\n".join([starting(f"`{mode}`"), *shared, starting("Figures depend on the machine")])
+    timed = [starting("Figures depend on the machine")] if mode != "cache" else []  # cache computes, times nothing
+    return "\n\n".join([starting(f"`{mode}`"), *shared, *timed])
 
 
 def _shape_options() -> argparse.ArgumentParser:
@@ -381,7 +386,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     compiled.add_argument("--rounds", type=positive_int, help="interleaved rounds (default: 6)")
     decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], decode_example)
     decode.add_argument("--ckpt", help="a checkpoint file or run folder, whose weights replace the shape's random ones "
-                        "and make the shape options unused (default: random weights of the shape)")
+                        "and make --preset, --arch and the shape options unused (default: random weights of the shape)")
     decode.add_argument("--new-tokens", type=positive_int, default=500, help="tokens to generate")
     decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", help="prompt lengths, one run each, each "
                         "shorter than the model's context (default: 1)")
