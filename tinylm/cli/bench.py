@@ -107,7 +107,7 @@ from ..train.recipes import get_track
 from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
-UNSTEADY = 1.5  # blocks of steps this far apart say that the speed changed (see the module docstring)
+UNSTEADY = 1.5  # blocks of steps this far apart say that the speed was not steady (see the module docstring)
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
 
