@@ -102,12 +102,13 @@ from ..model.kv_cache import bytes_per_token
 from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
 from ..train.muon import newton_schulz_dtype
-from ..train.progress import TRAINING_TIME, describe_parameters, describe_threads, format_duration
+from ..train.progress import TRAINING_TIME, cpu_threads_note, describe_parameters, describe_threads, format_duration
 from ..train.recipes import get_track
 from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
 UNSTEADY = 1.5  # blocks of steps this far apart say that the speed was not steady (see the module docstring)
+DEVICE_HELP = "e.g. cpu, cuda, mps (default: the best available)"
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
 
@@ -277,7 +278,7 @@ def _speedrun(args) -> None:
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
     device = resolve_device(args.device)
-    threads = f" ({describe_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
+    threads = cpu_threads_note(device)
     print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
           f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
@@ -345,7 +346,7 @@ def _shape_options() -> argparse.ArgumentParser:
 
 def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto)"):
     options = CommandParser(add_help=False)
-    options.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    options.add_argument("--device", help=DEVICE_HELP)
     options.add_argument("--dtype", choices=DTYPES, help=dtype_help)
     return options
 
@@ -410,7 +411,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                           "shakespeare-char, 300 for tinystories)")
     speedrun.add_argument("--eval-interval", type=positive_int, help="steps between whole-split evaluations, which "
                           "time the target (default: the track's)")
-    speedrun.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
+    speedrun.add_argument("--device", help=DEVICE_HELP)
     return parser.parse_args(argv)
 
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 # What the seconds of a time budget count, defined once: `max_seconds` (`python -m tinylm.train --max-seconds`), the
 # time-based schedule, the Trainer's `elapsed`, tokens/s, `python -m tinylm.bench speedrun` and notebook 12's
 # budgets all count this, and the figures that depend on it print it beside them.
@@ -99,6 +101,11 @@ def print_record(record: dict[str, Any]) -> None:
 def describe_threads(count: int) -> str:
     """'1 thread' or 'N threads'."""
     return f"{count} thread" + ("" if count == 1 else "s")
+
+
+def cpu_threads_note(device: torch.device) -> str:
+    """' (N threads)' on a CPU, where a time budget's steps depend on PyTorch's threads; nothing elsewhere."""
+    return f" ({describe_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
 
 
 def describe_parameters(total: int, active: int) -> str:

@@ -38,7 +38,7 @@ from ..model.gpt import GPT
 from ..paths import atomic_write, shown
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
-from .progress import TRAINING_TIME, describe_parameters, describe_threads, format_duration, print_record
+from .progress import TRAINING_TIME, cpu_threads_note, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .run_folder import claim_run_folder, overwriting
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
@@ -168,11 +168,6 @@ def plan(trainer: Trainer) -> str:
     return line + "; the expected time follows once the first steps are timed"
 
 
-def _threads(device: torch.device) -> str:
-    """ (N threads) on a CPU, where a time budget's steps depend on it; nothing elsewhere."""
-    return f" ({describe_threads(torch.get_num_threads())})" if device.type == "cpu" else ""
-
-
 def _describe_optimizer(optimizer) -> str:
     """The startup line's optimizer: AdamW, or Muon beside it with the dtype its Newton–Schulz computes in (which the
     hardware chooses: tinylm.train.muon.newton_schulz_dtype)."""
@@ -223,7 +218,8 @@ class Pretraining(Job):
                           evaluators=evaluators)
         self.val_tokens = len(data.val)
         say(f"{recipe.track.name} | profile {recipe.profile} | {_describe(model)} | {world.size} process(es) "
-            f"| device {trainer.device}{_threads(trainer.device)} | dtype {str(trainer.dtype).removeprefix('torch.')} "
+            f"| device {trainer.device}{cpu_threads_note(trainer.device)} "
+            f"| dtype {str(trainer.dtype).removeprefix('torch.')} "
             f"| optimizer {_describe_optimizer(trainer.optimizer)} "
             f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
             f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
