@@ -285,9 +285,11 @@ def test_bench_compile_warns_in_one_line_where_the_dtype_asked_for_is_slow(capsy
     monkeypatch.setattr(torch, "compile", lambda model: model)
     main(["compile", "--preset", "nanogpt-cpu", "--n-layer", "1", "--block-size", "16", "--batch-size", "2",
           "--rounds", "1", "--dtype", "bfloat16"])
-    lines = capsys.readouterr().out.splitlines()
-    assert [line for line in lines if line.startswith("warning: bfloat16")] == ([] if bf16_fast else [lines[0]])
-    assert "dtype bfloat16" in lines[1 - bf16_fast], "measured in bf16 either way"
+    captured = capsys.readouterr()
+    lines, errors = captured.out.splitlines(), captured.err.splitlines()
+    assert [line for line in errors if line.startswith("warning: bfloat16")] == ([] if bf16_fast else [errors[0]])
+    assert not any(line.startswith("warning") for line in lines), "stdout carries the figures only"
+    assert "dtype bfloat16" in lines[0], "measured in bf16 either way"
 
 
 @pytest.mark.parametrize("bf16_fast", [True, False])
@@ -296,7 +298,9 @@ def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_sl
     monkeypatch.setattr("tinylm.runtime.bf16_is_fast", lambda device: bf16_fast)
     main(["train", "--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--vocab-size", "37",
           "--batch-size", "2", "--steps", "2", "--dtype", "bfloat16"])
-    lines = capsys.readouterr().out.splitlines()
-    warnings = [line for line in lines if line.startswith("warning: bfloat16")]
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: bfloat16")]
     assert len(warnings) == (0 if bf16_fast else 1)
+    assert not any(line.startswith("warning") for line in lines), "stdout carries the figures only"
     assert "dtype bfloat16" in next(line for line in lines if "ms/step," in line), "measured in bf16 either way"

@@ -246,3 +246,25 @@ def test_each_bench_mode_takes_its_own_options_and_names_its_own_help_for_anothe
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (f"python -m tinylm.bench {mode}: error: unrecognized arguments: {foreign} 3; "
                                        f"see python -m tinylm.bench {mode} --help\n")
+
+
+@pytest.mark.parametrize("module, argv, expected", [
+    ("bench", ["--steps", "5", "train"], "python -m tinylm.bench train: error: --steps goes after the mode: "
+     "python -m tinylm.bench train --steps ...; see python -m tinylm.bench train --help"),
+    ("bench", ["--steps=5"], "python -m tinylm.bench: error: --steps=5 goes after the mode: "
+     "python -m tinylm.bench MODE --steps=5 ...; see python -m tinylm.bench --help"),
+    ("eval", ["--json", "loss", "--ckpt", "run"], "python -m tinylm.eval loss: error: --json goes after the command: "
+     "python -m tinylm.eval loss --json ...; see python -m tinylm.eval loss --help"),
+])
+def test_a_subcommands_option_before_the_subcommand_says_where_it_goes(module, argv, expected, capsys):
+    parse_args = importlib.import_module(f"tinylm.cli.{module}").parse_args
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == expected + "\n"
+    # after the subcommand the same option parses, and the top command's own --help still works before it
+    assert parse_args(["train", "--steps", "5"] if module == "bench" else ["loss", "--ckpt", "run", "--text", "t",
+                                                                          "--json"]) is not None
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--help"])
+    assert exit_info.value.code == 0

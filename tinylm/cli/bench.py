@@ -19,7 +19,7 @@ replacing the preset's value.
 
 A --dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
 `tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
-warning, in each mode that times it (train, compile, decode).
+warning on stderr, in each mode that times it (train, compile, decode).
 
 `train` times --steps full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the
 achieved FLOP/s (a mixture of experts counts its active parameters), then the ms per step of up to five consecutive
@@ -78,6 +78,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 import time
 
 import torch
@@ -173,7 +174,7 @@ def _warn_if_slow(args) -> None:
     """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
     device = resolve_device(args.device)
     if warning := dtype_warning(device, resolve_dtype(device, args.dtype or "auto")):
-        print(warning)
+        print(warning, file=sys.stderr, flush=True)  # stdout carries the figures
 
 
 def _train(args) -> None:

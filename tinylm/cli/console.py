@@ -36,11 +36,30 @@ class CommandParser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
         """argparse's, except that an option the chosen subcommand does not take is that subcommand's error (argparse
-        reports it as the top command's), so the advice names the --help that lists what it takes."""
+        reports it as the top command's), so the advice names the --help that lists what it takes; and that a
+        subcommand's option written before the subcommand says where it goes (argparse would take its value for the
+        subcommand: `invalid choice: '5'`)."""
+        args = sys.argv[1:] if args is None else list(args)
+        self._check_order(args)
         namespace, unknown = self.parse_known_args(args, namespace)
         if unknown:
             self._chosen_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
         return namespace
+
+    def _check_order(self, args: list[str]) -> None:
+        """A usage error for the first option this parser does not take that comes before its subcommand."""
+        commands = next((action for action in self._actions if isinstance(action, argparse._SubParsersAction)), None)
+        if commands is None:
+            return
+        own_options = {option for action in self._actions for option in action.option_strings}
+        for at, arg in enumerate(args):
+            if arg in commands.choices:
+                return
+            if arg.startswith("-") and arg.split("=", 1)[0] not in own_options:
+                command = next((later for later in args[at:] if later in commands.choices), None)
+                where = commands.choices[command] if command else self  # whose --help the advice names
+                where.error(f"{arg} goes after the {str(commands.metavar).lower()}: "
+                            f"{self.prog} {command or commands.metavar} {arg} ...")
 
     def _chosen_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
         for action in self._actions:
