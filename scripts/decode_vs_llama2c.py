@@ -20,6 +20,14 @@ the steps after its first one; tinylm decoding seq_len tokens after the same pro
 tinylm's greedy tokens say whether it would (printed).
 Each round runs every contender once, the order reversed every other round, and the best round counts; for each
 thread count tinylm uses `torch.set_num_threads` and run.c gets OMP_NUM_THREADS (ignored unless built with OpenMP).
+
+With --products it then profiles one more fast decode (torch.profiler) and prints the self time of PyTorch's product
+kernels (`PRODUCTS`, through which every weight matrix of the blocks and the head is read; it also holds RoPE's small
+rotation product) per token, and a floor under what they took unprofiled: that time less everything the profiler
+added to the whole decode (its ms a token less the fast step's best unprofiled ms a token), since the profiler's cost
+inside the products is part of what it added (a floor provided that the profiled decode, unprofiled, would have been no
+faster than the best round). Where even the floor exceeds run.c's best whole token, no saving elsewhere in the step,
+as arranged, can make it match run.c.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from tinylm.model.gpt import GPT  # noqa: E402
 from tinylm.runtime import configure_backend  # noqa: E402
 
 BOS = 1  # Llama 2's beginning of sequence, run.c's first token and its stop token
+PRODUCTS = ("aten::mm", "aten::bmm", "aten::addmm")  # the kernels under the fast step's products (matmul, linear)
 
 
 def tinylm_tokens_per_s(model: GPT, fast: bool) -> tuple[float, list[int]]:
@@ -56,6 +65,17 @@ def tinylm_tokens_per_s(model: GPT, fast: bool) -> tuple[float, list[int]]:
         if start is None:
             start = time.perf_counter()  # run.c starts its clock after its first step
     return (len(tokens) - 1) / (time.perf_counter() - start), tokens
+
+
+def profiled_products(model: GPT) -> tuple[float, float]:
+    """One greedy fast decode of the whole context under torch.profiler: the self CPU time of PRODUCTS and the whole
+    decode's time (from its first token on, as timed unprofiled), both in ms a token."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as profiled:
+        tokens_per_s, tokens = tinylm_tokens_per_s(model, fast=True)
+    microseconds = sum(event.self_cpu_time_total for event in profiled.key_averages() if event.key in PRODUCTS)
+    return microseconds / 1e3 / len(tokens), 1e3 / tokens_per_s
 
 
 def run_c_tokens_per_s(run: Path, model: Path, tokenizer: Path, steps: int, threads: int) -> float:
@@ -93,6 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--readable", action="store_true", help="also time tinylm's readable step")
+    parser.add_argument("--products", action="store_true", help="then the fast step's matrix products per token, "
+                        "profiled and a floor unprofiled, against run.c's whole token")
     args = parser.parse_args()
     if args.write_model:
         torch.manual_seed(0)
@@ -131,6 +153,12 @@ def main() -> None:
                 best[name] = max(best[name], contenders[name]())
         figures = ", ".join(f"{name} {speed:,.1f} tok/s" for name, speed in best.items())
         print(f"{threads} thread(s): {figures}; tinylm fast / run.c = {best['tinylm fast'] / best['run.c']:.2f}x")
+        if args.products:
+            products_ms, profiled_ms = profiled_products(model)
+            added_ms = max(0.0, profiled_ms - 1e3 / best["tinylm fast"])  # all the profiler added, a token
+            print(f"  the fast step's products: {products_ms:.2f} ms a token profiled; the profiler added "
+                  f"{added_ms:.2f} ms a token to the whole decode, so unprofiled they took at least "
+                  f"{products_ms - added_ms:.2f} ms; run.c's best whole token: {1e3 / best['run.c']:.2f} ms")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ MLP. This step reads the same weights and computes the same function in less tim
   `tinylm.generate.decode` reads the head, the largest of them, the same way for both steps. On a GPU every weight
   keeps its layout and nothing is copied.
 - **On huge pages.** The CPU translates every address through a page table, and caches the translations in its TLB
-  (translation lookaside buffer): on the 2-core AMD CPU, 2,048 second-level data entries, about 8 MiB of 4 KiB pages.
+  (translation lookaside buffer): on the 2-core AVX2 AMD CPU, 2,048 second-level data entries, 8 MiB of 4 KiB pages.
   A token reads stories15M's 61 MB of weights, some 15,000 pages of 4 KiB, so nearly every page misses the TLB and
   costs a walk of the page tables; in pages of 2 MiB they are about 30. So on Linux the copies lie in buffers that
   (where at least a huge page long) ask the kernel for huge pages (`cpu_buffer`: memory mapped for this process alone,
