@@ -27,7 +27,7 @@ def test_measure_training_times_consecutive_blocks_whose_mean_is_the_step_time()
 
 @pytest.mark.parametrize("block_ms, noted", [([10.0, 10.5, 14.9, 10.2, 10.1], False),
                                              ([10.0, 10.5, 15.1, 10.2, 10.1], True)])
-def test_bench_train_says_when_the_load_changed_while_it_measured(block_ms, noted, monkeypatch, capsys):
+def test_bench_train_says_when_the_speed_was_not_steady(block_ms, noted, monkeypatch, capsys):
     import tinylm.cli.bench as bench
 
     def measured(*args, **kwargs):

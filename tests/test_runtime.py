@@ -31,8 +31,11 @@ def test_profile_argument_beats_environment_beats_hardware_default(monkeypatch):
     assert resolve_profile() == "smoke"
     monkeypatch.setenv("TINYLM_PROFILE", " CPU ")
     assert resolve_profile() == "cpu"
+    assert resolve_profile(default="gpu") == "cpu", "the environment beats a command's default"
     monkeypatch.delenv("TINYLM_PROFILE")
     assert resolve_profile() == ("gpu" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_profile(default="cpu") == "cpu", "a command's default beats the hardware's"
 
 
 def test_unknown_profile_is_an_error_listing_the_choices():

@@ -51,9 +51,10 @@ def cpu_name() -> str:
     return f"{model}, {cores} cores, {torch.backends.cpu.get_cpu_capability()}"
 
 
-def resolve_profile(profile: str | None = None) -> str:
-    """The profile to use: the argument, else $TINYLM_PROFILE, else 'gpu' with CUDA and 'cpu' without."""
-    chosen = profile or os.environ.get("TINYLM_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
+def resolve_profile(profile: str | None = None, default: str | None = None) -> str:
+    """The profile to use: the argument, else $TINYLM_PROFILE, else `default` where given (a command whose work
+    exists for some profiles only), else 'gpu' with CUDA and 'cpu' without."""
+    chosen = profile or os.environ.get("TINYLM_PROFILE") or default or ("gpu" if torch.cuda.is_available() else "cpu")
     chosen = chosen.strip().lower()
     if chosen not in PROFILES:
         raise InputError(f"unknown profile {chosen!r}; choose one of {', '.join(PROFILES)} "

@@ -77,7 +77,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import sys
 import time
 
@@ -271,7 +270,7 @@ def _speedrun(args) -> None:
     seconds = args.seconds if args.seconds is not None else defaults["seconds"]
     eval_interval = args.eval_interval if args.eval_interval is not None else defaults["eval_interval"]
     # The speedrun recipes exist for the cpu and smoke profiles: on a machine with CUDA too, the default races cpu's.
-    profile = resolve_profile(args.profile) if args.profile or os.environ.get("TINYLM_PROFILE") else "cpu"
+    profile = resolve_profile(args.profile, default="cpu")
     track = get_track(args.track)
     if profile not in track.speedruns:
         raise InputError(f"{args.track} has speedrun recipes for the {' and '.join(track.speedruns)} profiles, not "
@@ -279,10 +278,10 @@ def _speedrun(args) -> None:
     seeds = list(range(args.seeds))
     total = 2 * len(seeds)
     device = resolve_device(args.device)
-    threads = cpu_threads_note(device)
     print(f"{args.track}: default recipe against speedrun recipe, {format_duration(seconds)} of training each, "
           f"seeds {', '.join(map(str, seeds))} (alternating order), target validation loss {target}, device "
-          f"{device}{threads}; {total} runs, about {format_duration(total * seconds * 1.15)} with evaluations")
+          f"{device}{cpu_threads_note(device)}; {total} runs, about {format_duration(total * seconds * 1.15)} with "
+          "evaluations")
     print(f"({TRAINING_TIME}; `python -m tinylm.train {args.track} --max-seconds {seconds:g}` counts the same)")
     changes = track.speedrun_changes(profile)
     print(f"the speedrun recipe: the default one with {', '.join(f'{name}={value}' for name, value in changes.items())}"

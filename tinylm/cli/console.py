@@ -46,9 +46,12 @@ class CommandParser(argparse.ArgumentParser):
             self._chosen_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
         return namespace
 
+    def _subcommands(self) -> argparse._SubParsersAction | None:
+        return next((action for action in self._actions if isinstance(action, argparse._SubParsersAction)), None)
+
     def _check_order(self, args: list[str]) -> None:
         """A usage error for the first option this parser does not take that comes before its subcommand."""
-        commands = next((action for action in self._actions if isinstance(action, argparse._SubParsersAction)), None)
+        commands = self._subcommands()
         if commands is None:
             return
         own_options = {option for action in self._actions for option in action.option_strings}
@@ -62,10 +65,9 @@ class CommandParser(argparse.ArgumentParser):
                             f"{self.prog} {command or commands.metavar} {arg} ...")
 
     def _chosen_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
-        for action in self._actions:
-            chosen = getattr(namespace, action.dest, None)
-            if isinstance(action, argparse._SubParsersAction) and chosen in action.choices:
-                return action.choices[chosen]
+        commands = self._subcommands()
+        if commands is not None and getattr(namespace, commands.dest, None) in commands.choices:
+            return commands.choices[getattr(namespace, commands.dest)]
         return self
 
 
