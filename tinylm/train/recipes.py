@@ -248,12 +248,13 @@ TINYSTORIES = Track(
                         beta2=0.99, eval_interval=400, log_interval=100, sample_interval=800, sample_tokens=80,
                         eval_batch_size=64),
         ),
-        # The seed recipe: 51M parameters, 32 x 32 sequences of 256 tokens (262k tokens) per step.
+        # 51M parameters, 1,024 sequences of 256 tokens (262k tokens) per step as in the seed recipe; compiled, in
+        # micro-batches of 128 (docs/results/gpu-2026-11-26.md measures it against the seed's 32, eager).
         "gpu": (
             ModelShape(block_size=256, n_layer=8, n_head=8, n_embd=512),
-            TrainConfig(batch_size=32, grad_accum_steps=32, max_steps=40_000, warmup_steps=2000, learning_rate=5e-4,
-                        min_lr=5e-5, eval_interval=1000, log_interval=10, sample_interval=1000, sample_tokens=200,
-                        eval_batch_size=64),
+            TrainConfig(batch_size=128, total_batch_tokens=262_144, max_steps=40_000, warmup_steps=2000,
+                        learning_rate=5e-4, min_lr=5e-5, eval_interval=1000, log_interval=10, sample_interval=1000,
+                        sample_tokens=200, eval_batch_size=64, compile=True),
         ),
     },
     # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW (course guide, "The
