@@ -112,7 +112,7 @@ def test_the_logged_loss_includes_the_auxiliary_balancing_loss(arch_model, train
     aux = reference_aux_loss(model, x) if balancing == "aux_loss" else 0.0
     trainer.sampler.next_batch = lambda device: (x, y)
     model.train()
-    _, logged = trainer._optimizer_step()
+    logged = trainer._optimizer_step().loss
     assert balancing == "none" or aux > 0.1  # about coef per layer: clearly visible next to the tolerance
     assert logged == pytest.approx(cross_entropy + aux, abs=1e-5)
 

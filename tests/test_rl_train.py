@@ -92,7 +92,7 @@ def test_rollouts_never_draw_a_held_out_problem_and_evaluations_score_the_valida
     assert trainer.source.stream.excluded == {p.prompt for p in held_out.problems}  # validation and test alike
     validation, test = (dict(zip(("accuracy", "well_formed"), held_out_accuracy(model, tokenizer, task, problems, 6)))
                         for problems in (held_out.validation, held_out.test))
-    assert trainer.measure() == validation and trainer.accuracy_on(held_out.test) == test
+    assert trainer.evaluate() == validation and trainer.accuracy_on(held_out.test) == test
 
 
 def records_of(trainer: GRPOTrainer) -> list[dict]:

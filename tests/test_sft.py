@@ -259,7 +259,7 @@ def test_chat_trainer_learns_answers_and_validates_on_answer_tokens(template):
     examples = build_examples(records(160, seed=6), template, block_size=64)
     val = build_examples(records(24, seed=7), template, block_size=64)
     trainer = chat_trainer(template, examples, val, steps=60)
-    before = trainer.evaluate()
+    before = trainer.evaluate()["val_loss"]
     final = trainer.fit()
     total, count = answer_loss_sum(trainer.model, val.rendered, 16, "cpu", template.pad, tokenizer=template.tokenizer)
     assert final["val_loss"] == pytest.approx(total / count, rel=1e-6)

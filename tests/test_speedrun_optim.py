@@ -114,9 +114,9 @@ def test_a_muon_run_learns_and_resumes_bit_identically(make_model, train_config,
     train, val = tokens
     cfg = train_config(max_steps=8, eval_interval=3, optimizer="muon", muon_learning_rate=0.05)
     straight = Trainer(make_model(), cfg, train, val, out_dir=tmp_path / "straight", device="cpu")
-    first_loss = straight.evaluate()
+    first_loss = straight.evaluate()["val_loss"]
     straight.fit()
-    assert straight.evaluate() < first_loss
+    assert straight.evaluate()["val_loss"] < first_loss
     first = Trainer(make_model(), cfg, train, val, out_dir=tmp_path / "split", device="cpu")
     first.fit(stop_after=4)
     second = Trainer(make_model(seed=5), cfg, train, val, out_dir=tmp_path / "split", device="cpu")

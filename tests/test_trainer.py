@@ -102,7 +102,7 @@ def capture_one_step_gradients(trainer, batches):
         captured.update({n: p.grad.clone() for n, p in trainer.model.named_parameters()})
 
     trainer.optimizer.step = record_instead_of_stepping
-    loss = trainer._optimizer_step()
+    loss = trainer._optimizer_step().loss
     assert not queue
     return loss, captured
 
@@ -138,7 +138,7 @@ def test_accumulated_chat_batches_give_the_gradient_of_the_token_mean_of_the_who
     reference = make_model()
     token_mean = reference(x, y)[1]  # one batch: cross-entropy's mean over every target that is not -1
     token_mean.backward()
-    assert loss[1] == pytest.approx(token_mean.item(), rel=1e-6)
+    assert loss == pytest.approx(token_mean.item(), rel=1e-6)
     for n, p in reference.named_parameters():
         torch.testing.assert_close(grads[n], p.grad, atol=1e-6, rtol=0, msg=n)
     reference.zero_grad()
@@ -251,7 +251,7 @@ def test_metrics_end_with_the_final_validation_loss(make_model, train_config, to
     records = read_records(tmp_path)
     assert records[-1] == final
     assert records[-1]["event"] == "final" and records[-1]["step"] == 6
-    assert records[-1]["val_loss"] == pytest.approx(trainer.evaluate())
+    assert records[-1]["val_loss"] == pytest.approx(trainer.evaluate()["val_loss"])
     assert [r["step"] for r in records if r["event"] == "train"] == [2, 4, 6]
     assert [r["step"] for r in records if r["event"] == "eval"] == [2, 4]
     best = min(r["val_loss"] for r in records if "val_loss" in r)
@@ -396,7 +396,7 @@ def test_compiled_training_keeps_checkpoints_evaluation_and_generation_eager(mak
         torch.testing.assert_close(a, b, atol=1e-5, rtol=0, msg=name)
     keys = load_checkpoint(tmp_path / "last.pt")["model"].keys()
     assert keys == make_model(**shape).state_dict().keys(), "no _orig_mod. prefixes"
-    assert math.isfinite(trainer.evaluate())
+    assert math.isfinite(trainer.evaluate()["val_loss"])
     from tinylm.generate.decode import generate
 
     out = generate(trainer.model, torch.zeros(1, 1, dtype=torch.long), max_new_tokens=3, temperature=0)
@@ -554,7 +554,7 @@ def test_the_first_step_line_and_the_plan_come_within_seconds_however_slow_the_s
         return
     (plan, _), (first, seen_at) = records[:2]
     assert (plan["event"], first["event"]) == ("plan", "train") and 1 < first["step"] < 12
-    since_start = seen_at - trainer._session[0]  # the clock when fit() began
+    since_start = seen_at - trainer._timing.started  # the clock when fit() began
     assert trainer_module.FIRST_RECORD_SECONDS <= since_start <= 2 * trainer_module.FIRST_RECORD_SECONDS
     assert [e for e in events[2:] if e[0] == "train"] == [("train", 12)], "then its interval again (and the end)"
 
@@ -606,3 +606,17 @@ def test_float16_on_a_cpu_trains_with_a_gradient_scaler(make_model, train_config
     assert trainer.scaler.is_enabled()
     final = trainer.fit()
     assert math.isfinite(final["val_loss"]) and trainer.scaler.get_scale() > 1
+
+
+def test_a_trainer_without_validation_tokens_says_so_before_training(make_model, train_config, tokens):
+    """val_tokens may be left out only by a subclass that evaluates on something else (ChatTrainer, DPOTrainer...)."""
+    from tinylm.errors import InputError
+
+    with pytest.raises(InputError, match="val_tokens"):
+        Trainer(make_model(), train_config(), tokens[0], device="cpu")
+
+    class OwnEvaluation(Trainer):
+        def evaluate(self):
+            return {"val_loss": 1.0}
+
+    assert OwnEvaluation(make_model(), train_config(max_steps=3), tokens[0], device="cpu").fit()["val_loss"] == 1.0

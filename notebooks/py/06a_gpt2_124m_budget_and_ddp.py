@@ -369,7 +369,7 @@ print(f"max |averaged - whole-batch| gradient: {(all_reduced - whole).abs().max(
 # each rank accumulates the gradients of several micro-steps before stepping (gradient accumulation, built in
 # notebook 3). An all-reduce after every micro-step would be wasted traffic, since only the sum matters, so the
 # trainer wraps all micro-steps but the last in DDP's `no_sync()`, and the gradients travel once per optimizer
-# step (from `Trainer._optimizer_step`, `tinylm/train/trainer.py`):
+# step (from `Trainer._accumulate_gradients`, `tinylm/train/trainer.py`):
 #
 # ```python
 # last = micro_step == self.grad_accum_steps - 1

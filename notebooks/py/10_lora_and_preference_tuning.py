@@ -539,7 +539,7 @@ train_pairs, sft_reference = all_train_pairs[:32], sft_reference[:32]
 val_pairs = build_pairs(val_records, template, sft_model.config.block_size).pairs[:8]
 cfg = DPO_RECIPES[PROFILE].train
 loader = PairLoader(train_pairs, sft_reference, cfg.batch_size, template.pad)
-trainer = DPOTrainer(policy, cfg, loader, None, tokenizer=sft_tokenizer, device="cpu", beta=BETA, template=template,
+trainer = DPOTrainer(policy, cfg, loader, tokenizer=sft_tokenizer, device="cpu", beta=BETA, template=template,
                      val_pairs=val_pairs, val_reference=pair_logprobs(sft_model, val_pairs, **score))
 batch = loader.next_batch()
 x, y = batch[0], batch[1]

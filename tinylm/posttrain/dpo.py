@@ -195,8 +195,8 @@ class DPOTrainer(Trainer):
 
     train_data: a PairLoader; val_pairs and val_reference: the validation pairs and their reference
     log-probabilities; test_pairs and test_reference (optional): pairs no evaluation scores, for the figures a run
-    reports (`preference(trainer.test_pairs, trainer.test_reference)`); everything else is Trainer's (pass
-    val_tokens=None). The checkpoint keeps beta and the three references (`dpo`), so a resumed run scores against
+    reports (`preference(trainer.test_pairs, trainer.test_reference)`); everything else is Trainer's (leave
+    val_tokens out). The checkpoint keeps beta and the three references (`dpo`), so a resumed run scores against
     the very same numbers."""
 
     def __init__(self, *args, beta: float, template: ChatTemplate, val_pairs: Sequence[PreferencePair],
@@ -224,9 +224,9 @@ class DPOTrainer(Trainer):
         chosen, rejected = logp.view(2, -1)
         return dpo_loss(chosen, rejected, reference[:, 0], reference[:, 1], self.beta).loss
 
-    def evaluate(self) -> float:
+    def evaluate(self) -> dict[str, float]:
         self.held_out = self.preference(self.val_pairs, self.val_reference)
-        return self.held_out["loss"]
+        return {"val_loss": self.held_out["loss"]}
 
     def preference(self, pairs: Sequence[PreferencePair], reference: torch.Tensor) -> dict[str, float]:
         """`preference_summary` of the model on these pairs; under DDP each rank scores every world_size-th pair

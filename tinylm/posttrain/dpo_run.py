@@ -172,7 +172,7 @@ class PreferenceTuning(Job):
                 f"base, frozen): {time.perf_counter() - clock:.1f} s")
         loader = PairLoader(train_pairs.pairs, reference, cfg.batch_size, template.pad, seed=cfg.seed,
                             rank=world.rank, world_size=world.size)
-        trainer = DPOTrainer(model, cfg, loader, None, out_dir=out, tokenizer=tokenizer, device=device,
+        trainer = DPOTrainer(model, cfg, loader, out_dir=out, tokenizer=tokenizer, device=device,
                              callbacks=[self.on_record], world=world, beta=beta, template=template,
                              val_pairs=val_pairs.pairs, val_reference=val_reference, test_pairs=test_pairs.pairs,
                              test_reference=test_reference)

@@ -172,7 +172,7 @@ class GRPOTrainer(Trainer):
         cfg = dataclasses.replace(recipe.train, batch_size=recipe.prompts // world.size * recipe.group_size,
                                   grad_accum_steps=1, total_batch_tokens=None, sample_interval=0)
         self.source = RolloutSource(self, task, held_out, cfg.seed)
-        super().__init__(model, cfg, self.source, None, tokenizer=tokenizer, world=world, **kwargs)
+        super().__init__(model, cfg, self.source, tokenizer=tokenizer, world=world, **kwargs)
         if self.reference is not None:
             self.reference.to(self.device)
         self._policy = PolicyLoss(loss=torch.zeros(()), clip_fraction=0.0, kl=0.0)
@@ -200,7 +200,7 @@ class GRPOTrainer(Trainer):
         return {"reward": reward / n, "correct": correct / n, "well_formed": formed / n, "length": tokens / n,
                 "clip_fraction": clip / tokens, "kl": kl / tokens}
 
-    def measure(self) -> dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
         """Shares correct and well-formed of greedy completions of the validation problems (what best.pt follows)."""
         return self.accuracy_on(self.held_out.validation)
 
@@ -212,9 +212,6 @@ class GRPOTrainer(Trainer):
             if mine else (0.0, 0.0)
         correct, formed, n = self._sum([correct * len(mine), formed * len(mine), len(mine)])
         return {"accuracy": correct / n, "well_formed": formed / n}
-
-    def evaluate(self) -> float:
-        return self.measure()["accuracy"]
 
     def _sum(self, values: list[float]) -> list[float]:
         """Sums over this trainer's world: a trainer of one process computes alone even where torch.distributed is

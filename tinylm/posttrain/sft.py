@@ -82,15 +82,15 @@ def stop_rate(model, template: ChatTemplate, prompts: Sequence[list[dict]], max_
 class ChatTrainer(Trainer):
     """The Trainer, validating on the answer tokens of held-out conversations instead of a token array.
 
-    val_conversations: RenderedChat list; everything else is Trainer's (pass val_tokens=None).
+    val_conversations: RenderedChat list; everything else is Trainer's (leave val_tokens out).
     """
 
     def __init__(self, *args, val_conversations: Sequence[RenderedChat], template: ChatTemplate, **kwargs):
         super().__init__(*args, **kwargs)
         self.val_conversations, self.template = list(val_conversations), template
 
-    def evaluate(self) -> float:
-        return self.answer_loss(self.val_conversations)
+    def evaluate(self) -> dict[str, float]:
+        return {"val_loss": self.answer_loss(self.val_conversations)}
 
     def answer_loss(self, conversations: Sequence[RenderedChat]) -> float:
         """The mean loss over the answer tokens of `conversations`; under DDP every rank must call it."""

@@ -242,7 +242,7 @@ class FineTuning(Job):
                                           world.size)
             loader = MixtureLoader({"chat": loader, "pretraining": windows},
                                    {"chat": 1 - self.share, "pretraining": self.share}, seed=cfg.seed)
-        trainer = ChatTrainer(model, cfg, loader, None, out_dir=self.out, tokenizer=tokenizer, device=device,
+        trainer = ChatTrainer(model, cfg, loader, out_dir=self.out, tokenizer=tokenizer, device=device,
                               callbacks=[self.on_record], world=world, val_conversations=self.val_examples.rendered,
                               template=template)
         train_sample, chat = self.train_examples.rendered[: len(self.val_examples)], self.chat_loader

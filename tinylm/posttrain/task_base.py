@@ -76,7 +76,7 @@ class ProblemLoader:
 
 
 class TaskTrainer(Trainer):
-    """The Trainer validating on the held-out problems' answer tokens (pass val_tokens=None); each evaluation also
+    """The Trainer validating on the held-out problems' answer tokens (leave val_tokens out); each evaluation also
     records the greedy held-out accuracy (`task_accuracy`)."""
 
     def __init__(self, *args, task, held_out: list[Problem], max_new_tokens: int, **kwargs):
@@ -86,7 +86,7 @@ class TaskTrainer(Trainer):
             model, self.tokenizer, task, held_out, max_new_tokens)[0]}
 
     @torch.no_grad()
-    def evaluate(self) -> float:
+    def evaluate(self) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
@@ -98,7 +98,7 @@ class TaskTrainer(Trainer):
             count += int((y != -1).sum())
         self.model.train(was_training)
         total, count = all_reduce_sum([total, count], self.device)
-        return total / count
+        return {"val_loss": total / count}
 
 
 class TaskFormatTraining(Job):
@@ -116,7 +116,7 @@ class TaskFormatTraining(Job):
         model = GPT(self.recipe.base_shape.config(tokenizer.vocab_size))
         loader = ProblemLoader(ProblemStream(self.task, self.held_out.problems, seed=cfg.seed), tokenizer,
                                cfg.batch_size, world.rank, world.size)
-        trainer = TaskTrainer(model, cfg, loader, None, out_dir=self.out, tokenizer=tokenizer, device=device,
+        trainer = TaskTrainer(model, cfg, loader, out_dir=self.out, tokenizer=tokenizer, device=device,
                               callbacks=[self.on_record], world=world, task=self.task,
                               held_out=self.held_out.validation,
                               max_new_tokens=self.max_new_tokens)

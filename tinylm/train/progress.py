@@ -1,17 +1,19 @@
 """How long a run has left, and durations written the way people read them.
 
-The trainer's ETA is the steps still to go times the measured seconds per training step, plus what
-evaluations, checkpoints and samples cost, charged per step at the rate measured so far in the
-session. With a time budget (`max_seconds`, which counts training time only) the steps still to go
-are also bounded by the training time left, so the ETA follows whichever budget runs out first.
+`SessionTiming` keeps the clock of one training session (one `Trainer.fit` call) from the timings the Trainer
+gives it: each step's training seconds and tokens since the last train record, and the session's first step,
+which also compiles and warms up and so is left out of the pace the estimates go by. The ETA is the steps still
+to go at that pace, plus what evaluations, checkpoints and samples cost, charged per step at the rate measured so
+far in the session; with a time budget (`max_seconds`, training time only) the steps still to go are also bounded
+by the training time left, so the ETA follows whichever budget runs out first.
 
 A train record reads as a line like `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA
 17m30s`: the step of the total, the loss, learning rate, training tokens per second, the training time so far
 (evaluations excluded), and how long the run has left, evaluations included (`format_record`).
 """
-
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +39,69 @@ def remaining_seconds(step: int, max_steps: int, seconds_per_step: float, overhe
                       elapsed: float = 0.0, max_seconds: float | None = None) -> float:
     """Seconds until the run stops: the steps left at the measured training time plus overhead per step."""
     return steps_left(step, max_steps, seconds_per_step, elapsed, max_seconds) * (seconds_per_step + overhead_per_step)
+
+
+@dataclass
+class SessionTiming:
+    """The clock of one training session, given its timings (seconds from `time.perf_counter`): where the session
+    started, the window of steps since the last train record, and the pace and ETA they give."""
+
+    started: float  # the wall clock when the session began
+    elapsed_at_start: float  # the run's training seconds before it
+    max_steps: int
+    max_seconds: float | None = None
+    steps: int = 0  # optimizer steps this session
+    first_step_seconds: float = 0.0
+    window_seconds: float = 0.0  # training seconds, steps and tokens since the last train record
+    window_steps: int = 0
+    window_tokens: int = 0
+
+    def count_step(self, seconds: float, tokens: int) -> None:
+        """One optimizer step of `seconds` that trained on `tokens` input positions (every rank's)."""
+        if self.steps == 0:
+            self.first_step_seconds = seconds
+        self.steps += 1
+        self.window_seconds += seconds
+        self.window_steps += 1
+        self.window_tokens += tokens
+
+    def new_window(self) -> None:
+        """A train record was made: the next one covers the steps from here."""
+        self.window_seconds, self.window_steps, self.window_tokens = 0.0, 0, 0
+
+    @property
+    def before_first_record(self) -> bool:
+        """No train record yet this session: the window holds every step of it."""
+        return self.window_steps == self.steps
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.window_tokens / self.window_seconds
+
+    @property
+    def seconds_per_step(self) -> float:
+        """The window's mean, as measured."""
+        return self.window_seconds / self.window_steps
+
+    def pace(self) -> float:
+        """Seconds per step to expect from here: the window's mean, without the session's first step while the window
+        holds it and later steps (on a GPU with --compile, that step takes many times a later one)."""
+        if self.before_first_record and self.window_steps > 1:
+            return (self.window_seconds - self.first_step_seconds) / (self.window_steps - 1)
+        return self.seconds_per_step
+
+    def eta(self, now: float, step: int, elapsed: float) -> float:
+        """Seconds until the run stops, at `step` with `elapsed` training seconds: the steps left at the pace, plus
+        the time outside steps so far this session (evaluations, checkpoints, samples) per step."""
+        overhead = max(0.0, now - self.started - (elapsed - self.elapsed_at_start))
+        return remaining_seconds(step, self.max_steps, self.pace(), overhead / self.steps, elapsed, self.max_seconds)
+
+    def plan(self, step: int, elapsed: float) -> dict[str, Any]:
+        """The plan record: at this pace, the step and the training time at which the run will stop."""
+        pace = self.pace()
+        left = steps_left(step, self.max_steps, pace, elapsed, self.max_seconds)
+        return {"event": "plan", "step": step, "max_steps": self.max_steps, "max_seconds": self.max_seconds,
+                "step_seconds": pace, "expected_steps": step + left, "expected_seconds": elapsed + left * pace}
 
 
 def format_duration(seconds: float) -> str:
