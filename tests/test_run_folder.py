@@ -1,6 +1,7 @@
 """A run folder: one run at a time (the kernel's lock, an owner file that names the holder and is gone however the
 run ends), and an --overwrite that never loses the old run, also when the new run is killed with SIGKILL."""
 
+import contextlib
 import errno
 import json
 import os
@@ -9,18 +10,23 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, mounted_tmpfs, run_cli
 from tinylm.cli.errors import describe
 from tinylm.errors import InputError
+from tinylm.paths import atomic_write
+from tinylm.train.checkpoint import find_checkpoint
 from tinylm.train.run_folder import (
+    MOVING,
     OWNER_FILE,
     SET_ASIDE,
     RunFolderBusy,
     claim_run_folder,
     overwriting,
+    run_file,
     run_lock,
 )
 
@@ -119,7 +125,10 @@ def test_a_full_disk_at_the_start_is_a_one_line_error_and_leaves_no_owner_behind
             pass
 
 
-def old_run(folder, files=("best.pt", "last.pt", "metrics.jsonl")):
+FILES = ("best.pt", "last.pt", "metrics.jsonl")
+
+
+def old_run(folder, files=FILES):
     folder.mkdir(parents=True, exist_ok=True)
     for name in files:
         (folder / name).write_text(f"old {name}")
@@ -130,16 +139,23 @@ def contents(folder):
     return {p.name: p.read_text() for p in folder.iterdir() if p.is_file() and p.name not in ("run.lock", OWNER_FILE)}
 
 
+def seen(folder):
+    """The run's files as readers see them (run_file), and the checkpoint find_checkpoint gives them."""
+    view = {name: run_file(folder, name).read_text() for name in FILES if run_file(folder, name).is_file()}
+    checkpoint = find_checkpoint(folder).read_text() if ("best.pt" in view or "last.pt" in view) else None
+    return view, checkpoint
+
+
 def test_an_overwrite_retires_the_old_run_only_once_the_new_one_has_a_checkpoint(tmp_path):
     folder = tmp_path / "run"
     old = old_run(folder)
     with pytest.raises(RuntimeError, match="diverged"):
-        with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):
+        with overwriting(folder, FILES):
             assert contents(folder) == {}  # the new run starts clean
             (folder / "metrics.jsonl").write_text("new, failed")
             raise RuntimeError("diverged at step 2")
     assert contents(folder) == old and not (folder / SET_ASIDE).exists()
-    with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):
+    with overwriting(folder, FILES):
         (folder / "last.pt").write_text("new last.pt")
     assert contents(folder) == {"last.pt": "new last.pt"} and not (folder / SET_ASIDE).exists()
 
@@ -156,10 +172,9 @@ def killed_overwrite(folder, new_files=()):
 
 
 def claim(folder, say=print, **rules):
-    import contextlib
-
     with contextlib.ExitStack() as held:
-        claim_run_folder(folder, held, True, rules.get("resume", False), rules.get("overwrite", False), say)
+        claim_run_folder(folder, held, True, rules.get("resume", False), rules.get("overwrite", False), files=FILES,
+                         say=say)
 
 
 def test_a_killed_overwrite_that_saved_no_checkpoint_gets_the_old_run_back_at_the_next_start(tmp_path):
@@ -189,18 +204,86 @@ def test_a_second_overwrite_after_a_killed_one_never_loses_the_original_run(tmp_
     killed_overwrite(folder)
     claim(folder, overwrite=True)  # settles first: the original is back in place...
     with pytest.raises(RuntimeError):
-        with overwriting(folder, ("best.pt", "last.pt", "metrics.jsonl")):  # ...and is what this run sets aside
+        with overwriting(folder, FILES):  # ...and is what this run sets aside
             raise RuntimeError("diverged at step 2")
     assert contents(folder) == old
 
 
-def test_an_interrupted_restore_is_finished_by_the_next_start(tmp_path):
-    folder = tmp_path / "run"
-    old = old_run(folder)
-    killed_overwrite(folder)
-    (folder / SET_ASIDE / "metrics.jsonl").replace(folder / "metrics.jsonl")  # killed again while restoring
-    claim(folder, resume=True)  # last.pt came back last, so the folder had none: the restore goes on
-    assert contents(folder) == old
+def quiet(line):
+    pass
+
+
+def sigkilled(action, at):
+    """Run `action` in a forked child that sends itself SIGKILL just before its `at`-th change to the run's files (a
+    file or folder created, renamed, replaced or deleted; the lock's files aside); returns whether the kill came
+    (False: it ran to the end)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            changes = 0
+
+            def counted(change):
+                def changing(path, *args, **kwargs):
+                    nonlocal changes
+                    if not Path(path).name.lstrip(".").startswith(("run.lock", "run.owner")):
+                        if changes == at:
+                            os.kill(os.getpid(), signal.SIGKILL)
+                        changes += 1
+                    return change(path, *args, **kwargs)
+                return changing
+
+            for name in ("open", "mkdir", "rename", "replace", "unlink", "rmdir"):  # os.open: only mkstemp creates
+                setattr(os, name, counted(getattr(os, name)))
+            action()
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) or os.WEXITSTATUS(status) == 0
+    return os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+
+
+def new_run(folder, saves):
+    """A new run under --overwrite (its folder claimed first, as every run's is): metrics.jsonl and best.pt, then
+    last.pt if it `saves`, else it fails before its first last.pt."""
+    with contextlib.ExitStack() as held:
+        claim_run_folder(folder, held, True, False, True, files=FILES, say=quiet)
+        with contextlib.suppress(RuntimeError), overwriting(folder, FILES):
+            for name in ("metrics.jsonl", "best.pt", "last.pt" if saves else None):
+                if name is None:
+                    raise RuntimeError("diverged before its first last.pt")
+                with atomic_write(folder / name) as f:
+                    f.write(f"new {name}".encode())
+
+
+@pytest.mark.parametrize("old_files", [FILES, ("last.pt", "metrics.jsonl")], ids=["old", "old-without-best.pt"])
+@pytest.mark.parametrize("saves", [True, False], ids=["saves-last.pt", "fails-first"])
+def test_a_sigkill_between_any_two_changes_leaves_the_old_run_or_the_new_ones_first_checkpoint(
+        tmp_path, old_files, saves):
+    """Killed before each change an --overwrite makes (setting aside, the new run's saves, deleting or putting back
+    the old run), and then again before each change of the next start's settling: readers see the whole old run or
+    the new run with its last.pt, never a mix (an old run without best.pt never shows the new run's best.pt), and
+    what they see is what the next start settles the folder into."""
+    old = {name: f"old {name}" for name in old_files}
+    new = {name: f"new {name}" for name in FILES}
+    at, outcomes = 0, set()
+    while True:
+        folder = tmp_path / f"run{at}"
+        old_run(folder, old_files)
+        killed = sigkilled(lambda: new_run(folder, saves), at)
+        view, checkpoint = seen(folder)
+        assert view in (old, new), f"killed before change {at}: readers see {view}"
+        assert checkpoint == view.get("best.pt", view.get("last.pt"))
+        settling = 0
+        while sigkilled(lambda: claim(folder, say=quiet, overwrite=True), settling):  # the next start, killed too
+            assert seen(folder) == (view, checkpoint), f"killed before change {at}, then {settling} of settling"
+            settling += 1
+        claim(folder, say=quiet, overwrite=True)
+        assert contents(folder) == view and not {SET_ASIDE, MOVING} & {p.name for p in folder.iterdir()}
+        outcomes.add("old" if view == old else "new")
+        if not killed:
+            break
+        at += 1
+    assert outcomes == ({"old", "new"} if saves else {"old"}) and at > 10
 
 
 def test_train_overwrite_killed_in_its_first_steps_then_a_second_that_diverges_keep_the_original_run(

@@ -27,6 +27,7 @@ from ..runtime import resolve_profile
 from ..train.progress import format_record
 from ..train.recipes import default_run_name, resolve_recipe
 from ..train.run import train
+from ..train.run_folder import run_file
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
 BRANCH = "main"
@@ -122,7 +123,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     profile = resolve_profile(profile)
     candidates = run_candidates(track, profile)
     for folder in candidates:
-        if (folder / "best.pt").is_file():
+        if run_file(folder, "best.pt").is_file():  # an --overwrite under way still holds the old run
             say(f"{track}: using the model in {shown(folder)}")
             return folder
     notebook = (f"notebook {notebook_number(TRACK_NOTEBOOKS[track])}" if track in TRAINED_IN_A_NOTEBOOK

@@ -1,28 +1,18 @@
 """Saving and loading training state, safely.
 
-A checkpoint is one file written with `torch.save` and read back with `torch.load(weights_only=True)`,
-which accepts only tensors and plain containers (dicts, lists, strings, numbers): loading a file
-from anywhere can never run code hidden in a pickle. Configs and the tokenizer are stored as plain
-dicts, not objects, for the same reason.
+A checkpoint is one `torch.save` file, read back with `torch.load(weights_only=True)`, which accepts only tensors and
+plain containers: loading a file from anywhere never runs code hidden in a pickle (configs and the tokenizer are
+stored as plain dicts for that reason). A save is atomic (tinylm.paths.atomic_write): a crash mid-save leaves the
+previous file intact, and a full disk is reported as the OSError it is, naming the checkpoint.
 
-Writes are atomic: the bytes go to a temporary file in the same folder, are flushed to disk, and
-the file is renamed over the old checkpoint in one step. A crash mid-save leaves the previous
-checkpoint intact.
+The schema lives here and nowhere else: every checkpoint carries `format` and `version`; a model checkpoint
+(`model_checkpoint` builds one, `load_model` reads it) holds MODEL_KEYS and the tokenizer's description, a training
+checkpoint (what --resume continues) adds TRAINING_KEYS. A file is checked against the schema before anything is
+built, its shapes on the meta device (so an absurd size costs nothing): a damaged, hand-edited or diverged file
+(weights that are not finite) is a one-line CheckpointError, not a failure halfway through.
 
-The schema lives here and nowhere else. Every checkpoint carries `format` and `version` (a file
-without a version is read as version 1). A model checkpoint, which `load_model` reads, holds
-MODEL_KEYS (the GPTConfig as a dict and the weights) and the tokenizer's description (None when
-there is none); `model_checkpoint` builds one, for the trainer and for imported weights alike. A
-training checkpoint, which `--resume` continues, adds TRAINING_KEYS. Loading checks a file against
-the schema before anything is built: a config that cannot be built, or weights whose shapes do not
-fit it (a hand-edited or damaged file), weights that are not finite (NaN or infinity: a diverged run or
-damaged bytes, which sampling would only report as an invalid probability), a tokenizer entry that
-describes no tokenizer, or (for --resume) a training state that is not one, is a CheckpointError; an
-absurd size in the config is caught before the model is allocated, because its shapes are compared on
-the meta device.
-
-A disk that fills up during `torch.save` is reported as the OSError it is (no space left on device, naming
-the checkpoint), although torch's zip writer, failing to finish the file, raises a RuntimeError of its own.
+A run folder is read through `find_checkpoint`: its best.pt, else its last.pt, of the old run while an --overwrite
+has not saved its first last.pt (tinylm.train.run_folder).
 """
 
 from __future__ import annotations
@@ -39,6 +29,7 @@ from ..model.gpt import GPT
 from ..model.lora import apply_settings, has_lora, lora_settings, merge_lora
 from ..paths import atomic_write
 from ..tokenizers.saved import tokenizer_from_dict
+from .run_folder import run_file
 
 FORMAT = "tinylm-checkpoint"
 VERSION = 1
@@ -241,13 +232,14 @@ def model_to_resume(state: dict[str, Any]):
 
 
 def find_checkpoint(run_dir: str | Path) -> Path:
-    """A run folder's best.pt if it has one, else its last.pt."""
+    """A run folder's best.pt if it has one, else its last.pt; the old run's while an --overwrite of it has not saved
+    its first last.pt (tinylm.train.run_folder.run_file)."""
     run_dir = Path(run_dir)
     if not run_dir.exists():  # the path is wrong, not the folder's contents
         raise _no_checkpoint(run_dir)
     for name in ("best.pt", "last.pt"):
-        if (run_dir / name).is_file():
-            return run_dir / name
+        if (path := run_file(run_dir, name)).is_file():
+            return path
     raise CheckpointError(f"{run_dir} has neither best.pt nor last.pt; is it a run folder of python -m tinylm.train?")
 
 

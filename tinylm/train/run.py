@@ -107,7 +107,7 @@ def run_job(job: Job, *, device: str | None = None, world: World | None = None,
     if not world.is_main:
         say = _silent
     with contextlib.ExitStack() as held:
-        claim_run_folder(job.out, held, world.is_main, job.resume, job.overwrite, say)
+        claim_run_folder(job.out, held, world.is_main, job.resume, job.overwrite, files=job.files, say=say)
         device = resolve_device(device_for(world, device))  # a GPU this machine lacks fails before the data stage
         saved = load_training_checkpoint(job.out / "last.pt") if job.resume else None
         trainer = job.start(saved, device, world, say)

@@ -1,24 +1,16 @@
-"""A run folder: one run at a time in it, and an --overwrite that never loses the old run.
+"""A run folder: one run at a time in it, and an --overwrite that readers never see half-done.
 
-One run at a time. Two trainings writing into one folder would interleave their metrics.jsonl and replace each
-other's checkpoints, and both would report success. `run_lock(folder)` holds the operating system's lock on
-`run.lock` (filelock: `flock` on Unix), which the kernel releases when the process ends however it ends (an error,
-Ctrl-C, `kill -9`, a power cut), so a crashed run never blocks the folder. Beside it, `run.owner` names the holder
-(pid, host, start time) for the message a second run gets (`RunFolderBusy`); it is removed when the run ends, so
-an owner file found by the next run means that its process died, which that run says in a note. `run.lock` itself
-stays in the folder (removing a lock file that another process may have just opened would let two runs lock two
-different files of that name); its presence means nothing.
-
-An --overwrite that never loses the old run. The new run starts with the old run's files moved into
-`.previous-run` (`overwriting`); once the new run has saved a checkpoint of its own (last.pt), the old files are
-deleted, and until then they come back: when the new run ends without one (an error, Ctrl-C, a divergence at step
-2), and also when it never ended at all (`kill -9`, a power cut), because `claim_run_folder` settles a
-`.previous-run` it finds before anything else happens. Restoring moves last.pt back last, so a restore that is
-itself interrupted is finished by the next start. A second --overwrite therefore always sets aside the original
-run, never a failed attempt's leftovers.
-
-`claim_run_folder` is what every run does first (tinylm.train.run): the lock, temporary files that interrupted
-saves left, the set-aside files of an interrupted --overwrite, and the --resume / --overwrite rules.
+`run_lock` holds the kernel's lock on run.lock (freed however the process ends) and names the holder in run.owner.
+--overwrite sets the old run's files aside in .previous-run until the new run saves its first last.pt, then deletes
+them; a new run that ends without one gets them back, at once or, after a SIGKILL, when `claim_run_folder` (what
+every run does first, under the lock) settles the folder. Files move one at a time through .previous-run.moving,
+which one rename turns into .previous-run or makes from it. What readers see (`run_file`, behind find_checkpoint):
+- .previous-run.moving exists (setting aside, or putting back): each file from there where it is, else from the
+  folder; the new run has written nothing yet or its files are gone, so this is the complete old run;
+- .previous-run exists and the folder has no last.pt (the new run before its first last.pt, even with a best.pt of
+  its own, as GRPO writes at step 0): the old run, from .previous-run;
+- otherwise (no overwrite, or the new run's last.pt saved while .previous-run is deleted): the folder itself.
+A SIGKILL between any two renames or deletions leaves one of these three states, which the next start settles.
 """
 
 from __future__ import annotations
@@ -40,8 +32,9 @@ from ..paths import check_output_folder, remove_stale_temporaries
 
 LOCK_FILE = "run.lock"
 OWNER_FILE = "run.owner"
-SET_ASIDE = ".previous-run"  # where --overwrite keeps the old run's files until the new run has a checkpoint
 CHECKPOINT = "last.pt"  # the file whose presence says that the new run saved a state of its own
+SET_ASIDE = ".previous-run"  # the old run's files, all of them, until the new run has its CHECKPOINT
+MOVING = ".previous-run.moving"  # the old run's files on their way into SET_ASIDE or back out of it
 
 
 class RunFolderBusy(TinyLMError, RuntimeError):
@@ -51,7 +44,13 @@ class RunFolderBusy(TinyLMError, RuntimeError):
 @contextlib.contextmanager
 def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator[Path]:
     """Hold `folder`'s run.lock for the duration of the block (creating the folder if needed; a folder this created
-    and the run wrote nothing into is removed again at the end). Yields the owner file's path."""
+    and the run wrote nothing into is removed again at the end). Yields the owner file's path.
+
+    The lock is the kernel's (filelock: `flock` on Unix), released when the process ends however it ends, so a
+    crashed run never blocks the folder. run.owner (pid, host, start time) names the holder for the message a second
+    run gets (`RunFolderBusy`) and is removed when the run ends: one found at the start means its run died, which a
+    note says. run.lock itself stays (removing a lock file that another process may have just opened would let two
+    runs lock two different files of that name)."""
     folder = Path(folder)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,17 +112,17 @@ def _describe(owner: dict | None) -> str:
 
 
 def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resume: bool, overwrite: bool,
-                     say: Callable[[str], None] = print) -> None:
+                     files: Iterable[str], say: Callable[[str], None] = print) -> None:
     """Check that `out` can hold a run and take it for this run until `held` closes (rank 0 speaks for all ranks):
-    settle what an interrupted --overwrite left, then refuse a folder that holds a run unless resuming or
-    overwriting it, and --resume without a last.pt."""
+    settle what an interrupted --overwrite left (`files`: what this run writes, which a new run that never saved a
+    last.pt may have begun), then refuse a folder that holds a run unless resuming or overwriting it, and --resume
+    without a last.pt."""
     check_output_folder(out)  # now, not at the first save
     if is_main:  # before the folder is read or changed
         held.enter_context(run_lock(out, say))
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
-        if (out / SET_ASIDE).is_dir():
-            _settle(out, say)
+        _settle(out, files, say)
     if (out / CHECKPOINT).exists() and not (resume or overwrite):
         raise InputError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
                          "(its checkpoints will be replaced), or --out to use another folder.")
@@ -132,34 +131,55 @@ def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resum
                          "(or the --out, or the options such as --arch, that named the run's folder).")
 
 
+def run_file(folder: str | Path, name: str) -> Path:
+    """Where readers find the run's file `name` in `folder`, whatever state an --overwrite left (module docstring)."""
+    folder = Path(folder)
+    moving = folder / MOVING
+    if moving.is_dir():
+        return moving / name if (moving / name).exists() else folder / name
+    if (folder / SET_ASIDE).is_dir() and not (folder / CHECKPOINT).exists():
+        return folder / SET_ASIDE / name
+    return folder / name
+
+
 @contextlib.contextmanager
 def overwriting(out: Path, files: Iterable[str], enabled: bool = True, say: Callable[[str], None] = print):
     """For the block, the old run's `files` wait in out/SET_ASIDE; after it they are deleted if the new run saved a
-    checkpoint and put back (over anything the new run began, such as its metrics.jsonl) if it did not. Disabled,
-    the block runs as it is (a resume, or a rank that does not write)."""
+    last.pt, and put back (what the new run began of `files` deleted first) if it did not. Disabled, the block runs
+    as it is (a resume, or a rank that does not write)."""
     if not enabled:
         yield
         return
-    folder = out / SET_ASIDE
-    folder.mkdir()  # claim_run_folder settled any earlier one
+    files = tuple(files)
+    moving = out / MOVING
+    moving.mkdir()  # claim_run_folder settled any earlier one
     for name in files:
         if (out / name).exists():
-            (out / name).replace(folder / name)
+            (out / name).replace(moving / name)
+    moving.rename(out / SET_ASIDE)  # the old run is whole in SET_ASIDE, and the folder is the new run's
     try:
         yield
     finally:
-        _settle(out, say, quiet=True)
+        _settle(out, files, say, quiet=True)
 
 
-def _settle(out: Path, say: Callable[[str], None], quiet: bool = False) -> None:
-    """Retire the set-aside old run if the new one has a checkpoint, else restore it (last.pt last)."""
-    folder = out / SET_ASIDE
-    if (out / CHECKPOINT).exists():
-        shutil.rmtree(folder)
+def _settle(out: Path, files: Iterable[str], say: Callable[[str], None], quiet: bool = False) -> None:
+    """Finish what an --overwrite left, each step keeping one of the states of the module docstring: SET_ASIDE is
+    deleted if the new run has its last.pt; else the new run's files go, SET_ASIDE becomes MOVING again, and MOVING's
+    files move back into the folder."""
+    set_aside, moving = out / SET_ASIDE, out / MOVING
+    if set_aside.is_dir():
+        if (out / CHECKPOINT).exists():
+            shutil.rmtree(set_aside)
+            return
+        for name in {*files, *(path.name for path in set_aside.iterdir())}:
+            (out / name).unlink(missing_ok=True)
+        set_aside.rename(moving)
+    if not moving.is_dir():
         return
-    old = sorted(folder.iterdir(), key=lambda path: path.name == CHECKPOINT)  # last.pt moves last
+    old = list(moving.iterdir())
     for path in old:
         path.replace(out / path.name)
-    folder.rmdir()
+    moving.rmdir()
     if not quiet and old:
         say(f"note: an --overwrite of {out} ended before its first checkpoint; the previous run is back")
