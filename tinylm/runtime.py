@@ -1,23 +1,15 @@
-"""Where and how a run executes: the profile, the device, and the arithmetic precision.
+"""Where and how a run executes: the profile, the device, the arithmetic precision and the process's CPU settings.
 
-Every notebook and CLI run picks one of three profiles so that the same code path serves CI, a
-laptop and a big GPU:
-
-- ``smoke``: seconds, tiny shapes; what CI runs.
-- ``cpu``: a few minutes on a 2-core laptop, and the model must really learn.
-- ``gpu``: the full recipe.
-
-The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
-and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
-GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
-(T4, V100), and plain fp32 on CPU. `bf16_is_fast` is the one place that decides whether bf16 is fast on a
-device, because a CPU without native bf16 runs bf16 matrix products ~30x slower than fp32 ones: training's Muon
-asks it for its Newton–Schulz dtype (`tinylm.train.muon.newton_schulz_dtype`), and every command that takes a
-`--dtype` warns through `dtype_warning` when the one asked for is slow there (bf16 where bf16 is slow, float16 on a
-CPU). `Muon` and `newton_schulz` called directly compute in bfloat16 unless told otherwise, as torch.optim.Muon does.
-`peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
-datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
-back to the OS, which CPU training steps would otherwise page-fault back in every step.
+Every notebook and command picks one of three profiles, so that one code path serves CI, a laptop and a big GPU:
+``smoke`` (seconds, tiny shapes: what CI runs), ``cpu`` (a few minutes on a 2-core laptop, and the model must really
+learn) and ``gpu`` (the full recipe). The default is ``gpu`` with CUDA, else ``cpu``; ``TINYLM_PROFILE`` overrides
+it and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the GPU computes it
+natively, fp16 with a GradScaler on older CUDA GPUs, fp32 on a CPU. `bf16_is_fast` is the one place that decides
+whether bf16 is fast on a device (a CPU without native bf16 runs it many times slower than fp32): Muon asks it for
+its Newton–Schulz dtype, and `dtype_warning` warns when a `--dtype` asked for is slow there. `peak_flops_per_s`
+looks up the GPU's dense peak by its exact name (NVIDIA's datasheets), which MFU divides by. `configure_backend`
+makes the process-wide settings every entry point starts with: CPU threads for the cores other processes leave
+free, freed memory kept (`keep_freed_memory`), TF32 on CUDA.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ PROFILES = ("smoke", "cpu", "gpu")
 
 def cpu_name() -> str:
     """The CPU as a measured figure's caption names it: its model, the cores this process may use and the vector
-    instructions PyTorch dispatches to ("AMD EPYC, 2 cores, AVX2")."""
+    instructions PyTorch dispatches to ("<model name>, 2 cores, AVX2")."""
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -107,8 +99,8 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere.
 
     'auto' is fp32 on a CPU even where `bf16_is_fast` says yes: at the cpu recipes' sizes autocast's casts cost
-    more than its faster products save (an AVX-512 CPU with native bf16: 9.3 ms per step in bf16 against 7.5 in
-    fp32, the course guide's "Why the cpu recipes look as they do"); without native bf16 it is many times slower.
+    more than its faster products save (the course guide's "Why the cpu recipes look as they do" has the figures);
+    without native bf16 it is many times slower.
     An explicit 'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
     if requested != "auto":
         dtype = getattr(torch, requested)
