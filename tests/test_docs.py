@@ -234,10 +234,10 @@ def test_every_link_resolves():
 
 
 def test_course_tables_follow_the_notebooks():
-    for path, (name, table) in tables(ROOT).items():
+    for path, name, table in tables(ROOT):
         text = path.read_text(encoding="utf-8")
         assert replace_table(text, name, table) == text, (
-            f"{path.relative_to(ROOT)}'s course table is behind the notebooks' outputs: "
+            f"{path.relative_to(ROOT)}'s course table {name} is behind the notebooks: "
             "run python scripts/course_tables.py")
 
 

@@ -99,7 +99,7 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere.
 
     'auto' is fp32 on a CPU even where `bf16_is_fast` says yes: at the cpu recipes' sizes autocast's casts cost
-    more than its faster products save (the course guide's "Why the cpu recipes look as they do" has the figures);
+    more than its faster products save (docs/notes/2026-11-25-cpu-training-step.md has the figures);
     without native bf16 it is many times slower.
     An explicit 'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
     if requested != "auto":
@@ -154,8 +154,8 @@ def _cpu_bf16_measured_fast(rounds: int = 5) -> bool:
     """bf16 against fp32 on one (128 x 384)·(384 x 384) product, the size of a small model's Newton–Schulz step:
     interleaved rounds, best of each, on one thread (a thread whose core another process holds would time the wait,
     not the kernel); True when bf16's best takes at most BF16_FAST_RATIO of fp32's. The answer picks the arithmetic
-    of Muon's updates, so it asks for a clear win: native bf16 kernels are several times faster (the course guide's
-    figures), an emulated path many times slower."""
+    of Muon's updates, so it asks for a clear win: native bf16 kernels are several times faster
+    (docs/notes/2026-11-26-laptop-speedrun.md), an emulated path many times slower."""
     a, b = torch.randn(128, 384), torch.randn(384, 384)
     pairs = {dtype: (a.to(dtype), b.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
     best = dict.fromkeys(pairs, float("inf"))
@@ -273,9 +273,9 @@ def keep_freed_memory() -> bool:
     glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mapping and unmaps
     it on free, so the next allocation of that size faults each 4 KiB page in again, zero-filled by the
     kernel. A CPU training step allocates and frees the same big tensors (the logits and their gradients) every
-    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (the
-    course guide's "Results" has what that saved). Peak memory is unchanged; the process keeps its high-water mark
-    until it exits.
+        time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them
+    (docs/notes/2026-11-25-cpu-training-step.md has what that saved). Peak memory is unchanged; the process keeps
+    its high-water mark until it exits.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -324,8 +324,8 @@ def configure_backend(device: str | torch.device | None = None) -> str | None:
 
     On a CPU, freed big blocks stay in the heap (`keep_freed_memory`), and PyTorch gets one thread per core that
     other processes leave free (`spare_cores`): its threads wait for each other at every operation, so a thread
-    whose core is busy elsewhere stalls them all (course guide, "Timings assume an idle machine", has the figures). An
-    OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
+        whose core is busy elsewhere stalls them all (docs/notes/2026-11-25-threads-on-a-busy-machine.md has the
+    figures). An OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
     convolutions may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). All
     of it lasts for the life of the process. `device`: the one training will use (default: the best available)."""
     if resolve_device(device).type == "cuda":
