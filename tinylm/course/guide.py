@@ -133,7 +133,7 @@ def teaching_table(notebooks: Path) -> str:
 
 
 def _header_paragraphs(notebook: Path) -> list[str]:
-    """The first markdown cell's paragraphs, each with its lines joined (a table stays one paragraph of rows)."""
+    """The first markdown cell's paragraphs: its blocks between blank lines (a table is one block of rows)."""
     first = next(cell for cell in notebook_cells(notebook) if cell["cell_type"] == "markdown")
     return [block.strip() for block in re.split(r"\n\s*\n", cell_source(first)) if block.strip()]
 
