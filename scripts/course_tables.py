@@ -1,14 +1,16 @@
-"""Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md from the notebooks' outputs.
+"""Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md, and the course guide's
+notebook entries, from the notebooks.
 
     python scripts/course_tables.py                  # rewrite them
     python scripts/course_tables.py --check          # exit 1 if a committed table differs
     python scripts/course_tables.py --measure-smoke  # first run every notebook under smoke and record its runtime
 
-The rows, and how runtimes and study times are read from the notebooks, are in tinylm.course.guide. Run it after
-scripts/refresh_notebook.py has refreshed a notebook's outputs. --measure-smoke runs the notebooks in course order,
-as a class runs them live (a notebook reuses the runs of the ones before it), into copies in a scratch folder with
-a scratch runs folder: the committed notebooks and your runs/ are left as they are. It takes a few minutes on 2 cores
-and writes notebooks/smoke_runtimes.json (each notebook's own printed runtime and the machine it ran on).
+The rows and entries, and how runtimes and study times are read from the notebooks, are in tinylm.course.guide.
+Run it after scripts/refresh_notebook.py has refreshed a notebook's outputs, or after a notebook's header or
+exercises changed. --measure-smoke runs the notebooks in course order, as a class runs them live (a notebook reuses
+the runs of the ones before it), into copies in a scratch folder with a scratch runs folder: the committed notebooks
+and your runs/ are left as they are. It takes a few minutes on 2 cores and writes notebooks/smoke_runtimes.json
+(each notebook's own printed runtime and the machine it ran on).
 """
 
 from __future__ import annotations
@@ -61,16 +63,16 @@ def main(argv=None) -> int:
         path.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
         print(f"smoke runtimes of {len(measured['seconds'])} notebooks written to {path.relative_to(ROOT)}")
     stale = []
-    for path, (name, table) in tables(ROOT).items():
+    for path, name, table in tables(ROOT):
         text = path.read_text(encoding="utf-8")
         new = replace_table(text, name, table)
         if new != text:
-            stale.append(path.relative_to(ROOT))
+            stale.append(f"{path.relative_to(ROOT)}: course table {name}")
             if not args.check:
                 path.write_text(new, encoding="utf-8")
     verb = "differs" if args.check else "rewritten"
-    for path in stale:
-        print(f"{path}: course table {verb}")
+    for where in stale:
+        print(f"{where} {verb}")
     return 1 if stale and args.check else 0
 
 

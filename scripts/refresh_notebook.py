@@ -88,10 +88,10 @@ def main(argv=None) -> None:
           "minutes": round(time_.minutes)}))
     from tinylm.course.guide import replace_table, tables
 
-    behind = [path.relative_to(REPO) for path, (name, table) in tables(REPO).items()
-              if replace_table(path.read_text(encoding="utf-8"), name, table) != path.read_text(encoding="utf-8")]
+    behind = sorted({str(path.relative_to(REPO)) for path, name, table in tables(REPO)
+                     if replace_table(text := path.read_text(encoding="utf-8"), name, table) != text})
     if behind:
-        print(f"course tables behind the outputs in {', '.join(map(str, behind))}: python scripts/course_tables.py")
+        print(f"course tables behind the notebooks in {', '.join(behind)}: python scripts/course_tables.py")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The probes behind the speedrun recipes (the course guide, notebooks/README.md, "The laptop speedrun"): one line per
+"""The probes behind the speedrun recipes (docs/notes/2026-11-26-laptop-speedrun.md): one line per
 probe, each the cpu recipe of a track with some GPTConfig, ModelShape or TrainConfig fields changed, for a number of
 steps or seconds of training, at one or more seeds.
 

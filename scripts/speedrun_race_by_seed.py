@@ -1,5 +1,5 @@
 """The speedrun race one seed per process, so that the seeds of both CPU kinds can run at once on separate cores of a
-big machine, and a summary of their results (the course guide, notebooks/README.md, "The laptop speedrun").
+big machine, and a summary of their results (docs/notes/2026-11-26-laptop-speedrun.md).
 
     OMP_NUM_THREADS=2 taskset -c 0,1 python scripts/speedrun_race_by_seed.py run --seed 0 > native-0.jsonl
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=2 taskset -c 2,3 \

@@ -58,7 +58,9 @@ def test_the_guide_check_takes_a_figure_from_a_notebook_a_source_or_the_command_
     guide.write_text("The bigram reaches 2.4865 (notebook 1).\n\nUnder smoke it takes 3.5 s.\n\n"
                      "| run | loss |\n|---|---|\n| `python -m tinylm.train x` | 1.6566 |\n| by hand | 1.9459 |\n\n"
                      "Measured by `python scripts/x.py`:\n\n| a | b |\n|---|---|\n| 0.25 | 0.75 |\n\n"
-                     "```\nloss 7.77 in a code block\n```\n")
+                     "```\nloss 7.77 in a code block\n```\n\n"
+                     "<!-- course-table:entries (generated) -->\n- you learn: 8.88 (its notebook's check)\n"
+                     "<!-- /course-table -->\n")
     sources = tmp_path / "SOURCES.md"
     sources.write_text("| notebook | figure | source |\n|---|---|---|\n")
     assert unsupported_guide_figures(guide, [notebook], read_sources(sources)) == ["3.5", "1.9459"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.cli import COMMANDS
-from tinylm.course.guide import LESSONS, replace_table, smoke_runtimes, tables
+from tinylm.course.guide import LESSONS, guide_entries, replace_table, smoke_runtimes, tables
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"]
@@ -234,11 +234,27 @@ def test_every_link_resolves():
 
 
 def test_course_tables_follow_the_notebooks():
-    for path, (name, table) in tables(ROOT).items():
+    for path, name, table in tables(ROOT):
         text = path.read_text(encoding="utf-8")
         assert replace_table(text, name, table) == text, (
-            f"{path.relative_to(ROOT)}'s course table is behind the notebooks' outputs: "
+            f"{path.relative_to(ROOT)}'s course table {name} is behind the notebooks: "
             "run python scripts/course_tables.py")
+
+
+def test_the_guide_entries_read_every_notebook():
+    """Each notebook's generated entry finds what its header and exercises hold: the "What you will learn" bullets,
+    the papers, what it runs on a GPU, and as many exercise titles as the study-time formula counts exercises."""
+    from tinylm.course.claims import study_time
+
+    entries = guide_entries(ROOT / "notebooks").split("\n\n### ")
+    assert len(entries) == len(LESSONS)
+    for lesson, entry in zip(LESSONS, entries):
+        fields = dict(re.findall(r"^- \*\*(.+?)\*\*: (.*)$", entry, re.M))
+        assert fields["You learn"].count(";") >= 2, f"notebook {lesson.number}: no 'What you will learn' bullets"
+        assert re.search(r"\]\(https?://", fields["Papers"]), f"notebook {lesson.number}: no papers"
+        assert fields["On a GPU"] not in ("", "not measured."), f"notebook {lesson.number}: nothing on a GPU"
+        titles = re.findall(r"\((\d+)\) ", fields["Exercises"])
+        assert len(titles) == study_time(ROOT / "notebooks" / lesson.file).exercises, f"notebook {lesson.number}"
 
 
 def test_the_teachers_table_is_measured_and_live_runs_take_seconds():

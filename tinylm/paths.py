@@ -1,20 +1,14 @@
 """Where the course's files live, and how they are written: data and run folders, atomic writes.
 
-In a clone of the repository (tinylm/ next to data/), data lands in the repository's data/ and
-runs in its runs/, whatever the working directory: a notebook in notebooks/ and a CLI run from
-the root share them. An installed package without a clone uses ./data and ./runs.
-$TINYLM_DATA_DIR and $TINYLM_RUNS_DIR override both. `shown` is how messages print such paths.
+In a clone (tinylm/ next to data/), data lands in the clone's data/ and runs in its runs/, whatever the working
+directory, so a notebook and a command line share them; an installed package without a clone uses ./data and
+./runs. $TINYLM_DATA_DIR and $TINYLM_RUNS_DIR override both; `shown` is how messages print such paths.
 
-Atomic writes: readers see the old file or the complete new one, never a partial one. Bytes go to a
-temporary file in the destination's folder (same filesystem, so the final rename is atomic), are flushed to
-disk, get the permissions a normal file would get, and replace the destination in one `os.replace`. If
-anything fails first, the temporary file is removed and the destination is untouched. A system error that
-names no file (a full disk found by write or fsync) gets the destination's name, so that the message says
-which file could not be written. A process killed mid-write (kill -9, power loss) cannot remove its
-temporary file; `remove_stale_temporaries` deletes such leftovers from a folder nobody writes to.
-
-`check_output_folder` makes an output folder before any work starts, so that an unusable path (one that
-runs through a file, a folder that cannot be written) fails at once instead of at the first save.
+Atomic writes: a reader sees the old file or the complete new one. Bytes go to a temporary file in the same folder,
+are flushed to disk and replace the destination in one `os.replace`; if anything fails first the temporary file is
+removed and the destination is untouched, and a system error that names no file (a full disk) gets the
+destination's name. A process killed mid-write leaves its temporary file, which `remove_stale_temporaries` deletes.
+`check_output_folder` makes an output folder before any work starts, so an unusable path fails at once.
 """
 
 from __future__ import annotations

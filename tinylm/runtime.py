@@ -1,23 +1,15 @@
-"""Where and how a run executes: the profile, the device, and the arithmetic precision.
+"""Where and how a run executes: the profile, the device, the arithmetic precision and the process's CPU settings.
 
-Every notebook and CLI run picks one of three profiles so that the same code path serves CI, a
-laptop and a big GPU:
-
-- ``smoke``: seconds, tiny shapes; what CI runs.
-- ``cpu``: a few minutes on a 2-core laptop, and the model must really learn.
-- ``gpu``: the full recipe.
-
-The default is ``gpu`` when CUDA is present, else ``cpu``; ``TINYLM_PROFILE`` overrides the default
-and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the
-GPU computes it natively (Ampere and newer), fp16 autocast with a GradScaler on older CUDA GPUs
-(T4, V100), and plain fp32 on CPU. `bf16_is_fast` is the one place that decides whether bf16 is fast on a
-device, because a CPU without native bf16 runs bf16 matrix products ~30x slower than fp32 ones: training's Muon
-asks it for its Newton–Schulz dtype (`tinylm.train.muon.newton_schulz_dtype`), and every command that takes a
-`--dtype` warns through `dtype_warning` when the one asked for is slow there (bf16 where bf16 is slow, float16 on a
-CPU). `Muon` and `newton_schulz` called directly compute in bfloat16 unless told otherwise, as torch.optim.Muon does.
-`peak_flops_per_s` looks up the GPU's dense peak for the run's dtype by its exact name (NVIDIA's
-datasheets), which MFU divides by. `keep_freed_memory` stops glibc from handing large freed blocks
-back to the OS, which CPU training steps would otherwise page-fault back in every step.
+Every notebook and command picks one of three profiles, so that one code path serves CI, a laptop and a big GPU:
+``smoke`` (seconds, tiny shapes: what CI runs), ``cpu`` (a few minutes on a 2-core laptop, and the model must really
+learn) and ``gpu`` (the full recipe). The default is ``gpu`` with CUDA, else ``cpu``; ``TINYLM_PROFILE`` overrides
+it and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the GPU computes it
+natively, fp16 with a GradScaler on older CUDA GPUs, fp32 on a CPU. `bf16_is_fast` is the one place that decides
+whether bf16 is fast on a device (a CPU without native bf16 runs it many times slower than fp32): Muon asks it for
+its Newton–Schulz dtype, and `dtype_warning` warns when a `--dtype` asked for is slow there. `peak_flops_per_s`
+looks up the GPU's dense peak by its exact name (NVIDIA's datasheets), which MFU divides by. `configure_backend`
+makes the process-wide settings every entry point starts with: CPU threads for the cores other processes leave
+free, freed memory kept (`keep_freed_memory`), TF32 on CUDA.
 """
 
 from __future__ import annotations
@@ -41,7 +33,7 @@ PROFILES = ("smoke", "cpu", "gpu")
 
 def cpu_name() -> str:
     """The CPU as a measured figure's caption names it: its model, the cores this process may use and the vector
-    instructions PyTorch dispatches to ("AMD EPYC, 2 cores, AVX2")."""
+    instructions PyTorch dispatches to ("<model name>, 2 cores, AVX2")."""
     model = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -107,8 +99,8 @@ def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere.
 
     'auto' is fp32 on a CPU even where `bf16_is_fast` says yes: at the cpu recipes' sizes autocast's casts cost
-    more than its faster products save (an AVX-512 CPU with native bf16: 9.3 ms per step in bf16 against 7.5 in
-    fp32, the course guide's "Why the cpu recipes look as they do"); without native bf16 it is many times slower.
+    more than its faster products save (docs/notes/2026-11-25-cpu-training-step.md has the figures);
+    without native bf16 it is many times slower.
     An explicit 'bfloat16' is honoured anywhere bf16 exists: `dtype_warning` says when it will be slow."""
     if requested != "auto":
         dtype = getattr(torch, requested)
@@ -162,8 +154,8 @@ def _cpu_bf16_measured_fast(rounds: int = 5) -> bool:
     """bf16 against fp32 on one (128 x 384)·(384 x 384) product, the size of a small model's Newton–Schulz step:
     interleaved rounds, best of each, on one thread (a thread whose core another process holds would time the wait,
     not the kernel); True when bf16's best takes at most BF16_FAST_RATIO of fp32's. The answer picks the arithmetic
-    of Muon's updates, so it asks for a clear win: native bf16 kernels are several times faster (the course guide's
-    figures), an emulated path many times slower."""
+    of Muon's updates, so it asks for a clear win: native bf16 kernels are several times faster
+    (docs/notes/2026-11-26-laptop-speedrun.md), an emulated path many times slower."""
     a, b = torch.randn(128, 384), torch.randn(384, 384)
     pairs = {dtype: (a.to(dtype), b.to(dtype)) for dtype in (torch.float32, torch.bfloat16)}
     best = dict.fromkeys(pairs, float("inf"))
@@ -281,9 +273,9 @@ def keep_freed_memory() -> bool:
     glibc serves every allocation above its mmap threshold (32 MiB at most) with a fresh mapping and unmaps
     it on free, so the next allocation of that size faults each 4 KiB page in again, zero-filled by the
     kernel. A CPU training step allocates and frees the same big tensors (the logits and their gradients) every
-    time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them (the
-    course guide's "Results" has what that saved). Peak memory is unchanged; the process keeps its high-water mark
-    until it exits.
+        time; with mmap off and no trimming, freed blocks stay in the heap and the next step reuses them
+    (docs/notes/2026-11-25-cpu-training-step.md has what that saved). Peak memory is unchanged; the process keeps
+    its high-water mark until it exits.
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
@@ -332,8 +324,8 @@ def configure_backend(device: str | torch.device | None = None) -> str | None:
 
     On a CPU, freed big blocks stay in the heap (`keep_freed_memory`), and PyTorch gets one thread per core that
     other processes leave free (`spare_cores`): its threads wait for each other at every operation, so a thread
-    whose core is busy elsewhere stalls them all (course guide, "Timings assume an idle machine", has the figures). An
-    OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
+        whose core is busy elsewhere stalls them all (docs/notes/2026-11-25-threads-on-a-busy-machine.md has the
+    figures). An OMP_NUM_THREADS in the environment is the user's choice and is kept. On CUDA, float32 matmuls and
     convolutions may use TF32 (about 8x the float32 rate on Ampere and newer, ample precision for training). All
     of it lasts for the life of the process. `device`: the one training will use (default: the best available)."""
     if resolve_device(device).type == "cuda":

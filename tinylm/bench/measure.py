@@ -1,21 +1,14 @@
-"""Measurements: training throughput (and a race against a plain reference GPT), decoding with and without
-the KV cache, and the two BPE trainers.
+"""Measurements: training throughput (and a race against a plain reference GPT), compile, decoding with and without
+the KV cache, and the two BPE trainers. `python -m tinylm.bench` prints them (tinylm/cli/bench.py).
 
-`measure_training` times full optimizer steps (forward, backward, AdamW) on random tokens after a few warm-up
-steps, in consecutive blocks: tokens/s and the achieved FLOP/s (a mixture of experts counts its active parameters),
-and each block's ms per step, which shows whether the speed was steady while it measured.
-`compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with
-nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights on the same batch: both first take two
-steps and their losses must agree, then they alternate one step each, and the best round of each counts.
-`compare_compiled` races the same model eager and under `torch.compile`, from the same weights on the same batches:
-their losses must agree, the compiled arm's first step holds the compile, and interleaved rounds time both.
-`measure_decoding` generates greedily with the cache (through the fast step of `tinylm.generate.fast`, and walking the
-modules) and without it, alternating, and checks that the three give the same tokens.
-`measure_bpe_training` times the readable BPE trainer, which recounts every pair after each merge, against the
-incremental one, and checks their merges are identical.
-
-Figures depend on the machine and on what else it is doing: measure on a quiet machine, and compare within one
-run. `python -m tinylm.bench` prints them for presets and checkpoints; its command line is tinylm/cli/bench.py.
+`measure_training` times full optimizer steps on random tokens after a few warm-up steps, in consecutive blocks, so
+that an unsteady speed shows. `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the
+same shape with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights: their losses must agree,
+then they alternate one step each. `compare_compiled` races the model eager and under `torch.compile` the same way.
+`measure_decoding` decodes greedily through the fast step, the module walk and no cache, alternating, and checks
+that the three give the same tokens. `measure_bpe_training` times the readable BPE trainer against the incremental
+one and checks that their merges are identical. Every race interleaves its arms, so that a slow spell of a shared
+machine hits them alike; the figures still depend on the machine, so compare within one run.
 """
 
 from __future__ import annotations

@@ -1,75 +1,16 @@
-"""Command line: measure training throughput, decoding with and without the KV cache, the cache's size, BPE training,
-and the laptop speedrun (seconds of training to a target loss, default recipe against speedrun recipe).
+"""Command line: measure speed, and race the laptop speedrun. Nothing is written to disk.
 
-    python -m tinylm.bench train [--preset nanogpt-cpu] [--arch gpt2|llama|llama-moe] [shape options]
-        [--batch-size N] [--steps 50 | --reference [--rounds 30]] [--dtype auto]
-    python -m tinylm.bench compile [--preset nanogpt-cpu] [shape options] [--batch-size N] [--rounds 6]
-    python -m tinylm.bench decode [--preset nanogpt-cpu [shape options] | --ckpt RUN] [--new-tokens 500]
-        [--prompt-tokens 1 [200 ...]] [--dtype auto]
-    python -m tinylm.bench cache [--preset nanogpt-cpu] [shape options] [--dtype bfloat16]
-    python -m tinylm.bench bpe [--merges 500] [--repeats 3]
-    python -m tinylm.bench speedrun [--track shakespeare-char] [--target 1.886] [--seeds 3] [--seconds 70]
+    python -m tinylm.bench train      training tokens/s and FLOP/s (--reference: against a plain GPT-2)
+    python -m tinylm.bench compile    eager against torch.compile, from the same weights
+    python -m tinylm.bench decode     greedy decoding: the fast step, the module walk, no KV cache
+    python -m tinylm.bench cache      the KV cache's bytes per token, without building the model
+    python -m tinylm.bench bpe        BPE training: recounting every pair against incremental counts
+    python -m tinylm.bench speedrun   seconds of training to a target loss, default recipe against speedrun
 
-A shape is a preset (nanoGPT's CPU shape for shakespeare-char by default; `tinystories-cpu`, the
-tinystories track's cpu recipe with its 6,912-token vocabulary; `gpt2-124m`; `gpt2-smoke`, the gpt2-124m track's
-smoke shape with GPT-2's vocabulary (the model notebook 6a trains with two processes); `stories15m`, llama2.c's
-15M TinyStories Llama), built as the block family --arch if given (tinylm.config.ARCHITECTURES), with
-any shape option (--n-layer, --n-head, --n-kv-head, --n-embd, --mlp-hidden, --block-size, --vocab-size)
-replacing the preset's value.
-
-A --dtype that is slow on its device (bfloat16 where bf16 is slow, such as a CPU without native bf16:
-`tinylm.runtime.bf16_is_fast`; float16 on a CPU without float16 kernels) is measured as asked, after a one-line
-warning on stderr, in each mode that times it (train, compile, decode).
-
-`train` times --steps full optimizer steps (tinylm.bench.measure.measure_training) and prints tokens/s and the
-achieved FLOP/s (a mixture of experts counts its active parameters), then the ms per step of up to five consecutive
-blocks of the steps (as even as they divide; fewer with fewer than five steps), and a note when the slowest block
-took more than 1.5 times the fastest: the speed was not steady (another program, the CPU's clock), so the mean is
-less trustworthy. 1.5 lies just above what an idle machine showed: on the course's 2-core AMD EPYC (AVX2), idle,
-with the default 50 steps of nanoGPT's CPU shape (blocks of 10), the slowest block took up to 1.39 times the fastest
-with two threads (3 runs) and 1.13 with one (2 runs), and whole runs differed by up to 1.14 times, so two runs (two
-shapes, batch sizes or dtypes) that differ by less than that are not told apart: alternate several runs of each, or
-use --reference, which alternates its two arms within one run. With --reference (no blocks; --steps unused) it races
-tinylm's GPT and AdamW against a plain GPT-2 of the same shape trained with nanoGPT's AdamW setup
-(`tinylm.model.reference`), from the same weights on the same batch: both first take two steps and their losses must
-agree, then they alternate one step each for --rounds rounds, and the best round of each gives its tokens/s. `train`
-and `compile` first let the process keep the memory it frees (`tinylm.runtime.keep_freed_memory`), so that each
-step's big tensors are reused instead of page-faulted in again.
-
-`compile` trains the shape eager and under `torch.compile` from the same weights on the same random batches
-(tinylm.bench.measure.compare_compiled): it prints both arms' losses, which must agree, the compile time (the
-compiled first step, tracing and code generation, less a compiled step), each arm's ms per step over --rounds
-interleaved rounds (a round's median step), and the verdict of tinylm.eval.uncertainty.compare: told apart only
-with 3 or more rounds per arm whose ranges do not overlap. On a CPU it needs a C++ compiler; the first compile on
-two cores takes tens of seconds.
-
-`decode` generates greedily from a batch of one prompt of random ids (shorter than the model's context) with the
-random weights of a shape, or a checkpoint's weights with --ckpt (--preset, --arch and the shape options are then
-unused), along three paths, alternating, three times each: with the cache through the fast step that `generate` uses
-(`tinylm.generate.fast`), with the cache walking the modules (`GPT.decode_step`, the readable step), and without the
-cache. It prints the best speed of each (new tokens per second, prefill included), the fast step's gain over the
-module walk, the cache's speed-up (the module walk against no cache), whether the three gave identical tokens, and
-the cache's bytes per token.
-
-`cache` prints the KV cache's bytes per token and for a full context (grouped-query attention stores n_kv_head heads
-instead of n_head), without building the model, in bfloat16 (what a GPU decodes in) unless --dtype says otherwise.
-The bytes per token depend on --n-layer, --n-embd and the share of key/value heads (--n-kv-head against --n-head);
---block-size changes only the full context's total; --mlp-hidden and --vocab-size change neither.
-
-`bpe` learns --merges merges on the TinyStories sample with the readable trainer, which recounts every
-pair after each merge (`tinylm.tokenizers.bpe.train_bpe`), and with the incremental one
-(`train_bpe_incremental`), alternating, and prints the best of --repeats runs of each, the speed-up,
-and whether their merges are identical.
-
-`speedrun` trains the track's default recipe and its speedrun recipe (`python -m tinylm.train TRACK --recipe
-speedrun`) for --seconds of training each at --seeds seeds, alternating which goes first from seed to seed, with a
-whole-split evaluation every --eval-interval steps (`tinylm.bench.speedrun`). It prints each run as it ends, then
-for each recipe the seconds of training to reach --target and the validation loss at the end of the budget (mean
-± half the range over seeds), the difference of the losses, and how many times as fast the speedrun recipe reached
-the target. Nothing is written to disk.
-
-Figures depend on the machine and on what else it is doing: run it on a quiet machine, and compare
-within one run.
+A shape is a preset (--preset) built as the block family --arch, with any shape option replacing the preset's
+value. Arms that are compared alternate within one run, so that a slow spell of the machine hits them alike;
+figures depend on the machine and on what else it runs, so compare within one run. The course guide
+(notebooks/README.md, "Results") gives each figure the course measured with the command and machine.
 """
 
 from __future__ import annotations
@@ -107,7 +48,7 @@ from ..train.recipes import get_track
 from .console import CommandParser, HelpFormatter, begin, examples, positive_int
 from .errors import run_cli
 
-UNSTEADY = 1.5  # blocks of steps this far apart say that the speed was not steady (see the module docstring)
+UNSTEADY = 1.5  # the slowest block of steps this many times the fastest: the speed was not steady
 DEVICE_HELP = "e.g. cpu, cuda, mps (default: the best available)"
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
@@ -318,19 +259,36 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
             "speedrun": _speedrun}
 
 
-def _mode_help(mode: str) -> str:
-    """A mode's --help: the module docstring's paragraph on it (the one that starts with it in backquotes), then
-    those on shapes and slow dtypes where the mode takes them, and, for a mode that times, the one on what its figures
-    depend on."""
-    paragraphs = __doc__.split("\n\n")
-
-    def starting(text: str) -> str:
-        return next(paragraph for paragraph in paragraphs if paragraph.startswith(text))
-
-    shared = ([starting("A shape is a preset")] if mode in ("train", "compile", "decode", "cache") else []) + (
-        [starting("A --dtype that is slow")] if mode in ("train", "compile", "decode") else [])
-    timed = [starting("Figures depend on the machine")] if mode != "cache" else []  # cache computes, times nothing
-    return "\n\n".join([starting(f"`{mode}`"), *shared, *timed])
+SHAPE = "[--preset P] [--arch A] [shape options]"
+MODES = {  # mode -> (usage after the mode's name, its --help description)
+    "train": (f"{SHAPE} [--device D] [--dtype T]\n    [--batch-size N] [--steps N | --reference [--rounds N]]",
+              "Times full optimizer steps (forward, backward, AdamW) on random tokens: tokens/s, the achieved\n"
+              "FLOP/s (a mixture of experts counts its active parameters), and the ms per step of up to five\n"
+              "consecutive blocks, with a note when they were not steady. --reference races tinylm's GPT and\n"
+              "AdamW against a plain GPT-2 with nanoGPT's AdamW setup (tinylm.model.reference), from the same\n"
+              "weights: their first two losses must agree, then one step of each per round, best round."),
+    "compile": (f"{SHAPE} [--device D] [--dtype T]\n    [--batch-size N] [--rounds N]",
+                "Trains the shape eager and under torch.compile from the same weights on the same batches: both\n"
+                "arms' losses (they must agree), the compile time, the ms per step over interleaved rounds and a\n"
+                "verdict by tinylm.eval.uncertainty.compare. On a CPU it needs a C++ compiler."),
+    "decode": (f"{SHAPE} [--ckpt RUN]\n    [--device D] [--dtype T] [--new-tokens N] [--prompt-tokens N ...]",
+               "Decodes greedily from a random prompt along three paths, alternating, three times each: the KV\n"
+               "cache through the fast step that generate uses (tinylm.generate.fast), the cache walking the\n"
+               "modules (GPT.decode_step), and no cache. Prints the best new tokens/s of each (prefill included),\n"
+               "the gains, and whether the three gave the same tokens."),
+    "cache": (f"{SHAPE} [--device D] [--dtype T]",
+              "Prints the KV cache's bytes per token and for a full context (2 x layers x key/value heads x head\n"
+              "size x bytes per number), without building the model."),
+    "bpe": ("[--merges N] [--repeats N]",
+            "Learns --merges merges on the TinyStories sample with the readable trainer (every pair recounted\n"
+            "after each merge) and the incremental one, alternating: the best of --repeats runs of each, and\n"
+            "whether their merges are identical."),
+    "speedrun": ("[--track T] [--profile P] [--target LOSS] [--seeds N]\n    [--seconds S] [--eval-interval N]",
+                 "Trains the track's default and speedrun recipes (train TRACK --recipe speedrun) for --seconds of\n"
+                 "training at each seed, alternating which goes first, scoring the whole validation split every\n"
+                 "--eval-interval steps: per recipe the seconds to --target and the loss at the end (mean +- half\n"
+                 "the range over seeds)."),
+}
 
 
 def _shape_options() -> argparse.ArgumentParser:
@@ -338,13 +296,14 @@ def _shape_options() -> argparse.ArgumentParser:
     options = CommandParser(add_help=False)
     options.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
     options.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
+    shape = options.add_argument_group("shape options (each replaces the preset's value)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        options.add_argument("--" + name.replace("_", "-"), type=positive_int, help="replaces the preset's value "
-                             "(default: the preset's)")
+        shape.add_argument("--" + name.replace("_", "-"), type=positive_int, metavar="N")
     return options
 
 
-def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere (default: auto)"):
+def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere; a slow one is measured after "
+                                      "a warning (default: auto)"):
     options = CommandParser(add_help=False)
     options.add_argument("--device", help=DEVICE_HELP)
     options.add_argument("--dtype", choices=DTYPES, help=dtype_help)
@@ -355,62 +314,59 @@ def parse_args(argv=None) -> argparse.Namespace:
     train_examples = ("python -m tinylm.bench train --arch llama --batch-size 12",
                       "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20")
     compile_example = "python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16"
-    decode_example = "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200"
+    decode_examples = ("python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
+                       "python -m tinylm.bench decode --ckpt runs/shakespeare-char-cpu")
     cache_example = "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16"
     bpe_example = "python -m tinylm.bench bpe --merges 500"
-    speedrun_example = "python -m tinylm.bench speedrun --track shakespeare-char --target 1.886 --seeds 3"
+    speedrun_examples = ("python -m tinylm.bench speedrun --track shakespeare-char --seeds 3",
+                         "python -m tinylm.bench speedrun --track tinystories --seeds 2 --eval-interval 50")
     parser = CommandParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples(*train_examples, compile_example, decode_example, cache_example, bpe_example,
-                        speedrun_example))
+        epilog=examples(train_examples[1], compile_example, decode_examples[0], cache_example,
+                        speedrun_examples[0]))
     modes = parser.add_subparsers(dest="what", required=True, metavar="MODE",
                                   help="what to measure; python -m tinylm.bench MODE --help says how")
     shape, device = _shape_options(), _device_options()
 
     def mode(name: str, summary: str, parents: list, *mode_examples: str) -> argparse.ArgumentParser:
-        return modes.add_parser(name, parents=parents, help=summary, description=_mode_help(name),
-                                formatter_class=HelpFormatter, epilog=examples(*mode_examples))
+        usage, description = MODES[name]
+        return modes.add_parser(name, parents=parents, help=summary, description=description,
+                                usage=f"python -m tinylm.bench {name} {usage}", formatter_class=HelpFormatter,
+                                epilog=examples(*mode_examples))
 
-    batch_help = ("sequences per step (default: the preset's recipe's, 12 for nanogpt-cpu and 16 for tinystories-cpu; "
-                  "12 for the others)")
+    batch_help = "sequences per step (default: the preset's recipe's; 12 where it has none)"
     train = mode("train", "training throughput: tokens/s and FLOP/s of full optimizer steps", [shape, device],
                  *train_examples)
-    train.add_argument("--batch-size", type=positive_int, help=batch_help)
-    train.add_argument("--steps", type=positive_int, default=50,
-                       help="optimizer steps to time (unused with --reference)")
-    train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape trained with "
-                       "nanoGPT's AdamW setup (tinylm.model.reference)")
-    train.add_argument("--rounds", type=positive_int,
-                       help="with --reference: rounds of one step of each arm (default: 30)")
+    train.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
+    train.add_argument("--steps", type=positive_int, default=50, metavar="N", help="optimizer steps to time")
+    train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape")
+    train.add_argument("--rounds", type=positive_int, metavar="N", help="with --reference: rounds (default: 30)")
     compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device], compile_example)
-    compiled.add_argument("--batch-size", type=positive_int, help=batch_help)
-    compiled.add_argument("--rounds", type=positive_int, help="interleaved rounds (default: 6)")
-    decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], decode_example)
-    decode.add_argument("--ckpt", help="a checkpoint file or run folder, whose weights replace the shape's random ones "
-                        "and make --preset, --arch and the shape options unused (default: random weights of the shape)")
-    decode.add_argument("--new-tokens", type=positive_int, default=500, help="tokens to generate")
-    decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", help="prompt lengths, one run each, each "
-                        "shorter than the model's context (default: 1)")
+    compiled.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
+    compiled.add_argument("--rounds", type=positive_int, metavar="N", help="interleaved rounds (default: 6)")
+    decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], *decode_examples)
+    decode.add_argument("--ckpt", metavar="RUN", help="a checkpoint or run folder whose weights replace the shape's "
+                        "(default: random weights)")
+    decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")
+    decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", metavar="N", help="prompt lengths, one run "
+                        "each, shorter than the context (default: 1)")
     mode("cache", "the KV cache's bytes per token, without building the model",
-         [shape, _device_options("default: bfloat16, what a GPU decodes in; auto: bf16 or fp16 on CUDA, fp32 elsewhere "
-                                 "(--device says where)")],
-         cache_example)
+         [shape, _device_options("default: bfloat16, what a GPU decodes in")], cache_example)
     bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], bpe_example)
-    bpe.add_argument("--merges", type=positive_int, default=500, help="merges to learn")
-    bpe.add_argument("--repeats", type=positive_int, default=3, help="runs of each trainer")
+    bpe.add_argument("--merges", type=positive_int, default=500, metavar="N", help="merges to learn")
+    bpe.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="runs of each trainer")
     speedrun = mode("speedrun", "the laptop speedrun: seconds to a target loss, default recipe against speedrun recipe",
-                    [],
-                    speedrun_example)
+                    [], *speedrun_examples)
     speedrun.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="what to train")
-    speedrun.add_argument("--profile", choices=PROFILES, help="the profile whose two recipes race (default: "
-                          "$TINYLM_PROFILE, else cpu: the speedrun recipes exist for cpu and smoke)")
-    speedrun.add_argument("--target", type=float, help="the validation loss to reach (default: 1.886 for "
-                          "shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
-    speedrun.add_argument("--seeds", type=positive_int, default=3, help="seeds per recipe")
-    speedrun.add_argument("--seconds", type=float, help="seconds of training per run (default: 70 for "
+    speedrun.add_argument("--profile", choices=PROFILES, help="whose two recipes race (default: $TINYLM_PROFILE, "
+                          "else cpu)")
+    speedrun.add_argument("--target", type=float, metavar="LOSS", help="the validation loss to reach (default: "
+                          "1.886 for shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
+    speedrun.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds per recipe")
+    speedrun.add_argument("--seconds", type=float, metavar="S", help="seconds of training per run (default: 70 for "
                           "shakespeare-char, 300 for tinystories)")
-    speedrun.add_argument("--eval-interval", type=positive_int, help="steps between whole-split evaluations, which "
-                          "time the target (default: the track's)")
+    speedrun.add_argument("--eval-interval", type=positive_int, metavar="N", help="steps between whole-split "
+                          "evaluations (default: the track's)")
     speedrun.add_argument("--device", help=DEVICE_HELP)
     return parser.parse_args(argv)
 

@@ -1,21 +1,14 @@
-"""Command line: measure a trained checkpoint.
+"""Command line: measure a trained checkpoint (--ckpt: a checkpoint file, or a run folder's best.pt, else last.pt).
 
-    python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt [--json]
-    python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu [--limit 500] [--device cpu] [--json]
+`loss` scores a UTF-8 text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss) and prints the
+mean next-token loss (nats per token), the tokens and bytes scored, and bits per byte: the total loss in nats /
+ln 2 / bytes, which compares models whose tokenizers differ.
 
-`loss` scores a text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss, which says what is
-scored) and prints the mean next-token loss (nats per token), the numbers of tokens and UTF-8 bytes scored,
-and bits per byte: the total loss in nats / ln 2 / bytes, the number that compares models with different
-tokenizers.
-
-`hellaswag` scores a BPE checkpoint on the HellaSwag validation set (see tinylm.eval.hellaswag):
-acc (the ending with the lowest summed loss), acc_norm (lowest mean loss per token: build-nanogpt's
-convention) and acc_norm_char (lowest loss per character of the ending: the evaluation harness's
-normalisation), each with its 95% interval; chance is 25%. Published figures differ by convention and
-prompt, so compare like with like. It says which file it scored: offline, the mirror's substitute is not
-the official file. Run it under torchrun to split the examples over processes.
-
---ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt).
+`hellaswag` scores a BPE checkpoint on HellaSwag's validation set (tinylm.eval.hellaswag): acc (lowest summed
+loss), acc_norm (lowest mean loss per token, build-nanogpt's) and acc_norm_char (lowest loss per character, the
+evaluation harness's normalisation), each with its 95% interval; chance is 25%. Published figures differ by
+convention and prompt, so compare like with like. Offline it scores the mirror's substitute file and says so.
+Under torchrun the examples are split over processes.
 """
 
 from __future__ import annotations
@@ -134,9 +127,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     loss.set_defaults(run=run_loss)
     hellaswag = commands.add_parser(
         "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm, acc_norm_char) of a BPE checkpoint",
-        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss), acc_norm "
-                    "(lowest mean loss per token) and acc_norm_char (lowest loss per character), with 95% intervals. "
-                    "Offline, the mirror's substitute file is scored, and the output says so.",
+        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss), acc_norm\n"
+                    "(lowest mean loss per token) and acc_norm_char (lowest loss per character), with 95%\n"
+                    "intervals. Offline, the mirror's substitute file is scored, and the output says so.",
         formatter_class=HelpFormatter, epilog=examples(hellaswag_example))
     hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     hellaswag.add_argument("--limit", type=positive_int, help="score only the first K examples (default: all 10,042)")

@@ -114,15 +114,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
                        "--out stories15M.pt")
     # llama2.c's TinyStories models (stories15M, stories42M, stories110M) and Llama 2's tokenizer, where to get them
-    downloads = ("llama2.c's stories15M.bin is at "
-                 "https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin "
-                 "and its tokenizer.model at https://github.com/karpathy/llama2.c/raw/master/tokenizer.model.")
+    downloads = ("llama2.c's stories15M.bin: https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
+                 "its tokenizer.model: https://github.com/karpathy/llama2.c/raw/master/tokenizer.model")
     parser = CommandParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
                            formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
-                                 description="Write a tinylm checkpoint as a folder that transformers loads "
-                                             "(GPT2LMHeadModel or LlamaForCausalLM, from the model's architecture), "
+                                 description="Write a tinylm checkpoint as a folder that transformers loads\n"
+                                             "(GPT2LMHeadModel or LlamaForCausalLM, from the model's architecture),\n"
                                              "or as a llama2.c .bin file.",
                                  formatter_class=HelpFormatter, epilog=examples(*export_examples))
     export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
@@ -133,8 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="hf: a transformers folder (default); llama2c: llama2.c's legacy .bin that run.c reads")
     export.set_defaults(run=run_export)
     imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
-                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
-                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin. "
+                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval)\n"
+                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.\n"
                                           + downloads,
                               formatter_class=HelpFormatter, epilog=examples(*import_examples))
     source = imp.add_mutually_exclusive_group(required=True)

@@ -1,24 +1,14 @@
 """Seeded ablation arms: one architectural change at a time, several seeds per arm, equal training budget.
 
-Notebooks 8a and 8b ask which of the changes from GPT-2's block to a Llama-style block (8a), and then to a
-mixture of experts (8b), pay for themselves at equal training time. An honest answer needs four things, which
-this module provides:
-
-- a chain of configurations in which every arm differs from the arm it is measured against by one
-  change only (`architecture_chain`, and `mixture_chain` for the mixture-of-experts half alone); the changes
-  are taken from `ARCHITECTURES`, so the chain's dense end is exactly the "llama" family and its experts
-  exactly "llama-moe";
-- every arm trained at several seeds under the same Trainer budget (`train_arms`), the seeds interleaved
-  across arms (seed 0 of every arm, then seed 1, ...) so that a machine that slows down gradually, over
-  minutes, slows every arm alike rather than one arm's seeds. Interleaving does not help against a load spike
-  during one run: that run alone gets fewer steps, which is why the table shows each arm's fewest and most
-  steps and flags a run more than `STEP_TOLERANCE` off its arm's median (`step_outliers`);
-- a test split that nothing was chosen on (`hold_out_test`): the validation split served to choose the
-  recipe (the peak rate and warmup of the course's runs), so the tables and verdicts report on held-out
-  tokens instead (`train_arms(..., test_data=...)`, then `split="test"`);
-- a table and verdicts computed from the runs (`ablation_table`, `verdicts`), by the rule of
-  tinylm.eval.uncertainty: a difference is "told apart" only with at least 3 seeds per arm and ranges over
-  seeds that do not overlap; so no figure or verdict a re-run could change has to be typed into prose.
+Notebooks 8a and 8b ask which changes from GPT-2's block to a Llama-style block, then to a mixture of experts, pay
+for themselves at equal training time. This module provides what an honest answer needs: a chain of configurations
+in which each arm differs from the one before by one change (`architecture_chain`, `mixture_chain`, taken from
+`ARCHITECTURES`, so the ends are exactly "llama" and "llama-moe"); every arm trained at several seeds under one
+Trainer budget (`train_arms`), the seeds interleaved across arms so that a machine that slows down gradually slows
+every arm alike, and a run more than `STEP_TOLERANCE` off its arm's median steps flagged (`step_outliers`); a test
+split nothing was chosen on (`hold_out_test`), since validation chose the recipe; and a table and verdicts computed
+from the runs (`ablation_table`, `verdicts`) by tinylm.eval.uncertainty's rule (told apart only with at least 3
+seeds per arm and ranges that do not overlap), so that no figure a re-run could change is typed into prose.
 """
 
 from __future__ import annotations

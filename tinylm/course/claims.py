@@ -130,12 +130,14 @@ def unsupported_guide_figures(path: str | Path, notebooks: list[Path], sources: 
     the table) names no command that measured them.
 
     A guide reports runs of the command lines as well as the notebooks'; such a figure must stand beside the command
-    that printed it (`MEASURING_COMMAND`), so a reader can re-run it. Fenced code blocks are not prose."""
+        that printed it (`MEASURING_COMMAND`), so a reader can re-run it. Fenced code blocks are not prose, and a block
+    generated from the notebooks (between `<!-- course-table:... -->` markers) is checked in its notebook."""
     printed: set[str] = set()
     for notebook in notebooks:
         printed |= printed_numbers(output_text(notebook_cells(notebook)))
     sourced = {s.figure for s in sources if s.notebook in ("*", "guide")}
-    text = re.sub(r"```.*?```", "", Path(path).read_text(encoding="utf-8"), flags=re.S)
+    generated = r"<!-- course-table:.*?<!-- /course-table -->"
+    text = re.sub(r"```.*?```|" + generated, "", Path(path).read_text(encoding="utf-8"), flags=re.S)
     missing, caption = [], ""
     for block in re.split(r"\n\s*\n", text):
         is_table = block.lstrip().startswith("|")

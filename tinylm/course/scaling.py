@@ -1,25 +1,15 @@
 """Scaling laws on a laptop: an IsoFLOP sweep, the parabolas and power laws fitted to it, and a prediction.
 
-For a fixed compute budget C, which model size N gives the lowest loss? Hoffmann et al. (2022, "Chinchilla",
-approach 2) train several sizes at each of several budgets, fit a parabola to the final loss against log N for
-each budget (an IsoFLOP profile), take its vertex as the loss-optimal size N_opt(C), and fit power laws
-N_opt ∝ C^a and D_opt ∝ C^b across budgets. Notebook 13 does the same on a laptop; this module holds the parts the
-notebook and the tests share:
-
-- a family of model sizes (`LADDER`, `model_sizes`): GPT-2 blocks of one depth and a fixed head size, wider and
-  wider;
-- compute accounting: N counts the **non-embedding** parameters (token and position tables left out, as in
-  Kaplan et al. 2020, whose laws were cleanest that way; the head is tied to the token table, so it is left out
-  too), and C = 6·N·D for D training tokens (forward 2N, backward 4N per token). Attention's scores and the head
-  cost more than that; `GPT.flops_per_token()` counts them, and notebook 13 prints how much 6N leaves out.
-  A run at budget C trains C / (6N) tokens, rounded to whole optimizer steps: a budget of steps, not seconds, so
-  a busy machine changes how long the sweep takes and never what it measures;
-- the sweep (`run_sweep`): every size at every budget, in memory, each scored on the whole held-out split;
-- the fits, numpy only: `fit_parabola` per budget (`isoflop_minima`); across budgets `fit_power_law` for N_opt
-  and D_opt (log-log least squares, with the standard error of the slope) and `fit_loss_law` for L_opt (a power
-  law with a floor, or without one); `t_quantile` for the slope's t-interval; `bootstrap`, the uncertainty of the
-  exponent and of the extrapolated loss from the scatter of the runs; and `predict`, which extrapolates to a budget
-  no run has used yet, so that a run can then check it.
+For a fixed compute budget C, which model size N gives the lowest loss? Hoffmann et al.'s approach 2 ("Chinchilla",
+2022) trains several sizes at each of several budgets, fits a parabola in log N to each budget's final losses, takes
+its vertex as N_opt(C), and fits power laws N_opt ∝ C^a and D_opt ∝ C^b across budgets. Notebook 13 does it on a
+laptop; this module holds what the notebook and the tests share: the sizes (`LADDER`, `model_sizes`: GPT-2 blocks of
+one depth, wider and wider); compute as C = 6·N·D with N the non-embedding parameters (as Kaplan et al. counted
+them; `GPT.flops_per_token()` counts what 6N leaves out), a budget turned into whole optimizer steps, never seconds,
+so a busy machine changes how long the sweep takes and never what it measures; the sweep (`run_sweep`, each run
+scored on the whole held-out split); and the fits, numpy only (`fit_parabola`, `isoflop_minima`, `fit_power_law`
+with the slope's standard error, `fit_loss_law` with or without a floor, `t_quantile`, `bootstrap`, and `predict`,
+which extrapolates to a budget no run has used, so that a run can check it).
 """
 
 from __future__ import annotations

@@ -1,23 +1,14 @@
 """The laptop speedrun's record table (notebook 12): the default recipe, the speedrun recipe and changes on top of it,
 raced at equal training time on a shared machine, judged by a stated rule.
 
-An adaptation of the modded-nanogpt speedrun (https://github.com/KellerJordan/modded-nanogpt): there the target
-loss is fixed and the clock is raced, a record may bundle several changes, and a record is accepted by a t-test
-over several runs that its mean loss is below the target. Here the budget of training seconds is fixed, each change
-is tried on top of the package's speedrun recipe (changes interact: Muon takes larger steps, which is what a soft cap
-or QK-norm may then pay for), and a difference is called by the course's rule (`tinylm.eval.uncertainty.compare`).
-
-The race is priced: on a shared machine a run's speed drifts by as much as the differences being measured, so a
-race of equal wall-clock seconds mixes the machine's moods into the losses. Instead `measure_step_costs` times every
-arm's step in short rounds interleaved across arms (median over rounds), `within_budget` turns the budget of seconds
-into each arm's number of steps at that cost, and every seed of an arm trains exactly those steps
-(`tinylm.course.ablation.train_arms`): a slow spell during training lengthens a run without moving its loss (one
-during the timing still reaches the losses, through the steps). `race_table` and `race_verdicts` read the seconds
-to a target off each run's curve at the measured cost (`priced_curve`), print the price beside each arm's pace while
-training, and the budget's definition beside the figures, so that no figure a re-run could change is typed into prose.
-
-`SPEEDRUN_CHANGES` lists the modded-nanogpt changes a learner can put on top of the recipe, each as GPTConfig and
-TrainConfig fields.
+An adaptation of the modded-nanogpt speedrun, where the target loss is fixed and the clock is raced: here the budget
+of training seconds is fixed, each change is tried on top of the speedrun recipe (changes interact), and a
+difference is called by the course's rule (`tinylm.eval.uncertainty.compare`). The race is priced: a shared
+machine's speed drifts by as much as the differences measured, so `measure_step_costs` times every arm's step in
+rounds interleaved across arms, `within_budget` turns the seconds into each arm's number of steps at that cost, and
+every seed trains exactly those steps: a slow spell during training lengthens a run without moving its loss.
+`race_table` and `race_verdicts` read the seconds to a target off each run's curve at the measured cost
+(`priced_curve`). `SPEEDRUN_CHANGES` lists the modded-nanogpt changes a learner can add, as config fields.
 """
 
 from __future__ import annotations

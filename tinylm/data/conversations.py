@@ -1,28 +1,16 @@
 """Batches of conversations: the loss on answers only, little padding, and mixtures of data sources.
 
-Batches. A conversation's ids become inputs x = ids[:-1] and targets y = ids[1:]; a target that is not answer
-text (system prompt, user turns, role headers) is -1, which `tinylm.model.losses.next_token_loss` ignores. Rows are
-right-padded with <|pad|> to the longest row of the batch, their targets -1 too. Right padding changes
-nothing for the real tokens: attention is causal, so no real position ever sees a padding position after it.
-The loss is the mean over every answer token of the batch (a long answer weighs more than a short one, per
-token equally, as in pretraining); over the micro-batches of one optimizer step and over DDP ranks the Trainer
-keeps it so, weighing each micro-batch by its share of the step's answer tokens (tinylm.train.trainer).
+A conversation's ids become x = ids[:-1] and y = ids[1:]; a target that is not answer text is -1, which
+`tinylm.model.losses.next_token_loss` ignores. Rows are right-padded with <|pad|> (attention is causal, so no real
+position sees the padding after it). The loss is the mean over every answer token of the batch, and the Trainer keeps
+it so over micro-batches and ranks by weighing each by its share of the step's answer tokens.
 
-No packing. Packing several conversations into one window without attention crossing between them needs a
-block-diagonal attention mask and positions that restart at each conversation, inside the model's forward
-pass. Fast kernels exist for it (FlashAttention's variable-length API with cumulative sequence lengths,
-PyTorch's FlexAttention with a document mask), but they would be a second attention path in the model, and with
-length buckets padding costs about 1% here (a dense boolean mask, the simple way, would leave
-`scaled_dot_product_attention`'s fused causal kernel). Instead, `ConversationLoader` sorts
-conversations by length within buckets of 50 batches, so a batch holds conversations of similar lengths and
-padding stays small (`padding_fraction` measures it: the 991 training conversations of the 1,100-record set,
-in batches of 16, are 1.2% padding with buckets and 27% without). Packing without the mask would let answers
-attend to unrelated conversations and change the loss, which is not acceptable.
-
-Mixtures. `MixtureLoader` draws each batch from one of several loaders (chat conversations, pretraining
-windows, ...) with given probabilities, from a generator of its own, so SFT can keep some pretraining text in
-the mix. Every loader here follows the Trainer's protocol: next_batch(device) -> (x, y), state_dict(),
-load_state_dict(); a resumed run draws exactly the batches it would have drawn.
+No packing: keeping packed conversations from attending to each other needs a block-diagonal mask and restarted
+positions inside the model (FlashAttention's variable-length kernels, FlexAttention), a second attention path.
+Instead `ConversationLoader` sorts conversations by length within buckets of 50 batches, which keeps padding near 1%
+(`padding_fraction`). `MixtureLoader` draws each batch from one of several loaders with given probabilities, from a
+generator of its own, so SFT keeps some pretraining text in the mix. Every loader follows the Trainer's protocol
+(next_batch(device), state_dict(), load_state_dict()), so a resumed run draws exactly the batches it would have drawn.
 """
 
 from __future__ import annotations

@@ -1,21 +1,13 @@
 """The course's datasets: where each comes from and how it becomes token files.
 
-Every `prepare_*` function is idempotent: it writes `train.bin`, `val.bin` and finally
-`meta.json` into its folder, and returns at once when `meta.json` already describes the same
-source and tokenizer. meta.json is written last, so its presence means the token files are
-complete; each file is itself written atomically.
-
-TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`, its train and
-validation splits), or as a 2 MiB sample of the train split (the first 2,316 stories) whose last
-stories are held out as validation: the default when $TINYLM_DATA_MIRROR is set (offline).
-GPT-2 BPE encoding runs in tiktoken's
-thread pool: its Rust core releases the GIL, so threads use every core without the start-method
-pitfalls of worker processes.
-
-`prepare_trimmed` turns a GPT-2-tokenized dataset into one with a trimmed vocabulary (only the GPT-2
-tokens its training split uses; tinylm.tokenizers.gpt2.TrimmedBPETokenizer) in a folder of its own, once:
-the cpu and smoke TinyStories runs and `python -m tinylm.prepare tinystories` share it.
-`prepare_tinystories_chars` writes the same stories, split the same way, as characters (notebook 13's scaling sweep).
+Every `prepare_*` function is idempotent: it writes `train.bin`, `val.bin` and finally `meta.json`, each atomically,
+and returns at once when `meta.json` already describes the same source and tokenizer, so its presence means the token
+files are complete. TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`), or offline (the
+default when $TINYLM_DATA_MIRROR is set) as a 2 MiB sample of its train split, the first 2,316 stories, whose last
+stories are held out. GPT-2 BPE encoding runs in tiktoken's thread pool: its Rust core releases the GIL, so threads
+use every core without worker processes' start-method pitfalls. `prepare_trimmed` writes, once, a dataset with only
+the GPT-2 tokens its training split uses (`TrimmedBPETokenizer`), which the cpu and smoke TinyStories runs share;
+`prepare_tinystories_chars` writes the same stories, split the same way, as characters (notebook 13).
 """
 
 from __future__ import annotations

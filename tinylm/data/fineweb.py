@@ -1,39 +1,17 @@
 """FineWeb-Edu as GPT-2 token shards, and the sharded, DDP-aware, resumable loader that trains on them.
 
-Preparation (`prepare_fineweb_edu`, or `python -m tinylm.prepare fineweb-edu`) streams the documents,
-tokenizes them with GPT-2's BPE in worker processes, and writes the token stream into uint16 shards
-of `shard_tokens` tokens each (the last one shorter):
-
-    fineweb_edu_val_000000.bin  fineweb_edu_train_000001.bin  fineweb_edu_train_000002.bin  ...  progress.json
-
-As in nanoGPT's and llm.c's FineWeb scripts, an end-of-text token comes BEFORE every document, so
-documents are delimited by it. Shards cut the one token stream at fixed sizes, so only the first
-shard is sure to start with an eot; a document may run on from one shard into the next. The first
-shard is the validation split, the rest the training split. Each shard is written atomically, then
-`progress.json` (also atomic) records the shards finished and where in the document stream the next
-one starts (documents fully written, plus the tokens of the next document already written). An
-interrupted run resumes from there: it skips the consumed documents of the stream, leaves finished
-shards untouched, and produces files byte-identical to an uninterrupted run. `progress.json` with
-`"complete": true` means the whole folder is done; preparing again returns at once.
-
-Sources: "hf" streams `HuggingFaceFW/fineweb-edu` (config `sample-10BT` by default, ~10B tokens:
-100M-token shards, about 100 of them). "sample" is the offline mirror's 120 documents of that same
-config (73,056 tokens with the eot tokens): the default when $TINYLM_DATA_MIRROR is set. Its default
-shard size, SAMPLE_SHARD_TOKENS = 20,000, gives 4 shards (1 val + 3 train), so sharding, shuffling
-across shards and resuming are all exercised offline.
-
-Tokenization runs in a `multiprocessing` pool (`imap` over batches of documents, with at most a
-few batches in flight so a 10B-token stream is never read ahead into memory). The worker function
-lives at module level and the command line starts only from the package `__main__` of `prepare`, so the
-"spawn" start method (macOS, Windows; Python 3.14's "forkserver" default on Linux) works as well as
-"fork". tiktoken is fast (0.5-2M tokens/s on one core of the course's 2-core machine), so on the
-tiny sample worker start-up dominates (a spawned worker imports torch through tinylm: seconds) and
-`workers=1` (tokenize in this process) is the quickest; the pool pays off on the full stream. As
-with any multiprocessing.Pool, a worker killed from outside (say, by the OOM killer) makes the run
-wait forever: stop it with Ctrl-C and run it again, it resumes.
-
-Loading (`ShardedWindowLoader`): see its docstring. `val_tokens(folder)` is the validation shard as a
-memory map, for `tinylm.eval.loss.evaluate_loss`.
+`prepare_fineweb_edu` (`python -m tinylm.prepare fineweb-edu`) streams the documents, tokenizes them with GPT-2's BPE
+in worker processes and writes the token stream into uint16 shards of `shard_tokens` tokens
+(`fineweb_edu_val_000000.bin`, `fineweb_edu_train_000001.bin`, ...): the first is validation, the rest training.
+As in nanoGPT's and llm.c's scripts an end-of-text token comes before every document, and a document may run on into
+the next shard. Each shard is written atomically, then `progress.json` records the shards finished and where the
+document stream stands, so an interrupted run resumes there and writes files byte-identical to an uninterrupted one;
+`"complete": true` means done. Sources: "hf" streams `HuggingFaceFW/fineweb-edu` (`sample-10BT`, 100M-token shards);
+"sample" is the offline mirror's 120 documents of it, in 20,000-token shards (`SAMPLE_SHARD_TOKENS`), so that
+sharding, shuffling and resuming are all exercised offline. The pool keeps only a few batches in flight, and its
+worker lives at module level so that every start method works; on the tiny sample `workers=1` is quickest (a spawned
+worker imports torch). A worker killed from outside makes the pool wait forever: Ctrl-C, then run again to resume.
+`ShardedWindowLoader` trains on the shards (see its docstring); `val_tokens(folder)` maps the validation shard.
 """
 
 from __future__ import annotations

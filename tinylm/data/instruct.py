@@ -1,31 +1,18 @@
-"""Instruction data for chat fine-tuning: where it comes from, how a record becomes a conversation, and the rules
-for records that cannot become one.
+"""Instruction data for chat fine-tuning: where it comes from, how a record becomes a conversation, and the rules for
+records that cannot become one.
 
-Sources (`load_records`):
-- "instruct": online, Alpaca-cleaned (`yahma/alpaca-cleaned` on Hugging Face, 51,760 records) through `datasets`;
-  offline ($TINYLM_DATA_MIRROR set), or when the download fails, the 1,100-record Alpaca-style set of Sebastian
-  Raschka's "Build a Large Language Model (From Scratch)", chapter 7, fetched from its pinned GitHub URL or
-  copied from the mirror and checked against its sha256. Both use the same fields: instruction, input, output.
-- a path: a JSON list or a JSONL file of Alpaca records, or of {"messages": [{"role", "content"}, ...]}.
+Sources (`load_records`): "instruct" is Alpaca-cleaned (`yahma/alpaca-cleaned`) online, and offline or when that
+fails the 1,100-record Alpaca-style set of Raschka's "Build a Large Language Model (From Scratch)", chapter 7 (pinned
+URL or mirror, sha256 checked); a path is a JSON or JSONL file of Alpaca records or of {"messages": [...]}. A record
+becomes the system prompt, the user's turn (instruction, then input) and the answer. Records are held out by a hash
+of their content, not their position, so the same ones are held out whatever the file's order; `split_three_ways`
+halves them by hash into **validation**, which chooses (best.pt), and **test**, which reports and chooses nothing,
+since a figure measured on the split that chose the checkpoint is biased upward.
 
-Each record becomes a list of messages: the system prompt, the user's turn (the instruction, then the input
-after a blank line when there is one) and the assistant's answer. The held-out split is fixed by the record's
-content, not by its position: a record is held out when the hash of its text falls in the first
-`val_fraction` of the range, so the same records are held out whatever the order of the file, and whatever its
-size up to the cap on held-out records (past it, the records with the smallest hashes are held out).
-
-`split_three_ways` cuts the held-out records in two, again by content: the half with the smaller hashes is the
-**validation** split, which chooses (a run scores it at every evaluation and best.pt is its best), the other half
-the **test** split, which reports (scored before training and on best.pt after it, it chooses nothing). A figure
-measured on the split that chose the checkpoint is the best of many evaluations and so biased upward; the test
-figure took part in no choice (tinylm.posttrain.tasks.HeldOut does the same for RL's problems).
-
-Rules for records that cannot be learned as they are, each counted and reported (`ChatExamples.counts`):
-- a missing or non-text instruction or output, or messages that break the turn order: skipped ("malformed");
-- an empty answer: skipped ("empty_answer"); the model would learn to answer nothing;
-- longer than the context: a conversation of several exchanges loses its oldest exchanges (the system prompt
-  stays) until it fits ("truncated"); one whose last exchange alone does not fit is skipped ("too_long").
-  The answer is never cut: an answer without its closing <|im_end|> would teach the model not to stop.
+Records that cannot be learned as they are are counted (`ChatExamples.counts`): malformed ones and empty answers are
+skipped; a conversation longer than the context loses its oldest exchanges (the system prompt stays) and is skipped
+when its last exchange alone does not fit. The answer is never cut: without its closing <|im_end|> it would teach the
+model not to stop.
 """
 
 from __future__ import annotations

@@ -1,32 +1,18 @@
 """Preference data for DPO: where it comes from, the rules a record must follow, the held-out split, and pairs.
 
-Source (`load_preferences`): "preference" is the 1,100-record set of Sebastian Raschka's "Build a Large Language
-Model (From Scratch)", chapter 7: the records of tinylm.data.instruct's offline set, output included, each with a
-`chosen` and a `rejected` answer. Its notebook (ch07/04_preference-tuning-with-dpo/create-preference-data-ollama)
-drew "polite" or "impolite" at random for each record and had a local Llama model rewrite the output, minimally,
-that way: a polite rewrite became `chosen` with the original output `rejected`; an impolite one became `rejected`
-with the original output `chosen`. So one side of every pair is the very answer SFT trains on (in 562 records it is
-the chosen one, in 544 the rejected one, in 6 both: the rewrite changed nothing). It is fetched from its pinned
-GitHub URL or copied from the offline mirror ($TINYLM_DATA_MIRROR) and checked against its sha256. A path is a
-JSON list or JSONL file of records of the same shape: instruction, optional input, chosen, rejected (output is
-optional).
+"preference" (`load_preferences`) is the 1,100-record set of Sebastian Raschka's "Build a Large Language Model (From
+Scratch)", chapter 7: tinylm.data.instruct's offline records, each with a `chosen` and a `rejected` answer, made by
+having a local model rewrite the output politely (then chosen) or impolitely (then rejected), so one side of every
+pair is the answer SFT trains on. It is fetched from its pinned URL or the offline mirror and checked by sha256; a
+path is a JSON or JSONL file of records of the same shape. A record without text for instruction, chosen or rejected
+is a `PreferenceDataError` naming it; pairs that cannot teach (an empty answer, chosen equal to rejected, a
+conversation longer than the context: answers are never cut) are skipped and counted (`PreferencePairs.counts`).
 
-Rules. A record without text for instruction, chosen or rejected stops the run with `PreferenceDataError`, which
-names the record and the field: a preference file with a missing answer is a broken file, not noise to skip.
-Pairs that cannot teach anything are skipped and counted (`PreferencePairs.counts`): an empty answer, a chosen
-answer identical to the rejected one (its gradient is zero, and its margin, 0, would count as a wrong
-preference), and a pair whose longer conversation does not fit the context (an answer is never cut).
-
-Held-out split. DPO must hold out the records SFT held out, or it would be scored on instructions the SFT model
-trained on. tinylm.data.instruct splits by a hash of the whole record; a preference record has two more fields,
-so its hash differs. `split_preferences` therefore hashes the record's instruction/input/output only: for the
-1,100-record set this is the SFT record itself (they agree field for field), so the held-out instructions, and
-their validation and test halves (tinylm.data.instruct.split_three_ways), are exactly SFT's
-(tests/test_dpo_train.py checks it on the real files).
-
-A pair is rendered with the chat template twice, the same prompt with either answer (`PreferencePair`); `pad_pairs`
-stacks a batch as (x, y) of 2B rows, the B chosen conversations first, then the B rejected ones, with targets only
-on answer tokens, as SFT's batches have them.
+DPO must hold out the records SFT held out, or it would be scored on instructions SFT trained on: `split_preferences`
+hashes a record's instruction, input and output only, which for this set is the SFT record itself, so its validation
+and test halves are exactly SFT's (tests/test_dpo_train.py checks it on the real files). A pair is the same prompt
+rendered with either answer (`PreferencePair`); `pad_pairs` stacks a batch as 2B rows, the B chosen first, with
+targets only on answer tokens.
 """
 
 from __future__ import annotations

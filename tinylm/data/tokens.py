@@ -1,21 +1,13 @@
 """Token files on disk, random training batches, and a validation pass over the whole split.
 
-A prepared dataset is a folder with `train.bin` and `val.bin` — raw `uint16` token ids, read back
-as memory maps so a corpus larger than RAM costs nothing to open — and `meta.json`, which records
-the tokenizer, the source and the token counts. uint16 holds any id below 65,536, enough for
-GPT-2's 50,257-token vocabulary at half the size of int32.
-
-Token files are checked before they train anything: `read_tokens` compares a file's size with the token
-count its metadata records (one stat; a copy cut short or a file replaced by hand is a `DataError`,
-not a smaller training set), the samplers check every id of their training tokens once, when they are
-built (`check_token_ids`: one pass at memory speed, ~0.05 s per 100M tokens from the page cache, the
-file's read otherwise, which training pays anyway), so a damaged or foreign file is an error that names
-it even where no sampled window would have touched the bad id, and `gather_windows` checks the ids of
-every window it cuts (O(batch): the validation split too), not an IndexError inside the embedding.
-
-Training draws random windows (`RandomWindowSampler`) from a generator of its own, whose state is
-saved in checkpoints so a resumed run draws exactly the batches it would have drawn. Validation
-(`evaluate_loss`) is deterministic and scores every token of the split exactly once.
+A prepared dataset is a folder with `train.bin` and `val.bin` (raw uint16 ids, read as memory maps, so a corpus larger
+than RAM costs nothing to open; uint16 holds GPT-2's 50,257 ids at half int32's size) and `meta.json` (the tokenizer,
+the source and the token counts). Token files are checked before they train anything: `read_tokens` compares a
+file's size with the count its metadata records, the samplers check every id of their training tokens once when
+built (`check_token_ids`, one pass at memory speed), and `gather_windows` checks every window it cuts, so a damaged
+or foreign file is an error that names it, not an IndexError inside the embedding. Training draws random windows
+(`RandomWindowSampler`) from a generator of its own, saved in checkpoints so that a resumed run draws exactly the
+batches it would have drawn; validation (`evaluate_loss`) scores every token of the split exactly once.
 """
 
 from __future__ import annotations

@@ -1,48 +1,18 @@
 """HellaSwag: does the model prefer the right ending of a sentence?
 
-Each HellaSwag example is a context ("A man is sitting on a roof. he") and four endings, one of
-them right. A language model answers by scoring each ending given the context and picking the one
-it finds most likely. Nothing is generated and nothing is trained: it is four forward passes (one
-batch of four rows) per example, which makes it a cheap benchmark to run at the end of a training
-run, and one where a small model already beats chance (25%).
+Each example is a context and four endings, one right. The model scores each ending given the context (one batch
+of four rows, nothing generated or trained), so it is a cheap end-of-run benchmark where small models beat chance
+(25%). As GPT-2's evaluations do, the context is tokenized alone and each ending with a leading space; a mask keeps
+only the ending's next-token losses, and a row longer than the context keeps its last block_size + 1 tokens. Three
+answers come from the same losses: `acc` (lowest summed loss, which favours short endings), `acc_norm` (lowest mean
+loss per token: build-nanogpt's and llm.c's convention, comparable only between models sharing a tokenizer) and
+`acc_norm_char` (lowest loss per character: the normalisation of EleutherAI's lm-evaluation-harness, which also
+rewrites the prompt, so this is not the harness's figure for the same model).
 
-Scoring, as GPT-2's evaluations do it: the context is tokenized on its own and each ending with a
-leading space (" starts pulling up roofing on a roof."), so the ending starts at a word boundary
-exactly as it would inside running text. Each row of the (4, T) batch is context + ending, padded
-on the right; a mask marks the ending's tokens, and only their next-token cross-entropies count.
-A row longer than the model's context keeps its last block_size + 1 tokens (the start of the
-context is dropped). Three answers come out of the same losses, one per convention in use:
-
-- `acc`: the ending with the lowest summed loss, i.e. the highest probability. It favours short
-  endings, because every token adds loss.
-- `acc_norm`: the ending with the lowest mean loss per *token*: the "completion style" scoring of
-  build-nanogpt and llm.c (karpathy/llm.c, dev/data/hellaswag.py), under which GPT-2 124M scores
-  0.2955 on the official validation file. Token counts depend on the tokenizer, so this number is
-  comparable only between models that share one.
-- `acc_norm_char`: the ending with the lowest loss per *character* of the ending (its length without
-  the leading space): the normalisation of EleutherAI's lm-evaluation-harness, which divides each
-  ending's log-likelihood by `len(choice)` of the ending string and so does not depend on the
-  tokenizer. Only the normalisation is the harness's: the harness also rewrites the prompt (the
-  activity label and a colon first, `ctx_b` capitalised, bracketed WikiHow markers removed), which
-  moves the score too, so this is not the harness's figure for the same model (0.3114 for GPT-2 124M,
-  as llm.c's docstring reports it). It shows what the normalisation alone changes, on the same
-  examples and the same losses. (When a row is cropped inside the ending, a model with a very short
-  context, the loss covers only the kept ending tokens but the length counts every character.)
-
-The data. The validation file's canonical address is OFFICIAL_VAL.url (rowanz/hellaswag on GitHub),
-pinned by the size and sha256 that TensorFlow Datasets records for that URL
-(tensorflow/datasets, tensorflow_datasets/url_checksums/hellaswag.txt: 12,246,618 bytes,
-sha256 0aa3b888...). Online, `locate_val` downloads it once into <data dir>/hellaswag/ and checks
-that digest. With an offline mirror ($TINYLM_DATA_MIRROR), the official file is used if the mirror
-has it; otherwise the mirror's `hellaswag/hellaswag_val_klosax.jsonl`, a substitute DERIVED from
-the official file (the same 10,042 examples and labels, WikiHow texts cleaned of their
-`[header]`/`[step]` markers, some fields dropped), checked against its own sha256. Results on the
-substitute are close to, but not the same as, results on the official file, and every report
-says which file it scored.
-
-Distributed: when torch.distributed is initialized, rank r scores examples r, r + W, r + 2W, ...
-of the list it is given, and the counts are summed over all ranks, so every rank returns the
-totals of the whole list.
+The data: the official validation file (`OFFICIAL_VAL`, pinned by the size and sha256 TensorFlow Datasets records),
+or offline the mirror's `SUBSTITUTE_VAL_PATH`, derived from it (same examples and labels, WikiHow markers removed):
+close to, not equal to, the official results, and every report says which file it scored (`locate_val`). Under
+torch.distributed rank r scores examples r, r + W, ... and the counts are summed over ranks.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
 """Scoring a model on a text: the loss per token and bits per byte.
 
-The loss per token depends on the tokenizer (a character is easier to guess than a word piece); bits per byte
-(the total loss in nats / ln 2 / UTF-8 bytes) does not, so it is the number that compares a character model
-with a BPE model, or two BPE vocabularies, on the same text.
+The loss per token depends on the tokenizer; bits per byte (the total loss in nats / ln 2 / UTF-8 bytes) does not,
+so it compares a character model with a BPE model, or two BPE vocabularies, on the same text. A BPE model predicts
+every token, the first from its end-of-text token, so every byte counts; a character model's first character is
+only context and its bytes do not count. A longer text is cut into non-overlapping windows
+(`evaluation_windows`), each token scored once, as validation does in training. A trimmed tokenizer's <unk> targets
+cost `unk_penalty` nats extra, so the loss stays per GPT-2 token. Evaluation runs in float32.
 
-What is scored: a BPE model predicts every token of the text, the first from its end-of-text token (a
-document in the training data starts after one), so the bytes are all of the text's. A character model has no
-such token: the first character is only context, and its bytes are not counted. A text longer than the model's
-context is cut into non-overlapping windows (`tinylm.eval.loss.evaluation_windows`), each token scored exactly once,
-as the validation loss is during training. A trimmed tokenizer's <unk> targets cost `unk_penalty` nats extra,
-so the loss stays per GPT-2 token. Evaluation runs in float32.
-
-`score_model` gives two numbers for any model at once: the loss on a validation token stream and HellaSwag
-accuracy, as notebook 6b compares a run with OpenAI's GPT-2.
-`texts_loss` scores many texts one by one and adds them up: two models with different tokenizers scored on
-the same texts are scored on the same bytes.
-
-`python -m tinylm.eval` scores a checkpoint on a text file or on HellaSwag; its command line is
-tinylm/cli/eval.py.
+`score_model` gives the loss on a validation stream and HellaSwag accuracy at once (notebook 6b); `texts_loss`
+scores many texts one by one, so two models with different tokenizers are scored on the same bytes.
+`python -m tinylm.eval` is the command line (tinylm/cli/eval.py).
 """
 
 from __future__ import annotations

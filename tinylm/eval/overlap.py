@@ -1,19 +1,12 @@
 """How much a generated reply shares with a reference answer: SQuAD's token F1 and ROUGE-L.
 
-Both compare words, not meanings: a correct answer in other words scores low, a fluent wrong one that
-repeats the question's words can score high. They are cheap, need no model, and move when a model learns
-to answer in the shape and vocabulary of the references, which is what a small fine-tuned model mostly
-learns; notebook 9 reports them beside the answer loss and the stop rate, never instead of them.
-
-Text is normalised as SQuAD's evaluation script does (lower case, ASCII punctuation removed, split at
-whitespace, the articles a, an, the dropped) before words are compared.
-
-- `token_f1`: the harmonic mean of precision and recall of the words the two texts share, counted as
-  multisets (SQuAD, Rajpurkar et al. 2016);
-- `rouge_l`: the F-measure of the longest common subsequence of words, in order but not necessarily
-  contiguous (Lin 2004), with recall and precision weighed equally.
-
-Two empty texts agree (1.0); an empty text against a non-empty one scores 0.0.
+Both compare words, not meanings: a right answer in other words scores low, a fluent wrong one that repeats the
+question's words can score high. They are cheap, need no model, and move when a model learns the shape and words
+of the references, which is what a small fine-tuned model mostly learns; notebook 9 reports them beside the answer
+loss and the stop rate, never instead of them. Text is normalised as SQuAD's script does (lower case, ASCII
+punctuation removed, the articles a, an, the dropped). `token_f1` is the harmonic mean of the precision and recall
+of the shared words, as multisets (Rajpurkar et al., 2016); `rouge_l` the F-measure of the longest common
+subsequence of words (Lin, 2004). Two empty texts agree (1.0); an empty text against another scores 0.0.
 """
 
 from __future__ import annotations

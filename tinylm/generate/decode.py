@@ -1,32 +1,17 @@
 """Generating text, one token at a time: the decode loop, batches of prompts, and streaming text.
 
-Each step runs the model on the context, takes the logits of the last position and lets the
-samplers (`tinylm.generate.sampling`) choose the next token. With a key/value cache (`tinylm.model.kv_cache`, the
-default for tinylm's GPT) the prompt is prefilled once and every later step feeds one token;
-`use_cache=False` recomputes the whole context at every step, and gives the same tokens. The steps after the prefill
-go through `tinylm.generate.fast` where the model allows it: what `GPT.decode_step` computes, to float rounding, in
-fewer and faster calls; `fast=False` walks the modules at every step, which is what this loop teaches.
+Each step runs the model on the context and lets the samplers (`tinylm.generate.sampling`) pick the next token from
+the last position's logits. With a key/value cache (`tinylm.model.kv_cache`, the default) the prompt is prefilled
+once and every later step feeds one token, through `tinylm.generate.fast` where the model allows it (`fast=False`
+walks the modules, as this loop teaches); `use_cache=False` recomputes the whole context and gives the same tokens.
 
-Context policy. The model sees at most `block_size` tokens. When the context is full, the oldest
-tokens are dropped so that the `keep` most recent remain (default: half the context; llama.cpp's
-context swapping also drops about half, after keeping the prompt's first `n_keep` tokens) and, with a
-cache, those are prefilled again. Sliding the window by one token instead would
-mean recomputing every cached key at each step, because GPT-2's positions are absolute; that is
-`keep=block_size`, exact and slow. A prompt longer than the context is cropped by the same rule.
-Both paths follow the same policy, which is what makes their tokens identical.
-
-Batches. Prompts of different lengths are left-padded and masked (see `tinylm.model.kv_cache`), so each
-row computes what it would alone. The rows share one window: when the longest row fills the
-context, every row is cropped at the same column.
-
-Stopping. A row stops at any of `stop_tokens` (after at least `min_new_tokens` new tokens; the stop
-token is not returned) or after `max_new_tokens`. `stream` also stops at `stop` strings, which it
-never prints; it holds back text that could be the start of one. A stream knows which of these ended
-it (`TextStream.stop_reason`), so a caller can say so rather than guess.
-
-Memory. The loop keeps only the tokens the model may still see: a buffer of the prompt plus at most
-two contexts, whose window moves back to its start when it reaches the end. So `max_new_tokens` is
-only a count; 10**12 streams until stopped, at the memory of a short generation.
+When the context is full, the oldest tokens are dropped so that the `keep` most recent remain (default: half the
+context, as llama.cpp's context swapping) and are prefilled again: with absolute positions a window cannot slide by
+one token without recomputing every cached key. Both paths follow this policy, which keeps their tokens identical.
+Prompts of different lengths are left-padded and masked, so each row computes what it would alone; the rows share
+one window. A row stops at any of `stop_tokens` (after `min_new_tokens`) or after `max_new_tokens`; `stream` also
+stops at `stop` strings, which it never prints, and records why it ended (`TextStream.stop_reason`). The loop keeps
+only the tokens the model may still see, so `max_new_tokens` is only a count: 10**12 streams until stopped.
 """
 
 from __future__ import annotations

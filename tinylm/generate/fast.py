@@ -1,73 +1,17 @@
 """A second decode step for tinylm's GPT: what `GPT.decode_step` computes for one new token, in fewer and faster calls.
 
-At batch 1 a token of a small model costs two things: reading every weight once (llama2.c's stories15M shape reads
-61 MB of float32 per token, a few milliseconds for one CPU core) and a few hundred small operations, each paying
-Python's and PyTorch's dispatch. The readable step, `GPT.decode_step`, walks the modules: every Block calls its norm,
-its attention (which asks the KVCache for position ids, repeats grouped keys and calls the attention function) and its
-MLP. This step reads the same weights and computes the same function in less time for both parts:
-- **Weights in the layout the CPU reads fastest.** At batch 1, PyTorch's CPU matrix-vector product reads an (out, in)
-  weight with more outputs than inputs slower than its (in, out) transpose (stories15M's shapes, measured on one
-  2-core AVX2 CPU: 1.6 to 2.8 times the time), and the one with fewer (the MLP's down projection) faster as it is.
-  So on a CPU the weights with more outputs (the fused query/key/value projection, the MLP's up and gate projections)
-  are read from a transposed copy made when the step is built, the rule applied on every CPU and batch size;
-  `tinylm.generate.decode` reads the head, the largest of them, the same way for both steps. On a GPU every weight
-  keeps its layout and nothing is copied.
-- **On huge pages.** The CPU translates every address through a page table, and caches the translations in its TLB
-  (translation lookaside buffer): on the 2-core AVX2 AMD CPU, 2,048 second-level data entries, 8 MiB of 4 KiB pages.
-  A token reads stories15M's 61 MB of weights, some 15,000 pages of 4 KiB, so nearly every page misses the TLB and
-  costs a walk of the page tables; in pages of 2 MiB they are about 30. So on Linux the copies lie in buffers that
-  (where at least a huge page long) ask the kernel for huge pages (`cpu_buffer`: memory mapped for this process alone,
-  advised MADV_HUGEPAGE before it is first written, from a huge page's boundary), which it may grant where its
-  transparent huge pages are set to `always` or `madvise` and a free 2 MiB block is found when a page is first written
-  (`AnonHugePages` in `/proc/<pid>/smaps` shows what it granted). To lie there too, the weights a CPU reads in their
-  own layout (the attention's output projection, the MLP's down projection) are copied as well, all of a step's copies
-  in one buffer (usually: see `WeightCopies`) in the order a token reads them; decode's head copy has a buffer of its
-  own. Elsewhere (macOS, Windows) the buffers are torch.empty's, with ordinary pages.
-- **The head's outputs split by threads.** On one 2-core AVX2 CPU, stories15M's head (288 inputs, 32,000 outputs)
-  took 1.9 ms as one product with one thread and 1.8 ms with two: PyTorch's one-row product hardly used the second
-  thread there (how it threads depends on the BLAS library it was built with). Cut into two slices of outputs
-  computed as one batched product, whose batch runs on both threads, it took 0.8 ms. So with more than one thread a
-  CPU product with more outputs than inputs and at least `SPLIT_OUTPUTS` of them is one batched product of one slice
-  of the outputs per thread, at every batch size (only batch 1 was timed); the thread count is the one set when the
-  step is built. Narrower products stay whole: on stories15M every block's (864 and 1,536 outputs). Timed alone, two
-  slices saved them about 5 and 3 µs each, yet whole decodes with them split too (SPLIT_OUTPUTS 512) were slower in
-  both of two interleaved runs at two threads there (180.6 against 189.6 tokens/s, 165.7 against 176.9).
-- **Fewer products and operations.** SwiGLU's gate and up projections are one matrix on a CPU, and RMSNorm of a
-  float32 or float64 weight four computing operations there (`F.rms_norm` runs about ten: the profiler names it
-  `_fused_rms_norm`, yet on a CPU it runs pow, mean, add, rsqrt and two products, plus dtype copies); on every device
-  queries and keys are normed together (one `rms_norm`) and rotated together by one product: RoPE's
-  `x·cos + rotate_half(x)·sin` is `x @ (diag(cos) + H·diag(sin))`, H the matrix of `rotate_half`, and that (hs, hs)
-  matrix is built once per token for every block; the one query's attention is one
-  `F.scaled_dot_product_attention` call, each group of query heads being the query rows of its shared key/value head,
-  read in place rather than from a repeated copy; no module calls inside the blocks, the position a Python int, keys
-  and values written straight into the cache's storage.
-  (Replacing `apply_rotary` and the written-out attention (scores, softmax, weighted sum) by the rotation product and
-  one attention call took 8%, 16% and 8% less time per token in three runs at one thread and 6% and 3% in two runs at
-  two threads: stories15M's shape on the 2-core AVX2 CPU, the two steps swapped in one process, whole decodes
-  interleaved, best of 5 rounds each.) `scripts/decode_ablation.py` times the step as it is against itself with
-  ordinary pages and with `F.rms_norm`, the arms decoding in turns, token by token; its figures are in the course
-  guide (notebooks/README.md, "Results"). The four operations gain several times more in a whole step than what one
-  norm alone in a loop saves, times the 13 norms of a token (the script prints both); why was not established.
+At batch 1 a small model's token costs reading every weight once and a few hundred small operations, each paying
+Python's and PyTorch's dispatch. The readable step walks the modules; this one computes the same function with:
+weights copied, on a CPU, into the layout its one-row products read fastest (`fused_linear`), on huge pages
+(`cpu_buffer`), a wide head split by threads (`_split_by_threads`); joined products (query/key/value, SwiGLU's gate
+and up) and RMSNorm in four operations (`_norm`); queries and keys normed and rotated together, RoPE as one product;
+one attention call per block on grouped heads; no module calls. The logits agree with the readable step's to float
+rounding, not bit for bit (tests/test_fast_decode.py); `scripts/decode_ablation.py` measures what each choice gains.
 
-The copies are made when the step object is built; it reads everything else live (the norms, the embeddings, the
-biases of single products; on a GPU every weight): never reuse a step after the weights change; build one per
-generation (`tinylm.generate.decode` does, and adds its copy of the head). On a CPU the copies cost 4 bytes in
-float32 for each weight of the blocks' products: 23.9 MB (10^6 bytes) beside stories15M's 61 MB, and decode's head
-copy another 36.9 MB; up to a huge page more per buffer, whose last huge page may be only partly written. Building
-them also makes short-lived temporaries (the split head's padded copy, the gate and up projections' joined one).
-
-Products in another layout, RoPE and the norm's mean square as products and the attention function called on grouped
-heads add and round the same numbers in another order: the logits agree with the readable step's to float rounding,
-not bit for bit (about 1e-7 in float32 on the tests' models). Decoding picked the same tokens, greedy and sampled, in
-every test (tests/test_fast_decode.py: four block families in float32, on a CPU; in float64 their logits agree to
-1e-12 along the readable step's path), and greedy on stories15M's shape (`scripts/decode_vs_llama2c.py --readable`); a
-near-tie between two logits could still go the other way.
-
-It serves the decode loop's steps after the prefill: one new position per row, rows without left padding, room left
-in the cache, the model in eval mode. Anything else (the prefill itself, padded batches, a full cache) goes to
-`GPT.decode_step`. `fast_decode_step(model)` is None for a model whose parts it does not know (a mixture of experts,
-LoRA adapters or trainable token rows, a model that is not tinylm's GPT) or that carries forward hooks (a probe, a
-test's pacing), which only module calls would run: the loop then walks the modules throughout.
+The copies are made when the step is built, so build one per generation (`tinylm.generate.decode` does). It serves
+the steps after the prefill (one new position per row, no left padding, room in the cache, eval mode); anything else
+goes to `GPT.decode_step`. `fast_decode_step(model)` is None for a model whose parts it does not know (a mixture of
+experts, LoRA, a model that is not tinylm's GPT) or that carries forward hooks, which only module calls would run.
 """
 
 from __future__ import annotations
@@ -85,7 +29,7 @@ from ..model.kv_cache import KVCache
 from ..model.mlp import MLP, ReLUSquared, SwiGLU
 
 Function = Callable[[torch.Tensor], torch.Tensor]
-SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads: see the docstring
+SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads (_split_by_threads)
 
 
 def _huge_page_bytes() -> int:
@@ -102,7 +46,12 @@ HUGE_PAGE = _huge_page_bytes()
 def cpu_buffer(numel: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty CPU tensor of `numel` elements. Where it spans a huge page and Python's mmap can advise one (Linux),
     its memory is a private anonymous mapping advised MADV_HUGEPAGE, and it starts on a huge page's boundary, so that
-    the kernel may back it with huge pages (the module docstring says why); elsewhere it is torch.empty's."""
+    the kernel may back it with huge pages; elsewhere it is torch.empty's.
+
+    Why: every address goes through the page table, whose translations the CPU caches in its TLB, which holds a few
+    thousand entries. A token reads all the weights, tens of thousands of 4 KiB pages for a small model, so nearly
+    every page misses the TLB; in 2 MiB pages they are a few dozen. The kernel grants huge pages where transparent
+    huge pages are `always` or `madvise` (`AnonHugePages` in /proc/<pid>/smaps shows what it granted)."""
     size = numel * dtype.itemsize
     if size < HUGE_PAGE or not hasattr(mmap, "MADV_HUGEPAGE"):
         return torch.empty(numel, dtype=dtype)
@@ -142,9 +91,13 @@ def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Fun
     """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the weight is read from
     a copy made by `copies` (by default a buffer of its own): the layers that read the same input are one product, and
     a weight with more outputs than inputs is copied transposed, split by threads when it has at least SPLIT_OUTPUTS
-    outputs (see the module docstring); on a GPU each layer keeps its own weight and nothing is copied. None unless
+    outputs; on a GPU each layer keeps its own weight and nothing is copied. None unless
     every layer is a plain nn.Linear (a LoRA-wrapped one adds its adapters) and all or none have a bias.
-    `tinylm.generate.decode` reads the LM head through it too."""
+    `tinylm.generate.decode` reads the LM head through it too.
+
+    Why the layout: at batch 1, PyTorch's CPU matrix-vector product reads an (out, in) weight with more outputs than
+    inputs slower than its (in, out) transpose, and one with fewer outputs faster as it is. Every weight is copied,
+    even those kept in their layout, so that a token reads all of them from one buffer, in order, on huge pages."""
     if any(type(linear) is not nn.Linear for linear in linears):
         return None
     biases = [linear.bias for linear in linears]
@@ -173,7 +126,9 @@ def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Fun
 def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
                       copies: WeightCopies) -> Function:
     """x (B, in) -> x @ transposed + bias (B, out), computed as one batched product of one slice of the outputs per
-    thread, which runs on every thread where a one-row product may not (see the module docstring)."""
+    thread. A one-row product may hardly use a second thread (how it threads depends on PyTorch's BLAS library);
+    the batch of a batched product runs on all of them. Narrower products stay whole: split, they were slower in
+    whole decodes (scripts/decode_ablation.py)."""
     n_in, n_out = transposed.shape
     width = -(-n_out // threads)  # outputs per slice, rounded up: the last slice ends in zero columns
     padded = F.pad(transposed, (0, threads * width - n_out))  # (in, threads·width)
@@ -194,9 +149,10 @@ def _norm(module: nn.Module) -> Function | None:
         weight = module.weight
         if weight is None or weight.device.type != "cpu" or weight.dtype not in (torch.float32, torch.float64):
             return lambda x: F.rms_norm(x, module.normalized_shape, weight, module.eps)
-        # On a CPU F.rms_norm runs about ten operations; this is four: x·rsqrt(mean(x²) + eps)·weight, with the
-        # mean of the squares plus eps as one batched product added to eps: baddbmm(eps, x (B, 1, C), x (B, C, 1),
-        # alpha=1/C) = eps + Σx²/C, (B, 1, 1) (the unsqueezes and the view compute nothing).
+        # On a CPU F.rms_norm runs about ten operations (pow, mean, add, rsqrt, two products, dtype copies); this is
+        # four: x·rsqrt(mean(x²) + eps)·weight, with the mean of the squares plus eps as one batched product added to
+        # eps: baddbmm(eps, x (B, 1, C), x (B, C, 1), alpha=1/C) = eps + Σx²/C, (B, 1, 1) (the unsqueezes and the view
+        # compute nothing).
         n = module.normalized_shape[0]
         eps = torch.full((1, 1, 1), torch.finfo(weight.dtype).eps if module.eps is None else module.eps,
                          dtype=weight.dtype)
@@ -280,7 +236,8 @@ class _Layer:
 class FastDecodeStep:
     """Called as `GPT.decode_step(idx, cache, head)` is: the logits (B, vocab) of the new position, equal to that
     step's to float rounding, with the position's keys and values written into `cache` and its length advanced as
-    that step writes them. Falls back on `GPT.decode_step` in the cases the module docstring lists."""
+    that step writes them. Falls back on `GPT.decode_step` for a prefill, left-padded rows, a full cache or a model
+    in training mode."""
 
     def __init__(self, model: GPT):
         self.model = model
@@ -329,7 +286,7 @@ def _has_forward_hooks(model: nn.Module) -> bool:
 
 def fast_decode_step(model) -> FastDecodeStep | None:
     """The fast step for `model`, or None where it has parts the fast step does not know or forward hooks that it
-    would skip (see the module docstring)."""
+    would skip."""
     if not isinstance(model, GPT) or _has_forward_hooks(model):
         return None
     step = FastDecodeStep(model)

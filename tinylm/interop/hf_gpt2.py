@@ -1,32 +1,14 @@
-"""Moving weights between tinylm and other homes: Hugging Face GPT-2 here, Llama in `interop_llama`, llama2.c's
-`.bin` files in `llama2c`; `python -m tinylm.interop` (tinylm/cli/interop.py) is the command line for all three.
+"""Moving GPT-2 weights between tinylm and Hugging Face transformers' `GPT2LMHeadModel`; the Llama family
+(`hf_llama`, `llama2c`) is re-exported from here, and `python -m tinylm.interop` is the command line for all three.
 
-tinylm's parameter names are GPT-2's own (`transformer.h.0.attn.c_attn.weight`, ...), so the
-mapping is key for key. The one difference is the layout of four matrices: transformers' GPT-2
-uses a `Conv1D` layer that stores its weight as (in_features, out_features), the transpose of
-`nn.Linear`'s (out_features, in_features). Those four (attn.c_attn, attn.c_proj, mlp.c_fc,
-mlp.c_proj) are transposed on the way in and on the way out; everything else is copied as it is.
-Older transformers versions also keep non-trainable `attn.bias` / `attn.masked_bias` buffers
-(the causal mask) in the state dict; they are not weights and are skipped.
+tinylm's parameter names are GPT-2's own, so the mapping is key for key. The one difference is the layout of four
+matrices (`TRANSPOSED`): transformers' GPT-2 stores them as `Conv1D` weights (in, out), the transpose of nn.Linear's,
+so they are transposed both ways. Older transformers keep the causal mask as `attn.bias` buffers, which are skipped.
+Only GPT-2-style models export as GPT-2: biases, a head tied to the embedding, the tanh GELU ("gelu_new"), LayerNorm
+eps 1e-5. transformers is needed only for Hugging Face folders.
 
-    from tinylm.interop.hf_gpt2 import from_hf_gpt2, to_hf_gpt2
     model = from_hf_gpt2("path/to/hf_folder")     # or a GPT2LMHeadModel, or "gpt2" when online
     to_hf_gpt2(model, "out/hf_folder")             # GPT2LMHeadModel.from_pretrained("out/hf_folder") loads it
-
-Only GPT-2-style tinylm models can be exported as GPT-2: biases in Linear and LayerNorm layers
-(bias=True), the LM head tied to the token embedding, and GPT-2's tanh-approximated GELU, which
-transformers calls "gelu_new". LayerNorm epsilon is 1e-5 on both sides (nn.LayerNorm's default,
-GPT2Config's layer_norm_epsilon). transformers is needed only for Hugging Face folders: `pip install transformers`.
-
-The Llama family (`--arch llama` models, transformers' LlamaForCausalLM, llama2.c's TinyStories
-models) is re-exported from here: from_hf_llama, to_hf_llama, from_llama2c, read_llama2c, write_llama2c.
-
-Command line (an HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or
-Llama from the checkpoint's architecture, or writes llama2.c's format with --format llama2c):
-
-    python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
-    python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
-    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|llama2c]
 """
 
 from __future__ import annotations

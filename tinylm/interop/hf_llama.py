@@ -1,43 +1,18 @@
 """Moving Llama weights between tinylm and Hugging Face transformers' `LlamaForCausalLM`.
 
-A Llama-style tinylm model (RMSNorm, RoPE, SwiGLU, grouped-query attention; `--arch llama`) is the
-same network as transformers' Llama, under GPT-2's parameter names:
+A `--arch llama` model (RMSNorm, RoPE, SwiGLU, grouped-query attention) is transformers' Llama under GPT-2's
+parameter names: `LINEARS`, `NORMS`, `QKV` and `TOP_LEVEL` map them (q, k and v stacked into attn.c_attn). Both
+sides store nn.Linear weights (out, in) and pair RoPE channels "rotate-half" (j with j + head_size/2), with the same
+float32 angles, so nothing is transposed or permuted (Meta's and llama2.c's interleaved files are permuted once by
+transformers' conversion script, and by `tinylm.interop.llama2c`). `config_from_hf_llama` maps the config and
+refuses, in one InteropError naming them all, what tinylm does not implement: RoPE scaling, partial rotary, an
+activation other than SiLU, another head_dim, biases on attention but not the MLP (or the reverse), sliding windows.
+`from_hf_llama` imports a folder, a LlamaForCausalLM or a Hub name; `to_hf_llama(model, folder)` writes what
+`LlamaForCausalLM.from_pretrained` loads.
 
-    Hugging Face (model.layers.i.)          tinylm (transformer.h.i.)
-    input_layernorm                         ln_1
-    self_attn.q_proj, k_proj, v_proj        attn.c_attn  (the three stacked: q rows, then k, then v)
-    self_attn.o_proj                        attn.c_proj
-    post_attention_layernorm                ln_2
-    mlp.gate_proj, up_proj, down_proj       mlp.c_gate, mlp.c_fc, mlp.c_proj
-    model.embed_tokens, model.norm          transformer.wte, transformer.ln_f
-    lm_head                                 lm_head (tie_word_embeddings = tie_weights)
-
-Every matrix is an nn.Linear weight (out, in) on both sides, so nothing is transposed. RoPE needs no
-change either: transformers' Llama pairs channel j of a head with channel j + head_size/2
-("rotate-half"), as tinylm.model.rope does. Meta's original checkpoints, and llama2.c's, pair channels 2i
-and 2i + 1 instead ("interleaved"); transformers' conversion script permutes the rows of W_q and W_k
-once, which is why its files are already in rotate-half order (tinylm.interop.llama2c does that permutation
-itself). The angles are computed the same way too, θ_i = rope_theta^(-2i / head_size) in float32, so
-the cos/sin tables are bit for bit transformers' (a test checks).
-
-Config: hidden_size -> n_embd, num_hidden_layers -> n_layer, num_attention_heads -> n_head,
-num_key_value_heads -> n_kv_head, intermediate_size -> mlp_hidden, max_position_embeddings ->
-block_size, rms_norm_eps -> norm_eps, rope_parameters["rope_theta"] -> rope_theta, attention_bias
-and mlp_bias (which must agree) -> bias. Options tinylm does not implement are refused, all of them
-named in one InteropError before any weight is read: RoPE scaling of any kind (linear, dynamic,
-yarn, llama3, ...), partial rotary embeddings, an activation other than SiLU, a head_dim other than
-hidden_size / num_attention_heads, biases on attention but not on the MLP (or the reverse), sliding
-windows.
-
-    from tinylm.interop.hf_llama import from_hf_llama, to_hf_llama
-    model = from_hf_llama("path/to/hf_folder")     # or a LlamaForCausalLM, or a Hub name when online
-    to_hf_llama(model, "out/hf_folder")             # LlamaForCausalLM.from_pretrained("out/hf_folder") loads it
-
-InteropError, which every tinylm converter raises, lives here because tinylm.interop (GPT-2 and the
-command line) imports this module to re-export it, and so does `load_pretrained`, which both families load
-folders with: a weights file cut short or damaged, a pytorch_model.bin whose pickle holds code, and weights that
-do not fit config.json are each one InteropError, where transformers prints a report and a traceback (or
-initialises the weights that do not fit at random).
+InteropError, which every converter raises, lives here because GPT-2's module and the command line import this one.
+`load_pretrained` loads both families' folders: a damaged weights file, a pickle that holds code, or weights that do
+not fit config.json are each one InteropError, where transformers would print a traceback or initialise at random.
 """
 
 from __future__ import annotations

@@ -1,56 +1,17 @@
-"""llama2.c's checkpoint format: the legacy `.bin` files that its run.c reads, read and written.
+"""llama2.c's checkpoint format: the legacy (version 0) `.bin` files that its run.c reads, read and written.
 
-llama2.c (https://github.com/karpathy/llama2.c) trains small Llama 2 models and runs them with a
-few hundred lines of C. Its TinyStories models are published at https://huggingface.co/karpathy/tinyllamas:
+llama2.c (https://github.com/karpathy/llama2.c) trains small Llama 2 models and runs them with a few hundred lines
+of C; its TinyStories models (stories15M, 42M, 110M) are at https://huggingface.co/karpathy/tinyllamas, with Llama
+2's SentencePiece `tokenizer.model`. `load_stories15m()` downloads stories15M and the tokenizer once (sha256
+checked); `python -m tinylm.interop import --llama2c ...` converts any of them to a tinylm checkpoint.
 
-    stories15M.bin     6 layers,  288 wide,  6 heads, context  256
-    stories42M.bin     8 layers,  512 wide,  8 heads, context 1024
-    stories110M.bin   12 layers,  768 wide, 12 heads, context 1024
-
-all with Llama 2's 32,000-token SentencePiece tokenizer, `tokenizer.model` in the llama2.c
-repository. Online, download a model and the tokenizer, then run:
-
-    python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
-    python -m tinylm.sample --ckpt stories15M.pt --prompt "Once upon a time"
-
-`load_stories15m()` downloads stories15M and the tokenizer once (checked against their sha256) and
-returns the model and its tokenizer; notebook 5 says how to score it, with `tinylm.eval.loss.texts_loss`, on
-the stories its own model is scored on. (tinylm's tests cannot download them: they write and read files of the
-same format instead.)
-
-The format, version 0 ("legacy": what llama2.c's export.py `legacy_export` writes and run.c reads).
-Seven little-endian int32: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len; a
-negative vocab_size means the classifier is not shared with the token embedding and comes last.
-Then float32 arrays, each matrix an nn.Linear weight (out, in) in row-major order, and every
-layer's copy of one matrix before the next matrix:
-
-    token_embedding_table   (vocab_size, dim)
-    rms_att_weight          (n_layers, dim)
-    wq                      (n_layers, n_heads·head_size, dim)
-    wk, wv                  (n_layers, n_kv_heads·head_size, dim) each
-    wo                      (n_layers, dim, n_heads·head_size)
-    rms_ffn_weight          (n_layers, dim)
-    w1, w2, w3              (n_layers, hidden_dim, dim), (n_layers, dim, hidden_dim), (n_layers, hidden_dim, dim)
-    rms_final_weight        (dim,)
-    freq_cis_real, _imag    (seq_len, head_size/2) each: RoPE's cos and sin (run.c now computes its own)
-    wcls                    (vocab_size, dim), only when vocab_size is negative
-
-w1 is SwiGLU's gate (tinylm's mlp.c_gate), w3 its "up" projection (mlp.c_fc) and w2 the "down"
-projection (mlp.c_proj). run.c fixes RMSNorm's eps at 1e-5 and RoPE's θ at 10000: the header holds
-neither, and tinylm, like today's run.c, does not read the cos/sin tables back (it writes them for older readers).
-
-RoPE pairs. llama2.c's model, like Meta's Llama, rotates interleaved channel pairs (2i, 2i+1) of
-each head; tinylm, like Hugging Face's Llama, pairs channel j with j + head_size/2. Reordering the
-rows of W_q and W_k within each head (channel 2i to position i, 2i+1 to i + head_size/2) makes one
-compute exactly what the other does: every pair lands where the other convention expects it, and
-q·k is a sum over channels, which no common reordering of q and k changes. W_v and W_o are not
-rotated, so they stay as they are. `tinylm.model.rope.interleaved_to_rotate_half` reorders on import (wq
-with n_heads heads, wk with n_kv_heads), `rotate_half_to_interleaved` on export. A test runs a
-forward pass written the llama2.c way from the file's raw arrays, which is what pins this.
-
-Checks: a file's size must be exactly what its header implies, and the header must describe a model
-(positive sizes, heads that divide the width, key/value heads that divide the heads). Version-1 and
--2 files (which open with the magic "ak42") are recognised and refused: re-export them with version 0.
+A file is seven little-endian int32 (`HEADER`; a negative vocab_size means an unshared classifier, stored last) and
+then float32 arrays in the order `Llama2cHeader.shapes` lists. run.c fixes RMSNorm's eps and RoPE's θ, which the
+header does not hold. llama2.c, like Meta's Llama, pairs interleaved RoPE channels (2i, 2i+1); tinylm pairs j with
+j + head_size/2, so W_q and W_k are permuted within each head on import and back on export
+(`tinylm.model.rope`): q·k is a sum over channels, which no common reordering changes. A test runs a forward pass
+written the llama2.c way from the raw arrays. A file whose size differs from what its header implies, or whose
+header describes no model, is refused, and so are version-1 and -2 files (magic "ak42").
 """
 
 from __future__ import annotations

@@ -1,25 +1,16 @@
 """Causal multi-head self-attention, in a readable form and a fast form.
 
-`explicit_causal_attention` spells out what attention is: scores q·kᵀ/√d, a lower-triangular mask
-so position t only sees positions ≤ t, a softmax over the visible positions, and a weighted sum of
-the values. It materialises the (T, T) score matrix, which is what the notebooks look at.
+`explicit_causal_attention` spells it out: scores q·kᵀ/√d, a lower-triangular mask so position t sees only
+positions ≤ t, a softmax, a weighted sum of the values; it materialises the (T, T) scores the notebooks look at.
+`F.scaled_dot_product_attention` computes the same with fused kernels that never store them; the model uses it by
+default and a test proves the two agree. Both take queries for the last positions only and keys for all of them,
+as a key/value cache (`tinylm.model.kv_cache`) hands them.
 
-`F.scaled_dot_product_attention` computes the same thing with fused kernels (FlashAttention on
-recent GPUs, a memory-efficient kernel elsewhere) that never store the full score matrix. The
-model uses it by default; a test proves the two paths agree.
-
-Both take queries for the last positions only, keys for all of them: that is what a key/value
-cache (`tinylm.model.kv_cache`) hands them when one new token attends to a cached past.
-
-Grouped-query attention (GQA; Ainslie et al., 2023, https://arxiv.org/abs/2305.13245) gives the
-n_head query heads only n_kv_head key/value heads, each shared by a group of n_head / n_kv_head
-query heads (n_kv_head = 1 is multi-query attention, Shazeer 2019). Quality barely moves, while the
-key/value cache, which dominates decoding memory, shrinks by n_head / n_kv_head. With RoPE
-(`tinylm.model.rope`) queries and keys are rotated by their position before the scores are taken.
-
-QK-norm (Dehghani et al., 2023, https://arxiv.org/abs/2302.05442; the modded-nanogpt speedrun) RMS-normalises
-each head's queries and keys first, so a score q·k/√d is a cosine similarity times √d: it cannot grow without
-bound as weights grow, which lets the optimizer take larger steps without the softmax saturating.
+Grouped-query attention (Ainslie et al., 2023) gives the n_head query heads n_kv_head key/value heads, each shared
+by a group (n_kv_head = 1 is multi-query attention): the cache, which dominates decoding memory, shrinks by
+n_head / n_kv_head. With RoPE (`tinylm.model.rope`) queries and keys are rotated by position first. QK-norm
+(Dehghani et al., 2023; the modded-nanogpt speedrun) RMS-normalises each head's queries and keys, so a score
+cannot grow without bound as the weights grow.
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
 """A decoder-only transformer: GPT-2's, and the Llama-style family built from the same parts.
 
-Reads top to bottom: a Block (pre-norm attention and MLP, each added to a residual stream), and the
-GPT (token embeddings, positions, a stack of blocks, a final norm and a linear head back to the
-vocabulary). The parts the config chooses between live in their own small modules: `norms`
-(LayerNorm or RMSNorm), `rope` (rotary positions; learned ones are the `wpe` table here), `mlp` (GELU
-or SwiGLU) and `moe` (mixture of experts), and `attention` (with grouped-query attention).
+Reads top to bottom: a Block (pre-norm attention and MLP, each added to a residual stream), and the GPT (token
+embeddings, positions, a stack of blocks, a final norm and a linear head). What the config chooses between lives
+in small modules: `norms`, `rope`, `mlp`, `moe` and `attention`. Parameter names follow OpenAI's GPT-2 checkpoint
+(`transformer.h.0.attn.c_attn.weight`, ...), so GPT-2 weights map key for key and `tinylm.interop` maps Llama's
+onto them. `forward(idx, targets)` is training's path, logits for every position; `decode_step(idx, kv_cache)` is
+generation's, which feeds only the positions not cached yet and returns the last position's logits.
 
-Parameter names follow OpenAI's GPT-2 checkpoint (`transformer.h.0.attn.c_attn.weight`, ...) so
-GPT-2 weights map key for key; `tinylm.interop` maps Llama's names onto the same ones.
-
-Two entry points: `forward(idx, targets)` is training's plain path, logits for every position;
-`decode_step(idx, kv_cache)` is generation's, which feeds only the positions not cached yet and
-returns the last position's logits.
-
-Initialisation is GPT-2's: N(0, 0.02) everywhere, zeros for biases, and the projections that
-write into the residual stream scaled by 1/√(2·n_layer) so the stream's variance does not grow
-with depth; with `zero_init_projections` (the modded-nanogpt speedrun) those projections start at zero
-instead, so every block starts as the identity and the untrained model is its embedding and head alone.
-A `logit_softcap` c squashes the logits into (-c, c) with c·tanh(logits / c) (Gemma 2, the speedrun), so no
-logit can run away while the rate is high.
+Initialisation is GPT-2's: N(0, 0.02), zero biases, and the projections into the residual stream scaled by
+1/√(2·n_layer) so its variance does not grow with depth; `zero_init_projections` (the modded-nanogpt speedrun)
+starts them at zero instead. A `logit_softcap` c squashes logits into (-c, c) with c·tanh(logits / c) (Gemma 2).
 """
 
 from __future__ import annotations

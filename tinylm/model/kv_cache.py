@@ -1,25 +1,14 @@
 """A key/value cache, so that generating a token costs one position's work instead of the whole context's.
 
-Without a cache, every new token runs the model over the whole context again, although the keys
-and values of the earlier positions have not changed (each position only attends to the past).
-With one, the prompt is run once (the *prefill*), every layer keeps its keys and values, and each
-later step feeds a single token whose query attends to the stored keys.
-
-Choices, and why:
-- Storage is allocated once for the full context (`block_size` positions) on first use, in the
-  dtype the layers produce; appending writes into it, so decoding never copies the past.
-- Prompts of different lengths in one batch are **left-padded**: every row then writes its next
-  token into the same column, and one `length` describes the whole batch. Padding columns are
-  masked out as keys, and positions count from each row's first real token, so a padded row
-  computes what it would compute alone.
-- With grouped-query attention the cache stores the n_kv_head key/value heads, not the n_head query
-  heads: its memory shrinks by n_head / n_kv_head (`bytes_per_token`).
-- With RoPE, keys are stored already rotated at their absolute position.
-- When the context is full, generation crops it to its most recent tokens and prefills those again
-  (see `tinylm.generate`). With GPT-2's absolute position embeddings a window cannot slide by one token
-  without recomputing every key. With RoPE the stored keys would stay valid (scores depend only on
-  offsets), but the kept positions' deeper-layer keys were computed while the dropped tokens were
-  still visible, so sliding would not equal a fresh run over the window; one policy serves both.
+Without a cache every new token runs the model over the whole context again, although the earlier positions' keys
+and values have not changed. With one, the prompt runs once (the *prefill*), every layer keeps its keys and values,
+and each later step feeds one token whose query attends to them. Storage for the full context is allocated once,
+so appending never copies the past. Prompts of different lengths are **left-padded**: every row writes its next
+token into the same column, one `length` describes the batch, padding columns are masked as keys, and positions
+count from each row's first real token, so a padded row computes what it would alone. With grouped-query attention
+the cache holds n_kv_head heads (`bytes_per_token`); with RoPE keys are stored rotated. When the context is full,
+generation crops it and prefills again (`tinylm.generate.decode`): with absolute positions a window cannot slide
+without recomputing every key, and with RoPE the kept keys of deeper layers still saw the dropped tokens.
 """
 
 from __future__ import annotations

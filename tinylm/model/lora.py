@@ -1,27 +1,16 @@
 """LoRA: fine-tune a few low-rank matrices beside frozen weights (Hu et al., 2021, arXiv:2106.09685).
 
-A linear layer y = x Wᵀ + b is wrapped as y = x Wᵀ + b + (alpha/r) · x Aᵀ Bᵀ, with A (r × in) and
-B (out × r) the only trainable tensors. B starts at zero, so the wrapped model computes exactly what
-the base model computes until the first optimizer step; A starts random, so the first gradient of B
-is not zero. alpha/r scales the update; alpha defaults to r (a scale of 1). No such scale makes a learning rate
-found at one rank right for another by itself: measured with AdamW (notebook 10), the first step's relative size
-grows with r at alpha = r and shrinks at a fixed alpha, and rsLoRA's alpha/√r (Kalajdzievski, 2023,
-arXiv:2312.03732) sits between. Pass alpha = c·√r for rsLoRA's scale.
+A linear layer y = x Wᵀ + b is wrapped as y = x Wᵀ + b + (alpha/r) · x Aᵀ Bᵀ, A (r × in) and B (out × r) its only
+trainable tensors. B starts at zero, so the wrapped model computes what the base does until the first step; A
+starts random, so B's first gradient is not zero. alpha defaults to r; pass alpha = c·√r for rsLoRA's scale
+(arXiv:2312.03732) (notebook 10 measures how the first step's size moves with r). The trainable share is r·(in +
+out) / (in·out) per wrapped layer, and AdamW keeps moments for those only. `merge_lora` folds the product into W,
+leaving plain nn.Linear layers under the base's names; `adapter_state` keeps A and B alone, which `load_adapters`
+puts back on a freshly wrapped base. Layers are chosen by the end of their dotted name ("attn.c_attn", "mlp.c_fc").
 
-Why it is cheap: the trainable share is r·(in + out) / (in·out) per wrapped layer, and AdamW keeps two
-moments per trainable number only. After training, `merge_lora` folds the product into W
-(W' = W + (alpha/r)·B·A), leaving plain `nn.Linear` layers with the base model's parameter names: a
-merged model is saved, sampled, served and exported like any other. `adapter_state` keeps only A and
-B (kilobytes to megabytes), which `load_adapters` puts back on a freshly wrapped base model.
-
-Layers are chosen by the end of their dotted name: "attn.c_attn" (the fused query/key/value
-projection), "attn.c_proj", "mlp.c_fc", "mlp.c_gate" (SwiGLU), "mlp.c_proj".
-
-New tokens. Chat fine-tuning adds <|im_start|>, <|im_end|> and <|pad|> to the vocabulary, and their rows start
-equal (the mean token row): with the embedding frozen the model could never tell them apart, nor give
-<|im_end|> a logit of its own, so it could not learn to stop. `token_ids` makes those rows alone trainable
-(`TokenRows`, PEFT's "trainable tokens"): a few rows of C numbers beside the adapters, shared by the embedding
-and the tied output head, and folded into the weight by `merge_lora` like the adapters.
+Chat fine-tuning's new tokens start with equal rows (the mean row): with the embedding frozen the model could never
+tell them apart nor learn to stop, so `token_ids` makes those rows alone trainable (`TokenRows`, PEFT's "trainable
+tokens"), shared by the embedding and a tied head and merged like the adapters.
 """
 
 from __future__ import annotations

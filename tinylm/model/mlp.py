@@ -1,22 +1,12 @@
 """The per-position feed-forward networks: GPT-2's GELU MLP, Primer's ReLU² MLP and Llama's SwiGLU.
 
-GPT-2's MLP widens each position's vector 4x, applies GELU and projects back:
-c_proj(gelu(c_fc(x))).
-
-ReLU² (So et al., 2021, "Primer", https://arxiv.org/abs/2109.08668) is the same MLP with relu(x)² as the
-activation: as cheap as ReLU, sparse (half the hidden units are exactly 0), and smooth where it is not 0. The
-modded-nanogpt speedrun and nanochat use it; notebook 12 measures it against GELU.
-
-SwiGLU (Shazeer, 2020, "GLU Variants Improve Transformer", https://arxiv.org/abs/2002.05202) lets
-one projection gate another: c_proj(silu(c_gate(x)) * c_fc(x)). The gate decides, channel by channel,
-how much of the "up" projection passes. It has three matrices instead of two, so Llama makes it 2/3
-as wide (rounded up to a multiple; see `swiglu_hidden_size`) to keep the parameter count. In Shazeer's (2020)
-T5 runs, at equal parameters and compute, it reached a lower loss than the ReLU and GELU MLPs; Llama, Mistral,
-Qwen and DeepSeek use it.
-
-`tinylm.model.gpt.make_mlp` returns whichever the config asks for, or a mixture of experts (`tinylm.model.moe`)
-built from narrower copies of it. The output projection is called `c_proj` in both, so GPT-2's scaled
-initialisation of the projections that write into the residual stream applies to both.
+GPT-2's MLP widens each position's vector 4x, applies GELU and projects back: c_proj(gelu(c_fc(x))). ReLU² (So et
+al., 2021, "Primer") uses relu(x)² instead: as cheap as ReLU, sparse, smooth where it is not 0 (the modded-nanogpt
+speedrun and nanochat use it). SwiGLU (Shazeer, 2020, "GLU Variants Improve Transformer") lets one projection gate
+another, c_proj(silu(c_gate(x)) * c_fc(x)); with three matrices instead of two, Llama makes it 2/3 as wide
+(`swiglu_hidden_size`) to keep the parameter count. `tinylm.model.gpt.make_mlp` returns whichever the config asks
+for, or a mixture of experts built from narrower copies. The output projection is `c_proj` in all of them, so GPT-2's
+scaled initialisation of the projections into the residual stream applies to each.
 """
 
 from __future__ import annotations

@@ -1,46 +1,18 @@
 """Mixture of experts: many MLPs per layer, of which each token uses only a few.
 
-A router scores every expert for every token (a Linear from n_embd to n_experts, then softmax as in
-Switch/Mixtral or independent sigmoids as in DeepSeek-V3); the token goes to its top-k experts and
-their outputs are summed, weighted by the (renormalised) scores. Parameters grow with the number of
-experts while the compute per token grows only with k: a model can know more at the same cost.
-DeepSeekMoE (https://arxiv.org/abs/2401.06066) makes the experts fine-grained (many narrow ones; here
-by default each is mlp_hidden / (k + shared) wide, so what a token uses costs about one dense MLP)
-and adds shared experts that every token uses, which hold what all tokens need so routed experts
-can specialise.
+A router scores every expert for every token (softmax as in Switch/Mixtral, or sigmoids as in DeepSeek-V3); the
+token goes to its top-k experts, whose outputs are summed with the renormalised scores as weights: parameters grow
+with the experts, compute per token only with k. As in DeepSeekMoE (arXiv:2401.06066) the experts are narrow (by
+default mlp_hidden / (k + shared) wide) and shared experts serve every token. Left alone, routing collapses (the
+early winners train more and win more), so `balancing` is "none" (notebook 8b watches it collapse), "aux_loss"
+(Switch/GShard's coef·E·Σ f_i·P_i, whose gradient lowers the most-loaded experts' scores) or "loss_free"
+(DeepSeek-V3: a per-expert bias, used only to choose the top-k, moves by `bias_update_rate` against its load error
+after every optimizer step; a rate of 1e-2 here, since the course's runs are hundreds of steps).
 
-Left alone, routing collapses: experts that happen to win early get trained more, win more, and the
-rest starve. Three `balancing` modes:
-- "none": watch it collapse (notebook 8b).
-- "aux_loss": Switch/GShard (https://arxiv.org/abs/2101.03961): add coef · E · Σ_i f_i · P_i to the
-  loss, where f_i is the fraction of assignments expert i received and P_i its mean router score.
-  It is 1 when both are uniform, and not its minimum: the chosen experts are the top-k of the same scores, so
-  f and P rise together, and the loss lies between 1/(kE) and E/k (notebook 8b). What balances is its
-  gradient, which lowers the scores of the experts that received the most assignments, and that gradient also
-  pulls against the language-modelling loss.
-- "loss_free": DeepSeek-V3 (https://arxiv.org/abs/2412.19437, §2.1.2): a per-expert bias is added to
-  the scores for choosing the top-k only (the weights still come from the unbiased scores), and after
-  every optimizer step each bias moves by `bias_update_rate` against the sign of its expert's load
-  error: up for underloaded, down for overloaded experts. The bias changes which experts run, so it
-  changes the forward pass; what it avoids is a gradient that competes with the language-modelling loss.
-  DeepSeek-V3 pairs it with sigmoid scores, a rate of 1e-3 over trillions of tokens, and a very small
-  sequence-wise auxiliary loss. tinylm keeps Switch's and Mixtral's softmax router by default, for all three
-  modes alike (router="sigmoid" is there), and a rate of 1e-2, since its runs are hundreds of steps.
-
-Dispatch, two ways to the same result. Eagerly, it sorts the (token, expert) assignments by expert, so each
-expert runs once on all its tokens (a Python loop over experts, never over tokens): the compute follows the
-routing, but the slices' sizes do too, so the host reads them (a sync with the GPU) and no compiler can know the
-shapes ahead. Under torch.compile, every expert runs on every token, weighted by a gate that is 0 for the experts
-the token did not choose: fixed shapes, no sync, one graph, at E/k times the routed experts' FLOPs (and an expert
-no token chose gets a zero gradient rather than none). Large systems get both at once from grouped matrix
-multiplies, one kernel over all experts' slices.
-
-Load statistics: in training mode each layer counts the assignments per expert. `end_of_step(model)`
-(the Trainer calls it after every optimizer step) sums the counts over processes, moves the
-loss-free biases, and adds the counts to a window that `read_expert_load(model)` returns and clears
-(the Trainer logs it into metrics.jsonl). Load is the fraction of assignments per expert; the
-max-violation is max load / mean load − 1: 0 when perfectly balanced, and at most E/k − 1, since with
-top-k routing an expert receives at most one of each token's k assignments (a load of 1/k).
+Dispatch: eagerly, the assignments are sorted by expert and each expert runs once on its tokens (the slices' sizes
+need a host sync); under torch.compile every expert runs on every token with a zero gate where it was not chosen
+(fixed shapes, E/k times the FLOPs). `end_of_step(model)` sums the load counts over processes and moves the biases;
+`read_expert_load(model)` returns and clears the window the Trainer logs (max-violation: max load / mean load − 1).
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
 """Rotary position embeddings (RoPE; Su et al., 2021, https://arxiv.org/abs/2104.09864).
 
-GPT-2 adds a learned vector per absolute position to the input. RoPE instead rotates every query and
-key: their channels are split into pairs, and pair i at position m is turned by the angle m·θ_i, with
-θ_i = base^(-2i / head_size). Rotations compose, so the score between a query at m and a key at n
-depends on the positions only through the offset m − n: (R_m q)·(R_n k) = q·(R_{n−m} k). Nothing is
-learned; fast pairs (large θ_i) resolve nearby positions while slow ones span the whole context.
-An angle exists for every position, but that does not make a model work beyond the context it was
-trained on: offsets it never saw give rotations it never learned to read. Stretching the context takes
-position interpolation, NTK-aware scaling or YaRN, which tinylm does not implement (the Hugging Face
-importer refuses checkpoints that use them); here the tables stop at block_size.
+Instead of adding a learned vector per position, RoPE rotates every query and key: channel pair i at position m turns
+by m·θ_i, θ_i = base^(-2i / head_size). Rotations compose, so a score depends on the positions only through the
+offset m − n. Nothing is learned; the tables stop at block_size, since offsets a model never saw are rotations it
+never learned to read (position interpolation, NTK scaling and YaRN are not implemented, and the Hugging Face
+importer refuses checkpoints that use them). cos and sin are buffers computed once, not saved in checkpoints.
 
-Two conventions decide which channels form a pair, and checkpoints differ:
-- **rotate-half** (Hugging Face's Llama, and tinylm): channel j pairs with j + head_size/2.
-- **interleaved** (Meta's original Llama, llama2.c's run.c): channel 2i pairs with 2i + 1.
-They compute the same model once the rows of W_q and W_k are permuted within each head:
-`interleaved_to_rotate_half` does that on import (it is Hugging Face's conversion-script permutation),
-`rotate_half_to_interleaved` undoes it on export.
-
-cos and sin are computed once for every position of the context and stored as buffers that are not
-saved in checkpoints (they follow from the config).
+Checkpoints differ in which channels form a pair: **rotate-half** (Hugging Face's Llama, and tinylm) pairs j with
+j + head_size/2, **interleaved** (Meta's Llama, llama2.c) pairs 2i with 2i + 1. Permuting the rows of W_q and W_k
+within each head turns one into the other: `interleaved_to_rotate_half` on import (Hugging Face's conversion
+permutation), `rotate_half_to_interleaved` on export.
 """
 
 from __future__ import annotations

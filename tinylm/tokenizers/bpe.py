@@ -1,26 +1,16 @@
 """GPT-2's byte-level BPE, written to be read: the slow, plain-Python twin of tiktoken's fast one.
 
-Byte-pair encoding (BPE) starts from the 256 possible bytes, so any text encodes and nothing is
-ever unknown, and then glues frequent neighbours into longer tokens. GPT-2's tokenizer does this
-in three steps, all of them here:
+BPE starts from the 256 bytes, so any text encodes, and glues frequent neighbours into longer tokens. GPT-2's
+tokenizer does it in three steps, all here: a regex cuts the text into pieces that merges never cross (words with
+their leading space, numbers, punctuation runs, whitespace); each piece's UTF-8 bytes map to printable characters
+(`bytes_to_unicode`), the alphabet of GPT-2's `encoder.json` and `vocab.bpe`; then the adjacent pair that comes
+earliest in `vocab.bpe` is merged until none is a merge, and each part is looked up in `encoder.json`.
 
-1. Pre-tokenise: a regex cuts the text into pieces (words with their leading space, numbers,
-   punctuation runs, whitespace). Merges never cross a piece boundary, so " dog" is the same
-   token whether "." or "!" follows it.
-2. Map each piece's UTF-8 bytes to printable characters (`bytes_to_unicode`), the alphabet that
-   GPT-2's files `encoder.json` (token string -> id) and `vocab.bpe` (the 50,000 merges) use.
-3. Merge by rank: repeatedly merge the adjacent pair that comes earliest in `vocab.bpe`, until no
-   adjacent pair is a merge; then look each part up in `encoder.json`.
-
-`GPT2BPE` reproduces `tiktoken.get_encoding("gpt2").encode_ordinary` token for token, an order of
-magnitude slower (a cache of pieces already seen does most of the work on real text). `train_bpe`
-shows where merges come from: count adjacent pairs, merge the most frequent one into a new id,
-repeat. The notebook `04_bpe_tokenization` builds all of this step by step.
-
-`train_bpe_incremental` learns exactly the same merges, ties included, the way real trainers do:
-a merge changes only the pieces that contain the pair, so only their pairs are recounted, and a
-heap finds the most frequent pair without looking at all of them. `python -m tinylm.bench bpe`
-times the two.
+`GPT2BPE` reproduces `tiktoken.get_encoding("gpt2").encode_ordinary` token for token, an order of magnitude slower
+(a cache of pieces seen does most of the work). `train_bpe` shows where merges come from: count adjacent pairs,
+merge the most frequent into a new id, repeat. `train_bpe_incremental` learns the same merges, ties included, as
+real trainers do: a merge recounts only the pieces that contain the pair, and a heap finds the most frequent pair.
+`python -m tinylm.bench bpe` times the two; notebook 4 builds all of it step by step.
 """
 
 from __future__ import annotations

@@ -1,30 +1,15 @@
 """Chat tokens and the chat template: how a conversation becomes token ids, and which of them the model learns.
 
-A chat model reads a conversation as one sequence in ChatML's layout (the format of OpenAI's chat models and
-of many open ones):
+A conversation is one sequence in ChatML's layout: `<|im_start|>role\ntext<|im_end|>\n` per message. The markers
+are special tokens after GPT-2's 50,257 (`tinylm.tokenizers.gpt2.CHAT_SPECIAL_TOKENS`) that encoding text never
+produces, so a user who types "<|im_end|>" cannot close a turn. `<|im_end|>` is the stop token; `<|pad|>` fills
+a batch's short rows. `render(messages)` returns the ids and which belong to an answer (the assistant's text and
+its closing `<|im_end|>`): fine-tuning puts its loss on those only, and learning to produce `<|im_end|>` is what
+makes the model stop. `render_prompt(messages)` ends with `<|im_start|>assistant\n`, where generation begins.
 
-    <|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n
-    <|im_start|>user\\nName a primary color.<|im_end|>\\n
-    <|im_start|>assistant\\nRed.<|im_end|>\\n
-
-`<|im_start|>` and `<|im_end|>` are special tokens: single ids after GPT-2's 50,257 (tiktoken's "gpt2-chat"
-encoding, `tinylm.tokenizers.gpt2.CHAT_SPECIAL_TOKENS`), never produced by encoding text. A user who types the
-literal string "<|im_end|>" gets the ordinary tokens of that string, so no message can close a turn or
-open a new one with forged markers. `<|im_end|>` is the stop token: generation ends when the model
-produces it (or `<|im_start|>`, which only a model that skipped closing its turn produces). `<|pad|>` fills
-the rows of a batch after a short conversation.
-
-`render(messages)` returns the ids and, for each id, whether it belongs to an answer: the assistant's
-text and the `<|im_end|>` that closes it. Supervised fine-tuning puts its loss on those tokens only;
-the model is not taught to write the user's questions, and learning to produce `<|im_end|>` is what
-makes it stop. `render_prompt(messages)` ends with `<|im_start|>assistant\\n`, where generation begins.
-
-A model pretrained without these tokens gets them with `add_chat_tokens`: its embedding (and a separate
-LM head) grows by the missing rows, each initialised to the mean of the existing token rows, so a new
-token starts as an "average token" rather than as noise with a random logit. A tied head stays tied.
-Embeddings padded to a multiple of 64 (50,304 rows for 50,257 tokens) already have spare rows: those are
-used and nothing grows. A trimmed vocabulary (`TrimmedBPETokenizer`) gets the three tokens before its
-<unk> id, whose row moves along.
+`add_chat_tokens` gives a model pretrained without these tokens their rows: each new row starts as the mean token
+row (an "average token", not noise with a random logit), a tied head stays tied, an embedding padded to a multiple
+of 64 uses its spare rows, and a trimmed vocabulary puts them before its <unk> id.
 """
 
 from __future__ import annotations

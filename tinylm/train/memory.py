@@ -1,26 +1,18 @@
 """How much memory a training step needs, by arithmetic from the config, checked before the first step.
 
-A batch far too large for the machine should be a message, not a process that the kernel's OOM killer ends
-without a word (on a CPU) after minutes of swapping. `step_memory` counts what one optimizer step of a GPT
-holds at its peak, the start of the backward pass:
+A batch far too large for the machine should be a message, not a process the OOM killer ends without a word after
+minutes of swapping. `step_memory` counts what one optimizer step of a GPT holds at its peak, the start of the
+backward pass: per parameter the fp32 weight, its gradient and AdamW's two moments (16 bytes) and autocast's
+half-precision copy; per token the activations autograd keeps block by block (and the (T, T) attention weights where
+they are materialised), one block's backward tensors, and per logit the logits, their fp32 log-softmax and the
+loss's gradients. These are eager PyTorch's tensors (torch.compile needs less). On a CPU the process holds more than
+its live tensors (glibc keeps freed blocks, `tinylm.runtime.keep_freed_memory`, and not every later tensor fits
+them), so the batch's share counts CPU_HEAP_OVERHEAD times, plus CPU_RUNTIME_BYTES; a test holds the estimate within
+a factor of 2 of a real step's peak.
 
-- per parameter: the fp32 weight, its gradient and AdamW's two moments (16 bytes), plus the half-precision
-  copy that autocast makes of each matrix for the step (2 bytes under bf16/fp16);
-- per token of a micro-batch: the activations autograd keeps for the backward pass, block by block (the
-  residual stream, the norms' outputs, q, k and v, attention's output, the MLP's hidden values, dropout's
-  masks, and the (T, T) attention weights where they are materialised), the gradients of one block's
-  backward pass, and per logit the logits, their fp32 log-softmax and the loss's backward tensors.
-
-These are the tensors eager PyTorch keeps (torch.compile fuses some of them away, so it needs less). On a CPU
-the process holds more than its live tensors: glibc keeps the blocks it frees (tinylm.configure_backend asks it to, see
-tinylm.runtime.keep_freed_memory), and a later tensor of another size cannot always reuse them, so the
-batch's share is counted CPU_HEAP_OVERHEAD times, plus what the first step's kernels allocate besides
-tensors (CPU_RUNTIME_BYTES); both were measured (a step's peak RSS was 1.05-1.55x its live tensors, which the
-arithmetic matches within +0-20%). A test holds the estimate within a factor of 2 of a real step's peak.
-
-`check_training_memory` compares the estimate with what the device has free (MemAvailable of /proc/meminfo
-for the CPU, shared by every process of the run; torch.cuda.mem_get_info for a GPU) and raises
-NotEnoughMemory, which names the figure and the largest batch size that fits.
+`check_training_memory` compares the estimate with what the device has free (MemAvailable for the CPU, shared by
+every process of the run; torch.cuda.mem_get_info for a GPU) and raises NotEnoughMemory, naming the figure and the
+largest batch size that fits.
 """
 
 from __future__ import annotations

@@ -1,27 +1,17 @@
 """Muon: SGD with momentum whose update for each weight matrix is orthogonalised (Jordan et al., 2024).
 
-For a 2-D weight W (out × in) with gradient G, one step is:
+For a 2-D weight W (out × in) with gradient G: momentum M ← μ·M + (1 − μ)·G (Nesterov: U = (1 − μ)·G + μ·M, else
+U = M); U's singular values pushed toward 1 by a few Newton–Schulz iterations (`newton_schulz`: matrix products
+only, no SVD); then W ← W·(1 − lr·λ) − lr·√max(1, out/in)·U. A hidden layer's raw gradient is dominated by a few
+directions; orthogonalising gives the rare ones as large a step as the common ones. The quintic coefficients
+(3.4445, −4.7750, 2.0315) maximise the slope at 0, so five iterations lift every singular value above a small
+fraction of the norm to between about 0.7 and 1.2, which training does not mind. The iteration needs directions,
+not digits, so it runs in bfloat16 where bf16 is fast and in float32 elsewhere (`newton_schulz_dtype`, by
+`tinylm.runtime.bf16_is_fast`). Muon is for 2-D hidden weights; embeddings, the head, norms and biases stay with
+AdamW (`tinylm.train.optim`).
 
-1. momentum: M ← μ·M + (1 − μ)·G, and with Nesterov the update direction is U = (1 − μ)·G + μ·M, else U = M;
-2. orthogonalise: replace U = A·S·Bᵀ (its singular value decomposition) by roughly A·Bᵀ, every singular value
-   pushed toward 1, with a few Newton–Schulz iterations (`newton_schulz`): matrix products only, no SVD;
-3. W ← W·(1 − lr·λ) − lr·√max(1, out/in)·U (decoupled weight decay λ; the scale keeps tall matrices' updates
-   as large per entry as wide ones').
-
-Why it helps: a raw gradient of a hidden layer is dominated by a few directions (a few large singular values);
-orthogonalising gives the rare directions as large a step as the common ones. The Newton–Schulz polynomial
-p(x) = a·x + b·x³ + c·x⁵ applied to the singular values, with the quintic coefficients (3.4445, −4.7750,
-2.0315), maximises the slope at 0 (a⁵ ≈ 490 over five iterations), so that five iterations lift every singular
-value above ~1/300 of the matrix's norm to between ~0.7 and ~1.2: not exactly 1, which training does not mind.
-The iteration only needs the directions, not many digits, so it may run in bfloat16 where that is fast (a GPU
-from Ampere on, a CPU with native bf16); a CPU without native bf16 computes bf16 products ~30x slower than
-float32 ones, so training runs it in float32 there (`newton_schulz_dtype`, which asks
-`tinylm.runtime.bf16_is_fast`). Muon is for 2-D hidden weights; embeddings, the output head, norms and biases stay
-with AdamW.
-
-`Muon` follows `torch.optim.Muon`'s arithmetic (same defaults, the same order of operations, bfloat16 by default),
-so the two agree step for step; with `ns_dtype=torch.float32` it is the same arithmetic in float32. This module is
-the readable version the course teaches.
+`Muon` follows `torch.optim.Muon`'s arithmetic (same defaults and order of operations, bfloat16 by default), so the
+two agree step for step; this module is the readable version the course teaches.
 """
 
 from __future__ import annotations

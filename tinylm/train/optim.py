@@ -1,21 +1,12 @@
 """The optimizers (AdamW with GPT-2's weight-decay split, or Muon beside AdamW) and the learning-rate schedules.
 
-Weight decay pulls weights toward zero. It is applied to matrices (Linear weights, embeddings),
-which hold the model's capacity, and not to biases or LayerNorm gains, which are few and for
-which shrinking toward zero only hurts.
-
-With `optimizer="muon"` the weight matrices inside the blocks (attention's and the MLP's) train with Muon
-(`tinylm.train.muon`), which orthogonalises each matrix's update, and everything else with AdamW: the embedding
-and the head, whose rows are looked up one token at a time rather than mixed like a hidden layer's, and the
-norms' gains and biases, which are not matrices. This is the split of the modded-nanogpt speedrun and of
-nanochat. The two live in one `MuonWithAdamW`, so the Trainer, the gradient scaler and checkpoints see a
-single optimizer. Each parameter group carries `lr_ratio`, its peak rate over `TrainConfig.learning_rate`: the
-Trainer sets every group to `lr_ratio` times the scheduled rate, so one schedule drives both.
-
-The schedule starts with a linear warmup to the peak rate, then either a cosine decay to `min_lr` (large steps
-while the loss falls fast, small ones at the end to settle into a minimum) or warmup-stable-decay (WSD: the peak
-held, then a linear cooldown to `min_lr` over the last `cooldown_fraction` of the run; Hu et al., 2024,
-https://arxiv.org/abs/2404.06395).
+Weight decay applies to matrices (Linear weights, embeddings), which hold the capacity, not to biases or norm
+gains. With `optimizer="muon"` the blocks' weight matrices train with Muon (`tinylm.train.muon`) and everything else
+with AdamW (the embedding and head, whose rows are looked up one token at a time, and the norms and biases), as the
+modded-nanogpt speedrun and nanochat split them. Both live in one `MuonWithAdamW`, so the Trainer, the gradient
+scaler and checkpoints see one optimizer; each group's `lr_ratio` (its peak over `TrainConfig.learning_rate`) lets
+one schedule drive both. The schedule warms up linearly to the peak, then decays by a cosine to `min_lr`, or holds
+the peak and cools down linearly over the last `cooldown_fraction` (warmup-stable-decay; Hu et al., 2024).
 """
 
 from __future__ import annotations

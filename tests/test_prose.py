@@ -1,0 +1,125 @@
+"""Prose a maintainer can keep current: every module docstring of tinylm/ says what and why in 15 lines or fewer,
+every command's --help (each mode's too) fits one screen of 40 lines, and no code, comment or --help states a figure
+measured on one machine or names that machine (figures belong in the course guide or docs/notes, beside the command
+that measured them)."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from tinylm.cli import COMMANDS
+
+# Modules and command lines that other engineers rewrite while issue 46 is worked on; the lead empties this at merge.
+ALLOWED_FOR_NOW = (
+    "tinylm/posttrain/", "tinylm/serve/", "tinylm/prepare/", "tinylm/download.py", "tinylm/course/notebooks.py",
+    "tinylm/train/trainer.py", "tinylm/train/progress.py", "tinylm/train/run.py", "tinylm/train/run_folder.py",
+    "tinylm/train/checkpoint.py", "tinylm/train/recipes.py",
+    "tinylm/cli/train.py", "tinylm/cli/finetune.py", "tinylm/cli/dpo.py", "tinylm/cli/rl.py", "tinylm/cli/serve.py",
+    "tinylm/cli/chat.py", "tinylm/cli/sample.py", "tinylm/cli/prepare.py", "tinylm/cli/run_options.py",
+    "tinylm/cli/errors.py", "tinylm/cli/console.py",
+)
+ROOT = Path(__file__).resolve().parents[1]
+DOCSTRING_LINES, HELP_LINES, SCREEN_COLUMNS = 15, 40, 80
+MACHINE = re.compile(
+    r"\b(EPYC|Xeon|Ryzen|Threadripper|Opteron|Graviton|Zen ?[1-5]|Apple M[1-4]|M[1-4] (Pro|Max|Ultra)|Core i[3579]|"
+    r"Skylake|Cascade Lake|Ice Lake|Sapphire Rapids)\b"
+    r"|(AVX2|AVX-?512)[^\n]{0,60}?\d+(\.\d+)? ?(ms|µs|tokens/s|times|x\b|×)"  # a figure measured on a CPU kind
+    r"|course's (\d-core|machine)")
+
+
+def modules() -> list[Path]:
+    return sorted(path for path in (ROOT / "tinylm").rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def allowed(path: Path) -> bool:
+    return str(path.relative_to(ROOT)).startswith(ALLOWED_FOR_NOW)
+
+
+def docstring_lines(path: Path) -> int:
+    """Lines of a module's docstring as the before-stop check counts them (ast.get_docstring, cleaned)."""
+    docstring = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    return docstring.count("\n") + 1 if docstring else 0
+
+
+def test_every_module_docstring_fits_fifteen_lines():
+    long = {str(path.relative_to(ROOT)): lines for path in modules() if not allowed(path)
+            if (lines := docstring_lines(path)) > DOCSTRING_LINES}
+    assert not long, ("module docstrings over 15 lines (say what and why; design reasoning to CONTRIBUTING.md or "
+                      f"the function it explains, figures to the course guide): {long}")
+
+
+def helps(command: str, monkeypatch) -> dict[str, str]:
+    """`python -m tinylm.<command> --help` and each of its modes' --help, as printed on an 80-column screen."""
+    import importlib
+
+    from tinylm.cli import console
+
+    monkeypatch.setenv("COLUMNS", str(SCREEN_COLUMNS))
+    built = []
+
+    def capture(parser, args=None, namespace=None):
+        built.append(parser)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(console.CommandParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"tinylm.cli.{command}").parse_args(["--help"])
+    assert built, f"tinylm/cli/{command}.py builds no CommandParser"
+    parser = built[0]
+    texts = {command: parser.format_help()}
+    subcommands = parser._subcommands()
+    for name, sub in (subcommands.choices.items() if subcommands else []):
+        texts[f"{command} {name}"] = sub.format_help()
+    return texts
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+def test_every_help_fits_one_screen(command, monkeypatch):
+    if allowed(ROOT / "tinylm" / "cli" / f"{command}.py"):
+        pytest.skip(f"tinylm/cli/{command}.py is rewritten elsewhere for now (ALLOWED_FOR_NOW)")
+    texts = helps(command, monkeypatch)
+    long = {name: len(text.splitlines()) for name, text in texts.items() if len(text.splitlines()) > HELP_LINES}
+    assert not long, f"--help over {HELP_LINES} lines at {SCREEN_COLUMNS} columns: {long}"
+    assert all("examples:" in text for text in texts.values()), "every --help shows examples"
+
+
+def test_the_help_count_finds_every_mode(monkeypatch):
+    texts = helps("bench", monkeypatch)
+    assert set(texts) == {"bench", *(f"bench {mode}" for mode in
+                                      ("train", "compile", "decode", "cache", "bpe", "speedrun"))}
+    assert set(helps("eval", monkeypatch)) == {"eval", "eval loss", "eval hellaswag"}
+
+
+def test_no_machine_or_its_figures_in_the_package():
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in modules() if not allowed(path)
+             for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if MACHINE.search(line)]
+    assert not found, "machine-specific figures belong in the course guide or docs/notes:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("line", [
+    "less trustworthy: on the course's 2-core AMD EPYC (AVX2), idle, 1.39 times the fastest",
+    "measured on one 2-core AVX2 CPU: 1.6 to 2.8 times the time",
+    "took 1.9 ms on an Intel Xeon",
+    "on an Apple M2 it runs",
+    "an AVX-512 CPU with native bf16: 9.3 ms per step",
+])
+def test_the_machine_check_finds_what_it_must(line):
+    assert MACHINE.search(line)
+
+
+@pytest.mark.parametrize("line", [
+    "a CPU without native bf16 runs it many times slower than fp32",
+    "`cpu` (a few minutes on a 2-core laptop, and the model must really learn)",
+    "ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 limits it to AVX2",
+    "H100 SXM 989 bf16 TFLOP/s, from NVIDIA's datasheets",
+])
+def test_the_machine_check_leaves_design_facts_alone(line):
+    assert not MACHINE.search(line)
+
+
+def test_the_command_list_fits_one_screen():
+    from tinylm.cli import USAGE
+
+    assert len(USAGE.splitlines()) <= HELP_LINES
