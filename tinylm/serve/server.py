@@ -179,7 +179,7 @@ class ChatApp:
             raise refuse(413, f"the request has {int(length):,} bytes; the limit is {MAX_BODY_BYTES:,}")
         try:
             body = await asyncio.wait_for(request.body(), self.body_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             raise refuse(408, f"the body stopped arriving for {self.body_timeout:g} seconds; send it again") from None
         except ClientDisconnect:  # the visitor left before sending it all: nobody reads the answer
             raise refuse(400, "the connection closed before the body arrived") from None
