@@ -1,6 +1,6 @@
 """`tinylm.serve.server` through real HTTP requests against a running server on an ephemeral port: the page, streamed
-replies equal to the chat session's, JSON errors for bad and hostile requests, one request per
-connection, idle and trickling connections closed without a thread each, a visitor who leaves freeing
+replies equal to the chat session's, JSON errors for bad and hostile requests (too many headers among them), one
+request per connection, idle and trickling connections closed without a thread each, a visitor who leaves freeing
 their slot, several clients at once; and `python -m tinylm.serve`'s command line: 1,000 idle sockets leave requests
 served, a probe of hostile requests leaves no traceback in its log, Ctrl-C stops it, and an option that would hang it
 is refused."""
@@ -27,7 +27,7 @@ from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_mo
 from tests.helpers import REPO
 from tests.preloaded import run_module
 from tinylm.cli.serve import cli
-from tinylm.serve.server import MAX_BODY_BYTES, ChatApp, ChatServer, static_file
+from tinylm.serve.server import MAX_BODY_BYTES, MAX_HEADERS, ChatApp, ChatServer, static_file
 from tinylm.serve.session import ChatSession
 
 HELLO = {"messages": [{"role": "user", "content": "Hello!"}]}
@@ -225,6 +225,18 @@ def test_a_head_flood_or_garbage_is_refused_and_the_server_goes_on(server):
     assert (flood[:12], garbage[:12], long_url[:12]) == ("HTTP/1.1 431", "HTTP/1.1 400", "HTTP/1.1 414")
     assert len(long_url) < 1000, "the refusal does not echo the URL"
     assert request(server, "GET", "/")[0] == 200
+
+
+@pytest.mark.parametrize("count", [MAX_HEADERS + 1, 200])
+def test_more_header_fields_than_the_cap_are_refused_with_431(server, count):
+    def reply_to(fields: int) -> str:  # a request of this many header fields, Host among them
+        extra = b"".join(b"X-Field-%d: y\r\n" % i for i in range(fields - 1))
+        return raw_request(server.server_address, b"GET / HTTP/1.1\r\n" + host(server) + extra + b"\r\n")
+
+    assert reply_to(MAX_HEADERS).startswith("HTTP/1.1 200")
+    head, body = reply_to(count).split("\r\n\r\n", 1)
+    assert head.startswith("HTTP/1.1 431")
+    assert json.loads(body) == {"error": f"the request has {count} headers; the limit is {MAX_HEADERS}"}
 
 
 def test_a_connection_carries_one_request(server):

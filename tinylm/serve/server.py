@@ -41,6 +41,7 @@ from .session import ChatSession
 MAX_BODY_BYTES = 64 * 1024
 MAX_TARGET_BYTES = 2048  # a longer path is refused with 414
 MAX_HEAD_BYTES = 16 * 1024  # headers whose names and values add up to more are refused with 431
+MAX_HEADERS = 100  # more header fields are refused with 431 (a browser sends about 20)
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 STATIC_FILES = {  # path -> (file in static/, content type)
     "/": ("chat.html", "text/html; charset=utf-8"),
@@ -72,7 +73,7 @@ class ChatApp:
     Refusals: 400 a malformed conversation or JSON; 403 a Host that does not name this server; 404 another path;
     405 another method (with Allow); 408 a body that stops arriving; 411 no Content-Length; 413 a body over 64 KiB,
     a conversation over `max_chars` characters or a message too long for the context; 414 a URL over 2 KiB; 415 a
-    POST that is not JSON; 431 headers over 16 KiB; 503 every generation slot busy.
+    POST that is not JSON; 431 headers over 16 KiB or more than 100 of them; 503 every generation slot busy.
     uvicorn itself refuses what is not HTTP, or a head still incomplete after 16 KiB (400, as text)."""
 
     def __init__(self, session: ChatSession, max_chars: int = 4000, max_concurrent: int = 4,
@@ -108,6 +109,9 @@ class ChatApp:
                                 414)
         if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEAD_BYTES:
             return JSONResponse({"error": f"the headers add up to more than {MAX_HEAD_BYTES:,} bytes"}, 431)
+        if len(scope["headers"]) > MAX_HEADERS:
+            return JSONResponse({"error": f"the request has {len(scope['headers']):,} headers; the limit is "
+                                          f"{MAX_HEADERS}"}, 431)
         header = dict(scope["headers"]).get(b"host")
         if not self.host_allowed(header, scope.get("server")):
             port = scope["server"][1] if scope.get("server") else ""
