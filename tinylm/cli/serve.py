@@ -27,16 +27,19 @@ def port_number(text: str) -> int:
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
-        prog="python -m tinylm.serve", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        prog="python -m tinylm.serve", usage="%(prog)s --ckpt CKPT [--port PORT] [--host HOST] [options]",
+        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.serve --ckpt runs/chat-cpu --port 8000",
-                        "python -m tinylm.serve --ckpt runs/chat-cpu --host 0.0.0.0 --max-concurrent 2"))
+                        "python -m tinylm.serve --ckpt runs/chat-cpu --host 0.0.0.0 --max-concurrent 2",
+                        "python -m tinylm.serve --ckpt runs/chat-cpu --port 0 --temperature 0.7 --seed 0 --quiet"))
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to let other machines connect")
-    parser.add_argument("--max-chars", type=int_at_least(1), default=4000,
-                        help="longest conversation accepted, in characters")
-    parser.add_argument("--max-concurrent", type=int_at_least(1), default=4, help="replies generated at the same time")
-    parser.add_argument("--idle-timeout", type=positive_float, default=30.0, help="seconds a connection has to send "
-                        "a request's head, and again its body, before it is closed")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0: open to other machines")
+    parser.add_argument("--max-chars", type=int_at_least(1), default=4000, metavar="N",
+                        help="longest conversation, in characters")
+    parser.add_argument("--max-concurrent", type=int_at_least(1), default=4, metavar="N",
+                        help="replies generated at once")
+    parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
+                        help="seconds to send a request's head, and again its body")
     parser.add_argument("--quiet", action="store_true", help="no line per request")
     add_sampler_options(parser)
     return parser.parse_args(argv)

@@ -1,33 +1,17 @@
-"""A small web demo: a page where visitors chat with a fine-tuned model, the replies streamed as they are made.
+"""The chat page's web server: a visitor chats with a fine-tuned model, each reply streamed as it is made.
 
-A Starlette app served by uvicorn: one event loop answers every connection, and each reply is generated in a
-worker thread, token by token, so several visitors chat at once (up to `max_concurrent` replies together; beyond
-that a request gets 503 and the page says to try again). The server keeps no state: the page sends the whole
-conversation with every message, and the server fits it into the context as `ChatSession` does (oldest exchanges
-dropped first, the system prompt kept).
+A Starlette app on uvicorn: one event loop answers every connection, and each reply is generated in a worker thread,
+up to `max_concurrent` at once (beyond that, 503). The server keeps no state: the page sends the whole conversation
+with each message, and it is fitted into the context as `ChatSession` does (oldest exchanges dropped first).
 
-    GET  /          the chat page, static/chat.html (with chat.js and chat.css beside it)
-    POST /chat      {"messages": [{"role": "user", "content": "..."}, ...]}: the conversation, ending with the
-                    visitor's new message (roles user and assistant; the system prompt is the server's), sent
-                    as Content-Type: application/json. The answer comes as server-sent events:
-                    `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`, N being how
-                    many earlier messages did not fit.
+    GET  /      the page, static/chat.html (chat.js and chat.css beside it)
+    POST /chat  {"messages": [{"role": "user", "content": "..."}, ...]} as application/json; the reply comes as
+                server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`
 
-Every refusal the app makes is a JSON body {"error": "..."}: 400 for a malformed conversation or JSON, 403 for a
-Host header that is not this server's, 404 for another path, 405 for another method (with Allow), 408 for a body
-that stops arriving, 411 without a Content-Length, 413 for a body over 64 KiB, a conversation over `max_chars`
-characters or a message too long for the context, 415 for a POST that is not JSON, 503 when every generation slot
-is busy, and 414 and 431 for a URL or headers too long. A request that is not HTTP at all is refused by uvicorn
-itself (400, as text).
-
-The server is meant for this machine, or a trusted network with --host 0.0.0.0. A web page elsewhere that the
-visitor's browser runs must not use it: a request whose Host names another site (a DNS name rebound to 127.0.0.1)
-is refused, and so is a POST that is not JSON (a cross-site form or `text/plain` fetch needs none of the browser's
-permission checks; a JSON one does, and this server grants none). Every connection has `idle_timeout` seconds to
-send a request's head (`RequestHeadDeadline`) and as long again for its body, so idle or trickling clients cannot
-hold connections open; a visitor who leaves stops the generation of their reply after the token under way.
-
-`python -m tinylm.serve` runs it from a checkpoint; its command line is tinylm/cli/serve.py.
+Meant for this machine or a trusted network: a Host that is not this server's (DNS rebinding) and a POST that is not
+JSON (a cross-site form) are refused, every refusal a JSON {"error": "..."} (ChatApp lists them). A connection has
+`idle_timeout` seconds to send its head (head_deadline.py) and as long again for its body, and carries one request,
+so idle or trickling sockets hold no thread and no slot. `python -m tinylm.serve` runs it (tinylm/cli/serve.py).
 """
 
 from __future__ import annotations
@@ -48,15 +32,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..errors import TinyLMError
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
+from .head_deadline import HeadDeadlineLoop
 from .session import ChatSession
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_TARGET_BYTES = 2048  # a longer path is refused with 414
 MAX_HEAD_BYTES = 16 * 1024  # headers whose names and values add up to more are refused with 431
+MAX_HEADERS = 100  # more header fields are refused with 431 (a browser sends about 20)
 WILDCARD_HOSTS = ("", "0.0.0.0", "::")
 STATIC_FILES = {  # path -> (file in static/, content type)
     "/": ("chat.html", "text/html; charset=utf-8"),
@@ -83,7 +68,13 @@ def refuse(status: int, message: str) -> HTTPException:
 class ChatApp:
     """The web app: the page, POST /chat, the Host check and the limits, around one shared ChatSession (the model
     and sampler options every request gets). `host` is what the server listens on: the names a request's Host
-    header may use follow from it."""
+    header may use follow from it. Every response says `Connection: close` (one request per connection).
+
+    Refusals: 400 a malformed conversation or JSON; 403 a Host that does not name this server; 404 another path;
+    405 another method (with Allow); 408 a body that stops arriving; 411 no Content-Length; 413 a body over 64 KiB,
+    a conversation over `max_chars` characters or a message too long for the context; 414 a URL over 2 KiB; 415 a
+    POST that is not JSON; 431 headers over 16 KiB or more than 100 of them; 503 every generation slot busy.
+    uvicorn itself refuses what is not HTTP, or a head still incomplete after 16 KiB (400, as text)."""
 
     def __init__(self, session: ChatSession, max_chars: int = 4000, max_concurrent: int = 4,
                  info: str = "a tinylm chat model", host: str = "127.0.0.1", body_timeout: float = 30.0):
@@ -104,10 +95,12 @@ class ChatApp:
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: self.json_error})
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and (refusal := self.refusal(scope)) is not None:
-            await refusal(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        async def send_and_close(message) -> None:  # the head deadline watches a connection's first head only
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+            await send(message)
+
+        await (self.refusal(scope) or self.app)(scope, receive, send_and_close)
 
     def refusal(self, scope) -> JSONResponse | None:
         """What to answer before any route looks at a request: a target or head too long, a Host not this one."""
@@ -116,6 +109,9 @@ class ChatApp:
                                 414)
         if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEAD_BYTES:
             return JSONResponse({"error": f"the headers add up to more than {MAX_HEAD_BYTES:,} bytes"}, 431)
+        if len(scope["headers"]) > MAX_HEADERS:
+            return JSONResponse({"error": f"the request has {len(scope['headers']):,} headers; the limit is "
+                                          f"{MAX_HEADERS}"}, 431)
         header = dict(scope["headers"]).get(b"host")
         if not self.host_allowed(header, scope.get("server")):
             port = scope["server"][1] if scope.get("server") else ""
@@ -179,7 +175,7 @@ class ChatApp:
             raise refuse(413, f"the request has {int(length):,} bytes; the limit is {MAX_BODY_BYTES:,}")
         try:
             body = await asyncio.wait_for(request.body(), self.body_timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
             raise refuse(408, f"the body stopped arriving for {self.body_timeout:g} seconds; send it again") from None
         except ClientDisconnect:  # the visitor left before sending it all: nobody reads the answer
             raise refuse(400, "the connection closed before the body arrived") from None
@@ -248,46 +244,6 @@ def _is_ip_address(name: str) -> bool:
     return True
 
 
-class RequestHeadDeadline(H11Protocol):
-    """uvicorn's HTTP/1.1 connection with a deadline for each request's head: a connection that has not sent a whole
-    request line and headers within `head_timeout` seconds of opening (or of its last response) is closed. uvicorn
-    alone waits for a head as long as its bytes keep coming, one a minute if need be."""
-
-    head_timeout = 30.0
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self._arm_head_deadline()
-
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self.cycle is not self._waiting_after:  # a request's head arrived: it has its app task now
-            self._cancel_head_deadline()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_head_deadline()  # the next request on this connection gets the same time
-
-    def connection_lost(self, exc) -> None:
-        self._cancel_head_deadline()
-        super().connection_lost(exc)
-
-    def _arm_head_deadline(self) -> None:
-        self._cancel_head_deadline()
-        self._waiting_after = self.cycle
-        self._head_deadline = self.loop.call_later(self.head_timeout, self._head_too_late)
-
-    def _cancel_head_deadline(self) -> None:
-        if getattr(self, "_head_deadline", None) is not None:
-            self._head_deadline.cancel()
-        self._head_deadline = None
-
-    def _head_too_late(self) -> None:
-        self._head_deadline = None
-        if not self.transport.is_closing():
-            self.transport.close()
-
-
 def _address_error(error: OSError, host: str, port: int) -> ServerAddressError:
     where = f"{host}:{port}"
     if isinstance(error, socket.gaierror):
@@ -312,7 +268,7 @@ class ChatServer:
 
     def __init__(self, address: tuple[str, int], session: ChatSession, max_chars: int = 4000,
                  max_concurrent: int = 4, info: str = "a tinylm chat model", quiet: bool = False,
-                 idle_timeout: float = 30.0, max_connections: int = 512):
+                 idle_timeout: float = 30.0):
         host, port = address
         self.app = ChatApp(session, max_chars, max_concurrent, info, host, idle_timeout)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -326,14 +282,20 @@ class ChatServer:
         self.socket.listen(2048)  # connections queue here until serve_forever accepts them
         self.server_address = self.socket.getsockname()
         self.port = self.server_address[1]
-        protocol = type("ChatConnection", (RequestHeadDeadline,), {"head_timeout": idle_timeout})
-        config = uvicorn.Config(self.app, http=protocol, lifespan="off", server_header=False, access_log=not quiet,
-                                log_level="warning" if quiet else "info", timeout_keep_alive=5,
-                                limit_concurrency=max_connections, timeout_graceful_shutdown=5)
+        self.idle_timeout = idle_timeout
+        # No limit_concurrency: it counts idle connections too, so they would take the slots that requests need.
+        config = uvicorn.Config(self.app, http="h11", ws="none", lifespan="off", server_header=False,
+                                h11_max_incomplete_event_size=MAX_HEAD_BYTES, access_log=not quiet,
+                                log_level="warning" if quiet else "info", timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
 
     def serve_forever(self) -> None:
-        self.server.run(sockets=[self.socket])
+        loop = HeadDeadlineLoop(self.idle_timeout)
+        try:
+            loop.run_until_complete(self.server.serve(sockets=[self.socket]))
+        finally:  # as asyncio.run ends: the callbacks still due run (anyio's worker threads stop), then it closes
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     def shutdown(self) -> None:
         self.server.should_exit = True
