@@ -1,7 +1,7 @@
 """DPO at two betas, each at several seeds, on top of one SFT run: the figures README's DPO results quote.
 
-    python -m tinylm.finetune --profile cpu --out runs/chat-cpu
-    python scripts/dpo_betas.py --base runs/chat-cpu --betas 0.1 0.5 --seeds 1337 1
+    python -m tinylm.sft --profile cpu --out runs/sft-cpu
+    python scripts/dpo_betas.py --base runs/sft-cpu --betas 0.1 0.5 --seeds 1337 1
 
 runs `python -m tinylm.dpo --profile cpu --beta B --seed S --out runs/dpo-cpu-bB-sS` for each pair (a run folder
 that already holds a finished run is read, not trained again), then prints, per beta, the held-out preference
@@ -39,7 +39,7 @@ def measured(report: dict, stage: str, where: tuple[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", default="runs/chat-cpu", help="the SFT run DPO starts from")
+    parser.add_argument("--base", default="runs/sft-cpu", help="the SFT run DPO starts from")
     parser.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1])
     parser.add_argument("--runs", type=Path, default=Path("runs"))

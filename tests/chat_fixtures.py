@@ -1,5 +1,5 @@
 """A tiny chat model for the chat and serve tests: a trimmed GPT-2 vocabulary with the chat tokens, a 2-layer GPT,
-a checkpoint of both as `python -m tinylm.finetune` writes them, and a chat server running in a thread."""
+a checkpoint of both as `python -m tinylm.sft` writes them, and a chat server running in a thread."""
 
 from __future__ import annotations
 

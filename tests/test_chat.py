@@ -95,4 +95,4 @@ def test_a_checkpoint_without_chat_tokens_is_a_one_line_error(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "error: this model's tokenizer has no chat tokens, so it was not fine-tuned for chat; fine-tune it first: "
-        "python -m tinylm.finetune --base CHECKPOINT --out DIR"]
+        "python -m tinylm.sft --base CHECKPOINT --out DIR"]

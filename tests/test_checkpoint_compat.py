@@ -9,6 +9,7 @@ import torch
 
 from tinylm.generate.decode import generate
 from tinylm.train.checkpoint import load_model
+from tinylm.train.options import RunOptions
 from tinylm.train.recipes import resolve_recipe
 from tinylm.train.run import train
 
@@ -32,7 +33,8 @@ def test_an_old_training_checkpoint_resumes(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(OLD_CHECKPOINT, run / "last.pt")
-    recipe = resolve_recipe("shakespeare-char", "smoke", out=run, resume=True, max_steps=EXPECTED["step"] + 2)
+    recipe = resolve_recipe("shakespeare-char", RunOptions(profile="smoke", out=run, resume=True,
+                                                           max_steps=EXPECTED["step"] + 2))
     finished = train(recipe, say=lambda line: None, on_record=lambda record: None)
     assert finished.trainer.step == EXPECTED["step"] + 2
     assert finished.final["val_loss"] < 10

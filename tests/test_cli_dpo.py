@@ -1,7 +1,7 @@
 """`python -m tinylm.dpo` on a tiny chat model (the smoke profile, offline): the run as a user starts it, its report
 and checkpoints, resume, two processes under torchrun equal to one, and one-line errors for bad input.
 
-The base is tests/chat_fixtures.py's tiny chat checkpoint, saved as a run folder the way finetune writes one: a real
+The base is tests/chat_fixtures.py's tiny chat checkpoint, saved as a run folder the way sft writes one: a real
 smoke SFT run would add half a minute to CI and test nothing DPO does differently."""
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO, run_cli
 from tests.preloaded import run_python
 from tinylm.cli.dpo import cli
+from tinylm.errors import InputError
 from tinylm.model.lora import LoRAOptions, read_adapters
-from tinylm.posttrain.dpo_run import dpo
+from tinylm.posttrain.dpo.run import DPOOptions, dpo
 from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from tinylm.train.checkpoint import CheckpointError, load_checkpoint, load_model
+from tinylm.train.options import RunOptions
 
 STEPS = ["--max-steps", "4"]
 
@@ -63,9 +65,13 @@ def test_a_smoke_run_measures_before_and_after_and_saves_a_chat_model(dpo_run):
     assert "test preference accuracy" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
     model, tokenizer, state = load_model(out)
     assert chat_token_ids(tokenizer) is not None and state["dpo"]["beta"] == 0.1
-    references = {name: len(state["dpo"][name]) for name in ("reference", "held_out_reference", "test_reference")}
-    assert references == {"reference": kept["train"], "held_out_reference": kept["validation"],
+    references = {name: len(state["dpo"][name]) for name in ("reference", "val_reference", "test_reference")}
+    assert references == {"reference": kept["train"], "val_reference": kept["validation"],
                           "test_reference": kept["test"]}
+
+
+def quiet(_):
+    pass
 
 
 def test_a_run_resumes_with_its_saved_reference_and_keeps_its_before_measurement(dpo_run, tmp_path, monkeypatch):
@@ -73,11 +79,38 @@ def test_a_run_resumes_with_its_saved_reference_and_keeps_its_before_measurement
     copy = tmp_path / "dpo"
     shutil.copytree(out, copy)
     before = json.loads((copy / "dpo_eval.json").read_text())["before"]
+    settings = json.loads((copy / "settings.json").read_text())
+    assert settings["options"]["base"] == str(root / "chat") and settings["options"]["beta"] == 0.1
+    settings["options"]["base"] = str(tmp_path / "nowhere")  # as if the base had moved since
+    (copy / "settings.json").write_text(json.dumps(settings))
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))  # the preference file is there already
-    report = dpo("smoke", base=tmp_path / "nowhere", out=copy, resume=True, max_steps=6, batch_size=8,
-                 say=lambda _: None, on_record=lambda _: None)
+    report = dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, batch_size=8), say=quiet,
+                 on_record=quiet)
     assert report["before"] == before and report["steps"] == 6  # the base is not needed: the reference is saved
     assert records(copy / "metrics.jsonl")[-1]["step"] == 6
+
+
+def test_resume_refuses_a_changed_beta_and_applies_a_new_learning_rate(dpo_run, tmp_path, monkeypatch):
+    """The one resume rule: a fixed option given with another value is one error naming both values (from
+    settings.json, or from last.pt in a folder an older tinylm wrote without it); a step limit and a learning rate
+    may change."""
+    root, out, _ = dpo_run
+    copy = tmp_path / "dpo"
+    shutil.copytree(out, copy)
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
+    kept = (copy / "last.pt").read_bytes()
+    for settings_file in (True, False):
+        if not settings_file:
+            (copy / "settings.json").unlink()
+        with pytest.raises(InputError, match=r"^--beta 0\.5: the run in .* was started with --beta 0\.1; resume it "
+                                             "without --beta"):
+            dpo(RunOptions(profile="smoke", out=copy, resume=True), DPOOptions(beta=0.5), say=quiet, on_record=quiet)
+        assert (copy / "last.pt").read_bytes() == kept
+    dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, learning_rate=5e-4), DPOOptions(beta=0.1),
+        say=quiet, on_record=quiet)
+    saved = load_checkpoint(copy / "last.pt")
+    assert saved["step"] == 6 and saved["train_config"]["learning_rate"] == 5e-4 and saved["dpo"]["beta"] == 0.1
+    assert json.loads((copy / "settings.json").read_text())["train"]["max_steps"] == 6
 
 
 def test_resuming_a_run_saved_without_a_test_reference_is_one_error(dpo_run, tmp_path, monkeypatch):
@@ -89,8 +122,8 @@ def test_resuming_a_run_saved_without_a_test_reference_is_one_error(dpo_run, tmp
     torch.save(state, copy / "last.pt")
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     with pytest.raises(CheckpointError, match="without a test split .* --overwrite"):
-        dpo("smoke", base=root / "chat", out=copy, resume=True, max_steps=6, batch_size=8, say=lambda _: None,
-            on_record=lambda _: None)
+        dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, batch_size=8), say=quiet,
+            on_record=quiet)
 
 
 def test_two_processes_train_as_one_does_on_the_combined_batch(dpo_run, tmp_path):
@@ -118,8 +151,8 @@ def not_a_chat_model(folder):
 
 @pytest.mark.parametrize("case, message", [
     ("no rejected", r"record 2 \('Name a color.'\) has no text for 'rejected'"),
-    ("plain base", "is not a chat model .* run python -m tinylm.finetune first and pass its --out as --base"),
-    ("missing base", "no chat model at .*run python -m tinylm.finetune first"),
+    ("plain base", "is not a chat model .* run python -m tinylm.sft first and pass its --out as --base"),
+    ("missing base", "no chat model at .*run python -m tinylm.sft first"),
     ("missing data", "no preference file at"),
     ("lora rank too large", "rank 64"),
 ])
@@ -156,8 +189,8 @@ def test_lora_composes_with_dpo(dpo_run, tmp_path, monkeypatch):
     root, _, _ = dpo_run
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     out = tmp_path / "dpo-lora"
-    report = dpo("smoke", base=root / "chat", out=out, max_steps=3, batch_size=8, lora=LoRAOptions(4),
-                 say=lambda _: None, on_record=lambda _: None)
+    report = dpo(RunOptions(profile="smoke", out=out, max_steps=3, batch_size=8),
+                 DPOOptions(base=root / "chat", lora=LoRAOptions(4)), say=quiet, on_record=quiet)
     assert report["before"]["preference"]["ties"] == report["before"]["preference"]["pairs"]
     assert report["lora"]["trainable"] < report["lora"]["parameters"] / 5
     assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 5

@@ -24,8 +24,8 @@ from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 
 OFFLINE = {"TINYLM_DATA_MIRROR": None, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
-# Run before the module: every fsync fails as on a full disk, so the checkpoint's atomic write really runs (a
-# temporary file is created and written) and fails where a full disk makes it fail.
+# Run before the module: every fsync fails as on a full disk, so an atomic write really runs (a temporary file is
+# created and written) and fails where a full disk makes it fail: a resumed run's first, its settings.json.
 DISK_FULL = """
 import errno, os
 def disk_full(fd):
@@ -33,7 +33,7 @@ def disk_full(fd):
 os.fsync = disk_full
 """
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="the case is a machine without a CUDA GPU")
-CHECKPOINTS = ("best.pt", "last.pt")
+KEPT_FILES = ("best.pt", "last.pt", "settings.json")
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +63,11 @@ def files(tmp_path_factory, data_root):
 
 
 def unchanged_checkpoints(places, out):
-    """The run that failed to save still holds the checkpoints it had, byte for byte, and no temporary file (the
-    empty run.lock that the kernel's lock uses stays: tinylm.train.run_folder says why)."""
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl", "run.lock"]
-    for name in CHECKPOINTS:
+    """The run that failed to save still holds the checkpoints and settings it had, byte for byte, and no temporary
+    file (the empty run.lock that the kernel's lock uses stays: tinylm.train.run_folder says why)."""
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "last.pt", "metrics.jsonl", "run.lock",
+                                                     "settings.json"]
+    for name in KEPT_FILES:
         assert (out / name).read_bytes() == (places["run"] / name).read_bytes()
 
 
@@ -105,7 +106,7 @@ CASES = [
                  r"--out \S+/plain-file/data: \S+/plain-file is a file, not a folder; choose another --out", None,
                  id="prepare-out-under-a-file"),
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--resume", "--max-steps", "35"],
-                 {"DISK_FULL": "1"}, r"No space left on device: \S+/run/best.pt; the disk is full: free some space",
+                 {"DISK_FULL": "1"}, r"No space left on device: \S+/run/settings.json; the disk is full: free some",
                  unchanged_checkpoints, id="train-disk-full-while-saving"),
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--learning-rate", "1e6"], {},
                  r"training diverged at step \d+: the loss became NaN or infinite \(peak learning rate 1e\+06\); "

@@ -44,7 +44,7 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
     assert "max-violation" not in format_record(dense)
 
 
-COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "finetune", "dpo", "chat", "serve", "rl"]
+COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "sft", "dpo", "chat", "serve", "grpo"]
 SHARED = ["console", "errors", "run_options"]  # shared by command lines: --help's layout, errors, run options
 
 
@@ -186,7 +186,7 @@ def test_sample_with_a_negative_number_of_samples_exits_with_a_usage_error_not_s
 ARGV = {"prepare": ["shakespeare-char"], "train": ["shakespeare-char", "--profile", "smoke"],
         "sample": ["--ckpt", "runs/none"], "eval": ["loss", "--ckpt", "runs/none", "--text", "none.txt"],
         "bench": ["decode", "--preset", "stories15m"], "interop": ["export", "--ckpt", "none.pt", "--out", "none"],
-        "finetune": ["--profile", "smoke"], "dpo": ["--profile", "smoke"], "rl": ["--profile", "smoke"],
+        "sft": ["--profile", "smoke"], "dpo": ["--profile", "smoke"], "grpo": ["--profile", "smoke"],
         "chat": ["--ckpt", "runs/none"], "serve": ["--ckpt", "runs/none"]}
 
 

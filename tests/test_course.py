@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import tinylm
+from tinylm import repository
 from tinylm.course import notebooks as course
 from tinylm.train.run import Finished
 
@@ -51,7 +52,7 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
 
     def record(recipe, say, on_record, **options):
         calls.append((recipe, options))
-        (recipe.out / "best.pt").write_bytes(b"")
+        (recipe.run.out / "best.pt").write_bytes(b"")
         say("training output")
         on_record({"event": "final", "step": 7, "val_loss": 1.9, "best_val_loss": 1.8, "elapsed": 1.0})
         return Finished({"val_loss": 1.9, "best_val_loss": 1.8}, trainer=None, seconds=1.0)
@@ -61,8 +62,8 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
     folder = course.find_or_train("shakespeare-char", "cpu", say=said.append)
     assert folder == runs / "shakespeare-char-quick-cpu"
     ((recipe, options),) = calls
-    assert (recipe.track.name, recipe.profile, recipe.out, recipe.overwrite) == ("shakespeare-char", "cpu", folder,
-                                                                                  True)
+    run = recipe.run
+    assert (recipe.track.name, run.profile, run.out, run.overwrite) == ("shakespeare-char", "cpu", folder, True)
     assert recipe.train.max_steps == course.QUICK_STEPS["shakespeare-char"]
     assert said[0].startswith(f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or "
                               "shakespeare-char-cpu; notebook 3 makes one). Training a stand-in now: the cpu recipe "
@@ -80,12 +81,12 @@ def test_on_a_gpu_the_stand_in_is_the_cpu_recipe(runs, monkeypatch):
 
     def record(recipe, **options):
         calls.append(recipe)
-        (recipe.out / "best.pt").write_bytes(b"")
+        (recipe.run.out / "best.pt").write_bytes(b"")
         return Finished({"val_loss": 4.0, "best_val_loss": 4.0}, trainer=None, seconds=1.0)
 
     monkeypatch.setattr(course, "train", record)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == runs / "tinystories-quick-cpu"
-    assert (calls[0].track.name, calls[0].profile) == ("tinystories", "cpu")
+    assert (calls[0].track.name, calls[0].run.profile) == ("tinystories", "cpu")
 
 
 def test_the_smoke_stand_in_really_trains_and_loads(runs):
@@ -112,8 +113,8 @@ def test_notebook_6a_trains_the_gpt2_track_and_6b_is_what_to_open_after_training
     assert course.notebook_number(course.TRACK_NOTEBOOKS["tinystories"]) == "5"
     assert course.notebook_run_folder("gpt2-124m", "cpu") == runs / "notebook-06a-cpu"
     assert course.notebook_run_folder("tinystories", "cpu") == runs / "notebook-05-cpu"
-    assert course.next_notebooks("gpt2-124m") == ["06b_gpt2_124m_evaluation.ipynb", "07_generation.ipynb"]
-    assert course.next_notebooks("tinystories") == ["05_tinystories.ipynb", "07_generation.ipynb"]
+    assert repository.next_notebooks("gpt2-124m") == ["06b_gpt2_124m_evaluation.ipynb", "07_generation.ipynb"]
+    assert repository.next_notebooks("tinystories") == ["05_tinystories.ipynb", "07_generation.ipynb"]
     notebooks = Path(__file__).resolve().parents[1] / "notebooks"
-    named = [*course.TRACK_NOTEBOOKS.values(), *course.EVALUATION_NOTEBOOKS.values()]
+    named = [*repository.TRACK_NOTEBOOKS.values(), *repository.EVALUATION_NOTEBOOKS.values()]
     assert all((notebooks / name).is_file() for name in named), "every notebook the course names exists"

@@ -177,13 +177,13 @@ def test_problems_are_found():
 def test_epilogue_names_no_repository_folder(tmp_path, monkeypatch):
     """What a finished run prints next: a clone opens the notebook in Jupyter; an installed wheel (no notebooks/
     beside the package, as on Colab) gets the notebook's Colab address, never a folder it lacks."""
+    from tinylm import repository
     from tinylm.cli import train as train_cli
-    from tinylm.course import notebooks
 
-    assert notebooks.open_notebook_command("03_train_char_gpt.ipynb").startswith("jupyter lab ")
-    fake_package = tmp_path / "site-packages" / "tinylm" / "course" / "notebooks.py"
-    monkeypatch.setattr(notebooks, "__file__", str(fake_package))
-    line = notebooks.open_notebook_command("03_train_char_gpt.ipynb")
+    assert repository.open_notebook_command("03_train_char_gpt.ipynb").startswith("jupyter lab ")
+    fake_package = tmp_path / "site-packages" / "tinylm" / "repository.py"
+    monkeypatch.setattr(repository, "__file__", str(fake_package))
+    line = repository.open_notebook_command("03_train_char_gpt.ipynb")
     assert line.startswith("https://colab.research.google.com/") and "notebooks/03" in line
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
     assert train_cli._text_to_score("shakespeare-char") is None  # nothing prepared: no eval loss line

@@ -8,7 +8,7 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.dpo import answer_logprobs, dpo_loss
+from tinylm.posttrain.dpo.objective import answer_logprobs, dpo_loss
 
 
 def test_answer_logprobs_match_a_loop():

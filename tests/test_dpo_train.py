@@ -16,7 +16,8 @@ from tinylm.config import TrainConfig
 from tinylm.data.instruct import split_three_ways
 from tinylm.data.preference import PreferenceDataError, build_pairs, check_preferences, split_preferences
 from tinylm.download import mirror_dir
-from tinylm.posttrain.dpo import DPOTrainer, PairLoader, pair_logprobs
+from tinylm.posttrain.dpo.objective import pair_logprobs
+from tinylm.posttrain.dpo.trainer import DPOTrainer, PairLoader
 from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_training_checkpoint
 
@@ -33,13 +34,13 @@ def records(n: int, offset: int = 0) -> list[dict]:
              "chosen": CHOSEN[i % len(CHOSEN)], "rejected": REJECTED[(i // 3) % len(REJECTED)]} for i in range(n)]
 
 
-def setup(seed: int = 0, train: int = 24, held_out: int = 12, **overrides):
+def setup(seed: int = 0, train: int = 24, validation: int = 12, **overrides):
     """(model, template, train pairs, held-out pairs, train reference, held-out reference, TrainConfig)."""
     model, tokenizer = tiny_chat_model(block_size=64, seed=seed)
     model.train()
     template = ChatTemplate(tokenizer)
     train_pairs = build_pairs(records(train), template, 64).pairs
-    val_pairs = build_pairs(records(held_out, offset=100), template, 64).pairs
+    val_pairs = build_pairs(records(validation, offset=100), template, 64).pairs
     score = dict(pad_id=template.pad, batch_size=8, device="cpu", vocab_limit=tokenizer.vocab_size)
     cfg = TrainConfig(**{**dict(batch_size=4, max_steps=6, warmup_steps=1, learning_rate=3e-3, min_lr=3e-4,
                                 eval_interval=0, log_interval=100, eval_batch_size=8, seed=seed, dtype="float32",
@@ -145,7 +146,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path):
     assert torch.equal(saved["dpo"]["reference"], reference) and saved["dpo"]["beta"] == BETA
     fresh, *_ = setup(seed=1)  # other weights: the checkpoint must bring its own
     resumed = trainer_for(fresh, template, train_pairs, val_pairs, saved["dpo"]["reference"],
-                          saved["dpo"]["held_out_reference"], cfg, out_dir=tmp_path)
+                          saved["dpo"]["val_reference"], cfg, out_dir=tmp_path)
     resumed.load_state_dict(saved)
     resumed.fit()
     for (name, a), b in zip(straight[0].state_dict().items(), fresh.state_dict().values()):
@@ -161,7 +162,7 @@ def test_a_few_dozen_steps_teach_a_preference_that_held_out_pairs_show(seed):
     assert before["accuracy"] == 0.5 and before["ties"] == len(val_pairs)  # the reference: every margin is 0
     assert before["loss"] == pytest.approx(0.6931, abs=1e-4)
     final = trainer.fit()
-    after = trainer.held_out
+    after = trainer.val_preference
     assert final["preference_accuracy"] == after["accuracy"] >= 0.9
     assert after["margin"] > 1.0 and after["loss"] < 0.4
     assert after["chosen_reward"] > after["rejected_reward"]

@@ -6,7 +6,7 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
 
 
 def test_group_advantages_are_standardised_within_groups():

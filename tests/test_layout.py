@@ -178,14 +178,47 @@ def loaded_by_help(command: str) -> set[str]:
 
 
 @pytest.mark.parametrize("command, not_loaded", [
-    ("train", {"posttrain", "serve", "interop", "chat", "rl", "dpo", "finetune"}),
-    ("dpo", {"serve", "interop", "rl", "bench", "course"}),
-    ("rl", {"serve", "interop", "bench", "course"}),
+    ("train", {"posttrain", "serve", "interop", "chat", "grpo", "dpo", "sft", "course"}),
+    ("sft", {"serve", "interop", "grpo", "dpo", "bench", "course"}),
+    ("dpo", {"serve", "interop", "grpo", "sft", "bench", "course"}),
+    ("grpo", {"serve", "interop", "sft", "dpo", "bench", "course"}),
     ("sample", {"posttrain", "serve", "interop", "bench", "course"}),
 ])
 def test_a_commands_help_loads_only_the_stages_it_uses(command, not_loaded):
-    loaded = {stage_of(name) for name in loaded_by_help(command)}
+    loaded_modules = loaded_by_help(command)
+    loaded = {stage_of(name) for name in loaded_modules}
     assert not loaded & not_loaded, sorted(loaded & not_loaded)
+    methods = {method_of(name) for name in loaded_modules} - {None}
+    assert methods <= ({command} if command in METHODS else set()), methods  # a method's command loads it alone
+
+
+METHODS = ("sft", "dpo", "grpo")  # tinylm/posttrain/<method>/
+
+
+def method_of(module: str) -> str | None:
+    """The post-training method a module belongs to (tinylm.posttrain.dpo.run -> dpo), None for any other module
+    (tinylm.posttrain.replies, shared by the methods, included)."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["tinylm", "posttrain"] and len(parts) > 2 and parts[2] in METHODS else None
+
+
+def method_crossings(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a post-training module imports a method's module of another method, or
+    where a module that posttrain shares between the methods imports any method's."""
+    return sorted((name, other) for name, imported in graph.items() if name.startswith("tinylm.posttrain")
+                  for other in imported if method_of(other) not in (None, method_of(name)))
+
+
+def test_no_post_training_method_imports_another_and_shared_code_imports_none():
+    assert method_crossings(import_graph()) == []
+    assert {method_of(name) for name in modules()} >= set(METHODS)  # the methods are where the test looks
+
+
+def test_the_method_check_finds_a_crossing():
+    graph = {"tinylm.posttrain.dpo.run": {"tinylm.posttrain.sft.run", "tinylm.posttrain.replies"},
+             "tinylm.posttrain.replies": {"tinylm.posttrain.grpo.rollout"}, "tinylm.posttrain.sft.run": set()}
+    assert method_crossings(graph) == [("tinylm.posttrain.dpo.run", "tinylm.posttrain.sft.run"),
+                                       ("tinylm.posttrain.replies", "tinylm.posttrain.grpo.rollout")]
 
 
 def test_the_library_never_imports_the_command_lines():

@@ -2,10 +2,13 @@
 new one that fails before its first checkpoint."""
 
 import hashlib
+import json
 
 import pytest
 
 from tinylm.config import ConfigError
+from tinylm.errors import InputError
+from tinylm.train.options import RunOptions
 from tinylm.train.recipes import resolve_recipe
 from tinylm.train.run import train
 from tinylm.train.run_folder import SET_ASIDE
@@ -23,13 +26,15 @@ def digest(path):
 @pytest.fixture
 def old_run(tmp_path):
     out = tmp_path / "run"
-    train(resolve_recipe("shakespeare-char", "smoke", out=out, max_steps=6), say=quiet, on_record=quiet)
+    train(resolve_recipe("shakespeare-char", RunOptions(profile="smoke", out=out, max_steps=6)), say=quiet,
+          on_record=quiet)
     return out, {name: digest(out / name) for name in ("best.pt", "last.pt", "metrics.jsonl")}
 
 
 def test_an_overwrite_that_diverges_at_once_keeps_the_old_run(old_run):
     out, before = old_run
-    recipe = resolve_recipe("shakespeare-char", "smoke", out=out, overwrite=True, learning_rate=1e6)
+    recipe = resolve_recipe("shakespeare-char", RunOptions(profile="smoke", out=out, overwrite=True,
+                                                           learning_rate=1e6))
     with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):
         train(recipe, say=quiet, on_record=quiet)
     assert {name: digest(out / name) for name in before} == before
@@ -38,17 +43,17 @@ def test_an_overwrite_that_diverges_at_once_keeps_the_old_run(old_run):
 
 def test_an_overwrite_that_trains_replaces_the_old_run(old_run):
     out, before = old_run
-    finished = train(resolve_recipe("shakespeare-char", "smoke", out=out, overwrite=True, max_steps=8, seed=7),
-                     say=quiet, on_record=quiet)
+    run = RunOptions(profile="smoke", out=out, overwrite=True, max_steps=8, seed=7)
+    finished = train(resolve_recipe("shakespeare-char", run), say=quiet, on_record=quiet)
     assert finished.trainer.step == 8
     assert digest(out / "last.pt") != before["last.pt"] and not (out / SET_ASIDE).exists()
 
 
 def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(tmp_path):
-    recipe = resolve_recipe("tinystories", "cpu", arch="llama-moe", balancing="aux_loss", learning_rate=8e-3,
-                            max_steps=123)
-    base = resolve_recipe("tinystories", "cpu")
-    assert recipe.out.name == "tinystories-llama-moe-aux_loss-cpu" and base.out.name == "tinystories-cpu"
+    recipe = resolve_recipe("tinystories", RunOptions(profile="cpu", learning_rate=8e-3, max_steps=123),
+                            arch="llama-moe", balancing="aux_loss")
+    base = resolve_recipe("tinystories", RunOptions(profile="cpu"))
+    assert recipe.run.out.name == "tinystories-llama-moe-aux_loss-cpu" and base.run.out.name == "tinystories-cpu"
     assert recipe.train.max_steps == 123 and recipe.train.learning_rate == 8e-3
     assert recipe.train.min_lr == pytest.approx(base.train.min_lr * 2)  # 8e-3 is twice the recipe's 4e-3
     config = recipe.model_config(type("Tokenizer", (), {"vocab_size": 6872})())
@@ -58,11 +63,16 @@ def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(
 @pytest.mark.parametrize("options, message", [
     (dict(arch="gpt2", balancing="aux_loss"), "applies to a mixture of experts"),
     (dict(learning_rat=1e-3), "no field"),
-    (dict(resume=True, overwrite=True), "choose one"),
+    (dict(max_steps=3), "RunOptions holds"),  # a RunOptions field is set in RunOptions only
 ])
 def test_a_bad_recipe_fails_before_anything_runs(options, message):
     with pytest.raises((ConfigError, ValueError), match=message):
-        resolve_recipe("shakespeare-char", "smoke", **options)
+        resolve_recipe("shakespeare-char", RunOptions(profile="smoke"), **options)
+
+
+def test_resume_and_overwrite_together_are_refused_where_the_options_are_made():
+    with pytest.raises(InputError, match="choose one"):
+        RunOptions(resume=True, overwrite=True)
 
 
 @pytest.mark.parametrize("recipe, optimizer", [("default", "| optimizer AdamW |"),
@@ -70,10 +80,29 @@ def test_a_bad_recipe_fails_before_anything_runs(options, message):
 def test_the_startup_line_names_the_optimizer_and_for_muon_its_newton_schulz_dtype(tmp_path, recipe, optimizer):
     """A learner who overrides --optimizer on the speedrun recipe, or trains it on another CPU, sees what ran."""
     said = []
-    finished = train(resolve_recipe("shakespeare-char", "smoke", out=tmp_path / "run", recipe=recipe, max_steps=6),
-                     say=said.append, on_record=quiet)
+    run = RunOptions(profile="smoke", out=tmp_path / "run", max_steps=6)
+    finished = train(resolve_recipe("shakespeare-char", run, recipe=recipe), say=said.append, on_record=quiet)
     [header] = [line for line in said if line.startswith("shakespeare-char | profile smoke")]
     assert optimizer in header
     muon = getattr(finished.trainer.optimizer, "muon", None)
     if muon is not None:
         assert f"Newton–Schulz in {str(muon.ns_dtype).removeprefix('torch.')}) + AdamW |" in header
+
+
+def test_resume_refuses_a_changed_seed_and_applies_a_new_step_limit_and_rate(old_run):
+    """The one resume rule: a fixed option given with another value than the saved run's is one error naming both;
+    the step limit and the learning rate may change; options not given keep the saved run's (its profile too)."""
+    out, before = old_run
+    saved = json.loads((out / "settings.json").read_text())
+    assert saved["command"] == "train" and saved["profile"] == "smoke" and saved["train"]["max_steps"] == 6
+    resumed = RunOptions(out=out, resume=True)
+    for run, options, message in ((RunOptions(out=out, resume=True, seed=7), {}, "--seed 7: .* with --seed 1337"),
+                                  (resumed, {"arch": "llama"}, "--arch llama: .* with --arch gpt2")):
+        with pytest.raises(InputError, match=message):
+            train(resolve_recipe("shakespeare-char", run, **options), say=quiet, on_record=quiet)
+        assert {name: digest(out / name) for name in before} == before
+    run = RunOptions(out=out, resume=True, max_steps=8, learning_rate=1e-3, seed=1337)
+    finished = train(resolve_recipe("shakespeare-char", run), say=quiet, on_record=quiet)
+    assert finished.trainer.step == 8 and finished.trainer.cfg.learning_rate == 1e-3
+    assert finished.trainer.cfg.min_lr == pytest.approx(1e-4)  # the floor scaled with it, from the recipe's 3e-4
+    assert json.loads((out / "settings.json").read_text())["train"]["max_steps"] == 8

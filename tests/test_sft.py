@@ -1,5 +1,5 @@
 """SFT data and batches: the record rules, the fixed split, answer-only targets checked by hand, padding that
-changes nothing, the length-bucketed loader, the mixture's proportions, and the ChatTrainer's resumable runs."""
+changes nothing, the length-bucketed loader, the mixture's proportions, and the SFTTrainer's resumable runs."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from tinylm.eval.loss import answer_loss_sum
 from tinylm.model.gpt import GPT
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.plain import PLAIN_PROMPT
-from tinylm.posttrain.sft import ChatTrainer
+from tinylm.posttrain.sft.trainer import SFTTrainer
 from tinylm.tokenizers.chat_template import ChatTemplate, RenderedChat
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 
@@ -251,7 +251,7 @@ def chat_trainer(template, examples, val, steps, out=None, mixture=False):
         text = np.array(template.render(examples.messages[0]).ids * 20, dtype=np.uint16)
         loader = MixtureLoader({"chat": loader, "text": RandomWindowSampler(text, 64, 8, seed=0)},
                                {"chat": 0.8, "text": 0.2}, seed=0)
-    return ChatTrainer(model, cfg, loader, None, out_dir=out, tokenizer=template.tokenizer, device="cpu",
+    return SFTTrainer(model, cfg, loader, None, out_dir=out, tokenizer=template.tokenizer, device="cpu",
                        val_conversations=val.rendered, template=template)
 
 
@@ -299,7 +299,7 @@ def test_the_plain_prompt_baseline_counts_the_answer_and_end_of_text_only(templa
 
 
 def test_replies_may_use_every_id_but_a_trimmed_vocabularys_unk(template):
-    from tinylm.posttrain.sft import text_vocab_limit
+    from tinylm.posttrain.replies import text_vocab_limit
 
     trimmed = template.tokenizer
     assert text_vocab_limit(trimmed) == trimmed.unk_id == trimmed.vocab_size - 1

@@ -12,6 +12,7 @@ from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, valida
 from tinylm.config import ConfigError
 from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint
+from tinylm.train.options import RunOptions
 from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
 
 
@@ -24,28 +25,29 @@ def test_the_speedrun_recipe_is_the_default_one_with_muon_and_its_changes_whatev
         monkeypatch, track, changes, bf16_fast):
     """Only Muon's arithmetic depends on the hardware (Newton–Schulz in bfloat16 where that is fast), not the recipe."""
     monkeypatch.setattr(tinylm.train.muon, "bf16_is_fast", lambda device: bf16_fast)
-    recipe = resolve_recipe(track, "cpu", recipe="speedrun", seed=3)
+    recipe = resolve_recipe(track, RunOptions(profile="cpu", seed=3), recipe="speedrun")
     shape, train = get_track(track).recipe("cpu")
     assert recipe.train == dataclasses.replace(train, optimizer="muon", seed=3, **changes)
     assert recipe.shape == shape
     assert get_track(track).speedrun_changes("cpu") == {"optimizer": "muon", **changes}
-    assert recipe.out.name == f"{track}-speedrun-cpu"
-    default = resolve_recipe(track, "cpu")
+    assert recipe.run.out.name == f"{track}-speedrun-cpu"
+    default = resolve_recipe(track, RunOptions(profile="cpu"))
     assert default.train.optimizer == "adamw" and default.train == train and default.shape == shape  # unchanged
     # the user's options still win over the recipe's
-    assert resolve_recipe(track, "cpu", recipe="speedrun", batch_size=7).train.batch_size == 7
+    run = RunOptions(profile="cpu", batch_size=7)
+    assert resolve_recipe(track, run, recipe="speedrun").train.batch_size == 7
 
 
 def test_only_the_tracks_and_profiles_that_were_measured_have_a_speedrun():
     assert {name for name, track in TRACKS.items() if track.speedruns} == set(RACE_DEFAULTS)
     with pytest.raises(ConfigError, match="measured for the smoke and cpu profiles, not for gpu"):
-        resolve_recipe("shakespeare-char", "gpu", recipe="speedrun")
+        resolve_recipe("shakespeare-char", RunOptions(profile="gpu"), recipe="speedrun")
     with pytest.raises(ConfigError, match="gpt2-124m has no speedrun recipe"):
-        resolve_recipe("gpt2-124m", "cpu", recipe="speedrun")
+        resolve_recipe("gpt2-124m", RunOptions(profile="cpu"), recipe="speedrun")
     with pytest.raises(ConfigError, match="drop --arch"):
-        resolve_recipe("shakespeare-char", "cpu", recipe="speedrun", arch="llama")
+        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), recipe="speedrun", arch="llama")
     with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
-        resolve_recipe("shakespeare-char", "cpu", recipe="fast")
+        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), recipe="fast")
     assert default_run_name("tinystories", "cpu", "gpt2", recipe="speedrun") == "tinystories-speedrun-cpu"
 
 

@@ -9,7 +9,7 @@ and from Hugging Face and llama2.c), `posttrain` (SFT, DPO and GRPO), `serve` (a
 (the one root of every anticipated error), `config` (the model and training configs), `runtime` (profile, device,
 precision), `paths` (where files go), `download` (files by URL and sha256, or from the offline mirror) and `distributed`
 (torchrun's processes) serve every stage. Each command is a package of its own name whose `__main__` starts it:
-`python -m tinylm.train`, `python -m tinylm.finetune`, ...
+`python -m tinylm.train`, `python -m tinylm.sft`, ...
 
 The names below are importable from `tinylm` itself. They load on first use, so `import tinylm` stays quick and
 imports neither matplotlib nor datasets nor transformers.

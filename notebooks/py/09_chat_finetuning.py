@@ -76,7 +76,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.posttrain.sft_run
 import tinylm.train.progress
 from tinylm.course.exercises import check
 from tinylm.course.playground import chat_box
@@ -87,10 +86,12 @@ from tinylm.eval.overlap import rouge_l, token_f1
 from tinylm.eval.uncertainty import spread, wilson_interval
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.chat_base import BASE_RECIPES
+from tinylm.posttrain.sft.run import SFTOptions, sft
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
+from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
 PROFILE = tinylm.resolve_profile()
@@ -613,7 +614,7 @@ print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.finetune` does all of the above in order: it loads or pretrains the base, adds the chat
+# `python -m tinylm.sft` (the library's `sft`) does all of the above in order: it loads or pretrains the base, adds the chat
 # tokens, renders and counts the records, and trains with the same `Trainer` as pretraining (checkpoints,
 # `metrics.jsonl`, resume, DDP), validating on the validation answers. Each batch is, at random, conversations or
 # pretraining text (80/20 on `cpu` and `smoke`, 90/10 on `gpu`): a **data mixture** that keeps the model's
@@ -645,14 +646,14 @@ reports = {}
 for seed in SFT_SEEDS:
     small_base = run_dir / "base" / "last.pt"  # the first run pretrains it (cpu, smoke); the second reuses it
     print(f"--- SFT with seed {seed} ---")
-    reports[seed] = tinylm.posttrain.sft_run.finetune(
-        PROFILE, out=run_dirs[seed], overwrite=True, seed=seed, max_steps=BOUNDED_GPU_STEPS if bounded else None,
-        base=str(small_base) if seed != SEED and small_base.is_file() else None,
-        on_record=tinylm.train.progress.print_record if seed == SEED else lambda record: None)
+    run = RunOptions(profile=PROFILE, out=run_dirs[seed], overwrite=True, seed=seed,
+                     max_steps=BOUNDED_GPU_STEPS if bounded else None)
+    reports[seed] = sft(run, SFTOptions(base=str(small_base) if seed != SEED and small_base.is_file() else None),
+                        on_record=tinylm.train.progress.print_record if seed == SEED else lambda record: None)
 report = reports[SEED]
 
 # %% [markdown]
-# **Memorisation, made visible.** The training loss that `finetune` printed mixes two kinds of batches (chat
+# **Memorisation, made visible.** The training loss that `sft` printed mixes two kinds of batches (chat
 # answers and pretraining text), so it jumps from one step to the next. The clean comparison is the same loss
 # on two sets of answers: the validation ones and as many training ones, against the passes made over the
 # training conversations. The gap between the two curves is how much better the model knows *these* answers than
@@ -737,7 +738,7 @@ print(f"prompt by prompt (seed {SEED}): the fine-tuned reply has the higher ROUG
       f"{report['after']['prompts']} prompts, ties on {ties}")
 
 # %% [markdown]
-# **Three models, the same test prompts.** `finetune` kept the greedy replies (at most 200 tokens) to the
+# **Three models, the same test prompts.** `sft` kept the greedy replies (at most 200 tokens) to the
 # first test prompts: the base in plain text, the base in ChatML (its three new rows untrained), and `best.pt`:
 
 # %%

@@ -73,7 +73,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import tinylm
-import tinylm.posttrain.sft_run
 from tinylm.config import GPTConfig
 from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
@@ -84,20 +83,16 @@ from tinylm.eval.uncertainty import compare, spread
 from tinylm.model.gpt import GPT
 from tinylm.model.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
 from tinylm.paths import shown
-from tinylm.posttrain.dpo import (
-    DPO_RECIPES,
-    DPOTrainer,
-    PairLoader,
-    dpo_loss,
-    pair_logprobs,
-    preference_summary,
-    preference_sums,
-)
-from tinylm.posttrain.dpo_run import dpo, print_dpo_record
-from tinylm.posttrain.sft import SFT_RECIPES
+from tinylm.posttrain.dpo.objective import dpo_loss, pair_logprobs, preference_summary, preference_sums
+from tinylm.posttrain.dpo.recipes import DPO_RECIPES
+from tinylm.posttrain.dpo.run import DPOOptions, dpo, print_dpo_record
+from tinylm.posttrain.dpo.trainer import DPOTrainer, PairLoader
+from tinylm.posttrain.sft.recipes import SFT_RECIPES
+from tinylm.posttrain.sft.run import SFTOptions, sft
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model
+from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
 PROFILE = tinylm.resolve_profile()
@@ -122,8 +117,9 @@ FULL_RECIPE = False
 nb9 = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
 if not (nb9 / "best.pt").is_file():
     print(f"notebook 9's chat model is not in {shown(nb9)}: fine-tuning it now, as notebook 9 does")
-    tinylm.posttrain.sft_run.finetune(PROFILE, out=nb9, overwrite=True, seed=SEED, on_record=lambda record: None,
-                                  max_steps=1000 if PROFILE == "gpu" and not FULL_RECIPE else None)  # notebook 9's bound
+    bound = 1000 if PROFILE == "gpu" and not FULL_RECIPE else None  # notebook 9's bound
+    sft(RunOptions(profile=PROFILE, out=nb9, overwrite=True, seed=SEED, max_steps=bound),
+        on_record=lambda record: None)
 base_checkpoint = nb9 / "base" / "last.pt" if PROFILE != "gpu" else "gpt2"
 sft_model, sft_tokenizer, _ = load_model(nb9)
 print(f"chat model: {shown(nb9)} ({sft_model.num_parameters():,} parameters); "
@@ -297,7 +293,7 @@ for name, config in models.items():
 # Same base (notebook 9's), data, batches and steps, three seeds each; two things differ: which weights train,
 # and the learning rate. LoRA runs at the recipe's `lora_learning_rate`, ten times full SFT's (the cell prints
 # both), since its update starts at zero and moves through a narrow path; that rate is not tuned here. So the
-# verdicts compare two recipes, "full @ 0.001" and "LoRA @ 0.01". `finetune` chooses each run's `best.pt` on the
+# verdicts compare two recipes, "full @ 0.001" and "LoRA @ 0.01". `sft` chooses each run's `best.pt` on the
 # validation conversations and measures it on the test ones: answer loss, the share of greedy replies that end
 # within 200 tokens, their token F1. The verdicts follow the course's rule (`tinylm.eval.uncertainty.compare`).
 #
@@ -313,9 +309,9 @@ sft_reports = {}
 for seed in SEEDS:
     for arm, lora in arms.items():
         out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"sft-{arm}-seed{seed}"
-        sft_reports[arm, seed] = tinylm.posttrain.sft_run.finetune(
-            PROFILE, base=str(base_checkpoint), out=out, overwrite=True, seed=seed, max_steps=COMPARE_STEPS,
-            lora=lora, say=lambda line: None, on_record=lambda record: None)
+        run = RunOptions(profile=PROFILE, out=out, overwrite=True, seed=seed, max_steps=COMPARE_STEPS)
+        sft_reports[arm, seed] = sft(run, SFTOptions(base=str(base_checkpoint), lora=lora), say=lambda line: None,
+                                     on_record=lambda record: None)
         after = sft_reports[arm, seed]["after"]
         print(f"{arm:>4}, seed {seed}: test answer loss {after['answer_loss']:.3f}, replies that end "
               f"{after['stopped']}/{after['prompts']}, {sft_reports[arm, seed]['sft_seconds']:.0f} s of training")
@@ -405,7 +401,7 @@ if PROFILE != "gpu":
 #          └──► rejected y_l ─► log π(y_l|x) − log π_ref(y_l|x) ─┴─► margin ─► −log σ(margin) ─► loss
 # ```
 #
-# Written by hand, then checked against `tinylm.posttrain.dpo.dpo_loss` (and, after the runs, the DPO trainer):
+# Written by hand, then checked against `tinylm.posttrain.dpo.objective.dpo_loss` (and, after the runs, the DPO trainer):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -420,7 +416,7 @@ for beta in (0.1, 0.5):
     assert torch.allclose(my_dpo_loss(*logps, beta), dpo_loss(*logps, beta).loss)
 start = my_dpo_loss(logps[2], logps[3], logps[2], logps[3], 0.1)  # the policy is the reference: margin 0
 assert math.isclose(start.item(), math.log(2), rel_tol=1e-6)
-print(f"my_dpo_loss matches tinylm.posttrain.dpo.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
+print(f"my_dpo_loss matches tinylm.posttrain.dpo.objective.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
 
 # %% [markdown]
 # **What β does.** The loss depends on the log-ratio difference d only through β·d: a small β makes it
@@ -468,7 +464,7 @@ print(f"\ninstruction: {example['instruction']} {example.get('input', '')}\n"
 
 # %% [markdown]
 # **log π(y|x) by hand.** Render the prompt and one answer with the chat template, run the model, and add up
-# the log-probabilities of the answer tokens (the template's answer mask). `tinylm.posttrain.dpo.pair_logprobs`
+# the log-probabilities of the answer tokens (the template's answer mask). `tinylm.posttrain.dpo.objective.pair_logprobs`
 # does it for both answers of many pairs at once, padded; on this pair they agree:
 
 # %%
@@ -491,7 +487,7 @@ assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-3) for a, b in zip(by_han
 # %% [markdown]
 # ## DPO on notebook 9's chat model
 #
-# `tinylm.posttrain.dpo_run.dpo` (`python -m tinylm.dpo`) runs DPO through the same Trainer as SFT, from the chat
+# `tinylm.posttrain.dpo.run.dpo` (`python -m tinylm.dpo`) runs DPO through the same Trainer as SFT, from the chat
 # model, which is also the reference; `best.pt` has the lowest DPO loss on the validation pairs. Before and after,
 # it measures on the test pairs the **preference accuracy** (implicit reward of chosen higher; at the start every
 # reward is 0, a tie counting half: 50%), the mean margin and rewards, the model's **own preference**
@@ -507,8 +503,9 @@ BETA = 0.1
 dpo_reports = {}
 for seed in SEEDS:
     print(f"--- DPO with seed {seed} ---")
-    dpo_reports[seed] = dpo(PROFILE, base=nb9, out=tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"dpo-seed{seed}",
-                            beta=BETA, seed=seed, overwrite=True, say=lambda line: None,
+    out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / f"dpo-seed{seed}"
+    dpo_reports[seed] = dpo(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=seed),
+                            DPOOptions(base=nb9, beta=BETA), say=lambda line: None,
                             on_record=print_dpo_record if seed == SEED else lambda record: None)
 
 # %% [markdown]
@@ -640,7 +637,7 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
 # 2M-parameter model's replies got worse. Rafailov et al. found larger models' samples do move after DPO.
 # Preference accuracy alone is no evidence that the chat got better.
 #
-# **LoRA and DPO compose.** `dpo(..., lora=LoRAOptions(rank=8))` (or `python -m tinylm.dpo --lora-rank 8`) trains
+# **LoRA and DPO compose.** `dpo(run, DPOOptions(lora=LoRAOptions(rank=8)))` (or `python -m tinylm.dpo --lora-rank 8`) trains
 # adapters instead of every weight. With B = 0 the wrapped model starts as the reference, so a trainer that runs
 # the reference at every step can get it by switching the adapters off, with no second copy. `tinylm` needs no
 # copy, LoRA or not: it computes the reference's log-probabilities once, before training.
@@ -648,7 +645,7 @@ for old, new in list(zip(before_replies, after_replies))[:2]:
 # The same steps from the command line:
 #
 # ```bash
-# python -m tinylm.finetune --profile cpu --lora-rank 8 --out runs/chat-lora-cpu      # LoRA SFT; adapters.pt alone
+# python -m tinylm.sft --profile cpu --lora-rank 8 --out runs/sft-lora-cpu      # LoRA SFT; adapters.pt alone
 # python -m tinylm.dpo --base runs/notebook-09-cpu --data preference --out runs/dpo-cpu --beta 0.1
 # python -m tinylm.chat --ckpt runs/dpo-cpu
 # ```
@@ -709,7 +706,7 @@ check(test_merge)
 #
 # **2. Preference accuracy with ties.** Given each pair's policy and reference log-probabilities of the chosen and
 # rejected answers, return the share of pairs whose chosen answer has the higher implicit reward, a tie counting
-# half (so that the reference itself scores 50%). The check compares with `tinylm.posttrain.dpo.preference_summary`.
+# half (so that the reference itself scores 50%). The check compares with `tinylm.posttrain.dpo.objective.preference_summary`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -760,7 +757,7 @@ def test_rank1_loss():
     out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / "sft-lora-rank1"
     saved = load_checkpoint(out / "last.pt")
     assert saved["lora"]["rank"] == 1 and saved["step"] == COMPARE_STEPS, (saved["lora"], saved["step"])
-    recorded = json.loads((out / "chat_eval.json").read_text())["after"]["answer_loss"]
+    recorded = json.loads((out / "sft_eval.json").read_text())["after"]["answer_loss"]
     assert abs(my_rank1_loss - recorded) < 1e-6, f"your run recorded {recorded}"
     rank8 = spread(per_arm("lora", rows["test answer loss"][0])).format(3)
     print(f"rank 1: {recorded:.3f}; rank {RANK}: {rank8}; the first-step change at α = r was "
@@ -773,10 +770,10 @@ check(test_rank1_loss)
 # <details><summary>Solution</summary>
 #
 # ```python
-# report = tinylm.posttrain.sft_run.finetune(
-#     PROFILE, base=str(base_checkpoint), out=tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / "sft-lora-rank1",
-#     overwrite=True, seed=SEED, max_steps=COMPARE_STEPS, lora=LoRAOptions(rank=1, targets=TARGETS),
-#     say=lambda line: None, on_record=lambda record: None)
+# out = tinylm.paths.runs_dir() / f"notebook-10-{PROFILE}" / "sft-lora-rank1"
+# report = sft(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=SEED, max_steps=COMPARE_STEPS),
+#              SFTOptions(base=str(base_checkpoint), lora=LoRAOptions(rank=1, targets=TARGETS)),
+#              say=lambda line: None, on_record=lambda record: None)
 # my_rank1_loss = report["after"]["answer_loss"]
 # ```
 #

@@ -79,13 +79,15 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.paths import runs_dir
-from tinylm.posttrain.grpo import GRPOTrainer, clipped_policy_loss, group_advantages, print_rl_record, token_logprobs
-from tinylm.posttrain.grpo_recipes import RL_RECIPES
-from tinylm.posttrain.grpo_run import describe, reinforce
-from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
-from tinylm.posttrain.task_base import pretrain_task_base
-from tinylm.posttrain.tasks import Problem, get_task, held_out_split
+from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
+from tinylm.posttrain.grpo.rollout import greedy_accuracy, sample_groups
+from tinylm.posttrain.grpo.run import GRPOOptions, describe, grpo
+from tinylm.posttrain.grpo.task_base import pretrain_task_base
+from tinylm.posttrain.grpo.tasks import Problem, get_task, held_out_split
+from tinylm.posttrain.grpo.trainer import GRPOTrainer, print_grpo_record
 from tinylm.train.checkpoint import load_checkpoint, load_model
+from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
 PROFILE = tinylm.resolve_profile()
@@ -108,7 +110,7 @@ BOUNDED_SECONDS = 300.0
 
 # %%
 # NBVAL_CHECK_OUTPUT
-recipe = RL_RECIPES[PROFILE]
+recipe = GRPO_RECIPES[PROFILE]
 settings, MAX_NEW = recipe.tasks["arithmetic"]
 task = get_task("arithmetic", **settings)
 problem = task.sample(random.Random(0))
@@ -135,7 +137,7 @@ print(f"{len(held_out.validation)} validation problems (they choose best.pt), {l
 # `57⏎` after `23+34=`: a reward for correctness alone would pay it nothing. The 0.1 nudge pays its rare
 # well-formed answers, so it would learn the format, slowly; supervised training skips that. So RL starts from a
 # model that knows the format: a small GPT over the characters the tasks use, trained from random initialisation
-# with the loss on the answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.rl --base pretrain` does
+# with the loss on the answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.grpo --base pretrain` does
 # exactly this, through the same Trainer as every other run (checkpoints, resume, metrics). Until the training
 # report, this notebook looks at the validation problems only.
 
@@ -144,7 +146,7 @@ RUN = runs_dir() / f"notebook-11-{PROFILE}"
 base_checkpoint = pretrain_task_base(recipe, task, held_out, MAX_NEW, RUN / f"base-arithmetic-{PROFILE}",
                                      on_record=lambda record: None)
 model, tokenizer, _ = load_model(base_checkpoint, DEVICE)
-start_accuracy, start_formed = held_out_accuracy(model, tokenizer, task, held_out.validation, MAX_NEW)
+start_accuracy, start_formed = greedy_accuracy(model, tokenizer, task, held_out.validation, MAX_NEW)
 low, high = wilson_interval(round(start_accuracy * len(held_out.validation)), len(held_out.validation))
 print(f"starting model: greedy validation accuracy {100 * start_accuracy:.1f}% (95% interval {100 * low:.1f}-"
       f"{100 * high:.1f}%), well-formed {100 * start_formed:.1f}%")
@@ -297,7 +299,7 @@ mask = rollout.completion_mask.float()
 loss, clip_fraction = clipped_loss_by_hand(moved, old, advantages, mask)
 package = clipped_policy_loss(moved, old, advantages, rollout.completion_mask)  # default eps, equal to EPS here
 assert torch.allclose(loss, package.loss, atol=1e-6) and abs(clip_fraction.item() - package.clip_fraction) < 1e-6
-print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo")
+print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo.objective")
 
 # %% [markdown]
 # **The KL penalty and its estimate.** With a reference model π_ref (the starting policy), GRPO may add
@@ -373,7 +375,7 @@ print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: ad
 # %% [markdown]
 # ## Training
 #
-# `reinforce` is what `python -m tinylm.rl --task arithmetic --base pretrain` runs: every rollout draws fresh
+# `grpo` is what `python -m tinylm.grpo --task arithmetic --base pretrain` runs: every rollout draws fresh
 # training problems, samples a group of completions for each, computes advantages and π_old, and feeds `updates`
 # AdamW steps of the clipped objective, the gradient's norm clipped at 1.0 (`recipe.train.grad_clip`; the
 # run's second printed line gives the profile's other numbers). Every `eval_interval` steps it measures the greedy accuracy on the validation problems, and
@@ -383,14 +385,15 @@ print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: ad
 
 # %%
 budget = None if FULL_RECIPE or PROFILE == "smoke" else BOUNDED_SECONDS
-report = reinforce("arithmetic", base="pretrain", profile=PROFILE, out=RUN, overwrite=True, max_seconds=budget,
-                   device=str(DEVICE), on_record=lambda record: record["event"] == "eval" and print_rl_record(record))
+report = grpo(RunOptions(profile=PROFILE, out=RUN, overwrite=True, max_seconds=budget, device=str(DEVICE)),
+              GRPOOptions(task="arithmetic", base="pretrain"),
+              on_record=lambda record: record["event"] == "eval" and print_grpo_record(record))
 
 # %%
 chosen = report["validation"]["best"]
 print(f"test accuracy ({report['test_problems']} problems, greedy, 95% Wilson): {describe(report['before'])} before "
       f"-> {describe(report['after'])} after (best.pt, step {report['after']['step']} of {report['steps']}, "
-      f"{report['rl_seconds']:.0f} s of RL)")
+      f"{report['grpo_seconds']:.0f} s of RL)")
 print(f"validation accuracy that chose best.pt: {describe(report['validation']['before'])} at the start, "
       f"{describe(chosen)} at its best, the highest of "
       f"{sum(r['event'] in ('eval', 'final') for r in read_metrics(RUN))} evaluations")
@@ -457,12 +460,12 @@ for reward in ("correct", "format"):
     arms[reward] = []
     for seed in (0, 1, 2):
         out = RUN / f"reward-{reward}-seed{seed}"
-        reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=seed, reward=reward, out=out,
-                  overwrite=True, max_steps=steps, max_seconds=None, device=str(DEVICE), say=lambda line: None,
-                  on_record=lambda record: None)
+        grpo(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=seed, max_steps=steps, device=str(DEVICE)),
+             GRPOOptions(task="arithmetic", base=str(base_checkpoint), reward=reward), say=lambda line: None,
+             on_record=lambda record: None)
         lengths = [r["length"] for r in read_metrics(out) if r["event"] == "train"]
         last_model, _, _ = load_model(out / "last.pt", DEVICE)
-        accuracy = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+        accuracy = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
         arms[reward].append({"accuracy": accuracy, "length": sum(lengths[-5:]) / len(lengths[-5:])})
 print(f"starting model: test accuracy {describe(report['before'])}")
 for reward, runs in arms.items():
@@ -538,7 +541,7 @@ check(test_my_reward)
 #
 # **2. Advantages without the spread.** Dr. GRPO drops the division by the group's standard deviation, which
 # inflates the advantages of groups that barely differ. Write `group_advantages` with a `scale` switch; the check
-# compares with `tinylm.posttrain.grpo.group_advantages`.
+# compares with `tinylm.posttrain.grpo.objective.group_advantages`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -618,7 +621,7 @@ def test_group2_accuracy():
     settings = saved["grpo"]["settings"]
     assert settings["group_size"] == 2 and settings["reward"] == "correct" and saved["step"] == steps, settings
     last_model, _, _ = load_model(out / "last.pt", DEVICE)
-    measured = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+    measured = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
     assert abs(my_group2_accuracy - measured) < 1e-9, f"your run's last model scores {measured}"
     print(f"group of 2: {100 * measured:.1f}%; groups of 8: {[round(100 * r['accuracy'], 1) for r in arms['correct']]}"
           f"; the start: {100 * report['before']['accuracy']:.1f}% (test accuracy)")
@@ -631,16 +634,17 @@ check(test_group2_accuracy)
 #
 # ```python
 # out = RUN / "group2-seed0"
-# reinforce("arithmetic", base=str(base_checkpoint), profile=PROFILE, seed=0, group_size=2, out=out, overwrite=True,
-#           max_steps=steps, max_seconds=None, device=str(DEVICE), say=lambda line: None, on_record=lambda record: None)
+# grpo(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=0, max_steps=steps, device=str(DEVICE)),
+#      GRPOOptions(task="arithmetic", base=str(base_checkpoint), group_size=2), say=lambda line: None,
+#      on_record=lambda record: None)
 # last_model, _, _ = load_model(out / "last.pt", DEVICE)
-# my_group2_accuracy = held_out_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+# my_group2_accuracy = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
 # ```
 #
 # One seed of each group size cannot tell them apart by the course's rule; three seeds of the group of two against
 # the three above may, if every seed of one beats every seed of the other. Expect fewer mixed groups and fewer
 # samples to learn from per step. This compares equal updates, not equal samples; equal samples would need four
-# times the prompts per rollout, which `reinforce` does not expose.
+# times the prompts per rollout, which `grpo` does not expose.
 # </details>
 
 # %%

@@ -24,6 +24,7 @@ import torch
 
 from ..distributed import World
 from ..model.gpt import GPT
+from ..train.options import RunOptions
 from ..train.recipes import RECIPE_NAMES, resolve_recipe
 from ..train.trainer import Trainer
 
@@ -78,11 +79,11 @@ def race(track: str, profile: str | None = None, *, seeds: Sequence[int] = (0, 1
          ) -> dict[str, list[RaceRun]]:
     """Train each of `recipes` of `track` for `seconds` of training at every seed (the order alternating from seed
     to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run."""
-    resolved = {name: [resolve_recipe(track, profile, recipe=name, seed=seed, max_seconds=seconds,
+    resolved = {name: [resolve_recipe(track, RunOptions(profile=profile, seed=seed, max_seconds=seconds), recipe=name,
                                       eval_interval=eval_interval, sample_interval=0) for seed in seeds]
                 for name in recipes}
     first = resolved[recipes[0]][0]
-    data = first.track.prepare(first.profile)
+    data = first.track.prepare(first.run.profile)
     runs: dict[str, list[RaceRun]] = {name: [] for name in recipes}
     plan = [(name, i) for i in range(len(seeds)) for name in (recipes if i % 2 == 0 else recipes[::-1])]
     for done, (name, i) in enumerate(plan, start=1):

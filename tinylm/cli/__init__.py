@@ -18,11 +18,11 @@ COMMANDS = {
     "eval": "loss, bits per byte and HellaSwag of a checkpoint",
     "bench": "measure speed (training, compile, decoding, BPE) and race the speedrun",
     "interop": "import and export weights (Hugging Face, llama2.c)",
-    "finetune": "turn a pretrained model into a chat model",
+    "sft": "turn a pretrained model into a chat model (SFT)",
     "dpo": "tune a chat model on preference pairs (DPO)",
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
-    "rl": "reinforcement learning (GRPO) on problems a program checks",
+    "grpo": "reinforcement learning (GRPO) on problems a program checks",
 }
 
 USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n" + "\n".join(

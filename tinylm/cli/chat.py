@@ -1,10 +1,10 @@
 """Command line: a terminal chat with a fine-tuned model, the replies streamed as they are produced.
 
-    python -m tinylm.chat --ckpt runs/chat-cpu [--system "You are a helpful assistant."] [--max-new-tokens N]
+    python -m tinylm.chat --ckpt runs/sft-cpu [--system "You are a helpful assistant."] [--max-new-tokens N]
         [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.1] [--seed 1] [--no-cache]
 
 In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
---ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.finetune makes one); the sampler options
+--ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.sft makes one); the sampler options
 are `sample`'s. The conversation is a tinylm.serve.session.ChatSession: the oldest exchanges make room when it outgrows
 the context, the system prompt stays.
 """
@@ -23,7 +23,7 @@ from .sample import add_sampling_options, check_sampling_options, load_generatio
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """The fine-tuned --ckpt, `python -m tinylm.sample`'s sampler and device options, the longest reply and the
     system prompt: for chat and serve."""
-    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.finetune)")
+    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.sft)")
     parser.add_argument("--max-new-tokens", type=int_at_least(1), help="longest reply (default: 256 or half the "
                         "context)")
     add_sampling_options(parser, "reply")
@@ -43,8 +43,8 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.chat --ckpt runs/chat-cpu",
-                        "python -m tinylm.chat --ckpt runs/chat-cpu --temperature 0 --system 'Answer briefly.'"))
+        epilog=examples("python -m tinylm.chat --ckpt runs/sft-cpu",
+                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Answer briefly.'"))
     add_sampler_options(parser)
     return parser.parse_args(argv)
 

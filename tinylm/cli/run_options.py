@@ -1,18 +1,20 @@
-"""The options every command that trains shares, declared once: where the run goes (--profile, --out, --resume,
---overwrite), its budgets and schedule (--max-steps, --max-seconds, --learning-rate, --seed, and --batch-size where the
-command has a batch), and where it computes (--device, --dtype); and LoRA's options, for the commands that fine-tune
-(--lora-rank, --lora-alpha, --lora-targets, parsed into `tinylm.model.lora.LoRAOptions`). Every such command offers and
-checks them alike, and hands `train_options(args)` to its library function."""
+"""The options every command that trains shares, declared once, and parsed into one value: where the run goes
+(--profile, --out, --resume, --overwrite), its budgets and schedule (--max-steps, --max-seconds, --learning-rate,
+--seed, and --batch-size where the command has a batch) and where it computes (--device, --dtype), as
+`tinylm.train.options.RunOptions`; and LoRA's options for the commands that fine-tune (--lora-rank, --lora-alpha,
+--lora-targets), as `tinylm.model.lora.LoRAOptions`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 
 from ..config import DTYPES
 from ..model.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from ..runtime import PROFILES
+from ..train.options import MAY_CHANGE, RunOptions
 from .console import int_at_least
 
 
@@ -30,41 +32,42 @@ def positive_float(text: str) -> float:
 def add_run_options(parser: argparse.ArgumentParser, out: str, steps: str = "optimizer steps",
                     batch: str | None = None) -> None:
     """The shared options; `out` says the default run folder, `steps` what a step is, `batch` (None: no
-    --batch-size) what a micro-batch holds."""
-    parser.add_argument("--profile", choices=PROFILES, help="default: $TINYLM_PROFILE, else gpu with CUDA, else cpu")
-    parser.add_argument("--out", type=Path, help=f"run folder (default: {out})")
+    --batch-size) what a micro-batch holds. An option left out is the recipe's (resumed: the saved run's)."""
+    parser.add_argument("--profile", choices=PROFILES, metavar="P", help="smoke, cpu or gpu (default: "
+                        "$TINYLM_PROFILE, else gpu with CUDA, else cpu)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help=f"run folder (default: {out})")
     fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
-    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
-    fresh_or_not.add_argument("--overwrite", action="store_true", help="start afresh even if --out holds a run (the "
-                              "old run stays until the new one has saved a checkpoint)")
-    parser.add_argument("--max-steps", type=int_at_least(1), help=f"{steps} (default: the profile's)")
-    parser.add_argument("--max-seconds", type=positive_float, help="budget of training time in seconds: the steps' "
-                        "own time, evaluations and checkpoints excluded (default: the profile's, none for most)")
-    parser.add_argument("--learning-rate", type=positive_float, metavar="LR", help="the peak learning rate; the "
-                        "schedule's floor scales with it (default: the recipe's, or the resumed run's)")
+    may_change = ", ".join(f"--{name.replace('_', '-')}" for name in MAY_CHANGE)
+    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out; an option given "
+                              f"must equal the saved run's, except {may_change}")
+    fresh_or_not.add_argument("--overwrite", action="store_true", help="replace --out's run once the new one has a "
+                              "checkpoint")
+    recipe = "(default: the recipe's)"
+    parser.add_argument("--max-steps", type=int_at_least(1), metavar="N", help=f"{steps} {recipe}")
+    parser.add_argument("--max-seconds", type=positive_float, metavar="S", help="training seconds: evaluations and "
+                        f"checkpoints excluded {recipe}")
+    parser.add_argument("--learning-rate", type=positive_float, metavar="LR", help=f"peak rate, floor scaled alike "
+                        f"{recipe}")
     if batch is not None:
-        parser.add_argument("--batch-size", type=int_at_least(1), help=f"{batch} per micro-batch on each process "
-                            "(default: the profile's)")
-    parser.add_argument("--seed", type=int, help="initial weights, batches and sampling (default: the profile's)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--dtype", choices=DTYPES, help="autocast dtype (default: the recipe's; auto: by hardware)")
+        parser.add_argument("--batch-size", type=int_at_least(1), metavar="N", help=f"{batch} per micro-batch and "
+                            f"process {recipe}")
+    parser.add_argument("--seed", type=int, metavar="N", help=f"weights, batches, sampling {recipe}")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument("--dtype", choices=DTYPES, metavar="DTYPE", help="auto, float32, bfloat16 or float16 "
+                        "(default: recipe's)")
 
 
-def train_options(args: argparse.Namespace) -> dict:
-    """The shared options a library run function takes, by name (None: the recipe's)."""
-    names = ("profile", "out", "resume", "overwrite", "max_steps", "max_seconds", "learning_rate", "batch_size",
-             "seed", "device", "dtype")
-    return {name: getattr(args, name) for name in names if hasattr(args, name)}
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The shared options as one value (None: the recipe's, or resumed, the saved run's)."""
+    names = [f.name for f in dataclasses.fields(RunOptions) if hasattr(args, f.name)]
+    return RunOptions(**{name: getattr(args, name) for name in names})
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lora-rank", type=int, help="train LoRA adapters of this rank instead of every weight "
-                        "(default: none, every weight trains)")
-    parser.add_argument("--lora-alpha", type=float, help="LoRA scale numerator: updates are scaled by alpha/rank "
-                        "(default: the rank, a scale of 1)")
+    parser.add_argument("--lora-rank", type=int, metavar="R", help="train LoRA adapters of rank R (default: none)")
+    parser.add_argument("--lora-alpha", type=float, metavar="A", help="updates scaled by A/R (default: A = R)")
     parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
-                        metavar="LAYER", help=f"layers to adapt, from {', '.join(LORA_TARGETS)} "
-                        f"(default: {' '.join(DEFAULT_TARGETS)})")
+                        metavar="LAYER", help=f"layers to adapt (default: {' '.join(DEFAULT_TARGETS)})")
 
 
 def lora_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> LoRAOptions | None:

@@ -46,15 +46,15 @@ import json
 import shlex
 
 from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
-from ..course.notebooks import next_notebooks, open_notebook_command
 from ..distributed import run_in_world
 from ..paths import data_dir, shown
+from ..repository import next_notebooks, open_notebook_command
 from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
-from .run_options import add_run_options, train_options
+from .run_options import add_run_options, run_options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3",
                         "python -m tinylm.train shakespeare-char --recipe speedrun --profile cpu"))
     parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
-    parser.add_argument("--recipe", choices=RECIPE_NAMES, default="default", help="the track's default recipe, or "
+    parser.add_argument("--recipe", choices=RECIPE_NAMES, help="the track's default recipe (the default), or "
                         "its speedrun recipe (Muon for the blocks' matrices; cpu and smoke profiles)")
     add_run_options(parser, out="runs/<track>-<profile> for gpt2, runs/<track>-<arch>-<profile> otherwise, "
                     "runs/<track>-speedrun-<profile> with --recipe speedrun",
@@ -83,11 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = begin(parse_args(argv))
-    options = train_options(args)
-    device = options.pop("device")
-    recipe = resolve_recipe(args.track, arch=args.arch, balancing=args.balancing, recipe=args.recipe,
-                            optimizer=args.optimizer, compile=args.compile, **options)
-    finished = run_in_world(lambda world, held: train(recipe, device=device, world=world))
+    recipe = resolve_recipe(args.track, run_options(args), arch=args.arch, balancing=args.balancing,
+                            recipe=args.recipe, optimizer=args.optimizer, compile=args.compile)
+    finished = run_in_world(lambda world, held: train(recipe, world=world))
     if finished.trainer.world.is_main:
         print(_epilogue(recipe, finished))
     return finished.final
@@ -95,7 +93,7 @@ def main(argv=None) -> dict:
 
 def _epilogue(recipe: Recipe, finished: Finished) -> str:
     """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
-    track, out, trainer, final = recipe.track, recipe.out, finished.trainer, finished.final
+    track, out, trainer, final = recipe.track, recipe.run.out, finished.trainer, finished.final
     prompt = track.sample_prompt
     sample = trainer.sample(300, temperature=0.8)
     prompt_option = f" --prompt {shlex.quote(prompt)}" if prompt.strip() else ""

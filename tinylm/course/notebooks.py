@@ -3,7 +3,7 @@
 Colab. Every notebook opens with an "Open in Colab" badge and an install cell. Colab opens a notebook
 straight from GitHub on a bare machine, so the badge names the repository and the notebook's own path,
 and the install cell pip-installs the package from the same repository. The install cell runs before
-`tinylm` exists, so both are written out in each notebook; `REPOSITORY` and `BRANCH` here are the one
+`tinylm` exists, so both are written out in each notebook; `REPOSITORY` and `BRANCH` (tinylm.repository) are the one
 place that says what they must be, and tests/test_notebooks_meta.py checks every notebook (both twins)
 against `colab_badge` and `INSTALL_CELL`.
 
@@ -23,14 +23,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paths import runs_dir, shown
+from ..repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
 from ..runtime import resolve_profile
+from ..train.options import RunOptions
 from ..train.progress import format_record
 from ..train.recipes import default_run_name, resolve_recipe
 from ..train.run import train
 from ..train.run_folder import run_file
 
-REPOSITORY = "https://github.com/tinylm-course/tinylm"
-BRANCH = "main"
 # transformers comes with the package on Colab too (the `interop` extra): notebook 6b loads OpenAI's GPT-2 with it.
 PIP_REQUIREMENT = f"tinylm[interop] @ git+{REPOSITORY}@{BRANCH}"
 
@@ -44,35 +44,14 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PIP_REQUIREMENT}"], check=True)'''
 
 
-def colab_url(notebook: str) -> str:
-    """Where Colab opens `notebook` (a file name in notebooks/, e.g. "07_generation.ipynb") from GitHub."""
-    github = REPOSITORY.removeprefix("https://github.com/")
-    return f"https://colab.research.google.com/github/{github}/blob/{BRANCH}/notebooks/{notebook}"
-
-
-def open_notebook_command(notebook: str) -> str:
-    """How to open `notebook` from here: `jupyter lab` on its file in a clone of the repository, else (the package
-    installed from a wheel, as on Colab, with no notebooks/ folder) its Colab address."""
-    path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
-    if path.is_file():
-        return f"jupyter lab {shown(path)}"
-    return f"{colab_url(notebook)}   # open it in Colab"
-
-
 def colab_badge(notebook: str) -> str:
     """The markdown line of `notebook`'s "Open in Colab" badge."""
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
 
 
-# The notebook that teaches each track's training; each trains a model of its track into
-# runs/notebook-<number>-<profile> (`notebook_run_folder`), where `find_or_train` looks first. Notebook 6a's is
-# its 2-process run (the smoke recipe's shape in every profile: a demonstration of the mechanics).
-TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
-                   "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb"}
+# The tracks whose notebook (tinylm.repository.TRACK_NOTEBOOKS) trains a model into runs/notebook-<number>-<profile>
+# (`notebook_run_folder`), where `find_or_train` looks first.
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories", "gpt2-124m")
-# The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
-# gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
-EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
 # (notebooks/README.md, "How the notebooks work", says what they reached and how long they took).
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250, "gpt2-124m": 100}
@@ -86,12 +65,6 @@ def notebook_number(notebook: str) -> str:
 def notebook_run_folder(track: str, profile: str) -> Path:
     """Where the notebook of a track in TRAINED_IN_A_NOTEBOOK saves the model it trains."""
     return runs_dir() / f"notebook-{TRACK_NOTEBOOKS[track].split('_')[0]}-{profile}"
-
-
-def next_notebooks(track: str) -> list[str]:
-    """The notebooks to open after training `track` from the command line: the one that scores such a run (its
-    own, for most tracks), then generation."""
-    return [EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS[track]), "07_generation.ipynb"]
 
 
 def run_candidates(track: str, profile: str) -> list[Path]:
@@ -137,7 +110,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     say(f"{track}: no trained model in {shown(out.parent)} ({looked}; {notebook} makes one). "
         f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
         f"{out.name}/train.log). Its text will be rougher than the full run's.")
-    recipe = resolve_recipe(track, quick_profile, out=out, overwrite=True, max_steps=max_steps)
+    recipe = resolve_recipe(track, RunOptions(profile=quick_profile, out=out, overwrite=True, max_steps=max_steps))
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train.log", "w", encoding="utf-8") as log:
         def write(line: str) -> None:

@@ -1,5 +1,1 @@
-"""`python -m tinylm.dpo`: preference tuning (DPO) of a chat model.
-
-This package is only the command's name. Its command line is tinylm/cli/dpo.py; the work is
-tinylm.posttrain.dpo_run.dpo's.
-"""
+"""`python -m tinylm.dpo` needs a package of this name; the command line is tinylm/cli/dpo.py."""

@@ -1,23 +1,14 @@
 """The small base model that chat fine-tuning starts from on a CPU, and the pretraining text it mixes into SFT.
 
-Which base, and why. The gpu profile fine-tunes OpenAI's GPT-2 124M, but a 124M model trains at a few hundred
-tokens per second on 2 CPU cores. The tinystories cpu model is small enough, but its vocabulary is trimmed to the
-6,875 GPT-2 tokens of its stories: 27% of the instruction set's tokens are <unk> to it, so it cannot read most
-questions, let alone answer them. So the cpu (and smoke) profile pretrains its own base first, in minutes:
-
-- text: the 2 MiB TinyStories sample (523k tokens of simple, fluent English) and the 120 FineWeb-Edu documents
-  (73k tokens of expository prose, closer to what instructions ask about), every 20th document held out;
-- vocabulary: GPT-2's tokenization trimmed (`TrimmedBPETokenizer`) to every token of the instruction set's
-  training split plus the corpus tokens seen at least 3 times: ~9,000 tokens instead of 16,300 for all of
-  them, which nearly halves the output layer, by far the largest cost at this width, while only 4.4% of the
-  held-out instructions' tokens become <unk> (2.6% with every token). A token seen once or twice in 600k
-  could not be learned in a few minutes anyway;
-- the chat tokens are not in the base's vocabulary: `add_chat_tokens` adds them as it would to any base.
-
-The base is pretrained like any track (`chat_base_track`, through `tinylm.train.run.train`): the same run folder
-rules, progress, checkpoints and resume.
-
-`pretraining_tokens` gives the same corpus in any base's tokenizer, for the SFT mixture.
+The gpu profile fine-tunes OpenAI's GPT-2 124M, which trains at a few hundred tokens per second on 2 CPU cores; the
+tinystories cpu model's vocabulary (its stories' 6,875 GPT-2 tokens) cannot read most instructions. So the cpu and
+smoke profiles pretrain their own base first, in minutes, like any track (`chat_base_track`, through
+`tinylm.train.run.train`): on the TinyStories sample and the 120 FineWeb-Edu documents (every 20th held out), in
+GPT-2's tokenization trimmed (`TrimmedBPETokenizer`) to every token of the instruction set's training split plus
+the corpus tokens seen at least MIN_COUNT times, which nearly halves the output layer, by far the largest cost at
+this width. The chat tokens are added later (`add_chat_tokens`), as to any base. The course guide gives the
+measurements behind these choices. `pretraining_tokens` gives the same corpus in any base's tokenizer, for the SFT
+mixture.
 """
 
 from __future__ import annotations
@@ -38,8 +29,10 @@ from ..errors import TinyLMError
 from ..paths import data_dir, shown
 from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..train.checkpoint import load_checkpoint
+from ..train.options import RunOptions
 from ..train.recipes import Recipe, Track
 from ..train.run import train
+from ..train.run_folder import run_file
 
 
 class BaseModelUnavailable(TinyLMError, RuntimeError):
@@ -122,13 +115,13 @@ def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=
     """Pretrain (or finish, or reuse) the profile's small base in `out` through `tinylm.train.run.train`; returns its
     last.pt.
 
-    A finished run is reused as it is, an interrupted one resumed, so a second finetune starts at once; a base
+    A finished run is reused as it is, an interrupted one resumed, so a second SFT run starts at once; a base
     whose vocabulary was trimmed for other instruction data is pretrained again (--overwrite: the old one stays
     until the new one has a checkpoint).
     """
     track = chat_base_track(instruction_texts)
     shape, cfg = BASE_RECIPES[profile]
-    checkpoint = out / "last.pt"
+    checkpoint = run_file(out, "last.pt")  # the old base while an interrupted --overwrite waits to be settled
     saved = load_checkpoint(checkpoint) if checkpoint.is_file() else None
     resume = overwrite = False
     if saved is not None:
@@ -141,6 +134,7 @@ def pretrain_base(profile: str, out: Path, instruction_texts: list[str], device=
             return checkpoint
         else:
             resume = True
-    recipe = Recipe(track=track, profile=profile, shape=shape, train=cfg, out=out, resume=resume, overwrite=overwrite)
-    train(recipe, device=device, world=world, say=say)
-    return checkpoint
+    run = RunOptions(out=out, resume=resume, overwrite=overwrite, profile=profile,
+                     device=None if device is None else str(device))
+    train(Recipe(track=track, run=run, shape=shape, train=cfg), world=world, say=say)
+    return out / "last.pt"

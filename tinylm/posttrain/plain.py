@@ -11,7 +11,7 @@ and a reply ends where text ends in pretraining: at <|endoftext|> or at the firs
 counts the answer's tokens and the <|endoftext|> after it, as the chat format counts the answer and <|im_end|>;
 the token counts differ a little (another tokenization of the prompt's end), so the loss is compared per token.
 The system prompt is left out: the base has no use for it. A trimmed base vocabulary must hold the prompt's
-tokens: `tinylm.posttrain.sft_run` adds PLAIN_PROMPT to the texts it is trimmed for.
+tokens: `tinylm.posttrain.sft.run` adds PLAIN_PROMPT to the texts it is trimmed for.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from ..generate.decode import generate_batch
 from ..tokenizers.chat_template import RenderedChat
-from .sft import text_vocab_limit
+from .replies import text_vocab_limit
 
 PLAIN_PROMPT = "Question: {instruction}\nAnswer:"
 BLANK_LINE = "\n\n"

@@ -1,5 +1,1 @@
-"""`python -m tinylm.sample`: generate text from a checkpoint, streamed.
-
-This package is only the command's name. Its command line is tinylm/cli/sample.py; the work is
-tinylm.generate.stream's.
-"""
+"""`python -m tinylm.sample` needs a package of this name; the command line is tinylm/cli/sample.py."""

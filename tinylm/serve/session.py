@@ -33,7 +33,7 @@ class ChatSession:
                  max_new_tokens: int | None = None, **sampling):
         if chat_token_ids(tokenizer) is None:
             raise ChatFormatError("this model's tokenizer has no chat tokens, so it was not fine-tuned for chat; "
-                                  "fine-tune it first: python -m tinylm.finetune --base CHECKPOINT --out DIR")
+                                  "fine-tune it first: python -m tinylm.sft --base CHECKPOINT --out DIR")
         self.model, self.template = model, ChatTemplate(tokenizer)
         block_size = model.config.block_size
         self.max_new_tokens = min(256, block_size // 2) if max_new_tokens is None else max_new_tokens

@@ -1,28 +1,22 @@
 """The course's tracks: each names its data, how to prepare it, and a recipe per profile.
 
-A track's recipe per profile is a (ModelShape, TrainConfig) pair. `smoke` runs in seconds for CI, `cpu` is the
-recipe that learns fastest per second on a 2-core laptop, `gpu` is the full recipe. Two tracks also have a
-`speedrun` recipe for the cpu profile (and a smoke one that proves it runs): the default recipe with what won the
-laptop speedrun's measurements (`Track.speedruns`: Muon for the blocks' matrices, and for shakespeare-char a
-batch of 32 sequences instead of 12; none of the modded-nanogpt model changes won), raced against the default
-recipe by `python -m tinylm.bench speedrun`. The shape gives width, depth, heads and context; the block family comes
-from `--arch` (`tinylm.config.ARCHITECTURES`: `llama` is RMSNorm, RoPE, SwiGLU and grouped-query attention,
-`llama-moe` adds a mixture of experts) and the vocabulary from the prepared tokenizer, rounded up to the track's
-`vocab_multiple` (`build_model_config`).
+A track's recipe per profile is a (ModelShape, TrainConfig) pair: `smoke` runs in seconds for CI, `cpu` is the
+recipe that learns fastest per second on a 2-core laptop, `gpu` the full recipe. Two tracks also have a `speedrun`
+recipe (`Track.speedruns`: the default one trained with Muon, with what won the laptop speedrun), which
+`python -m tinylm.bench speedrun` races against the default one. The shape gives width, depth, heads and context;
+the block family comes from `--arch` (tinylm.config.ARCHITECTURES) and the vocabulary from the prepared tokenizer,
+rounded up to the track's `vocab_multiple` (`build_model_config`).
 
-`resolve_recipe` turns what a user asks for (track, profile, architecture, balancing, options that override the
-recipe, a run folder) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
-notebooks and the stand-in runs of `tinylm.course.notebooks.find_or_train` all go through these two functions.
-
-Why the cpu recipes look the way they do, with the measurements behind it: the course guide (notebooks/README.md),
-"Why the cpu recipes look as they do".
+`resolve_recipe` turns what a user asks for (the track, tinylm.train.options.RunOptions, the architecture and other
+TrainConfig changes) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
+notebooks and `tinylm.course.notebooks.find_or_train` all go through these two functions. Why the cpu recipes look
+as they do: the course guide (notebooks/README.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
@@ -37,9 +31,9 @@ from ..data.fineweb import (
 )
 from ..distributed import World
 from ..errors import InputError
-from ..paths import runs_dir
 from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
+from .options import TRAIN_FIELDS, RunOptions, given
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -128,70 +122,66 @@ def default_run_name(track: str, profile: str, arch: str, balancing: str | None 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One training run, resolved: the track and profile, the network (`shape` built as `arch`, None meaning gpt2 for
-    a new run and the saved network for a resumed one; the vocabulary is the prepared data's), the training settings
-    with the user's overrides applied, the run folder, and whether to continue the run there (`resume`) or replace
-    it (`overwrite`).
+    """One training run, resolved: the track, the run's options (`run`: profile and folder settled), the network
+    (`shape` built as `arch`, None meaning gpt2 for a new run and the saved network for a resumed one; the vocabulary
+    is the prepared data's), the training settings with the user's options applied, and which of the track's recipes
+    (`name`: default or speedrun).
 
-    `overrides` keeps what the user set explicitly, so that a resumed run applies the same options to the saved
-    run's own TrainConfig (`apply_overrides`)."""
+    `given` keeps what the user set explicitly: --resume compares it with the saved run's settings, and a resumed run
+    applies its TrainConfig fields to the saved run's own TrainConfig (`apply_overrides`)."""
 
     track: Track
-    profile: str
+    run: RunOptions
     shape: ModelShape
     train: TrainConfig
-    out: Path
     arch: str | None = None
     balancing: str | None = None
-    overrides: tuple[tuple[str, Any], ...] = ()
-    resume: bool = False
-    overwrite: bool = False
+    name: str = "default"
+    given: dict[str, Any] = field(default_factory=dict)
 
     def model_config(self, tokenizer) -> GPTConfig:
         return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
                                   self.balancing)
 
     def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
-        """`cfg` with this recipe's explicit options (TrainConfig.override)."""
-        return cfg.override(**dict(self.overrides))
+        """`cfg` with this recipe's explicit TrainConfig options (TrainConfig.override)."""
+        return cfg.override(**{name: value for name, value in self.given.items() if name in _TRAIN_CONFIG_FIELDS})
 
 
-def resolve_recipe(track: str, profile: str | None = None, *, arch: str | None = None, balancing: str | None = None,
-                   out: str | Path | None = None, resume: bool = False, overwrite: bool = False,
-                   recipe: str = "default", **overrides) -> Recipe:
-    """The Recipe for training `track` under `profile` (default: $TINYLM_PROFILE, else by hardware) as the block
-    family `arch` (default gpt2; resumed: the saved run's) with `balancing` (default: the family's own), into `out`
-    (default: runs/`default_run_name`), continuing the run there (`resume`) or replacing it (`overwrite`).
-    `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block trained with Muon, so no `arch` or
-    `balancing` with it) instead of the default one.
-    `overrides` replace fields of the profile's TrainConfig (max_steps, max_seconds, learning_rate, batch_size,
-    seed, dtype, compile, ...); None values are ignored. A bad combination (balancing without experts, an unknown
-    field or value, resume with overwrite) raises an error here, before anything else happens."""
-    if resume and overwrite:  # both would delete the run's history, then resume it
-        raise InputError("resume continues the run in the folder and overwrite replaces it: choose one")
+_TRAIN_CONFIG_FIELDS = {option.name for option in dataclasses.fields(TrainConfig)}
+
+
+def resolve_recipe(track: str, run: RunOptions = RunOptions(), *, arch: str | None = None,
+                   balancing: str | None = None, recipe: str | None = None, **changes) -> Recipe:
+    """The Recipe for training `track` with the options `run` (its profile: $TINYLM_PROFILE, else by hardware; its
+    folder: runs/`default_run_name`) as the block family `arch` (default gpt2; resumed: the saved run's) with
+    `balancing` (default: the family's own). `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block
+    trained with Muon, so no `arch` or `balancing` with it) instead of the default one. `changes` set other fields of
+    the profile's TrainConfig (optimizer, compile, eval_interval, ...); None values are ignored. A bad combination
+    (balancing without experts, an unknown field or value) raises an error here, before anything else happens."""
     chosen = get_track(track)
-    profile = resolve_profile(profile)
-    unknown = sorted(set(overrides) - {option.name for option in dataclasses.fields(TrainConfig)})
-    if unknown:
-        raise ConfigError(f"TrainConfig has no field(s) {unknown}; known fields: "
-                          f"{sorted(option.name for option in dataclasses.fields(TrainConfig))}")
-    if recipe not in RECIPE_NAMES:
+    changes = {name: value for name, value in changes.items() if value is not None}
+    if unknown := sorted(set(changes) - (_TRAIN_CONFIG_FIELDS - set(TRAIN_FIELDS))):
+        raise ConfigError(f"TrainConfig has no field(s) {unknown} to change here (RunOptions holds "
+                          f"{', '.join(TRAIN_FIELDS)}); known fields: {sorted(_TRAIN_CONFIG_FIELDS)}")
+    if recipe not in (None, *RECIPE_NAMES):
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
-    if recipe == "speedrun":
+    name = recipe or "default"
+    resolved = run.resolved(lambda profile: default_run_name(chosen.name, profile, arch or "gpt2", balancing, name))
+    if name == "speedrun":
         if arch is not None or balancing is not None:
             raise ConfigError("the speedrun recipe chooses its own block (GPT-2's, trained with Muon): "
                               "drop --arch and --balancing, or train the default recipe")
-        shape, train_cfg = chosen.speedrun(profile)
+        shape, train_cfg = chosen.speedrun(resolved.profile)
     else:
-        shape, train_cfg = chosen.recipe(profile)
-    if not resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
+        shape, train_cfg = chosen.recipes[resolved.profile]
+    if not run.resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
-    given = tuple((name, value) for name, value in overrides.items() if value is not None)
-    folder = default_run_name(chosen.name, profile, arch or "gpt2", balancing, recipe)
-    resolved = Recipe(track=chosen, profile=profile, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
-                      overrides=given, resume=resume, overwrite=overwrite,
-                      out=Path(out) if out is not None else runs_dir() / folder)
-    return dataclasses.replace(resolved, train=resolved.apply_overrides(train_cfg))
+    asked = {**given(run), **{key: value for key, value in (("arch", arch), ("balancing", balancing),
+                                                             ("recipe", recipe)) if value is not None}, **changes}
+    made = Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
+                  name=name, given=asked)
+    return dataclasses.replace(made, train=made.apply_overrides(train_cfg))
 
 
 SHAKESPEARE_CHAR = Track(

@@ -1,23 +1,17 @@
 """One run, start to finish, for every command that trains: the skeleton, once, and pretraining on it.
 
-Every run goes through the same stages, in `run_job`, whatever it trains:
+`run_job` takes every run through the same stages, whatever it trains: the run folder checked and locked
+(tinylm.train.run_folder); on --resume, the one resume rule against the saved run's settings
+(tinylm.train.options); the start, through a `Job`'s hooks (data, model: new or from last.pt, trainer, header);
+the settings written to OUT/settings.json and printed, then the plan; the measurements before training (kept in the
+report across a resume), `Trainer.fit`, best.pt's weights loaded where the job reports on them, the measurements
+after, the report (written atomically) and the epilogue. With --overwrite the old run's files wait aside until the
+new run has a checkpoint of its own.
 
-1. the run folder: checked and locked (one run per folder), what an interrupted --overwrite left settled, and the
-   --resume / --overwrite rules (tinylm.train.run_folder);
-2. the start: a `Job` builds its model, data and Trainer, from scratch or from the folder's last.pt (--resume), and
-   says in a header line what runs where; the plan line follows;
-3. with --overwrite, the old run's files wait aside until the new run has a checkpoint of its own;
-4. the measurements before training (a post-training job's baseline, kept in its report across a resume), then
-   training (`Trainer.fit`), then, for a job that reports on its best model, best.pt's weights loaded on every rank;
-5. the measurements after training, the report (written atomically) and the epilogue: where everything went and
-   what to run next.
-
-A `Job` supplies only what differs: `Pretraining` below (what `python -m tinylm.train` runs), and in
-tinylm.posttrain the fine-tuning, preference-tuning and RL jobs and the task-format model RL starts from.
-
-What a run prints goes through `say` (the header, the plan, the final lines) and the Trainer's callbacks (every
-record), so a caller can send both to a log file. Only rank 0 speaks and writes. Process-wide settings are the
-caller's: see `tinylm.runtime.configure_backend`.
+A `Job` supplies only what differs: `Pretraining` below (what `python -m tinylm.train` runs), and in tinylm.posttrain
+the SFT, DPO and GRPO jobs. What a run prints goes through `say` and the Trainer's callbacks, so a caller can send
+both to a log file; only rank 0 speaks and writes. Process-wide settings are the caller's
+(`tinylm.runtime.configure_backend`).
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,6 +32,7 @@ from ..model.gpt import GPT
 from ..paths import atomic_write, shown
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
+from .options import SETTINGS_FILE, RunOptions, check_resume, describe_settings, plain, read_settings, write_settings
 from .progress import TRAINING_TIME, cpu_threads_note, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
 from .run_folder import claim_run_folder, overwriting
@@ -56,25 +51,82 @@ class Finished:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Start:
+    """What a Job's hooks build a run from: the saved state (None: a new run), the device, the processes, and where
+    to speak."""
+
+    saved: dict | None
+    device: torch.device
+    world: World
+    say: Callable[[str], None]
+
+
 class Job:
-    """What one kind of run adds to the skeleton. `out`, `resume` and `overwrite` say where it runs and how;
-    `files` is what it writes into `out` (set aside under --overwrite); `report_name` the JSON report it keeps there
+    """What one kind of run adds to the skeleton. `run` (resolved: its profile and folder settled) says where it
+    runs and how, `options` is the method's own frozen options value (None where it has none) and `given` what the
+    user set of both, which --resume compares with the saved run's. `command` names the run in settings.json; `files`
+    is what it writes into the folder (set aside under --overwrite); `report_name` the JSON report it keeps there
     (None: none); `reload_best` whether the measurements after training are of best.pt's weights."""
 
-    files: tuple[str, ...] = RUN_FILES
+    command = "train"
+    files: tuple[str, ...] = (*RUN_FILES, SETTINGS_FILE)
     report_name: str | None = None
     reload_best: bool = False
 
-    def __init__(self, out: str | Path, resume: bool = False, overwrite: bool = False):
-        if resume and overwrite:  # both would delete the run's history, then resume it
-            raise InputError("--resume continues the run in the folder and --overwrite replaces it: choose one")
-        self.out, self.resume, self.overwrite = Path(out), resume, overwrite
+    def __init__(self, run: RunOptions, options: Any = None, given: dict[str, Any] | None = None):
+        self.run, self.options, self.given = run, options, dict(given or {})
 
-    def start(self, saved: dict | None, device: torch.device, world: World, say: Callable[[str], None]) -> Trainer:
-        """The Trainer of a new run (`saved` None) or of the saved run continued (the skeleton then loads `saved`
-        into it); says the header line."""
+    # -- the start, in the order run_job calls the hooks ------------------------------------------------------
+    def settle(self, saved: dict[str, Any]) -> None:
+        """Settle the options after the resume rule: the given ones, else the saved run's (`saved`: empty for a new
+        run), else the recipe's (`defaults`)."""
+        if "profile" in saved and "profile" not in self.given:
+            self.run = replace(self.run, profile=saved["profile"])
+        if self.options is not None:
+            names = {f.name for f in fields(self.options)}
+            settled = {**self.defaults(), **{k: v for k, v in saved.items() if k in names}}
+            self.options = replace(self.options, **{k: v for k, v in settled.items()
+                                                    if getattr(self.options, k) is None})
+
+    def defaults(self) -> dict[str, Any]:
+        """What an option a new run was not given takes (the profile's recipe is known by now)."""
+        return {}
+
+    def data(self, start: Start) -> None:
+        """Read or prepare the data (every rank, new run or resumed)."""
+
+    def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
+        """(model, tokenizer, TrainConfig) of a new run, or of the saved run continued (`resumed_train`)."""
         raise NotImplementedError
 
+    def trainer(self, model: GPT, tokenizer: Any, cfg: TrainConfig, start: Start) -> Trainer:
+        """The Trainer; the skeleton loads the saved state into it on --resume."""
+        raise NotImplementedError
+
+    def header(self, trainer: Trainer, start: Start) -> str:
+        """The line that says what runs where."""
+        return ""
+
+    def resumed_train(self, saved: dict) -> TrainConfig:
+        """The saved run's TrainConfig with this call's options (the resume rule let through only those equal to the
+        saved ones and those that may change)."""
+        return TrainConfig.from_dict(saved["train_config"]).override(**self.run.train_changes())
+
+    # -- settings.json ----------------------------------------------------------------------------------------
+    def option_values(self, trainer: Trainer) -> dict[str, Any]:
+        """The method's options as settings.json keeps them, resolved."""
+        return plain(self.options) if self.options is not None else {}
+
+    def recipe_values(self) -> dict[str, Any]:
+        """The recipe's settings beyond its TrainConfig, for settings.json."""
+        return {}
+
+    def saved_options(self, saved: dict) -> dict[str, Any]:
+        """What a checkpoint of an older tinylm (a run folder without settings.json) says of the options."""
+        return {}
+
+    # -- around training ------------------------------------------------------------------------------------
     def before(self, trainer: Trainer, report: dict, world: World) -> None:
         """Add the measurements before training to `report` (every rank calls it; a resume skips it when the report
         already holds them)."""
@@ -91,7 +143,7 @@ class Job:
         command that trains takes --learning-rate and --resume)."""
         rate = trainer.cfg.learning_rate
         lower = f"--learning-rate {rate / 2:.3g}"
-        if (self.out / "last.pt").exists():
+        if (self.run.out / "last.pt").exists():
             retry = f"continue from its last good checkpoint at a lower peak rate: --resume {lower}"
         else:
             retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
@@ -99,25 +151,21 @@ class Job:
                 f"{rate:.3g}); {retry}")
 
 
-def run_job(job: Job, *, device: str | None = None, world: World | None = None,
-            say: Callable[[str], None] = print) -> Finished:
+def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] = print) -> Finished:
     """Run `job` through the stages in the module docstring; returns what it finished with."""
     started = time.perf_counter()
     world = world or current_world()
-    if not world.is_main:
-        say = _silent
+    say = say if world.is_main else _silent
+    out = job.run.out
     with contextlib.ExitStack() as held:
-        claim_run_folder(job.out, held, world.is_main, job.resume, job.overwrite, files=job.files, say=say)
-        device = resolve_device(device_for(world, device))  # a GPU this machine lacks fails before the data stage
-        saved = load_training_checkpoint(job.out / "last.pt") if job.resume else None
-        trainer = job.start(saved, device, world, say)
-        if saved is not None:
-            trainer.load_state_dict(saved)
-        if world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
-            say(warning)
-        say(plan(trainer))
-        report = _read_report(job) if job.resume else {}
-        with overwriting(job.out, job.files, enabled=job.overwrite and world.is_main, say=say):
+        claim_run_folder(out, held, world.is_main, job.run.resume, job.run.overwrite, files=job.files, say=say)
+        device = resolve_device(device_for(world, job.run.device))  # a GPU this machine lacks fails before the data
+        saved = load_training_checkpoint(out / "last.pt") if job.run.resume else None
+        job.settle(_saved_settings(job, saved) if saved is not None else {})
+        trainer, settings = _start(job, Start(saved, device, world, say))
+        report = _read_report(job) if job.run.resume else {}
+        with overwriting(out, job.files, enabled=job.run.overwrite and world.is_main, say=say), \
+                _settings_file(out, settings, world):
             if job.report_name is not None and "before" not in report:
                 job.before(trainer, report, world)
                 _write_report(job, report, world)
@@ -126,7 +174,7 @@ def run_job(job: Job, *, device: str | None = None, world: World | None = None,
             except TrainingDiverged as error:
                 raise TrainingDiverged(job.diverged(trainer)) from error
         if job.reload_best:
-            load_best(trainer, job.out / "best.pt", world)
+            load_best(trainer, out / "best.pt", world)
         job.after(trainer, report, world)
         if job.report_name is not None:
             report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this invocation's, a base's included
@@ -135,6 +183,48 @@ def run_job(job: Job, *, device: str | None = None, world: World | None = None,
         if world.is_main and (closing := job.epilogue(finished)):
             say(closing)
     return finished
+
+
+def _saved_settings(job: Job, saved: dict) -> dict[str, Any]:
+    """The saved run's settings by name (settings.json's, else what its checkpoint holds), once the options given
+    pass the resume rule."""
+    written = read_settings(job.run.out)
+    if written is None:
+        written = {"options": job.saved_options(saved), "train": saved["train_config"]}
+    settings = {**written["train"], **written["options"]}
+    if "profile" in written:
+        settings["profile"] = written["profile"]
+    check_resume(job.given, settings, job.run.out)
+    return settings
+
+
+def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
+    """The Trainer through the job's hooks, the saved state loaded on --resume; the settings and the plan said."""
+    job.data(start)
+    model, tokenizer, cfg = job.model(start)
+    trainer = job.trainer(model, tokenizer, cfg, start)
+    if start.saved is not None:
+        trainer.load_state_dict(start.saved)
+    settings = {"command": job.command, "profile": job.run.profile, "device": str(trainer.device),
+                "options": job.option_values(trainer), "recipe": job.recipe_values(), "train": trainer.cfg.to_dict()}
+    start.say(describe_settings(settings, job.run.out))
+    start.say(job.header(trainer, start))
+    if start.world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
+        start.say(warning)
+    start.say(plan(trainer))
+    return trainer, settings
+
+
+@contextlib.contextmanager
+def _settings_file(out: Path, settings: dict[str, Any], world: World):
+    """OUT/settings.json for the block (rank 0 writes it), gone again if the run ends without a checkpoint."""
+    if world.is_main:
+        write_settings(out, settings)
+    try:
+        yield
+    finally:
+        if world.is_main and not (out / "last.pt").exists():
+            (out / SETTINGS_FILE).unlink(missing_ok=True)
 
 
 def load_best(trainer: Trainer, path: Path, world: World) -> None:
@@ -147,13 +237,13 @@ def load_best(trainer: Trainer, path: Path, world: World) -> None:
 
 
 def _read_report(job: Job) -> dict:
-    path = job.out / job.report_name if job.report_name else None
+    path = job.run.out / job.report_name if job.report_name else None
     return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
 
 
 def _write_report(job: Job, report: dict, world: World) -> None:
     if world.is_main:
-        with atomic_write(job.out / job.report_name) as f:
+        with atomic_write(job.run.out / job.report_name) as f:
             f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
@@ -187,69 +277,72 @@ class Pretraining(Job):
     asks for it; the final line gives the validation loss over the whole split."""
 
     def __init__(self, recipe: Recipe, on_record: Callable[[dict], None] = print_record):
-        super().__init__(recipe.out, recipe.resume, recipe.overwrite)
+        super().__init__(recipe.run, given=recipe.given)
         self.recipe, self.on_record = recipe, on_record
 
-    def start(self, saved, device, world, say) -> Trainer:
-        recipe, out = self.recipe, self.out
-        if saved is not None:
-            _check_resumable(GPTConfig.from_dict(saved["model_config"]), recipe, out)
-        if not world.is_main:
+    def data(self, start: Start) -> None:
+        if not start.world.is_main:
             barrier()  # rank 0 prepares the data first; the others then find it ready
-        data = recipe.track.prepare(recipe.profile)
-        if world.is_main:
+        self.prepared = self.recipe.track.prepare_data(self.run.profile)
+        if start.world.is_main:
             barrier()
+
+    def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
+        data, saved = self.prepared, start.saved
         if saved is None:
-            model_cfg, train_cfg = recipe.model_config(data.tokenizer), recipe.train
-        else:  # the saved run's own model and recipe win, so the same network continues on an unchanged schedule
+            model_cfg, train_cfg = self.recipe.model_config(data.tokenizer), self.recipe.train
+        else:  # the saved run's own network and schedule
             if saved.get("tokenizer") != data.tokenizer.to_dict():
-                raise InputError(f"{out / 'last.pt'} was trained with another tokenizer than the {recipe.profile} "
-                                 f"profile of {recipe.track.name} uses; resume it with the profile it was trained "
-                                 "with (--profile)")
-            model_cfg = GPTConfig.from_dict(saved["model_config"])
-            train_cfg = recipe.apply_overrides(TrainConfig.from_dict(saved["train_config"]))
+                raise InputError(f"{self.run.out / 'last.pt'} was trained with another tokenizer than the "
+                                 f"{self.run.profile} profile of {self.recipe.track.name} uses; resume it with the "
+                                 "profile it was trained with (--profile)")
+            model_cfg, train_cfg = GPTConfig.from_dict(saved["model_config"]), self.resumed_train(saved)
         torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
-        model = GPT(model_cfg)
-        train_data = recipe.track.training_data(data, model_cfg.block_size, train_cfg.batch_size, world,
-                                                train_cfg.seed)
-        evaluators = _hellaswag_evaluator(recipe.track.hellaswag_examples.get(recipe.profile, 0), data.tokenizer, say)
-        trainer = Trainer(model, train_cfg, train_data, data.val, out_dir=out, tokenizer=data.tokenizer, device=device,
-                          callbacks=[self.on_record], sample_prompt=recipe.track.sample_prompt, world=world,
-                          evaluators=evaluators)
-        self.val_tokens = len(data.val)
-        say(f"{recipe.track.name} | profile {recipe.profile} | {_describe(model)} | {world.size} process(es) "
-            f"| device {trainer.device}{cpu_threads_note(trainer.device)} "
-            f"| dtype {str(trainer.dtype).removeprefix('torch.')} "
-            f"| optimizer {_describe_optimizer(trainer.optimizer)} "
-            f"| {train_cfg.batch_size} x {trainer.grad_accum_steps} x {world.size} sequences of "
-            f"{model_cfg.block_size} per step | {_count_tokens(train_data):,} train / {len(data.val):,} val tokens "
-            f"| run folder {shown(out)}")
-        return trainer
+        return GPT(model_cfg), data.tokenizer, train_cfg
+
+    def resumed_train(self, saved: dict) -> TrainConfig:
+        return self.recipe.apply_overrides(TrainConfig.from_dict(saved["train_config"]))
+
+    def trainer(self, model: GPT, tokenizer: Any, cfg: TrainConfig, start: Start) -> Trainer:
+        track, data = self.recipe.track, self.prepared
+        self.train_data = track.training_data(data, model.config.block_size, cfg.batch_size, start.world, cfg.seed)
+        evaluators = _hellaswag_evaluator(track.hellaswag_examples.get(self.run.profile, 0), tokenizer, start.say)
+        return Trainer(model, cfg, self.train_data, data.val, out_dir=self.run.out, tokenizer=tokenizer,
+                       device=start.device, callbacks=[self.on_record], sample_prompt=track.sample_prompt,
+                       world=start.world, evaluators=evaluators)
+
+    def header(self, trainer: Trainer, start: Start) -> str:
+        cfg, block_size = trainer.cfg, trainer.model_config.block_size
+        return (f"{self.recipe.track.name} | profile {self.run.profile} | {_describe(trainer.model)} "
+                f"| {start.world.size} process(es) | device {trainer.device}{cpu_threads_note(trainer.device)} "
+                f"| dtype {str(trainer.dtype).removeprefix('torch.')} "
+                f"| optimizer {_describe_optimizer(trainer.optimizer)} "
+                f"| {cfg.batch_size} x {trainer.grad_accum_steps} x {start.world.size} sequences of {block_size} per "
+                f"step | {_count_tokens(self.train_data):,} train / {len(self.prepared.val):,} val tokens "
+                f"| run folder {shown(self.run.out)}")
+
+    def option_values(self, trainer: Trainer) -> dict[str, Any]:
+        return {"track": self.recipe.track.name, "recipe": self.recipe.name, **_network(trainer.model_config)}
+
+    def saved_options(self, saved: dict) -> dict[str, Any]:
+        return _network(GPTConfig.from_dict(saved["model_config"]))
 
     def epilogue(self, finished: Finished) -> str:
-        return f"final validation loss (whole split, {self.val_tokens:,} tokens): {finished.final['val_loss']:.4f}"
+        tokens = len(self.prepared.val)
+        return f"final validation loss (whole split, {tokens:,} tokens): {finished.final['val_loss']:.4f}"
 
 
-def train(recipe: Recipe, *, device: str | None = None, world: World | None = None,
-          say: Callable[[str], None] = print, on_record: Callable[[dict], None] = print_record) -> Finished:
-    """Run `recipe` into recipe.out: a new run, or with recipe.resume the one in that folder continued from its
-    last.pt (its own network and schedule, with the recipe's explicit options applied); recipe.overwrite replaces
+def train(recipe: Recipe, *, world: World | None = None, say: Callable[[str], None] = print,
+          on_record: Callable[[dict], None] = print_record) -> Finished:
+    """Run `recipe` into recipe.run.out: a new run, or with --resume the one in that folder continued from its
+    last.pt (its own network and schedule; options by the resume rule, tinylm.train.options); --overwrite replaces
     an old run there. Only rank 0 speaks (through `say` and `on_record`) and writes."""
-    return run_job(Pretraining(recipe, on_record), device=device, world=world, say=say)
+    return run_job(Pretraining(recipe, on_record), world=world, say=say)
 
 
-def _check_resumable(saved: GPTConfig, recipe: Recipe, out: Path) -> None:
-    """A resume continues the saved network: an architecture or balancing that asks for another one is an error."""
-    saved_arch = architecture_of(saved) or "a custom architecture"
-    arch = recipe.arch
-    if arch is not None and arch != saved_arch:
-        raise InputError(f"--arch {arch}: the run in {out} is {saved_arch}; resume it without --arch "
-                         f"(or with --arch {saved_arch}), or train {arch} in another --out folder")
-    balancing = recipe.balancing
-    if balancing is not None and (not saved.n_experts or balancing != saved.balancing):
-        what = f"balances its experts with {saved.balancing}" if saved.n_experts else "has no mixture of experts"
-        raise InputError(f"--balancing {balancing}: the run in {out} {what}; resume it without --balancing, "
-                         "or train another one in a new --out folder")
+def _network(config: GPTConfig) -> dict[str, Any]:
+    """The --arch and --balancing a network was built with."""
+    return {"arch": architecture_of(config) or "custom", "balancing": config.balancing if config.n_experts else None}
 
 
 def _describe(model: GPT) -> str:

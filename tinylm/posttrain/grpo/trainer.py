@@ -1,36 +1,13 @@
-"""Group-relative policy optimisation (GRPO; Shao et al., 2024, DeepSeekMath, arXiv:2402.03300): the objective.
+"""`GRPOTrainer`: the one Trainer (tinylm.train.trainer) with GRPO's batches, loss and validation.
 
-For each prompt the policy samples a group of G completions; a program rewards each one. GRPO needs no
-value network: a completion's advantage is its reward measured against its own group,
-A_i = (r_i − mean(r)) / (std(r) + eps), so a group where every completion earns the same reward teaches
-nothing (all advantages 0), and the better half of a mixed group is pushed up, the worse half down.
-
-The update is PPO's clipped surrogate (Schulman et al., 2017, arXiv:1707.06347), per completion token:
-with ratio ρ = π_θ(token) / π_old(token), the probability now over the probability when sampled,
-
-    objective = min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A)
-
-which stops paying for moving a token's probability further than ±ε in the direction of its advantage, so
-several optimizer steps can reuse one batch of samples. An optional penalty β·KL(π_θ || π_ref) keeps the
-policy near the starting model, estimated per token with Schulman's always-positive k3 = exp(q) − q − 1 where
-q = log π_ref − log π_θ. Its mean is an unbiased estimate of the KL only over tokens sampled from π_θ; the tokens
-here come from π_old, which is π_θ at a rollout's first update only, so after that it is an approximation (as in
-the GRPO paper, which uses the same estimate).
-
-Averaging: the loss is the mean over every completion token of the batch (DAPO's token-level loss,
-arXiv:2503.14476), not the GRPO paper's mean over each completion's tokens (1/|o_i|) and then over completions,
-which weighs a token of a short completion more than a token of a long one. (Dr. GRPO, arXiv:2503.20783, drops the
-1/|o_i| too, dividing by a constant instead.)
-
-Training. `GRPOTrainer` is the one Trainer (tinylm.train.trainer) with three things of its own: its batches come
-from `RolloutSource` (fresh training problems, never a held-out one, a group of completions sampled for each with
-the KV cache and rewarded; with the log-probabilities of the sampling policy, π_old, and of the frozen starting
-model, π_ref, when a KL penalty needs it), its loss is the clipped objective, and its evaluation is the greedy
-accuracy on the validation problems (tinylm.posttrain.tasks.HeldOut), where higher is better, so best.pt keeps the
-policy most accurate on them; the test problems are scored apart (`accuracy_on`), and never choose anything. Each
-Trainer step is one optimizer update; `updates` consecutive steps share a rollout, as PPO's epochs do. The
-Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
-every completion token of the global batch; every rank draws the same problems from one stream and samples its
+Its batches come from `RolloutSource`: fresh training problems (never a held-out one), a group of completions sampled
+for each with the KV cache and rewarded (tinylm.posttrain.grpo.rollout), with the log-probabilities of the sampling
+policy π_old and, for a KL penalty, of the frozen starting model π_ref. Its loss is the clipped objective
+(tinylm.posttrain.grpo.objective), its evaluation the greedy accuracy on the validation problems, higher being better,
+so best.pt keeps the policy most accurate on them; the test problems are scored apart (`accuracy_on`) and choose
+nothing. Each Trainer step is one optimizer update, and `updates` consecutive steps share a rollout, as PPO's epochs
+do. The Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean
+over every completion token of the global batch; every rank draws the same problems from one stream and samples its
 own share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
 """
 
@@ -38,78 +15,31 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..distributed import World, all_reduce_sum, current_world
-from ..errors import InputError
-from ..runtime import resolve_dtype
-from ..train.memory import check_training_memory
-from ..train.progress import format_duration, format_record
-from ..train.trainer import Trainer
-from .grpo_recipes import RLRecipe
-from .rollout import held_out_accuracy, sample_groups
+from ...distributed import World, all_reduce_sum, current_world
+from ...runtime import resolve_dtype
+from ...train.memory import check_training_memory
+from ...train.progress import format_duration, format_record
+from ...train.trainer import Trainer
+from .objective import PolicyLoss, clipped_policy_loss, group_advantages, token_logprobs
+from .recipes import GRPORecipe
+from .rollout import greedy_accuracy, sample_groups
 from .tasks import FormatOnly, HeldOut, Problem, ProblemStream, TaskError
 
 
-@dataclass(frozen=True)
-class PolicyLoss:
-    loss: torch.Tensor
-    clip_fraction: float  # share of completion tokens whose ratio the clip held back
-    kl: float  # mean k3 estimate of KL(π_θ || π_ref) per completion token (0 without a reference)
-
-
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
-    """(prompts, G) rewards -> advantages: minus the group mean, divided by the group's std when `scale`
-    (DeepSeekMath; `scale=False` is the variant of Liu et al., 2025, "Dr. GRPO", arXiv:2503.20783)."""
-    if rewards.dim() != 2 or rewards.shape[1] < 2:
-        raise InputError(f"group_advantages needs (prompts, group) rewards with a group of at least 2, "
-                         f"got shape {tuple(rewards.shape)}: a group of one has nothing to be compared with")
-    centred = rewards - rewards.mean(dim=1, keepdim=True)
-    return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
-
-
-def token_logprobs(model, sequences: torch.Tensor) -> torch.Tensor:
-    """log π(sequences[:, t+1] | sequences[:, :t+1]) for every t: (B, T) ids -> (B, T-1) log-probabilities."""
-    logits, _ = model(sequences[:, :-1])
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, sequences[:, 1:].unsqueeze(-1)).squeeze(-1)
-
-
-def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                        clip_eps: float = 0.2, ref_logp: torch.Tensor | None = None,
-                        kl_coef: float = 0.0) -> PolicyLoss:
-    """The negated clipped objective (+ kl_coef · k3), averaged over the tokens where `mask` is true.
-
-    logp, old_logp, ref_logp, mask: (B, T) per completion token; advantages: (B,) one per completion."""
-    mask = mask.float()
-    tokens = mask.sum().clamp(min=1)
-    ratio = torch.exp(logp - old_logp)
-    advantage = advantages.unsqueeze(1)  # (B,) -> (B, 1): every token of a completion shares its advantage
-    unclipped = ratio * advantage
-    clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantage
-    objective = torch.minimum(unclipped, clipped)
-    clip_fraction = (((clipped < unclipped).float() * mask).sum() / tokens).item()
-    loss = -(objective * mask).sum() / tokens
-    kl = 0.0
-    if ref_logp is not None and kl_coef > 0:
-        q = ref_logp - logp
-        k3 = torch.exp(q) - q - 1
-        kl_mean = (k3 * mask).sum() / tokens
-        loss = loss + kl_coef * kl_mean
-        kl = kl_mean.item()
-    return PolicyLoss(loss=loss, clip_fraction=clip_fraction, kl=kl)
-
-
 class RolloutSource:
-    """GRPO's batches: every `updates` steps a fresh rollout of this rank's share of the problems; in between, the
-    same one. A batch is (sequences, completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
+    """GRPO's batches: every `updates` steps a fresh rollout of this rank's share of the problems, sampled from
+    `policy` (the model being trained, as it is at that step); in between, the same one. A batch is (sequences,
+    completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
 
-    def __init__(self, trainer: "GRPOTrainer", task, held_out: HeldOut, seed: int):
-        self.trainer, self.recipe, self.seed = trainer, trainer.recipe, seed
-        self.reward_task = FormatOnly(task) if self.recipe.reward == "format" else task
+    def __init__(self, *, policy, reference, tokenizer, task, held_out: HeldOut, recipe: GRPORecipe,
+                 max_new_tokens: int, seed: int, world: World):
+        self.policy, self.reference, self.tokenizer, self.world = policy, reference, tokenizer, world
+        self.recipe, self.max_new_tokens, self.seed = recipe, max_new_tokens, seed
+        self.reward_task = FormatOnly(task) if recipe.reward == "format" else task
         self.stream = ProblemStream(task, held_out.problems, seed=seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
         self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
@@ -122,20 +52,20 @@ class RolloutSource:
 
     @torch.no_grad()
     def _sample(self) -> tuple:
-        recipe, trainer, world = self.recipe, self.trainer, self.trainer.world
+        recipe, world = self.recipe, self.world
         problems = self.stream.take(recipe.prompts)
         share = recipe.prompts // world.size
         mine = problems[world.rank * share : (world.rank + 1) * share]
         rollout_index = self.served // recipe.updates  # sampling seeds derive from it, so a resume samples the same
         seed = (self.seed * 1_000_003 + rollout_index) * 1024 + world.rank
-        rollout = sample_groups(trainer.model, trainer.tokenizer, self.reward_task, mine, recipe.group_size,
-                                trainer.max_new_tokens, temperature=recipe.temperature, seed=seed)
+        rollout = sample_groups(self.policy, self.tokenizer, self.reward_task, mine, recipe.group_size,
+                                self.max_new_tokens, temperature=recipe.temperature, seed=seed)
         mask = rollout.completion_mask
         self.totals = [rollout.rewards.sum().item(), rollout.correct.sum().item(), rollout.well_formed.sum().item(),
                        mask.sum().item(), rollout.rewards.numel()]
         advantages = group_advantages(rollout.rewards, scale=recipe.scale_advantages).flatten()
-        old = token_logprobs(trainer.model, rollout.sequences)
-        ref = token_logprobs(trainer.reference, rollout.sequences) if trainer.reference is not None else None
+        old = token_logprobs(self.policy, rollout.sequences)
+        ref = token_logprobs(self.reference, rollout.sequences) if self.reference is not None else None
         return rollout.sequences, mask, advantages, old, ref
 
     def state_dict(self) -> dict[str, Any]:
@@ -160,7 +90,7 @@ class GRPOTrainer(Trainer):
     score = "accuracy"
     higher_is_better = True
 
-    def __init__(self, model, tokenizer, task, recipe: RLRecipe, held_out: HeldOut, max_new_tokens: int, *,
+    def __init__(self, model, tokenizer, task, recipe: GRPORecipe, held_out: HeldOut, max_new_tokens: int, *,
                  world: World | None = None, **kwargs):
         world = world or current_world()
         if recipe.prompts % world.size:
@@ -171,7 +101,10 @@ class GRPOTrainer(Trainer):
         self.reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
         cfg = dataclasses.replace(recipe.train, batch_size=recipe.prompts // world.size * recipe.group_size,
                                   grad_accum_steps=1, total_batch_tokens=None, sample_interval=0)
-        self.source = RolloutSource(self, task, held_out, cfg.seed)
+        # the policy is `model` itself, which the Trainer moves in place and trains
+        self.source = RolloutSource(policy=model, reference=self.reference, tokenizer=tokenizer, task=task,
+                                    held_out=held_out, recipe=recipe, max_new_tokens=max_new_tokens, seed=cfg.seed,
+                                    world=world)
         super().__init__(model, cfg, self.source, tokenizer=tokenizer, world=world, **kwargs)
         if self.reference is not None:
             self.reference.to(self.device)
@@ -208,7 +141,7 @@ class GRPOTrainer(Trainer):
         """{"accuracy", "well_formed"}: shares of greedy completions of `problems`, each rank scoring a share (under
         DDP every rank must call it)."""
         mine = problems[self.world.rank :: self.world.size]
-        correct, formed = held_out_accuracy(self.model, self.tokenizer, self.task, mine, self.max_new_tokens) \
+        correct, formed = greedy_accuracy(self.model, self.tokenizer, self.task, mine, self.max_new_tokens) \
             if mine else (0.0, 0.0)
         correct, formed, n = self._sum([correct * len(mine), formed * len(mine), len(mine)])
         return {"accuracy": correct / n, "well_formed": formed / n}
@@ -249,7 +182,7 @@ def group_size_advice(prompts: int):
     return advice
 
 
-def check_rollout_memory(model, recipe: RLRecipe, device: torch.device, world: World) -> None:
+def check_rollout_memory(model, recipe: GRPORecipe, device: torch.device, world: World) -> None:
     """NotEnoughMemory, naming the group size that fits, if a GRPO step of `model` cannot fit on `device`: checked
     before anything is trained, the task-format model included."""
     prompts = recipe.prompts // world.size
@@ -257,7 +190,7 @@ def check_rollout_memory(model, recipe: RLRecipe, device: torch.device, world: W
                           processes=world.size if device.type == "cpu" else 1, advice=group_size_advice(prompts))
 
 
-def format_rl_record(record: dict[str, Any]) -> str:
+def format_grpo_record(record: dict[str, Any]) -> str:
     """A train record as `step  40/1000 | reward 0.412 | correct 35.2% | well-formed 99.6% | length 3.1 | clip 0.004
     | 12s | ETA 4m10s`, an evaluation as the validation accuracy and the best so far; anything else as tinylm.train
     prints it."""
@@ -277,5 +210,5 @@ def format_rl_record(record: dict[str, Any]) -> str:
     return format_record(record)
 
 
-def print_rl_record(record: dict[str, Any]) -> None:
-    print(format_rl_record(record), flush=True)
+def print_grpo_record(record: dict[str, Any]) -> None:
+    print(format_grpo_record(record), flush=True)

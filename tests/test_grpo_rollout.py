@@ -7,8 +7,8 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.rollout import held_out_accuracy, sample_groups
-from tinylm.posttrain.tasks import ALPHABET, get_task
+from tinylm.posttrain.grpo.rollout import greedy_accuracy, sample_groups
+from tinylm.posttrain.grpo.tasks import ALPHABET, get_task
 from tinylm.tokenizers.char import CharTokenizer
 
 
@@ -37,9 +37,9 @@ def test_mask_covers_the_completions_and_rewards_are_scores():
     assert again.completions == rollout.completions and torch.equal(again.sequences, rollout.sequences)
 
 
-def test_held_out_accuracy_counts_greedy_scores():
+def test_greedy_accuracy_counts_greedy_scores():
     model, tokenizer, task, problems = setup()
-    correct, well_formed = held_out_accuracy(model, tokenizer, task, problems, max_new_tokens=6, batch_size=2)
+    correct, well_formed = greedy_accuracy(model, tokenizer, task, problems, max_new_tokens=6, batch_size=2)
     greedy = sample_groups(model, tokenizer, task, problems, group_size=1, max_new_tokens=6, temperature=0)
     assert correct == greedy.correct.float().mean().item()
     assert well_formed == greedy.well_formed.float().mean().item()

@@ -1,4 +1,4 @@
-"""Sampling groups of completions with the KV cache, scoring them, and measuring held-out accuracy.
+"""Sampling groups of completions with the KV cache, scoring them, and the greedy accuracy on problems.
 
 A rollout is the data of one GRPO step: for each of P problems, G completions sampled from the policy at
 the same prompt, each scored by the task's program. The sequences come back as one right-padded (P·G, T)
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..generate.decode import decode
-from ..generate.sampling import Sampling
-from ..runtime import model_device
+from ...generate.decode import decode
+from ...generate.sampling import Sampling
+from ...runtime import model_device
 from .tasks import END, Problem
 
 
@@ -68,7 +68,7 @@ def sample_groups(model, tokenizer, task, problems: list[Problem], group_size: i
                    completions=completions)
 
 
-def held_out_accuracy(model, tokenizer, task, problems: list[Problem], max_new_tokens: int,
+def greedy_accuracy(model, tokenizer, task, problems: list[Problem], max_new_tokens: int,
                       batch_size: int = 256) -> tuple[float, float]:
     """(share correct, share well-formed) of greedy completions of `problems`."""
     correct = well_formed = 0

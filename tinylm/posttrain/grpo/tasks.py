@@ -1,22 +1,17 @@
 """Problems whose answers a program checks: the data of reinforcement learning with verifiable rewards.
 
-A task makes `Problem`s from a random generator and scores a model's completion of a problem's prompt. The
-reward needs no learned judge: the completion is parsed and checked, so it cannot be argued with, only hacked
-through what the check forgets to look at (a format-only reward pays for well-formed nonsense).
+A task makes `Problem`s from a random generator and scores a model's completion of a problem's prompt. The reward
+needs no learned judge: the completion is parsed and checked, so it cannot be argued with, only hacked through what
+the check forgets to look at (`FormatOnly` pays for any well-formed answer: notebook 11 shows the reward hacking).
 
-- arithmetic: "347+58=" → "405". Sums and differences of numbers of 1 to `digits` digits.
-- countdown: "3 5 8 2>24:" → "(8-5)*(2+3)..."-style expressions: reach the target with + - * / and each given
-  number at most once. Problems are made by building a random expression from the numbers, so each one has a
-  solution.
+- arithmetic: "347+58=" → "405": sums and differences of numbers of 1 to `digits` digits.
+- countdown: "3 5 8 2>24:" → an expression that reaches the target with + - * / and each number at most once (each
+  problem is built from a random expression, so it has a solution).
 
-Every completion is read up to its first newline, which is also the stop token a well-formed answer ends with.
-`held_out_problems` fixes the evaluation set by seed, and `held_out_split` cuts it in two: validation problems,
-scored at every evaluation to choose best.pt, and test problems, scored only before training and on best.pt after it
-(a figure chosen as the best of many evaluations on the same problems is biased upward; the test figure took part in
-no choice).
-`training_problems` never yields a held-out prompt, and `ProblemStream` is the same stream with a state a checkpoint
-can keep. `FormatOnly` wraps a task with the reward
-a careless check would give (well-formed pays, right or wrong): notebook 11 trains on it to show reward hacking.
+A completion is read up to its first newline, the stop token a well-formed answer ends with. `held_out_split` fixes
+the held-out problems by seed, never trained on: validation (scored at every evaluation, choosing best.pt) and test
+(scored before training and on best.pt, choosing nothing). `ProblemStream` draws training problems, never a held-out
+one, with a state a checkpoint can keep.
 """
 
 from __future__ import annotations
@@ -31,7 +26,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import InputError
+from ...errors import InputError
 
 ALPHABET = "\n ()*+-/0123456789:=>"  # every character a prompt or a well-formed answer of either task uses
 END = "\n"

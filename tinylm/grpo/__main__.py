@@ -1,6 +1,6 @@
-"""`python -m tinylm.finetune`: the command line in tinylm/cli/finetune.py."""
+"""`python -m tinylm.grpo`: the command line in tinylm/cli/grpo.py."""
 
 if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
     from tinylm.cli import run
 
-    run("finetune")
+    run("grpo")

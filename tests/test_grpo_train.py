@@ -11,16 +11,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.grpo_ddp_worker import ddp_setup, one_step_trainer
 from tests.preloaded import run_python
-from tests.rl_ddp_worker import ddp_setup, one_step_trainer
 from tinylm.config import GPTConfig
 from tinylm.distributed import World
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo import GRPOTrainer, clipped_policy_loss, group_advantages, token_logprobs
-from tinylm.posttrain.grpo_recipes import RL_RECIPES
-from tinylm.posttrain.rollout import held_out_accuracy
-from tinylm.posttrain.task_base import answer_batch, check_tokenizer, task_tokenizer
-from tinylm.posttrain.tasks import (
+from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
+from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
+from tinylm.posttrain.grpo.rollout import greedy_accuracy
+from tinylm.posttrain.grpo.task_base import answer_batch, check_tokenizer, task_tokenizer
+from tinylm.posttrain.grpo.tasks import (
     FormatOnly,
     ProblemStream,
     TaskError,
@@ -29,10 +29,11 @@ from tinylm.posttrain.tasks import (
     held_out_split,
     training_problems,
 )
+from tinylm.posttrain.grpo.trainer import GRPOTrainer
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.checkpoint import load_training_checkpoint
 
-WORKER = Path(__file__).with_name("rl_ddp_worker.py")
+WORKER = Path(__file__).with_name("grpo_ddp_worker.py")
 
 
 def test_problem_stream_is_the_training_stream_and_resumes_from_its_state():
@@ -79,7 +80,7 @@ def tiny(seed: int, train: dict | None = None, **changes):
     torch.manual_seed(seed)
     tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
-    recipe = RL_RECIPES["smoke"].replace(
+    recipe = GRPO_RECIPES["smoke"].replace(
         train={"learning_rate": 3e-3, "min_lr": 3e-3, "seed": seed, "max_steps": 30, "eval_interval": 0,
                "log_interval": 1, **(train or {})},
         **{"prompts": 8, "group_size": 4, "updates": 1, "validation": 8, "test": 8, **changes})
@@ -90,7 +91,7 @@ def test_rollouts_never_draw_a_held_out_problem_and_evaluations_score_the_valida
     model, tokenizer, task, recipe, held_out = tiny(0, reward="format")
     trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
     assert trainer.source.stream.excluded == {p.prompt for p in held_out.problems}  # validation and test alike
-    validation, test = (dict(zip(("accuracy", "well_formed"), held_out_accuracy(model, tokenizer, task, problems, 6)))
+    validation, test = (dict(zip(("accuracy", "well_formed"), greedy_accuracy(model, tokenizer, task, problems, 6)))
                         for problems in (held_out.validation, held_out.test))
     assert trainer.evaluate() == validation and trainer.accuracy_on(held_out.test) == test
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tinylm.posttrain.tasks import (
+from tinylm.posttrain.grpo.tasks import (
     ALPHABET,
     ArithmeticTask,
     CountdownTask,

@@ -1,21 +1,14 @@
-"""What an RL run does on each profile: the task's settings, the starting model's SFT, and the GRPO loop's knobs.
+"""What a GRPO run does on each profile: the task's settings, the task-format model's SFT, and GRPO's knobs.
 
-Why these settings. The cpu profile must show learning within minutes on two cores, so the task is 2-digit
-arithmetic: with answer-only SFT on the format a 2-layer, 64-wide character model solves a minority of the
-held-out problems greedily, which leaves GRPO room to gain and gives it groups with mixed rewards (a group whose
-completions are all right or all wrong teaches nothing). 3-digit problems start near 2%: almost every group is
-all wrong, and RL has nothing to push. Countdown is harder still for a model this small; its settings are the
-smallest that still make an interesting search (3 numbers up to 9, targets up to 99).
-
-The SFT runs 1,500 steps: after the prototype's 600 the start depended on the seed (7-20% greedy), and the weak
-starts gained only a few points. GRPO: G = 8 completions for each of 32 prompts per rollout (as the prototype's best
-run; the first recipe's 16 gained 3-8 points), temperature 1, 2 clipped updates per rollout (ε = 0.2), AdamW at a
-constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's std, no KL penalty. Probes of
-100-300 rollouts at one seed: 1e-3 collapsed, 5e-4 (unscaled advantages here, scaled in the prototype) and 4
-updates per rollout were no faster than this. The step count, not a clock, bounds the cpu run, so a loaded machine
-trains the same recipe for longer instead of less: 2,500 rollouts (5,000 steps, one update each) take about 3
-minutes on an idle 2-core machine (the course guide). The gpu recipe is bigger (a wider model, 3-digit arithmetic, more
-prompts); its figures are not measured.
+The cpu profile must show learning within minutes on two cores, so its task is 2-digit arithmetic: after answer-only
+SFT on the format (1,500 steps, so that the start does not depend on the seed), a 2-layer, 64-wide character model
+solves a minority of the held-out problems greedily, which leaves GRPO room to gain and gives it groups with mixed
+rewards (a group whose completions are all right or all wrong teaches nothing); 3-digit problems start near 2%.
+Countdown's settings are the smallest that still make a search (3 numbers up to 9, targets up to 99). GRPO: 8
+completions for each of 32 prompts per rollout, temperature 1, 2 clipped updates per rollout (ε = 0.2), AdamW at a
+constant 2e-4 with gradients clipped at 1.0, advantages scaled by the group's std, no KL penalty. A step count, not a
+clock, bounds the cpu run, so a loaded machine trains the same recipe for longer instead of less. The gpu recipe (a
+wider model, 3-digit arithmetic, more prompts) is not measured. The course guide gives the runs behind these choices.
 """
 
 from __future__ import annotations
@@ -24,13 +17,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..config import ModelShape, TrainConfig
+from ...config import ModelShape, TrainConfig
 from .tasks import TaskError
 
 
 @dataclass(frozen=True)
-class RLRecipe:
-    """One profile's RL run. A rollout samples `group_size` completions for each of `prompts` training problems (all
+class GRPORecipe:
+    """One profile's GRPO run. A rollout samples `group_size` completions for each of `prompts` training problems (all
     ranks together); each of the Trainer's steps (`train`: steps, time budget, rate, clipping, intervals, seed,
     dtype) is one clipped policy-gradient update, and `updates` consecutive steps share a rollout."""
 
@@ -63,14 +56,14 @@ class RLRecipe:
             raise TaskError(f"clip_eps must lie between 0 and 1 (got {self.clip_eps}), kl_coef be a number >= 0 "
                             f"(got {self.kl_coef}) and temperature > 0 (got {self.temperature})")
 
-    def replace(self, train: dict | None = None, **changes) -> "RLRecipe":
+    def replace(self, train: dict | None = None, **changes) -> "GRPORecipe":
         """This recipe with the options that are not None changed; `train` changes fields of its TrainConfig."""
         recipe = dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
         train = {k: v for k, v in (train or {}).items() if v is not None}
         return dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **train)) if train else recipe
 
     def settings(self) -> dict:
-        """The GRPO knobs as plain data (for checkpoints and rl_eval.json); the TrainConfig is saved apart."""
+        """The GRPO knobs as plain data (for checkpoints and settings.json); the TrainConfig is saved apart."""
         skip = {"tasks", "base_shape", "base_train", "train"}
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in skip}
 
@@ -88,17 +81,17 @@ _GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning
                           weight_decay=0.0, beta1=0.9, beta2=0.999, grad_clip=1.0, eval_interval=200, log_interval=100,
                           eval_batch_size=256, seed=0, dtype="float32")
 
-RL_RECIPES = {
+GRPO_RECIPES = {
     # seconds: a 1-layer model, a short SFT and a few GRPO steps; the pipeline runs, nothing is expected to learn
-    "smoke": RLRecipe(tasks=_TASKS, base_shape=ModelShape(block_size=32, n_layer=1, n_head=2, n_embd=32),
+    "smoke": GRPORecipe(tasks=_TASKS, base_shape=ModelShape(block_size=32, n_layer=1, n_head=2, n_embd=32),
                       base_train=dataclasses.replace(_BASE_TRAIN, batch_size=32, max_steps=30, warmup_steps=2,
                                                      eval_interval=0, log_interval=10),
                       train=dataclasses.replace(_GRPO_TRAIN, max_steps=6, eval_interval=3, log_interval=2),
                       prompts=4, group_size=4, updates=1, validation=32, test=32),
     # the course's goal: +20 points of held-out accuracy within 10 minutes on 2 cores (course guide, notebook 11)
-    "cpu": RLRecipe(tasks=_TASKS, base_shape=_BASE_SHAPE, base_train=_BASE_TRAIN, train=_GRPO_TRAIN, prompts=32),
+    "cpu": GRPORecipe(tasks=_TASKS, base_shape=_BASE_SHAPE, base_train=_BASE_TRAIN, train=_GRPO_TRAIN, prompts=32),
     # not measured: 3-digit arithmetic on a 4-layer, 128-wide model, 64 prompts per rollout
-    "gpu": RLRecipe(tasks={"arithmetic": ({"digits": 3}, 8), "countdown": _TASKS["countdown"]},
+    "gpu": GRPORecipe(tasks={"arithmetic": ({"digits": 3}, 8), "countdown": _TASKS["countdown"]},
                     base_shape=ModelShape(block_size=64, n_layer=4, n_head=4, n_embd=128),
                     base_train=dataclasses.replace(_BASE_TRAIN, max_steps=3000, warmup_steps=100, log_interval=250,
                                                    eval_interval=500, dtype="auto"),

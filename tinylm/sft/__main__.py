@@ -1,6 +1,6 @@
-"""`python -m tinylm.rl`: the command line in tinylm/cli/rl.py."""
+"""`python -m tinylm.sft`: the command line in tinylm/cli/sft.py."""
 
 if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
     from tinylm.cli import run
 
-    run("rl")
+    run("sft")

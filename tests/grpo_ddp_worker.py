@@ -1,4 +1,4 @@
-"""GRPO under DDP for tests/test_rl_train.py: `torchrun --nproc_per_node=2 tests/rl_ddp_worker.py --out FILE`.
+"""GRPO under DDP for tests/test_grpo_train.py: `torchrun --nproc_per_node=2 tests/grpo_ddp_worker.py --out FILE`.
 
 Every rank samples the same global rollout (same weights, same seed, a trainer of one process each), keeps its
 share of the groups and makes one GRPO step on it through DDP (plain SGD); the test then makes the step of one
@@ -14,16 +14,16 @@ import torch
 from tinylm.config import GPTConfig
 from tinylm.distributed import World, gather_to_main, run_in_world
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo import GRPOTrainer
-from tinylm.posttrain.grpo_recipes import RL_RECIPES
-from tinylm.posttrain.task_base import task_tokenizer
-from tinylm.posttrain.tasks import get_task, held_out_split
+from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
+from tinylm.posttrain.grpo.task_base import task_tokenizer
+from tinylm.posttrain.grpo.tasks import get_task, held_out_split
+from tinylm.posttrain.grpo.trainer import GRPOTrainer
 
 
 def ddp_setup():
     """The start (a random 1-layer policy), tokenizer, task, recipe and held-out problems both sides use."""
     tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
-    recipe = RL_RECIPES["smoke"].replace(train={"learning_rate": 0.5, "min_lr": 0.5, "max_steps": 3,
+    recipe = GRPO_RECIPES["smoke"].replace(train={"learning_rate": 0.5, "min_lr": 0.5, "max_steps": 3,
                                                 "eval_interval": 0, "log_interval": 1},
                                          prompts=4, group_size=4, updates=2, reward="format", validation=8,
                                          test=8)

@@ -1,4 +1,4 @@
-"""`python -m tinylm.finetune` as a user runs it (a process of its own, tests/preloaded.py; offline, smoke profile): the
+"""`python -m tinylm.sft` as a user runs it (a process of its own, tests/preloaded.py; offline, smoke profile): the
 run, its report, resume, a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input."""
 
 from __future__ import annotations
@@ -13,17 +13,21 @@ import torch
 
 from tests.helpers import run_cli
 from tests.preloaded import run_python
+from tinylm.errors import InputError
+from tinylm.model.lora import LoRAOptions
+from tinylm.posttrain.sft.run import SFTOptions, sft
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
+from tinylm.train.options import RunOptions
 
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory):
     """One smoke fine-tuning run (its small base pretrained first), shared by the tests here."""
-    root = tmp_path_factory.mktemp("finetune")
+    root = tmp_path_factory.mktemp("sft")
     out = root / "chat"
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", out, data_dir=root / "data")
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", out, data_dir=root / "data")
     assert result.returncode == 0, result.stderr
     return root, out, result
 
@@ -34,7 +38,7 @@ def records(path):
 
 def test_a_smoke_run_reports_before_and_after_and_saves_a_chat_model(chat_run):
     _, out, result = chat_run
-    report = json.loads((out / "chat_eval.json").read_text())
+    report = json.loads((out / "sft_eval.json").read_text())
     validation, test = report["validation"]["kept"], report["test"]["kept"]
     assert report["train"]["kept"] + validation + test == 1100 and validation + test > 80
     assert validation - test in (0, 1)
@@ -70,12 +74,12 @@ def test_a_run_resumes_and_keeps_its_before_measurement(chat_run, tmp_path):
     root, out, _ = chat_run
     copy = tmp_path / "chat"
     copy_run(out, copy)
-    before = json.loads((copy / "chat_eval.json").read_text())["before"]
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", copy, "--resume", "--max-steps", "26",
+    before = json.loads((copy / "sft_eval.json").read_text())["before"]
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", copy, "--resume", "--max-steps", "26",
                      data_dir=root / "data")
     assert result.returncode == 0, result.stderr
     assert records(copy / "metrics.jsonl")[-1]["step"] == 26
-    assert json.loads((copy / "chat_eval.json").read_text())["before"] == before
+    assert json.loads((copy / "sft_eval.json").read_text())["before"] == before
     assert "pretraining the smoke base" not in result.stdout  # a resumed run needs no base
 
 
@@ -85,7 +89,7 @@ def test_a_hugging_face_gpt2_base_gets_chat_tokens_and_a_grown_embedding(tmp_pat
                                                               vocab_size=50257, bos_token_id=None, eos_token_id=None))
     hf.save_pretrained(tmp_path / "hf")
     out = tmp_path / "chat"
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--base", tmp_path / "hf", "--out", out,
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--base", tmp_path / "hf", "--out", out,
                      "--max-steps", "4", data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "vocabulary 50,257 -> 50,260 tokens, embedding 50,257 -> 50,304 rows" in result.stdout
@@ -113,7 +117,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
              "{empty_answers}": str(tmp_path / "empty.json")}
     args = [paths.get(a, a) for a in args]
     out = tmp_path / "chat"
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", out, *args, data_dir=tmp_path / "data")
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", out, *args, data_dir=tmp_path / "data")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
@@ -125,9 +129,9 @@ def test_lora_trains_adapters_and_token_rows_only_and_resumes(chat_run, tmp_path
     lora = tmp_path / "lora"
     args = ("--profile", "smoke", "--base", out / "base", "--out", lora, "--lora-rank", "4",
             "--lora-targets", "attn.c_attn", "mlp.c_fc")
-    result = run_cli("tinylm.finetune", *args, "--max-steps", "6", data_dir=root / "data")
+    result = run_cli("tinylm.sft", *args, "--max-steps", "6", data_dir=root / "data")
     assert result.returncode == 0, result.stderr
-    report = json.loads((lora / "chat_eval.json").read_text())
+    report = json.loads((lora / "sft_eval.json").read_text())
     assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 10
     assert (lora / "adapters.pt").stat().st_size == report["lora"]["adapters_bytes"]
     base, _ = add_chat_tokens(*load_model(out / "base")[:2])  # the start: the base with chat tokens
@@ -145,7 +149,7 @@ def test_lora_trains_adapters_and_token_rows_only_and_resumes(chat_run, tmp_path
             assert changed_rows == new_rows  # the chat tokens' rows, nothing else
         else:
             assert not moved, name  # frozen: biases, norms, the other projections
-    resumed = run_cli("tinylm.finetune", *args, "--resume", "--max-steps", "8", data_dir=root / "data")
+    resumed = run_cli("tinylm.sft", *args, "--resume", "--max-steps", "8", data_dir=root / "data")
     assert resumed.returncode == 0, resumed.stderr
     assert records(lora / "metrics.jsonl")[-1]["step"] == 8
     assert load_model(lora / "last.pt")[2]["lora"] == state["lora"]
@@ -153,16 +157,44 @@ def test_lora_trains_adapters_and_token_rows_only_and_resumes(chat_run, tmp_path
 
 def copy_run(out, folder):
     folder.mkdir()
-    for name in ("last.pt", "best.pt", "metrics.jsonl", "chat_eval.json"):
+    for name in ("last.pt", "best.pt", "metrics.jsonl", "sft_eval.json", "settings.json"):
         (folder / name).write_bytes((out / name).read_bytes())
-    return {name: (folder / name).read_bytes() for name in ("last.pt", "best.pt", "chat_eval.json")}
+    return {name: (folder / name).read_bytes() for name in ("last.pt", "best.pt", "sft_eval.json", "settings.json")}
+
+
+def quiet(_):
+    pass
+
+
+def test_resume_refuses_a_changed_share_or_batch_and_applies_a_new_learning_rate(chat_run, tmp_path, monkeypatch):
+    """The one resume rule: a fixed option given with another value than the saved run's is one error naming both;
+    the step limit and the learning rate may change; the options not given keep the saved run's."""
+    root, out, _ = chat_run
+    copy = tmp_path / "chat"
+    kept = copy_run(out, copy)
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
+    settings = json.loads((copy / "settings.json").read_text())
+    assert settings["command"] == "sft" and settings["options"]["pretraining_share"] == 0.2
+    for run, options, message in (
+            (RunOptions(out=copy, resume=True), SFTOptions(pretraining_share=0.5),
+             r"^--pretraining-share 0\.5: the run in .* was started with --pretraining-share 0\.2; resume it without"),
+            (RunOptions(out=copy, resume=True, batch_size=4), SFTOptions(), "^--batch-size 4: .* with --batch-size 8"),
+            (RunOptions(out=copy, resume=True), SFTOptions(lora=LoRAOptions(4)), "^--lora-\\* rank 4, .* no --lora")):
+        with pytest.raises(InputError, match=message):
+            sft(run, options, say=quiet, on_record=quiet)
+        assert {name: (copy / name).read_bytes() for name in kept} == kept
+    sft(RunOptions(out=copy, resume=True, max_steps=22, learning_rate=2e-3), SFTOptions(data="instruct"), say=quiet,
+        on_record=quiet)
+    saved = load_model(copy / "last.pt")[2]
+    assert saved["step"] == 22 and saved["train_config"]["learning_rate"] == 2e-3
+    assert json.loads((copy / "settings.json").read_text())["options"] == settings["options"]
 
 
 def test_overwrite_with_a_start_that_fails_keeps_the_old_run(chat_run, tmp_path):
     root, out, _ = chat_run
     kept = copy_run(out, tmp_path / "chat")
     (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{oops\n')
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--overwrite",
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--overwrite",
                      "--data", tmp_path / "bad.jsonl", data_dir=root / "data")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert {name: (tmp_path / "chat" / name).read_bytes() for name in kept} == kept
@@ -173,7 +205,7 @@ def test_resuming_a_checkpoint_without_a_training_state_is_one_line(chat_run, tm
     copy_run(out, tmp_path / "chat")
     model, tokenizer, _ = load_model(out / "last.pt")
     save_checkpoint(tmp_path / "chat" / "last.pt", model_checkpoint(model, tokenizer))  # weights only, as imported
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--resume",
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--resume",
                      data_dir=root / "data")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "holds a model but not a training run's state" in result.stderr.strip().splitlines()[-1]
@@ -185,18 +217,18 @@ def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat
     ddp_out = tmp_path / "ddp"
     env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
     result = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "tinylm.finetune", "--profile", "smoke", "--base", str(out / "base"),
+                         "-m", "tinylm.sft", "--profile", "smoke", "--base", str(out / "base"),
                          "--out", str(ddp_out), "--max-steps", "4"], env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    one = json.loads((out / "chat_eval.json").read_text())["before"]["answer_loss"]
-    two = json.loads((ddp_out / "chat_eval.json").read_text())["before"]["answer_loss"]
+    one = json.loads((out / "sft_eval.json").read_text())["before"]["answer_loss"]
+    two = json.loads((ddp_out / "sft_eval.json").read_text())["before"]["answer_loss"]
     assert two == pytest.approx(one, rel=1e-5)
     assert "of 8 x 2" in result.stdout and records(ddp_out / "metrics.jsonl")[-1]["step"] == 4
 
 
 def test_a_time_budget_says_what_it_does_not_bound(tmp_path):
     """--max-seconds bounds the fine-tuning steps; the plan line names the base pretraining and the evaluations."""
-    result = run_cli("tinylm.finetune", "--profile", "smoke", "--out", tmp_path / "chat", "--max-seconds", "30",
+    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--max-seconds", "30",
                      data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     plan = next(line for line in result.stdout.splitlines() if line.startswith("plan: --max-seconds 30"))

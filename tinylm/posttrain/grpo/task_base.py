@@ -6,13 +6,11 @@ fine-tunes a small GPT on the task's training problems with the loss on the answ
 the newline that ends it; the prompt's targets are -1, which the loss ignores): supervised fine-tuning on the
 format, which solves a minority of the held-out 2-digit problems and leaves the rest for RL.
 
-The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint like any tinylm run's, so
-`tinylm.train.checkpoint.load_model` (and `python -m tinylm.sample`) read the result. The SFT goes through the
-Trainer (`TaskTrainer`: its validation is the answer loss on the validation problems; no test problem is trained on
-or scored here), so this stage has
-checkpoints, metrics.jsonl, resume and torchrun like every other, and it runs through the one run skeleton
-(`TaskFormatTraining`, a tinylm.train.run Job). `--base RUN_DIR|CHECKPOINT` starts from an
-existing run instead; its tokenizer must be able to write every character of the task.
+The tokenizer is a `CharTokenizer` over the tasks' ALPHABET, saved in every checkpoint, so `load_model` (and
+`python -m tinylm.sample`) read the result. The SFT runs through the Trainer (`TaskTrainer`: its validation is the
+answer loss on the validation problems; no test problem is trained on or scored here) and the one run skeleton
+(`TaskFormatTraining`), with checkpoints, resume and torchrun like every run. `--base RUN_DIR|CHECKPOINT` starts from
+an existing run instead; its tokenizer must be able to write every character of the task.
 """
 
 from __future__ import annotations
@@ -23,16 +21,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..distributed import World, all_reduce_sum
-from ..model.gpt import GPT
-from ..paths import shown
-from ..tokenizers.char import CharTokenizer
-from ..train.checkpoint import CheckpointError, load_checkpoint, load_model
-from ..train.progress import print_record
-from ..train.run import Finished, Job, run_job
-from ..train.trainer import Trainer
-from .grpo_recipes import RLRecipe
-from .rollout import held_out_accuracy
+from ...config import TrainConfig
+from ...distributed import World, all_reduce_sum
+from ...model.gpt import GPT
+from ...paths import shown
+from ...tokenizers.char import CharTokenizer
+from ...train.checkpoint import CheckpointError, load_checkpoint, load_model
+from ...train.options import RunOptions
+from ...train.progress import print_record
+from ...train.run import Finished, Job, Start, run_job
+from ...train.trainer import Trainer
+from .recipes import GRPORecipe
+from .rollout import greedy_accuracy
 from .tasks import ALPHABET, END, HeldOut, Problem, ProblemStream, TaskError
 
 
@@ -76,21 +76,21 @@ class ProblemLoader:
 
 
 class TaskTrainer(Trainer):
-    """The Trainer validating on the held-out problems' answer tokens (leave val_tokens out); each evaluation also
-    records the greedy held-out accuracy (`task_accuracy`)."""
+    """The Trainer validating on the validation problems' answer tokens (leave val_tokens out); each evaluation also
+    records their greedy accuracy (`task_accuracy`)."""
 
-    def __init__(self, *args, task, held_out: list[Problem], max_new_tokens: int, **kwargs):
+    def __init__(self, *args, task, val_problems: list[Problem], max_new_tokens: int, **kwargs):
         super().__init__(*args, **kwargs)
-        self.task, self.held_out = task, held_out
-        self.evaluators["task"] = lambda model: {"accuracy": held_out_accuracy(
-            model, self.tokenizer, task, held_out, max_new_tokens)[0]}
+        self.task, self.val_problems = task, val_problems
+        self.evaluators["task"] = lambda model: {"accuracy": greedy_accuracy(
+            model, self.tokenizer, task, val_problems, max_new_tokens)[0]}
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         was_training = self.model.training
         self.model.eval()
         total, count = 0.0, 0
-        mine, size = self.held_out[self.world.rank :: self.world.size], self.cfg.eval_batch_size
+        mine, size = self.val_problems[self.world.rank :: self.world.size], self.cfg.eval_batch_size
         for start in range(0, len(mine), size):
             x, y = (t.to(self.device) for t in answer_batch(self.tokenizer, mine[start : start + size]))
             logits, _ = self.model(x)
@@ -102,27 +102,33 @@ class TaskTrainer(Trainer):
 
 
 class TaskFormatTraining(Job):
-    """The answer-only SFT of the task-format model, as a run of the one skeleton (folder lock, resume, report)."""
+    """The answer-only SFT of the task-format model, as a run of the one skeleton (folder lock, resume, settings)."""
 
-    def __init__(self, recipe: RLRecipe, task, held_out: HeldOut, max_new_tokens: int, out: Path,
-                 resume: bool, on_record: Callable[[dict], None]):
-        super().__init__(out, resume=resume)
+    command = "grpo (task-format model)"
+
+    def __init__(self, run: RunOptions, recipe: GRPORecipe, task, held_out: HeldOut, max_new_tokens: int,
+                 on_record: Callable[[dict], None]):
+        super().__init__(run)
         self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
         self.on_record = on_record
 
-    def start(self, saved, device, world, say) -> TaskTrainer:
+    def model(self, start: Start) -> tuple[GPT, CharTokenizer, TrainConfig]:
         cfg, tokenizer = self.recipe.base_train, task_tokenizer()
         torch.manual_seed(cfg.seed)
-        model = GPT(self.recipe.base_shape.config(tokenizer.vocab_size))
+        return GPT(self.recipe.base_shape.config(tokenizer.vocab_size)), tokenizer, cfg
+
+    def trainer(self, model: GPT, tokenizer, cfg: TrainConfig, start: Start) -> TaskTrainer:
         loader = ProblemLoader(ProblemStream(self.task, self.held_out.problems, seed=cfg.seed), tokenizer,
-                               cfg.batch_size, world.rank, world.size)
-        trainer = TaskTrainer(model, cfg, loader, out_dir=self.out, tokenizer=tokenizer, device=device,
-                              callbacks=[self.on_record], world=world, task=self.task,
-                              held_out=self.held_out.validation,
-                              max_new_tokens=self.max_new_tokens)
-        say(f"task-format model: answer-only SFT of a {model.num_parameters():,}-parameter GPT on {self.task.name} "
-            f"problems, {cfg.max_steps} steps of {cfg.batch_size} x {world.size} -> {shown(self.out)}")
-        return trainer
+                               cfg.batch_size, start.world.rank, start.world.size)
+        return TaskTrainer(model, cfg, loader, out_dir=self.run.out, tokenizer=tokenizer, device=start.device,
+                           callbacks=[self.on_record], world=start.world, task=self.task,
+                           val_problems=self.held_out.validation, max_new_tokens=self.max_new_tokens)
+
+    def header(self, trainer: TaskTrainer, start: Start) -> str:
+        cfg = trainer.cfg
+        return (f"task-format model: answer-only SFT of a {trainer.model.num_parameters():,}-parameter GPT on "
+                f"{self.task.name} problems, {cfg.max_steps} steps of {cfg.batch_size} x {start.world.size} -> "
+                f"{shown(self.run.out)}")
 
     def epilogue(self, finished: Finished) -> str:
         final = finished.final
@@ -130,7 +136,7 @@ class TaskFormatTraining(Job):
                 f"{100 * final['task_accuracy']:.1f}% after {final['step']} steps ({final['elapsed']:.0f} s)")
 
 
-def pretrain_task_base(recipe: RLRecipe, task, held_out: HeldOut, max_new_tokens: int, out: Path,
+def pretrain_task_base(recipe: GRPORecipe, task, held_out: HeldOut, max_new_tokens: int, out: Path,
                        device=None, world: World | None = None, say=print, on_record=print_record) -> Path:
     """SFT (or finish, or reuse) the task-format model in `out`, never on a `held_out` problem; returns its last.pt.
     A finished run is reused as it is and an interrupted one resumed, so a second RL run on the same task and profile
@@ -140,8 +146,8 @@ def pretrain_task_base(recipe: RLRecipe, task, held_out: HeldOut, max_new_tokens
     if saved is not None and saved["step"] >= recipe.base_train.max_steps:
         say(f"task-format model: {shown(checkpoint)} (trained earlier, {saved['step']} steps)")
         return checkpoint
-    job = TaskFormatTraining(recipe, task, held_out, max_new_tokens, out, saved is not None, on_record)
-    run_job(job, device=device, world=world, say=say)
+    run = RunOptions(out=out, resume=saved is not None, device=None if device is None else str(device))
+    run_job(TaskFormatTraining(run, recipe, task, held_out, max_new_tokens, on_record), world=world, say=say)
     return checkpoint
 
 
@@ -167,7 +173,7 @@ def check_base_path(base: str) -> None:
         raise CheckpointError(f"--base {base}: no such run folder or checkpoint; give one, or --base pretrain")
 
 
-def load_base(base: str, recipe: RLRecipe, profile: str, task, held_out: HeldOut, max_new_tokens: int,
+def load_base(base: str, recipe: GRPORecipe, profile: str, task, held_out: HeldOut, max_new_tokens: int,
               out: Path, device=None, world: World | None = None, say=print, on_record=print_record):
     """(model, tokenizer, description) of --base: `pretrain` (the task-format model, in OUT/base-<task>-<profile>),
     or a run folder or checkpoint whose tokenizer can write the task.

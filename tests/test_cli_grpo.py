@@ -1,4 +1,4 @@
-"""`python -m tinylm.rl`: a smoke run end to end in a temporary folder (best.pt chosen on the validation problems, the
+"""`python -m tinylm.grpo`: a smoke run end to end in a temporary folder (best.pt chosen on the validation problems, the
 reported figures measured on the test problems), and bad input as one line and an exit status."""
 
 import json
@@ -6,21 +6,25 @@ import json
 import pytest
 
 from tests.helpers import REPO, run_cli
-from tinylm.cli import rl
-from tinylm.posttrain.grpo_recipes import RL_RECIPES
-from tinylm.posttrain.rollout import held_out_accuracy
-from tinylm.posttrain.tasks import get_task, held_out_split
-from tinylm.train.checkpoint import load_model
+from tinylm.cli import grpo
+from tinylm.errors import InputError
+from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
+from tinylm.posttrain.grpo.rollout import greedy_accuracy
+from tinylm.posttrain.grpo.run import GRPOOptions
+from tinylm.posttrain.grpo.run import grpo as grpo_run
+from tinylm.posttrain.grpo.tasks import get_task, held_out_split
+from tinylm.train.checkpoint import load_checkpoint, load_model
+from tinylm.train.options import RunOptions
 
 FIXTURE = REPO / "tests" / "fixtures" / "shakespeare-char-smoke-37d14ad.pt"  # a character model without digits
 
 
 def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(tmp_path, capsys):
-    out = tmp_path / "rl"
-    done = run_cli("tinylm.rl", "--task", "arithmetic", "--base", "pretrain", "--profile", "smoke", "--out", out,
+    out = tmp_path / "grpo"
+    done = run_cli("tinylm.grpo", "--task", "arithmetic", "--base", "pretrain", "--profile", "smoke", "--out", out,
                    data_dir=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads((out / "rl_eval.json").read_text())
+    report = json.loads((out / "grpo_eval.json").read_text())
     assert report["steps"] == 6 and report["validation_problems"] == report["test_problems"] == 32
     for when in ("before", "after"):
         low, high = report[when]["interval"]
@@ -35,18 +39,18 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
     assert report["after"]["step"] == report["validation"]["best"]["step"] == best["step"]
     assert report["validation"]["before"]["accuracy"] == records[0]["accuracy"]
     # the reported figures: best.pt and the starting model on the test problems, which no evaluation scored
-    recipe = RL_RECIPES["smoke"]
+    recipe = GRPO_RECIPES["smoke"]
     settings, max_new = recipe.tasks["arithmetic"]
     task = get_task("arithmetic", **settings)
     held_out = held_out_split(task, recipe.validation, recipe.test)
     assert not {p.prompt for p in held_out.validation} & {p.prompt for p in held_out.test}
     for when, checkpoint in (("after", out / "best.pt"), ("before", out / "base-arithmetic-smoke" / "last.pt")):
         model, tokenizer, _ = load_model(checkpoint)
-        assert held_out_accuracy(model, tokenizer, task, held_out.test, max_new)[0] == report[when]["accuracy"]
+        assert greedy_accuracy(model, tokenizer, task, held_out.test, max_new)[0] == report[when]["accuracy"]
     train = next(record for record in records if record["event"] == "train")
     assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(train)
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--profile", "smoke", "--out", str(out)])
+        grpo.cli(["--profile", "smoke", "--out", str(out)])
     assert "already holds a run" in str(stopped.value.code) and "\n" not in str(stopped.value.code)
 
 
@@ -58,7 +62,7 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
 def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--profile", "smoke", "--out", str(out), *argv])
+        grpo.cli(["--profile", "smoke", "--out", str(out), *argv])
     text = str(stopped.value.code)
     assert text.startswith("error: ") and message in text and "\n" not in text
     assert not (out / "last.pt").exists()
@@ -66,7 +70,7 @@ def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
 
 def test_an_unknown_task_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--task", "sudoku"])
+        grpo.cli(["--task", "sudoku"])
     assert stopped.value.code == 2 and "invalid choice: 'sudoku'" in capsys.readouterr().err
 
 
@@ -75,7 +79,7 @@ def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path)
     traceback."""
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--profile", "smoke", "--out", str(out), "--group-size", "100000000"])
+        grpo.cli(["--profile", "smoke", "--out", str(out), "--group-size", "100000000"])
     text = str(stopped.value.code)
     assert text.startswith("error: one training step needs about ") and "--group-size " in text and "\n" not in text
     assert not (out / "base-arithmetic-smoke").exists(), "nothing was trained first"
@@ -86,7 +90,7 @@ def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path)
 def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, value):
     """On main before this layout, --kl-coef nan trained, and exited 0."""
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
+        grpo.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be a positive number" in capsys.readouterr().err
 
 
@@ -100,12 +104,12 @@ def test_an_overwrite_killed_after_measuring_its_start_keeps_the_old_run(tmp_pat
 
     from tests.helpers import REPO
 
-    out = tmp_path / "rl"
-    first = run_cli("tinylm.rl", "--profile", "smoke", "--out", out, data_dir=tmp_path / "data")
+    out = tmp_path / "grpo"
+    first = run_cli("tinylm.grpo", "--profile", "smoke", "--out", out, data_dir=tmp_path / "data")
     assert first.returncode == 0, first.stderr[-2000:]
-    original = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl", "rl_eval.json")}
+    original = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl", "grpo_eval.json")}
     env = {**os.environ, "TINYLM_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "tinylm.rl", "--profile", "smoke", "--out", str(out),
+    process = subprocess.Popen([sys.executable, "-m", "tinylm.grpo", "--profile", "smoke", "--out", str(out),
                                 "--overwrite", "--max-steps", "100000"], cwd=REPO, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     for line in process.stdout:
@@ -114,6 +118,34 @@ def test_an_overwrite_killed_after_measuring_its_start_keeps_the_old_run(tmp_pat
             break
     process.wait()
     with pytest.raises(SystemExit) as stopped:
-        rl.cli(["--profile", "smoke", "--out", str(out)])
+        grpo.cli(["--profile", "smoke", "--out", str(out)])
     assert "already holds a run" in str(stopped.value.code)
     assert {name: (out / name).read_bytes() for name in original} == original
+
+
+def quiet(_):
+    pass
+
+
+def test_resume_refuses_a_changed_group_or_seed_and_applies_a_new_rate_and_dtype(tmp_path, monkeypatch):
+    """The one resume rule, which GRPO once broke (it dropped --seed and --dtype and ignored a conflicting
+    --group-size): a fixed option given with another value is one error naming both; the step limit, learning rate
+    and dtype may change and are applied; the options not given keep the saved run's (its group size here)."""
+    monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "grpo"
+    grpo_run(RunOptions(profile="smoke", out=out, max_steps=2), GRPOOptions(group_size=2), say=quiet, on_record=quiet)
+    kept = (out / "last.pt").read_bytes()
+    for run, options, message in (
+            (RunOptions(out=out, resume=True), GRPOOptions(group_size=3),
+             "^--group-size 3: the run in .* was started with --group-size 2; resume it without --group-size"),
+            (RunOptions(out=out, resume=True, seed=5), GRPOOptions(), "^--seed 5: .* with --seed 0"),
+            (RunOptions(out=out, resume=True), GRPOOptions(task="countdown"), "^--task countdown: .* arithmetic")):
+        with pytest.raises(InputError, match=message):
+            grpo_run(run, options, say=quiet, on_record=quiet)
+        assert (out / "last.pt").read_bytes() == kept
+    run = RunOptions(out=out, resume=True, max_steps=4, learning_rate=1e-3, dtype="bfloat16", seed=0)
+    report = grpo_run(run, GRPOOptions(), say=quiet, on_record=quiet)
+    saved = load_checkpoint(out / "last.pt")
+    assert report["steps"] == saved["step"] == 4 and saved["grpo"]["settings"]["group_size"] == 2
+    assert (saved["train_config"]["learning_rate"], saved["train_config"]["min_lr"]) == (1e-3, 1e-3)  # constant
+    assert saved["train_config"]["dtype"] == "bfloat16"

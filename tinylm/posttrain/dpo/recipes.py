@@ -1,0 +1,33 @@
+"""Each profile's DPO recipe: the Trainer's settings, the default β, how many test prompts are answered greedily
+before and after, and the LoRA learning rate (`python -m tinylm.dpo` runs it on top of that profile's SFT run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...config import TrainConfig
+
+
+@dataclass(frozen=True)
+class DPORecipe:
+    train: TrainConfig
+    beta: float  # the default --beta
+    lora_learning_rate: float  # peak rate when only LoRA adapters train: they start at zero and need larger steps
+    eval_prompts: int | None = None  # test prompts answered greedily before and after (None: all of them)
+
+
+DPO_RECIPES = {
+    "smoke": DPORecipe(beta=0.1, eval_prompts=8, lora_learning_rate=1e-2,
+                       train=TrainConfig(batch_size=8, max_steps=10, warmup_steps=2, learning_rate=1e-3, min_lr=1e-4,
+                                         eval_interval=5, log_interval=5, eval_batch_size=32, dtype="float32")),
+    # about two passes over the cpu SFT run's ~990 training pairs, on top of runs/sft-cpu
+    "cpu": DPORecipe(beta=0.1, lora_learning_rate=3e-3,
+                     train=TrainConfig(batch_size=16, max_steps=120, warmup_steps=10, learning_rate=3e-4, min_lr=3e-5,
+                                       beta2=0.99, weight_decay=0.0, eval_interval=20, log_interval=10,
+                                       eval_batch_size=32, dtype="float32")),
+    # GPT-2 124M chat: a small learning rate, as DPO recipes for models of this size use (not measured)
+    "gpu": DPORecipe(beta=0.1, lora_learning_rate=5e-5,
+                     train=TrainConfig(batch_size=8, grad_accum_steps=4, max_steps=300, warmup_steps=20,
+                                       learning_rate=5e-6, min_lr=5e-7, weight_decay=0.0, eval_interval=50,
+                                       log_interval=10, eval_batch_size=16)),
+}

@@ -1,0 +1,42 @@
+"""The repository around the package: its address and branch, which notebooks follow a track's training, and how to
+open one from here (Jupyter on the file in a clone; its Colab address where the package came from a wheel, as on
+Colab, with no notebooks/ folder). A command's closing lines and the course's notebooks both read it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .paths import shown
+
+REPOSITORY = "https://github.com/tinylm-course/tinylm"
+BRANCH = "main"
+
+# The notebook that teaches each track's training; each trains a model of its track into
+# runs/notebook-<number>-<profile> (tinylm.course.notebooks.notebook_run_folder). Notebook 6a's is its 2-process run
+# (the smoke recipe's shape in every profile: a demonstration of the mechanics).
+TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
+                   "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb"}
+# The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
+# gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
+EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
+
+
+def colab_url(notebook: str) -> str:
+    """Where Colab opens `notebook` (a file name in notebooks/, e.g. "07_generation.ipynb") from GitHub."""
+    github = REPOSITORY.removeprefix("https://github.com/")
+    return f"https://colab.research.google.com/github/{github}/blob/{BRANCH}/notebooks/{notebook}"
+
+
+def open_notebook_command(notebook: str) -> str:
+    """How to open `notebook` from here: `jupyter lab` on its file in a clone of the repository, else its Colab
+    address."""
+    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    if path.is_file():
+        return f"jupyter lab {shown(path)}"
+    return f"{colab_url(notebook)}   # open it in Colab"
+
+
+def next_notebooks(track: str) -> list[str]:
+    """The notebooks to open after training `track` from the command line: the one that scores such a run (its
+    own, for most tracks), then generation."""
+    return [EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS[track]), "07_generation.ipynb"]
