@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -292,12 +293,23 @@ def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):
 
 
 def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_traceback(data_root, tmp_path):
+    """The line ends with the whole command that resumes the run (it said "resume with --resume"): the user's, with
+    --overwrite dropped and --resume added; run, it continues from the saved step."""
     out = tmp_path / "run"
-    status, stdout, stderr = train_until_ctrl_c(out, data_dir=data_root)
+    status, stdout, stderr = train_until_ctrl_c(out, "--overwrite", data_dir=data_root)
     assert status == 130 and "Traceback" not in stderr, stderr
     step = load_checkpoint(out / "last.pt")["step"]
-    assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'} (resume with --resume)")
+    resume = shlex.join(["python", "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--max-steps",
+                         "1000000", "--out", str(out), "--resume"])
+    assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'}; to resume: {resume}")
     assert not (out / "run.owner").exists(), "the lock goes with the run"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, *shlex.split(resume)[1:]], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        plan = next(line for line in process.stdout if line.startswith("plan: "))
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+    assert f"from step {step:,};" in plan and process.returncode == 130
 
 
 def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_cannot_shadow_the_new_run(

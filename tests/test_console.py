@@ -1,6 +1,7 @@
 """Terminal lines for each kind of trainer record, every command line's --help, and where the commands live."""
 
 import argparse
+import contextvars
 import importlib
 import pkgutil
 import re
@@ -10,7 +11,7 @@ import pytest
 
 import tinylm.cli
 from tests.preloaded import run_module
-from tinylm.train.progress import format_record
+from tinylm.train.progress import RESUME_COMMAND, format_record
 
 
 def test_train_record_line_shows_step_loss_lr_and_throughput():
@@ -31,9 +32,31 @@ def test_eval_and_final_lines_show_val_and_best_loss():
 
 def test_sample_and_interrupted_lines():
     assert "To be" in format_record({"event": "sample", "step": 10, "text": "To be"})
-    line = format_record({"event": "interrupted", "step": 7, "checkpoint": "runs/x/last.pt"})
-    assert "runs/x/last.pt" in line and "--resume" in line
+    interrupted = {"event": "interrupted", "step": 7, "checkpoint": "runs/x/last.pt"}
+    assert format_record(interrupted) == "interrupted at step 7; saved runs/x/last.pt"  # a Trainer of one's own
+    resume = "python -m tinylm.train shakespeare-char --resume"
+
+    def formatted_in_a_command_that_trains():
+        RESUME_COMMAND.set(resume)  # as tinylm.cli.console.begin sets it
+        return format_record(interrupted)
+
+    line = contextvars.copy_context().run(formatted_in_a_command_that_trains)
+    assert line == f"interrupted at step 7; saved runs/x/last.pt; to resume: {resume}"
     assert format_record({"event": "other", "x": 1}) == str({"event": "other", "x": 1})
+
+
+@pytest.mark.parametrize("command", ["train", "finetune", "dpo", "rl"])
+def test_every_command_that_trains_knows_the_command_line_that_resumes_its_run(command):
+    """Ctrl-C said "resume with --resume"; it now prints the whole command (tests/test_cli.py runs it): the user's,
+    with --overwrite (or an abbreviation argparse takes for it) dropped and --resume added once."""
+    parse_args = importlib.import_module(f"tinylm.cli.{command}").parse_args
+    track = ["shakespeare-char"] if command == "train" else []
+    options = ["--overwrite", "--out", "runs/a b", "--max-steps", "40"]
+    assert shlex.split(parse_args([*track, *options]).resume_command) == [
+        "python", "-m", f"tinylm.{command}", *track, "--out", "runs/a b", "--max-steps", "40", "--resume"]
+    assert parse_args([*track, "--max-steps", "40", "--ov"]).resume_command.endswith("--max-steps 40 --resume")
+    assert parse_args([*track, "--res", "--max-steps", "40"]).resume_command.endswith("--res --max-steps 40")
+    assert not hasattr(importlib.import_module("tinylm.cli.sample").parse_args(["--ckpt", "x"]), "resume_command")
 
 
 def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
