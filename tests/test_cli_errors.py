@@ -62,6 +62,11 @@ def files(tmp_path_factory, data_root):
     return {"root": root, "run": run, "data": data_root}
 
 
+def no_run_folder(places, out):
+    """A run that failed before its first step leaves no trace: no run folder, empty or not."""
+    assert not out.exists()
+
+
 def unchanged_checkpoints(places, out):
     """The run that failed to save still holds the checkpoints and settings it had, byte for byte, and no temporary
     file (the empty run.lock that the kernel's lock uses stays: tinylm.train.run_folder says why)."""
@@ -77,7 +82,10 @@ CASES = [
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"], {**OFFLINE, "TINYLM_DATA_DIR": "{tmp}/d"},
                  r"could not download https://\S+/input.txt \(.*\)\. If this machine is offline, "
                  r"set TINYLM_DATA_MIRROR",
-                 None, id="train-offline-without-mirror"),
+                 no_run_folder, id="train-offline-without-mirror"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--resume"], {},
+                 r"--resume: \S+/run has no last.pt to continue from; drop --resume", no_run_folder,
+                 id="train-resume-without-a-run"),
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"],
                  {"TINYLM_DATA_MIRROR": "{root}/bad-mirror", "TINYLM_DATA_DIR": "{tmp}/d"},
                  r"input.txt arrived with sha256 [0-9a-f]{64}, expected 86c4e6aa.*: the mirror's \S+/bad-mirror/"
