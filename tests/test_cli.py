@@ -113,6 +113,29 @@ def test_resume_continues_the_run(smoke_run):
     assert new[-1]["event"] == "final" and new[-1]["step"] == 40 and "val_loss" in new[-1]
 
 
+@pytest.mark.parametrize("budget, advice", [
+    ([], r"finished, at step 30 of 30; to train it further, raise its step limit: --resume --max-steps M with "
+         r"M > 30$"),
+    (["--max-steps", "40", "--max-seconds", "0.001"],
+     r"finished, at step 30 of 40, its 0.001 s of training used; to train it further, raise its budget: --resume "
+     r"--max-seconds S with S > 0.001$")])
+def test_resuming_a_finished_run_is_an_error_that_says_how_to_extend_it(smoke_run, budget, advice):
+    """A finished run resumed with another learning rate ended with status 0 having trained nothing. It is now a
+    one-line error that changes nothing; the extension it names trains on from where the run stopped."""
+    data_root, out, _ = smoke_run
+    finished = out.parent / f"finished{len(budget)}"
+    shutil.copytree(out, finished)
+    before = {path.name: path.read_bytes() for path in finished.iterdir()}
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", finished, "--resume",
+                     "--learning-rate", "3e-3", *budget, data_dir=data_root)
+    assert result.returncode == 1 and re.fullmatch(rf"error: --resume: the run in \S+ is {advice}\n", result.stderr)
+    assert {path.name: path.read_bytes() for path in finished.iterdir()} == before
+    extend = ["--max-steps", "40", "--max-seconds", "60"] if budget else ["--max-steps", "35"]
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", finished, "--resume",
+                     "--learning-rate", "3e-3", *extend, data_dir=data_root)
+    assert result.returncode == 0 and load_checkpoint(finished / "last.pt")["step"] > 30, result.stderr
+
+
 def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
     data_root, out, _ = smoke_run
     result = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "ROMEO:", "--max-new-tokens", 20, "--temperature", 0,
