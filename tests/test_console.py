@@ -151,6 +151,30 @@ def test_help_shows_every_default_and_examples_that_parse(name):
             parse_args(shlex.split(line, comments=True)[3:])  # exits with a usage error if an example is wrong
 
 
+@pytest.mark.parametrize("name", ["train", "chat", "sample", "prepare"])
+def test_help_fits_one_screen_with_three_to_five_examples_and_the_module_docstring_in_15_lines(name, monkeypatch,
+                                                                                                capsys):
+    """train's --help was 71 lines at 80 columns, sample's 45, prepare's 43; train.py's docstring 39 lines."""
+    monkeypatch.setenv("COLUMNS", "80")
+    module = importlib.import_module(f"tinylm.cli.{name}")
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    examples = shown.split("\nexamples:\n")[1].splitlines()
+    assert len(shown.splitlines()) <= 40 and 3 <= len(examples) <= 5, shown
+    assert all(len(line) <= 80 for line in shown.splitlines()[:-len(examples)]), shown
+    assert len(module.__doc__.strip().splitlines()) <= 15
+
+
+def test_train_help_says_the_speedrun_recipe_wins_only_at_equal_training_time(capsys):
+    """It runs to the same step limit as the default, which takes it longer: its win is loss per training second."""
+    with pytest.raises(SystemExit):
+        importlib.import_module("tinylm.cli.train").parse_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "speedrun (Muon; cpu and smoke profiles): it wins at equal training time, but runs longer than the " \
+           "default to its step limit" in shown
+
+
 def test_train_line_shows_the_step_of_the_total_and_the_eta():
     record = {"event": "train", "step": 200, "max_steps": 6000, "loss": 2.0, "lr": 1e-3, "tokens_per_s": 5000.0,
               "elapsed": 95.0, "eta": 65.0, "skipped_steps": 0}

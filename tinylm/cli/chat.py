@@ -1,4 +1,4 @@
-"""Command line: a terminal chat with a fine-tuned model, the replies streamed as they are produced.
+"""Command line: chat with a fine-tuned model in the terminal, replies streamed.
 
 In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
 --ckpt takes a chat model's checkpoint or run folder (`CHAT_MODEL_COMMAND` makes one); the sampler options

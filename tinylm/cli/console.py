@@ -119,6 +119,18 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     examples (the epilog) laid out as written. A default that is None or False is not shown: an option whose
     absence means something says so in its own help ("default: ...")."""
 
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        """One line: the command, what it cannot do without (positionals, required options), then [options] (argparse
+        lists every option in the usage, a dozen lines for train's). Also the prefix of a subcommand's prog."""
+        if usage is None:
+            parts = [self._format_args(action, self._get_default_metavar_for_positional(action))
+                     for action in actions if not action.option_strings]
+            parts += [f"{action.option_strings[0]} {self._format_args(action, action.dest.upper())}"
+                      for action in actions if action.option_strings and action.required]
+            optional = any(action.option_strings and not action.required for action in actions)
+            usage = " ".join([self._prog, *parts, *(["[options]"] if optional else [])])
+        return f"{'usage: ' if prefix is None else prefix}{usage}\n\n"
+
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         if action.default is None or action.default is False or "default" in text:
