@@ -45,7 +45,7 @@ def test_sample_and_interrupted_lines():
     assert format_record({"event": "other", "x": 1}) == str({"event": "other", "x": 1})
 
 
-@pytest.mark.parametrize("command", ["train", "finetune", "dpo", "rl"])
+@pytest.mark.parametrize("command", ["train", "sft", "dpo", "grpo"])
 def test_every_command_that_trains_knows_the_command_line_that_resumes_its_run(command):
     """Ctrl-C said "resume with --resume"; it now prints the whole command (tests/test_cli.py runs it): the user's,
     with --overwrite (or an abbreviation argparse takes for it) dropped and --resume added once."""

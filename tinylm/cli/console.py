@@ -129,6 +129,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
                       for action in actions if action.option_strings and action.required]
             optional = any(action.option_strings and not action.required for action in actions)
             usage = " ".join([self._prog, *parts, *(["[options]"] if optional else [])])
+        else:
+            usage = usage % {"prog": self._prog}
         return f"{'usage: ' if prefix is None else prefix}{usage}\n\n"
 
     def _get_help_string(self, action: argparse.Action) -> str:
