@@ -12,6 +12,8 @@ import torch
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tests.helpers import REPO
+from tinylm.cli import COMMANDS
+from tinylm.cli.chat import CHAT_MODEL_COMMAND
 from tinylm.generate.decode import generate_batch
 from tinylm.serve.session import ChatSession, ContextOverflow
 from tinylm.tokenizers.chat_template import ChatFormatError, ChatTemplate
@@ -96,3 +98,18 @@ def test_a_checkpoint_without_chat_tokens_is_a_one_line_error(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "error: this model's tokenizer has no chat tokens, so it was not fine-tuned for chat; fine-tune it first: "
         "python -m tinylm.sft --base CHECKPOINT --out DIR"]
+
+
+def test_no_chat_model_at_ckpt_is_an_error_that_names_the_command_that_makes_one(tmp_path):
+    """`chat --ckpt runs/chat-cpu` with no run there advised `python -m tinylm.train`, which makes no chat model."""
+    for missing in (tmp_path / "runs" / "sft-cpu", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        result = run_chat("--ckpt", missing, stdin="Hello!\n")
+        assert result.returncode == 1 and result.stderr == (
+            f"error: no chat model at {missing}; make one with {CHAT_MODEL_COMMAND} (its run folder is the --ckpt to "
+            "give), or check the path\n")
+    assert CHAT_MODEL_COMMAND.startswith("python -m tinylm.") and "train" not in CHAT_MODEL_COMMAND
+
+
+def test_the_chat_model_command_is_one_of_the_commands():
+    assert CHAT_MODEL_COMMAND.removeprefix("python -m tinylm.") in COMMANDS

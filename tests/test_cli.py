@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -110,6 +111,29 @@ def test_resume_continues_the_run(smoke_run):
     new = records[len((out / "metrics.jsonl").read_text().splitlines()):]
     assert [r["step"] for r in new if r["event"] == "train"] == [35, 40]  # continued from step 30, not from 0
     assert new[-1]["event"] == "final" and new[-1]["step"] == 40 and "val_loss" in new[-1]
+
+
+@pytest.mark.parametrize("budget, advice", [
+    ([], r"finished, at step 30 of 30; to train it further, raise its step limit: --resume --max-steps M with "
+         r"M > 30$"),
+    (["--max-steps", "40", "--max-seconds", "0.001"],
+     r"finished, at step 30 of 40, its 0.001 s of training used; to train it further, raise its budget: --resume "
+     r"--max-seconds S with S > 0.001$")])
+def test_resuming_a_finished_run_is_an_error_that_says_how_to_extend_it(smoke_run, budget, advice):
+    """A finished run resumed with another learning rate ended with status 0 having trained nothing. It is now a
+    one-line error that changes nothing; the extension it names trains on from where the run stopped."""
+    data_root, out, _ = smoke_run
+    finished = out.parent / f"finished{len(budget)}"
+    shutil.copytree(out, finished)
+    before = {path.name: path.read_bytes() for path in finished.iterdir()}
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", finished, "--resume",
+                     "--learning-rate", "3e-3", *budget, data_dir=data_root)
+    assert result.returncode == 1 and re.fullmatch(rf"error: --resume: the run in \S+ is {advice}\n", result.stderr)
+    assert {path.name: path.read_bytes() for path in finished.iterdir()} == before
+    extend = ["--max-steps", "40", "--max-seconds", "60"] if budget else ["--max-steps", "35"]
+    result = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", finished, "--resume",
+                     "--learning-rate", "3e-3", *extend, data_dir=data_root)
+    assert result.returncode == 0 and load_checkpoint(finished / "last.pt")["step"] > 30, result.stderr
 
 
 def test_sample_cli_prints_what_generate_text_makes_from_the_run(smoke_run):
@@ -292,12 +316,23 @@ def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):
 
 
 def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_traceback(data_root, tmp_path):
+    """The line ends with the whole command that resumes the run (it said "resume with --resume"): the user's, with
+    --overwrite dropped and --resume added; run, it continues from the saved step."""
     out = tmp_path / "run"
-    status, stdout, stderr = train_until_ctrl_c(out, data_dir=data_root)
+    status, stdout, stderr = train_until_ctrl_c(out, "--overwrite", data_dir=data_root)
     assert status == 130 and "Traceback" not in stderr, stderr
     step = load_checkpoint(out / "last.pt")["step"]
-    assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'} (resume with --resume)")
+    resume = shlex.join(["python", "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--max-steps",
+                         "1000000", "--out", str(out), "--resume"])
+    assert stdout.rstrip().endswith(f"interrupted at step {step}; saved {out / 'last.pt'}; to resume: {resume}")
     assert not (out / "run.owner").exists(), "the lock goes with the run"
+    env = {**os.environ, "TINYLM_DATA_DIR": str(data_root), "OMP_NUM_THREADS": "1"}
+    with subprocess.Popen([sys.executable, *shlex.split(resume)[1:]], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as process:
+        plan = next(line for line in process.stdout if line.startswith("plan: "))
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=120)
+    assert f"from step {step:,};" in plan and process.returncode == 130
 
 
 def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_cannot_shadow_the_new_run(

@@ -62,6 +62,11 @@ def files(tmp_path_factory, data_root):
     return {"root": root, "run": run, "data": data_root}
 
 
+def no_run_folder(places, out):
+    """A run that failed before its first step leaves no trace: no run folder, empty or not."""
+    assert not out.exists()
+
+
 def unchanged_checkpoints(places, out):
     """The run that failed to save still holds the checkpoints and settings it had, byte for byte, and no temporary
     file (the empty run.lock that the kernel's lock uses stays: tinylm.train.run_folder says why)."""
@@ -77,7 +82,10 @@ CASES = [
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"], {**OFFLINE, "TINYLM_DATA_DIR": "{tmp}/d"},
                  r"could not download https://\S+/input.txt \(.*\)\. If this machine is offline, "
                  r"set TINYLM_DATA_MIRROR",
-                 None, id="train-offline-without-mirror"),
+                 no_run_folder, id="train-offline-without-mirror"),
+    pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run", "--resume"], {},
+                 r"--resume: \S+/run has no last.pt to continue from; drop --resume", no_run_folder,
+                 id="train-resume-without-a-run"),
     pytest.param("tinylm.train", ["shakespeare-char", "--out", "{tmp}/run"],
                  {"TINYLM_DATA_MIRROR": "{root}/bad-mirror", "TINYLM_DATA_DIR": "{tmp}/d"},
                  r"input.txt arrived with sha256 [0-9a-f]{64}, expected 86c4e6aa.*: the mirror's \S+/bad-mirror/"
@@ -206,3 +214,58 @@ def test_ctrl_c_while_a_command_is_still_starting_ends_in_one_line():
     said = [line for line in (lines + rest.splitlines(keepends=True)) if not line.startswith("import time:")]
     assert process.returncode == 130 and out == "", "".join(said)
     assert [line.rstrip("\n") for line in said] == ["interrupted while train was starting: nothing was done"]
+
+
+@pytest.mark.parametrize("command, status", [
+    (["tinylm", "--help"], 141),  # the dispatcher's own listing
+    (["tinylm.train", "--help"], 0),  # argparse's help: argparse itself lets a failed write of it pass
+    (["tinylm.sample", "--ckpt", "{run}", "--max-new-tokens", "200", "--seed", "1"], 141),  # streamed as it comes
+    (["tinylm", "sample", "--ckpt", "{run}", "--max-new-tokens", "200", "--seed", "1"], 141),
+], ids=["tinylm --help", "train --help", "sample", "tinylm sample"])
+def test_a_reader_that_closed_the_pipe_ends_every_command_quietly_as_unix_tools_end(files, command, status):
+    """`python -m tinylm --help | head -1` ended in a BrokenPipeError traceback and `sample ... | head` in `error:
+    Broken pipe`. Here the reader end of a real pipe is closed before the command writes: no line on stderr, and the
+    status the shell reports for `yes | head -1` (141, 128 + SIGPIPE)."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = subprocess.run([sys.executable, "-m", *[arg.format(**files) for arg in command]], cwd=REPO,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=writer, stderr=subprocess.PIPE,
+                                text=True, timeout=300)
+    finally:
+        os.close(writer)
+    assert (result.returncode, result.stderr) == (status, "")
+
+
+def run_on_a_busy_machine(module, args, env):
+    """`python -m module args` as a machine with 2 cores, one of them busy elsewhere, runs it. In a new interpreter:
+    a process forked from one whose OpenMP threads have started cannot use two threads (tests/preloaded.py)."""
+    busy = ("import runpy, sys, torch, tinylm.runtime\ntorch.set_num_threads(2)\n"
+            "tinylm.runtime.spare_cores = lambda *args: 1\nsys.argv = sys.argv[1:]\n"
+            "runpy.run_module(sys.argv[0], alter_sys=True, run_name='__main__')")
+    env = {key: value for key, value in env.items() if key != "OMP_NUM_THREADS"}  # it would silence the note
+    return subprocess.run([sys.executable, "-c", busy, module, *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("tinylm.sample", ["--ckpt", "{tmp}/nothing"], r"no checkpoint at \S+/nothing"),
+    ("tinylm.sample", ["--ckpt", "{run}", "--top-p", "2"], r"top_p must be in \(0, 1\]"),
+    ("tinylm.train", ["shakespeare-char", "--out", "{root}/plain-file/run"], r"is a file, not a folder"),
+    ("tinylm.train", ["shakespeare-char", "--out", "{tmp}/new", "--resume"], r"has no last.pt to continue from"),
+    ("tinylm.train", ["shakespeare-char", "--arch", "llama", "--balancing", "aux_loss", "--out", "{tmp}/run"],
+     r"balancing='aux_loss' applies to a mixture of experts"),
+    ("tinylm.eval", ["loss", "--ckpt", "{run}", "--text", "{tmp}/missing.txt"], r"no text file at"),
+], ids=["sample-no-checkpoint", "sample-top-p", "train-out-under-a-file", "train-resume-nothing",
+        "train-balancing-without-experts", "eval-no-text"])
+def test_on_a_busy_machine_an_error_in_the_arguments_is_the_only_line(files, tmp_path, module, args, message):
+    """The note that fewer CPU threads were chosen came before even a one-line error about the arguments. It now
+    comes just before the command's first output, which an error in the arguments never reaches; a command that runs
+    still says it (the sample below)."""
+    env = {**os.environ, "TINYLM_DATA_DIR": str(files["data"])}
+    places = {**files, "tmp": tmp_path}
+    result = run_on_a_busy_machine(module, [arg.format(**places) for arg in args], env)
+    assert result.returncode == 1 and re.fullmatch(rf"error: .*{message}.*\n", result.stderr), result.stderr
+    ran = run_on_a_busy_machine("tinylm.sample", ["--ckpt", str(files["run"]), "--max-new-tokens", "5"], env)
+    assert ran.returncode == 0 and ran.stdout, ran.stderr
+    assert re.fullmatch(r"note: using 1 of 2 CPU threads: .*\n", ran.stderr), ran.stderr

@@ -1,6 +1,7 @@
 """Terminal lines for each kind of trainer record, every command line's --help, and where the commands live."""
 
 import argparse
+import contextvars
 import importlib
 import pkgutil
 import re
@@ -10,7 +11,7 @@ import pytest
 
 import tinylm.cli
 from tests.preloaded import run_module
-from tinylm.train.progress import format_record
+from tinylm.train.progress import RESUME_COMMAND, format_record
 
 
 def test_train_record_line_shows_step_loss_lr_and_throughput():
@@ -31,9 +32,31 @@ def test_eval_and_final_lines_show_val_and_best_loss():
 
 def test_sample_and_interrupted_lines():
     assert "To be" in format_record({"event": "sample", "step": 10, "text": "To be"})
-    line = format_record({"event": "interrupted", "step": 7, "checkpoint": "runs/x/last.pt"})
-    assert "runs/x/last.pt" in line and "--resume" in line
+    interrupted = {"event": "interrupted", "step": 7, "checkpoint": "runs/x/last.pt"}
+    assert format_record(interrupted) == "interrupted at step 7; saved runs/x/last.pt"  # a Trainer of one's own
+    resume = "python -m tinylm.train shakespeare-char --resume"
+
+    def formatted_in_a_command_that_trains():
+        RESUME_COMMAND.set(resume)  # as tinylm.cli.console.begin sets it
+        return format_record(interrupted)
+
+    line = contextvars.copy_context().run(formatted_in_a_command_that_trains)
+    assert line == f"interrupted at step 7; saved runs/x/last.pt; to resume: {resume}"
     assert format_record({"event": "other", "x": 1}) == str({"event": "other", "x": 1})
+
+
+@pytest.mark.parametrize("command", ["train", "sft", "dpo", "grpo"])
+def test_every_command_that_trains_knows_the_command_line_that_resumes_its_run(command):
+    """Ctrl-C said "resume with --resume"; it now prints the whole command (tests/test_cli.py runs it): the user's,
+    with --overwrite (or an abbreviation argparse takes for it) dropped and --resume added once."""
+    parse_args = importlib.import_module(f"tinylm.cli.{command}").parse_args
+    track = ["shakespeare-char"] if command == "train" else []
+    options = ["--overwrite", "--out", "runs/a b", "--max-steps", "40"]
+    assert shlex.split(parse_args([*track, *options]).resume_command) == [
+        "python", "-m", f"tinylm.{command}", *track, "--out", "runs/a b", "--max-steps", "40", "--resume"]
+    assert parse_args([*track, "--max-steps", "40", "--ov"]).resume_command.endswith("--max-steps 40 --resume")
+    assert parse_args([*track, "--res", "--max-steps", "40"]).resume_command.endswith("--res --max-steps 40")
+    assert not hasattr(importlib.import_module("tinylm.cli.sample").parse_args(["--ckpt", "x"]), "resume_command")
 
 
 def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
@@ -126,6 +149,30 @@ def test_help_shows_every_default_and_examples_that_parse(name):
         assert examples and all(line.startswith(f"python -m tinylm.{name} ") for line in examples), help_text
         for line in examples:
             parse_args(shlex.split(line, comments=True)[3:])  # exits with a usage error if an example is wrong
+
+
+@pytest.mark.parametrize("name", ["train", "chat", "sample", "prepare"])
+def test_help_fits_one_screen_with_three_to_five_examples_and_the_module_docstring_in_15_lines(name, monkeypatch,
+                                                                                                capsys):
+    """train's --help was 71 lines at 80 columns, sample's 45, prepare's 43; train.py's docstring 39 lines."""
+    monkeypatch.setenv("COLUMNS", "80")
+    module = importlib.import_module(f"tinylm.cli.{name}")
+    with pytest.raises(SystemExit):
+        module.parse_args(["--help"])
+    shown = capsys.readouterr().out
+    examples = shown.split("\nexamples:\n")[1].splitlines()
+    assert len(shown.splitlines()) <= 40 and 3 <= len(examples) <= 5, shown
+    assert all(len(line) <= 80 for line in shown.splitlines()[:-len(examples)]), shown
+    assert len(module.__doc__.strip().splitlines()) <= 15
+
+
+def test_train_help_says_the_speedrun_recipe_wins_only_at_equal_training_time(capsys):
+    """It runs to the same step limit as the default, which takes it longer: its win is loss per training second."""
+    with pytest.raises(SystemExit):
+        importlib.import_module("tinylm.cli.train").parse_args(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "speedrun (Muon; cpu and smoke profiles): it wins at equal training time, but runs longer than the " \
+           "default to its step limit" in shown
 
 
 def test_train_line_shows_the_step_of_the_total_and_the_eta():

@@ -1,6 +1,9 @@
-"""find_or_train: a notebook that needs another notebook's model finds its run, or trains a stand-in and says so."""
+"""A notebook's set-up (as a command's), and find_or_train: a notebook that needs another notebook's model finds its
+run, or trains a stand-in and says so."""
 
-
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,16 @@ def test_notebook_6a_trains_the_gpt2_track_and_6b_is_what_to_open_after_training
     notebooks = Path(__file__).resolve().parents[1] / "notebooks"
     named = [*repository.TRACK_NOTEBOOKS.values(), *repository.EVALUATION_NOTEBOOKS.values()]
     assert all((notebooks / name).is_file() for name in named), "every notebook the course names exists"
+
+
+def test_a_notebooks_set_up_resolves_the_profile_and_device_and_takes_the_free_cores_as_a_command_does():
+    """In a process of its own, as a notebook's kernel (threads last for the process): 2 threads by default, 1 core
+    free, so it takes 1 and says why; a device of the notebook's choosing ("cpu") is the one it sets up for."""
+    probe = ("import torch, tinylm, tinylm.runtime\ntorch.set_num_threads(2)\n"
+             "tinylm.runtime.spare_cores = lambda *args: 1\n"
+             "print(tuple(tinylm.set_up_notebook('cpu')), torch.get_num_threads())")
+    env = {**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "TINYLM_PROFILE": "cpu"}
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    note, setup = result.stdout.splitlines()
+    assert note.startswith("note: using 1 of 2 CPU threads: other processes keep the rest of the cores busy")
+    assert setup == "('cpu', device(type='cpu')) 1", result.stderr

@@ -5,6 +5,7 @@ tinylm.course.notebooks is the one place that names the repository; a notebook c
 badge, and a repository that moves leaves every badge and install cell behind: both fail here.
 """
 
+import re
 from pathlib import Path
 
 import jupytext
@@ -45,6 +46,19 @@ def test_the_badge_and_the_install_cell_agree_with_tinylm_course(path):
     later = "\n".join(cell.source for cell in cells[2:])
     assert "git+https://" not in later and "colab.research.google.com/github" not in later, \
         "only the first cells name the repository"
+
+
+@pytest.mark.parametrize("path", [twin for pair in PAIRS for twin in (pair, ipynb_of(pair))],
+                         ids=lambda p: p.name)
+def test_every_notebook_sets_up_as_the_commands_do_before_it_uses_the_profile(path):
+    """Notebooks 1, 2, 4, 6a and 7 never made the commands' process-wide settings (configure_backend), so on a busy
+    machine they ran more threads than free cores; the others made them three ways. Each now makes one call,
+    tinylm.set_up_notebook, in the cell that first needs the profile, and resolves nothing by hand."""
+    code = [cell.source for cell in jupytext.read(path).cells if cell.cell_type == "code"]
+    calls = [at for at, source in enumerate(code) if "tinylm.set_up_notebook(" in source]
+    assert len(calls) == 1 and code[calls[0]].count("tinylm.set_up_notebook(") == 1
+    assert calls[0] == next(at for at, source in enumerate(code) if re.search(r"\bPROFILE\b", source))
+    assert not re.search(r"configure_backend|resolve_profile|resolve_device", "\n".join(code))
 
 
 def test_the_repository_is_a_github_one_and_the_install_cell_is_python():

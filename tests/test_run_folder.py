@@ -68,6 +68,27 @@ def test_the_lock_names_its_owner_refuses_a_second_claim_and_goes_however_the_bl
     assert not (tmp_path / "unused").exists(), "a folder the lock created and nothing used is removed again"
 
 
+def test_a_run_that_fails_before_writing_leaves_no_folder_it_created_through_claim_run_folder(tmp_path):
+    """A bad --resume or no network before the first step left the empty run folder behind: claim_run_folder made it
+    (checking it as an output folder) before run_lock looked whether it was new. The folders the claim made, parents
+    included, go again; one that already was there stays."""
+    nested = tmp_path / "new" / "runs" / "run"
+    with pytest.raises(InputError, match="has no last.pt to continue from"):
+        with contextlib.ExitStack() as held:
+            claim_run_folder(nested, held, True, resume=True, overwrite=False, files=FILES)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "there").mkdir()
+    with pytest.raises(ConnectionError):  # e.g. the data's download, after the claim
+        with contextlib.ExitStack() as held:
+            claim_run_folder(tmp_path / "there" / "run", held, True, resume=False, overwrite=False, files=FILES)
+            raise ConnectionError("offline")
+    assert [p.name for p in tmp_path.iterdir()] == ["there"] and list((tmp_path / "there").iterdir()) == []
+    with contextlib.ExitStack() as held:
+        claim_run_folder(nested, held, True, resume=False, overwrite=False, files=FILES)
+        (nested / "metrics.jsonl").write_text("{}\n")
+    assert sorted(p.name for p in nested.iterdir()) == ["metrics.jsonl", "run.lock"], "what a run wrote stays"
+
+
 def test_of_threads_racing_for_the_lock_exactly_one_wins(tmp_path):
     start, outcomes = threading.Barrier(8), []
 

@@ -36,7 +36,7 @@ _EXPORTS = {
     "Sampling": "tinylm.generate.sampling",
     "playground": "tinylm.course.playground", "attention_viewer": "tinylm.course.playground",
     "resolve_profile": "tinylm.runtime", "resolve_device": "tinylm.runtime", "resolve_dtype": "tinylm.runtime",
-    "configure_backend": "tinylm.runtime",
+    "configure_backend": "tinylm.runtime", "set_up_notebook": "tinylm.course.notebooks",
 }
 
 __all__ = sorted(_EXPORTS)

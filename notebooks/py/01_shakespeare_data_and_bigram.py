@@ -62,9 +62,10 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# `tinylm.resolve_profile()` reads `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`) and otherwise picks
+# `tinylm.set_up_notebook()` reads the profile from `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`), and otherwise picks
 # `gpu` when CUDA is present, else `cpu`. Every number that changes how long the notebook runs comes
-# from it; nothing else does.
+# from it; nothing else does. It also picks the device and sets PyTorch up for it as the commands do (one CPU thread
+# per free core: on a busy machine more threads only wait for each other).
 
 # %%
 import math
@@ -82,12 +83,11 @@ import tinylm
 import tinylm.course.plotting
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
-PROFILE = tinylm.resolve_profile()
+PROFILE, device = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 STEPS = {"smoke": 50, "cpu": 3000, "gpu": 10000}[PROFILE]  # optimizer steps for the bigram
 BATCH_SIZE = {"smoke": 32, "cpu": 32, "gpu": 64}[PROFILE]  # windows per step
 EVAL_EVERY = {"smoke": 25, "cpu": 500, "gpu": 1000}[PROFILE]  # steps between whole-split validations
-device = tinylm.resolve_device()
 print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={device}")
 
 # %% [markdown]

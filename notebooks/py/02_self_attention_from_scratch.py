@@ -86,7 +86,7 @@ from tinylm.model.attention import CausalSelfAttention, explicit_causal_attentio
 from tinylm.model.gpt import Block
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
-PROFILE = tinylm.resolve_profile()
+PROFILE = tinylm.set_up_notebook("cpu").profile  # and the CPU's speed settings, as commands set up (CPU only here)
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
 torch.set_printoptions(precision=3, sci_mode=False)

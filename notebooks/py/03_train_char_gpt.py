@@ -87,9 +87,7 @@ from tinylm.data.tokens import RandomWindowSampler
 from tinylm.eval.loss import evaluate_loss, evaluation_windows
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 CHECK_STEPS = {"smoke": 20, "cpu": 200, "gpu": 100}[PROFILE]  # the hand-written loop vs the Trainer (section 7)
 LOG_INTERVAL = {"smoke": 5, "cpu": 50, "gpu": 10}[PROFILE]  # steps between train records of the real run
 EVAL_INTERVAL = {"smoke": 10, "cpu": 1000, "gpu": 250}[PROFILE]  # steps between its validation passes

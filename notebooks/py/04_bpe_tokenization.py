@@ -75,7 +75,7 @@ from tinylm.tokenizers.char import CharTokenizer, UnknownCharacterError
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, padded_vocab_size
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
-PROFILE = tinylm.resolve_profile()
+PROFILE = tinylm.set_up_notebook("cpu").profile  # and the CPU's speed settings, as commands set up (CPU only here)
 # What costs time: how much Shakespeare the from-scratch encoder is checked on (None: all of it),
 # and how much text and how many merges the BPE training loop gets.
 SIZES = {

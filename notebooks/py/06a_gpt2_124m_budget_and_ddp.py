@@ -81,7 +81,7 @@ from tinylm.data.tokens import read_tokens
 
 NOTEBOOK_STARTED = time.perf_counter()
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
-PROFILE = tinylm.resolve_profile()
+PROFILE = tinylm.set_up_notebook("cpu").profile  # and the CPU's speed settings, as commands set up (CPU only here)
 print(f"profile {PROFILE}")
 
 # %% [markdown]

@@ -80,9 +80,7 @@ from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.interop.hf_gpt2 import from_hf_gpt2
 
 NOTEBOOK_STARTED = time.perf_counter()
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # TF32 on CUDA, freed memory kept on a CPU
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 track = tinylm.get_track("gpt2-124m")
 val_shard = track.prepare("cpu").val  # notebook 6a's 20,000-token validation shard
 run_folder = find_or_train("gpt2-124m", PROFILE)  # notebook 6a's 2-process run, or a stand-in

@@ -83,8 +83,7 @@ from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top
 from tinylm.runtime import cpu_name
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 

@@ -98,14 +98,10 @@ from tinylm.model.mlp import SwiGLU
 from tinylm.model.norms import make_norm, rms_norm
 from tinylm.model.rope import apply_rotary, rope_frequencies
 
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-# process-wide speed settings for training: TF32 on CUDA; on a CPU freed memory kept, and one thread per free core
-backend_note = tinylm.configure_backend(DEVICE)
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 use_projector_style()
-print(f"profile {PROFILE}, device {DEVICE}, {torch.get_num_threads()} CPU threads for PyTorch"
-      + (f" ({backend_note})" if backend_note else ""))
+print(f"profile {PROFILE}, device {DEVICE}, {torch.get_num_threads()} CPU threads for PyTorch")
 # On a GPU, False trains a bounded version (the cpu comparisons with shorter budgets); True trains the gpu recipe's
 # model and data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False

@@ -94,9 +94,7 @@ from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")

@@ -95,9 +95,7 @@ from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 SEEDS = (SEED, SEED + 1, SEED + 2)  # three seeds per arm: the fewest the course's verdict rule accepts
 tinylm.course.plotting.use_projector_style()

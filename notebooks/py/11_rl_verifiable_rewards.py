@@ -90,9 +90,7 @@ from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # process-wide speed settings: one CPU thread per free core, TF32 on CUDA
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
 # False: GRPO for at most BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never

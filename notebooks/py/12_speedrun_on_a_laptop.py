@@ -107,9 +107,7 @@ from tinylm.train.optim import learning_rate, muon_parameters
 from tinylm.train.progress import TRAINING_TIME
 from tinylm.train.recipes import SHAKESPEARE_CHAR, split_changes
 
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-tinylm.configure_backend(DEVICE)  # process-wide speed settings for training: TF32 on CUDA, freed memory kept on a CPU
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
 print(f"profile {PROFILE}, device {DEVICE}")

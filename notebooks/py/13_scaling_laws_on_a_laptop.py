@@ -104,12 +104,10 @@ from tinylm.course.scaling import (
 )
 
 NOTEBOOK_STARTED = time.perf_counter()
-PROFILE = tinylm.resolve_profile()
-DEVICE = tinylm.resolve_device()
-note = tinylm.configure_backend(DEVICE)  # one thread per free core on a CPU: a busy machine stalls extra threads
+PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 0
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
-print(f"profile {PROFILE}, device {DEVICE}" + (f"; {note}" if note else ""))
+print(f"profile {PROFILE}, device {DEVICE}")
 # On a GPU, False runs the cpu profile's sweep (minutes); True runs larger budgets and sizes on the first 300,000
 # stories of the full TinyStories (about an hour, estimated). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False

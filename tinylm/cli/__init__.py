@@ -7,7 +7,9 @@ line and an exit status, never a traceback. The library never imports this packa
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
 import sys
 
 # command -> what it does (the first line of `tinylm --help`); each is tinylm/cli/<command>.py
@@ -29,6 +31,24 @@ USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its op
     f"  {name:<9} {what}" for name, what in COMMANDS.items())
 
 
+CLOSED_PIPE_STATUS = 128 + 13  # what the shell reports for a Unix tool that SIGPIPE ended (`yes | head -1`)
+
+
+@contextlib.contextmanager
+def quiet_when_the_reader_leaves():
+    """A reader that closes the command's output before it ends (`python -m tinylm.sample ... | head`) ends the command
+    with no message and exit status 141, as Unix tools end, instead of a traceback or an error line."""
+    try:
+        try:
+            yield
+        finally:
+            sys.stdout.flush()  # what is still buffered meets the closed pipe here, not in Python's flush at exit
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # Python flushes stdout again at exit: let that go nowhere
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(CLOSED_PIPE_STATUS)
+
+
 def run(command: str, argv: list[str] | None = None) -> None:
     """Start `command`'s command line (`python -m tinylm.<command>` calls this). Loading torch takes a second or
     two; a Ctrl-C meanwhile ends the program as quietly as one during the work (nothing was done yet)."""
@@ -43,12 +63,13 @@ def run(command: str, argv: list[str] | None = None) -> None:
 def main(argv: list[str] | None = None) -> None:
     """`tinylm <command> ...` and `python -m tinylm <command> ...`: run that command's command line."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return
-    command, rest = argv[0], argv[1:]
-    if command not in COMMANDS:
-        print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
-        raise SystemExit(2)
-    sys.argv[0] = f"tinylm {command}"
-    run(command, rest)
+    with quiet_when_the_reader_leaves():
+        if not argv or argv[0] in ("-h", "--help"):
+            print(USAGE)
+            return
+        command, rest = argv[0], argv[1:]
+        if command not in COMMANDS:
+            print(f"error: unknown command {command!r}; choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+            raise SystemExit(2)
+        sys.argv[0] = f"tinylm {command}"
+        run(command, rest)

@@ -298,7 +298,8 @@ def _shape_options() -> argparse.ArgumentParser:
     options.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
     shape = options.add_argument_group("shape options (each replaces the preset's value)")
     for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        shape.add_argument("--" + name.replace("_", "-"), type=positive_int, metavar="N", help="(default: the preset's)")
+        shape.add_argument("--" + name.replace("_", "-"), type=positive_int, metavar="N",
+                           help="(default: the preset's)")
     return options
 
 

@@ -1,10 +1,7 @@
-"""Command line: a terminal chat with a fine-tuned model, the replies streamed as they are produced.
-
-    python -m tinylm.chat --ckpt runs/sft-cpu [--system "You are a helpful assistant."] [--max-new-tokens N]
-        [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.1] [--seed 1] [--no-cache]
+"""Command line: chat with a fine-tuned model in the terminal, replies streamed.
 
 In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
---ckpt takes a fine-tuned checkpoint or run folder (python -m tinylm.sft makes one); the sampler options
+--ckpt takes a chat model's checkpoint or run folder (`CHAT_MODEL_COMMAND` makes one); the sampler options
 are `sample`'s. The conversation is a tinylm.serve.session.ChatSession: the oldest exchanges make room when it outgrows
 the context, the system prompt stays.
 """
@@ -12,18 +9,23 @@ the context, the system prompt stays.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
+from ..train.checkpoint import CheckpointError
 from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
 from .sample import add_sampling_options, check_sampling_options, load_generation_model
+
+# The command that makes a chat model (chat fine-tuning), which chat's and serve's advice names.
+CHAT_MODEL_COMMAND = "python -m tinylm.sft"
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """The fine-tuned --ckpt, `python -m tinylm.sample`'s sampler and device options, the longest reply and the
     system prompt: for chat and serve."""
-    parser.add_argument("--ckpt", required=True, help="fine-tuned checkpoint or run folder (python -m tinylm.sft)")
+    parser.add_argument("--ckpt", required=True, help=f"a chat model's checkpoint or run folder ({CHAT_MODEL_COMMAND})")
     parser.add_argument("--max-new-tokens", type=int_at_least(1), help="longest reply (default: 256 or half the "
                         "context)")
     add_sampling_options(parser, "reply")
@@ -34,6 +36,9 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
     """The ChatSession that chat and serve talk through: --ckpt, the sampler options (checked before it loads) and
     the system prompt."""
     check_sampling_options(args)
+    if not any(path.is_file() for path in (Path(args.ckpt), Path(args.ckpt) / "best.pt", Path(args.ckpt) / "last.pt")):
+        raise CheckpointError(f"no chat model at {args.ckpt}; make one with {CHAT_MODEL_COMMAND} (its run folder is "
+                              "the --ckpt to give), or check the path")
     model, tokenizer = load_generation_model(args)
     return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
@@ -44,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.chat --ckpt runs/sft-cpu",
-                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Answer briefly.'"))
+                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Answer briefly.'",
+                        "python -m tinylm.chat --ckpt runs/sft-cpu/best.pt --max-new-tokens 64 --seed 1"))
     add_sampler_options(parser)
     return parser.parse_args(argv)
 

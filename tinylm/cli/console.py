@@ -1,14 +1,14 @@
-"""The parser every command line builds (usage errors in one line), --help as it shows it (each option with its default,
-then the description and examples), the argparse type of every integer option that has a least sensible value, and
-`begin`, what every command does first once its options are parsed.
+"""The parser every command line builds (usage errors in one line, a short usage line), --help as it shows it (each
+option with its default, then the description and examples), the argparse type of every integer option that has a
+least sensible value, and `begin`, what every command does first once its options are parsed.
 
 How the trainer's records read as lines lives with the rest of the progress arithmetic, in
 `tinylm.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
 """
-
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Callable
 
@@ -18,12 +18,52 @@ from ..runtime import configure_backend
 def begin(args: argparse.Namespace) -> argparse.Namespace:
     """The one start of every command that computes: the process-wide settings for the device it will use
     (`tinylm.runtime.configure_backend`: CPU threads chosen by the cores other processes leave free, the heap kept,
-    TF32 on CUDA), and the note when it chose fewer threads than PyTorch would have, on stderr: stdout carries what
-    the command makes (sample's text, eval's --json). A command without --device (prepare, interop) computes on the
-    CPU, so it gets the CPU's settings on a machine with a GPU too. Returns `args`."""
+    TF32 on CUDA), and for a command that trains, the command line that resumes its run (an interrupted run prints
+    it: `tinylm.train.progress.RESUME_COMMAND`). A command without --device (prepare, interop) computes on the CPU, so
+    it gets the CPU's settings on a machine with a GPU too. Returns `args`.
+
+    When fewer threads were chosen than PyTorch would have used, a note says so on stderr (stdout carries what the
+    command makes: sample's text, eval's --json), just before the command's first output: an error found while its
+    arguments are checked (a --ckpt that is not there, a --resume with nothing to resume) stays the only line."""
     if note := configure_backend(getattr(args, "device", "cpu")):
-        print(f"note: {note}", file=sys.stderr, flush=True)
+        sys.stdout = _NoteBeforeOutput(sys.stdout, f"note: {note}")
+    if resume_command := getattr(args, "resume_command", None):
+        from ..train.progress import RESUME_COMMAND
+
+        RESUME_COMMAND.set(resume_command)
     return args
+
+
+def end() -> None:
+    """What `begin` leaves pending ends with the command: a note that no output followed is dropped."""
+    if isinstance(sys.stdout, _NoteBeforeOutput):
+        sys.stdout = sys.stdout.stream
+
+
+class _NoteBeforeOutput:
+    """sys.stdout until the command's first output, which the note (on stderr) precedes; sys.stdout is then the
+    stream itself again."""
+
+    def __init__(self, stream, note: str):
+        self.stream, self.note = stream, note
+
+    def write(self, text: str) -> int:
+        if text and sys.stdout is self:
+            sys.stdout = self.stream
+            print(self.note, file=sys.stderr, flush=True)
+        return self.stream.write(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+def resume_command(prog: str, argv: list[str]) -> str:
+    """The command line that resumes the run `prog argv` trains: the same options, --overwrite dropped (argparse's
+    abbreviations of it too) and --resume added."""
+    kept = [arg for arg in argv if not (len(arg) > 3 and "--overwrite".startswith(arg))]
+    if not any(len(arg) > 4 and "--resume".startswith(arg) for arg in kept):
+        kept.append("--resume")
+    return shlex.join([*prog.split(), *kept])
 
 
 class CommandParser(argparse.ArgumentParser):
@@ -38,12 +78,15 @@ class CommandParser(argparse.ArgumentParser):
         """argparse's, except that an option the chosen subcommand does not take is that subcommand's error (argparse
         reports it as the top command's), so the advice names the --help that lists what it takes; and that a
         subcommand's option written before the subcommand says where it goes (argparse would take its value for the
-        subcommand: `invalid choice: '5'`)."""
+        subcommand: `invalid choice: '5'`). A command that trains gets `resume_command`: the command line that
+        resumes its run."""
         args = sys.argv[1:] if args is None else list(args)
         self._check_order(args)
         namespace, unknown = self.parse_known_args(args, namespace)
         if unknown:
             self._chosen_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
+        if "--resume" in self._option_string_actions:  # a command that trains
+            namespace.resume_command = resume_command(self.prog, args)
         return namespace
 
     def _subcommands(self) -> argparse._SubParsersAction | None:
@@ -75,6 +118,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     """--help as every tinylm command line shows it: each option with its default, and the description and the
     examples (the epilog) laid out as written. A default that is None or False is not shown: an option whose
     absence means something says so in its own help ("default: ...")."""
+
+    def _format_usage(self, usage, actions, groups, prefix) -> str:
+        """One line: the command, what it cannot do without (positionals, required options), then [options] (argparse
+        lists every option in the usage, a dozen lines for train's). Also the prefix of a subcommand's prog."""
+        if usage is None:
+            parts = [self._format_args(action, self._get_default_metavar_for_positional(action))
+                     for action in actions if not action.option_strings]
+            parts += [f"{action.option_strings[0]} {self._format_args(action, action.dest.upper())}"
+                      for action in actions if action.option_strings and action.required]
+            optional = any(action.option_strings and not action.required for action in actions)
+            usage = " ".join([self._prog, *parts, *(["[options]"] if optional else [])])
+        else:
+            usage = usage % {"prog": self._prog}
+        return f"{'usage: ' if prefix is None else prefix}{usage}\n\n"
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""

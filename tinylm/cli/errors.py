@@ -4,7 +4,7 @@ Every `python -m tinylm.<command>` runs its main() through `run_cli`. An error t
 input, a missing or damaged file, no network, a full disk, a device this machine lacks) ends the program
 with `error: <what happened>; <what to do>` on one line of stderr and exit status 1, and nothing else is
 printed. Anything else is a bug and keeps its traceback. Ctrl-C is no error: it ends with exit status 130
-once the command has said what it saved.
+once the command has said what it saved; a reader that leaves early (`| head`) ends it quietly, as it ends Unix tools.
 
 Every error tinylm raises on purpose derives from `tinylm.errors.TinyLMError` and carries its advice in the
 message, because the code that raises it knows what went wrong: a ConfigError names the field and a value that
@@ -17,6 +17,7 @@ as their message).
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import sys
 from typing import Callable
@@ -24,6 +25,8 @@ from typing import Callable
 import torch
 
 from ..errors import TinyLMError
+from . import quiet_when_the_reader_leaves
+from .console import end
 
 
 def _first_line(error: BaseException) -> str:
@@ -92,14 +95,20 @@ def describe(error: BaseException) -> str | None:
 
 
 def run_cli(main: Callable, argv: list[str] | None = None):
-    """Run a command line's main(argv); an anticipated error ends it with `error: ...` and exit status 1, and
-    Ctrl-C with status 130 (the shell's code for SIGINT) and no traceback, once main has said what it saved."""
-    try:
-        return main(argv)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except Exception as error:  # SystemExit is no error: it passes
-        message = describe(error)
-        if message is None:
+    """Run a command line's main(argv); an anticipated error ends it with `error: ...` and exit status 1, Ctrl-C with
+    status 130 (the shell's code for SIGINT) and no traceback, once main has said what it saved, and a closed stdout
+    quietly (`quiet_when_the_reader_leaves`). What main sets in context variables ends with it."""
+    with quiet_when_the_reader_leaves():
+        try:
+            return contextvars.copy_context().run(main, argv)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except BrokenPipeError:
             raise
-        sys.exit(f"error: {message}")
+        except Exception as error:  # SystemExit is no error: it passes
+            message = describe(error)
+            if message is None:
+                raise
+            sys.exit(f"error: {message}")
+        finally:
+            end()

@@ -1,29 +1,15 @@
-"""Command line: prepare a dataset's token files ahead of training.
+"""Command line: prepare a dataset's token files, or build the offline data mirror.
 
-    python -m tinylm.prepare --track {shakespeare-char,tinystories,gpt2-124m} [--profile smoke|cpu|gpu]
-    python -m tinylm.prepare shakespeare-char [--out DIR]
-    python -m tinylm.prepare tinystories [--source hf|sample] [--out DIR]
-    python -m tinylm.prepare fineweb-edu [--config sample-10BT] [--shard-tokens N] [--workers N]
-                                         [--source hf|sample] [--out DIR]
+A dataset is downloaded (or copied from $TINYLM_DATA_MIRROR), tokenized into train.bin and val.bin, and finished with
+meta.json, into $TINYLM_DATA_DIR (else the repository's data/)/<dataset>; one already prepared there is kept.
+`--track NAME --profile P` prepares what `python -m tinylm.train NAME --profile P` reads, where it reads it, by the
+same function (Track.prepare). TinyStories' default source is the mirror's 2 MiB sample when $TINYLM_DATA_MIRROR is
+set, else the full dataset from Hugging Face; the sample is also written with the trimmed vocabulary the track's cpu
+and smoke profiles train on. fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one
+validation, with a progress.json that lets an interrupted run resume (tinylm.data.fineweb).
 
-Downloads the text (or copies it from $TINYLM_DATA_MIRROR), tokenizes it into train.bin and
-val.bin, and writes meta.json last. A dataset already prepared in the folder is not prepared
-again. `--track NAME --profile P` prepares exactly what `python -m tinylm.train NAME --profile P`
-will read, in the folders it reads them from, by the same function (Track.prepare), so that
-`train` finds nothing left to do; a dataset name prepares that dataset, with its own options.
-
-A dataset's default folder is $TINYLM_DATA_DIR (else the repository's data/) / shakespeare_char,
-tinystories or tinystories_sample. TinyStories' default source is the mirror's 2 MiB sample when
-$TINYLM_DATA_MIRROR is set, else the full dataset from Hugging Face; GPT-2 BPE encoding runs in
-tiktoken's thread pool, on every core. The sample is also written with the trimmed vocabulary the
-tinystories track's cpu and smoke profiles train on (tinystories_sample_trimmed/), by the same function
-`train` uses, so neither computes it again.
-
-fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one validation, with a
-progress.json that lets an interrupted run resume where it stopped (see tinylm.data.fineweb). Its
-default folder is fineweb_edu/ (Hugging Face, streamed; 100M-token shards) or fineweb_edu_sample/
-(the mirror's 120 documents, the default offline; 20,000-token shards, so 4 of them). Tokenization
-runs in --workers processes (default: one per core).
+`mirror --out DIR` builds the offline data mirror the tests read (tinylm.prepare.mirror): every file from its
+canonical URL, checked by its sha256, and a MANIFEST.md of their sources and digests.
 """
 
 from __future__ import annotations
@@ -41,12 +27,13 @@ from ..data.corpora import (
 )
 from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
 from ..paths import check_output_folder, data_dir, shown
+from ..prepare.mirror import MIRROR_FILES, build_mirror
 from ..runtime import PROFILES, resolve_profile
 from ..train.recipes import TRACKS, get_track
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 
-DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu")
+DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "mirror")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,29 +42,24 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
                         "python -m tinylm.prepare shakespeare-char",
                         "python -m tinylm.prepare tinystories --source sample",
-                        "python -m tinylm.prepare fineweb-edu --workers 8"))
-    parser.add_argument("dataset", nargs="?", choices=DATASETS, help="the dataset to prepare (or use --track)")
-    parser.add_argument("--track", choices=sorted(TRACKS),
-                        help="prepare what `python -m tinylm.train TRACK --profile P` reads, where it reads it "
-                             "(default: none; name a dataset instead)")
+                        "python -m tinylm.prepare fineweb-edu --workers 8",
+                        "python -m tinylm.prepare mirror --out ../shared/data"))
+    parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
+                        help=f"{', '.join(DATASETS[:-1])}, or mirror: the offline data mirror")
+    parser.add_argument("--track", choices=sorted(TRACKS), metavar="TRACK",
+                        help="instead of a dataset: what `train TRACK --profile P` reads (default: none)")
     parser.add_argument("--profile", choices=PROFILES,
-                        help="with --track: the profile to prepare for (default: $TINYLM_PROFILE, else gpu when "
-                             "CUDA is present, else cpu)")
+                        help="with --track (default: $TINYLM_PROFILE, else gpu with CUDA, else cpu)")
     parser.add_argument("--source", choices=["hf", "sample"],
-                        help="tinystories and fineweb-edu: hf (the full dataset) or sample (the offline mirror's "
-                             "2 MiB of TinyStories, 120 documents of FineWeb-Edu); default: sample when "
-                             "$TINYLM_DATA_MIRROR is set, else hf")
-    parser.add_argument("--config",
-                        help=f"fineweb-edu only: the Hugging Face config to stream (default {DEFAULT_CONFIG})")
+                        help="tinystories, fineweb-edu: hf (the full dataset) or sample (the mirror's; default "
+                             "when $TINYLM_DATA_MIRROR is set, else hf)")
+    parser.add_argument("--config", help=f"fineweb-edu: the Hugging Face config (default {DEFAULT_CONFIG})")
     parser.add_argument("--shard-tokens", type=int, metavar="N",
-                        help="fineweb-edu only: tokens per shard (default 100,000,000; for the sample 20,000, "
-                             "which makes 4 shards)")
+                        help="fineweb-edu: tokens per shard (default 100,000,000; the sample's 20,000)")
     parser.add_argument("--workers", type=int, metavar="N",
-                        help="fineweb-edu only: tokenizer processes (default: one per CPU core; 1: tokenize in "
-                             "this process)")
-    parser.add_argument("--out", type=Path, help="folder for the token files (train.bin, val.bin and meta.json; "
-                                                 "fineweb-edu: shards and progress.json); default: "
-                                                 "$TINYLM_DATA_DIR/<dataset>, see above")
+                        help="fineweb-edu: tokenizer processes (default: one per core)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="the dataset's folder (default: "
+                                                                "$TINYLM_DATA_DIR/<dataset>), or the mirror's")
     args = parser.parse_args(argv)
     if args.track is not None:
         if args.dataset is not None:
@@ -89,11 +71,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f"decides its data and folders; prepare the dataset by name for other settings)")
         return args
     if args.dataset is None:
-        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu) or a track with --track")
+        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, or a track with --track")
     if args.profile is not None:
         parser.error("--profile applies to --track only")
-    if args.source and args.dataset == "shakespeare-char":
+    if args.source and args.dataset in ("shakespeare-char", "mirror"):
         parser.error("--source applies to tinystories and fineweb-edu only")
+    if args.dataset == "mirror" and args.out is None:
+        parser.error("mirror needs --out DIR, the folder to build it in (the tests find ../shared/data beside the "
+                     "clone, or $TINYLM_DATA_MIRROR)")
     for option in ("config", "shard_tokens", "workers"):
         if getattr(args, option) is not None and args.dataset != "fineweb-edu":
             parser.error(f"--{option.replace('_', '-')} applies to fineweb-edu only")
@@ -114,12 +99,15 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 
 def main(argv=None) -> PreparedData | Path:
-    """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder)."""
+    """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder; mirror: the
+    mirror's folder)."""
     args = begin(parse_args(argv))
     if args.track is not None:
         return _track(args.track, resolve_profile(args.profile))
     if args.out is not None:
         check_output_folder(args.out)  # now, not after the download
+    if args.dataset == "mirror":
+        return build_mirror(args.out, MIRROR_FILES)
     if args.dataset == "fineweb-edu":
         return _fineweb_edu(args)
     folder = args.out or default_folder(args.dataset, args.source)

@@ -1,4 +1,4 @@
-"""Command line: generate text from a trained checkpoint, streamed to the terminal as it is produced.
+"""Command line: generate text from a trained checkpoint, streamed as it comes.
 
     python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:" [--max-new-tokens 300]
         [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.2] [--seed 1]
@@ -27,7 +27,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
                         'python -m tinylm.sample --ckpt runs/tinystories-cpu --prompt "Once upon a time" '
-                        '--temperature 0.7 --top-p 0.9 --num-samples 3'))
+                        '--temperature 0.7 --top-p 0.9 --num-samples 3',
+                        'python -m tinylm.sample --ckpt runs/shakespeare-char-cpu/last.pt --temperature 0 '
+                        '--max-new-tokens 100 --stop "\\n\\n"'))
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
     parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
     parser.add_argument("--max-new-tokens", type=positive_int, default=300, help="stop after this many new tokens")

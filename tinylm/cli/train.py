@@ -1,42 +1,16 @@
 """Command line: train a track's model.
 
-    python -m tinylm.train shakespeare-char [--profile smoke|cpu|gpu] [--max-seconds S] [--out DIR] [--resume]
-        [--learning-rate LR]
-    python -m tinylm.train tinystories --arch llama-moe [--balancing none|aux_loss|loss_free]
-    python -m tinylm.train shakespeare-char --recipe speedrun [--profile cpu]
+Prepares the track's data (downloading it, or copying it from $TINYLM_DATA_MIRROR), resolves the profile's recipe
+(tinylm.train.recipes) and trains it through the run skeleton (tinylm.train.run): a header, a plan, a progress line
+every few steps, the validation loss over the whole split, then an epilogue with the run folder (metrics.jsonl,
+best.pt, last.pt), the best validation loss, a sample and the commands to run next. --max-seconds counts training
+time only (evaluations and checkpoints come on top), and the schedule follows it.
 
-Prepares the data (downloading it, or copying it from $TINYLM_DATA_MIRROR), builds the profile's
-recipe, and trains with progress printed: a header with the planned steps (and the time budget),
-a plan with the expected training time once the first steps are measured, and a line every few
-steps with the step of the total, loss, learning rate, tokens/s, training time and ETA. It ends
-with the validation loss over the whole split and an epilogue: where the run folder is, the best
-validation loss, a sample, and the commands to run next. The run folder gets metrics.jsonl (one
-JSON record per line; the last one holds val_loss), best.pt and last.pt.
-
---max-seconds budgets training time only: evaluations, checkpoints and samples are not counted,
-so the run takes that long plus their time (the cosine schedule follows the budget).
-
-While a run trains, the folder also holds run.lock (its pid, host and start time): a second run into the same
-folder stops with an error that names the first (a lock left by a killed run is taken over). --overwrite replaces
-the old run, which survives until the new one has a checkpoint (a new run that fails before that puts it back);
---resume and --overwrite exclude each other. Ctrl-C saves last.pt, says how to resume, and exits with status 130.
-
---arch builds the recipe's shape as another block family (tinylm.config.ARCHITECTURES): gpt2 (the
-default), llama (RMSNorm, RoPE, SwiGLU, grouped-query attention) or llama-moe (with a mixture of
-experts, whose --balancing can be chosen). Each gets its own default run folder:
-runs/<track>-<profile> for gpt2, runs/<track>-<arch>[-<balancing>]-<profile> otherwise (the balancing
-named only when it is not the family's own). --resume rebuilds the model from the checkpoint's own config.
-
---recipe speedrun trains the track's speedrun recipe instead (cpu and smoke profiles of shakespeare-char and
-tinystories): the default recipe with what won the laptop speedrun's measurements, Muon for the blocks' matrices
-(and for shakespeare-char a batch of 32 sequences instead of 12), into runs/<track>-speedrun-<profile>.
-`python -m tinylm.bench speedrun` races it against the default recipe. --optimizer muon trains any recipe's block
-matrices with Muon (at TrainConfig.muon_learning_rate) and the rest with AdamW.
-
---learning-rate replaces the recipe's peak learning rate and scales its floor (min_lr) by the same
-factor, so the schedule keeps its shape. A run whose loss becomes NaN or infinite stops with a
-one-line error that names the rate to retry with. --out and --device are checked before the data is
-prepared, so a path that runs through a file, or a GPU this machine lacks, fails at once.
+One run per folder at a time; --overwrite keeps the old run until the new one has a checkpoint; Ctrl-C saves last.pt
+and prints the command that resumes the run. Each block family (--arch) and the speedrun recipe train into a default
+folder of their own: runs/<track>-<profile>, runs/<track>-<arch>[-<balancing>]-<profile> (the balancing named when
+it is not the family's own), runs/<track>-speedrun-<profile>. --learning-rate scales the schedule's floor with its
+peak. --out and --device are checked before the data is prepared.
 """
 
 from __future__ import annotations
@@ -62,22 +36,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
-                        "python -m tinylm.train shakespeare-char --profile cpu --resume --learning-rate 3e-3",
                         "python -m tinylm.train shakespeare-char --recipe speedrun --profile cpu"))
-    parser.add_argument("track", choices=sorted(TRACKS), help="what to train")
-    parser.add_argument("--recipe", choices=RECIPE_NAMES, help="the track's default recipe (the default), or "
-                        "its speedrun recipe (Muon for the blocks' matrices; cpu and smoke profiles)")
-    add_run_options(parser, out="runs/<track>-<profile> for gpt2, runs/<track>-<arch>-<profile> otherwise, "
-                    "runs/<track>-speedrun-<profile> with --recipe speedrun",
-                    batch="sequences")
-    parser.add_argument("--arch", choices=list(ARCHITECTURES),
-                        help="block family (default: gpt2 for a new run, the checkpoint's with --resume)")
-    parser.add_argument("--balancing", choices=BALANCING, help="a mixture of experts' load balancing "
-                        "(default: the family's own, loss_free for llama-moe)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="adamw for every parameter, or muon for the blocks' "
-                        "matrices and AdamW for the rest (default: the recipe's)")
+    parser.add_argument("track", choices=sorted(TRACKS), metavar="TRACK", help=", ".join(sorted(TRACKS)))
+    parser.add_argument("--recipe", choices=RECIPE_NAMES, metavar="NAME",
+                        help="default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at equal "
+                        "training time, but runs longer than the default to its step limit")
+    add_run_options(parser, out="runs/<track>[-<arch>]-<profile>", batch="sequences")
+    parser.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
+                        help=f"{', '.join(ARCHITECTURES)} (default: gpt2, or the run's)")
+    parser.add_argument("--balancing", choices=BALANCING, metavar="KIND",
+                        help=f"{', '.join(BALANCING)} (default: the arch's own)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
+                        help="adamw, or muon for matrices (default: the recipe's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the training step (default: the recipe's, off)")
+                        help="torch.compile the training step (default: off)")
     return parser.parse_args(argv)
 
 

@@ -1,30 +1,27 @@
-"""What ties the notebooks together: where the repository lives, and the runs one notebook borrows from another.
+"""What ties the notebooks together: how each one sets up, where the repository lives, and the runs one notebook
+borrows from another.
 
-Colab. Every notebook opens with an "Open in Colab" badge and an install cell. Colab opens a notebook
-straight from GitHub on a bare machine, so the badge names the repository and the notebook's own path,
-and the install cell pip-installs the package from the same repository. The install cell runs before
-`tinylm` exists, so both are written out in each notebook; `REPOSITORY` and `BRANCH` (tinylm.repository) are the one
-place that says what they must be, and tests/test_notebooks_meta.py checks every notebook (both twins)
-against `colab_badge` and `INSTALL_CELL`.
-
-Borrowed runs. Notebook 7 samples from the models that notebooks 3 and 5 train, and notebook 6b scores the
-one notebook 6a trains. On a fresh Colab machine, or in a clone where those notebooks have not run, the
-runs are not there. `find_or_train` looks for
-them (the notebook's run folder, then the command line's default one) and otherwise trains the track's
-`cpu` recipe (the smallest model that learns; `smoke` under the smoke profile) for a short budget of
-steps, on whatever device there is, saying what it does and why. Steps, not seconds: a model trained for
-a fixed time on a busy laptop sees a fraction of the tokens it would on an idle one, and the notebook
-would then be showing noise. The result lands in its own folder, so it never passes for the full run,
-and a second call finds it instead of training again.
+Set-up: every notebook starts as every command does (tinylm.cli.console.begin), with `set_up_notebook`: the profile,
+the device, and the process-wide settings for it (one CPU thread per free core on a busy machine).
+Colab: every notebook opens with an "Open in Colab" badge and an install cell, written out in each notebook (they run
+before `tinylm` exists); `REPOSITORY` and `BRANCH` (tinylm.repository) say what they must be.
+tests/test_notebooks_meta.py checks every notebook (both twins) against all three.
+Borrowed runs: notebook 7 samples from the models that notebooks 3 and 5 train, and notebook 6b scores the one
+notebook 6a trains. Where those runs are not there (a fresh Colab machine), `find_or_train` trains the track's `cpu`
+recipe (`smoke` under the smoke profile) for a budget of steps, not seconds (on a busy laptop a time budget sees a
+fraction of the tokens), says so, and keeps the result in a folder of its own, which a second call finds.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable, NamedTuple
+
+import torch
 
 from ..paths import runs_dir, shown
 from ..repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
-from ..runtime import resolve_profile
+from ..runtime import configure_backend, resolve_device, resolve_profile
 from ..train.options import RunOptions
 from ..train.progress import format_record
 from ..train.recipes import default_run_name, resolve_recipe
@@ -42,6 +39,22 @@ import sys
 
 if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "{PIP_REQUIREMENT}"], check=True)'''
+
+
+class NotebookSetup(NamedTuple):
+    profile: str
+    device: torch.device
+
+
+def set_up_notebook(device: str | None = None, say: Callable[[str], None] = print) -> NotebookSetup:
+    """(profile, device) of a notebook: $TINYLM_PROFILE or the hardware's, and `device` or the best available, with
+    the process-wide settings made for that device (`tinylm.runtime.configure_backend`: one PyTorch thread per free
+    CPU core, freed memory kept, TF32 on CUDA). Says so when it chose fewer threads than PyTorch would have. A
+    notebook that computes on the CPU alone passes device="cpu"."""
+    profile, device = resolve_profile(), resolve_device(device)
+    if note := configure_backend(device):
+        say(f"note: {note}")
+    return NotebookSetup(profile, device)
 
 
 def colab_badge(notebook: str) -> str:

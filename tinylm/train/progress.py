@@ -13,6 +13,7 @@ A train record reads as a line like `step  200/6000 | loss 1.2345 | lr 3.00e-04 
 """
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,11 @@ import torch
 # budgets all count this, and the figures that depend on it print it beside them.
 TRAINING_TIME = ("training time = the optimizer steps' own seconds (batches, forward, backward, update); evaluations, "
                  "checkpoints and samples are not counted")
+
+
+# The command line that resumes the run being trained, where a command line started it (tinylm.cli.console.begin sets
+# it): the line of an interrupted run that saved a checkpoint ends with it.
+RESUME_COMMAND: ContextVar[str | None] = ContextVar("RESUME_COMMAND", default=None)
 
 
 def steps_left(step: int, max_steps: int, seconds_per_step: float, elapsed: float = 0.0,
@@ -155,7 +161,8 @@ def format_record(record: dict[str, Any]) -> str:
     if event == "interrupted":
         if record["checkpoint"] is None:  # stopped at once, mid-step (or a Trainer without a run folder)
             return f"interrupted at step {record['step']}; nothing saved"
-        return f"interrupted at step {record['step']}; saved {record['checkpoint']} (resume with --resume)"
+        saved, resume = f"interrupted at step {record['step']}; saved {record['checkpoint']}", RESUME_COMMAND.get()
+        return f"{saved}; to resume: {resume}" if resume else saved
     return str(record)
 
 

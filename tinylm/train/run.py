@@ -205,6 +205,7 @@ def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
     trainer = job.trainer(model, tokenizer, cfg, start)
     if start.saved is not None:
         trainer.load_state_dict(start.saved)
+        check_unfinished(trainer, job.run.out)
     settings = {"command": job.command, "profile": job.run.profile, "device": str(trainer.device),
                 "options": job.option_values(trainer), "recipe": job.recipe_values(), "train": trainer.cfg.to_dict()}
     start.say(describe_settings(settings, job.run.out))
@@ -213,6 +214,18 @@ def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
         start.say(warning)
     start.say(plan(trainer))
     return trainer, settings
+
+
+def check_unfinished(trainer: Trainer, out: Path) -> None:
+    """A resumed run with nothing left to train (its step limit reached, or its time budget used) is an error that
+    says how to extend it: a --resume with another --learning-rate used to end with status 0, having trained nothing."""
+    cfg, done = trainer.cfg, f"the run in {out} is finished, at step {trainer.step:,} of {trainer.cfg.max_steps:,}"
+    if trainer.step >= cfg.max_steps:
+        raise InputError(f"--resume: {done}; to train it further, raise its step limit: --resume --max-steps M "
+                         f"with M > {cfg.max_steps}")
+    if cfg.max_seconds is not None and trainer.elapsed >= cfg.max_seconds:
+        raise InputError(f"--resume: {done}, its {cfg.max_seconds:g} s of training used; to train it further, raise "
+                         f"its budget: --resume --max-seconds S with S > {cfg.max_seconds:g}")
 
 
 @contextlib.contextmanager

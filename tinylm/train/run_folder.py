@@ -43,8 +43,9 @@ class RunFolderBusy(TinyLMError, RuntimeError):
 
 @contextlib.contextmanager
 def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator[Path]:
-    """Hold `folder`'s run.lock for the duration of the block (creating the folder if needed; a folder this created
-    and the run wrote nothing into is removed again at the end). Yields the owner file's path.
+    """Hold `folder`'s run.lock for the duration of the block (checking and creating the folder if needed: the
+    folders this created are removed again at the end if the run wrote nothing into them). Yields the owner file's
+    path.
 
     The lock is the kernel's (filelock: `flock` on Unix), released when the process ends however it ends, so a
     crashed run never blocks the folder. run.owner (pid, host, start time) names the holder for the message a second
@@ -52,8 +53,8 @@ def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator
     note says. run.lock itself stays (removing a lock file that another process may have just opened would let two
     runs lock two different files of that name)."""
     folder = Path(folder)
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
+    created = [path for path in (folder, *folder.parents) if not path.exists()]  # deepest first
+    check_output_folder(folder)
     lock, owner_path = filelock.FileLock(folder / LOCK_FILE, timeout=0), folder / OWNER_FILE
     try:
         lock.acquire()
@@ -75,9 +76,9 @@ def run_lock(folder: str | Path, say: Callable[[str], None] = print) -> Iterator
         lock.release()
         if {p.name for p in folder.iterdir()} == {LOCK_FILE}:  # the run wrote nothing: leave no trace of it
             (folder / LOCK_FILE).unlink(missing_ok=True)
-            if created:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
+            with contextlib.suppress(OSError):  # a folder that something else wrote into meanwhile stays
+                for path in created:
+                    path.rmdir()
 
 
 def _write_owner(path: Path, owner: dict) -> None:
@@ -117,9 +118,10 @@ def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resum
     settle what an interrupted --overwrite left (`files`: what this run writes, which a new run that never saved a
     last.pt may have begun), then refuse a folder that holds a run unless resuming or overwriting it, and --resume
     without a last.pt."""
-    check_output_folder(out)  # now, not at the first save
-    if is_main:  # before the folder is read or changed
-        held.enter_context(run_lock(out, say))
+    if not is_main:
+        check_output_folder(out)  # now, not at the first save
+    else:  # before the folder is read or changed
+        held.enter_context(run_lock(out, say))  # which checks `out` first
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
         _settle(out, files, say)
