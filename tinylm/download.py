@@ -1,22 +1,15 @@
 """Fetch a data file once, verify it, and never leave a half-written copy behind.
 
-`fetch(source, dest)` returns `dest` when it already holds the right bytes. Otherwise it copies
-the file from the offline mirror ($TINYLM_DATA_MIRROR) when one is set, or downloads it from the
-canonical URL with a progress bar and a few retries with exponential backoff. Bytes are written to
-a temporary file next to `dest`, checked against the expected sha256, and only then renamed into
-place, so an interrupted download or a corrupt copy never masquerades as the real file.
+`fetch(source, dest)` returns `dest` when it already holds the right bytes. Otherwise it copies the file from the
+offline mirror ($TINYLM_DATA_MIRROR) when one is set, or downloads it from the canonical URL with a progress bar and
+retries with backoff. Bytes go to a temporary file next to `dest`, are checked against the pinned sha256, and only
+then renamed into place, so an interrupted download or a corrupt copy never masquerades as the real file.
 
-Offline with no mirror, the first attempt fails on name resolution within seconds and the error
-says how to set the mirror. `reachable(host)` is the same question asked up front, for downloads made
-by other libraries (transformers retries an unreachable Hub for half a minute before it gives up).
-
-Every file is pinned by its sha256: there is no way to fetch a file whose digest is not known in
-advance, since a wrong or changed file would then pass unnoticed. A file the mirror does not carry
-(a published model's weights: the mirror holds the course's data) has `mirror_path=None` and is
-always downloaded, also when $TINYLM_DATA_MIRROR is set.
-
-The mirror is a local folder laid out like the downloads; the tokenizers consult it too (GPT-2's BPE files), which
-is why this module sits below every stage.
+Every file is pinned by its sha256: a wrong or changed file cannot pass unnoticed. A file the mirror does not carry
+(a published model's weights) has `mirror_path=None` and is always downloaded. Offline with no mirror, the first
+attempt fails on name resolution within seconds with an error that says how to set the mirror; `reachable(host)`
+asks the same up front for downloads made by other libraries. The tokenizers consult the mirror too (GPT-2's BPE
+files), which is why this module sits below every stage.
 """
 
 from __future__ import annotations

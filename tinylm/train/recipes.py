@@ -206,11 +206,8 @@ SHAKESPEARE_CHAR = Track(
         ),
     },
     # Muon, and a batch of 32: Newton–Schulz costs the same per step whatever the batch, so a bigger batch shares it
-    # among more tokens. A second block instead (with AdamW it barely helps per step and halves the steps per second,
-    # with Muon it trains far better per step) ended lower at 70 s where Newton–Schulz runs in bfloat16 but reached
-    # 1.886 later than the default on every CPU measured; the batch of 32 ended lower than the default, and reached
-    # 1.886 sooner on average, on an AVX2 CPU and on an AVX-512 one, natively and with AVX2 reproduced. None of the
-    # model changes beat Muon (course guide, "The laptop speedrun").
+    # among more tokens. The races behind this choice, and the model changes that did not beat Muon: the course
+    # guide, "The laptop speedrun", and docs/notes/2026-11-26-laptop-speedrun.md.
     speedruns={"smoke": {}, "cpu": {"batch_size": 32}},
 )
 
