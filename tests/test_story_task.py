@@ -1,0 +1,127 @@
+"""The story task: its instructions hold for their own stories, and its verifier passes stories and fails hacks."""
+
+import random
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tinylm.config import GPTConfig, TrainConfig
+from tinylm.data.story_instructions import (
+    MIN_SENTENCES,
+    Constraint,
+    StoryInstruction,
+    character_names,
+    count_sentences,
+    make_instruction,
+    split_stories_three_ways,
+    story_instructions,
+)
+from tinylm.model.gpt import GPT
+from tinylm.posttrain.verifier import Verifier, loss_per_token, pass_rate
+from tinylm.tokenizers.char import CharTokenizer
+from tinylm.train.trainer import Trainer
+
+STORIES = [
+    "Once upon a time, there was a girl named Lily. Lily had a red ball. She threw the ball to her dog. The dog ran.",
+    "One day, a boy named Tom saw a cat. The cat was on a tree. Tom said, \"Come down!\" The cat jumped to Tom.",
+    "Ben and his mom went to the park. Ben had a kite. The kite flew high. Ben was happy.",
+    "There was a little bird. The bird sang every day. One day it rained. The bird was sad.",
+]
+
+
+def test_split_is_by_story_disjoint_and_independent_of_order():
+    stories = [f"Story {i}. It was fun. The end." for i in range(2000)]
+    parts = split_stories_three_ways(stories)
+    assert sum(len(p) for p in parts.values()) == 2000 and not set(parts["test"]) & set(parts["train"])
+    assert split_stories_three_ways(list(reversed(stories)))["test"] == list(reversed(parts["test"]))
+    assert 0.12 < len(parts["test"]) / 2000 < 0.18 and 0.03 < len(parts["validation"]) / 2000 < 0.07
+
+
+def test_every_instruction_holds_for_its_own_story_and_renames_everywhere():
+    names = ("Lily", "Tom", "Ben", "Zoe", "Max", "Mia")
+    made = story_instructions(STORIES * 5, names, str.split, seed=0, variants=3, max_tokens=100)
+    assert made and all(c.holds(i.story) for i in made for c in i.constraints)
+    for instruction in made:
+        kinds = [c.kind for c in instruction.constraints]
+        assert len(kinds) >= 2 and len(set(kinds)) == len(kinds)
+        assert instruction.instruction == " ".join(["Write a story."] * (kinds[0] != "name")
+                                                   + [c.phrase() for c in instruction.constraints])
+        assert count_sentences(instruction.story) >= MIN_SENTENCES
+    renamed = [i for i in made if i.constraints[0].kind == "name" and "Lily" not in i.constraints[0].value
+               and "red" in i.story]
+    assert renamed and all(not re.search(r"\bLily\b", i.story) for i in renamed)
+
+
+def test_a_word_is_swapped_with_its_plural_and_capital_kept():
+    rng = random.Random(1)
+    made = make_instruction("The dog saw two dogs. Dog was fun. It ran.", rng, names=("Zoe", "Max"))
+    word = [c.value for c in made.constraints if c.kind == "word"][0]
+    assert word != "dog" and f"The {word} saw two {word}s. {word.capitalize()} was fun." in made.story
+
+
+def test_names_come_from_named_introductions():
+    assert character_names(STORIES * 3) == ("Lily", "Tom")
+
+
+def test_constraint_checks():
+    assert Constraint("name", "Zoe").holds("Zoe ran.") and not Constraint("name", "Zoe").holds("Zoey ran.")
+    assert Constraint("word", "kite").holds("Two Kites flew.") and not Constraint("word", "kite").holds("A kitten.")
+    assert Constraint("sentences", 2).holds("One. Two.") and not Constraint("sentences", 2).holds("A. B. C.")
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """A small character model trained a few hundred steps on story-like text: enough to tell a story from a list."""
+    text = " ".join(STORIES * 40)
+    tokenizer = CharTokenizer.from_text(text + "ZoeMaxKkitedgcb")
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=64))
+    data = torch.tensor(tokenizer.encode(text)).numpy()
+    cfg = TrainConfig(batch_size=16, max_steps=300, warmup_steps=10, learning_rate=3e-3, min_lr=3e-4,
+                      eval_interval=0, log_interval=1000, eval_batch_size=16, dtype="float32")
+    Trainer(model, cfg, data, data[-2000:], device="cpu").fit()
+    tokenizer.eot_token = tokenizer.encode(" ")[0]  # a story follows a space in this text
+    return model.eval(), tokenizer
+
+
+def test_loss_per_token_is_the_mean_cross_entropy_after_the_start_token(judge):
+    model, tokenizer = judge
+    text = "Ben had a kite."
+    ids = torch.tensor([[tokenizer.eot_token, *tokenizer.encode(text)]])
+    logits, _ = model(ids[:, :-1])
+    expected = F.cross_entropy(logits[0], ids[0, 1:]).item()
+    assert loss_per_token(model, tokenizer, [text, "", text])[0] == pytest.approx(expected, rel=1e-5)
+    assert loss_per_token(model, tokenizer, [""]) == [float("inf")]
+
+
+def test_the_verifier_passes_a_story_that_meets_its_instruction_and_fails_the_hacks(judge):
+    model, tokenizer = judge
+    verifier = Verifier(model, tokenizer)
+    verifier.calibrate(STORIES)
+    instruction = StoryInstruction("Write a story about a character named Ben. The story has a kite.",
+                                   (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
+    replies = {
+        "the story itself": STORIES[2],
+        "the words listed": "Ben kite.",
+        "the words listed as sentences": "Kite. Ben kite. Kite ben.",
+        "scrambled words": "kite Ben. had park. happy the high. flew his",
+        "cut off mid-sentence": "Ben and his mom went to the park. Ben had a kite. The kite flew",
+        "the wrong name": STORIES[2].replace("Ben", "Tom"),
+    }
+    verdicts = dict(zip(replies, verifier.check(list(replies.values()), [instruction] * len(replies))))
+    assert verdicts["the story itself"].passed
+    assert not any(v.passed for name, v in verdicts.items() if name != "the story itself"), verdicts
+    assert not verdicts["scrambled words"].fluent and verdicts["scrambled words"].holds == {"name": True, "word": True}
+    weak = Verifier(model, tokenizer, fluency=False)  # the loophole of notebook 11: constraints only
+    assert weak.check(["Ben kite."], [instruction])[0].passed
+
+
+def test_pass_rate_counts_kinds_and_gives_the_wilson_interval(judge):
+    model, tokenizer = judge
+    verifier = Verifier(model, tokenizer, fluency=False)
+    instruction = StoryInstruction("x", (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
+    summary = pass_rate(verifier.check(["Ben had a kite.", "Ben ran.", "Tom ran."], [instruction] * 3))
+    assert summary["passed"] == 1 and summary["instructions"] == 3 and summary["low"] < 1 / 3 < summary["high"]
+    assert summary["kinds"] == {"name": {"held": 2 / 3, "asked": 3}, "word": {"held": 1 / 3, "asked": 3}}
