@@ -4,7 +4,8 @@
 
 The shape is the tinystories cpu recipe's (tinylm.bench.measure.PRESETS). Conditions alternate within each round
 (the hog starts, both thread counts are timed, the hog stops); each prints its best, median and worst step over the
-rounds. README ("Timings assume an idle machine") quotes it: why `tinylm.configure_backend` picks threads by load.
+rounds. docs/notes/2026-11-25-threads-on-a-busy-machine.md quotes it: why `tinylm.configure_backend` picks threads
+by load.
 """
 
 import argparse

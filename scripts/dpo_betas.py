@@ -1,4 +1,4 @@
-"""DPO at two betas, each at several seeds, on top of one SFT run: the figures README's DPO results quote.
+"""DPO at two betas, each at several seeds, on top of one SFT run: docs/notes/2026-11-25-post-training-runs.md.
 
     python -m tinylm.sft --profile cpu --out runs/sft-cpu
     python scripts/dpo_betas.py --base runs/sft-cpu --betas 0.1 0.5 --seeds 1337 1

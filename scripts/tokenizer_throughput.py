@@ -1,4 +1,4 @@
-"""Reproduce README's tokenizer throughput figures: the two preparation pipelines' tokenizer stage.
+"""Time both preparation pipelines' tokenizer stage (docs/notes/2026-11-21-cpu-throughput.md, the guide's row).
 
     python scripts/tokenizer_throughput.py [--repeat 10] [--rounds 3]
 

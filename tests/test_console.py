@@ -151,19 +151,33 @@ def test_help_shows_every_default_and_examples_that_parse(name):
             parse_args(shlex.split(line, comments=True)[3:])  # exits with a usage error if an example is wrong
 
 
-@pytest.mark.parametrize("name", ["train", "chat", "sample", "prepare"])
-def test_help_fits_one_screen_with_three_to_five_examples_and_the_module_docstring_in_15_lines(name, monkeypatch,
-                                                                                                capsys):
-    """train's --help was 71 lines at 80 columns, sample's 45, prepare's 43; train.py's docstring 39 lines."""
-    monkeypatch.setenv("COLUMNS", "80")
-    module = importlib.import_module(f"tinylm.cli.{name}")
-    with pytest.raises(SystemExit):
-        module.parse_args(["--help"])
-    shown = capsys.readouterr().out
-    examples = shown.split("\nexamples:\n")[1].splitlines()
-    assert len(shown.splitlines()) <= 40 and 3 <= len(examples) <= 5, shown
-    assert all(len(line) <= 80 for line in shown.splitlines()[:-len(examples)]), shown
-    assert len(module.__doc__.strip().splitlines()) <= 15
+def examples_of(help_text: str) -> list[str]:
+    return [line.strip() for line in help_text.partition("\nexamples:\n")[2].splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name", COMMAND_LINES)
+def test_every_command_and_mode_shows_three_to_five_examples(name):
+    """eval loss, eval hellaswag and five bench modes showed one or two (tests/test_prose.py checks that each --help
+    fits one screen; test_help_shows_every_default_and_examples_that_parse that each example parses)."""
+    counts = {parser.prog: len(examples_of(parser.format_help())) for parser in parsers_of(name)}
+    assert all(3 <= count <= 5 for count in counts.values()), counts
+
+
+def test_the_command_list_shows_three_to_five_examples_that_run(capsys):
+    """`python -m tinylm --help` showed none: each example is `python -m tinylm <command> ...`, which its command's
+    own parser takes (--help exits with status 0)."""
+    from tinylm.cli import USAGE
+
+    examples = examples_of(USAGE)
+    assert 3 <= len(examples) <= 5, USAGE
+    for line in examples:
+        words = shlex.split(line)
+        assert words[:3] == ["python", "-m", "tinylm"] and words[3] in tinylm.cli.COMMANDS, line
+        try:
+            importlib.import_module(f"tinylm.cli.{words[3]}").parse_args(words[4:])
+        except SystemExit as exit_:
+            assert exit_.code == 0, line
+    capsys.readouterr()
 
 
 def test_train_help_says_the_speedrun_recipe_wins_only_at_equal_training_time(capsys):

@@ -1,9 +1,10 @@
 """Prose a maintainer can keep current: every module docstring of tinylm/ says what and why in 15 lines or fewer,
-every command's --help (each mode's too) fits one screen of 40 lines, and no code, comment or --help states a figure
-measured on one machine or names that machine (figures belong in the course guide or docs/notes, beside the command
-that measured them)."""
+every command's --help (each mode's too, and `python -m tinylm --help`) fits one screen of 40 rows of 80 columns as a
+terminal shows it, long lines wrapped, and no code, comment or --help states a figure measured on one machine or names
+that machine (figures belong in the course guide or docs/notes, beside the command that measured them)."""
 
 import ast
+import math
 import re
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import pytest
 
 from tinylm.cli import COMMANDS
 
-# Modules and command lines that other engineers rewrite while issue 46 is worked on; the lead empties this at merge.
 ROOT = Path(__file__).resolve().parents[1]
 DOCSTRING_LINES, HELP_LINES, SCREEN_COLUMNS = 15, 40, 80
 MACHINE = re.compile(
@@ -63,12 +63,45 @@ def helps(command: str, monkeypatch) -> dict[str, str]:
     return texts
 
 
-@pytest.mark.parametrize("command", list(COMMANDS))
+def screen_rows(text: str) -> int:
+    """The rows `text` takes on a terminal SCREEN_COLUMNS wide, which wraps a longer line onto the next rows."""
+    return sum(max(1, math.ceil(len(line) / SCREEN_COLUMNS)) for line in text.splitlines())
+
+
+def screen_problems(name: str, text: str) -> list[str]:
+    """Why `text`, a --help, does not fit one screen: over HELP_LINES rows, a line above its examples (a description
+    argparse prints as written, or a usage line) wider than the screen, no examples, or an example with a comment."""
+    problems = []
+    if (rows := screen_rows(text)) > HELP_LINES:
+        problems.append(f"{name}: {rows} rows at {SCREEN_COLUMNS} columns")
+    above, _, examples = text.partition("\nexamples:\n")
+    problems += [f"{name}: {len(line)} columns: {line.strip()[:60]}" for line in above.splitlines()
+                 if len(line) > SCREEN_COLUMNS]
+    if not examples.strip():
+        problems.append(f"{name}: no examples")
+    problems += [f"{name}: an example's comment belongs in an option's help: {line.strip()[:60]}"
+                 for line in examples.splitlines() if " #" in line]
+    return problems
+
+
+def test_screen_rows_count_what_a_terminal_wraps():
+    assert screen_rows("a\n\n" + "x" * SCREEN_COLUMNS + "\n" + "y" * (SCREEN_COLUMNS + 1)) == 5
+    wide = "usage: x\n\n" + "d" * (SCREEN_COLUMNS + 1) + "\n\nexamples:\n  x --a   # b\n"
+    assert len(screen_problems("x", wide)) == 2 and screen_problems("x", "usage: x\n") == ["x: no examples"]
+
+
+# Their command lines are rewritten elsewhere while this test is tightened (issue 46's review, items 37 and 38):
+# strict, so that the test fails, and this goes, as soon as each fits.
+REWRITTEN_ELSEWHERE = {"sft", "dpo", "grpo"}
+
+
+@pytest.mark.parametrize("command", [pytest.param(command, marks=pytest.mark.xfail(
+    command in REWRITTEN_ELSEWHERE, reason="rewritten elsewhere; see REWRITTEN_ELSEWHERE", strict=True))
+    for command in COMMANDS])
 def test_every_help_fits_one_screen(command, monkeypatch):
     texts = helps(command, monkeypatch)
-    long = {name: len(text.splitlines()) for name, text in texts.items() if len(text.splitlines()) > HELP_LINES}
-    assert not long, f"--help over {HELP_LINES} lines at {SCREEN_COLUMNS} columns: {long}"
-    assert all("examples:" in text for text in texts.values()), "every --help shows examples"
+    problems = [problem for name, text in texts.items() for problem in screen_problems(name, text)]
+    assert not problems, f"--help that does not fit {HELP_LINES} rows of {SCREEN_COLUMNS}:\n" + "\n".join(problems)
 
 
 def test_the_help_count_finds_every_mode(monkeypatch):
@@ -108,4 +141,4 @@ def test_the_machine_check_leaves_design_facts_alone(line):
 def test_the_command_list_fits_one_screen():
     from tinylm.cli import USAGE
 
-    assert len(USAGE.splitlines()) <= HELP_LINES
+    assert screen_problems("tinylm", USAGE) == []

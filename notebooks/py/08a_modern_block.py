@@ -410,8 +410,8 @@ for arm in arms:
 #   Each run gets 25 seconds on the `cpu` profile: with three seeds, 18 runs fit the notebook in one sitting.
 # - **One recipe for every arm, chosen earlier; a test split for the verdicts.** On the `cpu` profile (and
 #   the bounded `gpu` version) every arm trains at one peak learning rate, 1.5e-3 after a 20-step warmup,
-#   chosen earlier on the validation loss of the GPT-2 and +GQA arms (the course guide,
-#   [notebooks/README.md](README.md), "Modern architecture", has those runs). An arm whose best rate is
+#   chosen earlier on the validation loss of the GPT-2 and +GQA arms ([a dated
+#   note](../docs/notes/2026-11-25-architecture-ablation-runs.md) has those runs). An arm whose best rate is
 #   another (SwiGLU's, say, or a router's) is handicapped by it, by an amount this experiment does not
 #   measure. Because that choice was made on the validation split, the table and the verdicts report on a
 #   **test split** that no choice was scored on: the last stories of the training split, as many tokens as
@@ -435,8 +435,8 @@ for arm in arms:
 # Seconds of training per run (evaluations not counted); smoke runs 12 steps instead. The warmup is shortened (the
 # same for every arm) so that runs this short spend most of their steps at a useful learning rate. The peak rate is
 # lower than the 5,000-step recipe's 4e-3 (the same for every arm): in runs of ~125 steps, the high rate makes seeds
-# of one arm disagree by more than the arms differ (the course guide, notebooks/README.md, "Modern architecture",
-# has the runs: the GPT-2 and +GQA arms' validation loss at both rates, three seeds each).
+# of one arm disagree by more than the arms differ (docs/notes/2026-11-25-architecture-ablation-runs.md has the runs:
+# the GPT-2 block's validation loss at both rates, and +GQA's at 4e-3, three seeds each).
 ARM_SECONDS = {"smoke": None, "cpu": 25, "gpu-bounded": 8, "gpu": 300}[SCALE]
 WARMUP_STEPS = {"smoke": 4, "cpu": 20, "gpu-bounded": 20, "gpu": 200}[SCALE]
 ARM_LEARNING_RATE = recipe.learning_rate if SCALE in ("smoke", "gpu") else 1.5e-3

@@ -54,8 +54,8 @@
 #
 # On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
 # `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)). `python -m tinylm.bench
-# speedrun` races the default and speedrun recipes for 70 s each at three seeds by each run's own clock, not
-# priced (the course guide, "The laptop speedrun").
+# speedrun` races the default and speedrun recipes at three seeds (70 s each for shakespeare-char, 300 s for
+# tinystories) by each run's own clock, not priced ([its races](../docs/notes/2026-11-26-laptop-speedrun.md)).
 #
 # **Papers and posts**: Muon ([Jordan et al., 2024](https://kellerjordan.github.io/posts/muon/);
 # at scale: [Liu et al., 2025, "Muon is scalable for LLM training"](https://arxiv.org/abs/2502.16982)),
@@ -342,9 +342,9 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # Each is one field of `GPTConfig` or `TrainConfig`:
 #
 # - **A second block** (`n_layer=2`): not one of the speedrun's changes, but the question Muon raises. The cpu
-#   recipe has one block: in the course guide's one-seed probes ("The laptop speedrun") a second block bought
-#   nothing per step with AdamW, and it roughly halves the steps per second; with Muon it bought more per
-#   step. Does that pay for the slower steps within the budget?
+#   recipe has one block: in the one-seed probes of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md) a
+#   second block bought nothing per step with AdamW, and it roughly halves the steps per second; with Muon it
+#   bought more per step. Does that pay for the slower steps within the budget?
 # - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's second change: Newton–Schulz
 #   costs the same per step whatever the batch, so a bigger batch shares that cost among more tokens. That
 #   should matter most where Newton–Schulz is slowest, in float32 (the record table's cell says which it runs in).
@@ -394,8 +394,9 @@ plt.show()
 # laptop: a fixed budget of training seconds, one change at a time tried **against the record**, judged by
 # the course's rule below. The first row is the default `cpu` recipe of notebook 3 (one block, 128 wide,
 # AdamW, a cosine); the record is the package's speedrun recipe (`--recipe speedrun`: the same recipe with Muon
-# for the blocks' matrices and a batch of 32 sequences instead of 12, chosen by the course guide's probes on an
-# AVX2 CPU and its races on an AVX2 CPU and an AVX-512 one; not measured on a GPU); the next row spends Muon's
+# for the blocks' matrices and a batch of 32 sequences instead of 12, chosen by the probes of [a dated
+# note](../docs/notes/2026-11-26-laptop-speedrun.md) on an AVX2 CPU and its races on an AVX2 CPU and an AVX-512
+# one; not measured on a GPU); the next row spends Muon's
 # gain on a second block instead of the bigger batch (the speedrun recipe before those races); the last is a
 # change of schedule (WSD) on top of the record. Every arm gets the same budget of
 # training seconds at three seeds.
@@ -550,7 +551,7 @@ plt.show()
 #   table, paid once per step. Its evaluations are further apart, which by "Loss per second" makes its crossing
 #   of the target come out later than it happened: a bias against the speedrun arm on the seconds.
 # - **A second block instead of the bigger batch**: in the committed run, behind the speedrun recipe on both
-#   measures, told apart, at a similar price per step (the table). This agrees with the course guide's races,
+#   measures, told apart, at a similar price per step (the table). This agrees with that note's races,
 #   which chose the batch: on an Intel Xeon with AVX-512 bf16 the second block reached 1.886 later than the
 #   batch of 32, told apart, natively (Newton–Schulz in bfloat16; the losses at 70 s not told apart) and with
 #   AVX2 reproduced (where the loss was told apart too).

@@ -18,17 +18,21 @@ COMMANDS = {
     "train": "train a track's model, with progress and an epilogue",
     "sample": "generate text from a checkpoint, streamed",
     "eval": "loss, bits per byte and HellaSwag of a checkpoint",
-    "bench": "measure speed (training, compile, decoding, BPE) and race the speedrun",
+    "bench": "measure speed (training, compile, decoding, BPE), race the speedrun",
     "interop": "import and export weights (Hugging Face, llama2.c)",
     "sft": "turn a pretrained model into a chat model (SFT)",
     "dpo": "tune a chat model on preference pairs (DPO)",
+    "grpo": "reinforcement learning (GRPO) on problems a program checks",
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
-    "grpo": "reinforcement learning (GRPO) on problems a program checks",
 }
 
-USAGE = "usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n" + "\n".join(
-    f"  {name:<9} {what}" for name, what in COMMANDS.items())
+EXAMPLES = ("python -m tinylm train shakespeare-char",
+            'python -m tinylm sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
+            "python -m tinylm train --help")
+USAGE = ("usage: tinylm <command> [options]   (tinylm <command> --help for its options)\n\ncommands:\n"
+         + "\n".join(f"  {name:<9} {what}" for name, what in COMMANDS.items())
+         + "\n\nexamples:\n" + "\n".join(f"  {line}" for line in EXAMPLES))
 
 
 CLOSED_PIPE_STATUS = 128 + 13  # what the shell reports for a Unix tool that SIGPIPE ended (`yes | head -1`)

@@ -1,4 +1,4 @@
-"""Command line: measure speed, and race the laptop speedrun. Nothing is written to disk.
+"""Command line: measure speed, and race the laptop speedrun; nothing goes to disk.
 
     python -m tinylm.bench train      training tokens/s and FLOP/s (--reference: against a plain GPT-2)
     python -m tinylm.bench compile    eager against torch.compile, from the same weights
@@ -205,7 +205,8 @@ def _speedrun(args) -> None:
     if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
         raise InputError(f"--seconds must be positive, got {args.seconds}")
     if args.target is not None and not (math.isfinite(args.target) and args.target > 0):
-        raise InputError(f"--target must be a positive validation loss, got {args.target}; 1.886 is nanoGPT's")
+        raise InputError(f"--target must be a positive validation loss, got {args.target}; shakespeare-char's "
+                         f"default is {RACE_DEFAULTS['shakespeare-char']['target']}")
     defaults = RACE_DEFAULTS[args.track]
     target = args.target if args.target is not None else defaults["target"]
     seconds = args.seconds if args.seconds is not None else defaults["seconds"]
@@ -260,34 +261,37 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
 
 
 SHAPE = "[--preset P] [--arch A] [shape options]"
-MODES = {  # mode -> (usage after the mode's name, its --help description)
-    "train": (f"{SHAPE} [--device D] [--dtype T]\n    [--batch-size N] [--steps N | --reference [--rounds N]]",
-              "Times full optimizer steps (forward, backward, AdamW) on random tokens: tokens/s, the achieved\n"
-              "FLOP/s (a mixture of experts counts its active parameters), and the ms per step of up to five\n"
-              "consecutive blocks, with a note when they were not steady. --reference races tinylm's GPT and\n"
-              "AdamW against a plain GPT-2 with nanoGPT's AdamW setup (tinylm.model.reference), from the same\n"
-              "weights: their first two losses must agree, then one step of each per round, best round."),
-    "compile": (f"{SHAPE} [--device D] [--dtype T]\n    [--batch-size N] [--rounds N]",
-                "Trains the shape eager and under torch.compile from the same weights on the same batches: both\n"
-                "arms' losses (they must agree), the compile time, the ms per step over interleaved rounds and a\n"
-                "verdict by tinylm.eval.uncertainty.compare. On a CPU it needs a C++ compiler."),
-    "decode": (f"{SHAPE} [--ckpt RUN]\n    [--device D] [--dtype T] [--new-tokens N] [--prompt-tokens N ...]",
-               "Decodes greedily from a random prompt along three paths, alternating, three times each: the KV\n"
-               "cache through the fast step that generate uses (tinylm.generate.fast), the cache walking the\n"
-               "modules (GPT.decode_step), and no cache. Prints the best new tokens/s of each (prefill included),\n"
-               "the gains, and whether the three gave the same tokens."),
-    "cache": (f"{SHAPE} [--device D] [--dtype T]",
-              "Prints the KV cache's bytes per token and for a full context (2 x layers x key/value heads x head\n"
-              "size x bytes per number), without building the model."),
+MODES = {  # mode -> (usage after the mode's name, its --help description), each line within 80 columns
+    "train": (f"{SHAPE}\n    [--device D] [--dtype T] [--batch-size N]\n    [--steps N | --reference [--rounds N]]",
+              "Times full optimizer steps (forward, backward, AdamW) on random tokens:\n"
+              "tokens/s, FLOP/s (a mixture of experts counts its active parameters) and the ms\n"
+              "per step of up to five consecutive blocks, with a note when they were not\n"
+              "steady. --reference races tinylm's GPT and AdamW against a plain GPT-2 with\n"
+              "nanoGPT's AdamW setup (tinylm.model.reference) from the same weights: their\n"
+              "first two losses must agree, then one step of each per round, best round."),
+    "compile": (f"{SHAPE}\n    [--device D] [--dtype T] [--batch-size N] [--rounds N]",
+                "Trains the shape eager and under torch.compile from the same weights on the\n"
+                "same batches: both arms' losses (they must agree), the compile time, the ms per\n"
+                "step over interleaved rounds and a verdict by tinylm.eval.uncertainty.compare.\n"
+                "On a CPU it needs a C++ compiler."),
+    "decode": (f"{SHAPE}\n    [--ckpt RUN] [--device D] [--dtype T]\n    [--new-tokens N] [--prompt-tokens N ...]",
+               "Decodes greedily from a random prompt along three paths, alternating, three\n"
+               "times each: the KV cache through the fast step that generate uses\n"
+               "(tinylm.generate.fast), the cache walking the modules (GPT.decode_step), and no\n"
+               "cache. Prints the best new tokens/s of each (prefill included), the gains, and\n"
+               "whether the tokens agree."),
+    "cache": (f"{SHAPE}\n    [--device D] [--dtype T]",
+              "Prints the KV cache's bytes per token and for a full context (2 x layers x\n"
+              "key/value heads x head size x bytes per number), without building the model."),
     "bpe": ("[--merges N] [--repeats N]",
-            "Learns --merges merges on the TinyStories sample with the readable trainer (every pair recounted\n"
-            "after each merge) and the incremental one, alternating: the best of --repeats runs of each, and\n"
-            "whether their merges are identical."),
-    "speedrun": ("[--track T] [--profile P] [--target LOSS] [--seeds N]\n    [--seconds S] [--eval-interval N]",
-                 "Trains the track's default and speedrun recipes (train TRACK --recipe speedrun) for --seconds of\n"
-                 "training at each seed, alternating which goes first, scoring the whole validation split every\n"
-                 "--eval-interval steps: per recipe the seconds to --target and the loss at the end (mean +- half\n"
-                 "the range over seeds)."),
+            "Learns --merges merges on the TinyStories sample with the readable trainer\n"
+            "(every pair recounted after each merge) and the incremental one, alternating:\n"
+            "the best of --repeats runs of each, and whether their merges are identical."),
+    "speedrun": ("[--track T] [--profile P] [--target LOSS]\n    [--seeds N] [--seconds S] [--eval-interval N]",
+                 "Trains the track's default and speedrun recipes (train TRACK --recipe speedrun)\n"
+                 "for --seconds of training at each seed, alternating which goes first, scoring\n"
+                 "the whole validation split every --eval-interval steps: per recipe the seconds\n"
+                 "to --target and the loss at the end (mean +- half the range over seeds)."),
 }
 
 
@@ -304,26 +308,35 @@ def _shape_options() -> argparse.ArgumentParser:
 
 
 def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere; a slow one is measured after "
-                                      "a warning (default: auto)"):
+                                      "a warning (default: auto)", device_help: str = DEVICE_HELP):
     options = CommandParser(add_help=False)
-    options.add_argument("--device", help=DEVICE_HELP)
+    options.add_argument("--device", help=device_help)
     options.add_argument("--dtype", choices=DTYPES, help=dtype_help)
     return options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     train_examples = ("python -m tinylm.bench train --arch llama --batch-size 12",
-                      "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20")
-    compile_example = "python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16"
-    decode_examples = ("python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200 --new-tokens 200",
-                       "python -m tinylm.bench decode --ckpt runs/shakespeare-char-cpu")
-    cache_example = "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16"
-    bpe_example = "python -m tinylm.bench bpe --merges 500"
+                      "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
+                      "python -m tinylm.bench train --n-layer 1 --block-size 64 --dtype bfloat16")
+    compile_examples = ("python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
+                        "python -m tinylm.bench compile --preset tinystories-cpu --rounds 3",
+                        "python -m tinylm.bench compile --preset gpt2-124m --device cuda --rounds 10")
+    decode_examples = ("python -m tinylm.bench decode --preset stories15m --new-tokens 255",
+                       "python -m tinylm.bench decode --ckpt runs/shakespeare-char-cpu --dtype float32",
+                       "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200")
+    cache_examples = ("python -m tinylm.bench cache --preset gpt2-124m",
+                      "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
+                      "python -m tinylm.bench cache --preset gpt2-124m --block-size 4096")
+    bpe_examples = ("python -m tinylm.bench bpe",
+                    "python -m tinylm.bench bpe --merges 500",
+                    "python -m tinylm.bench bpe --merges 2000 --repeats 1")
     speedrun_examples = ("python -m tinylm.bench speedrun --track shakespeare-char --seeds 3",
-                         "python -m tinylm.bench speedrun --track tinystories --seeds 2 --eval-interval 50")
+                         "python -m tinylm.bench speedrun --track tinystories --eval-interval 50",
+                         "python -m tinylm.bench speedrun --seconds 30 --target 2.0")
     parser = CommandParser(
         prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples(train_examples[1], compile_example, decode_examples[0], cache_example,
+        epilog=examples(train_examples[1], compile_examples[0], decode_examples[0], cache_examples[1],
                         speedrun_examples[0]))
     modes = parser.add_subparsers(dest="what", required=True, metavar="MODE",
                                   help="what to measure; python -m tinylm.bench MODE --help says how")
@@ -342,7 +355,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     train.add_argument("--steps", type=positive_int, default=50, metavar="N", help="optimizer steps to time")
     train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape")
     train.add_argument("--rounds", type=positive_int, metavar="N", help="with --reference: rounds (default: 30)")
-    compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device], compile_example)
+    compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device],
+                    *compile_examples)
     compiled.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
     compiled.add_argument("--rounds", type=positive_int, metavar="N", help="interleaved rounds (default: 6)")
     decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], *decode_examples)
@@ -351,9 +365,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")
     decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", metavar="N", help="prompt lengths, one run "
                         "each, shorter than the context (default: 1)")
-    mode("cache", "the KV cache's bytes per token, without building the model",
-         [shape, _device_options("default: bfloat16, what a GPU decodes in")], cache_example)
-    bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], bpe_example)
+    cache_device = _device_options("default: bfloat16, what a GPU decodes in",
+                                   "with --dtype auto: the device whose dtype is counted (default: the best available)")
+    mode("cache", "the KV cache's bytes per token, without building the model", [shape, cache_device],
+         *cache_examples)
+    bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], *bpe_examples)
     bpe.add_argument("--merges", type=positive_int, default=500, metavar="N", help="merges to learn")
     bpe.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="runs of each trainer")
     speedrun = mode("speedrun", "the laptop speedrun: seconds to a target loss, default recipe against speedrun recipe",
@@ -362,7 +378,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     speedrun.add_argument("--profile", choices=PROFILES, help="whose two recipes race (default: $TINYLM_PROFILE, "
                           "else cpu)")
     speedrun.add_argument("--target", type=float, metavar="LOSS", help="the validation loss to reach (default: "
-                          "1.886 for shakespeare-char, nanoGPT's CPU result; the track's own otherwise)")
+                          "1.886 for shakespeare-char, the course's target near the 1.88 nanoGPT's README reports; "
+                          "the track's own otherwise)")
     speedrun.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds per recipe")
     speedrun.add_argument("--seconds", type=float, metavar="S", help="seconds of training per run (default: 70 for "
                           "shakespeare-char, 300 for tinystories)")

@@ -26,10 +26,11 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     """The fine-tuned --ckpt, `python -m tinylm.sample`'s sampler and device options, the longest reply and the
     system prompt: for chat and serve."""
     parser.add_argument("--ckpt", required=True, help=f"a chat model's checkpoint or run folder ({CHAT_MODEL_COMMAND})")
-    parser.add_argument("--max-new-tokens", type=int_at_least(1), help="longest reply (default: 256 or half the "
-                        "context)")
+    parser.add_argument("--max-new-tokens", type=int_at_least(1), metavar="N",
+                        help="longest reply (default: 256 or half the context)")
     add_sampling_options(parser, "reply")
-    parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, help="the system prompt ('' for none)")
+    parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, metavar="TEXT",
+                        help="the system prompt ('' for none)")
 
 
 def session_from_args(args: argparse.Namespace) -> ChatSession:
@@ -49,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.chat --ckpt runs/sft-cpu",
-                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Answer briefly.'",
+                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Be brief.'",
                         "python -m tinylm.chat --ckpt runs/sft-cpu/best.pt --max-new-tokens 64 --seed 1"))
     add_sampler_options(parser)
     return parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Command line: measure a trained checkpoint (--ckpt: a checkpoint file, or a run folder's best.pt, else last.pt).
+"""Command line: measure a trained checkpoint (--ckpt: a checkpoint file, or a run
+folder's best.pt, else last.pt).
 
 `loss` scores a UTF-8 text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss) and prints the
 mean next-token loss (nats per token), the tokens and bytes scored, and bits per byte: the total loss in nats /
@@ -109,31 +110,39 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    loss_example = ("python -m tinylm.eval loss --ckpt runs/shakespeare-char-cpu --text data/shakespeare_char/input.txt"
-                    "   # the text train downloaded; any UTF-8 file works")
-    hellaswag_example = "python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500"
+    loss_examples = ("python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text README.md",
+                     "python -m tinylm.eval loss --ckpt runs/gpt2 --text README.md --json",
+                     "python -m tinylm.eval loss --ckpt runs/gpt2 --text README.md --batch-size 4")
+    hellaswag_examples = ("python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500",
+                          "python -m tinylm.eval hellaswag --ckpt runs/gpt2 --json",
+                          "python -m tinylm.eval hellaswag --ckpt runs/gpt2-124m-gpu")
     parser = CommandParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
-                           formatter_class=HelpFormatter, epilog=examples(loss_example, hellaswag_example))
+                           formatter_class=HelpFormatter,
+                           epilog=examples(loss_examples[0], loss_examples[1], hellaswag_examples[0]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
                                description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 "
                                            "text file.",
-                               formatter_class=HelpFormatter, epilog=examples(loss_example))
+                               formatter_class=HelpFormatter, epilog=examples(*loss_examples))
     loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
-    loss.add_argument("--batch-size", type=positive_int, default=8, help="context windows per forward pass")
+    loss.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="context windows per forward "
+                      "pass")
     loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     loss.set_defaults(run=run_loss)
     hellaswag = commands.add_parser(
         "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm, acc_norm_char) of a BPE checkpoint",
-        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss), acc_norm\n"
-                    "(lowest mean loss per token) and acc_norm_char (lowest loss per character), with 95%\n"
-                    "intervals. Offline, the mirror's substitute file is scored, and the output says so.",
-        formatter_class=HelpFormatter, epilog=examples(hellaswag_example))
+        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss),\n"
+                    "acc_norm (lowest mean loss per token) and acc_norm_char (lowest loss per\n"
+                    "character), with 95% intervals. Offline, the mirror's substitute file is scored,\n"
+                    "and the output says so.",
+        formatter_class=HelpFormatter, epilog=examples(*hellaswag_examples))
     hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
-    hellaswag.add_argument("--limit", type=positive_int, help="score only the first K examples (default: all 10,042)")
-    hellaswag.add_argument("--data", type=Path, help="a HellaSwag JSON-lines file to score (default: the official "
+    hellaswag.add_argument("--limit", type=positive_int, metavar="K",
+                           help="score only the first K examples (default: all 10,042)")
+    hellaswag.add_argument("--data", type=Path, metavar="FILE", help="a HellaSwag JSON-lines file to score (default: "
+                           "the official "
                            "validation file, or, offline, the mirror's substitute)")
     hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
     hellaswag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")

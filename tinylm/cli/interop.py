@@ -1,5 +1,6 @@
-"""Command line: import Hugging Face GPT-2 / Llama folders and llama2.c `.bin` files as tinylm checkpoints, and
-export tinylm checkpoints to them (the conversions are tinylm.interop's).
+"""Command line: import Hugging Face GPT-2 / Llama folders and llama2.c `.bin`
+files as tinylm checkpoints, and export tinylm checkpoints to them (the
+conversions are tinylm.interop's).
 
     python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
     python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
@@ -107,21 +108,24 @@ def run_import(args: argparse.Namespace) -> Path:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories",
-                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out model.bin "
-                       "--format llama2c")
-    import_examples = ("python -m tinylm.interop import --hf gpt2 --out runs/gpt2/last.pt   # a Hub name, or a folder",
+    export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/stories",
+                       "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out llama",
+                       "python -m tinylm.interop export --ckpt stories15M.pt --format llama2c --out .")
+    import_examples = ("python -m tinylm.interop import --hf gpt2 --out runs/gpt2/last.pt",
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
-                       "--out stories15M.pt")
+                       "--out stories15M.pt",
+                       "python -m tinylm.interop import --hf gpt2 --out gpt2.pt")
     # llama2.c's TinyStories models (stories15M, stories42M, stories110M) and Llama 2's tokenizer, where to get them
-    downloads = ("llama2.c's stories15M.bin: https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
-                 "its tokenizer.model: https://github.com/karpathy/llama2.c/raw/master/tokenizer.model")
+    downloads = ("llama2.c's\nstories15M.bin and its tokenizer.model:\n"
+                 "  https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
+                 "  https://github.com/karpathy/llama2.c/raw/master/tokenizer.model")
     parser = CommandParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
-                           formatter_class=HelpFormatter, epilog=examples(*export_examples, *import_examples))
+                           formatter_class=HelpFormatter,
+                           epilog=examples(export_examples[0], import_examples[0], import_examples[1]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
-                                 description="Write a tinylm checkpoint as a folder that transformers loads\n"
-                                             "(GPT2LMHeadModel or LlamaForCausalLM, from the model's architecture),\n"
+                                 description="Write a tinylm checkpoint as a folder that transformers loads "
+                                             "(GPT2LMHeadModel\nor LlamaForCausalLM, from the model's architecture), "
                                              "or as a llama2.c .bin file.",
                                  formatter_class=HelpFormatter, epilog=examples(*export_examples))
     export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
@@ -132,15 +136,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="hf: a transformers folder (default); llama2c: llama2.c's legacy .bin that run.c reads")
     export.set_defaults(run=run_export)
     imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
-                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval)\n"
-                                          "with the weights of a transformers GPT-2 or Llama, or of a llama2.c .bin.\n"
+                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
+                                          "with the\nweights of a transformers GPT-2 or Llama, or of a llama2.c .bin. "
                                           + downloads,
                               formatter_class=HelpFormatter, epilog=examples(*import_examples))
     source = imp.add_mutually_exclusive_group(required=True)
-    source.add_argument("--hf", help="a folder transformers reads (GPT-2 or Llama: its config.json says which), "
+    source.add_argument("--hf", metavar="NAME", help="a folder transformers reads (GPT-2 or Llama: its config.json "
+                        "says which), "
                                      "or a Hub name when online")
-    source.add_argument("--llama2c", type=Path, help="a llama2.c checkpoint (.bin, the legacy format run.c reads)")
-    imp.add_argument("--tokenizer", type=Path, help="a SentencePiece tokenizer.model to save with the model "
+    source.add_argument("--llama2c", type=Path, metavar="FILE",
+                        help="a llama2.c checkpoint (.bin, the legacy format run.c reads)")
+    imp.add_argument("--tokenizer", type=Path, metavar="FILE", help="a SentencePiece tokenizer.model to save with "
+                     "the model "
                      "(llama2.c's TinyStories models use Llama 2's; default: an HF Llama folder's own, GPT-2's BPE for "
                      "GPT-2, else none)")
     imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt); "

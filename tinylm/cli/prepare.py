@@ -45,7 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.prepare fineweb-edu --workers 8",
                         "python -m tinylm.prepare mirror --out ../shared/data"))
     parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
-                        help=f"{', '.join(DATASETS[:-1])}, or mirror: the offline data mirror")
+                        help=f"{', '.join(DATASETS[:-1])}, or mirror: the offline data mirror (it takes --out "
+                        "only)")
     parser.add_argument("--track", choices=sorted(TRACKS), metavar="TRACK",
                         help="instead of a dataset: what `train TRACK --profile P` reads (default: none)")
     parser.add_argument("--profile", choices=PROFILES,
@@ -59,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, metavar="N",
                         help="fineweb-edu: tokenizer processes (default: one per core)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the dataset's folder (default: "
-                                                                "$TINYLM_DATA_DIR/<dataset>), or the mirror's")
+                        "$TINYLM_DATA_DIR/<dataset>); with mirror, required: the mirror's folder")
     args = parser.parse_args(argv)
     if args.track is not None:
         if args.dataset is not None:

@@ -26,32 +26,34 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
-                        'python -m tinylm.sample --ckpt runs/tinystories-cpu --prompt "Once upon a time" '
-                        '--temperature 0.7 --top-p 0.9 --num-samples 3',
-                        'python -m tinylm.sample --ckpt runs/shakespeare-char-cpu/last.pt --temperature 0 '
-                        '--max-new-tokens 100 --stop "\\n\\n"'))
+                        "python -m tinylm.sample --ckpt runs/tinystories-cpu --top-k 40 --num-samples 3",
+                        "python -m tinylm.sample --ckpt runs/tinystories-cpu/last.pt --temperature 0",
+                        'python -m tinylm.sample --ckpt runs/tinystories-cpu --stop "\\n\\n" --seed 1'))
     parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
-    parser.add_argument("--prompt", default="", help="text to continue (default: start from nothing)")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=300, help="stop after this many new tokens")
-    parser.add_argument("--min-new-tokens", type=int_at_least(0), default=0,
+    parser.add_argument("--prompt", default="", metavar="TEXT", help="text to continue (default: start from nothing)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=300, metavar="N",
+                        help="stop after this many new tokens")
+    parser.add_argument("--min-new-tokens", type=int_at_least(0), default=0, metavar="N",
                         help="do not stop at end-of-text before this many")
-    parser.add_argument("--stop", action="append", default=[], help="stop before this text (repeatable; "
-                        "\\n and \\t stand for newline and tab; default: none)")
+    parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop before this text "
+                        "(repeatable; \\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
-    parser.add_argument("--num-samples", type=positive_int, default=1, help="how many continuations of the prompt")
+    parser.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
+                        help="how many continuations of the prompt")
     add_sampling_options(parser, "sample")
     return parser.parse_args(argv)
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 means greedy")
     parser.add_argument("--top-k", type=int_at_least(1, "leave --top-k out to sample from every token"),
-                        default=None,
-                        help="sample among the k most likely tokens (default: all)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="sample among the most likely tokens that make up p")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, help="above 1 discourages repeated tokens")
-    parser.add_argument("--seed", type=int, default=None,
+                        default=None, metavar="K", help="sample among the k most likely tokens (default: all)")
+    parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
+                        help="sample among the most likely tokens that make up p")
+    parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
+                        help="above 1 discourages repeated tokens")
+    parser.add_argument("--seed", type=int, default=None, metavar="N",
                         help=f"{unit} i uses seed + i (default: a fresh seed each run)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")

@@ -1,4 +1,5 @@
-"""Command line: a small web demo where a visitor chats with a fine-tuned model, answers streamed as they are made.
+"""Command line: a small web demo where a visitor chats with a fine-tuned model,
+answers streamed as they are made.
 
     python -m tinylm.serve --ckpt runs/sft-cpu [--port 8000] [--host 127.0.0.1] [--max-chars 4000]
         [--max-concurrent 4] [--idle-timeout 30] [--quiet] [sampler options of python -m tinylm.chat]
@@ -31,9 +32,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.serve --ckpt runs/sft-cpu --port 8000",
                         "python -m tinylm.serve --ckpt runs/sft-cpu --host 0.0.0.0 --max-concurrent 2",
-                        "python -m tinylm.serve --ckpt runs/sft-cpu --port 0 --temperature 0.7 --seed 0 --quiet"))
+                        "python -m tinylm.serve --ckpt runs/sft-cpu --port 0 --temperature 0.7 --quiet"))
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0: open to other machines")
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0: open to other machines, with no "
+                        "authentication")
     parser.add_argument("--max-chars", type=int_at_least(1), default=4000, metavar="N",
                         help="longest conversation, in characters")
     parser.add_argument("--max-concurrent", type=int_at_least(1), default=4, metavar="N",

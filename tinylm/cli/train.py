@@ -2,9 +2,9 @@
 
 Prepares the track's data (downloading it, or copying it from $TINYLM_DATA_MIRROR), resolves the profile's recipe
 (tinylm.train.recipes) and trains it through the run skeleton (tinylm.train.run): a header, a plan, a progress line
-every few steps, the validation loss over the whole split, then an epilogue with the run folder (metrics.jsonl,
-best.pt, last.pt), the best validation loss, a sample and the commands to run next. --max-seconds counts training
-time only (evaluations and checkpoints come on top), and the schedule follows it.
+every few steps, the validation loss over the whole split, then an epilogue with the run folder (settings.json,
+metrics.jsonl, best.pt, last.pt), the best validation loss, a sample and the commands to run next. --max-seconds
+counts training time only (evaluations and checkpoints come on top), and the schedule follows it.
 
 One run per folder at a time; --overwrite keeps the old run until the new one has a checkpoint; Ctrl-C saves last.pt
 and prints the command that resumes the run. Each block family (--arch) and the speedrun recipe train into a default
@@ -41,7 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recipe", choices=RECIPE_NAMES, metavar="NAME",
                         help="default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at equal "
                         "training time, but runs longer than the default to its step limit")
-    add_run_options(parser, out="runs/<track>[-<arch>]-<profile>", batch="sequences")
+    add_run_options(parser, out="runs/<track>-<profile>, with -speedrun or -<arch>[-<balancing>] before -<profile>",
+                    batch="sequences")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
                         help=f"{', '.join(ARCHITECTURES)} (default: gpt2, or the run's)")
     parser.add_argument("--balancing", choices=BALANCING, metavar="KIND",
@@ -49,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
                         help="adamw, or muon for matrices (default: the recipe's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile the training step (default: off)")
+                        help="torch.compile training steps (default: the recipe's; on in the gpu recipes of "
+                        "tinystories and gpt2-124m)")
     return parser.parse_args(argv)
 
 
@@ -88,7 +90,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     return "\n".join([
         f"done: step {trainer.step:,} of {trainer.cfg.max_steps:,}, {format_duration(trainer.elapsed)} of training "
         f"({TRAINING_TIME}; {format_duration(finished.seconds)} in all this session)",
-        f"run folder: {shown(out)} (metrics.jsonl, best.pt, last.pt)",
+        f"run folder: {shown(out)} (settings.json, metrics.jsonl, best.pt, last.pt)",
         f"best validation loss: {final['best_val_loss']:.4f} (best.pt); final: {final['val_loss']:.4f} (last.pt)",
         f"a sample from the final weights (prompt {prompt!r}, 300 tokens, temperature 0.8):",
         "-" * 40, sample, "-" * 40,

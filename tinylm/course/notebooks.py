@@ -66,7 +66,7 @@ def colab_badge(notebook: str) -> str:
 # (`notebook_run_folder`), where `find_or_train` looks first.
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories", "gpt2-124m")
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for
-# (notebooks/README.md, "How the notebooks work", says what they reached and how long they took).
+# (notebooks/README.md, "How the notebooks work", says how long they take).
 QUICK_STEPS = {"shakespeare-char": 2000, "tinystories": 250, "gpt2-124m": 100}
 
 

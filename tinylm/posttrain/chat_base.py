@@ -1,14 +1,13 @@
 """The small base model that chat fine-tuning starts from on a CPU, and the pretraining text it mixes into SFT.
 
-The gpu profile fine-tunes OpenAI's GPT-2 124M, which trains at a few hundred tokens per second on 2 CPU cores; the
+The gpu profile fine-tunes OpenAI's GPT-2 124M, too slow to train on a laptop's CPU in minutes; the
 tinystories cpu model's vocabulary (its stories' 6,875 GPT-2 tokens) cannot read most instructions. So the cpu and
 smoke profiles pretrain their own base first, in minutes, like any track (`chat_base_track`, through
 `tinylm.train.run.train`): on the TinyStories sample and the 120 FineWeb-Edu documents (every 20th held out), in
 GPT-2's tokenization trimmed (`TrimmedBPETokenizer`) to every token of the instruction set's training split plus
 the corpus tokens seen at least MIN_COUNT times, which nearly halves the output layer, by far the largest cost at
-this width. The chat tokens are added later (`add_chat_tokens`), as to any base. The course guide gives the
-measurements behind these choices. `pretraining_tokens` gives the same corpus in any base's tokenizer, for the SFT
-mixture.
+this width. The chat tokens are added later (`add_chat_tokens`), as to any base. `pretraining_tokens` gives the same
+corpus in any base's tokenizer, for the SFT mixture.
 """
 
 from __future__ import annotations

@@ -206,8 +206,8 @@ SHAKESPEARE_CHAR = Track(
         ),
     },
     # Muon, and a batch of 32: Newton–Schulz costs the same per step whatever the batch, so a bigger batch shares it
-    # among more tokens. The races behind this choice, and the model changes that did not beat Muon: the course
-    # guide, "The laptop speedrun", and docs/notes/2026-11-26-laptop-speedrun.md.
+    # among more tokens. The races behind this choice, and the model changes that did not beat Muon:
+    # docs/notes/2026-11-26-laptop-speedrun.md.
     speedruns={"smoke": {}, "cpu": {"batch_size": 32}},
 )
 
@@ -244,8 +244,8 @@ TINYSTORIES = Track(
                         sample_tokens=200, eval_batch_size=64, compile=True),
         ),
     },
-    # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW (course guide, "The
-    # laptop speedrun").
+    # Muon alone: at equal steps it ends far lower, and a step takes about as long as with AdamW
+    # (docs/notes/2026-11-26-laptop-speedrun.md).
     speedruns={"smoke": {}, "cpu": {}},
 )
 
@@ -288,7 +288,7 @@ GPT2_124M_TRACK = Track(
         ),
         # GPT-2 small on FineWeb-Edu as in build-nanogpt: 2^19 = 524,288 tokens per step, 19,073 steps (~10B tokens).
         # Each evaluation scores the whole 100M-token validation shard (and HellaSwag), so it runs every 1,000
-        # steps: ~6% on top of training, where every 250 steps would cost ~26%.
+        # steps: 7% of training's FLOPs on top, where every 250 steps would cost 26% (notebook 6a prints both).
         "gpu": (
             ModelShape.of(GPT2_124M),
             TrainConfig(batch_size=64, total_batch_tokens=524_288, max_steps=19_073, warmup_steps=715,
