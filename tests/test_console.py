@@ -6,6 +6,8 @@ import importlib
 import pkgutil
 import re
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -329,3 +331,14 @@ def test_a_subcommands_option_before_the_subcommand_says_where_it_goes(module, a
     with pytest.raises(SystemExit) as exit_info:
         parse_args(["--help"])
     assert exit_info.value.code == 0
+
+
+def test_the_note_before_output_survives_print_writing_through_it():
+    """print() holds no reference to sys.stdout while it writes; a wrapper that replaced itself there freed itself
+    mid-write and crashed the interpreter (exit status 139, seen as a flaky CI crash)."""
+    script = ("import sys\nfrom tinylm.cli.console import _NoteBeforeOutput, end\n"
+              "for i in range(200):\n    sys.stdout = _NoteBeforeOutput(sys.__stdout__, 'note: n')\n"
+              "    print('x', i)\n    end()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"x {i}" for i in range(200)] and done.stderr.count("note: n") == 200

@@ -41,16 +41,17 @@ def end() -> None:
 
 
 class _NoteBeforeOutput:
-    """sys.stdout until the command's first output, which the note (on stderr) precedes; sys.stdout is then the
-    stream itself again."""
+    """sys.stdout while a command runs: the note goes to stderr just before the command's first output. It stays
+    sys.stdout until `end()`: replacing sys.stdout from inside its own write would free it while print() still writes
+    through it (print holds no reference of its own), which crashes the interpreter."""
 
     def __init__(self, stream, note: str):
         self.stream, self.note = stream, note
 
     def write(self, text: str) -> int:
-        if text and sys.stdout is self:
-            sys.stdout = self.stream
+        if text and self.note is not None:
             print(self.note, file=sys.stderr, flush=True)
+            self.note = None
         return self.stream.write(text)
 
     def __getattr__(self, name: str):

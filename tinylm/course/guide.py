@@ -160,7 +160,7 @@ def _on_a_gpu(paragraphs: list[str]) -> str:
         for row in paragraph.splitlines():
             if row.startswith("| `gpu`"):
                 what, time = (cell.strip() for cell in row.strip("| \n").split("|")[1:3])
-                return f"{what} ({time})"
+                return what if time.startswith("not measured") else f"{what} ({time})"
     paragraph = next((p for p in paragraphs if p.startswith("On a GPU")), None)
     if paragraph is None:
         return "not measured"
