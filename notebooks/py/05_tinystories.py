@@ -41,8 +41,8 @@
 # ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322)); [llama2.c](https://github.com/karpathy/llama2.c)
 # (Karpathy), whose published TinyStories models can be scored on the same stories.
 #
-# **How long it takes**: about 70 minutes of study (reading, predicting, the exercises), the cpu run's compute
-# included.
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 239 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | compute time |
 # |---|---|---|

@@ -41,8 +41,8 @@
 # [build-nanogpt](https://github.com/karpathy/build-nanogpt) and [llm.c](https://github.com/karpathy/llm.c),
 # whose HellaSwag scoring and reference numbers this notebook follows.
 #
-# **How long it takes**: about 42 minutes of study (reading, predicting, the exercises), the cpu run's compute
-# included.
+# **How long it takes**: a lesson of about 33 minutes (reading, code and the `cpu` run's 11 s, by the course's
+# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
