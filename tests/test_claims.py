@@ -157,9 +157,10 @@ def test_the_time_paragraph_is_rewritten_in_both_twins_and_stays_put(tmp_path):
     from tinylm.course.guide import rewrite_time_paragraph
 
     header = "# 99 · Demo\n\n**How long it takes**: about 3 minutes,\nby an old rule.\n\n| profile | time |"
+    printed = {"output_type": "stream", "name": "stdout", "text": "this notebook ran in 60 s"}
     notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": header},
                           {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "print(1)",
-                           "outputs": [{"output_type": "stream", "name": "stdout", "text": "this notebook ran in 60 s"}]}],
+                           "outputs": [printed]}],
                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
     path = tmp_path / "99_demo.ipynb"
     path.write_text(json.dumps(notebook))
