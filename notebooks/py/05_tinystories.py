@@ -130,11 +130,12 @@ else:
 gpt2_data = data if PROFILE == "gpu" else tinylm.data.corpora.prepare_tinystories(source="sample")  # the GPT-2 ids
 print(f"prepared in {gpt2_data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
       f"{sorted(p.name for p in gpt2_data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
-print(json.dumps(gpt2_data.meta, indent=2))
+print(json.dumps({key: value for key, value in gpt2_data.meta.items() if key not in ("seconds", "tokens_per_s")},
+                 indent=2))
 
 # %% [markdown]
-# `seconds` and `tokens_per_s` time the tokenizer stage when the files were written (on whichever machine
-# ran `prepare()` first).
+# (`meta.json` also holds `seconds` and `tokens_per_s`, the tokenizer stage's time on whichever machine ran
+# `prepare()` first; the course guide's results measure tokenizing speed with `scripts/tokenizer_throughput.py`.)
 #
 # ### Why a memory map
 #
