@@ -748,7 +748,8 @@ plt.close(fig)
 # **scaled up** (two blocks, twice as wide: two changes at once).
 #
 # Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows and is
-# scored on every validation character, at three seeds (the seed sets the weights and the batches). All keep
+# scored on every validation character, at three seeds (the seed sets the weights and the batches). Every model
+# has a head of its own, not tied to the embedding (tied, the bigram's table would be symmetric), and keeps
 # PyTorch's default initialisation, as the lecture does: GPT-2's suits the full block, and without residuals its
 # small weights pass almost no signal at first. The verdicts follow the course's rule (`tinylm.eval.uncertainty`):
 # "told apart" only when every seed of one model beats every seed of the other (1 time in 10 for two models that
@@ -827,9 +828,10 @@ if PROFILE != "smoke":
 # once, the MLP computes on what they found, and the residual connection hands the block's input on, so that the
 # head still sees the character itself. The norm is another kind of piece: in one block it has little to fix, and
 # its verdict says whether it bought anything here; its work is in deep stacks like section 10's, and the
-# overfitting check could not see it either. Scaling up buys the most, but two things changed at once. The verdicts
-# hold for this short budget only: a model that learns more slowly might catch up later. Notebook 3 trains
-# `tinylm.GPT`, which computes what your `GPTFromScratch` computes, for longer and on a tuned schedule.
+# overfitting check could not see it either. Scaling up changed two things at once, so its verdict cannot say
+# which of them paid. The verdicts hold for this short budget only: a model that learns more slowly might catch up
+# later. Notebook 3 trains `tinylm.GPT`, which computes what your `GPTFromScratch` computes, for longer and on a
+# tuned schedule.
 
 # %% [markdown]
 # ## What you learned
