@@ -35,7 +35,7 @@
 # - what each piece buys: your GPT trained on Shakespeare one addition at a time, from the bigram to a scaled-up
 #   model, three seeds per arm, each addition judged by the course's rule.
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 7 s, by the course's
+# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 7 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what it runs | time |
@@ -683,13 +683,12 @@ print("residual connections carry the gradient to every block")
 # ## 11. Can it learn?
 #
 # The quickest check that gradients flow through everything you wrote is to *overfit one batch*: on the same 8
-# windows every step, a working model drives the loss towards 0. It catches what stops the gradient: take the
-# residual connections out of this 2-block model and the loss stalls far above 0. It does not catch what only
-# makes the model worse: without its layer norms, with the norm taken over the wrong axis (the positions instead of
-# the channels, which also leaks the future), or without the norm's gain, the model still memorises the batch. Nor
-# does a leaking mask show (the loss falls either way). That is why sections 4 to 8 compared every piece with
-# tinylm, and why section 12 trains the pieces on real text. With your GPT-2 initialisation the initial loss is
-# almost exactly ln 65 = 4.17.
+# windows every step, a working model drives the loss towards 0. It catches what stops the gradient: without its
+# residual connections this 2-block model stalls far above 0. It misses what only makes the model worse: without
+# its layer norms, with the norm over the wrong axis (positions instead of channels, which also leaks the future)
+# or without the norm's gain, it still memorises the batch; and a leaking mask (the loss falls either way). Hence
+# sections 4 to 8's comparisons with tinylm, and section 12's training on real text. With your GPT-2
+# initialisation the first loss is almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -703,14 +702,6 @@ for step in tqdm(range(OVERFIT_STEPS), desc="overfit one batch"):
     optimizer.step()
     losses.append(loss.item())
 print(f"loss: {losses[0]:.3f} (ln 65 = {math.log(65):.3f}) -> {losses[-1]:.3f} after {OVERFIT_STEPS} steps")
-
-fig, ax = plt.subplots(figsize=(9, 4.5))
-ax.plot(losses, lw=2)
-ax.axhline(math.log(65), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
-ax.set(xlabel="step (always the same batch)", ylabel="loss (nats/char)", title="your GPT memorising one batch")
-ax.legend()
-plt.show()
-plt.close(fig)
 
 # %%
 assert abs(losses[0] - math.log(65)) < 0.05, "GPT-2's initialisation should start near ln 65"

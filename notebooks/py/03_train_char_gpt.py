@@ -35,7 +35,7 @@
 # - how a checkpoint stores a run, how to load it back, and how to check that a resumed run continues exactly;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 107 s, by the course's
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 107 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
@@ -134,11 +134,10 @@ print(f"{model.num_parameters():,} parameters; the gpu recipe's model has {gpu_p
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
 #
-# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one. A run of a minute or two
-# on 2 cores predicts each training character only a few times (section 8 prints how many), so the number of steps
-# likely limits the model more than its capacity, and a smaller model takes more steps per second. A sweep with
-# one seed per arm ([README, *Why the cpu recipes look as they do*](README.md#why-the-cpu-recipes-look-as-they-do))
-# chose the single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
+# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one: in a run of a minute or
+# two the number of steps likely limits the model more than its capacity, and a smaller model takes more steps per
+# second. A sweep with one seed per arm ([the guide](README.md#why-the-cpu-recipes-look-as-they-do)) chose the
+# single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
 
 # %% [markdown]
 # ### Batches
@@ -404,9 +403,8 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 #
 # The Trainer seeds its sampler and PyTorch's global generator (dropout's masks) with the recipe's `seed`. Both
 # loops start from the same weights and seeds, in float32, on a short recipe: `CHECK_STEPS` steps (the warmup a
-# tenth of them), 2 micro-batches each. Like `build_optimizer`, the hand-written loop asks for the fused AdamW, and
-# `clip_by_global_norm` sums the norm in PyTorch's order: training amplifies any last-bit difference until the
-# loops drift apart.
+# tenth of them), 2 micro-batches each, the fused AdamW, the norm summed in PyTorch's order: training amplifies any
+# last-bit difference.
 
 # %%
 def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
@@ -773,23 +771,18 @@ assert gaps[True][1] > 10 * max(gaps[False][1], 1e-7), "without the moments the 
 #
 # ## What you learned
 #
-# - AdamW steps by `lr × m̂ / (√v̂ + ε)`, from bias-corrected moving averages of each weight's gradient (β₁) and
-#   its square (β₂): about `lr` for a weight whose gradient agrees with itself, whatever its scale. Its weight
-#   decay is a separate shrink, applied to the matrices only.
-# - The learning rate warms up linearly, then follows a cosine down to `min_lr` at the last step.
-# - Clipping by global norm rescales all gradients together when their joint norm exceeds `grad_clip`:
-#   same direction, shorter step.
-# - Accumulating `k` micro-batches with each loss divided by `k` gives exactly the big batch's gradient;
-#   without the division, clipping would cut a gradient `k` times too large.
+# - AdamW steps by `lr × m̂ / (√v̂ + ε)`: about `lr` for a weight whose gradient agrees with itself, whatever its
+#   scale; its weight decay is a separate shrink of the matrices.
+# - Warmup then cosine; clipping by global norm (same direction, shorter step); accumulation with each loss
+#   divided by `k`, which gives exactly the big batch's gradient.
 # - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient norms
 #   and weights step for step.
-# - Read loss curves from step 0, next to the gradient norm, comparing train and validation loss measured the
-#   same way. A gap that holds while both fall is not the overfitting early stopping guards against.
-# - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); `eval()` turns
-#   it off. It slows memorising, and the `gpu` recipe still overfits: `best.pt` keeps the best step.
-# - Measure the model against a baseline (the count bigram), and its use of context by the loss by position.
-# - A checkpoint holds everything the next step depends on, AdamW's moments included; a resumed run must continue
-#   exactly as the uninterrupted one, and on a CPU it does, bit for bit.
+# - Read loss curves from step 0, beside the gradient norm, with train and validation measured the same way.
+# - Dropout (zero with probability `p`, scale the rest by 1/(1−p), off in `eval()`) slows memorising; the `gpu`
+#   recipe still overfits, and `best.pt` keeps the best step.
+# - A baseline (the count bigram) and the loss by position measure the model.
+# - A checkpoint holds everything the next step depends on, AdamW's moments included; a resumed run continues
+#   exactly as the uninterrupted one, on a CPU bit for bit.
 # - A comparison is an experiment: one change, the same budget, at least three seeds per arm, and a verdict only
 #   when every seed of one arm beats every seed of the other, else "not told apart" (exercise 3).
 #

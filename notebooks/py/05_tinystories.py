@@ -698,16 +698,13 @@ if reference is not None:
 #
 # - A corpus becomes two `uint16` token files with an end-of-text token after each story; a memory map reads
 #   only the pages a batch touches.
-# - Stories use a small share of GPT-2's vocabulary; a trimmed vocabulary with an `<unk>` penalty keeps the
-#   loss per GPT-2 token while a small CPU model needs about four times fewer FLOPs per token.
+# - A trimmed vocabulary with an `<unk>` penalty keeps the loss per GPT-2 token while a small CPU model needs about
+#   four times fewer FLOPs per token.
 # - Half of the 51M-parameter model is its embedding, which as the output layer costs half its FLOPs.
-# - Mixed precision computes in 16 bits and keeps fp32 master weights: the losses stay close to fp32's but
-#   not equal; bf16 needs nothing more, fp16 needs a GradScaler, and a speed-up needs hardware with 16-bit
-#   matmul units (GPU tensor cores): on your machine, the printed verdict says whether there was one.
-# - Gradient accumulation takes a batch too large for memory in micro-batches: the same gradient, for memory
-#   rather than speed.
-# - Bits per byte compares models with different tokenizers, and a model with a compressor, on the same
-#   bytes; a published model such as llama2.c's stories15M can be scored the same way.
+# - Mixed precision computes in 16 bits over fp32 master weights: losses close to fp32's, not equal; bf16 needs
+#   nothing more, fp16 a GradScaler, and a speed-up needs 16-bit matmul units.
+# - Gradient accumulation buys memory, not speed.
+# - Bits per byte compares models with different tokenizers, and a model with a compressor, on the same bytes.
 #
 # ## Exercises
 #
