@@ -1,12 +1,12 @@
-"""Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md, and the course guide's
-notebook entries, from the notebooks.
+"""Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md, the course guide's
+notebook entries and each notebook header's time paragraph, from the notebooks.
 
     python scripts/course_tables.py                  # rewrite them
     python scripts/course_tables.py --check          # exit 1 if a committed table differs
     python scripts/course_tables.py --measure-smoke  # first run every notebook under smoke and record its runtime
 
 The rows and entries, and how runtimes and study times are read from the notebooks, are in tinylm.course.guide.
-Run it after scripts/refresh_notebook.py has refreshed a notebook's outputs, or after a notebook's header or
+Run it after scripts/refresh_notebook.py has refreshed a notebook's outputs, or after a notebook's prose, code or
 exercises changed. --measure-smoke runs the notebooks in course order, as a class runs them live (a notebook reuses
 the runs of the ones before it), into copies in a scratch folder with a scratch runs folder: the committed notebooks
 and your runs/ are left as they are. It takes a few minutes on 2 cores and writes notebooks/smoke_runtimes.json
@@ -29,7 +29,14 @@ from refresh_notebook import execute  # noqa: E402  (one way to execute a notebo
 from tqdm.auto import tqdm  # noqa: E402
 
 from tinylm.course.claims import study_time  # noqa: E402
-from tinylm.course.guide import LESSONS, SMOKE_RUNTIMES, replace_table, tables  # noqa: E402
+from tinylm.course.guide import (  # noqa: E402
+    LESSONS,
+    SMOKE_RUNTIMES,
+    replace_table,
+    rewrite_time_paragraph,
+    stale_time_paragraphs,
+    tables,
+)
 from tinylm.runtime import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,7 +69,17 @@ def main(argv=None) -> int:
         path = ROOT / "notebooks" / SMOKE_RUNTIMES
         path.write_text(json.dumps(measured, indent=1) + "\n", encoding="utf-8")
         print(f"smoke runtimes of {len(measured['seconds'])} notebooks written to {path.relative_to(ROOT)}")
-    stale = []
+    notebooks = ROOT / "notebooks"
+    if args.check:
+        stale = [f"notebooks/{file}: the header's time paragraph" for file in stale_time_paragraphs(notebooks)]
+    else:  # the paragraph is prose the formula counts: rewrite until it states its own count
+        changed = set()
+        for _ in range(3):
+            rewritten = {lesson.file for lesson in LESSONS if rewrite_time_paragraph(notebooks / lesson.file)}
+            changed |= rewritten
+            if not rewritten:
+                break
+        stale = [f"notebooks/{file}: the header's time paragraph" for file in sorted(changed)]
     for path, name, table in tables(ROOT):
         text = path.read_text(encoding="utf-8")
         new = replace_table(text, name, table)

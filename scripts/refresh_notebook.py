@@ -84,12 +84,13 @@ def main(argv=None) -> None:
               "shows them)")
     time_ = study_time(notebook)
     print("study time by the formula: " + json.dumps({"prose_words": time_.prose_words, "code_lines":
-          time_.code_lines, "exercises": time_.exercises, "runtime_seconds": time_.runtime_seconds,
-          "minutes": round(time_.minutes)}))
-    from tinylm.course.guide import replace_table, tables
+          time_.code_lines, "runtime_seconds": time_.runtime_seconds, "lesson_minutes": round(time_.lesson_minutes),
+          "exercises": time_.exercises, "exercise_minutes": round(time_.exercise_minutes)}))
+    from tinylm.course.guide import replace_table, stale_time_paragraphs, tables
 
     behind = sorted({str(path.relative_to(REPO)) for path, name, table in tables(REPO)
                      if replace_table(text := path.read_text(encoding="utf-8"), name, table) != text})
+    behind += [f"notebooks/{file} (its header's time)" for file in stale_time_paragraphs(REPO / "notebooks")]
     if behind:
         print(f"course tables behind the notebooks in {', '.join(behind)}: python scripts/course_tables.py")
 

@@ -1,6 +1,6 @@
 """Every sentence true and every lesson one sitting: each figure in a notebook's prose is printed by its saved
-outputs or listed with its source in notebooks/SOURCES.md, and each notebook's study time by the course's formula
-(tinylm.course.claims) is at most 75 minutes, its runtime included, and is what its header says."""
+outputs or listed with its source in notebooks/SOURCES.md, and each notebook's lesson by the course's formula
+(tinylm.course.claims.study_time) is at most an hour, its runtime included, as its header says."""
 
 import json
 import re
@@ -9,12 +9,21 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from tinylm.course.claims import figures, read_sources, study_time, unsupported_figures, unsupported_guide_figures
+from tinylm.course.claims import (
+    LESSON_LIMIT_MINUTES,
+    figures,
+    read_sources,
+    study_time,
+    unsupported_figures,
+    unsupported_guide_figures,
+)
+from tinylm.course.guide import time_paragraph
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
-ONE_SITTING_MINUTES = 75
-HEADER = re.compile(r"\*\*How long it takes\*\*: about (\d+) minutes")
+# Lessons over the hour when the formula changed (issue 48), each to be split or cut: notebooks 9 and 10 are being
+# rewritten, 12's record table is to be rebuilt. A strict xfail: fixing one fails here until it leaves the list.
+OVER_THE_HOUR = {"09_chat_finetuning", "10_lora_and_preference_tuning", "12_speedrun_on_a_laptop"}
 
 
 def write_notebook(path: Path, markdown: str, printed: str) -> Path:
@@ -76,15 +85,42 @@ def test_every_figure_in_the_course_guide_is_printed_sourced_or_beside_its_comma
         "print it in a notebook, source it in notebooks/SOURCES.md, or name the command that measured it beside it")
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
-def test_every_notebook_fits_one_sitting_and_says_how_long_it_takes(notebook):
+def test_the_study_time_counts_the_lesson_before_the_exercises_and_the_exercises_apart(tmp_path):
+    """A lesson of 240 words (2 min; a solution folded in <details> not counted) and 36 code lines (3 min) before the
+    exercises heading, and a run of 120 s: 7 minutes. Then two exercises, one of which the notebook says trains for
+    90 s: 21.5 minutes; nothing after the heading counts towards the lesson."""
+    words = " ".join(["word"] * 100)
+    cells = [("markdown", f"# Title\n\n{words}"), ("code", "x = 1\n\n" * 36),
+             ("markdown", f"{words} <details>{words}</details>\n\n## What you learned\n\n" + " it" * 36
+              + f"\n\n## Exercises\n\n{words}"),
+             ("code", "y = 2\n" * 50), ("markdown", f"### Exercise 1: one\n\n{words}"),
+             ("markdown", "### Exercise 2: two"), ("code", "z = 3\n" * 16)]
+    notebook = {"cells": [{"cell_type": kind, "metadata": {}, "source": source,
+                           **({"execution_count": 1, "outputs": []} if kind == "code" else {})}
+                          for kind, source in cells], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    notebook["cells"][-1]["outputs"] = [{"output_type": "stream", "name": "stdout",
+                                         "text": "exercise 2 trains for about 90 s here\nthis notebook ran in 120 s"}]
+    path = tmp_path / "99_demo.ipynb"
+    path.write_text(json.dumps(notebook))
+    time = study_time(path)
+    assert (time.prose_words, time.code_lines, time.runtime_seconds) == (240, 36, 120.0)
+    assert time.reading_minutes == 5 and time.lesson_minutes == 7
+    assert (time.exercises, time.exercise_run_seconds, time.exercise_minutes) == (2, 90.0, 21.5)
+    assert time_paragraph(time).startswith("**How long it takes**: a lesson of about 7 minutes")
+
+
+@pytest.mark.parametrize("notebook", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="over the hour"))
+                                      if n.stem in OVER_THE_HOUR else n for n in NOTEBOOKS], ids=lambda p: p.stem)
+def test_every_lesson_fits_an_hour(notebook):
     time = study_time(notebook)
     assert time.runtime_seconds is not None, "the last cell prints 'this notebook ran in N s' (the cpu run's)"
-    assert time.minutes <= ONE_SITTING_MINUTES, f"{time.minutes:.0f} minutes: {time}"
-    text = "".join("".join(cell["source"]) for cell in json.loads(notebook.read_text())["cells"][:3])
-    stated = HEADER.search(text)
-    assert stated, "the header says '**How long it takes**: about N minutes ...'"
-    assert abs(int(stated.group(1)) - time.minutes) <= 5, f"the header says {stated.group(1)}, the formula {time}"
+    assert time.lesson_minutes <= LESSON_LIMIT_MINUTES, f"a lesson of {time.lesson_minutes:.0f} minutes: {time}"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_header_states_the_two_sittings_by_the_formula(notebook):
+    header = "".join(json.loads(notebook.read_text())["cells"][0]["source"])
+    assert time_paragraph(study_time(notebook)) in header, "run python scripts/course_tables.py"
 
 
 def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
@@ -115,3 +151,25 @@ def test_the_refresh_script_compares_a_notebook_with_an_older_copy(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert f"cell {index}: {int(number) + 1} -> {number}" in done.stdout and "study time by the formula" in done.stdout
+
+
+def test_the_time_paragraph_is_rewritten_in_both_twins_and_stays_put(tmp_path):
+    from tinylm.course.guide import rewrite_time_paragraph
+
+    header = "# 99 · Demo\n\n**How long it takes**: about 3 minutes,\nby an old rule.\n\n| profile | time |"
+    printed = {"output_type": "stream", "name": "stdout", "text": "this notebook ran in 60 s"}
+    notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": header},
+                          {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": "print(1)",
+                           "outputs": [printed]}],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "99_demo.ipynb"
+    path.write_text(json.dumps(notebook))
+    (tmp_path / "py").mkdir()
+    twin = tmp_path / "py" / "99_demo.py"
+    twin.write_text("# %% [markdown]\n" + "\n".join(f"# {line}".rstrip() for line in header.splitlines())
+                    + "\n\n# %%\nprint(1)\n")
+    assert rewrite_time_paragraph(path) and not rewrite_time_paragraph(path)
+    paragraph = time_paragraph(study_time(path))
+    assert paragraph.startswith("**How long it takes**: a lesson of about 1 ")
+    assert paragraph + "\n\n| profile | time |" in "".join(json.loads(path.read_text())["cells"][0]["source"])
+    assert "\n".join(f"# {line}" for line in paragraph.splitlines()) + "\n#\n# | profile | time |" in twin.read_text()

@@ -69,3 +69,15 @@ def test_the_eta_adds_the_sessions_time_outside_steps_per_step_and_the_plan_foll
                                            (7380, "2h03m"), (86400 + 4 * 3600 + 59, "1d04h"), (-3, "0.0s")])
 def test_durations_read_as_two_units(seconds, text):
     assert format_duration(seconds) == text
+
+
+def test_an_evaluation_line_gives_hellaswag_its_interval():
+    """3 of 8 examples right is 0.375, but its 95% interval runs from 0.14 to 0.69: the line says both."""
+    from tinylm.eval.uncertainty import wilson_interval
+    from tinylm.train.progress import format_record
+
+    line = format_record({"event": "final", "step": 100, "val_loss": 8.0594, "best_val_loss": 8.0594,
+                          "hellaswag_acc_norm": 0.375, "hellaswag_examples": 8})
+    low, high = wilson_interval(3, 8)
+    assert f"HellaSwag acc_norm 0.3750 [95% interval {low:.2f}-{high:.2f}] (8 examples)" in line
+    assert (f"{low:.2f}", f"{high:.2f}") == ("0.14", "0.69")

@@ -31,23 +31,23 @@
 # - the transformer block (residual connections, layer norm, MLP) and a full GPT that matches `tinylm.GPT`;
 # - GPT-2's weight initialisation, and why the projections into the residual stream shrink with depth;
 # - why residual connections make deep stacks trainable, measured as the gradient that reaches each layer;
-# - dropout: what it does, why the survivors are scaled by 1/(1−p), and where the model applies it;
-# - a check that the model you wrote can learn.
+# - a check that the model you wrote can learn, and what that check cannot see;
+# - what each piece buys: your GPT trained on Shakespeare one addition at a time, from the bigram to a scaled-up
+#   model, three seeds per arm, each addition judged by the course's rule.
 #
-# **How long it takes**: about 64 minutes, exercises included (the course's estimate: reading, code, 6 minutes
-# per exercise, and the `cpu` run's time, which the last cell prints).
+# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 7 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 30 steps of the overfitting check | the last cell prints it |
-# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check | the last cell prints it |
+# | `smoke` (CI) | every check; 30 steps of the overfitting check; the ladder of section 12 for 10 steps | the last cell prints it |
+# | `cpu` (2-core laptop) | every check; 300 steps of the overfitting check; the ladder: 7 arms × 3 seeds × 1,000 steps | the last cell prints it |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
 #
 # **Papers**: the transformer ([Vaswani et al., 2017, *Attention Is All You Need*](https://arxiv.org/abs/1706.03762)),
 # GPT-2 ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
 # layer normalisation ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
-# ([He et al., 2015, *Deep Residual Learning for Image Recognition*](https://arxiv.org/abs/1512.03385)), dropout
-# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)), rank collapse without skip connections
+# ([He et al., 2015, *Deep Residual Learning for Image Recognition*](https://arxiv.org/abs/1512.03385)), rank collapse without skip connections
 # ([Dong et al., 2021](https://arxiv.org/abs/2103.03404)). The build order follows Karpathy's
 # [nanoGPT](https://github.com/karpathy/nanoGPT) and his lecture
 # [*Let's build GPT: from scratch, in code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
@@ -63,8 +63,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# Two sizes depend on the profile: the samples the variance demo draws and the steps of the final "can it
-# learn?" check.
+# Three sizes depend on the profile: the samples the variance demo draws, the steps of the "can it learn?" check
+# and those of each model of section 12's ladder.
 
 # %%
 import dataclasses
@@ -89,9 +89,10 @@ NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whol
 PROFILE = tinylm.set_up_notebook("cpu").profile  # and the CPU's speed settings, as commands set up (CPU only here)
 VARIANCE_SAMPLES = {"smoke": 2_000, "cpu": 20_000, "gpu": 20_000}[PROFILE]  # dot products per head size
 OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer steps on one fixed batch
+LADDER_STEPS = {"smoke": 10, "cpu": 1_000, "gpu": 1_000}[PROFILE]  # optimizer steps of each model of section 12
 torch.set_printoptions(precision=3, sci_mode=False)
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
-print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={OVERFIT_STEPS}")
+print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}  overfit_steps={OVERFIT_STEPS}  ladder_steps={LADDER_STEPS}")
 
 # %% [markdown]
 # ## 1. The averaging trick
@@ -230,21 +231,6 @@ assert torch.allclose(out, ref_out[:, 0], atol=1e-6) and torch.allclose(wei, ref
 sdpa_out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], is_causal=True)  # (B, 1, T, hs)
 assert torch.allclose(out, sdpa_out[:, 0], atol=1e-6)
 print("your head == explicit_causal_attention == F.scaled_dot_product_attention")
-
-# %% [markdown]
-# The weights of the first sequence beside section 1's averaging matrix: both lower-triangular, but attention's
-# rows come from `q · k` (random here: the head is untrained).
-
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-for ax, matrix, title in [(axes[0], wei3, "averaging: fixed weights"), (axes[1], wei[0].detach(), "attention: weights from q·k")]:
-    im = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
-    ax.set_title(title)
-    ax.set_xlabel("key position s (attended to)")
-    ax.set_ylabel("query position t")
-fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
-plt.show()
-plt.close(fig)
 
 # %% [markdown]
 # Attention is communication over a directed graph: position `t` receives from `0..t`, and sequences of the
@@ -483,7 +469,8 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 #
 # Around the blocks: a token embedding `wte` (`vocab_size × C`); a position embedding `wpe` (`block_size × C`),
 # *added*, so the same character at different positions gives different vectors; a final layer norm `ln_f`;
-# and `lm_head` (`C → vocab_size`) for the logits, sharing its matrix with `wte` (*weight tying*, as GPT-2).
+# and `lm_head` (`C → vocab_size`) for the logits, sharing its matrix with `wte` (*weight tying*, as GPT-2). The
+# `Dropout` modules, here and in the block, do nothing at the default `dropout = 0`; notebook 3 writes dropout.
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -582,7 +569,9 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # [GPT-2](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
 # scales the weights of the N residual layers by 1/√N, and each block adds two outputs to the stream, so
 # N = 2·n_layer. At initialisation these outputs are roughly independent, so their variances add: dividing each
-# std by √N makes the N of them add the same variance whatever the depth.
+# std by √N makes the N of them add the same variance whatever the depth (exercise 3 measures it). A pre-norm
+# sub-layer reads `ln(x)`, but what it *adds* has a fixed size, so the larger the stream, the smaller each update
+# relative to it: the scaling keeps that balance whatever `n_layer` is.
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -622,51 +611,6 @@ for name in ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "tr
 print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math.sqrt(2 * cfg_init.n_layer):.4f}")
 
 # %% [markdown]
-# ### The residual stream at initialisation, with and without the scaling
-#
-# Stacks of 6, 12, 24 and 48 blocks, each initialised with and without the 1/√(2·n_layer) factor: the variance
-# of the residual stream after the embeddings and after the last block, on the Shakespeare batch.
-#
-# **Predict, then run.** Without the scaling, how does the stream's variance after 48 blocks compare
-# with its variance after 6? With the scaling?
-
-# %%
-@torch.no_grad()
-def residual_variance(model: nn.Module, idx: torch.Tensor) -> tuple[float, float]:
-    """Variance of the residual stream after the embeddings, and after the last block."""
-    x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1)))  # (B, T, C)
-    embeddings = x.var().item()
-    for block in model.transformer.h:
-        x = block(x)  # (B, T, C)
-    return embeddings, x.var().item()
-
-
-cfg_deep = dataclasses.replace(cfg, n_layer=48, n_embd=64)
-DEPTHS = (6, 12, 24, 48)
-final = {"scaled": [], "unscaled": []}  # the stream's variance after the last block, per depth
-print(f"predicted after the embeddings: 2 x 0.02^2 = {2 * 0.02**2:.4f} (wte and wpe added)")
-for n_layer in DEPTHS:
-    torch.manual_seed(1337)
-    stack = GPTFromScratch(dataclasses.replace(cfg_deep, n_layer=n_layer))
-    embeddings, top = residual_variance(init_gpt2_(stack), xb)
-    final["scaled"].append(top)
-    final["unscaled"].append(residual_variance(init_gpt2_(stack, scale_residual=False), xb)[1])
-    print(f"{n_layer:2d} blocks: after the embeddings {embeddings:.4f}; after the last block "
-          f"{final['unscaled'][-1]:.4f} unscaled, {top:.4f} scaled")
-
-# %%
-assert final["unscaled"][-1] > 4 * final["unscaled"][0], "unscaled, the variance should grow with depth"
-assert 0.67 < final["scaled"][-1] / final["scaled"][0] < 1.5, "scaled, the variance should not depend on depth"
-print(f"{DEPTHS[-1] // DEPTHS[0]} times the blocks: {final['unscaled'][-1] / final['unscaled'][0]:.1f} times the variance "
-      f"unscaled, {final['scaled'][-1] / final['scaled'][0]:.2f} times scaled")
-
-# %% [markdown]
-# Without the factor the variance at the top grows about in proportion to the depth, burying the tiny
-# embeddings before any training; with it, every depth ends at about the same variance. A pre-norm sub-layer
-# reads `ln(x)`, but what it *adds* has a fixed size, so the larger the stream, the smaller each update relative
-# to it. The scaling keeps that balance whatever `n_layer` is.
-
-# %% [markdown]
 # ## 10. Why residual connections help
 #
 # The derivative of a residual block, `x + F(x)`, is `I + ∂F/∂x`, so the gradient at the top reaches every block
@@ -701,6 +645,7 @@ def block_gradient_norms(model: nn.Module, idx: torch.Tensor, targets: torch.Ten
     return norms, spread
 
 
+cfg_deep = dataclasses.replace(cfg, n_layer=48, n_embd=64)
 torch.manual_seed(1337)
 deep = init_gpt2_(GPTFromScratch(cfg_deep))
 with_skip, spread_with = block_gradient_norms(deep, xb, yb, residual=True)
@@ -735,103 +680,15 @@ print("residual connections carry the gradient to every block")
 # attention without skip connections.
 
 # %% [markdown]
-# ## 11. Dropout
-#
-# A large model trained for many passes over a small text memorises it: the validation loss turns up.
-# Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)) is the classic remedy: in
-# training, zero each activation independently with probability `p`, afresh at every step, so no unit can rely
-# on another being there.
-#
-# Zeroing a fraction `p` shrinks the expected activation to `(1 − p)·x`. PyTorch uses **inverted dropout**: the
-# survivors are multiplied by `1/(1 − p)` in training, so the expected value stays `x`, and at evaluation dropout
-# is the identity. `model.train()` and `model.eval()` set `module.training`, which `nn.Dropout` reads.
-
-# %%
-def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    """Zero each element with probability p and scale the survivors by 1/(1 - p); the identity when not training."""
-    if not training or p == 0.0:
-        return x
-    keep = torch.empty_like(x).bernoulli_(1 - p)  # 1 with probability 1 - p, else 0
-    return x * keep / (1 - p)
-
-
-# %% [markdown]
-# Self-check against `F.dropout`, which on the CPU draws its mask exactly as above, so with the same seed the two
-# agree element for element. Then: the fraction zeroed is `p`, the mean is preserved, and evaluation mode
-# changes nothing.
-
-# %%
-torch.manual_seed(1337)
-h = torch.randn(1000, 100)
-for p in (0.1, 0.5):
-    torch.manual_seed(0)
-    yours = dropout_from_scratch(h, p)
-    torch.manual_seed(0)
-    torch_dropped = F.dropout(h, p, training=True)
-    assert torch.allclose(yours, torch_dropped, atol=1e-6), f"p={p}: different from F.dropout with the same seed"
-    zeroed = (yours == 0).float().mean().item()
-    assert abs(zeroed - p) < 0.01, (p, zeroed)
-    assert abs(yours.mean().item() - h.mean().item()) < 0.02
-assert dropout_from_scratch(h, 0.5, training=False) is h
-print("dropout_from_scratch == F.dropout (same seed); fraction zeroed = p; mean preserved; identity in eval mode")
-
-# %% [markdown]
-# **Predict, then run.** Dropout with `p = 0.1` on a million ones: which values appear in the
-# output, and what is its mean?
-
-# %%
-ones = torch.ones(1_000_000)
-torch.manual_seed(0)
-dropped = dropout_from_scratch(ones, 0.1)
-print(f"values: {[round(v, 4) for v in dropped.unique().tolist()]}   fraction zeroed: {(dropped == 0).float().mean():.4f}   mean: {dropped.mean():.4f}")
-
-# %% [markdown]
-# Two values only: 0 and `1/(1 − p)`, which brings the mean back to 1.
-#
-# `GPTConfig.dropout` sets one rate for every site, and your `GPTFromScratch` has the same sites as
-# `tinylm.GPT`: `transformer.drop` on the sum of the embeddings; the attention weights after the softmax
-# (`F.dropout` inside attention); and `attn.resid_dropout` and `mlp.dropout`, on each sub-layer's output before
-# it joins the residual stream. The modules among them:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-cfg_drop = dataclasses.replace(cfg, dropout=0.2, attention="explicit")  # tinylm's readable attention path
-ref_drop = tinylm.GPT(cfg_drop)
-print([name for name, module in ref_drop.named_modules() if isinstance(module, nn.Dropout)])
-
-# %% [markdown]
-# Self-check: in training mode, with the same seed, weights and batch, your GPT and `tinylm.GPT` (on its
-# explicit attention path, which uses `F.dropout` as yours does) draw the same masks and agree; another seed
-# draws other masks. In evaluation mode two calls give the same logits.
-
-# %%
-drop_gpt = GPTFromScratch(cfg_drop)
-drop_gpt.load_state_dict(ref_drop.state_dict())
-drop_gpt.train()
-ref_drop.train()
-torch.manual_seed(0)
-logits_train, _ = drop_gpt(xb)
-torch.manual_seed(0)
-ref_logits_train, _ = ref_drop(xb)
-assert torch.allclose(logits_train, ref_logits_train, atol=1e-5), "dropout is not applied where tinylm applies it"
-torch.manual_seed(1)
-assert not torch.allclose(ref_drop(xb)[0], ref_logits_train), "another seed must draw other masks"
-drop_gpt.eval()
-ref_drop.eval()
-with torch.no_grad():
-    assert torch.equal(ref_drop(xb)[0], ref_drop(xb)[0]) and torch.allclose(drop_gpt(xb)[0], ref_drop(xb)[0], atol=1e-5)
-print("training mode: same seed, same masks as tinylm.GPT; evaluation mode: no dropout")
-
-# %% [markdown]
-# `tinylm.eval.loss.evaluate_loss` scores in `eval()` mode, so validation losses are measured without dropout.
-
-# %% [markdown]
-# ## 12. Can it learn?
+# ## 11. Can it learn?
 #
 # The quickest check that gradients flow through everything you wrote is to *overfit one batch*: on the same 8
-# windows every step, a working model drives the loss towards 0; a broken residual or norm would make it stall.
-# A leaking mask would *not* show (the loss falls either way), which is why sections 4 to 8 compared every piece
-# with tinylm. With your GPT-2 initialisation the initial loss is almost exactly ln 65 = 4.17.
+# windows every step, a working model drives the loss towards 0. It catches what stops the gradient: without its
+# residual connections this 2-block model stalls far above 0. It misses what only makes the model worse: without
+# its layer norms, with the norm over the wrong axis (positions instead of channels, which also leaks the future)
+# or without the norm's gain, it still memorises the batch; and a leaking mask (the loss falls either way). Hence
+# sections 4 to 8's comparisons with tinylm, and section 12's training on real text. With your GPT-2
+# initialisation the first loss is almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -845,14 +702,6 @@ for step in tqdm(range(OVERFIT_STEPS), desc="overfit one batch"):
     optimizer.step()
     losses.append(loss.item())
 print(f"loss: {losses[0]:.3f} (ln 65 = {math.log(65):.3f}) -> {losses[-1]:.3f} after {OVERFIT_STEPS} steps")
-
-fig, ax = plt.subplots(figsize=(9, 4.5))
-ax.plot(losses, lw=2)
-ax.axhline(math.log(65), color="gray", ls="--", lw=1, label="ln 65 (uniform)")
-ax.set(xlabel="step (always the same batch)", ylabel="loss (nats/char)", title="your GPT memorising one batch")
-ax.legend()
-plt.show()
-plt.close(fig)
 
 # %%
 assert abs(losses[0] - math.log(65)) < 0.05, "GPT-2's initialisation should start near ln 65"
@@ -880,6 +729,102 @@ plt.show()
 plt.close(fig)
 
 # %% [markdown]
+# ## 12. What each piece buys
+#
+# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture answers that by
+# training after every addition; here your own pieces do the same on Shakespeare, a ladder of models, each the one
+# before plus one thing: **bigram** (the embeddings and the head, no block); **one head** (one block, one head as
+# wide as the model, no MLP, no residual, no norm: each output replaces its input); **multi-head** (four heads of a
+# quarter the width); **+MLP**; **+residual** (`x = x + f(x)`); **+LayerNorm** (your `GPTFromScratch` as written);
+# **scaled up** (two blocks, twice as wide: two changes at once).
+#
+# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows and is
+# scored on every validation character, at three seeds (the seed sets the weights and the batches). Every model
+# has a head of its own, not tied to the embedding (tied, the bigram's table would be symmetric), and keeps
+# PyTorch's default initialisation, as the lecture does: GPT-2's suits the full block, and without residuals its
+# small weights pass almost no signal at first. The verdicts follow the course's rule (`tinylm.eval.uncertainty`):
+# "told apart" only when every seed of one model beats every seed of the other (1 time in 10 for two models that
+# do not differ), else "not told apart".
+
+# %%
+from tinylm.eval.loss import evaluate_loss
+from tinylm.eval.uncertainty import compare, spread, told_apart
+
+
+class PlainBlock(BlockFromScratch):
+    """Your block without its residual connections: each sub-layer's output replaces its input."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.ln_2(self.attn(self.ln_1(x))))
+
+
+LADDER = ["bigram", "one head", "multi-head", "+MLP", "+residual", "+LayerNorm", "scaled up"]
+ladder_cfg = dataclasses.replace(cfg, n_layer=1, tie_weights=False)  # 16 characters of context, 32 wide, 4 heads
+
+
+def ladder_model(arm: str) -> GPTFromScratch:
+    """Your GPT with the ladder's pieces up to `arm` and none after it."""
+    rung = LADDER.index(arm)
+    sizes = {"one head": dict(n_head=1), "scaled up": dict(n_layer=2, n_embd=64)}.get(arm, {})
+    model = GPTFromScratch(dataclasses.replace(ladder_cfg, **sizes))
+    if arm == "bigram":
+        model.transformer.h = nn.ModuleList()  # no block: the embeddings and the head
+    if rung < LADDER.index("+residual"):
+        model.transformer.h = nn.ModuleList(PlainBlock(model.config) for _ in model.transformer.h)
+    for block in model.transformer.h:
+        if rung < LADDER.index("+MLP"):
+            block.mlp = nn.Identity()
+        if rung < LADDER.index("+LayerNorm"):
+            block.ln_1 = block.ln_2 = nn.Identity()
+    if rung < LADDER.index("+LayerNorm"):
+        model.transformer.ln_f = nn.Identity()
+    return model
+
+
+val_tokens = prepared.val if PROFILE != "smoke" else prepared.val[:2_049]  # smoke: a slice, for speed
+
+
+def train_and_score(model: nn.Module, seed: int) -> float:
+    """LADDER_STEPS steps of AdamW on random training windows; then the loss over every validation character."""
+    batches = RandomWindowSampler(prepared.train, model.config.block_size, batch_size=32, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(LADDER_STEPS):
+        _, loss = model(*batches.next_batch())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return evaluate_loss(model, val_tokens, model.config.block_size, batch_size=256, device="cpu")
+
+
+val_loss, samples = {arm: [] for arm in LADDER}, {}
+for seed in tqdm(range(3), desc="the ladder, 3 seeds"):
+    for arm in LADDER:  # arms interleaved: a machine that slows down slows every arm alike
+        torch.manual_seed(seed)
+        model = ladder_model(arm)
+        val_loss[arm].append(train_and_score(model, seed))
+        if seed == 0:
+            samples[arm] = tinylm.generate_text(model, tok, "\n", max_new_tokens=70, seed=0)
+
+# %%
+for arm in LADDER:
+    print(f"{arm:<11} validation loss {spread(val_loss[arm]).format()}  {samples[arm]!r}")
+for previous, arm in zip(LADDER, LADDER[1:]):
+    print(compare(arm, val_loss[arm], previous, val_loss[previous]))
+if PROFILE != "smoke":
+    assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
+
+# %% [markdown]
+# Each verdict says whether an addition beat the model before it on every seed, and each sample (seed 0) shows what
+# the model makes of a new line. Attention lets a character look back, several heads look for several things at
+# once, the MLP computes on what they found, and the residual connection hands the block's input on, so that the
+# head still sees the character itself. The norm is another kind of piece: in one block it has little to fix, and
+# its verdict says whether it bought anything here; its work is in deep stacks like section 10's, and the
+# overfitting check could not see it either. Scaling up changed two things at once, so its verdict cannot say
+# which of them paid. The verdicts hold for this short budget only: a model that learns more slowly might catch up
+# later. Notebook 3 trains `tinylm.GPT`, which computes what your `GPTFromScratch` computes, for longer and on a
+# tuned schedule.
+
+# %% [markdown]
 # ## What you learned
 #
 # - Averaging the past is a lower-triangular matrix multiply; attention makes the weights data-dependent:
@@ -889,13 +834,14 @@ plt.close(fig)
 #   MLP (each position computes), each behind a layer norm and added to the residual stream.
 # - Attention sees a set; the position embedding tells it the order.
 # - GPT-2's initialisation, std 0.02 and 1/√(2·n_layer) on the projections into the residual stream,
-#   starts the loss at ln V and keeps the stream's size independent of depth.
+#   starts the loss at ln V and keeps the stream's size independent of depth (exercise 3).
 # - Residual connections carry the gradient to every block; without them a deep stack's gradient vanishes at
 #   initialisation, and attention averages
 #   the positions into one.
-# - Dropout zeroes activations with probability `p` in training and scales the rest by 1/(1−p); `eval()` turns
-#   it off.
-# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn.
+# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn. Overfitting one batch proves that
+#   gradients flow, not that each piece is right or useful.
+# - Trained on real text one addition at a time, each piece is measured against the model without it, at three
+#   seeds, by a stated rule.
 #
 # ## Exercises
 #
@@ -1003,6 +949,55 @@ check(test_output_variance)
 # With the scaling the variance stays at one level, near the averaging end, for every head size: an untrained
 # head mixes many values, and its gradient reaches all of them. Without it the variance climbs towards the
 # copying bound as the head size grows: one key takes nearly all the weight, the others almost no gradient.
+# </details>
+#
+# ### Exercise 3: an experiment — what the 1/√(2·n_layer) buys
+#
+# Write `residual_variance`: the variance of the residual stream of a `GPTFromScratch` after its last block (the sum
+# of the embeddings, then every block in turn, without `ln_f`), on a batch `idx`. The check builds stacks of 6, 12,
+# 24 and 48 blocks, 64 wide, each initialised with and without the factor (`init_gpt2_(stack,
+# scale_residual=False)`), and tests your measurements. **Predict first**: without the scaling, how does the variance
+# after 48 blocks compare with the variance after 6? With it?
+
+# %%
+def residual_variance(model: nn.Module, idx: torch.Tensor) -> float:
+    raise NotImplementedError
+
+
+# %%
+def test_residual_variance():
+    variances = {"scaled": [], "unscaled": []}
+    for n_layer in (6, 12, 24, 48):
+        torch.manual_seed(1337)
+        stack = init_gpt2_(GPTFromScratch(dataclasses.replace(cfg, n_layer=n_layer, n_embd=64)))
+        with torch.no_grad():  # the reference
+            x = stack.transformer.wte(xb) + stack.transformer.wpe(torch.arange(xb.size(1)))
+            for block in stack.transformer.h:
+                x = block(x)
+        assert math.isclose(residual_variance(stack, xb), x.var().item(), rel_tol=1e-4), "not the stream's variance"
+        variances["scaled"].append(x.var().item())
+        variances["unscaled"].append(residual_variance(init_gpt2_(stack, scale_residual=False), xb))
+        print(f"{n_layer:2d} blocks: {variances['unscaled'][-1]:.4f} unscaled, {variances['scaled'][-1]:.4f} scaled")
+    assert variances["unscaled"][-1] > 4 * variances["unscaled"][0], "unscaled, the variance should grow with depth"
+    assert 0.67 < variances["scaled"][-1] / variances["scaled"][0] < 1.5, "scaled, it should not depend on depth"
+
+
+check(test_residual_variance)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# @torch.no_grad()
+# def residual_variance(model, idx):
+#     x = model.transformer.wte(idx) + model.transformer.wpe(torch.arange(idx.size(1)))  # (B, T, C)
+#     for block in model.transformer.h:
+#         x = block(x)
+#     return x.var().item()
+# ```
+#
+# Without the factor the variance at the top grows about in proportion to the depth, burying the tiny embeddings
+# (2 × 0.02² after `wte + wpe`) before any training; with it, every depth ends at about the same variance.
 # </details>
 
 # %%

@@ -30,24 +30,26 @@
 # - how these pieces make one training step, checked against `tinylm.Trainer` over a short run;
 # - how to read loss and gradient-norm curves from step 0, and what the gap between training and
 #   validation loss says here;
+# - dropout, the `gpu` recipe's guard against memorising the text, and where it stops guarding;
 # - how far the GPT gets beyond the bigram baseline, and how much of its context it uses;
-# - how a checkpoint stores a run, and how to load it back;
+# - how a checkpoint stores a run, how to load it back, and how to check that a resumed run continues exactly;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: about 67 minutes, exercises included (the course's estimate: reading, code, 6 minutes
-# per exercise, and the `cpu` run's time, which the last cell prints).
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 107 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 2-layer, 32-wide model for 30 steps | the last cell prints it |
-# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | the last cell prints it |
+# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each, and the Trainer's run resumed halfway); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | the last cell prints it |
 # | `gpu` | every check; the gpu recipe (6 layers, 384 wide), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW and decoupled weight decay
 # ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)), the cosine schedule (SGDR,
 # [Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983)), linear warmup
 # ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677)), gradient clipping
-# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)). The `gpu` recipe is Karpathy's
+# ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)), dropout
+# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)). The `gpu` recipe is Karpathy's
 # [nanoGPT](https://github.com/karpathy/nanoGPT) `shakespeare_char` configuration; the `cpu` recipe starts from
 # the CPU command in nanoGPT's README (context 64, batch 12, 4 heads, 128 wide) and is tuned for a 2-core budget
 # (section 1).
@@ -132,11 +134,10 @@ print(f"{model.num_parameters():,} parameters; the gpu recipe's model has {gpu_p
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
 #
-# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one. A run of a minute or two
-# on 2 cores predicts each training character only a few times (section 8 prints how many), so the number of steps
-# likely limits the model more than its capacity, and a smaller model takes more steps per second. A sweep with
-# one seed per arm ([README, *Why the cpu recipes look as they do*](README.md#why-the-cpu-recipes-look-as-they-do))
-# chose the single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
+# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one: in a run of a minute or
+# two the number of steps likely limits the model more than its capacity, and a smaller model takes more steps per
+# second. A sweep with one seed per arm ([the guide](README.md#why-the-cpu-recipes-look-as-they-do)) chose the
+# single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
 
 # %% [markdown]
 # ### Batches
@@ -402,9 +403,8 @@ print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's"
 #
 # The Trainer seeds its sampler and PyTorch's global generator (dropout's masks) with the recipe's `seed`. Both
 # loops start from the same weights and seeds, in float32, on a short recipe: `CHECK_STEPS` steps (the warmup a
-# tenth of them), 2 micro-batches each. Like `build_optimizer`, the hand-written loop asks for the fused AdamW, and
-# `clip_by_global_norm` sums the norm in PyTorch's order: training amplifies any last-bit difference until the
-# loops drift apart.
+# tenth of them), 2 micro-batches each, the fused AdamW, the norm summed in PyTorch's order: training amplifies any
+# last-bit difference.
 
 # %%
 def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
@@ -586,7 +586,45 @@ print(f"{sum(new_voices.values())} of the validation split's {sum(val_speeches.v
 # validation speeches are by characters it has never seen, and the plays have their own words. Whatever else it
 # fitted to its training text adds to the gap too; this split cannot tell the two apart, a held-out slice of the
 # same plays could. The `gpu` recipe's much larger model can fit its training text more closely, hence its
-# dropout (notebook 2).
+# dropout.
+#
+# ### Dropout
+#
+# Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)) is the classic guard against
+# memorising: in training, zero each activation with probability `p`, afresh at every step, so that no unit can
+# rely on another being there. PyTorch's is **inverted**: the survivors are multiplied by `1/(1 − p)`, which keeps
+# the expected activation, and in evaluation (`model.eval()`) dropout is the identity. Write it, and check it
+# against `F.dropout`, which on the CPU draws its mask the same way:
+
+# %%
+def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Zero each element with probability p and scale the survivors by 1/(1 - p); the identity when not training."""
+    if not training or p == 0.0:
+        return x
+    keep = torch.empty_like(x).bernoulli_(1 - p)  # 1 with probability 1 - p, else 0
+    return x * keep / (1 - p)
+
+
+h = torch.randn(1000, 100, generator=torch.Generator().manual_seed(1337))
+for p in (0.1, 0.5):
+    torch.manual_seed(0)
+    yours = dropout_from_scratch(h, p)
+    torch.manual_seed(0)
+    assert torch.allclose(yours, F.dropout(h, p, training=True), atol=1e-6), f"p={p}: not F.dropout's mask"
+    assert abs((yours == 0).float().mean().item() - p) < 0.01 and abs(yours.mean().item() - h.mean().item()) < 0.02
+assert dropout_from_scratch(h, 0.5, training=False) is h
+print(f"dropout_from_scratch == F.dropout (same seed); the gpu recipe's p = {gpu_model_cfg.dropout}, this "
+      f"profile's {model_cfg.dropout}")
+
+# %% [markdown]
+# `GPTConfig.dropout` sets one rate for every site: the sum of the embeddings, the attention weights after the
+# softmax, and each sub-layer's output before it joins the residual stream. The `cpu` recipe's model is too small to
+# memorise a million characters and needs none.
+#
+# **On a GPU**, dropout slows the `gpu` recipe's memorising but does not stop it: on an H100
+# ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) its validation loss was lowest, 1.4747, at
+# step 1,750 of 5,000, and 1.7387 at the last step. Compare your run's lowest step, printed above, with that run's
+# 1,750. `best.pt` keeps the weights of the lowest validation loss; sections 9 to 11 use the model as training left it.
 
 # %% [markdown]
 # ## 9. How good is it?
@@ -684,24 +722,67 @@ print(f"best.pt: step {state['step']}, best validation loss {state['best_val_los
 print(sorted(p.name for p in run_dir.iterdir()))
 
 # %% [markdown]
+# ### Resuming a run exactly
+#
+# A stopped run (a Ctrl-C, a lost machine) continues from `last.pt`, *exactly* only if everything that decides the
+# next steps was saved: the weights, AdamW's moments and step count, the step, the sampler's position and the random
+# state. Stop section 7's check run halfway, resume it in a new Trainer with a new model, and compare every later
+# step with the run that never stopped; then resume once more with AdamW's moments dropped.
+
+# %%
+resume_dir = tinylm.paths.runs_dir() / f"notebook-03-resume-{PROFILE}"
+shutil.rmtree(resume_dir, ignore_errors=True)
+check_val = data.val[: 4 * model_cfg.block_size + 1]  # section 7's slice
+halfway = tinylm.GPT(model_cfg)
+halfway.load_state_dict(initial)
+tinylm.Trainer(halfway, check_cfg, data.train, check_val, out_dir=resume_dir, device=DEVICE).fit(
+    stop_after=CHECK_STEPS // 2)  # stops after half the steps and writes last.pt
+
+
+def resume_check_run(drop_moments: bool) -> tuple[list[float], dict]:
+    """The check run's second half, from resume_dir/last.pt in a new Trainer and model: each step's loss, the weights."""
+    records = []
+    resumed = tinylm.Trainer(tinylm.GPT(model_cfg), check_cfg, data.train, check_val, device=DEVICE,
+                             callbacks=[records.append])
+    resumed.resume(resume_dir / "last.pt")
+    if drop_moments:
+        resumed.optimizer.state.clear()  # the bug: AdamW's m, v and step count back at zero
+    resumed.fit()
+    return [r["loss"] for r in records if r["event"] == "train"], resumed.model.state_dict()
+
+
+gaps = {}  # drop_moments -> the largest differences (loss, weights) from the run that never stopped
+for name, drop_moments in [("resumed", False), ("resumed without AdamW's moments", True)]:
+    losses, weights = resume_check_run(drop_moments)
+    gaps[drop_moments] = (max(abs(a - b) for a, b in zip(losses, trainer_losses[CHECK_STEPS // 2 :], strict=True)),
+                          max((weights[k] - weights_trainer[k]).abs().max().item() for k in weights))
+    print(f"{name:>31}: steps {CHECK_STEPS // 2 + 1} to {CHECK_STEPS} against the run that never stopped: largest "
+          f"difference in loss {gaps[drop_moments][0]:.1e}, in weights {gaps[drop_moments][1]:.1e}")
+assert max(gaps[False]) < tolerance, "the resumed run must continue as the uninterrupted one"
+assert gaps[True][1] > 10 * max(gaps[False][1], 1e-7), "without the moments the run should go elsewhere"
+
+# %% [markdown]
+# The resumed run is the uninterrupted one, step for step. Without the moments, AdamW restarts its averages with a
+# fresh bias correction, so its first steps are full-size steps along single noisy gradients (section 2) and the
+# run goes elsewhere. Nothing fails and the loss still falls: only a comparison like this one catches the bug.
+#
 # The same run from a terminal is `python -m tinylm.train shakespeare-char --profile cpu`, and
 # `python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"` samples from it.
 #
 # ## What you learned
 #
-# - AdamW steps by `lr × m̂ / (√v̂ + ε)`, from bias-corrected moving averages of each weight's gradient (β₁) and
-#   its square (β₂): about `lr` for a weight whose gradient agrees with itself, whatever its scale. Its weight
-#   decay is a separate shrink, applied to the matrices only.
-# - The learning rate warms up linearly, then follows a cosine down to `min_lr` at the last step.
-# - Clipping by global norm rescales all gradients together when their joint norm exceeds `grad_clip`:
-#   same direction, shorter step.
-# - Accumulating `k` micro-batches with each loss divided by `k` gives exactly the big batch's gradient;
-#   without the division, clipping would cut a gradient `k` times too large.
+# - AdamW steps by `lr × m̂ / (√v̂ + ε)`: about `lr` for a weight whose gradient agrees with itself, whatever its
+#   scale; its weight decay is a separate shrink of the matrices.
+# - Warmup then cosine; clipping by global norm (same direction, shorter step); accumulation with each loss
+#   divided by `k`, which gives exactly the big batch's gradient.
 # - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient norms
 #   and weights step for step.
-# - Read loss curves from step 0, next to the gradient norm, comparing train and validation loss measured the
-#   same way. A gap that holds while both fall is not the overfitting early stopping guards against.
-# - Measure the model against a baseline (the count bigram), and its use of context by the loss by position.
+# - Read loss curves from step 0, beside the gradient norm, with train and validation measured the same way.
+# - Dropout (zero with probability `p`, scale the rest by 1/(1−p), off in `eval()`) slows memorising; the `gpu`
+#   recipe still overfits, and `best.pt` keeps the best step.
+# - A baseline (the count bigram) and the loss by position measure the model.
+# - A checkpoint holds everything the next step depends on, AdamW's moments included; a resumed run continues
+#   exactly as the uninterrupted one, on a CPU bit for bit.
 # - A comparison is an experiment: one change, the same budget, at least three seeds per arm, and a verdict only
 #   when every seed of one arm beats every seed of the other, else "not told apart" (exercise 3).
 #
@@ -802,27 +883,41 @@ check(test_accumulate)
 # `tinylm.Trainer(model, cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]`, the loss over the whole
 # validation split. Print the verdict with `tinylm.eval.uncertainty.compare`, whose rule is the course's: "told
 # apart" only with at least three seeds per arm and every seed of one arm beating every seed of the other (two
-# arms with no real difference do that 1 time in 10 at three seeds each), else "not told apart". Then write the
-# better arm's mean validation loss in `my_answer`.
+# arms with no real difference do that 1 time in 10 at three seeds each), else "not told apart". Then put your six
+# losses in `my_losses`, in seed order.
 #
-# The check cannot know your numbers, only what they must respect: a trained model beats a uniform guess over
-# the 65 characters, and no run a twelfth as long beats section 8's full run, measured above as `final["val_loss"]`.
+# Training on a CPU repeats itself bit for bit, so the check re-runs seed 0 of both arms and compares them with your
+# figures (to the 3 decimals you may have copied); it also asks that each arm's seeds differ, that every loss beats
+# a uniform guess over the 65 characters, and that none beats section 8's run, twelve times as long.
 
 # %%
 from tinylm.eval.uncertainty import compare, spread  # noqa: F401 (for your experiment)
 
 LR_STEPS = max(10, train_cfg.max_steps // 12)
-my_answer = None  # replace with your measurement: the better learning rate's mean validation loss
+RATES = {"recipe": train_cfg.learning_rate, "a sixth": train_cfg.learning_rate / 6}
+my_losses = None  # replace with your measurements: {"recipe": [seed 0, seed 1, seed 2], "a sixth": [...]}
+print(f"exercise 3 trains for about {8 * LR_STEPS * trainer.elapsed / trainer.step:,.0f} s here: 6 runs of "
+      f"{LR_STEPS} steps at section 8's speed, and the check's 2")
 
 
 def test_learning_rate_experiment():
-    if my_answer is None:
-        raise NotImplementedError("set my_answer to the better learning rate's mean validation loss")
-    uniform = math.log(tokenizer.vocab_size)
-    assert my_answer < uniform, f"{my_answer:.3f} is no better than a uniform guess (ln 65 = {uniform:.3f}): did it train?"
-    assert my_answer > final["val_loss"], (
-        f"{my_answer:.3f} beats section 8's run ({final['val_loss']:.3f}), which trained 12 times longer: "
-        "is it the validation loss over the whole split, after LR_STEPS steps?")
+    if my_losses is None:
+        raise NotImplementedError("set my_losses to your six validation losses, each arm's in seed order")
+    assert sorted(my_losses) == sorted(RATES) and all(len(v) == 3 for v in my_losses.values()), \
+        'my_losses = {"recipe": [three losses], "a sixth": [three losses]}'
+    for name, lr in RATES.items():
+        assert len(set(my_losses[name])) == 3, f"{name}: three equal losses; did each run use its own seed?"
+        for loss in my_losses[name]:
+            assert final["val_loss"] < loss < math.log(tokenizer.vocab_size), (
+                f"{loss:.3f}: between section 8's run ({final['val_loss']:.3f}) and a uniform guess "
+                f"({math.log(tokenizer.vocab_size):.3f}) is where a run of LR_STEPS steps lands")
+        cfg = dataclasses.replace(train_cfg, learning_rate=lr, max_steps=LR_STEPS, seed=0, eval_interval=0,
+                                  log_interval=LR_STEPS)
+        torch.manual_seed(0)
+        seed_0 = tinylm.Trainer(tinylm.GPT(model_cfg), cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]
+        assert abs(my_losses[name][0] - seed_0) < (6e-4 if DEVICE.type == "cpu" else 0.05), (
+            f"{name}, seed 0: you have {my_losses[name][0]:.4f}, the same run here gives {seed_0:.4f}")
+    print(compare("the recipe's rate", my_losses["recipe"], "a sixth of it", my_losses["a sixth"]))
 
 
 check(test_learning_rate_experiment)
@@ -837,12 +932,10 @@ check(test_learning_rate_experiment)
 #     torch.manual_seed(seed)
 #     return tinylm.Trainer(tinylm.GPT(model_cfg), cfg, data.train, data.val, device=DEVICE).fit()["val_loss"]
 #
-# rates = {"recipe": train_cfg.learning_rate, "a sixth": train_cfg.learning_rate / 6}
-# results = {name: [short_run(lr, seed) for seed in (0, 1, 2)] for name, lr in rates.items()}
-# for name, losses in results.items():
-#     print(f"{name} ({rates[name]:g}): {spread(losses).format()}")
-# print(compare("the recipe's rate", results["recipe"], "a sixth of it", results["a sixth"]))
-# my_answer = min(spread(losses).mean for losses in results.values())
+# my_losses = {name: [short_run(lr, seed) for seed in (0, 1, 2)] for name, lr in RATES.items()}
+# for name, losses in my_losses.items():
+#     print(f"{name} ({RATES[name]:g}): {spread(losses).format()}")
+# print(compare("the recipe's rate", my_losses["recipe"], "a sixth of it", my_losses["a sixth"]))
 # ```
 #
 # The verdict line says which arm came out ahead, by how much, and whether the rule tells them apart. If it says

@@ -41,14 +41,14 @@
 # ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322)); [llama2.c](https://github.com/karpathy/llama2.c)
 # (Karpathy), whose published TinyStories models can be scored on the same stories.
 #
-# **How long it takes**: about 70 minutes of study (reading, predicting, the exercises), the cpu run's compute
-# included.
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 239 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | under a minute |
 # | `cpu` (2 cores; the saved outputs come from a 2-core AMD EPYC with AVX2 only) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
-# | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, hours) | see [Running on a GPU](README.md#running-on-a-gpu) |
+# | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, about 3 hours on an H100 at the 0.2679 s per step [measured](../docs/results/gpu-2026-11-26.md)) | see [Running on a GPU](README.md#running-on-a-gpu) |
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -76,8 +76,10 @@ import torch
 import tinylm
 import tinylm.data.corpora
 import tinylm.eval.loss
+import tinylm.interop.llama2c
 from tinylm.bench.measure import measure_training
 from tinylm.course.plotting import LiveLossPlot
+from tinylm.download import DownloadError
 from tinylm.eval.uncertainty import compare, spread
 from tinylm.tokenizers.gpt2 import TrimmedBPETokenizer, padded_vocab_size
 from tinylm.train.progress import TRAINING_TIME
@@ -111,6 +113,7 @@ FULL_RECIPE = False
 # Each story is encoded with GPT-2's BPE and followed by **one end-of-text token** (id 50256). Training
 # windows are cut at random offsets and often span two stories; the end-of-text token tells the model that
 # what comes before it is another story, and teaches it to end one, which is how generation knows to stop.
+# (Notebook 6a's FineWeb shards put it *before* each document instead: two conventions for one separator.)
 #
 # The ids go to `train.bin` and `val.bin` as raw `uint16`: 2 bytes per token, enough for any id below
 # 65,536. `meta.json` is written last, so its presence means both files are complete, and a second
@@ -127,11 +130,12 @@ else:
 gpt2_data = data if PROFILE == "gpu" else tinylm.data.corpora.prepare_tinystories(source="sample")  # the GPT-2 ids
 print(f"prepared in {gpt2_data.folder.relative_to(tinylm.paths.data_dir().parent)}/: "
       f"{sorted(p.name for p in gpt2_data.folder.iterdir() if p.suffix in ('.bin', '.json'))}")
-print(json.dumps(gpt2_data.meta, indent=2))
+print(json.dumps({key: value for key, value in gpt2_data.meta.items() if key not in ("seconds", "tokens_per_s")},
+                 indent=2))
 
 # %% [markdown]
-# `seconds` and `tokens_per_s` time the tokenizer stage when the files were written (on whichever machine
-# ran `prepare()` first).
+# (`meta.json` also holds `seconds` and `tokens_per_s`, the tokenizer stage's time on whichever machine ran
+# `prepare()` first; the course guide's results measure tokenizing speed with `scripts/tokenizer_throughput.py`.)
 #
 # ### Why a memory map
 #
@@ -221,7 +225,7 @@ for share in (0.5, 0.9, 0.99):
 
 # %% [markdown]
 # About fifty tokens (punctuation, ` the`, ` and`, ` was`) make up half of the text, and the stories use only
-# a small part of GPT-2's vocabulary, which GPT-2 learned on web text.
+# a small part of GPT-2's vocabulary (on which text its merges were learned, the paper does not say: notebook 4).
 #
 # ## A trimmed vocabulary for the CPU
 #
@@ -378,20 +382,6 @@ del big_model  # frees its 200 MB at once: nothing else refers to it
 # bf16 but its range ends at 65,504, and below about 6·10⁻⁸ everything is zero.
 
 # %%
-fig, ax = plt.subplots(figsize=(9, 2.6))
-for row, (name, exponent, mantissa) in enumerate([("fp32", 8, 23), ("bf16", 8, 7), ("fp16", 5, 10)]):
-    fields = [(0, 1, "tab:gray", ""), (1, exponent, "tab:blue", f"exponent {exponent}"),
-              (1 + exponent, mantissa, "tab:orange", f"mantissa {mantissa}")]
-    for start, width, color, label in fields:
-        ax.barh(row, width, left=start, color=color, edgecolor="white")
-        ax.text(start + width / 2, row, label, ha="center", va="center", color="white", fontsize=12)
-ax.set_yticks(range(3), ["fp32", "bf16", "fp16"])
-ax.invert_yaxis()
-ax.set_xlabel("bits (sign in gray, then exponent: the range, then mantissa: the precision)")
-fig.tight_layout()
-plt.show()
-
-# %%
 # NBVAL_CHECK_OUTPUT
 print("| dtype    | bits | epsilon (precision) | largest   | smallest normal |")
 print("|----------|------|---------------------|-----------|-----------------|")
@@ -407,7 +397,8 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
 # depends on the GPU. NVIDIA's datasheets give the A100's and the H100's dense bf16 peak as twice their TF32 peak,
 # the rate at which their tensor cores take fp32 matmuls; the T4, which has no TF32, peaks at about eight times
 # its fp32 rate in fp16. 16-bit activations also halve the memory they take and the traffic to move them. The
-# datasheet peaks, as `tinylm.runtime` lists them for MFU (peaks, not measurements):
+# datasheet peaks, as `tinylm.runtime` lists them (peaks, not measurements) for MFU, *model FLOPs utilisation*:
+# the share of the peak a run turns into the model's training FLOPs (notebooks 6a and 6b take it apart):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -502,22 +493,17 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
               replicate="round"))
 
 # %% [markdown]
-# Read the table: the losses are close but not equal. Every 16-bit matmul rounds its inputs, which moves
-# the loss in a late digit, and the updates then differ a little. Over a few steps the gap stays small, because
-# the weights and the updates stay in fp32; over a long run it can grow until the two runs differ about as much as
-# two runs with different seeds. [Summers and Dinneen (2021)](https://arxiv.org/abs/2103.04514) found training
-# that unstable: every source of nondeterminism they tried, down to one flipped bit in one initial weight, left
-# the trained models about as different from each other as a new seed did.
+# Read the table: the losses are close but not equal. Every 16-bit matmul rounds its inputs, which moves the loss
+# in a late digit, and the updates then differ a little. Over a few steps the gap stays small, because the weights
+# and updates stay in fp32; over a long run it can grow until the two runs differ about as much as two seeds do
+# ([Summers and Dinneen, 2021](https://arxiv.org/abs/2103.04514), found one flipped bit in one initial weight
+# enough for that).
 #
-# The speed is a comparison, so it gets the course's verdict rule (`tinylm.eval.uncertainty.compare`): one
-# precision is called faster only with at least 3 interleaved rounds per arm and ranges that do not overlap,
-# else "not told apart". In the timing line, `±` is half the range over the rounds (the slowest round minus the
-# fastest, halved): how much the machine's speed moved, not a standard error. The last line above is the verdict
-# for your machine; nothing in this text depends on which way it went. On an x86 CPU without AVX-512 (AVX2
-# only, like the one behind the saved outputs and many laptops) PyTorch has no bf16 matrix kernels: it falls
-# back on generic code that converts every number between bf16 and fp32, which can make a step many times
-# slower (the timing line above says how much here). GPU tensor cores multiply 16-bit matrices at the
-# datasheet peaks above; this notebook has measured no GPU.
+# The speed gets the course's verdict rule (`tinylm.eval.uncertainty.compare`): "told apart" only with at least 3
+# interleaved rounds per arm and ranges that do not overlap; `±` is half the range over the rounds, how much the
+# machine's speed moved. On an x86 CPU without AVX-512 (like the one behind the saved outputs, and many laptops)
+# PyTorch has no bf16 matrix kernels: its generic code converts every number between bf16 and fp32, which can make
+# a step many times slower. GPU tensor cores multiply 16-bit matrices at the datasheet peaks above.
 #
 # The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
 # a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
@@ -530,18 +516,16 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # ## Gradient accumulation
 #
 # Notebook 3 wrote gradient accumulation by hand and checked it: `k` micro-batches, each loss divided by `k`,
-# give exactly the big batch's gradient. The `gpu` recipe needs it: each optimizer step takes 32 × 32
-# sequences of 256 tokens, and one micro-batch of 32 sequences already has 32 × 256 × 50,304 = 412M logits, so
-# the 32 micro-batches run one after another. Accumulation buys memory, not speed: 32 micro-batches cost the
-# FLOPs of one batch 32 times larger. The Trainer's backward line is
-# `self.scaler.scale(loss * (count * self.world.size / step_count)).backward()`. `loss` is the micro-batch's mean
-# over its `count` targets, so `loss * count` is their sum, and dividing by `step_count`, the targets of the whole
-# step, makes it this micro-batch's share of the step's mean: the gradients that add up over the micro-batches are
-# the gradient of the mean loss over every target of the step. When every position is a target, as in these
-# windows of stories, the factor is notebook 3's `1/k`; it differs where micro-batches hold different numbers of
-# targets, as chat batches do (notebook 9 marks the positions without a loss `-1`). `self.world.size` is 1 in a
-# single process; notebook 6a explains it, with what else changes across several GPUs. With fp16, `scaler.scale`
-# also multiplies by the loss scale, and the summed gradient is unscaled once, before clipping.
+# give exactly the big batch's gradient. The `gpu` recipe needs it: each optimizer step takes 1,024 sequences of
+# 256 tokens, and one micro-batch of 128 sequences already holds 128 × 256 × 50,304, over 1,600M, logits, so 8
+# micro-batches run one after another. Accumulation buys memory, not speed: 8 micro-batches cost the FLOPs of one
+# batch 8 times larger. The micro-batch's size and `torch.compile` (notebook 6b) do matter for speed: on an H100
+# ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) the recipe's compiled micro-batches of 128
+# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5%. The Trainer's backward line is
+# `self.scaler.scale(loss * (count * self.world.size / step_count)).backward()`: `loss * count` is the sum over the
+# micro-batch's `count` targets, and dividing by `step_count`, the targets of the whole step, makes it this
+# micro-batch's share of the step's mean (notebook 3's exercise 2; `self.world.size` is notebook 6a's). With fp16,
+# `scaler.scale` also multiplies by the loss scale, and the summed gradient is unscaled once, before clipping.
 #
 # ## Training
 #
@@ -552,9 +536,9 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # count.
 #
 # - `cpu`: the cpu recipe for 200 s of training.
-# - `gpu`: the 51M model with the recipe's learning rate, but 2 micro-batches of 32 sequences per step
-#   instead of 32, a 100-step warmup instead of 2,000, 7 minutes of training, and one validation pass at the
-#   end: with the full batch, 7 minutes would hold too few steps to leave the warmup.
+# - `gpu`: the 51M model with the recipe's learning rate and compiled micro-batches of 128, but 2 of them per step
+#   instead of 8, a 100-step warmup instead of 2,000, 7 minutes of training, and one validation pass at the end:
+#   with the full batch, 7 minutes would hold too few steps to leave the warmup on most GPUs.
 # - `FULL_RECIPE = True`: the recipe as it stands, to its last step.
 #
 # The trainer evaluates on the whole validation split, with the unk penalty when the vocabulary is
@@ -564,7 +548,7 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 
 # %%
 BOUNDED = {"smoke": {}, "cpu": dict(max_seconds=200),  # what FULL_RECIPE = False changes in each recipe
-           "gpu": dict(max_seconds=420, grad_accum_steps=2, warmup_steps=100, eval_interval=0)}
+           "gpu": dict(max_seconds=420, total_batch_tokens=None, grad_accum_steps=2, warmup_steps=100, eval_interval=0)}
 model_preset, train_cfg = track.recipe(PROFILE)
 if not FULL_RECIPE:
     train_cfg = dataclasses.replace(train_cfg, **BOUNDED[PROFILE])
@@ -573,8 +557,8 @@ model_cfg = tinylm.train.recipes.build_model_config(model_preset, tokenizer, tra
 print(model_cfg)
 print(train_cfg)
 model = tinylm.GPT(model_cfg)
-print(f"{model.num_parameters():,} parameters; {train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size:,} "
-      "tokens per optimizer step")
+tokens_per_step = train_cfg.batch_size * train_cfg.accumulation_steps(model_cfg.block_size) * model_cfg.block_size
+print(f"{model.num_parameters():,} parameters; {tokens_per_step:,} tokens per optimizer step")
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-05-{PROFILE}"
@@ -587,11 +571,15 @@ trainer = tinylm.Trainer(model, train_cfg, data.train, data.val, out_dir=run_dir
 start = time.perf_counter()
 final = trainer.fit()
 seconds = time.perf_counter() - start
-tokens_seen = trainer.step * train_cfg.batch_size * train_cfg.grad_accum_steps * model_cfg.block_size
+tokens_seen = trainer.step * tokens_per_step
 print(f"trained {trainer.step:,} steps in {trainer.elapsed:.0f} s of training time ({seconds:.0f} s wall clock, "
       f"evaluations, checkpoints and samples included): {tokens_seen:,} tokens, "
       f"{tokens_seen / len(data.train):.2f}x the training split's tokens\n{TRAINING_TIME}")
-print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token")
+train_slice = data.train[: len(data.val)]  # as many training tokens as validation has, scored the same way
+train_slice_loss = tinylm.eval.loss.evaluate_loss(model, train_slice, model_cfg.block_size, train_cfg.eval_batch_size,
+                                                  DEVICE, tinylm.runtime.autocast(DEVICE, trainer.dtype), tokenizer)
+print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token; a training slice as "
+      f"long: {train_slice_loss:.3f}; the gap: {final['val_loss'] - train_slice_loss:+.3f}")
 
 # %% [markdown]
 # ## Stories
@@ -609,8 +597,11 @@ for i, prompt in enumerate(prompts):
 
 # %% [markdown]
 # A `�` in a sample is a `<unk>` the model chose: it knows that a rare word comes next, not which one.
-# The TinyStories paper found that models learn grammar first and keeping the plot and the characters
-# consistent later, and that consistency needs more parameters than grammar does.
+# Read the samples with the last training line's gap. A small one says the model has not memorised its stories:
+# its mistakes are a small model's, trained briefly. A wide one, after several passes over the split (the line
+# before gives how many), says it has begun to memorise them: more data would help more than more steps. The
+# TinyStories paper found that models learn grammar first and consistent plots and characters later, with more
+# parameters.
 #
 # ## Bits per byte
 #
@@ -686,29 +677,34 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # %% [markdown]
 # **A published model on the same stories.** Karpathy's [llama2.c](https://github.com/karpathy/llama2.c)
 # publishes Llama-style TinyStories models; the smallest, stories15M (15M parameters, Llama 2's 32,000-token
-# tokenizer), loads into a `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()`, which downloads it
-# once and checks its sha256. With the network, `tinylm.eval.loss.texts_loss(reference, reference_tokenizer,
-# stories)` scores it on exactly the stories above, and its bits per byte compare with this model's even though
-# the tokenizers differ. Read such a gap with care: stories15M read far more of TinyStories on a GPU, with
-# another block and tokenizer, and may well have seen these very stories in training. From a terminal:
-# `python -m tinylm.interop import --help` converts its `.bin` file into a checkpoint, and
-# `python -m tinylm.eval loss --help` scores a checkpoint on a text file.
+# tokenizer), loads into a `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()`, which downloads it once
+# (offline the next cell says so and skips). Scored on the same stories, its bits per byte compare with this
+# model's although the tokenizers differ; but it read far more of TinyStories, on a GPU, and may have seen these
+# very stories in training. (`python -m tinylm.interop import --help` converts its `.bin` file into a checkpoint.)
+
+# %%
+try:
+    reference, reference_tokenizer = tinylm.interop.llama2c.load_stories15m()
+except DownloadError as error:
+    reference = None
+    print(f"stories15M needs the network once, so this cell skips: {error}")
+if reference is not None:
+    theirs = tinylm.eval.loss.texts_loss(reference, reference_tokenizer, stories)
+    print(f"stories15M on the same {theirs['texts']} stories: {theirs['loss']:.3f} nats per Llama 2 token, "
+          f"{theirs['bits_per_byte']:.3f} bits per byte; this model: {scored['bits_per_byte']:.3f} bits per byte")
 
 # %% [markdown]
 # ## What you learned
 #
 # - A corpus becomes two `uint16` token files with an end-of-text token after each story; a memory map reads
 #   only the pages a batch touches.
-# - Stories use a small share of GPT-2's vocabulary; a trimmed vocabulary with an `<unk>` penalty keeps the
-#   loss per GPT-2 token while a small CPU model needs about four times fewer FLOPs per token.
+# - A trimmed vocabulary with an `<unk>` penalty keeps the loss per GPT-2 token while a small CPU model needs about
+#   four times fewer FLOPs per token.
 # - Half of the 51M-parameter model is its embedding, which as the output layer costs half its FLOPs.
-# - Mixed precision computes in 16 bits and keeps fp32 master weights: the losses stay close to fp32's but
-#   not equal; bf16 needs nothing more, fp16 needs a GradScaler, and a speed-up needs hardware with 16-bit
-#   matmul units (GPU tensor cores): on your machine, the printed verdict says whether there was one.
-# - Gradient accumulation takes a batch too large for memory in micro-batches: the same gradient, for memory
-#   rather than speed.
-# - Bits per byte compares models with different tokenizers, and a model with a compressor, on the same
-#   bytes; a published model such as llama2.c's stories15M can be scored the same way.
+# - Mixed precision computes in 16 bits over fp32 master weights: losses close to fp32's, not equal; bf16 needs
+#   nothing more, fp16 a GradScaler, and a speed-up needs 16-bit matmul units.
+# - Gradient accumulation buys memory, not speed.
+# - Bits per byte compares models with different tokenizers, and a model with a compressor, on the same bytes.
 #
 # ## Exercises
 #
@@ -801,9 +797,10 @@ check(test_count_parameters_any)
 # training steps of `mp_model` (the model of the mixed-precision section, in fp32) from `initial`, on batches
 # drawn with a `tinylm.data.tokens.RandomWindowSampler`, leaving out the first step (it warms up kernels and
 # memory), and return the training tokens per second of the fastest step; on a GPU, `loss.item()` waits for
-# the step to finish. The check runs it in three interleaved rounds at 4 and at 16 sequences, keeps each size's
-# best, and compares your figures with the package's own timing (`tinylm.bench.measure.measure_training`)
-# within a factor of 4: it has to measure this machine.
+# the step to finish. The check runs it in three rounds at 4 and at 16 sequences, interleaved with the package's own
+# timing (`tinylm.bench.measure.measure_training`), keeps each one's best, and asks yours to be within a factor of 2
+# of the package's: it has to time whole steps on this machine (a forward pass alone, about a third of a step's
+# arithmetic, lands outside).
 #
 # The range of the ratio (tokens/s at 16) / (tokens/s at 4) is theory. A step of 16 sequences does four times
 # the arithmetic of a step of 4, so it cannot be faster than one: the ratio is at most 4. Nor should it take
@@ -818,13 +815,18 @@ def tokens_per_second(batch_size: int) -> float:
 
 
 def test_batch_speed_ratio():
-    rounds = [(tokens_per_second(4), tokens_per_second(16)) for _ in range(3)]  # interleaved
-    mine = {4: max(small for small, _ in rounds), 16: max(big for _, big in rounds)}
+    mine, package = {4: [], 16: []}, {4: [], 16: []}
+    for _ in range(3):  # interleaved rounds, yours beside the package's: a busy spell hits both
+        for batch_size in mine:
+            mine[batch_size].append(tokens_per_second(batch_size))
+            package[batch_size].append(measure_training(mp_cfg, batch_size, steps=3, warmup=1, device=str(DEVICE),
+                                                        dtype="float32")["tokens_per_s"])
+    mine = {batch_size: max(rates) for batch_size, rates in mine.items()}
     for batch_size, measured in mine.items():
-        package = measure_training(mp_cfg, batch_size, steps=3, warmup=1, device=str(DEVICE), dtype="float32")
-        assert package["tokens_per_s"] / 4 < measured < package["tokens_per_s"] * 4, (
-            f"batch {batch_size}: {measured:,.0f} tokens/s, but the package measures {package['tokens_per_s']:,.0f} "
-            "here: time whole steps (forward, backward, optimizer) and divide the tokens by the seconds")
+        best = max(package[batch_size])
+        assert best / 2 < measured < best * 2, (
+            f"batch {batch_size}: {measured:,.0f} tokens/s, but the package measures {best:,.0f} here: time whole "
+            "steps (forward, backward, optimizer) and divide the tokens by the seconds")
     ratio = mine[16] / mine[4]
     assert ratio <= 4.4, f"{ratio:.2f}: a batch 4 times larger did more than 4 times the tokens per second"
     assert ratio >= 0.8, f"{ratio:.2f}: the batch of 16 trained fewer tokens per second than the batch of 4"

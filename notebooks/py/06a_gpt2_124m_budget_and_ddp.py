@@ -42,8 +42,8 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
 #
-# **How long it takes**: about 50 minutes of study (reading, predicting, the exercises), the cpu run's compute
-# included.
+# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 31 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -67,6 +67,8 @@ if "google.colab" in sys.modules:
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -158,9 +160,10 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 #
 # An H100 (SXM) peaks at 989 TFLOP/s for dense bf16 matmuls. A real run turns a fraction of that peak into
 # training, its **model FLOPs utilisation** (MFU: the model's FLOPs per second over the peak; notebook 6b
-# shows how the trainer measures it). The example below assumes 40%: it is **arithmetic, not a measurement**;
-# what it means in wall-clock time and money on real GPUs is in
-# [Running on a GPU](README.md#running-on-a-gpu).
+# shows how the trainer measures it). The example below assumes 40%: it is **arithmetic, not a measurement**. Beside
+# it, what one H100 measured for the 124M step ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)):
+# compiled, it came near the assumption; eager, at about half of it. What it means in wall-clock time and money is
+# in [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -172,6 +175,13 @@ print(f"D = {gpu_train_cfg.max_steps:,} steps x {gpu_train_cfg.total_batch_token
 print(f"6ND = {flops_6nd:.3e} FLOPs; with attention (flops_per_token x D) {flops_total:.3e} FLOPs")
 print(f"at 40% MFU on H100s: {flops_total:.3e} / (0.4 x {H100_PEAK:.3e} FLOP/s) = "
       f"{flops_total / (0.4 * H100_PEAK) / 3600:.1f} GPU-hours, however many GPUs share them")
+
+# %%
+MEASURED_MS = {"eager": 79.46, "compiled": 39.25}  # docs/results/gpu-2026-11-26.md: one H100, bf16, 16 x 1,024 tokens
+for name, ms in MEASURED_MS.items():
+    tokens_per_s = 16 * 1024 / (ms / 1e3)
+    print(f"measured on one H100 ({name}, docs/results/gpu-2026-11-26.md): {ms} ms per 16 x 1,024 tokens, "
+          f"{model_124m.flops_per_token() * tokens_per_s / H100_PEAK:.1%} MFU: {D / tokens_per_s / 3600:.1f} hours")
 
 # %% [markdown]
 # Eight GPUs spend the same GPU-hours as one; they deliver them eight times sooner. Two things the
@@ -223,7 +233,9 @@ print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {fl
 # tokenize without a way to resume. `python -m tinylm.prepare --track gpt2-124m --profile gpu` streams the
 # documents, tokenizes them with GPT-2's BPE in worker processes, and writes the token stream in **shards** of
 # 100M tokens (200 MB) each. An end-of-text token goes **before** every document, so the model learns that
-# what follows it is a new document. The first shard is the validation split, the rest are training shards;
+# what follows it is a new document. Notebook 5 put it **after** each story instead: two conventions for the same
+# separator (build-nanogpt's and TinyStories' preparations each use one), which agree wherever documents follow one
+# another: either way one end-of-text token stands between two documents. The first shard is the validation split, the rest are training shards;
 # after each shard, `progress.json` records how far into the document stream it got, so an interrupted
 # preparation resumes where it stopped. Here: the track's `cpu` preparation, 120 documents of the same
 # `sample-10BT` in shards of 20,000 tokens.
@@ -437,8 +449,8 @@ try:
 except subprocess.CalledProcessError as error:
     print(error.stdout[-3000:], error.stderr[-3000:], sep="\n")
     raise
-print(f"torchrun with 2 processes: {time.perf_counter() - start:.0f} s in all (start-up, training, evaluation, "
-      "a sample)\n")
+ddp_seconds = time.perf_counter() - start
+print(f"torchrun with 2 processes: {ddp_seconds:.0f} s in all (start-up, training, evaluation, a sample)\n")
 rule = "\n" + "-" * 40 + "\n"  # the run ends with a 300-token sample between two such rules
 log, _, rest = result.stdout.partition(rule)
 print(log.rstrip())
@@ -448,7 +460,10 @@ if result.stderr.strip():
 
 # %% [markdown]
 # The header line says it: `4 x 1 x 2 sequences of 32 per step`, 4 sequences per micro-batch, 1 micro-step,
-# 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. Its `metrics.jsonl`, drawn:
+# 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The final line's HellaSwag score rests on
+# a handful of examples: its 95% interval, printed beside it, spans most of the possible range, so it tells this
+# model neither from chance nor from GPT-2 (notebook 6b says how many examples that takes). Its `metrics.jsonl`,
+# drawn:
 
 # %%
 records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -602,6 +617,7 @@ check(test_gpu_hours_6nd)
 
 # %%
 my_run = None  # replace with the folder of your 1-process run
+print(f"exercise 3 trains for about {ddp_seconds:,.0f} s here (the 2-process run above took as long)")
 
 
 def test_one_process_with_batch_8_trains_what_two_with_batch_4_train():

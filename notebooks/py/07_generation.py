@@ -37,9 +37,8 @@
 # - a playground with sliders and an attention viewer, on the Shakespeare model of notebook 3 and a TinyStories
 #   model (notebook 5's, or a stand-in: see *The models*).
 #
-# **How long it takes**: about 70 minutes, exercises included (the course's estimate: reading, code, 6 minutes
-# per exercise, and the `cpu` run's time, which the last cell prints; the committed run found the models of
-# notebooks 3 and 5, so it trained nothing itself).
+# **How long it takes**: a lesson of about 49 minutes (reading, code and the `cpu` run's 61 s, by the course's
+# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -145,8 +144,8 @@ for name, options in (("greedy", {"temperature": 0}), ("sampled (temperature 1, 
 # gaps between logits, so the most likely tokens take more of the probability and the rest, even fairly
 # likely ones, lose (towards greedy, which is the
 # limit `T → 0`); `T > 1` shrinks the gaps (towards uniform, the limit `T → ∞`). `T = 1` is the model's own
-# distribution: what it learned, long tail of mistakes included. This notebook is where the course
-# teaches temperature; notebook 3 used it to sample, here is what it does.
+# distribution: what it learned, long tail of mistakes included. Notebook 1's exercise 3 wrote temperature for the
+# bigram's table; here is what it does to a trained model's distribution.
 #
 # A sampler from scratch, checked draw for draw against `tinylm.generate.sampling.choose_next` with the same seeds:
 
@@ -457,8 +456,9 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 # ## How much faster, token by token
 #
 # Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and without
-# the cache; without it, every step reruns the whole model, output head included, on every position of the
-# context. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with GPT-2's vocabulary and
+# the cache; without it, every step reruns every layer on every position of the context. Both arms run the output
+# head on the last position only, the one that predicts: the layers, not the head, are the uncached step's extra
+# work. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with GPT-2's vocabulary and
 # context and random weights (speed does not depend on the weights). Timings on a shared machine are noisy, so
 # each model runs **interleaved rounds** (with, without, without, with, ...); the plots show the first round, the
 # verdict compares the rounds' tokens/s (`compare`), and every round's rate is printed.

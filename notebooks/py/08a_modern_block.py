@@ -38,7 +38,8 @@
 #   rule ("told apart" or "not told apart");
 # - generation with the new family, and how `tinylm` reads real Llama checkpoints.
 #
-# **How long it takes**: about 68 minutes of study, the cpu run's minutes included (its last cell prints them).
+# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 537 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

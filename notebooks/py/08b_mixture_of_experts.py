@@ -36,7 +36,8 @@
 #   what balancing buys (an even load) and whether it costs loss, each called by a stated rule or printed
 #   as "not told apart".
 #
-# **How long it takes**: about 71 minutes of study, the cpu run's minutes included (its last cell prints them).
+# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 366 s, by the course's
+# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

@@ -37,7 +37,8 @@
 #   that end with a Wilson interval, token F1 and ROUGE-L;
 # - a **chat** with the result: a chat box here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: about 73 minutes of study (reading, the code, two exercises and the cpu run).
+# **How long it takes**: a lesson of about 70 minutes (reading, code and the `cpu` run's 574 s, by the course's
+# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

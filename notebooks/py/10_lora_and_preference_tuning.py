@@ -35,7 +35,8 @@
 # - **preference accuracy and reward margins** before and after DPO, and whether greedy replies move; every
 #   checkpoint chosen on validation, every figure reported on a test split that chose nothing.
 #
-# **How long it takes**: about 75 minutes of study (reading, the code, three exercises and the cpu run).
+# **How long it takes**: a lesson of about 62 minutes (reading, code and the `cpu` run's 596 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

@@ -45,7 +45,8 @@
 #   the budget turned into steps at that cost, so that slow spells during training cannot reach the losses, and
 #   what the timing itself leaves uncertain.
 #
-# **How long it takes**: about 73 minutes of study, the committed cpu run's time included (its last cell prints it).
+# **How long it takes**: a lesson of about 68 minutes (reading, code and the `cpu` run's 18 min, by the course's
+# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

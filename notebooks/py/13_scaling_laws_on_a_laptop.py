@@ -44,8 +44,8 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: about 75 minutes: reading, code and three exercises by the course's formula, with
-# the cpu profile's run of about 11 minutes (the last cell prints it).
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 11 min, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|

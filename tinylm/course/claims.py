@@ -8,8 +8,9 @@ that appear in none of its saved outputs and in none of the sources the course n
 (notebooks/SOURCES.md: a paper's figure, a hardware spec, a definition such as ln 65 = 4.174). A figure a re-run
 could change must be printed by the code, not typed; the tests run this over every notebook.
 
-`study_minutes` is the estimate each notebook's header states: prose words / 150 + non-blank code lines / 15 + 6
-minutes per exercise + the notebook's measured cpu runtime, which its last cell prints (`RUNTIME_LINE`).
+`study_time` gives the two sittings each notebook's header, the course tables and the teacher's page state: the
+lesson (prose words / 120 + non-blank code lines / 12 before the exercises, + the cpu runtime the last cell prints)
+and the exercises (10 minutes each + what they train, by the notebook's own printed estimate).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ FIGURE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*\.\d+(?:\s?%|[×x](?![\w]))?|\d+(
                     r"(?![\w.]\d)")
 NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|https?://\S+|arXiv:\d+\.\d+|<[^>]+>", re.S)
 RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
-WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE, MINUTES_PER_EXERCISE = 150, 15, 6
+# What an exercise trains, as the notebook estimates it from its own run: "exercise 3 trains for about 95 s"
+EXERCISE_RUN_LINE = re.compile(r"exercise (\d+) trains for about ([\d,]+) s\b")
+WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE, MINUTES_PER_EXERCISE = 120, 12, 10
+LESSON_LIMIT_MINUTES = 60  # one sitting
+EXERCISES_HEADING = re.compile(r"^#+ .*exercise", re.I)  # the first heading that names an exercise ends the lesson
+WORD = re.compile(r"[A-Za-z0-9][\w'.-]*")
 
 
 def notebook_cells(path: str | Path) -> list[dict]:
@@ -151,42 +157,67 @@ def unsupported_guide_figures(path: str | Path, notebooks: list[Path], sources: 
 
 @dataclass(frozen=True)
 class StudyTime:
+    """The parts of the course's formula for one notebook: the lesson's prose and code (before the exercises), the
+    cpu runtime its last cell printed, the exercises and the seconds of training the notebook says they take."""
+
     prose_words: int
     code_lines: int
-    exercises: int
     runtime_seconds: float | None  # None: the notebook does not print its runtime
+    exercises: int
+    exercise_run_seconds: float = 0.0
 
     @property
     def reading_minutes(self) -> float:
-        """The formula's prose and code share: what reading (or presenting) the notebook takes, without its
-        exercises and its runs."""
+        """Reading (or presenting) the lesson, without its run."""
         return self.prose_words / WORDS_PER_MINUTE + self.code_lines / CODE_LINES_PER_MINUTE
 
     @property
-    def minutes(self) -> float:
-        runtime = (self.runtime_seconds or 0.0) / 60
-        return self.reading_minutes + MINUTES_PER_EXERCISE * self.exercises + runtime
+    def lesson_minutes(self) -> float:
+        """The first sitting: reading the lesson and running it under cpu. The committed run leaves the exercises
+        undone, so the notebook's printed runtime is its lesson's."""
+        return self.reading_minutes + (self.runtime_seconds or 0.0) / 60
+
+    @property
+    def exercise_minutes(self) -> float:
+        """The second sitting: each exercise, and what they train."""
+        return MINUTES_PER_EXERCISE * self.exercises + self.exercise_run_seconds / 60
 
 
 EXERCISE = re.compile(r"\s*(#{2,4}\s*Exercise\b|\*\*\d+\.)")  # "### Exercise 2: ..." or "**2. Title.**"
 
 
+def prose_words(markdown: str) -> int:
+    """Words a reader reads: solutions folded in <details> left out."""
+    return len(WORD.findall(re.sub(r"<details>.*?</details>", " ", markdown, flags=re.S)))
+
+
 def study_time(path: str | Path) -> StudyTime:
-    """The parts of the course's study-time formula for one notebook. Exercises are counted from the "## Exercises"
-    heading on: each "### Exercise ..." heading or "**N. ...**" item; the runtime is what the notebook's last cell
-    printed (`RUNTIME_LINE`)."""
+    """The parts of the course's study-time formula for one notebook. The lesson runs up to the first heading that
+    names an exercise ("## Exercises"); exercises are counted from the "## Exercises" heading on: each
+    "### Exercise ..." heading or "**N. ...**" item. The runtime is what the notebook printed (`RUNTIME_LINE`), and
+    an exercise's training what a line `EXERCISE_RUN_LINE` printed for it (none: 0)."""
     cells = notebook_cells(path)
-    words = sum(len(cell_source(c).split()) for c in cells if c["cell_type"] == "markdown")
-    code = sum(1 for c in cells if c["cell_type"] == "code" for line in cell_source(c).splitlines() if line.strip())
-    exercises, in_exercises = 0, False
+    words = code = exercises = 0
+    in_lesson, in_exercises = True, False
     for cell in cells:
+        source = cell_source(cell)
+        if cell["cell_type"] == "code":
+            code += in_lesson * sum(1 for line in source.splitlines() if line.strip())
+            continue
         if cell["cell_type"] != "markdown":
             continue
-        for line in cell_source(cell).splitlines():
+        lines = source.splitlines()
+        if in_lesson:
+            end = next((i for i, line in enumerate(lines) if EXERCISES_HEADING.match(line)), len(lines))
+            words += prose_words("\n".join(lines[:end]))
+            in_lesson = end == len(lines)
+        for line in lines:
             in_exercises = in_exercises or bool(re.match(r"#{1,3}\s*Exercises\b", line))
             exercises += in_exercises and bool(EXERCISE.match(line))
-    runtime = RUNTIME_LINE.search(output_text(cells))
-    return StudyTime(words, code, exercises, float(runtime.group(1)) if runtime else None)
+    printed = output_text(cells)
+    runtime = RUNTIME_LINE.search(printed)
+    trains = {number: float(seconds.replace(",", "")) for number, seconds in EXERCISE_RUN_LINE.findall(printed)}
+    return StudyTime(words, code, float(runtime.group(1)) if runtime else None, exercises, sum(trains.values(), 0.0))
 
 
 def cell_numbers(cells: list[dict]) -> dict[int, list[str]]:

@@ -1,23 +1,33 @@
 """The course tables and notebook entries that README.md, the course guide (notebooks/README.md) and the teacher's
 page (notebooks/TEACHING.md) show, generated from the notebooks so that they cannot fall behind them.
 
-Each notebook's row says what you build in it and what it assumes; its times are read from the notebook's saved
-outputs by `tinylm.course.claims.study_time`: the cpu runtime its last cell printed ("this notebook ran in N s") and
-the study time by the course's formula. The teacher's table adds the time to present a notebook and its runtime
-under `smoke` (`SMOKE_RUNTIMES`, measured by `python scripts/course_tables.py --measure-smoke`). The guide's entry per
-notebook is read from the notebook itself: "What you will learn" and the papers of its first cell, the `gpu` row of
-its profile table (or its "On a GPU" paragraph) and the titles of its exercises. `python scripts/course_tables.py`
-rewrites every table between its markers; tests/test_docs.py fails when a committed one differs.
+Each notebook's row says what you build in it and what it assumes; its times come from
+`tinylm.course.claims.study_time`: the cpu runtime its last cell printed, the lesson and the exercises by the course's
+formula, which each notebook's header states too (`time_paragraph`). The teacher's table adds the time to present a
+notebook and its runtime under `smoke` (`SMOKE_RUNTIMES`, measured by `python scripts/course_tables.py
+--measure-smoke`). The guide's entry per notebook is read from the notebook itself: "What you will learn" and the
+papers of its first cell, the `gpu` row of its profile table (or its "On a GPU" paragraph) and the titles of its
+exercises. `python scripts/course_tables.py` rewrites every table between its markers and every header's time
+paragraph; tests/test_docs.py fails when a committed one differs.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .claims import cell_source, notebook_cells, study_time
+from .claims import (
+    CODE_LINES_PER_MINUTE,
+    MINUTES_PER_EXERCISE,
+    WORDS_PER_MINUTE,
+    StudyTime,
+    cell_source,
+    notebook_cells,
+    study_time,
+)
 
 
 @dataclass(frozen=True)
@@ -79,10 +89,67 @@ def runtime_text(seconds: float | None) -> str:
     return f"{seconds:,.0f} s" if seconds < 600 else f"{seconds / 60:,.0f} min"
 
 
-def study_text(notebook: Path) -> str:
-    study = study_time(notebook)
-    minutes = round(study.minutes)
-    return f"{minutes} min" if study.runtime_seconds is not None else f"{minutes} min + the run"
+def minutes_text(minutes: float) -> str:
+    return f"{max(1, round(minutes))} min"
+
+
+FORMULA = (f"lesson = prose words / {WORDS_PER_MINUTE} + non-blank code lines / {CODE_LINES_PER_MINUTE} before the "
+           f"exercises + the cpu runtime; exercises (a second sitting) = {MINUTES_PER_EXERCISE} minutes each + what "
+           "they train")
+TIME_PARAGRAPH = "**How long it takes**"
+
+
+def time_paragraph(study: StudyTime) -> str:
+    """The header's paragraph on the two sittings, wrapped as the notebooks' markdown is."""
+    run = "" if study.runtime_seconds is None else f" and the `cpu` run's {runtime_text(study.runtime_seconds)}"
+    trains = f", and {runtime_text(study.exercise_run_seconds)} of training" if study.exercise_run_seconds else ""
+    text = (f"{TIME_PARAGRAPH}: a lesson of about {round(study.lesson_minutes)} minutes (reading, code{run}, by the "
+            f"course's formula), then a second sitting of about {round(study.exercise_minutes)} minutes for the "
+            f"{study.exercises} exercises ({MINUTES_PER_EXERCISE} minutes each{trains}).")
+    return textwrap.fill(text, width=116, break_long_words=False, break_on_hyphens=False)
+
+
+def with_time_paragraph(text: str, paragraph: str, prefix: str = "") -> str:
+    """`text` (a notebook's first markdown cell, or its .py twin with each line after `prefix`) with its
+    "**How long it takes**" paragraph replaced by `paragraph`."""
+    blank = re.escape(prefix.rstrip())  # the line that ends a paragraph: empty, or "#" in a .py twin
+    pattern = re.compile(rf"^{re.escape(prefix + TIME_PARAGRAPH)}.*?(?=\n{blank}\n|\Z)", re.S | re.M)
+    if not pattern.search(text):
+        raise ValueError(f"no paragraph starting {TIME_PARAGRAPH!r}")
+    return pattern.sub(lambda _: "\n".join(prefix + line for line in paragraph.splitlines()), text, count=1)
+
+
+def rewrite_time_paragraph(notebook: Path) -> bool:
+    """Write the header's time paragraph of `notebook` and of its .py twin (notebooks/py/) from `study_time`;
+    True when either changed."""
+    paragraph = time_paragraph(study_time(notebook))
+    data = json.loads(notebook.read_text(encoding="utf-8"))
+    first = next(cell for cell in data["cells"] if cell["cell_type"] == "markdown")
+    source = with_time_paragraph(cell_source(first), paragraph)
+    changed = source != cell_source(first)
+    first["source"] = source.splitlines(keepends=True)
+    twin = notebook.parent / "py" / notebook.with_suffix(".py").name
+    twin_text = twin.read_text(encoding="utf-8")
+    new_twin = with_time_paragraph(twin_text, paragraph, prefix="# ")
+    if changed or new_twin != twin_text:
+        notebook.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        twin.write_text(new_twin, encoding="utf-8")
+        return True
+    return False
+
+
+def stale_time_paragraphs(notebooks: Path) -> list[str]:
+    """The notebooks whose header (or .py twin) does not state `time_paragraph` of their own study time."""
+    stale = []
+    for lesson in LESSONS:
+        path = notebooks / lesson.file
+        paragraph = time_paragraph(study_time(path))
+        first = next(cell for cell in notebook_cells(path) if cell["cell_type"] == "markdown")
+        twin = (notebooks / "py" / path.with_suffix(".py").name).read_text(encoding="utf-8")
+        if (paragraph not in cell_source(first)
+                or "\n".join("# " + line for line in paragraph.splitlines()) not in twin):
+            stale.append(lesson.file)
+    return stale
 
 
 def readme_table(notebooks: Path, link_prefix: str = "notebooks/") -> str:
@@ -95,14 +162,16 @@ def readme_table(notebooks: Path, link_prefix: str = "notebooks/") -> str:
 
 
 def guide_table(notebooks: Path) -> str:
-    """The course guide's table: what each notebook assumes, its study time by the formula and its cpu runtime."""
-    rows = ["| # | notebook | you build | after | study time | cpu runtime | gpu |", "|---|---|---|---|---|---|---|"]
+    """The course guide's table: what each notebook assumes, its lesson and exercises by the formula (under the
+    table) and its cpu runtime."""
+    rows = ["| # | notebook | you build | after | lesson | exercises | cpu runtime | gpu |",
+            "|---|---|---|---|---|---|---|---|"]
     for lesson in LESSONS:
-        path = notebooks / lesson.file
-        runtime = runtime_text(study_time(path).runtime_seconds)
+        study = study_time(notebooks / lesson.file)
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | {lesson.builds} | {lesson.needs} | "
-                    f"{study_text(path)} | {runtime} | not measured |")
-    return "\n".join(rows)
+                    f"{minutes_text(study.lesson_minutes)} | {minutes_text(study.exercise_minutes)} | "
+                    f"{runtime_text(study.runtime_seconds)} | not measured |")
+    return "\n".join(rows) + f"\n\nBy the course's formula (`tinylm.course.claims.study_time`): {FORMULA}."
 
 
 def smoke_runtimes(notebooks: Path) -> dict:
@@ -115,8 +184,8 @@ def smoke_runtimes(notebooks: Path) -> dict:
 
 
 def teaching_table(notebooks: Path) -> str:
-    """The teacher's table: per notebook, the time to present it (the study-time formula's prose and code share,
-    rounded to 5 minutes), its runtime under smoke (run live in class) and under cpu (its saved outputs)."""
+    """The teacher's table: per notebook, the time to present it (the lesson's prose and code by the course's
+    formula, rounded to 5 minutes), its runtime under smoke (run live in class) and under cpu (its saved outputs)."""
     measured = smoke_runtimes(notebooks)
     rows = ["| # | notebook | present | smoke run | cpu run | gpu run |", "|---|---|---|---|---|---|"]
     for lesson in LESSONS:
@@ -126,9 +195,11 @@ def teaching_table(notebooks: Path) -> str:
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | about {present} min | "
                     f"{'not measured yet' if smoke is None else runtime_text(smoke)} | "
                     f"{runtime_text(study.runtime_seconds)} | not measured |")
+    present = (f"Present: the lesson's prose words / {WORDS_PER_MINUTE} + non-blank code lines / "
+               f"{CODE_LINES_PER_MINUTE}, rounded to 5 minutes.")
     if measured["machine"] is None:
-        return "\n".join(rows) + "\n\nSmoke runs not measured yet: scripts/course_tables.py --measure-smoke."
-    caption = f"Smoke runs measured on: {measured['machine']}, in course order (as a class runs them)."
+        return "\n".join(rows) + f"\n\n{present} Smoke runs not measured yet: scripts/course_tables.py --measure-smoke."
+    caption = f"{present} Smoke runs measured on: {measured['machine']}, in course order (as a class runs them)."
     return "\n".join(rows) + "\n\n" + caption
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from ..eval.uncertainty import wilson_interval
+
 # What the seconds of a time budget count, defined once: `max_seconds` (`python -m tinylm.train --max-seconds`), the
 # time-based schedule, the Trainer's `elapsed`, tokens/s, `python -m tinylm.bench speedrun` and notebook 12's
 # budgets all count this, and the figures that depend on it print it beside them.
@@ -143,9 +145,11 @@ def format_record(record: dict[str, Any]) -> str:
     if event in ("eval", "final"):
         line = (f"{event:>5} step {record['step']:>6} | val loss {record['val_loss']:.4f} "
                 f"| best {record['best_val_loss']:.4f}")
-        if "hellaswag_acc_norm" in record:
-            line += (f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} "
-                     f"({record['hellaswag_examples']:.0f} examples)")
+        if "hellaswag_acc_norm" in record:  # with its 95% interval: a few examples say little
+            examples = round(record["hellaswag_examples"])
+            low, high = wilson_interval(round(record["hellaswag_acc_norm"] * examples), examples)
+            line += (f" | HellaSwag acc_norm {record['hellaswag_acc_norm']:.4f} [95% interval {low:.2f}-{high:.2f}] "
+                     f"({examples} examples)")
         return line
     if event == "plan":
         speed = f"{record['step_seconds']:.3g} s/step measured"
