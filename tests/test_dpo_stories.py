@@ -127,11 +127,26 @@ def test_the_task_names_the_default_run_folder_and_base():
         assert job.options.base.endswith(f"sft-{'stories' if task == 'stories' else 'instruct'}-{profile}")
 
 
-def test_data_is_for_the_preference_task(tmp_path):
+def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tmp_path, monkeypatch):
+    """--data names a stories run: its pairs, not new ones (arms that differ in one setting share their data), and
+    only from the same base (pairs sampled from another model are not on-policy): an error, with nothing written."""
+    root, report = story_run
+    swap_task(monkeypatch)
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("a run given --data samples no pairs")
+
+    monkeypatch.setattr(run, "on_policy_pairs", no_sampling)
+    again = dpo(RunOptions(profile="smoke", out=tmp_path / "again", max_steps=3, learning_rate=1e-4),
+                DPOOptions(task="stories", base=root / "chat", data=str(root / "dpo")), say=quiet, on_record=quiet)
+    assert again["pairs"] == report["pairs"]
+    assert (tmp_path / "again" / "pairs.json").read_text() == (root / "dpo" / "pairs.json").read_text()
+    save_tiny_chat_checkpoint(tmp_path / "other" / "best.pt", block_size=128)
     with pytest.raises(SystemExit) as stopped:
-        cli(["--task", "stories", "--profile", "smoke", "--data", "preference", "--out", str(tmp_path / "dpo")])
-    assert "--data is for --task preference" in stopped.value.code and "\n" not in stopped.value.code
-    assert not (tmp_path / "dpo").exists()
+        cli(["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
+             str(root / "dpo" / "pairs.json"), "--out", str(tmp_path / "other-dpo")])
+    assert "its pairs were sampled from" in stopped.value.code and "\n" not in stopped.value.code
+    assert not (tmp_path / "other-dpo").exists()
 
 
 def test_sampling_shows_its_progress_with_a_total(capsys):

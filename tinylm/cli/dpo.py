@@ -4,11 +4,12 @@ An option left out takes the profile's recipe's value (with --resume: the saved 
 --task: stories (the cpu and smoke profiles' default: pairs the story verifier makes from the SFT model's own
 sampled replies, scored by its pass rate) or preference (the gpu profile's). --base: a chat model, i.e. a run folder
 or checkpoint of `python -m tinylm.sft` (default: its default --out, runs/sft-stories-<profile>, or for preference
-runs/sft-instruct-<profile>); it is also DPO's frozen reference. --data (preference only): preference (the 1,100
-instructions of the SFT set, each with a chosen and a rejected answer) or a JSON/JSONL file of
-instruction/input/chosen/rejected records. What a run does and writes (OUT/dpo_eval.json with the before and after
-measurements) is `tinylm.posttrain.dpo.run.dpo`'s; this module parses the options into `RunOptions` and `DPOOptions`
-and hands them over.
+runs/sft-instruct-<profile>); it is also DPO's frozen reference. --data: preference (the 1,100 instructions of the
+SFT set, each with a chosen and a rejected answer) or a JSON/JSONL file of instruction/input/chosen/rejected
+records; for stories, a DPO stories run from the same base, whose pairs this run trains on instead of sampling.
+What a run does and writes (OUT/dpo_eval.json with the before and after measurements) is
+`tinylm.posttrain.dpo.run.dpo`'s; this module parses the options into `RunOptions` and `DPOOptions` and hands them
+over.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", choices=TASKS, metavar="TASK",
                         help="stories (default), or preference (gpu's default)")
     parser.add_argument("--base", help="an SFT run (default: runs/sft-<task>-<profile>)")
-    parser.add_argument("--data", help="preference or a JSON/JSONL file (preference task)")
+    parser.add_argument("--data", help="preference or a JSON/JSONL file (default: preference); stories: a DPO "
+                        "run whose pairs to reuse")
     parser.add_argument("--beta", type=positive_float, metavar="B", help="smaller moves further from the base "
                         "(default: 0.1)")
     add_run_options(parser, out="runs/dpo-<task>-<profile>", batch="pairs")

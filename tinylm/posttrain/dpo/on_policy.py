@@ -7,7 +7,8 @@ rank (a passing one wherever one passed), rejected = a failing one of the bottom
 those DPO can score (not empty, within the context). Replies that all rank alike (all pass, or all fail alike) give
 no pair. The pairs are the model's own text, so DPO moves probability between replies it already writes. Sampling
 is reproducible for a seed (one generator seed per batch, drawn from it) and shows its progress; `write_pairs` keeps
-the pairs in the run folder so that --resume trains on the same ones. `greedy_pass_rate` scores greedy replies.
+the pairs in the run folder so that --resume, or another run from the same model, trains on the same ones.
+`greedy_pass_rate` scores greedy replies.
 """
 
 from __future__ import annotations
@@ -123,12 +124,12 @@ def write_pairs(out: Path, parts: dict[str, OnPolicyPairs], about: dict) -> None
         f.write(json.dumps(saved, indent=1, ensure_ascii=False).encode("utf-8"))
 
 
-def read_pairs(out: Path, names: Sequence[str]) -> dict[str, OnPolicyPairs]:
-    """The parts `write_pairs` saved in OUT/pairs.json."""
-    path = out / PAIRS_FILE
+def read_pairs(path: Path, names: Sequence[str], lost: str) -> tuple[dict[str, OnPolicyPairs], dict]:
+    """(the parts `write_pairs` saved in the file at `path`, what it says of them); `lost` ends the message of an
+    InputError when the file cannot be read."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        return {name: OnPolicyPairs(saved[name]["records"], saved[name]["counts"]) for name in names}
+        parts = {name: OnPolicyPairs(saved[name]["records"], saved[name]["counts"]) for name in names}
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"{shown(path)} cannot be read ({error}): the pairs this run trained on are lost, so it "
-                         "cannot resume; start it again with --overwrite") from None
+        raise InputError(f"{shown(path)} cannot be read ({error}): {lost}") from None
+    return parts, {key: value for key, value in saved.items() if key not in names}

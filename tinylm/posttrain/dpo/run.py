@@ -50,9 +50,9 @@ class DPOOptions:
     """What DPO is asked for beyond the shared options; None means the recipe's (resumed: the saved run's).
     `task`: stories (pairs the verifier makes from the model's replies; the default on cpu and smoke) or preference;
     `base`: the chat model to tune, an SFT run folder or checkpoint (default runs/sft-stories-<profile> or
-    runs/sft-instruct-<profile>); `data` (preference only): preference or a JSON/JSONL file; `beta`: how far the
-    model may move from the base; `lora`: LoRA adapters instead of every weight (a dict, as settings.json holds it,
-    is read too)."""
+    runs/sft-instruct-<profile>); `data`: preference or a JSON/JSONL file, or for stories a stories run whose pairs
+    to train on (sampled from the same base; default: sample new ones); `beta`: how far the model may move from the
+    base; `lora`: LoRA adapters instead of every weight (a dict, as settings.json holds it, is read too)."""
 
     task: str | None = None
     base: str | Path | None = None
@@ -161,9 +161,6 @@ class DPOJob(Job):
 
     def data(self, start: Start) -> None:
         if self.stories:
-            if self.options.data is not None:
-                raise InputError(f"--data {self.options.data}: the stories task makes its pairs from the model's own "
-                                 "replies; --data is for --task preference")
             task, held_out = load_story_task(), self.recipe.held_out
             self.train_instructions, self.val_instructions, self.test_instructions = (
                 task.train, task.validation[:held_out], task.test[:held_out])
@@ -204,9 +201,14 @@ class DPOJob(Job):
 
     def _story_pairs(self, model: GPT, template: ChatTemplate, cfg: TrainConfig, start: Start) -> None:
         """The on-policy pairs of a recipe-sized draw of the training instructions and of the validation ones:
-        sampled now from the starting model, or (resumed) the ones the run saved."""
+        sampled now from the starting model, or those of another run from it (--data), or (resumed) the run's own."""
+        names = ("train", "validation")
         if start.saved is not None:
-            self.sampled = read_pairs(self.run.out, ("train", "validation"))
+            self.sampled, self.sampled_by = read_pairs(self.run.out / PAIRS_FILE, names, "the pairs this run "
+                                                       "trained on are lost, so it cannot resume; start it again "
+                                                       "with --overwrite")
+        elif self.options.data is not None:
+            self.sampled = self._pairs_of_another_run(Path(self.options.data))
         else:
             clock, recipe, block_size = time.perf_counter(), self.recipe, model.config.block_size
             model.to(start.device)
@@ -215,9 +217,9 @@ class DPOJob(Job):
                 train = random.Random(cfg.seed).sample(train, recipe.instructions)
             self.sampled = {name: on_policy_pairs(model, template, self.verifier, instructions, recipe.samples,
                                                   cfg.seed + offset, self.prompt, block_size, f"{name} replies")
-                            for offset, (name, instructions) in enumerate((("train", train),
-                                                                           ("validation", self.val_instructions)))}
+                            for offset, (name, instructions) in enumerate(zip(names, (train, self.val_instructions)))}
             start.say(f"on-policy pairs sampled from the starting model in {time.perf_counter() - clock:.0f} s")
+            self.sampled_by = {"base": self.base_path, "seed": cfg.seed, "samples": recipe.samples}
         block_size = model.config.block_size
         self.train_pairs, self.val_pairs = (build_pairs(self.sampled[name].records, template, block_size, self.prompt)
                                             for name in ("train", "validation"))
@@ -232,6 +234,22 @@ class DPOJob(Job):
             start.say(f"plan: --max-seconds {self.run.max_seconds:g} bounds the DPO steps only; the pairs, the "
                       "reference log-probabilities and the measurements before and after "
                       f"({len(self.test_instructions)} test instructions, greedy replies) come on top")
+
+    @property
+    def base_path(self) -> str:
+        return str(Path(self.options.base).resolve())
+
+    def _pairs_of_another_run(self, given: Path) -> dict:
+        """The pairs of the stories run (folder or pairs.json) at `given`, which must have sampled them from this
+        run's base: pairs from another model are not on-policy."""
+        path = given / PAIRS_FILE if given.is_dir() else given
+        sampled, self.sampled_by = read_pairs(path, ("train", "validation"), "--data takes a DPO stories run folder "
+                                              "(or its pairs.json), whose pairs this run trains on")
+        if self.sampled_by.get("base") != self.base_path:
+            raise InputError(f"--data {shown(given)}: its pairs were sampled from {self.sampled_by.get('base')}, not "
+                             f"from --base {shown(self.options.base)}; on-policy pairs come from the model DPO starts "
+                             "from: pass that run's base, or leave --data out to sample new pairs")
+        return sampled
 
     def _pairs(self, template: ChatTemplate, block_size: int, say: Callable[[str], None]) -> None:
         """The three splits as pairs of conversations of at most `block_size` tokens; an error where one is empty."""
@@ -286,8 +304,7 @@ class DPOJob(Job):
                           test=self.test_pairs.counts, before=preference_measure(trainer, self.shown_pairs, world))
             return
         if world.is_main:
-            write_pairs(self.run.out, self.sampled, {"base": self.description, "seed": trainer.cfg.seed,
-                                                     "samples": self.recipe.samples})
+            write_pairs(self.run.out, self.sampled, self.sampled_by)
         measured = story_measure(trainer, self.verifier, self.test_instructions, self.prompt, world)
         report.update(verifier={"base": str(self.verifier_at), "max_loss": self.verifier.max_loss},
                       pairs={name: part.counts for name, part in self.sampled.items()},
