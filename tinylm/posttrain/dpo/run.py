@@ -90,11 +90,12 @@ def load_chat_base(base: str | Path) -> tuple[GPT, object, str]:
 
 
 def verifier_base(base: str | Path, profile: str) -> Path:
-    """The story base that an SFT stories run at `base` was scored with (its sft_eval.json says), else the profile's."""
+    """The story base that an SFT stories run at `base` was scored with (its sft_eval.json says, where that path
+    is still there), else the profile's (runs/stories-base-<profile>)."""
     folder = Path(base) if Path(base).is_dir() else Path(base).parent
     report = folder / "sft_eval.json"
     named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base") if report.is_file() else None
-    return Path(named) if named else story_base_folder(profile)
+    return Path(named) if named and Path(named).exists() else story_base_folder(profile)
 
 
 def print_dpo_record(record: dict) -> None:
