@@ -1,13 +1,14 @@
-"""DPO at two betas, each at several seeds, on top of one SFT run: docs/notes/2026-11-25-post-training-runs.md.
+"""DPO on the preference set at two betas, each at several seeds, on top of one SFT run of the instruction set:
+docs/notes/2026-11-25-post-training-runs.md.
 
-    python -m tinylm.sft --profile cpu --out runs/sft-cpu
-    python scripts/dpo_betas.py --base runs/sft-cpu --betas 0.1 0.5 --seeds 1337 1
+    python -m tinylm.sft --task instruct --profile cpu --out runs/sft-instruct-cpu
+    python scripts/dpo_betas.py --base runs/sft-instruct-cpu --betas 0.1 0.5 --seeds 1337 1
 
-runs `python -m tinylm.dpo --profile cpu --beta B --seed S --out runs/dpo-cpu-bB-sS` for each pair (a run folder
-that already holds a finished run is read, not trained again), then prints, per beta, the held-out preference
-accuracy, mean margin, the share of greedy replies closer to the chosen answer, and the replies' token F1 against
-the chosen answers, each as mean ± half the range over seeds, and the verdicts of tinylm.eval.uncertainty.compare
-(not for the margin, whose scale is beta's).
+runs `python -m tinylm.dpo --task preference --profile cpu --beta B --seed S --out runs/dpo-cpu-bB-sS` for each
+pair (a run folder that already holds a finished run is read, not trained again), then prints, per beta, the
+held-out preference accuracy, mean margin, the share of greedy replies closer to the chosen answer, and the
+replies' token F1 against the chosen answers, each as mean ± half the range over seeds, and the verdicts of
+tinylm.eval.uncertainty.compare (not for the margin, whose scale is beta's).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def measured(report: dict, stage: str, where: tuple[str, str]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--base", default="runs/sft-cpu", help="the SFT run DPO starts from")
+    parser.add_argument("--base", default="runs/sft-instruct-cpu", help="the SFT run DPO starts from")
     parser.add_argument("--betas", type=float, nargs="+", default=[0.1, 0.5])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1337, 1])
     parser.add_argument("--runs", type=Path, default=Path("runs"))
@@ -49,8 +50,9 @@ def main() -> None:
         for seed in args.seeds:
             out = run_folder(args.runs, beta, seed)
             if not (out / "dpo_eval.json").is_file() or "after" not in json.loads((out / "dpo_eval.json").read_text()):
-                subprocess.run([sys.executable, "-m", "tinylm.dpo", "--profile", "cpu", "--base", args.base, "--beta",
-                                str(beta), "--seed", str(seed), "--out", str(out), "--overwrite"], check=True)
+                subprocess.run([sys.executable, "-m", "tinylm.dpo", "--task", "preference", "--profile", "cpu",
+                                "--base", args.base, "--beta", str(beta), "--seed", str(seed), "--out", str(out),
+                                "--overwrite"], check=True)
             reports.setdefault(beta, []).append(json.loads((out / "dpo_eval.json").read_text()))
     for beta, runs in reports.items():
         print(f"beta {beta:g} ({len(runs)} seeds, {runs[0]['after']['preference']['pairs']} held-out pairs, "

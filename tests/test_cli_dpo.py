@@ -36,8 +36,8 @@ def dpo_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("dpo")
     save_tiny_chat_checkpoint(root / "chat" / "best.pt", block_size=256)
     out = root / "dpo"
-    result = run_cli("tinylm.dpo", "--profile", "smoke", "--base", root / "chat", "--out", out, "--batch-size", "8",
-                     *STEPS, data_dir=root / "data")
+    result = run_cli("tinylm.dpo", "--task", "preference", "--profile", "smoke", "--base", root / "chat", "--out", out,
+                     "--batch-size", "8", *STEPS, data_dir=root / "data")
     assert result.returncode == 0, result.stderr
     return root, out, result
 
@@ -131,7 +131,7 @@ def test_two_processes_train_as_one_does_on_the_combined_batch(dpo_run, tmp_path
     root, out, _ = dpo_run
     env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
     result = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "tinylm.dpo", "--profile", "smoke", "--base", str(root / "chat"),
+                         "-m", "tinylm.dpo", "--task", "preference", "--profile", "smoke", "--base", str(root / "chat"),
                          "--out", str(tmp_path / "ddp"), "--batch-size", "4", *STEPS],
                         cwd=REPO, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -169,7 +169,8 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
             "lora rank too large": ["--base", root / "chat", "--lora-rank", "64"]}[case]
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     with pytest.raises(SystemExit) as stopped:
-        cli(["--profile", "smoke", "--out", str(tmp_path / "dpo"), "--overwrite", *map(str, args)])
+        cli(["--task", "preference", "--profile", "smoke", "--out", str(tmp_path / "dpo"), "--overwrite",
+             *map(str, args)])
     assert isinstance(stopped.value.code, str) and "\n" not in stopped.value.code, stopped.value.code
     assert re.search(message, stopped.value.code), stopped.value.code
     assert {name: (tmp_path / "dpo" / name).read_bytes() for name in kept} == kept
@@ -190,7 +191,7 @@ def test_lora_composes_with_dpo(dpo_run, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     out = tmp_path / "dpo-lora"
     report = dpo(RunOptions(profile="smoke", out=out, max_steps=3, batch_size=8),
-                 DPOOptions(base=root / "chat", lora=LoRAOptions(4)), say=quiet, on_record=quiet)
+                 DPOOptions(task="preference", base=root / "chat", lora=LoRAOptions(4)), say=quiet, on_record=quiet)
     assert report["before"]["preference"]["ties"] == report["before"]["preference"]["pairs"]
     assert report["lora"]["trainable"] < report["lora"]["parameters"] / 5
     assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 5
