@@ -162,8 +162,9 @@ def test_a_story_run_reports_the_pass_rates_before_and_after(tmp_path, sft_run):
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "grpo_eval.json").read_text())
     assert report["task"] == "stories" and report["steps"] == 4 and report["test_problems"] == 8
-    assert set(report["pass_rate"]) == set(report["pass_at"]) - {"samples", "temperature"} == {"before", "after"}
-    assert set(report["pass_at"]["after"]) == {"1", "4"} and report["pass_at"]["samples"] == 4
+    at = report["pass_at"]
+    assert set(report["pass_rate"]) == set(at) - {"samples", "temperature", "problems"} == {"before", "after"}
+    assert set(at["after"]) == {"1", "4"} and at["samples"] == 4 and at["problems"] == 8
     for when, checkpoint in (("before", sft_run / "best.pt"), ("after", out / "best.pt")):
         rates = report["pass_rate"][when]
         assert {"pass_rate", "low", "high", "passed", "instructions", "kinds", "ends", "fluent"} <= set(rates)

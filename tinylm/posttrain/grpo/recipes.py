@@ -44,6 +44,7 @@ class GRPORecipe:
     test: int = 500  # further held-out problems scored before training and on best.pt after it: the reported figure
     reward: str = "correct"  # "correct": the task's check; "format", "constraints": a weaker one (reward hacking)
     pass_at_samples: int = 0  # completions per test problem at temperature 1 for the report's pass@k (0: none)
+    pass_at_problems: int = 0  # the first this many test problems are sampled so (0: all of them)
 
     def __post_init__(self) -> None:
         if not self.group_size >= 2:

@@ -171,7 +171,8 @@ class GRPOJob(Job):
     def test_measures(self, trainer: GRPOTrainer) -> dict[str, Any]:
         """The policy on the test problems: the greedy accuracy with its interval ("accuracy"), the story task's
         `pass_rate` of the greedy replies ("pass_rate"), and pass@1 and pass@n from n samples at the rollouts'
-        temperature ("pass_at", when the recipe samples). The story task's are measured whole by every rank."""
+        temperature on the first `pass_at_problems` ("pass_at", when the recipe samples). The story task's are
+        measured whole by every rank."""
         recipe, problems = self.recipe, trainer.held_out.test
         if not isinstance(self.task, StoryWritingTask):
             measures = {"accuracy": measured(trainer.accuracy_on(problems)["accuracy"], len(problems))}
@@ -181,8 +182,8 @@ class GRPOJob(Job):
             rates = story_report(self.task, trainer.tokenizer, problems, replies)
             measures = {"accuracy": measured(rates["pass_rate"], len(problems)), "pass_rate": rates}
         if recipe.pass_at_samples:
-            n = recipe.pass_at_samples
-            at = sampled_pass_at(trainer.model, trainer.tokenizer, self.task, problems, n, (1, n),
+            n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
+            at = sampled_pass_at(trainer.model, trainer.tokenizer, self.task, sampled, n, (1, n),
                                  self.max_new_tokens, temperature=recipe.temperature, seed=trainer.cfg.seed,
                                  batch_size=trainer.cfg.eval_batch_size)
             measures["pass_at"] = {str(k): value for k, value in at.items()}
@@ -203,6 +204,7 @@ class GRPOJob(Job):
             report["pass_rate"] = {"before": test["pass_rate"]}
         if "pass_at" in test:
             report["pass_at"] = {"samples": recipe.pass_at_samples, "temperature": recipe.temperature,
+                                 "problems": min(recipe.pass_at_problems or recipe.test, len(held_out.test)),
                                  "before": test["pass_at"]}
 
     def after(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
@@ -233,7 +235,8 @@ class GRPOJob(Job):
             at = report["pass_at"]
             rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
                               for k in at["before"])
-            lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} per test problem: {rates}")
+            lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
+                         f"{at['problems']} test problems: {rates}")
         lines.append(f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / GRPO_REPORT)}, curves in "
                      f"{shown(out / 'metrics.jsonl')}")
         if stories:
