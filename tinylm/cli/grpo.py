@@ -1,11 +1,12 @@
 """Command line: reinforcement learning with verifiable rewards (GRPO) on a task whose answers a program checks.
 An option left out takes the profile's recipe's value (with --resume: the saved run's).
 
---base: pretrain (the default) first fine-tunes a small character-level GPT on the task's format, in
-OUT/base-<task>-<profile> (reused by later runs); a run folder or checkpoint whose tokenizer can write the task starts
-from there instead. What a run does and writes (OUT/grpo_eval.json with the test accuracy before and after, best.pt
-chosen on separate validation problems) is `tinylm.posttrain.grpo.run.grpo`'s; this module parses the options into
-`RunOptions` and `GRPOOptions` and hands them over.
+--base: for arithmetic and countdown, pretrain (the default) first fine-tunes a small character-level GPT on the
+task's format, in OUT/base-<task>-<profile> (reused by later runs); a run folder or checkpoint whose tokenizer can
+write the task starts from there instead. For stories, an SFT stories run (default runs/sft-stories-<profile>),
+rewarded by the story verifier. What a run does and writes (OUT/grpo_eval.json with the test accuracy before and
+after, best.pt chosen on separate validation problems) is `tinylm.posttrain.grpo.run.grpo`'s; this module parses the
+options into `RunOptions` and `GRPOOptions` and hands them over.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import argparse
 
 from ..distributed import run_in_world
+from ..posttrain.grpo.recipes import REWARDS
 from ..posttrain.grpo.run import GRPOOptions, grpo
-from ..posttrain.grpo.tasks import TASKS
+from ..posttrain.grpo.tasks import TASK_NAMES
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, positive_float, run_options
@@ -27,16 +29,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=examples("python -m tinylm.grpo --task arithmetic --profile cpu --out runs/grpo-arithmetic",
                         "python -m tinylm.grpo --profile cpu --out runs/grpo-arithmetic --resume --max-steps 6000",
                         "python -m tinylm.grpo --task countdown --profile cpu --max-seconds 300",
-                        "python -m tinylm.grpo --profile cpu --reward format --out runs/grpo-hacked"))
-    parser.add_argument("--task", choices=sorted(TASKS), help="the problems and their check (default: arithmetic)")
-    parser.add_argument("--base", help="pretrain (the default), a run folder or a checkpoint")
+                        "python -m tinylm.grpo --profile cpu --reward format --out runs/grpo-hacked",
+                        "python -m tinylm.grpo --task stories --profile cpu --base runs/sft-stories-cpu"))
+    parser.add_argument("--task", choices=TASK_NAMES, help="the problems and their check (default: arithmetic)")
+    parser.add_argument("--base", help="pretrain (the default), a run folder or a checkpoint; stories: an SFT "
+                        "stories run (default runs/sft-stories-<profile>)")
     add_run_options(parser, out="runs/grpo-<task>-<profile>", steps="GRPO updates")
     parser.add_argument("--group-size", type=int, metavar="G", help="completions per prompt, >= 2 (default: the "
                         "recipe's)")
     parser.add_argument("--kl-coef", type=non_negative_float, metavar="B", help="weight of the KL penalty to the base "
                         "(default: 0)")
-    parser.add_argument("--reward", choices=("correct", "format"), help="correct (the task's check, the default) or "
-                        "format (well-formed pays alone)")
+    parser.add_argument("--reward", choices=REWARDS, help="correct (the task's check, the default); format "
+                        "(well-formed pays alone) or, for stories, constraints (the verifier without its fluency "
+                        "guard): weaker checks, to show reward hacking")
     return parser.parse_args(argv)
 
 

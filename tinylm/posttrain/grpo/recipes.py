@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from ...config import ModelShape, TrainConfig
 from .tasks import TaskError
 
+REWARDS = ("correct", "format", "constraints")
+
 
 @dataclass(frozen=True)
 class GRPORecipe:
@@ -28,9 +30,9 @@ class GRPORecipe:
     dtype) is one clipped policy-gradient update, and `updates` consecutive steps share a rollout."""
 
     tasks: dict  # task name -> (settings for get_task, max_new_tokens of a completion)
-    base_shape: ModelShape  # the task-format model that `--base pretrain` builds
-    base_train: TrainConfig  # its answer-only SFT
     train: TrainConfig  # the GRPO updates; a constant rate (min_lr = learning_rate), no warmup, no weight decay
+    base_shape: ModelShape | None = None  # the task-format model that `--base pretrain` builds (None: no such base)
+    base_train: TrainConfig | None = None  # its answer-only SFT
     prompts: int = 16
     group_size: int = 8
     updates: int = 2
@@ -40,7 +42,9 @@ class GRPORecipe:
     kl_coef: float = 0.0  # β of the KL penalty to the starting model (0: none, and no reference model kept)
     validation: int = 500  # fixed held-out problems scored greedily at every evaluation: they choose best.pt
     test: int = 500  # further held-out problems scored before training and on best.pt after it: the reported figure
-    reward: str = "correct"  # "correct": the task's reward; "format": well-formed pays alone (reward hacking)
+    reward: str = "correct"  # "correct": the task's check; "format", "constraints": a weaker one (reward hacking)
+    pass_at_samples: int = 0  # completions per test problem at temperature 1 for the report's pass@k (0: none)
+    pass_at_problems: int = 0  # the first this many test problems are sampled so (0: all of them)
 
     def __post_init__(self) -> None:
         if not self.group_size >= 2:
@@ -49,9 +53,10 @@ class GRPORecipe:
         for name in ("prompts", "updates", "validation", "test"):
             if getattr(self, name) < 1:
                 raise TaskError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.reward not in ("correct", "format"):
-            raise TaskError(f"reward {self.reward!r}: choose correct (the task's check) or format (well-formed "
-                            "answers pay alone, to show reward hacking)")
+        if self.reward not in REWARDS:
+            raise TaskError(f"reward {self.reward!r}: choose correct (the task's check), format (arithmetic and "
+                            "countdown: well-formed answers pay alone) or constraints (stories: the verifier without "
+                            "its fluency guard)")
         if not (0 < self.clip_eps < 1 and 0 <= self.kl_coef < math.inf and self.temperature > 0):
             raise TaskError(f"clip_eps must lie between 0 and 1 (got {self.clip_eps}), kl_coef be a number >= 0 "
                             f"(got {self.kl_coef}) and temperature > 0 (got {self.temperature})")
@@ -98,3 +103,27 @@ GRPO_RECIPES = {
                     train=dataclasses.replace(_GRPO_TRAIN, max_steps=4000, log_interval=40, dtype="auto"),
                     prompts=64, validation=1000, test=1000),
 }
+
+# The story task (tinylm.posttrain.grpo.story_writing) from an SFT stories run: replies of up to 120 new tokens (the
+# openings are at most 96), the verifier as reward. Its own validation and test splits; pass@1 and pass@8 from 8
+# samples per test instruction.
+_STORIES = {"stories": ({}, 120)}
+_STORY_TRAIN = dataclasses.replace(_GRPO_TRAIN, max_steps=40, learning_rate=2e-5, min_lr=2e-5, eval_interval=10,
+                                   log_interval=2, eval_batch_size=64)
+STORY_GRPO_RECIPES = {
+    # seconds: a few updates on 2 prompts; the pipeline runs, nothing is expected to learn
+    "smoke": GRPORecipe(tasks=_STORIES, train=dataclasses.replace(_STORY_TRAIN, max_steps=4, eval_interval=2,
+                                                                  log_interval=1),
+                        prompts=2, group_size=4, updates=2, validation=8, test=8, pass_at_samples=4),
+    "cpu": GRPORecipe(tasks=_STORIES, train=_STORY_TRAIN, prompts=8, group_size=8, updates=2, validation=80,
+                      test=250, pass_at_samples=8),
+    # not measured
+    "gpu": GRPORecipe(tasks=_STORIES, train=dataclasses.replace(_STORY_TRAIN, max_steps=400, eval_interval=50,
+                                                                log_interval=10, dtype="auto"),
+                      prompts=32, group_size=8, updates=2, validation=80, test=250, pass_at_samples=16),
+}
+
+
+def grpo_recipe(task: str, profile: str) -> GRPORecipe:
+    """The recipe of `task` on `profile`: the story task's, or the generated tasks' (GRPO_RECIPES)."""
+    return (STORY_GRPO_RECIPES if task == "stories" else GRPO_RECIPES)[profile]

@@ -22,13 +22,21 @@ from ...distributed import World
 from ...errors import InputError
 from ...eval.uncertainty import wilson_interval
 from ...model.gpt import GPT
-from ...paths import shown
+from ...paths import runs_dir, shown
 from ...tokenizers.saved import tokenizer_from_dict
 from ...train.options import RunOptions, given
 from ...train.run import Finished, Job, Start, run_job
-from .recipes import GRPO_RECIPES
+from .recipes import grpo_recipe
+from .rollout import greedy_completions, sampled_pass_at
+from .story_writing import (
+    StoryWritingTask,
+    check_story_policy_path,
+    load_story_policy,
+    story_report,
+    story_writing_task,
+)
 from .task_base import check_base_path, load_base, task_tokenizer
-from .tasks import get_task, held_out_split
+from .tasks import TASKS, TaskError, check_task_name, get_task
 from .trainer import GRPOTrainer, check_rollout_memory, print_grpo_record
 
 GRPO_REPORT = "grpo_eval.json"
@@ -37,8 +45,9 @@ GRPO_REPORT = "grpo_eval.json"
 @dataclass(frozen=True)
 class GRPOOptions:
     """What GRPO is asked for beyond the shared options; None means the recipe's (resumed: the saved run's).
-    `task`: arithmetic or countdown; `base`: pretrain (a task-format model first), a run folder or a checkpoint;
-    `group_size`: completions per prompt; `kl_coef`: the KL penalty's weight; `reward`: correct or format."""
+    `task`: arithmetic, countdown or stories; `base`: pretrain (a task-format model first), a run folder or a
+    checkpoint (stories: an SFT stories run); `group_size`: completions per prompt; `kl_coef`: the KL penalty's
+    weight; `reward`: correct, or a weaker check (format; stories: constraints)."""
 
     task: str | None = None
     base: str | None = None
@@ -47,8 +56,11 @@ class GRPOOptions:
     reward: str | None = None
 
     def __post_init__(self) -> None:
-        if self.task is not None:
-            get_task(self.task)  # an unknown task fails here, before the run folder is touched
+        if self.task is not None:  # an unknown task, or a reward it cannot pay, fails before the folder is touched
+            check_task_name(self.task)
+            rewards = StoryWritingTask.rewards if self.task == "stories" else TASKS[self.task].rewards
+            if self.reward is not None and self.reward not in rewards:
+                raise TaskError(f"reward {self.reward!r}: {self.task} pays {' or '.join(rewards)}")
         if self.base is not None:
             object.__setattr__(self, "base", str(self.base))
 
@@ -81,24 +93,34 @@ class GRPOJob(Job):
         task = options.task or "arithmetic"
         super().__init__(run.resolved(lambda profile: f"grpo-{task}-{profile}"), options, given(run, options))
         self.on_record = on_record
-        if not run.resume and options.base is not None:
-            check_base_path(options.base)  # a typo fails before the run folder is touched
+        if not run.resume and task == "stories":  # a typo, or no SFT run yet, fails before the folder is touched
+            check_story_policy_path(options.base or self.defaults()["base"], self.run.profile)
+        elif not run.resume and options.base is not None:
+            check_base_path(options.base)
 
     def defaults(self) -> dict[str, Any]:
-        recipe = GRPO_RECIPES[self.run.profile]
-        return {"task": "arithmetic", "base": "pretrain", "group_size": recipe.group_size, "kl_coef": recipe.kl_coef,
+        """A new run's task is arithmetic; the story task starts from the profile's SFT stories run."""
+        task, profile = self.options.task or "arithmetic", self.run.profile
+        recipe = grpo_recipe(task, profile)
+        base = str(runs_dir() / f"sft-stories-{profile}") if task == "stories" else "pretrain"
+        return {"task": "arithmetic", "base": base, "group_size": recipe.group_size, "kl_coef": recipe.kl_coef,
                 "reward": recipe.reward}
 
     def data(self, start: Start) -> None:
-        """The recipe (a resumed run's own knobs), the task and its held-out problems."""
+        """The recipe (a resumed run's own knobs), the task (the story task's verifier on the device) and its
+        held-out problems."""
         options, profile = self.options, self.run.profile
         knobs = {"group_size": options.group_size, "kl_coef": options.kl_coef, "reward": options.reward}
         if start.saved is not None:
             knobs = {**start.saved["grpo"]["settings"], **knobs}
-        self.recipe = GRPO_RECIPES[profile].replace(**knobs)
+        self.recipe = grpo_recipe(options.task, profile).replace(**knobs)
         self.task_settings, self.max_new_tokens = self.recipe.tasks.get(options.task, ({}, 0))
-        self.task = get_task(options.task, **self.task_settings)
-        self.held_out = held_out_split(self.task, self.recipe.validation, self.recipe.test)
+        if options.task == "stories":
+            self.task = story_writing_task(options.base, profile, start.device)
+        else:
+            self.task = get_task(options.task, **self.task_settings)
+        self.task.rewarded_by(self.recipe.reward)  # a reward the task cannot pay fails before anything is loaded
+        self.held_out = self.task.held_out(self.recipe.validation, self.recipe.test)
 
     def recipe_values(self) -> dict[str, Any]:
         settings = self.recipe.settings()
@@ -115,6 +137,9 @@ class GRPOJob(Job):
             return (GPT(GPTConfig.from_dict(start.saved["model_config"])),
                     tokenizer_from_dict(start.saved["tokenizer"]), self._constant_rate(self.resumed_train(start.saved)))
         recipe, base = self.recipe, self.options.base
+        if isinstance(self.task, StoryWritingTask):
+            model, tokenizer, self.description = load_story_policy(base)
+            return model, tokenizer, self._constant_rate(recipe.train.override(**self.run.train_changes()))
         if base == "pretrain":  # a step that cannot fit fails now, not after the task-format SFT
             check_rollout_memory(GPT(recipe.base_shape.config(task_tokenizer().vocab_size)), recipe, start.device,
                                  start.world)
@@ -133,50 +158,96 @@ class GRPOJob(Job):
                            device=start.device, world=start.world, out_dir=self.run.out, callbacks=[self.on_record])
 
     def header(self, trainer: GRPOTrainer, start: Start) -> str:
-        recipe, cfg = self.recipe, self.recipe.train
+        recipe, cfg, held_out = self.recipe, self.recipe.train, self.held_out
         budget = f" (at most {cfg.max_seconds:g} s)" if cfg.max_seconds else ""
-        return (f"GRPO on {self.task.name} {self.task_settings} from {self.description} | "
+        settings = f" {self.task_settings}" if self.task_settings else ""
+        return (f"GRPO on {self.task.name}{settings} from {self.description} | "
                 f"{trainer.model.num_parameters():,} parameters | profile {self.run.profile} | {cfg.max_steps} "
                 f"steps{budget}: rollouts of {recipe.prompts} prompts x {recipe.group_size} completions, "
                 f"{recipe.updates} update(s) each | reward {recipe.reward} | lr {cfg.learning_rate:g} | "
-                f"{recipe.validation} validation and {recipe.test} test problems | device {start.device} | run folder "
-                f"{shown(self.run.out)}")
+                f"{len(held_out.validation)} validation and {len(held_out.test)} test problems | device "
+                f"{start.device} | run folder {shown(self.run.out)}")
+
+    def test_measures(self, trainer: GRPOTrainer) -> dict[str, Any]:
+        """The policy on the test problems: the greedy accuracy with its interval ("accuracy"), the story task's
+        `pass_rate` of the greedy replies ("pass_rate"), and pass@1 and pass@n from n samples at the rollouts'
+        temperature on the first `pass_at_problems` ("pass_at", when the recipe samples). The story task's are
+        measured whole by every rank."""
+        recipe, problems = self.recipe, trainer.held_out.test
+        if not isinstance(self.task, StoryWritingTask):
+            measures = {"accuracy": measured(trainer.accuracy_on(problems)["accuracy"], len(problems))}
+        else:
+            replies = greedy_completions(trainer.model, trainer.tokenizer, self.task, problems, self.max_new_tokens,
+                                         batch_size=trainer.cfg.eval_batch_size)
+            rates = story_report(self.task, trainer.tokenizer, problems, replies)
+            measures = {"accuracy": measured(rates["pass_rate"], len(problems)), "pass_rate": rates}
+        if recipe.pass_at_samples:
+            n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
+            at = sampled_pass_at(trainer.model, trainer.tokenizer, self.task, sampled, n, (1, n),
+                                 self.max_new_tokens, temperature=recipe.temperature, seed=trainer.cfg.seed,
+                                 batch_size=trainer.cfg.eval_batch_size)
+            measures["pass_at"] = {str(k): value for k, value in at.items()}
+        return measures
 
     def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
         """The starting model on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing
         beats it), test once. No last.pt yet: under --overwrite the old run stays until this run has trained and
         saved a state of its own."""
-        recipe = self.recipe
+        recipe, held_out = self.recipe, trainer.held_out
         start = trainer.evaluate_and_save(save_last=False)
-        test = trainer.accuracy_on(trainer.held_out.test)["accuracy"]
+        test = self.test_measures(trainer)
         report.update(task=self.task.name, settings=self.task_settings, profile=self.run.profile, base=self.description,
-                      reward=recipe.reward, validation_problems=recipe.validation, test_problems=recipe.test,
-                      before=measured(test, recipe.test),
-                      validation={"before": measured(start["accuracy"], recipe.validation)})
+                      reward=recipe.reward, validation_problems=len(held_out.validation),
+                      test_problems=len(held_out.test), before=test["accuracy"],
+                      validation={"before": measured(start["accuracy"], len(held_out.validation))})
+        if "pass_rate" in test:
+            report["pass_rate"] = {"before": test["pass_rate"]}
+        if "pass_at" in test:
+            report["pass_at"] = {"samples": recipe.pass_at_samples, "temperature": recipe.temperature,
+                                 "problems": min(recipe.pass_at_problems or recipe.test, len(held_out.test)),
+                                 "before": test["pass_at"]}
 
     def after(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
         """best.pt (loaded by the skeleton) on the test problems, and the validation score that chose it."""
         recipe = self.recipe
-        test = trainer.accuracy_on(trainer.held_out.test)["accuracy"]
-        report["validation"]["best"] = {**measured(trainer.best_score, recipe.validation), "step": trainer.best_step}
-        report.update(after={**measured(test, recipe.test), "checkpoint": "best.pt", "step": trainer.best_step},
+        test = self.test_measures(trainer)
+        report["validation"]["best"] = {**measured(trainer.best_score, len(trainer.held_out.validation)),
+                                        "step": trainer.best_step}
+        report.update(after={**test["accuracy"], "checkpoint": "best.pt", "step": trainer.best_step},
                       steps=trainer.step, grpo_seconds=round(trainer.elapsed, 1), recipe=recipe.settings(),
                       train=trainer.cfg.to_dict(), device=str(trainer.device), processes=world.size)
+        for name in ("pass_rate", "pass_at"):
+            if name in test:
+                report[name]["after"] = test[name]
 
     def epilogue(self, finished: Finished) -> str:
         report, trainer, out = finished.report, finished.trainer, self.run.out
         gain = 100 * (report["after"]["accuracy"] - report["before"]["accuracy"])
-        example = trainer.held_out.test[0].prompt
         chosen = report["validation"]["best"]
-        return (f"test accuracy ({self.recipe.test} held-out problems that chose nothing, greedy, 95% interval): "
-                f"{describe(report['before'])} before -> {describe(report['after'])} after (best.pt, step "
-                f"{trainer.best_step}, chosen on {self.recipe.validation} validation problems where it scored "
-                f"{100 * chosen['accuracy']:.1f}%): {gain:+.1f} points in {trainer.step} steps, "
-                f"{trainer.elapsed:.0f} s of GRPO\n"
-                f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / GRPO_REPORT)}, curves in "
-                f"{shown(out / 'metrics.jsonl')}\n"
-                f"next: python -m tinylm.sample --ckpt {shown(out)} --prompt '{example}' --temperature 0 "
-                f"--max-new-tokens {self.max_new_tokens} --stop '\\n'   (or notebook 11 for the curves)")
+        stories = isinstance(self.task, StoryWritingTask)
+        measure = "verifier pass rate" if stories else "accuracy"
+        lines = [f"test {measure} ({report['test_problems']} held-out problems that chose nothing, greedy, 95% "
+                 f"interval): {describe(report['before'])} before -> {describe(report['after'])} after (best.pt, step "
+                 f"{trainer.best_step}, chosen on {report['validation_problems']} validation problems where it scored "
+                 f"{100 * chosen['accuracy']:.1f}%): {gain:+.1f} points in {trainer.step} steps, "
+                 f"{trainer.elapsed:.0f} s of GRPO"]
+        if "pass_at" in report:
+            at = report["pass_at"]
+            rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
+                              for k in at["before"])
+            lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
+                         f"{at['problems']} test problems: {rates}")
+        lines.append(f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / GRPO_REPORT)}, curves in "
+                     f"{shown(out / 'metrics.jsonl')}")
+        if stories:
+            lines.append(f"next: python -m tinylm.chat --ckpt {shown(out)}   (type an instruction such as "
+                         f"'{trainer.held_out.test[0].prompt}')")
+        else:
+            example = trainer.held_out.test[0].prompt
+            lines.append(f"next: python -m tinylm.sample --ckpt {shown(out)} --prompt '{example}' "
+                         f"--temperature 0 --max-new-tokens {self.max_new_tokens} --stop '\\n'   (or notebook 11 for "
+                         "the curves)")
+        return "\n".join(lines)
 
 
 def grpo(run: RunOptions = RunOptions(), options: GRPOOptions = GRPOOptions(), *, world: World | None = None,

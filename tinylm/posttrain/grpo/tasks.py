@@ -1,17 +1,18 @@
 """Problems whose answers a program checks: the data of reinforcement learning with verifiable rewards.
 
-A task makes `Problem`s from a random generator and scores a model's completion of a problem's prompt. The reward
-needs no learned judge: the completion is parsed and checked, so it cannot be argued with, only hacked through what
-the check forgets to look at (`FormatOnly` pays for any well-formed answer: notebook 11 shows the reward hacking).
+A task draws problems (each with a `prompt` text), says how the policy reads a prompt and where a completion ends
+(`prompt_ids`, `generation`), scores completions (`score_completions`), and names its held-out problems (`held_out`)
+and the rewards it pays (`rewarded_by`). The reward needs no learned judge: the completion is parsed and checked, so
+it cannot be argued with, only hacked through what the check forgets (`FormatOnly` pays any well-formed answer).
 
 - arithmetic: "347+58=" → "405": sums and differences of numbers of 1 to `digits` digits.
 - countdown: "3 5 8 2>24:" → an expression that reaches the target with + - * / and each number at most once (each
   problem is built from a random expression, so it has a solution).
+- stories (tinylm.posttrain.grpo.story_writing): a story that meets an instruction, checked by the story verifier.
 
-A completion is read up to its first newline, the stop token a well-formed answer ends with. `held_out_split` fixes
-the held-out problems by seed, never trained on: validation (scored at every evaluation, choosing best.pt) and test
-(scored before training and on best.pt, choosing nothing). `ProblemStream` draws training problems, never a held-out
-one, with a state a checkpoint can keep.
+Arithmetic and countdown read a completion up to its first newline and fix their held-out problems by seed
+(`held_out_split`): validation (choosing best.pt) and test (reported). `ProblemStream` draws training problems, never
+one with a held-out prompt, with a state a checkpoint can keep.
 """
 
 from __future__ import annotations
@@ -51,13 +52,41 @@ class Score:
     well_formed: bool
 
 
+class GeneratedTask:
+    """What arithmetic and countdown share: prompts and answers are characters of the policy's own tokenizer, a
+    completion ends at the newline, and the held-out problems are drawn by seed. A subclass gives `name`, `sample`
+    and `score(problem, completion)`."""
+
+    rewards = ("correct", "format")
+
+    def prompt_ids(self, tokenizer, problem: Problem) -> list[int]:
+        return tokenizer.encode(problem.prompt)
+
+    def generation(self, tokenizer) -> dict:
+        """What `tinylm.generate.decode.decode` needs beyond the sampling: where a completion stops."""
+        return {"stop_tokens": tokenizer.encode(END)}
+
+    def score_completions(self, tokenizer, problems: list[Problem], completions: list[list[int]]) -> list[Score]:
+        """Each completion's score: its ids (the stop token included when it came) read as text."""
+        return [self.score(problem, tokenizer.decode(ids)) for problem, ids in zip(problems, completions)]
+
+    def held_out(self, validation: int, test: int) -> "HeldOut":
+        return held_out_split(self, validation, test)
+
+    def rewarded_by(self, reward: str):
+        """This task paying `reward`: correct (its check) or format (`FormatOnly`)."""
+        if reward not in self.rewards:
+            raise TaskError(f"reward {reward!r}: {self.name} pays {' or '.join(self.rewards)}")
+        return FormatOnly(self) if reward == "format" else self
+
+
 def _answer_text(completion: str) -> tuple[str, bool]:
     """The completion up to its first newline, and whether a newline ended it."""
     text, newline, _ = completion.partition(END)
     return text.strip(), bool(newline)
 
 
-class ArithmeticTask:
+class ArithmeticTask(GeneratedTask):
     """a+b= and a-b= with numbers of 1 to `digits` digits; the answer is the exact integer."""
 
     name = "arithmetic"
@@ -108,7 +137,7 @@ def evaluate_expression(text: str) -> tuple[Fraction, list[int]]:
     return value(tree.body), used
 
 
-class CountdownTask:
+class CountdownTask(GeneratedTask):
     """Reach the target with + - * / and each of `count` numbers (1 to `largest`) at most once."""
 
     name = "countdown"
@@ -149,12 +178,20 @@ class CountdownTask:
                      well_formed=well_formed)
 
 
-TASKS = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}
+TASKS = {"arithmetic": ArithmeticTask, "countdown": CountdownTask}  # the generated tasks
+TASK_NAMES = (*TASKS, "stories")  # stories: a StoryWritingTask, built from an SFT run's verifier (story_writing)
+
+
+def check_task_name(name: str) -> None:
+    if name not in TASK_NAMES:
+        raise TaskError(f"unknown task {name!r}: choose {', '.join(TASK_NAMES)}")
 
 
 def get_task(name: str, **settings) -> ArithmeticTask | CountdownTask:
+    """A generated task by name, with its settings."""
     if name not in TASKS:
-        raise TaskError(f"unknown task {name!r}: choose {' or '.join(TASKS)}")
+        check_task_name(name)
+        raise TaskError(f"{name} is not a generated task: build it with tinylm.posttrain.grpo.story_writing")
     return TASKS[name](**settings)
 
 
@@ -228,7 +265,7 @@ class ProblemStream:
         self.drawn = state["drawn"]
 
 
-class FormatOnly:
+class FormatOnly(GeneratedTask):
     """A task whose reward pays for a well-formed answer alone, right or wrong: the reward a careless check
     gives, to show reward hacking. `correct` is still measured, so the damage shows."""
 

@@ -27,7 +27,7 @@ from ...train.trainer import Trainer
 from .objective import PolicyLoss, clipped_policy_loss, group_advantages, token_logprobs
 from .recipes import GRPORecipe
 from .rollout import greedy_accuracy, sample_groups
-from .tasks import FormatOnly, HeldOut, Problem, ProblemStream, TaskError
+from .tasks import HeldOut, ProblemStream, TaskError
 
 
 class RolloutSource:
@@ -39,7 +39,7 @@ class RolloutSource:
                  max_new_tokens: int, seed: int, world: World):
         self.policy, self.reference, self.tokenizer, self.world = policy, reference, tokenizer, world
         self.recipe, self.max_new_tokens, self.seed = recipe, max_new_tokens, seed
-        self.reward_task = FormatOnly(task) if recipe.reward == "format" else task
+        self.reward_task = task.rewarded_by(recipe.reward)
         self.stream = ProblemStream(task, held_out.problems, seed=seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
         self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
@@ -137,7 +137,7 @@ class GRPOTrainer(Trainer):
         """Shares correct and well-formed of greedy completions of the validation problems (what best.pt follows)."""
         return self.accuracy_on(self.held_out.validation)
 
-    def accuracy_on(self, problems: list[Problem]) -> dict[str, float]:
+    def accuracy_on(self, problems: list) -> dict[str, float]:
         """{"accuracy", "well_formed"}: shares of greedy completions of `problems`, each rank scoring a share (under
         DDP every rank must call it)."""
         mine = problems[self.world.rank :: self.world.size]
