@@ -18,45 +18,37 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/12_speedrun_on_a_laptop.ipynb)
 #
-# Notebook 6b made a training *step* fast (compile, MFU); this notebook is about making *learning* fast.
-# The two are different goals: a step that runs 5% faster buys 5% more steps, while an optimizer that gets
-# twice as much out of each step halves the wait. The record that shows it is the
-# [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt): GPT-2 small trained to a
-# FineWeb validation loss of 3.28 on eight H100s, first in 45 minutes with llm.c's recipe, then in under
-# 3: from a new optimizer (Muon), changes to the architecture and the schedule, and faster kernels
-# (FlexAttention among them). There the target loss is fixed and the clock is raced. Here you build Muon from
+# Notebook 6b made a training *step* fast; this notebook makes *learning* fast. A step that runs 5% faster buys
+# 5% more steps, while an optimizer that gets twice as much out of each step halves the wait. The
+# [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt) trains GPT-2 small to a FineWeb
+# validation loss of 3.28 on eight H100s: first in 45 minutes with llm.c's recipe, then in under 3, from a new
+# optimizer (Muon), changes to the architecture and the schedule, and faster kernels. Here you build Muon from
 # scratch, then race the Shakespeare model of notebook 3 for a fixed budget of training seconds, one change at a
-# time: the default recipe, a bigger batch, Muon (which makes the package's speedrun recipe), then each of
-# modded-nanogpt's model changes on top of it; three seeds each, the budget priced by each arm's measured cost per
-# step, the losses read on a held-out test split.
+# time: the default recipe, a bigger batch, Muon (the package's speedrun recipe), then each of modded-nanogpt's
+# model changes on top; three seeds each, scored on a held-out test split.
 #
 # **What you will learn**
 # - why the measure is **loss per second** (seconds of training to a target loss), not tokens per second;
-# - **Muon**: momentum, then an orthogonalised update; the **Newton–Schulz** iteration that orthogonalises
-#   with matrix products alone, its quintic coefficients, and what it leaves short of orthogonal; written by
-#   hand and checked against `tinylm` and `torch.optim.Muon`;
-# - which parameters Muon trains and which stay with AdamW, and why;
+# - **Muon**: momentum, then an orthogonalised update; the **Newton–Schulz** iteration, its quintic
+#   coefficients, and what it leaves short of orthogonal; written by hand and checked against `tinylm` and
+#   `torch.optim.Muon`; which parameters Muon trains and which stay with AdamW;
 # - the modded-nanogpt changes: **ReLU²**, **QK-norm**, **zero-initialised projections**, an **untied
 #   head**, **logit soft-capping** and the **warmup-stable-decay** schedule: what each is for;
 # - a **record table** built as a chain of single changes (default → batch 32 → Muon → each model change on
-#   top), three seeds each, with the seconds to a target loss and the test loss at the end of the budget, each
-#   judged by a stated rule;
-# - why a race of seconds on a shared machine is run in steps: each arm's step cost timed in interleaved rounds,
-#   the budget turned into steps at that cost, so that slow spells during training cannot reach the losses, and
-#   what the timing itself leaves uncertain.
+#   top), three seeds each, judged by a stated rule;
+# - why a race of seconds on a shared machine is run in steps: each arm's step cost timed in interleaved
+#   rounds, the budget turned into steps at that cost.
 #
-# **How long it takes**: a lesson of about 66 minutes (reading, code and the `cpu` run's 18 min, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 17 min, by the course's
 # formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; the record table with 4 arms × 3 seeds of a tiny model, priced at what 20 steps of the slowest arm cost, scored on 8,192 validation characters | the last cell prints it |
-# | `cpu` (2-core laptop) | the record table: 4 arms × 3 seeds × 70 s of training on Shakespeare, priced at each arm's timed step cost | the last cell prints it |
+# | `smoke` (CI) | every check; the record table with 7 arms × 3 seeds of a tiny model, priced at what 20 steps of the slowest arm cost, scored on 8,192 held-out test characters | the last cell prints it |
+# | `cpu` (2-core laptop) | the record table: 8 arms × 3 seeds × 20 s of training on Shakespeare, priced at each arm's timed step cost, scored on a held-out test split | the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
-# `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)). `python -m tinylm.bench
-# speedrun` races the default and speedrun recipes at three seeds (70 s each for shakespeare-char, 300 s for
-# tinystories) by each run's own clock, not priced ([its races](../docs/notes/2026-11-26-laptop-speedrun.md)).
+# `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)).
 #
 # **Papers and posts**: Muon ([Jordan et al., 2024](https://kellerjordan.github.io/posts/muon/);
 # at scale: [Liu et al., 2025, "Muon is scalable for LLM training"](https://arxiv.org/abs/2502.16982)),
@@ -124,17 +116,14 @@ if SCALE != PROFILE:
 # %% [markdown]
 # ## Loss per second
 #
-# A training run is a race to a loss on held-out text. Tokens per second says how fast the engine turns; the
-# time to reach the target also depends on how far each step goes. The speedrun's unit is therefore
-# **seconds of training to a target loss** (counted as the Trainer counts them: the definition is printed
-# below; in the record table, steps × each arm's timed step cost, see "Pricing the budget"), and its second
-# figure is the loss when a fixed budget runs out. Both are read off a curve: the whole held-out split is scored
-# every few seconds of training, and the crossing of the target is interpolated linearly between the two
-# evaluations around it. Where the curve is convex, as a falling loss curve usually is, the straight line lies
-# above it and the crossing comes out late, the more so the further apart the evaluations are; the record
-# table therefore scores every arm after the same seconds of training. The bench's target for Shakespeare,
-# printed below, is about where nanoGPT's CPU recipe ends (its README: 2,000 steps of a 4-layer model 128 wide
-# "runs in about ~3 minutes, but gets us a loss of only 1.88" on a laptop).
+# Tokens per second says how fast the engine turns; when a target loss comes also depends on how far each step
+# goes. The speedrun's unit is therefore **seconds of training to a target loss** (as the Trainer counts them,
+# printed below; in the record table, steps × each arm's timed step cost), and its second figure is the loss when a fixed budget runs out. Both are read off a
+# curve scored every few seconds of training, the crossing interpolated linearly between the two evaluations
+# around it. A falling loss curve is usually convex, so the straight line lies above it and the crossing comes
+# out late, the more so the further apart the evaluations: the record table scores every arm after the same
+# seconds. The target, printed below, is the bench's: near where nanoGPT's CPU recipe ends on validation
+# (its README: "runs in about ~3 minutes, but gets us a loss of only 1.88"); the table reads it on its test split.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -154,13 +143,12 @@ print(f"{TRAINING_TIME}")
 #    every singular value set to 1;
 # 3. **step**: `W ← W·(1 − lr·λ) − lr·√max(1, out/in)·A·Bᵀ`.
 #
-# Why step 2? A gradient of a hidden layer is nearly low-rank: a few directions carry almost all of it.
-# SGD then moves the weights mostly along those few directions, and the rare directions, which may matter
-# just as much for learning, barely move. An orthogonalised update moves the directions the gradient has by
-# about the same amount; only the very weakest stay smaller (the next section says which). Here is a real
-# gradient, of the first MLP matrix of the Shakespeare model on one batch, orthogonalised by `newton_schulz` in
-# bfloat16 (its default, and what training uses where bfloat16 is fast; elsewhere, as on a CPU without native
-# bfloat16, training runs it in float32, as Exercise 2 does):
+# Why step 2? A hidden layer's gradient is nearly low-rank: a few directions carry almost all of it, so SGD
+# moves the weights mostly along those, and the rare directions, which may matter as much, barely move. An
+# orthogonalised update moves the gradient's directions by about the same amount; only the very weakest stay
+# smaller (the next section says which). Here is a real gradient, of the first MLP matrix of the Shakespeare
+# model on one batch, orthogonalised by `newton_schulz` in bfloat16 (its default; training runs it in float32
+# where bfloat16 is slow, as Exercise 2 does):
 
 # %%
 track = SHAKESPEARE_CHAR
@@ -202,13 +190,10 @@ plt.show()
 # `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value and leaves the singular vectors alone. The classical
 # choice `(a, b, c) = (1.5, −0.5, 0)` converges to exactly 1, but slowly for small σ: its slope at 0 is
 # 1.5. Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0, so five steps lift every
-# singular value of `X₀` above a small threshold into a band around 1; smaller ones stay short of it, which is
-# the tail of the figure above. The band's edges are the values p takes where p′(σ) = 0 (its local minimum and
-# local maximum), and p maps the band into itself: a singular value that enters it stays in it at every later
-# step. The cell prints the threshold and the band, the spread of a demo matrix's singular values, and how many of
-# the real gradient's lie below the threshold. The band is not exactly 1:
-# modded-nanogpt's README reports that this does not hurt training (an empirical finding, section "Provenance"),
-# and five steps are cheap (in bfloat16 on a GPU with bf16 or a CPU with native bf16, in float32 elsewhere).
+# singular value of `X₀` above a small threshold into a band around 1, between p's local minimum and
+# maximum; smaller ones stay short of it (the tail of the figure above). The cell prints the threshold, the
+# band, and how many of the real gradient's singular values lie below the threshold. modded-nanogpt's README
+# reports that a band instead of exactly 1 does not hurt training (section "Provenance").
 
 # %%
 def my_newton_schulz(update: torch.Tensor, steps: int, coefficients: tuple[float, float, float]) -> torch.Tensor:
@@ -320,15 +305,13 @@ for s in shapes:  # the root-mean-square entry of one scaled, orthogonalised upd
 
 # %% [markdown]
 # **Which parameters.** Muon is for the matrices that mix features inside the blocks. An embedding's gradient
-# is a sum of one row per token read, so its directions are tokens, not features; the head (here tied to the
-# token embedding) reads out one score per token; the position embedding is a table too; norms and biases are
-# vectors. These stay with AdamW, at AdamW's learning rate, as Keller Jordan's
-# [Muon post](https://kellerjordan.github.io/posts/muon/) recommends from experiments ("Empirical
-# considerations"). `TrainConfig(optimizer="muon")` makes that split (`tinylm.train.optim.muon_parameters`)
-# and steps both halves as one optimizer, on one schedule, with Muon's peak rate (`muon_learning_rate`) set
-# apart from AdamW's: an entry of Muon's update is about lr/√fan-in (the cell above), a small fraction of lr,
-# while an entry of Adam's `m/√v` is of order 1, so Adam moves an entry by a sizeable fraction of lr. The cell
-# prints both rates.
+# is a sum of one row per token read, so its directions are tokens, not features; the head (tied to the token
+# embedding) reads out one score per token; the position embedding is a table too; norms and biases are
+# vectors. These stay with AdamW, as Keller Jordan's [Muon post](https://kellerjordan.github.io/posts/muon/)
+# recommends. `TrainConfig(optimizer="muon")` makes that split
+# (`tinylm.train.optim.muon_parameters`) and steps both halves on one schedule, with Muon's own peak rate
+# (`muon_learning_rate`): an entry of Muon's update is about lr/√fan-in (the cell above), while an entry of
+# Adam's `m/√v` is of order 1. The cell prints both rates.
 
 # %%
 chosen = muon_parameters(model)
@@ -339,26 +322,23 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # %% [markdown]
 # ## The other changes
 #
-# Each is one field of `GPTConfig` or `TrainConfig`:
+# Each is one field of `TrainConfig` or `GPTConfig`:
 #
-# - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's other change, chosen by the
-#   probes of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md): Newton–Schulz costs the same per step
-#   whatever the batch, so a bigger batch shares that cost among more tokens, which should matter most where
-#   Newton–Schulz is slowest, in float32 (the record table's cell says which it runs in).
-# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU. As cheap as ReLU, exactly zero for
-#   negative inputs, smooth where it is not; Primer found it by searching over activations.
-# - **QK-norm** (`qk_norm=True`): queries and keys RMS-normalised per head before the scores, so a score is
-#   a scaled cosine and cannot blow up as the weights grow; it lets the optimizer run hotter.
-# - **Zero-initialised projections** (`zero_init_projections=True`): the matrices that write into the
-#   residual stream start at 0, so every block starts as the identity and the model as a bigram model (plus
-#   position: the learned position embedding is added to the token's).
-# - **An untied head** (`tie_weights=False`): the head gets its own matrix instead of sharing the
-#   embedding's, more parameters for the same compute.
+# - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's other change, chosen by the probes
+#   of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md): Newton–Schulz costs the same per step
+#   whatever the batch, so a bigger batch shares that cost among more tokens.
+# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU, as cheap as ReLU and smooth where it is not zero;
+#   Primer found it by searching over activations.
+# - **QK-norm** (`qk_norm=True`): queries and keys RMS-normalised per head, so a score is a scaled cosine and
+#   cannot blow up as the weights grow.
+# - **Zero-initialised projections** (`zero_init_projections=True`): the matrices that write into the residual
+#   stream start at 0, so every block starts as the identity.
+# - **An untied head** (`tie_weights=False`): the head gets its own matrix instead of the embedding's.
 # - **Logit soft-capping** (`logit_softcap=15`): `15·tanh(logits/15)`, so no logit can run away early.
-# - **Warmup-stable-decay** (`schedule="wsd"`): hold the peak rate, then a straight line down over the last
-#   40% of the run. Its use is not a better loss at one length: a cooldown can be branched off any point of
-#   the plateau, so one long run gives models of several lengths. The table below races a fixed length, where
-#   WSD's later crossing of a target is settled by its schedule alone, so it is left to "Going further".
+# - **Warmup-stable-decay** (`schedule="wsd"`): hold the peak rate, then a straight line down over the run's
+#   last part. Its use: a cooldown can be branched off any point of the plateau, so one run gives models of
+#   several lengths. At one fixed length its later crossing of a target is settled by its schedule, so the
+#   table leaves it to "Going further".
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
@@ -387,46 +367,38 @@ plt.show()
 # %% [markdown]
 # ## The record table
 #
-# modded-nanogpt fixes the target loss and races the clock; a new record may bundle several changes, and it is
-# accepted when a t-test over several runs says its mean loss is below 3.28. This notebook adapts that to a
-# laptop: a fixed budget of training seconds, and a chain of arms in which each differs from the arm it is
-# measured against by one change. The first row is the default `cpu` recipe of notebook 3 (one block, 128 wide,
-# AdamW, a batch of 12, a cosine); the next takes a batch of 32; the next trains the blocks' matrices with
-# Muon, which makes the package's speedrun recipe (`--recipe speedrun`); each model change then goes on top of
-# that recipe and is measured against it. Every arm gets the same budget at three seeds.
+# modded-nanogpt races the clock to a fixed loss, and a record may bundle several changes. This notebook fixes
+# a budget of training seconds instead, and builds a chain in which each arm differs by one change from the arm
+# it is measured against: the default `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12, a cosine); a batch
+# of 32; Muon for the blocks' matrices, which makes the package's speedrun recipe (`--recipe speedrun`); then
+# each model change on top of that recipe, measured against it. Every arm gets the same budget at three seeds.
 #
-# **A test split.** The speedrun recipe was chosen on the validation split (the dated note's probes and races),
-# so the table scores text no choice was made on: the last characters of the training split, as many as the
-# validation split holds, held out before any run trains (`hold_out_test`, as in notebooks 8a and 8b). The
-# Trainer scores that split at every evaluation, so the seconds to the target and the loss at the end are both
-# test figures.
+# **A test split.** The speedrun recipe was chosen on the validation split (the dated note's probes), so the
+# table scores text no choice was made on: the training split's last characters, as many as the validation
+# split holds, held out before any run trains (`hold_out_test`, as in notebooks 8a and 8b). The Trainer scores
+# that split at every evaluation, so both figures of the table are test figures.
 #
 # **Pricing the budget** (`tinylm.course.speedrun`). Stopping each run when its clock reads the budget mixes
 # the machine into the result: on a shared machine a run that meets a slow spell makes fewer steps and ends
-# higher, and the machine's speed can drift by as much as the differences measured. So the race asks two
-# questions apart. *What does a step of each arm cost here?* `measure_step_costs` builds every arm once, warms
-# it up and times short rounds of steps, the arms' order rotated from round to round so that a slow spell is
-# spread across arms; an arm's cost is its median round. *How far does each arm get?* `within_budget` turns
-# the budget into steps at that cost (and the seconds between evaluations too), and every seed of the arm
-# trains exactly those steps: a slow spell during training only makes it take longer. A slow spell during the
-# timing still reaches the losses, through the steps each arm gets: the table prints the measured cost (median,
-# fastest and slowest round) beside each arm's pace while it trained, so you can see whether the price held.
+# higher. So `measure_step_costs` first builds every arm, warms it up and times short rounds of steps, the arms'
+# order rotated from round to round; an arm's cost is its median round. `within_budget` then turns the budget
+# into steps at that cost (and the seconds between evaluations too), and every seed of the arm trains exactly
+# those steps: a slow spell during training only makes it take longer. A slow spell during the timing still
+# reaches the losses, through the steps: the table prints the price (median, fastest and slowest round) beside
+# each arm's pace while it trained.
 #
 # **The verdict rule** (`tinylm.eval.uncertainty.compare`): two arms are **told apart** only with at least
-# three seeds each and ranges that do not overlap (every seed of one beats every seed of the other).
-# Otherwise: **not told apart**. Two arms with no real difference still pass by chance, and the table makes
-# many comparisons: the cell prints the rate per comparison and for at least one of them.
+# three seeds each and ranges that do not overlap; otherwise **not told apart**. Arms with no real difference
+# still pass by chance: the cell prints how often.
 #
-# **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, the same whatever the
-# batch, and the cell times them; a batch of 32 multiplies the forward and backward passes' cost by about
-# 32/12 and sees as many more sequences. The model changes cost little per step. Which changes buy loss within
-# the budget: the batch, Muon, any of the model changes?
+# **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch (the
+# cell times them); a batch of 32 costs about 32/12 as much per step. Which changes buy loss within the budget?
 
 # %%
 # Seconds per arm and seed (smoke: 20 steps of the slowest arm, so every arm gets past its warmup), seconds of
 # training between two evaluations of the test split, how each step cost is timed.
-ARM_SECONDS = {"smoke": None, "cpu": 30, "gpu-bounded": 20, "gpu": 120}[SCALE]
-EVAL_SECONDS = {"smoke": None, "cpu": 3, "gpu-bounded": 2, "gpu": 10}[SCALE]
+ARM_SECONDS = {"smoke": None, "cpu": 20, "gpu-bounded": 10, "gpu": 60}[SCALE]
+EVAL_SECONDS = {"smoke": None, "cpu": 2.5, "gpu-bounded": 1, "gpu": 5}[SCALE]
 TIMING = {"rounds": 3, "steps": 2, "warmup": 1} if SCALE == "smoke" else {"rounds": 5, "steps": 20, "warmup": 5}
 SEEDS = [0, 1, 2]
 TARGET = RACE_DEFAULTS["shakespeare-char"]["target"] if SCALE != "smoke" else 3.0
@@ -518,50 +490,37 @@ plt.show()
 # %% [markdown]
 # ## What the table says, and why
 #
-# Read the steps column with the two ms-per-step columns. Every seed of an arm trained exactly the steps its
-# price allows, so within an arm the losses differ by seed alone, whatever the machine did during training.
-# Between arms the steps come from the price, and the price is a measurement: the rounds' range says how
-# unevenly the machine ran while it was timed, and the column beside it gives each arm's own pace while it
-# trained: where the two columns are far apart, the price did not hold. The rule below covers the spread over
-# seeds, not an error in the price: one price serves every seed of an arm, so a price that is off moves all its
-# seeds together, and the rounds' range (the table) shows how far off it could be.
+# First the two ms-per-step columns. Every seed of an arm trained exactly the steps its price bought, so within
+# an arm the losses differ by seed alone. In this run several arms trained far slower than their price (the
+# default at 28.7 ± 30.5 ms a step against 9.0, `+Muon` at 79.1 ± 80.8 against 24.3): other work shared the
+# machine during some runs, which made them take longer without moving their losses. The prices themselves
+# held steady: every arm's rounds but one stayed within a few ms of its median.
 #
-# The verdicts, by the rule above (the sentences under the table), all at the median prices:
+# The verdicts, each arm against the arm it builds on:
 #
-# - **The speedrun recipe against the default** (Muon and a batch of 32): in the committed run, lower at the end
-#   of the budget and sooner to the target, both told apart. Two earlier runs of the same two arms, on the same
-#   machine the same day, told them apart on the loss alone and on neither: a verdict that flips between runs is
-#   not settled, and the one price per arm (above) is a likely cause. Each speedrun step costs several of the default's (the
-#   ms-per-step columns) and sees 32 sequences instead of 12, with Newton–Schulz, timed in the cell above the
-#   table, paid once per step. Its evaluations are further apart, which by "Loss per second" makes its crossing
-#   of the target come out later than it happened: a bias against the speedrun arm on the seconds.
-# - **A second block instead of the bigger batch**: in the committed run, behind the speedrun recipe on both
-#   measures, told apart, at a similar price per step (the table). This agrees with that note's races,
-#   which chose the batch: on an Intel Xeon with AVX-512 bf16 the second block reached 1.886 later than the
-#   batch of 32, told apart, natively (Newton–Schulz in bfloat16; the losses at 70 s not told apart) and with
-#   AVX2 reproduced (where the loss was told apart too).
-# - **WSD** on top of the speedrun recipe trained the same steps at the same price: not told apart at the end
-#   of the budget, and later to the target, told apart. The curve is consistent with its schedule: it holds
-#   the peak rate while the cosine is already decaying, and crosses the target on that plateau, before its
-#   cooldown (the last 40% of its steps) begins.
+# - **A batch of 32** ended lower than the default, told apart, and reached 1.886 at about the same time (not
+#   told apart).
+# - **Muon**, raced alone against the batch of 32: lower at the end and sooner to the target, both told apart.
+#   Both of the speedrun recipe's changes paid for themselves on the loss at the end.
+# - **The model changes** on top of Muon: none was told apart as lower. ReLU², QK-norm and the soft cap ended
+#   higher, told apart (QK-norm's dearer step bought it fewer steps); zero-init and the untied head were not
+#   told apart from Muon; on the seconds to the target none was. At 20 s these changes are at best even;
+#   modded-nanogpt adopted them for GPT-2 small on eight H100s, a scale this race does not test.
 #
-# ReLU², QK-norm, zero-init, the untied head and the soft cap are left for you (Going further, below): five more
-# arms at three seeds would more than double this notebook's run.
+# With 14 comparisons, at least one false "told apart" is likely (the last line under the table): a single
+# verdict among the five model changes is weak evidence alone.
 
 # %% [markdown]
 # ## What you learned
 #
 # - The measure of a recipe is **loss per second**: the seconds of training to a target loss, and the loss
 #   at the end of a budget. A faster step is worth only what it adds in steps.
-# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps, matrix
-#   products only; the gradient's directions then move by about the same amount, except the weakest, below
-#   the iteration's threshold. Embeddings, the head, norms and biases stay with AdamW.
-# - modded-nanogpt races the clock to a fixed loss; this notebook's adaptation fixes the seconds and builds
-#   the record **one change at a time**, each arm against the one before it, over three seeds, called only
-#   when the seeds' ranges do not overlap, on a test split that no choice was made on. On a shared machine
-#   the budget is **priced**: each arm's step cost timed in interleaved rounds, the seconds turned into steps
-#   at that cost, so that slow spells during training lengthen a run but cannot move its loss; the price
-#   itself is a measurement, and the table shows whether it held.
+# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps, so the
+#   gradient's directions move by about the same amount, except the weakest; the rest stays with AdamW.
+# - A record is built **one change at a time**, each arm against the one before it, over three seeds, on a
+#   test split no choice was made on. On a shared machine the budget is **priced**: each arm's step cost
+#   timed in interleaved rounds, the seconds turned into steps, so that slow spells during training lengthen
+#   a run but cannot move its loss.
 #
 # ## Exercises
 #
