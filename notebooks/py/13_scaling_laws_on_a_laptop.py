@@ -44,13 +44,13 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 11 min, by the course's
+# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 515 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (a fit may run on a bound) and the two prediction runs | a small fraction of the cpu profile's (not timed here) |
-# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | about 11 minutes on a 2-core machine: the last cell prints it |
+# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | the last cell prints it |
 #
 # On a GPU the notebook runs the cpu profile's sweep unless `FULL_RECIPE = True`: 4 larger budgets × 6 sizes
 # on the first 300,000 stories of the full TinyStories ([Running on a GPU](README.md#running-on-a-gpu)).
@@ -208,7 +208,7 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
 # At budget `C`, a model of `N` parameters trains `D = C / (6N)` tokens: with `B` sequences of `T`
 # characters per step, `C / (6N·B·T)` optimizer steps, rounded. Every run's cosine schedule ends at its own
 # last step, as Hoffmann et al.'s do: a loss read from a run cut short of a longer schedule is read before
-# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the setup cell prints how many), which sum in another order.
+# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the closing note prints how many), which sum in another order.
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -335,10 +335,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The winners, as printed: at the two smaller budgets the vertex is not the best size trained. At each, the size just below the vertex lies above the parabola and the one just above lies below it (the residuals printed above): the valleys are asymmetric, and a parabola, symmetric in `ln N`, puts its vertex away from the better run. At the
-# smallest budget only one trained size lies below the vertex, so "bracketed" rests on that one run. From
-# the middle budget to the largest the best size trained stayed the same: the vertex moved because the
-# parabola's shape did. And the two local slopes differ.
+# The winners, as printed: at the smallest budget the vertex lies closer (in `ln N`) to 2x16 than to the best
+# size trained, 2x24. There the size just below the vertex lies above the parabola and the one just above lies
+# below it (the residuals printed above): the valley is asymmetric, and a parabola, symmetric in `ln N`, puts
+# its vertex away from the better run; and only one trained size lies below the vertex, so "bracketed" rests
+# on that one run. At the two larger budgets the vertex lies next to the best size trained, which moved from
+# 2x24 to 2x32. And the two local slopes differ.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
@@ -435,7 +437,7 @@ plt.show()
 #
 # Read the verdict lines first. With one degree of freedom the t-interval is `a ± 12.706·SE`: here it holds
 # both published exponents, and to leave Chinchilla's out the standard error would have had to be below the
-# printed bound, less than half of ours. By this rule three budgets tell published exponents apart only if
+# printed bound, less than a quarter of ours. By this rule three budgets tell published exponents apart only if
 # their minima lie almost exactly on a line: "not told apart" was the likely verdict before the sweep ran.
 # The bootstrap's narrower interval leaves Chinchilla's out, but it counts only the runs' scatter and
 # assumes the shapes: a hint, not a verdict. Even at scale these exponents are hard to pin down: Hoffmann
@@ -541,13 +543,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the verdicts by the rule, not by the size of the errors. Both laws pass at both budgets, so these runs
-# cannot rank them (and a failure, had there been one, would be one run at one seed). The passes are weaker
-# than they look: only the 4× budget tests both laws blind; the floored law's intervals are wider (about twice
-# the plain law's at 4×), and a wide interval is easy to pass; and both laws miss in one direction at both
-# budgets, the floored law high and the plain law low, the measured losses between them. The plain law's 4×
-# prediction even lies below `E`, which the bootstrap cannot pin down (its range starts at zero). And two
-# doublings are a short extrapolation.
+# Read the verdicts by the rule, not by the size of the errors. At 2× both laws pass. At 4×, the budget that
+# tests both blind, the floored law passes and the plain law fails: its prediction is too low, and the measured
+# loss lies above its interval. That is one run at one seed, and the floored law's pass is weaker than it
+# looks: its intervals are about twice as wide as the plain law's at 4×, and a wide interval is easy to pass.
+# The plain law misses low at both budgets; the floor `E` that the other law needs, the bootstrap cannot pin
+# down (its range starts at zero). And two doublings are a short extrapolation.
 #
 # ## Closing note
 #
@@ -667,7 +668,9 @@ check(test_my_tokens_per_parameter)
 # after predicting its loss from that budget's parabola. The theory to test is the bootstrap's: each run is
 # its parabola plus one residual like those in `pool`. The check prints how many of `pool`'s standard
 # deviations your run lies from the parabola and passes within two (three would let almost any run
-# through). The real test is the sign, against the residuals printed after the minima: at this budget they alternate from size to size, so one run agrees with one neighbour whichever its side; only more seeds tell shape from noise.
+# through). The real test is the sign, against the residuals printed after the minima: at this budget the
+# skipped size's neighbours, 2x32 and 2x48, lie on opposite sides of the parabola, so one run agrees with one
+# neighbour whichever its side; only more seeds tell shape from noise.
 
 # %%
 my_run = None  # replace with the SweepRun that train_size returns for your run
