@@ -118,9 +118,9 @@ if SCALE != PROFILE:
 #
 # Tokens per second says how fast the engine turns; when a target loss comes also depends on how far each step
 # goes. The speedrun's unit is therefore **seconds of training to a target loss** (as the Trainer counts them,
-# printed below; in the record table, steps × each arm's timed step cost), and its second figure is the loss when a fixed budget runs out. Both are read off a
-# curve scored every few seconds of training, the crossing interpolated linearly between the two evaluations
-# around it. A falling loss curve is usually convex, so the straight line lies above it and the crossing comes
+# printed below; in the record table, steps × each arm's timed step cost), and its second figure is the loss
+# when a fixed budget runs out. Both are read off a curve scored every few seconds of training, the crossing
+# interpolated linearly between the two evaluations around it. A falling loss curve is usually convex, so the straight line lies above it and the crossing comes
 # out late, the more so the further apart the evaluations: the record table scores every arm after the same
 # seconds. The target, printed below, is the bench's: near where nanoGPT's CPU recipe ends on validation
 # (its README: "runs in about ~3 minutes, but gets us a loss of only 1.88"); the table reads it on its test split.
@@ -369,9 +369,9 @@ plt.show()
 #
 # modded-nanogpt races the clock to a fixed loss, and a record may bundle several changes. This notebook fixes
 # a budget of training seconds instead, and builds a chain in which each arm differs by one change from the arm
-# it is measured against: the default `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12, a cosine); a batch
-# of 32; Muon for the blocks' matrices, which makes the package's speedrun recipe (`--recipe speedrun`); then
-# each model change on top of that recipe, measured against it. Every arm gets the same budget at three seeds.
+# it is measured against: the default `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12, a
+# cosine); a batch of 32; Muon for the blocks' matrices, which makes the package's speedrun recipe
+# (`--recipe speedrun`); then each model change on top of that recipe, measured against it. Every arm gets the same budget at three seeds.
 #
 # **A test split.** The speedrun recipe was chosen on the validation split (the dated note's probes), so the
 # table scores text no choice was made on: the training split's last characters, as many as the validation
@@ -504,7 +504,7 @@ plt.show()
 #   Both of the speedrun recipe's changes paid for themselves on the loss at the end.
 # - **The model changes** on top of Muon: none was told apart as lower. ReLU², QK-norm and the soft cap ended
 #   higher, told apart (QK-norm's dearer step bought it fewer steps); zero-init and the untied head were not
-#   told apart from Muon; on the seconds to the target none was. At 20 s these changes are at best even;
+#   told apart from Muon; on the seconds to the target none was. At 20 s none paid for itself here;
 #   modded-nanogpt adopted them for GPT-2 small on eight H100s, a scale this race does not test.
 #
 # With 14 comparisons, at least one false "told apart" is likely (the last line under the table): a single
@@ -517,7 +517,7 @@ plt.show()
 #   at the end of a budget. A faster step is worth only what it adds in steps.
 # - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps, so the
 #   gradient's directions move by about the same amount, except the weakest; the rest stays with AdamW.
-# - A record is built **one change at a time**, each arm against the one before it, over three seeds, on a
+# - A record is built **one change at a time**, each arm against the one it builds on, over three seeds, on a
 #   test split no choice was made on. On a shared machine the budget is **priced**: each arm's step cost
 #   timed in interleaved rounds, the seconds turned into steps, so that slow spells during training lengthen
 #   a run but cannot move its loss.
