@@ -455,7 +455,8 @@ plt.show()
 #   undercounts the narrowest models most. Chinchilla's count everything, and Pearce & Song (2024) show that
 #   Kaplan's count, at small scale, pushes `a` towards 0.73.
 # - **The warmup's share** (the steps table's last line): the template's warmup or a tenth of the run,
-#   whichever is shorter. Porian et al. (2024) count the warmup's length among the causes of Kaplan's exponent.
+#   whichever is shorter, so from 0.5% to 10.0% of a run's steps, the larger shares in the short runs. Porian
+#   et al. (2024) count the warmup's length among the causes of Kaplan's exponent.
 # - **One learning rate**, not tested. Every size trains at one peak rate, chosen by the course's authors in
 #   probes not shown; wider models usually want a smaller one (μP), and a rate per size could move the vertices.
 # - **The family's shape**, not tested. Two layers for every size: the large ones are wide and shallow, and
