@@ -209,8 +209,8 @@ def check_enough(prepared, block_size: int, file: str) -> None:
     if train > block_size and val >= 2:
         return
     total_bytes = meta["train_bytes"] + meta["val_bytes"]
-    bytes_per_token = total_bytes / max(1, train + val)
-    needed = math.ceil((block_size + 1) * bytes_per_token * 10 / 9) + 1
+    bytes_per_token = meta["train_bytes"] / max(1, train - meta["train_documents"])  # separators have no bytes
+    needed = math.ceil((block_size + 1) * bytes_per_token * 10 / 9)
     raise InputError(f"--file {file}: {total_bytes:,} bytes of text make {train:,} training tokens, too few for one "
                      f"batch: a window of {block_size + 1} tokens needs at least about {needed:,} bytes of text "
                      "(a tenth is held out); give more text")
