@@ -180,3 +180,18 @@ def test_file_belongs_to_the_text_track(tmp_path):
     assert result.returncode == 2 and "--file applies to the text track" in result.stderr
     result = run_cli("tinylm.train", "text", data_dir=tmp_path / "data")
     assert result.returncode == 2 and "text needs --file PATH" in result.stderr
+
+
+def test_prepare_trains_the_tokenizer_train_text_would(texts, tmp_path):
+    out = tmp_path / "tok.json"
+    result = run_cli("tinylm.prepare", "tokenizer", "--file", texts["folder"], "--tokenizer", "bpe:500", "--out", out,
+                     data_dir=tmp_path / "data")
+    assert result.returncode == 0 and "decoded back exactly" in result.stdout, result.stderr
+    tokenizers = pytest.importorskip("tokenizers")
+    loaded = tokenizers.Tokenizer.from_file(str(out))
+    assert loaded.decode(loaded.encode(MULTILINGUAL).ids) == MULTILINGUAL
+    data = prepare_text(texts["folder"], "bpe:500", folder=tmp_path / "prepared", say=lambda line: None)
+    assert data.tokenizer.to_dict()["json"] == out.read_text(encoding="utf-8")  # trained on the same split
+    refused = run_cli("tinylm.prepare", "tokenizer", "--file", texts["folder"], "--tokenizer", "char",
+                      data_dir=tmp_path / "data")
+    assert refused.returncode == 1 and "give bpe:N" in refused.stderr

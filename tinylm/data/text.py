@@ -211,6 +211,11 @@ def tokenizer_label(tokenizer) -> str:
     return f"{description.get('kind', 'tokenizer')}-{digest}"
 
 
+def text_name(spec: str | Path) -> str:
+    """A short name for what --file names (the file's stem, the folder's name), safe in a folder's name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(spec).rstrip("/*")).stem or "text")[:40]
+
+
 def prepare_text(spec: str | Path, tokenizer: str | object = "char", folder: Path | None = None,
                  say=print) -> PreparedData:
     """The text --file names, split and tokenized with `tokenizer` (a --tokenizer value, or a tokenizer to keep)
@@ -221,8 +226,7 @@ def prepare_text(spec: str | Path, tokenizer: str | object = "char", folder: Pat
         parse_tokenizer(tokenizer)  # a bad value fails before the text is read
     digest = content_digest(files)
     if folder is None:
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(spec).rstrip("/*")).stem or "text")[:40]
-        folder = data_dir() / "text" / f"{name}-{digest[:12]}-{label}"
+        folder = data_dir() / "text" / f"{text_name(spec)}-{digest[:12]}-{label}"
     wanted = {"digest": digest, "tokenizer_spec": label}
     meta = read_meta(folder)
     if meta is None or any(meta.get(key) != value for key, value in wanted.items()):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ..config import GPT2_124M, ModelShape, TrainConfig
-from ..data.text import find_text_files, parse_tokenizer, prepare_text
+from ..data.text import find_text_files, parse_tokenizer, prepare_text, text_name
 from ..distributed import World, barrier
 from ..errors import InputError, TinyLMError
 from ..model.gpt import GPT
@@ -84,7 +84,7 @@ def text_recipe(file: str, tokenizer: str | None = None, init: str | None = None
     kind = "gpt2" if init is not None else parse_tokenizer(tokenizer or "char")[0]
     files = find_text_files(file)
     num_bytes = sum(path.stat().st_size for path in files)
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(file).rstrip("/*")).stem or "text")[:40]
+    name = text_name(file)
     label = f"init-{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(init).name)}" if init else (tokenizer or "char")
     track = Track(name="text", prepare_data=lambda profile: prepare_text(file, tokenizer or "char"),
                   recipes={profile: sized_recipe(profile, num_bytes, kind) for profile in STEP_LIMITS},
