@@ -8,9 +8,8 @@ set, else the full dataset from Hugging Face; the sample is also written with th
 and smoke profiles train on. fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one
 validation, with a progress.json that lets an interrupted run resume (tinylm.data.fineweb).
 
-`tokenizer --file PATH --tokenizer bpe:N` trains the byte-level BPE that `train text --tokenizer bpe:N` would train
-on that text (on its training split: tinylm.data.text) and writes it as a `tokenizers` JSON file, which
-`tokenizers.Tokenizer.from_file` and transformers' `PreTrainedTokenizerFast(tokenizer_file=...)` load.
+`tokenizer --file PATH --tokenizer bpe:N` trains the BPE `train text --tokenizer bpe:N` would (tinylm.data.text) and
+writes its `tokenizers` JSON, which `tokenizers.Tokenizer.from_file` and transformers' `PreTrainedTokenizerFast` load.
 
 `mirror --out DIR` builds the offline data mirror the tests read (tinylm.prepare.mirror): every file from its
 canonical URL, checked by its sha256, and a MANIFEST.md of their sources and digests.
@@ -56,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
                         "python -m tinylm.prepare shakespeare-char",
                         "python -m tinylm.prepare tinystories --source sample",
-                        "python -m tinylm.prepare tokenizer --file my_texts/ --tokenizer bpe:4096",
+                        "python -m tinylm.prepare tokenizer --file data/shakespeare_char/input.txt",
                         "python -m tinylm.prepare mirror --out ../shared/data"))
     parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
                         help=f"{', '.join(DATASETS[:3])}; tokenizer: a BPE trained on --file; or mirror: the "

@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
-                        "python -m tinylm.train text --file my_texts/ --tokenizer bpe:4096"))
+                        "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))
     parser.add_argument("--file", metavar="PATH", help="text: a UTF-8 file, folder or glob (default: none)")
