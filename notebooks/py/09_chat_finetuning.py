@@ -18,11 +18,10 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# A pretrained model continues text: give a story model "Write a story about a character named Tom." and it may
-# go on with anything. A chat model has learned another game: turns are marked, and the assistant's answer does
-# what was asked and ends. **Supervised fine-tuning (SFT)** teaches it with example conversations, a loss on the
-# answers only, and special tokens that mark the turns. This notebook builds each part from scratch, checks it
-# against `tinylm`, fine-tunes a story model to follow instructions a program can check, and talks to it.
+# A pretrained story model given "Write a story about a character named Tom." may go on with anything. A chat
+# model's answer does what was asked and ends. **Supervised fine-tuning (SFT)** teaches it with example
+# conversations, special tokens that mark the turns and a loss on the answers only: built here from scratch, checked
+# against `tinylm`, and used to teach a story model instructions a program can check.
 #
 # **What you will learn**
 # - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
@@ -34,7 +33,7 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 65 minutes (reading, code and the `cpu` run's 12 min, by the course's
+# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 12 min, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 70 s of training).
 #
 # | profile | what runs | time |
@@ -107,7 +106,7 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 # └───────────────────────────────────────────────── prompt and headers: no loss ─────────────────────────────────────────────────┘└─── loss ───┘
 # ```
 #
-# Training is next-token prediction, as in pretraining; what changes is which targets count. Zoom in on the end:
+# Training is next-token prediction; what changes is which targets count. The end, zoomed in:
 #
 # ```
 #  input x      …  <|im_start|>   assistant   ⏎     Red   .           <|im_end|>
@@ -115,8 +114,7 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 #  in the loss?    no             no          YES   YES   YES         no
 # ```
 #
-# The model is graded only where the target is part of the answer: its text and the `<|im_end|>` that closes it.
-# That last one matters most: a model that has learned to produce `<|im_end|>` knows when to stop.
+# Only the answer's targets count, its `<|im_end|>` included: a model that produces it knows when to stop.
 #
 # ## Chat tokens
 #
@@ -138,12 +136,9 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
     print(f"{name:>13} -> {token}")
 
 # %% [markdown]
-# **Text that looks like a marker is text.** Special tokens are the only way the model can tell a turn
-# boundary from content. If a user could type `<|im_end|>` and get the token, they could close their
-# turn and write the next one themselves, say a fake system message: ChatML's own documentation calls
-# this an injection, like SQL injection. tiktoken refuses such text by default (`encode` raises);
-# `tinylm` encodes message content as ordinary text, so the string becomes the plain tokens of `<`,
-# `|`, `im`, ... and only the template itself ever inserts the real ids:
+# **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could close their
+# turn and write a fake system message: an injection, ChatML's documentation says. tiktoken refuses such text by
+# default; `tinylm` encodes message content as ordinary text, and only the template inserts the real ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -279,20 +274,12 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # %% [markdown]
 # ## The task: stories that meet instructions
 #
-# What can a model of a few million parameters, pretrained for minutes, learn to do on request? Not answer
-# general-knowledge questions: it knows too little. It knows stories. TinyStories-Instruct (Eldan & Li) put
-# constraints before each story, words it must use, features it must have; here each instruction is drawn from a
-# real story opening of the mirror's TinyStories sample, and a program can check it:
-#
-# - **name**: the main character's name is swapped for another name from the corpus, and the instruction asks for
-#   "a character named X";
-# - **word**: one thing the opening mentions (a ball, a cake, a dog) is swapped for another of its kind, and the
-#   instruction asks for it;
-# - **sentences**: sometimes, "at most N sentences", N one more than the opening has.
-#
-# The rewritten opening meets its own instruction by construction: it is the SFT target. The stories are split once
-# by the hash of their text into train (4 instructions per story, each its own opening, name and thing), validation
-# and test; DPO (notebook 10) and GRPO (notebook 11) use the same splits and the same test instructions.
+# A model of a few million parameters, pretrained for minutes, knows too little to answer general questions; it
+# knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction here states constraints, drawn from a real
+# story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for another), a
+# **word** (a thing it mentions, swapped for another of its kind), sometimes a **length** (at most N sentences).
+# The rewritten opening meets its instruction by construction: it is the SFT target. The stories are split once by
+# hash into train (4 instructions per story), validation and test, shared with notebooks 10 and 11.
 
 # %%
 task = load_story_task()
@@ -342,12 +329,10 @@ for (name, reply), verdict in zip(replies.items(), verdicts):
 assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
 
 # %% [markdown]
-# A pass rate is a proportion; its uncertainty here is the 95% **Wilson interval**, which unlike
-# the normal approximation p ± z·√(p(1−p)/n) stays inside [0, 1] and does not vanish at 0 of n.
-#
-# **The conversations.** The base gets the chat tokens (below: how); each instruction becomes a ChatML conversation
-# with the default system prompt and the target story as the answer. One longer than the context is skipped, never
-# cut: an answer without its `<|im_end|>` would teach the model not to stop.
+# A pass rate's uncertainty here is the 95% **Wilson interval**, which stays inside [0, 1] and does not vanish at
+# 0 of n. **The conversations**: the base gets the chat tokens (below: how); each instruction becomes a ChatML
+# conversation with the target story as the answer. One longer than the context is skipped, never cut: an answer
+# without its `<|im_end|>` would teach the model not to stop.
 
 # %%
 story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
@@ -437,11 +422,9 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# The answer: random batches waste a fifth to a quarter of their positions, length buckets about one in a hundred.
-# With buckets, packing could save at most that small share. Packing **correctly** puts two
-# conversations in one row with a block-diagonal causal mask (each token attends only within its own
-# conversation) and positions that restart. Through the toy model's own layers, the packed row gives exactly the
-# padded batch's loss; as one plain sequence it does not (by little here: a random model barely uses context):
+# The answer: random batches waste a fifth to a quarter of their positions, length buckets about one in a hundred,
+# all that packing could save. Packing **correctly** needs a block-diagonal causal mask and positions that restart.
+# Through the toy model's layers the packed row gives the padded batch's loss; as one plain sequence it does not:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -525,22 +508,18 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
           f"(bound 3/(V + 3) = {bound:.4%})")
 
 # %% [markdown]
-# The old logits are identical because the old rows did not change; the old probabilities are multiplied
-# by 1 − s, s at most the share printed above, within the bound. What the model still has to learn is when to
-# *produce* the new tokens.
+# What the model still has to learn is when to *produce* the new tokens.
 
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above: the story base (made above)
-# gets the chat tokens and trains with the same `Trainer` as pretraining (checkpoints, `metrics.jsonl`, resume,
-# DDP), 1,000 steps of 16 conversations on `cpu`. Every 100 steps it answers the validation instructions greedily,
-# and their **pass rate** chooses `best.pt`; it also scores the validation and training answers' loss, from before
-# the first step. Its report scores two models on the test instructions: the **baseline**, the base asked in plain
-# text (the instruction and a newline, as a story follows its title; its reply ends at `<|endoftext|>`: it has
-# never seen `<|im_end|>`), and **after**, `best.pt` in ChatML. Two seeds (batch order), the same base. On `gpu`
-# this cell fine-tunes OpenAI's GPT-2 124M on the instruction set instead (offline: `--base` a folder saved by
-# `transformers`, or `runs/gpt2-124m-gpu`, from notebook 6a's command).
+# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
+# pretraining: 1,000 steps of 16 conversations on `cpu`. Every 100 steps the validation instructions' greedy
+# **pass rate** chooses `best.pt`, beside the validation and training answer loss (also before the first step).
+# The report scores two models on the test instructions: the **baseline**, the base asked in plain text (the
+# instruction and a newline, as a story follows its title; it never saw `<|im_end|>`, so its reply ends at
+# `<|endoftext|>`), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the
+# instruction set instead (offline: `--base` a folder saved by `transformers`, or notebook 6a's `runs/gpt2-124m-gpu`).
 #
 # **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
 # of SFT? Which constraint will be hardest?
@@ -595,12 +574,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Before the first step the training answers already cost less than the validation ones
-# (the printed gap at step 0): the base was pretrained on the training stories, and their openings are these
-# answers. That gap is the base's memory, not SFT's; what SFT adds is its growth, to about three times as large by
-# the end. The validation loss is lowest early (steps printed above) and then rises, while the validation pass rate
-# keeps climbing to step 900: chosen by the loss, `best.pt` would have been an earlier, worse checkpoint. The loss
-# grades every token of one reference story; the verifier, whether the reply does what was asked.
+# **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
+# the base was pretrained on the training stories, whose openings these answers are. That gap is the base's memory;
+# SFT's memorisation is its growth, to about three times as large. The validation loss is lowest early and then
+# rises, while the pass rate climbs to step 900: chosen by the loss, `best.pt` would have been an earlier, worse
+# checkpoint. The loss grades every token of one reference story; the verifier, whether the reply does what was asked.
 
 # %% [markdown]
 # **The pass rates**, on the test instructions, which chose nothing: the base in plain text and `best.pt` of each
@@ -628,12 +606,11 @@ print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fin
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the verdicts read.** The base in plain text passes almost nothing: it writes a story, but about someone
-# else, with its own things, and often never ends a sentence within the reply's 120 tokens. After SFT each seed's
-# interval lies far above the base's, and the target is met (the printed lines); nearly every pass is new, not one
-# is lost. The name and the length are learned completely; the asked **thing** is the hard constraint. The two seeds
-# differ by more than their intervals explain (they do not overlap): the intervals cover the test set's sampling,
-# not training's, and two seeds are too few to say how far seeds spread.
+# **What the verdicts read.** The base in plain text passes almost nothing: it writes a story about someone else,
+# and often never ends a sentence within 120 tokens. After SFT each seed's interval lies far above the base's and
+# the target is met; no pass is lost. The name and the length are learned completely; the asked **thing** is the
+# hard constraint. The two seeds' intervals do not overlap: they cover the test set's sampling, not training's, and
+# two seeds are too few to say how far seeds spread.
 #
 # **Replies.** The first test instructions, answered by the base in plain text and by `best.pt`, then one reply of
 # `best.pt` that passes and one that fails, with what the verifier found:
@@ -663,9 +640,8 @@ else:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The replies read as small stories that open with the asked name, often as "*name* and Ben are friends", a frame
-# the model falls back on; a failed reply usually names a thing of its own instead of the asked one (a box, a swing).
-# The base, asked in plain text, tells of "the little girl" whatever the instruction.
+# The replies read as small stories that open with the asked name, often as "*name* and Ben are friends"; a failed
+# reply names a thing of its own instead of the asked one. The base tells of "the little girl" whatever it is asked.
 #
 # ## Talking to it
 #
@@ -694,17 +670,15 @@ chat_box(session, questions=questions)
 #
 # ## What you learned
 #
-# - A conversation is one sequence: ChatML marks each turn, and a reply is generated after
-#   `<|im_start|>assistant⏎` until the model writes `<|im_end|>`. Special tokens are ids, never text.
-# - SFT is next-token prediction with a mask: only answer tokens carry loss. With gradient accumulation,
-#   micro-batches are weighed by their share of the answer tokens, as the Trainer does; equal weights fail.
-# - A task a program can check turns "does it follow instructions?" into a pass rate with an interval; the
-#   verifier needs a fluency guard, or a list of the asked words would pass.
+# - ChatML makes a conversation one sequence; special tokens are ids, never text.
+# - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
+#   their answer tokens, as the Trainer does.
+# - A checkable task turns "does it follow instructions?" into a pass rate with an interval; the verifier needs a
+#   fluency guard.
 # - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
-# - New tokens get embedding rows set to the mean row: the old logits do not move, the old probabilities shrink
-#   by 1 − s.
-# - An honest evaluation compares with a fair baseline, selects on validation by the measure that matters,
-#   reports on test with intervals and more than one seed, and starts its curves before the first step.
+# - New tokens start as the mean row: the old logits do not move.
+# - An honest evaluation: a fair baseline, selection on validation by the measure that matters, test figures with
+#   intervals and seeds, curves from before the first step.
 #
 # ## Exercises
 #
