@@ -35,7 +35,7 @@
 # - what each piece buys: your GPT trained on Shakespeare one addition at a time, from the bigram to a scaled-up
 #   model, three seeds per arm, each addition judged by the course's rule.
 #
-# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 7 s, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 231 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what it runs | time |
@@ -673,22 +673,20 @@ print("residual connections carry the gradient to every block")
 
 # %% [markdown]
 # With the skip, every block gets a gradient of about the same size; without it, block 0's is almost nine orders
-# of magnitude below block 47's. The variance line above says why: at initialisation the scores `q · k` are tiny,
-# so each attention layer averages its positions almost uniformly, and nothing adds the input back. Forty-eight
-# rounds make every position (nearly) the first position's vector, so the output barely depends on any other
-# character: the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for
-# attention without skip connections.
+# of magnitude below block 47's. At initialisation the scores `q · k` are tiny, so each attention layer averages
+# its positions almost uniformly and nothing adds the input back: after forty-eight rounds the output barely
+# depends on any one character, the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404)
+# prove for attention without skip connections.
 
 # %% [markdown]
 # ## 11. Can it learn?
 #
-# The quickest check that gradients flow through everything you wrote is to *overfit one batch*: on the same 8
-# windows every step, a working model drives the loss towards 0. It catches what stops the gradient: without its
-# residual connections this 2-block model stalls far above 0. It misses what only makes the model worse: without
-# its layer norms, with the norm over the wrong axis (positions instead of channels, which also leaks the future)
-# or without the norm's gain, it still memorises the batch; and a leaking mask (the loss falls either way). Hence
-# sections 4 to 8's comparisons with tinylm, and section 12's training on real text. With your GPT-2
-# initialisation the first loss is almost exactly ln 65 = 4.17.
+# The quickest check that gradients flow through everything you wrote: *overfit one batch* (the same 8 windows
+# every step) and watch the loss go towards 0. It catches what stops the gradient: without its residuals this
+# 2-block model stalls far above 0. It misses what only makes the model worse: without layer norms, with the norm
+# over the wrong axis, without its gain, or with a leaking mask, it still memorises the batch. Hence sections 4–8's
+# comparisons with tinylm and section 12's training on real text. With GPT-2's initialisation the first loss is
+# almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -711,10 +709,8 @@ if PROFILE != "smoke":
 print("your GPT learns")
 
 # %% [markdown]
-# The first layer's attention weights on the first window, one panel per head (from `last_weights`). At
-# initialisation every head averages almost uniformly; after memorising one batch they no longer agree with each
-# other, with patterns
-# that fit 8 windows, not Shakespeare.
+# The first layer's attention weights on the first window, one panel per head (`last_weights`): near-uniform at
+# initialisation; after memorising one batch, patterns that fit 8 windows, not Shakespeare.
 
 # %%
 with torch.no_grad():
@@ -731,20 +727,17 @@ plt.close(fig)
 # %% [markdown]
 # ## 12. What each piece buys
 #
-# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture answers that by
-# training after every addition; here your own pieces do the same on Shakespeare, a ladder of models, each the one
-# before plus one thing: **bigram** (the embeddings and the head, no block); **one head** (one block, one head as
-# wide as the model, no MLP, no residual, no norm: each output replaces its input); **multi-head** (four heads of a
-# quarter the width); **+MLP**; **+residual** (`x = x + f(x)`); **+LayerNorm** (your `GPTFromScratch` as written);
-# **scaled up** (two blocks, twice as wide: two changes at once).
+# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture trains after
+# every addition; here your own pieces do the same on Shakespeare, each model the one before plus one thing:
+# **bigram** (embeddings and head, no block); **one head** (one block, one full-width head, no MLP, residual or
+# norm); **multi-head** (four heads of a quarter the width); **+MLP**; **+residual** (`x = x + f(x)`);
+# **+LayerNorm** (your `GPTFromScratch`); **scaled up** (two blocks, twice as wide: two changes at once).
 #
-# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows and is
-# scored on every validation character, at three seeds (the seed sets the weights and the batches). Every model
-# has a head of its own, not tied to the embedding (tied, the bigram's table would be symmetric), and keeps
-# PyTorch's default initialisation, as the lecture does: GPT-2's suits the full block, and without residuals its
-# small weights pass almost no signal at first. The verdicts follow the course's rule (`tinylm.eval.uncertainty`):
-# "told apart" only when every seed of one model beats every seed of the other (1 time in 10 for two models that
-# do not differ), else "not told apart".
+# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows, at
+# three seeds, scored on every validation character. Each has an untied head (tied, the bigram's table would be
+# symmetric) and PyTorch's default initialisation, as in the lecture (GPT-2's suits only the full block). The
+# course's rule (`tinylm.eval.uncertainty`): "told apart" only when every seed of one model beats every seed of
+# the other (1 time in 10 for two models that do not differ).
 
 # %%
 from tinylm.eval.loss import evaluate_loss
@@ -814,15 +807,12 @@ if PROFILE != "smoke":
     assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
 
 # %% [markdown]
-# Each verdict says whether an addition beat the model before it on every seed, and each sample (seed 0) shows what
-# the model makes of a new line. Attention lets a character look back, several heads look for several things at
-# once, the MLP computes on what they found, and the residual connection hands the block's input on, so that the
-# head still sees the character itself. The norm is another kind of piece: in one block it has little to fix, and
-# its verdict says whether it bought anything here; its work is in deep stacks like section 10's, and the
-# overfitting check could not see it either. Scaling up changed two things at once, so its verdict cannot say
-# which of them paid. The verdicts hold for this short budget only: a model that learns more slowly might catch up
-# later. Notebook 3 trains `tinylm.GPT`, which computes what your `GPTFromScratch` computes, for longer and on a
-# tuned schedule.
+# Each sample (seed 0) shows what a model makes of a new line. Attention lets a character look back, several heads
+# look for several things, the MLP computes on what they found, and the residual hands the block's input on, so
+# the head still sees the character itself. In one block the norm has little to fix; its verdict above says whether
+# it bought anything here (its work is in deep stacks like section 10's). Scaling up changed two things at once, so
+# its verdict cannot say which paid. The verdicts hold for this short budget only. Notebook 3 trains `tinylm.GPT`,
+# which computes what your `GPTFromScratch` computes, for longer on a tuned schedule.
 
 # %% [markdown]
 # ## What you learned

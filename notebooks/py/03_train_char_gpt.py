@@ -35,8 +35,8 @@
 # - how a checkpoint stores a run, how to load it back, and how to check that a resumed run continues exactly;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 107 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 101 s, by the course's
+# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 44 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
