@@ -38,13 +38,13 @@
 #   something new"; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 36 minutes (reading, code and the `cpu` run's 16 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each, and 4 s of training).
+# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 376 s, by the course's
+# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 270 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | ~1 min |
-# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (the recipe's steps), supervised training for the same seconds, and GRPO on the weaker reward | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
+# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 steps of 8 instructions × 8 replies), supervised training for the same seconds, and GRPO on the weaker reward for 24 steps | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
 # | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu`) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
@@ -283,6 +283,10 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
       f"{100 * (1 - p**G - (1 - p) ** G):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
+# Fewer groups were mixed than the formula predicts from p: instructions differ in difficulty, some are passed
+# almost always or almost never, and the mixed share is concave in p, so uneven difficulty can only lower it
+# (Jensen's inequality); eight groups are also a small sample.
+#
 # ## GRPO on the story task
 #
 # `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs, through the same Trainer as
@@ -357,7 +361,15 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# READ_THE_OUTPUTS
+# **Reading the table.** GRPO raised the greedy test pass rate from 65.5% to 85.5% in 68 s of training (best.pt is
+# step 16 of 24, chosen on validation), mostly through the word constraint (held 45% of the time before, 78%
+# after). The same seconds of supervised training raised it too, to 76.7%. GRPO came out ahead by 0.088, and by the
+# course's rule the two are **not told apart**: one seed per arm proves nothing about the method, and the 95%
+# intervals, which measure only the luck of the test instructions, overlap. pass@1 rose from 39.8% to 50.4% under
+# GRPO and stayed at 40.1% under SFT. pass@8 was already 86.0% at the start, and rose to 97.0% (SFT: 89.0%): the
+# start could already pass most instructions in eight tries, so most of GRPO's gain is the model doing more often
+# what it could already do, greedy and pass@1 climbing towards pass@8, as Yue et al. report for larger models.
+# Exercise 4 runs the seeds the verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
@@ -376,7 +388,10 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# READ_THE_CURVES
+# **Reading the curves.** Each training point is one rollout of 64 sampled replies, so the sampled pass rate is
+# noisy; it climbs with the validation pass rate, which chose step 16. The replies do not grow longer. The clip
+# fraction is largest on the first rollouts, when a second update moves the policy most, and falls as the updates
+# shrink: the clip acts, at this rate, mostly early.
 #
 # ## Reward hacking
 #
@@ -395,7 +410,7 @@ for name, verifier in (("constraints only", task.weak), ("the real verifier", ta
 print(f"{instruction.instruction!r} -> {listed!r}")
 
 # %% [markdown]
-# **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such replies?
+# (The weak verifier does not measure fluency, so it reports it as met.) **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such replies?
 # The cell runs GRPO's trainer with `reward="constraints"` and records, for every rollout, the weak reward it was
 # paid and the real verifier's verdict on the same replies (a hacked reward's damage shows as the gap between them).
 # Then both verifiers score its greedy test replies.
@@ -431,7 +446,16 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# READ_THE_HACK
+# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 steps
+# the policy did not find it: on its greedy test replies the weak verifier and the real one almost agree, and the
+# run on the weak reward passes the real verifier about as often as the start trained on the right one. The model
+# starts from stories, and the cheapest way for it to use the asked-for words is still a story; the weak reward's
+# curve and the real verifier's stay together. Exploiting a loophole takes a policy that samples the exploit now and
+# then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that checks
+# what you mean (here the fluency guard and the ending), and a measurement the reward cannot see, here the real
+# verifier on the same replies. Real hacks have more room: code that passes unit tests by special-casing them
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
+# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
 # ## What you learned
 #
