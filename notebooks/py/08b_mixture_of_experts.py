@@ -92,14 +92,13 @@ from tinylm.model.moe import MoE, end_of_step, read_expert_load
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}, {torch.get_num_threads()} CPU threads for PyTorch")
-# On a GPU, False trains a bounded version (the cpu comparisons with shorter budgets); True trains the gpu recipe's
-# model and data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
+# On a GPU, False trains the cpu profile's model and data, the same steps; True trains the gpu recipe's model and
+# data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
 SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
 RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, model shape and recipe
 if SCALE != PROFILE:
-    print(f"FULL_RECIPE is False: training the {RECIPE_PROFILE} profile's data, shape and recipe on {DEVICE}, "
-          "with shorter budgets")
+    print(f"FULL_RECIPE is False: training the {RECIPE_PROFILE} profile's data, shape and recipe on {DEVICE}")
 
 # %% [markdown]
 # ## The layer
