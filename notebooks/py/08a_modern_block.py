@@ -479,10 +479,11 @@ print(f"told apart, better than the arm before: {', '.join(better) or 'none'}; t
       f"{', '.join(worse) or 'none'}; not told apart: {', '.join(unresolved) or 'none'}")
 
 # %% [markdown]
-# A sample from each arm's seed 0, from the same prompt and the same sampling seed (temperature 0.8, top-k 40), so
-# that you can read what a loss of this size writes:
+# A sample from each arm's seed 0, from the same prompt and the same sampling seed, so that you can read what a
+# loss of this size writes:
 
 # %%
+print("seed 0 of each arm, 60 tokens after 'Once upon a time', temperature 0.8, top-k 40, sampling seed", SEED)
 for arm in arms:
     text = tinylm.generate_text(runs[arm.name][0].model, data.tokenizer, "Once upon a time", max_new_tokens=60,
                                 temperature=0.8, top_k=40, seed=SEED)
