@@ -18,37 +18,31 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/08a_modern_block.ipynb)
 #
-# The GPT of notebooks 3 to 7 is GPT-2's block of 2019. The models you meet today (Llama, Mistral,
-# Qwen, DeepSeek) are still decoder-only transformers, but almost every part of the block has been
-# replaced since. None of the changes is large; each removes a cost or a limit that showed up at scale.
-# This notebook builds each one from scratch, checks it against `tinylm`, and then measures them the way
-# a change should be measured: one at a time, at equal steps, with three seeds per arm and a
-# stated rule for when a difference counts. Notebook 8b then replaces the block's MLP by a mixture of experts.
+# The GPT of notebooks 3 to 7 is GPT-2's block of 2019. Today's models (Llama, Mistral, Qwen, DeepSeek) have
+# replaced almost every part of it. This notebook builds each change from scratch, checks it against `tinylm`,
+# and measures them one at a time, at equal steps, with three seeds per arm and a stated rule for when a
+# difference counts. Notebook 8b then replaces the block's MLP by a mixture of experts.
 #
 # **What you will learn**
-# - **RMSNorm**: normalising without re-centring, and what that does and does not remove;
-# - **RoPE**: positions as rotations, why a query-key score then depends on the positions only through
-#   their offset, what it does not give you (a longer context), the two conventions checkpoints use, and
-#   the permutation between them;
+# - **RMSNorm**: normalising without re-centring;
+# - **RoPE**: positions as rotations, why a score then depends only on the offset, and its two conventions;
 # - **SwiGLU**: a gated MLP, and why it is 2/3 as wide;
-# - **grouped-query attention**: fewer key/value heads, and what that does to the KV cache (the memory
-#   that limits how many users a server can hold);
+# - **grouped-query attention**: fewer key/value heads, and what that does to the KV cache;
 # - an **ablation, one change at a time**: GPT-2's block → no biases → +RMSNorm → +RoPE → +SwiGLU → +GQA,
 #   every arm at three seeds of 1,000 steps, scored on held-out test tokens, a sample from each, and verdicts by
 #   a stated rule ("told apart" or "not told apart");
 # - generation with the new family, and how `tinylm` reads real Llama checkpoints.
 #
-# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 537 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 26 min, by the course's
+# formula), then a second sitting of about 39 minutes for the 3 exercises (10 minutes each, and 560 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 6 arms × 3 seeds of 12 steps of a tiny model, scored on 4,096 validation and 4,096 test tokens | the last cell prints it |
+# | `smoke` (CI) | every check; 6 arms × 3 seeds of 12 steps of a tiny model | the last cell prints it |
 # | `cpu` (2-core laptop) | 6 arms × 3 seeds of 1,000 steps each of a 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
-# On a GPU (`gpu` profile) the notebook trains the same 18 runs of the `cpu` profile's model by default
-# (`FULL_RECIPE = False`); what `FULL_RECIPE = True` (the 51M model) costs is in
-# [Running on a GPU](README.md#running-on-a-gpu).
+# On a GPU the notebook trains the same 18 runs by default; `FULL_RECIPE = True` trains the 51M model (see
+# [Running on a GPU](README.md#running-on-a-gpu)).
 #
 # **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
 # ([Su et al., 2021](https://arxiv.org/abs/2104.09864)), SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202)),
@@ -142,14 +136,12 @@ for name, fields in ARCHITECTURES.items():
 # %% [markdown]
 # ## RMSNorm
 #
-# LayerNorm does two things to each position's vector, then applies two learned vectors: it **re-centres**
-# (subtracts the mean, one reduction over the channels) and **re-scales** (divides by the standard
-# deviation, a second reduction), then multiplies by a gain `w` and adds a shift `b`:
+# LayerNorm **re-centres** each position's vector (subtracts the mean, one reduction) and **re-scales** it
+# (divides by the standard deviation, a second), then multiplies by a gain `w` and adds a shift `b`:
 # `(x − mean) / sqrt(var + ε) · w + b`. [Zhang & Sennrich](https://arxiv.org/abs/1910.07467) asked whether
 # the re-centring is needed and reported that re-scaling alone, dividing by the root mean square
-# `sqrt(mean(x²) + ε)`, trained to about LayerNorm's quality on their tasks while saving the mean's
-# reduction. RMSNorm keeps the gain `w`. The shift `b` is a separate matter: it is a bias, not part of the
-# centring, and Llama-style blocks drop it along with every other bias. The cell below checks RMSNorm
+# `sqrt(mean(x²) + ε)`, trained to about LayerNorm's quality while saving the mean's reduction. RMSNorm keeps
+# the gain `w`; the shift `b` is a bias, which Llama-style blocks drop with every other bias. The cell below checks RMSNorm
 # against the package's, and shows what separates the two norms: LayerNorm without its gain and shift
 # is RMSNorm of the re-centred vector.
 
@@ -175,10 +167,9 @@ print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x
 # %% [markdown]
 # ## RoPE: positions as rotations
 #
-# GPT-2 adds a learned vector `wpe[m]` to the token at position `m`. What attention usually needs is
-# the *distance* between two tokens, and with a position table the model has to work it out from two
-# absolute positions, each a row it learns separately (and the table simply has no row past the context
-# it was built for; RoPE, below, removes the table, though not the limit).
+# GPT-2 adds a learned vector `wpe[m]` to the token at position `m`. What attention usually needs is the
+# *distance* between two tokens, which the model then works out from two absolute positions, each a row it
+# learns separately.
 #
 # RoPE leaves the embeddings alone and rotates each query and key instead. Split a head's `hs`
 # channels into `hs/2` pairs and treat pair `i` as a complex number; at position `m` multiply it by
@@ -217,17 +208,12 @@ assert not math.isclose(score(5, 2), score(7, 2), abs_tol=1e-3)
 assert torch.allclose(rope_complex(q[None], torch.tensor([123])).norm(), q.norm())  # rotations keep lengths
 
 # %% [markdown]
-# The same offset gives the same score, at position 5 or 10,005, and the rotation does not change a
-# vector's length. Each pair turns at its own speed, pair `i` once every `2π / θ_i` positions (the cell
-# below prints the fastest and slowest for the demo's head size and for common ones). Fast pairs tell
-# neighbours apart, slow pairs carry coarse distance across the whole context.
+# The same offset gives the same score, at position 5 or 10,005. Pair `i` turns once every `2π / θ_i` positions
+# (below: the fastest and slowest): fast pairs tell neighbours apart, slow ones carry coarse distance.
 #
-# What RoPE does **not** give you is a longer context. An angle exists for every position, so nothing
-# stops you from running past the training length, but a model trained on windows of `T` tokens has
-# never seen an offset of `T` or more: those rotations are new to every layer, and quality falls. Going
-# longer takes rescaled positions (position interpolation, NTK-aware scaling, YaRN), which `tinylm`
-# does not implement; its Hugging Face importer refuses checkpoints that use them, and its cos/sin
-# tables stop at the context length.
+# What RoPE does **not** give you is a longer context: a model trained on windows of `T` tokens has never seen
+# an offset of `T` or more. Going longer takes rescaled positions (position interpolation, YaRN), which `tinylm`
+# does not implement (its importer refuses checkpoints that use them).
 
 # %%
 for head_size in (hs, 64, 128):
@@ -238,14 +224,11 @@ for head_size in (hs, 64, 128):
 # %% [markdown]
 # ### Two conventions, one model
 #
-# Hugging Face's Llama (and `tinylm`) pairs channel `j` with channel `j + hs/2` instead ("rotate
-# half"), which needs no complex numbers: `x·cos + rotate_half(x)·sin`, with `rotate_half(x1, x2) =
-# (−x2, x1)`. It is the same rotation applied to a reordered vector: move the even channels to the
-# first half and the odd ones to the second, and the interleaved pairs become half-apart pairs. The
-# reordering happens once, in the rows of `W_q` and `W_k` when a checkpoint is converted
-# (`tinylm.model.rope.interleaved_to_rotate_half`, the permutation Hugging Face's conversion script uses).
-# The scores do not change, because `q·k` does not care about the order of channels as long as `q` and
-# `k` share it:
+# Hugging Face's Llama (and `tinylm`) pairs channel `j` with channel `j + hs/2` instead ("rotate half"):
+# `x·cos + rotate_half(x)·sin`, with `rotate_half(x1, x2) = (−x2, x1)`. It is the same rotation of a reordered
+# vector (even channels first, odd ones second), done once in the rows of `W_q` and `W_k` when a checkpoint is
+# converted (`tinylm.model.rope.interleaved_to_rotate_half`); `q·k` does not care about the order of channels
+# as long as `q` and `k` share it:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -267,12 +250,9 @@ print("interleaved RoPE, then reordered == tinylm's rotate-half RoPE on the reor
 # computes two projections and lets one gate the other, channel by channel:
 # `c_proj(silu(c_gate(x)) · c_fc(x))`, where `silu(z) = z·sigmoid(z)`. Three matrices instead of two, so
 # Llama makes the hidden layer 2/3 as wide, `8/3·C` rounded up to a multiple (256 in Meta's Llama code, 32 in
-# llama2.c's): the weights stay about the same, and since each weight is one multiply-add per token, so does
-# the matrix work per token. In Shazeer's experiments (T5's base model, pre-trained for 65,536 steps, and for
-# 524,288 in a longer run) the gated MLPs, at the same parameters and computation, reached a lower held-out
-# perplexity than the ReLU and GELU ones at both lengths; the paper ends with "we offer no explanation ... we
-# attribute their success ... to divine benevolence". Whether the gate pays in 1,000 steps of a tiny model is
-# another question, which the ablation below asks.
+# llama2.c's): about the same weights, so about the same matrix work per token. In Shazeer's experiments (T5's base model, pre-trained for 65,536 steps, and for
+# 524,288 in a longer run) the gated MLPs reached a lower held-out perplexity than the ReLU and GELU ones at the
+# same parameters and computation; the paper attributes their success "to divine benevolence".
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -295,13 +275,11 @@ for width in (128, 768, 4096):
 #
 # ## Grouped-query attention and the KV cache
 #
-# Notebook 7 showed that decoding reads the whole key/value cache at every step, and that the cache
-# grows with layers × context × batch. On a server it is the cache, not the weights, that decides how
-# many conversations fit on a GPU. Multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150))
+# Decoding reads the whole key/value cache at every step (notebook 7), and on a server the cache, not the
+# weights, decides how many conversations fit on a GPU. Multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150))
 # gives all query heads **one** shared key/value head; grouped-query attention
-# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)) gives each group of `n_head / n_kv_head`
-# query heads one, which keeps almost all the quality of full multi-head attention. From scratch, with
-# the weights of a `tinylm` attention layer:
+# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)) gives each group of `n_head / n_kv_head` query
+# heads one, keeping almost all of multi-head attention's quality. From scratch, with a `tinylm` layer's weights:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -326,8 +304,7 @@ print(f"c_attn makes {cfg_gqa.n_head} query heads and {cfg_gqa.kv_heads} key/val
       f"{tuple(attn.c_attn.weight.shape)} instead of {(3 * 48, 48)} with full multi-head attention")
 
 # %% [markdown]
-# What it saves. Per token, the cache keeps a key and a value vector per layer and key/value head:
-# `2 × n_layer × n_kv_head × head_size` numbers. For GPT-2 124M in bf16, and the same model with 4
+# Per token the cache keeps `2 × n_layer × n_kv_head × head_size` numbers. For GPT-2 124M in bf16, and with 4
 # key/value heads for its 12 query heads:
 
 # %%
@@ -348,9 +325,8 @@ assert cache.nbytes() == 3 * 16 * bytes_per_token(small.config, torch.float32)
 print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x bytes_per_token")
 
 # %% [markdown]
-# A third of the cache: three times the users, or the context, on the same GPU, and a third of the bytes each
-# decoding step reads. Llama 2 70B uses 8 key/value heads for 64 query heads
-# ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288); its 7B and 13B keep one per query head).
+# A third of the cache: three times the users, or the context, on the same GPU. Llama 2 70B uses 8 key/value
+# heads for 64 query heads ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288)).
 #
 # ## The Llama block in `tinylm`
 #
@@ -383,24 +359,15 @@ for arm in arms:
 # %% [markdown]
 # ## The experiment: one change at a time, equal steps
 #
-# Six arms: the chain printed above, each trained at three seeds with the same recipe, and scored on a held-out
-# test split.
-#
-# - **Equal steps, 1,000 per run.** A budget of seconds lets the machine pick the winner: on a shared laptop the
-#   same run makes a different number of steps from one minute to the next, and in this notebook's earlier
-#   equal-time version one arm's loss followed the steps its seeds happened to make. A fixed number of steps gives
-#   the same loss on a fast or a busy machine. What a step costs is another question; the table prices it.
-# - **Long enough to learn, short enough for one sitting.** Runs of a few dozen steps compare how fast blocks
-#   *start* learning. On 2 cores the lesson's hour bounds arms × seeds × steps (the next cell prints the
-#   arithmetic), so the `cpu` profile trains a narrower model than the TinyStories recipe's (4 layers, 96 wide
-#   instead of 128) on windows of 64 tokens in batches of 8 (the recipe: 128 tokens, batches of 16), at the
-#   recipe's peak rate and warmup. The full `gpu` recipe trains its 51M model.
-# - **A test split for the verdicts**, which no choice was scored on: the training split's last stories, as many
-#   tokens as the validation split, held out so that no arm trains on them.
-# - **Three seeds per arm, and a stated rule**: two arms are **told apart** only when every seed of one beats
-#   every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise **not told apart**, which says the
-#   experiment is too small to see a difference, not that there is none.
-# - **The order rotates**: seed 0 runs the arms first to last, seed 1 starts at the second arm, and so on.
+# Six arms, the chain above, each at three seeds of **1,000 optimizer steps**, scored on a held-out test split
+# (the training split's last stories, which no choice was scored on). Steps, not seconds: on a shared laptop a
+# budget of seconds buys a different number of steps from one minute to the next, and a loss follows them; the
+# table prices a step separately. The
+# lesson's hour on 2 cores bounds arms × seeds × steps (the next cell prints the arithmetic), so the `cpu` profile
+# trains a narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of
+# 8 (the recipe: 128, batches of 16), at the recipe's peak rate. Two arms are **told apart** only when every seed
+# of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`), a rule that cannot show there is
+# no difference. The arms' order rotates from seed to seed.
 #
 # **Predict, then run.** Which changes will be told apart from the arm before them after 1,000 steps?
 
@@ -428,10 +395,9 @@ print(f"training took {trained:,.0f} s in all: {1000 * trained / (len(arms) * le
       "step on average")
 
 # %% [markdown]
-# Bits per byte (notebook 5) make the losses comparable with other tokenizers. The test split's bytes
-# come from its GPT-2 ids, each end-of-text token counted as one separator byte. The table gives each
-# arm's steps, what a step cost here, its test loss as mean ± half its range over the seeds, its difference
-# from the arm before it, and whether the two are told apart:
+# The table: each arm's steps, what a step cost here, its test loss (mean ± half its range over the seeds) and
+# in bits per byte (notebook 5; each end-of-text token one byte), its difference from the arm before, and the
+# rule's call:
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -453,8 +419,7 @@ plot_arms(runs, title=f"TinyStories, {SCALE} profile: every arm, every seed", sp
 plt.show()
 
 # %% [markdown]
-# The verdicts, one per change, from the runs above: which arm came out ahead, by how much, and whether the
-# rule tells the two apart.
+# The verdicts, one per change:
 
 # %%
 null = null_pass_rate(len(SEEDS), len(SEEDS))
@@ -479,8 +444,7 @@ print(f"told apart, better than the arm before: {', '.join(better) or 'none'}; t
       f"{', '.join(worse) or 'none'}; not told apart: {', '.join(unresolved) or 'none'}")
 
 # %% [markdown]
-# A sample from each arm's seed 0, from the same prompt and the same sampling seed, so that you can read what a
-# loss of this size writes:
+# What a loss of this size writes, one sample per arm:
 
 # %%
 print("seed 0 of each arm, 60 tokens after 'Once upon a time', temperature 0.8, top-k 40, sampling seed", SEED)
@@ -490,26 +454,18 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# How to read this. Each change was adopted on evidence from large models trained for days on GPUs; here the
-# model has about a million parameters and 1,000 steps.
-#
-# - **No biases, RMSNorm** drop every shift and bias vector and the mean's reduction in every norm, and change
-#   what the block can compute (nothing additive anywhere). Zhang & Sennrich found RMSNorm about as good as
-#   LayerNorm in far longer runs.
-# - **RoPE** removes the position table and hands every layer relative positions without learning them.
-# - **SwiGLU** does about the same matrix work per token as GELU's MLP; the ms per step column prices what it
-#   adds. Shazeer measured its gain after 65,536 steps of T5's base model, far longer and larger than this.
-# - **GQA** is a change for decoding (the KV cache); in training it removes a few parameters, so its effect on
-#   the loss should be small either way.
-#
-# The line above the samples sorts the changes into told apart for the better, for the worse, and not told
-# apart. Exercise 3 races two arms at equal *seconds*, the budget a practitioner pays in.
+# How to read this. **+RoPE** beat the arm before it at every seed, by the most (its Δ in the table): a small
+# model trained briefly gains from not learning a position table. So did the whole Llama block against GPT-2's.
+# Nothing else was told apart: **+SwiGLU** and **+GQA**
+# moved the mean by a few hundredths, inside the seeds' spread (Shazeer measured SwiGLU's gain after 65,536
+# steps of a far larger model); **+no-bias** and **+RMSNorm** show a wide range because seed 0 of each ended
+# about 0.4 above its other two seeds (the per-run lines), and at three seeds one such run hides any difference.
+# The samples read as stories that lose the thread within a sentence or two. Exercise 3 races equal *seconds*.
 #
 # ## Generation with the new family
 #
-# The KV cache stores `n_kv_head` heads, with keys already rotated at their position. When the context is full,
-# `tinylm` crops to the most recent half and prefills again, for both families: with RoPE a slid cache would keep
-# keys computed while the dropped tokens were still visible, and would not equal a fresh run over the window.
+# The KV cache stores `n_kv_head` heads, keys already rotated. When the context is full, `tinylm` crops to the
+# most recent half and prefills again (a slid cache would keep keys computed while dropped tokens were visible):
 
 # %%
 llama_model = runs["+GQA"][0].model.eval()  # the whole Llama block (the chain's last arm), seed 0
@@ -523,27 +479,17 @@ print(f"{budget} greedy tokens, with and without the cache: identical")
 # %% [markdown]
 # ## Real checkpoints of this family
 #
-# Because the model is Llama's, `tinylm` reads Llama checkpoints.
-# `tinylm.interop.hf_llama.from_hf_llama(folder)` and `to_hf_llama(model, folder)` convert to and from
-# Hugging Face's `LlamaForCausalLM` (the same rotate-half convention; the tests check the logits both
-# ways). `python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out
-# stories15M.pt` reads the Llama models of 15M, 42M and 110M parameters that Karpathy's
-# [llama2.c](https://github.com/karpathy/llama2.c) trained on TinyStories; their attention weights use the
-# interleaved RoPE convention, so the importer permutes the rows of `W_q` and `W_k` as above, and
-# `python -m tinylm.interop import --help` says where to download them.
+# `tinylm.interop.hf_llama` converts to and from Hugging Face's `LlamaForCausalLM`; `python -m tinylm.interop
+# import --help` says how to read Karpathy's [llama2.c](https://github.com/karpathy/llama2.c) models, whose
+# `W_q` and `W_k` rows it permutes as above.
 #
 # ## What you learned
 #
-# - **RMSNorm** divides by the root mean square and skips the re-centring; as Llama uses it, it has no shift
-#   either (a bias, not part of the centring).
-# - **RoPE** rotates queries and keys by their position, so scores depend on positions only through their
-#   offset; it does not by itself extend the context. Its two conventions differ by a permutation of `W_q` and
-#   `W_k`'s rows.
-# - **SwiGLU** gates one projection with another; at 2/3 of the width it has GELU's parameters and work.
-# - **Grouped-query attention** shares key/value heads across query heads; the KV cache shrinks by
-#   `n_head / n_kv_head`.
-# - A change is measured **one at a time, at an equal budget the machine cannot move, over seeds**, and a
-#   difference counts only by a rule stated before the run.
+# - **RMSNorm** re-scales without re-centring; **RoPE** rotates queries and keys so that scores depend on
+#   offsets; **SwiGLU** gates one projection with another at GELU's parameters and work; **grouped-query
+#   attention** shrinks the KV cache by `n_head / n_kv_head`.
+# - A change is measured **one at a time, at a budget the machine cannot move, over seeds**, and a difference
+#   counts only by a rule stated before the run.
 #
 # ## Exercises
 #
