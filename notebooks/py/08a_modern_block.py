@@ -362,9 +362,8 @@ for arm in arms:
 # Six arms, the chain above, each at three seeds of **1,000 optimizer steps**, scored on a held-out test split
 # (the training split's last stories, which no choice was scored on). Steps, not seconds: on a shared laptop a
 # budget of seconds buys a different number of steps from one minute to the next, and a loss follows them; the
-# table prices a step separately. The
-# lesson's hour on 2 cores bounds arms × seeds × steps (the next cell prints the arithmetic), so the `cpu` profile
-# trains a narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of
+# table prices a step separately. The lesson's hour on 2 cores bounds arms × seeds × steps (the next cell prints
+# the arithmetic), so the `cpu` profile trains a narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of
 # 8 (the recipe: 128, batches of 16), at the recipe's peak rate. Two arms are **told apart** only when every seed
 # of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`), a rule that cannot show there is
 # no difference. The arms' order rotates from seed to seed.
@@ -454,10 +453,9 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# How to read this. **+RoPE** beat the arm before it at every seed, by the most (its Δ in the table): a small
-# model trained briefly gains from not learning a position table. So did the whole Llama block against GPT-2's.
-# Nothing else was told apart: **+SwiGLU** and **+GQA**
-# moved the mean by a few hundredths, inside the seeds' spread (Shazeer measured SwiGLU's gain after 65,536
+# How to read this. **+RoPE** beat the arm before it at every seed, by the most (its Δ in the table), perhaps
+# because a small model trained briefly gains from not learning a position table. So did the whole Llama block
+# against GPT-2's. Nothing else was told apart: **+SwiGLU** and **+GQA** moved the mean by a few hundredths, inside the seeds' spread (Shazeer measured SwiGLU's gain after 65,536
 # steps of a far larger model); **+no-bias** and **+RMSNorm** show a wide range because seed 0 of each ended
 # about 0.4 above its other two seeds (the per-run lines), and at three seeds one such run hides any difference.
 # The samples read as stories that lose the thread within a sentence or two. Exercise 3 races equal *seconds*.
