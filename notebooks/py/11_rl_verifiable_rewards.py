@@ -38,8 +38,8 @@
 #   something new"; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 376 s, by the course's
-# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 270 s of training).
+# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 237 s, by the course's
+# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 219 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
