@@ -361,14 +361,14 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# **Reading the table.** GRPO raised the greedy test pass rate from 65.5% to 85.5% in 68 s of training (best.pt is
-# step 16 of 24, chosen on validation), mostly through the word constraint (held 45% of the time before, 78%
-# after). The same seconds of supervised training raised it too, to 76.7%. GRPO came out ahead by 0.088, and by the
-# course's rule the two are **not told apart**: one seed per arm proves nothing about the method, and the 95%
-# intervals, which measure only the luck of the test instructions, overlap. pass@1 rose from 39.8% to 50.4% under
-# GRPO and stayed at 40.1% under SFT. pass@8 was already 86.0% at the start, and rose to 97.0% (SFT: 89.0%): the
-# start could already pass most instructions in eight tries, so most of GRPO's gain is the model doing more often
-# what it could already do, greedy and pass@1 climbing towards pass@8, as Yue et al. report for larger models.
+# **Reading the table.** GRPO raised the greedy test pass rate from 70.7% to 83.1% in 55 s of training (best.pt is
+# step 16 of 24, chosen on validation), mostly through the word constraint (held 53% of the time before, 76%
+# after). The same seconds of supervised training raised it almost as far, to 81.5%. GRPO came out ahead by 0.016,
+# and by the course's rule the two are **not told apart**: one seed per arm proves nothing about the method, and
+# the 95% intervals, which measure only the luck of the test instructions, overlap. pass@1 rose from 36.4% to 44.5%
+# under GRPO (41.2% under SFT); pass@8 was already 90.0% at the start and ended at 89.0% in both arms: the start
+# could already pass most instructions in eight tries, so both arms made the model do more often what it could
+# already do, greedy and pass@1 climbing towards pass@8, as Yue et al. report for larger models.
 # Exercise 4 runs the seeds the verdict needs.
 
 # %%
@@ -447,10 +447,12 @@ plt.show()
 
 # %% [markdown]
 # **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 steps
-# the policy did not find it: on its greedy test replies the weak verifier and the real one almost agree, and the
-# run on the weak reward passes the real verifier about as often as the start trained on the right one. The model
-# starts from stories, and the cheapest way for it to use the asked-for words is still a story; the weak reward's
-# curve and the real verifier's stay together. Exploiting a loophole takes a policy that samples the exploit now and
+# the policy did not find it: on its greedy test replies the two verifiers almost agree (92.8% and 91.6%), and the
+# 3 replies the weak one paid and the real one refused all fail on the ending, none on fluency. The run on the weak
+# reward even passes the real verifier more often than its start (70.7%); with one seed and its last step scored,
+# not a best.pt, it is not compared with GRPO on the real reward. The model starts from stories, and the cheapest
+# way for it to use the asked-for words is still a story.
+# Exploiting a loophole takes a policy that samples the exploit now and
 # then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that checks
 # what you mean (here the fluency guard and the ending), and a measurement the reward cannot see, here the real
 # verifier on the same replies. Real hacks have more room: code that passes unit tests by special-casing them
