@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", choices=TASKS, metavar="TASK",
                         help="stories (default), or preference (gpu's default)")
     parser.add_argument("--base", help="an SFT run (default: runs/sft-<task>-<profile>)")
-    parser.add_argument("--data", help="preference, a JSON(L) file, or a DPO run's pairs")
+    parser.add_argument("--data", help="preference (default), JSON(L) file, or a DPO run's pairs")
     parser.add_argument("--beta", type=positive_float, metavar="B", help="smaller moves further from the base "
                         "(default: 0.1)")
     add_run_options(parser, out="runs/dpo-<task>-<profile>", batch="pairs")

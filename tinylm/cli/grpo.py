@@ -34,7 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.grpo --profile cpu --reward format --out runs/grpo-hacked",
                         "python -m tinylm.grpo --task stories --profile cpu --base runs/sft-stories-cpu"))
     parser.add_argument("--task", choices=TASK_NAMES, help="the problems and their check (default: arithmetic)")
-    parser.add_argument("--base", help="pretrain, a run or a checkpoint; stories: an SFT run")
+    parser.add_argument("--base", help="pretrain (default), a run or checkpoint; stories: SFT run")
     add_run_options(parser, out="runs/grpo-<task>-<profile>", steps="GRPO updates")
     parser.add_argument("--group-size", type=int, metavar="G", help="completions per prompt, >= 2 (default: the "
                         "recipe's)")
