@@ -1,5 +1,6 @@
-"""`python -m tinylm.sft` as a user runs it (a process of its own, tests/preloaded.py; offline, smoke profile): the
-run, its report, resume, a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad input."""
+"""`python -m tinylm.sft --task instruct` as a user runs it (a process of its own, tests/preloaded.py; offline, smoke
+profile): the run, its report, resume, a Hugging Face GPT-2 base without chat tokens, and one-line errors for bad
+input. The story task's runs are tests/test_sft_stories.py's."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.train.checkpoint import load_model, model_checkpoint, save_checkpoint
 from tinylm.train.options import RunOptions
 
+INSTRUCT = ("--task", "instruct", "--profile", "smoke")
+
 
 @pytest.fixture(scope="module")
 def chat_run(tmp_path_factory):
     """One smoke fine-tuning run (its small base pretrained first), shared by the tests here."""
     root = tmp_path_factory.mktemp("sft")
     out = root / "chat"
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", out, data_dir=root / "data")
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", out, data_dir=root / "data")
     assert result.returncode == 0, result.stderr
     return root, out, result
 
@@ -75,7 +78,7 @@ def test_a_run_resumes_and_keeps_its_before_measurement(chat_run, tmp_path):
     copy = tmp_path / "chat"
     copy_run(out, copy)
     before = json.loads((copy / "sft_eval.json").read_text())["before"]
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", copy, "--resume", "--max-steps", "26",
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", copy, "--resume", "--max-steps", "26",
                      data_dir=root / "data")
     assert result.returncode == 0, result.stderr
     assert records(copy / "metrics.jsonl")[-1]["step"] == 26
@@ -89,7 +92,7 @@ def test_a_hugging_face_gpt2_base_gets_chat_tokens_and_a_grown_embedding(tmp_pat
                                                               vocab_size=50257, bos_token_id=None, eos_token_id=None))
     hf.save_pretrained(tmp_path / "hf")
     out = tmp_path / "chat"
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--base", tmp_path / "hf", "--out", out,
+    result = run_cli("tinylm.sft", *INSTRUCT, "--base", tmp_path / "hf", "--out", out,
                      "--max-steps", "4", data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "vocabulary 50,257 -> 50,260 tokens, embedding 50,257 -> 50,304 rows" in result.stdout
@@ -117,7 +120,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
              "{empty_answers}": str(tmp_path / "empty.json")}
     args = [paths.get(a, a) for a in args]
     out = tmp_path / "chat"
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", out, *args, data_dir=tmp_path / "data")
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", out, *args, data_dir=tmp_path / "data")
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert re.search(message, result.stderr.strip().splitlines()[-1]), result.stderr
@@ -127,7 +130,7 @@ def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message
 def test_lora_trains_adapters_and_token_rows_only_and_resumes(chat_run, tmp_path):
     root, out, _ = chat_run
     lora = tmp_path / "lora"
-    args = ("--profile", "smoke", "--base", out / "base", "--out", lora, "--lora-rank", "4",
+    args = (*INSTRUCT, "--base", out / "base", "--out", lora, "--lora-rank", "4",
             "--lora-targets", "attn.c_attn", "mlp.c_fc")
     result = run_cli("tinylm.sft", *args, "--max-steps", "6", data_dir=root / "data")
     assert result.returncode == 0, result.stderr
@@ -194,7 +197,7 @@ def test_overwrite_with_a_start_that_fails_keeps_the_old_run(chat_run, tmp_path)
     root, out, _ = chat_run
     kept = copy_run(out, tmp_path / "chat")
     (tmp_path / "bad.jsonl").write_text('{"instruction": "x", "output": "y"}\n{oops\n')
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--overwrite",
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", tmp_path / "chat", "--overwrite",
                      "--data", tmp_path / "bad.jsonl", data_dir=root / "data")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert {name: (tmp_path / "chat" / name).read_bytes() for name in kept} == kept
@@ -205,7 +208,7 @@ def test_resuming_a_checkpoint_without_a_training_state_is_one_line(chat_run, tm
     copy_run(out, tmp_path / "chat")
     model, tokenizer, _ = load_model(out / "last.pt")
     save_checkpoint(tmp_path / "chat" / "last.pt", model_checkpoint(model, tokenizer))  # weights only, as imported
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--resume",
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", tmp_path / "chat", "--resume",
                      data_dir=root / "data")
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "holds a model but not a training run's state" in result.stderr.strip().splitlines()[-1]
@@ -217,7 +220,7 @@ def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat
     ddp_out = tmp_path / "ddp"
     env = {**os.environ, "TINYLM_DATA_DIR": str(root / "data"), "OMP_NUM_THREADS": "1"}
     result = run_python([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                         "-m", "tinylm.sft", "--profile", "smoke", "--base", str(out / "base"),
+                         "-m", "tinylm.sft", *INSTRUCT, "--base", str(out / "base"),
                          "--out", str(ddp_out), "--max-steps", "4"], env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     one = json.loads((out / "sft_eval.json").read_text())["before"]["answer_loss"]
@@ -228,7 +231,7 @@ def test_two_processes_fine_tune_and_score_the_held_out_answers_as_one_does(chat
 
 def test_a_time_budget_says_what_it_does_not_bound(tmp_path):
     """--max-seconds bounds the fine-tuning steps; the plan line names the base pretraining and the evaluations."""
-    result = run_cli("tinylm.sft", "--profile", "smoke", "--out", tmp_path / "chat", "--max-seconds", "30",
+    result = run_cli("tinylm.sft", *INSTRUCT, "--out", tmp_path / "chat", "--max-seconds", "30",
                      data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     plan = next(line for line in result.stdout.splitlines() if line.startswith("plan: --max-seconds 30"))

@@ -232,21 +232,25 @@ def test_a_priced_race_reads_seconds_at_the_measured_cost_and_calls_verdicts_by_
              "+X": course.StepCost((0.035, 0.035, 0.035, 0.035, 0.035))}
     budgeted = course.within_budget(arms, costs, 70.0)
     assert [dict(arm.train_options)["max_steps"] for arm in budgeted] == [6364, 1944, 2000]  # 70 s / median cost
+    assert all("eval_interval" not in dict(arm.train_options) for arm in budgeted)
+    evaluated = course.within_budget(arms, costs, 70.0, eval_seconds=3.5)  # every 3.5 s of training, in steps
+    assert [dict(arm.train_options)["eval_interval"] for arm in evaluated] == [318, 97, 100]
     runs = priced_runs({"default": 6364, "speedrun": 1944, "+X": 2000},
                        {"default": [1.70, 1.71, 1.72], "speedrun": [1.60, 1.61, 1.62], "+X": [1.60, 1.63, 1.61]})
-    table = course.race_table(arms, runs, costs, target=2.6, budget="70 s")
+    table = course.race_table(arms, runs, costs, target=2.6, budget="70 s", split="test")
+    assert "| seconds to 2.6 | test loss at 70 s |" in table
     # default: the crossing of 2.6 half-way between step 1,272 (2.7) and 2,545 (2.5), at 11 ms a step; the runs' own
     # clocks (70-72 s over 6,364 steps) are shown beside the measured cost, and read nowhere else
     assert ("| default | d | 11.0 (10.0–20.0) | 11.2 ± 0.2 | 6,364 | 14.0 | 21.0 ± 0.0 (3 seeds) | "
             "1.710 ± 0.010 (3 seeds) |") in table
     assert "| speedrun | s | 36.0 (30.0–90.0) | 36.5 ± 0.5 | 1,944 | 14.0 | 21.0 ± 0.0 (3 seeds) |" in table
     assert "Budget: 70 s of training at each arm's median step cost, measured in 5 rounds" in table
-    verdicts = course.race_verdicts(arms, runs, costs, target=2.6, budget="70 s")
+    verdicts = course.race_verdicts(arms, runs, costs, target=2.6, budget="70 s", split="test")
     assert len(verdicts) == 4
-    assert verdicts[0].startswith("speedrun beats default on val loss at 70 s by 0.100")
+    assert verdicts[0].startswith("speedrun beats default on test loss at 70 s by 0.100")
     assert "): told apart:" in verdicts[0]
     assert verdicts[1].startswith("speedrun beats default on seconds to 2.6")  # 20.97 s against 20.99 s
-    assert verdicts[2].startswith("speedrun beats +X on val loss at 70 s by 0.003") and "not told apart" in verdicts[2]
+    assert verdicts[2].startswith("speedrun beats +X on test loss at 70 s by 0.003") and "not told apart" in verdicts[2]
     runs["+X"][0].records[:2] = []  # seed 0 of +X evaluated only at the end, above the target
     runs["+X"][0].records[0]["val_loss"] = 2.9
     verdicts = course.race_verdicts(arms, runs, costs, target=2.6, budget="70 s")
@@ -277,3 +281,19 @@ def test_the_race_by_seed_summary_gives_each_recipe_its_spread_and_verdicts(tmp_
     assert out[3].startswith("second-block seeds 0 1 2") and "2 of 3 seeds reached 1.886" in out[3]
     assert out[4].strip() == "against default: loss not told apart, seconds to 1.886 not told apart"
     assert out[5].strip() == "against speedrun: loss not told apart, seconds to 1.886 not told apart"
+
+
+def test_each_model_change_sets_fields_the_model_reads(tiny_config):
+    """Every MODEL_CHANGES entry is a GPTConfig change that alters the network: its parameters or its output."""
+    from tinylm.course.speedrun import MODEL_CHANGES
+    from tinylm.model.gpt import GPT
+
+    x = torch.randint(0, tiny_config().vocab_size, (2, 8))
+    torch.manual_seed(0)
+    base = GPT(tiny_config())
+    reference = base(x)[0]
+    for change in MODEL_CHANGES:
+        torch.manual_seed(0)
+        changed = GPT(tiny_config(**change.model))
+        same_shapes = [p.shape for p in changed.parameters()] == [p.shape for p in base.parameters()]
+        assert not same_shapes or not torch.equal(changed(x)[0], reference), change.name

@@ -33,7 +33,7 @@
 # - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
 #   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
 #
-# **How long it takes**: a lesson of about 28 minutes (reading, code and the `cpu` run's 4 s, by the course's
+# **How long it takes**: a lesson of about 28 minutes (reading, code and the `cpu` run's 5 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what it runs | time |

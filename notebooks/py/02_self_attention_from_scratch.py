@@ -35,7 +35,7 @@
 # - what each piece buys: your GPT trained on Shakespeare one addition at a time, from the bigram to a scaled-up
 #   model, three seeds per arm, each addition judged by the course's rule.
 #
-# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 7 s, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 231 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what it runs | time |
@@ -63,8 +63,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# Three sizes depend on the profile: the samples the variance demo draws, the steps of the "can it learn?" check
-# and those of each model of section 12's ladder.
+# Sizes that depend on the profile: the samples the variance demo draws, the steps of the "can it learn?" check
+# and of each model of section 12's ladder (smoke also scores it on a slice of the validation split).
 
 # %%
 import dataclasses
@@ -173,7 +173,7 @@ print("q:", tuple(q.shape), " k:", tuple(k.shape), " scores:", tuple(scores.shap
 #
 # If the components of `q` and `k` are independent with mean 0 and variance 1, `q · k` is a sum of
 # `head_size` products of variance 1, so its variance is `head_size`. Large scores make the softmax
-# *saturate*: the largest takes almost all the weight, and the gradient through the others all but vanishes.
+# *saturate*: the largest takes almost all the weight, and almost no gradient reaches any score.
 # Dividing by √head_size brings the variance back to 1.
 #
 # **Predict, then run.** For random unit-variance `q` and `k` of size 64, what variance of `q · k` do you expect
@@ -196,7 +196,7 @@ print("softmax(s)     =", F.softmax(s, dim=-1))
 print("softmax(8 * s) =", F.softmax(8 * s, dim=-1))
 
 # %%
-scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T), variance back near that of q and k
+scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T): the variance of one product q_i·k_i, whatever head_size
 
 # %% [markdown]
 # ## 4. The causal mask, the softmax, the values
@@ -569,9 +569,8 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # [GPT-2](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
 # scales the weights of the N residual layers by 1/√N, and each block adds two outputs to the stream, so
 # N = 2·n_layer. At initialisation these outputs are roughly independent, so their variances add: dividing each
-# std by √N makes the N of them add the same variance whatever the depth (exercise 3 measures it). A pre-norm
-# sub-layer reads `ln(x)`, but what it *adds* has a fixed size, so the larger the stream, the smaller each update
-# relative to it: the scaling keeps that balance whatever `n_layer` is.
+# std by √N makes the N of them add the same variance whatever the depth (exercise 3 measures it), so the
+# embeddings keep their share of the stream however deep the stack.
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -673,22 +672,19 @@ print("residual connections carry the gradient to every block")
 
 # %% [markdown]
 # With the skip, every block gets a gradient of about the same size; without it, block 0's is almost nine orders
-# of magnitude below block 47's. The variance line above says why: at initialisation the scores `q · k` are tiny,
-# so each attention layer averages its positions almost uniformly, and nothing adds the input back. Forty-eight
-# rounds make every position (nearly) the first position's vector, so the output barely depends on any other
-# character: the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404) prove for
-# attention without skip connections.
+# of magnitude below block 47's. At initialisation the scores `q · k` are tiny, so each attention layer averages
+# its positions almost uniformly and nothing adds the input back: after forty-eight rounds every position holds
+# nearly the same vector (the variance across positions above), the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404)
+# prove for attention without skip connections.
 
 # %% [markdown]
 # ## 11. Can it learn?
 #
-# The quickest check that gradients flow through everything you wrote is to *overfit one batch*: on the same 8
-# windows every step, a working model drives the loss towards 0. It catches what stops the gradient: without its
-# residual connections this 2-block model stalls far above 0. It misses what only makes the model worse: without
-# its layer norms, with the norm over the wrong axis (positions instead of channels, which also leaks the future)
-# or without the norm's gain, it still memorises the batch; and a leaking mask (the loss falls either way). Hence
-# sections 4 to 8's comparisons with tinylm, and section 12's training on real text. With your GPT-2
-# initialisation the first loss is almost exactly ln 65 = 4.17.
+# The quickest check that the model can learn at all: *overfit one batch* (the same 8 windows every step) and
+# watch the loss go towards 0. It cannot see mistakes that leave the model able to fit: missing layer norms, a norm
+# over the wrong axis, a missing gain, or a mask that shows the future (which makes memorising easier still). The
+# asserts against tinylm in sections 4–8 catch those; section 12 measures what each piece is worth. With GPT-2's initialisation the first loss is
+# almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -711,10 +707,8 @@ if PROFILE != "smoke":
 print("your GPT learns")
 
 # %% [markdown]
-# The first layer's attention weights on the first window, one panel per head (from `last_weights`). At
-# initialisation every head averages almost uniformly; after memorising one batch they no longer agree with each
-# other, with patterns
-# that fit 8 windows, not Shakespeare.
+# The first layer's attention weights on the first window after memorising one batch, one panel per head
+# (`last_weights`): patterns fitted to these 8 windows.
 
 # %%
 with torch.no_grad():
@@ -731,20 +725,18 @@ plt.close(fig)
 # %% [markdown]
 # ## 12. What each piece buys
 #
-# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture answers that by
-# training after every addition; here your own pieces do the same on Shakespeare, a ladder of models, each the one
-# before plus one thing: **bigram** (the embeddings and the head, no block); **one head** (one block, one head as
-# wide as the model, no MLP, no residual, no norm: each output replaces its input); **multi-head** (four heads of a
-# quarter the width); **+MLP**; **+residual** (`x = x + f(x)`); **+LayerNorm** (your `GPTFromScratch` as written);
-# **scaled up** (two blocks, twice as wide: two changes at once).
+# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture trains after
+# every addition; here your own pieces do the same on Shakespeare, each model the one before plus one thing:
+# **bigram** (token and position embeddings and the head, no block); **one head** (one block, one full-width head, no MLP, residual or
+# norm); **multi-head** (four heads of a quarter the width); **+MLP**; **+residual** (`x = x + f(x)`);
+# **+LayerNorm** (your `GPTFromScratch`); **scaled up** (two blocks, twice as wide: two changes at once).
 #
-# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows and is
-# scored on every validation character, at three seeds (the seed sets the weights and the batches). Every model
-# has a head of its own, not tied to the embedding (tied, the bigram's table would be symmetric), and keeps
-# PyTorch's default initialisation, as the lecture does: GPT-2's suits the full block, and without residuals its
-# small weights pass almost no signal at first. The verdicts follow the course's rule (`tinylm.eval.uncertainty`):
-# "told apart" only when every seed of one model beats every seed of the other (1 time in 10 for two models that
-# do not differ), else "not told apart".
+# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows, at
+# three seeds, scored on every validation character. Each has an untied head (tied, its character-to-character scores
+# would be symmetric) and PyTorch's default initialisation, as in the lecture. The
+# course's rule (`tinylm.eval.uncertainty`): "told apart" only when every seed of one model beats every seed of
+# the other (1 time in 10 for two models that do not differ; over six comparisons one such fluke is likely, so
+# read each margin against the seeds' range).
 
 # %%
 from tinylm.eval.loss import evaluate_loss
@@ -798,7 +790,7 @@ def train_and_score(model: nn.Module, seed: int) -> float:
 
 val_loss, samples = {arm: [] for arm in LADDER}, {}
 for seed in tqdm(range(3), desc="the ladder, 3 seeds"):
-    for arm in LADDER:  # arms interleaved: a machine that slows down slows every arm alike
+    for arm in LADDER:  # seed by seed: a partial run holds every arm
         torch.manual_seed(seed)
         model = ladder_model(arm)
         val_loss[arm].append(train_and_score(model, seed))
@@ -814,15 +806,12 @@ if PROFILE != "smoke":
     assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
 
 # %% [markdown]
-# Each verdict says whether an addition beat the model before it on every seed, and each sample (seed 0) shows what
-# the model makes of a new line. Attention lets a character look back, several heads look for several things at
-# once, the MLP computes on what they found, and the residual connection hands the block's input on, so that the
-# head still sees the character itself. The norm is another kind of piece: in one block it has little to fix, and
-# its verdict says whether it bought anything here; its work is in deep stacks like section 10's, and the
-# overfitting check could not see it either. Scaling up changed two things at once, so its verdict cannot say
-# which of them paid. The verdicts hold for this short budget only: a model that learns more slowly might catch up
-# later. Notebook 3 trains `tinylm.GPT`, which computes what your `GPTFromScratch` computes, for longer and on a
-# tuned schedule.
+# Each sample (seed 0, the same random numbers for every model, so fragments repeat where models agree) continues
+# a new line. Attention lets a character look back, heads look for several things, the MLP computes on what they
+# found, and the residual hands the input on, so `lm_head` still sees the character itself. LayerNorm bought
+# nothing measurable here (not told apart from +residual); this notebook does not test where it pays. Scaling up
+# changed two things at once. The verdicts hold for this short budget only. Notebook 3 trains `tinylm.GPT`,
+# which computes what your `GPTFromScratch` computes, for longer on a tuned schedule.
 
 # %% [markdown]
 # ## What you learned
@@ -838,8 +827,8 @@ if PROFILE != "smoke":
 # - Residual connections carry the gradient to every block; without them a deep stack's gradient vanishes at
 #   initialisation, and attention averages
 #   the positions into one.
-# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn. Overfitting one batch proves that
-#   gradients flow, not that each piece is right or useful.
+# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn. Overfitting one batch shows
+#   the model can fit, not that each piece is right or useful.
 # - Trained on real text one addition at a time, each piece is measured against the model without it, at three
 #   seeds, by a stated rule.
 #
@@ -897,7 +886,7 @@ check(test_local_causal_attention)
 # ### Exercise 2: an experiment — what the 1/√head_size buys
 #
 # Section 3 measured what the scaling does to the scores; here, what it does to a head's *output*. One query
-# reads `T` keys with softmax weights `w` and returns `y = Σ_s w_s v_s`. With values independent of the weights,
+# reads `T` keys with softmax weights `w` and returns `y = Σ_s w_s v_s`. With values independent of the weights and of each other,
 # mean 0 and variance 1, $\mathrm{Var}(y) = E[\sum_s w_s^2]$, and since the weights are non-negative and sum to
 # 1, $1/T \le \sum_s w_s^2 \le 1$: the lower bound is uniform weights (the head averages all `T` values), the
 # upper one-hot weights (a saturated softmax: the head copies one value).

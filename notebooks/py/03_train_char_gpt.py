@@ -35,8 +35,8 @@
 # - how a checkpoint stores a run, how to load it back, and how to check that a resumed run continues exactly;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 107 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 101 s, by the course's
+# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 44 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -467,7 +467,8 @@ print(f"{CHECK_STEPS} steps: loss {hand_losses[0]:.4f} -> {hand_losses[-1]:.4f} 
 print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (relative), weights {weight_gap:.1e}")
 
 # %% [markdown]
-# Same losses, same gradient norms, same weights: the loop you wrote is the Trainer's loop. The Trainer adds
+# Same losses, same gradient norms, same weights (the logged mean loss, averaged another way, differs in its last
+# digits): the loop you wrote is the Trainer's loop. The Trainer adds
 # bookkeeping around it: evaluations, checkpoints, logs, time budgets, mixed precision, several GPUs.
 #
 # ## 8. Training the model
@@ -618,10 +619,10 @@ print(f"dropout_from_scratch == F.dropout (same seed); the gpu recipe's p = {gpu
 
 # %% [markdown]
 # `GPTConfig.dropout` sets one rate for every site: the sum of the embeddings, the attention weights after the
-# softmax, and each sub-layer's output before it joins the residual stream. The `cpu` recipe's model is too small to
-# memorise a million characters and needs none.
+# softmax, and each sub-layer's output before it joins the residual stream. The `cpu` recipe has none: its validation
+# loss never turned up (section 8), so there was no overfitting for dropout to slow.
 #
-# **On a GPU**, dropout slows the `gpu` recipe's memorising but does not stop it: on an H100
+# **On a GPU**, even with dropout 0.2 the `gpu` recipe memorises: on an H100
 # ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) its validation loss was lowest, 1.4747, at
 # step 1,750 of 5,000, and 1.7387 at the last step. Compare your run's lowest step, printed above, with that run's
 # 1,750. `best.pt` keeps the weights of the lowest validation loss; sections 9 to 11 use the model as training left it.
@@ -699,7 +700,8 @@ for low, high in zip(edges, edges[1:]):
 # %% [markdown]
 # At position 0, with one character of context, the GPT is a bigram model of its own. It is scored once per
 # window, on far fewer targets than the split, so the first line compares it with the count bigram on those same
-# targets: a difference within about two standard errors cannot be told from noise. Most of the fall comes in the
+# targets: a difference within about two standard errors cannot be told from noise (here it is over three: with
+# one character of context the GPT is slightly worse than counting). Most of the fall comes in the
 # first few characters (the rest of a word). In this run the 33-to-64 range is no lower than the 17-to-32 one: the
 # one-block model shows no gain from context beyond about 32 characters (one run, no error bars), so a longer
 # `block_size` would likely cost time (attention's grows with its square) for nothing. The `gpu` recipe's deeper
@@ -724,9 +726,9 @@ print(sorted(p.name for p in run_dir.iterdir()))
 # %% [markdown]
 # ### Resuming a run exactly
 #
-# A stopped run (a Ctrl-C, a lost machine) continues from `last.pt`, *exactly* only if everything that decides the
-# next steps was saved: the weights, AdamW's moments and step count, the step, the sampler's position and the random
-# state. Stop section 7's check run halfway, resume it in a new Trainer with a new model, and compare every later
+# A stopped run continues from the step `last.pt` holds (a Ctrl-C saves it on the spot; a lost machine falls back
+# to the last evaluation), *exactly* only if everything that decides the next steps was saved: the weights, AdamW's
+# moments and step count, the step, the sampler's position and the random state (which dropout draws from). Stop section 7's check run halfway, resume it in a new Trainer with a new model, and compare every later
 # step with the run that never stopped; then resume once more with AdamW's moments dropped.
 
 # %%
@@ -764,9 +766,10 @@ assert gaps[True][1] > 10 * max(gaps[False][1], 1e-7), "without the moments the 
 # %% [markdown]
 # The resumed run is the uninterrupted one, step for step. Without the moments, AdamW restarts its averages with a
 # fresh bias correction, so its first steps are full-size steps along single noisy gradients (section 2) and the
-# run goes elsewhere. Nothing fails and the loss still falls: only a comparison like this one catches the bug.
+# run goes elsewhere. Nothing raises an error; the run just drifts, and a step-by-step comparison is the sure way
+# to see it.
 #
-# The same run from a terminal is `python -m tinylm.train shakespeare-char --profile cpu`, and
+# Section 8's run from a terminal is `python -m tinylm.train shakespeare-char --profile cpu`, and
 # `python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"` samples from it.
 #
 # ## What you learned
@@ -778,8 +781,8 @@ assert gaps[True][1] > 10 * max(gaps[False][1], 1e-7), "without the moments the 
 # - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient norms
 #   and weights step for step.
 # - Read loss curves from step 0, beside the gradient norm, with train and validation measured the same way.
-# - Dropout (zero with probability `p`, scale the rest by 1/(1−p), off in `eval()`) slows memorising; the `gpu`
-#   recipe still overfits, and `best.pt` keeps the best step.
+# - Dropout (zero with probability `p`, scale the rest by 1/(1−p), off in `eval()`) guards against memorising,
+#   not fully: the `gpu` recipe still overfits, and `best.pt` keeps the best step.
 # - A baseline (the count bigram) and the loss by position measure the model.
 # - A checkpoint holds everything the next step depends on, AdamW's moments included; a resumed run continues
 #   exactly as the uninterrupted one, on a CPU bit for bit.

@@ -44,13 +44,13 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 11 min, by the course's
+# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 515 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 3 tiny budgets × 4 tiny sizes (a fit may run on a bound) and the two prediction runs | a small fraction of the cpu profile's (not timed here) |
-# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | about 11 minutes on a 2-core machine: the last cell prints it |
+# | `cpu` (2-core laptop) | 3 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | the last cell prints it |
 #
 # On a GPU the notebook runs the cpu profile's sweep unless `FULL_RECIPE = True`: 4 larger budgets × 6 sizes
 # on the first 300,000 stories of the full TinyStories ([Running on a GPU](README.md#running-on-a-gpu)).
@@ -97,6 +97,7 @@ from tinylm.course.scaling import (
     non_embedding_parameters,
     predict,
     profiles,
+    run_config,
     run_sweep,
     steps_for_budget,
     t_quantile,
@@ -130,9 +131,7 @@ if SCALE != PROFILE:
 # - **The tokens.** A character is about a quarter of a GPT-2 token, so the same text gives about four
 #   times as many training tokens: the smallest sizes already read the sample several times over (the plan
 #   below prints how often), and with GPT-2 tokens would read it four times as often.
-#
-# `prepare_tinystories_chars` uses `prepare_tinystories`'s own split of the sample, and ends every story
-# with a blank line.
+
 
 # %%
 sample = tinylm.data.corpora.prepare_tinystories_chars(source="sample")
@@ -209,7 +208,7 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
 # At budget `C`, a model of `N` parameters trains `D = C / (6N)` tokens: with `B` sequences of `T`
 # characters per step, `C / (6N·B·T)` optimizer steps, rounded. Every run's cosine schedule ends at its own
 # last step, as Hoffmann et al.'s do: a loss read from a run cut short of a longer schedule is read before
-# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the setup cell prints how many), which sum in another order.
+# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the closing note prints how many), which sum in another order.
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -244,6 +243,9 @@ for size in sizes:
         cells.append(f"{steps:>6,} ({tokens / size.parameters:>4.0f}, {tokens / len(data.train):4.1f})")
     print(f"{size.name:<6} {size.parameters:>7,}  " + "  ".join(cells))
 print(f"\n{len(sizes) * len(budgets)} runs, {len(sizes) * sum(budgets):.2e} FLOPs (6ND) in all")
+all_steps = [steps_for_budget(budget, size.parameters, tokens_per_step) for size in sizes for budget in budgets]
+warmup_shares = [run_config(template, steps).warmup_steps / steps for steps in all_steps]
+print(f"warmup: {min(warmup_shares):.1%} to {max(warmup_shares):.1%} of a run's steps across the sweep")
 
 # %% [markdown]
 # Read the table before running it: at each budget the smallest model gets many steps and passes over
@@ -254,8 +256,7 @@ print(f"\n{len(sizes) * len(budgets)} runs, {len(sizes) * sum(budgets):.2e} FLOP
 # ## The sweep
 #
 # Every size at every budget, one seed, each run in memory and scored at its end on the whole held-out
-# split. The progress bar counts FLOPs, so its time estimate, which the small models' slower FLOPs throw
-# off, is rough.
+# split.
 
 # %%
 sweep_start = time.perf_counter()
@@ -334,10 +335,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The winners, as printed: at the two smaller budgets the vertex is not the best size trained. At each, the size just below the vertex lies above the parabola and the one just above lies below it (the residuals printed above): the valleys are asymmetric, and a parabola, symmetric in `ln N`, puts its vertex away from the better run. At the
-# smallest budget only one trained size lies below the vertex, so "bracketed" rests on that one run. From
-# the middle budget to the largest the best size trained stayed the same: the vertex moved because the
-# parabola's shape did. And the two local slopes differ.
+# The winners, as printed: at the smallest budget the vertex lies closer (in `ln N`) to 2x16 than to the best
+# size trained, 2x24. There the size just below the vertex lies above the parabola and the one just above lies
+# below it (the residuals printed above): the valley is asymmetric, and a parabola, symmetric in `ln N`, puts
+# its vertex away from the better run; and only one trained size lies below the vertex, so "bracketed" rests
+# on that one run. At the two larger budgets the vertex lies next to the best size trained, which moved from
+# 2x24 to 2x32. And the two local slopes differ.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
@@ -434,7 +437,7 @@ plt.show()
 #
 # Read the verdict lines first. With one degree of freedom the t-interval is `a ± 12.706·SE`: here it holds
 # both published exponents, and to leave Chinchilla's out the standard error would have had to be below the
-# printed bound, less than half of ours. By this rule three budgets tell published exponents apart only if
+# printed bound, less than a quarter of ours. By this rule three budgets tell published exponents apart only if
 # their minima lie almost exactly on a line: "not told apart" was the likely verdict before the sweep ran.
 # The bootstrap's narrower interval leaves Chinchilla's out, but it counts only the runs' scatter and
 # assumes the shapes: a hint, not a verdict. Even at scale these exponents are hard to pin down: Hoffmann
@@ -451,6 +454,9 @@ plt.show()
 # - **Which `N` and `C`** (the first table). Ours are Kaplan's: non-embedding `N` and `6N` per token, which
 #   undercounts the narrowest models most. Chinchilla's count everything, and Pearce & Song (2024) show that
 #   Kaplan's count, at small scale, pushes `a` towards 0.73.
+# - **The warmup's share** (the steps table's last line): the template's warmup or a tenth of the run,
+#   whichever is shorter, so from 0.5% to 10.0% of a run's steps, the larger shares in the short runs. Porian
+#   et al. (2024) count the warmup's length among the causes of Kaplan's exponent.
 # - **One learning rate**, not tested. Every size trains at one peak rate, chosen by the course's authors in
 #   probes not shown; wider models usually want a smaller one (μP), and a rate per size could move the vertices.
 # - **The family's shape**, not tested. Two layers for every size: the large ones are wide and shallow, and
@@ -538,14 +544,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Read the verdicts by the rule, not by the size of the errors. Both laws pass at both budgets, so these runs
-# cannot rank them (and a failure, had there been one, would be one run at one seed). The passes are weaker
-# than they look: only the 4× budget tests both laws blind; the floored law's intervals are wider (about twice
-# the plain law's at 4×), and a wide interval is easy to pass; and both laws miss in one direction at both
-# budgets, the floored law high and the plain law low, the measured losses between them. The plain law's 4×
-# prediction even lies below `E`, which the bootstrap cannot pin down (its range starts at zero). And two
-# doublings are a short extrapolation: OpenAI predicted GPT-4's final loss from runs of up to 10,000 times
-# less compute (the GPT-4 technical report), and Hoffmann et al. fitted over 400 runs.
+# Read the verdicts by the rule, not by the size of the errors. At 2× both laws pass. At 4×, the budget that
+# tests both blind, the floored law passes and the plain law fails: its prediction is too low, and the measured
+# loss lies above its interval. That is one run at one seed, and the floored law's pass is weaker than it
+# looks: its intervals are about twice as wide as the plain law's at 4×, and a wide interval is easy to pass.
+# The plain law misses low at both budgets; the floor `E` that the other law needs, the bootstrap cannot pin
+# down (its range starts at zero). And two doublings are a short extrapolation.
 #
 # ## Closing note
 #
@@ -573,10 +577,9 @@ print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 #   loss-optimal size `N_opt = e^(x*)`, which counts only when trained sizes bracket it.
 # - **Power laws are lines** in log-log space. A slope from `n` points has `n − 2` degrees of freedom and a
 #   t-interval; a bootstrap measures the runs' noise but trusts the shapes. `b = 1 − a` is an identity.
-# - A verdict follows a **stated rule**: with three budgets the t-interval is `a ± 12.706·SE`, so wide that
-#   it can hardly ever tell published exponents apart; here it told neither apart from ours.
-# - A law earns trust by **predicting a run before it happens**: here both laws passed at both budgets,
-#   missing in opposite directions, the floored one with wider intervals; only the 4× run tested both blind.
+# - A verdict follows a **stated rule**; with three budgets the t-interval, `a ± 12.706·SE`, can hardly ever
+#   tell published exponents apart.
+# - A law earns trust by **predicting a run before it happens**, and a wide interval is easy to pass.
 #
 # ## Exercises
 #
@@ -653,9 +656,12 @@ check(test_my_tokens_per_parameter)
 #     return ratios, float(((u - u.mean()) * (v - v.mean())).sum() / ((u - u.mean()) ** 2).sum())
 # ```
 #
-# No: ours falls with the budget, since our `a` is above one half. Two reasons it can be larger than
-# Chinchilla's, neither measured here: a character carries less than a GPT-2 token, and our `N` leaves out
-# the embeddings.
+# No: ours falls with the budget, since our `a` is above one half. Two reasons this notebook's own tables show
+# (how much each moves `a`, it does not measure): our `N` leaves out the embeddings and `6N` misses more of the
+# narrowest models' FLOPs (the first table's last column), a count that Pearce & Song (2024) show pushes `a`
+# up at small scale; and the largest sizes at the smallest budget train for only a few hundred steps (the
+# steps column), which holds them back there more than at the larger budgets. A character carrying less than
+# a GPT-2 token would change the level of `D/N`, not its trend.
 # </details>
 #
 # **3. An experiment: a size the sweep skipped.** On the cpu profile, train `2x40` (in `ladder`, between
@@ -663,7 +669,9 @@ check(test_my_tokens_per_parameter)
 # after predicting its loss from that budget's parabola. The theory to test is the bootstrap's: each run is
 # its parabola plus one residual like those in `pool`. The check prints how many of `pool`'s standard
 # deviations your run lies from the parabola and passes within two (three would let almost any run
-# through). The real test is the sign, against the residuals printed after the minima: at this budget they alternate from size to size, so one run agrees with one neighbour whichever its side; only more seeds tell shape from noise.
+# through). The real test is the sign, against the residuals printed after the minima: at this budget the
+# skipped size's neighbours, 2x32 and 2x48, lie on opposite sides of the parabola, so one run agrees with one
+# neighbour whichever its side; only more seeds tell shape from noise.
 
 # %%
 my_run = None  # replace with the SweepRun that train_size returns for your run

@@ -1,5 +1,7 @@
-"""Command line: preference tuning (DPO) of a chat model, through the same Trainer as pretraining and SFT.
-An option left out takes the profile's recipe's value (with --resume: the saved run's).
+"""Command line: preference tuning (DPO) of a chat model.
+An option left out takes the recipe's value (with --resume: the saved run's).
+
+DPO runs through the same Trainer as pretraining and SFT.
 
 --task: stories (the cpu and smoke profiles' default: pairs the story verifier makes from the SFT model's own
 sampled replies, scored by its pass rate) or preference (the gpu profile's). --base: a chat model, i.e. a run folder
@@ -35,8 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--task", choices=TASKS, metavar="TASK",
                         help="stories (default), or preference (gpu's default)")
     parser.add_argument("--base", help="an SFT run (default: runs/sft-<task>-<profile>)")
-    parser.add_argument("--data", help="preference or a JSON/JSONL file (default: preference); stories: a DPO "
-                        "run whose pairs to reuse")
+    parser.add_argument("--data", help="preference, a JSON(L) file, or a DPO run's pairs")
     parser.add_argument("--beta", type=positive_float, metavar="B", help="smaller moves further from the base "
                         "(default: 0.1)")
     add_run_options(parser, out="runs/dpo-<task>-<profile>", batch="pairs")

@@ -1,5 +1,7 @@
-"""Command line: reinforcement learning with verifiable rewards (GRPO) on a task whose answers a program checks.
-An option left out takes the profile's recipe's value (with --resume: the saved run's).
+"""Command line: reinforcement learning with verifiable rewards (GRPO).
+An option left out takes the recipe's value (with --resume: the saved run's).
+
+GRPO trains on a task whose answers a program checks: arithmetic, countdown or stories.
 
 --base: for arithmetic and countdown, pretrain (the default) first fine-tunes a small character-level GPT on the
 task's format, in OUT/base-<task>-<profile> (reused by later runs); a run folder or checkpoint whose tokenizer can
@@ -32,16 +34,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "python -m tinylm.grpo --profile cpu --reward format --out runs/grpo-hacked",
                         "python -m tinylm.grpo --task stories --profile cpu --base runs/sft-stories-cpu"))
     parser.add_argument("--task", choices=TASK_NAMES, help="the problems and their check (default: arithmetic)")
-    parser.add_argument("--base", help="pretrain (the default), a run folder or a checkpoint; stories: an SFT "
-                        "stories run (default runs/sft-stories-<profile>)")
+    parser.add_argument("--base", help="pretrain, a run or a checkpoint; stories: an SFT run")
     add_run_options(parser, out="runs/grpo-<task>-<profile>", steps="GRPO updates")
     parser.add_argument("--group-size", type=int, metavar="G", help="completions per prompt, >= 2 (default: the "
                         "recipe's)")
     parser.add_argument("--kl-coef", type=non_negative_float, metavar="B", help="weight of the KL penalty to the base "
                         "(default: 0)")
-    parser.add_argument("--reward", choices=REWARDS, help="correct (the task's check, the default); format "
-                        "(well-formed pays alone) or, for stories, constraints (the verifier without its fluency "
-                        "guard): weaker checks, to show reward hacking")
+    parser.add_argument("--reward", choices=REWARDS, help="correct (the default); format or (stories) "
+                        "constraints: weaker checks that show reward hacking")
     return parser.parse_args(argv)
 
 

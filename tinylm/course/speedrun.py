@@ -1,14 +1,15 @@
-"""The laptop speedrun's record table (notebook 12): the default recipe, the speedrun recipe and changes on top of it,
-raced at equal training time on a shared machine, judged by a stated rule.
+"""The laptop speedrun's record table (notebook 12): the default recipe, then one change at a time up to the speedrun
+recipe, then each model change on top of it, raced at equal training time on a shared machine, judged by a stated rule.
 
 An adaptation of the modded-nanogpt speedrun, where the target loss is fixed and the clock is raced: here the budget
-of training seconds is fixed, each change is tried on top of the speedrun recipe (changes interact), and a
-difference is called by the course's rule (`tinylm.eval.uncertainty.compare`). The race is priced: a shared
+of training seconds is fixed, each arm differs from the one it is measured against by one change (changes interact),
+and a difference is called by the course's rule (`tinylm.eval.uncertainty.compare`). The race is priced: a shared
 machine's speed drifts by as much as the differences measured, so `measure_step_costs` times every arm's step in
-rounds interleaved across arms, `within_budget` turns the seconds into each arm's number of steps at that cost, and
-every seed trains exactly those steps: a slow spell during training lengthens a run without moving its loss.
-`race_table` and `race_verdicts` read the seconds to a target off each run's curve at the measured cost
-(`priced_curve`). `SPEEDRUN_CHANGES` lists the modded-nanogpt changes a learner can add, as config fields.
+rounds interleaved across arms, `within_budget` turns the seconds into each arm's number of steps at that cost (and
+the seconds between evaluations into steps), and every seed trains exactly those steps: a slow spell during training
+lengthens a run without moving its loss. `race_table` and `race_verdicts` read the seconds to a target off each
+run's curve at the measured cost (`priced_curve`). `MODEL_CHANGES` lists modded-nanogpt's model changes as config
+fields.
 """
 
 from __future__ import annotations
@@ -32,23 +33,19 @@ from .ablation import Arm, ArmRun
 
 @dataclass(frozen=True)
 class Change:
-    """One change of the speedrun: its name, what it does, and the GPTConfig and TrainConfig fields it sets."""
+    """One model change of the speedrun: its name, what it does, and the GPTConfig fields it sets."""
 
     name: str
     what: str
-    model: dict[str, Any] = dataclasses.field(default_factory=dict)
-    train: dict[str, Any] = dataclasses.field(default_factory=dict)
+    model: dict[str, Any]
 
 
-SPEEDRUN_CHANGES: tuple[Change, ...] = (
-    Change("+Muon", "AdamW -> Muon for the blocks' matrices", train={"optimizer": "muon"}),
-    Change("+2 blocks", "a second block: better steps, each slower", model={"n_layer": 2}),
+MODEL_CHANGES: tuple[Change, ...] = (
     Change("+ReLU²", "GELU -> relu(x)² in the MLP", model={"mlp": "relu2"}),
     Change("+QK-norm", "queries and keys RMS-normalised per head", model={"qk_norm": True}),
     Change("+zero-init", "output projections start at zero", model={"zero_init_projections": True}),
     Change("+untied head", "the head gets its own matrix", model={"tie_weights": False}),
     Change("+soft-cap", "logits squashed by 15·tanh(logits/15)", model={"logit_softcap": 15.0}),
-    Change("+WSD", "cosine -> warmup, stable, linear cooldown (last 40%)", train={"schedule": "wsd"}),
 )
 
 
@@ -111,11 +108,19 @@ def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_dat
     return {name: StepCost(tuple(seconds)) for name, seconds in timed.items()}
 
 
-def within_budget(arms: Sequence[Arm], costs: dict[str, StepCost], budget_seconds: float) -> list[Arm]:
-    """`arms`, each set to train for the steps `budget_seconds` buy at its measured cost (max_steps; no clock)."""
-    return [dataclasses.replace(arm, train_options=(*arm.train_options, ("max_seconds", None),
-                                                    ("max_steps", costs[arm.name].steps_within(budget_seconds))))
-            for arm in arms]
+def within_budget(arms: Sequence[Arm], costs: dict[str, StepCost], budget_seconds: float,
+                  eval_seconds: float | None = None) -> list[Arm]:
+    """`arms`, each set to train for the steps `budget_seconds` buy at its measured cost (max_steps; no clock), and
+    with `eval_seconds`, to evaluate every time that many seconds of training have passed at that cost
+    (eval_interval, at least 1 step), so that a cheap arm's crossing of a target is read as finely as a dear one's."""
+    budgeted = []
+    for arm in arms:
+        cost = costs[arm.name]
+        options = [("max_seconds", None), ("max_steps", cost.steps_within(budget_seconds))]
+        if eval_seconds is not None:
+            options.append(("eval_interval", cost.steps_within(eval_seconds)))
+        budgeted.append(dataclasses.replace(arm, train_options=(*arm.train_options, *options)))
+    return budgeted
 
 
 def priced_curve(records: Sequence[dict[str, Any]], seconds_per_step: float) -> Curve:
@@ -144,13 +149,14 @@ def budget_definition(costs: dict[str, StepCost], budget: str) -> str:
 
 
 def race_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dict[str, StepCost], target: float,
-               budget: str) -> str:
+               budget: str, split: str = "val") -> str:
     """A markdown table of a race priced by measured step costs, one row per arm: what it is, its ms per step as
     measured (median, fastest–slowest round) and as the training runs took them, the steps the budget buys, the
-    seconds between two evaluations, the seconds to `target` and the validation loss at the end of the `budget`
-    (mean ± half the range over seeds). Under it, the budget's definition."""
+    seconds between two evaluations, the seconds to `target` and the loss at the end of the `budget` (mean ± half
+    the range over seeds), both on the split the runs evaluated, named by `split`. Under it, the budget's
+    definition."""
     header = ["arm", "what it is", "ms per step (rounds)", "ms per step while training", "steps",
-              "s between evaluations", f"seconds to {target}", f"val loss at {budget}"]
+              "s between evaluations", f"seconds to {target}", f"{split} loss at {budget}"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for arm in arms:
         arm_runs, cost = runs[arm.name], costs[arm.name]
@@ -165,17 +171,17 @@ def race_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dict[s
 
 
 def race_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dict[str, StepCost], target: float,
-                  budget: str) -> list[str]:
+                  budget: str, split: str = "val") -> list[str]:
     """For every arm with a baseline, two sentences by the rule of tinylm.eval.uncertainty.compare: on the loss at the
-    end of `budget`, and on the seconds to `target` at the measured step costs (when every seed of both reached it;
-    else the sentence says so and gives no verdict)."""
+    end of `budget` (on the split the runs evaluated, named by `split`), and on the seconds to `target` at the
+    measured step costs (when every seed of both reached it; else the sentence says so and gives no verdict)."""
     sentences = []
     for arm in arms:
         if arm.baseline is None:
             continue
         ours, theirs = runs[arm.name], runs[arm.baseline]
         sentences.append(compare(arm.name, [r.val_loss for r in ours], arm.baseline, [r.val_loss for r in theirs],
-                                 metric=f"val loss at {budget}", digits=3))
+                                 metric=f"{split} loss at {budget}", digits=3))
         times_ours = priced_times(ours, costs[arm.name], target)
         times_theirs = priced_times(theirs, costs[arm.baseline], target)
         if None in times_ours or None in times_theirs:
