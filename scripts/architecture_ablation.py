@@ -1,14 +1,14 @@
 """Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +RMSNorm -> +RoPE -> +SwiGLU -> +GQA
 (notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
-`--part moe`), every arm at several seeds for the same seconds of training, on the TinyStories track.
+`--part moe`), every arm at several seeds for the same number of optimizer steps, on the TinyStories track.
 
-    python scripts/architecture_ablation.py --part block --profile cpu --seconds 25 --warmup 20 --lr 1.5e-3
-    python scripts/architecture_ablation.py --part moe --profile cpu --seconds 25 --warmup 20 --lr 1.5e-3
+    python scripts/architecture_ablation.py --part block --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
+    python scripts/architecture_ablation.py --part moe --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
 
-prints one line per run, then the table and the verdicts the notebook prints (without bits per byte): a difference
-is told apart only with at least 3 seeds per arm whose ranges do not overlap (tinylm.eval.uncertainty). On a shared
-machine, where seconds buy a varying number of steps, `--steps N` (without --seconds) gives every run the same
-number of optimizer steps instead: a different race, which does not charge a block for being slower per step.
+prints one line per run, then the table and the verdicts the notebook prints (without bits per byte, on the
+validation split): a difference is told apart only with at least 3 seeds per arm whose ranges do not overlap
+(tinylm.eval.uncertainty). `--seconds S` races equal seconds instead, which charges a block for a slower step but
+lets the machine's load move the steps; a run whose steps fall far off its arm's median is then trained again.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def main() -> None:
                         help="a verdict needs at least 3 (default: 0 1 2)")
     parser.add_argument("--warmup", type=int, default=None, help="warmup steps (default: the recipe's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--n-embd", type=int, default=None, help="model width (default: the recipe's)")
+    parser.add_argument("--block-size", type=int, default=None, help="context in tokens (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="windows per step (default: the recipe's)")
     parser.add_argument("--arms", nargs="+", help="train only these arms (names as in the table, e.g. GPT-2 +GQA)")
     args = parser.parse_args()
     device = tinylm.resolve_device()
@@ -39,11 +42,15 @@ def main() -> None:
     track = tinylm.get_track("tinystories")
     data = track.prepare(args.profile)
     preset, recipe = track.recipe(args.profile)
+    preset = dataclasses.replace(preset, **{field: value for field, value in
+                                            (("n_embd", args.n_embd), ("block_size", args.block_size))
+                                            if value is not None})
     base = tinylm.train.recipes.build_model_config(preset, data.tokenizer, track.vocab_multiple)
     recipe = dataclasses.replace(recipe, max_seconds=args.seconds, eval_interval=0, log_interval=5,
                                  max_steps=recipe.max_steps if args.steps is None else args.steps,
                                  warmup_steps=recipe.warmup_steps if args.warmup is None else args.warmup,
-                                 learning_rate=recipe.learning_rate if args.lr is None else args.lr)
+                                 learning_rate=recipe.learning_rate if args.lr is None else args.lr,
+                                 batch_size=recipe.batch_size if args.batch_size is None else args.batch_size)
     arms = {"block": lambda: architecture_chain(base, balancing=()), "moe": lambda: mixture_chain(base),
             "all": lambda: architecture_chain(base)}[args.part]()
     if args.arms:

@@ -92,7 +92,7 @@ def test_the_test_split_is_the_tail_of_the_tokens_cut_after_an_end_of_text():
         hold_out_test(tokens, len(tokens))
 
 
-def test_seeded_arms_repeat_exactly_differ_between_seeds_and_interleave(tiny_config, train_config, tokens):
+def test_seeded_arms_repeat_exactly_differ_between_seeds_and_rotate(tiny_config, train_config, tokens):
     train, val = tokens
     train, test = hold_out_test(train, len(val))
     arms = architecture_chain(tiny_config(), balancing=("loss_free",))[-2:]  # the dense Llama block and one MoE
@@ -100,7 +100,7 @@ def test_seeded_arms_repeat_exactly_differ_between_seeds_and_interleave(tiny_con
     cfg = train_config(max_steps=4)
     runs = train_arms(arms, [0, 1], cfg, train, val, device="cpu", report=lambda run: order.append((run.seed, run.arm)),
                       test_data=test)
-    assert order == [(0, arms[0].name), (0, arms[1].name), (1, arms[0].name), (1, arms[1].name)]
+    assert order == [(0, arms[0].name), (0, arms[1].name), (1, arms[1].name), (1, arms[0].name)]  # rotated
     again = train_arms(arms[:1], [1], cfg, train, val, device="cpu", report=None)
     first = runs[arms[0].name]
     assert [run.seed for run in first] == [0, 1] and all(run.steps == 4 for run in first)
@@ -131,10 +131,11 @@ def test_table_and_verdicts_tell_arms_apart_only_with_three_seeds_whose_ranges_d
     # but arm 3 has only 2 seeds: not told apart, however clear it looks
     runs = fake_runs(arms, [[2.0, 2.1, 2.05], [1.8, 1.85, 1.82], [1.82, 1.9, 1.84], [1.5, 1.6]])
     rows = ablation_table(arms, runs, bits_per_byte=lambda loss: loss * 2).splitlines()
-    assert rows[0].endswith("| val loss | bits per byte | Δ vs baseline | told apart? |") and len(rows) == 2 + 4
+    assert rows[0].endswith("| ms per step | val loss | bits per byte | Δ vs baseline | told apart? |")
+    assert len(rows) == 2 + 4
     rows = rows[2:]
     assert rows[1].endswith("| -0.227 vs GPT-2 | yes |") and "| 3.647 |" in rows[1]  # mean 1.8233, doubled
-    assert "1.823 ± 0.025 (3 seeds)" in rows[1] and "| 10–10 |" in rows[1]
+    assert "1.823 ± 0.025 (3 seeds)" in rows[1] and "| 10–10 | 100 |" in rows[1]  # 1 s over 10 steps
     test_rows = ablation_table(arms, runs, split="test").splitlines()  # the test losses are the val losses + 1
     assert "| test loss |" in test_rows[0] and "2.823 ± 0.025 (3 seeds)" in test_rows[3]
     assert "on test loss" in verdicts(arms, runs, split="test")[0]
@@ -144,6 +145,30 @@ def test_table_and_verdicts_tell_arms_apart_only_with_three_seeds_whose_ranges_d
     assert ": told apart: every seed of +no-bias beats every seed of GPT-2" in sentences[0]
     assert "not told apart: the seeds overlap" in sentences[1]
     assert "not told apart: the ranges do not overlap, but with fewer than 3 seeds" in sentences[2]
+
+
+def test_a_run_off_its_arms_median_steps_under_a_clock_is_trained_again_and_replaced(monkeypatch, tiny_config,
+                                                                                      train_config):
+    """Under a budget of seconds, a run whose steps are far off its arm's median is trained again and the first run
+    dropped; under a budget of steps nothing is re-run."""
+    from tinylm.course import ablation
+
+    arms = architecture_chain(tiny_config(n_head=4, n_embd=32), balancing=())[:2]
+    calls = []
+
+    def fake_train_one(arm, seed, **_):
+        calls.append((arm.name, seed))
+        slow = calls.count((arm.name, seed)) == 1 and (arm.name, seed) == ("GPT-2", 1)  # the first try only
+        return ArmRun(arm.name, seed, 2.0 + seed / 10 + len(calls) / 100, 60 if slow else 100, 1.0, [], None)
+
+    monkeypatch.setattr(ablation, "_train_one", fake_train_one)
+    runs = train_arms(arms, [0, 1, 2], train_config(max_seconds=10), [], [], device="cpu", report=None)
+    assert calls[-1] == ("GPT-2", 1) and len(calls) == 7
+    assert [run.steps for run in runs["GPT-2"]] == [100, 100, 100] and [r.seed for r in runs["GPT-2"]] == [0, 1, 2]
+    assert runs["GPT-2"][1].val_loss == pytest.approx(2.1 + 7 / 100)  # the re-run's, not the first try's
+    calls.clear()
+    runs = train_arms(arms, [0, 1, 2], train_config(max_seconds=None), [], [], device="cpu", report=None)
+    assert len(calls) == 6 and [run.steps for run in runs["GPT-2"]] == [100, 60, 100]
 
 
 def test_the_table_shows_each_arms_fewest_and_most_steps_and_flags_a_run_far_off_its_arms_median(tiny_config):

@@ -79,7 +79,7 @@ def test_malformed_conversations_are_refused(chat_bpe, messages, message):
 def test_tokenizers_without_chat_tokens_are_refused_or_extended():
     with pytest.raises(ChatFormatError, match="add them first"):
         ChatTemplate(BPETokenizer("gpt2"))
-    with pytest.raises(ChatFormatError, match="GPT-2's BPE"):
+    with pytest.raises(ChatFormatError, match=r"needs a BPE tokenizer \(GPT-2's, plain or trimmed, or bpe:N\)"):
         with_chat_tokens(CharTokenizer.from_text("abc"))
     chat, sources = with_chat_tokens(BPETokenizer("gpt2"))
     assert chat_token_ids(chat) == CHAT_SPECIAL_TOKENS and sources == [*range(50257), None, None, None]

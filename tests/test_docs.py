@@ -26,9 +26,11 @@ from tinylm.course.guide import LESSONS, guide_entries, replace_table, smoke_run
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"]
 # options whose value is a file or folder the command reads (outputs, --out, are written and need not exist)
-INPUT_OPTIONS = {"--text", "--data", "--llama2c", "--tokenizer", "--hf", "--ckpt", "--base", "--compare"}
+INPUT_OPTIONS = {"--text", "--data", "--llama2c", "--tokenizer", "--hf", "--ckpt", "--base", "--compare", "--file",
+                 "--init"}
 # inputs a learner downloads, and the names the options take instead of a path (runs/ and data/: what train writes)
-NOT_FILES = {"instruct", "preference", "pretrain", "gpt2", "stories15M.bin", "tokenizer.model", "stories15M.pt"}
+NOT_FILES = {"instruct", "preference", "pretrain", "gpt2", "char", "stories15M.bin", "tokenizer.model", "stories15M.pt"}
+TRAINED_BPE = re.compile(r"bpe:\d+")  # train text --tokenizer bpe:N: a size, not a file
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$|path/to|\bFILE\b|\bDIR\b|<[^>]+>")
 COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python -m tinylm\b|torchrun\b.*-m tinylm\.|python scripts/)")
 
@@ -79,7 +81,8 @@ def check_inputs(argv: list[str]) -> list[str]:
     for option, value in zip(argv, argv[1:]):
         if PLACEHOLDER.search(value) and not option.startswith("--prompt") and option != "--system":
             problems.append(f"placeholder {value!r} after {option}")
-        elif option in INPUT_OPTIONS and value not in NOT_FILES and not value.startswith(("runs/", "data/")):
+        elif (option in INPUT_OPTIONS and value not in NOT_FILES and not TRAINED_BPE.fullmatch(value)
+              and not value.startswith(("runs/", "data/"))):
             if not (ROOT / value).exists():
                 problems.append(f"{option} {value}: no such file in the repository")
     return problems

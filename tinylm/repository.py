@@ -38,5 +38,6 @@ def open_notebook_command(notebook: str) -> str:
 
 def next_notebooks(track: str) -> list[str]:
     """The notebooks to open after training `track` from the command line: the one that scores such a run (its
-    own, for most tracks), then generation."""
-    return [EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS[track]), "07_generation.ipynb"]
+    own, for most tracks), then generation; for a run on your own text (`text`), generation."""
+    own = EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS.get(track))
+    return [*([own] if own else []), "07_generation.ipynb"]

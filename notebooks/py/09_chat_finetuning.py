@@ -18,42 +18,36 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# A pretrained model continues text: ask it "What is the capital of France?" and it may go on with three
-# more questions. A chat model has learned another game: the text is a conversation, turns are marked, and the
-# assistant's answer ends. **Supervised fine-tuning (SFT)** teaches it with a few thousand example conversations,
-# a loss on the answers only, and a few special tokens that mark the turns. This notebook builds each part from
-# scratch, checks it against `tinylm`, fine-tunes a pretrained model on the current profile and talks to it.
+# A pretrained story model given "Write a story about a character named Tom." may go on with anything. A chat
+# model's answer does what was asked and ends. **Supervised fine-tuning (SFT)** teaches it with example
+# conversations, special tokens that mark the turns and a loss on the answers only: built here from scratch, checked
+# against `tinylm`, and used to teach a story model instructions a program can check.
 #
 # **What you will learn**
-# - **chat tokens** added to GPT-2's BPE, and why a typed "<|im_end|>" must stay ordinary text;
-# - the **ChatML template** and the **answer-only loss**, by hand and against `tinylm`, and why gradient
-#   accumulation must weigh micro-batches by their answer tokens;
-# - the **data**: an Alpaca-style instruction set, held-out validation and test splits fixed by content, the rules
-#   for records that cannot be learned as they are;
-# - **padding or packing**, and what correct packing needs (a block-diagonal mask, restarted positions);
-# - **growing a pretrained vocabulary** for the new tokens;
-# - **SFT with an honest evaluation**: a fair baseline, the checkpoint chosen on validation and reported on test,
-#   validation against training answer loss over the epochs (memorisation made visible), the share of replies
-#   that end with a Wilson interval, token F1 and ROUGE-L;
-# - a **chat** with the result: a chat box here, `python -m tinylm.chat`, `python -m tinylm.serve`.
+# - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
+# - the **ChatML template** and the **answer-only loss**, and why gradient accumulation must weigh micro-batches by
+#   their answer tokens (checked against the `Trainer`);
+# - a **task a program can score**: story instructions drawn from TinyStories, and a verifier with a fluency guard;
+# - **padding or packing**, and **growing a pretrained vocabulary**;
+# - **SFT with an honest evaluation**: a plain-text baseline, selection on validation, pass rates on test with
+#   Wilson intervals at two seeds;
+# - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 70 minutes (reading, code and the `cpu` run's 574 s, by the course's
-# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 12 min, by the course's
+# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 70 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a tiny base, 2 × 20 SFT steps, 8 test prompts | ~1 min |
-# | `cpu` (2-core laptop) | a 4-layer, 128-wide base (450 steps), 2 × 800 SFT steps on 991 conversations, 55 validation and 54 test conversations | the last cell prints it |
-# | `gpu` | OpenAI's GPT-2 124M (needs the network): 1,000 SFT steps per seed, or two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
+# | `smoke` (CI) | every check; a tiny story base, 2 × 20 SFT steps, 16 test instructions | ~1 min |
+# | `cpu` (2-core laptop) | the story base (800 steps), then 2 × 1,000 SFT steps | the last cell prints it |
+# | `gpu` | the story base, and GPT-2 124M (needs the network) on the instruction set: 1,000 SFT steps per seed, two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
-# Self-Instruct ([Wang et al., 2022](https://arxiv.org/abs/2212.10560)), the recipe behind Stanford's
-# [Alpaca](https://crfm.stanford.edu/2023/03/13/alpaca.html) records; OpenAI's
-# [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); LIMA
-# ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)): 1,000 careful examples teach the format, the knowledge
-# comes from pretraining; SQuAD's token F1 ([Rajpurkar et al., 2016](https://arxiv.org/abs/1606.05250)), ROUGE-L
-# ([Lin, 2004](https://aclanthology.org/W04-1013/)); FlashAttention-2's variable-length kernels
-# ([Dao, 2023](https://arxiv.org/abs/2307.08691)).
+# OpenAI's [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
+# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)), whose TinyStories-Instruct prefixes each story with the
+# words and features it must have, as the task here does; LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)):
+# a thousand careful examples teach the format, the knowledge comes from pretraining; FlashAttention-2's
+# variable-length kernels ([Dao, 2023](https://arxiv.org/abs/2307.08691)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -64,30 +58,27 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
+import copy
 import json
 import math
-import random
-import string
 import time
 
 import matplotlib.pyplot as plt
 import tiktoken
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.train.progress
 from tinylm.course.exercises import check
 from tinylm.course.playground import chat_box
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader, pad_conversations
-from tinylm.data.instruct import build_examples, load_records, split_three_ways, to_messages
-from tinylm.eval.overlap import rouge_l, token_f1
-from tinylm.eval.uncertainty import spread, wilson_interval
+from tinylm.data.instruct import build_examples
+from tinylm.eval.loss import texts_loss
 from tinylm.model.losses import next_token_loss
-from tinylm.posttrain.chat_base import BASE_RECIPES
-from tinylm.posttrain.sft.run import SFTOptions, sft
+from tinylm.posttrain.sft.run import SFTOptions, print_sft_record, sft
+from tinylm.posttrain.sft.trainer import SFTTrainer, story_replies
+from tinylm.posttrain.stories import load_story_task, pretrain_story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
@@ -99,10 +90,10 @@ PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its sp
 SEED = 42
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
+TASK = "instruct" if PROFILE == "gpu" else "stories"  # a GPU fine-tunes GPT-2 124M on the instruction set
 # On a GPU, False fine-tunes for BOUNDED_GPU_STEPS per seed; True runs the full gpu recipe, two epochs (times in
 # README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
-FULL_RECIPE = False
-BOUNDED_GPU_STEPS = 1000
+FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 
 # %% [markdown]
 # ## A conversation as one sequence
@@ -115,7 +106,7 @@ BOUNDED_GPU_STEPS = 1000
 # └───────────────────────────────────────────────── prompt and headers: no loss ─────────────────────────────────────────────────┘└─── loss ───┘
 # ```
 #
-# Training is next-token prediction, as in pretraining; what changes is which targets count. Zoom in on the end:
+# Training is next-token prediction; what changes is which targets count. The end, zoomed in:
 #
 # ```
 #  input x      …  <|im_start|>   assistant   ⏎     Red   .           <|im_end|>
@@ -123,8 +114,7 @@ BOUNDED_GPU_STEPS = 1000
 #  in the loss?    no             no          YES   YES   YES         no
 # ```
 #
-# The model is graded only where the target is part of the answer: its text and the `<|im_end|>` that closes it.
-# That last one matters most: a model that has learned to produce `<|im_end|>` knows when to stop.
+# Only the answer's targets count, its `<|im_end|>` included: a model that produces it knows when to stop.
 #
 # ## Chat tokens
 #
@@ -146,12 +136,9 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
     print(f"{name:>13} -> {token}")
 
 # %% [markdown]
-# **Text that looks like a marker is text.** Special tokens are the only way the model can tell a turn
-# boundary from content. If a user could type `<|im_end|>` and get the token, they could close their
-# turn and write the next one themselves, say a fake system message: ChatML's own documentation calls
-# this an injection, like SQL injection. tiktoken refuses such text by default (`encode` raises);
-# `tinylm` encodes message content as ordinary text, so the string becomes the plain tokens of `<`,
-# `|`, `im`, ... and only the template itself ever inserts the real ids:
+# **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could close their
+# turn and write a fake system message: an injection, ChatML's documentation says. tiktoken refuses such text by
+# default; `tinylm` encodes message content as ordinary text, and only the template inserts the real ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -192,20 +179,6 @@ def render_chatml(tokenizer, messages: list[dict]) -> tuple[list[int], list[bool
     return ids, is_answer
 
 
-def show_answer_mask(tokenizer, ids: list[int], is_answer: list[bool]) -> None:
-    """Print the rendered text; under each line, ^ marks the characters of the tokens that carry the loss."""
-    text, marks = "", ""
-    for token, answer in zip(ids, is_answer):
-        piece = tokenizer.decode([token])
-        text, marks = text + piece, marks + ("^" if answer else " ") * len(piece)
-    start = 0
-    for end in [i for i, c in enumerate(text) if c == "\n"]:
-        print(text[start:end])
-        if marks[start:end].strip():
-            print(marks[start:end].rstrip())
-        start = end + 1
-
-
 CONVERSATION = [
     {"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
     {"role": "user", "content": "Name a primary color."},
@@ -217,7 +190,7 @@ template = ChatTemplate(chat)
 ids, is_answer = render_chatml(chat, CONVERSATION)
 rendered = template.render(CONVERSATION)
 assert (ids, is_answer) == (rendered.ids, rendered.is_answer)
-show_answer_mask(chat, ids, is_answer)
+print("".join(f"[{chat.decode([i])}]" if a else chat.decode([i]) for i, a in zip(ids, is_answer)))  # [loss]
 print(f"\n{len(ids)} tokens, {sum(is_answer)} of them in the loss: {[chat.decode([i]) for i, a in zip(ids, is_answer) if a]}")
 
 # %% [markdown]
@@ -262,12 +235,11 @@ assert math.isclose(hand_loss, torch_loss.item(), rel_tol=1e-6) and math.isclose
 print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) == F.cross_entropy == tinylm's next_token_loss")
 
 # %% [markdown]
-# Now a real batch. Conversations have different lengths, so rows are **right-padded** with `<|pad|>`,
-# and the targets of padding are `-1` too. Attention is causal, so padding after a row's end changes
-# nothing for its real tokens. From scratch: the inputs are `ids[:-1]`, the targets `ids[1:]`, masked
-# wherever the *target* is not answer text. Checked against `tinylm.data.conversations.pad_conversations`, then the
-# loss through `F.cross_entropy`, the model's own loss, `next_token_loss` with an explicit mask, and a
-# position-by-position sum, on a small random model with the chat vocabulary:
+# Now a real batch. Rows are **right-padded** with `<|pad|>`, whose targets are `-1` too; attention is causal, so
+# padding after a row's end changes nothing for its real tokens. From scratch: the inputs are `ids[:-1]`, the
+# targets `ids[1:]`, masked wherever the *target* is not answer text. Checked against `pad_conversations`, then the
+# loss through `F.cross_entropy`, the model's own loss and `next_token_loss` with a mask, on a small random model
+# with the chat vocabulary:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -294,165 +266,165 @@ with torch.no_grad():
     logits, model_loss = toy(x, y)
 mine = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
 with_mask = next_token_loss(logits, y.clamp(min=0), mask=y != -1)
-log_probs = torch.log_softmax(logits.double(), dim=-1)
-counted = [(row, t) for row in range(y.size(0)) for t in range(y.size(1)) if y[row, t] != -1]
-by_position = -sum(log_probs[row, t, y[row, t]] for row, t in counted) / len(counted)
-for other in (model_loss, with_mask, by_position):
-    assert math.isclose(mine.item(), other.item(), rel_tol=1e-5)
-print(f"batch {tuple(x.shape)}: {len(counted)} answer targets of {x.numel()} positions "
-      f"({(x == PAD).sum().item()} are padding)")
-print(f"loss {mine.item():.4f} (≈ ln 50,304 = {math.log(50304):.2f} for a random model): from scratch == model(x, y) "
-      "== next_token_loss with a mask == the sum by position")
+assert math.isclose(mine.item(), model_loss.item(), rel_tol=1e-5) and math.isclose(mine.item(), with_mask.item(), rel_tol=1e-5)
+print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.numel()} positions "
+      f"({(x == PAD).sum().item()} are padding); loss {mine.item():.4f} (≈ ln 50,304 = {math.log(50304):.2f} for a "
+      "random model): from scratch == model(x, y) == next_token_loss with a mask")
 
 # %% [markdown]
-# Within one batch, the mean is over every answer token, so a long answer weighs more than a short one, each
-# of its tokens as much as any other token (as in pretraining). Exercise 1 builds the other choice.
+# ## The task: stories that meet instructions
 #
-# **With gradient accumulation, or several GPUs, that holds only if the trainer makes it hold.** A step then
-# sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens. Dividing each mean
-# by the number of micro-batches weighs every micro-batch the same, whatever its number of answer tokens: a token
-# among short answers counts more than one among long answers (notebook 3's exercise 3). `tinylm`'s `Trainer`
-# counts a step's answer tokens first (summed over GPUs: one small all-reduce) and weighs each micro-batch's mean
-# by its share of that count, so the step's gradient is that of the mean over all its answer tokens. On the
-# batch above, split in two:
+# A model of a few million parameters, pretrained for minutes, knows too little to answer general questions; it
+# knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction here states constraints, drawn from a real
+# story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for another), a
+# **word** (a thing it mentions, swapped for another of its kind), sometimes a **length** (at most N sentences).
+# The rewritten opening meets its instruction by construction: it is the SFT target. The stories are split once by
+# hash into train (4 instructions per story), validation and test, shared with notebooks 10 and 11.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-def step_gradient(micro_batches, weights) -> torch.Tensor:
-    """The embedding's gradient after backpropagating each micro-batch's mean loss times its weight."""
-    toy.zero_grad(set_to_none=True)
-    for (micro_x, micro_y), weight in zip(micro_batches, weights):
-        (toy(micro_x, micro_y)[1] * weight).backward()
-    return toy.transformer.wte.weight.grad.clone()
-
-
-micro_batches = [(x[:1], y[:1]), (x[1:], y[1:])]
-answer_counts = [int((micro_y != -1).sum()) for _, micro_y in micro_batches]
-whole_batch = step_gradient([(x, y)], [1.0])
-equal_weights = step_gradient(micro_batches, [0.5, 0.5])
-token_weights = step_gradient(micro_batches, [n / sum(answer_counts) for n in answer_counts])
-assert torch.allclose(token_weights, whole_batch, atol=1e-7) and not torch.allclose(equal_weights, whole_batch, atol=1e-7)
-miss = ((equal_weights - whole_batch).norm() / whole_batch.norm()).item()
-print(f"micro-batches with {answer_counts} answer targets: equal weights miss the whole batch's gradient by {miss:.0%} "
-      "(relative norm); weights by answer-token share give it exactly")
+task = load_story_task()
+print(f"stories: {', '.join(f'{len(task.stories[part]):,} {part}' for part in ('train', 'validation', 'test'))}; "
+      f"instructions: {len(task.train):,} train, {len(task.validation)} validation, {len(task.test)} test; "
+      f"{len(task.names)} character names")
+example = next(i for i in task.test if {c.kind for c in i.constraints} >= {"name", "word"})
+print(f"\ninstruction: {example.instruction}\nconstraints: {[(c.kind, c.value) for c in example.constraints]}\n"
+      f"target: {example.story}")
+print({kind: sum(any(c.kind == kind for c in i.constraints) for i in task.test) for kind in ("name", "word", "sentences")},
+      f"of the {len(task.test)} test instructions ask for a name, a word, a length")
 
 # %% [markdown]
-# Why not train on the prompt too? The system prompt is the same in every record: the model would spend
-# its capacity learning to recite it. The questions are not what we want the model to write, and their
-# tokens would outnumber the answers'. The loss that counts is the one on what the assistant says.
-#
-# ## The data
-#
-# Offline, the course uses the 1,100-record instruction set of Sebastian Raschka's *Build a Large
-# Language Model (From Scratch)*, chapter 7; online, `tinylm` loads the 51,760 records of
-# [Alpaca-cleaned](https://huggingface.co/datasets/yahma/alpaca-cleaned). Both are Alpaca-style:
-# an instruction, an optional input, an output. LIMA's point is that a thousand good examples can be
-# enough to teach the format; what the model knows comes from pretraining.
+# **The base** is a story model pretrained here on the training stories only, never on an instruction, in GPT-2's
+# tokens trimmed to those the stories and names use (4 layers, 128 wide on `cpu`). It is made once, in
+# `runs/stories-base-<profile>`; notebooks 10 and 11 reuse it.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-records, source = load_records("instruct")
-print(f"{len(records):,} records from {source}")
-print(json.dumps(records[0], indent=1))
-for message in to_messages(records[0]):
-    print(f"{message['role']:>9}: {message['content']!r}")
+base_checkpoint = pretrain_story_base(PROFILE)
+base_model, story_tokenizer, _ = tinylm.load_model(base_checkpoint, DEVICE)
+held_out = texts_loss(base_model, story_tokenizer, task.stories["validation"], device=DEVICE)
+print(f"story base: {base_model.num_parameters():,} parameters, {story_tokenizer.vocab_size:,} tokens; on the "
+      f"{held_out['texts']} validation stories {held_out['loss']:.3f} nats per token, "
+      f"{held_out['bits_per_byte']:.3f} bits per byte")
+torch.manual_seed(SEED)
+sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a time")], 60, temperature=0.8, seed=SEED)[0]
+print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
 
 # %% [markdown]
-# **The held-out splits** are fixed by content: a record is held out when the hash of its text falls in the first
-# 10% of the hash range, and the held-out records with the smaller hashes (half of them) form the **validation**
-# split, the others the **test** split. Validation *chooses*: SFT scores it at every evaluation and keeps the best
-# checkpoint. Test *reports*: it is scored before and after, and chooses nothing. A figure measured on the split
-# that chose the checkpoint is the best of many tries, so it flatters the model. Shuffle the file and the same
-# records land in each split:
+# **One verifier** scores every reply of notebooks 9 to 11 (`tinylm.posttrain.verifier`). A reply passes when every
+# constraint holds, it has at least three sentences and ends as a sentence ends, and it is **fluent**: the base
+# finds it no less likely per token than the 99th percentile of its loss on real held-out openings. Without that
+# guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a list of the asked words, and
+# another instruction's target:
 
 # %%
-# NBVAL_CHECK_OUTPUT
-split = split_three_ways(records)
-again = split_three_ways(random.Random(SEED).sample(records, len(records)))
-for part in ("train", "validation", "test"):
-    assert sorted(map(json.dumps, getattr(split, part))) == sorted(map(json.dumps, getattr(again, part)))
-train_records, val_records, test_records = split.train, split.validation, split.test
-print(f"{split.describe()}; the same after shuffling")
+verifier = story_verifier(base_checkpoint, task)
+asked = {c.kind: c.value for c in example.constraints}
+replies = {"the target": example.story,
+           "the words listed": f"{asked['name']} {asked['word']}. " * 3,
+           "another story": next(i.story for i in task.test if asked["name"] not in i.story)}
+verdicts = verifier.check(list(replies.values()), [example] * len(replies))
+print(f"fluency bound: {verifier.max_loss:.2f} nats per token")
+for (name, reply), verdict in zip(replies.items(), verdicts):
+    print(f"{name:>16}: constraints {verdict.holds}, ends {verdict.ends}, loss {verdict.loss:.2f} "
+          f"(fluent {verdict.fluent}) -> {'PASS' if verdict.passed else 'fail'}")
+assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
 
 # %% [markdown]
-# **Records that cannot be learned as they are** follow counted rules (`tinylm.data.instruct`): a record
-# without an instruction or an output is *malformed* and skipped; an *empty answer* is skipped (the
-# model would learn to say nothing); a conversation longer than the context loses its **oldest**
-# exchanges, the system prompt kept (*truncated*), and one whose last exchange alone does not fit is
-# skipped (*too long*). The answer is never cut: an answer without its `<|im_end|>` would teach the
-# model not to stop. One valid made-up record and one per rule, for a context of 128 tokens (the small bases'):
+# A pass rate's uncertainty here is the 95% **Wilson interval**, which stays inside [0, 1] and does not vanish at
+# 0 of n. **The conversations**: the base gets the chat tokens (below: how); each instruction becomes a ChatML
+# conversation with the target story as the answer. One longer than the context is skipped, never cut: an answer
+# without its `<|im_end|>` would teach the model not to stop.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-BLOCK_SIZE = 1024 if PROFILE == "gpu" else BASE_RECIPES[PROFILE][0].block_size  # the context of the model we tune
-long_exchange = [{"role": "user", "content": "Describe the sea. " * 15}, {"role": "assistant", "content": "Blue and vast. " * 15}]
-odd_records = [
-    {"instruction": "Say hi.", "input": "", "output": "Hi!"},
-    {"instruction": "Say hi."},  # no output
-    {"instruction": "Say nothing.", "input": "", "output": "   "},  # an empty answer
-    {"instruction": "Summarise this.", "input": "It rained. " * 200, "output": "Rain."},  # ~800 tokens in one exchange
-    {"messages": [*long_exchange, {"role": "user", "content": "Shorter?"}, {"role": "assistant", "content": "Blue."}]},
-]
-odd = build_examples(odd_records, template, block_size=128)
-print(odd.describe())
-print(f"the truncated conversation keeps: {[m['content'] for m in odd.messages[-1]]}")
-
-# %% [markdown]
-# Rendered for the model we are about to tune (context of the current profile), with a from-scratch
-# render of every record checked against the package's along the way:
-
-# %%
-train_examples = build_examples(train_records, template, BLOCK_SIZE)
-val_examples = build_examples(val_records, template, BLOCK_SIZE)
-test_examples = build_examples(test_records, template, BLOCK_SIZE)
-for messages, package_chat in tqdm(list(zip(train_examples.messages, train_examples.rendered)), desc="checking renders"):
-    assert render_chatml(chat, messages) == (package_chat.ids, package_chat.is_answer)
-for name, examples in (("train", train_examples), ("validation", val_examples), ("test", test_examples)):
+story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
+story_template = ChatTemplate(story_chat)
+STORY_PAD, BLOCK_SIZE = story_template.pad, base_model.config.block_size
+train_examples, val_examples = (build_examples([i.record() for i in part], story_template, BLOCK_SIZE)
+                                for part in (task.train, task.validation))
+for name, examples in (("train", train_examples), ("validation", val_examples)):
     print(f"{name}: {examples.describe()}")
+answer_share = sum(sum(c.is_answer) for c in train_examples.rendered) / sum(len(c) for c in train_examples.rendered)
+print(f"{answer_share:.0%} of the training tokens are answer tokens")
 
-lengths = [len(c) for c in train_examples.rendered]
-answer_share = sum(sum(c.is_answer) for c in train_examples.rendered) / sum(lengths)
-fig, ax = plt.subplots(figsize=(8, 3.8))
-ax.hist(lengths, bins=40, color="tab:blue")
-ax.axvline(BLOCK_SIZE + 1, color="tab:red", ls="--", label=f"context + 1 = {BLOCK_SIZE + 1} tokens")
-ax.set_xlabel("conversation length (tokens)")
-ax.set_ylabel("conversations")
-ax.set_title(f"training conversations: {answer_share:.0%} of their tokens are answer tokens")
-ax.legend()
-ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
+# %% [markdown]
+# ## Gradient accumulation, checked against the Trainer
+#
+# The answer-only loss is the mean over every answer token of a batch: each token weighs as much as any other
+# (exercise 1 builds the other choice). **With gradient accumulation, or several GPUs, that holds only if the trainer
+# makes it hold.** A step sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens;
+# equal weights would count a token among short answers more than one among long answers. The right weight is each
+# micro-batch's share of the step's answer tokens. By hand, then against the `Trainer` on four micro-batches of
+# story conversations (its gradient caught by a hook just before the optimizer step); a planted bug, equal
+# weights, must fail the same check.
+
+# %%
+def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
+    """All parameters' gradients (flattened) after backpropagating each micro-batch's mean loss times its weight."""
+    model.zero_grad(set_to_none=True)
+    counts = [int((y != -1).sum()) for _, y in micro_batches]
+    for (x, y), weight in zip(micro_batches, weights_of(counts)):
+        (model(x, y)[1] * weight).backward()
+    return torch.cat([p.grad.flatten() for p in model.parameters()])
+
+
+def by_answer_tokens(counts):
+    return [n / sum(counts) for n in counts]
+
+
+def equally(counts):  # the planted bug
+    return [1 / len(counts)] * len(counts)
+
+
+torch.manual_seed(SEED)
+tiny = tinylm.GPT(tinylm.GPTConfig(vocab_size=story_base_chat.config.vocab_size, block_size=BLOCK_SIZE, n_layer=2,
+                                   n_head=2, n_embd=32))
+cfg = tinylm.TrainConfig(batch_size=8, grad_accum_steps=4, max_steps=1, warmup_steps=0, learning_rate=1e-3,
+                         min_lr=1e-3, grad_clip=None, eval_interval=0, dtype="float32")
+trainer = SFTTrainer(copy.deepcopy(tiny), cfg, ConversationLoader(train_examples.rendered, 8, STORY_PAD, seed=SEED),
+                     val_conversations=val_examples.rendered[:8], template=story_template, tokenizer=story_chat,
+                     device="cpu")
+caught = []  # the gradient the optimizer is about to apply
+trainer.optimizer.register_step_pre_hook(
+    lambda *_: caught.append(torch.cat([p.grad.flatten() for p in trainer.model.parameters()])))
+trainer.fit()
+loader = ConversationLoader(train_examples.rendered, 8, STORY_PAD, seed=SEED)  # the Trainer's four batches again
+micro_batches = [loader.next_batch() for _ in range(4)]
+
+
+def agrees_with_trainer(weights_of) -> bool:
+    return torch.allclose(my_step_gradient(tiny, micro_batches, weights_of), caught[0], rtol=1e-4, atol=1e-8)
+
+
+assert agrees_with_trainer(by_answer_tokens) and not agrees_with_trainer(equally)  # the planted bug fails
+miss = (my_step_gradient(tiny, micro_batches, equally) - caught[0]).norm() / caught[0].norm()
+print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} answer targets: weights by answer-token "
+      f"share give the Trainer's gradient; equal weights fail the check, {miss:.1%} off (relative norm)")
 
 # %% [markdown]
 # ## Padding or packing
 #
-# Conversations are short and of different lengths. Two ways to batch them:
-#
-# - **padding**: one conversation per row, right-padded to the longest row: compute spent on nothing. `tinylm`
-#   shuffles, then sorts by length within *buckets* of 50 batches, so a batch holds similar lengths;
-# - **packing**: several conversations end to end in one window, no padding. But then a token of the second
-#   conversation attends to the first one, and sits at a position it never has alone.
+# Conversations differ in length. **Padding**: one per row, right-padded to the longest row (compute spent on
+# nothing); `tinylm` sorts by length within *buckets* of 50 batches, so a batch holds similar lengths.
+# **Packing**: several end to end in one window; but then a token of the second attends to the first, at a position
+# it never has alone.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
 # about 1%, 10% or 30%? And with length buckets?
 #
-# First, what the buckets buy, on one epoch of the training conversations:
+# First, what the buckets buy, on one epoch of the training stories' conversations:
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print("| batch size | padding, random batches | padding, length buckets |")
 print("|---|---|---|")
 for batch_size in (8, 16, 32):
-    random_batches = ConversationLoader(train_examples.rendered, batch_size, PAD, seed=0, bucket_batches=1)
-    bucketed = ConversationLoader(train_examples.rendered, batch_size, PAD, seed=0)
+    random_batches = ConversationLoader(train_examples.rendered, batch_size, STORY_PAD, seed=0, bucket_batches=1)
+    bucketed = ConversationLoader(train_examples.rendered, batch_size, STORY_PAD, seed=0)
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# The answer: random batches waste about a quarter of their positions, length buckets about one in a hundred.
-# With buckets, packing could save at most that small share. Packing **correctly** puts two
-# conversations in one row with a block-diagonal causal mask (each token attends only within its own
-# conversation) and positions that restart. Through the toy model's own layers, the packed row gives exactly the
-# padded batch's loss; as one plain sequence it does not (by little here: a random model barely uses context):
+# The answer: random batches waste a fifth to a quarter of their positions, length buckets about one in a hundred,
+# all that packing could save. Packing **correctly** needs a block-diagonal causal mask and positions that restart.
+# Through the toy model's layers the packed row gives the padded batch's loss; as one plain sequence it does not:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -486,25 +458,19 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
       f"packed as one sequence {naive.item():.5f}")
 
 # %% [markdown]
-# Correct packing need not be slow: FlashAttention's variable-length kernels (`flash_attn_varlen_func`, given the
-# cumulative lengths `cu_seqlens`) and PyTorch's FlexAttention (a compiled "same document and causal" block mask)
-# skip the blocks outside a conversation; what is slow is a dense boolean mask, as above. Naive packing is cheaper
-# still, and wrong: answers learn to lean on unrelated conversations. `tinylm` pads because, with length buckets,
-# padding costs little here (the table above): packing would need a second attention path to save it.
+# Correct packing need not be slow: FlashAttention's variable-length kernels and PyTorch's FlexAttention skip the
+# blocks outside a conversation; a dense boolean mask, as above, is slow. Naive packing is wrong: answers learn to
+# lean on unrelated conversations. `tinylm` pads: with length buckets, padding costs little here.
 #
 # ## Growing a pretrained model's vocabulary
 #
-# A model pretrained on GPT-2's 50,257 tokens has no rows for ids 50,257 to 50,259: the token embedding must grow (and
-# the output head, which in GPT-2 is the same matrix: *tied*). Random rows would give the new tokens random, possibly
-# large logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean
-# of the existing rows**: each new token starts as an "average token", and the model's *logits* over the old tokens do
-# not change. Its *probabilities* over them do, a little: the softmax now shares its mass with three more tokens. If
-# they take a share s of it, the normaliser grows by the factor 1/(1 − s) (≈ 1 + s only for small s), so every old
-# probability is multiplied by 1 − s. And s is small by construction: a new token's logit is h·ē, ē the mean of the V
-# old rows, and by Jensen's inequality exp(h·ē) is at most the mean of the old tokens' exp(h·eᵢ), so each new token
-# gets at most 1/V of the old tokens' mass, and s ≤ 3/(V + 3) (Hewitt's argument). Many checkpoints already have room:
-# 50,304 rows (a multiple of 64, faster on GPUs) for 50,257 tokens, and then the spare rows are reused and nothing
-# grows. From scratch, then checked against `add_chat_tokens`:
+# A model pretrained on GPT-2's 50,257 tokens has no rows for the three new ids: the token embedding must grow (and
+# the output head, in GPT-2 the same matrix: *tied*). Random rows would give the new tokens random, possibly large
+# logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
+# the existing rows**: the *logits* over the old tokens do not change; their *probabilities* are multiplied by
+# 1 − s, s the share the new tokens take. And s is small: a new token's logit is h·ē, ē the mean of the V old rows,
+# and by Jensen's inequality exp(h·ē) is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). A checkpoint with
+# spare rows (50,304 for 50,257 tokens, a multiple of 64) reuses them. From scratch, then against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -542,99 +508,21 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
           f"(bound 3/(V + 3) = {bound:.4%})")
 
 # %% [markdown]
-# The old logits are identical because the old rows did not change; the old probabilities are multiplied
-# by 1 − s, s at most the share printed above, within the bound. What the model still has to learn is when to
-# *produce* the new tokens.
-#
-# ## Scoring a reply against a reference
-#
-# Loss says how likely the reference answer is; it does not look at what the model *writes*. Two cheap scores
-# compare a reply with the reference word by word, after SQuAD's normalisation (lower case, no punctuation, no
-# *a*, *an*, *the*).
-#
-# - **token F1** (SQuAD): the words both texts share, each counted as often as it occurs in both, give a
-#   precision (shared / reply words) and a recall (shared / reference words); F1 is their harmonic mean.
-#   Word order does not matter.
-# - **ROUGE-L**: the same F-measure with the **longest common subsequence** (LCS) of words as the overlap:
-#   words in the same order, gaps allowed. "dog bites man" and "man bites dog" share every word (F1 = 1) but
-#   an LCS of one word.
-#
-# The LCS by dynamic programming: `L[i][j]`, the LCS of the first `i` words of one text and the first `j` of
-# the other, is `L[i-1][j-1] + 1` when word `i` equals word `j`, else the larger of `L[i-1][j]` and
-# `L[i][j-1]`. Both reward the reference's shape and vocabulary, not its truth: a right answer in other words
-# scores low.
-
-# %%
-# NBVAL_CHECK_OUTPUT
-def my_words(text: str) -> list[str]:
-    text = "".join(c for c in text.lower() if c not in string.punctuation)
-    return [w for w in text.split() if w not in ("a", "an", "the")]
-
-
-def my_f_measure(overlap: int, n_reply: int, n_reference: int) -> float:
-    if n_reply == n_reference == 0:
-        return 1.0  # two empty texts agree
-    if overlap == 0:
-        return 0.0
-    precision, recall = overlap / n_reply, overlap / n_reference
-    return 2 * precision * recall / (precision + recall)
-
-
-def my_token_f1(reply: str, reference: str) -> float:
-    a, b = my_words(reply), my_words(reference)
-    shared = sum(min(a.count(w), b.count(w)) for w in set(a))
-    return my_f_measure(shared, len(a), len(b))
-
-
-def my_lcs(a: list[str], b: list[str]) -> int:
-    L = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
-    for i in range(1, len(a) + 1):
-        for j in range(1, len(b) + 1):
-            L[i][j] = L[i - 1][j - 1] + 1 if a[i - 1] == b[j - 1] else max(L[i - 1][j], L[i][j - 1])
-    return L[len(a)][len(b)]
-
-
-def my_rouge_l(reply: str, reference: str) -> float:
-    a, b = my_words(reply), my_words(reference)
-    return my_f_measure(my_lcs(a, b), len(a), len(b))
-
-
-pairs = [("Dog bites man.", "Man bites the dog!"), ("The capital of France is Paris.", "Paris"),
-         ("Red and blue.", "Red.")]
-pairs += list(zip(val_examples.answers()[:40], val_examples.answers()[1:41]))  # real sentences, unrelated pairs
-for reply, reference in pairs:
-    assert math.isclose(my_token_f1(reply, reference), token_f1(reply, reference))
-    assert math.isclose(my_rouge_l(reply, reference), rouge_l(reply, reference))
-for reply, reference in pairs[:3]:
-    print(f"{reply!r:>34} vs {reference!r:<22} token F1 {my_token_f1(reply, reference):.3f}   "
-          f"ROUGE-L {my_rouge_l(reply, reference):.3f}")
-print(f"from scratch == tinylm.eval.overlap on {len(pairs)} pairs")
+# What the model still has to learn is when to *produce* the new tokens.
 
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.sft` (the library's `sft`) does all of the above in order: it loads or pretrains the base, adds the chat
-# tokens, renders and counts the records, and trains with the same `Trainer` as pretraining (checkpoints,
-# `metrics.jsonl`, resume, DDP), validating on the validation answers. Each batch is, at random, conversations or
-# pretraining text (80/20 on `cpu` and `smoke`, 90/10 on `gpu`): a **data mixture** that keeps the model's
-# language while it learns the format. It measures three models the same way on the test conversations
-# (answer-token loss, the share of greedy replies of at most 200 tokens that end, token F1 and ROUGE-L):
+# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
+# pretraining: 1,000 steps of 16 conversations on `cpu`. Every 100 steps the validation instructions' greedy
+# **pass rate** chooses `best.pt`, beside the validation and training answer loss (also before the first step).
+# The report scores two models on the test instructions: the **baseline**, the base asked in plain text (the
+# instruction and a newline, as a story follows its title; it never saw `<|im_end|>`, so its reply ends at
+# `<|endoftext|>`), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the
+# instruction set instead (offline: `--base` a folder saved by `transformers`, or notebook 6a's `runs/gpt2-124m-gpu`).
 #
-# - **baseline**: the base asked in plain text, `Question: …⏎Answer:`, its reply ending at `<|endoftext|>` or a
-#   blank line, as text ends in pretraining (`tinylm.posttrain.plain`). This is the fair comparison: the base has
-#   never seen `<|im_end|>`, so in ChatML it *cannot* stop;
-# - **before**: the base with its three new rows, asked in ChatML: the format without the training;
-# - **after**: `best.pt`, the evaluation with the lowest answer loss on the *validation* conversations.
-#
-# Each evaluation also scores as many *training* conversations' answers, with the passes made over them
-# (`chat_epochs`). SFT runs at two seeds (batch order, mixture draws) from the same base. On `cpu` and `smoke` the
-# base is a small model pretrained first (in `base/`) on TinyStories and FineWeb-Edu samples, over the ~9,000
-# GPT-2 tokens that corpus and the instructions use (`tinylm.posttrain.chat_base` says why); `gpu` fine-tunes
-# OpenAI's GPT-2 124M (offline: `--base` a folder saved by `transformers`, or `runs/gpt2-124m-gpu`, from notebook 6a's command).
-#
-# **Predict, then run.** Which model's replies end most often: the base in plain text, or after SFT? After a
-# few minutes of SFT on a 2M-parameter model, will the answers be right, or only well-formed? Will the
-# validation answer loss still fall at the last epoch?
+# **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
+# of SFT? Which constraint will be hardest?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -643,135 +531,131 @@ SFT_SEEDS = (SEED, SEED + 1)  # two fine-tuning runs of the same base
 run_dirs = {seed: run_dir if seed == SEED else run_dir.with_name(f"{run_dir.name}-seed{seed}") for seed in SFT_SEEDS}
 reports = {}
 for seed in SFT_SEEDS:
-    small_base = run_dir / "base" / "last.pt"  # the first run pretrains it (cpu, smoke); the second reuses it
     print(f"--- SFT with seed {seed} ---")
     run = RunOptions(profile=PROFILE, out=run_dirs[seed], overwrite=True, seed=seed,
                      max_steps=BOUNDED_GPU_STEPS if bounded else None)
-    reports[seed] = sft(run, SFTOptions(base=str(small_base) if seed != SEED and small_base.is_file() else None),
-                        on_record=tinylm.train.progress.print_record if seed == SEED else lambda record: None)
+    reports[seed] = sft(run, SFTOptions(task=TASK), say=print if seed == SEED else lambda line: None,
+                        on_record=print_sft_record if seed == SEED else lambda record: None)
 report = reports[SEED]
+print(f"seed {SEED + 1}: {reports[SEED + 1]['steps']} steps in {reports[SEED + 1]['sft_seconds']:.0f} s of training, "
+      f"wall time {reports[SEED + 1]['wall_seconds']:.0f} s")
 
 # %% [markdown]
-# **Memorisation, made visible.** The training loss that `sft` printed mixes two kinds of batches (chat
-# answers and pretraining text), so it jumps from one step to the next. The clean comparison is the same loss
-# on two sets of answers: the validation ones and as many training ones, against the passes made over the
-# training conversations. The gap between the two curves is how much better the model knows *these* answers than
-# new ones; the validation curve's lowest point is the best epoch, and `best.pt` is that evaluation's checkpoint.
-# The cell prints, per seed, the gap at the first and the last evaluation and how much each curve moved over the
-# second half of the run.
+# **The curves.** The same answer loss on the validation answers and on as many training ones, from before the
+# first step on, and the validation pass rate that chose `best.pt` (★). A gap at step 0 is a difference between the
+# two sets; memorisation is the gap that *grows* with training.
 
 # %%
-curves = {seed: [r for r in read_metrics(run_dirs[seed]) if r.get("event") in ("eval", "final")] for seed in SFT_SEEDS}
-fig, ax = plt.subplots(figsize=(10, 4.2))
-for (seed, evals), color in zip(curves.items(), ("tab:blue", "tab:orange")):
+stories = TASK == "stories"
+fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
+for seed, color in zip(SFT_SEEDS, ("tab:blue", "tab:orange")):
+    before = reports[seed]["before"]
+    evals = [{"chat_epochs": 0.0, "step": 0, "val_loss": before["validation_answer_loss"],
+              "train_answer_loss": before["train_answer_loss"]}]  # before the first step
+    evals += [r for r in read_metrics(run_dirs[seed]) if r.get("event") in ("eval", "final")]
     epochs = [r["chat_epochs"] for r in evals]
-    ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"validation answers, seed {seed}")
-    ax.plot(epochs, [r["train_answer_loss"] for r in evals], "--", color=color, label=f"training answers, seed {seed}")
-    best = min(evals, key=lambda r: r["val_loss"])
-    ax.plot(best["chat_epochs"], best["val_loss"], "*", color=color, ms=16, mec="black")
-    first, last = evals[0], evals[-1]
-    past = last["chat_epochs"] - best["chat_epochs"]
-    print(f"seed {seed}: best validation answer loss {best['val_loss']:.3f} at epoch {best['chat_epochs']:.1f} "
-          f"(step {best['step']}); the run ends at epoch {last['chat_epochs']:.1f}, "
-          + (f"{past:.1f} epochs past the best, {last['val_loss'] - best['val_loss']:.3f} nats above it" if past > 0
-             else "at its best evaluation"))
-    half = [r for r in evals if r["chat_epochs"] >= last["chat_epochs"] / 2]
-    print(f"    training answers score {first['val_loss'] - first['train_answer_loss']:.2f} nats lower than validation "
-          f"ones at the first evaluation (epoch {first['chat_epochs']:.1f}), "
-          f"{last['val_loss'] - last['train_answer_loss']:.2f} at the end; over the second half of the run: "
-          f"validation {half[-1]['val_loss'] - half[0]['val_loss']:+.3f} nats, training answers "
-          f"{half[-1]['train_answer_loss'] - half[0]['train_answer_loss']:+.3f}")
-ax.set_xlabel("epochs over the training conversations")
-ax.set_ylabel("answer-token cross-entropy (nats)")
-ax.set_title(f"validation vs training answers ({PROFILE}); ★ best epoch")
-ax.grid(alpha=0.3)
-ax.legend(fontsize=9)
+    loss_ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"validation, seed {seed}")
+    loss_ax.plot(epochs, [r["train_answer_loss"] for r in evals], "--", color=color, label=f"training, seed {seed}")
+    start, last, lowest = evals[0], evals[-1], min(evals[1:], key=lambda r: r["val_loss"])
+    print(f"seed {seed}: validation minus training answer loss {start['val_loss'] - start['train_answer_loss']:+.3f} "
+          f"nats before the first step, {last['val_loss'] - last['train_answer_loss']:+.3f} at the end (epoch "
+          f"{last['chat_epochs']:.2f}); the lowest validation loss {lowest['val_loss']:.3f} at step {lowest['step']}, "
+          f"{last['val_loss']:.3f} at the end")
+    if stories:
+        best = next(r for r in evals if r["step"] == reports[seed]["after"]["step"])
+        rate_ax.plot(epochs[1:], [100 * r["pass_rate"] for r in evals[1:]], "o-", color=color, ms=3, label=f"seed {seed}")
+        rate_ax.plot(best["chat_epochs"], 100 * best["pass_rate"], "*", color=color, ms=16, mec="black")
+        print(f"    validation pass rate {100 * best['pass_rate']:.1f}% at step {best['step']} (best.pt), "
+              f"{100 * last['pass_rate']:.1f}% at the end")
+loss_ax.set(xlabel="epochs", ylabel="answer-token cross-entropy (nats)", title=f"validation vs training ({PROFILE})")
+rate_ax.set(xlabel="epochs", ylabel="validation pass rate (%)", title="what chooses best.pt (★)")
+loss_ax.legend(fontsize=9), rate_ax.legend(fontsize=9)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the plot.** Both curves fall at first: the model learns the format, which serves every answer. The
-# gap is there from the first evaluation and widens (the printed gaps): the dashed training curves keep falling
-# while the validation curves flatten, so the model fits *these* answers. Memorisation shows first as that gap,
-# later as a validation curve that turns up. Here the validation loss still fell over the second half of the run,
-# by a small fraction of the training answers' fall (the printed changes), and each run ends at or just above its
-# best evaluation: within these epochs the validation curve flattens but does not clearly turn up, so this
-# memorisation is a gap, not yet a loss on new answers. (On `smoke` every model is untrained noise.)
-#
-# **The table.** Every figure in it is on the test conversations, which chose nothing. The fine-tuned model's
-# figures are over the two SFT seeds (mean ± half the range); the baseline and "before" are one base model decoded
-# greedily. Two seeds are fewer than the course's verdict rule needs (three per arm), so the table draws no verdict
-# from seeds: its verdicts are per prompt, at the first seed. The stop rate's 95% Wilson interval is what the test
-# prompts leave uncertain; the lines under the table print whether the intervals lie apart and on how many prompts
-# the fine-tuned reply wins. The baseline's answer loss counts plain text instead of ChatML around the same
-# answers: compare it with that in mind.
-
-# %%
-finetuned = [reports[seed]["after"] for seed in SFT_SEEDS]
-rows = {"base, plain prompt (baseline)": [report["baseline"]], "base + chat tokens (before)": [report["before"]],
-        f"fine-tuned, best.pt ({len(SFT_SEEDS)} seeds)": finetuned}
-
-
-def cell(arms: list[dict], key: str, digits: int = 3) -> str:
-    values = spread([arm[key] for arm in arms])
-    return values.format(digits) if values.n > 1 else f"{values.mean:.{digits}f}"
-
-
-print("| model | answer loss (nats) | replies that end (95% Wilson, first seed) | token F1 | ROUGE-L |")
-print("|---|---|---|---|---|")
-for name, arms in rows.items():
-    low, high = wilson_interval(arms[0]["stopped"], arms[0]["prompts"])
-    print(f"| {name} | {cell(arms, 'answer_loss')} | {arms[0]['stop_rate']:.1%} [{low:.1%}, {high:.1%}] | "
-          f"{cell(arms, 'token_f1')} | {cell(arms, 'rouge_l')} |")
-print(f"\n{finetuned[0]['prompts']} test prompts (they chose nothing), greedy; per seed {report['steps']} steps, "
-      f"{report['sft_seconds']:.0f} s of fine-tuning; the first run took {report['wall_seconds']:.0f} s in all "
-      "(base pretraining included when it ran)")
-intervals = {seed: wilson_interval(reports[seed]["after"]["stopped"], reports[seed]["after"]["prompts"])
-             for seed in SFT_SEEDS}
-baseline_high = wilson_interval(report["baseline"]["stopped"], report["baseline"]["prompts"])[1]
-print("replies that end: every seed's 95% interval lies above the baseline's: "
-      f"{all(low > baseline_high for low, _ in intervals.values())}")
-wins = sum(a > b for a, b in zip(report["after"]["scores"]["rouge_l"], report["baseline"]["scores"]["rouge_l"]))
-ties = sum(a == b for a, b in zip(report["after"]["scores"]["rouge_l"], report["baseline"]["scores"]["rouge_l"]))
-print(f"prompt by prompt (seed {SEED}): the fine-tuned reply has the higher ROUGE-L on {wins} of "
-      f"{report['after']['prompts']} prompts, ties on {ties}")
+# **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
+# the base was pretrained on the training stories, whose openings these answers are. That gap is the base's memory;
+# SFT's memorisation is its growth, to about three times as large. The validation loss is lowest early and then
+# rises, while the pass rate climbs to step 900: chosen by the loss, `best.pt` would have been an earlier, worse
+# checkpoint. The loss grades every token of one reference story; the verifier, whether the reply does what was asked.
 
 # %% [markdown]
-# **Three models, the same test prompts.** `sft` kept the greedy replies (at most 200 tokens) to the
-# first test prompts: the base in plain text, the base in ChatML (its three new rows untrained), and `best.pt`:
+# **The pass rates**, on the test instructions, which chose nothing: the base in plain text and `best.pt` of each
+# seed, greedy, with 95% Wilson intervals and the share of each constraint that held. Two seeds are fewer than the
+# course's verdict rule needs (three per arm): the intervals say what the test set leaves uncertain.
 
 # %%
-def clip(text: str, width: int = 120) -> str:
-    text = text.strip().replace("\n", " ⏎ ")
+if stories:
+    baseline, after = report["pass_rate"]["baseline"], [reports[seed]["pass_rate"]["after"] for seed in SFT_SEEDS]
+    print("| model | test pass rate [95% Wilson] | name held | word held | sentences held | ends | fluent |\n" + "|---" * 7 + "|")
+    for name, rate in zip(("base, plain text", *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, *after)):
+        held = " | ".join(f"{100 * rate['kinds'].get(k, {}).get('held', math.nan):.0f}%" for k in ("name", "word", "sentences"))
+        print(f"| {name} | {100 * rate['pass_rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}] "
+              f"({rate['passed']}/{rate['instructions']}) | {held} | {100 * rate['ends']:.0f}% | {100 * rate['fluent']:.0f}% |")
+    apart = [a["low"] > baseline["high"] for a in after]
+    met = baseline["pass_rate"] <= 0.1 and all(a["pass_rate"] >= 0.5 for a in after)
+    print(f"\nevery seed's interval lies above the base's: {all(apart)}; the target (SFT at least 50% where the base "
+          f"passes at most 10%): {'met' if met else 'not met'}")
+    both = list(zip(report["baseline"]["passed_each"], report["after"]["passed_each"]))
+    print(f"instruction by instruction (seed {SEED}): {sum(a and not b for b, a in both)} pass only after SFT, "
+          f"{sum(b and not a for b, a in both)} only for the base, {sum(a and b for b, a in both)} for both")
+else:  # the instruction set: answer loss and the share of replies that end
+    print({name: {k: report[name][k] for k in ("answer_loss", "stop_rate")} for name in ("baseline", "before", "after")})
+print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fine-tuning; the first run took "
+      f"{report['wall_seconds']:.0f} s in all")
+
+# %% [markdown]
+# **What the verdicts read.** The base in plain text passes almost nothing: it writes a story about someone else,
+# and often never ends a sentence within 120 tokens. After SFT each seed's interval lies far above the base's and
+# the target is met; no pass is lost. The name and the length are learned completely; the asked **thing** is the
+# hard constraint. The two seeds' intervals do not overlap: they cover the test set's sampling, not training's, and
+# two seeds are too few to say how far seeds spread.
+#
+# **Replies.** The first test instructions, answered by the base in plain text and by `best.pt`, then one reply of
+# `best.pt` that passes and one that fails, with what the verifier found:
+
+# %%
+def clip(text: str, width: int = 240) -> str:
+    text = " ".join(text.split())
     return text if len(text) <= width else text[:width] + " …"
 
 
-for i, reference in enumerate(test_examples.answers()[: len(report["after"]["replies"])]):
-    assert report["after"]["replies"][i]["prompt"] == test_examples.prompts()[i][-1]["content"]
-    print(f"\nQ: {clip(report['after']['replies'][i]['prompt'])}\n   reference: {clip(reference)}")
-    for name in ("baseline", "before", "after"):
-        reply = report[name]["replies"][i]["reply"]
-        print(f"   {name:>8}: {clip(reply)!r} [ROUGE-L {rouge_l(reply, reference):.2f}]")
+model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)
+if stories:
+    for base_reply, sft_reply in zip(report["baseline"]["shown"], report["after"]["shown"]):
+        print(f"\n{sft_reply['instruction']}")
+        for name, shown_reply in (("base", base_reply), ("SFT", sft_reply)):
+            print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['holds']}]: "
+                  f"{clip(shown_reply['reply'])}")
+    passed = report["after"]["passed_each"]  # then the first pass and the first fail after those
+    picked = [task.test[next(i for i in range(3, len(passed)) if passed[i] is want)] for want in (True, False)
+              if want in passed[3:]]
+    picked_replies = story_replies(model, ChatTemplate(tokenizer), picked, DEFAULT_SYSTEM_PROMPT)
+    for instruction, reply, verdict in zip(picked, picked_replies, verifier.check(picked_replies, picked)):
+        print(f"\n{instruction.instruction}\n  SFT [{'PASS' if verdict.passed else 'fail'}: constraints "
+              f"{verdict.holds}, ends {verdict.ends}, fluent {verdict.fluent}]: {clip(reply)}")
+else:
+    for shown_reply in report["after"]["replies"]:
+        print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# A small model trained for minutes learns the format well before it learns facts: the replies take the shape of
-# an answer and end, while their content is often wrong, which the loss, F1 and ROUGE-L columns measure and the
-# stop rate does not. That is LIMA's observation from the other side: the format is cheap, knowledge comes from
-# pretraining, and a base of a few million parameters trained on a few megabytes of text knows little.
+# The replies read as small stories that open with the asked name, often as "*name* and Ben are friends"; a failed
+# reply names a thing of its own instead of the asked one. The base tells of "the little girl" whatever it is asked.
 #
 # ## Talking to it
 #
-# `tinylm.serve.session.ChatSession` keeps the conversation. Before each reply it renders the whole conversation
-# with the template and drops the **oldest** exchanges (never the system prompt) until the prompt and the longest
-# reply fit in the context; it streams the reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box:
-# type, press Enter, and the reply streams into the history. (In CI and in the committed outputs there is no
-# widget front end: a short scripted exchange is printed instead.)
+# `tinylm.serve.session.ChatSession` keeps the conversation: before each reply it renders it with the template and
+# drops the **oldest** exchanges (never the system prompt) until prompt and reply fit in the context; it streams the
+# reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box (without a widget front end, as in the committed
+# outputs, it prints a scripted exchange).
 
 # %%
-model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
                       top_k=40, repetition_penalty=1.1, seed=SEED)
-chat_box(session, questions=("What is the capital of France?", "Give me a word that rhymes with cat."))
+questions = ((task.test[0].instruction, "Write a story about a character named Tom. The story has a ball.")
+             if TASK == "stories" else ("What is the capital of France?", "Give me a word that rhymes with cat."))
+chat_box(session, questions=questions)
 
 # %% [markdown]
 # The same conversation outside the notebook:
@@ -781,28 +665,23 @@ chat_box(session, questions=("What is the capital of France?", "Give me a word t
 # python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000
 # ```
 #
-# `serve` is a small web page at `http://127.0.0.1:8000/`: the page sends the whole conversation with each
-# message, the server fits it into the context the same way, and the answer streams back as server-sent events.
-# It serves several visitors at once and refuses messages over a size limit.
+# `serve` is a web page at `http://127.0.0.1:8000/`: it sends the whole conversation with each message, the server
+# fits it into the context the same way, and the answer streams back as server-sent events.
 #
 # ## What you learned
 #
-# - A conversation is one sequence: ChatML marks each turn with `<|im_start|>role⏎ … <|im_end|>⏎`, and
-#   a reply is generated after `<|im_start|>assistant⏎` until the model writes `<|im_end|>`.
-# - Special tokens are ids, never text: content that spells `<|im_end|>` is encoded as ordinary tokens,
-#   so no message can forge a turn.
-# - SFT is next-token prediction with a mask: only answer tokens (and their `<|im_end|>`) carry loss. With
-#   gradient accumulation or several GPUs, micro-batches must be weighed by their share of the answer tokens.
-# - Padding batches of similar lengths wastes little here (the table printed how little); correct packing needs
-#   a block-diagonal mask and restarted positions, naive packing changes the loss.
-# - New tokens get new embedding rows set to the mean row; tied weights stay tied, the old logits do not move,
-#   and the old probabilities are multiplied by 1 − s, s the share the new tokens take.
-# - An honest evaluation compares with a fair baseline, chooses the checkpoint on a validation split and reports
-#   on a test split, shows validation and training answer losses against epochs (their gap is memorisation),
-#   gives rates with an interval and seeds with their spread, and scores what the model writes (token F1,
-#   ROUGE-L) besides the loss.
+# - ChatML makes a conversation one sequence; special tokens are ids, never text.
+# - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
+#   their answer tokens, as the Trainer does.
+# - A checkable task turns "does it follow instructions?" into a pass rate with an interval; the verifier needs a
+#   fluency guard.
+# - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
+# - New tokens start as the mean row: the old logits do not move.
+# - An honest evaluation: a fair baseline, selection on validation by the measure that matters, test figures with
+#   intervals and seeds, curves from before the first step.
 #
 # ## Exercises
+#
 #
 # **1. Every conversation weighs the same.** `tinylm` averages the loss over all answer tokens of a batch,
 # so a 60-token answer counts 20 times as much as a 3-token one. Write the other choice: the mean, over
@@ -840,7 +719,7 @@ check(test_per_conversation_loss)
 #
 # **2. Experiment: how different are chat batches?** The Trainer weighs micro-batches by their counted targets
 # because chat batches differ in how many they hold. Draw the first 20 batches of
-# `ConversationLoader(train_examples.rendered, 16, PAD, seed=1)` and count, in each, the targets that carry loss
+# `ConversationLoader(train_examples.rendered, 16, STORY_PAD, seed=1)` and count, in each, the targets that carry loss
 # (`y != -1`). Set `my_counts` to the 20 counts, in order. The check draws the same batches, compares, and prints
 # the smallest and the largest count: with equal weights per micro-batch, a token of the sparsest batch would
 # count their ratio times as much as a token of the fullest.
@@ -852,7 +731,7 @@ my_counts = None  # replace with your 20 counts
 def test_counted_targets():
     if my_counts is None:
         raise NotImplementedError("set my_counts to the counted targets of each of the 20 batches")
-    loader = ConversationLoader(train_examples.rendered, 16, PAD, seed=1)
+    loader = ConversationLoader(train_examples.rendered, 16, STORY_PAD, seed=1)
     counts = [int((loader.next_batch()[1] != -1).sum()) for _ in range(20)]
     assert list(my_counts) == counts, "not the first 20 batches of a new loader at seed 1"
     print(f"counted targets per batch: from {min(counts)} to {max(counts)}; with equal weights a token of the "
@@ -865,12 +744,51 @@ check(test_counted_targets)
 # <details><summary>Solution</summary>
 #
 # ```python
-# loader = ConversationLoader(train_examples.rendered, 16, PAD, seed=1)
+# loader = ConversationLoader(train_examples.rendered, 16, STORY_PAD, seed=1)
 # my_counts = []
 # for _ in range(20):
 #     _, y = loader.next_batch()
 #     my_counts.append(int((y != -1).sum()))
 # ```
+# </details>
+#
+# **3. Experiment: fewer steps.** `best.pt` is the evaluation with the highest validation pass rate. **Predict**:
+# after 300 steps instead of the recipe's, does the test pass rate fall with the steps, or does most of it come
+# early? Run `sft` at seed `SEED` for `SHORT_STEPS` steps into `run_dir.with_name(run_dir.name + "-short")`, and set
+# `my_short_pass_rate` to its test pass rate. The check reads your run and prints it beside the full runs'.
+
+# %%
+SHORT_STEPS = {"smoke": 10, "cpu": 300, "gpu": 300}[PROFILE]
+print(f"exercise 3 trains for about {report['wall_seconds'] * SHORT_STEPS / report['steps']:.0f} s")
+my_short_pass_rate = None  # replace with your measurement
+
+
+def test_short_pass_rate():
+    if my_short_pass_rate is None:
+        raise NotImplementedError("set my_short_pass_rate to the test pass rate of your shorter run")
+    short = run_dir.with_name(run_dir.name + "-short")
+    saved = json.loads((short / "sft_eval.json").read_text())
+    assert saved["steps"] == SHORT_STEPS, f"your run trained {saved['steps']} steps"
+    recorded = saved["pass_rate"]["after"]
+    assert abs(my_short_pass_rate - recorded["pass_rate"]) < 1e-9, f"your run recorded {recorded['pass_rate']}"
+    full = ", ".join(f"{100 * reports[seed]['pass_rate']['after']['pass_rate']:.1f}%" for seed in SFT_SEEDS)
+    print(f"{SHORT_STEPS} steps: {100 * recorded['pass_rate']:.1f}% (95% Wilson {100 * recorded['low']:.1f}-"
+          f"{100 * recorded['high']:.1f}%); {report['steps']} steps: {full}")
+
+
+check(test_short_pass_rate)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# short = sft(RunOptions(profile=PROFILE, out=run_dir.with_name(run_dir.name + "-short"), overwrite=True, seed=SEED,
+#                        max_steps=SHORT_STEPS), SFTOptions(task="stories"))
+# my_short_pass_rate = short["pass_rate"]["after"]["pass_rate"]
+# ```
+#
+# The cosine schedule is stretched to the shorter run, so its learning rate falls sooner too: the comparison is of
+# two recipes, not of one run stopped early. One seed is a measurement, not a verdict.
 # </details>
 
 # %%

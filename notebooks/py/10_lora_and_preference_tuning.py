@@ -37,7 +37,7 @@
 # - **DPO on those pairs**: the pass rate before and after at three seeds, with a verdict by a stated rule, whether
 #   the story-telling survives, and the learning rate and the epochs as causes of "likelihood displacement".
 #
-# **How long it takes**: a lesson of about 63 minutes (reading, code and the `cpu` run's 596 s, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 425 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |

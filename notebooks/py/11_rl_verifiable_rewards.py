@@ -14,48 +14,46 @@
 # ---
 
 # %% [markdown]
-# # 11 · Reinforcement learning with verifiable rewards: GRPO from scratch
+# # 11 · Reinforcement learning with verifiable rewards: the policy gradient, GRPO and its controls
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/11_rl_verifiable_rewards.ipynb)
 #
 # Supervised fine-tuning shows a model the answer. Reinforcement learning only tells it, after it has answered,
-# how good the answer was. When a program can check the answer (a sum, a unit test, a proof checker) that score
-# is cheap, exact and cannot be flattered: a **verifiable reward**. DeepSeek-R1 was trained this way, and many
-# open reasoning models since, with GRPO (group-relative policy optimisation): sample several answers to the same prompt, reward each,
-# and push up the answers that beat their own group. This notebook builds every piece on 2-digit arithmetic
-# with a tiny character-level GPT, checks each against `tinylm.posttrain.grpo` and its trainer, trains, and shows
-# what happens when the reward checks the wrong thing.
+# how good the answer was. When a program can check the answer (a unit test, a proof checker, or notebook 9's story
+# verifier) that score is cheap and exact: a **verifiable reward**. DeepSeek-R1 and many open reasoning models were
+# trained this way with GRPO: sample several replies to one prompt, score each, and push up the replies that beat
+# their own group. This notebook derives the policy gradient and checks it on a toy policy, builds the clipped
+# update that reuses samples, then runs GRPO on notebook 9's story model with the verifier as the reward, against a
+# control that gives supervised training the same seconds, and shows a reward that can be gamed.
 #
 # **What you will learn**
-# - a **verifiable reward**: a completion parsed and checked by a program (correct, well-formed, or neither);
-# - why RL needs a **starting model** that is sometimes right (answer-only SFT on the task's format), and how often
-#   a group of samples is mixed, predicted from the model's accuracy and measured;
-# - **group advantages**: each reward against its group's mean and spread, no value network;
-# - the **clipped objective** of PPO and GRPO (its true shape for A > 0 and A < 0), averaged per token rather than
-#   per completion, the **k3 estimate** of the KL penalty and when it is unbiased, all written by hand and checked
-#   against the package's `GRPOTrainer` on the same rollout;
-# - a **training run** that chooses its checkpoint on validation problems and reports on separate test problems,
-#   with Wilson intervals, and the reward, length and clip curves;
-# - **reward hacking**: a reward that pays for the format alone, against the right one at three seeds each, with a
-#   verdict by a stated rule.
+# - the **policy gradient** ∇E[r] = E[(r − b)∇log π] from one line of calculus, why a **baseline** b leaves it
+#   unbiased and lowers its variance, and GRPO's group mean as a baseline, all checked on a toy policy against the
+#   exact gradient;
+# - the **ratio and the clip**: what lets a second update reuse the same samples, and the clip acting;
+# - **GRPO on the story task**: groups of replies scored by the verifier, advantages within a group, the run and its
+#   curves;
+# - **controls**: the same seconds of supervised training from the same start, scored the same way, and **pass@1
+#   against pass@8**, which tells "RL made the model do more often what it could already do" from "RL taught it
+#   something new"; a verdict by the course's rule;
+# - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 45 minutes (reading, code and the `cpu` run's 314 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 376 s, by the course's
+# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 270 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a 1-layer model, 30 SFT steps, 6 GRPO steps, 2 × 3 × 4 steps for reward hacking | seconds |
-# | `cpu` (2-core laptop) | a 2-layer, 64-wide model: 1,500 SFT steps; GRPO, the recipe's 5,000 steps (one update each, 2,500 rollouts) or 300 s of training, whichever ends first; 2 rewards × 3 seeds × 100 steps | the last cell prints the measured time |
-# | `gpu` | the gpu recipe (not measured) | see [Running on a GPU](README.md#running-on-a-gpu) |
+# | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | ~1 min |
+# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 steps of 8 instructions × 8 replies), supervised training for the same seconds, and GRPO on the weaker reward for 24 steps | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
+# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu`) | not measured |
 #
-# **Papers**: PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped surrogate objective;
-# GRPO in DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group advantages instead of a
-# value network; DeepSeek-R1 ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)), reasoning learned from
-# verifiable rewards; DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)), the per-token loss used here;
-# Dr. GRPO ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)), advantages without the std; Schulman's note
-# [Approximating KL divergence](http://joschu.net/blog/kl-approx.html), the k3 estimate; DPO
-# ([Rafailov et al., 2023](https://arxiv.org/abs/2305.18290)), preference tuning without RL, for contrast
-# (notebook 10).
+# **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
+# baseline; PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped ratio; GRPO in
+# DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group baselines instead of a value network;
+# pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
+# ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
+# the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
+# TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -66,9 +64,8 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
-import copy
-import random
-import re
+import dataclasses
+import json
 import time
 
 import matplotlib.pyplot as plt
@@ -76,471 +73,442 @@ import torch
 
 import tinylm
 import tinylm.course.plotting
+from tinylm.config import TrainConfig
 from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
-from tinylm.eval.uncertainty import compare, spread, wilson_interval
-from tinylm.paths import runs_dir
-from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
-from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
-from tinylm.posttrain.grpo.rollout import greedy_accuracy, sample_groups
-from tinylm.posttrain.grpo.run import GRPOOptions, describe, grpo
-from tinylm.posttrain.grpo.task_base import pretrain_task_base
-from tinylm.posttrain.grpo.tasks import Problem, get_task, held_out_split
+from tinylm.data.conversations import ConversationLoader
+from tinylm.data.instruct import build_examples
+from tinylm.eval.uncertainty import compare
+from tinylm.paths import runs_dir, shown
+from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
+from tinylm.posttrain.grpo.recipes import STORY_GRPO_RECIPES
+from tinylm.posttrain.grpo.rollout import greedy_completions, pass_at_k, sample_groups, sampled_pass_at
+from tinylm.posttrain.grpo.run import GRPOOptions, grpo
+from tinylm.posttrain.grpo.story_writing import story_report, story_writing_task
 from tinylm.posttrain.grpo.trainer import GRPOTrainer, print_grpo_record
+from tinylm.posttrain.sft.run import SFTOptions, sft
+from tinylm.posttrain.sft.trainer import SFTTrainer
+from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
+SEED = 42
+RUN = runs_dir() / f"notebook-11-{PROFILE}"
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
-# False: GRPO for at most BOUNDED_SECONDS of training on the cpu profile (Colab-safe on any profile: never
-# unbounded); True: the profile's whole recipe (cpu: 5,000 steps; gpu: README's "Running on a GPU").
-FULL_RECIPE = False
-BOUNDED_SECONDS = 300.0
+
+
+def quiet(_):
+    pass
 
 # %% [markdown]
-# ## The task and its reward
+# ## The policy gradient
 #
-# A problem is a prompt such as `23+34=`; a completion is whatever the model writes after it, read up to the
-# first newline. The reward is a program: 1 for the right integer followed by a newline, 0.1 for a well-formed
-# integer that is wrong, 0 for anything else (no newline within the budget, stray characters). The 0.1 is a
-# small nudge towards the format; the last section shows what happens when the format alone pays.
+# A policy π_θ gives each reply a a probability π_θ(a); a program gives it a reward r(a). Training should raise the
+# expected reward J(θ) = E_{a∼π_θ}[r(a)] = Σ_a π_θ(a) r(a). Its gradient is a sum over every possible reply, which
+# nobody can enumerate, but one identity, ∇π = π ∇log π, turns it into an expectation that samples estimate:
+#
+# $$\nabla J = \sum_a r(a)\,\nabla\pi_\theta(a) = \sum_a \pi_\theta(a)\, r(a)\,\nabla\log\pi_\theta(a)
+#   = \mathbb{E}_{a\sim\pi_\theta}\big[r(a)\,\nabla\log\pi_\theta(a)\big].$$
+#
+# Sample replies, and move each one's log-probability in proportion to its reward (REINFORCE, Williams 1992). In
+# code that is one loss, −mean(r·log π(a)) over the samples, and autograd. The reward needs no gradient: it can be
+# any program.
+#
+# **The baseline.** Any b that does not depend on the sampled reply can be subtracted from r for free, because the
+# score function has mean zero: E[∇log π] = Σ_a π ∇log π = Σ_a ∇π = ∇Σ_a π = ∇1 = 0. So
+# ∇J = E[(r − b)∇log π] for every such b: it stays **unbiased**. It is not free for the variance. With rewards of
+# 0 and 1, a reply that fails still gets r = 0 and a reply that passes pushes everything it sampled up; with
+# b ≈ E[r] a failure is pushed *down* and a pass up, each by how surprising it was, so fewer samples give the same
+# precision. The difference A = r − b is the **advantage**. GRPO's b is the mean reward of the other replies to the
+# same prompt (its group); taking the group mean *with* the reply itself in it shrinks the gradient by a factor
+# (G − 1)/G, a change of step size, not of direction.
+#
+# The check below uses a policy over 6 replies with logits θ and pass/fail rewards. The exact gradient of J comes
+# from autograd on Σ π r; each estimate is autograd on −mean(A·log π) over a group of 8 samples, repeated over
+# thousands of groups. An estimate is unbiased when the mean of the repeats lies within a few standard errors of the
+# exact gradient (a statistical tolerance: the assertion would fail about once in many thousand runs by chance).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-recipe = GRPO_RECIPES[PROFILE]
-settings, MAX_NEW = recipe.tasks["arithmetic"]
-task = get_task("arithmetic", **settings)
-problem = task.sample(random.Random(0))
-print(f"settings {settings}, at most {MAX_NEW} new tokens")
-for completion in [problem.answer + "\n", str(int(problem.answer) + 1) + "\n", problem.answer, "1+1\n"]:
-    print(f"{problem.prompt!r} + {completion!r:10} -> {task.score(problem, completion)}")
+rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # which of the 6 replies pass
+theta = torch.tensor([0.5, 1.0, -0.5, 0.0, 0.8, -1.0], dtype=torch.float64, requires_grad=True)
+pi = torch.softmax(theta, 0).detach()
+expected_reward = (torch.softmax(theta, 0) * rewards).sum()
+exact = torch.autograd.grad(expected_reward, theta)[0]
+score_mean = torch.autograd.grad((pi * torch.log_softmax(theta, 0)).sum(), theta)[0]  # E[∇log π]
+assert score_mean.abs().max() < 1e-12
+print(f"π = {[round(p, 3) for p in pi.tolist()]}, J = E[r] = {expected_reward.item():.3f}")
+print(f"exact ∇J = {[round(g, 4) for g in exact.tolist()]}")
+
+G, REPEATS = 8, 4000
+generator = torch.Generator().manual_seed(0)
+draws = torch.multinomial(pi.expand(REPEATS, -1), G, replacement=True, generator=generator)  # (REPEATS, G) replies
+baselines = {"none (b = 0)": lambda r: torch.zeros_like(r),
+             "b = E[r], exact": lambda r: torch.full_like(r, expected_reward.item()),
+             "the others' mean": lambda r: (r.sum() - r) / (G - 1),  # leave-one-out
+             "the group's mean (GRPO)": lambda r: r.mean().expand(G)}
+for name, baseline in baselines.items():
+    estimates = []
+    for replies in draws:
+        r = rewards[replies]
+        advantage = r - baseline(r)
+        loss = -(advantage * torch.log_softmax(theta, 0)[replies]).mean()
+        estimates.append(-torch.autograd.grad(loss, theta)[0])  # the loss's gradient, negated: ascent on J
+    estimates = torch.stack(estimates)
+    target = exact * ((G - 1) / G if "GRPO" in name else 1)  # the group mean with the reply in it: (G − 1)/G of ∇J
+    z = ((estimates.mean(0) - target) / (estimates.std(0) / REPEATS**0.5)).abs().max().item()
+    assert z < 4.5, (name, z)  # within 4.5 standard errors on every coordinate
+    print(f"{name:>24}: mean / target {estimates.mean(0).dot(target).item() / target.dot(target).item():.3f}, "
+          f"largest error {z:.1f} standard errors, variance of one group's estimate {estimates.var(0).sum():.4f}")
 
 # %% [markdown]
-# **Held-out problems, two splits.** No training step ever sees a held-out problem. They come in two sets with
-# two jobs. The **validation** problems are scored at every evaluation, and the checkpoint kept (`best.pt`) is
-# the best of those scores; a best-of-many is biased upward, since some of its lead over the others is the luck
-# of those very problems. A run scores the **test** problems twice only, on the starting model and on `best.pt`:
-# they choose nothing, so their figures are the ones reported.
-
-# %%
-held_out = held_out_split(task, recipe.validation, recipe.test)
-print(f"{len(held_out.validation)} validation problems (they choose best.pt), {len(held_out.test)} test problems "
-      f"(reported), e.g. {held_out.test[0].prompt!r} -> {held_out.test[0].answer!r}")
-
-# %% [markdown]
-# ## The starting model
+# Every baseline's mean lands on its target within the statistical tolerance: subtracting a b that does not depend
+# on the reply leaves the gradient unbiased, and the group mean with the reply in it gives (G − 1)/G of it. The
+# variance is what changes, and the last column measures it: the baseline near E[r] needs fewer groups than no
+# baseline for the same precision. The leave-one-out baseline is unbiased and almost as good, with nothing known in
+# advance, which is why GRPO needs no value network: the group is the baseline. GRPO also divides each advantage by
+# its group's standard deviation, a rescaling per prompt (exercise 2 looks at what it weighs up).
 #
-# A policy gradient reinforces what the policy already does sometimes. A random model practically never writes
-# `57⏎` after `23+34=`: a reward for correctness alone would pay it nothing. The 0.1 nudge pays its rare
-# well-formed answers, so it would learn the format, slowly; supervised training skips that. So RL starts from a
-# model that knows the format: a small GPT over the characters the tasks use, trained from random initialisation
-# with the loss on the answer only (notebook 9's trick) on fresh training problems. `python -m tinylm.grpo --base pretrain` does
-# exactly this, through the same Trainer as every other run (checkpoints, resume, metrics). Until the training
-# report, this notebook looks at the validation problems only.
-
-# %%
-RUN = runs_dir() / f"notebook-11-{PROFILE}"
-base_checkpoint = pretrain_task_base(recipe, task, held_out, MAX_NEW, RUN / f"base-arithmetic-{PROFILE}",
-                                     on_record=lambda record: None)
-model, tokenizer, _ = load_model(base_checkpoint, DEVICE)
-start_accuracy, start_formed = greedy_accuracy(model, tokenizer, task, held_out.validation, MAX_NEW)
-low, high = wilson_interval(round(start_accuracy * len(held_out.validation)), len(held_out.validation))
-print(f"starting model: greedy validation accuracy {100 * start_accuracy:.1f}% (95% interval {100 * low:.1f}-"
-      f"{100 * high:.1f}%), well-formed {100 * start_formed:.1f}%")
-
-# %% [markdown]
-# ## Sampling a group
+# ## Reusing samples: the ratio and the clip
 #
-# **Predict first**: the model samples 8 answers at temperature 1 for each of 16 problems. Groups whose rewards all
-# match teach nothing; a group that holds *both* a right and a wrong answer always teaches. If each sample were right with the same probability p, a group
-# of G would be all right with probability pᴳ, all wrong with (1 − p)ᴳ, and mixed otherwise. Write down your
-# guess for the share of mixed groups, then run the cell: it measures p and the mixed share, and prints what
-# the formula predicts from that p, for groups of 8 and of 2.
-
-# %%
-problems = held_out.validation[:16]
-rollout = sample_groups(model, tokenizer, task, problems, group_size=8, max_new_tokens=MAX_NEW, seed=0)
-for i in range(2):
-    print(problems[i].prompt, [c.replace("\n", "⏎") for c in rollout.completions[8 * i : 8 * i + 8]],
-          [round(r, 2) for r in rollout.rewards[i].tolist()])  # float32 0.1 would print as 0.10000000149011612
-p = rollout.correct.float().mean().item()
-mixed = (rollout.correct.any(dim=1) & ~rollout.correct.all(dim=1)).float().mean().item()
-predicted_mixed = {G: 1 - p**G - (1 - p) ** G for G in (2, 8)}
-print(f"sampled completions correct: p = {p:.3f}; mean completion length {rollout.mean_length:.2f} tokens")
-print(f"mixed groups of 8: {100 * mixed:.0f}% of {len(problems)} measured, {100 * predicted_mixed[8]:.1f}% "
-      f"predicted from p; a pair would be mixed {100 * predicted_mixed[2]:.1f}% of the time (2·p·(1 − p))")
-
-# %% [markdown]
-# The formula treats every problem alike. Real problems are not: some are easy (p near 1), some hard (p near 0),
-# and both kinds make uniform groups. The mixed share is concave in p, so for a given mean p, problems of uneven
-# difficulty can only lower the expected share below the formula's (Jensen's inequality); the measurement fits. With
-# 16 groups it is itself coarse: a Wilson interval on 7 of 16 runs from about a quarter to two thirds. Exercise 4
-# asks what a group of two does to training.
-#
-# The rollout is one right-padded batch: each row is prompt + completion, and `completion_mask` marks the
-# positions whose *next* token is a completion token. Only those positions train. The padding is token id 0,
-# which is the newline, so in the printout below a row's ⏎ after its answer's own ⏎ is padding, not output.
-
-# %%
-row = 0
-shown_tokens = [tokenizer.decode([t]).replace("\n", "⏎") for t in rollout.sequences[row].tolist()]
-print("tokens:    ", shown_tokens)
-print("trains on: ", [shown_tokens[t + 1] for t in range(len(shown_tokens) - 1) if rollout.completion_mask[row, t]])
-
-# %% [markdown]
-# ## Group advantages
-#
-# GRPO needs no learned value function: an answer's advantage is how much better it did than its own group,
-# $A_i = (r_i - \mathrm{mean}(r)) / (\mathrm{std}(r) + \epsilon)$. A group where every answer earns the same has
-# all advantages 0: groups whose rewards all match (all right, all well-formed and wrong, or all malformed) teach
-# nothing. Groups of wrong answers still teach when some are malformed: the well-formed ones earn 0.1 and move up.
-
-# %%
-def my_advantages(rewards: torch.Tensor) -> torch.Tensor:
-    """(prompts, G) rewards -> each reward against its group's mean, in units of the group's std."""
-    return (rewards - rewards.mean(dim=1, keepdim=True)) / (rewards.std(dim=1, keepdim=True) + 1e-6)
-
-
-assert torch.allclose(my_advantages(rollout.rewards), group_advantages(rollout.rewards))
-print("rewards:   ", [round(r, 2) for r in rollout.rewards[0].tolist()])
-print("advantages:", [round(a, 2) for a in my_advantages(rollout.rewards)[0].tolist()])
-
-# %% [markdown]
-# ## The clipped objective, by hand
-#
-# The update reuses one batch of samples for several optimizer steps. After the first, the policy π_θ is no
-# longer the one that sampled (π_old), so each token's term is weighted by the ratio ρ = π_θ / π_old. PPO's
-# clip stops paying once ρ has moved more than ε in the advantage's direction:
+# Sampling replies from a language model costs far more than an update, so PPO and GRPO make several updates on
+# one batch of samples. After the first update the policy π_θ is no longer the one that sampled, π_old, and the
+# estimate above would be wrong. Importance weighting repairs it: E_{π_old}[ρ A ∇log π_θ] with ρ = π_θ(a)/π_old(a)
+# is what E_{π_θ}[A ∇log π_θ] would be, and ∇ρ = ρ ∇log π_θ, so the loss is −mean(ρ·A). At θ = θ_old, ρ = 1 and its
+# gradient *is* the policy gradient. Far from θ_old a few samples with large ρ dominate and the estimate is no
+# longer trustworthy (A itself was measured for π_old). PPO's clip bounds the move:
 #
 # $$\text{objective} = \min\big(\rho A,\ \mathrm{clip}(\rho, 1-\varepsilon, 1+\varepsilon)\,A\big)$$
 #
-# The minimum makes it a pessimistic bound. For A > 0 the objective rises with ρ up to 1 + ε and is flat after:
-# pushing a good token further pays nothing. For A < 0 it is flat at (1 − ε)·A below 1 − ε (pushing a bad token
-# further down pays nothing), then falls as ρA from 1 − ε on, and past 1 + ε the clip never stops it: a bad token
-# whose probability went *up* is always penalised in full. The plot computes both curves with the package's loss; the table prints a few of
-# their values by hand and by the package:
+# For A > 0 it stops paying once ρ passes 1 + ε; for A < 0, once ρ falls below 1 − ε; a sample whose ratio moved the
+# wrong way is never clipped. A clipped sample's gradient is zero. The toy policy below samples one group, then
+# makes eight updates on it, with the clip and without (an ε so wide it never binds), through the package's loss.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-EPS = recipe.clip_eps
+EPS = STORY_GRPO_RECIPES[PROFILE].clip_eps
+theta_old = theta.detach().clone()
+replies = torch.multinomial(pi, G, replacement=True, generator=torch.Generator().manual_seed(1))
+advantage = group_advantages(rewards[replies].view(1, G)).flatten()  # GRPO's: centred, divided by the spread
+old_logp = torch.log_softmax(theta_old, 0)[replies]
+print(f"ε = {EPS}; the group's rewards {rewards[replies].tolist()}")
 
 
-def my_objective(ratio: torch.Tensor, advantage: float) -> torch.Tensor:
-    return torch.minimum(ratio * advantage, ratio.clamp(1 - EPS, 1 + EPS) * advantage)
+def surrogate(params: torch.Tensor, eps: float):
+    """The package's clipped loss with each sample as a one-token completion."""
+    logp = torch.log_softmax(params, 0)[replies]
+    return clipped_policy_loss(logp.view(G, 1), old_logp.view(G, 1), advantage, torch.ones(G, 1, dtype=torch.bool),
+                               eps)
 
 
-def package_objective(ratio: torch.Tensor, advantage: float) -> torch.Tensor:
-    """Each ratio as a one-token completion: the package's objective is minus its loss."""
-    return torch.stack([-clipped_policy_loss(r.log().view(1, 1), torch.zeros(1, 1), torch.tensor([advantage]),
-                                             torch.ones(1, 1, dtype=torch.bool), EPS).loss for r in ratio])
-
-
-ratios = torch.linspace(0.05, 2.0, 79)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-for ax, advantage in zip(axes, (1.0, -1.0)):
-    assert torch.allclose(my_objective(ratios, advantage), package_objective(ratios, advantage), atol=1e-6)
-    ax.plot(ratios, ratios * advantage, ":", color="gray", label="ρ·A (unclipped)")
-    ax.plot(ratios, package_objective(ratios, advantage), color="tab:blue", lw=3, label="min(ρA, clip(ρ)·A)")
-    for edge in (1 - EPS, 1 + EPS):
-        ax.axvline(edge, color="tab:red", lw=0.8, ls="--")
-    ax.set(title=f"A = {advantage:+.0f}", xlabel="ratio ρ = π_θ / π_old", ylabel="objective (per token)")
-    ax.legend(fontsize=10)
-    ax.grid(alpha=0.3)
-fig.tight_layout()
-plt.show()
-shown_ratios = torch.tensor([0.5, 0.8, 1.0, 1.2, 1.5])
-print(f"ε = {EPS}; ρ:            " + "  ".join(f"{r:6.2f}" for r in shown_ratios.tolist()))
-for advantage in (1.0, -1.0):
-    values = package_objective(shown_ratios, advantage)
-    assert torch.allclose(values, my_objective(shown_ratios, advantage), atol=1e-6)
-    print(f"objective at A = {advantage:+.0f}: " + "  ".join(f"{v:6.2f}" for v in values.tolist()))
-
-# %% [markdown]
-# **Averaged per token, not per completion.** The GRPO paper averages each completion's token terms (a factor
-# 1/|oᵢ|), then averages over completions. `tinylm` averages over every completion token of the batch at once, as
-# DAPO argues for (Dr. GRPO also drops the 1/|oᵢ|). The difference is weight: per completion, each token of a
-# 2-token answer counts three times as much as a token of a 6-token one; per token, all count the same, so a long
-# wrong answer is pushed down as hard per token as a short one. On this task completions are all short (the
-# sampled mean was 2.89 tokens), so the two weightings differ little; on long reasoning outputs they differ a lot
-# (Dr. GRPO's length bias). Two completions at ρ = 1, advantages +1 and −1:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-toy_mask = torch.tensor([[True, True, False, False, False, False], [True] * 6])  # lengths 2 and 6
-toy_advantages = torch.tensor([1.0, -1.0])
-terms = torch.stack([my_objective(torch.ones(6), a) for a in toy_advantages.tolist()])  # ρ = 1: each term is A
-per_token = (terms * toy_mask).sum() / toy_mask.sum()
-per_completion = ((terms * toy_mask).sum(dim=1) / toy_mask.sum(dim=1)).mean()
-package = clipped_policy_loss(torch.zeros(2, 6), torch.zeros(2, 6), toy_advantages, toy_mask, EPS).loss
-assert torch.isclose(-package, per_token)
-print(f"objective per token (tinylm, DAPO): {per_token:+.3f}   per completion (the GRPO paper): {per_completion:+.3f}")
+policy_gradient = torch.autograd.grad(-(advantage * torch.log_softmax(theta, 0)[replies]).mean(), theta)[0]
+at_old = torch.autograd.grad(surrogate(theta, EPS).loss, theta)[0]
+assert torch.allclose(at_old, policy_gradient)  # ρ = 1: the ratio's gradient is the policy gradient
+for name, eps in (("clip", EPS), ("no clip", 1e9)):
+    params = theta_old.clone().requires_grad_(True)
+    line = []
+    for update in range(8):
+        out = surrogate(params, eps)
+        step = torch.autograd.grad(out.loss, params)[0]
+        with torch.no_grad():
+            params -= 1.0 * step  # plain gradient steps of size 1, to see the clip act within a few updates
+            new = torch.softmax(params, 0)
+            ratio = new[replies] / pi[replies]
+            kl = (pi * (pi / new).log()).sum().item()
+        line.append(f"{out.clip_fraction:.2f}/{ratio.max().item():.2f}/{kl:.3f}")
+    print(f"{name:>8} (clipped share / largest ρ / KL(π_old‖π_θ) after each update): {'  '.join(line)}")
 
 # %% [markdown]
-# The clip fraction, the share of tokens where the clipped term is the smaller one, is a health gauge: near 0 when the policy barely moves per batch, large when the learning rate is too high. The whole loss,
-# written by hand and checked on the rollout above with random ratios:
-
-# %%
-def clipped_loss_by_hand(logp, old_logp, advantages, mask, eps=EPS):
-    ratio = torch.exp(logp - old_logp)
-    a = advantages[:, None]
-    objective = torch.minimum(ratio * a, ratio.clamp(1 - eps, 1 + eps) * a)
-    clipped = (ratio.clamp(1 - eps, 1 + eps) * a < ratio * a).float()
-    return -(objective * mask).sum() / mask.sum(), (clipped * mask).sum() / mask.sum()
-
-
-with torch.no_grad():
-    old = token_logprobs(model, rollout.sequences)
-moved = old + 0.3 * torch.randn(old.shape, generator=torch.Generator().manual_seed(0))  # as if after an update
-advantages = group_advantages(rollout.rewards).flatten()
-mask = rollout.completion_mask.float()
-loss, clip_fraction = clipped_loss_by_hand(moved, old, advantages, mask)
-package = clipped_policy_loss(moved, old, advantages, rollout.completion_mask)  # default eps, equal to EPS here
-assert torch.allclose(loss, package.loss, atol=1e-6) and abs(clip_fraction.item() - package.clip_fraction) < 1e-6
-print(f"loss {loss.item():.4f}, clip fraction {clip_fraction.item():.3f}: the same as tinylm.posttrain.grpo.objective")
-
-# %% [markdown]
-# **The KL penalty and its estimate.** With a reference model π_ref (the starting policy), GRPO may add
-# β·KL(π_θ‖π_ref) to the loss. The KL is a sum over every possible completion, so it is estimated from the sampled
-# tokens with k3 = exp(q) − q − 1, q = log π_ref − log π_θ: never negative, and its expected value over tokens
-# **sampled from π_θ** equals the KL (an unbiased estimate). GRPO's tokens are sampled from π_old, which equals π_θ only at a rollout's first
-# update; from the second, the mean of k3 estimates something else, and an importance weight ρ would correct it.
-# On a 4-token distribution, the expectations computed exactly:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-p_ref, p_old, p_theta = (torch.tensor(v, dtype=torch.float64) for v in
-                         ([0.4, 0.3, 0.2, 0.1], [0.25, 0.25, 0.25, 0.25], [0.1, 0.2, 0.3, 0.4]))
-kl = (p_theta * (p_theta / p_ref).log()).sum()
-q = (p_ref / p_theta).log()
-k3 = q.exp() - q - 1
-print(f"KL(π_θ‖π_ref) = {kl:.4f}; mean k3 over samples from π_θ: {(p_theta * k3).sum():.4f}; "
-      f"from π_old: {(p_old * k3).sum():.4f}; from π_old weighted by ρ = π_θ/π_old: {(p_old * p_theta / p_old * k3).sum():.4f}")
-
-# %% [markdown]
-# ## The package's trainer, checked on its own rollout
+# The first update is the same with and without the clip (every ρ is 1, nothing is clipped). From the second on,
+# the clip acts: samples whose ratio has passed 1 ± ε in their advantage's direction stop contributing, and once all
+# have, the gradient is zero and the policy stops, a bounded distance (the KL column) from the one that sampled.
+# Without the clip each update on the same eight samples moves the policy further and the ratios grow without
+# limit. On this toy, whose rewards are exact and fixed, going further happens to raise J; on a language model an
+# update moves the probabilities of every other prompt too, and the samples' advantages describe π_old only. That is
+# the clip's job: as many updates per batch as the recipe asks, none of them far.
 #
-# `GRPOTrainer` is the Trainer of every other notebook with GRPO's batch source and loss. Each step is one AdamW
-# update; a rollout serves `updates` steps. Below, a trainer with a KL penalty (the `kl_coef` set in the code; the recipe's is 0)
-# and a larger learning rate (so that ratios move) makes two updates on a first rollout; then a second rollout is
-# sampled, by the policy *after* those updates, and one update made on it. The batch it trained on holds the
-# sequences, the completion mask, the advantages, π_old's and π_ref's log-probabilities. Each is recomputed here
-# from scratch: the rewards from the decoded completions, the advantages by hand, π_old from a copy of the policy
-# taken before the second rollout, π_ref from the starting model; then the loss (clipped objective plus β·k3) of
-# the policy after the third update, against the trainer's own.
+# ## The story task as reinforcement learning
+#
+# The policy is notebook 9's model: a small story model fine-tuned to follow instructions such as "a character
+# named Zoe, the word kite, at most five sentences". A **prompt** is an instruction in the chat template, a **reply**
+# is what the model writes up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended,
+# every constraint holds, it has enough sentences and ends as a sentence does, and the story base (which never saw
+# an instruction) finds it fluent, else 0. Training draws the train split's instructions; the validation split
+# chooses best.pt; the test split, which chooses nothing, is what this notebook reports. Without notebook 9's run in
+# this clone, the cell fine-tunes the model first, as notebook 9 does.
 
 # %%
-check_recipe = recipe.replace(train={"learning_rate": 2e-3, "min_lr": 2e-3, "max_steps": 3, "eval_interval": 0},
-                              kl_coef=0.05, updates=2)
-start = copy.deepcopy(model)
-trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, check_recipe, held_out, MAX_NEW, device=DEVICE)
-trainer.fit(stop_after=2)  # the first rollout and its two updates
-sampler = copy.deepcopy(trainer.model)  # π_old of the next rollout
-trainer.fit(stop_after=1)  # the second rollout, sampled by `sampler`, and one update on it
-sequences, batch_mask, batch_advantages, batch_old, batch_ref = trainer.source.batch
+nb9 = runs_dir() / f"notebook-09-{PROFILE}"
 
 
-def rewards_of(sequences: torch.Tensor, mask: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Decode each row's prompt and completion, score it: (prompts, group_size) rewards."""
-    rewards = []
-    for row, row_mask in zip(sequences.tolist(), mask.tolist()):
-        first = row_mask.index(True)  # the prompt's last position predicts the first completion token
-        prompt = tokenizer.decode(row[: first + 1])
-        completion = tokenizer.decode([row[t + 1] for t, counted in enumerate(row_mask) if counted])
-        a, op, b = re.fullmatch(r"(\d+)([+-])(\d+)=", prompt).groups()
-        answer = int(a) + int(b) if op == "+" else int(a) - int(b)
-        rewards.append(task.score(Problem(prompt, str(answer)), completion).reward)
-    return torch.tensor(rewards).view(-1, group_size)
+def is_story_sft(folder) -> bool:
+    """An SFT run of the story task: its report names the verifier's base."""
+    report = folder / "sft_eval.json"
+    return report.is_file() and "verifier" in json.loads(report.read_text())
 
 
-with torch.no_grad():
-    my_adv = my_advantages(rewards_of(sequences, batch_mask, check_recipe.group_size)).flatten()
-    my_old, my_ref = token_logprobs(sampler, sequences), token_logprobs(start, sequences)
-    my_logp = token_logprobs(trainer.model, sequences)
-    my_loss, my_clip = clipped_loss_by_hand(my_logp, my_old, my_adv, batch_mask.float())
-    q = my_ref - my_logp
-    my_kl = ((q.exp() - q - 1) * batch_mask).sum() / batch_mask.sum()
-    package_loss = trainer.batch_loss(trainer.source.batch)
-assert torch.allclose(my_adv, batch_advantages, atol=1e-5) and batch_advantages.abs().sum() > 0
-assert torch.allclose(my_old, batch_old, atol=1e-5) and torch.allclose(my_ref, batch_ref, atol=1e-5)
-assert not torch.allclose(my_old, my_ref, atol=1e-3) and not torch.allclose(my_logp, my_old, atol=1e-3)
-assert abs(my_kl.item() - trainer.step_stats()["kl"]) < 1e-6  # k3 of batch_loss above, after the third update
-assert torch.isclose(my_loss + check_recipe.kl_coef * my_kl, package_loss, atol=1e-6)
-print(f"rollout of {len(sequences)} completions, β = {check_recipe.kl_coef}: advantages, π_old, π_ref, k3 "
-      f"({my_kl.item():.5f}) and the loss ({package_loss.item():.5f}, clip fraction {my_clip.item():.3f}) by hand "
-      "== GRPOTrainer's")
+sft_start = nb9 if is_story_sft(nb9) or not (nb9 / "best.pt").exists() else RUN / "sft-stories"
+if not is_story_sft(sft_start):
+    print(f"no story SFT model in {shown(sft_start)}: fine-tuning it now, as notebook 9 does")
+    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), SFTOptions(task="stories"),
+        say=quiet, on_record=quiet)
+recipe = STORY_GRPO_RECIPES[PROFILE]
+MAX_NEW = recipe.tasks["stories"][1]  # new tokens a reply may take
+task = story_writing_task(sft_start, PROFILE, DEVICE)  # the instructions, and the verifier with its story base
+held_out = task.held_out(recipe.validation, recipe.test)
+model, tokenizer, _ = load_model(sft_start, DEVICE)
+print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len(task.train):,} training, "
+      f"{len(held_out.validation)} validation and {len(held_out.test)} test instructions; fluency bound "
+      f"{task.verifier.max_loss:.2f} nats per token")
 
 # %% [markdown]
-# ## Training
-#
-# `grpo` is what `python -m tinylm.grpo --task arithmetic --base pretrain` runs: every rollout draws fresh
-# training problems, samples a group of completions for each, computes advantages and π_old, and feeds `updates`
-# AdamW steps of the clipped objective, the gradient's norm clipped at 1.0 (`recipe.train.grad_clip`; the
-# run's second printed line gives the profile's other numbers). Every `eval_interval` steps it measures the greedy accuracy on the validation problems, and
-# best.pt keeps the best. At the end it loads best.pt and scores it on the test problems, as it scored the starting
-# model before training: those two figures are the report. It reuses the starting model trained above. On a GPU
-# use the gpu profile, timings in [Running on a GPU](README.md#running-on-a-gpu).
+# **A group.** The model samples 8 replies at temperature 1 to each of a few validation instructions; each gets its
+# reward and its advantage within the group. A group whose replies all pass, or all fail, has advantages of zero
+# and teaches nothing. If each reply passed with the same probability p, a group of G would be mixed with
+# probability 1 − pᴳ − (1 − p)ᴳ.
 
 # %%
-budget = None if FULL_RECIPE or PROFILE == "smoke" else BOUNDED_SECONDS
-report = grpo(RunOptions(profile=PROFILE, out=RUN, overwrite=True, max_seconds=budget, device=str(DEVICE)),
-              GRPOOptions(task="arithmetic", base="pretrain"),
+problems = held_out.validation[:8]
+rollout = sample_groups(model, tokenizer, task, problems, group_size=G, max_new_tokens=MAX_NEW, seed=SEED)
+print(problems[0].instruction)
+for text, reward, adv in zip(rollout.completions[:G], rollout.rewards[0].tolist(),
+                             group_advantages(rollout.rewards)[0].tolist()):
+    print(f"  reward {reward:.0f}, advantage {adv:+.2f}: {text[:110].strip()!r}")
+p = rollout.correct.float().mean().item()
+mixed = (rollout.correct.any(dim=1) & ~rollout.correct.all(dim=1)).float().mean().item()
+print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% of {len(problems)}, "
+      f"{100 * (1 - p**G - (1 - p) ** G):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
+
+# %% [markdown]
+# Fewer groups were mixed than the formula predicts from p: instructions differ in difficulty, some are passed
+# almost always or almost never, and the mixed share is concave in p, so uneven difficulty can only lower it
+# (Jensen's inequality); eight groups are also a small sample.
+#
+# ## GRPO on the story task
+#
+# `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs, through the same Trainer as
+# every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
+# with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
+# loss, averaged over every reply token of the batch (DAPO's per-token mean). The header line gives the profile's
+# numbers. It scores the test instructions before training and after (best.pt): greedily, and with 8 samples each at
+# temperature 1 for pass@1 and pass@8 (below).
+
+# %%
+report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
+              GRPOOptions(task="stories", base=str(sft_start)),
+              say=lambda line: line.startswith("GRPO on") and print(line),
               on_record=lambda record: record["event"] == "eval" and print_grpo_record(record))
 
+# %% [markdown]
+# **pass@k.** A greedy reply shows what the model does; sampled replies show what it *can* do. pass@k is the chance
+# that at least one of k samples passes. From n ≥ k samples of which c pass, the unbiased estimate (Chen et al.) is
+# 1 − C(n − c, k)/C(n, k), averaged over instructions; pass@1 is the mean share that pass. If RL only sharpens the
+# model's choice among replies it could already write, pass@1 rises towards pass@8 and pass@8 barely moves; if it
+# teaches new ways to pass, pass@8 rises too.
+#
+# **The control.** A gain after GRPO could come from any further training of the same start. So the same model is
+# trained with notebook 9's supervised recipe (the stories as targets, its batch size and betas, at the constant
+# rate its schedule ended on) for as many seconds of training as GRPO took, and scored by the same functions that
+# scored GRPO: greedy replies to the test instructions through the verifier, and pass@1 and pass@8 from the same
+# number of samples.
+
 # %%
-chosen = report["validation"]["best"]
-print(f"test accuracy ({report['test_problems']} problems, greedy, 95% Wilson): {describe(report['before'])} before "
-      f"-> {describe(report['after'])} after (best.pt, step {report['after']['step']} of {report['steps']}, "
-      f"{report['grpo_seconds']:.0f} s of RL)")
-print(f"validation accuracy that chose best.pt: {describe(report['validation']['before'])} at the start, "
-      f"{describe(chosen)} at its best, the highest of "
-      f"{sum(r['event'] in ('eval', 'final') for r in read_metrics(RUN))} evaluations")
-apart = report["after"]["interval"][0] > report["before"]["interval"][1]
-print("the test intervals do not overlap: on problems like these, best.pt is more accurate than the start" if apart
-      else "the test intervals overlap: this run does not show a gain beyond the test problems' uncertainty")
+def scored(policy) -> dict:
+    """The greedy test pass rate and pass@1, pass@k of `policy`, measured as the GRPO run measures them."""
+    replies = greedy_completions(policy, tokenizer, task, held_out.test, MAX_NEW,
+                                 batch_size=recipe.train.eval_batch_size)
+    rates = story_report(task, tokenizer, held_out.test, replies)
+    n = recipe.pass_at_samples
+    sampled = held_out.test[: recipe.pass_at_problems or len(held_out.test)]
+    at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), MAX_NEW, temperature=recipe.temperature,
+                         seed=recipe.train.seed, batch_size=recipe.train.eval_batch_size)
+    return {"pass_rate": rates, "pass_at": {str(k): v for k, v in at.items()}}
+
+
+template = ChatTemplate(tokenizer)
+start_cfg = TrainConfig.from_dict(load_checkpoint(sft_start / "best.pt")["train_config"])
+control_cfg = dataclasses.replace(start_cfg, max_steps=10**6, max_seconds=report["grpo_seconds"], warmup_steps=0,
+                                  learning_rate=start_cfg.min_lr, eval_interval=0, log_interval=10**6, seed=SEED)
+conversations, validation = (build_examples([i.record() for i in split], template, model.config.block_size).rendered
+                              for split in (task.stories.train, task.stories.validation))
+control_model, _, _ = load_model(sft_start, DEVICE)
+control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversations, control_cfg.batch_size,
+                                                                   template.pad, seed=SEED),
+                     tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=validation, template=template)
+control.fit()
+control_model.eval()
+arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"], "pass_at": report["pass_at"]["before"]},
+        f"GRPO, best.pt (step {report['after']['step']} of {report['steps']})":
+            {"pass_rate": report["pass_rate"]["after"], "pass_at": report["pass_at"]["after"]},
+        f"SFT control ({control.step} steps)": scored(control_model)}
+k = str(recipe.pass_at_samples)
+print(f"{report['grpo_seconds']:.0f} s of GRPO, {control.elapsed:.0f} s of SFT; {len(held_out.test)} test "
+      f"instructions, pass@k on the first {report['pass_at']['problems']}")
+print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {'pass@' + k:>7}  {'word':>5} {'ends':>5} "
+      f"{'fluent':>6}")
+for name, arm in arms.items():
+    rates, at = arm["pass_rate"], arm["pass_at"]
+    print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
+          f"{100 * at['1']:6.1f}% {100 * at[k]:6.1f}%  {100 * rates['kinds']['word']['held']:4.0f}% "
+          f"{100 * rates['ends']:4.0f}% {100 * rates['fluent']:5.0f}%")
+grpo_rates, control_rates = (arm["pass_rate"] for arm in list(arms.values())[1:])
+print(compare("GRPO", [grpo_rates["pass_rate"]], "the SFT control", [control_rates["pass_rate"]],
+              lower_is_better=False, metric="greedy test pass rate"))
+apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo_rates["high"]
+print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# Two figures for one checkpoint: the validation accuracy that chose it is the highest of many evaluations of the
-# same problems, so in general it carries their luck, and the interval printed beside it is not a valid 95%
-# interval (Wilson's assumes one measurement chosen in advance). This run does not show that bias. Validation went
-# from 24.8% to 50.6%, test from 27.0% to 51.2%: the splits differ already at the start, the two gains differ by
-# far less than the intervals' widths, and best.pt is the last checkpoint (step 5000 of 5000), as validation was
-# still rising. The intervals say nothing about the training seed, whose spread for this result is not measured
-# (the next section's seeds are 100-step runs).
-
+# **Reading the table.** GRPO raised the greedy test pass rate from 65.5% to 85.5% in 68 s of training (best.pt is
+# step 16 of 24, chosen on validation), mostly through the word constraint (held 45% of the time before, 78%
+# after). The same seconds of supervised training raised it too, to 76.7%. GRPO came out ahead by 0.088, and by the
+# course's rule the two are **not told apart**: one seed per arm proves nothing about the method, and the 95%
+# intervals, which measure only the luck of the test instructions, overlap. pass@1 rose from 39.8% to 50.4% under
+# GRPO and stayed at 40.1% under SFT. pass@8 was already 86.0% at the start, and rose to 97.0% (SFT: 89.0%): the
+# start could already pass most instructions in eight tries, so most of GRPO's gain is the model doing more often
+# what it could already do, greedy and pass@1 climbing towards pass@8, as Yue et al. report for larger models.
+# Exercise 4 runs the seeds the verdict needs.
 
 # %%
-records = read_metrics(RUN)
+records = read_metrics(RUN / "grpo")
 train = [r for r in records if r["event"] == "train"]
 evals = [r for r in records if r["event"] in ("eval", "final")]
-fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
-axes[0].plot([r["step"] for r in train], [r["reward"] for r in train], label="mean reward")
-axes[0].plot([r["step"] for r in train], [r["correct"] for r in train], label="sampled correct")
-axes[0].set(title="training rollouts", xlabel="GRPO step")
+fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
+axes[0].plot([r["step"] for r in train], [r["correct"] for r in train], label="sampled replies that pass")
+axes[0].plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-", label="validation, greedy")
+axes[0].set(title="GRPO: the verifier's pass rate", xlabel="GRPO step", ylim=(0, 1))
 axes[0].legend()
-axes[1].plot([r["step"] for r in evals], [100 * r["accuracy"] for r in evals], marker="o", ms=3, label="validation")
-axes[1].plot([0, report["after"]["step"]], [100 * report["before"]["accuracy"], 100 * report["after"]["accuracy"]],
-             "s", color="tab:red", ms=9, label="test (start, best.pt)")
-axes[1].set(title="greedy accuracy", xlabel="GRPO step", ylabel="%")
-axes[1].legend()
-axes[2].plot([r["step"] for r in train], [r["length"] for r in train])
-axes[2].set(title="completion length", xlabel="GRPO step", ylabel="tokens")
-axes[3].plot([r["step"] for r in train], [r["clip_fraction"] for r in train])
-axes[3].set(title="clip fraction", xlabel="GRPO step")
+axes[1].plot([r["step"] for r in train], [r["length"] for r in train])
+axes[1].set(title="reply length", xlabel="GRPO step", ylabel="tokens")
+axes[2].plot([r["step"] for r in train], [r["clip_fraction"] for r in train])
+axes[2].set(title="clip fraction (share of reply tokens)", xlabel="GRPO step")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Reading the curves: each training point is the *last* rollout before its record, about one record per 100
-# steps, so the training curves are noisy. Mean reward sits just above the sampled-correct share, by 0.1 times
-# the share of well-formed wrong answers; both rise, as the validation accuracy does. The completion length stays
-# flat, near a short integer and its newline: no growth (DeepSeek-R1 reports its responses lengthening during
-# RL). The clip fraction stays at a few hundredths at most: only a rollout's second update can clip, since ρ = 1
-# on the first.
-
-# %% [markdown]
+# **Reading the curves.** Each training point is one rollout of 64 sampled replies, so the sampled pass rate is
+# noisy; it climbs with the validation pass rate, which chose step 16. The replies do not grow longer. The clip
+# fraction is largest on the first rollouts, when a second update moves the policy most, and falls as the updates
+# shrink: the clip acts, at this rate, mostly early.
+#
 # ## Reward hacking
 #
-# A reward is a specification, and an optimiser reads it literally. Suppose the check forgot to compare the
-# number with the answer and paid 1 for any well-formed integer (`--reward format`). **Predict**: after 100
-# steps, what happens to the accuracy, and to the completion length? The cell trains both rewards from the same
-# starting model, at three seeds each, with the same budget, and scores each run's last model on the test
-# problems (no checkpoint is chosen in this comparison). The verdict follows the course's rule: a difference is
-# "told apart" only with at least 3 seeds per arm and ranges that do not overlap (with no real difference that
-# still happens 1 time in 10 at 3 seeds), else "not told apart". Each line prints the mean over seeds ± half the
-# range (not a standard error); a run's completion length is the mean of its training records, one or two rollouts
-# in 100 steps.
-
-# %%
-steps = 4 if PROFILE == "smoke" else 100
-arms = {}
-for reward in ("correct", "format"):
-    arms[reward] = []
-    for seed in (0, 1, 2):
-        out = RUN / f"reward-{reward}-seed{seed}"
-        grpo(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=seed, max_steps=steps, device=str(DEVICE)),
-             GRPOOptions(task="arithmetic", base=str(base_checkpoint), reward=reward), say=lambda line: None,
-             on_record=lambda record: None)
-        lengths = [r["length"] for r in read_metrics(out) if r["event"] == "train"]
-        last_model, _, _ = load_model(out / "last.pt", DEVICE)
-        accuracy = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
-        arms[reward].append({"accuracy": accuracy, "length": sum(lengths[-5:]) / len(lengths[-5:])})
-print(f"starting model: test accuracy {describe(report['before'])}")
-for reward, runs in arms.items():
-    print(f"{reward:>7} reward: test accuracy after {steps} steps "
-          f"{spread([100 * r['accuracy'] for r in runs]).format(1)} %, completion length "
-          f"{spread([r['length'] for r in runs]).format(2)} tokens")
-print(compare("the correct reward", [r["accuracy"] for r in arms["correct"]], "the format-only reward",
-              [r["accuracy"] for r in arms["format"]], lower_is_better=False, metric="test accuracy"))
-
-# %% [markdown]
-# The format-only reward is maximised by any integer with a newline, which the starting model's greedy answers
-# already were (well-formed 100.0% at step 0). Its groups teach only where some sample is malformed; how often that
-# happened is not printed here. Such a group does not teach *little*: dividing by its small spread gives full-size
-# advantages (exercise 2), and Adam turns a small gradient into a full-size step. Those steps pay for being
-# well-formed, not right, so nothing holds the accuracy up. Every seed lies within twice the ± of its arm's mean,
-# so all three format-only seeds scored below the starting model's 27.0% and all three correct-reward seeds above
-# it, and the verdict line tells the two rewards apart. The
-# completion length did not shrink: 3.33 ± 0.08 against 3.30 ± 0.11 tokens, ranges that overlap, so not told
-# apart. Real hacks have more room: code that passes unit tests by special-casing them
-# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
-# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)). The defence is the check itself (what does it fail to
-# look at?) plus a held-out measurement that the reward cannot see, as here.
-#
-# ## What you learned
-#
-# - A verifiable reward is a program: exact and cheap, and only as good as what it checks.
-# - RL can only reinforce what the policy already does sometimes, so it starts from a model that writes the
-#   format (answer-only SFT); groups whose answers all score the same teach nothing, and how many are mixed
-#   follows from the sampled accuracy, less on real problems of uneven difficulty.
-# - GRPO's advantage compares each answer with its own group: no value network.
-# - The clipped ratio lets several updates reuse one batch of samples: it stops paying for moving a good token
-#   up beyond 1 + ε and a bad one down beyond 1 − ε, and never stops penalising a bad token that went up.
-#   `tinylm` averages the objective per token over the batch (DAPO), not per completion (the GRPO paper).
-# - k3 is an unbiased estimate of the KL only over tokens sampled from π_θ; GRPO's come from π_old.
-# - Choose on validation problems, report on test problems: the best of many evaluations is biased upward in
-#   general, though in this run the best was the last checkpoint, so choosing changed nothing.
-#
-# ## Exercises
-#
-# **1. The reward.** Write the arithmetic reward: 1.0 for the right integer followed by a newline, 0.1 for any
-# other integer (an optional minus sign, then digits) followed by a newline, 0.0 otherwise; the completion is
-# read up to its first newline and stripped of spaces. The check compares with `task.score` on many completions.
+# A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--reward constraints`)
+# checks the constraints only: the name, the words, the number of sentences. It forgets to ask whether the reply is
+# a story: whether it ended, and whether the story base finds it fluent. A list of the asked-for words passes it:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def my_reward(problem, completion: str) -> float:
+instruction = held_out.test[0]
+listed = " ".join(c.value for c in instruction.constraints if c.kind in ("name", "word")) + "."
+for name, verifier in (("constraints only", task.weak), ("the real verifier", task.verifier)):
+    verdict = verifier.check([listed], [instruction])[0]
+    print(f"{name:>17}: {'pass' if verdict.passed else 'fail'} (constraints {verdict.holds}, ends {verdict.ends}, "
+          f"fluent {verdict.fluent})")
+print(f"{instruction.instruction!r} -> {listed!r}")
+
+# %% [markdown]
+# (The weak verifier does not measure fluency, so it reports it as met.) **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such replies?
+# The cell runs GRPO's trainer with `reward="constraints"` and records, for every rollout, the weak reward it was
+# paid and the real verifier's verdict on the same replies (a hacked reward's damage shows as the gap between them).
+# Then both verifiers score its greedy test replies.
+
+# %%
+hacked = []
+hack_model, _, _ = load_model(sft_start, DEVICE)
+hack_recipe = recipe.replace(reward="constraints", train={"max_steps": report["steps"], "eval_interval": 0})
+GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, MAX_NEW, device=DEVICE, callbacks=[hacked.append]).fit()
+hack_train = [r for r in hacked if r["event"] == "train"]
+hack_model.eval()
+replies = greedy_completions(hack_model, tokenizer, task, held_out.test, MAX_NEW,
+                             batch_size=recipe.train.eval_batch_size)
+texts, ended, verdicts = task.judged(tokenizer, held_out.test, replies)
+weak = task.weak.check(texts, held_out.test)
+paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.passed and not v.passed]
+print(f"greedy test replies after {report['steps']} steps on the weak reward: the weak verifier passes "
+      f"{100 * sum(w.passed for w in weak) / len(weak):.1f}%, the real one "
+      f"{100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%; the start: "
+      f"{100 * report['pass_rate']['before']['pass_rate']:.1f}% (real)")
+print(f"paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
+      f"{sum(not v.ends for _, v in paid_refused)} do not end as a story ends, "
+      f"{sum(not v.fluent for _, v in paid_refused)} are not fluent")
+for text, _ in paid_refused[:2]:
+    print(f"  {text[:160]!r}")
+fig, ax = plt.subplots(figsize=(8, 3.6))
+for runs, label in ((train, "correct reward"), (hack_train, "constraints-only reward")):
+    line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], label=f"{label}: reward paid")
+    ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "--", color=line.get_color(),
+            label=f"{label}: real verifier")
+ax.set(title="what each run was paid, and what the real verifier says of the same replies", xlabel="GRPO step")
+ax.legend(fontsize=9)
+plt.show()
+
+# %% [markdown]
+# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 steps
+# the policy did not find it: on its greedy test replies the weak verifier and the real one almost agree, and the
+# run on the weak reward passes the real verifier about as often as the start trained on the right one. The model
+# starts from stories, and the cheapest way for it to use the asked-for words is still a story; the weak reward's
+# curve and the real verifier's stay together. Exploiting a loophole takes a policy that samples the exploit now and
+# then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that checks
+# what you mean (here the fluency guard and the ending), and a measurement the reward cannot see, here the real
+# verifier on the same replies. Real hacks have more room: code that passes unit tests by special-casing them
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
+# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
+#
+# ## What you learned
+#
+# - The policy gradient ∇E[r] = E[(r − b)∇log π] needs only samples and a reward from any program; a baseline that
+#   does not depend on the sample keeps it unbiased and, near E[r], lowers its variance; the group's mean is GRPO's
+#   baseline.
+# - The ratio ρ = π_θ/π_old lets a second update reuse the samples; the clip zeroes the gradient of samples that
+#   moved more than ε their advantage's way, so the policy stays near the one that sampled.
+# - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
+#   and the result reported on test.
+# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way; pass@1 against
+#   pass@k says whether RL made the model do more often what it already could.
+# - A reward that checks less than you mean gets gamed; the check that closes the loophole (here the fluency guard)
+#   and a measurement the reward cannot see are the defence.
+#
+# ## Exercises
+#
+# **1. REINFORCE by hand.** Write the policy-gradient estimate of the toy policy for one group without autograd:
+# ∇_θ log softmax(θ)_a = onehot(a) − π, so the estimate is mean over the group of A·(onehot(a) − π). The check
+# compares it with autograd on −mean(A·log π).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def my_policy_gradient(theta: torch.Tensor, replies: torch.Tensor, advantages: torch.Tensor) -> torch.Tensor:
     raise NotImplementedError
 
 
-def test_my_reward():
-    rng = random.Random(1)
-    for _ in range(500):
-        p = task.sample(rng)
-        for c in [p.answer + "\n", p.answer, "-" + p.answer + "\n", f" {p.answer} \n", "12a\n", "\n", "7\n8\n",
-                  "".join(rng.choice("0123456789-+ \n") for _ in range(rng.randint(0, 6)))]:
-            assert my_reward(p, c) == task.score(p, c).reward, (p.prompt, c)
+def test_my_policy_gradient():
+    for seed in range(5):
+        params = torch.randn(6, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+        sampled = torch.randint(0, 6, (G,), generator=torch.Generator().manual_seed(seed))
+        adv = torch.randn(G, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 10))
+        expected = -torch.autograd.grad(-(adv * torch.log_softmax(params, 0)[sampled]).mean(), params)[0]
+        assert torch.allclose(my_policy_gradient(params.detach(), sampled, adv), expected)
 
 
-check(test_my_reward)
+check(test_my_policy_gradient)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# def my_reward(problem, completion):
-#     text, newline, _ = completion.partition("\n")
-#     text = text.strip()
-#     if not newline or re.fullmatch(r"-?[0-9]+", text) is None:
-#         return 0.0
-#     return 1.0 if int(text) == int(problem.answer) else 0.1
+# def my_policy_gradient(theta, replies, advantages):
+#     probs = torch.softmax(theta, 0)
+#     onehot = torch.nn.functional.one_hot(replies, theta.numel()).to(theta.dtype)
+#     return (advantages[:, None] * (onehot - probs)).mean(0)
 # ```
 # </details>
 #
-# **2. Advantages without the spread.** Dr. GRPO drops the division by the group's standard deviation, which
-# inflates the advantages of groups that barely differ. Write `group_advantages` with a `scale` switch; the check
-# compares with `tinylm.posttrain.grpo.objective.group_advantages`.
+# **2. Dividing by the group's spread.** GRPO divides each advantage by its group's standard deviation. Write
+# `my_group_advantages(rewards, scale)` (rewards of shape (prompts, G); scale=False only centres, as Dr. GRPO does)
+# and compare two groups of 8 with your function: one with a single pass among 8, one with four. Which group's
+# passing reply gets the larger advantage, with and without the scaling? The check compares with the package.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -565,85 +533,90 @@ check(test_my_group_advantages)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
 #
-# Take a group of 8 with seven well-formed wrong answers (0.1) and one malformed one (0.0). Unscaled, its
-# advantages are a tenth of those of a group of seven right answers and one malformed one; divided by the std, they
-# are exactly the same. A format difference of 0.1 then pushes as hard as right against wrong: groups of small
-# spread are up-weighted, the difficulty bias Dr. GRPO removes (try both groups with your function).
+# Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
+# lone pass gets about $2.47$ and a pass among four about $0.94$. The scaling weighs up groups of small spread: prompts that are
+# almost always failed (or almost always passed), the "difficulty bias" Dr. GRPO removes.
 # </details>
 #
-# **3. The KL penalty's estimate.** Write k3 = exp(q) − q − 1, q = log π_ref − log π_θ, as the mean over the
-# masked tokens; the check compares with the `kl` that `clipped_policy_loss` reports.
+# **3. pass@k.** Write the unbiased estimate of pass@k from n samples of which c pass, 1 − C(n − c, k)/C(n, k), and
+# check it against the package's `pass_at_k`. Then argue why the plainer estimate, 1 − (1 − c/n)ᵏ, is biased low
+# (hint: Jensen's inequality on a convex function of c/n).
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def my_k3(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> float:
+def my_pass_at_k(n: int, c: int, k: int) -> float:
     raise NotImplementedError
 
 
-def test_my_k3():
-    ref = old + 0.2 * torch.randn(old.shape, generator=torch.Generator().manual_seed(1))
-    expected = clipped_policy_loss(old, old, advantages, rollout.completion_mask, ref_logp=ref, kl_coef=1.0).kl
-    assert abs(my_k3(old, ref, rollout.completion_mask) - expected) < 1e-5
+def test_my_pass_at_k():
+    for n in range(1, 11):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert abs(my_pass_at_k(n, c, k) - pass_at_k(n, c, k)) < 1e-9, (n, c, k)
 
 
-check(test_my_k3)
+check(test_my_pass_at_k)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# def my_k3(logp, ref_logp, mask):
-#     q = ref_logp - logp
-#     k3 = torch.exp(q) - q - 1
-#     return ((k3 * mask).sum() / mask.sum()).item()
+# import math
+#
+# def my_pass_at_k(n, c, k):
+#     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 # ```
+#
+# math.comb(n − c, k) is 0 when n − c < k: every draw of k holds a pass. The plain estimate plugs c/n into
+# 1 − (1 − p)ᵏ, a concave function of p; the mean of a concave function is below the function of the mean, so it
+# underestimates on average.
 # </details>
 #
-# **4. Experiment: a group of two.** The sampling cell printed how often a pair is mixed against a group of 8, at
-# the starting model's sampled accuracy. A group of two also samples a quarter as many completions per rollout.
-# **Predict**, then run: train the reward-hacking cell's recipe once more with the correct reward, seed 0 and
-# `group_size=2`, into `RUN / "group2-seed0"` (same starting model, same number of updates, but not the same
-# number of samples, so the budget differs too), score its last model on the test problems as that cell does,
-# and set `my_group2_accuracy` to the result. The check reads your run's folder (group
-# size 2, the correct reward, the steps), scores its last model itself, and prints it beside the groups of 8.
+# **4. Experiment: three seeds.** The verdict above compared one GRPO run with one control, and the course's rule
+# needs three seeds per arm. Run GRPO and the control at two more seeds (`RunOptions(seed=...)` for GRPO, `seed` in
+# the control's TrainConfig and loader), score each the same way, and put the three greedy test pass rates of each
+# arm in `my_grpo_rates` and `my_control_rates`. The check prints the verdict by the course's rule.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-my_group2_accuracy = None  # replace with your measurement: the test accuracy of your group-of-2 run's last model
+my_grpo_rates = None  # replace with three greedy test pass rates of GRPO (the run above and two more seeds)
+my_control_rates = None  # and three of the SFT control
 
 
-def test_group2_accuracy():
-    if my_group2_accuracy is None:
-        raise NotImplementedError("set my_group2_accuracy to the test accuracy of your group-of-2 run")
-    out = RUN / "group2-seed0"
-    saved = load_checkpoint(out / "last.pt")
-    settings = saved["grpo"]["settings"]
-    assert settings["group_size"] == 2 and settings["reward"] == "correct" and saved["step"] == steps, settings
-    last_model, _, _ = load_model(out / "last.pt", DEVICE)
-    measured = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
-    assert abs(my_group2_accuracy - measured) < 1e-9, f"your run's last model scores {measured}"
-    print(f"group of 2: {100 * measured:.1f}%; groups of 8: {[round(100 * r['accuracy'], 1) for r in arms['correct']]}"
-          f"; the start: {100 * report['before']['accuracy']:.1f}% (test accuracy)")
+def test_three_seeds():
+    if my_grpo_rates is None or my_control_rates is None:
+        raise NotImplementedError("run both arms at two more seeds and fill in the rates")
+    assert len(my_grpo_rates) >= 3 and len(my_control_rates) >= 3, "three seeds per arm"
+    assert grpo_rates["pass_rate"] in my_grpo_rates, "include the GRPO run above"
+    print(compare("GRPO", my_grpo_rates, "the SFT control", my_control_rates, lower_is_better=False,
+                  metric="greedy test pass rate"))
 
 
-check(test_group2_accuracy)
+check(test_three_seeds)
+
+# %%
+print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here: two more seeds of each arm")
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# out = RUN / "group2-seed0"
-# grpo(RunOptions(profile=PROFILE, out=out, overwrite=True, seed=0, max_steps=steps, device=str(DEVICE)),
-#      GRPOOptions(task="arithmetic", base=str(base_checkpoint), group_size=2), say=lambda line: None,
-#      on_record=lambda record: None)
-# last_model, _, _ = load_model(out / "last.pt", DEVICE)
-# my_group2_accuracy = greedy_accuracy(last_model, tokenizer, task, held_out.test, MAX_NEW)[0]
+# my_grpo_rates, my_control_rates = [grpo_rates["pass_rate"]], [control_rates["pass_rate"]]
+# for seed in (SEED + 1, SEED + 2):
+#     run = grpo(RunOptions(profile=PROFILE, out=RUN / f"grpo-seed{seed}", overwrite=True, seed=seed,
+#                           device=str(DEVICE)), GRPOOptions(task="stories", base=str(sft_start)),
+#                say=quiet, on_record=quiet)
+#     my_grpo_rates.append(run["pass_rate"]["after"]["pass_rate"])
+#     cfg = dataclasses.replace(control_cfg, seed=seed, max_seconds=run["grpo_seconds"])
+#     other, _, _ = load_model(sft_start, DEVICE)
+#     SFTTrainer(other, cfg, ConversationLoader(conversations, cfg.batch_size, template.pad, seed=seed),
+#                tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=validation,
+#                template=template).fit()
+#     my_control_rates.append(scored(other.eval())["pass_rate"]["pass_rate"])
 # ```
 #
-# One seed of each group size cannot tell them apart by the course's rule; three seeds of the group of two against
-# the three above may, if every seed of one beats every seed of the other. Expect fewer mixed groups and fewer
-# samples to learn from per step. This compares equal updates, not equal samples; equal samples would need four
-# times the prompts per rollout, which `grpo` does not expose.
+# Each GRPO run also chooses its best.pt on validation, and each control is its last step; the seeds vary the
+# rollouts' samples and the control's batches, not the start, which all runs share.
 # </details>
 
 # %%

@@ -147,8 +147,8 @@ print(f"{TRAINING_TIME}")
 # moves the weights mostly along those, and the rare directions, which may matter as much, barely move. An
 # orthogonalised update moves the gradient's directions by about the same amount; only the very weakest stay
 # smaller (the next section says which). Here is a real gradient, of the first MLP matrix of the Shakespeare
-# model on one batch, orthogonalised by `newton_schulz` in bfloat16 (its default; training runs it in float32
-# where bfloat16 is slow, as Exercise 2 does):
+# model on one batch, orthogonalised by `newton_schulz` in bfloat16 (its default; training uses float32 where
+# bfloat16 is slow):
 
 # %%
 track = SHAKESPEARE_CHAR
@@ -325,10 +325,10 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # Each is one field of `TrainConfig` or `GPTConfig`:
 #
 # - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's other change, chosen by the probes
-#   of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md): Newton–Schulz costs the same per step
-#   whatever the batch, so a bigger batch shares that cost among more tokens.
-# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU, as cheap as ReLU and smooth where it is not zero;
-#   Primer found it by searching over activations.
+#   of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md): with Muon, Newton–Schulz's fixed cost per step
+#   is shared among more tokens; the table races the batch first with AdamW.
+# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU, as cheap as ReLU, with a slope continuous at 0;
+#   Primer found it by an architecture search.
 # - **QK-norm** (`qk_norm=True`): queries and keys RMS-normalised per head, so a score is a scaled cosine and
 #   cannot blow up as the weights grow.
 # - **Zero-initialised projections** (`zero_init_projections=True`): the matrices that write into the residual
@@ -337,8 +337,8 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # - **Logit soft-capping** (`logit_softcap=15`): `15·tanh(logits/15)`, so no logit can run away early.
 # - **Warmup-stable-decay** (`schedule="wsd"`): hold the peak rate, then a straight line down over the run's
 #   last part. Its use: a cooldown can be branched off any point of the plateau, so one run gives models of
-#   several lengths. At one fixed length its later crossing of a target is settled by its schedule, so the
-#   table leaves it to "Going further".
+#   several lengths. Raced at one length it crosses a target late by design (its loss drops in the cooldown), so
+#   the table leaves it to "Going further".
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
@@ -392,7 +392,7 @@ plt.show()
 # still pass by chance: the cell prints how often.
 #
 # **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch (the
-# cell times them); a batch of 32 costs about 32/12 as much per step. Which changes buy loss within the budget?
+# cell times them); a batch of 32 holds 32/12 as many tokens a step. Which changes buy loss within the budget?
 
 # %%
 # Seconds per arm and seed (smoke: 20 steps of the slowest arm, so every arm gets past its warmup), seconds of
@@ -491,23 +491,25 @@ plt.show()
 # ## What the table says, and why
 #
 # First the two ms-per-step columns. Every seed of an arm trained exactly the steps its price bought, so within
-# an arm the losses differ by seed alone. In this run several arms trained far slower than their price (the
-# default at 28.7 ± 30.5 ms a step against 9.0, `+Muon` at 79.1 ± 80.8 against 24.3): other work shared the
-# machine during some runs, which made them take longer without moving their losses. The prices themselves
-# held steady: every arm's rounds but one stayed within a few ms of its median.
+# an arm the losses differ by seed alone. In this run several arms trained far slower than their price (mean ± half
+# the range over seeds: the default at 28.7 ± 30.5 ms a step against 9.0, `+Muon` at 79.1 ± 80.8 against 24.3):
+# some runs met a slow spell (no other process showed before or after), which made them take longer without moving
+# their losses. The prices held steady: every round but one (`+zero-init`'s 40.1 ms) stayed within 4 ms of its
+# arm's median.
 #
 # The verdicts, each arm against the arm it builds on:
 #
 # - **A batch of 32** ended lower than the default, told apart, and reached 1.886 at about the same time (not
 #   told apart).
-# - **Muon**, raced alone against the batch of 32: lower at the end and sooner to the target, both told apart.
+# - **Muon**, the one change on top of the batch of 32: lower at the end and sooner to the target, both told apart.
 #   Both of the speedrun recipe's changes paid for themselves on the loss at the end.
 # - **The model changes** on top of Muon: none was told apart as lower. ReLU², QK-norm and the soft cap ended
-#   higher, told apart (QK-norm's dearer step bought it fewer steps); zero-init and the untied head were not
+#   higher, told apart ; zero-init and the untied head were not
 #   told apart from Muon; on the seconds to the target none was. At 20 s none paid for itself here;
 #   modded-nanogpt adopted them for GPT-2 small on eight H100s, a scale this race does not test.
 #
-# With 14 comparisons, at least one false "told apart" is likely (the last line under the table): a single
+# Were none of the 14 differences real, a false "told apart" would be likely (77% if independent; the last line
+# under the table): a single
 # verdict among the five model changes is weak evidence alone.
 
 # %% [markdown]
@@ -516,7 +518,8 @@ plt.show()
 # - The measure of a recipe is **loss per second**: the seconds of training to a target loss, and the loss
 #   at the end of a budget. A faster step is worth only what it adds in steps.
 # - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps, so the
-#   gradient's directions move by about the same amount, except the weakest; the rest stays with AdamW.
+#   gradient's directions move by about the same amount, except the weakest; embeddings, head, norms and biases
+#   stay with AdamW.
 # - A record is built **one change at a time**, each arm against the one it builds on, over three seeds, on a
 #   test split no choice was made on. On a shared machine the budget is **priced**: each arm's step cost
 #   timed in interleaved rounds, the seconds turned into steps, so that slow spells during training lengthen
@@ -600,8 +603,8 @@ check(test_my_singular_values)
 # smallest belongs to a direction below the threshold of the Newton–Schulz cell and stays well short of 1.
 # </details>
 #
-# **Going further: your own arm, and WSD's real use.** Add a change the table did not try (two of the model
-# changes that won together; Muon's rate, `muon_learning_rate=0.01` or `0.04`) as an `Arm` on top of `+Muon`,
+# **Going further: your own arm, and WSD's real use.** Add a change the table did not try (two model changes
+# together; Muon's rate, `muon_learning_rate=0.01` or `0.04`) as an `Arm` on top of `+Muon`,
 # time its step with `measure_step_costs` (together with `+Muon`, in the same rounds), train it with
 # `train_arms(within_budget(...))` at the same three seeds, and print `race_verdicts` against `+Muon`. Then
 # WSD: its plateau does not depend on where the run will end, so WSD runs of `+Muon` at one seed, one of the

@@ -44,7 +44,7 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 515 s, by the course's
+# **How long it takes**: a lesson of about 56 minutes (reading, code and the `cpu` run's 515 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
@@ -121,8 +121,8 @@ if SCALE != PROFILE:
 # ## The data: TinyStories as characters
 #
 # The sweep trains on the same 2 MiB TinyStories sample as notebooks 5 and 8, with the same 5% of stories
-# held out for validation, but tokenized as **characters**, not GPT-2 tokens. Two reasons, both about
-# making `N` and `C` mean what Kaplan et al.'s laws mean (Hoffmann et al. count differently: see below):
+# held out for validation, but tokenized as **characters**, not GPT-2 tokens. Two reasons, one about how `N` and
+# `C` are counted (Hoffmann et al. count differently: see below), one about repeats:
 #
 # - **The embedding.** Kaplan et al. count the parameters that compute: they found clean laws only once they
 #   left out the embedding tables, which a token merely looks up. With GPT-2's vocabulary trimmed to the
@@ -208,7 +208,9 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
 # At budget `C`, a model of `N` parameters trains `D = C / (6N)` tokens: with `B` sequences of `T`
 # characters per step, `C / (6N·B·T)` optimizer steps, rounded. Every run's cosine schedule ends at its own
 # last step, as Hoffmann et al.'s do: a loss read from a run cut short of a longer schedule is read before
-# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the losses only through fewer threads (the closing note prints how many), which sum in another order.
+# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not
+# seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, and nudges the
+# losses only if the notebook started with fewer threads (the closing note prints how many), which sum in another order.
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -337,8 +339,9 @@ plt.show()
 # %% [markdown]
 # The winners, as printed: at the smallest budget the vertex lies closer (in `ln N`) to 2x16 than to the best
 # size trained, 2x24. There the size just below the vertex lies above the parabola and the one just above lies
-# below it (the residuals printed above): the valley is asymmetric, and a parabola, symmetric in `ln N`, puts
-# its vertex away from the better run; and only one trained size lies below the vertex, so "bracketed" rests
+# below it (the residuals printed above): noise, or an asymmetric valley that a parabola, symmetric in `ln N`,
+# cannot follow, puts its vertex away from the better run; and only one trained size lies below the vertex, so
+# "bracketed" rests
 # on that one run. At the two larger budgets the vertex lies next to the best size trained, which moved from
 # 2x24 to 2x32. And the two local slopes differ.
 #
@@ -445,17 +448,16 @@ plt.show()
 # [Besiroglu et al. (2024)](https://arxiv.org/abs/2404.10102) found approach 3's published intervals far too
 # narrow.
 #
-# Should a larger sweep of this kind find another exponent, these are the ways it differs from Hoffmann
-# et al.'s (9 budgets from 6·10¹⁸ to 3·10²¹ FLOPs, sizes from 70M to 16B parameters), those this run's tables
-# show at work first:
+# Ways this sweep differs from Hoffmann et al.'s (9 budgets from 6·10¹⁸ to 3·10²¹ FLOPs, sizes from 70M to 16B
+# parameters), any of which could move its exponent; first those this run's tables show:
 #
 # - **Short runs** (the steps column). The largest sizes at the smallest budget take a few hundred steps,
 #   where the loss depends on the step count as much as on the size.
 # - **Which `N` and `C`** (the first table). Ours are Kaplan's: non-embedding `N` and `6N` per token, which
 #   undercounts the narrowest models most. Chinchilla's count everything, and Pearce & Song (2024) show that
 #   Kaplan's count, at small scale, pushes `a` towards 0.73.
-# - **The warmup's share** (the steps table's last line): the template's warmup or a tenth of the run,
-#   whichever is shorter, so from 0.5% to 10.0% of a run's steps, the larger shares in the short runs. Porian
+# - **The warmup's share** (the steps table's last line): 100 steps or a tenth of the run, whichever is shorter:
+#   0.5% to 10.0% of a run's steps, about 10% in the first bullet's short runs. Porian
 #   et al. (2024) count the warmup's length among the causes of Kaplan's exponent.
 # - **One learning rate**, not tested. Every size trains at one peak rate, chosen by the course's authors in
 #   probes not shown; wider models usually want a smaller one (μP), and a rate per size could move the vertices.
@@ -480,13 +482,14 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 # **print them, and only then train**. `L_opt(C)` cannot follow a plain power law for ever: no compute takes
 # the loss below the text's entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along
 # the compute-optimal line (`N` and `D` each a power of `C`) it becomes `L_opt(C) = E + G·C^(−γ)`, with
-# `γ = αβ / (α + β)`: the form fitted here (`fit_loss_law`; `γ` is ours, not their `α`). Three parameters
+# `γ = αβ / (α + β)`: the form fitted here (`loss_opt_law`, whose exponent is `γ`, not their `α`). Three parameters
 # pass through three minima: `E` is the value that makes them fit, not a measured entropy, and only the runs
 # below can test the law.
 #
 # How the predictions came to be: the notebook's first version already had the floored law and predicted
-# one budget, twice the largest, which its run then measured. The plain law and the budget at four times
-# the largest came later, their code committed before that budget's first committed run. So the 2× budget tested the floored law blind once, in the first version (the sweep has been re-run since, with its results in view), and the plain law not at all; only the 4× budget tests both laws blind. The size to train is the ladder's nearest to the predicted `N_opt`; its
+# one budget, twice the largest, which its run then measured. The plain law and the 4× budget came later, committed
+# before the 4× run: only the 4× budget tests both laws blind. The size to train is the ladder's nearest to the
+# predicted `N_opt`; its
 # loss adds what the profiles' mean curvature charges for the distance. A prediction **passes** when the measured loss lies
 # inside its 95% prediction interval, the bootstrap's 2.5th to 97.5th percentiles, which hold one run's
 # noise as well as the fits'.
@@ -656,12 +659,11 @@ check(test_my_tokens_per_parameter)
 #     return ratios, float(((u - u.mean()) * (v - v.mean())).sum() / ((u - u.mean()) ** 2).sum())
 # ```
 #
-# No: ours falls with the budget, since our `a` is above one half. Two reasons this notebook's own tables show
-# (how much each moves `a`, it does not measure): our `N` leaves out the embeddings and `6N` misses more of the
+# No: ours falls with the budget, since our `a` is above one half. Among the reasons this notebook's own tables
+# show (how much each moves `a`, it does not measure): our `N` leaves out the embeddings and `6N` misses more of the
 # narrowest models' FLOPs (the first table's last column), a count that Pearce & Song (2024) show pushes `a`
 # up at small scale; and the largest sizes at the smallest budget train for only a few hundred steps (the
-# steps column), which holds them back there more than at the larger budgets. A character carrying less than
-# a GPT-2 token would change the level of `D/N`, not its trend.
+# steps column), which holds them back there more than at the larger budgets.
 # </details>
 #
 # **3. An experiment: a size the sweep skipped.** On the cpu profile, train `2x40` (in `ladder`, between
@@ -669,9 +671,8 @@ check(test_my_tokens_per_parameter)
 # after predicting its loss from that budget's parabola. The theory to test is the bootstrap's: each run is
 # its parabola plus one residual like those in `pool`. The check prints how many of `pool`'s standard
 # deviations your run lies from the parabola and passes within two (three would let almost any run
-# through). The real test is the sign, against the residuals printed after the minima: at this budget the
-# skipped size's neighbours, 2x32 and 2x48, lie on opposite sides of the parabola, so one run agrees with one
-# neighbour whichever its side; only more seeds tell shape from noise.
+# through). Its sign decides little: at this budget the skipped size's neighbours, 2x32 and 2x48, lie on opposite
+# sides of the parabola, so one run agrees with one of them either way; only more seeds tell shape from noise.
 
 # %%
 my_run = None  # replace with the SweepRun that train_size returns for your run

@@ -49,9 +49,9 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
 def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.chat --ckpt runs/sft-cpu",
-                        "python -m tinylm.chat --ckpt runs/sft-cpu --temperature 0 --system 'Be brief.'",
-                        "python -m tinylm.chat --ckpt runs/sft-cpu/best.pt --max-new-tokens 64 --seed 1"))
+        epilog=examples("python -m tinylm.chat --ckpt runs/sft-stories-cpu",
+                        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --temperature 0 --system 'Be brief.'",
+                        "python -m tinylm.chat --ckpt runs/sft-stories-cpu/best.pt --max-new-tokens 64 --seed 1"))
     add_sampler_options(parser)
     return parser.parse_args(argv)
 

@@ -8,6 +8,9 @@ set, else the full dataset from Hugging Face; the sample is also written with th
 and smoke profiles train on. fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one
 validation, with a progress.json that lets an interrupted run resume (tinylm.data.fineweb).
 
+`tokenizer --file PATH --tokenizer bpe:N` trains the BPE `train text --tokenizer bpe:N` would (tinylm.data.text) and
+writes its `tokenizers` JSON, which `tokenizers.Tokenizer.from_file` and transformers' `PreTrainedTokenizerFast` load.
+
 `mirror --out DIR` builds the offline data mirror the tests read (tinylm.prepare.mirror): every file from its
 canonical URL, checked by its sha256, and a MANIFEST.md of their sources and digests.
 """
@@ -26,14 +29,24 @@ from ..data.corpora import (
     prepare_trimmed,
 )
 from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
-from ..paths import check_output_folder, data_dir, shown
+from ..data.text import (
+    DOCUMENT_SEPARATOR,
+    build_tokenizer,
+    find_text_files,
+    parse_tokenizer,
+    read_documents,
+    split_held_out,
+    text_name,
+)
+from ..errors import InputError
+from ..paths import atomic_write, check_output_folder, data_dir, shown
 from ..prepare.mirror import MIRROR_FILES, build_mirror
 from ..runtime import PROFILES, resolve_profile
 from ..train.recipes import TRACKS, get_track
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 
-DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "mirror")
+DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "tokenizer", "mirror")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -42,11 +55,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
                         "python -m tinylm.prepare shakespeare-char",
                         "python -m tinylm.prepare tinystories --source sample",
-                        "python -m tinylm.prepare fineweb-edu --workers 8",
+                        "python -m tinylm.prepare tokenizer --file data/shakespeare_char/input.txt",
                         "python -m tinylm.prepare mirror --out ../shared/data"))
     parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
-                        help=f"{', '.join(DATASETS[:-1])}, or mirror: the offline data mirror (it takes --out "
-                        "only)")
+                        help=f"{', '.join(DATASETS[:3])}; tokenizer: a BPE trained on --file; or mirror: the "
+                        "offline data mirror (it takes --out only)")
     parser.add_argument("--track", choices=sorted(TRACKS), metavar="TRACK",
                         help="instead of a dataset: what `train TRACK --profile P` reads (default: none)")
     parser.add_argument("--profile", choices=PROFILES,
@@ -59,13 +72,16 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fineweb-edu: tokens per shard (default 100,000,000; the sample's 20,000)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="fineweb-edu: tokenizer processes (default: one per core)")
+    parser.add_argument("--file", metavar="PATH", help="tokenizer: a UTF-8 file, folder or glob (default: none)")
+    parser.add_argument("--tokenizer", metavar="bpe:N", help="tokenizer: its size (default: bpe:4096)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="the dataset's folder (default: "
-                        "$TINYLM_DATA_DIR/<dataset>); with mirror, required: the mirror's folder")
+                        "$TINYLM_DATA_DIR/<dataset>); with mirror, required: the mirror's folder; with tokenizer, "
+                        "the JSON file (default: $TINYLM_DATA_DIR/tokenizers/<name>-bpe<N>.json)")
     args = parser.parse_args(argv)
     if args.track is not None:
         if args.dataset is not None:
             parser.error(f"give a dataset or --track, not both (--track {args.track} prepares what that track reads)")
-        given = [option for option in ("source", "config", "shard_tokens", "workers", "out")
+        given = [option for option in ("source", "config", "shard_tokens", "workers", "out", "file", "tokenizer")
                  if getattr(args, option) is not None]
         if given:
             parser.error(f"--{given[0].replace('_', '-')} applies to a dataset, not to --track (a track's profile "
@@ -75,6 +91,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, or a track with --track")
     if args.profile is not None:
         parser.error("--profile applies to --track only")
+    if args.dataset == "tokenizer" and args.file is None:
+        parser.error("tokenizer needs --file PATH, the text to train it on")
+    if args.dataset != "tokenizer" and (args.file or args.tokenizer):
+        parser.error(f"--{'file' if args.file else 'tokenizer'} applies to tokenizer only")
     if args.source and args.dataset in ("shakespeare-char", "mirror"):
         parser.error("--source applies to tinystories and fineweb-edu only")
     if args.dataset == "mirror" and args.out is None:
@@ -101,10 +121,12 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 
 def main(argv=None) -> PreparedData | Path:
     """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder; mirror: the
-    mirror's folder)."""
+    mirror's folder; tokenizer: the JSON file)."""
     args = begin(parse_args(argv))
     if args.track is not None:
         return _track(args.track, resolve_profile(args.profile))
+    if args.dataset == "tokenizer":  # --out is a file
+        return _tokenizer(args.file, args.tokenizer or "bpe:4096", args.out)
     if args.out is not None:
         check_output_folder(args.out)  # now, not after the download
     if args.dataset == "mirror":
@@ -125,6 +147,27 @@ def main(argv=None) -> PreparedData | Path:
         _summarize("tinystories, trimmed vocabulary (the cpu and smoke profiles)", trimmed,
                    already=before is not None and _stamp(trimmed_folder / "meta.json") == before)
     return data
+
+
+def _tokenizer(file: str, spec: str, out: Path | None) -> Path:
+    """Train the BPE `spec` on the training split of `file` and write its JSON to `out`; say how well it packs the
+    held-out text."""
+    if parse_tokenizer(spec)[0] != "bpe":
+        raise InputError(f"--tokenizer {spec}: the tokenizer command trains a BPE; give bpe:N (e.g. bpe:4096)")
+    train, held_out, how = split_held_out(read_documents(find_text_files(file)))
+    tokenizer = build_tokenizer(spec, train, held_out)
+    out = out or data_dir() / "tokenizers" / f"{text_name(file)}-{spec.replace(':', '')}.json"
+    check_output_folder(out.parent)
+    with atomic_write(out) as f:
+        f.write(tokenizer.to_dict()["json"].encode("utf-8"))
+    text = DOCUMENT_SEPARATOR.join(held_out)
+    ids = tokenizer.encode(text)
+    print(f"tokenizer: a byte-level BPE of {tokenizer.vocab_size:,} tokens, trained on "
+          f"{sum(len(d.encode('utf-8')) for d in train):,} bytes ({how} held out), written to {shown(out)}")
+    print(f"  held-out text: {len(text.encode('utf-8')) / max(1, len(ids)):.2f} bytes per token; decoded back "
+          f"{'exactly' if tokenizer.decode(ids) == text else 'NOT exactly'}")
+    print(f"  load it: tokenizers.Tokenizer.from_file({str(out)!r})")
+    return out
 
 
 def _track(name: str, profile: str) -> PreparedData:

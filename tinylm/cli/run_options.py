@@ -38,8 +38,8 @@ def add_run_options(parser: argparse.ArgumentParser, out: str, steps: str = "opt
     parser.add_argument("--out", type=Path, metavar="DIR", help=f"run folder (default: {out})")
     fresh_or_not = parser.add_mutually_exclusive_group()  # both would delete the run's history, then resume it
     may_change = ", ".join(f"--{name.replace('_', '-')}" for name in MAY_CHANGE)
-    fresh_or_not.add_argument("--resume", action="store_true", help="continue the run in --out; an option given "
-                              f"must equal the saved run's, except {may_change}")
+    fresh_or_not.add_argument("--resume", action="store_true", help=f"continue --out's run; only {may_change} "
+                              "may change")
     fresh_or_not.add_argument("--overwrite", action="store_true", help="replace --out's run once the new one has a "
                               "checkpoint")
     recipe = "(default: the recipe's)"

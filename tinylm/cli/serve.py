@@ -1,7 +1,7 @@
 """Command line: a small web demo where a visitor chats with a fine-tuned model,
 answers streamed as they are made.
 
-    python -m tinylm.serve --ckpt runs/sft-cpu [--port 8000] [--host 127.0.0.1] [--max-chars 4000]
+    python -m tinylm.serve --ckpt runs/sft-stories-cpu [--port 8000] [--host 127.0.0.1] [--max-chars 4000]
         [--max-concurrent 4] [--idle-timeout 30] [--quiet] [sampler options of python -m tinylm.chat]
 
 The server, its page and what it accepts are tinylm.serve.server's; this is the command line around it: the
@@ -30,9 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.serve", usage="%(prog)s --ckpt CKPT [--port PORT] [--host HOST] [options]",
         description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.serve --ckpt runs/sft-cpu --port 8000",
-                        "python -m tinylm.serve --ckpt runs/sft-cpu --host 0.0.0.0 --max-concurrent 2",
-                        "python -m tinylm.serve --ckpt runs/sft-cpu --port 0 --temperature 0.7 --quiet"))
+        epilog=examples("python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 8000",
+                        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --host 0.0.0.0 --max-concurrent 2",
+                        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 0 --temperature 0.7 --quiet"))
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
     parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0: open to other machines, with no "
                         "authentication")

@@ -1,4 +1,4 @@
-"""Command line: train a track's model.
+"""Command line: train a track's model, or one on your own text.
 
 Prepares the track's data (downloading it, or copying it from $TINYLM_DATA_MIRROR), resolves the profile's recipe
 (tinylm.train.recipes) and trains it through the run skeleton (tinylm.train.run): a header, a plan, a progress line
@@ -10,7 +10,9 @@ One run per folder at a time; --overwrite keeps the old run until the new one ha
 and prints the command that resumes the run. Each block family (--arch) and the speedrun recipe train into a default
 folder of their own: runs/<track>-<profile>, runs/<track>-<arch>[-<balancing>]-<profile> (the balancing named when
 it is not the family's own), runs/<track>-speedrun-<profile>. --learning-rate scales the schedule's floor with its
-peak. --out and --device are checked before the data is prepared.
+peak. --out and --device are checked before the data is prepared. `text --file PATH` trains on your own text
+(tinylm.train.text): a file, a folder of .txt files or a glob, with --tokenizer char, gpt2 or bpe:N, or from
+--init gpt2 or a run.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import json
 import shlex
 
 from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
+from ..data.text import find_text_files
 from ..distributed import run_in_world
 from ..paths import data_dir, shown
 from ..repository import next_notebooks, open_notebook_command
 from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
+from ..train.text import text_recipe, train_text
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
 from .run_options import add_run_options, run_options
@@ -36,12 +40,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
-                        "python -m tinylm.train shakespeare-char --recipe speedrun --profile cpu"))
-    parser.add_argument("track", choices=sorted(TRACKS), metavar="TRACK", help=", ".join(sorted(TRACKS)))
+                        "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
+    parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
+                        help=", ".join([*sorted(TRACKS), "text"]))
+    parser.add_argument("--file", metavar="PATH", help="text: a UTF-8 file, folder or glob (default: none)")
+    parser.add_argument("--tokenizer", metavar="KIND", help="text: char (default), gpt2, or bpe:N trained on it")
+    parser.add_argument("--init", metavar="MODEL", help="text: start from gpt2 or a run (default: none)")
     parser.add_argument("--recipe", choices=RECIPE_NAMES, metavar="NAME",
                         help="default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at equal "
                         "training time, but runs longer than the default to its step limit")
-    add_run_options(parser, out="runs/<track>-<profile>, with -speedrun or -<arch>[-<balancing>] before -<profile>",
+    add_run_options(parser, out="runs/<track>[-<arch>]-<profile>",
                     batch="sequences")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
                         help=f"{', '.join(ARCHITECTURES)} (default: gpt2, or the run's)")
@@ -50,16 +58,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
                         help="adamw, or muon for matrices (default: the recipe's)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile training steps (default: the recipe's; on in the gpu recipes of "
-                        "tinystories and gpt2-124m)")
-    return parser.parse_args(argv)
+                        help="torch.compile training steps (default: the recipe's)")
+    args = parser.parse_args(argv)
+    if args.track == "text" and args.file is None:
+        parser.error("text needs --file PATH: a UTF-8 file, a folder of .txt files, or a glob")
+    given = [f"--{name}" for name in ("file", "tokenizer", "init") if getattr(args, name) is not None]
+    if args.track != "text" and given:
+        parser.error(f"{given[0]} applies to the text track: python -m tinylm.train text --file PATH")
+    return args
 
 
 def main(argv=None) -> dict:
     args = begin(parse_args(argv))
-    recipe = resolve_recipe(args.track, run_options(args), arch=args.arch, balancing=args.balancing,
-                            recipe=args.recipe, optimizer=args.optimizer, compile=args.compile)
-    finished = run_in_world(lambda world, held: train(recipe, world=world))
+    options = dict(arch=args.arch, balancing=args.balancing, recipe=args.recipe, optimizer=args.optimizer,
+                   compile=args.compile)
+    if args.track == "text":
+        recipe = text_recipe(args.file, args.tokenizer, args.init, run_options(args), **options)
+        finished = run_in_world(lambda world, held: train_text(recipe, world=world))
+    else:
+        recipe = resolve_recipe(args.track, run_options(args), **options)
+        finished = run_in_world(lambda world, held: train(recipe, world=world))
     if finished.trainer.world.is_main:
         print(_epilogue(recipe, finished))
     return finished.final
@@ -75,7 +93,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     next_steps = [
         f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
     ]
-    text = _text_to_score(track.name)
+    text = _text_to_score(track.name, recipe.given.get("file"))
     if text is not None:
         next_steps.append(f"python -m tinylm.eval loss --ckpt {folder} --text {shlex.quote(shown(text))}"
                           f"   # loss and bits per byte of a text (this one it trained on; any UTF-8 file works)")
@@ -98,9 +116,11 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     ])
 
 
-def _text_to_score(track: str):
-    """A text file the run's data preparation left on disk (the track's raw text), for the epilogue's `eval loss`
-    example; None when there is none (gpt2-124m's shards keep no text)."""
+def _text_to_score(track: str, file: str | None = None):
+    """A text file the run's data preparation left on disk (the track's raw text; text: the first file it read), for
+    the epilogue's `eval loss` example; None when there is none (gpt2-124m's shards keep no text)."""
+    if file is not None:
+        return find_text_files(file)[0]
     candidates = {"shakespeare-char": ["shakespeare_char/input.txt"],
                   "tinystories": ["tinystories_sample_trimmed/sample.txt", "tinystories_sample/sample.txt"]}
     for name in candidates.get(track, []):

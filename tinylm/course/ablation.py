@@ -1,19 +1,21 @@
 """Seeded ablation arms: one architectural change at a time, several seeds per arm, equal training budget.
 
 Notebooks 8a and 8b ask which changes from GPT-2's block to a Llama-style block, then to a mixture of experts, pay
-for themselves at equal training time. This module provides what an honest answer needs: a chain of configurations
-in which each arm differs from the one before by one change (`architecture_chain`, `mixture_chain`, taken from
-`ARCHITECTURES`, so the ends are exactly "llama" and "llama-moe"); every arm trained at several seeds under one
-Trainer budget (`train_arms`), the seeds interleaved across arms so that a machine that slows down gradually slows
-every arm alike, and a run more than `STEP_TOLERANCE` off its arm's median steps flagged (`step_outliers`); a test
-split nothing was chosen on (`hold_out_test`), since validation chose the recipe; and a table and verdicts computed
-from the runs (`ablation_table`, `verdicts`) by tinylm.eval.uncertainty's rule (told apart only with at least 3
-seeds per arm and ranges that do not overlap), so that no figure a re-run could change is typed into prose.
+for themselves. This module provides what an honest answer needs: a chain of configurations in which each arm
+differs from the one before by one change (`architecture_chain`, `mixture_chain`, taken from `ARCHITECTURES`, so the
+ends are exactly "llama" and "llama-moe"); every arm trained at several seeds under one Trainer budget
+(`train_arms`), the arms' order rotated from one seed to the next so that no arm always runs first or last; under a
+budget of seconds, a run more than `STEP_TOLERANCE` off its arm's median steps (`step_outliers`) is re-run and
+replaced, never counted; a test split nothing was chosen on (`hold_out_test`), since validation chose the recipe;
+and a table and verdicts computed from the runs (`ablation_table`, `verdicts`) by tinylm.eval.uncertainty's rule
+(told apart only with at least 3 seeds per arm and ranges that do not overlap), so that no figure a re-run could
+change is typed into prose.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -143,32 +145,56 @@ def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainCon
                device: torch.device, tokenizer=None, report: Callable[[ArmRun], None] | None = print_run,
                progress: Callable[[Sequence], Any] | None = None, test_data=None) -> dict[str, list[ArmRun]]:
     """Train every arm at every seed with `train_config` (its seed replaced, samples off, the arm's train_options
-    set), seeds interleaved across arms; returns each arm's runs in seed order. The seed sets the initial weights
-    (torch.manual_seed before the model is built) and the order of the batches (the Trainer's sampler). Nothing is
-    written to disk. With `test_data` (e.g. from `hold_out_test`) each trained model is also scored on every target
-    of it, as the Trainer scores the validation split. `report` is called after each run; `progress` wraps the
-    list of (seed, arm) pairs, e.g. tqdm."""
-    plan = [(seed, arm) for seed in seeds for arm in arms]
+    set); returns each arm's runs in seed order. Seed after seed, every arm once, the arms' order rotated by one
+    place each seed (seed 0 starts with the first arm, seed 1 with the second, ...), so that load that comes and goes
+    falls on no arm's seeds alone. The seed sets the initial weights (torch.manual_seed before the model is built) and
+    the order of the batches (the Trainer's sampler). Under a budget of seconds (`max_seconds`), every run that
+    `step_outliers` flags is trained again once and replaces the flagged one, which is never counted (an
+    equal-steps budget needs none: its loss does not depend on the machine's speed). Nothing is written to disk.
+    With `test_data` (e.g. from `hold_out_test`) each trained model is also scored on every target of it, as the
+    Trainer scores the validation split. `report` is called after each run; `progress` wraps the list of
+    (seed, arm) pairs, e.g. tqdm."""
+    plan = [(seed, arms[(place + turn) % len(arms)]) for turn, seed in enumerate(seeds) for place in range(len(arms))]
     runs: dict[str, list[ArmRun]] = {arm.name: [] for arm in arms}
+    train = functools.partial(_train_one, train_config=train_config, train_data=train_data, val_data=val_data,
+                              device=device, tokenizer=tokenizer, test_data=test_data)
     for seed, arm in (progress(plan) if progress else plan):
-        records: list[dict[str, Any]] = []
-        torch.manual_seed(seed)
-        run_config = dataclasses.replace(train_config, seed=seed, sample_interval=0, **dict(arm.train_options))
-        trainer = Trainer(GPT(arm.config), run_config, train_data, val_data, out_dir=None, tokenizer=tokenizer,
-                          device=device, callbacks=[records.append])
-        final = trainer.fit()
-        test_loss = None
-        if test_data is not None:
-            total, count = evaluate_loss_sum(trainer.model, np.asarray(test_data), arm.config.block_size,
-                                             run_config.eval_batch_size, trainer.device,
-                                             autocast(trainer.device, trainer.dtype), tokenizer)
-            test_loss = total / count
-        run = ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model,
-                     test_loss)
-        runs[arm.name].append(run)
+        runs[arm.name].append(train(arm, seed))
         if report:
-            report(run)
+            report(runs[arm.name][-1])
+    clocked = {arm.name: arm for arm in arms
+               if dict(arm.train_options).get("max_seconds", train_config.max_seconds) is not None}
+    if clocked:
+        for flagged, median in step_outliers({name: runs[name] for name in clocked}):
+            if report:
+                print(f"{flagged.arm} seed {flagged.seed}: {flagged.steps:,} steps, more than {STEP_TOLERANCE:.0%} off "
+                      f"its arm's median of {median:,.0f}: trained again, the first run not counted")
+            arm_runs = runs[flagged.arm]
+            index = arm_runs.index(flagged)
+            arm_runs[index] = train(clocked[flagged.arm], flagged.seed)
+            if report:
+                report(arm_runs[index])
+    for arm_runs in runs.values():
+        arm_runs.sort(key=lambda run: run.seed)
     return runs
+
+
+def _train_one(arm: Arm, seed: int, *, train_config: TrainConfig, train_data, val_data, device, tokenizer,
+               test_data) -> ArmRun:
+    """One seed of one arm, as `train_arms` describes."""
+    records: list[dict[str, Any]] = []
+    torch.manual_seed(seed)
+    run_config = dataclasses.replace(train_config, seed=seed, sample_interval=0, **dict(arm.train_options))
+    trainer = Trainer(GPT(arm.config), run_config, train_data, val_data, out_dir=None, tokenizer=tokenizer,
+                      device=device, callbacks=[records.append])
+    final = trainer.fit()
+    test_loss = None
+    if test_data is not None:
+        total, count = evaluate_loss_sum(trainer.model, np.asarray(test_data), arm.config.block_size,
+                                         run_config.eval_batch_size, trainer.device,
+                                         autocast(trainer.device, trainer.dtype), tokenizer)
+        test_loss = total / count
+    return ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model, test_loss)
 
 
 def losses(runs: dict[str, list[ArmRun]], arm: str, split: str = "val") -> list[float]:
@@ -199,12 +225,13 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
                    bits_per_byte: Callable[[float], float] | None = None, digits: int = 3, split: str = "val",
                    tolerance: float = STEP_TOLERANCE) -> str:
     """A markdown table, one row per arm: what changed, parameters (used per token), the fewest and most steps over
-    seeds (⚑ when a run is more than `tolerance` off its arm's median steps), the loss on `split` ("val" or "test")
-    as mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
+    seeds (⚑ when a run is more than `tolerance` off its arm's median steps), the median over seeds of the
+    milliseconds a step took (its price on this machine, as busy as it was), the loss on `split` ("val" or "test") as
+    mean ± half its range over seeds, bits per byte of the mean (when `bits_per_byte` converts a loss), the
     difference of means from the arm's baseline, and whether the two are told apart by the rule of
     tinylm.eval.uncertainty.told_apart (at least 3 seeds per arm, and ranges over seeds that do not overlap).
     Under the table, one line per flagged run."""
-    header = ["arm", "what changed", "parameters (per token)", "steps (min–max)", f"{split} loss",
+    header = ["arm", "what changed", "parameters (per token)", "steps (min–max)", "ms per step", f"{split} loss",
               *(["bits per byte"] if bits_per_byte else []), "Δ vs baseline", "told apart?"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     flagged = step_outliers(runs, tolerance)
@@ -214,7 +241,8 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
         summary = spread(values)
         steps = [run.steps for run in runs[arm.name]]
         steps_cell = f"{min(steps):,}–{max(steps):,}" + (" ⚑" if arm.name in flagged_arms else "")
-        row = [arm.name, arm.change, f"{total:,} ({active:,})", steps_cell, summary.format(digits)]
+        step_ms = statistics.median(1000 * run.elapsed / run.steps for run in runs[arm.name])
+        row = [arm.name, arm.change, f"{total:,} ({active:,})", steps_cell, f"{step_ms:.0f}", summary.format(digits)]
         if bits_per_byte:
             row.append(f"{bits_per_byte(summary.mean):.{digits}f}")
         if arm.baseline is None:

@@ -14,13 +14,15 @@ import torch
 from ..model.gpt import GPT
 from ..tokenizers.chat_template import ChatFormatError, chat_token_ids
 from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from ..tokenizers.hf_bpe import TrainedBPETokenizer
 
 
 def with_chat_tokens(tokenizer) -> tuple[object, list[int | None]]:
     """(the tokenizer with the chat tokens, for each of its ids the old id it continues or None for a new token).
 
     GPT-2's BPE becomes "gpt2-chat" (ids unchanged, three added at the end); a trimmed vocabulary keeps its
-    ids and gets the three before <unk>. Character and SentencePiece tokenizers have no chat encoding.
+    ids and gets the three before <unk>; a BPE trained on your text (bpe:N) gets them as special tokens at its end.
+    Character and SentencePiece tokenizers have no chat encoding.
     """
     if chat_token_ids(tokenizer) is not None:
         return tokenizer, list(range(tokenizer.vocab_size))
@@ -32,8 +34,12 @@ def with_chat_tokens(tokenizer) -> tuple[object, list[int | None]]:
         chat = TrimmedBPETokenizer(kept + list(CHAT_SPECIAL_TOKENS.values()), "gpt2-chat")
         old_compact = [int(tokenizer.compact(i)) for i in kept]
         return chat, [*old_compact, *[None] * len(CHAT_SPECIAL_TOKENS), tokenizer.unk_id]
-    raise ChatFormatError(f"chat fine-tuning needs GPT-2's BPE tokenizer (plain or trimmed); this model's is "
-                          f"{tokenizer.to_dict().get('kind')!r}. Start from a tinystories, gpt2-124m or GPT-2 model.")
+    if isinstance(tokenizer, TrainedBPETokenizer):
+        chat = tokenizer.with_chat_tokens(CHAT_SPECIAL_TOKENS)
+        return chat, [*range(tokenizer.vocab_size), *[None] * (chat.vocab_size - tokenizer.vocab_size)]
+    raise ChatFormatError(f"chat fine-tuning needs a BPE tokenizer (GPT-2's, plain or trimmed, or bpe:N); this "
+                          f"model's is {tokenizer.to_dict().get('kind')!r}. Start from a tinystories, gpt2-124m, "
+                          "GPT-2 or `train text --tokenizer bpe:N` model.")
 
 
 def _grown(weight: torch.Tensor, sources: list[int | None], old_vocab: int, rows: int) -> torch.Tensor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from .gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
+from .hf_bpe import TrainedBPETokenizer
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -41,6 +42,9 @@ def chat_token_ids(tokenizer) -> dict[str, int] | None:
             return None
         ids = {name: int(tokenizer.compact(gpt2_id)) for name, gpt2_id in CHAT_SPECIAL_TOKENS.items()}
         return None if tokenizer.unk_id in ids.values() else ids
+    if isinstance(tokenizer, TrainedBPETokenizer):
+        ids = {name: tokenizer.token_id(name) for name in CHAT_SPECIAL_TOKENS}
+        return None if None in ids.values() else ids
     return None
 
 

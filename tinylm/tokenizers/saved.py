@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import InputError
 from .char import CharTokenizer
 from .gpt2 import BPETokenizer, TrimmedBPETokenizer
+from .hf_bpe import TrainedBPETokenizer
 from .llama import SentencePieceTokenizer
 
 
@@ -26,12 +27,14 @@ def tokenizer_from_dict(values: dict[str, Any]):
             return BPETokenizer(values.get("encoding", "gpt2"))
         if kind == "bpe-trimmed":
             return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
+        if kind == "trained_bpe":
+            return TrainedBPETokenizer(values["json"])
         if kind == "sentencepiece":
             return SentencePieceTokenizer(base64.b64decode(values["model"]))
     except KeyError as error:
         raise InputError(f"the {kind!r} tokenizer description has no {error.args[0]!r} field") from None
     except TypeError as error:  # e.g. "chars": 5
         raise InputError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
-    shown = {k: v for k, v in values.items() if k != "model"}  # a SentencePiece model's bytes would fill the screen
+    shown = {k: v for k, v in values.items() if k not in ("model", "json")}  # a model's bytes would fill the screen
     raise InputError(f"unknown tokenizer description {shown!r}: "
-                     "expected kind 'char', 'bpe', 'bpe-trimmed' or 'sentencepiece'")
+                     "expected kind 'char', 'bpe', 'bpe-trimmed', 'trained_bpe' or 'sentencepiece'")

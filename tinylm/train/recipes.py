@@ -58,6 +58,7 @@ class Track:
     # Per profile where it was measured: the speedrun recipe is the default one trained with Muon, with these
     # ModelShape or TrainConfig fields changed.
     speedruns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folder_name: str = ""  # the default run folder's name before its -<profile> (default: the track's name)
 
     def recipe(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         return self.recipes[resolve_profile(profile)]
@@ -151,7 +152,7 @@ class Recipe:
 _TRAIN_CONFIG_FIELDS = {option.name for option in dataclasses.fields(TrainConfig)}
 
 
-def resolve_recipe(track: str, run: RunOptions = RunOptions(), *, arch: str | None = None,
+def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(), *, arch: str | None = None,
                    balancing: str | None = None, recipe: str | None = None, **changes) -> Recipe:
     """The Recipe for training `track` with the options `run` (its profile: $TINYLM_PROFILE, else by hardware; its
     folder: runs/`default_run_name`) as the block family `arch` (default gpt2; resumed: the saved run's) with
@@ -159,7 +160,7 @@ def resolve_recipe(track: str, run: RunOptions = RunOptions(), *, arch: str | No
     trained with Muon, so no `arch` or `balancing` with it) instead of the default one. `changes` set other fields of
     the profile's TrainConfig (optimizer, compile, eval_interval, ...); None values are ignored. A bad combination
     (balancing without experts, an unknown field or value) raises an error here, before anything else happens."""
-    chosen = get_track(track)
+    chosen = track if isinstance(track, Track) else get_track(track)
     changes = {name: value for name, value in changes.items() if value is not None}
     if unknown := sorted(set(changes) - (_TRAIN_CONFIG_FIELDS - set(TRAIN_FIELDS))):
         raise ConfigError(f"TrainConfig has no field(s) {unknown} to change here (RunOptions holds "
@@ -167,7 +168,8 @@ def resolve_recipe(track: str, run: RunOptions = RunOptions(), *, arch: str | No
     if recipe not in (None, *RECIPE_NAMES):
         raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
     name = recipe or "default"
-    resolved = run.resolved(lambda profile: default_run_name(chosen.name, profile, arch or "gpt2", balancing, name))
+    folder = chosen.folder_name or chosen.name
+    resolved = run.resolved(lambda profile: default_run_name(folder, profile, arch or "gpt2", balancing, name))
     if name == "speedrun":
         if arch is not None or balancing is not None:
             raise ConfigError("the speedrun recipe chooses its own block (GPT-2's, trained with Muon): "

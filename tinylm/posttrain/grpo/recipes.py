@@ -106,9 +106,10 @@ GRPO_RECIPES = {
 
 # The story task (tinylm.posttrain.grpo.story_writing) from an SFT stories run: replies of up to 120 new tokens (the
 # openings are at most 96), the verifier as reward. Its own validation and test splits; pass@1 and pass@8 from 8
-# samples per test instruction.
+# samples for each of the first 100 test instructions. The cpu recipe's constant 3e-4 is a rate that raises the pass
+# rate within a few dozen updates (notebook 11 measures it against a control); the gpu recipe keeps a cautious 2e-5.
 _STORIES = {"stories": ({}, 120)}
-_STORY_TRAIN = dataclasses.replace(_GRPO_TRAIN, max_steps=40, learning_rate=2e-5, min_lr=2e-5, eval_interval=10,
+_STORY_TRAIN = dataclasses.replace(_GRPO_TRAIN, max_steps=24, learning_rate=3e-4, min_lr=3e-4, eval_interval=8,
                                    log_interval=2, eval_batch_size=64)
 STORY_GRPO_RECIPES = {
     # seconds: a few updates on 2 prompts; the pipeline runs, nothing is expected to learn
@@ -116,10 +117,11 @@ STORY_GRPO_RECIPES = {
                                                                   log_interval=1),
                         prompts=2, group_size=4, updates=2, validation=8, test=8, pass_at_samples=4),
     "cpu": GRPORecipe(tasks=_STORIES, train=_STORY_TRAIN, prompts=8, group_size=8, updates=2, validation=80,
-                      test=250, pass_at_samples=8),
+                      test=250, pass_at_samples=8, pass_at_problems=100),
     # not measured
-    "gpu": GRPORecipe(tasks=_STORIES, train=dataclasses.replace(_STORY_TRAIN, max_steps=400, eval_interval=50,
-                                                                log_interval=10, dtype="auto"),
+    "gpu": GRPORecipe(tasks=_STORIES, train=dataclasses.replace(_STORY_TRAIN, max_steps=400, learning_rate=2e-5,
+                                                                min_lr=2e-5, eval_interval=50, log_interval=10,
+                                                                dtype="auto"),
                       prompts=32, group_size=8, updates=2, validation=80, test=250, pass_at_samples=16),
 }
 
