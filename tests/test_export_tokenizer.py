@@ -13,7 +13,8 @@ from tinylm.interop.vocab_export import exported_vocab
 from tinylm.model.gpt import GPT
 from tinylm.tokenizers.bpe import GPT2BPE
 from tinylm.tokenizers.char import CharTokenizer
-from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
+from tinylm.tokenizers.hf_bpe import TrainedBPETokenizer
 from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -32,6 +33,11 @@ def tokenizer_of(kind: str):
         return CharTokenizer.from_text(TEXT)
     if kind in ("gpt2", "gpt2-chat"):
         return BPETokenizer(kind)
+    if kind == "trained_bpe":
+        return TrainedBPETokenizer.train([TEXT], vocab_size=300, show_progress=False)
+    if kind == "trained_bpe-chat":
+        return TrainedBPETokenizer.train([TEXT], vocab_size=300, show_progress=False).with_chat_tokens(
+            CHAT_SPECIAL_TOKENS)
     gpt2 = BPETokenizer()
     return TrimmedBPETokenizer.from_ids(gpt2.encode(TEXT) + [gpt2.eot_token])  # documents end in <|endoftext|>
 
@@ -58,7 +64,8 @@ def hf_greedy(model, ids: list[int], steps: int) -> list[int]:
     return ids[0, -steps:].tolist()
 
 
-CASES = [("char", "gpt2"), ("gpt2", "gpt2"), ("gpt2-chat", "llama"), ("trimmed", "gpt2"), ("trimmed", "llama")]
+CASES = [("char", "gpt2"), ("gpt2", "gpt2"), ("gpt2-chat", "llama"), ("trimmed", "gpt2"), ("trimmed", "llama"),
+         ("trained_bpe", "gpt2"), ("trained_bpe-chat", "llama")]
 
 
 @pytest.mark.parametrize("kind,arch", CASES)
