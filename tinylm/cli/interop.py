@@ -1,15 +1,16 @@
 """Command line: import Hugging Face GPT-2 / Llama folders and llama2.c `.bin`
-files as tinylm checkpoints, and export tinylm checkpoints to them (the
-conversions are tinylm.interop's).
+files as tinylm checkpoints, and export tinylm checkpoints to them and to GGUF
+(the conversions are tinylm.interop's).
 
     python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
     python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
-    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|llama2c]
+    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|gguf|llama2c]
 
 An HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or Llama from the
-checkpoint's architecture, or writes llama2.c's format with --format llama2c. Neither command ever writes over a
-training run's checkpoint (the optimizer state --resume needs would be lost), and an HF export refuses an --out
-that is a file: it writes a folder.
+checkpoint's architecture, writes the tokenizer beside the weights (tokenizer.json, or a SentencePiece
+tokenizer.model), or writes one GGUF file for llama.cpp with --format gguf, or llama2.c's format with --format
+llama2c. Neither command ever writes over a training run's checkpoint (the optimizer state --resume needs would
+be lost), and an HF export refuses an --out that is a file: it writes a folder.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import GPTConfig
+from ..interop.gguf_file import gguf_architecture, write_gguf
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
 from ..interop.llama2c import from_llama2c, write_llama2c
+from ..interop.vocab_export import EXPORTED_KINDS, exported_vocab, with_rows
 from ..paths import check_output_folder
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
@@ -38,7 +41,8 @@ def run_export(args: argparse.Namespace) -> Path:
     if args.format == "hf":  # where a file is in the way, transformers writes nothing and raises nothing
         out = check_output_folder(args.out)
     else:
-        out = args.out / "model.bin" if args.out.is_dir() else args.out  # as import writes a folder's last.pt
+        file_name = "model.gguf" if args.format == "gguf" else "model.bin"  # as import writes a folder's last.pt
+        out = args.out / file_name if args.out.is_dir() else args.out
         refuse_to_replace_training_run(out)
     model, tokenizer, _ = load_model(args.ckpt)
     kind = tokenizer.to_dict()["kind"] if tokenizer is not None else None
@@ -51,19 +55,27 @@ def run_export(args: argparse.Namespace) -> Path:
             print(f"note: the checkpoint's tokenizer is {kind!r}, not SentencePiece, so run.c's tokenizer "
                   "(Llama 2's) does not match this model's token ids")
         return path
+    if args.format == "gguf":
+        if tokenizer is None or sentencepiece is not None:
+            raise InteropError(f"GGUF export needs the checkpoint's tokenizer to be one of {EXPORTED_KINDS}; this "
+                               f"one's is {kind or 'missing'}")
+        vocab = exported_vocab(tokenizer)
+        path = write_gguf(with_rows(model, vocab.rows), vocab, out)
+        print(f"wrote {path} ({path.stat().st_size:,} bytes, GGUF, {gguf_architecture(model)} with its {kind} "
+              f"tokenizer): llama.cpp runs it (llama-completion -m {path} -no-cnv -p \"Once upon a time\" -n 100)")
+        return path
+    vocab = exported_vocab(tokenizer) if tokenizer is not None and sentencepiece is None else None
+    exported = with_rows(model, vocab.rows) if vocab else model
+    tokenizer_files = ", tokenizer.json, tokenizer_config.json, special_tokens_map.json" if vocab else ""
     if _is_gpt2_style(model.config):
-        folder, files, loader = to_hf_gpt2(model, out), "config.json, model.safetensors", "GPT2LMHeadModel"
-        foreign = tokenizer is None or tokenizer.to_dict() != {"kind": "bpe", "encoding": "gpt2"}
-        note = "not GPT-2's, so the token ids are this model's own: do not pair the folder with GPT-2's Hugging Face "\
-               "tokenizer"
+        folder, loader = to_hf_gpt2(exported, out, vocab), "GPT2LMHeadModel"
     else:
-        folder, loader = to_hf_llama(model, out, sentencepiece), "LlamaForCausalLM"
-        files = "config.json, model.safetensors" + (", tokenizer.model" if sentencepiece else "")
-        foreign = tokenizer is not None and sentencepiece is None
-        note = "not SentencePiece, so no tokenizer.model was written and the token ids are this model's own"
-    print(f"wrote {folder} ({files}): {loader}.from_pretrained({str(folder)!r}) loads it")
-    if foreign:
-        print(f"note: the checkpoint's tokenizer is {kind!r}, {note}")
+        folder, loader = to_hf_llama(exported, out, sentencepiece or vocab), "LlamaForCausalLM"
+        tokenizer_files = ", tokenizer.model" if sentencepiece else tokenizer_files
+    print(f"wrote {folder} (config.json, model.safetensors{tokenizer_files}): {loader}.from_pretrained"
+          f"({str(folder)!r}) loads it" + (", and AutoTokenizer.from_pretrained its tokenizer" if vocab else ""))
+    if tokenizer is None:
+        print("note: the checkpoint has no tokenizer, so none was written and the token ids are this model's own")
     return folder
 
 
@@ -110,6 +122,8 @@ def run_import(args: argparse.Namespace) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/stories",
                        "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out llama",
+                       "python -m tinylm.interop export --ckpt runs/shakespeare-char-cpu --format gguf --out "
+                       "shakespeare.gguf",
                        "python -m tinylm.interop export --ckpt stories15M.pt --format llama2c --out .")
     import_examples = ("python -m tinylm.interop import --hf gpt2 --out runs/gpt2/last.pt",
                        "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
@@ -123,17 +137,19 @@ def parse_args(argv=None) -> argparse.Namespace:
                            formatter_class=HelpFormatter,
                            epilog=examples(export_examples[0], import_examples[0], import_examples[1]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder or llama2.c .bin",
+    export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder, GGUF or llama2.c .bin",
                                  description="Write a tinylm checkpoint as a folder that transformers loads "
-                                             "(GPT2LMHeadModel\nor LlamaForCausalLM, from the model's architecture), "
-                                             "or as a llama2.c .bin file.",
+                                             "(GPT2LMHeadModel\nor LlamaForCausalLM, from the model's "
+                                             "architecture, and AutoTokenizer), as a\nGGUF file that llama.cpp "
+                                             "runs, or as a llama2.c .bin file.",
                                  formatter_class=HelpFormatter, epilog=examples(*export_examples))
     export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
     export.add_argument("--out", required=True, type=Path,
-                        help="folder for config.json and model.safetensors (hf), or the .bin file (llama2c; a "
-                             "folder gets model.bin); never a training run's checkpoint")
-    export.add_argument("--format", choices=["hf", "llama2c"], default="hf",
-                        help="hf: a transformers folder (default); llama2c: llama2.c's legacy .bin that run.c reads")
+                        help="folder for config.json, model.safetensors and the tokenizer (hf), or the file (gguf, "
+                             "llama2c; a folder gets model.gguf or model.bin); never a training run's checkpoint")
+    export.add_argument("--format", choices=["hf", "gguf", "llama2c"], default="hf",
+                        help="hf: a transformers folder (default); gguf: one file for llama.cpp and Ollama; "
+                             "llama2c: llama2.c's legacy .bin that run.c reads")
     export.set_defaults(run=run_export)
     imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
                               description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "

@@ -22,6 +22,7 @@ from ..config import GPTConfig
 from ..errors import MissingFile
 from ..model.gpt import GPT
 from .hf_llama import InteropError, load_pretrained, save_hf_folder, speedrun_problems
+from .vocab_export import ExportedVocab, hf_tokenizer_files
 
 # Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
 TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
@@ -143,13 +144,13 @@ def check_exportable(model: GPT) -> None:
                            + "; ".join(problems))
 
 
-def hf_config_of(model: GPT):
-    """The transformers GPT2Config describing a GPT-2-style tinylm model."""
+def hf_config_of(model: GPT, vocab: ExportedVocab | None = None):
+    """The transformers GPT2Config describing a GPT-2-style tinylm model; bos/eos are the vocabulary's <|endoftext|>,
+    or without one GPT-2's (50256) when the model has that many rows."""
     from transformers import GPT2Config
 
     cfg = model.config
-    eot = 50256  # GPT-2's <|endoftext|>: the bos/eos id when the vocabulary has it
-    has_eot = cfg.vocab_size > eot
+    eot = vocab.eot if vocab is not None else (50256 if cfg.vocab_size > 50256 else None)
     return GPT2Config(
         vocab_size=cfg.vocab_size,
         n_positions=cfg.block_size,
@@ -163,18 +164,19 @@ def hf_config_of(model: GPT):
         embd_pdrop=cfg.dropout,
         attn_pdrop=cfg.dropout,
         tie_word_embeddings=True,
-        bos_token_id=eot if has_eot else None,
-        eos_token_id=eot if has_eot else None,
+        bos_token_id=eot,
+        eos_token_id=eot,
     )
 
 
 @torch.no_grad()
-def to_hf_gpt2(model: GPT, folder: str | Path) -> Path:
+def to_hf_gpt2(model: GPT, folder: str | Path, vocab: ExportedVocab | None = None) -> Path:
     """Save a GPT-2-style tinylm model as a transformers folder (config.json, model.safetensors); returns the folder.
 
     `transformers.GPT2LMHeadModel.from_pretrained(folder)` loads it. Weights are saved in their
     current dtype; the vocabulary keeps the model's size (an embedding padded to a multiple of 64
-    stays padded).
+    stays padded). With `vocab` (the model's rows already `with_rows(model, vocab.rows)`), the
+    tokenizer files are written too and AutoTokenizer.from_pretrained(folder) loads them.
     """
     check_exportable(model)
     try:
@@ -182,8 +184,9 @@ def to_hf_gpt2(model: GPT, folder: str | Path) -> Path:
     except ImportError as error:
         raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
     state = tinylm_to_hf_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    hf_model = GPT2LMHeadModel(hf_config_of(model)).to(next(model.parameters()).dtype)
-    return save_hf_folder(hf_model, state, folder, "GPT-2")
+    hf_model = GPT2LMHeadModel(hf_config_of(model, vocab)).to(next(model.parameters()).dtype)
+    files = hf_tokenizer_files(vocab, model.config.block_size) if vocab else {}
+    return save_hf_folder(hf_model, state, folder, "GPT-2", files)
 
 
 # -- command line -------------------------------------------------------------------------------------

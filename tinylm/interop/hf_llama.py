@@ -28,6 +28,7 @@ from ..config import GPTConfig
 from ..errors import InputError, MissingFile
 from ..model.gpt import GPT
 from ..paths import atomic_folder
+from .vocab_export import ExportedVocab, hf_tokenizer_files
 
 
 class InteropError(InputError):
@@ -272,9 +273,10 @@ def check_llama_exportable(model: GPT) -> None:
 
 def hf_llama_config_of(model: GPT, tokenizer=None):
     """The transformers LlamaConfig describing a Llama-style tinylm model (bos/eos ids from a SentencePiece
-    tokenizer when one is given)."""
+    tokenizer or an ExportedVocab's <|endoftext|> when one is given)."""
     transformers = _import_transformers()
     cfg = model.config
+    eot = tokenizer.eot if isinstance(tokenizer, ExportedVocab) else None
     return transformers.LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd,
@@ -290,8 +292,8 @@ def hf_llama_config_of(model: GPT, tokenizer=None):
         attention_bias=cfg.bias,
         mlp_bias=cfg.bias,
         tie_word_embeddings=cfg.tie_weights,
-        bos_token_id=getattr(tokenizer, "bos_token", None),
-        eos_token_id=getattr(tokenizer, "eos_token", None),
+        bos_token_id=getattr(tokenizer, "bos_token", eot),
+        eos_token_id=getattr(tokenizer, "eos_token", eot),
         architectures=["LlamaForCausalLM"],
     )
 
@@ -301,14 +303,21 @@ def to_hf_llama(model: GPT, folder: str | Path, tokenizer=None) -> Path:
     """Save a Llama-style tinylm model as a transformers folder (config.json, model.safetensors); returns it.
 
     `transformers.LlamaForCausalLM.from_pretrained(folder)` loads it. Weights keep their dtype. A
-    SentencePiece `tokenizer` (tinylm.tokenizers) is saved beside them as tokenizer.model.
+    SentencePiece `tokenizer` (tinylm.tokenizers) is saved beside them as tokenizer.model; an ExportedVocab
+    (tinylm.interop.vocab_export, the model's rows already `with_rows(model, vocab.rows)`) as tokenizer.json
+    and its config, which AutoTokenizer.from_pretrained(folder) loads.
     """
     check_llama_exportable(model)
     transformers = _import_transformers()
     state = tinylm_to_hf_llama_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)
     hf_model = transformers.LlamaForCausalLM(hf_llama_config_of(model, tokenizer))
     hf_model.to(next(model.parameters()).dtype)
-    extra = {"tokenizer.model": tokenizer.model_proto} if getattr(tokenizer, "model_proto", None) is not None else {}
+    if getattr(tokenizer, "model_proto", None) is not None:
+        extra = {"tokenizer.model": tokenizer.model_proto}
+    elif isinstance(tokenizer, ExportedVocab):
+        extra = hf_tokenizer_files(tokenizer, model.config.block_size)
+    else:
+        extra = {}
     return save_hf_folder(hf_model, state, folder, "Llama", extra)
 
 

@@ -1,0 +1,125 @@
+"""llama.cpp against tinylm on the same models: the prompt's token ids, the greedy tokens after it and the logits.
+
+    python scripts/llama_cpp_check.py --ckpt runs/shakespeare-char-cpu --ckpt runs/tinystories-llama-cpu
+
+llama.cpp's source ships inside llama-cpp-python's source distribution: the script downloads it (`pip download
+--no-binary :all: llama-cpp-python`) and builds llama.cpp with its Python bindings into a virtual environment of its
+own under --work (once: later runs reuse it; the build is a few minutes of every core). Each checkpoint is exported
+with `python -m tinylm.interop export --format gguf`. llama.cpp then tokenizes --prompt (no BOS; special-token text
+as text) and extends it greedily, the argmax of each step's logits with no sampler, for --tokens tokens within the
+model's context; tinylm encodes the same prompt and decodes at temperature 0 (`tinylm.generate.decode`, padding rows
+excluded as `sample` excludes them). Printed per checkpoint: whether the prompt's ids are equal (a token a trimmed
+vocabulary dropped has an id of its own in the export, on <unk>'s row, and counts as <unk>), how many greedy
+tokens are equal before the first difference, the largest gap between tinylm's logits and llama.cpp's on
+llama.cpp's sequence, and both continuations. Exit status 1 if any tokens differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tinylm.generate.decode import generate_batch  # noqa: E402
+from tinylm.interop.vocab_export import exported_vocab  # noqa: E402
+from tinylm.train.checkpoint import load_model  # noqa: E402
+
+# What the llama.cpp side runs, in the build's own Python: the prompt's ids, greedy tokens, the logits of each step.
+LLAMA_CPP_SIDE = textwrap.dedent("""
+    import json, os, sys
+    import numpy as np
+    from llama_cpp import Llama
+    path, prompt, steps, logits_out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    llm = Llama(model_path=path, n_ctx=0, logits_all=True, verbose=False, n_threads=os.cpu_count())
+    prompt_ids = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=False)
+    steps = min(steps, llm.n_ctx() - len(prompt_ids))
+    llm.eval(prompt_ids)
+    tokens = []
+    for _ in range(steps):
+        tokens.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
+        llm.eval(tokens[-1:])
+    np.save(logits_out, llm.scores[:llm.n_tokens])
+    print(json.dumps({"prompt": prompt_ids, "tokens": tokens,
+                      "text": llm.detokenize(tokens).decode("utf-8", errors="replace")}))
+""")
+CMAKE_ARGS = "-DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF " \
+             "-DLLAMA_BUILD_SERVER=OFF"
+
+
+def run(command: list, **options) -> subprocess.CompletedProcess:
+    return subprocess.run([str(part) for part in command], check=True, **options)
+
+
+def built_llama_cpp(work: Path) -> Path:
+    """The Python of a virtual environment under `work` where llama-cpp-python is built from its sdist."""
+    python = work / "venv" / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import llama_cpp"], capture_output=True).returncode == 0:
+        return python
+    run([sys.executable, "-m", "venv", work / "venv"])
+    sdists = sorted((work / "sdist").glob("llama_cpp_python-*.tar.gz"))
+    if not sdists:
+        run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "llama-cpp-python",
+             "-d", work / "sdist"])
+        sdists = sorted((work / "sdist").glob("llama_cpp_python-*.tar.gz"))
+    start = time.perf_counter()
+    env = {**os.environ, "CMAKE_ARGS": CMAKE_ARGS, "CMAKE_BUILD_PARALLEL_LEVEL": str(os.cpu_count())}
+    run([python, "-m", "pip", "install", "--quiet", sdists[-1]], env=env)
+    print(f"built llama.cpp from {sdists[-1].name} in {time.perf_counter() - start:.0f} s")
+    return python
+
+
+def check(ckpt: Path, llama_python: Path, prompt: str, steps: int, work: Path) -> bool:
+    gguf = work / f"{ckpt.name}.gguf"
+    run([sys.executable, "-m", "tinylm.interop", "export", "--ckpt", ckpt, "--format", "gguf", "--out", gguf],
+        stdout=subprocess.DEVNULL)
+    logits_path = work / f"{ckpt.name}.logits.npy"
+    side = run([llama_python, "-c", LLAMA_CPP_SIDE, gguf, prompt, steps, logits_path], capture_output=True,
+               text=True)
+    theirs = json.loads(side.stdout.strip().splitlines()[-1])
+    model, tokenizer, _ = load_model(ckpt)
+    rows = exported_vocab(tokenizer).rows  # exported id -> tinylm id: a trimmed vocabulary's dropped tokens are <unk>
+    prompt_ids, their_prompt = tokenizer.encode(prompt), [rows[i] for i in theirs["prompt"]]
+    ours = generate_batch(model, [prompt_ids], len(theirs["tokens"]), temperature=0,
+                          vocab_limit=tokenizer.vocab_size)[0]
+    equal = next((i for i, (a, b) in enumerate(zip(ours, theirs["tokens"])) if a != b), len(ours))
+    with torch.no_grad():  # tinylm's logits on llama.cpp's sequence, over tinylm's ids
+        logits = model(torch.tensor([their_prompt + theirs["tokens"]]))[0][0, :, :tokenizer.vocab_size].numpy()
+    gap = float(np.abs(np.load(logits_path)[:, :tokenizer.vocab_size] - logits).max())
+    kind = tokenizer.to_dict()["kind"]
+    print(f"{ckpt} ({kind} tokenizer, {model.num_parameters():,} parameters): prompt ids "
+          f"{'equal' if prompt_ids == their_prompt else 'DIFFERENT'} ({len(prompt_ids)}), greedy tokens equal "
+          f"{equal}/{len(ours)}, largest logit gap {gap:.2e}")
+    print(f"  tinylm:    {tokenizer.decode(ours)!r}\n  llama.cpp: {theirs['text']!r}")
+    return prompt_ids == their_prompt and equal == len(ours)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", type=Path, action="append", required=True,
+                        help="a checkpoint or run folder (repeat for several)")
+    parser.add_argument("--prompt", default="Once upon a time", help="the text both continue (default: %(default)s)")
+    parser.add_argument("--tokens", type=int, default=48, help="greedy tokens after it (default: %(default)s)")
+    parser.add_argument("--work", type=Path, default=Path("runs/llama-cpp-check"),
+                        help="the build and the exported files (default: %(default)s)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    llama_python = built_llama_cpp(args.work.resolve())
+    version = run([llama_python, "-c", "import llama_cpp; print(llama_cpp.__version__)"], capture_output=True,
+                  text=True).stdout.strip()
+    print(f"llama-cpp-python {version} (llama.cpp inside it)")
+    results = [check(ckpt, llama_python, args.prompt, args.tokens, args.work) for ckpt in args.ckpt]
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""A tinylm model and its tokenizer as one GGUF file, the format llama.cpp (and Ollama, LM Studio, ...) runs.
+
+The `gguf` package, from llama.cpp's authors, writes the file; this module only names what goes in: the
+architecture's numbers under llama.cpp's keys, every tensor under llama.cpp's tensor names, the tokenizer. A
+GPT-2-style model is llama.cpp's "gpt2" (the same matrices, nn.Linear's layout); a Llama-style one is its "llama",
+whose RoPE pairs channel 2i with 2i + 1 where tinylm (and transformers) pair i with i + head_size/2, so the query
+and key rows are permuted as llama.cpp's own converter does. A byte-level BPE (GPT-2's, trimmed, bpe:N) is
+llama.cpp's "gpt2" tokenizer with GPT-2's pre-tokenizer; a character vocabulary is its "rwkv" tokenizer, a longest
+match over the tokens' bytes, which for single characters is one token per character. Weights are float32.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ..model.gpt import GPT
+from ..paths import atomic_folder
+from .hf_gpt2 import check_exportable
+from .hf_llama import InteropError, llama_shape_problems
+from .vocab_export import ExportedVocab
+
+GGUF_MODELS = "GPT-2-style (LayerNorm, learned positions, GELU, biases) and dense Llama-style (RMSNorm, RoPE, SwiGLU)"
+
+
+def gguf_architecture(model: GPT) -> str:
+    """"gpt2" or "llama": the llama.cpp architecture that holds `model`; InteropError naming what can be written."""
+    problems = llama_shape_problems(model.config)
+    if not problems:
+        return "llama"
+    try:
+        check_exportable(model)
+    except InteropError as error:
+        raise InteropError(f"GGUF export writes {GGUF_MODELS} models; this one is neither (as Llama: "
+                           f"{'; '.join(problems)}. As GPT-2: {str(error).split(': ', 1)[-1]})") from None
+    return "gpt2"
+
+
+def permute_rope_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    """Rows of a query or key projection (or its bias) reordered from rotate-half pairs (i, i + d/2) to llama.cpp's
+    adjacent pairs (2i, 2i + 1), per head: what llama.cpp's convert_hf_to_gguf.py does to a Llama's q and k."""
+    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).transpose(1, 2) \
+        .reshape(weight.shape)
+
+
+def gguf_tensors(model: GPT, architecture: str) -> dict[str, torch.Tensor]:
+    """llama.cpp's tensor name -> tensor, for every weight of `model` (a tied head is stored once)."""
+    cfg, state = model.config, model.state_dict()
+    out = {"token_embd.weight": state["transformer.wte.weight"]}
+    if "transformer.wpe.weight" in state:
+        out["position_embd.weight"] = state["transformer.wpe.weight"]
+    if not cfg.tie_weights:
+        out["output.weight"] = state["lm_head.weight"]
+    kinds = ("weight", "bias") if cfg.bias else ("weight",)
+    norm_kinds = ("weight", "bias") if architecture == "gpt2" else ("weight",)
+    for kind in norm_kinds:
+        out[f"output_norm.{kind}"] = state[f"transformer.ln_f.{kind}"]
+    for i in range(cfg.n_layer):
+        ours, theirs = f"transformer.h.{i}.", f"blk.{i}."
+        names = {"attn.c_proj": "attn_output", "mlp.c_fc": "ffn_up", "mlp.c_proj": "ffn_down"}
+        if architecture == "llama":
+            names["mlp.c_gate"] = "ffn_gate"
+        for kind in norm_kinds:
+            out[f"{theirs}attn_norm.{kind}"] = state[f"{ours}ln_1.{kind}"]
+            out[f"{theirs}ffn_norm.{kind}"] = state[f"{ours}ln_2.{kind}"]
+        for kind in kinds:
+            for tiny, name in names.items():
+                out[f"{theirs}{name}.{kind}"] = state[f"{ours}{tiny}.{kind}"]
+            qkv = state[f"{ours}attn.c_attn.{kind}"]
+            if architecture == "gpt2":
+                out[f"{theirs}attn_qkv.{kind}"] = qkv
+                continue
+            sizes = [cfg.n_head * cfg.head_size] + 2 * [cfg.kv_heads * cfg.head_size]
+            q, k, v = qkv.split(sizes)
+            out[f"{theirs}attn_q.{kind}"] = permute_rope_rows(q, cfg.n_head)
+            out[f"{theirs}attn_k.{kind}"] = permute_rope_rows(k, cfg.kv_heads)
+            out[f"{theirs}attn_v.{kind}"] = v
+    return out
+
+
+def rwkv_escaped(token: str) -> str:
+    """A token as llama.cpp's "rwkv" tokenizer reads its vocabulary: backslash, newline, tab and return escaped."""
+    return token.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _add_tokenizer(writer, vocab: ExportedVocab) -> None:
+    import gguf
+
+    if vocab.kind == "chars":
+        writer.add_tokenizer_model("rwkv")
+        writer.add_token_list([rwkv_escaped(token) for token in vocab.tokens])
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre("gpt-2")
+        writer.add_token_list(vocab.tokens)
+        writer.add_token_merges([f"{left} {right}" for left, right in vocab.merges])
+    types = [gguf.TokenType.NORMAL] * len(vocab.tokens)
+    for token, i in vocab.special.items():
+        types[i] = gguf.TokenType.UNKNOWN if i == vocab.unk else gguf.TokenType.CONTROL
+    writer.add_token_types(types)
+    if vocab.eot is not None:
+        writer.add_bos_token_id(vocab.eot)
+        writer.add_eos_token_id(vocab.eot)
+    if vocab.unk is not None:
+        writer.add_unk_token_id(vocab.unk)
+    writer.add_add_bos_token(False)  # tinylm's prompts start with their own text
+    writer.add_add_eos_token(False)
+
+
+@torch.no_grad()
+def write_gguf(model: GPT, vocab: ExportedVocab, path: str | Path, name: str = "tinylm") -> Path:
+    """Write `model` (its rows already `with_rows(model, vocab.rows)`) and `vocab` as the GGUF file `path`, all of it
+    or nothing (a full disk leaves what was there)."""
+    import gguf
+
+    architecture = gguf_architecture(model)
+    if vocab.kind == "bpe" and not _gpt2_pre_tokenized(vocab):
+        raise InteropError("this BPE does not cut text with GPT-2's regex (a ByteLevel pre-tokenizer), the only one "
+                           "GGUF export writes")
+    cfg, path = model.config, Path(path)
+    with atomic_folder(path.parent) as staging:
+        writer = gguf.GGUFWriter(staging / path.name, architecture)
+        writer.add_name(name)
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        writer.add_context_length(cfg.block_size)
+        writer.add_embedding_length(cfg.n_embd)
+        writer.add_feed_forward_length(cfg.mlp_hidden_size)
+        writer.add_block_count(cfg.n_layer)
+        writer.add_head_count(cfg.n_head)
+        writer.add_head_count_kv(cfg.kv_heads)
+        writer.add_vocab_size(cfg.vocab_size)
+        if architecture == "gpt2":
+            writer.add_layer_norm_eps(cfg.norm_eps)
+        else:
+            writer.add_layer_norm_rms_eps(cfg.norm_eps)
+            writer.add_rope_freq_base(cfg.rope_theta)
+            writer.add_rope_dimension_count(cfg.head_size)
+        _add_tokenizer(writer, vocab)
+        for tensor_name, tensor in gguf_tensors(model, architecture).items():
+            writer.add_tensor(tensor_name, tensor.detach().to("cpu", torch.float32).contiguous().numpy())
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return path
+
+
+def _gpt2_pre_tokenized(vocab: ExportedVocab) -> bool:
+    """Whether the tokenizer.json cuts text as GPT-2 does: a ByteLevel pre-tokenizer with its regex, no normalizer."""
+    saved = json.loads(vocab.tokenizer_json)
+    pre = saved.get("pre_tokenizer") or {}
+    return saved.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
+
