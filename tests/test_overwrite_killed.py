@@ -23,8 +23,9 @@ from tinylm.train.run_folder import MOVING, SET_ASIDE
 # --out is added) and a text its tokenizer encodes, for `eval loss`. "{chat}" is a chat model's run folder.
 COMMANDS = [
     ("train", ["shakespeare-char", "--profile", "smoke"], "ROMEO: O, she doth teach the torches to burn bright!\n"),
-    ("sft", ["--profile", "smoke"], "What is the capital of France?\n"),
-    ("dpo", ["--profile", "smoke", "--base", "{chat}", "--batch-size", "8", "--max-steps", "4"], CHAT_TEXT),
+    ("sft", ["--task", "instruct", "--profile", "smoke"], "What is the capital of France?\n"),
+    ("dpo", ["--task", "preference", "--profile", "smoke", "--base", "{chat}", "--batch-size", "8", "--max-steps", "4"],
+     CHAT_TEXT),
     ("grpo", ["--profile", "smoke"], "12+34=46\n7-2=5\n"),
 ]
 
