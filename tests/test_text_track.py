@@ -139,7 +139,8 @@ def test_a_bpe_text_run_is_a_base_for_chat_fine_tuning(texts, tmp_path, monkeypa
                                                                          max_steps=6))
     recipe = dataclasses.replace(recipe, shape=dataclasses.replace(recipe.shape, block_size=128))
     train_text(recipe, say=lambda line: None)
-    result = run_cli("tinylm.sft", "--task", "instruct", "--profile", "smoke", "--base", tmp_path / "base", "--out", tmp_path / "chat",
+    result = run_cli("tinylm.sft", "--task", "instruct", "--profile", "smoke", "--base", tmp_path / "base",
+                     "--out", tmp_path / "chat",
                      "--max-steps", "3", data_dir=tmp_path / "data")
     assert result.returncode == 0, result.stderr
     assert "vocabulary 500 -> 503 tokens" in result.stdout

@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "(default: the recipe's)")
     parser.add_argument("--data", help="instruct tasks: instruct (default) or a JSON/JSONL file")
     add_run_options(parser, out="runs/sft-<task>-<profile>", batch="conversations")
-    parser.add_argument("--pretraining-share", type=float, metavar="F", help="instruct: share of pretraining batches (default: recipe)")
+    parser.add_argument("--pretraining-share", type=float, metavar="F",
+                        help="instruct: share of pretraining batches (default: recipe)")
     parser.add_argument("--system-prompt", metavar="TEXT", help="default: 'You are a helpful assistant.'")
     add_lora_arguments(parser)
     args = parser.parse_args(argv)
