@@ -33,7 +33,7 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 12 min, by the course's
+# **How long it takes**: a lesson of about 62 minutes (reading, code and the `cpu` run's 12 min, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 70 s of training).
 #
 # | profile | what runs | time |
@@ -277,9 +277,9 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # A model of a few million parameters, pretrained for minutes, knows too little to answer general questions; it
 # knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction here states constraints, drawn from a real
 # story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for another), a
-# **word** (a thing it mentions, swapped for another of its kind), sometimes a **length** (at most N sentences).
+# **word** (a thing it mentions, swapped for another of its kind), usually a **length** (at most N sentences).
 # The rewritten opening meets its instruction by construction: it is the SFT target. The stories are split once by
-# hash into train (4 instructions per story), validation and test, shared with notebooks 10 and 11.
+# hash into train (up to 4 instructions per story), validation and test (at most one), shared with notebooks 10 and 11.
 
 # %%
 task = load_story_task()
@@ -310,8 +310,8 @@ print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(samp
 
 # %% [markdown]
 # **One verifier** scores every reply of notebooks 9 to 11 (`tinylm.posttrain.verifier`). A reply passes when every
-# constraint holds, it has at least three sentences and ends as a sentence ends, and it is **fluent**: the base
-# finds it no less likely per token than the 99th percentile of its loss on real held-out openings. Without that
+# constraint holds, it has at least three sentences and ends as a sentence ends, and it is **fluent**: its
+# per-token loss under the base is at most the highest of the 80 validation targets' losses. Without that
 # guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a list of the asked words, and
 # another instruction's target:
 
@@ -351,7 +351,8 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # The answer-only loss is the mean over every answer token of a batch: each token weighs as much as any other
 # (exercise 1 builds the other choice). **With gradient accumulation, or several GPUs, that holds only if the trainer
 # makes it hold.** A step sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens;
-# equal weights would count a token among short answers more than one among long answers. The right weight is each
+# equal weights would count a token of a sparse micro-batch (few answer tokens) more than one of a full one. The
+# right weight is each
 # micro-batch's share of the step's answer tokens. By hand, then against the `Trainer` on four micro-batches of
 # story conversations (its gradient caught by a hook just before the optimizer step); a planted bug, equal
 # weights, must fail the same check.
@@ -422,7 +423,7 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# The answer: random batches waste a fifth to a quarter of their positions, length buckets about one in a hundred,
+# The answer: random batches waste a fifth to over a quarter of their positions, length buckets about one in a hundred,
 # all that packing could save. Packing **correctly** needs a block-diagonal causal mask and positions that restart.
 # Through the toy model's layers the packed row gives the padded batch's loss; as one plain sequence it does not:
 
@@ -459,8 +460,9 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
 
 # %% [markdown]
 # Correct packing need not be slow: FlashAttention's variable-length kernels and PyTorch's FlexAttention skip the
-# blocks outside a conversation; a dense boolean mask, as above, is slow. Naive packing is wrong: answers learn to
-# lean on unrelated conversations. `tinylm` pads: with length buckets, padding costs little here.
+# blocks outside a conversation; a dense boolean mask, as above, is slow. Naive packing changes the loss: answers
+# attend to unrelated conversations, at shifted positions. `tinylm` pads: with length buckets, padding costs little
+# here.
 #
 # ## Growing a pretrained model's vocabulary
 #
@@ -575,10 +577,12 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
-# the base was pretrained on the training stories, whose openings these answers are. That gap is the base's memory;
-# SFT's memorisation is its growth, to about three times as large. The validation loss is lowest early and then
-# rises, while the pass rate climbs to step 900: chosen by the loss, `best.pt` would have been an earlier, worse
-# checkpoint. The loss grades every token of one reference story; the verifier, whether the reply does what was asked.
+# the base was pretrained on the training stories, whose openings, renamed, these answers are. That gap is the
+# base's memory;
+# SFT's memorisation is its growth, to about three times as large. The validation loss bottoms out (step 600, seed
+# 42; step 300, seed 43) and creeps up; the pass rate peaks at step 900. Chosen by loss, `best.pt` would be an
+# earlier checkpoint, lower on validation. The loss grades every token of one reference story; the verifier,
+# whether the reply does what was asked.
 
 # %% [markdown]
 # **The pass rates**, on the test instructions, which chose nothing: the base in plain text and `best.pt` of each
@@ -607,8 +611,9 @@ print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fin
 
 # %% [markdown]
 # **What the verdicts read.** The base in plain text passes almost nothing: it writes a story about someone else,
-# and often never ends a sentence within 120 tokens. After SFT each seed's interval lies far above the base's and
-# the target is met; no pass is lost. The name and the length are learned completely; the asked **thing** is the
+# and often runs on to the 120-token cut, mid-sentence. After SFT each seed's interval lies far above the base's and
+# the target is met; for seed 42, no pass is lost. The name and the length are learned completely; the asked
+# **thing** is the
 # hard constraint. The two seeds' intervals do not overlap: they cover the test set's sampling, not training's, and
 # two seeds are too few to say how far seeds spread.
 #
@@ -640,8 +645,9 @@ else:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The replies read as small stories that open with the asked name, often as "*name* and Ben are friends"; a failed
-# reply names a thing of its own instead of the asked one. The base tells of "the little girl" whatever it is asked.
+# The replies open with the asked name, often "*name* and Ben are friends", some repeating ("a swing, a swing"),
+# which the fluency guard lets through; a failed reply names its own thing. In these replies the base tells of "the
+# little girl" whatever it is asked.
 #
 # ## Talking to it
 #
@@ -752,7 +758,7 @@ check(test_counted_targets)
 # ```
 # </details>
 #
-# **3. Experiment: fewer steps.** `best.pt` is the evaluation with the highest validation pass rate. **Predict**:
+# **3. Experiment: fewer steps.** `best.pt` is the checkpoint with the highest validation pass rate. **Predict**:
 # after 300 steps instead of the recipe's, does the test pass rate fall with the steps, or does most of it come
 # early? Run `sft` at seed `SEED` for `SHORT_STEPS` steps into `run_dir.with_name(run_dir.name + "-short")`, and set
 # `my_short_pass_rate` to its test pass rate. The check reads your run and prints it beside the full runs'.
@@ -787,7 +793,7 @@ check(test_short_pass_rate)
 # my_short_pass_rate = short["pass_rate"]["after"]["pass_rate"]
 # ```
 #
-# The cosine schedule is stretched to the shorter run, so its learning rate falls sooner too: the comparison is of
+# The cosine schedule is fitted to the shorter run, so its learning rate falls sooner too: the comparison is of
 # two recipes, not of one run stopped early. One seed is a measurement, not a verdict.
 # </details>
 
