@@ -174,7 +174,7 @@ print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x
 # RoPE leaves the embeddings alone and rotates each query and key instead. Split a head's `hs`
 # channels into `hs/2` pairs and treat pair `i` as a complex number; at position `m` multiply it by
 # `exp(i·m·θ_i)`, with frequencies `θ_i = b^(−2i/hs)` for a base `b = 10,000`. A rotation keeps lengths, and two rotations
-# compose, so the score of a query at `m` with a key at `n` is
+# compose, so a pair's term in the score (query at `m`, key at `n`) is
 #
 # $$\mathrm{Re}\big[(q\,e^{im\theta})\,\overline{(k\,e^{in\theta})}\big] = \mathrm{Re}\big[q\,\bar k\,e^{i(m-n)\theta}\big]:$$
 #
@@ -362,9 +362,11 @@ for arm in arms:
 # Six arms, the chain above, each at three seeds of **1,000 optimizer steps**, scored on a held-out test split
 # (the training split's last stories, which no choice was scored on). Steps, not seconds: on a shared laptop a
 # budget of seconds buys a different number of steps from one minute to the next, and a loss follows them; the
-# table prices a step separately. The lesson's hour on 2 cores bounds arms × seeds × steps (the next cell prints
-# the arithmetic), so the `cpu` profile trains a narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of
-# 8 (the recipe: 128, batches of 16), at the recipe's peak rate. Two arms are **told apart** only when every seed
+# table prices a step separately. The lesson's hour bounds arms × seeds × steps (the next cell prints their cost),
+# so the `cpu` profile trains a narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64
+# tokens in batches of
+# 8 (recipe: 128-token windows, batches of 16), at the recipe's peak rate. Two arms are **told apart** only when
+# every seed
 # of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`), a rule that cannot show there is
 # no difference. The arms' order rotates from seed to seed.
 #
@@ -394,7 +396,7 @@ print(f"training took {trained:,.0f} s in all: {1000 * trained / (len(arms) * le
       "step on average")
 
 # %% [markdown]
-# The table: each arm's steps, what a step cost here, its test loss (mean ± half its range over the seeds) and
+# The table: each arm's steps, its median ms per step, its test loss (mean ± half its range over the seeds) and
 # in bits per byte (notebook 5; each end-of-text token one byte), its difference from the arm before, and the
 # rule's call:
 
@@ -453,12 +455,13 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# How to read this. **+RoPE** beat the arm before it at every seed, by the most (its Δ in the table), perhaps
-# because a small model trained briefly gains from not learning a position table. So did the whole Llama block
-# against GPT-2's. Nothing else was told apart: **+SwiGLU** and **+GQA** moved the mean by a few hundredths, inside the seeds' spread (Shazeer measured SwiGLU's gain after 65,536
+# How to read this. **+RoPE** beat the arm before it at every seed (its Δ swollen by that arm's seed 0), why is not
+# tested here. So did the whole Llama block
+# against GPT-2's. Nothing else was told apart: **+SwiGLU** and **+GQA** raised the mean by a few hundredths,
+# inside the seeds' spread (Shazeer measured SwiGLU's gain after 65,536
 # steps of a far larger model); **+no-bias** and **+RMSNorm** show a wide range because seed 0 of each ended
-# about 0.4 above its other two seeds (the per-run lines), and at three seeds one such run hides any difference.
-# The samples read as stories that lose the thread within a sentence or two. Exercise 3 races equal *seconds*.
+# about 0.4 above its other two seeds (the per-run lines), and at three seeds one such run can hide a difference.
+# Seed 0 is the outlier of +no-bias and +RMSNorm: their samples break first. Exercise 3 races equal *seconds*.
 #
 # ## Generation with the new family
 #
@@ -484,7 +487,7 @@ print(f"{budget} greedy tokens, with and without the cache: identical")
 # ## What you learned
 #
 # - **RMSNorm** re-scales without re-centring; **RoPE** rotates queries and keys so that scores depend on
-#   offsets; **SwiGLU** gates one projection with another at GELU's parameters and work; **grouped-query
+#   offsets; **SwiGLU** gates one projection with another at about GELU's cost; **grouped-query
 #   attention** shrinks the KV cache by `n_head / n_kv_head`.
 # - A change is measured **one at a time, at a budget the machine cannot move, over seeds**, and a difference
 #   counts only by a rule stated before the run.
@@ -556,8 +559,8 @@ check(test_kv_bytes_per_token)
 # each (`SEEDS`), every run the same seconds of training (say the mean the +RoPE arm took above: `max_seconds`,
 # with a step limit it never reaches), everything else as `arm_recipe`, and the same training and test tokens.
 # `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (the machine was busy during
-# it), and counts the re-run instead. Predict first: which arm is cheaper per step (the table's ms per step),
-# and does that turn the equal-steps verdict? The check prints both verdicts side by side, on the test split.
+# it), and counts the re-run instead. Predict first: with equal weights, is either arm cheaper per step, and would
+# that turn the verdict? The check prints both verdicts side by side, on the test split.
 
 # %%
 rope_seconds = sum(run.elapsed for run in runs["+RoPE"]) / len(runs["+RoPE"])
