@@ -1,12 +1,13 @@
 """Measure on a CUDA GPU what the notebooks otherwise estimate, and write it as one dated results file.
 
-Four measurements, each through the course's own code:
+Five measurements, each through the course's own code:
 1. GPT-2 124M's training step (16 x 1,024 tokens, bf16), eager and compiled: ms/step, tokens/s, MFU
    (tinylm.bench.measure.compare_compiled: same weights, same batches, interleaved rounds);
 2. the tinystories track's 51M gpu recipe through `python -m tinylm.train`, as the seed recipe ran it (micro-batches
    of 32, eager) and as the recipe runs now: the Trainer's own tokens/s and MFU;
 3. the shakespeare-char gpu recipe, whole: its validation curve, best step and time;
-4. the device, torch and the date, so that every figure says where it came from.
+4. the 51M model's whole step (262,144 tokens) in variants, one change at a time, and its GPU time by kernel kind;
+5. the device, torch and the date, so that every figure says where it came from.
 
     python scripts/gpu_evidence.py --out docs/results/gpu-$(date +%F).json
 
@@ -17,6 +18,7 @@ beside it (same name, .md). The notebooks and the course guide cite the committe
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -29,9 +31,10 @@ from pathlib import Path
 import torch
 
 from tinylm.bench.measure import compare_compiled
-from tinylm.config import GPT2_124M
+from tinylm.config import GPT2_124M, GPTConfig, TrainConfig
 from tinylm.model.gpt import GPT
-from tinylm.runtime import peak_flops_per_s
+from tinylm.runtime import autocast, peak_flops_per_s
+from tinylm.train.optim import build_optimizer
 
 
 def device_facts() -> dict:
@@ -83,16 +86,17 @@ def steady_speed(run: dict) -> dict:
             "s_per_step": round(mean("step_seconds"), 4), "wall_s": run["wall_s"]}
 
 
-TINYSTORIES_ARMS = {"32, eager (the seed recipe)": ("--batch-size", "32", "--no-compile"),
-                    "64, compiled": ("--batch-size", "64", "--compile"),
-                    "128, compiled (the recipe)": ("--batch-size", "128", "--compile")}
+TINYSTORIES_ARMS = {"32": ("32, eager (the seed recipe)", ("--batch-size", "32", "--no-compile")),
+                    "64": ("64, compiled", ("--batch-size", "64", "--compile")),
+                    "128": ("128, compiled (the recipe)", ("--batch-size", "128", "--compile")),
+                    "256": ("256, compiled", ("--batch-size", "256", "--compile"))}
 
 
-def tinystories(folder: Path, seconds: float) -> dict:
+def tinystories(folder: Path, seconds: float, arms: list[str]) -> dict:
     """The 51M recipe for `seconds` of training (its first step, which compiles, included), per micro-batch size."""
-    return {arm: steady_speed(train_run("tinystories", folder / f"arm{i}", "--max-seconds", str(seconds), *options,
-                                        timeout=240))
-            for i, (arm, options) in enumerate(TINYSTORIES_ARMS.items())}
+    return {TINYSTORIES_ARMS[arm][0]: steady_speed(train_run("tinystories", folder / f"arm{arm}", "--max-seconds",
+                                                             str(seconds), *TINYSTORIES_ARMS[arm][1], timeout=240))
+            for arm in arms}
 
 
 def shakespeare(folder: Path) -> dict:
@@ -104,6 +108,102 @@ def shakespeare(folder: Path) -> dict:
             "best": {"step": best["step"], "val_loss": round(best["val_loss"], 4),
                      "training_s": round(best["elapsed"], 1)},
             "last": {"step": evals[-1]["step"], "val_loss": round(evals[-1]["val_loss"], 4)}}
+
+
+STEP_TOKENS = 262_144  # the 51M recipe's tokens per optimizer step
+STORIES_51M = GPTConfig(vocab_size=50304, block_size=256, n_layer=8, n_head=8, n_embd=512)
+# name: (micro-batch, changes to STORIES_51M, torch.compile options); each differs from the first in one thing
+STEP_VARIANTS = {"recipe: 128 x 256": (128, {}, {}),
+                 "micro-batch 256": (256, {}, {}),
+                 "vocabulary 8,192": (128, {"vocab_size": 8192}, {}),
+                 "context 1,024 (32 x 1,024)": (32, {"block_size": 1024}, {}),
+                 "max-autotune-no-cudagraphs": (128, {}, {"mode": "max-autotune-no-cudagraphs"}),
+                 "micro-batch 64": (64, {}, {})}
+
+
+def whole_step(micro_batch: int, changes: dict, compile_options: dict, steps: int = 8,
+               profile_kernels: bool = False) -> dict:
+    """A compiled optimizer step of STEP_TOKENS tokens in micro-batches (accumulated, clipped, AdamW), as the
+    Trainer takes it, on random tokens: its median ms over `steps` steps after three warm-up steps, and MFU."""
+    config = dataclasses.replace(STORIES_51M, **changes)
+    torch.manual_seed(0)
+    model = GPT(config).cuda()
+    optimizer = build_optimizer(model, TrainConfig(batch_size=micro_batch), torch.device("cuda"))
+    compiled = torch.compile(model, **compile_options)
+    micro_steps = STEP_TOKENS // (micro_batch * config.block_size)
+    batches = [torch.randint(config.vocab_size, (2, micro_batch, config.block_size), device="cuda")
+               for _ in range(micro_steps)]
+
+    def step() -> None:
+        for x, y in batches:
+            with autocast(torch.device("cuda"), torch.bfloat16):
+                _, loss = compiled(x, y)
+            (loss / micro_steps).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    started = time.perf_counter()
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    warm_up_s = time.perf_counter() - started
+    times = []
+    for _ in range(steps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        step()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    ms = sorted(times)[len(times) // 2]
+    peak = peak_flops_per_s(torch.device("cuda"), torch.bfloat16)
+    flops = model.flops_per_token() * STEP_TOKENS
+    result = {"micro_batch": f"{micro_batch} x {config.block_size}", "parameters": model.num_parameters(),
+              "ms_per_step": round(ms, 1), "spread_ms": [round(min(times), 1), round(max(times), 1)],
+              "tokens_per_s": round(STEP_TOKENS / ms * 1e3), "mfu": round(flops / (ms / 1e3) / peak, 4),
+              "warm_up_s": round(warm_up_s, 1)}
+    if profile_kernels:
+        try:
+            result["kernels"] = kernel_shares(step)
+        except Exception as error:  # noqa: BLE001 - the timing stands without the profile
+            result["kernels_error"] = f"{type(error).__name__}: {error}"
+    return result
+
+
+def kernel_shares(step) -> dict:
+    """GPU time of one step by kind of kernel (matrix products, attention, the rest), from torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kinds: dict[str, float] = {}
+    for event in prof.key_averages():
+        total = getattr(event, "device_time_total", None) or getattr(event, "cuda_time_total", 0.0)
+        name = event.key.lower()
+        kind = ("matrix products" if any(k in name for k in ("gemm", "nvjet", "cutlass", "sm90_xmma", "matmul"))
+                else "attention" if any(k in name for k in ("flash", "fmha", "attention"))
+                else "fused elementwise and reductions (triton)" if name.startswith("triton") else "other")
+        kinds[kind] = kinds.get(kind, 0.0) + total
+    whole = sum(kinds.values()) or 1.0
+    return {kind: round(t / whole, 3) for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1])}
+
+
+def step_variants(budget_s: float) -> dict:
+    started, results = time.perf_counter(), {}
+    for name, (micro_batch, changes, options) in STEP_VARIANTS.items():
+        if time.perf_counter() - started > budget_s:
+            results[name] = {"error": f"skipped: past the {budget_s:.0f} s budget"}
+            continue
+        try:
+            results[name] = whole_step(micro_batch, changes, options, profile_kernels=name.startswith("recipe"))
+            torch.compiler.reset()  # each variant compiles afresh; the last one's graphs and memory go
+            torch.cuda.empty_cache()
+        except Exception as error:  # noqa: BLE001 - a variant that fails is recorded, the rest still run
+            results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+        print(name, json.dumps(results[name]), flush=True)
+    return results
 
 
 def markdown(results: dict) -> str:
@@ -134,6 +234,20 @@ def markdown(results: dict) -> str:
                   f"training); {run['last']['val_loss']} at step {run['last']['step']:,} "
                   f"({run['training_s']} s of training, {run['wall_s']} s wall).", "",
                   "| step | validation loss |", "|---|---|", *[f"| {s:,} | {v} |" for s, v in run["curve"]], ""]
+    if "step_variants" in results:
+        lines += ["## TinyStories 51M, the whole step (262,144 tokens, bf16, compiled, random tokens)", "",
+                  "| variant | micro-batch | ms/step (min-max) | tokens/s | MFU |", "|---|---|---|---|---|"]
+        for name, run in results["step_variants"].items():
+            if "error" in run:
+                lines.append(f"| {name} | | {run['error']} | | |")
+                continue
+            lines.append(f"| {name} | {run['micro_batch']} | {run['ms_per_step']} ({run['spread_ms'][0]}-"
+                         f"{run['spread_ms'][1]}) | {run['tokens_per_s']:,} | {100 * run['mfu']:.1f}% |")
+        lines.append("")
+        for run in results["step_variants"].values():
+            if "kernels" in run:
+                shares = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in run["kernels"].items())
+                lines += [f"The recipe's step by GPU time (torch.profiler): {shares}.", ""]
     for part, value in results.items():
         if isinstance(value, dict) and "error" in value:
             lines += [f"{part} failed: {value['error']}", ""]
@@ -144,14 +258,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="the results file (.json; a .md beside it)")
     parser.add_argument("--seconds", type=float, default=45, help="training seconds of each TinyStories run")
-    parser.add_argument("--parts", nargs="+", default=["gpt2_step", "tinystories", "shakespeare"])
+    parser.add_argument("--parts", nargs="+", default=["gpt2_step", "tinystories", "shakespeare", "step_variants"])
+    parser.add_argument("--tinystories-arms", nargs="+", default=list(TINYSTORIES_ARMS), choices=TINYSTORIES_ARMS,
+                        help="micro-batch sizes of the TinyStories runs")
+    parser.add_argument("--variants-budget", type=float, default=300, help="seconds before no new variant starts")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("scripts/gpu_evidence.py measures a CUDA GPU, and torch sees none here")
     results = {"device": device_facts()}
     folder = Path(tempfile.mkdtemp(prefix="gpu-evidence-"))
-    parts = {"gpt2_step": gpt2_step, "tinystories": lambda: tinystories(folder, args.seconds),
-             "shakespeare": lambda: shakespeare(folder)}
+    parts = {"gpt2_step": gpt2_step, "tinystories": lambda: tinystories(folder, args.seconds, args.tinystories_arms),
+             "shakespeare": lambda: shakespeare(folder), "step_variants": lambda: step_variants(args.variants_budget)}
     for name in args.parts:
         print(f"{name} ...", flush=True)
         try:
