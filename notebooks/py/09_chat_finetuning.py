@@ -33,8 +33,8 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 62 minutes (reading, code and the `cpu` run's 12 min, by the course's
-# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 70 s of training).
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 572 s, by the course's
+# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 49 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -77,7 +77,7 @@ from tinylm.data.instruct import build_examples
 from tinylm.eval.loss import texts_loss
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.sft.run import SFTOptions, print_sft_record, sft
-from tinylm.posttrain.sft.trainer import SFTTrainer, story_replies
+from tinylm.posttrain.sft.trainer import SFTTrainer
 from tinylm.posttrain.stories import load_story_task, pretrain_story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
@@ -409,7 +409,7 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # it never has alone.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
-# about 1%, 10% or 30%? And with length buckets?
+# about one position in a hundred, one in ten, or one in three? And with length buckets?
 #
 # First, what the buckets buy, on one epoch of the training stories' conversations:
 
@@ -578,10 +578,9 @@ plt.show()
 # %% [markdown]
 # **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
 # the base was pretrained on the training stories, whose openings, renamed, these answers are. That gap is the
-# base's memory;
-# SFT's memorisation is its growth, to about three times as large. The validation loss bottoms out (step 600, seed
-# 42; step 300, seed 43) and creeps up; the pass rate peaks at step 900. Chosen by loss, `best.pt` would be an
-# earlier checkpoint, lower on validation. The loss grades every token of one reference story; the verifier,
+# base's memory; SFT's memorisation is its growth, to about three times as large. The validation loss bottoms out
+# at step 300 for both seeds and creeps up; the pass rate peaks later (step 800, seed 42; step 900, seed 43). Chosen
+# by loss, `best.pt` would be an earlier checkpoint, lower on validation. The loss grades every token of one reference story; the verifier,
 # whether the reply does what was asked.
 
 # %% [markdown]
@@ -612,13 +611,12 @@ print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fin
 # %% [markdown]
 # **What the verdicts read.** The base in plain text passes almost nothing: it writes a story about someone else,
 # and often runs on to the 120-token cut, mid-sentence. After SFT each seed's interval lies far above the base's and
-# the target is met; for seed 42, no pass is lost. The name and the length are learned completely; the asked
-# **thing** is the
-# hard constraint. The two seeds' intervals do not overlap: they cover the test set's sampling, not training's, and
-# two seeds are too few to say how far seeds spread.
+# the target is met; for seed 42, the base's single pass is lost and 175 are gained. The name is learned completely
+# and the length almost; the asked **thing** is the hard constraint. The two seeds' intervals overlap: they cover
+# the test set's sampling, not training's, and two seeds are too few to say how far seeds spread.
 #
-# **Replies.** The first test instructions, answered by the base in plain text and by `best.pt`, then one reply of
-# `best.pt` that passes and one that fails, with what the verifier found:
+# **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
+# constraints held:
 
 # %%
 def clip(text: str, width: int = 240) -> str:
@@ -633,21 +631,15 @@ if stories:
         for name, shown_reply in (("base", base_reply), ("SFT", sft_reply)):
             print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['holds']}]: "
                   f"{clip(shown_reply['reply'])}")
-    passed = report["after"]["passed_each"]  # then the first pass and the first fail after those
-    picked = [task.test[next(i for i in range(3, len(passed)) if passed[i] is want)] for want in (True, False)
-              if want in passed[3:]]
-    picked_replies = story_replies(model, ChatTemplate(tokenizer), picked, DEFAULT_SYSTEM_PROMPT)
-    for instruction, reply, verdict in zip(picked, picked_replies, verifier.check(picked_replies, picked)):
-        print(f"\n{instruction.instruction}\n  SFT [{'PASS' if verdict.passed else 'fail'}: constraints "
-              f"{verdict.holds}, ends {verdict.ends}, fluent {verdict.fluent}]: {clip(reply)}")
 else:
     for shown_reply in report["after"]["replies"]:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The replies open with the asked name, often "*name* and Ben are friends", some repeating ("a swing, a swing"),
-# which the fluency guard lets through; a failed reply names its own thing. In these replies the base tells of "the
-# little girl" whatever it is asked.
+# The SFT replies open with the asked name or thing, two of them as "*name* and Ben were playing", some repeating
+# ("the bugs and bugs", "As he walked, he walked"), which the fluency guard lets through; the failed one names its
+# own things (bugs, a tree, a blanket) where a cake was asked. The base tells of "the little girl" or "the little
+# boy" whatever it is asked, and repeats itself up to the cut.
 #
 # ## Talking to it
 #
@@ -753,8 +745,8 @@ check(test_counted_targets)
 # loader = ConversationLoader(train_examples.rendered, 16, STORY_PAD, seed=1)
 # my_counts = []
 # for _ in range(20):
-#     _, y = loader.next_batch()
-#     my_counts.append(int((y != -1).sum()))
+#     _, targets = loader.next_batch()  # not y: exercise 1's check uses the global x, y
+#     my_counts.append(int((targets != -1).sum()))
 # ```
 # </details>
 #

@@ -38,18 +38,20 @@
 #   something new"; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 237 s, by the course's
-# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 219 s of training).
+# **How long it takes**: a lesson of about 52 minutes (reading, code and the `cpu` run's 314 s, by the course's
+# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 240 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | ~1 min |
-# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 steps of 8 instructions × 8 replies), supervised training for the same seconds, and GRPO on the weaker reward for 24 steps | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
+# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on the weaker reward for the same 24 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
 # | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu`) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
 # baseline; PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped ratio; GRPO in
 # DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group baselines instead of a value network;
+# RLOO's leave-one-out baseline ([Ahmadian et al., 2024](https://arxiv.org/abs/2402.14740)); Dr. GRPO
+# ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)), advantages centred but not divided by the spread;
 # pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
 # ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
 # the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
@@ -78,7 +80,7 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader
 from tinylm.data.instruct import build_examples
-from tinylm.eval.uncertainty import compare
+from tinylm.eval.uncertainty import compare, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
 from tinylm.posttrain.grpo.recipes import STORY_GRPO_RECIPES
@@ -119,17 +121,22 @@ def quiet(_):
 #
 # **The baseline.** Any b that does not depend on the sampled reply can be subtracted from r for free, because the
 # score function has mean zero: E[∇log π] = Σ_a π ∇log π = Σ_a ∇π = ∇Σ_a π = ∇1 = 0. So
-# ∇J = E[(r − b)∇log π] for every such b: it stays **unbiased**. It is not free for the variance. With rewards of
-# 0 and 1, a reply that fails still gets r = 0 and a reply that passes pushes everything it sampled up; with
-# b ≈ E[r] a failure is pushed *down* and a pass up, each by how surprising it was, so fewer samples give the same
-# precision. The difference A = r − b is the **advantage**. GRPO's b is the mean reward of the other replies to the
-# same prompt (its group); taking the group mean *with* the reply itself in it shrinks the gradient by a factor
-# (G − 1)/G, a change of step size, not of direction.
+# ∇J = E[(r − b)∇log π] for every such b: it stays **unbiased**. It does change the variance. With rewards of 0
+# and 1 and no baseline, a failed reply contributes nothing and a passed reply raises its own log-probability; with
+# b ≈ E[r] a failure is pushed *down* and a pass up, each by how surprising it was, so here fewer samples give the
+# same precision. The difference A = r − b is the **advantage**. GRPO's b is the mean reward of its group, the G
+# replies to the same prompt, the reply itself included. The mean of the *other* G − 1 replies (leave-one-out, as in
+# RLOO) does not depend on the reply, so it is an exact baseline. The group mean with the reply in it gives
+# (G − 1)/G times the leave-one-out advantage, so it shrinks the gradient by that factor: a change of step size,
+# not of direction.
 #
 # The check below uses a policy over 6 replies with logits θ and pass/fail rewards. The exact gradient of J comes
-# from autograd on Σ π r; each estimate is autograd on −mean(A·log π) over a group of 8 samples, repeated over
-# thousands of groups. An estimate is unbiased when the mean of the repeats lies within a few standard errors of the
-# exact gradient (a statistical tolerance: the assertion would fail about once in many thousand runs by chance).
+# from autograd on Σ π r. First without sampling: the loss −Σ π(a)·A(a)·log π(a), every reply weighted by its
+# probability (π held fixed), has exactly −∇J as its gradient, whatever the constant b. Then each estimate is
+# autograd on −mean(A·log π) over a group of 8 samples, repeated over thousands of groups. The check accepts an
+# estimator as unbiased when the mean of its repeats lies within four and a half standard errors of the target on
+# every coordinate (a statistical tolerance: with another sampling seed, an unbiased estimator would fail it fewer
+# than once in ten thousand tries).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -142,6 +149,10 @@ score_mean = torch.autograd.grad((pi * torch.log_softmax(theta, 0)).sum(), theta
 assert score_mean.abs().max() < 1e-12
 print(f"π = {[round(p, 3) for p in pi.tolist()]}, J = E[r] = {expected_reward.item():.3f}")
 print(f"exact ∇J = {[round(g, 4) for g in exact.tolist()]}")
+for b in (0.0, expected_reward.item()):  # every reply weighted by π, no sampling: the loss's gradient is exactly −∇J
+    weighted = torch.autograd.grad(-(pi * (rewards - b) * torch.log_softmax(theta, 0)).sum(), theta)[0]
+    assert torch.allclose(-weighted, exact, rtol=1e-12, atol=1e-15)
+print("−Σ π·(r − b)·log π, π held fixed: its gradient is −∇J exactly, for b = 0 and b = E[r]")
 
 G, REPEATS = 8, 4000
 generator = torch.Generator().manual_seed(0)
@@ -152,10 +163,10 @@ baselines = {"none (b = 0)": lambda r: torch.zeros_like(r),
              "the group's mean (GRPO)": lambda r: r.mean().expand(G)}
 for name, baseline in baselines.items():
     estimates = []
-    for replies in draws:
-        r = rewards[replies]
+    for drawn in draws:
+        r = rewards[drawn]
         advantage = r - baseline(r)
-        loss = -(advantage * torch.log_softmax(theta, 0)[replies]).mean()
+        loss = -(advantage * torch.log_softmax(theta, 0)[drawn]).mean()
         estimates.append(-torch.autograd.grad(loss, theta)[0])  # the loss's gradient, negated: ascent on J
     estimates = torch.stack(estimates)
     target = exact * ((G - 1) / G if "GRPO" in name else 1)  # the group mean with the reply in it: (G − 1)/G of ∇J
@@ -169,8 +180,11 @@ for name, baseline in baselines.items():
 # on the reply leaves the gradient unbiased, and the group mean with the reply in it gives (G − 1)/G of it. The
 # variance is what changes, and the last column measures it: the baseline near E[r] needs fewer groups than no
 # baseline for the same precision. The leave-one-out baseline is unbiased and almost as good, with nothing known in
-# advance, which is why GRPO needs no value network: the group is the baseline. GRPO also divides each advantage by
-# its group's standard deviation, a rescaling per prompt (exercise 2 looks at what it weighs up).
+# advance, which is why GRPO needs no value network: the group is the baseline. The GRPO row's variance is the
+# lowest only because its estimate is the leave-one-out one scaled by (G − 1)/G, which scales the variance by
+# ((G − 1)/G)²: compare variances relative to the squared target. GRPO also divides each advantage by its group's
+# standard deviation, a rescaling per prompt; that spread is measured on the same samples, so the scaled estimate is
+# no longer exactly unbiased, which the check above does not test (exercise 2 looks at what it weighs up).
 #
 # ## Reusing samples: the ratio and the clip
 #
@@ -191,20 +205,20 @@ for name, baseline in baselines.items():
 # NBVAL_CHECK_OUTPUT
 EPS = STORY_GRPO_RECIPES[PROFILE].clip_eps
 theta_old = theta.detach().clone()
-replies = torch.multinomial(pi, G, replacement=True, generator=torch.Generator().manual_seed(1))
-advantage = group_advantages(rewards[replies].view(1, G)).flatten()  # GRPO's: centred, divided by the spread
-old_logp = torch.log_softmax(theta_old, 0)[replies]
-print(f"ε = {EPS}; the group's rewards {rewards[replies].tolist()}")
+group = torch.multinomial(pi, G, replacement=True, generator=torch.Generator().manual_seed(1))  # G replies
+advantage = group_advantages(rewards[group].view(1, G)).flatten()  # GRPO's: centred, divided by the spread
+old_logp = torch.log_softmax(theta_old, 0)[group]
+print(f"ε = {EPS}; the group's rewards {rewards[group].tolist()}")
 
 
 def surrogate(params: torch.Tensor, eps: float):
     """The package's clipped loss with each sample as a one-token completion."""
-    logp = torch.log_softmax(params, 0)[replies]
+    logp = torch.log_softmax(params, 0)[group]
     return clipped_policy_loss(logp.view(G, 1), old_logp.view(G, 1), advantage, torch.ones(G, 1, dtype=torch.bool),
                                eps)
 
 
-policy_gradient = torch.autograd.grad(-(advantage * torch.log_softmax(theta, 0)[replies]).mean(), theta)[0]
+policy_gradient = torch.autograd.grad(-(advantage * torch.log_softmax(theta, 0)[group]).mean(), theta)[0]
 at_old = torch.autograd.grad(surrogate(theta, EPS).loss, theta)[0]
 assert torch.allclose(at_old, policy_gradient)  # ρ = 1: the ratio's gradient is the policy gradient
 for name, eps in (("clip", EPS), ("no clip", 1e9)):
@@ -216,29 +230,32 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
         with torch.no_grad():
             params -= 1.0 * step  # plain gradient steps of size 1, to see the clip act within a few updates
             new = torch.softmax(params, 0)
-            ratio = new[replies] / pi[replies]
+            ratio = new[group] / pi[group]
             kl = (pi * (pi / new).log()).sum().item()
         line.append(f"{out.clip_fraction:.2f}/{ratio.max().item():.2f}/{kl:.3f}")
-    print(f"{name:>8} (clipped share / largest ρ / KL(π_old‖π_θ) after each update): {'  '.join(line)}")
+    print(f"{name:>8} (clipped share / largest ρ / KL(π_old‖π_θ) after each update): {'  '.join(line)}; "
+          f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
 # The first update is the same with and without the clip (every ρ is 1, nothing is clipped). From the second on,
 # the clip acts: samples whose ratio has passed 1 ± ε in their advantage's direction stop contributing, and once all
 # have, the gradient is zero and the policy stops, a bounded distance (the KL column) from the one that sampled.
-# Without the clip each update on the same eight samples moves the policy further and the ratios grow without
-# limit. On this toy, whose rewards are exact and fixed, going further happens to raise J; on a language model an
-# update moves the probabilities of every other prompt too, and the samples' advantages describe π_old only. That is
-# the clip's job: as many updates per batch as the recipe asks, none of them far.
+# Without the clip each update on the same eight samples moves the policy further and the ratios keep growing
+# (4.18 after eight updates), towards 1/π_old(a) for the reply that ends up with all the probability. On this toy,
+# whose rewards are exact and fixed, going further raises J (from 0.523 to 0.926 without the clip, 0.649 with it);
+# on a language model an update moves the probabilities of every other prompt too, and the samples' advantages
+# describe π_old only. That is the clip's job: as many updates per batch as the recipe asks, none of them far.
 #
 # ## The story task as reinforcement learning
 #
 # The policy is notebook 9's model: a small story model fine-tuned to follow instructions such as "a character
 # named Zoe, the word kite, at most five sentences". A **prompt** is an instruction in the chat template, a **reply**
 # is what the model writes up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended,
-# every constraint holds, it has enough sentences and ends as a sentence does, and the story base (which never saw
-# an instruction) finds it fluent, else 0. Training draws the train split's instructions; the validation split
-# chooses best.pt; the test split, which chooses nothing, is what this notebook reports. Without notebook 9's run in
-# this clone, the cell fine-tunes the model first, as notebook 9 does.
+# every constraint holds, it has at least three sentences and ends with ., ! or ?, and the story base (which never
+# saw an instruction) finds it fluent (its loss per token at most the bound printed below), else 0. Training draws
+# the train split's instructions; the validation split chooses best.pt; the test split, which chooses nothing, is
+# what this notebook reports. Without notebook 9's run in this clone, the cell fine-tunes the model first, as
+# notebook 9 does.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -265,22 +282,23 @@ print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len
       f"{task.verifier.max_loss:.2f} nats per token")
 
 # %% [markdown]
-# **A group.** The model samples 8 replies at temperature 1 to each of a few validation instructions; each gets its
-# reward and its advantage within the group. A group whose replies all pass, or all fail, has advantages of zero
-# and teaches nothing. If each reply passed with the same probability p, a group of G would be mixed with
+# **A group.** The model samples 8 replies at temperature 1 to each of the first 8 validation instructions; each
+# gets its reward and its advantage within the group. A group whose replies all pass, or all fail, has advantages of
+# zero and teaches nothing. If each reply passed with the same probability p, a group of G would be mixed with
 # probability 1 − pᴳ − (1 − p)ᴳ.
 
 # %%
 problems = held_out.validation[:8]
-rollout = sample_groups(model, tokenizer, task, problems, group_size=G, max_new_tokens=MAX_NEW, seed=SEED)
+GROUP = recipe.group_size  # replies per instruction, as GRPO samples them
+rollout = sample_groups(model, tokenizer, task, problems, group_size=GROUP, max_new_tokens=MAX_NEW, seed=SEED)
 print(problems[0].instruction)
-for text, reward, adv in zip(rollout.completions[:G], rollout.rewards[0].tolist(),
+for text, reward, adv in zip(rollout.completions[:GROUP], rollout.rewards[0].tolist(),
                              group_advantages(rollout.rewards)[0].tolist()):
     print(f"  reward {reward:.0f}, advantage {adv:+.2f}: {text[:110].strip()!r}")
 p = rollout.correct.float().mean().item()
 mixed = (rollout.correct.any(dim=1) & ~rollout.correct.all(dim=1)).float().mean().item()
 print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% of {len(problems)}, "
-      f"{100 * (1 - p**G - (1 - p) ** G):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
+      f"{100 * (1 - p**GROUP - (1 - p) ** GROUP):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
 # Fewer groups were mixed than the formula predicts from p: instructions differ in difficulty, some are passed
@@ -293,27 +311,31 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
 # loss, averaged over every reply token of the batch (DAPO's per-token mean). The header line gives the profile's
-# numbers. It scores the test instructions before training and after (best.pt): greedily, and with 8 samples each at
-# temperature 1 for pass@1 and pass@8 (below).
+# numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its advantage. It scores the
+# test instructions before training and after (best.pt): greedily (all 249), and with 8 samples each at temperature 1
+# on the first 100 for pass@1 and pass@8 (below).
 
 # %%
 report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
               GRPOOptions(task="stories", base=str(sft_start)),
               say=lambda line: line.startswith("GRPO on") and print(line),
-              on_record=lambda record: record["event"] == "eval" and print_grpo_record(record))
+              on_record=lambda record: record["event"] in ("eval", "final") and print_grpo_record(record))
 
 # %% [markdown]
 # **pass@k.** A greedy reply shows what the model does; sampled replies show what it *can* do. pass@k is the chance
 # that at least one of k samples passes. From n ≥ k samples of which c pass, the unbiased estimate (Chen et al.) is
-# 1 − C(n − c, k)/C(n, k), averaged over instructions; pass@1 is the mean share that pass. If RL only sharpens the
-# model's choice among replies it could already write, pass@1 rises towards pass@8 and pass@8 barely moves; if it
-# teaches new ways to pass, pass@8 rises too.
+# 1 − C(n − c, k)/C(n, k), averaged over instructions; pass@1 is the mean share that pass. With n = k = 8, as here,
+# pass@8 is simply the share of instructions with at least one pass among their 8 samples; the formula matters when
+# n > k (Chen et al. draw 200 samples for k up to 100). If RL only sharpens the model's choice among replies it could
+# already write, pass@1 rises towards pass@8 and pass@8 barely moves (or falls, if RL narrows what the model samples,
+# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too.
 #
 # **The control.** A gain after GRPO could come from any further training of the same start. So the same model is
 # trained with notebook 9's supervised recipe (the stories as targets, its batch size and betas, at the constant
-# rate its schedule ended on) for as many seconds of training as GRPO took, and scored by the same functions that
-# scored GRPO: greedy replies to the test instructions through the verifier, and pass@1 and pass@8 from the same
-# number of samples.
+# rate its schedule ended on) for as many seconds as GRPO's 24 updates took, its sampling included (neither run
+# counts evaluations; seconds depend on the machine's load, so the control's step count is printed), and scored by
+# the same functions that scored GRPO: greedy replies to the test instructions through the verifier, and pass@1 and
+# pass@8 from the same number of samples.
 
 # %%
 def scored(policy) -> dict:
@@ -332,12 +354,14 @@ template = ChatTemplate(tokenizer)
 start_cfg = TrainConfig.from_dict(load_checkpoint(sft_start / "best.pt")["train_config"])
 control_cfg = dataclasses.replace(start_cfg, max_steps=10**6, max_seconds=report["grpo_seconds"], warmup_steps=0,
                                   learning_rate=start_cfg.min_lr, eval_interval=0, log_interval=10**6, seed=SEED)
-conversations, validation = (build_examples([i.record() for i in split], template, model.config.block_size).rendered
-                              for split in (task.stories.train, task.stories.validation))
+conversations, val_conversations = (build_examples([i.record() for i in split], template,
+                                                    model.config.block_size).rendered
+                                     for split in (task.stories.train, task.stories.validation))
 control_model, _, _ = load_model(sft_start, DEVICE)
 control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversations, control_cfg.batch_size,
                                                                    template.pad, seed=SEED),
-                     tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=validation, template=template)
+                     tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=val_conversations,
+                     template=template)
 control.fit()
 control_model.eval()
 arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"], "pass_at": report["pass_at"]["before"]},
@@ -347,13 +371,20 @@ arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"], "pass
 k = str(recipe.pass_at_samples)
 print(f"{report['grpo_seconds']:.0f} s of GRPO, {control.elapsed:.0f} s of SFT; {len(held_out.test)} test "
       f"instructions, pass@k on the first {report['pass_at']['problems']}")
-print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {'pass@' + k:>7}  {'word':>5} {'ends':>5} "
-      f"{'fluent':>6}")
+KINDS = ("name", "word", "sentences")
+print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {'pass@' + k:>7}  "
+      + " ".join(f"{kind:>9}" for kind in KINDS) + f" {'ends':>5} {'fluent':>6}")
 for name, arm in arms.items():
     rates, at = arm["pass_rate"], arm["pass_at"]
+    held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in KINDS)
     print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
-          f"{100 * at['1']:6.1f}% {100 * at[k]:6.1f}%  {100 * rates['kinds']['word']['held']:4.0f}% "
-          f"{100 * rates['ends']:4.0f}% {100 * rates['fluent']:5.0f}%")
+          f"{100 * at['1']:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
+          f"{100 * rates['fluent']:5.0f}%")
+n_at = report["pass_at"]["problems"]  # n = k samples each: pass@k is the share of instructions with a pass among them
+print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + "; ".join(
+    f"{name} {100 * arm['pass_at'][k]:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+    for name, arm in zip(("start", "GRPO", "SFT control"), arms.values())
+    for low, high in [wilson_interval(round(arm["pass_at"][k] * n_at), n_at)]))
 grpo_rates, control_rates = (arm["pass_rate"] for arm in list(arms.values())[1:])
 print(compare("GRPO", [grpo_rates["pass_rate"]], "the SFT control", [control_rates["pass_rate"]],
               lower_is_better=False, metric="greedy test pass rate"))
@@ -361,43 +392,55 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# **Reading the table.** GRPO raised the greedy test pass rate from 70.7% to 83.1% in 55 s of training (best.pt is
-# step 16 of 24, chosen on validation), mostly through the word constraint (held 53% of the time before, 76%
-# after). The same seconds of supervised training raised it almost as far, to 81.5%. GRPO came out ahead by 0.016,
-# and by the course's rule the two are **not told apart**: one seed per arm proves nothing about the method, and
-# the 95% intervals, which measure only the luck of the test instructions, overlap. pass@1 rose from 36.4% to 44.5%
-# under GRPO (41.2% under SFT); pass@8 was already 90.0% at the start and ended at 89.0% in both arms: the start
-# could already pass most instructions in eight tries, so both arms made the model do more often what it could
-# already do, greedy and pass@1 climbing towards pass@8, as Yue et al. report for larger models.
-# Exercise 4 runs the seeds the verdict needs.
+# **Reading the table.** GRPO raised the greedy test pass rate from 70.3% to 80.3% in 60 s of training (best.pt is
+# step 8 of 24, chosen on validation), mostly through the word constraint (held in 59.1% of the test replies whose
+# instruction asks for a word before, 73.4% after), while the length held a little less often (97.4%, then 95.8%).
+# The same seconds of supervised training did not raise it: the control ended at 67.1%, a little below its start,
+# its word share down to 51.9%. GRPO came out ahead by 0.133 and the 95% intervals, which measure only the luck of
+# the test instructions, do not overlap; by the course's rule the two are still **not told apart**, since one seed
+# per arm cannot show how far runs spread. Two things favour GRPO here: its figure is best.pt, the best of four
+# validation looks, while the control's is its last step; and GRPO's rate (3e-4) was chosen because it raised the
+# pass rate, while the control's (2e-4, where notebook 9's schedule ended) was not tuned. The control's steps also
+# depend on the machine: 283 in those seconds here, more on an idle one.
+#
+# pass@1 rose from 36.8% to 43.8% under GRPO (38.4% under SFT). pass@8 rose from 84.0% to 91.0% in both arms,
+# seven instructions of 100, and its intervals overlap ([75.6, 89.9] and [83.8, 95.2]): this test does not show
+# either arm passing instructions the start could not pass in eight tries, while under GRPO greedy and pass@1
+# climbed towards pass@8, consistent with what Yue et al. report for larger models. Exercise 4 runs the seeds the
+# verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
-train = [r for r in records if r["event"] == "train"]
+rollouts = [r for r in records if r["event"] == "train"]  # one record per rollout, at its second update
 evals = [r for r in records if r["event"] in ("eval", "final")]
+print("per rollout, the sampled pass rate:", " ".join(f"{r['correct']:.2f}" for r in rollouts))
+print("per rollout, the clip fraction of its second update:", " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
-axes[0].plot([r["step"] for r in train], [r["correct"] for r in train], label="sampled replies that pass")
+axes[0].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], label="sampled replies that pass")
 axes[0].plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-", label="validation, greedy")
 axes[0].set(title="GRPO: the verifier's pass rate", xlabel="GRPO step", ylim=(0, 1))
 axes[0].legend()
-axes[1].plot([r["step"] for r in train], [r["length"] for r in train])
+axes[1].plot([r["step"] for r in rollouts], [r["length"] for r in rollouts])
 axes[1].set(title="reply length", xlabel="GRPO step", ylabel="tokens")
-axes[2].plot([r["step"] for r in train], [r["clip_fraction"] for r in train])
+axes[2].plot([r["step"] for r in rollouts], [r["clip_fraction"] for r in rollouts])
 axes[2].set(title="clip fraction (share of reply tokens)", xlabel="GRPO step")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Each training point is one rollout of 64 sampled replies, so the sampled pass rate is
-# noisy; it climbs with the validation pass rate, which chose step 16. The replies do not grow longer. The clip
-# fraction is largest on the first rollouts, when a second update moves the policy most, and falls as the updates
-# shrink: the clip acts, at this rate, mostly early.
+# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each
+# time, so the sampled pass rate is noisy: 0.30 on the first rollout, a peak of 0.70 at step 16, then 0.42 to 0.53.
+# The greedy validation pass rate reached its best at step 8, which chose best.pt (step 24 only equalled it). The
+# replies do not grow longer. The clip fraction is measured on each rollout's second update (the first always has
+# ρ = 1), so it shows how far the first update moved the policy: about a sixth of the reply tokens on the first
+# rollout (0.169), then under a twentieth from the third rollout on. At this rate the clip acts mostly at the start.
 #
 # ## Reward hacking
 #
 # A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--reward constraints`)
-# checks the constraints only: the name, the words, the number of sentences. It forgets to ask whether the reply is
-# a story: whether it ended, and whether the story base finds it fluent. A list of the asked-for words passes it:
+# checks the constraints only: the name, the words, the at-most-N-sentences limit. It forgets to ask whether the
+# reply is a story: whether it stopped by itself, whether it has at least three sentences and ends as a sentence
+# does, and whether the story base finds it fluent. A list of the asked-for words passes it:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -410,10 +453,11 @@ for name, verifier in (("constraints only", task.weak), ("the real verifier", ta
 print(f"{instruction.instruction!r} -> {listed!r}")
 
 # %% [markdown]
-# (The weak verifier does not measure fluency, so it reports it as met.) **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such replies?
-# The cell runs GRPO's trainer with `reward="constraints"` and records, for every rollout, the weak reward it was
-# paid and the real verifier's verdict on the same replies (a hacked reward's damage shows as the gap between them).
-# Then both verifiers score its greedy test replies.
+# (The weak verifier still reports `ends` but does not require it; it does not measure fluency, so it reports it as
+# met.) **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such
+# replies? The cell runs GRPO's trainer with `reward="constraints"` and records, for every rollout, the weak reward
+# it was paid and the real verifier's verdict on the same replies (a hacked reward's damage shows as the gap between
+# them). Then both verifiers score its greedy test replies.
 
 # %%
 hacked = []
@@ -422,9 +466,9 @@ hack_recipe = recipe.replace(reward="constraints", train={"max_steps": report["s
 GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, MAX_NEW, device=DEVICE, callbacks=[hacked.append]).fit()
 hack_train = [r for r in hacked if r["event"] == "train"]
 hack_model.eval()
-replies = greedy_completions(hack_model, tokenizer, task, held_out.test, MAX_NEW,
-                             batch_size=recipe.train.eval_batch_size)
-texts, ended, verdicts = task.judged(tokenizer, held_out.test, replies)
+hack_replies = greedy_completions(hack_model, tokenizer, task, held_out.test, MAX_NEW,
+                                  batch_size=recipe.train.eval_batch_size)
+texts, ended, verdicts = task.judged(tokenizer, held_out.test, hack_replies)
 weak = task.weak.check(texts, held_out.test)
 paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.passed and not v.passed]
 print(f"greedy test replies after {report['steps']} steps on the weak reward: the weak verifier passes "
@@ -437,41 +481,49 @@ print(f"paid by the weak verifier and refused by the real one: {len(paid_refused
 for text, _ in paid_refused[:2]:
     print(f"  {text[:160]!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
-for runs, label in ((train, "correct reward"), (hack_train, "constraints-only reward")):
-    line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], label=f"{label}: reward paid")
-    ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "--", color=line.get_color(),
-            label=f"{label}: real verifier")
-ax.set(title="what each run was paid, and what the real verifier says of the same replies", xlabel="GRPO step")
+for runs, label in ((rollouts, "correct reward"), (hack_train, "constraints-only reward")):
+    line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
+                    label=f"{label}: reward paid")
+    ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "o--", color=line.get_color(), ms=4,
+            label=f"{label}: real verifier")  # the real reward's two lines coincide: it pays what it verifies
+ax.set(title="what each run was paid, and what the real verifier says of the same replies", xlabel="GRPO step",
+       ylabel="share of sampled replies")
 ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 steps
-# the policy did not find it: on its greedy test replies the two verifiers almost agree (92.8% and 91.6%), and the
-# 3 replies the weak one paid and the real one refused all fail on the ending, none on fluency. The run on the weak
-# reward even passes the real verifier more often than its start (70.7%); with one seed and its last step scored,
-# not a best.pt, it is not compared with GRPO on the real reward. The model starts from stories, and the cheapest
-# way for it to use the asked-for words is still a story.
-# Exploiting a loophole takes a policy that samples the exploit now and
-# then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that checks
-# what you mean (here the fluency guard and the ending), and a measurement the reward cannot see, here the real
-# verifier on the same replies. Real hacks have more room: code that passes unit tests by special-casing them
+# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24
+# updates the policy did not find it: on its greedy test replies the two verifiers almost agree (89.6% and 88.8%),
+# and the 2 replies the weak one paid and the real one refused both fail the ending check (the first has two
+# sentences where three are needed), none the fluency guard. The run on the weak reward even passes the real
+# verifier more often than GRPO on the real reward did (88.8% against 80.3%), though the two rewards disagreed on
+# only a few replies per rollout and both runs began with the same instructions and samples (the figure's first
+# points). They differ in the step scored (the last, 24, here; best.pt, step 8, chosen on 80 validation
+# instructions, there) and in what they sampled once their rewards first differed. One run of each cannot say which
+# matters, but it shows how far one GRPO run's test figure moves with such choices, which is why the verdict above
+# needs seeds. In the figure the weak run's pay stays a few points above the real verdict on the same replies, and
+# the gap does not grow: no exploit is being reinforced, likely because the model starts from stories, where the
+# cheapest way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit
+# now and then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward
+# that checks what you mean (here the ending check, which refused both paid replies, and the fluency guard, which
+# refuses the planted list), and a measurement the reward cannot see, here the real verifier on the same replies.
+# Real hacks have more room: code that passes unit tests by special-casing them
 # ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
 # ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
 # ## What you learned
 #
 # - The policy gradient ∇E[r] = E[(r − b)∇log π] needs only samples and a reward from any program; a baseline that
-#   does not depend on the sample keeps it unbiased and, near E[r], lowers its variance; the group's mean is GRPO's
-#   baseline.
+#   does not depend on the sample keeps it unbiased and, near E[r], lowers its variance; the group's mean, the reply
+#   included, is GRPO's baseline ((G − 1)/G of the gradient).
 # - The ratio ρ = π_θ/π_old lets a second update reuse the samples; the clip zeroes the gradient of samples that
 #   moved more than ε their advantage's way, so the policy stays near the one that sampled.
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
 # - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way; pass@1 against
 #   pass@k says whether RL made the model do more often what it already could.
-# - A reward that checks less than you mean gets gamed; the check that closes the loophole (here the fluency guard)
-#   and a measurement the reward cannot see are the defence.
+# - A reward that checks less than you mean gets gamed; the check that closes the loophole (here the ending and
+#   fluency checks) and a measurement the reward cannot see are the defence.
 #
 # ## Exercises
 #
@@ -542,7 +594,7 @@ check(test_my_group_advantages)
 #
 # **3. pass@k.** Write the unbiased estimate of pass@k from n samples of which c pass, 1 − C(n − c, k)/C(n, k), and
 # check it against the package's `pass_at_k`. Then argue why the plainer estimate, 1 − (1 − c/n)ᵏ, is biased low
-# (hint: Jensen's inequality on a convex function of c/n).
+# (hint: Jensen's inequality: 1 − (1 − p)ᵏ is concave in p, and c/n has mean p).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -590,6 +642,10 @@ def test_three_seeds():
         raise NotImplementedError("run both arms at two more seeds and fill in the rates")
     assert len(my_grpo_rates) >= 3 and len(my_control_rates) >= 3, "three seeds per arm"
     assert grpo_rates["pass_rate"] in my_grpo_rates, "include the GRPO run above"
+    assert control_rates["pass_rate"] in my_control_rates, "include the control above"
+    n = len(held_out.test)
+    assert all(abs(r * n - round(r * n)) < 1e-6 for r in [*my_grpo_rates, *my_control_rates]), (
+        f"each rate is a share of the {n} test instructions: passes / {n}")
     print(compare("GRPO", my_grpo_rates, "the SFT control", my_control_rates, lower_is_better=False,
                   metric="greedy test pass rate"))
 
@@ -597,7 +653,8 @@ def test_three_seeds():
 check(test_three_seeds)
 
 # %%
-print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here: two more seeds of each arm")
+print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here, plus the scoring of each run: two more "
+      "seeds of each arm")
 
 # %% [markdown]
 # <details><summary>Solution</summary>
@@ -612,7 +669,7 @@ print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here: tw
 #     cfg = dataclasses.replace(control_cfg, seed=seed, max_seconds=run["grpo_seconds"])
 #     other, _, _ = load_model(sft_start, DEVICE)
 #     SFTTrainer(other, cfg, ConversationLoader(conversations, cfg.batch_size, template.pad, seed=seed),
-#                tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=validation,
+#                tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=val_conversations,
 #                template=template).fit()
 #     my_control_rates.append(scored(other.eval())["pass_rate"]["pass_rate"])
 # ```

@@ -132,7 +132,8 @@ class SFTJob(Job):
 
     def data(self, start: Start) -> None:
         if self.stories:
-            task, held_out = load_story_task(), self.recipe.held_out
+            self.task = task = load_story_task()
+            held_out = self.recipe.held_out
             self.val_instructions, self.test_instructions = task.validation[:held_out], task.test[:held_out]
             self.records = {"train": [i.record() for i in task.train],
                             "validation": [i.record() for i in self.val_instructions],
@@ -149,7 +150,7 @@ class SFTJob(Job):
         self.base_model = None  # a new run's base as it came, for the plain-text baseline
         if self.stories:
             self.story_base = self._story_base(start)
-            self.verifier = story_verifier(self.story_base)
+            self.verifier = story_verifier(self.story_base, self.task)  # calibrated on the task already loaded
         if start.saved is not None:
             self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
             return (*model_to_resume(start.saved), self.resumed_train(start.saved))
