@@ -32,7 +32,7 @@
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
 # - what a BPE token buys: characters per token, characters per context, and compute per character.
 #
-# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 10 s, by the course's
+# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 11 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what runs | time |

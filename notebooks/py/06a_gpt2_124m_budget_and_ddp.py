@@ -42,8 +42,8 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
 #
-# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 31 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 22 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each, and 19 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -460,10 +460,10 @@ if result.stderr.strip():
 
 # %% [markdown]
 # The header line says it: `4 x 1 x 2 sequences of 32 per step`, 4 sequences per micro-batch, 1 micro-step,
-# 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The final line's HellaSwag score rests on
-# a handful of examples: its 95% interval, printed beside it, spans most of the possible range, so it tells this
-# model neither from chance nor from GPT-2 (notebook 6b says how many examples that takes). Its `metrics.jsonl`,
-# drawn:
+# 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The `final step` line's HellaSwag score
+# rests on 8 examples: its 95% interval, printed beside it (0.14-0.69), holds both chance (one in four) and GPT-2's
+# published score, so it tells this model from neither (notebook 6b says how many examples that takes). Its
+# `metrics.jsonl`, drawn:
 
 # %%
 records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]

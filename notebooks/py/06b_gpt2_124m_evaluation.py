@@ -41,7 +41,7 @@
 # [build-nanogpt](https://github.com/karpathy/build-nanogpt) and [llm.c](https://github.com/karpathy/llm.c),
 # whose HellaSwag scoring and reference numbers this notebook follows.
 #
-# **How long it takes**: a lesson of about 34 minutes (reading, code and the `cpu` run's 11 s, by the course's
+# **How long it takes**: a lesson of about 34 minutes (reading, code and the `cpu` run's 7 s, by the course's
 # formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
 #
 # | profile | what runs | compute time |

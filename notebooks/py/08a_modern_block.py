@@ -172,20 +172,20 @@ print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x
 # learns separately.
 #
 # RoPE leaves the embeddings alone and rotates each query and key instead. Split a head's `hs`
-# channels into `hs/2` pairs and treat pair `i` as a complex number; at position `m` multiply it by
-# `exp(i·m·θ_i)`, with frequencies `θ_i = b^(−2i/hs)` for a base `b = 10,000`. A rotation keeps lengths, and two rotations
-# compose, so a pair's term in the score (query at `m`, key at `n`) is
+# channels into `hs/2` pairs and treat pair `j` as a complex number; at position `m` multiply it by
+# `exp(i·m·θ_j)` (`i` the imaginary unit), with frequencies `θ_j = b^(−2j/hs)` for a base `b = 10,000`. A rotation keeps lengths, and two rotations
+# compose, so pair `j`'s term in the score (`q_j` of the query at `m`, `k_j` of the key at `n`) is
 #
-# $$\mathrm{Re}\big[(q\,e^{im\theta})\,\overline{(k\,e^{in\theta})}\big] = \mathrm{Re}\big[q\,\bar k\,e^{i(m-n)\theta}\big]:$$
+# $$\mathrm{Re}\big[(q_j\,e^{im\theta_j})\,\overline{(k_j\,e^{in\theta_j})}\big] = \mathrm{Re}\big[q_j\,\bar k_j\,e^{i(m-n)\theta_j}\big]:$$
 #
-# it depends on the two positions only through their offset `m − n` (and, of course, on `q` and `k`).
+# it depends on the two positions only through their offset `m − n` (and, of course, on `q_j` and `k_j`).
 # Here is RoPE the way Meta's Llama and llama2.c write it, with complex numbers over **interleaved**
 # pairs (channels 0-1, 2-3, ...):
 
 # %%
 # NBVAL_CHECK_OUTPUT
 def rope_complex(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
-    """x (..., T, hs): rotate the pairs (2i, 2i+1) at each position by positions·θ_i, θ_i = base^(−2i/hs)."""
+    """x (..., T, hs): rotate the pairs (2j, 2j+1) at each position by positions·θ_j, θ_j = base^(−2j/hs)."""
     hs = x.size(-1)
     angles = torch.outer(positions.double(), rope_frequencies(hs, base).double())  # (T, hs/2)
     pairs = torch.view_as_complex(x.double().reshape(*x.shape[:-1], hs // 2, 2).contiguous())  # (..., T, hs/2)
@@ -208,7 +208,7 @@ assert not math.isclose(score(5, 2), score(7, 2), abs_tol=1e-3)
 assert torch.allclose(rope_complex(q[None], torch.tensor([123])).norm(), q.norm())  # rotations keep lengths
 
 # %% [markdown]
-# The same offset gives the same score, at position 5 or 10,005. Pair `i` turns once every `2π / θ_i` positions
+# The same offset gives the same score, at position 5 or 10,005. Pair `j` turns once every `2π / θ_j` positions
 # (below: the fastest and slowest): fast pairs tell neighbours apart, slow ones carry coarse distance.
 #
 # What RoPE does **not** give you is a longer context: a model trained on windows of `T` tokens has never seen

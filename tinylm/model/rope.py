@@ -1,13 +1,13 @@
 """Rotary position embeddings (RoPE; Su et al., 2021, https://arxiv.org/abs/2104.09864).
 
-Instead of adding a learned vector per position, RoPE rotates every query and key: channel pair i at position m turns
-by m·θ_i, θ_i = base^(-2i / head_size). Rotations compose, so a score depends on the positions only through the
+Instead of adding a learned vector per position, RoPE rotates every query and key: channel pair j at position m turns
+by m·θ_j, θ_j = base^(-2j / head_size). Rotations compose, so a score depends on the positions only through the
 offset m − n. Nothing is learned; the tables stop at block_size, since offsets a model never saw are rotations it
 never learned to read (position interpolation, NTK scaling and YaRN are not implemented, and the Hugging Face
 importer refuses checkpoints that use them). cos and sin are buffers computed once, not saved in checkpoints.
 
 Checkpoints differ in which channels form a pair: **rotate-half** (Hugging Face's Llama, and tinylm) pairs j with
-j + head_size/2, **interleaved** (Meta's Llama, llama2.c) pairs 2i with 2i + 1. Permuting the rows of W_q and W_k
+j + head_size/2, **interleaved** (Meta's Llama, llama2.c) pairs 2j with 2j + 1. Permuting the rows of W_q and W_k
 within each head turns one into the other: `interleaved_to_rotate_half` on import (Hugging Face's conversion
 permutation), `rotate_half_to_interleaved` on export.
 """
@@ -19,7 +19,7 @@ from torch import nn
 
 
 def rope_frequencies(head_size: int, theta: float = 10000.0) -> torch.Tensor:
-    """θ_i = theta^(-2i / head_size) for the head_size/2 channel pairs, (head_size/2,) float32."""
+    """θ_j = theta^(-2j / head_size) for the head_size/2 channel pairs, (head_size/2,) float32."""
     return 1.0 / (theta ** (torch.arange(0, head_size, 2, dtype=torch.int64).float() / head_size))
 
 
