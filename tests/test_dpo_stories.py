@@ -73,6 +73,7 @@ def swap_task(patch: pytest.MonkeyPatch) -> None:
                      stories={})
     patch.setattr(run, "load_story_task", lambda: task)
     patch.setattr(run, "story_verifier", lambda base: Verifier(None, None, fluency=False))
+    patch.setattr(run, "verifier_base", lambda base, profile: base)  # the swapped verifier needs no story base
 
 
 def records(path):

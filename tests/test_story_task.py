@@ -1,5 +1,6 @@
 """The story task: its instructions hold for their own stories, and its verifier passes stories and fails hacks."""
 
+import json
 import random
 import re
 
@@ -18,7 +19,9 @@ from tinylm.data.story_instructions import (
     split_stories_three_ways,
     story_instructions,
 )
+from tinylm.errors import InputError
 from tinylm.model.gpt import GPT
+from tinylm.posttrain.stories import story_base_folder, verifier_base
 from tinylm.posttrain.verifier import Verifier, loss_per_token, pass_rate
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.trainer import Trainer
@@ -125,3 +128,20 @@ def test_pass_rate_counts_kinds_and_gives_the_wilson_interval(judge):
     summary = pass_rate(verifier.check(["Ben had a kite.", "Ben ran.", "Tom ran."], [instruction] * 3))
     assert summary["passed"] == 1 and summary["instructions"] == 3 and summary["low"] < 1 / 3 < summary["high"]
     assert summary["kinds"] == {"name": {"held": 2 / 3, "asked": 3}, "word": {"held": 1 / 3, "asked": 3}}
+
+
+def test_a_copied_sft_run_finds_the_profiles_story_base(tmp_path, monkeypatch):
+    """sft_eval.json names its story base by the path it had where SFT ran; a run copied elsewhere falls back to
+    runs/stories-base-<profile>, and with neither there the error says what makes one."""
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
+    run = tmp_path / "copied-sft"
+    run.mkdir()
+    (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(tmp_path / "elsewhere" / "best.pt")}}))
+    with pytest.raises(InputError, match="tinylm.sft --task stories --profile smoke"):
+        verifier_base(run, "smoke")
+    story_base_folder("smoke").mkdir(parents=True)
+    assert verifier_base(run / "best.pt", "smoke") == story_base_folder("smoke")
+    named = tmp_path / "named-base"
+    named.mkdir()
+    (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(named)}}))
+    assert verifier_base(run, "smoke") == named

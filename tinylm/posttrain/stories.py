@@ -12,6 +12,7 @@ plain text gets the instruction and a newline (`plain_prompt`), as a story follo
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from ..config import ModelShape, TrainConfig
 from ..data.corpora import TINYSTORIES_SAMPLE, PreparedData, split_stories
 from ..data.story_instructions import StoryInstruction, character_names, split_stories_three_ways, story_instructions
 from ..download import fetch
+from ..errors import InputError
 from ..paths import data_dir, runs_dir, shown
 from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..train.checkpoint import load_checkpoint, load_model
@@ -113,6 +115,20 @@ def pretrain_story_base(profile: str, out: Path | None = None, device=None, worl
     run = RunOptions(out=out, resume=saved is not None, profile=profile, device=None if device is None else str(device))
     train(Recipe(track=story_base_track(), run=run, shape=shape, train=cfg), world=world, say=say)
     return out / "best.pt"
+
+
+def verifier_base(base: str | Path, profile: str) -> Path:
+    """The story base whose verifier scores a policy started from `base` (an SFT stories run folder or one of its
+    checkpoints): the one the run's sft_eval.json names where that path still exists (a copied or moved run's may
+    not), else runs/stories-base-<profile>."""
+    folder = Path(base) if Path(base).is_dir() else Path(base).parent
+    report = folder / "sft_eval.json"
+    named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base") if report.is_file() else None
+    found = Path(named) if named and Path(named).exists() else story_base_folder(profile)
+    if not found.exists():
+        raise InputError(f"the verifier's story base {shown(found)} is missing: it is what `python -m tinylm.sft "
+                        f"--task stories --profile {profile}` pretrains first")
+    return found
 
 
 def story_verifier(base: str | Path, task: StoryTask | None = None, fluency: bool = True) -> Verifier:

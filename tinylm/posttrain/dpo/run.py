@@ -16,7 +16,6 @@ the recipe's LoRA learning rate (B starts at zero: the model starts as the refer
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from ...train.options import RunOptions, given
 from ...train.progress import format_record
 from ...train.run import Finished, Job, Start, run_job
 from ..replies import REPLY_TOKENS
-from ..stories import load_story_task, story_base_folder, story_verifier
+from ..stories import load_story_task, story_verifier, verifier_base
 from .objective import pair_logprobs
 from .on_policy import PAIRS_FILE, on_policy_pairs, read_pairs, write_pairs
 from .recipes import DPO_RECIPES, TASKS, DPORecipe, default_task
@@ -87,15 +86,6 @@ def load_chat_base(base: str | Path) -> tuple[GPT, object, str]:
     policy = GPT(dataclasses.replace(model.config, dropout=0.0))  # tinylm.posttrain.dpo.trainer says why
     policy.load_state_dict(model.state_dict())
     return policy, tokenizer, shown(base)
-
-
-def verifier_base(base: str | Path, profile: str) -> Path:
-    """The story base that an SFT stories run at `base` was scored with (its sft_eval.json says, where that path
-    is still there), else the profile's (runs/stories-base-<profile>)."""
-    folder = Path(base) if Path(base).is_dir() else Path(base).parent
-    report = folder / "sft_eval.json"
-    named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base") if report.is_file() else None
-    return Path(named) if named and Path(named).exists() else story_base_folder(profile)
 
 
 def print_dpo_record(record: dict) -> None:

@@ -15,7 +15,6 @@ base that run names in its sft_eval.json (else runs/stories-base-<profile>).
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 from pathlib import Path
 
@@ -25,11 +24,9 @@ from ...paths import shown
 from ...tokenizers.chat_template import ChatFormatError, ChatTemplate
 from ...train.checkpoint import load_model
 from ..replies import SHOWN_REPLIES, text_vocab_limit
-from ..stories import StoryTask, load_story_task, story_base_folder, story_verifier
+from ..stories import StoryTask, load_story_task, story_verifier, verifier_base
 from ..verifier import Verdict, Verifier, pass_rate
 from .tasks import HeldOut, Score, TaskError
-
-SFT_REPORT = "sft_eval.json"  # the SFT run's report, which names the story base of its verifier
 
 
 class StoryProblem(StoryInstruction):
@@ -127,19 +124,6 @@ def load_story_policy(base: str) -> tuple:
     model, tokenizer, _ = load_model(base)
     chat_template(tokenizer)
     return model, tokenizer, f"SFT model {shown(base)}"
-
-
-def verifier_base(base: str | Path, profile: str) -> Path:
-    """The story base whose verifier scores a policy started from `base` (an SFT run folder or one of its
-    checkpoints): the one its sft_eval.json names, else runs/stories-base-<profile>."""
-    folder = Path(base) if Path(base).is_dir() else Path(base).parent
-    report = folder / SFT_REPORT
-    named = json.loads(report.read_text())["verifier"]["base"] if report.is_file() else None
-    found = Path(named) if named else story_base_folder(profile)
-    if not found.exists():
-        raise TaskError(f"the verifier's story base {shown(found)} is missing: it is what `python -m tinylm.sft "
-                        f"--task stories --profile {profile}` pretrains first")
-    return found
 
 
 def story_writing_task(base: str | Path, profile: str, device=None) -> StoryWritingTask:
