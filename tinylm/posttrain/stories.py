@@ -15,12 +15,13 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..config import ModelShape, TrainConfig
 from ..data.corpora import TINYSTORIES_SAMPLE, PreparedData, split_stories
+from ..data.preference import prompt_messages
 from ..data.story_instructions import StoryInstruction, character_names, split_stories_three_ways, story_instructions
 from ..download import fetch
 from ..errors import InputError
@@ -34,6 +35,7 @@ from ..train.run_folder import run_file
 from .verifier import Verifier
 
 OPENING_TOKENS = 96  # the longest story opening a reply is trained on: with the prompt, it fits a context of 128
+STORY_REPLY_TOKENS = 120  # a story reply's cap: the SFT targets are openings of at most OPENING_TOKENS
 TRAIN_VARIANTS = 4  # instructions per training story (each its own opening, name and word)
 
 # (model shape, pretraining recipe) of the story base per profile; the vocabulary is the trimmed tokenizer's.
@@ -72,6 +74,11 @@ def load_story_task(train_variants: int = TRAIN_VARIANTS) -> StoryTask:
                                      variants=train_variants if part == "train" else 1)
             for part, seed in (("train", 0), ("validation", 1), ("test", 2))}
     return StoryTask(names=names, stories=stories, **made)
+
+
+def story_prompts(instructions: Sequence[StoryInstruction], system_prompt: str) -> list[list[dict]]:
+    """Each instruction as the conversation a chat model replies to: `system_prompt`, then the user's turn."""
+    return [prompt_messages({"instruction": i.instruction}, system_prompt) for i in instructions]
 
 
 def plain_prompt(instruction: StoryInstruction) -> str:

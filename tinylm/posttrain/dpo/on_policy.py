@@ -21,21 +21,16 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ...data.preference import prompt_messages
 from ...data.story_instructions import StoryInstruction
 from ...errors import InputError
 from ...generate.decode import generate_batch
 from ...paths import atomic_write, shown
 from ...tokenizers.chat_template import ChatTemplate
 from ..replies import chat_replies, text_vocab_limit
+from ..stories import STORY_REPLY_TOKENS, story_prompts
 from ..verifier import Verdict, Verifier, pass_rate
 
-STORY_REPLY_TOKENS = 120  # a story reply's cap: the SFT targets are openings of at most 96 tokens
 PAIRS_FILE = "pairs.json"
-
-
-def story_prompts(instructions: Sequence[StoryInstruction], system_prompt: str) -> list[list[dict]]:
-    return [prompt_messages({"instruction": i.instruction}, system_prompt) for i in instructions]
 
 
 def greedy_pass_rate(model, template: ChatTemplate, verifier: Verifier, instructions: Sequence[StoryInstruction],

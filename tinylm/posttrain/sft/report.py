@@ -22,9 +22,9 @@ from ...paths import shown
 from ...runtime import autocast, resolve_dtype
 from ..plain import plain_replies, render_plain
 from ..replies import REPLY_TOKENS, SHOWN_REPLIES, chat_replies, scored, text_vocab_limit
-from ..stories import plain_prompt
+from ..stories import STORY_REPLY_TOKENS, plain_prompt
 from ..verifier import Verifier, pass_rate
-from .trainer import STORY_REPLY_TOKENS, SFTTrainer
+from .trainer import SFTTrainer
 
 SFT_REPORT = "sft_eval.json"
 

@@ -35,7 +35,14 @@ from ...train.run import Finished, Job, Start, run_job
 from ..chat_base import BASE_RECIPES, pretraining_tokens
 from ..plain import PLAIN_PROMPT
 from ..replies import REPLY_TOKENS
-from ..stories import STORY_BASE_RECIPES, load_story_task, pretrain_story_base, story_base_folder, story_verifier
+from ..stories import (
+    STORY_BASE_RECIPES,
+    STORY_REPLY_TOKENS,
+    load_story_task,
+    pretrain_story_base,
+    story_base_folder,
+    story_verifier,
+)
 from ..vocab import add_chat_tokens
 from .base import load_base
 from .recipes import SFT_RECIPES, TASKS, SFTRecipe, default_task
@@ -48,7 +55,7 @@ from .report import (
     story_epilogue,
     story_pass_rate,
 )
-from .trainer import STORY_REPLY_TOKENS, SFTTrainer, VerifiedSFTTrainer, story_replies
+from .trainer import SFTTrainer, VerifiedSFTTrainer, story_replies
 
 
 @dataclass(frozen=True)

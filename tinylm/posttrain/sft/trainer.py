@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...data.instruct import to_messages
 from ...data.story_instructions import StoryInstruction
 from ...distributed import all_reduce_sum
 from ...eval.loss import answer_loss_sum
@@ -19,9 +18,8 @@ from ...runtime import autocast
 from ...tokenizers.chat_template import ChatTemplate, RenderedChat
 from ...train.trainer import Trainer
 from ..replies import chat_replies
+from ..stories import STORY_REPLY_TOKENS, story_prompts
 from ..verifier import Verifier, pass_rate
-
-STORY_REPLY_TOKENS = 120  # a story reply's cap: the SFT targets are openings of at most 96 tokens
 
 
 class SFTTrainer(Trainer):
@@ -50,8 +48,8 @@ def story_replies(model, template: ChatTemplate, instructions: Sequence[StoryIns
                   system_prompt: str) -> list[str]:
     """Greedy replies to `instructions`, each the user's turn after `system_prompt` as SFT trained on it, up to
     <|im_end|> or STORY_REPLY_TOKENS."""
-    prompts = [to_messages(i.record(), system_prompt)[:-1] for i in instructions]
-    return chat_replies(model, template, prompts, max_new_tokens=STORY_REPLY_TOKENS)[0]
+    return chat_replies(model, template, story_prompts(instructions, system_prompt),
+                        max_new_tokens=STORY_REPLY_TOKENS)[0]
 
 
 class VerifiedSFTTrainer(SFTTrainer):
