@@ -36,8 +36,8 @@
 #   each: what balancing buys (an even load) and whether it costs loss, each called by a stated rule or printed
 #   as "not told apart".
 #
-# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 366 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 56 minutes (reading, code and the `cpu` run's 17 min, by the course's
+# formula), then a second sitting of about 46 minutes for the 4 exercises (10 minutes each, and 363 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -297,8 +297,8 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # only, and either router would do that; `tinylm` takes the **softmax** router of Switch and Mixtral
 # ([Jiang et al., 2024](https://arxiv.org/abs/2401.04088)), the one the auxiliary loss was designed with,
 # for all three, although loss-free balancing came with sigmoids (`router="sigmoid"` is there). It uses
-# `u = 1e-2`, faster than DeepSeek-V3's: at `1e-3` the tilted layer above took about ten times the steps to
-# balance, a real share of the 1,000-step runs below.
+# `u = 1e-2`, faster than DeepSeek-V3's: at `1e-3` the tilted layer above took 93 steps to balance against 9,
+# about a tenth of each 1,000-step run below.
 #
 # ## The experiment: the dense block against three mixtures
 #
@@ -386,10 +386,22 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# Read the ms per step column beside the losses. A mixture holds several times the MLP's parameters at about the
-# dense cost per token in multiply-adds, but its dispatch is overhead that a large model on GPUs hides behind big
-# matrix multiplies and a tiny one on a CPU does not. The verdicts above say what the extra parameters bought per
-# step; exercise 4 asks whether that survives a race of equal seconds.
+# At equal steps the mixture beat the dense block by the rule under no balancing (by 0.040 in test loss) and
+# under the auxiliary loss (by 0.057): every seed of each below every seed of the dense block. Under the loss-free
+# bias its 0.024 is not told apart: its seeds overlap the dense block's. Were no difference real, at least one of
+# these three verdicts would still read "told apart" 27% of the time (the line under them), so the two wins are
+# evidence at three seeds, not proof. They were bought with 1,659,360 parameters against 1,069,920, at about the
+# dense block's parameters used per token.
+#
+# Read the ms per step column beside them: a mixture's step cost 69 to 74 ms against the dense block's 45 (medians
+# over seeds). The machine was shared with other work during these runs (the dense block's three took 94, 43 and
+# 45 s), so the ratio is rough. The mixture's dispatch (sorting, gathering and scattering tokens for each expert)
+# is overhead that a large model on GPUs hides behind big matrix multiplies and a tiny one on a CPU does not;
+# exercise 4 asks whether the mixture's gain survives a race of equal seconds.
+#
+# The samples share a prompt and a sampling seed, so they open with the same sentence, then part: every arm writes
+# TinyStories' words and sentence shapes, and none keeps a story together beyond a sentence or two. A few
+# hundredths of a nat per token between the arms does not show in one sample each.
 #
 # ### What balancing bought, and what it cost
 #
@@ -441,20 +453,25 @@ for name in (aux, free):
           f"({verdict})")
 
 # %% [markdown]
-# Without balancing nothing in the loss stops the rich-get-richer loop: the no-balancing row says how
-# close its worst layer came to the ceiling, where two experts take every token and the rest get no
-# gradient at all. The auxiliary loss pulls the load back through the gradient; the loss-free biases push
-# it back through the choice alone; the max-violation verdicts say whether each did so by the rule.
+# Without balancing nothing in the loss stops the rich-get-richer loop, and in two seeds of three the routing
+# went most of the way to the ceiling: their worst layers ended at 2.84 and 2.76 of the ceiling's 3, the busiest
+# expert taking nearly half of its layer's assignments (top-2 allows no more than half); the third seed's worst
+# layer ended at 1.31. Only one layer of one seed ended with an idle expert: the collapse piled most of the work
+# on a few experts without starving the others entirely. Both modes balanced, each told apart from no balancing
+# on the worst layer's max-violation: the auxiliary loss brought it to 0.357 on average through the gradient, the
+# loss-free biases to 0.053 through the choice alone, and the biases were told apart from the auxiliary loss too
+# (whose least balanced layer was the first, in every seed: 0.41, 0.31, 0.35).
 #
-# **What balancing cost** is the last two lines: the difference in test loss between each balanced
-# arm and the unbalanced one, at the same seeds and steps, with the rule's verdict. A positive figure is
-# a cost, a negative one a gain. Both costs exist in principle: the auxiliary loss's gradient pulls the
-# router away from what the language-modelling loss wants, and the bias overrides the router's preference
-# for some tokens, sending them to experts that score lower for them. Balancing can also gain: a collapsed
-# layer wastes its idle experts' parameters, and balancing puts them to work. A collapsed layer still trains its
-# busy experts and its shared expert, so any of these may hide in the seeds' disagreement: when the line says
-# "not told apart", this run has not measured a cost, and has not shown that there is none. What collapse wastes
-# grows with more to learn (and at scale an idle expert is also an idle GPU).
+# **What balancing cost** is the last two lines: the difference in test loss between each balanced arm and the
+# unbalanced one, at the same seeds and steps; a positive figure is a cost, a negative one a gain. The auxiliary
+# loss came out 0.017 lower than no balancing and the loss-free bias 0.017 higher, both not told apart, and the
+# two balanced arms are not told apart from each other either (0.034 apart). So this run measured neither a cost
+# nor a gain, and has not shown that there is none: both exist in principle (the auxiliary loss's gradient pulls
+# the router away from what the language-modelling loss wants, the bias sends some tokens to experts that score
+# lower for them, and balancing puts a collapsed layer's idle experts to work), and any of them may hide in the
+# seeds' disagreement. What it did measure is the load: balancing moved how the work is spread beyond the seeds'
+# disagreement, and the loss not beyond it. At scale, with one expert per GPU, that spread is also how busy each
+# GPU is.
 #
 # ## What you learned
 #
