@@ -36,12 +36,12 @@
 #   each: what balancing buys (an even load) and whether it costs loss, each called by a stated rule or printed
 #   as "not told apart".
 #
-# **How long it takes**: a lesson of about 56 minutes (reading, code and the `cpu` run's 17 min, by the course's
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 17 min, by the course's
 # formula), then a second sitting of about 46 minutes for the 4 exercises (10 minutes each, and 363 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model, scored on 4,096 validation and 4,096 test tokens | the last cell prints it |
+# | `smoke` (CI) | every check; 4 arms × 3 seeds of 12 steps of a tiny model, scored on 4,096 validation and at most 4,096 test tokens | the last cell prints it |
 # | `cpu` (2-core laptop) | 4 arms × 3 seeds of 1,000 steps each of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 12 runs of the `cpu` profile's model by default
@@ -127,10 +127,11 @@ if SCALE != PROFILE:
 #                      out (C channels)
 # ```
 #
-# `tinylm`'s `llama-moe` has 8 routed experts, 2 active, and 1 shared, each a third of the dense MLP's
-# width, so a token costs about what it costs in the dense model. The readable version loops over
-# tokens; the package sorts the (token, expert) pairs by expert and runs each expert once on all of its
-# tokens. The bias in the code is the loss-free balancing of a later section (zero until then):
+# `tinylm`'s `llama-moe` has 8 routed experts, 2 active, and 1 shared, each a third of the dense MLP's width, so a
+# token costs about the dense model's multiply-adds (plus the router's `C·E`); what it costs in time, the experiment
+# below measures. The readable version loops over tokens; the package sorts the (token, expert) pairs by expert and
+# runs each expert once on all of its tokens. The bias in the code is the loss-free balancing of a later section;
+# the cell gives it small random values so that the check covers it, and it only changes which experts are chosen:
 
 # %%
 def moe_from_scratch(x: torch.Tensor, layer: MoE) -> torch.Tensor:
@@ -186,13 +187,14 @@ plt.show()
 # `α · E · Σᵢ fᵢ·Pᵢ` to the loss, where `fᵢ` is the fraction of the assignments expert `i` got (counted,
 # so it carries no gradient) and `Pᵢ` its mean router score (in `tinylm` each token's scores are divided by
 # their sum first: softmax scores already sum to 1, sigmoid scores do not). It is 1 when both are uniform.
-# If `f` and `P` were free it could be near 0 (every assignment on one expert, all the score on another),
-# but the chosen experts are the ones these same scores rank highest, which ties the two together: each
-# token's first choice holds at least `1/E` of its score, and the loss never falls below `1/(kE)`. Nor
-# can it exceed `E/k` (no expert gets more than `1/k` of the assignments), the value it takes when `k`
-# experts take every token and all the score. Its value is not what balances; its gradient through `P`
-# is: `∂/∂Pᵢ = α·E·fᵢ`, so it lowers the scores of the experts that received the most assignments, in
-# proportion to their load. That gradient competes with the language-modelling loss, the trade-off
+# If `f` and `P` were free it could be near 0 (the assignments on some experts, all the score on others), but the
+# chosen experts are the ones these same scores rank highest, which ties the two together: each token's first choice
+# holds at least `1/E` of its score, so an expert that is the first choice of `nᵢ` of the `N` tokens has
+# `Pᵢ ≥ nᵢ/(NE)` and `fᵢ ≥ nᵢ/(Nk)`; since `Σ nᵢ² ≥ N²/E`, the loss never falls below `1/(kE)`. Nor can it exceed
+# `E/k` (no expert gets more than `1/k` of the assignments), the value it takes when `k` experts take every token
+# and all the score. Its value is not what balances; its gradient through `P` is: `∂/∂Pᵢ = α·E·fᵢ`, so it lowers
+# each token's scores on the experts whose load is above that token's score-weighted mean load and raises them on
+# the others, so the busiest experts lose score. That gradient competes with the language-modelling loss, the trade-off
 # [Wang et al.](https://arxiv.org/abs/2408.15664) set out to remove: a larger `α` balances better and can
 # model worse. The auxiliary-loss arm of the experiment below uses Switch's `α` (`aux_loss_coef`, which its
 # cell prints) in each of its mixture-of-experts layers, so the model's balancing term is the sum of one such
@@ -296,22 +298,27 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # piling onto a few experts. The three balancing arms below must share one router to differ in balancing
 # only, and either router would do that; `tinylm` takes the **softmax** router of Switch and Mixtral
 # ([Jiang et al., 2024](https://arxiv.org/abs/2401.04088)), the one the auxiliary loss was designed with,
-# for all three, although loss-free balancing came with sigmoids (`router="sigmoid"` is there). It uses
-# `u = 1e-2`, faster than DeepSeek-V3's: at `1e-3` the tilted layer above took 93 steps to balance against 9,
-# about a tenth of each 1,000-step run below.
+# for all three, although loss-free balancing came with sigmoids (`router="sigmoid"` is there). It uses `u = 1e-2`,
+# ten times DeepSeek-V3's rate: on the tilted layer above it balanced in 9 steps instead of 93, and settled coarser.
+# In the training runs below it takes far longer than 9 steps (the left panel of the balancing section's figure),
+# because a learning router's score gaps keep moving.
 #
 # ## The experiment: the dense block against three mixtures
 #
 # Four arms, one change at a time: the dense Llama block of notebook 8a, and the same block with its MLP replaced
-# by the mixture under each balancing mode (no balancing, auxiliary loss, loss-free bias). Every arm trains
-# notebook 8a's model and recipe, at three seeds, the arms' order rotated from seed to seed, and is scored on a
-# held-out test split.
+# by the mixture under each balancing mode (no balancing, auxiliary loss, loss-free bias). Every arm trains notebook
+# 8a's model and recipe, at three seeds, the arms' order rotated from seed to seed, and is scored on a held-out test
+# split. The dense arm is 8a's +GQA arm at the same seeds; its losses differ from 8a's by up to 0.018, likely
+# because 8a ran on 1 CPU thread and this run on 2 (each notebook's first cell prints it): another thread count
+# changes the order of floating-point sums, and so the path of training.
 #
 # - **Equal steps, 1,000 per run**, as in 8a: a budget of seconds would let a busy machine pick the winner. The
-#   mixture's parameters come with dispatch work (sorting, gathering and scattering tokens for each expert) that a
-#   tiny model on a CPU feels in full; the table prices it (ms per step) beside the loss it buys.
-# - **A test split for the verdicts**: the training split's last stories, as many tokens as the validation split,
-#   held out (the same tokens as in 8a) so that no arm trains on them and no choice was scored on them.
+#   mixture's step is slower here for two reasons this notebook does not separate: dispatch (sorting, gathering and
+#   scattering tokens for each expert) and nine narrow products where the dense block runs one wide one; both weigh
+#   most in a tiny model on a CPU. The table prices the step (ms per step) beside the loss it buys.
+# - **A test split for the verdicts**: the training split's last stories, at most as many tokens as the validation
+#   split (the cut moves to a story's end), held out (the same tokens as in 8a) so that no arm trains on them and
+#   no choice was scored on them.
 # - **The verdict rule.** Two arms are **told apart** only when each has at least three seeds and every
 #   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise the
 #   notebook prints **not told apart**, which says this experiment is too small to see a difference, not that
@@ -359,8 +366,9 @@ print(f"training took {trained:,.0f} s in all: {1000 * trained / (len(arms) * le
 
 # %% [markdown]
 # The table gives each arm's steps, what a step cost here, its test loss (nats per token) as mean ± half its
-# range over the seeds, its difference from the dense block, and whether the two are told apart; then every
-# run's curve, the verdicts, and a sample from each arm's seed 0 (the same prompt and sampling seed):
+# range over the seeds, its difference from the dense block, and whether the two are told apart; then every run's
+# training loss against its seconds of training (a flat stretch is the machine stalling, not the model), the
+# verdicts, and a sample from each arm's seed 0 (the same prompt and sampling seed):
 
 # %%
 def chance_of_a_false_verdict(n: int) -> str:
@@ -389,23 +397,25 @@ for arm in arms:
 # At equal steps the mixture beat the dense block by the rule under no balancing (by 0.040 in test loss) and
 # under the auxiliary loss (by 0.057): every seed of each below every seed of the dense block. Under the loss-free
 # bias its 0.024 is not told apart: its seeds overlap the dense block's. Were no difference real, at least one of
-# these three verdicts would still read "told apart" 27% of the time (the line under them), so the two wins are
-# evidence at three seeds, not proof. They were bought with 1,659,360 parameters against 1,069,920, at about the
+# these three verdicts would still read "told apart" 27% of the time if the three were independent (the line under
+# them); they share the dense arm's seeds, which makes the true figure somewhat lower. The two wins are evidence at
+# three seeds, not proof. They were bought with 1,659,360 parameters against 1,069,920, at about the
 # dense block's parameters used per token.
 #
 # Read the ms per step column beside them: a mixture's step cost 69 to 74 ms against the dense block's 45 (medians
-# over seeds). The machine was shared with other work during these runs (the dense block's three took 94, 43 and
-# 45 s), so the ratio is rough. The mixture's dispatch (sorting, gathering and scattering tokens for each expert)
-# is overhead that a large model on GPUs hides behind big matrix multiplies and a tiny one on a CPU does not;
-# exercise 4 asks whether the mixture's gain survives a race of equal seconds.
+# over seeds). The machine's speed varied during these runs (the dense block's three took 94, 43 and 45 s), so the
+# ratio is rough, and this notebook does not separate the two reasons for the slower step (dispatch, and nine narrow
+# products instead of one wide one). Exercise 4 asks whether the mixture's gain survives a race of equal seconds.
 #
 # The samples share a prompt and a sampling seed, so they open with the same sentence, then part: every arm writes
-# TinyStories' words and sentence shapes, and none keeps a story together beyond a sentence or two. A few
+# TinyStories' words and sentence shapes, and none keeps a story together beyond a sentence or two: at these
+# losses the samples do not yet read as stories. A few
 # hundredths of a nat per token between the arms does not show in one sample each.
 #
 # ### What balancing bought, and what it cost
 #
-# The expert load the Trainer logged every few steps, per layer: the worst layer's max-violation over
+# The expert load the Trainer logged every 25 steps, summed over those steps (which averages out much of the
+# step-to-step overshoot the tilted layer showed), per layer: the worst layer's max-violation over
 # training for each seed, the last logging window's load of seed 0 layer by layer, a table, and the
 # verdicts between the balancing modes, on balance and on loss:
 
@@ -453,11 +463,12 @@ for name in (aux, free):
           f"({verdict})")
 
 # %% [markdown]
-# Without balancing nothing in the loss stops the rich-get-richer loop, and in two seeds of three the routing
-# went most of the way to the ceiling: their worst layers ended at 2.84 and 2.76 of the ceiling's 3, the busiest
-# expert taking nearly half of its layer's assignments (top-2 allows no more than half); the third seed's worst
-# layer ended at 1.31. Only one layer of one seed ended with an idle expert: the collapse piled most of the work
-# on a few experts without starving the others entirely. Both modes balanced, each told apart from no balancing
+# Nothing in the loss asks for an even load. In two seeds of three the routing went most of the way to the ceiling
+# and stayed there: their worst layers ended at 2.84 and 2.76 of the ceiling's 3, the busiest expert taking nearly
+# half of its layer's assignments (top-2 allows no more than half). The third seed's worst layer went above 2 in its
+# first hundred steps and then came down to 1.31 without any balancing: collapse is likely, not certain. Only one
+# layer of one seed ended with an idle expert: the collapse piled most of the work on a few experts without
+# starving the others entirely. Both modes balanced, each told apart from no balancing
 # on the worst layer's max-violation: the auxiliary loss brought it to 0.357 on average through the gradient, the
 # loss-free biases to 0.053 through the choice alone, and the biases were told apart from the auxiliary loss too
 # (whose least balanced layer was the first, in every seed: 0.41, 0.31, 0.35).
@@ -477,13 +488,13 @@ for name in (aux, free):
 #
 # - A **mixture of experts** routes each token to its top-k experts (plus shared ones): parameters grow
 #   with the number of experts, compute per token with k.
-# - Without balancing nothing stops the routing from collapsing towards the ceiling `E/k − 1` of the
-#   max-violation.
+# - Without balancing nothing in the loss asks for an even load, and routing tends to collapse towards the
+#   ceiling `E/k − 1` of the max-violation (two seeds of three here).
 # - The **auxiliary loss** `α·E·Σ fᵢPᵢ` balances through its gradient, which competes with the
 #   language-modelling loss; DeepSeek-V3's **loss-free bias** balances through the choice alone, moving
 #   each expert's bias by `u` per step against its load error: a larger `u` balances sooner and settles coarser.
-# - What balancing buys (an even load) and costs (loss) is measured like any change: one at a time, at
-#   equal budget, over three seeds, and called only by the stated rule; "not told apart" is a result too.
+# - What balancing buys (an even load) and what it costs or gains in loss is measured like any change: one at a
+#   time, at equal budget, over three seeds, and called only by the stated rule; "not told apart" is a result too.
 #
 # ## Exercises
 #
@@ -555,23 +566,14 @@ check(test_my_steps)
 #             for rate in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)}
 # ```
 #
-# One run of this solution printed (the layer, its tokens and the seed are fixed, so yours should print the
-# same, up to floating-point differences between machines):
-#
-# ```
-# u = 0.001: 93 steps, steps · u = 0.093; the last 50 steps average 0.05, the last four: 0.05, 0.05, 0.05, 0.05
-# u = 0.003: 31 steps, steps · u = 0.093; the last 50 steps average 0.09, the last four: 0.11, 0.08, 0.11, 0.08
-# u = 0.01: 9 steps, steps · u = 0.090; the last 50 steps average 0.30, the last four: 0.27, 0.34, 0.27, 0.34
-# u = 0.03: never under 0.5; the last 50 steps average 1.12, the last four: 1.06, 1.19, 1.06, 1.19
-# u = 0.1: never under 0.5; the last 50 steps average 2.20, the last four: 2.22, 1.59, 2.75, 2.22
-# ```
-#
-# While `u` is small next to the score gaps, `steps · u` stays about the same: the time to balance is set by
-# how far the biases must move. At every rate but the slowest the max-violation ends up cycling through a
-# few values (the last four steps), because every step moves every bias by the full `u`; the swing grows
-# with `u`, and at the two fastest rates the layer never gets under 0.5: a single step pushes the biases
-# beyond the balance point, and these tokens, which all share one preference, switch experts together.
-# That is the price of speed, and why DeepSeek-V3 moves its biases slowly over a long run.
+# The check prints, for your rates, the steps, `steps · u` and where each settles. The two rates the lesson ran
+# already agree (93 steps at `1e-3`, 9 at `1e-2`): while `u` is small next to the score gaps, `steps · u` stays
+# about the same, because the time to balance is set by how far the biases must move. Every step moves every bias by
+# the full `u`, so once the load is near even the max-violation cycles through a few values (the last four steps)
+# with a swing that grows with `u`. The prediction stops holding where one step of `u` is as large as the score
+# gaps: a single step then pushes the biases beyond the balance point, and these tokens, which all share one
+# preference, switch experts together, so the layer may never get under 0.5. That is the price of speed, and one
+# reason to move the biases slowly over a long run.
 # </details>
 #
 # **3. Experiment: the ceiling of the max-violation.** Take an MoE layer with no balancing, change its
@@ -628,9 +630,10 @@ check(test_my_ceiling)
 # charge the mixture for its slower step. Race the dense block and the mixture with no balancing again at equal
 # *seconds*: three seeds each (`SEEDS`), every run the same seconds of training (say the mean the dense arm took
 # above: `max_seconds`, with a step limit it never reaches), everything else as `arm_recipe`, and the same
-# training and test tokens. `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (the
-# machine was busy during it) and counts the re-run instead. If the mixture's per-step result survives the
-# seconds it pays for dispatch, the verdict stays; the check prints both verdicts side by side, on the test split.
+# training and test tokens. `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (most
+# likely the machine was busy during it) and counts the re-run instead, without checking it again. Does the
+# mixture's per-step gain survive the seconds its slower step costs? The check prints both verdicts side by side,
+# on the test split.
 
 # %%
 dense_seconds = sum(run.elapsed for run in runs[arms[0].name]) / len(runs[arms[0].name])
@@ -668,9 +671,9 @@ check(test_moe_equal_time)
 #                                  test_data=test_tokens)
 # ```
 #
-# With a clock the learning-rate schedule follows the seconds, so each run still ends its decay. If the verdict
-# changes between the two races, the mixture's per-step result did not pay for its dispatch on this machine; if
-# it stays, it did.
+# With a clock the learning-rate schedule follows the seconds, so each run still ends its decay. If the mixture is
+# still told apart ahead at equal seconds, its per-step gain paid for its slower step on this machine; if the dense
+# block is told apart ahead, it did not; if they are not told apart, this race cannot say.
 # </details>
 
 # %%
