@@ -7,7 +7,7 @@ default mlp_hidden / (k + shared) wide) and shared experts serve every token. Le
 early winners train more and win more), so `balancing` is "none" (notebook 8b watches it collapse), "aux_loss"
 (Switch/GShard's coef·E·Σ f_i·P_i, whose gradient lowers the most-loaded experts' scores) or "loss_free"
 (DeepSeek-V3: a per-expert bias, used only to choose the top-k, moves by `bias_update_rate` against its load error
-after every optimizer step; a rate of 1e-2 here, since the course's runs are hundreds of steps).
+after every optimizer step; a rate of 1e-2 here, since the course's runs are only ~1,000 steps).
 
 Dispatch: eagerly, the assignments are sorted by expert and each expert runs once on its tokens (the slices' sizes
 need a host sync); under torch.compile every expert runs on every token with a zero gate where it was not chosen
