@@ -33,19 +33,19 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 572 s, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 572 s, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 49 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a tiny story base, 2 × 20 SFT steps, 16 test instructions | ~1 min |
+# | `smoke` (CI) | every check; a tiny story base, 2 × 20 SFT steps, 16 test instructions | under a minute |
 # | `cpu` (2-core laptop) | the story base (800 steps), then 2 × 1,000 SFT steps | the last cell prints it |
 # | `gpu` | the story base, and GPT-2 124M (needs the network) on the instruction set: 1,000 SFT steps per seed, two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
 # OpenAI's [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
-# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)), whose TinyStories-Instruct prefixes each story with the
-# words and features it must have, as the task here does; LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)):
+# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)), whose TinyStories-Instruct the task here follows;
+# LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)):
 # a thousand careful examples teach the format, the knowledge comes from pretraining; FlashAttention-2's
 # variable-length kernels ([Dao, 2023](https://arxiv.org/abs/2307.08691)).
 
@@ -157,8 +157,8 @@ print(f"tinylm: {len(ids)} ordinary tokens, none special: {[chat.decode([i]) for
 # ## The ChatML template from scratch
 #
 # Each message becomes `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`. Each part is encoded on
-# its own: BPE merges across neighbouring characters, and encoding the pieces separately means a
-# message's tokens never depend on what surrounds it. Along with the ids comes `is_answer`: true for an
+# its own, so that a message's tokens never depend on what surrounds it (BPE merges across neighbouring
+# characters). Along with the ids comes `is_answer`: true for an
 # assistant's content and its `<|im_end|>`, false everywhere else (including the newline after it, which
 # the template writes, not the model).
 
@@ -275,11 +275,13 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # ## The task: stories that meet instructions
 #
 # A model of a few million parameters, pretrained for minutes, knows too little to answer general questions; it
-# knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction here states constraints, drawn from a real
-# story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for another), a
-# **word** (a thing it mentions, swapped for another of its kind), usually a **length** (at most N sentences).
-# The rewritten opening meets its instruction by construction: it is the SFT target. The stories are split once by
-# hash into train (up to 4 instructions per story), validation and test (at most one), shared with notebooks 10 and 11.
+# knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction states two or three constraints drawn
+# from a real story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for
+# another), a **word** (a listed animal or thing in it, swapped for another of its kind), a **length** (at most N
+# sentences, the opening's count plus one). The rewritten opening meets its instruction by construction: it is the
+# SFT target, odd at times, as swaps ignore gender and sense ("a little girl named Benny", "her favorite cake, a
+# triangle"). The stories are split once by hash into train (up to 4 instructions per story), validation and test
+# (at most one), shared with notebooks 10 and 11.
 
 # %%
 task = load_story_task()
@@ -295,7 +297,9 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in task.test) 
 # %% [markdown]
 # **The base** is a story model pretrained here on the training stories only, never on an instruction, in GPT-2's
 # tokens trimmed to those the stories and names use (4 layers, 128 wide on `cpu`). It is made once, in
-# `runs/stories-base-<profile>`; notebooks 10 and 11 reuse it.
+# `runs/stories-base-<profile>`; notebooks 10 and 11 reuse it. Its two validation losses differ (3.6033, 3.583):
+# training scored them as one stream, end-of-text tokens included, in windows of 128; `texts_loss` scores
+# each story alone.
 
 # %%
 base_checkpoint = pretrain_story_base(PROFILE)
@@ -309,7 +313,8 @@ sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a 
 print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
 
 # %% [markdown]
-# **One verifier** scores every reply of notebooks 9 to 11 (`tinylm.posttrain.verifier`). A reply passes when every
+# **One verifier** gives every pass rate of notebooks 9 to 11 (`tinylm.posttrain.verifier`; notebook 11 weakens it to
+# show reward hacking). A reply passes when every
 # constraint holds, it has at least three sentences and ends as a sentence ends, and it is **fluent**: its
 # per-token loss under the base is at most the highest of the 80 validation targets' losses. Without that
 # guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a list of the asked words, and
@@ -329,10 +334,11 @@ for (name, reply), verdict in zip(replies.items(), verdicts):
 assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
 
 # %% [markdown]
-# A pass rate's uncertainty here is the 95% **Wilson interval**, which stays inside [0, 1] and does not vanish at
-# 0 of n. **The conversations**: the base gets the chat tokens (below: how); each instruction becomes a ChatML
-# conversation with the target story as the answer. One longer than the context is skipped, never cut: an answer
-# without its `<|im_end|>` would teach the model not to stop.
+# A pass rate's uncertainty here is the 95% **Wilson interval**, for $p = k/n$ and $z = 1.96$:
+# $\big(p + z^2/2n \pm z\sqrt{p(1-p)/n + z^2/4n^2}\big)/(1 + z^2/n)$. It stays inside [0, 1] and does not vanish
+# at 0 of n; 1 of 249 gives 0.1% to 2.2% (below). **The conversations**: the base gets the chat tokens (below:
+# how); each instruction becomes a ChatML conversation with the target story as the answer. One longer than the
+# context is skipped, never cut: an answer without its `<|im_end|>` would teach the model not to stop.
 
 # %%
 story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
@@ -352,10 +358,8 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # (exercise 1 builds the other choice). **With gradient accumulation, or several GPUs, that holds only if the trainer
 # makes it hold.** A step sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens;
 # equal weights would count a token of a sparse micro-batch (few answer tokens) more than one of a full one. The
-# right weight is each
-# micro-batch's share of the step's answer tokens. By hand, then against the `Trainer` on four micro-batches of
-# story conversations (its gradient caught by a hook just before the optimizer step); a planted bug, equal
-# weights, must fail the same check.
+# right weight is each micro-batch's share of the step's answer tokens. By hand, then against the `Trainer`'s
+# gradient on four micro-batches of story conversations; a planted bug, equal weights, must fail the same check.
 
 # %%
 def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
@@ -411,7 +415,7 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
 # about one position in a hundred, one in ten, or one in three? And with length buckets?
 #
-# First, what the buckets buy, on one epoch of the training stories' conversations:
+# On one epoch of the training conversations:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -423,9 +427,10 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# The answer: random batches waste a fifth to over a quarter of their positions, length buckets about one in a hundred,
-# all that packing could save. Packing **correctly** needs a block-diagonal causal mask and positions that restart.
-# Through the toy model's layers the packed row gives the padded batch's loss; as one plain sequence it does not:
+# The answer, for batches of 16: one position in four with random batches (24.1%), nearest to one in three; with
+# length buckets under one in a hundred (0.8%), all that packing could save. Packing **correctly** needs a
+# block-diagonal causal mask and positions that restart. Through the toy model's layers the packed row gives the
+# padded batch's loss; as one plain sequence it does not:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -461,8 +466,9 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
 # %% [markdown]
 # Correct packing need not be slow: FlashAttention's variable-length kernels and PyTorch's FlexAttention skip the
 # blocks outside a conversation; a dense boolean mask, as above, is slow. Naive packing changes the loss: answers
-# attend to unrelated conversations, at shifted positions. `tinylm` pads: with length buckets, padding costs little
-# here.
+# attend to unrelated conversations, at shifted positions (here only in the third decimal, 10.83620 against
+# 10.83943: a random model barely uses context). `tinylm` pads, which costs little with length
+# buckets.
 #
 # ## Growing a pretrained model's vocabulary
 #
@@ -471,8 +477,9 @@ print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and 
 # logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
 # the existing rows**: the *logits* over the old tokens do not change; their *probabilities* are multiplied by
 # 1 − s, s the share the new tokens take. And s is small: a new token's logit is h·ē, ē the mean of the V old rows,
-# and by Jensen's inequality exp(h·ē) is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). A checkpoint with
-# spare rows (50,304 for 50,257 tokens, a multiple of 64) reuses them. From scratch, then against `add_chat_tokens`:
+# and by Jensen's inequality exp(h·ē) is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3), an equality when
+# all h·eᵢ are equal: nearly so in the random model below. A checkpoint with spare rows (50,304 for 50,257 tokens,
+# a multiple of 64) reuses them. From scratch, then against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -519,9 +526,10 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # pretraining: 1,000 steps of 16 conversations on `cpu`. Every 100 steps the validation instructions' greedy
 # **pass rate** chooses `best.pt`, beside the validation and training answer loss (also before the first step).
 # The report scores two models on the test instructions: the **baseline**, the base asked in plain text (the
-# instruction and a newline, as a story follows its title; it never saw `<|im_end|>`, so its reply ends at
-# `<|endoftext|>`), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the
-# instruction set instead (offline: `--base` a folder saved by `transformers`, or notebook 6a's `runs/gpt2-124m-gpu`).
+# instruction and a newline; it never saw `<|im_end|>`, so its reply ends at `<|endoftext|>` or at the 120-token
+# cap), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the instruction
+# set instead, downloaded from Hugging Face (offline, pass `SFTOptions(base=...)` a folder saved by `transformers`,
+# or notebook 6a's `runs/gpt2-124m-gpu`).
 #
 # **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
 # of SFT? Which constraint will be hardest?
@@ -580,13 +588,14 @@ plt.show()
 # the base was pretrained on the training stories, whose openings, renamed, these answers are. That gap is the
 # base's memory; SFT's memorisation is its growth, to about three times as large. The validation loss bottoms out
 # at step 300 for both seeds and creeps up; the pass rate peaks later (step 800, seed 42; step 900, seed 43). Chosen
-# by loss, `best.pt` would be an earlier checkpoint, lower on validation. The loss grades every token of one reference story; the verifier,
-# whether the reply does what was asked.
+# by loss, `best.pt` would be step 300: for seed 42, a validation pass rate of 28.7%, not 70.0%.
+# The loss grades every token of one reference story; the verifier, whether the reply does what was asked.
 
 # %% [markdown]
 # **The pass rates**, on the test instructions, which chose nothing: the base in plain text and `best.pt` of each
-# seed, greedy, with 95% Wilson intervals and the share of each constraint that held. Two seeds are fewer than the
-# course's verdict rule needs (three per arm): the intervals say what the test set leaves uncertain.
+# seed, greedy, with 95% Wilson intervals, and the share of each constraint that held where asked, of replies
+# that end properly (three sentences or more, the last closed by . ! or ?) and of fluent ones. Two seeds are fewer
+# than the course's verdict rule needs (three per arm): the intervals say what the test set leaves uncertain.
 
 # %%
 if stories:
@@ -609,11 +618,12 @@ print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fin
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the verdicts read.** The base in plain text passes almost nothing: it writes a story about someone else,
-# and often runs on to the 120-token cut, mid-sentence. After SFT each seed's interval lies far above the base's and
+# **What the figures read.** The base in plain text passes almost nothing: it writes a story about someone else,
+# and only 31% of its replies end properly. All are fluent, loops included: the base finds its own greedy text
+# likely, so the guard stops word lists, not repetition. After SFT each seed's interval lies far above the base's and
 # the target is met; for seed 42, the base's single pass is lost and 175 are gained. The name is learned completely
-# and the length almost; the asked **thing** is the hard constraint. The two seeds' intervals overlap: they cover
-# the test set's sampling, not training's, and two seeds are too few to say how far seeds spread.
+# and the length almost; the asked **thing** is the hard constraint. The two seeds' intervals overlap. The test answer
+# loss moves less: 3.5536 before SFT, 3.1093 after.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
 # constraints held:
@@ -636,17 +646,17 @@ else:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The SFT replies open with the asked name or thing, two of them as "*name* and Ben were playing", some repeating
-# ("the bugs and bugs", "As he walked, he walked"), which the fluency guard lets through; the failed one names its
-# own things (bugs, a tree, a blanket) where a cake was asked. The base tells of "the little girl" or "the little
-# boy" whatever it is asked, and repeats itself up to the cut.
+# The SFT replies open with the asked name or thing, two as "*name* and Ben were playing", some repeating ("the bugs
+# and bugs", "As he walked, he walked"); the failed one names its own things (bugs, a tree, a blanket) where a cake
+# was asked. The base tells of "the little girl" or "the little boy" whatever it is asked; two of its replies loop
+# ("mommy, mommy", "He wanted to play with his friends") until the display clips them, the third stops after two
+# sentences.
 #
 # ## Talking to it
 #
 # `tinylm.serve.session.ChatSession` keeps the conversation: before each reply it renders it with the template and
 # drops the **oldest** exchanges (never the system prompt) until prompt and reply fit in the context; it streams the
-# reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box (without a widget front end, as in the committed
-# outputs, it prints a scripted exchange).
+# reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box.
 
 # %%
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
@@ -654,6 +664,10 @@ session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.blo
 questions = ((task.test[0].instruction, "Write a story about a character named Tom. The story has a ball.")
              if TASK == "stories" else ("What is the capital of France?", "Give me a word that rhymes with cat."))
 chat_box(session, questions=questions)
+
+# %% [markdown]
+# Both replies take the asked name (Tom as "a little girl", as in the targets), not the asked thing, and stop
+# mid-sentence at the 64-token cap (half the context). "3 messages kept": the first exchange was dropped to make room.
 
 # %% [markdown]
 # The same conversation outside the notebook:
