@@ -118,6 +118,7 @@ def test_notebook_6a_trains_the_gpt2_track_and_6b_is_what_to_open_after_training
     assert course.notebook_run_folder("tinystories", "cpu") == runs / "notebook-05-cpu"
     assert repository.next_notebooks("gpt2-124m") == ["06b_gpt2_124m_evaluation.ipynb", "07_generation.ipynb"]
     assert repository.next_notebooks("tinystories") == ["05_tinystories.ipynb", "07_generation.ipynb"]
+    assert repository.next_notebooks("text") == ["14_your_own_model.ipynb", "07_generation.ipynb"]
     notebooks = Path(__file__).resolve().parents[1] / "notebooks"
     named = [*repository.TRACK_NOTEBOOKS.values(), *repository.EVALUATION_NOTEBOOKS.values()]
     assert all((notebooks / name).is_file() for name in named), "every notebook the course names exists"

@@ -13,9 +13,10 @@ BRANCH = "main"
 
 # The notebook that teaches each track's training; each trains a model of its track into
 # runs/notebook-<number>-<profile> (tinylm.course.notebooks.notebook_run_folder). Notebook 6a's is its 2-process run
-# (the smoke recipe's shape in every profile: a demonstration of the mechanics).
+# (the smoke recipe's shape in every profile: a demonstration of the mechanics). Notebook 14 trains `train text`'s
+# runs on a text of your choice, one folder per tokenizer and seed inside runs/notebook-14-<profile>.
 TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
-                   "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb"}
+                   "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb", "text": "14_your_own_model.ipynb"}
 # The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
 # gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
 EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
@@ -38,6 +39,7 @@ def open_notebook_command(notebook: str) -> str:
 
 def next_notebooks(track: str) -> list[str]:
     """The notebooks to open after training `track` from the command line: the one that scores such a run (its
-    own, for most tracks), then generation; for a run on your own text (`text`), generation."""
+    own, for most tracks; for a run on your own text, notebook 14, which compares tokenizers and exports), then
+    generation."""
     own = EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS.get(track))
     return [*([own] if own else []), "07_generation.ipynb"]

@@ -76,6 +76,9 @@ LESSONS = [
            "Muon and the speedrun's model changes, measured as loss per second", "3, 8a"),
     Lesson("13_scaling_laws_on_a_laptop.ipynb", "Scaling laws on a laptop",
            "IsoFLOP profiles and power-law fits on your own sweep", "3, 6a"),
+    Lesson("14_your_own_model.ipynb", "Your own model",
+           "a BPE trained on your text, characters vs GPT-2 vs your BPE in bits per byte, an export to transformers "
+           "and llama.cpp", "4, 5"),
 ]
 
 SMOKE_RUNTIMES = "smoke_runtimes.json"  # in notebooks/: {"machine": ..., "seconds": {notebook file: seconds}}
