@@ -42,8 +42,8 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
 #
-# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 22 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each, and 19 s of training).
+# **How long it takes**: a lesson of about 41 minutes (reading, code and the `cpu` run's 29 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each, and 25 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -158,11 +158,11 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 #
 # $$\text{GPU-hours} = \frac{\text{FLOPs}}{\text{MFU} \times \text{peak FLOP/s} \times 3600}$$
 #
-# An H100 (SXM) peaks at 989 TFLOP/s for dense bf16 matmuls. A real run turns a fraction of that peak into
+# An H100 (SXM) peaks at 989.5 TFLOP/s for dense bf16 matmuls. A real run turns a fraction of that peak into
 # training, its **model FLOPs utilisation** (MFU: the model's FLOPs per second over the peak; notebook 6b
 # shows how the trainer measures it). The example below assumes 40%: it is **arithmetic, not a measurement**. Beside
 # it, what one H100 measured for the 124M step ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)):
-# compiled, it came near the assumption; eager, at about half of it. What it means in wall-clock time and money is
+# compiled, it came near the assumption (36.1%); eager, at under half of it (17.8%). What it means in wall-clock time and money is
 # in [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
@@ -170,7 +170,7 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 D = gpu_train_cfg.max_steps * gpu_train_cfg.total_batch_tokens
 flops_6nd = 6 * N * D
 flops_total = model_124m.flops_per_token() * D
-H100_PEAK = 989e12  # FLOP/s, dense bf16 (tinylm.runtime's table)
+H100_PEAK = tinylm.runtime.peak_tflops("NVIDIA H100 80GB HBM3", torch.bfloat16) * 1e12  # FLOP/s, dense bf16
 print(f"D = {gpu_train_cfg.max_steps:,} steps x {gpu_train_cfg.total_batch_tokens:,} tokens = {D:,} tokens")
 print(f"6ND = {flops_6nd:.3e} FLOPs; with attention (flops_per_token x D) {flops_total:.3e} FLOPs")
 print(f"at 40% MFU on H100s: {flops_total:.3e} / (0.4 x {H100_PEAK:.3e} FLOP/s) = "
@@ -184,6 +184,9 @@ for name, ms in MEASURED_MS.items():
           f"{model_124m.flops_per_token() * tokens_per_s / H100_PEAK:.1%} MFU: {D / tokens_per_s / 3600:.1f} hours")
 
 # %% [markdown]
+# Each measured step includes an AdamW update, which the recipe makes once per 32 such micro-batches, so these
+# hours are a slight overestimate.
+#
 # Eight GPUs spend the same GPU-hours as one; they deliver them eight times sooner. Two things the
 # arithmetic leaves out. Evaluation: the trainer scores the *whole* validation shard (100M tokens when prepared from
 # Hugging Face) every `eval_interval` steps, a forward pass only, about a third of the training FLOPs per
@@ -204,7 +207,8 @@ print(f"every 250 steps it would be {every_250 / flops_total:.0%}")
 # validation loss costs far less than that, because it does not score its whole split: it is the mean over 20
 # batches of 64 × 1,024 tokens per GPU, read from the start of its validation shard. A shorter validation split
 # like that saves most of the cost, at the price of an estimate from fewer tokens. The other thing the arithmetic leaves out is the time
-# outside the training steps: the start-up (loading data, building the model), evaluations, checkpoints. MFU as
+# outside the training steps: the start-up (loading data, building the model), the evaluations' own wall-clock time,
+# checkpoints. MFU as
 # the trainer logs it leaves that time out too, since it divides by the seconds of the optimizer steps alone; what
 # it does show is whatever slows the steps themselves, such as waiting for data or for the all-reduce.
 #
@@ -234,7 +238,8 @@ print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {fl
 # documents, tokenizes them with GPT-2's BPE in worker processes, and writes the token stream in **shards** of
 # 100M tokens (200 MB) each. An end-of-text token goes **before** every document, so the model learns that
 # what follows it is a new document. Notebook 5 put it **after** each story instead: two conventions for the same
-# separator (build-nanogpt's and TinyStories' preparations each use one), which agree wherever documents follow one
+# separator (build-nanogpt's `fineweb.py` puts it before each document; notebook 5's preparation puts it after each
+# story), which agree wherever documents follow one
 # another: either way one end-of-text token stands between two documents. The first shard is the validation split, the rest are training shards;
 # after each shard, `progress.json` records how far into the document stream it got, so an interrupted
 # preparation resumes where it stopped. Here: the track's `cpu` preparation, 120 documents of the same
@@ -438,8 +443,9 @@ print(f"16 GPUs with --batch-size 32: {smaller.accumulation_steps(gpu_preset.blo
 
 # %%
 DDP_STEPS = 10 if PROFILE == "smoke" else 100
+PROCESSES = 2
 run_dir = tinylm.paths.runs_dir() / f"notebook-06a-{PROFILE}"
-command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={PROCESSES}",
            "-m", "tinylm.train", "gpt2-124m", "--profile", "smoke", "--out", str(run_dir), "--overwrite",
            "--max-steps", str(DDP_STEPS), "--device", "cpu"]
 env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, even where a GPU is present
@@ -450,7 +456,7 @@ except subprocess.CalledProcessError as error:
     print(error.stdout[-3000:], error.stderr[-3000:], sep="\n")
     raise
 ddp_seconds = time.perf_counter() - start
-print(f"torchrun with 2 processes: {ddp_seconds:.0f} s in all (start-up, training, evaluation, a sample)\n")
+print(f"torchrun with {PROCESSES} processes: {ddp_seconds:.0f} s in all (start-up, training, evaluation, a sample)\n")
 rule = "\n" + "-" * 40 + "\n"  # the run ends with a 300-token sample between two such rules
 log, _, rest = result.stdout.partition(rule)
 print(log.rstrip())
@@ -461,15 +467,16 @@ if result.stderr.strip():
 # %% [markdown]
 # The header line says it: `4 x 1 x 2 sequences of 32 per step`, 4 sequences per micro-batch, 1 micro-step,
 # 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The `final step` line's HellaSwag score
-# rests on 8 examples: its 95% interval, printed beside it (0.14-0.69), holds both chance (one in four) and GPT-2's
-# published score, so it tells this model from neither (notebook 6b says how many examples that takes). Its
+# rests on 8 examples: its 95% interval, printed beside it (0.14-0.69), holds both chance (one in four) and GPT-2
+# 124M's 29.55% as build-nanogpt publishes it (on the official file; these 8 come from the mirror's substitute), so
+# it tells this model from neither (notebook 6b says how many examples that takes). Its
 # `metrics.jsonl`, drawn:
 
 # %%
 records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
 train_records = [r for r in records if r["event"] == "train"]
 final_record = records[-1]
-tokens_per_step = smoke_train_cfg.batch_size * smoke_cfg.block_size * 2  # 4 sequences x 32 tokens x 2 processes
+tokens_per_step = smoke_train_cfg.batch_size * smoke_cfg.block_size * PROCESSES  # 4 sequences x 32 tokens x 2 processes
 ddp_tokens_per_s = final_record["step"] * tokens_per_step / final_record["elapsed"]
 print(f"{sorted(p.name for p in run_dir.iterdir() if p.suffix in ('.pt', '.jsonl'))}: {len(train_records)} training "
       f"records, then {final_record['event']!r}")
@@ -490,7 +497,7 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The loss starts at the uniform guess, ln 50,257 ≈ 10.8. Given more steps (the `cpu` profile runs 100)
+# The loss begins near the uniform guess, ln 50,257 ≈ 10.8 (10.59 at the first record, step 5). Given more steps (the `cpu` profile runs 100)
 # it falls as the model learns which tokens are frequent; a few tens of thousands of tokens cannot teach a
 # 50,257-token vocabulary much more than that. What the output shows is the mechanics: one command started two
 # processes (the header counts them), one of them printed the log, and one run folder holds the checkpoints. It
@@ -517,8 +524,8 @@ plt.show()
 # ```
 #
 # On 2 × 8 GPUs the recipe's batch of 64 does not divide (the error above), hence `--batch-size 32`. A run
-# checkpointed on one number of GPUs resumes on another with `--resume` (and a `--batch-size` that keeps
-# 524,288 tokens per step), because the loader's state does not depend on it. Notebook 6b scores the result
+# checkpointed on one number of GPUs resumes on another with `--resume` (with a `--batch-size` for which
+# 524,288 tokens per step split evenly over the GPUs), because the loader's state does not depend on it. Notebook 6b scores the result
 # (`runs/gpt2-124m-gpu`) against OpenAI's GPT-2.
 #
 # ## What you learned
@@ -641,7 +648,8 @@ check(test_one_process_with_batch_8_trains_what_two_with_batch_4_train)
 #
 # Run the command above, then `my_run = tinylm.paths.runs_dir() / "one-process"`. The losses agree to float32
 # rounding, not bit for bit: two processes add their gradients in another order than one process does, and
-# each has one thread where the single process has two. Same windows, same gradient (the averaged one *is* the
+# each has one thread where the single process uses all of torch's threads (two on the 2-core machine of the
+# committed run). Same windows, same gradient (the averaged one *is* the
 # batch's), same update: DDP changes how fast the step is computed, not which step. That is why the recipe
 # fixes the tokens per step, not the number of GPUs.
 # </details>
