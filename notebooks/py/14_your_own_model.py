@@ -20,19 +20,22 @@
 #
 # Every model so far learned from a dataset the course chose. This notebook starts from a text *you* choose, trains
 # a tokenizer on it, trains models on it, and takes one out of the course: into Hugging Face `transformers`, and
-# into one GGUF file for llama.cpp, the program behind Ollama and LM Studio. It runs on the mirror's Shakespeare;
-# set `TEXT_FILE` to any UTF-8 file, folder of `.txt` files or glob, and every cell works the same.
+# into one GGUF file for llama.cpp, whose GGUF files Ollama and LM Studio also run. It runs on Tiny Shakespeare
+# (downloaded once, or copied from the offline mirror); set `TEXT_FILE` to any UTF-8 file, folder of `.txt` files or
+# glob (a relative path starts from the `notebooks` folder; on Colab, upload the file and give `/content/<its name>`),
+# and every code cell runs the same. The prose describes the Shakespeare run under `cpu`, whose outputs are saved
+# here.
 #
 # **What you will learn**
 # - how the command `train text` turns any text into a held-out split, token files and a recipe sized to it;
 # - to train a byte-level BPE of N tokens on your text, and to check that it gives back any text exactly;
 # - bits per byte, the loss that compares models whose tokenizers differ, written by hand;
 # - characters, GPT-2's BPE and your own BPE on the same text and the same held-out split, at an equal number of
-#   steps, three seeds each, judged by the course's rule;
+#   steps (not an equal amount of compute), three seeds each, judged by the course's rule;
 # - to export a model with its tokenizer for `transformers` (checked to give tinylm's ids, tokens and logits) and as
 #   a GGUF file (read back with llama.cpp's own `gguf` package), and the commands that run it in llama.cpp and Ollama.
 #
-# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 11 min, by the course's
+# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 11 min, by the course's
 # formula), then a second sitting of about 32 minutes for the 3 exercises (10 minutes each, and 94 s of training).
 #
 # | profile | what runs | time |
@@ -109,12 +112,12 @@ def quiet(line: str) -> None:
 #
 # ## Your text, split
 #
-# `train text` reads the text once and checks it: an empty file, a binary one, bytes that are not UTF-8 (it names
-# the byte offset) or a folder without text each stop it with one line that says what to do. Then it holds out text
-# the model never trains on. A folder's files, or the parts of a file between `<|endoftext|>` separators, are
-# *documents*: with ten or more, every tenth document is held out; with fewer, the last tenth of the text, cut at a
-# line end. The split is made on the text, before any tokenizer sees it, so every tokenizer below is scored on the
-# same held-out text.
+# `train text` reads the text once and checks it: an empty file, a binary one, bytes that are not UTF-8 (it names the
+# byte offset), a folder without text or a text too small for one batch (it names the minimum) each stop it with one
+# line that says what to do. Then it holds out text the model never trains on. A folder's files, or the parts of a
+# file between `<|endoftext|>` separators, are *documents*: with ten or more, every tenth document is held out; with
+# fewer, the last tenth of the text, cut at a line end. The split is made on the text, before any tokenizer sees it,
+# so every tokenizer below is scored on the same held-out text.
 
 # %%
 documents = read_documents(find_text_files(TEXT_FILE))
@@ -127,14 +130,17 @@ print(f"held out: {how}, {len(held_out_text.encode('utf-8')):,} bytes; it starts
 # %% [markdown]
 # ## A tokenizer for your text
 #
-# Notebook 4 trained BPE merges in Python on Shakespeare. A tokenizer for a text of tens or hundreds of megabytes
-# needs the same algorithm in a faster language: Hugging Face's `tokenizers` learns the merges in Rust.
-# `TrainedBPETokenizer.train` sets it up as GPT-2's was: GPT-2's regex cuts the text into pieces, each piece's
-# UTF-8 bytes are the 256 starting tokens, and the most frequent pair of neighbours is merged until the vocabulary
-# holds N tokens, one of them the special `<|endoftext|>`. `prepare_text(TEXT_FILE, "bpe:N")`, what
-# `--tokenizer bpe:N` runs, trains it on the training split only, so that the held-out text stays unseen, and writes
-# both splits as token files, once: the next call with the same text and tokenizer reads them back. On its own,
-# `python -m tinylm.prepare tokenizer --file PATH --tokenizer bpe:N` trains and saves one.
+# Notebook 4 trained BPE merges in Python on Shakespeare. `bpe:N` learns the same kind of merges with Hugging Face's
+# `tokenizers` (written in Rust). Speed of learning is not why: in the timings of [a dated
+# note](../docs/notes/2026-11-27-your-own-text.md) the course's own incremental trainer was about as fast, on 11 MB
+# and on 100 MB of text. `tokenizers` encodes text faster, keeps special tokens apart from typed text, and its JSON is
+# the `tokenizer.json` that the export below writes unchanged. `TrainedBPETokenizer.train` sets it up as GPT-2's was:
+# GPT-2's regex cuts the text into pieces, each piece starts as its UTF-8 bytes, one token per byte out of 256
+# starting tokens, and the most frequent pair of neighbouring tokens within a piece is merged into a new token, again
+# and again until the vocabulary holds N tokens, one of them the special `<|endoftext|>`. `prepare_text(TEXT_FILE,
+# "bpe:N")`, what `--tokenizer bpe:N` runs, trains it on the training split only, so that the held-out text stays
+# unseen, and writes both splits as token files, once: the next call with the same text and tokenizer reads them back.
+# On its own, `python -m tinylm.prepare tokenizer --file PATH --tokenizer bpe:N` trains and saves one.
 
 # %%
 started = time.perf_counter()
@@ -161,9 +167,11 @@ assert bpe.eot_token not in ids, "typed special-token text stays text"
 print(f"{len(unseen)} characters ({len(unseen.encode('utf-8'))} bytes) -> {len(ids)} tokens, decoded back exactly")
 
 # %% [markdown]
-# The count says something too: merges learned on Shakespeare's English do little for Greek, Japanese or Russian,
-# which come out at nearly a token per byte. A BPE is good at the text it was trained on, and the longest tokens
-# above are this text's own: its characters' names.
+# The count says something too: merges learned on Shakespeare's English do nothing for Greek, Japanese or Russian,
+# whose letters come out at exactly one token per byte: this text is all ASCII (as many bytes as characters, above),
+# so none of its merges touches another script's bytes. A BPE is good at the text it was trained on: apart from the
+# special `<|endoftext|>`, which was added, not learned, the longest tokens above are this text's own, its
+# characters' names.
 #
 # How much text does a token hold? On the held-out split, in UTF-8 bytes per token: a character is about one byte
 # (more where a character takes several), GPT-2's BPE was learned on web text, and yours on this text alone, with a
@@ -206,8 +214,10 @@ for spec, data in prepared.items():
 # %% [markdown]
 # ## Three tokenizers, one budget
 #
-# Now the comparison: the same text, the same held-out split, the same network (but for its embedding and head, one
-# row per token) and the same number of optimizer steps of the same number of tokens; only the tokenizer differs.
+# Now the comparison: the same text, the same held-out split, the same network (but for its embedding and head: one
+# row per token, padded to a multiple of 64 for the BPEs) with the same context in tokens, 128 under `cpu`, which
+# holds 128 bytes of text for characters and about 330 and 400 for your BPE and GPT-2's (bytes per token above ×
+# 128), and the same number of optimizer steps of the same number of tokens; only the tokenizer differs.
 # `text_recipe` is the recipe of `python -m tinylm.train text`, sized to the text and the profile, and `train_text`
 # runs it with the run folder, progress, resume and Ctrl-C of every track. From the command line, one of these runs is
 #
@@ -215,12 +225,14 @@ for spec, data in prepared.items():
 # python -m tinylm.train text --file data/shakespeare_char/input.txt --tokenizer bpe:2048 --max-steps 120
 # ```
 #
-# An equal number of steps is an equal budget for the network between the embedding and the head, not for the
-# whole run: a BPE token holds several bytes, so a BPE model reads several times more text in its steps than a
-# character model does, and a GPT-2-token model pays for its 50,257-token head in every step (the FLOPs and the
-# seconds below). Each run is scored once, at its last step, on the whole held-out split (under `smoke`, on its
-# first `EVAL_TOKENS["smoke"]` tokens), and `bits_per_byte` turns its loss into a figure the three can share. Three
-# seeds per tokenizer, so that the spread of each is known before any ranking.
+# The comparison is at equal steps, not equal compute. An equal number of steps is an equal budget for the network
+# between the embedding and the head, not for the whole run: a BPE token holds several bytes, so a BPE model reads
+# several times more text in its steps than a character model does, and a GPT-2-token model pays for its
+# 50,257-token head in every step (the FLOPs and the seconds below). Each run is scored once, at its last step, on
+# the first `EVAL_TOKENS[PROFILE]` held-out tokens: here the whole split (262,144 under `cpu`, more than any arm's
+# 111,560). Under `smoke`, or with a text of your own whose held-out part is longer, that is a different stretch of
+# text for each tokenizer: keep your held-out part under that size to compare. `bits_per_byte` turns each loss into
+# a figure the three can share. Three seeds per tokenizer, so that the spread of each is known before any ranking.
 
 # %%
 arm_runs: dict[tuple[str, int], dict] = {}  # (tokenizer, seed) -> what the run measured
@@ -269,18 +281,22 @@ for a, b in [("char", "gpt2"), ("char", bpe_spec), ("gpt2", bpe_spec)]:
 # told apart by the rule; part of that is the text read (its tokens hold more bytes, so its steps read more), and
 # part may be its merges, learned on far more text than this. It paid for it in compute: its 50,257-token head makes
 # each token it trains on cost several times the FLOPs of one of yours (the MFLOP per token above), and its seconds
-# of training follow, noisily on a machine shared with other work as this one was. At an equal *compute* budget your
-# BPE would have had several times the steps; whether it then wins is an experiment this notebook does not run
-# (`train_arm` with more steps runs it).
+# of training grew more than its FLOPs (about 11 times yours against about 6 times) and varied from seed to seed
+# (153.4 to 202.1 s, on a machine shared with other work). At an equal *compute* budget your BPE would have had
+# about six times the steps; whether it then wins is an experiment this notebook does not run (set `STEPS` to about
+# 750, 120 × 44.2 / 7.1, and `RUNS` to a new folder, then call `train_arm(bpe_spec, seed)` for each seed).
 #
 # These are short runs. The recipe `train text` sizes for this text reads it several times over (3,922 steps for
 # characters, 981 for a BPE); where every model has read the text several times the gaps may shrink or turn, and
-# this notebook does not measure that.
+# this notebook does not measure that. Under `gpu`, `STEPS` is 1,000 steps of 64 × 256 tokens, about 47 passes over
+# the BPE's training tokens, where a model may well overfit: the figures and the words here are the `cpu` run's.
 #
 # ## A sample
 #
 # The first BPE run's model, continuing the first lines of the held-out text, which it never trained on. After
-# `STEPS` steps it has the shape of a play (names in capitals, short lines) more than its words:
+# `STEPS` steps it has the shape of a play (names in capitals, short lines) more than its words. From the command
+# line, in the repository's folder, `python -m tinylm.sample --ckpt runs/notebook-14-cpu/bpe2048-seed1 --prompt
+# "ROMEO:" --max-new-tokens 100 --temperature 0.8 --top-k 50` samples the same model:
 
 # %%
 model, tokenizer, _ = tinylm.load_model(RUNS / f"{bpe_spec.replace(':', '')}-seed{SEEDS[0]}")
@@ -336,11 +352,13 @@ print(f"the same {len(ours)} greedy tokens; the largest logit difference over {s
 # %% [markdown]
 # ## Out of the course: one GGUF file for llama.cpp
 #
-# llama.cpp reads one file that holds everything: the network's numbers under llama.cpp's keys, every tensor under
-# its names (a Llama-style model's query and key rows reordered for llama.cpp's RoPE), and the tokenizer with its
-# tokens, merges and special ids. `write_gguf` writes it with the `gguf` package of llama.cpp's own authors (the
-# command line: `python -m tinylm.interop export --ckpt RUN --format gguf --out model.gguf`), and the same package
-# reads it back:
+# llama.cpp reads one file that holds everything: the network's hyperparameters (context length, width, layers, heads,
+# norm epsilon) under llama.cpp's keys such as `gpt2.context_length`, every tensor under its names (a Llama-style
+# model's query and key rows reordered for llama.cpp's RoPE), and the tokenizer with its tokens, merges and special
+# ids (for a BPE, as here, `tokenizer.ggml.model` is `gpt2`; a character vocabulary goes in as llama.cpp's `rwkv`
+# tokenizer, tokens only). `write_gguf` writes it with the `gguf` package of llama.cpp's own authors (the command
+# line: `python -m tinylm.interop export --ckpt RUN --format gguf --out model.gguf`), and the same package reads it
+# back:
 
 # %%
 import gguf  # noqa: E402
@@ -361,11 +379,14 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
 
 # %% [markdown]
 # With llama.cpp built ([its build guide](https://github.com/ggml-org/llama.cpp/blob/master/docs/build.md)) the file
-# runs as it is, and Ollama takes it through a two-line `Modelfile` whose `FROM` names the file:
+# runs as it is, and Ollama takes it through a four-line `Modelfile` whose `FROM` names the file. Run these in the
+# folder that holds it, `runs/notebook-14-<profile>/export/`. The context is 128 tokens under `cpu` (the
+# `gpt2.context_length` above), so no more than that is asked for (in llama.cpp builds before December 2025,
+# `llama-completion` was `llama-cli`):
 #
 # ```bash
-# llama-completion -m model.gguf -no-cnv -p "ROMEO:" -n 200
-# printf 'FROM ./model.gguf\nPARAMETER temperature 0.8\n' > Modelfile
+# llama-completion -m model.gguf -no-cnv -c 128 -n 100 -p "ROMEO:"
+# printf 'FROM ./model.gguf\nPARAMETER temperature 0.8\nPARAMETER num_ctx 128\nPARAMETER num_predict 100\n' > Modelfile
 # ollama create my-shakespeare -f Modelfile
 # ollama run my-shakespeare "ROMEO:"
 # ```
@@ -386,9 +407,11 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
 # - Bits per byte divides a model's total loss, in bits, by the bytes of the text it predicted: the measure that
 #   compares tokenizers, because the text is the same whatever cuts it.
 # - At an equal number of steps, the tokenizer changes how much text each step reads and what each step costs;
-#   three seeds per arm tell a difference from noise.
+#   three seeds per arm, every seed of one beating every seed of the other, tell a difference from seed-to-seed
+#   noise, with a 10% chance of that verdict where there is none.
 # - An export carries its tokenizer: `transformers` reads the folder and gives tinylm's greedy tokens, and the GGUF
-#   file holds the tensors and the tokenizer that llama.cpp and Ollama need.
+#   file holds the tensors and the tokenizer, read back here with `gguf`; llama.cpp ran such files in the dated note,
+#   Ollama was not tried.
 #
 # ## Exercises
 #
@@ -449,7 +472,8 @@ check(test_loss_from_bits_per_byte)
 #     return bits * bytes_per_token * math.log(2)  # bits per token, then nats per token
 # ```
 #
-# The tokenizer with the most bytes per token: each of its tokens carries more text, so more information to predict.
+# GPT-2's, with the most bytes per token (3.09 on the held-out split): each of its tokens carries more text, so more
+# information to predict.
 # </details>
 #
 # **3. An experiment: how many tokens?** Train a smaller and a larger BPE than this notebook's, say `bpe:512` and
@@ -491,9 +515,9 @@ check(test_vocabulary_sizes)
 # ```
 #
 # Two effects pull against each other: a larger vocabulary's tokens hold more bytes (exercise 1's figure), so each
-# step reads more text, and its rows each see fewer examples. At a short budget the first tends to matter more, at
-# a long one the second can catch up: the course did not run this experiment at `STEPS` steps, so your runs are the
-# answer, and repeating them at a few times `STEPS` shows whether it depends on the budget.
+# step reads more text, and its rows each see fewer examples. Which effect wins, and whether the answer changes with
+# the budget, the course did not measure: your runs are the answer, and repeating them at a few times `STEPS` shows
+# whether it depends on the budget.
 # </details>
 
 # %%

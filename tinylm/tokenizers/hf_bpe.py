@@ -2,11 +2,12 @@
 
 The same recipe as GPT-2's (notebook 4): GPT-2's regex cuts the text into pieces, each piece's UTF-8 bytes are the
 256 starting tokens, and merges of frequent neighbours are learned until the vocabulary holds N tokens, one of them
-the special <|endoftext|>. Any text encodes and decodes back exactly, whatever its script. `tokenizers` trains it in
-Rust, which a 100 MB text needs (the course's own trainer, tinylm.tokenizers.bpe, learns the same kind of merges in
-Python). Special tokens (<|endoftext|>, and the chat tokens `with_chat_tokens` adds) are never made from text: a
-"<|im_end|>" typed in a text encodes as the characters it is. The whole tokenizer is the JSON that
-`tokenizers.Tokenizer.to_str()` writes, saved as is in checkpoints, and written as tokenizer.json by an export.
+the special <|endoftext|>. Any text encodes and decodes back exactly, whatever its script. Speed of learning is not
+why `tokenizers` trains it (the course's own trainer, tinylm.tokenizers.bpe, learns the same kind of merges about
+as fast): it encodes faster. Special tokens (<|endoftext|>, and the chat tokens `with_chat_tokens` adds) are kept
+apart, never made from text: a "<|im_end|>" typed in a text encodes as the characters it is. The whole tokenizer is
+the JSON that `tokenizers.Tokenizer.to_str()` writes, saved as is in checkpoints, and written as tokenizer.json by
+an export.
 """
 
 from __future__ import annotations
