@@ -36,7 +36,7 @@ from .options import RunOptions
 from .recipes import SHAKESPEARE_CHAR, TINYSTORIES, Recipe, Track, resolve_recipe
 from .run import Finished, Pretraining, Start, run_job
 
-EPOCHS = 8  # passes over the training split a run makes, unless the profile's step limit comes first
+EPOCHS = 8  # passes aimed at, counting BYTES_PER_TOKEN bytes per token (a BPE that packs fewer makes fewer)
 STEP_LIMITS = {"smoke": 30, "cpu": 5000, "gpu": 20_000}
 EVAL_TOKENS = {"smoke": 4096, "cpu": 262_144, "gpu": 4_194_304}  # held-out tokens scored at each evaluation
 BYTES_PER_TOKEN = {"char": 1, "gpt2": 4, "bpe": 4}  # a rough guess of a token's size, to size the recipe
