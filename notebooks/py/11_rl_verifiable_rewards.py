@@ -34,8 +34,8 @@
 # - **GRPO on the story task**: groups of replies scored by the verifier, advantages within a group, the run and its
 #   curves;
 # - **controls**: the same seconds of supervised training from the same start, scored the same way, and **pass@1
-#   against pass@8**, which tells "RL made the model do more often what it could already do" from "RL taught it
-#   something new"; a verdict by the course's rule;
+#   against pass@8**, a first look at whether RL made the model do more often what it could already do or taught it
+#   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
 # **How long it takes**: a lesson of about 52 minutes (reading, code and the `cpu` run's 314 s, by the course's
@@ -43,9 +43,9 @@
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | ~1 min |
+# | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | seconds |
 # | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on the weaker reward for the same 24 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
-# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu`) | not measured |
+# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.sft --task stories --profile gpu`, then `python -m tinylm.grpo --task stories --profile gpu`; pass@k there is pass@16) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
 # baseline; PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped ratio; GRPO in
@@ -55,7 +55,8 @@
 # pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
 # ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
 # the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
-# TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)).
+# TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); reward hacking in code
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)) and in length ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -173,16 +174,18 @@ for name, baseline in baselines.items():
     z = ((estimates.mean(0) - target) / (estimates.std(0) / REPEATS**0.5)).abs().max().item()
     assert z < 4.5, (name, z)  # within 4.5 standard errors on every coordinate
     print(f"{name:>24}: mean / target {estimates.mean(0).dot(target).item() / target.dot(target).item():.3f}, "
-          f"largest error {z:.1f} standard errors, variance of one group's estimate {estimates.var(0).sum():.4f}")
+          f"largest error {z:.1f} standard errors, variance of one group's estimate (summed over the 6 coordinates) "
+          f"{estimates.var(0).sum():.4f}")
 
 # %% [markdown]
 # Every baseline's mean lands on its target within the statistical tolerance: subtracting a b that does not depend
 # on the reply leaves the gradient unbiased, and the group mean with the reply in it gives (G − 1)/G of it. The
 # variance is what changes, and the last column measures it: the baseline near E[r] needs fewer groups than no
-# baseline for the same precision. The leave-one-out baseline is unbiased and almost as good, with nothing known in
-# advance, which is why GRPO needs no value network: the group is the baseline. The GRPO row's variance is the
-# lowest only because its estimate is the leave-one-out one scaled by (G − 1)/G, which scales the variance by
-# ((G − 1)/G)²: compare variances relative to the squared target. GRPO also divides each advantage by its group's
+# baseline for the same precision. The leave-one-out baseline is unbiased and needs about a quarter more groups than
+# the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445), with nothing known in advance, which is why GRPO needs
+# no value network: the group is the baseline. The GRPO row's variance is the lowest only because its estimate is
+# the leave-one-out one scaled by (G − 1)/G, which scales the variance by ((G − 1)/G)²: relative to the squared
+# target it equals the leave-one-out row's (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's
 # standard deviation, a rescaling per prompt; that spread is measured on the same samples, so the scaled estimate is
 # no longer exactly unbiased, which the check above does not test (exercise 2 looks at what it weighs up).
 #
@@ -233,7 +236,8 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
             ratio = new[group] / pi[group]
             kl = (pi * (pi / new).log()).sum().item()
         line.append(f"{out.clip_fraction:.2f}/{ratio.max().item():.2f}/{kl:.3f}")
-    print(f"{name:>8} (clipped share / largest ρ / KL(π_old‖π_θ) after each update): {'  '.join(line)}; "
+    print(f"{name:>8} (clipped share at each update's start / largest ρ and KL(π_old‖π_θ) after it): "
+          f"{'  '.join(line)}; "
           f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
@@ -267,11 +271,11 @@ def is_story_sft(folder) -> bool:
     return report.is_file() and "verifier" in json.loads(report.read_text())
 
 
-sft_start = nb9 if is_story_sft(nb9) or not (nb9 / "best.pt").exists() else RUN / "sft-stories"
+sft_start = nb9 if is_story_sft(nb9) else RUN / "sft-stories"  # never overwrite a partial notebook 9 run
 if not is_story_sft(sft_start):
-    print(f"no story SFT model in {shown(sft_start)}: fine-tuning it now, as notebook 9 does")
-    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), SFTOptions(task="stories"),
-        say=quiet, on_record=quiet)
+    print(f"no story SFT model in {shown(nb9)}: fine-tuning it now in {shown(sft_start)}, as notebook 9 does")
+    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED, device=str(DEVICE)),
+        SFTOptions(task="stories"), say=quiet, on_record=quiet)
 recipe = STORY_GRPO_RECIPES[PROFILE]
 MAX_NEW = recipe.tasks["stories"][1]  # new tokens a reply may take
 task = story_writing_task(sft_start, PROFILE, DEVICE)  # the instructions, and the verifier with its story base
@@ -310,7 +314,8 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs, through the same Trainer as
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
-# loss, averaged over every reply token of the batch (DAPO's per-token mean). The header line gives the profile's
+# loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
+# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line gives the profile's
 # numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its advantage. It scores the
 # test instructions before training and after (best.pt): greedily (all 249), and with 8 samples each at temperature 1
 # on the first 100 for pass@1 and pass@8 (below).
@@ -328,7 +333,9 @@ report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, devi
 # pass@8 is simply the share of instructions with at least one pass among their 8 samples; the formula matters when
 # n > k (Chen et al. draw 200 samples for k up to 100). If RL only sharpens the model's choice among replies it could
 # already write, pass@1 rises towards pass@8 and pass@8 barely moves (or falls, if RL narrows what the model samples,
-# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too.
+# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too; but pass@8 also rises when RL
+# sharpens what the start passed rarely (passed 1 time in 20, pass@8 is 34%; 1 in 5, 83%), so at k = 8 a rise does
+# not by itself show new ability (Yue et al. compare at k in the hundreds).
 #
 # **The control.** A gain after GRPO could come from any further training of the same start. So the same model is
 # trained with notebook 9's supervised recipe (the stories as targets, its batch size and betas, at the constant
@@ -347,7 +354,12 @@ def scored(policy) -> dict:
     sampled = held_out.test[: recipe.pass_at_problems or len(held_out.test)]
     at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), MAX_NEW, temperature=recipe.temperature,
                          seed=recipe.train.seed, batch_size=recipe.train.eval_batch_size)
-    return {"pass_rate": rates, "pass_at": {str(k): v for k, v in at.items()}}
+    return {"pass_rate": rates, "pass_at": at}
+
+
+def by_k(pass_at: dict) -> dict:
+    """The report's pass@k (its JSON keys are strings) keyed by k."""
+    return {int(k): v for k, v in pass_at.items()}
 
 
 template = ChatTemplate(tokenizer)
@@ -364,21 +376,25 @@ control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversation
                      template=template)
 control.fit()
 control_model.eval()
-arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"], "pass_at": report["pass_at"]["before"]},
+arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"],
+                               "pass_at": by_k(report["pass_at"]["before"])},
         f"GRPO, best.pt (step {report['after']['step']} of {report['steps']})":
-            {"pass_rate": report["pass_rate"]["after"], "pass_at": report["pass_at"]["after"]},
+            {"pass_rate": report["pass_rate"]["after"], "pass_at": by_k(report["pass_at"]["after"])},
         f"SFT control ({control.step} steps)": scored(control_model)}
-k = str(recipe.pass_at_samples)
-print(f"{report['grpo_seconds']:.0f} s of GRPO, {control.elapsed:.0f} s of SFT; {len(held_out.test)} test "
-      f"instructions, pass@k on the first {report['pass_at']['problems']}")
+k = recipe.pass_at_samples
+asked = report["pass_rate"]["before"]["kinds"]
+print(f"{report['grpo_seconds']:.0f} s of GRPO (rate {recipe.train.learning_rate:g}), {control.elapsed:.0f} s of SFT "
+      f"(rate {control_cfg.learning_rate:g}); {len(held_out.test)} test instructions (asking for a name "
+      f"{asked['name']['asked']}, a word {asked['word']['asked']}, at most N sentences {asked['sentences']['asked']}), "
+      f"pass@k on the first {report['pass_at']['problems']}")
 KINDS = ("name", "word", "sentences")
-print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {'pass@' + k:>7}  "
+print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {f'pass@{k}':>7}  "
       + " ".join(f"{kind:>9}" for kind in KINDS) + f" {'ends':>5} {'fluent':>6}")
 for name, arm in arms.items():
     rates, at = arm["pass_rate"], arm["pass_at"]
     held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in KINDS)
     print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
-          f"{100 * at['1']:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
+          f"{100 * at[1]:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
           f"{100 * rates['fluent']:5.0f}%")
 n_at = report["pass_at"]["problems"]  # n = k samples each: pass@k is the share of instructions with a pass among them
 print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + "; ".join(
@@ -411,9 +427,10 @@ print("their 95% intervals do not overlap" if apart else "their 95% intervals ov
 
 # %%
 records = read_metrics(RUN / "grpo")
-rollouts = [r for r in records if r["event"] == "train"]  # one record per rollout, at its second update
+rollouts = [r for r in records if r["event"] == "train" and r["step"] % recipe.updates == 0]  # at its last update
 evals = [r for r in records if r["event"] in ("eval", "final")]
 print("per rollout, the sampled pass rate:", " ".join(f"{r['correct']:.2f}" for r in rollouts))
+print("per rollout, the mean reply length in tokens:", " ".join(f"{r['length']:.0f}" for r in rollouts))
 print("per rollout, the clip fraction of its second update:", " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
 axes[0].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], label="sampled replies that pass")
@@ -438,7 +455,7 @@ plt.show()
 # ## Reward hacking
 #
 # A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--reward constraints`)
-# checks the constraints only: the name, the words, the at-most-N-sentences limit. It forgets to ask whether the
+# checks the constraints only: the name, the word, the at-most-N-sentences limit. It forgets to ask whether the
 # reply is a story: whether it stopped by itself, whether it has at least three sentences and ends as a sentence
 # does, and whether the story base finds it fluent. A list of the asked-for words passes it:
 
@@ -464,22 +481,31 @@ hacked = []
 hack_model, _, _ = load_model(sft_start, DEVICE)
 hack_recipe = recipe.replace(reward="constraints", train={"max_steps": report["steps"], "eval_interval": 0})
 GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, MAX_NEW, device=DEVICE, callbacks=[hacked.append]).fit()
-hack_train = [r for r in hacked if r["event"] == "train"]
+hack_train = [r for r in hacked if r["event"] == "train" and r["step"] % recipe.updates == 0]
 hack_model.eval()
-hack_replies = greedy_completions(hack_model, tokenizer, task, held_out.test, MAX_NEW,
-                                  batch_size=recipe.train.eval_batch_size)
-texts, ended, verdicts = task.judged(tokenizer, held_out.test, hack_replies)
-weak = task.weak.check(texts, held_out.test)
+SAMPLED = recipe.prompts * recipe.group_size  # replies per rollout
+print(f"per rollout, of its {SAMPLED} replies, paid by the weak verifier but refused by the real one: "
+      + " ".join(f"{round(SAMPLED * (r['reward'] - r['correct']))}" for r in hack_train))
+
+
+def both_verdicts(policy):
+    """The greedy test replies of `policy`, the real verifier's verdicts and the weak one's."""
+    replies = greedy_completions(policy, tokenizer, task, held_out.test, MAX_NEW,
+                                 batch_size=recipe.train.eval_batch_size)
+    texts, _, verdicts = task.judged(tokenizer, held_out.test, replies)
+    return texts, verdicts, task.weak.check(texts, held_out.test)
+
+
+for name, policy in (("the start", model), (f"after {report['steps']} steps on the weak reward", hack_model)):
+    texts, verdicts, weak = both_verdicts(policy)
+    print(f"greedy test replies of {name}: the weak verifier passes {100 * sum(w.passed for w in weak) / len(weak):.1f}%, "
+          f"the real one {100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%")
 paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.passed and not v.passed]
-print(f"greedy test replies after {report['steps']} steps on the weak reward: the weak verifier passes "
-      f"{100 * sum(w.passed for w in weak) / len(weak):.1f}%, the real one "
-      f"{100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%; the start: "
-      f"{100 * report['pass_rate']['before']['pass_rate']:.1f}% (real)")
-print(f"paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
+print(f"after training, paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
       f"{sum(not v.ends for _, v in paid_refused)} do not end as a story ends, "
       f"{sum(not v.fluent for _, v in paid_refused)} are not fluent")
 for text, _ in paid_refused[:2]:
-    print(f"  {text[:160]!r}")
+    print(f"  {text!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
 for runs, label in ((rollouts, "correct reward"), (hack_train, "constraints-only reward")):
     line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
@@ -521,8 +547,10 @@ plt.show()
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
 # - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way; pass@1 against
-#   pass@k says whether RL made the model do more often what it already could.
-# - A reward that checks less than you mean gets gamed; the check that closes the loophole (here the ending and
+#   pass@k asks whether RL made the model do more often what it already could; at k = 8 on 100 instructions, as here,
+#   the answer stays open (the control moved pass@8 as much as GRPO).
+# - A reward that checks less than you mean can be gamed (here the loophole was real and 24 updates did not find it);
+#   the check that closes the loophole (here the ending and
 #   fluency checks) and a measurement the reward cannot see are the defence.
 #
 # ## Exercises
@@ -587,7 +615,8 @@ check(test_my_group_advantages)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
 #
-# Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
+# Either way the lone pass gets the larger advantage; dividing by the spread multiplies the lone-pass group by 2.83
+# (1/0.354) and the four-pass group by 1.87 (1/0.535), widening the gap from 1.75× to about 2.6×. Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
 # lone pass gets about $2.47$ and a pass among four about $0.94$. The scaling weighs up groups of small spread: prompts that are
 # almost always failed (or almost always passed), the "difficulty bias" Dr. GRPO removes.
 # </details>
