@@ -587,7 +587,8 @@ check(test_my_policy_gradient)
 # ```
 # </details>
 #
-# **2. Dividing by the group's spread.** GRPO divides each advantage by its group's standard deviation. Write
+# **2. Dividing by the group's spread.** GRPO divides each advantage by its group's standard deviation, as
+# torch.std computes it (dividing by G − 1; np.std divides by G). Write
 # `my_group_advantages(rewards, scale)` (rewards of shape (prompts, G); scale=False only centres, as Dr. GRPO does)
 # and compare two groups of 8 with your function: one with a single pass among 8, one with four. Which group's
 # passing reply gets the larger advantage, with and without the scaling? The check compares with the package.
