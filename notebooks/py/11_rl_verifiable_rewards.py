@@ -56,7 +56,8 @@
 # ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
 # the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
 # TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); reward hacking in code
-# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)) and in length ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)) and in length
+# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -315,10 +316,10 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
 # loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
-# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line gives the profile's
-# numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its advantage. It scores the
-# test instructions before training and after (best.pt): greedily (all 249), and with 8 samples each at temperature 1
-# on the first 100 for pass@1 and pass@8 (below).
+# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line
+# gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
+# advantage. It scores the test instructions before training and after (best.pt): greedily (all 249), and with 8
+# samples each at temperature 1 on the first 100 for pass@1 and pass@8 (below).
 
 # %%
 report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
