@@ -38,8 +38,8 @@
 #   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 370 s, by the course's
-# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 175 s of training).
+# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 242 s, by the course's
+# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 158 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -409,26 +409,26 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# **Reading the table.** GRPO's best.pt (step 16 of 24, chosen on validation; all 24 updates took 44 s) passes 83.1%
-# of the test instructions greedily against 70.7% at the start (intervals [78.0, 87.3] and [64.7, 76.0]), mostly
-# through the word constraint (held in 52.6% of the 154 test replies whose instruction asks for a word before, 76.0%
-# after), while the at-most-N-sentences limit held a little less often (100.0%, then 97.4%). The same seconds of
-# supervised training did not raise it: the control ended at 70.3%, about where it began, its word share 55.2%. GRPO
-# came out ahead by 0.129 and the 95% intervals, which measure only the luck of the test instructions, do not
-# overlap; by the course's rule the two are still **not told apart**: one seed per arm cannot show how far runs
-# spread, and a second seed would not settle it either (the rule needs three: exercise 4). Two things favour GRPO
-# here: its figure is best.pt, the best of four validation looks, while the control's is its last step; and GRPO's
+# **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation; all 24 updates took 39 s) passes 80.3% of
+# the test instructions greedily against 70.3% at the start (intervals [74.9, 84.8] and [64.3, 75.6]), mostly through
+# the word constraint (held in 59.1% of the 154 test replies whose instruction asks for a word before, 73.4% after),
+# while the at-most-N-sentences limit held a little less often (97.4%, then 95.8%). The same seconds of supervised
+# training raised it too, less: the control ended at 74.3% [68.5, 79.3], its word share 61.7%, so part of GRPO's 10
+# points may be what any further training of this start gives. GRPO came out ahead of the control by 0.060, and even the
+# 95% intervals, which measure only the luck of the test instructions, overlap; by the course's rule the two are **not
+# told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4). Two things favour
+# GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its last step; and GRPO's
 # rate (3e-4) is the recipe's (tinylm/posttrain/grpo/recipes.py), chosen because it raised the pass rate, while the
-# control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps also depend on the
-# machine's load: 57 in those seconds here, more on an idle one, so few that this control says little about what
-# longer supervised training would do.
+# control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps also depend on the machine's
+# load: 318 in those seconds here, more on an idle one.
 #
-# pass@1 rose from 36.4% to 44.5% under GRPO (37.6% under SFT), while pass@8 did not move: 90.0% at the start, 89.0%
-# after GRPO and 86.0% after the control, with overlapping intervals ([82.6, 94.5], [81.4, 93.7] and [77.9, 91.5]).
-# GRPO made the model pass more often the instructions it could already pass in eight tries, as sharpening does, and
-# this test shows no new ability; but it could hardly show one: the start already passed 90 of the 100 instructions
-# at least once in 8 samples, which leaves 10 where a new ability could show, and k = 8 on 100 instructions is far
-# from the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
+# With samples the two arms are alike. pass@1 rose from 36.8% to 43.8% under GRPO and to 43.4% under the control; pass@8
+# from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 92.0% [85.0, 95.9] under the control, the three intervals
+# overlapping. GRPO's edge, such as it is, lies only in the greedy reply, the model's most likely one. The rise in
+# pass@8 does not show a new ability from RL: supervised training from the same start raised it as much, and at k = 8
+# sharpening alone raises it where the start passed an instruction only rarely (above). The start already passed 84 of
+# the 100 instructions at least once in 8 samples, which left 16 where a new ability could show, and k = 8 on 100
+# instructions is far from the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
@@ -450,13 +450,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each time,
-# so the sampled pass rate is noisy: 0.41 on the first rollout, 0.20 on the third, a peak of 0.55 at steps 16 and 18,
-# then 0.34 to 0.45. The greedy validation pass rate reached its best at step 16 (87.5%), which chose best.pt (step
-# 24 gave 85.0%). The mean reply length wanders between 42 and 49 tokens and ends about where it began (46, then 47).
-# The clip fraction is measured on each rollout's second update (the first always has ρ = 1), so it shows how far the
-# first update moved the policy: about a sixth of the reply tokens on the first rollout (0.164), 0.066 on the second,
-# then between 0.007 and 0.034. At this rate the clip acts mostly at the start.
+# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each time, so
+# the sampled pass rate is noisy: 0.30 on the first rollout and the third, a peak of 0.70 at step 16, then 0.42 to 0.53.
+# The greedy validation pass rate reached its best at step 8 (80.0%), which chose best.pt; step 16 gave 75.0% and step
+# 24 80.0% again, a tie, which does not replace the earlier best. The mean reply length wanders between 50 and 59 tokens
+# and ends a little shorter than it began (55, then 52). The clip fraction is measured on each rollout's second update
+# (the first always has ρ = 1), so it shows how far the first update moved the policy: about a sixth of the reply tokens
+# on the first rollout (0.169), 0.061 on the second, then between 0.004 and 0.024. At this rate the clip acts mostly at
+# the start.
 #
 # ## Reward hacking
 #
@@ -524,25 +525,23 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 updates
-# the policy did not take it up: on its greedy test replies the two verifiers almost agree (92.8% and 91.6%; 70.7%
-# each at the start), and the 3 replies the weak one paid and the real one refused all fail the ending check, none
-# the fluency guard. The two printed have two sentences where three are needed, and the second is a loop ("white
-# frog, white frog, …") that the story base finds fluent, since a repetition is easy to predict: only the ending
-# check refuses it. During training the weak run's pay is never below the real verdict on the same replies and
-# exceeds it by 0 to 5 of 64 replies per rollout (8 in the first six rollouts, 20 in the last six); 12 rollouts
-# cannot say whether that gap is growing, and in 24 updates nothing took over. The run on the weak reward even passes
-# the real verifier more often than GRPO on the real reward did (91.6% against 83.1%), though the two rewards
-# disagreed on only a few replies per rollout and both runs began with the same instructions and samples (the
-# figure's first points). They differ in the step scored (the last, 24, here; best.pt, step 16, chosen on 80
-# validation instructions, there) and in what they sampled once their rewards first differed. One run of each cannot
-# say which matters, but it shows how far one GRPO run's test figure moves with such choices, which is why the
-# verdict above needs seeds. No exploit took over, likely because the model starts from stories, where the cheapest
-# way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit now and
-# then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that checks
-# what you mean (here the ending check, which refused all three paid replies, and the fluency guard, which refuses
-# the planted list), and a measurement the reward cannot see, here the real verifier on the same replies. Real hacks
-# have more room: code that passes unit tests by special-casing them
+# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 updates the
+# policy did not take it up: on its greedy test replies the two verifiers almost agree (89.6% and 88.8%, against 72.7%
+# and 70.3% at the start), and the 2 replies the weak one paid and the real one refused both fail the ending check, none
+# the fluency guard: the two printed stop after two sentences where three are needed. During training the weak run's pay
+# is never below the real verdict on the same replies and exceeds it by 0 to 6 of 64 replies per rollout (8 in the first
+# six rollouts, 16 in the last six); 12 rollouts cannot say whether that gap is growing, and in 24 updates nothing took
+# over. The run on the weak reward even passes the real verifier more often than GRPO on the real reward did (88.8%
+# against 80.3%), though the two rewards disagreed on only a few replies per rollout and both runs began with the same
+# instructions and samples (the figure's first points). They differ in the step scored (the last, 24, here; best.pt,
+# step 8, chosen on 80 validation instructions, there) and in what they sampled once their rewards first differed. One
+# run of each cannot say which matters, but it shows how far one GRPO run's test figure moves with such choices, which
+# is why the verdict above needs seeds. No exploit took over, likely because the model starts from stories, where the
+# cheapest way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit now
+# and then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that
+# checks what you mean (here the ending check, which refused both paid replies, and the fluency guard, which refuses the
+# planted list), and a measurement the reward cannot see, here the real verifier on the same replies. Real hacks have
+# more room: code that passes unit tests by special-casing them
 # ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
 # ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
@@ -555,9 +554,10 @@ plt.show()
 #   moved more than ε their advantage's way, so the policy stays near the one that sampled.
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
-# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way; pass@1 against
-#   pass@k asks whether RL made the model do more often what it already could; at k = 8 on 100 instructions, as here,
-#   the answer stays open (the start's pass@8 was already 90%).
+# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way (here it gained
+#   4 of GRPO's 10 points); pass@1 against pass@k asks whether RL made the model do more often what it already could;
+#   at k = 8 on 100 instructions, as here, the answer stays open (pass@8 rose from 84% to 91% under GRPO and to 92%
+#   under the control, with overlapping intervals).
 # - A reward that checks less than you mean can be gamed (here the loophole was real and in 24 updates the policy
 #   did not take it up); the check that closes the loophole (here the ending and fluency checks) and a measurement
 #   the reward cannot see are the defence.
