@@ -34,18 +34,18 @@
 # - **GRPO on the story task**: groups of replies scored by the verifier, advantages within a group, the run and its
 #   curves;
 # - **controls**: the same seconds of supervised training from the same start, scored the same way, and **pass@1
-#   against pass@8**, which tells "RL made the model do more often what it could already do" from "RL taught it
-#   something new"; a verdict by the course's rule;
+#   against pass@8**, a first look at whether RL made the model do more often what it could already do or taught it
+#   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 52 minutes (reading, code and the `cpu` run's 314 s, by the course's
-# formula), then a second sitting of about 44 minutes for the 4 exercises (10 minutes each, and 240 s of training).
+# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 242 s, by the course's
+# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 158 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | ~1 min |
+# | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | seconds |
 # | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on the weaker reward for the same 24 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
-# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu`) | not measured |
+# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.sft --task stories --profile gpu`, then `python -m tinylm.grpo --task stories --profile gpu`; pass@k there is pass@16) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
 # baseline; PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped ratio; GRPO in
@@ -55,7 +55,9 @@
 # pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
 # ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
 # the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
-# TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)).
+# TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); reward hacking in code
+# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)) and in length
+# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -173,16 +175,18 @@ for name, baseline in baselines.items():
     z = ((estimates.mean(0) - target) / (estimates.std(0) / REPEATS**0.5)).abs().max().item()
     assert z < 4.5, (name, z)  # within 4.5 standard errors on every coordinate
     print(f"{name:>24}: mean / target {estimates.mean(0).dot(target).item() / target.dot(target).item():.3f}, "
-          f"largest error {z:.1f} standard errors, variance of one group's estimate {estimates.var(0).sum():.4f}")
+          f"largest error {z:.1f} standard errors, variance of one group's estimate (summed over the 6 coordinates) "
+          f"{estimates.var(0).sum():.4f}")
 
 # %% [markdown]
 # Every baseline's mean lands on its target within the statistical tolerance: subtracting a b that does not depend
 # on the reply leaves the gradient unbiased, and the group mean with the reply in it gives (G − 1)/G of it. The
 # variance is what changes, and the last column measures it: the baseline near E[r] needs fewer groups than no
-# baseline for the same precision. The leave-one-out baseline is unbiased and almost as good, with nothing known in
-# advance, which is why GRPO needs no value network: the group is the baseline. The GRPO row's variance is the
-# lowest only because its estimate is the leave-one-out one scaled by (G − 1)/G, which scales the variance by
-# ((G − 1)/G)²: compare variances relative to the squared target. GRPO also divides each advantage by its group's
+# baseline for the same precision. The leave-one-out baseline is unbiased and needs about a quarter more groups than
+# the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445), with nothing known in advance, which is why GRPO needs
+# no value network: the group is the baseline. The GRPO row's variance is the lowest only because its estimate is
+# the leave-one-out one scaled by (G − 1)/G, which scales the variance by ((G − 1)/G)²: relative to the squared
+# target it equals the leave-one-out row's (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's
 # standard deviation, a rescaling per prompt; that spread is measured on the same samples, so the scaled estimate is
 # no longer exactly unbiased, which the check above does not test (exercise 2 looks at what it weighs up).
 #
@@ -233,7 +237,8 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
             ratio = new[group] / pi[group]
             kl = (pi * (pi / new).log()).sum().item()
         line.append(f"{out.clip_fraction:.2f}/{ratio.max().item():.2f}/{kl:.3f}")
-    print(f"{name:>8} (clipped share / largest ρ / KL(π_old‖π_θ) after each update): {'  '.join(line)}; "
+    print(f"{name:>8} (clipped share at each update's start / largest ρ and KL(π_old‖π_θ) after it): "
+          f"{'  '.join(line)}; "
           f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
@@ -267,11 +272,11 @@ def is_story_sft(folder) -> bool:
     return report.is_file() and "verifier" in json.loads(report.read_text())
 
 
-sft_start = nb9 if is_story_sft(nb9) or not (nb9 / "best.pt").exists() else RUN / "sft-stories"
+sft_start = nb9 if is_story_sft(nb9) else RUN / "sft-stories"  # never overwrite a partial notebook 9 run
 if not is_story_sft(sft_start):
-    print(f"no story SFT model in {shown(sft_start)}: fine-tuning it now, as notebook 9 does")
-    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), SFTOptions(task="stories"),
-        say=quiet, on_record=quiet)
+    print(f"no story SFT model in {shown(nb9)}: fine-tuning it now in {shown(sft_start)}, as notebook 9 does")
+    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED, device=str(DEVICE)),
+        SFTOptions(task="stories"), say=quiet, on_record=quiet)
 recipe = STORY_GRPO_RECIPES[PROFILE]
 MAX_NEW = recipe.tasks["stories"][1]  # new tokens a reply may take
 task = story_writing_task(sft_start, PROFILE, DEVICE)  # the instructions, and the verifier with its story base
@@ -310,10 +315,11 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs, through the same Trainer as
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
-# loss, averaged over every reply token of the batch (DAPO's per-token mean). The header line gives the profile's
-# numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its advantage. It scores the
-# test instructions before training and after (best.pt): greedily (all 249), and with 8 samples each at temperature 1
-# on the first 100 for pass@1 and pass@8 (below).
+# loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
+# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line
+# gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
+# advantage. It scores the test instructions before training and after (best.pt): greedily (all 249), and with 8
+# samples each at temperature 1 on the first 100 for pass@1 and pass@8 (below).
 
 # %%
 report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
@@ -328,7 +334,9 @@ report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, devi
 # pass@8 is simply the share of instructions with at least one pass among their 8 samples; the formula matters when
 # n > k (Chen et al. draw 200 samples for k up to 100). If RL only sharpens the model's choice among replies it could
 # already write, pass@1 rises towards pass@8 and pass@8 barely moves (or falls, if RL narrows what the model samples,
-# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too.
+# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too; but pass@8 also rises when RL
+# sharpens what the start passed rarely (passed 1 time in 20, pass@8 is 34%; 1 in 5, 83%), so at k = 8 a rise does
+# not by itself show new ability (Yue et al. compare at k in the hundreds).
 #
 # **The control.** A gain after GRPO could come from any further training of the same start. So the same model is
 # trained with notebook 9's supervised recipe (the stories as targets, its batch size and betas, at the constant
@@ -347,7 +355,12 @@ def scored(policy) -> dict:
     sampled = held_out.test[: recipe.pass_at_problems or len(held_out.test)]
     at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), MAX_NEW, temperature=recipe.temperature,
                          seed=recipe.train.seed, batch_size=recipe.train.eval_batch_size)
-    return {"pass_rate": rates, "pass_at": {str(k): v for k, v in at.items()}}
+    return {"pass_rate": rates, "pass_at": at}
+
+
+def by_k(pass_at: dict) -> dict:
+    """The report's pass@k (its JSON keys are strings) keyed by k."""
+    return {int(k): v for k, v in pass_at.items()}
 
 
 template = ChatTemplate(tokenizer)
@@ -364,21 +377,25 @@ control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversation
                      template=template)
 control.fit()
 control_model.eval()
-arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"], "pass_at": report["pass_at"]["before"]},
+arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"],
+                               "pass_at": by_k(report["pass_at"]["before"])},
         f"GRPO, best.pt (step {report['after']['step']} of {report['steps']})":
-            {"pass_rate": report["pass_rate"]["after"], "pass_at": report["pass_at"]["after"]},
+            {"pass_rate": report["pass_rate"]["after"], "pass_at": by_k(report["pass_at"]["after"])},
         f"SFT control ({control.step} steps)": scored(control_model)}
-k = str(recipe.pass_at_samples)
-print(f"{report['grpo_seconds']:.0f} s of GRPO, {control.elapsed:.0f} s of SFT; {len(held_out.test)} test "
-      f"instructions, pass@k on the first {report['pass_at']['problems']}")
+k = recipe.pass_at_samples
+asked = report["pass_rate"]["before"]["kinds"]
+print(f"{report['grpo_seconds']:.0f} s of GRPO (rate {recipe.train.learning_rate:g}), {control.elapsed:.0f} s of SFT "
+      f"(rate {control_cfg.learning_rate:g}); {len(held_out.test)} test instructions (asking for a name "
+      f"{asked['name']['asked']}, a word {asked['word']['asked']}, at most N sentences {asked['sentences']['asked']}), "
+      f"pass@k on the first {report['pass_at']['problems']}")
 KINDS = ("name", "word", "sentences")
-print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {'pass@' + k:>7}  "
+print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {f'pass@{k}':>7}  "
       + " ".join(f"{kind:>9}" for kind in KINDS) + f" {'ends':>5} {'fluent':>6}")
 for name, arm in arms.items():
     rates, at = arm["pass_rate"], arm["pass_at"]
     held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in KINDS)
     print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
-          f"{100 * at['1']:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
+          f"{100 * at[1]:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
           f"{100 * rates['fluent']:5.0f}%")
 n_at = report["pass_at"]["problems"]  # n = k samples each: pass@k is the share of instructions with a pass among them
 print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + "; ".join(
@@ -392,28 +409,33 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# **Reading the table.** GRPO raised the greedy test pass rate from 70.3% to 80.3% in 60 s of training (best.pt is
-# step 8 of 24, chosen on validation), mostly through the word constraint (held in 59.1% of the test replies whose
-# instruction asks for a word before, 73.4% after), while the length held a little less often (97.4%, then 95.8%).
-# The same seconds of supervised training did not raise it: the control ended at 67.1%, a little below its start,
-# its word share down to 51.9%. GRPO came out ahead by 0.133 and the 95% intervals, which measure only the luck of
-# the test instructions, do not overlap; by the course's rule the two are still **not told apart**, since one seed
-# per arm cannot show how far runs spread. Two things favour GRPO here: its figure is best.pt, the best of four
-# validation looks, while the control's is its last step; and GRPO's rate (3e-4) was chosen because it raised the
-# pass rate, while the control's (2e-4, where notebook 9's schedule ended) was not tuned. The control's steps also
-# depend on the machine: 283 in those seconds here, more on an idle one.
+# **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation; all 24 updates took 39 s) passes 80.3% of
+# the test instructions greedily against 70.3% at the start (intervals [74.9, 84.8] and [64.3, 75.6]), mostly through
+# the word constraint (held in 59.1% of the 154 test replies whose instruction asks for a word before, 73.4% after),
+# while the at-most-N-sentences limit held a little less often (97.4%, then 95.8%). The same seconds of supervised
+# training raised it too, less: the control ended at 74.3% [68.5, 79.3], its word share 61.7%, so part of GRPO's 10
+# points may be what any further training of this start gives. GRPO came out ahead of the control by 0.060, and even the
+# 95% intervals, which measure only the luck of the test instructions, overlap; by the course's rule the two are **not
+# told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4). Two things favour
+# GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its last step; and GRPO's
+# rate (3e-4) is the recipe's (tinylm/posttrain/grpo/recipes.py), chosen because it raised the pass rate, while the
+# control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps also depend on the machine's
+# load: 318 in those seconds here, more on an idle one.
 #
-# pass@1 rose from 36.8% to 43.8% under GRPO (38.4% under SFT). pass@8 rose from 84.0% to 91.0% in both arms,
-# seven instructions of 100, and its intervals overlap ([75.6, 89.9] and [83.8, 95.2]): this test does not show
-# either arm passing instructions the start could not pass in eight tries, while under GRPO greedy and pass@1
-# climbed towards pass@8, consistent with what Yue et al. report for larger models. Exercise 4 runs the seeds the
-# verdict needs.
+# With samples the two arms are alike. pass@1 rose from 36.8% to 43.8% under GRPO and to 43.4% under the control; pass@8
+# from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 92.0% [85.0, 95.9] under the control, the three intervals
+# overlapping. GRPO's edge, such as it is, lies only in the greedy reply, the model's most likely one. The rise in
+# pass@8 does not show a new ability from RL: supervised training from the same start raised it as much, and at k = 8
+# sharpening alone raises it where the start passed an instruction only rarely (above). The start already passed 84 of
+# the 100 instructions at least once in 8 samples, which left 16 where a new ability could show, and k = 8 on 100
+# instructions is far from the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
-rollouts = [r for r in records if r["event"] == "train"]  # one record per rollout, at its second update
+rollouts = [r for r in records if r["event"] == "train" and r["step"] % recipe.updates == 0]  # at its last update
 evals = [r for r in records if r["event"] in ("eval", "final")]
 print("per rollout, the sampled pass rate:", " ".join(f"{r['correct']:.2f}" for r in rollouts))
+print("per rollout, the mean reply length in tokens:", " ".join(f"{r['length']:.0f}" for r in rollouts))
 print("per rollout, the clip fraction of its second update:", " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
 axes[0].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], label="sampled replies that pass")
@@ -428,17 +450,19 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each
-# time, so the sampled pass rate is noisy: 0.30 on the first rollout, a peak of 0.70 at step 16, then 0.42 to 0.53.
-# The greedy validation pass rate reached its best at step 8, which chose best.pt (step 24 only equalled it). The
-# replies do not grow longer. The clip fraction is measured on each rollout's second update (the first always has
-# ρ = 1), so it shows how far the first update moved the policy: about a sixth of the reply tokens on the first
-# rollout (0.169), then under a twentieth from the third rollout on. At this rate the clip acts mostly at the start.
+# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each time, so
+# the sampled pass rate is noisy: 0.30 on the first rollout and the third, a peak of 0.70 at step 16, then 0.42 to 0.53.
+# The greedy validation pass rate reached its best at step 8 (80.0%), which chose best.pt; step 16 gave 75.0% and step
+# 24 80.0% again, a tie, which does not replace the earlier best. The mean reply length wanders between 50 and 59 tokens
+# and ends a little shorter than it began (55, then 52). The clip fraction is measured on each rollout's second update
+# (the first always has ρ = 1), so it shows how far the first update moved the policy: about a sixth of the reply tokens
+# on the first rollout (0.169), 0.061 on the second, then between 0.004 and 0.024. At this rate the clip acts mostly at
+# the start.
 #
 # ## Reward hacking
 #
 # A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--reward constraints`)
-# checks the constraints only: the name, the words, the at-most-N-sentences limit. It forgets to ask whether the
+# checks the constraints only: the name, the word, the at-most-N-sentences limit. It forgets to ask whether the
 # reply is a story: whether it stopped by itself, whether it has at least three sentences and ends as a sentence
 # does, and whether the story base finds it fluent. A list of the asked-for words passes it:
 
@@ -464,22 +488,31 @@ hacked = []
 hack_model, _, _ = load_model(sft_start, DEVICE)
 hack_recipe = recipe.replace(reward="constraints", train={"max_steps": report["steps"], "eval_interval": 0})
 GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, MAX_NEW, device=DEVICE, callbacks=[hacked.append]).fit()
-hack_train = [r for r in hacked if r["event"] == "train"]
+hack_train = [r for r in hacked if r["event"] == "train" and r["step"] % recipe.updates == 0]
 hack_model.eval()
-hack_replies = greedy_completions(hack_model, tokenizer, task, held_out.test, MAX_NEW,
-                                  batch_size=recipe.train.eval_batch_size)
-texts, ended, verdicts = task.judged(tokenizer, held_out.test, hack_replies)
-weak = task.weak.check(texts, held_out.test)
+SAMPLED = recipe.prompts * recipe.group_size  # replies per rollout
+print(f"per rollout, of its {SAMPLED} replies, paid by the weak verifier but refused by the real one: "
+      + " ".join(f"{round(SAMPLED * (r['reward'] - r['correct']))}" for r in hack_train))
+
+
+def both_verdicts(policy):
+    """The greedy test replies of `policy`, the real verifier's verdicts and the weak one's."""
+    replies = greedy_completions(policy, tokenizer, task, held_out.test, MAX_NEW,
+                                 batch_size=recipe.train.eval_batch_size)
+    texts, _, verdicts = task.judged(tokenizer, held_out.test, replies)
+    return texts, verdicts, task.weak.check(texts, held_out.test)
+
+
+for name, policy in (("the start", model), (f"after {report['steps']} steps on the weak reward", hack_model)):
+    texts, verdicts, weak = both_verdicts(policy)
+    print(f"greedy test replies of {name}: the weak verifier passes {100 * sum(w.passed for w in weak) / len(weak):.1f}%, "
+          f"the real one {100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%")
 paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.passed and not v.passed]
-print(f"greedy test replies after {report['steps']} steps on the weak reward: the weak verifier passes "
-      f"{100 * sum(w.passed for w in weak) / len(weak):.1f}%, the real one "
-      f"{100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%; the start: "
-      f"{100 * report['pass_rate']['before']['pass_rate']:.1f}% (real)")
-print(f"paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
+print(f"after training, paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
       f"{sum(not v.ends for _, v in paid_refused)} do not end as a story ends, "
       f"{sum(not v.fluent for _, v in paid_refused)} are not fluent")
 for text, _ in paid_refused[:2]:
-    print(f"  {text[:160]!r}")
+    print(f"  {text!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
 for runs, label in ((rollouts, "correct reward"), (hack_train, "constraints-only reward")):
     line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
@@ -492,22 +525,23 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24
-# updates the policy did not find it: on its greedy test replies the two verifiers almost agree (89.6% and 88.8%),
-# and the 2 replies the weak one paid and the real one refused both fail the ending check (the first has two
-# sentences where three are needed), none the fluency guard. The run on the weak reward even passes the real
-# verifier more often than GRPO on the real reward did (88.8% against 80.3%), though the two rewards disagreed on
-# only a few replies per rollout and both runs began with the same instructions and samples (the figure's first
-# points). They differ in the step scored (the last, 24, here; best.pt, step 8, chosen on 80 validation
-# instructions, there) and in what they sampled once their rewards first differed. One run of each cannot say which
-# matters, but it shows how far one GRPO run's test figure moves with such choices, which is why the verdict above
-# needs seeds. In the figure the weak run's pay stays a few points above the real verdict on the same replies, and
-# the gap does not grow: no exploit is being reinforced, likely because the model starts from stories, where the
-# cheapest way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit
-# now and then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward
-# that checks what you mean (here the ending check, which refused both paid replies, and the fluency guard, which
-# refuses the planted list), and a measurement the reward cannot see, here the real verifier on the same replies.
-# Real hacks have more room: code that passes unit tests by special-casing them
+# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 updates the
+# policy did not take it up: on its greedy test replies the two verifiers almost agree (89.6% and 88.8%, against 72.7%
+# and 70.3% at the start), and the 2 replies the weak one paid and the real one refused both fail the ending check, none
+# the fluency guard: the two printed stop after two sentences where three are needed. During training the weak run's pay
+# is never below the real verdict on the same replies and exceeds it by 0 to 6 of 64 replies per rollout (8 in the first
+# six rollouts, 16 in the last six); 12 rollouts cannot say whether that gap is growing, and in 24 updates nothing took
+# over. The run on the weak reward even passes the real verifier more often than GRPO on the real reward did (88.8%
+# against 80.3%), though the two rewards disagreed on only a few replies per rollout and both runs began with the same
+# instructions and samples (the figure's first points). They differ in the step scored (the last, 24, here; best.pt,
+# step 8, chosen on 80 validation instructions, there) and in what they sampled once their rewards first differed. One
+# run of each cannot say which matters, but it shows how far one GRPO run's test figure moves with such choices, which
+# is why the verdict above needs seeds. No exploit took over, likely because the model starts from stories, where the
+# cheapest way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit now
+# and then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that
+# checks what you mean (here the ending check, which refused both paid replies, and the fluency guard, which refuses the
+# planted list), and a measurement the reward cannot see, here the real verifier on the same replies. Real hacks have
+# more room: code that passes unit tests by special-casing them
 # ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
 # ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
@@ -520,10 +554,13 @@ plt.show()
 #   moved more than ε their advantage's way, so the policy stays near the one that sampled.
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
-# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way; pass@1 against
-#   pass@k says whether RL made the model do more often what it already could.
-# - A reward that checks less than you mean gets gamed; the check that closes the loophole (here the ending and
-#   fluency checks) and a measurement the reward cannot see are the defence.
+# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way (here it gained
+#   4 of GRPO's 10 points); pass@1 against pass@k asks whether RL made the model do more often what it already could;
+#   at k = 8 on 100 instructions, as here, the answer stays open (pass@8 rose from 84% to 91% under GRPO and to 92%
+#   under the control, with overlapping intervals).
+# - A reward that checks less than you mean can be gamed (here the loophole was real and in 24 updates the policy
+#   did not take it up); the check that closes the loophole (here the ending and fluency checks) and a measurement
+#   the reward cannot see are the defence.
 #
 # ## Exercises
 #
@@ -559,7 +596,8 @@ check(test_my_policy_gradient)
 # ```
 # </details>
 #
-# **2. Dividing by the group's spread.** GRPO divides each advantage by its group's standard deviation. Write
+# **2. Dividing by the group's spread.** GRPO divides each advantage by its group's standard deviation, as
+# torch.std computes it (dividing by G − 1; np.std divides by G). Write
 # `my_group_advantages(rewards, scale)` (rewards of shape (prompts, G); scale=False only centres, as Dr. GRPO does)
 # and compare two groups of 8 with your function: one with a single pass among 8, one with four. Which group's
 # passing reply gets the larger advantage, with and without the scaling? The check compares with the package.
@@ -587,7 +625,8 @@ check(test_my_group_advantages)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
 #
-# Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
+# Either way the lone pass gets the larger advantage; dividing by the spread multiplies the lone-pass group by 2.83
+# (1/0.354) and the four-pass group by 1.87 (1/0.535), widening the gap from 1.75× to about 2.6×. Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
 # lone pass gets about $2.47$ and a pass among four about $0.94$. The scaling weighs up groups of small spread: prompts that are
 # almost always failed (or almost always passed), the "difficulty bias" Dr. GRPO removes.
 # </details>
