@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 from tinylm.bench.measure import compare_compiled
-from tinylm.config import GPT2_124M, GPTConfig, TrainConfig
+from tinylm.config import GPT2_124M, TrainConfig
 from tinylm.model.gpt import GPT
 from tinylm.runtime import autocast, peak_flops_per_s
 from tinylm.train.optim import build_optimizer
+from tinylm.train.recipes import TINYSTORIES
 
 
 def device_facts() -> dict:
@@ -110,15 +111,16 @@ def shakespeare(folder: Path) -> dict:
             "last": {"step": evals[-1]["step"], "val_loss": round(evals[-1]["val_loss"], 4)}}
 
 
-STEP_TOKENS = 262_144  # the 51M recipe's tokens per optimizer step
-STORIES_51M = GPTConfig(vocab_size=50304, block_size=256, n_layer=8, n_head=8, n_embd=512)
+_STORIES_SHAPE, _STORIES_TRAIN = TINYSTORIES.recipes["gpu"]
+STEP_TOKENS = _STORIES_TRAIN.total_batch_tokens  # the 51M recipe's tokens per optimizer step
+STORIES_51M = _STORIES_SHAPE.config(vocab_size=50304)  # GPT-2's 50,257 tokens padded to a multiple of 64
 # name: (micro-batch, changes to STORIES_51M, torch.compile options); each differs from the first in one thing
 STEP_VARIANTS = {"recipe: 128 x 256": (128, {}, {}),
                  "micro-batch 256": (256, {}, {}),
                  "vocabulary 8,192": (128, {"vocab_size": 8192}, {}),
                  "context 1,024 (32 x 1,024)": (32, {"block_size": 1024}, {}),
-                 "max-autotune-no-cudagraphs": (128, {}, {"mode": "max-autotune-no-cudagraphs"}),
-                 "micro-batch 64": (64, {}, {})}
+                 "micro-batch 64": (64, {}, {}),
+                 "max-autotune-no-cudagraphs": (128, {}, {"mode": "max-autotune-no-cudagraphs"})}  # compiles longest
 
 
 def whole_step(micro_batch: int, changes: dict, compile_options: dict, steps: int = 8,
@@ -198,10 +200,11 @@ def step_variants(budget_s: float) -> dict:
             continue
         try:
             results[name] = whole_step(micro_batch, changes, options, profile_kernels=name.startswith("recipe"))
-            torch.compiler.reset()  # each variant compiles afresh; the last one's graphs and memory go
-            torch.cuda.empty_cache()
         except Exception as error:  # noqa: BLE001 - a variant that fails is recorded, the rest still run
             results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
+        finally:
+            torch.compiler.reset()  # each variant compiles afresh; the last one's graphs and memory go
+            torch.cuda.empty_cache()
         print(name, json.dumps(results[name]), flush=True)
     return results
 

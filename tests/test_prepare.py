@@ -169,7 +169,7 @@ def test_prepare_track_writes_what_train_reads_so_train_has_nothing_left_to_do(t
     (["--track", "gpt2-124m", "--workers", "2"], "--workers applies to a dataset, not to --track"),
     (["tinystories", "--track", "tinystories"], "give a dataset or --track, not both"),
     (["tinystories", "--profile", "cpu"], "--profile applies to --track only"),
-    ([], "name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, or a track with --track"),
+    ([], "name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, tokenizer, or a track with --track"),
 ])
 def test_track_and_dataset_options_do_not_mix(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -88,7 +88,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          f"decides its data and folders; prepare the dataset by name for other settings)")
         return args
     if args.dataset is None:
-        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, or a track with --track")
+        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, tokenizer, or a track with "
+                     "--track")
     if args.profile is not None:
         parser.error("--profile applies to --track only")
     if args.dataset == "tokenizer" and args.file is None:

@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--recipe", choices=RECIPE_NAMES, metavar="NAME",
                         help="default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at equal "
                         "training time, but runs longer than the default to its step limit")
-    add_run_options(parser, out="runs/<track>[-<arch>]-<profile>",
+    add_run_options(parser, out="runs/<track>-…-<profile>",
                     batch="sequences")
     parser.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
                         help=f"{', '.join(ARCHITECTURES)} (default: gpt2, or the run's)")

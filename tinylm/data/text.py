@@ -38,7 +38,7 @@ DOCUMENT_SEPARATOR = "<|endoftext|>"
 CHAR_DOCUMENT_END = "\n\n"  # what ends a document in character token files, as in notebook 13's stories
 HELD_OUT_EVERY = 10  # every tenth document, or the last tenth of the text, is held out
 CHUNK_CHARACTERS = 1 << 18  # the longest piece of text encoded at once
-BATCH_CHARACTERS = 1 << 22  # text encoded per batch, on every core, between two updates of the progress bar
+BATCH_CHARACTERS = 1 << 22  # text encoded per batch (a BPE's on every core) between two updates of the progress bar
 
 
 class TextError(InputError):
@@ -76,10 +76,13 @@ def find_text_files(spec: str | Path) -> list[Path]:
                       "a glob such as 'texts/*.txt'")
 
 
-def read_text_file(path: Path) -> str:
-    """The file's text; an empty, binary or non-UTF-8 file is a TextError that says so."""
+def read_text_file(path: Path, allow_empty: bool = False) -> str:
+    """The file's text; a binary or non-UTF-8 file is a TextError that says so, and an empty one too unless
+    `allow_empty` ("" then)."""
     data = path.read_bytes()
     if not data.strip():
+        if allow_empty:
+            return ""
         raise TextError(f"{shown(path)} is empty; give a file with text in it")
     if b"\x00" in data[:1 << 16]:
         raise TextError(f"{shown(path)} is a binary file (it holds NUL bytes), not text; give a UTF-8 text file")
@@ -95,9 +98,7 @@ def read_documents(files: list[Path]) -> list[str]:
     of several files an empty one is skipped; a folder whose files are all empty is an error."""
     documents = []
     for path in files:
-        if len(files) > 1 and not path.read_bytes().strip():
-            continue
-        text = read_text_file(path)
+        text = read_text_file(path, allow_empty=len(files) > 1)
         parts = text.split(DOCUMENT_SEPARATOR) if DOCUMENT_SEPARATOR in text else [text]
         documents += [part for part in parts if part.strip()]
     if not documents:
@@ -162,7 +163,7 @@ def _chunks(documents: Iterable[str]) -> Iterator[str]:
 
 
 class _CharEncoder:
-    """Characters -> ids through a table over code points: a 100 MB text in seconds."""
+    """Characters -> ids through a table over code points, a whole batch in one numpy lookup."""
 
     def __init__(self, tokenizer: CharTokenizer):
         self.table = np.full(0x110000, -1, dtype=np.int32)

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..model.gpt import GPT
+from ..model.rope import rotate_half_to_interleaved
 from ..paths import atomic_folder
 from .hf_gpt2 import check_exportable
 from .hf_llama import InteropError, llama_shape_problems
@@ -36,13 +37,6 @@ def gguf_architecture(model: GPT) -> str:
         raise InteropError(f"GGUF export writes {GGUF_MODELS} models; this one is neither (as Llama: "
                            f"{'; '.join(problems)}. As GPT-2: {str(error).split(': ', 1)[-1]})") from None
     return "gpt2"
-
-
-def permute_rope_rows(weight: torch.Tensor, heads: int) -> torch.Tensor:
-    """Rows of a query or key projection (or its bias) reordered from rotate-half pairs (i, i + d/2) to llama.cpp's
-    adjacent pairs (2i, 2i + 1), per head: what llama.cpp's convert_hf_to_gguf.py does to a Llama's q and k."""
-    return weight.reshape(heads, 2, weight.shape[0] // heads // 2, *weight.shape[1:]).transpose(1, 2) \
-        .reshape(weight.shape)
 
 
 def gguf_tensors(model: GPT, architecture: str) -> dict[str, torch.Tensor]:
@@ -74,8 +68,9 @@ def gguf_tensors(model: GPT, architecture: str) -> dict[str, torch.Tensor]:
                 continue
             sizes = [cfg.n_head * cfg.head_size] + 2 * [cfg.kv_heads * cfg.head_size]
             q, k, v = qkv.split(sizes)
-            out[f"{theirs}attn_q.{kind}"] = permute_rope_rows(q, cfg.n_head)
-            out[f"{theirs}attn_k.{kind}"] = permute_rope_rows(k, cfg.kv_heads)
+            # llama.cpp rotates adjacent pairs, as its convert_hf_to_gguf.py permutes a Llama's q and k
+            out[f"{theirs}attn_q.{kind}"] = rotate_half_to_interleaved(q, cfg.n_head)
+            out[f"{theirs}attn_k.{kind}"] = rotate_half_to_interleaved(k, cfg.kv_heads)
             out[f"{theirs}attn_v.{kind}"] = v
     return out
 

@@ -62,7 +62,6 @@ def interleaved_to_rotate_half(weight: torch.Tensor, n_heads: int) -> torch.Tens
 
 
 def rotate_half_to_interleaved(weight: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """The inverse of `interleaved_to_rotate_half`."""
-    rows, cols = weight.shape
-    hs = rows // n_heads
-    return weight.view(n_heads, 2, hs // 2, cols).transpose(1, 2).reshape(rows, cols)
+    """The inverse of `interleaved_to_rotate_half`; also for a projection's bias (n_heads·hs,)."""
+    hs = weight.shape[0] // n_heads
+    return weight.reshape(n_heads, 2, hs // 2, *weight.shape[1:]).transpose(1, 2).reshape(weight.shape)

@@ -35,6 +35,7 @@ from ..train.run_folder import run_file
 from .verifier import Verifier
 
 OPENING_TOKENS = 96  # the longest story opening a reply is trained on: with the prompt, it fits a context of 128
+SFT_REPORT = "sft_eval.json"  # an SFT run's report; a stories run's names the story base of its verifier
 STORY_REPLY_TOKENS = 120  # a story reply's cap: the SFT targets are openings of at most OPENING_TOKENS
 TRAIN_VARIANTS = 4  # instructions per training story (each its own opening, name and word)
 
@@ -129,7 +130,7 @@ def verifier_base(base: str | Path, profile: str) -> Path:
     checkpoints): the one the run's sft_eval.json names where that path still exists (a copied or moved run's may
     not), else runs/stories-base-<profile>."""
     folder = Path(base) if Path(base).is_dir() else Path(base).parent
-    report = folder / "sft_eval.json"
+    report = folder / SFT_REPORT
     named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base") if report.is_file() else None
     found = Path(named) if named and Path(named).exists() else story_base_folder(profile)
     if not found.exists():

@@ -65,8 +65,6 @@ def sized_recipe(profile: str, num_bytes: int, tokenizer_kind: str) -> tuple[Mod
     shape, train = _shapes(profile, tokens)
     per_step = (train.total_batch_tokens or train.batch_size * shape.block_size)
     steps = min(STEP_LIMITS[profile], max(100, math.ceil(EPOCHS * tokens * 0.9 / per_step)))
-    if profile == "smoke":
-        steps = STEP_LIMITS["smoke"]
     evaluations = 0 if profile == "smoke" else max(1, steps // 10)
     train = dataclasses.replace(train, max_steps=steps, warmup_steps=min(train.warmup_steps, steps // 10),
                                 eval_interval=evaluations, log_interval=max(1, min(train.log_interval, steps // 10)),

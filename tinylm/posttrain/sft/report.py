@@ -22,11 +22,9 @@ from ...paths import shown
 from ...runtime import autocast, resolve_dtype
 from ..plain import plain_replies, render_plain
 from ..replies import REPLY_TOKENS, SHOWN_REPLIES, chat_replies, scored, text_vocab_limit
-from ..stories import STORY_REPLY_TOKENS, plain_prompt
+from ..stories import SFT_REPORT, STORY_REPLY_TOKENS, plain_prompt
 from ..verifier import Verifier, pass_rate
 from .trainer import SFTTrainer
-
-SFT_REPORT = "sft_eval.json"
 
 
 def chat_measure(trainer: SFTTrainer, conversations: list, prompts: list[list[dict]], references: list[str],

@@ -36,6 +36,7 @@ from ..chat_base import BASE_RECIPES, pretraining_tokens
 from ..plain import PLAIN_PROMPT
 from ..replies import REPLY_TOKENS
 from ..stories import (
+    SFT_REPORT,
     STORY_BASE_RECIPES,
     STORY_REPLY_TOKENS,
     load_story_task,
@@ -47,7 +48,6 @@ from ..vocab import add_chat_tokens
 from .base import load_base
 from .recipes import SFT_RECIPES, TASKS, SFTRecipe, default_task
 from .report import (
-    SFT_REPORT,
     chat_measure,
     instruct_epilogue,
     plain_measure,
@@ -139,8 +139,7 @@ class SFTJob(Job):
 
     def data(self, start: Start) -> None:
         if self.stories:
-            self.task = task = load_story_task()
-            held_out = self.recipe.held_out
+            task, held_out = load_story_task(), self.recipe.held_out
             self.val_instructions, self.test_instructions = task.validation[:held_out], task.test[:held_out]
             self.records = {"train": [i.record() for i in task.train],
                             "validation": [i.record() for i in self.val_instructions],
@@ -157,7 +156,7 @@ class SFTJob(Job):
         self.base_model = None  # a new run's base as it came, for the plain-text baseline
         if self.stories:
             self.story_base = self._story_base(start)
-            self.verifier = story_verifier(self.story_base, self.task)  # calibrated on the task already loaded
+            self.verifier = story_verifier(self.story_base, load_story_task())  # cached: the task loaded above
         if start.saved is not None:
             self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
             return (*model_to_resume(start.saved), self.resumed_train(start.saved))
