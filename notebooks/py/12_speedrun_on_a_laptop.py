@@ -493,7 +493,7 @@ plt.show()
 # First the two ms-per-step columns. Every seed of an arm trained exactly the steps its price bought, so within
 # an arm the losses differ by seed alone. In this run several arms trained far slower than their price (mean ± half
 # the range over seeds: the default at 28.7 ± 30.5 ms a step against 9.0, `+Muon` at 79.1 ± 80.8 against 24.3):
-# some runs met a slow spell (no other process showed before or after), which made them take longer without moving
+# some runs met a slow spell, which made them take longer without moving
 # their losses. The prices held steady: every round but one (`+zero-init`'s 40.1 ms) stayed within 4 ms of its
 # arm's median.
 #
@@ -504,7 +504,7 @@ plt.show()
 # - **Muon**, the one change on top of the batch of 32: lower at the end and sooner to the target, both told apart.
 #   Both of the speedrun recipe's changes paid for themselves on the loss at the end.
 # - **The model changes** on top of Muon: none was told apart as lower. ReLU², QK-norm and the soft cap ended
-#   higher, told apart ; zero-init and the untied head were not
+#   higher, told apart; zero-init and the untied head were not
 #   told apart from Muon; on the seconds to the target none was. At 20 s none paid for itself here;
 #   modded-nanogpt adopted them for GPT-2 small on eight H100s, a scale this race does not test.
 #

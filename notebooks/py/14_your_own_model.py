@@ -132,8 +132,9 @@ print(f"held out: {how}, {len(held_out_text.encode('utf-8')):,} bytes; it starts
 #
 # Notebook 4 trained BPE merges in Python on Shakespeare. `bpe:N` learns the same kind of merges with Hugging Face's
 # `tokenizers` (written in Rust). Speed of learning is not why: in the timings of [a dated
-# note](../docs/notes/2026-11-27-your-own-text.md) the course's own incremental trainer was about as fast, on 11 MB
-# and on 100 MB of text. `tokenizers` encodes text faster, keeps special tokens apart from typed text, and its JSON is
+# note](../docs/notes/2026-11-27-your-own-text.md) the course's own incremental trainer was slower on 11 MB of text
+# and faster on 100 MB of that text repeated, which flatters it (repetition adds no new words). `tokenizers`
+# encodes text faster, keeps special tokens apart from typed text, and its JSON is
 # the `tokenizer.json` that the export below writes unchanged. `TrainedBPETokenizer.train` sets it up as GPT-2's was:
 # GPT-2's regex cuts the text into pieces, each piece starts as its UTF-8 bytes, one token per byte out of 256
 # starting tokens, and the most frequent pair of neighbouring tokens within a piece is merged into a new token, again
