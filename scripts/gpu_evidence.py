@@ -114,16 +114,40 @@ def shakespeare(folder: Path) -> dict:
 _STORIES_SHAPE, _STORIES_TRAIN = TINYSTORIES.recipes["gpu"]
 STEP_TOKENS = _STORIES_TRAIN.total_batch_tokens  # the 51M recipe's tokens per optimizer step
 STORIES_51M = _STORIES_SHAPE.config(vocab_size=50304)  # GPT-2's 50,257 tokens padded to a multiple of 64
-# name: (micro-batch, changes to STORIES_51M, torch.compile options); each differs from the first in one thing
-STEP_VARIANTS = {"recipe: 128 x 256": (128, {}, {}),
-                 "micro-batch 256": (256, {}, {}),
-                 "vocabulary 8,192": (128, {"vocab_size": 8192}, {}),
-                 "context 1,024 (32 x 1,024)": (32, {"block_size": 1024}, {}),
-                 "micro-batch 64": (64, {}, {}),
-                 "max-autotune-no-cudagraphs": (128, {}, {"mode": "max-autotune-no-cudagraphs"})}  # compiles longest
+# name: (micro-batch, changes to STORIES_51M, torch.compile options, loss); each differs from the first in one thing,
+# except "wider + Liger", which joins two. The loss is the model's own (logits,
+# then cross-entropy) or one that fuses the head's matrix product with the cross-entropy so that the (tokens x
+# 50,304) logits are never all held: Liger Kernel's (chunked) or Cut Cross-Entropy's (never written to memory).
+STEP_VARIANTS = {"recipe": ("recipe: 128 x 256", 128, {}, {}, "model"),
+                 "liger": ("head + loss fused (Liger Kernel)", 128, {}, {}, "liger"),
+                 "cut": ("head + loss fused (Cut Cross-Entropy)", 128, {}, {}, "cut"),
+                 "wide": ("wider: 4 layers x 640 (51.9M)", 128, {"n_layer": 4, "n_embd": 640, "n_head": 10}, {},
+                          "model"),
+                 "wide-liger": ("wider + Liger", 128, {"n_layer": 4, "n_embd": 640, "n_head": 10}, {}, "liger"),
+                 "6x576": ("6 layers x 576 (52.9M)", 128, {"n_layer": 6, "n_embd": 576, "n_head": 9}, {}, "model"),
+                 "context-1024": ("context 1,024 (32 x 1,024)", 32, {"block_size": 1024}, {}, "model")}
 
 
-def whole_step(micro_batch: int, changes: dict, compile_options: dict, steps: int = 8,
+def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
+    """The model's forward up to the head: (B, T) ids -> (B, T, C) after the last LayerNorm."""
+    x, rope = model._embed(idx, torch.arange(idx.size(1), device=idx.device))
+    for block in model.transformer.h:
+        x = block(x, rope)
+    return model.transformer.ln_f(x)
+
+
+def fused_loss(name: str):
+    """(hidden (N, C), head weight (V, C), targets (N,)) -> mean cross-entropy, from a library that fuses them."""
+    if name == "liger":
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        return lambda h, w, t: liger_fused_linear_cross_entropy(h, w, t, accum_dtype=torch.float32)
+    from cut_cross_entropy import linear_cross_entropy
+
+    return lambda h, w, t: linear_cross_entropy(h, w, t)
+
+
+def whole_step(micro_batch: int, changes: dict, compile_options: dict, loss: str = "model", steps: int = 8,
                profile_kernels: bool = False) -> dict:
     """A compiled optimizer step of STEP_TOKENS tokens in micro-batches (accumulated, clipped, AdamW), as the
     Trainer takes it, on random tokens: its median ms over `steps` steps after three warm-up steps, and MFU."""
@@ -131,22 +155,30 @@ def whole_step(micro_batch: int, changes: dict, compile_options: dict, steps: in
     torch.manual_seed(0)
     model = GPT(config).cuda()
     optimizer = build_optimizer(model, TrainConfig(batch_size=micro_batch), torch.device("cuda"))
-    compiled = torch.compile(model, **compile_options)
+    if loss == "model":
+        compiled = torch.compile(model, **compile_options)
+        forward = lambda x, y: compiled(x, y)[1]  # noqa: E731
+    else:
+        body, head_loss = torch.compile(lambda x: hidden_states(model, x), **compile_options), fused_loss(loss)
+        forward = lambda x, y: head_loss(body(x).flatten(0, 1).to(torch.bfloat16),  # noqa: E731
+                                         model.lm_head.weight.to(torch.bfloat16), y.flatten())
     micro_steps = STEP_TOKENS // (micro_batch * config.block_size)
     batches = [torch.randint(config.vocab_size, (2, micro_batch, config.block_size), device="cuda")
                for _ in range(micro_steps)]
 
-    def step() -> None:
+    def step() -> torch.Tensor:
         for x, y in batches:
             with autocast(torch.device("cuda"), torch.bfloat16):
-                _, loss = compiled(x, y)
-            (loss / micro_steps).backward()
+                micro_loss = forward(x, y)
+            (micro_loss / micro_steps).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return micro_loss.detach()
 
     started = time.perf_counter()
-    for _ in range(3):
+    first_loss = step().item()  # random tokens: about ln(vocabulary) whichever loss computes it
+    for _ in range(2):
         step()
     torch.cuda.synchronize()
     warm_up_s = time.perf_counter() - started
@@ -164,7 +196,7 @@ def whole_step(micro_batch: int, changes: dict, compile_options: dict, steps: in
     result = {"micro_batch": f"{micro_batch} x {config.block_size}", "parameters": model.num_parameters(),
               "ms_per_step": round(ms, 1), "spread_ms": [round(min(times), 1), round(max(times), 1)],
               "tokens_per_s": round(STEP_TOKENS / ms * 1e3), "mfu": round(flops / (ms / 1e3) / peak, 4),
-              "warm_up_s": round(warm_up_s, 1)}
+              "warm_up_s": round(warm_up_s, 1), "first_loss": round(first_loss, 4)}
     if profile_kernels:
         try:
             result["kernels"] = kernel_shares(step)
@@ -192,14 +224,16 @@ def kernel_shares(step) -> dict:
     return {kind: round(t / whole, 3) for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1])}
 
 
-def step_variants(budget_s: float) -> dict:
+def step_variants(budget_s: float, names: list[str]) -> dict:
     started, results = time.perf_counter(), {}
-    for name, (micro_batch, changes, options) in STEP_VARIANTS.items():
+    for key in names:
+        name, micro_batch, changes, options, loss = STEP_VARIANTS[key]
         if time.perf_counter() - started > budget_s:
             results[name] = {"error": f"skipped: past the {budget_s:.0f} s budget"}
             continue
         try:
-            results[name] = whole_step(micro_batch, changes, options, profile_kernels=name.startswith("recipe"))
+            results[name] = whole_step(micro_batch, changes, options, loss,
+                                       profile_kernels=name.startswith("recipe"))
         except Exception as error:  # noqa: BLE001 - a variant that fails is recorded, the rest still run
             results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         finally:
@@ -239,13 +273,15 @@ def markdown(results: dict) -> str:
                   "| step | validation loss |", "|---|---|", *[f"| {s:,} | {v} |" for s, v in run["curve"]], ""]
     if "step_variants" in results:
         lines += ["## TinyStories 51M, the whole step (262,144 tokens, bf16, compiled, random tokens)", "",
-                  "| variant | micro-batch | ms/step (min-max) | tokens/s | MFU |", "|---|---|---|---|---|"]
+                  "| variant | micro-batch | ms/step (min-max) | tokens/s | MFU | first loss |",
+                  "|---|---|---|---|---|---|"]
         for name, run in results["step_variants"].items():
             if "error" in run:
-                lines.append(f"| {name} | | {run['error']} | | |")
+                lines.append(f"| {name} | | {run['error']} | | | |")
                 continue
             lines.append(f"| {name} | {run['micro_batch']} | {run['ms_per_step']} ({run['spread_ms'][0]}-"
-                         f"{run['spread_ms'][1]}) | {run['tokens_per_s']:,} | {100 * run['mfu']:.1f}% |")
+                         f"{run['spread_ms'][1]}) | {run['tokens_per_s']:,} | {100 * run['mfu']:.1f}% | "
+                         f"{run['first_loss']} |")
         lines.append("")
         for run in results["step_variants"].values():
             if "kernels" in run:
@@ -265,13 +301,16 @@ def main() -> None:
     parser.add_argument("--tinystories-arms", nargs="+", default=list(TINYSTORIES_ARMS), choices=TINYSTORIES_ARMS,
                         help="micro-batch sizes of the TinyStories runs")
     parser.add_argument("--variants-budget", type=float, default=300, help="seconds before no new variant starts")
+    parser.add_argument("--variants", nargs="+", default=list(STEP_VARIANTS), choices=STEP_VARIANTS,
+                        help="step variants to time, the recipe's among them")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("scripts/gpu_evidence.py measures a CUDA GPU, and torch sees none here")
     results = {"device": device_facts()}
     folder = Path(tempfile.mkdtemp(prefix="gpu-evidence-"))
     parts = {"gpt2_step": gpt2_step, "tinystories": lambda: tinystories(folder, args.seconds, args.tinystories_arms),
-             "shakespeare": lambda: shakespeare(folder), "step_variants": lambda: step_variants(args.variants_budget)}
+             "shakespeare": lambda: shakespeare(folder),
+             "step_variants": lambda: step_variants(args.variants_budget, args.variants)}
     for name in args.parts:
         print(f"{name} ...", flush=True)
         try:
