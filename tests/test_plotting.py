@@ -133,12 +133,23 @@ def test_plot_arms_shows_the_test_loss_when_asked():
 
 
 def test_plot_balancing_draws_the_worst_layer_under_the_ceiling_and_each_arms_last_load():
-    runs = {"+MoE, none": [arm_run(0, 3.0, MOE_RECORDS)], "+MoE, loss-free": [arm_run(0, 3.1, MOE_RECORDS[2:])]}
-    curves, *heatmaps = plot_balancing(runs, top_k=2).axes[:3]
+    dense = [{"event": "train", "step": s, "loss": 5.0 - s, "elapsed": 2.0 * s} for s in (1, 2, 3)]
+    moe = [dict(r, elapsed=1.0 * r["step"]) for r in MOE_RECORDS]
+    runs = {"dense": [arm_run(0, 3.2, dense)], "+MoE, none": [arm_run(0, 3.0, moe)],
+            "+MoE, loss-free": [arm_run(0, 3.1, moe[2:])]}
+    fig = plot_balancing(runs, top_k=2)
+    curves, *heatmaps = fig.axes[:3]
     worst_none, worst_free, ceiling = curves.get_lines()
     assert list(worst_none.get_ydata()) == [1.8, 0.2] and list(worst_free.get_ydata()) == [0.2]
     assert list(ceiling.get_ydata()) == [1, 1]  # 4 experts, top-2: E/k - 1
+    (label,) = curves.texts
+    assert label.get_position()[1] == 1 and label.get_va() == "bottom", "the ceiling's label sits above the curves"
     np.testing.assert_array_equal(heatmaps[1].get_images()[0].get_array(), MOE_RECORDS[-1]["expert_load"])
     assert heatmaps[0].get_title() == "none: last load"
+    assert list(heatmaps[0].get_yticks()) == [0, 1] and list(heatmaps[0].get_xticks()) == [0, 1, 2, 3]
+    assert [h.get_ylabel() for h in heatmaps] == ["layer", ""], "one axis label, not one overlapping each panel"
+    dense_colour, none_colour, free_colour = (line.get_color() for line in plot_arms(runs).axes[1].get_lines())
+    assert (worst_none.get_color(), worst_free.get_color()) == (none_colour, free_colour), "as plot_arms colours them"
+    assert dense_colour not in (none_colour, free_colour)
     with pytest.raises(ValueError, match="mixture-of-experts"):
         plot_balancing({"dense": [arm_run(0, 3.0, RECORDS)]}, top_k=2)

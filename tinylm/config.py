@@ -93,8 +93,8 @@ class GPTConfig:
     router: str = "softmax"  # scores: "softmax" over experts (Switch, Mixtral) or independent "sigmoid" (DeepSeek-V3)
     balancing: str = "loss_free"  # "none", "aux_loss" (Switch/GShard) or "loss_free" (DeepSeek-V3's bias)
     aux_loss_coef: float = 0.01
-    # loss-free: how far each expert's bias moves per optimizer step. DeepSeek-V3 uses 1e-3 over ~15T tokens;
-    # the course's runs are ~1,000 steps, where 1e-3 spends a tenth of a run balancing even a frozen router.
+    # loss-free: how far each expert's bias moves per optimizer step. DeepSeek-V3 uses 1e-3 over ~15T tokens; the
+    # course's runs are ~1,000 steps, hence ten times that (notebook 8b measures the steps each rate takes to balance).
     bias_update_rate: float = 1e-2
 
     def __post_init__(self) -> None:

@@ -67,6 +67,7 @@ import time
 
 NOTEBOOK_STARTED = time.perf_counter()
 import dataclasses
+import statistics
 
 import matplotlib.pyplot as plt
 import torch
@@ -130,15 +131,17 @@ if SCALE != PROFILE:
 # `tinylm`'s `llama-moe` has 8 routed experts, 2 active, and 1 shared, each a third of the dense MLP's width, so a
 # token costs about the dense model's multiply-adds (plus the router's `C·E`); what it costs in time, the experiment
 # below measures. The readable version loops over tokens; the package sorts the (token, expert) pairs by expert and
-# runs each expert once on all of its tokens. The bias in the code is the loss-free balancing of a later section;
-# the cell gives it small random values so that the check covers it, and it only changes which experts are chosen:
+# runs each expert once on all of its tokens. The bias in the code is the loss-free balancing of a later section,
+# added only under that balancing (`llama-moe`'s default, the layer's here); the cell gives it small random values so
+# that the check covers it, and it only changes which experts are chosen:
 
 # %%
 def moe_from_scratch(x: torch.Tensor, layer: MoE) -> torch.Tensor:
     out = torch.zeros_like(x)
     for t in range(x.size(0)):  # one token at a time
         scores = layer.router(x[t]).softmax(dim=-1)  # (E,)
-        chosen = (scores + layer.expert_bias).topk(layer.top_k).indices  # the bias only chooses...
+        bias = layer.expert_bias if layer.balancing == "loss_free" else 0  # as the package: loss-free balancing only
+        chosen = (scores + bias).topk(layer.top_k).indices  # the bias only chooses...
         weights = scores[chosen] / scores[chosen].sum()  # ...the weights come from the scores
         for e, w in zip(chosen.tolist(), weights):
             out[t] += w * layer.experts[e](x[t])
@@ -267,10 +270,10 @@ print(f"bias update == the package's (rate u = {free_layer.bias_update_rate:g});
 # %%
 def balance(rate: float, steps: int = 400, tilt: float = 0.02) -> list[float]:
     """The max-violation at every step of a loss-free layer whose router prefers experts 0 and 1 by `tilt`."""
-    torch.manual_seed(1)
-    tilted = MoE(dataclasses.replace(moe_cfg, balancing="loss_free", bias_update_rate=rate)).train()
-    tokens = torch.randn(256, moe_cfg.n_embd) + 1  # every token shares a direction...
-    with torch.no_grad():
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the caller's random state stays as it was
+        torch.manual_seed(1)  # the same layer and tokens at every call
+        tilted = MoE(dataclasses.replace(moe_cfg, balancing="loss_free", bias_update_rate=rate)).train()
+        tokens = torch.randn(256, moe_cfg.n_embd) + 1  # every token shares a direction...
         tilted.router.weight.normal_(0, 0.05)
         tilted.router.weight[:2] += tilt  # ...which experts 0 and 1 score higher
         violations = []
@@ -423,7 +426,7 @@ for arm in arms:
 moe_arms = arms[1:]
 unbalanced, aux, free = (arm.name for arm in moe_arms)
 ceiling = E / k - 1  # the same 8 experts, top-2, as the layer above
-plot_balancing({arm.name: runs[arm.name] for arm in moe_arms}, top_k=k)
+plot_balancing(runs, top_k=k)  # the mixture arms, each in its colour of the figure above
 plt.show()
 
 
@@ -535,19 +538,21 @@ check(test_moe_layer_parameters)
 # needs to get under a max-violation of 0.5 should scale as `1/u`, and `steps · u` should stay about the
 # same, as long as a step of `u` is small next to those gaps. Measure it: run `balance(rate)` for at least
 # three rates spanning a factor of ten or more (say `1e-3`, `3e-3`, `1e-2`, `3e-2`, `1e-1`), find the first
-# step under 0.5 in each (None if it never gets there), and fill `my_steps = {rate: steps}`. The check
+# step under 0.5 in each (None if it never gets there), and fill `my_steps_by_rate = {rate: steps}`. The check
 # compares each with a run of its own and prints `steps · u`, the mean max-violation of the last 50 steps,
 # and the last four steps' values. Where does the prediction stop holding, and why?
 
 # %%
-my_steps = None  # replace with {rate: the first step whose max-violation is under 0.5, or None}, from balance(rate)
+my_steps_by_rate = None  # replace with {rate: the first step whose max-violation is under 0.5, or None}
 
 
-def test_my_steps():
-    if my_steps is None:
-        raise NotImplementedError("set my_steps to {rate: steps} from your runs of balance(rate)")
-    assert len(my_steps) >= 3 and max(my_steps) / min(my_steps) >= 10, "three rates or more, a factor of 10 apart"
-    for rate, steps in sorted(my_steps.items()):
+def test_my_steps_by_rate():
+    if my_steps_by_rate is None:
+        raise NotImplementedError("set my_steps_by_rate to {rate: steps} from your runs of balance(rate)")
+    rates = sorted(my_steps_by_rate)
+    assert len(rates) >= 3 and rates[-1] / rates[0] >= 10, "three rates or more, a factor of 10 apart"
+    for rate in rates:
+        steps = my_steps_by_rate[rate]
         violations = balance(rate)
         measured = next((step for step, v in enumerate(violations) if v < 0.5), None)
         assert steps == measured, f"at u = {rate:g} the layer got under 0.5 after {measured} steps, not {steps}"
@@ -556,14 +561,14 @@ def test_my_steps():
               + ", ".join(f"{v:.2f}" for v in violations[-4:]))
 
 
-check(test_my_steps)
+check(test_my_steps_by_rate)
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# my_steps = {rate: next((step for step, v in enumerate(balance(rate)) if v < 0.5), None)
-#             for rate in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)}
+# my_steps_by_rate = {rate: next((step for step, v in enumerate(balance(rate)) if v < 0.5), None)
+#                     for rate in (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)}
 # ```
 #
 # The check prints, for your rates, the steps, `steps · u` and where each settles. The two rates the lesson ran
@@ -628,7 +633,7 @@ check(test_my_ceiling)
 #
 # **4. Experiment: equal time instead of equal steps.** The table above is a race of equal steps, which does not
 # charge the mixture for its slower step. Race the dense block and the mixture with no balancing again at equal
-# *seconds*: three seeds each (`SEEDS`), every run the same seconds of training (say the mean the dense arm took
+# *seconds*: three seeds each (`SEEDS`), every run the same seconds of training (say the median the dense arm took
 # above: `max_seconds`, with a step limit it never reaches), everything else as `arm_recipe`, and the same
 # training and test tokens. `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (most
 # likely the machine was busy during it) and counts the re-run instead, without checking it again. Does the
@@ -636,7 +641,7 @@ check(test_my_ceiling)
 # on the test split.
 
 # %%
-dense_seconds = sum(run.elapsed for run in runs[arms[0].name]) / len(runs[arms[0].name])
+dense_seconds = statistics.median(run.elapsed for run in runs[arms[0].name])  # a stalled run does not move it
 print(f"exercise 4 trains for about {2 * len(SEEDS) * dense_seconds:,.0f} s here: {2 * len(SEEDS)} runs of "
       f"{dense_seconds:.0f} s, and a re-run of any whose steps fall more than {STEP_TOLERANCE:.0%} off its arm's median")
 moe_equal_time_runs = None  # replace with train_arms(...) of the dense arm and the no-balancing arm at equal seconds

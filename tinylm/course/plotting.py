@@ -10,7 +10,8 @@ share of steps that clipping scaled down (the `grad_norm` and `clipped` fields o
 `plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
 `expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
 `use_projector_style()` sets such fonts for every figure a notebook draws. `plot_arms` and `plot_balancing`
-draw an ablation's runs (tinylm.course.ablation: each arm's runs over seeds), as notebooks 8a and 8b show them.
+draw an ablation's runs (tinylm.course.ablation: each arm's runs over seeds), as notebooks 8a and 8b show them,
+each arm in the colour `arm_colours` gives it.
 """
 
 from __future__ import annotations
@@ -147,23 +148,29 @@ def trailing_mean(values: Sequence[float], width: int) -> np.ndarray:
     return np.array([values[max(0, i - width + 1) : i + 1].mean() for i in range(len(values))])
 
 
+def arm_colours(arms: Sequence[str]) -> dict[str, str]:
+    """One colour per arm, by its place in the ablation, so that every figure of the ablation draws an arm alike."""
+    return {arm: f"C{i}" for i, arm in enumerate(arms)}
+
+
 def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4, split: str = "val"):
     """An ablation's runs, `runs` mapping each arm's name to its runs over seeds (objects with `val_loss` and the
     Trainer's `records`, as tinylm.course.ablation.ArmRun, and `test_loss` for `split="test"`). Left: each arm's final
     loss on `split` ("val" or "test"), its mean over seeds (a dot) with the range (a bar) and each seed (a tick).
-    Right: each run's training loss against seconds of training (a trailing mean over `smooth` logged steps), one
-    colour per arm. Returns the figure."""
+    Right: each run's training loss against seconds of training (a trailing mean over `smooth` logged steps), in its
+    arm's colour (`arm_colours`). Returns the figure."""
     fig, (final, curves) = plt.subplots(1, 2, figsize=(16, 5.5), gridspec_kw={"width_ratios": [1, 1.2]})
+    colours = arm_colours(list(runs))
     for i, (arm, arm_runs) in enumerate(runs.items()):
         values = [getattr(run, f"{split}_loss") for run in arm_runs]
         mean = sum(values) / len(values)
-        final.errorbar(mean, i, xerr=[[mean - min(values)], [max(values) - mean]], fmt="o", color=f"C{i}", capsize=5,
-                       ms=8)
+        final.errorbar(mean, i, xerr=[[mean - min(values)], [max(values) - mean]], fmt="o", color=colours[arm],
+                       capsize=5, ms=8)
         final.plot(values, [i] * len(values), "|", color="black", ms=12)
         for seed_index, run in enumerate(arm_runs):
             logged = [r for r in run.records if r.get("event") == "train"]
             curves.plot([r["elapsed"] for r in logged], trailing_mean([r["loss"] for r in logged], smooth),
-                        color=f"C{i}", alpha=0.8, lw=1.2, label=arm if seed_index == 0 else None)
+                        color=colours[arm], alpha=0.8, lw=1.2, label=arm if seed_index == 0 else None)
     final.set_yticks(range(len(runs)), list(runs))
     final.invert_yaxis()
     final.set_xlabel(f"final {'validation' if split == 'val' else split} loss (nats per token)")
@@ -182,28 +189,35 @@ def plot_arms(runs: dict[str, list], title: str | None = None, smooth: int = 4, 
 
 
 def plot_balancing(runs: dict[str, list], top_k: int):
-    """Expert load in the mixture-of-experts arms of an ablation (`runs` as for `plot_arms`). Left: the worst
-    layer's max-violation at every logged step, each seed (the first solid, the others dashed), under the ceiling
-    E/k − 1 that top-`top_k` routing allows. Then one heatmap per arm: the first seed's load in the last logging
-    window, layer by expert, on one colour scale from 0 to 1/k. Returns the figure."""
-    fig, axes = plt.subplots(1, 1 + len(runs), figsize=(5 + 4 * len(runs), 4.2),
-                             gridspec_kw={"width_ratios": [1.6] + [1] * len(runs)})
-    image = None
-    for i, (arm, arm_runs) in enumerate(runs.items()):
+    """Expert load in the mixture-of-experts arms of an ablation (`runs` as for `plot_arms`; arms whose records
+    carry no expert load, as a dense arm's, are left out but keep their colour). Left: the worst layer's
+    max-violation at every logged step, each seed (the first solid, the others dashed), under the ceiling E/k − 1
+    that top-`top_k` routing allows. Then one heatmap per arm: the first seed's load in the last logging window,
+    layer by expert, on one colour scale from 0 to 1/k. Returns the figure."""
+    colours = arm_colours(list(runs))
+    moe_runs = {arm: arm_runs for arm, arm_runs in runs.items()
+                if any(r.get("event") == "train" and "max_violation" in r for r in arm_runs[0].records)}
+    if not moe_runs:
+        raise InputError(f"{', '.join(runs)}: no train record carries max_violation: a mixture-of-experts run is "
+                         "needed")
+    fig, axes = plt.subplots(1, 1 + len(moe_runs), figsize=(5 + 4 * len(moe_runs), 4.2), layout="constrained",
+                             gridspec_kw={"width_ratios": [1.6] + [1] * len(moe_runs)})
+    for heatmap, (arm, arm_runs) in zip(axes[1:], moe_runs.items()):
         for seed_index, run in enumerate(arm_runs):
             logged = [r for r in run.records if r.get("event") == "train" and "max_violation" in r]
-            if not logged:
-                raise InputError(f"{arm}: no train record carries max_violation: a mixture-of-experts run is needed")
-            axes[0].plot([r["step"] for r in logged], [max(r["max_violation"]) for r in logged], color=f"C{i}",
+            axes[0].plot([r["step"] for r in logged], [max(r["max_violation"]) for r in logged], color=colours[arm],
                          ls="-" if seed_index == 0 else "--", label=f"{arm}, seed {run.seed}")
         load = np.array(_last_load(arm_runs[0]))  # (layers, experts)
-        image = axes[1 + i].imshow(load, cmap="magma", vmin=0, vmax=1 / top_k, aspect="auto")
-        axes[1 + i].set_title(f"{arm.split(', ')[-1]}: last load", fontsize=12)
-        axes[1 + i].set_xlabel("expert")
-        axes[1 + i].set_ylabel("layer")
+        image = heatmap.imshow(load, cmap="magma", vmin=0, vmax=1 / top_k, aspect="auto")
+        heatmap.set_title(f"{arm.split(', ')[-1]}: last load", fontsize=12)
+        heatmap.set_xticks(range(load.shape[1]))
+        heatmap.set_yticks(range(load.shape[0]))
+        heatmap.set_xlabel("expert")
+    axes[1].set_ylabel("layer")
     ceiling = load.shape[1] / top_k - 1
     axes[0].axhline(ceiling, color="gray", ls=":")
-    axes[0].text(0, ceiling - 0.3, f"ceiling E/k − 1 = {ceiling:g}", color="gray")
+    axes[0].text(0, ceiling, f"ceiling E/k − 1 = {ceiling:g}", color="gray", va="bottom")  # above every curve
+    axes[0].set_ylim(top=ceiling * 1.15)
     axes[0].set_xlabel("optimizer step")
     axes[0].set_ylabel("max-violation (worst layer)")
     axes[0].set_title("expert load over training")
