@@ -21,7 +21,7 @@
 # Notebook 8a built the dense Llama block. Many of today's open models (Mixtral, DeepSeek-V3, Qwen's MoE
 # models) replace its MLP by a **mixture of experts**: many MLPs per layer, of which each token uses only
 # a few, so the parameters grow while the compute per token does not. The catch is the router that picks
-# the experts: left alone it sends most tokens to a few of them. This notebook builds the layer and both
+# the experts: left alone it tends to send most tokens to a few of them. This notebook builds the layer and both
 # cures for that collapse from scratch, checks each against `tinylm`, and measures the mixture: the dense block
 # against a mixture with loss-free balancing, at equal steps, three seeds per arm, with a stated rule for when a
 # difference counts.
@@ -307,13 +307,14 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 #
 # ## The experiment: the dense block against a mixture
 #
-# Two arms, one change: the dense Llama block that notebook 8a ends with (its +GQA arm), and the same block with
-# its MLP replaced by the mixture above under loss-free balancing, DeepSeek-V3's method and `llama-moe`'s default.
-# Both arms train notebook 8a's model and recipe, at three seeds, the arms' order rotated from seed to seed, and are
-# scored on a held-out test split. Why two arms and not one per balancing mode: at 1,000 steps a run of this model
-# ends before its samples read as stories, and only more steps per run fixed that (a smaller vocabulary or shape at
-# the same seconds did not: [a dated note](../docs/notes/2026-11-27-story-levers.md)); 3,000 steps for four arms
-# would not fit in a one-hour lesson, for two they do. Comparing the balancing modes in training is exercise 4.
+# Two arms, one change: the dense Llama block that notebook 8a builds (RMSNorm, RoPE, SwiGLU, grouped-query
+# attention), and the same block with its MLP replaced by the mixture above under loss-free balancing,
+# DeepSeek-V3's method and `llama-moe`'s default. Both arms train notebook 8a's model shape and recipe, 3,000 steps
+# per run, at three seeds, the arms' order rotated from seed to seed, and are scored on a held-out test split. Why
+# two arms and not one per balancing mode: at 1,000 steps a run of this shape ends before its samples read as
+# stories, and only more steps per run fixed that (measured on 8a's GPT-2 arm; a smaller vocabulary or shape at the
+# same seconds did not: [a dated note](../docs/notes/2026-11-27-story-levers.md)); 3,000 steps for four arms would
+# not fit in a one-hour lesson, for two they do. Comparing the balancing modes in training is exercise 4.
 #
 # - **Equal steps, 3,000 per run**: a budget of seconds would let a busy machine pick the winner. The
 #   mixture's step is slower here for two reasons this notebook does not separate: dispatch (sorting, gathering and
@@ -393,9 +394,9 @@ for arm in arms:
 # parameters used per token.
 #
 # Its price is the ms per step column: 71 ms for the mixture against the dense block's 49 (medians over seeds). The
-# machine was not quiet for all of it (the dense block's first run took 195 s, its other two 140 and 146), so the
-# ratio is rough, and this notebook does not separate the two reasons for the slower step (dispatch, and nine narrow
-# products instead of one wide one). Exercise 5 asks whether the mixture's gain survives a race of equal seconds.
+# machine's speed varied (the dense block's first run took 195 s, its other two 140 and 146), so the ratio is rough,
+# and this notebook does not separate the two reasons for the slower step (dispatch, and nine narrow products
+# instead of one wide one). Exercise 5 asks whether the mixture's gain survives a race of equal seconds.
 #
 # The samples share a prompt and a sampling seed, so they open with the same sentence, then part. At 3,000 steps
 # each sentence is a TinyStories sentence, and the mixture's sample keeps to one scene for three of them (Sarah, the
@@ -451,11 +452,12 @@ for run in runs[mixture]:
 
 # %% [markdown]
 # The biases kept the load near even: at the end every layer of every seed was within 0.08 of a perfect balance
-# (the worst layers 0.08, 0.05 and 0.05), 0.02 ± 0.01 of the ceiling, and no expert was idle; the heatmap shows
-# seed 0's last load, every expert near 1/8 of its layer's assignments. It did not start there: in the warmup's
-# 50 steps the router's scores moved faster than biases moving `u` a step could follow, and by step 50 the worst layer had reached 1.88 and 1.87 in two seeds (0.84 in the third), more than half of the
-# ceiling in those two, before it came down within a few hundred steps (the left panel). So the 9 steps of the
-# tilted layer do not carry over to a learning router, whose score gaps keep moving.
+# (the worst layers 0.08, 0.05 and 0.05, a fiftieth of the ceiling: 0.02 ± 0.01), and no expert was idle; the
+# heatmap shows seed 0's last load, every expert near 1/8 of its layer's assignments. It did not get there at once: by
+# step 50, the end of the warmup, the worst layer had reached 1.88 and 1.87 in two seeds (0.84 in the third), more
+# than half of the ceiling in those two, and it came down within a few hundred steps (the left panel), most likely
+# because early on the router's score gaps moved faster than biases moving `u` a step could follow: the 9 steps of
+# the tilted layer, whose router was frozen, do not carry over to a learning one.
 #
 # What this run cannot say is what the balancing itself did: whether a mixture without it would have collapsed
 # here, whether it would have modelled better or worse, and how the auxiliary loss compares. Exercise 4 trains
@@ -470,8 +472,8 @@ for run in runs[mixture]:
 # - The **auxiliary loss** `α·E·Σ fᵢPᵢ` balances through its gradient, which competes with the
 #   language-modelling loss; DeepSeek-V3's **loss-free bias** balances through the choice alone, moving
 #   each expert's bias by `u` per step against its load error: a larger `u` balances sooner and settles coarser.
-# - At equal steps the mixture with loss-free balancing beat the dense block by the rule, at about its parameters
-#   used per token; each of its steps cost more here (dispatch, narrow products), and whether the gain pays for
+# - At equal steps the mixture with loss-free balancing beat the dense block by the rule, with about the dense
+#   block's parameters used per token; each of its steps cost more here (dispatch, narrow products), and whether the gain pays for
 #   them is a race of equal seconds (exercise 5).
 # - A change is measured one at a time, at equal budget, over three seeds, and called only by the stated rule;
 #   "not told apart" is a result too.
@@ -660,13 +662,14 @@ check(test_balancing_modes)
 # ```
 #
 # Read the table against the lesson's section on balancing. Without balancing, nothing in the loss asks for an even
-# load: look for layers whose max-violation climbed towards the ceiling, and for seeds in which it did not
-# (collapse is likely, not certain). The auxiliary loss balances through its gradient, so a layer can stay less
+# load: look for layers whose max-violation climbed towards the ceiling, and whether every seed's did. The
+# auxiliary loss balances through its gradient, so a layer can stay less
 # balanced where that gradient loses to the language-modelling loss's; the biases balance through the choice alone.
-# On the loss, "not told apart" is the likely verdict at three seeds: it says that a cost or a gain of balancing,
-# which both exist in principle (the auxiliary loss's gradient pulls the router away from what the
-# language-modelling loss wants, the bias sends some tokens to experts that score lower for them, and balancing
-# puts a collapsed layer's idle experts to work), is smaller than the seeds' disagreement, not that there is none.
+# On the loss, read the verdicts as they come: a cost and a gain of balancing both exist in principle (the
+# auxiliary loss's gradient pulls the router away from what the language-modelling loss wants, the bias sends some
+# tokens to experts that score lower for them, and balancing puts a collapsed layer's idle experts to work);
+# "told apart" says which one outweighed the seeds' disagreement here, "not told apart" that neither did, not that
+# there is none.
 # With six verdicts, the last line says how often at least one would read "told apart" by chance alone.
 # </details>
 #
