@@ -94,7 +94,8 @@ class GPTConfig:
     balancing: str = "loss_free"  # "none", "aux_loss" (Switch/GShard) or "loss_free" (DeepSeek-V3's bias)
     aux_loss_coef: float = 0.01
     # loss-free: how far each expert's bias moves per optimizer step. DeepSeek-V3 uses 1e-3 over ~15T tokens; the
-    # course's runs are ~1,000 steps, hence ten times that (notebook 8b measures the steps each rate takes to balance).
+    # course's runs are 1,000 to 3,000 steps, hence ten times that (notebook 8b measures the steps each rate takes to
+    # balance).
     bias_update_rate: float = 1e-2
 
     def __post_init__(self) -> None:

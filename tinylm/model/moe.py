@@ -3,11 +3,11 @@
 A router scores every expert for every token (softmax as in Switch/Mixtral, or sigmoids as in DeepSeek-V3); the
 token goes to its top-k experts, whose outputs are summed with the renormalised scores as weights: parameters grow
 with the experts, compute per token only with k. As in DeepSeekMoE (arXiv:2401.06066) the experts are narrow (by
-default mlp_hidden / (k + shared) wide) and shared experts serve every token. Left alone, routing collapses (the
-early winners train more and win more), so `balancing` is "none" (notebook 8b watches it collapse), "aux_loss"
+default mlp_hidden / (k + shared) wide) and shared experts serve every token. Left alone, routing tends to
+collapse (early winners train more and win more), so `balancing` is "none" (8b's exercise 4 trains it), "aux_loss"
 (Switch/GShard's coef·E·Σ f_i·P_i, whose gradient moves each token's score to experts loaded below its weighted
 mean) or "loss_free" (DeepSeek-V3: a per-expert bias, used only to choose the top-k, moves by `bias_update_rate`
-against its load error after each optimizer step; by default 10× DeepSeek-V3's 1e-3, for ~1,000-step runs).
+against its load error after each optimizer step; by default 10× DeepSeek-V3's 1e-3, for short runs).
 
 Dispatch: eagerly, the assignments are sorted by expert and each expert runs once on its tokens (the slices' sizes
 need a host sync); under torch.compile every expert runs on every token with a zero gate where it was not chosen
