@@ -17,6 +17,7 @@ import argparse
 import dataclasses
 
 import tinylm
+from tinylm.cli.errors import run_cli
 from tinylm.course.ablation import ablation_table, architecture_chain, mixture_chain, train_arms, verdicts
 
 
@@ -66,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(lambda _argv: main())  # an anticipated error: one line, no traceback

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 import tinylm
+from tinylm.cli.errors import run_cli
 from tinylm.config import with_architecture
 from tinylm.course.ablation import Arm, hold_out_test, parameter_counts, train_arms
 from tinylm.data.corpora import prepare_tinystories
@@ -147,4 +148,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(lambda _argv: main())  # an anticipated error: one line, no traceback
