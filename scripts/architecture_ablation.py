@@ -2,13 +2,14 @@
 (notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
 `--part moe`), every arm at several seeds for the same number of optimizer steps, on the TinyStories track.
 
-    python scripts/architecture_ablation.py --part block --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
-    python scripts/architecture_ablation.py --part moe --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
+    python scripts/architecture_ablation.py --part block --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
+    python scripts/architecture_ablation.py --part moe --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
 
-prints one line per run, then the table and the verdicts the notebook prints (without bits per byte, on the
-validation split): a difference is told apart only with at least 3 seeds per arm whose ranges do not overlap
-(tinylm.eval.uncertainty). `--seconds S` races equal seconds instead, which charges a block for a slower step but
-lets the machine's load move the steps; a run whose steps fall far off its arm's median is then trained again.
+prints one line per run, then the table and the verdicts the notebooks print (without bits per byte), on the test
+split they hold out (the training split's last stories, as many tokens as validation): a difference is told apart
+only with at least 3 seeds per arm whose ranges do not overlap (tinylm.eval.uncertainty). `--seconds S` races equal
+seconds instead, which charges a block for a slower step but lets the machine's load move the steps; a run whose
+steps fall far off its arm's median is then trained again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ import dataclasses
 
 import tinylm
 from tinylm.cli.errors import run_cli
-from tinylm.course.ablation import ablation_table, architecture_chain, mixture_chain, train_arms, verdicts
+from tinylm.course.ablation import (
+    ablation_table,
+    architecture_chain,
+    hold_out_test,
+    mixture_chain,
+    train_arms,
+    verdicts,
+)
 
 
 def main() -> None:
@@ -61,9 +69,11 @@ def main() -> None:
         # An arm whose baseline is left out has nothing to be compared with: it is shown, not judged.
         arms = [arm if arm.baseline in args.arms else dataclasses.replace(arm, baseline=None)
                 for arm in arms if arm.name in args.arms]
-    runs = train_arms(arms, args.seeds, recipe, data.train, data.val, device=device, tokenizer=data.tokenizer)
-    print(ablation_table(arms, runs))
-    print("\n".join(verdicts(arms, runs)))
+    train, test = hold_out_test(data.train, len(data.val), boundary=data.tokenizer.eot_token)  # as 8a and 8b cut it
+    runs = train_arms(arms, args.seeds, recipe, train, data.val, device=device, tokenizer=data.tokenizer,
+                      test_data=test)
+    print(ablation_table(arms, runs, split="test"))
+    print("\n".join(verdicts(arms, runs, split="test")))
 
 
 if __name__ == "__main__":
