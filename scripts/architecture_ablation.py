@@ -1,8 +1,8 @@
-"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +RMSNorm -> +RoPE -> +SwiGLU -> +GQA
-(notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
+"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +no-bias -> +RMSNorm -> +RoPE -> +SwiGLU
+-> +GQA (notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
 `--part moe`), every arm at several seeds for the same number of optimizer steps, on the TinyStories track.
 
-    python scripts/architecture_ablation.py --part block --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
+    python scripts/architecture_ablation.py --part block --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
     python scripts/architecture_ablation.py --part moe --steps 1000 --n-embd 96 --block-size 64 --batch-size 8
 
 prints one line per run, then the table and the verdicts the notebook prints (without bits per byte, on the
