@@ -367,10 +367,10 @@ arms = [chain[0], llama]  # the lesson's two arms
 # Two arms, the chain's ends, each at three seeds of **3,000 optimizer steps**, scored on a held-out test split
 # (the training split's last stories, which no choice was scored on). Steps, not seconds: on a shared laptop a
 # budget of seconds buys a different number of steps from one minute to the next, and a loss follows them; the
-# table prices a step separately. The `cpu` profile trains a narrower model than the TinyStories recipe's (96
-# wide, not 128) on windows of 64 tokens in batches of 8 (recipe: 128-token windows, batches of 16), at the
-# recipe's peak rate. Why 3,000 steps and two arms: after 1,000 steps (this notebook's earlier setting) GPT-2's
-# arm did not hold a sentence together, and of the levers that fit a lesson (a smaller vocabulary, a smaller
+# table prices a step separately. The lesson's hour bounds arms × seeds × steps, so the `cpu` profile trains a
+# narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of 8
+# (recipe: 128-token windows, batches of 16), at the recipe's peak rate. Why 3,000 steps and two arms: after
+# 1,000 steps GPT-2's arm did not yet hold a sentence together, and of the levers that fit a lesson (a smaller vocabulary, a smaller
 # model, more steps per run) only more steps made it do so, ending seed 0 at 1.231 bits per byte on this test
 # split against 1.427 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
 # 3,000 steps would not fit the lesson's hour (exercise 3 prints what the four others cost), so the lesson trains
@@ -447,9 +447,9 @@ for arm in arms:
 # against 1.230 bits per byte): told apart, and by far more than the seeds' spread (each arm's seeds lie within
 # 0.010 of each other). It did so with fewer weights (1,069,920 against 1,117,248: no biases, no position table,
 # half the key/value projections). The rule says that the whole block is better here, not which of its five
-# changes makes it so: exercise 3 trains the arms between. Both samples now tell a story for a sentence or two,
-# then drift: GPT-2's John gives way to "the two friends" and a man who says "Mommy"; Llama's Tom becomes Tim, and
-# its "big, red sun" "a big, old house". The ms per step are no measure of either block's speed: the machine was
+# changes makes it so: exercise 3 trains the arms between. Both samples tell a story for a sentence or two, then
+# drift: GPT-2's John gives way to "the two friends", a man who says "Mommy" and a Timmy; Llama's Tom becomes
+# Tim, and the "big, red sun" he found is "a big, old house" one sentence later. The ms per step are no measure of either block's speed: the machine was
 # shared while they ran (Llama's seeds took 138 to 226 s for the same 3,000 steps). Exercise 4 races equal
 # seconds.
 #
@@ -479,9 +479,9 @@ print(f"{budget} greedy tokens, with and without the cache: identical")
 # - **RMSNorm** re-scales without re-centring; **RoPE** rotates queries and keys so that scores depend on
 #   offsets; **SwiGLU** gates one projection with another at about GELU's cost; **grouped-query
 #   attention** shrinks the KV cache by `n_head / n_kv_head`.
-# - A block is measured **at a budget the machine cannot move, over seeds**, long enough that the reference
-#   writes stories, and a difference counts only by a rule stated before the run; which change carries it takes
-#   one change at a time (exercise 3).
+# - A block is measured **at a budget the machine cannot move, over seeds**, long enough that GPT-2's block
+#   starts to write stories, and a difference counts only by a rule stated before the run; which change carries
+#   it takes one change at a time (exercise 3).
 #
 # ## Exercises
 #
