@@ -1,5 +1,5 @@
-"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +RMSNorm -> +RoPE -> +SwiGLU -> +GQA
-(notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
+"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +no-bias -> +RMSNorm -> +RoPE -> +SwiGLU
+-> +GQA (notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
 `--part moe`), every arm at several seeds for the same number of optimizer steps, on the TinyStories track.
 
     python scripts/architecture_ablation.py --part block --steps 3000 --n-embd 96 --block-size 64 --batch-size 8

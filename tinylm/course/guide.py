@@ -63,7 +63,7 @@ LESSONS = [
            "temperature, top-k/top-p, a repetition penalty and the KV cache",
            "3 (and 5's run, else it trains stand-ins)"),
     Lesson("08a_modern_block.ipynb", "The modern block",
-           "RMSNorm, RoPE, SwiGLU and grouped-query attention, ablated one at a time", "3, 7"),
+           "RMSNorm, RoPE, SwiGLU and grouped-query attention; Llama's block raced against GPT-2's", "3, 7"),
     Lesson("08b_mixture_of_experts.ipynb", "Mixture of experts",
            "a routed MLP, collapse, the auxiliary loss and loss-free balancing, ablated", "8a"),
     Lesson("09_chat_finetuning.ipynb", "Chat fine-tuning",
