@@ -26,8 +26,8 @@ def test_spread_refuses_empty_and_diverged():
 def test_compare_names_winner_and_gives_the_verdict_by_the_rule():
     text = compare("gpt2", [1.30, 1.32, 1.31], "llama", [1.20, 1.22, 1.21])
     assert text.startswith("llama beats gpt2 on val loss by 0.100 (means 1.210 vs 1.310;")  # the winner's mean first
-    assert ("told apart: every seed of llama beats every seed of gpt2 (were there no real difference, this would "
-            "happen 10% of the time)") in text
+    assert ("told apart: every seed of llama beats every seed of gpt2 (were there no real difference, one arm's "
+            "seeds would all beat the other's, either way round, 10% of the time)") in text  # 2 / C(6, 3): both ways
     two_seeds = compare("gpt2", [1.30, 1.32], "llama", [1.20, 1.22])
     assert "not told apart: the ranges do not overlap, but with fewer than 3 seeds" in two_seeds and "33%" in two_seeds
     overlapping = compare("a", [1.0, 1.3, 1.2], "b", [1.1, 1.2, 1.25])

@@ -85,10 +85,12 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
     widest = max(sa.high - sa.low, sb.high - sb.low)
     if told_apart(a, b):
         verdict = (f"told apart: every {replicate} of {winner} beats every {replicate} of {loser} (were there no "
-                   f"real difference, this would happen {null_pass_rate(len(a), len(b)):.0%} of the time)")
+                   f"real difference, one arm's {replicate}s would all beat the other's, either way round, "
+                   f"{null_pass_rate(len(a), len(b)):.0%} of the time)")
     elif separated(a, b):
-        verdict = (f"not told apart: the ranges do not overlap, but with fewer than {MIN_SEEDS} {replicate}s an arm "
-                   f"that is no better does that {null_pass_rate(len(a), len(b)):.0%} of the time")
+        verdict = (f"not told apart: the ranges do not overlap, but with fewer than {MIN_SEEDS} {replicate}s two "
+                   f"arms with no real difference do that, either way round, "
+                   f"{null_pass_rate(len(a), len(b)):.0%} of the time")
     else:
         verdict = f"not told apart: the {replicate}s overlap"
     winner_mean, loser_mean = (sa.mean, sb.mean) if a_better else (sb.mean, sa.mean)
