@@ -6,10 +6,10 @@
     python scripts/architecture_ablation.py --part moe --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
 
 prints one line per run, then the table and the verdicts the notebooks print (without bits per byte), on the test
-split they hold out (the training split's last stories, as many tokens as validation): a difference is told apart
-only with at least 3 seeds per arm whose ranges do not overlap (tinylm.eval.uncertainty). `--seconds S` races equal
-seconds instead, which charges a block for a slower step but lets the machine's load move the steps; a run whose
-steps fall far off its arm's median is then trained again.
+split they hold out (the training split's last stories, at most as many tokens as validation: the cut moves to a
+story's end): a difference is told apart only with at least 3 seeds per arm whose ranges do not overlap
+(tinylm.eval.uncertainty). `--seconds S` races equal seconds instead, which charges a block for a slower step but
+lets the machine's load move the steps; a run whose steps fall far off its arm's median is then trained again.
 """
 
 from __future__ import annotations

@@ -36,13 +36,13 @@
 #   the difference called by a stated rule or printed as "not told apart"; the three balancing modes in training
 #   are an exercise.
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 19 min, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 19 min, by the course's
 # formula), then a second sitting of about 86 minutes for the 5 exercises (10 minutes each, and 36 min of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps of a tiny model, scored on 4,096 validation and at most 4,096 test tokens | the last cell prints it |
-# | `cpu` (2-core laptop) | 2 arms × 3 seeds of 3,000 steps each of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
+# | `cpu` (2 cores; timed on a shared Xeon VM) | 2 arms × 3 seeds of 3,000 steps each of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 6 runs of the `cpu` profile's model by default
 # (`FULL_RECIPE = False`); see [Running on a GPU](README.md#running-on-a-gpu) for `FULL_RECIPE = True`.
@@ -110,7 +110,7 @@ if SCALE != PROFILE:
 # token goes through its top-`k` experts only, and their outputs are added, weighted by their scores
 # (renormalised over the chosen ones). Parameters grow with `E`, compute with `k`. This sparsely-gated
 # layer, in which each token uses only a few of many experts, comes from [Shazeer et al. (2017)](https://arxiv.org/abs/1701.06538):
-# they introduced noisy top-k gating (noise added to the router's scores before the top-k) and two
+# they introduced noisy top-k gating (noise added to the router's logits before the top-k and the softmax) and two
 # balancing losses, one on each expert's share of the router's weight (its importance) and one on its load. DeepSeekMoE
 # ([Dai et al., 2024](https://arxiv.org/abs/2401.06066)) uses many narrow experts (more combinations to
 # choose from) plus **shared** experts that every token passes through, for what all tokens need:
@@ -130,11 +130,13 @@ if SCALE != PROFILE:
 # ```
 #
 # `tinylm`'s `llama-moe` has 8 routed experts, 2 active, and 1 shared, each a third of the dense MLP's width, so a
-# token costs about the dense model's multiply-adds (plus the router's `C·E`); what it costs in time, the experiment
-# below measures. The readable version loops over tokens; the package sorts the (token, expert) pairs by expert and
-# runs each expert once on all of its tokens. The bias in the code is the loss-free balancing of a later section,
-# added only under that balancing (`llama-moe`'s default, the layer's here); the cell gives it small random values so
-# that the check covers it, and it only changes which experts are chosen:
+# token costs about the dense model's multiply-adds (plus the router's `C·E`). The readable version loops over
+# tokens. Eagerly, as here unless a GPU runs `FULL_RECIPE = True`, the package sorts the (token, expert) pairs by
+# expert and runs each expert once on its tokens; compiled, as that recipe is, it runs every expert on every token,
+# weighted 0 where not chosen (fixed shapes): `E/k` = 4 times the routed experts' multiply-adds. The bias in the
+# code is the loss-free balancing of a later section, added only under that balancing (`llama-moe`'s default, the
+# layer's here); the cell gives it small random values so that the check covers it, and it only changes which experts
+# are chosen:
 
 # %%
 def moe_from_scratch(x: torch.Tensor, layer: MoE) -> torch.Tensor:
@@ -294,8 +296,9 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
     assert settled < violations[0], "the update must move the load towards balance"
 
 # %% [markdown]
-# The faster rate gets there sooner and settles coarser: every step it moves every bias by the full `u`,
-# so once the load is even it keeps overshooting by about that much. DeepSeek-V3 does not use the bias
+# The faster rate gets there sooner and settles coarser: every step it moves every bias by the full `u`, so once
+# the load is near even the biases keep stepping past the balance point by up to `u`, and the load swings with them,
+# more at the larger `u` (0.30 against 0.05). DeepSeek-V3 does not use the bias
 # alone: its router scores experts with independent **sigmoids** (normalised over the chosen experts to
 # give the weights), the bias moves at `u = 1e-3` for most of training (the report's hyper-parameters), and
 # a **sequence-wise auxiliary loss** with a very small weight (`α = 1e-4`) keeps any single sequence from
@@ -314,15 +317,18 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # two arms and not one per balancing mode: at 1,000 steps a run of this shape ends before its samples read as
 # stories, and only more steps per run fixed that (measured on 8a's GPT-2 arm; a smaller vocabulary or shape at the
 # same seconds did not: [a dated note](../docs/notes/2026-11-27-story-levers.md)); 3,000 steps for four arms would
-# not fit in a one-hour lesson, for two they do. Comparing the balancing modes in training is exercise 4.
+# not fit in a one-hour lesson (two arms train for 19 minutes of it; the other two would add the 21 minutes
+# exercise 4 prints), for two they do. Comparing the balancing modes in training is exercise 4.
 #
 # - **Equal steps, 3,000 per run**: a budget of seconds would let a busy machine pick the winner. The
-#   mixture's step is slower here for two reasons this notebook does not separate: dispatch (sorting, gathering and
-#   scattering tokens for each expert) and nine narrow products where the dense block runs one wide one; both weigh
-#   most in a tiny model on a CPU. The table prices the step (ms per step) beside the loss it buys.
+#   mixture's step may be slower, for reasons this notebook does not separate, among them dispatch (sorting,
+#   gathering and scattering tokens for each expert) and nine narrow MLPs (eight routed, each on its share of the
+#   tokens, and the shared one) where the dense block runs one wide one. The table prices the step (ms per step)
+#   beside the loss it buys.
 # - **A test split for the verdicts**: the training split's last stories, at most as many tokens as the validation
 #   split (the cut moves to a story's end), held out (the same tokens as in 8a) so that no arm trains on them and
-#   no choice was scored on them.
+#   no choice in this notebook was scored on them (the dated note chose the 3,000 steps, for both arms alike, partly
+#   by this split's loss on 8a's GPT-2 arm).
 # - **The verdict rule.** Two arms are **told apart** only when each has at least three seeds and every
 #   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise the
 #   notebook prints **not told apart**, which says this experiment is too small to see a difference, not that
@@ -353,7 +359,7 @@ SEEDS = [0, 1, 2]
 arm_recipe = dataclasses.replace(recipe, max_seconds=None, max_steps=ARM_STEPS, batch_size=ARM_BATCH,
                                  warmup_steps=min(recipe.warmup_steps, ARM_STEPS // 4), eval_interval=0,
                                  log_interval={"smoke": 4, "cpu": 25, "gpu-bounded": 25, "gpu": 10}[SCALE])
-# The test split, as in notebook 8a: the training split's last stories, as many tokens as the validation split.
+# Test split as in 8a: the training split's last stories, at most as many tokens as validation (cut at a story's end)
 train_tokens, test_tokens = hold_out_test(data.train, len(data.val), boundary=data.tokenizer.eot_token)
 print(f"tokens: {len(train_tokens):,} to train on, {len(data.val):,} validation, {len(test_tokens):,} test (held "
       f"out); peak learning rate {arm_recipe.learning_rate:.0e} after {arm_recipe.warmup_steps} warmup steps")
@@ -369,7 +375,7 @@ print(f"timed on: {cpu_name()}")
 # %% [markdown]
 # The table gives each arm's steps, what a step cost here, its test loss (nats per token) as mean ± half its
 # range over the seeds, its difference from the dense block, and whether the two are told apart; then every run's
-# training loss against its seconds of training (a flat stretch is the machine stalling, not the model), the
+# training loss against its seconds of training (a long straight segment is the machine stalling, not the model), the
 # verdict, and a sample from each arm's seed 0 (the same prompt and sampling seed):
 
 # %%
@@ -389,18 +395,19 @@ for arm in arms:
 # %% [markdown]
 # At equal steps the mixture beat the dense block by the rule: 3.212 against 3.238 in test loss, 0.026 lower, every
 # seed of the mixture below every seed of the dense block, and each arm's seeds agree to within 0.007 (the widest
-# range). Were there no real difference, three seeds a side would still pass the rule 10% of the time: this is
-# evidence, not proof. The gain was bought with 1,659,360 parameters against 1,069,920, at about the dense block's
-# parameters used per token.
+# range). Were there no real difference, three seeds a side would still pass the rule 10% of the time (2 of the
+# 20 equally likely orderings of six exchangeable results; the arms share seeds, and so batch orders, which this does
+# not model): this is evidence, not proof. The gain was bought with 1,659,360 parameters against
+# 1,069,920, at about the dense block's parameters used per token.
 #
-# Its price is the ms per step column: 71 ms for the mixture against the dense block's 49 (medians over seeds). The
-# machine's speed varied (the dense block's first run took 195 s, its other two 140 and 146), so the ratio is rough,
-# and this notebook does not separate the two reasons for the slower step (dispatch, and nine narrow products
-# instead of one wide one). Exercise 5 asks whether the mixture's gain survives a race of equal seconds.
+# Its price may be the ms per step column: 71 ms for the mixture against the dense block's 49 (medians over seeds).
+# But the machine's speed varied (the dense block's first run took 195 s, longer than the mixture's fastest, 194 s),
+# so by the rule the two step costs are not told apart here. Exercise 5 races the arms at equal seconds.
 #
 # The samples share a prompt and a sampling seed, so they open with the same sentence, then part. At 3,000 steps
-# each sentence is a TinyStories sentence, and the mixture's sample keeps to one scene for three of them (Sarah, the
-# park, her friends) where the dense block's goes from sailing to glowing to "something pink"; neither keeps its
+# most sentences read like TinyStories (not all: "Emma loved to go on a way to sail", "she saw that her mommy asked
+# her"), and the mixture's sample stays with a girl, the park or garden and her friends for three sentences, where
+# the dense block's goes from sailing to glowing to "something pink"; neither keeps its
 # names (Sarah becomes Emma, then Daisy, in both). Two samples cannot show a gain of 0.026 nats per token; the table
 # can.
 #
@@ -452,12 +459,13 @@ for run in runs[mixture]:
 
 # %% [markdown]
 # The biases kept the load near even: at the end every layer of every seed was within 0.08 of a perfect balance
-# (the worst layers 0.08, 0.05 and 0.05, a fiftieth of the ceiling: 0.02 ± 0.01), and no expert was idle; the
-# heatmap shows seed 0's last load, every expert near 1/8 of its layer's assignments. It did not get there at once: by
-# step 50, the end of the warmup, the worst layer had reached 1.88 and 1.87 in two seeds (0.84 in the third), more
-# than half of the ceiling in those two, and it came down within a few hundred steps (the left panel), most likely
-# because early on the router's score gaps moved faster than biases moving `u` a step could follow: the 9 steps of
-# the tilted layer, whose router was frozen, do not carry over to a learning one.
+# (the worst layers 0.08, 0.05 and 0.05: on average a fiftieth of the ceiling, 0.02 ± 0.01), and no expert was
+# idle; the heatmap shows seed 0's last load, every expert near 1/8 of its layer's assignments. It did not get there
+# at once: by step 50, the end of the warmup, when the learning rate peaks, the worst layer had reached 1.88 and 1.87
+# in two seeds (0.84 in the third), more than half of the ceiling in those two, and it came down within a few hundred
+# steps (the left panel). One guess, not tested here, is that the router's score gaps then moved faster than biases
+# stepping by `u` could follow: the 9 steps of the tilted layer, whose router was frozen, do not carry over to a
+# learning one.
 #
 # What this run cannot say is what the balancing itself did: whether a mixture without it would have collapsed
 # here, whether it would have modelled better or worse, and how the auxiliary loss compares. Exercise 4 trains
@@ -473,8 +481,8 @@ for run in runs[mixture]:
 #   language-modelling loss; DeepSeek-V3's **loss-free bias** balances through the choice alone, moving
 #   each expert's bias by `u` per step against its load error: a larger `u` balances sooner and settles coarser.
 # - At equal steps the mixture with loss-free balancing beat the dense block by the rule, with about the dense
-#   block's parameters used per token; each of its steps cost more here (dispatch, narrow products), and whether the gain pays for
-#   them is a race of equal seconds (exercise 5).
+#   block's parameters used per token; whether its step costs more here, and whether the gain pays for it, is a race
+#   of equal seconds (exercise 5).
 # - A change is measured one at a time, at equal budget, over three seeds, and called only by the stated rule;
 #   "not told apart" is a result too.
 #
@@ -556,13 +564,14 @@ check(test_my_steps_by_rate)
 # the full `u`, so once the load is near even the max-violation cycles through a few values (the last four steps)
 # with a swing that grows with `u`. The prediction stops holding where one step of `u` is as large as the score
 # gaps: a single step then pushes the biases beyond the balance point, and these tokens, which all share one
-# preference, switch experts together, so the layer may never get under 0.5. That is the price of speed, and one
+# preference, switch experts together, so the layer may never get under 0.5, and at a large enough `u` it ends
+# less balanced than it began. That is the price of speed, and one
 # reason to move the biases slowly over a long run.
 # </details>
 #
 # **3. Experiment: the ceiling of the max-violation.** Take an MoE layer with no balancing, change its
 # router so that every token prefers the same experts (all tokens below have positive channels; one way
-# is to zero the router and give a few experts' rows positive weights), run the tokens through it, and
+# is to zero the router and give `k` experts' rows the same positive constant), run the tokens through it, and
 # read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check runs
 # the same tokens through your layer again, and passes only when your number is what the layer measures and
 # equals the bound `E/k − 1` for this layer's `E` and `k`; then it says how close the trained mixture above came.
@@ -617,9 +626,10 @@ check(test_my_ceiling)
 # first: where will the unbalanced mixture's worst layer end, near 0, near 1 or near the ceiling of 3? Will either
 # balancing mode cost test loss that the rule can tell from the seeds' disagreement? The check prints the balance
 # table of all three modes and the verdicts between them, on the worst layer's max-violation and on test loss.
-# The same arms from the command line, scored on the validation split and without the balance table:
+# The same arms from the command line, on the same test split, without the balance table, each judged against the
+# dense block only (which is why `"Llama (dense)"` is named too: an arm whose baseline is not trained gets no verdict):
 # `python scripts/architecture_ablation.py --part moe --profile cpu --steps 3000 --n-embd 96 --block-size 64
-# --batch-size 8 --arms "+MoE, no balancing" "+MoE, auxiliary loss"`.
+# --batch-size 8 --arms "Llama (dense)" "+MoE, no balancing" "+MoE, auxiliary loss"`.
 
 # %%
 balancing_arms = mixture_chain(base_cfg)[1:]  # the mixture under no balancing, the auxiliary loss, loss-free biases
@@ -674,12 +684,12 @@ check(test_balancing_modes)
 # </details>
 #
 # **5. Experiment: equal time instead of equal steps.** The lesson's table is a race of equal steps, which does not
-# charge the mixture for its slower step. Race the dense block and the mixture again at equal
+# charge the mixture for a slower step. Race the dense block and the mixture again at equal
 # *seconds*: three seeds each (`SEEDS`), every run the same seconds of training (say the median the dense arm took
 # above: `max_seconds`, with a step limit it never reaches), everything else as `arm_recipe`, and the same
 # training and test tokens. `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (most
 # likely the machine was busy during it) and counts the re-run instead, without checking it again. Does the
-# mixture's per-step gain survive the seconds its slower step costs? The check prints both verdicts side by side,
+# mixture's per-step gain survive the seconds a slower step would cost? The check prints both verdicts side by side,
 # on the test split.
 
 # %%
@@ -717,7 +727,7 @@ check(test_moe_equal_time)
 # ```
 #
 # With a clock the learning-rate schedule follows the seconds, so each run still ends its decay. If the mixture is
-# still told apart ahead at equal seconds, its per-step gain paid for its slower step on this machine; if the dense
+# still told apart ahead at equal seconds, its per-step gain paid for any slower step on this machine; if the dense
 # block is told apart ahead, it did not; if they are not told apart, this race cannot say.
 # </details>
 
