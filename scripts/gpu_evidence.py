@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -114,26 +115,35 @@ def shakespeare(folder: Path) -> dict:
 _STORIES_SHAPE, _STORIES_TRAIN = TINYSTORIES.recipes["gpu"]
 STEP_TOKENS = _STORIES_TRAIN.total_batch_tokens  # the 51M recipe's tokens per optimizer step
 STORIES_51M = _STORIES_SHAPE.config(vocab_size=50304)  # GPT-2's 50,257 tokens padded to a multiple of 64
-# name: (micro-batch, changes to STORIES_51M, torch.compile options, loss); each differs from the first in one thing,
-# except "wider + Liger", which joins two. The loss is the model's own (logits,
-# then cross-entropy) or one that fuses the head's matrix product with the cross-entropy so that the (tokens x
-# 50,304) logits are never all held: Liger Kernel's (chunked) or Cut Cross-Entropy's (never written to memory).
-STEP_VARIANTS = {"recipe": ("recipe: 128 x 256", 128, {}, {}, "model"),
-                 "liger": ("head + loss fused (Liger Kernel)", 128, {}, {}, "liger"),
-                 "cut": ("head + loss fused (Cut Cross-Entropy)", 128, {}, {}, "cut"),
-                 "wide": ("wider: 4 layers x 640 (51.9M)", 128, {"n_layer": 4, "n_embd": 640, "n_head": 10}, {},
-                          "model"),
-                 "wide-liger": ("wider + Liger", 128, {"n_layer": 4, "n_embd": 640, "n_head": 10}, {}, "liger"),
-                 "6x576": ("6 layers x 576 (52.9M)", 128, {"n_layer": 6, "n_embd": 576, "n_head": 9}, {}, "model"),
-                 "context-1024": ("context 1,024 (32 x 1,024)", 32, {"block_size": 1024}, {}, "model")}
 
 
-def hidden_states(model: GPT, idx: torch.Tensor) -> torch.Tensor:
-    """The model's forward up to the head: (B, T) ids -> (B, T, C) after the last LayerNorm."""
-    x, rope = model._embed(idx, torch.arange(idx.size(1), device=idx.device))
-    for block in model.transformer.h:
-        x = block(x, rope)
-    return model.transformer.ln_f(x)
+class StepVariant(NamedTuple):
+    label: str  # as the results file names it
+    micro_batch: int
+    changes: dict  # to STORIES_51M
+    compile_options: dict  # to torch.compile
+    loss: str  # "model" (logits, then cross-entropy), or a library's fused head + loss: "liger", "cut"
+
+
+# Each differs from the recipe in one thing, except "wide-liger", which joins two. The fused losses never hold all
+# (tokens x 50,304) logits: Liger Kernel's computes them in chunks, Cut Cross-Entropy's never writes them to memory.
+# They need their packages (liger-kernel, cut-cross-entropy); the default list, DEFAULT_VARIANTS, does not.
+WIDE = {"n_layer": 4, "n_embd": 640, "n_head": 10}  # about the recipe's parameters, half its depth
+STEP_VARIANTS = {
+    "recipe": StepVariant("recipe: 128 x 256", 128, {}, {}, "model"),
+    "micro-256": StepVariant("micro-batch 256", 256, {}, {}, "model"),
+    "vocab-8192": StepVariant("vocabulary 8,192", 128, {"vocab_size": 8192}, {}, "model"),
+    "context-1024": StepVariant("context 1,024 (32 x 1,024)", 32, {"block_size": 1024}, {}, "model"),
+    "micro-64": StepVariant("micro-batch 64", 64, {}, {}, "model"),
+    "max-autotune": StepVariant("max-autotune-no-cudagraphs", 128, {}, {"mode": "max-autotune-no-cudagraphs"},
+                                "model"),  # compiles longest
+    "wide": StepVariant("wider: 4 layers x 640 (51.9M)", 128, WIDE, {}, "model"),
+    "6x576": StepVariant("6 layers x 576 (52.9M)", 128, {"n_layer": 6, "n_embd": 576, "n_head": 9}, {}, "model"),
+    "liger": StepVariant("head + loss fused (Liger Kernel)", 128, {}, {}, "liger"),
+    "cut": StepVariant("head + loss fused (Cut Cross-Entropy)", 128, {}, {}, "cut"),
+    "wide-liger": StepVariant("wider + Liger", 128, WIDE, {}, "liger"),
+}
+DEFAULT_VARIANTS = ["recipe", "micro-256", "vocab-8192", "context-1024", "micro-64", "max-autotune"]
 
 
 def fused_loss(name: str):
@@ -159,7 +169,7 @@ def whole_step(micro_batch: int, changes: dict, compile_options: dict, loss: str
         compiled = torch.compile(model, **compile_options)
         forward = lambda x, y: compiled(x, y)[1]  # noqa: E731
     else:
-        body, head_loss = torch.compile(lambda x: hidden_states(model, x), **compile_options), fused_loss(loss)
+        body, head_loss = torch.compile(model.hidden_states, **compile_options), fused_loss(loss)
         forward = lambda x, y: head_loss(body(x).flatten(0, 1).to(torch.bfloat16),  # noqa: E731
                                          model.lm_head.weight.to(torch.bfloat16), y.flatten())
     micro_steps = STEP_TOKENS // (micro_batch * config.block_size)
@@ -227,13 +237,14 @@ def kernel_shares(step) -> dict:
 def step_variants(budget_s: float, names: list[str]) -> dict:
     started, results = time.perf_counter(), {}
     for key in names:
-        name, micro_batch, changes, options, loss = STEP_VARIANTS[key]
+        variant = STEP_VARIANTS[key]
+        name = variant.label
         if time.perf_counter() - started > budget_s:
             results[name] = {"error": f"skipped: past the {budget_s:.0f} s budget"}
             continue
         try:
-            results[name] = whole_step(micro_batch, changes, options, loss,
-                                       profile_kernels=name.startswith("recipe"))
+            results[name] = whole_step(variant.micro_batch, variant.changes, variant.compile_options, variant.loss,
+                                       profile_kernels=key == "recipe")
         except Exception as error:  # noqa: BLE001 - a variant that fails is recorded, the rest still run
             results[name] = {"error": f"{type(error).__name__}: {str(error)[:300]}"}
         finally:
@@ -301,7 +312,7 @@ def main() -> None:
     parser.add_argument("--tinystories-arms", nargs="+", default=list(TINYSTORIES_ARMS), choices=TINYSTORIES_ARMS,
                         help="micro-batch sizes of the TinyStories runs")
     parser.add_argument("--variants-budget", type=float, default=300, help="seconds before no new variant starts")
-    parser.add_argument("--variants", nargs="+", default=list(STEP_VARIANTS), choices=STEP_VARIANTS,
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=STEP_VARIANTS,
                         help="step variants to time, the recipe's among them")
     args = parser.parse_args()
     if not torch.cuda.is_available():

@@ -12,7 +12,6 @@ compare), the loss on as many training tokens minus the test loss, and a sample 
 
     flock /tmp/cpu.lock python scripts/story_levers.py            # TINYLM_PROFILE unset
     python scripts/story_levers.py --levers baseline,bpe2048 --seeds 0,1
-    python scripts/story_levers.py --arm llama --levers baseline,bpe2048,3x-steps
 """
 
 from __future__ import annotations

@@ -308,3 +308,17 @@ def test_gpt2_default_block_is_unchanged_by_the_new_options(tiny_config):
     assert model.rope is None and "wpe" in model.transformer
     assert isinstance(block.mlp.act, torch.nn.GELU) and block.mlp.act.approximate == "tanh"
     assert block.attn.c_attn.weight.shape == (3 * 32, 32)
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_hidden_states_through_the_head_are_the_logits(make_model, architecture):
+    """A loss that fuses the head with the cross-entropy starts from hidden_states: the head on them must give the
+    forward pass's logits, with the soft cap where a config has one."""
+    model = make_model(logit_softcap=None if architecture == "gpt2" else 30.0).eval()
+    if architecture == "llama":
+        model = GPT(with_architecture(model.config, "llama")).eval()
+    idx = torch.randint(model.config.vocab_size, (2, 8))
+    hidden = model.hidden_states(idx)
+    assert hidden.shape == (2, 8, model.config.n_embd)
+    logits, _ = model(idx)
+    torch.testing.assert_close(model._cap(model.lm_head(hidden)), logits, rtol=0, atol=0)

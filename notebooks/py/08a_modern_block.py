@@ -42,7 +42,7 @@
 # | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps of a tiny model | the last cell prints it |
 # | `cpu` (2-core laptop) | 2 arms × 3 seeds of 3,000 steps each of a 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
-# These times were measured on a shared 2-core machine; an idle one is faster.
+# These times were measured on a shared 2-core machine: the same run's seconds moved with its load.
 #
 # On a GPU the notebook trains the same 6 runs by default; `FULL_RECIPE = True` trains the 51M model (see
 # [Running on a GPU](README.md#running-on-a-gpu)).

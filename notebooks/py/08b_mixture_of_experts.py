@@ -370,7 +370,7 @@ runs = train_arms(arms, SEEDS, arm_recipe, train_tokens, data.val, device=DEVICE
 trained = sum(run.elapsed for arm_runs in runs.values() for run in arm_runs)
 print(f"training took {trained:,.0f} s in all: {1000 * trained / (len(arms) * len(SEEDS) * ARM_STEPS):.0f} ms per "
       f"step on average")
-print(f"timed on: {cpu_name()}")
+print(f"timed on: {torch.cuda.get_device_name() if DEVICE.type == 'cuda' else cpu_name()}")
 
 # %% [markdown]
 # The table gives each arm's steps, what a step cost here, its test loss (nats per token) as mean ± half its

@@ -195,8 +195,14 @@ def plot_balancing(runs: dict[str, list], top_k: int):
     that top-`top_k` routing allows. Then one heatmap per arm: the first seed's load in the last logging window,
     layer by expert, on one colour scale from 0 to 1/k. Returns the figure."""
     colours = arm_colours(list(runs))
-    moe_runs = {arm: arm_runs for arm, arm_runs in runs.items()
-                if any(r.get("event") == "train" and "max_violation" in r for r in arm_runs[0].records)}
+    moe_runs = {}
+    for arm, arm_runs in runs.items():
+        carried = [any(r.get("event") == "train" and "max_violation" in r for r in run.records) for run in arm_runs]
+        if any(carried) and not all(carried):
+            raise InputError(f"{arm}: {carried.count(False)} of its {len(carried)} runs carry no expert load "
+                             "(max_violation): give each arm only runs of its own model")
+        if carried and all(carried):
+            moe_runs[arm] = arm_runs
     if not moe_runs:
         raise InputError(f"{', '.join(runs)}: no train record carries max_violation: a mixture-of-experts run is "
                          "needed")

@@ -113,6 +113,14 @@ class GPT(nn.Module):
             return self.transformer.drop(x), None
         return self.transformer.drop(x), self.rope(pos)
 
+    def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx (B, T) token ids -> (B, T, C): the forward pass up to the head, after the last norm (a loss that
+        fuses the head with the cross-entropy starts here)."""
+        x, rope = self._embed(idx, torch.arange(idx.size(1), dtype=torch.long, device=idx.device))
+        for block in self.transformer.h:
+            x = block(x, rope)
+        return self.transformer.ln_f(x)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None):
         """idx (B, T) token ids -> (logits (B, T, vocab), loss or None).
 
@@ -125,10 +133,7 @@ class GPT(nn.Module):
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
                 "crop it to the last block_size tokens (generation does this for you)"
             )
-        x, rope = self._embed(idx, torch.arange(T, dtype=torch.long, device=idx.device))
-        for block in self.transformer.h:
-            x = block(x, rope)
-        logits = self._cap(self.lm_head(self.transformer.ln_f(x)))  # (B, T, vocab)
+        logits = self._cap(self.lm_head(self.hidden_states(idx)))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = self.loss_fn(logits, targets, loss_mask)
