@@ -127,7 +127,7 @@ class GPT(nn.Module):
         With targets (B, T), the loss is `self.loss_fn(logits, targets, loss_mask)`; in training mode a
         mixture of experts with balancing="aux_loss" adds its balancing loss to it.
         """
-        B, T = idx.shape
+        T = idx.size(1)
         if T > self.config.block_size:
             raise InputError(
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
