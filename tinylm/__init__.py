@@ -1,18 +1,11 @@
-"""tinylm: the package behind the course notebooks — build and train GPT-style models from scratch.
+"""tinylm: the package behind the course notebooks, which build and train GPT-style models from scratch.
 
-The package is laid out by stage, so that its folder listing is the architecture, each stage importing only those before
-it and the shared modules named after them: `tokenizers` (text to ids, the chat template), `data` (datasets to token
-files and batches), `model` (the network and its parts, LoRA adapters too), `generate` (decoding and samplers), `eval`
-(loss, bits per byte, HellaSwag), `train` (the loop, the one run skeleton, recipes, checkpoints), `interop` (weights to
-and from Hugging Face and llama2.c), `posttrain` (SFT, DPO and GRPO), `serve` (a chat in the terminal or a web page),
-`bench` (speed measurements), `course` (what the notebooks use beside the model) and `cli` (the command lines). `errors`
-(the one root of every anticipated error), `config` (the model and training configs), `runtime` (profile, device,
-precision), `paths` (where files go), `download` (files by URL and sha256, or from the offline mirror) and `distributed`
-(torchrun's processes) serve every stage. Each command is a package of its own name whose `__main__` starts it:
-`python -m tinylm.train`, `python -m tinylm.sft`, ...
+It is laid out by stage, each subpackage importing only the stages before it and the shared modules at the top
+(errors, config, runtime, paths, download, distributed); CONTRIBUTING.md draws the layout. Each command is a package
+of its own name whose `__main__` starts it: `python -m tinylm.train`, `python -m tinylm.sft`, ...
 
 The names below are importable from `tinylm` itself. They load on first use, so `import tinylm` stays quick and
-imports neither matplotlib nor datasets nor transformers.
+imports neither torch nor matplotlib, datasets or transformers.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Model and training configuration.
+"""Model and training configuration: `GPTConfig` (the network), `TrainConfig` (the optimisation), `ModelShape` (a
+network before its vocabulary is known) and the block families of `--arch`.
 
-Two dataclasses hold every knob: `GPTConfig` describes the network, `TrainConfig` the optimisation.
-Both validate themselves on construction, so a bad value fails at once with a sentence that says
-what to change, instead of as a shape error deep inside a forward pass. Both convert to and from
-plain dicts, which is how they travel inside checkpoints (JSON-safe, nothing pickled).
+`GPTConfig` and `TrainConfig` validate themselves on construction, so a bad value fails at once with a sentence that
+says what to change, not as a shape error deep inside a forward pass. They convert to and from plain dicts, which is
+how they travel inside checkpoints (JSON-safe, nothing pickled).
 """
 
 from __future__ import annotations

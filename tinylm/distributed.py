@@ -1,15 +1,9 @@
 """One code path for one process and many: DDP when launched by torchrun, plain training otherwise.
 
-`torchrun --nproc_per_node=8 -m tinylm.train ...` starts one process per GPU and tells each its
-RANK, LOCAL_RANK and WORLD_SIZE through the environment (and, across nodes, where to meet:
---nnodes, --rdzv-endpoint). `init_distributed` reads them, joins the process group (NCCL on
-GPUs, gloo on CPUs) and pins each process to its GPU. Without those variables it returns a
-world of one and nothing else changes.
-
-A process group has a timeout (10 minutes; $TINYLM_DIST_TIMEOUT sets it in seconds), so a rank that
-hangs or dies mid-collective does not leave the others waiting forever: `run_in_world` turns the
-collective's timeout into a RankTimeout that says which rank waited, how long, and what to do, and
-torchrun stops the remaining ranks when one exits with an error.
+torchrun starts one process per GPU and tells each its RANK, LOCAL_RANK and WORLD_SIZE through the environment;
+without them the world is one process and nothing else changes. A process group has a timeout ($TINYLM_DIST_TIMEOUT
+seconds, else 10 minutes), so that a rank that hangs or dies mid-collective does not leave the others waiting
+forever: `run_in_world` turns the timeout into a RankTimeout that says which rank waited, how long, and what to do.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Fetch a data file once, verify it, and never leave a half-written copy behind.
 
-`fetch(source, dest)` returns `dest` when it already holds the right bytes. Otherwise it copies the file from the
-offline mirror ($TINYLM_DATA_MIRROR) when one is set, or downloads it from the canonical URL with a progress bar and
-retries with backoff. Bytes go to a temporary file next to `dest`, are checked against the pinned sha256, and only
-then renamed into place, so an interrupted download or a corrupt copy never masquerades as the real file.
-
-Every file is pinned by its sha256: a wrong or changed file cannot pass unnoticed. A file the mirror does not carry
-(a published model's weights) has `mirror_path=None` and is always downloaded. Offline with no mirror, the first
-attempt fails on name resolution within seconds with an error that says how to set the mirror; `reachable(host)`
-asks the same up front for downloads made by other libraries. The tokenizers consult the mirror too (GPT-2's BPE
-files), which is why this module sits below every stage.
+Every file is pinned by its sha256, so a wrong, changed or interrupted copy cannot pass for the real file. It comes
+from the offline mirror ($TINYLM_DATA_MIRROR) when one is set, else from its canonical URL; a file the mirror does
+not carry (a published model's weights) has `mirror_path=None` and is always downloaded. The tokenizers consult the
+mirror too (GPT-2's BPE files), which is why this module sits below every stage.
 """
 
 from __future__ import annotations
@@ -56,7 +50,8 @@ class DownloadError(TinyLMError, RuntimeError):
 
 
 def reachable(host: str, port: int = 443, timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to host:port opens within `timeout` seconds (no name resolution counts as no)."""
+    """Whether a TCP connection to host:port opens within `timeout` seconds (no name resolution counts as no): the
+    offline check, asked up front, for downloads that other libraries make."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -73,6 +68,11 @@ def sha256_of(path: Path) -> str:
 
 
 def fetch(source: RemoteFile, dest: str | Path, attempts: int = 3, timeout: float = 15.0) -> Path:
+    """`dest`, holding `source`'s bytes: as it is when it already does, else copied from the offline mirror when one
+    is set (which must then hold the file), else downloaded from the canonical URL with a progress bar, server
+    hiccups and dropped connections retried with backoff. The bytes pass the sha256 check inside an atomic write, so
+    a bad copy never replaces `dest`. Offline with no mirror, the first attempt fails on name resolution within
+    seconds, with an error that says how to set the mirror where it carries the file."""
     dest = Path(dest)
     if dest.exists() and sha256_of(dest) == source.sha256:
         return dest

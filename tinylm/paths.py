@@ -1,14 +1,8 @@
-"""Where the course's files live, and how they are written: data and run folders, atomic writes.
+"""Where the course's files live, and how they are written so that a reader never sees half a file.
 
 In a clone (tinylm/ next to data/), data lands in the clone's data/ and runs in its runs/, whatever the working
 directory, so a notebook and a command line share them; an installed package without a clone uses ./data and
-./runs. $TINYLM_DATA_DIR and $TINYLM_RUNS_DIR override both; `shown` is how messages print such paths.
-
-Atomic writes: a reader sees the old file or the complete new one. Bytes go to a temporary file in the same folder,
-are flushed to disk and replace the destination in one `os.replace`; if anything fails first the temporary file is
-removed and the destination is untouched, and a system error that names no file (a full disk) gets the
-destination's name. A process killed mid-write leaves its temporary file, which `remove_stale_temporaries` deletes.
-`check_output_folder` makes an output folder before any work starts, so an unusable path fails at once.
+./runs. $TINYLM_DATA_DIR and $TINYLM_RUNS_DIR override both.
 """
 
 from __future__ import annotations
@@ -62,6 +56,12 @@ def _default_mode() -> int:
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through, so that a reader sees the old file or the complete new one.
+
+    The bytes go to a temporary file in the same folder, are flushed to disk and replace `path` in one `os.replace`;
+    if anything fails first the temporary file is removed and `path` is untouched, and a system error that names no
+    file (a full disk) gets `path`'s name. A process killed mid-write leaves its temporary file, which
+    `remove_stale_temporaries` deletes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -118,7 +118,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
 
 
 def check_output_folder(folder: str | Path, option: str = "--out") -> Path:
-    """Make `folder` (with its parents) and prove that a file can be created in it; the error names `option`."""
+    """Make `folder` (with its parents) and prove that a file can be created in it, so that a command fails on an
+    unusable path before its work starts; the error names `option`."""
     folder = Path(folder)
     blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:

@@ -1,15 +1,9 @@
 """Where and how a run executes: the profile, the device, the arithmetic precision and the process's CPU settings.
 
-Every notebook and command picks one of three profiles, so that one code path serves CI, a laptop and a big GPU:
-``smoke`` (seconds, tiny shapes: what CI runs), ``cpu`` (a few minutes on a 2-core laptop, and the model must really
-learn) and ``gpu`` (the full recipe). The default is ``gpu`` with CUDA, else ``cpu``; ``TINYLM_PROFILE`` overrides
-it and an explicit argument overrides both. Precision follows the hardware: bf16 autocast where the GPU computes it
-natively, fp16 with a GradScaler on older CUDA GPUs, fp32 on a CPU. `bf16_is_fast` is the one place that decides
-whether bf16 is fast on a device (a CPU without native bf16 runs it many times slower than fp32): Muon asks it for
-its Newton–Schulz dtype, and `dtype_warning` warns when a `--dtype` asked for is slow there. `peak_flops_per_s`
-looks up the GPU's dense peak by its exact name (NVIDIA's datasheets), which MFU divides by. `configure_backend`
-makes the process-wide settings every entry point starts with: CPU threads for the cores other processes leave
-free, freed memory kept (`keep_freed_memory`), TF32 on CUDA.
+Three profiles let one code path serve CI, a laptop and a big GPU: ``smoke`` (seconds, tiny shapes: what CI runs),
+``cpu`` (a few minutes on a 2-core laptop, and the model must really learn) and ``gpu`` (the full recipe).
+Precision follows the hardware: bf16 autocast where the GPU computes it natively, fp16 with a GradScaler on older
+CUDA GPUs, fp32 on a CPU.
 """
 
 from __future__ import annotations
@@ -122,7 +116,8 @@ def native_bf16(device: torch.device) -> bool:
 
 
 def bf16_is_fast(device: str | torch.device) -> bool:
-    """Whether bfloat16 matrix products run clearly faster than float32 ones on `device`.
+    """Whether bfloat16 matrix products run clearly faster than float32 ones on `device`: the one place that decides
+    it, for Muon's Newton–Schulz dtype and `dtype_warning` alike.
 
     CUDA: where the GPU computes bf16 natively (`native_bf16`). A CPU: where PyTorch's own dispatch sends bf16
     products to a bf16 kernel of the CPU (oneDNN: AVX-512 on x86, bf16 instructions on ARM) and a short

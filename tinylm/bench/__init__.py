@@ -1,6 +1,5 @@
-"""Measurements: training tokens/s raced against a plain GPT-2, decoding with and without the KV cache, BPE
-training, KV cache bytes (`measure`), and the laptop speedrun: seconds of training to a target loss, one recipe
-raced against another (`speedrun`). The figures in the course guide's (notebooks/README.md) speed tables come from here.
-
+"""Measurements: a model (or a track's recipes) in, speeds out: training tokens/s raced against a plain GPT-2, compile,
+decoding with and without the key/value cache, BPE training and cache bytes (`measure`), and the laptop speedrun,
+seconds of training to a target loss (`speedrun`). The course guide's speed tables come from here;
 `python -m tinylm.bench` runs the command line (tinylm/cli/bench.py).
 """

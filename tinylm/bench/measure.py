@@ -1,14 +1,8 @@
 """Measurements: training throughput (and a race against a plain reference GPT), compile, decoding with and without
 the KV cache, and the two BPE trainers. `python -m tinylm.bench` prints them (tinylm/cli/bench.py).
 
-`measure_training` times full optimizer steps on random tokens after a few warm-up steps, in consecutive blocks, so
-that an unsteady speed shows. `compare_with_reference` races tinylm's GPT and AdamW against a plain GPT-2 of the
-same shape with nanoGPT's AdamW setup (`tinylm.model.reference`), from the same weights: their losses must agree,
-then they alternate one step each. `compare_compiled` races the model eager and under `torch.compile` the same way.
-`measure_decoding` decodes greedily through the fast step, the module walk and no cache, alternating, and checks
-that the three give the same tokens. `measure_bpe_training` times the readable BPE trainer against the incremental
-one and checks that their merges are identical. Every race interleaves its arms, so that a slow spell of a shared
-machine hits them alike; the figures still depend on the machine, so compare within one run.
+Every race interleaves its arms, so that a slow spell of a shared machine hits them alike, and says whether they
+computed the same thing (losses, tokens, merges); the figures still depend on the machine, so compare within one run.
 """
 
 from __future__ import annotations
@@ -217,7 +211,8 @@ def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, ste
 
 
 def measure_bpe_training(text: str, num_merges: int, repeats: int = 3) -> dict:
-    """Seconds of the recounting and the incremental BPE trainer on `text` (best of `repeats`, alternating)."""
+    """Seconds of the recounting and the incremental BPE trainer on `text` (best of `repeats`, alternating), and
+    whether their merges are identical."""
     best = {train_bpe: float("inf"), train_bpe_incremental: float("inf")}
     merges = {}
     for _ in range(repeats):

@@ -2,17 +2,9 @@
 
 Tokens per second says how fast a step runs; what a learner waits for is a good model, so the speedrun measures
 **loss per second**, as the modded-nanogpt record does for GPT-2 on eight GPUs: the seconds of training a recipe
-needs to reach a target validation loss, and the validation loss it has when its budget of seconds runs out.
-
-Each run trains in memory (nothing written) under a budget of training seconds (the Trainer's clock, which leaves
-evaluations out), and evaluates the whole validation split every `eval_interval` steps; `seconds_to_target`
-reads the first crossing of the target off those evaluations, interpolating linearly between the two around it.
-A recipe's schedule follows its budget, so a run with a longer budget crosses later than one tuned to stop at the
-target: the figures compare recipes at the same budget.
-
-`race` trains the default recipe and the speedrun recipe of a track at each seed, alternating which goes first
-from seed to seed, so that a slow spell of a shared machine hits both alike. The command line is
-`python -m tinylm.bench speedrun` (tinylm/cli/bench.py).
+needs to reach a target validation loss, and the loss it has when its budget of seconds runs out. A recipe's schedule
+follows its budget, so a run with a longer budget crosses later than one tuned to stop at the target: the figures
+compare recipes at the same budget.
 """
 
 from __future__ import annotations
@@ -78,7 +70,9 @@ def race(track: str, profile: str | None = None, *, seeds: Sequence[int] = (0, 1
          device: str | torch.device | None = None, on_run: Callable[[RaceRun, int, int], None] | None = None,
          ) -> dict[str, list[RaceRun]]:
     """Train each of `recipes` of `track` for `seconds` of training at every seed (the order alternating from seed
-    to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run."""
+    to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run.
+    A run trains in memory (nothing written) under a budget of training seconds (the Trainer's clock, which leaves
+    evaluations out) and evaluates the whole validation split every `eval_interval` steps."""
     resolved = {name: [resolve_recipe(track, RunOptions(profile=profile, seed=seed, max_seconds=seconds), recipe=name,
                                       eval_interval=eval_interval, sample_interval=0) for seed in seeds]
                 for name in recipes}

@@ -1,9 +1,6 @@
 """Data: text from the web (or the offline mirror) in, token files and batches of windows out.
 
-Files come through `tinylm.download` (by canonical URL with a sha256 check, or from the offline mirror).
-`tokens` writes and reads uint16 token files and samples random windows from them. `corpora` prepares
-Shakespeare and TinyStories as such files, `fineweb` FineWeb-Edu as shards with a resumable, DDP-aware loader,
-`instruct` the instruction records of chat fine-tuning with their fixed split, `preference` the preference pairs of
-DPO, split as SFT split them, and `conversations` batches of conversations (the loss on answers) and mixtures of
-sources.
+Pretraining text becomes uint16 token files (FineWeb-Edu's in shards) that training samples as windows. Chat
+fine-tuning's instructions, DPO's preference pairs and the story task's instructions become records with a held-out
+split that does not depend on the file's order, and conversations become padded batches with the loss on answers.
 """

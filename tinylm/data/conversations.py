@@ -1,16 +1,10 @@
 """Batches of conversations: the loss on answers only, little padding, and mixtures of data sources.
 
-A conversation's ids become x = ids[:-1] and y = ids[1:]; a target that is not answer text is -1, which
-`tinylm.model.losses.next_token_loss` ignores. Rows are right-padded with <|pad|> (attention is causal, so no real
-position sees the padding after it). The loss is the mean over every answer token of the batch, and the Trainer keeps
-it so over micro-batches and ranks by weighing each by its share of the step's answer tokens.
-
-No packing: keeping packed conversations from attending to each other needs a block-diagonal mask and restarted
-positions inside the model (FlashAttention's variable-length kernels, FlexAttention), a second attention path.
-Instead `ConversationLoader` sorts conversations by length within buckets of 50 batches, which keeps padding near 1%
-(`padding_fraction`). `MixtureLoader` draws each batch from one of several loaders with given probabilities, from a
-generator of its own, so SFT keeps some pretraining text in the mix. Every loader follows the Trainer's protocol
-(next_batch(device), state_dict(), load_state_dict()), so a resumed run draws exactly the batches it would have drawn.
+Conversations are not packed: keeping packed conversations from attending to each other needs a block-diagonal mask
+and restarted positions inside the model, a second attention path. Instead `ConversationLoader` sorts them by length
+within buckets, which keeps padding small. `MixtureLoader` draws each batch from one of several loaders, so that SFT
+can keep some pretraining text in the mix. Each loader saves its state, so a resumed run draws exactly the batches it
+would have drawn.
 """
 
 from __future__ import annotations
@@ -28,7 +22,8 @@ BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to find similar 
 
 def pad_conversations(conversations: Sequence[RenderedChat], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y), each (B, longest - 1): inputs right-padded with pad_id, targets the next ids where they are answer
-    text and -1 everywhere else (prompts, headers, padding)."""
+    text and -1 everywhere else (prompts, headers, padding), which the loss ignores. Padding goes on the right:
+    attention is causal, so no real position sees it."""
     width = max(len(c) for c in conversations) - 1
     x = torch.full((len(conversations), width), pad_id, dtype=torch.long)
     y = torch.full((len(conversations), width), -1, dtype=torch.long)

@@ -2,12 +2,8 @@
 
 Every `prepare_*` function is idempotent: it writes `train.bin`, `val.bin` and finally `meta.json`, each atomically,
 and returns at once when `meta.json` already describes the same source and tokenizer, so its presence means the token
-files are complete. TinyStories comes from Hugging Face `datasets` (`roneneldan/TinyStories`), or offline (the
-default when $TINYLM_DATA_MIRROR is set) as a 2 MiB sample of its train split, the first 2,316 stories, whose last
-stories are held out. GPT-2 BPE encoding runs in tiktoken's thread pool: its Rust core releases the GIL, so threads
-use every core without worker processes' start-method pitfalls. `prepare_trimmed` writes, once, a dataset with only
-the GPT-2 tokens its training split uses (`TrimmedBPETokenizer`), which the cpu and smoke TinyStories runs share;
-`prepare_tinystories_chars` writes the same stories, split the same way, as characters (notebook 13).
+files are complete. TinyStories comes from Hugging Face `datasets`, or offline as the mirror's 2 MiB sample of its
+train split, whose last stories are held out.
 """
 
 from __future__ import annotations
@@ -111,7 +107,9 @@ def split_stories(text: str) -> list[str]:
 
 def tokenize_stories(stories: Iterable[str], tokenizer: BPETokenizer, out: TokenFileWriter, total: int | None = None,
                      chunk_size: int = 2048, threads: int | None = None, desc: str = "tokenizing") -> None:
-    """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`."""
+    """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`. The chunks run
+    in tiktoken's thread pool: its Rust core releases the GIL, so threads use every core without worker processes'
+    start-method pitfalls."""
     threads = threads or os.cpu_count() or 1
     with tqdm(total=total, unit="story", desc=desc) as bar:
         for chunk in batched(stories, chunk_size):

@@ -1,17 +1,9 @@
 """FineWeb-Edu as GPT-2 token shards, and the sharded, DDP-aware, resumable loader that trains on them.
 
-`prepare_fineweb_edu` (`python -m tinylm.prepare fineweb-edu`) streams the documents, tokenizes them with GPT-2's BPE
-in worker processes and writes the token stream into uint16 shards of `shard_tokens` tokens
-(`fineweb_edu_val_000000.bin`, `fineweb_edu_train_000001.bin`, ...): the first is validation, the rest training.
-As in nanoGPT's and llm.c's scripts an end-of-text token comes before every document, and a document may run on into
-the next shard. Each shard is written atomically, then `progress.json` records the shards finished and where the
-document stream stands, so an interrupted run resumes there and writes files byte-identical to an uninterrupted one;
-`"complete": true` means done. Sources: "hf" streams `HuggingFaceFW/fineweb-edu` (`sample-10BT`, 100M-token shards);
-"sample" is the offline mirror's 120 documents of it, in 20,000-token shards (`SAMPLE_SHARD_TOKENS`), so that
-sharding, shuffling and resuming are all exercised offline. The pool keeps only a few batches in flight, and its
-worker lives at module level so that every start method works; on the tiny sample `workers=1` is quickest (a spawned
-worker imports torch). A worker killed from outside makes the pool wait forever: Ctrl-C, then run again to resume.
-`ShardedWindowLoader` trains on the shards (see its docstring); `val_tokens(folder)` maps the validation shard.
+`prepare_fineweb_edu` (`python -m tinylm.prepare fineweb-edu`) writes uint16 shards, the first for validation and
+the rest for training, and resumes an interrupted run where it stopped. Source "hf" streams
+`HuggingFaceFW/fineweb-edu`; "sample" is the offline mirror's 120 documents of it in shards of 20,000 tokens, so that
+sharding, shuffling and resuming are all exercised offline. `ShardedWindowLoader` trains on the shards.
 """
 
 from __future__ import annotations
@@ -114,7 +106,8 @@ _WORKER_TOKENIZER: BPETokenizer | None = None  # one per process, made on first 
 
 
 def _encode_batch(texts: list[str]) -> EncodedBatch:
-    """The worker: GPT-2 tokens of a batch of documents, an end-of-text token before each."""
+    """The worker: GPT-2 tokens of a batch of documents, an end-of-text token before each. It lives at module
+    level so that every start method can pickle it."""
     global _WORKER_TOKENIZER
     if _WORKER_TOKENIZER is None:
         _WORKER_TOKENIZER = BPETokenizer("gpt2")
@@ -216,7 +209,14 @@ def _remove_shards(folder: Path) -> None:
 def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_CONFIG, shard_tokens: int | None = None,
                         source: str | None = None, workers: int | None = None, *, max_documents: int | None = None,
                         docs_per_batch: int = DOCS_PER_BATCH, mp_context=None) -> Path:
-    """Tokenize FineWeb-Edu into uint16 shards in `folder` (see the module docstring); returns the folder.
+    """Tokenize FineWeb-Edu into uint16 shards in `folder`; returns the folder.
+
+    Worker processes tokenize the documents with GPT-2's BPE, an end-of-text token before each (as nanoGPT's and
+    llm.c's scripts do), and the token stream is cut into shards of `shard_tokens` tokens, so a document may run on
+    into the next shard. Each shard is written atomically, then progress.json records the shards finished and where
+    the document stream stands, so an interrupted run resumes there and writes files byte-identical to an
+    uninterrupted one; `"complete": true` means done. A worker killed from outside makes the pool wait forever:
+    Ctrl-C, then run again to resume.
 
     source "hf" streams the `config` of the dataset from Hugging Face; "sample" (the default when
     $TINYLM_DATA_MIRROR is set) reads the mirror's 120 documents of sample-10BT. shard_tokens

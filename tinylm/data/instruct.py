@@ -1,18 +1,10 @@
-"""Instruction data for chat fine-tuning: where it comes from, how a record becomes a conversation, and the rules for
-records that cannot become one.
+"""Instruction data for chat fine-tuning: where it comes from, how a record becomes a conversation, and the split.
 
-Sources (`load_records`): "instruct" is Alpaca-cleaned (`yahma/alpaca-cleaned`) online, and offline or when that
-fails the 1,100-record Alpaca-style set of Raschka's "Build a Large Language Model (From Scratch)", chapter 7 (pinned
-URL or mirror, sha256 checked); a path is a JSON or JSONL file of Alpaca records or of {"messages": [...]}. A record
-becomes the system prompt, the user's turn (instruction, then input) and the answer. Records are held out by a hash
-of their content, not their position, so the same ones are held out whatever the file's order; `split_three_ways`
-halves them by hash into **validation**, which chooses (best.pt), and **test**, which reports and chooses nothing,
-since a figure measured on the split that chose the checkpoint is biased upward.
-
-Records that cannot be learned as they are are counted (`ChatExamples.counts`): malformed ones and empty answers are
-skipped; a conversation longer than the context loses its oldest exchanges (the system prompt stays) and is skipped
-when its last exchange alone does not fit. The answer is never cut: without its closing <|im_end|> it would teach the
-model not to stop.
+"instruct" is Alpaca-cleaned (`yahma/alpaca-cleaned`) online, and offline or when that fails the 1,100-record
+Alpaca-style set of Raschka's "Build a Large Language Model (From Scratch)", chapter 7; a path is a JSON or JSONL file
+of Alpaca records or of {"messages": [...]}. Records are held out by a hash of their content, so the same ones are
+held out whatever the file's order, and the half that chooses the checkpoint (validation) is not the half that
+reports (test): a figure measured on the split that chose the checkpoint is biased upward.
 """
 
 from __future__ import annotations
@@ -203,8 +195,11 @@ def fit_to_context(template: ChatTemplate, messages: list[dict],
 
 def build_examples(records: list, template: ChatTemplate, block_size: int,
                    system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> ChatExamples:
-    """Apply the rules (module docstring) to records. A conversation of block_size + 1 tokens fits: it gives
-    block_size (input, target) pairs."""
+    """Records as conversations to train on, counting what cannot be learned as it is (`ChatExamples.counts`):
+    malformed records and empty answers are skipped; a conversation longer than the context loses its oldest
+    exchanges (the system prompt stays) and is skipped when its last exchange alone does not fit. The answer is
+    never cut: without its closing <|im_end|> it would teach the model not to stop. A conversation of
+    block_size + 1 tokens fits: it gives block_size (input, target) pairs."""
     examples = ChatExamples([], [])
     for record in records:
         try:

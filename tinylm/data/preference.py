@@ -1,18 +1,11 @@
 """Preference data for DPO: where it comes from, the rules a record must follow, the held-out split, and pairs.
 
-"preference" (`load_preferences`) is the 1,100-record set of Sebastian Raschka's "Build a Large Language Model (From
-Scratch)", chapter 7: tinylm.data.instruct's offline records, each with a `chosen` and a `rejected` answer, made by
-having a local model rewrite the output politely (then chosen) or impolitely (then rejected), so one side of every
-pair is the answer SFT trains on. It is fetched from its pinned URL or the offline mirror and checked by sha256; a
-path is a JSON or JSONL file of records of the same shape. A record without text for instruction, chosen or rejected
-is a `PreferenceDataError` naming it; pairs that cannot teach (an empty answer, chosen equal to rejected, a
-conversation longer than the context: answers are never cut) are skipped and counted (`PreferencePairs.counts`).
-
-DPO must hold out the records SFT held out, or it would be scored on instructions SFT trained on: `split_preferences`
-hashes a record's instruction, input and output only, which for this set is the SFT record itself, so its validation
-and test halves are exactly SFT's (tests/test_dpo_train.py checks it on the real files). A pair is the same prompt
-rendered with either answer (`PreferencePair`); `pad_pairs` stacks a batch as 2B rows, the B chosen first, with
-targets only on answer tokens.
+"preference" is the 1,100-record set of Raschka's "Build a Large Language Model (From Scratch)", chapter 7:
+tinylm.data.instruct's offline records, each with a `chosen` and a `rejected` answer made by having a local model
+rewrite the output politely or impolitely, so one side of every pair is the answer SFT trains on. DPO must hold out
+the records SFT held out, or it would be scored on instructions SFT trained on: `split_preferences` hashes what SFT's
+record holds, so its validation and test halves are exactly SFT's (tests/test_dpo_train.py checks it on the real
+files).
 """
 
 from __future__ import annotations
@@ -124,7 +117,9 @@ class PreferencePairs:
 
 def build_pairs(records: Sequence[dict], template: ChatTemplate, block_size: int,
                 system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreferencePairs:
-    """Apply the rules (module docstring) to checked records. A conversation of block_size + 1 tokens fits."""
+    """Checked records as pairs; those that cannot teach are skipped and counted (`PreferencePairs.counts`): an
+    empty answer, chosen equal to rejected, a conversation longer than the context (answers are never cut). A
+    conversation of block_size + 1 tokens fits."""
     built = PreferencePairs([])
     for record in records:
         chosen, rejected = record["chosen"].strip(), record["rejected"].strip()

@@ -2,14 +2,9 @@
 
 Eldan & Li (2023) trained small models to follow instructions by putting before each story what it meets (words it
 uses, features). Here each instruction is drawn from its own story, so the story is a correct reply by construction:
-the reply is the story's opening (its first 3 to 6 sentences, within `max_tokens`), and the instruction asks for
-- a character named X: the opening's main character renamed to X everywhere, X drawn from the names the training
-  stories introduce ("named Lily"), so the name cannot be guessed;
-- a word: one noun of a small list (animals, toys and things) swapped for another of its kind everywhere, for the
-  same reason;
-- at most N sentences: the opening's count plus one.
-Stories are split once by a hash of their text (`split_stories_three_ways`): 15% test, 5% validation, the rest train.
-`holds` is the check of each kind; tinylm.posttrain.verifier adds the fluency guard and the pass rate.
+the reply is the story's opening with its main character renamed and a noun swapped for another of its kind, so that
+neither can be guessed, and the instruction asks for at least two of the new name, the new noun and at most N
+sentences. `Constraint.holds` checks each kind; tinylm.posttrain.verifier adds the fluency guard and the pass rate.
 """
 
 from __future__ import annotations
@@ -130,7 +125,9 @@ def _swap_thing(story: str, rng: random.Random) -> tuple[str, str | None]:
 def make_instruction(story: str, rng: random.Random, names: Sequence[str],
                      sentences_share: float = 0.4) -> StoryInstruction | None:
     """An instruction drawn from `story` (an opening), with the story rewritten to meet it; None when the story
-    offers fewer than two constraints."""
+    offers fewer than two constraints. The main character is renamed everywhere to one of `names` (those the
+    training stories introduce), one noun of a small list (animals, toys and things) is swapped for another of its
+    kind everywhere, and a sentence bound allows the opening's count plus one."""
     constraints = []
     if (old := _main_character(story, names)) is not None:
         new = rng.choice([name for name in names if name not in story])

@@ -1,13 +1,9 @@
-"""Token files on disk, random training batches, and a validation pass over the whole split.
+"""Token files on disk and the random training batches drawn from them.
 
-A prepared dataset is a folder with `train.bin` and `val.bin` (raw uint16 ids, read as memory maps, so a corpus larger
-than RAM costs nothing to open; uint16 holds GPT-2's 50,257 ids at half int32's size) and `meta.json` (the tokenizer,
-the source and the token counts). Token files are checked before they train anything: `read_tokens` compares a
-file's size with the count its metadata records, the samplers check every id of their training tokens once when
-built (`check_token_ids`, one pass at memory speed), and `gather_windows` checks every window it cuts, so a damaged
-or foreign file is an error that names it, not an IndexError inside the embedding. Training draws random windows
-(`RandomWindowSampler`) from a generator of its own, saved in checkpoints so that a resumed run draws exactly the
-batches it would have drawn; validation (`evaluate_loss`) scores every token of the split exactly once.
+A prepared dataset is a folder with `train.bin` and `val.bin` (raw uint16 ids, read as memory maps, so that a corpus
+larger than RAM costs nothing to open; uint16 holds GPT-2's 50,257 ids at half int32's size) and `meta.json` (the
+tokenizer, the source and the token counts). Token files are checked before they train anything, so that a damaged
+or foreign file is an error that names it, not an IndexError inside the embedding.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
 """Scoring a model on a text: the loss per token and bits per byte.
 
 The loss per token depends on the tokenizer; bits per byte (the total loss in nats / ln 2 / UTF-8 bytes) does not,
-so it compares a character model with a BPE model, or two BPE vocabularies, on the same text. A BPE model predicts
-every token, the first from its end-of-text token, so every byte counts; a character model's first character is
-only context and its bytes do not count. A longer text is cut into non-overlapping windows
-(`evaluation_windows`), each token scored once, as validation does in training. A trimmed tokenizer's <unk> targets
-cost `unk_penalty` nats extra, so the loss stays per GPT-2 token. Evaluation runs in float32.
-
-`score_model` gives the loss on a validation stream and HellaSwag accuracy at once (notebook 6b); `texts_loss`
-scores many texts one by one, so two models with different tokenizers are scored on the same bytes.
-`python -m tinylm.eval` is the command line (tinylm/cli/eval.py).
+so it compares a character model with a BPE model, or two BPE vocabularies, on the same text. A longer text is cut
+into non-overlapping windows, each token scored once, as validation does in training.
 """
 
 from __future__ import annotations
@@ -34,9 +27,10 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
               autocast_ctx=None) -> dict[str, Any]:
     """Score `text` with `model`: {"loss": nats per token, "nats": total, "tokens", "bytes", "bits_per_byte"}.
 
-    `tokens` counts the predicted tokens and `bytes` the UTF-8 bytes they cover (see the module
-    docstring for which ones): bits_per_byte = nats / ln 2 / bytes. `device` defaults to the
-    model's; `batch_size` is the number of context windows per forward pass.
+    `tokens` counts the predicted tokens and `bytes` the UTF-8 bytes they cover: bits_per_byte = nats / ln 2 / bytes.
+    A BPE model predicts every token, the first from its end-of-text token, so every byte counts; a character
+    model's first character is only context and its bytes do not count. `device` defaults to the model's;
+    `batch_size` is the number of context windows per forward pass.
     """
     eot = getattr(tokenizer, "eot_token", None)
     ids = tokenizer.encode(text)

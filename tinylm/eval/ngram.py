@@ -1,16 +1,9 @@
 """Count-based baselines: what a table of character (or token) pair counts can do, and the entropy bounds on it.
 
-A bigram model predicts the next token from the current one alone. Its best table for a text is the text's own
-pair counts, normalised per row: `bigram_log_probs` (add-`alpha` smoothed, so that a pair never seen in training
-is not impossible on new text) and `bigram_loss`, the cross-entropy of such a table on a token stream, in nats per
-token. Notebook 1 trains a bigram by gradient descent and compares it with these; notebook 3 uses them as the
-baseline a GPT must beat and to measure how much harder its validation text is.
-
-The bounds (Shannon's): `entropy` of the next token's own counts is the lowest loss of any model that ignores the
-current token, and `conditional_entropy`, H(next | current) from the pair counts, is the lowest loss any bigram
-table can reach on that very text, even one fitted to it (Gibbs' inequality: the cross-entropy of a distribution
-against the true one is at least the true one's entropy). Both are computed from the targets `tokens[1:]`, as a
-model scores them.
+A bigram model predicts the next token from the current one alone; its best table for a text is the text's own pair
+counts, the baseline a GPT must beat (notebooks 1 and 3). The bounds are Shannon's: no bigram table, even one fitted
+to the text, scores it below `conditional_entropy` (Gibbs' inequality: the cross-entropy of a distribution against
+the true one is at least the true one's entropy), and no model that ignores the context scores it below `entropy`.
 """
 
 from __future__ import annotations
@@ -40,7 +33,8 @@ def pair_counts(tokens, vocab_size: int) -> torch.Tensor:
 
 def bigram_log_probs(tokens, vocab_size: int, alpha: float = 1.0) -> torch.Tensor:
     """log P(next | current) from the pair counts of `tokens`, plus `alpha` to every count; row a sums to 1 in
-    probability. alpha = 0 leaves pairs never seen at -inf (and a row never seen at all undefined: nan)."""
+    probability, so that a pair never seen in `tokens` is not impossible on new text. alpha = 0 leaves pairs never
+    seen at -inf (and a row never seen at all undefined: nan)."""
     if alpha < 0:
         raise InputError(f"alpha must be >= 0, got {alpha}")
     counts = pair_counts(tokens, vocab_size) + alpha

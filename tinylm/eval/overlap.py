@@ -1,12 +1,9 @@
 """How much a generated reply shares with a reference answer: SQuAD's token F1 and ROUGE-L.
 
 Both compare words, not meanings: a right answer in other words scores low, a fluent wrong one that repeats the
-question's words can score high. They are cheap, need no model, and move when a model learns the shape and words
-of the references, which is what a small fine-tuned model mostly learns; notebook 9 reports them beside the answer
-loss and the stop rate, never instead of them. Text is normalised as SQuAD's script does (lower case, ASCII
-punctuation removed, the articles a, an, the dropped). `token_f1` is the harmonic mean of the precision and recall
-of the shared words, as multisets (Rajpurkar et al., 2016); `rouge_l` the F-measure of the longest common
-subsequence of words (Lin, 2004). Two empty texts agree (1.0); an empty text against another scores 0.0.
+question's words can score high. They are cheap, need no model, and move when a model learns the shape and words of
+the references, which is what a small fine-tuned model mostly learns; so notebook 9 reports them beside the answer
+loss and the stop rate, never instead of them.
 """
 
 from __future__ import annotations
@@ -33,7 +30,8 @@ def _f_measure(overlap: int, predicted: int, reference: int) -> float:
 
 
 def token_f1(prediction: str, reference: str) -> float:
-    """SQuAD's F1: shared words (each counted as often as it occurs in both) against both lengths."""
+    """SQuAD's F1 (Rajpurkar et al., 2016): the harmonic mean of the precision and recall of the shared words (each
+    counted as often as it occurs in both). Two empty texts agree (1.0); an empty text against another scores 0.0."""
     predicted, expected = normalized_words(prediction), normalized_words(reference)
     shared = sum((Counter(predicted) & Counter(expected)).values())
     return _f_measure(shared, len(predicted), len(expected))
@@ -52,6 +50,6 @@ def lcs_length(a: list[str], b: list[str]) -> int:
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    """ROUGE-L F-measure: the longest common subsequence of words against both lengths."""
+    """ROUGE-L F-measure (Lin, 2004): the longest common subsequence of words against both lengths."""
     predicted, expected = normalized_words(prediction), normalized_words(reference)
     return _f_measure(lcs_length(predicted, expected), len(predicted), len(expected))

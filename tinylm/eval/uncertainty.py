@@ -1,17 +1,11 @@
 """How sure a measurement is: the spread over seeds, and a confidence interval for an accuracy.
 
-A course comparison is an experiment: each arm runs at several seeds under the same budget, and a
-claim such as "RMSNorm beats LayerNorm" is made only by a stated rule. The rule here: each arm has at least
-MIN_SEEDS = 3 seeds, and every seed of one arm beats every seed of the other (their ranges do not overlap).
-Otherwise the verdict is "not told apart". Why 3: if the two arms were the same (a null difference), their
-n_a + n_b results would be exchangeable, and the chance that one arm's all lie below the other's, in either
-order, is 2 / C(n_a + n_b, n_a) (`null_pass_rate`): 1 in 3 with 2 seeds each, 1 in 10 with 3, 1 in 35 with 4.
-`spread` summarises one arm; `compare` states the verdict in one sentence that a notebook prints (so the prose
-never has to type a figure a re-run could change).
-
-An accuracy measured on n examples is a binomial proportion; `wilson_interval` gives its 95%
-interval (Wilson's score interval, which stays inside [0, 1] and behaves at 0% and 100%, where the
-textbook p ± 1.96·sqrt(p(1-p)/n) collapses to a point).
+A course comparison is an experiment: each arm runs at several seeds under the same budget, and a claim such as
+"RMSNorm beats LayerNorm" is made only when each arm has at least MIN_SEEDS = 3 seeds and every seed of one beats
+every seed of the other. Why 3: were the arms the same, the chance that one arm's results all lie below the other's,
+either way round, is 2 / C(n_a + n_b, n_a) (`null_pass_rate`): 1 in 3 with 2 seeds each, 1 in 10 with 3. `compare`
+states the verdict in one sentence that a notebook prints, so that the prose never types a figure a re-run could
+change.
 """
 
 from __future__ import annotations
@@ -99,7 +93,8 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The (low, high) confidence interval of the proportion successes/n; z = 1.96 gives 95%."""
+    """The (low, high) confidence interval of the proportion successes/n; z = 1.96 gives 95%. Wilson's score interval
+    stays inside [0, 1] and behaves at 0% and 100%, where the textbook p ± z·sqrt(p(1-p)/n) collapses to a point."""
     if n <= 0:
         raise InputError(f"wilson_interval needs at least one trial, got n={n}")
     if not 0 <= successes <= n:

@@ -1,17 +1,11 @@
-"""Generating text, one token at a time: the decode loop, batches of prompts, and streaming text.
+"""Generating text, one token at a time: the decode loop and batches of prompts.
 
-Each step runs the model on the context and lets the samplers (`tinylm.generate.sampling`) pick the next token from
-the last position's logits. With a key/value cache (`tinylm.model.kv_cache`, the default) the prompt is prefilled
-once and every later step feeds one token, through `tinylm.generate.fast` where the model allows it (`fast=False`
-walks the modules, as this loop teaches); `use_cache=False` recomputes the whole context and gives the same tokens.
-
-When the context is full, the oldest tokens are dropped so that the `keep` most recent remain (default: half the
-context, as llama.cpp's context swapping) and are prefilled again: with absolute positions a window cannot slide by
-one token without recomputing every cached key. Both paths follow this policy, which keeps their tokens identical.
-Prompts of different lengths are left-padded and masked, so each row computes what it would alone; the rows share
-one window. A row stops at any of `stop_tokens` (after `min_new_tokens`) or after `max_new_tokens`; `stream` also
-stops at `stop` strings, which it never prints, and records why it ended (`TextStream.stop_reason`). The loop keeps
-only the tokens the model may still see, so `max_new_tokens` is only a count: 10**12 streams until stopped.
+With a key/value cache (the default) the prompt is prefilled once and every later step feeds one token;
+`use_cache=False` recomputes the whole context and gives the same tokens. When the context is full, the oldest
+tokens are dropped so that the `keep` most recent remain (default: half the context, as llama.cpp's context
+swapping) and are prefilled again: with absolute positions a window cannot slide by one token without recomputing
+every cached key, and with RoPE the kept keys of deeper layers still saw the dropped tokens. Both paths follow this
+policy, which keeps their tokens identical.
 """
 
 from __future__ import annotations
@@ -70,6 +64,10 @@ def decode(
     (a chat reply's <|pad|>). `fast`: with the cache, run the steps after the prefill through
     `tinylm.generate.fast` where the model allows it (the same logits to float rounding, fewer calls); False:
     `GPT.decode_step` at every step.
+
+    A row stops at any of `stop_tokens` (after `min_new_tokens`) or after `max_new_tokens`. Memory: the loop's
+    buffer holds the prompt and at most two contexts' worth of new tokens, and keeps only those the model may still
+    see, so `max_new_tokens` is only a count: 10**12 streams until stopped.
 
     One function on purpose: it is the loop notebook 7 reads top to bottom (the cache, the sliding context,
     the stops), and splitting it would scatter that reading.

@@ -1,17 +1,10 @@
 """A second decode step for tinylm's GPT: what `GPT.decode_step` computes for one new token, in fewer and faster calls.
 
 At batch 1 a small model's token costs reading every weight once and a few hundred small operations, each paying
-Python's and PyTorch's dispatch. The readable step walks the modules; this one computes the same function with:
-weights copied, on a CPU, into the layout its one-row products read fastest (`fused_linear`), on huge pages
-(`cpu_buffer`), a wide head split by threads (`_split_by_threads`); joined products (query/key/value, SwiGLU's gate
-and up) and RMSNorm in four operations (`_norm`); queries and keys normed and rotated together, RoPE as one product;
-one attention call per block on grouped heads; no module calls. The logits agree with the readable step's to float
-rounding, not bit for bit (tests/test_fast_decode.py); `scripts/decode_ablation.py` measures what each choice gains.
-
-The copies are made when the step is built, so build one per generation (`tinylm.generate.decode` does). It serves
-the steps after the prefill (one new position per row, no left padding, room in the cache, eval mode); anything else
-goes to `GPT.decode_step`. `fast_decode_step(model)` is None for a model whose parts it does not know (a mixture of
-experts, LoRA, a model that is not tinylm's GPT) or that carries forward hooks, which only module calls would run.
+Python's and PyTorch's dispatch. The readable step walks the modules; this one computes the same function, to float
+rounding, from weight copies laid out as its products read them fastest, with joined products and no module calls.
+The copies are made when the step is built, so build one per generation (`tinylm.generate.decode` does);
+`scripts/decode_ablation.py` measures what each choice gains.
 """
 
 from __future__ import annotations
@@ -285,8 +278,8 @@ def _has_forward_hooks(model: nn.Module) -> bool:
 
 
 def fast_decode_step(model) -> FastDecodeStep | None:
-    """The fast step for `model`, or None where it has parts the fast step does not know or forward hooks that it
-    would skip."""
+    """The fast step for `model`, or None where it has parts the fast step does not know (a mixture of experts, LoRA,
+    a model that is not tinylm's GPT) or forward hooks, which only module calls would run."""
     if not isinstance(model, GPT) or _has_forward_hooks(model):
         return None
     step = FastDecodeStep(model)

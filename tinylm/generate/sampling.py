@@ -1,18 +1,9 @@
 """Turning the next-token logits into a choice: the samplers, each a small function that composes.
 
-A step applies, in this order (the order Hugging Face's `generate` uses):
-1. repetition penalty: tokens already in the sequence get their logit divided by the penalty when
-   it is positive and multiplied when negative, so both signs become less likely. CTRL (Keskar et al.
-   2019) divides every seen token's logit, which makes a negative one more likely; the sign rule is
-   Hugging Face transformers' fix (issue #2302, pull request #2303);
-2. temperature: logits / T. Below 1 sharpens the distribution, above 1 flattens it; 0 means greedy
-   (take the argmax, no randomness, and the filters below have nothing to do);
-3. top-k: keep the k most likely tokens (exactly k, even when logits tie);
-4. top-p (nucleus): keep the smallest set of most likely tokens whose probability reaches p;
-5. draw from the softmax of what is left, with a `torch.Generator` when a seed is given, so a sample is
-   repeatable without touching the global random state.
-
-Filters set removed logits to -inf rather than renormalising by hand: softmax renormalises.
+`choose_next` applies them in the order Hugging Face's `generate` uses: repetition penalty, temperature, top-k,
+top-p, then a draw from the softmax of what is left. Filters set removed logits to -inf rather than renormalising by
+hand: softmax renormalises. A seed draws through a `torch.Generator` of its own, so that a sample is repeatable
+without touching the global random state.
 """
 
 from __future__ import annotations
@@ -52,7 +43,10 @@ class Sampling:
 
 
 def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
-    """logits (B, V); seen (B, V) bool, True for tokens already in each row's sequence."""
+    """logits (B, V); seen (B, V) bool, True for tokens already in each row's sequence. A seen token's logit is
+    divided by the penalty when positive and multiplied when negative, so both signs become less likely. CTRL
+    (Keskar et al., 2019) divides every seen token's logit, which makes a negative one more likely; the sign rule is
+    Hugging Face transformers' fix (issue #2302, pull request #2303)."""
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
     return torch.where(seen, penalized, logits)
 
@@ -77,7 +71,10 @@ def keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
 
 def choose_next(logits: torch.Tensor, sampling: Sampling, generator: torch.Generator | None = None,
                 seen: torch.Tensor | None = None) -> torch.Tensor:
-    """logits (B, V) of the next position -> token ids (B,)."""
+    """logits (B, V) of the next position -> token ids (B,), in this order: the repetition penalty; temperature
+    (below 1 sharpens the distribution, above 1 flattens it; 0 takes the argmax, and the filters have nothing to
+    do); top-k (exactly k tokens, even when logits tie); top-p (the smallest set of most likely tokens whose
+    probability reaches p); a draw from the softmax of what is left."""
     logits = logits.float()
     if sampling.repetition_penalty != 1 and seen is not None:
         logits = penalize_repetition(logits, seen, sampling.repetition_penalty)

@@ -1,16 +1,10 @@
-"""Causal multi-head self-attention, in a readable form and a fast form.
+"""Causal multi-head self-attention, in a readable form and a fast form that a test proves equal.
 
-`explicit_causal_attention` spells it out: scores q·kᵀ/√d, a lower-triangular mask so position t sees only
-positions ≤ t, a softmax, a weighted sum of the values; it materialises the (T, T) scores the notebooks look at.
-`F.scaled_dot_product_attention` computes the same with fused kernels that never store them; the model uses it by
-default and a test proves the two agree. Both take queries for the last positions only and keys for all of them,
-as a key/value cache (`tinylm.model.kv_cache`) hands them.
-
-Grouped-query attention (Ainslie et al., 2023) gives the n_head query heads n_kv_head key/value heads, each shared
-by a group (n_kv_head = 1 is multi-query attention): the cache, which dominates decoding memory, shrinks by
-n_head / n_kv_head. With RoPE (`tinylm.model.rope`) queries and keys are rotated by position first. QK-norm
-(Dehghani et al., 2023; the modded-nanogpt speedrun) RMS-normalises each head's queries and keys, so a score
-cannot grow without bound as the weights grow.
+`explicit_causal_attention` spells out the scores, the causal mask, the softmax and the weighted sum, and keeps the
+(T, T) scores the notebooks look at; `fast_causal_attention`, the default, gets the same from fused kernels that
+never store them. Grouped-query attention (Ainslie et al., 2023) shares each key/value head among a group of query
+heads, so the key/value cache, which dominates decoding memory, shrinks by n_head / n_kv_head. QK-norm (Dehghani et
+al., 2023) RMS-normalises each head's queries and keys, so that a score cannot grow without bound as the weights grow.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """A decoder-only transformer: GPT-2's, and the Llama-style family built from the same parts.
 
-Reads top to bottom: a Block (pre-norm attention and MLP, each added to a residual stream), and the GPT (token
-embeddings, positions, a stack of blocks, a final norm and a linear head). What the config chooses between lives
-in small modules: `norms`, `rope`, `mlp`, `moe` and `attention`. Parameter names follow OpenAI's GPT-2 checkpoint
-(`transformer.h.0.attn.c_attn.weight`, ...), so GPT-2 weights map key for key and `tinylm.interop` maps Llama's
-onto them. `forward(idx, targets)` is training's path, logits for every position; `decode_step(idx, kv_cache)` is
-generation's, which feeds only the positions not cached yet and returns the last position's logits.
-
-Initialisation is GPT-2's: N(0, 0.02), zero biases, and the projections into the residual stream scaled by
-1/√(2·n_layer) so its variance does not grow with depth; `zero_init_projections` (the modded-nanogpt speedrun)
-starts them at zero instead. A `logit_softcap` c squashes logits into (-c, c) with c·tanh(logits / c) (Gemma 2).
+It reads top to bottom: a Block (pre-norm attention and MLP, each added to a residual stream), then the GPT.
+Parameter names follow OpenAI's GPT-2 checkpoint (`transformer.h.0.attn.c_attn.weight`, ...), so that GPT-2's
+weights load key for key and `tinylm.interop` maps Llama's onto them. `forward` is training's path, logits for every
+position; `decode_step` is generation's, which feeds only the positions not cached yet.
 """
 
 from __future__ import annotations
@@ -55,6 +49,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    """Token embeddings, positions, a stack of Blocks, a final norm and a linear head.
+
+    Initialisation is GPT-2's: N(0, 0.02), zero biases, and the projections into the residual stream scaled by
+    1/√(2·n_layer) so that its variance does not grow with depth (`zero_init_projections` starts them at zero)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config

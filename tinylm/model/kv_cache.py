@@ -1,14 +1,9 @@
 """A key/value cache, so that generating a token costs one position's work instead of the whole context's.
 
-Without a cache every new token runs the model over the whole context again, although the earlier positions' keys
-and values have not changed. With one, the prompt runs once (the *prefill*), every layer keeps its keys and values,
-and each later step feeds one token whose query attends to them. Storage for the full context is allocated once,
-so appending never copies the past. Prompts of different lengths are **left-padded**: every row writes its next
-token into the same column, one `length` describes the batch, padding columns are masked as keys, and positions
-count from each row's first real token, so a padded row computes what it would alone. With grouped-query attention
-the cache holds n_kv_head heads (`bytes_per_token`); with RoPE keys are stored rotated. When the context is full,
-generation crops it and prefills again (`tinylm.generate.decode`): with absolute positions a window cannot slide
-without recomputing every key, and with RoPE the kept keys of deeper layers still saw the dropped tokens.
+The prompt runs once (the *prefill*) and every layer keeps its keys and values; each later step feeds one token whose
+query attends to them. Storage for the full context is allocated once, so appending never copies the past, and
+prompts of different lengths are left-padded, so that every row writes its next token into the same column and one
+`length` describes the batch.
 """
 
 from __future__ import annotations
@@ -49,7 +44,9 @@ class KVCache:
     """Keys and values of every layer for a batch of B rows, plus what the padding implies.
 
     Use: `cache = KVCache(config, batch_size)`, then `model.decode_step(idx, cache)` with the prompt, then
-    with one new token at a time. `reset(pad_lengths)` empties it for a new (cropped) context.
+    with one new token at a time. `reset(pad_lengths)` empties it for a new (cropped) context. Left padding is
+    masked as keys and positions count from each row's first real token, so a padded row computes what it would
+    alone.
     """
 
     def __init__(self, config: GPTConfig, batch_size: int, pad_lengths: torch.Tensor | None = None):

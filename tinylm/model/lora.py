@@ -1,16 +1,10 @@
 """LoRA: fine-tune a few low-rank matrices beside frozen weights (Hu et al., 2021, arXiv:2106.09685).
 
-A linear layer y = x Wᵀ + b is wrapped as y = x Wᵀ + b + (alpha/r) · x Aᵀ Bᵀ, A (r × in) and B (out × r) its only
-trainable tensors. B starts at zero, so the wrapped model computes what the base does until the first step; A
-starts random, so B's first gradient is not zero. alpha defaults to r; pass alpha = c·√r for rsLoRA's scale
-(arXiv:2312.03732) (notebook 10 measures how the first step's size moves with r). The trainable share is r·(in +
-out) / (in·out) per wrapped layer, and AdamW keeps moments for those only. `merge_lora` folds the product into W,
-leaving plain nn.Linear layers under the base's names; `adapter_state` keeps A and B alone, which `load_adapters`
-puts back on a freshly wrapped base. Layers are chosen by the end of their dotted name ("attn.c_attn", "mlp.c_fc").
-
-Chat fine-tuning's new tokens start with equal rows (the mean row): with the embedding frozen the model could never
-tell them apart nor learn to stop, so `token_ids` makes those rows alone trainable (`TokenRows`, PEFT's "trainable
-tokens"), shared by the embedding and a tied head and merged like the adapters.
+A wrapped linear layer computes x Wᵀ + b + (alpha/r) · x Aᵀ Bᵀ, A (r × in) and B (out × r) its only trainable
+tensors, so AdamW keeps moments for r·(in + out) numbers per layer instead of in·out. B starts at zero, so the
+wrapped model computes what the base does until the first step; A starts random, so B's first gradient is not zero.
+Chat fine-tuning's new tokens start with equal rows, which a frozen embedding could never tell apart, so `TokenRows`
+makes those rows alone trainable (PEFT's "trainable tokens").
 """
 
 from __future__ import annotations
@@ -132,9 +126,10 @@ def _parent_and_attribute(model: nn.Module, name: str) -> tuple[nn.Module, str]:
 
 def apply_lora(model: nn.Module, rank: int, alpha: float | None = None, targets: Iterable[str] = DEFAULT_TARGETS,
                dropout: float = 0.0, token_ids: Iterable[int] = ()) -> list[str]:
-    """Freeze every parameter of `model`, wrap the linear layers whose names end with one of `targets`
-    in LoRALinear (alpha None: alpha = rank, a scaling of 1), make the embedding rows of `token_ids` (and their
-    output-head rows) trainable with `TokenRows`, and return the wrapped layers' names."""
+    """Freeze every parameter of `model`, wrap the linear layers whose names end with one of `targets` in
+    LoRALinear (alpha None: alpha = rank, a scaling of 1; alpha = c·√rank gives rsLoRA's scale, arXiv:2312.03732),
+    make the embedding rows of `token_ids` (and their output-head rows) trainable with `TokenRows`, and return the
+    wrapped layers' names."""
     targets = tuple(targets)
     unknown = [t for t in targets if t not in LORA_TARGETS]
     if unknown or not targets:

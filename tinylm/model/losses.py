@@ -1,12 +1,8 @@
-"""Losses a GPT can carry.
+"""The language-modelling loss a GPT carries: the mean cross-entropy of predicting token t+1 from tokens ≤ t.
 
-`next_token_loss` is the language-modelling objective: the mean cross-entropy of predicting token
-t+1 from tokens ≤ t, over every position. With a `mask` only the selected positions count, e.g.
-only the answer of a prompt/answer pair, which is what answer-only fine-tuning needs; the mean is
-then over the selected positions, so a short answer weighs as much per token as a long one.
-
-A model's `loss_fn` attribute holds the function it uses, so a notebook can swap in its own
-(any callable with the same signature).
+A mask keeps only some positions (the answer of a prompt/answer pair, for answer-only fine-tuning), and the mean is
+then over those, so a short answer weighs as much per token as a long one. A model's `loss_fn` attribute holds the
+function, so that a notebook can swap in its own with the same signature.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
 """The per-position feed-forward networks: GPT-2's GELU MLP, Primer's ReLU² MLP and Llama's SwiGLU.
 
-GPT-2's MLP widens each position's vector 4x, applies GELU and projects back: c_proj(gelu(c_fc(x))). ReLU² (So et
-al., 2021, "Primer") uses relu(x)² instead: as cheap as ReLU, sparse, smooth where it is not 0 (the modded-nanogpt
-speedrun and nanochat use it). SwiGLU (Shazeer, 2020, "GLU Variants Improve Transformer") lets one projection gate
-another, c_proj(silu(c_gate(x)) * c_fc(x)); with three matrices instead of two, Llama makes it 2/3 as wide
-(`swiglu_hidden_size`) to keep the parameter count. `tinylm.model.gpt.make_mlp` returns whichever the config asks
-for, or a mixture of experts built from narrower copies. The output projection is `c_proj` in all of them, so GPT-2's
-scaled initialisation of the projections into the residual stream applies to each.
+ReLU² (So et al., 2021, "Primer") is as cheap as ReLU, sparse, and smooth where it is not 0. SwiGLU (Shazeer, 2020,
+"GLU Variants Improve Transformer") lets one projection gate another; with three matrices instead of two, Llama
+makes it 2/3 as wide (`swiglu_hidden_size`) to keep the parameter count. The output projection is `c_proj` in all of
+them, so that GPT-2's scaled initialisation of the projections into the residual stream applies to each.
 """
 
 from __future__ import annotations

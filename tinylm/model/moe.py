@@ -1,18 +1,11 @@
-"""Mixture of experts: many MLPs per layer, of which each token uses only a few.
+"""Mixture of experts: many MLPs per layer, of which each token uses only its router's top k, so that parameters grow
+with the experts and compute per token only with k.
 
-A router scores every expert for every token (softmax as in Switch/Mixtral, or sigmoids as in DeepSeek-V3); the
-token goes to its top-k experts, whose outputs are summed with the renormalised scores as weights: parameters grow
-with the experts, compute per token only with k. As in DeepSeekMoE (arXiv:2401.06066) the experts are narrow (by
-default mlp_hidden / (k + shared) wide) and shared experts serve every token. Left alone, routing tends to
-collapse (early winners train more and win more), so `balancing` is "none" (8b's exercise 4 trains it), "aux_loss"
-(Switch/GShard's coef·E·Σ f_i·P_i, whose gradient moves each token's score to experts loaded below its weighted
-mean) or "loss_free" (DeepSeek-V3: a per-expert bias, used only to choose the top-k, moves by `bias_update_rate`
-against its load error after each optimizer step; by default 10× DeepSeek-V3's 1e-3, for short runs).
-
-Dispatch: eagerly, the assignments are sorted by expert and each expert runs once on its tokens (the slices' sizes
-need a host sync); under torch.compile every expert runs on every token with a zero gate where it was not chosen
-(fixed shapes, E/k times the FLOPs). `end_of_step(model)` sums the load counts over processes and moves the biases;
-`read_expert_load(model)` returns and clears the window the Trainer logs (max-violation: max load / mean load − 1).
+As in DeepSeekMoE (arXiv:2401.06066) the experts are narrow and shared experts serve every token. Left alone, routing
+tends to collapse (early winners train more and win more), so `balancing` is "none", "aux_loss" (Switch/GShard's
+coef·E·Σ f_i·P_i) or "loss_free" (DeepSeek-V3: a per-expert bias, used only to choose the top k, moves against its
+load error after each optimizer step). Eagerly each expert runs once on the tokens that chose it, which needs a host
+sync; under torch.compile every expert runs on every token (fixed shapes, E/k times the FLOPs).
 """
 
 from __future__ import annotations
@@ -26,6 +19,9 @@ from .mlp import feed_forward
 
 
 class MoE(nn.Module):
+    """A block's MLP as routed experts plus shared ones. aux_loss's gradient moves each token's scores toward the
+    experts loaded below its weighted mean; the loss-free bias moves by `bias_update_rate` in `end_of_step`."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_experts, self.top_k = config.n_experts, config.n_experts_active

@@ -1,15 +1,10 @@
 """A plain GPT-2 with nothing to choose: the yardstick tinylm's GPT is timed and checked against.
 
-tinylm's GPT carries options (RMSNorm, RoPE, SwiGLU, grouped-query attention, experts, a key/value
-cache), and none of them may cost anything when it is not used. This module is the same network
-written the shortest way, as nanoGPT's model.py writes it: one Linear makes q, k and v, attention is
-F.scaled_dot_product_attention with is_causal, then GPT-2's tanh GELU MLP, LayerNorm, learned
-positions, and F.cross_entropy over the logits. It is trained with torch's AdamW as nanoGPT sets it
-up: weight decay on matrices only, and on a CPU torch's default implementation (no fused kernel).
-
-Parameter names are GPT-2's, as tinylm's are, so `reference.load_state_dict(gpt.state_dict())` gives
-it tinylm's weights key for key, and `python -m tinylm.bench train --reference` checks that both
-compute the same losses before it times them.
+tinylm's GPT carries options (RMSNorm, RoPE, SwiGLU, grouped-query attention, experts, a key/value cache), and none
+of them may cost anything when it is not used. This is the same network written the shortest way, as nanoGPT's
+model.py writes it, trained with AdamW as nanoGPT sets it up. Its parameter names are GPT-2's, as tinylm's are, so it
+loads a tinylm GPT's weights key for key and `python -m tinylm.bench train --reference` can check that both compute
+the same losses before it times them.
 """
 
 from __future__ import annotations

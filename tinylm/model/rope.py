@@ -1,15 +1,11 @@
 """Rotary position embeddings (RoPE; Su et al., 2021, https://arxiv.org/abs/2104.09864).
 
 Instead of adding a learned vector per position, RoPE rotates every query and key: channel pair j at position m turns
-by m·θ_j, θ_j = base^(-2j / head_size). Rotations compose, so a score depends on the positions only through the
-offset m − n. Nothing is learned; the tables stop at block_size, since offsets a model never saw are rotations it
-never learned to read (position interpolation, NTK scaling and YaRN are not implemented, and the Hugging Face
-importer refuses checkpoints that use them). cos and sin are buffers computed once, not saved in checkpoints.
-
-Checkpoints differ in which channels form a pair: **rotate-half** (Hugging Face's Llama, and tinylm) pairs j with
-j + head_size/2, **interleaved** (Meta's Llama, llama2.c) pairs 2j with 2j + 1. Permuting the rows of W_q and W_k
-within each head turns one into the other: `interleaved_to_rotate_half` on import (Hugging Face's conversion
-permutation), `rotate_half_to_interleaved` on export.
+by m·θ_j. Rotations compose, so a score depends on the positions only through the offset m − n, and nothing is
+learned. The tables stop at block_size: offsets a model never saw are rotations it never learned to read (position
+interpolation, NTK scaling and YaRN are not implemented). Checkpoints differ in which channels form a pair:
+rotate-half (Hugging Face's Llama, and tinylm) pairs j with j + head_size/2, interleaved (Meta's Llama, llama2.c)
+pairs 2j with 2j + 1; permuting the rows of W_q and W_k within each head turns one into the other.
 """
 
 from __future__ import annotations

@@ -2,13 +2,8 @@
 
 uvicorn has no such setting (`timeout_keep_alive` starts only after a response, and every byte restarts it), and an
 ASGI middleware cannot help, since the app is called only once a head has arrived. So the deadline sits between
-asyncio and uvicorn, through public interfaces only: `HeadDeadlineLoop` is an asyncio event loop whose servers wrap
-each connection's protocol (uvicorn's, whichever implementation) in `HeadDeadline`, which passes every asyncio call
-on and closes the connection unless the blank line that ends a head arrives within `timeout` seconds of opening.
-
-It watches a connection's first head only: tinylm.serve.server answers every request with `Connection: close`, so a
-connection carries one request. An idle socket costs a file descriptor and a small object, no thread and no request
-slot. Run uvicorn's documented `Server.serve()` in this loop.
+asyncio and uvicorn, through public interfaces only: run uvicorn's documented `Server.serve()` in a
+`HeadDeadlineLoop`. An idle socket then costs a file descriptor and a small object, no thread and no request slot.
 """
 
 from __future__ import annotations
@@ -20,7 +15,10 @@ HEAD_END = re.compile(rb"\n\r?\n")  # the blank line after the headers, as h11 f
 
 
 class HeadDeadline(asyncio.Protocol):
-    """`protocol` (an HTTP server's connection) with `timeout` seconds to receive the end of its request head."""
+    """`protocol` (an HTTP server's connection, uvicorn's whichever implementation) with `timeout` seconds to receive
+    the end of its request head: every asyncio call passes on, and the connection is closed unless the blank line
+    that ends a head arrives within `timeout` seconds of opening. Only the first head is watched: tinylm.serve.server
+    answers every request with `Connection: close`, so a connection carries one request."""
 
     def __init__(self, protocol: asyncio.Protocol, timeout: float, loop: asyncio.AbstractEventLoop):
         self.protocol, self.timeout, self.loop = protocol, timeout, loop

@@ -2,16 +2,9 @@
 
 A Starlette app on uvicorn: one event loop answers every connection, and each reply is generated in a worker thread,
 up to `max_concurrent` at once (beyond that, 503). The server keeps no state: the page sends the whole conversation
-with each message, and it is fitted into the context as `ChatSession` does (oldest exchanges dropped first).
-
-    GET  /      the page, static/chat.html (chat.js and chat.css beside it)
-    POST /chat  {"messages": [{"role": "user", "content": "..."}, ...]} as application/json; the reply comes as
-                server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`
-
-Meant for this machine or a trusted network: a Host that is not this server's (DNS rebinding) and a POST that is not
-JSON (a cross-site form) are refused, every refusal a JSON {"error": "..."} (ChatApp lists them). A connection has
-`idle_timeout` seconds to send its head (head_deadline.py) and as long again for its body, and carries one request,
-so idle or trickling sockets hold no thread and no slot. `python -m tinylm.serve` runs it (tinylm/cli/serve.py).
+with each message. It is meant for this machine or a trusted network: a Host that is not this server's (DNS
+rebinding) and a POST that is not JSON (a cross-site form) are refused, and a connection has `idle_timeout` seconds
+to send its head and as long again for its body, so that idle or trickling sockets hold no thread and no slot.
 """
 
 from __future__ import annotations
@@ -147,6 +140,9 @@ class ChatApp:
         return Response(body, headers={**PAGE_HEADERS, "Content-Type": content_type})
 
     async def chat(self, request: Request) -> StreamingResponse:
+        """POST /chat: {"messages": [{"role": "user", "content": "..."}, ...]} as application/json, the whole
+        conversation, fitted into the context as `ChatSession` does (oldest exchanges dropped first). The reply comes
+        as server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`."""
         messages = self.check_length(await self.read_conversation(request))
         session = self.session.with_history(messages[:-1])
         try:

@@ -1,14 +1,8 @@
 """Talking to a chat model: a conversation that always fits the model's context.
 
-`ChatSession` keeps the messages. Every reply is generated after the whole conversation rendered by the chat
-template, and stops at the template's stop tokens (<|im_end|>, or <|im_start|> from a model that forgot to close its
-turn), which never show in the text; <|pad|> and a trimmed vocabulary's <unk> are never drawn, since they are
-no text. A model sees at most block_size tokens, and the reply needs room too, so
-before each reply the oldest user/assistant exchanges are dropped until the prompt plus `max_new_tokens` fits;
-the system prompt always stays. A message that does not fit even alone is refused with the numbers, and the
-conversation is left as it was.
-
-`python -m tinylm.chat` is a terminal chat around a session; its command line is tinylm/cli/chat.py.
+A model sees at most block_size tokens, and the reply needs room too, so before each reply the oldest user/assistant
+exchanges are dropped until the prompt plus `max_new_tokens` fits; the system prompt always stays. A message that
+does not fit even alone is refused with the numbers, and the conversation is left as it was.
 """
 
 from __future__ import annotations
@@ -78,7 +72,9 @@ class ChatSession:
 
     def stream_reply(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
         """The reply to `fit_to_context`'s (messages, ids), piece by piece; at its end `messages` become the
-        conversation."""
+        conversation. It stops at the template's stop tokens (<|im_end|>, or the <|im_start|> or end-of-text of a
+        model that forgot to close its turn), which never show in the text; <|pad|> and a trimmed vocabulary's <unk>
+        are never drawn, since they are no text."""
         seed = self.sampling.get("seed")
         options = {**self.sampling, "seed": None if seed is None else seed + self.turns}
         pieces = stream(self.model, self.template.tokenizer, ids, self.max_new_tokens,
