@@ -1,15 +1,12 @@
-"""Notebooks 8a and 8b's ablation from the command line: GPT-2's block -> +no-bias -> +RMSNorm -> +RoPE -> +SwiGLU
--> +GQA (notebook 8a, `--part block`), and the dense Llama block -> +MoE under three balancing modes (notebook 8b,
-`--part moe`), every arm at several seeds for the same number of optimizer steps, on the TinyStories track.
+"""Notebooks 8a and 8b's ablation from the command line, on the TinyStories track: GPT-2's block -> +no-bias ->
++RMSNorm -> +RoPE -> +SwiGLU -> +GQA (`--part block`), and the dense Llama block -> +MoE under three balancing modes
+(`--part moe`), every arm at several seeds for the same number of optimizer steps (`--seconds S`: equal seconds).
 
     python scripts/architecture_ablation.py --part block --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
     python scripts/architecture_ablation.py --part moe --steps 3000 --n-embd 96 --block-size 64 --batch-size 8
 
-prints one line per run, then the table and the verdicts the notebooks print (without bits per byte), on the test
-split they hold out (the training split's last stories, at most as many tokens as validation: the cut moves to a
-story's end): a difference is told apart only with at least 3 seeds per arm whose ranges do not overlap
-(tinylm.eval.uncertainty). `--seconds S` races equal seconds instead, which charges a block for a slower step but
-lets the machine's load move the steps; a run whose steps fall far off its arm's median is then trained again.
+Prints one line per run, then the notebooks' table and verdicts (tinylm.course.ablation) on the test split they hold
+out.
 """
 
 from __future__ import annotations

@@ -2,16 +2,9 @@
 
     python scripts/bf16_speed.py [--rounds 7] [--threads 1] [--width 128]
 
-Prints what PyTorch dispatches to (its CPU capability, whether oneDNN has a bf16 kernel, whether the CPU flags
-name avx512_bf16 or amx_bf16), what `tinylm.runtime.bf16_is_fast` answers, and the milliseconds of
-
-- a (128 x 384)·(384 x 384) product in float32 and in bfloat16;
-- the four Newton–Schulz calls of one block of the shakespeare-char speedrun recipe (`--width` wide: attention's
-  c_attn and c_proj, the MLP's c_fc and c_proj), five quintic steps each, in float32 and in bfloat16: what Muon
-  costs per block and step before (always bf16) and after (`newton_schulz_dtype`, the dtype training now uses).
-
-Each measurement is interleaved (one call of each variant per round, the order swapping every round, so that a slow
-spell of a shared machine hits both) and the best round counts. `ATEN_CPU_CAPABILITY=avx2
+Prints what PyTorch dispatches to, what `tinylm.runtime.bf16_is_fast` answers, and the milliseconds of a
+(128 x 384)·(384 x 384) product and of the four Newton–Schulz calls of one `--width`-wide block of the shakespeare-char
+speedrun recipe, each in float32 and in bfloat16, interleaved (best round). `ATEN_CPU_CAPABILITY=avx2
 ONEDNN_MAX_CPU_ISA=AVX2` in the environment makes an AVX-512 CPU dispatch as an AVX2 one.
 """
 

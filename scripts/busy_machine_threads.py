@@ -1,11 +1,9 @@
-"""A training step's time with 1 and 2 PyTorch threads, with and without a CPU-bound process beside it.
+"""A training step's time with 1 and 2 PyTorch threads, with and without a CPU-bound process beside it: why
+`tinylm.configure_backend` picks threads by load (docs/notes/2026-11-25-threads-on-a-busy-machine.md).
 
     python scripts/busy_machine_threads.py [--rounds 3]
 
-The shape is the tinystories cpu recipe's (tinylm.bench.measure.PRESETS). Conditions alternate within each round
-(the hog starts, both thread counts are timed, the hog stops); each prints its best, median and worst step over the
-rounds. docs/notes/2026-11-25-threads-on-a-busy-machine.md quotes it: why `tinylm.configure_backend` picks threads
-by load.
+The shape is the tinystories cpu recipe's (tinylm.bench.measure.PRESETS); the conditions alternate within each round.
 """
 
 import argparse

@@ -1,16 +1,12 @@
 """Rewrite the course tables of README.md, notebooks/README.md and notebooks/TEACHING.md, the course guide's
-notebook entries and each notebook header's time paragraph, from the notebooks.
+notebook entries and each notebook header's time paragraph, from the notebooks (course_guide.py, beside this file).
 
     python scripts/course_tables.py                  # rewrite them
     python scripts/course_tables.py --check          # exit 1 if a committed table differs
     python scripts/course_tables.py --measure-smoke  # first run every notebook under smoke and record its runtime
 
-The rows and entries, and how runtimes and study times are read from the notebooks, are in tinylm.course.guide.
-Run it after scripts/refresh_notebook.py has refreshed a notebook's outputs, or after a notebook's prose, code or
-exercises changed. --measure-smoke runs the notebooks in course order, as a class runs them live (a notebook reuses
-the runs of the ones before it), into copies in a scratch folder with a scratch runs folder: the committed notebooks
-and your runs/ are left as they are. It takes a few minutes on 2 cores and writes notebooks/smoke_runtimes.json
-(each notebook's own printed runtime and the machine it ran on).
+Run it after scripts/refresh_notebook.py, or after a notebook's prose, code or exercises changed. --measure-smoke runs
+copies of the notebooks in course order with a scratch runs folder, and writes notebooks/smoke_runtimes.json.
 """
 
 from __future__ import annotations
@@ -23,13 +19,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # refresh_notebook, its sibling
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # its siblings: claims, course_guide, refresh_notebook
 
-from refresh_notebook import execute  # noqa: E402  (one way to execute a notebook)
-from tqdm.auto import tqdm  # noqa: E402
-
-from tinylm.course.claims import study_time  # noqa: E402
-from tinylm.course.guide import (  # noqa: E402
+from claims import study_time  # noqa: E402
+from course_guide import (  # noqa: E402
     LESSONS,
     SMOKE_RUNTIMES,
     replace_table,
@@ -37,6 +30,9 @@ from tinylm.course.guide import (  # noqa: E402
     stale_time_paragraphs,
     tables,
 )
+from refresh_notebook import execute  # noqa: E402  (one way to execute a notebook)
+from tqdm.auto import tqdm  # noqa: E402
+
 from tinylm.runtime import cpu_name  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,20 +1,12 @@
-"""What two of the fast decode step's choices gain: the step as it is against itself without huge pages and with
-`F.rms_norm`, decoding in turns, token by token, on a stories15M-shaped model (random weights, float32, batch 1).
+"""What two of the fast decode step's choices gain: the step as it is (`tinylm.generate.fast`) against itself without
+huge pages and with `F.rms_norm`, decoding greedily token by token on a stories15M-shaped model (random weights,
+float32, batch 1).
 
     python scripts/decode_ablation.py [--threads 1 2] [--rounds 6] [--tokens 255]
 
-Each arm builds its own step and head copy (`tinylm.generate.fast`) and decodes greedily from one token with a cache of
-its own; every token, each arm's step is timed in turn, the order rotating from one token to the next (each arm goes
-first, second and third equally often), so that a busy moment of a shared machine falls on every arm alike. An arm's
-figure for a round is tokens per second over its timed steps (its greedy choice and cache update included, the first
-token's prefill not); the script prints each arm's median, lowest and highest over the rounds, in how many rounds the
-step as it is beat it, and what huge pages the kernel granted to its buffers (Linux). The arms' greedy tokens must be
-equal (they are checked). Last, one norm alone in a loop, `F.rms_norm` against the four operations, to compare with
-what the norm arm costs a whole step. The arms:
-- `fast step`: `tinylm.generate.fast` as it is;
-- `ordinary pages`: its copies in buffers made without the huge-page advice (`cpu_buffer` as where mmap cannot give
-  it, e.g. macOS or Windows);
-- `F.rms_norm`: its norms as the readable step calls them instead of the four operations of `fast._norm`.
+The arms take turns every token, so that a busy moment of a shared machine falls on every arm alike, and their greedy
+tokens must be equal. Prints each arm's tokens per second over the rounds, the huge pages its buffers were granted
+(Linux), and one norm alone, `F.rms_norm` against the four operations.
 """
 
 from __future__ import annotations
@@ -39,6 +31,9 @@ from tinylm.model.gpt import GPT  # noqa: E402
 from tinylm.model.kv_cache import KVCache  # noqa: E402
 from tinylm.runtime import cpu_name  # noqa: E402
 
+# `fast step`: tinylm.generate.fast as it is; `ordinary pages`: its copies in buffers made without the huge-page
+# advice (cpu_buffer as where mmap cannot give it, e.g. macOS or Windows); `F.rms_norm`: its norms as the readable
+# step calls them instead of the four operations of `fast._norm`.
 ARMS = ("fast step", "ordinary pages", "F.rms_norm")
 
 

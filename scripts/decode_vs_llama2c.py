@@ -4,30 +4,9 @@
     git clone https://github.com/karpathy/llama2.c
     python scripts/decode_vs_llama2c.py --llama2c llama2.c --model model.bin [--threads 1 2] [--rounds 3]
 
---llama2c builds run.c from that checkout as its Makefile's `make runomp` does (`gcc -Ofast -fopenmp -march=native`;
-without -fopenmp where the compiler lacks it), so that OMP_NUM_THREADS sets its threads; `make runfast` would leave out
--march=native as well as OpenMP. It builds into a temporary folder and takes the checkout's tokenizer.bin; --run and
---tokenizer name an already built binary and a tokenizer instead. Any llama2.c legacy .bin works as --model;
---write-model writes one of the stories15M shape (6 layers, 288 wide, 6 heads, vocabulary 32,000, context 256) with
-random weights through tinylm's own exporter (`tinylm.interop.llama2c.write_llama2c`, what
-`python -m tinylm.interop export --format llama2c` runs).
-
-What is timed, the same on both sides: batch 1, float32, greedy, from the 1-token prompt BOS (what run.c starts from
-without a prompt) through the model's whole context: run.c with `-t 0 -n seq_len`, which reports "achieved tok/s" over
-the steps after its first one; tinylm decoding seq_len tokens after the same prompt, timed from its first token on
-(`tinylm.generate.decode`: the fast step of `tinylm.generate.fast`, and with --readable also the module walk that
-`GPT.decode_step` does, and whether the two steps' greedy tokens are equal). run.c stops early if it draws BOS;
-tinylm's greedy tokens say whether it would (printed).
-Each round runs every contender once, the order reversed every other round, and the best round counts; for each
-thread count tinylm uses `torch.set_num_threads` and run.c gets OMP_NUM_THREADS (ignored unless built with OpenMP).
-
-With --products it then profiles one more fast decode (torch.profiler) and prints the self time of PyTorch's product
-kernels (`PRODUCTS`, through which every weight matrix of the blocks and the head is read; it also holds RoPE's small
-rotation product) per token, and a floor under what they took unprofiled: that time less everything the profiler
-added to the whole decode (its ms a token less the fast step's best unprofiled ms a token), since the profiler's cost
-inside the products is part of what it added (a floor provided that the profiled decode, unprofiled, would have been no
-faster than the best round). Where even the floor exceeds run.c's best whole token, no saving elsewhere in the step,
-as arranged, can make it match run.c.
+Both sides decode greedily at batch 1 in float32 from BOS through the model's whole context and count tokens per
+second after the first, as run.c reports them; --llama2c builds run.c as `make runomp` does (`build_run_c`). With
+--products it also profiles the fast step's matrix products (`profiled_products`) against run.c's whole token.
 """
 
 from __future__ import annotations
@@ -69,7 +48,10 @@ def tinylm_tokens_per_s(model: GPT, fast: bool) -> tuple[float, list[int]]:
 
 def profiled_products(model: GPT) -> tuple[float, float]:
     """One greedy fast decode of the whole context under torch.profiler: the self CPU time of PRODUCTS and the whole
-    decode's time (from its first token on, as timed unprofiled), both in ms a token."""
+    decode's time (from its first token on, as timed unprofiled), both in ms a token. The products' time less all
+    that the profiler added to the whole decode is a floor under what they take unprofiled (the profiler's cost inside
+    them is part of what it added): where even that floor exceeds run.c's whole token, no saving elsewhere in the step
+    can make it match run.c."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as profiled:

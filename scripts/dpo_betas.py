@@ -4,11 +4,8 @@ docs/notes/2026-11-25-post-training-runs.md.
     python -m tinylm.sft --task instruct --profile cpu --out runs/sft-instruct-cpu
     python scripts/dpo_betas.py --base runs/sft-instruct-cpu --betas 0.1 0.5 --seeds 1337 1
 
-runs `python -m tinylm.dpo --task preference --profile cpu --beta B --seed S --out runs/dpo-cpu-bB-sS` for each
-pair (a run folder that already holds a finished run is read, not trained again), then prints, per beta, the
-held-out preference accuracy, mean margin, the share of greedy replies closer to the chosen answer, and the
-replies' token F1 against the chosen answers, each as mean ± half the range over seeds, and the verdicts of
-tinylm.eval.uncertainty.compare (not for the margin, whose scale is beta's).
+Trains (or reads, where finished) runs/dpo-cpu-bB-sS with `python -m tinylm.dpo` per beta and seed, then prints per
+beta the held-out `MEASURES` over seeds and the verdicts of tinylm.eval.uncertainty.compare.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
-"""Measure on a CUDA GPU what the notebooks otherwise estimate, and write it as one dated results file.
-
-Five measurements, each through the course's own code:
-1. GPT-2 124M's training step (16 x 1,024 tokens, bf16), eager and compiled: ms/step, tokens/s, MFU
-   (tinylm.bench.measure.compare_compiled: same weights, same batches, interleaved rounds);
-2. the tinystories track's 51M gpu recipe through `python -m tinylm.train`, as the seed recipe ran it (micro-batches
-   of 32, eager) and as the recipe runs now: the Trainer's own tokens/s and MFU;
-3. the shakespeare-char gpu recipe, whole: its validation curve, best step and time;
-4. the 51M model's whole step (262,144 tokens) in variants, one change at a time, and its GPU time by kernel kind;
-5. the device, torch and the date, so that every figure says where it came from.
+"""Measure on a CUDA GPU what the notebooks otherwise estimate, through the course's own code, into one dated results
+file with a Markdown table beside it (same name, .md); each part is written as soon as it exists, or its error.
 
     python scripts/gpu_evidence.py --out docs/results/gpu-$(date +%F).json
 
-Each part's figures go to --out as soon as they exist (a part that fails records its error), with a Markdown table
-beside it (same name, .md). The notebooks and the course guide cite the committed file.
+The parts: GPT-2 124M's training step eager and compiled (ms/step, tokens/s, MFU); the tinystories gpu recipe through
+`python -m tinylm.train`, as the seed recipe ran it and as it runs now; the shakespeare-char gpu recipe, whole; the
+51M model's step in variants, one change at a time, and its GPU time by kernel kind; the device, torch and the date.
 """
 
 from __future__ import annotations

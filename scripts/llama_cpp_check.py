@@ -2,16 +2,11 @@
 
     python scripts/llama_cpp_check.py --ckpt runs/shakespeare-char-cpu --ckpt runs/tinystories-llama-cpu
 
-llama.cpp's source ships inside llama-cpp-python's source distribution: the script downloads it (`pip download
---no-binary :all: llama-cpp-python`) and builds llama.cpp with its Python bindings into a virtual environment of its
-own under --work (once: later runs reuse it; the build is a few minutes of every core). Each checkpoint is exported
-with `python -m tinylm.interop export --format gguf`. llama.cpp then tokenizes --prompt (no BOS; special-token text
-as text) and extends it greedily, the argmax of each step's logits with no sampler, for --tokens tokens within the
-model's context; tinylm encodes the same prompt and decodes at temperature 0 (`tinylm.generate.decode`, padding rows
-excluded as `sample` excludes them). Printed per checkpoint: whether the prompt's ids are equal (a token a trimmed
-vocabulary dropped has an id of its own in the export, on <unk>'s row, and counts as <unk>), how many greedy
-tokens are equal before the first difference, the largest gap between tinylm's logits and llama.cpp's on
-llama.cpp's sequence, and both continuations. Exit status 1 if any tokens differ.
+Builds llama.cpp with its Python bindings from llama-cpp-python's source distribution into a virtual environment under
+--work (once), exports each checkpoint with `python -m tinylm.interop export --format gguf`, and decodes --prompt
+greedily on both sides. Prints whether the prompt's ids are equal, how many greedy tokens are equal before the first
+difference, the largest gap between the two sides' logits on llama.cpp's sequence, and both continuations; exit status
+1 if any tokens differ.
 """
 
 from __future__ import annotations

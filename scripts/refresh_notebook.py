@@ -4,12 +4,9 @@
     python scripts/refresh_notebook.py 07 --profile smoke # a quick run (its outputs are not the committed kind)
     python scripts/refresh_notebook.py 07 --compare OLD.ipynb   # compare only: OLD against the notebook as it is
 
-A maintainer's regression check of one notebook in one line. The committed outputs of every notebook come from a
-real run of the `cpu` profile; this runs it the way they were made (widgets printed as text, streamed output
-coalesced, no per-cell timing metadata), then lists, cell by cell, each printed number that changed, old -> new,
-and the study-time figures the tests check (tinylm.course.claims). Read the list against the prose: a sentence that
-depends on a figure that moved must be re-read (the claims test catches a typed figure that no output supports).
-Run it from the repository's root; it needs the offline mirror or the network, as the notebook does.
+The committed outputs come from a real cpu run made this way (widgets printed as text, streamed output coalesced, no
+cell timings). It lists each printed number that changed, cell by cell (claims.py, beside this file), and the study
+time: re-read every sentence near a figure that moved. Run it from the repository's root.
 """
 
 from __future__ import annotations
@@ -27,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tinylm.course.claims import moved_figures, notebook_cells, study_time  # noqa: E402
+from claims import moved_figures, notebook_cells, study_time  # noqa: E402  (beside this file)
 
 
 def find_notebook(number: str) -> Path:
@@ -86,7 +83,7 @@ def main(argv=None) -> None:
     print("study time by the formula: " + json.dumps({"prose_words": time_.prose_words, "code_lines":
           time_.code_lines, "runtime_seconds": time_.runtime_seconds, "lesson_minutes": round(time_.lesson_minutes),
           "exercises": time_.exercises, "exercise_minutes": round(time_.exercise_minutes)}))
-    from tinylm.course.guide import replace_table, stale_time_paragraphs, tables
+    from course_guide import replace_table, stale_time_paragraphs, tables
 
     behind = sorted({str(path.relative_to(REPO)) for path, name, table in tables(REPO)
                      if replace_table(text := path.read_text(encoding="utf-8"), name, table) != text})

@@ -2,12 +2,9 @@
 
     python scripts/shakespeare_sweep.py [--seconds 70] [--only 1x128,4x128]
 
-Each arm trains a fresh model on Tiny Shakespeare for the same number of seconds with the cpu recipe
-(cosine schedule fitted to the budget), then scores the whole validation split. The arms are the ones
-of docs/notes/2026-11-21-cpu-recipes.md, which the course guide quotes: depth 1 to 4 at 128 wide, 96 and 192
-wide at one layer, and nanoGPT's learning rate (1e-3) against the recipe's (6e-3) at 4 layers. On a 2-core machine
-the default budget takes about 10 minutes; run it on an otherwise idle machine, since a busy one gives
-every arm fewer steps. Runs are written to $TINYLM_RUNS_DIR (else runs/) under sweep-shakespeare/.
+Each arm (`ARMS`, those of docs/notes/2026-11-21-cpu-recipes.md) trains a fresh model with the cpu recipe for the same
+seconds, then scores the whole validation split. Run it on an otherwise idle machine: a busy one gives every arm fewer
+steps. Runs go to $TINYLM_RUNS_DIR (else runs/) under sweep-shakespeare/.
 """
 
 from __future__ import annotations

@@ -1,23 +1,15 @@
-"""The probes behind the speedrun recipes (docs/notes/2026-11-26-laptop-speedrun.md): one line per
-probe, each the cpu recipe of a track with some GPTConfig, ModelShape or TrainConfig fields changed, for a number of
-steps or seconds of training, at one or more seeds.
+"""The probes behind the speedrun recipes (docs/notes/2026-11-26-laptop-speedrun.md): one line per probe, each the cpu
+recipe of a track with some GPTConfig, ModelShape or TrainConfig fields changed, for a number of steps or seconds of
+training, at one or more seeds.
 
     python scripts/speedrun_probes.py --track shakespeare-char --steps 2500 \
         --probe base --probe muon optimizer=muon --probe muon+2L optimizer=muon n_layer=2
     python scripts/speedrun_probes.py --track shakespeare-char --seconds 70 --seeds 0 1 2 --lockstep \
         --probe speedrun optimizer=muon batch_size=32 --probe ns3 optimizer=muon batch_size=32 muon_ns_steps=3
 
-A probe is a name and field=value pairs (values are read as Python literals, or else as text). A field of ModelShape
-changes the shape, of GPTConfig the model, of TrainConfig the training. Each probe prints one line: the final
-validation loss over the whole split (mean ± half the range over seeds), the steps, the milliseconds per step, and the
-seconds of training to --target where it was reached; and after the first probe, whether it beats the first one beyond
-the seed spread (every seed below every seed of the first: `tinylm.eval.uncertainty.separated`).
-
-Equal-steps probes do not depend on how busy the machine is (their milliseconds per step do). Equal-seconds probes
-compare what a learner waits for; on a shared machine run them with --lockstep: every probe at a seed trains in
-turns of --eval-interval steps (the whole validation split scored after each turn, which training time leaves out),
-so that a busy spell of the machine slows every probe alike instead of the one that happened to run then. The
-seconds are training time as the Trainer counts it (`tinylm.train.progress.TRAINING_TIME`).
+A probe is a name and field=value pairs (Python literals, else text). Each prints its validation loss, steps, ms per
+step and seconds to --target over seeds, and whether it beats the first probe beyond the seed spread. Under --lockstep
+the probes of a seed train in turns of --eval-interval steps, so that a busy spell of a shared machine slows all alike.
 """
 
 from __future__ import annotations

@@ -6,18 +6,9 @@ big machine, and a summary of their results (docs/notes/2026-11-26-laptop-speedr
         python scripts/speedrun_race_by_seed.py run --seed 0 > avx2-0.jsonl
     python scripts/speedrun_race_by_seed.py summarize native-*.jsonl
 
-`run` trains, at one seed, what `python -m tinylm.bench speedrun --track shakespeare-char` races
-(`tinylm.bench.speedrun.race`: the default cpu recipe and the speedrun recipe, 70 s of training each, the whole
-validation split scored every 100 steps; the default first at even seeds), then the speedrun recipe with a second
-block instead of its batch of 32 ("second-block": Muon, 2 blocks, batch 12, the recipe the speedrun had before), the
-same way. Muon's Newton–Schulz runs in the dtype this hardware makes fast (`tinylm.train.muon.newton_schulz_dtype`).
-It prints a JSON line describing the process (CPU capability, threads, the Newton–Schulz dtype, the recipes'
-changes) and one per run. The ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA variables make an AVX-512 CPU dispatch as
-an AVX2 one.
-
-`summarize` prints, per recipe, the validation loss at the end (mean ± half the range over seeds), the steps and the
-seconds of training to 1.886, and against each recipe above it whether each measure is told apart by the course's
-rule (`tinylm.eval.uncertainty.told_apart`: at least 3 seeds, ranges that do not overlap).
+`run` races, at one seed, what `python -m tinylm.bench speedrun --track shakespeare-char` races, then the speedrun
+recipe with a second block instead of its batch of 32, printing JSON lines; `summarize` prints each recipe's spread
+over seeds and, against each recipe above it, the verdicts of the course's rule (`tinylm.eval.uncertainty.told_apart`).
 """
 
 from __future__ import annotations

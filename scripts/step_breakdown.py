@@ -2,18 +2,10 @@
 
     python scripts/step_breakdown.py [--preset nanogpt-cpu|tinystories-cpu] [--rounds 20] [--compile]
 
-Times one full step of tinylm's GPT (forward, loss, backward, fused AdamW) and, at exactly the shapes that
-step runs, its parts on their own: the matrix products of every linear layer (forward and both backward
-products), the MLP's GELU (GPT-2's tanh form, and the exact form nanoGPT uses; with --compile also the
-tanh form compiled), attention
-(scaled_dot_product_attention, forward and backward), the cross-entropy over the logits, and the AdamW
-update. Whatever the parts leave over (layer norms, residual adds, embeddings, autograd's own work) is "the
-rest". All are timed interleaved, one of each per round, and the best round counts, because a shared
-machine's speed drifts. With --compile it also races `torch.compile(model)` against the eager model.
-
-It answers one question about tinylm's speed against nanoGPT's model: both run the same kernels except the
-GELU, so a step can only get faster without changing its numbers by shrinking the parts, and the matrix
-products, which run near the machine's GEMM rate, set a floor. "ceiling" prints that floor as a speed-up.
+Times one full step of tinylm's GPT and, at exactly the shapes it runs, its parts alone (the linear layers' products,
+GELU, attention, the cross-entropy, the AdamW update; "the rest" is what they leave over), interleaved, best round.
+tinylm's step and nanoGPT's run the same kernels except the GELU, so the matrix products, which run near the machine's
+GEMM rate, set a floor on a faster step with the same numbers: "ceiling" prints it as a speed-up.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
 """Which lever makes notebook 8a's reference arm write stories: a smaller vocabulary, a smaller shape or fewer arms.
 
-Issue 48 §2: 8a and 8b train every arm 1,000 steps (a 4-layer model 96 wide, windows of 64, batches of 8) and the
-samples do not read as stories. This trains 8a's GPT-2 arm (`--arm llama`: 8b's dense Llama arm) under one change
-at a time, on 8a's train/test split: the baseline (8a as it is: GPT-2's vocabulary trimmed to the tokens of the
-training split); a byte-level BPE of 2,048 or 4,096 tokens trained on the training split alone; 2 layers, or a
-width of 64; and 3× the steps (the seconds three arms would share). Each lever other than 3× gets the baseline
-run's seconds: as many steps as 1,000 of the baseline's cost, each config's step priced first (the fastest of
-three short runs, the configs in turn); bpe:2048 also gets 1,000 steps. Per lever it prints the steps,
-passes over the training split, seconds, test loss in bits per byte (each end-of-text one byte, so vocabularies
-compare), the loss on as many training tokens minus the test loss, and a sample from "Once upon a time".
+Issue 48 §2: 8a's and 8b's samples do not read as stories. This trains 8a's GPT-2 arm (`--arm llama`: 8b's dense
+arm) under one change at a time (`LEVERS`: a number of steps, or as many as the baseline's steps cost in time, each
+config's step priced first) on 8a's train/test split, and prints per lever the steps, seconds, test loss in bits per
+byte, the training loss minus the test loss, and a sample from "Once upon a time".
 
     flock /tmp/cpu.lock python scripts/story_levers.py            # TINYLM_PROFILE unset
     python scripts/story_levers.py --levers baseline,bpe2048 --seeds 0,1

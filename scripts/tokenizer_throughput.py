@@ -2,16 +2,10 @@
 
     python scripts/tokenizer_throughput.py [--repeat 10] [--rounds 3]
 
-- TinyStories (`python -m tinylm.prepare tinystories`): GPT-2 BPE in tiktoken's thread pool
-  (`tinylm.data.corpora.tokenize_stories`), on the mirror's 2 MiB sample repeated `--repeat` times, with 1
-  thread and with every core.
-- FineWeb-Edu (`python -m tinylm.prepare fineweb-edu`): `tinylm.data.fineweb.encode_documents` in worker
-  processes, on the mirror's 120 documents repeated 2 x `--repeat` times, with 1 worker and with every
-  core. Shard writing is not included.
-
-The settings are timed interleaved (round 1 of each, then round 2, ...) and the best round is reported,
-because a shared machine's speed drifts between runs. Needs $TINYLM_DATA_MIRROR (or the network) for
-the sample files; writes token files only into a temporary folder.
+TinyStories' GPT-2 BPE in tiktoken's thread pool (`tinylm.data.corpora.tokenize_stories`) and FineWeb-Edu's worker
+processes (`tinylm.data.fineweb.encode_documents`, shard writing not included), each on the offline mirror's sample
+repeated, with 1 thread or worker and with every core; interleaved rounds, the best reported. Needs
+$TINYLM_DATA_MIRROR (or the network); writes token files only into a temporary folder.
 """
 
 from __future__ import annotations

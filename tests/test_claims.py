@@ -1,23 +1,28 @@
 """Every sentence true and every lesson one sitting: each figure in a notebook's prose is printed by its saved
 outputs or listed with its source in notebooks/SOURCES.md, and each notebook's lesson by the course's formula
-(tinylm.course.claims.study_time) is at most an hour, its runtime included, as its header says."""
+(study_time in scripts/claims.py) is at most an hour, its runtime included, as its header says."""
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO
-from tinylm.course.claims import (
+
+sys.path.insert(0, str(REPO / "scripts"))  # claims.py and course_guide.py: repository tooling, not the package
+from claims import (  # noqa: E402
     LESSON_LIMIT_MINUTES,
     figures,
+    moved_figures,
+    notebook_cells,
     read_sources,
     study_time,
     unsupported_figures,
     unsupported_guide_figures,
 )
-from tinylm.course.guide import time_paragraph
+from course_guide import rewrite_time_paragraph, time_paragraph  # noqa: E402
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
@@ -124,8 +129,6 @@ def test_every_header_states_the_two_sittings_by_the_formula(notebook):
 
 
 def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
-    from tinylm.course.claims import moved_figures, notebook_cells
-
     old = notebook_cells(write_notebook(tmp_path / "old.ipynb", "prose", "loss 1.234 at step 100, 34.4% clipped"))
     new = notebook_cells(write_notebook(tmp_path / "new.ipynb", "prose", "loss 1.250 at step 100, 35.0% clipped"))
     assert moved_figures(old, new) == ["cell 1: 1.234 -> 1.250, 34.4% -> 35.0%"]
@@ -135,7 +138,6 @@ def test_moved_figures_lists_each_changed_number_by_cell(tmp_path):
 def test_the_refresh_script_compares_a_notebook_with_an_older_copy(tmp_path):
     """The maintainer's one-line regression check, in its compare-only mode (a real re-run takes minutes)."""
     import subprocess
-    import sys
 
     notebook = next((REPO / "notebooks").glob("01_*.ipynb"))
     cells = json.loads(notebook.read_text())
@@ -154,8 +156,6 @@ def test_the_refresh_script_compares_a_notebook_with_an_older_copy(tmp_path):
 
 
 def test_the_time_paragraph_is_rewritten_in_both_twins_and_stays_put(tmp_path):
-    from tinylm.course.guide import rewrite_time_paragraph
-
     header = "# 99 · Demo\n\n**How long it takes**: about 3 minutes,\nby an old rule.\n\n| profile | time |"
     printed = {"output_type": "stream", "name": "stdout", "text": "this notebook ran in 60 s"}
     notebook = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": header},

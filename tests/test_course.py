@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import tinylm
-from tinylm import repository
 from tinylm.course import notebooks as course
+from tinylm.course import repository
 from tinylm.train.run import Finished
 
 
@@ -122,6 +122,17 @@ def test_notebook_6a_trains_the_gpt2_track_and_6b_is_what_to_open_after_training
     notebooks = Path(__file__).resolve().parents[1] / "notebooks"
     named = [*repository.TRACK_NOTEBOOKS.values(), *repository.EVALUATION_NOTEBOOKS.values()]
     assert all((notebooks / name).is_file() for name in named), "every notebook the course names exists"
+
+
+def test_after_readmes_first_command_the_epilogue_opens_the_course_at_its_start():
+    """`python -m tinylm.train shakespeare-char` is README's first command: what it suggests next starts with the
+    course's first notebook (the first file of notebooks/), then the notebook that trains the track, then generation."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert readme[readme.index("python -m tinylm"):].startswith("python -m tinylm.train shakespeare-char")
+    first = min(path.name for path in (root / "notebooks").glob("*.ipynb"))
+    assert repository.FIRST_NOTEBOOK == first
+    assert repository.next_notebooks("shakespeare-char") == [first, "03_train_char_gpt.ipynb", "07_generation.ipynb"]
 
 
 def test_a_notebooks_set_up_resolves_the_profile_and_device_and_takes_the_free_cores_as_a_command_does():

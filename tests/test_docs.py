@@ -16,14 +16,18 @@ import io
 import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
 
 from tinylm.cli import COMMANDS
-from tinylm.course.guide import LESSONS, guide_entries, replace_table, smoke_runtimes, tables
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # claims.py and course_guide.py: repository tooling, not the package
+from claims import figures, prose, study_time  # noqa: E402
+from course_guide import LESSONS, guide_entries, replace_table, smoke_runtimes, tables  # noqa: E402
+
 DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"]
 # options whose value is a file or folder the command reads (outputs, --out, are written and need not exist)
 INPUT_OPTIONS = {"--text", "--data", "--llama2c", "--tokenizer", "--hf", "--ckpt", "--base", "--compare", "--file",
@@ -180,11 +184,11 @@ def test_problems_are_found():
 def test_epilogue_names_no_repository_folder(tmp_path, monkeypatch):
     """What a finished run prints next: a clone opens the notebook in Jupyter; an installed wheel (no notebooks/
     beside the package, as on Colab) gets the notebook's Colab address, never a folder it lacks."""
-    from tinylm import repository
     from tinylm.cli import train as train_cli
+    from tinylm.course import repository
 
     assert repository.open_notebook_command("03_train_char_gpt.ipynb").startswith("jupyter lab ")
-    fake_package = tmp_path / "site-packages" / "tinylm" / "repository.py"
+    fake_package = tmp_path / "site-packages" / "tinylm" / "course" / "repository.py"
     monkeypatch.setattr(repository, "__file__", str(fake_package))
     line = repository.open_notebook_command("03_train_char_gpt.ipynb")
     assert line.startswith("https://colab.research.google.com/") and "notebooks/03" in line
@@ -247,8 +251,6 @@ def test_course_tables_follow_the_notebooks():
 def test_the_guide_entries_read_every_notebook():
     """Each notebook's generated entry finds what its header and exercises hold: the "What you will learn" bullets,
     the papers, what it runs on a GPU, and as many exercise titles as the study-time formula counts exercises."""
-    from tinylm.course.claims import study_time
-
     entries = guide_entries(ROOT / "notebooks").split("\n\n### ")
     assert len(entries) == len(LESSONS)
     for lesson, entry in zip(LESSONS, entries):
@@ -283,10 +285,8 @@ def test_readme_fits_and_starts_with_the_setup():
 
 @pytest.mark.parametrize("document", ["README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"])
 def test_front_pages_type_no_measured_figure(document):
-    """README, the teacher's page and CONTRIBUTING state no measured figure (tinylm.course.claims's sense: a
+    """README, the teacher's page and CONTRIBUTING state no measured figure (scripts/claims.py's sense: a
     decimal, a percentage, a ratio): those live, with the run that printed them, in the notebooks' outputs and the
     course guide, and the course tables are generated."""
-    from tinylm.course.claims import figures, prose
-
     text = re.sub(r"```.*?```", "", (ROOT / document).read_text(encoding="utf-8"), flags=re.S)
     assert figures(prose(text)) == []

@@ -1,8 +1,7 @@
-"""Every notebook's first cells: the Colab badge opens the notebook itself from the course's repository, and
-the install cell installs the package from that repository, in both jupytext twins (.py and .ipynb).
-
-tinylm.course.notebooks is the one place that names the repository; a notebook copied from another keeps the other's
-badge, and a repository that moves leaves every badge and install cell behind: both fail here.
+"""Every notebook's first cells: the Colab badge opens the notebook itself, and the install cell installs the package,
+both from the course's repository (tinylm.course.repository names it; tinylm.course.notebooks writes both cells), in
+both jupytext twins; and each notebook sets up once, as the commands do. A notebook copied from another keeps the
+other's badge, and a repository that moves leaves every badge and install cell behind: both fail here.
 """
 
 import re

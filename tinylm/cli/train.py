@@ -25,7 +25,6 @@ from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
 from ..data.text import find_text_files
 from ..distributed import run_in_world
 from ..paths import data_dir, shown
-from ..repository import next_notebooks, open_notebook_command
 from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
 from ..train.run import Finished, train
@@ -85,6 +84,8 @@ def main(argv=None) -> dict:
 
 def _epilogue(recipe: Recipe, finished: Finished) -> str:
     """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
+    from ..course.repository import next_notebooks, open_notebook_command  # lazy: --help loads no course module
+
     track, out, trainer, final = recipe.track, recipe.run.out, finished.trainer, finished.final
     prompt = track.sample_prompt
     sample = trainer.sample(300, temperature=0.8)

@@ -1,15 +1,9 @@
-"""Seeded ablation arms: one architectural change at a time, several seeds per arm, equal training budget.
-
-Notebooks 8a and 8b ask which changes from GPT-2's block to a Llama-style block, then to a mixture of experts, pay
-for themselves. This module provides what an honest answer needs: a chain of configurations in which each arm
-differs from the one before by one change (`architecture_chain`, `mixture_chain`, taken from `ARCHITECTURES`, so the
-ends are exactly "llama" and "llama-moe"); every arm trained at several seeds under one Trainer budget
-(`train_arms`), the arms' order rotated from one seed to the next so that no arm always runs first or last; under a
-budget of seconds, a run more than `STEP_TOLERANCE` off its arm's median steps (`step_outliers`) is re-run and
-replaced, never counted; a test split nothing was chosen on (`hold_out_test`), since validation chose the recipe;
-and a table and verdicts computed from the runs (`ablation_table`, `verdicts`) by tinylm.eval.uncertainty's rule
-(told apart only with at least 3 seeds per arm and ranges that do not overlap), so that no figure a re-run could
-change is typed into prose.
+"""Seeded ablation arms for notebooks 8a and 8b: which changes from GPT-2's block to Llama's, then to a mixture of
+experts, pay for themselves. `architecture_chain` and `mixture_chain` change one thing per arm; `train_arms` trains
+every arm at several seeds under one budget, the arms' order rotated from seed to seed, and under a budget of seconds
+re-runs a run more than `STEP_TOLERANCE` off its arm's median steps; `hold_out_test` keeps a test split nothing was
+chosen on; `ablation_table` and `verdicts` compute the table and the verdicts by tinylm.eval.uncertainty's rule (at
+least 3 seeds per arm, ranges that do not overlap), so that no figure a re-run could change is typed into prose.
 """
 
 from __future__ import annotations

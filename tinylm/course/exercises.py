@@ -1,14 +1,8 @@
-"""Self-checking exercises for the notebooks.
-
-An exercise is a function the learner completes; until they do, its body raises
-NotImplementedError. `check(test)` runs a test function that calls the learner's code and asserts
-what it must do: it reports "not attempted yet" while the placeholder is in place (so a notebook
-still runs top to bottom), "correct" when the asserts pass, and lets a failed assert through with
-its message when the answer is wrong.
-
-An experiment exercise asks for a number the learner measured rather than a function: its test raises
-NotImplementedError with a hint ("set my_answer to ...") while the answer is still None, and `check`
-prints that hint instead of the generic one.
+"""Self-checking exercises for the notebooks. An exercise is a function the learner completes (its body raises
+NotImplementedError until then) or, for an experiment, a number they measured (its test raises NotImplementedError
+with a hint while the answer is None). `check(test)` runs the test: "not attempted yet" and the hint while the
+placeholder is there, so that a notebook still runs top to bottom; "correct" when its asserts pass; a wrong answer's
+failed assert goes through with its message.
 """
 
 from __future__ import annotations

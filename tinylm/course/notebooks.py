@@ -1,15 +1,11 @@
-"""What ties the notebooks together: how each one sets up, where the repository lives, and the runs one notebook
+"""What ties the notebooks together: how each one sets up, its Colab badge and install cell, and the runs one notebook
 borrows from another.
 
-Set-up: every notebook starts as every command does (tinylm.cli.console.begin), with `set_up_notebook`: the profile,
-the device, and the process-wide settings for it (one CPU thread per free core on a busy machine).
-Colab: every notebook opens with an "Open in Colab" badge and an install cell, written out in each notebook (they run
-before `tinylm` exists); `REPOSITORY` and `BRANCH` (tinylm.repository) say what they must be.
-tests/test_notebooks_meta.py checks every notebook (both twins) against all three.
-Borrowed runs: notebook 7 samples from the models that notebooks 3 and 5 train, and notebook 6b scores the one
-notebook 6a trains. Where those runs are not there (a fresh Colab machine), `find_or_train` trains the track's `cpu`
-recipe (`smoke` under the smoke profile) for a budget of steps, not seconds (on a busy laptop a time budget sees a
-fraction of the tokens), says so, and keeps the result in a folder of its own, which a second call finds.
+`set_up_notebook` starts a notebook as every command starts (the profile, the device, the process-wide settings).
+The badge and the install cell are written out in each notebook (they run before `tinylm` exists);
+tests/test_notebooks_meta.py checks them against `colab_badge` and `INSTALL_CELL`. Notebook 7 samples from the
+models notebooks 3 and 5 train, and notebook 6b scores notebook 6a's; where such a run is missing (a fresh Colab
+machine), `find_or_train` trains a stand-in for a budget of steps, not seconds, says so, and keeps it for next time.
 """
 
 from __future__ import annotations
@@ -20,13 +16,13 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..paths import runs_dir, shown
-from ..repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
 from ..runtime import configure_backend, resolve_device, resolve_profile
 from ..train.options import RunOptions
 from ..train.progress import format_record
 from ..train.recipes import default_run_name, resolve_recipe
 from ..train.run import train
 from ..train.run_folder import run_file
+from .repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
 
 # transformers comes with the package on Colab too (the `interop` extra): notebook 6b loads OpenAI's GPT-2 with it.
 PIP_REQUIREMENT = f"tinylm[interop] @ git+{REPOSITORY}@{BRANCH}"
@@ -62,7 +58,7 @@ def colab_badge(notebook: str) -> str:
     return f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(notebook)})"
 
 
-# The tracks whose notebook (tinylm.repository.TRACK_NOTEBOOKS) trains a model into runs/notebook-<number>-<profile>
+# The tracks whose notebook (repository.TRACK_NOTEBOOKS) trains a model into runs/notebook-<number>-<profile>
 # (`notebook_run_folder`), where `find_or_train` looks first.
 TRAINED_IN_A_NOTEBOOK = ("shakespeare-char", "tinystories", "gpt2-124m")
 # Optimizer steps of a stand-in model: enough for the cpu recipes to learn words, short enough to wait for

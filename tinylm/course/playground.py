@@ -1,17 +1,10 @@
-"""Three notebook tools for looking at a trained model: a generation playground, an attention viewer and a chat box.
+"""Notebook tools for looking at a trained model: `playground` (a prompt, the samplers' settings, a streamed
+continuation), `attention_viewer` (one head's attention over the prompt as a heatmap, layer and head picked) and
+`chat_box` (a conversation with a tinylm.serve.session.ChatSession, the reply streamed).
 
-`playground(model, tokenizer)` opens a prompt box, sliders for the samplers, a seed, and a Generate
-button; the continuation streams into the output area as it is produced, with its speed.
-`attention_viewer(model, tokenizer, prompt)` draws one head's attention pattern over the prompt's
-tokens as a heatmap (rows: the position attending; columns: the positions it reads), with pickers for
-layer and head. The causal mask is the empty upper triangle.
-`chat_box(session)` puts a conversation with a chat model (tinylm.serve.session.ChatSession) in a history, a
-text box that sends on Enter and a New chat button; the reply streams into the history.
-
-Widgets need a front end to draw them and to send clicks back, and a kernel cannot tell whether one
-is attached. So the tools use widgets when they run in a Jupyter kernel with ipywidgets installed
-and `TINYLM_WIDGETS` is not `0`; otherwise (a terminal, a script, CI's nbval run, the committed
-notebooks' outputs) they do their work once with the given settings and print or draw the result.
+They use widgets in a Jupyter kernel with ipywidgets installed and `TINYLM_WIDGETS` not `0`; elsewhere (a terminal, a
+script, CI's nbval run, the committed notebooks' outputs) they do their work once with the given settings and print
+or draw the result, because a kernel cannot tell whether a front end is attached to draw widgets.
 """
 
 from __future__ import annotations

@@ -1,17 +1,8 @@
-"""Loss curves: a live plot that redraws in place in Jupyter and prints lines elsewhere; expert load.
-
-`LiveLossPlot` is a Trainer callback. In a notebook with IPython it keeps one matplotlib figure
-in one output and replaces it as records arrive (at most every `every_seconds`, so plotting never
-dominates training); the committed notebook then holds just the final picture. Without IPython,
-in a terminal or a plain script, it falls back to printing each record as a line.
-
-`plot_loss_and_grad_norm` draws a run's loss curves from step 0 beside its gradient norm before clipping and the
-share of steps that clipping scaled down (the `grad_norm` and `clipped` fields of the train records).
-`plot_expert_load` draws how a mixture of experts shares its tokens over training (from the
-`expert_load` and `max_violation` fields of the train records), in fonts big enough for a projector;
-`use_projector_style()` sets such fonts for every figure a notebook draws. `plot_arms` and `plot_balancing`
-draw an ablation's runs (tinylm.course.ablation: each arm's runs over seeds), as notebooks 8a and 8b show them,
-each arm in the colour `arm_colours` gives it.
+"""The notebooks' plots of training: `LiveLossPlot`, a Trainer callback that redraws one figure in place in Jupyter (at
+most every `every_seconds`, so plotting never dominates training) and prints each record elsewhere;
+`plot_loss_and_grad_norm` (the loss beside the gradient norm and the share of steps clipped); `plot_expert_load` (how a
+mixture of experts shares its tokens); `plot_arms` and `plot_balancing` (an ablation's runs over seeds, notebooks 8a
+and 8b); and `use_projector_style`, fonts readable on a projector for every figure a notebook draws.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
-"""Scaling laws on a laptop: an IsoFLOP sweep, the parabolas and power laws fitted to it, and a prediction.
-
-For a fixed compute budget C, which model size N gives the lowest loss? Hoffmann et al.'s approach 2 ("Chinchilla",
-2022) trains several sizes at each of several budgets, fits a parabola in log N to each budget's final losses, takes
-its vertex as N_opt(C), and fits power laws N_opt ∝ C^a and D_opt ∝ C^b across budgets. Notebook 13 does it on a
-laptop; this module holds what the notebook and the tests share: the sizes (`LADDER`, `model_sizes`: GPT-2 blocks of
-one depth, wider and wider); compute as C = 6·N·D with N the non-embedding parameters (as Kaplan et al. counted
-them; `GPT.flops_per_token()` counts what 6N leaves out), a budget turned into whole optimizer steps, never seconds,
-so a busy machine changes how long the sweep takes and never what it measures; the sweep (`run_sweep`, each run
-scored on the whole held-out split); and the fits, numpy only (`fit_parabola`, `isoflop_minima`, `fit_power_law`
-with the slope's standard error, `fit_loss_law` with or without a floor, `t_quantile`, `bootstrap`, and `predict`,
-which extrapolates to a budget no run has used, so that a run can check it).
+"""Scaling laws on a laptop (notebook 13): an IsoFLOP sweep, the parabolas and power laws fitted to it, and a
+prediction. As in Hoffmann et al.'s approach 2 ("Chinchilla", 2022): several model sizes at each of several compute
+budgets, a parabola in log N per budget whose vertex is N_opt(C), then power laws across budgets. The sizes are GPT-2
+blocks of one depth (`LADDER`); compute is C = 6·N·D with N the non-embedding parameters, and a budget becomes whole
+optimizer steps, never seconds, so that a busy machine changes how long the sweep takes and never what it measures.
+The fits are numpy only, with standard errors and a bootstrap; `predict` extrapolates to a budget no run has used.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""The laptop speedrun's record table (notebook 12): the default recipe, then one change at a time up to the speedrun
-recipe, then each model change on top of it, raced at equal training time on a shared machine, judged by a stated rule.
-
-An adaptation of the modded-nanogpt speedrun, where the target loss is fixed and the clock is raced: here the budget
-of training seconds is fixed, each arm differs from the one it is measured against by one change (changes interact),
-and a difference is called by the course's rule (`tinylm.eval.uncertainty.compare`). The race is priced: a shared
-machine's speed drifts by as much as the differences measured, so `measure_step_costs` times every arm's step in
-rounds interleaved across arms, `within_budget` turns the seconds into each arm's number of steps at that cost (and
-the seconds between evaluations into steps), and every seed trains exactly those steps: a slow spell during training
-lengthens a run without moving its loss. `race_table` and `race_verdicts` read the seconds to a target off each
-run's curve at the measured cost (`priced_curve`). `MODEL_CHANGES` lists modded-nanogpt's model changes as config
-fields.
+"""The laptop speedrun's record table (notebook 12), after modded-nanogpt's speedrun with the clock fixed instead of
+the target: the default recipe, one change at a time up to the speedrun recipe, then each model change on top of it
+(`MODEL_CHANGES`), raced at equal training time and judged by tinylm.eval.uncertainty's rule. A shared machine's
+speed drifts by as much as the differences measured, so the race is priced: `measure_step_costs` times each arm's
+step in rounds interleaved across arms, `within_budget` turns the seconds into steps at that cost, every seed trains
+exactly those steps, and `race_table` and `race_verdicts` read the seconds to a target off each run's curve at that
+cost.
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
-"""Keeping a notebook's prose true: every figure it writes is one its code printed, or a constant with a named source;
-and its study time, by the course's formula.
+"""Keeping the notebooks' prose true, and their study time: repository tooling for scripts/course_tables.py,
+scripts/refresh_notebook.py and the tests, kept out of the package because no notebook needs it.
 
-A figure is a number the prose states as a result: a decimal (1.886, 0.5), a percentage (34.4%), a ratio (2.5×,
-3x). Integers are left alone (layer counts, years, step counts that a recipe fixes), and so is what is not prose:
-code spans, math ($...$), links and their addresses. `unsupported_figures` lists the figures of a notebook's markdown
-that appear in none of its saved outputs and in none of the sources the course names for constants
-(notebooks/SOURCES.md: a paper's figure, a hardware spec, a definition such as ln 65 = 4.174). A figure a re-run
-could change must be printed by the code, not typed; the tests run this over every notebook.
-
-`study_time` gives the two sittings each notebook's header, the course tables and the teacher's page state: the
-lesson (prose words / 120 + non-blank code lines / 12 before the exercises, + the cpu runtime the last cell prints)
-and the exercises (10 minutes each + what they train, by the notebook's own printed estimate).
+`unsupported_figures` lists the figures (decimals, percentages, N× ratios; not integers, code, math or links) that a
+notebook's markdown states and neither its saved outputs print nor notebooks/SOURCES.md sources; a figure a re-run
+could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
+sittings: the lesson (prose words / 120 + non-blank code lines / 12 before the exercises + the cpu runtime its last
+cell prints) and the exercises (10 minutes each + what they train, by the notebook's own printed estimate).
 """
 
 from __future__ import annotations
@@ -125,7 +120,6 @@ def unsupported_figures(path: str | Path, sources: list[Source]) -> list[str]:
     return missing
 
 
-
 # A command a guide's row or paragraph names as the one that measured its figures: a code span that runs something.
 MEASURING_COMMAND = re.compile(r"`(?:python|torchrun|OMP_NUM_THREADS=\d+ python)\b[^`]*`")
 
@@ -136,7 +130,7 @@ def unsupported_guide_figures(path: str | Path, notebooks: list[Path], sources: 
     the table) names no command that measured them.
 
     A guide reports runs of the command lines as well as the notebooks'; such a figure must stand beside the command
-        that printed it (`MEASURING_COMMAND`), so a reader can re-run it. Fenced code blocks are not prose, and a block
+    that printed it (`MEASURING_COMMAND`), so a reader can re-run it. Fenced code blocks are not prose, and a block
     generated from the notebooks (between `<!-- course-table:... -->` markers) is checked in its notebook."""
     printed: set[str] = set()
     for notebook in notebooks:
@@ -154,6 +148,7 @@ def unsupported_guide_figures(path: str | Path, notebooks: list[Path], sources: 
                 missing += [f for f in figures(unit) if normalised(f) not in printed and normalised(f) not in sourced]
         caption = block
     return missing
+
 
 @dataclass(frozen=True)
 class StudyTime:

@@ -1,12 +1,13 @@
-"""The repository around the package: its address and branch, which notebooks follow a track's training, and how to
-open one from here (Jupyter on the file in a clone; its Colab address where the package came from a wheel, as on
-Colab, with no notebooks/ folder). A command's closing lines and the course's notebooks both read it."""
+"""The repository around the package: its address and branch, the notebooks that train or score each track's model,
+and how to open one from here (Jupyter on the file in a clone; its Colab address where the package came from a wheel,
+as on Colab, with no notebooks/ folder). The notebooks' badges and install cells and a command's closing lines read
+it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .paths import shown
+from ..paths import shown
 
 REPOSITORY = "https://github.com/tinylm-course/tinylm"
 BRANCH = "main"
@@ -20,6 +21,8 @@ TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories":
 # The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
 # gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
 EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
+# Where the course starts: README's first command trains shakespeare-char, and notebook 1 begins with that data.
+FIRST_NOTEBOOK = "01_shakespeare_data_and_bigram.ipynb"
 
 
 def colab_url(notebook: str) -> str:
@@ -31,15 +34,16 @@ def colab_url(notebook: str) -> str:
 def open_notebook_command(notebook: str) -> str:
     """How to open `notebook` from here: `jupyter lab` on its file in a clone of the repository, else its Colab
     address."""
-    path = Path(__file__).resolve().parents[1] / "notebooks" / notebook
+    path = Path(__file__).resolve().parents[2] / "notebooks" / notebook
     if path.is_file():
         return f"jupyter lab {shown(path)}"
     return f"{colab_url(notebook)}   # open it in Colab"
 
 
 def next_notebooks(track: str) -> list[str]:
-    """The notebooks to open after training `track` from the command line: the one that scores such a run (its
-    own, for most tracks; for a run on your own text, notebook 14, which compares tokenizers and exports), then
-    generation."""
+    """The notebooks to open after training `track` from the command line: after shakespeare-char (README's first
+    command) the course's first notebook; then the one that scores such a run (its own, for most tracks; for a run on
+    your own text, notebook 14, which compares tokenizers and exports); then generation."""
     own = EVALUATION_NOTEBOOKS.get(track, TRACK_NOTEBOOKS.get(track))
-    return [*([own] if own else []), "07_generation.ipynb"]
+    start = [FIRST_NOTEBOOK] if track == "shakespeare-char" else []
+    return [*start, *([own] if own else []), "07_generation.ipynb"]

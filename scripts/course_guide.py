@@ -1,14 +1,11 @@
-"""The course tables and notebook entries that README.md, the course guide (notebooks/README.md) and the teacher's
-page (notebooks/TEACHING.md) show, generated from the notebooks so that they cannot fall behind them.
+"""The course tables and notebook entries of README.md, the course guide (notebooks/README.md) and the teacher's
+page (notebooks/TEACHING.md), and each notebook header's time paragraph, generated from the notebooks so that they
+cannot fall behind them; `LESSONS` lists the course's notebooks in order. Repository tooling for
+scripts/course_tables.py, scripts/refresh_notebook.py and the tests, kept out of the package: no notebook needs it.
 
-Each notebook's row says what you build in it and what it assumes; its times come from
-`tinylm.course.claims.study_time`: the cpu runtime its last cell printed, the lesson and the exercises by the course's
-formula, which each notebook's header states too (`time_paragraph`). The teacher's table adds the time to present a
-notebook and its runtime under `smoke` (`SMOKE_RUNTIMES`, measured by `python scripts/course_tables.py
---measure-smoke`). The guide's entry per notebook is read from the notebook itself: "What you will learn" and the
-papers of its first cell, the `gpu` row of its profile table (or its "On a GPU" paragraph) and the titles of its
-exercises. `python scripts/course_tables.py` rewrites every table between its markers and every header's time
-paragraph; tests/test_docs.py fails when a committed one differs.
+A notebook's times come from `study_time` (claims.py, beside this file); its guide entry from the notebook itself
+("What you will learn", the papers, the `gpu` row or "On a GPU" paragraph, the exercises' titles); the teacher's
+smoke runtimes from notebooks/smoke_runtimes.json (`python scripts/course_tables.py --measure-smoke`).
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from .claims import (
+from claims import (
     CODE_LINES_PER_MINUTE,
     MINUTES_PER_EXERCISE,
     WORDS_PER_MINUTE,
@@ -174,7 +171,7 @@ def guide_table(notebooks: Path) -> str:
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | {lesson.builds} | {lesson.needs} | "
                     f"{minutes_text(study.lesson_minutes)} | {minutes_text(study.exercise_minutes)} | "
                     f"{runtime_text(study.runtime_seconds)} | not measured |")
-    return "\n".join(rows) + f"\n\nBy the course's formula (`tinylm.course.claims.study_time`): {FORMULA}."
+    return "\n".join(rows) + f"\n\nBy the course's formula (`study_time` in scripts/claims.py): {FORMULA}."
 
 
 def smoke_runtimes(notebooks: Path) -> dict:
