@@ -54,7 +54,7 @@ class TrainerWithCollectiveStats(Trainer):
         return {"ranks": ranks}
 
 
-def work(world, held) -> None:
+def work(world) -> None:
     """The run, as a command line's main() runs it: inside run_in_world, which leaves the process group only
     after this returns, so the trainer and its DDP reducer are gone before the group is destroyed."""
     tokens = np.random.default_rng(0).integers(0, 37, 4000).astype(np.uint16)

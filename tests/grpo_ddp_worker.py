@@ -14,29 +14,27 @@ import torch
 from tinylm.config import GPTConfig
 from tinylm.distributed import World, gather_to_main, run_in_world
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
-from tinylm.posttrain.grpo.task_base import task_tokenizer
-from tinylm.posttrain.grpo.tasks import get_task, held_out_split
 from tinylm.posttrain.grpo.trainer import GRPOTrainer
+from tinylm.posttrain.recipes import changed
+from tinylm.posttrain.tasks._generated import task_tokenizer
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
 
 
 def ddp_setup():
     """The start (a random 1-layer policy), tokenizer, task, recipe and held-out problems both sides use."""
-    tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
-    recipe = GRPO_RECIPES["smoke"].replace(train={"learning_rate": 0.5, "min_lr": 0.5, "max_steps": 3,
-                                                "eval_interval": 0, "log_interval": 1},
-                                         prompts=4, group_size=4, updates=2, reward="format", validation=8,
-                                         test=8)
+    tokenizer, task = task_tokenizer(), Arithmetic("smoke", digits=1)
+    recipe = changed(task.recipe("grpo", "smoke"), learning_rate=0.5, min_lr=0.5, max_steps=3, eval_interval=0,
+                     log_interval=1, prompts=4, group_size=4, updates=2, reward="format", validation=8, test=8)
     torch.manual_seed(0)
     start = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
-    return start, tokenizer, task, recipe, held_out_split(task, recipe.validation, recipe.test)
+    return start, tokenizer, task, recipe, task.held_out(recipe.validation, recipe.test)
 
 
 def one_step_trainer(model, tokenizer, task, recipe, held_out, world, batch=None):
     """A GRPOTrainer with plain SGD (AdamW's first step moves each weight by ±lr whatever its gradient's size, so a
     gradient that is zero up to rounding, a key bias, would move by the sign of the rounding error, which differs
     between paths); given `batch`, its next step trains on it (the rollout source is between a rollout's updates)."""
-    made = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, 6, world=world)
+    made = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, world=world)
     made.optimizer = torch.optim.SGD(made.model.parameters(), lr=recipe.train.learning_rate)
     if batch is not None:
         made.source.batch, made.source.served = batch, 1
@@ -50,7 +48,7 @@ def share(batch, rank: int, size: int, group_size: int):
     return tuple(None if t is None else t[rank * rows : (rank + 1) * rows] for t in batch)
 
 
-def work(world, held) -> None:
+def work(world) -> None:
     start, tokenizer, task, recipe, held_out = ddp_setup()
     whole = one_step_trainer(start, tokenizer, task, recipe, held_out, World()).source.next_batch()
     assert len(set(whole[2].tolist())) > 1, "a rollout whose advantages all agree teaches nothing"

@@ -411,17 +411,17 @@ def test_a_damaged_train_bin_is_a_one_line_error_naming_it(data_root, tmp_path, 
 
 
 def test_resuming_a_muon_run_with_adamw_says_which_optimizer_it_needs(smoke_run, tmp_path):
-    """On main before this layout, --resume --optimizer adamw on a Muon run ended in KeyError: 'param_groups'."""
+    """On main before this layout, --resume with AdamW on a Muon run ended in KeyError: 'param_groups'."""
     data_root, _, _ = smoke_run
     out = tmp_path / "muon"
-    first = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--optimizer", "muon", "--out", out,
+    first = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--set", "optimizer=muon", "--out", out,
                     data_dir=data_root)
     assert first.returncode == 0, first.stderr
     resumed = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--resume",
-                      "--optimizer", "adamw", "--max-steps", 40, data_dir=data_root)
+                      "--set", "optimizer=adamw", "--max-steps", 40, data_dir=data_root)
     assert resumed.returncode == 1 and "Traceback" not in resumed.stderr, resumed.stderr
     [line] = resumed.stderr.strip().splitlines()
-    assert line.startswith("error: --optimizer adamw: the run in ") and "started with --optimizer muon" in line
+    assert line.startswith("error: --set optimizer=adamw: the run in ") and "started with --set optimizer=muon" in line
 
 
 def test_a_speedrun_target_that_is_no_number_is_a_one_line_error():

@@ -21,7 +21,8 @@ from tests.preloaded import run_python
 from tinylm.cli.dpo import cli
 from tinylm.errors import InputError
 from tinylm.model.lora import LoRAOptions, read_adapters
-from tinylm.posttrain.dpo.run import DPOOptions, dpo
+from tinylm.posttrain.dpo.run import dpo
+from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.tokenizers.chat_template import chat_token_ids
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from tinylm.train.checkpoint import CheckpointError, load_checkpoint, load_model
@@ -49,19 +50,20 @@ def records(path):
 def test_a_smoke_run_measures_before_and_after_and_saves_a_chat_model(dpo_run):
     _, out, result = dpo_run
     report = json.loads((out / "dpo_eval.json").read_text())
-    kept = {part: report[part]["kept"] for part in ("train", "validation", "test")}
+    kept = {part: report["pairs"][part]["kept"] for part in ("train", "validation", "test")}
     assert sum(kept.values()) + 6 == 1100  # 6 records have chosen = rejected
-    before, after = report["before"]["preference"], report["after"]["preference"]
+    before, after = report["preference"]["before"]["test"], report["preference"]["after"]["test"]
     assert before["accuracy"] == 0.5 and before["ties"] == before["pairs"] == kept["test"]  # reported on test
     final = records(out / "metrics.jsonl")[-1]
     assert final["event"] == "final" and final["step"] == 4
     # best.pt is chosen on the validation pairs (the eval records), and reported on the test pairs
-    assert report["after"]["validation_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)
+    assert report["after"]["validation_dpo_loss"] == pytest.approx(final["best_val_loss"], rel=1e-6)
     evals = [r for r in records(out / "metrics.jsonl") if r["event"] in ("eval", "final")]
     assert report["after"]["step"] == min(evals, key=lambda r: r["val_loss"])["step"]
     assert after["accuracy_low"] <= after["accuracy"] <= after["accuracy_high"] and after["pairs"] == kept["test"]
-    for measured in (report["before"]["replies"], report["after"]["replies"]):
-        assert measured["prompts"] == 8 and 0 <= measured["closer_to_chosen"] <= 1 and len(measured["shown"]) == 3
+    for measured in (report["before"], report["after"]):  # greedy replies closer to the chosen answer
+        assert measured["problems"] == 8 and 0 <= measured["pass_rate"] <= 1 and len(measured["replies"]) == 3
+        assert set(measured["figures"]) == {"f1_chosen", "f1_rejected", "tie"}
     assert "test preference accuracy" in result.stdout and "python -m tinylm.chat --ckpt" in result.stdout
     model, tokenizer, state = load_model(out)
     assert chat_token_ids(tokenizer) is not None and state["dpo"]["beta"] == 0.1
@@ -80,8 +82,8 @@ def test_a_run_resumes_with_its_saved_reference_and_keeps_its_before_measurement
     shutil.copytree(out, copy)
     before = json.loads((copy / "dpo_eval.json").read_text())["before"]
     settings = json.loads((copy / "settings.json").read_text())
-    assert settings["options"]["base"] == str(root / "chat") and settings["options"]["beta"] == 0.1
-    settings["options"]["base"] = str(tmp_path / "nowhere")  # as if the base had moved since
+    assert settings["options"]["base"] == str(root / "chat") and settings["recipe"]["beta"] == 0.1
+    settings["base"]["path"] = str(tmp_path / "nowhere")  # as if the base had moved since
     (copy / "settings.json").write_text(json.dumps(settings))
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))  # the preference file is there already
     report = dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, batch_size=8), say=quiet,
@@ -102,11 +104,11 @@ def test_resume_refuses_a_changed_beta_and_applies_a_new_learning_rate(dpo_run, 
     for settings_file in (True, False):
         if not settings_file:
             (copy / "settings.json").unlink()
-        with pytest.raises(InputError, match=r"^--beta 0\.5: the run in .* was started with --beta 0\.1; resume it "
-                                             "without --beta"):
-            dpo(RunOptions(profile="smoke", out=copy, resume=True), DPOOptions(beta=0.5), say=quiet, on_record=quiet)
+        with pytest.raises(InputError, match=r"^--set beta=0\.5: the run in .* was started with --set beta=0\.1; "
+                                             "resume it without --set beta"):
+            dpo(RunOptions(profile="smoke", out=copy, resume=True, set={"beta": 0.5}), say=quiet, on_record=quiet)
         assert (copy / "last.pt").read_bytes() == kept
-    dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, learning_rate=5e-4), DPOOptions(beta=0.1),
+    dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=6, learning_rate=5e-4, set={"beta": "0.1"}),
         say=quiet, on_record=quiet)
     saved = load_checkpoint(copy / "last.pt")
     assert saved["step"] == 6 and saved["train_config"]["learning_rate"] == 5e-4 and saved["dpo"]["beta"] == 0.1
@@ -151,8 +153,8 @@ def not_a_chat_model(folder):
 
 @pytest.mark.parametrize("case, message", [
     ("no rejected", r"record 2 \('Name a color.'\) has no text for 'rejected'"),
-    ("plain base", "is not a chat model .* run python -m tinylm.sft first and pass its --out as --base"),
-    ("missing base", "no chat model at .*run python -m tinylm.sft first"),
+    ("plain base", "has no chat tokens: start from a chat model, a run of python -m tinylm.sft"),
+    ("missing base", "no run or checkpoint there"),
     ("missing data", "no preference file at"),
     ("lora rank too large", "rank 64"),
 ])
@@ -176,7 +178,7 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
     assert {name: (tmp_path / "dpo" / name).read_bytes() for name in kept} == kept
 
 
-@pytest.mark.parametrize("args, message", [(["--beta", "0"], "argument --beta: must be a positive number"),
+@pytest.mark.parametrize("args, message", [(["--set", "beta"], "argument --set: takes FIELD=VALUE, got 'beta'"),
                                            (["--lora-rank", "0"], "--lora-rank must be at least 1")])
 def test_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as stopped:
@@ -191,8 +193,10 @@ def test_lora_composes_with_dpo(dpo_run, tmp_path, monkeypatch):
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     out = tmp_path / "dpo-lora"
     report = dpo(RunOptions(profile="smoke", out=out, max_steps=3, batch_size=8),
-                 DPOOptions(task="preference", base=root / "chat", lora=LoRAOptions(4)), say=quiet, on_record=quiet)
-    assert report["before"]["preference"]["ties"] == report["before"]["preference"]["pairs"]
+                 PostTrainingOptions(task="preference", base=root / "chat", lora=LoRAOptions(4)), say=quiet,
+                 on_record=quiet)
+    before = report["preference"]["before"]["test"]
+    assert before["ties"] == before["pairs"]
     assert report["lora"]["trainable"] < report["lora"]["parameters"] / 5
     assert report["lora"]["adapters_bytes"] < report["lora"]["checkpoint_bytes"] / 5
     base, _, _ = load_model(root / "chat")

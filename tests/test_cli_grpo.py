@@ -8,11 +8,10 @@ import pytest
 from tests.helpers import REPO, run_cli
 from tinylm.cli import grpo
 from tinylm.errors import InputError
-from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
-from tinylm.posttrain.grpo.rollout import greedy_accuracy
-from tinylm.posttrain.grpo.run import GRPOOptions
 from tinylm.posttrain.grpo.run import grpo as grpo_run
-from tinylm.posttrain.grpo.tasks import get_task, held_out_split
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.task import greedy_pass_rate
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
 from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
@@ -25,28 +24,29 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
                    data_dir=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "grpo_eval.json").read_text())
-    assert report["steps"] == 6 and report["validation_problems"] == report["test_problems"] == 32
+    assert report["steps"] == 6
     for when in ("before", "after"):
-        low, high = report[when]["interval"]
-        assert low <= report[when]["accuracy"] <= high and report[when]["n"] == 32
+        assert report[when]["low"] <= report[when]["pass_rate"] <= report[when]["high"]
+        assert report[when]["problems"] == 32 and set(report[when]["kinds"]) == {"well_formed"}
     assert {"best.pt", "last.pt", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
     assert "test accuracy" in done.stdout and "next: python -m tinylm.sample --ckpt" in done.stdout
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[0]["event"] == "eval" and records[0]["step"] == 0  # the starting model, measured first
     evaluations = [r for r in records if r["event"] in ("eval", "final")]
-    best = max(evaluations, key=lambda r: r["accuracy"])  # the choice is the validation split's
-    assert report["validation"]["best"]["accuracy"] == best["accuracy"]
+    best = max(evaluations, key=lambda r: r["pass_rate"])  # the choice is the validation split's
+    assert report["validation"]["best"]["pass_rate"] == best["pass_rate"]
     assert report["after"]["step"] == report["validation"]["best"]["step"] == best["step"]
-    assert report["validation"]["before"]["accuracy"] == records[0]["accuracy"]
+    assert report["validation"]["before"] == records[0]["pass_rate"]
     # the reported figures: best.pt and the starting model on the test problems, which no evaluation scored
-    recipe = GRPO_RECIPES["smoke"]
-    settings, max_new = recipe.tasks["arithmetic"]
-    task = get_task("arithmetic", **settings)
-    held_out = held_out_split(task, recipe.validation, recipe.test)
+    task = Arithmetic("smoke")
+    recipe = task.recipe("grpo", "smoke")
+    held_out = task.held_out(recipe.validation, recipe.test)
     assert not {p.prompt for p in held_out.validation} & {p.prompt for p in held_out.test}
-    for when, checkpoint in (("after", out / "best.pt"), ("before", out / "base-arithmetic-smoke" / "last.pt")):
+    start = json.loads((out / "settings.json").read_text())["base"]["path"]
+    assert start.endswith("arithmetic-base-smoke/best.pt")  # the task-format model, made first in its own folder
+    for when, checkpoint in (("after", out / "best.pt"), ("before", start)):
         model, tokenizer, _ = load_model(checkpoint)
-        assert greedy_accuracy(model, tokenizer, task, held_out.test, max_new)[0] == report[when]["accuracy"]
+        assert greedy_pass_rate(model, tokenizer, task, held_out.test)["pass_rate"] == report[when]["pass_rate"]
     train = next(record for record in records if record["event"] == "train")
     assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(train)
     with pytest.raises(SystemExit) as stopped:
@@ -55,8 +55,9 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--group-size", "1"], "a group needs at least 2"),
-    (["--base", "no/such/run"], "no such run folder or checkpoint"),
+    (["--set", "group_size=1"], "a group needs at least 2"),
+    (["--set", "reward=constraints"], "arithmetic pays correct or format"),
+    (["--base", "no/such/run"], "no run or checkpoint there"),
     (["--base", str(FIXTURE)], "cannot write arithmetic problems"),
 ])
 def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
@@ -74,24 +75,31 @@ def test_an_unknown_task_is_refused_by_the_parser(capsys):
     assert stopped.value.code == 2 and "invalid choice: 'sudoku'" in capsys.readouterr().err
 
 
-def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path):
+def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path, monkeypatch):
     """On main before this layout, --group-size 100000000 trained the task-format model, then ended in a MemoryError
     traceback."""
     out = tmp_path / "run"
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(out), "--group-size", "100000000"])
+        grpo.cli(["--profile", "smoke", "--out", str(out), "--set", "group_size=100000000"])
     text = str(stopped.value.code)
-    assert text.startswith("error: one training step needs about ") and "--group-size " in text and "\n" not in text
-    assert not (out / "base-arithmetic-smoke").exists(), "nothing was trained first"
+    assert text.startswith("error: one training step needs about ") and "--set group_size=" in text
+    assert "\n" not in text and not (tmp_path / "runs" / "arithmetic-base-smoke").exists(), "nothing trained first"
 
 
-@pytest.mark.parametrize("option, value", [("--kl-coef", "nan"), ("--kl-coef", "-1"), ("--learning-rate", "inf"),
-                                           ("--max-seconds", "nan")])
+@pytest.mark.parametrize("option, value", [("--learning-rate", "inf"), ("--max-seconds", "nan")])
 def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, value):
-    """On main before this layout, --kl-coef nan trained, and exited 0."""
     with pytest.raises(SystemExit) as stopped:
         grpo.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value, message", [("nan", "kl_coef takes a number"), ("-1", "kl_coef be a number >= 0")])
+def test_a_set_number_that_is_no_number_is_one_line(tmp_path, value, message):
+    """On main before this layout, --kl-coef nan trained, and exited 0."""
+    with pytest.raises(SystemExit) as stopped:
+        grpo.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), "--set", f"kl_coef={value}"])
+    assert message in str(stopped.value.code) and "\n" not in str(stopped.value.code)
 
 
 def test_an_overwrite_killed_after_measuring_its_start_keeps_the_old_run(tmp_path):
@@ -133,18 +141,19 @@ def test_resume_refuses_a_changed_group_or_seed_and_applies_a_new_rate_and_dtype
     and dtype may change and are applied; the options not given keep the saved run's (its group size here)."""
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
     out = tmp_path / "grpo"
-    grpo_run(RunOptions(profile="smoke", out=out, max_steps=2), GRPOOptions(group_size=2), say=quiet, on_record=quiet)
+    grpo_run(RunOptions(profile="smoke", out=out, max_steps=2, set={"group_size": 2}), say=quiet, on_record=quiet)
     kept = (out / "last.pt").read_bytes()
     for run, options, message in (
-            (RunOptions(out=out, resume=True), GRPOOptions(group_size=3),
-             "^--group-size 3: the run in .* was started with --group-size 2; resume it without --group-size"),
-            (RunOptions(out=out, resume=True, seed=5), GRPOOptions(), "^--seed 5: .* with --seed 0"),
-            (RunOptions(out=out, resume=True), GRPOOptions(task="countdown"), "^--task countdown: .* arithmetic")):
+            (RunOptions(out=out, resume=True, set={"group_size": "3"}), PostTrainingOptions(),
+             "^--set group_size=3: the run in .* was started with --set group_size=2; resume it without --set group"),
+            (RunOptions(out=out, resume=True, seed=5), PostTrainingOptions(), "^--seed 5: .* with --seed 0"),
+            (RunOptions(out=out, resume=True), PostTrainingOptions(task="countdown"),
+             "^--task countdown: .* arithmetic")):
         with pytest.raises(InputError, match=message):
             grpo_run(run, options, say=quiet, on_record=quiet)
         assert (out / "last.pt").read_bytes() == kept
     run = RunOptions(out=out, resume=True, max_steps=4, learning_rate=1e-3, dtype="bfloat16", seed=0)
-    report = grpo_run(run, GRPOOptions(), say=quiet, on_record=quiet)
+    report = grpo_run(run, PostTrainingOptions(), say=quiet, on_record=quiet)
     saved = load_checkpoint(out / "last.pt")
     assert report["steps"] == saved["step"] == 4 and saved["grpo"]["settings"]["group_size"] == 2
     assert (saved["train_config"]["learning_rate"], saved["train_config"]["min_lr"]) == (1e-3, 1e-3)  # constant

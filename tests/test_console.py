@@ -70,7 +70,7 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
 
 
 COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "sft", "dpo", "chat", "serve", "grpo"]
-SHARED = ["console", "errors", "run_options"]  # shared by command lines: --help's layout, errors, run options
+SHARED = ["console", "errors", "options", "post_training"]  # shared by command lines: --help, errors, options
 
 
 def test_every_command_line_lives_in_tinylm_cli():

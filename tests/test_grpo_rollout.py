@@ -1,5 +1,5 @@
 """Rollouts: the completion mask covers exactly the sampled tokens, rewards are the task's scores of the
-completions, sampling repeats with its seed, and a held-out accuracy counts what the scores count."""
+completions, sampling repeats with its seed, and a held-out pass rate counts what the scores count."""
 
 import random
 
@@ -7,8 +7,10 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo.rollout import greedy_accuracy, sample_groups
-from tinylm.posttrain.grpo.tasks import ALPHABET, get_task
+from tinylm.posttrain.grpo.rollout import sample_groups
+from tinylm.posttrain.task import greedy_pass_rate
+from tinylm.posttrain.tasks._generated import ALPHABET
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
 from tinylm.tokenizers.char import CharTokenizer
 
 
@@ -16,14 +18,14 @@ def setup():
     torch.manual_seed(0)
     tokenizer = CharTokenizer(list(ALPHABET))
     model = GPT(GPTConfig(vocab_size=len(ALPHABET), block_size=32, n_layer=1, n_head=2, n_embd=16))
-    task = get_task("arithmetic", digits=2)
+    task = Arithmetic("smoke", digits=2)
     problems = [task.sample(random.Random(i)) for i in range(3)]
     return model, tokenizer, task, problems
 
 
 def test_mask_covers_the_completions_and_rewards_are_scores():
     model, tokenizer, task, problems = setup()
-    rollout = sample_groups(model, tokenizer, task, problems, group_size=4, max_new_tokens=6, seed=1)
+    rollout = sample_groups(model, tokenizer, task, problems, group_size=4, seed=1)
     assert rollout.sequences.shape[0] == 12 and rollout.rewards.shape == (3, 4)
     for row in range(12):
         targets = rollout.sequences[row, 1:][rollout.completion_mask[row]]
@@ -32,14 +34,14 @@ def test_mask_covers_the_completions_and_rewards_are_scores():
         prompt = rollout.sequences[row, : len(problem.prompt)].tolist()
         assert tokenizer.decode(prompt) == problem.prompt
         assert rollout.rewards.view(-1)[row] == task.score(problem, rollout.completions[row]).reward
-        assert 1 <= len(rollout.completions[row]) <= 6
-    again = sample_groups(model, tokenizer, task, problems, group_size=4, max_new_tokens=6, seed=1)
+        assert 1 <= len(rollout.completions[row]) <= task.reply_tokens
+    again = sample_groups(model, tokenizer, task, problems, group_size=4, seed=1)
     assert again.completions == rollout.completions and torch.equal(again.sequences, rollout.sequences)
 
 
-def test_greedy_accuracy_counts_greedy_scores():
+def test_the_greedy_pass_rate_counts_greedy_scores():
     model, tokenizer, task, problems = setup()
-    correct, well_formed = greedy_accuracy(model, tokenizer, task, problems, max_new_tokens=6, batch_size=2)
-    greedy = sample_groups(model, tokenizer, task, problems, group_size=1, max_new_tokens=6, temperature=0)
-    assert correct == greedy.correct.float().mean().item()
-    assert well_formed == greedy.well_formed.float().mean().item()
+    rates = greedy_pass_rate(model, tokenizer, task, problems, batch_size=2)
+    greedy = sample_groups(model, tokenizer, task, problems, group_size=1, temperature=0)
+    assert rates["pass_rate"] == greedy.correct.float().mean().item()
+    assert rates["well_formed"] == greedy.well_formed.float().mean().item()

@@ -17,11 +17,12 @@ from tinylm.config import GPTConfig
 from tinylm.data.instruct import build_examples
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo.rollout import greedy_completions, pass_at_k, sample_groups, sampled_pass_at
-from tinylm.posttrain.grpo.story_writing import StoryProblem, StoryWritingTask, story_report
-from tinylm.posttrain.grpo.task_base import task_tokenizer
-from tinylm.posttrain.grpo.tasks import GeneratedTask, Problem, Score, get_task
-from tinylm.posttrain.stories import StoryTask, load_story_task, story_verifier
+from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
+from tinylm.posttrain.replies import greedy_completions
+from tinylm.posttrain.task import Score, measure
+from tinylm.posttrain.tasks._generated import GeneratedTask, Problem, task_tokenizer
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
+from tinylm.posttrain.tasks.stories import Stories, StoryProblem
 from tinylm.posttrain.verifier import Verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.tokenizers.chat_template import ChatTemplate
@@ -37,9 +38,10 @@ def chat():
     return ChatTemplate(BPETokenizer("gpt2-chat"))
 
 
-def story_task(verifier: Verifier, reward: str = "correct") -> StoryWritingTask:
-    problems = [BEN] * 3
-    return StoryWritingTask(verifier, StoryTask(problems, problems, problems, ("Ben",), {}), reward)
+def story_task(verifier: Verifier, reward: str = "correct") -> Stories:
+    task = Stories("smoke")
+    task.verifier = verifier
+    return task.rewarded_by(reward)
 
 
 def test_the_prompt_is_the_sft_conversation_up_to_the_reply(chat):
@@ -104,7 +106,11 @@ def test_pass_at_k_is_the_share_of_k_subsets_with_a_correct_completion():
 class EvenFirstDigit(GeneratedTask):
     """A check a random policy passes about half the time: the completion starts with an even digit."""
 
-    name = "even"
+    name, reply_tokens = "even", 4
+    settings = {"smoke": {}}
+
+    def configure(self) -> None:
+        pass
 
     def sample(self, rng: random.Random) -> Problem:
         return Problem(prompt=f"{rng.randrange(100)}+{rng.randrange(100)}=", answer="")
@@ -116,23 +122,23 @@ class EvenFirstDigit(GeneratedTask):
 
 def test_sampled_pass_at_is_the_greedy_accuracy_at_temperature_0_and_grows_with_k():
     torch.manual_seed(0)
-    tokenizer, task = task_tokenizer(), EvenFirstDigit()
+    tokenizer, task = task_tokenizer(), EvenFirstDigit("smoke")
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
     problems = [task.sample(random.Random(i)) for i in range(24)]
     greedy = [task.score(p, tokenizer.decode(ids)).correct
-              for p, ids in zip(problems, greedy_completions(model, tokenizer, task, problems, 4))]
-    at = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 4), 4, temperature=0, batch_size=8)
+              for p, ids in zip(problems, greedy_completions(model, tokenizer, task, problems))]
+    at = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 4), temperature=0, batch_size=8)
     assert at[1] == at[4] == sum(greedy) / len(problems)
-    sampled = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 2, 4), 4, temperature=1.0, batch_size=8)
+    sampled = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 2, 4), temperature=1.0, batch_size=8)
     assert 0 < sampled[1] < sampled[2] < sampled[4] <= 1
 
 
 def test_a_completion_is_cut_where_it_would_outgrow_the_context():
     torch.manual_seed(0)
-    tokenizer, task = task_tokenizer(), get_task("arithmetic")
+    tokenizer, task = task_tokenizer(), Arithmetic("smoke")
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16))
     problems = [Problem("1234567+1234567=", "2469134"), Problem("1+1=", "2")]  # 16 and 4 characters
-    rollout = sample_groups(model, tokenizer, task, problems, group_size=3, max_new_tokens=8, seed=0)
+    rollout = sample_groups(model, tokenizer, task, problems, group_size=3, seed=0)  # up to 8 new tokens
     assert rollout.sequences.shape[1] <= model.config.block_size + 1
     lengths = rollout.completion_mask.sum(dim=1).tolist()
     assert max(lengths[:3]) <= 1 and all(1 <= n <= 8 for n in lengths[3:])
@@ -161,26 +167,26 @@ def test_a_story_run_reports_the_pass_rates_before_and_after(tmp_path, sft_run):
                    out, data_dir=tmp_path / "data")
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "grpo_eval.json").read_text())
-    assert report["task"] == "stories" and report["steps"] == 4 and report["test_problems"] == 8
+    assert report["task"] == "stories" and report["steps"] == 4
     at = report["pass_at"]
-    assert set(report["pass_rate"]) == set(at) - {"samples", "temperature", "problems"} == {"before", "after"}
     assert set(at["after"]) == {"1", "4"} and at["samples"] == 4 and at["problems"] == 8
+    task = Stories("smoke")
+    task.prepare(sft_run / "best.pt", "cpu", "grpo")  # the verifier of the story base the start names
+    test = task.held_out(8, 8).test
     for when, checkpoint in (("before", sft_run / "best.pt"), ("after", out / "best.pt")):
-        rates = report["pass_rate"][when]
-        assert {"pass_rate", "low", "high", "passed", "instructions", "kinds", "ends", "fluent"} <= set(rates)
-        assert rates["instructions"] == 8 and rates["pass_rate"] == report[when]["accuracy"]
-        model, tokenizer, _ = load_model(checkpoint)  # the figures are the verifier's on greedy test replies
-        task = StoryWritingTask(story_verifier(sft_run / "base.pt"), load_story_task())
-        test = task.held_out(8, 8).test
-        replies = greedy_completions(model, tokenizer, task, test, 120)
-        assert story_report(task, tokenizer, test, replies)["kinds"] == rates["kinds"]
-    assert "test verifier pass rate" in done.stdout and "python -m tinylm.chat --ckpt" in done.stdout
+        measured = report[when]
+        assert {"pass_rate", "low", "high", "passed", "problems", "kinds", "answer_loss"} <= set(measured)
+        assert measured["problems"] == 8
+        model, tokenizer, _ = load_model(checkpoint)  # the figures are the task's measure of greedy test replies
+        again = measure(model, tokenizer, task, test, batch_size=64)
+        assert again["kinds"] == measured["kinds"] and again["pass_rate"] == measured["pass_rate"]
+    assert "test pass rate (the verifier)" in done.stdout and "python -m tinylm.chat --ckpt" in done.stdout
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--task", "stories", "--base", "pretrain"], "GRPO on stories starts from an SFT stories run"),
+    (["--task", "stories", "--base", "pretrain"], "the stories task makes no base of its own for GRPO"),
     (["--task", "stories", "--base", "no/such/run"], "python -m tinylm.sft --task stories --profile smoke"),
-    (["--task", "arithmetic", "--reward", "constraints"], "arithmetic pays correct or format"),
+    (["--task", "arithmetic", "--set", "reward=constraints"], "arithmetic pays correct or format"),
 ])
 def test_a_story_run_without_its_start_or_with_a_reward_the_task_lacks_is_one_line(tmp_path, argv, message):
     out = tmp_path / "run"
@@ -196,4 +202,4 @@ def test_a_story_run_from_a_model_without_chat_tokens_is_one_line(tmp_path, sft_
         grpo_cli.cli(["--profile", "smoke", "--task", "stories", "--base", str(sft_run / "base.pt"), "--out",
                       str(tmp_path / "run")])
     text = str(stopped.value.code)
-    assert text.startswith("error: ") and "starts from a chat model" in text and "\n" not in text
+    assert text.startswith("error: ") and "has no chat tokens: start from a chat model" in text and "\n" not in text

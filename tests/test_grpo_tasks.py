@@ -6,17 +6,15 @@ import random
 
 import pytest
 
-from tinylm.posttrain.grpo.tasks import (
-    ALPHABET,
-    ArithmeticTask,
-    CountdownTask,
-    TaskError,
-    evaluate_expression,
-    get_task,
-    held_out_problems,
-    held_out_split,
-    training_problems,
-)
+from tinylm.posttrain.task import ProblemStream, TaskError
+from tinylm.posttrain.tasks import task_class
+from tinylm.posttrain.tasks._generated import ALPHABET, held_out_problems
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
+from tinylm.posttrain.tasks.countdown import Countdown, evaluate_expression
+
+
+def get_task(name: str, **settings):
+    return task_class(name)("smoke", **settings)
 
 
 @pytest.mark.parametrize("name", ["arithmetic", "countdown"])
@@ -30,16 +28,16 @@ def test_own_answers_score_one_and_use_the_alphabet(name):
 
 
 def test_arithmetic_scores():
-    task = ArithmeticTask(digits=3)
+    task = Arithmetic("smoke", digits=3)
     problem = task.sample(random.Random(3))
     wrong = str(int(problem.answer) + 1)
     assert task.score(problem, wrong + "\n").reward == pytest.approx(0.1)  # well-formed, wrong: the format reward
     assert task.score(problem, wrong + "\n", format_weight=0.0).reward == 0.0
     for garbage in ("--5\n", "5-\n", "²\n", "\n", "1 2\n"):
         assert not task.score(problem, garbage).well_formed, garbage
-    assert {ArithmeticTask(digits=2).sample(random.Random(i)).prompt[-1] for i in range(20)} == {"="}
+    assert {Arithmetic("smoke", digits=2).sample(random.Random(i)).prompt[-1] for i in range(20)} == {"="}
     with pytest.raises(TaskError):
-        ArithmeticTask(digits=0)
+        Arithmetic("smoke", digits=0)
 
 
 def test_expression_checker_is_exact_and_refuses_code():
@@ -52,7 +50,7 @@ def test_expression_checker_is_exact_and_refuses_code():
 
 
 def test_countdown_checks_numbers_and_target():
-    task = CountdownTask(count=3)
+    task = Countdown("smoke", count=3)
     problem = task.sample(random.Random(0))
     a, b, c = problem.numbers
     extra = max(problem.numbers) + 1
@@ -74,19 +72,19 @@ def test_held_out_is_fixed_and_excluded_from_training():
     held = held_out_problems(task, 50, seed=7)
     assert [p.prompt for p in held] == [p.prompt for p in held_out_problems(task, 50, seed=7)]
     assert len({p.prompt for p in held}) == 50
-    stream = training_problems(task, held, seed=1)
-    assert not {next(stream).prompt for _ in range(2000)} & {p.prompt for p in held}
+    stream = ProblemStream(task, held, seed=1)
+    assert not {p.prompt for p in stream.take(2000)} & {p.prompt for p in held}
     with pytest.raises(TaskError, match="fewer than"):
-        held_out_problems(ArithmeticTask(digits=1, operators="+"), 101)
+        held_out_problems(Arithmetic("smoke", digits=1, operators="+"), 101)
     with pytest.raises(TaskError, match="unknown task"):
         get_task("chess")
 
 
 def test_the_held_out_split_is_validation_then_test_and_both_are_excluded_from_training():
     task = get_task("arithmetic", digits=2)
-    split = held_out_split(task, 30, 20, seed=7)
+    split = task.held_out(30, 20)
     assert len(split.validation) == 30 and len(split.test) == 20
-    assert [p.prompt for p in split.problems] == [p.prompt for p in held_out_problems(task, 50, seed=7)]
+    assert [p.prompt for p in split.problems] == [p.prompt for p in held_out_problems(task, 50)]
     assert not {p.prompt for p in split.validation} & {p.prompt for p in split.test}
-    stream = training_problems(task, split.problems, seed=1)
-    assert not {next(stream).prompt for _ in range(2000)} & {p.prompt for p in split.problems}
+    stream = ProblemStream(task, split.problems, seed=1)
+    assert not {p.prompt for p in stream.take(2000)} & {p.prompt for p in split.problems}

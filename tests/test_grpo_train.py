@@ -17,19 +17,12 @@ from tinylm.config import GPTConfig
 from tinylm.distributed import World
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
-from tinylm.posttrain.grpo.recipes import GRPO_RECIPES
-from tinylm.posttrain.grpo.rollout import greedy_accuracy
-from tinylm.posttrain.grpo.task_base import answer_batch, check_tokenizer, task_tokenizer
-from tinylm.posttrain.grpo.tasks import (
-    FormatOnly,
-    ProblemStream,
-    TaskError,
-    get_task,
-    held_out_problems,
-    held_out_split,
-    training_problems,
-)
+from tinylm.data.conversations import pad_conversations
 from tinylm.posttrain.grpo.trainer import GRPOTrainer
+from tinylm.posttrain.recipes import changed
+from tinylm.posttrain.task import ProblemStream, TaskError, greedy_pass_rate
+from tinylm.posttrain.tasks._generated import held_out_problems, task_tokenizer
+from tinylm.posttrain.tasks.arithmetic import Arithmetic
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.checkpoint import load_training_checkpoint
 
@@ -37,11 +30,14 @@ WORKER = Path(__file__).with_name("grpo_ddp_worker.py")
 
 
 def test_problem_stream_is_the_training_stream_and_resumes_from_its_state():
-    task = get_task("arithmetic", digits=2)
+    task = Arithmetic("smoke", digits=2)
     held_out = held_out_problems(task, 50)
-    reference = training_problems(task, held_out, seed=3)
+    rng, excluded, reference = random.Random(3), {p.prompt for p in held_out}, []
+    while len(reference) < 20:  # the task's draws with the held-out prompts left out
+        if (problem := task.sample(rng)).prompt not in excluded:
+            reference.append(problem)
     stream = ProblemStream(task, held_out, seed=3)
-    assert stream.take(20) == [next(reference) for _ in range(20)]
+    assert stream.take(20) == reference
     state = copy.deepcopy(stream.state_dict())
     expected = stream.take(10)
     resumed = ProblemStream(task, held_out, seed=99)
@@ -50,10 +46,10 @@ def test_problem_stream_is_the_training_stream_and_resumes_from_its_state():
     assert not {p.prompt for p in expected} & {p.prompt for p in held_out}
 
 
-def test_answer_batch_trains_the_answer_and_its_newline_only():
-    tokenizer = task_tokenizer()
-    problems = [get_task("arithmetic").sample(random.Random(i)) for i in range(3)]
-    x, y = answer_batch(tokenizer, problems)
+def test_the_task_format_batches_train_the_answer_and_its_newline_only():
+    tokenizer, task = task_tokenizer(), Arithmetic("smoke")
+    problems = [task.sample(random.Random(i)) for i in range(3)]
+    x, y = pad_conversations(task.answers(tokenizer, problems, block_size=0), 0)
     for row, problem in enumerate(problems):
         targets = y[row][y[row] != -1].tolist()
         assert tokenizer.decode(targets) == problem.answer + "\n"
@@ -61,39 +57,41 @@ def test_answer_batch_trains_the_answer_and_its_newline_only():
         assert tokenizer.decode(x[row, : len(text)].tolist()) == text
 
 
-def test_format_only_pays_well_formed_wrong_answers():
-    task = get_task("arithmetic")
+def test_the_format_reward_pays_well_formed_wrong_answers():
+    tokenizer, task = task_tokenizer(), Arithmetic("smoke")
     problem = task.sample(random.Random(0))
-    wrong = str(int(problem.answer) + 1) + "\n"
-    assert task.score(problem, wrong).reward == 0.1 and FormatOnly(task).score(problem, wrong).reward == 1.0
-    assert not FormatOnly(task).score(problem, wrong).correct
+    wrong = tokenizer.encode(str(int(problem.answer) + 1) + "\n")
+    [correct_paid] = task.score_completions(tokenizer, [problem], [wrong])
+    [format_paid] = task.rewarded_by("format").score_completions(tokenizer, [problem], [wrong])
+    assert correct_paid.reward == 0.1 and format_paid.reward == 1.0 and not format_paid.correct
 
 
-def test_the_task_tokenizer_check():
-    check_tokenizer(task_tokenizer(), "arithmetic", "the task tokenizer")
+def test_the_start_must_write_the_task():
+    task, model = Arithmetic("smoke"), GPT(GPTConfig(vocab_size=32, block_size=32, n_layer=1, n_head=2, n_embd=16))
+    task.check_start(model, task_tokenizer(), "the task tokenizer", "grpo")
     with pytest.raises(TaskError, match="cannot write arithmetic"):
-        check_tokenizer(CharTokenizer(list("\nabc +=")), "arithmetic", "a letters-only model")
+        task.check_start(model, CharTokenizer(list("\nabc +=")), "a letters-only model", "grpo")
+    with pytest.raises(TaskError, match="context of 8 tokens"):
+        task.check_start(GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)),
+                         task_tokenizer(), "a short model", "grpo")
 
 
 def tiny(seed: int, train: dict | None = None, **changes):
     """A random 1-layer policy over the task alphabet, its task (1-digit arithmetic) and a small recipe."""
     torch.manual_seed(seed)
-    tokenizer, task = task_tokenizer(), get_task("arithmetic", digits=1)
+    tokenizer, task = task_tokenizer(), Arithmetic("smoke", digits=1)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
-    recipe = GRPO_RECIPES["smoke"].replace(
-        train={"learning_rate": 3e-3, "min_lr": 3e-3, "seed": seed, "max_steps": 30, "eval_interval": 0,
-               "log_interval": 1, **(train or {})},
-        **{"prompts": 8, "group_size": 4, "updates": 1, "validation": 8, "test": 8, **changes})
-    return model, tokenizer, task, recipe, held_out_split(task, recipe.validation, recipe.test)
+    recipe = changed(task.recipe("grpo", "smoke"), **{
+        "learning_rate": 3e-3, "min_lr": 3e-3, "seed": seed, "max_steps": 30, "eval_interval": 0, "log_interval": 1,
+        **(train or {}), "prompts": 8, "group_size": 4, "updates": 1, "validation": 8, "test": 8, **changes})
+    return model, tokenizer, task, recipe, task.held_out(recipe.validation, recipe.test)
 
 
 def test_rollouts_never_draw_a_held_out_problem_and_evaluations_score_the_validation_split():
     model, tokenizer, task, recipe, held_out = tiny(0, reward="format")
-    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
+    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out)
     assert trainer.source.stream.excluded == {p.prompt for p in held_out.problems}  # validation and test alike
-    validation, test = (dict(zip(("accuracy", "well_formed"), greedy_accuracy(model, tokenizer, task, problems, 6)))
-                        for problems in (held_out.validation, held_out.test))
-    assert trainer.evaluate() == validation and trainer.accuracy_on(held_out.test) == test
+    assert trainer.evaluate() == greedy_pass_rate(model, tokenizer, task, held_out.validation)
 
 
 def records_of(trainer: GRPOTrainer) -> list[dict]:
@@ -108,12 +106,12 @@ def test_grpo_raises_the_reward(seed):
     makes it the rule within 30 steps (3 seeds measured: 0.07-0.12 over the first 5 steps, 0.58-0.68 over the
     last 5)."""
     model, tokenizer, task, recipe, held_out = tiny(seed, reward="format")
-    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out, 6)
+    trainer = GRPOTrainer(model, tokenizer, task, recipe, held_out)
     records = records_of(trainer)
     trainer.fit()
     rewards = [r["reward"] for r in records if r["event"] == "train"]
     assert len(rewards) == 30 and sum(rewards[-5:]) / 5 > sum(rewards[:5]) / 5 + 0.3, rewards
-    assert records[-1]["event"] == "final" and records[-1]["best_accuracy"] >= records[-1]["accuracy"]
+    assert records[-1]["event"] == "final" and records[-1]["best_pass_rate"] >= records[-1]["pass_rate"]
 
 
 def test_an_update_is_the_clipped_step_on_the_recipes_advantages():
@@ -124,7 +122,7 @@ def test_an_update_is_the_clipped_step_on_the_recipes_advantages():
     for scale in (True, False):
         model, tokenizer, task, recipe, held_out = tiny(0, train={"max_steps": 1}, reward="format",
                                                         scale_advantages=scale)
-        trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, 6)
+        trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out)
         trainer.fit()
         sequences, mask, advantages, old, _ = trainer.source.batch  # the rollout of the step: sampled before it
         rewards = advantages.view(-1, recipe.group_size)
@@ -149,14 +147,14 @@ def test_a_resumed_run_equals_an_uninterrupted_one_even_between_a_rollouts_updat
     """Split after step 3 of 4 with two updates per rollout: the resumed run must reuse the rollout it was in."""
     model, tokenizer, task, recipe, held_out = tiny(0, train={"max_steps": 4, "eval_interval": 2}, reward="format",
                                                     updates=2)
-    straight = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, 6, out_dir=tmp_path / "straight")
+    straight = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, out_dir=tmp_path / "straight")
     straight_records = records_of(straight)
     straight.fit()
-    first = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, 6, out_dir=tmp_path / "split")
+    first = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out, out_dir=tmp_path / "split")
     first.fit(stop_after=3)
     assert first.source.served % recipe.updates == 1  # stopped between the two updates of a rollout
     other_start, *_ = tiny(5)  # the checkpoint's weights replace these
-    resumed = GRPOTrainer(other_start, tokenizer, task, recipe, held_out, 6, out_dir=tmp_path / "split")
+    resumed = GRPOTrainer(other_start, tokenizer, task, recipe, held_out, out_dir=tmp_path / "split")
     resumed.load_state_dict(load_training_checkpoint(tmp_path / "split" / "last.pt"))
     resumed_records = records_of(resumed)
     resumed.fit()

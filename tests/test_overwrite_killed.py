@@ -1,6 +1,7 @@
 """`--overwrite` of a finished run, killed with SIGKILL at three points, for every command that trains: after each
 kill, readers of the run folder (`eval` and `sample` here; chat, serve and interop find the checkpoint the same way)
-read the whole old run or the new run's first checkpoint, never nothing, and the next start settles the folder.
+read the whole old run, in place, or the new run's first checkpoint, never nothing, and the next start settles the
+folder.
 
 The kill is deterministic: the command's process, given a prelude by tests/preloaded.py, sends SIGKILL to itself
 at the first rename onto a path (before or after it), so that nothing in tinylm knows about the test."""
@@ -17,7 +18,7 @@ from tests.chat_fixtures import TEXT as CHAT_TEXT
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO
 from tests.preloaded import run_module
-from tinylm.train.run_folder import MOVING, SET_ASIDE
+from tinylm.train.run_folder import STAGED, SWAPPING
 
 # The commands that train, as `python -m tinylm <command>` names them, each with the arguments of a smoke run (its
 # --out is added) and a text its tokenizer encodes, for `eval loss`. "{chat}" is a chat model's run folder.
@@ -29,11 +30,11 @@ COMMANDS = [
     ("grpo", ["--profile", "smoke"], "12+34=46\n7-2=5\n"),
 ]
 
-# Where the overwriting run is killed: the first rename onto the file of the run folder, and whether after it.
+# Where the overwriting run is killed: the first rename onto this path of the run folder, and whether after it.
 KILL_POINTS = {
-    "old run set aside, no step yet": (SET_ASIDE, True),
-    "new best.pt, before the new last.pt": ("last.pt", False),
-    "just after the first new last.pt": ("last.pt", True),
+    "new run begun beside the old, no step yet": (f"{STAGED}/settings.json", True),
+    "new best.pt, before the new last.pt": (f"{STAGED}/last.pt", False),
+    "just after the swap to the new run commits": (SWAPPING, True),
 }
 
 KILL = """
@@ -95,20 +96,19 @@ def test_a_killed_overwrite_leaves_readers_the_old_run_or_the_new_ones_first_che
         killed = command(name, *args, "--overwrite", root=root,
                          prelude=KILL.format(target=str(out / target), after=after))
         assert killed.returncode == -signal.SIGKILL, f"{point}: {killed.stderr}"
-        new = inodes(out)
-        if point == "just after the first new last.pt":
-            assert read()["ckpt"] == str(out / "best.pt")  # the new run's
-            assert new.keys() == old.keys() and not set(new.values()) & set(old.values()), point
-        else:
-            assert "last.pt" not in new and ("best.pt" in new) == point.startswith("new best.pt"), point
-            assert read() == {**old_read, "ckpt": str(out / SET_ASIDE / "best.pt")}, point
-            assert (out / SET_ASIDE / "best.pt").stat().st_ino == old["best.pt"]
-            assert sample() == old_sample, point
+        swapped = point.startswith("just after the swap")
+        if swapped:
+            assert read()["ckpt"] == str(out / SWAPPING / "best.pt")  # the new run's, on its way into place
+        else:  # the folder itself still holds the old run, untouched: a person's ls or torch.load finds it
+            assert inodes(out) == old and read() == old_read and sample() == old_sample, point
+            assert (out / STAGED / "best.pt").is_file() == point.startswith("new best.pt"), point
         settled = command(name, *args, root=root)  # the next start settles the folder, then refuses the run in it
         assert settled.returncode == 1 and "already holds a run" in settled.stderr, f"{point}: {settled.stderr}"
-        assert not {SET_ASIDE, MOVING} & {path.name for path in out.iterdir()}, point
-        if point == "just after the first new last.pt":
-            assert inodes(out) == new and read()["ckpt"] == str(out / "best.pt"), point
+        assert not {STAGED, SWAPPING} & {path.name for path in out.iterdir()}, point
+        if swapped:
+            new = inodes(out)
+            assert new.keys() == old.keys() and not set(new.values()) & set(old.values()), point
+            assert read()["ckpt"] == str(out / "best.pt"), point
         else:
-            assert "the previous run is back" in settled.stdout, point
+            assert "the previous run is as it was" in settled.stdout, point
             assert inodes(out) == old and read() == old_read, point

@@ -11,7 +11,8 @@ from tinylm.errors import InputError
 from tinylm.train.options import RunOptions
 from tinylm.train.recipes import resolve_recipe
 from tinylm.train.run import train
-from tinylm.train.run_folder import SET_ASIDE
+from tinylm.train.recipes import TrainOptions
+from tinylm.train.run_folder import STAGED
 from tinylm.train.trainer import TrainingDiverged
 
 
@@ -38,7 +39,7 @@ def test_an_overwrite_that_diverges_at_once_keeps_the_old_run(old_run):
     with pytest.raises(TrainingDiverged, match="no checkpoint was saved yet"):
         train(recipe, say=quiet, on_record=quiet)
     assert {name: digest(out / name) for name in before} == before
-    assert not (out / SET_ASIDE).exists()
+    assert not (out / STAGED).exists()
 
 
 def test_an_overwrite_that_trains_replaces_the_old_run(old_run):
@@ -46,12 +47,12 @@ def test_an_overwrite_that_trains_replaces_the_old_run(old_run):
     run = RunOptions(profile="smoke", out=out, overwrite=True, max_steps=8, seed=7)
     finished = train(resolve_recipe("shakespeare-char", run), say=quiet, on_record=quiet)
     assert finished.trainer.step == 8
-    assert digest(out / "last.pt") != before["last.pt"] and not (out / SET_ASIDE).exists()
+    assert digest(out / "last.pt") != before["last.pt"] and not (out / STAGED).exists()
 
 
 def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(tmp_path):
     recipe = resolve_recipe("tinystories", RunOptions(profile="cpu", learning_rate=8e-3, max_steps=123),
-                            arch="llama-moe", balancing="aux_loss")
+                            TrainOptions(arch="llama-moe", balancing="aux_loss"))
     base = resolve_recipe("tinystories", RunOptions(profile="cpu"))
     assert recipe.run.out.name == "tinystories-llama-moe-aux_loss-cpu" and base.run.out.name == "tinystories-cpu"
     assert recipe.train.max_steps == 123 and recipe.train.learning_rate == 8e-3
@@ -60,14 +61,15 @@ def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(
     assert (config.vocab_size, config.n_experts, config.balancing) == (6912, 8, "aux_loss")
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(arch="gpt2", balancing="aux_loss"), "applies to a mixture of experts"),
-    (dict(learning_rat=1e-3), "no field"),
-    (dict(max_steps=3), "RunOptions holds"),  # a RunOptions field is set in RunOptions only
+@pytest.mark.parametrize("options, changes, message", [
+    (dict(arch="gpt2", balancing="aux_loss"), None, "applies to a mixture of experts"),
+    ({}, {"learning_rat": 1e-3}, "no such field"),
+    ({}, {"max_steps": 3}, "an option of its own, --max-steps"),  # a RunOptions field is set in RunOptions only
+    ({}, {"warmup_steps": "many"}, "warmup_steps takes a whole number"),
 ])
-def test_a_bad_recipe_fails_before_anything_runs(options, message):
+def test_a_bad_recipe_fails_before_anything_runs(options, changes, message):
     with pytest.raises((ConfigError, ValueError), match=message):
-        resolve_recipe("shakespeare-char", RunOptions(profile="smoke"), **options)
+        resolve_recipe("shakespeare-char", RunOptions(profile="smoke", set=changes), TrainOptions(**options))
 
 
 def test_resume_and_overwrite_together_are_refused_where_the_options_are_made():
@@ -81,7 +83,8 @@ def test_the_startup_line_names_the_optimizer_and_for_muon_its_newton_schulz_dty
     """A learner who overrides --optimizer on the speedrun recipe, or trains it on another CPU, sees what ran."""
     said = []
     run = RunOptions(profile="smoke", out=tmp_path / "run", max_steps=6)
-    finished = train(resolve_recipe("shakespeare-char", run, recipe=recipe), say=said.append, on_record=quiet)
+    finished = train(resolve_recipe("shakespeare-char", run, TrainOptions(recipe=recipe)), say=said.append,
+                     on_record=quiet)
     [header] = [line for line in said if line.startswith("shakespeare-char | profile smoke")]
     assert optimizer in header
     muon = getattr(finished.trainer.optimizer, "muon", None)
@@ -99,7 +102,7 @@ def test_resume_refuses_a_changed_seed_and_applies_a_new_step_limit_and_rate(old
     for run, options, message in ((RunOptions(out=out, resume=True, seed=7), {}, "--seed 7: .* with --seed 1337"),
                                   (resumed, {"arch": "llama"}, "--arch llama: .* with --arch gpt2")):
         with pytest.raises(InputError, match=message):
-            train(resolve_recipe("shakespeare-char", run, **options), say=quiet, on_record=quiet)
+            train(resolve_recipe("shakespeare-char", run, TrainOptions(**options)), say=quiet, on_record=quiet)
         assert {name: digest(out / name) for name in before} == before
     run = RunOptions(out=out, resume=True, max_steps=8, learning_rate=1e-3, seed=1337)
     finished = train(resolve_recipe("shakespeare-char", run), say=quiet, on_record=quiet)

@@ -1,5 +1,6 @@
 """A run folder: one run at a time (the kernel's lock, an owner file that names the holder and is gone however the
-run ends), and an --overwrite that never loses the old run, also when the new run is killed with SIGKILL."""
+run ends), and an --overwrite that leaves the old run in place, where a person's `ls` finds it, until the new run
+has its first checkpoint, also when either is killed with SIGKILL."""
 
 import contextlib
 import errno
@@ -20,12 +21,12 @@ from tinylm.errors import InputError
 from tinylm.paths import atomic_write
 from tinylm.train.checkpoint import find_checkpoint
 from tinylm.train.run_folder import (
-    MOVING,
     OWNER_FILE,
-    SET_ASIDE,
+    STAGED,
+    SWAPPING,
     RunFolderBusy,
+    Staging,
     claim_run_folder,
-    overwriting,
     run_file,
     run_lock,
 )
@@ -167,29 +168,28 @@ def seen(folder):
     return view, checkpoint
 
 
-def test_an_overwrite_retires_the_old_run_only_once_the_new_one_has_a_checkpoint(tmp_path):
+def write_new(staging, name):
+    with atomic_write(staging.path / name) as f:
+        f.write(f"new {name}".encode())
+    if name == "last.pt":  # as the run skeleton's hook on the Trainer's saves does
+        staging.swap()
+
+
+def test_an_overwrite_writes_beside_the_old_run_and_swaps_at_its_first_checkpoint(tmp_path):
     folder = tmp_path / "run"
     old = old_run(folder)
-    with pytest.raises(RuntimeError, match="diverged"):
-        with overwriting(folder, FILES):
-            assert contents(folder) == {}  # the new run starts clean
-            (folder / "metrics.jsonl").write_text("new, failed")
-            raise RuntimeError("diverged at step 2")
-    assert contents(folder) == old and not (folder / SET_ASIDE).exists()
-    with overwriting(folder, FILES):
-        (folder / "last.pt").write_text("new last.pt")
-    assert contents(folder) == {"last.pt": "new last.pt"} and not (folder / SET_ASIDE).exists()
-
-
-def killed_overwrite(folder, new_files=()):
-    """What a new run killed with SIGKILL during an --overwrite leaves: the old run set aside, whatever it wrote."""
-    set_aside = folder / SET_ASIDE
-    set_aside.mkdir()
-    for path in list(folder.iterdir()):
-        if path.is_file():
-            path.replace(set_aside / path.name)
-    for name in new_files:
-        (folder / name).write_text(f"new {name}")
+    staging = Staging(folder, FILES, enabled=True)
+    for name in ("metrics.jsonl", "best.pt"):
+        write_new(staging, name)
+    assert contents(folder) == old and seen(folder)[0] == old  # the folder, and readers, still hold the old run
+    staging.discard()  # diverged before its first last.pt
+    assert contents(folder) == old and not (folder / STAGED).exists()
+    staging = Staging(folder, FILES, enabled=True)
+    write_new(staging, "last.pt")
+    assert contents(folder) == {"last.pt": "new last.pt"} and staging.path == folder  # best.pt, metrics: the old run's
+    assert not {STAGED, SWAPPING} & {p.name for p in folder.iterdir()}
+    fresh = Staging(tmp_path / "new", FILES, enabled=True)
+    assert fresh.path == tmp_path / "new" and not fresh.staged  # nothing to replace: the run writes in place
 
 
 def claim(folder, say=print, **rules):
@@ -198,36 +198,35 @@ def claim(folder, say=print, **rules):
                          say=say)
 
 
-def test_a_killed_overwrite_that_saved_no_checkpoint_gets_the_old_run_back_at_the_next_start(tmp_path):
+def test_a_killed_overwrite_that_saved_no_checkpoint_is_gone_at_the_next_start(tmp_path):
     folder = tmp_path / "run"
     old = old_run(folder)
-    killed_overwrite(folder, new_files=("metrics.jsonl",))
+    staging = Staging(folder, FILES, enabled=True)  # then killed: the process never discards it
+    write_new(staging, "metrics.jsonl")
     notes = []
-    with pytest.raises(InputError, match="already holds a run"):  # the old run is back, and a plain run refuses it
+    with pytest.raises(InputError, match="already holds a run"):  # the old run is all there is; a plain run refuses it
         claim(folder, say=notes.append)
-    assert contents(folder) == old and not (folder / SET_ASIDE).exists()
-    assert notes == [f"note: an --overwrite of {folder} ended before its first checkpoint; the previous run is back"]
+    assert contents(folder) == old and not (folder / STAGED).exists()
+    assert notes == [f"note: an --overwrite of {folder} ended before its first checkpoint; the previous run is as it "
+                     "was"]
 
 
-def test_a_killed_overwrite_that_saved_a_checkpoint_has_retired_the_old_run(tmp_path):
+def test_a_killed_swap_is_finished_at_the_next_start(tmp_path, monkeypatch):
     folder = tmp_path / "run"
     old_run(folder)
-    killed_overwrite(folder, new_files=("last.pt", "metrics.jsonl"))
+    staging = Staging(folder, FILES, enabled=True)
+    for name in ("metrics.jsonl", "last.pt"):
+        with atomic_write(staging.path / name) as f:
+            f.write(f"new {name}".encode())
+    with monkeypatch.context() as patched:
+        patched.setattr("tinylm.train.run_folder._finish_swap", lambda out, files: (_ for _ in ()).throw(
+            KeyboardInterrupt()))  # killed just after the commit
+        with pytest.raises(KeyboardInterrupt):
+            staging.swap()
+    assert (folder / SWAPPING).is_dir()
+    assert seen(folder)[0] == {"last.pt": "new last.pt", "metrics.jsonl": "new metrics.jsonl"}  # the new run alone
     claim(folder, resume=True)
     assert contents(folder) == {"last.pt": "new last.pt", "metrics.jsonl": "new metrics.jsonl"}
-
-
-def test_a_second_overwrite_after_a_killed_one_never_loses_the_original_run(tmp_path):
-    """On main before this layout, the second --overwrite deleted the set-aside original, and its own failure then
-    left nothing."""
-    folder = tmp_path / "run"
-    old = old_run(folder)
-    killed_overwrite(folder)
-    claim(folder, overwrite=True)  # settles first: the original is back in place...
-    with pytest.raises(RuntimeError):
-        with overwriting(folder, FILES):  # ...and is what this run sets aside
-            raise RuntimeError("diverged at step 2")
-    assert contents(folder) == old
 
 
 def quiet(line):
@@ -268,22 +267,23 @@ def new_run(folder, saves):
     last.pt if it `saves`, else it fails before its first last.pt."""
     with contextlib.ExitStack() as held:
         claim_run_folder(folder, held, True, False, True, files=FILES, say=quiet)
-        with contextlib.suppress(RuntimeError), overwriting(folder, FILES):
+        staging = Staging(folder, FILES, enabled=True)
+        held.callback(staging.discard)
+        with contextlib.suppress(RuntimeError):
             for name in ("metrics.jsonl", "best.pt", "last.pt" if saves else None):
                 if name is None:
                     raise RuntimeError("diverged before its first last.pt")
-                with atomic_write(folder / name) as f:
-                    f.write(f"new {name}".encode())
+                write_new(staging, name)
 
 
 @pytest.mark.parametrize("old_files", [FILES, ("last.pt", "metrics.jsonl")], ids=["old", "old-without-best.pt"])
 @pytest.mark.parametrize("saves", [True, False], ids=["saves-last.pt", "fails-first"])
 def test_a_sigkill_between_any_two_changes_leaves_the_old_run_or_the_new_ones_first_checkpoint(
         tmp_path, old_files, saves):
-    """Killed before each change an --overwrite makes (setting aside, the new run's saves, deleting or putting back
-    the old run), and then again before each change of the next start's settling: readers see the whole old run or
-    the new run with its last.pt, never a mix (an old run without best.pt never shows the new run's best.pt), and
-    what they see is what the next start settles the folder into."""
+    """Killed before each change an --overwrite makes (the new run's saves beside the old run, the swap, its
+    deletions), and then again before each change of the next start's settling: readers see the whole old run or
+    the new run with its last.pt, never a mix, and what they see is what the next start settles the folder into.
+    Until the swap, the folder itself holds the old run."""
     old = {name: f"old {name}" for name in old_files}
     new = {name: f"new {name}" for name in FILES}
     at, outcomes = 0, set()
@@ -293,18 +293,19 @@ def test_a_sigkill_between_any_two_changes_leaves_the_old_run_or_the_new_ones_fi
         killed = sigkilled(lambda: new_run(folder, saves), at)
         view, checkpoint = seen(folder)
         assert view in (old, new), f"killed before change {at}: readers see {view}"
+        assert view == new or contents(folder) == old, f"killed before change {at}: the folder holds a mix"
         assert checkpoint == view.get("best.pt", view.get("last.pt"))
         settling = 0
         while sigkilled(lambda: claim(folder, say=quiet, overwrite=True), settling):  # the next start, killed too
             assert seen(folder) == (view, checkpoint), f"killed before change {at}, then {settling} of settling"
             settling += 1
         claim(folder, say=quiet, overwrite=True)
-        assert contents(folder) == view and not {SET_ASIDE, MOVING} & {p.name for p in folder.iterdir()}
+        assert contents(folder) == view and not {STAGED, SWAPPING} & {p.name for p in folder.iterdir()}
         outcomes.add("old" if view == old else "new")
         if not killed:
             break
         at += 1
-    assert outcomes == ({"old", "new"} if saves else {"old"}) and at > 10
+    assert outcomes == ({"old", "new"} if saves else {"old"}) and at > 4
 
 
 def test_train_overwrite_killed_in_its_first_steps_then_a_second_that_diverges_keep_the_original_run(
@@ -323,9 +324,10 @@ def test_train_overwrite_killed_in_its_first_steps_then_a_second_that_diverges_k
             process.send_signal(signal.SIGKILL)
             break
     process.wait()
-    assert (out / SET_ASIDE).is_dir()
+    assert (out / STAGED).is_dir()  # the new run's beginnings, beside the original, which a person's ls sees:
+    assert {name: (out / name).read_bytes() for name in original} == original
     second = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", out, "--overwrite",
                      "--learning-rate", "1e6", data_dir=data_root)
     assert second.returncode == 1 and "training diverged" in second.stderr, second.stderr
     assert {name: (out / name).read_bytes() for name in original} == original
-    assert not (out / SET_ASIDE).exists()
+    assert not (out / STAGED).exists()

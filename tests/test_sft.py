@@ -26,8 +26,8 @@ from tinylm.data.tokens import RandomWindowSampler
 from tinylm.eval.loss import answer_loss_sum
 from tinylm.model.gpt import GPT
 from tinylm.model.losses import next_token_loss
-from tinylm.posttrain.plain import PLAIN_PROMPT
 from tinylm.posttrain.sft.trainer import SFTTrainer
+from tinylm.posttrain.tasks.instruct import Instruct, InstructProblem
 from tinylm.tokenizers.chat_template import ChatTemplate, RenderedChat
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 
@@ -49,7 +49,7 @@ def template():
     """A chat template over a vocabulary trimmed to what the test records use (small, so models are tiny)."""
     gpt2 = BPETokenizer("gpt2-chat")
     text = (" ".join(json.dumps(r) for r in records(200)) + " You are a helpful assistant.\nsystem user assistant\n"
-            + PLAIN_PROMPT.format(instruction="Repeat the words."))
+            + Instruct.plain_prompt.format(instruction="Repeat the words."))
     ids = gpt2.encode(text) + list(CHAT_SPECIAL_TOKENS.values()) + [gpt2.eot_token]
     return ChatTemplate(TrimmedBPETokenizer.from_ids(ids, "gpt2-chat"))
 
@@ -284,18 +284,19 @@ def test_a_resumed_mixture_run_ends_where_an_uninterrupted_one_ends(template, tm
 
 
 def test_the_plain_prompt_baseline_counts_the_answer_and_end_of_text_only(template):
-    from tinylm.posttrain.plain import plain_prompt_ids, plain_replies, render_plain
+    from tinylm.posttrain.replies import greedy_completions
 
-    tokenizer = template.tokenizer
-    messages = to_messages(records(1, seed=3)[0])
-    rendered = render_plain(tokenizer, messages)
-    prompt = plain_prompt_ids(tokenizer, messages[:-1])
-    assert tokenizer.decode(prompt) == PLAIN_PROMPT.format(instruction=messages[1]["content"])  # no system prompt
+    tokenizer, plain = template.tokenizer, Instruct("smoke").plain()
+    problem = InstructProblem(records(1, seed=3)[0])
+    prompt = plain.prompt_ids(tokenizer, problem)
+    assert tokenizer.decode(prompt) == Instruct.plain_prompt.format(instruction=problem.prompt)  # no system prompt
+    [rendered] = plain.answers(tokenizer, [problem], block_size=64)
     assert rendered.ids[: len(prompt)] == prompt and not any(rendered.is_answer[: len(prompt)])
     counted = [i for i, answer in zip(rendered.ids, rendered.is_answer) if answer]
-    assert counted == tokenizer.encode(" " + messages[-1]["content"]) + [tokenizer.eot_token]
-    texts, stopped = plain_replies(tiny_model(tokenizer.vocab_size + 8), tokenizer, [messages[:-1]] * 2, 5)
-    assert len(texts) == len(stopped) == 2 and "\n\n" not in texts[0]
+    assert counted == tokenizer.encode(" " + problem.record()["output"]) + [tokenizer.eot_token]
+    completions = greedy_completions(tiny_model(tokenizer.vocab_size + 8), tokenizer, plain, [problem] * 2)
+    texts = plain.reply_texts(tokenizer, completions)
+    assert len(texts) == 2 and "\n\n" not in texts[0]
 
 
 def test_replies_may_use_every_id_but_a_trimmed_vocabularys_unk(template):

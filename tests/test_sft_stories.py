@@ -1,6 +1,6 @@
-"""`python -m tinylm.sft --task stories` (the smoke profile's default; offline): the report's pass rates in
-pass_rate()'s shape and as the verifier gives them again, best.pt chosen by the validation pass rate, the default
-run folders, resume, and a chat with the result. The instruction task's runs are tests/test_cli_sft.py's."""
+"""`python -m tinylm.sft --task stories` (the default task; offline): the report's measurements, which the task's one
+measurer gives again, best.pt chosen by the validation pass rate, the default run folders, resume, and a chat with
+the result. The instruction task's runs are tests/test_cli_sft.py's."""
 
 from __future__ import annotations
 
@@ -14,17 +14,16 @@ import pytest
 
 from tests.helpers import REPO, run_cli
 from tinylm.errors import InputError
-from tinylm.posttrain.sft import trainer as sft_trainer
-from tinylm.posttrain.sft.report import plain_story_replies
-from tinylm.posttrain.sft.run import SFTJob, SFTOptions, sft
-from tinylm.posttrain.sft.trainer import story_replies
-from tinylm.posttrain.stories import load_story_task, story_base_folder, story_verifier
-from tinylm.posttrain.verifier import pass_rate
-from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
+from tinylm.posttrain import job as post_training_job
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.sft.run import SFTJob, sft
+from tinylm.posttrain.task import measure
+from tinylm.posttrain.tasks.stories import Stories, story_base
 from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
-PASS_RATE_KEYS = {"pass_rate", "low", "high", "passed", "instructions", "kinds", "ends", "fluent"}
+REPORT_KEYS = {"pass_rate", "low", "high", "passed", "problems", "kinds", "figures", "passed_each", "replies",
+               "answer_loss"}
 HELD_OUT = 16  # the smoke recipe's validation and test instructions
 
 
@@ -46,34 +45,33 @@ def quiet(_):
     pass
 
 
-def test_the_report_gives_the_verifiers_pass_rates_of_the_base_and_of_best_pt(story_run):
+def test_the_report_is_what_the_tasks_one_measurer_gives_for_the_base_and_for_best_pt(story_run):
     root, out, result = story_run
     report = json.loads((out / "sft_eval.json").read_text())
     settings = json.loads((out / "settings.json").read_text())
     assert report["task"] == settings["options"]["task"] == "stories"
-    test = load_story_task().test[:HELD_OUT]
-    verifier = story_verifier(report["verifier"]["base"])
-    assert report["verifier"]["max_loss"] == pytest.approx(verifier.max_loss)
+    task = Stories("smoke")
+    task.prepare(settings["task"]["verifier"], "cpu", "sft")
+    assert settings["task"]["max_loss"] == pytest.approx(task.verifier.max_loss)
+    test = task.held_out(HELD_OUT, HELD_OUT).test
     model, tokenizer, _ = load_model(out / "best.pt")
-    base, base_tokenizer, _ = load_model(report["verifier"]["base"])
-    replies = {"after": story_replies(model, ChatTemplate(tokenizer), test, DEFAULT_SYSTEM_PROMPT),
-               "baseline": plain_story_replies(base, base_tokenizer, test, "cpu")}
+    base, base_tokenizer, _ = load_model(settings["base"]["path"])
+    again = {"after": measure(model, tokenizer, task, test),
+             "baseline": measure(base, base_tokenizer, task.plain(), test)}
     for when in ("baseline", "after"):
-        measured = report["pass_rate"][when]
-        assert set(measured) == PASS_RATE_KEYS and measured["instructions"] == len(test) == HELD_OUT
+        measured = report[when]
+        assert REPORT_KEYS <= set(measured) and measured["problems"] == len(test) == HELD_OUT
         assert measured["low"] <= measured["pass_rate"] <= measured["high"]
         assert measured["kinds"]["name"]["asked"] == sum(any(c.kind == "name" for c in i.constraints) for i in test)
-        assert measured == pass_rate(verifier.check(replies[when], test))  # the verifier, asked again, agrees
-        assert report[when]["passed_each"] == [v.passed for v in verifier.check(replies[when], test)]
-        assert [shown["reply"] for shown in report[when]["shown"]] == replies[when][:3]
+        assert {k: measured[k] for k in REPORT_KEYS} == {k: again[when][k] for k in REPORT_KEYS}
     assert report["after"]["answer_loss"] < report["before"]["answer_loss"]
     first = min((r for r in records(out / "metrics.jsonl") if r["event"] == "eval"), key=lambda r: r["step"])
     assert report["before"]["validation_answer_loss"] > first["val_loss"]  # measured before the first step
     assert report["before"]["train_answer_loss"] > first["train_answer_loss"]
     lines = result.stdout.splitlines()
-    closing = next(line for line in lines if line.startswith("test pass rate"))
-    assert f"{100 * report['pass_rate']['after']['pass_rate']:.1f}% " in closing and "for the base asked" in closing
-    assert any(line.startswith(("SFT (passes) to", "SFT (fails) to")) for line in lines)
+    closing = next(line for line in lines if line.startswith("test pass rate (the verifier)"))
+    assert f"{100 * report['after']['pass_rate']:.1f}% " in closing and "the base asked in plain text" in closing
+    assert any(line.startswith(("after (passes) to", "after (fails) to")) for line in lines)
     assert f"python -m tinylm.dpo --task stories --base {out}" in result.stdout
 
 
@@ -90,8 +88,8 @@ def test_best_pt_is_the_evaluation_with_the_highest_validation_pass_rate(story_r
 def test_a_pass_rate_that_peaks_early_chooses_best_pt_though_the_loss_keeps_falling(monkeypatch, tmp_path):
     """Planted pass rates 0.2, 0.6, 0.4 at steps 10, 20, 30: best.pt is step 20's weights, not the lowest loss's."""
     planted = iter([0.2, 0.6, 0.4])
-    monkeypatch.setattr(sft_trainer, "pass_rate", lambda verdicts: {"pass_rate": next(planted)})
-    report = sft(RunOptions(profile="smoke", out=tmp_path / "sft", max_steps=30), SFTOptions(task="stories"),
+    monkeypatch.setattr(post_training_job, "greedy_pass_rate", lambda *args, **kwargs: {"pass_rate": next(planted)})
+    report = sft(RunOptions(profile="smoke", out=tmp_path / "sft", max_steps=30), PostTrainingOptions(task="stories"),
                  say=quiet, on_record=quiet)
     evals = [r for r in records(tmp_path / "sft" / "metrics.jsonl") if r["event"] in ("eval", "final")]
     assert [r["pass_rate"] for r in evals] == [0.2, 0.6, 0.4]
@@ -100,14 +98,14 @@ def test_a_pass_rate_that_peaks_early_chooses_best_pt_though_the_loss_keeps_fall
     assert report["after"]["validation_pass_rate"] == 0.6
 
 
-def test_the_task_names_the_default_run_folder_and_base():
+def test_the_task_names_the_default_run_folder_and_base_the_same_on_every_profile():
     for profile, task, base in (("smoke", "stories", "pretrain"), ("cpu", "stories", "pretrain"),
-                                ("gpu", "instruct", "gpt2"), ("gpu", "stories", "pretrain")):
-        job = SFTJob(RunOptions(profile=profile), SFTOptions(task=None if task == "instruct" else task), quiet)
+                                ("gpu", "stories", "pretrain"), ("gpu", "instruct", "gpt2")):
+        job = SFTJob(RunOptions(profile=profile), PostTrainingOptions(task=None if task == "stories" else task), quiet)
         job.settle({})
         assert job.run.out.name == f"sft-{task}-{profile}" and (job.options.task, job.options.base) == (task, base)
-    with pytest.raises(InputError, match="^--data is for --task instruct"):
-        SFTOptions(task="stories", data="instruct")
+    with pytest.raises(InputError, match="^--data: the stories task reads no data set of yours"):
+        Stories("smoke", data="instruct")
 
 
 def test_a_resume_keeps_the_task_and_the_baseline_and_refuses_another_task_in_one_line(story_run, tmp_path):
@@ -125,8 +123,9 @@ def test_a_resume_keeps_the_task_and_the_baseline_and_refuses_another_task_in_on
                       data_dir=root / "data")
     assert resumed.returncode == 0, resumed.stderr
     after = json.loads((copy / "sft_eval.json").read_text())
-    assert after["pass_rate"]["baseline"] == before["pass_rate"]["baseline"] and after["steps"] == 26
-    assert after["verifier"] == before["verifier"] and records(copy / "metrics.jsonl")[-1]["step"] == 26
+    assert after["baseline"] == before["baseline"] and after["steps"] == 26
+    assert json.loads((copy / "settings.json").read_text())["task"] == json.loads((out / "settings.json").read_text())[
+        "task"] and records(copy / "metrics.jsonl")[-1]["step"] == 26
 
 
 def test_chat_answers_a_typed_instruction_with_the_fine_tuned_model(story_run):
@@ -140,7 +139,11 @@ def test_chat_answers_a_typed_instruction_with_the_fine_tuned_model(story_run):
     assert result.stdout.count("bot> ") == 1 and reply  # the fine-tuned model wrote a reply
 
 
-def test_the_story_base_is_shared_by_the_runs_of_a_profile(story_run):
+def test_the_story_base_is_shared_by_the_runs_of_a_profile_and_named_at_the_start(story_run):
     _, out, result = story_run
-    report = json.loads((out / "sft_eval.json").read_text())
-    assert os.path.samefile(report["verifier"]["base"], story_base_folder("smoke") / "best.pt")
+    settings = json.loads((out / "settings.json").read_text())
+    assert os.path.samefile(settings["task"]["verifier"], story_base("smoke").out / "best.pt")
+    assert os.path.samefile(settings["base"]["path"], story_base("smoke").out / "best.pt")
+    assert any(line.startswith("story base: ") and line.endswith((": trains first (20 steps; its progress shows the "
+                                                                  "time)", "finished (20 steps)"))
+               for line in result.stdout.splitlines())

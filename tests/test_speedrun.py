@@ -13,7 +13,7 @@ from tinylm.config import ConfigError
 from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.options import RunOptions
-from tinylm.train.recipes import TRACKS, default_run_name, get_track, resolve_recipe
+from tinylm.train.recipes import TRACKS, TrainOptions, default_run_name, get_track, resolve_recipe
 
 
 @pytest.mark.parametrize("bf16_fast", [True, False])
@@ -25,7 +25,7 @@ def test_the_speedrun_recipe_is_the_default_one_with_muon_and_its_changes_whatev
         monkeypatch, track, changes, bf16_fast):
     """Only Muon's arithmetic depends on the hardware (Newton–Schulz in bfloat16 where that is fast), not the recipe."""
     monkeypatch.setattr(tinylm.train.muon, "bf16_is_fast", lambda device: bf16_fast)
-    recipe = resolve_recipe(track, RunOptions(profile="cpu", seed=3), recipe="speedrun")
+    recipe = resolve_recipe(track, RunOptions(profile="cpu", seed=3), TrainOptions(recipe="speedrun"))
     shape, train = get_track(track).recipe("cpu")
     assert recipe.train == dataclasses.replace(train, optimizer="muon", seed=3, **changes)
     assert recipe.shape == shape
@@ -35,19 +35,19 @@ def test_the_speedrun_recipe_is_the_default_one_with_muon_and_its_changes_whatev
     assert default.train.optimizer == "adamw" and default.train == train and default.shape == shape  # unchanged
     # the user's options still win over the recipe's
     run = RunOptions(profile="cpu", batch_size=7)
-    assert resolve_recipe(track, run, recipe="speedrun").train.batch_size == 7
+    assert resolve_recipe(track, run, TrainOptions(recipe="speedrun")).train.batch_size == 7
 
 
 def test_only_the_tracks_and_profiles_that_were_measured_have_a_speedrun():
     assert {name for name, track in TRACKS.items() if track.speedruns} == set(RACE_DEFAULTS)
     with pytest.raises(ConfigError, match="measured for the smoke and cpu profiles, not for gpu"):
-        resolve_recipe("shakespeare-char", RunOptions(profile="gpu"), recipe="speedrun")
+        resolve_recipe("shakespeare-char", RunOptions(profile="gpu"), TrainOptions(recipe="speedrun"))
     with pytest.raises(ConfigError, match="gpt2-124m has no speedrun recipe"):
-        resolve_recipe("gpt2-124m", RunOptions(profile="cpu"), recipe="speedrun")
+        resolve_recipe("gpt2-124m", RunOptions(profile="cpu"), TrainOptions(recipe="speedrun"))
     with pytest.raises(ConfigError, match="drop --arch"):
-        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), recipe="speedrun", arch="llama")
+        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), TrainOptions(recipe="speedrun", arch="llama"))
     with pytest.raises(ConfigError, match="unknown recipe 'fast'"):
-        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), recipe="fast")
+        resolve_recipe("shakespeare-char", RunOptions(profile="cpu"), TrainOptions(recipe="fast"))
     assert default_run_name("tinystories", "cpu", "gpt2", recipe="speedrun") == "tinystories-speedrun-cpu"
 
 

@@ -21,8 +21,9 @@ from tinylm.data.story_instructions import (
 )
 from tinylm.errors import InputError
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.stories import story_base_folder, verifier_base
-from tinylm.posttrain.verifier import Verifier, loss_per_token, pass_rate
+from tinylm.posttrain.task import summarize
+from tinylm.posttrain.tasks.stories import Stories, story_base, verifier_base
+from tinylm.posttrain.verifier import Verifier, loss_per_token
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.trainer import Trainer
 
@@ -121,27 +122,37 @@ def test_the_verifier_passes_a_story_that_meets_its_instruction_and_fails_the_ha
     assert weak.check(["Ben kite."], [instruction])[0].passed
 
 
-def test_pass_rate_counts_kinds_and_gives_the_wilson_interval(judge):
+def test_the_report_counts_each_check_where_asked_and_gives_the_wilson_interval(judge):
     model, tokenizer = judge
-    verifier = Verifier(model, tokenizer, fluency=False)
+    task = Stories("smoke")
+    task.verifier = Verifier(model, tokenizer, fluency=False)
     instruction = StoryInstruction("x", (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
-    summary = pass_rate(verifier.check(["Ben had a kite.", "Ben ran.", "Tom ran."], [instruction] * 3))
-    assert summary["passed"] == 1 and summary["instructions"] == 3 and summary["low"] < 1 / 3 < summary["high"]
-    assert summary["kinds"] == {"name": {"held": 2 / 3, "asked": 3}, "word": {"held": 1 / 3, "asked": 3}}
+    replies = ["Ben had a kite. It flew. He ran.", "Ben ran. He sat. It was fun.", "Tom had a kite. It flew. Ha."]
+    scores = task.score_replies([instruction] * 3, replies, [True, True, False])
+    summary = summarize(["x"] * 3, scores, replies)
+    assert summary["passed"] == 1 and summary["problems"] == 3 and summary["low"] < 1 / 3 < summary["high"]
+    assert summary["passed_each"] == [True, False, False]  # the third never ended: it cannot pass
+    assert summary["kinds"]["name"] == {"held": 2 / 3, "asked": 3} and summary["kinds"]["word"]["held"] == 2 / 3
+    assert summary["kinds"]["ends"] == {"held": 2 / 3, "asked": 3}
 
 
-def test_a_copied_sft_run_finds_the_profiles_story_base(tmp_path, monkeypatch):
-    """sft_eval.json names its story base by the path it had where SFT ran; a run copied elsewhere falls back to
-    runs/stories-base-<profile>, and with neither there the error says what makes one."""
+def test_a_policy_started_from_a_run_is_judged_by_the_story_base_it_names(tmp_path, monkeypatch):
+    """A run's settings.json names its verifier's story base (an older run's sft_eval.json); a run copied elsewhere,
+    whose named base is gone, falls back to runs/stories-base-<profile>, and with neither there the error says what
+    makes one."""
     monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     run = tmp_path / "copied-sft"
     run.mkdir()
     (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(tmp_path / "elsewhere" / "best.pt")}}))
     with pytest.raises(InputError, match="tinylm.sft --task stories --profile smoke"):
         verifier_base(run, "smoke")
-    story_base_folder("smoke").mkdir(parents=True)
-    assert verifier_base(run / "best.pt", "smoke") == story_base_folder("smoke")
+    story_base("smoke").out.mkdir(parents=True)
+    assert verifier_base(run / "best.pt", "smoke") == story_base("smoke").out
     named = tmp_path / "named-base"
     named.mkdir()
     (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(named)}}))
     assert verifier_base(run, "smoke") == named
+    newer = tmp_path / "newer-base"
+    newer.mkdir()
+    (run / "settings.json").write_text(json.dumps({"task": {"verifier": str(newer)}}))
+    assert verifier_base(run, "smoke") == newer

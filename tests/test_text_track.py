@@ -21,6 +21,7 @@ from tinylm.data.text import prepare_text
 from tinylm.download import mirror_dir
 from tinylm.train.checkpoint import load_model
 from tinylm.train.options import RunOptions
+from tinylm.train.recipes import TrainOptions
 from tinylm.train.text import text_recipe, train_text
 
 MULTILINGUAL = "\n".join(UDHR) + "\n" + EMOJI + "\n"
@@ -135,9 +136,8 @@ def test_init_from_a_run_keeps_its_tokenizer(texts, tmp_path):
 def test_a_bpe_text_run_is_a_base_for_chat_fine_tuning(texts, tmp_path, monkeypatch):
     """SFT adds the chat tokens to the BPE trained on the text (a context of 128: instructions do not fit in 32)."""
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
-    recipe = text_recipe(str(texts["folder"]), "bpe:500", run=RunOptions(profile="smoke", out=tmp_path / "base",
-                                                                         max_steps=6))
-    recipe = dataclasses.replace(recipe, shape=dataclasses.replace(recipe.shape, block_size=128))
+    recipe = text_recipe(RunOptions(profile="smoke", out=tmp_path / "base", max_steps=6, set={"block_size": 128}),
+                         TrainOptions(file=str(texts["folder"]), tokenizer="bpe:500"))
     train_text(recipe, say=lambda line: None)
     result = run_cli("tinylm.sft", "--task", "instruct", "--profile", "smoke", "--base", tmp_path / "base",
                      "--out", tmp_path / "chat",

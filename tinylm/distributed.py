@@ -8,7 +8,6 @@ forever: `run_in_world` turns the timeout into a RankTimeout that says which ran
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import gc
 import os
@@ -102,15 +101,13 @@ def teardown(finished: bool = True) -> None:
 Result = TypeVar("Result")
 
 
-def run_in_world(work: Callable[[World, contextlib.ExitStack], Result]) -> Result:
-    """work(world, held) inside the torchrun world (a world of one without torchrun), then leave it. `held`
-    releases what the work took (a run folder's lock) however it ends; only a normal finish waits for the other
-    ranks before the group is destroyed. A command line's main() is this around its own work."""
+def run_in_world(work: Callable[[World], Result]) -> Result:
+    """work(world) inside the torchrun world (a world of one without torchrun), then leave it; only a normal finish
+    waits for the other ranks before the group is destroyed. A command line's main() is this around its own work."""
     world = init_distributed()
     finished = False
     try:
-        with contextlib.ExitStack() as held:
-            result = work(world, held)
+        result = work(world)
         finished = True
         return result
     except RuntimeError as error:

@@ -70,7 +70,7 @@ def run_loss(args: argparse.Namespace) -> dict[str, Any]:
 def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
     from ..distributed import run_in_world
 
-    return run_in_world(lambda world, _held: _hellaswag(args, world))  # under torchrun each rank scores every W-th
+    return run_in_world(lambda world: _hellaswag(args, world))  # under torchrun each rank scores every W-th
 
 
 def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:

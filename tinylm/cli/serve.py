@@ -16,7 +16,7 @@ from ..serve.server import ChatServer
 from .chat import add_sampler_options, session_from_args
 from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
 from .errors import run_cli
-from .run_options import positive_float
+from .options import positive_float
 
 
 def port_number(text: str) -> int:

@@ -21,17 +21,17 @@ import argparse
 import json
 import shlex
 
-from ..config import ARCHITECTURES, BALANCING, OPTIMIZERS
 from ..data.text import find_text_files
 from ..distributed import run_in_world
 from ..paths import data_dir, shown
+from ..train.options import RunOptions
 from ..train.progress import TRAINING_TIME, format_duration
-from ..train.recipes import RECIPE_NAMES, TRACKS, Recipe, resolve_recipe
+from ..train.recipes import TRACKS, Recipe, TrainOptions, resolve_recipe
 from ..train.run import Finished, train
 from ..train.text import text_recipe, train_text
 from .console import CommandParser, HelpFormatter, begin, examples
 from .errors import run_cli
-from .run_options import add_run_options, run_options
+from .options import add_options, options_from
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,26 +39,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --max-seconds 600",
+                        "python -m tinylm.train shakespeare-char --set optimizer=muon --set n_layer=2",
                         "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))
-    parser.add_argument("--file", metavar="PATH", help="text: a UTF-8 file, folder or glob (default: none)")
-    parser.add_argument("--tokenizer", metavar="KIND", help="text: char (default), gpt2, or bpe:N trained on it")
-    parser.add_argument("--init", metavar="MODEL", help="text: start from gpt2 or a run (default: none)")
-    parser.add_argument("--recipe", choices=RECIPE_NAMES, metavar="NAME",
-                        help="default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at equal "
-                        "training time, but runs longer than the default to its step limit")
-    add_run_options(parser, out="runs/<track>-…-<profile>",
-                    batch="sequences")
-    parser.add_argument("--arch", choices=list(ARCHITECTURES), metavar="ARCH",
-                        help=f"{', '.join(ARCHITECTURES)} (default: gpt2, or the run's)")
-    parser.add_argument("--balancing", choices=BALANCING, metavar="KIND",
-                        help=f"{', '.join(BALANCING)} (default: the arch's own)")
-    parser.add_argument("--optimizer", choices=OPTIMIZERS, metavar="NAME",
-                        help="adamw, or muon for matrices (default: the recipe's)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="torch.compile training steps (default: the recipe's)")
+    add_options(parser, TrainOptions, {})
+    add_options(parser, RunOptions, {"out": "runs/<track>-…-<profile>", "steps": "optimizer steps",
+                                     "batch": "sequences", "fields": "ModelShape or TrainConfig (tinylm/config.py)"})
     args = parser.parse_args(argv)
+    args.run, args.options = options_from(parser, args, RunOptions), options_from(parser, args, TrainOptions)
     if args.track == "text" and args.file is None:
         parser.error("text needs --file PATH: a UTF-8 file, a folder of .txt files, or a glob")
     given = [f"--{name}" for name in ("file", "tokenizer", "init") if getattr(args, name) is not None]
@@ -69,14 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = begin(parse_args(argv))
-    options = dict(arch=args.arch, balancing=args.balancing, recipe=args.recipe, optimizer=args.optimizer,
-                   compile=args.compile)
     if args.track == "text":
-        recipe = text_recipe(args.file, args.tokenizer, args.init, run_options(args), **options)
-        finished = run_in_world(lambda world, held: train_text(recipe, world=world))
+        recipe = text_recipe(args.run, args.options)
+        finished = run_in_world(lambda world: train_text(recipe, world=world))
     else:
-        recipe = resolve_recipe(args.track, run_options(args), **options)
-        finished = run_in_world(lambda world, held: train(recipe, world=world))
+        recipe = resolve_recipe(args.track, args.run, args.options)
+        finished = run_in_world(lambda world: train(recipe, world=world))
     if finished.trainer.world.is_main:
         print(_epilogue(recipe, finished))
     return finished.final

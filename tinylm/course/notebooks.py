@@ -10,6 +10,7 @@ machine), `find_or_train` trains a stand-in for a budget of steps, not seconds, 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -18,9 +19,10 @@ import torch
 from ..paths import runs_dir, shown
 from ..runtime import configure_backend, resolve_device, resolve_profile
 from ..train.options import RunOptions
+from ..train.prerequisite import Prerequisite
 from ..train.progress import format_record
 from ..train.recipes import default_run_name, resolve_recipe
-from ..train.run import train
+from ..train.run import Pretraining
 from ..train.run_folder import run_file
 from .repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
 
@@ -99,32 +101,34 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     """The run folder of a trained `track` model for `profile`: an existing run's, else a stand-in trained now.
 
     The stand-in is the `cpu` recipe (`smoke` for the smoke profile) trained for `max_steps` optimizer steps
-    (default: QUICK_STEPS; the smoke recipe runs its own few) into `quick_run_folder`; the learning-rate schedule
-    fits those steps. Training prints to train.log in that folder; what is done and why is said through `say`.
+    (default: QUICK_STEPS; the smoke recipe runs its own few) into `quick_run_folder`, a prerequisite run like a
+    base model's (reused when finished, resumed when interrupted); the learning-rate schedule fits those steps.
+    Training prints to train.log in that folder; what is done and why is said through `say`.
     """
     profile = resolve_profile(profile)
     candidates = run_candidates(track, profile)
-    for folder in candidates:
+    for folder in candidates[:-1]:
         if run_file(folder, "best.pt").is_file():  # an --overwrite under way still holds the old run
             say(f"{track}: using the model in {shown(folder)}")
             return folder
-    notebook = (f"notebook {notebook_number(TRACK_NOTEBOOKS[track])}" if track in TRAINED_IN_A_NOTEBOOK
-                else f"python -m tinylm.train {track}")
-    quick_profile = _quick_profile(profile)
+    quick_profile, out = _quick_profile(profile), candidates[-1]
     if max_steps is None and quick_profile != "smoke":
         max_steps = QUICK_STEPS.get(track)
-    out = quick_run_folder(track, profile)
-    budget = f"for {max_steps:,} steps" if max_steps is not None else "(a few steps)"
-    looked = " or ".join(c.name for c in candidates[:-1])
-    say(f"{track}: no trained model in {shown(out.parent)} ({looked}; {notebook} makes one). "
-        f"Training a stand-in now: the {quick_profile} recipe {budget}, into {out.name} there (its log: "
-        f"{out.name}/train.log). Its text will be rougher than the full run's.")
-    recipe = resolve_recipe(track, RunOptions(profile=quick_profile, out=out, overwrite=True, max_steps=max_steps))
     out.mkdir(parents=True, exist_ok=True)
-    with open(out / "train.log", "w", encoding="utf-8") as log:
+    with open(out / "train.log", "a", encoding="utf-8") as log:
         def write(line: str) -> None:
             print(line, file=log, flush=True)
 
-        finished = train(recipe, say=write, on_record=lambda record: write(format_record(record)))
-    say(f"{track}: trained the stand-in, validation loss {finished.final['val_loss']:.3f}")
+        def job(run: RunOptions) -> Pretraining:
+            recipe = resolve_recipe(track, dataclasses.replace(run, max_steps=max_steps))
+            return Pretraining(recipe, on_record=lambda record: write(format_record(record)))
+
+        stand_in = Prerequisite(label=f"{track} stand-in (the {quick_profile} recipe; its log: train.log)", out=out,
+                                profile=quick_profile, job=job, steps=job(RunOptions(out=out, profile=quick_profile))
+                                .recipe.train.max_steps)
+        notebook = (f"notebook {notebook_number(TRACK_NOTEBOOKS[track])}" if track in TRAINED_IN_A_NOTEBOOK
+                    else f"python -m tinylm.train {track}")
+        say(f"{track}: no trained model in {' or '.join(shown(c) for c in candidates[:-1])} ({notebook} makes one); "
+            f"{stand_in.plan()}. Its text will be rougher than the full run's.")
+        stand_in.ensure(say=write)
     return out

@@ -1,15 +1,11 @@
-"""Post-training: a pretrained model and data of the behaviour wanted in; a chat model, a preferred one, or a policy
-that solves checkable problems, out.
+"""Post-training: a pretrained model and a task in; a chat model, a preferred one, or a policy that solves problems
+a program checks, out.
 
-One folder per method, each a subclass of the one Trainer (tinylm.train.trainer) with its own loss, batches or
-evaluation, and a Job of the one run skeleton (tinylm.train.run), with its recipes, its options value and its entry
-function in `<method>/run.py`:
-
-- `sft`: supervised fine-tuning on conversations, the loss on answers only (`SFTTrainer`; `python -m tinylm.sft`);
-- `dpo`: direct preference optimisation of a chat model (`DPOTrainer`; `python -m tinylm.dpo`);
-- `grpo`: group-relative policy optimisation on problems a program checks (`GRPOTrainer`; `python -m tinylm.grpo`).
-
-Shared by the methods, here: `replies` (greedy replies and how they are scored), `vocab` (a base model's vocabulary
-grown by the chat tokens), `plain` (a base asked in plain text, SFT's fair baseline) and `chat_base` (the small base
-of the cpu and smoke profiles). No method imports another's modules. LoRA (tinylm.model.lora) composes with SFT and DPO.
+Two axes. The methods, one folder each, none importing another's: `sft` (supervised fine-tuning on the task's
+answers), `dpo` (preference pairs), `grpo` (reinforcement learning on the task's check); each is a Trainer of the
+one loop (tinylm.train.trainer) and a Job of the one run skeleton (tinylm.train.run), over what `job` gives all
+three. The tasks, one module each in `tasks` (stories, instruct, preference, arithmetic, countdown): problems, their
+check, the model a method starts from, and a recipe per method and profile (`recipes`). `task` says what a task
+gives and how every method measures a model on one; `chat_task` is what a chat model answers, `on_policy` the pairs
+a task's check makes for DPO, `verifier` the story task's check, `vocab` the chat tokens a base model is given.
 """

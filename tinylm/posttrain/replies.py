@@ -1,23 +1,21 @@
-"""Greedy replies of a chat model, and how SFT and DPO score them alike.
+"""Completions of a task's prompts, greedy or sampled, cut where the task stops them and where the context ends.
 
-`chat_replies` answers each prompt greedily in ChatML until <|im_end|> or REPLY_TOKENS (a reply that ends within
-them "stops"), never with a trimmed vocabulary's <unk> (`text_vocab_limit`); `tinylm.posttrain.plain` does the same
-for a base model asked in plain text. `scored` measures replies against reference answers: the stop rate, each
-reply's token F1 and ROUGE-L (tinylm.eval.overlap) and their means, and the first SHOWN_REPLIES for a report.
+Every method writes its replies here, so a pass rate means the same under SFT, DPO and GRPO: prompt and completion
+fit the model's context in one pass, a completion keeps its stop token when it came (the task reads whether it
+ended), and a trimmed vocabulary's <unk> is never drawn (`text_vocab_limit`).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
-from ..errors import InputError
-from ..eval.overlap import rouge_l, token_f1
-from ..generate.decode import generate_batch
-from ..tokenizers.chat_template import ChatTemplate
+import torch
 
-REPLY_TOKENS = 200  # a reply "stops" when <|im_end|> comes within this many tokens
-SHOWN_REPLIES = 3  # prompts whose replies before and after training go into a run's report
+from ..errors import InputError
+from ..generate.decode import decode
+from ..generate.sampling import Sampling
+
+SHOWN_REPLIES = 3  # replies a report keeps beside its figures
 
 
 def text_vocab_limit(tokenizer) -> int:
@@ -32,24 +30,25 @@ def text_vocab_limit(tokenizer) -> int:
     return unk_id
 
 
-def chat_replies(model, template: ChatTemplate, prompts: Sequence[list[dict]], max_new_tokens: int = REPLY_TOKENS,
-                 batch_size: int = 32) -> tuple[list[str], list[bool]]:
-    """(each greedy reply's text, whether it ended with <|im_end|> within max_new_tokens)."""
-    replies = []
-    for start in range(0, len(prompts), batch_size):
-        ids = [template.render_prompt(p) for p in prompts[start : start + batch_size]]
-        replies += generate_batch(model, ids, max_new_tokens, stop_tokens=(template.im_end,), temperature=0.0,
-                                  vocab_limit=text_vocab_limit(template.tokenizer))
-    return [template.tokenizer.decode(r) for r in replies], [len(r) < max_new_tokens for r in replies]
+def complete(model, tokenizer, task, prompts: list[list[int]], max_new_tokens: int,
+             sampling: Sampling) -> list[list[int]]:
+    """Each prompt's new ids, up to and including the task's stop token when one was drawn, and never past the
+    model's context: prompt + completion is at most block_size + 1 tokens (block_size positions predict)."""
+    room = model.config.block_size + 1
+    max_new_tokens = max(0, min(max_new_tokens, room - min(len(p) for p in prompts)))
+    new: list[list[int]] = [[] for _ in prompts]
+    with torch.no_grad():
+        for step_ids in decode(model, prompts, max_new_tokens, sampling, **task.generation(tokenizer)):
+            for row, token in enumerate(step_ids.tolist()):
+                if token >= 0:
+                    new[row].append(token)
+    return [ids[: max(0, room - len(prompt))] for prompt, ids in zip(prompts, new)]
 
 
-def scored(texts: list[str], stopped: list[bool], prompts: list[list[dict]], references: list[str],
-           started: float) -> dict:
-    """The stop rate, each reply's token F1 and ROUGE-L against its reference (and their means), the seconds since
-    `started`, and the first SHOWN_REPLIES replies."""
-    f1 = [token_f1(t, r) for t, r in zip(texts, references)]
-    lcs = [rouge_l(t, r) for t, r in zip(texts, references)]
-    return {"stop_rate": sum(stopped) / max(1, len(stopped)), "stopped": sum(stopped), "prompts": len(prompts),
-            "token_f1": sum(f1) / max(1, len(f1)), "rouge_l": sum(lcs) / max(1, len(lcs)),
-            "scores": {"token_f1": f1, "rouge_l": lcs}, "seconds": round(time.perf_counter() - started, 1),
-            "replies": [{"prompt": p[-1]["content"], "reply": t} for p, t in zip(prompts[:SHOWN_REPLIES], texts)]}
+def greedy_completions(model, tokenizer, task, problems: Sequence, batch_size: int = 64) -> list[list[int]]:
+    """The greedy completion of each problem, as ids (the stop token included when it came)."""
+    new = []
+    for start in range(0, len(problems), batch_size):
+        prompts = [task.prompt_ids(tokenizer, p) for p in problems[start : start + batch_size]]
+        new += complete(model, tokenizer, task, prompts, task.reply_tokens, Sampling(temperature=0))
+    return new

@@ -5,9 +5,8 @@ MIN_SENTENCES sentences and ends as a sentence ends, and it is fluent: the base 
 from, which never saw an instruction) finds it no less likely per token than `max_loss`, by default the 99th
 percentile of its loss on the openings of real held-out stories. The guard is what stops the cheap passes: "Zoe
 kite." names the character and the word, and a small model finds such a list far less likely than any story. SFT,
-DPO and GRPO are all scored by this one verifier, on the same test instructions, so their pass rates compare;
-`pass_rate` gives the Wilson interval and the rate per constraint kind. `Verifier(fluency=False)` is the weaker
-verifier of notebook 11's reward hacking: constraints only.
+DPO and GRPO are all scored by this one verifier, on the same test instructions, so their pass rates compare.
+`Verifier(fluency=False)` is the weaker verifier of notebook 11's reward hacking: constraints only.
 """
 
 from __future__ import annotations
@@ -18,8 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..data.story_instructions import KINDS, MIN_SENTENCES, StoryInstruction, count_sentences, ends_properly
-from ..eval.uncertainty import wilson_interval
+from ..data.story_instructions import MIN_SENTENCES, StoryInstruction, count_sentences, ends_properly
 from ..runtime import model_device
 
 FLUENCY_QUANTILE = 0.99  # of the base's per-token loss on held-out story openings: the default max_loss
@@ -88,18 +86,3 @@ class Verifier:
             passed = all(holds.values()) and (not self.fluency or (ends and fluent))
             verdicts.append(Verdict(holds, ends, loss, fluent, passed))
         return verdicts
-
-
-def pass_rate(verdicts: Sequence[Verdict]) -> dict:
-    """The share that passed with its 95% Wilson interval, the number of replies, the share of each constraint kind
-    that held (over the replies whose instruction has one), and the shares that ended properly and were fluent."""
-    n = len(verdicts)
-    passed = sum(v.passed for v in verdicts)
-    low, high = wilson_interval(passed, n)
-    kinds = {}
-    for kind in KINDS:
-        asked = [v.holds[kind] for v in verdicts if kind in v.holds]
-        if asked:
-            kinds[kind] = {"held": sum(asked) / len(asked), "asked": len(asked)}
-    return {"pass_rate": passed / n, "low": low, "high": high, "passed": passed, "instructions": n, "kinds": kinds,
-            "ends": sum(v.ends for v in verdicts) / n, "fluent": sum(v.fluent for v in verdicts) / n}

@@ -17,6 +17,8 @@ has not saved its first last.pt (tinylm.train.run_folder).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from ..config import GPTConfig
 from ..errors import TinyLMError
 from ..model.gpt import GPT
 from ..model.lora import apply_settings, has_lora, lora_settings, merge_lora
-from ..paths import atomic_write
+from ..paths import atomic_write, shown
 from ..tokenizers.saved import tokenizer_from_dict
 from .run_folder import run_file
 
@@ -258,3 +260,44 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     except ValueError as error:
         raise CheckpointError(f"{path}: its tokenizer cannot be rebuilt ({error}); {DAMAGED}") from None
     return model, tokenizer, state
+
+
+class PretrainedUnavailable(TinyLMError, RuntimeError):
+    """A model to start from that cannot be loaded here: GPT-2 from Hugging Face while offline."""
+
+
+def load_pretrained(source: str | Path, option: str = "--base") -> tuple[GPT, Any, str, Path | None]:
+    """(model in eval mode, tokenizer, description, its checkpoint file) of what `option` names: OpenAI's GPT-2 124M
+    (`gpt2`, from Hugging Face once; offline, a folder transformers saved), or a tinylm checkpoint or run folder
+    (its best.pt). The checkpoint file is None for a model transformers loaded."""
+    if str(source) == "gpt2" or (Path(source) / "config.json").is_file():
+        from ..interop.hf_gpt2 import from_hf_gpt2
+        from ..tokenizers.gpt2 import BPETokenizer
+
+        offline = (f"Offline, point {option} at a folder transformers saved (GPT2LMHeadModel.save_pretrained) or at a "
+                   "tinylm checkpoint made from one (python -m tinylm.interop import --hf FOLDER --out gpt2.pt)")
+        if str(source) == "gpt2" and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
+            raise PretrainedUnavailable(f"{option} gpt2 downloads OpenAI's GPT-2 124M from Hugging Face once, but "
+                                        f"HF_HUB_OFFLINE is set. {offline}.")
+        try:
+            model = from_hf_gpt2(str(source))
+        except OSError as error:
+            raise PretrainedUnavailable(f"{option} {source}: GPT-2 could not be loaded (it needs the network once). "
+                                        f"{offline}. ({str(error).splitlines()[0][:200]})") from None
+        return model, BPETokenizer("gpt2"), f"GPT-2 through transformers ({source})", None
+    path = Path(source)
+    checkpoint = find_checkpoint(path) if path.is_dir() else path
+    model, tokenizer, _ = load_model(checkpoint)
+    return model, tokenizer, shown(path), checkpoint
+
+
+def weights_digest(model) -> str:
+    """A digest of a model's weights (their names, shapes, dtypes and values): what tells a retrained base from the
+    one a run started from, wherever either lies."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        value = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(value.shape)}:{value.dtype}".encode())
+        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()[:16]
+

@@ -1,21 +1,21 @@
-"""What every command that trains is told, settled once: `RunOptions`, the one resume rule, and OUT/settings.json.
+"""What every command that trains is told, declared once: `RunOptions`, `--set`, the one resume rule, settings.json.
 
-`RunOptions` holds the options every training command shares: where the run goes and whether it continues or
-replaces the run there, the profile, device, seed, dtype, budgets, learning rate and batch size (None: the recipe's).
-A command line builds it once (tinylm/cli/run_options.py), a notebook builds it itself, and `resolved` settles the
-profile (the one `resolve_profile` of a run) and the default run folder.
-
-Every run writes what it resolved to OUT/settings.json (this value, the method's options, the TrainConfig and the
-recipe's other settings) and prints it at the start. On --resume, an option given that differs from the saved run's
-is an error that names it (`check_resume`), except those of MAY_CHANGE; an option not given takes the saved run's
-value. A run folder without settings.json (an older tinylm's) is compared with what its checkpoint holds.
+An options value is a frozen dataclass whose fields carry their command-line help (`option`): the flags, the saved
+settings and the resume check all follow from it. `RunOptions` holds what every training command shares; `--set
+FIELD=VALUE` (its `set`) changes any other field of the run's recipe or TrainConfig, typed by `typed_changes`.
+Every run writes what it resolved to OUT/settings.json and prints it at the start. On --resume, an option given
+that differs from the saved run's is an error that names it (`check_resume`), except those of MAY_CHANGE; an
+option not given takes the saved run's value.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import textwrap
+import types
+import typing
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,21 +29,31 @@ TRAIN_FIELDS = ("seed", "dtype", "max_steps", "max_seconds", "learning_rate", "b
 WHERE_AND_HOW = ("out", "resume", "overwrite")  # which run, not what it trains: never compared
 
 
+def option(help: str, default: Any = None, **argparse: Any) -> Any:
+    """A field of an options value with its command-line help (and argparse's metavar, choices, type, ...)."""
+    return dataclasses.field(default=default, metadata={"help": help, **argparse})
+
+
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     """The options every command that trains shares; None means the recipe's (or, resumed, the saved run's)."""
 
-    out: str | Path | None = None  # None: the method's folder under runs/ (`resolved`)
-    resume: bool = False
-    overwrite: bool = False
-    profile: str | None = None  # None: $TINYLM_PROFILE, else gpu with CUDA, else cpu
-    device: str | None = None  # None: the best available
-    seed: int | None = None
-    dtype: str | None = None
-    max_steps: int | None = None
-    max_seconds: float | None = None
-    learning_rate: float | None = None
-    batch_size: int | None = None
+    profile: str | None = option("smoke, cpu or gpu (default: $TINYLM_PROFILE, else gpu with CUDA, else cpu)",
+                                 metavar="P", choices=("smoke", "cpu", "gpu"))
+    out: str | Path | None = option("the run folder (default: {out})", metavar="DIR")
+    resume: bool = option("continue --out's run; only --max-steps, --max-seconds, --learning-rate, --device and "
+                          "--dtype may change", default=False)
+    overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False)
+    max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N")
+    max_seconds: float | None = option("seconds of training, evaluations excluded (default: none)", metavar="S")
+    learning_rate: float | None = option("peak rate; its floor scales alike (default: the recipe's)", metavar="LR")
+    batch_size: int | None = option("{batch} per micro-batch and process (default: the recipe's)", metavar="N")
+    seed: int | None = option("of weights, batches, sampling (default: the recipe's)", metavar="N")
+    device: str | None = option("cpu, cuda, cuda:1, mps (default: the best there is)", metavar="DEVICE")
+    dtype: str | None = option("auto, float32, bfloat16 or float16 (default: the recipe's)", metavar="DTYPE",
+                               choices=("auto", "float32", "bfloat16", "float16"))
+    set: dict[str, Any] | None = option("FIELD=VALUE: a field of {fields}; repeatable (default: none)",
+                                        metavar="F=V")
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:  # both would delete the run's history, then resume it
@@ -56,15 +66,75 @@ class RunOptions:
         return dataclasses.replace(self, profile=profile, out=out)
 
     def train_changes(self) -> dict[str, Any]:
-        """The TrainConfig fields these options set (seed, dtype, budgets, learning rate, batch size)."""
-        return {name: getattr(self, name) for name in TRAIN_FIELDS if getattr(self, name) is not None}
+        """The TrainConfig fields these options set, --set's among them."""
+        from ..config import TrainConfig
+
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        changes = {name: getattr(self, name) for name in TRAIN_FIELDS if getattr(self, name) is not None}
+        return {**{k: v for k, v in (self.set or {}).items() if k in names}, **changes}
+
+    def set_fields_of(self, kind: type) -> dict[str, Any]:
+        """The fields of the dataclass `kind` that --set changes."""
+        names = {f.name for f in dataclasses.fields(kind)}
+        return {k: v for k, v in (self.set or {}).items() if k in names}
+
+
+def typed_changes(changes: dict[str, Any], kinds: tuple[type, ...]) -> dict[str, Any]:
+    """--set's FIELD=VALUE pairs, each VALUE (a string from the command line, or a value) of its field's type in one
+    of the dataclasses `kinds`; an InputError names a field none has, one with an option of its own, or a value of
+    the wrong type."""
+    own = {f.name for f in dataclasses.fields(RunOptions)}
+    hints = {name: (kind, hint) for kind in reversed(kinds) for name, hint in typing.get_type_hints(kind).items()
+             if name != "train"}
+    typed = {}
+    for name, value in changes.items():
+        if name in own:
+            raise InputError(f"--set {name}: it has an option of its own, --{name.replace('_', '-')}")
+        if name not in hints:
+            known = "; ".join(f"{kind.__name__}'s " + ", ".join(f.name for f in dataclasses.fields(kind)
+                                                               if f.name not in own and f.name != "train")
+                              for kind in kinds)
+            raise InputError(f"--set {name}: no such field. --set changes {known}")
+        typed[name] = _typed(name, value, hints[name][1]) if isinstance(value, str) else value
+    return typed
+
+
+def _typed(name: str, text: str, hint: Any) -> Any:
+    """`text` as the type `hint` names: int, float, bool, str, or one of them or None."""
+    choices = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if type(None) in choices and text.strip().lower() in ("none", "null"):
+        return None
+    kind = next(choice for choice in choices if choice is not type(None))
+    try:
+        if kind is bool:
+            if text.strip().lower() not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError
+            return text.strip().lower() in ("true", "yes", "1")
+        value = kind(text)
+        if kind is float and not math.isfinite(value):
+            raise ValueError
+        return value
+    except ValueError:
+        wanted = {int: "a whole number", float: "a number", bool: "true or false"}.get(kind, kind.__name__)
+        raise InputError(f"--set {name}={text}: {name} takes {wanted}"
+                         + (" or none" if type(None) in choices else "")) from None
 
 
 def given(*values: Any) -> dict[str, Any]:
     """The options these frozen values (RunOptions, a method's options) set, as plain data: what --resume compares.
-    out, resume and overwrite say which run, not what it trains, and are left out."""
-    return {f.name: plain(getattr(value, f.name)) for value in values for f in dataclasses.fields(value)
-            if getattr(value, f.name) is not None and f.name not in WHERE_AND_HOW}
+    out, resume and overwrite say which run, not what it trains, and are left out; --set's fields count one by one."""
+    found = {}
+    for value in values:
+        for f in dataclasses.fields(value):
+            setting = getattr(value, f.name)
+            if setting is None or f.name in WHERE_AND_HOW:
+                continue
+            if f.name == "set":
+                found.update({name: plain(item) for name, item in setting.items()})
+            else:
+                found[f.name] = plain(setting)
+    return found
 
 
 def plain(value: Any) -> Any:
@@ -76,22 +146,20 @@ def plain(value: Any) -> Any:
     return str(value) if isinstance(value, Path) else value
 
 
-def check_resume(given: dict[str, Any], saved: dict[str, Any], out: Path) -> None:
+def check_resume(given: dict[str, Any], saved: dict[str, Any], out: Path, set_fields=()) -> None:
     """The one resume rule: an InputError for the first option `given` that differs from the `saved` run's, unless
-    MAY_CHANGE holds it. An option the saved run does not record (an older tinylm's) is not compared."""
+    MAY_CHANGE holds it. An option the saved run does not record (an older tinylm's) is not compared. `set_fields`:
+    the names that --set gave."""
     for name, value in given.items():
         if name in MAY_CHANGE or name not in saved or value == saved[name]:
             continue
-        flag = _flag(name, value)
-        was = f"{flag} {_shown(saved[name])}" if saved[name] is not None else f"no {flag}"
-        raise InputError(f"{flag} {_shown(value)}: the run in {shown(out)} was started with {was}; resume it "
+        flag = f"--set {name}" if name in set_fields else f"--{name.replace('_', '-')}" + \
+            ("-*" if isinstance(value, dict) else "")
+        joint = "=" if name in set_fields else " "
+        was = f"{flag}{joint}{_shown(saved[name])}" if saved[name] is not None else f"no {flag}"
+        raise InputError(f"{flag}{joint}{_shown(value)}: the run in {shown(out)} was started with {was}; resume it "
                          f"without {flag} (it keeps the saved value), or start another run (another --out, or "
                          "--overwrite)")
-
-
-def _flag(name: str, value: Any) -> str:
-    """The command-line option of a field: --group-size for group_size, --lora-* for lora's rank, alpha, targets."""
-    return f"--{name.replace('_', '-')}" + ("-*" if isinstance(value, dict) else "")
 
 
 def _shown(value: Any) -> str:
@@ -124,7 +192,7 @@ def describe_settings(settings: dict[str, Any], out: Path) -> str:
     """The settings as the start of a run prints them: a line per section of settings.json, wrapped."""
     profile = f" | profile {settings['profile']}" if settings["profile"] else ""
     lines = [f"settings ({shown(out / SETTINGS_FILE)}): {settings['command']}{profile} | device {settings['device']}"]
-    for section in ("options", "recipe", "train"):
+    for section in ("options", "base", "task", "recipe", "train"):
         if settings.get(section):
             text = ", ".join(f"{key}={_shown(value)}" for key, value in settings[section].items())
             lines.append(textwrap.fill(f"{section}: {text}", width=116, initial_indent="  ",

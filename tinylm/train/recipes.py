@@ -7,10 +7,10 @@ recipe (`Track.speedruns`: the default one trained with Muon, with what won the 
 the block family comes from `--arch` (tinylm.config.ARCHITECTURES) and the vocabulary from the prepared tokenizer,
 rounded up to the track's `vocab_multiple` (`build_model_config`).
 
-`resolve_recipe` turns what a user asks for (the track, tinylm.train.options.RunOptions, the architecture and other
-TrainConfig changes) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The command line, the
-notebooks and `tinylm.course.notebooks.find_or_train` all go through these two functions. Why the cpu recipes look
-as they do: the course guide (notebooks/README.md).
+`resolve_recipe` turns what a user asks for (the track, tinylm.train.options.RunOptions with its --set changes to
+ModelShape and TrainConfig, and `TrainOptions`) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it.
+The command line, the notebooks and `tinylm.course.notebooks.find_or_train` all go through these two functions.
+Why the cpu recipes look as they do: the course guide (notebooks/README.md).
 """
 
 from __future__ import annotations
@@ -33,9 +33,26 @@ from ..distributed import World
 from ..errors import InputError
 from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .options import TRAIN_FIELDS, RunOptions, given
+from .options import RunOptions, given, option, typed_changes
 
 RECIPE_NAMES = ("default", "speedrun")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `train` is asked for beyond RunOptions: the network and which of the track's recipes; the text track's
+    file, tokenizer and starting model. None: the recipe's (resumed: the saved run's)."""
+
+    arch: str | None = option("the block family: " + ", ".join(ARCHITECTURES) + " (default: gpt2)", metavar="ARCH",
+                              choices=tuple(ARCHITECTURES))
+    balancing: str | None = option("a mixture's: none, aux_loss, loss_free (default: the arch's)", metavar="KIND",
+                                   choices=("none", "aux_loss", "loss_free"))
+    recipe: str | None = option("default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at "
+                                "equal training time, but runs longer than the default to its step limit",
+                                metavar="NAME", choices=RECIPE_NAMES)
+    file: str | None = option("text: a UTF-8 file, folder or glob (default: none)", metavar="PATH")
+    tokenizer: str | None = option("text: char, gpt2, or bpe:N trained on it (default: char)", metavar="KIND")
+    init: str | None = option("text: start from gpt2 or a run (default: none)", metavar="MODEL")
 
 
 def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -152,22 +169,20 @@ class Recipe:
 _TRAIN_CONFIG_FIELDS = {option.name for option in dataclasses.fields(TrainConfig)}
 
 
-def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(), *, arch: str | None = None,
-                   balancing: str | None = None, recipe: str | None = None, **changes) -> Recipe:
+def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
+                   options: TrainOptions = TrainOptions()) -> Recipe:
     """The Recipe for training `track` with the options `run` (its profile: $TINYLM_PROFILE, else by hardware; its
-    folder: runs/`default_run_name`) as the block family `arch` (default gpt2; resumed: the saved run's) with
-    `balancing` (default: the family's own). `recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block
-    trained with Muon, so no `arch` or `balancing` with it) instead of the default one. `changes` set other fields of
-    the profile's TrainConfig (optimizer, compile, eval_interval, ...); None values are ignored. A bad combination
-    (balancing without experts, an unknown field or value) raises an error here, before anything else happens."""
+    folder: runs/`default_run_name`; its --set: fields of ModelShape and TrainConfig) as the block family
+    `options.arch` (default gpt2; resumed: the saved run's) with `options.balancing` (default: the family's own).
+    `options.recipe` "speedrun" takes the track's speedrun recipe (GPT-2's block trained with Muon, so no arch or
+    balancing with it). A bad combination (balancing without experts, an unknown field or value) raises an error
+    here, before anything else happens."""
     chosen = track if isinstance(track, Track) else get_track(track)
-    changes = {name: value for name, value in changes.items() if value is not None}
-    if unknown := sorted(set(changes) - (_TRAIN_CONFIG_FIELDS - set(TRAIN_FIELDS))):
-        raise ConfigError(f"TrainConfig has no field(s) {unknown} to change here (RunOptions holds "
-                          f"{', '.join(TRAIN_FIELDS)}); known fields: {sorted(_TRAIN_CONFIG_FIELDS)}")
-    if recipe not in (None, *RECIPE_NAMES):
-        raise ConfigError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPE_NAMES)}")
-    name = recipe or "default"
+    if run.set:  # typed once, for the Recipe and the resume rule alike
+        run = dataclasses.replace(run, set=typed_changes(run.set, (ModelShape, TrainConfig)))
+    arch, balancing, name = options.arch, options.balancing, options.recipe or "default"
+    if name not in RECIPE_NAMES:
+        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPE_NAMES)}")
     folder = chosen.folder_name or chosen.name
     resolved = run.resolved(lambda profile: default_run_name(folder, profile, arch or "gpt2", balancing, name))
     if name == "speedrun":
@@ -177,12 +192,11 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(), *, arch: 
         shape, train_cfg = chosen.speedrun(resolved.profile)
     else:
         shape, train_cfg = chosen.recipes[resolved.profile]
+    shape = dataclasses.replace(shape, **resolved.set_fields_of(ModelShape))
     if not run.resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
-    asked = {**given(run), **{key: value for key, value in (("arch", arch), ("balancing", balancing),
-                                                             ("recipe", recipe)) if value is not None}, **changes}
     made = Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
-                  name=name, given=asked)
+                  name=name, given=given(run, options))
     return dataclasses.replace(made, train=made.apply_overrides(train_cfg))
 
 

@@ -1,17 +1,13 @@
 """One run, start to finish, for every command that trains: the skeleton, once, and pretraining on it.
 
-`run_job` takes every run through the same stages, whatever it trains: the run folder checked and locked
-(tinylm.train.run_folder); on --resume, the one resume rule against the saved run's settings
-(tinylm.train.options); the start, through a `Job`'s hooks (data, model: new or from last.pt, trainer, header);
-the settings written to OUT/settings.json and printed, then the plan; the measurements before training (kept in the
-report across a resume), `Trainer.fit`, best.pt's weights loaded where the job reports on them, the measurements
-after, the report (written atomically) and the epilogue. With --overwrite the old run's files wait aside until the
-new run has a checkpoint of its own.
-
-A `Job` supplies only what differs: `Pretraining` below (what `python -m tinylm.train` runs), and in tinylm.posttrain
-the SFT, DPO and GRPO jobs. What a run prints goes through `say` and the Trainer's callbacks, so a caller can send
-both to a log file; only rank 0 speaks and writes. Process-wide settings are the caller's
-(`tinylm.runtime.configure_backend`).
+`run_job` takes every run through the same stages, whatever it trains: the folder checked; on --resume, the one
+resume rule against the saved run's settings (tinylm.train.options); the runs it starts from made first where
+missing (`Job.prepare`, before its own folder is locked); the folder locked (tinylm.train.run_folder); the start,
+through a `Job`'s hooks (data, model: new or from last.pt, trainer, header); the settings written to
+OUT/settings.json and printed, then the plan; the measurements before training (kept in the report across a
+resume), `Trainer.fit`, best.pt's weights loaded where the job reports on them, the measurements after, the report
+(written atomically) and the epilogue. With --overwrite the new run writes beside the old one until its first
+checkpoint. A `Job` supplies only what differs: `Pretraining` below, and the post-training methods'.
 """
 
 from __future__ import annotations
@@ -25,17 +21,26 @@ from typing import Any, Callable
 
 import torch
 
-from ..config import GPTConfig, TrainConfig
+from ..config import GPTConfig, ModelShape, TrainConfig
 from ..distributed import World, barrier, current_world, device_for
 from ..errors import InputError
 from ..model.gpt import GPT
 from ..paths import atomic_write, shown
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
-from .options import SETTINGS_FILE, RunOptions, check_resume, describe_settings, plain, read_settings, write_settings
+from .options import (
+    SETTINGS_FILE,
+    RunOptions,
+    check_resume,
+    describe_settings,
+    plain,
+    read_settings,
+    typed_changes,
+    write_settings,
+)
 from .progress import TRAINING_TIME, cpu_threads_note, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
-from .run_folder import claim_run_folder, overwriting
+from .run_folder import Staging, claim_run_folder
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
 
 
@@ -53,13 +58,14 @@ class Finished:
 
 @dataclass(frozen=True)
 class Start:
-    """What a Job's hooks build a run from: the saved state (None: a new run), the device, the processes, and where
-    to speak."""
+    """What a Job's hooks build a run from: the saved state (None: a new run), the device, the processes, where to
+    speak, and the folder the run writes into now (its run folder, or beside it under --overwrite)."""
 
     saved: dict | None
     device: torch.device
     world: World
     say: Callable[[str], None]
+    out: Path
 
 
 class Job:
@@ -73,9 +79,13 @@ class Job:
     files: tuple[str, ...] = (*RUN_FILES, SETTINGS_FILE)
     report_name: str | None = None
     reload_best: bool = False
+    set_kinds: tuple[type, ...] = (TrainConfig,)  # the dataclasses whose fields --set may change
 
     def __init__(self, run: RunOptions, options: Any = None, given: dict[str, Any] | None = None):
+        if run.set:
+            run = replace(run, set=typed_changes(run.set, self.set_kinds))
         self.run, self.options, self.given = run, options, dict(given or {})
+        self.given.update(run.set or {})
 
     # -- the start, in the order run_job calls the hooks ------------------------------------------------------
     def settle(self, saved: dict[str, Any]) -> None:
@@ -92,6 +102,10 @@ class Job:
     def defaults(self) -> dict[str, Any]:
         """What an option a new run was not given takes (the profile's recipe is known by now)."""
         return {}
+
+    def prepare(self, world: World, say: Callable[[str], None]) -> None:
+        """Before the run's folder is locked: say what the run starts from, and make it where it is missing (a
+        base model trained first), so that a run never trains another inside its own."""
 
     def data(self, start: Start) -> None:
         """Read or prepare the data (every rank, new run or resumed)."""
@@ -122,6 +136,14 @@ class Job:
         """The recipe's settings beyond its TrainConfig, for settings.json."""
         return {}
 
+    def started_from(self) -> dict[str, Any]:
+        """The model the run started from, for settings.json: its path and weights' digest (empty: from scratch)."""
+        return {}
+
+    def task_values(self) -> dict[str, Any]:
+        """What the run's task records beyond its name, for settings.json."""
+        return {}
+
     def saved_options(self, saved: dict) -> dict[str, Any]:
         """What a checkpoint of an older tinylm (a run folder without settings.json) says of the options."""
         return {}
@@ -143,7 +165,7 @@ class Job:
         command that trains takes --learning-rate and --resume)."""
         rate = trainer.cfg.learning_rate
         lower = f"--learning-rate {rate / 2:.3g}"
-        if (self.run.out / "last.pt").exists():
+        if trainer.out_dir is not None and (trainer.out_dir / "last.pt").exists():  # this run's own, not an old run's
             retry = f"continue from its last good checkpoint at a lower peak rate: --resume {lower}"
         else:
             retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
@@ -157,18 +179,23 @@ def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] 
     world = world or current_world()
     say = say if world.is_main else _silent
     out = job.run.out
+    with contextlib.ExitStack() as checking:  # its refusals, and an interrupted --overwrite settled, before a base
+        claim_run_folder(out, checking, world.is_main, job.run.resume, job.run.overwrite, files=job.files, say=say)
+    job.settle(_saved_settings(job) if job.run.resume else {})
+    job.prepare(world, say)
     with contextlib.ExitStack() as held:
         claim_run_folder(out, held, world.is_main, job.run.resume, job.run.overwrite, files=job.files, say=say)
         device = resolve_device(device_for(world, job.run.device))  # a GPU this machine lacks fails before the data
         saved = load_training_checkpoint(out / "last.pt") if job.run.resume else None
-        job.settle(_saved_settings(job, saved) if saved is not None else {})
-        trainer, settings = _start(job, Start(saved, device, world, say))
-        report = _read_report(job) if job.run.resume else {}
-        with overwriting(out, job.files, enabled=job.run.overwrite and world.is_main, say=say), \
-                _settings_file(out, settings, world):
+        staging = Staging(out, job.files, enabled=job.run.overwrite and world.is_main)
+        held.callback(staging.discard)  # a run that ends before its first checkpoint leaves the old one as it was
+        trainer, settings = _start(job, Start(saved, device, world, say, staging.path))
+        trainer.saved_hooks.append(lambda name: _swap(staging, trainer) if name == "last.pt" else None)
+        report = _read_report(job, out) if job.run.resume else {}
+        with _settings_file(staging, settings, world):
             if job.report_name is not None and "before" not in report:
                 job.before(trainer, report, world)
-                _write_report(job, report, world)
+                _write_report(job, staging.path, report, world)
             try:
                 final = trainer.fit()
             except TrainingDiverged as error:
@@ -178,24 +205,32 @@ def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] 
         job.after(trainer, report, world)
         if job.report_name is not None:
             report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this invocation's, a base's included
-            _write_report(job, report, world)
+            _write_report(job, out, report, world)
         finished = Finished(final, trainer, time.perf_counter() - started, report)
         if world.is_main and (closing := job.epilogue(finished)):
             say(closing)
     return finished
 
 
-def _saved_settings(job: Job, saved: dict) -> dict[str, Any]:
+def _swap(staging: Staging, trainer: Trainer) -> None:
+    """The new run's first last.pt under --overwrite: its files replace the old run's, and it writes in place."""
+    if staging.staged:
+        staging.swap()
+        trainer.write_into(staging.path)
+
+
+def _saved_settings(job: Job) -> dict[str, Any]:
     """The saved run's settings by name (settings.json's, else what its checkpoint holds), once the options given
     pass the resume rule."""
     written = read_settings(job.run.out)
     if written is None:
+        saved = load_training_checkpoint(job.run.out / "last.pt")
         written = {"options": job.saved_options(saved), "train": saved["train_config"]}
-    settings = {**written["train"], **written["options"]}
+    settings = {**written["train"], **written.get("recipe", {}), **written["options"]}
     if "profile" in written:
         settings["profile"] = written["profile"]
-    check_resume(job.given, settings, job.run.out)
-    return settings
+    check_resume(job.given, settings, job.run.out, set_fields=tuple(job.run.set or ()))
+    return {**settings, "started_from": written.get("base", {})}
 
 
 def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
@@ -207,7 +242,8 @@ def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
         trainer.load_state_dict(start.saved)
         check_unfinished(trainer, job.run.out)
     settings = {"command": job.command, "profile": job.run.profile, "device": str(trainer.device),
-                "options": job.option_values(trainer), "recipe": job.recipe_values(), "train": trainer.cfg.to_dict()}
+                "options": job.option_values(trainer), "base": job.started_from(), "task": job.task_values(),
+                "recipe": job.recipe_values(), "train": trainer.cfg.to_dict()}
     start.say(describe_settings(settings, job.run.out))
     start.say(job.header(trainer, start))
     if start.world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
@@ -229,15 +265,16 @@ def check_unfinished(trainer: Trainer, out: Path) -> None:
 
 
 @contextlib.contextmanager
-def _settings_file(out: Path, settings: dict[str, Any], world: World):
-    """OUT/settings.json for the block (rank 0 writes it), gone again if the run ends without a checkpoint."""
+def _settings_file(staging: Staging, settings: dict[str, Any], world: World):
+    """OUT/settings.json for the block (rank 0 writes it where the run writes), gone again if the run ends without
+    a checkpoint."""
     if world.is_main:
-        write_settings(out, settings)
+        write_settings(staging.path, settings)
     try:
         yield
     finally:
-        if world.is_main and not (out / "last.pt").exists():
-            (out / SETTINGS_FILE).unlink(missing_ok=True)
+        if world.is_main and not (staging.path / "last.pt").exists():
+            (staging.path / SETTINGS_FILE).unlink(missing_ok=True)
 
 
 def load_best(trainer: Trainer, path: Path, world: World) -> None:
@@ -249,14 +286,14 @@ def load_best(trainer: Trainer, path: Path, world: World) -> None:
     trainer.model.load_state_dict(state[0])
 
 
-def _read_report(job: Job) -> dict:
-    path = job.run.out / job.report_name if job.report_name else None
+def _read_report(job: Job, out: Path) -> dict:
+    path = out / job.report_name if job.report_name else None
     return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
 
 
-def _write_report(job: Job, report: dict, world: World) -> None:
+def _write_report(job: Job, folder: Path, report: dict, world: World) -> None:
     if world.is_main:
-        with atomic_write(job.run.out / job.report_name) as f:
+        with atomic_write(folder / job.report_name) as f:
             f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
 
 
@@ -289,6 +326,8 @@ class Pretraining(Job):
     vocabulary (or the resumed run's own network), the Trainer with HellaSwag at each evaluation where the track
     asks for it; the final line gives the validation loss over the whole split."""
 
+    set_kinds = (ModelShape, TrainConfig)
+
     def __init__(self, recipe: Recipe, on_record: Callable[[dict], None] = print_record):
         super().__init__(recipe.run, given=recipe.given)
         self.recipe, self.on_record = recipe, on_record
@@ -320,7 +359,7 @@ class Pretraining(Job):
         track, data = self.recipe.track, self.prepared
         self.train_data = track.training_data(data, model.config.block_size, cfg.batch_size, start.world, cfg.seed)
         evaluators = _hellaswag_evaluator(track.hellaswag_examples.get(self.run.profile, 0), tokenizer, start.say)
-        return Trainer(model, cfg, self.train_data, data.val, out_dir=self.run.out, tokenizer=tokenizer,
+        return Trainer(model, cfg, self.train_data, data.val, out_dir=start.out, tokenizer=tokenizer,
                        device=start.device, callbacks=[self.on_record], sample_prompt=track.sample_prompt,
                        world=start.world, evaluators=evaluators)
 
@@ -354,8 +393,9 @@ def train(recipe: Recipe, *, world: World | None = None, say: Callable[[str], No
 
 
 def _network(config: GPTConfig) -> dict[str, Any]:
-    """The --arch and --balancing a network was built with."""
-    return {"arch": architecture_of(config) or "custom", "balancing": config.balancing if config.n_experts else None}
+    """The --arch and --balancing a network was built with, and its shape (what --set may have changed)."""
+    return {"arch": architecture_of(config) or "custom", "balancing": config.balancing if config.n_experts else None,
+            **{f.name: getattr(config, f.name) for f in fields(ModelShape)}}
 
 
 def _describe(model: GPT) -> str:

@@ -1,16 +1,13 @@
-"""A run folder: one run at a time in it, and an --overwrite that readers never see half-done.
+"""A run folder: one run at a time in it, and an --overwrite that leaves the old run in place until the new one has
+its first checkpoint.
 
 `run_lock` holds the kernel's lock on run.lock (freed however the process ends) and names the holder in run.owner.
---overwrite sets the old run's files aside in .previous-run until the new run saves its first last.pt, then deletes
-them; a new run that ends without one gets them back, at once or, after a SIGKILL, when `claim_run_folder` (what
-every run does first, under the lock) settles the folder. Files move one at a time through .previous-run.moving,
-which one rename turns into .previous-run or makes from it. What readers see (`run_file`, behind find_checkpoint):
-- .previous-run.moving exists (setting aside, or putting back): each file from there where it is, else from the
-  folder; the new run has written nothing yet or its files are gone, so this is the complete old run;
-- .previous-run exists and the folder has no last.pt (the new run before its first last.pt, even with a best.pt of
-  its own, as GRPO writes at step 0): the old run, from .previous-run;
-- otherwise (no overwrite, or the new run's last.pt saved while .previous-run is deleted): the folder itself.
-A SIGKILL between any two renames or deletions leaves one of these three states, which the next start settles.
+An --overwrite writes the new run beside the old one, in .next-run, and swaps when it saves its first last.pt: one
+rename of .next-run (with the names of its files) to .next-run.swapping commits the swap, then the old run's files
+are deleted or replaced one by one, and .next-run.swapping goes. Until the commit every reader (`run_file`, behind
+find_checkpoint, or a person's `ls`) sees the old run as it was; after it, `run_file` reads the new run's files
+alone, each where it is. A SIGKILL between any two steps leaves one of these states, which the next start settles
+(`claim_run_folder`): an uncommitted .next-run is deleted (the old run is whole), a committed swap is finished.
 """
 
 from __future__ import annotations
@@ -28,13 +25,14 @@ from typing import Callable, Iterable, Iterator
 import filelock
 
 from ..errors import InputError, TinyLMError
-from ..paths import check_output_folder, remove_stale_temporaries
+from ..paths import atomic_write, check_output_folder, remove_stale_temporaries
 
 LOCK_FILE = "run.lock"
 OWNER_FILE = "run.owner"
-CHECKPOINT = "last.pt"  # the file whose presence says that the new run saved a state of its own
-SET_ASIDE = ".previous-run"  # the old run's files, all of them, until the new run has its CHECKPOINT
-MOVING = ".previous-run.moving"  # the old run's files on their way into SET_ASIDE or back out of it
+CHECKPOINT = "last.pt"  # the file whose saving commits the swap
+STAGED = ".next-run"  # the new run's files until its first CHECKPOINT
+SWAPPING = ".next-run.swapping"  # STAGED once committed, while its files replace the old run's
+COMMITTED = ".files"  # in SWAPPING: the names of the new run's files
 
 
 class RunFolderBusy(TinyLMError, RuntimeError):
@@ -114,10 +112,9 @@ def _describe(owner: dict | None) -> str:
 
 def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resume: bool, overwrite: bool,
                      files: Iterable[str], say: Callable[[str], None] = print) -> None:
-    """Check that `out` can hold a run and take it for this run until `held` closes (rank 0 speaks for all ranks):
-    settle what an interrupted --overwrite left (`files`: what this run writes, which a new run that never saved a
-    last.pt may have begun), then refuse a folder that holds a run unless resuming or overwriting it, and --resume
-    without a last.pt."""
+    """Take `out` for this run until `held` closes (rank 0 speaks for all ranks): settle what an interrupted
+    --overwrite left (`files`: what a run writes), then refuse a folder that holds a run unless resuming or
+    overwriting it, and --resume without a last.pt."""
     if not is_main:
         check_output_folder(out)  # now, not at the first save
     else:  # before the folder is read or changed
@@ -125,63 +122,86 @@ def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resum
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
         _settle(out, files, say)
-    if (out / CHECKPOINT).exists() and not (resume or overwrite):
+    check_run_folder(out, resume, overwrite)
+
+
+def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """An InputError for a folder that holds a run unless resuming or overwriting it, and for --resume without a
+    last.pt: what every run checks before anything (a base model included) is trained."""
+    if run_file(out, CHECKPOINT).exists() and not (resume or overwrite):
         raise InputError(f"{out} already holds a run. Pass --resume to continue it, --overwrite to start afresh "
                          "(its checkpoints will be replaced), or --out to use another folder.")
-    if resume and not (out / CHECKPOINT).exists():
+    if resume and not run_file(out, CHECKPOINT).exists():
         raise InputError(f"--resume: {out} has no last.pt to continue from; drop --resume to start a new run "
                          "(or the --out, or the options such as --arch, that named the run's folder).")
 
 
 def run_file(folder: str | Path, name: str) -> Path:
-    """Where readers find the run's file `name` in `folder`, whatever state an --overwrite left (module docstring)."""
+    """Where readers find the run's file `name` in `folder`: during a committed swap, the new run's alone (in the
+    swap where it still is); otherwise the folder's (module docstring)."""
     folder = Path(folder)
-    moving = folder / MOVING
-    if moving.is_dir():
-        return moving / name if (moving / name).exists() else folder / name
-    if (folder / SET_ASIDE).is_dir() and not (folder / CHECKPOINT).exists():
-        return folder / SET_ASIDE / name
-    return folder / name
+    swapping = folder / SWAPPING
+    new = _committed(swapping)
+    if new is None:
+        return folder / name
+    return swapping / name if name not in new or (swapping / name).exists() else folder / name
 
 
-@contextlib.contextmanager
-def overwriting(out: Path, files: Iterable[str], enabled: bool = True, say: Callable[[str], None] = print):
-    """For the block, the old run's `files` wait in out/SET_ASIDE; after it they are deleted if the new run saved a
-    last.pt, and put back (what the new run began of `files` deleted first) if it did not. Disabled, the block runs
-    as it is (a resume, or a rank that does not write)."""
-    if not enabled:
-        yield
-        return
-    files = tuple(files)
-    moving = out / MOVING
-    moving.mkdir()  # claim_run_folder settled any earlier one
-    for name in files:
-        if (out / name).exists():
-            (out / name).replace(moving / name)
-    moving.rename(out / SET_ASIDE)  # the old run is whole in SET_ASIDE, and the folder is the new run's
+def _committed(swapping: Path) -> set[str] | None:
+    """The names of the new run's files that a committed swap moves in, None where no swap is under way."""
     try:
-        yield
-    finally:
-        _settle(out, files, say, quiet=True)
+        return set((swapping / COMMITTED).read_text(encoding="utf-8").split("\n")) - {""}
+    except FileNotFoundError:
+        return None
 
 
-def _settle(out: Path, files: Iterable[str], say: Callable[[str], None], quiet: bool = False) -> None:
-    """Finish what an --overwrite left, each step keeping one of the states of the module docstring: SET_ASIDE is
-    deleted if the new run has its last.pt; else the new run's files go, SET_ASIDE becomes MOVING again, and MOVING's
-    files move back into the folder."""
-    set_aside, moving = out / SET_ASIDE, out / MOVING
-    if set_aside.is_dir():
-        if (out / CHECKPOINT).exists():
-            shutil.rmtree(set_aside)
+class Staging:
+    """Where a run writes: `out` itself, or under --overwrite of a run there, out/STAGED until `swap` (when the new
+    run saves its first last.pt) moves its files over the old run's. `path` is the folder to write into now."""
+
+    def __init__(self, out: Path, files: Iterable[str], enabled: bool):
+        self.out, self.files = out, tuple(files)
+        self.staged = enabled and any((out / name).exists() for name in self.files)
+        self.path = out / STAGED if self.staged else out
+        if self.staged:
+            self.path.mkdir()  # claim_run_folder settled any earlier one
+
+    def swap(self) -> None:
+        """Commit the new run (one rename of its folder, which names its files), then replace the old run's files
+        with its own."""
+        if not self.staged:
             return
-        for name in {*files, *(path.name for path in set_aside.iterdir())}:
+        with atomic_write(self.path / COMMITTED) as f:
+            f.write("\n".join(p.name for p in self.path.iterdir()).encode("utf-8"))
+        (self.out / STAGED).rename(self.out / SWAPPING)
+        self.staged, self.path = False, self.out
+        _finish_swap(self.out, self.files)
+
+    def discard(self) -> None:
+        """A run that ends without a checkpoint of its own: its staged files go, the old run stays as it was."""
+        if self.staged:
+            shutil.rmtree(self.out / STAGED, ignore_errors=True)
+            self.staged, self.path = False, self.out
+
+
+def _finish_swap(out: Path, files: Iterable[str]) -> None:
+    """The committed swap's files replace the old run's, one atomic rename each, after the old run's files that the
+    new run has none of are deleted; a swap killed half-way finishes the same way, as its names say what is new."""
+    swapping = out / SWAPPING
+    new = _committed(swapping)
+    if new is not None:
+        for name in set(files) - new:
             (out / name).unlink(missing_ok=True)
-        set_aside.rename(moving)
-    if not moving.is_dir():
-        return
-    old = list(moving.iterdir())
-    for path in old:
-        path.replace(out / path.name)
-    moving.rmdir()
-    if not quiet and old:
-        say(f"note: an --overwrite of {out} ended before its first checkpoint; the previous run is back")
+        for name in new:
+            if (swapping / name).exists():
+                (swapping / name).replace(out / name)
+    shutil.rmtree(swapping)
+
+
+def _settle(out: Path, files: Iterable[str], say: Callable[[str], None]) -> None:
+    """Finish what an --overwrite left: a committed swap is completed, an uncommitted .next-run deleted."""
+    if (out / SWAPPING).is_dir():
+        _finish_swap(out, files)
+    if (out / STAGED).is_dir():
+        shutil.rmtree(out / STAGED)
+        say(f"note: an --overwrite of {out} ended before its first checkpoint; the previous run is as it was")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from pathlib import Path
 from typing import Any, Callable
@@ -26,24 +25,19 @@ import torch
 from ..config import GPT2_124M, ModelShape, TrainConfig
 from ..data.text import find_text_files, parse_tokenizer, prepare_text, text_name
 from ..distributed import World, barrier
-from ..errors import InputError, TinyLMError
+from ..errors import InputError
 from ..model.gpt import GPT
-from ..paths import shown
 from ..tokenizers.char import CharTokenizer
-from ..tokenizers.gpt2 import BPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
+from .checkpoint import load_pretrained
 from .options import RunOptions
-from .recipes import SHAKESPEARE_CHAR, TINYSTORIES, Recipe, Track, resolve_recipe
+from .recipes import SHAKESPEARE_CHAR, TINYSTORIES, Recipe, Track, TrainOptions, resolve_recipe
 from .run import Finished, Pretraining, Start, run_job
 
 EPOCHS = 8  # passes aimed at, counting BYTES_PER_TOKEN bytes per token (a BPE that packs fewer makes fewer)
 STEP_LIMITS = {"smoke": 30, "cpu": 5000, "gpu": 20_000}
 EVAL_TOKENS = {"smoke": 4096, "cpu": 262_144, "gpu": 4_194_304}  # held-out tokens scored at each evaluation
 BYTES_PER_TOKEN = {"char": 1, "gpt2": 4, "bpe": 4}  # a rough guess of a token's size, to size the recipe
-
-
-class InitUnavailable(TinyLMError, RuntimeError):
-    """The --init model cannot be loaded (offline for gpt2, or a path that holds no model)."""
 
 
 def _shapes(profile: str, tokens: int) -> tuple[ModelShape, TrainConfig]:
@@ -72,50 +66,24 @@ def sized_recipe(profile: str, num_bytes: int, tokenizer_kind: str) -> tuple[Mod
     return shape, train
 
 
-def text_recipe(file: str, tokenizer: str | None = None, init: str | None = None, run: RunOptions = RunOptions(),
-                **changes) -> Recipe:
-    """The Recipe of `train text`: `file` (a file, folder or glob) with `tokenizer` (--tokenizer: char, gpt2 or
-    bpe:N; default char) or the --init model's; `changes` as resolve_recipe takes them (arch, optimizer, ...)."""
-    if init is not None and (tokenizer is not None or changes.get("arch") is not None):
-        raise InputError(f"--init {init} keeps that model's tokenizer and network: drop "
-                         f"{'--tokenizer' if tokenizer is not None else '--arch'}")
-    kind = "gpt2" if init is not None else parse_tokenizer(tokenizer or "char")[0]
-    files = find_text_files(file)
+def text_recipe(run: RunOptions = RunOptions(), options: TrainOptions = TrainOptions()) -> Recipe:
+    """The Recipe of `train text`: `options.file` (a file, folder or glob) with `options.tokenizer` (char, gpt2 or
+    bpe:N; default char) or the `options.init` model's; the rest of `options` and `run` as resolve_recipe takes them."""
+    if options.file is None:
+        raise InputError("the text track needs --file PATH: a UTF-8 file, a folder of .txt files, or a glob")
+    if options.init is not None and (options.tokenizer is not None or options.arch is not None):
+        raise InputError(f"--init {options.init} keeps that model's tokenizer and network: drop "
+                         f"{'--tokenizer' if options.tokenizer is not None else '--arch'}")
+    kind = "gpt2" if options.init is not None else parse_tokenizer(options.tokenizer or "char")[0]
+    files = find_text_files(options.file)
     num_bytes = sum(path.stat().st_size for path in files)
-    name = text_name(file)
-    label = f"init-{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(init).name)}" if init else (tokenizer or "char")
-    track = Track(name="text", prepare_data=lambda profile: prepare_text(file, tokenizer or "char"),
+    label = (f"init-{re.sub(r'[^A-Za-z0-9_.-]+', '_', Path(options.init).name)}" if options.init
+             else (options.tokenizer or "char"))
+    track = Track(name="text", prepare_data=lambda profile: prepare_text(options.file, options.tokenizer or "char"),
                   recipes={profile: sized_recipe(profile, num_bytes, kind) for profile in STEP_LIMITS},
-                  vocab_multiple=1 if kind == "char" else 64, folder_name=f"text-{name}-{label.replace(':', '')}")
-    recipe = resolve_recipe(track, run, **changes)
-    options = {"file": str(file), "tokenizer": tokenizer, "init": init}
-    return dataclasses.replace(recipe, given={**recipe.given, **{k: v for k, v in options.items() if v is not None}})
-
-
-def load_init(init: str) -> tuple[GPT, Any, str]:
-    """(model, tokenizer, description) of --init: OpenAI's GPT-2 (`gpt2`, or a folder transformers saved), or a
-    tinylm checkpoint or run folder."""
-    from .checkpoint import load_model
-
-    if init == "gpt2" or (Path(init) / "config.json").is_file():
-        from ..interop.hf_gpt2 import from_hf_gpt2
-
-        offline = ("Offline, point --init at a folder transformers saved (GPT2LMHeadModel.save_pretrained) or at a "
-                   "tinylm checkpoint")
-        if init == "gpt2" and os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0"):
-            raise InitUnavailable(f"--init gpt2 downloads OpenAI's GPT-2 124M from Hugging Face once, but "
-                                  f"HF_HUB_OFFLINE is set. {offline}.")
-        try:
-            model = from_hf_gpt2(init)
-        except OSError as error:
-            raise InitUnavailable(f"--init {init}: GPT-2 could not be loaded (it needs the network once). "
-                                  f"{offline}. ({str(error).splitlines()[0][:200]})") from None
-        return model, BPETokenizer("gpt2"), f"GPT-2 through transformers ({init})"
-    model, tokenizer, _ = load_model(init)
-    if tokenizer is None:
-        raise InputError(f"--init {init}: the checkpoint carries no tokenizer, so no text can be tokenized for it; "
-                         "start from a run of python -m tinylm.train")
-    return model, tokenizer, shown(init)
+                  vocab_multiple=1 if kind == "char" else 64,
+                  folder_name=f"text-{text_name(options.file)}-{label.replace(':', '')}")
+    return resolve_recipe(track, run, options)
 
 
 @torch.no_grad()
@@ -151,7 +119,10 @@ class TextPretraining(Pretraining):
         if not start.world.is_main:
             barrier()
         if self.init is not None and start.saved is None:
-            self.init_model, tokenizer, description = load_init(self.init)
+            self.init_model, tokenizer, description, _ = load_pretrained(self.init, option="--init")
+            if tokenizer is None:
+                raise InputError(f"--init {self.init}: the checkpoint carries no tokenizer, so no text can be "
+                                 "tokenized for it; start from a run of python -m tinylm.train")
             start.say(f"starting from {description}")
         elif self.init is not None:
             tokenizer = tokenizer_from_dict(start.saved["tokenizer"])

@@ -62,10 +62,19 @@ class StepResult:
     past_first_record_time: bool  # some rank was FIRST_RECORD_SECONDS into the session
 
 
+@dataclass(frozen=True)
+class Chooser:
+    """What chooses best.pt instead of the validation loss: a figure, higher being better, that `measure(model)` gives
+    at every evaluation (under DDP every rank calls it and gets the same value), such as a task's pass rate."""
+
+    name: str
+    measure: Callable[[torch.nn.Module], float]
+
+
 class Trainer:
     """The loop. A subclass with another objective overrides `batch_loss` and `batch_weight`; with another validation,
     `evaluate` (its figures); `score` names the figure best.pt is chosen by and `higher_is_better` says which way is
-    better (a loss: lower; GRPO's held-out accuracy: higher)."""
+    better (a loss: lower; GRPO's held-out pass rate: higher). A `chooser` replaces both for one trainer."""
 
     score = "val_loss"
     higher_is_better = False
@@ -84,12 +93,14 @@ class Trainer:
         sample_prompt: str = "",
         world: World | None = None,
         evaluators: dict[str, Callable[[torch.nn.Module], dict[str, float]]] | None = None,
+        chooser: Chooser | None = None,
     ):
         """train_data: a token array (batches are random windows of it) or a loader with
         next_batch(device), state_dict() and load_state_dict(), e.g. ShardedWindowLoader.
         val_tokens: what `evaluate` scores; a subclass that evaluates otherwise leaves it out.
         evaluators: extra figures at every evaluation, e.g. {"hellaswag": model -> {"acc_norm": ...}};
         their results join the eval record as "<name>_<key>".
+        chooser: what chooses best.pt instead of `score` (its figure joins the eval record under its name).
 
         Long on purpose: it sets up, in order, everything a resumable run holds (device and dtype, DDP, the batch
         source, optimizer, scaler, counters, metrics.jsonl) and checks the step fits in memory before the first one.
@@ -97,6 +108,10 @@ class Trainer:
         if val_tokens is None and type(self).evaluate is Trainer.evaluate:
             raise InputError("the Trainer validates on val_tokens: pass the validation split's tokens")
         self.cfg = cfg
+        self.chooser = chooser
+        if chooser is not None:
+            self.score, self.higher_is_better = chooser.name, True
+        self.saved_hooks: list[Callable[[str], None]] = []  # called with a file's name after rank 0 saved it
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
@@ -337,6 +352,8 @@ class Trainer:
         evaluation before training, which must not count as the run's own checkpoint); emit the eval (or final)
         record, with the figures of `evaluators` too."""
         figures = self.evaluate()
+        if self.chooser is not None:
+            figures[self.chooser.name] = self.chooser.measure(self.model)
         value = figures[self.score]
         if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
             raise self._diverged(f"the validation {self.score} became {value} at step {self.step}")
@@ -389,6 +406,14 @@ class Trainer:
         state = self.state_dict()  # on every rank: the RNG states are gathered
         if self.world.is_main:
             save_checkpoint(self.out_dir / name, state)
+            for hook in self.saved_hooks:
+                hook(name)
+
+    def write_into(self, folder: Path) -> None:
+        """Write checkpoints and metrics.jsonl into `folder` from now on (a staged --overwrite's swap)."""
+        self.out_dir = folder
+        if self._metrics.path is not None:
+            self._metrics.path = folder / "metrics.jsonl"
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved_config = GPTConfig.from_dict(state["model_config"])
@@ -401,8 +426,8 @@ class Trainer:
                                   "another kind of run; resume it with the command that started it")
         if saved_optimizer != self.cfg.optimizer:
             raise InputError(f"the run was trained with {saved_optimizer}, whose state cannot continue as "
-                             f"{self.cfg.optimizer}'s: resume it with --optimizer {saved_optimizer} (or without "
-                             "--optimizer), or start a new run in another --out folder")
+                             f"{self.cfg.optimizer}'s: resume it with --set optimizer={saved_optimizer} (or without "
+                             "--set optimizer), or start a new run in another --out folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

@@ -7,8 +7,8 @@ log-probabilities are computed once, before training (`pair_logprobs`): the refe
 a frozen copy run beside the policy, with one forward pass per pair instead of one per step and no second model in
 memory; the checkpoint keeps them, so a resumed run scores against the very same numbers. Dropout is off in DPO (the
 policy is built with dropout 0, as TRL does by default): with it, the policy would differ from the reference at step
-0 by noise alone. Validation is the DPO loss on the validation pairs (best.pt is the lowest); on a task a verifier
-scores, `VerifiedDPOTrainer` chooses best.pt by the validation pass rate instead.
+0 by noise alone. Validation is the DPO loss on the validation pairs (best.pt is the lowest), or the task's pass rate
+where a program checks its replies (the Trainer's `chooser`).
 """
 
 from __future__ import annotations
@@ -19,15 +19,12 @@ import torch
 
 from ...data.conversations import ConversationLoader
 from ...data.preference import PreferencePair, pad_pairs
-from ...data.story_instructions import StoryInstruction
 from ...distributed import all_reduce_sum
 from ...errors import InputError
 from ...runtime import autocast
 from ...tokenizers.chat_template import ChatTemplate
 from ...train.trainer import Trainer
-from ..verifier import Verifier
 from .objective import answer_logprobs, dpo_loss, pair_logprobs, preference_summary, preference_sums
-from .on_policy import greedy_pass_rate
 
 
 class PairLoader(ConversationLoader):
@@ -104,23 +101,3 @@ class DPOTrainer(Trainer):
         return {**super().state_dict(), "dpo": {"beta": self.beta, "reference": self.sampler.reference,
                                                 "val_reference": self.val_reference,
                                                 "test_reference": self.test_reference}}
-
-
-class VerifiedDPOTrainer(DPOTrainer):
-    """DPOTrainer on a task a verifier scores: best.pt is the evaluation with the highest pass rate of greedy replies
-    to the validation instructions (`pass_rate`), which says more of what DPO is for than the loss on pairs; each
-    eval record keeps the DPO loss (val_loss) and the preference figures on the validation pairs beside it."""
-
-    score = "pass_rate"
-    higher_is_better = True
-
-    def __init__(self, *args, verifier: Verifier, val_instructions: Sequence[StoryInstruction], system_prompt: str,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        self.verifier, self.val_instructions, self.system_prompt = verifier, list(val_instructions), system_prompt
-
-    def evaluate(self) -> dict[str, float]:
-        """Under DDP every rank writes the same greedy replies (the same weights), so every rank scores alike."""
-        measured, _ = greedy_pass_rate(self.model, self.template, self.verifier, self.val_instructions,
-                                       self.system_prompt)
-        return {**super().evaluate(), "pass_rate": measured["pass_rate"]}

@@ -1,14 +1,13 @@
-"""`GRPOTrainer`: the one Trainer (tinylm.train.trainer) with GRPO's batches, loss and validation.
-
-Its batches come from `RolloutSource`: fresh training problems (never a held-out one), a group of completions sampled
-for each with the KV cache and rewarded (tinylm.posttrain.grpo.rollout), with the log-probabilities of the sampling
-policy π_old and, for a KL penalty, of the frozen starting model π_ref. Its loss is the clipped objective
-(tinylm.posttrain.grpo.objective), its evaluation the greedy accuracy on the validation problems, higher being better,
-so best.pt keeps the policy most accurate on them; the test problems are scored apart (`accuracy_on`) and choose
-nothing. Each Trainer step is one optimizer update, and `updates` consecutive steps share a rollout, as PPO's epochs
-do. The Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean
-over every completion token of the global batch; every rank draws the same problems from one stream and samples its
-own share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
+"""`GRPOTrainer`: the one Trainer (tinylm.train.trainer) with GRPO's batches, loss and validation. Its batches come
+from `RolloutSource`: fresh training problems (never a held-out one), a group of completions sampled for each with
+the KV cache and rewarded (tinylm.posttrain.grpo.rollout), with the log-probabilities of the sampling policy π_old
+and, for a KL penalty, of the frozen starting model π_ref. Its loss is the clipped objective
+(tinylm.posttrain.grpo.objective), its evaluation the greedy pass rate on the validation problems, higher being
+better, so best.pt keeps the policy most accurate on them; the test problems are measured apart and choose nothing.
+Each Trainer step is one optimizer update, and `updates` consecutive steps share a rollout, as PPO's epochs do. The
+Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
+every completion token of the global batch; every rank draws the same problems from one stream and samples its own
+share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
 """
 
 from __future__ import annotations
@@ -24,10 +23,10 @@ from ...runtime import resolve_dtype
 from ...train.memory import check_training_memory
 from ...train.progress import format_duration, format_record
 from ...train.trainer import Trainer
+from ..recipes import GRPORecipe, recipe_fields
+from ..task import HeldOut, ProblemStream, Task, TaskError, greedy_pass_rate
 from .objective import PolicyLoss, clipped_policy_loss, group_advantages, token_logprobs
-from .recipes import GRPORecipe
-from .rollout import greedy_accuracy, sample_groups
-from .tasks import HeldOut, ProblemStream, TaskError
+from .rollout import sample_groups
 
 
 class RolloutSource:
@@ -35,10 +34,10 @@ class RolloutSource:
     `policy` (the model being trained, as it is at that step); in between, the same one. A batch is (sequences,
     completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
 
-    def __init__(self, *, policy, reference, tokenizer, task, held_out: HeldOut, recipe: GRPORecipe,
-                 max_new_tokens: int, seed: int, world: World):
+    def __init__(self, *, policy, reference, tokenizer, task: Task, held_out: HeldOut, recipe: GRPORecipe, seed: int,
+                 world: World):
         self.policy, self.reference, self.tokenizer, self.world = policy, reference, tokenizer, world
-        self.recipe, self.max_new_tokens, self.seed = recipe, max_new_tokens, seed
+        self.recipe, self.seed = recipe, seed
         self.reward_task = task.rewarded_by(recipe.reward)
         self.stream = ProblemStream(task, held_out.problems, seed=seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
@@ -59,7 +58,7 @@ class RolloutSource:
         rollout_index = self.served // recipe.updates  # sampling seeds derive from it, so a resume samples the same
         seed = (self.seed * 1_000_003 + rollout_index) * 1024 + world.rank
         rollout = sample_groups(self.policy, self.tokenizer, self.reward_task, mine, recipe.group_size,
-                                self.max_new_tokens, temperature=recipe.temperature, seed=seed)
+                                temperature=recipe.temperature, seed=seed)
         mask = rollout.completion_mask
         self.totals = [rollout.rewards.sum().item(), rollout.correct.sum().item(), rollout.well_formed.sum().item(),
                        mask.sum().item(), rollout.rewards.numel()]
@@ -83,28 +82,26 @@ class RolloutSource:
 
 class GRPOTrainer(Trainer):
     """GRPO on `task` from `model` (the policy, trained in place), never training on a `held_out` problem, and scored
-    on its validation problems by greedy completions of up to `max_new_tokens`. `recipe.train` is the TrainConfig;
-    its batch_size is set here to the completions a rank samples per rollout, which is what the memory check before
-    the first step needs."""
+    on its validation problems by greedy completions. `recipe.train` is the TrainConfig; its batch_size is set here
+    to the completions a rank samples per rollout, which is what the memory check before the first step needs."""
 
-    score = "accuracy"
+    score = "pass_rate"
     higher_is_better = True
 
-    def __init__(self, model, tokenizer, task, recipe: GRPORecipe, held_out: HeldOut, max_new_tokens: int, *,
+    def __init__(self, model, tokenizer, task: Task, recipe: GRPORecipe, held_out: HeldOut, *,
                  world: World | None = None, **kwargs):
         world = world or current_world()
         if recipe.prompts % world.size:
             raise TaskError(f"{recipe.prompts} prompts per step cannot be shared by {world.size} processes: "
                             "use a number of processes that divides it")
-        self.recipe, self.task, self.held_out, self.max_new_tokens = recipe, task, held_out, max_new_tokens
+        self.recipe, self.task, self.held_out = recipe, task, held_out
         # the starting policy, frozen, for the KL penalty; kept before the Trainer moves and trains the model
         self.reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
         cfg = dataclasses.replace(recipe.train, batch_size=recipe.prompts // world.size * recipe.group_size,
                                   grad_accum_steps=1, total_batch_tokens=None, sample_interval=0)
         # the policy is `model` itself, which the Trainer moves in place and trains
         self.source = RolloutSource(policy=model, reference=self.reference, tokenizer=tokenizer, task=task,
-                                    held_out=held_out, recipe=recipe, max_new_tokens=max_new_tokens, seed=cfg.seed,
-                                    world=world)
+                                    held_out=held_out, recipe=recipe, seed=cfg.seed, world=world)
         super().__init__(model, cfg, self.source, tokenizer=tokenizer, world=world, **kwargs)
         if self.reference is not None:
             self.reference.to(self.device)
@@ -134,17 +131,10 @@ class GRPOTrainer(Trainer):
                 "clip_fraction": clip / tokens, "kl": kl / tokens}
 
     def evaluate(self) -> dict[str, float]:
-        """Shares correct and well-formed of greedy completions of the validation problems (what best.pt follows)."""
-        return self.accuracy_on(self.held_out.validation)
-
-    def accuracy_on(self, problems: list) -> dict[str, float]:
-        """{"accuracy", "well_formed"}: shares of greedy completions of `problems`, each rank scoring a share (under
-        DDP every rank must call it)."""
-        mine = problems[self.world.rank :: self.world.size]
-        correct, formed = greedy_accuracy(self.model, self.tokenizer, self.task, mine, self.max_new_tokens) \
-            if mine else (0.0, 0.0)
-        correct, formed, n = self._sum([correct * len(mine), formed * len(mine), len(mine)])
-        return {"accuracy": correct / n, "well_formed": formed / n}
+        """The shares of the validation problems whose greedy completion passes (what best.pt follows) and ends well
+        formed; every rank scores a share (under DDP every rank must call it)."""
+        return greedy_pass_rate(self.model, self.tokenizer, self.task, self.held_out.validation, world=self.world,
+                                batch_size=self.cfg.eval_batch_size)
 
     def _sum(self, values: list[float]) -> list[float]:
         """Sums over this trainer's world: a trainer of one process computes alone even where torch.distributed is
@@ -154,7 +144,8 @@ class GRPOTrainer(Trainer):
     def state_dict(self) -> dict[str, Any]:
         """The Trainer's state, with the task, the GRPO settings and the reference weights (a KL penalty's)."""
         state = super().state_dict()
-        state["grpo"] = {"task": self.task.name, "settings": self.recipe.settings(),
+        settings = {name: getattr(self.recipe, name) for name in recipe_fields(GRPORecipe)}
+        state["grpo"] = {"task": self.task.name, "settings": settings,
                          "reference": self.reference.state_dict() if self.reference is not None else None}
         return state
 
@@ -176,7 +167,7 @@ def group_size_advice(prompts: int):
     def advice(fits: int) -> str:
         group = fits // prompts
         if group >= 2:
-            return f"use a group size of at most {group} (--group-size {group})"
+            return f"use a group size of at most {group} (--set group_size={group})"
         return f"even groups of 2 do not fit {prompts} prompts per process: use a smaller model or more processes"
 
     return advice
@@ -192,7 +183,7 @@ def check_rollout_memory(model, recipe: GRPORecipe, device: torch.device, world:
 
 def format_grpo_record(record: dict[str, Any]) -> str:
     """A train record as `step  40/1000 | reward 0.412 | correct 35.2% | well-formed 99.6% | length 3.1 | clip 0.004
-    | 12s | ETA 4m10s`, an evaluation as the validation accuracy and the best so far; anything else as tinylm.train
+    | 12s | ETA 4m10s`, an evaluation as the validation pass rate and the best so far; anything else as tinylm.train
     prints it."""
     event = record.get("event")
     if event == "train":
@@ -204,8 +195,8 @@ def format_grpo_record(record: dict[str, Any]) -> str:
             line += f" | KL {record['kl']:.4f}"
         return line + f" | {format_duration(record['elapsed'])} | ETA {format_duration(record['eta'])}"
     if event in ("eval", "final"):
-        return (f" {event} step {record['step']} | validation accuracy {100 * record['accuracy']:.1f}% (well-formed "
-                f"{100 * record['well_formed']:.1f}%) | best {100 * record['best_accuracy']:.1f}% at step "
+        return (f" {event} step {record['step']} | validation pass rate {100 * record['pass_rate']:.1f}% (well-formed "
+                f"{100 * record['well_formed']:.1f}%) | best {100 * record['best_pass_rate']:.1f}% at step "
                 f"{record['best_step']}")
     return format_record(record)
 

@@ -1,2 +1,2 @@
-"""Supervised fine-tuning (SFT): `recipes` (each profile's), `trainer` (`SFTTrainer`), `base` (the model it starts
-from) and `run` (`SFTOptions`, `sft(run, options)`: what `python -m tinylm.sft` runs)."""
+"""Supervised fine-tuning (SFT) of a pretrained model into a chat model: `trainer` (`SFTTrainer`) and `run` (`sft`,
+what `python -m tinylm.sft` runs), on any task of tinylm.posttrain.tasks with an SFT recipe."""

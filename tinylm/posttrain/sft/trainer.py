@@ -1,25 +1,19 @@
 """`SFTTrainer`: the one Trainer, validating on the answer tokens of held-out conversations.
 
 The Trainer scores a token array; SFT needs the loss on the validation conversations' answer tokens
-(`tinylm.eval.loss.answer_loss_sum`), and that is the only change: same loop, checkpoints, metrics, resume and
-DDP. Batches of conversations with the loss on answers only, and mixtures of data sources, are
-tinylm.data.conversations'. On a task a verifier scores, `VerifiedSFTTrainer` chooses best.pt by the pass rate of
-greedy replies to the validation instructions instead (`story_replies`).
+(`tinylm.eval.loss.answer_loss_sum`), and that is the only change: same loop, checkpoints, metrics, resume and DDP.
+A task whose replies a program checks chooses best.pt by their pass rate instead (the Trainer's `chooser`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ...data.story_instructions import StoryInstruction
 from ...distributed import all_reduce_sum
 from ...eval.loss import answer_loss_sum
 from ...runtime import autocast
 from ...tokenizers.chat_template import ChatTemplate, RenderedChat
 from ...train.trainer import Trainer
-from ..replies import chat_replies
-from ..stories import STORY_REPLY_TOKENS, story_prompts
-from ..verifier import Verifier, pass_rate
 
 
 class SFTTrainer(Trainer):
@@ -42,31 +36,3 @@ class SFTTrainer(Trainer):
                                        rank=self.world.rank, world_size=self.world.size)
         total, count = all_reduce_sum([total, count], self.device)
         return total / count
-
-
-def story_replies(model, template: ChatTemplate, instructions: Sequence[StoryInstruction],
-                  system_prompt: str) -> list[str]:
-    """Greedy replies to `instructions`, each the user's turn after `system_prompt` as SFT trained on it, up to
-    <|im_end|> or STORY_REPLY_TOKENS."""
-    return chat_replies(model, template, story_prompts(instructions, system_prompt),
-                        max_new_tokens=STORY_REPLY_TOKENS)[0]
-
-
-class VerifiedSFTTrainer(SFTTrainer):
-    """SFTTrainer on a task a verifier scores: best.pt is the evaluation with the highest pass rate of greedy replies
-    to the validation instructions (`pass_rate`); the validation answer loss (val_loss) is kept beside it. The loss
-    can turn up while the pass rate still climbs: it grades every token of one reference story, the verifier
-    whether the reply meets the instruction. Under DDP every rank writes the same replies (the same weights)."""
-
-    score = "pass_rate"
-    higher_is_better = True
-
-    def __init__(self, *args, verifier: Verifier, val_instructions: Sequence[StoryInstruction], system_prompt: str,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        self.verifier, self.val_instructions, self.system_prompt = verifier, list(val_instructions), system_prompt
-
-    def evaluate(self) -> dict[str, float]:
-        replies = story_replies(self.model, self.template, self.val_instructions, self.system_prompt)
-        measured = pass_rate(self.verifier.check(replies, self.val_instructions))
-        return {**super().evaluate(), "pass_rate": measured["pass_rate"]}

@@ -1,0 +1,94 @@
+"""What one run of each post-training method does: its recipe. A task keeps one per method and profile
+(tinylm.posttrain.tasks); `--set FIELD=VALUE` changes any field, and TrainConfig's, for one run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..config import TrainConfig
+from .task import TaskError
+
+
+@dataclass(frozen=True)
+class SFTRecipe:
+    base: str  # the model fine-tuned when --base is not given
+    train: TrainConfig
+    lora_learning_rate: float  # the peak rate when only LoRA adapters train: they start at zero and need larger steps
+    pretraining_share: float = 0.0  # share of batches of pretraining text, for a task that has some
+    epochs: float | None = None  # if set, max_steps covers this many passes over the training conversations
+    held_out: int | None = None  # validation and test problems used (None: all of them)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pretraining_share < 1:
+            raise TaskError(f"pretraining_share must be at least 0 and below 1, got {self.pretraining_share:g} (the "
+                            "rest of the batches are chat)")
+
+
+@dataclass(frozen=True)
+class DPORecipe:
+    base: str  # the chat model tuned when --base is not given: an SFT run folder
+    train: TrainConfig
+    beta: float  # how far the policy may move from the reference: smaller moves further
+    lora_learning_rate: float
+    held_out: int | None = None  # validation and test problems used (None: all of them)
+    instructions: int | None = None  # on-policy pairs: training problems the starting model answers (None: all)
+    samples: int = 4  # on-policy pairs: replies sampled per problem at temperature 1, from which a pair is drawn
+
+    def __post_init__(self) -> None:
+        if not self.beta > 0:
+            raise TaskError(f"DPO's beta must be positive, got {self.beta}: try 0.1")
+        if self.samples < 2:
+            raise TaskError(f"samples {self.samples}: a pair needs at least 2 replies per problem")
+
+
+@dataclass(frozen=True)
+class GRPORecipe:
+    """A rollout samples `group_size` completions for each of `prompts` training problems (all ranks together); each
+    Trainer step is one clipped policy-gradient update, and `updates` consecutive steps share a rollout."""
+
+    base: str  # the policy's start when --base is not given
+    train: TrainConfig  # the updates: a constant rate (min_lr = learning_rate), no warmup, no weight decay
+    prompts: int = 16
+    group_size: int = 8
+    updates: int = 2
+    temperature: float = 1.0
+    clip_eps: float = 0.2
+    scale_advantages: bool = True  # divide by the group's reward std (DeepSeekMath); False: Dr. GRPO's centring only
+    kl_coef: float = 0.0  # β of the KL penalty to the starting model (0: none, and no reference model kept)
+    validation: int = 500  # held-out problems scored greedily at every evaluation: they choose best.pt
+    test: int = 500  # held-out problems scored before training and on best.pt after it: the reported figure
+    reward: str = "correct"  # what the rollouts are paid: the task's check, or a weaker one it offers
+    pass_at_samples: int = 0  # completions per test problem at `temperature` for the report's pass@k (0: none)
+    pass_at_problems: int = 0  # the first this many test problems are sampled so (0: all of them)
+
+    def __post_init__(self) -> None:
+        if not self.group_size >= 2:
+            raise TaskError(f"group_size {self.group_size}: GRPO compares each completion with the others of its "
+                            "group, so a group needs at least 2 (--set group_size=8 is usual)")
+        for name in ("prompts", "updates", "validation", "test"):
+            if getattr(self, name) < 1:
+                raise TaskError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not (0 < self.clip_eps < 1 and 0 <= self.kl_coef < math.inf and self.temperature > 0):
+            raise TaskError(f"clip_eps must lie between 0 and 1 (got {self.clip_eps}), kl_coef be a number >= 0 "
+                            f"(got {self.kl_coef}) and temperature > 0 (got {self.temperature})")
+
+
+# GRPO's updates: AdamW (default betas, no weight decay) at a constant 2e-4, gradients clipped at 1.0. A step is one
+# update, so 5,000 steps are 2,500 rollouts of 2 updates each.
+GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning_rate=2e-4, min_lr=2e-4,
+                         weight_decay=0.0, beta1=0.9, beta2=0.999, grad_clip=1.0, eval_interval=200, log_interval=100,
+                         eval_batch_size=256, seed=0, dtype="float32")
+
+
+def changed(recipe, **changes):
+    """`recipe` with fields of it or of its TrainConfig changed, as `--set FIELD=VALUE` changes them for one run."""
+    train = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    own = {k: v for k, v in changes.items() if k not in train}
+    return dataclasses.replace(recipe, **own, train=dataclasses.replace(recipe.train, **train))
+
+
+def recipe_fields(recipe_type) -> tuple[str, ...]:
+    """The fields `--set` may change in a recipe of this type (its TrainConfig's are TrainConfig's)."""
+    return tuple(f.name for f in dataclasses.fields(recipe_type) if f.name != "train")

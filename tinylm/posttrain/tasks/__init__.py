@@ -1,0 +1,46 @@
+"""The post-training tasks, one module each, whose `TASK` class a method trains on: a task's problems, checks,
+starting model and recipes (tinylm.posttrain.task). Adding a task is adding a module here (or, outside the package,
+`register` of its class); a module whose name starts with "_" holds what several tasks share."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ..task import METHODS, Task, TaskError
+
+_REGISTERED: dict[str, type[Task]] = {}
+
+
+def register(task: type[Task]) -> type[Task]:
+    """Make a task class defined outside this package known by its name (a test's, a notebook's)."""
+    _REGISTERED[task.name] = task
+    return task
+
+
+def task_names() -> list[str]:
+    """Every task's name: this package's modules, then the registered ones."""
+    found = [m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    return found + [name for name in _REGISTERED if name not in found]
+
+
+def task_class(name: str) -> type[Task]:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name not in task_names():
+        raise TaskError(f"unknown task {name!r}: choose one of {', '.join(task_names())}")
+    return importlib.import_module(f"{__name__}.{name}").TASK
+
+
+def tasks_for(method: str) -> list[str]:
+    """The tasks with a recipe for `method` (one of METHODS)."""
+    assert method in METHODS, method
+    return [name for name in task_names() if method in task_class(name).recipes]
+
+
+def method_task(method: str, name: str) -> type[Task]:
+    """The task class `name`, which must have a recipe for `method`: else a TaskError that names those that do."""
+    chosen = task_class(name)
+    if method not in chosen.recipes:
+        raise TaskError(f"--task {name}: {method.upper()}'s tasks are {', '.join(tasks_for(method))}")
+    return chosen
