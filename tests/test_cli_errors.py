@@ -255,17 +255,30 @@ def run_on_a_busy_machine(module, args, env):
     ("tinylm.train", ["shakespeare-char", "--out", "{tmp}/new", "--resume"], r"has no last.pt to continue from"),
     ("tinylm.train", ["shakespeare-char", "--arch", "llama", "--balancing", "aux_loss", "--out", "{tmp}/run"],
      r"balancing='aux_loss' applies to a mixture of experts"),
-    ("tinylm.eval", ["loss", "--ckpt", "{run}", "--text", "{tmp}/missing.txt"], r"no text file at"),
+    ("tinylm.eval", ["loss", "--ckpt", "{run}", "--text", "{tmp}/missing.txt"], r"missing\.txt: no such file"),
 ], ids=["sample-no-checkpoint", "sample-top-p", "train-out-under-a-file", "train-resume-nothing",
         "train-balancing-without-experts", "eval-no-text"])
 def test_on_a_busy_machine_an_error_in_the_arguments_is_the_only_line(files, tmp_path, module, args, message):
-    """The note that fewer CPU threads were chosen came before even a one-line error about the arguments. It now
-    comes just before the command's first output, which an error in the arguments never reaches; a command that runs
-    still says it (the sample below)."""
+    """The note that fewer CPU threads were chosen came before even a one-line error about the arguments."""
     env = {**os.environ, "TINYLM_DATA_DIR": str(files["data"])}
     places = {**files, "tmp": tmp_path}
     result = run_on_a_busy_machine(module, [arg.format(**places) for arg in args], env)
     assert result.returncode == 1 and re.fullmatch(rf"error: .*{message}.*\n", result.stderr), result.stderr
-    ran = run_on_a_busy_machine("tinylm.sample", ["--ckpt", str(files["run"]), "--max-new-tokens", "5"], env)
-    assert ran.returncode == 0 and ran.stdout, ran.stderr
-    assert re.fullmatch(r"note: using 1 of 2 CPU threads: .*\n", ran.stderr), ran.stderr
+
+
+def test_on_a_busy_machine_only_bench_notes_the_threads_and_only_when_it_prints(files, tmp_path):
+    """Every command printed "note: using 1 of 2 CPU threads: ..." on a busy machine. It is said where the threads
+    change what the command prints, once: bench's figures (just before its first output, so that an error in its
+    arguments stays the only line), and a training run's header; sample's text does not depend on them."""
+    env = {**os.environ, "TINYLM_DATA_DIR": str(files["data"])}
+    trained = run_on_a_busy_machine("tinylm.train", ["shakespeare-char", "--profile", "smoke", "--max-steps", "6",
+                                                     "--out", str(tmp_path / "run")], env)
+    assert trained.returncode == 0 and "| device cpu (1 thread) |" in trained.stdout, trained.stderr
+    assert "CPU threads" not in trained.stdout + trained.stderr
+    sampled = run_on_a_busy_machine("tinylm.sample", ["--ckpt", str(files["run"]), "--max-new-tokens", "5"], env)
+    assert sampled.returncode == 0 and sampled.stdout and sampled.stderr == "", sampled.stderr
+    measured = run_on_a_busy_machine("tinylm.bench", ["cache", "--preset", "gpt2-smoke"], env)
+    assert measured.returncode == 0 and "KV cache" in measured.stdout, measured.stderr
+    assert re.fullmatch(r"note: using 1 of 2 CPU threads: .*\n", measured.stderr), measured.stderr
+    refused = run_on_a_busy_machine("tinylm.bench", ["decode", "--prompt-tokens", "4096"], env)
+    assert refused.returncode == 1 and re.fullmatch(r"error: --prompt-tokens 4096: .*\n", refused.stderr)

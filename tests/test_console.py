@@ -50,15 +50,34 @@ def test_sample_and_interrupted_lines():
 @pytest.mark.parametrize("command", ["train", "sft", "dpo", "grpo"])
 def test_every_command_that_trains_knows_the_command_line_that_resumes_its_run(command):
     """Ctrl-C said "resume with --resume"; it now prints the whole command (tests/test_cli.py runs it): the user's,
-    with --overwrite (or an abbreviation argparse takes for it) dropped and --resume added once."""
+    with --overwrite dropped and --resume added once."""
     parse_args = importlib.import_module(f"tinylm.cli.{command}").parse_args
     track = ["shakespeare-char"] if command == "train" else []
     options = ["--overwrite", "--out", "runs/a b", "--max-steps", "40"]
     assert shlex.split(parse_args([*track, *options]).resume_command) == [
         "python", "-m", f"tinylm.{command}", *track, "--out", "runs/a b", "--max-steps", "40", "--resume"]
-    assert parse_args([*track, "--max-steps", "40", "--ov"]).resume_command.endswith("--max-steps 40 --resume")
-    assert parse_args([*track, "--res", "--max-steps", "40"]).resume_command.endswith("--res --max-steps 40")
+    assert parse_args([*track, "--resume", "--max-steps", "40"]).resume_command.endswith("--resume --max-steps 40")
     assert not hasattr(importlib.import_module("tinylm.cli.sample").parse_args(["--ckpt", "x"]), "resume_command")
+
+
+ABBREVIATED = {"train": ["shakespeare-char", "--max-step", "10"], "sft": ["--max-step", "10"],
+               "dpo": ["--overwr"], "grpo": ["--res"], "sample": ["--ckpt", "x", "--max-new", "5"],
+               "eval": ["loss", "--ckpt", "x", "--text", "t", "--batch", "2"], "chat": ["--ckpt", "x", "--temp", "0"],
+               "serve": ["--ckpt", "x", "--po", "80"], "bench": ["train", "--step", "5"],
+               "interop": ["export", "--ckpt", "x", "--out", "y", "--form", "hf"], "prepare": ["mirror", "--ou", "d"]}
+
+
+@pytest.mark.parametrize("command", sorted(ABBREVIATED))
+def test_an_abbreviated_option_is_a_one_line_usage_error(command, capsys):
+    """argparse took `--max-step 10` for --max-steps, and `--res` for --resume; every command (and subcommand) now
+    refuses an abbreviation: the option must be written whole."""
+    argv = ABBREVIATED[command]
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(f"tinylm.cli.{command}").parse_args(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1, err
+    abbreviation = next(arg for arg in argv if arg.startswith("--") and arg not in ("--ckpt", "--text", "--out"))
+    assert f"error: unrecognized arguments: {abbreviation}" in err
 
 
 def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
@@ -70,7 +89,8 @@ def test_a_mixture_of_experts_train_line_shows_its_worst_layers_max_violation():
 
 
 COMMAND_LINES = ["train", "sample", "eval", "prepare", "bench", "interop", "sft", "dpo", "chat", "serve", "grpo"]
-SHARED = ["console", "errors", "options", "post_training"]  # shared by command lines: --help, errors, options
+
+SHARED = ["console", "errors", "flags", "options", "post_training"]  # shared: --help, errors, options
 
 
 def test_every_command_line_lives_in_tinylm_cli():
@@ -301,6 +321,8 @@ def test_each_bench_mode_takes_its_own_options_and_names_its_own_help_for_anothe
         bench.parse_args([mode, "--help"])
     options = capsys.readouterr().out.split("\noptions:\n")[1].split("\nexamples:\n")[0]  # every option group
     listed = {match.group(1) for match in re.finditer(r"^  (?:-\w, )?(--[\w-]+)", options, re.MULTILINE)}
+    shape_group = options.partition("\nshape options:\n")[2]  # named in a list, to keep the --help on one screen
+    listed |= set(re.findall(r"--[\w-]+", shape_group))
     expected = BENCH_MODE_OPTIONS[mode] | (SHAPE if "--preset" in BENCH_MODE_OPTIONS[mode] else set()) | {"--help"}
     assert listed == expected
     foreign = "--merges" if mode != "bpe" else "--steps"

@@ -227,7 +227,7 @@ def small_disk(tmp_path):
 
 
 def test_a_disk_that_fills_up_while_saving_a_checkpoint_is_the_disk_full_error_and_keeps_the_old_file(
-        small_disk, tmp_path, data_root):
+        small_disk, tmp_path, data_root, sentencepiece_model):
     """torch.save reports a failed write as "RuntimeError: [enforce fail at inline_container.cc] unexpected pos";
     the command says the disk is full, names the checkpoint, and the checkpoint it was replacing is intact."""
     torch.manual_seed(0)
@@ -237,10 +237,11 @@ def test_a_disk_that_fills_up_while_saving_a_checkpoint_is_the_disk_full_error_a
     before = previous.read_bytes()
     folder = tmp_path / "hf"
     torch.manual_seed(0)
-    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=100, n_positions=32, n_embd=64, n_layer=2,
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=400, n_positions=32, n_embd=64, n_layer=2,
                                                          n_head=2, bos_token_id=None, eos_token_id=None)
                                  ).save_pretrained(folder)
-    result = run_cli("tinylm.interop", "import", "--hf", folder, "--out", previous, data_dir=data_root)
+    result = run_cli("tinylm.interop", "import", "--hf", folder, "--tokenizer", sentencepiece_model, "--out",
+                     previous, data_dir=data_root)
     assert_one_line_error(result, r"No space left on device: " + re.escape(str(previous)) + r"; the disk is full: "
                                   r"free some space, or write elsewhere")
     assert previous.read_bytes() == before and [p.name for p in small_disk.iterdir()] == ["model.pt"]

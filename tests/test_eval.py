@@ -178,10 +178,10 @@ def test_cli_errors_end_with_one_line_and_a_non_zero_status(runs, tmp_path, case
     root, text_file = runs
     ckpt, text = root / "char", text_file
     if case == "missing text":
-        text, message = tmp_path / "nope.txt", "no text file"
+        text, message = tmp_path / "nope.txt", "nope.txt: no such file"
     elif case == "empty text":
         (text := tmp_path / "empty.txt").write_text("")
-        message = "at least 2"
+        message = "empty.txt is empty; give a file with text in it"
     elif case == "unknown character":
         (text := tmp_path / "zebra.txt").write_text("Zebra")
         message = "does not know: 'Z'"
@@ -209,4 +209,4 @@ def test_cli_error_from_a_real_process(runs, tmp_path):
                              tmp_path / "nope.txt"], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: no text file at {tmp_path / 'nope.txt'}; check the path"]
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nope.txt'}: no such file; check the path"]

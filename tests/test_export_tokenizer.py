@@ -2,12 +2,16 @@
 exported folder into tinylm's token ids and greedy tokens, and a GGUF file read back with `gguf` holds every tensor
 (under llama.cpp's names and layout) and a tokenizer that encodes as tinylm's does."""
 
+import shutil
+
 import pytest
 import torch
 
+from tests.helpers import run_cli
 from tests.test_interop_out import one_line_error
 from tinylm.cli.interop import main
 from tinylm.config import GPTConfig, with_architecture
+from tinylm.errors import InputError
 from tinylm.generate.decode import generate_batch
 from tinylm.interop.vocab_export import exported_vocab
 from tinylm.model.gpt import GPT
@@ -15,6 +19,7 @@ from tinylm.tokenizers.bpe import GPT2BPE
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer, padded_vocab_size
 from tinylm.tokenizers.hf_bpe import TrainedBPETokenizer
+from tinylm.tokenizers.llama import SentencePieceTokenizer
 from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
 transformers = pytest.importorskip("transformers")
@@ -190,7 +195,7 @@ def test_gguf_read_back_holds_every_tensor_and_the_tokenizer(tmp_path, kind, arc
         assert types[tokenizer.unk_id] == gguf.TokenType.UNKNOWN
 
 
-def test_gguf_export_refuses_what_llama_cpp_cannot_run_in_one_line(tmp_path):
+def test_gguf_export_refuses_what_llama_cpp_cannot_run_in_one_line(tmp_path, sentencepiece_model):
     torch.manual_seed(0)
     tokenizer = CharTokenizer.from_text(TEXT)
     moe = GPT(with_architecture(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2,
@@ -199,10 +204,33 @@ def test_gguf_export_refuses_what_llama_cpp_cannot_run_in_one_line(tmp_path):
     message = one_line_error(["export", "--ckpt", tmp_path / "moe.pt", "--format", "gguf", "--out", tmp_path / "m"])
     assert "GPT-2-style" in message and "dense Llama-style" in message and "n_experts=8" in message
     plain = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=32))
-    save_checkpoint(tmp_path / "plain.pt", model_checkpoint(plain, None, step=0))
-    message = one_line_error(["export", "--ckpt", tmp_path / "plain.pt", "--format", "gguf", "--out", tmp_path / "p"])
-    assert "needs the checkpoint's tokenizer" in message and "char" in message
+    for tokenizer in (None, SentencePieceTokenizer.from_file(sentencepiece_model)):  # neither can be a token table
+        save_checkpoint(tmp_path / "plain.pt", model_checkpoint(plain, tokenizer, step=0))
+        message = one_line_error(["export", "--ckpt", tmp_path / "plain.pt", "--format", "gguf", "--out",
+                                  tmp_path / "p"])
+        with pytest.raises(InputError) as refused:  # the library's one check, not a copy of it in the command line
+            exported_vocab(tokenizer)
+        assert message == f"error: {refused.value}" and "char, GPT-2" in message
     assert not list(tmp_path.glob("*.gguf")) and not (tmp_path / "m").exists()
+
+
+def test_gguf_export_suggests_the_start_of_the_models_own_kind_of_text(tmp_path, data_root):
+    """Its closing hint ran llama.cpp on "Once upon a time" whatever the model; it now starts from the text a run's
+    samples start from (its track's prompt, written as llama.cpp reads it), or where the checkpoint's folder does
+    not say which track it trained, leaves PROMPT for the user to write."""
+    run = tmp_path / "run"
+    trained = run_cli("tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", run, data_dir=data_root)
+    assert trained.returncode == 0, trained.stderr
+    exported = run_cli("tinylm.interop", "export", "--ckpt", run, "--format", "gguf", "--out", tmp_path / "s.gguf",
+                       data_dir=data_root)
+    assert exported.returncode == 0, exported.stderr
+    assert f"llama-completion -m {tmp_path / 's.gguf'} -no-cnv -n 100 -p '\\n')" in exported.stdout
+    assert "Once upon a time" not in exported.stdout
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copy(run / "best.pt", tmp_path / "elsewhere" / "model.pt")
+    moved = run_cli("tinylm.interop", "export", "--ckpt", tmp_path / "elsewhere" / "model.pt", "--format", "gguf",
+                    "--out", tmp_path / "m.gguf", data_dir=data_root)
+    assert moved.returncode == 0 and f"-m {tmp_path / 'm.gguf'} -no-cnv -n 100 -p PROMPT)" in moved.stdout
 
 
 def test_a_trimmed_vocabulary_without_end_of_text_exports_none():

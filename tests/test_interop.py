@@ -10,7 +10,7 @@ transformers = pytest.importorskip("transformers")
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
 from tests.helpers import hf_logits, tinylm_logits  # noqa: E402
-from tinylm.cli.interop import main  # noqa: E402
+from tinylm.cli.interop import cli, main  # noqa: E402
 from tinylm.config import GPTConfig  # noqa: E402
 from tinylm.interop.hf_gpt2 import (  # noqa: E402
     TRANSPOSED,
@@ -21,8 +21,10 @@ from tinylm.interop.hf_gpt2 import (  # noqa: E402
     tinylm_to_hf_state_dict,
     to_hf_gpt2,
 )
+from tinylm.interop.vocab_export import exported_vocab  # noqa: E402
 from tinylm.model.gpt import GPT  # noqa: E402
-from tinylm.train.checkpoint import load_checkpoint, load_model  # noqa: E402
+from tinylm.tokenizers.char import CharTokenizer  # noqa: E402
+from tinylm.train.checkpoint import load_checkpoint, load_model, model_checkpoint, save_checkpoint  # noqa: E402
 
 HF_SHAPE = dict(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=100)
 TOL = 1e-5
@@ -131,6 +133,8 @@ def test_import_refuses_gpt2_variants_tinylm_lacks():
 
 def test_cli_import_and_export_round_trip(hf_model, tmp_path, ids, capsys):
     hf_model.save_pretrained(tmp_path / "hf")
+    # its own tokenizer files, which tinylm does not read (without them the import is refused: the test below)
+    (tmp_path / "hf" / "tokenizer.json").write_text(exported_vocab(CharTokenizer.from_text("ab")).tokenizer_json)
     ckpt = main(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "imported.pt")])
     state = load_checkpoint(ckpt)
     assert state["step"] == 0 and state["tokenizer"] is None  # a 100-token vocabulary cannot use GPT-2's tokenizer
@@ -144,7 +148,7 @@ def test_cli_import_and_export_round_trip(hf_model, tmp_path, ids, capsys):
     assert "wrote" in out and "not GPT-2's" in out
 
 
-def test_cli_import_of_a_gpt2_vocabulary_records_the_gpt2_tokenizer(tmp_path):
+def test_cli_import_of_a_gpt2_vocabulary_records_the_gpt2_tokenizer_and_says_it_assumed_it(tmp_path, capsys):
     torch.manual_seed(0)
     hf = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=1, n_embd=8, n_positions=16, vocab_size=50257))
     hf.save_pretrained(tmp_path / "hf")
@@ -152,6 +156,34 @@ def test_cli_import_of_a_gpt2_vocabulary_records_the_gpt2_tokenizer(tmp_path):
     assert ckpt == tmp_path / "last.pt"
     _, tokenizer, state = load_model(tmp_path)
     assert state["tokenizer"] == {"kind": "bpe", "encoding": "gpt2"} and tokenizer.vocab_size == 50257
+    assert (f"tokenizer: GPT-2's BPE, assumed: {tmp_path / 'hf'} holds no tokenizer files, and the model's 50,257 "
+            "rows hold GPT-2's 50,257 tokens\n") in capsys.readouterr().out
+
+
+def test_cli_import_of_a_folder_without_tokenizer_files_and_another_vocabulary_is_refused(hf_model, tmp_path):
+    """It wrote a checkpoint without a tokenizer, whose ids nothing in tinylm can turn into text; it now says so, in
+    one line with what to do, and writes nothing."""
+    hf_model.save_pretrained(tmp_path / "hf")
+    with pytest.raises(SystemExit) as info:
+        cli(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "imported.pt")])
+    assert str(info.value.code) == (
+        f"error: {tmp_path / 'hf'} holds no tokenizer files, and its vocabulary of 100 tokens is not GPT-2's 50,257, "
+        "so no tokenizer tinylm has fits it; give the one it was trained with: --tokenizer FILE (a SentencePiece "
+        "tokenizer.model)")
+    assert not (tmp_path / "imported.pt").exists()
+
+
+def test_cli_hf_export_lists_every_file_it_wrote(make_model, tmp_path, capsys):
+    """generation_config.json, which transformers writes, was missing from the line; a file that was in the folder
+    before is not listed."""
+    tokenizer = CharTokenizer.from_text("hello world")
+    save_checkpoint(tmp_path / "model.pt", model_checkpoint(make_model(vocab_size=tokenizer.vocab_size), tokenizer))
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "notes.txt").write_text("mine")
+    folder = main(["export", "--ckpt", str(tmp_path / "model.pt"), "--out", str(tmp_path / "hf")])
+    written = sorted(path.name for path in folder.iterdir() if path.name != "notes.txt")
+    assert "generation_config.json" in written and "tokenizer.json" in written
+    assert f"wrote {folder} ({', '.join(written)}): GPT2LMHeadModel" in capsys.readouterr().out
 
 
 def test_cached_greedy_generation_matches_transformers_generate():

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import re
+import shlex
 
 import numpy as np
 import pytest
@@ -47,6 +48,7 @@ def texts(tmp_path_factory):
     (folder / "udhr" / "declaration.txt").write_text(MULTILINGUAL * 5, encoding="utf-8")
     (folder / "empty.txt").write_text("")
     (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (folder / "notes.md").write_text("# notes, not .txt\n")
     return {"root": root, "file": root / "fineweb.txt", "folder": folder}
 
 
@@ -73,6 +75,16 @@ def test_a_file_trains_with_each_tokenizer_and_learns(texts, tmp_path, tokenizer
     sampled = run_cli("tinylm.sample", "--ckpt", out, "--prompt", "The", "--max-new-tokens", "8",
                       data_dir=tmp_path / "data")
     assert sampled.returncode == 0 and sampled.stdout.startswith("The"), sampled.stderr
+    # The epilogue suggested HellaSwag for every BPE (bpe:N too), which eval hellaswag then refused: only GPT-2's
+    # tokens take it, and the refusal names the tokenizer the model has and what to run instead.
+    assert ("python -m tinylm.eval hellaswag" in result.stdout) == (kind == "bpe"), result.stdout
+    if kind != "bpe":
+        refused = run_cli("tinylm.eval", "hellaswag", "--ckpt", out, "--limit", "2", data_dir=tmp_path / "data")
+        described = {"char": r"characters, one token each", "trained_bpe": r"a BPE trained on its own text \(bpe:N\)"}
+        assert refused.returncode == 1 and re.fullmatch(
+            rf"error: HellaSwag scores models with GPT-2's tokens .* this checkpoint's tokenizer is {described[kind]}, "
+            rf"{saved_tokenizer.vocab_size:,} tokens\. Measure it with python -m tinylm\.eval loss --text FILE .*\n",
+            refused.stderr), refused.stderr
 
 
 def test_a_folder_holds_out_every_tenth_document_and_resumes(texts, tmp_path):
@@ -84,11 +96,20 @@ def test_a_folder_holds_out_every_tenth_document_and_resumes(texts, tmp_path):
     assert held_out.startswith(tenth + "\n\n") and ninth not in held_out
     out = tmp_path / "run"
     args = ("text", "--file", texts["folder"], "--tokenizer", "bpe:500", "--out", out)
-    assert run_cli("tinylm.train", *args, "--max-steps", "10", data_dir=tmp_path / "data").returncode == 0
+    first = run_cli("tinylm.train", *args, "--max-steps", "10", data_dir=tmp_path / "data")
+    assert first.returncode == 0, first.stderr
     resumed = run_cli("tinylm.train", "text", "--file", texts["folder"], "--out", out, "--resume", "--max-steps",
                       "14", data_dir=tmp_path / "data")
     assert resumed.returncode == 0 and final_record(out)["step"] == 14, resumed.stderr
     assert "tokenizing" not in resumed.stderr  # tokenized once, read back from its folder
+    # which files were read and which skipped, said every time (notes.md was skipped silently)
+    listing = ("text: 24 files (empty.txt, instructions/00.txt, instructions/01.txt and 21 more); "
+               "skipped, not .txt: 2 files (notes.md, photo.png)")
+    assert listing in first.stdout.splitlines() and listing in resumed.stdout.splitlines(), first.stdout
+    empty = texts["folder"] / "empty.txt"
+    assert re.search(rf"^skipped, empty: 1 file \(\S*{re.escape(str(empty.relative_to(texts['root'])))}\)$",
+                     first.stdout, re.MULTILINE), first.stdout
+    assert f"--text {shlex.quote(str(texts['folder'] / 'instructions' / '00.txt'))}" in first.stdout  # not empty.txt
     other = run_cli("tinylm.train", "text", "--file", texts["folder"], "--out", out, "--resume", "--tokenizer",
                     "char", "--max-steps", "20", data_dir=tmp_path / "data")
     assert other.returncode == 1 and "was started with --tokenizer bpe:500" in other.stderr
@@ -196,3 +217,23 @@ def test_prepare_trains_the_tokenizer_train_text_would(texts, tmp_path):
     refused = run_cli("tinylm.prepare", "tokenizer", "--file", texts["folder"], "--tokenizer", "char",
                       data_dir=tmp_path / "data")
     assert refused.returncode == 1 and "give bpe:N" in refused.stderr
+
+
+def test_train_text_and_eval_loss_accept_and_refuse_the_same_files_in_the_same_words(texts, tmp_path):
+    """`train text --file F` and `eval loss --text F` read a text by two functions with different rules (eval took
+    a binary or an empty file); both now read it by tinylm.data.text.read_text_file."""
+    data = tmp_path / "data"
+    run = tmp_path / "run"
+    trained = run_cli("tinylm.train", "text", "--file", texts["file"], "--max-steps", "6", "--out", run, data_dir=data)
+    scored = run_cli("tinylm.eval", "loss", "--ckpt", run, "--text", texts["file"], data_dir=data)
+    assert trained.returncode == 0 and scored.returncode == 0, trained.stderr + scored.stderr
+    bad = {"binary.txt": b"\x89PNG\r\n\x1a\n\x00\x00 an image", "latin1.txt": "café au lait\n".encode("latin-1"),
+           "empty.txt": b""}
+    for name, content in bad.items():
+        (tmp_path / name).write_bytes(content)
+    for name, message in (("binary.txt", "is a binary file"), ("latin1.txt", "is not UTF-8: byte 3 (0xe9)"),
+                          ("missing.txt", "missing.txt: no such file"), ("empty.txt", "is empty")):
+        train = run_cli("tinylm.train", "text", "--file", tmp_path / name, "--out", tmp_path / "other", data_dir=data)
+        score = run_cli("tinylm.eval", "loss", "--ckpt", run, "--text", tmp_path / name, data_dir=data)
+        assert train.returncode == score.returncode == 1, (name, train.stderr, score.stderr)
+        assert train.stderr == score.stderr and train.stderr.count("\n") == 1 and message in train.stderr, name

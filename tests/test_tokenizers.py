@@ -249,3 +249,25 @@ def test_generation_from_a_sentencepiece_prompt_starts_at_bos(sentencepiece_toke
         continuation = generate_batch(model, [tok.encode(prompt, bos=True)], 12, temperature=0)[0]
         text = generate_text(model, tok, prompt, 12, temperature=0, stop_tokens=())
         assert text == prompt + tok.decode(continuation)
+
+
+def test_the_end_of_text_token_is_named_once_in_tokenizers_and_is_gpt2s():
+    """`<|endoftext|>` was assigned in three modules (tokenizers/hf_bpe.py, interop/vocab_export.py, data/text.py);
+    it is named once, tinylm.tokenizers.EOT, and every other module imports that name."""
+    import ast
+    from pathlib import Path
+
+    from tinylm.tokenizers import EOT
+
+    root = Path(__file__).resolve().parents[1]
+    assigned = set()
+    for path in (root / "tinylm").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            named = getattr(node, "value", None)  # `X = "<|endoftext|>"` or `X, Y = "<|endoftext|>", ...`
+            values = named.elts if isinstance(named, ast.Tuple) else [named]
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and any(
+                    isinstance(value, ast.Constant) and value.value == EOT for value in values):
+                assigned.add(str(path.relative_to(root)))
+    assert assigned == {"tinylm/tokenizers/__init__.py"}
+    gpt2 = BPETokenizer("gpt2")
+    assert gpt2.decode([gpt2.eot_token]) == EOT

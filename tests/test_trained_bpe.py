@@ -14,8 +14,9 @@ from tinylm.download import mirror_dir
 from tinylm.errors import InputError
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.vocab import add_chat_tokens
+from tinylm.tokenizers import EOT
 from tinylm.tokenizers.chat_template import ChatTemplate, chat_token_ids
-from tinylm.tokenizers.hf_bpe import EOT, TrainedBPETokenizer
+from tinylm.tokenizers.hf_bpe import TrainedBPETokenizer
 from tinylm.tokenizers.saved import tokenizer_from_dict
 
 # Text no one here wrote: the opening of the Universal Declaration of Human Rights in several scripts (public

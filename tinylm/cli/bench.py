@@ -1,16 +1,8 @@
 """Command line: measure speed, and race the laptop speedrun; nothing goes to disk.
 
-    python -m tinylm.bench train      training tokens/s and FLOP/s (--reference: against a plain GPT-2)
-    python -m tinylm.bench compile    eager against torch.compile, from the same weights
-    python -m tinylm.bench decode     greedy decoding: the fast step, the module walk, no KV cache
-    python -m tinylm.bench cache      the KV cache's bytes per token, without building the model
-    python -m tinylm.bench bpe        BPE training: recounting every pair against incremental counts
-    python -m tinylm.bench speedrun   seconds of training to a target loss, default recipe against speedrun
-
 A shape is a preset (--preset) built as the block family --arch, with any shape option replacing the preset's
-value. Arms that are compared alternate within one run, so that a slow spell of the machine hits them alike;
-figures depend on the machine and on what else it runs, so compare within one run. The course guide
-(notebooks/README.md, "Results") gives each figure the course measured with the command and machine.
+value. Arms that are compared alternate within one run, so that a slow spell of the machine hits them alike; figures
+depend on the machine and on what else it runs, so compare within one run.
 """
 
 from __future__ import annotations
@@ -33,23 +25,23 @@ from ..bench.measure import (
     measure_training,
 )
 from ..bench.speedrun import RACE_DEFAULTS, RaceRun, race
-from ..config import ARCHITECTURES, DTYPES, GPTConfig, with_architecture
+from ..config import ARCHITECTURES, GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
 from ..download import fetch
 from ..errors import InputError
 from ..eval.uncertainty import compare, spread
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
-from ..runtime import PROFILES, dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
+from ..runtime import dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
 from ..train.muon import newton_schulz_dtype
 from ..train.progress import TRAINING_TIME, cpu_threads_note, describe_parameters, describe_threads, format_duration
 from ..train.recipes import get_track
-from .console import CommandParser, HelpFormatter, begin, examples, positive_int
+from .console import CommandParser, add_subcommand, begin, command_parser, positive_int
 from .errors import run_cli
+from .flags import add_batch_size, add_ckpt, add_device, add_dtype, add_profile, add_track
 
 UNSTEADY = 1.5  # the slowest block of steps this many times the fastest: the speed was not steady
-DEVICE_HELP = "e.g. cpu, cuda, mps (default: the best available)"
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
 
 
@@ -94,7 +86,7 @@ def _decode(args) -> None:
     if too_long:  # longer prompts are cropped to the context, so they would time something else than asked
         raise InputError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
-    dtype = resolve_dtype(device, args.dtype or "auto")
+    dtype = resolve_dtype(device, args.dtype)
     _warn_if_slow(args)
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
@@ -113,7 +105,7 @@ def _decode(args) -> None:
 def _warn_if_slow(args) -> None:
     """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
     device = resolve_device(args.device)
-    if warning := dtype_warning(device, resolve_dtype(device, args.dtype or "auto")):
+    if warning := dtype_warning(device, resolve_dtype(device, args.dtype)):
         print(warning, file=sys.stderr, flush=True)  # stdout carries the figures
 
 
@@ -125,7 +117,7 @@ def _train(args) -> None:
     if args.reference:
         _train_against_reference(cfg, batch_size, args)
         return
-    r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype or "auto")
+    r = measure_training(cfg, batch_size, steps=args.steps, device=args.device, dtype=args.dtype)
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}: "
           f"{describe_parameters(r['parameters'], r['active_parameters'])}")
     print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}: {r['step_ms']:.1f} ms/step, "
@@ -140,8 +132,8 @@ def _train(args) -> None:
 
 
 def _train_against_reference(cfg: GPTConfig, batch_size: int, args) -> None:
-    rounds = args.rounds or 30
-    r = compare_with_reference(cfg, batch_size, rounds=rounds, device=args.device, dtype=args.dtype or "auto")
+    rounds = args.rounds
+    r = compare_with_reference(cfg, batch_size, rounds=rounds, device=args.device, dtype=args.dtype)
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
           f"({r['parameters']:,} parameters)")
     print(f"device {r['device']} ({describe_threads(r['threads'])}), dtype {r['dtype']}, one step of each per round, "
@@ -163,7 +155,7 @@ def _compile(args) -> None:
     _warn_if_slow(args)
     cfg = shape_from_args(args)
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
-    r = compare_compiled(cfg, batch_size, rounds=args.rounds or 6, device=args.device, dtype=args.dtype or "auto")
+    r = compare_compiled(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype)
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
           f"({r['parameters']:,} parameters); device {r['device']} ({describe_threads(r['threads'])}), "
           f"dtype {r['dtype']}")
@@ -195,7 +187,7 @@ def _bpe(args) -> None:
 
 def _cache(args) -> None:
     cfg = shape_from_args(args)
-    dtype = torch.bfloat16 if args.dtype is None else resolve_dtype(resolve_device(args.device), args.dtype)
+    dtype = resolve_dtype(resolve_device(args.device), "auto") if args.dtype == "auto" else getattr(torch, args.dtype)
     print(f"shape: {describe_shape(cfg)}, head size {cfg.head_size}")
     print(f"{_cache_size(cfg, dtype)}: 2 (keys and values) x {cfg.n_layer} layers x {cfg.kv_heads} heads x "
           f"{cfg.head_size} x {dtype.itemsize} bytes")
@@ -260,137 +252,118 @@ COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _c
             "speedrun": _speedrun}
 
 
-SHAPE = "[--preset P] [--arch A] [shape options]"
-MODES = {  # mode -> (usage after the mode's name, its --help description), each line within 80 columns
-    "train": (f"{SHAPE}\n    [--device D] [--dtype T] [--batch-size N]\n    [--steps N | --reference [--rounds N]]",
+MODES = {  # mode -> (its line in the list of modes, its --help description within 80 columns, examples)
+    "train": ("training throughput: tokens/s and FLOP/s of full optimizer steps",
               "Times full optimizer steps (forward, backward, AdamW) on random tokens:\n"
-              "tokens/s, FLOP/s (a mixture of experts counts its active parameters) and the ms\n"
-              "per step of up to five consecutive blocks, with a note when they were not\n"
-              "steady. --reference races tinylm's GPT and AdamW against a plain GPT-2 with\n"
-              "nanoGPT's AdamW setup (tinylm.model.reference) from the same weights: their\n"
-              "first two losses must agree, then one step of each per round, best round."),
-    "compile": (f"{SHAPE}\n    [--device D] [--dtype T] [--batch-size N] [--rounds N]",
+              "tokens/s, FLOP/s, the ms per step of consecutive blocks (a note when they vary).\n"
+              "--reference races a plain GPT-2 with nanoGPT's AdamW from the same weights.",
+              ("python -m tinylm.bench train --arch llama --batch-size 12",
+               "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
+               "python -m tinylm.bench train --n-layer 1 --block-size 64 --dtype bfloat16")),
+    "compile": ("eager against torch.compile, from the same weights",
                 "Trains the shape eager and under torch.compile from the same weights on the\n"
-                "same batches: both arms' losses (they must agree), the compile time, the ms per\n"
-                "step over interleaved rounds and a verdict by tinylm.eval.uncertainty.compare.\n"
-                "On a CPU it needs a C++ compiler."),
-    "decode": (f"{SHAPE}\n    [--ckpt RUN] [--device D] [--dtype T]\n    [--new-tokens N] [--prompt-tokens N ...]",
-               "Decodes greedily from a random prompt along three paths, alternating, three\n"
-               "times each: the KV cache through the fast step that generate uses\n"
-               "(tinylm.generate.fast), the cache walking the modules (GPT.decode_step), and no\n"
-               "cache. Prints the best new tokens/s of each (prefill included), the gains, and\n"
-               "whether the tokens agree."),
-    "cache": (f"{SHAPE}\n    [--device D] [--dtype T]",
+                "same batches: both arms' losses (they must agree), the compile time, and the ms\n"
+                "per step over interleaved rounds, with a verdict. A CPU needs a C++ compiler.",
+                ("python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
+                 "python -m tinylm.bench compile --preset tinystories-cpu --rounds 3",
+                 "python -m tinylm.bench compile --preset gpt2-124m --device cuda --rounds 10")),
+    "decode": ("greedy decoding with the KV cache and without it",
+               "Decodes greedily from a random prompt along three paths, alternating: the KV\n"
+               "cache through the fast step that generate uses, the cache walking the modules,\n"
+               "and no cache: the best new tokens/s of each, and whether the tokens agree.",
+               ("python -m tinylm.bench decode --preset stories15m --new-tokens 255",
+                "python -m tinylm.bench decode --ckpt runs/shakespeare-char-cpu --dtype float32",
+                "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200")),
+    "cache": ("the KV cache's bytes per token, without building the model",
               "Prints the KV cache's bytes per token and for a full context (2 x layers x\n"
-              "key/value heads x head size x bytes per number), without building the model."),
-    "bpe": ("[--merges N] [--repeats N]",
+              "key/value heads x head size x bytes per number), without building the model.",
+              ("python -m tinylm.bench cache --preset gpt2-124m",
+               "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
+               "python -m tinylm.bench cache --preset gpt2-124m --block-size 4096")),
+    "bpe": ("BPE training: the readable trainer against the incremental one",
             "Learns --merges merges on the TinyStories sample with the readable trainer\n"
             "(every pair recounted after each merge) and the incremental one, alternating:\n"
-            "the best of --repeats runs of each, and whether their merges are identical."),
-    "speedrun": ("[--track T] [--profile P] [--target LOSS]\n    [--seeds N] [--seconds S] [--eval-interval N]",
+            "the best of --repeats runs of each, and whether their merges are identical.",
+            ("python -m tinylm.bench bpe",
+             "python -m tinylm.bench bpe --merges 500",
+             "python -m tinylm.bench bpe --merges 2000 --repeats 1")),
+    "speedrun": ("the laptop speedrun: default recipe against speedrun recipe",
                  "Trains the track's default and speedrun recipes (train TRACK --recipe speedrun)\n"
                  "for --seconds of training at each seed, alternating which goes first, scoring\n"
                  "the whole validation split every --eval-interval steps: per recipe the seconds\n"
-                 "to --target and the loss at the end (mean +- half the range over seeds)."),
+                 "to --target and the loss at the end (mean +- half the range over seeds).",
+                 ("python -m tinylm.bench speedrun --track shakespeare-char --seeds 3",
+                  "python -m tinylm.bench speedrun --track tinystories --eval-interval 50",
+                  "python -m tinylm.bench speedrun --seconds 30 --target 2.0")),
 }
 
 
 def _shape_options() -> argparse.ArgumentParser:
     """The options of the modes that build a model: a preset, a block family and shape options."""
     options = CommandParser(add_help=False)
-    options.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", help="the shape to start from")
-    options.add_argument("--arch", choices=list(ARCHITECTURES), help="block family (default: the preset's own)")
-    shape = options.add_argument_group("shape options (each replaces the preset's value)")
-    for name in (*SHAPE_OPTIONS, "n_kv_head"):
-        shape.add_argument("--" + name.replace("_", "-"), type=positive_int, metavar="N",
-                           help="(default: the preset's)")
+    options.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", metavar="P",
+                         help=f"the shape: {', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}")
+    options.add_argument("--arch", choices=list(ARCHITECTURES), metavar="A",
+                         help=f"{', '.join(ARCHITECTURES)} (default: the preset's own)")
+    names = [f"--{name.replace('_', '-')}" for name in (*SHAPE_OPTIONS, "n_kv_head")]
+    shape = options.add_argument_group("shape options", f"{', '.join(names[:5])},\n{', '.join(names[5:])} N: "
+                                                        "each replaces the preset's value")
+    for name in names:
+        shape.add_argument(name, type=positive_int, help=argparse.SUPPRESS)
     return options
 
 
-def _device_options(dtype_help: str = "auto: bf16 or fp16 on CUDA, fp32 elsewhere; a slow one is measured after "
-                                      "a warning (default: auto)", device_help: str = DEVICE_HELP):
+def _device_options(dtype: str = "auto") -> argparse.ArgumentParser:
     options = CommandParser(add_help=False)
-    options.add_argument("--device", help=device_help)
-    options.add_argument("--dtype", choices=DTYPES, help=dtype_help)
+    add_device(options)
+    add_dtype(options, dtype)
     return options
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    train_examples = ("python -m tinylm.bench train --arch llama --batch-size 12",
-                      "python -m tinylm.bench train --preset tinystories-cpu --reference --rounds 20",
-                      "python -m tinylm.bench train --n-layer 1 --block-size 64 --dtype bfloat16")
-    compile_examples = ("python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
-                        "python -m tinylm.bench compile --preset tinystories-cpu --rounds 3",
-                        "python -m tinylm.bench compile --preset gpt2-124m --device cuda --rounds 10")
-    decode_examples = ("python -m tinylm.bench decode --preset stories15m --new-tokens 255",
-                       "python -m tinylm.bench decode --ckpt runs/shakespeare-char-cpu --dtype float32",
-                       "python -m tinylm.bench decode --preset stories15m --prompt-tokens 1 200")
-    cache_examples = ("python -m tinylm.bench cache --preset gpt2-124m",
-                      "python -m tinylm.bench cache --preset gpt2-124m --n-kv-head 4 --dtype bfloat16",
-                      "python -m tinylm.bench cache --preset gpt2-124m --block-size 4096")
-    bpe_examples = ("python -m tinylm.bench bpe",
-                    "python -m tinylm.bench bpe --merges 500",
-                    "python -m tinylm.bench bpe --merges 2000 --repeats 1")
-    speedrun_examples = ("python -m tinylm.bench speedrun --track shakespeare-char --seeds 3",
-                         "python -m tinylm.bench speedrun --track tinystories --eval-interval 50",
-                         "python -m tinylm.bench speedrun --seconds 30 --target 2.0")
-    parser = CommandParser(
-        prog="python -m tinylm.bench", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples(train_examples[1], compile_examples[0], decode_examples[0], cache_examples[1],
-                        speedrun_examples[0]))
+    firsts = {"train": 1, "compile": 0, "decode": 0, "cache": 1, "speedrun": 0}  # which of each mode's examples
+    parser = command_parser("python -m tinylm.bench", __doc__, tuple(MODES[name][2][i] for name, i in firsts.items()))
     modes = parser.add_subparsers(dest="what", required=True, metavar="MODE",
                                   help="what to measure; python -m tinylm.bench MODE --help says how")
     shape, device = _shape_options(), _device_options()
 
-    def mode(name: str, summary: str, parents: list, *mode_examples: str) -> argparse.ArgumentParser:
-        usage, description = MODES[name]
-        return modes.add_parser(name, parents=parents, help=summary, description=description,
-                                usage=f"python -m tinylm.bench {name} {usage}", formatter_class=HelpFormatter,
-                                epilog=examples(*mode_examples))
+    def mode(name: str, parents: tuple = ()) -> argparse.ArgumentParser:
+        return add_subcommand(modes, name, *MODES[name], parents)
 
-    batch_help = "sequences per step (default: the preset's recipe's; 12 where it has none)"
-    train = mode("train", "training throughput: tokens/s and FLOP/s of full optimizer steps", [shape, device],
-                 *train_examples)
-    train.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
+    batch = "the preset's recipe's; 12 where it has none"
+    train = mode("train", (shape, device))
+    add_batch_size(train, default_text=batch)
     train.add_argument("--steps", type=positive_int, default=50, metavar="N", help="optimizer steps to time")
     train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape")
-    train.add_argument("--rounds", type=positive_int, metavar="N", help="with --reference: rounds (default: 30)")
-    compiled = mode("compile", "eager against torch.compile, from the same weights", [shape, device],
-                    *compile_examples)
-    compiled.add_argument("--batch-size", type=positive_int, metavar="N", help=batch_help)
-    compiled.add_argument("--rounds", type=positive_int, metavar="N", help="interleaved rounds (default: 6)")
-    decode = mode("decode", "greedy decoding with the KV cache and without it", [shape, device], *decode_examples)
-    decode.add_argument("--ckpt", metavar="RUN", help="a checkpoint or run folder whose weights replace the shape's "
-                        "(default: random weights)")
+    train.add_argument("--rounds", type=positive_int, default=30, metavar="N", help="with --reference: rounds")
+    compiled = mode("compile", (shape, device))
+    add_batch_size(compiled, default_text=batch)
+    compiled.add_argument("--rounds", type=positive_int, default=6, metavar="N", help="interleaved rounds")
+    decode = mode("decode", (shape, device))
+    add_ckpt(decode, default="random weights of the shape")
     decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")
     decode.add_argument("--prompt-tokens", type=positive_int, nargs="+", metavar="N", help="prompt lengths, one run "
                         "each, shorter than the context (default: 1)")
-    cache_device = _device_options("default: bfloat16, what a GPU decodes in",
-                                   "with --dtype auto: the device whose dtype is counted (default: the best available)")
-    mode("cache", "the KV cache's bytes per token, without building the model", [shape, cache_device],
-         *cache_examples)
-    bpe = mode("bpe", "BPE training: the readable trainer against the incremental one", [], *bpe_examples)
+    mode("cache", (shape, _device_options("bfloat16")))
+    bpe = mode("bpe")
     bpe.add_argument("--merges", type=positive_int, default=500, metavar="N", help="merges to learn")
     bpe.add_argument("--repeats", type=positive_int, default=3, metavar="N", help="runs of each trainer")
-    speedrun = mode("speedrun", "the laptop speedrun: seconds to a target loss, default recipe against speedrun recipe",
-                    [], *speedrun_examples)
-    speedrun.add_argument("--track", choices=list(RACE_DEFAULTS), default="shakespeare-char", help="what to train")
-    speedrun.add_argument("--profile", choices=PROFILES, help="whose two recipes race (default: $TINYLM_PROFILE, "
-                          "else cpu)")
+    speedrun = mode("speedrun")
+    add_track(speedrun, list(RACE_DEFAULTS), default="shakespeare-char")
+    add_profile(speedrun, default="$TINYLM_PROFILE, else cpu")
     speedrun.add_argument("--target", type=float, metavar="LOSS", help="the validation loss to reach (default: "
-                          "1.886 for shakespeare-char, the course's target near the 1.88 nanoGPT's README reports; "
-                          "the track's own otherwise)")
+                          "1.886 for shakespeare-char, near the 1.88 nanoGPT's README reports; else the track's)")
     speedrun.add_argument("--seeds", type=positive_int, default=3, metavar="N", help="seeds per recipe")
     speedrun.add_argument("--seconds", type=float, metavar="S", help="seconds of training per run (default: 70 for "
                           "shakespeare-char, 300 for tinystories)")
     speedrun.add_argument("--eval-interval", type=positive_int, metavar="N", help="steps between whole-split "
                           "evaluations (default: the track's)")
-    speedrun.add_argument("--device", help=DEVICE_HELP)
+    add_device(speedrun)
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> None:
-    args = begin(parse_args(argv))
+    args = begin(parse_args(argv), thread_note=True)
     COMMANDS[args.what](args)
 
 

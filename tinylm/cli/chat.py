@@ -1,9 +1,7 @@
 """Command line: chat with a fine-tuned model in the terminal, replies streamed.
 
-In the REPL, /reset starts a new conversation, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves.
---ckpt takes a chat model's checkpoint or run folder (`CHAT_MODEL_COMMAND` makes one); the sampler options
-are `sample`'s. The conversation is a tinylm.serve.session.ChatSession: the oldest exchanges make room when it outgrows
-the context, the system prompt stays.
+In the conversation, /reset starts a new one, Ctrl-C stops a reply, and /exit (or Ctrl-D) leaves. When it outgrows
+the context, its oldest exchanges make room (tinylm.serve.session.ChatSession); the system prompt stays.
 """
 
 from __future__ import annotations
@@ -14,8 +12,9 @@ from pathlib import Path
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
 from ..train.checkpoint import CheckpointError
-from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
+from .console import begin, command_parser
 from .errors import run_cli
+from .flags import add_ckpt, add_max_new_tokens
 from .sample import add_sampling_options, check_sampling_options, load_generation_model
 
 # The command that makes a chat model (chat fine-tuning), which chat's and serve's advice names.
@@ -23,11 +22,9 @@ CHAT_MODEL_COMMAND = "python -m tinylm.sft"
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """The fine-tuned --ckpt, `python -m tinylm.sample`'s sampler and device options, the longest reply and the
-    system prompt: for chat and serve."""
-    parser.add_argument("--ckpt", required=True, help=f"a chat model's checkpoint or run folder ({CHAT_MODEL_COMMAND})")
-    parser.add_argument("--max-new-tokens", type=int_at_least(1), metavar="N",
-                        help="longest reply (default: 256 or half the context)")
+    """`python -m tinylm.sample`'s sampler and device options, the longest reply and the system prompt: for chat and
+    serve."""
+    add_max_new_tokens(parser, None, "256 or half the context")
     add_sampling_options(parser, "reply")
     parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, metavar="TEXT",
                         help="the system prompt ('' for none)")
@@ -47,11 +44,12 @@ def session_from_args(args: argparse.Namespace) -> ChatSession:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = CommandParser(
-        prog="python -m tinylm.chat", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.chat --ckpt runs/sft-stories-cpu",
-                        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --temperature 0 --system 'Be brief.'",
-                        "python -m tinylm.chat --ckpt runs/sft-stories-cpu/best.pt --max-new-tokens 64 --seed 1"))
+    parser = command_parser("python -m tinylm.chat", __doc__, (
+        "python -m tinylm.chat --ckpt runs/sft-stories-cpu",
+        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --temperature 0",
+        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --system 'Be brief.'",
+        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --max-new-tokens 64 --seed 1"))
+    add_ckpt(parser)
     add_sampler_options(parser)
     return parser.parse_args(argv)
 

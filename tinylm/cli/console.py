@@ -1,9 +1,7 @@
-"""The parser every command line builds (usage errors in one line, a short usage line), --help as it shows it (each
-option with its default, then the description and examples), the argparse type of every integer option that has a
-least sensible value, and `begin`, what every command does first once its options are parsed.
-
-How the trainer's records read as lines lives with the rest of the progress arithmetic, in
-`tinylm.train.progress`. Named `console`, not `logging`, so that it never shadows the standard library's module.
+"""What every command line shares: its parser (usage errors in one line, no abbreviated options), --help as it
+shows it (each option with its default, then the description and examples), the argparse type of an integer option
+that has a least sensible value, and `begin`, what every command does first once its options are parsed. Named
+`console`, not `logging`, so that it never shadows the standard library's module.
 """
 from __future__ import annotations
 
@@ -15,17 +13,18 @@ from typing import Callable
 from ..runtime import configure_backend
 
 
-def begin(args: argparse.Namespace) -> argparse.Namespace:
+def begin(args: argparse.Namespace, thread_note: bool = False) -> argparse.Namespace:
     """The one start of every command that computes: the process-wide settings for the device it will use
-    (`tinylm.runtime.configure_backend`: CPU threads chosen by the cores other processes leave free, the heap kept,
-    TF32 on CUDA), and for a command that trains, the command line that resumes its run (an interrupted run prints
-    it: `tinylm.train.progress.RESUME_COMMAND`). A command without --device (prepare, interop) computes on the CPU, so
-    it gets the CPU's settings on a machine with a GPU too. Returns `args`.
+    (`tinylm.runtime.configure_backend`), and for a command that trains, the command line that resumes its run (an
+    interrupted run prints it: `tinylm.train.progress.RESUME_COMMAND`). A command without --device computes on the
+    CPU. Returns `args`.
 
-    When fewer threads were chosen than PyTorch would have used, a note says so on stderr (stdout carries what the
-    command makes: sample's text, eval's --json), just before the command's first output: an error found while its
-    arguments are checked (a --ckpt that is not there, a --resume with nothing to resume) stays the only line."""
-    if note := configure_backend(getattr(args, "device", "cpu")):
+    `thread_note`: when fewer CPU threads were chosen than PyTorch would have used, say so on stderr, just before the
+    command's first output (an error found while its arguments are checked stays the only line); for a command whose
+    figures depend on the threads (bench). A command that trains shows its threads in its header instead
+    (`tinylm.train.progress.cpu_threads_note`), and the others' results do not depend on them."""
+    note = configure_backend(getattr(args, "device", "cpu"))
+    if note and thread_note:
         sys.stdout = _NoteBeforeOutput(sys.stdout, f"note: {note}")
     if resume_command := getattr(args, "resume_command", None):
         from ..train.progress import RESUME_COMMAND
@@ -59,18 +58,22 @@ class _NoteBeforeOutput:
 
 
 def resume_command(prog: str, argv: list[str]) -> str:
-    """The command line that resumes the run `prog argv` trains: the same options, --overwrite dropped (argparse's
-    abbreviations of it too) and --resume added."""
-    kept = [arg for arg in argv if not (len(arg) > 3 and "--overwrite".startswith(arg))]
-    if not any(len(arg) > 4 and "--resume".startswith(arg) for arg in kept):
-        kept.append("--resume")
-    return shlex.join([*prog.split(), *kept])
+    """The command line that resumes the run `prog argv` trains: the same options, --overwrite dropped and --resume
+    added."""
+    kept = [arg for arg in argv if arg != "--overwrite"]
+    return shlex.join([*prog.split(), *kept, *([] if "--resume" in kept else ["--resume"])])
 
 
 class CommandParser(argparse.ArgumentParser):
     """argparse's parser with the course's form of error: a mistyped option or value is one line on stderr,
     `<command>: error: <what argparse found>; see <command> --help`, and exit status 2 (argparse's status for a usage
-    error), instead of the whole usage block before that line. Subcommands' parsers are of this class too."""
+    error), instead of the whole usage block before that line. No abbreviation of an option is taken (`--max-step`
+    is an error, not --max-steps), and --help is laid out by `HelpFormatter`. Subcommands' parsers are of this class
+    too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, allow_abbrev=False, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
@@ -144,6 +147,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
 def examples(*command_lines: str) -> str:
     """An epilog: example invocations, one per line."""
     return "examples:\n" + "\n".join(f"  {line}" for line in command_lines)
+
+
+def command_parser(prog: str, doc: str, example_lines: tuple[str, ...], **options) -> CommandParser:
+    """The parser of the command `prog`: described by the first paragraph of `doc` (its module's docstring), then
+    `example_lines`."""
+    return CommandParser(prog=prog, description=doc.split("\n\n")[0], epilog=examples(*example_lines), **options)
+
+
+def add_subcommand(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+                   example_lines: tuple[str, ...], parents: tuple = ()) -> CommandParser:
+    """A subcommand (or mode), listed in its command's --help with `summary`; its own --help shows `description`,
+    then `example_lines`."""
+    return commands.add_parser(name, parents=list(parents), help=summary, description=description,
+                               epilog=examples(*example_lines))
 
 
 def int_at_least(minimum: int, advice: str = "") -> Callable[[str], int]:

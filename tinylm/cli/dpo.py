@@ -1,5 +1,4 @@
-"""Command line: preference tuning (DPO) of a chat model on a task, through the same Trainer as pretraining.
-An option left out takes the task's recipe's value (with --resume: the saved run's).
+"""Command line: preference tuning (DPO) of a chat model on a task; an option left out is the task's recipe's.
 
 What a run does and writes (OUT/dpo_eval.json: the test split measured before and after, the held-out pairs'
 preference figures; OUT/pairs.json: on-policy pairs) is `tinylm.posttrain.dpo.run.dpo`'s; this module parses the
@@ -19,7 +18,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
         "dpo", __doc__.split("\n\n")[0], argv, default_task="stories", steps="optimizer steps", batch="pairs",
         bases="a chat model: an SFT run folder or checkpoint",
-        data="preference: preference or a JSON/JSONL file; else a DPO run whose pairs to reuse", lora=True,
+        data="preference: preference or JSON(L); else a DPO run's pairs", lora=True,
         example_lines=("python -m tinylm.dpo --task stories --profile cpu",
                        "python -m tinylm.dpo --task stories --profile cpu --resume --max-steps 300",
                        "python -m tinylm.dpo --task preference --profile cpu --set beta=0.5",

@@ -1,18 +1,9 @@
 """The one place where a command line's error becomes a line a person can act on.
 
-Every `python -m tinylm.<command>` runs its main() through `run_cli`. An error tinylm anticipates (bad
-input, a missing or damaged file, no network, a full disk, a device this machine lacks) ends the program
-with `error: <what happened>; <what to do>` on one line of stderr and exit status 1, and nothing else is
-printed. Anything else is a bug and keeps its traceback. Ctrl-C is no error: it ends with exit status 130
-once the command has said what it saved; a reader that leaves early (`| head`) ends it quietly, as it ends Unix tools.
-
-Every error tinylm raises on purpose derives from `tinylm.errors.TinyLMError` and carries its advice in the
-message, because the code that raises it knows what went wrong: a ConfigError names the field and a value that
-works, a DownloadError how to set the offline mirror, a CheckpointError which file to use instead. Those are
-shown as raised, caught once by that root, so this module imports no stage. The operating system's errors and
-torch's only say what failed, so the advice for them is added here. `ANTICIPATED` lists the types; the first entry
-that matches an error formats it, so tinylm's own come first (some of them are OSErrors too, with a whole sentence
-as their message).
+Every command runs its main() through `run_cli`: an error tinylm anticipates ends the program with `error: <what
+happened>; <what to do>` on one line of stderr and exit status 1; anything else is a bug and keeps its traceback.
+tinylm's own errors (`tinylm.errors.TinyLMError`) carry their advice, since the code that raises them knows what went
+wrong; the operating system's and torch's only say what failed, so `ANTICIPATED` adds the advice for them here.
 """
 
 from __future__ import annotations

@@ -1,15 +1,8 @@
-"""Command line: measure a trained checkpoint (--ckpt: a checkpoint file, or a run
-folder's best.pt, else last.pt).
+"""Command line: measure a checkpoint: its loss on a text, or HellaSwag accuracy.
 
-`loss` scores a UTF-8 text file with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss) and prints the
-mean next-token loss (nats per token), the tokens and bytes scored, and bits per byte: the total loss in nats /
-ln 2 / bytes, which compares models whose tokenizers differ.
-
-`hellaswag` scores a BPE checkpoint on HellaSwag's validation set (tinylm.eval.hellaswag): acc (lowest summed
-loss), acc_norm (lowest mean loss per token, build-nanogpt's) and acc_norm_char (lowest loss per character, the
-evaluation harness's normalisation), each with its 95% interval; chance is 25%. Published figures differ by
-convention and prompt, so compare like with like. Offline it scores the mirror's substitute file and says so.
-Under torchrun the examples are split over processes.
+`loss` scores a UTF-8 text with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss): nats per token, and
+bits per byte, which compare models whose tokenizers differ. `hellaswag` scores HellaSwag's validation set
+(tinylm.eval.hellaswag; under torchrun the examples are split over processes).
 """
 
 from __future__ import annotations
@@ -20,29 +13,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MissingFile
+from ..data.text import read_text_file
+from ..errors import MissingFile
 from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
 from ..runtime import resolve_device
 from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
-from .console import CommandParser, HelpFormatter, begin, examples, positive_int
+from .console import add_subcommand, begin, command_parser, positive_int
 from .errors import run_cli
-
-
-def read_text_file(path: str | Path) -> str:
-    """A UTF-8 text file's exact contents (no newline translation, so its bytes are the file's)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise MissingFile(f"no text file at {path}; check the path") from None
-    except OSError as error:
-        raise MissingFile(f"cannot read {path}: {error.strerror or error}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text (invalid byte at offset {error.start}); "
-                         "convert it to UTF-8 first") from None
+from .flags import add_batch_size, add_ckpt, add_device, add_json
 
 
 def run_loss(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,12 +54,13 @@ def run_hellaswag(args: argparse.Namespace) -> dict[str, Any]:
 
 def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     from ..distributed import device_for
-    from ..eval.hellaswag import ValFile, evaluate_hellaswag, locate_val, read_examples
+    from ..eval.hellaswag import ValFile, check_tokenizer, evaluate_hellaswag, locate_val, read_examples
 
     ckpt = Path(args.ckpt)
     ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
     device = resolve_device(device_for(world, args.device))
     model, tokenizer, state = load_model(ckpt_file, device)
+    check_tokenizer(model, tokenizer)  # before the data is fetched
     if args.data is not None:
         if not args.data.is_file():
             raise MissingFile(f"no HellaSwag file at {args.data}; check the path")
@@ -116,36 +96,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     hellaswag_examples = ("python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500",
                           "python -m tinylm.eval hellaswag --ckpt runs/gpt2 --json",
                           "python -m tinylm.eval hellaswag --ckpt runs/gpt2-124m-gpu")
-    parser = CommandParser(prog="python -m tinylm.eval", description=__doc__.split("\n\n")[0],
-                           formatter_class=HelpFormatter,
-                           epilog=examples(loss_examples[0], loss_examples[1], hellaswag_examples[0]))
+    parser = command_parser("python -m tinylm.eval", __doc__, (*loss_examples[:2], hellaswag_examples[0]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    loss = commands.add_parser("loss", help="loss per token and bits per byte of a checkpoint on a text file",
-                               description="Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 "
-                                           "text file.",
-                               formatter_class=HelpFormatter, epilog=examples(*loss_examples))
-    loss.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    loss = add_subcommand(commands, "loss", "loss per token and bits per byte of a checkpoint on a text file",
+                          "Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.",
+                          loss_examples)
+    hellaswag = add_subcommand(
+        commands, "hellaswag", "HellaSwag accuracy of a checkpoint with GPT-2's tokens",
+        "HellaSwag validation accuracy of a checkpoint with GPT-2's tokens: acc (lowest\n"
+        "summed loss), acc_norm (lowest mean loss per token) and acc_norm_char (lowest\n"
+        "loss per character), with 95% intervals; chance is 25%. Offline, the mirror's\n"
+        "substitute file is scored, and the output says so.", hellaswag_examples)
+    for command in (loss, hellaswag):
+        add_ckpt(command)
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
-    loss.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="context windows per forward "
-                      "pass")
-    loss.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    loss.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    loss.set_defaults(run=run_loss)
-    hellaswag = commands.add_parser(
-        "hellaswag", help="HellaSwag validation accuracy (acc, acc_norm, acc_norm_char) of a BPE checkpoint",
-        description="HellaSwag validation accuracy of a BPE checkpoint: acc (lowest summed loss),\n"
-                    "acc_norm (lowest mean loss per token) and acc_norm_char (lowest loss per\n"
-                    "character), with 95% intervals. Offline, the mirror's substitute file is scored,\n"
-                    "and the output says so.",
-        formatter_class=HelpFormatter, epilog=examples(*hellaswag_examples))
-    hellaswag.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
+    add_batch_size(loss, 8)
     hellaswag.add_argument("--limit", type=positive_int, metavar="K",
                            help="score only the first K examples (default: all 10,042)")
     hellaswag.add_argument("--data", type=Path, metavar="FILE", help="a HellaSwag JSON-lines file to score (default: "
-                           "the official "
-                           "validation file, or, offline, the mirror's substitute)")
-    hellaswag.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    hellaswag.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+                           "the official validation file, or, offline, the mirror's substitute)")
+    for command in (loss, hellaswag):
+        add_device(command)
+        add_json(command)
+    loss.set_defaults(run=run_loss)
     hellaswag.set_defaults(run=run_hellaswag)
     return parser.parse_args(argv)
 

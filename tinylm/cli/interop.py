@@ -1,35 +1,38 @@
-"""Command line: import Hugging Face GPT-2 / Llama folders and llama2.c `.bin`
-files as tinylm checkpoints, and export tinylm checkpoints to them and to GGUF
-(the conversions are tinylm.interop's).
+"""Command line: import and export weights (Hugging Face, llama2.c, GGUF).
 
-    python -m tinylm.interop import --hf path/to/hf_folder --out runs/gpt2/last.pt
-    python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model --out stories15M.pt
-    python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/tinystories [--format hf|gguf|llama2c]
-
-An HF folder's config.json says whether it holds GPT-2 or Llama; `export` picks GPT-2 or Llama from the
-checkpoint's architecture, writes the tokenizer beside the weights (tokenizer.json, or a SentencePiece
-tokenizer.model), or writes one GGUF file for llama.cpp with --format gguf, or llama2.c's format with --format
-llama2c. Neither command ever writes over a training run's checkpoint (the optimizer state --resume needs would
-be lost), and an HF export refuses an --out that is a file: it writes a folder.
+`import` writes a tinylm checkpoint from a transformers GPT-2 or Llama folder (its config.json says which) or a
+llama2.c `.bin` file; `export` writes a checkpoint as a transformers folder (GPT-2 or Llama, by the model's
+architecture, with its tokenizer), one GGUF file for llama.cpp, or llama2.c's format. The conversions are
+tinylm.interop's. Neither writes over a training run's checkpoint, whose optimizer state --resume needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 from typing import Any
 
-from ..config import GPTConfig
+from ..config import GPT2_124M, GPTConfig
+from ..errors import InputError
 from ..interop.gguf_file import gguf_architecture, write_gguf
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
 from ..interop.llama2c import from_llama2c, write_llama2c
-from ..interop.vocab_export import EXPORTED_KINDS, exported_vocab, with_rows
+from ..interop.vocab_export import exported_vocab, with_rows
 from ..paths import check_output_folder
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
-from .console import CommandParser, HelpFormatter, begin, examples
+from ..train.options import read_settings
+from ..train.recipes import TRACKS
+from .console import add_subcommand, begin, command_parser
 from .errors import run_cli
+from .flags import add_ckpt, add_out
+
+GPT2_TOKENIZER = {"kind": "bpe", "encoding": "gpt2"}
+# What a Hugging Face folder holds its tokenizer in (a fast tokenizer, GPT-2's slow one, or SentencePiece)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model")
 
 
 def _is_gpt2_style(config: GPTConfig) -> bool:
@@ -56,30 +59,53 @@ def run_export(args: argparse.Namespace) -> Path:
                   "(Llama 2's) does not match this model's token ids")
         return path
     if args.format == "gguf":
-        if tokenizer is None or sentencepiece is not None:
-            raise InteropError(f"GGUF export needs the checkpoint's tokenizer to be one of {EXPORTED_KINDS}; this "
-                               f"one's is {kind or 'missing'}")
         vocab = exported_vocab(tokenizer)
         path = write_gguf(with_rows(model, vocab.rows), vocab, out)
         print(f"wrote {path} ({path.stat().st_size:,} bytes, GGUF, {gguf_architecture(model)} with its {kind} "
-              f"tokenizer): llama.cpp runs it (llama-completion -m {path} -no-cnv -p \"Once upon a time\" -n 100)")
+              f"tokenizer): llama.cpp runs it ({llama_cpp_command(path, _sample_prompt(Path(args.ckpt)))})")
         return path
     vocab = exported_vocab(tokenizer) if tokenizer is not None and sentencepiece is None else None
     exported = with_rows(model, vocab.rows) if vocab else model
-    tokenizer_files = ", tokenizer.json, tokenizer_config.json, special_tokens_map.json" if vocab else ""
+    before = _stamps(out)
     if _is_gpt2_style(model.config):
         folder, loader = to_hf_gpt2(exported, out, vocab), "GPT2LMHeadModel"
     else:
         folder, loader = to_hf_llama(exported, out, sentencepiece or vocab), "LlamaForCausalLM"
-        tokenizer_files = ", tokenizer.model" if sentencepiece else tokenizer_files
-    print(f"wrote {folder} (config.json, model.safetensors{tokenizer_files}): {loader}.from_pretrained"
-          f"({str(folder)!r}) loads it" + (", and AutoTokenizer.from_pretrained its tokenizer" if vocab else ""))
+    written = sorted(name for name, stamp in _stamps(folder).items() if before.get(name) != stamp)
+    print(f"wrote {folder} ({', '.join(written)}): {loader}.from_pretrained({str(folder)!r}) loads it"
+          + (", and AutoTokenizer.from_pretrained its tokenizer" if vocab else ""))
     if tokenizer is None:
         print("note: the checkpoint has no tokenizer, so none was written and the token ids are this model's own")
     return folder
 
 
-def _import_model(args: argparse.Namespace):
+def _stamps(folder: Path) -> dict[str, tuple[int, int]]:
+    """Each file of `folder` by name, with what tells one version of it from another: a file an export writes
+    replaces the one there (tinylm.paths.atomic_folder), so it is a new file."""
+    return {path.name: (path.stat().st_ino, path.stat().st_mtime_ns) for path in folder.iterdir() if path.is_file()}
+
+
+def _sample_prompt(ckpt: Path) -> str:
+    """The start of the text the checkpoint's run trained on, as its track's samples begin ("" where the run folder
+    does not say which track it trained)."""
+    try:
+        settings = read_settings(ckpt if ckpt.is_dir() else ckpt.parent) or {}
+    except InputError:  # a damaged settings.json says nothing of the track, and the export needs none
+        settings = {}
+    track = settings.get("options", {}).get("track") if settings.get("command") == "train" else None
+    return TRACKS[track].sample_prompt if track in TRACKS else ""
+
+
+def llama_cpp_command(path: Path, prompt: str) -> str:
+    """The llama.cpp command that continues `prompt` with the GGUF file at `path`, the prompt written as llama.cpp
+    reads it (it turns \\n into a newline); with no prompt, PROMPT stands for one: llama.cpp needs a first token, and
+    these files start none of their own."""
+    escaped = prompt.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+    return f"llama-completion -m {shlex.quote(str(path))} -no-cnv -n 100 -p " + (shlex.quote(escaped) if prompt
+                                                                                  else "PROMPT")
+
+
+def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
     """(model, the tokenizer's description or None, where the weights came from) for `import`."""
     tokenizer = SentencePieceTokenizer.from_file(args.tokenizer) if args.tokenizer else None  # a bad path fails first
     if args.llama2c:
@@ -90,10 +116,9 @@ def _import_model(args: argparse.Namespace):
             tokenizer = SentencePieceTokenizer.from_file(bundled)
         model, source = from_hf_llama(args.hf), f"transformers Llama: {args.hf}"
     elif model_type == "gpt2":
-        model = from_hf_gpt2(args.hf)
-        # tinylm's GPT-2 tokenizer has 50,257 tokens; a model with fewer cannot use it.
-        gpt2 = {"kind": "bpe", "encoding": "gpt2"} if model.config.vocab_size >= 50257 else None
-        return model, tokenizer.to_dict() if tokenizer else gpt2, f"transformers GPT-2: {args.hf}"
+        model, source = from_hf_gpt2(args.hf), f"transformers GPT-2: {args.hf}"
+        if tokenizer is None:
+            return model, _gpt2_tokenizer(args.hf, model.config.vocab_size), source
     else:
         raise InteropError(f"{args.hf} holds a {model_type!r} model; tinylm imports 'gpt2' and 'llama' (and "
                            "llama2.c files with --llama2c)")
@@ -101,6 +126,24 @@ def _import_model(args: argparse.Namespace):
         raise InteropError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                            f"{model.config.vocab_size:,}: they do not belong together")
     return model, tokenizer.to_dict() if tokenizer else None, source
+
+
+def _gpt2_tokenizer(source: str, vocab_size: int) -> dict | None:
+    """GPT-2's BPE for a Hugging Face GPT-2 given no --tokenizer, said as an assumption, where the model's vocabulary
+    holds GPT-2's tokens; else None, or for a folder without tokenizer files an error (its ids would mean nothing)."""
+    gpt2_tokens = GPT2_124M.vocab_size
+    has_files = not os.path.isdir(source) or any((Path(source) / name).is_file() for name in TOKENIZER_FILES)
+    why = ("tinylm reads no tokenizer files of a GPT-2 folder" if has_files else
+           f"{source} holds no tokenizer files")
+    if vocab_size >= gpt2_tokens:
+        print(f"tokenizer: GPT-2's BPE, assumed: {why}, and the model's {vocab_size:,} rows hold GPT-2's "
+              f"{gpt2_tokens:,} tokens")
+        return GPT2_TOKENIZER
+    if not has_files:
+        raise InteropError(f"{why}, and its vocabulary of {vocab_size:,} tokens is not GPT-2's {gpt2_tokens:,}, so "
+                           "no tokenizer tinylm has fits it; give the one it was trained with: --tokenizer FILE (a "
+                           "SentencePiece tokenizer.model)")
+    return None
 
 
 def run_import(args: argparse.Namespace) -> Path:
@@ -122,52 +165,35 @@ def run_import(args: argparse.Namespace) -> Path:
 def parse_args(argv=None) -> argparse.Namespace:
     export_examples = ("python -m tinylm.interop export --ckpt runs/tinystories-gpu --out hf/stories",
                        "python -m tinylm.interop export --ckpt runs/tinystories-llama-cpu --out llama",
-                       "python -m tinylm.interop export --ckpt runs/shakespeare-char-cpu --format gguf --out "
-                       "shakespeare.gguf",
+                       "python -m tinylm.interop export --ckpt stories15M.pt --format gguf --out .",
                        "python -m tinylm.interop export --ckpt stories15M.pt --format llama2c --out .")
     import_examples = ("python -m tinylm.interop import --hf gpt2 --out runs/gpt2/last.pt",
-                       "python -m tinylm.interop import --llama2c stories15M.bin --tokenizer tokenizer.model "
-                       "--out stories15M.pt",
+                       "python -m tinylm.interop import --llama2c stories15M.bin --out stories15M.pt",
                        "python -m tinylm.interop import --hf gpt2 --out gpt2.pt")
-    # llama2.c's TinyStories models (stories15M, stories42M, stories110M) and Llama 2's tokenizer, where to get them
-    downloads = ("llama2.c's\nstories15M.bin and its tokenizer.model:\n"
-                 "  https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
-                 "  https://github.com/karpathy/llama2.c/raw/master/tokenizer.model")
-    parser = CommandParser(prog="python -m tinylm.interop", description=__doc__.split("\n\n")[0],
-                           formatter_class=HelpFormatter,
-                           epilog=examples(export_examples[0], import_examples[0], import_examples[1]))
+    parser = command_parser("python -m tinylm.interop", __doc__,
+                            (export_examples[0], import_examples[0], export_examples[2]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    export = commands.add_parser("export", help="tinylm checkpoint -> Hugging Face folder, GGUF or llama2.c .bin",
-                                 description="Write a tinylm checkpoint as a folder that transformers loads "
-                                             "(GPT2LMHeadModel\nor LlamaForCausalLM, from the model's "
-                                             "architecture, and AutoTokenizer), as a\nGGUF file that llama.cpp "
-                                             "runs, or as a llama2.c .bin file.",
-                                 formatter_class=HelpFormatter, epilog=examples(*export_examples))
-    export.add_argument("--ckpt", required=True, help="checkpoint file or run folder (its best.pt, else last.pt)")
-    export.add_argument("--out", required=True, type=Path,
-                        help="folder for config.json, model.safetensors and the tokenizer (hf), or the file (gguf, "
-                             "llama2c; a folder gets model.gguf or model.bin); never a training run's checkpoint")
-    export.add_argument("--format", choices=["hf", "gguf", "llama2c"], default="hf",
-                        help="hf: a transformers folder (default); gguf: one file for llama.cpp and Ollama; "
-                             "llama2c: llama2.c's legacy .bin that run.c reads")
+    export = add_subcommand(commands, "export", "tinylm checkpoint -> Hugging Face folder, GGUF or llama2.c .bin",
+                            "Write a tinylm checkpoint as a folder that transformers loads (GPT-2 or Llama,\n"
+                            "by the model's architecture, and its tokenizer), as a GGUF file that llama.cpp\n"
+                            "runs, or as a llama2.c .bin file.", export_examples)
+    add_ckpt(export)
+    add_out(export, "the folder (hf) or file (gguf, llama2c; a folder gets model.gguf or model.bin)")
+    export.add_argument("--format", choices=["hf", "gguf", "llama2c"], default="hf", metavar="F",
+                        help="hf: a transformers folder; gguf: one file for llama.cpp; llama2c: run.c's .bin")
     export.set_defaults(run=run_export)
-    imp = commands.add_parser("import", help="Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
-                              description="Write a tinylm checkpoint (for load_model, tinylm.sample, tinylm.eval) "
-                                          "with the\nweights of a transformers GPT-2 or Llama, or of a llama2.c .bin. "
-                                          + downloads,
-                              formatter_class=HelpFormatter, epilog=examples(*import_examples))
+    imp = add_subcommand(commands, "import", "Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
+                         "Write a tinylm checkpoint with the weights of a transformers GPT-2 or Llama, or\n"
+                         "of a llama2.c .bin such as stories15M.bin (with Llama 2's tokenizer.model):\n"
+                         "  https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
+                         "  https://github.com/karpathy/llama2.c/raw/master/tokenizer.model", import_examples)
     source = imp.add_mutually_exclusive_group(required=True)
-    source.add_argument("--hf", metavar="NAME", help="a folder transformers reads (GPT-2 or Llama: its config.json "
-                        "says which), "
-                                     "or a Hub name when online")
-    source.add_argument("--llama2c", type=Path, metavar="FILE",
-                        help="a llama2.c checkpoint (.bin, the legacy format run.c reads)")
-    imp.add_argument("--tokenizer", type=Path, metavar="FILE", help="a SentencePiece tokenizer.model to save with "
-                     "the model "
-                     "(llama2.c's TinyStories models use Llama 2's; default: an HF Llama folder's own, GPT-2's BPE for "
-                     "GPT-2, else none)")
-    imp.add_argument("--out", required=True, type=Path, help="checkpoint file to write (a folder gets last.pt); "
-                     "never a training run's checkpoint, which --resume needs")
+    source.add_argument("--hf", metavar="NAME", help="a transformers folder (GPT-2 or Llama), or a Hub name online")
+    source.add_argument("--llama2c", type=Path, metavar="FILE", help="a llama2.c .bin (the legacy format run.c reads)")
+    imp.add_argument("--tokenizer", type=Path, metavar="FILE", help="a SentencePiece tokenizer.model, such as "
+                     "stories15M's (default: an HF Llama folder's own, GPT-2's BPE for a GPT-2 of its vocabulary, "
+                     "else none)")
+    add_out(imp, "the checkpoint (a folder gets last.pt)")
     imp.set_defaults(run=run_import)
     return parser.parse_args(argv)
 
@@ -180,4 +206,3 @@ def main(argv=None) -> Any:
 def cli(argv=None) -> None:
     """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
     run_cli(main, argv)
-

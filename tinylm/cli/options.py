@@ -12,6 +12,15 @@ from typing import Any
 
 from ..model.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from .console import int_at_least
+from .flags import add_batch_size, add_device, add_dtype, add_out, add_profile
+
+# The fields whose flags other commands share, declared with their help in tinylm/cli/flags.py.
+SHARED = {"profile": lambda parser, context: add_profile(parser),
+          "out": lambda parser, context: add_out(parser, "the run", default=context["out"]),
+          "device": lambda parser, context: add_device(parser),
+          "dtype": lambda parser, context: add_dtype(parser, None, "the recipe's"),
+          "batch_size": lambda parser, context: add_batch_size(parser, default_text="the recipe's",
+                                                               what=f"{context['batch']} per micro-batch")}
 
 COUNTS = ("max_steps", "batch_size")  # integer options of which 0 or less is no run
 
@@ -44,6 +53,9 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
         if f.name in skip:
             continue
         meta = dict(f.metadata)
+        if meta["help"] is None:
+            SHARED[f.name](parser, context)
+            continue
         text = meta.pop("help").format(**context)
         flag = f"--{f.name.replace('_', '-')}"
         if f.name == "lora":

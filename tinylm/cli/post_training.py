@@ -25,7 +25,7 @@ def parse(method: str, description: str, argv, *, default_task: str, bases: str,
                                               "bases": bases, "data": data}, skip=skip,
                 choices={"task": tuple(tasks_for(method))})
     add_options(parser, RunOptions, {"out": f"runs/{method}-<task>-<profile>", "steps": steps, "batch": batch or "",
-                                     "fields": f"TrainConfig or the task's {FIELDS[method]} (tinylm/config.py, "
+                                     "fields": f"TrainConfig or {FIELDS[method]} (their fields: tinylm/config.py, "
                                      "tinylm/posttrain/recipes.py)"},
                 skip=() if batch else ("batch_size",))
     args = parser.parse_args(argv)

@@ -1,18 +1,9 @@
 """Command line: prepare a dataset's token files, or build the offline data mirror.
 
-A dataset is downloaded (or copied from $TINYLM_DATA_MIRROR), tokenized into train.bin and val.bin, and finished with
-meta.json, into $TINYLM_DATA_DIR (else the repository's data/)/<dataset>; one already prepared there is kept.
-`--track NAME --profile P` prepares what `python -m tinylm.train NAME --profile P` reads, where it reads it, by the
-same function (Track.prepare). TinyStories' default source is the mirror's 2 MiB sample when $TINYLM_DATA_MIRROR is
-set, else the full dataset from Hugging Face; the sample is also written with the trimmed vocabulary the track's cpu
-and smoke profiles train on. fineweb-edu (the GPT-2 124M track) is written as uint16 shards, the first one
-validation, with a progress.json that lets an interrupted run resume (tinylm.data.fineweb).
-
-`tokenizer --file PATH --tokenizer bpe:N` trains the BPE `train text --tokenizer bpe:N` would (tinylm.data.text) and
-writes its `tokenizers` JSON, which `tokenizers.Tokenizer.from_file` and transformers' `PreTrainedTokenizerFast` load.
-
-`mirror --out DIR` builds the offline data mirror the tests read (tinylm.prepare.mirror): every file from its
-canonical URL, checked by its sha256, and a MANIFEST.md of their sources and digests.
+A dataset is downloaded (or copied from $TINYLM_DATA_MIRROR), tokenized into train.bin and val.bin with meta.json,
+into $TINYLM_DATA_DIR (else data/)/<dataset>; one already prepared is kept. `--track NAME` prepares what `train NAME`
+reads, by the same function (Track.prepare). `tokenizer --file PATH` trains the BPE `train text --tokenizer bpe:N`
+would and writes its `tokenizers` JSON; `mirror --out DIR` builds the offline mirror (tinylm.prepare.mirror).
 """
 
 from __future__ import annotations
@@ -30,8 +21,8 @@ from ..data.corpora import (
 )
 from ..data.fineweb import DEFAULT_CONFIG, default_fineweb_edu_folder, prepare_fineweb_edu, read_progress
 from ..data.text import (
-    DOCUMENT_SEPARATOR,
     build_tokenizer,
+    describe_text_files,
     find_text_files,
     parse_tokenizer,
     read_documents,
@@ -41,42 +32,39 @@ from ..data.text import (
 from ..errors import InputError
 from ..paths import atomic_write, check_output_folder, data_dir, shown
 from ..prepare.mirror import MIRROR_FILES, build_mirror
-from ..runtime import PROFILES, resolve_profile
+from ..runtime import resolve_profile
+from ..tokenizers import EOT
 from ..train.recipes import TRACKS, get_track
-from .console import CommandParser, HelpFormatter, begin, examples
+from .console import begin, command_parser
 from .errors import run_cli
+from .flags import add_out, add_profile, add_track
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "tokenizer", "mirror")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = CommandParser(
-        prog="python -m tinylm.prepare", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.prepare --track tinystories --profile cpu",
-                        "python -m tinylm.prepare shakespeare-char",
-                        "python -m tinylm.prepare tinystories --source sample",
-                        "python -m tinylm.prepare tokenizer --file data/shakespeare_char/input.txt",
-                        "python -m tinylm.prepare mirror --out ../shared/data"))
+    parser = command_parser("python -m tinylm.prepare", __doc__, (
+        "python -m tinylm.prepare --track tinystories --profile cpu",
+        "python -m tinylm.prepare shakespeare-char",
+        "python -m tinylm.prepare tinystories --source sample",
+        "python -m tinylm.prepare tokenizer --file data/shakespeare_char/input.txt",
+        "python -m tinylm.prepare mirror --out ../shared/data"))
     parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
-                        help=f"{', '.join(DATASETS[:3])}; tokenizer: a BPE trained on --file; or mirror: the "
-                        "offline data mirror (it takes --out only)")
-    parser.add_argument("--track", choices=sorted(TRACKS), metavar="TRACK",
-                        help="instead of a dataset: what `train TRACK --profile P` reads (default: none)")
-    parser.add_argument("--profile", choices=PROFILES,
-                        help="with --track (default: $TINYLM_PROFILE, else gpu with CUDA, else cpu)")
-    parser.add_argument("--source", choices=["hf", "sample"],
+                        help=f"{', '.join(DATASETS[:3])}; tokenizer: a BPE trained on --file; mirror: the offline "
+                        "data mirror")
+    add_track(parser, sorted(TRACKS))
+    add_profile(parser)
+    parser.add_argument("--source", choices=["hf", "sample"], metavar="S",
                         help="tinystories, fineweb-edu: hf (the full dataset) or sample (the mirror's; default "
-                             "when $TINYLM_DATA_MIRROR is set, else hf)")
-    parser.add_argument("--config", help=f"fineweb-edu: the Hugging Face config (default {DEFAULT_CONFIG})")
+                             "with $TINYLM_DATA_MIRROR)")
+    parser.add_argument("--config", help=f"fineweb-edu's Hugging Face config (default: {DEFAULT_CONFIG})")
     parser.add_argument("--shard-tokens", type=int, metavar="N",
                         help="fineweb-edu: tokens per shard (default 100,000,000; the sample's 20,000)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="fineweb-edu: tokenizer processes (default: one per core)")
     parser.add_argument("--file", metavar="PATH", help="tokenizer: a UTF-8 file, folder or glob (default: none)")
     parser.add_argument("--tokenizer", metavar="bpe:N", help="tokenizer: its size (default: bpe:4096)")
-    parser.add_argument("--out", type=Path, metavar="DIR", help="the dataset's folder (default: "
-                        "$TINYLM_DATA_DIR/<dataset>); with mirror, required: the mirror's folder; with tokenizer, "
-                        "the JSON file (default: $TINYLM_DATA_DIR/tokenizers/<name>-bpe<N>.json)")
+    add_out(parser, "the dataset, mirror or tokenizer JSON", default="under $TINYLM_DATA_DIR")
     args = parser.parse_args(argv)
     if args.track is not None:
         if args.dataset is not None:
@@ -155,13 +143,15 @@ def _tokenizer(file: str, spec: str, out: Path | None) -> Path:
     held-out text."""
     if parse_tokenizer(spec)[0] != "bpe":
         raise InputError(f"--tokenizer {spec}: the tokenizer command trains a BPE; give bpe:N (e.g. bpe:4096)")
-    train, held_out, how = split_held_out(read_documents(find_text_files(file)))
+    files = find_text_files(file)
+    print(describe_text_files(file, files))
+    train, held_out, how = split_held_out(read_documents(files, print))
     tokenizer = build_tokenizer(spec, train, held_out)
     out = out or data_dir() / "tokenizers" / f"{text_name(file)}-{spec.replace(':', '')}.json"
     check_output_folder(out.parent)
     with atomic_write(out) as f:
         f.write(tokenizer.to_dict()["json"].encode("utf-8"))
-    text = DOCUMENT_SEPARATOR.join(held_out)
+    text = EOT.join(held_out)
     ids = tokenizer.encode(text)
     print(f"tokenizer: a byte-level BPE of {tokenizer.vocab_size:,} tokens, trained on "
           f"{sum(len(d.encode('utf-8')) for d in train):,} bytes ({how} held out), written to {shown(out)}")

@@ -1,12 +1,7 @@
 """Command line: generate text from a trained checkpoint, streamed as it comes.
 
-    python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:" [--max-new-tokens 300]
-        [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--repetition-penalty 1.2] [--seed 1]
-        [--stop "\\n\\n"] [--min-new-tokens 0] [--num-samples 1] [--no-cache] [--dtype bfloat16]
-
---ckpt takes a checkpoint file or a run folder (its best.pt, else last.pt). Generation stops at the
-tokenizer's end-of-text token (BPE; --no-stop-at-eot runs on), at any --stop string, or after
---max-new-tokens. --temperature 0 is greedy decoding.
+Generation stops at the tokenizer's end-of-text token (--no-stop-at-eot runs on), at any --stop string, or after
+--max-new-tokens; --temperature 0 is greedy decoding.
 """
 
 from __future__ import annotations
@@ -18,23 +13,21 @@ from ..generate.sampling import Sampling
 from ..generate.stream import stream
 from ..runtime import dtype_warning, resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
-from .console import CommandParser, HelpFormatter, begin, examples, int_at_least, positive_int
+from .console import begin, command_parser, int_at_least, positive_int
 from .errors import run_cli
+from .flags import add_ckpt, add_device, add_dtype, add_max_new_tokens
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = CommandParser(
-        prog="python -m tinylm.sample", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples('python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
-                        "python -m tinylm.sample --ckpt runs/tinystories-cpu --top-k 40 --num-samples 3",
-                        "python -m tinylm.sample --ckpt runs/tinystories-cpu/last.pt --temperature 0",
-                        'python -m tinylm.sample --ckpt runs/tinystories-cpu --stop "\\n\\n" --seed 1'))
-    parser.add_argument("--ckpt", required=True, help="checkpoint file or run folder")
+    parser = command_parser("python -m tinylm.sample", __doc__, (
+        'python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
+        "python -m tinylm.sample --ckpt runs/tinystories-cpu --top-k 40 --num-samples 3",
+        'python -m tinylm.sample --ckpt runs/tinystories-cpu --stop "\\n\\n" --seed 1'))
+    add_ckpt(parser)
     parser.add_argument("--prompt", default="", metavar="TEXT", help="text to continue (default: start from nothing)")
-    parser.add_argument("--max-new-tokens", type=positive_int, default=300, metavar="N",
-                        help="stop after this many new tokens")
+    add_max_new_tokens(parser, 300)
     parser.add_argument("--min-new-tokens", type=int_at_least(0), default=0, metavar="N",
-                        help="do not stop at end-of-text before this many")
+                        help="stop at end-of-text only after this many")
     parser.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop before this text "
                         "(repeatable; \\n and \\t stand for newline and tab; default: none)")
     parser.add_argument("--no-stop-at-eot", action="store_true", help="keep going past the end-of-text token")
@@ -48,18 +41,16 @@ def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
     parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 means greedy")
     parser.add_argument("--top-k", type=int_at_least(1, "leave --top-k out to sample from every token"),
-                        default=None, metavar="K", help="sample among the k most likely tokens (default: all)")
+                        default=None, metavar="K", help="sample among the k likeliest tokens (default: all)")
     parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
-                        help="sample among the most likely tokens that make up p")
+                        help="sample the likeliest tokens making up p")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
                         help="above 1 discourages repeated tokens")
     parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help=f"{unit} i uses seed + i (default: a fresh seed each run)")
+                        help=f"{unit} i uses seed + i (default: fresh each run)")
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
-    parser.add_argument("--device", help="e.g. cpu, cuda, mps (default: the best available)")
-    parser.add_argument("--dtype", default="float32", choices=["auto", "float32", "bfloat16", "float16"],
-                        help="the weights' dtype while generating: auto picks bf16 or fp16 on CUDA and fp32 "
-                        "elsewhere; any other choice applies on every device")
+    add_device(parser)
+    add_dtype(parser, "float32")
 
 
 def check_sampling_options(args: argparse.Namespace) -> None:

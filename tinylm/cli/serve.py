@@ -1,21 +1,19 @@
-"""Command line: a small web demo where a visitor chats with a fine-tuned model,
-answers streamed as they are made.
+"""Command line: a web page where a visitor chats with a fine-tuned model.
 
-    python -m tinylm.serve --ckpt runs/sft-stories-cpu [--port 8000] [--host 127.0.0.1] [--max-chars 4000]
-        [--max-concurrent 4] [--idle-timeout 30] [--quiet] [sampler options of python -m tinylm.chat]
-
-The server, its page and what it accepts are tinylm.serve.server's; this is the command line around it: the
-options, the checkpoint loaded as `python -m tinylm.chat` loads it, and where to open the page.
+The server, its page and what it accepts are tinylm.serve.server's; this is the command line around it: the options
+(the sampler's are `python -m tinylm.chat`'s), the checkpoint loaded as chat loads it, and where to open the page.
 """
 
 from __future__ import annotations
 
 import argparse
+import textwrap
 
 from ..serve.server import ChatServer
 from .chat import add_sampler_options, session_from_args
-from .console import CommandParser, HelpFormatter, begin, examples, int_at_least
+from .console import begin, command_parser, positive_int
 from .errors import run_cli
+from .flags import add_ckpt
 from .options import positive_float
 
 
@@ -27,23 +25,27 @@ def port_number(text: str) -> int:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = CommandParser(
-        prog="python -m tinylm.serve", usage="%(prog)s --ckpt CKPT [--port PORT] [--host HOST] [options]",
-        description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
-        epilog=examples("python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 8000",
-                        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --host 0.0.0.0 --max-concurrent 2",
-                        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 0 --temperature 0.7 --quiet"))
+    parser = command_parser("python -m tinylm.serve", __doc__, (
+        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 8000",
+        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --host 0.0.0.0",
+        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --max-concurrent 2",
+        "python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 0 --quiet"),
+        usage="%(prog)s --ckpt CKPT [--port PORT] [--host HOST] [options]")
+    add_ckpt(parser)
     parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0: open to other machines, with no "
-                        "authentication")
-    parser.add_argument("--max-chars", type=int_at_least(1), default=4000, metavar="N",
+    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 opens it to all, unauthenticated")
+    parser.add_argument("--max-chars", type=positive_int, default=4000, metavar="N",
                         help="longest conversation, in characters")
-    parser.add_argument("--max-concurrent", type=int_at_least(1), default=4, metavar="N",
+    parser.add_argument("--max-concurrent", type=positive_int, default=4, metavar="N",
                         help="replies generated at once")
     parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
-                        help="seconds to send a request's head, and again its body")
+                        help="seconds for a request's head, then body")
     parser.add_argument("--quiet", action="store_true", help="no line per request")
-    add_sampler_options(parser)
+    chat = parser.add_argument_group("the options of python -m tinylm.chat (its --help says what they do)")
+    add_sampler_options(chat)
+    for action in chat._group_actions:  # listed by name only, to keep this --help to one screen
+        action.help = argparse.SUPPRESS
+    chat.description = textwrap.fill(", ".join(action.option_strings[0] for action in chat._group_actions), 76)
     return parser.parse_args(argv)
 
 

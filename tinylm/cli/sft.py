@@ -1,5 +1,4 @@
-"""Command line: chat fine-tuning (SFT) of a pretrained model on a task, through the same Trainer as pretraining.
-An option left out takes the task's recipe's value (with --resume: the saved run's).
+"""Command line: chat fine-tuning (SFT) of a pretrained model on a task; an option left out is the task's recipe's.
 
 What a run does and writes (OUT/sft_eval.json: the test split measured on the base in plain text, before and after)
 is `tinylm.posttrain.sft.run.sft`'s; this module parses the options and hands them over.
@@ -17,8 +16,8 @@ from .errors import run_cli
 def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
         "sft", __doc__.split("\n\n")[0], argv, default_task="stories", steps="optimizer steps", batch="conversations",
-        bases="pretrain (the task's base, made first), gpt2, a run folder or checkpoint",
-        data="instruct: instruct (the course's) or a JSON/JSONL file", lora=True,
+        bases="pretrain, gpt2, a run folder or checkpoint", data="instruct: instruct or a JSON/JSONL file",
+        lora=True,
         example_lines=("python -m tinylm.sft --task stories --profile cpu",
                        "python -m tinylm.sft --task stories --profile cpu --resume --max-steps 1200",
                        "python -m tinylm.sft --task instruct --base gpt2 --profile gpu --out runs/sft-gpt2",

@@ -70,8 +70,10 @@ def main(argv=None) -> dict:
 
 
 def _epilogue(recipe: Recipe, finished: Finished) -> str:
-    """What a finished run prints last: where its output went, how good it got, a sample, and what to run next."""
+    """What a finished run prints last: where its output went, how good it got, a sample, and what to run next (only
+    what this model can run: HellaSwag only for GPT-2's tokens)."""
     from ..course.repository import next_notebooks, open_notebook_command  # lazy: --help loads no course module
+    from ..eval.hellaswag import scorable
 
     track, out, trainer, final = recipe.track, recipe.run.out, finished.trainer, finished.final
     prompt = track.sample_prompt
@@ -85,7 +87,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     if text is not None:
         next_steps.append(f"python -m tinylm.eval loss --ckpt {folder} --text {shlex.quote(shown(text))}"
                           f"   # loss and bits per byte of a text (this one it trained on; any UTF-8 file works)")
-    if getattr(trainer.tokenizer, "eot_token", None) is not None:  # a BPE model: it can take HellaSwag
+    if scorable(trainer.tokenizer):
         next_steps.append(f"python -m tinylm.eval hellaswag --ckpt {folder}   # HellaSwag accuracy")
     plot = (f"import matplotlib.pyplot as plt; from tinylm.course.plotting import plot_losses, read_metrics; "
             f"plot_losses(read_metrics({json.dumps(shown(out))})); plt.savefig({json.dumps(shown(out / 'loss.png'))})")
@@ -105,10 +107,12 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
 
 
 def _text_to_score(track: str, file: str | None = None):
-    """A text file the run's data preparation left on disk (the track's raw text; text: the first file it read), for
-    the epilogue's `eval loss` example; None when there is none (gpt2-124m's shards keep no text)."""
+    """A text file the run's data preparation left on disk (the track's raw text; text: the first file it read with
+    text in it), for the epilogue's `eval loss` example; None when there is none (gpt2-124m's shards keep no text)."""
     if file is not None:
-        return find_text_files(file)[0]
+        from ..data.text import read_text_file
+
+        return next(path for path in find_text_files(file) if read_text_file(path, allow_empty=True))
     candidates = {"shakespeare-char": ["shakespeare_char/input.txt"],
                   "tinystories": ["tinystories_sample_trimmed/sample.txt", "tinystories_sample/sample.txt"]}
     for name in candidates.get(track, []):

@@ -1,14 +1,9 @@
 """Your own text as a dataset: a UTF-8 file, a folder of .txt files or a glob, checked, split and tokenized once.
 
-`find_text_files` resolves what --file names and `read_documents` reads it: an empty file, a binary one, bytes that
-are not UTF-8 (the byte offset named) or a folder without text is one line saying so. Documents are the files of a
-folder, or the parts of a file between <|endoftext|> lines (TinyStories' layout). With ten documents or more, every
-tenth is held out for validation; with fewer, the last tenth of the text, cut at a line end. `prepare_text` builds
-the tokenizer (`char`: the characters of both splits, so that no held-out character is unknown; `gpt2`; `bpe:N`:
-trained on the training split only; or a given one, such as an --init model's), tokenizes each split once into a
-uint16 token file with a progress bar (bytes, ETA), a separator after each document (<|endoftext|>, or a blank line
-for characters), and writes meta.json last, into data/text/<name>-<content digest>-<tokenizer>/: the same text
-and tokenizer are read from there the next time.
+`find_text_files` resolves what --file names, `read_text_file` is the one check of a text file (what `train text
+--file` and `eval loss --text` accept), `read_documents` cuts it into documents, `split_held_out` holds some out,
+and `prepare_text` tokenizes both splits once into data/text/<name>-<content digest>-<tokenizer>/, where the same
+text and tokenizer are found the next time.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, MissingFile
 from ..paths import data_dir, shown
+from ..tokenizers import EOT
 from ..tokenizers.char import CharTokenizer
 from ..tokenizers.gpt2 import BPETokenizer
 from ..tokenizers.hf_bpe import TrainedBPETokenizer
@@ -34,7 +30,6 @@ from .corpora import PreparedData
 from .tokens import TokenFileWriter, read_meta, read_tokens, write_meta
 
 TOKENIZER_KINDS = "char, gpt2 or bpe:N"
-DOCUMENT_SEPARATOR = "<|endoftext|>"
 CHAR_DOCUMENT_END = "\n\n"  # what ends a document in character token files, as in notebook 13's stories
 HELD_OUT_EVERY = 10  # every tenth document, or the last tenth of the text, is held out
 CHUNK_CHARACTERS = 1 << 18  # the longest piece of text encoded at once
@@ -72,14 +67,41 @@ def find_text_files(spec: str | Path) -> list[Path]:
             raise TextError(f"--file {spec}: the pattern matches no file; check it (quote it, so that the shell "
                             "does not expand it)")
         return files
-    raise MissingFile(f"--file {spec}: no such file or folder; give a UTF-8 text file, a folder of .txt files or "
-                      "a glob such as 'texts/*.txt'")
+    raise _no_such_file(path)
 
 
-def read_text_file(path: Path, allow_empty: bool = False) -> str:
-    """The file's text; a binary or non-UTF-8 file is a TextError that says so, and an empty one too unless
-    `allow_empty` ("" then)."""
-    data = path.read_bytes()
+def _no_such_file(path: Path) -> MissingFile:
+    return MissingFile(f"{shown(path)}: no such file; check the path")
+
+
+def describe_text_files(spec: str | Path, files: list[Path]) -> str:
+    """What --file names, in a line: the files read and, for a folder, those skipped (not .txt), each list cut to
+    its first few names."""
+    folder = Path(spec) if Path(spec).is_dir() else None
+    line = f"text: {_names(files, folder)}"
+    if folder is not None:
+        read = set(files)
+        skipped = sorted(p for p in folder.rglob("*") if p.is_file() and p not in read)
+        if skipped:
+            line += f"; skipped, not .txt: {_names(skipped, folder)}"
+    return line
+
+
+def _names(files: list[Path], folder: Path | None, first: int = 3) -> str:
+    """'N files (a, b, c and M more)': the names relative to `folder` (else as shown)."""
+    names = [str(p.relative_to(folder)) if folder else shown(p) for p in files[:first]]
+    more = f" and {len(files) - first:,} more" if len(files) > first else ""
+    return f"{len(files):,} file{'s' * (len(files) != 1)} ({', '.join(names)}{more})"
+
+
+def read_text_file(path: str | Path, allow_empty: bool = False) -> str:
+    """The exact text of a UTF-8 file (no newline translation); a missing, empty, binary or non-UTF-8 file is an
+    error that says so in one line (an empty one returns "" with `allow_empty`)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise _no_such_file(path) from None
     if not data.strip():
         if allow_empty:
             return ""
@@ -93,16 +115,21 @@ def read_text_file(path: Path, allow_empty: bool = False) -> str:
                         "decoded; convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove that byte") from None
 
 
-def read_documents(files: list[Path]) -> list[str]:
+def read_documents(files: list[Path], say=lambda line: None) -> list[str]:
     """The documents of `files`: each file, or each part of a file between <|endoftext|> separators. In a folder
-    of several files an empty one is skipped; a folder whose files are all empty is an error."""
-    documents = []
+    of several files an empty one is skipped, and `say` names them; a folder whose files are all empty is an
+    error."""
+    documents, empty = [], []
     for path in files:
         text = read_text_file(path, allow_empty=len(files) > 1)
-        parts = text.split(DOCUMENT_SEPARATOR) if DOCUMENT_SEPARATOR in text else [text]
+        parts = text.split(EOT) if EOT in text else [text]
         documents += [part for part in parts if part.strip()]
+        if not text:
+            empty.append(path)
     if not documents:
         raise TextError(f"the {len(files)} files named hold no text; give UTF-8 text files with something in them")
+    if empty:
+        say(f"skipped, empty: {_names(empty, None)}")
     return documents
 
 
@@ -220,8 +247,10 @@ def text_name(spec: str | Path) -> str:
 def prepare_text(spec: str | Path, tokenizer: str | object = "char", folder: Path | None = None,
                  say=print) -> PreparedData:
     """The text --file names, split and tokenized with `tokenizer` (a --tokenizer value, or a tokenizer to keep)
-    into `folder` (default: data/text/<name>-<digest>-<tokenizer>), or read from there if done before."""
+    into `folder` (default: data/text/<name>-<digest>-<tokenizer>), or read from there if done before; `say` names
+    the files read and skipped."""
     files = find_text_files(spec)
+    say(describe_text_files(spec, files))
     label = tokenizer.replace(":", "") if isinstance(tokenizer, str) else tokenizer_label(tokenizer)
     if isinstance(tokenizer, str):
         parse_tokenizer(tokenizer)  # a bad value fails before the text is read
@@ -239,7 +268,7 @@ def prepare_text(spec: str | Path, tokenizer: str | object = "char", folder: Pat
 
 
 def _tokenize(files: list[Path], tokenizer, folder: Path, wanted: dict, say) -> dict:
-    documents = read_documents(files)
+    documents = read_documents(files, say)
     train, held_out, how = split_held_out(documents)
     if isinstance(tokenizer, str):
         if tokenizer.startswith("bpe:"):

@@ -1,18 +1,10 @@
 """HellaSwag: does the model prefer the right ending of a sentence?
 
-Each example is a context and four endings, one right. The model scores each ending given the context (one batch
-of four rows, nothing generated or trained), so it is a cheap end-of-run benchmark where small models beat chance
-(25%). As GPT-2's evaluations do, the context is tokenized alone and each ending with a leading space; a mask keeps
-only the ending's next-token losses, and a row longer than the context keeps its last block_size + 1 tokens. Three
-answers come from the same losses: `acc` (lowest summed loss, which favours short endings), `acc_norm` (lowest mean
-loss per token: build-nanogpt's and llm.c's convention, comparable only between models sharing a tokenizer) and
-`acc_norm_char` (lowest loss per character: the normalisation of EleutherAI's lm-evaluation-harness, which also
-rewrites the prompt, so this is not the harness's figure for the same model).
-
-The data: the official validation file (`OFFICIAL_VAL`, pinned by the size and sha256 TensorFlow Datasets records),
-or offline the mirror's `SUBSTITUTE_VAL_PATH`, derived from it (same examples and labels, WikiHow markers removed):
-close to, not equal to, the official results, and every report says which file it scored (`locate_val`). Under
-torch.distributed rank r scores examples r, r + W, ... and the counts are summed over ranks.
+Each example is a context and four endings, one right; the model scores each ending given the context (nothing is
+generated or trained), a cheap benchmark where small models beat chance (25%). Three answers come from the same
+losses: `acc` (lowest summed loss), `acc_norm` (lowest mean loss per token: build-nanogpt's and llm.c's) and
+`acc_norm_char` (lowest loss per character: lm-evaluation-harness's normalisation, not its prompt). The data is the
+official validation file or, offline, the mirror's substitute derived from it, and every report says which.
 """
 
 from __future__ import annotations
@@ -30,6 +22,7 @@ from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir,
 from ..errors import InputError
 from ..paths import data_dir
 from ..runtime import model_device
+from ..tokenizers.saved import describe_tokenizer
 
 # The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
 # (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
@@ -136,14 +129,19 @@ def locate_val(folder: str | Path | None = None) -> ValFile:
                    "WikiHow texts, so results differ slightly from the official numbers (sha256 verified)")
 
 
-def _check_tokenizer(model, tokenizer) -> None:
-    kind = tokenizer.to_dict().get("kind") if tokenizer is not None else None
-    if kind not in BPE_KINDS:
-        raise InputError(
-            f"HellaSwag needs a BPE model (GPT-2 tokens), but this checkpoint's tokenizer is {kind!r}: its examples "
-            "are ordinary English with characters a character-level vocabulary may lack, and its scores are only "
-            "comparable between models that tokenize like GPT-2. Evaluate a BPE checkpoint (e.g. TinyStories')."
-        )
+def scorable(tokenizer) -> bool:
+    """Whether HellaSwag scores a model with this tokenizer: GPT-2's BPE, plain or trimmed, so that acc_norm (per
+    token) compares with the published figures of GPT-2-tokenized models."""
+    return tokenizer is not None and tokenizer.to_dict().get("kind") in BPE_KINDS
+
+
+def check_tokenizer(model, tokenizer) -> None:
+    """Refuse, saying what to do, a model HellaSwag does not score (`scorable`) or a tokenizer larger than it."""
+    if not scorable(tokenizer):
+        raise InputError(f"HellaSwag scores models with GPT-2's tokens (its BPE, plain or trimmed), whose acc_norm "
+                         f"compares with published figures; this checkpoint's tokenizer is "
+                         f"{describe_tokenizer(tokenizer)}. Measure it with python -m tinylm.eval loss --text FILE "
+                         "instead (bits per byte compare across tokenizers)")
     if tokenizer.vocab_size > model.config.vocab_size:
         raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                          f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
@@ -200,7 +198,7 @@ def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=Non
     `device` defaults to the model's. Under torch.distributed, each rank scores every W-th example and the
     counts are summed over ranks (all ranks must call this with the same list).
     """
-    _check_tokenizer(model, tokenizer)
+    check_tokenizer(model, tokenizer)
     device = device if device is not None else model_device(model)
     world = current_world()
     was_training = model.training

@@ -1,12 +1,9 @@
 """A tinylm model and its tokenizer as one GGUF file, the format llama.cpp (and Ollama, LM Studio, ...) runs.
 
-The `gguf` package, from llama.cpp's authors, writes the file; this module only names what goes in: the
-architecture's numbers under llama.cpp's keys, every tensor under llama.cpp's tensor names, the tokenizer. A
-GPT-2-style model is llama.cpp's "gpt2" (the same matrices, nn.Linear's layout); a Llama-style one is its "llama",
-whose RoPE pairs channel 2i with 2i + 1 where tinylm (and transformers) pair i with i + head_size/2, so the query
-and key rows are permuted as llama.cpp's own converter does. A byte-level BPE (GPT-2's, trimmed, bpe:N) is
-llama.cpp's "gpt2" tokenizer with GPT-2's pre-tokenizer; a character vocabulary is its "rwkv" tokenizer, a longest
-match over the tokens' bytes, which for single characters is one token per character. Weights are float32.
+The `gguf` package, from llama.cpp's authors, writes the file; this module names what goes in. A GPT-2-style model is
+llama.cpp's "gpt2"; a Llama-style one its "llama", whose RoPE pairs channels 2i and 2i + 1, so the query and key rows
+are permuted as llama.cpp's own converter does. A byte-level BPE is its "gpt2" tokenizer, characters its "rwkv" one
+(a longest match over the tokens' bytes). Weights are float32.
 """
 
 from __future__ import annotations

@@ -1,14 +1,8 @@
-"""Moving GPT-2 weights between tinylm and Hugging Face transformers' `GPT2LMHeadModel`; the Llama family
-(`hf_llama`, `llama2c`) is re-exported from here, and `python -m tinylm.interop` is the command line for all three.
+"""Moving GPT-2 weights between tinylm and Hugging Face transformers' `GPT2LMHeadModel`.
 
-tinylm's parameter names are GPT-2's own, so the mapping is key for key. The one difference is the layout of four
-matrices (`TRANSPOSED`): transformers' GPT-2 stores them as `Conv1D` weights (in, out), the transpose of nn.Linear's,
-so they are transposed both ways. Older transformers keep the causal mask as `attn.bias` buffers, which are skipped.
-Only GPT-2-style models export as GPT-2: biases, a head tied to the embedding, the tanh GELU ("gelu_new"), LayerNorm
-eps 1e-5. transformers is needed only for Hugging Face folders.
-
-    model = from_hf_gpt2("path/to/hf_folder")     # or a GPT2LMHeadModel, or "gpt2" when online
-    to_hf_gpt2(model, "out/hf_folder")             # GPT2LMHeadModel.from_pretrained("out/hf_folder") loads it
+tinylm's parameter names are GPT-2's own, so the mapping is key for key, except that transformers stores four
+matrices (`TRANSPOSED`) as `Conv1D` weights, the transpose of nn.Linear's. Only GPT-2-style models export as GPT-2:
+biases, a tied head, the tanh GELU, LayerNorm eps 1e-5 (`check_exportable`). transformers is needed only here.
 """
 
 from __future__ import annotations
@@ -31,6 +25,9 @@ TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", 
 HF_BUFFERS = (".attn.bias", ".attn.masked_bias")
 LAYER_NORM_EPS = 1e-5  # nn.LayerNorm's default, which tinylm's LayerNorms use
 GPT2_TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")  # transformers' names for GPT-2's GELU
+# GPTConfig's field -> GPT2Config's, for the fields both have
+GPT2_CONFIG_NAMES = {"vocab_size": "vocab_size", "block_size": "n_positions", "n_layer": "n_layer", "n_head": "n_head",
+                     "n_embd": "n_embd"}
 
 
 def _transposed(key: str) -> bool:
@@ -73,16 +70,9 @@ def config_from_hf(hf_config) -> GPTConfig:
             problems.append(f"{flag}=True")
     if problems:
         raise InteropError("this GPT-2 variant has no tinylm equivalent: " + "; ".join(problems))
-    return GPTConfig(
-        vocab_size=hf_config.vocab_size,
-        block_size=hf_config.n_positions,
-        n_layer=hf_config.n_layer,
-        n_head=hf_config.n_head,
-        n_embd=hf_config.n_embd,
-        dropout=0.0,  # for inference and fine-tuning; set dropout in the GPTConfig to train with it
-        bias=True,
-        tie_weights=bool(getattr(hf_config, "tie_word_embeddings", True)),
-    )
+    return GPTConfig(**{ours: getattr(hf_config, theirs) for ours, theirs in GPT2_CONFIG_NAMES.items()},
+                     dropout=0.0,  # for inference and fine-tuning; set dropout in the GPTConfig to train with it
+                     bias=True, tie_weights=bool(getattr(hf_config, "tie_word_embeddings", True)))
 
 
 def _load_hf_model(source):
@@ -152,11 +142,7 @@ def hf_config_of(model: GPT, vocab: ExportedVocab | None = None):
     cfg = model.config
     eot = vocab.eot if vocab is not None else (50256 if cfg.vocab_size > 50256 else None)
     return GPT2Config(
-        vocab_size=cfg.vocab_size,
-        n_positions=cfg.block_size,
-        n_embd=cfg.n_embd,
-        n_layer=cfg.n_layer,
-        n_head=cfg.n_head,
+        **{theirs: getattr(cfg, ours) for ours, theirs in GPT2_CONFIG_NAMES.items()},
         n_inner=None,  # 4 * n_embd, as tinylm's MLP
         activation_function="gelu_new",  # GPT-2's tanh-approximated GELU = nn.GELU(approximate="tanh")
         layer_norm_epsilon=LAYER_NORM_EPS,

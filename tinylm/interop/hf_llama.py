@@ -1,18 +1,10 @@
 """Moving Llama weights between tinylm and Hugging Face transformers' `LlamaForCausalLM`.
 
-A `--arch llama` model (RMSNorm, RoPE, SwiGLU, grouped-query attention) is transformers' Llama under GPT-2's
-parameter names: `LINEARS`, `NORMS`, `QKV` and `TOP_LEVEL` map them (q, k and v stacked into attn.c_attn). Both
-sides store nn.Linear weights (out, in) and pair RoPE channels "rotate-half" (j with j + head_size/2), with the same
-float32 angles, so nothing is transposed or permuted (Meta's and llama2.c's interleaved files are permuted once by
-transformers' conversion script, and by `tinylm.interop.llama2c`). `config_from_hf_llama` maps the config and
-refuses, in one InteropError naming them all, what tinylm does not implement: RoPE scaling, partial rotary, an
-activation other than SiLU, another head_dim, biases on attention but not the MLP (or the reverse), sliding windows.
-`from_hf_llama` imports a folder, a LlamaForCausalLM or a Hub name; `to_hf_llama(model, folder)` writes what
-`LlamaForCausalLM.from_pretrained` loads.
-
-InteropError, which every converter raises, lives here because GPT-2's module and the command line import this one.
-`load_pretrained` loads both families' folders: a damaged weights file, a pickle that holds code, or weights that do
-not fit config.json are each one InteropError, where transformers would print a traceback or initialise at random.
+A `--arch llama` model is transformers' Llama under GPT-2's parameter names (`LINEARS`, `NORMS`, `QKV`, `TOP_LEVEL`;
+q, k and v stacked into attn.c_attn); both sides pair RoPE channels the same way, so nothing is transposed or
+permuted. `config_from_hf_llama` refuses, in one InteropError naming them all, the options tinylm lacks. InteropError
+and `load_pretrained` (both families' folders, a damaged or unsafe file refused in one line) live here because
+GPT-2's module and the command line import this one.
 """
 
 from __future__ import annotations

@@ -1,17 +1,10 @@
 """llama2.c's checkpoint format: the legacy (version 0) `.bin` files that its run.c reads, read and written.
 
 llama2.c (https://github.com/karpathy/llama2.c) trains small Llama 2 models and runs them with a few hundred lines
-of C; its TinyStories models (stories15M, 42M, 110M) are at https://huggingface.co/karpathy/tinyllamas, with Llama
-2's SentencePiece `tokenizer.model`. `load_stories15m()` downloads stories15M and the tokenizer once (sha256
-checked); `python -m tinylm.interop import --llama2c ...` converts any of them to a tinylm checkpoint.
-
-A file is seven little-endian int32 (`HEADER`; a negative vocab_size means an unshared classifier, stored last) and
-then float32 arrays in the order `Llama2cHeader.shapes` lists. run.c fixes RMSNorm's eps and RoPE's θ, which the
-header does not hold. llama2.c, like Meta's Llama, pairs interleaved RoPE channels (2i, 2i+1); tinylm pairs j with
-j + head_size/2, so W_q and W_k are permuted within each head on import and back on export
-(`tinylm.model.rope`): q·k is a sum over channels, which no common reordering changes. A test runs a forward pass
-written the llama2.c way from the raw arrays. A file whose size differs from what its header implies, or whose
-header describes no model, is refused, and so are version-1 and -2 files (magic "ak42").
+of C; its TinyStories models (stories15M, 42M, 110M, https://huggingface.co/karpathy/tinyllamas) use Llama 2's
+SentencePiece tokenizer. A file is seven int32 (`HEADER`) then float32 arrays in `Llama2cHeader.shapes`' order.
+llama2.c pairs interleaved RoPE channels (2i, 2i+1) where tinylm pairs j with j + head_size/2, so W_q and W_k are
+permuted within each head both ways. Files of other versions, or of a size their header does not imply, are refused.
 """
 
 from __future__ import annotations
@@ -34,6 +27,9 @@ from ..tokenizers.llama import SentencePieceTokenizer
 from .hf_llama import InteropError, llama_shape_problems
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: unshared), seq_len
+# GPTConfig's field -> the header's, for the fields both have (n_kv_head is None where it equals n_head)
+HEADER_NAMES = {"n_embd": "dim", "mlp_hidden": "hidden_dim", "n_layer": "n_layers", "n_head": "n_heads",
+                "vocab_size": "vocab_size", "block_size": "seq_len"}
 MAGIC = 0x616B3432  # "ak42": how version-1 and version-2 files begin
 RUN_C_NORM_EPS = 1e-5  # run.c's rmsnorm
 RUN_C_ROPE_THETA = 10000.0  # run.c's RoPE base
@@ -162,13 +158,8 @@ def read_llama2c(path: str | Path) -> tuple[Llama2cHeader, dict[str, np.ndarray]
 def config_of(header: Llama2cHeader) -> GPTConfig:
     """The tinylm GPTConfig of a llama2.c model: Llama's block, with run.c's eps and θ."""
     return GPTConfig(
-        vocab_size=header.vocab_size,
-        block_size=header.seq_len,
-        n_layer=header.n_layers,
-        n_head=header.n_heads,
-        n_embd=header.dim,
+        **{ours: getattr(header, theirs) for ours, theirs in HEADER_NAMES.items()},
         n_kv_head=None if header.n_kv_heads == header.n_heads else header.n_kv_heads,
-        mlp_hidden=header.hidden_dim,
         bias=False,
         tie_weights=header.shared_classifier,
         norm="rmsnorm",

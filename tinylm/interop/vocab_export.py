@@ -1,11 +1,8 @@
-"""A tinylm tokenizer as other programs read it: the token strings by id, the merges, the special tokens, and the
-model row behind each id; written as Hugging Face's tokenizer.json (+ its config) and read by the GGUF writer.
+"""A tinylm tokenizer as other programs read it: the token strings by id, the merges, the special tokens and the
+model row behind each id (`exported_vocab`); written as Hugging Face's tokenizer.json and read by the GGUF writer.
 
-Characters are one token each. GPT-2's BPE (plain or with the chat tokens) is GPT-2's own files (encoder.json,
-vocab.bpe). A trained BPE (bpe:N) is its own tokenizer.json, written unchanged. A trimmed vocabulary keeps its ids
-(its kept tokens, then <unk>) and then lists every dropped GPT-2 token, each on <unk>'s row: tinylm reads a dropped
-token as <unk>, and a BPE needs every token its merges make. The exported model has one row per id (`with_rows`):
-padding rows, which no tokenizer produces and tinylm never generates, are left out.
+A trimmed vocabulary keeps its ids, then lists every dropped GPT-2 token on <unk>'s row, since a BPE needs every
+token its merges make; padding rows, which no tokenizer produces, are left out (`with_rows`).
 """
 
 from __future__ import annotations
@@ -18,11 +15,12 @@ import torch
 
 from ..errors import InputError
 from ..model.gpt import GPT
+from ..tokenizers import EOT
 from ..tokenizers.bpe import load_gpt2_bpe
 from ..tokenizers.chat_template import IM_END, IM_START, PAD
 from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 
-EOT, UNK = "<|endoftext|>", "<unk>"
+UNK = "<unk>"
 EXPORTED_KINDS = "char, GPT-2 (plain, chat or trimmed) and trained BPE (bpe:N)"
 # ChatML, as tinylm.tokenizers.chat_template renders a conversation; for apply_chat_template and llama.cpp's chat.
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
@@ -51,8 +49,9 @@ class ExportedVocab:
 
 
 def exported_vocab(tokenizer) -> ExportedVocab:
-    """The ExportedVocab of a tinylm tokenizer (anything with to_dict()); InputError for a kind it cannot write."""
-    description = tokenizer.to_dict()
+    """The ExportedVocab of a tinylm tokenizer (anything with to_dict()); InputError for a kind it cannot write, or
+    for None (a checkpoint without a tokenizer)."""
+    description = tokenizer.to_dict() if tokenizer is not None else {}
     kind = description.get("kind")
     if kind == "char":
         chars = description["chars"]
@@ -63,7 +62,8 @@ def exported_vocab(tokenizer) -> ExportedVocab:
         return _gpt2_vocab(description["encoding"], kept_ids=description["kept_ids"])
     if kind == "trained_bpe":
         return _trained_bpe_vocab(description["json"])
-    raise InputError(f"a {kind!r} tokenizer cannot be exported as tokenizer.json; {EXPORTED_KINDS} can")
+    raise InputError(f"the checkpoint's tokenizer is {kind or 'missing'}, which cannot be exported (tokenizer.json, "
+                     f"GGUF); {EXPORTED_KINDS} can")
 
 
 def _gpt2_vocab(encoding: str, kept_ids: list[int] | None) -> ExportedVocab:

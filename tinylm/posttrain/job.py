@@ -39,9 +39,8 @@ class PostTrainingOptions:
 
     task: str | None = option("{tasks} (default: {task})", metavar="TASK")
     base: str | None = option("{bases} (default: the recipe's)", metavar="BASE")
-    data: str | None = option("{data} (default: the task's own)", metavar="DATA")
-    system_prompt: str | None = option("of every conversation (default: 'You are a helpful assistant.')",
-                                       metavar="TEXT")
+    data: str | None = option("{data} (default: the task's)", metavar="DATA")
+    system_prompt: str | None = option("(default: 'You are a helpful assistant.')", metavar="TEXT")
     lora: LoRAOptions | None = option("LoRA adapters instead of every weight")
 
     def __post_init__(self) -> None:

@@ -1,16 +1,10 @@
 """GPT-2's byte-level BPE, written to be read: the slow, plain-Python twin of tiktoken's fast one.
 
-BPE starts from the 256 bytes, so any text encodes, and glues frequent neighbours into longer tokens. GPT-2's
-tokenizer does it in three steps, all here: a regex cuts the text into pieces that merges never cross (words with
-their leading space, numbers, punctuation runs, whitespace); each piece's UTF-8 bytes map to printable characters
+A regex cuts the text into pieces that merges never cross; each piece's UTF-8 bytes map to printable characters
 (`bytes_to_unicode`), the alphabet of GPT-2's `encoder.json` and `vocab.bpe`; then the adjacent pair that comes
-earliest in `vocab.bpe` is merged until none is a merge, and each part is looked up in `encoder.json`.
-
-`GPT2BPE` reproduces `tiktoken.get_encoding("gpt2").encode_ordinary` token for token, an order of magnitude slower
-(a cache of pieces seen does most of the work). `train_bpe` shows where merges come from: count adjacent pairs,
-merge the most frequent into a new id, repeat. `train_bpe_incremental` learns the same merges, ties included, as
-real trainers do: a merge recounts only the pieces that contain the pair, and a heap finds the most frequent pair.
-`python -m tinylm.bench bpe` times the two; notebook 4 builds all of it step by step.
+earliest in `vocab.bpe` is merged until none is a merge. `GPT2BPE` reproduces tiktoken's GPT-2 encoding token for
+token; `train_bpe` shows where merges come from (count pairs, merge the most frequent, repeat), and
+`train_bpe_incremental` learns the same merges as real trainers do, recounting only the pieces a merge touches.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Chat tokens and the chat template: how a conversation becomes token ids, and which of them the model learns.
 
-A conversation is one sequence in ChatML's layout: `<|im_start|>role\ntext<|im_end|>\n` per message. The markers
-are special tokens after GPT-2's 50,257 (`tinylm.tokenizers.gpt2.CHAT_SPECIAL_TOKENS`) that encoding text never
-produces, so a user who types "<|im_end|>" cannot close a turn. `<|im_end|>` is the stop token; `<|pad|>` fills
-a batch's short rows. `render(messages)` returns the ids and which belong to an answer (the assistant's text and
-its closing `<|im_end|>`): fine-tuning puts its loss on those only, and learning to produce `<|im_end|>` is what
-makes the model stop. `render_prompt(messages)` ends with `<|im_start|>assistant\n`, where generation begins.
-
-`add_chat_tokens` gives a model pretrained without these tokens their rows: each new row starts as the mean token
-row (an "average token", not noise with a random logit), a tied head stays tied, an embedding padded to a multiple
-of 64 uses its spare rows, and a trimmed vocabulary puts them before its <unk> id.
+A conversation is one sequence in ChatML's layout, `<|im_start|>role\\ntext<|im_end|>\\n` per message, whose markers
+are special tokens that encoding text never produces, so a user who types "<|im_end|>" cannot close a turn.
+`ChatTemplate.render` also says which ids are an answer (an assistant's text and its closing `<|im_end|>`): the
+tokens fine-tuning puts its loss on, and learning `<|im_end|>` is what makes the model stop.
 """
 
 from __future__ import annotations

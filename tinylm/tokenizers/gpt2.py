@@ -1,13 +1,8 @@
-"""Tokenizers: characters for the first track, GPT-2's byte-level BPE (through tiktoken) after that, and
-SentencePiece for imported Llama-family models (llama2.c's TinyStories models use Llama 2's tokenizer).
+"""GPT-2's byte-level BPE through tiktoken (`BPETokenizer`, plain or with the chat tokens), and a copy trimmed to the
+tokens a corpus uses (`TrimmedBPETokenizer`), whose output layer is that much narrower.
 
-A tokenizer turns text into a list of integer ids and back. Every kind here describes itself
-as a small JSON-safe dict (`to_dict`), which is how they travel in data folders and checkpoints;
-`tokenizer_from_dict` rebuilds any kind.
-
-tiktoken downloads its BPE files on first use and caches them in $TIKTOKEN_CACHE_DIR. Offline,
-`gpt2_tokenizer` points that variable at the offline mirror's `tiktoken_cache/` when
-$TINYLM_DATA_MIRROR is set, so the same code runs on a laptop, in Colab and in a sealed CI box.
+tiktoken downloads its BPE files on first use and caches them in $TIKTOKEN_CACHE_DIR; offline, that variable is
+pointed at the offline mirror's `tiktoken_cache/` when $TINYLM_DATA_MIRROR is set.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """A byte-level BPE trained on your own text (`--tokenizer bpe:N`), with Hugging Face `tokenizers`.
 
-The same recipe as GPT-2's (notebook 4): GPT-2's regex cuts the text into pieces, each piece's UTF-8 bytes are the
-256 starting tokens, and merges of frequent neighbours are learned until the vocabulary holds N tokens, one of them
-the special <|endoftext|>. Any text encodes and decodes back exactly, whatever its script. Speed of learning is not
-why `tokenizers` trains it (the course's own trainer, tinylm.tokenizers.bpe, learns the same kind of merges about
-as fast): it encodes faster. Special tokens (<|endoftext|>, and the chat tokens `with_chat_tokens` adds) are kept
-apart, never made from text: a "<|im_end|>" typed in a text encodes as the characters it is. The whole tokenizer is
-the JSON that `tokenizers.Tokenizer.to_str()` writes, saved as is in checkpoints, and written as tokenizer.json by
-an export.
+GPT-2's recipe (notebook 4): GPT-2's regex cuts the text into pieces, whose UTF-8 bytes are the 256 starting tokens,
+and merges of frequent neighbours are learned until the vocabulary holds N tokens, one of them <|endoftext|>; any
+text encodes and decodes back exactly. `tokenizers` trains it because it encodes faster than the course's own
+trainer (tinylm.tokenizers.bpe). Special tokens are never made from text. The whole tokenizer is the JSON
+`tokenizers.Tokenizer.to_str()` writes, saved as is in checkpoints and exported as tokenizer.json.
 """
 
 from __future__ import annotations
@@ -15,8 +12,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from ..errors import InputError
+from . import EOT
 
-EOT = "<|endoftext|>"
 MIN_VOCAB = 257  # the 256 bytes and <|endoftext|>
 MAX_VOCAB = 65_536  # token files store ids as uint16
 

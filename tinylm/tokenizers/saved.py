@@ -12,6 +12,17 @@ from .gpt2 import BPETokenizer, TrimmedBPETokenizer
 from .hf_bpe import TrainedBPETokenizer
 from .llama import SentencePieceTokenizer
 
+KINDS = {"char": "characters, one token each", "bpe": "GPT-2's BPE", "bpe-trimmed": "GPT-2's BPE trimmed to a corpus",
+         "trained_bpe": "a BPE trained on its own text (bpe:N)", "sentencepiece": "SentencePiece"}
+
+
+def describe_tokenizer(tokenizer) -> str:
+    """A tokenizer in words, for messages: its kind and size ("none" for None)."""
+    if tokenizer is None:
+        return "none"
+    kind = tokenizer.to_dict().get("kind")
+    return f"{KINDS.get(kind, repr(kind))}, {tokenizer.vocab_size:,} tokens"
+
 
 def tokenizer_from_dict(values: dict[str, Any]):
     """The tokenizer that `values` (a to_dict() description) describes. A description that is not a dict, names no

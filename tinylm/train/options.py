@@ -29,8 +29,9 @@ TRAIN_FIELDS = ("seed", "dtype", "max_steps", "max_seconds", "learning_rate", "b
 WHERE_AND_HOW = ("out", "resume", "overwrite")  # which run, not what it trains: never compared
 
 
-def option(help: str, default: Any = None, **argparse: Any) -> Any:
-    """A field of an options value with its command-line help (and argparse's metavar, choices, type, ...)."""
+def option(help: str | None, default: Any = None, **argparse: Any) -> Any:
+    """A field of an options value with its command-line help (and argparse's metavar, choices, type, ...); no help:
+    a flag that other commands share too, declared with its help where they declare it (tinylm/cli/flags.py)."""
     return dataclasses.field(default=default, metadata={"help": help, **argparse})
 
 
@@ -38,22 +39,19 @@ def option(help: str, default: Any = None, **argparse: Any) -> Any:
 class RunOptions:
     """The options every command that trains shares; None means the recipe's (or, resumed, the saved run's)."""
 
-    profile: str | None = option("smoke, cpu or gpu (default: $TINYLM_PROFILE, else gpu with CUDA, else cpu)",
-                                 metavar="P", choices=("smoke", "cpu", "gpu"))
-    out: str | Path | None = option("the run folder (default: {out})", metavar="DIR")
+    profile: str | None = option(None)
+    out: str | Path | None = option(None)
     resume: bool = option("continue --out's run; only --max-steps, --max-seconds, --learning-rate, --device and "
                           "--dtype may change", default=False)
     overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False)
     max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N")
-    max_seconds: float | None = option("seconds of training, evaluations excluded (default: none)", metavar="S")
-    learning_rate: float | None = option("peak rate; its floor scales alike (default: the recipe's)", metavar="LR")
-    batch_size: int | None = option("{batch} per micro-batch and process (default: the recipe's)", metavar="N")
+    max_seconds: float | None = option("training seconds, evaluations excluded (default: none)", metavar="S")
+    learning_rate: float | None = option("peak rate, floor scaled alike (default: the recipe's)", metavar="LR")
+    batch_size: int | None = option(None)
     seed: int | None = option("of weights, batches, sampling (default: the recipe's)", metavar="N")
-    device: str | None = option("cpu, cuda, cuda:1, mps (default: the best there is)", metavar="DEVICE")
-    dtype: str | None = option("auto, float32, bfloat16 or float16 (default: the recipe's)", metavar="DTYPE",
-                               choices=("auto", "float32", "bfloat16", "float16"))
-    set: dict[str, Any] | None = option("FIELD=VALUE: a field of {fields}; repeatable (default: none)",
-                                        metavar="F=V")
+    device: str | None = option(None)
+    dtype: str | None = option(None)
+    set: dict[str, Any] | None = option("FIELD=VALUE of {fields}; repeatable (default: none)", metavar="F=V")
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:  # both would delete the run's history, then resume it

@@ -45,7 +45,7 @@ class TrainOptions:
 
     arch: str | None = option("the block family: " + ", ".join(ARCHITECTURES) + " (default: gpt2)", metavar="ARCH",
                               choices=tuple(ARCHITECTURES))
-    balancing: str | None = option("a mixture's: none, aux_loss, loss_free (default: the arch's)", metavar="KIND",
+    balancing: str | None = option("none, aux_loss or loss_free (default: the arch's)", metavar="KIND",
                                    choices=("none", "aux_loss", "loss_free"))
     recipe: str | None = option("default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at "
                                 "equal training time, but runs longer than the default to its step limit",

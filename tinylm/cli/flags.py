@@ -1,0 +1,66 @@
+"""The options several command lines share, each declared here once with one help text, so that an option reads the
+same in every --help; a parameter adjusts the default where a command's differs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import DTYPES
+from ..runtime import PROFILES
+from .console import positive_int
+
+
+def _default(text: str | None) -> str:
+    return f" (default: {text})" if text else ""
+
+
+def add_ckpt(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """--ckpt, required unless `default` says what the command uses without it."""
+    parser.add_argument("--ckpt", required=default is None, help="checkpoint or run folder (its best.pt, else last.pt"
+                        + (f"; default: {default})" if default else ")"))
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+
+
+def add_dtype(parser: argparse.ArgumentParser, default: str | None, default_text: str | None = None) -> None:
+    """--dtype: `default`, or None with `default_text` saying what the command picks."""
+    parser.add_argument("--dtype", choices=DTYPES, default=default, metavar="DTYPE",
+                        help="auto (bf16 or fp16 on CUDA, fp32 elsewhere), float32, bfloat16 or float16"
+                             + _default(default_text))
+
+
+def add_out(parser: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
+    """--out, where the command writes `what`; required unless `default` says where it writes without it."""
+    parser.add_argument("--out", type=Path, required=default is None, metavar="PATH",
+                        help=f"where to write {what}" + _default(default))
+
+
+def add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int | None = None, default_text: str | None = None,
+                   what: str = "sequences per forward pass") -> None:
+    """--batch-size: `default`, or None with `default_text` saying what the command picks."""
+    parser.add_argument("--batch-size", type=positive_int, default=default, metavar="N",
+                        help=what + _default(default_text))
+
+
+def add_profile(parser: argparse.ArgumentParser, default: str = "$TINYLM_PROFILE, else gpu with CUDA, else cpu"
+                ) -> None:
+    parser.add_argument("--profile", choices=PROFILES, metavar="P", help="smoke, cpu or gpu" + _default(default))
+
+
+def add_track(parser: argparse.ArgumentParser, tracks: list[str], default: str | None = None) -> None:
+    parser.add_argument("--track", choices=tracks, default=default, metavar="TRACK",
+                        help="a track of python -m tinylm.train" + ("" if default else " (default: none)"))
+
+
+def add_max_new_tokens(parser: argparse.ArgumentParser, default: int | None, default_text: str | None = None
+                       ) -> None:
+    """--max-new-tokens: `default`, or None with `default_text` saying what the command picks."""
+    parser.add_argument("--max-new-tokens", type=positive_int, default=default, metavar="N",
+                        help="new tokens at most" + _default(default_text))
