@@ -12,15 +12,15 @@ import json
 import shutil
 
 import pytest
+from tinylm.posttrain.dpo.on_policy import on_policy_pairs, rank, sample_replies
+from tinylm.posttrain.stories import StoryTask, story_prompts
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tinylm.cli.dpo import cli
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.errors import InputError
 from tinylm.posttrain.dpo import run
-from tinylm.posttrain.dpo.on_policy import on_policy_pairs, rank, sample_replies
 from tinylm.posttrain.dpo.run import DPOJob, DPOOptions, dpo
-from tinylm.posttrain.stories import StoryTask, story_prompts
 from tinylm.posttrain.verifier import Verifier
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint

@@ -9,9 +9,8 @@ import pytest
 from tinylm.config import ConfigError
 from tinylm.errors import InputError
 from tinylm.train.options import RunOptions
-from tinylm.train.recipes import resolve_recipe
+from tinylm.train.recipes import TrainOptions, resolve_recipe
 from tinylm.train.run import train
-from tinylm.train.recipes import TrainOptions
 from tinylm.train.run_folder import STAGED
 from tinylm.train.trainer import TrainingDiverged
 

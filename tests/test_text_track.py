@@ -6,7 +6,6 @@ opening of the Universal Declaration of Human Rights in nine scripts (tests/test
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re

@@ -67,6 +67,7 @@ import matplotlib.pyplot as plt
 import tiktoken
 import torch
 import torch.nn.functional as F
+from tinylm.posttrain.stories import load_story_task, pretrain_story_base, story_verifier
 
 import tinylm
 from tinylm.course.exercises import check
@@ -78,7 +79,6 @@ from tinylm.eval.loss import texts_loss
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.sft.run import SFTOptions, print_sft_record, sft
 from tinylm.posttrain.sft.trainer import SFTTrainer
-from tinylm.posttrain.stories import load_story_task, pretrain_story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate

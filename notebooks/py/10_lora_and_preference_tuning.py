@@ -71,6 +71,8 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tinylm.posttrain.dpo.recipes import DPO_RECIPES
+from tinylm.posttrain.stories import load_story_task, story_verifier, verifier_base
 
 import tinylm
 from tinylm.config import GPTConfig
@@ -85,11 +87,9 @@ from tinylm.model.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.dpo import on_policy
 from tinylm.posttrain.dpo.objective import dpo_loss, pair_logprobs, preference_summary, preference_sums
-from tinylm.posttrain.dpo.recipes import DPO_RECIPES
 from tinylm.posttrain.dpo.run import DPOOptions, dpo, print_dpo_record
 from tinylm.posttrain.dpo.trainer import DPOTrainer, PairLoader
 from tinylm.posttrain.sft.run import SFTOptions, sft
-from tinylm.posttrain.stories import load_story_task, story_verifier, verifier_base
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model

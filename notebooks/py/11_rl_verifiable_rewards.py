@@ -74,6 +74,8 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+from tinylm.posttrain.grpo.recipes import STORY_GRPO_RECIPES
+from tinylm.posttrain.grpo.story_writing import story_report, story_writing_task
 
 import tinylm
 import tinylm.course.plotting
@@ -85,10 +87,8 @@ from tinylm.data.instruct import build_examples
 from tinylm.eval.uncertainty import compare, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
-from tinylm.posttrain.grpo.recipes import STORY_GRPO_RECIPES
 from tinylm.posttrain.grpo.rollout import greedy_completions, pass_at_k, sample_groups, sampled_pass_at
 from tinylm.posttrain.grpo.run import GRPOOptions, grpo
-from tinylm.posttrain.grpo.story_writing import story_report, story_writing_task
 from tinylm.posttrain.grpo.trainer import GRPOTrainer, print_grpo_record
 from tinylm.posttrain.sft.run import SFTOptions, sft
 from tinylm.posttrain.sft.trainer import SFTTrainer

@@ -73,8 +73,9 @@ def race(track: str, profile: str | None = None, *, seeds: Sequence[int] = (0, 1
     to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run.
     A run trains in memory (nothing written) under a budget of training seconds (the Trainer's clock, which leaves
     evaluations out) and evaluates the whole validation split every `eval_interval` steps."""
-    resolved = {name: [resolve_recipe(track, RunOptions(profile=profile, seed=seed, max_seconds=seconds, set={
-                    "eval_interval": eval_interval, "sample_interval": 0}), TrainOptions(recipe=name)) for seed in seeds]
+    changes = {"eval_interval": eval_interval, "sample_interval": 0}
+    resolved = {name: [resolve_recipe(track, RunOptions(profile=profile, seed=seed, max_seconds=seconds, set=changes),
+                                      TrainOptions(recipe=name)) for seed in seeds]
                 for name in recipes}
     first = resolved[recipes[0]][0]
     data = first.track.prepare(first.run.profile)
