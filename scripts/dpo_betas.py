@@ -18,11 +18,11 @@ from pathlib import Path
 
 from tinylm.eval.uncertainty import compare, spread
 
-MEASURES = {  # name -> where in dpo_eval.json; every one is better higher
-    "held-out preference accuracy": ("preference", "accuracy"),
-    "mean margin": ("preference", "margin"),
-    "replies closer to chosen": ("replies", "closer_to_chosen"),
-    "reply token F1 vs chosen": ("replies", "f1_chosen"),
+MEASURES = {  # name -> where in a stage of dpo_eval.json; every one is better higher
+    "held-out preference accuracy": ("preference", "test", "accuracy"),
+    "mean margin": ("preference", "test", "margin"),
+    "replies closer to chosen": ("pass_rate",),
+    "reply token F1 vs chosen": ("figures", "f1_chosen"),
 }
 INCOMPARABLE = {"mean margin"}  # an implicit reward is beta x a log-ratio: its scale differs between betas
 
@@ -31,8 +31,11 @@ def run_folder(runs: Path, beta: float, seed: int) -> Path:
     return runs / f"dpo-cpu-b{beta:g}-s{seed}"
 
 
-def measured(report: dict, stage: str, where: tuple[str, str]) -> float:
-    return report[stage][where[0]][where[1]]
+def measured(report: dict, stage: str, where: tuple[str, ...]) -> float:
+    found = report["preference"][stage] if where[0] == "preference" else report[stage]
+    for key in where[1:] if where[0] == "preference" else where:
+        found = found[key]
+    return found
 
 
 def main() -> None:
@@ -48,17 +51,17 @@ def main() -> None:
             out = run_folder(args.runs, beta, seed)
             if not (out / "dpo_eval.json").is_file() or "after" not in json.loads((out / "dpo_eval.json").read_text()):
                 subprocess.run([sys.executable, "-m", "tinylm.dpo", "--task", "preference", "--profile", "cpu",
-                                "--base", args.base, "--beta", str(beta), "--seed", str(seed), "--out", str(out),
+                                "--base", args.base, "--set", f"beta={beta}", "--seed", str(seed), "--out", str(out),
                                 "--overwrite"], check=True)
             reports.setdefault(beta, []).append(json.loads((out / "dpo_eval.json").read_text()))
     for beta, runs in reports.items():
-        print(f"beta {beta:g} ({len(runs)} seeds, {runs[0]['after']['preference']['pairs']} held-out pairs, "
-              f"{runs[0]['after']['replies']['prompts']} prompts):")
+        print(f"beta {beta:g} ({len(runs)} seeds, {runs[0]['preference']['after']['test']['pairs']} held-out pairs, "
+              f"{runs[0]['after']['problems']} prompts):")
         for name, where in MEASURES.items():
             before = spread([measured(r, "before", where) for r in runs])
             after = spread([measured(r, "after", where) for r in runs])
             print(f"  {name}: {before.format(3)} before -> {after.format(3)} after")
-        print(f"  seconds of DPO training: {spread([r['dpo_seconds'] for r in runs]).format(0)}; wall: "
+        print(f"  seconds of DPO training: {spread([r['train_seconds'] for r in runs]).format(0)}; wall: "
               f"{spread([r['wall_seconds'] for r in runs]).format(0)}")
     if len(reports) == 2:
         (beta_a, a), (beta_b, b) = reports.items()

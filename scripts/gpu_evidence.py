@@ -81,10 +81,10 @@ def steady_speed(run: dict) -> dict:
             "s_per_step": round(mean("step_seconds"), 4), "wall_s": run["wall_s"]}
 
 
-TINYSTORIES_ARMS = {"32": ("32, eager (the seed recipe)", ("--batch-size", "32", "--no-compile")),
-                    "64": ("64, compiled", ("--batch-size", "64", "--compile")),
-                    "128": ("128, compiled (the recipe)", ("--batch-size", "128", "--compile")),
-                    "256": ("256, compiled", ("--batch-size", "256", "--compile"))}
+TINYSTORIES_ARMS = {"32": ("32, eager (the seed recipe)", ("--batch-size", "32", "--set", "compile=false")),
+                    "64": ("64, compiled", ("--batch-size", "64", "--set", "compile=true")),
+                    "128": ("128, compiled (the recipe)", ("--batch-size", "128", "--set", "compile=true")),
+                    "256": ("256, compiled", ("--batch-size", "256", "--set", "compile=true"))}
 
 
 def tinystories(folder: Path, seconds: float, arms: list[str]) -> dict:

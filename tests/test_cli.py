@@ -311,8 +311,7 @@ def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert ("auto picks bf16 or fp16 on CUDA and fp32 elsewhere; any other choice applies on every device "
-            "(default: float32)") in help_text
+    assert "auto (CUDA: bf16 or fp16, else fp32), float32, bfloat16, float16 (default: float32)" in help_text
 
 
 def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_traceback(data_root, tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import tinylm
 from tinylm.course import notebooks as course
 from tinylm.course import repository
-from tinylm.train.run import Finished
+from tinylm.train import prerequisite
 
 
 @pytest.fixture
@@ -26,14 +26,14 @@ def fake_run(folder):
     return folder
 
 
-def refuse_training(recipe, **options):
-    raise AssertionError(f"trained although a run was there: {recipe}")
+def refuse_training(job, **options):
+    raise AssertionError(f"trained although a run was there: {job.recipe}")
 
 
 @pytest.mark.parametrize("name", ["notebook-03-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
 def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
     folder = fake_run(runs / name)
-    monkeypatch.setattr(course, "train", refuse_training)
+    monkeypatch.setattr(prerequisite, "run_job", refuse_training)
     said = []
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
     assert said == [f"shakespeare-char: using the model in {folder}"]
@@ -43,7 +43,7 @@ def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs,
     expected = fake_run(runs / "notebook-05-gpu")
     fake_run(runs / "tinystories-gpu")
     fake_run(runs / "tinystories-quick-cpu")
-    monkeypatch.setattr(course, "train", refuse_training)
+    monkeypatch.setattr(prerequisite, "run_job", refuse_training)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == expected
 
 
@@ -53,41 +53,39 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
     (runs / "notebook-03-cpu" / "last.pt").write_bytes(b"")  # a run that never finished an evaluation
     calls = []
 
-    def record(recipe, say, on_record, **options):
-        calls.append((recipe, options))
-        (recipe.run.out / "best.pt").write_bytes(b"")
+    def record(job, say, **options):
+        calls.append(job.recipe)
+        (job.recipe.run.out / "best.pt").write_bytes(b"")
         say("training output")
-        on_record({"event": "final", "step": 7, "val_loss": 1.9, "best_val_loss": 1.8, "elapsed": 1.0})
-        return Finished({"val_loss": 1.9, "best_val_loss": 1.8}, trainer=None, seconds=1.0)
+        job.on_record({"event": "final", "step": 7, "val_loss": 1.9, "best_val_loss": 1.8, "elapsed": 1.0})
 
-    monkeypatch.setattr(course, "train", record)
+    monkeypatch.setattr(prerequisite, "run_job", record)
     said = []
     folder = course.find_or_train("shakespeare-char", "cpu", say=said.append)
     assert folder == runs / "shakespeare-char-quick-cpu"
-    ((recipe, options),) = calls
+    (recipe,) = calls
     run = recipe.run
-    assert (recipe.track.name, run.profile, run.out, run.overwrite) == ("shakespeare-char", "cpu", folder, True)
+    assert (recipe.track.name, run.profile, run.out, run.resume) == ("shakespeare-char", "cpu", folder, False)
     assert recipe.train.max_steps == course.QUICK_STEPS["shakespeare-char"]
-    assert said[0].startswith(f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or "
-                              "shakespeare-char-cpu; notebook 3 makes one). Training a stand-in now: the cpu recipe "
-                              "for 2,000 steps")
-    assert said[1] == "shakespeare-char: trained the stand-in, validation loss 1.900"
+    assert said == [f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or shakespeare-char-cpu; notebook "
+                    "3 makes one); shakespeare-char stand-in (the cpu recipe; its log: train.log): "
+                    f"{runs}/shakespeare-char-quick-cpu, none yet: trains first (2,000 steps; its progress shows the "
+                    "time). Its text will be rougher than the full run's."]
     log = (folder / "train.log").read_text().splitlines()
     assert log[0] == "training output" and "1.9000" in log[1], "training prints to the log, not the notebook"
     # The next call finds the stand-in instead of training again.
-    monkeypatch.setattr(course, "train", refuse_training)
+    monkeypatch.setattr(prerequisite, "run_job", refuse_training)
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
 
 
 def test_on_a_gpu_the_stand_in_is_the_cpu_recipe(runs, monkeypatch):
     calls = []
 
-    def record(recipe, **options):
-        calls.append(recipe)
-        (recipe.run.out / "best.pt").write_bytes(b"")
-        return Finished({"val_loss": 4.0, "best_val_loss": 4.0}, trainer=None, seconds=1.0)
+    def record(job, **options):
+        calls.append(job.recipe)
+        (job.recipe.run.out / "best.pt").write_bytes(b"")
 
-    monkeypatch.setattr(course, "train", record)
+    monkeypatch.setattr(prerequisite, "run_job", record)
     assert course.find_or_train("tinystories", "gpu", say=lambda _: None) == runs / "tinystories-quick-cpu"
     assert (calls[0].track.name, calls[0].run.profile) == ("tinystories", "cpu")
 
@@ -100,7 +98,7 @@ def test_the_smoke_stand_in_really_trains_and_loads(runs):
     assert f"final step     {recipe.max_steps} | val loss" in (folder / "train.log").read_text()
     model, tokenizer, _ = tinylm.load_model(folder)
     assert (model.config.n_layer, model.config.n_embd, tokenizer.vocab_size) == (preset.n_layer, preset.n_embd, 65)
-    assert said[-1].startswith("shakespeare-char: trained the stand-in, validation loss")
+    assert said[-1].startswith("shakespeare-char: no trained model in ") and "none yet: trains first" in said[-1]
 
 
 def test_the_notebooks_that_train_a_track_save_where_find_or_train_looks():

@@ -12,17 +12,18 @@ import json
 import shutil
 
 import pytest
-from tinylm.posttrain.dpo.on_policy import on_policy_pairs, rank, sample_replies
-from tinylm.posttrain.stories import StoryTask, story_prompts
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tinylm.cli.dpo import cli
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.errors import InputError
-from tinylm.posttrain.dpo import run
-from tinylm.posttrain.dpo.run import DPOJob, DPOOptions, dpo
+from tinylm.posttrain import tasks
+from tinylm.posttrain.chat_task import ChatTask
+from tinylm.posttrain.dpo.run import DPOJob, dpo
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.on_policy import on_policy_pairs, rank, sample_replies
+from tinylm.posttrain.tasks.stories import Stories, StoryProblem, StorySplits
 from tinylm.posttrain.verifier import Verifier
-from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint
 from tinylm.train.options import RunOptions
 
@@ -34,26 +35,46 @@ def instructions(count: int, start: int = 0) -> list[StoryInstruction]:
             for n in range(start, start + count)]
 
 
+class FewStories(Stories):
+    """The story task with the instructions above, judged by the verifier without its guard (module docstring)."""
+
+    def __init__(self, profile: str, data: str | None = None, system_prompt: str | None = None):
+        ChatTask.__init__(self, profile, data, system_prompt)
+        self.splits = StorySplits(train=instructions(16), validation=instructions(8, 100), test=instructions(8, 200),
+                                  names=(), stories={})
+        self.reward, self._train = "correct", [StoryProblem.of(i) for i in self.splits.train]
+        self.prepare(None, "cpu", "dpo")
+
+    def prepare(self, start_path, device, method: str) -> None:
+        self.verifier, self.verifier_at = Verifier(None, None, fluency=False), start_path
+
+
+def swap_task(patch: pytest.MonkeyPatch) -> None:
+    patch.setitem(tasks._REGISTERED, "stories", FewStories)
+
+
 def quiet(_):
     pass
 
 
 def test_pairs_are_the_models_own_replies_ranked_by_the_verifier():
     model, tokenizer = tiny_chat_model(block_size=128)
-    template, verifier, asked = ChatTemplate(tokenizer), Verifier(None, None, fluency=False), instructions(16)
-    made = on_policy_pairs(model, template, verifier, asked, samples=4, seed=3, system_prompt=DEFAULT_SYSTEM_PROMPT,
-                           block_size=128, desc="test")
-    sampled = sample_replies(model, template, story_prompts(asked, DEFAULT_SYSTEM_PROMPT), samples=4, seed=3)
-    assert sampled != sample_replies(model, template, story_prompts(asked, DEFAULT_SYSTEM_PROMPT), samples=4, seed=4)
-    replies = {i.instruction: r for i, r in zip(asked, sampled)}  # the same seed samples the same replies
+    task = FewStories("smoke")
+    asked = task.train_problems()
+    made = on_policy_pairs(model, tokenizer, task, asked, samples=4, seed=3, desc="test")
+    sampled = sample_replies(model, tokenizer, task, asked, samples=4, seed=3)
+    assert sampled != sample_replies(model, tokenizer, task, asked, samples=4, seed=4)
+    replies = {i.instruction: task.reply_texts(tokenizer, r) for i, r in zip(asked, sampled)}  # the seed's replies
     assert made.counts["pairs"] == len(made.records) >= 4 and made.counts["chosen_passed"] >= 1
     for record in made.records:
         own = replies[record["instruction"]]
         assert record["chosen"] in own and record["rejected"] in own  # on-policy: the model's own replies
         instruction = next(i for i in asked if i.instruction == record["instruction"])
-        chosen, rejected = verifier.check([record["chosen"], record["rejected"]], [instruction] * 2)
-        any_passed = any(v.passed for v in verifier.check(own, [instruction] * len(own)))
-        assert not rejected.passed and rank(chosen) > rank(rejected) and chosen.passed == any_passed
+        ended = [True] * 2  # a reply drawn for a pair ended (it fits the context with its <|im_end|>)
+        chosen, rejected = task.score_replies([instruction] * 2, [record["chosen"], record["rejected"]], ended)
+        own_scores = task.score_completions(tokenizer, [instruction] * 4, sampled[asked.index(instruction)])
+        assert not rejected.correct and rank(chosen) > rank(rejected)
+        assert chosen.correct == any(score.correct for score in own_scores)
 
 
 @pytest.fixture(scope="module")
@@ -63,17 +84,9 @@ def story_run(tmp_path_factory):
     save_tiny_chat_checkpoint(root / "chat" / "best.pt", block_size=128)
     with pytest.MonkeyPatch.context() as patch:
         swap_task(patch)
-        report = dpo(RunOptions(profile="smoke", out=root / "dpo"), DPOOptions(task="stories", base=root / "chat"),
-                     say=quiet, on_record=quiet)
+        report = dpo(RunOptions(profile="smoke", out=root / "dpo"),
+                     PostTrainingOptions(task="stories", base=root / "chat"), say=quiet, on_record=quiet)
     return root, report
-
-
-def swap_task(patch: pytest.MonkeyPatch) -> None:
-    task = StoryTask(train=instructions(16), validation=instructions(8, 100), test=instructions(8, 200), names=(),
-                     stories={})
-    patch.setattr(run, "load_story_task", lambda: task)
-    patch.setattr(run, "story_verifier", lambda base: Verifier(None, None, fluency=False))
-    patch.setattr(run, "verifier_base", lambda base, profile: base)  # the swapped verifier needs no story base
 
 
 def records(path):
@@ -85,16 +98,15 @@ def test_a_stories_run_reports_the_pass_rate_before_and_after(story_run):
     out = root / "dpo"
     assert report == json.loads((out / "dpo_eval.json").read_text())
     for when in ("before", "after"):
-        measured = report["pass_rate"][when]
-        assert measured["instructions"] == 8 and measured["kinds"]["sentences"]["asked"] == 8
-        assert measured["low"] <= measured["pass_rate"] <= measured["high"]
-        assert report[when]["story_loss"] > 0 and report[when]["stories"] == 8
+        measured = report[when]
+        assert measured["problems"] == 8 and measured["kinds"]["sentences"]["asked"] == 8
+        assert measured["low"] <= measured["pass_rate"] <= measured["high"] and measured["answer_loss"] > 0
     evals = [r for r in records(out / "metrics.jsonl") if r["event"] in ("eval", "final")]
     assert all({"pass_rate", "val_loss", "preference_accuracy"} <= set(r) for r in evals)
     best = max(evals, key=lambda r: r["pass_rate"])  # the first of the best: a later tie does not replace it
     assert report["after"]["step"] == best["step"] and report["after"]["validation_pass_rate"] == best["pass_rate"]
     saved = json.loads((out / "pairs.json").read_text())
-    assert report["pairs"]["train"] == saved["train"]["counts"] and saved["seed"] == 1337
+    assert report["sampled"]["train"] == saved["train"]["counts"] and saved["seed"] == 1337
     assert len(load_checkpoint(out / "last.pt")["dpo"]["reference"]) == len(saved["train"]["records"])
 
 
@@ -104,16 +116,16 @@ def test_a_resumed_run_trains_on_the_saved_pairs_and_keeps_the_task(story_run, t
     shutil.copytree(root / "dpo", copy)
     swap_task(monkeypatch)
     with pytest.raises(InputError, match=r"^--task preference: the run in .* was started with --task stories"):
-        dpo(RunOptions(profile="smoke", out=copy, resume=True), DPOOptions(task="preference"), say=quiet,
+        dpo(RunOptions(profile="smoke", out=copy, resume=True), PostTrainingOptions(task="preference"), say=quiet,
             on_record=quiet)
 
     def no_sampling(*args, **kwargs):
         raise AssertionError("a resumed run samples no new pairs")
 
-    monkeypatch.setattr(run, "on_policy_pairs", no_sampling)
+    monkeypatch.setattr("tinylm.posttrain.dpo.run.on_policy_pairs", no_sampling)
     pairs = (copy / "pairs.json").read_text()
     resumed = dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=8), say=quiet, on_record=quiet)
-    assert resumed["pass_rate"]["before"] == report["pass_rate"]["before"] and resumed["steps"] == 8
+    assert resumed["before"] == report["before"] and resumed["steps"] == 8
     assert (copy / "pairs.json").read_text() == pairs
     (copy / "pairs.json").unlink()
     with pytest.raises(InputError, match="pairs.json cannot be read .* --overwrite"):
@@ -121,11 +133,12 @@ def test_a_resumed_run_trains_on_the_saved_pairs_and_keeps_the_task(story_run, t
 
 
 def test_the_task_names_the_default_run_folder_and_base():
-    for profile, task in (("smoke", "stories"), ("cpu", "stories"), ("gpu", "preference")):
-        job = DPOJob(RunOptions(profile=profile), DPOOptions(), quiet)
+    for profile, task in (("smoke", None), ("cpu", None), ("gpu", None), ("gpu", "preference")):
+        job = DPOJob(RunOptions(profile=profile), PostTrainingOptions(task=task), quiet)
         job.settle({})
-        assert job.run.out.name == f"dpo-{task}-{profile}" and job.options.task == task
-        assert job.options.base.endswith(f"sft-{'stories' if task == 'stories' else 'instruct'}-{profile}")
+        named = task or "stories"  # the same default task on every profile
+        assert job.run.out.name == f"dpo-{named}-{profile}" and job.options.task == named
+        assert job.options.base.endswith(f"sft-{'stories' if named == 'stories' else 'instruct'}-{profile}")
 
 
 def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tmp_path, monkeypatch):
@@ -137,10 +150,11 @@ def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tm
     def no_sampling(*args, **kwargs):
         raise AssertionError("a run given --data samples no pairs")
 
-    monkeypatch.setattr(run, "on_policy_pairs", no_sampling)
+    monkeypatch.setattr("tinylm.posttrain.dpo.run.on_policy_pairs", no_sampling)
     again = dpo(RunOptions(profile="smoke", out=tmp_path / "again", max_steps=3, learning_rate=1e-4),
-                DPOOptions(task="stories", base=root / "chat", data=str(root / "dpo")), say=quiet, on_record=quiet)
-    assert again["pairs"] == report["pairs"]
+                PostTrainingOptions(task="stories", base=root / "chat", data=str(root / "dpo")), say=quiet,
+                on_record=quiet)
+    assert again["pairs"] == report["pairs"] and again["sampled"] == report["sampled"]
     assert (tmp_path / "again" / "pairs.json").read_text() == (root / "dpo" / "pairs.json").read_text()
     save_tiny_chat_checkpoint(tmp_path / "other" / "best.pt", block_size=128)
     with pytest.raises(SystemExit) as stopped:
@@ -152,7 +166,7 @@ def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tm
 
 def test_sampling_shows_its_progress_with_a_total(capsys):
     model, tokenizer = tiny_chat_model(block_size=128)
-    sample_replies(model, ChatTemplate(tokenizer), story_prompts(instructions(3), DEFAULT_SYSTEM_PROMPT), samples=2,
+    sample_replies(model, tokenizer, FewStories("smoke"), FewStories("smoke").train_problems()[:3], samples=2,
                    seed=0, batch_size=4, desc="replies")
     shown = capsys.readouterr().err
     assert "replies:" in shown and "0/6" in shown and "6/6" in shown and "<" in shown  # a total, an ETA

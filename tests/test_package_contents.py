@@ -52,8 +52,15 @@ def unreached(graph: dict[str, set[str]], roots: set[str]) -> list[str]:
     return sorted(set(graph) - seen)
 
 
+def with_registries(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph with the imports a registry makes by name: tinylm.posttrain.tasks imports each module in its folder
+    (pkgutil, importlib), so that adding a task is adding a module."""
+    tasks = "tinylm.posttrain.tasks"
+    return {**graph, tasks: graph.get(tasks, set()) | {name for name in graph if name.startswith(f"{tasks}.")}}
+
+
 def test_every_module_of_the_package_is_reached_from_a_command_a_public_name_or_a_notebook():
-    assert unreached(import_graph(), starting_points()) == [], (
+    assert unreached(with_registries(import_graph()), starting_points()) == [], (
         "modules that only scripts or tests use: move them out of tinylm/ (the wheel ships all of it)")
 
 

@@ -90,14 +90,7 @@ def test_screen_rows_count_what_a_terminal_wraps():
     assert len(screen_problems("x", wide)) == 2 and screen_problems("x", "usage: x\n") == ["x: no examples"]
 
 
-# Their command lines are rewritten elsewhere while this test is tightened (issue 46's review, items 37 and 38):
-# strict, so that the test fails, and this goes, as soon as each fits.
-REWRITTEN_ELSEWHERE = {"sft"}
-
-
-@pytest.mark.parametrize("command", [pytest.param(command, marks=pytest.mark.xfail(
-    command in REWRITTEN_ELSEWHERE, reason="rewritten elsewhere; see REWRITTEN_ELSEWHERE", strict=True))
-    for command in COMMANDS])
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_help_fits_one_screen(command, monkeypatch):
     texts = helps(command, monkeypatch)
     problems = [problem for name, text in texts.items() for problem in screen_problems(name, text)]

@@ -298,7 +298,8 @@ class TrainConfig:
         )
         _require(
             self.warmup_steps < self.max_steps,
-            f"TrainConfig.warmup_steps={self.warmup_steps} must be smaller than max_steps={self.max_steps}",
+            f"TrainConfig.warmup_steps={self.warmup_steps} must be smaller than max_steps={self.max_steps}: lower it "
+            "(--set warmup_steps=N) or raise --max-steps",
         )
         _require(self.weight_decay >= 0, f"TrainConfig.weight_decay must be >= 0, got {self.weight_decay}")
         _require(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "TrainConfig.beta1 and beta2 must lie in [0, 1)")
@@ -338,12 +339,14 @@ class TrainConfig:
         return _from_dict(cls, values)
 
     def override(self, **options) -> "TrainConfig":
-        """This config with the options that are not None; a new peak learning rate scales min_lr by the same factor,
-        so that the schedule keeps its shape (what every command's --learning-rate does)."""
+        """This config with the options that are not None. A new peak learning rate scales min_lr by the same factor
+        (unless min_lr is given too), so that the schedule keeps its shape; a step limit no longer than the warmup
+        (unless warmup_steps is given too) shortens the warmup to the same share of the run: what every command's
+        --learning-rate and --max-steps do."""
         options = {name: value for name, value in options.items() if value is not None}
-        learning_rate = options.pop("learning_rate", None)
-        cfg = dataclasses.replace(self, **options)
-        if learning_rate is None:
-            return cfg
-        return dataclasses.replace(cfg, learning_rate=learning_rate,
-                                   min_lr=cfg.min_lr * learning_rate / cfg.learning_rate)
+        if options.get("learning_rate") is not None and "min_lr" not in options:
+            options["min_lr"] = self.min_lr * options["learning_rate"] / self.learning_rate
+        steps = options.get("max_steps")
+        if steps is not None and "warmup_steps" not in options and self.warmup_steps >= steps:
+            options["warmup_steps"] = self.warmup_steps * steps // self.max_steps
+        return dataclasses.replace(self, **options)

@@ -285,8 +285,8 @@ else:
 # Read your own lines: the printed verdict is the only claim this notebook makes about speed. On a GPU an eager
 # step also pays for launching hundreds of small kernels, an overhead compiling reduces; for a small model on
 # a CPU the generated code need not beat PyTorch's own kernels. Where compiling does pay, a long
-# run earns the compile time back many times; a short demonstration may not. (`--compile` / `--no-compile`
-# switch it for `python -m tinylm.train`; evaluation, sampling and checkpoints keep using the plain model.)
+# run earns the compile time back many times; a short demonstration may not. (`--set compile=true` or `false`
+# switches it for `python -m tinylm.train`; evaluation, sampling and checkpoints keep using the plain model.)
 #
 # ## OpenAI's GPT-2 124M, in tinylm
 #

@@ -67,7 +67,6 @@ import matplotlib.pyplot as plt
 import tiktoken
 import torch
 import torch.nn.functional as F
-from tinylm.posttrain.stories import load_story_task, pretrain_story_base, story_verifier
 
 import tinylm
 from tinylm.course.exercises import check
@@ -77,7 +76,9 @@ from tinylm.data.conversations import ConversationLoader, pad_conversations
 from tinylm.data.instruct import build_examples
 from tinylm.eval.loss import texts_loss
 from tinylm.model.losses import next_token_loss
-from tinylm.posttrain.sft.run import SFTOptions, print_sft_record, sft
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.sft.run import sft
+from tinylm.posttrain.tasks.stories import load_stories, story_base, story_verifier
 from tinylm.posttrain.sft.trainer import SFTTrainer
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
@@ -284,15 +285,15 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # (at most one), shared with notebooks 10 and 11.
 
 # %%
-task = load_story_task()
-print(f"stories: {', '.join(f'{len(task.stories[part]):,} {part}' for part in ('train', 'validation', 'test'))}; "
-      f"instructions: {len(task.train):,} train, {len(task.validation)} validation, {len(task.test)} test; "
-      f"{len(task.names)} character names")
-example = next(i for i in task.test if {c.kind for c in i.constraints} >= {"name", "word"})
+splits = load_stories()
+print(f"stories: {', '.join(f'{len(splits.stories[part]):,} {part}' for part in ('train', 'validation', 'test'))}; "
+      f"instructions: {len(splits.train):,} train, {len(splits.validation)} validation, {len(splits.test)} test; "
+      f"{len(splits.names)} character names")
+example = next(i for i in splits.test if {c.kind for c in i.constraints} >= {"name", "word"})
 print(f"\ninstruction: {example.instruction}\nconstraints: {[(c.kind, c.value) for c in example.constraints]}\n"
       f"target: {example.story}")
-print({kind: sum(any(c.kind == kind for c in i.constraints) for i in task.test) for kind in ("name", "word", "sentences")},
-      f"of the {len(task.test)} test instructions ask for a name, a word, a length")
+print({kind: sum(any(c.kind == kind for c in i.constraints) for i in splits.test) for kind in ("name", "word", "sentences")},
+      f"of the {len(splits.test)} test instructions ask for a name, a word, a length")
 
 # %% [markdown]
 # **The base** is a story model pretrained here on the training stories only, never on an instruction, in GPT-2's
@@ -302,9 +303,9 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in task.test) 
 # each story alone.
 
 # %%
-base_checkpoint = pretrain_story_base(PROFILE)
+base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
 base_model, story_tokenizer, _ = tinylm.load_model(base_checkpoint, DEVICE)
-held_out = texts_loss(base_model, story_tokenizer, task.stories["validation"], device=DEVICE)
+held_out = texts_loss(base_model, story_tokenizer, splits.stories["validation"], device=DEVICE)
 print(f"story base: {base_model.num_parameters():,} parameters, {story_tokenizer.vocab_size:,} tokens; on the "
       f"{held_out['texts']} validation stories {held_out['loss']:.3f} nats per token, "
       f"{held_out['bits_per_byte']:.3f} bits per byte")
@@ -321,11 +322,11 @@ print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(samp
 # another instruction's target:
 
 # %%
-verifier = story_verifier(base_checkpoint, task)
+verifier = story_verifier(base_checkpoint, splits)
 asked = {c.kind: c.value for c in example.constraints}
 replies = {"the target": example.story,
            "the words listed": f"{asked['name']} {asked['word']}. " * 3,
-           "another story": next(i.story for i in task.test if asked["name"] not in i.story)}
+           "another story": next(i.story for i in splits.test if asked["name"] not in i.story)}
 verdicts = verifier.check(list(replies.values()), [example] * len(replies))
 print(f"fluency bound: {verifier.max_loss:.2f} nats per token")
 for (name, reply), verdict in zip(replies.items(), verdicts):
@@ -345,7 +346,7 @@ story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
 story_template = ChatTemplate(story_chat)
 STORY_PAD, BLOCK_SIZE = story_template.pad, base_model.config.block_size
 train_examples, val_examples = (build_examples([i.record() for i in part], story_template, BLOCK_SIZE)
-                                for part in (task.train, task.validation))
+                                for part in (splits.train, splits.validation))
 for name, examples in (("train", train_examples), ("validation", val_examples)):
     print(f"{name}: {examples.describe()}")
 answer_share = sum(sum(c.is_answer) for c in train_examples.rendered) / sum(len(c) for c in train_examples.rendered)
@@ -528,7 +529,7 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # The report scores two models on the test instructions: the **baseline**, the base asked in plain text (the
 # instruction and a newline; it never saw `<|im_end|>`, so its reply ends at `<|endoftext|>` or at the 120-token
 # cap), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the instruction
-# set instead, downloaded from Hugging Face (offline, pass `SFTOptions(base=...)` a folder saved by `transformers`,
+# set instead, downloaded from Hugging Face (offline, pass `PostTrainingOptions(base=...)` a folder saved by `transformers`,
 # or notebook 6a's `runs/gpt2-124m-gpu`).
 #
 # **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
@@ -544,10 +545,10 @@ for seed in SFT_SEEDS:
     print(f"--- SFT with seed {seed} ---")
     run = RunOptions(profile=PROFILE, out=run_dirs[seed], overwrite=True, seed=seed,
                      max_steps=BOUNDED_GPU_STEPS if bounded else None)
-    reports[seed] = sft(run, SFTOptions(task=TASK), say=print if seed == SEED else lambda line: None,
-                        on_record=print_sft_record if seed == SEED else lambda record: None)
+    reports[seed] = sft(run, PostTrainingOptions(task=TASK), say=print if seed == SEED else lambda line: None,
+                        on_record=None if seed == SEED else lambda record: None)
 report = reports[SEED]
-print(f"seed {SEED + 1}: {reports[SEED + 1]['steps']} steps in {reports[SEED + 1]['sft_seconds']:.0f} s of training, "
+print(f"seed {SEED + 1}: {reports[SEED + 1]['steps']} steps in {reports[SEED + 1]['train_seconds']:.0f} s of training, "
       f"wall time {reports[SEED + 1]['wall_seconds']:.0f} s")
 
 # %% [markdown]
@@ -599,12 +600,13 @@ plt.show()
 
 # %%
 if stories:
-    baseline, after = report["pass_rate"]["baseline"], [reports[seed]["pass_rate"]["after"] for seed in SFT_SEEDS]
+    baseline, after = report["baseline"], [reports[seed]["after"] for seed in SFT_SEEDS]
     print("| model | test pass rate [95% Wilson] | name held | word held | sentences held | ends | fluent |\n" + "|---" * 7 + "|")
     for name, rate in zip(("base, plain text", *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, *after)):
-        held = " | ".join(f"{100 * rate['kinds'].get(k, {}).get('held', math.nan):.0f}%" for k in ("name", "word", "sentences"))
+        held = " | ".join(f"{100 * rate['kinds'].get(k, {}).get('held', math.nan):.0f}%"
+                          for k in ("name", "word", "sentences", "ends", "fluent"))
         print(f"| {name} | {100 * rate['pass_rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}] "
-              f"({rate['passed']}/{rate['instructions']}) | {held} | {100 * rate['ends']:.0f}% | {100 * rate['fluent']:.0f}% |")
+              f"({rate['passed']}/{rate['problems']}) | {held} |")
     apart = [a["low"] > baseline["high"] for a in after]
     met = baseline["pass_rate"] <= 0.1 and all(a["pass_rate"] >= 0.5 for a in after)
     print(f"\nevery seed's interval lies above the base's: {all(apart)}; the target (SFT at least 50% where the base "
@@ -613,8 +615,8 @@ if stories:
     print(f"instruction by instruction (seed {SEED}): {sum(a and not b for b, a in both)} pass only after SFT, "
           f"{sum(b and not a for b, a in both)} only for the base, {sum(a and b for b, a in both)} for both")
 else:  # the instruction set: answer loss and the share of replies that end
-    print({name: {k: report[name][k] for k in ("answer_loss", "stop_rate")} for name in ("baseline", "before", "after")})
-print(f"\nper seed {report['steps']} steps, {report['sft_seconds']:.0f} s of fine-tuning; the first run took "
+    print({name: {k: report[name][k] for k in ("answer_loss", "pass_rate")} for name in ("baseline", "before", "after")})
+print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of fine-tuning; the first run took "
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
@@ -636,10 +638,10 @@ def clip(text: str, width: int = 240) -> str:
 
 model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)
 if stories:
-    for base_reply, sft_reply in zip(report["baseline"]["shown"], report["after"]["shown"]):
-        print(f"\n{sft_reply['instruction']}")
+    for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"]["replies"]):
+        print(f"\n{sft_reply['prompt']}")
         for name, shown_reply in (("base", base_reply), ("SFT", sft_reply)):
-            print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['holds']}]: "
+            print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['kinds']}]: "
                   f"{clip(shown_reply['reply'])}")
 else:
     for shown_reply in report["after"]["replies"]:
@@ -661,7 +663,7 @@ else:
 # %%
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
                       top_k=40, repetition_penalty=1.1, seed=SEED)
-questions = ((task.test[0].instruction, "Write a story about a character named Tom. The story has a ball.")
+questions = ((splits.test[0].instruction, "Write a story about a character named Tom. The story has a ball.")
              if TASK == "stories" else ("What is the capital of France?", "Give me a word that rhymes with cat."))
 chat_box(session, questions=questions)
 
@@ -781,9 +783,9 @@ def test_short_pass_rate():
     short = run_dir.with_name(run_dir.name + "-short")
     saved = json.loads((short / "sft_eval.json").read_text())
     assert saved["steps"] == SHORT_STEPS, f"your run trained {saved['steps']} steps"
-    recorded = saved["pass_rate"]["after"]
+    recorded = saved["after"]
     assert abs(my_short_pass_rate - recorded["pass_rate"]) < 1e-9, f"your run recorded {recorded['pass_rate']}"
-    full = ", ".join(f"{100 * reports[seed]['pass_rate']['after']['pass_rate']:.1f}%" for seed in SFT_SEEDS)
+    full = ", ".join(f"{100 * reports[seed]['after']['pass_rate']:.1f}%" for seed in SFT_SEEDS)
     print(f"{SHORT_STEPS} steps: {100 * recorded['pass_rate']:.1f}% (95% Wilson {100 * recorded['low']:.1f}-"
           f"{100 * recorded['high']:.1f}%); {report['steps']} steps: {full}")
 
@@ -795,8 +797,8 @@ check(test_short_pass_rate)
 #
 # ```python
 # short = sft(RunOptions(profile=PROFILE, out=run_dir.with_name(run_dir.name + "-short"), overwrite=True, seed=SEED,
-#                        max_steps=SHORT_STEPS), SFTOptions(task="stories"))
-# my_short_pass_rate = short["pass_rate"]["after"]["pass_rate"]
+#                        max_steps=SHORT_STEPS), PostTrainingOptions(task="stories"))
+# my_short_pass_rate = short["after"]["pass_rate"]
 # ```
 #
 # The cosine schedule is fitted to the shorter run, so its learning rate falls sooner too: the comparison is of

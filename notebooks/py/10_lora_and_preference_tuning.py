@@ -71,8 +71,6 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tinylm.posttrain.dpo.recipes import DPO_RECIPES
-from tinylm.posttrain.stories import load_story_task, story_verifier, verifier_base
 
 import tinylm
 from tinylm.config import GPTConfig
@@ -85,13 +83,16 @@ from tinylm.eval.uncertainty import compare, spread
 from tinylm.model.gpt import GPT
 from tinylm.model.lora import LoRALinear, LoRAOptions, apply_lora, load_adapters, read_adapters, trainable_share
 from tinylm.paths import runs_dir, shown
-from tinylm.posttrain.dpo import on_policy
+from tinylm.posttrain import on_policy
 from tinylm.posttrain.dpo.objective import dpo_loss, pair_logprobs, preference_summary, preference_sums
-from tinylm.posttrain.dpo.run import DPOOptions, dpo, print_dpo_record
+from tinylm.posttrain.dpo.run import dpo
 from tinylm.posttrain.dpo.trainer import DPOTrainer, PairLoader
-from tinylm.posttrain.sft.run import SFTOptions, sft
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.sft.run import sft
+from tinylm.posttrain.task import measure
+from tinylm.posttrain.tasks.stories import Stories
 from tinylm.posttrain.vocab import add_chat_tokens
-from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
+from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
 
@@ -121,26 +122,26 @@ nb9 = runs_dir() / f"notebook-09-{PROFILE}"
 
 
 def is_story_sft(folder) -> bool:
-    """An SFT run of the story task: its report names the verifier's base."""
-    report = folder / "sft_eval.json"
-    return report.is_file() and "verifier" in json.loads(report.read_text())
+    """An SFT run of the story task: its settings name the verifier's base."""
+    settings = folder / "settings.json"
+    return (folder / "sft_eval.json").is_file() and "verifier" in json.loads(settings.read_text()).get("task", {})
 
 
 sft_start = nb9 if is_story_sft(nb9) or not (nb9 / "best.pt").exists() else RUNS / "sft-stories"
 if not is_story_sft(sft_start):
     print(f"no story SFT model in {shown(sft_start)}: fine-tuning it now, as notebook 9 does")
-    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), SFTOptions(task="stories"),
+    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), PostTrainingOptions(task="stories"),
         say=quiet, on_record=quiet)
 sft_report = json.loads((sft_start / "sft_eval.json").read_text())
-story_base = verifier_base(sft_start, PROFILE)  # the story base sft_eval.json names
 sft_model, sft_tokenizer, _ = load_model(sft_start)
 template = ChatTemplate(sft_tokenizer)
-task = load_story_task()
-verifier = story_verifier(story_base)
-after_sft = sft_report["pass_rate"]["after"]
+task = Stories(PROFILE)  # the story task: its instructions, and its verifier...
+task.prepare(sft_start, "cpu", "dpo")  # ...whose story base is the one the SFT run names
+story_base, verifier, splits = task.verifier_at, task.verifier, task.splits
+after_sft = sft_report["after"]
 print(f"story base {shown(story_base)}, SFT model {shown(sft_start)} ({sft_model.num_parameters():,} parameters); "
-      f"{len(task.train):,} training, {len(task.validation)} validation, {len(task.test)} test instructions")
-print(f"notebook 9's SFT model passes {100 * after_sft['pass_rate']:.1f}% of the {after_sft['instructions']} test "
+      f"{len(splits.train):,} training, {len(splits.validation)} validation, {len(splits.test)} test instructions")
+print(f"notebook 9's SFT model passes {100 * after_sft['pass_rate']:.1f}% of the {after_sft['problems']} test "
       f"instructions (95% Wilson {100 * after_sft['low']:.1f}-{100 * after_sft['high']:.1f}%; greedy replies)")
 
 # %% [markdown]
@@ -223,7 +224,7 @@ print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain 
 RANK = 8
 TARGETS = ("attn.c_attn", "attn.c_proj")
 PROBE_RATE = 1e-2  # the first step's learning rate: AdamW moves every entry of B by about this much
-probe = build_examples([i.record() for i in task.train[:16]], template, sft_model.config.block_size)
+probe = build_examples([i.record() for i in splits.train[:16]], template, sft_model.config.block_size)
 probe_batch = pad_conversations(probe.rendered, template.pad)
 SCALINGS = {"α = r": lambda r: 1.0, f"α = {RANK}": lambda r: RANK / r, "α/√r (rsLoRA)": lambda r: math.sqrt(RANK / r)}
 RANKS = [r for r in (1, 2, 4, 8, 16, 32, 64) if r <= sft_model.config.n_embd]
@@ -328,22 +329,23 @@ sft_reports, rates = {}, {}
 for arm, lora in arms.items():
     out = RUNS / f"sft-{arm}-seed{SEED}"
     run = RunOptions(profile=PROFILE, out=out, overwrite=True, seed=SEED, max_steps=COMPARE_STEPS)
-    report = sft_reports[arm] = sft(run, SFTOptions(task="stories", lora=lora), say=quiet, on_record=quiet)
+    report = sft_reports[arm] = sft(run, PostTrainingOptions(task="stories", lora=lora), say=quiet,
+                                    on_record=quiet)
     rates[arm] = json.loads((out / "settings.json").read_text())["train"]["learning_rate"]
-    after = report["pass_rate"]["after"]
+    after = report["after"]
     print(f"{arm:>4} @ {rates[arm]:g}: test pass rate {100 * after['pass_rate']:.1f}% (95% Wilson "
           f"{100 * after['low']:.1f}-{100 * after['high']:.1f}%); "
           + ", ".join(f"{kind} {100 * held['held']:.0f}%" for kind, held in after["kinds"].items())
-          + f"; {report['sft_seconds']:.0f} s of training")
+          + f"; {report['train_seconds']:.0f} s of training")
 lora_info = sft_reports["lora"]["lora"]
 print(f"LoRA trains {100 * lora_info['trainable'] / lora_info['parameters']:.2f}% of the parameters (adapters file "
       f"{lora_info['adapters_bytes'] / 1024:.0f} KiB, checkpoint {lora_info['checkpoint_bytes'] / 2**20:.1f} MiB)")
-first = task.test[0]
+first = task.held_out(0, 1).test[0]
 print(f"\ninstruction: {first.instruction}")
 for arm in arms:  # each arm's reply to the first test instruction
     model, _, _ = load_model(RUNS / f"sft-{arm}-seed{SEED}")
-    measured, replies = on_policy.greedy_pass_rate(model, template, verifier, [first], DEFAULT_SYSTEM_PROMPT)
-    print(f"{arm:>4} ({'passes' if measured['passed'] else 'fails'}): {replies[0]!r}")
+    [reply] = measure(model, template.tokenizer, task, [first], answer_loss=False)["replies"]
+    print(f"{arm:>4} ({'passes' if reply['passed'] else 'fails'}): {reply['reply']!r}")
 
 # %% [markdown]
 # (On `smoke` these lines only show that everything runs.) Full SFT passes 57.0% (50.8-63.0%), LoRA 11.6%
@@ -456,18 +458,19 @@ plt.show()
 # for: the pass rate of greedy replies to the validation instructions. Four samples for two training instructions:
 
 # %%
-demo_instructions = task.train[:2]
-demo = on_policy.sample_replies(sft_model, template, on_policy.story_prompts(demo_instructions, DEFAULT_SYSTEM_PROMPT),
-                                samples=4, seed=SEED, desc="demo replies")
-for instruction, replies in zip(demo_instructions, demo):
-    verdicts = verifier.check(replies, [instruction] * len(replies))
-    ranks = [on_policy.rank(v) for v in verdicts]
+demo_instructions = task.train_problems()[:2]
+demo = on_policy.sample_replies(sft_model, sft_tokenizer, task, demo_instructions, samples=4, seed=SEED,
+                                desc="demo replies")
+for instruction, completions in zip(demo_instructions, demo):
+    scores = task.score_completions(sft_tokenizer, [instruction] * len(completions), completions)
+    replies = task.reply_texts(sft_tokenizer, completions)
+    losses = verifier.check(replies, [instruction] * len(replies))  # the fluency guard's loss per token, shown
+    ranks = [on_policy.rank(score) for score in scores]
     print(f"instruction: {instruction.instruction}")
-    for reply, verdict, place in zip(replies, verdicts, ranks):
+    for reply, score, verdict, place in zip(replies, scores, losses, ranks):
         role = "" if max(ranks) == min(ranks) else "top" if place == max(ranks) else "bottom" if place == min(ranks) else ""
-        checks = ", ".join(f"{kind} {'yes' if held else 'no'}" for kind, held in verdict.holds.items())
-        print(f"  {'PASS' if verdict.passed else 'fail':>4} {role:>6} | {checks}, ends {'yes' if verdict.ends else 'no'}, "
-              f"loss {verdict.loss:.2f} | {reply[:90]!r}")
+        checks = ", ".join(f"{kind} {'yes' if held else 'no'}" for kind, held in score.kinds.items() if kind != "fluent")
+        print(f"  {'PASS' if score.correct else 'fail':>4} {role:>6} | {checks}, loss {verdict.loss:.2f} | {reply[:90]!r}")
 
 # %% [markdown]
 # ## DPO on notebook 9's model
@@ -488,16 +491,16 @@ for instruction, replies in zip(demo_instructions, demo):
 
 # %%
 BETA = 0.1
-recipe = DPO_RECIPES["stories"][PROFILE]
+recipe = task.recipe("dpo", PROFILE)
 first_dpo = RUNS / f"dpo-seed{SEED}"
 dpo_reports = {}
 for seed in SEEDS:
     print(f"--- DPO with seed {seed} ---")
-    options = DPOOptions(task="stories", base=sft_start, beta=BETA, data=None if seed == SEED else str(first_dpo))
-    dpo_reports[seed] = dpo(RunOptions(profile=PROFILE, out=RUNS / f"dpo-seed{seed}", overwrite=True, seed=seed),
-                            options, say=quiet, on_record=print_dpo_record if seed == SEED else quiet)
-counts = dpo_reports[SEED]["pairs"]["train"]
-print(f"pairs: {counts['pairs']} from {counts['instructions']} training instructions x {recipe.samples} replies "
+    options = PostTrainingOptions(task="stories", base=sft_start, data=None if seed == SEED else str(first_dpo))
+    run = RunOptions(profile=PROFILE, out=RUNS / f"dpo-seed{seed}", overwrite=True, seed=seed, set={"beta": BETA})
+    dpo_reports[seed] = dpo(run, options, say=quiet, on_record=None if seed == SEED else quiet)
+counts = dpo_reports[SEED]["sampled"]["train"]
+print(f"pairs: {counts['pairs']} from {counts['problems']} training instructions x {recipe.samples} replies "
       f"({100 * counts['passed'] / counts['replies']:.1f}% of the replies passed; {counts['chosen_passed']} pairs with "
       f"a passing chosen reply); {recipe.train.max_steps} steps of {recipe.train.batch_size} pairs = "
       f"{recipe.train.max_steps * recipe.train.batch_size / counts['pairs']:.1f} passes over them")
@@ -549,21 +552,21 @@ def pass_line(measured: dict) -> str:
             f"; {kinds})")
 
 
-before = dpo_reports[SEED]["pass_rate"]["before"]
-print(f"test: {before['instructions']} instructions, which chose nothing; β = {BETA}; seeds {SEEDS}")
-print(f"     SFT start: pass rate {pass_line(before)}; story loss {dpo_reports[SEED]['before']['story_loss']:.3f}")
+before = dpo_reports[SEED]["before"]
+print(f"test: {before['problems']} instructions, which chose nothing; β = {BETA}; seeds {SEEDS}")
+print(f"     SFT start: pass rate {pass_line(before)}; story loss {before['answer_loss']:.3f}")
 for seed in SEEDS:
     report = dpo_reports[seed]
-    print(f"DPO, seed {seed}: pass rate {pass_line(report['pass_rate']['after'])}; story loss "
-          f"{report['after']['story_loss']:.3f}; best.pt step {report['after']['step']}")
-after_rates = [dpo_reports[seed]["pass_rate"]["after"]["pass_rate"] for seed in SEEDS]
-after_losses = [dpo_reports[seed]["after"]["story_loss"] for seed in SEEDS]
+    print(f"DPO, seed {seed}: pass rate {pass_line(report['after'])}; story loss "
+          f"{report['after']['answer_loss']:.3f}; best.pt step {report['after']['step']}")
+after_rates = [dpo_reports[seed]["after"]["pass_rate"] for seed in SEEDS]
+after_losses = [dpo_reports[seed]["after"]["answer_loss"] for seed in SEEDS]
 print(compare("DPO", after_rates, "the SFT start", [before["pass_rate"]] * len(SEEDS), metric="test pass rate",
               lower_is_better=False))
-print(compare("DPO", after_losses, "the SFT start", [dpo_reports[SEED]["before"]["story_loss"]] * len(SEEDS),
+print(compare("DPO", after_losses, "the SFT start", [before["answer_loss"]] * len(SEEDS),
               metric="story loss (nats per token)"))
-for old, new in list(zip(dpo_reports[SEED]["before"]["shown"], dpo_reports[SEED]["after"]["shown"]))[:2]:
-    print(f"\ninstruction: {old['instruction']}\nSFT: {old['reply'][:300]!r}\nDPO: {new['reply'][:300]!r}")
+for old, new in list(zip(dpo_reports[SEED]["before"]["replies"], dpo_reports[SEED]["after"]["replies"]))[:2]:
+    print(f"\ninstruction: {old['prompt']}\nSFT: {old['reply'][:300]!r}\nDPO: {new['reply'][:300]!r}")
 
 # %% [markdown]
 # (On `smoke` the figures only show that everything runs.) Every DPO seed passes more test instructions than the
@@ -589,14 +592,14 @@ for old, new in list(zip(dpo_reports[SEED]["before"]["shown"], dpo_reports[SEED]
 # %%
 LOW_RATE = recipe.train.learning_rate / 5
 low_report = dpo(RunOptions(profile=PROFILE, out=RUNS / f"dpo-low-seed{SEED}", overwrite=True, seed=SEED,
-                            learning_rate=LOW_RATE),
-                 DPOOptions(task="stories", base=sft_start, beta=BETA, data=str(first_dpo)), say=quiet, on_record=quiet)
+                            learning_rate=LOW_RATE, set={"beta": BETA}),
+                 PostTrainingOptions(task="stories", base=sft_start, data=str(first_dpo)), say=quiet, on_record=quiet)
 high, low = f"lr {recipe.train.learning_rate:g}", f"lr {LOW_RATE:g}"
 measures = {  # what best.pt of each run measured; the rewards on the validation pairs
-    "test pass rate": lambda r: r["pass_rate"]["after"]["pass_rate"],
-    "story loss": lambda r: r["after"]["story_loss"],
-    "chosen reward": lambda r: r["after"]["validation_preference"]["chosen_reward"],
-    "rejected reward": lambda r: r["after"]["validation_preference"]["rejected_reward"],
+    "test pass rate": lambda r: r["after"]["pass_rate"],
+    "story loss": lambda r: r["after"]["answer_loss"],
+    "chosen reward": lambda r: r["preference"]["after"]["validation"]["chosen_reward"],
+    "rejected reward": lambda r: r["preference"]["after"]["validation"]["rejected_reward"],
 }
 print(f"{high}: mean ± half the range over seeds {SEEDS}; {low}: seed {SEED}")
 for label, read in measures.items():
@@ -611,7 +614,7 @@ for name, prefix, color in ((high, "dpo", "tab:blue"), (low, "dpo-low", "tab:ora
     ax_pass.plot(steps, [100 * r["pass_rate"] for r in evals], "o-", color=color, ms=3, label=name)
     ax_reward.plot(steps, [r["preference_chosen_reward"] for r in evals], "-", color=color, label=f"chosen, {name}")
     ax_reward.plot(steps, [r["preference_rejected_reward"] for r in evals], "--", color=color, label=f"rejected, {name}")
-ax_pass.axhline(100 * dpo_reports[SEED]["pass_rate"]["before"]["pass_rate"], color="gray", lw=0.8,
+ax_pass.axhline(100 * dpo_reports[SEED]["before"]["pass_rate"], color="gray", lw=0.8,
                 label="SFT start (test)")
 ax_pass.set(xlabel="DPO step", ylabel="validation pass rate (%)", title=f"greedy replies that pass, seed {SEED}")
 ax_reward.axhline(0, color="gray", lw=0.8)
@@ -629,7 +632,7 @@ plt.show()
 # both move less, and so does the margin; the story loss stayed put (3.112 against 3.109), but the test pass rate
 # barely moved (0.715 against 0.703; one seed). Fewer passes were not tried.
 #
-# **LoRA and DPO compose.** `dpo(run, DPOOptions(task="stories", lora=LoRAOptions(rank=8)))` (or
+# **LoRA and DPO compose.** `dpo(run, PostTrainingOptions(task="stories", lora=LoRAOptions(rank=8)))` (or
 # `python -m tinylm.dpo --task stories --base runs/notebook-09-cpu --lora-rank 8`) trains adapters instead of every
 # weight. With B = 0 it starts as the reference; `tinylm` computes the reference's log-probabilities once, before
 # training, so it needs no copy.
@@ -756,9 +759,9 @@ def test_rank1_pass_rate():
     out = RUNS / "sft-lora-rank1"
     saved = load_checkpoint(out / "last.pt")
     assert saved["lora"]["rank"] == 1 and saved["step"] == COMPARE_STEPS, (saved["lora"], saved["step"])
-    recorded = json.loads((out / "sft_eval.json").read_text())["pass_rate"]["after"]
+    recorded = json.loads((out / "sft_eval.json").read_text())["after"]
     assert abs(my_rank1_pass_rate - recorded["pass_rate"]) < 1e-9, f"your run recorded {recorded['pass_rate']}"
-    rank8 = sft_reports["lora"]["pass_rate"]["after"]["pass_rate"]
+    rank8 = sft_reports["lora"]["after"]["pass_rate"]
     print(f"rank 1: {recorded['pass_rate']:.3f} (95% Wilson {recorded['low']:.3f}-{recorded['high']:.3f}); rank "
           f"{RANK}: {rank8:.3f}; the first-step change at α = r was {changes['α = r'][RANKS.index(1)].mean:.5f} at rank 1 "
           f"against {changes['α = r'][RANKS.index(RANK)].mean:.5f}")
@@ -772,8 +775,9 @@ check(test_rank1_pass_rate)
 # ```python
 # report = sft(RunOptions(profile=PROFILE, out=RUNS / "sft-lora-rank1", overwrite=True, seed=SEED,
 #                         max_steps=COMPARE_STEPS),
-#              SFTOptions(task="stories", lora=LoRAOptions(rank=1, targets=TARGETS)), say=quiet, on_record=quiet)
-# my_rank1_pass_rate = report["pass_rate"]["after"]["pass_rate"]
+#              PostTrainingOptions(task="stories", lora=LoRAOptions(rank=1, targets=TARGETS)), say=quiet,
+#              on_record=quiet)
+# my_rank1_pass_rate = report["after"]["pass_rate"]
 # ```
 #
 # One seed is a measurement, not a verdict. Rank 1 also trains fewer numbers, so a gap mixes two causes, the smaller

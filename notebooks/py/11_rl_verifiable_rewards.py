@@ -74,8 +74,6 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-from tinylm.posttrain.grpo.recipes import STORY_GRPO_RECIPES
-from tinylm.posttrain.grpo.story_writing import story_report, story_writing_task
 
 import tinylm
 import tinylm.course.plotting
@@ -87,11 +85,16 @@ from tinylm.data.instruct import build_examples
 from tinylm.eval.uncertainty import compare, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
-from tinylm.posttrain.grpo.rollout import greedy_completions, pass_at_k, sample_groups, sampled_pass_at
-from tinylm.posttrain.grpo.run import GRPOOptions, grpo
+from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
+from tinylm.posttrain.grpo.run import grpo
 from tinylm.posttrain.grpo.trainer import GRPOTrainer, print_grpo_record
-from tinylm.posttrain.sft.run import SFTOptions, sft
+from tinylm.posttrain.job import PostTrainingOptions
+from tinylm.posttrain.recipes import changed
+from tinylm.posttrain.replies import greedy_completions
+from tinylm.posttrain.sft.run import sft
 from tinylm.posttrain.sft.trainer import SFTTrainer
+from tinylm.posttrain.task import measure
+from tinylm.posttrain.tasks.stories import Stories
 from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model
 from tinylm.train.options import RunOptions
@@ -207,7 +210,7 @@ for name, baseline in baselines.items():
 
 # %%
 # NBVAL_CHECK_OUTPUT
-EPS = STORY_GRPO_RECIPES[PROFILE].clip_eps
+EPS = Stories.recipe("grpo", PROFILE).clip_eps
 theta_old = theta.detach().clone()
 group = torch.multinomial(pi, G, replacement=True, generator=torch.Generator().manual_seed(1))  # G replies
 advantage = group_advantages(rewards[group].view(1, G)).flatten()  # GRPO's: centred, divided by the spread
@@ -267,22 +270,22 @@ nb9 = runs_dir() / f"notebook-09-{PROFILE}"
 
 
 def is_story_sft(folder) -> bool:
-    """An SFT run of the story task: its report names the verifier's base."""
-    report = folder / "sft_eval.json"
-    return report.is_file() and "verifier" in json.loads(report.read_text())
+    """An SFT run of the story task: its settings name the verifier's base."""
+    settings = folder / "settings.json"
+    return (folder / "sft_eval.json").is_file() and "verifier" in json.loads(settings.read_text()).get("task", {})
 
 
 sft_start = nb9 if is_story_sft(nb9) else RUN / "sft-stories"  # never overwrite a partial notebook 9 run
 if not is_story_sft(sft_start):
     print(f"no story SFT model in {shown(nb9)}: fine-tuning it now in {shown(sft_start)}, as notebook 9 does")
     sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED, device=str(DEVICE)),
-        SFTOptions(task="stories"), say=quiet, on_record=quiet)
-recipe = STORY_GRPO_RECIPES[PROFILE]
-MAX_NEW = recipe.tasks["stories"][1]  # new tokens a reply may take
-task = story_writing_task(sft_start, PROFILE, DEVICE)  # the instructions, and the verifier with its story base
+        PostTrainingOptions(task="stories"), say=quiet, on_record=quiet)
+task = Stories(PROFILE)  # the instructions, and the verifier...
+task.prepare(sft_start, DEVICE, "grpo")  # ...with the story base the SFT run names
+recipe = task.recipe("grpo", PROFILE)
 held_out = task.held_out(recipe.validation, recipe.test)
 model, tokenizer, _ = load_model(sft_start, DEVICE)
-print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len(task.train):,} training, "
+print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len(task.train_problems()):,} training, "
       f"{len(held_out.validation)} validation and {len(held_out.test)} test instructions; fluency bound "
       f"{task.verifier.max_loss:.2f} nats per token")
 
@@ -295,7 +298,7 @@ print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len
 # %%
 problems = held_out.validation[:8]
 GROUP = recipe.group_size  # replies per instruction, as GRPO samples them
-rollout = sample_groups(model, tokenizer, task, problems, group_size=GROUP, max_new_tokens=MAX_NEW, seed=SEED)
+rollout = sample_groups(model, tokenizer, task, problems, group_size=GROUP, seed=SEED)
 print(problems[0].instruction)
 for text, reward, adv in zip(rollout.completions[:GROUP], rollout.rewards[0].tolist(),
                              group_advantages(rollout.rewards)[0].tolist()):
@@ -323,7 +326,7 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 
 # %%
 report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
-              GRPOOptions(task="stories", base=str(sft_start)),
+              PostTrainingOptions(task="stories", base=str(sft_start)),
               say=lambda line: line.startswith("GRPO on") and print(line),
               on_record=lambda record: record["event"] in ("eval", "final") and print_grpo_record(record))
 
@@ -348,12 +351,10 @@ report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, devi
 # %%
 def scored(policy) -> dict:
     """The greedy test pass rate and pass@1, pass@k of `policy`, measured as the GRPO run measures them."""
-    replies = greedy_completions(policy, tokenizer, task, held_out.test, MAX_NEW,
-                                 batch_size=recipe.train.eval_batch_size)
-    rates = story_report(task, tokenizer, held_out.test, replies)
+    rates = measure(policy, tokenizer, task, held_out.test, batch_size=recipe.train.eval_batch_size)
     n = recipe.pass_at_samples
     sampled = held_out.test[: recipe.pass_at_problems or len(held_out.test)]
-    at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), MAX_NEW, temperature=recipe.temperature,
+    at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), temperature=recipe.temperature,
                          seed=recipe.train.seed, batch_size=recipe.train.eval_batch_size)
     return {"pass_rate": rates, "pass_at": at}
 
@@ -365,11 +366,11 @@ def by_k(pass_at: dict) -> dict:
 
 template = ChatTemplate(tokenizer)
 start_cfg = TrainConfig.from_dict(load_checkpoint(sft_start / "best.pt")["train_config"])
-control_cfg = dataclasses.replace(start_cfg, max_steps=10**6, max_seconds=report["grpo_seconds"], warmup_steps=0,
+control_cfg = dataclasses.replace(start_cfg, max_steps=10**6, max_seconds=report["train_seconds"], warmup_steps=0,
                                   learning_rate=start_cfg.min_lr, eval_interval=0, log_interval=10**6, seed=SEED)
 conversations, val_conversations = (build_examples([i.record() for i in split], template,
                                                     model.config.block_size).rendered
-                                     for split in (task.stories.train, task.stories.validation))
+                                     for split in (task.splits.train, task.splits.validation))
 control_model, _, _ = load_model(sft_start, DEVICE)
 control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversations, control_cfg.batch_size,
                                                                    template.pad, seed=SEED),
@@ -377,14 +378,13 @@ control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversation
                      template=template)
 control.fit()
 control_model.eval()
-arms = {"start (notebook 9)": {"pass_rate": report["pass_rate"]["before"],
-                               "pass_at": by_k(report["pass_at"]["before"])},
+arms = {"start (notebook 9)": {"pass_rate": report["before"], "pass_at": by_k(report["pass_at"]["before"])},
         f"GRPO, best.pt (step {report['after']['step']} of {report['steps']})":
-            {"pass_rate": report["pass_rate"]["after"], "pass_at": by_k(report["pass_at"]["after"])},
+            {"pass_rate": report["after"], "pass_at": by_k(report["pass_at"]["after"])},
         f"SFT control ({control.step} steps)": scored(control_model)}
 k = recipe.pass_at_samples
-asked = report["pass_rate"]["before"]["kinds"]
-print(f"{report['grpo_seconds']:.0f} s of GRPO (rate {recipe.train.learning_rate:g}), {control.elapsed:.0f} s of SFT "
+asked = report["before"]["kinds"]
+print(f"{report['train_seconds']:.0f} s of GRPO (rate {recipe.train.learning_rate:g}), {control.elapsed:.0f} s of SFT "
       f"(rate {control_cfg.learning_rate:g}); {len(held_out.test)} test instructions (asking for a name "
       f"{asked['name']['asked']}, a word {asked['word']['asked']}, at most N sentences {asked['sentences']['asked']}), "
       f"pass@k on the first {report['pass_at']['problems']}")
@@ -395,8 +395,8 @@ for name, arm in arms.items():
     rates, at = arm["pass_rate"], arm["pass_at"]
     held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in KINDS)
     print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
-          f"{100 * at[1]:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['ends']:4.0f}% "
-          f"{100 * rates['fluent']:5.0f}%")
+          f"{100 * at[1]:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['kinds']['ends']['held']:4.0f}% "
+          f"{100 * rates['kinds']['fluent']['held']:5.0f}%")
 n_at = report["pass_at"]["problems"]  # n = k samples each: pass@k is the share of instructions with a pass among them
 print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + "; ".join(
     f"{name} {100 * arm['pass_at'][k]:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
@@ -418,7 +418,7 @@ print("their 95% intervals do not overlap" if apart else "their 95% intervals ov
 # 95% intervals, which measure only the luck of the test instructions, overlap; by the course's rule the two are **not
 # told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4). Two things favour
 # GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its last step; and GRPO's
-# rate (3e-4) is the recipe's (tinylm/posttrain/grpo/recipes.py), chosen because it raised the pass rate, while the
+# rate (3e-4) is the recipe's (tinylm/posttrain/tasks/stories.py), chosen because it raised the pass rate, while the
 # control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps also depend on the machine's
 # load: 318 in those seconds here, more on an idle one.
 #
@@ -439,7 +439,7 @@ print("per rollout, the mean reply length in tokens:", " ".join(f"{r['length']:.
 print("per rollout, the clip fraction of its second update:", " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
 axes[0].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], label="sampled replies that pass")
-axes[0].plot([r["step"] for r in evals], [r["accuracy"] for r in evals], "o-", label="validation, greedy")
+axes[0].plot([r["step"] for r in evals], [r["pass_rate"] for r in evals], "o-", label="validation, greedy")
 axes[0].set(title="GRPO: the verifier's pass rate", xlabel="GRPO step", ylim=(0, 1))
 axes[0].legend()
 axes[1].plot([r["step"] for r in rollouts], [r["length"] for r in rollouts])
@@ -461,7 +461,7 @@ plt.show()
 #
 # ## Reward hacking
 #
-# A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--reward constraints`)
+# A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--set reward=constraints`)
 # checks the constraints only: the name, the word, the at-most-N-sentences limit. It forgets to ask whether the
 # reply is a story: whether it stopped by itself, whether it has at least three sentences and ends as a sentence
 # does, and whether the story base finds it fluent. A list of the asked-for words passes it:
@@ -470,7 +470,7 @@ plt.show()
 # NBVAL_CHECK_OUTPUT
 instruction = held_out.test[0]
 listed = " ".join(c.value for c in instruction.constraints if c.kind in ("name", "word")) + "."
-for name, verifier in (("constraints only", task.weak), ("the real verifier", task.verifier)):
+for name, verifier in (("constraints only", task.weak_verifier), ("the real verifier", task.verifier)):
     verdict = verifier.check([listed], [instruction])[0]
     print(f"{name:>17}: {'pass' if verdict.passed else 'fail'} (constraints {verdict.holds}, ends {verdict.ends}, "
           f"fluent {verdict.fluent})")
@@ -486,8 +486,8 @@ print(f"{instruction.instruction!r} -> {listed!r}")
 # %%
 hacked = []
 hack_model, _, _ = load_model(sft_start, DEVICE)
-hack_recipe = recipe.replace(reward="constraints", train={"max_steps": report["steps"], "eval_interval": 0})
-GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, MAX_NEW, device=DEVICE, callbacks=[hacked.append]).fit()
+hack_recipe = changed(recipe, reward="constraints", max_steps=report["steps"], eval_interval=0)
+GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, device=DEVICE, callbacks=[hacked.append]).fit()
 hack_train = [r for r in hacked if r["event"] == "train" and r["step"] % recipe.updates == 0]
 hack_model.eval()
 SAMPLED = recipe.prompts * recipe.group_size  # replies per rollout
@@ -496,21 +496,21 @@ print(f"per rollout, of its {SAMPLED} replies, paid by the weak verifier but ref
 
 
 def both_verdicts(policy):
-    """The greedy test replies of `policy`, the real verifier's verdicts and the weak one's."""
-    replies = greedy_completions(policy, tokenizer, task, held_out.test, MAX_NEW,
-                                 batch_size=recipe.train.eval_batch_size)
-    texts, _, verdicts = task.judged(tokenizer, held_out.test, replies)
-    return texts, verdicts, task.weak.check(texts, held_out.test)
+    """The greedy test replies of `policy`, the real verifier's scores and the weak one's pay."""
+    replies = greedy_completions(policy, tokenizer, task, held_out.test, batch_size=recipe.train.eval_batch_size)
+    texts = task.reply_texts(tokenizer, replies)
+    weak = task.rewarded_by("constraints").score_completions(tokenizer, held_out.test, replies)
+    return texts, task.score_completions(tokenizer, held_out.test, replies), weak
 
 
 for name, policy in (("the start", model), (f"after {report['steps']} steps on the weak reward", hack_model)):
     texts, verdicts, weak = both_verdicts(policy)
-    print(f"greedy test replies of {name}: the weak verifier passes {100 * sum(w.passed for w in weak) / len(weak):.1f}%, "
-          f"the real one {100 * sum(v.passed for v in verdicts) / len(verdicts):.1f}%")
-paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.passed and not v.passed]
+    print(f"greedy test replies of {name}: the weak verifier passes {100 * sum(w.reward for w in weak) / len(weak):.1f}%, "
+          f"the real one {100 * sum(v.correct for v in verdicts) / len(verdicts):.1f}%")
+paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.reward and not v.correct]
 print(f"after training, paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
-      f"{sum(not v.ends for _, v in paid_refused)} do not end as a story ends, "
-      f"{sum(not v.fluent for _, v in paid_refused)} are not fluent")
+      f"{sum(not v.kinds['ends'] for _, v in paid_refused)} do not end as a story ends, "
+      f"{sum(not v.kinds['fluent'] for _, v in paid_refused)} are not fluent")
 for text, _ in paid_refused[:2]:
     print(f"  {text!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
@@ -692,7 +692,7 @@ def test_three_seeds():
 check(test_three_seeds)
 
 # %%
-print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here, plus the scoring of each run: two more "
+print(f"exercise 4 trains for about {4 * report['train_seconds']:,.0f} s here, plus the scoring of each run: two more "
       "seeds of each arm")
 
 # %% [markdown]
@@ -702,10 +702,10 @@ print(f"exercise 4 trains for about {4 * report['grpo_seconds']:,.0f} s here, pl
 # my_grpo_rates, my_control_rates = [grpo_rates["pass_rate"]], [control_rates["pass_rate"]]
 # for seed in (SEED + 1, SEED + 2):
 #     run = grpo(RunOptions(profile=PROFILE, out=RUN / f"grpo-seed{seed}", overwrite=True, seed=seed,
-#                           device=str(DEVICE)), GRPOOptions(task="stories", base=str(sft_start)),
+#                           device=str(DEVICE)), PostTrainingOptions(task="stories", base=str(sft_start)),
 #                say=quiet, on_record=quiet)
-#     my_grpo_rates.append(run["pass_rate"]["after"]["pass_rate"])
-#     cfg = dataclasses.replace(control_cfg, seed=seed, max_seconds=run["grpo_seconds"])
+#     my_grpo_rates.append(run["after"]["pass_rate"])
+#     cfg = dataclasses.replace(control_cfg, seed=seed, max_seconds=run["train_seconds"])
 #     other, _, _ = load_model(sft_start, DEVICE)
 #     SFTTrainer(other, cfg, ConversationLoader(conversations, cfg.batch_size, template.pad, seed=seed),
 #                tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=val_conversations,

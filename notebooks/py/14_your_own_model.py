@@ -76,6 +76,7 @@ from tinylm.eval.uncertainty import compare, spread
 from tinylm.generate.decode import generate_batch
 from tinylm.paths import data_dir, runs_dir, shown
 from tinylm.train.options import RunOptions
+from tinylm.train.recipes import TrainOptions
 from tinylm.train.text import EVAL_TOKENS, bits_per_byte, text_recipe, train_text
 
 NOTEBOOK_STARTED = time.perf_counter()
@@ -242,8 +243,8 @@ arm_runs: dict[tuple[str, int], dict] = {}  # (tokenizer, seed) -> what the run 
 def train_arm(tokenizer_spec: str, seed: int) -> dict:
     """One run of `train text` on TEXT_FILE with `tokenizer_spec`, STEPS steps, one evaluation at the end."""
     run = RunOptions(out=RUNS / f"{tokenizer_spec.replace(':', '')}-seed{seed}", overwrite=True, seed=seed,
-                     max_steps=STEPS)
-    recipe = text_recipe(str(TEXT_FILE), tokenizer_spec, run=run, eval_interval=0)
+                     max_steps=STEPS, set={"eval_interval": 0})
+    recipe = text_recipe(run, TrainOptions(file=str(TEXT_FILE), tokenizer=tokenizer_spec))
     with contextlib.redirect_stdout(io.StringIO()):  # each run's progress lines (its metrics.jsonl keeps them)
         finished = train_text(recipe, say=quiet)
     data = prepare_text(TEXT_FILE, tokenizer_spec, say=quiet)  # the token files the run read, from data/text/

@@ -1,4 +1,5 @@
-"""Command line: preference tuning (DPO) of a chat model on a task; an option left out is the task's recipe's.
+"""Command line: preference tuning (DPO) of a chat model on a task.
+An option left out is the task's recipe's (with --resume: the saved run's).
 
 What a run does and writes (OUT/dpo_eval.json: the test split measured before and after, the held-out pairs'
 preference figures; OUT/pairs.json: on-policy pairs) is `tinylm.posttrain.dpo.run.dpo`'s; this module parses the
@@ -16,11 +17,10 @@ from .errors import run_cli
 
 def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
-        "dpo", __doc__.split("\n\n")[0], argv, default_task="stories", steps="optimizer steps", batch="pairs",
-        bases="a chat model: an SFT run folder or checkpoint",
-        data="preference: preference or JSON(L); else a DPO run's pairs", lora=True,
+        "dpo", __doc__.split("\n\n")[0], argv, steps="optimizer steps", batch="pairs",
+        bases="an SFT run or checkpoint", data="a preference file or a DPO run's pairs",
+        lora=True,
         example_lines=("python -m tinylm.dpo --task stories --profile cpu",
-                       "python -m tinylm.dpo --task stories --profile cpu --resume --max-steps 300",
                        "python -m tinylm.dpo --task preference --profile cpu --set beta=0.5",
                        "python -m tinylm.dpo --task stories --profile cpu --out runs/dpo-lora --lora-rank 8"))
 

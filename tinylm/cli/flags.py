@@ -28,7 +28,7 @@ def add_device(parser: argparse.ArgumentParser) -> None:
 def add_dtype(parser: argparse.ArgumentParser, default: str | None, default_text: str | None = None) -> None:
     """--dtype: `default`, or None with `default_text` saying what the command picks."""
     parser.add_argument("--dtype", choices=DTYPES, default=default, metavar="DTYPE",
-                        help="auto (bf16 or fp16 on CUDA, fp32 elsewhere), float32, bfloat16 or float16"
+                        help="auto (CUDA: bf16 or fp16, else fp32), float32, bfloat16, float16"
                              + _default(default_text))
 
 

@@ -1,4 +1,5 @@
-"""Command line: reinforcement learning (GRPO) on a task a program checks; an option left out is its recipe's.
+"""Command line: reinforcement learning (GRPO) on a task a program checks.
+An option left out is the task's recipe's (with --resume: the saved run's).
 
 What a run does and writes (OUT/grpo_eval.json: the test split measured before and after, best.pt chosen on
 separate validation problems) is `tinylm.posttrain.grpo.run.grpo`'s; this module parses the options and hands them
@@ -16,8 +17,8 @@ from .errors import run_cli
 
 def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
-        "grpo", __doc__.split("\n\n")[0], argv, default_task="arithmetic", steps="GRPO updates", batch=None,
-        bases="pretrain, a run folder or checkpoint", data="a task's data set",
+        "grpo", __doc__.split("\n\n")[0], argv, steps="GRPO updates", batch=None,
+        bases="pretrain, a run or checkpoint", data="a task's data set",
         lora=False,
         example_lines=("python -m tinylm.grpo --task arithmetic --profile cpu --out runs/grpo-arithmetic",
                        "python -m tinylm.grpo --profile cpu --out runs/grpo-arithmetic --resume --max-steps 6000",

@@ -48,7 +48,7 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
                 choices: dict[str, tuple[str, ...]] | None = None):
     """One flag per field of the options dataclass `kind` (--max-steps for max_steps), its help filled in from
     `context` ({out}, {steps}, ...) and `choices` for some. A field left out of the command line is None."""
-    hints = typing.get_type_hints(kind)
+    hints, groups = typing.get_type_hints(kind), {}
     for f in dataclasses.fields(kind):
         if f.name in skip:
             continue
@@ -62,8 +62,10 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
             add_lora_arguments(parser)
         elif f.name == "set":
             parser.add_argument(flag, action="append", type=field_value, help=text, **meta)
-        elif f.default is False:
-            parser.add_argument(flag, action="store_true", help=text)
+        elif f.default is False:  # a switch; switches of one `exclusive` group exclude each other
+            where = groups.setdefault(meta["exclusive"], parser.add_mutually_exclusive_group()) \
+                if "exclusive" in meta else parser
+            where.add_argument(flag, action="store_true", help=text)
         else:
             number = next((t for t in (int, float) if t in typing.get_args(hints[f.name])), None)
             kind_of = {int: int_at_least(1) if f.name in COUNTS else int, float: positive_float}.get(number)
@@ -86,7 +88,7 @@ def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lora-rank", type=int, metavar="R", help="train LoRA adapters of rank R (default: none)")
     parser.add_argument("--lora-alpha", type=float, metavar="A", help="updates scaled by A/R (default: A = R)")
     parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
-                        metavar="LAYER", help=f"layers to adapt (default: {' '.join(DEFAULT_TARGETS)})")
+                        metavar="L", help=f"layers to adapt (default: {' '.join(DEFAULT_TARGETS)})")
 
 
 def lora_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> LoRAOptions | None:

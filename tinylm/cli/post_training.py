@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..distributed import run_in_world
 from ..posttrain.job import PostTrainingOptions
-from ..posttrain.tasks import tasks_for
+from ..posttrain.tasks import DEFAULT_TASKS, tasks_for
 from ..train.options import RunOptions
 from .console import CommandParser, HelpFormatter, begin, examples
 from .options import add_options, options_from
@@ -16,17 +16,16 @@ from .options import add_options, options_from
 FIELDS = {"sft": "SFTRecipe", "dpo": "DPORecipe", "grpo": "GRPORecipe"}
 
 
-def parse(method: str, description: str, argv, *, default_task: str, bases: str, data: str, steps: str,
-          batch: str | None, lora: bool, example_lines: tuple[str, ...]) -> argparse.Namespace:
+def parse(method: str, description: str, argv, *, bases: str, data: str, steps: str, batch: str | None, lora: bool,
+          example_lines: tuple[str, ...]) -> argparse.Namespace:
     parser = CommandParser(prog=f"python -m tinylm.{method}", usage="%(prog)s [options]", description=description,
                            formatter_class=HelpFormatter, epilog=examples(*example_lines))
     skip = ("lora",) if not lora else ()
-    add_options(parser, PostTrainingOptions, {"tasks": ", ".join(tasks_for(method)), "task": default_task,
+    add_options(parser, PostTrainingOptions, {"tasks": ", ".join(tasks_for(method)), "task": DEFAULT_TASKS[method],
                                               "bases": bases, "data": data}, skip=skip,
                 choices={"task": tuple(tasks_for(method))})
     add_options(parser, RunOptions, {"out": f"runs/{method}-<task>-<profile>", "steps": steps, "batch": batch or "",
-                                     "fields": f"TrainConfig or {FIELDS[method]} (their fields: tinylm/config.py, "
-                                     "tinylm/posttrain/recipes.py)"},
+                                     "fields": f"{FIELDS[method]} (tinylm/posttrain/recipes.py) or TrainConfig"},
                 skip=() if batch else ("batch_size",))
     args = parser.parse_args(argv)
     args.run, args.options = options_from(parser, args, RunOptions), options_from(parser, args, PostTrainingOptions)

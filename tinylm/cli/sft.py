@@ -1,4 +1,5 @@
-"""Command line: chat fine-tuning (SFT) of a pretrained model on a task; an option left out is the task's recipe's.
+"""Command line: chat fine-tuning (SFT) of a pretrained model on a task.
+An option left out is the task's recipe's (with --resume: the saved run's).
 
 What a run does and writes (OUT/sft_eval.json: the test split measured on the base in plain text, before and after)
 is `tinylm.posttrain.sft.run.sft`'s; this module parses the options and hands them over.
@@ -15,11 +16,10 @@ from .errors import run_cli
 
 def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
-        "sft", __doc__.split("\n\n")[0], argv, default_task="stories", steps="optimizer steps", batch="conversations",
-        bases="pretrain, gpt2, a run folder or checkpoint", data="instruct: instruct or a JSON/JSONL file",
+        "sft", __doc__.split("\n\n")[0], argv, steps="optimizer steps", batch="conversations",
+        bases="pretrain, gpt2, a run or checkpoint", data="instruct or a JSON/JSONL file",
         lora=True,
         example_lines=("python -m tinylm.sft --task stories --profile cpu",
-                       "python -m tinylm.sft --task stories --profile cpu --resume --max-steps 1200",
                        "python -m tinylm.sft --task instruct --base gpt2 --profile gpu --out runs/sft-gpt2",
                        "python -m tinylm.sft --task stories --profile cpu --lora-rank 8 --out runs/sft-lora-cpu"))
 

@@ -38,8 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
-                        "python -m tinylm.train tinystories --arch llama --max-seconds 600",
-                        "python -m tinylm.train shakespeare-char --set optimizer=muon --set n_layer=2",
+                        "python -m tinylm.train tinystories --arch llama --set optimizer=muon --max-seconds 600",
                         "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))

@@ -107,7 +107,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     """
     profile = resolve_profile(profile)
     candidates = run_candidates(track, profile)
-    for folder in candidates[:-1]:
+    for folder in candidates:
         if run_file(folder, "best.pt").is_file():  # an --overwrite under way still holds the old run
             say(f"{track}: using the model in {shown(folder)}")
             return folder
@@ -128,7 +128,7 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
                                 .recipe.train.max_steps)
         notebook = (f"notebook {notebook_number(TRACK_NOTEBOOKS[track])}" if track in TRAINED_IN_A_NOTEBOOK
                     else f"python -m tinylm.train {track}")
-        say(f"{track}: no trained model in {' or '.join(shown(c) for c in candidates[:-1])} ({notebook} makes one); "
-            f"{stand_in.plan()}. Its text will be rougher than the full run's.")
+        say(f"{track}: no trained model in {shown(out.parent)} ({' or '.join(c.name for c in candidates[:-1])}; "
+            f"{notebook} makes one); {stand_in.plan()}. Its text will be rougher than the full run's.")
         stand_in.ensure(say=write)
     return out

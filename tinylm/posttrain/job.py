@@ -28,7 +28,7 @@ from ..train.run import Job
 from ..train.trainer import Chooser, Trainer
 from .recipes import recipe_fields
 from .task import Task, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
-from .tasks import method_task
+from .tasks import DEFAULT_TASKS, FIRST_TASKS, method_task
 
 NAMED_BASES = ("pretrain", "gpt2")  # what --base names other than a path: the task's own base, OpenAI's GPT-2
 
@@ -38,8 +38,8 @@ class PostTrainingOptions:
     """What a post-training command is asked for beyond RunOptions; None: the recipe's (resumed: the saved run's)."""
 
     task: str | None = option("{tasks} (default: {task})", metavar="TASK")
-    base: str | None = option("{bases} (default: the recipe's)", metavar="BASE")
-    data: str | None = option("{data} (default: the task's)", metavar="DATA")
+    base: str | None = option("{bases} (default: recipe's)", metavar="BASE")
+    data: str | None = option("{data} (default: task's)", metavar="DATA")
     system_prompt: str | None = option("(default: 'You are a helpful assistant.')", metavar="TEXT")
     lora: LoRAOptions | None = option("LoRA adapters instead of every weight")
 
@@ -69,12 +69,11 @@ def describe_run(path: Path) -> str:
 
 
 class PostTrainingJob(Job):
-    """One post-training run of `method` on a task, by the task's recipe for the profile. A subclass gives `method`,
-    `recipe_type` and `default_task`, and the Job hooks that differ (data, model, trainer, before, after)."""
+    """One post-training run of `method` on a task, by the task's recipe for the profile. A subclass gives `method`
+    and `recipe_type`, and the Job hooks that differ (data, model, trainer, before, after)."""
 
     method: ClassVar[str]
     recipe_type: ClassVar[type]
-    default_task: ClassVar[str]
     reload_best = True
     extra_files: ClassVar[tuple[str, ...]] = ()  # what the method writes into the folder beyond the report
     loss_name = "validation loss"  # what the method's own validation figure is, as a record line says it
@@ -86,7 +85,7 @@ class PostTrainingJob(Job):
 
     def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
         self.set_kinds = (self.recipe_type, TrainConfig)
-        task = options.task or self.default_task
+        task = options.task or DEFAULT_TASKS[self.method]
         method_task(self.method, task)  # an unknown task, or one this method has no recipe for, touches nothing
         self.report_name = f"{self.method}_eval.json"
         self.files = (*Job.files, self.report_name, *self.extra_files)
@@ -97,7 +96,7 @@ class PostTrainingJob(Job):
 
     # -- the options, the task and the recipe, settled once -----------------------------------------------------
     def defaults(self) -> dict[str, Any]:
-        task = method_task(self.method, self.options.task or self.default_task)
+        task = method_task(self.method, self.options.task or DEFAULT_TASKS[self.method])
         return {"task": task.name, "base": base_path(task.recipe(self.method, self.run.profile).base, self.run.profile),
                 "data": task.default_data, "system_prompt": DEFAULT_SYSTEM_PROMPT}
 
@@ -110,6 +109,10 @@ class PostTrainingJob(Job):
         recipe = self.task.recipe(self.method, self.run.profile)
         saved_recipe = {k: v for k, v in saved.items() if k in recipe_fields(self.recipe_type)}
         self.recipe = dataclasses.replace(recipe, **{**saved_recipe, **self.run.set_fields_of(self.recipe_type)})
+
+    def saved_options(self, saved: dict) -> dict[str, Any]:
+        """A run of an older tinylm, without settings.json, trained the only task there was then."""
+        return {"task": FIRST_TASKS[self.method]} if self.method in FIRST_TASKS else {}
 
     def make_task(self, task_type: type[Task]) -> Task:
         return task_type(self.run.profile, self.options.data, self.options.system_prompt)

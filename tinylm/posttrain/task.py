@@ -207,7 +207,7 @@ def summarize(prompts: list[str], scores: list[Score], texts: list[str]) -> dict
             "kinds": {kind: {"held": sum(held) / len(held), "asked": len(held)} for kind, held in kinds.items()},
             "figures": {name: sum(values) / len(values) for name, values in figures.items()},
             "passed_each": [s.correct for s in scores],
-            "replies": [{"prompt": p, "reply": t, "passed": s.correct}
+            "replies": [{"prompt": p, "reply": t, "passed": s.correct, "kinds": s.kinds}
                         for p, s, t in list(zip(prompts, scores, texts))[:SHOWN_REPLIES]]}
 
 

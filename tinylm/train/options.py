@@ -41,17 +41,19 @@ class RunOptions:
 
     profile: str | None = option(None)
     out: str | Path | None = option(None)
-    resume: bool = option("continue --out's run; only --max-steps, --max-seconds, --learning-rate, --device and "
-                          "--dtype may change", default=False)
-    overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False)
+    resume: bool = option("continue --out's run; budgets, rate, device may change", default=False,
+                          exclusive="run")
+    overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False,
+                             exclusive="run")
     max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N")
-    max_seconds: float | None = option("training seconds, evaluations excluded (default: none)", metavar="S")
+    max_seconds: float | None = option("training seconds: evaluations and checkpoints excluded (default: none)",
+                                       metavar="S")
     learning_rate: float | None = option("peak rate, floor scaled alike (default: the recipe's)", metavar="LR")
     batch_size: int | None = option(None)
     seed: int | None = option("of weights, batches, sampling (default: the recipe's)", metavar="N")
     device: str | None = option(None)
     dtype: str | None = option(None)
-    set: dict[str, Any] | None = option("FIELD=VALUE of {fields}; repeatable (default: none)", metavar="F=V")
+    set: dict[str, Any] | None = option("a field of {fields} (default: none)", metavar="F=V")
 
     def __post_init__(self) -> None:
         if self.resume and self.overwrite:  # both would delete the run's history, then resume it

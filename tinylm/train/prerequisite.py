@@ -49,7 +49,8 @@ class Prerequisite:
                say: Callable[[str], None] = print) -> Path:
         """Its best.pt, after training or finishing it where it is missing or interrupted."""
         step = self.progress()
-        if step is None or step < self.steps:
-            run = RunOptions(out=self.out, resume=step is not None, profile=self.profile, device=device)
+        if step is None or step < self.steps:  # resumed: to its own step limit, whatever stopped it
+            run = RunOptions(out=self.out, resume=step is not None, profile=self.profile, device=device,
+                             max_steps=self.steps if step is not None else None)
             run_job(self.job(run), world=world, say=say)
         return self.checkpoint

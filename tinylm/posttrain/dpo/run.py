@@ -42,7 +42,7 @@ PARTS = ("train", "validation", "test")
 class DPOJob(PostTrainingJob):
     """DPO of the chat model `options.base` on `options.task`'s pairs, by the task's recipe for the profile."""
 
-    method, recipe_type, default_task, command = "dpo", DPORecipe, "stories", "dpo"
+    method, recipe_type, command = "dpo", DPORecipe, "dpo"
     extra_files = (ADAPTERS_FILE, PAIRS_FILE)
     loss_name = "DPO loss"
 
@@ -157,8 +157,7 @@ class DPOJob(PostTrainingJob):
         return references
 
     def saved_options(self, saved: dict) -> dict[str, Any]:
-        """An older tinylm's run without settings.json: its beta, and its task, the only one there was then."""
-        return {"beta": saved["dpo"]["beta"], "task": "preference"}
+        return {**super().saved_options(saved), "beta": saved["dpo"]["beta"]}
 
     def record_line(self, record: dict) -> str:
         line = super().record_line(record)

@@ -31,7 +31,7 @@ from .trainer import GRPOTrainer, check_rollout_memory, format_grpo_record
 class GRPOJob(PostTrainingJob):
     """GRPO on `options.task` from `options.base`, by the task's recipe for the profile."""
 
-    method, recipe_type, default_task, command = "grpo", GRPORecipe, "arithmetic", "grpo"
+    method, recipe_type, command = "grpo", GRPORecipe, "grpo"
 
     def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
         if run.batch_size is not None:

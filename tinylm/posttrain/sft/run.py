@@ -32,13 +32,9 @@ from .trainer import SFTTrainer
 class SFTJob(PostTrainingJob):
     """SFT of `options.base` on `options.task`'s conversations, by the task's recipe for the profile."""
 
-    method, recipe_type, default_task, command = "sft", SFTRecipe, "stories", "sft"
+    method, recipe_type, command = "sft", SFTRecipe, "sft"
     extra_files = (ADAPTERS_FILE,)
     loss_name = "answer loss"
-
-    def saved_options(self, saved: dict) -> dict[str, Any]:
-        """An older tinylm's run without settings.json trained the only task there was then."""
-        return {"task": "instruct"}
 
     def data(self, start: Start) -> None:
         self.held = self.task.held_out(self.recipe.held_out, self.recipe.held_out)

@@ -9,6 +9,8 @@ import pkgutil
 
 from ..task import METHODS, Task, TaskError
 
+DEFAULT_TASKS = {"sft": "stories", "dpo": "stories", "grpo": "arithmetic"}  # a method's task when --task is not given
+FIRST_TASKS = {"sft": "instruct", "dpo": "preference"}  # what a run of a tinylm without tasks (no settings.json) trained
 _REGISTERED: dict[str, type[Task]] = {}
 
 

@@ -245,8 +245,9 @@ class TaskFormatTraining(Job):
 
     def model(self, start: Start) -> tuple[GPT, CharTokenizer, TrainConfig]:
         tokenizer = task_tokenizer()
-        torch.manual_seed(self.cfg.seed)
-        return GPT(self.shape.config(tokenizer.vocab_size)), tokenizer, self.cfg
+        cfg = self.cfg.override(**self.run.train_changes()) if start.saved is None else self.resumed_train(start.saved)
+        torch.manual_seed(cfg.seed)
+        return GPT(self.shape.config(tokenizer.vocab_size)), tokenizer, cfg
 
     def trainer(self, model: GPT, tokenizer, cfg: TrainConfig, start: Start) -> TaskTrainer:
         loader = ProblemLoader(ProblemStream(self.task, self.held_out.problems, seed=cfg.seed), tokenizer,

@@ -230,6 +230,11 @@ class Stories(ChatTask):
         self.verifier = story_verifier(self.verifier_at, self.splits)
         self.verifier.model.to(device)
 
+    @property
+    def weak_verifier(self) -> Verifier:
+        """The verifier without its fluency guard: every constraint holds, whatever the text around them."""
+        return Verifier(self.verifier.model, self.verifier.tokenizer, fluency=False)
+
     def recorded(self) -> dict[str, Any]:
         return {**super().recorded(), "verifier": str(self.verifier_at), "max_loss": self.verifier.max_loss}
 
@@ -243,8 +248,7 @@ class Stories(ChatTask):
         """correct: the verifier passes a reply that ended (one cut off by the cap or the context does not end as a
         sentence does); kinds: each constraint asked, the ending, fluency; reward: `self.reward`'s verdict."""
         verdicts = self.verifier.check(texts, problems)
-        weak = Verifier(self.verifier.model, self.verifier.tokenizer, fluency=False).check(texts, problems) \
-            if self.reward == "constraints" else None
+        weak = self.weak_verifier.check(texts, problems) if self.reward == "constraints" else None
         scores = []
         for n, (verdict, stop) in enumerate(zip(verdicts, ended)):
             passed = verdict.passed and stop
