@@ -93,7 +93,8 @@ def test_a_task_in_one_file_runs_through_sft_dpo_and_grpo(tmp_path, monkeypatch)
         settings = json.loads((out / "settings.json").read_text())
         assert report["task"] == settings["options"]["task"] == "say-the-word", method
         for when in ("before", "after"):  # one report shape for every method
-            assert report[when]["problems"] == 4 and set(report[when]["kinds"]) == {"said", "short", "varied", "ended"}, method
+            assert report[when]["problems"] == 4, method
+            assert set(report[when]["kinds"]) == {"said", "short", "varied", "ended"}, method
             assert report[when]["low"] <= report[when]["pass_rate"] <= report[when]["high"], method
     assert json.loads((tmp_path / "runs" / "dpo-say-the-word-smoke" / "settings.json").read_text())["base"][
         "path"] == str((tmp_path / "runs" / "sft-say-the-word-smoke" / "best.pt").resolve())  # the SFT run it named

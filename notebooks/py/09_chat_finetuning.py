@@ -78,8 +78,8 @@ from tinylm.eval.loss import texts_loss
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.sft.run import sft
-from tinylm.posttrain.tasks.stories import load_stories, story_base, story_verifier
 from tinylm.posttrain.sft.trainer import SFTTrainer
+from tinylm.posttrain.tasks.stories import load_stories, story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate

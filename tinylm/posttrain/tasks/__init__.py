@@ -10,7 +10,8 @@ import pkgutil
 from ..task import METHODS, Task, TaskError
 
 DEFAULT_TASKS = {"sft": "stories", "dpo": "stories", "grpo": "arithmetic"}  # a method's task when --task is not given
-FIRST_TASKS = {"sft": "instruct", "dpo": "preference"}  # what a run of a tinylm without tasks (no settings.json) trained
+# What a run saved before tasks existed (no task in its settings.json) trained:
+FIRST_TASKS = {"sft": "instruct", "dpo": "preference"}
 _REGISTERED: dict[str, type[Task]] = {}
 
 
