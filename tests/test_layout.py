@@ -8,6 +8,7 @@ that only hides a circle is still a circle.
 """
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -259,3 +260,47 @@ def test_the_public_names_of_tinylm_load_on_first_use():
         assert getattr(tinylm, name) is not None, name
     with pytest.raises(AttributeError):
         tinylm.not_a_name  # noqa: B018
+
+
+def layout_map() -> list[tuple[str, str]]:
+    """(entry, its text) for each entry under tinylm/ in CONTRIBUTING.md's layout map, in order: "train" for
+    `train/`, "config" for `config.py`, "<command>" for the command packages."""
+    text = (PACKAGE.parent / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    block = text.split("## The layout", 1)[1].split("```", 2)[1]
+    entries: list[tuple[str, str]] = []
+    for line in block.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):
+            name, _, rest = line.strip().partition(" ")
+            entries.append((name.removesuffix("/").removesuffix(".py"), rest))
+        elif line.startswith("   ") and entries:
+            entries[-1] = (entries[-1][0], entries[-1][1] + " " + line.strip())
+        elif not line.startswith(" ") and entries:
+            break  # the next top-level folder (notebooks/, tests/, ...)
+    return entries
+
+
+def map_position(stage: str, order: list[str]) -> int:
+    return order.index(stage) if stage in order else order.index("<command>")
+
+
+def test_each_stage_imports_only_the_stages_the_layout_map_lists_before_it():
+    order = [name for name, _ in layout_map()]
+    late = {stage: sorted(other for other in imported if map_position(other, order) > map_position(stage, order))
+            for stage, imported in stage_graph(import_graph()).items()}
+    assert not {stage: others for stage, others in late.items() if others}, "move them in CONTRIBUTING.md's map"
+
+
+def test_the_layout_map_names_every_module():
+    described = dict(layout_map())
+    commands = set(COMMANDS)
+    for name, path in modules().items():
+        parts = name.split(".")
+        if path.name in ("__init__.py", "__main__.py") or len(parts) < 2:
+            continue
+        stage = parts[1]
+        if len(parts) == 2:
+            assert stage in described, f"{name} is missing from CONTRIBUTING.md's layout map"
+            continue
+        text = described.get(stage) or (described["<command>"] if stage in commands else "")
+        assert re.search(rf"(?<![\w.]){re.escape(parts[-1])}\b", text), (
+            f"{name} is not named in the {stage}/ entry of CONTRIBUTING.md's layout map")

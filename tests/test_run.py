@@ -108,3 +108,25 @@ def test_resume_refuses_a_changed_seed_and_applies_a_new_step_limit_and_rate(old
     assert finished.trainer.step == 8 and finished.trainer.cfg.learning_rate == 1e-3
     assert finished.trainer.cfg.min_lr == pytest.approx(1e-4)  # the floor scaled with it, from the recipe's 3e-4
     assert json.loads((out / "settings.json").read_text())["train"]["max_steps"] == 8
+
+
+def test_a_step_limit_shorter_than_the_warmup_shortens_the_warmup_alike():
+    """`train shakespeare-char --profile cpu --max-steps 10` is a run, not a refusal: the warmup keeps its share."""
+    full = resolve_recipe("shakespeare-char", RunOptions(profile="cpu")).train
+    short = resolve_recipe("shakespeare-char", RunOptions(profile="cpu", max_steps=10)).train
+    assert short.max_steps == 10 and short.warmup_steps < 10
+    assert short.warmup_steps == full.warmup_steps * 10 // full.max_steps
+    kept = resolve_recipe("shakespeare-char", RunOptions(profile="cpu", max_steps=10, set={"warmup_steps": "5"}))
+    assert kept.train.warmup_steps == 5  # a warmup given with the limit is the one asked for
+
+
+def test_set_changes_the_network_and_a_resume_that_changes_it_again_is_refused(tmp_path):
+    run = RunOptions(profile="smoke", out=tmp_path / "run", max_steps=4, set={"n_layer": "1"})
+    finished = train(resolve_recipe("shakespeare-char", run), say=quiet, on_record=quiet)
+    assert finished.trainer.model.config.n_layer == 1
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["options"]["n_layer"] == 1
+    again = RunOptions(out=tmp_path / "run", resume=True, max_steps=6, set={"n_layer": "2"})
+    with pytest.raises(InputError, match=r"^--set n_layer=2: the run in .* was started with --set n_layer=1; "):
+        train(resolve_recipe("shakespeare-char", again), say=quiet, on_record=quiet)
+    same = RunOptions(out=tmp_path / "run", resume=True, max_steps=6, set={"n_layer": "1"})
+    assert train(resolve_recipe("shakespeare-char", same), say=quiet, on_record=quiet).trainer.model.config.n_layer == 1

@@ -25,7 +25,7 @@ from ..bench.measure import (
     measure_training,
 )
 from ..bench.speedrun import RACE_DEFAULTS, RaceRun, race
-from ..config import ARCHITECTURES, GPTConfig, with_architecture
+from ..config import GPTConfig, with_architecture
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
 from ..download import fetch
 from ..errors import InputError
@@ -39,7 +39,7 @@ from ..train.progress import TRAINING_TIME, cpu_threads_note, describe_parameter
 from ..train.recipes import get_track
 from .console import CommandParser, add_subcommand, begin, command_parser, positive_int
 from .errors import run_cli
-from .flags import add_batch_size, add_ckpt, add_device, add_dtype, add_profile, add_track
+from .flags import add_arch, add_batch_size, add_ckpt, add_device, add_dtype, add_profile, add_track
 
 UNSTEADY = 1.5  # the slowest block of steps this many times the fastest: the speed was not steady
 SHAPE_OPTIONS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")
@@ -303,14 +303,17 @@ def _shape_options() -> argparse.ArgumentParser:
     options = CommandParser(add_help=False)
     options.add_argument("--preset", choices=list(PRESETS), default="nanogpt-cpu", metavar="P",
                          help=f"the shape: {', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}")
-    options.add_argument("--arch", choices=list(ARCHITECTURES), metavar="A",
-                         help=f"{', '.join(ARCHITECTURES)} (default: the preset's own)")
+    add_arch(options, "the preset's own")
     names = [f"--{name.replace('_', '-')}" for name in (*SHAPE_OPTIONS, "n_kv_head")]
     shape = options.add_argument_group("shape options", f"{', '.join(names[:5])},\n{', '.join(names[5:])} N: "
                                                         "each replaces the preset's value")
     for name in names:
         shape.add_argument(name, type=positive_int, help=argparse.SUPPRESS)
     return options
+
+
+def _add_rounds(parser: argparse.ArgumentParser, default: int, what: str) -> None:
+    parser.add_argument("--rounds", type=positive_int, default=default, metavar="N", help=what)
 
 
 def _device_options(dtype: str = "auto") -> argparse.ArgumentParser:
@@ -335,10 +338,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_batch_size(train, default_text=batch)
     train.add_argument("--steps", type=positive_int, default=50, metavar="N", help="optimizer steps to time")
     train.add_argument("--reference", action="store_true", help="race a plain GPT-2 of the same shape")
-    train.add_argument("--rounds", type=positive_int, default=30, metavar="N", help="with --reference: rounds")
+    _add_rounds(train, 30, "with --reference: interleaved rounds")
     compiled = mode("compile", (shape, device))
     add_batch_size(compiled, default_text=batch)
-    compiled.add_argument("--rounds", type=positive_int, default=6, metavar="N", help="interleaved rounds")
+    _add_rounds(compiled, 6, "interleaved rounds")
     decode = mode("decode", (shape, device))
     add_ckpt(decode, default="random weights of the shape")
     decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")

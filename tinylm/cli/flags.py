@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import DTYPES
+from ..config import ARCHITECTURES, DTYPES
 from ..runtime import PROFILES
 from .console import positive_int
 
@@ -64,3 +64,18 @@ def add_max_new_tokens(parser: argparse.ArgumentParser, default: int | None, def
     """--max-new-tokens: `default`, or None with `default_text` saying what the command picks."""
     parser.add_argument("--max-new-tokens", type=positive_int, default=default, metavar="N",
                         help="new tokens at most" + _default(default_text))
+
+
+def add_arch(parser: argparse.ArgumentParser, default_text: str) -> None:
+    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), metavar="ARCH",
+                        help="the block family: " + ", ".join(ARCHITECTURES) + _default(default_text))
+
+
+def add_text_file(parser: argparse.ArgumentParser, what: str) -> None:
+    """--file: the text that `what` ("text", "tokenizer") reads."""
+    parser.add_argument("--file", metavar="PATH", help=f"{what}: a UTF-8 file, folder or glob (default: none)")
+
+
+def add_tokenizer_kind(parser: argparse.ArgumentParser, what: str, kinds: str, default_text: str) -> None:
+    """--tokenizer: which tokenizer `what` uses or trains (`kinds`: "bpe:N", "char, gpt2, or bpe:N")."""
+    parser.add_argument("--tokenizer", metavar="KIND", help=f"{what}: {kinds}" + _default(default_text))

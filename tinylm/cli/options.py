@@ -12,7 +12,16 @@ from typing import Any
 
 from ..model.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from .console import int_at_least
-from .flags import add_batch_size, add_device, add_dtype, add_out, add_profile
+from .flags import (
+    add_arch,
+    add_batch_size,
+    add_device,
+    add_dtype,
+    add_out,
+    add_profile,
+    add_text_file,
+    add_tokenizer_kind,
+)
 
 # The fields whose flags other commands share, declared with their help in tinylm/cli/flags.py.
 SHARED = {"profile": lambda parser, context: add_profile(parser),
@@ -20,7 +29,11 @@ SHARED = {"profile": lambda parser, context: add_profile(parser),
           "device": lambda parser, context: add_device(parser),
           "dtype": lambda parser, context: add_dtype(parser, None, "the recipe's"),
           "batch_size": lambda parser, context: add_batch_size(parser, default_text="the recipe's",
-                                                               what=f"{context['batch']} per micro-batch")}
+                                                               what=f"{context['batch']} per micro-batch"),
+          "arch": lambda parser, context: add_arch(parser, "gpt2"),
+          "file": lambda parser, context: add_text_file(parser, "text"),
+          "tokenizer": lambda parser, context: add_tokenizer_kind(parser, "text", "char, gpt2, or bpe:N trained on it",
+                                                                  "char")}
 
 COUNTS = ("max_steps", "batch_size")  # integer options of which 0 or less is no run
 

@@ -37,7 +37,7 @@ from ..tokenizers import EOT
 from ..train.recipes import TRACKS, get_track
 from .console import begin, command_parser
 from .errors import run_cli
-from .flags import add_out, add_profile, add_track
+from .flags import add_out, add_profile, add_text_file, add_tokenizer_kind, add_track
 
 DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "tokenizer", "mirror")
 
@@ -62,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="fineweb-edu: tokens per shard (default 100,000,000; the sample's 20,000)")
     parser.add_argument("--workers", type=int, metavar="N",
                         help="fineweb-edu: tokenizer processes (default: one per core)")
-    parser.add_argument("--file", metavar="PATH", help="tokenizer: a UTF-8 file, folder or glob (default: none)")
-    parser.add_argument("--tokenizer", metavar="bpe:N", help="tokenizer: its size (default: bpe:4096)")
+    add_text_file(parser, "tokenizer")
+    add_tokenizer_kind(parser, "tokenizer", "bpe:N, N its size", "bpe:4096")
     add_out(parser, "the dataset, mirror or tokenizer JSON", default="under $TINYLM_DATA_DIR")
     args = parser.parse_args(argv)
     if args.track is not None:

@@ -82,7 +82,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     next_steps = [
         f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
     ]
-    text = _text_to_score(track.name, recipe.given.get("file"))
+    text = _text_to_score(track.name, recipe.options.file)
     if text is not None:
         next_steps.append(f"python -m tinylm.eval loss --ckpt {folder} --text {shlex.quote(shown(text))}"
                           f"   # loss and bits per byte of a text (this one it trained on; any UTF-8 file works)")

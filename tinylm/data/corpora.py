@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from ..download import DownloadError, RemoteFile, fetch, mirror_dir
 from ..errors import InputError
 from ..paths import data_dir
+from ..tokenizers import EOT
 from ..tokenizers.char import CharTokenizer
 from ..tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ..tokenizers.saved import tokenizer_from_dict
@@ -101,7 +102,7 @@ def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0
 
 def split_stories(text: str) -> list[str]:
     """Stories of a TinyStories .txt file: separated by <|endoftext|> lines; a cut-off last story is dropped."""
-    pieces = text.split("<|endoftext|>")
+    pieces = text.split(EOT)
     return [story.strip() for story in pieces[:-1] if story.strip()]
 
 

@@ -33,7 +33,7 @@ from ..distributed import World
 from ..errors import InputError
 from ..runtime import resolve_profile
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .options import RunOptions, given, option, typed_changes
+from .options import RunOptions, option, typed_changes
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -43,15 +43,14 @@ class TrainOptions:
     """What `train` is asked for beyond RunOptions: the network and which of the track's recipes; the text track's
     file, tokenizer and starting model. None: the recipe's (resumed: the saved run's)."""
 
-    arch: str | None = option("the block family: " + ", ".join(ARCHITECTURES) + " (default: gpt2)", metavar="ARCH",
-                              choices=tuple(ARCHITECTURES))
+    arch: str | None = option(None)  # --arch, declared in tinylm/cli/flags.py as bench shares it
     balancing: str | None = option("none, aux_loss or loss_free (default: the arch's)", metavar="KIND",
                                    choices=("none", "aux_loss", "loss_free"))
     recipe: str | None = option("default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at "
                                 "equal training time, but runs longer than the default to its step limit",
                                 metavar="NAME", choices=RECIPE_NAMES)
-    file: str | None = option("text: a UTF-8 file, folder or glob (default: none)", metavar="PATH")
-    tokenizer: str | None = option("text: char, gpt2, or bpe:N trained on it (default: char)", metavar="KIND")
+    file: str | None = option(None)  # --file and --tokenizer, shared with prepare (tinylm/cli/flags.py)
+    tokenizer: str | None = option(None)
     init: str | None = option("text: start from gpt2 or a run (default: none)", metavar="MODEL")
 
 
@@ -140,33 +139,25 @@ def default_run_name(track: str, profile: str, arch: str, balancing: str | None 
 
 @dataclass(frozen=True)
 class Recipe:
-    """One training run, resolved: the track, the run's options (`run`: profile and folder settled), the network
-    (`shape` built as `arch`, None meaning gpt2 for a new run and the saved network for a resumed one; the vocabulary
-    is the prepared data's), the training settings with the user's options applied, and which of the track's recipes
-    (`name`: default or speedrun).
-
-    `given` keeps what the user set explicitly: --resume compares it with the saved run's settings, and a resumed run
-    applies its TrainConfig fields to the saved run's own TrainConfig (`apply_overrides`)."""
+    """One training run, resolved: the track, the run's options (`run`: profile and folder settled; its --set typed),
+    what `train` was asked for beyond them (`options`: the block family, None meaning gpt2 for a new run and the
+    saved network for a resumed one; which of the track's recipes), the network's shape (the vocabulary is the
+    prepared data's) and the training settings with the run's options applied."""
 
     track: Track
     run: RunOptions
     shape: ModelShape
     train: TrainConfig
-    arch: str | None = None
-    balancing: str | None = None
-    name: str = "default"
-    given: dict[str, Any] = field(default_factory=dict)
+    options: TrainOptions = field(default_factory=TrainOptions)
+
+    @property
+    def name(self) -> str:
+        """Which of the track's recipes: default or speedrun."""
+        return self.options.recipe or "default"
 
     def model_config(self, tokenizer) -> GPTConfig:
-        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.arch or "gpt2",
-                                  self.balancing)
-
-    def apply_overrides(self, cfg: TrainConfig) -> TrainConfig:
-        """`cfg` with this recipe's explicit TrainConfig options (TrainConfig.override)."""
-        return cfg.override(**{name: value for name, value in self.given.items() if name in _TRAIN_CONFIG_FIELDS})
-
-
-_TRAIN_CONFIG_FIELDS = {option.name for option in dataclasses.fields(TrainConfig)}
+        return build_model_config(self.shape, tokenizer, self.track.vocab_multiple, self.options.arch or "gpt2",
+                                  self.options.balancing)
 
 
 def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
@@ -195,9 +186,8 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
     shape = dataclasses.replace(shape, **resolved.set_fields_of(ModelShape))
     if not run.resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
-    made = Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, arch=arch, balancing=balancing,
-                  name=name, given=given(run, options))
-    return dataclasses.replace(made, train=made.apply_overrides(train_cfg))
+    return Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg.override(**resolved.train_changes()),
+                  options=options)
 
 
 SHAKESPEARE_CHAR = Track(

@@ -33,6 +33,7 @@ from .options import (
     RunOptions,
     check_resume,
     describe_settings,
+    given,
     plain,
     read_settings,
     typed_changes,
@@ -329,7 +330,7 @@ class Pretraining(Job):
     set_kinds = (ModelShape, TrainConfig)
 
     def __init__(self, recipe: Recipe, on_record: Callable[[dict], None] = print_record):
-        super().__init__(recipe.run, given=recipe.given)
+        super().__init__(recipe.run, given=given(recipe.run, recipe.options))
         self.recipe, self.on_record = recipe, on_record
 
     def data(self, start: Start) -> None:
@@ -351,9 +352,6 @@ class Pretraining(Job):
             model_cfg, train_cfg = GPTConfig.from_dict(saved["model_config"]), self.resumed_train(saved)
         torch.manual_seed(train_cfg.seed)  # the initial weights, so that a run is repeatable
         return GPT(model_cfg), data.tokenizer, train_cfg
-
-    def resumed_train(self, saved: dict) -> TrainConfig:
-        return self.recipe.apply_overrides(TrainConfig.from_dict(saved["train_config"]))
 
     def trainer(self, model: GPT, tokenizer: Any, cfg: TrainConfig, start: Start) -> Trainer:
         track, data = self.recipe.track, self.prepared

@@ -106,8 +106,7 @@ class TextPretraining(Pretraining):
 
     def __init__(self, recipe: Recipe, **kwargs):
         super().__init__(recipe, **kwargs)
-        self.file = recipe.given["file"]
-        self.tokenizer_spec, self.init = recipe.given.get("tokenizer"), recipe.given.get("init")
+        self.file, self.tokenizer_spec, self.init = recipe.options.file, recipe.options.tokenizer, recipe.options.init
 
     def settle(self, saved: dict[str, Any]) -> None:
         super().settle(saved)

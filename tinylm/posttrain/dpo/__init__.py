@@ -1,4 +1,3 @@
 """Direct preference optimisation (DPO): `objective` (the loss, pair log-probabilities, the preference summary),
-`on_policy` (pairs a verifier makes from the model's own replies, and its pass rate), `trainer` (`DPOTrainer`,
-`VerifiedDPOTrainer`, `PairLoader`), `recipes` (each task's and profile's), `report` (the measurements and the
-closing summary) and `run` (`DPOOptions`, `dpo(run, options)`: what `python -m tinylm.dpo` runs)."""
+`trainer` (`DPOTrainer`, `PairLoader`) and `run` (`dpo(run, options)`: what `python -m tinylm.dpo` runs), on any task
+of tinylm.posttrain.tasks with a DPO recipe: fixed pairs, or pairs its check makes from the model's own replies."""
