@@ -22,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         lora=True,
         example_lines=("python -m tinylm.dpo --task stories --profile cpu",
                        "python -m tinylm.dpo --task preference --profile cpu --set beta=0.5",
-                       "python -m tinylm.dpo --task stories --profile cpu --out runs/dpo-lora --lora-rank 8"))
+                       "python -m tinylm.dpo --task stories --lora-rank 8 --out runs/dpo-lora"))
 
 
 def main(argv=None) -> dict:

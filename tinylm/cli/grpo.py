@@ -20,11 +20,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         "grpo", __doc__.split("\n\n")[0], argv, steps="GRPO updates", batch=None,
         bases="pretrain, a run or checkpoint", data="a task's data set",
         lora=False,
-        example_lines=("python -m tinylm.grpo --task arithmetic --profile cpu --out runs/grpo-arithmetic",
-                       "python -m tinylm.grpo --profile cpu --out runs/grpo-arithmetic --resume --max-steps 6000",
+        example_lines=("python -m tinylm.grpo --task arithmetic --profile cpu",
+                       "python -m tinylm.grpo --task arithmetic --resume --max-steps 6000",
                        "python -m tinylm.grpo --task countdown --profile cpu --max-seconds 300",
-                       "python -m tinylm.grpo --profile cpu --set reward=format --out runs/grpo-hacked",
-                       "python -m tinylm.grpo --task stories --profile cpu --base runs/sft-stories-cpu"))
+                       "python -m tinylm.grpo --set reward=format --out runs/grpo-hacked",
+                       "python -m tinylm.grpo --task stories --base runs/sft-stories-cpu"))
 
 
 def main(argv=None) -> dict:

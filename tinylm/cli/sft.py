@@ -20,8 +20,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         bases="pretrain, gpt2, a run or checkpoint", data="instruct or a JSON/JSONL file",
         lora=True,
         example_lines=("python -m tinylm.sft --task stories --profile cpu",
-                       "python -m tinylm.sft --task instruct --base gpt2 --profile gpu --out runs/sft-gpt2",
-                       "python -m tinylm.sft --task stories --profile cpu --lora-rank 8 --out runs/sft-lora-cpu"))
+                       "python -m tinylm.sft --task instruct --base gpt2 --profile gpu",
+                       "python -m tinylm.sft --task stories --lora-rank 8 --out runs/sft-lora"))
 
 
 def main(argv=None) -> dict:

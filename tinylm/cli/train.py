@@ -1,18 +1,10 @@
 """Command line: train a track's model, or one on your own text.
 
-Prepares the track's data (downloading it, or copying it from $TINYLM_DATA_MIRROR), resolves the profile's recipe
-(tinylm.train.recipes) and trains it through the run skeleton (tinylm.train.run): a header, a plan, a progress line
-every few steps, the validation loss over the whole split, then an epilogue with the run folder (settings.json,
-metrics.jsonl, best.pt, last.pt), the best validation loss, a sample and the commands to run next. --max-seconds
-counts training time only (evaluations and checkpoints come on top), and the schedule follows it.
-
-One run per folder at a time; --overwrite keeps the old run until the new one has a checkpoint; Ctrl-C saves last.pt
-and prints the command that resumes the run. Each block family (--arch) and the speedrun recipe train into a default
-folder of their own: runs/<track>-<profile>, runs/<track>-<arch>[-<balancing>]-<profile> (the balancing named when
-it is not the family's own), runs/<track>-speedrun-<profile>. --learning-rate scales the schedule's floor with its
-peak. --out and --device are checked before the data is prepared. `text --file PATH` trains on your own text
-(tinylm.train.text): a file, a folder of .txt files or a glob, with --tokenizer char, gpt2 or bpe:N, or from
---init gpt2 or a run.
+Resolves the profile's recipe (tinylm.train.recipes), prepares the track's data and trains through the run
+skeleton (tinylm.train.run), then prints an epilogue: the run folder, the best validation loss, a sample and the
+commands to run next. Each block family and the speedrun recipe train into a default folder of their own
+(runs/<track>[-<arch>[-<balancing>]|-speedrun]-<profile>). `text --file PATH` trains on your own text
+(tinylm.train.text).
 """
 
 from __future__ import annotations
@@ -38,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
         prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
-                        "python -m tinylm.train tinystories --arch llama --set optimizer=muon --max-seconds 600",
+                        "python -m tinylm.train tinystories --arch llama --set optimizer=muon",
                         "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))

@@ -1,18 +1,11 @@
 """Saving and loading training state, safely.
 
-A checkpoint is one `torch.save` file, read back with `torch.load(weights_only=True)`, which accepts only tensors and
-plain containers: loading a file from anywhere never runs code hidden in a pickle (configs and the tokenizer are
-stored as plain dicts for that reason). A save is atomic (tinylm.paths.atomic_write): a crash mid-save leaves the
-previous file intact, and a full disk is reported as the OSError it is, naming the checkpoint.
-
-The schema lives here and nowhere else: every checkpoint carries `format` and `version`; a model checkpoint
-(`model_checkpoint` builds one, `load_model` reads it) holds MODEL_KEYS and the tokenizer's description, a training
-checkpoint (what --resume continues) adds TRAINING_KEYS. A file is checked against the schema before anything is
-built, its shapes on the meta device (so an absurd size costs nothing): a damaged, hand-edited or diverged file
-(weights that are not finite) is a one-line CheckpointError, not a failure halfway through.
-
-A run folder is read through `find_checkpoint`: its best.pt, else its last.pt, of the old run while an --overwrite
-has not saved its first last.pt (tinylm.train.run_folder).
+A checkpoint is one `torch.save` file read back with `torch.load(weights_only=True)`, so loading a file from
+anywhere never runs code hidden in a pickle (configs and tokenizers are stored as plain dicts). A save is atomic
+(tinylm.paths.atomic_write). The schema lives here alone: `format` and `version`, MODEL_KEYS and the tokenizer for a
+model checkpoint (`model_checkpoint`, `load_model`), TRAINING_KEYS added for one --resume continues. A file is
+checked against it before anything is built (shapes on the meta device), so a damaged or diverged file is a
+one-line CheckpointError. `find_checkpoint` reads a run folder: its best.pt, else its last.pt.
 """
 
 from __future__ import annotations

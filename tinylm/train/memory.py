@@ -1,18 +1,12 @@
 """How much memory a training step needs, by arithmetic from the config, checked before the first step.
 
-A batch far too large for the machine should be a message, not a process the OOM killer ends without a word after
-minutes of swapping. `step_memory` counts what one optimizer step of a GPT holds at its peak, the start of the
-backward pass: per parameter the fp32 weight, its gradient and AdamW's two moments (16 bytes) and autocast's
-half-precision copy; per token the activations autograd keeps block by block (and the (T, T) attention weights where
-they are materialised), one block's backward tensors, and per logit the logits, their fp32 log-softmax and the
-loss's gradients. These are eager PyTorch's tensors (torch.compile needs less). On a CPU the process holds more than
-its live tensors (glibc keeps freed blocks, `tinylm.runtime.keep_freed_memory`, and not every later tensor fits
-them), so the batch's share counts CPU_HEAP_OVERHEAD times, plus CPU_RUNTIME_BYTES; a test holds the estimate within
-a factor of 2 of a real step's peak.
-
-`check_training_memory` compares the estimate with what the device has free (MemAvailable for the CPU, shared by
-every process of the run; torch.cuda.mem_get_info for a GPU) and raises NotEnoughMemory, naming the figure and the
-largest batch size that fits.
+A batch far too large for the machine should be a message, not a process the OOM killer ends after minutes of
+swapping. `step_memory` counts what one eager optimizer step of a GPT holds at its peak, the start of the backward
+pass: per parameter the weight, its gradient, AdamW's moments and autocast's copy; per token the activations kept
+block by block; per logit the logits, their log-softmax and gradients. On a CPU the batch's share counts
+CPU_HEAP_OVERHEAD times (freed blocks the allocator keeps), plus CPU_RUNTIME_BYTES; a test holds the estimate within
+a factor of 2 of a real step's peak. `check_training_memory` raises NotEnoughMemory, naming the largest batch that
+fits.
 """
 
 from __future__ import annotations

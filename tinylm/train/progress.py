@@ -1,15 +1,9 @@
 """How long a run has left, and durations written the way people read them.
 
-`SessionTiming` keeps the clock of one training session (one `Trainer.fit` call) from the timings the Trainer
-gives it: each step's training seconds and tokens since the last train record, and the session's first step,
-which also compiles and warms up and so is left out of the pace the estimates go by. The ETA is the steps still
-to go at that pace, plus what evaluations, checkpoints and samples cost, charged per step at the rate measured so
-far in the session; with a time budget (`max_seconds`, training time only) the steps still to go are also bounded
-by the training time left, so the ETA follows whichever budget runs out first.
-
-A train record reads as a line like `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA
-17m30s`: the step of the total, the loss, learning rate, training tokens per second, the training time so far
-(evaluations excluded), and how long the run has left, evaluations included (`format_record`).
+`SessionTiming` keeps the clock of one training session from the Trainer's timings. The ETA is the steps still to
+go at the pace measured after the first step (which also compiles and warms up), plus what evaluations, checkpoints
+and samples cost per step so far; with a time budget it follows whichever budget runs out first. A train record
+reads `step  200/6000 | loss 1.2345 | lr 3.00e-04 | 12.3k tok/s | 35s | ETA 17m30s` (`format_record`).
 """
 from __future__ import annotations
 

@@ -1,16 +1,11 @@
 """The course's tracks: each names its data, how to prepare it, and a recipe per profile.
 
-A track's recipe per profile is a (ModelShape, TrainConfig) pair: `smoke` runs in seconds for CI, `cpu` is the
-recipe that learns fastest per second on a 2-core laptop, `gpu` the full recipe. Two tracks also have a `speedrun`
-recipe (`Track.speedruns`: the default one trained with Muon, with what won the laptop speedrun), which
-`python -m tinylm.bench speedrun` races against the default one. The shape gives width, depth, heads and context;
-the block family comes from `--arch` (tinylm.config.ARCHITECTURES) and the vocabulary from the prepared tokenizer,
-rounded up to the track's `vocab_multiple` (`build_model_config`).
-
-`resolve_recipe` turns what a user asks for (the track, tinylm.train.options.RunOptions with its --set changes to
-ModelShape and TrainConfig, and `TrainOptions`) into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it.
-The command line, the notebooks and `tinylm.course.notebooks.find_or_train` all go through these two functions.
-Why the cpu recipes look as they do: the course guide (notebooks/README.md).
+A recipe is a (ModelShape, TrainConfig) pair per profile (`smoke` for CI, `cpu` what learns fastest per second on
+a 2-core laptop, `gpu` the full one); two tracks also have a `speedrun` recipe, which `python -m tinylm.bench
+speedrun` races against the default. `resolve_recipe` turns a track, RunOptions (its --set changing ModelShape and
+TrainConfig fields) and `TrainOptions` into one frozen `Recipe`; `tinylm.train.run.train(recipe)` runs it. The
+command line and the notebooks both go through these two functions. Why the cpu recipes look as they do: the course
+guide (notebooks/README.md).
 """
 
 from __future__ import annotations

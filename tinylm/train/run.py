@@ -1,13 +1,10 @@
 """One run, start to finish, for every command that trains: the skeleton, once, and pretraining on it.
 
-`run_job` takes every run through the same stages, whatever it trains: the folder checked; on --resume, the one
-resume rule against the saved run's settings (tinylm.train.options); the runs it starts from made first where
-missing (`Job.prepare`, before its own folder is locked); the folder locked (tinylm.train.run_folder); the start,
-through a `Job`'s hooks (data, model: new or from last.pt, trainer, header); the settings written to
-OUT/settings.json and printed, then the plan; the measurements before training (kept in the report across a
-resume), `Trainer.fit`, best.pt's weights loaded where the job reports on them, the measurements after, the report
-(written atomically) and the epilogue. With --overwrite the new run writes beside the old one until its first
-checkpoint. A `Job` supplies only what differs: `Pretraining` below, and the post-training methods'.
+`run_job` takes every run through the same stages: the folder checked; on --resume, the one resume rule
+(tinylm.train.options); the runs it starts from made first (`Job.prepare`, before its own folder is locked); the
+folder locked (tinylm.train.run_folder); the start through a `Job`'s hooks; settings.json written and printed;
+the measurements before, `Trainer.fit`, the measurements after, the report and the epilogue. A `Job` supplies only
+what differs: `Pretraining` below, and the post-training methods'.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """A run folder: one run at a time in it, and an --overwrite that leaves the old run in place until the new one has
 its first checkpoint.
 
-`run_lock` holds the kernel's lock on run.lock (freed however the process ends) and names the holder in run.owner.
-An --overwrite writes the new run beside the old one, in .next-run, and swaps when it saves its first last.pt: one
-rename of .next-run (with the names of its files) to .next-run.swapping commits the swap, then the old run's files
-are deleted or replaced one by one, and .next-run.swapping goes. Until the commit every reader (`run_file`, behind
-find_checkpoint, or a person's `ls`) sees the old run as it was; after it, `run_file` reads the new run's files
-alone, each where it is. A SIGKILL between any two steps leaves one of these states, which the next start settles
-(`claim_run_folder`): an uncommitted .next-run is deleted (the old run is whole), a committed swap is finished.
+`run_lock` holds the kernel's lock on run.lock and names the holder in run.owner. An --overwrite writes the new run
+in .next-run and swaps when it saves its first last.pt: renaming .next-run (with the names of its files) to
+.next-run.swapping commits the swap, then the old files are replaced one by one. Until the commit every reader
+(`run_file`, or a person's `ls`) sees the old run; a SIGKILL at any point leaves a state the next start settles
+(`claim_run_folder`): an uncommitted .next-run is deleted, a committed swap finished.
 """
 
 from __future__ import annotations

@@ -1,14 +1,10 @@
 """Training on your own text: `python -m tinylm.train text --file PATH`, a track made for the text it is given.
 
-`text_recipe` sizes the recipe from the text's size in bytes (read from the file system, before anything is
-tokenized) and the profile: the network and batch of the course track whose data is nearest in size
-(tinystories' on a CPU; on a GPU shakespeare-char's below 5M tokens, tinystories' below 500M, GPT-2 124M's above),
-with steps for about EPOCHS passes over the training split within the profile's limit, and ten evaluations of up
-to EVAL_TOKENS held-out tokens. The data is prepared once (tinylm.data.text). `--init gpt2` starts from OpenAI's
-GPT-2 124M (transformers downloads it once; a folder transformers saved works offline) and `--init RUN` from a
-tinylm checkpoint; either keeps its own network and tokenizer, its context cut to the recipe's if longer. The run
-folder, progress, resume, Ctrl-C and --overwrite are every track's (tinylm.train.run): `TextPretraining` only
-prepares this data and builds this model. The final line adds bits per byte, which compare across tokenizers.
+`text_recipe` sizes the recipe from the text's size in bytes and the profile: the network and batch of the course
+track whose data is nearest in size, steps for about EPOCHS passes within the profile's limit, ten evaluations of
+up to EVAL_TOKENS held-out tokens. `--init gpt2` starts from OpenAI's GPT-2 124M and `--init RUN` from a tinylm
+checkpoint, each with its own network and tokenizer. `TextPretraining` only prepares this data (tinylm.data.text)
+and builds this model; the rest is every track's (tinylm.train.run).
 """
 
 from __future__ import annotations

@@ -1,16 +1,11 @@
 """The training loop of pretraining and every post-training method: `Trainer.fit` steps until a budget ends.
 
-A step draws `grad_accum_steps` micro-batches and weighs each one's mean loss by its share of the step's counted
-targets (those not -1, summed over every rank), so that the gradient is that of the mean over every counted target
-of the step, as one big batch gives; then it clips the global gradient norm and steps the optimizer (AdamW, or Muon
-beside it) at the scheduled rate. A subclass with another objective overrides `batch_loss` and `batch_weight` (what
-its mean is over: DPO's pairs); one with another validation overrides `evaluate` (its figures, `score` among them).
-Around the steps: evaluations that keep `best.pt` and `last.pt`, samples, and one JSON line per event in
-`metrics.jsonl`: train records with the pace and ETA of `progress.SessionTiming`, after one `plan` per session.
-Time counts training only (`progress.TRAINING_TIME`). A checkpoint holds everything the run depends on, so a
-resumed run continues exactly where it stopped; Ctrl-C finishes the step under way, saves `last.pt` and stops.
-Under torchrun the same loop runs on every rank (DDP for training, rank 0 writes the files).
-CONTRIBUTING.md, "The training loop", gives the reasons: the weights, what time counts, stops under DDP, resuming.
+A step draws `grad_accum_steps` micro-batches, weighs each one's mean loss by its share of the step's counted
+targets (so the gradient is that of one big batch), clips the gradient norm and steps the optimizer at the
+scheduled rate. A subclass with another objective overrides `batch_loss` and `batch_weight`; one with another
+validation overrides `evaluate`. Around the steps: evaluations that keep `best.pt` and `last.pt`, samples, and one
+JSON line per event in `metrics.jsonl`. Under torchrun the same loop runs on every rank. CONTRIBUTING.md, "The
+training loop", gives the reasons: the weights, what time counts, stops under DDP, resuming.
 """
 
 from __future__ import annotations

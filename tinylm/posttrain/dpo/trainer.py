@@ -1,14 +1,11 @@
 """`DPOTrainer`: the one Trainer (tinylm.train.trainer) with DPO's loss, and `PairLoader`, its batches.
 
-A micro-batch is B preference pairs (tinylm.data.preference.pad_pairs: the B chosen conversations, then the B
-rejected ones) with the reference's log-probabilities of both answers, weighed by its pairs, so that a step's
-gradient is that of the mean over every pair of the step, whatever the micro-batches and ranks. The reference's
-log-probabilities are computed once, before training (`pair_logprobs`): the reference never changes, so this equals
-a frozen copy run beside the policy, with one forward pass per pair instead of one per step and no second model in
-memory; the checkpoint keeps them, so a resumed run scores against the very same numbers. Dropout is off in DPO (the
-policy is built with dropout 0, as TRL does by default): with it, the policy would differ from the reference at step
-0 by noise alone. Validation is the DPO loss on the validation pairs (best.pt is the lowest), or the task's pass rate
-where a program checks its replies (the Trainer's `chooser`).
+A micro-batch is B preference pairs (the B chosen conversations, then the B rejected ones) with the reference's
+log-probabilities of both answers, weighed by its pairs. Those are computed once, before training: the reference
+never changes, so this equals a frozen copy run beside the policy, without a second model in memory, and the
+checkpoint keeps them for a resumed run. Dropout is off (as TRL's default): with it, the policy would differ from
+the reference at step 0 by noise alone. best.pt is chosen by the task's pass rate where a program checks its
+replies, else by the validation pairs' DPO loss.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
-"""`GRPOTrainer`: the one Trainer (tinylm.train.trainer) with GRPO's batches, loss and validation. Its batches come
-from `RolloutSource`: fresh training problems (never a held-out one), a group of completions sampled for each with
-the KV cache and rewarded (tinylm.posttrain.grpo.rollout), with the log-probabilities of the sampling policy π_old
-and, for a KL penalty, of the frozen starting model π_ref. Its loss is the clipped objective
-(tinylm.posttrain.grpo.objective), its evaluation the greedy pass rate on the validation problems, higher being
-better, so best.pt keeps the policy most accurate on them; the test problems are measured apart and choose nothing.
-Each Trainer step is one optimizer update, and `updates` consecutive steps share a rollout, as PPO's epochs do. The
-Trainer weighs each rank's batch by its completion tokens, so under torchrun the update is that of the mean over
-every completion token of the global batch; every rank draws the same problems from one stream and samples its own
-share with its own seed. Time counts sampling and updates (a step's whole duration), not evaluations.
+"""`GRPOTrainer`: the one Trainer (tinylm.train.trainer) with GRPO's batches, loss and validation.
+
+Its batches come from `RolloutSource`: fresh training problems, a group of completions sampled for each and
+rewarded (tinylm.posttrain.grpo.rollout), with the log-probabilities of the sampling policy π_old and, for a KL
+penalty, of the frozen start π_ref. Its loss is the clipped objective (tinylm.posttrain.grpo.objective); best.pt
+keeps the policy with the highest greedy pass rate on the validation problems. `updates` consecutive steps share a
+rollout, as PPO's epochs do; under torchrun each rank samples its own share of one problem stream.
 """
 
 from __future__ import annotations
