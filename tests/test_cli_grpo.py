@@ -59,6 +59,9 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
     (["--set", "reward=constraints"], "arithmetic pays correct or format"),
     (["--base", "no/such/run"], "no run or checkpoint there"),
     (["--base", str(FIXTURE)], "cannot write arithmetic problems"),
+    (["--set", "grad_accum_steps=4"], "GRPO has no batch size of its own"),  # a rollout is the batch
+    (["--set", "sample_interval=10"], "GRPO writes no samples"),
+    (["--set", "base=runs/x"], "--set base: it has an option of its own, --base"),
 ])
 def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
     out = tmp_path / "run"

@@ -68,12 +68,13 @@ def test_the_format_reward_pays_well_formed_wrong_answers():
 
 def test_the_start_must_write_the_task():
     task, model = Arithmetic("smoke"), GPT(GPTConfig(vocab_size=32, block_size=32, n_layer=1, n_head=2, n_embd=16))
-    task.check_start(model, task_tokenizer(), "the task tokenizer", "grpo")
+    recipe = task.recipe("grpo", "smoke")
+    task.check_start(model, task_tokenizer(), "the task tokenizer", "grpo", recipe)
     with pytest.raises(TaskError, match="cannot write arithmetic"):
-        task.check_start(model, CharTokenizer(list("\nabc +=")), "a letters-only model", "grpo")
+        task.check_start(model, CharTokenizer(list("\nabc +=")), "a letters-only model", "grpo", recipe)
     with pytest.raises(TaskError, match="context of 8 tokens"):
         task.check_start(GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)),
-                         task_tokenizer(), "a short model", "grpo")
+                         task_tokenizer(), "a short model", "grpo", recipe)
 
 
 def tiny(seed: int, train: dict | None = None, **changes):

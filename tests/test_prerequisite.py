@@ -4,6 +4,7 @@ that --resume refuses a retrained base and takes a moved one with the same weigh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -13,6 +14,7 @@ import torch
 from tinylm.errors import InputError
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.sft.run import sft
+from tinylm.posttrain.task import TaskError
 from tinylm.posttrain.tasks.arithmetic import Arithmetic
 from tinylm.train.checkpoint import load_checkpoint, save_checkpoint
 from tinylm.train.options import RunOptions
@@ -26,7 +28,7 @@ def quiet(_):
 def test_a_prerequisite_is_trained_when_absent_resumed_when_interrupted_and_reused_when_finished(tmp_path,
                                                                                                  monkeypatch):
     monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
-    base = Arithmetic("smoke").prerequisite("grpo", "pretrain", "smoke")
+    base = Arithmetic("smoke").prerequisite("grpo", "pretrain", "smoke", Arithmetic.recipe("grpo", "smoke"))
     assert base.out == tmp_path / "runs" / "arithmetic-base-smoke" and base.steps == 30
     assert base.plan().startswith("task-format model: ") and base.plan().endswith(
         "arithmetic-base-smoke, none yet: trains first (30 steps; its progress shows the time)")
@@ -36,6 +38,7 @@ def test_a_prerequisite_is_trained_when_absent_resumed_when_interrupted_and_reus
     said = []
     assert base.ensure(say=said.append) == base.out / "best.pt"
     assert load_checkpoint(base.out / "last.pt")["step"] == 30 and base.plan().endswith("finished (30 steps)")
+    assert any(line.startswith("plan: 30 steps, from step 10") for line in said), said  # resumed, not restarted
     kept = (base.out / "last.pt").stat().st_mtime_ns
     assert base.ensure(say=pytest.fail) == base.out / "best.pt"  # finished: nothing trains, nothing is said
     assert (base.out / "last.pt").stat().st_mtime_ns == kept
@@ -78,3 +81,14 @@ def test_resume_refuses_a_retrained_base_and_takes_a_moved_one(story_run, tmp_pa
                  on_record=quiet)
     assert report["steps"] == 6
     assert json.loads((out / "settings.json").read_text())["base"]["path"] == str(moved.resolve())
+
+
+def test_a_run_holding_out_more_problems_than_the_task_format_model_never_saw_is_refused():
+    """The task-format model is trained on none of the first N held-out problems; a run that holds out more would
+    score it on problems it may have trained on."""
+    usual = Arithmetic.recipe("grpo", "smoke")
+    fewer = dataclasses.replace(usual, validation=usual.validation - 1)
+    assert Arithmetic("smoke").prerequisite("grpo", "pretrain", "smoke", fewer) is not None
+    more = dataclasses.replace(usual, test=usual.test + 1)
+    with pytest.raises(TaskError, match=r"^--set validation=\d+ test=\d+: the task-format model"):
+        Arithmetic("smoke").prerequisite("grpo", "pretrain", "smoke", more)

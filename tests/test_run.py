@@ -49,6 +49,25 @@ def test_an_overwrite_that_trains_replaces_the_old_run(old_run):
     assert digest(out / "last.pt") != before["last.pt"] and not (out / STAGED).exists()
 
 
+def test_an_overwrite_stopped_by_ctrl_c_before_its_first_checkpoint_keeps_the_old_run(old_run):
+    """A mistaken --overwrite, cancelled in its first steps: the finished run is still whole, and the new run's
+    interrupted steps are not saved over it."""
+    out, before = old_run
+
+    def ctrl_c(record):
+        if record.get("event") == "train":
+            raise KeyboardInterrupt
+
+    said, records = [], []
+    run = RunOptions(profile="smoke", out=out, overwrite=True, max_steps=30, seed=7)
+    with pytest.raises(KeyboardInterrupt):
+        train(resolve_recipe("shakespeare-char", run), say=said.append,
+              on_record=lambda record: (records.append(record), ctrl_c(record)))
+    assert {name: digest(out / name) for name in before} == before and not (out / STAGED).exists()
+    assert records[-1]["event"] == "interrupted" and records[-1]["checkpoint"] is None
+    assert any("is as it was" in line for line in said), said
+
+
 def test_a_recipe_holds_the_options_and_scales_the_floor_with_the_learning_rate(tmp_path):
     recipe = resolve_recipe("tinystories", RunOptions(profile="cpu", learning_rate=8e-3, max_steps=123),
                             TrainOptions(arch="llama-moe", balancing="aux_loss"))
@@ -118,6 +137,13 @@ def test_a_step_limit_shorter_than_the_warmup_shortens_the_warmup_alike():
     assert short.warmup_steps == full.warmup_steps * 10 // full.max_steps
     kept = resolve_recipe("shakespeare-char", RunOptions(profile="cpu", max_steps=10, set={"warmup_steps": "5"}))
     assert kept.train.warmup_steps == 5  # a warmup given with the limit is the one asked for
+
+
+def test_set_none_is_a_value():
+    """`--set grad_clip=none` turns clipping off; it is not taken for "not given"."""
+    assert resolve_recipe("shakespeare-char", RunOptions(profile="cpu")).train.grad_clip == 1.0
+    unclipped = resolve_recipe("shakespeare-char", RunOptions(profile="cpu", set={"grad_clip": "none"}))
+    assert unclipped.train.grad_clip is None
 
 
 def test_set_changes_the_network_and_a_resume_that_changes_it_again_is_refused(tmp_path):

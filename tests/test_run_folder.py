@@ -186,7 +186,7 @@ def test_an_overwrite_writes_beside_the_old_run_and_swaps_at_its_first_checkpoin
     assert contents(folder) == old and not (folder / STAGED).exists()
     staging = Staging(folder, FILES, enabled=True)
     write_new(staging, "last.pt")
-    assert contents(folder) == {"last.pt": "new last.pt"} and staging.path == folder  # best.pt, metrics: the old run's
+    assert contents(folder) == {"last.pt": "new last.pt"} and staging.path == folder  # the old best.pt, metrics: gone
     assert not {STAGED, SWAPPING} & {p.name for p in folder.iterdir()}
     fresh = Staging(tmp_path / "new", FILES, enabled=True)
     assert fresh.path == tmp_path / "new" and not fresh.staged  # nothing to replace: the run writes in place

@@ -65,7 +65,7 @@ class SayTheWord(ChatTask):
     def held_out(self, validation: int | None, test: int | None) -> HeldOut:
         return HeldOut([Echo(word) for word in WORDS[16:20]][:validation], [Echo(word) for word in WORDS[20:]][:test])
 
-    def prerequisite(self, method: str, base: str, profile: str):
+    def prerequisite(self, method: str, base: str, profile: str, recipe):
         return story_base(profile) if base == "pretrain" else None  # a small story model knows these words
 
     def score_replies(self, problems, texts, ended) -> list[Score]:

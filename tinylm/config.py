@@ -339,11 +339,10 @@ class TrainConfig:
         return _from_dict(cls, values)
 
     def override(self, **options) -> "TrainConfig":
-        """This config with the options that are not None. A new peak learning rate scales min_lr by the same factor
-        (unless min_lr is given too), so that the schedule keeps its shape; a step limit no longer than the warmup
-        (unless warmup_steps is given too) shortens the warmup to the same share of the run: what every command's
-        --learning-rate and --max-steps do."""
-        options = {name: value for name, value in options.items() if value is not None}
+        """This config with `options` (None is a value: `--set grad_clip=none`). A new peak learning rate scales
+        min_lr by the same factor (unless min_lr is given too), so that the schedule keeps its shape; a step limit no
+        longer than the warmup (unless warmup_steps is given too) shortens the warmup to the same share of the run:
+        what every command's --learning-rate and --max-steps do."""
         if options.get("learning_rate") is not None and "min_lr" not in options:
             options["min_lr"] = self.min_lr * options["learning_rate"] / self.learning_rate
         steps = options.get("max_steps")

@@ -111,7 +111,7 @@ class ChatTask(Task):
         return build_examples([p.record() for p in problems], chat_template(tokenizer), block_size,
                               self.system_prompt).rendered
 
-    def check_start(self, model, tokenizer, where: str, method: str) -> None:
+    def check_start(self, model, tokenizer, where: str, method: str, recipe) -> None:
         if method != "sft":  # SFT adds the chat tokens; DPO and GRPO start from a chat model
             chat_template(tokenizer)
 

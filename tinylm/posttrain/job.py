@@ -133,7 +133,7 @@ class PostTrainingJob(Job):
             self.start_model = None
         else:
             base = self.options.base
-            prerequisite = self.task.prerequisite(self.method, base, self.run.profile)
+            prerequisite = self.task.prerequisite(self.method, base, self.run.profile, self.recipe)
             if prerequisite is not None:
                 say(prerequisite.plan())
                 self.before_prerequisite(prerequisite, device, world)
@@ -145,7 +145,7 @@ class PostTrainingJob(Job):
             else:
                 say(f"base: {describe_run(Path(base))}")
             model, tokenizer, self.description, start = load_pretrained(base)
-            self.task.check_start(model, tokenizer, shown(base), self.method)
+            self.task.check_start(model, tokenizer, shown(base), self.method, self.recipe)
             self.start_model, self.start_tokenizer = model, tokenizer
             self.start_digest = weights_digest(model)
             self.start_path = str(Path(start).resolve()) if start is not None else str(base)

@@ -100,16 +100,19 @@ class Task:
     def recipe(cls, method: str, profile: str):
         if method not in cls.recipes:
             raise TaskError(f"the {cls.name} task has no {method.upper()} recipe")
+        if profile not in cls.recipes[method]:
+            raise TaskError(f"the {cls.name} task has no {profile} recipe for {method.upper()}: use --profile "
+                            + " or ".join(cls.recipes[method]))
         return cls.recipes[method][profile]
 
     # -- the model a method starts from --------------------------------------------------------------------------
-    def prerequisite(self, method: str, base: str, profile: str):
+    def prerequisite(self, method: str, base: str, profile: str, recipe) -> Any:
         """The run `base` names that this task makes when it is missing (a tinylm.train.prerequisite.Prerequisite),
-        or None where `base` is a model to load as it is."""
+        or None where `base` is a model to load as it is; `recipe` is the run's, its --set changes applied."""
         return None
 
-    def check_start(self, model, tokenizer, where: str, method: str) -> None:
-        """A TaskError where the model at `where` cannot take this task's problems."""
+    def check_start(self, model, tokenizer, where: str, method: str, recipe) -> None:
+        """A TaskError where the model at `where` cannot start `method` on this task (with `recipe`, the run's)."""
 
     def prepare(self, start_path: str | None, device, method: str) -> None:
         """Ready the checks for a policy that `method` starts from `start_path` (a checkpoint or run folder; None for a

@@ -79,11 +79,11 @@ class RunOptions:
         return {k: v for k, v in (self.set or {}).items() if k in names}
 
 
-def typed_changes(changes: dict[str, Any], kinds: tuple[type, ...]) -> dict[str, Any]:
+def typed_changes(changes: dict[str, Any], kinds: tuple[type, ...], options: type | None = None) -> dict[str, Any]:
     """--set's FIELD=VALUE pairs, each VALUE (a string from the command line, or a value) of its field's type in one
-    of the dataclasses `kinds`; an InputError names a field none has, one with an option of its own, or a value of
-    the wrong type."""
-    own = {f.name for f in dataclasses.fields(RunOptions)}
+    of the dataclasses `kinds`; an InputError names a field none has, one with an option of its own (RunOptions' or
+    the command's `options`), or a value of the wrong type."""
+    own = {f.name for kind in (RunOptions, options) if kind is not None for f in dataclasses.fields(kind)}
     hints = {name: (kind, hint) for kind in reversed(kinds) for name, hint in typing.get_type_hints(kind).items()
              if name != "train"}
     typed = {}

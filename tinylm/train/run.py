@@ -38,7 +38,7 @@ from .options import (
 )
 from .progress import TRAINING_TIME, cpu_threads_note, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
-from .run_folder import Staging, claim_run_folder
+from .run_folder import Staging, claim_run_folder, has_run
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
 
 
@@ -81,7 +81,7 @@ class Job:
 
     def __init__(self, run: RunOptions, options: Any = None, given: dict[str, Any] | None = None):
         if run.set:
-            run = replace(run, set=typed_changes(run.set, self.set_kinds))
+            run = replace(run, set=typed_changes(run.set, self.set_kinds, type(options) if options else None))
         self.run, self.options, self.given = run, options, dict(given or {})
         self.given.update(run.set or {})
 
@@ -186,8 +186,9 @@ def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] 
         device = resolve_device(device_for(world, job.run.device))  # a GPU this machine lacks fails before the data
         saved = load_training_checkpoint(out / "last.pt") if job.run.resume else None
         staging = Staging(out, job.files, enabled=job.run.overwrite and world.is_main)
-        held.callback(staging.discard)  # a run that ends before its first checkpoint leaves the old one as it was
+        held.callback(_discard, staging, say)  # a run ending before its first checkpoint leaves the old one as it was
         trainer, settings = _start(job, Start(saved, device, world, say, staging.path))
+        trainer.saves_when_interrupted = not (job.run.overwrite and has_run(out, job.files))  # alike on every rank
         trainer.saved_hooks.append(lambda name: _swap(staging, trainer) if name == "last.pt" else None)
         report = _read_report(job, out) if job.run.resume else {}
         with _settings_file(staging, settings, world):
@@ -208,6 +209,11 @@ def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] 
         if world.is_main and (closing := job.epilogue(finished)):
             say(closing)
     return finished
+
+
+def _discard(staging: Staging, say: Callable[[str], None]) -> None:
+    if staging.discard():
+        say(f"the --overwrite ended before its first checkpoint: the run in {shown(staging.out)} is as it was")
 
 
 def _swap(staging: Staging, trainer: Trainer) -> None:

@@ -2,10 +2,10 @@
 its first checkpoint.
 
 `run_lock` holds the kernel's lock on run.lock and names the holder in run.owner. An --overwrite writes the new run
-in .next-run and swaps when it saves its first last.pt: renaming .next-run (with the names of its files) to
-.next-run.swapping commits the swap, then the old files are replaced one by one. Until the commit every reader
-(`run_file`, or a person's `ls`) sees the old run; a SIGKILL at any point leaves a state the next start settles
-(`claim_run_folder`): an uncommitted .next-run is deleted, a committed swap finished.
+in .next-run and swaps when an evaluation saves its first last.pt (a Ctrl-C before then saves nothing): renaming
+.next-run (with the names of its files) to .next-run.swapping commits the swap, then the old files are replaced.
+Until the commit every reader (`run_file`, or a person's `ls`) sees the old run; a SIGKILL at any point leaves a
+state the next start settles (`claim_run_folder`): an uncommitted .next-run is deleted, a committed swap finished.
 """
 
 from __future__ import annotations
@@ -153,13 +153,18 @@ def _committed(swapping: Path) -> set[str] | None:
         return None
 
 
+def has_run(out: Path, files: Iterable[str]) -> bool:
+    """Whether `out` holds a run: any of its `files`."""
+    return any((out / name).exists() for name in files)
+
+
 class Staging:
     """Where a run writes: `out` itself, or under --overwrite of a run there, out/STAGED until `swap` (when the new
     run saves its first last.pt) moves its files over the old run's. `path` is the folder to write into now."""
 
     def __init__(self, out: Path, files: Iterable[str], enabled: bool):
         self.out, self.files = out, tuple(files)
-        self.staged = enabled and any((out / name).exists() for name in self.files)
+        self.staged = enabled and has_run(out, self.files)
         self.path = out / STAGED if self.staged else out
         if self.staged:
             self.path.mkdir()  # claim_run_folder settled any earlier one
@@ -169,17 +174,21 @@ class Staging:
         with its own."""
         if not self.staged:
             return
+        names = [p.name for p in self.path.iterdir()]
         with atomic_write(self.path / COMMITTED) as f:
-            f.write("\n".join(p.name for p in self.path.iterdir()).encode("utf-8"))
+            f.write("\n".join(names).encode("utf-8"))
         (self.out / STAGED).rename(self.out / SWAPPING)
         self.staged, self.path = False, self.out
         _finish_swap(self.out, self.files)
 
-    def discard(self) -> None:
-        """A run that ends without a checkpoint of its own: its staged files go, the old run stays as it was."""
-        if self.staged:
-            shutil.rmtree(self.out / STAGED, ignore_errors=True)
-            self.staged, self.path = False, self.out
+    def discard(self) -> bool:
+        """A run that ends without a checkpoint of its own: its staged files go, the old run stays as it was. True
+        where there were staged files."""
+        if not self.staged:
+            return False
+        shutil.rmtree(self.out / STAGED, ignore_errors=True)
+        self.staged, self.path = False, self.out
+        return True
 
 
 def _finish_swap(out: Path, files: Iterable[str]) -> None:

@@ -107,6 +107,8 @@ class Trainer:
         if chooser is not None:
             self.score, self.higher_is_better = chooser.name, True
         self.saved_hooks: list[Callable[[str], None]] = []  # called with a file's name after rank 0 saved it
+        # False until an evaluation saves last.pt: a Ctrl-C before then saves nothing (an --overwrite keeps the old run)
+        self.saves_when_interrupted = True
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
@@ -190,7 +192,7 @@ class Trainer:
             # collective (it gathers every rank's RNG state), so only the agreed stop, which every rank raises
             # at the same point, saves: a Ctrl-C that raised on one rank alone (the second, "stop at once")
             # leaves without, keeping the last checkpoint, rather than wait for ranks that never join.
-            saving = stopping or (not mid_step and not self.world.distributed)
+            saving = self.saves_when_interrupted and (stopping or (not mid_step and not self.world.distributed))
             if saving:
                 self.save("last.pt")
             if stopping:  # no rank exits (torchrun then stops the others) before rank 0 has saved
@@ -357,6 +359,7 @@ class Trainer:
             self.save("best.pt")
         if save_last:
             self.save("last.pt")
+            self.saves_when_interrupted = True
         record = {"event": "final" if final else "eval", "step": self.step, **figures,
                   f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():

@@ -34,9 +34,14 @@ class GRPOJob(PostTrainingJob):
     method, recipe_type, command = "grpo", GRPORecipe, "grpo"
 
     def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
-        if run.batch_size is not None:
+        batch = [name for name in ("batch_size", "grad_accum_steps", "total_batch_tokens") if name in (run.set or {})]
+        if run.batch_size is not None or batch:
+            given = "--batch-size" if run.batch_size is not None else f"--set {batch[0]}"
             raise InputError("GRPO has no batch size of its own: a step trains on the recipe's prompts times its "
-                             "group_size completions (--set prompts=N, --set group_size=G); drop --batch-size")
+                             f"group_size completions (--set prompts=N, --set group_size=G); drop {given}")
+        if "sample_interval" in (run.set or {}):
+            raise InputError("--set sample_interval: GRPO writes no samples while it trains (its report shows "
+                             "replies); drop it")
         if options.lora is not None:
             raise InputError("GRPO trains every weight: drop --lora-rank")
         super().__init__(run, options, on_record)

@@ -162,7 +162,7 @@ class GeneratedTask(Task):
         return (f"python -m tinylm.sample --ckpt {out} --prompt '{example}' --temperature 0 --max-new-tokens "
                 f"{self.reply_tokens} --stop '\\n'")
 
-    def check_start(self, model, tokenizer, where: str, method: str) -> None:
+    def check_start(self, model, tokenizer, where: str, method: str, recipe) -> None:
         """A TaskError unless the tokenizer writes every character of ALPHABET (the newline as one token: it stops
         sampling) and the context holds the longest prompt and answer."""
         if tokenizer is None:
@@ -175,20 +175,24 @@ class GeneratedTask(Task):
         if not writes:
             raise TaskError(f"the tokenizer of {where} cannot write {self.name} problems (it must encode each of "
                             f"{ALPHABET!r}, the newline as one token); use --base pretrain")
-        recipe = self.recipe("grpo", self.profile)
         longest = max(len(tokenizer.encode(p.prompt)) for p in self.held_out(recipe.validation, recipe.test).problems)
         if longest + self.reply_tokens > model.config.block_size:
             raise TaskError(f"{where} has a context of {model.config.block_size} tokens; {self.name} prompts and "
                             f"answers need {longest + self.reply_tokens}: use --base pretrain or a model with a longer "
                             "context")
 
-    def prerequisite(self, method: str, base: str, profile: str) -> Prerequisite | None:
-        """--base pretrain: the task-format model, never trained on the held-out problems of the profile's recipe."""
+    def prerequisite(self, method: str, base: str, profile: str, recipe) -> Prerequisite | None:
+        """--base pretrain: the task-format model, never trained on the held-out problems of the profile's recipe,
+        and so on none of a run's that holds out as many problems or fewer (each count's are the first of one list)."""
         if base != "pretrain":
             return None
         shape, cfg = self.format_recipes[profile]
-        recipe = self.recipe("grpo", profile)
-        held_out = self.held_out(recipe.validation, recipe.test)
+        usual = self.recipe(method, profile)
+        if recipe.validation + recipe.test > usual.validation + usual.test:
+            raise TaskError(f"--set validation={recipe.validation} test={recipe.test}: the task-format model of "
+                            f"--base pretrain never sees {usual.validation + usual.test} held-out problems; hold out "
+                            "that many or fewer, or start from a model of your own (--base)")
+        held_out = self.held_out(usual.validation, usual.test)
         return Prerequisite(label="task-format model", out=runs_dir() / f"{self.name}-base-{profile}", profile=profile,
                             steps=cfg.max_steps, job=lambda run: TaskFormatTraining(run, self, held_out, shape, cfg),
                             model=lambda: GPT(shape.config(task_tokenizer().vocab_size)))

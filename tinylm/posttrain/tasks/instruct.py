@@ -183,7 +183,7 @@ class Instruct(ChatTask):
     def pretraining_text(self, tokenizer) -> np.ndarray:
         return pretraining_tokens(tokenizer)[0]
 
-    def prerequisite(self, method: str, base: str, profile: str) -> Prerequisite | None:
+    def prerequisite(self, method: str, base: str, profile: str, recipe) -> Prerequisite | None:
         """--base pretrain: the chat base, trimmed to this data's instruction texts, in runs/chat-base-<profile> for
         the course's data and system prompt, else runs/chat-base-<digest of the texts>-<profile>."""
         if base != "pretrain":

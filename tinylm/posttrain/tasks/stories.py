@@ -217,7 +217,7 @@ class Stories(ChatTask):
         return HeldOut([StoryProblem.of(i) for i in self.splits.validation[:validation]],
                        [StoryProblem.of(i) for i in self.splits.test[:test]])
 
-    def prerequisite(self, method: str, base: str, profile: str) -> Prerequisite | None:
+    def prerequisite(self, method: str, base: str, profile: str, recipe) -> Prerequisite | None:
         return story_base(profile) if method == "sft" and base == "pretrain" else None
 
     def prepare(self, start_path: str | Path | None, device, method: str) -> None:
