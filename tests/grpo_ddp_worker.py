@@ -8,6 +8,7 @@ rank 0 saves everything to --out.
 
 import argparse
 import copy
+import dataclasses
 
 import torch
 
@@ -15,7 +16,6 @@ from tinylm.config import GPTConfig
 from tinylm.distributed import World, gather_to_main, run_in_world
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.grpo.trainer import GRPOTrainer
-from tinylm.posttrain.recipes import changed
 from tinylm.posttrain.tasks._generated import task_tokenizer
 from tinylm.posttrain.tasks.arithmetic import Arithmetic
 
@@ -23,8 +23,10 @@ from tinylm.posttrain.tasks.arithmetic import Arithmetic
 def ddp_setup():
     """The start (a random 1-layer policy), tokenizer, task, recipe and held-out problems both sides use."""
     tokenizer, task = task_tokenizer(), Arithmetic("smoke", digits=1)
-    recipe = changed(task.recipe("grpo", "smoke"), learning_rate=0.5, min_lr=0.5, max_steps=3, eval_interval=0,
-                     log_interval=1, prompts=4, group_size=4, updates=2, reward="format", validation=8, test=8)
+    usual = task.recipe("grpo", "smoke")
+    recipe = dataclasses.replace(usual, prompts=4, group_size=4, updates=2, reward="format", validation=8, test=8,
+                                 train=dataclasses.replace(usual.train, learning_rate=0.5, min_lr=0.5, max_steps=3,
+                                                           eval_interval=0, log_interval=1))
     torch.manual_seed(0)
     start = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=32))
     return start, tokenizer, task, recipe, task.held_out(recipe.validation, recipe.test)

@@ -5,6 +5,7 @@ and torch.optim.Muon's iteration in another dtype."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import os
 import shutil
@@ -67,3 +68,10 @@ def torch_muon_computing_in(dtype: torch.dtype, monkeypatch) -> None:
     exec(source.replace("grad.bfloat16()", f"grad.to(torch.{str(dtype).removeprefix('torch.')}, copy=True)"),
          namespace)
     monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", namespace["_zeropower_via_newtonschulz"])
+
+
+def changed(recipe, **changes):
+    """`recipe` with fields of it or of its TrainConfig changed, as `--set FIELD=VALUE` changes them for one run."""
+    train = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(recipe.train)}}
+    own = {k: v for k, v in changes.items() if k not in train}
+    return dataclasses.replace(recipe, **own, train=dataclasses.replace(recipe.train, **train))

@@ -32,7 +32,7 @@ def test_arithmetic_scores():
     problem = task.sample(random.Random(3))
     wrong = str(int(problem.answer) + 1)
     assert task.score(problem, wrong + "\n").reward == pytest.approx(0.1)  # well-formed, wrong: the format reward
-    assert task.score(problem, wrong + "\n", format_weight=0.0).reward == 0.0
+    assert task.score(problem, "x\n").reward == 0.0 and task.score(problem, problem.answer + "\n").reward == 1.0
     for garbage in ("--5\n", "5-\n", "²\n", "\n", "1 2\n"):
         assert not task.score(problem, garbage).well_formed, garbage
     assert {Arithmetic("smoke", digits=2).sample(random.Random(i)).prompt[-1] for i in range(20)} == {"="}

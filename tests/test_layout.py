@@ -271,12 +271,38 @@ def layout_map() -> list[tuple[str, str]]:
     for line in block.splitlines():
         if line.startswith("  ") and not line.startswith("   "):
             name, _, rest = line.strip().partition(" ")
-            entries.append((name.removesuffix("/").removesuffix(".py"), rest))
+            entries.append((name.removesuffix("/").removesuffix(".py"), rest.strip()))
         elif line.startswith("   ") and entries:
             entries[-1] = (entries[-1][0], entries[-1][1] + " " + line.strip())
         elif not line.startswith(" ") and entries:
             break  # the next top-level folder (notebooks/, tests/, ...)
     return entries
+
+
+def named_in(text: str, module: str) -> bool:
+    """Whether `text` names `module` as an entry of a list: first, or after a comma, semicolon, colon, "(" or
+    "and", and followed by a colon, a comma, a parenthesis or a space."""
+    return re.search(rf"(?:^|[,;:(]\s*|\band\s+){re.escape(module)}(?=[\s:,;()]|$)", text) is not None
+
+
+def test_a_module_is_named_as_an_entry_not_as_a_word_of_prose():
+    text = "rollout: groups of sampled completions, objective: advantages and the clipped loss, trainer: GRPOTrainer"
+    assert named_in(text, "rollout") and named_in(text, "objective") and named_in(text, "trainer")
+    assert not named_in(text, "loss") and not named_in(text, "completions")
+    assert parenthesis_after("sft/ (trainer, run: sft()), dpo/ (objective)", "sft/ (") == "trainer, run: sft()"
+
+
+def parenthesis_after(text: str, opening: str) -> str:
+    """What the parenthesis that `opening` ends with holds, nested ones included ("" where `opening` is absent)."""
+    start = text.find(opening)
+    if start < 0:
+        return ""
+    depth, begin = 0, start + len(opening) - 1
+    for i in range(begin, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[i], 0)
+        if depth == 0:
+            return text[begin + 1 : i]
+    return text[begin + 1 :]
 
 
 def map_position(stage: str, order: list[str]) -> int:
@@ -302,5 +328,7 @@ def test_the_layout_map_names_every_module():
             assert stage in described, f"{name} is missing from CONTRIBUTING.md's layout map"
             continue
         text = described.get(stage) or (described["<command>"] if stage in commands else "")
-        assert re.search(rf"(?<![\w.]){re.escape(parts[-1])}\b", text), (
+        if len(parts) == 4:  # a sub-folder's module: named within the parenthesis after "folder/"
+            text = parenthesis_after(text, f"{parts[2]}/ (")
+        assert named_in(text, parts[-1]), (
             f"{name} is not named in the {stage}/ entry of CONTRIBUTING.md's layout map")

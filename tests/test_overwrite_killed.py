@@ -8,6 +8,7 @@ at the first rename onto a path (before or after it), so that nothing in tinylm 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ from tests.chat_fixtures import TEXT as CHAT_TEXT
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO
 from tests.preloaded import run_module
-from tinylm.train.run_folder import STAGED, SWAPPING
+from tinylm.train.run_folder import OWNER_FILE, STAGED, SWAPPING
 
 # The commands that train, as `python -m tinylm <command>` names them, each with the arguments of a smoke run (its
 # --out is added) and a text its tokenizer encodes, for `eval loss`. "{chat}" is a chat model's run folder.
@@ -65,6 +66,12 @@ def command(name, *args, root, prelude=""):
     return run_module("tinylm", [name, *map(str, args)], cwd=REPO, env=env, timeout=300, prelude=prelude)
 
 
+def old_files(out):
+    """Every file of the run by its bytes (the lock and its owner note aside)."""
+    return {path.name: hashlib.sha256(path.read_bytes()).hexdigest() for path in out.iterdir()
+            if path.is_file() and path.name not in ("run.lock", OWNER_FILE)}
+
+
 def inodes(out):
     """The run's checkpoints by identity: a file moved aside and back keeps its inode, a new save has another."""
     return {name: (out / name).stat().st_ino for name in ("best.pt", "last.pt") if (out / name).is_file()}
@@ -90,7 +97,7 @@ def test_a_killed_overwrite_leaves_readers_the_old_run_or_the_new_ones_first_che
 
     first = command(name, *args, root=root)
     assert first.returncode == 0, first.stderr
-    old, old_read, old_sample = inodes(out), read(), sample()
+    old, old_bytes, old_read, old_sample = inodes(out), old_files(out), read(), sample()
     assert old_read["ckpt"] == str(out / "best.pt") and set(old) == {"best.pt", "last.pt"}
     for point, (target, after) in KILL_POINTS.items():
         killed = command(name, *args, "--overwrite", root=root,
@@ -100,7 +107,8 @@ def test_a_killed_overwrite_leaves_readers_the_old_run_or_the_new_ones_first_che
         if swapped:
             assert read()["ckpt"] == str(out / SWAPPING / "best.pt")  # the new run's, on its way into place
         else:  # the folder itself still holds the old run, untouched: a person's ls or torch.load finds it
-            assert inodes(out) == old and read() == old_read and sample() == old_sample, point
+            assert inodes(out) == old and old_files(out) == old_bytes, point  # settings, metrics, reports too
+            assert read() == old_read and sample() == old_sample, point
             assert (out / STAGED / "best.pt").is_file() == point.startswith("new best.pt"), point
         settled = command(name, *args, root=root)  # the next start settles the folder, then refuses the run in it
         assert settled.returncode == 1 and "already holds a run" in settled.stderr, f"{point}: {settled.stderr}"

@@ -1,5 +1,5 @@
-"""The options several command lines share, each declared here once with one help text, so that an option reads the
-same in every --help; a parameter adjusts the default where a command's differs."""
+"""The options several command lines share, each declared here once, so that an option reads the same in every
+--help; a parameter says what differs for a command (its default, what it writes or reads)."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ from .flags import (
     add_tokenizer_kind,
 )
 
-# The fields whose flags other commands share, declared with their help in tinylm/cli/flags.py.
+# The fields whose flags other commands share, declared with their help in tinylm/cli/flags.py (LoRA's below).
 SHARED = {"profile": lambda parser, context: add_profile(parser),
           "out": lambda parser, context: add_out(parser, "the run", default=context["out"]),
           "device": lambda parser, context: add_device(parser),
@@ -31,11 +31,11 @@ SHARED = {"profile": lambda parser, context: add_profile(parser),
           "batch_size": lambda parser, context: add_batch_size(parser, default_text="the recipe's",
                                                                what=f"{context['batch']} per micro-batch"),
           "arch": lambda parser, context: add_arch(parser, "gpt2"),
+          "lora": lambda parser, context: add_lora_arguments(parser),
           "file": lambda parser, context: add_text_file(parser, "text"),
           "tokenizer": lambda parser, context: add_tokenizer_kind(parser, "text", "char, gpt2, or bpe:N trained on it",
                                                                   "char")}
 
-COUNTS = ("max_steps", "batch_size")  # integer options of which 0 or less is no run
 
 
 def positive_float(text: str) -> float:
@@ -71,9 +71,7 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
             continue
         text = meta.pop("help").format(**context)
         flag = f"--{f.name.replace('_', '-')}"
-        if f.name == "lora":
-            add_lora_arguments(parser)
-        elif f.name == "set":
+        if f.name == "set":
             parser.add_argument(flag, action="append", type=field_value, help=text, **meta)
         elif f.default is False:  # a switch; switches of one `exclusive` group exclude each other
             where = groups.setdefault(meta["exclusive"], parser.add_mutually_exclusive_group()) \
@@ -81,7 +79,7 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
             where.add_argument(flag, action="store_true", help=text)
         else:
             number = next((t for t in (int, float) if t in typing.get_args(hints[f.name])), None)
-            kind_of = {int: int_at_least(1) if f.name in COUNTS else int, float: positive_float}.get(number)
+            kind_of = {int: int_at_least(1) if f.name == "max_steps" else int, float: positive_float}.get(number)
             if f.name in (choices or {}):
                 meta["choices"] = choices[f.name]
             parser.add_argument(flag, type=kind_of, help=text, **meta)

@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..distributed import run_in_world
 from ..posttrain.job import PostTrainingOptions
-from ..posttrain.tasks import DEFAULT_TASKS, tasks_for
+from ..posttrain.tasks import DEFAULT_TASKS, task_class, tasks_for
 from ..train.options import RunOptions
 from .console import CommandParser, HelpFormatter, begin, examples
 from .options import add_options, options_from
@@ -20,7 +20,7 @@ def parse(method: str, description: str, argv, *, bases: str, data: str, steps: 
           example_lines: tuple[str, ...]) -> argparse.Namespace:
     parser = CommandParser(prog=f"python -m tinylm.{method}", usage="%(prog)s [options]", description=description,
                            formatter_class=HelpFormatter, epilog=examples(*example_lines))
-    skip = ("lora",) if not lora else ()
+    skip = (() if lora else ("lora",)) + (() if any(task_class(t).takes_data for t in tasks_for(method)) else ("data",))
     add_options(parser, PostTrainingOptions, {"tasks": ", ".join(tasks_for(method)), "task": DEFAULT_TASKS[method],
                                               "bases": bases, "data": data}, skip=skip,
                 choices={"task": tuple(tasks_for(method))})

@@ -9,7 +9,7 @@ SFT's fair baseline: a base asked in ChatML cannot end its reply, which says not
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 from ..data.instruct import InstructDataError, build_examples, to_messages
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatFormatError, ChatTemplate, RenderedChat
@@ -117,9 +117,6 @@ class ChatTask(Task):
 
     def plain(self) -> Task:
         return PlainPrompts(self)
-
-    def recorded(self) -> dict[str, Any]:
-        return {"system_prompt": self.system_prompt}
 
 
 class PlainPrompts(Task):

@@ -21,13 +21,14 @@ from ..model.lora import LoRAOptions
 from ..paths import runs_dir, shown
 from ..runtime import resolve_device
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from ..train.checkpoint import load_checkpoint, load_pretrained, weights_digest
+from ..train.checkpoint import find_checkpoint, load_checkpoint, load_pretrained, weights_digest
 from ..train.options import RunOptions, given, option, plain, read_settings
 from ..train.progress import format_record
 from ..train.run import Job
 from ..train.trainer import Chooser, Trainer
+from .chat_task import ChatTask
 from .recipes import recipe_fields
-from .task import Task, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
+from .task import Task, TaskError, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
 from .tasks import DEFAULT_TASKS, FIRST_TASKS, method_task
 
 NAMED_BASES = ("pretrain", "gpt2")  # what --base names other than a path: the task's own base, OpenAI's GPT-2
@@ -41,7 +42,7 @@ class PostTrainingOptions:
     base: str | None = option("{bases} (default: recipe's)", metavar="BASE")
     data: str | None = option("{data} (default: task's)", metavar="DATA")
     system_prompt: str | None = option("(default: 'You are a helpful assistant.')", metavar="TEXT")
-    lora: LoRAOptions | None = option("LoRA adapters instead of every weight")
+    lora: LoRAOptions | None = option(None)  # --lora-rank, --lora-alpha, --lora-targets (tinylm/cli/options.py)
 
     def __post_init__(self) -> None:
         if self.base is not None:
@@ -58,7 +59,7 @@ def base_path(base: str, profile: str) -> str:
 
 def describe_run(path: Path) -> str:
     """'runs/sft-stories-cpu (sft run; best.pt from step 800 of 1,000)', or the path of a lone checkpoint."""
-    checkpoint = path / "best.pt" if path.is_dir() else path
+    checkpoint = find_checkpoint(path) if path.is_dir() else path
     state = load_checkpoint(checkpoint)
     settings = read_settings(checkpoint.parent) or {}
     if "step" not in state:
@@ -76,7 +77,8 @@ class PostTrainingJob(Job):
     recipe_type: ClassVar[type]
     reload_best = True
     extra_files: ClassVar[tuple[str, ...]] = ()  # what the method writes into the folder beyond the report
-    loss_name = "validation loss"  # what the method's own validation figure is, as a record line says it
+    task_type: ClassVar[type] = Task  # the tasks it takes: SFT's and DPO's are ChatTasks
+    loss_name: ClassVar[str]  # the method's own validation figure, as a record line says it: "answer loss"
 
     def chosen(self, trainer: Trainer) -> dict[str, Any]:
         """What a report says of best.pt: its step, and the validation figure that chose it, by name."""
@@ -86,7 +88,12 @@ class PostTrainingJob(Job):
     def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
         self.set_kinds = (self.recipe_type, TrainConfig)
         task = options.task or DEFAULT_TASKS[self.method]
-        method_task(self.method, task)  # an unknown task, or one this method has no recipe for, touches nothing
+        chosen = method_task(self.method, task)  # an unknown task, or one without a recipe, touches nothing
+        if not issubclass(chosen, self.task_type):
+            raise TaskError(f"--task {task}: {self.method.upper()} trains on {self.task_type.__name__}s "
+                            "(tinylm/posttrain/chat_task.py), and this task is not one")
+        if options.system_prompt is not None and not issubclass(chosen, ChatTask):
+            raise TaskError(f"--system-prompt: {task} problems are plain text, with no chat turns; leave it out")
         self.report_name = f"{self.method}_eval.json"
         self.files = (*Job.files, self.report_name, *self.extra_files)
         super().__init__(run.resolved(lambda profile: f"{self.method}-{task}-{profile}"), options,
@@ -97,8 +104,9 @@ class PostTrainingJob(Job):
     # -- the options, the task and the recipe, settled once -----------------------------------------------------
     def defaults(self) -> dict[str, Any]:
         task = method_task(self.method, self.options.task or DEFAULT_TASKS[self.method])
+        chat = issubclass(task, ChatTask)
         return {"task": task.name, "base": base_path(task.recipe(self.method, self.run.profile).base, self.run.profile),
-                "data": task.default_data, "system_prompt": DEFAULT_SYSTEM_PROMPT}
+                "data": task.default_data, "system_prompt": DEFAULT_SYSTEM_PROMPT if chat else None}
 
     def settle(self, saved: dict[str, Any]) -> None:
         if saved.get("task") and self.options.task is None:
@@ -115,7 +123,9 @@ class PostTrainingJob(Job):
         return {"task": FIRST_TASKS[self.method]} if self.method in FIRST_TASKS else {}
 
     def make_task(self, task_type: type[Task]) -> Task:
-        return task_type(self.run.profile, self.options.data, self.options.system_prompt)
+        if issubclass(task_type, ChatTask):
+            return task_type(self.run.profile, self.options.data, self.options.system_prompt)
+        return task_type(self.run.profile, self.options.data)
 
     def recipe_values(self) -> dict[str, Any]:
         return {name: plain(getattr(self.recipe, name)) for name in recipe_fields(self.recipe_type)}
@@ -170,7 +180,8 @@ class PostTrainingJob(Job):
         if path is None or path in NAMED_BASES:
             return None
         if not Path(path).exists():
-            return Path(path)
+            raise InputError(f"--resume: the model this run started from, {shown(path)}, is gone; resume with "
+                             "--base at where it is now")
         model, _, _, checkpoint = load_pretrained(path)
         digest, saved = weights_digest(model), self.saved_start.get("digest")
         if saved is not None and digest != saved:

@@ -22,8 +22,9 @@ class SFTRecipe:
 
     def __post_init__(self) -> None:
         if not 0 <= self.pretraining_share < 1:
-            raise TaskError(f"pretraining_share must be at least 0 and below 1, got {self.pretraining_share:g} (the "
-                            "rest of the batches are chat)")
+            raise TaskError(f"--set pretraining_share={self.pretraining_share:g}: pretraining_share must be at least 0 "
+                            "and below 1 (the rest of the batches are chat)")
+        _at_least_one(self, "held_out")
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,10 @@ class DPORecipe:
 
     def __post_init__(self) -> None:
         if not self.beta > 0:
-            raise TaskError(f"DPO's beta must be positive, got {self.beta}: try 0.1")
+            raise TaskError(f"--set beta={self.beta}: DPO's beta must be positive; try 0.1")
         if self.samples < 2:
-            raise TaskError(f"samples {self.samples}: a pair needs at least 2 replies per problem")
+            raise TaskError(f"--set samples={self.samples}: a pair needs at least 2 replies per problem")
+        _at_least_one(self, "held_out", "instructions")
 
 
 @dataclass(frozen=True)
@@ -65,14 +67,21 @@ class GRPORecipe:
 
     def __post_init__(self) -> None:
         if not self.group_size >= 2:
-            raise TaskError(f"group_size {self.group_size}: GRPO compares each completion with the others of its "
-                            "group, so a group needs at least 2 (--set group_size=8 is usual)")
-        for name in ("prompts", "updates", "validation", "test"):
-            if getattr(self, name) < 1:
-                raise TaskError(f"{name} must be at least 1, got {getattr(self, name)}")
+            raise TaskError(f"--set group_size={self.group_size}: GRPO compares each completion with the others of "
+                            "its group, so a group needs at least 2 (8 is usual)")
+        _at_least_one(self, "prompts", "updates", "validation", "test")
         if not (0 < self.clip_eps < 1 and 0 <= self.kl_coef < math.inf and self.temperature > 0):
-            raise TaskError(f"clip_eps must lie between 0 and 1 (got {self.clip_eps}), kl_coef be a number >= 0 "
-                            f"(got {self.kl_coef}) and temperature > 0 (got {self.temperature})")
+            raise TaskError(f"--set clip_eps, kl_coef, temperature: clip_eps must lie between 0 and 1 (got "
+                            f"{self.clip_eps}), kl_coef be a number >= 0 (got {self.kl_coef}) and temperature > 0 "
+                            f"(got {self.temperature})")
+
+
+def _at_least_one(recipe, *names: str) -> None:
+    """A TaskError naming the first of these counts (None: all) that is below 1."""
+    for name in names:
+        value = getattr(recipe, name)
+        if value is not None and value < 1:
+            raise TaskError(f"--set {name}={value}: {name} must be at least 1")
 
 
 # GRPO's updates: AdamW (default betas, no weight decay) at a constant 2e-4, gradients clipped at 1.0. A step is one
@@ -80,13 +89,6 @@ class GRPORecipe:
 GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning_rate=2e-4, min_lr=2e-4,
                          weight_decay=0.0, beta1=0.9, beta2=0.999, grad_clip=1.0, eval_interval=200, log_interval=100,
                          eval_batch_size=256, seed=0, dtype="float32")
-
-
-def changed(recipe, **changes):
-    """`recipe` with fields of it or of its TrainConfig changed, as `--set FIELD=VALUE` changes them for one run."""
-    train = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
-    own = {k: v for k, v in changes.items() if k not in train}
-    return dataclasses.replace(recipe, **own, train=dataclasses.replace(recipe.train, **train))
 
 
 def recipe_fields(recipe_type) -> tuple[str, ...]:

@@ -91,7 +91,7 @@ class Task:
     choose_by_pass_rate: ClassVar[bool] = True  # the validation pass rate chooses best.pt, else the method's loss
     measure_name: ClassVar[str] = "pass rate"  # what its pass rate counts, as a report says it
 
-    def __init__(self, data: str | None = None, system_prompt: str | None = None):
+    def __init__(self, data: str | None = None):
         if data is not None and not self.takes_data:
             raise TaskError(f"--data: the {self.name} task reads no data set of yours; leave --data out")
         self.data = data
@@ -170,8 +170,8 @@ def measure(model, tokenizer, task: Task, problems: Sequence, *, world: World = 
     """The one report of a model on `problems`: greedy completions scored by the task, with the pass rate and its 95%
     Wilson interval, each check's share where it was asked ("kinds"), the means of the task's figures, each
     problem's verdict in order ("passed_each"), the first SHOWN_REPLIES replies, and the mean loss of the reference
-    answers ("answer_loss", None without references). Under DDP each rank takes a share; every rank must call it,
-    and every rank returns the figures (the replies and verdicts only rank 0)."""
+    answers ("answer_loss", None without references). Under DDP each rank takes a share; every rank must call it;
+    every rank gets the pass rate and the answer loss, rank 0 alone the rest."""
     device = model_device(model)
     mine = list(range(world.rank, len(problems), world.size))
     completions = greedy_completions(model, tokenizer, task, [problems[i] for i in mine], batch_size=batch_size)

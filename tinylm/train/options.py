@@ -41,7 +41,7 @@ class RunOptions:
 
     profile: str | None = option(None)
     out: str | Path | None = option(None)
-    resume: bool = option("continue --out's run; budgets, rate, device may change", default=False,
+    resume: bool = option("continue --out's run; budgets, rate, device, dtype may change", default=False,
                           exclusive="run")
     overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False,
                              exclusive="run")

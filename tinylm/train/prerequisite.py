@@ -1,5 +1,5 @@
 """A run that another run starts from and that tinylm makes where it is missing (a story base, a task-format model):
-reused when finished, resumed when interrupted, started otherwise, in its own folder runs/<name>-<profile>, before
+reused when finished, resumed when interrupted, started otherwise, in its own folder under runs/, before
 the run that needs it takes its own folder. What the next run starts from is its best.pt. `plan` is the line a run's
 start prints for it, so that nobody waits for a base without having been told.
 """

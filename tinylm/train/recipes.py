@@ -164,7 +164,7 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
     balancing with it). A bad combination (balancing without experts, an unknown field or value) raises an error
     here, before anything else happens."""
     chosen = track if isinstance(track, Track) else get_track(track)
-    if run.set:  # typed once, for the Recipe and the resume rule alike
+    if run.set:  # typed here, so that the Recipe holds values (typing a value again leaves it as it is)
         run = dataclasses.replace(run, set=typed_changes(run.set, (ModelShape, TrainConfig)))
     arch, balancing, name = options.arch, options.balancing, options.recipe or "default"
     if name not in RECIPE_NAMES:

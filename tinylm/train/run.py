@@ -70,8 +70,9 @@ class Job:
     """What one kind of run adds to the skeleton. `run` (resolved: its profile and folder settled) says where it
     runs and how, `options` is the method's own frozen options value (None where it has none) and `given` what the
     user set of both, which --resume compares with the saved run's. `command` names the run in settings.json; `files`
-    is what it writes into the folder (set aside under --overwrite); `report_name` the JSON report it keeps there
-    (None: none); `reload_best` whether the measurements after training are of best.pt's weights."""
+    is what it writes into the folder (under --overwrite, beside the old run's until they swap); `report_name` the
+    JSON report it keeps there (None: none); `reload_best` whether the measurements after training are of best.pt's
+    weights."""
 
     command = "train"
     files: tuple[str, ...] = (*RUN_FILES, SETTINGS_FILE)

@@ -29,6 +29,7 @@ from ...tokenizers.chat_template import ChatTemplate
 from ...train.checkpoint import CheckpointError, model_to_resume
 from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
+from ..chat_task import ChatTask
 from ..job import PostTrainingJob, PostTrainingOptions
 from ..on_policy import PAIRS_FILE, OnPolicyPairs, on_policy_pairs, read_pairs, write_pairs
 from ..recipes import DPORecipe
@@ -43,6 +44,7 @@ class DPOJob(PostTrainingJob):
     """DPO of the chat model `options.base` on `options.task`'s pairs, by the task's recipe for the profile."""
 
     method, recipe_type, command = "dpo", DPORecipe, "dpo"
+    task_type = ChatTask
     extra_files = (ADAPTERS_FILE, PAIRS_FILE)
     loss_name = "DPO loss"
 

@@ -46,6 +46,9 @@ class GRPOJob(PostTrainingJob):
             raise InputError("GRPO trains every weight: drop --lora-rank")
         super().__init__(run, options, on_record)
 
+    def record_line(self, record: dict) -> str:
+        return format_grpo_record(record, self.task.measure_name)
+
     def settle(self, saved: dict[str, Any]) -> None:
         super().settle(saved)
         self.task.rewarded_by(self.recipe.reward)  # a reward the task cannot pay fails before anything is loaded
@@ -148,6 +151,6 @@ def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrai
     """GRPO on `options.task` (default: arithmetic) from `options.base` into `run.out` (default
     runs/grpo-<task>-<profile>); returns the report that OUT/grpo_eval.json keeps. Only rank 0 speaks and writes;
     `on_record` gets every trainer record (default: printed)."""
-    return run_job(GRPOJob(run, options, on_record or (lambda record: print(format_grpo_record(record), flush=True))),
-                   world=world, say=say).report
+    job = GRPOJob(run, options, on_record or (lambda record: print(job.record_line(record), flush=True)))
+    return run_job(job, world=world, say=say).report
 

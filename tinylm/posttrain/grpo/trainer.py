@@ -68,6 +68,7 @@ class RolloutSource:
         """The problem stream, the steps served and, between a rollout's updates, the rollout itself (sampling it
         again after an update would give another one)."""
         between = self.served % self.recipe.updates != 0
+        # "generator" is the key every batch source's state has (tinylm.train.checkpoint checks it); "stream" the rest
         return {"generator": self.stream.state_dict()["generator"], "stream": self.stream.state_dict(),
                 "served": self.served, "batch": list(self.batch) if between else None, "totals": self.totals}
 
@@ -178,10 +179,10 @@ def check_rollout_memory(model, recipe: GRPORecipe, device: torch.device, world:
                           processes=world.size if device.type == "cpu" else 1, advice=group_size_advice(prompts))
 
 
-def format_grpo_record(record: dict[str, Any]) -> str:
+def format_grpo_record(record: dict[str, Any], measure_name: str) -> str:
     """A train record as `step  40/1000 | reward 0.412 | correct 35.2% | well-formed 99.6% | length 3.1 | clip 0.004
-    | 12s | ETA 4m10s`, an evaluation as the validation pass rate and the best so far; anything else as tinylm.train
-    prints it."""
+    | 12s | ETA 4m10s`, an evaluation as the validation pass rate (the task's `measure_name`: "accuracy") and the best
+    so far; anything else as tinylm.train prints it."""
     event = record.get("event")
     if event == "train":
         total = record["max_steps"]
@@ -192,11 +193,8 @@ def format_grpo_record(record: dict[str, Any]) -> str:
             line += f" | KL {record['kl']:.4f}"
         return line + f" | {format_duration(record['elapsed'])} | ETA {format_duration(record['eta'])}"
     if event in ("eval", "final"):
-        return (f" {event} step {record['step']} | validation pass rate {100 * record['pass_rate']:.1f}% (well-formed "
-                f"{100 * record['well_formed']:.1f}%) | best {100 * record['best_pass_rate']:.1f}% at step "
-                f"{record['best_step']}")
+        return (f" {event} step {record['step']} | validation {measure_name} {100 * record['pass_rate']:.1f}% "
+                f"(well-formed {100 * record['well_formed']:.1f}%) | best {100 * record['best_pass_rate']:.1f}% at "
+                f"step {record['best_step']}")
     return format_record(record)
 
-
-def print_grpo_record(record: dict[str, Any]) -> None:
-    print(format_grpo_record(record), flush=True)

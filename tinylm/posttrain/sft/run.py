@@ -22,6 +22,7 @@ from ...tokenizers.chat_template import ChatTemplate, chat_token_ids
 from ...train.checkpoint import model_to_resume
 from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
+from ..chat_task import ChatTask
 from ..job import PostTrainingJob, PostTrainingOptions
 from ..recipes import SFTRecipe
 from ..task import TaskError
@@ -33,6 +34,7 @@ class SFTJob(PostTrainingJob):
     """SFT of `options.base` on `options.task`'s conversations, by the task's recipe for the profile."""
 
     method, recipe_type, command = "sft", SFTRecipe, "sft"
+    task_type = ChatTask
     extra_files = (ADAPTERS_FILE,)
     loss_name = "answer loss"
 

@@ -1,6 +1,7 @@
-"""The post-training tasks, one module each, whose `TASK` class a method trains on: a task's problems, checks,
-starting model and recipes (tinylm.posttrain.task). Adding a task is adding a module here (or, outside the package,
-`register` of its class); a module whose name starts with "_" holds what several tasks share."""
+"""The post-training tasks, one module each, whose `TASK` class (its `name` the module's) a method trains on: a
+task's problems, checks, starting model and recipes (tinylm.posttrain.task). Adding a task is adding a module here
+(or, outside the package, `register` of its class); a module whose name starts with "_" holds what tasks share. SFT
+and DPO train on replies in ChatML, so their tasks are ChatTasks (tinylm.posttrain.chat_task)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def task_class(name: str) -> type[Task]:
         return _REGISTERED[name]
     if name not in task_names():
         raise TaskError(f"unknown task {name!r}: choose one of {', '.join(task_names())}")
-    return importlib.import_module(f"{__name__}.{name}").TASK
+    task = importlib.import_module(f"{__name__}.{name}").TASK
+    assert task.name == name, f"tinylm/posttrain/tasks/{name}.py's TASK is named {task.name!r}"
+    return task
 
 
 def tasks_for(method: str) -> list[str]:

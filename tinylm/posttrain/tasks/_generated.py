@@ -26,7 +26,7 @@ from ...model.gpt import GPT
 from ...paths import runs_dir, shown
 from ...tokenizers.char import CharTokenizer
 from ...tokenizers.chat_template import RenderedChat
-from ...train.options import RunOptions
+from ...train.options import RunOptions, given
 from ...train.prerequisite import Prerequisite
 from ...train.progress import print_record
 from ...train.run import Finished, Job, Start
@@ -39,7 +39,8 @@ END = "\n"
 
 
 # The task-format model's SFT: 64 problems a step at a constant 3e-3, no weight decay, no gradient clipping, AdamW's
-# default betas, 1,500 steps (from 600 steps the start depends on the seed: 7-20% measured).
+# default betas, 1,500 steps (a shorter run's start depends more on the seed:
+# docs/notes/2026-11-25-post-training-runs.md).
 FORMAT_TRAIN = TrainConfig(batch_size=64, max_steps=1500, warmup_steps=0, learning_rate=3e-3, min_lr=3e-3,
                            weight_decay=0.0, beta2=0.999, grad_clip=None, eval_interval=500, log_interval=100,
                            eval_batch_size=256, dtype="float32")
@@ -76,10 +77,19 @@ class Problem:
     target: int | None = None
 
 
+FORMAT_REWARD = 0.1  # a well-formed wrong answer's reward: enough to learn the format, well below a correct one
+
+
 def answer_text(completion: str) -> tuple[str, bool]:
     """The completion up to its first newline, and whether a newline ended it."""
     text, newline, _ = completion.partition(END)
     return text.strip(), bool(newline)
+
+
+def checked(correct: bool, well_formed: bool) -> Score:
+    """A generated task's score: 1 for a correct answer, FORMAT_REWARD for a well-formed wrong one, else 0."""
+    return Score(reward=1.0 if correct else FORMAT_REWARD if well_formed else 0.0, correct=correct,
+                 well_formed=well_formed, kinds={"well_formed": well_formed})
 
 
 def task_tokenizer() -> CharTokenizer:
@@ -111,7 +121,7 @@ class GeneratedTask(Task):
     format_recipes: ClassVar[dict[str, tuple[ModelShape, TrainConfig]]] = FORMAT_RECIPES
     settings: ClassVar[dict[str, dict[str, Any]]]
 
-    def __init__(self, profile: str, data: str | None = None, system_prompt: str | None = None, **settings):
+    def __init__(self, profile: str, data: str | None = None, **settings):
         super().__init__(data)
         self.profile, self.format_only = profile, False
         self.configure(**{**self.settings[profile], **settings})
@@ -244,7 +254,7 @@ class TaskFormatTraining(Job):
 
     def __init__(self, run: RunOptions, task: GeneratedTask, held_out: HeldOut, shape: ModelShape, cfg: TrainConfig,
                  on_record: Callable[[dict], None] = print_record):
-        super().__init__(run)
+        super().__init__(run, given=given(run))  # its resume rule compares the profile and device too
         self.task, self.held_out, self.shape, self.cfg, self.on_record = task, held_out, shape, cfg, on_record
 
     def model(self, start: Start) -> tuple[GPT, CharTokenizer, TrainConfig]:

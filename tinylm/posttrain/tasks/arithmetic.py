@@ -1,7 +1,7 @@
 """Arithmetic: "347+58=" -> "405", sums and differences of numbers of 1 to `digits` digits, for GRPO. On a laptop
 the task-format model (2 layers, 64 wide, 1,500 steps of answer-only SFT) solves a minority of the held-out 2-digit
 problems greedily, which leaves GRPO room to gain and gives it groups with mixed rewards (a group whose completions
-are all right or all wrong teaches nothing); 3-digit problems start near 2%."""
+are all right or all wrong teaches nothing); 3-digit problems start far lower."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import random
 import re
 
 from ..task import Score, TaskError
-from ._generated import GeneratedTask, Problem, answer_text
+from ._generated import GeneratedTask, Problem, answer_text, checked
 
 
 class Arithmetic(GeneratedTask):
@@ -30,12 +30,11 @@ class Arithmetic(GeneratedTask):
         result = a + b if operator == "+" else a - b
         return Problem(prompt=f"{a}{operator}{b}=", answer=str(result))
 
-    def score(self, problem: Problem, completion: str, format_weight: float = 0.1) -> Score:
+    def score(self, problem: Problem, completion: str) -> Score:
         text, ended = answer_text(completion)
         well_formed = ended and re.fullmatch(r"-?[0-9]+", text) is not None
         correct = well_formed and int(text) == int(problem.answer)
-        return Score(reward=1.0 if correct else (format_weight if well_formed else 0.0), correct=correct,
-                     well_formed=well_formed, kinds={"well_formed": well_formed})
+        return checked(correct, well_formed)
 
 
 TASK = Arithmetic

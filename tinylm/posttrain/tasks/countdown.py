@@ -11,7 +11,7 @@ from fractions import Fraction
 
 from ...errors import InputError
 from ..task import Score, TaskError
-from ._generated import GeneratedTask, Problem, answer_text
+from ._generated import GeneratedTask, Problem, answer_text, checked
 
 _OPERATORS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
               ast.Div: lambda a, b: a / b}
@@ -71,16 +71,15 @@ class Countdown(GeneratedTask):
                 return Problem(prompt=f"{' '.join(map(str, numbers))}>{int(target)}:", answer=expression,
                                numbers=tuple(numbers), target=int(target))
 
-    def score(self, problem: Problem, completion: str, format_weight: float = 0.1) -> Score:
+    def score(self, problem: Problem, completion: str) -> Score:
         text, ended = answer_text(completion)
         try:
             result, used = evaluate_expression(text)
         except ValueError:
-            return Score(reward=0.0, correct=False, well_formed=False, kinds={"well_formed": False})
+            return checked(False, False)
         well_formed = ended and not Counter(used) - Counter(problem.numbers)
         correct = well_formed and result == problem.target
-        return Score(reward=1.0 if correct else (format_weight if well_formed else 0.0), correct=correct,
-                     well_formed=well_formed, kinds={"well_formed": well_formed})
+        return checked(correct, well_formed)
 
 
 TASK = Countdown

@@ -147,7 +147,7 @@ class Instruct(ChatTask):
     takes_data = True
     default_data = "instruct"
     choose_by_pass_rate = False
-    measure_name = "replies that end (<|im_end|> within 200 tokens)"
+    measure_name = f"replies that end (<|im_end|> within {reply_tokens} tokens)"
     plain_prompt = "Question: {instruction}\nAnswer:"  # a shape FAQ pages and quizzes in FineWeb-Edu have
     plain_answer_prefix = " "
     plain_ends_at_blank_line = True

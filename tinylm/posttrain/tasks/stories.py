@@ -27,6 +27,7 @@ from ...download import fetch
 from ...paths import data_dir, runs_dir, shown
 from ...tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from ...train.checkpoint import load_model
+from ...train.options import read_settings
 from ...train.prerequisite import Prerequisite
 from ...train.recipes import Recipe, Track
 from ...train.run import Pretraining
@@ -78,7 +79,7 @@ RECIPES = {
                            train=dataclasses.replace(_SMOKE, batch_size=4, max_steps=6, learning_rate=1e-3,
                                                      min_lr=1e-4, eval_interval=3, log_interval=3,
                                                      eval_batch_size=32)),
-        # about 490 pairs from 600 instructions, 1.6 passes over them, at a low rate (likelihood displacement)
+        # pairs from 600 instructions (the report counts them), a low rate against likelihood displacement
         "cpu": DPORecipe(base="sft-stories", beta=0.1, lora_learning_rate=1e-3, instructions=600, samples=4,
                          train=_DPO),
         # not measured: the cpu recipe's rates on the gpu profile's larger story model, more instructions
@@ -171,11 +172,14 @@ def verifier_base(start: str | Path, profile: str) -> Path:
     the one its settings.json names (an older run's sft_eval.json), where that path still exists (a copied or
     moved run's may not), else runs/stories-base-<profile>."""
     folder = Path(start) if Path(start).is_dir() else Path(start).parent
-    named = None
-    if (folder / "settings.json").is_file():
-        named = json.loads((folder / "settings.json").read_text(encoding="utf-8")).get("task", {}).get("verifier")
-    elif (folder / "sft_eval.json").is_file():
-        named = json.loads((folder / "sft_eval.json").read_text(encoding="utf-8")).get("verifier", {}).get("base")
+    settings, named = read_settings(folder), None
+    if settings is not None:
+        named = settings.get("task", {}).get("verifier")
+    elif (report := folder / "sft_eval.json").is_file():  # a run of an older tinylm
+        try:
+            named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base")
+        except (OSError, ValueError) as error:
+            raise TaskError(f"{shown(report)} cannot be read ({error}): it names the verifier's story base") from None
     found = Path(named) if named and Path(named).exists() else story_base(profile).out
     if not found.exists():
         raise TaskError(f"the verifier's story base {shown(found)} is missing: it is what `python -m tinylm.sft "
@@ -256,9 +260,6 @@ class Stories(ChatTask):
             scores.append(Score(reward=float(paid), correct=passed, well_formed=stop,
                                 kinds={**verdict.holds, "ends": verdict.ends and stop, "fluent": verdict.fluent}))
         return scores
-
-    def describe(self, problem) -> str:
-        return problem.instruction
 
     def example_command(self, out: str) -> str:
         return f"python -m tinylm.chat --ckpt {out}   (type an instruction such as '{self.splits.test[0].instruction}')"
