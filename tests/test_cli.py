@@ -334,21 +334,21 @@ def test_ctrl_c_saves_last_pt_and_ends_with_one_line_exit_status_130_and_no_trac
     assert f"from step {step:,};" in plan and process.returncode == 130
 
 
-def test_overwrite_removes_the_old_run_before_the_new_one_writes_so_its_best_pt_cannot_shadow_the_new_run(
+def test_an_overwrite_cancelled_before_its_first_checkpoint_keeps_the_old_run_and_clears_killed_saves(
         smoke_run, tmp_path):
+    """A mistaken --overwrite, stopped with Ctrl-C in its first steps, costs nothing: the old run is whole."""
     data_root, old_run, _ = smoke_run
     out = tmp_path / "run"
     shutil.copytree(old_run, out)
+    old = {name: (out / name).read_bytes() for name in ("best.pt", "last.pt", "metrics.jsonl", "settings.json")}
     killed_saves = [out / ".last.pt.k1ll3d_0.tmp", out / ".best.pt.abcd1234.tmp"]  # as a kill -9 mid-save leaves them
     for path in killed_saves:
         path.write_bytes(b"half a checkpoint")
     status, stdout, stderr = train_until_ctrl_c(out, "--overwrite", data_dir=data_root)  # before the first evaluation
-    assert not (out / "best.pt").exists(), "the old run's best.pt is gone"
     assert status == 130, stderr
-    assert find_checkpoint(out) == out / "last.pt"
-    assert load_checkpoint(out / "last.pt")["train_config"]["max_steps"] == 1_000_000, "the new run's checkpoint"
-    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 5, "only the new run's records"
-    assert not any(path.exists() for path in killed_saves)
+    assert {name: (out / name).read_bytes() for name in old} == old and find_checkpoint(out) == out / "best.pt"
+    assert "nothing saved" in stderr + stdout and "is as it was" in stdout
+    assert not any(path.exists() for path in killed_saves) and not (out / ".next-run").exists()
     assert f"removed 2 temporary file(s) that interrupted saves left in {out}" in stdout
 
 

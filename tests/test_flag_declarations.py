@@ -17,7 +17,8 @@ PACKAGE = Path(tinylm.__file__).resolve().parent
 
 # One word, two meanings the commands keep apart (each command's --help says which).
 SAME_WORD_OTHER_MEANING = {
-    "--data": ("tinylm/cli/eval.py", "tinylm.posttrain.job.PostTrainingOptions.data"),  # a HellaSwag file; a task's
+    # eval's: a HellaSwag file; post-training's: a task's records (DPO's on-policy pairs: the run whose pairs to reuse)
+    "--data": ("tinylm/cli/eval.py", "tinylm.posttrain.job.PostTrainingOptions.data"),
     "--seed": ("tinylm/cli/sample.py", "tinylm.train.options.RunOptions.seed"),  # sampling's; a training run's
     "--tokenizer": ("tinylm/cli/flags.py", "tinylm/cli/interop.py"),  # a kind to train; a SentencePiece file to read
 }

@@ -17,14 +17,14 @@ from typing import Any, Callable, ClassVar
 from ..config import TrainConfig
 from ..distributed import World, device_for
 from ..errors import InputError
-from ..model.lora import LoRAOptions
+from ..model.lora import LoRAOptions, save_run_adapters
 from ..paths import runs_dir, shown
 from ..runtime import resolve_device
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from ..train.checkpoint import find_checkpoint, load_checkpoint, load_pretrained, weights_digest
+from ..train.checkpoint import find_checkpoint, load_checkpoint, load_pretrained, model_to_resume, weights_digest
 from ..train.options import RunOptions, given, option, plain, read_settings
 from ..train.progress import format_record
-from ..train.run import Job
+from ..train.run import Job, Start
 from ..train.trainer import Chooser, Trainer
 from .chat_task import ChatTask
 from .recipes import recipe_fields
@@ -84,6 +84,18 @@ class PostTrainingJob(Job):
         """What a report says of best.pt: its step, and the validation figure that chose it, by name."""
         name = trainer.score if trainer.score == "pass_rate" else self.loss_name.lower().replace(" ", "_")
         return {"checkpoint": "best.pt", "step": trainer.best_step, f"validation_{name}": trainer.best_score}
+
+    def chosen_line(self, trainer: Trainer) -> str:
+        """The epilogue's line on best.pt: its step, and the validation figure that chose it."""
+        if trainer.score == "pass_rate":
+            return (f"best.pt is step {trainer.best_step}, the best validation {self.task.measure_name} "
+                    f"({100 * trainer.best_score:.1f}% on {len(self.held.validation)} problems)")
+        return f"best.pt is step {trainer.best_step}, the best validation {self.loss_name} ({trainer.best_score:.4f})"
+
+    def time_line(self, report: dict, what: str = "") -> str:
+        """The epilogue's line on the time: steps (`what` they trained on), training and wall seconds, the report."""
+        return (f"{report['steps']} steps{what} in {report['train_seconds']:.0f} s of training, wall time "
+                f"{report['wall_seconds']:.0f} s; report in {shown(self.run.out / self.report_name)}")
 
     def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
         self.set_kinds = (self.recipe_type, TrainConfig)
@@ -179,9 +191,8 @@ class PostTrainingJob(Job):
         path = self.base_given or self.saved_start.get("path")
         if path is None or path in NAMED_BASES:
             return None
-        if not Path(path).exists():
-            raise InputError(f"--resume: the model this run started from, {shown(path)}, is gone; resume with "
-                             "--base at where it is now")
+        if not Path(path).exists():  # moved or deleted: the run resumes from last.pt without it, unchecked
+            return Path(path)
         model, _, _, checkpoint = load_pretrained(path)
         digest, saved = weights_digest(model), self.saved_start.get("digest")
         if saved is not None and digest != saved:
@@ -197,6 +208,21 @@ class PostTrainingJob(Job):
         return {"path": self.start_path, "digest": self.start_digest}
 
     # -- around training --------------------------------------------------------------------------------------
+    def resumed(self, start: Start) -> tuple[Any, Any, TrainConfig] | None:
+        """On --resume, the saved run's model, tokenizer and TrainConfig; None for a new run."""
+        if start.saved is None:
+            return None
+        self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
+        return (*model_to_resume(start.saved), self.resumed_train(start.saved))
+
+    def after(self, trainer: Trainer, report: dict, world: World) -> None:
+        """best.pt (loaded by the skeleton) on the test problems with the validation figure that chose it; LoRA's
+        adapters saved apart where they trained; the steps and the training time."""
+        if world.is_main and (lora := save_run_adapters(trainer.model, self.run.out, self.description)):
+            report["lora"] = lora
+        report.update(after={**self.measure(trainer, self.held.test, world), **self.chosen(trainer)},
+                      steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
+
     def chooser(self, tokenizer, problems: list, world: World) -> Chooser | None:
         """The task's validation pass rate as what chooses best.pt, where the task says so."""
         if not self.task.choose_by_pass_rate:

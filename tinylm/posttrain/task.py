@@ -94,7 +94,7 @@ class Task:
     def __init__(self, data: str | None = None):
         if data is not None and not self.takes_data:
             raise TaskError(f"--data: the {self.name} task reads no data set of yours; leave --data out")
-        self.data = data
+        self.data = data or self.default_data
 
     @classmethod
     def recipe(cls, method: str, profile: str):
@@ -173,9 +173,7 @@ def measure(model, tokenizer, task: Task, problems: Sequence, *, world: World = 
     answers ("answer_loss", None without references). Under DDP each rank takes a share; every rank must call it;
     every rank gets the pass rate and the answer loss, rank 0 alone the rest."""
     device = model_device(model)
-    mine = list(range(world.rank, len(problems), world.size))
-    completions = greedy_completions(model, tokenizer, task, [problems[i] for i in mine], batch_size=batch_size)
-    scores = task.score_completions(tokenizer, [problems[i] for i in mine], completions)
+    mine, scores, completions = _scored_share(model, tokenizer, task, problems, world, batch_size)
     texts = task.reply_texts(tokenizer, completions)
     rows = [(i, s, t) for i, s, t in zip(mine, scores, texts)]
     gathered = gather_to_main(rows) if world.distributed else [rows]
@@ -192,6 +190,17 @@ def measure(model, tokenizer, task: Task, problems: Sequence, *, world: World = 
     rows = sorted((row for part in gathered for row in part), key=lambda row: row[0])
     return {**summarize([task.describe(problems[i]) for i, _, _ in rows], [score for _, score, _ in rows],
                         [text for _, _, text in rows]), "answer_loss": loss}
+
+
+def _scored_share(model, tokenizer, task: Task, problems: Sequence, world: World, batch_size: int
+                  ) -> tuple[list[int], list[Score], list[list[int]]]:
+    """This rank's share of `problems` (every world.size-th, from its rank): their indices, scores and greedy
+    completions."""
+    mine = list(range(world.rank, len(problems), world.size))
+    if not mine:
+        return [], [], []
+    completions = greedy_completions(model, tokenizer, task, [problems[i] for i in mine], batch_size=batch_size)
+    return mine, task.score_completions(tokenizer, [problems[i] for i in mine], completions), completions
 
 
 def summarize(prompts: list[str], scores: list[Score], texts: list[str]) -> dict[str, Any]:
@@ -218,9 +227,7 @@ def greedy_pass_rate(model, tokenizer, task: Task, problems: Sequence, *, world:
                      batch_size: int = 64) -> dict[str, float]:
     """The shares of `problems` whose greedy completion the task passes ("pass_rate") and that ended in its format
     ("well_formed"): `measure`'s figure alone. Under DDP each rank takes a share; every rank must call it."""
-    mine = list(problems[world.rank :: world.size])
-    scores = task.score_completions(tokenizer, mine, greedy_completions(model, tokenizer, task, mine, batch_size)) \
-        if mine else []
+    mine, scores, _ = _scored_share(model, tokenizer, task, problems, world, batch_size)
     totals = [sum(s.correct for s in scores), sum(s.well_formed for s in scores), len(mine)]
     correct, formed, n = all_reduce_sum(totals, model_device(model)) if world.distributed else totals
     return {"pass_rate": correct / n, "well_formed": formed / n}

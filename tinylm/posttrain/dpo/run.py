@@ -22,11 +22,11 @@ from ...data.preference import PreferenceDataError, build_pairs
 from ...distributed import World
 from ...errors import InputError
 from ...model.gpt import GPT
-from ...model.lora import ADAPTERS_FILE, save_run_adapters
+from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
 from ...runtime import autocast, resolve_dtype
 from ...tokenizers.chat_template import ChatTemplate
-from ...train.checkpoint import CheckpointError, model_to_resume
+from ...train.checkpoint import CheckpointError
 from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
 from ..chat_task import ChatTask
@@ -59,11 +59,11 @@ class DPOJob(PostTrainingJob):
         self.held = self.task.held_out(self.recipe.held_out, self.recipe.held_out)
 
     def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
-        if start.saved is not None:
-            self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
-            return (*model_to_resume(start.saved), self.resumed_train(start.saved))
+        if resumed := self.resumed(start):
+            return resumed
         model = GPT(dataclasses.replace(self.start_model.config, dropout=0.0))  # the trainer's docstring says why
         model.load_state_dict(self.start_model.state_dict())
+        self.start_model = None  # copied: the reference is its log-probabilities, computed once (trainer.py)
         cfg = self.recipe.train
         if self.options.lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
             cfg, line = self.options.lora.adapt(model, cfg, self.recipe.lora_learning_rate)
@@ -194,11 +194,8 @@ class DPOJob(PostTrainingJob):
                       preference={"before": self._preference(trainer)})
 
     def after(self, trainer: DPOTrainer, report: dict, world: World) -> None:
-        if world.is_main and (lora := save_run_adapters(trainer.model, self.run.out, self.description)):
-            report["lora"] = lora
-        report["after"] = {**self.measure(trainer, self.held.test, world), **self.chosen(trainer)}
+        super().after(trainer, report, world)
         report["preference"]["after"] = self._preference(trainer)
-        report.update(steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
 
     def epilogue(self, finished: Finished) -> str:
         report, out = finished.report, self.run.out
@@ -210,11 +207,8 @@ class DPOJob(PostTrainingJob):
                  f"half): {100 * b['accuracy']:.1f}% before, {100 * a['accuracy']:.1f}% after (95% interval "
                  f"{100 * a['accuracy_low']:.1f}-{100 * a['accuracy_high']:.1f}%); mean margin {a['margin']:+.3f} "
                  f"(chosen reward {a['chosen_reward']:+.3f}, rejected {a['rejected_reward']:+.3f})",
-                 f"best.pt is step {report['after']['step']}, the best validation "
-                 + ("pass rate" if finished.trainer.score == "pass_rate" else "DPO loss"),
-                 f"{report['steps']} steps on {report['pairs']['train']['kept']} pairs in "
-                 f"{report['train_seconds']:.0f} s of training, wall time {report['wall_seconds']:.0f} s; report in "
-                 f"{shown(out / self.report_name)}"
+                 self.chosen_line(finished.trainer),
+                 self.time_line(report, f" on {report['pairs']['train']['kept']} pairs")
                  + (f", pairs in {shown(out / PAIRS_FILE)}" if self.on_policy else ""),
                  f"next: {self.task.example_command(shown(out))}"]
         return "\n".join(lines)

@@ -120,8 +120,7 @@ class GRPOJob(PostTrainingJob):
     def after(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
         """best.pt (loaded by the skeleton) on the test problems, and the validation score that chose it."""
         test, at = self.measured(trainer, world)
-        report["validation"]["best"] = {"pass_rate": trainer.best_score, "step": trainer.best_step}
-        report.update(after={**test, "checkpoint": "best.pt", "step": trainer.best_step}, steps=trainer.step,
+        report.update(after={**test, **self.chosen(trainer)}, steps=trainer.step,
                       train_seconds=round(trainer.elapsed, 1), device=str(trainer.device), processes=world.size)
         if at is not None:
             report["pass_at"]["after"] = at
@@ -130,17 +129,14 @@ class GRPOJob(PostTrainingJob):
         report, trainer, out = finished.report, finished.trainer, self.run.out
         gain = 100 * (report["after"]["pass_rate"] - report["before"]["pass_rate"])
         lines = [*self.measured_lines(report),
-                 f"best.pt is step {trainer.best_step}, the best validation pass rate "
-                 f"({100 * report['validation']['best']['pass_rate']:.1f}% on {len(self.held.validation)} problems): "
-                 f"{gain:+.1f} points on the test problems in {trainer.step} steps, {trainer.elapsed:.0f} s of GRPO"]
+                 f"{self.chosen_line(trainer)}: {gain:+.1f} points on the test problems"]
         if "pass_at" in report:
             at = report["pass_at"]
             rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
                               for k in at["before"])
             lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
                          f"{at['problems']} test problems: {rates}")
-        lines += [f"wall time {report['wall_seconds']:.0f} s; report in {shown(out / self.report_name)}, curves in "
-                  f"{shown(out / 'metrics.jsonl')}",
+        lines += [f"{self.time_line(report)}, curves in {shown(out / 'metrics.jsonl')}",
                   f"next: {self.task.example_command(shown(out))}"]
         return "\n".join(lines)
 

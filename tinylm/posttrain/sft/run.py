@@ -16,10 +16,9 @@ from ...data.conversations import ConversationLoader, MixtureLoader
 from ...data.instruct import InstructDataError, build_examples
 from ...data.tokens import RandomWindowSampler
 from ...distributed import World
-from ...model.lora import ADAPTERS_FILE, save_run_adapters
+from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
 from ...tokenizers.chat_template import ChatTemplate, chat_token_ids
-from ...train.checkpoint import model_to_resume
 from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
 from ..chat_task import ChatTask
@@ -49,9 +48,8 @@ class SFTJob(PostTrainingJob):
                       "evaluation's")
 
     def model(self, start: Start) -> tuple[Any, Any, TrainConfig]:
-        if start.saved is not None:
-            self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
-            return (*model_to_resume(start.saved), self.resumed_train(start.saved))
+        if resumed := self.resumed(start):
+            return resumed
         base_model, base_tokenizer = self.start_model, self.start_tokenizer
         model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
         if tokenizer is not base_tokenizer:
@@ -128,22 +126,11 @@ class SFTJob(PostTrainingJob):
         report["before"] = {**self.measure(trainer, self.held.test, world),
                             "validation_answer_loss": trainer.answer_loss(self.examples["validation"].rendered),
                             "train_answer_loss": trainer.answer_loss(self.train_sample)}
-
-    def after(self, trainer: SFTTrainer, report: dict, world: World) -> None:
-        if world.is_main and (lora := save_run_adapters(trainer.model, self.run.out, self.description)):
-            report["lora"] = lora
-        report.update(after={**self.measure(trainer, self.held.test, world), **self.chosen(trainer)},
-                      steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
+        self.start_model = None  # measured: its memory goes before training
 
     def epilogue(self, finished: Finished) -> str:
-        report, trainer, out = finished.report, finished.trainer, shown(self.run.out)
-        chosen = "pass rate" if trainer.score == "pass_rate" else "answer loss"
-        value = report["after"][f"validation_{chosen.replace(' ', '_')}"]
-        lines = [*self.measured_lines(report),
-                 f"best.pt is step {report['after']['step']}, the best validation {chosen} "
-                 + (f"({100 * value:.1f}%)" if chosen == "pass rate" else f"({value:.4f})"),
-                 f"{report['steps']} steps in {report['train_seconds']:.0f} s of training, wall time "
-                 f"{report['wall_seconds']:.0f} s; report in {shown(self.run.out / self.report_name)}",
+        report, out = finished.report, shown(self.run.out)
+        lines = [*self.measured_lines(report), self.chosen_line(finished.trainer), self.time_line(report),
                  f"next: {self.task.example_command(out)}"
                  + (f"   or   python -m tinylm.dpo --task {self.task.name} --base {out}" if "dpo" in self.task.recipes
                     else f"   or   python -m tinylm.serve --ckpt {out} --port 8000")]

@@ -153,8 +153,7 @@ class Instruct(ChatTask):
     plain_ends_at_blank_line = True
 
     def __init__(self, profile: str, data: str | None = None, system_prompt: str | None = None):
-        super().__init__(profile, None, system_prompt)
-        self.data = data or self.default_data
+        super().__init__(profile, data, system_prompt)
         records, self.read_from = load_records(self.data)
         self.split = split_three_ways(records)
 

@@ -60,8 +60,7 @@ class Preference(ChatTask):
     measure_name = "replies closer to the chosen answer than to the rejected one (token F1)"
 
     def __init__(self, profile: str, data: str | None = None, system_prompt: str | None = None):
-        super().__init__(profile, None, system_prompt)
-        self.data = data or self.default_data
+        super().__init__(profile, data, system_prompt)
         records, self.read_from = load_preferences(self.data)
         self.split = split_preferences(records)
 
