@@ -5,7 +5,6 @@ and torch.optim.Muon's iteration in another dtype."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import inspect
 import os
 import shutil
@@ -69,9 +68,3 @@ def torch_muon_computing_in(dtype: torch.dtype, monkeypatch) -> None:
          namespace)
     monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", namespace["_zeropower_via_newtonschulz"])
 
-
-def changed(recipe, **changes):
-    """`recipe` with fields of it or of its TrainConfig changed, as `--set FIELD=VALUE` changes them for one run."""
-    train = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(recipe.train)}}
-    own = {k: v for k, v in changes.items() if k not in train}
-    return dataclasses.replace(recipe, **own, train=dataclasses.replace(recipe.train, **train))

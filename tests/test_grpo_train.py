@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from tests.grpo_ddp_worker import ddp_setup, one_step_trainer
-from tests.helpers import changed
 from tests.preloaded import run_python
 from tinylm.config import GPTConfig
 from tinylm.data.conversations import pad_conversations
@@ -20,6 +19,7 @@ from tinylm.distributed import World
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages, token_logprobs
 from tinylm.posttrain.grpo.trainer import GRPOTrainer
+from tinylm.posttrain.recipes import changed
 from tinylm.posttrain.task import ProblemStream, TaskError, greedy_pass_rate
 from tinylm.posttrain.tasks._generated import held_out_problems, task_tokenizer
 from tinylm.posttrain.tasks.arithmetic import Arithmetic

@@ -87,7 +87,7 @@ from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
 from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
 from tinylm.posttrain.grpo.run import grpo
-from tinylm.posttrain.grpo.trainer import GRPOTrainer, print_grpo_record
+from tinylm.posttrain.grpo.trainer import GRPOTrainer, format_grpo_record
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.recipes import changed
 from tinylm.posttrain.replies import greedy_completions
@@ -328,7 +328,8 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
               PostTrainingOptions(task="stories", base=str(sft_start)),
               say=lambda line: line.startswith("GRPO on") and print(line),
-              on_record=lambda record: record["event"] in ("eval", "final") and print_grpo_record(record))
+              on_record=lambda record: record["event"] in ("eval", "final")
+              and print(format_grpo_record(record, "pass rate")))
 
 # %% [markdown]
 # **pass@k.** A greedy reply shows what the model does; sampled replies show what it *can* do. pass@k is the chance

@@ -91,6 +91,13 @@ GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning_
                          eval_batch_size=256, seed=0, dtype="float32")
 
 
+def changed(recipe, **changes):
+    """`recipe` with fields of it or of its TrainConfig changed, as `--set FIELD=VALUE` changes them for one run."""
+    train = {k: v for k, v in changes.items() if k in {f.name for f in dataclasses.fields(TrainConfig)}}
+    own = {k: v for k, v in changes.items() if k not in train}
+    return dataclasses.replace(recipe, **own, train=dataclasses.replace(recipe.train, **train))
+
+
 def recipe_fields(recipe_type) -> tuple[str, ...]:
     """The fields `--set` may change in a recipe of this type (its TrainConfig's are TrainConfig's)."""
     return tuple(f.name for f in dataclasses.fields(recipe_type) if f.name != "train")
