@@ -250,3 +250,20 @@ def test_a_time_budget_says_what_it_does_not_bound(tmp_path):
     assert next(line for line in lines if line.startswith(("note", "chat base:"))).startswith("chat base: ")
     plan = next(line for line in lines if line.startswith("plan: --max-seconds 30"))
     assert "measurements before and after" in plan
+
+
+def test_lora_adapters_start_from_the_runs_seed_whatever_ran_before(tmp_path, monkeypatch):
+    """A's random start is drawn after seeding with the run's seed, so that a LoRA run repeats in a notebook whose
+    earlier cells drew random numbers, and another --seed gives another start."""
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
+
+    def adapters(name, seed=None):
+        torch.manual_seed(len(name))  # what came before differs
+        torch.rand(len(name))
+        sft(RunOptions(profile="smoke", out=tmp_path / name, max_steps=2, seed=seed),
+            PostTrainingOptions(task="stories", lora=LoRAOptions(rank=2)), say=quiet, on_record=quiet)
+        return torch.load(tmp_path / name / "adapters.pt", weights_only=True)["tensors"]
+
+    first, again, other = adapters("a"), adapters("bb"), adapters("ccc", seed=7)
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)

@@ -14,6 +14,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+import torch
+
 from ..config import TrainConfig
 from ..distributed import World, device_for
 from ..errors import InputError
@@ -214,6 +216,15 @@ class PostTrainingJob(Job):
             return None
         self.description = f"resumed from {shown(self.run.out / 'last.pt')}"
         return (*model_to_resume(start.saved), self.resumed_train(start.saved))
+
+    def with_lora(self, model, cfg: TrainConfig, say: Callable[[str], None], token_ids=()) -> TrainConfig:
+        """The run's TrainConfig, LoRA's adapters put into `model` first where asked (their random start seeded by
+        the run's seed, so that a run repeats): only they train, and the rows of `token_ids`."""
+        if self.options.lora is not None:
+            torch.manual_seed(cfg.override(**self.run.train_changes()).seed)
+            cfg, line = self.options.lora.adapt(model, cfg, self.recipe.lora_learning_rate, token_ids=token_ids)
+            say(line)
+        return cfg.override(**self.run.train_changes())
 
     def after(self, trainer: Trainer, report: dict, world: World) -> None:
         """best.pt (loaded by the skeleton) on the test problems with the validation figure that chose it; LoRA's

@@ -64,11 +64,8 @@ class DPOJob(PostTrainingJob):
         model = GPT(dataclasses.replace(self.start_model.config, dropout=0.0))  # the trainer's docstring says why
         model.load_state_dict(self.start_model.state_dict())
         self.start_model = None  # copied: the reference is its log-probabilities, computed once (trainer.py)
-        cfg = self.recipe.train
-        if self.options.lora is not None:  # the chat tokens' rows were trained by SFT: only the adapters train here
-            cfg, line = self.options.lora.adapt(model, cfg, self.recipe.lora_learning_rate)
-            start.say(line)
-        return model, self.start_tokenizer, cfg.override(**self.run.train_changes())
+        # under LoRA only the adapters train: SFT trained the chat tokens' rows
+        return model, self.start_tokenizer, self.with_lora(model, self.recipe.train, start.say)
 
     def trainer(self, model: GPT, tokenizer, cfg: TrainConfig, start: Start) -> DPOTrainer:
         template = ChatTemplate(tokenizer)

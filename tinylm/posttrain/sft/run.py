@@ -56,13 +56,9 @@ class SFTJob(PostTrainingJob):
             start.say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
                       f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
                       f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
-        cfg = self.recipe.train
-        if self.options.lora is not None:
-            # the chat tokens' rows train too when they were just added (they start equal: see tinylm.model.lora)
-            new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
-            cfg, line = self.options.lora.adapt(model, cfg, self.recipe.lora_learning_rate, token_ids=new_rows)
-            start.say(line)
-        return model, tokenizer, cfg.override(**self.run.train_changes())
+        # under LoRA the chat tokens' rows train too when they were just added (they start equal: tinylm.model.lora)
+        new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
+        return model, tokenizer, self.with_lora(model, self.recipe.train, start.say, token_ids=new_rows)
 
     def trainer(self, model, tokenizer, cfg: TrainConfig, start: Start) -> SFTTrainer:
         """The SFTTrainer over chat batches (mixed with pretraining text where the task has some); each evaluation
