@@ -33,7 +33,7 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 572 s, by the course's
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 466 s, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 49 s of training).
 #
 # | profile | what runs | time |

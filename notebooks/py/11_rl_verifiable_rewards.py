@@ -38,8 +38,8 @@
 #   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 242 s, by the course's
-# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 158 s of training).
+# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 253 s, by the course's
+# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 188 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -410,26 +410,25 @@ apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo
 print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
 
 # %% [markdown]
-# **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation; all 24 updates took 39 s) passes 80.3% of
-# the test instructions greedily against 70.3% at the start (intervals [74.9, 84.8] and [64.3, 75.6]), mostly through
-# the word constraint (held in 59.1% of the 154 test replies whose instruction asks for a word before, 73.4% after),
-# while the at-most-N-sentences limit held a little less often (97.4%, then 95.8%). The same seconds of supervised
-# training raised it too, less: the control ended at 74.3% [68.5, 79.3], its word share 61.7%, so part of GRPO's 10
-# points may be what any further training of this start gives. GRPO came out ahead of the control by 0.060, and even the
-# 95% intervals, which measure only the luck of the test instructions, overlap; by the course's rule the two are **not
-# told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4). Two things favour
-# GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its last step; and GRPO's
-# rate (3e-4) is the recipe's (tinylm/posttrain/tasks/stories.py), chosen because it raised the pass rate, while the
-# control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps also depend on the machine's
-# load: 318 in those seconds here, more on an idle one.
+# **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation) passes 80.3% of the test instructions
+# greedily against 70.3% at the start (intervals [74.9, 84.8] and [64.3, 75.6]), mostly through the word constraint
+# (held in 59.1% of the 154 test replies whose instruction asks for a word before, 73.4% after), while the
+# at-most-N-sentences limit held a little less often (97.4%, then 95.8%). The same seconds of supervised training
+# moved it less: the control ended at 71.9% [66.0, 77.1], its word share 56.5%. GRPO came out ahead of the control by
+# 0.084, yet the 95% intervals, which measure only the luck of the test instructions, overlap, and by the course's rule
+# the two are **not told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4).
+# Two things favour GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its
+# last step; and GRPO's rate (3e-4) is the recipe's (tinylm/posttrain/tasks/stories.py), chosen because it raised the
+# pass rate, while the control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps depend
+# on the machine's speed and load (354 in those seconds here).
 #
-# With samples the two arms are alike. pass@1 rose from 36.8% to 43.8% under GRPO and to 43.4% under the control; pass@8
-# from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 92.0% [85.0, 95.9] under the control, the three intervals
-# overlapping. GRPO's edge, such as it is, lies only in the greedy reply, the model's most likely one. The rise in
-# pass@8 does not show a new ability from RL: supervised training from the same start raised it as much, and at k = 8
-# sharpening alone raises it where the start passed an instruction only rarely (above). The start already passed 84 of
-# the 100 instructions at least once in 8 samples, which left 16 where a new ability could show, and k = 8 on 100
-# instructions is far from the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
+# With samples the arms are closer. pass@1 rose from 36.8% to 43.8% under GRPO and to 38.4% under the control; pass@8
+# from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 87.0% [79.0, 92.2] under the control, the three
+# intervals overlapping. The rise in pass@8 does not show a new ability from RL: supervised training from the same
+# start raised it too, and at k = 8 sharpening alone raises it where the start passed an instruction only rarely
+# (above). The start already passed 84 of the 100 instructions at least once in 8 samples, which left 16 where a new
+# ability could show, and k = 8 on 100 instructions is far from the k in the hundreds of Yue et al. Exercise 4 runs
+# the seeds the verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
@@ -556,9 +555,9 @@ plt.show()
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
 # - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way (here it gained
-#   4 of GRPO's 10 points); pass@1 against pass@k asks whether RL made the model do more often what it already could;
-#   at k = 8 on 100 instructions, as here, the answer stays open (pass@8 rose from 84% to 91% under GRPO and to 92%
-#   under the control, with overlapping intervals).
+#   less, with overlapping intervals, and one seed per arm cannot tell the two apart); pass@1 against pass@k asks
+#   whether RL made the model do more often what it already could; at k = 8 on 100 instructions, as here, the answer
+#   stays open (pass@8 rose from 84% to 91% under GRPO and to 87% under the control, with overlapping intervals).
 # - A reward that checks less than you mean can be gamed (here the loophole was real and in 24 updates the policy
 #   did not take it up); the check that closes the loophole (here the ending and fluency checks) and a measurement
 #   the reward cannot see are the defence.
