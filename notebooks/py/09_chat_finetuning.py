@@ -33,7 +33,7 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 466 s, by the course's
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 466 s, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 49 s of training).
 #
 # | profile | what runs | time |
@@ -315,9 +315,9 @@ print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(samp
 
 # %% [markdown]
 # **One verifier** gives every pass rate of notebooks 9 to 11 (`tinylm.posttrain.verifier`; notebook 11 weakens it to
-# show reward hacking). A reply passes when every
-# constraint holds, it has at least three sentences and ends as a sentence ends, and it is **fluent**: its
-# per-token loss under the base is at most the highest of the 80 validation targets' losses. Without that
+# show reward hacking). A reply passes when it stopped by itself before the 120-token cap, every constraint holds,
+# it has at least three sentences and ends as a sentence ends, and it is **fluent**: its per-token loss under the
+# base is at most the 99th percentile of the 80 validation targets' losses (with 80, the highest). Without that
 # guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a list of the asked words, and
 # another instruction's target:
 
@@ -337,7 +337,7 @@ assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
 # %% [markdown]
 # A pass rate's uncertainty here is the 95% **Wilson interval**, for $p = k/n$ and $z = 1.96$:
 # $\big(p + z^2/2n \pm z\sqrt{p(1-p)/n + z^2/4n^2}\big)/(1 + z^2/n)$. It stays inside [0, 1] and does not vanish
-# at 0 of n; 1 of 249 gives 0.1% to 2.2% (below). **The conversations**: the base gets the chat tokens (below:
+# at 0 of n: 0 of 249 gives 0% to 1.5% (the base, below). **The conversations**: the base gets the chat tokens (below:
 # how); each instruction becomes a ChatML conversation with the target story as the answer. One longer than the
 # context is skipped, never cut: an answer without its `<|im_end|>` would teach the model not to stop.
 
@@ -526,9 +526,9 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
 # pretraining: 1,000 steps of 16 conversations on `cpu`. Every 100 steps the validation instructions' greedy
 # **pass rate** chooses `best.pt`, beside the validation and training answer loss (also before the first step).
-# The report scores two models on the test instructions: the **baseline**, the base asked in plain text (the
+# The report scores three models on the test instructions: the **baseline**, the base asked in plain text (the
 # instruction and a newline; it never saw `<|im_end|>`, so its reply ends at `<|endoftext|>` or at the 120-token
-# cap), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the instruction
+# cap), **before**, the base with the chat tokens asked in ChatML (the start of SFT), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the instruction
 # set instead, downloaded from Hugging Face (offline, pass `PostTrainingOptions(base=...)` a folder saved by `transformers`,
 # or notebook 6a's `runs/gpt2-124m-gpu`).
 #
@@ -620,12 +620,12 @@ print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of f
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** The base in plain text passes almost nothing: it writes a story about someone else,
-# and only 31% of its replies end properly. All are fluent, loops included: the base finds its own greedy text
+# **What the figures read.** The base in plain text passes nothing (0 of 249): it writes a story about someone else,
+# and only 25% of its replies end properly (each stopped by itself, at the end of a sentence). All are fluent, loops included: the base finds its own greedy text
 # likely, so the guard stops word lists, not repetition. After SFT each seed's interval lies far above the base's and
-# the target is met; for seed 42, the base's single pass is lost and 175 are gained. The name is learned completely
-# and the length almost; the asked **thing** is the hard constraint. The two seeds' intervals overlap. The test answer
-# loss moves less: 3.5536 before SFT, 3.1093 after.
+# the target is met; for seed 42, SFT gains 175 passes. The name is learned completely and the length almost; the
+# asked **thing** is the hard constraint. The two seeds' intervals overlap. The answer loss on the test targets (seed
+# 42, the 245 that fit the context) falls far less than the pass rate rises: 3.5536 before SFT, 3.1093 after.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
 # constraints held:
@@ -672,11 +672,11 @@ chat_box(session, questions=questions)
 # mid-sentence at the 64-token cap (half the context). "3 messages kept": the first exchange was dropped to make room.
 
 # %% [markdown]
-# The same conversation outside the notebook:
+# The same model outside the notebook, sampled as above:
 #
 # ```bash
-# python -m tinylm.chat --ckpt runs/notebook-09-cpu            # a terminal REPL; /reset, /exit; sample's options
-# python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000
+# python -m tinylm.chat --ckpt runs/notebook-09-cpu --temperature 0.7 --top-k 40 --repetition-penalty 1.1 --seed 42
+# python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000 --temperature 0.7 --top-k 40
 # ```
 #
 # `serve` is a web page at `http://127.0.0.1:8000/`: it sends the whole conversation with each message, the server
@@ -797,7 +797,7 @@ check(test_short_pass_rate)
 #
 # ```python
 # short = sft(RunOptions(profile=PROFILE, out=run_dir.with_name(run_dir.name + "-short"), overwrite=True, seed=SEED,
-#                        max_steps=SHORT_STEPS), PostTrainingOptions(task="stories"))
+#                        max_steps=SHORT_STEPS), PostTrainingOptions(task=TASK))
 # my_short_pass_rate = short["after"]["pass_rate"]
 # ```
 #

@@ -35,7 +35,7 @@
 # - **DPO on those pairs**: the pass rate before and after at three seeds; whether the story-telling survives; the
 #   learning rate's part in "likelihood displacement" (one seed).
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 376 s, by the course's
+# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 376 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
 #
 # | profile | what runs | time |
@@ -115,7 +115,7 @@ def quiet(_):
 # instruction), the **SFT model** fine-tuned from it (DPO's start and reference), and the verifier: which
 # constraints a reply meets, whether it has at least three sentences and ends as a sentence does, and a fluency guard
 # (the story base's loss per token on the reply must not exceed the 99th percentile of its loss on real held-out
-# story openings). Without notebook 9's run, the cell fine-tunes the model first (a few minutes on `cpu`).
+# story openings: with notebook 9's 80, the highest). Without notebook 9's run, the cell fine-tunes the model first (a few minutes on `cpu`).
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -265,12 +265,12 @@ print(f"rank {RANKS[-1]} against rank {RANKS[0]}: " + ", ".join(f"{name} {span:.
 # is about the whole of training at large ranks.
 #
 # **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: by default the
-# attention's fused query/key/value projection `attn.c_attn` and its output `attn.c_proj`, as in the LoRA paper
-# (the MLP's on request); everything else freezes. One difference: `tinylm` gives `c_attn` (W_q, W_k and W_v in one
+# attention's fused query/key/value projection `attn.c_attn` and its output `attn.c_proj` (the MLP's on request;
+# the LoRA paper's GPT-2 experiments adapt W_q and W_v only); everything else freezes. One difference: `tinylm` gives `c_attn` (W_q, W_k and W_v in one
 # matrix) **one** rank-r adapter, so the three share A and together change by rank at most r; the paper's GPT-2 code
 # (`loralib.MergedLinear` with `enable_lora=[True, False, True]`) gives W_q and W_v a rank-r adapter each and
-# freezes W_k. With W_q, W_k and W_v each d × d (`c_attn` maps d to 3d), both train the same count:
-# r·(d + 3d) = 2·r·(d + d) = 4rd.
+# freezes W_k. With W_q, W_k and W_v each d × d (`c_attn` maps d to 3d), both train the same count in `c_attn`:
+# r·(d + 3d) = 2·r·(d + d) = 4rd (tinylm's `c_proj` adapter adds 2rd more).
 #
 # **New tokens.** The story base has no chat tokens: SFT adds three, each starting as the same mean row. Frozen,
 # they would stay identical: `<|im_end|>` could never get a logit of its own, and the model could never learn to
@@ -350,7 +350,7 @@ for arm in arms:  # each arm's reply to the first test instruction
 # %% [markdown]
 # (On `smoke` these lines only show that everything runs.) Full SFT passes 57.0% (50.8-63.0%), LoRA 10.8%
 # (7.6-15.3%): the intervals do not overlap, so the test set does not explain the gap; a second seed could move it.
-# The word is the hardest constraint for both (33% and 6%); LoRA also loses the name (21% against 97%). LoRA can fall
+# The word is the hardest constraint for both (33% and 6%); LoRA rarely learns the name (21% against 97%). LoRA can fall
 # behind for at least three reasons: what SFT must change in a small model need not be low rank; only attention is
 # adapted (the MLPs stay frozen); its learning rate is not tuned here. Nor was it much faster (37 s against 41 s of
 # training, one run each): both arms run the whole forward pass and backpropagate through every layer; LoRA saves
@@ -576,7 +576,8 @@ for old, new in list(zip(dpo_reports[SEED]["before"]["replies"], dpo_reports[SEE
 # 78.8% to 71.2% by step 100). The name held before and after (100%), the length as often or a little more often
 # (97% before, 98-99% after); the word, the weakest, rose from 59% to 65-71%. The price is the story loss, on SFT
 # targets DPO never trains on: it rose 0.033 nats on average, more than the seeds' range (0.012). So at this rate
-# the gain comes with a loss of fluency. And 395 of the 497 pairs had a passing chosen reply: in the rest DPO moved
+# the gain comes with a small drop in the likelihood of the reference stories (every greedy reply still passes the
+# fluency guard). And 395 of the 497 pairs had a passing chosen reply: in the rest DPO moved
 # towards a failing one.
 #
 # ## Likelihood displacement, and what causes it
@@ -632,12 +633,12 @@ plt.show()
 # both move less, and so does the margin; the story loss stayed put (3.111 against 3.109), but the test pass rate
 # barely moved (0.707 against 0.703; one seed). Fewer passes were not tried.
 #
-# **LoRA and DPO compose.** `dpo(run, PostTrainingOptions(task="stories", lora=LoRAOptions(rank=8)))` (or
+# **LoRA and DPO compose.** `dpo(run, PostTrainingOptions(task="stories", base=sft_start, lora=LoRAOptions(rank=8)))` (or
 # `python -m tinylm.dpo --task stories --base runs/notebook-09-cpu --lora-rank 8`) trains adapters instead of every
 # weight. With B = 0 it starts as the reference; `tinylm` computes the reference's log-probabilities once, before
 # training, so it needs no copy.
 #
-# **On a GPU: pairs someone else wrote.** `python -m tinylm.dpo --task preference` (the gpu profile's default)
+# **On a GPU: pairs someone else wrote.** `python -m tinylm.dpo --task preference --profile gpu`
 # runs DPO on Raschka's preference set ("Build a Large Language Model (From Scratch)", chapter 7's bonus material:
 # each of the 1,100 answers rewritten once by Llama 3.1 70B, at random more polite (the rewrite chosen) or less
 # polite (the original chosen)), from GPT-2 124M fine-tuned on those instructions (`python -m tinylm.sft --task

@@ -319,8 +319,8 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
 # loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
-# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line
-# gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
+# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old (nothing ties the
+# policy to the starting model). The header line gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
 # advantage. It scores the test instructions before training and after (best.pt): greedily (all 249), and with 8
 # samples each at temperature 1 on the first 100 for pass@1 and pass@8 (below).
 
@@ -424,11 +424,11 @@ print("their 95% intervals do not overlap" if apart else "their 95% intervals ov
 #
 # With samples the arms are closer. pass@1 rose from 36.8% to 43.8% under GRPO and to 38.4% under the control; pass@8
 # from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 87.0% [79.0, 92.2] under the control, the three
-# intervals overlapping. The rise in pass@8 does not show a new ability from RL: supervised training from the same
-# start raised it too, and at k = 8 sharpening alone raises it where the start passed an instruction only rarely
-# (above). The start already passed 84 of the 100 instructions at least once in 8 samples, which left 16 where a new
-# ability could show, and k = 8 on 100 instructions is far from the k in the hundreds of Yue et al. Exercise 4 runs
-# the seeds the verdict needs.
+# intervals overlapping. GRPO's rise in pass@8 alone does not show a new ability from RL: supervised training from
+# the same start moved it up too (84.0% to 87.0%, within the intervals), and at k = 8 sharpening alone raises it
+# where the start passed an instruction only rarely (above). The start already passed 84 of the 100 instructions at
+# least once in 8 samples, which left 16 where a new ability could show, and k = 8 on 100 instructions is far from
+# the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
 
 # %%
 records = read_metrics(RUN / "grpo")
@@ -533,7 +533,7 @@ plt.show()
 # six rollouts, 16 in the last six); 12 rollouts cannot say whether that gap is growing, and in 24 updates nothing took
 # over. The run on the weak reward even passes the real verifier more often than GRPO on the real reward did (88.8%
 # against 80.3%), though the two rewards disagreed on only a few replies per rollout and both runs began with the same
-# instructions and samples (the figure's first points). They differ in the step scored (the last, 24, here; best.pt,
+# instructions and samples (one seed, one start: the first rollout is the same). They differ in the step scored (the last, 24, here; best.pt,
 # step 8, chosen on 80 validation instructions, there) and in what they sampled once their rewards first differed. One
 # run of each cannot say which matters, but it shows how far one GRPO run's test figure moves with such choices, which
 # is why the verdict above needs seeds. No exploit took over, likely because the model starts from stories, where the
