@@ -3,6 +3,7 @@ new one that fails before its first checkpoint."""
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,12 @@ def test_set_changes_the_network_and_a_resume_that_changes_it_again_is_refused(t
         train(resolve_recipe("shakespeare-char", again), say=quiet, on_record=quiet)
     same = RunOptions(out=tmp_path / "run", resume=True, max_steps=6, set={"n_layer": "1"})
     assert train(resolve_recipe("shakespeare-char", same), say=quiet, on_record=quiet).trainer.model.config.n_layer == 1
+
+
+def test_the_settings_lines_print_paths_relative_never_one_machines_absolute_path():
+    from tinylm.train.options import describe_settings
+
+    checkpoint = Path.cwd() / "runs" / "base" / "best.pt"
+    settings = {"command": "sft", "profile": "cpu", "device": "cpu", "base": {"path": str(checkpoint), "digest": "ab"}}
+    lines = describe_settings(settings, Path("runs/x"))
+    assert f"path={Path('runs/base/best.pt')}" in lines and str(Path.cwd()) not in lines

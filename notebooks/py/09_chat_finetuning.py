@@ -18,10 +18,9 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# A pretrained story model given "Write a story about a character named Tom." may go on with anything. A chat
-# model's answer does what was asked and ends. **Supervised fine-tuning (SFT)** teaches it with example
-# conversations, special tokens that mark the turns and a loss on the answers only: built here from scratch, checked
-# against `tinylm`, and used to teach a story model instructions a program can check.
+# A pretrained story model given "Write a story about a character named Tom." may go on with anything; a chat
+# model's answer does what was asked and ends. **Supervised fine-tuning (SFT)** teaches that with example
+# conversations, special tokens that mark the turns and a loss on the answers only.
 #
 # **What you will learn**
 # - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
@@ -33,8 +32,8 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 466 s, by the course's
-# formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 49 s of training).
+# **How long it takes**: a lesson of about 53 minutes (reading, code and the `cpu` run's 539 s, by the course's
+# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 56 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -90,10 +89,8 @@ NOTEBOOK_STARTED = time.perf_counter()
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
-print(f"profile {PROFILE}, device {DEVICE}")
 TASK = "instruct" if PROFILE == "gpu" else "stories"  # a GPU fine-tunes GPT-2 124M on the instruction set
-# On a GPU, False fine-tunes for BOUNDED_GPU_STEPS per seed; True runs the full gpu recipe, two epochs (times in
-# README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
+# gpu only: False fine-tunes BOUNDED_GPU_STEPS per seed, True the full recipe (README's "Running on a GPU")
 FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 
 # %% [markdown]
@@ -119,9 +116,8 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 #
 # ## Chat tokens
 #
-# GPT-2's BPE has 50,257 tokens: 256 bytes, 50,000 merges and `<|endoftext|>`. The chat tokens get the
-# next three ids. tiktoken builds such an encoding from GPT-2's own parts; here it is by hand, and
-# checked against `tinylm`'s "gpt2-chat" encoding:
+# GPT-2's BPE has 50,257 tokens: 256 bytes, 50,000 merges and `<|endoftext|>`. The chat tokens get the next three
+# ids, here by hand with tiktoken, checked against `tinylm`'s "gpt2-chat" encoding:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -138,8 +134,8 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
 
 # %% [markdown]
 # **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could close their
-# turn and write a fake system message: an injection, ChatML's documentation says. tiktoken refuses such text by
-# default; `tinylm` encodes message content as ordinary text, and only the template inserts the real ids:
+# turn and write a fake system message. `tinylm` encodes message content as ordinary text; only the template inserts
+# the real ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -157,11 +153,9 @@ print(f"tinylm: {len(ids)} ordinary tokens, none special: {[chat.decode([i]) for
 # %% [markdown]
 # ## The ChatML template from scratch
 #
-# Each message becomes `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`. Each part is encoded on
-# its own, so that a message's tokens never depend on what surrounds it (BPE merges across neighbouring
-# characters). Along with the ids comes `is_answer`: true for an
-# assistant's content and its `<|im_end|>`, false everywhere else (including the newline after it, which
-# the template writes, not the model).
+# Each message becomes `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`, each part encoded on its own so
+# that a message's tokens never depend on its neighbours. `is_answer` is true for an assistant's content and its
+# `<|im_end|>`, false elsewhere (the newline after it is the template's, not the model's).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -195,9 +189,8 @@ print("".join(f"[{chat.decode([i])}]" if a else chat.decode([i]) for i, a in zip
 print(f"\n{len(ids)} tokens, {sum(is_answer)} of them in the loss: {[chat.decode([i]) for i, a in zip(ids, is_answer) if a]}")
 
 # %% [markdown]
-# To get a reply, the prompt is the conversation so far followed by `<|im_start|>assistant⏎`: the exact
-# tokens that preceded every answer in training. The model writes the answer and, if it learned its
-# lesson, `<|im_end|>`, where generation stops.
+# To get a reply, the prompt is the conversation so far and `<|im_start|>assistant⏎`, the tokens that preceded every
+# answer in training; generation stops at `<|im_end|>`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -209,9 +202,8 @@ print(repr(chat.decode(prompt_ids[-12:])))
 # %% [markdown]
 # ## The answer-only loss
 #
-# First by hand, on numbers small enough to check with a pencil: two sequences, a vocabulary of 3,
-# three positions each. Targets that carry no loss are `-1`, the value PyTorch's `cross_entropy` skips
-# with `ignore_index=-1`. Each counted position costs `−log softmax(logits)[target] =
+# First by hand: two sequences, a vocabulary of 3, three positions each. Targets that carry no loss are `-1`, which
+# `cross_entropy` skips with `ignore_index=-1`. Each counted position costs `−log softmax(logits)[target] =
 # log Σ exp(logits) − logits[target]`, and the loss is their mean over the **counted** positions:
 
 # %%
@@ -236,11 +228,9 @@ assert math.isclose(hand_loss, torch_loss.item(), rel_tol=1e-6) and math.isclose
 print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) == F.cross_entropy == tinylm's next_token_loss")
 
 # %% [markdown]
-# Now a real batch. Rows are **right-padded** with `<|pad|>`, whose targets are `-1` too; attention is causal, so
-# padding after a row's end changes nothing for its real tokens. From scratch: the inputs are `ids[:-1]`, the
-# targets `ids[1:]`, masked wherever the *target* is not answer text. Checked against `pad_conversations`, then the
-# loss through `F.cross_entropy`, the model's own loss and `next_token_loss` with a mask, on a small random model
-# with the chat vocabulary:
+# Now a real batch, **right-padded** with `<|pad|>` (targets `-1`; attention is causal, so padding after a row
+# changes nothing before it): inputs `ids[:-1]`, targets `ids[1:]`, masked wherever the *target* is not answer text.
+# Checked against `pad_conversations` and three ways to compute the loss, on a small random model:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -275,14 +265,11 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # %% [markdown]
 # ## The task: stories that meet instructions
 #
-# A model of a few million parameters, pretrained for minutes, knows too little to answer general questions; it
-# knows stories. As in TinyStories-Instruct (Eldan & Li), each instruction states two or three constraints drawn
-# from a real story opening of the mirror's TinyStories sample: a **name** (the main character's, swapped for
-# another), a **word** (a listed animal or thing in it, swapped for another of its kind), a **length** (at most N
-# sentences, the opening's count plus one). The rewritten opening meets its instruction by construction: it is the
-# SFT target, odd at times, as swaps ignore gender and sense ("a little girl named Benny", "her favorite cake, a
-# triangle"). The stories are split once by hash into train (up to 4 instructions per story), validation and test
-# (at most one), shared with notebooks 10 and 11.
+# A model of a few million parameters knows stories, not general answers. As in TinyStories-Instruct, each
+# instruction states two or three constraints drawn from a real story opening: a **name** (swapped for another), a
+# **word** (a listed animal or thing, swapped for another of its kind), a **length** (at most N sentences). The
+# rewritten opening meets its instruction by construction and is the SFT target, odd at times ("a little girl named
+# Benny"). The stories are split once by hash into train, validation and test, shared with notebooks 10 and 11.
 
 # %%
 splits = load_stories()
@@ -296,11 +283,10 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in splits.test
       f"of the {len(splits.test)} test instructions ask for a name, a word, a length")
 
 # %% [markdown]
-# **The base** is a story model pretrained here on the training stories only, never on an instruction, in GPT-2's
-# tokens trimmed to those the stories and names use (4 layers, 128 wide on `cpu`). It is made once, in
-# `runs/stories-base-<profile>`; notebooks 10 and 11 reuse it. Its two validation losses differ (3.6033, 3.583):
-# training scored them as one stream, end-of-text tokens included, in windows of 128; `texts_loss` scores
-# each story alone.
+# **The base** is a story model pretrained here on the training stories only, never on an instruction (4 layers,
+# 128 wide on `cpu`), made once in `runs/stories-base-<profile>` and reused by notebooks 10 and 11. Its two
+# validation losses differ (3.6033, 3.583): training scored one stream in windows of 128, `texts_loss` each story
+# alone.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
@@ -314,12 +300,11 @@ sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a 
 print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
 
 # %% [markdown]
-# **One verifier** gives every pass rate of notebooks 9 to 11 (`tinylm.posttrain.verifier`; notebook 11 weakens it to
-# show reward hacking). A reply passes when it stopped by itself before the 120-token cap, every constraint holds,
-# it has at least three sentences and ends as a sentence ends, and it is **fluent**: its per-token loss under the
-# base is at most the 99th percentile of the 80 validation targets' losses (with 80, the highest). Without that
-# guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a list of the asked words, and
-# another instruction's target:
+# **One verifier** gives every pass rate of notebooks 9 to 11. A reply passes when it stopped by itself before the
+# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and it is
+# **fluent**: its per-token loss under the base is at most the 99th percentile of the 80 validation targets' (with
+# 80, the highest). Without that guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a
+# list of the asked words, and another instruction's target:
 
 # %%
 verifier = story_verifier(base_checkpoint, splits)
@@ -335,11 +320,11 @@ for (name, reply), verdict in zip(replies.items(), verdicts):
 assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
 
 # %% [markdown]
-# A pass rate's uncertainty here is the 95% **Wilson interval**, for $p = k/n$ and $z = 1.96$:
+# A pass rate's uncertainty is the 95% **Wilson interval** ($p = k/n$, $z = 1.96$):
 # $\big(p + z^2/2n \pm z\sqrt{p(1-p)/n + z^2/4n^2}\big)/(1 + z^2/n)$. It stays inside [0, 1] and does not vanish
-# at 0 of n: 0 of 249 gives 0% to 1.5% (the base, below). **The conversations**: the base gets the chat tokens (below:
-# how); each instruction becomes a ChatML conversation with the target story as the answer. One longer than the
-# context is skipped, never cut: an answer without its `<|im_end|>` would teach the model not to stop.
+# at 0 of n: 0 of 249 gives 0% to 1.5% (the base, below). Each instruction becomes a ChatML conversation with the
+# target story as the answer; one longer than the context is skipped, never cut, since an answer without its
+# `<|im_end|>` would teach the model not to stop.
 
 # %%
 story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
@@ -355,12 +340,10 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # %% [markdown]
 # ## Gradient accumulation, checked against the Trainer
 #
-# The answer-only loss is the mean over every answer token of a batch: each token weighs as much as any other
-# (exercise 1 builds the other choice). **With gradient accumulation, or several GPUs, that holds only if the trainer
-# makes it hold.** A step sums the gradients of several micro-batches, each loss a mean over its *own* answer tokens;
-# equal weights would count a token of a sparse micro-batch (few answer tokens) more than one of a full one. The
-# right weight is each micro-batch's share of the step's answer tokens. By hand, then against the `Trainer`'s
-# gradient on four micro-batches of story conversations; a planted bug, equal weights, must fail the same check.
+# The answer-only loss is the mean over every answer token of a batch (exercise 1 builds the other choice). A step
+# that sums several micro-batches, each a mean over its *own* answer tokens, keeps that only if each is weighed by its
+# share of the step's answer tokens: equal weights would count a token of a sparse micro-batch more. By hand, then
+# against the `Trainer`'s gradient on four micro-batches; a planted bug, equal weights, must fail the same check.
 
 # %%
 def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
@@ -408,10 +391,9 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # %% [markdown]
 # ## Padding or packing
 #
-# Conversations differ in length. **Padding**: one per row, right-padded to the longest row (compute spent on
-# nothing); `tinylm` sorts by length within *buckets* of 50 batches, so a batch holds similar lengths.
-# **Packing**: several end to end in one window; but then a token of the second attends to the first, at a position
-# it never has alone.
+# Conversations differ in length. **Padding** puts one per row, right-padded to the longest (`tinylm` sorts by length
+# within *buckets* of 50 batches); **packing** puts several end to end in one window, where a token of the second
+# attends to the first unless masked.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
 # about one position in a hundred, one in ten, or one in three? And with length buckets?
@@ -428,59 +410,22 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# The answer, for batches of 16: one position in four with random batches (24.1%), nearest to one in three; with
-# length buckets under one in a hundred (0.8%), all that packing could save. Packing **correctly** needs a
-# block-diagonal causal mask and positions that restart. Through the toy model's layers the packed row gives the
-# padded batch's loss; as one plain sequence it does not:
-
-# %%
-# NBVAL_CHECK_OUTPUT
-def packed_logits(model, ids: torch.Tensor, positions: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
-    """ids, positions, segment (T,): logits (T, vocab) with attention kept inside each segment."""
-    T = ids.size(0)
-    visible = (segment[:, None] == segment[None, :]) & torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
-    x = model.transformer.wte(ids) + model.transformer.wpe(positions)  # (T, C)
-    x = x[None]  # (1, T, C)
-    for block in model.transformer.h:
-        q, k, v = block.attn.heads(block.ln_1(x))  # (1, nh, T, hs) each
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
-        x = x + block.attn.c_proj(attended.transpose(1, 2).reshape(1, T, -1))
-        x = x + block.mlp(block.ln_2(x))
-    return model.lm_head(model.transformer.ln_f(x))[0]
-
-
-first, second = batch_chats[1], batch_chats[2]
-packed_ids = torch.tensor(first.ids + second.ids)
-packed_answer = first.is_answer + second.is_answer
-packed_y = torch.tensor([packed_ids[t + 1].item() if packed_answer[t + 1] else -1 for t in range(len(packed_ids) - 1)])
-positions = torch.cat([torch.arange(len(first)), torch.arange(len(second))])
-segment = torch.tensor([0] * len(first) + [1] * len(second))
-with torch.no_grad():
-    padded_loss = toy(*pad_conversations([first, second], PAD))[1]
-    masked = F.cross_entropy(packed_logits(toy, packed_ids[:-1], positions[:-1], segment[:-1]), packed_y, ignore_index=-1)
-    naive = toy(packed_ids[None, :-1], packed_y[None])[1]
-assert math.isclose(masked.item(), padded_loss.item(), rel_tol=1e-5)
-assert not math.isclose(naive.item(), padded_loss.item(), rel_tol=1e-4)
-print(f"padded batch {padded_loss.item():.5f} | packed, block-diagonal mask and restarted positions {masked.item():.5f} | "
-      f"packed as one sequence {naive.item():.5f}")
+# For batches of 16: one position in four with random batches (24.1%), under one in a hundred with length buckets
+# (0.8%), all that packing could save. Packing correctly needs a block-diagonal causal mask and positions that
+# restart (exercise 4 builds it and checks it against the padded batch); fast kernels (FlashAttention's
+# variable-length ones, FlexAttention) then skip the blocks outside a conversation. `tinylm` pads, which costs little
+# with length buckets.
 
 # %% [markdown]
-# Correct packing need not be slow: FlashAttention's variable-length kernels and PyTorch's FlexAttention skip the
-# blocks outside a conversation; a dense boolean mask, as above, is slow. Naive packing changes the loss: answers
-# attend to unrelated conversations, at shifted positions (here only in the third decimal, 10.83620 against
-# 10.83943: a random model barely uses context). `tinylm` pads, which costs little with length
-# buckets.
-#
 # ## Growing a pretrained model's vocabulary
 #
 # A model pretrained on GPT-2's 50,257 tokens has no rows for the three new ids: the token embedding must grow (and
 # the output head, in GPT-2 the same matrix: *tied*). Random rows would give the new tokens random, possibly large
 # logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
-# the existing rows**: the *logits* over the old tokens do not change; their *probabilities* are multiplied by
-# 1 − s, s the share the new tokens take. And s is small: a new token's logit is h·ē, ē the mean of the V old rows,
-# and by Jensen's inequality exp(h·ē) is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3), an equality when
-# all h·eᵢ are equal: nearly so in the random model below. A checkpoint with spare rows (50,304 for 50,257 tokens,
-# a multiple of 64) reuses them. From scratch, then against `add_chat_tokens`:
+# the existing rows**: the old tokens' logits do not change and their probabilities are multiplied by 1 − s, s the
+# new tokens' share. A new token's logit is h·ē, ē the mean of the V old rows, and by Jensen's inequality exp(h·ē)
+# is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). A checkpoint with spare rows (50,304 for 50,257
+# tokens) reuses them. From scratch, then against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -524,13 +469,11 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # ## Supervised fine-tuning
 #
 # `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
-# pretraining: 1,000 steps of 16 conversations on `cpu`. Every 100 steps the validation instructions' greedy
-# **pass rate** chooses `best.pt`, beside the validation and training answer loss (also before the first step).
-# The report scores three models on the test instructions: the **baseline**, the base asked in plain text (the
-# instruction and a newline; it never saw `<|im_end|>`, so its reply ends at `<|endoftext|>` or at the 120-token
-# cap), **before**, the base with the chat tokens asked in ChatML (the start of SFT), and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the instruction
-# set instead, downloaded from Hugging Face (offline, pass `PostTrainingOptions(base=...)` a folder saved by `transformers`,
-# or notebook 6a's `runs/gpt2-124m-gpu`).
+# pretraining: 1,000 steps of 16 conversations on `cpu`; every 100 steps the validation instructions' greedy **pass
+# rate** chooses `best.pt`. The report scores three models on the test instructions: the **baseline**, the base asked
+# in plain text (its reply ends at `<|endoftext|>` or the 120-token cap), **before**, the base with the chat tokens
+# asked in ChatML, and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the
+# instruction set instead (offline, pass `PostTrainingOptions(base=...)` a folder saved by `transformers`).
 #
 # **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
 # of SFT? Which constraint will be hardest?
@@ -552,9 +495,8 @@ print(f"seed {SEED + 1}: {reports[SEED + 1]['steps']} steps in {reports[SEED + 1
       f"wall time {reports[SEED + 1]['wall_seconds']:.0f} s")
 
 # %% [markdown]
-# **The curves.** The same answer loss on the validation answers and on as many training ones, from before the
-# first step on, and the validation pass rate that chose `best.pt` (★). A gap at step 0 is a difference between the
-# two sets; memorisation is the gap that *grows* with training.
+# **The curves.** The answer loss on the validation answers and on as many training ones, from before the first
+# step, and the validation pass rate that chose `best.pt` (★). Memorisation is the gap that *grows* with training.
 
 # %%
 stories = TASK == "stories"
@@ -586,17 +528,15 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
-# the base was pretrained on the training stories, whose openings, renamed, these answers are. That gap is the
-# base's memory; SFT's memorisation is its growth, to about three times as large. The validation loss bottoms out
-# at step 300 for both seeds and creeps up; the pass rate peaks later (step 800, seed 42; step 900, seed 43). Chosen
-# by loss, `best.pt` would be step 300: for seed 42, a validation pass rate of 28.7%, not 70.0%.
-# The loss grades every token of one reference story; the verifier, whether the reply does what was asked.
+# the base was pretrained on the stories these answers open. SFT's memorisation is the growth of that gap, to about
+# three times as large. The validation loss bottoms out at step 300 for both seeds; the pass rate peaks later (step
+# 800, seed 42; step 900, seed 43). Chosen by loss, `best.pt` would be step 300: for seed 42, a validation pass rate
+# of 28.7%, not 70.0%.
 
 # %% [markdown]
-# **The pass rates**, on the test instructions, which chose nothing: the base in plain text and `best.pt` of each
-# seed, greedy, with 95% Wilson intervals, and the share of each constraint that held where asked, of replies
-# that end properly (three sentences or more, the last closed by . ! or ?) and of fluent ones. Two seeds are fewer
-# than the course's verdict rule needs (three per arm): the intervals say what the test set leaves uncertain.
+# **The pass rates**, on the test instructions, which chose nothing, greedy, with 95% Wilson intervals, and the share
+# of each check that held where asked ("ends": three sentences or more, the last closed by . ! or ?). Two seeds are
+# fewer than the course's verdict rule needs: the intervals say what the test set leaves uncertain.
 
 # %%
 if stories:
@@ -620,12 +560,12 @@ print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of f
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** The base in plain text passes nothing (0 of 249): it writes a story about someone else,
-# and only 25% of its replies end properly (each stopped by itself, at the end of a sentence). All are fluent, loops included: the base finds its own greedy text
-# likely, so the guard stops word lists, not repetition. After SFT each seed's interval lies far above the base's and
-# the target is met; for seed 42, SFT gains 175 passes. The name is learned completely and the length almost; the
-# asked **thing** is the hard constraint. The two seeds' intervals overlap. The answer loss on the test targets (seed
-# 42, the 245 that fit the context) falls far less than the pass rate rises: 3.5536 before SFT, 3.1093 after.
+# **What the figures read.** The base in plain text passes nothing (0 of 249): it writes about someone else, and
+# only 25% of its replies end properly (stopped by themselves, at the end of a sentence). All are fluent, loops
+# included: the base finds its own greedy text likely, so the guard stops word lists, not repetition. After SFT each
+# seed's interval lies far above the base's, and seed 42 gains 175 passes. The name is learned completely and the
+# length almost; the asked **thing** is the hard constraint. The answer loss on the test targets (seed 42, the 245
+# that fit the context) falls far less than the pass rate rises: 3.5536 before SFT, 3.1093 after.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
 # constraints held:
@@ -648,17 +588,13 @@ else:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The SFT replies open with the asked name or thing, two as "*name* and Ben were playing", some repeating ("the bugs
-# and bugs", "As he walked, he walked"); the failed one names its own things (bugs, a tree, a blanket) where a cake
-# was asked. The base tells of "the little girl" or "the little boy" whatever it is asked; two of its replies loop
-# ("mommy, mommy", "He wanted to play with his friends") until the display clips them, the third stops after two
-# sentences.
+# The SFT replies open with the asked name, some repeating ("the bugs and bugs"); the failed one names its own things
+# where a cake was asked. The base tells of "the little girl" or "the little boy" whatever it is asked.
 #
 # ## Talking to it
 #
-# `tinylm.serve.session.ChatSession` keeps the conversation: before each reply it renders it with the template and
-# drops the **oldest** exchanges (never the system prompt) until prompt and reply fit in the context; it streams the
-# reply and stops at `<|im_end|>`. `chat_box` puts it in a chat box.
+# `tinylm.serve.session.ChatSession` keeps the conversation: before each reply it drops the **oldest** exchanges
+# (never the system prompt) until prompt and reply fit in the context, then streams the reply up to `<|im_end|>`.
 
 # %%
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
@@ -679,20 +615,17 @@ chat_box(session, questions=questions)
 # python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000 --temperature 0.7 --top-k 40
 # ```
 #
-# `serve` is a web page at `http://127.0.0.1:8000/`: it sends the whole conversation with each message, the server
-# fits it into the context the same way, and the answer streams back as server-sent events.
+# `serve` is a web page at `http://127.0.0.1:8000/`; the server fits the conversation into the context the same way.
 #
 # ## What you learned
 #
 # - ChatML makes a conversation one sequence; special tokens are ids, never text.
 # - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
 #   their answer tokens, as the Trainer does.
-# - A checkable task turns "does it follow instructions?" into a pass rate with an interval; the verifier needs a
-#   fluency guard.
+# - A checkable task turns "does it follow instructions?" into a pass rate with an interval.
 # - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
 # - New tokens start as the mean row: the old logits do not move.
-# - An honest evaluation: a fair baseline, selection on validation by the measure that matters, test figures with
-#   intervals and seeds, curves from before the first step.
+# - An honest evaluation: a baseline, selection on validation, test figures with intervals and seeds.
 #
 # ## Exercises
 #
@@ -792,6 +725,7 @@ def test_short_pass_rate():
 
 check(test_short_pass_rate)
 
+
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
@@ -803,6 +737,61 @@ check(test_short_pass_rate)
 #
 # The cosine schedule is fitted to the shorter run, so its learning rate falls sooner too: the comparison is of
 # two recipes, not of one run stopped early. One seed is a measurement, not a verdict.
+# </details>
+#
+# **4. Pack correctly.** Write `packed_logits(model, ids, positions, segment)`: the logits of two conversations packed
+# into one row, each token attending only to the earlier tokens of its own conversation (`segment` says which) at
+# positions that restart at 0 for each. Go through the model's parts as its forward does (`wte`, `wpe`, each block's
+# `ln_1`, `attn.heads`, `attn.c_proj`, `ln_2`, `mlp`, then `ln_f` and `lm_head`), with
+# `F.scaled_dot_product_attention(q, k, v, attn_mask=visible)`. The check packs two of the toy batch's conversations
+# and compares the loss with the padded batch's; it also prints the loss of the same row packed as one plain
+# sequence.
+
+# %%
+def packed_logits(model, ids: torch.Tensor, positions: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
+    """ids, positions, segment (T,): logits (T, vocab) with attention kept inside each segment."""
+    raise NotImplementedError
+
+
+def test_packed_logits():
+    first, second = batch_chats[1], batch_chats[2]
+    ids = torch.tensor(first.ids + second.ids)
+    answer = first.is_answer + second.is_answer
+    targets = torch.tensor([ids[t + 1].item() if answer[t + 1] else -1 for t in range(len(ids) - 1)])
+    positions = torch.cat([torch.arange(len(first)), torch.arange(len(second))])
+    segment = torch.tensor([0] * len(first) + [1] * len(second))
+    with torch.no_grad():
+        padded = toy(*pad_conversations([first, second], PAD))[1]
+        logits = packed_logits(toy, ids[:-1], positions[:-1], segment[:-1])
+        masked = F.cross_entropy(logits, targets, ignore_index=-1)
+        naive = toy(ids[None, :-1], targets[None])[1]
+    assert math.isclose(masked.item(), padded.item(), rel_tol=1e-5), "the packed row must give the padded loss"
+    print(f"padded batch {padded.item():.5f} | packed, block-diagonal mask and restarted positions "
+          f"{masked.item():.5f} | packed as one sequence {naive.item():.5f}")
+
+
+check(test_packed_logits)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def packed_logits(model, ids: torch.Tensor, positions: torch.Tensor, segment: torch.Tensor) -> torch.Tensor:
+#     """ids, positions, segment (T,): logits (T, vocab) with attention kept inside each segment."""
+#     T = ids.size(0)
+#     visible = (segment[:, None] == segment[None, :]) & torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
+#     x = model.transformer.wte(ids) + model.transformer.wpe(positions)  # (T, C)
+#     x = x[None]  # (1, T, C)
+#     for block in model.transformer.h:
+#         q, k, v = block.attn.heads(block.ln_1(x))  # (1, nh, T, hs) each
+#         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+#         x = x + block.attn.c_proj(attended.transpose(1, 2).reshape(1, T, -1))
+#         x = x + block.mlp(block.ln_2(x))
+#     return model.lm_head(model.transformer.ln_f(x))[0]
+# ```
+#
+# Packed as one sequence, answers attend to the other conversation at shifted positions: the loss differs (for this
+# random toy model only slightly, as it barely uses context).
 # </details>
 
 # %%

@@ -350,13 +350,13 @@ for arm in arms:  # each arm's reply to the first test instruction
 # %% [markdown]
 # (On `smoke` these lines only show that everything runs.) Full SFT passes 57.0% (50.8-63.0%), LoRA 10.8%
 # (7.6-15.3%): the intervals do not overlap, so the test set does not explain the gap; a second seed could move it.
-# The word is the hardest constraint for both (33% and 6%); LoRA rarely learns the name (21% against 97%). LoRA can fall
-# behind for at least three reasons: what SFT must change in a small model need not be low rank; only attention is
-# adapted (the MLPs stay frozen); its learning rate is not tuned here. Nor was it much faster (37 s against 41 s of
-# training, one run each): both arms run the whole forward pass and backpropagate through every layer; LoRA saves
-# optimizer state and weight gradients, not the bulk of the time. On large models both outcomes are on record: Hu et al. find LoRA on GPT-3 175B
-# matching full fine-tuning; Biderman et al., on Llama-2 for code and mathematics, find it learning less and
-# forgetting less.
+# The word is the hardest constraint for both (33% and 6%); LoRA rarely learns the name (21% against 97%). LoRA can
+# fall behind for at least three reasons: what SFT must change in a small model need not be low rank; only attention
+# is adapted (the MLPs stay frozen); its learning rate is not tuned here. Nor was it much faster (37 s against 41 s
+# of training, one run each, on the 2-core AVX-512 CPU these outputs came from): both arms run the whole forward pass
+# and backpropagate through every layer; LoRA saves optimizer state and weight gradients, not the bulk of the time.
+# On large models both outcomes are on record: Hu et al. find LoRA on GPT-3 175B matching full fine-tuning; Biderman
+# et al., on Llama-2 for code and mathematics, find it learning less and forgetting less.
 #
 # **Merging, measured.** `load_model` merges a LoRA run's adapters on load, so `chat`, `serve`, `sample` and
 # `interop export` read it like any other run; `adapters.pt` keeps the adapters alone. Put back on the base,

@@ -38,7 +38,7 @@
 #   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
 # - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
 #
-# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 253 s, by the course's
+# **How long it takes**: a lesson of about 56 minutes (reading, code and the `cpu` run's 253 s, by the course's
 # formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 188 s of training).
 #
 # | profile | what runs | time |
@@ -420,7 +420,7 @@ print("their 95% intervals do not overlap" if apart else "their 95% intervals ov
 # Two things favour GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its
 # last step; and GRPO's rate (3e-4) is the recipe's (tinylm/posttrain/tasks/stories.py), chosen because it raised the
 # pass rate, while the control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps depend
-# on the machine's speed and load (354 in those seconds here).
+# on the machine's speed and load (354 in those seconds on the 2-core AVX-512 CPU these outputs came from).
 #
 # With samples the arms are closer. pass@1 rose from 36.8% to 43.8% under GRPO and to 38.4% under the control; pass@8
 # from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 87.0% [79.0, 92.2] under the control, the three

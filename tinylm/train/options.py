@@ -167,6 +167,8 @@ def _shown(value: Any) -> str:
         return ", ".join(f"{key} {_shown(item)}" for key, item in value.items())
     if isinstance(value, list):
         return " ".join(map(str, value))
+    if isinstance(value, str) and Path(value).is_absolute():  # settings.json keeps it whole; a line never does
+        return shown(value)
     return repr(value) if isinstance(value, str) and (" " in value or not value) else str(value)
 
 
