@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from tinylm.eval.uncertainty import compare, null_pass_rate, separated, spread, told_apart, wilson_interval
+from tinylm.errors import InputError
+from tinylm.eval.uncertainty import compare, null_pass_rate, paired, separated, spread, told_apart, wilson_interval
 
 
 def test_spread_is_mean_min_max():
@@ -72,3 +73,32 @@ def test_wilson_matches_formula_and_coverage():
     with pytest.raises(ValueError):
         wilson_interval(5, 4)
     assert math.isclose(sum(wilson_interval(30, 100)) / 2, (0.3 + 1.96**2 / 200) / (1 + 1.96**2 / 100))
+
+
+def test_mcnemar_counts_the_discordant_problems_and_matches_the_binomial_tail():
+    first = [True, True, False, False, False, True] + [False] * 10
+    second = [True, False, True, False, True, True] + [True] * 10
+    result = paired(first, second)
+    assert (result.gained, result.lost, result.both, result.neither) == (12, 1, 2, 1)
+    assert result.p_value == pytest.approx(2 * (1 + 13) / 2**13)  # P(X <= 1), X ~ Bin(13, 1/2), both tails
+    assert paired([True, False], [True, False]).p_value == 1.0  # nothing differs: no evidence either way
+    assert paired([False] * 5 + [True] * 5, [True] * 5 + [False] * 5).p_value == 1.0  # 5 gained, 5 lost
+    with pytest.raises(InputError):
+        paired([True], [True, False])
+
+
+def test_mcnemar_rejects_a_true_null_about_as_often_as_its_level():
+    """Two models that pass each problem independently with the same chance: p < 0.05 in at most ~5% of trials
+    (the exact test is conservative), and far more often when the second passes more."""
+    generator = random.Random(0)
+
+    def rejections(p_first, p_second, trials=400, n=120):
+        hits = 0
+        for _ in range(trials):
+            first = [generator.random() < p_first for _ in range(n)]
+            second = [generator.random() < p_second for _ in range(n)]
+            hits += paired(first, second).p_value < 0.05
+        return hits / trials
+
+    assert rejections(0.6, 0.6) <= 0.07
+    assert rejections(0.5, 0.75) >= 0.8

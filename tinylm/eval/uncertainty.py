@@ -104,3 +104,34 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Two models' verdicts on the same problems: how many only the second passed (`gained`), only the first
+    (`lost`), both, neither; `p_value`, McNemar's exact two-sided test of "as likely to gain as to lose"."""
+
+    gained: int
+    lost: int
+    both: int
+    neither: int
+    p_value: float
+
+    def describe(self, first: str, second: str) -> str:
+        return (f"{second} against {first} on the same {self.gained + self.lost + self.both + self.neither} problems: "
+                f"{self.gained} fail -> pass, {self.lost} pass -> fail ({self.both} pass for both, {self.neither} "
+                f"for neither); McNemar's exact p = {self.p_value:.3g}")
+
+
+def paired(first: Sequence[bool], second: Sequence[bool]) -> Paired:
+    """McNemar's exact test on two verdict lists of the same problems, in order. Only the problems where the two
+    differ count: under "no difference" each is a fair coin, so p is twice the binomial tail of the rarer outcome
+    (capped at 1). It measures the luck of the problems drawn, not the spread over training seeds."""
+    if len(first) != len(second):
+        raise InputError(f"paired verdicts need the same problems: {len(first)} against {len(second)}")
+    gained = sum(not a and b for a, b in zip(first, second))
+    lost = sum(a and not b for a, b in zip(first, second))
+    both = sum(a and b for a, b in zip(first, second))
+    discordant, rarer = gained + lost, min(gained, lost)
+    tail = sum(math.comb(discordant, k) for k in range(rarer + 1)) / 2**discordant if discordant else 1.0
+    return Paired(gained, lost, both, len(first) - gained - lost - both, min(1.0, 2 * tail))
