@@ -15,6 +15,7 @@ import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
 from tinylm.cli.dpo import cli
+from tinylm.cli.sft import cli as sft_cli
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.errors import InputError
 from tinylm.posttrain import tasks
@@ -22,6 +23,7 @@ from tinylm.posttrain.chat_task import ChatTask
 from tinylm.posttrain.dpo.run import DPOJob, dpo
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.on_policy import on_policy_pairs, rank, sample_replies
+from tinylm.posttrain.sft.run import SFTJob, sft
 from tinylm.posttrain.tasks.stories import Stories, StoryProblem, StorySplits
 from tinylm.posttrain.verifier import Verifier
 from tinylm.train.checkpoint import load_checkpoint
@@ -74,7 +76,7 @@ def test_pairs_are_the_models_own_replies_ranked_by_the_verifier():
         chosen, rejected = task.score_replies([instruction] * 2, [record["chosen"], record["rejected"]], ended)
         own_scores = task.score_completions(tokenizer, [instruction] * 4, sampled[asked.index(instruction)])
         assert not rejected.correct and rank(chosen) > rank(rejected)
-        assert chosen.correct == any(score.correct for score in own_scores)
+        assert chosen.correct == any(score.correct for score in own_scores) == record["chosen_passed"]
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +172,47 @@ def test_sampling_shows_its_progress_with_a_total(capsys):
                    seed=0, batch_size=4, desc="replies")
     shown = capsys.readouterr().err
     assert "replies:" in shown and "0/6" in shown and "6/6" in shown and "<" in shown  # a total, an ETA
+
+
+def test_sft_on_chosen_replies_trains_on_the_passing_chosen_replies_of_a_dpo_run(story_run, tmp_path, monkeypatch):
+    """sft --data DPO_RUN (rejection-sampling fine-tuning, DPO's control): the start's passing chosen replies are
+    its training conversations, none of the rest; the verifier is the one the start names; a chat model is not
+    asked in plain text; replies sampled from another model are refused, with nothing written."""
+    root, _ = story_run
+    swap_task(monkeypatch)
+    saved = json.loads((root / "dpo" / "pairs.json").read_text())["train"]["records"]
+    passing = [r for r in saved if r["chosen_passed"]]
+    assert 0 < len(passing) < len(saved)  # both kinds, so that the test can tell them apart
+    trained_on = []
+    data = SFTJob.data
+
+    def kept(job, start):
+        data(job, start)
+        trained_on.extend(job.records["train"])
+
+    monkeypatch.setattr(SFTJob, "data", kept)
+    report = sft(RunOptions(profile="smoke", out=tmp_path / "rft", max_steps=3),
+                 PostTrainingOptions(task="stories", base=root / "chat", data=str(root / "dpo")), say=quiet,
+                 on_record=quiet)
+    assert trained_on == [{"instruction": r["instruction"], "output": r["chosen"]} for r in passing]
+    assert report["train"]["kept"] == len(passing) and "passing chosen replies" in report["data"]
+    assert "baseline" not in report and report["steps"] == 3
+    save_tiny_chat_checkpoint(tmp_path / "other" / "best.pt", block_size=128)
+    with pytest.raises(SystemExit) as stopped:
+        sft_cli(["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
+                 str(root / "dpo"), "--out", str(tmp_path / "other-rft")])
+    assert "were sampled from" in stopped.value.code and "\n" not in stopped.value.code
+    assert not (tmp_path / "other-rft").exists()
+
+
+def test_sft_on_chosen_replies_refuses_pairs_that_do_not_say_which_passed(story_run, tmp_path, monkeypatch):
+    root, _ = story_run
+    swap_task(monkeypatch)
+    older = json.loads((root / "dpo" / "pairs.json").read_text())
+    for record in older["train"]["records"]:
+        del record["chosen_passed"]
+    (tmp_path / "pairs.json").write_text(json.dumps(older))
+    with pytest.raises(InputError, match="do not say which chosen replies passed"):
+        sft(RunOptions(profile="smoke", out=tmp_path / "rft", max_steps=3),
+            PostTrainingOptions(task="stories", base=root / "chat", data=str(tmp_path / "pairs.json")), say=quiet,
+            on_record=quiet)

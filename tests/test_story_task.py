@@ -156,3 +156,25 @@ def test_a_policy_started_from_a_run_is_judged_by_the_story_base_it_names(tmp_pa
     newer.mkdir()
     (run / "settings.json").write_text(json.dumps({"task": {"verifier": str(newer)}}))
     assert verifier_base(run, "smoke") == newer
+
+
+
+def test_sft_from_a_story_model_makes_it_the_verifier_and_from_a_chat_run_takes_the_one_it_names(tmp_path,
+                                                                                                     monkeypatch):
+    """SFT from the story base judges by that base; SFT from a chat run (on its chosen replies) by the base the run
+    names, as DPO and GRPO do: a chat model's loss is no fluency guard for stories."""
+    built = []
+
+    class Built:
+        model = torch.nn.Linear(1, 1)
+
+    monkeypatch.setattr("tinylm.posttrain.tasks.stories.story_verifier",
+                        lambda base, splits: built.append(base) or Built)
+    base, chat, named = tmp_path / "story-base", tmp_path / "chat-sft", tmp_path / "named-base"
+    for folder in (base, chat, named):
+        folder.mkdir()
+    (chat / "settings.json").write_text(json.dumps({"task": {"verifier": str(named)}}))
+    task = Stories("smoke")
+    for start, method in ((base, "sft"), (chat, "sft"), (chat / "best.pt", "dpo")):
+        task.prepare(start, "cpu", method)
+    assert built == [base, named, named]

@@ -17,8 +17,8 @@ from .errors import run_cli
 def parse_args(argv=None) -> argparse.Namespace:
     return post_training.parse(
         "sft", __doc__.split("\n\n")[0], argv, steps="optimizer steps", batch="conversations",
-        bases="pretrain, gpt2, a run or checkpoint", data="instruct or a JSON/JSONL file",
-        lora=True,
+        bases="pretrain, gpt2, a run or checkpoint",
+        data="instruct, a JSON/JSONL file, or a DPO run (its passing chosen replies)", lora=True,
         example_lines=("python -m tinylm.sft --task stories --profile cpu",
                        "python -m tinylm.sft --task instruct --base gpt2 --profile gpu",
                        "python -m tinylm.sft --task stories --lora-rank 8 --out runs/sft-lora"))

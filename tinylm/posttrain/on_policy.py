@@ -5,7 +5,8 @@ each problem at temperature 1, the task scores them, a pass ranks above every fa
 checks held (`rank`), and a problem gives one pair: chosen a reply of the top rank, rejected one of the bottom
 rank, each drawn at random among those DPO can score (not empty, within the context). Replies that all rank alike
 give no pair. The pairs are the model's own text, so DPO moves probability between replies it already writes.
-`write_pairs` keeps them in the run folder, so that --resume, or another run from the same model, trains on them.
+`write_pairs` keeps them in the run folder, so that --resume, or another run from the same model, trains on them;
+`passing_chosen` gives SFT the passing chosen replies alone (rejection-sampling fine-tuning, DPO's control).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def rank(score: Score) -> tuple[bool, int]:
 
 @dataclass
 class OnPolicyPairs:
-    """Preference records ({instruction, chosen, rejected}) and what the sampling found."""
+    """Preference records ({instruction, chosen, rejected, chosen_passed}) and what the sampling found."""
 
     records: list[dict]
     counts: dict[str, int]  # problems, replies, passed (replies), pairs, chosen_passed; no pair: tied, unusable
@@ -91,8 +92,10 @@ def on_policy_pairs(model, tokenizer, task: ChatTask, problems: Sequence, sample
         if not best or not worst:
             counts["unusable"] += 1
             continue
-        records.append({"instruction": problem.prompt, "chosen": draw.choice(best), "rejected": draw.choice(worst)})
-        counts["chosen_passed"] += max(ranks)[0]
+        passed = max(ranks)[0]
+        records.append({"instruction": problem.prompt, "chosen": draw.choice(best), "rejected": draw.choice(worst),
+                        "chosen_passed": passed})
+        counts["chosen_passed"] += passed
     counts["pairs"] = len(records)
     return OnPolicyPairs(records, counts)
 
@@ -113,3 +116,23 @@ def read_pairs(path: Path, names: Sequence[str], lost: str) -> tuple[dict[str, O
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{shown(path)} cannot be read ({error}): {lost}") from None
     return parts, {key: value for key, value in saved.items() if key not in names}
+
+
+def passing_chosen(given: Path, start: str | None) -> list[dict]:
+    """The training pairs' passing chosen replies in the DPO run (folder or pairs.json) at `given`, as SFT records
+    ({instruction, output}); an InputError where they were not sampled from `start` (the path of the model that is
+    to train on them: on-policy replies are its own) or none passed."""
+    path = given / PAIRS_FILE if given.is_dir() else given
+    parts, about = read_pairs(path, ("train",), "--data takes a DPO run folder (or its pairs.json) whose passing "
+                              "chosen replies SFT trains on")
+    if about.get("base") != start:
+        raise InputError(f"--data {shown(given)}: its replies were sampled from {about.get('base')}, not from the "
+                         "model this run starts from; give --base that model, whose own replies they are")
+    records = parts["train"].records
+    if any("chosen_passed" not in record for record in records):
+        raise InputError(f"--data {shown(given)}: its pairs do not say which chosen replies passed (an older tinylm); "
+                         "sample them again with python -m tinylm.dpo --overwrite")
+    chosen = [{"instruction": r["instruction"], "output": r["chosen"]} for r in records if r["chosen_passed"]]
+    if not chosen:
+        raise InputError(f"--data {shown(given)}: no chosen reply passed, so there is nothing to fine-tune on")
+    return chosen

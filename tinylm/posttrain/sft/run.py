@@ -4,11 +4,14 @@ The base gets the chat tokens where it lacks them, and the loss counts answer to
 text mixes it in at the recipe's share, so the model keeps its language. The validation split chooses best.pt (the
 task's pass rate, or the answer loss where no program checks a reply); the report measures the test split three
 times alike (tinylm.posttrain.task.measure): the base asked in plain text, the start, and best.pt. With LoRA only
-adapters train (and the new chat tokens' rows), at the recipe's LoRA rate; OUT/adapters.pt keeps best.pt's.
+adapters train (and the new chat tokens' rows), at the recipe's LoRA rate; OUT/adapters.pt keeps best.pt's. For a
+task whose pairs DPO samples on-policy, --data names such a DPO run: SFT then trains its start on the passing chosen
+replies alone (rejection-sampling fine-tuning), DPO's control with the same replies and no rejected ones.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 from ...config import TrainConfig
@@ -23,6 +26,7 @@ from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
 from ..chat_task import ChatTask
 from ..job import PostTrainingJob, PostTrainingOptions
+from ..on_policy import passing_chosen
 from ..recipes import SFTRecipe
 from ..task import TaskError
 from ..vocab import add_chat_tokens
@@ -37,9 +41,23 @@ class SFTJob(PostTrainingJob):
     extra_files = (ADAPTERS_FILE,)
     loss_name = "answer loss"
 
+    def make_task(self, task_type: type[ChatTask]) -> ChatTask:
+        """A task that reads data sets takes --data; for one that does not, --data names a DPO run whose passing
+        chosen replies to train on."""
+        self.chosen_from = None if task_type.takes_data or self.options.data is None else Path(self.options.data)
+        data = self.options.data if task_type.takes_data else None
+        return task_type(self.run.profile, data, self.options.system_prompt)
+
+    def source(self) -> str:
+        if self.chosen_from is None:
+            return self.task.source()
+        return f"{self.task.source()}, training on the passing chosen replies of {shown(self.chosen_from)}"
+
     def data(self, start: Start) -> None:
         self.held = self.task.held_out(self.recipe.held_out, self.recipe.held_out)
-        self.records = {"train": self.task.train_records(), "validation": [p.record() for p in self.held.validation],
+        train = (self.task.train_records() if self.chosen_from is None
+                 else passing_chosen(self.chosen_from, self.started_from().get("path")))
+        self.records = {"train": train, "validation": [p.record() for p in self.held.validation],
                         "test": [p.record() for p in self.held.test]}
         if self.run.max_seconds is not None:
             start.say(f"plan: --max-seconds {self.run.max_seconds:g} bounds the fine-tuning steps only; on top of them "
@@ -52,7 +70,8 @@ class SFTJob(PostTrainingJob):
             return resumed
         base_model, base_tokenizer = self.start_model, self.start_tokenizer
         model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
-        if tokenizer is not base_tokenizer:
+        self.from_base = tokenizer is not base_tokenizer  # a base, not a chat model: SFT's baseline asks it plainly
+        if self.from_base:
             start.say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
                       f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
                       f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
@@ -97,9 +116,9 @@ class SFTJob(PostTrainingJob):
                          for part, records in self.records.items()}
         named = {"train": "train", "validation": "validation (chooses best.pt)", "test": "test (reported)"}
         if empty := [part for part, examples in self.examples.items() if not len(examples)]:
-            raise InstructDataError(f"{self.task.source()} leaves no usable conversation for {empty[0]} ("
+            raise InstructDataError(f"{self.source()} leaves no usable conversation for {empty[0]} ("
                                     + "; ".join(f"{named[p]}: {e.describe()}" for p, e in self.examples.items()) + ")")
-        say(f"data: {self.task.source()}"
+        say(f"data: {self.source()}"
             + "".join(f"\n  {named[part]}: {examples.describe()}" for part, examples in self.examples.items()))
 
     def header(self, trainer: SFTTrainer, start: Start) -> str:
@@ -111,11 +130,11 @@ class SFTJob(PostTrainingJob):
                 f"folder {shown(self.run.out)}")
 
     def before(self, trainer: SFTTrainer, report: dict, world: World) -> None:
-        """The test split measured on the base asked in plain text (a new run) and on the start; the validation and
-        training answers' loss too, the first points of the curves the evaluations draw."""
-        report.update(profile=self.run.profile, task=self.task.name, base=self.description, data=self.task.source(),
+        """The test split measured on the base asked in plain text (a new run from a base) and on the start; the
+        validation and training answers' loss too, the first points of the curves the evaluations draw."""
+        report.update(profile=self.run.profile, task=self.task.name, base=self.description, data=self.source(),
                       **{part: examples.counts for part, examples in self.examples.items()})
-        if self.start_model is not None:
+        if self.start_model is not None and self.from_base:
             report["baseline"] = self.measure(trainer, self.held.test, world, task=self.task.plain(),
                                               model=self.start_model.to(trainer.device),
                                               tokenizer=self.start_tokenizer)

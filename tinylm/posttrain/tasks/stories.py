@@ -167,19 +167,25 @@ def story_base(profile: str) -> Prerequisite:
                         job=lambda run: Pretraining(Recipe(track=story_base_track(), run=run, shape=shape, train=cfg)))
 
 
-def verifier_base(start: str | Path, profile: str) -> Path:
-    """The story base whose verifier scores a policy started from the run at `start` (its folder or a checkpoint):
-    the one its settings.json names (an older run's sft_eval.json), where that path still exists (a copied or
-    moved run's may not), else runs/stories-base-<profile>."""
+def named_verifier_base(start: str | Path) -> str | None:
+    """The verifier's story base that the story run at `start` (its folder or a checkpoint) names: its
+    settings.json's (an older run's sft_eval.json); None for a run of no story task, such as the story base."""
     folder = Path(start) if Path(start).is_dir() else Path(start).parent
-    settings, named = read_settings(folder), None
-    if settings is not None:
-        named = settings.get("task", {}).get("verifier")
-    elif (report := folder / "sft_eval.json").is_file():  # a run of an older tinylm
+    if (settings := read_settings(folder)) is not None:
+        return settings.get("task", {}).get("verifier")
+    if (report := folder / "sft_eval.json").is_file():  # a run of an older tinylm
         try:
-            named = json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base")
+            return json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base")
         except (OSError, ValueError) as error:
             raise TaskError(f"{shown(report)} cannot be read ({error}): it names the verifier's story base") from None
+    return None
+
+
+def verifier_base(start: str | Path, profile: str) -> Path:
+    """The story base whose verifier scores a policy started from the run at `start` (its folder or a checkpoint):
+    the one it names, where that path still exists (a copied or moved run's may not), else
+    runs/stories-base-<profile>."""
+    named = named_verifier_base(start)
     found = Path(named) if named and Path(named).exists() else story_base(profile).out
     if not found.exists():
         raise TaskError(f"the verifier's story base {shown(found)} is missing: it is what `python -m tinylm.sft "
@@ -225,12 +231,13 @@ class Stories(ChatTask):
         return story_base(profile) if method == "sft" and base == "pretrain" else None
 
     def prepare(self, start_path: str | Path | None, device, method: str) -> None:
-        """The verifier: SFT starts from a story model, which is the verifier's base; DPO and GRPO start from a chat
-        model, whose run names the base that its verifier had (`verifier_base`)."""
+        """The verifier: SFT from the story base makes it the verifier's base; a chat model (DPO's and GRPO's start,
+        or SFT's on chosen replies) names the base that its verifier had (`verifier_base`)."""
         if start_path is None:
             raise TaskError("the story task starts from a story model (--base pretrain, or a tinylm run folder or "
                             "checkpoint), which also serves as the verifier's fluency guard")
-        self.verifier_at = Path(start_path) if method == "sft" else verifier_base(start_path, self.profile)
+        from_base = method == "sft" and named_verifier_base(start_path) is None
+        self.verifier_at = Path(start_path) if from_base else verifier_base(start_path, self.profile)
         self.verifier = story_verifier(self.verifier_at, self.splits)
         self.verifier.model.to(device)
 
