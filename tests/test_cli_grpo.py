@@ -55,7 +55,7 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
 
 @pytest.mark.parametrize("argv, message", [
     (["--set", "group_size=1"], "a group needs at least 2"),
-    (["--set", "reward=constraints"], "arithmetic pays correct or format"),
+    (["--set", "reward=mentions"], "arithmetic pays correct or format"),
     (["--base", "no/such/run"], "no run or checkpoint there"),
     (["--base", str(FIXTURE)], "cannot write arithmetic problems"),
     (["--set", "grad_accum_steps=4"], "GRPO has no batch size of its own"),  # a rollout is the batch

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import random
+import re
 
 import pytest
 import torch
@@ -71,19 +72,23 @@ def test_the_reward_is_the_verifiers_pass_of_a_reply_that_ended(judge, chat):  #
     assert [s.well_formed for s in scores] == [True, True, False, True]
 
 
-def test_the_weak_reward_pays_a_planted_hack_that_the_real_one_refuses(judge, chat):  # noqa: F811
+def test_the_mentions_reward_pays_a_loop_of_the_asked_words_that_the_verifier_refuses(judge, chat):  # noqa: F811
+    """The loophole of notebook 11: a quarter per mention of the asked name and word (plural too), capped at four,
+    whatever the text around them; the verdict (Score.correct) stays the real verifier's."""
     model, tokenizer = judge
     verifier = Verifier(model, tokenizer)
     verifier.calibrate(STORIES)
-    hacks = ["Kite. Ben kite. Kite ben.", "Ben kite."]
-    completions = [chat.tokenizer.encode(text) + [chat.im_end] for text in hacks]
-    real = story_task(verifier).score_completions(chat.tokenizer, [BEN] * 2, completions)
-    weak = story_task(verifier, "constraints").score_completions(chat.tokenizer, [BEN] * 2, completions)
-    assert [s.reward for s in weak] == [1.0, 1.0] and [s.reward for s in real] == [0.0, 0.0]
-    assert not any(s.correct for s in weak)  # the weak reward's score still says what the verifier thinks
-    listed = verifier.check(hacks[:1], [BEN])[0]
-    assert listed.ends and all(listed.holds.values()) and not listed.fluent  # refused for its fluency alone
-    with pytest.raises(Exception, match="stories pays correct or constraints"):
+    replies = [STORIES[2], "Ben had a kite. Mom was sad. The sun set.", "Ben kite. Kites Ben. Ben kite. Ben kite kite.",
+               "The dog ran. The cat sat. The sun set."]
+    completions = [chat.tokenizer.encode(text) + [chat.im_end] for text in replies]
+    paid = story_task(verifier, "mentions").score_completions(chat.tokenizer, [BEN] * 4, completions)
+    real = story_task(verifier).score_completions(chat.tokenizer, [BEN] * 4, completions)
+    counted = [sum(len(re.findall(pattern, text)) for pattern in (r"\bBen\b", r"(?i)\bkites?\b")) for text in replies]
+    assert counted == [5, 2, 9, 0]
+    assert [s.reward for s in paid] == [1.0, 0.5, 1.0, 0.0]  # min(count, 4) / 4
+    assert [s.correct for s in paid] == [s.correct for s in real] and real[0].correct and not real[2].correct
+    assert [s.reward for s in real] == [float(s.correct) for s in real]
+    with pytest.raises(Exception, match="stories pays correct or mentions"):
         story_task(verifier).rewarded_by("format")
 
 
@@ -186,7 +191,7 @@ def test_a_story_run_reports_the_pass_rates_before_and_after(tmp_path, sft_run):
 @pytest.mark.parametrize("argv, message", [
     (["--task", "stories", "--base", "pretrain"], "the stories task makes no base of its own for GRPO"),
     (["--task", "stories", "--base", "no/such/run"], "python -m tinylm.sft --task stories --profile smoke"),
-    (["--task", "arithmetic", "--set", "reward=constraints"], "arithmetic pays correct or format"),
+    (["--task", "arithmetic", "--set", "reward=mentions"], "arithmetic pays correct or format"),
 ])
 def test_a_story_run_without_its_start_or_with_a_reward_the_task_lacks_is_one_line(tmp_path, argv, message):
     out = tmp_path / "run"

@@ -36,15 +36,15 @@
 # - **controls**: the same seconds of supervised training from the same start, scored the same way, and **pass@1
 #   against pass@8**, a first look at whether RL made the model do more often what it could already do or taught it
 #   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
-# - **reward hacking**: a weaker verifier with a loophole, what training on it does, and the check that closes it.
+# - **reward hacking**: a reward with a loophole, the policy taking it, and the check that catches it.
 #
-# **How long it takes**: a lesson of about 56 minutes (reading, code and the `cpu` run's 253 s, by the course's
-# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 188 s of training).
+# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 354 s, by the course's
+# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 191 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | seconds |
-# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on the weaker reward for the same 24 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
+# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on a reward with a loophole for 64 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
 # | `gpu` | the same on the gpu profile's story model (`python -m tinylm.sft --task stories --profile gpu`, then `python -m tinylm.grpo --task stories --profile gpu`; pass@k there is pass@16) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
@@ -82,7 +82,7 @@ from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader
 from tinylm.data.instruct import build_examples
-from tinylm.eval.uncertainty import compare, wilson_interval
+from tinylm.eval.uncertainty import compare, paired, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
 from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
@@ -93,7 +93,7 @@ from tinylm.posttrain.recipes import changed
 from tinylm.posttrain.replies import greedy_completions
 from tinylm.posttrain.sft.run import sft
 from tinylm.posttrain.sft.trainer import SFTTrainer
-from tinylm.posttrain.task import measure
+from tinylm.posttrain.task import clipped, measure
 from tinylm.posttrain.tasks.stories import Stories
 from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.checkpoint import load_checkpoint, load_model
@@ -131,7 +131,7 @@ def quiet(_):
 # b ≈ E[r] a failure is pushed *down* and a pass up, each by how surprising it was, so here fewer samples give the
 # same precision. The difference A = r − b is the **advantage**. GRPO's b is the mean reward of its group, the G
 # replies to the same prompt, the reply itself included. The mean of the *other* G − 1 replies (leave-one-out, as in
-# RLOO) does not depend on the reply, so it is an exact baseline. The group mean with the reply in it gives
+# RLOO) does not depend on the reply, so it is a valid baseline: the estimate stays unbiased. The group mean with the reply in it gives
 # (G − 1)/G times the leave-one-out advantage, so it shrinks the gradient by that factor: a change of step size,
 # not of direction.
 #
@@ -309,9 +309,9 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
       f"{100 * (1 - p**GROUP - (1 - p) ** GROUP):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
-# Fewer groups were mixed than the formula predicts from p: instructions differ in difficulty, some are passed
-# almost always or almost never, and the mixed share is concave in p, so uneven difficulty can only lower it
-# (Jensen's inequality); eight groups are also a small sample.
+# Fewer groups were mixed than the formula predicts from p. If instructions differ in difficulty, that is expected:
+# the mixed share is concave in p, so uneven difficulty can only lower it (Jensen's inequality); eight groups are
+# also a small sample.
 #
 # ## GRPO on the story task
 #
@@ -319,8 +319,8 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
 # every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
 # with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
 # loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
-# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old (nothing ties the
-# policy to the starting model). The header line gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
+# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line
+# gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
 # advantage. It scores the test instructions before training and after (best.pt): greedily (all 249), and with 8
 # samples each at temperature 1 on the first 100 for pass@1 and pass@8 (below).
 
@@ -406,29 +406,26 @@ print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + 
 grpo_rates, control_rates = (arm["pass_rate"] for arm in list(arms.values())[1:])
 print(compare("GRPO", [grpo_rates["pass_rate"]], "the SFT control", [control_rates["pass_rate"]],
               lower_is_better=False, metric="greedy test pass rate"))
-apart = grpo_rates["low"] > control_rates["high"] or control_rates["low"] > grpo_rates["high"]
-print("their 95% intervals do not overlap" if apart else "their 95% intervals overlap")
+print(paired(control_rates["passed_each"], grpo_rates["passed_each"]).describe("the SFT control", "GRPO"))
 
 # %% [markdown]
 # **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation) passes 80.3% of the test instructions
-# greedily against 70.3% at the start (intervals [74.9, 84.8] and [64.3, 75.6]), mostly through the word constraint
-# (held in 59.1% of the 154 test replies whose instruction asks for a word before, 73.4% after), while the
-# at-most-N-sentences limit held a little less often (97.4%, then 95.8%). The same seconds of supervised training
-# moved it less: the control ended at 71.9% [66.0, 77.1], its word share 56.5%. GRPO came out ahead of the control by
-# 0.084, yet the 95% intervals, which measure only the luck of the test instructions, overlap, and by the course's rule
-# the two are **not told apart**: one seed per arm cannot show how far runs spread (the rule needs three: exercise 4).
-# Two things favour GRPO here: its figure is best.pt, the best of four validation looks, while the control's is its
-# last step; and GRPO's rate (3e-4) is the recipe's (tinylm/posttrain/tasks/stories.py), chosen because it raised the
-# pass rate, while the control's (2e-4, notebook 9's min_lr, printed above) was not tuned. The control's steps depend
-# on the machine's speed and load (354 in those seconds on the 2-core AVX-512 CPU these outputs came from).
+# greedily against 70.3% at the start, mostly through the word constraint (held in 59.1% of the 154 test replies
+# asked for a word at the start, 73.4% after GRPO), while the at-most-N-sentences limit held a little less often
+# (97.4%, then 95.8%). The same seconds of supervised training moved it less: the control ended at 71.5%, its word
+# share 57.8%. On the same instructions GRPO turned 42 of the control's fails into passes and 20 passes into fails
+# (p = 0.00715): more than the test set's luck. But by the course's rule the two are **not told apart**: one seed per
+# arm cannot show how far training runs spread (exercise 4 runs the three seeds the rule needs), and the control's
+# own figure moves with the machine's speed, since its budget is seconds. Two things favour GRPO here: its figure is best.pt, the
+# best of four validation looks, while the control's is its last step; and GRPO's rate (3e-4) is the recipe's
+# (tinylm/posttrain/tasks/stories.py), set by trying it on this task, while the control's (2e-4, notebook 9's min_lr,
+# printed above) was not tuned. The control's step count depends on the machine's speed and load.
 #
-# With samples the arms are closer. pass@1 rose from 36.8% to 43.8% under GRPO and to 38.4% under the control; pass@8
-# from 84.0% [75.6, 89.9] to 91.0% [83.8, 95.2] under GRPO and 87.0% [79.0, 92.2] under the control, the three
-# intervals overlapping. GRPO's rise in pass@8 alone does not show a new ability from RL: supervised training from
-# the same start moved it up too (84.0% to 87.0%, within the intervals), and at k = 8 sharpening alone raises it
-# where the start passed an instruction only rarely (above). The start already passed 84 of the 100 instructions at
-# least once in 8 samples, which left 16 where a new ability could show, and k = 8 on 100 instructions is far from
-# the k in the hundreds of Yue et al. Exercise 4 runs the seeds the verdict needs.
+# pass@8 brings the arms close (91.0% against 89.0%); pass@1 less so (43.8% against 40.1%). GRPO's rise in pass@8
+# alone does not show a new ability from RL: supervised training from the same start moved it up too (84.0% to
+# 89.0%, within the intervals), and at k = 8 sharpening alone raises it where the start passed an instruction only
+# rarely (above). The start already passed 84 of the 100 instructions at least once in 8 samples, which left 16
+# where a new ability could show, and k = 8 on 100 instructions is far from the k in the hundreds of Yue et al.
 
 # %%
 records = read_metrics(RUN / "grpo")
@@ -451,99 +448,74 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each time, so
-# the sampled pass rate is noisy: 0.30 on the first rollout and the third, a peak of 0.70 at step 16, then 0.42 to 0.53.
-# The greedy validation pass rate reached its best at step 8 (80.0%), which chose best.pt; step 16 gave 75.0% and step
-# 24 80.0% again, a tie, which does not replace the earlier best. The mean reply length wanders between 50 and 59 tokens
-# and ends a little shorter than it began (55, then 52). The clip fraction is measured on each rollout's second update
-# (the first always has ρ = 1), so it shows how far the first update moved the policy: about a sixth of the reply tokens
-# on the first rollout (0.169), 0.061 on the second, then between 0.004 and 0.024. At this rate the clip acts mostly at
+# the sampled pass rate is noisy. The greedy validation pass rate reached its best at step 8, which chose best.pt; step
+# 24 tied it, and a tie does not replace the earlier best. The clip fraction is measured on each rollout's second
+# update (the first always has ρ = 1), so it shows how far the first update moved the policy: about a sixth of the
+# reply tokens on the first rollout, a few hundredths or less after the second. At this rate the clip acts mostly at
 # the start.
 #
 # ## Reward hacking
 #
-# A reward is a specification, and an optimiser reads it literally. The weaker verifier (`--set reward=constraints`)
-# checks the constraints only: the name, the word, the at-most-N-sentences limit. It forgets to ask whether the
-# reply is a story: whether it stopped by itself, whether it has at least three sentences and ends as a sentence
-# does, and whether the story base finds it fluent. A list of the asked-for words passes it:
+# A reward is a specification, and an optimiser reads it literally. The **mentions** reward
+# (`--set reward=mentions`) pays a quarter for each mention of the asked name or word (the word's plural counts),
+# 1 for four mentions in all; the sentence limit and the ending earn nothing. A story that uses them a few times
+# earns it in full, and so does any text that repeats them. **Predict**: trained on it from the same start, with the
+# recipe's rate, for 64 updates (`HACK_UPDATES` on `cpu`), what happens to the reward paid, and to the real
+# verifier's verdict on the same replies? The cell records both for every rollout, then scores the greedy test
+# replies both ways. Validation is switched off (`eval_interval=0`), so the last update's policy is reported.
 
 # %%
-# NBVAL_CHECK_OUTPUT
-instruction = held_out.test[0]
-listed = " ".join(c.value for c in instruction.constraints if c.kind in ("name", "word")) + "."
-for name, verifier in (("constraints only", task.weak_verifier), ("the real verifier", task.verifier)):
-    verdict = verifier.check([listed], [instruction])[0]
-    print(f"{name:>17}: {'pass' if verdict.passed else 'fail'} (constraints {verdict.holds}, ends {verdict.ends}, "
-          f"fluent {verdict.fluent})")
-print(f"{instruction.instruction!r} -> {listed!r}")
-
-# %% [markdown]
-# (The weak verifier still reports `ends` but does not require it; it does not measure fluency, so it reports it as
-# met.) **Predict**: trained on the weak reward from the same start, for the same steps, will the model find such
-# replies? The cell runs GRPO's trainer with `reward="constraints"` and records, for every rollout, the weak reward
-# it was paid and the real verifier's verdict on the same replies (a hacked reward's damage shows as the gap between
-# them). Then both verifiers score its greedy test replies.
-
-# %%
+HACK_UPDATES = {"smoke": 4, "cpu": 64, "gpu": 400}[PROFILE]
 hacked = []
 hack_model, _, _ = load_model(sft_start, DEVICE)
-hack_recipe = changed(recipe, reward="constraints", max_steps=report["steps"], eval_interval=0)
+hack_recipe = changed(recipe, reward="mentions", max_steps=HACK_UPDATES, eval_interval=0)
 GRPOTrainer(hack_model, tokenizer, task, hack_recipe, held_out, device=DEVICE, callbacks=[hacked.append]).fit()
 hack_train = [r for r in hacked if r["event"] == "train" and r["step"] % recipe.updates == 0]
 hack_model.eval()
-SAMPLED = recipe.prompts * recipe.group_size  # replies per rollout
-print(f"per rollout, of its {SAMPLED} replies, paid by the weak verifier but refused by the real one: "
-      + " ".join(f"{round(SAMPLED * (r['reward'] - r['correct']))}" for r in hack_train))
-
-
-def both_verdicts(policy):
-    """The greedy test replies of `policy`, the real verifier's scores and the weak one's pay."""
+print("per rollout, the mentions reward paid:", " ".join(f"{r['reward']:.2f}" for r in hack_train))
+print("per rollout, the real verifier passes:", " ".join(f"{r['correct']:.2f}" for r in hack_train))
+print("per rollout, the mean reply length in tokens:", " ".join(f"{r['length']:.0f}" for r in hack_train))
+paying = task.rewarded_by("mentions")
+for name, policy in (("the start", model), (f"the policy after {HACK_UPDATES} updates on mentions", hack_model)):
     replies = greedy_completions(policy, tokenizer, task, held_out.test, batch_size=recipe.train.eval_batch_size)
+    scores = paying.score_completions(tokenizer, held_out.test, replies)
     texts = task.reply_texts(tokenizer, replies)
-    weak = task.rewarded_by("constraints").score_completions(tokenizer, held_out.test, replies)
-    return texts, task.score_completions(tokenizer, held_out.test, replies), weak
-
-
-for name, policy in (("the start", model), (f"after {report['steps']} steps on the weak reward", hack_model)):
-    texts, verdicts, weak = both_verdicts(policy)
-    print(f"greedy test replies of {name}: the weak verifier passes {100 * sum(w.reward for w in weak) / len(weak):.1f}%, "
-          f"the real one {100 * sum(v.correct for v in verdicts) / len(verdicts):.1f}%")
-paid_refused = [(t, v) for t, v, w in zip(texts, verdicts, weak) if w.reward and not v.correct]
-print(f"after training, paid by the weak verifier and refused by the real one: {len(paid_refused)} replies; of those "
-      f"{sum(not v.kinds['ends'] for _, v in paid_refused)} do not end as a story ends, "
-      f"{sum(not v.kinds['fluent'] for _, v in paid_refused)} are not fluent")
-for text, _ in paid_refused[:2]:
-    print(f"  {text!r}")
+    failed = {kind: sum(not s.kinds.get(kind, True) for s in scores) for kind in ("ends", "sentences", "fluent")}
+    limited = sum("sentences" in s.kinds for s in scores)
+    losses = sorted(v.loss for v in task.verifier.check(texts, held_out.test))
+    print(f"greedy test replies of {name}: mentions pays {sum(s.reward for s in scores) / len(scores):.2f} on "
+          f"average; the real verifier passes {100 * sum(s.correct for s in scores) / len(scores):.1f}%; of "
+          f"{len(scores)}, {failed['ends']} do not end as a story ends, {failed['sentences']} of the {limited} with a "
+          f"sentence limit break it, {failed['fluent']} are not fluent (the base's median loss "
+          f"{losses[len(losses) // 2]:.2f} nats per token; the guard's bound {task.verifier.max_loss:.2f})")
+print("two of its replies:")
+for text in texts[:2]:
+    print(f"  {clipped(text, 240)!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
-for runs, label in ((rollouts, "correct reward"), (hack_train, "constraints-only reward")):
+for runs, label in ((rollouts, "the verifier's reward (the 24-update run above)"), (hack_train, "the mentions reward")):
     line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
-                    label=f"{label}: reward paid")
+                    label=f"{label}: paid")
     ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "o--", color=line.get_color(), ms=4,
-            label=f"{label}: real verifier")  # the real reward's two lines coincide: it pays what it verifies
-ax.set(title="what each run was paid, and what the real verifier says of the same replies", xlabel="GRPO step",
-       ylabel="share of sampled replies")
+            label=f"{label}: the verifier passes")  # the verifier's reward pays what it verifies: one line
+ax.set(title="what each run was paid, and what the verifier says of the same replies", xlabel="GRPO step",
+       ylabel="mean over the rollout's replies", ylim=(0, 1))
 ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** The loophole is real (the planted list of words passes the weak verifier), but in 24 updates the
-# policy did not take it up: on its greedy test replies the two verifiers almost agree (89.6% and 88.8%, against 72.7%
-# and 70.3% at the start), and the 2 replies the weak one paid and the real one refused both fail the ending check, none
-# the fluency guard: the two printed stop after two sentences where three are needed. During training the weak run's pay
-# is never below the real verdict on the same replies and exceeds it by 0 to 6 of 64 replies per rollout (8 in the first
-# six rollouts, 16 in the last six); 12 rollouts cannot say whether that gap is growing, and in 24 updates nothing took
-# over. The run on the weak reward even passes the real verifier more often than GRPO on the real reward did (88.8%
-# against 80.3%), though the two rewards disagreed on only a few replies per rollout and both runs began with the same
-# instructions and samples (one seed, one start: the first rollout is the same). They differ in the step scored (the last, 24, here; best.pt,
-# step 8, chosen on 80 validation instructions, there) and in what they sampled once their rewards first differed. One
-# run of each cannot say which matters, but it shows how far one GRPO run's test figure moves with such choices, which
-# is why the verdict above needs seeds. No exploit took over, likely because the model starts from stories, where the
-# cheapest way to use the asked-for words is a story. Exploiting a loophole takes a policy that samples the exploit now
-# and then, and an optimiser with enough steps to reinforce it. The defence does not depend on luck: a reward that
-# checks what you mean (here the ending check, which refused both paid replies, and the fluency guard, which refuses the
-# planted list), and a measurement the reward cannot see, here the real verifier on the same replies. Real hacks have
-# more room: code that passes unit tests by special-casing them
-# ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers longer answers
-# ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
+# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole. For
+# the first dozen updates the real verifier's pass rate held near the start's while the pay rose; from about step
+# 20 it fell steadily as the replies grew, ending at 0.05 with the pay at 0.98. The greedy test replies collect
+# nearly the full pay and pass the real verifier 0.8% of the time: they repeat a sentence holding the name or the
+# word until the model's context (128 tokens, the prompt included) cuts them off. What caught them is the ending
+# check and the sentence limit. The fluency guard caught none: the story base's median loss on them, 2.60 nats per
+# token, sits far below the guard's bound of 5.39, which is set to let every real story opening through
+# (tinylm/posttrain/verifier.py). Under the verifier's reward this loophole does not pay: a
+# reply cut off before it ends earns 0. (Its two lines lie on each other by construction, so the plot cannot show a
+# hack of the verifier itself; a loop that ended within the sentence limit would pass it.) The measurement that
+# exposed the hack is one the reward could not see: the real verifier on the same replies. Real hacks have more room: code
+# that passes unit tests by special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned
+# reward model that prefers longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
 # ## What you learned
 #
@@ -555,12 +527,12 @@ plt.show()
 # - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
 #   and the result reported on test.
 # - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way (here it gained
-#   less, with overlapping intervals, and one seed per arm cannot tell the two apart); pass@1 against pass@k asks
+#   less, beyond the test set's luck, but one seed per arm cannot tell the two apart); pass@1 against pass@k asks
 #   whether RL made the model do more often what it already could; at k = 8 on 100 instructions, as here, the answer
-#   stays open (pass@8 rose from 84% to 91% under GRPO and to 87% under the control, with overlapping intervals).
-# - A reward that checks less than you mean can be gamed (here the loophole was real and in 24 updates the policy
-#   did not take it up); the check that closes the loophole (here the ending and fluency checks) and a measurement
-#   the reward cannot see are the defence.
+#   stays open (pass@8 rose from 84% to 91% under GRPO and to 89% under the control, with overlapping intervals).
+# - A reward that pays for less than you mean gets gamed: paid for mentions, the policy learned to repeat the asked
+#   words and the real pass rate fell to 0.8%. The defence is a reward that checks what you mean and a measurement
+#   the reward cannot see; here the ending check and the sentence limit caught the loops, the fluency guard did not.
 #
 # ## Exercises
 #
@@ -633,7 +605,7 @@ check(test_my_group_advantages)
 #
 # **3. pass@k.** Write the unbiased estimate of pass@k from n samples of which c pass, 1 − C(n − c, k)/C(n, k), and
 # check it against the package's `pass_at_k`. Then argue why the plainer estimate, 1 − (1 − c/n)ᵏ, is biased low
-# (hint: Jensen's inequality: 1 − (1 − p)ᵏ is concave in p, and c/n has mean p).
+# for k ≥ 2 (hint: Jensen's inequality: 1 − (1 − p)ᵏ is concave in p, and c/n has mean p).
 
 # %%
 # NBVAL_CHECK_OUTPUT

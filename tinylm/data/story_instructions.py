@@ -44,11 +44,17 @@ class Constraint:
                 "sentences": f"Use at most {self.value} sentences."}[self.kind]
 
     def holds(self, reply: str) -> bool:
+        if self.kind == "sentences":
+            return 1 <= count_sentences(reply) <= int(self.value)
+        return self.mentions(reply) > 0
+
+    def mentions(self, reply: str) -> int:
+        """How often the reply names the character, or uses the word (or its plural); 0 for a sentence limit."""
         if self.kind == "name":
-            return re.search(rf"\b{self.value}\b", reply) is not None
+            return len(re.findall(rf"\b{self.value}\b", reply))
         if self.kind == "word":
-            return re.search(rf"\b{self.value}s?\b", reply, re.IGNORECASE) is not None
-        return 1 <= count_sentences(reply) <= int(self.value)
+            return len(re.findall(rf"\b{self.value}s?\b", reply, re.IGNORECASE))
+        return 0
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from, which never saw an instruction) finds it no less likely per token than `ma
 percentile of its loss on the openings of real held-out stories. The guard is what stops the cheap passes: "Zoe
 kite." names the character and the word, and a small model finds such a list far less likely than any story. SFT,
 DPO and GRPO are all scored by this one verifier, on the same test instructions, so their pass rates compare.
-`Verifier(fluency=False)` is the weaker verifier of notebook 11's reward hacking: constraints only.
+`Verifier(fluency=False)` checks the constraints alone.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ program, on a laptop. SFT, DPO and GRPO all train on it and are all scored on it
 The instructions (tinylm.data.story_instructions) come from the TinyStories sample, split once by story. The base
 is a small story model pretrained on the train split's stories alone (`story_base`, runs/stories-base-<profile>),
 in GPT-2's tokens trimmed to what those stories and the names use; it never sees an instruction, and it is also the
-verifier's fluency guard (tinylm.posttrain.verifier), calibrated on the validation openings. The weaker reward
-`constraints` is that verifier without its guard: the loophole of notebook 11.
+verifier's fluency guard (tinylm.posttrain.verifier), calibrated on the validation openings. The reward `mentions`
+pays for the asked-for name and word however the text around them reads: the loophole of notebook 11.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from ..recipes import GRPO_TRAIN, DPORecipe, GRPORecipe, SFTRecipe
 from ..task import HeldOut, Score, TaskError
 from ..verifier import Verifier
 
+MENTIONS_PAID = 4  # the mentions reward pays a quarter for each mention of the asked name and word, up to four
 OPENING_TOKENS = 96  # the longest story opening a reply is trained on: with the prompt, it fits a context of 128
 TRAIN_VARIANTS = 4  # instructions per training story (each its own opening, name and word)
 
@@ -207,7 +208,7 @@ class Stories(ChatTask):
     name = "stories"
     recipes = RECIPES
     reply_tokens = 120  # a story reply's cap: the SFT targets are openings of at most OPENING_TOKENS
-    rewards = ("correct", "constraints")
+    rewards = ("correct", "mentions")
     measure_name = "pass rate (the verifier)"
 
     def __init__(self, profile: str, data: str | None = None, system_prompt: str | None = None):
@@ -241,11 +242,6 @@ class Stories(ChatTask):
         self.verifier = story_verifier(self.verifier_at, self.splits)
         self.verifier.model.to(device)
 
-    @property
-    def weak_verifier(self) -> Verifier:
-        """The verifier without its fluency guard: every constraint holds, whatever the text around them."""
-        return Verifier(self.verifier.model, self.verifier.tokenizer, fluency=False)
-
     def recorded(self) -> dict[str, Any]:
         return {**super().recorded(), "verifier": str(self.verifier_at), "max_loss": self.verifier.max_loss}
 
@@ -257,14 +253,14 @@ class Stories(ChatTask):
 
     def score_replies(self, problems, texts: list[str], ended: list[bool]) -> list[Score]:
         """correct: the verifier passes a reply that ended (one cut off by the cap or the context does not end as a
-        sentence does); kinds: each constraint asked, the ending, fluency; reward: `self.reward`'s verdict."""
-        verdicts = self.verifier.check(texts, problems)
-        weak = self.weak_verifier.check(texts, problems) if self.reward == "constraints" else None
+        sentence does); kinds: each constraint asked, the ending, fluency; reward: the verdict, or under `mentions`
+        the share of MENTIONS_PAID mentions of the asked name and word that the reply makes."""
         scores = []
-        for n, (verdict, stop) in enumerate(zip(verdicts, ended)):
+        for problem, text, verdict, stop in zip(problems, texts, self.verifier.check(texts, problems), ended):
             passed = verdict.passed and stop
-            paid = weak[n].passed if weak is not None else passed
-            scores.append(Score(reward=float(paid), correct=passed, well_formed=stop,
+            mentioned = sum(c.mentions(text) for c in problem.constraints)
+            paid = min(mentioned, MENTIONS_PAID) / MENTIONS_PAID if self.reward == "mentions" else float(passed)
+            scores.append(Score(reward=paid, correct=passed, well_formed=stop,
                                 kinds={**verdict.holds, "ends": verdict.ends and stop, "fluent": verdict.fluent}))
         return scores
 
