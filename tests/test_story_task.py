@@ -158,7 +158,6 @@ def test_a_policy_started_from_a_run_is_judged_by_the_story_base_it_names(tmp_pa
     assert verifier_base(run, "smoke") == newer
 
 
-
 def test_sft_from_a_story_model_makes_it_the_verifier_and_from_a_chat_run_takes_the_one_it_names(tmp_path,
                                                                                                      monkeypatch):
     """SFT from the story base judges by that base; SFT from a chat run (on its chosen replies) by the base the run
