@@ -18,41 +18,35 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/03_train_char_gpt.ipynb)
 #
-# In notebook 2 you built a GPT; now you train one. You write the training loop piece by piece, checking each
-# piece against `tinylm` or PyTorch and the whole loop against `tinylm.Trainer`; then the Trainer trains the model,
-# and you look hard at what it learned.
+# In notebook 2 you built a GPT; now you write its training loop, check it against `tinylm.Trainer`, train the
+# model and look at what it learned.
 #
 # **What you will learn**
-# - what AdamW does with each weight: β₁, β₂, the bias correction, and decoupled weight decay, and which
-#   weights decay;
-# - the warmup + cosine learning-rate schedule, gradient clipping by global norm, and gradient
-#   accumulation, each written by hand and checked;
-# - how these pieces make one training step, checked against `tinylm.Trainer` over a short run;
-# - how to read loss and gradient-norm curves from step 0, and what the gap between training and
-#   validation loss says here;
-# - dropout, the `gpu` recipe's guard against memorising the text, and where it stops guarding;
+# - what AdamW does with each weight: β₁, β₂, the bias correction, decoupled weight decay, which weights decay;
+# - the warmup + cosine schedule, gradient clipping by global norm and gradient accumulation, each checked;
+# - how to read loss and gradient-norm curves, and what the train-validation gap says here;
+# - dropout, and where it stops guarding against memorising;
 # - how far the GPT gets beyond the bigram baseline, and how much of its context it uses;
-# - how a checkpoint stores a run, how to load it back, and how to check that a resumed run continues exactly;
+# - how a checkpoint stores a run, and how to check that a resumed run continues exactly;
 # - a comparison run as an experiment: one change, three seeds per arm, and a verdict by a stated rule (exercise 3).
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 101 s, by the course's
+# **How long it takes**: a lesson of about 50 minutes (reading, code and the `cpu` run's 101 s, by the course's
 # formula), then a second sitting of about 31 minutes for the 3 exercises (10 minutes each, and 44 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 2-layer, 32-wide model for 30 steps | the last cell prints it |
-# | `cpu` (2-core laptop) | every check (the hand-written loop and the Trainer, 200 steps each, and the Trainer's run resumed halfway); the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | the last cell prints it |
+# | `cpu` (2-core laptop) | every check; the cpu recipe (1 layer, 0.2M parameters) for 6,000 steps | the last cell prints it |
 # | `gpu` | every check; the gpu recipe (6 layers, 384 wide), at most 8 minutes of training unless `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW and decoupled weight decay
+# **Papers**: Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)), AdamW
 # ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)), the cosine schedule (SGDR,
 # [Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983)), linear warmup
 # ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677)), gradient clipping
 # ([Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)), dropout
-# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)). The `gpu` recipe is Karpathy's
-# [nanoGPT](https://github.com/karpathy/nanoGPT) `shakespeare_char` configuration; the `cpu` recipe starts from
-# the CPU command in nanoGPT's README (context 64, batch 12, 4 heads, 128 wide) and is tuned for a 2-core budget
-# (section 1).
+# ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)). The `gpu` recipe is
+# [nanoGPT](https://github.com/karpathy/nanoGPT)'s `shakespeare_char`; the `cpu` recipe starts from nanoGPT's CPU
+# command, tuned for a 2-core budget (section 1).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -100,9 +94,8 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # %% [markdown]
 # ## 1. The data and the recipe
 #
-# A *track* bundles a dataset with a recipe per profile. `prepare()` downloads tinyshakespeare (or copies
-# it from the offline mirror), builds the character tokenizer and writes the 90/10 split as `uint16`
-# token files, as you did by hand in notebook 1.
+# A *track* bundles a dataset with a recipe per profile. `prepare()` fetches tinyshakespeare, builds the character
+# tokenizer and writes the 90/10 split as `uint16` token files, as in notebook 1.
 
 # %%
 track = tinylm.get_track("shakespeare-char")
@@ -120,7 +113,7 @@ print(f"vocabulary: {tokenizer.vocab_size} characters; train {len(data.train):,}
       f"tokens (the last {share:.0%} of the text)")
 
 # %% [markdown]
-# The model starts from GPT-2's initialisation (notebook 2), seeded so that every run starts from the same weights.
+# The model starts from GPT-2's initialisation (notebook 2), seeded.
 
 # %%
 torch.manual_seed(train_cfg.seed)
@@ -134,17 +127,15 @@ print(f"{model.num_parameters():,} parameters; the gpu recipe's model has {gpu_p
 # %% [markdown]
 # ### Why the `cpu` recipe has a single block
 #
-# The `gpu` recipe is a 6-layer, 384-wide GPT; the `cpu` recipe a 1-layer, 128-wide one: in a run of a minute or
-# two the number of steps likely limits the model more than its capacity, and a smaller model takes more steps per
-# second. A sweep with one seed per arm ([the guide](README.md#why-the-cpu-recipes-look-as-they-do)) chose the
-# single block and a learning rate six times nanoGPT's: a choice, not a verdict (exercise 3).
+# In a run of a minute or two, the number of steps likely limits the model more than its capacity, and a smaller
+# model takes more steps per second. A one-seed sweep ([the guide](README.md#why-the-cpu-recipes-look-as-they-do))
+# chose one block and six times nanoGPT's learning rate: a choice, not a verdict (exercise 3).
 
 # %% [markdown]
 # ### Batches
 #
-# Each micro-batch is `batch_size` windows of `block_size + 1` characters at random offsets, `y` being `x`
-# shifted by one: notebook 1's `get_batch`. The Trainer's `RandomWindowSampler` draws its offsets from its own
-# generator, seeded with the recipe's `seed`, so the same seed gives the same batches:
+# Notebook 1's `get_batch`: `batch_size` random windows of `block_size + 1` characters, `y` being `x` shifted by
+# one. The Trainer's `RandomWindowSampler`, seeded with the recipe's `seed`, draws the same ones:
 
 # %%
 def get_batch(tokens: np.ndarray, block_size: int, batch_size: int, generator: torch.Generator):
@@ -164,22 +155,20 @@ print(f"3 batches of {tuple(x.shape)}: the same windows as the Trainer's sampler
 # %% [markdown]
 # ## 2. AdamW, one update by hand
 #
-# Plain gradient descent moves every weight by `lr × gradient`; no single learning rate suits both large and small
-# gradients. Adam ([Kingma & Ba, 2014](https://arxiv.org/abs/1412.6980)) keeps two running averages per weight:
+# Plain gradient descent moves every weight by `lr × gradient`; no single rate suits both large and small
+# gradients. Adam (Kingma & Ba, 2014) keeps two running averages per weight:
 #
-# - `m`, an exponential moving average of the gradient with factor **β₁**: the direction, smoothed over
-#   roughly the last 1/(1 − β₁) steps (5 for the `cpu` recipe's β₁ = 0.8);
-# - `v`, a moving average of the squared gradient with factor **β₂**: the gradient's typical size, over
-#   roughly the last 1/(1 − β₂) steps (100 for β₂ = 0.99).
+# - `m`, a moving average of the gradient with factor **β₁**: the direction, over roughly the last 1/(1 − β₁)
+#   steps (5 for the `cpu` recipe's β₁ = 0.8);
+# - `v`, a moving average of the squared gradient with factor **β₂**: the gradient's typical size, over roughly
+#   1/(1 − β₂) steps (100 for β₂ = 0.99).
 #
 # The update is `lr × m̂ / (√v̂ + ε)`. Both averages start at zero, so at first they are too small;
 # `m̂ = m / (1 − β₁ᵗ)` and `v̂ = v / (1 − β₂ᵗ)` correct that.
 #
-# **Weight decay** pulls weights towards zero. Added to the gradient as an L2 penalty, it would pass through the
-# division by `√v̂`, so weights with large gradients would hardly decay; AdamW
-# ([Loshchilov & Hutter, 2017](https://arxiv.org/abs/1711.05101)) *decouples* it from the gradient step.
-# PyTorch's `AdamW` first multiplies the weight by `1 − lr × wd`, then takes the Adam step. Write that update,
-# and check five of them against `torch.optim.AdamW`:
+# **Weight decay** pulls weights towards zero. As an L2 term in the gradient it would be divided by `√v̂`, so
+# weights with large gradients would hardly decay; AdamW *decouples* it: PyTorch's `AdamW` first multiplies the
+# weight by `1 − lr × wd`, then takes the Adam step. Check five updates against `torch.optim.AdamW`:
 
 # %%
 def adamw_update(w, grad, m, v, t, lr, beta1, beta2, weight_decay, eps=1e-8):
@@ -222,19 +211,14 @@ for name, grads in [("steady 0.001", steady), ("noisy +1 or -1", noisy)]:
     print(f"gradient {name:>14}: AdamW moved the weight {w.item():+.3f}, gradient descent {-0.01 * grads.sum().item():+.5f}")
 
 # %% [markdown]
-# AdamW moved the steady weight by almost exactly `100 × lr` = 1: a gradient that always agrees with itself
-# gives `m̂ / √v̂ = 1`, however small it is. Gradient descent moved it a thousand times less. The noisy weight
-# moved about as far under both, a random walk of steps that cancel: under AdamW its `m` averages out towards
-# zero while `v` does not.
-#
-# Weight decay at the `cpu` recipe's peak rate multiplies each decayed weight by `1 − 6e-3 × 0.1 = 0.9994`
-# per step. Exercise 1 asks what that adds up to over a whole run.
+# AdamW moved the steady weight by about `100 × lr` = 1: a gradient that always agrees with itself gives
+# `m̂ / √v̂ = 1`, however small it is. The noisy weight's `m` averages out while `v` does not: a random walk.
 #
 # ## 3. Which weights decay
 #
-# Decay suits the matrices, which hold nearly all the parameters: the Linear weights and, as in nanoGPT, the
-# embeddings. Not the biases and LayerNorm gains and shifts: they are few, and a LayerNorm gain pulled towards
-# zero shrinks everything the layer outputs. Matrices are 2-D and every other parameter 1-D, so the rule is one line:
+# The matrices (Linear weights and, as in nanoGPT, the embeddings) decay; the biases and LayerNorm parameters do
+# not: they are few, and a LayerNorm gain pulled towards zero shrinks the layer's output. Matrices are 2-D, the
+# rest 1-D:
 
 # %%
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -259,21 +243,16 @@ print(f"the same groups as tinylm.train.optim.build_optimizer: {decayed:,} of {m
       f"({decayed / model.num_parameters():.1%}), with weight_decay {train_cfg.weight_decay}")
 
 # %% [markdown]
-# `build_optimizer` also asks for PyTorch's *fused* AdamW, which updates every tensor in one kernel: faster, the
-# same arithmetic (up to rounding).
+# `build_optimizer` also asks for PyTorch's *fused* AdamW: one kernel for every tensor, the same arithmetic.
 #
 # ## 4. The learning-rate schedule
 #
-# The rate changes at every step, in two phases:
+# - **Linear warmup** over `warmup_steps`, from `lr / warmup_steps` up to the peak (Goyal et al., 2017): with
+#   random weights and a young `v`, full-size steps can throw the model somewhere it does not recover from.
+# - **Cosine decay** to `min_lr` at the last step, `min_lr + ½ (1 + cos(π·p)) (lr − min_lr)` with `p` from 0 to 1
+#   (SGDR without restarts): large steps while the loss falls fast, small ones at the end.
 #
-# - **Linear warmup** over `warmup_steps`, from `lr / warmup_steps` up to the peak
-#   ([Goyal et al., 2017](https://arxiv.org/abs/1706.02677)): with random weights and a `v` that has seen few
-#   gradients, full-size steps can throw the model somewhere it does not recover from.
-# - **Cosine decay** from the peak down to `min_lr` at the last step, `min_lr + ½ (1 + cos(π·p)) (lr − min_lr)`
-#   with `p` from 0 to 1 ([Loshchilov & Hutter, 2016](https://arxiv.org/abs/1608.03983), without their
-#   restarts): large steps while the loss falls fast, small ones at the end so the weights settle.
-#
-# Write it, and check it at every step against `tinylm.train.optim.learning_rate`, which the Trainer calls:
+# Check it at every step against `tinylm.train.optim.learning_rate`, which the Trainer calls:
 
 # %%
 def lr_at(step: int, cfg: tinylm.TrainConfig) -> float:
@@ -305,15 +284,12 @@ print(f"step 0: {lrs[0]:.2e} (peak / {train_cfg.warmup_steps}); step {train_cfg.
       f"(the peak); last step: {lrs[-1]:.2e} (min_lr)")
 
 # %% [markdown]
-# Step 0 already moves the weights, at a `warmup_steps`-th of the peak; the last step runs at exactly `min_lr`.
-#
 # ## 5. Gradient clipping
 #
-# Now and then a batch produces a gradient far larger than usual (the loss surface has steep cliffs:
-# [Pascanu et al., 2013](https://arxiv.org/abs/1211.5063)). Under plain gradient descent one huge step can undo
-# thousands of small ones; under Adam it fills `v` for about 1/(1 − β₂) steps and shrinks every step after. Clipping by
-# **global norm** treats all the gradients as one long vector `g`; if its length `‖g‖` exceeds `max_norm`, every
-# gradient is multiplied by `max_norm / ‖g‖`: the direction is kept, only the step gets shorter.
+# Now and then a batch gives a far larger gradient than usual (the loss surface has cliffs: Pascanu et al., 2013);
+# under Adam it fills `v` for about 1/(1 − β₂) steps and shrinks every step after. Clipping by **global norm**
+# treats all gradients as one vector `g`; if `‖g‖` exceeds `max_norm`, every gradient is multiplied by
+# `max_norm / ‖g‖`: same direction, shorter step.
 
 # %%
 def clip_by_global_norm(parameters, max_norm: float) -> torch.Tensor:
@@ -347,16 +323,13 @@ print(f"the fresh model's gradient norm on one batch: {norm:.3f}; the recipe cli
 model.zero_grad(set_to_none=True)
 
 # %% [markdown]
-# The Trainer logs this norm before clipping (`grad_norm`) in every train record, with the share of steps
-# clipped since the previous one (`clipped`).
+# The Trainer logs this norm before clipping (`grad_norm`) and the share of steps clipped (`clipped`).
 #
 # ## 6. Gradient accumulation
 #
-# A bigger batch gives a less noisy gradient, but its activations may not fit in memory. Gradient accumulation
-# runs it as `k` micro-batches one after another. `backward` *adds* into each parameter's `.grad`, and each
-# micro-batch's loss is a mean over its own targets, so dividing
-# each micro-batch's loss by `k` before `backward` leaves exactly the big batch's gradient there (when the
-# micro-batches hold equal numbers of targets, as fixed-length windows do; exercise 2 handles unequal ones).
+# A big batch may not fit in memory; accumulation runs it as `k` micro-batches. `backward` *adds* into `.grad` and
+# each loss is a mean over its own targets, so dividing each micro-batch's loss by `k` gives exactly the big
+# batch's gradient (for equal-sized micro-batches; exercise 2 handles unequal ones).
 #
 # **Predict, then run.** Leave out the `/ k`. By what factor is the gradient off? AdamW's step
 # `m̂ / √v̂` hardly notices a constant factor; which other part of the loop does?
@@ -385,26 +358,21 @@ ratio = torch.linalg.vector_norm(torch.cat([g.flatten() for g in unscaled])) / t
 print(f"without the / 4: the gradient norm is {ratio:.3f} times the big batch's")
 
 # %% [markdown]
-# Without the division the gradient is exactly `k` times too large. Adam's step divides a constant factor away
-# (all of it but ε), but **clipping** does not: it compares the norm with a fixed `grad_clip`, so in effect the
-# threshold drops to `grad_clip / k`, more steps are clipped, and the run is no longer the recipe.
+# Without the division the gradient is `k` times too large. Adam divides that away, but **clipping** compares the
+# norm with a fixed `grad_clip`, so the threshold in effect drops to `grad_clip / k`.
 #
 # ## 7. The whole loop, checked against the Trainer
 #
-# Put the pieces together. `tinylm/train/trainer.py` (`Trainer._optimizer_step`) does, for each optimizer step:
+# `Trainer._optimizer_step` (`tinylm/train/trainer.py`) does, for each optimizer step:
 #
 # 1. set each group's learning rate from the schedule;
-# 2. for each of `grad_accum_steps` micro-batches: draw a batch, run the forward under autocast (mixed precision
-#    on a GPU: notebook 5), and `backward`
-#    the loss weighted by its share of the step's targets (here: divided by `grad_accum_steps`);
+# 2. for each of `grad_accum_steps` micro-batches: draw a batch, run the forward under autocast (notebook 5), and
+#    `backward` the loss weighted by its share of the step's targets (here: divided by `grad_accum_steps`);
 # 3. stop with an error if the step's mean loss is not finite;
 # 4. clip the global gradient norm at `grad_clip`;
 # 5. take the AdamW step and zero the gradients.
 #
-# The Trainer seeds its sampler and PyTorch's global generator (dropout's masks) with the recipe's `seed`. Both
-# loops start from the same weights and seeds, in float32, on a short recipe: `CHECK_STEPS` steps (the warmup a
-# tenth of them), 2 micro-batches each, the fused AdamW, the norm summed in PyTorch's order: training amplifies any
-# last-bit difference.
+# Both loops start from the same weights and seeds, in float32: training amplifies any last-bit difference.
 
 # %%
 def train_by_hand(model, cfg: tinylm.TrainConfig, tokens: np.ndarray, steps: int) -> tuple[list[float], list[float]]:
@@ -442,8 +410,7 @@ by_hand.load_state_dict(initial)
 hand_losses, hand_norms = train_by_hand(by_hand, check_cfg, data.train, CHECK_STEPS)
 
 # %% [markdown]
-# The Trainer on the same recipe, from the same weights. Its final evaluation is not part of the
-# comparison, so it gets a short slice of the validation split to score.
+# The Trainer on the same recipe, from the same weights (its final evaluation gets a short validation slice):
 
 # %%
 by_trainer = tinylm.GPT(model_cfg)
@@ -467,21 +434,17 @@ print(f"{CHECK_STEPS} steps: loss {hand_losses[0]:.4f} -> {hand_losses[-1]:.4f} 
 print(f"largest differences: loss {loss_gap:.1e}, gradient norm {norm_gap:.1e} (relative), weights {weight_gap:.1e}")
 
 # %% [markdown]
-# Same losses, same gradient norms, same weights (the logged mean loss, averaged another way, differs in its last
-# digits): the loop you wrote is the Trainer's loop. The Trainer adds
-# bookkeeping around it: evaluations, checkpoints, logs, time budgets, mixed precision, several GPUs.
+# Same gradient norms and weights, and the same losses up to rounding (the logged mean is averaged another way):
+# your loop is the Trainer's loop. The Trainer adds evaluations,
+# checkpoints, logs, time budgets, mixed precision and several GPUs.
 #
 # ## 8. Training the model
 #
-# Now the Trainer trains the model on the real recipe, with this notebook's logging intervals (neither changes
-# what is trained): a train record every `LOG_INTERVAL`
-# steps, and every `EVAL_INTERVAL` steps a validation pass that scores **every** validation character and writes
-# `best.pt` and `last.pt` into the run folder.
+# Now the Trainer runs the real recipe: a train record every `LOG_INTERVAL` steps, and every `EVAL_INTERVAL` a
+# validation pass over **every** validation character that writes `best.pt` and `last.pt`.
 #
-# A train record's loss is one batch's: noisy, and on training windows. To compare like with like, an *evaluator*
-# scores a training slice as long as the validation split, the same way, at every validation pass; a pass before
-# the first step puts step 0 on the curves. On a GPU the run stops after 8 minutes of training (the cosine then
-# follows the clock, so it still decays to `min_lr` by the end) unless `FULL_RECIPE = True`.
+# An *evaluator* scores a training slice the same way at every pass (a train record is one noisy batch). On a GPU the run stops after 8
+# minutes (the cosine follows the clock) unless `FULL_RECIPE = True`.
 #
 # **Predict, then run.** At the end, will the validation loss be above, equal to or below the loss on the
 # training slice? Will it still be falling at the last evaluation, or turning up?
@@ -514,8 +477,7 @@ print(f"trained {trainer.step:,} steps in {time.perf_counter() - start:.0f} s; "
       f"validation loss over the whole split: {final['val_loss']:.4f}")
 
 # %% [markdown]
-# Left, the loss from step 0; right, `grad_norm` and `clipped` (`tinylm.course.plotting.plot_loss_and_grad_norm`
-# draws both from the records).
+# Left, the loss from step 0; right, `grad_norm` and `clipped`.
 
 # %%
 records = live_plot.records
@@ -546,22 +508,16 @@ print(f"validation loss {'fell at every evaluation' if falling else 'rose at lea
       f"{math.exp(evals[-1]['train_slice_loss']):.1f} characters")
 
 # %% [markdown]
-# **The gradient norm.** A fresh model's norm is well above `grad_clip` (section 5), so most warmup steps are
-# clipped; then clipping fades out. The lines above give the share, when it stopped and where the norm settled.
-# If the last third's median is above the middle third's, the norm crept up again as the learning rate decayed,
-# a rise [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation layers and the
-# decaying learning rate acting together.
+# **The gradient norm.** Most warmup steps are clipped; then clipping fades out. If the last third's median is above the middle third's, the norm crept up as
+# the rate decayed, which [Defazio (2025)](https://arxiv.org/abs/2506.02285) traces to weight decay, normalisation
+# and the decaying rate together.
 #
-# **Train and validation.** Both losses start at about ln 65 = 4.17. If the validation loss fell at every
-# evaluation (the lines above say), this run does not overfit by the usual test: validation loss turning up. Yet
-# a gap opens and holds while both fall (the gap column): a model of 0.2M parameters cannot memorise a million
-# characters, but it does better on text it has trained on.
+# **Train and validation.** If the validation loss fell at every evaluation, this run does not overfit by the
+# usual test. Yet a gap opens while both fall.
 #
-# Part of any gap is not the model: the validation split is the last 10% of the text, with plays and speakers of
-# its own. Bigram counts
-# (`tinylm.eval.ngram`) cannot memorise anything (65 × 65 numbers from a million characters), so their gap measures
-# how much harder the validation text is for pairs of characters; counting speakers (a line `NAME:` opens each
-# speech) shows how much of it is by characters the training text never heard from:
+# Part of the gap is the text: the validation split is the last 10%, with plays and speakers of its own. Count
+# bigrams (`tinylm.eval.ngram`, 65 × 65 numbers) cannot memorise, so their gap measures how much harder the
+# validation text is for pairs; counting speakers (a line `NAME:` opens each speech) shows how many are new:
 
 # %%
 from tinylm.eval.ngram import bigram_log_probs, bigram_loss, conditional_entropy
@@ -583,19 +539,14 @@ print(f"{sum(new_voices.values())} of the validation split's {sum(val_speeches.v
       f"who never speak in the training split, e.g. {', '.join(sorted(new_voices, key=new_voices.get)[-4:])}")
 
 # %% [markdown]
-# The rest of the GPT's gap comes from what it learned beyond pairs, where the two texts differ much more: many
-# validation speeches are by characters it has never seen, and the plays have their own words. Whatever else it
-# fitted to its training text adds to the gap too; this split cannot tell the two apart, a held-out slice of the
-# same plays could. The `gpu` recipe's much larger model can fit its training text more closely, hence its
-# dropout.
+# The rest of the GPT's gap is what it learned beyond pairs, where the texts differ more, plus whatever it fitted
+# to its training text; this split cannot tell the two apart.
 #
 # ### Dropout
 #
-# Dropout ([Srivastava et al., 2014](https://jmlr.org/papers/v15/srivastava14a.html)) is the classic guard against
-# memorising: in training, zero each activation with probability `p`, afresh at every step, so that no unit can
-# rely on another being there. PyTorch's is **inverted**: the survivors are multiplied by `1/(1 − p)`, which keeps
-# the expected activation, and in evaluation (`model.eval()`) dropout is the identity. Write it, and check it
-# against `F.dropout`, which on the CPU draws its mask the same way:
+# Dropout (Srivastava et al., 2014) zeroes each activation with probability `p` in training, afresh at every step,
+# so that no unit can rely on another. PyTorch's is **inverted**: survivors are multiplied by `1/(1 − p)`, which
+# keeps the expected activation, and in `model.eval()` dropout is the identity. Check it against `F.dropout`:
 
 # %%
 def dropout_from_scratch(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -618,23 +569,20 @@ print(f"dropout_from_scratch == F.dropout (same seed); the gpu recipe's p = {gpu
       f"profile's {model_cfg.dropout}")
 
 # %% [markdown]
-# `GPTConfig.dropout` sets one rate for every site: the sum of the embeddings, the attention weights after the
-# softmax, and each sub-layer's output before it joins the residual stream. The `cpu` recipe has none: its validation
-# loss never turned up (section 8), so there was no overfitting for dropout to slow.
+# `GPTConfig.dropout` sets one rate for the sum of the embeddings, the attention weights and each sub-layer's
+# output. The `cpu` recipe has none: its validation loss never turned up (section 8).
 #
 # **On a GPU**, even with dropout 0.2 the `gpu` recipe memorises: on an H100
 # ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) its validation loss was lowest, 1.4747, at
-# step 1,750 of 5,000, and 1.7387 at the last step. Compare your run's lowest step, printed above, with that run's
-# 1,750. `best.pt` keeps the weights of the lowest validation loss; sections 9 to 11 use the model as training left it.
+# step 1,750 of 5,000, and 1.7387 at the last step. `best.pt` keeps the weights of the lowest validation loss;
+# sections 9 to 11 use the model as training left it.
 
 # %% [markdown]
 # ## 9. How good is it?
 #
-# The baseline is notebook 1's count bigram (one character of context), fitted on the training split with add-one
-# smoothing (`bigram_log_probs` above). No bigram table can go below the validation text's own H(next | current)
-# (notebook 1, exercise 4), printed as the bigram floor; models that see more context can. A loss of `L` nats
-# means the model is, on average, as unsure as a uniform choice among `e^L` characters; divided by ln 2 it is in
-# bits per character:
+# The baseline is notebook 1's add-one count bigram, fitted on the training split. No bigram table can go below
+# the validation text's H(next | current) (notebook 1, exercise 4), the bigram floor. A loss of `L` nats is as
+# unsure as a uniform choice among `e^L` characters; divided by ln 2 it is in bits per character:
 
 # %%
 bigram_val = bigram_loss(bigram, data.val)
@@ -650,8 +598,7 @@ if PROFILE != "smoke":
 # %% [markdown]
 # ## 10. A sample
 #
-# One sample, drawn a character at a time from the model's own distribution (temperature 1) with a fixed seed;
-# notebook 7 covers temperature, top-k and top-p.
+# One sample at temperature 1 with a fixed seed; notebook 7 covers temperature, top-k and top-p.
 
 # %%
 print(tinylm.generate_text(model, tokenizer, "ROMEO:\n", max_new_tokens=200, seed=42))
@@ -659,9 +606,8 @@ print(tinylm.generate_text(model, tokenizer, "ROMEO:\n", max_new_tokens=200, see
 # %% [markdown]
 # ## 11. How much context does it use?
 #
-# The model sees at most `block_size` characters. Does it use them? Score the validation windows once and
-# average the loss **by position**: position `t` predicts from `t + 1` characters of context. **Predict, then
-# run.** Where does the curve fall fastest, and does it still fall at the far end of the context?
+# Average the validation loss **by position**: position `t` predicts from `t + 1` characters of context.
+# **Predict, then run.** Where does the curve fall fastest, and does it still fall at the far end of the context?
 
 # %%
 @torch.no_grad()
@@ -698,21 +644,16 @@ for low, high in zip(edges, edges[1:]):
     print(f"  {low + 1:>3} to {high:>3} characters: {by_position[low:high].mean():.3f}")
 
 # %% [markdown]
-# At position 0, with one character of context, the GPT is a bigram model of its own. It is scored once per
-# window, on far fewer targets than the split, so the first line compares it with the count bigram on those same
-# targets: a difference within about two standard errors cannot be told from noise (here it is over three: with
-# one character of context the GPT is slightly worse than counting). Most of the fall comes in the
-# first few characters (the rest of a word). In this run the 33-to-64 range is no lower than the 17-to-32 one: the
-# one-block model shows no gain from context beyond about 32 characters (one run, no error bars), so a longer
-# `block_size` would likely cost time (attention's grows with its square) for nothing. The `gpu` recipe's deeper
-# model uses 256, nanoGPT's setting.
+# At position 0 the GPT is a bigram model of its own, scored once per window, so the first line compares it with
+# the count bigram on those same targets: here the difference is over three standard errors, the GPT slightly
+# worse. In this run the 33-to-64 range is no lower than the
+# 17-to-32 one: the one-block model shows no gain beyond about 32 characters (one run), so a longer `block_size`
+# would likely cost time for nothing.
 #
 # ## 12. Checkpoints
 #
-# The run folder holds `metrics.jsonl` (every record), `best.pt` and `last.pt`.
-# A checkpoint keeps the model's config and tokenizer as plain data, and everything needed to resume
-# exactly (optimizer moments, step, the sampler's random state). Load the best one back and check that it
-# computes the same logits as the trained model:
+# The run folder holds `metrics.jsonl`, `best.pt` and `last.pt`. A checkpoint keeps the model's config and
+# tokenizer as plain data and everything needed to resume exactly. Load the best one back and check its logits:
 
 # %%
 reloaded, reloaded_tokenizer, state = tinylm.load_model(run_dir / "best.pt", DEVICE)
@@ -726,10 +667,10 @@ print(sorted(p.name for p in run_dir.iterdir()))
 # %% [markdown]
 # ### Resuming a run exactly
 #
-# A stopped run continues from the step `last.pt` holds (a Ctrl-C saves it on the spot; a lost machine falls back
-# to the last evaluation), *exactly* only if everything that decides the next steps was saved: the weights, AdamW's
-# moments and step count, the step, the sampler's position and the random state (which dropout draws from). Stop section 7's check run halfway, resume it in a new Trainer with a new model, and compare every later
-# step with the run that never stopped; then resume once more with AdamW's moments dropped.
+# A resumed run continues *exactly* only if everything that decides the next steps was saved: weights, AdamW's
+# moments and step count, the step, the sampler's position and the random state. Stop section 7's check run
+# halfway, resume it in a new Trainer and model, and compare every later step; then resume with AdamW's moments
+# dropped.
 
 # %%
 resume_dir = tinylm.paths.runs_dir() / f"notebook-03-resume-{PROFILE}"
@@ -764,28 +705,18 @@ assert max(gaps[False]) < tolerance, "the resumed run must continue as the unint
 assert gaps[True][1] > 10 * max(gaps[False][1], 1e-7), "without the moments the run should go elsewhere"
 
 # %% [markdown]
-# The resumed run is the uninterrupted one, step for step. Without the moments, AdamW restarts its averages with a
-# fresh bias correction, so its first steps are full-size steps along single noisy gradients (section 2) and the
-# run goes elsewhere. Nothing raises an error; the run just drifts, and a step-by-step comparison is the sure way
-# to see it.
-#
-# Section 8's run from a terminal is `python -m tinylm.train shakespeare-char --profile cpu`, and
-# `python -m tinylm.sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"` samples from it.
+# The resumed run is the uninterrupted one, step for step. Without the moments, AdamW's first steps are full-size
+# steps along single noisy gradients (section 2): no error, the run just drifts.
 #
 # ## What you learned
 #
-# - AdamW steps by `lr × m̂ / (√v̂ + ε)`: about `lr` for a weight whose gradient agrees with itself, whatever its
-#   scale; its weight decay is a separate shrink of the matrices.
-# - Warmup then cosine; clipping by global norm (same direction, shorter step); accumulation with each loss
-#   divided by `k`, which gives exactly the big batch's gradient.
-# - Your loop, seeded like the Trainer and fed the same batches, computes the Trainer's losses, gradient norms
-#   and weights step for step.
-# - Read loss curves from step 0, beside the gradient norm, with train and validation measured the same way.
-# - Dropout (zero with probability `p`, scale the rest by 1/(1−p), off in `eval()`) guards against memorising,
-#   not fully: the `gpu` recipe still overfits, and `best.pt` keeps the best step.
-# - A baseline (the count bigram) and the loss by position measure the model.
-# - A checkpoint holds everything the next step depends on, AdamW's moments included; a resumed run continues
-#   exactly as the uninterrupted one, on a CPU bit for bit.
+# - AdamW steps by `lr × m̂ / (√v̂ + ε)`; its weight decay is a separate shrink of the matrices.
+# - Warmup then cosine; clipping by global norm; accumulation with each loss divided by `k`.
+# - Your loop computes the Trainer's losses, gradient norms and weights step for step.
+# - Read loss curves from step 0, beside the gradient norm, train and validation measured alike.
+# - Dropout guards against memorising, not fully: the `gpu` recipe still overfits, and `best.pt` keeps the best step.
+# - A baseline and the loss by position measure the model.
+# - A checkpoint holds everything the next step depends on, AdamW's moments included.
 # - A comparison is an experiment: one change, the same budget, at least three seeds per arm, and a verdict only
 #   when every seed of one arm beats every seed of the other, else "not told apart" (exercise 3).
 #

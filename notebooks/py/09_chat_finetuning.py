@@ -32,8 +32,8 @@
 #   Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 389 s, by the course's
-# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 56 s of training).
+# **How long it takes**: a lesson of about 53 minutes (reading, code and the `cpu` run's 364 s, by the course's
+# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 51 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -44,8 +44,7 @@
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
 # OpenAI's [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
 # ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)), whose TinyStories-Instruct the task here follows;
-# LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)):
-# a thousand careful examples teach the format, the knowledge comes from pretraining; FlashAttention-2's
+# LIMA ([Zhou et al., 2023](https://arxiv.org/abs/2305.11206)); FlashAttention-2's
 # variable-length kernels ([Dao, 2023](https://arxiv.org/abs/2307.08691)).
 
 # %%
@@ -284,18 +283,15 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in splits.test
 
 # %% [markdown]
 # **The base** is a story model pretrained here on the training stories only, never on an instruction (4 layers,
-# 128 wide on `cpu`), made once in `runs/stories-base-<profile>` and reused by notebooks 10 and 11. Its two
-# validation losses differ: training's last evaluation scored one stream of the validation stories in windows of
-# 128 (3.6033), `texts_loss` scores each story on its own (3.583).
+# 128 wide on `cpu`), made once in `runs/stories-base-<profile>` and reused by notebooks 10 and 11.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
 base_model, story_tokenizer, _ = tinylm.load_model(base_checkpoint, DEVICE)
 held_out = texts_loss(base_model, story_tokenizer, splits.stories["validation"], device=DEVICE)
-trained = [r for r in read_metrics(base_checkpoint.parent) if r.get("event") in ("eval", "final")][-1]
 print(f"story base: {base_model.num_parameters():,} parameters, {story_tokenizer.vocab_size:,} tokens; on the "
       f"{held_out['texts']} validation stories {held_out['loss']:.3f} nats per token, "
-      f"{held_out['bits_per_byte']:.3f} bits per byte; its training's last validation loss {trained['val_loss']:.4f}")
+      f"{held_out['bits_per_byte']:.3f} bits per byte")
 torch.manual_seed(SEED)
 sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a time")], 60, temperature=0.8, seed=SEED)[0]
 print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
@@ -535,9 +531,8 @@ plt.show()
 # of 28.7%, not 70.0%.
 
 # %% [markdown]
-# **The pass rates**, on the test instructions, which chose nothing, greedy, with 95% Wilson intervals, and the share
-# of each check that held where asked ("ends": three sentences or more, the last closed by . ! or ?). Two seeds are
-# fewer than the course's verdict rule needs: the intervals say what the test set leaves uncertain.
+# **The pass rates** on the test instructions (greedy, 95% Wilson intervals), and the share of each check that held
+# where asked ("ends": three sentences or more, the last closed by . ! or ?).
 
 # %%
 if stories:
@@ -561,14 +556,11 @@ print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of f
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** The base in plain text passes nothing (0 of 249): it writes about someone else, and
-# only 25% of its replies end properly (stopped by themselves, at the end of a sentence). All are fluent, loops
-# included: the base finds its own greedy text likely, so the guard stops word lists, not repetition. After SFT each
-# seed's interval lies far above the base's, and seed 42 gains 175 passes. The name is learned completely and the
-# length almost; the asked **thing** is the hard constraint. The answer loss on the test targets (seed 42, the 245
-# that fit the context) falls by an eighth, 3.5536 before SFT to 3.1093 after, while the pass rate in ChatML goes
-# from 2.4% to 70.3%. How much of that fall is learning where a reply ends? Split by target: `<|im_end|>`, whose row
-# starts as the mean row, and the story's own tokens (every other answer target).
+# **What the figures read.** The base in plain text passes nothing: it writes about someone else, and only 25% of
+# its replies end properly. All are fluent, loops included: the guard stops word lists, not repetition. The name is
+# learned completely and the length almost; the asked **thing** is the hard constraint. The answer loss on the test
+# targets (seed 42) falls by an eighth, 3.5536 to 3.1093, while the pass rate goes from 2.4% to 70.3%. How much of
+# that fall is learning where a reply ends? Split by target: `<|im_end|>` and every other answer token.
 
 # %%
 def split_answer_loss(model, examples) -> dict:
@@ -611,11 +603,9 @@ if stories:
     print(f"of the fall of {fall:.4f} nats per token, {end_fall:.4f} ({100 * end_fall / fall:.0f}%) is at <|im_end|>")
 
 # %% [markdown]
-# Half the fall is the new token. Before SFT each `<|im_end|>` target costs 13.76 nats, worse than a uniform guess
-# over the vocabulary (its row is the mean row, so its logit is the average logit): 6.9% of the loss from fewer
-# than 2% of the targets. Its drop to 0.76, weighted by its share of the targets, is 52% of the fall; the story's
-# own tokens give the other 48%, each only from 3.370 to 3.152 nats. About half of what the answer loss registers
-# is learning to stop.
+# Half the fall is the new token: before SFT each `<|im_end|>` target costs 13.76 nats, worse than a uniform guess
+# (its row is the mean row), and its drop to 0.76 is 52% of the fall; the story's own tokens fall only from 3.370
+# to 3.152 nats each.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
 # constraints held:
@@ -637,8 +627,7 @@ else:
         print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
 
 # %% [markdown]
-# The SFT replies open with the asked name, some repeating ("the bugs and bugs"); the failed one names its own things
-# where a cake was asked. The base tells of "the little girl" or "the little boy" whatever it is asked.
+# The base tells of "the little girl" or "the little boy" whatever it is asked; the SFT replies open with the name.
 #
 # ## Talking to it
 #

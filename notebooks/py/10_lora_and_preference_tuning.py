@@ -18,11 +18,9 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/10_lora_and_preference_tuning.ipynb)
 #
-# Notebook 9 fine-tuned every weight of a small story model until it follows instructions a program can check
-# ("a character named Zoe, a kite, at most five sentences"). **LoRA** trains a small low-rank update beside frozen
-# weights: the optimizer keeps state for a small share of the parameters. **DPO** learns from pairs (a better and a
-# worse reply to one prompt) with a loss as simple as SFT's and no reward model; here the model writes the replies
-# and notebook 9's verifier says which is better. Both are built from scratch and checked against `tinylm`.
+# **LoRA** trains a small low-rank update beside frozen weights. **DPO** learns from pairs (a better and a worse
+# reply to one prompt) with no reward model; here notebook 9's story model writes the replies and its verifier says
+# which is better. Both are built from scratch and checked against `tinylm`.
 #
 # **What you will learn**
 # - **LoRA from scratch**: W + (α/r)·B·A with B = 0 at the start, merging, and tokens the base never had;
@@ -35,7 +33,7 @@
 #   test) and against a **control** that fine-tunes on the same passing replies; whether the story-telling
 #   survives; the learning rate's part in "likelihood displacement" (one seed).
 #
-# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 485 s, by the course's
+# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 485 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what runs | time |
@@ -216,11 +214,10 @@ print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain 
 # B moves, and AdamW moves each entry of B by ± the learning rate whatever its gradient's size (m/√v = g/|g|, up to
 # AdamW's ε). Then
 # ΔW = (α/r)·ΔB·A adds up r terms, so at a fixed scale it grows with r: like √r if the terms had random signs,
-# like r if they agreed. Three choices, all equal at rank 8 (`RANK`): **α = r** (`tinylm`'s default, scale 1);
-# **α fixed** at 8 (as the LoRA paper does; scale 8/r); **α/√r** (rsLoRA, for stable learning at large ranks;
-# scale √(8/r)). The cell takes one AdamW step on one batch at each rank and
-# prints ‖ΔW‖/‖W‖ over the wrapped weights, the mean of three seeds of A's start ± half their range. A
-# rank-invariant scale would print the same number in every row of its column.
+# like r if they agreed. Three choices, equal at rank 8: **α = r** (`tinylm`'s default, scale 1); **α fixed** at 8
+# (the LoRA paper's; scale 8/r); **α/√r** (rsLoRA; scale √(8/r)). One AdamW step at each rank; the cell prints
+# ‖ΔW‖/‖W‖ over the wrapped weights (mean of three seeds ± half their range). A rank-invariant scale would print
+# the same number down its column.
 
 # %%
 RANK = 8
@@ -261,20 +258,16 @@ print(f"rank {RANKS[-1]} against rank {RANKS[0]}: " + ", ".join(f"{name} {span:.
       + f"; closest to rank-invariant (1×): {min(spans, key=lambda name: abs(math.log(spans[name])))}")
 
 # %% [markdown]
-# At α = r the first update grows with the rank, so a learning rate tuned at
-# rank 8 takes larger first steps at higher ranks and smaller ones at rank 1; a fixed α turns that around, its
-# scale 8/r shrinking faster than the sum grows; α/√r stays nearly flat. That is the first step only; rsLoRA's argument
-# is about the whole of training at large ranks.
+# At α = r the first update grows with the rank; a fixed α turns that around; α/√r stays nearly flat. That is the
+# first step only; rsLoRA's argument is about the whole of training at large ranks.
 #
 # **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: by default the
 # attention's fused query/key/value projection `attn.c_attn` and its output `attn.c_proj`; everything else freezes.
-# `c_attn` holds W_q, W_k and W_v in one matrix, so `tinylm` gives the three **one** rank-r adapter (the LoRA paper's
-# GPT-2 code gives W_q and W_v one each and freezes W_k; both train 4rd numbers in `c_attn` for width d).
+# `c_attn` holds W_q, W_k and W_v in one matrix, so the three share **one** rank-r adapter (the LoRA paper's GPT-2
+# code gives W_q and W_v one each).
 #
-# **New tokens.** The story base has no chat tokens: SFT adds three, each starting as the same mean row. Frozen,
-# they would stay identical: `<|im_end|>` could never be told apart from the other two, so the model could not
-# learn to stop reliably. So `tinylm` trains those three rows too (shared by the embedding and the tied head) when LoRA fine-tunes a
-# base that lacked them.
+# **New tokens.** SFT adds three chat tokens, each starting as the same mean row. Frozen, they would stay
+# identical and the model could not learn to stop reliably, so LoRA trains those three rows too.
 #
 # ## The arithmetic: what LoRA saves
 #
@@ -313,14 +306,12 @@ for name, config in models.items():
 # %% [markdown]
 # ## From a reward model to DPO
 #
-# Often it is easier to say which of two answers is better than to write the right one. A **preference record**
-# holds a prompt x, a chosen answer y_w and a rejected one y_l.
+# A **preference record** holds a prompt x, a chosen answer y_w and a rejected one y_l.
 #
 # **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) so that the probability that y_w
 # beats y_l is σ(r(x, y_w) − r(x, y_l)) (the Bradley–Terry model), by minimising −log σ(r_w − r_l) over the
 # pairs. Then train the policy π to maximise the reward while staying near the SFT model π_ref:
-# max E[r(x, y)] − β·KL(π ‖ π_ref), with sampling and a policy-gradient method (PPO): four models (the policy, the
-# frozen reference, the reward model, PPO's value model) and an RL loop. DPO keeps two models and no loop.
+# max E[r(x, y)] − β·KL(π ‖ π_ref), with PPO: four models and an RL loop. DPO needs two and no loop.
 #
 # **DPO's shortcut.** That KL-constrained problem has a closed-form optimum:
 # π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x). Read backwards, any policy defines the reward it is optimal for:
@@ -376,20 +367,11 @@ plt.show()
 # %% [markdown]
 # ## Preference pairs from a verifier
 #
-# For instructions a program can check, a verifier can rank two replies. These pairs are **on-policy**: both
-# replies written by the SFT model DPO starts from (sampled once, before training), so that DPO moves probability
-# between things it really writes, as in [Pang et al., 2024](https://arxiv.org/abs/2404.19733). `dpo` with
-# `task="stories"`:
-#
-# 1. the SFT model samples four replies to each of several hundred training instructions, at temperature 1;
-# 2. the verifier ranks them: every pass above every fail, and fails by how many of its checks hold (each
-#    constraint, the ending, fluency);
-# 3. an instruction gives one pair: **chosen** = a reply of the top rank (a pass, wherever one passed),
-#    **rejected** = a failing reply of the bottom rank; none when all rank alike. Where no reply passed, the chosen
-#    one also fails, by fewer checks (the run below prints how many pairs have a passing chosen reply).
-#
-# `best.pt` is chosen by what DPO is for: the pass rate of greedy replies to the validation instructions. Four
-# samples for two training instructions:
+# These pairs are **on-policy**: both replies written by the SFT model DPO starts from, sampled once before
+# training ([Pang et al., 2024](https://arxiv.org/abs/2404.19733)). The model samples four replies per training
+# instruction at temperature 1; the verifier ranks them (passes first, fails by how many checks hold); **chosen** is
+# a top-ranked reply, **rejected** a bottom-ranked failing one. Where none passed, the chosen one fails too, by
+# fewer checks. `best.pt` is chosen by the validation pass rate. Four samples for two training instructions:
 
 # %%
 demo_instructions = task.train_problems()[:2]
@@ -415,13 +397,11 @@ for instruction, completions in zip(demo_instructions, demo):
 # stories, SFT's targets, which DPO never trains on: if DPO moved the model away from the human stories SFT imitated,
 # it would rise.
 #
-# Three sources of luck, each measured: **the SFT start** (DPO from both of notebook 9's SFT seeds), **training**
-# (three seeds per start; the first samples the pairs, the others train on them in another order) and **the test
-# set**: each run against its own start on the same 249 instructions, counting the instructions that went from
-# fail to pass and from pass to fail. Were DPO and its start equally good, each instruction that changed would be
+# Three sources of luck, each measured: **the SFT start** (both of notebook 9's SFT seeds), **training** (three
+# seeds per start, sharing one draw of pairs) and **the test set**: each run against its own start on the same 249
+# instructions, counting the instructions that went from fail to pass and from pass to fail. Were DPO and its start equally good, each instruction that changed would be
 # as likely to go one way as the other; McNemar's exact test gives the chance of a split at least this lopsided,
-# either way. The rule, stated before the run: DPO beats its start where every run's p is below 0.01. (The pairs
-# are one draw per start: a new draw is luck these runs do not measure.)
+# either way. The rule, stated before the run: DPO beats its start where every run's p is below 0.01.
 #
 # **Predict, then run.** Will DPO on the model's own replies raise the pass rate of both starts? Will the story
 # loss go up?
@@ -527,9 +507,8 @@ print(f"a batch of {len(x) // 2} pairs: DPOTrainer's loss {package_loss.item():.
       "(the SFT model against itself would give ln 2); the output layer's gradients agree")
 
 # %% [markdown]
-# (On `smoke` the figures only show that everything runs.) By the rule, DPO beats both starts: every run's p is below
-# 0.01. The starts differ (70.3% and 77.9%) by about as much as the smallest DPO gain, which is why each run is
-# compared with its own start. Every run also raised the story loss. The printed replies show what a pass is worth:
+# (On `smoke` the figures only show that everything runs.) By the rule, DPO beats both starts, and every run raised
+# the story loss. The starts differ by about as much as the smallest DPO gain: hence each run against its own. The printed replies show what a pass is worth:
 # the kitten that turned a fail into a pass arrives in the last sentence with nothing to do; the reply that lost its
 # pass lost its bird; both models make John a girl. The verifier does not check that a story holds together.
 #
@@ -567,12 +546,10 @@ if rft_reports:
                       metric=metric, lower_is_better=lower))
 
 # %% [markdown]
-# The control wins on both measures; it too raised the story loss from 3.109, but less than DPO did. On this task,
-# imitating the passing replies did better than DPO from the same start, pairs and steps: DPO as run here (β 0.1, its
-# recipe's rate, some chosen replies failing) bought nothing from the contrast. This experiment cannot say whether
-# the rejected replies or the failing chosen ones cost it; DPO on the pairs with a passing chosen reply alone would
-# separate the two. One start, one β and one rate (DPO's, not tuned for SFT): a simpler method did better here, the
-# comparison any claim for DPO has to win.
+# The control wins on both measures (it too raised the story loss, but less). Imitating the passing replies did
+# better than DPO from the same start, pairs and steps (one start, one β, one rate): DPO as run here bought nothing
+# from the contrast. Whether the rejected replies or the failing chosen ones cost it, this experiment cannot say;
+# DPO on the pairs with a passing chosen reply alone would separate the two.
 #
 # ## Likelihood displacement, and the learning rate
 #

@@ -118,16 +118,23 @@ def read_pairs(path: Path, names: Sequence[str], lost: str) -> tuple[dict[str, O
     return parts, {key: value for key, value in saved.items() if key not in names}
 
 
-def passing_chosen(given: Path, start: str | None) -> list[dict]:
-    """The training pairs' passing chosen replies in the DPO run (folder or pairs.json) at `given`, as SFT records
-    ({instruction, output}); an InputError where they were not sampled from `start` (the path of the model that is
-    to train on them: on-policy replies are its own) or none passed."""
-    path = given / PAIRS_FILE if given.is_dir() else given
-    parts, about = read_pairs(path, ("train",), "--data takes a DPO run folder (or its pairs.json) whose passing "
-                              "chosen replies SFT trains on")
+def own_pairs(given: Path, start: str | None, names: Sequence[str], lost: str) -> tuple[dict[str, OnPolicyPairs], dict]:
+    """`read_pairs` of the DPO run (folder or pairs.json) at `given`, refused where they were not sampled from `start`,
+    the path of the model that is to train on them: on-policy pairs are that model's own replies."""
+    parts, about = read_pairs(given / PAIRS_FILE if given.is_dir() else given, names, lost)
     if about.get("base") != start:
-        raise InputError(f"--data {shown(given)}: its replies were sampled from {about.get('base')}, not from the "
-                         "model this run starts from; give --base that model, whose own replies they are")
+        sampled_from, starts_from = (shown(p) if p else p for p in (about.get("base"), start))
+        raise InputError(f"--data {shown(given)}: its pairs were sampled from {sampled_from}, not from the model this "
+                         f"run starts from ({starts_from}); on-policy pairs are that model's own replies: give --base "
+                         "the model they came from, or leave --data out")
+    return parts, about
+
+
+def passing_chosen(given: Path, start: str | None) -> list[dict]:
+    """The training pairs' passing chosen replies in the DPO run (folder or pairs.json) at `given`, sampled from
+    `start` (`own_pairs`), as SFT records ({instruction, output}); an InputError where none passed."""
+    parts, _ = own_pairs(given, start, ("train",), "--data takes a DPO run folder (or its pairs.json) whose passing "
+                         "chosen replies SFT trains on")
     records = parts["train"].records
     if any("chosen_passed" not in record for record in records):
         raise InputError(f"--data {shown(given)}: its pairs do not say which chosen replies passed (an older tinylm); "

@@ -20,7 +20,6 @@ from typing import Any, Callable
 from ...config import TrainConfig
 from ...data.preference import PreferenceDataError, build_pairs
 from ...distributed import World
-from ...errors import InputError
 from ...model.gpt import GPT
 from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
@@ -31,7 +30,7 @@ from ...train.options import RunOptions
 from ...train.run import Finished, Start, run_job
 from ..chat_task import ChatTask
 from ..job import PostTrainingJob, PostTrainingOptions
-from ..on_policy import PAIRS_FILE, OnPolicyPairs, on_policy_pairs, read_pairs, write_pairs
+from ..on_policy import PAIRS_FILE, on_policy_pairs, own_pairs, read_pairs, write_pairs
 from ..recipes import DPORecipe
 from ..task import Task
 from .objective import pair_logprobs
@@ -105,7 +104,9 @@ class DPOJob(PostTrainingJob):
                                                          "trained on are lost, so it cannot resume; start it again "
                                                          "with --overwrite")
         elif self.pairs_from is not None:
-            self.on_policy = self._pairs_of_another_run(self.pairs_from)
+            self.on_policy, self.sampled_by = own_pairs(self.pairs_from, self.start_path, PARTS[:2], "--data takes a "
+                                                        "DPO run folder (or its pairs.json) whose on-policy pairs "
+                                                        "this run trains on")
         else:
             clock, recipe = time.perf_counter(), self.recipe
             model.to(start.device)
@@ -121,18 +122,6 @@ class DPOJob(PostTrainingJob):
                   "a failing one it ranks lowest):"
                   + "".join(f"\n  {name}: {part.describe()}" for name, part in self.on_policy.items()))
         return {name: part.records for name, part in self.on_policy.items()}
-
-    def _pairs_of_another_run(self, given: Path) -> dict[str, OnPolicyPairs]:
-        """The pairs of the DPO run (folder or pairs.json) at `given`, which must have sampled them from this run's
-        start: pairs from another model are not on-policy."""
-        path = given / PAIRS_FILE if given.is_dir() else given
-        sampled, self.sampled_by = read_pairs(path, PARTS[:2], "--data takes a DPO run folder (or its pairs.json) "
-                                              "whose on-policy pairs this run trains on")
-        if self.sampled_by.get("base") != self.start_path:
-            raise InputError(f"--data {shown(given)}: its pairs were sampled from {self.sampled_by.get('base')}, not "
-                             f"from --base {shown(self.options.base)}; on-policy pairs come from the model DPO starts "
-                             "from: pass that run's base, or leave --data out to sample new pairs")
-        return sampled
 
     def _references(self, model: GPT, template: ChatTemplate, cfg: TrainConfig, start: Start) -> dict:
         """The reference's log-probabilities of every part's pairs: the very numbers the saved run trained against,
