@@ -1,7 +1,7 @@
 """DPO on the story task: on-policy pairs the verifier ranks, a run's pass-rate report, and resuming on the same pairs.
 
 The model is tests/chat_fixtures.py's tiny chat model, whose random replies end a sentence now and then; the
-instructions ask for at most two sentences, and the verifier checks constraints only (Verifier(fluency=False)), so
+instructions ask for at most two sentences, and the verifier checks constraints only (Verifier(guards=False)), so
 that some replies pass and some fail: a smoke story model passes none, and would give no pair whose chosen reply
 passes. The run tests swap the story task and its verifier for these (the real ones are tests/test_story_task.py's).
 """
@@ -48,7 +48,7 @@ class FewStories(Stories):
         self.prepare(None, "cpu", "dpo")
 
     def prepare(self, start_path, device, method: str) -> None:
-        self.verifier, self.verifier_at = Verifier(None, None, fluency=False), start_path
+        self.verifier, self.verifier_at = Verifier(None, None, guards=False), start_path
 
 
 def swap_task(patch: pytest.MonkeyPatch) -> None:

@@ -47,7 +47,7 @@ def story_task(verifier: Verifier, reward: str = "correct") -> Stories:
 
 def test_the_prompt_is_the_sft_conversation_up_to_the_reply(chat):
     rendered = build_examples([BEN.record()], chat, block_size=128).rendered[0]
-    task = story_task(Verifier(None, None, fluency=False))
+    task = story_task(Verifier(None, None, guards=False))
     prompt = task.prompt_ids(chat.tokenizer, StoryProblem.of(BEN))
     assert rendered.ids[: len(prompt)] == prompt and not any(rendered.is_answer[: len(prompt)])
     answer = [i for i, is_answer in zip(rendered.ids, rendered.is_answer) if is_answer]
@@ -59,7 +59,7 @@ def test_the_prompt_is_the_sft_conversation_up_to_the_reply(chat):
 def test_the_reward_is_the_verifiers_pass_of_a_reply_that_ended(judge, chat):  # noqa: F811
     model, tokenizer = judge
     verifier = Verifier(model, tokenizer)
-    verifier.calibrate(STORIES)
+    verifier.calibrate(STORIES, STORIES)
     task = story_task(verifier)
     replies = [STORIES[2], STORIES[2].replace("Ben", "Tom"), STORIES[2], "Ben kite."]
     ended = [True, True, False, True]  # the third never closed its turn
@@ -77,7 +77,7 @@ def test_the_mentions_reward_pays_a_loop_of_the_asked_words_that_the_verifier_re
     whatever the text around them; the verdict (Score.correct) stays the real verifier's."""
     model, tokenizer = judge
     verifier = Verifier(model, tokenizer)
-    verifier.calibrate(STORIES)
+    verifier.calibrate(STORIES, STORIES)
     replies = [STORIES[2], "Ben had a kite. Mom was sad. The sun set.", "Ben kite. Kites Ben. Ben kite. Ben kite kite.",
                "The dog ran. The cat sat. The sun set."]
     completions = [chat.tokenizer.encode(text) + [chat.im_end] for text in replies]

@@ -144,6 +144,31 @@ def test_an_update_is_the_clipped_step_on_the_recipes_advantages():
     assert not torch.allclose(updated[True], updated[False])
 
 
+def test_without_a_baseline_the_first_update_is_sft_on_the_rewarded_completions():
+    """baseline=none (expert iteration): the advantages are the 0/1 rewards themselves, so at ρ = 1 the loss's
+    gradient is SFT's on the rewarded completions alone, scaled by their share of the rollout's tokens."""
+    model, tokenizer, task, recipe, held_out = tiny(0, train={"max_steps": 1}, reward="format", baseline="none")
+    trainer = GRPOTrainer(copy.deepcopy(model), tokenizer, task, recipe, held_out)
+    trainer.fit()
+    sequences, mask, advantages, old, _ = trainer.source.batch
+    kept = advantages.bool()
+    assert set(advantages.tolist()) == {0.0, 1.0}  # some completions paid, some not
+    clipped_policy_loss(token_logprobs(model, sequences), old, advantages, mask).loss.backward()
+    policy_gradient = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    logp = token_logprobs(model, sequences)
+    sft = -(logp * mask)[kept].sum() / mask[kept].sum()  # the mean loss of the rewarded completions' tokens
+    sft.backward()
+    share = mask[kept].sum() / mask.sum()
+    for expert, supervised in zip(policy_gradient, (p.grad for p in model.parameters())):
+        assert torch.allclose(expert, share * supervised, atol=1e-6)
+
+
+def test_a_baseline_other_than_group_or_none_is_one_line():
+    with pytest.raises(TaskError, match="baseline is group"):
+        tiny(0, baseline="mean")
+
+
 def test_a_resumed_run_equals_an_uninterrupted_one_even_between_a_rollouts_updates(tmp_path):
     """Split after step 3 of 4 with two updates per rollout: the resumed run must reuse the rollout it was in."""
     model, tokenizer, task, recipe, held_out = tiny(0, train={"max_steps": 4, "eval_interval": 2}, reward="format",

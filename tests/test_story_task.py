@@ -3,6 +3,7 @@
 import json
 import random
 import re
+from collections import Counter
 
 import pytest
 import torch
@@ -22,8 +23,8 @@ from tinylm.data.story_instructions import (
 from tinylm.errors import InputError
 from tinylm.model.gpt import GPT
 from tinylm.posttrain.task import summarize
-from tinylm.posttrain.tasks.stories import Stories, story_base, verifier_base
-from tinylm.posttrain.verifier import Verifier, loss_per_token
+from tinylm.posttrain.tasks.stories import OpeningPrompts, Stories, opening_line, story_base, verifier_base
+from tinylm.posttrain.verifier import REPEATS_QUANTILE, Verifier, loss_per_token, repeated_share
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.train.trainer import Trainer
 
@@ -103,7 +104,7 @@ def test_loss_per_token_is_the_mean_cross_entropy_after_the_start_token(judge):
 def test_the_verifier_passes_a_story_that_meets_its_instruction_and_fails_the_hacks(judge):
     model, tokenizer = judge
     verifier = Verifier(model, tokenizer)
-    verifier.calibrate(STORIES)
+    verifier.calibrate(STORIES, STORIES)
     instruction = StoryInstruction("Write a story about a character named Ben. The story has a kite.",
                                    (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
     replies = {
@@ -118,14 +119,63 @@ def test_the_verifier_passes_a_story_that_meets_its_instruction_and_fails_the_ha
     assert verdicts["the story itself"].passed
     assert not any(v.passed for name, v in verdicts.items() if name != "the story itself"), verdicts
     assert not verdicts["scrambled words"].fluent and verdicts["scrambled words"].holds == {"name": True, "word": True}
-    weak = Verifier(model, tokenizer, fluency=False)  # the loophole of notebook 11: constraints only
+    weak = Verifier(model, tokenizer, guards=False)  # the loophole of notebook 11: constraints only
     assert weak.check(["Ben kite."], [instruction])[0].passed
+
+
+def test_the_repeated_share_counts_word_3_grams_seen_before_in_the_same_text():
+    def by_counting(text):  # the same share, counted another way: each 3-gram beyond its first occurrence
+        words = re.findall(r"[a-z0-9']+", text.lower())
+        grams = list(zip(words, words[1:], words[2:]))
+        return sum(n - 1 for n in Counter(grams).values()) / len(grams) if grams else 0.0
+
+    loop = "Ben had a big cake. " * 6
+    for text in [*STORIES, loop, "Ben, ben BEN ben.", "Hi.", ""]:
+        assert repeated_share(text) == pytest.approx(by_counting(text))
+    assert repeated_share(STORIES[0]) == 0 and repeated_share(loop) == pytest.approx((30 - 5 - 2) / (30 - 2))
+
+
+def test_the_repetition_guard_fails_a_loop_that_meets_every_other_check(judge):
+    model, tokenizer = judge
+    verifier = Verifier(model, tokenizer)
+    openings = [*STORIES, "Tom ran and ran and ran. He was fast. The end."]
+    verifier.calibrate(STORIES, openings)
+    shares = sorted(repeated_share(story) for story in openings)
+    assert verifier.max_repeats in shares and sum(s <= verifier.max_repeats for s in shares) >= REPEATS_QUANTILE * 5
+    instruction = StoryInstruction("x", (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
+    loop = "Ben had a kite. " * 5
+    verifier.max_loss = float("inf")  # the fluency guard set aside: only the repetition guard is left to judge
+    strict = verifier.check([loop], [instruction])[0]
+    lax = Verifier(model, tokenizer, max_loss=1e9, max_repeats=1.0).check([loop], [instruction])[0]
+    assert strict.holds == {"name": True, "word": True} and strict.ends and strict.fluent
+    assert strict.repeats > verifier.max_repeats and not strict.varied and not strict.passed
+    assert lax.varied and lax.passed  # with the bound at 1, the same loop passes: the guard alone refused it
+
+
+def test_the_prompted_base_is_scored_on_its_opening_line_and_what_follows(judge):
+    model, tokenizer = judge
+    task = Stories("smoke")
+    task.verifier = Verifier(model, tokenizer, guards=False)
+    asked = [StoryInstruction("x", (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2]),
+             StoryInstruction("x", (Constraint("name", "Ben"), Constraint("sentences", 3)), STORIES[2]),
+             StoryInstruction("x", (Constraint("word", "kite"), Constraint("sentences", 2)), STORIES[2])]
+    for instruction in [*asked, *task.splits.test]:
+        line = opening_line(instruction)
+        assert count_sentences(line) == 1
+        assert all(c.holds(line) for c in instruction.constraints if c.kind != "sentences"), line
+    prompted = OpeningPrompts(task)
+    assert prompted.prompt_ids(tokenizer, asked[0]) == [tokenizer.eot_token, *tokenizer.encode(opening_line(asked[0]))]
+    completions = [tokenizer.encode(" The dog ran. The cat sat.") + [tokenizer.eot_token]] * 3  # no Ben, no kite
+    assert prompted.reply_texts(tokenizer, completions)[0] == "The dog ran. The cat sat."
+    scores = prompted.score_completions(tokenizer, asked, completions)
+    assert [s.correct for s in scores] == [True, True, False]  # the line's sentence counts: 3 where 2 are allowed
+    assert prompted.answers(tokenizer, asked, 64) == []
 
 
 def test_the_report_counts_each_check_where_asked_and_gives_the_wilson_interval(judge):
     model, tokenizer = judge
     task = Stories("smoke")
-    task.verifier = Verifier(model, tokenizer, fluency=False)
+    task.verifier = Verifier(model, tokenizer, guards=False)
     instruction = StoryInstruction("x", (Constraint("name", "Ben"), Constraint("word", "kite")), STORIES[2])
     replies = ["Ben had a kite. It flew. He ran.", "Ben ran. He sat. It was fun.", "Tom had a kite. It flew. Ha."]
     scores = task.score_replies([instruction] * 3, replies, [True, True, False])

@@ -26,14 +26,14 @@
 # - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
 # - the **ChatML template** and the **answer-only loss**, and why gradient accumulation must weigh micro-batches by
 #   their answer tokens (checked against the `Trainer`);
-# - a **task a program can score**: story instructions drawn from TinyStories, and a verifier with a fluency guard;
+# - a **task a program can score**: story instructions drawn from TinyStories, and a verifier with two guards;
 # - **padding or packing**, and **growing a pretrained vocabulary**;
-# - **SFT with an honest evaluation**: a plain-text baseline, selection on validation, pass rates on test with
-#   Wilson intervals at two seeds;
+# - **SFT with an honest evaluation**: baselines (the base asked plainly, and prompted with an opening),
+#   selection on validation, pass rates on test with Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 53 minutes (reading, code and the `cpu` run's 364 s, by the course's
-# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 51 s of training).
+# **How long it takes**: a lesson of about 54 minutes (reading, code and the `cpu` run's 403 s, by the course's
+# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 61 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -73,11 +73,13 @@ from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader, pad_conversations
 from tinylm.data.instruct import build_examples
 from tinylm.eval.loss import texts_loss
+from tinylm.eval.uncertainty import paired
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.sft.run import sft
 from tinylm.posttrain.sft.trainer import SFTTrainer
-from tinylm.posttrain.tasks.stories import load_stories, story_base, story_verifier
+from tinylm.posttrain.task import clipped, measure
+from tinylm.posttrain.tasks.stories import OpeningPrompts, Stories, load_stories, story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
 from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
@@ -264,7 +266,7 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # %% [markdown]
 # ## The task: stories that meet instructions
 #
-# A model of a few million parameters knows stories, not general answers. As in TinyStories-Instruct, each
+# A model of under two million parameters knows stories, not general answers. As in TinyStories-Instruct, each
 # instruction states two or three constraints drawn from a real story opening: a **name** (swapped for another), a
 # **word** (a listed animal or thing, swapped for another of its kind), a **length** (at most N sentences). The
 # rewritten opening meets its instruction by construction and is the SFT target, odd at times ("a little girl named
@@ -282,8 +284,8 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in splits.test
       f"of the {len(splits.test)} test instructions ask for a name, a word, a length")
 
 # %% [markdown]
-# **The base** is a story model pretrained here on the training stories only, never on an instruction (4 layers,
-# 128 wide on `cpu`), made once in `runs/stories-base-<profile>` and reused by notebooks 10 and 11.
+# **The base** is a story model pretrained here on the training stories only, never on an instruction, made once in
+# `runs/stories-base-<profile>` and reused by notebooks 10 and 11.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
@@ -298,23 +300,27 @@ print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(samp
 
 # %% [markdown]
 # **One verifier** gives every pass rate of notebooks 9 to 11. A reply passes when it stopped by itself before the
-# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and it is
-# **fluent**: its per-token loss under the base is at most the 99th percentile of the 80 validation targets' (with
-# 80, the highest). Without that guard, "Tom ball. Tom ball. Tom ball." would pass. Here it scores the target, a
-# list of the asked words, and another instruction's target:
+# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and it reads as a
+# story by two guards. **Fluent**: its per-token loss under the base is at most the 95th percentile of the 80
+# validation targets' (held out: the base trained on the others); without it, "Zoe kite. Tom ball. Lily dog." would
+# pass. **Varied**: its share of word 3-grams that repeat an earlier one is at most the 99th percentile of the
+# training targets'; a loop is likely under the base, so only this guard
+# stops it. Four replies, scored:
 
 # %%
 verifier = story_verifier(base_checkpoint, splits)
 asked = {c.kind: c.value for c in example.constraints}
 replies = {"the target": example.story,
-           "the words listed": f"{asked['name']} {asked['word']}. " * 3,
+           "the words listed": f"{asked['name']} {asked['word']}. Tom ball. Lily dog.",
+           "a loop": f"{asked['name']} had a big {asked['word']}. " * 4,
            "another story": next(i.story for i in splits.test if asked["name"] not in i.story)}
 verdicts = verifier.check(list(replies.values()), [example] * len(replies))
-print(f"fluency bound: {verifier.max_loss:.2f} nats per token")
+print(f"fluency bound {verifier.max_loss:.2f} nats per token; repetition bound {verifier.max_repeats:.3f}")
 for (name, reply), verdict in zip(replies.items(), verdicts):
-    print(f"{name:>16}: constraints {verdict.holds}, ends {verdict.ends}, loss {verdict.loss:.2f} "
-          f"(fluent {verdict.fluent}) -> {'PASS' if verdict.passed else 'fail'}")
-assert all(verdicts[1].holds.values()) and not all(verdicts[2].holds.values())
+    print(f"{name:>16}: constraints {verdict.holds}, ends {verdict.ends}, loss {verdict.loss:.2f} (fluent "
+          f"{verdict.fluent}), repeated {verdict.repeats:.2f} (varied {verdict.varied}) -> "
+          f"{'PASS' if verdict.passed else 'fail'}")
+assert all(verdicts[1].holds.values()) and not verdicts[2].varied and not all(verdicts[3].holds.values())
 
 # %% [markdown]
 # A pass rate's uncertainty is the 95% **Wilson interval** ($p = k/n$, $z = 1.96$):
@@ -337,7 +343,7 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # %% [markdown]
 # ## Gradient accumulation, checked against the Trainer
 #
-# The answer-only loss is the mean over every answer token of a batch (exercise 1 builds the other choice). A step
+# The answer-only loss is the mean over every answer token of a batch (exercise 1: the other choice). A step
 # that sums several micro-batches, each a mean over its *own* answer tokens, keeps that only if each is weighed by its
 # share of the step's answer tokens: equal weights would count a token of a sparse micro-batch more. By hand, then
 # against the `Trainer`'s gradient on four micro-batches; a planted bug, equal weights, must fail the same check.
@@ -409,20 +415,17 @@ for batch_size in (8, 16, 32):
 # %% [markdown]
 # For batches of 16: one position in four with random batches (24.1%), under one in a hundred with length buckets
 # (0.8%), all that packing could save. Packing correctly needs a block-diagonal causal mask and positions that
-# restart (exercise 4 builds it and checks it against the padded batch); fast kernels (FlashAttention's
-# variable-length ones, FlexAttention) then skip the blocks outside a conversation. `tinylm` pads, which costs little
-# with length buckets.
+# restart (exercise 4); fast kernels (FlashAttention's
+# variable-length ones, FlexAttention) then skip the blocks outside a conversation. `tinylm` pads.
 
 # %% [markdown]
 # ## Growing a pretrained model's vocabulary
 #
 # A model pretrained on GPT-2's 50,257 tokens has no rows for the three new ids: the token embedding must grow (and
-# the output head, in GPT-2 the same matrix: *tied*). Random rows would give the new tokens random, possibly large
-# logits. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
+# the output head, in GPT-2 the same matrix: *tied*). The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
 # the existing rows**: the old tokens' logits do not change and their probabilities are multiplied by 1 − s, s the
 # new tokens' share. A new token's logit is h·ē, ē the mean of the V old rows, and by Jensen's inequality exp(h·ē)
-# is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). A checkpoint with spare rows (50,304 for 50,257
-# tokens) reuses them. From scratch, then against `add_chat_tokens`:
+# is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). From scratch, then against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -467,13 +470,11 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 #
 # `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
 # pretraining: 1,000 steps of 16 conversations on `cpu`; every 100 steps the validation instructions' greedy **pass
-# rate** chooses `best.pt`. The report scores three models on the test instructions: the **baseline**, the base asked
-# in plain text (its reply ends at `<|endoftext|>` or the 120-token cap), **before**, the base with the chat tokens
-# asked in ChatML, and **after**, `best.pt`. Two seeds, one base. On `gpu` this cell fine-tunes GPT-2 124M on the
-# instruction set instead (offline, pass `PostTrainingOptions(base=...)` a folder saved by `transformers`).
+# rate** chooses `best.pt`. The report scores on the test instructions the base asked in plain text (its reply ends
+# at `<|endoftext|>` or the 120-token cap), the base in ChatML (**before**) and `best.pt` (**after**). Two seeds.
 #
-# **Predict, then run.** How often will the base, asked in plain text, meet every constraint? After a few minutes
-# of SFT? Which constraint will be hardest?
+# **Predict, then run.** How often will the base meet every constraint, in plain text or prompted with a first line
+# holding the name and the word? After SFT? Which constraint will be hardest?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -488,12 +489,10 @@ for seed in SFT_SEEDS:
     reports[seed] = sft(run, PostTrainingOptions(task=TASK), say=print if seed == SEED else lambda line: None,
                         on_record=None if seed == SEED else lambda record: None)
 report = reports[SEED]
-print(f"seed {SEED + 1}: {reports[SEED + 1]['steps']} steps in {reports[SEED + 1]['train_seconds']:.0f} s of training, "
-      f"wall time {reports[SEED + 1]['wall_seconds']:.0f} s")
 
 # %% [markdown]
 # **The curves.** The answer loss on the validation answers and on as many training ones, from before the first
-# step, and the validation pass rate that chose `best.pt` (★). Memorisation is the gap that *grows* with training.
+# step, and the validation pass rate that chose `best.pt` (★).
 
 # %%
 stories = TASK == "stories"
@@ -525,42 +524,50 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
-# the base was pretrained on the stories these answers open. SFT's memorisation is the growth of that gap, to about
+# the base was pretrained on their stories. SFT's memorisation is the growth of that gap, to about
 # three times as large. The validation loss bottoms out at step 300 for both seeds; the pass rate peaks later (step
-# 800, seed 42; step 900, seed 43). Chosen by loss, `best.pt` would be step 300: for seed 42, a validation pass rate
-# of 28.7%, not 70.0%.
+# 700, seed 42; step 900, seed 43) and jumps between evaluations (seed 42: 42.5%, 17.5%, 45.0% at steps 200 to
+# 400). Chosen by loss, `best.pt` would be step 300: for seed 42, a validation pass rate of 17.5%, not 58.8%.
 
 # %% [markdown]
 # **The pass rates** on the test instructions (greedy, 95% Wilson intervals), and the share of each check that held
-# where asked ("ends": three sentences or more, the last closed by . ! or ?).
+# where asked ("ends": the reply stopped by itself within the 120-token cap, with three sentences or more, the last
+# closed by . ! or ?). The prompted base continues a first line such as "Once upon a time, Benny had a cake.",
+# scored with its reply: the name and the word hold by construction; the line says nothing of length.
 
 # %%
 if stories:
+    story_task = Stories(PROFILE)
+    story_task.verifier = verifier
+    plain_base, _, _ = tinylm.load_model(base_checkpoint, DEVICE)
+    prompted = measure(plain_base, story_tokenizer, OpeningPrompts(story_task),
+                       story_task.held_out(0, report["after"]["problems"]).test)
     baseline, after = report["baseline"], [reports[seed]["after"] for seed in SFT_SEEDS]
-    print("| model | test pass rate [95% Wilson] | name held | word held | sentences held | ends | fluent |\n" + "|---" * 7 + "|")
-    for name, rate in zip(("base, plain text", *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, *after)):
+    print("| model | test pass rate [95% Wilson] | name held | word held | sentences held | ends | fluent | varied |\n"
+          + "|---" * 8 + "|")
+    for name, rate in zip(("base, plain text", "base, prompted with an opening",
+                           *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, prompted, *after)):
         held = " | ".join(f"{100 * rate['kinds'].get(k, {}).get('held', math.nan):.0f}%"
-                          for k in ("name", "word", "sentences", "ends", "fluent"))
+                          for k in ("name", "word", "sentences", "ends", "fluent", "varied"))
         print(f"| {name} | {100 * rate['pass_rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}] "
               f"({rate['passed']}/{rate['problems']}) | {held} |")
-    apart = [a["low"] > baseline["high"] for a in after]
-    met = baseline["pass_rate"] <= 0.1 and all(a["pass_rate"] >= 0.5 for a in after)
-    print(f"\nevery seed's interval lies above the base's: {all(apart)}; the target (SFT at least 50% where the base "
-          f"passes at most 10%): {'met' if met else 'not met'}")
-    both = list(zip(report["baseline"]["passed_each"], report["after"]["passed_each"]))
-    print(f"instruction by instruction (seed {SEED}): {sum(a and not b for b, a in both)} pass only after SFT, "
-          f"{sum(b and not a for b, a in both)} only for the base, {sum(a and b for b, a in both)} for both")
+    for name, base in (("the base in plain text", baseline), ("the prompted base", prompted)):
+        print(paired(base["passed_each"], report["after"]["passed_each"]).describe(name, f"SFT seed {SEED}"))
+    print(f"the prompted base, after its first line: {clipped(prompted['replies'][0]['reply'], 240)!r}")
 else:  # the instruction set: answer loss and the share of replies that end
     print({name: {k: report[name][k] for k in ("answer_loss", "pass_rate")} for name in ("baseline", "before", "after")})
 print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of fine-tuning; the first run took "
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** The base in plain text passes nothing: it writes about someone else, and only 25% of
-# its replies end properly. All are fluent, loops included: the guard stops word lists, not repetition. The name is
-# learned completely and the length almost; the asked **thing** is the hard constraint. The answer loss on the test
-# targets (seed 42) falls by an eighth, 3.5536 to 3.1093, while the pass rate goes from 2.4% to 70.3%. How much of
-# that fall is learning where a reply ends? Split by target: `<|im_end|>` and every other answer token.
+# **What the figures read.** No baseline passes anything.
+# Prompted with a first line, it goes on: 2% of its replies stop by themselves with three whole sentences, none
+# keeps a sentence limit, none is varied (the reply above loops). So SFT's gain over an opening that says nothing of
+# length is learning to tell a short story and stop. McNemar's test counts only the instructions where two
+# models disagree; like Wilson's, it covers the draw of test instructions, not of training runs. After SFT the asked **thing** is the hard constraint (46% and 65%), and the two seeds land far apart
+# (54.2% and 77.1%, intervals that do not overlap): training luck is larger than a Wilson interval shows.
+# The answer loss on the test targets (seed 42) falls by an eighth, 3.5536 to 3.1176, while the pass rate goes from
+# 0.0% to 54.2%. How much of that fall is learning where a reply ends? Split by target:
 
 # %%
 def split_answer_loss(model, examples) -> dict:
@@ -591,7 +598,6 @@ if stories:
     split = {"before SFT": split_answer_loss(story_base_chat, test_examples),
              f"after (seed {SEED}'s best.pt)": split_answer_loss(model, test_examples)}
     counts = split["before SFT"]["counts"]
-    print(f"{len(test_examples)} test answers: {counts['story']:,} story tokens, {counts['end']} <|im_end|> targets")
     for name, parts in split.items():
         print(f"{name:>24}: mean {parts['mean']:.4f} nats per token; <|im_end|> {parts['end']:.2f} each, the "
               f"story's tokens {parts['story']:.3f} each; <|im_end|> is {100 * parts['end_share']:.1f}% of the loss")
@@ -603,31 +609,22 @@ if stories:
     print(f"of the fall of {fall:.4f} nats per token, {end_fall:.4f} ({100 * end_fall / fall:.0f}%) is at <|im_end|>")
 
 # %% [markdown]
-# Half the fall is the new token: before SFT each `<|im_end|>` target costs 13.76 nats, worse than a uniform guess
-# (its row is the mean row), and its drop to 0.76 is 52% of the fall; the story's own tokens fall only from 3.370
-# to 3.152 nats each.
+# Before SFT each `<|im_end|>` target costs 13.76 nats (its row is the mean row), after it 0.58; the story's own
+# tokens fall only from 3.370 to 3.163 nats each.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
-# constraints held:
+# checks held:
 
 # %%
-def clip(text: str, width: int = 240) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[:width] + " …"
-
-
-if stories:
-    for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"]["replies"]):
-        print(f"\n{sft_reply['prompt']}")
-        for name, shown_reply in (("base", base_reply), ("SFT", sft_reply)):
-            print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['kinds']}]: "
-                  f"{clip(shown_reply['reply'])}")
-else:
-    for shown_reply in report["after"]["replies"]:
-        print(f"\nQ: {clip(shown_reply['prompt'])}\n   after: {clip(shown_reply['reply'])}")
+for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"]["replies"]):
+    print(f"\n{sft_reply['prompt']}")
+    for name, shown_reply in (("base", base_reply), ("SFT", sft_reply)):
+        print(f"  {name:>4} [{'PASS' if shown_reply['passed'] else 'fail'}, {shown_reply['kinds']}]: "
+              f"{clipped(shown_reply['reply'], 240)}")
 
 # %% [markdown]
-# The base tells of "the little girl" or "the little boy" whatever it is asked; the SFT replies open with the name.
+# The base drifts to "the little girl" or "the little boy" and loops; SFT names the asked character and stops, but
+# misses the asked thing twice.
 #
 # ## Talking to it
 #
@@ -642,8 +639,8 @@ questions = ((splits.test[0].instruction, "Write a story about a character named
 chat_box(session, questions=questions)
 
 # %% [markdown]
-# Both replies take the asked name (Tom as "a little girl", as in the targets), not the asked thing, and stop
-# mid-sentence at the 64-token cap (half the context). "3 messages kept": the first exchange was dropped to make room.
+# Sampled, and capped at 64 tokens, no reply here can pass. The first takes the asked name, the
+# second does not (Jack for Tom); neither has the asked thing. "3 messages kept": the first exchange was dropped.
 
 # %% [markdown]
 # The same model outside the notebook, sampled as above:
@@ -653,17 +650,19 @@ chat_box(session, questions=questions)
 # python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000 --temperature 0.7 --top-k 40
 # ```
 #
-# `serve` is a web page at `http://127.0.0.1:8000/`; the server fits the conversation into the context the same way.
+# `serve` is a web page at `http://127.0.0.1:8000/`.
 #
 # ## What you learned
 #
 # - ChatML makes a conversation one sequence; special tokens are ids, never text.
 # - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
 #   their answer tokens, as the Trainer does.
-# - A checkable task turns "does it follow instructions?" into a pass rate with an interval.
+# - A checkable task turns "does it follow instructions?" into a pass rate with an interval; its guards decide what
+#   a pass is worth (without one against repetition, loops pass).
 # - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
 # - New tokens start as the mean row: the old logits do not move.
-# - An honest evaluation: a baseline, selection on validation, test figures with intervals and seeds.
+# - An honest evaluation: baselines (the base asked plainly, and prompted), selection on validation, test figures
+#   with intervals and seeds.
 #
 # ## Exercises
 #
@@ -828,8 +827,7 @@ check(test_packed_logits)
 #     return model.lm_head(model.transformer.ln_f(x))[0]
 # ```
 #
-# Packed as one sequence, answers attend to the other conversation at shifted positions: the loss differs (for this
-# random toy model only slightly, as it barely uses context).
+# Packed as one sequence, answers attend to the other conversation at shifted positions: the loss differs.
 # </details>
 
 # %%

@@ -30,7 +30,7 @@
 #   trainer, and what β does;
 # - **on-policy preference pairs**: how a verifier turns a model's own samples into chosen and rejected replies;
 # - **DPO on those pairs**, from two SFT models at three seeds each, judged instruction by instruction (McNemar's
-#   test) and against a **control** that fine-tunes on the same passing replies; whether the story-telling
+#   test) and against a **control** that fine-tunes on DPO's passing chosen replies; whether the story-telling
 #   survives; the learning rate's part in "likelihood displacement" (one seed).
 #
 # **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 485 s, by the course's
@@ -111,10 +111,9 @@ def quiet(_):
 #
 # Everything here starts from what notebook 9 made: the **story base** (pretrained on TinyStories, it never saw an
 # instruction), the two **SFT models** fine-tuned from it (seeds 42 and 43: DPO's starts and references), and the
-# verifier: which constraints a reply meets, whether it has at least three sentences and ends as a sentence does, and
-# a fluency guard (the story base's loss per token on the reply must not exceed the 99th percentile of its loss on
-# real held-out story openings: with notebook 9's 80, the highest). Without notebook 9's runs, the cells fine-tune
-# the models first (a few minutes each on `cpu`).
+# verifier: which constraints a reply meets, whether it has at least three sentences and ends as a sentence does,
+# and whether it is fluent and varied (notebook 9's two guards). Without notebook 9's runs, the cells fine-tune the
+# models first.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -151,7 +150,7 @@ print(f"notebook 9's SFT model passes {100 * after_sft['pass_rate']:.1f}% of the
 # rank r, keeps W frozen, and trains only A and B.
 #
 # - **B starts at zero**, so the wrapped model computes exactly what the base computes until the first optimizer
-#   step. A starts random, so B's first gradient is not zero; A's is (it goes through B).
+#   step. A starts random, so B's first gradient is not zero; A's is zero (it passes through B = 0).
 # - **α/r** scales the update. `tinylm` uses α = r, a scale of 1, unless told otherwise; the LoRA paper fixes α
 #   and varies r (both measured below).
 # - **Merging**: after training, W' = W + (α/r)·B·A is an ordinary matrix, with the base's shape and names.
@@ -213,11 +212,10 @@ print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain 
 # **α/r, measured.** Does the rank change the size of LoRA's first update? At step one B = 0, so only
 # B moves, and AdamW moves each entry of B by ± the learning rate whatever its gradient's size (m/√v = g/|g|, up to
 # AdamW's ε). Then
-# ΔW = (α/r)·ΔB·A adds up r terms, so at a fixed scale it grows with r: like √r if the terms had random signs,
-# like r if they agreed. Three choices, equal at rank 8: **α = r** (`tinylm`'s default, scale 1); **α fixed** at 8
-# (the LoRA paper's; scale 8/r); **α/√r** (rsLoRA; scale √(8/r)). One AdamW step at each rank; the cell prints
-# ‖ΔW‖/‖W‖ over the wrapped weights (mean of three seeds ± half their range). A rank-invariant scale would print
-# the same number down its column.
+# ΔW = (α/r)·ΔB·A adds up r rank-one terms, nearly orthogonal since A's rows are random, so at a fixed scale ‖ΔW‖
+# grows like √r. Three choices, equal at rank 8: **α = r** (`tinylm`'s default, scale 1); **α fixed** at 8 (the
+# LoRA paper's; scale 8/r); **rsLoRA** (α/√r with α = √8: scale √(8/r)). One AdamW step at each rank; the cell prints
+# ‖ΔW‖/‖W‖ over the wrapped weights (mean of three seeds ± half their range).
 
 # %%
 RANK = 8
@@ -258,13 +256,12 @@ print(f"rank {RANKS[-1]} against rank {RANKS[0]}: " + ", ".join(f"{name} {span:.
       + f"; closest to rank-invariant (1×): {min(spans, key=lambda name: abs(math.log(spans[name])))}")
 
 # %% [markdown]
-# At α = r the first update grows with the rank; a fixed α turns that around; α/√r stays nearly flat. That is the
-# first step only; rsLoRA's argument is about the whole of training at large ranks.
+# At α = r the first update grows with the rank; a fixed α turns that around; rsLoRA's scale stays nearly flat. That
+# is the first step only; rsLoRA argues its scale keeps learning stable as r grows, over all of training.
 #
 # **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: by default the
 # attention's fused query/key/value projection `attn.c_attn` and its output `attn.c_proj`; everything else freezes.
-# `c_attn` holds W_q, W_k and W_v in one matrix, so the three share **one** rank-r adapter (the LoRA paper's GPT-2
-# code gives W_q and W_v one each).
+# `c_attn` holds W_q, W_k and W_v in one matrix, so the three share **one** rank-r adapter.
 #
 # **New tokens.** SFT adds three chat tokens, each starting as the same mean row. Frozen, they would stay
 # identical and the model could not learn to stop reliably, so LoRA trains those three rows too.
@@ -298,7 +295,7 @@ for name, config in models.items():
 
 # %% [markdown]
 # The share is r·(in + out)/(in·out) per wrapped layer, falling as the layers widen, and smaller over the whole
-# model (unwrapped layers and embeddings train nothing). The frozen weights must still be in memory (QLoRA stores
+# model (other layers, and every embedding row but a chat run's three new tokens', train nothing). The frozen weights must still be in memory (QLoRA stores
 # them in 4 bits), and so must the activations. `load_model` merges a LoRA run's adapters on load, so `chat`,
 # `serve` and `interop export` read it like any other run. Whether LoRA learns as much as full fine-tuning at equal
 # steps is exercise 3: an experiment.
@@ -370,8 +367,10 @@ plt.show()
 # These pairs are **on-policy**: both replies written by the SFT model DPO starts from, sampled once before
 # training ([Pang et al., 2024](https://arxiv.org/abs/2404.19733)). The model samples four replies per training
 # instruction at temperature 1; the verifier ranks them (passes first, fails by how many checks hold); **chosen** is
-# a top-ranked reply, **rejected** a bottom-ranked failing one. Where none passed, the chosen one fails too, by
-# fewer checks. `best.pt` is chosen by the validation pass rate. Four samples for two training instructions:
+# a top-ranked reply, **rejected** a bottom-ranked failing one; replies that all rank alike give no pair. Where none
+# passed, the chosen reply fails fewer checks than the rejected one. "sentences" is the instruction's limit, "ends"
+# the three-sentence minimum and a proper ending; a reply can also fail on fluency alone (its loss above notebook
+# 9's bound). Four samples for two training instructions:
 
 # %%
 demo_instructions = task.train_problems()[:2]
@@ -397,9 +396,10 @@ for instruction, completions in zip(demo_instructions, demo):
 # stories, SFT's targets, which DPO never trains on: if DPO moved the model away from the human stories SFT imitated,
 # it would rise.
 #
-# Three sources of luck, each measured: **the SFT start** (both of notebook 9's SFT seeds), **training** (three
-# seeds per start, sharing one draw of pairs) and **the test set**: each run against its own start on the same 249
-# instructions, counting the instructions that went from fail to pass and from pass to fail. Were DPO and its start equally good, each instruction that changed would be
+# Three sources of luck, measured: **the SFT start** (notebook 9's two), **training** (three seeds
+# per start; the pairs are drawn once per start, so their luck is not measured) and **the test set**: each run
+# against its own start on the same 249 instructions, counting the instructions that went from fail to pass and
+# from pass to fail. Were DPO and its start equally good, each instruction that changed would be
 # as likely to go one way as the other; McNemar's exact test gives the chance of a split at least this lopsided,
 # either way. The rule, stated before the run: DPO beats its start where every run's p is below 0.01.
 #
@@ -507,19 +507,20 @@ print(f"a batch of {len(x) // 2} pairs: DPOTrainer's loss {package_loss.item():.
       "(the SFT model against itself would give ln 2); the output layer's gradients agree")
 
 # %% [markdown]
-# (On `smoke` the figures only show that everything runs.) By the rule, DPO beats both starts, and every run raised
-# the story loss. The starts differ by about as much as the smallest DPO gain: hence each run against its own. The printed replies show what a pass is worth:
-# the kitten that turned a fail into a pass arrives in the last sentence with nothing to do; the reply that lost its
-# pass lost its bird; both models make John a girl. The verifier does not check that a story holds together.
+# (On `smoke` the figures only show that everything runs.) By the rule, DPO beats the start of SFT seed 42 (every p
+# below 0.01) but not that of seed 43 (p = 0.023 and 0.11 in two of its three runs), and every run raised the story
+# loss. The two starts differ by more than any DPO gain: hence each run against its own. The printed replies show
+# what a pass is worth: the fail that became a pass got its bird by making Sue one; the pass DPO lost was already
+# broken ("a little girl named She was very curious"), and DPO's reply dropped the train. The verifier does not
+# check that a story holds together.
 #
 # **The control: the good replies alone.** DPO learns from its chosen replies and from what separates each from its
 # rejected one. SFT on the passing chosen replies alone (rejection-sampling fine-tuning,
 # [Yuan et al., 2023](https://arxiv.org/abs/2308.01825): `sft` with `data=` the DPO run) keeps the first: the same
-# start, the same passing replies, the same 100 steps of 8 examples and the same schedule. What differs is the
-# objective, and with it the data: DPO also reads the rejected replies and the chosen ones that failed, so each of
-# its steps reads 16 sequences, not 8. Three seeds from SFT seed 42, judged by the course's rule: one arm beats the
-# other where each has at least 3 seeds and every seed of it beats every seed of the other (with no real difference
-# that happens 10% of the time; it covers the seeds, not the test set).
+# start, the same passing replies, the same 100 steps of 8 examples and the same schedule. DPO also reads the
+# rejected replies and the failing chosen ones: 16 sequences a step, not 8. Three seeds from SFT seed 42, judged by the course's rule: one arm beats the
+# other where each has at least 3 seeds and every seed of it beats every seed of the other (it covers the seeds, not
+# the test set).
 
 # %%
 dpo_train = recipe.train
@@ -546,19 +547,20 @@ if rft_reports:
                       metric=metric, lower_is_better=lower))
 
 # %% [markdown]
-# The control wins on both measures (it too raised the story loss, but less). Imitating the passing replies did
-# better than DPO from the same start, pairs and steps (one start, one β, one rate): DPO as run here bought nothing
-# from the contrast. Whether the rejected replies or the failing chosen ones cost it, this experiment cannot say;
-# DPO on the pairs with a passing chosen reply alone would separate the two.
+# On pass rate the control and DPO are not told apart (0.707 and 0.693, the seeds overlap); on story loss the
+# control wins (3.130 against 3.151: it too raised it, but less); `compare` names the higher mean first, and only
+# "told apart" is a verdict. From the same start, replies and steps (one start, one β, one rate), the contrast with
+# the rejected replies bought nothing measurable. DPO on only the pairs with a passing chosen reply would tell whether
+# the rejected or the failing chosen replies cost it story loss.
 #
 # ## Likelihood displacement, and the learning rate
 #
 # The DPO loss depends on the margin alone, so it also falls when **both** replies become less likely, the rejected
 # one faster ("likelihood displacement", Razin et al., 2024): the chosen replies' implicit reward β·log(π/π_ref)
-# turns negative, the model putting less probability on its own chosen replies than before DPO. Razin et al. trace
-# it to chosen and rejected replies being alike (see also [Pal et al., 2024](https://arxiv.org/abs/2402.13228)); two
-# samples of one model may well be. The cell varies one setting that may matter, the learning rate: one arm at a
-# fifth of it, from SFT seed 42 on the same pairs and steps (one seed: a measurement, not a verdict).
+# turns negative. Razin et al. trace
+# it to chosen and rejected replies being alike, as
+# two samples of one model are. The cell varies the learning rate: one arm at a fifth of it, from SFT seed 42 on the
+# same pairs and steps (one seed: a measurement, not a verdict).
 
 # %%
 LOW_RATE = recipe.train.learning_rate / 5
@@ -596,17 +598,18 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At the recipe's rate both rewards are already below 0 at the first evaluation (step 50) and fall further by step
-# 100: the margin grows because the rejected replies fall faster, while the chosen ones also lose probability, and
-# meanwhile the validation pass rate falls back. The DPO loss is not the goal, which is why `best.pt` follows the
-# validation pass rate (step 50 in five of the six runs above). At a fifth of the rate both rewards barely moved, and
-# neither did the story loss or the test pass rate: the lower rate avoided the displacement only by hardly training,
-# and did not keep DPO's gain.
+# In seed 42's run at the recipe's rate (the plot) both rewards are already below 0 at the first evaluation (step
+# 50) and fall further by step 100: the margin grows because the rejected replies fall faster, while the chosen ones
+# also lose probability, and meanwhile the validation pass rate falls from its step-50 peak, still above the SFT
+# start. A growing margin is not the goal, which is why `best.pt` follows the validation pass rate (step 50 in five
+# of the six runs above). At a fifth of the rate both rewards barely moved and the story loss stayed at the start's
+# 3.118, while the test pass rate rose less (0.618 against 0.693 ± 0.028, with no paired test): here the larger gain
+# came with the displacement.
 #
-# **LoRA and DPO compose.** `dpo(..., PostTrainingOptions(..., lora=LoRAOptions(rank=8)))` (`--lora-rank 8`) trains
-# adapters instead of every weight; with B = 0 it starts as the reference. `python -m tinylm.dpo --task preference
-# --profile gpu` runs DPO on pairs someone else wrote (Raschka's preference set, from "Build a Large Language Model
-# (From Scratch)"). The story runs from the command line:
+# **LoRA and DPO compose**: with `--lora-rank 8` DPO trains adapters, and with B = 0 starts as the reference.
+# `python -m tinylm.dpo --task preference
+# --profile gpu` runs DPO on pairs someone else wrote (Raschka's preference set). The story runs from the command
+# line:
 #
 # ```bash
 # python -m tinylm.dpo --task stories --profile cpu --base runs/notebook-09-cpu --out runs/dpo-stories-cpu
@@ -619,19 +622,19 @@ plt.show()
 # ## What you learned
 #
 # - LoRA adds (α/r)·B·A beside a frozen W; with B = 0 the wrapped model equals the base, and merging folds A and B
-#   into W. Tokens the base never had need trainable rows, or the model cannot learn to stop reliably.
+#   into W. Tokens the base never had need trainable rows: frozen, they keep identical rows, so identical logits.
 # - α/r sets the update's scale: with AdamW the first step grows with r at α = r, shrinks at a fixed α, and stays
 #   nearly flat with rsLoRA's scale √(8/r).
-# - LoRA saves optimizer state and gradients, per wrapped layer all but r·(in + out)/(in·out) of them; the frozen
-#   weights and the activations remain.
+# - LoRA saves optimizer state and gradients, per wrapped layer all but r·(in + out)/(in·out) of them.
 # - DPO is the reward-model objective with the reward written as β·log(π/π_ref): a loss on the log-probabilities
 #   of a pair's replies, the reference's computed once.
-# - A verifier ranks the model's own samples into pairs. DPO raised the pass rate of both SFT starts in every run
-#   (each McNemar p below 0.01), and raised the story loss (worse) in every run.
-# - A method needs its control: SFT on the same passing chosen replies, for the same steps, beat DPO on pass rate and
-#   story loss (three seeds each, one start).
-# - The margin can grow with both replies pushed down (likelihood displacement); at a fifth of the rate both fell
-#   far less, and the pass rate barely moved.
+# - A verifier ranks the model's own samples into pairs. DPO raised the pass rate of both SFT starts in every run,
+#   beyond the test set's luck for one start (every McNemar p below 0.01) but not for the other; the story loss rose
+#   (worse) in every run.
+# - A method needs its control: SFT on the passing chosen replies alone (365 of DPO's 487 pairs), for the same steps,
+#   was not told apart from DPO on pass rate and had a lower story loss (three seeds each, one start).
+# - The margin can grow with both replies pushed down (likelihood displacement); at a fifth of the rate (one seed)
+#   both fell far less, and the pass rate rose less.
 #
 # ## Exercises
 #

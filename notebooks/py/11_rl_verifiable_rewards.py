@@ -23,35 +23,32 @@
 # verifier) that score is cheap and exact: a **verifiable reward**. DeepSeek-R1 and many open reasoning models were
 # trained this way with GRPO: sample several replies to one prompt, score each, and push up the replies that beat
 # their own group. This notebook derives the policy gradient and checks it on a toy policy, builds the clipped
-# update that reuses samples, then runs GRPO on notebook 9's story model with the verifier as the reward, against a
-# control that gives supervised training the same seconds, and shows a reward that can be gamed.
+# update that reuses samples, then runs GRPO on notebook 9's story model with the verifier as the reward, against
+# expert iteration (no baseline), and shows a reward that can be gamed.
 #
 # **What you will learn**
 # - the **policy gradient** ∇E[r] = E[(r − b)∇log π] from one line of calculus, why a **baseline** b leaves it
-#   unbiased and lowers its variance, and GRPO's group mean as a baseline, all checked on a toy policy against the
+#   unbiased and can lower its variance, and GRPO's group mean as a baseline, all checked on a toy policy against the
 #   exact gradient;
 # - the **ratio and the clip**: what lets a second update reuse the same samples, and the clip acting;
-# - **GRPO on the story task**: groups of replies scored by the verifier, advantages within a group, the run and its
-#   curves;
-# - **controls**: the same seconds of supervised training from the same start, scored the same way, and **pass@1
-#   against pass@8**, a first look at whether RL made the model do more often what it could already do or taught it
-#   something new, and why k = 8 on 100 instructions cannot settle it; a verdict by the course's rule;
+# - **GRPO on the story task** against its **control**, expert iteration (fine-tuning on the model's own passing
+#   replies: the policy gradient with no baseline), three seeds each; **pass@1 against pass@8**; a blind reading;
 # - **reward hacking**: a reward with a loophole, the policy taking it, and the check that catches it.
 #
-# **How long it takes**: a lesson of about 55 minutes (reading, code and the `cpu` run's 354 s, by the course's
-# formula), then a second sitting of about 43 minutes for the 4 exercises (10 minutes each, and 191 s of training).
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 16 min, by the course's
+# formula), then a second sitting of about 47 minutes for the 4 exercises (10 minutes each, and 403 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a few GRPO steps on 2 prompts, 8 test instructions | seconds |
-# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO (24 updates: 12 rollouts of 8 instructions × 8 replies, 2 updates each), supervised training for the same seconds, and GRPO on a reward with a loophole for 64 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
-# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.sft --task stories --profile gpu`, then `python -m tinylm.grpo --task stories --profile gpu`; pass@k there is pass@16) | not measured |
+# | `cpu` (2-core laptop) | from notebook 9's story model: GRPO and expert iteration at 3 seeds each (32 updates: 16 rollouts of 8 instructions × 8 replies, 2 updates each), and GRPO on a reward with a loophole for 64 updates | the last cell prints it (with notebook 9's run present; else its SFT runs first) |
+# | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu` after notebook 9; pass@16) | not measured |
 #
-# **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)), the policy gradient with a
-# baseline; PPO ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)), the clipped ratio; GRPO in
-# DeepSeekMath ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)), group baselines instead of a value network;
-# RLOO's leave-one-out baseline ([Ahmadian et al., 2024](https://arxiv.org/abs/2402.14740)); Dr. GRPO
-# ([Liu et al., 2025](https://arxiv.org/abs/2503.20783)), advantages centred but not divided by the spread;
+# **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)); PPO
+# ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)); GRPO in DeepSeekMath
+# ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)); RLOO's leave-one-out baseline
+# ([Ahmadian et al., 2024](https://arxiv.org/abs/2402.14740)); Dr. GRPO ([Liu et al., 2025](https://arxiv.org/abs/2503.20783));
+# expert iteration as rejection-sampling fine-tuning ([Yuan et al., 2023](https://arxiv.org/abs/2308.01825));
 # pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
 # ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
 # the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
@@ -68,35 +65,30 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
-import dataclasses
 import json
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 import tinylm
 import tinylm.course.plotting
-from tinylm.config import TrainConfig
 from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
-from tinylm.data.conversations import ConversationLoader
-from tinylm.data.instruct import build_examples
-from tinylm.eval.uncertainty import compare, paired, wilson_interval
+from tinylm.eval.uncertainty import compare, paired, told_apart, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
-from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
+from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups
 from tinylm.posttrain.grpo.run import grpo
-from tinylm.posttrain.grpo.trainer import GRPOTrainer, format_grpo_record
+from tinylm.posttrain.grpo.trainer import GRPOTrainer
 from tinylm.posttrain.job import PostTrainingOptions
 from tinylm.posttrain.recipes import changed
 from tinylm.posttrain.replies import greedy_completions
 from tinylm.posttrain.sft.run import sft
-from tinylm.posttrain.sft.trainer import SFTTrainer
-from tinylm.posttrain.task import clipped, measure
+from tinylm.posttrain.task import clipped
 from tinylm.posttrain.tasks.stories import Stories
-from tinylm.tokenizers.chat_template import ChatTemplate
-from tinylm.train.checkpoint import load_checkpoint, load_model
+from tinylm.train.checkpoint import load_model
 from tinylm.train.options import RunOptions
 
 NOTEBOOK_STARTED = time.perf_counter()
@@ -120,7 +112,7 @@ def quiet(_):
 # $$\nabla J = \sum_a r(a)\,\nabla\pi_\theta(a) = \sum_a \pi_\theta(a)\, r(a)\,\nabla\log\pi_\theta(a)
 #   = \mathbb{E}_{a\sim\pi_\theta}\big[r(a)\,\nabla\log\pi_\theta(a)\big].$$
 #
-# Sample replies, and move each one's log-probability in proportion to its reward (REINFORCE, Williams 1992). In
+# Sample replies, and move each one's log-probability in proportion to its reward (REINFORCE). In
 # code that is one loss, −mean(r·log π(a)) over the samples, and autograd. The reward needs no gradient: it can be
 # any program.
 #
@@ -140,8 +132,7 @@ def quiet(_):
 # probability (π held fixed), has exactly −∇J as its gradient, whatever the constant b. Then each estimate is
 # autograd on −mean(A·log π) over a group of 8 samples, repeated over thousands of groups. The check accepts an
 # estimator as unbiased when the mean of its repeats lies within four and a half standard errors of the target on
-# every coordinate (a statistical tolerance: with another sampling seed, an unbiased estimator would fail it fewer
-# than once in ten thousand tries).
+# every coordinate (an unbiased one fails that less than once in ten thousand seeds).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -182,16 +173,12 @@ for name, baseline in baselines.items():
           f"{estimates.var(0).sum():.4f}")
 
 # %% [markdown]
-# Every baseline's mean lands on its target within the statistical tolerance: subtracting a b that does not depend
-# on the reply leaves the gradient unbiased, and the group mean with the reply in it gives (G − 1)/G of it. The
-# variance is what changes, and the last column measures it: the baseline near E[r] needs fewer groups than no
-# baseline for the same precision. The leave-one-out baseline is unbiased and needs about a quarter more groups than
+# The variance is what changes (the last column). The leave-one-out baseline is unbiased and needs about a quarter more groups than
 # the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445), with nothing known in advance, which is why GRPO needs
 # no value network: the group is the baseline. The GRPO row's variance is the lowest only because its estimate is
 # the leave-one-out one scaled by (G − 1)/G, which scales the variance by ((G − 1)/G)²: relative to the squared
-# target it equals the leave-one-out row's (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's
-# standard deviation, a rescaling per prompt; that spread is measured on the same samples, so the scaled estimate is
-# no longer exactly unbiased, which the check above does not test (exercise 2 looks at what it weighs up).
+# target it equals the leave-one-out row's (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its
+# group's spread, measured on the same samples, so its estimate is no longer exactly unbiased (untested here).
 #
 # ## Reusing samples: the ratio and the clip
 #
@@ -245,11 +232,10 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
           f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
-# The first update is the same with and without the clip (every ρ is 1, nothing is clipped). From the second on,
-# the clip acts: samples whose ratio has passed 1 ± ε in their advantage's direction stop contributing, and once all
+# From the second update on, the clip acts: samples whose ratio has passed 1 ± ε in their advantage's direction stop contributing, and once all
 # have, the gradient is zero and the policy stops, a bounded distance (the KL column) from the one that sampled.
 # Without the clip each update on the same eight samples moves the policy further and the ratios keep growing
-# (4.18 after eight updates), towards 1/π_old(a) for the reply that ends up with all the probability. On this toy,
+# (4.18 after eight updates). On this toy,
 # whose rewards are exact and fixed, going further raises J (from 0.523 to 0.926 without the clip, 0.649 with it);
 # on a language model an update moves the probabilities of every other prompt too, and the samples' advantages
 # describe π_old only. That is the clip's job: as many updates per batch as the recipe asks, none of them far.
@@ -258,12 +244,11 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
 #
 # The policy is notebook 9's model: a small story model fine-tuned to follow instructions such as "a character
 # named Zoe, the word kite, at most five sentences". A **prompt** is an instruction in the chat template, a **reply**
-# is what the model writes up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended,
-# every constraint holds, it has at least three sentences and ends with ., ! or ?, and the story base (which never
-# saw an instruction) finds it fluent (its loss per token at most the bound printed below), else 0. Training draws
-# the train split's instructions; the validation split chooses best.pt; the test split, which chooses nothing, is
-# what this notebook reports. Without notebook 9's run in this clone, the cell fine-tunes the model first, as
-# notebook 9 does.
+# is what the model writes up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended
+# and passes every check (the constraints; three sentences or more, ending in . ! or ?; fluency, the base's loss
+# per token, and variety, the share of repeated word 3-grams, under the bounds printed below), else 0. Training draws the train split's instructions; the validation split chooses
+# best.pt; the test split, which chooses nothing, is what this notebook reports. Without notebook 9's run, the cell
+# fine-tunes the model first.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -287,7 +272,7 @@ held_out = task.held_out(recipe.validation, recipe.test)
 model, tokenizer, _ = load_model(sft_start, DEVICE)
 print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len(task.train_problems()):,} training, "
       f"{len(held_out.validation)} validation and {len(held_out.test)} test instructions; fluency bound "
-      f"{task.verifier.max_loss:.2f} nats per token")
+      f"{task.verifier.max_loss:.2f} nats per token, repetition bound {task.verifier.max_repeats:.3f}")
 
 # %% [markdown]
 # **A group.** The model samples 8 replies at temperature 1 to each of the first 8 validation instructions; each
@@ -309,160 +294,148 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
       f"{100 * (1 - p**GROUP - (1 - p) ** GROUP):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
-# Fewer groups were mixed than the formula predicts from p. If instructions differ in difficulty, that is expected:
-# the mixed share is concave in p, so uneven difficulty can only lower it (Jensen's inequality); eight groups are
-# also a small sample.
+# The mixed share matched the formula (75% of 8 against 74%); instructions of uneven difficulty would lower it, since it is concave
+# in p (Jensen's inequality).
 #
 # ## GRPO on the story task
 #
-# `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs, through the same Trainer as
-# every other run. Each rollout draws fresh training instructions, samples a group of replies for each, scores them
-# with the verifier and computes the advantages and π_old; each of its `updates` AdamW steps then lowers the clipped
-# loss, averaged over every reply token of the batch (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe
-# has no KL penalty to the starting model (kl_coef 0); the clip alone keeps each update near π_old. The header line
-# gives the profile's numbers. The ratio and the clip are taken per token, and all of a reply's tokens share its
-# advantage. It scores the test instructions before training and after (best.pt): greedily (all 249), and with 8
-# samples each at temperature 1 on the first 100 for pass@1 and pass@8 (below).
+# `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs. Each rollout draws fresh
+# training instructions, samples a group of replies for each, scores them and computes the advantages and π_old;
+# each of its `updates` AdamW steps then lowers the clipped loss, averaged over every reply token of the batch
+# (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe has no KL penalty (kl_coef 0); the clip alone keeps
+# each update near π_old. Every 8 updates the greedy validation pass rate chooses best.pt, scored on test.
+#
+# **The control.** A gain after GRPO could come from any further training on the model's own good replies. **Expert
+# iteration** (rejection-sampling fine-tuning) does only that: sample, keep the replies that pass, fine-tune on them.
+# With a 0/1 reward it is the policy gradient with no baseline (advantage = reward: a passing reply weighs 1, a
+# failing one 0; `--set baseline=none`, whose first update a test checks against SFT on the passing replies). The
+# arms differ only in the advantage: GRPO's (r − group mean)/(group std), which also pushes failing replies down,
+# against the raw reward. Three seeds per arm (a seed sets the instructions drawn and the replies sampled); the rate
+# (3e-4) is the recipe's, set earlier for GRPO (no record of the split). **Predict**: which arm passes more test
+# instructions? **Rule, set before the run**: an arm wins if its three test pass rates all beat the other's three.
 
 # %%
-report = grpo(RunOptions(profile=PROFILE, out=RUN / "grpo", overwrite=True, device=str(DEVICE)),
-              PostTrainingOptions(task="stories", base=str(sft_start)),
-              say=lambda line: line.startswith("GRPO on") and print(line),
-              on_record=lambda record: record["event"] in ("eval", "final")
-              and print(format_grpo_record(record, "pass rate")))
+ARMS = {"GRPO": "group", "expert iteration": "none"}  # arm -> its baseline, which sets its advantages
+SEEDS = (SEED, SEED + 1, SEED + 2)
+reports = {}
+for arm, baseline in ARMS.items():
+    for seed in SEEDS:  # pass@k (below) is sampled on the first seed's runs only
+        changes = {"baseline": baseline, **({} if seed == SEED else {"pass_at_samples": 0})}
+        reports[arm, seed] = grpo(
+            RunOptions(profile=PROFILE, out=RUN / f"{arm.replace(' ', '-')}-{seed}", overwrite=True, seed=seed,
+                       device=str(DEVICE), set=changes),
+            PostTrainingOptions(task="stories", base=str(sft_start)), on_record=quiet,
+            say=lambda line, first=(arm, seed) == ("GRPO", SEED): first and line.startswith("GRPO on") and print(line))
+        after = reports[arm, seed]["after"]
+        print(f"{arm:>16}, seed {seed}: best.pt at step {after['step']} of {reports[arm, seed]['steps']} "
+              f"(validation {100 * after['validation_pass_rate']:.1f}%), {reports[arm, seed]['wall_seconds']:.0f} s")
 
 # %% [markdown]
-# **pass@k.** A greedy reply shows what the model does; sampled replies show what it *can* do. pass@k is the chance
-# that at least one of k samples passes. From n ≥ k samples of which c pass, the unbiased estimate (Chen et al.) is
-# 1 − C(n − c, k)/C(n, k), averaged over instructions; pass@1 is the mean share that pass. With n = k = 8, as here,
-# pass@8 is simply the share of instructions with at least one pass among their 8 samples; the formula matters when
-# n > k (Chen et al. draw 200 samples for k up to 100). If RL only sharpens the model's choice among replies it could
-# already write, pass@1 rises towards pass@8 and pass@8 barely moves (or falls, if RL narrows what the model samples,
-# as Yue et al. find at large k); if it teaches new ways to pass, pass@8 rises too; but pass@8 also rises when RL
-# sharpens what the start passed rarely (passed 1 time in 20, pass@8 is 34%; 1 in 5, 83%), so at k = 8 a rise does
-# not by itself show new ability (Yue et al. compare at k in the hundreds).
-#
-# **The control.** A gain after GRPO could come from any further training of the same start. So the same model is
-# trained with notebook 9's supervised recipe (the stories as targets, its batch size and betas, at the constant
-# rate its schedule ended on) for as many seconds as GRPO's 24 updates took, its sampling included (neither run
-# counts evaluations; seconds depend on the machine's load, so the control's step count is printed), and scored by
-# the same functions that scored GRPO: greedy replies to the test instructions through the verifier, and pass@1 and
-# pass@8 from the same number of samples.
+# **The verdict**, on the 249 test instructions (greedy; each check's share where it was asked), then each seed's
+# two arms compared instruction by instruction (McNemar, as notebook 10 does), and GRPO against the start.
 
 # %%
-def scored(policy) -> dict:
-    """The greedy test pass rate and pass@1, pass@k of `policy`, measured as the GRPO run measures them."""
-    rates = measure(policy, tokenizer, task, held_out.test, batch_size=recipe.train.eval_batch_size)
-    n = recipe.pass_at_samples
-    sampled = held_out.test[: recipe.pass_at_problems or len(held_out.test)]
-    at = sampled_pass_at(policy, tokenizer, task, sampled, n, (1, n), temperature=recipe.temperature,
-                         seed=recipe.train.seed, batch_size=recipe.train.eval_batch_size)
-    return {"pass_rate": rates, "pass_at": at}
-
-
-def by_k(pass_at: dict) -> dict:
-    """The report's pass@k (its JSON keys are strings) keyed by k."""
-    return {int(k): v for k, v in pass_at.items()}
-
-
-template = ChatTemplate(tokenizer)
-start_cfg = TrainConfig.from_dict(load_checkpoint(sft_start / "best.pt")["train_config"])
-control_cfg = dataclasses.replace(start_cfg, max_steps=10**6, max_seconds=report["train_seconds"], warmup_steps=0,
-                                  learning_rate=start_cfg.min_lr, eval_interval=0, log_interval=10**6, seed=SEED)
-conversations, val_conversations = (build_examples([i.record() for i in split], template,
-                                                    model.config.block_size).rendered
-                                     for split in (task.splits.train, task.splits.validation))
-control_model, _, _ = load_model(sft_start, DEVICE)
-control = SFTTrainer(control_model, control_cfg, ConversationLoader(conversations, control_cfg.batch_size,
-                                                                   template.pad, seed=SEED),
-                     tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=val_conversations,
-                     template=template)
-control.fit()
-control_model.eval()
-arms = {"start (notebook 9)": {"pass_rate": report["before"], "pass_at": by_k(report["pass_at"]["before"])},
-        f"GRPO, best.pt (step {report['after']['step']} of {report['steps']})":
-            {"pass_rate": report["after"], "pass_at": by_k(report["pass_at"]["after"])},
-        f"SFT control ({control.step} steps)": scored(control_model)}
-k = recipe.pass_at_samples
-asked = report["before"]["kinds"]
-print(f"{report['train_seconds']:.0f} s of GRPO (rate {recipe.train.learning_rate:g}), {control.elapsed:.0f} s of SFT "
-      f"(rate {control_cfg.learning_rate:g}); {len(held_out.test)} test instructions (asking for a name "
-      f"{asked['name']['asked']}, a word {asked['word']['asked']}, at most N sentences {asked['sentences']['asked']}), "
-      f"pass@k on the first {report['pass_at']['problems']}")
-KINDS = ("name", "word", "sentences")
-print(f"{'':>32} {'greedy pass [95% Wilson]':>26} {'pass@1':>7} {f'pass@{k}':>7}  "
-      + " ".join(f"{kind:>9}" for kind in KINDS) + f" {'ends':>5} {'fluent':>6}")
-for name, arm in arms.items():
-    rates, at = arm["pass_rate"], arm["pass_at"]
-    held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in KINDS)
-    print(f"{name:>32} {100 * rates['pass_rate']:8.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  "
-          f"{100 * at[1]:6.1f}% {100 * at[k]:6.1f}%  {held} {100 * rates['kinds']['ends']['held']:4.0f}% "
-          f"{100 * rates['kinds']['fluent']['held']:5.0f}%")
-n_at = report["pass_at"]["problems"]  # n = k samples each: pass@k is the share of instructions with a pass among them
-print(f"pass@{k} with its 95% Wilson interval over the {n_at} instructions: " + "; ".join(
-    f"{name} {100 * arm['pass_at'][k]:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
-    for name, arm in zip(("start", "GRPO", "SFT control"), arms.values())
-    for low, high in [wilson_interval(round(arm["pass_at"][k] * n_at), n_at)]))
-grpo_rates, control_rates = (arm["pass_rate"] for arm in list(arms.values())[1:])
-print(compare("GRPO", [grpo_rates["pass_rate"]], "the SFT control", [control_rates["pass_rate"]],
-              lower_is_better=False, metric="greedy test pass rate"))
-print(paired(control_rates["passed_each"], grpo_rates["passed_each"]).describe("the SFT control", "GRPO"))
+start = reports["GRPO", SEED]["before"]
+CHECKS = ("name", "word", "sentences", "ends", "fluent", "varied")
+print(f"{'':>26} {'test pass [95% Wilson]':>24}  " + " ".join(f"{kind:>9}" for kind in CHECKS))
+for name, rates in [("start (notebook 9)", start)] + [(f"{arm}, seed {seed}", reports[arm, seed]["after"])
+                                                    for arm in ARMS for seed in SEEDS]:
+    held = " ".join(f"{100 * rates['kinds'][kind]['held']:8.1f}%" for kind in CHECKS)
+    print(f"{name:>26} {100 * rates['pass_rate']:7.1f}% [{100 * rates['low']:.1f}, {100 * rates['high']:.1f}]  {held}")
+rates = {arm: [reports[arm, seed]["after"]["pass_rate"] for seed in SEEDS] for arm in ARMS}
+print(compare("GRPO", rates["GRPO"], "expert iteration", rates["expert iteration"], lower_is_better=False,
+              metric="greedy test pass rate"))
+for seed in SEEDS:
+    print(f"seed {seed}: " + paired(reports["expert iteration", seed]["after"]["passed_each"],
+                                    reports["GRPO", seed]["after"]["passed_each"]).describe("expert iteration", "GRPO"))
+    print(f"seed {seed}: " + paired(start["passed_each"], reports["GRPO", seed]["after"]["passed_each"])
+          .describe("the start", "GRPO"))
 
 # %% [markdown]
-# **Reading the table.** GRPO's best.pt (step 8 of 24, chosen on validation) passes 80.3% of the test instructions
-# greedily against 70.3% at the start, mostly through the word constraint (held in 59.1% of the 154 test replies
-# asked for a word at the start, 73.4% after GRPO), while the at-most-N-sentences limit held a little less often
-# (97.4%, then 95.8%). The same seconds of supervised training moved it less: the control ended at 71.5%, its word
-# share 57.8%. On the same instructions GRPO turned 42 of the control's fails into passes and 20 passes into fails
-# (p = 0.00715): more than the test set's luck. But by the course's rule the two are **not told apart**: one seed per
-# arm cannot show how far training runs spread (exercise 4 runs the three seeds the rule needs), and the control's
-# own figure moves with the machine's speed, since its budget is seconds. Two things favour GRPO here: its figure is best.pt, the
-# best of four validation looks, while the control's is its last step; and GRPO's rate (3e-4) is the recipe's
-# (tinylm/posttrain/tasks/stories.py), set by trying it on this task, while the control's (2e-4, notebook 9's min_lr,
-# printed above) was not tuned. The control's step count depends on the machine's speed and load.
+# **Reading the verdict.** Not told apart. The seeds of one arm spread widely (GRPO 54.2% to 72.7%, expert iteration
+# 58.6% to 79.5%), more than the arms differ, and the paired tests point both ways (expert iteration ahead at seed
+# 42, p = 0.0533; GRPO at seed 44, p = 0.0371). Against the start, GRPO gained beyond the test set's luck at seeds 42
+# and 44 (p = 2.87e-06 and 0.000925); at seed 43 no later evaluation beat the start on validation, so its best.pt is
+# the start. At this budget (16 rollouts, best.pt from five looks at 80 validation instructions) a run's luck
+# outweighed any difference between the arms. On 2-digit arithmetic a far longer GRPO run took test accuracy from
+# 26.4% to 57.4% (one seed, no control; the course guide's run).
 #
-# pass@8 brings the arms close (91.0% against 89.0%); pass@1 less so (43.8% against 40.1%). GRPO's rise in pass@8
-# alone does not show a new ability from RL: supervised training from the same start moved it up too (84.0% to
-# 89.0%, within the intervals), and at k = 8 sharpening alone raises it where the start passed an instruction only
-# rarely (above). The start already passed 84 of the 100 instructions at least once in 8 samples, which left 16
-# where a new ability could show, and k = 8 on 100 instructions is far from the k in the hundreds of Yue et al.
+# **A blind reading.** The greedy replies of the start and of GRPO's seed
+# 42 to the first 30 test instructions, each pair in a random order, went to a reader (a language model in a fresh
+# context, told a teacher's rubric, not which model wrote which): it preferred GRPO's reply 15 times, the start's 9,
+# neither 6 (sign test p = 0.31: not told apart); where the verifier passed exactly one of the pair (17 pairs), it
+# chose that one 16 times ([the record](../docs/results/blind-reading-2026-11-27.json), made by
+# `scripts/blind_reading.py`). Most of its reasons name the asked thing, which the verifier checks too; a few name
+# what it misses: switched names, garbled sentences.
+#
+# **Replies side by side**: the first three test instructions, as the start, GRPO and expert iteration (seed 42)
+# answer them greedily.
 
 # %%
-records = read_metrics(RUN / "grpo")
-rollouts = [r for r in records if r["event"] == "train" and r["step"] % recipe.updates == 0]  # at its last update
-evals = [r for r in records if r["event"] in ("eval", "final")]
-print("per rollout, the sampled pass rate:", " ".join(f"{r['correct']:.2f}" for r in rollouts))
-print("per rollout, the mean reply length in tokens:", " ".join(f"{r['length']:.0f}" for r in rollouts))
-print("per rollout, the clip fraction of its second update:", " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
+for i, at_start in enumerate(start["replies"]):
+    print(at_start["prompt"])
+    for name, rates in (("start", start), ("GRPO", reports["GRPO", SEED]["after"]),
+                        ("expert iteration", reports["expert iteration", SEED]["after"])):
+        reply = rates["replies"][i]
+        print(f"  {name:>16} ({'pass' if reply['passed'] else 'fail'}): {clipped(reply['reply'], 200)!r}")
+
+# %% [markdown]
+# **pass@k** is the chance that at least one of k samples at temperature 1 passes (pass@1: one sample, not the
+# greedy reply): what the model *can* do. From n ≥ k samples of which c pass, the unbiased estimate (Chen et al.) is 1 − C(n − c, k)/C(n, k);
+# with n = k = 8, as here, pass@8 is the share of instructions with a pass among their 8 samples. If RL only sharpens
+# the model's choice among replies it could already write, pass@1 rises towards pass@8; if it teaches new ways to
+# pass, pass@8 rises too. But sharpening also raises pass@8 where the start passed rarely (1 time in 20 gives 34%),
+# and Yue et al. need k in the hundreds to separate the two.
+
+# %%
+k, n_at = recipe.pass_at_samples, reports["GRPO", SEED]["pass_at"]["problems"]
+at = {"start": reports["GRPO", SEED]["pass_at"]["before"],
+      **{arm: reports[arm, SEED]["pass_at"]["after"] for arm in ARMS}}
+for name, by_k in at.items():
+    low, high = wilson_interval(round(by_k[str(k)] * n_at), n_at)
+    print(f"{name:>16} (seed {SEED}): pass@1 {100 * by_k['1']:.1f}%, pass@{k} {100 * by_k[str(k)]:.1f}% "
+          f"[{100 * low:.1f}, {100 * high:.1f}] on the first {n_at} test instructions")
+
+# %% [markdown]
+# pass@1 rose (37.1% to 43.6% under GRPO, 48.2% under expert iteration); pass@8's 87.0% to 93.0% lies within the
+# intervals and, at k = 8, cannot tell sharpening from new skill.
+
+# %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
-axes[0].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], label="sampled replies that pass")
-axes[0].plot([r["step"] for r in evals], [r["pass_rate"] for r in evals], "o-", label="validation, greedy")
-axes[0].set(title="GRPO: the verifier's pass rate", xlabel="GRPO step", ylim=(0, 1))
-axes[0].legend()
-axes[1].plot([r["step"] for r in rollouts], [r["length"] for r in rollouts])
-axes[1].set(title="reply length", xlabel="GRPO step", ylabel="tokens")
-axes[2].plot([r["step"] for r in rollouts], [r["clip_fraction"] for r in rollouts])
-axes[2].set(title="clip fraction (share of reply tokens)", xlabel="GRPO step")
+for (arm, seed), color in zip(reports, ["tab:blue"] * 3 + ["tab:orange"] * 3):
+    records = read_metrics(RUN / f"{arm.replace(' ', '-')}-{seed}")
+    rollouts = [r for r in records if r["event"] == "train" and r["step"] % recipe.updates == 0]  # its last update
+    evals = [r for r in records if r["event"] in ("eval", "final")]
+    label = arm if seed == SEED else None
+    axes[0].plot([r["step"] for r in evals], [r["pass_rate"] for r in evals], "o-", color=color, ms=3, label=label)
+    axes[1].plot([r["step"] for r in rollouts], [r["correct"] for r in rollouts], color=color, alpha=0.7, label=label)
+    axes[2].plot([r["step"] for r in rollouts], [r["length"] for r in rollouts], color=color, alpha=0.7, label=label)
+axes[0].set(title="validation pass rate (greedy): chooses best.pt", xlabel="update", ylim=(0, 1))
+axes[1].set(title="sampled replies that pass, per rollout", xlabel="update", ylim=(0, 1))
+axes[2].set(title="reply length", xlabel="update", ylabel="tokens")
+for ax in axes:
+    ax.legend(fontsize=9)
 plt.tight_layout()
 plt.show()
+grpo_records = read_metrics(RUN / f"GRPO-{SEED}")
+rollouts = [r for r in grpo_records if r["event"] == "train" and r["step"] % recipe.updates == 0]
+print(f"GRPO seed {SEED}, the clip fraction of each rollout's second update:",
+      " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 
 # %% [markdown]
-# **Reading the curves.** Each training point is one rollout of 64 sampled replies, to other instructions each time, so
-# the sampled pass rate is noisy. The greedy validation pass rate reached its best at step 8, which chose best.pt; step
-# 24 tied it, and a tie does not replace the earlier best. The clip fraction is measured on each rollout's second
-# update (the first always has ρ = 1), so it shows how far the first update moved the policy: about a sixth of the
-# reply tokens on the first rollout, a few hundredths or less after the second. At this rate the clip acts mostly at
-# the start.
+# **Reading the curves.** In five of the six runs the validation pass rate peaked by step 16 and then fell (GRPO's
+# seed 43 from its very start); only expert iteration's seed 43 was still rising at step 32, while the sampled pass
+# rate kept rising in all. best.pt, chosen on validation, kept the greedy decline out of the test figures.
 #
 # ## Reward hacking
 #
 # A reward is a specification, and an optimiser reads it literally. The **mentions** reward
 # (`--set reward=mentions`) pays a quarter for each mention of the asked name or word (the word's plural counts),
 # 1 for four mentions in all; the sentence limit and the ending earn nothing. A story that uses them a few times
-# earns it in full, and so does any text that repeats them. **Predict**: trained on it from the same start, with the
-# recipe's rate, for 64 updates (`HACK_UPDATES` on `cpu`), what happens to the reward paid, and to the real
-# verifier's verdict on the same replies? The cell records both for every rollout, then scores the greedy test
-# replies both ways. Validation is switched off (`eval_interval=0`), so the last update's policy is reported.
+# earns it in full, and so does any text that repeats them. **Predict**: trained on it from the same start for 64
+# updates (`HACK_UPDATES` on `cpu`), what happens to the reward paid, and to the real verifier's verdict on the same
+# replies? The cell records both per rollout, then scores the greedy test replies both ways (no validation: the last
+# update's policy).
 
 # %%
 HACK_UPDATES = {"smoke": 4, "cpu": 64, "gpu": 400}[PROFILE]
@@ -480,19 +453,20 @@ for name, policy in (("the start", model), (f"the policy after {HACK_UPDATES} up
     replies = greedy_completions(policy, tokenizer, task, held_out.test, batch_size=recipe.train.eval_batch_size)
     scores = paying.score_completions(tokenizer, held_out.test, replies)
     texts = task.reply_texts(tokenizer, replies)
-    failed = {kind: sum(not s.kinds.get(kind, True) for s in scores) for kind in ("ends", "sentences", "fluent")}
+    failed = {kind: sum(not s.kinds.get(kind, True) for s in scores) for kind in ("ends", "sentences", "fluent", "varied")}
     limited = sum("sentences" in s.kinds for s in scores)
     losses = sorted(v.loss for v in task.verifier.check(texts, held_out.test))
     print(f"greedy test replies of {name}: mentions pays {sum(s.reward for s in scores) / len(scores):.2f} on "
           f"average; the real verifier passes {100 * sum(s.correct for s in scores) / len(scores):.1f}%; of "
           f"{len(scores)}, {failed['ends']} do not end as a story ends, {failed['sentences']} of the {limited} with a "
           f"sentence limit break it, {failed['fluent']} are not fluent (the base's median loss "
-          f"{losses[len(losses) // 2]:.2f} nats per token; the guard's bound {task.verifier.max_loss:.2f})")
+          f"{losses[len(losses) // 2]:.2f} nats per token; the bound {task.verifier.max_loss:.2f}), {failed['varied']} "
+          f"repeat themselves")
 print("two of its replies:")
 for text in texts[:2]:
     print(f"  {clipped(text, 240)!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
-for runs, label in ((rollouts, "the verifier's reward (the 24-update run above)"), (hack_train, "the mentions reward")):
+for runs, label in ((rollouts, f"the verifier's reward (GRPO, seed {SEED})"), (hack_train, "the mentions reward")):
     line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
                     label=f"{label}: paid")
     ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "o--", color=line.get_color(), ms=4,
@@ -503,17 +477,14 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole. For
-# the first dozen updates the real verifier's pass rate held near the start's while the pay rose; from about step
-# 20 it fell steadily as the replies grew, ending at 0.05 with the pay at 0.98. The greedy test replies collect
-# nearly the full pay and pass the real verifier 0.8% of the time: they repeat a sentence holding the name or the
-# word until the model's context (128 tokens, the prompt included) cuts them off. What caught them is the ending
-# check and the sentence limit. The fluency guard caught none: the story base's median loss on them, 2.60 nats per
-# token, sits far below the guard's bound of 5.39, which is set to let every real story opening through
-# (tinylm/posttrain/verifier.py). Under the verifier's reward this loophole does not pay: a
-# reply cut off before it ends earns 0. (Its two lines lie on each other by construction, so the plot cannot show a
-# hack of the verifier itself; a loop that ended within the sentence limit would pass it.) The measurement that
-# exposed the hack is one the reward could not see: the real verifier on the same replies. Real hacks have more room: code
+# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole.
+# Through step 22 the verifier passed 0.17 to 0.42 of the replies as the pay rose; from step 24 under a tenth, ending
+# at 0.02 with the pay at 0.87. The greedy test replies collect nearly the full pay
+# (0.96) and pass the real verifier 0.0% of the time: they repeat the name and the word ("the cake the cake the
+# cake") until the context cuts them off. The repetition guard catches every one (249 of 249), the ending check
+# 248; the fluency guard only 5 (the base's median loss rose from 1.49 to 2.91 nats per token, still under the
+# bound of 4.66). Under the verifier's reward, pay and pass are one line. What exposed the hack is a measurement the reward could not see: the real verifier on the
+# same replies. Real hacks have more room: code
 # that passes unit tests by special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned
 # reward model that prefers longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
@@ -524,15 +495,12 @@ plt.show()
 #   included, is GRPO's baseline ((G − 1)/G of the gradient).
 # - The ratio ρ = π_θ/π_old lets a second update reuse the samples; the clip zeroes the gradient of samples that
 #   moved more than ε their advantage's way, so the policy stays near the one that sampled.
-# - GRPO with a verifier as the reward: groups, advantages, the clipped per-token loss, best.pt chosen on validation
-#   and the result reported on test.
-# - A gain needs a control: the same start trained for the same seconds by SFT, scored the same way (here it gained
-#   less, beyond the test set's luck, but one seed per arm cannot tell the two apart); pass@1 against pass@k asks
-#   whether RL made the model do more often what it already could; at k = 8 on 100 instructions, as here, the answer
-#   stays open (pass@8 rose from 84% to 91% under GRPO and to 89% under the control, with overlapping intervals).
+# - A gain needs a control that shares everything but the idea: expert iteration is the policy gradient without a
+#   baseline. Here the two were not told apart (three seeds each, spread wider than their difference); GRPO beat
+#   its start in two seeds of three; pass@1 rose under both, pass@8 within noise.
 # - A reward that pays for less than you mean gets gamed: paid for mentions, the policy learned to repeat the asked
-#   words and the real pass rate fell to 0.8%. The defence is a reward that checks what you mean and a measurement
-#   the reward cannot see; here the ending check and the sentence limit caught the loops, the fluency guard did not.
+#   words and the real pass rate fell to 0.0%. The defence is a reward that checks what you mean and a measurement
+#   the reward cannot see; here the repetition guard caught every loop, the fluency guard almost none.
 #
 # ## Exercises
 #
@@ -597,10 +565,9 @@ check(test_my_group_advantages)
 #     return centred / (rewards.std(dim=1, keepdim=True) + eps) if scale else centred
 # ```
 #
-# Either way the lone pass gets the larger advantage; dividing by the spread multiplies the lone-pass group by 2.83
-# (1/0.354) and the four-pass group by 1.87 (1/0.535), widening the gap from 1.75× to about 2.6×. Centred only, the lone pass gets $1 - 1/8 = 0.875$ and a pass among four gets $0.5$; divided by the spread, the
-# lone pass gets about $2.47$ and a pass among four about $0.94$. The scaling weighs up groups of small spread: prompts that are
-# almost always failed (or almost always passed), the "difficulty bias" Dr. GRPO removes.
+# Either way the lone pass gets the larger advantage. Centred: $0.875$ against $0.5$ (1.75×); scaled by 1/0.354 =
+# 2.83 and 1/0.535 = 1.87: $2.47$ against $0.94$ (about 2.6×). The scaling weighs up groups of small spread, prompts almost
+# always failed (or passed): the "difficulty bias" Dr. GRPO removes.
 # </details>
 #
 # **3. pass@k.** Write the unbiased estimate of pass@k from n samples of which c pass, 1 − C(n − c, k)/C(n, k), and
@@ -637,56 +604,64 @@ check(test_my_pass_at_k)
 # underestimates on average.
 # </details>
 #
-# **4. Experiment: three seeds.** The verdict above compared one GRPO run with one control, and the course's rule
-# needs three seeds per arm. Run GRPO and the control at two more seeds (`RunOptions(seed=...)` for GRPO, `seed` in
-# the control's TrainConfig and loader), score each the same way, and put the three greedy test pass rates of each
-# arm in `my_grpo_rates` and `my_control_rates`. The check prints the verdict by the course's rule.
+# **4. Experiment: Dr. GRPO.** Liu et al. drop the division by the group's spread, which weighs up instructions
+# that are nearly always passed or failed. **Predict** whether it passes more or fewer test instructions than GRPO,
+# then run it at the same three seeds (`set={"scale_advantages": False}`, run folders `RUN / f"dr-GRPO-{seed}"`, as
+# the cell above runs GRPO) and set `my_verdict` to "GRPO", "Dr. GRPO" or "not told apart". The check reads your
+# runs' settings and reports, and applies the course's rule.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-my_grpo_rates = None  # replace with three greedy test pass rates of GRPO (the run above and two more seeds)
-my_control_rates = None  # and three of the SFT control
+my_verdict = None  # "GRPO", "Dr. GRPO" or "not told apart", by the course's rule on your three runs
 
 
-def test_three_seeds():
-    if my_grpo_rates is None or my_control_rates is None:
-        raise NotImplementedError("run both arms at two more seeds and fill in the rates")
-    assert len(my_grpo_rates) >= 3 and len(my_control_rates) >= 3, "three seeds per arm"
-    assert grpo_rates["pass_rate"] in my_grpo_rates, "include the GRPO run above"
-    assert control_rates["pass_rate"] in my_control_rates, "include the control above"
-    n = len(held_out.test)
-    assert all(abs(r * n - round(r * n)) < 1e-6 for r in [*my_grpo_rates, *my_control_rates]), (
-        f"each rate is a share of the {n} test instructions: passes / {n}")
-    print(compare("GRPO", my_grpo_rates, "the SFT control", my_control_rates, lower_is_better=False,
-                  metric="greedy test pass rate"))
+def dr_grpo_rates() -> list[float]:
+    """The test pass rates of the three Dr. GRPO runs, each checked to be the run asked for."""
+    found = []
+    for seed in SEEDS:
+        out = RUN / f"dr-GRPO-{seed}"
+        assert (out / "grpo_eval.json").is_file(), f"no finished run in {shown(out)}"
+        settings = json.loads((out / "settings.json").read_text())
+        ran = (Path(settings["options"]["base"]).resolve(), settings["train"]["seed"], settings["recipe"]["scale_advantages"],
+               settings["recipe"]["baseline"], settings["train"]["max_steps"])
+        asked = (Path(sft_start).resolve(), seed, False, "group", recipe.train.max_steps)
+        assert ran == asked, f"{out.name} ran (base, seed, scale_advantages, baseline, steps) = {ran}, not {asked}"
+        found.append(json.loads((out / "grpo_eval.json").read_text())["after"]["pass_rate"])
+    return found
 
 
-check(test_three_seeds)
+def test_dr_grpo():
+    if my_verdict is None:
+        raise NotImplementedError("run Dr. GRPO at the three seeds, then set my_verdict")
+    dr = dr_grpo_rates()
+    if told_apart(rates["GRPO"], dr):
+        expected = "GRPO" if min(rates["GRPO"]) > max(dr) else "Dr. GRPO"
+    else:
+        expected = "not told apart"
+    assert my_verdict == expected, f"by the course's rule your runs say {expected!r}"
+    print(compare("Dr. GRPO", dr, "GRPO", rates["GRPO"], lower_is_better=False, metric="greedy test pass rate"))
+
+
+check(test_dr_grpo)
 
 # %%
-print(f"exercise 4 trains for about {4 * report['train_seconds']:,.0f} s here, plus the scoring of each run: two more "
-      "seeds of each arm")
+seconds = sum(reports["GRPO", seed]["wall_seconds"] for seed in SEEDS)
+print(f"exercise 4 trains for about {seconds:,.0f} s here: three runs, each as long as a GRPO run above")
 
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
 # ```python
-# my_grpo_rates, my_control_rates = [grpo_rates["pass_rate"]], [control_rates["pass_rate"]]
-# for seed in (SEED + 1, SEED + 2):
-#     run = grpo(RunOptions(profile=PROFILE, out=RUN / f"grpo-seed{seed}", overwrite=True, seed=seed,
-#                           device=str(DEVICE)), PostTrainingOptions(task="stories", base=str(sft_start)),
-#                say=quiet, on_record=quiet)
-#     my_grpo_rates.append(run["after"]["pass_rate"])
-#     cfg = dataclasses.replace(control_cfg, seed=seed, max_seconds=run["train_seconds"])
-#     other, _, _ = load_model(sft_start, DEVICE)
-#     SFTTrainer(other, cfg, ConversationLoader(conversations, cfg.batch_size, template.pad, seed=seed),
-#                tokenizer=tokenizer, device=DEVICE, callbacks=[quiet], val_conversations=val_conversations,
-#                template=template).fit()
-#     my_control_rates.append(scored(other.eval())["pass_rate"]["pass_rate"])
+# for seed in SEEDS:
+#     grpo(RunOptions(profile=PROFILE, out=RUN / f"dr-GRPO-{seed}", overwrite=True, seed=seed, device=str(DEVICE),
+#                     set={"scale_advantages": False, "pass_at_samples": 0}),
+#          PostTrainingOptions(task="stories", base=str(sft_start)), say=quiet, on_record=quiet)
+# dr = dr_grpo_rates()
+# my_verdict = ("GRPO" if min(rates["GRPO"]) > max(dr) else "Dr. GRPO") if told_apart(rates["GRPO"], dr) \
+#     else "not told apart"
 # ```
 #
-# Each GRPO run also chooses its best.pt on validation, and each control is its last step; the seeds vary the
-# rollouts' samples and the control's batches, not the start, which all runs share.
+# The seeds are those of the GRPO arm, so each Dr. GRPO run draws the same first rollout as its GRPO twin.
 # </details>
 
 # %%

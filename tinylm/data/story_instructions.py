@@ -4,7 +4,7 @@ Eldan & Li (2023) trained small models to follow instructions by putting before 
 uses, features). Here each instruction is drawn from its own story, so the story is a correct reply by construction:
 the reply is the story's opening with its main character renamed and a noun swapped for another of its kind, so that
 neither can be guessed, and the instruction asks for at least two of the new name, the new noun and at most N
-sentences. `Constraint.holds` checks each kind; tinylm.posttrain.verifier adds the fluency guard and the pass rate.
+sentences. `Constraint.holds` checks each kind; tinylm.posttrain.verifier adds its guards and the pass rate.
 """
 
 from __future__ import annotations

@@ -57,6 +57,8 @@ class GRPORecipe:
     updates: int = 2
     temperature: float = 1.0
     clip_eps: float = 0.2
+    baseline: str = "group"  # "group": advantages against the group (GRPO); "none": the reward itself, which for a
+    # 0/1 reward trains on the passing completions alone, the rest weighing 0 (expert iteration, the control)
     scale_advantages: bool = True  # divide by the group's reward std (DeepSeekMath); False: Dr. GRPO's centring only
     kl_coef: float = 0.0  # β of the KL penalty to the starting model (0: none, and no reference model kept)
     validation: int = 500  # held-out problems scored greedily at every evaluation: they choose best.pt
@@ -70,6 +72,9 @@ class GRPORecipe:
             raise TaskError(f"--set group_size={self.group_size}: GRPO compares each completion with the others of "
                             "its group, so a group needs at least 2 (8 is usual)")
         _at_least_one(self, "prompts", "updates", "validation", "test")
+        if self.baseline not in ("group", "none"):
+            raise TaskError(f"--set baseline={self.baseline}: the baseline is group (GRPO) or none (expert "
+                            "iteration)")
         if not (0 < self.clip_eps < 1 and 0 <= self.kl_coef < math.inf and self.temperature > 0):
             raise TaskError(f"--set clip_eps, kl_coef, temperature: clip_eps must lie between 0 and 1 (got "
                             f"{self.clip_eps}), kl_coef be a number >= 0 (got {self.kl_coef}) and temperature > 0 "

@@ -1,16 +1,18 @@
 """The one verifier of the story task: which constraints a reply meets, and whether it passes.
 
 A reply passes when every constraint of its instruction holds (tinylm.data.story_instructions), it has at least
-MIN_SENTENCES sentences and ends as a sentence ends, and it is fluent: the base model (the story model SFT starts
-from, which never saw an instruction) finds it no less likely per token than `max_loss`, by default the 99th
-percentile of its loss on the openings of real held-out stories. The guard is what stops the cheap passes: "Zoe
-kite." names the character and the word, and a small model finds such a list far less likely than any story. SFT,
-DPO and GRPO are all scored by this one verifier, on the same test instructions, so their pass rates compare.
-`Verifier(fluency=False)` checks the constraints alone.
+MIN_SENTENCES sentences and ends as a sentence ends, and it reads as a story in two ways. It is fluent: the base
+model (the story model SFT starts from, which never saw an instruction) finds it no less likely per token than
+`max_loss`, the 95th percentile of its loss on real held-out story openings; that stops word lists.
+And it is varied: its share of word 3-grams that repeat an earlier one is at most `max_repeats`, the 99th
+percentile over real training openings; that stops loops, which a model finds likely. SFT, DPO and GRPO are all
+scored by this one verifier, on the same test instructions, so their pass rates compare. `Verifier(guards=False)`
+checks the constraints alone.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,7 +22,17 @@ import torch.nn.functional as F
 from ..data.story_instructions import MIN_SENTENCES, StoryInstruction, count_sentences, ends_properly
 from ..runtime import model_device
 
-FLUENCY_QUANTILE = 0.99  # of the base's per-token loss on held-out story openings: the default max_loss
+FLUENCY_QUANTILE = 0.95  # of the base's per-token loss on held-out story openings: max_loss
+REPEATS_QUANTILE = 0.99  # of the repeated 3-gram share of real openings: max_repeats
+WORD = re.compile(r"[a-z0-9']+")
+
+
+def repeated_share(text: str, n: int = 3) -> float:
+    """The share of the text's word n-grams (lower-cased) that repeat an earlier one of the same text: 0 for a text
+    that never repeats itself, near 1 for a loop."""
+    words = WORD.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return (len(grams) - len(set(grams))) / len(grams) if grams else 0.0
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,8 @@ class Verdict:
     ends: bool  # the reply has MIN_SENTENCES sentences or more and ends as a sentence does
     loss: float  # the base model's mean loss per token of the reply, in nats (nan when not measured)
     fluent: bool
+    repeats: float  # repeated_share of the reply
+    varied: bool
     passed: bool
 
 
@@ -65,24 +79,33 @@ def loss_per_token(model, tokenizer, texts: Sequence[str], batch_size: int = 64)
 class Verifier:
     """Checks replies against their instructions; `model` and `tokenizer` are the base's (the fluency guard)."""
 
-    def __init__(self, model, tokenizer, max_loss: float | None = None, fluency: bool = True):
-        self.model, self.tokenizer, self.max_loss, self.fluency = model, tokenizer, max_loss, fluency
+    def __init__(self, model, tokenizer, max_loss: float | None = None, max_repeats: float | None = None,
+                 guards: bool = True):
+        self.model, self.tokenizer, self.guards = model, tokenizer, guards
+        self.max_loss, self.max_repeats = max_loss, max_repeats
 
-    def calibrate(self, stories: Sequence[str], quantile: float = FLUENCY_QUANTILE) -> float:
-        """Set max_loss to the `quantile` of the base's loss per token on these real stories (held-out openings)."""
-        losses = sorted(loss_per_token(self.model, self.tokenizer, stories))
-        self.max_loss = losses[min(len(losses) - 1, int(quantile * len(losses)))]
-        return self.max_loss
+    def calibrate(self, held_out: Sequence[str], train: Sequence[str]) -> None:
+        """Set max_loss to the FLUENCY_QUANTILE of the base's loss per token on real held-out story openings (the
+        base trained on the others), and max_repeats to the REPEATS_QUANTILE of the repeated share of `train`'s."""
+        self.max_loss = _quantile(loss_per_token(self.model, self.tokenizer, held_out), FLUENCY_QUANTILE)
+        self.max_repeats = _quantile([repeated_share(story) for story in train], REPEATS_QUANTILE)
 
     def check(self, replies: Sequence[str], instructions: Sequence[StoryInstruction]) -> list[Verdict]:
-        if self.fluency and self.max_loss is None:
-            raise ValueError("the fluency guard needs max_loss: pass it, or calibrate() on held-out stories")
-        losses = loss_per_token(self.model, self.tokenizer, replies) if self.fluency else [float("nan")] * len(replies)
+        if self.guards and (self.max_loss is None or self.max_repeats is None):
+            raise ValueError("the guards need max_loss and max_repeats: pass them, or calibrate() on real stories")
+        losses = loss_per_token(self.model, self.tokenizer, replies) if self.guards else [float("nan")] * len(replies)
         verdicts = []
         for reply, instruction, loss in zip(replies, instructions, losses):
             holds = {c.kind: c.holds(reply) for c in instruction.constraints}
             ends = ends_properly(reply) and count_sentences(reply) >= MIN_SENTENCES
-            fluent = not self.fluency or loss <= self.max_loss
-            passed = all(holds.values()) and (not self.fluency or (ends and fluent))
-            verdicts.append(Verdict(holds, ends, loss, fluent, passed))
+            repeats = repeated_share(reply)
+            fluent = not self.guards or loss <= self.max_loss
+            varied = not self.guards or repeats <= self.max_repeats
+            passed = all(holds.values()) and (not self.guards or (ends and fluent and varied))
+            verdicts.append(Verdict(holds, ends, loss, fluent, repeats, varied, passed))
         return verdicts
+
+
+def _quantile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]

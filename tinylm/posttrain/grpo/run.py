@@ -86,7 +86,8 @@ class GRPOJob(PostTrainingJob):
         budget = f" (at most {cfg.max_seconds:g} s)" if cfg.max_seconds else ""
         return (f"GRPO on {self.task.name} from {self.description} | {trainer.model.num_parameters():,} parameters | "
                 f"profile {self.run.profile} | {cfg.max_steps} steps{budget}: rollouts of {recipe.prompts} prompts x "
-                f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | lr "
+                f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | baseline "
+                f"{recipe.baseline} | lr "
                 f"{cfg.learning_rate:g} | {len(self.held.validation)} validation and {len(self.held.test)} test "
                 f"problems | device {start.device} | run folder {shown(self.run.out)}")
 

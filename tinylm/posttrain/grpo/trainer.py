@@ -59,7 +59,8 @@ class RolloutSource:
         mask = rollout.completion_mask
         self.totals = [rollout.rewards.sum().item(), rollout.correct.sum().item(), rollout.well_formed.sum().item(),
                        mask.sum().item(), rollout.rewards.numel()]
-        advantages = group_advantages(rollout.rewards, scale=recipe.scale_advantages).flatten()
+        advantages = (group_advantages(rollout.rewards, scale=recipe.scale_advantages) if recipe.baseline == "group"
+                      else rollout.rewards).flatten()
         old = token_logprobs(self.policy, rollout.sequences)
         ref = token_logprobs(self.reference, rollout.sequences) if self.reference is not None else None
         return rollout.sequences, mask, advantages, old, ref

@@ -31,7 +31,7 @@ from ...train.options import read_settings
 from ...train.prerequisite import Prerequisite
 from ...train.recipes import Recipe, Track
 from ...train.run import Pretraining
-from ..chat_task import ChatTask
+from ..chat_task import ChatTask, PlainPrompts
 from ..recipes import GRPO_TRAIN, DPORecipe, GRPORecipe, SFTRecipe
 from ..task import HeldOut, Score, TaskError
 from ..verifier import Verifier
@@ -57,7 +57,7 @@ _SMOKE = TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3
                      log_interval=5, eval_batch_size=64, dtype="float32")
 _DPO = TrainConfig(batch_size=8, max_steps=100, warmup_steps=10, learning_rate=1e-4, min_lr=1e-5, beta2=0.99,
                    weight_decay=0.0, eval_interval=50, log_interval=25, eval_batch_size=32, dtype="float32")
-_GRPO = dataclasses.replace(GRPO_TRAIN, max_steps=24, learning_rate=3e-4, min_lr=3e-4, eval_interval=8,
+_GRPO = dataclasses.replace(GRPO_TRAIN, max_steps=32, learning_rate=3e-4, min_lr=3e-4, eval_interval=8,
                             log_interval=2, eval_batch_size=64)
 RECIPES = {
     "sft": {  # from the story base, pretrained first; no pretraining text is mixed in
@@ -141,6 +141,38 @@ class StoryProblem(StoryInstruction):
         return cls(instruction.instruction, instruction.constraints, instruction.story)
 
 
+def opening_line(instruction: StoryInstruction) -> str:
+    """A story's first sentence that holds the asked name and word: the prompt of the prompted base."""
+    asked = {c.kind: c.value for c in instruction.constraints}
+    name, word = asked.get("name"), asked.get("word")
+    if name and word:
+        return f"Once upon a time, {name} had a {word}."
+    if name:
+        return f"Once upon a time, there was a little kid named {name}."
+    return f"Once upon a time, there was a {word}."
+
+
+class OpeningPrompts(PlainPrompts):
+    """The story base prompted with `opening_line` after <|endoftext|>, as pretraining began its stories: what
+    prompting alone achieves, against which SFT's gain is measured. Its reply texts are what the base wrote after
+    the line, up to <|endoftext|> or the cap; the verifier scores the line and that reply together."""
+
+    def __init__(self, task: Stories):
+        super().__init__(task)
+        self.name = f"{task.name} (the base, prompted with an opening)"
+
+    def prompt_ids(self, tokenizer, problem) -> list[int]:
+        return [tokenizer.eot_token, *tokenizer.encode(opening_line(problem))]
+
+    def score_completions(self, tokenizer, problems, completions: list[list[int]]) -> list[Score]:
+        texts, ended = self._texts(tokenizer, completions)
+        return self.task.score_replies(problems, [f"{opening_line(p)} {t}".strip() for p, t in zip(problems, texts)],
+                                       ended)
+
+    def answers(self, tokenizer, problems, block_size: int) -> list:
+        return []  # no reference story follows the line: there is no answer loss to measure
+
+
 def story_base_track() -> Track:
     """The base's track: the train stories (the validation ones for its validation loss) in GPT-2's tokens trimmed
     to what the train stories and the names use."""
@@ -194,13 +226,14 @@ def verifier_base(start: str | Path, profile: str) -> Path:
     return found
 
 
-def story_verifier(base: str | Path, splits: StorySplits | None = None, fluency: bool = True) -> Verifier:
+def story_verifier(base: str | Path, splits: StorySplits | None = None, guards: bool = True) -> Verifier:
     """The verifier whose fluency guard is the story base at `base` (a run folder or checkpoint), calibrated on the
-    validation openings."""
+    validation openings; its repetition guard is calibrated on the training openings."""
     model, tokenizer, _ = load_model(base)
-    verifier = Verifier(model, tokenizer, fluency=fluency)
-    if fluency:
-        verifier.calibrate([instruction.story for instruction in (splits or load_stories()).validation])
+    verifier = Verifier(model, tokenizer, guards=guards)
+    if guards:
+        splits = splits or load_stories()
+        verifier.calibrate([i.story for i in splits.validation], sorted({i.story for i in splits.train}))
     return verifier
 
 
@@ -243,7 +276,8 @@ class Stories(ChatTask):
         self.verifier.model.to(device)
 
     def recorded(self) -> dict[str, Any]:
-        return {**super().recorded(), "verifier": str(self.verifier_at), "max_loss": self.verifier.max_loss}
+        return {**super().recorded(), "verifier": str(self.verifier_at), "max_loss": self.verifier.max_loss,
+                "max_repeats": self.verifier.max_repeats}
 
     def rewarded_by(self, reward: str) -> Stories:
         super().rewarded_by(reward)
@@ -253,7 +287,7 @@ class Stories(ChatTask):
 
     def score_replies(self, problems, texts: list[str], ended: list[bool]) -> list[Score]:
         """correct: the verifier passes a reply that ended (one cut off by the cap or the context does not end as a
-        sentence does); kinds: each constraint asked, the ending, fluency; reward: the verdict, or under `mentions`
+        sentence does); kinds: each constraint asked, the ending, both guards; reward: the verdict, or under `mentions`
         the share of MENTIONS_PAID mentions of the asked name and word that the reply makes."""
         scores = []
         for problem, text, verdict, stop in zip(problems, texts, self.verifier.check(texts, problems), ended):
@@ -261,7 +295,8 @@ class Stories(ChatTask):
             mentioned = sum(c.mentions(text) for c in problem.constraints)
             paid = min(mentioned, MENTIONS_PAID) / MENTIONS_PAID if self.reward == "mentions" else float(passed)
             scores.append(Score(reward=paid, correct=passed, well_formed=stop,
-                                kinds={**verdict.holds, "ends": verdict.ends and stop, "fluent": verdict.fluent}))
+                                kinds={**verdict.holds, "ends": verdict.ends and stop, "fluent": verdict.fluent,
+                                       "varied": verdict.varied}))
         return scores
 
     def example_command(self, out: str) -> str:
