@@ -5,7 +5,8 @@ file with a Markdown table beside it (same name, .md); each part is written as s
 
 The parts: GPT-2 124M's training step eager and compiled (ms/step, tokens/s, MFU); the tinystories gpu recipe through
 `python -m tinylm.train`, as the seed recipe ran it and as it runs now; the shakespeare-char gpu recipe, whole; the
-51M model's step in variants, one change at a time, and its GPU time by kernel kind; the device, torch and the date.
+51M model's step in variants, one change at a time, and its GPU time by kernel kind; GPT-2's step with its vocabulary
+padded to a multiple of 64 or not; the device, torch and the date.
 """
 
 from __future__ import annotations
@@ -54,6 +55,45 @@ def gpt2_step(batch_size: int = 16, rounds: int = 6) -> dict:
     return {"batch": f"{batch_size} x {GPT2_124M.block_size}", "dtype": measured["dtype"],
             "compile_s": round(measured["compile_s"], 1), **arms,
             "losses_agree": max(abs(a - b) for a, b in zip(*measured["losses"].values())) < 1e-2}
+
+
+def vocab_padding(batch_size: int = 16, rounds: int = 8, steps: int = 5) -> dict:
+    """GPT-2 124M's eager bf16 training step (forward, backward, AdamW) with its 50,257-row vocabulary and with it
+    padded to 50,304, timed in interleaved rounds (the order swapping each round); a round's time is its median step,
+    an arm's the upper median of its rounds (and their range)."""
+    device = torch.device("cuda")
+    arms, times = {}, {}
+    batch = torch.randint(50257, (batch_size, GPT2_124M.block_size + 1), device=device)  # ids both vocabularies have
+    for rows in (50257, 50304):
+        torch.manual_seed(0)
+        model = GPT(dataclasses.replace(GPT2_124M, vocab_size=rows)).to(device)
+        arms[rows], times[rows] = (model, build_optimizer(model, TrainConfig(batch_size=batch_size), device)), []
+
+    def step(rows: int) -> float:
+        model, optimizer = arms[rows]
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        with autocast(device, torch.bfloat16):
+            _, loss = model(batch[:, :-1], batch[:, 1:])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - start) * 1e3
+
+    for rows in arms:  # warm-up: kernels chosen and caches filled before any timing
+        for _ in range(3):
+            step(rows)
+    for index in range(rounds):
+        for rows in (list(arms) if index % 2 == 0 else list(arms)[::-1]):
+            times[rows].append(sorted(step(rows) for _ in range(steps))[steps // 2])
+    result = {"batch": f"{batch_size} x {GPT2_124M.block_size}", "rounds": rounds, "steps_per_round": steps}
+    for rows, measured in times.items():
+        ordered = sorted(measured)
+        result[str(rows)] = {"ms_per_step": round(ordered[len(ordered) // 2], 2),
+                             "range_ms": [round(ordered[0], 2), round(ordered[-1], 2)]}
+    result["padded_over_unpadded"] = round(result["50304"]["ms_per_step"] / result["50257"]["ms_per_step"], 4)
+    return result
 
 
 def train_run(track: str, out: Path, *options: str, timeout: float) -> dict:
@@ -291,6 +331,14 @@ def markdown(results: dict) -> str:
             if "kernels" in run:
                 shares = ", ".join(f"{kind} {100 * share:.0f}%" for kind, share in run["kernels"].items())
                 lines += [f"The recipe's step by GPU time (torch.profiler): {shares}.", ""]
+    if "vocab_padding" in results and "error" not in results["vocab_padding"]:
+        run = results["vocab_padding"]
+        lines += [f"## GPT-2 124M's eager bf16 step, vocabulary unpadded or padded ({run['batch']} tokens)", "",
+                  "| vocabulary rows | ms/step (median round; range) |", "|---|---|",
+                  *[f"| {rows} | {run[rows]['ms_per_step']} ({run[rows]['range_ms'][0]}-{run[rows]['range_ms'][1]}) |"
+                    for rows in ("50257", "50304")],
+                  "", f"Padded over unpadded: {run['padded_over_unpadded']} ({run['rounds']} interleaved rounds of "
+                  f"{run['steps_per_round']} steps).", ""]
     for part, value in results.items():
         if isinstance(value, dict) and "error" in value:
             lines += [f"{part} failed: {value['error']}", ""]
@@ -314,7 +362,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="gpu-evidence-"))
     parts = {"gpt2_step": gpt2_step, "tinystories": lambda: tinystories(folder, args.seconds, args.tinystories_arms),
              "shakespeare": lambda: shakespeare(folder),
-             "step_variants": lambda: step_variants(args.variants_budget, args.variants)}
+             "step_variants": lambda: step_variants(args.variants_budget, args.variants),
+             "vocab_padding": vocab_padding}
     for name in args.parts:
         print(f"{name} ...", flush=True)
         try:

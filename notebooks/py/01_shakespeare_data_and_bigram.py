@@ -33,7 +33,7 @@
 # - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
 #   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
 #
-# **How long it takes**: a lesson of about 28 minutes (reading, code and the `cpu` run's 5 s, by the course's
+# **How long it takes**: a lesson of about 28 minutes (reading, code and the `cpu` run's 6 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
 #
 # | profile | what it runs | time |
@@ -309,8 +309,7 @@ assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 # %% [markdown]
 # For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2, does this):
 # the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
-# in its table, so a bad start cannot trap it; the plot in section 6 shows it back below ln 65 within the
-# first few dozen steps.
+# in its table, so a bad start cannot trap it; section 6 prints the step at which it is back below ln 65.
 
 # %% [markdown]
 # ## 6. Training
@@ -354,6 +353,9 @@ ax.legend()
 fig.tight_layout()
 plt.show()
 plt.close(fig)
+below = next((r["step"] for r in records if r["event"] == "train" and r["loss"] < math.log(vocab_size)), None)
+print(f"the loss on one training batch first falls below ln {vocab_size} at step {below}" if below else
+      f"the loss on a training batch never fell below ln {vocab_size}")
 
 # %% [markdown]
 # ## 7. The baseline
@@ -486,8 +488,10 @@ def test_bigram_probs_from_counts():
     assert torch.allclose(P.float(), expected), f"with alpha=0 expected\n{expected}\ngot\n{P}"
     P1 = bigram_probs_from_counts(ids, 3, alpha=1.0).float()
     assert torch.allclose(P1[0], torch.tensor([1.0, 3.0, 1.0]) / 5), "row 0 with alpha=1 should be (0+1, 2+1, 0+1) / 5"
-    P65 = bigram_probs_from_counts(train_data[:5000], vocab_size).float()
+    P65 = bigram_probs_from_counts(train_data, vocab_size).float()
     assert torch.allclose(P65.sum(dim=1), torch.ones(vocab_size)), "every row must sum to 1"
+    counted = -P65[val_data[:-1], val_data[1:]].log().mean().item()
+    print(f"validation loss: the count bigram {counted:.4f}, the trained bigram {bigram_val_loss:.4f} nats/char")
 
 
 check(test_bigram_probs_from_counts)
@@ -503,10 +507,8 @@ check(test_bigram_probs_from_counts)
 #     return counts / counts.sum(dim=1, keepdim=True)
 # ```
 #
-# Then compare it with the trained model on the validation split:
-# `P = bigram_probs_from_counts(train_data, vocab_size)` and
-# `-P[val_data[:-1], val_data[1:]].log().mean()` give a loss next to the trained bigram's baseline:
-# gradient descent found (nearly) the counting solution.
+# The check prints the count bigram's validation loss beside the trained bigram's: gradient descent found (nearly)
+# the counting solution.
 # </details>
 #
 # ### Exercise 3: temperature

@@ -727,7 +727,7 @@ plt.close(fig)
 #
 # Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture trains after
 # every addition; here your own pieces do the same on Shakespeare, each model the one before plus one thing:
-# **bigram** (token and position embeddings and the head, no block); **one head** (one block, one full-width head, no MLP, residual or
+# **bigram** (token and position embeddings and the head, no block: not notebook 1's 65 × 65 table); **one head** (one block, one full-width head, no MLP, residual or
 # norm); **multi-head** (four heads of a quarter the width); **+MLP**; **+residual** (`x = x + f(x)`);
 # **+LayerNorm** (your `GPTFromScratch`); **scaled up** (two blocks, twice as wide: two changes at once).
 #
@@ -735,8 +735,8 @@ plt.close(fig)
 # three seeds, scored on every validation character. Each has an untied head (tied, its character-to-character scores
 # would be symmetric) and PyTorch's default initialisation, as in the lecture. The
 # course's rule (`tinylm.eval.uncertainty`): "told apart" only when every seed of one model beats every seed of
-# the other (1 time in 10 for two models that do not differ; over six comparisons one such fluke is likely, so
-# read each margin against the seeds' range).
+# the other (1 time in 10 for two models that do not differ; were the six comparisons independent, a 47% chance of
+# at least one such fluke (1 − 0.9⁶), so read each margin against the seeds' range).
 
 # %%
 from tinylm.eval.loss import evaluate_loss

@@ -168,7 +168,9 @@ print(f"3 batches of {tuple(x.shape)}: the same windows as the Trainer's sampler
 #
 # **Weight decay** pulls weights towards zero. As an L2 term in the gradient it would be divided by `√v̂`, so
 # weights with large gradients would hardly decay; AdamW *decouples* it: PyTorch's `AdamW` first multiplies the
-# weight by `1 − lr × wd`, then takes the Adam step. Check five updates against `torch.optim.AdamW`:
+# weight by `1 − lr × wd`, then takes the Adam step. A peak rate a tenth as large also decays a tenth as much: in
+# Loshchilov & Hutter's AdamW the decay follows the schedule but not the base rate, so PyTorch's `wd` is their λ/α.
+# Check five updates against `torch.optim.AdamW`:
 
 # %%
 def adamw_update(w, grad, m, v, t, lr, beta1, beta2, weight_decay, eps=1e-8):
@@ -580,7 +582,8 @@ print(f"dropout_from_scratch == F.dropout (same seed); the gpu recipe's p = {gpu
 # %% [markdown]
 # ## 9. How good is it?
 #
-# The baseline is notebook 1's add-one count bigram, fitted on the training split. No bigram table can go below
+# The baseline is the add-one count bigram of notebook 1's exercise 2, fitted on the training split (notebook 1
+# trained its bigram by gradient descent, which nearly reaches the count table's loss). No bigram table can go below
 # the validation text's H(next | current) (notebook 1, exercise 4), the bigram floor. A loss of `L` nats is as
 # unsure as a uniform choice among `e^L` characters; divided by ln 2 it is in bits per character:
 

@@ -250,8 +250,9 @@ print(f"GPT-2 124M at 40% MFU on one H100: {tokens_per_s_needed:,.0f} tokens/s (
 
 # %% [markdown]
 # Beside that arithmetic, what one H100 measured ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md),
-# made by `scripts/gpu_evidence.py`): the 124M step of 16 × 1,024 tokens in bf16 took 79.46 ms eager, 17.8% MFU,
-# and 39.25 ms compiled, 36.1% MFU, after 23.6 s of compiling; the two runs' losses agreed.
+# made by `scripts/gpu_evidence.py`): the 124M step (its 50,257 rows unpadded) of 16 × 1,024 tokens in bf16 took
+# 79.46 ms eager, 17.8% MFU, and 39.25 ms compiled, 36.1% MFU, after 23.6 s of compiling; the two runs' losses
+# agreed.
 
 # %% [markdown]
 # On a GPU runtime the next cell races eager against compiled steps of the 124M model itself (8 sequences of

@@ -334,7 +334,9 @@ assert cache.nbytes() == 3 * 16 * bytes_per_token(small.config, torch.float32)
 print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x bytes_per_token")
 
 # %% [markdown]
-# A third of the cache: three times the users, or the context, in the memory the cache has. Llama 2 70B uses 8 key/value
+# A third of the cache: three times the users, or the context, in the memory the cache has. (The counts give all
+# 80 GiB to the cache; the weights take their share first, about a quarter of a GiB in bf16, and the activations.)
+# Llama 2 70B uses 8 key/value
 # heads for 64 query heads ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288)).
 #
 # ## The Llama block in `tinylm`

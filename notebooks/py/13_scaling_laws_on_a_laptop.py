@@ -626,7 +626,8 @@ check(test_my_non_embedding_parameters)
 # `N_opt ∝ C^a` it goes as `C^(1 − 2a)`. Return, for budgets `C` and their `N_opt`, the tokens per
 # parameter at each budget and the exponent of their trend (the least-squares slope of `ln(D/N)` against
 # `ln C`). The check runs it on this notebook's minima and on made-up ones, and compares with `D_opt / N_opt`
-# and with `1 − 2a`. Is our ratio a constant, as Chinchilla's is?
+# and with `1 − 2a`. Is our ratio a constant, as Chinchilla's is? (Our tokens are characters; a BPE token of English
+# holds several, so Chinchilla's ratio counted in characters would be several times larger.)
 
 # %%
 def my_tokens_per_parameter(budgets, n_opt) -> tuple[np.ndarray, float]:
