@@ -179,7 +179,10 @@ plt.show()
 # Nothing in the language-modelling loss asks the router to spread tokens. An expert that happens to
 # be picked a little more early on gets more gradient, becomes better, gets picked more: routing
 # **collapses** onto a few experts, and the others are parameters that do nothing (on a cluster, with
-# one expert per GPU, the busy GPUs also set everyone's pace).
+# one expert per GPU, the busy GPUs also set everyone's pace). Some such systems (GShard, Switch) also cap each
+# expert's tokens per batch (the **capacity factor** times an even share) and **drop** the overflow, which then
+# passes on through the residual alone; DeepSeek-V3 drops none. ST-MoE's **router z-loss** keeps the router's logits small, for stability
+# ([Zoph et al., 2022](https://arxiv.org/abs/2202.08906)). `tinylm` caps and drops nothing, and has no z-loss.
 #
 # We measure balance as the **max-violation**: the busiest expert's load (its share of the assignments)
 # over the mean load, minus 1. 0 is perfect. With top-`k` routing a token gives each expert at most one of
@@ -313,26 +316,22 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # Two arms, one change: the dense Llama block that notebook 8a builds (RMSNorm, RoPE, SwiGLU, grouped-query
 # attention), and the same block with its MLP replaced by the mixture above under loss-free balancing,
 # DeepSeek-V3's method and `llama-moe`'s default. Both arms train notebook 8a's model shape and recipe, 3,000 steps
-# per run, at three seeds, the arms' order rotated from seed to seed, and are scored on a held-out test split. Why
-# two arms and not one per balancing mode: at 1,000 steps a run of this shape ends before its samples read as
-# stories, and only more steps per run fixed that (measured on 8a's GPT-2 arm; a smaller vocabulary or shape at the
-# same seconds did not: [a dated note](../docs/notes/2026-11-27-story-levers.md)); 3,000 steps for four arms would
-# not fit in a one-hour lesson (two arms train for 19 minutes of it; the other two would add the 21 minutes
-# exercise 4 prints), for two they do. Comparing the balancing modes in training is exercise 4.
+# per run, at three seeds, the arms' order rotated from seed to seed, and are scored on a held-out test split. Two
+# arms, not one per balancing mode: at 1,000 steps a run of this size ended before its samples read as stories
+# and 3,000 fixed that (one seed, on 8a's GPT-2 arm: [a dated note](../docs/notes/2026-11-27-story-levers.md)); 3,000
+# steps for four arms would not fit the lesson. Comparing the balancing modes in training is exercise 4.
 #
 # - **Equal steps, 3,000 per run**: a budget of seconds would let a busy machine pick the winner. The
-#   mixture's step may be slower, for reasons this notebook does not separate, among them dispatch (sorting,
-#   gathering and scattering tokens for each expert) and nine narrow MLPs (eight routed, each on its share of the
-#   tokens, and the shared one) where the dense block runs one wide one. The table prices the step (ms per step)
+#   mixture's step may be slower: dispatch (sorting, gathering and scattering tokens for each expert), and nine
+#   narrow MLPs where the dense block runs one wide one. The table prices the step (ms per step)
 #   beside the loss it buys.
 # - **A test split for the verdicts**: the training split's last stories, at most as many tokens as the validation
 #   split (the cut moves to a story's end), held out (the same tokens as in 8a) so that no arm trains on them and
 #   no choice in this notebook was scored on them (the dated note chose the 3,000 steps, for both arms alike, partly
 #   by this split's loss on 8a's GPT-2 arm).
 # - **The verdict rule.** Two arms are **told apart** only when each has at least three seeds and every
-#   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); otherwise the
-#   notebook prints **not told apart**, which says this experiment is too small to see a difference, not that
-#   there is none.
+#   seed of one beats every seed of the other (`tinylm.eval.uncertainty.told_apart`); "not told apart" says
+#   the experiment is too small to see a difference, not that there is none.
 #
 # **Predict, then run.** Will the mixture beat the dense block at equal steps, by a margin the rule can tell from
 # the seeds' disagreement? What will its step cost against the dense block's? And where will its max-violation end

@@ -327,8 +327,7 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # - **A bigger batch** (`batch_size=32` instead of 12), the speedrun recipe's other change, chosen by the probes
 #   of [a dated note](../docs/notes/2026-11-26-laptop-speedrun.md): with Muon, Newton–Schulz's fixed cost per step
 #   is shared among more tokens; the table races the batch first with AdamW.
-# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU, as cheap as ReLU, with a slope continuous at 0;
-#   Primer found it by an architecture search.
+# - **ReLU²** (`mlp="relu2"`): `relu(x)²` instead of GELU, as cheap as ReLU, with a slope continuous at 0 (from Primer's search).
 # - **QK-norm** (`qk_norm=True`): queries and keys RMS-normalised per head, so a score is a scaled cosine and
 #   cannot blow up as the weights grow.
 # - **Zero-initialised projections** (`zero_init_projections=True`): the matrices that write into the residual
@@ -336,9 +335,9 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # - **An untied head** (`tie_weights=False`): the head gets its own matrix instead of the embedding's.
 # - **Logit soft-capping** (`logit_softcap=15`): `15·tanh(logits/15)`, so no logit can run away early.
 # - **Warmup-stable-decay** (`schedule="wsd"`): hold the peak rate, then a straight line down over the run's
-#   last part. Its use: a cooldown can be branched off any point of the plateau, so one run gives models of
-#   several lengths. Raced at one length it crosses a target late by design (its loss drops in the cooldown), so
-#   the table leaves it to "Going further".
+#   last part: a cooldown can be branched off any point of the plateau, so one run gives several lengths. It crosses a target late by design (its loss drops in the cooldown), but its end-of-budget loss,
+#   which the table also judges, is a fair measure; its seeds would push the lesson past its time limit: "Going
+#   further".
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
