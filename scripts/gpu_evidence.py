@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import torch
 
-from tinylm.bench.measure import compare_compiled
+from tinylm.bench.measure import compare_compiled, training_step
 from tinylm.config import GPT2_124M, TrainConfig
 from tinylm.model.gpt import GPT
 from tinylm.runtime import autocast, peak_flops_per_s
@@ -62,30 +62,27 @@ def vocab_padding(batch_size: int = 16, rounds: int = 8, steps: int = 5) -> dict
     padded to 50,304, timed in interleaved rounds (the order swapping each round); a round's time is its median step,
     an arm's the upper median of its rounds (and their range)."""
     device = torch.device("cuda")
-    arms, times = {}, {}
+    steps_of, times = {}, {}
     batch = torch.randint(50257, (batch_size, GPT2_124M.block_size + 1), device=device)  # ids both vocabularies have
     for rows in (50257, 50304):
         torch.manual_seed(0)
         model = GPT(dataclasses.replace(GPT2_124M, vocab_size=rows)).to(device)
-        arms[rows], times[rows] = (model, build_optimizer(model, TrainConfig(batch_size=batch_size), device)), []
+        optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
+        steps_of[rows] = training_step(model, optimizer, batch[:, :-1], batch[:, 1:], device, torch.bfloat16)
+        times[rows] = []
 
     def step(rows: int) -> float:
-        model, optimizer = arms[rows]
         torch.cuda.synchronize()
         start = time.perf_counter()
-        with autocast(device, torch.bfloat16):
-            _, loss = model(batch[:, :-1], batch[:, 1:])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        steps_of[rows]()
         torch.cuda.synchronize()
         return (time.perf_counter() - start) * 1e3
 
-    for rows in arms:  # warm-up: kernels chosen and caches filled before any timing
+    for rows in steps_of:  # warm-up: kernels chosen and caches filled before any timing
         for _ in range(3):
             step(rows)
     for index in range(rounds):
-        for rows in (list(arms) if index % 2 == 0 else list(arms)[::-1]):
+        for rows in (list(steps_of) if index % 2 == 0 else list(steps_of)[::-1]):
             times[rows].append(sorted(step(rows) for _ in range(steps))[steps // 2])
     result = {"batch": f"{batch_size} x {GPT2_124M.block_size}", "rounds": rounds, "steps_per_round": steps}
     for rows, measured in times.items():

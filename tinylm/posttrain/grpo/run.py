@@ -86,10 +86,9 @@ class GRPOJob(PostTrainingJob):
         budget = f" (at most {cfg.max_seconds:g} s)" if cfg.max_seconds else ""
         return (f"GRPO on {self.task.name} from {self.description} | {trainer.model.num_parameters():,} parameters | "
                 f"profile {self.run.profile} | {cfg.max_steps} steps{budget}: rollouts of {recipe.prompts} prompts x "
-                f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | baseline "
-                f"{recipe.baseline} | lr "
-                f"{cfg.learning_rate:g} | {len(self.held.validation)} validation and {len(self.held.test)} test "
-                f"problems | device {start.device} | run folder {shown(self.run.out)}")
+                f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | "
+                f"baseline {recipe.baseline} | lr {cfg.learning_rate:g} | {len(self.held.validation)} validation and "
+                f"{len(self.held.test)} test problems | device {start.device} | run folder {shown(self.run.out)}")
 
     def measured(self, trainer: GRPOTrainer, world: World) -> tuple[dict, dict | None]:
         """The policy on the test problems (tinylm.posttrain.task.measure), and pass@1 and pass@n from n samples at
