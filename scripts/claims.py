@@ -4,8 +4,9 @@ scripts/refresh_notebook.py and the tests, kept out of the package because no no
 `unsupported_figures` lists the figures (decimals, percentages, N× ratios; not integers, code, math or links) that a
 notebook's markdown states and neither its saved outputs print nor notebooks/SOURCES.md sources; a figure a re-run
 could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
-sittings: the lesson (prose words / 120 + non-blank code lines / 12 before the exercises + the cpu runtime its last
-cell prints) and the exercises (10 minutes each + what they train, by the notebook's own printed estimate).
+sittings: the lesson (prose words / 125 + non-blank code lines / 5.3 before the exercises + the cpu runtime its last
+cell prints; constants fitted to teachers' estimates, CONTRIBUTING.md) and the exercises (10 minutes to write a
+function, 20 for an experiment, + what they train, by the notebook's own printed estimate).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|https?://\S+|
 RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
 # What an exercise trains, as the notebook estimates it from its own run: "exercise 3 trains for about 95 s"
 EXERCISE_RUN_LINE = re.compile(r"exercise (\d+) trains for about ([\d,]+) s\b")
-WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE, MINUTES_PER_EXERCISE = 120, 12, 10
-LESSON_LIMIT_MINUTES = 60  # one sitting
+WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 125, 5.3  # fitted to teachers' estimates: CONTRIBUTING.md
+MINUTES_PER_FUNCTION, MINUTES_PER_EXPERIMENT = 10, 20  # an exercise: write a function, or run an experiment
+LESSON_LIMIT_MINUTES = 90  # one sitting
 EXERCISES_HEADING = re.compile(r"^#+ .*exercise", re.I)  # the first heading that names an exercise ends the lesson
 WORD = re.compile(r"[A-Za-z0-9][\w'.-]*")
 
@@ -159,6 +161,7 @@ class StudyTime:
     code_lines: int
     runtime_seconds: float | None  # None: the notebook does not print its runtime
     exercises: int
+    experiments: int = 0  # of the exercises, those whose title names an experiment
     exercise_run_seconds: float = 0.0
 
     @property
@@ -174,8 +177,10 @@ class StudyTime:
 
     @property
     def exercise_minutes(self) -> float:
-        """The second sitting: each exercise, and what they train."""
-        return MINUTES_PER_EXERCISE * self.exercises + self.exercise_run_seconds / 60
+        """The second sitting: each exercise by its kind, and what they train."""
+        functions = self.exercises - self.experiments
+        return (MINUTES_PER_FUNCTION * functions + MINUTES_PER_EXPERIMENT * self.experiments
+                + self.exercise_run_seconds / 60)
 
 
 EXERCISE = re.compile(r"\s*(#{2,4}\s*Exercise\b|\*\*\d+\.)")  # "### Exercise 2: ..." or "**2. Title.**"
@@ -189,10 +194,11 @@ def prose_words(markdown: str) -> int:
 def study_time(path: str | Path) -> StudyTime:
     """The parts of the course's study-time formula for one notebook. The lesson runs up to the first heading that
     names an exercise ("## Exercises"); exercises are counted from the "## Exercises" heading on: each
-    "### Exercise ..." heading or "**N. ...**" item. The runtime is what the notebook printed (`RUNTIME_LINE`), and
-    an exercise's training what a line `EXERCISE_RUN_LINE` printed for it (none: 0)."""
+    "### Exercise ..." heading or "**N. ...**" item, an experiment if its title names one. The runtime is what the
+    notebook printed (`RUNTIME_LINE`), and an exercise's training what a line `EXERCISE_RUN_LINE` printed for it
+    (none: 0)."""
     cells = notebook_cells(path)
-    words = code = exercises = 0
+    words = code = exercises = experiments = 0
     in_lesson, in_exercises = True, False
     for cell in cells:
         source = cell_source(cell)
@@ -208,11 +214,15 @@ def study_time(path: str | Path) -> StudyTime:
             in_lesson = end == len(lines)
         for line in lines:
             in_exercises = in_exercises or bool(re.match(r"#{1,3}\s*Exercises\b", line))
-            exercises += in_exercises and bool(EXERCISE.match(line))
+            is_exercise = in_exercises and bool(EXERCISE.match(line))
+            exercises += is_exercise
+            title = line.split("**")[1] if line.lstrip().startswith("**") else line  # "**3. Title.** Text"
+            experiments += is_exercise and "experiment" in title.lower()
     printed = output_text(cells)
     runtime = RUNTIME_LINE.search(printed)
     trains = {number: float(seconds.replace(",", "")) for number, seconds in EXERCISE_RUN_LINE.findall(printed)}
-    return StudyTime(words, code, float(runtime.group(1)) if runtime else None, exercises, sum(trains.values(), 0.0))
+    return StudyTime(words, code, float(runtime.group(1)) if runtime else None, exercises, experiments,
+                     sum(trains.values(), 0.0))
 
 
 def cell_numbers(cells: list[dict]) -> dict[int, list[str]]:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from claims import (
     CODE_LINES_PER_MINUTE,
-    MINUTES_PER_EXERCISE,
+    MINUTES_PER_EXPERIMENT,
+    MINUTES_PER_FUNCTION,
     WORDS_PER_MINUTE,
     StudyTime,
     cell_source,
@@ -43,11 +44,13 @@ class Lesson:
 LESSONS = [
     Lesson("01_shakespeare_data_and_bigram.ipynb", "Shakespeare: data and a bigram model",
            "a character tokenizer, batches of windows and a bigram model: the baseline loss", "Python, a little NumPy"),
-    Lesson("02_self_attention_from_scratch.ipynb", "Self-attention from scratch",
-           "causal self-attention, multi-head attention and the transformer block", "1; matrix products"),
+    Lesson("02a_self_attention_from_scratch.ipynb", "Self-attention from scratch",
+           "causal self-attention: one head, many heads, all heads at once", "1; matrix products"),
+    Lesson("02b_from_attention_to_a_gpt.ipynb", "From attention to a GPT",
+           "the transformer block, a GPT, GPT-2's initialisation, and what each piece buys", "2a"),
     Lesson("03_train_char_gpt.ipynb", "Training a character GPT",
            "the training loop by hand (AdamW, warmup + cosine, clipping, accumulation), checked against the Trainer",
-           "1, 2"),
+           "1, 2b"),
     Lesson("04_bpe_tokenization.ipynb", "How GPT-2 tokenizes text",
            "byte-level BPE from scratch, checked against tiktoken", "1"),
     Lesson("05_tinystories.ipynb", "TinyStories: a 51M story model",
@@ -94,9 +97,20 @@ def minutes_text(minutes: float) -> str:
 
 
 FORMULA = (f"lesson = prose words / {WORDS_PER_MINUTE} + non-blank code lines / {CODE_LINES_PER_MINUTE} before the "
-           f"exercises + the cpu runtime; exercises (a second sitting) = {MINUTES_PER_EXERCISE} minutes each + what "
-           "they train")
+           f"exercises + the cpu runtime; exercises (a second sitting) = {MINUTES_PER_FUNCTION} minutes per function "
+           f"to write, {MINUTES_PER_EXPERIMENT} per experiment, + what they train")
 TIME_PARAGRAPH = "**How long it takes**"
+
+
+def kinds(study: StudyTime) -> str:
+    """The exercises' minutes by kind: "10 minutes each", "20 minutes, an experiment", or both rates."""
+    functions = study.exercises - study.experiments
+    if study.exercises == 1:
+        return f"{MINUTES_PER_EXPERIMENT} minutes, an experiment" if study.experiments else \
+            f"{MINUTES_PER_FUNCTION} minutes, a function to write"
+    if not study.experiments or not functions:
+        return f"{MINUTES_PER_EXPERIMENT if study.experiments else MINUTES_PER_FUNCTION} minutes each"
+    return f"{MINUTES_PER_FUNCTION} minutes per function, {MINUTES_PER_EXPERIMENT} per experiment"
 
 
 def time_paragraph(study: StudyTime) -> str:
@@ -105,7 +119,7 @@ def time_paragraph(study: StudyTime) -> str:
     trains = f", and {runtime_text(study.exercise_run_seconds)} of training" if study.exercise_run_seconds else ""
     text = (f"{TIME_PARAGRAPH}: a lesson of about {round(study.lesson_minutes)} minutes (reading, code{run}, by the "
             f"course's formula), then a second sitting of about {round(study.exercise_minutes)} minutes for the "
-            f"{study.exercises} exercises ({MINUTES_PER_EXERCISE} minutes each{trains}).")
+            f"{'exercise' if study.exercises == 1 else f'{study.exercises} exercises'} ({kinds(study)}{trains}).")
     return textwrap.fill(text, width=116, break_long_words=False, break_on_hyphens=False)
 
 
@@ -121,7 +135,17 @@ def with_time_paragraph(text: str, paragraph: str, prefix: str = "") -> str:
 
 def rewrite_time_paragraph(notebook: Path) -> bool:
     """Write the header's time paragraph of `notebook` and of its .py twin (notebooks/py/) from `study_time`;
-    True when either changed."""
+    True when either changed. The paragraph's own words count towards the lesson, so it is rewritten until it
+    states the time it makes (a second pass at most, in practice)."""
+    changed = False
+    for _ in range(3):
+        if not _rewrite_time_paragraph_once(notebook):
+            break
+        changed = True
+    return changed
+
+
+def _rewrite_time_paragraph_once(notebook: Path) -> bool:
     paragraph = time_paragraph(study_time(notebook))
     data = json.loads(notebook.read_text(encoding="utf-8"))
     first = next(cell for cell in data["cells"] if cell["cell_type"] == "markdown")
@@ -195,8 +219,7 @@ def teaching_table(notebooks: Path) -> str:
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | about {present} min | "
                     f"{'not measured yet' if smoke is None else runtime_text(smoke)} | "
                     f"{runtime_text(study.runtime_seconds)} | not measured |")
-    present = (f"Present: the lesson's prose words / {WORDS_PER_MINUTE} + non-blank code lines / "
-               f"{CODE_LINES_PER_MINUTE}, rounded to 5 minutes.")
+    present = "Present: the lesson's reading time by the course's formula (CONTRIBUTING.md), rounded to 5 minutes."
     if measured["machine"] is None:
         return "\n".join(rows) + f"\n\n{present} Smoke runs not measured yet: scripts/course_tables.py --measure-smoke."
     caption = f"{present} Smoke runs measured on: {measured['machine']}, in course order (as a class runs them)."

@@ -94,3 +94,24 @@ def test_a_forward_pass_that_fails_leaves_the_training_mode_as_it_was(make_model
         evaluate_loss_sum(model, split(100), 16, 1, "cpu")
     assert forwards == [False, False], "evaluation runs in eval mode"
     assert model.training is training
+
+
+def test_skip_unk_scores_only_the_other_targets(make_model):
+    """The sum over targets that are not <unk>: the whole split's sum less the <unk> targets' (each its
+    cross-entropy plus the penalty), from the float64 reference's per-target losses."""
+    model, tokens = make_model(), split(203)
+    nats, count = evaluate_loss_sum(model, tokens, 16, 3, "cpu", tokenizer=TRIMMED, skip_unk=True)
+    reference = copy.deepcopy(model).double().eval()
+    with torch.no_grad():
+        kept_nats, kept = 0.0, 0
+        for start, first_scored in evaluation_windows(len(tokens), 16):
+            chunk = torch.from_numpy(tokens[start : start + 17].astype(np.int64))
+            losses = F.cross_entropy(reference(chunk[None, :-1])[0][0][:, : TRIMMED.vocab_size], chunk[1:],
+                                     reduction="none")[first_scored:]
+            known = chunk[1:][first_scored:] != TRIMMED.unk_id
+            kept_nats += losses[known].sum().item()
+            kept += int(known.sum())
+    assert 0 < kept < len(tokens) - 1, "the split should hold some <unk> targets and some others"
+    assert count == kept
+    assert nats == pytest.approx(kept_nats, rel=1e-6)
+

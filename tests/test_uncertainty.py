@@ -102,3 +102,10 @@ def test_mcnemar_rejects_a_true_null_about_as_often_as_its_level():
 
     assert rejections(0.6, 0.6) <= 0.07
     assert rejections(0.5, 0.75) >= 0.8
+
+
+def test_a_chance_below_one_percent_keeps_a_decimal():
+    """Six seeds against six: 2 / C(12, 6) = 0.0022, printed as 0.2%, not rounded to 0%."""
+    text = compare("a", [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b", [2.0, 2.1, 2.2, 2.3, 2.4, 2.5])
+    assert "either way round, 0.2% of the time" in text
+

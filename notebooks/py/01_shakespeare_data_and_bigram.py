@@ -33,8 +33,9 @@
 # - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
 #   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
 #
-# **How long it takes**: a lesson of about 28 minutes (reading, code and the `cpu` run's 6 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 6 s, by the course's
+# formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what it runs | time |
 # |---|---|---|
@@ -307,7 +308,7 @@ print(f"ln({vocab_size}) = {math.log(vocab_size):.4f}   loss with zero logits = 
 assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 
 # %% [markdown]
-# For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2, does this):
+# For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2b, does this):
 # the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
 # in its table, so a bad start cannot trap it; section 6 prints the step at which it is back below ln 65.
 
@@ -607,7 +608,7 @@ check(test_entropies)
 # validation text itself, which no model trained on the first 90% can see, so part of the excess is the
 # difference between the two texts, and the rest is what training left. Both are small next to the distance
 # from H(next) down to the bigram, which is what one character of context is worth (the check's line prints the
-# three numbers). To get lower, a model needs more context: notebook 2.
+# three numbers). To get lower, a model needs more context: notebook 2a.
 # </details>
 
 # %%

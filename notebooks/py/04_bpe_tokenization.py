@@ -32,8 +32,9 @@
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
 # - what a BPE token buys: characters per token, characters per context, and compute per character.
 #
-# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 11 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 74 minutes (reading, code and the `cpu` run's 11 s, by the course's
+# formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|

@@ -41,13 +41,14 @@
 # ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322)); [llama2.c](https://github.com/karpathy/llama2.c)
 # (Karpathy), whose published TinyStories models can be scored on the same stories.
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 220 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 218 s, by the course's
+# formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | under a minute |
-# | `cpu` (2 cores; the saved outputs come from a 2-core AMD EPYC with AVX2 only) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
+# | `cpu` (2 cores; the timing cell prints the CPU behind the saved outputs) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
 # | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, about 3 hours on an H100 at the 0.2679 s per step [measured](../docs/results/gpu-2026-11-26.md)) | see [Running on a GPU](README.md#running-on-a-gpu) |
 
 # %%
@@ -77,6 +78,7 @@ import tinylm
 import tinylm.data.corpora
 import tinylm.eval.loss
 import tinylm.interop.llama2c
+import tinylm.train.text
 from tinylm.bench.measure import measure_training
 from tinylm.course.plotting import LiveLossPlot
 from tinylm.download import DownloadError
@@ -134,9 +136,6 @@ print(json.dumps({key: value for key, value in gpt2_data.meta.items() if key not
                  indent=2))
 
 # %% [markdown]
-# (`meta.json` also holds `seconds` and `tokens_per_s`, the tokenizer stage's time on whichever machine ran
-# `prepare()` first; the course guide's results measure tokenizing speed with `scripts/tokenizer_throughput.py`.)
-#
 # ### Why a memory map
 #
 # The full training split is about 450M tokens: Hugging Face lists 2,119,719 training stories, and a story averages
@@ -225,7 +224,7 @@ for share in (0.5, 0.9, 0.99):
 
 # %% [markdown]
 # About fifty tokens (punctuation, ` the`, ` and`, ` was`) make up half of the text, and the stories use only
-# a small part of GPT-2's vocabulary (on which text its merges were learned, the paper does not say: notebook 4).
+# a small part of GPT-2's vocabulary.
 #
 # ## A trimmed vocabulary for the CPU
 #
@@ -393,12 +392,10 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
                                          for dt in (torch.float32, torch.bfloat16, torch.float16)))
 
 # %% [markdown]
-# **What 16 bits buy.** A GPU's tensor cores multiply 16-bit matrices faster than fp32 ones; how much faster
-# depends on the GPU. NVIDIA's datasheets give the A100's and the H100's dense bf16 peak as twice their TF32 peak,
-# the rate at which their tensor cores take fp32 matmuls; the T4, which has no TF32, peaks at about eight times
-# its fp32 rate in fp16. 16-bit activations also halve the memory they take and the traffic to move them. The
-# datasheet peaks, as `tinylm.runtime` lists them (peaks, not measurements) for MFU, *model FLOPs utilisation*:
-# the share of the peak a run turns into the model's training FLOPs (notebooks 6a and 6b take it apart):
+# **What 16 bits buy.** A GPU's tensor cores multiply 16-bit matrices faster than fp32 ones, by how much depends on
+# the GPU, and 16-bit activations halve the memory they take and the traffic to move them. The datasheet peaks, as
+# `tinylm.runtime` lists them (peaks, not measurements) for MFU, *model FLOPs utilisation*: the share of the peak a
+# run turns into the model's training FLOPs (notebooks 6a and 6b take it apart):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -409,28 +406,21 @@ for gpu_name in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
                                           for name, tflops in peaks.items()) + " TFLOP/s")
 
 # %% [markdown]
-# (The float32 column is TF32 on the A100 and H100: tensor cores fed fp32 numbers cut to 10 mantissa
-# bits. The T4 has no bf16 at all.)
+# (The float32 column is TF32 on the A100 and H100: tensor cores fed fp32 numbers cut to 10 mantissa bits. The T4
+# has no bf16 at all.)
 #
-# **Why "mixed".** Rounding everything to 16 bits fails. Look at `1 + 1e-3` above: in bf16 it is 1. A
-# weight near 1 that AdamW moves by 10⁻³ would not move at all. So *Mixed Precision Training*
-# (Micikevicius et al., 2017) keeps an fp32 **master copy**: the weights, their gradients and AdamW's moments
-# stay fp32, and only the arithmetic of the forward and backward passes runs in 16 bits. `torch.autocast`
-# does exactly that: a matmul casts its fp32 inputs to 16 bits and multiplies them, while operations that
-# need range or precision (softmax, LayerNorm, the loss) run in fp32.
+# **Why "mixed".** Rounding everything to 16 bits fails: in bf16 `1 + 1e-3` is 1 (above), so a weight near 1 that
+# AdamW moves by 10⁻³ would not move. *Mixed Precision Training* (Micikevicius et al., 2017) keeps the weights, their
+# gradients and AdamW's moments in fp32 and runs only the forward and backward arithmetic in 16 bits: `torch.autocast`
+# casts a matmul's inputs to 16 bits and keeps softmax, LayerNorm and the loss in fp32.
 #
-# **fp16 and loss scaling.** fp16's 5 exponent bits are the problem: many gradients are smaller than
-# 6·10⁻⁸ and become 0, as `1e-8` did above. The fix from the same paper is to scale the loss: multiply
-# it by a large `S` before `backward`, so every gradient is `S` times larger and representable, then
-# divide the gradients by `S` (`unscale_`) before clipping and the optimizer step. PyTorch's
-# **GradScaler** picks `S` as it goes: when a gradient overflows to inf or NaN it skips that step and halves
-# `S`, and after a run of good steps it doubles `S` again; the Trainer counts the skipped steps.
-#
-# **bf16 needs none of that.** With fp32's 8 exponent bits, a gradient of 10⁻⁸ is a gradient; what
-# bf16 gives up is precision, and Kalamkar et al. (2019) showed that training tolerates it with the same
-# hyperparameters as fp32. So: **bf16** where the hardware computes it (NVIDIA A100, H100, RTX 30xx and newer,
-# TPUs, CPUs with AMX); **fp16 with a GradScaler** on GPUs with fp16 tensor cores but no bf16 (T4, V100);
-# **fp32** on most CPUs.
+# **fp16 needs loss scaling.** With 5 exponent bits, gradients below about 6·10⁻⁸ become 0, as `1e-8` did above.
+# Multiply the loss by a large `S` before `backward`, and divide the gradients by `S` before clipping and the step.
+# PyTorch's **GradScaler** picks `S`: it halves it and skips the step when a gradient overflows, and doubles it
+# after a run of good steps. **bf16 needs none of that**: it keeps fp32's 8 exponent bits and gives up precision,
+# which training tolerates with fp32's hyperparameters (Kalamkar et al., 2019). So: **bf16** where the hardware
+# computes it (NVIDIA A100, H100, RTX 30xx and newer, TPUs, CPUs with AMX); **fp16 with a GradScaler** on GPUs
+# without bf16 (T4, V100); **fp32** on most CPUs.
 #
 # **Predict, then run.** The next cell trains the same model for a few steps twice, from the same
 # weights on the same batches: once in fp32, once under autocast to 16 bits (bf16 on a CPU; on a GPU
@@ -485,7 +475,7 @@ print(f"largest difference: {max(differences):.1e} nats"
       + (f"; the GradScaler skipped {skipped} of the {MP_STEPS} fp16 steps" if skipped else ""))
 assert differences[0] < 0.02, "the first loss comes from the same weights and batch: only rounding differs"
 step_ms = {DTYPE_NAMES[dtype]: [seconds * 1000 for _, seconds, _ in results] for dtype, results in runs.items()}
-where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{DEVICE.type} ({torch.get_num_threads()} threads)"
+where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{tinylm.runtime.cpu_name()}, {torch.get_num_threads()} threads"
 # each arm: the mean over the rounds ± half their range (slowest minus fastest, halved)
 print(f"\ntime per step on {where}, {MP_ROUNDS} interleaved rounds: "
       + ", ".join(f"{name} {spread(ms).format(1, replicate='round')} ms" for name, ms in step_ms.items()))
@@ -493,18 +483,13 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
               replicate="round"))
 
 # %% [markdown]
-# Read the table: the losses are close but not equal. Every 16-bit matmul rounds its inputs, which moves the loss
-# in a late digit, and the updates then differ a little. Over a few steps the gap stays small, because the weights
-# and updates stay in fp32; over a long run it can grow until the two runs differ about as much as two seeds do
-# ([Summers and Dinneen, 2021](https://arxiv.org/abs/2103.04514), found one flipped bit in one initial weight
-# enough for that).
-#
-# The speed gets the course's verdict rule (`tinylm.eval.uncertainty.compare`): "told apart" only with at least 3
-# interleaved rounds per arm and ranges that do not overlap; `±` is half the range over the rounds, how much the
-# machine's speed moved. On the CPU behind the saved outputs bf16 did not pay at this size (the verdict above). On
-# an x86 CPU without AVX-512 (many laptops) PyTorch has no bf16 matrix kernels: its generic code converts every
-# number between bf16 and fp32, which can make
-# a step many times slower. GPU tensor cores multiply 16-bit matrices at the datasheet peaks above.
+# The losses are close, not equal: every 16-bit matmul rounds its inputs, and the updates then differ a little.
+# Over a long run two such runs can drift as far apart as two seeds ([Summers and Dinneen,
+# 2021](https://arxiv.org/abs/2103.04514) found one flipped bit in one initial weight enough). The speed verdict is
+# the course's rule (`tinylm.eval.uncertainty.compare`: at least 3 interleaved rounds per arm, ranges that do not
+# overlap; `±` is half the range over the rounds), for the CPU the timing line names and no other. On an x86 CPU
+# without AVX-512 PyTorch has no bf16 matrix kernels and converts every number between bf16 and fp32, which can make
+# a step many times slower.
 #
 # The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
 # a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
@@ -516,25 +501,20 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # %% [markdown]
 # ## Gradient accumulation
 #
-# Notebook 3 wrote gradient accumulation by hand and checked it: `k` micro-batches, each loss divided by `k`,
-# give exactly the big batch's gradient. The `gpu` recipe needs it: each optimizer step takes 1,024 sequences of
-# 256 tokens, and one micro-batch of 128 sequences already holds 128 × 256 × 50,304, over 1,600M, logits, so 8
-# micro-batches run one after another. Accumulation buys memory, not speed: 8 micro-batches cost the FLOPs of one
-# batch 8 times larger. The micro-batch's size and `torch.compile` (notebook 6b) do matter for speed: on an H100
+# Notebook 3 wrote gradient accumulation and checked it. The `gpu` recipe needs it: each optimizer step takes 1,024
+# sequences of 256 tokens, and one micro-batch of 128 sequences already holds over 1,600M logits (128 × 256 ×
+# 50,304), so 8 micro-batches run one after another. Accumulation buys memory, not speed. The micro-batch's size and
+# `torch.compile` (notebook 6b) do matter for speed: on an H100
 # ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) the recipe's compiled micro-batches of 128
-# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5%. The Trainer's backward line is
-# `self.scaler.scale(loss * (count * self.world.size / step_count)).backward()`: `loss * count` is the sum over the
-# micro-batch's `count` targets, and dividing by `step_count`, the targets of the whole step, makes it this
-# micro-batch's share of the step's mean (notebook 3's exercise 2; `self.world.size` is notebook 6a's). With fp16,
-# `scaler.scale` also multiplies by the loss scale, and the summed gradient is unscaled once, before clipping.
+# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5%. The Trainer weighs each micro-batch by
+# its share of the step's targets, `loss * (count * self.world.size / step_count)` (notebook 3's exercise 2;
+# `self.world.size` is notebook 6a's); with fp16, `scaler.scale` also multiplies by the loss scale.
 #
 # ## Training
 #
-# Now train the profile's recipe, bounded unless `FULL_RECIPE` is `True`. `max_seconds` counts training
-# time only (evaluations come on top), and the cosine schedule follows the clock, so a time-limited run
-# still ends at the low learning rate; a faster machine fits more steps into the same time limit (up to the
-# recipe's max_steps, 5,000 for `cpu`) and usually ends lower. The line after training prints this machine's
-# count.
+# Now train the profile's recipe, bounded unless `FULL_RECIPE` is `True`. `max_seconds` counts training time only,
+# and the cosine schedule follows the clock, so a time-limited run still ends at the low learning rate; a faster
+# machine fits more steps (up to the recipe's 5,000 for `cpu`) and usually ends lower.
 #
 # - `cpu`: the cpu recipe for 200 s of training.
 # - `gpu`: the 51M model with the recipe's learning rate and compiled micro-batches of 128, but 2 of them per step
@@ -542,10 +522,8 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 #   with the full batch, 7 minutes would hold too few steps to leave the warmup on most GPUs.
 # - `FULL_RECIPE = True`: the recipe as it stands, to its last step.
 #
-# The trainer evaluates on the whole validation split, with the unk penalty when the vocabulary is
-# trimmed. The training loss, computed on compact ids, has no penalty: with a trimmed vocabulary the
-# validation loss carries the penalty's share measured above (`val_unk.mean() * trimmed.unk_penalty`) that the
-# training loss does not.
+# The validation loss carries the `<unk>` targets (the penalty and the model's own loss on them); the training split
+# has none, so the line after training also scores the validation targets that are not `<unk>`.
 
 # %%
 BOUNDED = {"smoke": {}, "cpu": dict(max_seconds=200),  # what FULL_RECIPE = False changes in each recipe
@@ -579,8 +557,12 @@ print(f"trained {trainer.step:,} steps in {trainer.elapsed:.0f} s of training ti
 train_slice = data.train[: len(data.val)]  # as many training tokens as validation has, scored the same way
 train_slice_loss = tinylm.eval.loss.evaluate_loss(model, train_slice, model_cfg.block_size, train_cfg.eval_batch_size,
                                                   DEVICE, tinylm.runtime.autocast(DEVICE, trainer.dtype), tokenizer)
+known_val_loss = tinylm.eval.loss.evaluate_loss(model, data.val, model_cfg.block_size, train_cfg.eval_batch_size, DEVICE,
+                                                tinylm.runtime.autocast(DEVICE, trainer.dtype), tokenizer, skip_unk=True)
 print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per GPT-2 token; a training slice as "
-      f"long: {train_slice_loss:.3f}; the gap: {final['val_loss'] - train_slice_loss:+.3f}")
+      f"long: {train_slice_loss:.3f}; the gap: {final['val_loss'] - train_slice_loss:+.3f}\n"
+      f"on the validation targets that are not <unk> (a training split has none): {known_val_loss:.3f}; "
+      f"the gap: {known_val_loss - train_slice_loss:+.3f}")
 
 # %% [markdown]
 # ## Stories
@@ -597,10 +579,12 @@ for i, prompt in enumerate(prompts):
     print(f"=== {prompt!r} ===\n{story}\n")
 
 # %% [markdown]
-# A `�` in a sample is a `<unk>` the model chose: it knows that a rare word comes next, not which one.
-# Read the samples with the last training line's gap: a small one says the model has not memorised its stories, a
-# wide one after several passes says it has begun to. Here the training slice scores 0.3 nats lower after 5.4
-# passes over the split: the model has begun to memorise, so more stories would help more than more steps. The
+# `<unk>` is never a training target (every token of the training split is kept), so the model learns to give it
+# little probability, and the whole split's gap mixes those rare words into the comparison: read the gap on the
+# other targets. A small one says the model has not memorised its stories, a wide one after several passes says it
+# has begun to. Here it is 0.142 nats after 5.30 passes, against the whole split's 0.293: the `<unk>` targets made
+# half of it, and what remains mixes memorising with the validation stories simply being other stories (notebook 3
+# separates the two for its text with a bigram). The
 # TinyStories paper found that models learn grammar first and consistent plots and characters later, with more
 # parameters.
 #
@@ -619,21 +603,24 @@ for i, prompt in enumerate(prompts):
 # directly. (Notebook 3's loss in nats per character, divided by ln 2, is its bits per byte; across texts the
 # number measures the text as well as the model.)
 #
-# The bytes of the validation split: decode its GPT-2 ids with the base tokenizer, counting each
-# end-of-text token as one byte, a separator, as a newline would be in a text file. The first token is
-# never a target (nothing precedes it), so its bytes do not count.
+# The bytes of the validation split: decode its GPT-2 ids with the base tokenizer. An end-of-text token is no
+# text and has no bytes (the package's convention, and notebook 14's), and the first token is never a target
+# (nothing precedes it), so its bytes do not count either.
 
 # %%
 val_ids = np.asarray(gpt2_val, dtype=np.int64)
-newline = gpt2.encode("\n")[0]
-val_bytes = gpt2.encoding.decode_bytes(np.where(val_ids == gpt2.eot_token, newline, val_ids).tolist())
-scored_tokens = len(val_ids) - 1
-scored_bytes = len(val_bytes) - len(gpt2.encoding.decode_bytes(val_ids[:1].tolist()))
+val_bytes = gpt2.encoding.decode_bytes(val_ids[val_ids != gpt2.eot_token].tolist())  # the stories, end to end
+val_targets = val_ids[1:]
+scored_tokens = len(val_targets)
+scored_bytes = len(gpt2.encoding.decode_bytes(val_targets[val_targets != gpt2.eot_token].tolist()))
 print(f"validation: {len(val_ids):,} tokens, {len(val_bytes):,} bytes, {len(val_bytes) / len(val_ids):.2f} bytes per token")
 
 
 def to_bits_per_byte(loss_per_token: float) -> float:
     return loss_per_token * scored_tokens / (math.log(2) * scored_bytes)
+
+
+assert math.isclose(to_bits_per_byte(2.0), tinylm.train.text.bits_per_byte(2.0, val_ids, gpt2))  # the package's
 
 
 # Baselines: a uniform guess over GPT-2's vocabulary, and unigram frequencies from the training tokens (add-one smoothed).
@@ -661,8 +648,7 @@ print(f"| {'this GPT (' + PROFILE + ' profile)':<28} | {final['val_loss']:>20.3f
 # counts the text's UTF-8 bytes. From a terminal, `python -m tinylm.eval loss --ckpt runs/<run> --text
 # story.txt` does the same for a checkpoint. Score the first validation stories one by one, as standalone
 # texts, and add up their nats and bytes (`tinylm.eval.loss.texts_loss`). The result is close to the split's but not equal: each story is
-# scored without the story before it, its closing end-of-text token is not a target, and there are no
-# separator bytes.
+# scored without the story before it, and its closing end-of-text token is not a target.
 
 # %%
 EVAL_STORIES = 200

@@ -42,8 +42,9 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
 #
-# **How long it takes**: a lesson of about 41 minutes (reading, code and the `cpu` run's 22 s, by the course's
-# formula), then a second sitting of about 30 minutes for the 3 exercises (10 minutes each, and 19 s of training).
+# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 22 s, by the course's
+# formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
+# and 19 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -646,7 +647,13 @@ check(test_one_process_with_batch_8_trains_what_two_with_batch_4_train)
 # %% [markdown]
 # <details><summary>Solution</summary>
 #
-# Run the command above, then `my_run = tinylm.paths.runs_dir() / "one-process"`. The losses agree to float32
+# ```python
+# my_run = tinylm.paths.runs_dir() / "one-process"
+# subprocess.run([sys.executable, "-m", "tinylm.train", "gpt2-124m", "--profile", "smoke", "--out", str(my_run),
+#                 "--overwrite", "--max-steps", str(DDP_STEPS), "--device", "cpu", "--batch-size", "8"], check=True)
+# ```
+#
+# The losses agree to float32
 # rounding, not bit for bit (3.3e-06 at most over the cpu run's 20 records on a 2-core machine; the check allows
 # 1e-3, since other thread counts add in other orders): two processes add their gradients in another order than
 # one process does, and

@@ -41,8 +41,9 @@
 # [build-nanogpt](https://github.com/karpathy/build-nanogpt) and [llm.c](https://github.com/karpathy/llm.c),
 # whose HellaSwag scoring and reference numbers this notebook follows.
 #
-# **How long it takes**: a lesson of about 34 minutes (reading, code and the `cpu` run's 7 s, by the course's
-# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 51 minutes (reading, code and the `cpu` run's 7 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -217,7 +218,7 @@ for n in (100, 2_000, 10_042):
 # softmax of the loss) become one kernel that reads and writes memory once instead of once per operation, and
 # fewer kernels mean fewer launches, which cuts the per-step overhead of Python and of launching small kernels.
 # The matmuls themselves stay library calls, and attention already is one fused kernel (FlashAttention behind
-# `F.scaled_dot_product_attention`; notebook 2). Compiling costs time once, at the first step. The losses should
+# `F.scaled_dot_product_attention`; notebook 2a). Compiling costs time once, at the first step. The losses should
 # agree with eager ones to rounding, not bit for bit: the generated kernels compute the same operations but group
 # and order the floating-point arithmetic differently, and its rounding depends on the order.
 #
@@ -443,10 +444,12 @@ def hellaswag_accuracy(summed: torch.Tensor, counts: torch.Tensor, labels: torch
 
 
 def test_hellaswag_accuracy():
-    summed = torch.tensor([[4.0, 9.0, 6.0, 8.0], [4.0, 9.0, 6.0, 8.0]])
-    counts = torch.tensor([[2, 6, 2, 4], [2, 6, 2, 4]])
-    acc, acc_norm = hellaswag_accuracy(summed, counts, torch.tensor([0, 1]))
-    assert (acc, acc_norm) == (0.5, 0.5), "row 0: sum picks 0; row 1: mean per token (2, 1.5, 3, 2) picks 1"
+    summed = torch.tensor([[4.0, 9.0, 6.0, 8.0]] * 4)
+    counts = torch.tensor([[2, 6, 2, 4]] * 4)
+    acc, acc_norm = hellaswag_accuracy(summed, counts, torch.tensor([0, 1, 0, 0]))
+    assert (acc, acc_norm) == (0.75, 0.25), (
+        f"{(acc, acc_norm)}, not (0.75, 0.25): in every row the sum picks ending 0, the mean per token "
+        "(2, 1.5, 3, 2) ending 1")
     scored = [ending_losses(model, tokenizer, ex, "cpu") for ex in examples[:HELLASWAG_EXAMPLES]]
     acc, acc_norm = hellaswag_accuracy(torch.stack([s for s, _ in scored]), torch.stack([c for _, c in scored]),
                                        torch.tensor([ex.label for ex in examples[:HELLASWAG_EXAMPLES]]))

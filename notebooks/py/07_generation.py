@@ -37,8 +37,9 @@
 # - a playground with sliders and an attention viewer, on the Shakespeare model of notebook 3 and a TinyStories
 #   model (notebook 5's, or a stand-in: see *The models*).
 #
-# **How long it takes**: a lesson of about 52 minutes (reading, code and the `cpu` run's 38 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 36 s, by the course's
+# formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -297,22 +298,22 @@ for penalty in (1.0, 1.3):
 # else "not told apart":
 
 # %%
-PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 4)
+PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 6)
 sampled_shares = {}
 for penalty in (1.0, 1.3):
     sampled_shares[penalty] = []
     for seed in PENALTY_SEEDS:
-        text = tinylm.generate_text(stories_model, stories_tokenizer, loop_prompt, 120, temperature=0.8, top_k=40,
+        text = tinylm.generate_text(stories_model, stories_tokenizer, loop_prompt, 120, temperature=0.5, top_k=40,
                                     repetition_penalty=penalty, seed=seed)
         sampled_shares[penalty].append(distinct_4grams(stories_tokenizer.encode(text[len(loop_prompt):])))
     print(f"penalty {penalty}: distinct 4-grams {spread(sampled_shares[penalty]).format(3)}")
 print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1.0], lower_is_better=False,
-              metric="distinct 4-grams of sampled text (temperature 0.8, top-k 40)"))
+              metric="distinct 4-grams of sampled text (temperature 0.5, top-k 40)"))
 
 # %% [markdown]
-# Without a penalty the sampled text already barely repeats (0.981 ± 0.030 over 4 seeds, against greedy's 0.58
-# above), so the penalty's 1.000 on every seed is not told apart: the measure is at its ceiling, and at temperature
-# 0.8 with top-k 40 there is little loop left to break in 120 tokens.
+# At temperature 0.5 sampled text still repeats (the distinct 4-grams above, against greedy's 0.54), and the penalty
+# removed every repeated 4-gram at every seed: told apart by the rule. The greedy pair above shows what breaking a
+# loop does to the text.
 #
 # ## The KV cache, step by step
 #
@@ -529,8 +530,8 @@ plt.show()
 # gains more only if every one of its rounds' ratios beats every one of the other's. A round slow in both arms
 # points to the machine, and a ratio within one round cancels it.
 #
-# So the prediction's answer, from the printed ratios: every round of the 16M model (6.0x, 5.8x, 5.8x) beats every
-# round of the Shakespeare model (2.2x, 2.2x, 2.1x). The cache saves more where the uncached step has more to
+# So the prediction's answer, from the printed ratios: every round of the 16M model (4.6x, 5.8x, 6.0x) beats every
+# round of the Shakespeare model (3.1x, 1.9x, 2.1x). The cache saves more where the uncached step has more to
 # redo: four layers over a context that grows to 500 tokens, against one layer over 32 to 64 characters.
 #
 # In the 16M model's plot, without the cache a step costs more as the context grows; with it, the plot shows no
@@ -639,6 +640,40 @@ stories_session = tinylm.playground(stories_model, stories_tokenizer, "Once upon
 weights = tinylm.attention_viewer(model, tokenizer, "ROMEO:\nI will not stay", layer=0, head=0)
 assert torch.all(weights.triu(diagonal=1) == 0)  # nobody reads the future
 print(f"attention maps: {tuple(weights.shape)} = (layers, heads, queries, keys)")
+
+# %% [markdown]
+# One prompt is an anecdote. Read every head over a whole window of held-out Shakespeare instead: the share of
+# each position's attention that goes to the character itself, to the one before it, to the latest space or
+# newline before it (where the current word began), and to the window's first character.
+
+# %%
+from tinylm.course.playground import attention_maps
+from tinylm.train.recipes import prepare_shakespeare_char
+
+window = torch.as_tensor(prepare_shakespeare_char().val[: model.config.block_size].astype("int64"))  # (T,)
+maps = attention_maps(model, window[None].to(DEVICE)).cpu()  # (layers, heads, T, T)
+chars = tokenizer.decode(window.tolist())
+positions = torch.arange(1, len(window))  # queries 1..T-1: each has a previous character
+last_break, latest = [], 0
+for t in range(len(window)):  # the latest space or newline strictly before t (0 if none)
+    last_break.append(latest)
+    latest = t if chars[t] in " \n" else latest
+reads = {"itself": maps[..., positions, positions], "previous": maps[..., positions, positions - 1],
+         "word start": maps[..., positions, torch.tensor(last_break)[positions]], "first": maps[..., positions, 0]}
+shares = {name: weight.mean(-1) for name, weight in reads.items()}  # (layers, heads) each
+print(f"mean attention over {len(positions)} positions of held-out text\nlayer head | "
+      + " | ".join(f"{name:>10}" for name in shares))
+for layer in range(maps.size(0)):
+    for head in range(maps.size(1)):
+        print(f"{layer:5d} {head:4d} | " + " | ".join(f"{share[layer, head]:10.2f}" for share in shares.values()))
+
+# %% [markdown]
+# In the `cpu` run the Shakespeare model has one layer of four heads. Head 2 gives most of its attention to the
+# previous character (the largest share in the table): a previous-character head, which adds the second character a
+# trigram conditions on to the one each position already holds. The other three spread theirs thinly over the
+# window, none giving any of these four positions as much as a fifth of it; pick each head in the viewer above to
+# see where it goes instead. (The columns can overlap: the previous character may be the word's break, or the
+# first.)
 
 # %%
 stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
@@ -771,28 +806,31 @@ check(test_sample_with_my_cache)
 # </details>
 #
 # **4. An experiment: temperature, counted.** At `T = 0.5`, how often does the sampler choose the most likely
-# next character after `context` (the prompt of the temperature section)? **Predict it first** from the softmax of
-# `logits / 0.5`. Then draw `my_draws` characters (1,000 or more) with
-# `choose_next(logits[None], Sampling(temperature=0.5), generator)`, from one `torch.Generator` seeded once with
-# `my_seed`, keep them as a list of ids in `draws`, count how many are the top character `int(logits.argmax())`,
-# and write the fraction into `my_frequency`.
+# next character after `context` (the prompt of the temperature section)? **Predict it first**: work out the
+# probability from `logits` and write it into `my_prediction`. Then measure it: draw `my_draws` characters (1,000
+# or more) with `choose_next(logits[None], Sampling(temperature=0.5), generator)`, from one `torch.Generator`
+# seeded once with `my_seed`, keep them as a list of ids in `draws`, count how many are the top character
+# `int(logits.argmax())`, and write the fraction into `my_frequency`.
 #
-# The check needs no answer key. Your draws are repeatable: it draws again from a generator seeded with `my_seed`
-# and must get the very same characters, and your fraction must be the one those draws give. Then it sets the
-# count beside the theory: every draw picks the top character with probability `p = softmax(logits / 0.5)[top]`,
-# so the count is binomial, and `p` must lie inside its 99.7% Wilson interval (`z = 3`); an honest measurement
-# fails that about 3 times in 1,000 seeds.
+# The check needs no answer key: it holds your prediction against your measurement. Your draws are repeatable:
+# it draws again from a generator seeded with `my_seed` and must get the very same characters, and your fraction
+# must be the one those draws give. Every draw picks the top character with the same probability, so the count is
+# binomial, and your prediction must lie inside its 99.7% Wilson interval (`z = 3`); a right prediction fails that
+# about 3 times in 1,000 seeds.
 
 # %%
 my_draws = 1_000
 my_seed = 0  # the seed of your one generator
+my_prediction = None  # replace with your prediction: the probability that a draw at T = 0.5 is the top character
 draws = None  # replace with your list of my_draws drawn ids
 my_frequency = None  # replace with your measurement: the fraction of draws that chose the top character
 
 
 def test_temperature_frequency():
-    if my_frequency is None or draws is None:
-        raise NotImplementedError("run the experiment: keep the ids in draws and the fraction in my_frequency")
+    if my_prediction is None or my_frequency is None or draws is None:
+        raise NotImplementedError("predict into my_prediction, then run the experiment: keep the ids in draws and "
+                                  "the fraction in my_frequency")
+    assert 0 <= my_prediction <= 1, "my_prediction is a probability between 0 and 1, not a percentage"
     assert my_draws >= 1_000, "draw at least 1,000 characters: fewer leave an interval too wide to test anything"
     assert len(draws) == my_draws, f"draws holds {len(draws)} ids, my_draws says {my_draws}"
     generator = torch.Generator().manual_seed(my_seed)
@@ -803,12 +841,12 @@ def test_temperature_frequency():
     top = int(logits.argmax())
     assert math.isclose(my_frequency, again.count(top) / my_draws), \
         f"your draws chose the top character {again.count(top)} times in {my_draws:,}, not {my_frequency} of them"
-    p = torch.softmax(logits / 0.5, dim=-1).max().item()  # the theory: the top character's probability at T = 0.5
     low, high = wilson_interval(again.count(top), my_draws, z=3.0)
-    assert low <= p <= high, (f"{my_frequency:.3f} of {my_draws:,} draws: its 99.7% interval [{low:.3f}, {high:.3f}] "
-                              f"excludes the softmax probability {p:.3f}")
-    print(f"measured {my_frequency:.3f} in {my_draws:,} draws, 99.7% interval [{low:.3f}, {high:.3f}]; "
-          f"the softmax says {p:.3f}")
+    assert low <= my_prediction <= high, (
+        f"you predicted {my_prediction:.3f}, but your draws chose the top character {my_frequency:.3f} of the time: "
+        f"the 99.7% interval [{low:.3f}, {high:.3f}] excludes your prediction: did you divide the logits by T = 0.5?")
+    print(f"predicted {my_prediction:.3f}; measured {my_frequency:.3f} in {my_draws:,} draws, 99.7% interval "
+          f"[{low:.3f}, {high:.3f}]")
 
 
 check(test_temperature_frequency)
@@ -817,11 +855,12 @@ check(test_temperature_frequency)
 # <details><summary>Solution</summary>
 #
 # ```python
+# my_prediction = torch.softmax(logits / 0.5, dim=-1).max().item()  # the top character's probability at T = 0.5
 # generator = torch.Generator().manual_seed(my_seed)
 # top = int(logits.argmax())
 # draws = [int(choose_next(logits[None], Sampling(temperature=0.5), generator)) for _ in range(my_draws)]
 # my_frequency = draws.count(top) / my_draws
-# print(my_frequency, torch.softmax(logits / 0.5, dim=-1).max().item())
+# print(my_prediction, my_frequency)
 # ```
 #
 # Repeat it at `T = 1` and `T = 2`: the frequency follows the softmax at each temperature, and it falls

@@ -32,8 +32,9 @@
 #   selection on validation, pass rates on test with Wilson intervals at two seeds;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 54 minutes (reading, code and the `cpu` run's 403 s, by the course's
-# formula), then a second sitting of about 41 minutes for the 4 exercises (10 minutes each, and 61 s of training).
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 403 s, by the course's
+# formula), then a second sitting of about 61 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
+# and 61 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|

@@ -33,8 +33,9 @@
 #   test) and against a **control** that fine-tunes on DPO's passing chosen replies; whether the story-telling
 #   survives; the learning rate's part in "likelihood displacement" (one seed).
 #
-# **How long it takes**: a lesson of about 57 minutes (reading, code and the `cpu` run's 485 s, by the course's
-# formula), then a second sitting of about 40 minutes for the 4 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 485 s, by the course's
+# formula), then a second sitting of about 60 minutes for the 4 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -712,13 +713,14 @@ check(test_preference_accuracy)
 # **3. Experiment: LoRA against full SFT, at equal steps.** From the story base, fine-tune twice for
 # `COMPARE_STEPS` steps with seed `SEED`, each arm at its recipe's learning rate (LoRA's is not tuned): every weight
 # (`lora=None`, into `RUNS / "sft-full"`) and rank-8 LoRA on attention (`lora=LORA_ARM`, into `RUNS / "sft-lora"`). **Predict** first: which passes more test instructions, and which constraint is
-# hardest? Then set `my_better` to the arm whose run reports the higher test pass rate. The check reads both runs.
+# hardest? Then set `my_better` to the arm whose run reports the higher test pass rate (`"tie"` where the two are
+# equal). The check reads both runs.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 COMPARE_STEPS = {"smoke": 10, "cpu": 300, "gpu": 300}[PROFILE]
 LORA_ARM = LoRAOptions(rank=RANK, targets=TARGETS)
-my_better = None  # "full" or "lora", as your runs say
+my_better = None  # "full", "lora" or "tie", as your runs say
 
 
 def ran_as_asked(out, lora: LoRAOptions | None) -> dict:
@@ -738,7 +740,8 @@ def test_lora_against_full():
         raise NotImplementedError("run both arms, then set my_better to the one with the higher test pass rate")
     rates = {arm: ran_as_asked(RUNS / f"sft-{arm}", lora) for arm, lora in (("full", None), ("lora", LORA_ARM))}
     best = max(after["pass_rate"] for after in rates.values())
-    assert rates[my_better]["pass_rate"] == best, "your runs say otherwise"
+    leaders = [arm for arm, after in rates.items() if after["pass_rate"] == best]
+    assert my_better == (leaders[0] if len(leaders) == 1 else "tie"), "your runs say otherwise"
     for arm, after in rates.items():
         print(f"{arm:>4}: {pass_rate_line(after)}; {kinds_line(after)}")
 
@@ -754,7 +757,7 @@ check(test_lora_against_full)
 #     sft(run, PostTrainingOptions(task="stories", lora=lora), say=quiet, on_record=quiet)
 # rates = {arm: json.loads((RUNS / f"sft-{arm}" / "sft_eval.json").read_text())["after"]["pass_rate"]
 #          for arm in ("full", "lora")}
-# my_better = max(rates, key=rates.get)
+# my_better = max(rates, key=rates.get) if rates["full"] != rates["lora"] else "tie"
 # ```
 #
 # One seed per arm is a measurement, not a verdict. If LoRA falls behind, there are at least three reasons it might:

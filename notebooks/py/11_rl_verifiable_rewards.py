@@ -35,8 +35,9 @@
 #   replies: the policy gradient with no baseline), three seeds each; **pass@1 against pass@8**; a blind reading;
 # - **reward hacking**: a reward with a loophole, the policy taking it, and the check that catches it.
 #
-# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 16 min, by the course's
-# formula), then a second sitting of about 47 minutes for the 4 exercises (10 minutes each, and 403 s of training).
+# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 16 min, by the course's
+# formula), then a second sitting of about 57 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
+# and 403 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -613,6 +614,7 @@ check(test_my_pass_at_k)
 # %%
 # NBVAL_CHECK_OUTPUT
 my_verdict = None  # "GRPO", "Dr. GRPO" or "not told apart", by the course's rule on your three runs
+grpo_rates = [reports["GRPO", seed]["after"]["pass_rate"] for seed in SEEDS]  # the GRPO arm's test pass rates
 
 
 def dr_grpo_rates() -> list[float]:
@@ -634,12 +636,12 @@ def test_dr_grpo():
     if my_verdict is None:
         raise NotImplementedError("run Dr. GRPO at the three seeds, then set my_verdict")
     dr = dr_grpo_rates()
-    if told_apart(rates["GRPO"], dr):
-        expected = "GRPO" if min(rates["GRPO"]) > max(dr) else "Dr. GRPO"
+    if told_apart(grpo_rates, dr):
+        expected = "GRPO" if min(grpo_rates) > max(dr) else "Dr. GRPO"
     else:
         expected = "not told apart"
     assert my_verdict == expected, f"by the course's rule your runs say {expected!r}"
-    print(compare("Dr. GRPO", dr, "GRPO", rates["GRPO"], lower_is_better=False, metric="greedy test pass rate"))
+    print(compare("Dr. GRPO", dr, "GRPO", grpo_rates, lower_is_better=False, metric="greedy test pass rate"))
 
 
 check(test_dr_grpo)
@@ -657,7 +659,7 @@ print(f"exercise 4 trains for about {seconds:,.0f} s here: three runs, each as l
 #                     set={"scale_advantages": False, "pass_at_samples": 0}),
 #          PostTrainingOptions(task="stories", base=str(sft_start)), say=quiet, on_record=quiet)
 # dr = dr_grpo_rates()
-# my_verdict = ("GRPO" if min(rates["GRPO"]) > max(dr) else "Dr. GRPO") if told_apart(rates["GRPO"], dr) \
+# my_verdict = ("GRPO" if min(grpo_rates) > max(dr) else "Dr. GRPO") if told_apart(grpo_rates, dr) \
 #     else "not told apart"
 # ```
 #

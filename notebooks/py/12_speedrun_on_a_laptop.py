@@ -39,8 +39,9 @@
 # - why a race of seconds on a shared machine is run in steps: each arm's step cost timed in interleaved
 #   rounds, the budget turned into steps at that cost.
 #
-# **How long it takes**: a lesson of about 60 minutes (reading, code and the `cpu` run's 17 min, by the course's
-# formula), then a second sitting of about 20 minutes for the 2 exercises (10 minutes each).
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 17 min, by the course's
+# formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
+# experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|

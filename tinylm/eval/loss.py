@@ -116,16 +116,17 @@ def evaluation_windows(num_tokens: int, block_size: int) -> list[tuple[int, int]
 
 @torch.no_grad()
 def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
-                      tokenizer=None, rank: int = 0, world_size: int = 1) -> tuple[float, int]:
+                      tokenizer=None, rank: int = 0, world_size: int = 1, skip_unk: bool = False) -> tuple[float, int]:
     """(total nats, number of targets) of next-token cross-entropy over every target of `tokens`.
 
     The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to
     bits per byte need the total rather than the mean. With a `tokenizer`, logits past its
     vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
     are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
-    (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary.
-    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host reads
-    the total once, at the end, and the model's training mode comes back however the evaluation ends.
+    (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary;
+    `skip_unk` scores only the other targets (a training split has none: every one of its tokens is kept).
+    Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host
+    reads the total once, at the end, and the model's training mode comes back however the evaluation ends.
     """
     vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
     valid_ids = vocab_limit if vocab_limit is not None else getattr(getattr(model, "config", None), "vocab_size", None)
@@ -137,6 +138,7 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     # float64 (MPS has none: float32 there), so that a long split's sum loses nothing to rounding.
     total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
     total_count = 0
+    skipped = torch.zeros_like(total_loss)  # <unk> targets left out by skip_unk
     was_training = model.training
     model.eval()
     try:
@@ -153,18 +155,23 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
             # (b, T): the targets no earlier window scored
             first_scored = torch.tensor([first for _, first in chunk], device=device)  # (b,)
             scored = torch.arange(window, device=device) >= first_scored[:, None]
+            if skip_unk and unk_id is not None:
+                skipped += (scored & (y == unk_id)).sum()
+                scored &= y != unk_id
             total_loss += torch.where(scored, losses, 0.0).sum(dtype=total_loss.dtype)
             total_count += sum(window - first for _, first in chunk)
     finally:  # an error mid-evaluation (out of memory, Ctrl-C) must not leave a training model in eval mode
         model.train(was_training)
-    return total_loss.item(), total_count
+    nats, left_out = torch.stack((total_loss, skipped)).tolist()  # one read: the host waits for the device once
+    return nats, total_count - int(left_out)
 
 
 def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, device, autocast_ctx=None,
-                  tokenizer=None) -> float:
-    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them);
-    see evaluate_loss_sum."""
-    total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer)
+                  tokenizer=None, skip_unk: bool = False) -> float:
+    """Mean next-token cross-entropy over every target of `tokens` (all len(tokens) - 1 of them, or those that are
+    not <unk>); see evaluate_loss_sum."""
+    total_loss, total_count = evaluate_loss_sum(model, tokens, block_size, batch_size, device, autocast_ctx, tokenizer,
+                                                skip_unk=skip_unk)
     return total_loss / total_count
 
 

@@ -67,6 +67,11 @@ def told_apart(a: Sequence[float], b: Sequence[float], min_seeds: int = MIN_SEED
     return min(len(a), len(b)) >= min_seeds and separated(a, b)
 
 
+def percent(rate: float) -> str:
+    """A chance as the verdicts print it: whole percents, and one decimal below 1% (2 / C(12, 6) is 0.2%, not 0%)."""
+    return f"{rate:.0%}" if rate >= 0.01 else f"{rate:.1%}"
+
+
 def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *, lower_is_better: bool = True,
             metric: str = "val loss", digits: int = 3, replicate: str = "seed") -> str:
     """One sentence: which arm came out ahead on `metric`, by how much (difference of means, the winner's mean first),
@@ -80,11 +85,11 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
     if told_apart(a, b):
         verdict = (f"told apart: every {replicate} of {winner} beats every {replicate} of {loser} (were there no "
                    f"real difference, one arm's {replicate}s would all beat the other's, either way round, "
-                   f"{null_pass_rate(len(a), len(b)):.0%} of the time)")
+                   f"{percent(null_pass_rate(len(a), len(b)))} of the time)")
     elif separated(a, b):
         verdict = (f"not told apart: the ranges do not overlap, but with fewer than {MIN_SEEDS} {replicate}s two "
                    f"arms with no real difference do that, either way round, "
-                   f"{null_pass_rate(len(a), len(b)):.0%} of the time")
+                   f"{percent(null_pass_rate(len(a), len(b)))} of the time")
     else:
         verdict = f"not told apart: the {replicate}s overlap"
     winner_mean, loser_mean = (sa.mean, sb.mean) if a_better else (sb.mean, sa.mean)
