@@ -825,9 +825,10 @@ check(test_accumulate)
 # arms with no real difference do that 1 time in 10 at three seeds each), else "not told apart". Then put your six
 # losses in `my_losses`, in seed order.
 #
-# The verdict holds at `LR_STEPS` steps (500 on the `cpu` profile), not for the 6,000-step recipe itself.
+# The verdict holds at `LR_STEPS` steps (500 on the `cpu` profile), not for the recipe's whole run.
 # **Predict first**: as the budget grows towards the whole recipe, will the gap between the two rates widen, shrink
-# or change sides, and will the rule still tell them apart?
+# or change sides, and will the rule still tell them apart? (The course has not measured it: test your prediction by
+# running both arms at a few times `LR_STEPS`.)
 #
 # Training on a CPU repeats itself bit for bit, so the check re-runs seed 0 of both arms and compares them with your
 # figures (to the 3 decimals you may have copied); it also asks that each arm's seeds differ, that every loss beats

@@ -453,7 +453,8 @@ def test_hellaswag_accuracy():
     scored = [ending_losses(model, tokenizer, ex, "cpu") for ex in examples[:HELLASWAG_EXAMPLES]]
     acc, acc_norm = hellaswag_accuracy(torch.stack([s for s, _ in scored]), torch.stack([c for _, c in scored]),
                                        torch.tensor([ex.label for ex in examples[:HELLASWAG_EXAMPLES]]))
-    assert abs(acc - scores["acc"]) < 1e-9 and abs(acc_norm - scores["acc_norm"]) < 1e-9, "must match evaluate_hellaswag"
+    # 1e-6: a float32 mean of 200 examples misses the float64 count's fraction in the 8th digit
+    assert abs(acc - scores["acc"]) < 1e-6 and abs(acc_norm - scores["acc_norm"]) < 1e-6, "must match evaluate_hellaswag"
 
 
 check(test_hellaswag_accuracy)

@@ -525,7 +525,8 @@ check(test_moe_layer_parameters)
 # needs to get under a max-violation of 0.5 should scale as `1/u`, and `steps · u` should stay about the
 # same, as long as a step of `u` is small next to those gaps. Measure it: run `balance(rate)` for at least
 # three rates spanning a factor of ten or more (say `1e-3`, `3e-3`, `1e-2`, `3e-2`, `1e-1`), find the first
-# step under 0.5 in each (None if it never gets there), and fill `my_steps_by_rate = {rate: steps}`. The check
+# step under 0.5 in each as its index in `balance(rate)` (0 for the first update, as the lesson's `under` counts;
+# None if it never gets there), and fill `my_steps_by_rate = {rate: steps}`. The check
 # compares each with a run of its own and prints `steps · u`, the mean max-violation of the last 50 steps,
 # and the last four steps' values. Where does the prediction stop holding, and why?
 

@@ -607,7 +607,8 @@ check(test_my_pass_at_k)
 #
 # **4. Experiment: Dr. GRPO.** Liu et al. drop the division by the group's spread, which weighs up instructions
 # that are nearly always passed or failed. **Predict** whether it passes more or fewer test instructions than GRPO,
-# then run it at the same three seeds (`set={"scale_advantages": False}`, run folders `RUN / f"dr-GRPO-{seed}"`, as
+# then run it at the same three seeds (`set={"scale_advantages": False, "pass_at_samples": 0}`: no pass@k pass, which
+# only costs time here; run folders `RUN / f"dr-GRPO-{seed}"`, as
 # the cell above runs GRPO) and set `my_verdict` to "GRPO", "Dr. GRPO" or "not told apart". The check reads your
 # runs' settings and reports, and applies the course's rule.
 

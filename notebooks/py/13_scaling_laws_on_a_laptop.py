@@ -669,7 +669,8 @@ check(test_my_tokens_per_parameter)
 # </details>
 #
 # **3. An experiment: a size the sweep skipped.** On the cpu profile, train `2x40` (in `ladder`, between
-# the sweep's `2x32` and `2x48`) at the middle budget, `budgets[1]`, with `train_size` and a fresh seed,
+# the sweep's `2x32` and `2x48`) at the middle budget, `budgets[1]`, with `train_size`, the sweep's `template` and a
+# fresh seed,
 # after predicting its loss from that budget's parabola. The theory to test is the bootstrap's: each run is
 # its parabola plus one residual like those in `pool`. The check prints the interval that a run of the sweep's
 # recipe lands in 19 times in 20 if the theory holds (a 95% prediction interval: the residuals' spread, with their
@@ -712,7 +713,8 @@ def test_a_skipped_size_lands_on_its_parabola():
     predicted, low, high = prediction_interval(my_run.budget, my_run.parameters)
     print(f"{my_run.size}: the parabola predicts {predicted:.4f}, 95% prediction interval [{low:.4f}, {high:.4f}]; "
           f"you measured {my_run.val_loss:.4f}")
-    assert low <= my_run.val_loss <= high, "outside the interval: train it with train_size and template"
+    assert low <= my_run.val_loss <= high, ("outside the interval: a run of the sweep's recipe lands there 1 time in "
+                                            "20; check train_size and template, then try another seed")
 
 
 # %%

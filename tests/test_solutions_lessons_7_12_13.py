@@ -1,4 +1,4 @@
-"""Notebooks 6a to 8a: every exercise's solution passes its check, and every check refuses a plausible wrong
+"""Notebooks 7, 12 and 13: every exercise's solution passes its check, and every check refuses a plausible wrong
 answer (tests/notebook_solutions.py)."""
 
 import pytest
@@ -6,6 +6,6 @@ import pytest
 from tests.notebook_solutions import group, run_solutions
 
 
-@pytest.mark.parametrize("notebook", group("lessons_6_to_8a"))
+@pytest.mark.parametrize("notebook", group("lessons_7_12_13"))
 def test_every_solution_passes_its_check_and_every_check_rejects_a_wrong_answer(notebook):
     run_solutions(notebook)

@@ -1,4 +1,4 @@
-"""Notebooks 8b to 10: every exercise's solution passes its check, and every check refuses a plausible wrong
+"""Notebooks 6a, 6b, 8a and 8b: every exercise's solution passes its check, and every check refuses a plausible wrong
 answer (tests/notebook_solutions.py)."""
 
 import pytest
@@ -6,6 +6,6 @@ import pytest
 from tests.notebook_solutions import group, run_solutions
 
 
-@pytest.mark.parametrize("notebook", group("lessons_8b_to_10"))
+@pytest.mark.parametrize("notebook", group("lessons_6_and_8"))
 def test_every_solution_passes_its_check_and_every_check_rejects_a_wrong_answer(notebook):
     run_solutions(notebook)
