@@ -35,14 +35,14 @@
 # - to export a model with its tokenizer for `transformers` (checked to give tinylm's ids, tokens and logits) and as
 #   a GGUF file (read back with llama.cpp's own `gguf` package), and the commands that run it in llama.cpp and Ollama.
 #
-# **How long it takes**: a lesson of about 78 minutes (reading, code and the `cpu` run's 25 min, by the course's
+# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 25 min, by the course's
 # formula), then a second sitting of about 42 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
 # and 143 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 300-token BPE, 3 tokenizers × 3 seeds of 30 tiny steps, then 2 × 3 runs of at most 60 | under a minute |
-# | `cpu` (2 cores) | a 2,048-token BPE, 3 tokenizers × 3 seeds of `STEPS` steps at the text recipe's cpu shape, then characters and your BPE at the GPT-2 arm's FLOPs (3 seeds each) | the last cell prints it |
+# | `cpu` (2 cores; the saved seconds: a 2-core Intel Xeon with AVX-512, shared with other runs) | a 2,048-token BPE, 3 tokenizers × 3 seeds of `STEPS` steps at the text recipe's cpu shape, then characters and your BPE at the GPT-2 arm's FLOPs (3 seeds each) | the last cell prints it |
 # | `gpu` | the same runs at the text recipe's gpu shape: `STEPS` steps each, then the equal-compute arms | not measured |
 #
 # **Papers and code**: byte-pair encoding for subword units ([Sennrich et al., 2016](https://arxiv.org/abs/1508.07909));
@@ -313,7 +313,8 @@ for a, b in [("char", "gpt2"), ("char", bpe_spec), ("gpt2", bpe_spec)]:
     print(compare(a, equal_compute[a], b, equal_compute[b], metric="bits per byte at equal compute", digits=4))
 notebook_3 = runs_dir() / f"notebook-03-{PROFILE}" / "metrics.jsonl"
 if notebook_3.is_file():
-    final_3 = [json.loads(line) for line in notebook_3.read_text().splitlines() if '"final"' in line][-1]
+    records = [json.loads(line) for line in notebook_3.read_text().splitlines()]
+    final_3 = [record for record in records if record["event"] == "final"][-1]
     print(f"notebook 3's character GPT ({PROFILE}): {final_3['val_loss']:.4f} nats per character = "
           f"{final_3['val_loss'] / math.log(2):.4f} bits per byte, after {final_3['elapsed']:.0f} s of training")
 else:
