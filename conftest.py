@@ -10,6 +10,10 @@ In parallel (`pytest -n auto --dist loadfile`, pytest-xdist), each worker proces
 of its own, so two notebooks that prepare the same dataset at once never write the same files. `--dist loadfile`
 sends a file's tests to one worker: a notebook's cells run in order in its one kernel, and a module-scoped
 fixture (a trained run, a server, a browser) is built once.
+
+nbval runs each notebook with its exercises solved (tests/notebook_solutions.py writes the copies into
+notebooks/solved/ and collects them in place of the notebooks), so that one run checks the lesson and its
+exercises; a notebook named on the command line runs as it is.
 """
 
 import os
@@ -44,6 +48,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # Workers run side by side, about one per core: a second PyTorch thread in a worker, its notebook kernels or its
     # commands would wait for a core that another worker holds (tinylm.runtime.configure_backend says why).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def pytest_configure(config):
+    if config.getoption("nbval_lax", False) or config.getoption("nbval", False):
+        from tests.notebook_solutions import write_solved_copies
+
+        write_solved_copies()
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The notebooks themselves, when their solved copies run (a notebook named on the command line still runs)."""
+    from tests.notebook_solutions import NOTEBOOKS
+
+    if collection_path.suffix == ".ipynb" and collection_path.parent == NOTEBOOKS:
+        return True
+    return None
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,11 +1,12 @@
-"""Every exercise's hidden solution passes its check, and its check rejects a plausible wrong answer: what the
-tests/test_solutions_*.py files run, a group of notebooks each so that parallel workers share them.
+"""The notebooks as nbval runs them: each with every exercise solved, so that one run under smoke checks the lesson's
+stable outputs, every hidden solution against its check, and every check against a plausible wrong answer.
 
-Each notebook runs under smoke with two cells added after each exercise's solution (the code of its
-`<details>` block): the solution, then `check(test_...)`, which must print "correct"; then a wrong answer from
-`tests/exercise_wrong_answers/<notebook>.py` (an off-by-one, the wrong normalisation, an unconverged value),
-which the test function must refuse with an error. The solution and the wrong answer run after the check's own
-cell, so an experiment's answer (`my_answer = None` there) is set as a learner sets it.
+`write_solved_copies` writes notebooks/solved/<notebook>.ipynb (git ignores it), and the root conftest.py has pytest
+collect those in place of the notebooks. After each exercise's `<details>` block come three cells: the solution's
+```python code; `check(test_...)`, whose output must read "correct"; and a wrong answer from
+`tests/exercise_wrong_answers/<notebook>.py` (an off-by-one, the wrong normalisation, an unconverged value), which
+the test must refuse. The last two carry NBVAL_CHECK_OUTPUT with the line they must print. They run after the
+check's own cell, so an experiment's answer (`my_answer = None` there) is set as a learner sets it.
 """
 
 from __future__ import annotations
@@ -14,19 +15,19 @@ import ast
 import os
 import re
 import runpy
+import tempfile
+import textwrap
+from pathlib import Path
 
 import nbformat
-import pytest
-from nbclient import NotebookClient
 
-from tests.helpers import REPO
-
-NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SOLVED = NOTEBOOKS / "solved"
+WRONG = Path(__file__).resolve().parent / "exercise_wrong_answers"  # <stem>.py: WRONG_ANSWERS = {test: code}
 CHECK_CALL = re.compile(r"^check\((\w+)", re.M)
 SOLUTION = re.compile(r"<details><summary>Solution</summary>(.*?)</details>", re.S)
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
-WRONG = REPO / "tests" / "exercise_wrong_answers"  # <notebook stem>.py: WRONG_ANSWERS = {test name: code}
-REJECTED, ACCEPTED = "wrong answer rejected", "WRONG ANSWER ACCEPTED"
+REJECTED = "wrong answer rejected"
 
 
 def source(cell) -> str:
@@ -41,13 +42,16 @@ def exercises(cells) -> list[tuple[int, str, str]]:
     for index, cell in enumerate(cells[start:], start):
         if cell.cell_type == "code" and CHECK_CALL.search(source(cell)):
             test = CHECK_CALL.search(source(cell)).group(1)
-        elif cell.cell_type == "markdown" and SOLUTION.search(source(cell)):
-            assert test is not None, f"cell {index}: a solution before any check"
+        elif cell.cell_type == "markdown" and SOLUTION.search(source(cell)) and test is not None:
             code = "\n".join(PYTHON_BLOCK.findall(SOLUTION.search(source(cell)).group(1)))
-            assert code.strip(), f"the solution of {test} has no ```python block the test can run"
             found.append((index, test, code))
             test = None
     return found
+
+
+def wrong_answers(notebook: Path) -> dict[str, str]:
+    answers = WRONG / f"{notebook.stem}.py"
+    return runpy.run_path(str(answers))["WRONG_ANSWERS"] if answers.is_file() else {}
 
 
 def defined_names(code: str) -> list[str]:
@@ -63,63 +67,59 @@ def defined_names(code: str) -> list[str]:
 
 
 def wrong_answer_cell(test: str, wrong: str) -> str:
-    """Run `wrong` in place of the solution, call the test, report whether it refused, then put the solution back."""
-    names = defined_names(wrong)
+    """Run `wrong` in place of the solution (what it prints or displays set aside), call the test, print whether
+    it refused, then put the solution back."""
     return "\n".join([
-        f"_saved = {{name: globals()[name] for name in {names!r} if name in globals()}}",
-        wrong,
-        "try:",
-        f"    {test}()",
-        "except NotImplementedError:",
-        f"    print({ACCEPTED!r}, 'as not attempted')",
-        "except Exception as refusal:",
-        f"    print({REJECTED!r}, type(refusal).__name__, str(refusal)[:200])",
-        "else:",
-        f"    print({ACCEPTED!r})",
+        "# NBVAL_CHECK_OUTPUT",
+        "from IPython.utils.capture import capture_output",
+        f"_saved = {{name: globals()[name] for name in {defined_names(wrong)!r} if name in globals()}}",
+        "_verdict = 'WRONG ANSWER ACCEPTED'",
+        "with capture_output():",
+        textwrap.indent(wrong.strip("\n"), "    "),
+        "    try:",
+        f"        {test}()",
+        "    except NotImplementedError:",
+        "        _verdict = 'WRONG ANSWER ACCEPTED as not attempted'",
+        "    except Exception as refusal:",
+        f"        _verdict = {REJECTED!r}",
         "globals().update(_saved)",
+        "print(_verdict)",
     ])
 
 
-def printed(cell) -> str:
-    return "".join(output.get("text", "") for output in cell.get("outputs", []) if output.output_type == "stream")
+def stdout(text: str) -> list:
+    return [nbformat.v4.new_output("stream", name="stdout", text=text)]
 
 
-# The notebooks of each tests/test_solutions_<group>.py, by the start of their names: every notebook in one group.
-# The long groups (their exercises train for minutes in all, under smoke) run when TINYLM_TEST_SOLUTIONS=all: beside
-# nbval's own run of every notebook they would take CI past its 15 minutes.
-GROUPS = {"lessons_1_to_5": ("01", "02", "03", "04", "05"), "lessons_7_12_13": ("07", "12", "13"),
-          "lessons_6_and_8": ("06", "08"), "lessons_9_10_11_14": ("09", "10", "11", "14")}
-LONG_GROUPS = {"lessons_6_and_8", "lessons_9_10_11_14"}
-
-
-def group(name: str) -> list:
-    """The notebooks of group `name`, as pytest parameters named by their stems (a long group's skipped unless
-    TINYLM_TEST_SOLUTIONS=all)."""
-    skip = name in LONG_GROUPS and os.environ.get("TINYLM_TEST_SOLUTIONS") != "all"
-    marks = [pytest.mark.skip(reason="a long group: set TINYLM_TEST_SOLUTIONS=all to run it")] if skip else []
-    return [pytest.param(path, id=path.stem, marks=marks) for path in NOTEBOOKS if path.name.startswith(GROUPS[name])]
-
-
-def run_solutions(notebook) -> None:
+def solved_notebook(notebook: Path):
+    """The notebook with, after each exercise, its solution, its check (must print correct) and a wrong answer
+    (must be refused)."""
     nb = nbformat.read(notebook, as_version=4)
-    found = exercises(nb.cells)
-    assert found, "a notebook without exercises"
-    answers = WRONG / f"{notebook.stem}.py"
-    wrong = runpy.run_path(str(answers))["WRONG_ANSWERS"] if answers.is_file() else {}
-    assert sorted(wrong) == sorted(test for _, test, _ in found), f"{answers.relative_to(REPO)}: one per check"
-    for index, test, code in reversed(found):  # from the end, so the earlier indices stay put
-        solution = nbformat.v4.new_code_cell(f"{code}\ncheck({test})", metadata={"exercise": [test, "solution"]})
-        refused = nbformat.v4.new_code_cell(wrong_answer_cell(test, wrong[test]),
-                                            metadata={"exercise": [test, "wrong"]})
-        nb.cells[index + 1:index + 1] = [solution, refused]
-    NotebookClient(nb, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
-    failures = []
-    for cell in nb.cells:
-        test, role = cell.metadata.get("exercise", (None, None))
-        out = printed(cell)
-        if role == "solution" and f"{test}: correct" not in out:
-            failures.append(f"{test}: the solution did not pass its check: {out.strip()[-300:]!r}")
-        if role == "wrong" and REJECTED not in out:
-            failures.append(f"{test}: the check accepted the wrong answer: {out.strip()[-300:]!r}")
-    assert not failures, "\n".join(failures)
+    wrong = wrong_answers(notebook)
+    for index, test, code in reversed(exercises(nb.cells)):  # from the end, so the earlier indices stay put
+        if test not in wrong:
+            continue  # tests/test_exercises.py fails on it
+        nb.cells[index + 1:index + 1] = [
+            nbformat.v4.new_code_cell(code),
+            nbformat.v4.new_code_cell(f"check({test})  # NBVAL_CHECK_OUTPUT", outputs=stdout(f"{test}: correct\n"),
+                                      execution_count=1),  # nbval compares the outputs of cells that have run
+            nbformat.v4.new_code_cell(wrong_answer_cell(test, wrong[test]), outputs=stdout(f"{REJECTED}\n"),
+                                      execution_count=1),
+        ]
+    return nb
+
+
+def write_solved_copies() -> None:
+    """notebooks/solved/<notebook>.ipynb for every notebook, each written whole (side-by-side test workers write
+    the same files), and none left for a notebook that is gone."""
+    SOLVED.mkdir(exist_ok=True)
+    names = set()
+    for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):
+        names.add(notebook.name)
+        handle, temporary = tempfile.mkstemp(dir=SOLVED, prefix=f".{notebook.stem}.", suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            nbformat.write(solved_notebook(notebook), out)
+        os.replace(temporary, SOLVED / notebook.name)
+    for stale in SOLVED.glob("*.ipynb"):
+        if stale.name not in names:
+            stale.unlink(missing_ok=True)

@@ -95,10 +95,3 @@ def test_committed_outputs_carry_no_execution_timestamps(twin):
     stamped = [i for i, cell in enumerate(jupytext.read(ipynb_of(twin)).cells) if "execution" in cell.metadata]
     assert not stamped, f"cells {stamped} carry metadata.execution: strip it"
 
-
-def test_every_notebook_has_its_solutions_tested_in_exactly_one_group():
-    from tests.notebook_solutions import GROUPS, NOTEBOOKS
-
-    for path in NOTEBOOKS:
-        groups = [name for name, starts in GROUPS.items() if path.name.startswith(starts)]
-        assert len(groups) == 1, f"{path.name}: in groups {groups} of tests/notebook_solutions.py, not exactly one"

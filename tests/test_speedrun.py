@@ -297,3 +297,18 @@ def test_each_model_change_sets_fields_the_model_reads(tiny_config):
         changed = GPT(tiny_config(**change.model))
         same_shapes = [p.shape for p in changed.parameters()] == [p.shape for p in base.parameters()]
         assert not same_shapes or not torch.equal(changed(x)[0], reference), change.name
+
+
+def test_step_cost_line_tells_costs_apart_only_when_the_rounds_do_not_overlap(tiny_config):
+    from tinylm.course import speedrun as course
+    from tinylm.course.ablation import Arm
+
+    arms = [Arm("dense", "d", tiny_config(), None), Arm("mixture", "m", tiny_config(), "dense")]
+    apart = course.step_cost_line(arms, {"dense": course.StepCost((0.050, 0.052, 0.049)),
+                                         "mixture": course.StepCost((0.070, 0.075, 0.060))})
+    assert apart.splitlines() == ["dense: 50.0 (49.0–52.0) ms per step (median of 3 rounds; fastest–slowest)",
+                                  "mixture: 70.0 (60.0–75.0) ms per step (median of 3 rounds; fastest–slowest)",
+                                  "mixture against dense: 1.40x the step cost; told apart (the rounds do not overlap)"]
+    overlapping = course.step_cost_line(arms, {"dense": course.StepCost((0.050, 0.049, 0.061)),
+                                               "mixture": course.StepCost((0.070, 0.075, 0.060))})
+    assert overlapping.endswith("1.40x the step cost; not told apart (the rounds overlap)")

@@ -748,7 +748,8 @@ def test_kv_cache_bytes():
         with torch.no_grad():
             m.decode_step(torch.zeros(batch_size, 1, dtype=torch.long), cache)
         allocated = sum(t.nbytes for layer in cache.layers for t in (layer.keys, layer.values))
-        assert kv_cache_bytes(cfg, batch_size, dtype) == allocated
+        assert kv_cache_bytes(cfg, batch_size, dtype) == allocated, (
+            f"batch {batch_size}, {dtype}: {kv_cache_bytes(cfg, batch_size, dtype):,} bytes, the cache holds {allocated:,}")
 
 
 check(test_kv_cache_bytes)

@@ -34,9 +34,9 @@
 # - generation with the new family, and where `tinylm`'s converters for real Llama checkpoints (Hugging Face,
 #   llama2.c) live.
 #
-# **How long it takes**: a lesson of about 75 minutes (reading, code and the `cpu` run's 16 min, by the course's
-# formula), then a second sitting of about 111 minutes for the 4 exercises (10 minutes per function, 20 per
-# experiment, and 51 min of training).
+# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 18 min, by the course's
+# formula), then a second sitting of about 127 minutes for the 5 exercises (10 minutes per function, 20 per
+# experiment, and 57 min of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -77,6 +77,7 @@ from tqdm.auto import tqdm
 
 import tinylm
 import tinylm.data.corpora
+import tinylm.train.text
 from tinylm.config import ARCHITECTURES, with_architecture
 from tinylm.course.ablation import (
     STEP_TOLERANCE,
@@ -90,13 +91,13 @@ from tinylm.course.ablation import (
 )
 from tinylm.course.exercises import check
 from tinylm.course.plotting import plot_arms, use_projector_style
+from tinylm.course.speedrun import machine_line, measure_step_costs, step_cost_line
 from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate
 from tinylm.model.attention import CausalSelfAttention
 from tinylm.model.kv_cache import bytes_per_token
 from tinylm.model.mlp import SwiGLU
 from tinylm.model.norms import make_norm, rms_norm
 from tinylm.model.rope import apply_rotary, rope_frequencies
-from tinylm.runtime import cpu_name
 from tinylm.train.optim import learning_rate
 
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
@@ -376,17 +377,17 @@ arms = [chain[0], llama]  # the lesson's two arms
 # ## The experiment: GPT-2's block against Llama's, equal steps
 #
 # Two arms, the chain's ends, each at three seeds of **3,000 optimizer steps** (1,000 with `FULL_RECIPE = True`),
-# scored on a held-out test split: the training split's last stories, which no arm trains on. One choice used them:
+# scored on a held-out test split: the training split's last stories, which no arm trains on. Two choices saw them:
 # the number of steps, picked on GPT-2's arm alone (the dated note below), which applies to both arms alike; and
 # the vocabulary (the GPT-2 tokens the data uses) was trimmed on the whole training split, held-out stories
 # included. Steps, not seconds: on a shared laptop a budget of seconds buys a different number of steps from one minute to the next, and a loss follows them; the
-# table prices a step separately. The lesson's hour bounds arms × seeds × steps, so the `cpu` profile trains a
+# cell times a step separately, after training. The course's cap of 90 minutes a lesson bounds arms × seeds × steps, so the `cpu` profile trains a
 # narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of 8
 # (recipe: 128-token windows, batches of 16), at the recipe's peak rate. Why 3,000 steps and two arms: after
 # 1,000 steps GPT-2's arm did not yet hold a sentence together, and of the levers that fit a lesson (a smaller vocabulary, a smaller
-# model, more steps per run) only more steps made it do so, ending seed 0 at 1.231 bits per byte on this test
-# split against 1.427 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
-# 3,000 steps would not fit the lesson's hour (exercise 3 prints what the four others cost), so the lesson trains
+# model, more steps per run) only more steps made it do so, ending seed 0 at 3.352 nats per token on this test
+# split (at one thread; this notebook's seed 0 at two: 3.348) against 3.885 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
+# 3,000 steps would not fit that cap (exercise 3 prints what the four others cost), so the lesson trains
 # two. The arms are **told apart** only when every seed of one beats every seed of the
 # other (`tinylm.eval.uncertainty.told_apart`), a rule that cannot show there is no difference (the 10% it prints
 # treats the six results as exchangeable; both arms' seed i see the same batches, which makes a chance separation
@@ -417,12 +418,17 @@ runs = train_arms(arms, SEEDS, arm_recipe, train_tokens, data.val, device=DEVICE
 trained = sum(run.elapsed for arm_runs in runs.values() for run in arm_runs)
 step_seconds = trained / (len(arms) * len(SEEDS) * ARM_STEPS)
 print(f"training took {trained:,.0f} s in all: {1000 * step_seconds:.0f} ms per step on average")
-print(f"timed on: {torch.cuda.get_device_name() if DEVICE.type == 'cuda' else cpu_name()}")
+# What a step costs, timed apart from training: both arms in alternating rounds (notebook 12's measure_step_costs)
+TIMING = {"rounds": 3, "steps": 2, "warmup": 1} if SCALE == "smoke" else {"rounds": 7, "steps": 20, "warmup": 5}
+costs = measure_step_costs(arms, arm_recipe, train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer,
+                           **TIMING)
+print(machine_line(DEVICE))
+print(step_cost_line(arms, costs))
 
 # %% [markdown]
 # The table: each arm's parameters (all, and in brackets those one token uses: the same here; they differ in 8b),
 # its steps, its median ms per step, its test loss (mean ± half its range over the seeds) and in bits per byte
-# (each end-of-text token counted as one byte, a newline; notebook 5 counts none), the difference, and the rule's call. The figure: left, each arm's
+# (an end-of-text token has no bytes, as in notebook 5), the difference, and the rule's call. The figure: left, each arm's
 # test loss (dot the mean, bar the range, ticks the seeds); right, training loss against seconds. The machine was
 # shared, so the long straight segments are stalls, and the horizontal positions do not compare the blocks' speeds.
 
@@ -432,13 +438,10 @@ gpt2_train = data.train if RECIPE_PROFILE == "gpu" else tinylm.data.corpora.prep
 _, gpt2_test = hold_out_test(gpt2_train, len(data.val), boundary=gpt2.eot_token)  # the same cut, in GPT-2's ids
 test_ids = np.asarray(gpt2_test, dtype=np.int64)
 assert len(test_ids) == len(test_tokens)
-newline = gpt2.encode("\n")[0]
-test_bytes = len(gpt2.encoding.decode_bytes(np.where(test_ids == gpt2.eot_token, newline, test_ids).tolist()))
-scored_bytes = test_bytes - len(gpt2.encoding.decode_bytes(test_ids[:1].tolist()))  # the first token is never a target
 
 
-def bits_per_byte(loss_per_token: float) -> float:
-    return loss_per_token * (len(test_ids) - 1) / (math.log(2) * scored_bytes)
+def bits_per_byte(loss_per_token: float) -> float:  # notebook 5's, by hand there: an end-of-text has no bytes
+    return tinylm.train.text.bits_per_byte(loss_per_token, test_ids, gpt2)
 
 
 print(ablation_table(arms, runs, bits_per_byte, split="test"))
@@ -462,13 +465,15 @@ for arm in arms:
 
 # %% [markdown]
 # How to read this. After 3,000 steps the Llama block beat GPT-2's at every seed, by 0.111 nats per token (1.190
-# against 1.230 bits per byte): told apart, and by far more than the seeds' spread (each arm's seeds lie within
+# against 1.231 bits per byte): told apart, and by far more than the seeds' spread (each arm's seeds lie within
 # 0.010 of each other). It did so with fewer weights (1,069,920 against 1,117,248: no biases, no position table,
 # half the key/value projections). The rule says that the whole block is better here, at this one
 # learning rate and 3.5 passes over the sample, not which of its five changes makes it so: exercise 3 trains the arms between. Both samples tell a story for a sentence or two, then
 # drift: GPT-2's John gives way to "the two friends", a man who says "Mommy" and a Timmy; Llama's Tom becomes
-# Tim, and the "big, red sun" he found is "a big, old house" one sentence later. The ms per step are no measure of either block's speed: the machine was
-# shared while they ran (Llama's seeds took 138 to 226 s for the same 3,000 steps). Exercise 4 races equal
+# Tim, and the "big, red sun" he found is "a big, old house" one sentence later. The ms per step column is the median of three runs trained one after another on a
+# shared machine, where a stall can strike any run (Llama's seed 0 took 356 s for the steps its other seeds took in
+# 155 and 145 s). Timed apart, in seven alternating rounds, Llama's step cost 1.11 times GPT-2's, and the two arms'
+# rounds overlap: not told apart by a rule of rounds (every round of one arm dearer than every round of the other). Exercise 4 races equal
 # seconds.
 #
 # ## Generation with the new family
@@ -517,7 +522,8 @@ def test_my_rms_norm():
         reference = torch.nn.RMSNorm(24, eps=eps)
         with torch.no_grad():
             reference.weight.normal_()
-        assert torch.allclose(my_rms_norm(x, reference.weight, eps), reference(x), atol=1e-5)
+        assert torch.allclose(my_rms_norm(x, reference.weight, eps), reference(x), atol=1e-5), (
+            f"eps={eps}: differs from torch.nn.RMSNorm")
 
 
 check(test_my_rms_norm)
@@ -626,7 +632,7 @@ check(test_ladder)
 # **4. Experiment: equal time instead of equal steps.** The lesson's table is a race of equal steps: it asks what
 # each block learns per step. A practitioner pays in seconds, and a block that learns more per step but is
 # slower per step has to earn its cost. Race the two arms again at equal *seconds*: three seeds each (`SEEDS`),
-# every run the same seconds of training (say the mean the Llama arm took above: `max_seconds`, with a step limit
+# every run the same seconds of training (say the median the Llama arm took above: `max_seconds`, with a step limit
 # it never reaches), everything else as `arm_recipe`, and the same training and test tokens. `train_arms` re-runs
 # a run whose steps fall more than 10% off its arm's median (the machine was busy during it), and counts the
 # re-run instead. Predict first: which block is cheaper per step here, and would that turn the verdict? The check
@@ -670,17 +676,64 @@ check(test_equal_time)
 # <details><summary>Solution</summary>
 #
 # ```python
-# seconds = sum(run.elapsed for run in runs["Llama"]) / len(runs["Llama"])
+# import statistics
+#
+# seconds = statistics.median(run.elapsed for run in runs["Llama"])
 # equal_time_runs = train_arms(arms, SEEDS, dataclasses.replace(arm_recipe, max_seconds=seconds,
 #                                                               max_steps=100 * ARM_STEPS),
 #                              train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer, test_data=test_tokens)
 # ```
 #
 # With a clock the learning-rate schedule follows the seconds, so each run still ends its decay. If the verdict
-# changes, Llama's gain per step did not survive the price of its step on this machine; if it stays, the gain
+# changes, Llama's gain per step could no longer be shown at the price of its step on this machine; if it stays, the gain
 # outweighs that price here. On a busy machine that price is noisy (compare the steps each run reached), and the
 # steps of one arm's seeds differ, which is why a race of seconds needs the re-run rule and a race of steps does
 # not.
+# </details>
+
+# %% [markdown]
+# **5. RoPE in real arithmetic.** Write `rope_rotate_half(x, positions, base)`: RoPE in the rotate-half convention
+# (tinylm's and Hugging Face's) with no complex numbers. With `θ_j = base^(−2j/hs)` for `j < hs/2`, position `m`
+# turns channels `j` and `j + hs/2` together by the angle `m·θ_j`: return `x·cos + rotate_half(x)·sin`, where `cos`
+# and `sin` hold each angle twice (for `j` and `j + hs/2`) and `rotate_half` maps the halves `(x1, x2)` to
+# `(−x2, x1)`. `x` is `(..., T, hs)` and `positions` `(T,)`. The check compares it with tinylm's `apply_rotary` and
+# tests that a score depends only on the offset.
+
+# %%
+def rope_rotate_half(x: torch.Tensor, positions: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
+    raise NotImplementedError
+
+
+def test_rope_rotate_half():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 7, 16, generator=g, dtype=torch.float64)  # (B, nh, T, hs)
+    positions = torch.arange(7)
+    cos, sin = tinylm.model.rope.RotaryEmbedding(16, block_size=7).double()(positions)  # (T, hs) each
+    got = rope_rotate_half(x, positions)
+    assert got.shape == x.shape, f"expected shape {tuple(x.shape)}, got {tuple(got.shape)}"
+    assert torch.allclose(got, apply_rotary(x, cos, sin), atol=1e-6), "differs from tinylm's apply_rotary"
+    q, k = torch.randn(2, 16, generator=g, dtype=torch.float64)
+
+    def score(m: int, n: int) -> float:
+        return float(rope_rotate_half(q[None], torch.tensor([m]))[0] @ rope_rotate_half(k[None], torch.tensor([n]))[0])
+
+    assert math.isclose(score(5, 2), score(1_005, 1_002), abs_tol=1e-4), "a score should depend only on the offset"
+
+
+check(test_rope_rotate_half)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def rope_rotate_half(x, positions, base=10000.0):
+#     hs = x.size(-1)
+#     theta = base ** (-torch.arange(0, hs, 2, dtype=torch.float64) / hs)  # (hs/2,): θ_j = base^(−2j/hs)
+#     angles = torch.outer(positions.double(), theta)  # (T, hs/2)
+#     cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)  # (T, hs): channels j and j + hs/2 alike
+#     x1, x2 = x[..., : hs // 2], x[..., hs // 2 :]
+#     return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+# ```
 # </details>
 
 # %%

@@ -726,10 +726,13 @@ my_better = None  # "full", "lora" or "tie", as your runs say
 def ran_as_asked(out, lora: LoRAOptions | None) -> dict:
     """The test report of the SFT run in `out`, checked to be the one asked for: from the story base, with `lora`
     (None: every weight), COMPARE_STEPS steps, seed SEED."""
+    def scaled(options):  # alpha None means alpha = rank: the same run either way
+        return options and {**options, "alpha": options["rank"] if options["alpha"] is None else options["alpha"]}
+
     settings = json.loads((out / "settings.json").read_text())
-    ran = (settings["options"]["base"], settings["options"]["lora"], settings["train"]["max_steps"],
+    ran = (settings["options"]["base"], scaled(settings["options"]["lora"]), settings["train"]["max_steps"],
            settings["train"]["seed"])
-    asked = ("pretrain", lora and {"rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)},
+    asked = ("pretrain", scaled(lora and {"rank": lora.rank, "alpha": lora.alpha, "targets": list(lora.targets)}),
              COMPARE_STEPS, SEED)
     assert ran == asked, f"{out.name} ran (base, lora, steps, seed) = {ran}, not {asked}"
     return json.loads((out / "sft_eval.json").read_text())["after"]

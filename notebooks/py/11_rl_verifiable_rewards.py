@@ -521,7 +521,8 @@ def test_my_policy_gradient():
         sampled = torch.randint(0, 6, (G,), generator=torch.Generator().manual_seed(seed))
         adv = torch.randn(G, dtype=torch.float64, generator=torch.Generator().manual_seed(seed + 10))
         expected = -torch.autograd.grad(-(adv * torch.log_softmax(params, 0)[sampled]).mean(), params)[0]
-        assert torch.allclose(my_policy_gradient(params.detach(), sampled, adv), expected)
+        assert torch.allclose(my_policy_gradient(params.detach(), sampled, adv), expected), (
+            "differs from autograd's gradient of the policy-gradient loss")
 
 
 check(test_my_policy_gradient)
@@ -552,7 +553,8 @@ def my_group_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 
 def test_my_group_advantages():
     rewards = torch.rand(6, 8, generator=torch.Generator().manual_seed(0)).round()
     for scale in (True, False):
-        assert torch.allclose(my_group_advantages(rewards, scale), group_advantages(rewards, scale=scale), atol=1e-6)
+        assert torch.allclose(my_group_advantages(rewards, scale), group_advantages(rewards, scale=scale), atol=1e-6), (
+            f"scale={scale}: differs from tinylm's group_advantages")
 
 
 check(test_my_group_advantages)

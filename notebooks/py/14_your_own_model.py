@@ -470,9 +470,11 @@ def bytes_per_token(tokenizer, text: str) -> float:
 
 
 def test_bytes_per_token():
-    assert math.isclose(bytes_per_token(tinylm.CharTokenizer.from_text("abcé"), "abcé"), 5 / 4)
+    assert math.isclose(bytes_per_token(tinylm.CharTokenizer.from_text("abcé"), "abcé"), 5 / 4), (
+        "'abcé' is 5 UTF-8 bytes in 4 characters")
     sample = held_out_text[:5000]
-    assert math.isclose(bytes_per_token(bpe, sample), len(sample.encode("utf-8")) / len(bpe.encode(sample)))
+    assert math.isclose(bytes_per_token(bpe, sample), len(sample.encode("utf-8")) / len(bpe.encode(sample))), (
+        "the BPE tokenizer on 5,000 characters of held-out text: bytes of the text over its tokens")
 
 
 # %%
@@ -501,7 +503,8 @@ def test_loss_from_bits_per_byte():
     ids = np.asarray(bpe.encode(held_out_text[:5000]))
     per_token = len(bpe.decode(ids[1:]).encode("utf-8")) / (len(ids) - 1)
     for bits in (1.9, 2.5):
-        assert math.isclose(bits_per_byte(loss_from_bits_per_byte(bits, per_token), ids, bpe), bits, rel_tol=1e-9)
+        assert math.isclose(bits_per_byte(loss_from_bits_per_byte(bits, per_token), ids, bpe), bits, rel_tol=1e-9), (
+            f"{bits} bits per byte do not come back from your loss")
 
 
 # %%

@@ -22,4 +22,14 @@ seconds = sum(run.elapsed for run in runs["Llama"]) / len(runs["Llama"])
 equal_time_runs = train_arms(arms, SEEDS, dataclasses.replace(arm_recipe, max_seconds=seconds),
                              train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer, test_data=test_tokens)
 """,
+    # the frequencies' exponent without its 2: θ_j = base^(−j/hs), so the slow pairs turn too fast
+    "test_rope_rotate_half": """
+def rope_rotate_half(x, positions, base=10000.0):
+    hs = x.size(-1)
+    theta = base ** (-torch.arange(0, hs // 2, dtype=torch.float64) / hs)
+    angles = torch.outer(positions.double(), theta)
+    cos, sin = angles.cos().repeat(1, 2), angles.sin().repeat(1, 2)
+    x1, x2 = x[..., : hs // 2], x[..., hs // 2 :]
+    return (x * cos + torch.cat([-x2, x1], dim=-1) * sin).to(x.dtype)
+""",
 }

@@ -20,7 +20,7 @@ def my_tokens_per_parameter(budgets, n_opt):
     # a fresh TrainConfig with the sweep's batch and warmup instead of `template`: the default rate, not the sweep's
     "test_a_skipped_size_lands_on_its_parabola": """
 skipped = next(size for size in ladder if size.name == "2x40")
-my_run = train_size(skipped, budgets[1], tinylm.TrainConfig(batch_size=sweep["batch_size"],
+my_run = train_size(skipped, budgets[2], tinylm.TrainConfig(batch_size=sweep["batch_size"],
                                                             warmup_steps=sweep["warmup_steps"]),
                     data.train, data.val, device=DEVICE, seed=1)
 """,

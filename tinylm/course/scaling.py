@@ -271,8 +271,8 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> PowerLaw:
 class LossLaw:
     """L_opt(C) = floor + scale · C^(−decay): a power law that levels off at a floor. It is the form Hoffmann et al.'s
     approach 3, L(N, D) = E + A/N^α + B/D^β, takes along the compute-optimal line, with decay = αβ / (α + β); the
-    floor stands for their E, the loss no amount of compute removes, but fitted to three points it is only the
-    value that makes them fit."""
+    floor stands for their E, the loss no amount of compute removes, but fitted to a few points it is only the
+    value that fits them best."""
 
     floor: float
     scale: float
@@ -284,9 +284,8 @@ class LossLaw:
 
 def fit_loss_law(budgets: Sequence[float], losses: Sequence[float], grid: int = 4000) -> LossLaw:
     """Least squares in L over `grid` floors in [0, lowest loss), each with the line through (ln C, ln(L − floor)).
-    Floor 0 is the plain power law, so the fit is never further from the points than that. Three budgets and three
-    parameters: the best floor passes through all three points, and nothing is left over to measure the error by
-    (the bootstrap gives the uncertainty instead)."""
+    Floor 0 is the plain power law, so the fit is never further from the points than that. Three parameters leave
+    n − 3 degrees of freedom for n budgets, none with three: the bootstrap gives the uncertainty instead."""
     log_c, losses = np.log(np.asarray(budgets, dtype=float)), np.asarray(losses, dtype=float)
     floors = np.linspace(0, losses.min(), grid, endpoint=False)[:, None]  # (grid, 1): every floor at once
     log_excess = np.log(losses - floors)  # (grid, budgets)

@@ -103,6 +103,20 @@ def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_dat
     return {name: StepCost(tuple(seconds)) for name, seconds in timed.items()}
 
 
+
+def step_cost_line(arms: Sequence[Arm], costs: dict[str, StepCost]) -> str:
+    """Each arm's step cost (median, fastest and slowest round), then each later arm's against the first: the ratio
+    of the medians, told apart only when the two arms' rounds do not overlap."""
+    first = costs[arms[0].name]
+    lines = [f"{arm.name}: {costs[arm.name].format()} ms per step (median of {len(costs[arm.name].rounds)} rounds; "
+             "fastest–slowest)" for arm in arms]
+    for arm in arms[1:]:
+        cost = costs[arm.name]
+        apart = max(cost.rounds) < min(first.rounds) or max(first.rounds) < min(cost.rounds)
+        lines.append(f"{arm.name} against {arms[0].name}: {cost.seconds / first.seconds:.2f}x the step cost; "
+                     + ("told apart (the rounds do not overlap)" if apart else "not told apart (the rounds overlap)"))
+    return "\n".join(lines)
+
 def within_budget(arms: Sequence[Arm], costs: dict[str, StepCost], budget_seconds: float,
                   eval_seconds: float | None = None) -> list[Arm]:
     """`arms`, each set to train for the steps `budget_seconds` buy at its measured cost (max_steps; no clock), and
