@@ -51,7 +51,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 
 def pytest_configure(config):
-    if config.getoption("nbval_lax", False) or config.getoption("nbval", False):
+    # Once per session: xdist's workers (which carry workerinput) start after the controller has written the copies.
+    nbval = config.getoption("nbval_lax", False) or config.getoption("nbval", False)
+    if nbval and not hasattr(config, "workerinput"):
         from tests.notebook_solutions import write_solved_copies
 
         write_solved_copies()

@@ -110,8 +110,8 @@ def solved_notebook(notebook: Path):
 
 
 def write_solved_copies() -> None:
-    """notebooks/solved/<notebook>.ipynb for every notebook, each written whole (side-by-side test workers write
-    the same files), and none left for a notebook that is gone."""
+    """notebooks/solved/<notebook>.ipynb for every notebook, each replaced whole (a session killed mid-write leaves
+    the old copy), and none left for a notebook that is gone."""
     SOLVED.mkdir(exist_ok=True)
     names = set()
     for notebook in sorted(NOTEBOOKS.glob("*.ipynb")):

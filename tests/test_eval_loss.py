@@ -114,4 +114,3 @@ def test_skip_unk_scores_only_the_other_targets(make_model):
     assert 0 < kept < len(tokens) - 1, "the split should hold some <unk> targets and some others"
     assert count == kept
     assert nats == pytest.approx(kept_nats, rel=1e-6)
-

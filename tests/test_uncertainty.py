@@ -108,4 +108,3 @@ def test_a_chance_below_one_percent_keeps_a_decimal():
     """Six seeds against six: 2 / C(12, 6) = 0.0022, printed as 0.2%, not rounded to 0%."""
     text = compare("a", [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b", [2.0, 2.1, 2.2, 2.3, 2.4, 2.5])
     assert "either way round, 0.2% of the time" in text
-

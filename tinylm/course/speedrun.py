@@ -18,7 +18,7 @@ import torch
 
 from ..bench.speedrun import Curve, seconds_to_target
 from ..config import TrainConfig
-from ..eval.uncertainty import compare, spread
+from ..eval.uncertainty import compare, separated, spread
 from ..model.gpt import GPT
 from ..runtime import busy_elsewhere, cpu_name
 from ..train.progress import TRAINING_TIME
@@ -103,7 +103,6 @@ def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_dat
     return {name: StepCost(tuple(seconds)) for name, seconds in timed.items()}
 
 
-
 def step_cost_line(arms: Sequence[Arm], costs: dict[str, StepCost]) -> str:
     """Each arm's step cost (median, fastest and slowest round), then each later arm's against the first: the ratio
     of the medians, told apart only when the two arms' rounds do not overlap."""
@@ -112,7 +111,7 @@ def step_cost_line(arms: Sequence[Arm], costs: dict[str, StepCost]) -> str:
              "fastest–slowest)" for arm in arms]
     for arm in arms[1:]:
         cost = costs[arm.name]
-        apart = max(cost.rounds) < min(first.rounds) or max(first.rounds) < min(cost.rounds)
+        apart = separated(cost.rounds, first.rounds)
         lines.append(f"{arm.name} against {arms[0].name}: {cost.seconds / first.seconds:.2f}x the step cost; "
                      + ("told apart (the rounds do not overlap)" if apart else "not told apart (the rounds overlap)"))
     return "\n".join(lines)
