@@ -28,7 +28,8 @@
 #
 # **What you will learn**
 # - a **mixture-of-experts layer**: a router, top-k dispatch, shared experts, and what a token pays for;
-# - **collapse**: why unbalanced routing piles onto a few experts, and its ceiling `E/k − 1`;
+# - **collapse**: why unbalanced routing piles onto a few experts, its ceiling `E/k − 1`, and a run without
+#   balancing that shows how far it goes here;
 # - the **auxiliary loss** of Switch Transformers and DeepSeek-V3's **loss-free bias update**, both
 #   written from scratch and checked against the package, and how the update's rate trades speed for precision;
 # - an **ablation, one change at a time**: the dense Llama block → +MoE with loss-free balancing, three seeds
@@ -36,16 +37,16 @@
 #   the difference called by a stated rule or printed as "not told apart"; the three balancing modes in training
 #   are an exercise.
 #
-# **How long it takes**: a lesson of about 80 minutes (reading, code and the `cpu` run's 19 min, by the course's
-# formula), then a second sitting of about 126 minutes for the 5 exercises (10 minutes per function, 20 per
-# experiment, and 36 min of training).
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 18 min, by the course's
+# formula), then a second sitting of about 124 minutes for the 5 exercises (10 minutes per function, 20 per
+# experiment, and 34 min of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps of a tiny model, scored on 4,096 validation and at most 4,096 test tokens | the last cell prints it |
-# | `cpu` (2 cores; timed on a shared Xeon VM) | 2 arms × 3 seeds of 3,000 steps each of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
+# | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps and one unbalanced run of 12, of a tiny model, scored on 4,096 validation and at most 4,096 test tokens | the last cell prints it |
+# | `cpu` (2 cores; timed on a shared Xeon VM) | 2 arms × 3 seeds of 3,000 steps and one unbalanced run of 1,000, then 7 timed rounds of 20 steps per arm, of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
-# On a GPU (`gpu` profile) the notebook trains the same 6 runs of the `cpu` profile's model by default
+# On a GPU (`gpu` profile) the notebook trains the same 7 runs of the `cpu` profile's model by default
 # (`FULL_RECIPE = False`); see [Running on a GPU](README.md#running-on-a-gpu) for `FULL_RECIPE = True`.
 #
 # **Papers**: sparsely-gated mixtures of experts ([Shazeer et al., 2017](https://arxiv.org/abs/1701.06538)),
@@ -88,9 +89,9 @@ from tinylm.course.ablation import (
 )
 from tinylm.course.exercises import check
 from tinylm.course.plotting import plot_arms, plot_balancing, use_projector_style
+from tinylm.course.speedrun import machine_line, measure_step_costs, step_cost_line
 from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate, spread
 from tinylm.model.moe import MoE, end_of_step, read_expert_load
-from tinylm.runtime import cpu_name
 
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 use_projector_style()
@@ -324,8 +325,8 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 #
 # - **Equal steps, 3,000 per run**: a budget of seconds would let a busy machine pick the winner. The
 #   mixture's step may be slower: dispatch (sorting, gathering and scattering tokens for each expert), and nine
-#   narrow MLPs where the dense block runs one wide one. The table prices the step (ms per step)
-#   beside the loss it buys.
+#   narrow MLPs where the dense block runs one wide one. A line after training prices the step (both arms timed in
+#   seven alternating rounds); the table's ms per step is what a step cost during the runs.
 # - **A test split for the verdicts**: the training split's last stories, at most as many tokens as the validation
 #   split (the cut moves to a story's end), held out (the same tokens as in 8a) so that no arm trains on them and
 #   no choice in this notebook was scored on them (the dated note chose the 3,000 steps, for both arms alike, partly
@@ -370,10 +371,15 @@ runs = train_arms(arms, SEEDS, arm_recipe, train_tokens, data.val, device=DEVICE
 trained = sum(run.elapsed for arm_runs in runs.values() for run in arm_runs)
 print(f"training took {trained:,.0f} s in all: {1000 * trained / (len(arms) * len(SEEDS) * ARM_STEPS):.0f} ms per "
       f"step on average")
-print(f"timed on: {torch.cuda.get_device_name() if DEVICE.type == 'cuda' else cpu_name()}")
+# What a step costs, timed apart from training: both arms in alternating rounds (notebook 12's measure_step_costs)
+TIMING = {"rounds": 3, "steps": 2, "warmup": 1} if SCALE == "smoke" else {"rounds": 7, "steps": 20, "warmup": 5}
+costs = measure_step_costs(arms, arm_recipe, train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer,
+                           **TIMING)
+print(machine_line(DEVICE))
+print(step_cost_line(arms, costs))
 
 # %% [markdown]
-# The table gives each arm's steps, what a step cost here, its test loss (nats per token) as mean ± half its
+# The table gives each arm's steps, what a step cost during its runs, its test loss (nats per token) as mean ± half its
 # range over the seeds, its difference from the dense block, and whether the two are told apart; then every run's
 # training loss against its seconds of training (a long straight segment is the machine stalling, not the model), the
 # verdict, and a sample from each arm's seed 0 (the same prompt and sampling seed):
@@ -400,9 +406,10 @@ for arm in arms:
 # not model): this is evidence, not proof. The gain was bought with 1,659,360 parameters against
 # 1,069,920, at about the dense block's parameters used per token.
 #
-# Its price may be the ms per step column: 71 ms for the mixture against the dense block's 49 (medians over seeds).
-# But the machine's speed varied (the dense block's first run took 195 s, longer than the mixture's fastest, 194 s),
-# so by the rule the two step costs are not told apart here. Exercise 5 races the arms at equal seconds.
+# Its price is the step. Timed apart from training, in seven rounds of 20 steps that alternate the arms, the
+# mixture took 69.7 ms a step against the dense block's 40.6 (medians): 1.72 times, and every round of the mixture
+# was slower than every round of the dense block. During the training runs (the table) it took 65 ms against 44,
+# about one and a half times. Whether the gain survives that price is a race at equal seconds: exercise 5.
 #
 # The samples share a prompt and a sampling seed, so they open with the same sentence, then part. At 3,000 steps
 # most sentences read like TinyStories (not all: "Emma loved to go on a way to sail", "she saw that her mommy asked
@@ -451,11 +458,19 @@ BALANCE_HEADER = (f"| balancing | max-violation at the end, per layer (one group
 print(BALANCE_HEADER)
 print(balance_row(mixture, runs[mixture]))
 worst = [max(final_violations(run)) for run in runs[mixture]]  # each seed's worst layer at the end
+
+
+def worst_layer_line(label: str, run) -> str:
+    """The run's worst layer at its highest and every layer's max-violation in its last logging window."""
+    logged = [(r["step"], r["max_violation"]) for r in run.records if r.get("event") == "train" and "max_violation" in r]
+    step, layers = max(logged, key=lambda pair: max(pair[1]))
+    last_step, last = logged[-1]
+    return (f"{label}: worst layer {max(layers):.2f} at its highest (step {step}); per layer at step {last_step:,}: "
+            f"{', '.join(f'{v:.2f}' for v in last)}")
+
+
 for run in runs[mixture]:
-    logged = [(r["step"], max(r["max_violation"])) for r in run.records
-              if r.get("event") == "train" and "max_violation" in r]
-    step, peak = max(logged, key=lambda pair: pair[1])
-    print(f"seed {run.seed}: worst layer {peak:.2f} at its highest (step {step}), {logged[-1][1]:.2f} at the end")
+    print(worst_layer_line(f"seed {run.seed}", run))
 
 # %% [markdown]
 # The biases kept the load near even: at the end every layer of every seed was within 0.08 of a perfect balance
@@ -467,22 +482,57 @@ for run in runs[mixture]:
 # stepping by `u` could follow: the 9 steps of the tilted layer, whose router was frozen, do not carry over to a
 # learning one.
 #
-# What this run cannot say is what the balancing itself did: whether a mixture without it would have collapsed
-# here, whether it would have modelled better or worse, and how the auxiliary loss compares. Exercise 4 trains
-# the other two modes at the same seeds and steps; its cell prints what that costs here.
+# ### Without balancing
+#
+# Does an unbalanced router collapse here? One run shows it: the mixture with no balancing, seed 0, for 1,000 steps
+# (its schedule fitted to 1,000 steps, so it decays sooner than the lesson's runs), beside the loss-free run of seed 0
+# over its first 1,000 steps (blue in this figure is the unbalanced mixture). One seed is an illustration of what can
+# happen, not a measure of how often.
+
+# %%
+unbalanced_arm = mixture_chain(base_cfg)[1]  # the same mixture, no balancing
+assert unbalanced_arm.config.balancing == "none"
+COLLAPSE_STEPS = {"smoke": 12, "cpu": 1000, "gpu-bounded": 1000, "gpu": 1000}[SCALE]
+collapse_recipe = dataclasses.replace(arm_recipe, max_steps=COLLAPSE_STEPS,
+                                      warmup_steps=min(recipe.warmup_steps, COLLAPSE_STEPS // 4))
+collapse_run = train_arms([unbalanced_arm], [0], collapse_recipe, train_tokens, data.val, device=DEVICE,
+                          tokenizer=data.tokenizer, report=None)[unbalanced_arm.name][0]
+free_start = dataclasses.replace(runs[mixture][0], records=[  # the loss-free run of seed 0, up to the same step
+    r for r in runs[mixture][0].records if r.get("step", 0) <= COLLAPSE_STEPS])
+plot_balancing({unbalanced_arm.name: [collapse_run], f"{mixture} to step {COLLAPSE_STEPS}": [free_start]},
+               top_k=k)
+plt.show()
+print(worst_layer_line(unbalanced_arm.name, collapse_run))
+print(worst_layer_line(f"{mixture}, seed 0", free_start))
+shares = final_loads(collapse_run)  # (layers, experts): each expert's share of the layer's assignments
+print(f"{unbalanced_arm.name} at step {COLLAPSE_STEPS:,}, per layer: the busiest expert's share "
+      f"{', '.join(f'{max(layer):.2f}' for layer in shares)}, the quietest's "
+      f"{', '.join(f'{min(layer):.3f}' for layer in shares)} (an even load: {1 / E:.3f} each)")
+
+# %% [markdown]
+# Without balancing the router collapsed at once: seed 0's worst layer reached the ceiling of 3 by step 100, the
+# point where one expert is among the two picks of every token, and was still at 2.84 at step 1,000, that expert
+# taking 0.48 of the layer's assignments; the other layers ended at 1.03, 1.59 and 2.00, and in two of them the
+# quietest expert took 0.004, a thirtieth of an even share. Over the same steps the
+# loss-free run's worst layer peaked at 1.88 (step 50) and ended at 0.11. This is one seed on a 1,000-step schedule:
+# an illustration of what the biases prevent here, not a measure of how often or how fast.
+#
+# What these runs cannot say is what balancing costs or buys in loss, and how the auxiliary loss compares. Exercise 4
+# trains the other two modes at the lesson's seeds and steps; its cell prints what that costs here.
 #
 # ## What you learned
 #
 # - A **mixture of experts** routes each token to its top-k experts (plus shared ones): parameters grow
 #   with the number of experts, compute per token with k.
-# - Without balancing nothing in the loss asks for an even load, and routing can collapse towards the
-#   ceiling `E/k − 1` of the max-violation (exercise 4 measures how far it goes here).
+# - Without balancing nothing in the loss asks for an even load: here one layer's router reached the ceiling `E/k − 1`
+#   within 100 steps (seed 0), one expert in every token's top-2, and that expert still took 0.48 of the layer's
+#   assignments at step 1,000.
 # - The **auxiliary loss** `α·E·Σ fᵢPᵢ` balances through its gradient, which competes with the
 #   language-modelling loss; DeepSeek-V3's **loss-free bias** balances through the choice alone, moving
 #   each expert's bias by `u` per step against its load error: a larger `u` balances sooner and settles coarser.
 # - At equal steps the mixture with loss-free balancing beat the dense block by the rule, with about the dense
-#   block's parameters used per token; whether its step costs more here, and whether the gain pays for it, is a race
-#   of equal seconds (exercise 5).
+#   block's parameters used per token, at one and a half to 1.72 times its step cost here; whether the gain pays for that is a race of
+#   equal seconds (exercise 5).
 # - A change is measured one at a time, at equal budget, over three seeds, and called only by the stated rule;
 #   "not told apart" is a result too.
 #
@@ -575,7 +625,7 @@ check(test_my_steps_by_rate)
 # is to zero the router and give `k` experts' rows the same positive constant), run the tokens through it, and
 # read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check runs
 # the same tokens through your layer again, and passes only when your number is what the layer measures and
-# equals the bound `E/k − 1` for this layer's `E` and `k`; then it says how close the trained mixture above came.
+# equals the bound `E/k − 1` for this layer's `E` and `k`; then it says how close the lesson's loss-free mixture came.
 
 # %%
 ceiling_layer = MoE(dataclasses.replace(moe_cfg, balancing="none")).train()
@@ -599,7 +649,7 @@ def test_my_ceiling():
     bound = moe_cfg.n_experts / moe_cfg.n_experts_active - 1
     assert abs(measured - bound) < 0.01, (f"your layer reaches {measured:.2f}, not the ceiling E/k - 1 = {bound:g}: "
                                           "is every token sent to the same k experts?")
-    print(f"your measured ceiling equals E/k − 1 = {bound:g}; the trained mixture's worst layer ended at "
+    print(f"your measured ceiling equals E/k − 1 = {bound:g}; the loss-free mixture's worst layer ended at "
           f"{max(worst) / ceiling:.0%} of its own ceiling")
 
 
@@ -627,7 +677,8 @@ check(test_my_ceiling)
 # below), as the experiment trained its arms: `train_arms` with `SEEDS`, `arm_recipe`, `train_tokens`, `data.val`
 # and `test_data=test_tokens`; set `balancing_runs` to what it returns. The loss-free runs are the lesson's
 # (`runs`): at equal steps a run depends on its seed, not on when it ran (on the same number of threads). Predict
-# first: where will the unbalanced mixture's worst layer end, near 0, near 1 or near the ceiling of 3? Will either
+# first: the lesson's unbalanced run (seed 0, 1,000 steps) left its worst layer at 2.84, near the ceiling of 3; after
+# 3,000 steps on the lesson's schedule, will every seed's worst layer end near the ceiling, or will some come down? Will either
 # balancing mode cost test loss that the rule can tell from the seeds' disagreement? The check prints the balance
 # table of all three modes and the verdicts between them, on the worst layer's max-violation and on test loss.
 # The same arms from the command line, on the same test split, without the balance table, each judged against the
@@ -638,9 +689,9 @@ check(test_my_ceiling)
 # %%
 balancing_arms = mixture_chain(base_cfg)[1:]  # the mixture under no balancing, the auxiliary loss, loss-free biases
 unbalanced, aux, free = (arm.name for arm in balancing_arms)
-mixture_ms = 1000 * statistics.median(run.elapsed / run.steps for run in runs[free])
-print(f"exercise 4 trains for about {2 * len(SEEDS) * ARM_STEPS * mixture_ms / 1000:,.0f} s here: "
-      f"{2 * len(SEEDS)} runs of {ARM_STEPS:,} steps at the mixture's {mixture_ms:.0f} ms per step above")
+mixture_step = costs[free].seconds  # timed in rounds above; the other two modes' steps assumed to cost the same
+print(f"exercise 4 trains for about {2 * len(SEEDS) * ARM_STEPS * mixture_step:,.0f} s here: "
+      f"{2 * len(SEEDS)} runs of {ARM_STEPS:,} steps at the mixture's {1000 * mixture_step:.0f} ms per step above")
 balancing_runs = None  # replace with train_arms(...) of the no-balancing and auxiliary-loss arms
 
 
