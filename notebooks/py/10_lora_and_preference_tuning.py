@@ -33,7 +33,7 @@
 #   test) and against a **control** that fine-tunes on DPO's passing chosen replies; whether the story-telling
 #   survives; the learning rate's part in "likelihood displacement" (one seed).
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 473 s, by the course's
+# **How long it takes**: a lesson of about 89 minutes (reading, code and the `cpu` run's 415 s, by the course's
 # formula), then a second sitting of about 62 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
 # and 127 s of training).
 #
@@ -171,7 +171,8 @@ ax.annotate("", xy=(2.2, 1.7), xytext=(1.3, 1.7), arrowprops=dict(arrowstyle="->
 ax.annotate("", xy=(5.3, 2.2), xytext=(1.3, 2.4), arrowprops=dict(arrowstyle="->"))
 ax.annotate("", xy=(8.4, 1.7), xytext=(4.4, 1.7), arrowprops=dict(arrowstyle="->"))
 ax.annotate("", xy=(8.4, 1.1), xytext=(5.9, 1.1), arrowprops=dict(arrowstyle="->"))
-ax.text(7.1, 2.3, "× α/r", fontsize=12)
+ax.annotate("", xy=(5.6, 1.6), xytext=(5.6, 1.9), arrowprops=dict(arrowstyle="->"))  # A·x feeds B
+ax.text(7.1, 1.2, "× α/r", fontsize=12)
 ax.text(7.1, 0.25, "h = W·x + (α/r)·B·(A·x);  B = 0 at the start", fontsize=12, ha="center")
 ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
 plt.show()
@@ -369,10 +370,11 @@ plt.show()
 # instruction at temperature 1; the verifier ranks them (passes first, fails by how many checks hold); **chosen** is
 # a top-ranked reply, **rejected** a bottom-ranked failing one; replies that all rank alike give no pair. Where none
 # passed, the chosen reply fails fewer checks than the rejected one. "sentences" is the instruction's limit, "ends"
-# the three-sentence minimum and a proper ending; a reply can also fail on fluency alone (its loss above notebook
-# 9's bound). Four samples for two training instructions:
+# the three-sentence minimum and a proper ending, "varied" notebook 9's repetition guard; a reply can also fail on
+# fluency alone (its loss above notebook 9's bound, printed). Four samples for two training instructions:
 
 # %%
+print(f"the fluency bound: a loss per token above {verifier.max_loss:.2f} fails")
 demo_instructions = task.train_problems()[:2]
 demo = on_policy.sample_replies(sft_model, sft_tokenizer, task, demo_instructions, samples=4, seed=SEED,
                                 desc="demo replies")
@@ -550,8 +552,7 @@ if rft_reports:
 # On pass rate the control and DPO are not told apart (0.707 and 0.693, the seeds overlap: `compare` names the higher
 # mean first, and only "told apart" is a verdict); on story loss the
 # control wins (3.130 against 3.151: it too raised it, but less). From the same start, replies and steps (one start, one β, one rate), the contrast with
-# the rejected replies bought nothing measurable. DPO on only the pairs with a passing chosen reply would tell whether
-# the rejected or the failing chosen replies cost it story loss.
+# the rejected replies bought nothing measurable.
 #
 # ## Likelihood displacement, and the learning rate
 #
@@ -720,8 +721,8 @@ check(test_preference_accuracy)
 COMPARE_STEPS = {"smoke": 10, "cpu": 300, "gpu": 300}[PROFILE]
 trained = [r for r in map(json.loads, (sft_start / "metrics.jsonl").read_text().splitlines()) if r["event"] == "train"]
 sft_step = trained[-1]["elapsed"] / trained[-1]["step"]  # the SFT start's seconds per step, evaluations not counted
-for exercise, run_count in ((3, 2), (4, 1)):
-    print(f"exercise {exercise} trains for about {run_count * COMPARE_STEPS * sft_step:,.0f} s here: {run_count} run(s) of "
+for exercise, count, runs in ((3, 2, "2 runs"), (4, 1, "1 run")):
+    print(f"exercise {exercise} trains for about {count * COMPARE_STEPS * sft_step:,.0f} s here: {runs} of "
           f"{COMPARE_STEPS} steps at {shown(sft_start)}'s {1000 * sft_step:.0f} ms per step, evaluations not counted")
 
 # %%
