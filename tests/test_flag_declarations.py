@@ -20,6 +20,8 @@ SAME_WORD_OTHER_MEANING = {
     # eval's: a HellaSwag file; post-training's: a task's records (DPO's on-policy pairs: the run whose pairs to reuse)
     "--data": ("tinylm/cli/eval.py", "tinylm.posttrain.job.PostTrainingOptions.data"),
     "--seed": ("tinylm/cli/sample.py", "tinylm.train.options.RunOptions.seed"),  # sampling's; a training run's
+    # eval compare's: the benchmark to score; post-training's: the task to fine-tune on
+    "--task": ("tinylm/cli/eval.py", "tinylm.posttrain.job.PostTrainingOptions.task"),
     "--tokenizer": ("tinylm/cli/flags.py", "tinylm/cli/interop.py"),  # a kind to train; a SentencePiece file to read
 }
 

@@ -33,11 +33,20 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
 def session_from_args(args: argparse.Namespace) -> ChatSession:
     """The ChatSession that chat and serve talk through: --ckpt, the sampler options (checked before it loads) and
     the system prompt."""
+    return session_for(args, *model_from_args(args))
+
+
+def model_from_args(args: argparse.Namespace):
+    """(model, tokenizer) of --ckpt, the sampler options checked first."""
     check_sampling_options(args)
     if not any(path.is_file() for path in (Path(args.ckpt), Path(args.ckpt) / "best.pt", Path(args.ckpt) / "last.pt")):
         raise CheckpointError(f"no chat model at {args.ckpt}; make one with {CHAT_MODEL_COMMAND} (its run folder is "
                               "the --ckpt to give), or check the path")
-    model, tokenizer = load_generation_model(args)
+    return load_generation_model(args)
+
+
+def session_for(args: argparse.Namespace, model, tokenizer) -> ChatSession:
+    """A ChatSession with the sampler options and system prompt of `args`."""
     return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
                        use_cache=not args.no_cache)

@@ -1,8 +1,9 @@
-"""Command line: measure a checkpoint: its loss on a text, or HellaSwag accuracy.
+"""Command line: measure a checkpoint: its loss on a text, a benchmark, or CORE.
 
 `loss` scores a UTF-8 text with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss): nats per token, and
 bits per byte, which compare models whose tokenizers differ. `hellaswag` scores HellaSwag's validation set
-(tinylm.eval.hellaswag; under torchrun the examples are split over processes).
+(tinylm.eval.hellaswag; under torchrun the examples are split over processes). `core`, `task` and `compare` score the
+mirror's benchmarks by log-likelihood (tinylm.eval.scoring, tinylm.eval.core) and write JSON beside the run.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 from ..data.text import read_text_file
-from ..errors import MissingFile
+from ..errors import InputError, MissingFile
 from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
 from ..runtime import resolve_device
@@ -89,6 +91,111 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     return result
 
 
+def results_path(ckpt: Path, name: str, limit: int | None) -> Path:
+    """Where a benchmark's results go: eval/ in the checkpoint's run folder."""
+    folder = ckpt if ckpt.is_dir() else ckpt.parent
+    return folder / "eval" / (f"{name}-limit{limit}.json" if limit else f"{name}.json")
+
+
+def load_for_scoring(ckpt: str, device: str | None):
+    ckpt_file = find_checkpoint(Path(ckpt)) if Path(ckpt).is_dir() else Path(ckpt)
+    model, tokenizer, state = load_model(ckpt_file, resolve_device(device))
+    if tokenizer is None:
+        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so no benchmark text can be turned into its ids")
+    return ckpt_file, model, tokenizer
+
+
+def task_bar(name: str):
+    from tqdm.auto import tqdm
+
+    return lambda items: tqdm(items, desc=name, unit="item", leave=False)
+
+
+def task_lines(result) -> list[str]:
+    """A task's result: its main accuracy with a 95% Wilson interval, the other metrics, and what did not fit."""
+    n, right = len(result.correct), sum(result.correct)
+    if n == 0:
+        return [f"{result.task:<34} no item fits the model's context ({result.left_out} left out)"]
+    low, high = wilson_interval(right, n)
+    others = ", ".join(f"{key} {value:.4g}" for key, value in result.metrics.items())
+    fit = (f"; {result.fewer_shots} with fewer than {result.shots} shots" if result.fewer_shots else "") + (
+        f"; {result.left_out} left out (too long even without shots)" if result.left_out else "")
+    return [f"{result.task:<34} {right / n:.3f} [{low:.3f}, {high:.3f}] of {n:,}, chance {result.baseline:.2f}, "
+            f"centred {result.centred:+.3f}  ({others}{fit})"]
+
+
+def run_core(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval.core import evaluate_core, write_json
+
+    started = time.perf_counter()
+    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    core = evaluate_core(model, tokenizer, limit=args.limit, tasks=args.tasks, progress=task_bar)
+    payload = {"ckpt": str(ckpt_file), "limit": args.limit, **core.to_dict(),
+               "seconds": time.perf_counter() - started}
+    path = write_json(results_path(Path(args.ckpt), "core", args.limit), payload)
+    if args.json:
+        print(json.dumps(payload))
+        return payload
+    print(f"checkpoint: {ckpt_file} (context {model.config.block_size})")
+    for result in core.results:
+        print(*task_lines(result), sep="\n")
+    print(f"CORE {core.score:.4f}: the mean centred accuracy of {len(core.scored)} of 22 tasks" +
+          (f", each cut to its first {args.limit:,} items" if args.limit else ""))
+    absent = core.missing + [result.task for result in core.results if not result.correct]
+    if absent:
+        print(f"not in this score: {', '.join(absent)} (so it is not the published 22-task figure)")
+    print(f"took {payload['seconds']:.0f} s; results written to {path}")
+    return payload
+
+
+def run_task(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval.benchmarks import named_task
+    from ..eval.core import write_json
+    from ..eval.scoring import evaluate_task
+
+    task = named_task(args.name)
+    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    result = evaluate_task(model, tokenizer, task, limit=args.limit, progress=task_bar(task.name))
+    payload = {"ckpt": str(ckpt_file), "source": task.source, "limit": args.limit, **result.to_dict()}
+    path = write_json(results_path(Path(args.ckpt), task.name, args.limit), payload)
+    if args.json:
+        print(json.dumps(payload))
+        return payload
+    print(f"checkpoint: {ckpt_file} (context {model.config.block_size})")
+    print(f"task:       {task.name}: {task.source}; {task.shots} shots")
+    print(*task_lines(result), sep="\n")
+    print(f"took {result.seconds:.0f} s; results written to {path}")
+    return payload
+
+
+def run_compare(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval.benchmarks import named_task
+    from ..eval.core import compare_results
+    from ..eval.scoring import evaluate_task
+
+    if len(args.ckpt) != 2:
+        raise InputError(f"compare takes two models, --ckpt A --ckpt B; got {len(args.ckpt)}")
+    task = named_task(args.task)
+    results = []
+    for ckpt in args.ckpt:
+        _, model, tokenizer = load_for_scoring(ckpt, args.device)
+        results.append(evaluate_task(model, tokenizer, task, limit=args.limit, progress=task_bar(Path(ckpt).name)))
+    comparison = compare_results(*results)
+    test = comparison.test
+    payload = {"task": task.name, "ckpt": args.ckpt, "accuracy": [r.accuracy for r in results],
+               "gained": comparison.gained, "lost": comparison.lost, "p_value": test.p_value}
+    if args.json:
+        print(json.dumps(payload))
+        return payload
+    for ckpt, result in zip(args.ckpt, results):
+        print(f"{ckpt}: " + task_lines(result)[0].split(maxsplit=1)[1])
+    print(test.describe("A", "B").replace("problems", "items").replace("fail -> pass", "wrong -> right")
+          .replace("pass -> fail", "right -> wrong").replace("pass for both", "right for both"))
+    print(f"items B gained: {comparison.gained[:20]}{' ...' if len(comparison.gained) > 20 else ''}")
+    print(f"items B lost:   {comparison.lost[:20]}{' ...' if len(comparison.lost) > 20 else ''}")
+    return payload
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     loss_examples = ("python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text README.md",
                      "python -m tinylm.eval loss --ckpt runs/gpt2 --text README.md --json",
@@ -96,7 +203,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     hellaswag_examples = ("python -m tinylm.eval hellaswag --ckpt runs/tinystories-cpu --limit 500",
                           "python -m tinylm.eval hellaswag --ckpt runs/gpt2 --json",
                           "python -m tinylm.eval hellaswag --ckpt runs/gpt2-124m-gpu")
-    parser = command_parser("python -m tinylm.eval", __doc__, (*loss_examples[:2], hellaswag_examples[0]))
+    core_examples = ("python -m tinylm.eval core --ckpt runs/tinystories-cpu --limit 200",
+                     "python -m tinylm.eval core --ckpt runs/gpt2 --tasks arc_easy piqa",
+                     "python -m tinylm.eval core --ckpt runs/gpt2 --json")
+    task_examples = ("python -m tinylm.eval task lambada --ckpt runs/gpt2",
+                     "python -m tinylm.eval task mmlu --ckpt runs/gpt2 --limit 500",
+                     "python -m tinylm.eval task gsm8k --ckpt runs/gpt2 --limit 50")
+    compare_examples = ("python -m tinylm.eval compare --ckpt runs/a --ckpt runs/b --task piqa",
+                        "python -m tinylm.eval compare --ckpt runs/x --ckpt runs/y --task copa --json",
+                        "python -m tinylm.eval compare --ckpt runs/a --ckpt runs/b --task mmlu")
+    parser = command_parser("python -m tinylm.eval", __doc__, (*loss_examples[:1], hellaswag_examples[0],
+                                                               core_examples[0], compare_examples[0]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     loss = add_subcommand(commands, "loss", "loss per token and bits per byte of a checkpoint on a text file",
                           "Loss per token (nats) and bits per byte of a checkpoint on a UTF-8 text file.",
@@ -111,15 +228,35 @@ def parse_args(argv=None) -> argparse.Namespace:
         add_ckpt(command)
     loss.add_argument("--text", required=True, type=Path, help="UTF-8 text file to score")
     add_batch_size(loss, 8)
-    hellaswag.add_argument("--limit", type=positive_int, metavar="K",
-                           help="score only the first K examples (default: all 10,042)")
     hellaswag.add_argument("--data", type=Path, metavar="FILE", help="a HellaSwag JSON-lines file to score (default: "
                            "the official validation file, or, offline, the mirror's substitute)")
-    for command in (loss, hellaswag):
+    core = add_subcommand(
+        commands, "core", "DCLM's CORE score over the mirror's CORE tasks",
+        "DCLM's CORE score: each task's accuracy centred by chance, (acc - b)/(1 - b),\n"
+        "averaged over the tasks the mirror holds (it says which of the 22 are missing).", core_examples)
+    task = add_subcommand(commands, "task", "one benchmark of the mirror",
+                          "One benchmark: a CORE task, or piqa, lambada, mmlu or gsm8k as released.", task_examples)
+    compare = add_subcommand(commands, "compare", "two checkpoints on one benchmark, item by item",
+                             "Two checkpoints on the same items: McNemar's test and the items that changed.",
+                             compare_examples)
+    add_ckpt(core)
+    add_ckpt(task)
+    add_ckpt(compare, twice=True)
+    task.add_argument("name", help="arc_easy, piqa, lambada, mmlu, gsm8k, winogrande, ... (any of the mirror's)")
+    compare.add_argument("--task", required=True, help="the benchmark, as for task")
+    core.add_argument("--tasks", nargs="+", metavar="NAME", help="only these of CORE's tasks (default: all)")
+    for command, default in ((hellaswag, "all 10,042"), (core, "all"), (task, "all"), (compare, "all")):
+        command.add_argument("--limit", type=positive_int, metavar="N",
+                             help=f"score only the first N items{' of each task' if command is core else ''} "
+                                  f"(default: {default})")
+    for command in (loss, hellaswag, core, task, compare):
         add_device(command)
         add_json(command)
     loss.set_defaults(run=run_loss)
     hellaswag.set_defaults(run=run_hellaswag)
+    core.set_defaults(run=run_core)
+    task.set_defaults(run=run_task)
+    compare.set_defaults(run=run_compare)
     return parser.parse_args(argv)
 
 

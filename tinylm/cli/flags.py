@@ -15,10 +15,11 @@ def _default(text: str | None) -> str:
     return f" (default: {text})" if text else ""
 
 
-def add_ckpt(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    """--ckpt, required unless `default` says what the command uses without it."""
-    parser.add_argument("--ckpt", required=default is None, help="checkpoint or run folder (its best.pt, else last.pt"
-                        + (f"; default: {default})" if default else ")"))
+def add_ckpt(parser: argparse.ArgumentParser, default: str | None = None, twice: bool = False) -> None:
+    """--ckpt, required unless `default` says what the command uses without it; `twice`: given twice (a list)."""
+    parser.add_argument("--ckpt", required=default is None, action="append" if twice else "store",
+                        help="checkpoint or run folder (its best.pt, else last.pt"
+                        + (f"; default: {default})" if default else "; give two)" if twice else ")"))
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:

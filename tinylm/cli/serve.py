@@ -1,4 +1,4 @@
-"""Command line: a web page where a visitor chats with a fine-tuned model.
+"""Command line: a chat page for a chat model, and OpenAI's API for any model.
 
 The server, its page and what it accepts are tinylm.serve.server's; this is the command line around it: the options
 (the sampler's are `python -m tinylm.chat`'s), the checkpoint loaded as chat loads it, and where to open the page.
@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from pathlib import Path
 
 from ..serve.server import ChatServer
-from .chat import add_sampler_options, session_from_args
+from ..tokenizers.chat_template import chat_token_ids
+from .chat import add_sampler_options, model_from_args, session_for
 from .console import begin, command_parser, positive_int
 from .errors import run_cli
 from .flags import add_ckpt
@@ -51,12 +53,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = begin(parse_args(argv))
-    session = session_from_args(args)
+    model, tokenizer = model_from_args(args)
+    session = session_for(args, model, tokenizer) if chat_token_ids(tokenizer) is not None else None
+    replies = f", replies up to {session.max_new_tokens}" if session else " (a base model: completions only)"
     server = ChatServer((args.host, args.port), session, args.max_chars, args.max_concurrent,
-                        info=f"{args.ckpt}: context {session.model.config.block_size} tokens, replies up to "
-                             f"{session.max_new_tokens}", quiet=args.quiet, idle_timeout=args.idle_timeout)
+                        info=f"{args.ckpt}: context {model.config.block_size} tokens{replies}", quiet=args.quiet,
+                        idle_timeout=args.idle_timeout, model=model, tokenizer=tokenizer, name=Path(args.ckpt).name)
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
-    print(f"serving {args.ckpt} at http://{host}:{server.port}/ (Ctrl-C stops)", flush=True)
+    where = f"http://{host}:{server.port}"
+    page = "the chat page" if session else "a base model, no chat page"
+    print(f"serving {args.ckpt} at {where}/ ({page}; OpenAI's API at {where}/v1; Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:  # uvicorn has closed the connections; the command ends as Ctrl-C ends any

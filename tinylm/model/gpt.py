@@ -132,7 +132,7 @@ class GPT(nn.Module):
                 f"sequence of {T} tokens is longer than the context of {self.config.block_size}; "
                 "crop it to the last block_size tokens (generation does this for you)"
             )
-        logits = self._cap(self.lm_head(self.hidden_states(idx)))  # (B, T, vocab)
+        logits = self.head(self.hidden_states(idx))  # (B, T, vocab)
         loss = None
         if targets is not None:
             loss = self.loss_fn(logits, targets, loss_mask)
@@ -140,6 +140,11 @@ class GPT(nn.Module):
             if aux is not None:
                 loss = loss + aux
         return logits, loss
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Hidden states (..., C) from `hidden_states` -> logits (..., vocab): the output layer and the soft cap.
+        Scoring applies it only where a loss is wanted, e.g. a benchmark's answer tokens."""
+        return self._cap(self.lm_head(hidden))
 
     def decode_step(self, idx: torch.Tensor, kv_cache: KVCache,
                     head: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:

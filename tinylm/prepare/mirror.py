@@ -4,8 +4,10 @@ $TINYLM_DATA_MIRROR, each checked by its sha256, and a MANIFEST.md that lists th
 A file is the download itself (the URL and digest its module pins: tinylm.data.corpora, tinylm.tokenizers.bpe, ...),
 a copy of one under the name tiktoken caches it by (the sha1 of its URL), or made from a download by a short
 conversion whose result has a pinned digest too (HellaSwag's substitute from klosax's text file, the FineWeb-Edu
-sample from a public CSV). Every file is written whole or not at all (tinylm.download.fetch, tinylm.paths.atomic_write),
-and one already there with the right digest is kept, so an interrupted build continues where it stopped.
+sample from a public CSV); the benchmarks of eval/ are public repositories' files at pinned commits
+(tinylm.eval.benchmarks.EVAL_FILES). Every file is written whole or not at all (tinylm.download.fetch,
+tinylm.paths.atomic_write), and one already there with the right digest is kept, so an interrupted build continues
+where it stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..data.fineweb import FINEWEB_EDU_SAMPLE
 from ..data.instruct import INSTRUCTION_DATA
 from ..data.preference import PREFERENCE_DATA
 from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, sha256_of
+from ..eval.benchmarks import EVAL_FILES
 from ..eval.hellaswag import SUBSTITUTE_VAL_PATH, SUBSTITUTE_VAL_SHA256
 from ..paths import atomic_write, check_output_folder, shown
 from ..tokenizers.bpe import GPT2_ENCODER_JSON, GPT2_VOCAB_BPE
@@ -105,6 +108,7 @@ MIRROR_FILES = (
                "each 6-line block as one JSON line, split at the first ': ' of its first line"),
     MirrorFile(FINEWEB_EDU_SAMPLE.mirror_path, FINEWEB_EDU_CSV, FINEWEB_EDU_SAMPLE.sha256, first_documents_jsonl,
                f"the text column of the first {FINEWEB_EDU_DOCUMENTS} rows as JSON lines"),
+    *(downloaded(source) for source in EVAL_FILES.values()),
 )
 
 
@@ -117,8 +121,9 @@ def build_mirror(out: str | Path, files: tuple[MirrorFile, ...] = MIRROR_FILES,
     with tempfile.TemporaryDirectory(prefix="tinylm-mirror-") as downloads:
         for index, file in enumerate(files):
             dest = out / file.path
+            count = f"[{index + 1}/{len(files)}]"
             if dest.is_file() and sha256_of(dest) == file.sha256:
-                say(f"{file.path}: already there")
+                say(f"{count} {file.path}: already there")
                 continue
             source = dataclasses.replace(file.source, mirror_path=None)  # from its URL, whatever $TINYLM_DATA_MIRROR
             if file.derive is None:
@@ -126,7 +131,7 @@ def build_mirror(out: str | Path, files: tuple[MirrorFile, ...] = MIRROR_FILES,
             else:
                 made = file.derive(fetch(source, Path(downloads) / str(index)).read_bytes())
                 _write_checked(dest, made, file)
-            say(f"{file.path}: {file.how} from {file.source.url} (sha256 verified)")
+            say(f"{count} {file.path}: {file.how} from {file.source.url} (sha256 verified)")
     with atomic_write(out / MANIFEST) as manifest:
         manifest.write(manifest_text(files).encode("utf-8"))
     say(f"the mirror is ready: export {MIRROR_ENV}={shown(out)}")

@@ -1,4 +1,5 @@
-"""The chat page's web server: a visitor chats with a fine-tuned model, each reply streamed as it is made.
+"""The chat page's web server: a visitor chats with a fine-tuned model, each reply streamed as it is made; beside it
+OpenAI's API for any model (tinylm.serve.openai_api).
 
 A Starlette app on uvicorn: one event loop answers every connection, and each reply is generated in a worker thread,
 up to `max_concurrent` at once (beyond that, 503). The server keeps no state: the page sends the whole conversation
@@ -16,6 +17,7 @@ import ipaddress
 import json
 import socket
 from importlib import resources
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import anyio
@@ -23,12 +25,14 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import TinyLMError
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .head_deadline import HeadDeadlineLoop
+from .openai_api import OpenAIRoutes, error_body
+from .reply import Reply
 from .session import ChatSession
 
 MAX_BODY_BYTES = 64 * 1024
@@ -69,10 +73,13 @@ class ChatApp:
     POST that is not JSON; 431 headers over 16 KiB or more than 100 of them; 503 every generation slot busy.
     uvicorn itself refuses what is not HTTP, or a head still incomplete after 16 KiB (400, as text)."""
 
-    def __init__(self, session: ChatSession, max_chars: int = 4000, max_concurrent: int = 4,
-                 info: str = "a tinylm chat model", host: str = "127.0.0.1", body_timeout: float = 30.0):
+    def __init__(self, session: ChatSession | None, max_chars: int = 4000, max_concurrent: int = 4,
+                 info: str = "a tinylm chat model", host: str = "127.0.0.1", body_timeout: float = 30.0,
+                 model=None, tokenizer=None, name: str = "tinylm"):
         if max_chars < 1 or max_concurrent < 1:
             raise TinyLMError("max_chars and max_concurrent must be at least 1")
+        if session is None and (model is None or tokenizer is None):
+            raise TinyLMError("a server needs a chat session, or a model and its tokenizer")
         self.session, self.max_chars, self.body_timeout = session, max_chars, body_timeout
         self.free_slots = max_concurrent  # replies that may start now; the event loop alone changes it
         page = static_file("chat.html").decode("utf-8").replace("{{info}}", html.escape(info)).encode("utf-8")
@@ -85,6 +92,8 @@ class ChatApp:
             self.host_names.add(socket.gethostname().lower())
         routes = [Route(path, self.send_file, methods=["GET"]) for path in STATIC_FILES]
         routes.append(Route("/chat", self.chat, methods=["POST"]))
+        model, tokenizer = (model, tokenizer) if session is None else (session.model, session.template.tokenizer)
+        routes += OpenAIRoutes(self, model, tokenizer, name).routes()
         self.app = Starlette(routes=routes, exception_handlers={HTTPException: self.json_error})
 
     async def __call__(self, scope, receive, send) -> None:
@@ -129,41 +138,75 @@ class ChatApp:
     async def json_error(self, request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail
         if error.status_code == 404:
-            message = f"nothing at {request.url.path}; the chat page is at /"
+            message = f"nothing at {request.url.path}; the chat page is at /, OpenAI's API at /v1/"
         elif error.status_code == 405:
             methods = [m.strip() for m in error.headers["Allow"].split(",") if m.strip() != "HEAD"]
             message = f"{request.url.path} takes {' or '.join(methods)} only"
-        return JSONResponse({"error": message}, error.status_code, headers=error.headers)
+        body = error_body(message) if request.url.path.startswith("/v1/") else {"error": message}
+        return JSONResponse(body, error.status_code, headers=error.headers)
 
     async def send_file(self, request: Request) -> Response:
         body, content_type = self.files[request.url.path]
         return Response(body, headers={**PAGE_HEADERS, "Content-Type": content_type})
 
-    async def chat(self, request: Request) -> StreamingResponse:
+    async def chat(self, request: Request) -> Reply:
         """POST /chat: {"messages": [{"role": "user", "content": "..."}, ...]} as application/json, the whole
         conversation, fitted into the context as `ChatSession` does (oldest exchanges dropped first). The reply comes
         as server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`."""
+        if self.session is None:
+            raise refuse(400, "this model has no chat tokens, so it was not fine-tuned for chat; its completions are "
+                              "at /v1/completions")
         messages = self.check_length(await self.read_conversation(request))
         session = self.session.with_history(messages[:-1])
         try:
             fitted, ids = session.fit_to_context(messages[-1]["content"])
         except ContextOverflow as error:
             raise refuse(413, str(error)) from None
-        if self.free_slots == 0:
-            raise refuse(503, "every generation slot is busy; try again shortly")
-        self.free_slots -= 1
         pieces = session.stream_reply(fitted, ids)
-
-        def finished() -> None:  # however the response ends, even before it began: the slot is free again
-            pieces.close()
-            self.free_slots += 1
-
+        finished = self.take_slot(pieces.close)
         dropped = len(messages) + len(session.system) - len(fitted)
         return Reply(events(pieces, dropped), finished)
 
+    def take_slot(self, close) -> Callable[[], None]:
+        """A generation slot (503 when none is free), and the callback that frees it and calls `close`: a streamed
+        reply calls it however the response ends, even before it began."""
+        if self.free_slots == 0:
+            raise refuse(503, "every generation slot is busy; try again shortly")
+        self.free_slots -= 1
+
+        def finished() -> None:
+            close()
+            self.free_slots += 1
+
+        return finished
+
+    async def generate(self, work: Callable[[], Any]) -> Any:
+        """`work()` in a worker thread, holding a generation slot while it runs."""
+        finished = self.take_slot(lambda: None)
+        try:
+            return await anyio.to_thread.run_sync(work)
+        finally:
+            finished()
+
     async def read_conversation(self, request: Request) -> list[dict]:
+        body = await self.read_json(request)
+        messages = body.get("messages") if isinstance(body, dict) else None
+        try:
+            if not isinstance(messages, list) or not messages:
+                raise ChatFormatError('expected {"messages": [{"role": "user", "content": "..."}, ...]}')
+            if any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
+                raise ChatFormatError("the system prompt is the server's; send user and assistant messages only")
+            check_messages(messages)
+            if messages[-1]["role"] != "user":
+                raise ChatFormatError("the conversation must end with the user's new message")
+        except ChatFormatError as error:
+            raise refuse(400, str(error)) from None
+        return messages
+
+    async def read_json(self, request: Request) -> dict:
+        """The request's JSON object, within the size and time limits (415, 411, 413, 408, 400 otherwise)."""
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise refuse(415, "send the conversation as JSON, with Content-Type: application/json")
+            raise refuse(415, "send the request as JSON, with Content-Type: application/json")
         length = request.headers.get("content-length")
         if length is None:
             raise refuse(411, "send the JSON body with a Content-Length header")
@@ -182,18 +225,9 @@ class ChatApp:
                               '{"messages": [{"role": "user", "content": "..."}, ...]}') from None
         except ValueError as error:  # malformed JSON or UTF-8, or a number too long to convert
             raise refuse(400, f"the body is not valid JSON ({error})") from None
-        messages = body.get("messages") if isinstance(body, dict) else None
-        try:
-            if not isinstance(messages, list) or not messages:
-                raise ChatFormatError('expected {"messages": [{"role": "user", "content": "..."}, ...]}')
-            if any(isinstance(m, dict) and m.get("role") == "system" for m in messages):
-                raise ChatFormatError("the system prompt is the server's; send user and assistant messages only")
-            check_messages(messages)
-            if messages[-1]["role"] != "user":
-                raise ChatFormatError("the conversation must end with the user's new message")
-        except ChatFormatError as error:
-            raise refuse(400, str(error)) from None
-        return messages
+        if not isinstance(body, dict):
+            raise refuse(400, "the body must be a JSON object")
+        return body
 
     def check_length(self, messages: list[dict]) -> list[dict]:
         """At most max_chars characters, refused with the remedy that works: a shorter message when it alone is
@@ -215,21 +249,6 @@ async def events(pieces, dropped: int):
     while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
         yield f"data: {json.dumps({'text': piece})}\n\n"
     yield f"data: {json.dumps({'done': True, 'dropped': dropped})}\n\n"
-
-
-class Reply(StreamingResponse):
-    """A stream of server-sent events that calls `finished` when it ends: sent, failed, or cancelled because the
-    visitor left (Starlette cancels the stream when the client disconnects, possibly before its first event)."""
-
-    def __init__(self, content, finished):
-        super().__init__(content, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        self.finished = finished
-
-    async def __call__(self, scope, receive, send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self.finished()
 
 
 def _is_ip_address(name: str) -> bool:
@@ -262,11 +281,11 @@ class ChatServer:
     `shutdown` (or Ctrl-C, in the main thread). idle_timeout: seconds a connection has to send a request's head,
     and again its body. quiet: no access log. Binding fails with ServerAddressError, which says what to do."""
 
-    def __init__(self, address: tuple[str, int], session: ChatSession, max_chars: int = 4000,
+    def __init__(self, address: tuple[str, int], session: ChatSession | None, max_chars: int = 4000,
                  max_concurrent: int = 4, info: str = "a tinylm chat model", quiet: bool = False,
-                 idle_timeout: float = 30.0):
+                 idle_timeout: float = 30.0, model=None, tokenizer=None, name: str = "tinylm"):
         host, port = address
-        self.app = ChatApp(session, max_chars, max_concurrent, info, host, idle_timeout)
+        self.app = ChatApp(session, max_chars, max_concurrent, info, host, idle_timeout, model, tokenizer, name)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

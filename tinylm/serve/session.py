@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..errors import InputError
-from ..generate.stream import stream
+from ..generate.stream import TextStream, stream
 from ..tokenizers.chat_template import (
     DEFAULT_SYSTEM_PROMPT,
     ChatFormatError,
@@ -69,6 +69,12 @@ class ChatSession:
         A message too long for the context raises ContextOverflow here, before anything is generated."""
         messages, ids = self.fit_to_context(user_text)
         return self.stream_reply(messages, ids)
+
+    def reply_stream(self, ids: list[int], max_new_tokens: int, **sampling) -> TextStream:
+        """A reply to prompt ids (a rendered conversation) with `sampling` over the session's sampler settings, as an
+        API request asks: the template's stop tokens end it, and its non-text tokens are never drawn."""
+        return stream(self.model, self.template.tokenizer, ids, max_new_tokens, stop_tokens=self.template.stop_tokens,
+                      excluded_tokens=self.template.not_text, **{**self.sampling, **sampling})
 
     def stream_reply(self, messages: list[dict], ids: list[int]) -> Iterator[str]:
         """The reply to `fit_to_context`'s (messages, ids), piece by piece; at its end `messages` become the

@@ -1,0 +1,280 @@
+"""Score a model on a benchmark by log-likelihood, as the field does: nothing is trained, and for all but generative
+tasks nothing is generated either.
+
+Each item becomes rows of (context, continuation) tokens: a multiple-choice item one row per choice, a schema item
+one row per context (the shared continuation is what is scored: "partial scoring"), a cloze one row. A row's score is
+the summed loss of its continuation's tokens given everything before it, and whether each of those tokens was the
+model's greedy choice. Rows of many items go through the model in one padded batch. The text is split into tokens
+as lm-evaluation-harness splits it (trailing spaces of the context move to the continuation, and the continuation's
+tokens are the whole text's after the context's), with the tokenizer's end-of-text token first where it has one.
+
+Shots: `task.shots` solved examples before the item, drawn as DCLM draws them (random.Random(1234 + index) from the
+task's other items) or from a pool (MMLU's dev split, in order). A prompt longer than the model's context drops shots
+from the left until it fits; an item that does not fit with none is left out, and both are counted.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..runtime import model_device
+from .benchmarks import Cloze, Item, MultipleChoice, Schema, Task
+
+SHOT_SEPARATOR = "\n\n"
+SEED = 1234  # DCLM's and nanochat's: item i's shots come from random.Random(SEED + i)
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """(context ids, continuation ids), split as lm-evaluation-harness splits them."""
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer.encode(context + continuation)
+    context_ids = tokenizer.encode(context)
+    return context_ids, whole[len(context_ids):]
+
+
+def solved(task: Task, example: Item) -> str:
+    """A shot: the example with its right answer."""
+    if isinstance(example, MultipleChoice):
+        return example.query + task.delimiter + example.choices[example.gold]
+    if isinstance(example, Schema):
+        return example.contexts[example.gold] + task.delimiter + example.continuation
+    if isinstance(example, Cloze):
+        return example.context.strip() + task.delimiter + example.continuation
+    return f"Question: {example.question}\nAnswer: {example.answer}"
+
+
+def texts(task: Task, item: Item, prefix: str) -> list[tuple[str, str]]:
+    """The item's rows as (context, continuation) text after `prefix` (the preamble and the shots)."""
+    if isinstance(item, MultipleChoice):
+        return [(prefix + item.query + task.delimiter, choice) for choice in item.choices]
+    if isinstance(item, Schema):
+        return [(prefix + context + task.delimiter, item.continuation) for context in item.contexts]
+    if isinstance(item, Cloze):
+        return [(prefix + item.context.strip() + task.delimiter, item.continuation)]
+    return [(prefix + f"Question: {item.question}\nAnswer:", "")]
+
+
+def shots_for(task: Task, index: int) -> list[Item]:
+    """Item `index`'s shots, before any are dropped."""
+    if task.shots == 0:
+        return []
+    if task.pools is not None:
+        return task.pools[task.subjects[index]][: task.shots]
+    pool = task.shot_pool if task.shot_pool is not None else task.items
+    others = range(len(pool)) if task.shot_pool is not None else [i for i in range(len(pool)) if i != index]
+    return [pool[i] for i in random.Random(SEED + index).sample(list(others), min(task.shots, len(others)))]
+
+
+@dataclass
+class Rendered:
+    """One item as token rows, with the shots it kept."""
+
+    index: int
+    rows: list[tuple[list[int], list[int]]]
+    shots: int
+    texts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def render(task: Task, index: int, tokenizer, block_size: int, answer_room: int = 0) -> Rendered | None:
+    """Item `index` with as many of its shots as fit the context (dropped from the left), None if none fit.
+    `answer_room` tokens are kept free for a generated answer."""
+    item, shots, bos = task.items[index], shots_for(task, index), start_ids(tokenizer)
+    for first in range(len(shots) + 1):
+        kept = shots[first:]
+        prefix = task.preamble(index) + "".join(solved(task, shot) + SHOT_SEPARATOR for shot in kept)
+        pairs = texts(task, item, prefix)
+        rows = [encode_pair(tokenizer, context, continuation) for context, continuation in pairs]
+        longest = max(len(bos) + len(context) + len(continuation) for context, continuation in rows)
+        if longest - 1 + answer_room <= block_size:
+            return Rendered(index, [(bos + context, continuation) for context, continuation in rows], len(kept), pairs)
+    return None
+
+
+def start_ids(tokenizer) -> list[int]:
+    eot = getattr(tokenizer, "eot_token", None)
+    return [] if eot is None or eot == getattr(tokenizer, "unk_id", None) else [eot]
+
+
+@torch.no_grad()
+def score_rows(model, tokenizer, rows: Sequence[tuple[list[int], list[int]]], device) -> list[tuple[float, int, bool]]:
+    """Per row (summed loss of the continuation in nats, its tokens, whether every one was the greedy choice), all
+    rows in one padded forward. A trimmed vocabulary's <unk> targets cost its `unk_penalty` more, as everywhere in
+    tinylm.eval, so losses are per GPT-2 token."""
+    width = max(len(context) + len(continuation) for context, continuation in rows) - 1
+    tokens = torch.zeros((len(rows), width + 1), dtype=torch.long)
+    scored = torch.zeros((len(rows), width), dtype=torch.bool)
+    for r, (context, continuation) in enumerate(rows):
+        row = context + continuation
+        tokens[r, : len(row)] = torch.tensor(row)
+        scored[r, len(context) - 1: len(row) - 1] = True  # position t predicts token t + 1
+    tokens, scored = tokens.to(device), scored.to(device)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+    hidden = model.hidden_states(x)[scored]  # (N, C): only the continuations' positions reach the head
+    logits = model.head(hidden)[:, : tokenizer.vocab_size].float()  # (N, vocab)
+    targets = y[scored]  # (N,)
+    losses = F.cross_entropy(logits, targets, reduction="none")  # (N,)
+    unk_id = getattr(tokenizer, "unk_id", None)
+    if unk_id is not None:
+        losses = losses + tokenizer.unk_penalty * (targets == unk_id)
+    hits = logits.argmax(-1) == targets
+    row_of = scored.nonzero()[:, 0]  # (N,): the row of each scored position, in order
+    counts = torch.bincount(row_of, minlength=len(rows))
+    sums = torch.zeros(len(rows), device=losses.device).index_add_(0, row_of, losses)
+    misses = torch.zeros(len(rows), device=losses.device).index_add_(0, row_of, (~hits).float())
+    return [(float(sums[r]), int(counts[r]), bool(misses[r] == 0)) for r in range(len(rows))]
+
+
+@dataclass
+class TaskResult:
+    """A task's scores: per scored item whether it was right (`correct`, by the task's main metric) and the
+    metrics over those items; the items left out (no room even without shots) and those run with fewer shots."""
+
+    task: str
+    kind: str
+    shots: int
+    baseline: float
+    indices: list[int]
+    correct: list[bool]
+    metrics: dict[str, float]
+    left_out: int
+    fewer_shots: int
+    seconds: float = 0.0
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(self.correct) / len(self.correct) if self.correct else math.nan
+
+    @property
+    def centred(self) -> float:
+        """DCLM's centring: 0 at the random baseline, 1 at perfect."""
+        return (self.accuracy - self.baseline) / (1 - self.baseline)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "kind": self.kind, "shots": self.shots, "baseline": self.baseline,
+                "items": len(self.correct), "left_out": self.left_out, "fewer_shots": self.fewer_shots,
+                "accuracy": self.accuracy, "centred": self.centred, **self.metrics, "seconds": self.seconds,
+                "indices": self.indices, "correct": self.correct}
+
+
+def multiple_choice_verdict(item: Item, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
+    """Which choice each rule picks: lowest summed loss (acc), lowest mean loss per token (acc_norm, DCLM's and
+    build-nanogpt's) and lowest loss per character of the choice (acc_norm_char, the harness's)."""
+    sums = [loss for loss, _, _ in scores]
+    per_token = [loss / max(count, 1) for loss, count, _ in scores]
+    options = item.choices if isinstance(item, MultipleChoice) else (item.continuation,) * len(scores)
+    per_char = [loss / max(len(option), 1) for loss, option in zip(sums, options)]
+    pick = {name: min(range(len(values)), key=values.__getitem__)
+            for name, values in (("acc", sums), ("acc_norm", per_token), ("acc_norm_char", per_char))}
+    return {name: choice == item.gold for name, choice in pick.items()} | {"losses": sums}
+
+
+def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, batch_rows: int = 32, device=None,
+                  progress: Callable | None = None, max_new_tokens: int = 256) -> TaskResult:
+    """Score the first `limit` items of `task` (all if None). `progress` wraps the item indices (e.g. tqdm)."""
+    import time
+
+    device = device if device is not None else model_device(model)
+    block_size = model.config.block_size
+    indices = list(range(len(task.items) if limit is None else min(limit, len(task.items))))
+    if not indices:
+        raise InputError(f"{task.name} has no items to score")
+    started, was_training = time.perf_counter(), model.training
+    model.eval()
+    generative = task.kind == "generative"
+    room = min(max_new_tokens, block_size // 2) if generative else 0
+    details, pending, left_out = [], [], 0
+
+    def flush():
+        rows = [row for rendered in pending for row in rendered.rows]
+        scores = iter(score_rows(model, tokenizer, rows, device)) if rows else iter(())
+        for rendered in pending:
+            details.append(verdict(task, rendered, [next(scores) for _ in rendered.rows]))
+        pending.clear()
+
+    try:
+        for index in (progress(indices) if progress else indices):
+            rendered = render(task, index, tokenizer, block_size, room)
+            if rendered is None:
+                left_out += 1
+            elif generative:
+                details.append(generate_answer(model, tokenizer, task, rendered, room))
+            else:
+                pending.append(rendered)
+                if sum(len(r.rows) for r in pending) >= batch_rows:
+                    flush()
+        flush()
+    finally:
+        model.train(was_training)
+    return summarise(task, details, left_out, time.perf_counter() - started)
+
+
+def verdict(task: Task, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
+    item = task.items[rendered.index]
+    base = {"index": rendered.index, "shots": rendered.shots}
+    if isinstance(item, Cloze):
+        loss, count, greedy = scores[0]
+        return base | {"acc": greedy, "loss": loss, "tokens": count}
+    return base | multiple_choice_verdict(item, scores)
+
+
+MAIN_METRIC = {"multiple_choice": "acc_norm", "schema": "acc_norm", "language_modeling": "acc",
+               "generative": "exact_match"}
+
+
+def summarise(task: Task, details: list[dict[str, Any]], left_out: int, seconds: float) -> TaskResult:
+    main = MAIN_METRIC[task.kind]
+    metrics: dict[str, float] = {}
+    if details:
+        names = [name for name in ("acc", "acc_norm", "acc_norm_char", "exact_match") if name in details[0]]
+        metrics = {name: sum(d[name] for d in details) / len(details) for name in names}
+        if task.kind == "language_modeling":  # per item, as the harness and OpenAI report LAMBADA's perplexity
+            metrics["perplexity"] = math.exp(sum(d["loss"] for d in details) / len(details))
+    return TaskResult(task.name, task.kind, task.shots, task.baseline, [d["index"] for d in details],
+                      [bool(d[main]) for d in details], metrics, left_out,
+                      sum(d["shots"] < task.shots for d in details), seconds, details)
+
+
+# GSM8K: the answer is the number after "#### " (the strict rule), else the last number in the reply (the harness's
+# "flexible extract"); both are compared after dropping $, commas, and a trailing "." or ".0".
+FINAL_ANSWER = re.compile(r"####\s*(-?[$0-9.,]+)")
+NUMBER = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?")
+
+
+def normalise_number(text: str) -> str:
+    text = text.replace("$", "").replace(",", "").rstrip(".")
+    if re.fullmatch(r"-?\d+\.0*", text):
+        text = text.split(".")[0]
+    return text
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer of a GSM8K solution or reply, normalised; None where it names no number."""
+    found = FINAL_ANSWER.search(text)
+    if found:
+        return normalise_number(found.group(1))
+    numbers = NUMBER.findall(text)
+    return normalise_number(numbers[-1]) if numbers else None
+
+
+def generate_answer(model, tokenizer, task: Task, rendered: Rendered, room: int) -> dict[str, Any]:
+    """Greedy decoding of a generative item until a blank line or a new question, scored by exact match."""
+    from ..generate.stream import stream
+
+    prompt = rendered.rows[0][0]
+    reply = "".join(stream(model, tokenizer, prompt, room, stop=("\n\n", "Question:"), temperature=0))
+    item = task.items[rendered.index]
+    expected = extract_answer(item.answer)
+    return {"index": rendered.index, "shots": rendered.shots, "reply": reply,
+            "exact_match": expected is not None and extract_answer(reply) == expected}
+
