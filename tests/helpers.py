@@ -68,3 +68,23 @@ def torch_muon_computing_in(dtype: torch.dtype, monkeypatch) -> None:
          namespace)
     monkeypatch.setattr(torch_muon, "_zeropower_via_newtonschulz", namespace["_zeropower_via_newtonschulz"])
 
+
+GPT2_VOCAB = 50257
+
+
+def tiny_bpe_gpt(seed: int = 0, block_size: int = 64):
+    """A 1-layer, 16-wide GPT over GPT-2's 50,257 tokens, in eval mode: its weights depend only on `seed`."""
+    from tinylm.config import GPTConfig
+    from tinylm.model.gpt import GPT
+
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=GPT2_VOCAB, block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()
+
+
+def logits_favouring(bpe, preferences: dict[str, float]) -> torch.Tensor:
+    """Next-token logits, the same at every position: `preferences` maps a one-token text to its logit, others get 0."""
+    logits = torch.zeros(GPT2_VOCAB)
+    for text, value in preferences.items():
+        (token,) = bpe.encode(text)
+        logits[token] = value
+    return logits

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.helpers import logits_favouring, tiny_bpe_gpt
 from tests.preloaded import run_module
-from tinylm.config import GPTConfig
 from tinylm.eval.benchmarks import Cloze, Generative, MultipleChoice, Schema, Task, core_specs, named_task
 from tinylm.eval.core import CoreResult, compare_results
 from tinylm.eval.scoring import (
@@ -23,10 +23,7 @@ from tinylm.eval.scoring import (
     score_rows,
     shots_for,
 )
-from tinylm.model.gpt import GPT
 from tinylm.tokenizers.gpt2 import BPETokenizer
-
-GPT2_VOCAB = 50257
 
 
 @pytest.fixture(scope="module")
@@ -34,23 +31,10 @@ def bpe():
     return BPETokenizer("gpt2")
 
 
-def tiny_gpt(block_size=64, seed=0):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=GPT2_VOCAB, block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()
-
-
-def favouring(bpe, preferences):
-    logits = torch.zeros(GPT2_VOCAB)
-    for text, value in preferences.items():
-        (token,) = bpe.encode(text)
-        logits[token] = value
-    return logits
-
-
 def test_rows_scored_in_one_batch_equal_each_row_scored_alone(bpe):
     """The batched, padded scorer against the plain computation: each row through the whole model alone, its
     continuation's log-probabilities summed from log_softmax, and the greedy check from argmax."""
-    model = tiny_gpt()
+    model = tiny_bpe_gpt()
     rows = [encode_pair(bpe, "The cat sat on the", " mat"), encode_pair(bpe, "Question: why?\nAnswer:", " no idea"),
             encode_pair(bpe, "x", " a much longer continuation of several tokens")]
     batched = score_rows(model, bpe, rows, "cpu")
@@ -66,7 +50,7 @@ def test_rows_scored_in_one_batch_equal_each_row_scored_alone(bpe):
 
 
 def test_the_planted_answer_wins_under_every_rule(bpe, fixed_logits_model):
-    model = fixed_logits_model(favouring(bpe, {" mat": 12.0}), block_size=64)
+    model = fixed_logits_model(logits_favouring(bpe, {" mat": 12.0}), block_size=64)
     choices = ("car.", "mat", "sky of blue", "dog")
     for gold in range(4):
         task = Task("planted", [MultipleChoice("The cat sat on the", choices, gold)])
@@ -78,7 +62,7 @@ def test_each_normalisation_is_the_hand_computation(bpe, fixed_logits_model):
     """' the the the' (3 likely tokens, 11 characters) against ' everything' (1 token, 10 characters) and ' dog'
     (1 less likely token): the sum picks ' dog', per token ' the the the', per character ' everything' here; each
     pick is checked against the losses computed by hand."""
-    model = fixed_logits_model(favouring(bpe, {" the": 10.0, " everything": 9.5, " dog": 9.0}), block_size=64)
+    model = fixed_logits_model(logits_favouring(bpe, {" the": 10.0, " everything": 9.5, " dog": 9.0}), block_size=64)
     log_z = torch.logsumexp(model.logits.double(), 0).item()
     choices = ("the the the", "everything", "dog")
     loss = {"the the the": 3 * (log_z - 10.0), "everything": log_z - 9.5, "dog": log_z - 9.0}
@@ -96,12 +80,12 @@ def test_schema_scores_the_shared_continuation_after_each_context(bpe, fixed_log
     """Winograd's partial scoring: the same continuation after each context, so a model whose next token does not
     depend on the context cannot tell them apart (a tie goes to the first), and a real model's pick is the context
     under which the continuation's loss, by the plain computation, is lowest."""
-    flat = fixed_logits_model(favouring(bpe, {" the": 5.0}), block_size=64)
+    flat = fixed_logits_model(logits_favouring(bpe, {" the": 5.0}), block_size=64)
     item = Schema(("The trophy does not fit in the suitcase because the trophy",
                    "The trophy does not fit in the suitcase because the suitcase"), "is too large.", 0)
     assert evaluate_task(flat, bpe, Task("wsc", [item])).correct == [True]
     assert evaluate_task(flat, bpe, Task("wsc", [Schema(item.contexts, item.continuation, 1)])).correct == [False]
-    model = tiny_gpt()
+    model = tiny_bpe_gpt()
     rows = [encode_pair(bpe, context + " ", item.continuation) for context in item.contexts]
     losses = [loss for loss, _, _ in score_rows(model, bpe, [([bpe.eot_token] + c, x) for c, x in rows], "cpu")]
     result = evaluate_task(model, bpe, Task("wsc", [item]))
@@ -110,7 +94,7 @@ def test_schema_scores_the_shared_continuation_after_each_context(bpe, fixed_log
 
 
 def test_a_cloze_is_right_only_when_every_token_is_the_greedy_one(bpe, fixed_logits_model):
-    model = fixed_logits_model(favouring(bpe, {" the": 9.0}), block_size=64)
+    model = fixed_logits_model(logits_favouring(bpe, {" the": 9.0}), block_size=64)
     right = evaluate_task(model, bpe, Task("cloze", [Cloze("And then", "the the"), Cloze("And then", "the dog")]))
     assert right.correct == [True, False] and right.metrics["acc"] == 0.5
     log_z = torch.logsumexp(model.logits.double(), 0).item()
@@ -135,7 +119,7 @@ def test_shots_are_drawn_as_dclm_draws_them_and_dropped_from_the_left(bpe):
     cut = render(task, 7, bpe, block_size=one_shot)
     assert cut.shots == 1 and cut.texts[0][0].startswith(items[expected[-1]].query)  # the leftmost shots went first
     assert render(task, 7, bpe, block_size=4) is None
-    result = evaluate_task(tiny_gpt(block_size=one_shot), bpe, task, limit=10)
+    result = evaluate_task(tiny_bpe_gpt(block_size=one_shot), bpe, task, limit=10)
     assert result.fewer_shots == len(result.correct) > 0 and result.left_out + len(result.correct) == 10
 
 
@@ -148,7 +132,7 @@ def test_gsm8k_answers_are_extracted_and_normalised(text, expected):
 
 
 def test_a_generated_answer_is_scored_by_exact_match(bpe, fixed_logits_model):
-    model = fixed_logits_model(favouring(bpe, {" 7": 20.0}), block_size=128)
+    model = fixed_logits_model(logits_favouring(bpe, {" 7": 20.0}), block_size=128)
     problems = [Generative("What is 3 + 4?", "3 + 4 = 7\n#### 7"), Generative("What is 2 + 2?", "#### 4")]
     result = evaluate_task(model, bpe, Task("gsm", problems, shots=0), max_new_tokens=4)
     assert result.correct == [True, False] and result.details[0]["reply"] == " 7 7 7 7"
@@ -190,7 +174,7 @@ def test_the_command_line_scores_writes_json_and_refuses_bad_names(tmp_path, mak
     from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
     run = tmp_path / "run"
-    model = tiny_gpt(block_size=64)
+    model = tiny_bpe_gpt(block_size=64)
     save_checkpoint(run / "best.pt", model_checkpoint(model, BPETokenizer("gpt2")))
     done = run_module("tinylm.eval", ["task", "winograd", "--ckpt", str(run), "--limit", "6", "--json"])
     assert done.returncode == 0, done.stderr

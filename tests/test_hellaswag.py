@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.helpers import REPO
+from tests.helpers import REPO, logits_favouring, tiny_bpe_gpt
 from tests.preloaded import run_module
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
@@ -28,7 +28,6 @@ from tinylm.tokenizers.char import CharTokenizer
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
 from tinylm.train.checkpoint import model_checkpoint, save_checkpoint
 
-GPT2_VOCAB = 50257
 # The official file's first record, with all its fields (the mirror's substitute lacks some).
 OFFICIAL_RECORD = {"ind": 24, "activity_label": "Roof shingle removal",
                    "ctx_a": "A man is sitting on a roof.", "ctx_b": "he", "ctx": "A man is sitting on a roof. he",
@@ -43,23 +42,9 @@ def bpe():
     return BPETokenizer("gpt2")
 
 
-def tiny_bpe_gpt(seed=0, block_size=64):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=GPT2_VOCAB, block_size=block_size, n_layer=1, n_head=2, n_embd=16)).eval()
-
-
 @pytest.fixture(scope="module")
 def val_examples():
     return read_examples(locate_val().path, limit=7)
-
-
-def logits_favouring(bpe, preferences):
-    """Next-token logits, the same at every position: `preferences` maps a one-token text to its logit, others get 0."""
-    logits = torch.zeros(GPT2_VOCAB)
-    for text, value in preferences.items():
-        (token,) = bpe.encode(text)
-        logits[token] = value
-    return logits
 
 
 def test_the_ending_the_model_finds_likely_wins(bpe, fixed_logits_model):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -182,8 +183,6 @@ def multiple_choice_verdict(item: Item, scores: list[tuple[float, int, bool]]) -
 def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, batch_rows: int = 32, device=None,
                   progress: Callable | None = None, max_new_tokens: int = 256) -> TaskResult:
     """Score the first `limit` items of `task` (all if None). `progress` wraps the item indices (e.g. tqdm)."""
-    import time
-
     device = device if device is not None else model_device(model)
     block_size = model.config.block_size
     indices = list(range(len(task.items) if limit is None else min(limit, len(task.items))))

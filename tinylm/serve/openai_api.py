@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from starlette.exceptions import HTTPException
 
 from ..errors import InputError
+from ..runtime import model_device
 
 MAX_LOGPROBS = 5  # OpenAI's limit on top alternatives per token
 MAX_STOPS = 4
@@ -104,7 +105,7 @@ def logprobs_count(body: dict) -> int | None:
 def token_logprobs(model, tokenizer, ids: list[int], top: int) -> tuple[list[float | None], list[dict | None]]:
     """Each token's log-probability given those before it (None for the first, which has no context), and the `top`
     likeliest tokens at each position as {text: log-probability} (None for the first)."""
-    x = torch.tensor([ids[:-1]], device=next(model.parameters()).device)
+    x = torch.tensor([ids[:-1]], device=model_device(model))
     logits, _ = model(x)
     logp = F.log_softmax(logits[0, :, : tokenizer.vocab_size].float(), dim=-1)  # (T - 1, vocab)
     targets = torch.tensor(ids[1:], device=logp.device)
