@@ -210,14 +210,14 @@ def test_cached_greedy_generation_matches_transformers_generate():
     assert ours == theirs[:, longest:].tolist()
 
 
-def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
-    """The notebook 6b path, offline: a random transformers GPT-2 with GPT-2's vocabulary goes through from_hf_gpt2,
-    and score_model's validation loss and HellaSwag counts equal those computed from transformers' logits."""
+def test_an_imported_gpt2_scores_as_transformers_own_losses():
+    """Offline: a random transformers GPT-2 with GPT-2's vocabulary goes through from_hf_gpt2, and its validation
+    loss and HellaSwag counts, as tinylm scores them, equal those computed from transformers' logits."""
     import numpy as np
     import torch.nn.functional as F
 
-    from tinylm.eval.hellaswag import locate_val, read_examples
-    from tinylm.eval.loss import score_model
+    from tinylm.eval.hellaswag import evaluate_hellaswag, locate_val, read_examples
+    from tinylm.eval.loss import evaluate_loss_sum
     from tinylm.tokenizers.gpt2 import BPETokenizer
 
     torch.manual_seed(0)
@@ -232,7 +232,9 @@ def test_score_model_of_an_imported_gpt2_matches_transformers_own_losses():
     val = np.array([tokenizer.eot_token, *tokenizer.encode(text)][: 3 * block + 1], dtype=np.uint16)
     examples = read_examples(locate_val().path, limit=10)
 
-    scores = score_model(from_hf_gpt2(reference), tokenizer, val, examples, batch_size=2)
+    imported = from_hf_gpt2(reference)
+    nats, count = evaluate_loss_sum(imported, val, block, 2, "cpu", None, tokenizer)
+    scores = {"val_loss": nats / count, "val_tokens": count, **evaluate_hellaswag(imported, tokenizer, examples, "cpu")}
 
     windows = torch.from_numpy(val.astype(np.int64)).unfold(0, block + 1, block)  # 3 non-overlapping windows
     logits = hf_logits(reference, windows[:, :-1])

@@ -67,7 +67,7 @@ def test_the_repository_is_a_github_one_and_the_install_cell_is_python():
 
 def test_the_readme_install_and_the_colab_install_both_bring_transformers():
     """`pip install -r requirements.txt` (the README's first command) and the Colab install cell must both make
-    `import transformers` work: notebook 6 shares weights with it."""
+    `import transformers` and `import lm_eval` work: notebook 6b loads OpenAI's GPT-2 and runs the harness."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     root = NOTEBOOKS.parent
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
@@ -77,8 +77,8 @@ def test_the_readme_install_and_the_colab_install_both_bring_transformers():
                       for extra in line.removeprefix("-e .[").removesuffix("]").split(",")}
     assert package_extras & with_transformers, "requirements.txt installs no extra that holds transformers"
     assert "interop" in with_transformers
-    assert "tinylm[interop] @ " in course.INSTALL_CELL
-    assert "tinylm[interop]" in extras["test"]
+    assert "tinylm[interop,harness] @ " in course.INSTALL_CELL and {"interop", "harness"} <= package_extras
+    assert "tinylm[interop,harness]" in extras["test"]
 
 
 @pytest.mark.parametrize("twin", PAIRS, ids=lambda p: p.stem)

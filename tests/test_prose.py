@@ -102,7 +102,7 @@ def test_the_help_count_finds_every_mode(monkeypatch):
     assert set(texts) == {"bench", *(f"bench {mode}" for mode in
                                       ("train", "compile", "decode", "cache", "bpe", "speedrun"))}
     assert set(helps("eval", monkeypatch)) == {"eval", *(f"eval {mode}" for mode in
-                                                        ("loss", "hellaswag", "core", "task", "compare"))}
+                                                        ("loss", "hellaswag", "core", "task", "compare", "harness"))}
 
 
 def test_no_machine_or_its_figures_in_the_package():

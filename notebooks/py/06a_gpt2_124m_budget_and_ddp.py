@@ -23,8 +23,8 @@
 # trained on 10 billion tokens of FineWeb-Edu, the recipe of Karpathy's
 # [build-nanogpt](https://github.com/karpathy/build-nanogpt). This one plans that run and runs its machinery at
 # a size that takes seconds: what the run costs, how its data is cut into shards, and how several GPUs train one
-# model, ending with a real two-process run. Notebook 6b scores models: HellaSwag, `torch.compile` and MFU, and
-# OpenAI's own GPT-2 weights beside the model trained here.
+# model, ending with a real two-process run. Notebook 6b evaluates models as the field does (benchmarks, the harness,
+# OpenAI's own GPT-2 weights) and measures `torch.compile` and MFU.
 #
 # **What you will learn**
 # - how to budget a training run: parameters, FLOPs per token, `6ND`, GPU-hours at a given MFU, and how
@@ -62,7 +62,7 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop,harness] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
 import dataclasses
@@ -230,7 +230,7 @@ print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {fl
 # By Chinchilla's rule the recipe's compute would reach a lower loss with a larger model trained on fewer
 # tokens. A small model that has read more is still the better buy when the model will be *run* a lot: it
 # costs less per generated token. GPT-2 small on 10B tokens is also simply the budget build-nanogpt chose,
-# and the one whose results notebook 6b compares with.
+# and the one whose published results a run of this recipe is compared with.
 #
 # ## The data: FineWeb-Edu in shards
 #
@@ -436,7 +436,7 @@ print(f"16 GPUs with --batch-size 32: {smaller.accumulation_steps(gpu_preset.blo
 # mechanics, not a training run, and on CPU processes even where a GPU is present (two processes on one
 # GPU would both claim it). `OMP_NUM_THREADS=1` gives each process one thread, so two processes share two
 # cores instead of fighting over them. `torch.distributed.run` is `torchrun` under another name. The run folder
-# is where notebook 6b looks for a model to score.
+# holds the checkpoint that `python -m tinylm.eval` scores.
 #
 # **Predict, then run.** Both processes train, but how many lines of training log will you see, and how
 # many run folders will there be? And the header line will say `4 x 1 x 2 sequences of 32 per step`:
@@ -470,7 +470,7 @@ if result.stderr.strip():
 # 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The `final step` line's HellaSwag score
 # rests on 8 examples: its 95% interval, printed beside it (0.14-0.69), holds both chance (one in four) and GPT-2
 # 124M's 29.55% as build-nanogpt publishes it (on the official file; these 8 come from the mirror's substitute), so
-# it tells this model from neither (notebook 6b says how many examples that takes). Its
+# it tells this model from neither (only more examples narrow the interval). Its
 # `metrics.jsonl`, drawn:
 
 # %%
@@ -526,8 +526,8 @@ plt.show()
 #
 # On 2 × 8 GPUs the recipe's batch of 64 does not divide (the error above), hence `--batch-size 32`. A run
 # checkpointed on one number of GPUs resumes on another with `--resume` (with a `--batch-size` for which
-# 524,288 tokens per step split evenly over the GPUs), because the loader's state does not depend on it. Notebook 6b scores the result
-# (`runs/gpt2-124m-gpu`) against OpenAI's GPT-2.
+# 524,288 tokens per step split evenly over the GPUs), because the loader's state does not depend on it.
+# `python -m tinylm.eval core --ckpt runs/gpt2-124m-gpu` scores the result on CORE (notebook 6b).
 #
 # ## What you learned
 #

@@ -18,7 +18,7 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/12_speedrun_on_a_laptop.ipynb)
 #
-# Notebook 6b made a training *step* fast; this notebook makes *learning* fast. A step that runs 5% faster buys
+# Notebook 6b measured how fast a training *step* runs; this notebook makes *learning* fast. A step that runs 5% faster buys
 # 5% more steps, while an optimizer that gets twice as much out of each step halves the wait. The
 # [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt) trains GPT-2 small to a FineWeb
 # validation loss of 3.28 on eight H100s: first in 45 minutes with llm.c's recipe, then in under 3, from a new
@@ -69,7 +69,7 @@ import subprocess
 import sys
 
 if "google.colab" in sys.modules:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop,harness] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
 
 # %%
 import dataclasses

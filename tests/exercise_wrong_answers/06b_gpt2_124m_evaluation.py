@@ -1,18 +1,19 @@
 """Notebook 6b: one plausible wrong answer per exercise check (tests/notebook_solutions.py)."""
 
 WRONG_ANSWERS = {
-    # acc_norm normalised along the wrong axis: by the tokens of all four endings, which ranks them as the sum does
-    "test_hellaswag_accuracy": """
-def hellaswag_accuracy(summed, counts, labels):
-    acc = (summed.argmin(dim=1) == labels).float().mean().item()
-    acc_norm = ((summed / counts.sum(dim=1, keepdim=True)).argmin(dim=1) == labels).float().mean().item()
-    return acc, acc_norm
+    # one-sided: the tail of the rarer direction without doubling it
+    "test_mcnemar_p": """
+import math
+
+def mcnemar_p(first, second):
+    gained = sum(not a and b for a, b in zip(first, second))
+    lost = sum(a and not b for a, b in zip(first, second))
+    n, k = gained + lost, min(gained, lost)
+    return 1.0 if n == 0 else sum(math.comb(n, i) for i in range(k + 1)) / 2**n
 """,
-    # the number read off the wrong key: acc, the summed loss's accuracy, where acc_norm was asked
-    "test_a_random_model_is_at_chance": """
-torch.manual_seed(1)
-my_model = tinylm.GPT(model.config)
-result = evaluate_hellaswag(my_model, tokenizer, read_examples(val_file.path, limit=my_examples))
-my_acc_norm = result["acc"]
+    # the held-out cloze scored again, where items cut from training stories were asked
+    "test_contamination_experiment": """
+my_train_items = cloze
+my_train_acc_norm = results["story model"].metrics["acc_norm"]
 """,
 }

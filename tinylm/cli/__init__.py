@@ -17,7 +17,7 @@ COMMANDS = {
     "prepare": "download (or copy from the mirror) and tokenize a dataset, once",
     "train": "train a track's model, with progress and an epilogue",
     "sample": "generate text from a checkpoint, streamed",
-    "eval": "loss, bits per byte and HellaSwag of a checkpoint",
+    "eval": "loss, bits per byte and benchmarks (CORE, the harness)",
     "bench": "measure speed (training, compile, decoding, BPE), race the speedrun",
     "interop": "import and export weights (Hugging Face, llama2.c)",
     "sft": "turn a pretrained model into a chat model (SFT)",

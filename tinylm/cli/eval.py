@@ -3,7 +3,8 @@
 `loss` scores a UTF-8 text with the checkpoint's own tokenizer (tinylm.eval.loss.text_loss): nats per token, and
 bits per byte, which compare models whose tokenizers differ. `hellaswag` scores HellaSwag's validation set
 (tinylm.eval.hellaswag; under torchrun the examples are split over processes). `core`, `task` and `compare` score the
-mirror's benchmarks by log-likelihood (tinylm.eval.scoring, tinylm.eval.core) and write JSON beside the run.
+mirror's benchmarks by log-likelihood (tinylm.eval.scoring, tinylm.eval.core) and write JSON beside the run;
+`harness` runs EleutherAI's lm-evaluation-harness on the checkpoint (tinylm.eval.harness).
 """
 
 from __future__ import annotations
@@ -196,6 +197,36 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     return payload
 
 
+def run_harness(args: argparse.Namespace) -> dict[str, Any]:
+    from ..eval.core import write_json
+    from ..eval.harness import LOCAL_TASKS
+    from ..eval.harness import run_harness as evaluate
+
+    if args.hub and not args.tasks:
+        raise InputError("--hub runs the harness's own tasks: name them, e.g. --tasks hellaswag arc_easy")
+    tasks = args.tasks or list(LOCAL_TASKS)
+    started = time.perf_counter()
+    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    output = evaluate(model, tokenizer, tasks, limit=args.limit, hub=args.hub)
+    items = {task: [{"doc_id": sample["doc_id"], "target": sample["target"],
+                     "loglikelihoods": [response[0] for response in sample["filtered_resps"]]}
+                    for sample in sorted(samples, key=lambda sample: sample["doc_id"])]
+             for task, samples in output["samples"].items()}
+    payload = {"ckpt": str(ckpt_file), "tasks": tasks, "limit": args.limit,
+               "definitions": "the harness's (hub)" if args.hub else "tinylm's local task files over the mirror",
+               "results": output["results"], "items": items, "seconds": time.perf_counter() - started}
+    path = write_json(results_path(Path(args.ckpt), "harness-" + "-".join(tasks), args.limit), payload)
+    if args.json:
+        print(json.dumps(payload))
+        return payload
+    from lm_eval.utils import make_table
+
+    print(f"checkpoint: {ckpt_file} (context {model.config.block_size}); task definitions: {payload['definitions']}")
+    print(make_table(output))
+    print(f"took {payload['seconds']:.0f} s; results and per-item log-likelihoods written to {path}")
+    return payload
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     loss_examples = ("python -m tinylm.eval loss --ckpt runs/tinystories-cpu --text README.md",
                      "python -m tinylm.eval loss --ckpt runs/gpt2 --text README.md --json",
@@ -212,6 +243,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     compare_examples = ("python -m tinylm.eval compare --ckpt runs/a --ckpt runs/b --task piqa",
                         "python -m tinylm.eval compare --ckpt runs/x --ckpt runs/y --task copa --json",
                         "python -m tinylm.eval compare --ckpt runs/a --ckpt runs/b --task mmlu")
+    harness_examples = ("python -m tinylm.eval harness --ckpt runs/gpt2",
+                        "python -m tinylm.eval harness --ckpt runs/gpt2 --tasks hellaswag --hub",
+                        "python -m tinylm.eval harness --ckpt runs/a --tasks piqa --limit 200")
     parser = command_parser("python -m tinylm.eval", __doc__, (*loss_examples[:1], hellaswag_examples[0],
                                                                core_examples[0], compare_examples[0]))
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -239,17 +273,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     compare = add_subcommand(commands, "compare", "two checkpoints on one benchmark, item by item",
                              "Two checkpoints on the same items: McNemar's test and the items that changed.",
                              compare_examples)
+    harness = add_subcommand(
+        commands, "harness", "EleutherAI's lm-evaluation-harness on a checkpoint",
+        "EleutherAI's lm-evaluation-harness (pip install 'tinylm[harness]') on a\n"
+        "checkpoint: by default tinylm's local task files over the mirror (arc_easy,\n"
+        "arc_challenge, piqa, lambada_openai), with --hub any of the harness's own tasks,\n"
+        "whose data it downloads.", harness_examples)
     add_ckpt(core)
     add_ckpt(task)
+    add_ckpt(harness)
+    harness.add_argument("--hub", action="store_true", help="the harness's own task definitions and data (online)")
     add_ckpt(compare, twice=True)
     task.add_argument("name", help="arc_easy, piqa, lambada, mmlu, gsm8k, winogrande, ... (any of the mirror's)")
     compare.add_argument("--task", required=True, help="the benchmark, as for task")
-    core.add_argument("--tasks", nargs="+", metavar="NAME", help="only these of CORE's tasks (default: all)")
-    for command, default in ((hellaswag, "all 10,042"), (core, "all"), (task, "all"), (compare, "all")):
+    for command, which in ((core, "only these of CORE's tasks (default: all)"),
+                           (harness, "the harness's tasks (default: the local ones; with --hub, name them)")):
+        command.add_argument("--tasks", nargs="+", metavar="NAME", help=which)
+    for command, default in ((hellaswag, "all 10,042"), (core, "all"), (task, "all"), (compare, "all"),
+                             (harness, "all")):
+        each = " of each task" if command in (core, harness) else ""
         command.add_argument("--limit", type=positive_int, metavar="N",
-                             help=f"score only the first N items{' of each task' if command is core else ''} "
-                                  f"(default: {default})")
-    for command in (loss, hellaswag, core, task, compare):
+                             help=f"score only the first N items{each} (default: {default})")
+    for command in (loss, hellaswag, core, task, compare, harness):
         add_device(command)
         add_json(command)
     loss.set_defaults(run=run_loss)
@@ -257,6 +302,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     core.set_defaults(run=run_core)
     task.set_defaults(run=run_task)
     compare.set_defaults(run=run_compare)
+    harness.set_defaults(run=run_harness)
     return parser.parse_args(argv)
 
 

@@ -26,8 +26,9 @@ from ..train.run import Pretraining
 from ..train.run_folder import run_file
 from .repository import BRANCH, REPOSITORY, TRACK_NOTEBOOKS, colab_url
 
-# transformers comes with the package on Colab too (the `interop` extra): notebook 6b loads OpenAI's GPT-2 with it.
-PIP_REQUIREMENT = f"tinylm[interop] @ git+{REPOSITORY}@{BRANCH}"
+# transformers (the `interop` extra: notebook 6b loads OpenAI's GPT-2 with it) and lm-evaluation-harness (the
+# `harness` extra: notebook 6b runs it) come with the package on Colab too.
+PIP_REQUIREMENT = f"tinylm[interop,harness] @ git+{REPOSITORY}@{BRANCH}"
 
 # The first code cell of every notebook, exactly. On Colab it installs the package; elsewhere it does nothing.
 INSTALL_CELL = f'''\

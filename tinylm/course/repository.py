@@ -18,8 +18,8 @@ BRANCH = "main"
 # runs on a text of your choice, one folder per tokenizer and seed inside runs/notebook-14-<profile>.
 TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
                    "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb", "text": "14_your_own_model.ipynb"}
-# The notebook that scores a track's trained model, where it is not the one that trains it: notebook 6b sets a
-# gpt2-124m run beside OpenAI's GPT-2 on the validation loss and HellaSwag.
+# The notebook to open after a track's run, where it is not the one that trains it: notebook 6b teaches how a
+# gpt2-124m run is scored (`python -m tinylm.eval core --ckpt RUN`) beside OpenAI's GPT-2.
 EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
 # Where the course starts: README's first command trains shakespeare-char, and notebook 1 begins with that data.
 FIRST_NOTEBOOK = "01_shakespeare_data_and_bigram.ipynb"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import time
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -53,31 +52,6 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}
 
-
-
-def score_model(model, tokenizer, val_tokens: np.ndarray, examples, batch_size: int = 8, device=None,
-                autocast_ctx=None) -> dict[str, Any]:
-    """The two numbers notebook 6b sets models side by side with: validation loss and HellaSwag accuracy.
-
-    `val_loss` is the mean next-token loss (nats) over every target of `val_tokens`, a token stream such as a
-    validation shard, in non-overlapping windows of the model's context: the trainer's validation loss
-    (tinylm.eval.loss.evaluate_loss_sum). `acc` and `acc_norm` score the HellaSwag `examples`
-    (tinylm.eval.hellaswag.evaluate_hellaswag). `autocast_ctx` (tinylm.runtime.autocast) runs the forward passes of
-    both in 16-bit on a GPU; the losses are still computed in float32. Returns {"val_loss", "val_tokens",
-    "val_seconds", "examples", "correct", "correct_norm", "acc", "acc_norm", "hellaswag_seconds"}.
-    """
-    from .hellaswag import evaluate_hellaswag
-
-    device = device if device is not None else model_device(model)
-    start = time.perf_counter()
-    nats, count = evaluate_loss_sum(model, val_tokens, model.config.block_size, batch_size, device, autocast_ctx,
-                                    tokenizer)
-    val_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    with autocast_ctx or contextlib.nullcontext():
-        hellaswag = evaluate_hellaswag(model, tokenizer, examples, device)
-    return {"val_loss": nats / count, "val_tokens": count, "val_seconds": val_seconds, **hellaswag,
-            "hellaswag_seconds": time.perf_counter() - start}
 
 
 def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,

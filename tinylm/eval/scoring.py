@@ -84,11 +84,14 @@ class Rendered:
     rows: list[tuple[list[int], list[int]]]
     shots: int
     texts: list[tuple[str, str]] = field(default_factory=list)
+    truncated: bool = False  # the context lost tokens from the left to fit (render's `truncate`)
 
 
-def render(task: Task, index: int, tokenizer, block_size: int, answer_room: int = 0) -> Rendered | None:
+def render(task: Task, index: int, tokenizer, block_size: int, answer_room: int = 0,
+           truncate: bool = False) -> Rendered | None:
     """Item `index` with as many of its shots as fit the context (dropped from the left), None if none fit.
-    `answer_room` tokens are kept free for a generated answer."""
+    `answer_room` tokens are kept free for a generated answer. `truncate`: an item that does not fit even without
+    shots keeps the last tokens of its context that fit, as the harness does, instead of being left out."""
     item, shots, bos = task.items[index], shots_for(task, index), start_ids(tokenizer)
     for first in range(len(shots) + 1):
         kept = shots[first:]
@@ -98,6 +101,9 @@ def render(task: Task, index: int, tokenizer, block_size: int, answer_room: int 
         longest = max(len(bos) + len(context) + len(continuation) for context, continuation in rows)
         if longest - 1 + answer_room <= block_size:
             return Rendered(index, [(bos + context, continuation) for context, continuation in rows], len(kept), pairs)
+    if truncate and not answer_room and all(len(continuation) < block_size for _, continuation in rows):
+        return Rendered(index, [((bos + context)[-(block_size + 1 - len(continuation)):], continuation)
+                                for context, continuation in rows], 0, pairs, truncated=True)
     return None
 
 
@@ -181,8 +187,9 @@ def multiple_choice_verdict(item: Item, scores: list[tuple[float, int, bool]]) -
 
 
 def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, batch_rows: int = 32, device=None,
-                  progress: Callable | None = None, max_new_tokens: int = 256) -> TaskResult:
-    """Score the first `limit` items of `task` (all if None). `progress` wraps the item indices (e.g. tqdm)."""
+                  progress: Callable | None = None, max_new_tokens: int = 256, truncate: bool = False) -> TaskResult:
+    """Score the first `limit` items of `task` (all if None). `progress` wraps the item indices (e.g. tqdm).
+    `truncate`: an item too long for the context even without shots loses context from the left (render)."""
     device = device if device is not None else model_device(model)
     block_size = model.config.block_size
     indices = list(range(len(task.items) if limit is None else min(limit, len(task.items))))
@@ -203,7 +210,7 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
 
     try:
         for index in (progress(indices) if progress else indices):
-            rendered = render(task, index, tokenizer, block_size, room)
+            rendered = render(task, index, tokenizer, block_size, room, truncate)
             if rendered is None:
                 left_out += 1
             elif generative:
@@ -220,7 +227,7 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
 
 def verdict(task: Task, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
     item = task.items[rendered.index]
-    base = {"index": rendered.index, "shots": rendered.shots}
+    base = {"index": rendered.index, "shots": rendered.shots, "truncated": rendered.truncated}
     if isinstance(item, Cloze):
         loss, count, greedy = scores[0]
         return base | {"acc": greedy, "loss": loss, "tokens": count}
