@@ -223,7 +223,7 @@ print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=b
 #
 # Three models on the same items (the bigram and the character GPT read characters, the story model trimmed GPT-2
 # tokens). Beside each accuracy, its 95% **Wilson interval**: the true accuracies that the count observed does not
-# rule out (Wilson 1927; unlike p ± 1.96·√(p(1−p)/n), it stays inside [0, 1] and holds up near 0 and 1). The last
+# rule out (Wilson 1927; unlike p ± z·√(p(1−p)/n), it stays inside [0, 1] and holds up near 0 and 1). The last
 # column asks for the word itself by greedy decoding, with no choices, as LAMBADA does:
 
 # %%
@@ -549,7 +549,7 @@ check(test_contamination_experiment)
 # ```
 #
 # The items differ, so this is not a paired comparison: compare the two Wilson intervals. Notebook 5's cpu run read
-# its training split about five times over (its saved output: 5.30x); whether that leaves a gap these item counts resolve is what the run says.
+# its training split about five times over (its saved output says how often); whether that leaves a gap these item counts resolve is what the run says.
 # </details>
 
 # %%
