@@ -304,3 +304,18 @@ def test_bench_train_measures_bf16_as_asked_and_warns_in_one_line_where_it_is_sl
     assert len(warnings) == (0 if bf16_fast else 1)
     assert not any(line.startswith("warning") for line in lines), "stdout carries the figures only"
     assert "dtype bfloat16" in next(line for line in lines if "ms/step," in line), "measured in bf16 either way"
+
+
+def test_bench_memory_shows_the_account_beside_the_measured_peak_and_equal_losses(capsys, monkeypatch):
+    monkeypatch.setattr("tinylm.cli.bench.keep_freed_memory", lambda: True)
+    main(["memory", "--n-layer", "2", "--n-head", "2", "--n-embd", "64", "--block-size", "64", "--vocab-size", "65",
+          "--batch-size", "8", "--rounds", "2", "--dtype", "float32"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line[:36].strip(): line[36:].split() for line in lines[2:] if line[:36].strip()}
+    assert float(rows["block 0"][0]) > 5 * float(rows["block 0"][1]), "a checkpointed block keeps its input alone"
+    account, measured = [list(map(float, rows[name])) for name in ("peak, by the account", "peak, measured")]
+    for plain_or_checkpointed in (0, 1):
+        assert account[plain_or_checkpointed] == pytest.approx(measured[plain_or_checkpointed], rel=0.1)
+    assert measured[1] < measured[0]
+    losses = next(line for line in lines if line.startswith("losses of 3 steps"))
+    assert losses.endswith("(largest difference 0.0e+00)"), losses

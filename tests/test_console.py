@@ -202,13 +202,12 @@ def test_the_command_list_shows_three_to_five_examples_that_run(capsys):
     capsys.readouterr()
 
 
-def test_train_help_says_the_speedrun_recipe_wins_only_at_equal_training_time(capsys):
+def test_train_help_says_the_speedrun_recipe_wins_only_at_equal_time(capsys):
     """It runs to the same step limit as the default, which takes it longer: its win is loss per training second."""
     with pytest.raises(SystemExit):
         importlib.import_module("tinylm.cli.train").parse_args(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert "speedrun (Muon; cpu and smoke profiles): it wins at equal training time, but runs longer than the " \
-           "default to its step limit" in shown
+    assert "speedrun (Muon; cpu and smoke profiles): wins at equal time, runs longer to its step limit" in shown
 
 
 def test_train_line_shows_the_step_of_the_total_and_the_eta():

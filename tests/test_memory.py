@@ -1,19 +1,34 @@
-"""The memory a training step needs, by arithmetic (tinylm.train.memory), against a real step's peak; and a batch
-that cannot fit is refused before the first step with the figure and a batch size that fits, not left to the OOM
-killer."""
+"""The memory a training step needs, by arithmetic (tinylm.train.memory), against a real step's peak of live tensors
+and of resident memory; activation checkpointing; and a batch that cannot fit is refused before the first step with
+the figure and a batch size that fits, not left to the OOM killer."""
 
 import json
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
+from tests.conftest import TINY_VOCAB
 from tests.helpers import REPO, run_cli
+from tinylm.bench.measure import PRESETS
+from tinylm.cli import train as train_cli
 from tinylm.cli.errors import describe
+from tinylm.config import TrainConfig, with_architecture
+from tinylm.model.gpt import GPT
 from tinylm.train import memory
-from tinylm.train.memory import NotEnoughMemory, check_training_memory, step_memory
+from tinylm.train.memory import (
+    NotEnoughMemory,
+    check_training_memory,
+    held_bytes,
+    measured_peak,
+    memory_account,
+    step_memory,
+)
+from tinylm.train.options import check_resume
+from tinylm.train.recipes import TRACKS, resolve_recipe
 from tinylm.train.trainer import Trainer
 
 # A real step in a fresh process: its peak resident memory over what the process held before the model existed.
@@ -46,11 +61,10 @@ print(json.dumps({"measured": peak - before, "estimate": estimate}))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmRSS and VmHWM from /proc (Linux)")
-@pytest.mark.parametrize("shape", [
-    dict(vocab_size=8192, block_size=256, n_layer=4, n_head=4, n_embd=256),
+@pytest.mark.parametrize("shape", [  # the live tensors of GPT-2's and Llama's blocks are checked below, to 10%
     dict(vocab_size=512, block_size=256, n_layer=3, n_head=4, n_embd=256, n_kv_head=2, position="rope",
          norm="rmsnorm", mlp="swiglu", bias=False, dropout=0.1),
-], ids=["gpt2", "llama-dropout"])
+], ids=["llama-dropout"])
 def test_the_estimate_is_within_a_factor_of_2_of_a_real_steps_peak(shape):
     def measure() -> dict:
         result = subprocess.run([sys.executable, "-c", MEASURE_STEP, json.dumps(shape), "8"], cwd=REPO,
@@ -97,3 +111,80 @@ def test_train_with_a_batch_size_of_a_hundred_million_is_a_one_line_error_before
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: one training step needs about ") and "use a batch size of at most " in line
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
+
+
+# The course's shapes: the bench presets of the cpu recipes (characters; TinyStories' trimmed GPT-2 vocabulary, as
+# GPT-2 and as Llama; GPT-2's vocabulary on the smoke shape) and the gpu recipe's character model with its dropout.
+COURSE_SHAPES = {
+    "char-cpu": (PRESETS["nanogpt-cpu"], 12),
+    "stories-cpu": (PRESETS["tinystories-cpu"], 16),
+    "stories-cpu-llama": (with_architecture(PRESETS["tinystories-cpu"], "llama"), 16),
+    "gpt2-vocab": (PRESETS["gpt2-smoke"], 8),
+    "char-gpu-dropout": (TRACKS["shakespeare-char"].recipes["gpu"][0].config(vocab_size=65), 2),
+}
+
+
+@pytest.mark.parametrize("shape, dtype, checkpointing", [
+    ("char-cpu", torch.float32, False), ("char-cpu", torch.float32, True),
+    ("stories-cpu", torch.bfloat16, False), ("stories-cpu-llama", torch.float32, True),
+    ("stories-cpu-llama", torch.bfloat16, False), ("gpt2-vocab", torch.float32, False),
+    ("char-gpu-dropout", torch.float32, True), ("char-gpu-dropout", torch.bfloat16, False),
+])
+def test_the_account_is_within_10_percent_of_the_peak_of_live_tensors_the_profiler_measures(shape, dtype,
+                                                                                            checkpointing):
+    config, batch_size = COURSE_SHAPES[shape]
+    torch.manual_seed(0)
+    model = GPT(config)
+    trainer = Trainer(model, TrainConfig(batch_size=batch_size, max_steps=3, warmup_steps=1,
+                                         dtype=str(dtype).removeprefix("torch."),
+                                         activation_checkpointing=checkpointing),
+                      (np.arange(20_000) % config.vocab_size).astype(np.uint16), np.zeros(64, np.uint16),
+                      device="cpu")
+    trainer._optimizer_step()  # AdamW's moments exist from the first step on
+    measured = measured_peak(trainer._optimizer_step, held_bytes(model, trainer.optimizer), torch.device("cpu"))
+    account = memory_account(config, model.num_parameters(), batch_size, dtype, checkpointing)
+    assert abs(account.peak / measured - 1) <= 0.10, (account.peak, measured, account.rows())
+    assert measured > 4 * model.num_parameters() * 3, "parameters and moments alone are three times the weights"
+
+
+def test_the_account_adds_up_and_checkpointing_keeps_one_input_per_block():
+    config = PRESETS["tinystories-cpu"]
+    parameters = GPT(config).num_parameters()
+    plain, checkpointed = (memory_account(config, parameters, 16, torch.float32, checkpointing) for checkpointing
+                           in (False, True))
+    assert plain.parameters == plain.gradients == 4 * parameters and plain.optimizer_state == 8 * parameters
+    assert plain.recompute == 0 and checkpointed.recompute == plain.blocks[0]
+    assert checkpointed.blocks == (4 * config.n_embd * 16 * config.block_size,) * config.n_layer
+    assert checkpointed.peak < plain.peak
+    # twice the batch: the activations and the loss's tensors double, the weights' share stays
+    double = memory_account(config, parameters, 32, torch.float32)
+    assert double.backward_start == 2 * plain.backward_start
+    assert sum(held for what, held in plain.rows()) > plain.peak  # the rows list the two phases' holders both
+
+
+def test_activation_checkpointing_changes_no_loss_and_no_gradient(make_model):
+    x = torch.randint(0, TINY_VOCAB, (4, 16))
+    results = []
+    for checkpointing in (False, True):
+        model = make_model(seed=1, dropout=0.1)
+        model.activation_checkpointing = checkpointing
+        torch.manual_seed(7)  # dropout's masks: the rebuilt forward pass draws the same ones
+        loss = model(x, x)[1]
+        loss.backward()
+        results.append((loss.detach(), [p.grad for p in model.parameters()]))
+    (plain_loss, plain_grads), (loss, grads) = results
+    assert torch.equal(plain_loss, loss)
+    for plain, checkpointed in zip(plain_grads, grads):
+        torch.testing.assert_close(checkpointed, plain, rtol=1e-6, atol=1e-7)
+
+
+def test_the_activation_checkpointing_option_reaches_the_trainer_and_may_change_on_resume(make_model, train_config,
+                                                                                           tokens):
+    args = train_cli.parse_args(["tinystories", "--activation-checkpointing"])
+    assert resolve_recipe("tinystories", args.run, args.options).train.activation_checkpointing
+    args = train_cli.parse_args(["tinystories"])
+    assert not resolve_recipe("tinystories", args.run, args.options).train.activation_checkpointing
+    model = make_model()
+    Trainer(model, train_config(activation_checkpointing=True), *tokens, device="cpu")
+    assert model.activation_checkpointing
+    check_resume({"activation_checkpointing": True}, {"activation_checkpointing": False}, REPO)  # no error

@@ -21,6 +21,7 @@ from ..model.gpt import GPT
 from ..model.reference import ReferenceGPT, reference_optimizer
 from ..runtime import autocast, resolve_device, resolve_dtype
 from ..tokenizers.bpe import train_bpe, train_bpe_incremental
+from ..train.memory import held_bytes, measured_peak, memory_account
 from ..train.optim import build_optimizer
 from ..train.recipes import GPT2_124M_TRACK, TINYSTORIES
 
@@ -41,7 +42,7 @@ def training_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, device: to
     """One optimizer step on the batch (x, y) as a function of no arguments; it returns the loss."""
     def step() -> torch.Tensor:
         with autocast(device, dtype):
-            _, loss = model(x, y)
+            loss = model(x, y)[1]  # as the Trainer does: the logits are not kept through the backward pass
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -105,6 +106,35 @@ def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, war
             "step_ms": seconds * 1e3, "block_ms": [t / n * 1e3 for t, n in zip(block_seconds, block_steps)],
             "tokens_per_s": tokens / seconds, "tflops": model.flops_per_token() * tokens / seconds / 1e12,
             "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+
+
+def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, device: str | None = None,
+                          dtype: str = "auto") -> dict:
+    """The same model trained with and without activation checkpointing from the same weights on one random batch:
+    per arm the memory account's peak, the measured peak bytes of live tensors of a step (the second: AdamW's
+    state exists), the losses of the first three steps, and the ms of one step in each of `rounds` interleaved
+    rounds. Returns {"account", "measured", "losses", "round_ms"}, each keyed by "plain" and "checkpointed", and
+    "parameters", "device", "dtype", "threads"."""
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(device, dtype)
+    x, y = random_batch(model_cfg, batch_size, device)
+    arms, result = {}, {"account": {}, "measured": {}, "losses": {}}
+    for name in ("plain", "checkpointed"):
+        torch.manual_seed(0)
+        model = GPT(model_cfg).to(device)
+        model.activation_checkpointing = name == "checkpointed"
+        optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
+        arms[name] = step = training_step(model, optimizer, x, y, device, torch_dtype)
+        result["losses"][name] = [step().item()]
+        result["measured"][name] = measured_peak(lambda: result["losses"][name].append(step().item()),
+                                                 held_bytes(model, optimizer, x, y), device)
+        result["losses"][name].append(step().item())
+        result["account"][name] = memory_account(model_cfg, model.num_parameters(), batch_size, torch_dtype,
+                                                 checkpointing=name == "checkpointed", device_type=device.type).peak
+    seconds = interleaved_seconds(arms, rounds, device)
+    return {**result, "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
+            "parameters": model.num_parameters(), "device": str(device),
+            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 
 def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 30, loss_steps: int = 2,

@@ -18,6 +18,7 @@ import torch
 from ..bench.measure import (
     BATCH_SIZES,
     PRESETS,
+    compare_checkpointing,
     compare_compiled,
     compare_with_reference,
     measure_bpe_training,
@@ -34,6 +35,7 @@ from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
 from ..runtime import dtype_warning, keep_freed_memory, resolve_device, resolve_dtype, resolve_profile
 from ..train.checkpoint import load_model
+from ..train.memory import memory_account
 from ..train.muon import newton_schulz_dtype
 from ..train.progress import TRAINING_TIME, cpu_threads_note, describe_parameters, describe_threads, format_duration
 from ..train.recipes import get_track
@@ -174,6 +176,51 @@ def _compile(args) -> None:
                   digits=1, replicate="round"))
 
 
+def _memory(args) -> None:
+    """The memory account of a step, and activation checkpointing's memory saved and time paid, measured."""
+    keep_freed_memory()  # as training does
+    _warn_if_slow(args)
+    cfg = shape_from_args(args)
+    batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(device, args.dtype)
+    parameters = sum(p.numel() for p in GPT(cfg).parameters()) if args.account_only else None
+    if args.account_only:
+        print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
+              f"({parameters:,} parameters); {device.type}, {str(dtype).removeprefix('torch.')}")
+    else:
+        r = compare_checkpointing(cfg, batch_size, rounds=args.rounds, device=args.device, dtype=args.dtype)
+        parameters = r["parameters"]
+        print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size} "
+              f"({parameters:,} parameters); device {r['device']} ({describe_threads(r['threads'])}), "
+              f"dtype {r['dtype']}")
+    accounts = {name: memory_account(cfg, parameters, batch_size, dtype, name == "checkpointed", device.type)
+                for name in ("plain", "checkpointed")}
+    print(f"{'MB':>36} {'plain':>10} {'checkpointed':>13}")
+    rows = dict(accounts["plain"].rows())
+    rows.update({what: rows.get(what, 0) for what, _ in accounts["checkpointed"].rows()})
+    checkpointed = dict(accounts["checkpointed"].rows())
+    for what, held in rows.items():
+        print(f"{what:>36} {held / 1e6:10.1f} {checkpointed.get(what, 0) / 1e6:13.1f}")
+    print(f"{'peak, by the account':>36} {accounts['plain'].peak / 1e6:10.1f} "
+          f"{accounts['checkpointed'].peak / 1e6:13.1f}")
+    if args.account_only:
+        return
+    source = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "the profiler's peak of live tensors"
+    measured = r["measured"]
+    print(f"{'peak, measured':>36} {measured['plain'] / 1e6:10.1f} {measured['checkpointed'] / 1e6:13.1f}")
+    print(f"measured: {source}, the second step; checkpointing saves "
+          f"{1 - measured['checkpointed'] / measured['plain']:.0%} of the peak")
+    losses = r["losses"]
+    gap = max(abs(a - b) for a, b in zip(losses["plain"], losses["checkpointed"]))
+    print(f"losses of 3 steps, plain {' '.join(f'{x:.5f}' for x in losses['plain'])}; checkpointed "
+          f"{' '.join(f'{x:.5f}' for x in losses['checkpointed'])} (largest difference {gap:.1e})")
+    for name, values in r["round_ms"].items():
+        print(f"  {name:<12} {spread(values).format(1, replicate='round')} ms per step")
+    print(compare("checkpointed", r["round_ms"]["checkpointed"], "plain", r["round_ms"]["plain"],
+                  metric="ms per step", digits=1, replicate="round"))
+
+
 def _bpe(args) -> None:
     path = fetch(TINYSTORIES_SAMPLE, default_folder("tinystories", "sample") / "sample.txt")
     text = path.read_text(encoding="utf-8")
@@ -248,7 +295,7 @@ def _speedrun(args) -> None:
           f"python -m tinylm.train {args.track} --recipe speedrun --profile {profile}")
 
 
-COMMANDS = {"train": _train, "compile": _compile, "decode": _decode, "cache": _cache, "bpe": _bpe,
+COMMANDS = {"train": _train, "compile": _compile, "memory": _memory, "decode": _decode, "cache": _cache, "bpe": _bpe,
             "speedrun": _speedrun}
 
 
@@ -267,6 +314,13 @@ MODES = {  # mode -> (its line in the list of modes, its --help description with
                 ("python -m tinylm.bench compile --preset gpt2-smoke --batch-size 16",
                  "python -m tinylm.bench compile --preset tinystories-cpu --rounds 3",
                  "python -m tinylm.bench compile --preset gpt2-124m --device cuda --rounds 10")),
+    "memory": ("a step's memory by what holds it; activation checkpointing's cost",
+               "Prints the memory account of one training step (parameters, gradients, AdamW,\n"
+               "activations per block, logits), plain and with activation checkpointing, then\n"
+               "measures both arms' peak and ms per step over interleaved rounds.",
+               ("python -m tinylm.bench memory --preset tinystories-cpu",
+                "python -m tinylm.bench memory --preset gpt2-124m --account-only",
+                "python -m tinylm.bench memory --preset gpt2-124m --device cuda --rounds 10")),
     "decode": ("greedy decoding with the KV cache and without it",
                "Decodes greedily from a random prompt along three paths, alternating: the KV\n"
                "cache through the fast step that generate uses, the cache walking the modules,\n"
@@ -342,6 +396,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     compiled = mode("compile", (shape, device))
     add_batch_size(compiled, default_text=batch)
     _add_rounds(compiled, 6, "interleaved rounds")
+    memory = mode("memory", (shape, device))
+    add_batch_size(memory, default_text=batch)
+    _add_rounds(memory, 5, "interleaved rounds")
+    memory.add_argument("--account-only", action="store_true", help="print the account; measure nothing")
     decode = mode("decode", (shape, device))
     add_ckpt(decode, default="random weights of the shape")
     decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")

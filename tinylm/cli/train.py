@@ -28,7 +28,8 @@ from .options import add_options, options_from
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = CommandParser(
-        prog="python -m tinylm.train", description=__doc__.split("\n\n")[0], formatter_class=HelpFormatter,
+        prog="python -m tinylm.train", description=__doc__.split("\n\n")[0],
+        formatter_class=lambda prog: HelpFormatter(prog, max_help_position=22),  # as wide as --learning-rate LR
         epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
                         "python -m tinylm.train tinystories --arch llama --set optimizer=muon",
                         "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
@@ -36,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help=", ".join([*sorted(TRACKS), "text"]))
     add_options(parser, TrainOptions, {})
     add_options(parser, RunOptions, {"out": "runs/<track>-…-<profile>", "steps": "optimizer steps",
-                                     "batch": "sequences", "fields": "ModelShape or TrainConfig (tinylm/config.py)"})
+                                     "batch": "sequences", "fields": "ModelShape or TrainConfig"})
     args = parser.parse_args(argv)
     args.run, args.options = options_from(parser, args, RunOptions), options_from(parser, args, TrainOptions)
     if args.track == "text" and args.file is None:

@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..config import GPTConfig
 from ..errors import InputError
@@ -73,6 +74,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.transformer.wte.weight
         self.loss_fn = next_token_loss
+        self.activation_checkpointing = False  # training's option: trade a second forward pass per block for memory
         self.apply(self._init_weights)
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
         for name, param in self.named_parameters():
@@ -117,7 +119,10 @@ class GPT(nn.Module):
         fuses the head with the cross-entropy starts here)."""
         x, rope = self._embed(idx, torch.arange(idx.size(1), dtype=torch.long, device=idx.device))
         for block in self.transformer.h:
-            x = block(x, rope)
+            if self.activation_checkpointing and torch.is_grad_enabled():  # keep x alone; rebuild the rest in backward
+                x = checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x = block(x, rope)
         return self.transformer.ln_f(x)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, loss_mask: torch.Tensor | None = None):

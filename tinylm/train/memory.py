@@ -1,21 +1,25 @@
-"""How much memory a training step needs, by arithmetic from the config, checked before the first step.
+"""Where a training step's memory goes, by arithmetic from the config, and the measurement that checks it.
 
-A batch far too large for the machine should be a message, not a process the OOM killer ends after minutes of
-swapping. `step_memory` counts what one eager optimizer step of a GPT holds at its peak, the start of the backward
-pass: per parameter the weight, its gradient, AdamW's moments and autocast's copy; per token the activations kept
-block by block; per logit the logits, their log-softmax and gradients. On a CPU the batch's share counts
-CPU_HEAP_OVERHEAD times (freed blocks the allocator keeps), plus CPU_RUNTIME_BYTES; a test holds the estimate within
-a factor of 2 of a real step's peak. `check_training_memory` raises NotEnoughMemory, naming the largest batch that
-fits.
+`memory_account` counts, for one eager AdamW step of a GPT, the bytes of the parameters, their gradients, AdamW's two
+moments, autocast's half copies of the matrices, and the activations autograd keeps for the backward pass, block by
+block (with activation checkpointing: each block's input, and one block rebuilt at a time). The step peaks either at
+the start of the backward pass, when every activation and the loss's (tokens, vocab) tensors are alive, or at its end,
+when every gradient is. `measured_peak` reads the peak bytes of live tensors that the profiler records on the CPU;
+a test holds the account within 10% of it. `check_training_memory` raises NotEnoughMemory before the first step,
+naming the largest batch that fits; on a CPU it counts what the process holds besides live tensors too
+(CPU_HEAP_OVERHEAD, CPU_RUNTIME_BYTES).
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from ..config import GPTConfig
 from ..errors import TinyLMError
@@ -29,6 +33,150 @@ class NotEnoughMemory(TinyLMError, RuntimeError):
     """A training step would need more memory than the device has free."""
 
 
+def block_activations(config: GPTConfig, half: bool, on_cuda: bool = False) -> dict[str, float]:
+    """What autograd keeps of one block for the backward pass, in bytes per token, by what it is. `half`: the
+    matrices run in bf16/fp16 under autocast, which keeps the residual stream and the norms in fp32."""
+    a = 2 if half else 4  # bytes of a number a matmul makes
+    C, H, T, kv = config.n_embd, config.n_head, config.block_size, config.kv_heads * config.head_size
+    stats = 4 * (2 if config.norm == "layernorm" else 1)  # per norm: mean and 1/std, or 1/rms
+    if config.n_experts:  # each token visits its active experts and the shared ones; routed ones also gather and scale
+        hidden = (config.n_experts_active + config.n_shared_experts) * config.expert_hidden_size
+        routing = a * (config.n_experts_active * 3 * C + C)
+    else:
+        hidden, routing = config.mlp_hidden_size, 0
+    swiglu = config.mlp == "swiglu"
+    # Off CUDA the fused kernel cannot drop attention weights itself and falls back to plain math, in fp32: copies
+    # of q, k and v, the (T, T) softmax, its dropout mask and the dropped weights; and the output's copy.
+    fallback = config.dropout and config.attention == "flash" and not on_cuda
+    rows = {
+        "residual stream (the norms' inputs)": 2 * (4 * C + stats),
+        # the norms' outputs, as the matmuls read them; autocast casts once per matmul (SwiGLU's two read one)
+        "normalised inputs of the matmuls": a * C * (2 + (1 if half and swiglu else 0)),
+        "q, k, v": 4 * 3 * C if fallback else a * (C + 2 * kv),
+    }
+    if fallback:
+        rows["attention"] = 4 * 3 * H * T + a * C
+    elif config.attention == "flash":  # the fused kernel keeps its output and each row's log-sum-exp
+        rows["attention"] = a * C + 4 * H
+    else:  # the softmax (with dropout: its mask and the dropped weights), the output with the heads side by side
+        rows["attention"] = a * H * T * (3 if config.dropout else 1) + 2 * a * C
+    rows["MLP hidden"] = a * hidden * (4 if swiglu else 2) + routing
+    if (config.position == "rope" or config.qk_norm) and not fallback:
+        rows["q, k rotated or normalised"] = a * (C + kv) + (4 * (H + config.kv_heads) if config.qk_norm else 0)
+    if config.kv_heads != config.n_head and not fallback:
+        rows["k, v repeated for every query head"] = a * 2 * C
+    if config.dropout:  # the masks of the dropouts after attention and after the MLP
+        rows["dropout masks"] = 2 * a * C
+    return rows
+
+
+@dataclass(frozen=True)
+class MemoryAccount:
+    """The bytes of one training step, by what holds them (see the module docstring)."""
+
+    parameters: int
+    gradients: int
+    optimizer_state: int  # AdamW's two moments
+    autocast_copies: int  # half copies of the matrices, kept from the forward pass to their backward
+    embedding: int  # the token ids and, with dropout, its mask
+    blocks: tuple[int, ...]  # what each block keeps
+    head: int  # the last norm's input, statistics and output
+    recompute: int  # activation checkpointing: one block's activations, rebuilt during its backward
+    backward_work: int  # a block's backward: gradients of the residual stream, a block's output (SwiGLU: the gate)
+    head_gradient: int  # the head's weight gradient, made at the backward's start
+    block_gradients: int  # one block's weight gradients, made during its backward
+    loss: int  # the (tokens, vocab) tensors at the backward's start: log-softmax, its gradient, the logits'
+
+    @property
+    def backward_start(self) -> int:
+        """The most the backward pass holds besides the parameters and moments: at its start (every activation,
+        the loss's tensors) or, once the loss's tensors are freed, as it reaches the last block or the first (with
+        the gradients of the blocks after it made; checkpointed, that block rebuilt)."""
+        kept = self.autocast_copies + self.embedding + self.head
+        in_a_block = self.recompute + self.backward_work + self.head_gradient
+        last = sum(self.blocks) + in_a_block
+        first = self.blocks[0] + in_a_block + (len(self.blocks) - 1) * self.block_gradients
+        return kept + max(sum(self.blocks) + self.loss, last, first)
+
+    @property
+    def peak(self) -> int:
+        """The step's peak: parameters and moments, plus the larger of the backward's start and its end."""
+        return self.parameters + self.optimizer_state + max(self.backward_start, self.gradients)
+
+    def rows(self) -> list[tuple[str, int]]:
+        """(what, bytes) from the parameters to the loss, for a table."""
+        rows = [("parameters", self.parameters), ("gradients", self.gradients),
+                ("AdamW moments", self.optimizer_state), ("autocast's half copies", self.autocast_copies),
+                ("embedding", self.embedding)]
+        rows += [(f"block {i}", held) for i, held in enumerate(self.blocks)]
+        rows += [("last norm", self.head), ("one block rebuilt", self.recompute), ("logits and loss", self.loss),
+                 ("a block's backward", self.backward_work)]
+        return [(what, held) for what, held in rows if held]
+
+
+def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtype: torch.dtype,
+                   checkpointing: bool = False, device_type: str = "cpu") -> MemoryAccount:
+    """The account of a training step of a GPT with `config` and `num_parameters` weights at `batch_size` sequences
+    of block_size tokens, in `dtype` (float32, or bfloat16/float16 under autocast with fp32 weights) on a
+    `device_type` device, with or without activation checkpointing (each block's activations rebuilt in backward)."""
+    half = dtype in (torch.bfloat16, torch.float16)
+    tokens = batch_size * config.block_size
+    C, V = config.n_embd, config.vocab_size
+    per_block = sum(block_activations(config, half, device_type == "cuda").values()) * tokens
+    # a checkpointed block keeps only its input, the residual stream
+    kept = 4 * C * tokens if checkpointing else per_block
+    embeddings = V * C * (1 if config.tie_weights else 2) + (config.block_size * C if config.position == "learned"
+                                                              else 0)
+    matrices = num_parameters - embeddings  # the blocks' (and the last norm's), which are multiplied, not looked up
+    head_matrix = V * C  # the head multiplies by its matrix, the tied embedding's or its own
+    stats = 4 * (2 if config.norm == "layernorm" else 1)
+    a = 2 if half else 4
+    # At the backward's start the log-softmax's output, its gradient and the logits' gradient: three fp32
+    # (tokens, vocab) tensors; or, where the batch is small next to the vocabulary, the logits' gradient and the
+    # head's weight gradient.
+    loss = max(12 * V * tokens, 4 * V * tokens + 4 * head_matrix)
+    return MemoryAccount(
+        parameters=4 * num_parameters, gradients=4 * num_parameters, optimizer_state=8 * num_parameters,
+        autocast_copies=2 * (matrices + head_matrix) if half else 0,
+        embedding=8 * tokens + (4 * C * tokens if config.dropout else 0),  # the ids; dropout's mask
+        blocks=(int(kept),) * config.n_layer,
+        head=int((4 * C + stats + a * C) * tokens),
+        recompute=int(per_block) if checkpointing else 0,
+        loss=int(loss),
+        backward_work=int((4 * C + a * C + (a * config.mlp_hidden_size if config.mlp == "swiglu" else 0)) * tokens),
+        head_gradient=4 * head_matrix, block_gradients=4 * matrices // config.n_layer)
+
+
+def measured_peak(step: Callable[[], object], held_before: int, device: torch.device) -> int:
+    """The peak bytes of live tensors while `step()` runs. On a CUDA device the allocator's own peak; elsewhere
+    `held_before` (what was alive when it began) plus the highest total of what the step allocated and had not freed,
+    as the profiler records it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        step()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+        step()
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        recorded.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    totals = [event["args"]["Total Allocated"] for event in events if event.get("name") == "[memory]"
+              and event["args"].get("Device Type") == 0]  # 0: the CPU
+    return held_before + max(totals, default=0)
+
+
+def held_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *tensors: torch.Tensor) -> int:
+    """The bytes a model, its optimizer's state and `tensors` hold between steps, each storage counted once."""
+    state = [value for per_parameter in optimizer.state.values() for value in per_parameter.values()
+             if torch.is_tensor(value)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                for t in [*model.parameters(), *model.buffers(), *state, *tensors] if t.device.type != "meta"}
+    return sum(storages.values())
+
+
 @dataclass(frozen=True)
 class StepMemory:
     """Bytes one training step needs: `weights` whatever the batch, `per_sequence` per sequence of a micro-batch."""
@@ -40,47 +188,14 @@ class StepMemory:
         return self.weights + batch_size * self.per_sequence
 
 
-def _bytes_per_token(config: GPTConfig, half: bool, on_cuda: bool) -> float:
-    """The activations, gradients and logits of one token at the step's peak (see the module docstring)."""
-    act = 2 if half else 4  # bytes of a matmul's output; the residual stream and the norms stay fp32 under autocast
-    C, H, T = config.n_embd, config.n_head, config.block_size
-    kv = config.kv_heads * config.head_size
-    if config.n_experts:  # each token visits its active experts and the shared ones; routed ones also gather and scale
-        hidden = (config.n_experts_active + config.n_shared_experts) * config.expert_hidden_size
-        routing = config.n_experts_active * 3 * C + C  # a routed input's copy, output and weighted output; the sum
-    else:
-        hidden, routing = config.mlp_hidden_size, 0
-    # Per block, in the activation dtype: q, k and v (one buffer); attention's output and its heads-side-by-side
-    # copy; the rotated q and k (RoPE); k and v repeated for every query head (GQA); the MLP's hidden values (GELU:
-    # before and after; SwiGLU: gate, silu, up, product); autocast's half copies of the norms' outputs (SwiGLU's
-    # two matrices cast theirs apart); the masks of the dropouts after attention and after the MLP.
-    matrix_inputs = 3 if config.mlp == "swiglu" else 2
-    values = (C + 2 * kv) + 2 * C + routing + (4 if config.mlp == "swiglu" else 2) * hidden
-    values += (C + kv if config.position == "rope" else 0) + (2 * C if config.kv_heads != H else 0)
-    values += (matrix_inputs * C if half else 0) + (2 * C if config.dropout else 0)
-    # The (T, T) attention weights per head where they are materialised: the explicit path keeps its softmax (and
-    # with dropout the mask and the dropped weights); the fused kernel falls back to plain math where it cannot apply
-    # dropout itself (off CUDA) and keeps four such tensors.
-    if config.attention == "explicit":
-        values += H * T * (3 if config.dropout else 1)
-    elif config.dropout and not on_cuda:
-        values += H * T * 4
-    per_block = act * values + 2 * 4 * C + (0 if half else 4 * matrix_inputs * C)  # + residual stream, fp32 norms
-    ends = act * C + 2 * 8  # the last norm's output, as the head reads it; the batch's ids and targets
-    # The backward pass peaks at its start, holding per logit the logits, their fp32 log-softmax and two fp32
-    # gradients, or in the last block, holding its gradients, whichever is more.
-    loss = ((2 if half else 4) + 4 + 2 * 4) * config.vocab_size
-    backward = act * (2 * hidden + 4 * C)
-    return config.n_layer * per_block + ends + max(loss, backward)
-
-
-def step_memory(config: GPTConfig, num_parameters: int, dtype: torch.dtype, device_type: str = "cpu") -> StepMemory:
-    """The bytes of one training step of a GPT with `config` and `num_parameters` weights, trained in `dtype`
-    (float32, or bfloat16/float16 under autocast with fp32 weights) on a `device_type` ("cpu", "cuda", ...) device."""
-    half = dtype in (torch.bfloat16, torch.float16)
+def step_memory(config: GPTConfig, num_parameters: int, dtype: torch.dtype, device_type: str = "cpu",
+                checkpointing: bool = False) -> StepMemory:
+    """The account's peak, or a little over it, as a part per sequence and a part without; on a CPU with the process's
+    overheads too."""
+    one, two = (memory_account(config, num_parameters, n, dtype, checkpointing, device_type) for n in (1, 2))
+    per_sequence = two.backward_start - one.backward_start
+    weights = one.parameters + one.optimizer_state + max(one.gradients, one.backward_start - per_sequence)
     on_cpu = device_type == "cpu"
-    per_sequence = _bytes_per_token(config, half, device_type == "cuda") * config.block_size
-    weights = (16 + (2 if half else 0)) * num_parameters  # weight, gradient, AdamW's moments; autocast's half copy
     return StepMemory(weights=weights + (CPU_RUNTIME_BYTES if on_cpu else 0),
                       per_sequence=int(per_sequence * (CPU_HEAP_OVERHEAD if on_cpu else 1)))
 
@@ -99,15 +214,16 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype,
-                          processes: int = 1, advice: Callable[[int], str] | None = None) -> None:
+                          processes: int = 1, checkpointing: bool = False,
+                          advice: Callable[[int], str] | None = None) -> None:
     """Raise NotEnoughMemory if a training step of `model` (already on `device`) at `batch_size` sequences per
     micro-batch needs more than `device` has free. `processes`: how many processes of the run share that memory
-    (every process of a run on the CPU; one per GPU). `advice`: what to do, given the largest batch that fits (>= 1);
-    by default a --batch-size."""
+    (every process of a run on the CPU; one per GPU). `checkpointing`: whether blocks are rebuilt in backward.
+    `advice`: what to do, given the largest batch that fits (>= 1); by default a --batch-size."""
     free = free_memory(device)
     if free is None:
         return
-    need = step_memory(model.config, sum(p.numel() for p in model.parameters()), dtype, device.type)
+    need = step_memory(model.config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing)
     held = sum(p.numel() * p.element_size() for p in model.parameters())  # on the device already: not in `free`
     available = free // processes + held
     if need.total(batch_size) <= available:

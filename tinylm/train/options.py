@@ -24,7 +24,8 @@ from ..paths import atomic_write, runs_dir, shown
 from ..runtime import resolve_profile
 
 SETTINGS_FILE = "settings.json"
-MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype")  # what a resumed run may change
+# what a resumed run may change
+MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype", "activation_checkpointing")
 TRAIN_FIELDS = ("seed", "dtype", "max_steps", "max_seconds", "learning_rate", "batch_size")  # TrainConfig's, too
 WHERE_AND_HOW = ("out", "resume", "overwrite")  # which run, not what it trains: never compared
 

@@ -41,12 +41,14 @@ class TrainOptions:
     arch: str | None = option(None)  # --arch, declared in tinylm/cli/flags.py as bench shares it
     balancing: str | None = option("none, aux_loss or loss_free (default: the arch's)", metavar="KIND",
                                    choices=("none", "aux_loss", "loss_free"))
-    recipe: str | None = option("default (the default), or speedrun (Muon; cpu and smoke profiles): it wins at "
-                                "equal training time, but runs longer than the default to its step limit",
+    recipe: str | None = option("default, or speedrun (Muon; cpu and smoke profiles): wins at equal "
+                                "time, runs longer to its step limit",
                                 metavar="NAME", choices=RECIPE_NAMES)
     file: str | None = option(None)  # --file and --tokenizer, shared with prepare (tinylm/cli/flags.py)
     tokenizer: str | None = option(None)
     init: str | None = option("text: start from gpt2 or a run (default: none)", metavar="MODEL")
+    activation_checkpointing: bool = option("rebuild each block in backward: less memory, more time",
+                                            default=False)
 
 
 def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -181,8 +183,10 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
     shape = dataclasses.replace(shape, **resolved.set_fields_of(ModelShape))
     if not run.resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
-    return Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg.override(**resolved.train_changes()),
-                  options=options)
+    train_cfg = train_cfg.override(**resolved.train_changes())
+    if options.activation_checkpointing:
+        train_cfg = train_cfg.override(activation_checkpointing=True)
+    return Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, options=options)
 
 
 SHAKESPEARE_CHAR = Track(

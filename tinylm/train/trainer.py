@@ -113,6 +113,8 @@ class Trainer:
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
         self.model = model.to(self.device)  # the plain model: checkpoints, evaluation and generation use it
+        if cfg.activation_checkpointing:
+            self._checkpoint_blocks(model)
         self.model_config: GPTConfig = model.config
         self.val_tokens = val_tokens
         self.grad_accum_steps = cfg.accumulation_steps(self.model_config.block_size, self.world.size)
@@ -156,7 +158,17 @@ class Trainer:
                                    else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
                               processes=self.world.size if self.device.type == "cpu" else 1,
+                              checkpointing=cfg.activation_checkpointing,
                               advice=self.memory_advice)
+
+    @staticmethod
+    def _checkpoint_blocks(model: torch.nn.Module) -> None:
+        """Turn on the GPT's activation checkpointing (a post-training model wraps one)."""
+        gpts = [module for module in model.modules() if hasattr(module, "activation_checkpointing")]
+        if not gpts:
+            raise InputError(f"activation_checkpointing: {type(model).__name__} has no blocks to checkpoint")
+        for gpt in gpts:
+            gpt.activation_checkpointing = True
 
     memory_advice = None  # what a subclass says when a step does not fit, given the largest batch that does
 
