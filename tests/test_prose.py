@@ -100,7 +100,8 @@ def test_every_help_fits_one_screen(command, monkeypatch):
 def test_the_help_count_finds_every_mode(monkeypatch):
     texts = helps("bench", monkeypatch)
     assert set(texts) == {"bench", *(f"bench {mode}" for mode in
-                                      ("train", "compile", "memory", "decode", "cache", "bpe", "speedrun"))}
+                                      ("train", "compile", "memory", "sharding", "decode", "cache", "bpe",
+                                       "speedrun"))}
     assert set(helps("eval", monkeypatch)) == {"eval", *(f"eval {mode}" for mode in
                                                         ("loss", "hellaswag", "core", "task", "compare", "harness"))}
 

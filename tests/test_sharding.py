@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.preloaded import run_python
+from tinylm.bench.measure import compare_sharding
+from tinylm.config import GPTConfig
+from tinylm.model.gpt import GPT
 
 WORKER = Path(__file__).with_name("sharding_worker.py")
 
@@ -42,3 +45,22 @@ def test_zero_1_halves_the_optimizer_state_of_each_rank_and_fsdp_halves_everythi
         assert zero[rank]["optimizer"] == pytest.approx(ddp[rank]["optimizer"] / 2, rel=0.01)
         for held in ("parameters", "gradients", "optimizer"):  # FSDP: a shard of each, about 1/2 with 2 ranks
             assert fsdp[rank][held] == pytest.approx(ddp[rank][held] / 2, rel=0.05), held
+
+
+def test_the_bench_comparison_times_the_three_ways_and_counts_what_a_rank_holds(tmp_path):
+    """In a world of one (the GPU script's case: FSDP's own cost), every way holds the whole model."""
+    import torch.distributed as dist
+
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        config = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+        result = compare_sharding(config, batch_size=2, rounds=2, device="cpu", dtype="float32")
+    finally:
+        dist.destroy_process_group()
+    assert result["processes"] == 1 and set(result["round_ms"]) == {"ddp", "zero", "fsdp"}
+    assert all(len(ms) == 2 and min(ms) > 0 for ms in result["round_ms"].values())
+    weights = GPT(config).num_parameters() * 4
+    for way in ("ddp", "zero", "fsdp"):
+        held = result["held"][way]
+        assert held["weights"] == held["gradients"] == weights and held["optimizer"] == 2 * weights, (way, held)

@@ -274,6 +274,7 @@ class TrainConfig:
     total_batch_tokens: int | None = None  # if set, grad_accum_steps = this / (batch_size * block_size * world size)
     compile: bool = False  # torch.compile the training forward/backward (evaluation and generation stay eager)
     activation_checkpointing: bool = False  # keep each block's input only; rebuild the rest in the backward pass
+    fsdp: bool = False  # shard weights, gradients and AdamW's moments over torchrun's processes (FSDP2)
     optimizer: str = "adamw"  # "adamw" for every parameter, or "muon" for the blocks' matrices and AdamW for the rest
     muon_learning_rate: float = 0.02  # Muon's peak rate (optimizer="muon"); the schedule scales it like learning_rate
     muon_momentum: float = 0.95

@@ -62,7 +62,7 @@ def init_distributed() -> World:
     """Join the torchrun process group, with group_timeout(), if this process was started by torchrun."""
     if dist.is_initialized():
         return current_world()
-    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) == 1:
+    if "RANK" not in os.environ:  # not started by torchrun (a world of one under torchrun still gets a group: FSDP)
         return World()
     local_rank = int(os.environ["LOCAL_RANK"])
     if torch.cuda.is_available():

@@ -24,6 +24,8 @@ from ..tokenizers.bpe import train_bpe, train_bpe_incremental
 from ..train.memory import held_bytes, measured_peak, memory_account
 from ..train.optim import build_optimizer
 from ..train.recipes import GPT2_124M_TRACK, TINYSTORIES
+from ..train.sharded import shard_model
+from ..train.zero import ZeroAdamW
 
 TINYSTORIES_CPU_SHAPE, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
 PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py measure
@@ -135,6 +137,60 @@ def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = 5
     return {**result, "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
             "parameters": model.num_parameters(), "device": str(device),
             "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+
+
+def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, device: str | None = None,
+                     dtype: str = "auto") -> dict:
+    """Under torchrun (every rank calls it): the same model trained with DDP and torch's AdamW, with ZeRO-1
+    (tinylm.train.zero) and with FSDP2 (tinylm.train.sharded) from the same weights, each rank on its own random
+    batch. Returns the ms of one step of each arm in each of `rounds` interleaved rounds ("round_ms"), the bytes of
+    weights, gradients and optimizer state that rank holds after a step ("held"), and "device", "dtype",
+    "processes"; the caller reads rank 0's."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(device, dtype)
+    generator = torch.Generator().manual_seed(dist.get_rank())
+    x, y = (torch.randint(model_cfg.vocab_size, (batch_size, model_cfg.block_size), generator=generator).to(device)
+            for _ in range(2))
+
+    def held(model, state) -> dict[str, int]:
+        def local(tensors):
+            return sum((t.to_local() if hasattr(t, "to_local") else t).nbytes for t in tensors if t is not None)
+        return {"weights": local(model.parameters()), "gradients": local(p.grad for p in model.parameters()),
+                "optimizer": local(state)}
+
+    arms, holdings = {}, {}
+    for name in ("ddp", "zero", "fsdp"):
+        torch.manual_seed(0)
+        model = GPT(model_cfg).to(device)
+        if name == "fsdp":
+            shard_model(model, device, torch_dtype)
+        forward = DistributedDataParallel(model) if name == "ddp" else model
+        optimizer = (ZeroAdamW(model, 1e-4) if name == "zero" else
+                     build_optimizer(model, TrainConfig(batch_size=batch_size), device))
+
+        def step(model=model, forward=forward, optimizer=optimizer, name=name):
+            with autocast(device, torch_dtype):
+                loss = forward(x, y)[1]
+            loss.backward()
+            if name != "zero":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            grads = held(model, [])["gradients"]
+            optimizer.zero_grad()
+            return grads
+
+        grads = step()
+        state = ([optimizer.exp_avg, optimizer.exp_avg_sq] if name == "zero" else
+                 [t for per in optimizer.state.values() for t in per.values() if t.dim() > 0])
+        holdings[name] = {**held(model, state), "gradients": grads}
+        arms[name] = step
+    seconds = interleaved_seconds(arms, rounds, device)
+    return {"round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()}, "held": holdings,
+            "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."),
+            "processes": dist.get_world_size()}
 
 
 def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 30, loss_steps: int = 2,

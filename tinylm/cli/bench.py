@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+import subprocess
 import sys
 import time
 
@@ -20,6 +22,7 @@ from ..bench.measure import (
     PRESETS,
     compare_checkpointing,
     compare_compiled,
+    compare_sharding,
     compare_with_reference,
     measure_bpe_training,
     measure_decoding,
@@ -221,6 +224,34 @@ def _memory(args) -> None:
                   metric="ms per step", digits=1, replicate="round"))
 
 
+def _sharding(args) -> None:
+    """DDP, ZeRO-1 and FSDP2 under torchrun: ms per step and what each rank holds."""
+    from ..distributed import run_in_world
+
+    if "RANK" not in os.environ:  # start the processes: this command again, under torchrun
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={args.processes}", "-m", "tinylm.bench", *sys.argv[1:]]
+        if subprocess.run(launcher).returncode:
+            raise InputError("a process of bench sharding failed: its own lines above say why")
+        return
+    keep_freed_memory()
+    cfg = shape_from_args(args)
+    batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
+    r = run_in_world(lambda world: compare_sharding(cfg, batch_size, args.rounds, args.device, args.dtype))
+    if int(os.environ["RANK"]) != 0:
+        return
+    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size} per process, vocab "
+          f"{cfg.vocab_size}; {r['processes']} processes on {r['device']} ({describe_threads(torch.get_num_threads())}"
+          f" each), dtype {r['dtype']}")
+    print(f"{'MB held by rank 0':>20} {'weights':>9} {'gradients':>10} {'optimizer':>10}   ms per step")
+    for name, label in (("ddp", "DDP"), ("zero", "ZeRO-1"), ("fsdp", "FSDP2")):
+        held = r["held"][name]
+        print(f"{label:>20} {held['weights'] / 1e6:9.2f} {held['gradients'] / 1e6:10.2f} "
+              f"{held['optimizer'] / 1e6:10.2f}   {spread(r['round_ms'][name]).format(1, replicate='round')}")
+    print(compare("FSDP2", r["round_ms"]["fsdp"], "DDP", r["round_ms"]["ddp"], metric="ms per step", digits=1,
+                  replicate="round"))
+
+
 def _bpe(args) -> None:
     path = fetch(TINYSTORIES_SAMPLE, default_folder("tinystories", "sample") / "sample.txt")
     text = path.read_text(encoding="utf-8")
@@ -295,7 +326,8 @@ def _speedrun(args) -> None:
           f"python -m tinylm.train {args.track} --recipe speedrun --profile {profile}")
 
 
-COMMANDS = {"train": _train, "compile": _compile, "memory": _memory, "decode": _decode, "cache": _cache, "bpe": _bpe,
+COMMANDS = {"train": _train, "compile": _compile, "memory": _memory, "sharding": _sharding, "decode": _decode,
+            "cache": _cache, "bpe": _bpe,
             "speedrun": _speedrun}
 
 
@@ -321,6 +353,13 @@ MODES = {  # mode -> (its line in the list of modes, its --help description with
                ("python -m tinylm.bench memory --preset tinystories-cpu",
                 "python -m tinylm.bench memory --preset gpt2-124m --account-only",
                 "python -m tinylm.bench memory --preset gpt2-124m --device cuda --rounds 10")),
+    "sharding": ("DDP, ZeRO-1 and FSDP2 in N processes: step time, memory per rank",
+                 "Starts --processes processes (torchrun's) that train the shape with DDP, ZeRO-1\n"
+                 "(AdamW's moments sharded) and FSDP2 (everything sharded) from the same weights:\n"
+                 "what rank 0 holds after a step, and the ms per step of interleaved rounds.",
+                 ("python -m tinylm.bench sharding",
+                  "python -m tinylm.bench sharding --preset tinystories-cpu --rounds 10",
+                  "python -m tinylm.bench sharding --processes 1 --device cuda --preset gpt2-124m")),
     "decode": ("greedy decoding with the KV cache and without it",
                "Decodes greedily from a random prompt along three paths, alternating: the KV\n"
                "cache through the fast step that generate uses, the cache walking the modules,\n"
@@ -400,6 +439,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_batch_size(memory, default_text=batch)
     _add_rounds(memory, 5, "interleaved rounds")
     memory.add_argument("--account-only", action="store_true", help="print the account; measure nothing")
+    sharding = mode("sharding", (shape, device))
+    add_batch_size(sharding, default_text=batch)
+    _add_rounds(sharding, 5, "interleaved rounds")
+    sharding.add_argument("--processes", type=positive_int, default=2, metavar="N", help="how many to start")
     decode = mode("decode", (shape, device))
     add_ckpt(decode, default="random weights of the shape")
     decode.add_argument("--new-tokens", type=positive_int, default=500, metavar="N", help="tokens to generate")

@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))
     add_options(parser, TrainOptions, {})
-    add_options(parser, RunOptions, {"out": "runs/<track>-…-<profile>", "steps": "optimizer steps",
+    add_options(parser, RunOptions, {"out": "runs/TRACK-…-PROFILE", "steps": "optimizer steps",
                                      "batch": "sequences", "fields": "ModelShape or TrainConfig"})
     args = parser.parse_args(argv)
     args.run, args.options = options_from(parser, args, RunOptions), options_from(parser, args, TrainOptions)

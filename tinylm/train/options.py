@@ -25,7 +25,7 @@ from ..runtime import resolve_profile
 
 SETTINGS_FILE = "settings.json"
 # what a resumed run may change
-MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype", "activation_checkpointing")
+MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype", "activation_checkpointing", "fsdp")
 TRAIN_FIELDS = ("seed", "dtype", "max_steps", "max_seconds", "learning_rate", "batch_size")  # TrainConfig's, too
 WHERE_AND_HOW = ("out", "resume", "overwrite")  # which run, not what it trains: never compared
 

@@ -49,6 +49,7 @@ class TrainOptions:
     init: str | None = option("text: start from gpt2 or a run (default: none)", metavar="MODEL")
     activation_checkpointing: bool = option("rebuild each block in backward: less memory, more time",
                                             default=False)
+    fsdp: bool = option("shard the model over torchrun's processes (FSDP2)", default=False)
 
 
 def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -184,8 +185,8 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
     if not run.resume or arch is not None:  # an impossible arch/balancing pair fails now, not after data prep
         shape.config(1, arch or "gpt2", balancing)
     train_cfg = train_cfg.override(**resolved.train_changes())
-    if options.activation_checkpointing:
-        train_cfg = train_cfg.override(activation_checkpointing=True)
+    train_cfg = train_cfg.override(**{name: True for name in ("activation_checkpointing", "fsdp")
+                                       if getattr(options, name)})
     return Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, options=options)
 
 

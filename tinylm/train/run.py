@@ -288,7 +288,7 @@ def load_best(trainer: Trainer, path: Path, world: World) -> None:
     state = [best["model"] if best else None]
     if world.distributed:
         torch.distributed.broadcast_object_list(state)
-    trainer.model.load_state_dict(state[0])
+    trainer.load_weights(state[0])
 
 
 def _read_report(job: Job, out: Path) -> dict:
@@ -343,6 +343,13 @@ class Pretraining(Job):
         self.prepared = self.recipe.track.prepare_data(self.run.profile)
         if start.world.is_main:
             barrier()
+
+    def resumed_train(self, saved: dict) -> TrainConfig:
+        """As a Job's, and how this session runs (like the device) is this command's: --activation-checkpointing and
+        --fsdp, given or not, whatever the saved run did."""
+        options = self.recipe.options
+        return super().resumed_train(saved).override(activation_checkpointing=options.activation_checkpointing,
+                                                     fsdp=options.fsdp)
 
     def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
         data, saved = self.prepared, start.saved

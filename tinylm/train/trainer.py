@@ -35,6 +35,14 @@ from .memory import check_training_memory
 from .optim import build_optimizer, learning_rate, set_learning_rate
 from .progress import SessionTiming
 from .resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
+from .sharded import (
+    full_model_state,
+    full_optimizer_state,
+    load_model_state,
+    load_optimizer_state,
+    local_value,
+    shard_model,
+)
 
 
 class TrainingDiverged(TinyLMError, RuntimeError):
@@ -124,8 +132,13 @@ class Trainer:
                   f"{str(self.dtype).removeprefix('torch.')} (tinylm.runtime.PEAK_TFLOPS)", flush=True)
         self._flops_per_token = self.model.flops_per_token()
         self._ddp = None
+        self._whole: tuple[int, torch.nn.Module] | None = None  # FSDP: (step, the weights gathered at that step)
+        self._model_class = type(model)  # a plain one, for the copy of FSDP's gathered weights
+        if cfg.fsdp:
+            self._check_sharding()
+            shard_model(self.model, self.device, self.dtype)
         self.train_model = self.model
-        if self.world.distributed:
+        if self.world.distributed and not cfg.fsdp:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             # A routed expert that no token of a micro-batch chose gets no gradient; DDP must be told to expect that.
             self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids,
@@ -160,6 +173,20 @@ class Trainer:
                               processes=self.world.size if self.device.type == "cpu" else 1,
                               checkpointing=cfg.activation_checkpointing,
                               advice=self.memory_advice)
+
+    def _check_sharding(self) -> None:
+        """The one-line errors of a combination --fsdp cannot train."""
+        if not torch.distributed.is_initialized():
+            raise InputError("--fsdp shards the model over torchrun's processes: start the run with torchrun "
+                             "--standalone --nproc_per_node=N -m tinylm.train ... (N=1 measures FSDP's own cost)")
+        if type(self) is not Trainer:
+            raise InputError("--set fsdp=true: only pretraining (python -m tinylm.train) shards the model; post-"
+                             "training runs as one process or under DDP")
+        if self.cfg.optimizer != "adamw":
+            raise InputError(f"--fsdp trains with AdamW: {self.cfg.optimizer} works on whole matrices, which a rank "
+                             "holds a shard of; drop --set optimizer")
+        if needs_grad_scaler(self.device, self.dtype):
+            raise InputError("--fsdp does not train in float16 with a gradient scaler: use --dtype float32")
 
     @staticmethod
     def _checkpoint_blocks(model: torch.nn.Module) -> None:
@@ -248,16 +275,18 @@ class Trainer:
         batches = [self.sampler.next_batch(self.device) for _ in range(self.grad_accum_steps)]
         counts = [self.batch_weight(batch) for batch in batches]  # stays on the device: no host sync
         step_count = torch.stack(counts).sum()
-        if self._ddp is not None:
+        if self.world.distributed:
             torch.distributed.all_reduce(step_count)  # the counted targets of the whole step, every rank's
         for micro_step, (batch, count) in enumerate(zip(batches, counts)):
             positions += batch[0].numel()  # a chat batch is as wide as its longest conversation, not the context
             # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
             last = micro_step == self.grad_accum_steps - 1
+            if self.cfg.fsdp:  # FSDP likewise reduce-scatters only on the last
+                self.model.set_requires_gradient_sync(last)
             with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
                 with autocast(self.device, self.dtype):
                     loss = self.batch_loss(batch)
-                # loss x count is this micro-batch's sum; x world size undoes DDP's average over ranks
+                # loss x count is this micro-batch's sum; x world size undoes DDP's (or FSDP's) average over ranks
                 self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
             total += loss.detach() * count
         return total / step_count, positions
@@ -268,7 +297,7 @@ class Trainer:
         grad_norm = None
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            grad_norm = local_value(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
         scale_before = self.scaler.get_scale()
         self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
         self.scaler.update()
@@ -350,7 +379,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """The evaluation's figures, `score` among them: here the loss over the whole validation split. Under DDP
         each rank scores a share, the sums are added, and every rank must call it."""
-        total, count = evaluate_loss_sum(self.model, self.val_tokens, self.model_config.block_size,
+        total, count = evaluate_loss_sum(self.whole_model(), self.val_tokens, self.model_config.block_size,
                                          self.cfg.eval_batch_size, self.device, autocast(self.device, self.dtype),
                                          self.tokenizer, rank=self.world.rank, world_size=self.world.size)
         total, count = all_reduce_sum([total, count], self.device)
@@ -362,7 +391,7 @@ class Trainer:
         record, with the figures of `evaluators` too."""
         figures = self.evaluate()
         if self.chooser is not None:
-            figures[self.chooser.name] = self.chooser.measure(self.model)
+            figures[self.chooser.name] = self.chooser.measure(self.whole_model())
         value = figures[self.score]
         if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
             raise self._diverged(f"the validation {self.score} became {value} at step {self.step}")
@@ -375,14 +404,14 @@ class Trainer:
         record = {"event": "final" if final else "eval", "step": self.step, **figures,
                   f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():
-            record.update({f"{name}_{key}": value for key, value in evaluate(self.model).items()})
+            record.update({f"{name}_{key}": value for key, value in evaluate(self.whole_model()).items()})
         self._emit(record)
         return record
 
     def sample(self, max_new_tokens: int = 200, **sampling) -> str:
         if self.tokenizer is None:
             raise InputError("this Trainer has no tokenizer, so it cannot turn samples into text")
-        return generate_text(self.model, self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
+        return generate_text(self.whole_model(), self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
                              **sampling)
 
     def _emit(self, record: dict[str, Any]) -> None:
@@ -392,13 +421,27 @@ class Trainer:
         for callback in self.callbacks:
             callback(record)
 
+    def whole_model(self) -> torch.nn.Module:
+        """The model to evaluate, sample from and save: the plain model, or under FSDP a plain copy of the weights
+        gathered from the shards, once per step (so every rank must call it at the same steps, as evaluations do)."""
+        if not self.cfg.fsdp:
+            return self.model
+        if self._whole is None or self._whole[0] != self.step:
+            self._whole = None  # the last copy goes before the next is gathered
+            copy = self._model_class(self.model_config).to(self.device)
+            copy.load_state_dict(full_model_state(self.model))
+            self._whole = (self.step, copy)
+        return self._whole[1]
+
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The run's state; under DDP every rank must call it (it gathers each rank's RNG state), rank 0 gets it all."""
+        """The run's state; under DDP or FSDP every rank must call it (it gathers each rank's RNG state, and FSDP's
+        shards), rank 0 gets it all, in the format of a plain model's."""
         return model_checkpoint(
-            self.model, self.tokenizer,
+            self.whole_model(), self.tokenizer,
             train_config=self.cfg.to_dict(),
-            optimizer=self.optimizer.state_dict(),
+            optimizer=(full_optimizer_state(self.model, self.optimizer) if self.cfg.fsdp
+                       else self.optimizer.state_dict()),
             scaler=self.scaler.state_dict(),
             step=self.step,
             elapsed=self.elapsed,
@@ -438,8 +481,11 @@ class Trainer:
             raise InputError(f"the run was trained with {saved_optimizer}, whose state cannot continue as "
                              f"{self.cfg.optimizer}'s: resume it with --set optimizer={saved_optimizer} (or without "
                              "--set optimizer), or start a new run in another --out folder")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.load_weights(state["model"])
+        if self.cfg.fsdp:
+            load_optimizer_state(self.model, self.optimizer, state["optimizer"])
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.best_score, self.skipped_steps = state[f"best_{self.score}"], state["skipped_steps"]
@@ -454,6 +500,14 @@ class Trainer:
             print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
                 f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)" if ranks > saved_ranks else
                 f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end here"), flush=True)
+
+    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load a plain model's weights into the model (under FSDP each rank keeps its shard)."""
+        self._whole = None
+        if self.cfg.fsdp:
+            load_model_state(self.model, weights)
+        else:
+            self.model.load_state_dict(weights)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file (or a run folder's last.pt)."""
