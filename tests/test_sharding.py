@@ -59,6 +59,10 @@ def test_the_bench_comparison_times_the_three_ways_and_counts_what_a_rank_holds(
     finally:
         dist.destroy_process_group()
     assert result["processes"] == 1 and set(result["round_ms"]) == {"ddp", "zero", "fsdp"}
+    ddp = result["losses"]["ddp"]
+    assert len(ddp) == 3 and ddp[2] < ddp[0], "AdamW steps on one batch lower its loss"
+    for way in ("zero", "fsdp"):
+        assert result["losses"][way] == pytest.approx(ddp, rel=1e-5), way
     assert all(len(ms) == 2 and min(ms) > 0 for ms in result["round_ms"].values())
     weights = GPT(config).num_parameters() * 4
     for way in ("ddp", "zero", "fsdp"):

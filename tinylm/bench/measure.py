@@ -139,13 +139,14 @@ def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = 5
             "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 
-def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, device: str | None = None,
-                     dtype: str = "auto") -> dict:
+def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, loss_steps: int = 3,
+                     device: str | None = None, dtype: str = "auto") -> dict:
     """Under torchrun (every rank calls it): the same model trained with DDP and torch's AdamW, with ZeRO-1
     (tinylm.train.zero) and with FSDP2 (tinylm.train.sharded) from the same weights, each rank on its own random
-    batch. Returns the ms of one step of each arm in each of `rounds` interleaved rounds ("round_ms"), the bytes of
-    weights, gradients and optimizer state that rank holds after a step ("held"), and "device", "dtype",
-    "processes"; the caller reads rank 0's."""
+    batch, with AdamW's settings of TrainConfig's defaults. Returns the mean loss over the ranks of each arm's first
+    `loss_steps` steps ("losses": they should agree), the ms of one step of each arm in each of `rounds` interleaved
+    rounds ("round_ms"), the bytes of weights, gradients and optimizer state that rank holds after a step ("held"),
+    and "device", "dtype", "processes"; the caller reads rank 0's."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
@@ -161,34 +162,37 @@ def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, dev
         return {"weights": local(model.parameters()), "gradients": local(p.grad for p in model.parameters()),
                 "optimizer": local(state)}
 
-    arms, holdings = {}, {}
+    arms, holdings, losses = {}, {}, {}
     for name in ("ddp", "zero", "fsdp"):
         torch.manual_seed(0)
         model = GPT(model_cfg).to(device)
         if name == "fsdp":
             shard_model(model, device, torch_dtype)
-        forward = DistributedDataParallel(model) if name == "ddp" else model
-        optimizer = (ZeroAdamW(model, 1e-4) if name == "zero" else
-                     build_optimizer(model, TrainConfig(batch_size=batch_size), device))
+        forward, cfg = DistributedDataParallel(model) if name == "ddp" else model, TrainConfig(batch_size=batch_size)
+        optimizer = (ZeroAdamW(model, cfg.learning_rate, (cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
+                               grad_clip=cfg.grad_clip) if name == "zero" else build_optimizer(model, cfg, device))
 
-        def step(model=model, forward=forward, optimizer=optimizer, name=name):
+        def step(model=model, forward=forward, optimizer=optimizer, name=name, grad_clip=cfg.grad_clip):
             with autocast(device, torch_dtype):
                 loss = forward(x, y)[1]
             loss.backward()
             if name != "zero":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             optimizer.step()
             grads = held(model, [])["gradients"]
             optimizer.zero_grad()
-            return grads
+            dist.all_reduce(loss := loss.detach().float())
+            return grads, loss.item() / dist.get_world_size()
 
-        grads = step()
+        steps = [step() for _ in range(loss_steps)]
+        losses[name], grads = [loss for _, loss in steps], steps[0][0]
         state = ([optimizer.exp_avg, optimizer.exp_avg_sq] if name == "zero" else
                  [t for per in optimizer.state.values() for t in per.values() if t.dim() > 0])
         holdings[name] = {**held(model, state), "gradients": grads}
         arms[name] = step
     seconds = interleaved_seconds(arms, rounds, device)
-    return {"round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()}, "held": holdings,
+    return {"losses": losses, "held": holdings,
+            "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
             "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."),
             "processes": dist.get_world_size()}
 

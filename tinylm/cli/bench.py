@@ -237,7 +237,8 @@ def _sharding(args) -> None:
     keep_freed_memory()
     cfg = shape_from_args(args)
     batch_size = args.batch_size or BATCH_SIZES.get(args.preset, 12)
-    r = run_in_world(lambda world: compare_sharding(cfg, batch_size, args.rounds, args.device, args.dtype))
+    r = run_in_world(lambda world: compare_sharding(cfg, batch_size, rounds=args.rounds, device=args.device,
+                                                    dtype=args.dtype))
     if int(os.environ["RANK"]) != 0:
         return
     print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size} per process, vocab "
@@ -248,6 +249,11 @@ def _sharding(args) -> None:
         held = r["held"][name]
         print(f"{label:>20} {held['weights'] / 1e6:9.2f} {held['gradients'] / 1e6:10.2f} "
               f"{held['optimizer'] / 1e6:10.2f}   {spread(r['round_ms'][name]).format(1, replicate='round')}")
+    losses = r["losses"]
+    gap = max(abs(a - b) for name in ("zero", "fsdp") for a, b in zip(losses[name], losses["ddp"]))
+    print(f"losses of {len(losses['ddp'])} steps from the same weights: " + "; ".join(
+        f"{label} {' '.join(f'{x:.5f}' for x in losses[name])}" for name, label in
+        (("ddp", "DDP"), ("zero", "ZeRO-1"), ("fsdp", "FSDP2"))) + f" (largest difference {gap:.1e})")
     print(compare("FSDP2", r["round_ms"]["fsdp"], "DDP", r["round_ms"]["ddp"], metric="ms per step", digits=1,
                   replicate="round"))
 
