@@ -12,7 +12,11 @@ naming the largest batch that fits; on a CPU it counts what the process holds be
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,22 +154,47 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
 def measured_peak(step: Callable[[], object], held_before: int, device: torch.device) -> int:
     """The peak bytes of live tensors while `step()` runs. On a CUDA device the allocator's own peak; elsewhere
     `held_before` (what was alive when it began) plus the highest total of what the step allocated and had not freed,
-    as the profiler records it."""
+    from the profiler's records."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         step()
         torch.cuda.synchronize(device)
         return torch.cuda.max_memory_allocated(device)
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as recorded:
+    recorded = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():  # Kineto, the profiler's engine, writes a line to the process's stderr as it starts
+        recorded.start()
+    try:
         step()
+    finally:
+        with _quiet_stderr():  # and as it stops
+            recorded.stop()
     with tempfile.TemporaryDirectory() as folder:
         trace = Path(folder) / "trace.json"
         recorded.export_chrome_trace(str(trace))
         events = json.loads(trace.read_text())["traceEvents"]
-    totals = [event["args"]["Total Allocated"] for event in events if event.get("name") == "[memory]"
-              and event["args"].get("Device Type") == 0]  # 0: the CPU
+    # Each record is an allocation (+bytes) or a free (-bytes) on the CPU (device type 0); the running sum is what
+    # the step holds beyond what it found. (The records' own running total also counts tensors that earlier
+    # profiling allocated and that were freed while nothing was recording.)
+    changes = sorted(((event["ts"], event["args"]["Bytes"]) for event in events
+                      if event.get("name") == "[memory]" and event["args"].get("Device Type") == 0),
+                     key=lambda change: change[0])  # in time order; a tie keeps the order recorded
+    totals = list(itertools.accumulate(change for _, change in changes))
     return held_before + max(totals, default=0)
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The process's standard error (file descriptor 2, where C++ libraries write) sent to /dev/null meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def held_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer, *tensors: torch.Tensor) -> int:

@@ -375,7 +375,8 @@ class Pretraining(Job):
     def header(self, trainer: Trainer, start: Start) -> str:
         cfg, block_size = trainer.cfg, trainer.model_config.block_size
         return (f"{self.recipe.track.name} | profile {self.run.profile} | {_describe(trainer.model)} "
-                f"| {start.world.size} process(es) | device {trainer.device}{cpu_threads_note(trainer.device)} "
+                f"| {start.world.size} process(es){', sharded (FSDP)' if cfg.fsdp else ''} "
+                f"| device {trainer.device}{cpu_threads_note(trainer.device)} "
                 f"| dtype {str(trainer.dtype).removeprefix('torch.')} "
                 f"| optimizer {_describe_optimizer(trainer.optimizer)} "
                 f"| {cfg.batch_size} x {trainer.grad_accum_steps} x {start.world.size} sequences of {block_size} per "
