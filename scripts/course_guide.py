@@ -60,6 +60,8 @@ LESSONS = [
     Lesson("06b_gpt2_124m_evaluation.ipynb", "Evaluation as the field does it",
            "log-likelihood scoring, a story cloze and paired tests, CORE, the harness, torch.compile and MFU",
            "3, 5 (their runs, else it trains stand-ins)"),
+    Lesson("06c_memory_and_sharding.ipynb", "Memory and sharding",
+           "a step's memory account, activation checkpointing, streaming attention, ZeRO-1 and FSDP", "3, 6a"),
     Lesson("07_generation.ipynb", "Generation",
            "temperature, top-k/top-p, a repetition penalty and the KV cache",
            "3 (and 5's run, else it trains stand-ins)"),

@@ -1,0 +1,660 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py//py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 6c · Memory and sharding
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/06c_memory_and_sharding.ipynb)
+#
+# [Notebook 6a](06a_gpt2_124m_budget_and_ddp.ipynb) counted a training run in FLOPs and trained with DDP, which
+# keeps the whole model, its gradients and AdamW's state on every GPU. This notebook counts the same run in
+# bytes, and then takes the three ways the field spends less of them: recomputing activations, attention that
+# never holds its (T, T) matrix, and sharding the model's state over the processes. Everything runs on a laptop,
+# the sharded runs as 2 CPU processes talking through gloo.
+#
+# **What you will learn**
+# - where a training step's memory goes (weights, gradients, AdamW's moments, activations block by block, the
+#   logits), counted by hand and checked against what the profiler measures;
+# - activation checkpointing: the memory it saves and the time it costs, measured;
+# - FlashAttention's idea: the online softmax, a tiled forward and a backward that recomputes, equal to PyTorch's
+#   attention, with memory linear in the context, and why the fused GPU kernel is fast;
+# - ZeRO-1 built from scratch, FSDP used through the `--fsdp` option of `tinylm.train`, and what each rank then
+#   holds;
+# - by your own experiment (exercise 2): how checkpointing's saving depends on the vocabulary.
+#
+# **Papers and code behind it**: activation checkpointing ([Chen et al. 2016](https://arxiv.org/abs/1604.06174)),
+# FlashAttention ([Dao et al. 2022](https://arxiv.org/abs/2205.14135)) and FlashAttention-2
+# ([Dao 2023](https://arxiv.org/abs/2307.08691)), the online softmax
+# ([Milakov & Gimelshein 2018](https://arxiv.org/abs/1805.02867)), ZeRO
+# ([Rajbhandari et al. 2020](https://arxiv.org/abs/1910.02054)), PyTorch FSDP
+# ([Zhao et al. 2023](https://arxiv.org/abs/2304.11277)), and Stanford CS336's
+# [assignment 2](https://github.com/stanford-cs336/assignment2-systems), which builds the same pieces.
+#
+# **How long it takes**: a lesson of about 77 minutes (reading, code and the `cpu` run's 93 s, by the course's
+# formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per experiment,
+# and 6 s of training).
+#
+# | profile | what runs | compute time |
+# |---|---|---|
+# | `smoke` (CI) | the measurements at small sizes, 2-process runs of a few steps | under a minute |
+# | `cpu` (2-core laptop) | the measurements, two 2-process runs of 200 steps | the last cell prints it |
+# | `gpu` | as `cpu` (the processes run on the CPU) | as on a cpu |
+
+# %%
+# Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "tinylm[interop,harness] @ git+https://github.com/tinylm-course/tinylm@main"], check=True)
+
+# %%
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import tinylm
+import tinylm.course.plotting
+from tinylm.bench.measure import PRESETS, compare_checkpointing
+from tinylm.model.streaming_attention import streaming_attention, streaming_forward
+from tinylm.train.checkpoint import load_checkpoint
+from tinylm.train.memory import block_activations, held_bytes, measured_peak, memory_account
+from tinylm.train.zero import ZeroAdamW
+
+NOTEBOOK_STARTED = time.perf_counter()
+tinylm.course.plotting.use_projector_style()
+PROFILE = tinylm.set_up_notebook("cpu").profile
+print(f"profile {PROFILE}")
+
+# %% [markdown]
+# ## Where a step's memory goes
+#
+# Take notebook 5's `cpu` story model (4 blocks, 128 wide, a context of 128, 6,912 tokens in its vocabulary) at its
+# batch of 16 sequences, in fp32. Three things are sized by the parameters alone: the weights (4 bytes each), their
+# gradients (4) and AdamW's two moments (8): **16 bytes per parameter**. Everything else is sized by the tokens of
+# the batch: what the forward pass keeps for the backward pass.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+config, BATCH = PRESETS["tinystories-cpu"], 16
+model = tinylm.GPT(config)
+P = model.num_parameters()
+tokens = BATCH * config.block_size
+print(f"{P:,} parameters: weights {4 * P / 1e6:.1f} MB, gradients {4 * P / 1e6:.1f} MB, AdamW {8 * P / 1e6:.1f} MB")
+print(f"a batch of {BATCH} x {config.block_size} = {tokens:,} tokens")
+
+# %% [markdown]
+# What does one block keep? Autograd saves, for each operation, the tensors its backward pass needs: a matmul its
+# input, GELU its input, LayerNorm its input and each row's mean and 1/std, attention q, k, v, its output and a
+# log-sum-exp per row. PyTorch lets us watch: `saved_tensors_hooks` calls a function on every tensor saved.
+
+# %%
+def saved_by(module, *inputs) -> list[tuple[str, tuple, int]]:
+    """(dtype, shape, bytes) of each distinct tensor the forward pass of `module` saves for backward, weights left
+    out."""
+    weights = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    seen = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            seen.setdefault(storage.data_ptr(), (str(tensor.dtype).removeprefix("torch."), tuple(tensor.shape),
+                                                 storage.nbytes()))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module(*inputs)
+    return list(seen.values())
+
+
+x = torch.randn(BATCH, config.block_size, config.n_embd, requires_grad=True)
+saved = saved_by(model.transformer.h[0], x)
+for dtype, shape, nbytes in saved:
+    print(f"  {dtype:8} {str(shape):22} {nbytes / tokens:6.0f} bytes per token")
+block_bytes = sum(nbytes for _, _, nbytes in saved)
+print(f"one block keeps {block_bytes / tokens:,.0f} bytes per token ({block_bytes / 1e6:.1f} MB for the batch)")
+
+# %% [markdown]
+# Two rows need a word. q, k and v are views of c_attn's one output, so the row with q's shape counts that whole
+# storage, 3C numbers per token; and attention's CPU kernel writes its output with the heads already side by side,
+# so c_proj reads it without a copy and has no row of its own.
+#
+# In numbers per token, with C = 128 channels and 4 heads, all fp32: the block's input and the residual stream
+# after attention (the norms' inputs, C each, plus 2 statistics), the two norms' outputs (C each), q, k and v (3C),
+# attention's output (C) and its 4 log-sum-exps, and the MLP's hidden values before and after GELU (4C each):
+# 16C + 8 numbers. Write that count as a function and check it against the package's account, which does the same
+# for every block family:
+
+# %%
+def gpt2_block_bytes_per_token(C: int, n_head: int) -> int:
+    residual = 2 * (C + 2)  # the two norms' inputs, with their mean and 1/std
+    normalised = 2 * C  # the two norms' outputs, the inputs of c_attn and c_fc
+    attention = 3 * C + C + n_head  # q, k, v; the output; a log-sum-exp per row and head
+    mlp = 2 * 4 * C  # the hidden values before and after GELU
+    return 4 * (residual + normalised + attention + mlp)  # fp32: 4 bytes a number
+
+
+mine = gpt2_block_bytes_per_token(config.n_embd, config.n_head)
+assert mine == sum(block_activations(config, half=False).values()) == block_bytes / tokens
+print(f"{mine:,} bytes per token per block; x {config.n_layer} blocks x {tokens:,} tokens = "
+      f"{mine * config.n_layer * tokens / 1e6:.1f} MB")
+
+# %% [markdown]
+# The blocks are not the largest item. The loss turns each position's C numbers into 6,912 logits, and at the start
+# of the backward pass three fp32 tensors of that size are alive at once: the log-softmax (kept by the forward
+# pass), its gradient and the logits' gradient. The whole account, from `tinylm.train.memory.memory_account`, and
+# the same step measured: the profiler records every allocation and free, and the peak of the live bytes is the
+# measurement.
+
+# %%
+def measured_step_peak(config, batch_size: int, checkpointing: bool = False) -> int:
+    """The peak bytes of live tensors of one AdamW training step (the second, once the moments exist)."""
+    torch.manual_seed(0)
+    model = tinylm.GPT(config)
+    model.activation_checkpointing = checkpointing
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    x, y = (torch.randint(config.vocab_size, (batch_size, config.block_size)) for _ in range(2))
+
+    def step():
+        model(x, y)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    return measured_peak(step, held_bytes(model, optimizer, x, y), torch.device("cpu"))
+
+
+account = memory_account(config, P, BATCH, torch.float32)
+for what, nbytes in account.rows():
+    print(f"  {what:22} {nbytes / 1e6:7.1f} MB")
+measured = measured_step_peak(config, BATCH)
+print(f"peak by the account {account.peak / 1e6:.1f} MB; measured {measured / 1e6:.1f} MB "
+      f"({account.peak / measured - 1:+.1%})")
+assert abs(account.peak / measured - 1) < 0.10
+
+# %% [markdown]
+# The rows do not simply add up: the step peaks at the start of the backward pass, when the activations and the
+# loss's tensors are alive but few gradients exist yet, or as the backward pass works through the blocks (the
+# gradient flowing back: the row "a block's backward"), or at its end, when every gradient exists and the
+# activations are gone; the account takes the largest. ("embedding" is the batch's token ids, 16 KB.) For this
+# model the loss dominates: per token its three tensors hold 12 × 6,912 = 82,944 bytes against the four blocks'
+# 32,896. For GPT-2 124M at the `gpu` recipe's micro-batch of 64 sequences of 1,024 tokens in bf16, the account of
+# an eager step (the recipe compiles, which can fuse the loss's tensors; its vocabulary is padded to 50,304, which
+# the account ignores), since nothing here can measure it:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+big_config = tinylm.GPT2_124M
+with torch.device("meta"):
+    big_P = tinylm.GPT(big_config).num_parameters()
+fig, ax = plt.subplots(figsize=(9, 3.2))
+for row, checkpointing in enumerate((False, True)):
+    big = memory_account(big_config, big_P, 64, torch.bfloat16, checkpointing)
+    parts = {"weights, gradients, AdamW": big.parameters + big.gradients + big.optimizer_state,
+             "autocast's bf16 copies": big.autocast_copies, "the 12 blocks' activations": sum(big.blocks),
+             "loss (tokens x vocab, fp32)": big.loss, "one block rebuilt": big.recompute}
+    left = 0
+    for (what, nbytes), color in zip(parts.items(), plt.cm.tab10.colors):
+        ax.barh(row, nbytes / 1e9, left=left, color=color, label=what if row == 0 else None)
+        left += nbytes / 1e9
+    print(f"{'checkpointed' if checkpointing else 'plain':12}: peak {big.peak / 1e9:.1f} GB; " +
+          ", ".join(f"{what} {nbytes / 1e9:.1f}" for what, nbytes in parts.items()))
+ax.set_yticks([0, 1], ["plain", "activation\ncheckpointing"])
+ax.set_xlabel("GB (the account's items, not all alive at the peak)")
+ax.set_title("GPT-2 124M, 64 x 1,024 tokens, bf16: one training step")
+ax.legend(fontsize=9, loc="lower right")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Weights, gradients and AdamW are 2.0 GB; the activations and the loss over GPT-2's 50,257 tokens are thirty times
+# that. At 63.4 GB by the account the recipe's micro-batch fits an 80 GB GPU and twice that micro-batch would not:
+# at this size the batch, not the model, decides what fits.
+#
+# ## Activation checkpointing
+#
+# The blocks' activations can be thrown away and rebuilt. With `GPT.activation_checkpointing` on
+# (`--activation-checkpointing` on the command line), each block runs under `torch.utils.checkpoint`: the forward
+# pass keeps only the block's input, and the backward pass, when it reaches the block, runs its forward again to
+# rebuild what it needs. Memory: one input per block plus one block's activations at a time. Time: one more forward
+# pass of the blocks per step; a backward pass costs about two forwards, so a step is about three, and the extra
+# share is a third of the blocks' share of the forward pass (the head and the loss are not rebuilt). Measure both,
+# plain against checkpointed from the same weights, steps timed in alternating rounds:
+
+# %%
+ROUNDS = 3 if PROFILE == "smoke" else 10
+started = time.perf_counter()
+race = compare_checkpointing(config, BATCH, rounds=ROUNDS, device="cpu", dtype="float32")
+race_seconds = time.perf_counter() - started
+for arm in ("plain", "checkpointed"):
+    ms = race["round_ms"][arm]
+    print(f"{arm:12}: peak {race['measured'][arm] / 1e6:6.1f} MB measured ({race['account'][arm] / 1e6:6.1f} by the "
+          f"account), {np.mean(ms):6.1f} ms per step (rounds {min(ms):.1f} to {max(ms):.1f}), losses "
+          f"{race['losses'][arm]}")
+C, L, T, V = config.n_embd, config.n_layer, config.block_size, config.vocab_size
+# multiply-adds per token: the blocks' matmuls (12 C²) and attention (causal: T/2 keys on average, for QKᵀ and for
+# PV, so T·C); the head
+blocks, head = L * (12 * C * C + T * C), C * V
+print(f"the blocks do {blocks / (blocks + head):.0%} of the forward pass's multiply-adds per token: rebuilding them "
+      f"should add about {blocks / (blocks + head) / 3:.0%} to a step")
+saved_share = 1 - race["measured"]["checkpointed"] / race["measured"]["plain"]
+cost = np.mean(race["round_ms"]["checkpointed"]) / np.mean(race["round_ms"]["plain"]) - 1
+print(f"checkpointing saved {saved_share:.0%} of the peak and cost {cost:+.0%} in time; "
+      f"{'every round of the plain arm was faster' if max(race['round_ms']['plain']) < min(race['round_ms']['checkpointed']) else 'the rounds overlap'}")
+assert race["losses"]["plain"] == race["losses"]["checkpointed"]
+
+# %% [markdown]
+# The losses are equal: checkpointing changes what is stored, not what is computed. The time it cost is the
+# printed figure, near the arithmetic's (one set of alternating rounds on a shared laptop is noisy). It removed
+# nearly all of the blocks' 67 MB (each block's 1 MB input stays), but that is only a quarter of the peak: the
+# loss's 170 MB, which it does not touch, is most of it (exercise 2 asks how that changes with the vocabulary). For
+# GPT-2 124M above it saves 19 GB of 63.
+#
+# ## Attention that streams
+#
+# Attention written out (notebook 2a) makes a (T, T) matrix of scores per head, softmaxes it and keeps it for the
+# backward pass: memory quadratic in the context. FlashAttention never makes it whole. Its first idea is the
+# **online softmax**: the softmax of a row can be computed in chunks, keeping a running maximum m and a running sum
+# of exponentials s; when a chunk raises the maximum, everything summed so far is rescaled by exp(m_old − m_new).
+
+# %%
+def online_softmax(scores: torch.Tensor, chunk: int) -> torch.Tensor:
+    """softmax(scores) over the last dimension, reading it `chunk` entries at a time (a second pass normalises)."""
+    m = torch.full(scores.shape[:-1], -math.inf)
+    s = torch.zeros(scores.shape[:-1])
+    for start in range(0, scores.size(-1), chunk):
+        part = scores[..., start:start + chunk]
+        new_m = torch.maximum(m, part.amax(dim=-1))
+        s = s * torch.exp(m - new_m) + torch.exp(part - new_m[..., None]).sum(dim=-1)
+        m = new_m
+    return torch.exp(scores - m[..., None]) / s[..., None]
+
+
+scores = torch.randn(3, 100) * 5
+assert torch.allclose(online_softmax(scores, chunk=16), torch.softmax(scores, dim=-1), atol=1e-6)
+print("the online softmax equals torch.softmax")
+
+# %% [markdown]
+# Attention needs the softmax only to weigh the values, so the weighted sum can be corrected the same way as it
+# accumulates: a tile of queries meets the keys and values tile by tile, and only a (tile, tile) block of scores
+# ever exists. With causal attention a query tile stops at the diagonal. One head, written out:
+
+# %%
+def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tile: int) -> torch.Tensor:
+    """Causal attention of q, k, v (T, hs): query tiles against key tiles up to the diagonal, online softmax."""
+    T, hs = q.shape
+    out = torch.empty_like(q)
+    for r0 in range(0, T, tile):
+        r1 = min(r0 + tile, T)
+        m, s = torch.full((r1 - r0,), -math.inf), torch.zeros(r1 - r0)
+        acc = torch.zeros(r1 - r0, hs)  # the weighted sum of values, not yet divided by s
+        for c0 in range(0, r1, tile):
+            c1 = min(c0 + tile, T)
+            block = q[r0:r1] @ k[c0:c1].T / math.sqrt(hs)  # (rows, cols): the only scores that exist
+            future = torch.arange(c0, c1)[None, :] > torch.arange(r0, r1)[:, None]
+            block = block.masked_fill(future, -math.inf)
+            new_m = torch.maximum(m, block.amax(dim=-1))
+            weights = torch.exp(block - new_m[:, None])
+            correction = torch.exp(m - new_m)
+            s = s * correction + weights.sum(dim=-1)
+            acc = acc * correction[:, None] + weights @ v[c0:c1]
+            m = new_m
+        out[r0:r1] = acc / s[:, None]
+    return out
+
+
+q_head, k_head, v_head = (torch.randn(200, 16) for _ in "qkv")
+tiled = tiled_attention(q_head, k_head, v_head, tile=32)
+sdpa = F.scaled_dot_product_attention(q_head[None], k_head[None], v_head[None], is_causal=True)[0]
+package, _ = streaming_forward(q_head[None, None, None], k_head[None, None, None], v_head[None, None, None], tile=32)
+assert torch.allclose(tiled, sdpa, atol=1e-5) and torch.allclose(tiled, package[0, 0, 0], atol=1e-5)
+print(f"tiled attention equals scaled_dot_product_attention: largest difference {(tiled - sdpa).abs().max():.1e}")
+
+# %% [markdown]
+# The backward pass needs the softmax's probabilities P = exp(S − lse), where S = QKᵀ / √hs are the scaled, masked
+# scores. The forward pass keeps each row's log-sum-exp, lse = m + ln s, one number per row, so the backward pass
+# can **recompute** each tile of P when it needs it. With O the output and dO the gradient that arrives at it:
+# dV = Pᵀ dO, dS = P ∘ (dO Vᵀ − rowsum(dO ∘ O)), dQ = dS K / √hs, dK = dSᵀ Q / √hs.
+# `tinylm.model.streaming_attention` does this as a `torch.autograd.Function`, with grouped-query heads reading
+# their shared key/value head without copying it. Its gradients against PyTorch's, with 4 query heads sharing 2
+# key/value heads:
+
+# %%
+q4 = torch.randn(2, 4, 100, 16, dtype=torch.float64, requires_grad=True)  # (batch, heads, T, hs)
+k2, v2 = (torch.randn(2, 2, 100, 16, dtype=torch.float64, requires_grad=True) for _ in "kv")  # 2 key/value heads
+grad_out = torch.randn(2, 4, 100, 16, dtype=torch.float64)
+gradients = []
+for attention in (lambda: streaming_attention(q4, k2, v2, tile=32),
+                  lambda: F.scaled_dot_product_attention(q4, k2.repeat_interleave(2, dim=1),
+                                                         v2.repeat_interleave(2, dim=1), is_causal=True)):
+    q4.grad = k2.grad = v2.grad = None
+    attention().backward(grad_out)
+    gradients.append([q4.grad.clone(), k2.grad.clone(), v2.grad.clone()])
+gap = max((a - b).abs().max().item() for a, b in zip(*gradients))
+assert gap < 1e-10
+print(f"dq, dk, dv equal PyTorch's: largest difference {gap:.1e} (float64)")
+
+# %% [markdown]
+# Now the memory of a forward and backward pass as the context grows, 4 heads of 16, measured by the profiler:
+
+# %%
+def attention_memory(attention, context: int) -> int:
+    """Peak bytes a forward and backward pass allocates beyond q, k, v and the output's gradient."""
+    q, k, v = (torch.randn(1, 4, context, 16, requires_grad=True) for _ in "qkv")
+    grad_out = torch.randn(1, 4, context, 16)
+    return measured_peak(lambda: attention(q, k, v).backward(grad_out), 0, torch.device("cpu"))
+
+
+def written_out(q, k, v):
+    """Notebook 2a's attention: the (T, T) scores, mask and softmax, kept for backward."""
+    T = q.size(-2)
+    scores = (q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))).masked_fill(
+        torch.ones(T, T, dtype=torch.bool).triu(1), -math.inf)
+    return torch.softmax(scores, dim=-1) @ v
+
+
+CONTEXTS = [128, 256, 512] if PROFILE == "smoke" else [256, 512, 1024, 2048]
+ways = {"written out": written_out, "streaming (tiles of 64)": lambda q, k, v: streaming_attention(q, k, v, 64),
+        "PyTorch's fused kernel": lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True)}
+memory = {name: [attention_memory(way, T) for T in CONTEXTS] for name, way in ways.items()}
+for name, values in memory.items():
+    growth = " ".join(f"{b / a:.1f}x" for a, b in zip(values, values[1:]))
+    print(f"{name:24} " + " ".join(f"{value / 1e6:7.2f}" for value in values) + f" MB; per doubling: {growth}; "
+          f"{values[-1] / values[0]:.1f}x over {CONTEXTS[-1] // CONTEXTS[0]}x the context")
+fig, ax = plt.subplots(figsize=(6, 3.5))
+for name, values in memory.items():
+    ax.loglog(CONTEXTS, [value / 1e6 for value in values], marker="o", label=name, base=2)
+ax.set_xlabel("context T (tokens)")
+ax.set_ylabel("peak MB, forward + backward")
+ax.legend()
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# Doubling the context multiplies the written-out attention's memory by about 4: quadratic. The streaming one's grows
+# by less than 2 per doubling, approaching 2 as the context grows: its per-position tensors (the output, the
+# log-sum-exps, dq, dk and dv) double and its tile-sized buffers do not. That is linear. PyTorch's fused CPU kernel,
+# the same idea in C++, grows unevenly from one doubling to the next but about in proportion to the context over
+# the whole range, and stays far below the written-out version.
+#
+# **Why the fused kernel is fast.** On a GPU, matmuls are cheap and memory traffic is dear. An H100 SXM does
+# 989.5 dense bf16 TFLOP/s and moves 3.35 TB/s from its HBM, so a kernel that does fewer than about 295 FLOPs per
+# byte it moves waits on memory. Count per (query, key) pair with a head size of 64: the scores and the weighted sum
+# are 4 · 64 = 256 FLOPs. Written out, the (T, T) scores go to HBM and back, then the probabilities go to HBM and
+# back: at least 8 bytes per pair in bf16 (more where the softmax runs in fp32). Fused, each tile of 128 queries reads every key and value once from HBM
+# into on-chip memory: 2 · 64 · 2 bytes per key, shared by 128 queries, 2 bytes per pair.
+
+# %%
+H100_BF16_FLOPS, H100_HBM_BYTES_PER_S = 989.5e12, 3.35e12  # NVIDIA's H100 SXM datasheet (notebooks/SOURCES.md)
+HEAD_SIZE, QUERY_TILE = 64, 128
+flops_per_pair = 4 * HEAD_SIZE
+written_bytes = 2 * 2 * 2  # scores then probabilities, each written and read once, 2 bytes each
+fused_bytes = 2 * HEAD_SIZE * 2 / QUERY_TILE  # a key and a value (bf16) per query tile
+balance = H100_BF16_FLOPS / H100_HBM_BYTES_PER_S
+print(f"the H100 needs {balance:.0f} FLOPs per byte moved to keep its tensor cores busy; a (query, key) pair is "
+      f"{flops_per_pair} FLOPs")
+print(f"written out: {flops_per_pair / written_bytes:.0f} FLOPs per byte; fused: {flops_per_pair / fused_bytes:.0f}, "
+      f"so at most {flops_per_pair / fused_bytes / balance:.0%} of the peak by this count")
+
+# %% [markdown]
+# Both sit below the balance point by this count, which ignores the GPU's caches: tiles of K and V read by one
+# query tile are often still in the L2 cache for the next, so the real traffic is lower. The fused kernel moves a
+# quarter of the bytes, and the written-out version also launches a kernel per operation (matmul, mask, softmax,
+# matmul) and stores the (T, T) matrix for the backward pass. FlashAttention-2 reaches 50 to 73% of the peak of an
+# A100, whose balance point is lower than the H100's (Dao 2023); this notebook's PyTorch loops show only the memory
+# side, since every tile here is a separate kernel launch.
+#
+# ## Sharding the state: ZeRO-1
+#
+# DDP (notebook 6a) keeps AdamW's two moments, 8 bytes per parameter, whole on every rank, and every rank computes
+# the same update. ZeRO stage 1 shards them: lay the parameters end to end in one flat vector, cut it into N
+# shards, and let rank r own shard r. A step then **reduce-scatters** the gradients (rank r receives only the
+# average of shard r over the ranks), updates its shard with its own moments, and **all-gathers** the updated
+# shards so every rank has the whole model again. A reduce-scatter followed by an all-gather is how a ring
+# all-reduce is built, so the traffic is DDP's; the moments take 1/N of the memory.
+#
+# The arithmetic can be checked in one process by playing N ranks: each "rank" has its own gradient, the
+# reduce-scatter is a sum and a slice, the all-gather a concatenation. AdamW on shards must equal AdamW on the
+# whole:
+
+# %%
+def adamw_on_shards(weights, rank_grads, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.95), eps=1e-8):
+    """One AdamW step (no weight decay) of N simulated ranks, each owning a slice of the flat weights."""
+    n = len(rank_grads)
+    size = math.ceil(weights.numel() / n)
+    shards = []
+    for r in range(n):
+        mine = slice(r * size, (r + 1) * size)
+        grad = sum(g[mine] for g in rank_grads) / n  # reduce-scatter: the average of this rank's slice only
+        exp_avg[mine] = betas[0] * exp_avg[mine] + (1 - betas[0]) * grad  # this rank's moments, for its slice
+        exp_avg_sq[mine] = betas[1] * exp_avg_sq[mine] + (1 - betas[1]) * grad ** 2
+        m_hat, v_hat = exp_avg[mine] / (1 - betas[0] ** step), exp_avg_sq[mine] / (1 - betas[1] ** step)
+        shards.append(weights[mine] - lr * m_hat / (v_hat.sqrt() + eps))
+    return torch.cat(shards)  # all-gather: every rank's updated slice, end to end
+
+
+flat = torch.randn(1000)
+reference = flat.clone().requires_grad_()
+adamw = torch.optim.AdamW([reference], lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
+exp_avg, exp_avg_sq = torch.zeros(1000), torch.zeros(1000)
+for step in range(1, 4):
+    rank_grads = [torch.randn(1000) for _ in range(4)]
+    flat = adamw_on_shards(flat, rank_grads, exp_avg, exp_avg_sq, step)
+    reference.grad = sum(rank_grads) / 4
+    adamw.step()
+assert torch.allclose(flat, reference.detach(), atol=1e-6)
+print(f"4 simulated ranks, 3 steps: AdamW on shards equals AdamW on the whole "
+      f"(largest difference {(flat - reference.detach()).abs().max():.1e})")
+
+# %% [markdown]
+# `tinylm.train.zero.ZeroAdamW` is the same with real collectives (`dist.reduce_scatter_tensor`,
+# `dist.all_gather_into_tensor`), GPT-2's weight-decay split and gradient clipping over the whole model. In a world
+# of one it is plain AdamW, which we can check here against PyTorch's (the 2-process check is below):
+
+# %%
+torch.manual_seed(0)
+plain, sharded = tinylm.GPT(config), tinylm.GPT(config)
+sharded.load_state_dict(plain.state_dict())
+adamw = torch.optim.AdamW([{"params": [p for p in plain.parameters() if p.dim() >= 2], "weight_decay": 0.1},
+                           {"params": [p for p in plain.parameters() if p.dim() < 2], "weight_decay": 0.0}],
+                          lr=1e-3, betas=(0.9, 0.95))
+zero = ZeroAdamW(sharded, lr=1e-3, weight_decay=0.1, grad_clip=None)
+ids, targets = (torch.randint(config.vocab_size, (4, config.block_size)) for _ in range(2))
+for _ in range(3):
+    for model_, optimizer in ((plain, adamw), (sharded, zero)):
+        model_(ids, targets)[1].backward()
+        optimizer.step()
+        optimizer.zero_grad()
+gap = max((a - b).abs().max().item() for a, b in zip(plain.parameters(), sharded.parameters()))
+assert gap < 1e-6
+print(f"ZeroAdamW in a world of one equals torch.optim.AdamW after 3 steps: largest weight difference {gap:.1e}")
+
+# %% [markdown]
+# ## FSDP: sharding everything
+#
+# ZeRO-1 still keeps every weight and gradient on every rank. Fully sharded data parallelism (FSDP, ZeRO's stage 3)
+# shards those too. Each block becomes a unit whose weights live as 1/N shards; just before the block's forward the
+# ranks **all-gather** its weights, and free them after; the backward pass gathers them again, and the block's
+# gradients are **reduce-scattered** so each rank keeps the average of its own shard. Weights, gradients and moments
+# all take about 1/N per rank; the traffic is 1.5 times DDP's (two all-gathers and a reduce-scatter against a
+# reduce-scatter and an all-gather), and on a GPU the next block's gathering overlaps the current block's compute.
+#
+# tinylm uses PyTorch's engine for it, FSDP2 (`torch.distributed.fsdp.fully_shard`, `tinylm/train/sharded.py`).
+# `python -m tinylm.bench sharding` starts 2 processes that train the same model from the same weights with DDP,
+# ZeRO-1 and FSDP2, and reports their losses and what rank 0 holds:
+
+# %%
+env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, even beside a GPU
+shape = ["--preset", "nanogpt-cpu", "--n-layer", "1"] if PROFILE == "smoke" else \
+    ["--preset", "tinystories-cpu", "--batch-size", "8"]
+command = [sys.executable, "-m", "tinylm.bench", "sharding", *shape, "--rounds", str(ROUNDS), "--device", "cpu"]
+started = time.perf_counter()
+result = subprocess.run(command, env=env, capture_output=True, text=True)
+assert result.returncode == 0, result.stderr[-3000:]
+print(result.stdout.strip())
+print(f"({time.perf_counter() - started:.0f} s, torchrun's own warnings on stderr not shown)")
+
+# %% [markdown]
+# The three losses agree to the printed digits: the three ways compute the same training. Between steps rank 0
+# holds half of AdamW's moments under ZeRO-1 and half of everything under FSDP2. The table counts the parameters,
+# their `.grad` and the optimizer's state at rest: during a step FSDP gathers each unit whole for its forward and
+# backward (the root unit, which holds the tied embedding and head, half of this model, stays gathered from its
+# forward to its backward), DDP keeps its gradients in buckets too, and ZeRO-1 makes flat copies. The times (± is
+# half the range over the rounds) come with their verdict; on two CPU cores a model this small has nothing to gain
+# from sharding, which pays off when the state does not fit one device.
+#
+# The same engine trains a real run: `torchrun ... -m tinylm.train ... --fsdp`. Two runs of the character track's
+# `smoke` shape (a 2-layer model, to keep this short), one with DDP and one with `--fsdp`, 2 processes each, the
+# same steps:
+
+# %%
+STEPS = 20 if PROFILE == "smoke" else 200
+WAYS = ("fsdp",) if PROFILE == "smoke" else ("ddp", "fsdp")  # smoke (CI) only checks that --fsdp trains and saves
+runs = {}
+for way in WAYS:
+    out = tinylm.paths.runs_dir() / f"notebook-06c-{way}-{PROFILE}"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "tinylm.train", "shakespeare-char", "--profile", "smoke", "--out", str(out), "--overwrite",
+               "--max-steps", str(STEPS), "--device", "cpu", "--set", "eval_interval=0"]
+    started = time.perf_counter()
+    result = subprocess.run(command + (["--fsdp"] if way == "fsdp" else []), env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    runs[way] = {"losses": {r["step"]: r["loss"] for r in records if r["event"] == "train"},
+                 "final": records[-1], "seconds": time.perf_counter() - started, "out": out}
+    print(f"{way:4}: {len(runs[way]['losses'])} train records, final validation loss "
+          f"{runs[way]['final']['val_loss']:.4f}, {runs[way]['final']['elapsed']:.1f} s of training "
+          f"({runs[way]['seconds']:.0f} s in all)")
+if "ddp" in runs:
+    gap = max(abs(runs["ddp"]["losses"][s] - runs["fsdp"]["losses"][s]) / runs["ddp"]["losses"][s]
+              for s in runs["ddp"]["losses"])
+    print(f"largest relative difference of the logged training losses: {gap:.1e}")
+    assert gap < 1e-4
+checkpoint = load_checkpoint(runs["fsdp"]["out"] / "last.pt")
+print(f"the sharded run's last.pt: {len(checkpoint['model'])} whole tensors, e.g. "
+      f"transformer.wte.weight {tuple(checkpoint['model']['transformer.wte.weight'].shape)}")
+
+# %% [markdown]
+# The sharded run trains what DDP trains, to float32 rounding, and took longer: per block it gathers the weights
+# before the forward and the backward pass and reduce-scatters the gradients, and for a model this small those
+# collectives, not the arithmetic, are most of a step. Its checkpoint holds whole tensors: the shards are gathered
+# whole and saved by rank 0 as every run is, so `python -m tinylm.sample`, `eval` and `interop export` read it,
+# and it resumes with any number of processes, sharded or not (the tests resume one in 2 processes, bit for bit, and
+# in 1 unsharded). On GPUs, `--fsdp` also keeps the gathered weights in bf16 and reduces gradients in fp32.
+#
+# **Which to use.** DDP while the weights, gradients, moments and a micro-batch's activations fit one device: it
+# is the fastest. Activation checkpointing first when the activations are what does not fit. ZeRO-1 when AdamW's
+# moments tip it over, at DDP's traffic. FSDP when the state itself does not fit (16 bytes per parameter: a 7B model needs 112 GB before any activation). The guide's
+# "Scaling out" has the commands for several GPUs and several machines.
+#
+# ## What you learned
+#
+# - A training step holds 16 bytes per parameter (weights, gradients, AdamW's moments) plus what autograd keeps
+#   per token, block by block, plus the loss's (tokens × vocabulary) tensors; the account matches the profiler's
+#   peak, here and in the tests for every block family.
+# - Activation checkpointing keeps one input per block and rebuilds the rest in the backward pass: less memory
+#   for one more forward pass of the blocks.
+# - The online softmax lets attention stream through tiles with memory linear in the context, and the backward
+#   pass recompute its probabilities from one log-sum-exp per row; a fused kernel wins by moving fewer bytes.
+# - ZeRO-1 shards AdamW's moments for DDP's traffic; FSDP shards everything for 1.5 times that traffic; both train
+#   what DDP trains.
+
+# %% [markdown]
+# ## Exercises
+#
+# Complete each function (replace `raise NotImplementedError`), then run the check below it.
+#
+# **1. Bytes per rank.** Return the bytes one rank holds for the weights, gradients and AdamW moments of
+# `n_params` fp32 parameters trained by `way` ("ddp", "zero1" or "fsdp") over `ranks` processes, ignoring padding.
+
+# %%
+from tinylm.course.exercises import check
+
+
+def state_bytes_per_rank(n_params: int, ranks: int, way: str) -> float:
+    raise NotImplementedError
+
+
+def test_state_bytes_per_rank():
+    assert state_bytes_per_rank(1000, 1, "ddp") == state_bytes_per_rank(1000, 1, "fsdp") == 16_000
+    assert state_bytes_per_rank(1000, 8, "ddp") == 16_000, "DDP keeps everything on every rank"
+    assert state_bytes_per_rank(1000, 8, "zero1") == 8_000 + 1_000, "weights and gradients whole, moments / 8"
+    assert state_bytes_per_rank(1000, 8, "fsdp") == 2_000
+    assert state_bytes_per_rank(big_P, 8, "fsdp") * 8 == state_bytes_per_rank(big_P, 1, "ddp")
+
+
+check(test_state_bytes_per_rank)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# def state_bytes_per_rank(n_params, ranks, way):
+#     weights, gradients, moments = 4 * n_params, 4 * n_params, 8 * n_params
+#     if way == "ddp":
+#         return weights + gradients + moments
+#     if way == "zero1":
+#         return weights + gradients + moments / ranks
+#     return (weights + gradients + moments) / ranks
+# ```
+# </details>
+#
+# **2. An experiment: when does checkpointing pay?** Checkpointing saved only part of this notebook's peak because
+# the loss's tensors dominate it. Predict first: with a vocabulary of 512 instead of 6,912 (same blocks, same
+# batch), will checkpointing save a larger or a smaller share of the measured peak, and roughly how much? Then
+# measure it with `compare_checkpointing` (as above, with `dataclasses.replace(config, vocab_size=512)`) and set
+# `small_vocab_race` to its result.
+
+# %%
+small_vocab_race = None  # replace with compare_checkpointing's result for a vocabulary of 512
+print(f"exercise 2 trains for about {race_seconds:,.0f} s here (at most as long as the race above)")
+
+
+def test_checkpointing_saves_more_where_the_blocks_dominate():
+    if small_vocab_race is None:
+        raise NotImplementedError("run compare_checkpointing with vocab_size=512, then set small_vocab_race")
+    measured = small_vocab_race["measured"]
+    small_share = 1 - measured["checkpointed"] / measured["plain"]
+    assert measured["plain"] < race["measured"]["plain"] * 0.8, "a vocabulary of 512: a smaller peak"
+    assert small_share > saved_share + 0.2, f"saved {small_share:.0%} against {saved_share:.0%} with 6,912 tokens"
+    print(f"checkpointing saves {small_share:.0%} of the peak with a vocabulary of 512, {saved_share:.0%} with 6,912")
+
+
+check(test_checkpointing_saves_more_where_the_blocks_dominate)
+
+# %% [markdown]
+# <details><summary>Solution</summary>
+#
+# ```python
+# import dataclasses
+# small_vocab_race = compare_checkpointing(dataclasses.replace(config, vocab_size=512), BATCH, rounds=3,
+#                                          device="cpu", dtype="float32")
+# ```
+#
+# With 512 tokens instead of 6,912 the loss's tensors shrink in proportion and the blocks' activations become most
+# of the peak, so checkpointing removes most of it. Its time costs the same extra forward pass of the blocks, but
+# that is now a larger share of a step, since the blocks do most of the forward pass: compare `cost` too.
+# </details>
+
+# %%
+print(f"this notebook ran in {time.perf_counter() - NOTEBOOK_STARTED:.0f} s")
