@@ -120,7 +120,9 @@ class Trainer:
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
-        self.model = model.to(self.device)  # the plain model: checkpoints, evaluation and generation use it
+        # the model without DDP's wrapper: checkpoints, evaluation and generation use it (under FSDP, sharded in
+        # place, they use whole_model(), a plain copy)
+        self.model = model.to(self.device)
         if cfg.activation_checkpointing:
             self._checkpoint_blocks(model)
         self.model_config: GPTConfig = model.config
