@@ -44,7 +44,7 @@
 #
 # **How long it takes**: a lesson of about 77 minutes (reading, code and the `cpu` run's 93 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per experiment,
-# and 6 s of training).
+# and 7 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -84,7 +84,9 @@ from tinylm.train.zero import ZeroAdamW
 NOTEBOOK_STARTED = time.perf_counter()
 tinylm.course.plotting.use_projector_style()
 PROFILE = tinylm.set_up_notebook("cpu").profile
-print(f"profile {PROFILE}")
+# the CPU's kind: timings below depend on it (AVX2 can be reproduced on an AVX-512 CPU with
+# ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2)
+print(f"profile {PROFILE}; CPU kind {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores")
 
 # %% [markdown]
 # ## Where a step's memory goes
