@@ -133,8 +133,8 @@ def test_import_refuses_gpt2_variants_tinylm_lacks():
 
 def test_cli_import_and_export_round_trip(hf_model, tmp_path, ids, capsys):
     hf_model.save_pretrained(tmp_path / "hf")
-    # its own tokenizer files, which tinylm does not read (without them the import is refused: the test below)
-    (tmp_path / "hf" / "tokenizer.json").write_text(exported_vocab(CharTokenizer.from_text("ab")).tokenizer_json)
+    # GPT-2's slow tokenizer files, which tinylm does not read (without any the import is refused: the test below)
+    (tmp_path / "hf" / "vocab.json").write_text(json.dumps({"a": 0, "b": 1}))
     ckpt = main(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "imported.pt")])
     state = load_checkpoint(ckpt)
     assert state["step"] == 0 and state["tokenizer"] is None  # a 100-token vocabulary cannot use GPT-2's tokenizer
@@ -256,3 +256,27 @@ def test_an_imported_gpt2_scores_as_transformers_own_losses():
         correct += min(range(4), key=summed.__getitem__) == example.label
         correct_norm += min(range(4), key=means.__getitem__) == example.label
     assert (scores["examples"], scores["correct"], scores["correct_norm"]) == (10, correct, correct_norm)
+
+
+@pytest.mark.parametrize("kind", ["char", "trained_bpe", "trained_bpe_llama"])
+def test_an_exported_folder_imports_back_whole_and_samples_the_same_text(make_model, tmp_path, kind):
+    """export --format hf, then import --hf of that folder: the tokenizer comes back with the weights, and greedy
+    sampling writes the same text."""
+    from tinylm.generate.decode import generate_batch
+    from tinylm.tokenizers.hf_bpe import TrainedBPETokenizer
+
+    text = "the cat sat on the mat; 12 dogs ran. " * 30
+    tokenizer = CharTokenizer.from_text(text) if kind == "char" else \
+        TrainedBPETokenizer.train([text], 300, show_progress=False)
+    llama = dict(norm="rmsnorm", position="rope", mlp="swiglu", bias=False) if kind.endswith("llama") else {}
+    model = make_model(seed=1, vocab_size=tokenizer.vocab_size, **llama)
+    save_checkpoint(tmp_path / "run.pt", model_checkpoint(model, tokenizer, step=0))
+    folder = main(["export", "--ckpt", str(tmp_path / "run.pt"), "--out", str(tmp_path / "hf")])
+    back, back_tokenizer, _ = load_model(main(["import", "--hf", str(folder), "--out", str(tmp_path / "back.pt")]))
+    prompt = "the cat "
+
+    def greedy(model, tokenizer):
+        return tokenizer.decode(generate_batch(model, [tokenizer.encode(prompt)], 40, temperature=0)[0])
+
+    assert back_tokenizer.encode(prompt) == tokenizer.encode(prompt)
+    assert greedy(back, back_tokenizer) == greedy(model, tokenizer)

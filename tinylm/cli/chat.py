@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from ..serve.session import ChatSession
-from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ContextOverflow
+from ..tokenizers.chat_template import ContextOverflow, default_system_prompt
 from ..train.checkpoint import CheckpointError
 from .console import begin, command_parser
 from .errors import run_cli
@@ -26,8 +26,8 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
     serve."""
     add_max_new_tokens(parser, None, "256 or half the context")
     add_sampling_options(parser, "reply")
-    parser.add_argument("--system", default=DEFAULT_SYSTEM_PROMPT, metavar="TEXT",
-                        help="the system prompt ('' for none)")
+    parser.add_argument("--system", metavar="TEXT", help="the system prompt ('' for none; default: an imported "
+                        "model's own, else 'You are a helpful assistant.')")
 
 
 def session_from_args(args: argparse.Namespace) -> ChatSession:
@@ -47,7 +47,8 @@ def model_from_args(args: argparse.Namespace):
 
 def session_for(args: argparse.Namespace, model, tokenizer) -> ChatSession:
     """A ChatSession with the sampler options and system prompt of `args`."""
-    return ChatSession(model, tokenizer, args.system, args.max_new_tokens, temperature=args.temperature,
+    system = default_system_prompt(tokenizer) if args.system is None else args.system
+    return ChatSession(model, tokenizer, system, args.max_new_tokens, temperature=args.temperature,
                        top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
                        use_cache=not args.no_cache)
 

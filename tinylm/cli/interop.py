@@ -16,12 +16,18 @@ from typing import Any
 
 from ..config import GPT2_124M, GPTConfig
 from ..errors import InputError
+from ..download import fetch
 from ..interop.gguf_file import gguf_architecture, write_gguf
+from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
+from ..interop.hf_tokenizer import hf_tokenizer
 from ..interop.llama2c import from_llama2c, write_llama2c
 from ..interop.vocab_export import exported_vocab, with_rows
-from ..paths import check_output_folder
+from ..paths import check_output_folder, data_dir, runs_dir, shown
+from ..tokenizers.bpe import load_gpt2_bpe
+from ..tokenizers.chat_template import chat_token_ids
+from ..tokenizers.saved import tokenizer_from_dict
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
 from ..train.options import read_settings
@@ -108,6 +114,9 @@ def llama_cpp_command(path: Path, prompt: str) -> str:
 def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
     """(model, the tokenizer's description or None, where the weights came from) for `import`."""
     tokenizer = SentencePieceTokenizer.from_file(args.tokenizer) if args.tokenizer else None  # a bad path fails first
+    if args.gguf:
+        model, tokenizer = from_gguf(_gguf_file(args.gguf))
+        return model, tokenizer.to_dict(), f"GGUF: {args.gguf}"
     if args.llama2c:
         model, source = from_llama2c(args.llama2c), f"llama2.c: {args.llama2c}"
     elif (model_type := hf_model_type(args.hf)) == "llama":
@@ -115,8 +124,12 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
         if tokenizer is None and bundled.is_file():
             tokenizer = SentencePieceTokenizer.from_file(bundled)
         model, source = from_hf_llama(args.hf), f"transformers Llama: {args.hf}"
+        tokenizer = tokenizer or hf_tokenizer(args.hf)
     elif model_type == "gpt2":
         model, source = from_hf_gpt2(args.hf), f"transformers GPT-2: {args.hf}"
+        if tokenizer is None and (tokenizer := hf_tokenizer(args.hf)) is not None and _is_gpt2_bpe(tokenizer):
+            print("tokenizer: GPT-2's BPE (the folder's tokenizer.json holds GPT-2's vocabulary and merges)")
+            return model, GPT2_TOKENIZER, source
         if tokenizer is None:
             return model, _gpt2_tokenizer(args.hf, model.config.vocab_size), source
     else:
@@ -128,12 +141,27 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
     return model, tokenizer.to_dict() if tokenizer else None, source
 
 
+def _gguf_file(name: str) -> Path:
+    """The GGUF file `name` stands for: one of PUBLISHED_GGUF, fetched into the data folder (from the offline mirror
+    when one is set), else a path."""
+    if name in PUBLISHED_GGUF:
+        source = PUBLISHED_GGUF[name]
+        return fetch(source, data_dir() / source.mirror_path)
+    return Path(name)
+
+
+def _is_gpt2_bpe(tokenizer) -> bool:
+    """Whether a folder's tokenizer is GPT-2's own BPE, which tiktoken runs (faster, and as every GPT-2 run does)."""
+    encoder, _ = load_gpt2_bpe()
+    return tokenizer.tokenizer.get_vocab(with_added_tokens=True) == encoder
+
+
 def _gpt2_tokenizer(source: str, vocab_size: int) -> dict | None:
     """GPT-2's BPE for a Hugging Face GPT-2 given no --tokenizer, said as an assumption, where the model's vocabulary
     holds GPT-2's tokens; else None, or for a folder without tokenizer files an error (its ids would mean nothing)."""
     gpt2_tokens = GPT2_124M.vocab_size
     has_files = not os.path.isdir(source) or any((Path(source) / name).is_file() for name in TOKENIZER_FILES)
-    why = ("tinylm reads no tokenizer files of a GPT-2 folder" if has_files else
+    why = ("the folder has no tokenizer.json, the tokenizer file tinylm reads" if has_files else
            f"{source} holds no tokenizer files")
     if vocab_size >= gpt2_tokens:
         print(f"tokenizer: GPT-2's BPE, assumed: {why}, and the model's {vocab_size:,} rows hold GPT-2's "
@@ -147,14 +175,21 @@ def _gpt2_tokenizer(source: str, vocab_size: int) -> dict | None:
 
 
 def run_import(args: argparse.Namespace) -> Path:
-    out = args.out / "last.pt" if args.out.is_dir() else args.out
+    if args.out is None:
+        if not args.gguf:
+            raise InputError("give --out, where to write the checkpoint (a run folder gets last.pt)")
+        args.out = runs_dir() / Path(args.gguf).name.split(".")[0].lower()  # smollm2-135m-instruct: runs/smollm2-...
+    out = args.out / "last.pt" if args.out.is_dir() or not args.out.suffix else args.out
     refuse_to_replace_training_run(out)  # before the conversion's work: a run folder's last.pt is no place for it
     model, tokenizer, source = _import_model(args)
     save_checkpoint(out, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=source))
-    print(f"wrote {out}: {model.num_parameters():,} parameters, {model.config.n_layer} layers, "
+    print(f"wrote {shown(out)}: {model.num_parameters():,} parameters, {model.config.n_layer} layers, "
           f"context {model.config.block_size}, " + (f"{tokenizer['kind']} tokenizer" if tokenizer else
           f"no tokenizer saved (none given, and a vocabulary of {model.config.vocab_size:,} is not GPT-2's)"))
-    if tokenizer:
+    if tokenizer and chat_token_ids(tokenizer_from_dict(tokenizer)) is not None:
+        print(f"next: python -m tinylm.chat --ckpt {shown(out.parent)}   or   python -m tinylm.serve --ckpt "
+              f"{shown(out.parent)}")
+    elif tokenizer:
         print(f"next: python -m tinylm.sample --ckpt {out} --prompt \"Once upon a time\"   or   "
               f"python -m tinylm.eval loss --ckpt {out} --text FILE.txt")
     else:
@@ -190,10 +225,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     source = imp.add_mutually_exclusive_group(required=True)
     source.add_argument("--hf", metavar="NAME", help="a transformers folder (GPT-2 or Llama), or a Hub name online")
     source.add_argument("--llama2c", type=Path, metavar="FILE", help="a llama2.c .bin (the legacy format run.c reads)")
+    source.add_argument("--gguf", metavar="FILE", help="a Llama-family GGUF file, or a name: "
+                        f"{', '.join(PUBLISHED_GGUF)} (fetched, or read from the offline mirror)")
     imp.add_argument("--tokenizer", type=Path, metavar="FILE", help="a SentencePiece tokenizer.model, such as "
                      "stories15M's (default: an HF Llama folder's own, GPT-2's BPE for a GPT-2 of its vocabulary, "
                      "else none)")
-    add_out(imp, "the checkpoint (a folder gets last.pt)")
+    add_out(imp, "the checkpoint (a folder gets last.pt)", default="runs/NAME for --gguf, else required")
     imp.set_defaults(run=run_import)
     return parser.parse_args(argv)
 

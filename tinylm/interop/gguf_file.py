@@ -8,7 +8,6 @@ are permuted as llama.cpp's own converter does. A byte-level BPE is its "gpt2" t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -16,6 +15,7 @@ import torch
 from ..model.gpt import GPT
 from ..model.rope import rotate_half_to_interleaved
 from ..paths import atomic_folder
+from ..tokenizers.pretrained import pre_tokenizer_name
 from .hf_gpt2 import check_exportable
 from .hf_llama import InteropError, llama_shape_problems
 from .vocab_export import ExportedVocab
@@ -85,18 +85,23 @@ def _add_tokenizer(writer, vocab: ExportedVocab) -> None:
         writer.add_token_list([rwkv_escaped(token) for token in vocab.tokens])
     else:
         writer.add_tokenizer_model("gpt2")
-        writer.add_tokenizer_pre("gpt-2")
+        writer.add_tokenizer_pre(pre_tokenizer_name(vocab.tokenizer_json))
         writer.add_token_list(vocab.tokens)
         writer.add_token_merges([f"{left} {right}" for left, right in vocab.merges])
     types = [gguf.TokenType.NORMAL] * len(vocab.tokens)
     for token, i in vocab.special.items():
         types[i] = gguf.TokenType.UNKNOWN if i == vocab.unk else gguf.TokenType.CONTROL
     writer.add_token_types(types)
-    if vocab.eot is not None:
-        writer.add_bos_token_id(vocab.eot)
-        writer.add_eos_token_id(vocab.eot)
+    ids = {token: i for i, token in enumerate(vocab.tokens)}
+    for add, token in ((writer.add_bos_token_id, vocab.bos), (writer.add_eos_token_id, vocab.eos)):
+        if token is not None or vocab.eot is not None:
+            add(ids[token] if token is not None else vocab.eot)
+    if vocab.pad is not None:
+        writer.add_pad_token_id(ids[vocab.pad])
     if vocab.unk is not None:
         writer.add_unk_token_id(vocab.unk)
+    if vocab.chat_template is not None:
+        writer.add_chat_template(vocab.chat_template)
     writer.add_add_bos_token(False)  # tinylm's prompts start with their own text
     writer.add_add_eos_token(False)
 
@@ -108,9 +113,9 @@ def write_gguf(model: GPT, vocab: ExportedVocab, path: str | Path, name: str = "
     import gguf
 
     architecture = gguf_architecture(model)
-    if vocab.kind == "bpe" and not _gpt2_pre_tokenized(vocab):
-        raise InteropError("this BPE does not cut text with GPT-2's regex (a ByteLevel pre-tokenizer), the only one "
-                           "GGUF export writes")
+    if vocab.kind == "bpe" and pre_tokenizer_name(vocab.tokenizer_json) is None:
+        raise InteropError("this BPE cuts text in a way llama.cpp has no name for (GGUF export writes GPT-2's, "
+                           "SmolLM's and Llama 3's pre-tokenizers)")
     cfg, path = model.config, Path(path)
     with atomic_folder(path.parent) as staging:
         writer = gguf.GGUFWriter(staging / path.name, architecture)
@@ -137,11 +142,3 @@ def write_gguf(model: GPT, vocab: ExportedVocab, path: str | Path, name: str = "
         writer.write_tensors_to_file()
         writer.close()
     return path
-
-
-def _gpt2_pre_tokenized(vocab: ExportedVocab) -> bool:
-    """Whether the tokenizer.json cuts text as GPT-2 does: a ByteLevel pre-tokenizer with its regex, no normalizer."""
-    saved = json.loads(vocab.tokenizer_json)
-    pre = saved.get("pre_tokenizer") or {}
-    return saved.get("normalizer") is None and pre.get("type") == "ByteLevel" and pre.get("use_regex", True)
-

@@ -269,6 +269,10 @@ def hf_llama_config_of(model: GPT, tokenizer=None):
     transformers = _import_transformers()
     cfg = model.config
     eot = tokenizer.eot if isinstance(tokenizer, ExportedVocab) else None
+    bos = eos = eot
+    if isinstance(tokenizer, ExportedVocab):  # an imported model's own ends, where it has them
+        bos = tokenizer.tokens.index(tokenizer.bos) if tokenizer.bos is not None else eot
+        eos = tokenizer.tokens.index(tokenizer.eos) if tokenizer.eos is not None else eot
     return transformers.LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd,
@@ -284,8 +288,8 @@ def hf_llama_config_of(model: GPT, tokenizer=None):
         attention_bias=cfg.bias,
         mlp_bias=cfg.bias,
         tie_word_embeddings=cfg.tie_weights,
-        bos_token_id=getattr(tokenizer, "bos_token", eot),
-        eos_token_id=getattr(tokenizer, "eos_token", eot),
+        bos_token_id=getattr(tokenizer, "bos_token", bos),
+        eos_token_id=getattr(tokenizer, "eos_token", eos),
         architectures=["LlamaForCausalLM"],
     )
 

@@ -19,12 +19,10 @@ from ..tokenizers import EOT
 from ..tokenizers.bpe import load_gpt2_bpe
 from ..tokenizers.chat_template import IM_END, IM_START, PAD
 from ..tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
+from ..tokenizers.pretrained import chatml_template
 
 UNK = "<unk>"
-EXPORTED_KINDS = "char, GPT-2 (plain, chat or trimmed) and trained BPE (bpe:N)"
-# ChatML, as tinylm.tokenizers.chat_template renders a conversation; for apply_chat_template and llama.cpp's chat.
-CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
-          "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+EXPORTED_KINDS = "char, GPT-2 (plain, chat or trimmed), trained BPE (bpe:N) and an imported model's BPE"
 
 
 @dataclass(frozen=True)
@@ -38,6 +36,11 @@ class ExportedVocab:
     special: dict[str, int]
     rows: list[int]
     tokenizer_json: str  # Hugging Face's tokenizer.json
+    # an imported model's own begin, end and padding tokens (else <|endoftext|> is both ends) and chat template
+    bos: str | None = None
+    eos: str | None = None
+    pad: str | None = None
+    chat_template: str | None = None
 
     @property
     def eot(self) -> int | None:
@@ -62,6 +65,14 @@ def exported_vocab(tokenizer) -> ExportedVocab:
         return _gpt2_vocab(description["encoding"], kept_ids=description["kept_ids"])
     if kind == "trained_bpe":
         return _trained_bpe_vocab(description["json"])
+    model = json.loads(description["json"])["model"] if kind == "pretrained" else {}
+    if model.get("type") == "WordLevel" and all(len(token) == 1 for token in model["vocab"]):  # characters
+        return _finished(ExportedVocab("chars", sorted(model["vocab"], key=model["vocab"].get), [], {},
+                                       list(range(len(model["vocab"]))), ""))
+    if model.get("type") == "BPE":
+        chat = chatml_template(description.get("system_prompt")) if description.get("chatml") else None
+        return dataclasses.replace(_trained_bpe_vocab(description["json"]), bos=description.get("bos"),
+                                   eos=description.get("eos"), pad=description.get("pad"), chat_template=chat)
     raise InputError(f"the checkpoint's tokenizer is {kind or 'missing'}, which cannot be exported (tokenizer.json, "
                      f"GGUF); {EXPORTED_KINDS} can")
 
@@ -121,10 +132,12 @@ def hf_tokenizer_files(vocab: ExportedVocab, block_size: int) -> dict[str, bytes
     named = {"bos_token": EOT, "eos_token": EOT} if vocab.eot is not None else {}
     named |= {"unk_token": UNK} if vocab.unk is not None else {}
     named |= {"pad_token": PAD} if PAD in vocab.special else {}
+    named |= {f"{name}_token": token for name, token in (("bos", vocab.bos), ("eos", vocab.eos), ("pad", vocab.pad))
+              if token is not None}
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": block_size,
               "clean_up_tokenization_spaces": False, "split_special_tokens": True, **named}
-    if IM_START in vocab.special and IM_END in vocab.special:
-        config["chat_template"] = CHATML
+    if vocab.chat_template or (IM_START in vocab.special and IM_END in vocab.special):
+        config["chat_template"] = vocab.chat_template or chatml_template()
     return {"tokenizer.json": vocab.tokenizer_json.encode("utf-8"),
             "tokenizer_config.json": json.dumps(config, indent=2, ensure_ascii=False).encode("utf-8"),
             "special_tokens_map.json": json.dumps(named, indent=2, ensure_ascii=False).encode("utf-8")}

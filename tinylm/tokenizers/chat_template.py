@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from ..errors import InputError
 from .gpt2 import CHAT_SPECIAL_TOKENS, BPETokenizer, TrimmedBPETokenizer
 from .hf_bpe import TrainedBPETokenizer
+from .pretrained import PretrainedTokenizer
 
 ROLES = ("system", "user", "assistant")
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -27,6 +28,11 @@ class ContextOverflow(InputError):
     """A message too long for the model's context, even with every earlier turn dropped."""
 
 
+def default_system_prompt(tokenizer) -> str:
+    """The system prompt a conversation gets unless one is given: a published model's own, else the course's."""
+    return getattr(tokenizer, "system_prompt", None) or DEFAULT_SYSTEM_PROMPT
+
+
 def chat_token_ids(tokenizer) -> dict[str, int] | None:
     """The ids of <|im_start|>, <|im_end|> and <|pad|> in this tokenizer, or None if it lacks any of them."""
     if isinstance(tokenizer, BPETokenizer):
@@ -39,6 +45,11 @@ def chat_token_ids(tokenizer) -> dict[str, int] | None:
     if isinstance(tokenizer, TrainedBPETokenizer):
         ids = {name: tokenizer.token_id(name) for name in CHAT_SPECIAL_TOKENS}
         return None if None in ids.values() else ids
+    if isinstance(tokenizer, PretrainedTokenizer) and tokenizer.chatml:
+        ids = {name: tokenizer.token_id(name) for name in (IM_START, IM_END)}
+        # a published model pads with its own padding token, often <|im_end|> itself, else with <|im_end|>
+        return None if None in ids.values() else {**ids, PAD: ids[IM_END] if tokenizer.pad_id is None
+                                                  else tokenizer.pad_id}
     return None
 
 
@@ -73,7 +84,8 @@ class ChatTemplate:
         # Ids that are no text of a reply: <|pad|>, and a trimmed vocabulary's <unk> (every dropped GPT-2 token at
         # once). A small model may still give them probability; a reply never draws them.
         unk = getattr(tokenizer, "unk_id", None)
-        self.not_text = (self.pad,) if unk is None else (self.pad, unk)
+        padding = () if self.pad in self.stop_tokens else (self.pad,)  # a model that pads with <|im_end|> stops on it
+        self.not_text = padding if unk is None else (*padding, unk)
 
     def render(self, messages: list[dict]) -> RenderedChat:
         """Every message as `<|im_start|>role\\n content <|im_end|>\\n`; the answer tokens are an assistant's

@@ -18,17 +18,43 @@ MIN_VOCAB = 257  # the 256 bytes and <|endoftext|>
 MAX_VOCAB = 65_536  # token files store ids as uint16
 
 
-class TrainedBPETokenizer:
-    """A byte-level BPE learned from a text; `json` is a `tokenizers.Tokenizer`'s serialised form."""
+class HFTokenizer:
+    """A Hugging Face `tokenizers.Tokenizer`, from its serialised JSON: what a trained BPE and a published model's
+    tokenizer (tinylm.tokenizers.pretrained) share. Special-token text in a text stays text."""
 
-    def __init__(self, json: str):
+    def __init__(self, json: str, what: str):
         from tokenizers import Tokenizer
 
         try:
             self.tokenizer = Tokenizer.from_str(json)
         except Exception as error:  # tokenizers raises a bare Exception on malformed JSON
-            raise InputError(f"the trained BPE tokenizer's JSON cannot be read ({error})") from None
+            raise InputError(f"the {what}'s JSON cannot be read ({error})") from None
         self.tokenizer.encode_special_tokens = True  # "<|endoftext|>" in a text is text, not the special token
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        """Many texts at once, on every core (the Rust side releases the GIL)."""
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
+
+    def token_id(self, token: str) -> int | None:
+        """The id of a special token such as <|im_end|>, or None if this tokenizer lacks it."""
+        return self.tokenizer.token_to_id(token)
+
+
+class TrainedBPETokenizer(HFTokenizer):
+    """A byte-level BPE learned from a text; `json` is a `tokenizers.Tokenizer`'s serialised form."""
+
+    def __init__(self, json: str):
+        super().__init__(json, "trained BPE tokenizer")
         self.eot_token = self.tokenizer.token_to_id(EOT)
         if self.eot_token is None:
             raise InputError(f"the trained BPE tokenizer has no {EOT} token")
@@ -49,24 +75,6 @@ class TrainedBPETokenizer:
                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
         tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
         return cls(tokenizer.to_str())
-
-    @property
-    def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size(with_added_tokens=True)
-
-    def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
-
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Many texts at once, on every core (the Rust side releases the GIL)."""
-        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-    def decode(self, ids) -> str:
-        return self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=False)
-
-    def token_id(self, token: str) -> int | None:
-        """The id of a special token such as <|im_end|>, or None if this tokenizer lacks it."""
-        return self.tokenizer.token_to_id(token)
 
     def with_chat_tokens(self, tokens: Iterable[str]) -> "TrainedBPETokenizer":
         """A copy with `tokens` added as special tokens after the learned ones (ids unchanged)."""

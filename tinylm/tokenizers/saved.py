@@ -11,9 +11,11 @@ from .char import CharTokenizer
 from .gpt2 import BPETokenizer, TrimmedBPETokenizer
 from .hf_bpe import TrainedBPETokenizer
 from .llama import SentencePieceTokenizer
+from .pretrained import PretrainedTokenizer
 
 KINDS = {"char": "characters, one token each", "bpe": "GPT-2's BPE", "bpe-trimmed": "GPT-2's BPE trimmed to a corpus",
-         "trained_bpe": "a BPE trained on its own text (bpe:N)", "sentencepiece": "SentencePiece"}
+         "trained_bpe": "a BPE trained on its own text (bpe:N)", "sentencepiece": "SentencePiece",
+         "pretrained": "a published model's own"}
 
 
 def describe_tokenizer(tokenizer) -> str:
@@ -40,6 +42,9 @@ def tokenizer_from_dict(values: dict[str, Any]):
             return TrimmedBPETokenizer(values["kept_ids"], values.get("encoding", "gpt2"))
         if kind == "trained_bpe":
             return TrainedBPETokenizer(values["json"])
+        if kind == "pretrained":
+            return PretrainedTokenizer(values["json"], values.get("bos"), values.get("eos"), values.get("pad"),
+                                       bool(values.get("chatml")), values.get("system_prompt"))
         if kind == "sentencepiece":
             return SentencePieceTokenizer(base64.b64decode(values["model"]))
     except KeyError as error:
@@ -48,4 +53,5 @@ def tokenizer_from_dict(values: dict[str, Any]):
         raise InputError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
     shown = {k: v for k, v in values.items() if k not in ("model", "json")}  # a model's bytes would fill the screen
     raise InputError(f"unknown tokenizer description {shown!r}: "
-                     "expected kind 'char', 'bpe', 'bpe-trimmed', 'trained_bpe' or 'sentencepiece'")
+                     "expected kind 'char', 'bpe', 'bpe-trimmed', 'trained_bpe', 'pretrained' or "
+                     "'sentencepiece'")
