@@ -21,7 +21,6 @@ from tinylm.interop.hf_gpt2 import (  # noqa: E402
     tinylm_to_hf_state_dict,
     to_hf_gpt2,
 )
-from tinylm.interop.vocab_export import exported_vocab  # noqa: E402
 from tinylm.model.gpt import GPT  # noqa: E402
 from tinylm.tokenizers.char import CharTokenizer  # noqa: E402
 from tinylm.train.checkpoint import load_checkpoint, load_model, model_checkpoint, save_checkpoint  # noqa: E402

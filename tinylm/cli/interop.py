@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import GPT2_124M, GPTConfig
-from ..errors import InputError
 from ..download import fetch
+from ..errors import InputError
 from ..interop.gguf_file import gguf_architecture, write_gguf
 from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
@@ -27,8 +27,8 @@ from ..interop.vocab_export import exported_vocab, with_rows
 from ..paths import check_output_folder, data_dir, runs_dir, shown
 from ..tokenizers.bpe import load_gpt2_bpe
 from ..tokenizers.chat_template import chat_token_ids
-from ..tokenizers.saved import tokenizer_from_dict
 from ..tokenizers.llama import SentencePieceTokenizer
+from ..tokenizers.saved import tokenizer_from_dict
 from ..train.checkpoint import load_model, model_checkpoint, refuse_to_replace_training_run, save_checkpoint
 from ..train.options import read_settings
 from ..train.recipes import TRACKS

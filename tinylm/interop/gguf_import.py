@@ -19,8 +19,7 @@ from ..config import GPTConfig
 from ..download import RemoteFile
 from ..model.gpt import GPT
 from ..model.rope import interleaved_to_rotate_half
-from ..tokenizers.pretrained import TokenizerImportError, PretrainedTokenizer, byte_level_bpe_json, \
-    chatml_system_prompt
+from ..tokenizers.pretrained import PretrainedTokenizer, TokenizerImportError, byte_level_bpe_json, chatml_system_prompt
 from .hf_llama import InteropError
 
 # HuggingFaceTB's SmolLM2-135M-Instruct (Apache-2.0) quantised to Q4_1 by QuantFactory: the course's real model.
@@ -163,7 +162,8 @@ def from_gguf(path: str | Path) -> tuple[GPT, PretrainedTokenizer]:
     config = gguf_config(reader, path)
     tokenizer = gguf_tokenizer(reader, path)
     if tokenizer.vocab_size > config.vocab_size:
-        raise InteropError(f"{path}: its tokenizer has {tokenizer.vocab_size:,} tokens, its model {config.vocab_size:,}")
+        raise InteropError(f"{path}: its tokenizer has {tokenizer.vocab_size:,} tokens, its model "
+                           f"{config.vocab_size:,}: the file is damaged")
     try:
         state = gguf_state_dict(reader, config)
     except (ValueError, IndexError) as error:  # a tensor whose bytes run past the end of a cut-short file
