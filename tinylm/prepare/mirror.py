@@ -31,6 +31,7 @@ from ..data.preference import PREFERENCE_DATA
 from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, sha256_of
 from ..eval.benchmarks import EVAL_FILES
 from ..eval.hellaswag import SUBSTITUTE_VAL_PATH, SUBSTITUTE_VAL_SHA256
+from ..interop.gguf_import import SMOLLM2_INSTRUCT
 from ..paths import atomic_write, check_output_folder, shown
 from ..tokenizers.bpe import GPT2_ENCODER_JSON, GPT2_VOCAB_BPE
 
@@ -109,6 +110,7 @@ MIRROR_FILES = (
     MirrorFile(FINEWEB_EDU_SAMPLE.mirror_path, FINEWEB_EDU_CSV, FINEWEB_EDU_SAMPLE.sha256, first_documents_jsonl,
                f"the text column of the first {FINEWEB_EDU_DOCUMENTS} rows as JSON lines"),
     *(downloaded(source) for source in EVAL_FILES.values()),
+    downloaded(SMOLLM2_INSTRUCT),
 )
 
 
