@@ -162,6 +162,24 @@ def test_a_wide_product_split_by_threads_equals_the_whole_product(threads, bias,
             torch.testing.assert_close(split64(x.double()), head64(x.double()), rtol=1e-12, atol=1e-12)
 
 
+def test_a_large_product_of_any_shape_is_split_by_threads_and_equals_the_whole(monkeypatch):
+    from tinylm.generate import fast
+
+    monkeypatch.setattr(fast, "SPLIT_WEIGHTS", 60)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        down = torch.nn.Linear(12, 5).double()  # fewer outputs than inputs, 60 weights: split all the same
+        small = torch.nn.Linear(11, 5).double()  # 55 weights: whole, in its own layout
+        split, whole = fast.fused_linear(down), fast.fused_linear(small)
+    finally:
+        torch.set_num_threads(before)
+    assert split.__name__ == "sliced" and whole.__name__ == "<lambda>"
+    x = torch.randn(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(split(x), down(x), rtol=1e-12, atol=1e-12)
+
+
 def test_generation_with_the_head_split_by_threads_is_the_readable_ones(model, monkeypatch):
     from tinylm.generate import fast
 

@@ -31,8 +31,8 @@
 # - an **ablation**: GPT-2's block against the whole Llama block, three seeds of 3,000 steps each, scored on
 #   held-out test tokens, a sample from each, and a verdict by a stated rule ("told apart" or "not told apart");
 #   the ladder between them, one change at a time, is an exercise;
-# - generation with the new family, and where `tinylm`'s converters for real Llama checkpoints (Hugging Face,
-#   llama2.c) live.
+# - generation with the new family, and a real model of it: SmolLM2-135M-Instruct run through the blocks you
+#   wrote.
 #
 # **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 18 min, by the course's
 # formula), then a second sitting of about 127 minutes for the 5 exercises (10 minutes per function, 20 per
@@ -90,6 +90,7 @@ from tinylm.course.ablation import (
     verdicts,
 )
 from tinylm.course.exercises import check
+from tinylm.course.notebooks import real_model
 from tinylm.course.plotting import plot_arms, use_projector_style
 from tinylm.course.speedrun import machine_line, measure_step_costs, step_cost_line
 from tinylm.eval.uncertainty import MIN_SEEDS, compare, null_pass_rate
@@ -98,6 +99,7 @@ from tinylm.model.kv_cache import bytes_per_token
 from tinylm.model.mlp import SwiGLU
 from tinylm.model.norms import make_norm, rms_norm
 from tinylm.model.rope import apply_rotary, rope_frequencies
+from tinylm.tokenizers.chat_template import ChatTemplate
 from tinylm.train.optim import learning_rate
 
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
@@ -491,11 +493,91 @@ assert with_cache == without
 print(f"{budget} greedy tokens, with and without the cache: identical")
 
 # %% [markdown]
-# ## Real checkpoints of this family
+# ## A real Llama: SmolLM2-135M-Instruct
 #
-# `tinylm.interop.hf_llama` converts to and from Hugging Face's `LlamaForCausalLM`; `python -m tinylm.interop
-# import --help` says how to read Karpathy's [llama2.c](https://github.com/karpathy/llama2.c) models, whose
-# `W_q` and `W_k` rows it permutes as above.
+# The blocks above are small and trained for minutes. [SmolLM2](https://arxiv.org/abs/2502.02737) is the same
+# family at full size: Hugging Face trained its 135M-parameter model on about 2 trillion tokens, then tuned it to
+# follow instructions. `tinylm.interop.gguf_import` reads its GGUF file (the llama.cpp format it is published in,
+# 4-bit weights dequantised to float32) into a `tinylm.GPT`. Below, the pieces you wrote (`rms_norm_from_scratch`,
+# `rope_complex`, `swiglu_from_scratch` and the grouped-query attention above, with RoPE added) run its 30 blocks on
+# the same weights, and the result must equal the package's logits.
+
+# %%
+real, real_tokenizer = real_model("smollm2-135m-instruct")
+rc = real.config
+from_rotate_half = torch.stack([torch.arange(rc.head_size // 2), torch.arange(rc.head_size // 2) + rc.head_size // 2],
+                               dim=-1).flatten()  # the package stores RoPE pairs (j, j + hs/2); yours are (2j, 2j + 1)
+
+
+def llama_from_scratch(model: tinylm.GPT, ids: torch.Tensor) -> torch.Tensor:
+    cfg, (B, T) = model.config, ids.shape
+    hs, positions = cfg.head_size, torch.arange(T)
+    x = model.transformer.wte.weight[ids]  # (B, T, C)
+    for block in model.transformer.h:
+        h = rms_norm_from_scratch(x, block.ln_1.weight, cfg.norm_eps)
+        q, k, v = block.attn.c_attn(h).split([cfg.n_head * hs, cfg.kv_heads * hs, cfg.kv_heads * hs], dim=-1)
+        q = q.view(B, T, cfg.n_head, hs).transpose(1, 2)[..., from_rotate_half]  # (B, nh, T, hs), pairs adjacent
+        k = k.view(B, T, cfg.kv_heads, hs).transpose(1, 2)[..., from_rotate_half]
+        q, k = rope_complex(q, positions, cfg.rope_theta), rope_complex(k, positions, cfg.rope_theta)
+        group = cfg.n_head // cfg.kv_heads  # query heads per key/value head
+        k = k.repeat_interleave(group, dim=1)  # (B, n_kv, T, hs) -> (B, nh, T, hs)
+        v = v.view(B, T, cfg.kv_heads, hs).transpose(1, 2).repeat_interleave(group, dim=1)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(hs)  # a score is a dot product: the pair order is free
+        scores = scores.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf"))
+        y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, T, cfg.n_head * hs)
+        x = x + block.attn.c_proj(y)
+        mlp = block.mlp
+        x = x + swiglu_from_scratch(rms_norm_from_scratch(x, block.ln_2.weight, cfg.norm_eps), mlp.c_gate.weight,
+                                    mlp.c_fc.weight, mlp.c_proj.weight)
+    x = rms_norm_from_scratch(x, model.transformer.ln_f.weight, cfg.norm_eps)
+    return x @ model.transformer.wte.weight.T  # the tied head: the embedding reads the output
+
+
+ids = torch.tensor([real_tokenizer.encode("The capital of France is")])
+with torch.no_grad():
+    yours, package = llama_from_scratch(real, ids), real(ids)[0]
+gap = ((yours - package).abs().max() / package.abs().max()).item()
+assert gap < 1e-4
+print(f"your blocks vs tinylm.GPT on SmolLM2's weights: largest gap {gap:.1e} of the largest logit")
+print(f"next token: {real_tokenizer.decode([int(package[0, -1].argmax())])!r}")
+
+# %% [markdown]
+# It is an instruction-tuned model, so it answers best inside its chat template (notebook 9 builds one). Greedy
+# replies, each from a fresh conversation with the model's own system prompt:
+
+# %%
+template = ChatTemplate(real_tokenizer)
+for question in ["What is the capital of France?", "Give me three tips for sleeping well.",
+                 "Write a haiku about the sea."]:
+    prompt = template.render_prompt([{"role": "system", "content": real_tokenizer.system_prompt},
+                                     {"role": "user", "content": question}])
+    reply = tinylm.generate_batch(real, [prompt], 24 if PROFILE == "smoke" else 80, temperature=0,
+                                  stop_tokens=template.stop_tokens)[0]
+    print(f"> {question}\n{real_tokenizer.decode(reply).removesuffix('<|im_end|>').strip()}\n")
+
+# %% [markdown]
+# Each of its choices is one of this notebook's sections, at a size where it pays:
+
+# %%
+embedding = rc.vocab_size * rc.n_embd
+periods = 2 * math.pi / rope_frequencies(rc.head_size, rc.rope_theta)
+print(f"{rc.n_layer} blocks, width {rc.n_embd}, {real.num_parameters():,} parameters")
+print(f"grouped-query attention: {rc.n_head} query heads share {rc.kv_heads} key/value heads, a cache of "
+      f"{bytes_per_token(rc, torch.bfloat16) / 1024:.0f} KiB per token in bf16 instead of "
+      f"{bytes_per_token(dataclasses.replace(rc, n_kv_head=None), torch.bfloat16) / 1024:.0f}")
+print(f"RoPE base {rc.rope_theta:,.0f} for a context of {rc.block_size:,}: the slowest pair turns every "
+      f"{periods[-1]:,.0f} positions (base 10,000: every "
+      f"{2 * math.pi / rope_frequencies(rc.head_size)[-1]:,.0f})")
+print(f"SwiGLU hidden width {rc.mlp_hidden_size:,} = 8/3 x {rc.n_embd}: {3 * rc.n_embd * rc.mlp_hidden_size:,} "
+      f"weights per block, as many as a GELU MLP 4 x {rc.n_embd} wide ({2 * rc.n_embd * 4 * rc.n_embd:,})")
+print(f"tied head: the {rc.vocab_size:,} x {rc.n_embd} embedding ({embedding:,} weights, "
+      f"{embedding / real.num_parameters():.0%} of the model) is stored once")
+
+# %% [markdown]
+# `python -m tinylm.interop import --gguf smollm2-135m-instruct` writes the same model into
+# `runs/smollm2-135m-instruct`, which `chat`, `serve`, `eval` and the fine-tuning commands take as `--ckpt` or
+# `--base`. `tinylm.interop` also reads Hugging Face's `LlamaForCausalLM` folders and Karpathy's
+# [llama2.c](https://github.com/karpathy/llama2.c) files.
 #
 # ## What you learned
 #

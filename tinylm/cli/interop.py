@@ -15,16 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from ..config import GPT2_124M, GPTConfig
-from ..download import fetch
 from ..errors import InputError
 from ..interop.gguf_file import gguf_architecture, write_gguf
-from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf
+from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf, gguf_path
 from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
 from ..interop.hf_tokenizer import hf_tokenizer
 from ..interop.llama2c import from_llama2c, write_llama2c
 from ..interop.vocab_export import exported_vocab, with_rows
-from ..paths import check_output_folder, data_dir, runs_dir, shown
+from ..paths import check_output_folder, runs_dir, shown
 from ..tokenizers.bpe import load_gpt2_bpe
 from ..tokenizers.chat_template import chat_token_ids
 from ..tokenizers.llama import SentencePieceTokenizer
@@ -115,7 +114,7 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
     """(model, the tokenizer's description or None, where the weights came from) for `import`."""
     tokenizer = SentencePieceTokenizer.from_file(args.tokenizer) if args.tokenizer else None  # a bad path fails first
     if args.gguf:
-        model, tokenizer = from_gguf(_gguf_file(args.gguf))
+        model, tokenizer = from_gguf(gguf_path(args.gguf))
         return model, tokenizer.to_dict(), f"GGUF: {args.gguf}"
     if args.llama2c:
         model, source = from_llama2c(args.llama2c), f"llama2.c: {args.llama2c}"
@@ -139,15 +138,6 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
         raise InteropError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
                            f"{model.config.vocab_size:,}: they do not belong together")
     return model, tokenizer.to_dict() if tokenizer else None, source
-
-
-def _gguf_file(name: str) -> Path:
-    """The GGUF file `name` stands for: one of PUBLISHED_GGUF, fetched into the data folder (from the offline mirror
-    when one is set), else a path."""
-    if name in PUBLISHED_GGUF:
-        source = PUBLISHED_GGUF[name]
-        return fetch(source, data_dir() / source.mirror_path)
-    return Path(name)
 
 
 def _is_gpt2_bpe(tokenizer) -> bool:

@@ -16,8 +16,10 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from ..interop.gguf_import import from_gguf, gguf_path
 from ..paths import runs_dir, shown
 from ..runtime import configure_backend, resolve_device, resolve_profile
+from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
 from ..train.options import RunOptions
 from ..train.prerequisite import Prerequisite
 from ..train.progress import format_record
@@ -133,3 +135,17 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
             f"{notebook} makes one); {stand_in.plan()}. Its text will be rougher than the full run's.")
         stand_in.ensure(say=write)
     return out
+
+
+def real_model(name: str = "smollm2-135m-instruct", say: Callable[[str], None] = print):
+    """(model, tokenizer) of a published model, as `python -m tinylm.interop import --gguf NAME` writes it into
+    runs/NAME: loaded from there, or imported first (the GGUF fetched once, or read from the offline mirror)."""
+    folder = runs_dir() / name
+    if run_file(folder, "last.pt").is_file():
+        model, tokenizer, _ = load_model(folder)
+        say(f"loaded {shown(folder)}")
+        return model, tokenizer
+    model, tokenizer = from_gguf(gguf_path(name))
+    save_checkpoint(folder / "last.pt", model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=f"GGUF: {name}"))
+    say(f"imported {name} into {shown(folder)}")
+    return model, tokenizer

@@ -22,7 +22,8 @@ from ..model.kv_cache import KVCache
 from ..model.mlp import MLP, ReLUSquared, SwiGLU
 
 Function = Callable[[torch.Tensor], torch.Tensor]
-SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads (_split_by_threads)
+SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads (_split_by_threads),
+SPLIT_WEIGHTS = 1 << 19  # and one with this many weights (2 MiB in float32), whatever its shape
 
 
 def _huge_page_bytes() -> int:
@@ -83,8 +84,9 @@ class WeightCopies:
 def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Function | None:
     """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the weight is read from
     a copy made by `copies` (by default a buffer of its own): the layers that read the same input are one product, and
-    a weight with more outputs than inputs is copied transposed, split by threads when it has at least SPLIT_OUTPUTS
-    outputs; on a GPU each layer keeps its own weight and nothing is copied. None unless
+    a weight with more outputs than inputs is copied transposed; one with at least SPLIT_OUTPUTS outputs, or of any
+    shape with at least SPLIT_WEIGHTS weights, is split by threads; on a GPU each layer keeps its own weight and
+    nothing is copied. None unless
     every layer is a plain nn.Linear (a LoRA-wrapped one adds its adapters) and all or none have a bias.
     `tinylm.generate.decode` reads the LM head through it too.
 
@@ -105,13 +107,14 @@ def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Fun
         weight = torch.cat([linear.weight.detach() for linear in linears])
         bias = None if bias is None else torch.cat([b.detach() for b in biases])
     n_out, n_in = weight.shape
-    threads = torch.get_num_threads() if n_out > n_in and n_out >= SPLIT_OUTPUTS else 1
+    split = (n_out > n_in and n_out >= SPLIT_OUTPUTS) or weight.numel() >= SPLIT_WEIGHTS
+    threads = torch.get_num_threads() if split else 1
     copies = copies or WeightCopies(n_in * threads * -(-n_out // threads))
+    if threads > 1:
+        return _split_by_threads(weight.t(), bias, threads, copies)
     if n_out <= n_in:
         weight = copies(weight)
         return lambda x: F.linear(x, weight, bias)
-    if threads > 1:
-        return _split_by_threads(weight.t(), bias, threads, copies)
     transposed = copies(weight.t())  # (in, out)
     return (lambda x: x @ transposed) if bias is None else (lambda x: torch.addmm(bias, x, transposed))
 
@@ -120,8 +123,8 @@ def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threa
                       copies: WeightCopies) -> Function:
     """x (B, in) -> x @ transposed + bias (B, out), computed as one batched product of one slice of the outputs per
     thread. A one-row product may hardly use a second thread (how it threads depends on PyTorch's BLAS library);
-    the batch of a batched product runs on all of them. Narrower products stay whole: split, they were slower in
-    whole decodes (scripts/decode_ablation.py)."""
+    the batch of a batched product runs on all of them. Smaller products stay whole: stories15M's, split, were
+    slower in whole decodes (scripts/decode_ablation.py); SmolLM2's larger ones faster (docs/results)."""
     n_in, n_out = transposed.shape
     width = -(-n_out // threads)  # outputs per slice, rounded up: the last slice ends in zero columns
     padded = F.pad(transposed, (0, threads * width - n_out))  # (in, threads·width)

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 
 from ..config import GPTConfig
-from ..download import RemoteFile
+from ..download import RemoteFile, fetch
 from ..model.gpt import GPT
 from ..model.rope import interleaved_to_rotate_half
+from ..paths import data_dir
 from ..tokenizers.pretrained import PretrainedTokenizer, TokenizerImportError, byte_level_bpe_json, chatml_system_prompt
 from .hf_llama import InteropError
 
@@ -172,3 +173,12 @@ def from_gguf(path: str | Path) -> tuple[GPT, PretrainedTokenizer]:
     model = GPT(config)
     model.load_state_dict(state)
     return model.eval(), tokenizer
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file `name` stands for: one of PUBLISHED_GGUF, fetched once into the data folder (copied from the
+    offline mirror when one is set, else downloaded, sha256 checked), else `name` as a path."""
+    if name in PUBLISHED_GGUF:
+        source = PUBLISHED_GGUF[name]
+        return fetch(source, data_dir() / source.mirror_path)
+    return Path(name)
