@@ -4,7 +4,8 @@
         --gguf ../shared/data/models/SmolLM2-135M-Instruct.Q4_1.gguf [--rounds 3] [--out docs/results/NAME]
 
 At batch 1: prefill tokens/s of a --prompt-tokens prompt, and decode tokens/s of --new-tokens after a 1-token prompt
-and after the long one. tinylm runs its cached generation (the fast step) in float32, and in bfloat16 where the CPU
+and after the long one, each side timing its steps alone (tinylm's weight copies and llama.cpp's load excluded).
+tinylm runs its cached generation (the fast step) in float32, and in bfloat16 where the CPU
 has native bf16; llama.cpp runs tinylm's float32 GGUF export of the checkpoint (the same weights) and the --gguf file
 (the published quantisation). Rounds alternate the arms, so a slow spell of the machine hits each; the figures are the
 medians, with tinylm's ratio to each llama.cpp file. --out writes NAME.json and NAME.md.
@@ -26,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinylm.generate.decode import generate  # noqa: E402
+from tinylm.generate.fast import fast_decode_step, fused_linear  # noqa: E402
 from tinylm.model.kv_cache import KVCache  # noqa: E402
 from tinylm.runtime import bf16_is_fast, configure_backend  # noqa: E402
 from tinylm.train.checkpoint import load_model  # noqa: E402
@@ -34,22 +36,26 @@ MEASURES = ("prefill", "decode after 1", "decode after P")
 
 
 def tinylm_round(model, prompt_tokens: int, new_tokens: int) -> dict[str, float]:
-    """tokens/s of one round: a prefill of `prompt_tokens`, then `new_tokens` greedy after 1 and after the prompt."""
+    """tokens/s of one round, as generate computes them: a prefill of `prompt_tokens` (the model's decode_step), then
+    `new_tokens` greedy steps of the fast step after 1 prompt token and after the whole prompt. The fast step's
+    weight copies are made before the clock starts, as llama-bench loads its model before timing."""
     ids = torch.Generator().manual_seed(0)
     long_prompt = torch.randint(1000, model.config.vocab_size, (1, prompt_tokens), generator=ids)
+    step, head = fast_decode_step(model), fused_linear(model.lm_head)
+    out = {}
     with torch.no_grad():
-        cache = KVCache(model.config, 1)
-        start = time.perf_counter()
-        model.decode_step(long_prompt, cache)
-        prefill = prompt_tokens / (time.perf_counter() - start)
-    out = {"prefill": prefill}
-    for name, prompt in (("decode after 1", long_prompt[:, :1]), ("decode after P", long_prompt)):
-        start = time.perf_counter()
-        generate(model, prompt, 1, temperature=0)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        generate(model, prompt, new_tokens + 1, temperature=0)
-        out[name] = new_tokens / (time.perf_counter() - start - one)
+        for name, prompt in (("prefill", long_prompt), ("decode after 1", long_prompt[:, :1]),
+                             ("decode after P", long_prompt)):
+            cache = KVCache(model.config, 1)
+            start = time.perf_counter()
+            logits = model.decode_step(prompt, cache, head)
+            if name == "prefill":
+                out[name] = prompt_tokens / (time.perf_counter() - start)
+                continue
+            start = time.perf_counter()
+            for _ in range(new_tokens):
+                logits = step(logits.argmax(-1, keepdim=True), cache, head)
+            out[name] = new_tokens / (time.perf_counter() - start)
     return out
 
 

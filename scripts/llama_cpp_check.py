@@ -158,7 +158,8 @@ def check_import(gguf: Path, llama_python: Path, steps: int, env: dict, work: Pa
             print(f"  prompt ids {'equal' if same_ids else 'DIFFER'} ({len(prompt_ids)}), greedy tokens equal "
                   f"{equal}/{steps}: {text[-40:]!r}")
             if equal < steps:
-                print(f"    tinylm:    {tokenizer.decode(tokens)!r}\n    llama.cpp: {tokenizer.decode(their['tokens'])!r}")
+                print(f"    tinylm:    {tokenizer.decode(tokens)!r}\n"
+                      f"    llama.cpp: {tokenizer.decode(their['tokens'])!r}")
         print(f"  {equal_prompts} of {len(texts)} prompts equal in ids and every greedy token")
     return passed
 

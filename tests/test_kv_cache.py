@@ -255,3 +255,26 @@ def test_rope_keys_are_cached_rotated_at_their_absolute_position(family_model, a
         _, k, _ = block.attn.heads(x, model.rope(torch.arange(6)))
     torch.testing.assert_close(alone.layers[0].keys[:, :, :6], k, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(padded.layers[0].keys[:, :, 3:9], k, atol=1e-6, rtol=1e-5)
+
+
+def test_a_generation_holds_only_the_positions_it_can_use(make_model, monkeypatch):
+    """A long context costs no memory a generation cannot fill: the cache holds the prompt and the new tokens, and
+    the tokens are those of a cache as long as the context."""
+    import tinylm.generate.decode as decode_module
+
+    model = make_model(seed=0, block_size=64).eval()
+    made = []
+
+    class Recorded(KVCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    prompts = [[1, 2, 3], [4, 5]]
+    whole = generate_batch(model, prompts, 7, temperature=0)
+    monkeypatch.setattr(decode_module, "KVCache", Recorded)
+    assert generate_batch(model, prompts, 7, temperature=0) == whole
+    assert made[0].capacity == 3 + 7
+    assert made[0].nbytes() == 2 * 10 * bytes_per_token(model.config, torch.float32)
+    generate_batch(model, prompts, 100, temperature=0)  # more than the context: the whole context, then it slides
+    assert made[1].capacity == 64

@@ -2,6 +2,7 @@
 activation checkpointing; and a batch that cannot fit is refused before the first step with the figure and a batch
 size that fits, not left to the OOM killer."""
 
+import dataclasses
 
 import numpy as np
 import pytest
@@ -36,19 +37,20 @@ def test_a_batch_that_cannot_fit_is_refused_at_construction_naming_a_batch_size_
         Trainer(model, train_config(batch_size=10**8), *tokens, device="cpu")
     message = describe(refused.value)
     need = step_memory(model.config, model.num_parameters(), torch.float32, "cpu")
-    fits = int(message.split("(--batch-size ")[1].split(")")[0])
+    fits = int(message.split("(--batch-size ")[1].split(",")[0])
     held = sum(p.numel() * 4 for p in model.parameters())
     assert need.total(fits) <= 2 * 10**9 + held < need.total(fits + 1)
     assert message.startswith(f"one training step needs about {need.total(10**8) / 1e9:.1f} GB (")
     assert f"micro-batch of 100,000,000 sequences of 16 tokens), more than the {(2e9 + held) / 1e9:.1f} GB the CPU " \
-           f"has; use a batch size of at most {fits:,} (--batch-size {fits}), or a smaller model" in message
+           f"has; use a batch size of at most {fits:,} (--batch-size {fits}, with --set grad_accum_steps=" \
+           f"{-(-10**8 // fits)} to keep the optimizer's batch), or a smaller model" in message
     Trainer(model, train_config(batch_size=fits), *tokens, device="cpu")  # the advice holds
 
     # A GPU's memory counts the activations in bf16, and without the CPU's heap overhead: more sequences fit.
     with pytest.raises(NotEnoughMemory, match=r"more than the 2\.0 GB the GPU \(cuda:0\) has; use a batch size of at "
                                               r"most ([\d,]+)") as on_gpu:
         check_training_memory(model, 10**8, torch.device("cuda", 0), torch.bfloat16)
-    assert int(on_gpu.value.args[0].split("(--batch-size ")[1].split(")")[0]) > fits
+    assert int(on_gpu.value.args[0].split("(--batch-size ")[1].split(",")[0]) > fits
 
     monkeypatch.setattr(memory, "free_memory", lambda device: 0)
     with pytest.raises(NotEnoughMemory, match="even one sequence does not fit: use a smaller model or a shorter"):
@@ -139,3 +141,13 @@ def test_the_activation_checkpointing_option_reaches_the_trainer_and_may_change_
     Trainer(model, train_config(activation_checkpointing=True), *tokens, device="cpu")
     assert model.activation_checkpointing
     check_resume({"activation_checkpointing": True}, {"activation_checkpointing": False}, REPO)  # no error
+
+
+def test_a_run_of_conversations_is_sized_by_its_longest_row_not_the_context(make_model, monkeypatch):
+    """A long-context model fine-tuned on short conversations: the step's memory is that of its longest row."""
+    model = make_model(block_size=4096)
+    short = step_memory(dataclasses.replace(model.config, block_size=40), model.num_parameters(), torch.float32, "cpu")
+    monkeypatch.setattr(memory, "free_memory", lambda device: short.total(8) + 10**6)
+    check_training_memory(model, 8, torch.device("cpu"), torch.float32, longest=40)
+    with pytest.raises(NotEnoughMemory, match="sequences of 4,096 tokens"):
+        check_training_memory(model, 8, torch.device("cpu"), torch.float32)

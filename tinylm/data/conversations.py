@@ -64,6 +64,11 @@ class ConversationLoader:
         self.epoch, self.cursor = 0, 0
         self.order = self._epoch_order()
 
+    @property
+    def longest(self) -> int:
+        """The most tokens one of its rows holds: what a training step's memory is sized by."""
+        return int(self.lengths.max())
+
     def _epoch_order(self) -> torch.Tensor:
         """(batches, global_batch) conversation indices for one epoch."""
         shuffled = torch.randperm(len(self.conversations), generator=self.generator)

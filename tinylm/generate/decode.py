@@ -104,7 +104,8 @@ def decode(
             seen[row, torch.as_tensor(prompt, dtype=torch.long, device=device)] = True
 
     generator = sampling.generator(device)
-    cache = KVCache(model.config, batch_size) if supports_cache else None
+    # the positions it can ever hold: the context, or the prompt and the new tokens where they are fewer
+    cache = KVCache(model.config, batch_size, capacity=longest + max_new_tokens) if supports_cache else None
     # the head in the layout the CPU reads fastest, for either step (see tinylm.generate.fast); None: the model's own
     head = fused_linear(model.lm_head) if supports_cache else None
     # the fast step serves one new position after a prefill, which only the cached loop has: no copies for the other

@@ -49,8 +49,10 @@ class KVCache:
     alone.
     """
 
-    def __init__(self, config: GPTConfig, batch_size: int, pad_lengths: torch.Tensor | None = None):
-        self.capacity = config.block_size
+    def __init__(self, config: GPTConfig, batch_size: int, pad_lengths: torch.Tensor | None = None, *,
+                 capacity: int | None = None):
+        # positions it holds: the context, or fewer where a generation needs fewer (a long-context model's memory)
+        self.capacity = config.block_size if capacity is None else min(capacity, config.block_size)
         self.batch_size = batch_size
         self.layers = [LayerCache(self) for _ in range(config.n_layer)]
         self.length = 0

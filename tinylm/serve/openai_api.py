@@ -137,6 +137,16 @@ def completion_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
+def with_default_system(messages, tokenizer):
+    """The messages as the model's own chat template renders them: an imported model whose template writes a system
+    prompt where a conversation has none (SmolLM2's) gets it here too."""
+    system = getattr(tokenizer, "system_prompt", None)
+    if system and isinstance(messages, list) and messages and isinstance(messages[0], dict) and \
+            messages[0].get("role") != "system":
+        return [{"role": "system", "content": system}, *messages]
+    return messages
+
+
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
@@ -254,7 +264,7 @@ class OpenAIRoutes:
                                        "/v1/completions, or serve a model fine-tuned with python -m tinylm.sft")
         body = await self.app.read_json(request)
         try:
-            ids = session.template.render_prompt(body.get("messages"))
+            ids = session.template.render_prompt(with_default_system(body.get("messages"), session.template.tokenizer))
             default = min(session.max_new_tokens, self.block_size - len(ids))
             sampling = sampling_of(body, max(default, 1), self.block_size - 1)
             self.check_fits(len(ids), sampling.max_tokens)

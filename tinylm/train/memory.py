@@ -13,6 +13,7 @@ naming the largest batch that fits; on a CPU it counts what the process holds be
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -244,15 +245,18 @@ def free_memory(device: torch.device) -> int | None:
 
 def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype,
                           processes: int = 1, checkpointing: bool = False,
-                          advice: Callable[[int], str] | None = None) -> None:
+                          advice: Callable[[int], str] | None = None, longest: int | None = None) -> None:
     """Raise NotEnoughMemory if a training step of `model` (already on `device`) at `batch_size` sequences per
     micro-batch needs more than `device` has free. `processes`: how many processes of the run share that memory
     (every process of a run on the CPU; one per GPU). `checkpointing`: whether blocks are rebuilt in backward.
-    `advice`: what to do, given the largest batch that fits (>= 1); by default a --batch-size."""
+    `advice`: what to do, given the largest batch that fits (>= 1); by default a --batch-size. `longest`: the
+    longest sequence the run trains on, where it is shorter than the context (conversations)."""
     free = free_memory(device)
     if free is None:
         return
-    need = step_memory(model.config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing)
+    config = model.config if longest is None else dataclasses.replace(model.config, block_size=min(
+        longest, model.config.block_size))
+    need = step_memory(config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing)
     held = sum(p.numel() * p.element_size() for p in model.parameters())  # on the device already: not in `free`
     available = free // processes + held
     if need.total(batch_size) <= available:
@@ -263,10 +267,11 @@ def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch
     if fits < 1:
         advice = "even one sequence does not fit: use a smaller model or a shorter context (block_size)"
     else:
-        advice = (advice or (lambda n: f"use a batch size of at most {n:,} (--batch-size {n}), or a smaller model"))(
-            fits)
+        advice = (advice or (lambda n: f"use a batch size of at most {n:,} (--batch-size {n}, with --set "
+                             f"grad_accum_steps={-(-batch_size // n)} to keep the optimizer's batch), or a smaller "
+                             "model"))(fits)
     raise NotEnoughMemory(
         f"one training step needs about {need.total(batch_size) / GB:.1f} GB ({need.weights / GB:.1f} GB for the model "
         f"and its optimizer, {batch_size * need.per_sequence / GB:.1f} GB for a micro-batch of {batch_size:,} "
-        f"sequences of {model.config.block_size:,} tokens), more than the "
+        f"sequences of {config.block_size:,} tokens), more than the "
         f"{available / GB:.1f} GB {where} has{share}; {advice}")

@@ -174,7 +174,7 @@ class Trainer:
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
                               processes=self.world.size if self.device.type == "cpu" else 1,
                               checkpointing=cfg.activation_checkpointing,
-                              advice=self.memory_advice)
+                              advice=self.memory_advice, longest=getattr(train_data, "longest", None))
 
     def _check_sharding(self) -> None:
         """The one-line errors of a combination --fsdp cannot train."""

@@ -36,6 +36,11 @@ class PairLoader(ConversationLoader):
         super().__init__(pairs, batch_size, pad_id, seed=seed, rank=rank, world_size=world_size)
         self.reference = reference
 
+    @property
+    def longest(self) -> int:
+        """A pair trains as two rows: for the memory a step needs, one row twice as long as its longer one."""
+        return 2 * super().longest
+
     def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
         if self.cursor == len(self.order):
             self.epoch, self.cursor = self.epoch + 1, 0
