@@ -112,3 +112,17 @@ def test_the_chat_page_of_a_base_model_points_at_the_api(base_server):
                        headers={"Content-Type": "application/json"})
     response = connection.getresponse()
     assert response.status == 400 and "/v1/completions" in json.loads(response.read())["error"]
+
+
+def test_an_imported_models_default_system_prompt_is_written_as_its_template_writes_it():
+    from types import SimpleNamespace
+
+    from tinylm.serve.openai_api import with_default_system
+
+    own = SimpleNamespace(system_prompt="You are SmolLM.")
+    asked = [{"role": "user", "content": "Hi"}]
+    assert with_default_system(asked, own) == [{"role": "system", "content": "You are SmolLM."}, *asked]
+    given = [{"role": "system", "content": "Be brief."}, *asked]
+    assert with_default_system(given, own) == given  # a conversation's own system prompt wins
+    assert with_default_system(asked, SimpleNamespace()) == asked  # the course's models: as sent
+    assert with_default_system("not a list", own) == "not a list"  # the template refuses it in one line

@@ -34,9 +34,9 @@
 # - generation with the new family, and a real model of it: SmolLM2-135M-Instruct run through the blocks you
 #   wrote.
 #
-# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 18 min, by the course's
-# formula), then a second sitting of about 127 minutes for the 5 exercises (10 minutes per function, 20 per
-# experiment, and 57 min of training).
+# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 15 min, by the course's
+# formula), then a second sitting of about 113 minutes for the 5 exercises (10 minutes per function, 20 per
+# experiment, and 43 min of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -388,7 +388,7 @@ arms = [chain[0], llama]  # the lesson's two arms
 # (recipe: 128-token windows, batches of 16), at the recipe's peak rate. Why 3,000 steps and two arms: after
 # 1,000 steps GPT-2's arm did not yet hold a sentence together, and of the levers that fit a lesson (a smaller vocabulary, a smaller
 # model, more steps per run) only more steps made it do so, ending seed 0 at 3.352 nats per token on this test
-# split (at one thread; this notebook's seed 0 at two: 3.348) against 3.885 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
+# split (at one thread; this notebook's seed 0 at two: 3.344) against 3.885 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
 # 3,000 steps would not fit that cap (exercise 3 prints what the four others cost), so the lesson trains
 # two. The arms are **told apart** only when every seed of one beats every seed of the
 # other (`tinylm.eval.uncertainty.told_apart`), a rule that cannot show there is no difference (the 10% it prints
@@ -468,13 +468,14 @@ for arm in arms:
 # %% [markdown]
 # How to read this. After 3,000 steps the Llama block beat GPT-2's at every seed, by 0.111 nats per token (1.190
 # against 1.231 bits per byte): told apart, and by far more than the seeds' spread (each arm's seeds lie within
-# 0.010 of each other). It did so with fewer weights (1,069,920 against 1,117,248: no biases, no position table,
+# 0.014 of each other). It did so with fewer weights (1,069,920 against 1,117,248: no biases, no position table,
 # half the key/value projections). The rule says that the whole block is better here, at this one
-# learning rate and 3.5 passes over the sample, not which of its five changes makes it so: exercise 3 trains the arms between. Both samples tell a story for a sentence or two, then
-# drift: GPT-2's John gives way to "the two friends", a man who says "Mommy" and a Timmy; Llama's Tom becomes
-# Tim, and the "big, red sun" he found is "a big, old house" one sentence later. The ms per step column is the median of three runs trained one after another on a
-# shared machine, where a stall can strike any run (Llama's seed 0 took 356 s for the steps its other seeds took in
-# 155 and 145 s). Timed apart, in seven alternating rounds, Llama's step cost 1.11 times GPT-2's, and the two arms'
+# learning rate and 3.5 passes over the sample, not which of its five changes makes it so: exercise 3 trains the
+# arms between. Both samples open a story and drift within a sentence or two: GPT-2's Timmy says things that do not
+# follow from each other ("I don't worry, mommy! I'm sorry"); Llama's "little boy named Lily" is "she" a sentence later, and the sun gives way to "a big, white tree with a big, yummy fish". The ms per step
+# column is the median of three runs trained one after another on a shared machine, where a stall can strike any run
+# (GPT-2's seed 0 took 216 s for the steps its other seeds took in 116 and 125 s). Timed apart, in seven
+# alternating rounds, Llama's step cost 1.08 times GPT-2's, and the two arms'
 # rounds overlap: not told apart by a rule of rounds (every round of one arm dearer than every round of the other). Exercise 4 races equal
 # seconds.
 #
