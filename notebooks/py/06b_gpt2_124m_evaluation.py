@@ -79,13 +79,13 @@ import torch.nn.functional as F
 
 import tinylm
 from tinylm.bench.measure import PRESETS, CompileUnavailable, compare_compiled
-from tinylm.course.notebooks import find_or_train, real_model
+from tinylm.course.notebooks import find_or_train
 from tinylm.data.tokens import read_tokens
 from tinylm.download import reachable
 from tinylm.eval.benchmarks import Cloze, MultipleChoice, Task, named_task
 from tinylm.eval.core import compare_results, evaluate_core
 from tinylm.eval.ngram import bigram_log_probs
-from tinylm.eval.scoring import MAIN_METRIC, SEED, encode_pair, evaluate_task, render, shots_for, start_ids
+from tinylm.eval.scoring import SEED, encode_pair, evaluate_task, render, shots_for, start_ids
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.interop.hf_gpt2 import from_hf_gpt2
 
@@ -384,69 +384,6 @@ if reference is not None:
     print(f"LAMBADA, first {LAMBADA_ITEMS}: acc {ref_lambada.accuracy:.3f}, perplexity "
           f"{ref_lambada.metrics['perplexity']:.2f}")
 
-# %% [markdown]
-# ## A model with skill: SmolLM2-135M-Instruct
-#
-# The story model sits near the baselines, so the field's benchmarks cannot show it learning anything. A model
-# trained at the field's scale can. [SmolLM2-135M-Instruct](https://arxiv.org/abs/2502.02737) has GPT-2 124M's size;
-# Hugging Face pretrained it on about 2 trillion tokens (FineWeb-Edu among them), then tuned it to follow
-# instructions. Notebook 8a runs it through the Llama block; here both models answer the same first items of six
-# benchmarks, **zero-shot** (no solved examples, as SmolLM2's own figures were measured). An item too long for the
-# story model's 128 tokens loses context from the left, so both score every item, and McNemar's test pairs them:
-
-# %%
-real, real_tok = real_model("smollm2-135m-instruct")
-real = real.to(DEVICE)
-SKILL_ITEMS = {"smoke": 3, "cpu": 200, "gpu": 1000}[PROFILE]
-skill = {}
-for name in ["arc_easy", "arc_challenge", "piqa", "hellaswag_zeroshot", "mmlu", "lambada"]:
-    task = dataclasses.replace(named_task(name), shots=0)
-    pair = {label: evaluate_task(model, tok, task, limit=SKILL_ITEMS, truncate=True)
-            for label, (model, tok) in (("story", (story_model, story_tok)), ("SmolLM2", (real, real_tok)))}
-    skill[name] = pair
-    test = compare_results(pair["story"], pair["SmolLM2"]).test
-    cells = []
-    for label, result in pair.items():
-        low, high = wilson_interval(sum(result.correct), len(result.correct))
-        cells.append(f"{label} {result.accuracy:.3f} [{low:.2f}, {high:.2f}]")
-    print(f"{name:<19} {MAIN_METRIC[task.kind]:<8} of {len(pair['story'].correct)}: {cells[0]:<28} {cells[1]:<29} "
-          f"p = {test.p_value:.1g}: {'told apart' if test.p_value < 0.05 else 'not told apart'}")
-
-# %% [markdown]
-# GSM8K asks for a number, written out by greedy decoding after five solved problems (as published); the story
-# model's 128 tokens cannot hold one shot, so SmolLM2 answers alone. Then CORE on its first items per task, with the
-# shots each task asks for:
-
-# %%
-GSM8K_ITEMS = {"smoke": 1, "cpu": 25, "gpu": 200}[PROFILE]
-gsm = evaluate_task(real, real_tok, named_task("gsm8k"), limit=GSM8K_ITEMS, max_new_tokens=32 if PROFILE == "smoke"
-                    else 256)
-low, high = wilson_interval(sum(gsm.correct), len(gsm.correct))
-print(f"GSM8K, 5 shots, first {len(gsm.correct)} problems: exact match {gsm.accuracy:.3f} [{low:.2f}, {high:.2f}]")
-print(f"its first reply: {gsm.details[0]['reply'].strip()[:300]!r}")
-REAL_CORE_LIMIT = {"smoke": 2, "cpu": 10, "gpu": 500}[PROFILE]
-real_core = evaluate_core(real, real_tok, limit=REAL_CORE_LIMIT,
-                          tasks=["arc_easy", "copa", "piqa", "lambada_openai"] if PROFILE == "smoke" else None)
-print(f"CORE, first {REAL_CORE_LIMIT} items per task: SmolLM2 {real_core.score:+.4f} over {len(real_core.scored)} "
-      f"tasks ({sum(len(r.correct) for r in real_core.scored)} items); the story model above {core.score:+.4f}")
-PUBLISHED_SMOLLM2 = [  # (what, figure): HuggingFaceTB/SmolLM2-135M-Instruct's model card, lighteval, zero-shot
-    ("HellaSwag", "40.9"), ("ARC, the mean of Easy and Challenge", "37.3"), ("PIQA", "66.3"),
-    ("MMLU, cloze formulation", "29.3"), ("GSM8K, 5 shots", "1.4")]
-for what, figure in PUBLISHED_SMOLLM2:
-    print(f"SmolLM2-135M-Instruct, {what}: {figure}% (its model card)")
-
-# %% [markdown]
-# Read the six rows first: on the tasks of everyday knowledge (HellaSwag, PIQA, ARC-Easy) SmolLM2 is far above the
-# story model and the verdicts say so; MMLU, asked as letters after listed choices, leaves both near the 0.25 of a
-# guess; LAMBADA's novels are where 2 trillion tokens of web text show most. GSM8K's multi-step arithmetic is beyond
-# a model of this size, as its card says too.
-#
-# Our figures and the card's differ for reasons that have nothing to do with skill: the **prompt format** (the card
-# used lighteval's prompts; ours are DCLM's and the harness's), **what is averaged** (its ARC is the mean of two
-# tasks; its MMLU scores the answer's text, ours the letter), the **normalisation** (`acc_norm` per token here), the
-# **weights** (the card measured the bfloat16 original, we run the 4-bit file dequantised) and the **items** (the
-# first few hundred, not the whole test set). A figure compares only with one measured the same way.
-#
 # %% [markdown]
 # ## How well a step uses the hardware: `torch.compile` and MFU
 #

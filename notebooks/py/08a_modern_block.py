@@ -34,7 +34,7 @@
 # - generation with the new family, and a real model of it: SmolLM2-135M-Instruct run through the blocks you
 #   wrote.
 #
-# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 15 min, by the course's
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 15 min, by the course's
 # formula), then a second sitting of about 113 minutes for the 5 exercises (10 minutes per function, 20 per
 # experiment, and 43 min of training).
 #
@@ -339,7 +339,7 @@ print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x byte
 
 # %% [markdown]
 # A third of the cache: three times the users, or the context, in the memory the cache has. (The counts give all
-# 80 GiB to the cache; the weights take their share first, about a quarter of a GiB in bf16, and the activations.)
+# 80 GiB to the cache; the weights (about a quarter of a GiB in bf16) and the activations take their share first.)
 # Llama 2 70B uses 8 key/value
 # heads for 64 query heads ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288)).
 #
@@ -387,7 +387,7 @@ arms = [chain[0], llama]  # the lesson's two arms
 # narrower model than the TinyStories recipe's (96 wide, not 128) on windows of 64 tokens in batches of 8
 # (recipe: 128-token windows, batches of 16), at the recipe's peak rate. Why 3,000 steps and two arms: after
 # 1,000 steps GPT-2's arm did not yet hold a sentence together, and of the levers that fit a lesson (a smaller vocabulary, a smaller
-# model, more steps per run) only more steps made it do so, ending seed 0 at 3.352 nats per token on this test
+# model, more steps per run) only more steps made it do so (the note's sample, at one thread; this run's are below), ending seed 0 at 3.352 nats per token on this test
 # split (at one thread; this notebook's seed 0 at two: 3.344) against 3.885 after 1,000 steps ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
 # 3,000 steps would not fit that cap (exercise 3 prints what the four others cost), so the lesson trains
 # two. The arms are **told apart** only when every seed of one beats every seed of the
@@ -430,9 +430,11 @@ print(step_cost_line(arms, costs))
 # %% [markdown]
 # The table: each arm's parameters (all, and in brackets those one token uses: the same here; they differ in 8b),
 # its steps, its median ms per step, its test loss (mean ± half its range over the seeds) and in bits per byte
-# (an end-of-text token has no bytes, as in notebook 5), the difference, and the rule's call. The figure: left, each arm's
-# test loss (dot the mean, bar the range, ticks the seeds); right, training loss against seconds. The machine was
-# shared, so the long straight segments are stalls, and the horizontal positions do not compare the blocks' speeds.
+# (an end-of-text token has no bytes, as in notebook 5; losses unrounded), the difference, and the rule's call. The
+# figure: left, each arm's test loss (dot the mean, bar the range, ticks the seeds); right, training loss against
+# seconds. The machine was shared, so a long straight segment is a stall, and the horizontal positions do not
+# compare the blocks' speeds. Training loss ends below test loss: at 3.5 passes the models have begun to memorise
+# the sample; the test split is the score.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -466,13 +468,15 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# How to read this. After 3,000 steps the Llama block beat GPT-2's at every seed, by 0.111 nats per token (1.190
+# How to read this. After 3,000 steps the Llama block beat GPT-2's at every seed, by 0.111 nats per token between
+# the means (1.190
 # against 1.231 bits per byte): told apart, and by far more than the seeds' spread (each arm's seeds lie within
 # 0.014 of each other). It did so with fewer weights (1,069,920 against 1,117,248: no biases, no position table,
 # half the key/value projections). The rule says that the whole block is better here, at this one
 # learning rate and 3.5 passes over the sample, not which of its five changes makes it so: exercise 3 trains the
-# arms between. Both samples open a story and drift within a sentence or two: GPT-2's Timmy says things that do not
-# follow from each other ("I don't worry, mommy! I'm sorry"); Llama's "little boy named Lily" is "she" a sentence later, and the sun gives way to "a big, white tree with a big, yummy fish". The ms per step
+# arms between. The loss shows in the samples' grammar: GPT-2's breaks in its first sentence ("named Timmy and
+# asked,") and goes on ungrammatical ("I don't worry, mommy!"); Llama's sentences parse, but its facts drift: the
+# "little boy named Lily" is "she" a sentence later, and the sun gives way to "a big, white tree with a big, yummy fish". The ms per step
 # column is the median of three runs trained one after another on a shared machine, where a stall can strike any run
 # (GPT-2's seed 0 took 216 s for the steps its other seeds took in 116 and 125 s). Timed apart, in seven
 # alternating rounds, Llama's step cost 1.08 times GPT-2's, and the two arms'
@@ -497,11 +501,13 @@ print(f"{budget} greedy tokens, with and without the cache: identical")
 # ## A real Llama: SmolLM2-135M-Instruct
 #
 # The blocks above are small and trained for minutes. [SmolLM2](https://arxiv.org/abs/2502.02737) is the same
-# family at full size: Hugging Face trained its 135M-parameter model on about 2 trillion tokens, then tuned it to
-# follow instructions. `tinylm.interop.gguf_import` reads its GGUF file (the llama.cpp format it is published in,
-# 4-bit weights dequantised to float32) into a `tinylm.GPT`. Below, the pieces you wrote (`rms_norm_from_scratch`,
-# `rope_complex`, `swiglu_from_scratch` and the grouped-query attention above, with RoPE added) run its 30 blocks on
-# the same weights, and the result must equal the package's logits.
+# family at a real, if small, scale: Hugging Face trained its 135M-parameter model on about 2 trillion tokens, then
+# tuned it to follow instructions. `tinylm.interop.gguf_import` reads a 4-bit (Q4_1) GGUF copy of it, quantised by
+# QuantFactory for llama.cpp, dequantised here to float32 into a `tinylm.GPT` (the first run fetches the file, or
+# reads it from the offline mirror); its replies are that copy's. Below, the pieces above
+# (`rms_norm_from_scratch`, `rope_complex`, `swiglu_from_scratch`, and the grouped-query attention written again
+# inline with RoPE) run its 30 blocks on the same weights, and the result must equal the package's logits to
+# float32 rounding.
 
 # %%
 real, real_tokenizer = real_model("smollm2-135m-instruct")
@@ -531,7 +537,7 @@ def llama_from_scratch(model: tinylm.GPT, ids: torch.Tensor) -> torch.Tensor:
         x = x + swiglu_from_scratch(rms_norm_from_scratch(x, block.ln_2.weight, cfg.norm_eps), mlp.c_gate.weight,
                                     mlp.c_fc.weight, mlp.c_proj.weight)
     x = rms_norm_from_scratch(x, model.transformer.ln_f.weight, cfg.norm_eps)
-    return x @ model.transformer.wte.weight.T  # the tied head: the embedding reads the output
+    return x @ model.lm_head.weight.T  # SmolLM2's head is tied: lm_head.weight is the embedding
 
 
 ids = torch.tensor([real_tokenizer.encode("The capital of France is")])
@@ -543,8 +549,9 @@ print(f"your blocks vs tinylm.GPT on SmolLM2's weights: largest gap {gap:.1e} of
 print(f"next token: {real_tokenizer.decode([int(package[0, -1].argmax())])!r}")
 
 # %% [markdown]
-# It is an instruction-tuned model, so it answers best inside its chat template (notebook 9 builds one). Greedy
-# replies, each from a fresh conversation with the model's own system prompt:
+# It was tuned on conversations in its chat template, so we prompt it that way (notebook 9 builds the template).
+# Greedy replies, each from a fresh conversation with the model's own system prompt, at most 80 new tokens (the
+# second reply is cut there); a 135M model, 4-bit here, follows a form loosely (its "haiku" has four lines):
 
 # %%
 template = ChatTemplate(real_tokenizer)
@@ -557,7 +564,9 @@ for question in ["What is the capital of France?", "Give me three tips for sleep
     print(f"> {question}\n{real_tokenizer.decode(reply).removesuffix('<|im_end|>').strip()}\n")
 
 # %% [markdown]
-# Each of its choices is one of this notebook's sections, at a size where it pays:
+# Most of its choices are this notebook's sections, at its size. The RoPE line is not a payoff shown here: both
+# periods are far longer than its context; models trained for long contexts raise the base from the start of a
+# training stage, which differs from rescaling a trained model's positions:
 
 # %%
 embedding = rc.vocab_size * rc.n_embd
@@ -586,8 +595,9 @@ print(f"tied head: the {rc.vocab_size:,} x {rc.n_embd} embedding ({embedding:,} 
 #   offsets; **SwiGLU** gates one projection with another at about GELU's cost; **grouped-query
 #   attention** shrinks the KV cache by `n_head / n_kv_head`.
 # - A block is measured **at a budget the machine cannot move, over seeds**, long enough that GPT-2's block
-#   starts to write stories, and a difference counts only by a rule stated before the run; which change carries
+#   starts to write sentences, and a difference counts only by a rule stated before the run; which change carries
 #   it takes one change at a time (exercise 3).
+# - The same pieces, on SmolLM2-135M-Instruct's weights, reproduce a real model's logits.
 #
 # ## Exercises
 #
