@@ -1,8 +1,9 @@
-"""What two of the fast decode step's choices gain: the step as it is (`tinylm.generate.fast`) against itself without
-huge pages and with `F.rms_norm`, decoding greedily token by token on a stories15M-shaped model (random weights,
-float32, batch 1).
+"""What three of the fast decode step's choices gain: the step as it is (`tinylm.generate.fast`) against itself without
+huge pages, with `F.rms_norm`, and with its blocks' products split by threads along their outputs (before 2026-11-28:
+those of at least 2^19 weights) instead of their inputs, decoding greedily token by token on a stories15M-shaped
+model (random weights) or a checkpoint (--ckpt), float32, batch 1.
 
-    python scripts/decode_ablation.py [--threads 1 2] [--rounds 6] [--tokens 255]
+    python scripts/decode_ablation.py [--ckpt RUN] [--threads 1 2] [--rounds 6] [--tokens 255]
 
 The arms take turns every token, so that a busy moment of a shared machine falls on every arm alike, and their greedy
 tokens must be equal. Prints each arm's tokens per second over the rounds, the huge pages its buffers were granted
@@ -30,16 +31,19 @@ from tinylm.generate import fast  # noqa: E402
 from tinylm.model.gpt import GPT  # noqa: E402
 from tinylm.model.kv_cache import KVCache  # noqa: E402
 from tinylm.runtime import cpu_name  # noqa: E402
+from tinylm.train.checkpoint import load_model  # noqa: E402
 
 # `fast step`: tinylm.generate.fast as it is; `ordinary pages`: its copies in buffers made without the huge-page
 # advice (cpu_buffer as where mmap cannot give it, e.g. macOS or Windows); `F.rms_norm`: its norms as the readable
 # step calls them instead of the four operations of `fast._norm`.
-ARMS = ("fast step", "ordinary pages", "F.rms_norm")
+# `outputs split`: its blocks' products of at least 2^19 weights sliced along their outputs, as before 2026-11-28.
+ARMS = ("fast step", "ordinary pages", "F.rms_norm", "outputs split")
 
 
 def build(model: GPT, arm: str):
     """The arm's step and head, built with the module patched for that arm and restored after."""
     module_mmap, module_norm = fast.mmap, fast._norm
+    split_inputs, split_weights = fast._split_inputs, fast.SPLIT_WEIGHTS
     if arm == "ordinary pages":  # mmap without MADV_HUGEPAGE: cpu_buffer takes torch.empty's memory
         fast.mmap = SimpleNamespace(**{k: v for k, v in vars(mmap).items() if k != "MADV_HUGEPAGE"})
     if arm == "F.rms_norm":
@@ -48,10 +52,13 @@ def build(model: GPT, arm: str):
                 return lambda x: F.rms_norm(x, module.normalized_shape, module.weight, module.eps)
             return module_norm(module)
         fast._norm = readable_norm
+    if arm == "outputs split":
+        fast._split_inputs, fast.SPLIT_WEIGHTS = fast._split_outputs, 1 << 19
     try:
         return fast.fast_decode_step(model), fast.fused_linear(model.lm_head)
     finally:
-        fast.mmap, fast._norm = module_mmap, module_norm
+        fast.mmap, fast._norm, fast._split_inputs, fast.SPLIT_WEIGHTS = (module_mmap, module_norm, split_inputs,
+                                                                         split_weights)
 
 
 def huge_page_kib() -> int | None:
@@ -106,14 +113,16 @@ def norm_alone(rounds: int = 15, calls: int = 2000) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ckpt", help="a run folder or checkpoint instead of stories15M's shape")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=255, help="timed steps a round (at most the context less one)")
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = GPT(LLAMA2C_STORIES15M).eval()
+    model = load_model(args.ckpt)[0].float().eval() if args.ckpt else GPT(LLAMA2C_STORIES15M).eval()
     tokens = min(args.tokens, model.config.block_size - 1)
-    print(f"stories15M's shape, random weights, float32, batch 1, greedy; {args.rounds} rounds of {tokens} tokens, "
+    shape = args.ckpt or "stories15M's shape, random weights"
+    print(f"{shape}, float32, batch 1, greedy; {args.rounds} rounds of {tokens} tokens, "
           f"the arms taking turns every token; CPU: {cpu_name()}")
     for threads in args.threads:
         torch.set_num_threads(threads)

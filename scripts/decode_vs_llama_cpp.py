@@ -121,7 +121,17 @@ def main() -> None:
             cells = [f"{row[m]:,.1f} ({row[m] / medians[names[0]][m]:.2f}x, {row[m] / medians[names[1]][m]:.2f}x)"
                      for m in MEASURES]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"tinylm's ratios in brackets: to {names[0]}, then to {names[1]}."]
+    lines += ["", f"tinylm's ratios in brackets: to {names[0]}, then to {names[1]}.", "",
+              "Each figure's range over the rounds (slowest-fastest), and tinylm's ratio to the first file round by "
+              "round:", ""]
+    for name, row in figures.items():
+        ranges = "; ".join(f"{m.replace('P', str(args.prompt_tokens))} {min(v):,.1f}-{max(v):,.1f}"
+                           for m, v in row.items())
+        if name in models:
+            ranges += "; ratios " + ", ".join(
+                f"{m.replace('P', str(args.prompt_tokens))} "
+                + "/".join(f"{a / b:.2f}" for a, b in zip(v, figures[names[0]][m])) for m, v in row.items())
+        lines.append(f"- {name}: {ranges}")
     print("\n".join(lines))
     if args.out:
         args.out.with_suffix(".json").write_text(json.dumps({"header": header, "rounds": figures, "medians": medians},

@@ -162,28 +162,35 @@ def test_a_wide_product_split_by_threads_equals_the_whole_product(threads, bias,
             torch.testing.assert_close(split64(x.double()), head64(x.double()), rtol=1e-12, atol=1e-12)
 
 
-def test_a_large_product_of_any_shape_is_split_by_threads_and_equals_the_whole(monkeypatch):
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_large_narrow_product_is_split_along_its_inputs_and_equals_the_whole(threads, bias, monkeypatch):
     from tinylm.generate import fast
 
     monkeypatch.setattr(fast, "SPLIT_WEIGHTS", 60)
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     try:
-        down = torch.nn.Linear(12, 5).double()  # fewer outputs than inputs, 60 weights: split all the same
-        small = torch.nn.Linear(11, 5).double()  # 55 weights: whole, in its own layout
-        split, whole = fast.fused_linear(down), fast.fused_linear(small)
+        down = torch.nn.Linear(12, 5, bias=bias).double()  # 60 weights, inputs a multiple of 2 and 3: split inputs
+        odd = torch.nn.Linear(13, 5, bias=bias).double()  # 65 weights, 13 inputs: split along its outputs
+        small = torch.nn.Linear(11, 5, bias=bias).double()  # 55 weights: whole, in its own layout
+        split, odd_split, whole = fast.fused_linear(down), fast.fused_linear(odd), fast.fused_linear(small)
     finally:
         torch.set_num_threads(before)
-    assert split.__name__ == "sliced" and whole.__name__ == "<lambda>"
-    x = torch.randn(3, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        torch.testing.assert_close(split(x), down(x), rtol=1e-12, atol=1e-12)
+    assert (split.__name__, odd_split.__name__, whole.__name__) == ("summed", "sliced", "<lambda>")
+    for rows in (1, 3):
+        x = torch.randn(rows, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(rows))
+        with torch.no_grad():
+            torch.testing.assert_close(split(x[:, :12]), down(x[:, :12]), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(odd_split(x), odd(x), rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(whole(x[:, :11]), small(x[:, :11]), rtol=1e-12, atol=1e-12)
 
 
-def test_generation_with_the_head_split_by_threads_is_the_readable_ones(model, monkeypatch):
+def test_generation_with_products_split_by_threads_is_the_readable_ones(model, monkeypatch):
     from tinylm.generate import fast
 
     monkeypatch.setattr(fast, "SPLIT_OUTPUTS", 8)  # the tiny models' 37 outputs split in two
+    monkeypatch.setattr(fast, "SPLIT_WEIGHTS", 64)  # and their blocks' products along their inputs
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -22,8 +22,8 @@ from ..model.kv_cache import KVCache
 from ..model.mlp import MLP, ReLUSquared, SwiGLU
 
 Function = Callable[[torch.Tensor], torch.Tensor]
-SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads (_split_by_threads),
-SPLIT_WEIGHTS = 1 << 19  # and one with this many weights (2 MiB in float32), whatever its shape
+SPLIT_OUTPUTS = 4096  # a product this wide (an LM head's vocabulary) is split by threads along its outputs,
+SPLIT_WEIGHTS = 1 << 18  # and a narrower one with this many weights (1 MiB in float32) along its inputs
 
 
 def _huge_page_bytes() -> int:
@@ -84,9 +84,9 @@ class WeightCopies:
 def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Function | None:
     """x (B, in), 2-D -> the nn.Linear layers' outputs side by side, (B, sum of out). On a CPU the weight is read from
     a copy made by `copies` (by default a buffer of its own): the layers that read the same input are one product, and
-    a weight with more outputs than inputs is copied transposed; one with at least SPLIT_OUTPUTS outputs, or of any
-    shape with at least SPLIT_WEIGHTS weights, is split by threads; on a GPU each layer keeps its own weight and
-    nothing is copied. None unless
+    a weight with more outputs than inputs is copied transposed; one with at least SPLIT_OUTPUTS outputs is split by
+    threads along its outputs, a narrower one with at least SPLIT_WEIGHTS weights along its inputs; on a GPU each
+    layer keeps its own weight and nothing is copied. None unless
     every layer is a plain nn.Linear (a LoRA-wrapped one adds its adapters) and all or none have a bias.
     `tinylm.generate.decode` reads the LM head through it too.
 
@@ -110,8 +110,10 @@ def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Fun
     split = (n_out > n_in and n_out >= SPLIT_OUTPUTS) or weight.numel() >= SPLIT_WEIGHTS
     threads = torch.get_num_threads() if split else 1
     copies = copies or WeightCopies(n_in * threads * -(-n_out // threads))
+    if threads > 1 and n_out < SPLIT_OUTPUTS and n_in % threads == 0:
+        return _split_inputs(weight.t(), bias, threads, copies)
     if threads > 1:
-        return _split_by_threads(weight.t(), bias, threads, copies)
+        return _split_outputs(weight.t(), bias, threads, copies)
     if n_out <= n_in:
         weight = copies(weight)
         return lambda x: F.linear(x, weight, bias)
@@ -119,12 +121,11 @@ def fused_linear(*linears: nn.Module, copies: WeightCopies | None = None) -> Fun
     return (lambda x: x @ transposed) if bias is None else (lambda x: torch.addmm(bias, x, transposed))
 
 
-def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
-                      copies: WeightCopies) -> Function:
+def _split_outputs(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
+                   copies: WeightCopies) -> Function:
     """x (B, in) -> x @ transposed + bias (B, out), computed as one batched product of one slice of the outputs per
     thread. A one-row product may hardly use a second thread (how it threads depends on PyTorch's BLAS library);
-    the batch of a batched product runs on all of them. Smaller products stay whole: stories15M's, split, were
-    slower in whole decodes (scripts/decode_ablation.py); SmolLM2's larger ones faster (docs/results)."""
+    the batch of a batched product runs on all of them."""
     n_in, n_out = transposed.shape
     width = -(-n_out // threads)  # outputs per slice, rounded up: the last slice ends in zero columns
     padded = F.pad(transposed, (0, threads * width - n_out))  # (in, threads·width)
@@ -137,6 +138,25 @@ def _split_by_threads(transposed: torch.Tensor, bias: torch.Tensor | None, threa
         return y if bias is None else y + bias
 
     return sliced
+
+
+def _split_inputs(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
+                  copies: WeightCopies) -> Function:
+    """x (B, in) -> x @ transposed + bias (B, out), as one batched product of one slice of the inputs per thread
+    (each reads whole rows of the (in, out) layout), whose partial sums are then added. Timed in whole decodes of
+    SmolLM2 (2 threads), this beat slicing the outputs of its blocks' products by about a fifth; stories15M's
+    products, all under SPLIT_WEIGHTS but its SwiGLU's joined gate and up, decoded as fast either way
+    (docs/notes/2026-11-26-decoding-on-a-cpu.md)."""
+    n_in, n_out = transposed.shape
+    part = n_in // threads
+    slices = copies(transposed.reshape(threads, part, n_out))  # (threads, in/threads, out)
+
+    def summed(x: torch.Tensor) -> torch.Tensor:
+        parts = torch.bmm(x.reshape(x.size(0), threads, part).transpose(0, 1), slices)  # (threads, B, out)
+        y = parts.sum(0)  # (B, out)
+        return y if bias is None else y + bias
+
+    return summed
 
 
 def _norm(module: nn.Module) -> Function | None:
