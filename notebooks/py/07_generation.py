@@ -19,8 +19,7 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/07_generation.ipynb)
 #
 # A trained model gives, for a context, a probability for every possible next token. *Generation* is
-# the loop around it: choose a token, append it, ask again. This notebook is about the two halves of
-# that loop: how to choose (the samplers), and how to ask again without redoing all the work (the
+# the loop around it: choose a token (the samplers), append it, ask again without redoing all the work (the
 # key/value cache).
 #
 # **What you will learn**
@@ -34,29 +33,29 @@
 # - why the cache makes generation fast, measured token by token in interleaved rounds, and where its gain
 #   stops;
 # - batches of prompts of different lengths, streaming, stop strings, and why a text ended;
-# - a playground with sliders and an attention viewer, on the Shakespeare model of notebook 3 and a TinyStories
-#   model (notebook 5's, or a stand-in: see *The models*).
+# - the samplers and the cache on a published instruct model, SmolLM2-135M-Instruct;
+# - a playground with sliders and an attention viewer.
 #
-# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 36 s, by the course's
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 123 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
-# | `smoke` (CI) | tiny models, 60-token timings | the last cell prints it |
-# | `cpu` (2-core laptop) | the models of notebooks 3 and 5, or stand-ins (the committed run used notebook 3's and 5's, see *The models*), 500-token timings in 3 interleaved rounds | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
+# | `smoke` (CI) | tiny models, 60-token timings; SmolLM2, 8 tokens | the last cell prints it |
+# | `cpu` (2 CPU cores) | the models of notebooks 3 and 5, or stand-ins (the committed run used notebook 3's and 5's, see *The models*), 500-token timings in 3 interleaved rounds; SmolLM2, 60 tokens | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in
-# `runs/`. Where they are missing (a fresh Colab machine always starts empty), it trains a stand-in for
-# each and says so: the `cpu` recipe for a short, fixed number of steps (2,000 for the Shakespeare model,
-# 250 for TinyStories), which gives rougher text than the full runs. Run notebooks 3 and 5 first for
-# the real ones.
+# **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in `runs/`. Where
+# they are missing (a fresh Colab machine), it trains a stand-in for each and says so: the `cpu` recipe for 2,000
+# steps (Shakespeare) or 250 (TinyStories), rougher than the full runs. SmolLM2 is imported from its GGUF file (the
+# offline mirror, or one download) unless notebook 6b or 8a left it in `runs/`.
 #
 # **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus (top-p)
 # sampling and why greedy text degenerates ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), the
 # repetition penalty of CTRL ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), and the cost of
-# decoding with a KV cache at scale ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)).
+# decoding with a KV cache at scale ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)), SmolLM2
+# ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -76,11 +75,12 @@ import torch
 import tinylm
 import tinylm.course.plotting
 from tinylm.course.exercises import check
-from tinylm.course.notebooks import find_or_train
+from tinylm.course.notebooks import find_or_train, real_model
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.generate.decode import decode
 from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p
 from tinylm.runtime import cpu_name
+from tinylm.tokenizers.chat_template import ChatTemplate, default_system_prompt
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
@@ -131,20 +131,17 @@ for name, options in (("greedy", {"temperature": 0}), ("sampled (temperature 1, 
 
 # %% [markdown]
 # The share of distinct 4-grams (printed above each text) measures repetition: 1.0 means no 4 consecutive
-# characters ever come back; compare the two shares. The greedy text keeps returning to the same few phrases:
-# greedy always takes the most likely continuation, so whenever the recent characters look alike, it writes
-# the same thing again. It is not one exact loop: the model sees at most the last 64 characters, and the
-# context changes when it is cropped (see *When the context is full*), so it can drift to other phrases.
-# Holtzman et al. (ICLR 2020) show the same for GPT-2: maximising probability produces bland, repetitive
-# text, because human text is not the most likely text. A sample wanders and misspells instead.
+# characters ever come back. The greedy text keeps returning to the same few phrases: whenever the recent
+# characters look alike, the most likely continuation is the same again (it can drift, since the 64-character
+# context is cropped: *When the context is full*). Holtzman et al. (ICLR 2020) show the same for GPT-2: human text
+# is not the most likely text. A sample wanders and misspells instead.
 #
 # ## Temperature
 #
 # Everything a sampler does happens to one vector: the logits `z` of the next token. **Temperature** `T`
-# divides them before the softmax: `p_i = exp(z_i / T) / Σ_j exp(z_j / T)`. Dividing by `T < 1` stretches the
-# gaps between logits, so the most likely tokens take more of the probability and the rest, even fairly
-# likely ones, lose (towards greedy, which is the
-# limit `T → 0`); `T > 1` shrinks the gaps (towards uniform, the limit `T → ∞`). `T = 1` is the model's own
+# divides them before the softmax: `p_i = exp(z_i / T) / Σ_j exp(z_j / T)`. `T < 1` stretches the gaps between
+# logits, so the most likely tokens take more of the probability (towards greedy, the limit `T → 0`); `T > 1`
+# shrinks them (towards uniform, `T → ∞`). `T = 1` is the model's own
 # distribution: what it learned, long tail of mistakes included. Notebook 1's exercise 3 wrote this function
 # (`temperature_probs`) on toy rows of logits; here is what it does to a trained model's distribution.
 #
@@ -221,22 +218,18 @@ print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 
 # %% [markdown]
 # The printed `e^H` is the number of equally likely characters whose entropy equals the model's at `T = 1`; the
-# model itself puts weight on more than that. The tail
-# of short bars adds to it (cutting the tail off can only lower e^H). A small model spreads a little of its
-# probability over many wrong ones, and a
-# long text visits that tail often. A temperature a little below 1 shrinks that tail (what it costs in
-# variety, this notebook does not measure). At
-# both ends the curve flattens at its limits: one choice (greedy) and every character equally likely.
-# Temperature rescales the whole distribution; the next two samplers cut its tail off instead.
+# tail of short bars adds to it (cutting the tail can only lower e^H). A small model spreads a little probability
+# over many unlikely characters, and a long text visits that tail often; a temperature a little below 1 shrinks it.
+# At both ends the curve flattens at its limits: one choice (greedy) and every character equally likely. The next
+# two samplers cut the tail off instead.
 
 # %% [markdown]
 # ## Top-k and top-p
 #
 # **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al., ICLR 2020) keeps the
-# smallest set of most likely tokens whose probabilities add up to at least `p`. Top-k keeps the same
-# number whether the model is sure or not; top-p keeps few tokens when it is sure and many when it is
-# not, the argument Holtzman et al. make for it over top-k. Both set the removed logits to −∞, and the
-# softmax renormalises what is left.
+# smallest set of most likely tokens whose probabilities add up to at least `p`: few when the model is sure, many
+# when it is not, Holtzman et al.'s argument over top-k. Both set the removed logits to −∞; the softmax
+# renormalises the rest.
 
 # %%
 probs = torch.softmax(logits, -1)
@@ -270,8 +263,8 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # continuation; 1.0 means nothing repeats. The **repetition penalty** of CTRL (Keskar et al., 2019) divides
 # the logit of every token already in the sequence by the penalty. That makes a positive logit smaller but a
 # negative one larger, so under that rule a seen token with a negative logit becomes *more* likely. Hugging
-# Face transformers changed it (issue #2302, pull request #2303) to multiply negative logits instead, so that
-# both signs become less likely. tinylm does the latter. CTRL's authors paired greedy decoding with a
+# Face transformers changed it (issue #2302, pull request #2303) to multiply negative logits instead, as tinylm
+# does. CTRL's authors paired greedy decoding with a
 # penalty a little above 1. It is a blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
 #
 # **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
@@ -288,14 +281,12 @@ for penalty in (1.0, 1.3):
     print(text)
 
 # %% [markdown]
-# Greedy decoding is deterministic, so the two shares above are one measurement each. A penalty discourages
-# repeats (it does not forbid them), but also every word a story needs more than once (a name, "the", "."):
-# read the two texts and judge whether
-# it is better or only different. Sampling with a temperature below 1 and top-k or top-p is the usual cure
-# for loops. Does a penalty still change the repetition of *sampled* text? That is an experiment: several
-# seeds per arm, the same prompt and length, and a verdict by the course's rule (`tinylm.eval.uncertainty.compare`):
-# "told apart" only with at least three seeds per arm and every seed of one arm beating every seed of the other,
-# else "not told apart":
+# Greedy decoding is deterministic, so the two shares above are one measurement each (without the penalty a
+# quarter of the 4-grams repeat, "mommy, mommy"). A penalty discourages every repeat, including the words a story
+# needs more than once (a name, "the", "."): read the two texts and judge whether it is better or only different.
+# Does a penalty still change the repetition of *sampled* text (temperature 0.5, top-k 40)? An experiment: several
+# seeds per arm and the course's rule (`tinylm.eval.uncertainty.compare`): "told apart" only with at least three
+# seeds per arm and every seed of one arm beating every seed of the other:
 
 # %%
 PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 6)
@@ -311,8 +302,8 @@ print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1
               metric="distinct 4-grams of sampled text (temperature 0.5, top-k 40)"))
 
 # %% [markdown]
-# At temperature 0.5 sampled text still repeats (the distinct 4-grams above, against greedy's 0.54), and the penalty
-# removed every repeated 4-gram at every seed: told apart by the rule. The greedy pair above shows what breaking a
+# At temperature 0.5 sampled text still repeats a little (the distinct 4-grams above, against greedy's 0.76), and the
+# penalty left almost none: told apart by the rule. The greedy pair above shows what breaking a
 # loop does to the text.
 #
 # ## The KV cache, step by step
@@ -446,29 +437,24 @@ print(f"GPT-2 124M, one sequence of 1,024 tokens in bf16: {cache_megabytes(tinyl
 print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024:.2f} GiB")
 
 # %% [markdown]
-# **When the context is full.** GPT-2 learns one embedding per absolute position, so a cached key
-# belongs to its position: sliding the window by one token would move every token to a new position,
-# and every key would have to be recomputed. tinylm therefore **crops**: when the context is full it
-# keeps the most recent `keep` tokens (half the context by default; llama.cpp's context swapping also drops
-# about half, after keeping the prompt's first `n_keep` tokens), prefills them
-# again, and decodes on. Generation without the cache follows the same rule, so both give the same
+# **When the context is full.** GPT-2 learns one embedding per absolute position, so sliding the window by one token
+# would move every token to a new position and every cached key would have to be recomputed. tinylm therefore
+# **crops**: it keeps the most recent `keep` tokens (half the context by default, as llama.cpp's context swapping
+# drops about half), prefills them again, and decodes on. Generation without the cache follows the same rule, so both give the same
 # tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. With
-# relative positions (RoPE, notebook 8a) a cached key can be kept when the window slides, by rotating it to
-# its new position (llama.cpp's context shift does this); but the deeper layers' keys were computed while the
-# dropped tokens were still
-# visible, so a slid cache no longer equals a fresh run over the window. tinylm crops for every block
-# family, so cached and uncached decoding stay identical (notebook 8a checks it for the Llama block).
+# relative positions (RoPE, notebook 8a) a cached key can be rotated to its new position instead (llama.cpp's context
+# shift), but deeper layers' keys still saw the dropped tokens, so the result differs from a fresh run. tinylm crops
+# for every block family, so cached and uncached decoding stay identical.
 #
 # ## How much faster, token by token
 #
 # Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and without
 # the cache; without it, every step reruns every layer on every position of the context. Both arms run the output
-# head on the last position only, the one that predicts: the layers, not the head, are the uncached step's extra
-# work. Both arms walk the modules (`fast=False`; by default the cached loop takes `tinylm.generate.fast`'s fused
-# step, which the uncached loop has no use for), so the cache is the only difference. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with GPT-2's vocabulary and
-# context and random weights (speed does not depend on the weights). Timings on a shared machine are noisy, so
-# each model runs **interleaved rounds** (with, without, without, with, ...); the plots show the first round, the
-# verdict compares the rounds' tokens/s (`compare`), and every round's rate is printed.
+# head on the last position only and walk the modules (`fast=False`, not `tinylm.generate.fast`'s fused step), so
+# the cache is the only difference. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with
+# GPT-2's vocabulary and context and random weights (speed does not depend on the weights). Each runs
+# **interleaved rounds** (with, without, without, with, ...) against a shared machine's noise; the plots show the
+# first round, the verdict compares the rounds' tokens/s (`compare`).
 #
 # **Predict, then run.** Without the cache, should the time per token grow as the text gets longer? With
 # it? For which of the two models will the cache save more: the 1-layer Shakespeare model, or the 16M one
@@ -524,34 +510,73 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Each verdict gives the cache's gain in tokens/s, both arms walking the modules, and whether every
-# round with the cache beat every round without. Gains in tokens/s do not compare across models; ratios do. Each
-# round ran both arms back to back, so a round's ratio (the last line under each verdict) is one replicate: one model
-# gains more only if every one of its rounds' ratios beats every one of the other's. A round slow in both arms
-# points to the machine, and a ratio within one round cancels it.
+# Gains in tokens/s do not compare across models; ratios do. Each round ran both arms back to back, so a round's
+# ratio (the last line under each verdict) is one replicate, and cancels a slow moment of the machine: one model
+# gains more only if every one of its rounds' ratios beats every one of the other's.
 #
-# So the prediction's answer, from the printed ratios: every round of the 16M model (4.6x, 5.8x, 6.0x) beats every
-# round of the Shakespeare model (3.1x, 1.9x, 2.1x). The cache saves more where the uncached step has more to
-# redo: four layers over a context that grows to 500 tokens, against one layer over 32 to 64 characters.
+# So the prediction's answer, from the printed ratios: every round of the 16M model (6.4x, 6.8x, 6.7x) beats every
+# round of the Shakespeare model (2.5x, 2.6x, 2.6x). The cache saves more where the uncached step has more positions
+# to redo beside what every step pays anyway: a context that grows to 500 tokens against one cropped at 64. The
+# number of layers multiplies both arms' work, so alone it does not raise the ratio (SmolLM2, below).
 #
-# In the 16M model's plot, without the cache a step costs more as the context grows; with it, the plot shows no
-# growth: attention over the cache does grow, but less than the line's shifts from noise.
-# After the first crop the Shakespeare context only holds 32 to 64 characters, so its uncached cost rises a
-# little before each crop and falls back. Its plot shows the crop rule: the context grows from 32 characters back
-# to 64, so it is cropped every 33 new characters, and the cached generation then pays one prefill of 32: the
-# regular spikes, 33 tokens apart from the first crop on. The first token's step also holds the prompt's prefill
-# and the loop's setup, so it may stand above the rest. Nothing in the loop's code explains any other spike; on a
-# shared machine, noise is the likely cause.
+# In the 16M model's plot, without the cache a step costs more as the context grows; with it, the growth of
+# attention over the cache is lost in the noise. The Shakespeare plot shows the crop rule: the context grows from 32
+# characters back to 64, so every 33 new characters the cached generation pays one prefill of 32, the regular
+# spikes. The first step holds the prompt's prefill and the loop's setup; other spikes are the shared machine's noise.
 #
 # Where the gain stops: a cached step still reads **every weight once** and runs every layer's
 # operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
 # skip, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode` measures
 # it for longer prompts).
-# The Shakespeare model is so small (one layer, 128 wide) that a cached step has little arithmetic left: fixed per-operation costs, which a cache cannot remove, are likely much of its time (this notebook does not measure the split). Pope et al. (2022)
+# The Shakespeare model (one layer, 128 wide) has so little arithmetic left in a cached step that fixed
+# per-operation costs are likely much of its time (not measured here). Pope et al. (2022)
 # work out the same arithmetic for large models on accelerators: a decoding step is bound by reading the
 # weights and the cache from memory, not by FLOPs, which is why servers batch many users' steps together.
 
 # %% [markdown]
+# ## A model with skill: the samplers and the cache on SmolLM2
+#
+# SmolLM2-135M-Instruct (notebooks 6b and 8a; a 4-bit Q4_1 copy dequantised, whose replies these are) has 30 layers
+# and was fine-tuned to follow instructions, so a sampler's effect reads as an answer's quality. One instruction in
+# its chat template, each setting with the same seed:
+
+# %%
+smol, smol_tokenizer = real_model("smollm2-135m-instruct")
+smol = smol.to(DEVICE).eval()
+smol_chat = ChatTemplate(smol_tokenizer)
+instruction = smol_chat.render_prompt([{"role": "system", "content": default_system_prompt(smol_tokenizer)},
+                                       {"role": "user", "content": "Give me three ideas for a rainy afternoon."}])
+SMOL_TOKENS = {"smoke": 8}.get(PROFILE, 60)
+for setting, sampling in (("greedy", {"temperature": 0}), ("temperature 0.7, top-p 0.9", {"temperature": 0.7, "top_p": 0.9}),
+                          ("temperature 1.5", {"temperature": 1.5}),
+                          ("temperature 1.5, top-p 0.9", {"temperature": 1.5, "top_p": 0.9})):
+    reply = tinylm.generate_batch(smol, [instruction], SMOL_TOKENS, stop_tokens=smol_chat.stop_tokens, seed=0,
+                                  **sampling)[0]
+    print(f"{setting}: {smol_tokenizer.decode(reply)!r}\n")
+
+# %% [markdown]
+# The cache's gain on this 30-layer model, timed as above (a warm-up, then both arms walking the modules in
+# interleaved rounds), for the first tokens of the answer after its prompt:
+
+# %%
+smol_rates = {True: [], False: []}
+seconds_per_token(smol, instruction, 5, True)  # warm-up
+for round_index in range(ROUNDS):
+    for cached in ((True, False) if round_index % 2 == 0 else (False, True)):
+        smol_rates[cached].append(SMOL_TOKENS / sum(seconds_per_token(smol, instruction, SMOL_TOKENS, cached)))
+print(f"prompt {len(instruction)} tokens, {SMOL_TOKENS} new")
+print(compare("with cache", smol_rates[True], "without cache", smol_rates[False], lower_is_better=False,
+              metric=f"SmolLM2 tokens/s over {ROUNDS} rounds", digits=1, replicate="round"))
+print(f"  each round's ratio, with / without: "
+      f"{', '.join(f'{a / b:.1f}x' for a, b in zip(smol_rates[True], smol_rates[False]))}")
+
+# %% [markdown]
+# Greedy writes three numbered items, each repeating a phrase ("a beach towel, a beach towel"); at 0.7 with top-p
+# 0.9 the items do not repeat, though they are hardly rainy-afternoon ideas. At 1.5 the flattened distribution draws
+# from its long tail: fragments of code and other languages. Top-p 0.9 at 1.5 cuts that tail: the reply starts in
+# English, then drifts. The cache's gain here is below the 16M model's despite 30 layers: the context stays under
+# 100 positions, and every step, cached or not, reads all 135M weights.
+#
 # ## Batches of different lengths, streams, and stops
 #
 # Prompts of different lengths go in one batch by **left-padding**: every row then writes its next token
@@ -670,9 +695,8 @@ for layer in range(maps.size(0)):
 # %% [markdown]
 # In the `cpu` run the Shakespeare model has one layer of four heads. Head 2 gives most of its attention to the
 # previous character (the largest share in the table): a previous-character head, which adds the second character a
-# trigram conditions on to the one each position already holds. The other three spread theirs thinly over the
-# window, none giving any of these four positions as much as a fifth of it; pick each head in the viewer above to
-# see where it goes instead. (The columns can overlap: the previous character may be the word's break, or the
+# trigram conditions on to the one each position already holds. The other three give none of these four positions
+# as much as a fifth of their attention; the table cannot say where the rest goes: pick each head in the viewer. (The columns can overlap: the previous character may be the word's break, or the
 # first.)
 
 # %%
@@ -692,9 +716,10 @@ stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
 #   computes one token's q, k, v, appends k and v, and lets one query read the whole cache. Same tokens
 #   as recomputing everything; per-token time grows only slowly with the context (one query against the
 #   cache) instead of re-running the whole context.
-# - What the cache cannot remove is reading every weight once per token, so its gain grows with the
-#   context and shrinks when the output layer or fixed overheads dominate. It costs
-#   `2 × layers × context × width` values per sequence.
+# - What the cache cannot remove is reading every weight once per token, so its gain grows with the context and is
+#   smaller where the output layer (the 16M model) or, likely, fixed costs (Shakespeare) dominate. It costs
+#   `2 × layers × context × width` values per sequence (multi-head attention).
+# - On SmolLM2, greedy repeats phrases, temperature 1.5 draws tail tokens and top-p 0.9 cuts them.
 # - When the context is full, tinylm crops to the recent half and prefills again, which keeps cached
 #   and uncached decoding identical. Left-padding lets prompts of different lengths share a batch.
 # - A stream stops at a stop token, a stop string (never printed), or the length limit, and says which.
