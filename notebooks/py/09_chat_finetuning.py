@@ -24,17 +24,16 @@
 #
 # **What you will learn**
 # - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
-# - the **ChatML template** and the **answer-only loss**, and why gradient accumulation must weigh micro-batches by
-#   their answer tokens (checked against the `Trainer`);
-# - a **task a program can score**: story instructions drawn from TinyStories, and a verifier with two guards;
+# - the **ChatML template**, the **answer-only loss**, and gradient accumulation weighed by answer tokens;
+# - a **task a program can score**: story instructions from TinyStories, and a verifier with two guards;
 # - **padding or packing**, and **growing a pretrained vocabulary**;
-# - **SFT with an honest evaluation**: baselines (the base asked plainly, and prompted with an opening),
-#   selection on validation, pass rates on test with Wilson intervals at two seeds;
+# - **SFT with an honest evaluation**: baselines, selection on validation, test pass rates at two seeds, and a
+#   published instruct model on the same test;
 # - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 403 s, by the course's
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 371 s, by the course's
 # formula), then a second sitting of about 61 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
-# and 61 s of training).
+# and 45 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -69,6 +68,7 @@ import torch.nn.functional as F
 
 import tinylm
 from tinylm.course.exercises import check
+from tinylm.course.notebooks import real_model
 from tinylm.course.playground import chat_box
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import ConversationLoader, pad_conversations
@@ -83,7 +83,7 @@ from tinylm.posttrain.task import clipped, measure
 from tinylm.posttrain.tasks.stories import OpeningPrompts, Stories, load_stories, story_base, story_verifier
 from tinylm.posttrain.vocab import add_chat_tokens
 from tinylm.serve.session import ChatSession
-from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate
+from tinylm.tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ChatTemplate, default_system_prompt
 from tinylm.tokenizers.gpt2 import CHAT_SPECIAL_TOKENS
 from tinylm.train.options import RunOptions
 
@@ -98,8 +98,8 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 # %% [markdown]
 # ## A conversation as one sequence
 #
-# A decoder-only model reads one sequence of tokens, so a conversation becomes one. ChatML marks each turn with
-# two special tokens and the speaker's role:
+# A decoder-only model reads one sequence, so a conversation becomes one. ChatML marks each turn with two special
+# tokens and the role:
 #
 # ```
 # <|im_start|>system⏎You are a helpful assistant.<|im_end|>⏎<|im_start|>user⏎Name a primary color.<|im_end|>⏎<|im_start|>assistant⏎Red.<|im_end|>⏎
@@ -114,7 +114,7 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 #  in the loss?    no             no          YES   YES   YES         no
 # ```
 #
-# Only the answer's targets count, its `<|im_end|>` included: a model that produces it knows when to stop.
+# Only the answer's targets count, its `<|im_end|>` included: so a model learns to stop.
 #
 # ## Chat tokens
 #
@@ -135,9 +135,8 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
     print(f"{name:>13} -> {token}")
 
 # %% [markdown]
-# **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could close their
-# turn and write a fake system message. `tinylm` encodes message content as ordinary text; only the template inserts
-# the real ids:
+# **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could forge a
+# system message. `tinylm` encodes content as ordinary text; only the template inserts the real ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -232,7 +231,7 @@ print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) 
 # %% [markdown]
 # Now a real batch, **right-padded** with `<|pad|>` (targets `-1`; attention is causal, so padding after a row
 # changes nothing before it): inputs `ids[:-1]`, targets `ids[1:]`, masked wherever the *target* is not answer text.
-# Checked against `pad_conversations` and three ways to compute the loss, on a small random model:
+# Checked against `pad_conversations` and three losses, on a small random model:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -301,12 +300,11 @@ print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(samp
 
 # %% [markdown]
 # **One verifier** gives every pass rate of notebooks 9 to 11. A reply passes when it stopped by itself before the
-# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and it reads as a
-# story by two guards. **Fluent**: its per-token loss under the base is at most the 95th percentile of the 80
-# validation targets' (held out: the base trained on the others); without it, "Zoe kite. Tom ball. Lily dog." would
-# pass. **Varied**: its share of word 3-grams that repeat an earlier one is at most the 99th percentile of the
-# training targets'; a loop is likely under the base, so only this guard
-# stops it. Four replies, scored:
+# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and two guards
+# hold. **Fluent**: its per-token loss under the base is at most the 95th percentile of the 80 validation targets';
+# without it, "Zoe kite. Tom ball. Lily dog." would pass. **Varied**: its share of word 3-grams that repeat an
+# earlier one is at most the 99th percentile of the training targets'; a loop is likely under the base, so only
+# this guard stops it. Four replies, scored:
 
 # %%
 verifier = story_verifier(base_checkpoint, splits)
@@ -344,10 +342,10 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # %% [markdown]
 # ## Gradient accumulation, checked against the Trainer
 #
-# The answer-only loss is the mean over every answer token of a batch (exercise 1: the other choice). A step
-# that sums several micro-batches, each a mean over its *own* answer tokens, keeps that only if each is weighed by its
-# share of the step's answer tokens: equal weights would count a token of a sparse micro-batch more. By hand, then
-# against the `Trainer`'s gradient on four micro-batches; a planted bug, equal weights, must fail the same check.
+# The answer-only loss is the mean over every answer token of a batch (exercise 1: the other choice). Summing
+# micro-batches, each a mean over its *own* answer tokens, keeps it only if each is weighed by its share of the
+# step's answer tokens. By hand, then against the `Trainer`'s gradient on four micro-batches; a planted bug, equal
+# weights, must fail the same check.
 
 # %%
 def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
@@ -395,9 +393,9 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # %% [markdown]
 # ## Padding or packing
 #
-# Conversations differ in length. **Padding** puts one per row, right-padded to the longest (`tinylm` sorts by length
-# within *buckets* of 50 batches); **packing** puts several end to end in one window, where a token of the second
-# attends to the first unless masked.
+# **Padding** puts one conversation per row, right-padded to the longest (`tinylm` sorts by length within *buckets*
+# of 50 batches); **packing** puts several end to end in one window, where the second attends to the first unless
+# masked.
 #
 # **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
 # about one position in a hundred, one in ten, or one in three? And with length buckets?
@@ -415,17 +413,15 @@ for batch_size in (8, 16, 32):
 
 # %% [markdown]
 # For batches of 16: one position in four with random batches (24.1%), under one in a hundred with length buckets
-# (0.8%), all that packing could save. Packing correctly needs a block-diagonal causal mask and positions that
-# restart (exercise 4); fast kernels (FlashAttention's
-# variable-length ones, FlexAttention) then skip the blocks outside a conversation. `tinylm` pads.
+# (0.8%), all that packing could save. Packing correctly needs a block-diagonal causal mask and restarted positions
+# (exercise 4). `tinylm` pads.
 
 # %% [markdown]
 # ## Growing a pretrained model's vocabulary
 #
-# A model pretrained on GPT-2's 50,257 tokens has no rows for the three new ids: the token embedding must grow (and
-# the output head, in GPT-2 the same matrix: *tied*). The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of
-# the existing rows**: the old tokens' logits do not change and their probabilities are multiplied by 1 − s, s the
-# new tokens' share. A new token's logit is h·ē, ē the mean of the V old rows, and by Jensen's inequality exp(h·ē)
+# A model pretrained on GPT-2's 50,257 tokens has no rows for the three new ids: the tied embedding and head must
+# grow. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of the
+# existing rows**: the old logits do not change; their probabilities shrink by 1 − s, s the new tokens' share. A new token's logit is h·ē, ē the mean of the V old rows, and by Jensen's inequality exp(h·ē)
 # is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). From scratch, then against `add_chat_tokens`:
 
 # %%
@@ -469,13 +465,13 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with the same `Trainer` as
-# pretraining: 1,000 steps of 16 conversations on `cpu`; every 100 steps the validation instructions' greedy **pass
-# rate** chooses `best.pt`. The report scores on the test instructions the base asked in plain text (its reply ends
-# at `<|endoftext|>` or the 120-token cap), the base in ChatML (**before**) and `best.pt` (**after**). Two seeds.
+# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with pretraining's `Trainer`:
+# 1,000 steps of 16 conversations on `cpu`; every 100 steps the validation instructions' greedy **pass rate**
+# chooses `best.pt`. The report scores the test instructions on the base in plain text, the base in ChatML
+# (**before**) and `best.pt` (**after**). Two seeds.
 #
-# **Predict, then run.** How often will the base meet every constraint, in plain text or prompted with a first line
-# holding the name and the word? After SFT? Which constraint will be hardest?
+# **Predict, then run.** How often will the base meet every constraint, plainly asked or prompted with a first line?
+# After SFT? Which constraint will be hardest?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -524,51 +520,58 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Before the first step the training answers already cost less than the validation ones:
-# the base was pretrained on their stories. SFT's memorisation is the growth of that gap, to about
-# three times as large. The validation loss bottoms out at step 300 for both seeds; the pass rate peaks later (step
-# 700, seed 42; step 900, seed 43) and jumps between evaluations (seed 42: 42.5%, 17.5%, 45.0% at steps 200 to
-# 400). Chosen by loss, `best.pt` would be step 300: for seed 42, a validation pass rate of 17.5%, not 58.8%.
+# **Reading the curves.** Before the first step the training answers already cost less than the validation ones
+# (the base read their stories); SFT's memorisation grows that gap about threefold. The validation loss bottoms out at step 300 (seed 42) or 400 (seed 43); the pass rate peaks later, at step
+# 900 for both, and moves unevenly (seed 42: 67.5%, 61.3%, 61.3%, 71.2% at steps 600 to 900). Chosen by loss,
+# `best.pt` would be step 300: for seed 42, a validation pass rate of 33.8%, not 71.2%.
 
 # %% [markdown]
 # **The pass rates** on the test instructions (greedy, 95% Wilson intervals), and the share of each check that held
-# where asked ("ends": the reply stopped by itself within the 120-token cap, with three sentences or more, the last
-# closed by . ! or ?). The prompted base continues a first line such as "Once upon a time, Benny had a cake.",
-# scored with its reply: the name and the word hold by construction; the line says nothing of length.
+# where asked ("ends": stopped within the 120-token cap, three sentences or more, the last closed by . ! or ?). The
+# prompted base continues a first line such as "Once upon a time, Benny had a cake.", scored with its reply.
+# SmolLM2-135M-Instruct (notebooks 6b and 8a) answers in its own template after its own system prompt.
 
 # %%
 if stories:
     story_task = Stories(PROFILE)
     story_task.verifier = verifier
     plain_base, _, _ = tinylm.load_model(base_checkpoint, DEVICE)
-    prompted = measure(plain_base, story_tokenizer, OpeningPrompts(story_task),
-                       story_task.held_out(0, report["after"]["problems"]).test)
+    test_problems = story_task.held_out(0, report["after"]["problems"]).test
+    prompted = measure(plain_base, story_tokenizer, OpeningPrompts(story_task), test_problems)
+    smol, smol_tokenizer = real_model("smollm2-135m-instruct")  # the instruct model of notebooks 6b and 8a
+    smol_task = Stories(PROFILE, system_prompt=default_system_prompt(smol_tokenizer))  # its own system prompt
+    smol_task.verifier = verifier
+    smol_problems = test_problems[: {"cpu": 64}.get(PROFILE, len(test_problems))]  # cpu: one batch of its replies
+    published = measure(smol.to(DEVICE), smol_tokenizer, smol_task, smol_problems)
     baseline, after = report["baseline"], [reports[seed]["after"] for seed in SFT_SEEDS]
     print("| model | test pass rate [95% Wilson] | name held | word held | sentences held | ends | fluent | varied |\n"
           + "|---" * 8 + "|")
-    for name, rate in zip(("base, plain text", "base, prompted with an opening",
-                           *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, prompted, *after)):
+    for name, rate in zip(("base, plain text", "base, prompted with an opening", "SmolLM2-135M-Instruct, as published",
+                           *(f"SFT seed {seed}, best.pt" for seed in SFT_SEEDS)), (baseline, prompted, published, *after)):
         held = " | ".join(f"{100 * rate['kinds'].get(k, {}).get('held', math.nan):.0f}%"
                           for k in ("name", "word", "sentences", "ends", "fluent", "varied"))
         print(f"| {name} | {100 * rate['pass_rate']:.1f}% [{100 * rate['low']:.1f}, {100 * rate['high']:.1f}] "
               f"({rate['passed']}/{rate['problems']}) | {held} |")
-    for name, base in (("the base in plain text", baseline), ("the prompted base", prompted)):
-        print(paired(base["passed_each"], report["after"]["passed_each"]).describe(name, f"SFT seed {SEED}"))
+    for name, base in (("the base in plain text", baseline), ("the prompted base", prompted),
+                       ("SmolLM2 as published", published)):
+        sft_each = report["after"]["passed_each"][: len(base["passed_each"])]  # SmolLM2's: the first problems
+        print(paired(base["passed_each"], sft_each).describe(name, f"SFT seed {SEED}"))
     print(f"the prompted base, after its first line: {clipped(prompted['replies'][0]['reply'], 240)!r}")
+    print(f"SmolLM2, to {published['replies'][0]['prompt']!r}: {clipped(published['replies'][0]['reply'], 240)!r}")
 else:  # the instruction set: answer loss and the share of replies that end
     print({name: {k: report[name][k] for k in ("answer_loss", "pass_rate")} for name in ("baseline", "before", "after")})
 print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of fine-tuning; the first run took "
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** No baseline passes anything.
-# Prompted with a first line, it goes on: 2% of its replies stop by themselves with three whole sentences, none
-# keeps a sentence limit, none is varied (the reply above loops). So SFT's gain over an opening that says nothing of
-# length is learning to tell a short story and stop. McNemar's test counts only the instructions where two
-# models disagree; like Wilson's, it covers the draw of test instructions, not of training runs. After SFT the asked **thing** is the hard constraint (46% and 65%), and the two seeds land far apart
-# (54.2% and 77.1%, intervals that do not overlap): training luck is larger than a Wilson interval shows.
-# The answer loss on the test targets (seed 42) falls by an eighth, 3.5536 to 3.1176, while the pass rate goes from
-# 0.0% to 54.2%. How much of that fall is learning where a reply ends? Split by target:
+# **What the figures read.** No baseline passes anything. The prompted base goes on, but 1% of its replies end by
+# themselves and none is varied: SFT's gain is learning to tell a short story and stop.
+# SmolLM2, a general instruct model, passes none of its 64: it mostly keeps name, word and length, but overruns the
+# cap ("ends") in a register the story base finds unlikely ("fluent"). The verifier measures this task's format, not
+# writing. McNemar's test and Wilson's interval cover the draw of test instructions, not of training
+# runs; the two seeds (76.3% and 73.9%) are the only sign of that luck. After SFT the asked **thing** is the hardest
+# constraint. The answer loss on the test targets (seed 42) falls by an eighth, 3.5605 to 3.1202, while the pass
+# rate goes from 0.0% to 76.3%. How much of that fall is learning where a reply ends? Split by target:
 
 # %%
 def split_answer_loss(model, examples) -> dict:
@@ -610,8 +613,8 @@ if stories:
     print(f"of the fall of {fall:.4f} nats per token, {end_fall:.4f} ({100 * end_fall / fall:.0f}%) is at <|im_end|>")
 
 # %% [markdown]
-# Before SFT each `<|im_end|>` target costs 13.76 nats (its row is the mean row), after it 0.58; the story's own
-# tokens fall only from 3.370 to 3.163 nats each.
+# Before SFT each `<|im_end|>` target costs 13.84 nats (its row is the mean row), after it 0.61; the story's own
+# tokens fall only from 3.375 to 3.166 nats each.
 #
 # **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
 # checks held:
@@ -624,8 +627,7 @@ for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"][
               f"{clipped(shown_reply['reply'], 240)}")
 
 # %% [markdown]
-# The base drifts to "the little girl" or "the little boy" and loops; SFT names the asked character and stops, but
-# misses the asked thing twice.
+# The base drifts to "Jack and Jill" or "the little girl" and loops; SFT passes all three.
 #
 # ## Talking to it
 #
@@ -640,8 +642,8 @@ questions = ((splits.test[0].instruction, "Write a story about a character named
 chat_box(session, questions=questions)
 
 # %% [markdown]
-# Sampled, and capped at 64 tokens, no reply here can pass. The first takes the asked name, the
-# second does not (Jack for Tom); neither has the asked thing. "3 messages kept": the first exchange was dropped.
+# Capped at 64 sampled tokens, no reply here can pass. The first takes the asked name, the second does not (Spot
+# and Ben for Tom); neither has the asked thing. "3 messages kept": the first exchange was dropped.
 
 # %% [markdown]
 # The same model outside the notebook, sampled as above:
@@ -659,11 +661,10 @@ chat_box(session, questions=questions)
 # - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
 #   their answer tokens, as the Trainer does.
 # - A checkable task turns "does it follow instructions?" into a pass rate with an interval; its guards decide what
-#   a pass is worth (without one against repetition, loops pass).
+#   a pass is worth, and a general model (SmolLM2) fails a format it was not taught.
 # - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
 # - New tokens start as the mean row: the old logits do not move.
-# - An honest evaluation: baselines (the base asked plainly, and prompted), selection on validation, test figures
-#   with intervals and seeds.
+# - An honest evaluation: baselines, selection on validation, test figures with intervals and seeds.
 #
 # ## Exercises
 #
