@@ -143,10 +143,9 @@ def _split_outputs(transposed: torch.Tensor, bias: torch.Tensor | None, threads:
 def _split_inputs(transposed: torch.Tensor, bias: torch.Tensor | None, threads: int,
                   copies: WeightCopies) -> Function:
     """x (B, in) -> x @ transposed + bias (B, out), as one batched product of one slice of the inputs per thread
-    (each reads whole rows of the (in, out) layout), whose partial sums are then added. Timed in whole decodes of
-    SmolLM2 (2 threads), this beat slicing the outputs of its blocks' products by about a fifth; stories15M's
-    products, all under SPLIT_WEIGHTS but its SwiGLU's joined gate and up, decoded as fast either way
-    (docs/notes/2026-11-26-decoding-on-a-cpu.md)."""
+    (each reads whole rows of the (in, out) layout), whose partial sums are then added: at batch 1 on a CPU, faster
+    than slicing the outputs of a block's products (`scripts/decode_ablation.py --ckpt RUN`; the figures are in
+    docs/notes/2026-11-26-decoding-on-a-cpu.md)."""
     n_in, n_out = transposed.shape
     part = n_in // threads
     slices = copies(transposed.reshape(threads, part, n_out))  # (threads, in/threads, out)
