@@ -38,12 +38,15 @@ class Lesson:
     @property
     def number(self) -> str:
         """As the course names it: "06a_gpt2_124m_budget_and_ddp.ipynb" is notebook 6a."""
-        return self.file.split("_")[0].lstrip("0")
+        return self.file.split("_")[0].lstrip("0") or "0"
 
 
 LESSONS = [
+    Lesson("00_tensors_and_autograd.ipynb", "Tensors, autograd and gradient descent",
+           "a scalar autograd checked against torch.autograd, gradient descent by hand, nn.Module, SGD and AdamW",
+           "Python, a little linear algebra"),
     Lesson("01_shakespeare_data_and_bigram.ipynb", "Shakespeare: data and a bigram model",
-           "a character tokenizer, batches of windows and a bigram model: the baseline loss", "Python, a little NumPy"),
+           "a character tokenizer, batches of windows and a bigram model: the baseline loss", "0, or PyTorch basics"),
     Lesson("02a_self_attention_from_scratch.ipynb", "Self-attention from scratch",
            "causal self-attention: one head, many heads, all heads at once", "1; matrix products"),
     Lesson("02b_from_attention_to_a_gpt.ipynb", "From attention to a GPT",
@@ -53,7 +56,7 @@ LESSONS = [
            "1, 2b"),
     Lesson("04_bpe_tokenization.ipynb", "How GPT-2 tokenizes text",
            "byte-level BPE from scratch, checked against tiktoken", "1"),
-    Lesson("05_tinystories.ipynb", "TinyStories: a 51M story model",
+    Lesson("05_tinystories.ipynb", "TinyStories: a story model",
            "memmapped token files, mixed precision, bits per byte, a story model", "3, 4"),
     Lesson("06a_gpt2_124m_budget_and_ddp.ipynb", "GPT-2 124M: the budget and data-parallel training",
            "the compute budget, token shards, DDP and a 2-process torchrun run", "3, 5"),

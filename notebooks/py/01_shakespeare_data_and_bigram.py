@@ -18,22 +18,22 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/01_shakespeare_data_and_bigram.ipynb)
 #
-# A language model assigns a probability to the next token given the ones before it. Before building
-# a transformer we need three things: text turned into integers, a way to cut it into training
-# examples, and a number to beat. This notebook builds all three and ends with the simplest model
-# that can generate text at all.
+# A language model assigns a probability to the next token given the ones before it. Before building a
+# transformer we need text turned into integers, a way to cut it into training examples, and a number to beat.
+# This notebook builds all three and ends with the simplest model that generates text. It uses `nn.Module`,
+# `loss.backward()` and an optimizer: notebook 0 builds them from scratch.
 #
 # **What you will learn**
 #
-# - what tinyshakespeare looks like: size, format, its 65-character vocabulary;
-# - how a character tokenizer works (you write one, then check it against `tinylm.CharTokenizer`);
-# - why the validation split is a contiguous block at the end of the text;
-# - how one window of `block_size + 1` tokens gives `block_size` training examples, with `y` = `x` shifted by one;
-# - the bigram model: a 65×65 table of logits, why its initial loss is not ln(65), and how it trains;
-# - the **baseline validation loss** every later model in the course has to beat, and how close it comes to the
-#   lowest loss any bigram can reach (exercise 4 measures it against Shannon's entropy).
+# - tinyshakespeare's size, format and 65-character vocabulary;
+# - a character tokenizer, checked against `tinylm.CharTokenizer`;
+# - why the validation split is one block at the end of the text;
+# - how a window of `block_size + 1` tokens gives `block_size` training examples;
+# - the bigram model: a 65×65 table of logits, its initial loss, its training;
+# - the **baseline validation loss** every later model must beat, and how close it comes to the best any bigram
+#   can do (exercise 4).
 #
-# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 6 s, by the course's
+# **How long it takes**: a lesson of about 42 minutes (reading, code and the `cpu` run's 6 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -44,13 +44,11 @@
 # | `gpu` | 10,000 training steps | not measured |
 #
 # **Where the ideas come from**: the data set and the character-level approach are Karpathy's
-# ([*The Unreasonable Effectiveness of Recurrent Neural Networks*](http://karpathy.github.io/2015/05/21/rnn-effectiveness/),
-# 2015, and his char-rnn); generating text from letter-pair statistics, and measuring a source in
-# bits, go back to Shannon ([*A Mathematical Theory of Communication*](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x),
-# 1948); a language model as a table of learned vectors trained by gradient descent on the
-# next-token loss is Bengio et al.'s ([*A Neural Probabilistic Language Model*](https://www.jmlr.org/papers/v3/bengio03a.html),
-# 2003). The entropy bound of exercise 4 is Shannon's too; that no bigram table beats the text's own pair statistics is
-# Gibbs' inequality (Cover & Thomas, [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
+# ([2015](http://karpathy.github.io/2015/05/21/rnn-effectiveness/)); text from letter-pair statistics, and entropy
+# in bits, are Shannon's ([1948](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x)); learned vectors trained on the
+# next-token loss are Bengio et al.'s ([2003](https://www.jmlr.org/papers/v3/bengio03a.html)); that no bigram table
+# beats the text's own pair statistics is Gibbs' inequality (Cover & Thomas,
+# [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -63,10 +61,9 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# `tinylm.set_up_notebook()` reads the profile from `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`), and otherwise picks
-# `gpu` when CUDA is present, else `cpu`. Every number that changes how long the notebook runs comes
-# from it; nothing else does. It also picks the device and sets PyTorch up for it as the commands do (one CPU thread
-# per free core: on a busy machine more threads only wait for each other).
+# `tinylm.set_up_notebook()` reads the profile from `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`), else picks `gpu`
+# with CUDA and `cpu` without. Every number that changes how long the notebook runs comes from it. It also picks
+# the device and sets PyTorch up as the commands do.
 
 # %%
 import math
@@ -94,10 +91,9 @@ print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={devic
 # %% [markdown]
 # ## 1. The data
 #
-# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file (Karpathy's
-# [char-rnn](http://karpathy.github.io/2015/05/21/rnn-effectiveness/) dataset). `prepare_shakespeare_char()` fetches it (from the internet, or from the offline mirror
-# named by `$TINYLM_DATA_MIRROR`), checks its sha256, and also writes the tokenized `train.bin` and
-# `val.bin` that later notebooks train on. Here we read the raw text and redo that work by hand.
+# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file. `prepare_shakespeare_char()` fetches it
+# (or reads the offline mirror `$TINYLM_DATA_MIRROR`), checks its sha256 and writes the tokenized `train.bin` and
+# `val.bin` that later notebooks train on. Here we redo that work by hand.
 
 # %%
 from tinylm.train.recipes import prepare_shakespeare_char
@@ -112,10 +108,8 @@ print(f"{len(text):,} characters, {len(text.splitlines()):,} lines\n")
 print(text[:300])
 
 # %% [markdown]
-# The format is regular: a speaker's name followed by a colon on its own line, the speech, a blank
-# line. A model that learns only this much already produces text that *looks* like a play.
-#
-# The vocabulary is the set of distinct characters. Sorting it makes the ids reproducible.
+# The format is regular: a speaker's name and a colon on its own line, the speech, a blank line. The vocabulary is
+# the set of distinct characters, sorted so that the ids are reproducible.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -128,16 +122,15 @@ print(repr("".join(chars)))
 print("rarest:", Counter(text).most_common()[-6:])
 
 # %% [markdown]
-# 65 symbols: newline, space, punctuation, digits (only `3`), and both letter cases. `$` occurs once
-# and `&` three times in a million characters: the model will see them almost never, which is fine.
+# 65 symbols: newline, space, punctuation, one digit (`3`) and both letter cases. The rarest occur a handful of
+# times in a million characters.
 
 # %% [markdown]
 # ## 2. A character tokenizer from scratch
 #
-# A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`)
-# to decode. Characters give a tiny vocabulary and long sequences (one token per character); GPT-2's
-# BPE, in notebook 4, has 50,257 tokens, which cover several characters on average (notebook 4 measures how many). Same idea,
-# different trade-off.
+# A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`) to decode.
+# Characters give a tiny vocabulary and long sequences; GPT-2's BPE (notebook 4) has 50,257 tokens of several
+# characters each on average.
 
 # %%
 stoi = {ch: i for i, ch in enumerate(chars)}
@@ -181,9 +174,9 @@ print(data[:20])
 # %% [markdown]
 # ## 3. Train/validation split
 #
-# The first 90% trains, the last 10% validates (the line below prints both shares). The split is one contiguous cut, not a random choice
-# of characters or windows: neighbouring windows overlap, so a random split would put near-copies of
-# validation text into training and the validation loss would flatter the model.
+# The first 90% trains, the last 10% validates (the line below prints both shares). The cut is contiguous:
+# neighbouring windows overlap, so a random split would put near-copies of validation text into training and
+# flatter the validation loss.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -199,11 +192,10 @@ print("split matches tinylm's train.bin / val.bin")
 # %% [markdown]
 # ## 4. Batches of (x, y) windows
 #
-# A model sees a window of at most `block_size` tokens (its *context*). A chunk of `block_size + 1`
-# tokens holds `block_size` examples at once: predict token 1 from token 0, token 2 from tokens 0–1,
-# …, token 8 from tokens 0–7. Put the inputs in `x` and the targets in `y`: `y` is `x` shifted one
-# to the left. A transformer computes all `block_size` predictions in one forward pass, and seeing
-# every context length from 1 up is what lets it generate from a short prompt.
+# A model sees a window of at most `block_size` tokens (its *context*). A chunk of `block_size + 1` tokens holds
+# `block_size` examples: predict token 1 from token 0, token 2 from tokens 0–1, …, token 8 from tokens 0–7. The
+# inputs go in `x`, the targets in `y`: `x` shifted one to the left. A transformer makes all `block_size`
+# predictions in one forward pass, and training on every context length lets it generate from a short prompt.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -214,9 +206,8 @@ for t in range(BLOCK_SIZE):
     print(f"context {decode(x[: t + 1])!r:>12}  ->  target {decode(y[t : t + 1])!r}")
 
 # %% [markdown]
-# For a batch, pick `batch_size` random start offsets and stack the windows. Every start in
-# `[0, len - block_size)` is equally likely; a `torch.Generator` of our own makes the batches
-# repeatable without touching the global random state.
+# A batch stacks `batch_size` windows at random starts in `[0, len - block_size)`; a `torch.Generator` of our own
+# makes the batches repeatable.
 
 # %%
 def get_batch(split: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
@@ -248,15 +239,14 @@ print("get_batch matches tinylm's RandomWindowSampler")
 # %% [markdown]
 # ## 5. The bigram model
 #
-# The simplest language model predicts the next character from the current one alone: an *n-gram*
-# model with n = 2. Shannon (1948) already generated "English" this way, from the frequencies of
-# letter pairs, and called it the second-order approximation. Here it is a 65×65 table: row `i` holds
-# the *logits* (unnormalised log-probabilities) of every character that may follow character `i`.
-# `nn.Embedding(vocab_size, vocab_size)` is exactly such a table: indexing it with ids looks up rows.
-# Learning it by gradient descent on the next-token loss, rather than by counting, is the step
-# Bengio et al. (2003) took with their neural language model, which learned a vector per word and a
-# network on top; the bigram is the smallest case, where the vector *is* the row of logits. Softmax turns a row into probabilities; the loss is the cross-entropy,
-# the mean of −log p(correct next token), in nats per character.
+# The simplest language model predicts the next character from the current one alone: an *n-gram* model with
+# n = 2, which Shannon (1948) used to generate "English" from letter-pair frequencies. Here it is a 65×65 table:
+# row `i` holds the *logits* (unnormalised log-probabilities) of the character after character `i`.
+# `nn.Embedding(vocab_size, vocab_size)` is such a table (notebook 0, section 6).
+#
+# Softmax turns a row into probabilities; the loss is the cross-entropy, the mean of −log p(correct next token), in
+# nats per character. Minimising it is maximum likelihood: the table that makes the training text most probable.
+# We learn the table by gradient descent rather than by counting, as Bengio et al. (2003) learned a vector per word.
 #
 # The `forward` signature `(idx, targets=None) -> (logits, loss)` is the one `tinylm.GPT` uses, so
 # tinylm's tools (here `evaluate_loss`) work on this model too.
@@ -308,17 +298,16 @@ print(f"ln({vocab_size}) = {math.log(vocab_size):.4f}   loss with zero logits = 
 assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 
 # %% [markdown]
-# For deep networks starting near ln V matters (GPT-2's small initialisation, notebook 2b, does this):
-# the first steps are then spent learning, not unlearning overconfidence. The bigram's loss is convex
-# in its table, so a bad start cannot trap it; section 6 prints the step at which it is back below ln 65.
+# Deep networks start near ln V on purpose (GPT-2's small initialisation, notebook 2b), so that the first steps
+# learn rather than unlearn overconfidence. The bigram's loss is convex in its table: a bad start cannot trap it.
 
 # %% [markdown]
 # ## 6. Training
 #
-# AdamW with a learning rate of 1e-2, much larger than a transformer tolerates: the model is one
-# table and the problem is convex. Only the rows of the characters in the batch get a gradient, but AdamW
-# moves the others too: its momentum `m` keeps pushing rows that had a gradient earlier, and its weight
-# decay (`weight_decay=0.01` by default) shrinks every row at every step.
+# AdamW (notebook 0 raced it against plain gradient descent; notebook 3 opens it up) with a learning rate of
+# 1e-2, larger than a transformer tolerates: the model is one table and the problem is convex. Only the rows of
+# the characters in the batch get a gradient, but AdamW moves the others too: its momentum keeps pushing rows
+# that had a gradient earlier, and its weight decay shrinks every row at every step.
 # Every `EVAL_EVERY` steps, `tinylm.eval.loss.evaluate_loss` scores **every** token of the validation
 # split once, which is deterministic and far less noisy than the loss of one random batch.
 #
@@ -361,9 +350,9 @@ print(f"the loss on one training batch first falls below ln {vocab_size} at step
 # %% [markdown]
 # ## 7. The baseline
 #
-# The validation loss of the trained bigram, over the whole split, is the number every later model
-# in the course must beat. Its exponential, the *perplexity*, reads as "as uncertain as a uniform
-# choice among that many characters". The loss divided by ln 2 is in bits per character, Shannon's unit.
+# The trained bigram's validation loss over the whole split is the number every later model must beat. Its
+# exponential, the *perplexity*, reads "as uncertain as a uniform choice among that many characters"; divided by
+# ln 2 it is in bits per character.
 
 # %%
 bigram_val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
@@ -371,9 +360,8 @@ print(f"bigram baseline: validation loss {bigram_val_loss:.4f} nats/char = {bigr
       f"perplexity {math.exp(bigram_val_loss):.1f} (uniform: {math.log(vocab_size):.4f}, perplexity {vocab_size})")
 
 # %% [markdown]
-# Self-check. A bigram has no context, so its loss over the split needs no windows at all: look up
-# the row of every character and score the character after it. `evaluate_loss` must agree, which
-# confirms it scores each of the `len(val) - 1` targets exactly once.
+# Self-check: a bigram needs no windows; score each character's successor from its row. `evaluate_loss` must
+# agree, which confirms it scores each of the `len(val) - 1` targets once.
 
 # %%
 with torch.no_grad():
@@ -406,24 +394,20 @@ def sample(model, prompt: str, max_new_tokens: int, seed: int) -> str:
 print(sample(model, "\n", 500, seed=0))
 
 # %% [markdown]
-# Line breaks, a colon line that imitates a speaker's name, word-sized chunks, and only a few short real words: one character
-# of memory cannot spell. The fix is to let each position look at *all* the positions before it,
+# Line breaks, lines that end in a colon as speakers' names do, word-sized chunks, and only a few short real
+# words: one character of memory cannot spell. The fix is to let each position look at *all* the positions before it,
 # which is what self-attention does in the next notebook.
 
 # %% [markdown]
 # ## What you learned
 #
-# - tinyshakespeare is about a million characters over a 65-character vocabulary; a character tokenizer
-#   is two lookup tables, and yours matches `tinylm.CharTokenizer`.
-# - The validation split is one contiguous block at the end, because overlapping windows would leak
-#   it into training.
-# - A window of `block_size + 1` tokens gives `block_size` examples at once: `y` is `x` shifted by one.
-# - The loss is the cross-entropy in nats per character; a model that knows nothing scores ln 65 ≈ 4.17,
-#   and a confidently random one scores worse.
-# - The bigram, one 65×65 table of logits, reaches the validation loss section 7 printed: the baseline every
-#   later model must beat. Its samples have the shape of a play and almost no words.
-# - No bigram table can score a text below the text's own conditional entropy H(next | current) (Gibbs'
-#   inequality); exercise 4 measures how close the trained one comes to that bound.
+# - A character tokenizer is two lookup tables; yours matches `tinylm.CharTokenizer`.
+# - The validation split is one block at the end: overlapping windows would leak it into training.
+# - A window of `block_size + 1` tokens gives `block_size` examples: `y` is `x` shifted by one.
+# - The loss is the cross-entropy in nats per character; knowing nothing scores ln 65 ≈ 4.17, a confidently
+#   random table worse.
+# - The bigram's validation loss (section 7) is the baseline every later model must beat. Its samples have the
+#   shape of a play and almost no words.
 #
 # ## Exercises
 #
@@ -471,9 +455,11 @@ check(test_cross_entropy_by_hand)
 #
 # ### Exercise 2: the bigram by counting
 #
-# The bigram table that fits the training text best can be computed without gradient descent: count how often each character follows each other one (with `alpha > 0` the table moves slightly off that optimum, so that no pair gets probability 0). Return the `(V, V)` matrix `P` with
-# `P[i, j] = (count(i→j) + alpha) / Σ_j' (count(i→j') + alpha)`. `alpha` ("add-one smoothing" for
-# `alpha=1`) keeps pairs never seen in training from getting probability 0 (an infinite loss).
+# The bigram table that fits the training text best can be computed without gradient descent: count how often
+# each character follows each other one. Return the `(V, V)` matrix `P` with
+# `P[i, j] = (count(i→j) + alpha) / Σ_j' (count(i→j') + alpha)`. `alpha > 0` ("add-one smoothing" for `alpha=1`)
+# moves the table slightly off the counts so that pairs never seen in training do not get probability 0 (an
+# infinite loss).
 
 # %%
 def bigram_probs_from_counts(ids: torch.Tensor, vocab_size: int, alpha: float = 1.0) -> torch.Tensor:
@@ -551,7 +537,7 @@ check(test_temperature_probs)
 #
 # ### Exercise 4: an experiment — how close is the bigram to the best a bigram can do?
 #
-# Shannon measured a source by its entropy, and two entropies bound what section 6 trained:
+# Shannon measured a source by its entropy. Two entropies frame what section 6 trained:
 #
 # - **H(next)**, the entropy of the characters' own frequencies, $-\sum_b P(b) \ln P(b)$: the lowest loss of any
 #   model that uses no context at all (a unigram);
@@ -604,11 +590,12 @@ check(test_entropies)
 #     return h, h_given
 # ```
 #
-# The trained bigram sits a little above H(next | current) of the validation text: that bound is fitted to the
-# validation text itself, which no model trained on the first 90% can see, so part of the excess is the
-# difference between the two texts, and the rest is what training left. Both are small next to the distance
-# from H(next) down to the bigram, which is what one character of context is worth (the check's line prints the
-# three numbers). To get lower, a model needs more context: notebook 2a.
+# The trained bigram sits a little above H(next | current) of the validation text. That bound is fitted to the
+# validation text itself, which a model trained on the first 90% never sees. Exercise 2's line splits the excess:
+# the count bigram, the best table for the *training* text, scores nearly what the trained one does, so almost all
+# of the excess is the difference between the two texts (and the smoothing), and training left little. Both are
+# small next to the distance from H(next) down to the bigram: what one character of context is worth. To get
+# lower, a model needs more context: notebook 2a.
 # </details>
 
 # %%

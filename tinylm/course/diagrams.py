@@ -2,8 +2,9 @@
 
 `draw_causal_mask` is the score matrix of causal self-attention with each cell labelled (q_t·k_s where a query may
 read a key, −∞ where the key is in its future); `draw_pre_norm_block` is GPT-2's transformer block, the residual
-stream running straight through and each sub-layer reading a normalised copy of it and adding its result back.
-Each draws on the axes it is given (or a new figure's) and returns them.
+stream running straight through and each sub-layer reading a normalised copy of it and adding its result back;
+`draw_computation_graph` is the graph of L = tanh(a·b + c) with each node's value and gradient. Each draws on the
+axes it is given (or a new figure's) and returns them.
 """
 
 from __future__ import annotations
@@ -87,4 +88,33 @@ def draw_pre_norm_block(ax=None):
     ax.set_ylim(-1.1, 9.0)
     ax.axis("off")
     ax.set_title("a pre-LayerNorm transformer block (GPT-2)")
+    return ax
+
+
+# L = tanh(a·b + c): each node's position, and the node it feeds
+GRAPH = {"a": ((0, 2.2), "e"), "b": ((0, 1.0), "e"), "c": ((2.6, -0.2), "d"), "e = a·b": ((2.6, 1.6), "d"),
+         "d = e + c": ((5.2, 0.7), "L"), "L = tanh(d)": ((7.8, 0.7), None)}
+
+
+def draw_computation_graph(values: dict[str, tuple[float, float]], ax=None):
+    """The graph of L = tanh(a·b + c) left to right: `values` maps each node's short name (a, b, c, e, d, L) to its
+    (value, gradient ∂L/∂node) after a forward and a backward pass."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 4.8))
+    short = {label: label.split(" ")[0] for label in GRAPH}
+    for label, ((x, y), feeds) in GRAPH.items():
+        data, grad = values[short[label]]
+        ax.add_patch(FancyBboxPatch((x - 0.95, y - 0.42), 1.9, 0.84, boxstyle="round,pad=0.05",
+                                    facecolor="#dae8fc" if feeds else "#d5e8d4", edgecolor="black", lw=1.5))
+        ax.text(x, y + 0.18, label, ha="center", va="center", fontsize=13)
+        ax.text(x, y - 0.2, f"value {data:.3f}\ngrad {grad:.3f}", ha="center", va="center", fontsize=11,
+                family="monospace")
+        if feeds:
+            target = next(position for name, (position, _) in GRAPH.items() if short[name] == feeds)
+            _arrow(ax, (x + 0.97, y), (target[0] - 0.97, target[1]))
+    ax.text(3.9, 3.0, "forward: values, left to right    backward: grad = ∂L/∂node, right to left", ha="center",
+            fontsize=13)
+    ax.set_xlim(-1.1, 8.9)
+    ax.set_ylim(-0.8, 3.3)
+    ax.axis("off")
     return ax

@@ -21,8 +21,9 @@ TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories":
 # The notebook to open after a track's run, where it is not the one that trains it: notebook 6b teaches how a
 # gpt2-124m run is scored (`python -m tinylm.eval core --ckpt RUN`) beside OpenAI's GPT-2.
 EVALUATION_NOTEBOOKS = {"gpt2-124m": "06b_gpt2_124m_evaluation.ipynb"}
-# Where the course starts: README's first command trains shakespeare-char, and notebook 1 begins with that data.
-FIRST_NOTEBOOK = "01_shakespeare_data_and_bigram.ipynb"
+# Where the course starts: tensors and autograd (skip to notebook 1, which begins with shakespeare-char's data, if
+# you know PyTorch).
+FIRST_NOTEBOOK = "00_tensors_and_autograd.ipynb"
 
 
 def colab_url(notebook: str) -> str:
