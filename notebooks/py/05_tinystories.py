@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 5 · TinyStories: a 51M-parameter story model
+# # 5 · TinyStories: a story model (51M parameters on a GPU)
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/05_tinystories.ipynb)
 #
@@ -41,7 +41,7 @@
 # ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322)); [llama2.c](https://github.com/karpathy/llama2.c)
 # (Karpathy), whose published TinyStories models can be scored on the same stories.
 #
-# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 218 s, by the course's
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 215 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -275,13 +275,12 @@ dropped = gpt2.vocab_size - len(trimmed.kept_ids)
 assert math.isclose(trimmed.unk_penalty, math.log(dropped)), "the penalty is ln(dropped)"
 print(f"unk penalty ln({dropped:,}) = {trimmed.unk_penalty:.2f} nats")
 print(f"<unk> targets in the validation split: {val_unk.sum():,} of {len(gpt2_val):,} ({val_unk.mean():.2%})")
-print(f"the penalty adds {val_unk.mean() * trimmed.unk_penalty:.3f} nats to the mean validation loss")
+print(f"the penalty itself adds {val_unk.mean() * trimmed.unk_penalty:.3f} nats to the mean validation loss")
 print("some of them:", sorted({gpt2.decode([i]) for i in np.asarray(gpt2_val)[val_unk][:12]}))
 
 # %% [markdown]
-# Rare words and names, a small share of the validation tokens (the lines above measure it): the price is
-# small, because the kept tokens are exactly the ones the model could learn something about from this training
-# text anyway. Check that the package's evaluation adds exactly `ln(dropped)` per `<unk>` target: score a
+# Rare words and names, a small share of the validation targets (the lines above). The penalty itself adds
+# little; what the model's own probability of `<unk>` costs, section "Training" measures. Check that the package's evaluation adds exactly `ln(dropped)` per `<unk>` target: score a
 # validation window that holds one with a small untrained model, with the trimmed tokenizer and with a stand-in
 # that has the same vocabulary but no `<unk>`:
 
@@ -476,9 +475,9 @@ print(f"largest difference: {max(differences):.1e} nats"
 assert differences[0] < 0.02, "the first loss comes from the same weights and batch: only rounding differs"
 step_ms = {DTYPE_NAMES[dtype]: [seconds * 1000 for _, seconds, _ in results] for dtype, results in runs.items()}
 where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{tinylm.runtime.cpu_name()}, {torch.get_num_threads()} threads"
-# each arm: the mean over the rounds ± half their range (slowest minus fastest, halved)
+# each arm: its fastest and slowest round, the two figures the rule compares
 print(f"\ntime per step on {where}, {MP_ROUNDS} interleaved rounds: "
-      + ", ".join(f"{name} {spread(ms).format(1, replicate='round')} ms" for name, ms in step_ms.items()))
+      + ", ".join(f"{name} {spread(ms).low:.1f}-{spread(ms).high:.1f} ms" for name, ms in step_ms.items()))
 print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low]], metric="ms per step", digits=1,
               replicate="round"))
 
@@ -487,7 +486,7 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
 # Over a long run two such runs can drift as far apart as two seeds ([Summers and Dinneen,
 # 2021](https://arxiv.org/abs/2103.04514) found one flipped bit in one initial weight enough). The speed verdict is
 # the course's rule (`tinylm.eval.uncertainty.compare`: at least 3 interleaved rounds per arm, ranges that do not
-# overlap; `±` is half the range over the rounds), for the CPU the timing line names and no other. On an x86 CPU
+# overlap), for the CPU the timing line names and no other. On an x86 CPU
 # without AVX-512 PyTorch has no bf16 matrix kernels and converts every number between bf16 and fp32, which can make
 # a step many times slower.
 #
@@ -506,7 +505,8 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # 50,304), so 8 micro-batches run one after another. Accumulation buys memory, not speed. The micro-batch's size and
 # `torch.compile` (notebook 6b) do matter for speed: on an H100
 # ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) the recipe's compiled micro-batches of 128
-# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5%. The Trainer weighs each micro-batch by
+# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5% (one run each; the last changes
+# both the size and compilation). The Trainer weighs each micro-batch by
 # its share of the step's targets, `loss * (count * self.world.size / step_count)` (notebook 3's exercise 2;
 # `self.world.size` is notebook 6a's); with fp16, `scaler.scale` also multiplies by the loss scale.
 #
@@ -580,11 +580,11 @@ for i, prompt in enumerate(prompts):
 
 # %% [markdown]
 # `<unk>` is never a training target (every token of the training split is kept), so the model learns to give it
-# little probability, and the whole split's gap mixes those rare words into the comparison: read the gap on the
-# other targets. A small one says the model has not memorised its stories, a wide one after several passes says it
-# has begun to. Here it is 0.142 nats after 5.30 passes, against the whole split's 0.293: the `<unk>` targets made
-# half of it, and what remains mixes memorising with the validation stories simply being other stories (notebook 3
-# separates the two for its text with a bigram). The
+# little probability. The `<unk>` targets are 0.69% of the split, yet they lift its loss from 3.067 to 3.218
+# nats: each costs about 25 nats, 10.68 of them the penalty and the rest the model's own −ln p(`<unk>`). So read
+# the memorising gap on the other targets: 0.159 nats after 5.35 passes, against the whole split's 0.310. It
+# mixes memorising with the validation stories simply being other stories (notebook 3 separates the two for its
+# text with a bigram). The
 # TinyStories paper found that models learn grammar first and consistent plots and characters later, with more
 # parameters.
 #
@@ -634,14 +634,22 @@ for name, loss in baselines.items():
 for name, compress in [("zlib -9", lambda b: zlib.compress(b, 9)), ("bzip2", bz2.compress),
                        ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))]:
     print(f"| {name + ' (compressor)':<28} | {'':>20} | {len(compress(val_bytes)) * 8 / len(val_bytes):>13.3f} |")
+# xz with the model's prior: compress the training text, then training + validation, and count the difference
+train_ids = np.asarray(gpt2_train, dtype=np.int64)
+train_bytes = gpt2.encoding.decode_bytes(train_ids[train_ids != gpt2.eot_token].tolist())
+xz_size = lambda b: len(lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))  # noqa: E731
+xz_primed = (xz_size(train_bytes + val_bytes) - xz_size(train_bytes)) * 8 / len(val_bytes)
+print(f"| {'xz -9e after the train text':<28} | {'':>20} | {xz_primed:>13.3f} |")
 bits_per_byte = to_bits_per_byte(final["val_loss"])
 print(f"| {'this GPT (' + PROFILE + ' profile)':<28} | {final['val_loss']:>20.3f} | {bits_per_byte:>13.3f} |")
+print(f"training text: {len(train_bytes):,} bytes; the model needs {bits_per_byte / xz_primed:.0%} of the bits "
+      "xz needs after reading it")
 
 # %% [markdown]
-# The compressors start from nothing and learn the statistics of the validation text as they read it;
-# the model (and the unigram baseline) arrive with what they learned from the training stories, so the
-# comparison favours them. Still, a model below `bzip2`'s bits per byte has learned something about
-# stories that a general-purpose compressor does not find.
+# The compressors start from nothing; the model and the unigram arrive with what they learned from the training
+# stories. The fair control gives a compressor the same prior: xz after the training text, charged only for the
+# bytes the validation text adds (xz's 64 MiB window holds the training text; zlib's 32 KB window and bzip2's
+# 900 KB blocks cannot). The last line compares the model with that control.
 #
 # The package does this for any text: `tinylm.eval.loss.text_loss(model, tokenizer, text)` encodes the text,
 # scores every token (the first one predicted from an end-of-text token, as a story starts in training), and
