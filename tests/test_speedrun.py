@@ -312,3 +312,30 @@ def test_step_cost_line_tells_costs_apart_only_when_the_rounds_do_not_overlap(ti
     overlapping = course.step_cost_line(arms, {"dense": course.StepCost((0.050, 0.049, 0.061)),
                                                "mixture": course.StepCost((0.070, 0.075, 0.060))})
     assert overlapping.endswith("1.40x the step cost; not told apart (the rounds overlap)")
+
+
+def test_an_arm_with_its_baselines_compute_takes_its_price_and_equal_steps_read_the_curves(tiny_config, train_config,
+                                                                                          tokens):
+    """An arm named in same_cost_as is not timed and costs what its source costs; equal_steps_verdicts compares the
+    two arms' losses at the fewest steps any of their runs trained, interpolated between evaluations."""
+    from tinylm.course import speedrun as course
+    from tinylm.course.ablation import Arm
+
+    train, val = tokens
+    arms = [Arm("one", "1 block", tiny_config(n_layer=1), None),
+            Arm("zero", "zero-init", tiny_config(n_layer=1, zero_init_projections=True), "one")]
+    costs = course.measure_step_costs(arms, train_config(), train, val, device="cpu", rounds=2, steps=1, warmup=1,
+                                      same_cost_as={"zero": "one"})
+    assert costs["zero"] is costs["one"] and len(costs["one"].rounds) == 2
+    assert [change.name for change in course.MODEL_CHANGES if change.same_step_cost] == ["+zero-init"]
+
+    records = [{"event": "eval", "step": 100, "val_loss": 2.0}, {"event": "eval", "step": 200, "val_loss": 1.5},
+               {"event": "final", "step": 300, "val_loss": 1.4}]
+    assert course.loss_at_step(records, 150) == 1.75 and course.loss_at_step(records, 300) == 1.4
+    with pytest.raises(ValueError):
+        course.loss_at_step(records, 50)
+    runs = priced_runs({"one": 500, "zero": 400}, {"one": [1.7, 1.71, 1.72], "zero": [1.6, 1.61, 1.62]})
+    sentences = course.equal_steps_verdicts(arms, runs, split="test")
+    # both read at step 400, the zero arm's final evaluation, against one's line from step 200 (2.5) to 500
+    assert len(sentences) == 1 and sentences[0].startswith("zero beats one on test loss at step 400")
+    assert "): told apart:" in sentences[0]

@@ -2,9 +2,10 @@
 the target: the default recipe, one change at a time up to the speedrun recipe, then each model change on top of it
 (`MODEL_CHANGES`), raced at equal training time and judged by tinylm.eval.uncertainty's rule. A shared machine's
 speed drifts by as much as the differences measured, so the race is priced: `measure_step_costs` times each arm's
-step in rounds interleaved across arms, `within_budget` turns the seconds into steps at that cost, every seed trains
-exactly those steps, and `race_table` and `race_verdicts` read the seconds to a target off each run's curve at that
-cost.
+step in rounds interleaved across arms (an arm that changes no per-step compute takes its baseline's price),
+`within_budget` turns the seconds into steps at that cost, every seed trains exactly those steps, and `race_table`
+and `race_verdicts` read the seconds to a target off each run's curve at that cost; `equal_steps_verdicts` reads the
+same curves at equal steps, where the price cannot move the result.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -33,12 +34,14 @@ class Change:
     name: str
     what: str
     model: dict[str, Any]
+    same_step_cost: bool = False  # True: only the initial weights change, so the step costs what its baseline's does
 
 
 MODEL_CHANGES: tuple[Change, ...] = (
     Change("+ReLU²", "GELU -> relu(x)² in the MLP", model={"mlp": "relu2"}),
     Change("+QK-norm", "queries and keys RMS-normalised per head", model={"qk_norm": True}),
-    Change("+zero-init", "output projections start at zero", model={"zero_init_projections": True}),
+    Change("+zero-init", "output projections start at zero", model={"zero_init_projections": True},
+           same_step_cost=True),
     Change("+untied head", "the head gets its own matrix", model={"tie_weights": False}),
     Change("+soft-cap", "logits squashed by 15·tanh(logits/15)", model={"logit_softcap": 15.0}),
 )
@@ -74,13 +77,16 @@ class StepCost:
 
 def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_data, val_data, *,
                        device: torch.device, tokenizer=None, rounds: int = 5, steps: int = 20, warmup: int = 5,
-                       ) -> dict[str, StepCost]:
+                       same_cost_as: Mapping[str, str] | None = None) -> dict[str, StepCost]:
     """Each arm's seconds per training step on this machine: every arm's Trainer is built once (seed 0, the arm's
     train_options), runs `warmup` steps untimed, then `rounds` rounds of `steps` steps each, the arms' order rotated
     from round to round, which spreads a slow spell across arms rather than onto one. A step is timed by the
     Trainer's own clock (`tinylm.train.progress.TRAINING_TIME`), the clock a budget counts, which is why this does
     not use `tinylm.bench.measure.interleaved_seconds` (wall time of whole calls, the Trainer's closing evaluation
-    included). The validation split is cut to a few windows: the Trainer scores it at the end of every round."""
+    included). The validation split is cut to a few windows: the Trainer scores it at the end of every round. An arm
+    named in `same_cost_as` is not timed: it takes the cost of the arm it names (timing it would add only noise)."""
+    priced_as = dict(same_cost_as or {})
+    arms = [arm for arm in arms if arm.name not in priced_as]  # the arms timed
     trainers = {}
     for arm in arms:
         torch.manual_seed(0)
@@ -100,7 +106,8 @@ def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_dat
             before = trainer.elapsed
             trainer.fit(stop_after=steps)
             timed[arm.name].append((trainer.elapsed - before) / steps)
-    return {name: StepCost(tuple(seconds)) for name, seconds in timed.items()}
+    costs = {name: StepCost(tuple(seconds)) for name, seconds in timed.items()}
+    return {**costs, **{name: costs[source] for name, source in priced_as.items()}}
 
 
 def step_cost_line(arms: Sequence[Arm], costs: dict[str, StepCost]) -> str:
@@ -198,6 +205,30 @@ def race_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], costs: dic
         else:
             sentences.append(compare(arm.name, times_ours, arm.baseline, times_theirs, metric=f"seconds to {target}",
                                      digits=1))
+    return sentences
+
+
+def loss_at_step(records: Sequence[dict[str, Any]], step: float) -> float:
+    """A run's evaluated loss at `step`, linearly interpolated between its evaluations (eval and final records)."""
+    curve = [(r["step"], r["val_loss"]) for r in records if r.get("event") in ("eval", "final")]
+    for (s0, l0), (s1, l1) in zip(curve, curve[1:]):
+        if s0 <= step <= s1:
+            return l0 if s1 == s0 else l0 + (l1 - l0) * (step - s0) / (s1 - s0)
+    raise ValueError(f"step {step} lies outside the evaluated steps {curve[0][0]}-{curve[-1][0]}")
+
+
+def equal_steps_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], split: str = "val") -> list[str]:
+    """For every arm with a baseline, one sentence by the rule of tinylm.eval.uncertainty.compare on the loss at the
+    same step for both arms: the fewest steps any run of the two trained, read off each run's evaluations."""
+    sentences = []
+    for arm in arms:
+        if arm.baseline is None:
+            continue
+        ours, theirs = runs[arm.name], runs[arm.baseline]
+        step = min(run.steps for run in (*ours, *theirs))
+        sentences.append(compare(arm.name, [loss_at_step(r.records, step) for r in ours], arm.baseline,
+                                 [loss_at_step(r.records, step) for r in theirs],
+                                 metric=f"{split} loss at step {step:,}", digits=3))
     return sentences
 
 
