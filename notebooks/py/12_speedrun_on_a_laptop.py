@@ -19,9 +19,9 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/12_speedrun_on_a_laptop.ipynb)
 #
 # Notebook 6b made a training *step* fast; this notebook makes *learning* fast. The
-# [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt) trains GPT-2 small to a FineWeb
-# validation loss of 3.28 on eight H100s: first in 45 minutes with llm.c's recipe, then in under 3, from a new
-# optimizer (Muon), changes to the architecture and schedule, and faster kernels. Here you build Muon, then race
+# [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt) took GPT-2 small to a FineWeb validation
+# loss of 3.28 on eight H100s in 45 minutes with llm.c's recipe, then in under 3, with a new optimizer (Muon),
+# architecture and schedule changes, and faster kernels. Here you build Muon, then race
 # the Shakespeare model of notebook 3 for a fixed budget of training seconds, one change at a time.
 #
 # **What you will learn**
@@ -33,7 +33,7 @@
 # - a **record table** of single changes, judged by a stated rule at equal seconds and at equal steps;
 # - why a race of seconds on a shared machine is run in steps priced by timed rounds.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 19 min, by the course's
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 20 min, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -46,15 +46,10 @@
 # `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)).
 #
 # **Papers and posts**: Muon ([Jordan et al., 2024](https://kellerjordan.github.io/posts/muon/);
-# at scale: [Liu et al., 2025, "Muon is scalable for LLM training"](https://arxiv.org/abs/2502.16982)),
-# Newton–Schulz for the polar decomposition ([Higham, 2008, *Functions of Matrices*, ch. 8](https://doi.org/10.1137/1.9780898717778)),
-# the [modded-nanogpt](https://github.com/KellerJordan/modded-nanogpt) record history,
-# ReLU² ([So et al., 2021, "Primer"](https://arxiv.org/abs/2109.08668)),
-# QK-norm ([Dehghani et al., 2023](https://arxiv.org/abs/2302.05442); at raised rates:
-# [Wortsman et al., 2023](https://arxiv.org/abs/2309.14322)),
-# logit soft-capping ([Gemma 2, 2024](https://arxiv.org/abs/2408.00118)),
-# warmup-stable-decay ([Hu et al., 2024, "MiniCPM"](https://arxiv.org/abs/2404.06395)),
-# and [nanochat](https://github.com/karpathy/nanochat), which trains its hidden matrices with Muon too.
+# [Liu et al., 2025](https://arxiv.org/abs/2502.16982)), Newton–Schulz ([Higham, 2008, ch. 8](https://doi.org/10.1137/1.9780898717778)),
+# [modded-nanogpt](https://github.com/KellerJordan/modded-nanogpt), ReLU² ([So et al., 2021](https://arxiv.org/abs/2109.08668)),
+# QK-norm ([Dehghani et al., 2023](https://arxiv.org/abs/2302.05442); [Wortsman et al., 2023](https://arxiv.org/abs/2309.14322)),
+# soft-capping ([Gemma 2, 2024](https://arxiv.org/abs/2408.00118)), warmup-stable-decay ([Hu et al., 2024](https://arxiv.org/abs/2404.06395)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -77,10 +72,13 @@ from tqdm.auto import tqdm
 
 import tinylm
 from tinylm.bench.speedrun import RACE_DEFAULTS, seconds_to_target
-from tinylm.course.ablation import Arm, hold_out_test, train_arms
+from tinylm.course.ablation import Arm, hold_out_test, runs_from_json, runs_to_json, train_arms
 from tinylm.course.exercises import check
+from tinylm.course.recorded import recorded
 from tinylm.course.speedrun import (
     MODEL_CHANGES,
+    costs_from_json,
+    costs_to_json,
     equal_steps_verdicts,
     machine_line,
     measure_step_costs,
@@ -103,6 +101,9 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # On a GPU, False runs the cpu recipe's table with shorter budgets; True runs the gpu recipe's model for minutes per
 # attempt (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
+# True: the record table's cell loads what the committed cpu run printed and measured instead of training for
+# 20 minutes (notebooks/TEACHING.md, "Long runs"); False runs it live.
+REPLAY = False
 SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
 RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, model shape and recipe
 if SCALE != PROFILE:
@@ -113,9 +114,8 @@ if SCALE != PROFILE:
 # ## Loss per second
 #
 # Tokens per second says how fast the engine turns, not how far each step goes. The speedrun's unit is
-# **seconds of training to a target loss**, and its second figure is the loss when a fixed budget runs out. Both
-# are read off a curve scored every few seconds, the crossing interpolated linearly between two evaluations; a
-# convex curve makes that crossing a little late, so every arm is scored after the same seconds. The target,
+# **seconds of training to a target loss**, and its second figure is the loss when the budget runs out. Both are
+# read off a curve scored every few seconds, the crossing interpolated linearly between two evaluations. The target,
 # printed below, is near where nanoGPT's CPU recipe ends (its README: "gets us a loss of only 1.88").
 
 # %%
@@ -136,12 +136,10 @@ print(f"{TRAINING_TIME}")
 #    every singular value set to 1;
 # 3. **step**: `W ← W·(1 − lr·λ) − lr·√max(1, out/in)·A·Bᵀ`.
 #
-# Why step 2? A hidden layer's gradient is nearly low-rank: a few directions carry almost all of it, so SGD
-# moves the weights mostly along those, and the rare directions, which may matter as much, barely move. An
-# orthogonalised update moves the gradient's directions by about the same amount; only the very weakest stay
-# smaller (the next section says which). Here is a real gradient, of the first MLP matrix of the Shakespeare
-# model on one batch, orthogonalised by `newton_schulz` in bfloat16 (its default; training uses float32 where
-# bfloat16 is slow):
+# Why step 2? A hidden layer's gradient is nearly low-rank: SGD moves the weights mostly along a few directions,
+# and the rare ones barely move. An orthogonalised update moves all of the gradient's directions by about the same
+# amount, but the very weakest. Here is a real gradient (the Shakespeare model's first MLP matrix, one batch),
+# orthogonalised by `newton_schulz` in bfloat16:
 
 # %%
 track = SHAKESPEARE_CHAR
@@ -177,16 +175,14 @@ plt.show()
 # %% [markdown]
 # ### Newton–Schulz: orthogonalising with matrix products
 #
-# An SVD per matrix per step is slow on a GPU. The polar factor `A·Bᵀ` is also the limit of an iteration
-# that needs only matrix products. Scale `X₀ = U / ‖U‖_F` so that every singular value lies in (0, 1], then
-# repeat `X ← a·X + b·(X·Xᵀ)·X + c·(X·Xᵀ)²·X`. Each step applies the odd polynomial
-# `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value and leaves the singular vectors alone. The classical
-# choice `(a, b, c) = (1.5, −0.5, 0)` converges to exactly 1, but slowly for small σ: its slope at 0 is
-# 1.5. Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0, so five steps lift every
-# singular value of `X₀` above a small threshold into a band around 1, between p's local minimum and
-# maximum; smaller ones stay short of it (the tail of the figure above). The cell prints the threshold, the
-# band, and how many of the real gradient's singular values lie below the threshold. modded-nanogpt's README
-# reports that a band instead of exactly 1 does not hurt training (section "Provenance").
+# An SVD per matrix per step is slow on a GPU; the polar factor `A·Bᵀ` is also the limit of an iteration of matrix
+# products. Scale `X₀ = U / ‖U‖_F` so that every singular value lies in (0, 1], then repeat
+# `X ← a·X + b·(X·Xᵀ)·X + c·(X·Xᵀ)²·X`: each step applies `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value and
+# keeps the singular vectors. The classical `(1.5, −0.5, 0)` converges to exactly 1, slowly for small σ (slope 1.5
+# at 0). Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0: five steps lift every singular
+# value above a small threshold into a band around 1; smaller ones stay short of it. The cell prints the threshold,
+# the band, and how many of the real gradient's singular values lie below it. modded-nanogpt reports that a band
+# instead of exactly 1 does not hurt training.
 
 # %%
 def my_newton_schulz(update: torch.Tensor, steps: int, coefficients: tuple[float, float, float]) -> torch.Tensor:
@@ -254,13 +250,10 @@ plt.show()
 # %% [markdown]
 # ### A Muon step, checked twice
 #
-# With `newton_schulz`, the optimizer is a few lines. The scale `√max(1, out/in)` sets the size of each
-# entry of the update: an exactly orthogonal (out × in) matrix has a root-mean-square entry of 1/√max(out, in),
-# and the scale lifts a tall matrix's to 1/√in, its fan-in, the same as a wide or square matrix of the same
-# fan-in. After Newton–Schulz the entries are a little smaller than that, because its singular values sit in a
-# band below and around 1, not at 1 (the cell prints the ratio). Ten steps on three matrices (wide, tall,
-# square) with the same gradients must give exactly what `tinylm.train.muon.Muon` and PyTorch's own
-# `torch.optim.Muon` give:
+# With `newton_schulz`, the optimizer is a few lines. An orthogonal (out × in) matrix has a root-mean-square
+# entry of 1/√max(out, in); the scale `√max(1, out/in)` lifts a tall matrix's to 1/√in, its fan-in, like a wide
+# one's. After Newton–Schulz the entries are a little smaller (the cell prints the ratio). Ten steps on three
+# matrices (wide, tall, square) must give exactly what `tinylm.train.muon.Muon` and `torch.optim.Muon` give:
 
 # %%
 def my_muon_step(weights, gradients, buffers, lr: float, momentum: float = 0.95, weight_decay: float = 0.1):
@@ -297,14 +290,11 @@ for s in shapes:  # the root-mean-square entry of one scaled, orthogonalised upd
     print(f"{s}: RMS entry {rms:.3f}, 1/√fan-in = {s[1] ** -0.5:.3f}, ratio {rms * s[1] ** 0.5:.2f}")
 
 # %% [markdown]
-# **Which parameters.** Muon is for the matrices that mix features inside the blocks. An embedding's gradient
-# is a sum of one row per token read, so its directions are tokens, not features; the head (tied to the token
-# embedding) reads out one score per token; the position embedding is a table too; norms and biases are
-# vectors. These stay with AdamW, as Keller Jordan's [Muon post](https://kellerjordan.github.io/posts/muon/)
-# recommends. `TrainConfig(optimizer="muon")` makes that split
-# (`tinylm.train.optim.muon_parameters`) and steps both halves on one schedule, with Muon's own peak rate
-# (`muon_learning_rate`): an entry of Muon's update is about lr/√fan-in (the cell above), while an entry of
-# Adam's `m/√v` is of order 1. The cell prints both rates.
+# **Which parameters.** Muon is for the matrices that mix features inside the blocks. Embeddings and the tied
+# head are tables indexed by token, and norms and biases are vectors: these stay with AdamW, as the
+# [Muon post](https://kellerjordan.github.io/posts/muon/) recommends. `TrainConfig(optimizer="muon")` makes that
+# split (`tinylm.train.optim.muon_parameters`), with Muon's own peak rate: its update's entries are about
+# lr/√fan-in, Adam's `m/√v` of order 1. The cell prints both rates.
 
 # %%
 chosen = muon_parameters(model)
@@ -349,33 +339,27 @@ plt.show()
 # %% [markdown]
 # ## The record table
 #
-# modded-nanogpt races the clock to a fixed loss, and a record may bundle several changes. Here the budget of
-# training seconds is fixed, and each arm differs by one change from the arm it is measured against: the default
-# `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12, a cosine); a batch of 32; Muon on top,
-# which makes the package's speedrun recipe (`--recipe speedrun`); and Muon at the default's batch. Then a second
-# baseline, `deep` (the speedrun recipe on 4 blocks, both peak rates ×10), with each model change on top of it.
-# Every arm gets the same budget at three seeds; the headline pair (+Muon against batch 32) gets five.
+# Here the budget of training seconds is fixed, and each arm differs by one change from the arm it is measured
+# against: the default `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12); a batch of 32; Muon
+# on top, the package's speedrun recipe (`--recipe speedrun`); Muon at the default's batch. Then `deep` (the
+# speedrun recipe on 4 blocks, both peak rates ×10), with each model change on top of it. Three seeds per arm;
+# the headline pair (+Muon against batch 32) gets five.
 #
-# **A test split.** The speedrun recipe was chosen on the validation split (the dated note's probes), so the
-# table scores text no choice was made on: the training split's last characters, as many as the validation
-# split holds, held out before any run trains (`hold_out_test`, as in notebooks 8a and 8b). The Trainer scores
-# that split at every evaluation, so both figures of the table are test figures.
+# **A test split.** The speedrun recipe was chosen on the validation split, so the table scores the training
+# split's last characters, held out before any run trains (`hold_out_test`, as in notebooks 8a and 8b).
 #
 # **Pricing the budget** (`tinylm.course.speedrun`). A run stopped by its clock mixes the machine into the
 # result: a slow spell means fewer steps and a higher loss. So `measure_step_costs` times short rounds of steps
 # for every arm, the arms' order rotated each round; an arm's price is its median round. `within_budget` turns the
 # budget into steps at that price, and every seed trains exactly those steps. Zero-init changes only the initial
-# weights, so it takes `deep`'s price rather than a noisy one of its own. The table prints each price beside the
-# arm's pace while it trained: where they agree, the timing did not move the result. The verdicts are also read
-# at **equal steps**, where no price enters.
+# weights, so it takes `deep`'s price. The table prints each price beside the arm's pace while it trained, and the
+# verdicts are also read at **equal steps**, where no price enters.
 #
-# **The verdict rule** (`tinylm.eval.uncertainty.compare`): two arms are **told apart** only with at least
-# three seeds each and ranges that do not overlap. Arms with no real difference still pass by chance: each
-# sentence prints how often.
+# **The verdict rule** (`tinylm.eval.uncertainty.compare`): **told apart** only with at least three seeds each
+# and ranges that do not overlap; each sentence prints how often that happens by chance.
 #
-# **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch; a batch
-# of 32 holds 32/12 as many tokens a step. Which changes buy loss within the budget? At ten times the rates, which
-# model changes should help the deep model, and which should not matter?
+# **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch. Which
+# changes buy loss within the budget? At ten times the rates, which model changes should help?
 
 # %%
 # Seconds per arm and seed (smoke: 20 steps of the slowest arm, so every arm gets past its warmup), seconds of
@@ -417,31 +401,42 @@ arms += [Arm(change.name, change.what, dataclasses.replace(deep, **change.model)
          for change in MODEL_CHANGES]
 for arm in arms:
     print(f"{arm.name:<13} against {arm.baseline or '-':<8} {arm.change}")
-print(machine_line(DEVICE), "(before training)")
-started = time.perf_counter()
-same_cost_as = {change.name: "deep" for change in MODEL_CHANGES if change.same_step_cost}  # no compute changed
-costs = measure_step_costs(arms, arm_recipe, train_tokens, test_tokens, device=DEVICE, tokenizer=data.tokenizer,
-                           same_cost_as=same_cost_as, **TIMING)
-budget_seconds = ARM_SECONDS or 20 * max(cost.seconds for cost in costs.values())
-eval_seconds = EVAL_SECONDS or budget_seconds / 4
+
+
+def race():
+    """Time every arm's step, train every arm for the budget at that price, and return (costs, runs, budget)."""
+    print(machine_line(DEVICE), "(before training)")
+    started = time.perf_counter()
+    same_cost_as = {change.name: "deep" for change in MODEL_CHANGES if change.same_step_cost}  # no compute changed
+    costs = measure_step_costs(arms, arm_recipe, train_tokens, test_tokens, device=DEVICE, tokenizer=data.tokenizer,
+                               same_cost_as=same_cost_as, **TIMING)
+    budget_seconds = ARM_SECONDS or 20 * max(cost.seconds for cost in costs.values())
+    eval_seconds = EVAL_SECONDS or budget_seconds / 4
+    print(f"step costs timed in {time.perf_counter() - started:.0f} s ({TIMING['rounds']} rounds of "
+          f"{TIMING['steps']} steps per arm); the budget of {budget_seconds:.3g} s buys: " + ", ".join(
+              f"{arm.name} {costs[arm.name].steps_within(budget_seconds):,} steps" for arm in arms))
+    started = time.perf_counter()
+    # The Trainer scores the split it is given as its validation split: here the test split, at every evaluation
+    budgeted = within_budget(arms, costs, budget_seconds, eval_seconds)
+    runs = train_arms(budgeted, SEEDS, arm_recipe, train_tokens, test_tokens, device=DEVICE,
+                      tokenizer=data.tokenizer, report=None, progress=lambda plan: tqdm(plan, desc="runs"))
+    muon_baseline = next(arm.baseline for arm in arms if arm.name == "+Muon")
+    headline = [arm for arm in budgeted if arm.name in ("+Muon", muon_baseline)]
+    more = train_arms(headline, HEADLINE_SEEDS, arm_recipe, train_tokens, test_tokens, device=DEVICE,
+                      tokenizer=data.tokenizer, report=None, progress=lambda plan: tqdm(plan, desc="headline seeds"))
+    for name, extra in more.items():
+        runs[name] += extra
+    print(f"{len(arms)} arms x {len(SEEDS)} seeds, then {len(headline)} x {len(HEADLINE_SEEDS)} more, in "
+          f"{time.perf_counter() - started:.0f} s")
+    print(machine_line(DEVICE), "(after training)")
+    return costs, runs, budget_seconds
+
+
+costs, runs, budget_seconds = recorded(
+    "12_speedrun_on_a_laptop", "race", race, replay=REPLAY, profile=SCALE,
+    encode=lambda result: [costs_to_json(result[0]), runs_to_json(result[1]), result[2]],
+    decode=lambda data: (costs_from_json(data[0]), runs_from_json(data[1]), data[2]))
 BUDGET = f"{budget_seconds:.3g} s"
-print(f"step costs timed in {time.perf_counter() - started:.0f} s ({TIMING['rounds']} rounds of {TIMING['steps']} "
-      f"steps per arm); the budget of {BUDGET} buys: " + ", ".join(
-          f"{arm.name} {costs[arm.name].steps_within(budget_seconds):,} steps" for arm in arms))
-started = time.perf_counter()
-# The Trainer scores the split it is given as its validation split: here the test split, at every evaluation
-budgeted = within_budget(arms, costs, budget_seconds, eval_seconds)
-runs = train_arms(budgeted, SEEDS, arm_recipe, train_tokens, test_tokens, device=DEVICE, tokenizer=data.tokenizer,
-                  report=None, progress=lambda plan: tqdm(plan, desc="runs"))
-muon_baseline = next(arm.baseline for arm in arms if arm.name == "+Muon")
-headline = [arm for arm in budgeted if arm.name in ("+Muon", muon_baseline)]
-more = train_arms(headline, HEADLINE_SEEDS, arm_recipe, train_tokens, test_tokens, device=DEVICE,
-                  tokenizer=data.tokenizer, report=None, progress=lambda plan: tqdm(plan, desc="headline seeds"))
-for name, extra in more.items():
-    runs[name] += extra
-print(f"{len(arms)} arms x {len(SEEDS)} seeds, then {len(headline)} x {len(HEADLINE_SEEDS)} more, in "
-      f"{time.perf_counter() - started:.0f} s")
-print(machine_line(DEVICE), "(after training)")
 
 # %%
 print(race_table(arms, runs, costs, TARGET, BUDGET, split="test"), "\n")
@@ -485,46 +480,38 @@ plt.show()
 # %% [markdown]
 # ## What the table says, and why
 #
-# Each price lies within 5% of its arm's pace while training (the table's third and fourth columns), and the
-# equal-steps verdicts agree with the equal-seconds ones wherever the arms' steps barely differ.
+# Every arm trained somewhat slower than its price (the table's two ms columns), by a similar share: the machine
+# slowed for all arms alike.
 #
 # | comparison | at 20 s | at equal steps |
 # |---|---|---|
-# | batch 32 vs default (AdamW) | not told apart | batch 32 lower: it saw 32/12 as many tokens a step |
-# | +Muon vs batch 32 (5 seeds each) | +Muon lower, and sooner to 1.886 | +Muon lower |
-# | Muon at batch 12 vs default | not told apart | Muon lower |
-# | +QK-norm, +untied head, +soft-cap vs deep | each lower | each lower |
+# | batch 32 vs default (AdamW) | not told apart | batch 32 lower |
+# | +Muon vs batch 32 (5 seeds each) | not told apart | +Muon lower |
+# | Muon at batch 12 vs default | Muon lower | Muon lower |
+# | +QK-norm, +untied head vs deep | each lower | each lower |
 # | +ReLU² vs deep | ReLU² higher | ReLU² higher |
-# | +zero-init vs deep | not told apart | not told apart |
+# | +soft-cap, +zero-init vs deep | not told apart | not told apart |
 #
-# - **Muon pays at the speedrun's batch of 32**, by 0.021 at 20 s and 1.4 s sooner to the target; at the default's
-#   batch of 12 its extra cost per step eats its gain. A batch of 32 alone buys nothing at 20 s under AdamW. At
-#   equal steps every change of the chain wins, because each also spends more per step: the budget in seconds is
-#   what makes it a race.
-# - **On 4 blocks at ten times the rates** no seed reached the target in 159 steps, so these arms are judged by
-#   the loss at 20 s alone. **QK-norm** ended 0.365 lower, the largest effect in the table, consistent with
-#   Wortsman et al.'s account of attention scores growing at high rates (this notebook does not print the scores).
-#   The **untied head** ended 0.161 lower but with the widest range; the **soft cap** 0.031 lower; **ReLU²**
-#   higher; **zero-init** was not told apart.
+# - **Muon pays at the default's batch**: 0.010 lower at 20 s. At equal steps every change of the chain wins,
+#   because each also spends more per step; at equal seconds only Muon at batch 12 is told apart. The
+#   speedrun recipe (batch 32, then Muon) has the lowest mean, but neither of its steps is told apart at 20 s.
+# - **On 4 blocks at ten times the rates** no seed reached the target, so these arms are judged by the loss at
+#   20 s alone. **QK-norm** ended 0.381 lower, the largest effect in the table, consistent with Wortsman et al.'s
+#   account of attention scores growing at high rates (not printed here). The **untied head** ended 0.166 lower,
+#   with the widest range; **ReLU²** ended higher.
 #
-# These deep runs are short, much of them warmup: they show which change learns fastest at these rates in this
-# time, not which wins a long run, and `deep` ran at no other rate. Each verdict of three seeds against three
-# would pass 10% of the time with no real difference; over the 11 equal-seconds verdicts a false "told apart"
-# somewhere is likely (the cell's last line), so read a single one as a lead, not a result. The headline, Muon
-# against batch 32, has five seeds a side: 0.8% by chance.
+# The deep runs are short, much of them warmup: they rank changes at these rates in this time, not in a long run.
+# Over 11 verdicts a false "told apart" somewhere is likely (the cell's last line): read one alone as a lead.
 
 # %% [markdown]
 # ## What you learned
 #
-# - The measure of a recipe is **loss per second**: the seconds of training to a target loss, and the loss
-#   at the end of a budget. A faster step is worth only what it adds in steps.
-# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps, so the
-#   gradient's directions move by about the same amount, except the weakest; embeddings, head, norms and biases
-#   stay with AdamW.
-# - A record is built **one change at a time**, each arm against the one it builds on, over three seeds, on a
-#   test split no choice was made on. On a shared machine the budget is **priced**: each arm's step cost
-#   timed in interleaved rounds, the seconds turned into steps, so that slow spells during training lengthen
-#   a run but cannot move its loss.
+# - A recipe is measured by **loss per second**: seconds to a target, and the loss when the budget ends.
+# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps; embeddings,
+#   head, norms and biases stay with AdamW.
+# - A record is built **one change at a time**, over seeds, on a test split. On a shared machine the budget is
+#   **priced** in steps, so a slow spell lengthens a run but cannot move its loss; equal steps is the second
+#   reading.
 #
 # ## Exercises
 #

@@ -191,6 +191,17 @@ def _train_one(arm: Arm, seed: int, *, train_config: TrainConfig, train_data, va
     return ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model, test_loss)
 
 
+def runs_to_json(runs: dict[str, list[ArmRun]]) -> dict[str, list[dict[str, Any]]]:
+    """Each arm's runs as plain dicts (tinylm.course.recorded), without the trained models."""
+    kept = [field.name for field in dataclasses.fields(ArmRun) if field.name != "model"]
+    return {arm: [{name: getattr(run, name) for name in kept} for run in arm_runs] for arm, arm_runs in runs.items()}
+
+
+def runs_from_json(data: dict[str, list[dict[str, Any]]]) -> dict[str, list[ArmRun]]:
+    """`runs_to_json`'s inverse; the runs come back without their models (None)."""
+    return {arm: [ArmRun(**run, model=None) for run in arm_runs] for arm, arm_runs in data.items()}
+
+
 def losses(runs: dict[str, list[ArmRun]], arm: str, split: str = "val") -> list[float]:
     """`arm`'s final loss on `split` ("val" or "test"), one per seed."""
     return [run.loss(split) for run in runs[arm]]

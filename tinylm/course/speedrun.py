@@ -110,6 +110,15 @@ def measure_step_costs(arms: Sequence[Arm], train_config: TrainConfig, train_dat
     return {**costs, **{name: costs[source] for name, source in priced_as.items()}}
 
 
+def costs_to_json(costs: dict[str, StepCost]) -> dict[str, list[float]]:
+    """Each arm's timed rounds, for tinylm.course.recorded."""
+    return {name: list(cost.rounds) for name, cost in costs.items()}
+
+
+def costs_from_json(data: dict[str, list[float]]) -> dict[str, StepCost]:
+    return {name: StepCost(tuple(rounds)) for name, rounds in data.items()}
+
+
 def step_cost_line(arms: Sequence[Arm], costs: dict[str, StepCost]) -> str:
     """Each arm's step cost (median, fastest and slowest round), then each later arm's against the first: the ratio
     of the medians, told apart only when the two arms' rounds do not overlap."""

@@ -1,0 +1,83 @@
+"""Long runs a class can replay. A notebook cell that trains or times for minutes under the `cpu` profile puts its
+work in a function and calls `recorded(notebook, name, run, replay=REPLAY, profile=PROFILE)`. Live (the default),
+it runs the function and shows what it prints; under `cpu` it also records the result and that printed text, with
+the date and the CPU, in the package (`tinylm/course/recordings/`, so a non-editable install has them too). With the
+notebook's `REPLAY = True` it runs nothing: it prints the recorded text and returns the recorded result, so a lesson
+shows the committed run's figures in seconds. A result is JSON: `encode` and `decode` turn richer objects (trained
+runs, timed costs) into plain lists and dicts and back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import InputError
+from ..paths import atomic_write
+from ..runtime import cpu_name
+
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+
+
+def recording_path(notebook: str, name: str) -> Path:
+    """Where `notebook`'s (its file stem, e.g. "12_speedrun_on_a_laptop") result `name` is recorded."""
+    return RECORDINGS / notebook / f"{name}.json"
+
+
+def read_recording(notebook: str, name: str) -> dict[str, Any]:
+    """The recording as written: {"date", "machine", "printed", "result"}; a one-line error if there is none."""
+    path = recording_path(notebook, name)
+    try:
+        recording = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no recorded result {name!r} for notebook {notebook} ({path}): set REPLAY = False and run "
+                         "the cell live under the cpu profile to record one") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path} is not valid JSON ({error}): run the cell live under cpu to record it "
+                         "again") from None
+    missing = {"date", "machine", "printed", "result"} - set(recording)
+    if missing:
+        raise InputError(f"{path} lacks {', '.join(sorted(missing))}: run the cell live under cpu to record it again")
+    return recording
+
+
+class _Tee(io.StringIO):
+    """Keeps what is printed and passes it on to the real output."""
+
+    def __init__(self, out):
+        super().__init__()
+        self._out = out
+
+    def write(self, text: str) -> int:
+        self._out.write(text)
+        return super().write(text)
+
+
+def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, profile: str,
+             encode: Callable[[Any], Any] = lambda result: result,
+             decode: Callable[[Any], Any] = lambda data: data) -> Any:
+    """`run()`'s result, live or replayed as the module docstring says."""
+    if replay:
+        recording = read_recording(notebook, name)
+        if profile != "cpu":
+            raise InputError(f"the recorded {name!r} is a cpu run, and this notebook runs under {profile}: set "
+                             "TINYLM_PROFILE=cpu, or REPLAY = False")
+        print(f"[replayed: recorded {recording['date']} on {recording['machine']}; REPLAY = False runs it live]")
+        print(recording["printed"], end="")
+        return decode(recording["result"])
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        result = run()
+    if profile == "cpu":
+        recording = {"date": datetime.date.today().isoformat(), "machine": cpu_name(), "printed": tee.getvalue(),
+                     "result": encode(result)}
+        path = recording_path(notebook, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as file:
+            file.write((json.dumps(recording, indent=1) + "\n").encode("utf-8"))
+    return result
