@@ -62,4 +62,4 @@ def test_every_recording_a_notebook_replays_exists_and_parses():
     for stem, notebook, name in calls:
         assert notebook == stem, f"{stem} reads another notebook's recording {notebook}"
         recording = module.read_recording(notebook, name)
-        assert recording["printed"] and recording["result"] is not None
+        assert isinstance(recording["printed"], str) and recording["result"] is not None

@@ -44,7 +44,7 @@
 # - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
 #   and an experiment of your own.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 12 min, by the course's
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 11 min, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -84,10 +84,12 @@ import torch
 import tinylm
 import tinylm.data.corpora
 from tinylm.course.exercises import check
+from tinylm.course.recorded import recorded
 from tinylm.course.scaling import (
     CHINCHILLA_APPROACH_2,
     KAPLAN_2020,
     LADDER,
+    SweepRun,
     bootstrap,
     fit_parabola,
     fit_power_law,
@@ -113,6 +115,9 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # On a GPU, False runs the cpu profile's sweep (minutes); True runs larger budgets and sizes on the first 300,000
 # stories of the full TinyStories (about an hour, estimated). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
+# True: the sweep and the prediction runs load what the committed cpu run printed and measured instead of
+# training for 12 minutes (notebooks/TEACHING.md, "Long runs"); False runs them live.
+REPLAY = False
 SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
 RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, sizes and budgets
 if SCALE != PROFILE:
@@ -246,22 +251,26 @@ warmup_shares = [run_config(template, steps).warmup_steps / steps for steps in a
 print(f"warmup: {min(warmup_shares):.1%} to {max(warmup_shares):.1%} of a run's steps across the sweep")
 
 # %% [markdown]
-# Read the table before running it: at each budget the smallest model gets many steps and passes over
-# the data more than once, the largest gets few steps and sees a fraction of it. Somewhere between, a size
-# spends the budget best. **Predict**: at the smallest budget, which size wins? Does the winner move to
-# larger sizes as the budget grows, and by how much per doubling?
+# At each budget the smallest model gets many steps and repeats the data, the largest few steps. **Predict**:
+# at the smallest budget, which size wins? Does the winner grow with the budget, and by how much per doubling?
 #
 # ## The sweep
 #
-# Every size at every budget, one seed, each run in memory and scored at its end on the whole held-out
-# split.
+# Every size at every budget, one seed, scored at its end on the whole held-out split.
 
 # %%
-sweep_start = time.perf_counter()
-runs = run_sweep(sizes, budgets, template, data.train, data.val, device=DEVICE, seed=SEED)
-sweep_seconds = time.perf_counter() - sweep_start
-print(f"sweep: {len(runs)} runs in {sweep_seconds:.0f} s of wall time ({sum(run.seconds for run in runs):.0f} s "
-      f"of them training, the rest evaluating and building models)")
+def train_sweep():
+    sweep_start = time.perf_counter()
+    runs = run_sweep(sizes, budgets, template, data.train, data.val, device=DEVICE, seed=SEED)
+    sweep_seconds = time.perf_counter() - sweep_start
+    print(f"sweep: {len(runs)} runs in {sweep_seconds:.0f} s of wall time ({sum(run.seconds for run in runs):.0f} s "
+          f"of them training, the rest evaluating and building models)")
+    return runs, sweep_seconds
+
+
+runs, sweep_seconds = recorded("13_scaling_laws_on_a_laptop", "sweep", train_sweep, replay=REPLAY, profile=SCALE,
+                               encode=lambda result: [[dataclasses.asdict(run) for run in result[0]], result[1]],
+                               decode=lambda data: ([SweepRun(**run) for run in data[0]], data[1]))
 print(f"\n{'budget':>8} {'size':>6} {'N':>8} {'steps':>7} {'D/N':>6} {'epochs':>6} {'val loss':>9} {'seconds':>8}")
 for run in runs:
     print(f"{run.budget:>8.2g} {run.size:>6} {run.parameters:>8,} {run.steps:>7,} {run.tokens / run.parameters:>6.0f} "
@@ -270,9 +279,9 @@ for run in runs:
 # %% [markdown]
 # ## IsoFLOP profiles and their minima
 #
-# Plot each budget's losses against `log N`: a valley. Too small a model cannot hold what the text
-# offers; too large a one is still early in its training when the budget runs out. Near its bottom any
-# smooth valley looks like a parabola, so Hoffmann et al. fit `loss = c₂·x² + c₁·x + c₀` with `x = ln N`
+# Plot each budget's losses against `log N`: a valley. Too small a model cannot hold what the text offers; too
+# large a one is still early in training when the budget runs out. Near its bottom a valley looks like a
+# parabola, so Hoffmann et al. fit `loss = c₂·x² + c₁·x + c₀` with `x = ln N`
 # by least squares (the linear system of the design matrix `[x², x, 1]`) and read the optimum off the
 # vertex, where the slope `2c₂x + c₁` is zero: `x* = −c₁ / (2c₂)`. By hand for the largest budget, checked
 # against the package:
@@ -294,10 +303,8 @@ else:
     print("this profile curves downwards: its vertex is a maximum, and there is no optimum to read")
 
 # %% [markdown]
-# The same fit for every budget (`isoflop_minima`). A vertex counts only when the sizes **bracket** it,
-# with trained sizes on both sides. When they do not (the profile has no bottom, or its vertex lies
-# beyond the smallest or the largest size) the package refuses to extrapolate a parabola to a size
-# nobody trained and keeps the best size trained, as a bound (the smoke profile's tiny budgets can do this).
+# The same fit for every budget (`isoflop_minima`). A vertex counts only when trained sizes **bracket** it;
+# otherwise the package keeps the best size trained, as a bound, rather than extrapolate a parabola.
 
 # %%
 minima = isoflop_minima(runs)
@@ -333,9 +340,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The winners, as printed: 2x24 at the three smaller budgets, 2x32 at the two larger. At the two smallest budgets
+# The winners, as printed: 2x24 at the two smaller budgets, 2x32 at the three larger. At the two smallest budgets
 # only 2x16 lies below the vertex, so "bracketed" rests on that one run; from the smallest budget to the next the
-# local slope is 1.32, against 0.47 to 0.60 for the other three, so that one vertex weighs on the fitted slope.
+# local slope is 1.12, against 0.41 to 0.73 for the other three, so that one vertex weighs on the fitted slope.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
@@ -346,14 +353,13 @@ plt.show()
 # - the **t-interval** `a ± t·SE`: the standard error is `s / sqrt(Σ(u − ū)²)`, with `s² = Σ residual² / (n − 2)`,
 #   and `t` a quantile of Student's t for `n − 2` degrees of freedom, three with five budgets (the table
 #   below shows how wide that makes a 95% interval).
-# - a **residual bootstrap** (`bootstrap`): add to every fitted parabola residuals drawn again from the
-#   runs' own, refit everything a thousand times, and read the spread of the exponents. It counts only the
-#   runs' scatter and trusts the shapes: the line's, which five points test weakly, and the parabolas',
-#   which five points each test weakly. The residuals are scaled by `sqrt(n / (n − 15))`: five parabolas
-#   fitted three numbers each, so they pass closer to their points than the runs' noise would.
+# - a **residual bootstrap** (`bootstrap`): add to every fitted parabola residuals redrawn from the runs' own,
+#   refit everything a thousand times, and read the spread of the exponents. It counts only the runs' scatter and
+#   trusts the line's and the parabolas' shapes. The residuals are scaled by `sqrt(n / (n − 15))`: five parabolas
+#   of three numbers each pass closer to their points than the runs' noise would.
 #
-# Both treat the budgets' errors as independent, and they are not quite: one seed gives a size the same initial
-# weights and batches at every budget, so both intervals are optimistic.
+# Both treat the budgets' errors as independent, but one seed gives a size the same initial weights and batches
+# at every budget: both intervals are optimistic.
 #
 # `b` is not a second measurement: `D_opt = C / (6·N_opt)`, so `ln D_opt = ln C − ln 6 − ln N_opt` and
 # `b = 1 − a` exactly, with the same uncertainty.
@@ -434,26 +440,22 @@ plt.show()
 # ## What five budgets can say
 #
 # Read the verdict lines first. With three degrees of freedom the t-interval is `a ± 3.182·SE`: here it holds
-# both published exponents, and to leave Chinchilla's out the standard error would have had to be below the
-# printed bound, a fifth smaller than ours. The bootstrap's narrower interval leaves Chinchilla's out, but it
-# counts only the runs' scatter, assumes the shapes, and leans on the smallest budget's vertex: a hint, not a
-# verdict. (With three budgets `t` would be 12.706: the table above.) Even at scale these exponents are hard to pin down
-# ([Besiroglu et al., 2024](https://arxiv.org/abs/2404.10102)).
+# both published exponents; to leave Chinchilla's out the standard error would have had to be below the printed
+# bound, just under ours. The bootstrap's narrower interval leaves Chinchilla's out, but it counts only the runs'
+# scatter, trusts the shapes and leans on the smallest budget's vertex: a hint, not a verdict. Even at scale
+# they are hard to pin down ([Besiroglu et al., 2024](https://arxiv.org/abs/2404.10102)).
 #
-# Ways this sweep differs from Hoffmann et al.'s (9 budgets from 6·10¹⁸ to 3·10²¹ FLOPs, sizes from 70M to 16B
-# parameters), any of which could move its exponent:
+# How this sweep differs from Hoffmann et al.'s (9 budgets, 6·10¹⁸ to 3·10²¹ FLOPs; 70M to 16B parameters):
 #
 # - **Short runs** (the steps column): the largest sizes at the smallest budget take a few hundred steps.
-# - **Which `N`**: ours is Kaplan's non-embedding count; Pearce & Song (2024) show that, at small scale, it pushes
-#   `a` towards 0.73. The next cell relabels the same runs with `N` counting every parameter: not an IsoFLOP
-#   refit, since the budgets stay non-embedding `6ND` (half of Hoffmann et al.'s recount).
+# - **Which `N`**: ours is Kaplan's non-embedding count, which at small scale pushes `a` towards 0.73 (Pearce &
+#   Song, 2024). The next cell relabels the runs with every parameter (the budgets stay non-embedding `6ND`).
 # - **The warmup's share**: 0.5% to 10.0% of a run's steps (the steps table's last line); Porian et al. (2024)
 #   count the warmup's length among the causes of Kaplan's exponent.
 # - **One learning rate** and **one shape** (two layers), not tested: wider models usually want a smaller rate
 #   (μP), and another family could find other optima.
-# - **Repeated data**: the cell after next prints how often the fitted optima would read the 2 MiB split, against
-#   the up to 4 epochs of repeats that Muennighoff et al. (2023) found nearly as good as new data; 2x16 read it
-#   5.26 times at the largest budget.
+# - **Repeated data**: the cell after next prints how often the optima would read the 2 MiB split, against the up
+#   to 4 epochs that Muennighoff et al. (2023) found nearly as good as new data; 2x16 read it 5.26 times.
 
 # %%
 with torch.device("meta"):  # every parameter of each size, counted without memory
@@ -467,7 +469,7 @@ for name, law in (("non-embedding N", n_law), ("total N", total_law)):
     low, high = law.exponent_interval(0.95)
     print(f"{name:>15}: a = {law.exponent:.3f} ± {law.exponent_se:.3f}, 95% t-interval [{low:.3f}, {high:.3f}]")
 # %% [markdown]
-# Relabelling lowers `a` from 0.702 to 0.670: characters keep the tables small (the first
+# Relabelling lowers `a` from 0.676 to 0.643: characters keep the tables small (the first
 # table's second column), so little could move. `N`'s count does not explain why our point estimate lies above
 # Chinchilla's 0.49 (a gap the verdict rule does not establish); recounting `C` too could move it either way.
 
@@ -480,15 +482,15 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 # %% [markdown]
 # ## Predictions, then the runs
 #
-# Now use the fits as a lab would: for budgets past the sweep, predict the optimal size and its loss, then train. `L_opt(C)` cannot follow a plain power law for ever: no compute takes
-# the loss below the text's entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along
+# For budgets past the sweep, predict the optimal size and its loss, then train. `L_opt(C)` cannot follow a plain
+# power law for ever: no compute takes the loss below the text's entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along
 # the compute-optimal line (`N` and `D` each a power of `C`) it becomes `L_opt(C) = E + G·C^(−γ)`, with
 # `γ = αβ / (α + β)`: the form fitted here (`loss_opt_law`, whose exponent is `γ`, not their `α`). Three parameters
 # fitted to five minima: `E` is a fitted value, not a measured entropy, and only the runs below can test the law.
 #
-# How blind they are: the two runs' losses were known before this notebook moved to five budgets (the fitting
-# code is unchanged; the budget grid changed after those runs), so these predictions are not blind. The size to train is the ladder's nearest to the predicted `N_opt`; its loss adds what the profiles'
-# mean curvature charges for the distance. A prediction **passes** when the measured loss lies
+# These predictions are not blind: the budget grid changed after earlier runs at these budgets were seen. The size
+# to train is the ladder's nearest to the predicted `N_opt`; its loss adds what the profiles' mean curvature
+# charges for the distance. A prediction **passes** when the measured loss lies
 # inside its 95% prediction interval, the bootstrap's 2.5th to 97.5th percentiles, which hold one run's
 # noise as well as the fits'.
 
@@ -514,8 +516,12 @@ for i, budget in enumerate(held_out_budgets):
           f"{steps_for_budget(budget, size.parameters, tokens_per_step):,} steps; " + "; ".join(cells))
 
 # %%
-held_out = [train_size(predictions[budget, "floor"][0].size, budget, template, data.train, data.val, device=DEVICE,
-                       seed=SEED) for budget in held_out_budgets]
+held_out = recorded(
+    "13_scaling_laws_on_a_laptop", "held_out",
+    lambda: [train_size(predictions[budget, "floor"][0].size, budget, template, data.train, data.val, device=DEVICE,
+                        seed=SEED) for budget in held_out_budgets],
+    replay=REPLAY, profile=SCALE, encode=lambda result: [dataclasses.asdict(run) for run in result],
+    decode=lambda data: [SweepRun(**run) for run in data])
 for run in held_out:
     print(f"C = {run.budget:.2g}, {run.size}: measured {run.val_loss:.4f} after {run.steps:,} steps "
           f"({run.seconds:.0f} s of training)")
@@ -545,13 +551,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At 2× both laws pass. At 4× the floored law
-# passes and the plain law fails: its prediction is too low, and the measured
-# loss lies above its interval. That is one run at one seed, and the floored law's pass is weaker than it
-# looks: its intervals are about twice as wide as the plain law's at 4×, and a wide interval is easy to pass.
-# The plain law predicts too low at both budgets and the floored law too high: the runs lie between the laws. The
-# bootstrap cannot pin down the floor `E` (its range starts at zero, where the search starts: many resamples want
-# no floor). And two doublings are a short extrapolation.
+# At 2× both laws pass. At 4× the floored law passes and the plain law fails: the measured loss lies above its
+# interval. That is one run at one seed, and the floored law's interval is about twice as wide as the plain law's
+# at 4×: a wide interval is easy to pass. The runs lie between the laws (the plain law predicts too low, the
+# floored too high), the bootstrap cannot pin down the floor `E` (its range starts at zero), and two doublings are
+# a short extrapolation.
 #
 # ## Closing note
 #
@@ -658,9 +662,9 @@ check(test_my_tokens_per_parameter)
 #     return ratios, float(((u - u.mean()) * (v - v.mean())).sum() / ((u - u.mean()) ** 2).sum())
 # ```
 #
-# The point estimate falls with the budget (our `a` = 0.702 is above one half), driven mostly by the smallest
-# budget: the ratios after it are nearly flat. By the notebook's rule it is **not told apart from a constant**: the
-# t-interval of `a`, [0.434, 0.969], holds one half, so the trend's exponent `1 − 2a` may be 0. Were the fall real,
+# The point estimate falls with the budget (our `a` = 0.676 is above one half), most steeply from the smallest
+# budget. By the notebook's rule it is **not told apart from a constant**: the
+# t-interval of `a`, [0.486, 0.866], holds one half, so the trend's exponent `1 − 2a` may be 0. Were the fall real,
 # this notebook's tables show candidate causes (how much each moves `a`, it does not measure): `N` leaves out the
 # embeddings and `6N` misses more of the narrowest models' FLOPs (the first table's last column), which Pearce &
 # Song (2024) show pushes `a` up at small scale; and the largest sizes at the smallest budget train for only a few
