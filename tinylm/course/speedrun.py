@@ -19,6 +19,7 @@ import torch
 
 from ..bench.speedrun import Curve, seconds_to_target
 from ..config import TrainConfig
+from ..errors import InputError
 from ..eval.uncertainty import compare, separated, spread
 from ..model.gpt import GPT
 from ..runtime import busy_elsewhere, cpu_name
@@ -223,7 +224,7 @@ def loss_at_step(records: Sequence[dict[str, Any]], step: float) -> float:
     for (s0, l0), (s1, l1) in zip(curve, curve[1:]):
         if s0 <= step <= s1:
             return l0 if s1 == s0 else l0 + (l1 - l0) * (step - s0) / (s1 - s0)
-    raise ValueError(f"step {step} lies outside the evaluated steps {curve[0][0]}-{curve[-1][0]}")
+    raise InputError(f"step {step} lies outside the evaluated steps {curve[0][0]}-{curve[-1][0]}")
 
 
 def equal_steps_verdicts(arms: Sequence[Arm], runs: dict[str, list[ArmRun]], split: str = "val") -> list[str]:
