@@ -42,9 +42,9 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
 #
-# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 22 s, by the course's
+# **How long it takes**: a lesson of about 62 minutes (reading, code and the `cpu` run's 17 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
-# and 19 s of training).
+# and 14 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -155,7 +155,8 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 # The recipe trains on 2¹⁹ = 524,288 tokens per optimizer step (`total_batch_tokens`: 512 sequences of
 # 1,024 tokens) for 19,073 steps: 10 billion tokens, one pass over FineWeb-Edu's `sample-10BT`. The
 # rule of thumb for the total is **6ND** (Kaplan et al. 2020): 6 FLOPs per parameter per token, times N
-# parameters, times D tokens. Dividing by what a GPU delivers turns FLOPs into time:
+# parameters, times D tokens. Here N is every parameter, the tied embedding included, as Chinchilla counts; Kaplan's
+# N leaves the embeddings out (the cell prints both). Dividing by what a GPU delivers turns FLOPs into time:
 #
 # $$\text{GPU-hours} = \frac{\text{FLOPs}}{\text{MFU} \times \text{peak FLOP/s} \times 3600}$$
 #
@@ -174,6 +175,8 @@ flops_total = model_124m.flops_per_token() * D
 H100_PEAK = tinylm.runtime.peak_tflops("NVIDIA H100 80GB HBM3", torch.bfloat16) * 1e12  # FLOP/s, dense bf16
 print(f"D = {gpu_train_cfg.max_steps:,} steps x {gpu_train_cfg.total_batch_tokens:,} tokens = {D:,} tokens")
 print(f"6ND = {flops_6nd:.3e} FLOPs; with attention (flops_per_token x D) {flops_total:.3e} FLOPs")
+n_kaplan = N - model_124m.transformer.wte.weight.numel() - model_124m.transformer.wpe.weight.numel()
+print(f"Kaplan's N leaves out the embeddings: N = {n_kaplan:,}, 6ND = {6 * n_kaplan * D:.3e} FLOPs")
 print(f"at 40% MFU on H100s: {flops_total:.3e} / (0.4 x {H100_PEAK:.3e} FLOP/s) = "
       f"{flops_total / (0.4 * H100_PEAK) / 3600:.1f} GPU-hours, however many GPUs share them")
 
