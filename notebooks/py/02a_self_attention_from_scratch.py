@@ -306,7 +306,7 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # `(B, T, C) → (B, n_head, T, hs)`, one batched attention, the reverse reshape: one launch per operation instead
 # of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's default
 # path calls `F.scaled_dot_product_attention`, whose fused kernels, FlashAttention on recent GPUs, never store the
-# `(T, T)` scores.)
+# `(T, T)` scores.) The two dropouts are notebook 3's subject; their rate is zero here.
 
 # %%
 class CausalSelfAttentionFromScratch(nn.Module):

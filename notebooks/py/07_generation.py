@@ -259,13 +259,14 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # %% [markdown]
 # ## Repetition, and the penalty that breaks it
 #
-# Greedy text repeats itself. A measure: the share of distinct 4-grams (4 consecutive tokens) in the
-# continuation; 1.0 means nothing repeats. The **repetition penalty** of CTRL (Keskar et al., 2019) divides
+# Greedy text repeats. A measure: the share of distinct 4-grams in the continuation (1.0: nothing
+# repeats). The **repetition penalty** of CTRL (Keskar et al., 2019) divides
 # the logit of every token already in the sequence by the penalty. That makes a positive logit smaller but a
-# negative one larger, so under that rule a seen token with a negative logit becomes *more* likely. Hugging
+# negative one larger: a seen token with a negative logit becomes *more* likely. Hugging
 # Face transformers changed it (issue #2302, pull request #2303) to multiply negative logits instead, as tinylm
-# does. CTRL's authors paired greedy decoding with a
-# penalty a little above 1. It is a blunt tool (it also penalises "the" and "."); on a story model it breaks the loop.
+# does. Both rules depend on where zero lies, which softmax ignores; subtracting a constant from a seen logit
+# would not. CTRL paired greedy decoding with a penalty
+# a little above 1. It is blunt: it also penalises "the" and ".".
 #
 # **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
 # share of distinct 4-grams do you expect without the penalty: near 1, or well below? Will the penalty

@@ -311,8 +311,10 @@ for name, config in models.items():
 # pairs. Then train the policy π to maximise the reward while staying near the SFT model π_ref:
 # max E[r(x, y)] − β·KL(π ‖ π_ref), with PPO: four models and an RL loop. DPO needs two and no loop.
 #
-# **DPO's shortcut.** That KL-constrained problem has a closed-form optimum:
-# π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x). Read backwards, any policy defines the reward it is optimal for:
+# **DPO's shortcut.** That KL-constrained problem has a closed-form optimum. With
+# Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), for each prompt
+# E_π[r] − β·KL(π ‖ π_ref) = −β·KL(π ‖ π_ref·e^{r/β}/Z) + β·log Z, and a KL is smallest, zero, when its two
+# distributions are equal: π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x). Read backwards, any policy defines the reward it is optimal for:
 # r(x, y) = β·log(π(y|x) / π_ref(y|x)) + β·log Z(x). Put that into the Bradley–Terry loss: Z(x) is the same for
 # both answers of a pair, so it cancels, and what is left is a loss on the policy alone,
 #
