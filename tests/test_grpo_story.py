@@ -174,7 +174,12 @@ def test_a_story_run_reports_the_pass_rates_before_and_after(tmp_path, sft_run):
     report = json.loads((out / "grpo_eval.json").read_text())
     assert report["task"] == "stories" and report["steps"] == 4
     at = report["pass_at"]
-    assert set(at["after"]) == {"1", "4"} and at["samples"] == 4 and at["problems"] == 8
+    assert set(at["after"]) == {"1", "4", "correct"} and at["samples"] == 4 and at["problems"] == 8
+    for when in ("before", "after"):  # each problem's correct samples, which the rates summarise
+        correct = at[when]["correct"]
+        assert len(correct) == 8 and all(0 <= c <= 4 for c in correct)
+        assert at[when]["1"] == pytest.approx(sum(correct) / 32)
+        assert at[when]["4"] == pytest.approx(sum(c > 0 for c in correct) / 8)
     task = Stories("smoke")
     task.prepare(sft_run / "best.pt", "cpu", "grpo")  # the verifier of the story base the start names
     test = task.held_out(8, 8).test

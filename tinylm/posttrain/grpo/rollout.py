@@ -67,14 +67,26 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def sampled_pass_at(model, tokenizer, task, problems: list, samples: int, ks: tuple[int, ...],
-                    temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> dict[int, float]:
-    """{k: the mean over problems of pass@k}, from `samples` completions per problem at `temperature`, each counted
-    correct as the task scores it."""
+def sampled_correct(model, tokenizer, task, problems: list, samples: int, temperature: float = 1.0, seed: int = 0,
+                    batch_size: int = 256) -> list[int]:
+    """Per problem, in order, how many of `samples` completions at `temperature` the task scores correct."""
     per_batch = max(1, batch_size // samples)
     correct = []
     for index, start in enumerate(range(0, len(problems), per_batch)):
         rollout = sample_groups(model, tokenizer, task, problems[start : start + per_batch], samples,
                                 temperature=temperature, seed=seed * 1_000_003 + index)
         correct += rollout.correct.sum(dim=1).tolist()
-    return {k: sum(pass_at_k(samples, int(c), k) for c in correct) / len(problems) for k in ks}
+    return [int(c) for c in correct]
+
+
+def pass_at_rates(correct: list[int], samples: int, ks: tuple[int, ...]) -> dict[int, float]:
+    """{k: the mean over problems of pass@k}, from each problem's count of correct completions of `samples`."""
+    return {k: sum(pass_at_k(samples, c, k) for c in correct) / len(correct) for k in ks}
+
+
+def sampled_pass_at(model, tokenizer, task, problems: list, samples: int, ks: tuple[int, ...],
+                    temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> dict[int, float]:
+    """{k: the mean over problems of pass@k}, from `samples` completions per problem at `temperature`, each counted
+    correct as the task scores it."""
+    correct = sampled_correct(model, tokenizer, task, problems, samples, temperature, seed, batch_size)
+    return pass_at_rates(correct, samples, ks)

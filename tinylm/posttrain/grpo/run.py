@@ -24,7 +24,7 @@ from ...train.prerequisite import Prerequisite
 from ...train.run import Finished, Start, run_job
 from ..job import PostTrainingJob, PostTrainingOptions
 from ..recipes import GRPORecipe
-from .rollout import sampled_pass_at
+from .rollout import pass_at_rates, sampled_correct
 from .trainer import GRPOTrainer, check_rollout_memory, format_grpo_record
 
 
@@ -92,16 +92,17 @@ class GRPOJob(PostTrainingJob):
 
     def measured(self, trainer: GRPOTrainer, world: World) -> tuple[dict, dict | None]:
         """The policy on the test problems (tinylm.posttrain.task.measure), and pass@1 and pass@n from n samples at
-        the rollouts' temperature on the first `pass_at_problems` (where the recipe samples)."""
+        the rollouts' temperature on the first `pass_at_problems` (where the recipe samples), with each problem's
+        count of correct samples (for a paired test) under "correct"."""
         recipe, problems = self.recipe, self.held.test
         test = self.measure(trainer, problems, world)
         if not recipe.pass_at_samples:
             return test, None
         n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
-        at = sampled_pass_at(trainer.model, trainer.tokenizer, self.task, sampled, n, (1, n),
-                             temperature=recipe.temperature, seed=trainer.cfg.seed,
-                             batch_size=trainer.cfg.eval_batch_size)
-        return test, {str(k): value for k, value in at.items()}
+        correct = sampled_correct(trainer.model, trainer.tokenizer, self.task, sampled, n,
+                                  temperature=recipe.temperature, seed=trainer.cfg.seed,
+                                  batch_size=trainer.cfg.eval_batch_size)
+        return test, {**{str(k): value for k, value in pass_at_rates(correct, n, (1, n)).items()}, "correct": correct}
 
     def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
         """The start on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing beats it),
@@ -133,7 +134,7 @@ class GRPOJob(PostTrainingJob):
         if "pass_at" in report:
             at = report["pass_at"]
             rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
-                              for k in at["before"])
+                              for k in at["before"] if k != "correct")
             lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
                          f"{at['problems']} test problems: {rates}")
         lines += [f"{self.time_line(report)}, curves in {shown(out / 'metrics.jsonl')}",
