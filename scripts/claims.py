@@ -4,9 +4,10 @@ scripts/refresh_notebook.py and the tests, kept out of the package because no no
 `unsupported_figures` lists the figures (decimals, percentages, N× ratios; not integers, code, math or links) that a
 notebook's markdown states and neither its saved outputs print nor notebooks/SOURCES.md sources; a figure a re-run
 could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
-sittings: the lesson (prose words / 125 + non-blank code lines / 5.3 before the exercises + the cpu runtime its last
-cell prints; constants fitted to teachers' estimates, CONTRIBUTING.md) and the exercises (10 minutes to write a
-function, 20 for an experiment, + what they train, by the notebook's own printed estimate).
+sittings: the lesson (prose words / 100 + non-blank code lines / 4.8 before the exercises + the cpu runtime its last
+cell prints, less the recorded cells that REPLAY = True replays; constants fitted to teachers' estimates,
+CONTRIBUTING.md) and the exercises (10 minutes to write a function, 20 for an experiment, + what they train, by the
+notebook's own printed estimate).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinylm.course.recorded import read_recording, recording_path
+
 # decimals (not part of a longer dotted run such as a version 2.13.0 or an address), percentages and ratios
 FIGURE = re.compile(r"(?<![\w.])(\d+(?:,\d{3})*\.\d+(?:\s?%|[×x](?![\w]))?|\d+(?:,\d{3})*\s?%|\d+[×x](?!\s*\d)(?![\w]))"
                     r"(?![\w.]\d)")
@@ -23,7 +26,8 @@ NOT_PROSE = re.compile(r"`[^`]*`|\$\$.*?\$\$|\$[^$]*\$|\]\([^)]*\)|https?://\S+|
 RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
 # What an exercise trains, as the notebook estimates it from its own run: "exercise 3 trains for about 95 s"
 EXERCISE_RUN_LINE = re.compile(r"exercise (\d+) trains for about ([\d,]+) s\b")
-WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 125, 5.3  # fitted to teachers' estimates: CONTRIBUTING.md
+RECORDED_CALL = re.compile(r'recorded\(\s*"([^"]+)",\s*"([^"]+)"')  # tinylm.course.recorded's calls
+WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 100, 4.8  # fitted to teachers' estimates: CONTRIBUTING.md
 MINUTES_PER_FUNCTION, MINUTES_PER_EXPERIMENT = 10, 20  # an exercise: write a function, or run an experiment
 LESSON_LIMIT_MINUTES = 90  # one sitting
 EXERCISES_HEADING = re.compile(r"^#+ .*exercise", re.I)  # the first heading that names an exercise ends the lesson
@@ -163,6 +167,12 @@ class StudyTime:
     exercises: int
     experiments: int = 0  # of the exercises, those whose title names an experiment
     exercise_run_seconds: float = 0.0
+    replayed_seconds: float = 0.0  # what the recorded cells took live: REPLAY = True skips it
+
+    @property
+    def class_runtime_seconds(self) -> float | None:
+        """The cpu runtime with REPLAY = True: the live run less its recorded cells (which replay in a blink)."""
+        return None if self.runtime_seconds is None else max(self.runtime_seconds - self.replayed_seconds, 0.0)
 
     @property
     def reading_minutes(self) -> float:
@@ -171,9 +181,9 @@ class StudyTime:
 
     @property
     def lesson_minutes(self) -> float:
-        """The first sitting: reading the lesson and running it under cpu. The committed run leaves the exercises
-        undone, so the notebook's printed runtime is its lesson's."""
-        return self.reading_minutes + (self.runtime_seconds or 0.0) / 60
+        """The first sitting: reading the lesson and running it under cpu, its long cells replayed. The committed run
+        leaves the exercises undone, so the notebook's printed runtime is its lesson's."""
+        return self.reading_minutes + (self.class_runtime_seconds or 0.0) / 60
 
     @property
     def exercise_minutes(self) -> float:
@@ -221,8 +231,16 @@ def study_time(path: str | Path) -> StudyTime:
     printed = output_text(cells)
     runtime = RUNTIME_LINE.search(printed)
     trains = {number: float(seconds.replace(",", "")) for number, seconds in EXERCISE_RUN_LINE.findall(printed)}
+    replayed = sum(read_recording(notebook, name)["seconds"] for notebook, name in recordings_read(cells)
+                   if recording_path(notebook, name).is_file())  # one not recorded yet replays nothing
     return StudyTime(words, code, float(runtime.group(1)) if runtime else None, exercises, experiments,
-                     sum(trains.values(), 0.0))
+                     sum(trains.values(), 0.0), replayed)
+
+
+def recordings_read(cells: list[dict]) -> list[tuple[str, str]]:
+    """(notebook, name) of each `recorded(...)` call in the code cells: the long runs REPLAY = True replays."""
+    code = "\n".join(cell_source(cell) for cell in cells if cell["cell_type"] == "code")
+    return RECORDED_CALL.findall(code)
 
 
 def cell_numbers(cells: list[dict]) -> dict[int, list[str]]:

@@ -98,13 +98,21 @@ def runtime_text(seconds: float | None) -> str:
     return f"{seconds:,.0f} s" if seconds < 600 else f"{seconds / 60:,.0f} min"
 
 
+def cpu_runtime_text(study: StudyTime) -> str:
+    """The cpu runtime a class waits for: with REPLAY = True where the notebook records its long cells."""
+    if not study.replayed_seconds:
+        return runtime_text(study.runtime_seconds)
+    live = runtime_text(study.runtime_seconds)
+    return f"{runtime_text(study.class_runtime_seconds)} with `REPLAY = True`, {live} live"
+
+
 def minutes_text(minutes: float) -> str:
     return f"{max(1, round(minutes))} min"
 
 
 FORMULA = (f"lesson = prose words / {WORDS_PER_MINUTE} + non-blank code lines / {CODE_LINES_PER_MINUTE} before the "
-           f"exercises + the cpu runtime; exercises (a second sitting) = {MINUTES_PER_FUNCTION} minutes per function "
-           f"to write, {MINUTES_PER_EXPERIMENT} per experiment, + what they train")
+           f"exercises + the cpu runtime (long cells replayed); exercises (a second sitting) = {MINUTES_PER_FUNCTION} "
+           f"minutes per function to write, {MINUTES_PER_EXPERIMENT} per experiment, + what they train")
 TIME_PARAGRAPH = "**How long it takes**"
 
 
@@ -121,7 +129,7 @@ def kinds(study: StudyTime) -> str:
 
 def time_paragraph(study: StudyTime) -> str:
     """The header's paragraph on the two sittings, wrapped as the notebooks' markdown is."""
-    run = "" if study.runtime_seconds is None else f" and the `cpu` run's {runtime_text(study.runtime_seconds)}"
+    run = "" if study.runtime_seconds is None else f" and the `cpu` run's {cpu_runtime_text(study)}"
     trains = f", and {runtime_text(study.exercise_run_seconds)} of training" if study.exercise_run_seconds else ""
     text = (f"{TIME_PARAGRAPH}: a lesson of about {round(study.lesson_minutes)} minutes (reading, code{run}, by the "
             f"course's formula), then a second sitting of about {round(study.exercise_minutes)} minutes for the "
@@ -186,7 +194,7 @@ def readme_table(notebooks: Path, link_prefix: str = "notebooks/") -> str:
     """README's course map: number, title linked, what you build, the cpu runtime."""
     rows = ["| # | notebook | you build | cpu runtime |", "|---|---|---|---|"]
     for lesson in LESSONS:
-        runtime = runtime_text(study_time(notebooks / lesson.file).runtime_seconds)
+        runtime = cpu_runtime_text(study_time(notebooks / lesson.file))
         rows.append(f"| {lesson.number} | [{lesson.title}]({link_prefix}{lesson.file}) | {lesson.builds} | {runtime} |")
     return "\n".join(rows)
 
@@ -200,7 +208,7 @@ def guide_table(notebooks: Path) -> str:
         study = study_time(notebooks / lesson.file)
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | {lesson.builds} | {lesson.needs} | "
                     f"{minutes_text(study.lesson_minutes)} | {minutes_text(study.exercise_minutes)} | "
-                    f"{runtime_text(study.runtime_seconds)} | not measured |")
+                    f"{cpu_runtime_text(study)} | not measured |")
     return "\n".join(rows) + f"\n\nBy the course's formula (`study_time` in scripts/claims.py): {FORMULA}."
 
 
@@ -224,7 +232,7 @@ def teaching_table(notebooks: Path) -> str:
         smoke = measured["seconds"].get(lesson.file)
         rows.append(f"| {lesson.number} | [{lesson.title}]({lesson.file}) | about {present} min | "
                     f"{'not measured yet' if smoke is None else runtime_text(smoke)} | "
-                    f"{runtime_text(study.runtime_seconds)} | not measured |")
+                    f"{cpu_runtime_text(study)} | not measured |")
     present = "Present: the lesson's reading time by the course's formula (CONTRIBUTING.md), rounded to 5 minutes."
     if measured["machine"] is None:
         return "\n".join(rows) + f"\n\n{present} Smoke runs not measured yet: scripts/course_tables.py --measure-smoke."

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
+from tinylm.course import recorded as recorded_module
 
 sys.path.insert(0, str(REPO / "scripts"))  # claims.py and course_guide.py: repository tooling, not the package
 from claims import (  # noqa: E402
@@ -91,12 +92,12 @@ def test_every_figure_in_the_course_guide_is_printed_sourced_or_beside_its_comma
 
 
 def test_the_study_time_counts_the_lesson_before_the_exercises_and_the_exercises_apart(tmp_path):
-    """A lesson of 250 words (2 min; a solution folded in <details> not counted) and 53 code lines (10 min) before
-    the exercises heading, and a run of 120 s: 14 minutes. Then a function to write (10 min) and an experiment (20
+    """A lesson of 300 words (3 min; a solution folded in <details> not counted) and 48 code lines (10 min) before
+    the exercises heading, and a run of 120 s: 15 minutes. Then a function to write (10 min) and an experiment (20
     min) that the notebook says trains for 90 s: 31.5 minutes; nothing after the heading counts towards the lesson."""
     words = " ".join(["word"] * 100)
-    cells = [("markdown", f"# Title\n\n{words}"), ("code", "x = 1\n\n" * 53),
-             ("markdown", f"{words} <details>{words}</details>\n\n## What you learned\n\n" + " it" * 46
+    cells = [("markdown", f"# Title\n\n{words}"), ("code", "x = 1\n\n" * 48),
+             ("markdown", f"{words} <details>{words}</details>\n\n## What you learned\n\n" + " it" * 96
               + f"\n\n## Exercises\n\n{words}"),
              ("code", "y = 2\n" * 50), ("markdown", f"### Exercise 1: one\n\n{words}"),
              ("markdown", "### Exercise 2: an experiment"), ("code", "z = 3\n" * 16)]
@@ -108,11 +109,29 @@ def test_the_study_time_counts_the_lesson_before_the_exercises_and_the_exercises
     path = tmp_path / "99_demo.ipynb"
     path.write_text(json.dumps(notebook))
     time = study_time(path)
-    assert (time.prose_words, time.code_lines, time.runtime_seconds) == (250, 53, 120.0)
-    assert time.reading_minutes == pytest.approx(12) and time.lesson_minutes == pytest.approx(14)
+    assert (time.prose_words, time.code_lines, time.runtime_seconds) == (300, 48, 120.0)
+    assert time.reading_minutes == pytest.approx(13) and time.lesson_minutes == pytest.approx(15)
     assert (time.exercises, time.experiments, time.exercise_run_seconds) == (2, 1, 90.0)
     assert time.exercise_minutes == pytest.approx(31.5)
-    assert time_paragraph(time).startswith("**How long it takes**: a lesson of about 14 minutes")
+    assert time_paragraph(time).startswith("**How long it takes**: a lesson of about 15 minutes")
+
+
+def test_a_recorded_cell_counts_in_the_lesson_as_replayed(tmp_path, monkeypatch):
+    """A notebook whose live cpu run took 700 s, 600 of them in a cell REPLAY = True replays: the class waits 100 s."""
+    monkeypatch.setattr(recorded_module, "RECORDINGS", tmp_path / "recordings")
+    recorded_module.recorded("99_demo", "race", lambda: 1, replay=False, profile="cpu")
+    recording = recorded_module.recording_path("99_demo", "race")
+    recording.write_text(recording.read_text().replace('"seconds": 0.0', '"seconds": 600.0'))
+    call = 'race = recorded(\n    "99_demo", "race", run, replay=REPLAY, profile=PROFILE)'
+    printed = [{"output_type": "stream", "name": "stdout", "text": "this notebook ran in 700 s"}]
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": 1, "source": source, "outputs": outputs}
+             for source, outputs in [(call, []), ("print(1)", printed)]]
+    path = tmp_path / "99_demo.ipynb"
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    time = study_time(path)
+    assert (time.runtime_seconds, time.replayed_seconds, time.class_runtime_seconds) == (700.0, 600.0, 100.0)
+    assert time.lesson_minutes == pytest.approx(time.reading_minutes + 100 / 60)
+    assert "100 s with `REPLAY = True`, 12 min live" in " ".join(time_paragraph(time).split())
 
 
 @pytest.mark.parametrize("notebook", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="over the limit"))

@@ -1,10 +1,10 @@
 """Long runs a class can replay. A notebook cell that trains or times for minutes under the `cpu` profile puts its
 work in a function and calls `recorded(notebook, name, run, replay=REPLAY, profile=PROFILE)`. Live (the default),
-it runs the function and shows what it prints; under `cpu` it also records the result and that printed text, with
-the date and the CPU, in the package (`tinylm/course/recordings/`, so a non-editable install has them too). With the
-notebook's `REPLAY = True` it runs nothing: it prints the recorded text and returns the recorded result, so a lesson
-shows the committed run's figures in seconds. A result is JSON: `encode` and `decode` turn richer objects (trained
-runs, timed costs) into plain lists and dicts and back.
+it runs the function and shows what it prints; under `cpu` it also records the result, that printed text, the date,
+the CPU and the seconds it took, in the package (`tinylm/course/recordings/`: a non-editable install has them).
+With the notebook's `REPLAY = True` it runs nothing: it prints the recorded text and returns the recorded result,
+so a lesson shows the committed run's figures in seconds. A result is JSON: `encode` and `decode` turn richer
+objects (trained runs, timed costs) into plain lists and dicts and back.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import datetime
 import io
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,7 +31,8 @@ def recording_path(notebook: str, name: str) -> Path:
 
 
 def read_recording(notebook: str, name: str) -> dict[str, Any]:
-    """The recording as written: {"date", "machine", "printed", "result"}; a one-line error if there is none."""
+    """The recording as written: {"date", "machine", "seconds", "printed", "result"}; a one-line error if there is
+    none."""
     path = recording_path(notebook, name)
     try:
         recording = json.loads(path.read_text(encoding="utf-8"))
@@ -40,7 +42,7 @@ def read_recording(notebook: str, name: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise InputError(f"{path} is not valid JSON ({error}): run the cell live under cpu to record it "
                          "again") from None
-    missing = {"date", "machine", "printed", "result"} - set(recording)
+    missing = {"date", "machine", "seconds", "printed", "result"} - set(recording)
     if missing:
         raise InputError(f"{path} lacks {', '.join(sorted(missing))}: run the cell live under cpu to record it again")
     return recording
@@ -71,10 +73,12 @@ def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, 
         print(recording["printed"], end="")
         return decode(recording["result"])
     tee = _Tee(sys.stdout)
+    started = time.perf_counter()
     with contextlib.redirect_stdout(tee):
         result = run()
     if profile == "cpu":
-        recording = {"date": datetime.date.today().isoformat(), "machine": cpu_name(), "printed": tee.getvalue(),
+        recording = {"date": datetime.date.today().isoformat(), "machine": cpu_name(),
+                     "seconds": round(time.perf_counter() - started, 1), "printed": tee.getvalue(),
                      "result": encode(result)}
         path = recording_path(notebook, name)
         path.parent.mkdir(parents=True, exist_ok=True)
