@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from tinylm.course.diagrams import draw_causal_mask, draw_pre_norm_block  # noqa: E402
+from tinylm.course.diagrams import draw_causal_mask, draw_kv_cache, draw_pre_norm_block  # noqa: E402
 
 
 @pytest.mark.parametrize("n", [3, 6])
@@ -27,3 +27,12 @@ def test_the_block_diagram_adds_each_sub_layer_back_onto_the_stream():
     assert texts.count("+") == 2
     assert "x = x + attn(ln_1(x))" in texts and "x = x + mlp(ln_2(x))" in texts
     plt.close(ax.figure)
+
+
+def test_the_cache_grows_by_one_key_and_one_value_per_decode_step():
+    axes = draw_kv_cache(prompt_length=4, steps=3)
+    for step, ax in enumerate(axes, start=1):
+        cells = [patch for patch in ax.patches if patch.get_y() in (0.0, 1.0)]  # the key and value rows
+        assert len(cells) == 2 * (4 + step)
+        assert ax.get_title() == f"decode step {step}: cache of {4 + step}"
+    plt.close(axes[0].figure)

@@ -3,8 +3,9 @@
 `draw_causal_mask` is the score matrix of causal self-attention with each cell labelled (q_t·k_s where a query may
 read a key, −∞ where the key is in its future); `draw_pre_norm_block` is GPT-2's transformer block, the residual
 stream running straight through and each sub-layer reading a normalised copy of it and adding its result back;
-`draw_computation_graph` is the graph of L = tanh(a·b + c) with each node's value and gradient. Each draws on the
-axes it is given (or a new figure's) and returns them.
+`draw_computation_graph` is the graph of L = tanh(a·b + c) with each node's value and gradient; `draw_kv_cache` is
+one layer's key and value cache over the first decode steps, the new query reading every cached key. Each draws on
+the axes it is given (or a new figure's) and returns them.
 """
 
 from __future__ import annotations
@@ -118,3 +119,42 @@ def draw_computation_graph(values: dict[str, tuple[float, float]], ax=None):
     ax.set_ylim(-0.8, 3.3)
     ax.axis("off")
     return ax
+
+
+def _draw_cache_step(ax, prompt_length: int, decoded: int) -> None:
+    """One layer's keys and values after the prompt (blue) and `decoded` new tokens (the newest orange)."""
+    total = prompt_length + decoded
+    colours = ["tab:blue"] * prompt_length + ["tab:green"] * (decoded - 1) + ["tab:orange"]
+    for row, name in ((1.0, "keys"), (0.0, "values")):
+        for t in range(total):
+            ax.add_patch(Rectangle((t, row), 0.9, 0.8, color=colours[t], alpha=0.85))
+        ax.text(-0.2, row + 0.4, name, ha="right", va="center", fontsize=13)
+    query_x = total - 1 + 0.45
+    ax.add_patch(Rectangle((total - 1, 2.6), 0.9, 0.8, color="tab:orange"))
+    ax.text(total - 0.55, 3.6, "new query", ha="center", va="bottom", fontsize=12)
+    for t in range(total):  # the new query attends to every cached key
+        ax.annotate("", xy=(t + 0.45, 1.85), xytext=(query_x, 2.6),
+                    arrowprops=dict(arrowstyle="->", color="tab:orange", alpha=0.6, lw=1.2))
+    ax.set_xlim(-1.6, prompt_length + 3.2)
+    ax.set_ylim(-0.4, 4.3)
+    ax.set_xticks([t + 0.45 for t in range(total)], [f"{t}" for t in range(total)], fontsize=12)
+    ax.set_xlabel("position")
+    ax.set_yticks([])
+    for side in ("left", "right", "top"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(f"decode step {decoded}: cache of {total}", fontsize=13)
+
+
+def draw_kv_cache(prompt_length: int = 4, steps: int = 3, axes=None):
+    """The cache after each of the first `steps` decode steps, side by side: the prompt's keys and values written
+    once (prefill), one pair appended per step, the step's query attending to all of them."""
+    if axes is None:
+        fig, axes = plt.subplots(1, steps, figsize=(5 * steps, 3.6))
+    for step, ax in enumerate(axes, start=1):
+        _draw_cache_step(ax, prompt_length, step)
+    fig = axes[0].figure
+    fig.legend(handles=[Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:green", "tab:orange")],
+               labels=["prefill (the prompt, once)", "earlier decode steps", "appended this step"],
+               loc="lower center", ncol=3, fontsize=12, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return axes
