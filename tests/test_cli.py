@@ -80,7 +80,7 @@ def test_train_shows_the_total_and_an_eta_and_ends_with_where_the_run_is_and_wha
     assert "a sample from the final weights" in epilogue
     assert (f"python -m tinylm.sample --ckpt {out}" in epilogue
             and f"python -m tinylm.eval loss --ckpt {out}" in epilogue)
-    assert "notebooks/03_train_char_gpt.ipynb" in epilogue
+    assert "notebooks/03b_train_char_gpt.ipynb" in epilogue
     for line in epilogue.split("next:", 1)[1].splitlines():  # each command it suggests works pasted
         if "python -m tinylm." in line:
             assert not problems_of(line.split("   #")[0].strip()), line

@@ -30,7 +30,7 @@ def refuse_training(job, **options):
     raise AssertionError(f"trained although a run was there: {job.recipe}")
 
 
-@pytest.mark.parametrize("name", ["notebook-03-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
+@pytest.mark.parametrize("name", ["notebook-03b-cpu", "shakespeare-char-cpu", "shakespeare-char-quick-cpu"])
 def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
     folder = fake_run(runs / name)
     monkeypatch.setattr(prerequisite, "run_job", refuse_training)
@@ -48,9 +48,9 @@ def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs,
 
 
 def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkeypatch):
-    fake_run(runs / "notebook-03-gpu")
-    (runs / "notebook-03-cpu").mkdir()
-    (runs / "notebook-03-cpu" / "last.pt").write_bytes(b"")  # a run that never finished an evaluation
+    fake_run(runs / "notebook-03b-gpu")
+    (runs / "notebook-03b-cpu").mkdir()
+    (runs / "notebook-03b-cpu" / "last.pt").write_bytes(b"")  # a run that never finished an evaluation
     calls = []
 
     def record(job, say, **options):
@@ -67,8 +67,8 @@ def test_a_run_of_another_profile_or_without_best_pt_does_not_count(runs, monkey
     run = recipe.run
     assert (recipe.track.name, run.profile, run.out, run.resume) == ("shakespeare-char", "cpu", folder, False)
     assert recipe.train.max_steps == course.QUICK_STEPS["shakespeare-char"]
-    assert said == [f"shakespeare-char: no trained model in {runs} (notebook-03-cpu or shakespeare-char-cpu; notebook "
-                    "3 makes one); shakespeare-char stand-in (the cpu recipe; its log: train.log): "
+    assert said == [f"shakespeare-char: no trained model in {runs} (notebook-03b-cpu or shakespeare-char-cpu; notebook "
+                    "3b makes one); shakespeare-char stand-in (the cpu recipe; its log: train.log): "
                     f"{runs}/shakespeare-char-quick-cpu, none yet: trains first (2,000 steps; its progress shows the "
                     "time). Its text will be rougher than the full run's."]
     log = (folder / "train.log").read_text().splitlines()
@@ -130,7 +130,7 @@ def test_after_readmes_first_command_the_epilogue_opens_the_course_at_its_start(
     assert readme[readme.index("python -m tinylm"):].startswith("python -m tinylm.train shakespeare-char")
     first = min(path.name for path in (root / "notebooks").glob("*.ipynb"))
     assert repository.FIRST_NOTEBOOK == first
-    assert repository.next_notebooks("shakespeare-char") == [first, "03_train_char_gpt.ipynb", "07_generation.ipynb"]
+    assert repository.next_notebooks("shakespeare-char") == [first, "03b_train_char_gpt.ipynb", "07_generation.ipynb"]
 
 
 def test_a_notebooks_set_up_resolves_the_profile_and_device_and_takes_the_free_cores_as_a_command_does():

@@ -187,10 +187,10 @@ def test_epilogue_names_no_repository_folder(tmp_path, monkeypatch):
     from tinylm.cli import train as train_cli
     from tinylm.course import repository
 
-    assert repository.open_notebook_command("03_train_char_gpt.ipynb").startswith("jupyter lab ")
+    assert repository.open_notebook_command("03b_train_char_gpt.ipynb").startswith("jupyter lab ")
     fake_package = tmp_path / "site-packages" / "tinylm" / "course" / "repository.py"
     monkeypatch.setattr(repository, "__file__", str(fake_package))
-    line = repository.open_notebook_command("03_train_char_gpt.ipynb")
+    line = repository.open_notebook_command("03b_train_char_gpt.ipynb")
     assert line.startswith("https://colab.research.google.com/") and "notebooks/03" in line
     monkeypatch.setenv("TINYLM_DATA_DIR", str(tmp_path / "data"))
     assert train_cli._text_to_score("shakespeare-char") is None  # nothing prepared: no eval loss line

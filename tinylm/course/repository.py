@@ -16,7 +16,7 @@ BRANCH = "main"
 # runs/notebook-<number>-<profile> (tinylm.course.notebooks.notebook_run_folder). Notebook 6a's is its 2-process run
 # (the smoke recipe's shape in every profile: a demonstration of the mechanics). Notebook 14 trains `train text`'s
 # runs on a text of your choice, one folder per tokenizer and seed inside runs/notebook-14-<profile>.
-TRACK_NOTEBOOKS = {"shakespeare-char": "03_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
+TRACK_NOTEBOOKS = {"shakespeare-char": "03b_train_char_gpt.ipynb", "tinystories": "05_tinystories.ipynb",
                    "gpt2-124m": "06a_gpt2_124m_budget_and_ddp.ipynb", "text": "14_your_own_model.ipynb"}
 # The notebook to open after a track's run, where it is not the one that trains it: notebook 6b teaches how a
 # gpt2-124m run is scored (`python -m tinylm.eval core --ckpt RUN`) beside OpenAI's GPT-2.

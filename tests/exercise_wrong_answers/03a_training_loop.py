@@ -1,4 +1,4 @@
-"""Notebook 3: one plausible wrong answer per exercise check (tests/notebook_solutions.py)."""
+"""Notebook 3a: one plausible wrong answer per exercise check (tests/notebook_solutions.py)."""
 
 WRONG_ANSWERS = {
     # the peak rate at every step: the warmup and the cosine's decay left out
@@ -14,7 +14,7 @@ def accumulate(model, micro_batches):
         (loss / len(micro_batches)).backward()
 """,
     # the two arms' losses swapped: each arm's figures read off the other arm's runs
-    "test_learning_rate_experiment": """
-my_losses = {"recipe": my_losses["a sixth"], "a sixth": my_losses["recipe"]}
+    "test_clipping_experiment": """
+my_clip_losses = {"clipped": my_clip_losses["unclipped"], "unclipped": my_clip_losses["clipped"]}
 """,
 }
