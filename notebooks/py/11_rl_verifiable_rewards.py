@@ -18,26 +18,22 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/11_rl_verifiable_rewards.ipynb)
 #
-# Supervised fine-tuning shows a model the answer. Reinforcement learning only tells it, after it has answered,
-# how good the answer was. When a program can check the answer (a unit test, a proof checker, or notebook 9's story
-# verifier) that score is cheap and exact: a **verifiable reward**. DeepSeek-R1 and many open reasoning models were
-# trained this way with GRPO: sample several replies to one prompt, score each, and push up the replies that beat
-# their own group. This notebook derives the policy gradient and checks it on a toy policy, builds the clipped
-# update that reuses samples, then runs GRPO on notebook 9's story model with the verifier as the reward, against
-# expert iteration (no baseline), and shows a reward that can be gamed.
+# Supervised fine-tuning shows a model the answer; reinforcement learning only tells it, after it answered, how good
+# the answer was. When a program can check the answer (a unit test, a proof checker, notebook 9's story verifier),
+# that score is cheap and exact: a **verifiable reward**. DeepSeek-R1 and many open reasoning models were trained
+# this way with GRPO: sample several replies to one prompt, score each, push up those that beat their own group.
 #
 # **What you will learn**
-# - the **policy gradient** ∇E[r] = E[(r − b)∇log π] from one line of calculus, why a **baseline** b leaves it
-#   unbiased and can lower its variance, and GRPO's group mean as a baseline, all checked on a toy policy against the
-#   exact gradient;
-# - the **ratio and the clip**: what lets a second update reuse the same samples, and the clip acting;
-# - **GRPO on the story task** against its **control**, expert iteration (fine-tuning on the model's own passing
-#   replies: the policy gradient with no baseline), three seeds each; **pass@1 against pass@8**; a blind reading;
+# - the **policy gradient** ∇E[r] = E[(r − b)∇log π], why a **baseline** b leaves it unbiased and can lower its
+#   variance, and GRPO's group mean as a baseline, checked on a toy policy against the exact gradient;
+# - the **ratio and the clip**: what lets a second update reuse the same samples;
+# - **GRPO on the story task** against its **control**, expert iteration, three seeds each; **pass@1 against
+#   pass@8**;
 # - **reward hacking**: a reward with a loophole, the policy taking it, and the check that catches it.
 #
-# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 16 min, by the course's
-# formula), then a second sitting of about 57 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
-# and 403 s of training).
+# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 167 s with `REPLAY = True`,
+# 22 min live, by the course's formula), then a second sitting of about 57 minutes for the 4 exercises (10 minutes per
+# function, 20 per experiment, and 415 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -77,6 +73,7 @@ import tinylm
 import tinylm.course.plotting
 from tinylm.course.exercises import check
 from tinylm.course.plotting import read_metrics
+from tinylm.course.recorded import recorded
 from tinylm.eval.uncertainty import compare, paired, told_apart, wilson_interval
 from tinylm.paths import runs_dir, shown
 from tinylm.posttrain.grpo.objective import clipped_policy_loss, group_advantages
@@ -96,6 +93,9 @@ NOTEBOOK_STARTED = time.perf_counter()
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 RUN = runs_dir() / f"notebook-11-{PROFILE}"
+# True: the GRPO and expert-iteration race below loads what the committed cpu run printed and measured instead of
+# training for 13 minutes (notebooks/TEACHING.md, "Long runs"); False runs it live.
+REPLAY = False
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
 
@@ -106,34 +106,28 @@ def quiet(_):
 # %% [markdown]
 # ## The policy gradient
 #
-# A policy π_θ gives each reply a a probability π_θ(a); a program gives it a reward r(a). Training should raise the
-# expected reward J(θ) = E_{a∼π_θ}[r(a)] = Σ_a π_θ(a) r(a). Its gradient is a sum over every possible reply, which
-# nobody can enumerate, but one identity, ∇π = π ∇log π, turns it into an expectation that samples estimate:
+# A policy π_θ gives each reply a a probability π_θ(a); a program gives it a reward r(a). Training should raise
+# J(θ) = E_{a∼π_θ}[r(a)] = Σ_a π_θ(a) r(a). Its gradient sums over every possible reply, but the identity
+# ∇π = π ∇log π turns it into an expectation that samples estimate:
 #
 # $$\nabla J = \sum_a r(a)\,\nabla\pi_\theta(a) = \sum_a \pi_\theta(a)\, r(a)\,\nabla\log\pi_\theta(a)
 #   = \mathbb{E}_{a\sim\pi_\theta}\big[r(a)\,\nabla\log\pi_\theta(a)\big].$$
 #
-# Sample replies, and move each one's log-probability in proportion to its reward (REINFORCE). In
-# code that is one loss, −mean(r·log π(a)) over the samples, and autograd. The reward needs no gradient: it can be
-# any program.
+# Sample replies and move each one's log-probability in proportion to its reward (REINFORCE): one loss,
+# −mean(r·log π(a)), and autograd. The reward needs no gradient: it can be any program.
 #
-# **The baseline.** Any b that does not depend on the sampled reply can be subtracted from r for free, because the
-# score function has mean zero: E[∇log π] = Σ_a π ∇log π = Σ_a ∇π = ∇Σ_a π = ∇1 = 0. So
-# ∇J = E[(r − b)∇log π] for every such b: it stays **unbiased**. It does change the variance. With rewards of 0
-# and 1 and no baseline, a failed reply contributes nothing and a passed reply raises its own log-probability; with
-# b ≈ E[r] a failure is pushed *down* and a pass up, each by how surprising it was, so here fewer samples give the
-# same precision. The difference A = r − b is the **advantage**. GRPO's b is the mean reward of its group, the G
-# replies to the same prompt, the reply itself included. The mean of the *other* G − 1 replies (leave-one-out, as in
-# RLOO) does not depend on the reply, so it is a valid baseline: the estimate stays unbiased. The group mean with the reply in it gives
-# (G − 1)/G times the leave-one-out advantage, so it shrinks the gradient by that factor: a change of step size,
-# not of direction.
+# **The baseline.** Any b that does not depend on the sampled reply can be subtracted from r, because the score
+# function has mean zero: E[∇log π] = Σ_a ∇π = ∇1 = 0. So ∇J = E[(r − b)∇log π]: still **unbiased**, but with a
+# different variance. With 0/1 rewards and no baseline a failed reply contributes nothing; with b ≈ E[r] a failure is
+# pushed *down* and a pass up, each by how surprising it was. A = r − b is the **advantage**. GRPO's b is the mean
+# reward of the G replies to the same prompt, the reply itself included. The mean of the *other* G − 1 replies
+# (leave-one-out, as in RLOO) does not depend on the reply, so it is a valid baseline; the group mean with the reply
+# in it gives (G − 1)/G times that advantage: a change of step size, not of direction.
 #
-# The check below uses a policy over 6 replies with logits θ and pass/fail rewards. The exact gradient of J comes
-# from autograd on Σ π r. First without sampling: the loss −Σ π(a)·A(a)·log π(a), every reply weighted by its
-# probability (π held fixed), has exactly −∇J as its gradient, whatever the constant b. Then each estimate is
-# autograd on −mean(A·log π) over a group of 8 samples, repeated over thousands of groups. The check accepts an
-# estimator as unbiased when the mean of its repeats lies within four and a half standard errors of the target on
-# every coordinate (an unbiased one fails that less than once in ten thousand seeds).
+# The check uses a policy over 6 replies with logits θ and pass/fail rewards; the exact ∇J comes from autograd on
+# Σ π r. Each estimate is autograd on −mean(A·log π) over a group of 8 samples, repeated over thousands of groups, and
+# counts as unbiased when the mean of its repeats lies within four and a half standard errors of the target on every
+# coordinate (an unbiased one fails that less than once in ten thousand seeds).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -174,27 +168,25 @@ for name, baseline in baselines.items():
           f"{estimates.var(0).sum():.4f}")
 
 # %% [markdown]
-# The variance is what changes (the last column). The leave-one-out baseline is unbiased and needs about a quarter more groups than
-# the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445), with nothing known in advance, which is why GRPO needs
-# no value network: the group is the baseline. The GRPO row's variance is the lowest only because its estimate is
-# the leave-one-out one scaled by (G − 1)/G, which scales the variance by ((G − 1)/G)²: relative to the squared
-# target it equals the leave-one-out row's (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its
-# group's spread, measured on the same samples, so its estimate is no longer exactly unbiased (untested here).
+# The variance is what changes (the last column). The leave-one-out baseline needs about a quarter more groups than
+# the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445) with nothing known in advance: the group is the
+# baseline, and GRPO needs no value network. The GRPO row's variance is lowest only because its estimate is the
+# leave-one-out one scaled by (G − 1)/G (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's
+# spread, measured on the same samples, so it is no longer exactly unbiased (untested here).
 #
 # ## Reusing samples: the ratio and the clip
 #
-# Sampling replies from a language model costs far more than an update, so PPO and GRPO make several updates on
-# one batch of samples. After the first update the policy π_θ is no longer the one that sampled, π_old, and the
-# estimate above would be wrong. Importance weighting repairs it: E_{π_old}[ρ A ∇log π_θ] with ρ = π_θ(a)/π_old(a)
-# is what E_{π_θ}[A ∇log π_θ] would be, and ∇ρ = ρ ∇log π_θ, so the loss is −mean(ρ·A). At θ = θ_old, ρ = 1 and its
-# gradient *is* the policy gradient. Far from θ_old a few samples with large ρ dominate and the estimate is no
-# longer trustworthy (A itself was measured for π_old). PPO's clip bounds the move:
+# Sampling costs far more than an update, so PPO and GRPO make several updates on one batch of samples. After the
+# first, π_θ is no longer π_old, the policy that sampled. Importance weighting repairs the estimate: with
+# ρ = π_θ(a)/π_old(a), E_{π_old}[ρ A ∇log π_θ] is E_{π_θ}[A ∇log π_θ], and ∇ρ = ρ ∇log π_θ, so the loss is −mean(ρ·A);
+# at θ = θ_old it *is* the policy gradient. Far from θ_old a few samples with large ρ dominate, and A was measured for
+# π_old. PPO's clip bounds the move:
 #
 # $$\text{objective} = \min\big(\rho A,\ \mathrm{clip}(\rho, 1-\varepsilon, 1+\varepsilon)\,A\big)$$
 #
-# For A > 0 it stops paying once ρ passes 1 + ε; for A < 0, once ρ falls below 1 − ε; a sample whose ratio moved the
-# wrong way is never clipped. A clipped sample's gradient is zero. The toy policy below samples one group, then
-# makes eight updates on it, with the clip and without (an ε so wide it never binds), through the package's loss.
+# For A > 0 it stops paying once ρ passes 1 + ε; for A < 0, once ρ falls below 1 − ε; a clipped sample's gradient is
+# zero. The toy policy samples one group, then makes eight updates on it, with the clip and without (an ε so wide it
+# never binds), through the package's loss.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -233,23 +225,20 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
           f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
-# From the second update on, the clip acts: samples whose ratio has passed 1 ± ε in their advantage's direction stop contributing, and once all
-# have, the gradient is zero and the policy stops, a bounded distance (the KL column) from the one that sampled.
-# Without the clip each update on the same eight samples moves the policy further and the ratios keep growing
-# (4.18 after eight updates). On this toy,
-# whose rewards are exact and fixed, going further raises J (from 0.523 to 0.926 without the clip, 0.649 with it);
-# on a language model an update moves the probabilities of every other prompt too, and the samples' advantages
-# describe π_old only. That is the clip's job: as many updates per batch as the recipe asks, none of them far.
+# From the second update on, the clip acts: once every sample has passed 1 ± ε in its advantage's direction, the
+# gradient is zero and the policy stops a bounded distance (the KL column) from the one that sampled. Without the clip
+# the ratios keep growing (4.18 after eight updates). On this toy, with exact fixed rewards, going further raises J
+# (0.926 without the clip, 0.649 with it); on a language model an update moves every other prompt's probabilities
+# too, and the advantages describe π_old only. That is the clip's job: several updates per batch, none of them far.
 #
 # ## The story task as reinforcement learning
 #
-# The policy is notebook 9's model: a small story model fine-tuned to follow instructions such as "a character
-# named Zoe, the word kite, at most five sentences". A **prompt** is an instruction in the chat template, a **reply**
-# is what the model writes up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended
-# and passes every check (the constraints; three sentences or more, ending in . ! or ?; fluency, the base's loss
-# per token, and variety, the share of repeated word 3-grams, under the bounds printed below), else 0. Training draws the train split's instructions; the validation split chooses
-# best.pt; the test split, which chooses nothing, is what this notebook reports. Without notebook 9's run, the cell
-# fine-tunes the model first.
+# The policy is notebook 9's model, fine-tuned to follow instructions such as "a character named Zoe, the word kite,
+# at most five sentences". A **prompt** is an instruction in the chat template, a **reply** is what the model writes
+# up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended and passes every check (the
+# constraints, three sentences or more, fluency and variety under the bounds printed below), else 0. Training draws
+# the train split; the validation split chooses best.pt; the test split, which chooses nothing, is what this notebook
+# reports. Without notebook 9's run, the cell fine-tunes the model first.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -295,41 +284,53 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
       f"{100 * (1 - p**GROUP - (1 - p) ** GROUP):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
-# The mixed share matched the formula (75% of 8 against 74%); instructions of uneven difficulty would lower it, since it is concave
-# in p (Jensen's inequality).
+# All 8 groups were mixed, against 92% predicted from p; instructions of uneven difficulty would lower the share,
+# since it is concave in p (Jensen's inequality).
 #
 # ## GRPO on the story task
 #
 # `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs. Each rollout draws fresh
 # training instructions, samples a group of replies for each, scores them and computes the advantages and π_old;
-# each of its `updates` AdamW steps then lowers the clipped loss, averaged over every reply token of the batch
-# (DAPO's per-token mean). Unlike DeepSeekMath's GRPO, the recipe has no KL penalty (kl_coef 0); the clip alone keeps
-# each update near π_old. Every 8 updates the greedy validation pass rate chooses best.pt, scored on test.
+# each of its `updates` AdamW steps then lowers the clipped loss. Where the derivation above used one ratio per reply,
+# the trainer uses one per reply token, `π_θ(aₜ | a<ₜ)/π_old(aₜ | a<ₜ)`, clipped token by token and averaged over
+# every reply token of the batch (DAPO's token mean). There is no KL penalty (kl_coef 0); the clip alone keeps each
+# update near π_old. Every 8 updates the greedy validation pass rate chooses best.pt, scored on test.
 #
 # **The control.** A gain after GRPO could come from any further training on the model's own good replies. **Expert
 # iteration** (rejection-sampling fine-tuning) does only that: sample, keep the replies that pass, fine-tune on them.
-# With a 0/1 reward it is the policy gradient with no baseline (advantage = reward: a passing reply weighs 1, a
-# failing one 0; `--set baseline=none`, whose first update a test checks against SFT on the passing replies). The
-# arms differ only in the advantage: GRPO's (r − group mean)/(group std), which also pushes failing replies down,
-# against the raw reward. Three seeds per arm (a seed sets the instructions drawn and the replies sampled); the rate
-# (3e-4) is the recipe's, set earlier for GRPO (no record of the split). **Predict**: which arm passes more test
-# instructions? **Rule, set before the run**: an arm wins if its three test pass rates all beat the other's three.
+# With a 0/1 reward it is the policy gradient with no baseline (`--set baseline=none`; a test checks its first
+# update against SFT on the passing replies). The arms differ only in the advantage: GRPO's (r − group mean)/(group
+# std), which also pushes failing replies down, against the raw reward. Three seeds per arm; the rate (3e-4) is the
+# recipe's, set earlier for GRPO on a split nobody recorded, so if anything it favours GRPO. **Predict**: which arm
+# passes more test instructions? **Rule, set before the run**: an arm wins if its three test pass rates all beat the
+# other's three.
 
 # %%
 ARMS = {"GRPO": "group", "expert iteration": "none"}  # arm -> its baseline, which sets its advantages
 SEEDS = (SEED, SEED + 1, SEED + 2)
-reports = {}
-for arm, baseline in ARMS.items():
-    for seed in SEEDS:  # pass@k (below) is sampled on the first seed's runs only
-        changes = {"baseline": baseline, **({} if seed == SEED else {"pass_at_samples": 0})}
-        reports[arm, seed] = grpo(
-            RunOptions(profile=PROFILE, out=RUN / f"{arm.replace(' ', '-')}-{seed}", overwrite=True, seed=seed,
-                       device=str(DEVICE), set=changes),
-            PostTrainingOptions(task="stories", base=str(sft_start)), on_record=quiet,
-            say=lambda line, first=(arm, seed) == ("GRPO", SEED): first and line.startswith("GRPO on") and print(line))
-        after = reports[arm, seed]["after"]
-        print(f"{arm:>16}, seed {seed}: best.pt at step {after['step']} of {reports[arm, seed]['steps']} "
-              f"(validation {100 * after['validation_pass_rate']:.1f}%), {reports[arm, seed]['wall_seconds']:.0f} s")
+
+
+def race() -> list[list]:
+    """[arm, seed, the run's report, its metrics records] for each arm and seed."""
+    rows = []
+    for arm, baseline in ARMS.items():
+        for seed in SEEDS:  # pass@k (below) is sampled on the first seed's runs only
+            out = RUN / f"{arm.replace(' ', '-')}-{seed}"
+            changes = {"baseline": baseline, **({} if seed == SEED else {"pass_at_samples": 0})}
+            report = grpo(
+                RunOptions(profile=PROFILE, out=out, overwrite=True, seed=seed, device=str(DEVICE), set=changes),
+                PostTrainingOptions(task="stories", base=str(sft_start)), on_record=quiet,
+                say=lambda line, first=(arm, seed) == ("GRPO", SEED): first and line.startswith("GRPO on") and print(line))
+            after = report["after"]
+            print(f"{arm:>16}, seed {seed}: best.pt at step {after['step']} of {report['steps']} "
+                  f"(validation {100 * after['validation_pass_rate']:.1f}%), {report['wall_seconds']:.0f} s")
+            rows.append([arm, seed, report, read_metrics(out)])
+    return rows
+
+
+rows = recorded("11_rl_verifiable_rewards", "race", race, replay=REPLAY, profile=PROFILE)
+reports = {(arm, seed): report for arm, seed, report, _ in rows}
+run_records = {(arm, seed): records for arm, seed, _, records in rows}
 
 # %% [markdown]
 # **The verdict**, on the 249 test instructions (greedy; each check's share where it was asked), then each seed's
@@ -353,21 +354,19 @@ for seed in SEEDS:
           .describe("the start", "GRPO"))
 
 # %% [markdown]
-# **Reading the verdict.** Not told apart. The seeds of one arm spread widely (GRPO 54.2% to 72.7%, expert iteration
-# 58.6% to 79.5%), more than the arms differ, and the paired tests point both ways (expert iteration ahead at seed
-# 42, p = 0.0533; GRPO at seed 44, p = 0.0371). Against the start, GRPO gained beyond the test set's luck at seeds 42
-# and 44 (p = 2.87e-06 and 0.000925); at seed 43 no later evaluation beat the start on validation, so its best.pt is
-# the start. At this budget (16 rollouts, best.pt from five looks at 80 validation instructions) a run's luck
-# outweighed any difference between the arms. On 2-digit arithmetic a far longer GRPO run took test accuracy from
-# 26.4% to 57.4% (one seed, no control; the course guide's run).
+# **Reading the verdict.** Not told apart: GRPO's seeds passed 76.3%, 86.3% and 76.3% of the test instructions,
+# expert iteration's 78.7%, 83.5% and 76.3%. The start, notebook 9's model, already passes 76.3%, and in three of the
+# six runs no later look at the validation instructions beat the start's 71.2%, so best.pt is the start itself.
+# Where a run did find a better policy the gain could be real: GRPO's seed 43 beat the start instruction by
+# instruction (44 gained, 19 lost, p = 0.00223). At this budget (16 rollouts, five looks at 80 validation
+# instructions) a run's luck outweighed any difference between the arms. On 2-digit arithmetic a far longer GRPO run
+# took test accuracy from 26.4% to 57.4% (one seed, no control; the course guide's run).
 #
-# **A blind reading.** The greedy replies of the start and of GRPO's seed
-# 42 to the first 30 test instructions, each pair in a random order, went to a reader (a language model in a fresh
-# context, told a teacher's rubric, not which model wrote which): it preferred GRPO's reply 15 times, the start's 9,
-# neither 6 (sign test p = 0.31: not told apart); where the verifier passed exactly one of the pair (17 pairs), it
-# chose that one 16 times ([the record](../docs/results/blind-reading-2026-11-27.json), made by
-# `scripts/blind_reading.py`). Most of its reasons name the asked thing, which the verifier checks too; a few name
-# what it misses: switched names, garbled sentences.
+# **A blind reading** of an earlier run (2026-11-27, whose GRPO seed 42 had beaten its start): a language model in a
+# fresh context, given a teacher's rubric and not told which model wrote which reply, preferred GRPO's greedy reply
+# 15 times of 30, the start's 9, neither 6 (sign test p = 0.31: not told apart; [the record](../docs/results/blind-reading-2026-11-27.json),
+# `scripts/blind_reading.py`). The rubric lists the verifier's checks first, so its agreement with the verifier where
+# exactly one reply passed (16 of 17 pairs) is a sanity check, not independent evidence.
 #
 # **Replies side by side**: the first three test instructions, as the start, GRPO and expert iteration (seed 42)
 # answer them greedily.
@@ -396,15 +395,23 @@ for name, by_k in at.items():
     low, high = wilson_interval(round(by_k[str(k)] * n_at), n_at)
     print(f"{name:>16} (seed {SEED}): pass@1 {100 * by_k['1']:.1f}%, pass@{k} {100 * by_k[str(k)]:.1f}% "
           f"[{100 * low:.1f}, {100 * high:.1f}] on the first {n_at} test instructions")
+for arm in ARMS:  # paired, instruction by instruction, against the start
+    before, after = at["start"]["correct"], at[arm]["correct"]
+    more = paired([b > a for b, a in zip(before, after)], [a > b for b, a in zip(before, after)])
+    print(f"{arm}: more passing samples on {more.gained} instructions, fewer on {more.lost} (sign test p = "
+          f"{more.p_value:.3g}); pass@{k}: " + paired([b > 0 for b in before], [a > 0 for a in after])
+          .describe("the start", arm))
 
 # %% [markdown]
-# pass@1 rose (37.1% to 43.6% under GRPO, 48.2% under expert iteration); pass@8's 87.0% to 93.0% lies within the
-# intervals and, at k = 8, cannot tell sharpening from new skill.
+# GRPO's seed 42 is the start, so its figures are the start's. Under expert iteration, 48 instructions had more
+# passing samples than at the start and 28 fewer (sign test p = 0.0286): pass@1 rose, from 36.5% to 41.6%. pass@8 did
+# not move (85.0%; 10 instructions gained a pass and 10 lost one). At k = 8 none of this could tell sharpening from
+# new skill anyway.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
 for (arm, seed), color in zip(reports, ["tab:blue"] * 3 + ["tab:orange"] * 3):
-    records = read_metrics(RUN / f"{arm.replace(' ', '-')}-{seed}")
+    records = run_records[arm, seed]
     rollouts = [r for r in records if r["event"] == "train" and r["step"] % recipe.updates == 0]  # its last update
     evals = [r for r in records if r["event"] in ("eval", "final")]
     label = arm if seed == SEED else None
@@ -418,25 +425,22 @@ for ax in axes:
     ax.legend(fontsize=9)
 plt.tight_layout()
 plt.show()
-grpo_records = read_metrics(RUN / f"GRPO-{SEED}")
-rollouts = [r for r in grpo_records if r["event"] == "train" and r["step"] % recipe.updates == 0]
+rollouts = [r for r in run_records["GRPO", SEED] if r["event"] == "train" and r["step"] % recipe.updates == 0]
 print(f"GRPO seed {SEED}, the clip fraction of each rollout's second update:",
       " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 
 # %% [markdown]
-# **Reading the curves.** In five of the six runs the validation pass rate peaked by step 16 and then fell (GRPO's
-# seed 43 from its very start); only expert iteration's seed 43 was still rising at step 32, while the sampled pass
-# rate kept rising in all. best.pt, chosen on validation, kept the greedy decline out of the test figures.
+# **Reading the curves.** In five of the six runs the greedy validation pass rate ended below the start's (GRPO's
+# seed 44 at about a fifth), while the sampled pass rate wandered; best.pt, chosen on validation, kept those declines
+# out of the test figures.
 #
 # ## Reward hacking
 #
-# A reward is a specification, and an optimiser reads it literally. The **mentions** reward
-# (`--set reward=mentions`) pays a quarter for each mention of the asked name or word (the word's plural counts),
-# 1 for four mentions in all; the sentence limit and the ending earn nothing. A story that uses them a few times
-# earns it in full, and so does any text that repeats them. **Predict**: trained on it from the same start for 64
-# updates (`HACK_UPDATES` on `cpu`), what happens to the reward paid, and to the real verifier's verdict on the same
-# replies? The cell records both per rollout, then scores the greedy test replies both ways (no validation: the last
-# update's policy).
+# A reward is a specification, and an optimiser reads it literally. The **mentions** reward (`--set
+# reward=mentions`) pays a quarter for each mention of the asked name or word, 1 for four mentions in all; the
+# sentence limit and the ending earn nothing, and any text that repeats the words earns it in full. **Predict**:
+# trained on it from the same start for 64 updates (`HACK_UPDATES` on `cpu`), what happens to the reward paid, and to
+# the real verifier's verdict on the same replies?
 
 # %%
 HACK_UPDATES = {"smoke": 4, "cpu": 64, "gpu": 400}[PROFILE]
@@ -478,16 +482,15 @@ ax.legend(fontsize=9)
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole.
-# Through step 22 the verifier passed 0.17 to 0.42 of the replies as the pay rose; from step 24 under a tenth, ending
-# at 0.02 with the pay at 0.87. The greedy test replies collect nearly the full pay
-# (0.96) and pass the real verifier 0.0% of the time: they repeat the name and the word ("the cake the cake the
-# cake") until the context cuts them off. The repetition guard catches every one (249 of 249), the ending check
-# 248; the fluency guard only 5 (the base's median loss rose from 1.49 to 2.91 nats per token, still under the
-# bound of 4.66). Under the verifier's reward, pay and pass are one line. What exposed the hack is a measurement the reward could not see: the real verifier on the
-# same replies. Real hacks have more room: code
-# that passes unit tests by special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned
-# reward model that prefers longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
+# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole. The
+# pay rose from 0.32 to 0.92 per rollout while the verifier's pass rate, 0.56 at its highest in the first eight
+# rollouts, fell to 0.02, and the replies grew from 46 to 91 tokens. The greedy test replies collect 0.97 of the pay
+# and pass the real verifier 0.0% of the time: they repeat the name and the word until the context cuts them off.
+# The ending check catches all 249, the repetition guard 218, the fluency guard 1 (the base's median loss rose from
+# 1.56 to 3.04 nats per token, under the bound of 4.58). What exposed the hack is a measurement the reward could not
+# see: the real verifier on the same replies. Real hacks have more room: code that passes unit tests by
+# special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers
+# longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
 # ## What you learned
 #
@@ -497,11 +500,10 @@ plt.show()
 # - The ratio ρ = π_θ/π_old lets a second update reuse the samples; the clip zeroes the gradient of samples that
 #   moved more than ε their advantage's way, so the policy stays near the one that sampled.
 # - A gain needs a control that shares everything but the idea: expert iteration is the policy gradient without a
-#   baseline. Here the two were not told apart (three seeds each, spread wider than their difference); GRPO beat
-#   its start in two seeds of three; pass@1 rose under both, pass@8 within noise.
-# - A reward that pays for less than you mean gets gamed: paid for mentions, the policy learned to repeat the asked
-#   words and the real pass rate fell to 0.0%. The defence is a reward that checks what you mean and a measurement
-#   the reward cannot see; here the repetition guard caught every loop, the fluency guard almost none.
+#   baseline. Here the two were not told apart; from a strong start, three of six runs kept the start as best.pt.
+# - A reward that pays for less than you mean gets gamed: paid for mentions, the policy repeated the asked words and
+#   the real pass rate fell to 0.0%. The defence is a reward that checks what you mean and a measurement the reward
+#   cannot see.
 #
 # ## Exercises
 #

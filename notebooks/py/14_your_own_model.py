@@ -18,26 +18,23 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/14_your_own_model.ipynb)
 #
-# Every model so far learned from a dataset the course chose. This notebook starts from a text *you* choose, trains
-# a tokenizer on it, trains models on it, and takes one out of the course: into Hugging Face `transformers`, and
-# into one GGUF file for llama.cpp, whose GGUF files Ollama and LM Studio also run. It runs on Tiny Shakespeare
-# (downloaded once, or copied from the offline mirror); set `TEXT_FILE` to any UTF-8 file, folder of `.txt` files or
-# glob (a relative path starts from the `notebooks` folder; on Colab, upload the file and give `/content/<its name>`),
-# and every code cell runs the same. The prose describes the Shakespeare run under `cpu`, whose outputs are saved
-# here.
+# Every model so far learned from a dataset the course chose. Here you choose the text, train a tokenizer and models
+# on it, and export one to Hugging Face `transformers` and to a GGUF file, which llama.cpp, Ollama and LM Studio run.
+# Set `TEXT_FILE` to any UTF-8 file, folder of `.txt` files or glob (relative to the `notebooks` folder; on Colab,
+# upload the file and give `/content/<its name>`) and every code cell runs the same. The prose describes the saved
+# run on the default text, Tiny Shakespeare, under `cpu`.
 #
 # **What you will learn**
-# - how the command `train text` turns any text into a held-out split, token files and a recipe sized to it;
-# - to train a byte-level BPE of N tokens on your text, and to check that it gives back any text exactly;
-# - bits per byte, the loss that compares models whose tokenizers differ, written by hand;
-# - characters, GPT-2's BPE and your own BPE on the same text and the same held-out split, at an equal number of
-#   steps and then at an equal amount of compute, three seeds each, judged by the course's rule;
-# - to export a model with its tokenizer for `transformers` (checked to give tinylm's ids, tokens and logits) and as
-#   a GGUF file (read back with llama.cpp's own `gguf` package), and the commands that run it in llama.cpp and Ollama.
+# - how `train text` turns any text into a held-out split, token files and a recipe sized to it;
+# - to train a byte-level BPE on your text and check that it gives back any text exactly;
+# - bits per byte, the loss that compares tokenizers, written by hand;
+# - characters, GPT-2's BPE and your BPE raced at equal steps, then at equal compute, three seeds each;
+# - to export a model with its tokenizer to `transformers` and to GGUF, each checked, and the commands that run it in
+#   llama.cpp and Ollama.
 #
-# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 25 min, by the course's
-# formula), then a second sitting of about 42 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
-# and 143 s of training).
+# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 10 s with `REPLAY = True`, 23
+# min live, by the course's formula), then a second sitting of about 42 minutes for the 3 exercises (10 minutes per
+# function, 20 per experiment, and 101 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -47,7 +44,7 @@
 #
 # **Papers and code**: byte-pair encoding for subword units ([Sennrich et al., 2016](https://arxiv.org/abs/1508.07909));
 # GPT-2's byte-level BPE ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf));
-# bits per byte to compare models across tokenizers ([Gao et al., 2020, *The Pile*](https://arxiv.org/abs/2101.00027));
+# bits per byte across tokenizers ([Gao et al., 2020, *The Pile*](https://arxiv.org/abs/2101.00027));
 # Hugging Face [`tokenizers`](https://github.com/huggingface/tokenizers), which trains the BPE; the
 # [GGUF format](https://github.com/ggml-org/ggml/blob/master/docs/gguf.md) of [llama.cpp](https://github.com/ggml-org/llama.cpp).
 
@@ -71,6 +68,7 @@ import torch
 
 import tinylm
 from tinylm.course.exercises import check
+from tinylm.course.recorded import recorded
 from tinylm.data.corpora import TINY_SHAKESPEARE
 from tinylm.data.text import find_text_files, prepare_text, read_documents, split_held_out
 from tinylm.download import fetch
@@ -88,6 +86,9 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # Your text: a UTF-8 file, a folder of .txt files, or a glob such as "my_texts/*.txt". The default is the mirror's
 # Shakespeare; to use your own, replace the right-hand side with its path, e.g. TEXT_FILE = "my_novel.txt".
 TEXT_FILE = fetch(TINY_SHAKESPEARE, data_dir() / "shakespeare_char" / "input.txt")
+# True: the two races below load what the committed cpu run printed and measured on Shakespeare instead of training
+# for 20 minutes (notebooks/TEACHING.md, "Long runs"); False runs them live, as your own text needs.
+REPLAY = False
 BPE_TOKENS = {"smoke": 300, "cpu": 2048, "gpu": 2048}[PROFILE]  # the size of your BPE's vocabulary
 STEPS = {"smoke": 30, "cpu": 120, "gpu": 1000}[PROFILE]  # optimizer steps of every run of the comparison
 SEEDS = (1, 2, 3)
@@ -99,7 +100,7 @@ def quiet(line: str) -> None:
 
 
 # %% [markdown]
-# Where this notebook goes, and the package function behind each step (the command line runs the same ones):
+# The notebook's path, with the package function behind each step (the command line runs the same ones):
 #
 # ```text
 # your text (a file, a folder, a glob)
@@ -115,12 +116,11 @@ def quiet(line: str) -> None:
 #
 # ## Your text, split
 #
-# `train text` reads the text once and checks it: an empty file, a binary one, bytes that are not UTF-8 (it names the
-# byte offset), a folder without text or a text too small for one batch (it names the minimum) each stop it with one
-# line that says what to do. Then it holds out text the model never trains on. A folder's files, or the parts of a
-# file between `<|endoftext|>` separators, are *documents*: with ten or more, every tenth document is held out; with
-# fewer, the last tenth of the text, cut at a line end. The split is made on the text, before any tokenizer sees it,
-# so every tokenizer below is scored on the same held-out text.
+# `train text` first checks the text, and stops with a line that says what to do on an empty, binary or non-UTF-8
+# file, a folder without text, or a text too small for one batch. Then it holds out text the model never trains on. A
+# folder's files, or the parts of a file between `<|endoftext|>` separators, are *documents*. With ten or more, every
+# tenth document is held out; with fewer, the last tenth of the text, cut at a line end. The split is made before any
+# tokenizer sees the text, so every tokenizer below is scored on the same held-out text.
 
 # %%
 documents = read_documents(find_text_files(TEXT_FILE))
@@ -133,18 +133,14 @@ print(f"held out: {how}, {len(held_out_text.encode('utf-8')):,} bytes; it starts
 # %% [markdown]
 # ## A tokenizer for your text
 #
-# Notebook 4 trained BPE merges in Python on Shakespeare. `bpe:N` learns the same kind of merges with Hugging Face's
-# `tokenizers` (written in Rust). Speed of learning is not why: in the timings of [a dated
-# note](../docs/notes/2026-11-27-your-own-text.md) the course's own incremental trainer was slower on 11 MB of text
-# and faster on 100 MB of that text repeated, which flatters it (repetition adds no new words). `tokenizers`
-# encodes text faster, keeps special tokens apart from typed text, and its JSON is
-# the `tokenizer.json` that the export below writes unchanged. `TrainedBPETokenizer.train` sets it up as GPT-2's was:
-# GPT-2's regex cuts the text into pieces, each piece starts as its UTF-8 bytes, one token per byte out of 256
-# starting tokens, and the most frequent pair of neighbouring tokens within a piece is merged into a new token, again
-# and again until the vocabulary holds N tokens, one of them the special `<|endoftext|>`. `prepare_text(TEXT_FILE,
-# "bpe:N")`, what `--tokenizer bpe:N` runs, trains it on the training split only, so that the held-out text stays
-# unseen, and writes both splits as token files, once: the next call with the same text and tokenizer reads them back.
-# On its own, `python -m tinylm.prepare tokenizer --file PATH --tokenizer bpe:N` trains and saves one.
+# Notebook 4 trained BPE merges in Python. `bpe:N` learns the same kind of merges with Hugging Face's `tokenizers`
+# (in Rust), which encodes fast, keeps special tokens apart from typed text, and writes the `tokenizer.json` that the
+# export below ships unchanged. `TrainedBPETokenizer.train` sets it up as GPT-2's was: GPT-2's regex cuts the text
+# into pieces, each starting as its UTF-8 bytes (256 starting tokens). The most frequent pair of neighbouring tokens
+# within a piece becomes a new token, again and again until the vocabulary holds N tokens, `<|endoftext|>` among
+# them. `prepare_text(TEXT_FILE, "bpe:N")`, what `--tokenizer bpe:N` runs, trains it on the training split only, then
+# writes the token files. `python -m tinylm.prepare tokenizer --file PATH --tokenizer bpe:N` trains and saves one on
+# its own.
 
 # %%
 started = time.perf_counter()
@@ -158,9 +154,8 @@ longest = sorted(range(bpe.vocab_size), key=lambda i: -len(bpe.decode([i])))[:10
 print("its ten longest tokens:", [bpe.decode([i]) for i in longest])
 
 # %% [markdown]
-# Byte-level BPE encodes any text, in any script: a character it never saw is spelled in its bytes. Check it on text
-# no one here wrote (Goethe, Homer, Bashō, a Russian greeting, emoji), and with the text of a special token typed
-# in, which must stay text: a user who types `<|endoftext|>` must not end the document.
+# Byte-level BPE encodes any text: a character it never saw is spelled in its bytes. Check it on other scripts and
+# emoji, and with `<|endoftext|>` typed in, which must stay text: a user who types it must not end the document.
 
 # %%
 unseen = ("Habe nun, ach! Philosophie, Juristerei und Medizin… Μῆνιν ἄειδε θεὰ Πηληϊάδεω Ἀχιλῆος "
@@ -171,15 +166,12 @@ assert bpe.eot_token not in ids, "typed special-token text stays text"
 print(f"{len(unseen)} characters ({len(unseen.encode('utf-8'))} bytes) -> {len(ids)} tokens, decoded back exactly")
 
 # %% [markdown]
-# The count says something too: merges learned on Shakespeare's English do nothing for Greek, Japanese or Russian,
-# whose letters come out at exactly one token per byte: this text is all ASCII (as many bytes as characters, above),
-# so none of its merges touches another script's bytes. A BPE is good at the text it was trained on: apart from the
-# special `<|endoftext|>`, which was added, not learned, the longest tokens above are this text's own, its
-# characters' names.
+# Shakespeare's text is all ASCII (as many bytes as characters, above), so no merge learned on it touches another
+# script's bytes: the Greek, Japanese and Russian come out at one token per byte. A BPE fits the text it was trained
+# on: but for the added `<|endoftext|>`, its longest tokens above are this text's character names.
 #
-# How much text does a token hold? On the held-out split, in UTF-8 bytes per token: a character is about one byte
-# (more where a character takes several), GPT-2's BPE was learned on web text, and yours on this text alone, with a
-# far smaller vocabulary. The three tokenizers' token files are prepared here too, so the runs below start at once.
+# How much text does a token hold? Below, in UTF-8 bytes per token on the held-out split. GPT-2's BPE was learned on
+# web text, yours on this text alone with a far smaller vocabulary.
 
 # %%
 TOKENIZERS = ("char", "gpt2", bpe_spec)
@@ -191,15 +183,15 @@ for spec, data in prepared.items():
 # %% [markdown]
 # ## Bits per byte
 #
-# A model's loss is in nats per *token*, so a model that reads three bytes per token and one that reads one cannot be
-# compared by it: the first predicts more text with each token. Bits per byte puts both on the text itself: the
-# total loss over the held-out text, in bits (nats divided by ln 2), over the number of UTF-8 bytes of that text.
-# If the mean loss is $\bar\ell$ nats over $T$ predicted tokens whose text is $B$ bytes,
+# A loss in nats per *token* cannot compare a model whose tokens hold three bytes with one whose tokens hold one: the
+# first predicts more text per token. Bits per byte measures both on the text itself: the total held-out loss in bits
+# (nats / ln 2) over the UTF-8 bytes of that text. With a mean loss of $\bar\ell$ nats over $T$ predicted tokens
+# whose text is $B$ bytes,
 #
 # $$\text{bits per byte} = \frac{T\,\bar\ell}{B \ln 2}.$$
 #
-# The first token is never predicted, and an end-of-text token between documents is no text: it has no bytes. Your
-# version, checked against the package's `bits_per_byte` (what `train text` prints last):
+# The first token is never predicted, and an end-of-text token between documents has no bytes. Your version, checked
+# against the package's `bits_per_byte`, which `train text` prints last:
 
 # %%
 def my_bits_per_byte(mean_loss: float, token_ids, tokenizer) -> float:
@@ -218,30 +210,23 @@ for spec, data in prepared.items():
 # %% [markdown]
 # ## Three tokenizers, one budget
 #
-# Now the comparison: the same text, the same held-out split, the same network (but for its embedding and head: one
-# row per token, padded to a multiple of 64 for the BPEs) with the same context in tokens, 128 under `cpu`, which
-# holds 128 bytes of text for characters and about 330 and 400 for your BPE and GPT-2's (bytes per token above ×
-# 128), and the same number of optimizer steps of the same number of tokens; only the tokenizer differs.
-# `text_recipe` is the recipe of `python -m tinylm.train text`, sized to the text and the profile, and `train_text`
-# runs it with the run folder, progress, resume and Ctrl-C of every track. From the command line, one of these runs is
+# Only the tokenizer differs: the text, the held-out split, the steps, the tokens per step and the network are the
+# same, but for the embedding and head (one row per token, padded to a multiple of 64 for the BPEs). The context of
+# 128 tokens under `cpu` holds 128 bytes of text for characters, about 330 for your BPE and 400 for GPT-2's.
+# `text_recipe` sizes the recipe of `python -m tinylm.train text` to the text and profile, and `train_text` runs it
+# as every track does. One run, from the command line:
 #
 # ```bash
 # python -m tinylm.train text --file data/shakespeare_char/input.txt --tokenizer bpe:2048 --max-steps 120
 # ```
 #
-# The first comparison is at equal steps, not equal compute. An equal number of steps is an equal budget for the network
-# between the embedding and the head, not for the whole run: a BPE token holds several bytes, so a BPE model reads
-# several times more text in its steps than a character model does, and a GPT-2-token model pays for its
-# 50,257-token head in every step (the FLOPs and the seconds below). Each run is scored once, at its last step, on
-# the first `EVAL_TOKENS[PROFILE]` held-out tokens: here the whole split (262,144 under `cpu`, more than any arm's
-# 111,560). Under `smoke`, or with a text of your own whose held-out part is longer, that is a different stretch of
-# text for each tokenizer: keep your held-out part under that size to compare. `bits_per_byte` turns each loss into
-# a figure the three can share. Three seeds per tokenizer, so that the spread of each is known before any ranking.
+# Equal steps are an equal budget for the network between embedding and head, not for the whole run: per step, a BPE
+# model reads more text than a character model, and a GPT-2-token model pays for its 50,257-token head. Each run is
+# scored once, at its end, on the first `EVAL_TOKENS[PROFILE]` held-out tokens: 262,144 under `cpu`, every
+# tokenizer's whole split. Under `smoke`, or with a held-out part longer than that, each tokenizer is scored on
+# different text. Three seeds per tokenizer show each one's spread before any ranking.
 
 # %%
-arm_runs: dict[tuple[str, int], dict] = {}  # (tokenizer, seed) -> what the run measured
-
-
 def train_arm(tokenizer_spec: str, seed: int, steps: int = STEPS) -> dict:
     """One run of `train text` on TEXT_FILE with `tokenizer_spec`, `steps` steps, one evaluation at the end."""
     folder = tokenizer_spec.replace(":", "") + ("" if steps == STEPS else f"-{steps}steps")
@@ -265,12 +250,28 @@ def print_row(tokenizer_spec: str, seed: int, measured: dict) -> None:
           f"{measured['loss']:>17.4f} | {measured['bits_per_byte']:>13.4f} | {measured['bytes_read'] / 1e6:.2f} MB")
 
 
+def race(steps_of: dict) -> dict:
+    """(tokenizer, seed) -> what the run measured: each tokenizer's seeds at `steps_of[tokenizer]` steps."""
+    print(HEADER)
+    runs = {}
+    for tokenizer_spec in steps_of:
+        for seed in SEEDS:
+            runs[tokenizer_spec, seed] = train_arm(tokenizer_spec, seed, steps_of[tokenizer_spec])
+            print_row(tokenizer_spec, seed, runs[tokenizer_spec, seed])
+    return runs
+
+
+def as_rows(runs: dict) -> list:  # for a recording (tinylm.course.recorded), and back
+    return [[*key, value] for key, value in runs.items()]
+
+
+def from_rows(rows: list) -> dict:
+    return {(spec, seed): value for spec, seed, value in rows}
+
+
 HEADER = f"{'tokenizer':>9} | seed | steps | seconds | loss (nats/token) | bits per byte | text read"
-print(HEADER)
-for tokenizer_spec in TOKENIZERS:
-    for seed in SEEDS:
-        arm_runs[tokenizer_spec, seed] = train_arm(tokenizer_spec, seed)
-        print_row(tokenizer_spec, seed, arm_runs[tokenizer_spec, seed])
+arm_runs = recorded("14_your_own_model", "equal_steps", lambda: race({spec: STEPS for spec in TOKENIZERS}),
+                    replay=REPLAY, profile=PROFILE, encode=as_rows, decode=from_rows)
 
 # %%
 results = {spec: [arm_runs[spec, seed]["bits_per_byte"] for seed in SEEDS] for spec in TOKENIZERS}
@@ -282,36 +283,30 @@ for a, b in [("char", "gpt2"), ("char", bpe_spec), ("gpt2", bpe_spec)]:
     print(compare(a, results[a], b, results[b], metric="bits per byte", digits=4))
 
 # %% [markdown]
-# What the tables say. In `STEPS` steps a character model reads about a quarter of a megabyte, under a quarter of one
-# pass over the text, and its loss per token is still about a bigram's (notebook 1's). The two BPE models read about
-# three times as much text in the same steps, because each of their tokens holds several bytes, and both end far
-# below it in bits per byte. GPT-2's BPE comes out ahead of yours, told apart by the rule, by less than either is
-# ahead of characters; part of that is the text read (its tokens hold more bytes), and part may be its merges,
-# learned on far more text than this.
+# In `STEPS` steps a character model reads a quarter of a megabyte, under a quarter of one pass over the training
+# text. The BPE models, whose tokens hold several bytes, read about three times as much and end far below it in bits
+# per byte. GPT-2's BPE beats yours, told apart by the rule, by less than either beats characters: partly from the
+# text read, partly perhaps from its merges, learned on far more text.
 #
-# Equal steps are not equal compute: GPT-2's 50,257-token head makes each token it trains on cost several times the
-# FLOPs of one of yours (the MFLOP per token above). The same race at equal *compute*: the character and BPE arms
-# get the training FLOPs the GPT-2 arm spent in its `STEPS` steps (the same tokens per step, so their steps scale
-# with 1 / their FLOPs per token), at the same three seeds. A budget in FLOPs is one the machine's speed cannot
-# move, unlike one in seconds. Beside it, notebook 3's character GPT, read from its run folder: another model (one
-# layer) and recipe, scored on nearly the same held-out text (the last tenth; notebook 3 cuts at exactly 90%, this
-# one at the line end before it), in bits per byte (the text is ASCII: one byte per character).
+# GPT-2's head makes each of its tokens cost several times the FLOPs of one of yours (the MFLOP per token above), so
+# the race is rerun at equal *compute*, a budget the machine's speed cannot move. The character and BPE arms get the
+# FLOPs the GPT-2 arm spent in `STEPS` steps, so their steps scale with 1 / their FLOPs per token. Beside them, in
+# bits per byte (one byte per ASCII character), is notebook 3b's character GPT, another model (one layer) and recipe,
+# read from its run folder. It held out nearly the same text: the last tenth, cut at an exact character, not a line
+# end.
 
 # %%
 budget = STEPS * arm_runs["gpt2", SEEDS[0]]["flops_per_token"]  # per token of a step: the GPT-2 arm's FLOPs
-compute_runs = {}
-print(HEADER)
-for tokenizer_spec in ("char", bpe_spec):
-    steps = round(budget / arm_runs[tokenizer_spec, SEEDS[0]]["flops_per_token"])
-    steps = min(steps, 2 * STEPS) if PROFILE == "smoke" else steps  # smoke's tiny model: its head is most FLOPs
-    for seed in SEEDS:
-        compute_runs[tokenizer_spec, seed] = train_arm(tokenizer_spec, seed, steps)
-        print_row(tokenizer_spec, seed, compute_runs[tokenizer_spec, seed])
+compute_steps = {spec: round(budget / arm_runs[spec, SEEDS[0]]["flops_per_token"]) for spec in ("char", bpe_spec)}
+if PROFILE == "smoke":  # smoke's tiny model: its head is most FLOPs
+    compute_steps = {spec: min(steps, 2 * STEPS) for spec, steps in compute_steps.items()}
+compute_runs = recorded("14_your_own_model", "equal_compute", lambda: race(compute_steps), replay=REPLAY,
+                        profile=PROFILE, encode=as_rows, decode=from_rows)
 equal_compute = {"gpt2": results["gpt2"]} | {spec: [compute_runs[spec, seed]["bits_per_byte"] for seed in SEEDS]
                                              for spec in ("char", bpe_spec)}
 for a, b in [("char", "gpt2"), ("char", bpe_spec), ("gpt2", bpe_spec)]:
     print(compare(a, equal_compute[a], b, equal_compute[b], metric="bits per byte at equal compute", digits=4))
-notebook_3 = runs_dir() / f"notebook-03-{PROFILE}" / "metrics.jsonl"
+notebook_3 = runs_dir() / f"notebook-03b-{PROFILE}" / "metrics.jsonl"
 if notebook_3.is_file():
     records = [json.loads(line) for line in notebook_3.read_text().splitlines()]
     final_3 = [record for record in records if record["event"] == "final"][-1]
@@ -322,26 +317,24 @@ else:
 
 # %% [markdown]
 # At equal compute GPT-2's BPE goes from first to last: your BPE beats characters, and both beat GPT-2's, every
-# comparison told apart. The GPT-2 arm's FLOPs bought the character and BPE models several times its steps (the
-# steps column), and with them between two and six times the text it read (the last column); the equal-steps race
-# charged GPT-2's head nothing. Notebook 3's character GPT, another model and recipe, ends below every arm here (its
-# line above): this race ranks tokenizers for one small model at one small budget, not what a character model can
-# reach.
+# comparison told apart. GPT-2's FLOPs bought the other two several times its steps and two to six times its text;
+# the equal-steps race had charged its head nothing. Notebook 3b's character GPT ends below every arm: this race
+# ranks tokenizers for one small model at one small budget, not what a character model can reach.
 #
-# These are still short runs: the recipe `train text` sizes for this text trains 3,922 steps for characters and 981
-# for a BPE, and where every model trains that long the gaps may shrink or turn; this notebook does not measure
-# that. Under `gpu`, `STEPS` is 1,000 steps of 64 × 256 tokens, about 47 passes over the BPE's training tokens (the
-# equal-compute arms several times more), where a model may well overfit: the figures and the words here are the
-# `cpu` run's.
+# These are short runs: the recipe `train text` sizes for this text trains many times longer, and whether the gaps
+# shrink or turn there is not measured here. Under `gpu`, `STEPS` is 1,000 steps of 64 × 256 tokens, about 47 passes
+# over the BPE's training tokens, where a model may overfit: the figures and words here are the `cpu` run's.
 #
 # ## A sample
 #
-# The first BPE run's model, continuing the first lines of the held-out text, which it never trained on. After
-# `STEPS` steps it has the shape of a play (names in capitals, short lines) more than its words. From the command
-# line, in the repository's folder, `python -m tinylm.sample --ckpt runs/notebook-14-cpu/bpe2048-seed1 --prompt
-# "ROMEO:" --max-new-tokens 100 --temperature 0.8 --top-k 50` samples the same model:
+# The first BPE model continues the first lines of the held-out text. After `STEPS` steps it has a play's shape
+# (names in capitals, short lines) more than its words. From the repository's folder, the same model: `python -m
+# tinylm.sample --ckpt runs/notebook-14-cpu/bpe2048-seed1 --prompt "ROMEO:" --max-new-tokens 100 --temperature 0.8
+# --top-k 50`.
 
 # %%
+if not (RUNS / f"{bpe_spec.replace(':', '')}-seed{SEEDS[0]}").is_dir():  # replayed: train the one model used below
+    train_arm(bpe_spec, SEEDS[0])
 model, tokenizer, _ = tinylm.load_model(RUNS / f"{bpe_spec.replace(':', '')}-seed{SEEDS[0]}")
 prompt_text = "\n".join(held_out_text[:120].split("\n")[:3]) + "\n"
 prompt = tokenizer.encode(prompt_text)
@@ -351,16 +344,13 @@ print(tokenizer.decode(prompt) + tokenizer.decode(new))
 # %% [markdown]
 # ## Out of the course: Hugging Face
 #
-# An exported model is only useful with its tokenizer: the same text must become the same ids. `exported_vocab`
-# describes the checkpoint's tokenizer as other programs read it (for your BPE, its `tokenizers` JSON as it is),
-# `with_rows` keeps one row of the embedding per token (the padding rows to a multiple of 64 go), and `to_hf_gpt2`
-# writes a folder that `transformers` loads: `config.json` and `model.safetensors` for a `GPT2LMHeadModel`, and
-# `tokenizer.json` with its two small configuration files for `AutoTokenizer`. The command line does the same with
-# `python -m tinylm.interop export --ckpt RUN --out FOLDER` (and writes a `LlamaForCausalLM` for a Llama-style
-# model). The check that matters: both libraries turn the prompt into the same ids, and their greedy continuations
-# are the same tokens. A model trained this briefly soon repeats one token when decoded greedily, so equal
-# continuations alone would say little; equal logits at every position, to float rounding, say the two libraries
-# compute the same function.
+# An exported model is only useful with its tokenizer: the same text must become the same ids. `exported_vocab` gives
+# the checkpoint's tokenizer in the form other programs read (your BPE's `tokenizers` JSON, unchanged), `with_rows`
+# drops the embedding's padding rows, and `to_hf_gpt2` writes a folder that `transformers` loads as a
+# `GPT2LMHeadModel` and its `AutoTokenizer`. `python -m tinylm.interop export --ckpt RUN --out FOLDER` does the same
+# (a `LlamaForCausalLM` for a Llama-style model). Both libraries must give the prompt the same ids and greedy
+# continuation. A model trained this briefly soon repeats one token greedily, so it is equal logits at every
+# position, to float rounding, that show the two compute the same function.
 
 # %%
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
@@ -395,13 +385,11 @@ print(f"the same {len(ours)} greedy tokens; the largest logit difference over {s
 # %% [markdown]
 # ## Out of the course: one GGUF file for llama.cpp
 #
-# llama.cpp reads one file that holds everything: the network's hyperparameters (context length, width, layers, heads,
-# norm epsilon) under llama.cpp's keys such as `gpt2.context_length`, every tensor under its names (a Llama-style
-# model's query and key rows reordered for llama.cpp's RoPE), and the tokenizer with its tokens, merges and special
-# ids (for a BPE, as here, `tokenizer.ggml.model` is `gpt2`; a character vocabulary goes in as llama.cpp's `rwkv`
-# tokenizer, tokens only). `write_gguf` writes it with the `gguf` package of llama.cpp's own authors (the command
-# line: `python -m tinylm.interop export --ckpt RUN --format gguf --out model.gguf`), and the same package reads it
-# back:
+# llama.cpp reads one file holding everything: the hyperparameters under its keys such as `gpt2.context_length`,
+# every tensor under its names (a Llama-style model's query and key rows reordered for its RoPE), and the tokenizer's
+# tokens, merges and special ids. A BPE goes in as `tokenizer.ggml.model` `gpt2`, characters as llama.cpp's `rwkv`
+# tokenizer, tokens only. `write_gguf` writes the file with `gguf`, the package of llama.cpp's authors, which reads
+# it back below. From the command line: `python -m tinylm.interop export --ckpt RUN --format gguf --out model.gguf`.
 
 # %%
 import gguf  # noqa: E402
@@ -422,10 +410,8 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
 
 # %% [markdown]
 # With llama.cpp built ([its build guide](https://github.com/ggml-org/llama.cpp/blob/master/docs/build.md)) the file
-# runs as it is, and Ollama takes it through a four-line `Modelfile` whose `FROM` names the file. Run these in the
-# folder that holds it, `runs/notebook-14-<profile>/export/`. The context is 128 tokens under `cpu` (the
-# `gpt2.context_length` above), so no more than that is asked for (in llama.cpp builds before December 2025,
-# `llama-completion` was `llama-cli`):
+# runs as it is; Ollama takes it through a four-line `Modelfile`. Run these in `runs/notebook-14-<profile>/export/`;
+# they ask for no more than the 128-token context of `cpu`; an older llama.cpp names the first program `llama-cli`.
 #
 # ```bash
 # llama-completion -m model.gguf -no-cnv -c 128 -n 100 -p "ROMEO:"
@@ -434,28 +420,22 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
 # ollama run my-shakespeare "ROMEO:"
 # ```
 #
-# Neither program ran here: the course's machine has no Ollama, and these command lines were not tried. What was
-# run is `python scripts/llama_cpp_check.py --ckpt RUN`: it builds llama.cpp from source, has it tokenize a prompt
-# and extend it greedily through its library, and compares, token for token, with tinylm. Its results, for a
-# character model, a trimmed GPT-2 vocabulary in both architectures, a `bpe:2048` model and a Llama-style model with
-# GPT-2's chat vocabulary, are in [the dated note](../docs/notes/2026-11-26-llama-cpp-check.md): the same prompt ids
-# and the same greedy tokens for each.
+# These command lines were not tried, and the course's machine has no Ollama. What did run is `python
+# scripts/llama_cpp_check.py --ckpt RUN`: it builds llama.cpp, has its library tokenize a prompt and extend it
+# greedily, and compares token for token with tinylm. [The dated note](../docs/notes/2026-11-26-llama-cpp-check.md)
+# records the same ids and greedy tokens for character, `bpe:2048`, trimmed-GPT-2-vocabulary and Llama-style models.
 #
 # ## What you learned
 #
-# - `train text` takes any UTF-8 text, holds out every tenth document (or the last tenth of the text) before any
-#   tokenizer sees it, sizes a recipe to it and trains with every track's run folder, resume and Ctrl-C.
-# - A byte-level BPE trained on your text with `tokenizers` encodes any text exactly, in any script, and never makes
-#   a special token from typed text.
-# - Bits per byte divides a model's total loss, in bits, by the bytes of the text it predicted: the measure that
-#   compares tokenizers, because the text is the same whatever cuts it.
-# - At an equal number of steps, the tokenizer changes how much text each step reads and what each step costs;
-#   three seeds per arm, every seed of one beating every seed of the other, tell a difference from seed-to-seed
-#   noise, with a 10% chance of that verdict where there is none. At an equal budget in FLOPs, which the machine's
-#   speed cannot move, the ranking changed: the budget's unit decides what a race measures.
-# - An export carries its tokenizer: `transformers` reads the folder and gives tinylm's greedy tokens, and the GGUF
-#   file holds the tensors and the tokenizer, read back here with `gguf`; llama.cpp ran such files in the dated note,
-#   Ollama was not tried.
+# - `train text` holds out part of any UTF-8 text before a tokenizer sees it, sizes a recipe to it and trains it like
+#   every track.
+# - A byte-level BPE trained on your text encodes any text exactly and never turns typed text into a special token.
+# - Bits per byte compares tokenizers, because the text is the same whatever cuts it.
+# - At equal steps the tokenizer changes how much text a step reads and what it costs; at an equal budget in FLOPs
+#   the ranking changed: the budget's unit decides what a race measures. Three seeds per arm tell a difference from
+#   seed noise when every seed of one beats every seed of the other, a verdict with a 10% chance where there is none.
+# - An export carries its tokenizer: the `transformers` folder gives tinylm's greedy tokens and logits, and the GGUF
+#   file holds the tensors and the tokenizer. llama.cpp ran such files in the dated note; Ollama was not tried.
 #
 # ## Exercises
 #
