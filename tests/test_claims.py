@@ -27,9 +27,9 @@ from course_guide import rewrite_time_paragraph, time_paragraph  # noqa: E402
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
-# Lessons over the limit, each to be split or cut (none now). A strict xfail: fixing one fails here until it leaves
-# the list.
-OVER_THE_LIMIT: set[str] = set()
+# Lessons over the limit by the readers' rates (CONTRIBUTING.md), each to be cut or split: their code lines, not
+# their prose, hold them there. A strict xfail: fixing one fails here until it leaves the list.
+OVER_THE_LIMIT = {"09_chat_finetuning", "10_lora_and_preference_tuning"}
 
 
 def write_notebook(path: Path, markdown: str, printed: str) -> Path:

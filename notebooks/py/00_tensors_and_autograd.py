@@ -18,19 +18,18 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/00_tensors_and_autograd.ipynb)
 #
-# Every model in this course learns the same way: compute a loss, its gradient with respect to every weight, and
-# move each weight a small step against its gradient. Here you build that machinery yourself. If you already write
-# PyTorch training loops, skip to notebook 1.
+# Every model in this course learns by gradient descent: it steps each weight against the loss's gradient. Here you
+# build that machinery; if you already write PyTorch training loops, skip to notebook 1.
 #
 # **What you will learn**
 #
-# - tensors: shapes, broadcasting and the matrix product;
-# - autograd: a scalar that records how it was made, and backward by the chain rule, checked against PyTorch's;
-# - gradient descent by hand, then with `nn.Module` and `torch.optim.SGD`, step for step equal;
-# - `nn.Embedding`, the lookup table notebook 1 trains;
-# - what AdamW adds, raced against plain gradient descent.
+# - tensors, broadcasting and the matrix product;
+# - autograd by the chain rule, checked against PyTorch's;
+# - gradient descent by hand and with `nn.Module` and `torch.optim.SGD`;
+# - `nn.Embedding`;
+# - AdamW, raced against plain gradient descent.
 #
-# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 10 s, by the course's
+# **How long it takes**: a lesson of about 43 minutes (reading, code and the `cpu` run's 10 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -40,10 +39,10 @@
 # | `cpu` (2-core laptop) | 1,000 steps per run | the last cell prints it |
 # | `gpu` | as `cpu`: the model is too small for a GPU to help | not measured |
 #
-# **Where the ideas come from**: backpropagation is Rumelhart, Hinton & Williams'
-# ([1986](https://doi.org/10.1038/323533a0)); the scalar `Value` follows Karpathy's
-# [micrograd](https://github.com/karpathy/micrograd); Adam is Kingma & Ba's ([2014](https://arxiv.org/abs/1412.6980)),
-# AdamW Loshchilov & Hutter's ([2017](https://arxiv.org/abs/1711.05101)).
+# **Where the ideas come from**: backpropagation, Rumelhart, Hinton & Williams
+# ([1986](https://doi.org/10.1038/323533a0)); `Value` follows Karpathy's [micrograd](https://github.com/karpathy/micrograd);
+# Adam, Kingma & Ba ([2014](https://arxiv.org/abs/1412.6980)); AdamW, Loshchilov & Hutter
+# ([2017](https://arxiv.org/abs/1711.05101)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -56,7 +55,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# `tinylm.set_up_notebook()` reads the profile (`smoke`, `cpu` or `gpu`) from `$TINYLM_PROFILE`; it sets the steps.
+# `tinylm.set_up_notebook()` sets the steps by the profile in `$TINYLM_PROFILE`.
 
 # %%
 import math
@@ -78,9 +77,8 @@ print(f"profile={PROFILE}  steps={STEPS}")
 # %% [markdown]
 # ## 1. Tensors
 #
-# A tensor is an array of numbers with a shape: a model's input, its weights and its output are tensors. Most of
-# deep learning is elementwise arithmetic, **broadcasting** (a missing leading dimension, or one of size 1, is
-# repeated to match the other operand) and the **matrix product** `@`.
+# A tensor is an array with a shape. Deep learning is mostly elementwise arithmetic, the **matrix product** `@` and
+# **broadcasting**: a missing leading dimension, or one of size 1, is repeated to match the other operand.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -90,18 +88,17 @@ y = x @ w + b  # (2, 3) @ (3, 4) -> (2, 4), then + (4,) -> (2, 4)
 print(x, x.shape, x.dtype, "\n", y, y.shape)
 
 # %% [markdown]
-# `y = x @ w + b` is a **linear layer**: each row of `x` (an example with 3 features) becomes 4 outputs. A network
-# stacks such layers with nonlinearities between them; training it needs the loss's derivative for every weight.
+# `y = x @ w + b` is a **linear layer**. Networks stack such layers with nonlinearities between, and training needs
+# the loss's derivative for every weight.
 #
 # ## 2. A number that remembers how it was made
 #
 # Take L = tanh(a·b + c), with e = a·b and d = e + c. The **chain rule** multiplies local derivatives along the
-# path from L back to an input: ∂L/∂a = dL/dd · ∂d/∂e · ∂e/∂a = (1 − L²) · 1 · b. Each operation only needs its
-# own local derivative.
+# path from L back to an input: ∂L/∂a = dL/dd · ∂d/∂e · ∂e/∂a = (1 − L²) · 1 · b.
 #
-# So let every number remember its parents and how to pass a gradient back to them. `Value` holds `data`, `grad`
-# (∂L/∂self, filled in by the backward pass) and `_backward`, which adds its gradient times the local derivative
-# into its parents' gradients: `+=`, because a node used twice gets gradient from both uses.
+# Each operation then needs only its own local derivative. A `Value` stores `data`, its parents, `grad` (∂L/∂self) and
+# `_backward`, which adds `grad` times that derivative into each parent's `grad`; `+=`, as a node used twice gets
+# gradient from both.
 
 # %%
 class Value:
@@ -156,9 +153,8 @@ class Value:
 
 
 # %% [markdown]
-# A node may pass its gradient back only once it is complete, after every node that uses it has passed its share.
-# Listing nodes so that each comes after its parents (a **topological order**) and walking the list in reverse
-# guarantees it. The graph after a forward and a backward pass:
+# A node passes its gradient back only after all its users have passed theirs: walk the nodes in reverse **topological
+# order** (each after its parents). The graph after forward and backward:
 
 # %%
 a, b, c = Value(2.0), Value(-3.0), Value(6.5)
@@ -169,8 +165,8 @@ L.backward()
 _ = draw_computation_graph({name: (v.data, v.grad) for name, v in zip("abcedL", (a, b, c, e, d, L))})
 
 # %% [markdown]
-# A gradient is a sensitivity: raising `a` by a small ε changes L by about `a.grad`·ε. Ours must agree with
-# PyTorch's `torch.autograd` on the same expression, and with the chain rule's (1 − L²)·b.
+# A gradient is a sensitivity: raising `a` by a small ε changes L by about `a.grad`·ε. Ours must match
+# `torch.autograd` and (1 − L²)·b.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -183,9 +179,8 @@ print(f"dL/da: ours {a.grad:.6f}, torch {ta.grad.item():.6f}, (1 - L^2) * b = {(
 # %% [markdown]
 # ## 3. A two-layer network, both ways
 #
-# Now a network: one input, 4 tanh hidden units, one output, `ŷ = w₂·tanh(w₁x + b₁) + b₂`, and the mean squared
-# error over 3 examples. With `Value`s it is a graph of about a hundred nodes; with tensors, one line. All 13
-# weights' gradients must agree.
+# Now `ŷ = w₂·tanh(w₁x + b₁) + b₂` with 4 hidden units and the mean squared error over 3 examples: about a hundred
+# `Value` nodes, or one line of tensors. All 13 gradients must agree.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -220,14 +215,14 @@ assert torch.allclose(ours_grads, torch_grads, rtol=1e-10, atol=1e-12)
 print(f"loss: ours {ours.data:.6f}, torch {theirs.item():.6f}; {len(ours_grads)} gradients equal to torch's")
 
 # %% [markdown]
-# From here on PyTorch computes the gradients: a tensor with `requires_grad=True` records its operations as `Value`
-# did, and `loss.backward()` fills each weight's `.grad`.
+# From here on PyTorch computes gradients: tensors with `requires_grad=True` record their operations as `Value` did;
+# `loss.backward()` fills each weight's `.grad`.
 #
 # ## 4. Gradient descent by hand
 #
-# The task: learn y = sin(x) on [−3, 3] from 200 noisy samples with 16 tanh units. Gradient descent repeats: the
-# loss on the training split, its gradient, a step of size `lr` against it. Three splits: **train** fits the
-# weights, **validation** chooses the learning rate, **test** reports the result on data that made no choice.
+# Fit y = sin(x) on [−3, 3] from 200 noisy samples with 16 tanh units, stepping each weight by −`lr` times the
+# training loss's gradient. **Train** fits the weights, **validation** picks the learning rate, **test** reports on
+# data that made no choice.
 
 # %%
 g = torch.Generator().manual_seed(0)
@@ -266,9 +261,8 @@ print(f"training loss: {losses[0]:.3f} at step 0, {losses[-1]:.4f} after {STEPS}
 # %% [markdown]
 # ## 5. The same loop, as PyTorch writes it
 #
-# `nn.Module` holds the weights and the forward pass, `torch.optim.SGD` the update. The loop becomes `zero_grad`,
-# forward, `backward`, `step`: every training loop in the course. From the same start it must land on the same
-# weights.
+# `nn.Module` holds the weights and forward pass, `torch.optim.SGD` the update: `zero_grad`, forward, `backward`,
+# `step`, every training loop in the course. From the same start it must reach the same weights.
 
 # %%
 class TinyNet(nn.Module):
@@ -305,9 +299,9 @@ print(f"nn.Module + SGD lands on the by-hand weights; validation loss {split_los
 # %% [markdown]
 # ## 6. `nn.Embedding`: a table of learned vectors
 #
-# Text enters a model as integer ids. `nn.Embedding(V, C)` is a `(V, C)` matrix whose row `i` is token `i`'s
-# vector: a lookup equals a one-hot vector times the matrix, only faster, and only looked-up rows get gradient.
-# Notebook 1's first model is one such table.
+# Text enters a model as integer ids. `nn.Embedding(V, C)` is a `(V, C)` matrix; row `i` is token `i`'s vector. A
+# lookup equals a one-hot vector times the matrix, and only looked-up rows get gradient. Notebook 1's first model is
+# one.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -323,16 +317,14 @@ print("gradient of row 4 (looked up twice):", embedding.weight.grad[4].tolist())
 # %% [markdown]
 # ## 7. What AdamW adds
 #
-# Plain gradient descent moves each weight by `lr` times its gradient, so weights with small gradients barely move.
-# Adam keeps two running averages per weight, of the gradient (m, momentum) and of its square (v), and steps by
-# `lr · m̂ / (√v̂ + ε)`: each step scaled by that weight's typical gradient. The hats undo the averages' bias towards
-# their zero start. AdamW also shrinks each weight by `lr · λ` per step (decoupled weight decay). Notebook 3
-# writes it out and checks it against `torch.optim.AdamW`.
+# Gradient descent moves each weight by `lr` times its gradient, so weights with small gradients barely move. Adam
+# keeps per-weight running averages of the gradient (m, momentum) and its square (v) and steps `lr · m̂ / (√v̂ + ε)`,
+# scaled to the weight's typical gradient; the hats correct the averages' bias from their zero start. AdamW also
+# shrinks each weight by `lr · λ` per step (decoupled weight decay).
 #
-# Does it pay here? An experiment keeps everything equal but one thing: same network, data, initial weights and
-# steps. Each optimizer gets its **own** best rate from one grid, chosen on validation (a rate good for one can
-# diverge for the other). Three seeds each; the course's rule: **told apart** only if every seed of one beats
-# every seed of the other on the test split.
+# Only the optimizer changes. Each gets three seeds and its **own** best rate from one grid, chosen on validation: a
+# rate good for one can diverge for the other. The course's rule: **told apart** only if every seed of one beats every
+# seed of the other on test.
 
 # %%
 RATES, SEEDS = (0.003, 0.01, 0.03, 0.1, 0.3), (0, 1, 2)
@@ -348,18 +340,14 @@ print(compare("SGD", test_losses["sgd"], "AdamW", test_losses["adamw"], metric="
 print(f"sin(x) itself, the best any model can do, scores {F.mse_loss(torch.sin(splits['test'][0]), splits['test'][1]):.4f}")
 
 # %% [markdown]
-# The verdict is printed above; the last line is the floor, the noise itself. Notebook 3 trains a character GPT
-# with AdamW, a learning-rate schedule and gradient clipping.
+# The last line is the floor, the noise itself. Notebook 3a adds a learning-rate schedule and gradient clipping.
 #
 # ## What you learned
 #
-# - Broadcasting and `@` build a linear layer.
-# - Autograd: each operation records its inputs and local derivative; backward walks the nodes in reverse
-#   topological order, summing ∂L/∂node by the chain rule. Yours matched `torch.autograd`.
-# - A training loop is forward, backward, step; by hand or with `nn.Module` and `SGD`, the weights come out equal.
-# - `nn.Embedding` is a learned table indexed by token id.
-# - AdamW adds momentum, a per-weight step size and weight decay. Compare optimizers each at its own learning
-#   rate, chosen on validation, judged on test.
+# - `@` and broadcasting make a linear layer; backward applies the chain rule in reverse topological order.
+# - A training loop is forward, backward, step; `nn.Embedding` is a learned lookup table.
+# - AdamW adds momentum, per-weight step sizes and weight decay. Race optimizers each at its own validation-chosen
+#   rate, judged on test.
 #
 # ## Exercises
 #
@@ -498,7 +486,7 @@ check(test_final_loss)
 # Above the threshold the error along the sharpest direction is multiplied by |1 − lr·λ_max| > 1 at every step, and
 # the loss by its square: it grows geometrically, as the check's line shows. A network's loss is not a quadratic,
 # but near a point it behaves like one: a rate too large for the sharpest direction diverges (SGD at the grid's
-# largest rate in section 7), one reason notebook 3 warms the rate up and clips gradients.
+# largest rate in section 7), one reason notebook 3a warms the rate up and clips gradients.
 # </details>
 
 # %%

@@ -18,22 +18,19 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/01_shakespeare_data_and_bigram.ipynb)
 #
-# A language model assigns a probability to the next token given the ones before it. Before building a
-# transformer we need text turned into integers, a way to cut it into training examples, and a number to beat.
-# This notebook builds all three and ends with the simplest model that generates text. It uses `nn.Module`,
-# `loss.backward()` and an optimizer: notebook 0 builds them from scratch.
+# A language model gives the next token a probability given those before it. Here you turn text into training examples
+# and set the number to beat with the simplest model that generates text, using notebook 0's `nn.Module`,
+# `loss.backward()` and optimizer.
 #
 # **What you will learn**
 #
-# - tinyshakespeare's size, format and 65-character vocabulary;
-# - a character tokenizer, checked against `tinylm.CharTokenizer`;
-# - why the validation split is one block at the end of the text;
-# - how a window of `block_size + 1` tokens gives `block_size` training examples;
-# - the bigram model: a 65×65 table of logits, its initial loss, its training;
-# - the **baseline validation loss** every later model must beat, and how close it comes to the best any bigram
-#   can do (exercise 4).
+# - tinyshakespeare and a character tokenizer, checked against `tinylm.CharTokenizer`;
+# - why validation is one block at the end;
+# - how `block_size + 1` tokens give `block_size` examples;
+# - the bigram model and the **baseline validation loss** later models must beat (exercise 4: how close it comes to
+#   the best bigram).
 #
-# **How long it takes**: a lesson of about 42 minutes (reading, code and the `cpu` run's 6 s, by the course's
+# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 6 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -43,11 +40,11 @@
 # | `cpu` (2-core laptop) | 3,000 training steps | the last cell prints it |
 # | `gpu` | 10,000 training steps | not measured |
 #
-# **Where the ideas come from**: the data set and the character-level approach are Karpathy's
-# ([2015](http://karpathy.github.io/2015/05/21/rnn-effectiveness/)); text from letter-pair statistics, and entropy
-# in bits, are Shannon's ([1948](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x)); learned vectors trained on the
-# next-token loss are Bengio et al.'s ([2003](https://www.jmlr.org/papers/v3/bengio03a.html)); that no bigram table
-# beats the text's own pair statistics is Gibbs' inequality (Cover & Thomas,
+# **Where the ideas come from**: the data and character-level modelling, Karpathy
+# ([2015](http://karpathy.github.io/2015/05/21/rnn-effectiveness/)); text from letter-pair statistics and entropy in
+# bits, Shannon ([1948](https://doi.org/10.1002/j.1538-7305.1948.tb01338.x)); vectors learned from the next-token
+# loss, Bengio et al. ([2003](https://www.jmlr.org/papers/v3/bengio03a.html)); why no bigram beats the text's own pair
+# statistics, Gibbs' inequality (Cover & Thomas,
 # [*Elements of Information Theory*](https://doi.org/10.1002/047174882X), chapter 2).
 
 # %%
@@ -61,9 +58,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# `tinylm.set_up_notebook()` reads the profile from `$TINYLM_PROFILE` (`smoke`, `cpu` or `gpu`), else picks `gpu`
-# with CUDA and `cpu` without. Every number that changes how long the notebook runs comes from it. It also picks
-# the device and sets PyTorch up as the commands do.
+# `tinylm.set_up_notebook()` reads the profile (`$TINYLM_PROFILE`, else `gpu` with CUDA, `cpu` without), which sets
+# every run-time number, picks the device and sets PyTorch up as the commands do.
 
 # %%
 import math
@@ -91,9 +87,9 @@ print(f"profile={PROFILE}  steps={STEPS}  batch_size={BATCH_SIZE}  device={devic
 # %% [markdown]
 # ## 1. The data
 #
-# tinyshakespeare is ~1 MB of Shakespeare's plays in one plain-text file. `prepare_shakespeare_char()` fetches it
-# (or reads the offline mirror `$TINYLM_DATA_MIRROR`), checks its sha256 and writes the tokenized `train.bin` and
-# `val.bin` that later notebooks train on. Here we redo that work by hand.
+# tinyshakespeare is ~1 MB of plays in one text file. `prepare_shakespeare_char()` fetches it (or reads
+# `$TINYLM_DATA_MIRROR`), checks its sha256 and writes the `train.bin` and `val.bin` later notebooks use. We redo that
+# by hand.
 
 # %%
 from tinylm.train.recipes import prepare_shakespeare_char
@@ -108,8 +104,8 @@ print(f"{len(text):,} characters, {len(text.splitlines()):,} lines\n")
 print(text[:300])
 
 # %% [markdown]
-# The format is regular: a speaker's name and a colon on its own line, the speech, a blank line. The vocabulary is
-# the set of distinct characters, sorted so that the ids are reproducible.
+# A speaker's name and a colon on their own line, the speech, a blank line. The vocabulary is the sorted set of
+# distinct characters, so the ids are reproducible.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -122,15 +118,14 @@ print(repr("".join(chars)))
 print("rarest:", Counter(text).most_common()[-6:])
 
 # %% [markdown]
-# 65 symbols: newline, space, punctuation, one digit (`3`) and both letter cases. The rarest occur a handful of
-# times in a million characters.
+# Both letter cases, punctuation and one digit; the rarest appear a handful of times.
 
 # %% [markdown]
 # ## 2. A character tokenizer from scratch
 #
 # A tokenizer is two lookup tables: string → integer (`stoi`) to encode, integer → string (`itos`) to decode.
-# Characters give a tiny vocabulary and long sequences; GPT-2's BPE (notebook 4) has 50,257 tokens of several
-# characters each on average.
+# Characters give a tiny vocabulary and long sequences; GPT-2's BPE (notebook 4) has 50,257 tokens averaging several
+# characters.
 
 # %%
 stoi = {ch: i for i, ch in enumerate(chars)}
@@ -151,8 +146,7 @@ print(encode("To be, or not to be"))
 print(decode(encode("To be, or not to be")))
 
 # %% [markdown]
-# Self-check: your tokenizer must agree id for id with `tinylm.CharTokenizer`, which is what
-# `prepare_shakespeare_char` used to write the `.bin` files.
+# Self-check: it must agree id for id with `tinylm.CharTokenizer`, which wrote the `.bin` files.
 
 # %%
 tok = prepared.tokenizer
@@ -163,7 +157,7 @@ assert decode(tok.encode(text[:10_000])) == text[:10_000]
 print("tokenizer matches tinylm.CharTokenizer")
 
 # %% [markdown]
-# Encode the whole text once into a 1-D tensor of ids.
+# Encode the whole text once.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -174,9 +168,8 @@ print(data[:20])
 # %% [markdown]
 # ## 3. Train/validation split
 #
-# The first 90% trains, the last 10% validates (the line below prints both shares). The cut is contiguous:
-# neighbouring windows overlap, so a random split would put near-copies of validation text into training and
-# flatter the validation loss.
+# The first 90% trains, the last 10% validates, in one contiguous cut: neighbouring windows overlap, so a random split
+# would put near-copies of validation text into training and flatter the validation loss.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -192,10 +185,9 @@ print("split matches tinylm's train.bin / val.bin")
 # %% [markdown]
 # ## 4. Batches of (x, y) windows
 #
-# A model sees a window of at most `block_size` tokens (its *context*). A chunk of `block_size + 1` tokens holds
-# `block_size` examples: predict token 1 from token 0, token 2 from tokens 0–1, …, token 8 from tokens 0–7. The
-# inputs go in `x`, the targets in `y`: `x` shifted one to the left. A transformer makes all `block_size`
-# predictions in one forward pass, and training on every context length lets it generate from a short prompt.
+# A model sees at most `block_size` tokens, its *context*. A chunk of `block_size + 1` tokens holds `block_size`
+# examples: token 1 from token 0, …, token 8 from tokens 0–7; the targets `y` are `x` shifted one left. A transformer
+# makes all of them in one pass, and training on every context length lets it generate from a short prompt.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -206,8 +198,8 @@ for t in range(BLOCK_SIZE):
     print(f"context {decode(x[: t + 1])!r:>12}  ->  target {decode(y[t : t + 1])!r}")
 
 # %% [markdown]
-# A batch stacks `batch_size` windows at random starts in `[0, len - block_size)`; a `torch.Generator` of our own
-# makes the batches repeatable.
+# A batch stacks `batch_size` windows at random starts in `[0, len - block_size)`; our own `torch.Generator` makes it
+# repeatable.
 
 # %%
 def get_batch(split: torch.Tensor, batch_size: int, block_size: int, generator: torch.Generator):
@@ -223,8 +215,8 @@ print(xb)
 print(yb)
 
 # %% [markdown]
-# Self-check: the shapes, the shift, and `tinylm.data.tokens.RandomWindowSampler`, which draws its starts
-# the same way: with the same seed it must produce the very same batch.
+# Self-check: the shapes, the shift, and `tinylm.data.tokens.RandomWindowSampler`, which with the same seed must draw
+# the same batch.
 
 # %%
 from tinylm.data.tokens import RandomWindowSampler
@@ -239,17 +231,15 @@ print("get_batch matches tinylm's RandomWindowSampler")
 # %% [markdown]
 # ## 5. The bigram model
 #
-# The simplest language model predicts the next character from the current one alone: an *n-gram* model with
-# n = 2, which Shannon (1948) used to generate "English" from letter-pair frequencies. Here it is a 65×65 table:
-# row `i` holds the *logits* (unnormalised log-probabilities) of the character after character `i`.
-# `nn.Embedding(vocab_size, vocab_size)` is such a table (notebook 0, section 6).
+# The simplest language model, Shannon's (1948) *bigram* (an n-gram with n = 2), predicts the next character from the
+# current one alone. Here it is a 65×65 `nn.Embedding`: row `i` holds the *logits* (unnormalised log-probabilities) of
+# the character after `i`.
 #
-# Softmax turns a row into probabilities; the loss is the cross-entropy, the mean of −log p(correct next token), in
-# nats per character. Minimising it is maximum likelihood: the table that makes the training text most probable.
-# We learn the table by gradient descent rather than by counting, as Bengio et al. (2003) learned a vector per word.
+# Softmax turns a row into probabilities. The loss, cross-entropy, is the mean of −log p(correct next token) in nats
+# per character; minimising it is maximum likelihood. We learn the table by gradient descent rather than counting, as
+# Bengio et al. (2003) learned word vectors.
 #
-# The `forward` signature `(idx, targets=None) -> (logits, loss)` is the one `tinylm.GPT` uses, so
-# tinylm's tools (here `evaluate_loss`) work on this model too.
+# Its `forward(idx, targets=None) -> (logits, loss)` matches `tinylm.GPT`'s, so tinylm's `evaluate_loss` works on it.
 
 # %%
 class BigramLanguageModel(nn.Module):
@@ -280,14 +270,12 @@ print(f"initial loss on the first 100,000 characters: {loss_100k.item():.3f}; "
 # %% [markdown]
 # ### What loss should an untrained model have?
 #
-# A model that knows nothing gives every character probability 1/65, so its loss is
-# −ln(1/65) = ln 65 ≈ 4.17. Ours starts higher (the lines above; the 32-character batch is a noisy
-# estimate, 100,000 characters are not). `nn.Embedding` initialises its entries from N(0, 1), so each
-# row is a random guess with real confidence: for random logits $z \sim N(0, \sigma^2)$ the expected loss is
-# $E[\ln \sum_j e^{z_j}] - E[z_{target}] \approx \ln V + \sigma^2/2$, the prediction printed beside the
-# measurement. The formula estimates the average over random tables (by Jensen's inequality, slightly above
-# it). The table above is one random draw, so its loss lands some distance from that average (here above it). Confident and wrong costs more than honest
-# ignorance. With all logits zero the model is exactly uniform:
+# Knowing nothing means 1/65 for every character: loss −ln(1/65) = ln 65 ≈ 4.17. Ours starts higher (the 32-character
+# batch is noisy, 100,000 characters are not): `nn.Embedding` draws its entries from N(0, 1), so each row is a
+# confident random guess. For random logits $z \sim N(0, \sigma^2)$ the expected loss is $E[\ln \sum_j e^{z_j}] -
+# E[z_{target}] \approx \ln V + \sigma^2/2$, printed beside the measurement; by Jensen's inequality it slightly
+# overestimates the average over random tables, and our one table lands above it. Confident and wrong costs more than
+# honest ignorance. Zero logits are exactly uniform:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -298,22 +286,19 @@ print(f"ln({vocab_size}) = {math.log(vocab_size):.4f}   loss with zero logits = 
 assert math.isclose(uniform_loss.item(), math.log(vocab_size), rel_tol=1e-6)
 
 # %% [markdown]
-# Deep networks start near ln V on purpose (GPT-2's small initialisation, notebook 2b), so that the first steps
-# learn rather than unlearn overconfidence. The bigram's loss is convex in its table: a bad start cannot trap it.
+# Deep networks start near ln V on purpose (GPT-2's small initialisation, notebook 2b), so the first steps learn
+# rather than unlearn overconfidence. The bigram's loss is convex: a bad start cannot trap it.
 
 # %% [markdown]
 # ## 6. Training
 #
-# AdamW (notebook 0 raced it against plain gradient descent; notebook 3 opens it up) with a learning rate of
-# 1e-2, larger than a transformer tolerates: the model is one table and the problem is convex. Only the rows of
-# the characters in the batch get a gradient, but AdamW moves the others too: its momentum keeps pushing rows
-# that had a gradient earlier, and its weight decay shrinks every row at every step.
-# Every `EVAL_EVERY` steps, `tinylm.eval.loss.evaluate_loss` scores **every** token of the validation
-# split once, which is deterministic and far less noisy than the loss of one random batch.
+# AdamW (raced in notebook 0, opened up in notebook 3a) at a rate of 1e-2, more than a transformer tolerates: this
+# model is one table and the problem convex. AdamW moves even rows that got no gradient in this batch, by momentum
+# from earlier gradients and by weight decay on every row. Every `EVAL_EVERY` steps, `evaluate_loss` scores **every**
+# validation token once, far less noisy than one batch.
 #
-# **Predict, then run.** The loss starts where section 5 measured it. Where will the bigram's validation loss
-# level off: near ln 65 = 4.17, around 2.5, or close to 1? (A character model with real context gets much
-# lower in notebook 3, in minutes on a laptop CPU.)
+# **Predict, then run.** Where will the validation loss level off: near ln 65 = 4.17, around 2.5, or close to 1?
+# (Notebook 3b's model, with real context, goes much lower in minutes on a laptop.)
 
 # %%
 from tinylm.course.plotting import plot_losses
@@ -350,9 +335,9 @@ print(f"the loss on one training batch first falls below ln {vocab_size} at step
 # %% [markdown]
 # ## 7. The baseline
 #
-# The trained bigram's validation loss over the whole split is the number every later model must beat. Its
-# exponential, the *perplexity*, reads "as uncertain as a uniform choice among that many characters"; divided by
-# ln 2 it is in bits per character.
+# Every later model must beat the trained bigram's loss on the whole validation split. Its exponential, the
+# *perplexity*, reads "as uncertain as a uniform choice among that many characters"; over ln 2 it is bits per
+# character.
 
 # %%
 bigram_val_loss = evaluate_loss(model, prepared.val, BLOCK_SIZE, batch_size=512, device=device)
@@ -360,8 +345,8 @@ print(f"bigram baseline: validation loss {bigram_val_loss:.4f} nats/char = {bigr
       f"perplexity {math.exp(bigram_val_loss):.1f} (uniform: {math.log(vocab_size):.4f}, perplexity {vocab_size})")
 
 # %% [markdown]
-# Self-check: a bigram needs no windows; score each character's successor from its row. `evaluate_loss` must
-# agree, which confirms it scores each of the `len(val) - 1` targets once.
+# Self-check: scoring each character's successor straight from the table must reproduce `evaluate_loss`, which shows
+# it scores each of the `len(val) - 1` targets once.
 
 # %%
 with torch.no_grad():
@@ -375,8 +360,8 @@ print("evaluate_loss agrees with the direct computation")
 # %% [markdown]
 # ## 8. Samples
 #
-# Generation runs the model autoregressively: take the logits of the last position, softmax, draw a
-# character, append it, repeat. The bigram only needs the last character, so we feed it just that.
+# Generation is autoregressive: take the last position's logits, softmax, draw a character, append it, repeat. The
+# bigram needs only the last character, so it gets just that.
 
 # %%
 @torch.no_grad()
@@ -394,20 +379,15 @@ def sample(model, prompt: str, max_new_tokens: int, seed: int) -> str:
 print(sample(model, "\n", 500, seed=0))
 
 # %% [markdown]
-# Line breaks, lines that end in a colon as speakers' names do, word-sized chunks, and only a few short real
-# words: one character of memory cannot spell. The fix is to let each position look at *all* the positions before it,
-# which is what self-attention does in the next notebook.
+# Line breaks, lines ending in a colon as speakers' names do, word-sized chunks, few real words: one character of
+# memory cannot spell. Self-attention (next notebook) lets each position look at *all* positions before it.
 
 # %% [markdown]
 # ## What you learned
 #
-# - A character tokenizer is two lookup tables; yours matches `tinylm.CharTokenizer`.
-# - The validation split is one block at the end: overlapping windows would leak it into training.
-# - A window of `block_size + 1` tokens gives `block_size` examples: `y` is `x` shifted by one.
-# - The loss is the cross-entropy in nats per character; knowing nothing scores ln 65 ≈ 4.17, a confidently
-#   random table worse.
-# - The bigram's validation loss (section 7) is the baseline every later model must beat. Its samples have the
-#   shape of a play and almost no words.
+# - A tokenizer is two lookup tables; validation is one block at the end, as overlapping windows would leak it.
+# - Knowing nothing scores ln 65 ≈ 4.17 nats per character, a confidently random table worse.
+# - The bigram's validation loss is the baseline to beat; its samples have a play's shape and almost no words.
 #
 # ## Exercises
 #

@@ -18,18 +18,16 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/02a_self_attention_from_scratch.ipynb)
 #
-# The bigram of notebook 1 predicts from one character. This notebook builds self-attention, which lets each
-# position gather information from the positions before it, and checks each piece with an `assert`, the attention
-# against `tinylm`'s. Notebook 2b builds the transformer block and a full GPT around it.
+# Notebook 1's bigram sees one character; self-attention lets each position gather from all before it. You build it,
+# asserting each piece against `tinylm`'s; notebook 2b builds a GPT around it.
 #
 # **What you will learn**
 #
-# - the averaging trick: a loop, a lower-triangular matrix multiply and a masked softmax, all equal;
-# - attention scores from queries and keys, why they are scaled by 1/√head_size (measured in exercise 2), and
-#   the causal mask;
-# - one head, many heads, and the batched form every real implementation uses.
+# - the averaging trick, three equal ways;
+# - queries, keys, the 1/√head_size scaling (exercise 2 measures why) and the causal mask;
+# - many heads, batched as real implementations do.
 #
-# **How long it takes**: a lesson of about 37 minutes (reading, code and the `cpu` run's 1 s, by the course's
+# **How long it takes**: a lesson of about 39 minutes (reading, code and the `cpu` run's 1 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -39,9 +37,8 @@
 # | `cpu` (2-core laptop) | every check; 20,000 dot products per head size | the last cell prints it |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
 #
-# **Papers**: the transformer ([Vaswani et al., 2017, *Attention Is All You Need*](https://arxiv.org/abs/1706.03762)).
-# The build order follows Karpathy's [nanoGPT](https://github.com/karpathy/nanoGPT) and his lecture
-# [*Let's build GPT: from scratch, in code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
+# **Papers**: the transformer ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)). Built as in Karpathy's
+# [nanoGPT](https://github.com/karpathy/nanoGPT) and [*Let's build GPT*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -54,7 +51,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# The one size that depends on the profile: how many dot products section 3's variance demo draws.
+# Only section 3's number of dot products depends on the profile.
 
 # %%
 import math
@@ -80,9 +77,8 @@ print(f"profile={PROFILE}  variance_samples={VARIANCE_SAMPLES}")
 # %% [markdown]
 # ## 1. The averaging trick
 #
-# Take `B` sequences of `T` positions, each a vector of `C` channels. The simplest way for position `t` to use
-# its past is to average the vectors of positions `0..t`. Only positions `0..t`: position `t` predicts token
-# `t+1`, so seeing `t+1` or later would be cheating. Version 1, a loop:
+# Take `B` sequences of `T` positions of `C` channels. The simplest way for position `t` to use its past: average
+# positions `0..t`, none later, as `t` predicts token `t+1`. Version 1, a loop:
 
 # %%
 torch.manual_seed(1337)
@@ -95,8 +91,8 @@ for b in range(B):
         xbow[b, t] = x[b, : t + 1].mean(dim=0)  # (t+1, C) -> (C,)
 
 # %% [markdown]
-# Version 2, one matrix multiply (what hardware is fast at): row `t` of a lower-triangular matrix whose rows sum
-# to 1 holds 1/(t+1) on columns `0..t`, so `wei @ x` is the running mean.
+# Version 2, one matrix multiply, which hardware does fast: row `t` of a lower-triangular `wei` holds 1/(t+1) on
+# columns `0..t`, so `wei @ x` is the running mean.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -110,9 +106,8 @@ assert torch.allclose(xbow, xbow2, atol=1e-6)  # equal up to float rounding
 print("loop == matrix multiply")
 
 # %% [markdown]
-# Version 3: a matrix of *scores*, the future set to −∞, a softmax per row. e^−∞ = 0 removes the future; equal
-# scores give equal weights, so the result is the same. If the scores come from the data, each position chooses
-# how much of each past position to take. That is attention.
+# Version 3: *scores*, the future set to −∞, a softmax per row; e^−∞ = 0 removes the future, and equal scores give
+# equal weights. Scores computed from the data let each position choose what to take from its past: attention.
 
 # %%
 tril = torch.tril(torch.ones(T, T, dtype=torch.bool))
@@ -126,14 +121,9 @@ print("loop == matrix multiply == masked softmax")
 # %% [markdown]
 # ## 2. Scores from queries and keys
 #
-# Every position emits three vectors, each a learned linear map of its own `x`:
-#
-# - a **query**: what am I looking for?
-# - a **key**: what do I contain?
-# - a **value**: what do I pass on to whoever attends to me?
-#
-# The score of position `t` for position `s` is `q_t · k_s`: large when what `t` looks for matches what `s`
-# offers. All pairs at once: `q @ kᵀ`, a `(T, T)` matrix per sequence. "Self" because all three come from `x`.
+# Each position emits three learned linear maps of its own `x`: a **query** (what am I looking for?), a **key** (what
+# do I contain?), a **value** (what do I pass on?). The score `q_t · k_s` is large when what `t` seeks matches what
+# `s` offers; `q @ kᵀ` scores all pairs. "Self": all three come from `x`.
 
 # %%
 torch.manual_seed(1337)
@@ -154,13 +144,11 @@ print("q:", tuple(q.shape), " k:", tuple(k.shape), " scores:", tuple(scores.shap
 # %% [markdown]
 # ## 3. Scaling by 1/√head_size
 #
-# If the components of `q` and `k` are independent with mean 0 and variance 1, `q · k` is a sum of
-# `head_size` products of variance 1, so its variance is `head_size`. Large scores make the softmax
-# *saturate*: the largest takes most of the weight, more as the scores grow, and little gradient reaches the rest.
-# Dividing by √head_size brings the variance back to 1.
+# With independent zero-mean, unit-variance components, `q · k` sums `head_size` unit-variance products, so its
+# variance is `head_size`. Large scores *saturate* the softmax: the largest takes most of the weight, and little
+# gradient reaches the rest. Dividing by √head_size restores variance 1.
 #
-# **Predict, then run.** For random unit-variance `q` and `k` of size 64, what variance of `q · k` do you expect
-# before the scaling, and after it?
+# **Predict, then run.** At head size 64, what variance of `q · k` do you expect before scaling, and after?
 
 # %%
 for hs in (4, 16, 64, 256):
@@ -169,8 +157,7 @@ for hs in (4, 16, 64, 256):
     print(f"head_size {hs:3d}:  var(q·k) = {dots.var():6.1f}   var(q·k / sqrt(head_size)) = {(dots / math.sqrt(hs)).var():.2f}")
 
 # %% [markdown]
-# The variance is the head size, and near 1 once scaled. Saturation: five scores, then the same times 8 (= √64,
-# the factor by which the scores' standard deviation grows in an unscaled head of size 64).
+# Saturation: five scores, then the same times 8 = √64, the scores' standard deviation in an unscaled head of size 64.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -184,16 +171,15 @@ scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T): scaled, th
 # %% [markdown]
 # ## 4. The causal mask, the softmax, the values
 #
-# In the `T × T` score matrix, row `t` is the query of position `t`, column `s` the key of position `s`. Above
-# the diagonal is the future (`s > t`), set to −∞ before the softmax.
+# Row `t` of the scores is query `t` against every key `s`; the future, above the diagonal (`s > t`), is set to −∞
+# before the softmax.
 
 # %%
 draw_causal_mask(6)  # tinylm/course/diagrams.py: a small T, so that every cell can be labelled
 plt.show()
 
 # %% [markdown]
-# Mask, softmax each row, and use the weights to average the *values* (not `x`: the value map lets a position
-# choose what it communicates).
+# Mask, softmax each row, and average the *values* (not `x`: the value map lets a position choose what it communicates).
 
 # %%
 tril = torch.ones(T, T, dtype=torch.bool).tril()
@@ -202,9 +188,9 @@ wei = F.softmax(scores, dim=-1)  # (B, T, T): row t is a distribution over posit
 out = wei @ v  # (B, T, T) @ (B, T, hs) -> (B, T, hs)
 
 # %% [markdown]
-# Self-check: rows sum to 1, the future gets zero weight, and the output equals both
-# `tinylm.model.attention.explicit_causal_attention` (tinylm's readable path) and PyTorch's fused
-# `F.scaled_dot_product_attention`. Both expect `(B, n_head, T, hs)`; `q[:, None]` adds the one head.
+# Self-check: rows sum to 1, the future gets zero weight, and the output equals tinylm's `explicit_causal_attention`
+# and PyTorch's fused `F.scaled_dot_product_attention`, which expect `(B, n_head, T, hs)`: `q[:, None]` adds a head
+# axis.
 
 # %%
 assert torch.allclose(wei.sum(dim=-1), torch.ones(B, T))
@@ -222,8 +208,8 @@ print("your head == explicit_causal_attention == F.scaled_dot_product_attention"
 # %% [markdown]
 # ## 5. One head as a module
 #
-# The `tril` mask is a buffer: it moves with the module but is not a parameter, and `persistent=False` keeps it
-# out of the `state_dict`.
+# The `tril` mask is a buffer, moved with the module but not a parameter; `persistent=False` keeps it out of the
+# `state_dict`.
 
 # %%
 class Head(nn.Module):
@@ -253,9 +239,9 @@ print("Head module == the step-by-step computation")
 # %% [markdown]
 # ## 6. Many heads
 #
-# Several heads in parallel can look for different things (the previous character, the last space) and their
-# outputs are concatenated. `n_head` heads of size `C / n_head` cost what one head of size `C` costs. A final
-# linear map `proj` mixes what the heads found.
+# Heads in parallel can look for different things (the previous character, the last space); a linear map `proj` mixes
+# their concatenated outputs. `n_head` heads of size `C / n_head` do one size-`C` head's matrix-multiply work, but
+# softmax `n_head` times as many scores.
 
 # %%
 class MultiHeadAttention(nn.Module):
@@ -273,9 +259,9 @@ class MultiHeadAttention(nn.Module):
 
 
 # %% [markdown]
-# `tinylm`'s `CausalSelfAttention` holds the same weights differently: one `c_attn` Linear makes q, k and v for
-# all heads (`3C` outputs: queries, then keys, then values), and head `h` owns features `h·hs … (h+1)·hs − 1`
-# within each. `c_proj` is our `proj`. Copied over, the outputs must agree on both of tinylm's attention paths.
+# tinylm's `CausalSelfAttention` stores these weights differently: one `c_attn` Linear makes all q, k, v (`3C`
+# outputs: queries, keys, values), head `h` owning features `h·hs … (h+1)·hs − 1` of each; `c_proj` is our `proj`.
+# Copied over, both its attention paths must agree.
 
 # %%
 cfg = tinylm.GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -302,11 +288,10 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # %% [markdown]
 # ### All heads at once
 #
-# The batched form makes the heads a batch dimension: one Linear for q, k, v of every head, a reshape
-# `(B, T, C) → (B, n_head, T, hs)`, one batched attention, the reverse reshape: one launch per operation instead
-# of one per head. The parameter names match tinylm's, so its `state_dict` loads directly. (tinylm's default
-# path calls `F.scaled_dot_product_attention`, whose fused kernels, FlashAttention on recent GPUs, never store the
-# `(T, T)` scores.) The two dropouts are notebook 3's subject; their rate is zero here.
+# The batched form makes heads a batch dimension: one Linear for all q, k, v, a reshape to `(B, n_head, T, hs)`, one
+# batched attention, a reshape back; one launch per operation, not per head. Its parameter names match tinylm's, so a
+# `state_dict` loads directly. tinylm's default path calls `F.scaled_dot_product_attention`, whose fused kernels
+# (FlashAttention on recent GPUs) never store the `(T, T)` scores. Dropout, zero here, is notebook 3b's subject.
 
 # %%
 class CausalSelfAttentionFromScratch(nn.Module):
@@ -344,11 +329,9 @@ print("batched heads == list of heads == tinylm CausalSelfAttention")
 # %% [markdown]
 # ## What you learned
 #
-# - Averaging the past is a lower-triangular matrix multiply; attention makes the weights data-dependent:
-#   scores `q · k / √head_size` (the scaling keeps the softmax from saturating), the future masked to −∞, a
-#   softmax per row, a weighted sum of the values.
-# - Heads run in parallel as one batched computation, and yours computes what `tinylm`'s `CausalSelfAttention`
-#   computes. Notebook 2b uses tinylm's from here on.
+# - Attention is a data-dependent average of the past: scores `q · k / √head_size`, the future masked to −∞, a
+#   softmax per row, a weighted sum of values.
+# - Batched heads compute what tinylm's `CausalSelfAttention` does; notebook 2b uses tinylm's.
 #
 # ## Exercises
 #

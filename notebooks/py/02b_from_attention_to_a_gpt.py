@@ -18,35 +18,31 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/02b_from_attention_to_a_gpt.ipynb)
 #
-# Notebook 2a built causal self-attention and checked it against `tinylm`'s `CausalSelfAttention`; this notebook
-# uses tinylm's and builds the rest of a GPT around it, checking every piece with an `assert`: by the end, your
-# model and `tinylm.GPT` compute the same numbers.
+# Notebook 2a built causal self-attention. Here you build a GPT around `tinylm`'s, asserting each piece, until your
+# model computes what `tinylm.GPT` computes.
 #
 # **What you will learn**
+# - the transformer block and a GPT that matches `tinylm.GPT`;
+# - GPT-2's initialisation;
+# - why residuals and layer norms let deep stacks train;
+# - an overfitting check and its blind spots;
+# - what each piece buys, three seeds per arm.
 #
-# - the transformer block (residual connections, layer norm, MLP) and a full GPT that matches `tinylm.GPT`;
-# - GPT-2's weight initialisation, and why the projections into the residual stream shrink with depth;
-# - why residual connections make deep stacks trainable, measured as the gradient that reaches each layer, and what
-#   layer norm adds once a deep stack trains;
-# - a check that the model you wrote can learn, and what that check cannot see;
-# - what each piece buys: your GPT trained on Shakespeare one addition at a time, from the bigram to a scaled-up
-#   model, three seeds per arm, each addition judged by the course's rule.
-#
-# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 263 s, by the course's
+# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 263 s, by the course's
 # formula), then a second sitting of about 20 minutes for the exercise (20 minutes, an experiment).
 #
 # | profile | what it runs | time |
 # |---|---|---|
-# | `smoke` (CI) | every check; 3 steps of each of section 4's 4 deep-stack runs, 30 of the overfitting check; the ladder of section 6 for 10 steps | the last cell prints it |
-# | `cpu` (2-core laptop) | every check; 100 steps of each of section 4's 4 deep-stack runs, 300 of the overfitting check; the ladder: 7 arms × 3 seeds × 1,000 steps | the last cell prints it |
+# | `smoke` (CI) | every check; a few steps of each run | the last cell prints it |
+# | `cpu` (2-core laptop) | every check; section 4's runs (100 steps), the overfitting check (300), the ladder (7 arms × 3 seeds × 1,000) | the last cell prints it |
 # | `gpu` | the same as `cpu` (everything here runs on the CPU) | not measured |
 #
-# **Papers**: GPT-2 ([Radford et al., 2019, *Language Models are Unsupervised Multitask Learners*](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
-# layer normalisation ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
-# ([He et al., 2015, *Deep Residual Learning for Image Recognition*](https://arxiv.org/abs/1512.03385)), rank collapse without skip connections
-# ([Dong et al., 2021](https://arxiv.org/abs/2103.03404)). The build order follows Karpathy's
-# [nanoGPT](https://github.com/karpathy/nanoGPT) and his lecture
-# [*Let's build GPT: from scratch, in code, spelled out*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
+# **Papers**: GPT-2
+# ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
+# layer norm ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
+# ([He et al., 2015](https://arxiv.org/abs/1512.03385)), rank collapse ([Dong et al., 2021](https://arxiv.org/abs/2103.03404)),
+# pre- vs post-norm ([Xiong et al., 2020](https://arxiv.org/abs/2002.04745)). Built as in Karpathy's
+# [nanoGPT](https://github.com/karpathy/nanoGPT) and [*Let's build GPT*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -59,11 +55,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# Sizes that depend on the profile: the training steps of section 4's deep stacks, of the "can it learn?" check
-# and of each model of section 6's ladder (smoke also scores it on a slice of the validation split). `cfg` is
-# notebook 2a's small model, and `x` a batch of activations to check modules on. tinylm's `CausalSelfAttention`
-# holds 2a's weights under the same names (`c_attn`, `c_proj`), and its `attention_weights(x)` returns the pattern
-# it applies to `x`.
+# The profile sets the steps of sections 4, 5 and 6. `cfg` is notebook 2a's small model; `x`, activations to check
+# modules on.
 
 # %%
 import dataclasses
@@ -80,7 +73,6 @@ import tinylm
 import tinylm.course.plotting
 import tinylm.generate.decode
 from tinylm.course.diagrams import draw_pre_norm_block
-from tinylm.course.playground import plot_attention
 from tinylm.model.attention import CausalSelfAttention
 from tinylm.model.gpt import Block
 
@@ -100,25 +92,26 @@ x = torch.randn(2, cfg.block_size, cfg.n_embd)  # (B, T, C)
 # %% [markdown]
 # ## 1. The transformer block
 #
-# A block pairs attention, where positions *communicate*, with an MLP, where each position *computes* on what
-# it gathered. Two more ingredients make a deep stack trainable:
+# A block pairs attention, where positions *communicate*, with an MLP, where each position *computes* on what it
+# gathered. Two ingredients make a deep stack trainable:
 #
-# - **Residual connections** ([He et al., 2015](https://arxiv.org/abs/1512.03385)). Each sub-layer *adds* to its
-#   input: `x = x + attn(…)`. The gradient of a sum reaches `x` unchanged, so it reaches the first layers however
-#   deep the stack (section 4 measures it).
-# - **Layer norm** ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)). Normalise each position's `C` channels
-#   to mean 0 and variance 1, then apply a learned gain and bias. GPT-2 puts it *before* each sub-layer
-#   (pre-norm: `x + attn(ln(x))`) and once more after the last block.
+# - **Residual connections** (He et al., 2015): `x = x + attn(…)`; the gradient of a sum reaches `x` unchanged at any
+#   depth (section 4).
+# - **Layer norm** (Ba et al., 2016): each position's `C` channels normalised to mean 0, variance 1, then a learned
+#   gain and bias.
 #
-# In the picture, each sub-layer reads a normalised copy of the residual stream and adds its result back.
+# **Pre-norm or post-norm.** The original Transformer ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762))
+# normalised *after* each addition, `x = ln(x + attn(x))`: every path crosses a norm, and deep post-norm stacks need a
+# learning-rate warmup to train at all (Xiong et al., 2020). GPT-2 normalises *before* each sub-layer, `x = x +
+# attn(ln(x))`, and after the last block; the stream itself is never normalised, so section 4's identity path stays
+# intact. Pictured: each sub-layer reads a normalised copy and adds its result back.
 
 # %%
 draw_pre_norm_block()  # tinylm/course/diagrams.py
 plt.show()
 
 # %% [markdown]
-# Layer norm from its definition, with the biased variance (divide by `C`) and the names `weight` and `bias`,
-# as in `nn.LayerNorm`.
+# Layer norm from its definition, with `nn.LayerNorm`'s biased variance (divide by `C`) and parameter names.
 
 # %%
 class LayerNormFromScratch(nn.Module):
@@ -150,8 +143,8 @@ with torch.no_grad():
 print("LayerNormFromScratch == nn.LayerNorm; per position: mean 0, variance 1")
 
 # %% [markdown]
-# The MLP widens each position to `4·C` channels, applies GELU (a smooth ReLU, in GPT-2's tanh approximation),
-# and projects back to `C`. Then the block, in GPT-2's order.
+# The MLP widens to `4·C` channels, applies GELU (a smooth ReLU; GPT-2's tanh approximation) and projects back to `C`.
+# Then the block, in GPT-2's order.
 
 # %%
 class MLPFromScratch(nn.Module):
@@ -180,8 +173,8 @@ class BlockFromScratch(nn.Module):
 
 
 # %% [markdown]
-# Self-check against `tinylm.model.gpt.Block`. Fresh layer norms (gain 1, bias 0) would hide a swapped or
-# missing term, so first every parameter gets some noise.
+# Self-check against `tinylm.model.gpt.Block`, after adding noise to every parameter: fresh layer norms (gain 1, bias
+# 0) would hide a swapped or missing term.
 
 # %%
 def jitter_(module: nn.Module, scale: float = 0.1) -> nn.Module:
@@ -204,10 +197,9 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 # %% [markdown]
 # ## 2. The full GPT
 #
-# Around the blocks: a token embedding `wte` (`vocab_size × C`); a position embedding `wpe` (`block_size × C`),
-# *added*, so the same character at different positions gives different vectors; a final layer norm `ln_f`;
-# and `lm_head` (`C → vocab_size`) for the logits, sharing its matrix with `wte` (*weight tying*, as GPT-2). The
-# `Dropout` modules, here and in the block, do nothing at the default `dropout = 0`; notebook 3 writes dropout.
+# Around the blocks: token embedding `wte` (`vocab_size × C`); position embedding `wpe` (`block_size × C`), *added*,
+# so a character differs by position; final layer norm `ln_f`; `lm_head` (`C → vocab_size`), sharing `wte`'s matrix
+# (*weight tying*, as in GPT-2). `Dropout` does nothing at the default `dropout = 0`; notebook 3b writes it.
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -249,7 +241,7 @@ print(f"parameters: yours {n_params:,}   tinylm.GPT {ref_gpt.num_parameters():,}
 assert n_params == ref_gpt.num_parameters()
 
 # %% [markdown]
-# Self-check on a batch of Shakespeare, with tinylm's (jittered) weights: logits, loss and a greedy generation.
+# Self-check with tinylm's (jittered) weights on a Shakespeare batch: logits, loss, greedy generation.
 
 # %%
 from tinylm.data.tokens import RandomWindowSampler
@@ -273,10 +265,8 @@ assert same
 print(f"logits, loss ({loss.item():.4f}) and greedy generation match tinylm.GPT")
 
 # %% [markdown]
-# Why the position embedding matters: the last position of one attention layer sees its inputs as a *set*. Feed
-# one layer token
-# embeddings only and shuffle the first 15 tokens of each window: the last position's output does not change,
-# since it sums the same (key, value) pairs in another order. Add `wpe` and it does change.
+# Why `wpe`: one attention layer sees its inputs as a *set*; shuffling the first 15 tokens leaves the last position's
+# output unchanged without `wpe`, not with it.
 
 # %%
 torch.manual_seed(1337)
@@ -297,17 +287,14 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 #
 # GPT-2's rule, which `tinylm.GPT` follows (`tinylm/model/gpt.py`):
 #
-# - every `Linear` and `Embedding` weight from a normal distribution with mean 0 and **std 0.02**;
-# - every bias **zero**; the layer norms keep the gain 1 and bias 0 they are built with;
-# - the two projections per block that write into the residual stream, `attn.c_proj` and
-#   `mlp.c_proj`, with std **0.02 / √(2·n_layer)**.
+# - `Linear` and `Embedding` weights: normal, mean 0, **std 0.02**;
+# - biases **zero**; layer norms gain 1 and bias 0;
+# - the two projections per block into the residual stream, `attn.c_proj` and `mlp.c_proj`: std
+#   **0.02 / √(2·n_layer)**.
 #
-# The small std keeps the first logits near 0, so the model starts close to uniform, at a loss of ln 65.
-# [GPT-2](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)
-# scales the weights of the N residual layers by 1/√N; each block adds two outputs to the stream, so nanoGPT and
-# tinylm read N as 2·n_layer. At initialisation these outputs are roughly independent, so their variances add: dividing each
-# std by √N makes the N of them add the same variance whatever the depth (exercise 1 measures it), so the
-# embeddings keep their share of the stream however deep the stack.
+# The small std keeps the first logits near 0, starting the model near uniform, at loss ln 65. The stream sums N =
+# 2·n_layer residual outputs, roughly independent at initialisation, so their variances add; dividing each std by √N
+# keeps the total depth-independent (exercise 1 measures it).
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -326,8 +313,8 @@ def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
 
 
 # %% [markdown]
-# Self-check against `tinylm.GPT`, by distribution, not draw for draw: biases and norms exactly as tinylm's, each
-# weight matrix's std within a tenth of tinylm's (on a 4-layer, 64-wide model, large enough to measure it).
+# Self-check against `tinylm.GPT` by distribution: biases and norms exact, each weight's std within a tenth of
+# tinylm's, on a 4-layer, 64-wide model big enough to measure it.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -349,15 +336,12 @@ print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math
 # %% [markdown]
 # ## 4. Why residual connections and layer norms help
 #
-# The derivative of a residual block, `x + F(x)`, is `I + ∂F/∂x`, so the gradient at the top reaches every block
-# through the identity term. Without the skip connection, the gradient reaching block `l` is a product of one
-# Jacobian per layer above it, which shrinks or grows geometrically.
+# The derivative of `x + F(x)` is `I + ∂F/∂x`: the top's gradient reaches every block through the identity. Without
+# the skip, block `l`'s gradient is a product of one Jacobian per layer above, shrinking or growing geometrically. We
+# measure each of 48 fresh blocks' gradient norm, as written and with every `x = x + f(x)` made `x = f(x)`.
 #
-# The experiment: the gradient norm of each of 48 freshly initialised blocks on the Shakespeare batch, once as
-# written, once with every `x = x + f(x)` replaced by `x = f(x)`.
-#
-# **Predict, then run.** Without the residual connections, how much smaller is the gradient that
-# reaches the first block than the one that reaches the last: 2 times, 100 times, or more?
+# **Predict, then run.** Without residuals, how much smaller is the first block's gradient than the last's: 2 times,
+# 100 times, or more?
 
 # %%
 def block_gradient_norms(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, residual: bool = True):
@@ -408,18 +392,15 @@ assert without_skip[0] < 1e-3 * without_skip[-1], "without residuals the gradien
 print("residual connections carry the gradient to every block")
 
 # %% [markdown]
-# With the skip, every block gets a gradient of about the same size; without it, block 0's is almost nine orders
-# of magnitude below block 47's. At initialisation the scores `q · k` are tiny, so each attention layer averages
-# its positions almost uniformly and nothing adds the input back: after forty-eight rounds every position holds
-# nearly the same vector (the variance across positions above), the *rank collapse* that [Dong et al. (2021)](https://arxiv.org/abs/2103.03404)
-# prove for attention without skip connections.
+# With the skip, all blocks' gradients are of about one size; without, block 0's is almost nine orders of magnitude
+# below block 47's. Without the skip nothing adds the input back, and each fresh attention layer averages its
+# positions almost uniformly: after 48 layers all positions hold nearly the same vector (the variance above), Dong et
+# al.'s *rank collapse*.
 
 # %% [markdown]
-# Remove the norms from the same stack and keep the residuals: at initialisation the gradient is still even across
-# the blocks (the first line below). The difference shows in training, when the weights move and each sub-layer
-# reads the raw stream instead of a normalised copy. Both stacks, same initial weights and batches, AdamW at the
-# 3e-3 the rest of this notebook uses and at a third of it, one seed; for reference, the loss of a model that knows
-# only how often each character occurs (the training text's unigram entropy).
+# With residuals but no norms, the initial gradient is still even across blocks (first line below); the difference
+# shows in training, when sub-layers read the raw, moving stream. Same initial weights and batches, AdamW at 3e-3 and
+# a third of it, one seed; reference: the unigram entropy, the loss of knowing only character frequencies.
 
 # %%
 def without_norms(model: nn.Module) -> nn.Module:
@@ -482,22 +463,17 @@ plt.show()
 plt.close(fig)
 
 # %% [markdown]
-# In the `cpu` run, at 3e-3 the stack without norms diverged (its highest loss and the step it stopped being a
-# number are printed above), while the one with norms stayed finite and ended a little below the unigram entropy: a
-# stack this deep learns slowly at first. At a third of the rate neither diverged, but without norms the loss spiked
-# and ended above the unigram entropy, with norms below it (the means of the last 20 steps). A likely cause: each
-# layer norm hands its sub-layer an input of one size whatever the stream holds; without them, as the weights move,
-# a sub-layer's input grows with everything added before it. One seed and 100 steps: an illustration of what the
-# norms buy, not a measurement of it.
+# At 3e-3 the stack without norms diverged, while with norms it ended a little below the unigram entropy. At a third
+# of the rate, without norms the loss spiked and ended above it, with norms below. A likely, untested cause: a norm
+# feeds its sub-layer a fixed-size input; without one, the input grows with everything added before. One seed, 100
+# steps: suggestive, not a measurement.
 
 # %% [markdown]
 # ## 5. Can it learn?
 #
-# The quickest check that the model can learn at all: *overfit one batch* (the same 8 windows every step) and
-# watch the loss go towards 0. It cannot see mistakes that leave this 2-block model able to fit: missing layer norms, a norm
-# over the wrong axis, a missing gain, or a mask that shows the future (which makes memorising easier still). The
-# asserts against tinylm in notebook 2a and in sections 1–2 catch those; section 6 measures what each piece is worth. With GPT-2's initialisation the first loss is
-# almost exactly ln 65 = 4.17.
+# The quickest check that the model learns: *overfit one batch* (the same 8 windows every step) until the loss nears
+# zero. It misses mistakes a 2-block model fits around, such as a missing norm or a mask showing the future; the
+# asserts against tinylm catch those. With GPT-2's initialisation the first loss is almost exactly ln 65 = 4.17.
 
 # %%
 torch.manual_seed(1337)
@@ -520,37 +496,25 @@ if PROFILE != "smoke":
 print("your GPT learns")
 
 # %% [markdown]
-# The first layer's attention weights on the first window after memorising one batch, one panel per head
-# (tinylm's `attention_weights`): patterns fitted to these 8 windows.
-
-# %%
-with torch.no_grad():
-    first = model.transformer.h[0]
-    x0 = model.transformer.wte(xb[:1]) + model.transformer.wpe(torch.arange(cfg.block_size))  # (1, T, C)
-    weights = first.attn.attention_weights(first.ln_1(x0))[0]  # (nh, T, T)
-labels = [{" ": "␣", "\n": "↵"}.get(c, c) for c in tok.decode(xb[0].tolist())]  # make spaces and newlines visible
-fig, axes = plt.subplots(2, cfg.n_head // 2, figsize=(11, 11))
-for h, ax in enumerate(axes.flat):
-    plot_attention(weights[h], labels, f"head {h}", ax=ax)  # tinylm.course.playground: the future left blank
-fig.tight_layout()
-plt.show()
-plt.close(fig)
-
-# %% [markdown]
 # ## 6. What each piece buys
 #
-# Overfitting one batch says the model *can* learn, not what each piece is worth. Karpathy's lecture trains after
-# every addition; here your own pieces do the same on Shakespeare, each model the one before plus one thing:
-# **bigram** (token and position embeddings and the head, no block: not notebook 1's 65 × 65 table); **one head** (one block, one full-width head, no MLP, residual or
-# norm); **multi-head** (four heads of a quarter the width); **+MLP**; **+residual** (`x = x + f(x)`);
-# **+LayerNorm** (your `GPTFromScratch`); **scaled up** (two blocks, twice as wide: two changes at once).
+# What is each piece worth? As in Karpathy's lecture, your pieces train on Shakespeare, each model the previous one
+# plus one thing:
 #
-# Each trains `LADDER_STEPS` steps of AdamW at a constant 3e-3 on batches of 32 random 16-character windows, at
-# three seeds, scored on every validation character. Each has an untied head (tied, the bigram's character-to-character
-# scores would be nearly symmetric) and PyTorch's default initialisation, as in the lecture. The
-# course's rule (`tinylm.eval.uncertainty`): "told apart" only when every seed of one model beats every seed of
-# the other (1 time in 10 for two models that do not differ; were the six comparisons independent, a 47% chance of
-# at least one such fluke (1 − 0.9⁶), so read each margin against the seeds' range).
+# | model | what it adds |
+# |---|---|
+# | bigram | embeddings and head, no block (not notebook 1's table) |
+# | one head | one block, one full-width head; no MLP, residual or norm |
+# | multi-head | four quarter-width heads |
+# | +MLP | the MLP |
+# | +residual | `x = x + f(x)` |
+# | +LayerNorm | the layer norms: your `GPTFromScratch` |
+# | scaled up | two blocks, twice as wide: two changes at once |
+#
+# Each trains `LADDER_STEPS` AdamW steps at a constant 3e-3 on batches of 32 random 16-character windows, three seeds,
+# scored on all of validation. Heads are untied (tied, the bigram's scores would be nearly symmetric); initialisation
+# is PyTorch's default, not section 3's, and the +LayerNorm verdict may depend on it. "Told apart": every seed of one
+# beats every seed of the other, as equal models do 1 time in 10; over six comparisons a fluke is likely.
 
 # %%
 from tinylm.eval.loss import evaluate_loss
@@ -614,30 +578,18 @@ if PROFILE != "smoke":
     assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
 
 # %% [markdown]
-# Each sample (seed 0, the same random numbers for every model, so fragments repeat where models agree) continues
-# a new line. Likely reasons for each step down: attention lets a character look back, heads look for several
-# things, the MLP computes on what they found, and the residual hands the input on, so `lm_head` still sees the
-# character itself. LayerNorm bought
-# nothing measurable in this one-block model (not told apart from +residual); section 4 showed where it pays: a
-# deep stack. Scaling up
-# changed two things at once. The verdicts hold for this short budget only. Notebook 3 trains `tinylm.GPT`,
-# which computes what your `GPTFromScratch` computes, for longer on a tuned schedule.
+# Samples (seed 0 for every model) continue a new line. Likely reasons for each step down: attention looks back, heads
+# seek several things, the MLP computes on what they found, the residual lets `lm_head` see the character itself.
+# LayerNorm bought nothing measurable in this one-block model; section 4 suggested, at one seed, that it pays in deep
+# stacks. These verdicts hold for this short budget; notebook 3b trains `tinylm.GPT` longer on a tuned schedule.
 
 # %% [markdown]
 # ## What you learned
 #
-# - A block pairs attention (positions communicate) with an MLP (each position computes), each behind a layer
-#   norm and added to the residual stream.
-# - Attention sees a set; the position embedding tells it the order.
-# - GPT-2's initialisation, std 0.02 and 1/√(2·n_layer) on the projections into the residual stream,
-#   starts the loss at ln V and keeps the stream's size independent of depth (exercise 1).
-# - Residual connections carry the gradient to every block; without them a deep stack's gradient vanishes at
-#   initialisation, and attention averages the positions into one. Layer norms matter once the weights move
-#   (section 4's deep stacks, one seed).
-# - Your `GPTFromScratch` computes what `tinylm.GPT` computes, and it can learn. Overfitting one batch shows
-#   the model can fit, not that each piece is right or useful.
-# - Trained on real text one addition at a time, each piece is measured against the model without it, at three
-#   seeds, by a stated rule.
+# - A block: attention and an MLP, each behind a layer norm, added to the residual stream; `wpe` gives the order.
+# - GPT-2's initialisation starts at loss ln V and keeps the stream's size independent of depth.
+# - Residuals carry the gradient through deep stacks; layer norms seemed to matter once the weights moved (one seed).
+# - Overfitting shows the model can fit, not that each piece is right or useful; the ladder measures each piece.
 #
 # ## Exercises
 #

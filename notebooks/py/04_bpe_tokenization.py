@@ -19,20 +19,18 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/04_bpe_tokenization.ipynb)
 #
 # So far the model has read one character at a time. GPT-2 reads *tokens*: pieces of text such as
-# `" the"`, `"ing"` or `" Shakespeare"`, drawn from a vocabulary of 50,257. In this notebook you open
-# GPT-2's tokenizer up, rebuild it from its two files, and check your version against `tiktoken`, the
-# fast implementation the rest of the course uses.
+# `" the"`, `"ing"` or `" Shakespeare"`, from a vocabulary of 50,257. Here you rebuild GPT-2's tokenizer
+# from its two files and check it against `tiktoken`, the fast implementation the rest of the course uses.
 #
 # **What you will learn**
 # - why neither characters nor words make a good vocabulary, and why GPT-2 starts from UTF-8 bytes;
 # - GPT-2's byte-to-character map and the regex that cuts text into pieces before any merging;
-# - how byte-pair encoding (BPE) applies its merges by rank, written from scratch and checked token
-#   for token against `tiktoken`;
+# - byte-pair encoding (BPE) by merge rank, written from scratch and checked against `tiktoken`;
 # - where the merges come from: a BPE training loop on Shakespeare;
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
-# - what a BPE token buys: characters per token, characters per context, and compute per character.
+# - what a BPE token buys: characters per context and compute per character.
 #
-# **How long it takes**: a lesson of about 74 minutes (reading, code and the `cpu` run's 11 s, by the course's
+# **How long it takes**: a lesson of about 78 minutes (reading, code and the `cpu` run's 11 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -90,13 +88,13 @@ print(f"profile {PROFILE}: {SIZES}")
 # ## Why not characters, and why not words?
 #
 # A character vocabulary is tiny (65 symbols for tinyshakespeare) and never meets a word it cannot
-# spell. But it has two problems. Every character is one prediction, so a model with a context of 256
-# characters sees about 50 words, and spends most of its steps finishing words it has long since
-# guessed. And it only knows the characters of its training text: the Shakespeare tokenizer of
-# notebook 3 cannot encode an `é`, and Unicode has about 150,000 characters.
+# spell. But every character is one prediction, so a context of 256 characters sees about 50 words, and
+# most of its steps finish words it has long since guessed. And it knows only the
+# characters of its training text: notebook 3b's Shakespeare tokenizer cannot encode an `é`, and Unicode
+# has about 150,000 characters.
 #
-# Words go the other way: each token carries a lot of meaning, but the vocabulary is open-ended. Count
-# the words of tinyshakespeare, and how many of the words in its last 10% never occur in the first 90%:
+# Words carry more meaning per token, but the vocabulary is open-ended. Count the words of
+# tinyshakespeare, and how many words in its last 10% never occur in the first 90%:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -117,19 +115,17 @@ except UnknownCharacterError:
     print("the character tokenizer cannot encode 'café 🙂'")
 
 # %% [markdown]
-# A word-level model would need an "unknown" token for about one word in seventeen of new
-# Shakespeare, and a vocabulary of tens of thousands that still misses names, typos and every other
-# language; nearly half of its vocabulary (the distinct words, as counted above) would be seen only once, too
-# rarely to learn; and it would learn
-# nothing about `king` from `kings`. Subword tokens sit in between: frequent words are one
-# token, rare words are spelled out of a few common pieces, and nothing is ever unknown.
+# A word-level model would need an "unknown" token for about one word in seventeen of new Shakespeare,
+# and a vocabulary of tens of thousands that still misses names, typos and other languages. Nearly half
+# its distinct words occur once, too rarely to learn, and `kings` teaches it nothing about `king`.
+# Subword tokens sit in between: frequent words are one token, rare words are spelled from common pieces,
+# and nothing is ever unknown.
 #
 # ## Bytes and UTF-8
 #
-# "Nothing is ever unknown" comes from starting with bytes. UTF-8 writes every Unicode character as 1 to
-# 4 bytes: ASCII letters take one, accented Latin letters two, most Chinese and Japanese characters
-# three, most emoji four. So 256 byte values can spell any text at all, and a byte-level tokenizer's first
-# 256 tokens are those bytes.
+# That comes from starting with bytes. UTF-8 writes every Unicode character as 1 to 4 bytes: one for
+# ASCII, two for accented Latin letters, three for most Chinese and Japanese characters, four for most
+# emoji. So 256 byte values spell any text, and a byte-level tokenizer's first 256 tokens are those bytes.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -140,16 +136,16 @@ text = "naïve café, 日本 🙂"
 print(f"{text!r}: {len(text)} characters, {len(text.encode('utf-8'))} bytes")
 
 # %% [markdown]
-# The price: text outside ASCII gets longer in bytes than in characters. Byte-pair encoding wins that
-# back, and much more, by merging frequent runs of bytes into single tokens.
+# The price: text outside ASCII is longer in bytes than in characters. BPE wins that back, and more, by
+# merging frequent runs of bytes into single tokens.
 #
 # ## GPT-2's byte-to-character map
 #
-# GPT-2's files store tokens as text: `vocab.bpe` holds one merge per line as two tokens separated by a
-# space. A token that contained a raw space or newline byte would break that format, so GPT-2 first maps
-# every byte to a *printable* character: the 188 printable bytes map to themselves, the other 68 (the
-# control bytes, space, and a few others) map to the characters 256, 257, ... in order. A space becomes
-# `Ġ` and a newline `Ċ`, which is why GPT-2 tokens look like `Ġthe`.
+# GPT-2's `vocab.bpe` stores one merge per line as two tokens separated by a space, so a token holding a
+# raw space or newline byte would break the format. GPT-2 therefore maps every byte to a *printable*
+# character: the 188 printable bytes map to themselves, the other 68 (space, the control bytes, the
+# non-breaking space and the soft hyphen) to the characters 256, 257, ... in order. A space becomes `Ġ`
+# and a newline `Ċ`, hence tokens like `Ġthe`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -172,21 +168,20 @@ print("".join(byte_map[b] for b in "Hello world\nnaïve 🙂".encode("utf-8")))
 
 # %% [markdown]
 # The map changes how bytes *look*, not what they are: `ï` is two bytes, shown as `Ã¯`, and the emoji
-# is four. Every step below works on these stand-in characters, one per byte.
+# four. Everything below works on these stand-in characters, one per byte.
 #
 # ## Pre-tokenisation: cutting text into pieces
 #
 # Before any merging, GPT-2 cuts the text with a regular expression, and merges never cross a cut.
-# Without it, BPE would learn tokens such as `"dog."`, `"dog!"` and `"dog?"`, spending vocabulary on
-# every punctuation that can follow a word. The pattern, alternative by alternative:
+# Otherwise BPE would learn `"dog."`, `"dog!"` and `"dog?"`, spending vocabulary on every punctuation
+# after a word. The alternatives:
 #
-# - `'s|'t|'re|'ve|'m|'ll|'d`: English contractions (lowercase only: `DON'T` splits differently);
-# - ` ?\p{L}+`: a run of letters with at most one space before it, so a word carries its leading space;
-# - ` ?\p{N}+`: a run of digits, likewise;
-# - ` ?[^\s\p{L}\p{N}]+`: a run of other symbols (punctuation, emoji), likewise;
-# - `\s+(?!\S)`: a run of whitespace minus its last character when a non-space follows; if that character
-#   is a space it joins the next piece (word, number or symbols), otherwise `\s+` takes it alone (see `'\t'`
-#   below);
+# - `'s|'t|'re|'ve|'m|'ll|'d`: English contractions, lowercase only (`DON'T` splits differently);
+# - ` ?\p{L}+`: letters, with at most one space before them, so a word carries its leading space;
+# - ` ?\p{N}+`: digits, likewise;
+# - ` ?[^\s\p{L}\p{N}]+`: other symbols (punctuation, emoji), likewise;
+# - `\s+(?!\S)`: whitespace minus its last character when a non-space follows; a last space joins the
+#   next piece, any other character is taken alone by `\s+` (see `'\t'` below);
 # - `\s+`: any whitespace left over.
 
 # %%
@@ -199,15 +194,14 @@ assert "".join(pieces) == sentence, "pre-tokenisation only cuts: the pieces conc
 # %% [markdown]
 # ## GPT-2's vocabulary and merges
 #
-# GPT-2's tokenizer is two files. `encoder.json` maps each of the 50,257 tokens (written with the byte
-# map) to its id. `vocab.bpe` lists the 50,000 merges in the order they were learned: the first merge
-# (after a version line) is `Ġ t`, "merge a space followed by t", because that pair was the most frequent in the text GPT-2's merges were learned on. `tinylm.tokenizers.bpe.load_gpt2_bpe` downloads both (or copies them from the offline mirror) and
-# checks their sha256.
+# `encoder.json` maps each of the 50,257 tokens (written with the byte map) to its id. `vocab.bpe` lists
+# the 50,000 merges in learning order. The first (after a version line) is `Ġ t`, a space then `t`, the
+# most frequent pair in the text GPT-2's merges were learned on. `tinylm.tokenizers.bpe.load_gpt2_bpe`
+# fetches both and checks their sha256.
 #
-# The ids follow the merges. Ids 0 to 255 are the 256 bytes, but not in byte order: ids 0 to 187 are the
-# 188 printable bytes in byte order (`!` is 0), ids 188 to 255 the 68 remapped ones in byte order (byte 0 is
-# 188, a space 220). The token made by merge number `r` has id `256 + r`, and the last id, 50256, is
-# `<|endoftext|>`, the separator GPT-2 put between documents.
+# Ids 0 to 255 are the bytes, but not in byte order: 0 to 187 are the 188 printable bytes (`!` is 0),
+# 188 to 255 the 68 remapped ones (byte 0 is 188, a space 220), each group in byte order. Merge number
+# `r` makes id `256 + r`, and the last id, 50256, is `<|endoftext|>`, GPT-2's separator between documents.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -224,12 +218,11 @@ assert all(encoder[left + right] == 256 + rank for (left, right), rank in ranks.
 # To encode one piece, start from its bytes (as mapped characters) and repeat:
 #
 # 1. list the adjacent pairs of the current parts (`get_pairs`);
-# 2. pick the pair with the **lowest rank**, the merge GPT-2 learned earliest; if no pair is a merge, stop;
+# 2. pick the pair with the **lowest rank**, the merge learned earliest; if no pair is a merge, stop;
 # 3. replace every occurrence of that pair, left to right, by the two parts glued together.
 #
-# The order matters: merges are applied by rank, not left to right through the word, because that is
-# the order in which training built them. The same piece always gives the same tokens, so a cache
-# makes real text fast: it repeats its words a lot.
+# Merges are applied by rank, not left to right through the word, because training built them in that
+# order. A piece always gives the same tokens, so a cache makes real text, which repeats its words, fast.
 
 # %%
 def get_pairs(parts: list[str]) -> set[tuple[str, str]]:
@@ -270,8 +263,8 @@ tokens = bpe(to_byte_chars(" tokenization"), verbose=True)
 print([encoder[token] for token in tokens])
 
 # %% [markdown]
-# `" tokenization"` ends as two tokens. Note the order of the merges: `Ġt` first (rank 0, the most common pair in the text GPT-2's merges were learned on), then pairs from all over the word. Now the whole encoder:
-# pre-tokenise, map bytes, merge, look up ids.
+# `" tokenization"` ends as two tokens, merged in rank order from all over the word, starting with `Ġt`
+# (rank 0). Now the whole encoder: pre-tokenise, map bytes, merge, look up ids.
 
 # %%
 cache: dict[str, list[int]] = {}
@@ -287,10 +280,10 @@ def encode(text: str) -> list[int]:
 
 
 # %% [markdown]
-# Check it token for token against `tiktoken` (through `tinylm.BPETokenizer("gpt2")`) on text that
-# tries to break it: accents, Cyrillic, Chinese, Japanese, emoji (one with a skin tone, one flag, and a
-# family joined by zero-width joiners), numbers, contractions, runs of spaces, tabs, newlines and
-# Windows line ends. `encode_ordinary` treats `<|endoftext|>` as ordinary text, just as this encoder does.
+# Check it token for token against `tiktoken` (via `tinylm.BPETokenizer("gpt2")`) on text that tries to
+# break it: accents, Cyrillic, Chinese, Japanese, emoji (with a skin tone, a flag, and a family joined by
+# zero-width joiners), numbers, contractions, runs of spaces, tabs, newlines and Windows line ends.
+# `encode_ordinary` treats `<|endoftext|>` as ordinary text, as this encoder does.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -314,16 +307,14 @@ cjk = "日本語のテキスト、中文字符。"
 print(f"{cjk}: {len(cjk)} characters -> {len(gpt2.encode(cjk))} tokens")
 
 # %% [markdown]
-# Decoding a single token can give `�`: above, ` Å`, ` П`, ` м` and the first Japanese characters are split
-# over tokens, and a token holding only part of a character's bytes is not valid UTF-8 on its own. The whole
-# sequence decodes back exactly.
+# Decoding a single token can give `�`: ` Å`, ` П`, ` м` and the first Japanese characters are split over
+# tokens, and part of a character's bytes is not valid UTF-8. The whole sequence decodes back exactly.
 #
-# Now a longer text: Shakespeare (all of it in the `gpu` profile), and the package's readable version,
-# `tinylm.tokenizers.bpe.GPT2BPE`, which is the code above gathered into a class. Both must match `tiktoken`,
-# whose core is written in Rust. Which is faster is a measurement: the cell times both encoders, three rounds
-# each (a fresh `GPT2BPE` every round, so its cache starts empty; the order alternates from round to round),
-# and gives a verdict by the course's rule (`compare`): "told apart" only with at least three rounds per
-# encoder and every round of one beating every round of the other, else "not told apart":
+# Now a longer text, Shakespeare (all of it in the `gpu` profile), and `tinylm.tokenizers.bpe.GPT2BPE`,
+# the code above as a class. Both must match `tiktoken` (Rust). The cell times both over
+# three rounds, alternating which goes first, with a fresh `GPT2BPE` (empty cache) each round. The
+# course's rule (`compare`) says "told apart" only with at least three rounds each and every round of one
+# beating every round of the other.
 
 # %%
 check_text = shakespeare[: SIZES["check_chars"]]
@@ -351,18 +342,18 @@ print(compare("tiktoken", speeds["tiktoken (Rust)"], "GPT2BPE", speeds["GPT2BPE 
 # %% [markdown]
 # ## Where merges come from: training BPE
 #
-# Radford et al. (2019) describe GPT-2's byte-level BPE, but not the text its 50,000 merges were learned on
-# (the model itself trained on WebText, 40 GB of web text), and OpenAI has not released the code that learned
-# them. The standard algorithm (Sennrich et al., 2016, here on bytes) is a simple greedy loop:
+# Radford et al. (2019) do not say which text GPT-2's 50,000 merges were learned on (the model trained on
+# WebText, 40 GB of web text), and OpenAI has not released the code that learned them. The standard
+# algorithm (Sennrich et al., 2016, here on bytes) is a greedy loop:
 #
 # 1. start with every piece of the text as a sequence of byte ids (0-255);
-# 2. count every adjacent pair, over all pieces;
-# 3. the most frequent pair becomes a new token with the next free id (256, 257, ...): record the
-#    merge and replace the pair everywhere;
+# 2. count every adjacent pair over all pieces;
+# 3. make the most frequent pair a new token with the next free id (256, 257, ...), record the merge and
+#    replace the pair everywhere;
 # 4. repeat until the vocabulary has the size you want.
 #
-# Each distinct piece is stored once with its count, so one step costs a pass over the distinct pieces,
-# not over the whole text. Train on a slice of Shakespeare:
+# Each distinct piece is stored once with its count, so a step is one pass over the distinct pieces.
+# Train on a slice of Shakespeare:
 
 # %%
 def count_pairs(words: dict[tuple[int, ...], int]) -> Counter:
@@ -421,26 +412,21 @@ plt.show()
 print("longest tokens learned:", sorted(vocab.values(), key=len)[-8:])
 
 # %% [markdown]
-# The first merges are the same kind GPT-2 learned first: a space joined to the next letter (`" t"`,
-# `" a"`), `"he"`, then `" the"`: pairs that are common in English text of any kind. The compression
-# curve rises fastest over the first merges and then ever more slowly: each later merge removes a rarer pair.
-# GPT-2 went on to 50,000 merges. After a few hundred (the `cpu` profile) the longest tokens
-# are already whole words: on the first pages of tinyshakespeare, the speakers' names that head every
-# speech, such as `MENENIUS`. GPT-2's merges spend more than one token per character on the Japanese and Chinese line of the test text above (the count printed under it): whatever text they were learned on, these characters were rare in it.
+# The first merges are the kind GPT-2 learned first (`" t"`, `" a"`, `"he"`, then `" the"`): pairs common
+# in any English. Each later merge removes a rarer pair, so the curve flattens. After a few hundred merges
+# (the `cpu` profile) the longest tokens are whole words, mostly the speakers' names that head each speech
+# on these first pages, such as `MENENIUS`. GPT-2's merges spend more than one token per character on the test text's Japanese and
+# Chinese line: whatever text they were learned on, these characters were rare in it.
 #
 # ## Special tokens
 #
-# Some tokens must never come out of ordinary text. GPT-2 has one, `<|endoftext|>` (50256). For chat,
-# the course adds three after it: `<|im_start|>` and `<|im_end|>` around each message and `<|pad|>` to fill
-# batches, giving `BPETokenizer("gpt2-chat")` 50,260 tokens.
+# Some tokens must never come out of ordinary text. GPT-2 has one, `<|endoftext|>` (50256). For chat the
+# course adds `<|im_start|>` and `<|im_end|>` around each message and `<|pad|>` to fill batches: 50,260
+# tokens in `BPETokenizer("gpt2-chat")`, padded to 50,304 embedding rows (next section).
 #
-# The model's embedding table gets `padded_vocab_size(50260)` = 50,304 rows, a multiple of 64 (the next
-# section says why).
-#
-# A special token is special only when you ask for it. If a user's message contains the *text*
-# `<|im_start|>`, encoding must not turn it into the marker, or anyone could forge the structure of a
-# conversation. `encode` keeps such text ordinary unless `allow_special=True`, which you use only for the
-# markers your own code writes.
+# A special token is special only when you ask. If a user's message contains the *text* `<|im_start|>`,
+# encoding it as the marker would let anyone forge a conversation's structure. `encode` keeps such text
+# ordinary unless `allow_special=True`, which you use only for markers your own code writes.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -459,43 +445,14 @@ assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vo
 # %% [markdown]
 # ## Why the embedding is padded to 50,304 rows
 #
-# With tied weights the token embedding, a `V × C` matrix, is also the output layer: the logits of `N` token
-# positions are one matrix multiply, `(N × C) @ (C × V)`, and training adds two more with `V` in them (the
-# gradients of the activations and of the matrix). At GPT-2's size these are the largest matmuls in the
-# model (the last section prints their share of the compute for notebook 3's `gpu` shape), so their speed
-# matters.
-#
-# A GPU computes a matmul in **tiles**: each block of threads produces one tile of the output, for example
-# 128 × 128 values, and reads its inputs in chunks of 32 or 64 along the shared dimension. Two things go
-# wrong when `V` is 50,257:
-#
-# - **The last tile is ragged.** 50,257 = 392 × 128 + 81, so the last column of tiles holds 81 real
-#   columns out of 128. The tile costs as much as a full one either way (NVIDIA calls this *tile
-#   quantization*), and the kernel must check every load and store against the edge. Where `V` is the
-#   shared dimension (the activations' gradient sums over the vocabulary), the last 32- or 64-wide chunk
-#   is ragged in the same way.
-# - **The rows are misaligned.** Tensor cores are fed with 16-byte vector loads: 8 values of bf16 or fp16.
-#   A logits row of 50,257 values is 100,514 bytes, not a multiple of 16, so seven rows in eight start at
-#   an address those loads cannot use, and the library has to pick kernels that load less at a time.
-#
-# Rounding `V` up to a multiple of 64 fixes both: 50,304 = 786 × 64 = 393 × 128 fills the last 64- and
-# 128-wide tiles exactly, and every row is a whole number of 16-byte vectors. It costs almost nothing. The
-# tile count does not change (393 columns of 128-wide tiles either way), so the 47 extra columns take the
-# place of work the ragged tile was doing and throwing away; the extra parameters are 47 × 768 = 36,096
-# for GPT-2 small, a share the cell below prints. nanoGPT made this change
-# ([`vocab_size: int = 50304`](https://github.com/karpathy/nanoGPT/blob/master/model.py), "padded up to
-# nearest multiple of 64 for efficiency"); NVIDIA's
-# [*Matrix Multiplication Background*](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)
-# guide explains tiles, tile quantization and the alignment that tensor cores need. On one H100, GPT-2
-# 124M's eager bf16 training step (16 × 1,024 tokens: forward, backward, AdamW) took 80.49 ms with 50,257 rows and
-# 55.56 ms with 50,304 ([measured](../docs/results/gpu-2026-11-27-vocab.md)); compiled steps were not measured.
-#
-# The extra rows are never a token: the tokenizer never produces their ids, so they are never an input,
-# and they are never a target, so the softmax's gradient only ever pushes their logits down. `generate`
-# masks them out anyway (`vocab_limit`), and the validation loss leaves them out (`tinylm.eval.loss.evaluate_loss`
-# with a tokenizer), so a padded model's loss is comparable to an unpadded one's. The padding is for GPU
-# matmuls: the tracks with GPT-2's vocabulary pad (`Track.vocab_multiple = 64`, applied by
-# `padded_vocab_size`), and the character-level track of notebook 3 keeps its 65 rows.
+# With tied weights the `V × C` embedding is also the output layer, among the model's largest matmuls. A
+# GPU computes a matmul in tiles, say 128 × 128. With `V` = 50,257 = 392 × 128 + 81 the last tile is
+# ragged yet costs a full one, and a bf16 row of logits is not a whole number of the 16-byte loads tensor
+# cores use. 50,304 = 393 × 128 fixes both ([nanoGPT](https://github.com/karpathy/nanoGPT/blob/master/model.py);
+# [NVIDIA](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)).
+# On one H100, GPT-2 124M's eager bf16 training step took 80.49 ms with 50,257 rows and 55.56 ms with
+# 50,304 ([measured](../docs/results/gpu-2026-11-27-vocab.md)). The extra rows are never a token:
+# `generate` masks them out and the validation loss leaves them out.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -531,9 +488,9 @@ plt.show()
 # %% [markdown]
 # ## Characters vs BPE: what a token buys
 #
-# How much text does one token cover? Measure it on all of tinyshakespeare and on the stories of a
-# TinyStories sample (the first 2 MiB of its training file, stories separated by `<|endoftext|>` lines;
-# the last story is cut off, so drop it).
+# How much text does one token cover? Measure it on all of tinyshakespeare and on a TinyStories sample
+# (the first 2 MiB of its training file, stories separated by `<|endoftext|>` lines; the last story is
+# cut off, so drop it).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -553,14 +510,13 @@ print(f"({len(stories):,} stories)")
 
 # %% [markdown]
 # A GPT-2 token is about four characters of simple English and a bit over three of Shakespeare (old
-# spellings, short verse lines and capitalised speaker names may be part of why; nothing here tests it).
-# That changes two things.
+# spellings, short verse lines and capitalised speaker names may be why; untested here).
 #
-# **Context.** A model with a context of 256 tokens sees three to four times as much text with BPE as
-# with characters. **Cost per character.** A training step costs about 6 FLOPs per weight per token (forward
-# and backward) plus the attention scores (`GPT.flops_per_token`). BPE makes each token dearer, since the
-# output layer grows from 65 to 50,304 rows, but each token covers several characters. For the `gpu`
-# recipe's shape of notebook 3 (6 layers, 384 wide, context 256):
+# **Context.** A context of 256 tokens sees three to four times as much text as with characters. **Cost
+# per character.** A training step costs about 6 FLOPs per weight per token (forward and backward) plus
+# the attention scores (`GPT.flops_per_token`). BPE makes each token dearer, as the output layer grows
+# from 65 to 50,304 rows, but each token covers several characters. For notebook 3b's `gpu` shape (6
+# layers, 384 wide, context 256):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -590,27 +546,24 @@ print(f"the {embedding_rows:,}-way output layer: {output_layer:.0f} of the {body
       f"training MFLOP per token ({output_layer / (body.flops_per_token() / 1e6):.0%})")
 
 # %% [markdown]
-# With BPE the same model body reads three to four times more text per context and costs less compute
-# per character of training text, even though each token costs over twice as much: most of a token's
-# FLOPs are now in the 50,304-way output layer (the last line above). That layer is also most of a small
-# model's parameters: its 50,304 × 384 matrix holds more than all six blocks together, where the character
-# model's holds 25,000. The next track trains on TinyStories with GPT-2 tokens (on a CPU, with the output
-# layer trimmed to the tokens TinyStories uses: notebook 5).
+# With BPE the same model body reads three to four times more text per context and costs less compute per
+# character, though each token costs over twice as much: most of its FLOPs are now in the 50,304-way output
+# layer. That layer's 50,304 × 384 matrix also holds more parameters than all six
+# blocks together; the character model's holds 25,000. The next track trains on TinyStories with GPT-2
+# tokens (on a CPU, with the output layer trimmed to the tokens TinyStories uses: notebook 5).
 #
 # ## What you learned
 #
 # - Characters make long sequences and cannot spell what they have not seen; words make an open-ended
-#   vocabulary. Byte-level BPE starts from the 256 bytes, so it can encode any text, and merges frequent
-#   pairs into tokens.
+#   vocabulary. Byte-level BPE starts from the 256 bytes, so it encodes any text.
 # - GPT-2 maps bytes to printable characters, cuts text with a regex that merges never cross, and applies
-#   its 50,000 merges by rank; your encoder matches `tiktoken` token for token.
+#   its 50,000 merges by rank; your encoder matches `tiktoken`.
 # - Training BPE is a greedy loop: count adjacent pairs, merge the most frequent, repeat.
-# - Special tokens are special only when the code that writes them asks for it, so user text cannot forge them.
-# - The embedding is padded to a multiple of 64 (50,304 rows) so that the output layer's matmuls run on
-#   whole, aligned tiles; the extra rows are masked out when sampling and scoring.
+# - Special tokens are special only when the code that writes them asks, so user text cannot forge them.
+# - Padding the embedding to 50,304 rows fills the output layer's matmul tiles; the extra rows are masked
+#   out when sampling and scoring.
 # - A GPT-2 token covers three to four characters of English: more text per context and less compute per
-#   character than a character model, with most of a small model's parameters in a full 50,304-row
-#   embedding.
+#   character, with most of a small model's parameters in the embedding.
 #
 # ## Exercises
 #

@@ -18,37 +18,28 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/05_tinystories.ipynb)
 #
-# [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) is about two million short
-# stories written by GPT-3.5 and GPT-4 in the words a three- or four-year-old knows. Its authors showed
-# that models below 10 million parameters, far smaller than GPT-2, learn to write coherent stories from it. This notebook takes the GPT of notebook 3 and the GPT-2 tokens of notebook 4 to that
-# data set, at the scale the `gpu` recipe trains: 51M parameters.
+# [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) is about two million short stories that
+# GPT-3.5 and GPT-4 wrote in a small child's words; its authors showed that models below 10 million parameters learn
+# to write coherent stories from it. Here notebook 3b's GPT trains on it with notebook 4's GPT-2 tokens.
 #
 # **What you will learn**
-# - how a corpus becomes token files: GPT-2 BPE, an end-of-text token after each story, `uint16`
-#   files read as memory maps;
-# - what the stories look like in tokens: their lengths, Zipf's law, and how few of GPT-2's 50,257
-#   tokens they use;
-# - how a *trimmed* vocabulary lets a CPU run spend several times fewer FLOPs per token while its loss stays
-#   comparable, token for token, with GPT-2's full vocabulary;
-# - where the 51M parameters of the `gpu` model sit;
-# - mixed precision, by running it: the same steps from the same weights in fp32 and in bf16 (or fp16
-#   with a GradScaler), their losses side by side and their speed on your machine; and what gradient
-#   accumulation buys at this scale: memory, not speed;
-# - bits per byte: the loss that compares models across tokenizers and against a compressor.
+# - memory-mapped token files; the stories' lengths and Zipf's law;
+# - a *trimmed* vocabulary: fewer FLOPs for a CPU run, the loss still per GPT-2 token;
+# - the 51M `gpu` model's parameters; mixed precision, by running it; what gradient accumulation buys;
+# - bits per byte, a loss that compares tokenizers and compressors.
 #
-# **Papers and code**: TinyStories ([Eldan and Li, 2023](https://arxiv.org/abs/2305.07759)); Mixed Precision
-# Training ([Micikevicius et al., 2017](https://arxiv.org/abs/1710.03740)); bf16 for training
-# ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322)); [llama2.c](https://github.com/karpathy/llama2.c)
-# (Karpathy), whose published TinyStories models can be scored on the same stories.
+# **Papers and code**: TinyStories ([Eldan and Li, 2023](https://arxiv.org/abs/2305.07759)); mixed precision
+# ([Micikevicius et al., 2017](https://arxiv.org/abs/1710.03740)); bf16 ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322));
+# [llama2.c](https://github.com/karpathy/llama2.c).
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 215 s, by the course's
+# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 215 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
 # | `smoke` (CI) | a 2-layer, 32-wide model for 30 steps on the 2 MiB sample | under a minute |
-# | `cpu` (2 cores; the timing cell prints the CPU behind the saved outputs) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | about 4 minutes: the last cell prints it |
+# | `cpu` (2 cores) | the cpu recipe (4 layers × 128, trimmed vocabulary) for 200 s of training on the 2 MiB sample | the last cell prints it |
 # | `gpu` | the 51M model for 7 minutes of training on the first 150,000 stories (`FULL_RECIPE = True`: the whole recipe, about 3 hours on an H100 at the 0.2679 s per step [measured](../docs/results/gpu-2026-11-26.md)) | see [Running on a GPU](README.md#running-on-a-gpu) |
 
 # %%
@@ -103,24 +94,13 @@ FULL_RECIPE = False
 # %% [markdown]
 # ## From stories to token files
 #
-# `prepare()` turns the corpus into two token files, and the profile decides which corpus:
+# `prepare()` writes two token files. Under **`gpu`** (online) it streams TinyStories from Hugging Face, the bounded
+# run only the first 150,000 training stories; under **`cpu`**, **`smoke`** or offline it reads
+# the first 2 MiB of the training file and holds out its last 5% of stories.
 #
-# - **`gpu`** (online): TinyStories from Hugging Face `datasets` (`roneneldan/TinyStories`, about two million
-#   training stories and 22k validation stories). By default only the first 150,000 training stories
-#   are streamed, and the validation split is kept whole; with `FULL_RECIPE = True`, all of them.
-# - **`cpu` and `smoke`**, and any profile offline: the first 2 MiB of TinyStories' training file
-#   (2,316 stories, from the course's offline mirror when `TINYLM_DATA_MIRROR` is set). The last 5% of
-#   its stories are held out as validation.
-#
-# Each story is encoded with GPT-2's BPE and followed by **one end-of-text token** (id 50256). Training
-# windows are cut at random offsets and often span two stories; the end-of-text token tells the model that
-# what comes before it is another story, and teaches it to end one, which is how generation knows to stop.
-# (Notebook 6a's FineWeb shards put it *before* each document instead: two conventions for one separator.)
-#
-# The ids go to `train.bin` and `val.bin` as raw `uint16`: 2 bytes per token, enough for any id below
-# 65,536. `meta.json` is written last, so its presence means both files are complete, and a second
-# `prepare()` returns at once. For `cpu` and `smoke`, `prepare()` also writes the same stories as ids of a
-# trimmed vocabulary (explained below), which the Trainer reads.
+# Each story is GPT-2 BPE tokens followed by **one end-of-text token** (id 50256), stored as raw `uint16`. Training
+# windows start anywhere and often span two stories; the token marks where a story begins and teaches the model to end
+# one, which is how generation stops.
 
 # %%
 track = tinylm.get_track("tinystories")
@@ -138,12 +118,9 @@ print(json.dumps({key: value for key, value in gpt2_data.meta.items() if key not
 # %% [markdown]
 # ### Why a memory map
 #
-# The full training split is about 450M tokens: Hugging Face lists 2,119,719 training stories, and a story averages
-# about 213 tokens (the mean length measured below on the sample, plus its end-of-text token). `np.memmap` does not
-# read a file: it maps it into the process's address space, and the operating system reads a 4 KiB page only when
-# an index touches it. Opening costs the same for 1 MB or 100 GB, and a batch of random windows reads only the
-# pages under those windows. A slice of a memmap is another view of the file; arithmetic, or
-# `.astype(np.int64)`, makes an ordinary array in memory.
+# The full training split is about 450M tokens. `np.memmap` maps the file into memory; the operating system reads a
+# 4 KiB page only when an index touches it, so opening 100 GB is as cheap as 1 MB, and a batch reads only the pages
+# under its windows.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -159,13 +136,9 @@ print(f"what the Trainer gets in this profile: {type(data.train).__name__} of {d
       f"tokenizer {type(data.tokenizer).__name__}")
 
 # %% [markdown]
-# In the `gpu` profile the Trainer samples its windows straight from the memory-mapped GPT-2 ids; the `cpu`
-# and `smoke` profiles read *compact* ids of a trimmed vocabulary, memory-mapped the same way (below).
-#
 # ## Looking at the data
 #
-# Statistics over the first 5M training tokens (all of the 2 MiB sample; on a GPU a slice of the
-# training stories, enough for stable numbers). First the length of each complete story, in GPT-2 tokens:
+# Statistics over the first 5M training tokens (all of the sample), starting with story lengths:
 
 # %%
 STATS_TOKENS = 5_000_000
@@ -191,13 +164,8 @@ for block in (cpu_block, gpu_block):
     print(f"stories longer than a context of {block}: {np.mean(story_lengths > block):.0%}")
 
 # %% [markdown]
-# A story is a couple of hundred tokens. The `gpu` model's 256-token context holds most stories from
-# their first sentence to their last; the `cpu` model's 128 tokens hold about two thirds of a typical
-# story, so towards the end it no longer sees how the story began.
-#
-# Next, how often each token occurs. Sort the tokens by frequency and plot frequency against rank on
-# log-log axes: text obeys **Zipf's law**, the frequency of the token of rank `r` falls roughly like
-# `1/r`, which is a straight line of slope −1 here.
+# The `cpu` model's 128 tokens hold about two thirds of a typical story. Token frequency against rank, on log-log axes,
+# follows **Zipf's law**: frequency falls roughly like `1/rank`.
 
 # %%
 counts = np.bincount(stats_ids, minlength=gpt2.vocab_size)  # occurrences of each GPT-2 id
@@ -223,21 +191,11 @@ for share in (0.5, 0.9, 0.99):
     print(f"the {int(np.searchsorted(coverage, share)) + 1:,} most frequent tokens make up {share:.0%} of the text")
 
 # %% [markdown]
-# About fifty tokens (punctuation, ` the`, ` and`, ` was`) make up half of the text, and the stories use only
-# a small part of GPT-2's vocabulary.
-#
 # ## A trimmed vocabulary for the CPU
 #
-# With GPT-2's 50,257 tokens, the output layer of a small model is most of its work. `TrimmedBPETokenizer`
-# keeps GPT-2's tokenization exactly but gives the model an output layer only as wide as the tokens the
-# training text uses:
-#
-# - the kept GPT-2 ids (those that occur in the training split) get **compact ids** 0, 1, 2, ... in
-#   GPT-2's order;
-# - every other GPT-2 id maps to one extra id, **`<unk>`**, which decodes to `�`.
-#
-# The `cpu` and `smoke` profiles train on compact ids. (In the `gpu` profile, which keeps all of GPT-2, the
-# cell below builds one from the statistics above, to show what it would do.)
+# With 50,257 tokens, a small model's output layer is most of its work. `TrimmedBPETokenizer` keeps GPT-2's
+# tokenization but gives **compact ids** 0, 1, 2, ... only to tokens the training text uses; every other token becomes
+# one extra id, **`<unk>`**, decoded as `�`. The `cpu` and `smoke` profiles train on compact ids:
 
 # %%
 if isinstance(data.tokenizer, TrimmedBPETokenizer):
@@ -254,20 +212,13 @@ for text in ["Once upon a time, Lily found a shiny red ball.", "The quantum phys
 # %% [markdown]
 # ### Keeping the loss per GPT-2 token
 #
-# A model that predicts `<unk>` has not said *which* of the dropped tokens comes next, so its loss on
-# `<unk>` targets is not comparable with a model that must name the token. The fix turns the trimmed
-# model into a proper distribution over all 50,257 GPT-2 tokens: the probability `p` it gives to
-# `<unk>` is shared evenly by the `dropped` GPT-2 tokens it stands for, so each gets `p / dropped`,
-# and the loss on such a target is
+# `<unk>` does not say *which* dropped token comes next, so share its probability `p` evenly among the `dropped` GPT-2
+# tokens it stands for. That is a distribution over all 50,257, and its loss on such a target is
 #
 # $$-\ln\frac{p}{\text{dropped}} = -\ln p + \ln(\text{dropped}).$$
 #
-# Evaluation (`tinylm.eval.loss.evaluate_loss`, which the Trainer calls) adds this **unk penalty**
-# `ln(dropped)` to every `<unk>` target. The kept tokens' probabilities plus the `<unk>` shares sum to 1, so
-# the loss is that of a real GPT-2-token model, comparable with an untrimmed one (if anything pessimistic: the
-# trimmed model cannot prefer one dropped token over another). How often does the penalty apply? Only for
-# validation tokens that never occur in the training
-# text:
+# `tinylm.eval.loss.evaluate_loss` adds this **unk penalty** to every `<unk>` target, so the loss compares with an
+# untrimmed model's, if anything pessimistically. Only validation tokens absent from the training text are `<unk>`:
 
 # %%
 val_unk = trimmed.compact(gpt2_val) == trimmed.unk_id
@@ -279,10 +230,7 @@ print(f"the penalty itself adds {val_unk.mean() * trimmed.unk_penalty:.3f} nats 
 print("some of them:", sorted({gpt2.decode([i]) for i in np.asarray(gpt2_val)[val_unk][:12]}))
 
 # %% [markdown]
-# Rare words and names, a small share of the validation targets (the lines above). The penalty itself adds
-# little; what the model's own probability of `<unk>` costs, section "Training" measures. Check that the package's evaluation adds exactly `ln(dropped)` per `<unk>` target: score a
-# validation window that holds one with a small untrained model, with the trimmed tokenizer and with a stand-in
-# that has the same vocabulary but no `<unk>`:
+# Rare words and names. Check the penalty against a stand-in tokenizer with the same vocabulary and no `<unk>`:
 
 # %%
 compact_val = trimmed.compact(gpt2_val)
@@ -301,13 +249,10 @@ print(f"{T} targets, {unk_targets} of them <unk>: evaluate_loss {with_penalty:.4
       f"{unk_targets} x {trimmed.unk_penalty:.2f} / {T} nats per GPT-2 token")
 
 # %% [markdown]
-#
 # ### Why it matters on a CPU
 #
-# Training costs about 6 FLOPs per weight per token (2 forward, 4 backward) plus the attention scores
-# (`GPT.flops_per_token`). With tied weights the output layer is the embedding matrix used as a
-# `V × C` matmul, `6·V·C` FLOPs per token. For the `cpu` recipe's shape (4 layers, 128 wide, context
-# 128), computed on PyTorch's `meta` device (shapes only, no memory):
+# As in notebook 4, a training step costs about 6 FLOPs per weight per token (2 forward, 4 backward) plus the attention
+# scores, so the tied output layer, a `V × C` matmul, costs `6·V·C`. For the `cpu` recipe's shape:
 
 # %%
 cpu_preset, cpu_train_cfg = track.recipe("cpu")
@@ -326,18 +271,12 @@ for name, rows_ in rows:
           f"{(total - head) / 1e6:>16.1f} | {head / total:>12.0%} | {logits_mb:>20,.0f} MB |")
 
 # %% [markdown]
-# With GPT-2's full vocabulary, seven eighths of every training step's FLOPs would go to the output layer, and
-# each batch's logits alone would be over 400 MB. Trimmed, the four blocks get half of the FLOPs, and a step needs
-# about a quarter as many: as far as FLOPs decide it, the same cores read four times as many tokens per second.
-# The `gpu` recipe keeps GPT-2's full vocabulary all the same; the next section counts what that costs its model.
+# Trimming cuts a step's FLOPs to about a quarter. The `gpu` recipe keeps the full vocabulary.
 #
 # ## The 51M-parameter model
 #
-# The `gpu` recipe: 8 layers, 8 heads, 512 wide, a context of 256, and GPT-2's vocabulary. Count its
-# parameters by hand first. Per block: two LayerNorms (`2C` each), attention's `c_attn`
-# (`C × 3C + 3C`) and `c_proj` (`C × C + C`), and the MLP's `c_fc` (`C × 4C + 4C`) and `c_proj`
-# (`4C × C + C`): `12C² + 13C` in all. Around the blocks: the token embedding (`V × C`), the position
-# embedding (`T × C`) and the final LayerNorm (`2C`); the head shares the token embedding's matrix.
+# The `gpu` recipe: 8 layers, 8 heads, 512 wide, a context of 256. Per block: two LayerNorms (`2C` each), attention's
+# `c_attn` and `c_proj` (`4C² + 4C`), the MLP's `c_fc` and `c_proj` (`8C² + 5C`): `12C² + 13C`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -365,19 +304,13 @@ print(f"training FLOPs per token: {big_model.flops_per_token() / 1e6:.0f}M")
 del big_model  # frees its 200 MB at once: nothing else refers to it
 
 # %% [markdown]
-# Half of the 51M parameters are the embedding table. [Kaplan et al.](https://arxiv.org/abs/2001.08361)'s
-# scaling laws count parameters without it (their laws come out cleaner that way); looking up a row costs next
-# to nothing anyway, and the table's real cost is its use as the output layer:
-# 6 × 50,304 × 512 = 155M of the 318M training FLOPs per token. The 47 padding rows (a multiple of 64 for GPU
-# matmul tiles, notebook 4) cost 0.05% of the parameters. The `cpu` and `smoke` profiles do not train this
-# model: its recipe needs a GPU.
+# Half the parameters are the embedding, which [Kaplan et al.](https://arxiv.org/abs/2001.08361)'s scaling laws leave
+# out of the count; as the output layer it costs 6 × 50,304 × 512 = 155M of the 318M training FLOPs per token.
 #
 # ## Mixed precision
 #
-# A floating-point number has an exponent (its range) and a mantissa (its precision). **fp32** has 8
-# exponent and 23 mantissa bits. **bf16** keeps fp32's 8 exponent bits and only 7 mantissa bits: the same
-# range, two to three significant digits. **fp16** has 5 exponent and 10 mantissa bits: more precise than
-# bf16 but its range ends at 65,504, and below about 6·10⁻⁸ everything is zero.
+# A float has exponent bits (its range) and mantissa bits (its precision): **fp32** 8 and 23, **bf16** 8 and 7 (fp32's
+# range, two to three significant digits), **fp16** 5 and 10 (more precise, far less range).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -391,10 +324,8 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
                                          for dt in (torch.float32, torch.bfloat16, torch.float16)))
 
 # %% [markdown]
-# **What 16 bits buy.** A GPU's tensor cores multiply 16-bit matrices faster than fp32 ones, by how much depends on
-# the GPU, and 16-bit activations halve the memory they take and the traffic to move them. The datasheet peaks, as
-# `tinylm.runtime` lists them (peaks, not measurements) for MFU, *model FLOPs utilisation*: the share of the peak a
-# run turns into the model's training FLOPs (notebooks 6a and 6b take it apart):
+# **What 16 bits buy.** Tensor cores multiply 16-bit matrices faster, and 16-bit activations halve memory and
+# traffic. The datasheet peaks that *model FLOPs utilisation* (MFU, notebooks 6a and 6b) divides by:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -405,26 +336,17 @@ for gpu_name in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
                                           for name, tflops in peaks.items()) + " TFLOP/s")
 
 # %% [markdown]
-# (The float32 column is TF32 on the A100 and H100: tensor cores fed fp32 numbers cut to 10 mantissa bits. The T4
-# has no bf16 at all.)
+# (float32 is TF32 on the A100 and H100: fp32 inputs cut to 10 mantissa bits.)
 #
-# **Why "mixed".** Rounding everything to 16 bits fails: in bf16 `1 + 1e-3` is 1 (above), so a weight near 1 that
-# AdamW moves by 10⁻³ would not move. *Mixed Precision Training* (Micikevicius et al., 2017) keeps the weights, their
-# gradients and AdamW's moments in fp32 and runs only the forward and backward arithmetic in 16 bits: `torch.autocast`
-# casts a matmul's inputs to 16 bits and keeps softmax, LayerNorm and the loss in fp32.
+# **Why "mixed".** In bf16 `1 + 1e-3` is 1: a weight near 1 that AdamW moves by 10⁻³ would not move. So weights,
+# gradients and AdamW's moments stay in fp32; `torch.autocast` runs matmuls in 16 bits and keeps softmax, LayerNorm and
+# the loss in fp32. **fp16 also needs loss scaling**: multiply the loss by a large `S` so that small gradients do not
+# become 0, and divide the gradients by `S` before clipping and the step. PyTorch's **GradScaler** halves `S` and skips
+# the step on overflow, and doubles it after a run of good steps. Use **bf16** where the hardware computes it (A100,
+# H100, RTX 30xx and newer, CPUs with AMX), else **fp16 with a GradScaler** (T4, V100), else **fp32**.
 #
-# **fp16 needs loss scaling.** With 5 exponent bits, gradients below about 6·10⁻⁸ become 0, as `1e-8` did above.
-# Multiply the loss by a large `S` before `backward`, and divide the gradients by `S` before clipping and the step.
-# PyTorch's **GradScaler** picks `S`: it halves it and skips the step when a gradient overflows, and doubles it
-# after a run of good steps. **bf16 needs none of that**: it keeps fp32's 8 exponent bits and gives up precision,
-# which training tolerates with fp32's hyperparameters (Kalamkar et al., 2019). So: **bf16** where the hardware
-# computes it (NVIDIA A100, H100, RTX 30xx and newer, TPUs, CPUs with AMX); **fp16 with a GradScaler** on GPUs
-# without bf16 (T4, V100); **fp32** on most CPUs.
-#
-# **Predict, then run.** The next cell trains the same model for a few steps twice, from the same
-# weights on the same batches: once in fp32, once under autocast to 16 bits (bf16 on a CPU; on a GPU
-# bf16 where it has it, else fp16 with a GradScaler). Will the two losses be equal, close, or far apart?
-# Will the 16-bit steps be faster on your machine?
+# **Predict, then run.** The same steps, from the same weights on the same batches, in fp32 and in 16 bits: will the
+# losses be equal, close or far apart? Will 16 bits be faster here?
 
 # %%
 MP_STEPS, MP_ROUNDS = 5, 3
@@ -482,16 +404,9 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
               replicate="round"))
 
 # %% [markdown]
-# The losses are close, not equal: every 16-bit matmul rounds its inputs, and the updates then differ a little.
-# Over a long run two such runs can drift as far apart as two seeds ([Summers and Dinneen,
-# 2021](https://arxiv.org/abs/2103.04514) found one flipped bit in one initial weight enough). The speed verdict is
-# the course's rule (`tinylm.eval.uncertainty.compare`: at least 3 interleaved rounds per arm, ranges that do not
-# overlap), for the CPU the timing line names and no other. On an x86 CPU
-# without AVX-512 PyTorch has no bf16 matrix kernels and converts every number between bf16 and fp32, which can make
-# a step many times slower.
-#
-# The Trainer chooses for you: `tinylm.resolve_dtype` gives bf16 where the GPU computes it, else fp16 with
-# a GradScaler, else fp32 (and `TrainConfig(dtype=...)` overrides it). For this device:
+# The losses are close, not equal: every 16-bit matmul rounds its inputs. The speed verdict holds only for the machine
+# timed; without AVX-512, bf16 on x86 can be many times slower. `tinylm.resolve_dtype` applies the rule above for the
+# Trainer:
 
 # %%
 dtype = tinylm.resolve_dtype(DEVICE)
@@ -500,30 +415,16 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # %% [markdown]
 # ## Gradient accumulation
 #
-# Notebook 3 wrote gradient accumulation and checked it. The `gpu` recipe needs it: each optimizer step takes 1,024
-# sequences of 256 tokens, and one micro-batch of 128 sequences already holds over 1,600M logits (128 × 256 ×
-# 50,304), so 8 micro-batches run one after another. Accumulation buys memory, not speed. The micro-batch's size and
-# `torch.compile` (notebook 6b) do matter for speed: on an H100
-# ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)) the recipe's compiled micro-batches of 128
-# ran at 31.5% MFU, 64 at 29.8%, and the seed recipe's 32, eager, at 14.5% (one run each; the last changes
-# both the size and compilation). The Trainer weighs each micro-batch by
-# its share of the step's targets, `loss * (count * self.world.size / step_count)` (notebook 3's exercise 2;
-# `self.world.size` is notebook 6a's); with fp16, `scaler.scale` also multiplies by the loss scale.
+# A `gpu` step takes 1,024 sequences of 256 tokens, and a micro-batch of 128 already holds over 1,600M logits, so
+# notebook 3a's gradient accumulation runs 8 micro-batches in turn. That buys memory, not speed; speed comes from the
+# micro-batch size and `torch.compile` (notebook 6b). On an H100, one run each, compiled micro-batches of 128 ran at
+# 31.5% MFU, 64 at 29.8%, and 32 uncompiled at 14.5% ([results](../docs/results/gpu-2026-11-26.md)).
 #
 # ## Training
 #
-# Now train the profile's recipe, bounded unless `FULL_RECIPE` is `True`. `max_seconds` counts training time only,
-# and the cosine schedule follows the clock, so a time-limited run still ends at the low learning rate; a faster
-# machine fits more steps (up to the recipe's 5,000 for `cpu`) and usually ends lower.
-#
-# - `cpu`: the cpu recipe for 200 s of training.
-# - `gpu`: the 51M model with the recipe's learning rate and compiled micro-batches of 128, but 2 of them per step
-#   instead of 8, a 100-step warmup instead of 2,000, 7 minutes of training, and one validation pass at the end:
-#   with the full batch, 7 minutes would hold too few steps to leave the warmup on most GPUs.
-# - `FULL_RECIPE = True`: the recipe as it stands, to its last step.
-#
-# The validation loss carries the `<unk>` targets (the penalty and the model's own loss on them); the training split
-# has none, so the line after training also scores the validation targets that are not `<unk>`.
+# The run is bounded as the table at the top says; the `gpu` run also takes 2 micro-batches per step instead of 8 and a
+# 100-step warmup instead of 2,000. The cosine schedule follows the clock of `max_seconds`, which counts training time
+# only, so a bounded run still ends at the low learning rate.
 
 # %%
 BOUNDED = {"smoke": {}, "cpu": dict(max_seconds=200),  # what FULL_RECIPE = False changes in each recipe
@@ -567,9 +468,8 @@ print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per G
 # %% [markdown]
 # ## Stories
 #
-# Sample from a few prompts with `temperature=0.8` and `top_k=40`: a little sharper than the model's own
-# distribution, and never one of its long tail of unlikely tokens (notebook 7 takes temperature, top-k and
-# top-p apart). A story ends where the model writes the end-of-text token, so the text is cut there.
+# Samples at `temperature=0.8` and `top_k=40`, a little sharper than the model's distribution (notebook 7), cut at the
+# end-of-text token.
 
 # %%
 prompts = ["Once upon a time", "Lily and Tom went to the park", "The little dog was sad because"]
@@ -579,33 +479,20 @@ for i, prompt in enumerate(prompts):
     print(f"=== {prompt!r} ===\n{story}\n")
 
 # %% [markdown]
-# `<unk>` is never a training target (every token of the training split is kept), so the model learns to give it
-# little probability. The `<unk>` targets are 0.69% of the split, yet they lift its loss from 3.067 to 3.218
-# nats: each costs about 25 nats, 10.68 of them the penalty and the rest the model's own −ln p(`<unk>`). So read
-# the memorising gap on the other targets: 0.159 nats after 5.35 passes, against the whole split's 0.310. It
-# mixes memorising with the validation stories simply being other stories (notebook 3 separates the two for its
-# text with a bigram). The
-# TinyStories paper found that models learn grammar first and consistent plots and characters later, with more
-# parameters.
+# `<unk>` is never a training target, so it gets little probability: its targets, 0.69% of the split, cost about 25
+# nats each (10.68 of them penalty) and lift the loss from 3.067 to 3.218. Read the memorising gap on the other
+# targets: 0.159 nats after 5.35 passes, which includes the validation stories being other stories (notebook 3b
+# separates the two with a bigram).
 #
 # ## Bits per byte
 #
-# The validation loss is in nats per GPT-2 token. That is fine for comparing runs with the same tokenizer,
-# but not across tokenizers: a tokenizer with longer tokens makes fewer predictions, each of them harder.
-# The character model of notebook 3 predicts one character at a time; a GPT-2 token of TinyStories covers
-# about four. What does not depend on the tokenizer is the text itself, so divide the total loss by the
-# number of **bytes** it encodes, and convert nats to bits:
+# A loss per token compares runs with one tokenizer only: longer tokens mean fewer, harder predictions. Divide the total
+# loss by the text's **bytes** instead, in bits:
 #
 # $$\text{bits per byte} = \frac{\text{loss per token} \times \text{tokens}}{\ln 2 \times \text{bytes}}.$$
 #
-# This is also the size the model would compress the text to: an arithmetic coder driven by the model's
-# probabilities needs `−log₂ p` bits per token, so bits per byte can be compared with `gzip` or `xz`
-# directly. (Notebook 3's loss in nats per character, divided by ln 2, is its bits per byte; across texts the
-# number measures the text as well as the model.)
-#
-# The bytes of the validation split: decode its GPT-2 ids with the base tokenizer. An end-of-text token is no
-# text and has no bytes (the package's convention, and notebook 14's), and the first token is never a target
-# (nothing precedes it), so its bytes do not count either.
+# That is the size an arithmetic coder driven by the model would compress the text to, so it compares with compressors;
+# notebook 3b's loss per character over ln 2 is its bits per byte.
 
 # %%
 val_ids = np.asarray(gpt2_val, dtype=np.int64)
@@ -646,17 +533,9 @@ print(f"training text: {len(train_bytes):,} bytes; the model needs {bits_per_byt
       "xz needs after reading it")
 
 # %% [markdown]
-# The compressors start from nothing; the model and the unigram arrive with what they learned from the training
-# stories. The fair control gives a compressor the same prior: xz after the training text, charged only for the
-# bytes the validation text adds (xz's 64 MiB window holds the training text; zlib's 32 KB window and bzip2's
-# 900 KB blocks cannot). The last line compares the model with that control.
-#
-# The package does this for any text: `tinylm.eval.loss.text_loss(model, tokenizer, text)` encodes the text,
-# scores every token (the first one predicted from an end-of-text token, as a story starts in training), and
-# counts the text's UTF-8 bytes. From a terminal, `python -m tinylm.eval loss --ckpt runs/<run> --text
-# story.txt` does the same for a checkpoint. Score the first validation stories one by one, as standalone
-# texts, and add up their nats and bytes (`tinylm.eval.loss.texts_loss`). The result is close to the split's but not equal: each story is
-# scored without the story before it, and its closing end-of-text token is not a target.
+# The compressors start from nothing; the model and the unigram learned from the training stories. The fair control is
+# xz after the training text (its 64 MiB window holds it), charged only for the bytes the validation text adds.
+# `tinylm.eval.loss.text_loss` scores any text; the first validation stories, scored one by one, come close to the split's figure:
 
 # %%
 EVAL_STORIES = 200
@@ -670,12 +549,9 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
       f"per token, {scored['bits_per_byte']:.3f} bits per byte (the whole split: {bits_per_byte:.3f})")
 
 # %% [markdown]
-# **A published model on the same stories.** Karpathy's [llama2.c](https://github.com/karpathy/llama2.c)
-# publishes Llama-style TinyStories models; the smallest, stories15M (15M parameters, Llama 2's 32,000-token
-# tokenizer), loads into a `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()`, which downloads it once
-# (offline the next cell says so and skips). Scored on the same stories, its bits per byte compare with this
-# model's although the tokenizers differ; but it read far more of TinyStories, on a GPU, and may have seen these
-# very stories in training. (`python -m tinylm.interop import --help` converts its `.bin` file into a checkpoint.)
+# **A published model.** Karpathy's [llama2.c](https://github.com/karpathy/llama2.c) stories15M loads into a
+# `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()` (online once; offline the cell skips). It read far more
+# of TinyStories, maybe these very stories.
 
 # %%
 try:
@@ -691,15 +567,12 @@ if reference is not None:
 # %% [markdown]
 # ## What you learned
 #
-# - A corpus becomes two `uint16` token files with an end-of-text token after each story; a memory map reads
-#   only the pages a batch touches.
-# - A trimmed vocabulary with an `<unk>` penalty keeps the loss per GPT-2 token while a small CPU model needs about
-#   four times fewer FLOPs per token.
+# - A corpus becomes `uint16` token files, an end-of-text token after each story; a memory map reads only what a
+#   batch touches.
+# - A trimmed vocabulary with an `<unk>` penalty keeps the loss per GPT-2 token at a quarter of the FLOPs.
 # - Half of the 51M-parameter model is its embedding, which as the output layer costs half its FLOPs.
-# - Mixed precision computes in 16 bits over fp32 master weights: losses close to fp32's, not equal; bf16 needs
-#   nothing more, fp16 a GradScaler, and a speed-up needs 16-bit matmul units.
-# - Gradient accumulation buys memory, not speed.
-# - Bits per byte compares models with different tokenizers, and a model with a compressor, on the same bytes.
+# - Mixed precision computes in 16 bits over fp32 weights: bf16 needs nothing more, fp16 a GradScaler.
+# - Gradient accumulation buys memory, not speed; bits per byte compares tokenizers and compressors.
 #
 # ## Exercises
 #
@@ -853,7 +726,7 @@ check(test_batch_speed_ratio)
 #
 # Close to 1 means the cores were already fully occupied at a batch of 4: the bigger batch trains no more tokens
 # per second, only with a steadier gradient per step. Close to 4 means a step's fixed cost dominated, and the
-# bigger batch came almost free. Notebook 3's `cpu` recipe was chosen by whole runs on a fixed time budget, which
+# bigger batch came almost free. Notebook 3b's `cpu` recipe was chosen by whole runs on a fixed time budget, which
 # weigh this speed against how much each step learns ([Why the cpu recipes look as they
 # do](README.md#why-the-cpu-recipes-look-as-they-do)).
 # </details>

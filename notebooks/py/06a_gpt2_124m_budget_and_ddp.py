@@ -18,31 +18,28 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/06a_gpt2_124m_budget_and_ddp.ipynb)
 #
-# Notebooks 3 and 5 trained models that fit on a laptop. This notebook and
-# [notebook 6b](06b_gpt2_124m_evaluation.ipynb) are about one that does not: GPT-2 small, 124M parameters,
-# trained on 10 billion tokens of FineWeb-Edu, the recipe of Karpathy's
-# [build-nanogpt](https://github.com/karpathy/build-nanogpt). This one plans that run and runs its machinery at
-# a size that takes seconds: what the run costs, how its data is cut into shards, and how several GPUs train one
-# model, ending with a real two-process run. Notebook 6b evaluates models as the field does (benchmarks, the harness,
-# OpenAI's own GPT-2 weights) and measures `torch.compile` and MFU.
+# Notebooks 3b and 5 trained models that fit on a laptop. This notebook and
+# [notebook 6b](06b_gpt2_124m_evaluation.ipynb) are about one that does not: GPT-2 small (124M parameters)
+# trained on 10B tokens of FineWeb-Edu, the recipe of Karpathy's
+# [build-nanogpt](https://github.com/karpathy/build-nanogpt). This one plans the run and runs its multi-GPU
+# machinery at toy size; 6b evaluates models and measures `torch.compile`
+# and MFU.
 #
 # **What you will learn**
-# - how to budget a training run: parameters, FLOPs per token, `6ND`, GPU-hours at a given MFU, and how
-#   many tokens a model of this size "should" see;
-# - how a 10B-token corpus becomes token shards, and how a loader hands each GPU its own windows of them;
-# - what distributed data parallel (DDP) does on every step (drawn, then checked), how the tokens per step
-#   stay fixed when the number of GPUs changes, and a real 2-process run launched with `torchrun`;
-# - by your own experiment (exercise 3): whether two processes with 4 sequences each train the same model as one
-#   process with 8.
+# - how to budget a run: parameters, FLOPs per token, `6ND`, GPU-hours at a given MFU, and how many tokens
+#   a model "should" see;
+# - how a 10B-token corpus becomes shards, and how a loader gives each GPU its own windows;
+# - what distributed data parallel (DDP) does each step, and a real 2-process `torchrun` run;
+# - by experiment (exercise 3): whether 2 processes × 4 sequences train the same model as 1 process × 8.
 #
 # **Papers and code behind it**: GPT-2 ([Radford et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
 # scaling laws ([Kaplan et al. 2020](https://arxiv.org/abs/2001.08361)), Chinchilla
 # ([Hoffmann et al. 2022](https://arxiv.org/abs/2203.15556)), PaLM's FLOPs count and MFU
 # ([Chowdhery et al. 2022](https://arxiv.org/abs/2204.02311), appendix B), FineWeb-Edu
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
-# and [build-nanogpt](https://github.com/karpathy/build-nanogpt), whose recipe this notebook follows.
+# and [build-nanogpt](https://github.com/karpathy/build-nanogpt).
 #
-# **How long it takes**: a lesson of about 62 minutes (reading, code and the `cpu` run's 17 s, by the course's
+# **How long it takes**: a lesson of about 64 minutes (reading, code and the `cpu` run's 17 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
 # and 14 s of training).
 #
@@ -52,9 +49,8 @@
 # | `cpu` (2-core laptop) | a 2-process run of 100 steps | the last cell prints it |
 # | `gpu` | the same 2-process run, on CPU processes | as on a cpu |
 #
-# The data cells use 120 documents of FineWeb-Edu: the offline mirror's sample when `TINYLM_DATA_MIRROR`
-# is set, otherwise the first 120 documents streamed from Hugging Face (as the track's `smoke` and `cpu`
-# profiles do). The 124M run itself needs GPUs; the commands are at the end.
+# The data cells use 120 FineWeb-Edu documents, from the offline mirror when `TINYLM_DATA_MIRROR` is set,
+# else streamed from Hugging Face. The 124M run itself needs GPUs; its commands are at the end.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -92,9 +88,8 @@ print(f"profile {PROFILE}")
 #
 # ### Parameters
 #
-# GPT-2 small is the default `GPTConfig`: 12 layers, 12 heads, 768 wide, a context of 1,024 tokens and
-# GPT-2's 50,257-token vocabulary. Build it on PyTorch's `meta` device (shapes only, no memory, no
-# arithmetic) and count:
+# GPT-2 small is the default `GPTConfig`: 12 layers, 12 heads, 768 wide, a 1,024-token context and
+# GPT-2's 50,257-token vocabulary. Build it on PyTorch's `meta` device (shapes only, no memory) and count:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -109,9 +104,9 @@ for name, prefix in groups.items():
     print(f"  {name:<38} {count:>12,}  {count / gpt2.num_parameters():6.1%}")
 
 # %% [markdown]
-# 124,439,808 is the number OpenAI's GPT-2 small has. Almost a third of it is the embedding matrix,
-# which the LM head shares. The model the recipe *trains* pads the vocabulary to 50,304 = 786 × 64 rows
-# (notebook 4 explains why); the 47 extra rows are never a target.
+# 124,439,808 is OpenAI's GPT-2 small's count; almost a third is the embedding matrix, shared with the
+# LM head. The recipe *trains* a vocabulary padded to 50,304 = 786 × 64 rows (notebook 4
+# explains why); the 47 extra rows are never a target.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -126,18 +121,16 @@ print(f"vocabulary padded to {padded_cfg.vocab_size:,}: {N:,} parameters (+{N - 
 # %% [markdown]
 # ### FLOPs per token
 #
-# A matmul with a weight matrix costs 2 FLOPs (a multiply and an add) per weight per token in the
-# forward pass, and twice that in the backward pass (the gradient with respect to the input and the
-# gradient with respect to the weight): **6 FLOPs per weight per token**. Attention adds work that has no
-# weights: each token's query meets `T` keys (`2·T·C` FLOPs per layer) and its weights mix `T` values
-# (`2·T·C` more), so forward and backward add `3 × 4·T·C` per layer:
+# A matmul costs 2 FLOPs (a multiply and an add) per weight per token forward, and twice that backward
+# (input and weight gradients): **6 FLOPs per weight per token**. Attention adds work without
+# weights: each query meets `T` keys and mixes `T` values, `2·T·C` FLOPs each per layer, so forward and backward
+# add `3 × 4·T·C` per layer:
 #
 # $$\text{FLOPs per token} = 6\,N_{\text{matmul}} + 12 \cdot L \cdot C \cdot T$$
 #
-# `N_matmul` leaves out the position embedding, which is a table look-up, not a matmul; the token
-# embedding stays in, because as the tied LM head it is a `V × C` matmul. (With a causal mask a token
-# needs only the keys before it, on average `T/2`; the formula counts all `T`, as PaLM's paper and
-# nanoGPT do.) Computed by hand, and by the package's `GPT.flops_per_token()`:
+# `N_matmul` counts the tied token embedding (as the LM head it is a `V × C` matmul) but not the position
+# embedding, a table look-up. A causal mask needs only `T/2` keys on average; the formula counts `T`, as PaLM
+# and nanoGPT do. By hand and by `GPT.flops_per_token()`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -152,20 +145,19 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 # %% [markdown]
 # ### Tokens, FLOPs and GPU-hours
 #
-# The recipe trains on 2¹⁹ = 524,288 tokens per optimizer step (`total_batch_tokens`: 512 sequences of
-# 1,024 tokens) for 19,073 steps: 10 billion tokens, one pass over FineWeb-Edu's `sample-10BT`. The
-# rule of thumb for the total is **6ND** (Kaplan et al. 2020): 6 FLOPs per parameter per token, times N
-# parameters, times D tokens. Here N is every parameter, the tied embedding included, as Chinchilla counts; Kaplan's
-# N leaves the embeddings out (the cell prints both). Dividing by what a GPU delivers turns FLOPs into time:
+# The recipe takes 19,073 steps of 2¹⁹ = 524,288 tokens (`total_batch_tokens`: 512 sequences of 1,024): 10B
+# tokens, one pass over FineWeb-Edu's `sample-10BT`. The total is about **6ND** FLOPs (Kaplan et al. 2020) for N
+# parameters and D tokens. Our N counts every parameter, the tied embedding
+# too, as Chinchilla does; Kaplan's leaves out the embeddings. Time is FLOPs over what
+# the GPU delivers:
 #
 # $$\text{GPU-hours} = \frac{\text{FLOPs}}{\text{MFU} \times \text{peak FLOP/s} \times 3600}$$
 #
-# An H100 (SXM) peaks at 989.5 TFLOP/s for dense bf16 matmuls. A real run turns a fraction of that peak into
-# training, its **model FLOPs utilisation** (MFU: the model's FLOPs per second over the peak; notebook 6b
-# shows how the trainer measures it). The example below assumes 40%: it is **arithmetic, not a measurement**. Beside
-# it, what one H100 measured for the 124M step ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md)):
-# compiled, it came near the assumption (36.1%); eager, at under half of it (17.8%). What it means in wall-clock time and money is
-# in [Running on a GPU](README.md#running-on-a-gpu).
+# An H100 (SXM) peaks at 989.5 TFLOP/s in dense bf16. The fraction of the peak a run achieves is its
+# **model FLOPs utilisation** (MFU; notebook 6b shows how it is measured). The 40% below is **assumed, not
+# measured**. One H100 measured the 124M step ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md))
+# at 36.1% compiled (`torch.compile`, notebook 6b) and 17.8% eager. Time and money:
+# [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -188,13 +180,12 @@ for name, ms in MEASURED_MS.items():
           f"{model_124m.flops_per_token() * tokens_per_s / H100_PEAK:.1%} MFU: {D / tokens_per_s / 3600:.1f} hours")
 
 # %% [markdown]
-# Each measured step includes an AdamW update, which the recipe makes once per 32 such micro-batches, so these
-# hours are a slight overestimate.
+# Each measured step includes an AdamW update, which the recipe makes only once per 32 such micro-batches:
+# a slight overestimate.
 #
-# Eight GPUs spend the same GPU-hours as one; they deliver them eight times sooner. Two things the
-# arithmetic leaves out. Evaluation: the trainer scores the *whole* validation shard (100M tokens when prepared from
-# Hugging Face) every `eval_interval` steps, a forward pass only, about a third of the training FLOPs per
-# token:
+# Eight GPUs spend the same GPU-hours as one, eight times sooner. The arithmetic omits two costs. First,
+# evaluation: every `eval_interval` steps the trainer scores the *whole* validation shard (100M tokens from
+# Hugging Face), forward only, about a third of the training FLOPs per token:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -207,20 +198,17 @@ every_250 = (gpu_train_cfg.max_steps // 250 + 1) * val_tokens_hf * model_124m.fl
 print(f"every 250 steps it would be {every_250 / flops_total:.0%}")
 
 # %% [markdown]
-# That is why the recipe evaluates every 1,000 steps rather than build-nanogpt's 250. At 250, build-nanogpt's
-# validation loss costs far less than that, because it does not score its whole split: it is the mean over 20
-# batches of 64 × 1,024 tokens per GPU, read from the start of its validation shard. A shorter validation split
-# like that saves most of the cost, at the price of an estimate from fewer tokens. The other thing the arithmetic leaves out is the time
-# outside the training steps: the start-up (loading data, building the model), the evaluations' own wall-clock time,
-# checkpoints. MFU as
-# the trainer logs it leaves that time out too, since it divides by the seconds of the optimizer steps alone; what
-# it does show is whatever slows the steps themselves, such as waiting for data or for the all-reduce.
+# Hence every 1,000 steps, not build-nanogpt's 250. build-nanogpt pays far less per evaluation: it averages
+# 20 batches of 64 × 1,024 tokens per GPU from the start of its validation shard, an estimate from fewer tokens.
+# Second, the time outside the training steps (start-up, evaluations, checkpoints), which the logged MFU also
+# leaves out: it counts only the optimizer steps' seconds, so it shows what slows the steps themselves, such as
+# waiting for data or for the all-reduce.
 #
 # ### How many tokens for 124M parameters?
 #
 # Kaplan et al. fitted how the loss falls with parameters, data and compute. Hoffmann et al. ("Chinchilla")
-# asked which split of a fixed compute budget between N and D gives the lowest loss, and found about
-# **20 tokens per parameter**. The recipe's 10B tokens are many more than that:
+# asked which split of a fixed compute budget between N and D gives the lowest loss: about
+# **20 tokens per parameter**. The recipe uses far more:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -230,24 +218,19 @@ print(f"compute-optimal for {N / 1e6:.0f}M parameters (20 tokens each): {chinchi
 print(f"the recipe: {D / 1e9:.1f}B tokens, {D / N:.0f} tokens per parameter, {flops_6nd / (6 * N * chinchilla_tokens):.1f}x those FLOPs")
 
 # %% [markdown]
-# By Chinchilla's rule the recipe's compute would reach a lower loss with a larger model trained on fewer
-# tokens. A small model that has read more is still the better buy when the model will be *run* a lot: it
-# costs less per generated token. GPT-2 small on 10B tokens is also simply the budget build-nanogpt chose,
-# and the one whose published results a run of this recipe is compared with.
+# By that rule the same compute would reach a lower loss with a larger model on fewer tokens. A small model that
+# has read more still wins when it will be *run* a lot, being cheaper per generated token; and 124M on 10B
+# tokens is build-nanogpt's budget, whose published results this recipe is compared with.
 #
 # ## The data: FineWeb-Edu in shards
 #
-# 10B tokens are 20 GB as `uint16`: too much for one file that every process reads whole, and too long to
-# tokenize without a way to resume. `python -m tinylm.prepare --track gpt2-124m --profile gpu` streams the
-# documents, tokenizes them with GPT-2's BPE in worker processes, and writes the token stream in **shards** of
-# 100M tokens (200 MB) each. An end-of-text token goes **before** every document, so the model learns that
-# what follows it is a new document. Notebook 5 put it **after** each story instead: two conventions for the same
-# separator (build-nanogpt's `fineweb.py` puts it before each document; notebook 5's preparation puts it after each
-# story), which agree wherever documents follow one
-# another: either way one end-of-text token stands between two documents. The first shard is the validation split, the rest are training shards;
-# after each shard, `progress.json` records how far into the document stream it got, so an interrupted
-# preparation resumes where it stopped. Here: the track's `cpu` preparation, 120 documents of the same
-# `sample-10BT` in shards of 20,000 tokens.
+# 10B tokens are 20 GB as `uint16`: too much for one file, and too long to tokenize without resuming.
+# `python -m tinylm.prepare --track gpt2-124m --profile gpu` streams the documents, tokenizes them with GPT-2's
+# BPE, and writes **shards** of 100M tokens (200 MB). As in build-nanogpt, an end-of-text
+# token goes **before** each document, marking what follows as new; notebook 5 puts it after each story, and
+# between two documents both give one such token. The first shard is validation, the rest training;
+# `progress.json`, written after each shard, lets an interrupted preparation resume. Here: 120 documents in shards
+# of 20,000 tokens.
 
 # %%
 folder = track.prepare("cpu").folder  # 120 documents, whatever PROFILE is; a progress bar when it tokenizes
@@ -266,17 +249,14 @@ for shard in progress["shards"]:
           f"the first token is {first}")
 
 # %% [markdown]
-# The stream runs on across shard boundaries: a shard ends where it is full, in the middle of a document,
-# and the next shard continues that document.
+# The stream runs across shard boundaries: a full shard ends mid-document and the next continues it.
 #
-# `ShardedWindowLoader` cuts every training shard into windows of `block_size + 1` tokens at offsets that are
-# multiples of `block_size`, and defines **one global, seeded sequence** of them (shards in a shuffled order,
-# each shard's windows shuffled, epoch after epoch). A cursor counts the windows all ranks have consumed
-# together: on each call rank `r` of `W` takes windows `[cursor + r·B, cursor + (r+1)·B)`, and every rank moves
-# the cursor by `W·B`. So no two ranks read the same window, together they read exactly the windows one process
-# with a batch of `W·B` would, and the loader's state (the cursor) says nothing about `W`: a run checkpointed on
-# 2 GPUs resumes on 1 or on 4 (the package's tests check both, in `tests/test_shards.py`). Rank 0's and rank 1's
-# windows, taken by hand from that rule and from the loader:
+# `ShardedWindowLoader` cuts each training shard into windows of `block_size + 1` tokens at multiples of
+# `block_size`, in **one global, seeded order** (shards and each shard's windows shuffled, epoch after epoch). A cursor counts the windows all ranks have consumed: rank `r` of `W` takes windows
+# `[cursor + r·B, cursor + (r+1)·B)`, and every rank advances it by `W·B`. No two ranks read the same window,
+# together they read what one process with a batch of `W·B` would, and the cursor does not depend on `W`, so a
+# run checkpointed on 2 GPUs resumes on 1 or 4 (`tests/test_shards.py` checks both). Both ranks'
+# windows, by the rule and from the loader:
 
 # %%
 BLOCK, BATCH = 32, 4
@@ -302,21 +282,17 @@ print(f"{ranks[0].windows_per_epoch:,} windows per epoch in {len(ranks[0].files)
 # %% [markdown]
 # ## Distributed data parallel
 #
-# `torchrun --nproc_per_node=8 -m tinylm.train gpt2-124m` starts eight copies of the same program, one
-# per GPU, and tells each its `RANK` and the `WORLD_SIZE` through environment variables.
-# `tinylm.distributed.init_distributed()` reads them and joins the process group (NCCL between GPUs,
-# gloo between CPU processes). Then every rank:
+# `torchrun --nproc_per_node=8 -m tinylm.train gpt2-124m` starts eight copies of the program, one per GPU,
+# passing `RANK` and `WORLD_SIZE` as environment variables; `tinylm.distributed.init_distributed()` reads them
+# and joins the process group (NCCL between GPUs, gloo between CPU processes). Then every rank:
 #
-# 1. builds the model from the same seed, so all copies start identical (DDP also broadcasts rank 0's
-#    weights when it wraps the model, to be sure);
-# 2. draws **its own** micro-batches from the loader above;
-# 3. runs forward and backward on them, giving gradients of its own batches;
-# 4. **all-reduces** the gradients: every rank ends up with their average over all ranks, which is the
-#    gradient of the whole global batch. DDP does this during `backward`, bucket by bucket, overlapping
-#    the communication with the rest of the backward pass (Li et al. 2020, the paper on PyTorch's DDP, describe
-#    the buckets and the overlap);
-# 5. steps its own AdamW with that averaged gradient. Same weights, same gradient, same update: the
-#    copies stay identical without ever sending weights.
+# 1. builds the model from the same seed (DDP also broadcasts rank 0's weights), so all copies start identical;
+# 2. draws **its own** micro-batches from the loader;
+# 3. runs forward and backward on them;
+# 4. **all-reduces** the gradients: every rank gets their average, the gradient of the whole global batch.
+#    DDP does this during `backward`, bucket by bucket, overlapping communication with computation
+#    (Li et al. 2020);
+# 5. steps its own AdamW. Same weights, gradient and update keep the copies identical without sending weights.
 #
 # One optimizer step with four ranks:
 
@@ -357,10 +333,9 @@ def draw_ddp(ranks: int = 4):
 draw_ddp()
 
 # %% [markdown]
-# Only gradients travel, once per step; after the start the weights never do. Rank 0 alone writes logs and
-# checkpoints. The averaged gradient of step 4 really is the big batch's gradient, because the loss is a mean:
-# the mean over 8 sequences is the average of two means over 4. Check it with a small model (the smoke recipe's,
-# trained below) and the two ranks' next batches:
+# Only gradients travel; rank 0 alone writes logs and checkpoints. The averaged gradient is the big batch's
+# because the loss is a mean: the mean over 8 sequences is the average of two means over 4. Check it on the
+# smoke recipe's model (trained below) with the two ranks' next batches:
 
 # %%
 smoke_preset, smoke_train_cfg = track.recipe("smoke")
@@ -386,11 +361,9 @@ print(f"max |averaged - whole-batch| gradient: {(all_reduced - whole).abs().max(
 # %% [markdown]
 # ### `no_sync`: one all-reduce per optimizer step
 #
-# GPT-2's recipe wants 524,288 tokens per optimizer step, far more than fit in one GPU's memory at once, so
-# each rank accumulates the gradients of several micro-steps before stepping (gradient accumulation, built in
-# notebook 3). An all-reduce after every micro-step would be wasted traffic, since only the sum matters, so the
-# trainer wraps all micro-steps but the last in DDP's `no_sync()`, and the gradients travel once per optimizer
-# step (from `Trainer._accumulate_gradients`, `tinylm/train/trainer.py`):
+# 524,288 tokens do not fit in one GPU's memory, so each rank accumulates gradients over several
+# micro-steps (notebook 3a). Only the sum matters, so the trainer skips the all-reduce on all micro-steps but the
+# last with DDP's `no_sync()` (`Trainer._accumulate_gradients`, `tinylm/train/trainer.py`):
 #
 # ```python
 # last = micro_step == self.grad_accum_steps - 1
@@ -401,18 +374,14 @@ print(f"max |averaged - whole-batch| gradient: {(all_reduced - whole).abs().max(
 #     self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
 # ```
 #
-# `loss` is the mean over the micro-batch's `count` targets, so `loss * count` is their sum. `step_count` is the
-# number of targets in the whole step, every micro-batch of every rank (one all-reduce adds them up before the
-# first micro-step), so after dividing by it the terms of all micro-steps and all ranks add up to the step's mean
-# loss. DDP's all-reduce, though, *averages* the ranks' gradients, dividing their sum by the number of ranks; the
-# factor `self.world.size` undoes that division. Every rank ends up with the gradient of the mean loss over every
-# target of the step. When every position is a target, as in these windows of FineWeb-Edu, the factor comes to
-# `1 / grad_accum_steps`: notebook 3's division by `k`. `scaler.scale` multiplies by fp16's loss scale, and passes
-# the loss through unchanged in bf16 or fp32.
+# `loss` is the mean over `count` targets, so `loss * count` is their sum. `step_count` counts the step's targets
+# over every micro-batch and rank (one all-reduce totals it before the first micro-step), so the terms add up to
+# the step's mean loss. DDP *averages* over ranks; the factor `self.world.size` undoes that. When every position
+# is a target, the factor is `1 / grad_accum_steps`, notebook 3a's division by `k`. `scaler.scale` applies fp16's
+# loss scale and passes the loss unchanged in bf16 or fp32.
 #
-# The recipe fixes the tokens per step, `total_batch_tokens`, not the number of micro-steps; those
-# follow from how many processes share the work:
-# `accumulation = total_batch_tokens / (batch_size × block_size × processes)`. By hand, against the package's
+# The recipe fixes the tokens per step; the micro-steps follow from the number of processes:
+# `accumulation = total_batch_tokens / (batch_size × block_size × processes)`. By hand, against
 # `TrainConfig.accumulation_steps`:
 
 # %%
@@ -433,17 +402,13 @@ print(f"16 GPUs with --batch-size 32: {smaller.accumulation_steps(gpu_preset.blo
 # %% [markdown]
 # ### A real 2-process run
 #
-# The same command that trains on eight GPUs runs here with two CPU processes and the gloo backend.
-# It uses the `smoke` recipe in every profile of this notebook (a 2-layer, 32-wide model with GPT-2's
-# vocabulary, nearly all of its parameters embedding), because this is a demonstration of the
-# mechanics, not a training run, and on CPU processes even where a GPU is present (two processes on one
-# GPU would both claim it). `OMP_NUM_THREADS=1` gives each process one thread, so two processes share two
-# cores instead of fighting over them. `torch.distributed.run` is `torchrun` under another name. The run folder
-# holds the checkpoint that `python -m tinylm.eval` scores.
+# The eight-GPU command runs here with two CPU processes and gloo, on CPU even beside a GPU (two processes would
+# both claim it). Every profile uses the `smoke` recipe, a 2-layer, 32-wide model with GPT-2's vocabulary,
+# nearly all embedding: this shows the mechanics, not training. `OMP_NUM_THREADS=1` lets the two processes share
+# two cores without fighting (`torch.distributed.run` is `torchrun`).
 #
-# **Predict, then run.** Both processes train, but how many lines of training log will you see, and how
-# many run folders will there be? And the header line will say `4 x 1 x 2 sequences of 32 per step`:
-# what is each of the three numbers?
+# **Predict, then run.** Both processes train: how many lines of training log will you see, and how many run
+# folders? The header will say `4 x 1 x 2 sequences of 32 per step`: what is each number?
 
 # %%
 DDP_STEPS = 10 if PROFILE == "smoke" else 100
@@ -469,12 +434,10 @@ if result.stderr.strip():
     print(f"\n({len(result.stderr.splitlines())} lines of torchrun's own warnings and logs on stderr, not shown)")
 
 # %% [markdown]
-# The header line says it: `4 x 1 x 2 sequences of 32 per step`, 4 sequences per micro-batch, 1 micro-step,
-# 2 processes. Only rank 0 printed, and only rank 0 wrote the run folder. The `final step` line's HellaSwag score
-# rests on 8 examples: its 95% interval, printed beside it (0.14-0.69), holds both chance (one in four) and GPT-2
-# 124M's 29.55% as build-nanogpt publishes it (on the official file; these 8 come from the mirror's substitute), so
-# it tells this model from neither (only more examples narrow the interval). Its
-# `metrics.jsonl`, drawn:
+# `4 x 1 x 2`: 4 sequences per micro-batch, 1 micro-step, 2 processes. Only rank 0 printed and wrote a run
+# folder. The HellaSwag score rests on 8 examples of the mirror's substitute; its 95% interval (0.14-0.69) holds
+# both chance (one in four) and build-nanogpt's 29.55% for GPT-2 124M (official file), so it tells this model
+# from neither. Its `metrics.jsonl`, drawn:
 
 # %%
 records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -501,22 +464,19 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The loss begins near the uniform guess, ln 50,257 ≈ 10.8 (10.59 at the first record, step 5). Given more steps (the `cpu` profile runs 100)
-# it falls as the model learns which tokens are frequent; a few tens of thousands of tokens cannot teach a
-# 50,257-token vocabulary much more than that. What the output shows is the mechanics: one command started two
-# processes (the header counts them), one of them printed the log, and one run folder holds the checkpoints. It
-# does not show the two replicas staying identical: that follows from their common start and the averaged
-# gradient, checked above for one step, and exercise 3 tests what it implies.
+# The loss starts near the uniform guess, ln 50,257 ≈ 10.8 (10.59 at step 5), and falls as the model learns
+# which tokens are frequent, about all that a few tens of thousands of tokens can teach.
+# The output shows the mechanics (two processes, one log, one run folder), not that the replicas stay
+# identical: that follows from their common start and the averaged gradient checked above, and exercise 3 tests
+# what it implies.
 #
-# *Are two processes faster than one?* On a GPU cluster each process has its own GPU, and throughput grows
-# almost linearly with their number, less the part of the all-reduce that the backward pass cannot hide (Li et
-# al. 2020 report near-linear scaling of PyTorch's DDP on 256 GPUs). On two shared CPU cores, two processes
-# split the same cores that one process with two threads would use, so this notebook does not time one against
-# the other. Whether they compute the same thing is exercise 3.
+# *Are two processes faster?* With a GPU each, throughput grows almost linearly, less the all-reduce time the
+# backward pass cannot hide (Li et al. 2020: near-linear on 256 GPUs). Here the two split the cores one
+# two-threaded process would use, so this notebook does not time them.
 #
 # ## Running it for real
 #
-# Prepare the data once (about 20 GB of shards), then train on one GPU, eight, or two machines of eight:
+# Prepare the data once (about 20 GB), then train on one GPU, eight, or two machines of eight:
 #
 # ```bash
 # python -m tinylm.prepare --track gpt2-124m --profile gpu
@@ -527,21 +487,19 @@ plt.show()
 #     -m tinylm.train gpt2-124m --batch-size 32
 # ```
 #
-# On 2 × 8 GPUs the recipe's batch of 64 does not divide (the error above), hence `--batch-size 32`. A run
-# checkpointed on one number of GPUs resumes on another with `--resume` (with a `--batch-size` for which
-# 524,288 tokens per step split evenly over the GPUs), because the loader's state does not depend on it.
-# `python -m tinylm.eval core --ckpt runs/gpt2-124m-gpu` scores the result on CORE (notebook 6b).
+# On 2 × 8 GPUs the batch of 64 does not divide (the error above), hence `--batch-size 32`. The loader's state
+# does not depend on the GPU count, so `--resume` continues on another number (with a `--batch-size` that splits
+# 524,288 tokens per step evenly). `python -m tinylm.eval core --ckpt runs/gpt2-124m-gpu` scores the result on
+# CORE (notebook 6b).
 #
 # ## What you learned
 #
-# - A training run is budgeted before it starts: FLOPs per token (`6N` plus attention), times the tokens
-#   `D`, divided by the GPU's peak times the MFU. GPT-2 124M on 10B tokens is hours on one H100 at 40% MFU,
-#   far past Chinchilla's 20 tokens per parameter.
-# - FineWeb-Edu becomes `uint16` shards with an end-of-text token before each document; one global,
-#   seeded sequence of windows gives every rank its own share and lets a run resume on another number of GPUs.
-# - DDP keeps one replica per GPU: each computes gradients on its own micro-batches, one all-reduce
-#   averages them, and identical updates keep the replicas identical; `no_sync` limits the traffic to
-#   once per optimizer step, and the tokens per step stay fixed as the GPUs change.
+# - Budget first: FLOPs per token (`6N` plus attention) × `D` tokens ÷ (peak × MFU). GPT-2 124M on 10B tokens is hours on one H100 at 40% MFU, far past Chinchilla's 20 tokens per
+#   parameter.
+# - FineWeb-Edu becomes `uint16` shards with an end-of-text token before each document; one global, seeded
+#   window order gives every rank its share and lets a run resume on another number of GPUs.
+# - DDP keeps a replica per GPU: own micro-batches, gradients averaged by one all-reduce, identical updates;
+#   `no_sync` makes that once per optimizer step, and the tokens per step stay fixed as the GPUs change.
 
 # %% [markdown]
 # ## Exercises

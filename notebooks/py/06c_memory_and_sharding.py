@@ -18,31 +18,27 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/06c_memory_and_sharding.ipynb)
 #
-# [Notebook 6a](06a_gpt2_124m_budget_and_ddp.ipynb) counted a training run in FLOPs and trained with DDP, which
-# keeps the whole model, its gradients and AdamW's state on every GPU. This notebook counts the same run in
-# bytes, and then takes the three ways the field spends less of them: recomputing activations, attention that
-# never holds its (T, T) matrix, and sharding the model's state over the processes. Everything runs on a laptop,
-# the sharded runs as 2 CPU processes talking through gloo.
+# [Notebook 6a](06a_gpt2_124m_budget_and_ddp.ipynb) counted a training run in FLOPs and trained it with DDP, which
+# keeps the whole model, its gradients and AdamW's state on every GPU. Here we count the same run in bytes and take
+# three ways to spend fewer: recomputing activations, attention without its (T, T) matrix, and sharding the model's
+# state, all on a laptop.
 #
 # **What you will learn**
-# - where a training step's memory goes (weights, gradients, AdamW's moments, activations block by block, the
-#   logits), counted by hand and checked against what the profiler measures;
-# - activation checkpointing: the memory it saves and the time it costs, measured;
-# - FlashAttention's idea: the online softmax, a tiled forward and a backward that recomputes, equal to PyTorch's
-#   attention, with memory linear in the context, and why the fused GPU kernel is fast;
-# - ZeRO-1 built from scratch, FSDP used through the `--fsdp` option of `tinylm.train`, and what each rank then
-#   holds;
+# - where a training step's memory goes, counted by hand and checked against the profiler;
+# - activation checkpointing's memory saving and time cost, measured;
+# - FlashAttention's online softmax, tiling and recomputation, and why the fused GPU kernel is fast;
+# - ZeRO-1 built from scratch, FSDP through `--fsdp`, and what each rank holds;
 # - by your own experiment (exercise 2): how checkpointing's saving depends on the vocabulary.
 #
-# **Papers and code behind it**: activation checkpointing ([Chen et al. 2016](https://arxiv.org/abs/1604.06174)),
-# FlashAttention ([Dao et al. 2022](https://arxiv.org/abs/2205.14135)) and FlashAttention-2
+# **Papers and code**: activation checkpointing ([Chen et al. 2016](https://arxiv.org/abs/1604.06174)),
+# FlashAttention ([Dao et al. 2022](https://arxiv.org/abs/2205.14135)), FlashAttention-2
 # ([Dao 2023](https://arxiv.org/abs/2307.08691)), the online softmax
 # ([Milakov & Gimelshein 2018](https://arxiv.org/abs/1805.02867)), ZeRO
 # ([Rajbhandari et al. 2020](https://arxiv.org/abs/1910.02054)), PyTorch FSDP
-# ([Zhao et al. 2023](https://arxiv.org/abs/2304.11277)), and Stanford CS336's
-# [assignment 2](https://github.com/stanford-cs336/assignment2-systems), which builds the same pieces.
+# ([Zhao et al. 2023](https://arxiv.org/abs/2304.11277)); Stanford CS336's
+# [assignment 2](https://github.com/stanford-cs336/assignment2-systems) builds the same pieces.
 #
-# **How long it takes**: a lesson of about 77 minutes (reading, code and the `cpu` run's 93 s, by the course's
+# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 93 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per experiment,
 # and 7 s of training).
 #
@@ -91,10 +87,9 @@ print(f"profile {PROFILE}; CPU kind {torch.backends.cpu.get_cpu_capability()}, {
 # %% [markdown]
 # ## Where a step's memory goes
 #
-# Take notebook 5's `cpu` story model (4 blocks, 128 wide, a context of 128, 6,912 tokens in its vocabulary) at its
-# batch of 16 sequences, in fp32. Three things are sized by the parameters alone: the weights (4 bytes each), their
-# gradients (4) and AdamW's two moments (8): **16 bytes per parameter**. Everything else is sized by the tokens of
-# the batch: what the forward pass keeps for the backward pass.
+# Take notebook 5's `cpu` story model (4 blocks, 128 wide, context 128, vocabulary 6,912) at its batch of 16 sequences,
+# in fp32. The parameters alone size three things: weights (4 bytes each), gradients (4) and AdamW's two moments (8),
+# **16 bytes per parameter**. The batch's tokens size the rest: what the forward pass keeps for the backward pass.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -106,9 +101,9 @@ print(f"{P:,} parameters: weights {4 * P / 1e6:.1f} MB, gradients {4 * P / 1e6:.
 print(f"a batch of {BATCH} x {config.block_size} = {tokens:,} tokens")
 
 # %% [markdown]
-# What does one block keep? Autograd saves, for each operation, the tensors its backward pass needs: a matmul its
-# input, GELU its input, LayerNorm its input and each row's mean and 1/std, attention q, k, v, its output and a
-# log-sum-exp per row. PyTorch lets us watch: `saved_tensors_hooks` calls a function on every tensor saved.
+# What does a block keep? For each operation autograd saves what its backward needs: a matmul its input, GELU its
+# input, LayerNorm its input and each row's mean and 1/std, attention q, k, v, its output and a log-sum-exp per row.
+# `saved_tensors_hooks` lets us watch every tensor saved.
 
 # %%
 def saved_by(module, *inputs) -> list[tuple[str, tuple, int]]:
@@ -137,15 +132,12 @@ block_bytes = sum(nbytes for _, _, nbytes in saved)
 print(f"one block keeps {block_bytes / tokens:,.0f} bytes per token ({block_bytes / 1e6:.1f} MB for the batch)")
 
 # %% [markdown]
-# Two rows need a word. q, k and v are views of c_attn's one output, so the row with q's shape counts that whole
-# storage, 3C numbers per token; and attention's CPU kernel writes its output with the heads already side by side,
-# so c_proj reads it without a copy and has no row of its own.
+# q, k and v are views of c_attn's one output, so q's row counts that whole storage, 3C numbers per token. Attention's
+# output has no row: the CPU kernel writes the heads side by side for c_proj to read without a copy.
 #
-# In numbers per token, with C = 128 channels and 4 heads, all fp32: the block's input and the residual stream
-# after attention (the norms' inputs, C each, plus 2 statistics), the two norms' outputs (C each), q, k and v (3C),
-# attention's output (C) and its 4 log-sum-exps, and the MLP's hidden values before and after GELU (4C each):
-# 16C + 8 numbers. Write that count as a function and check it against the package's account, which does the same
-# for every block family:
+# Per token (C = 128, 4 heads) that makes 16C + 8 numbers: 2(C + 2) for the norms' inputs and statistics, 2C for their
+# outputs, 4C + 4 for q, k, v, attention's output and its log-sum-exps, and 8C for the MLP around GELU. Checked against
+# the package's account, which covers every block family:
 
 # %%
 def gpt2_block_bytes_per_token(C: int, n_head: int) -> int:
@@ -162,11 +154,9 @@ print(f"{mine:,} bytes per token per block; x {config.n_layer} blocks x {tokens:
       f"{mine * config.n_layer * tokens / 1e6:.1f} MB")
 
 # %% [markdown]
-# The blocks are not the largest item. The loss turns each position's C numbers into 6,912 logits, and at the start
-# of the backward pass three fp32 tensors of that size are alive at once: the log-softmax (kept by the forward
-# pass), its gradient and the logits' gradient. The whole account, from `tinylm.train.memory.memory_account`, and
-# the same step measured: the profiler records every allocation and free, and the peak of the live bytes is the
-# measurement.
+# The loss is the largest item. It turns each position's C numbers into 6,912 logits, and at the start of the backward
+# pass three fp32 tensors of that size are alive: the log-softmax, its gradient and the logits' gradient. The account,
+# and the step measured (the profiler's peak of live bytes):
 
 # %%
 def measured_step_peak(config, batch_size: int, checkpointing: bool = False) -> int:
@@ -195,14 +185,12 @@ print(f"peak by the account {account.peak / 1e6:.1f} MB; measured {measured / 1e
 assert abs(account.peak / measured - 1) < 0.10
 
 # %% [markdown]
-# The rows do not simply add up: the step peaks at the start of the backward pass, when the activations and the
-# loss's tensors are alive but few gradients exist yet, or as the backward pass works through the blocks (the
-# gradient flowing back: the row "a block's backward"), or at its end, when every gradient exists and the
-# activations are gone; the account takes the largest. ("embedding" is the batch's token ids, 16 KB.) For this
-# model the loss dominates: per token its three tensors hold 12 × 6,912 = 82,944 bytes against the four blocks'
-# 32,896. For GPT-2 124M at the `gpu` recipe's micro-batch of 64 sequences of 1,024 tokens in bf16, the account of
-# an eager step (the recipe compiles, which can fuse the loss's tensors; its vocabulary is padded to 50,304, which
-# the account ignores), since nothing here can measure it:
+# The rows do not simply add up: the step peaks at the start of the backward pass, during it (the row "a block's
+# backward") or at its end, and the account takes the largest. Per token the loss's three tensors hold 12 × 6,912 =
+# 82,944 bytes against the four blocks' 32,896.
+#
+# GPT-2 124M by the account, at the `gpu` recipe's micro-batch of 64 × 1,024 tokens in bf16, an eager step (the recipe
+# compiles, which can fuse the loss's tensors, and pads the vocabulary to 50,304, which the account ignores):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -229,19 +217,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Weights, gradients and AdamW are 2.0 GB; the activations and the loss over GPT-2's 50,257 tokens are thirty times
-# that. At 63.4 GB by the account the recipe's micro-batch fits an 80 GB GPU and twice that micro-batch would not:
-# at this size the batch, not the model, decides what fits.
+# Weights, gradients and AdamW are 2.0 GB; the activations and the loss are thirty times that. At 63.4 GB the
+# micro-batch fits an 80 GB GPU and twice it would not: at this size the batch, not the model, decides what fits.
 #
 # ## Activation checkpointing
 #
-# The blocks' activations can be thrown away and rebuilt. With `GPT.activation_checkpointing` on
-# (`--activation-checkpointing` on the command line), each block runs under `torch.utils.checkpoint`: the forward
-# pass keeps only the block's input, and the backward pass, when it reaches the block, runs its forward again to
-# rebuild what it needs. Memory: one input per block plus one block's activations at a time. Time: one more forward
-# pass of the blocks per step; a backward pass costs about two forwards, so a step is about three, and the extra
-# share is a third of the blocks' share of the forward pass (the head and the loss are not rebuilt). Measure both,
-# plain against checkpointed from the same weights, steps timed in alternating rounds:
+# With `GPT.activation_checkpointing` on (`--activation-checkpointing`), each block runs under
+# `torch.utils.checkpoint`: the forward pass keeps only the block's input, and the backward pass reruns the block to
+# rebuild the rest. Memory: one input per block plus one block's activations. Time: one more forward pass of the
+# blocks. A step is about three forwards (a backward costs two), so the extra is a third of the blocks' share of the
+# forward pass; the head and the loss are not rebuilt. Plain against checkpointed, same weights, alternating rounds:
 
 # %%
 ROUNDS = 3 if PROFILE == "smoke" else 10
@@ -266,18 +251,17 @@ print(f"checkpointing saved {saved_share:.0%} of the peak and cost {cost:+.0%} i
 assert race["losses"]["plain"] == race["losses"]["checkpointed"]
 
 # %% [markdown]
-# The losses are equal: checkpointing changes what is stored, not what is computed. The time it cost is the
-# printed figure, near the arithmetic's (one set of alternating rounds on a shared laptop is noisy). It removed
-# nearly all of the blocks' 67 MB (each block's 1 MB input stays), but that is only a quarter of the peak: the
-# loss's 170 MB, which it does not touch, is most of it (exercise 2 asks how that changes with the vocabulary). For
-# GPT-2 124M above it saves 19 GB of 63.
+# Equal losses: checkpointing changes what is stored, not what is computed. The time cost is near the arithmetic's (one
+# set of rounds on a shared laptop is noisy). It removed nearly all of the blocks' 67 MB (each block's input stays),
+# only a quarter of the peak; the loss's 170 MB is most of it (exercise 2 varies the vocabulary). For GPT-2 124M it
+# saves 19 GB of 63.
 #
 # ## Attention that streams
 #
-# Attention written out (notebook 2a) makes a (T, T) matrix of scores per head, softmaxes it and keeps it for the
-# backward pass: memory quadratic in the context. FlashAttention never makes it whole. Its first idea is the
-# **online softmax**: the softmax of a row can be computed in chunks, keeping a running maximum m and a running sum
-# of exponentials s; when a chunk raises the maximum, everything summed so far is rescaled by exp(m_old − m_new).
+# Attention written out (notebook 2a) keeps a (T, T) matrix per head for the backward pass: memory quadratic in the
+# context. FlashAttention never makes it whole. Its first idea is the **online softmax**: compute a row's softmax in
+# chunks with a running maximum m and a running sum of exponentials s; when a chunk raises the maximum, rescale the sum
+# by exp(m_old − m_new).
 
 # %%
 def online_softmax(scores: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -297,9 +281,9 @@ assert torch.allclose(online_softmax(scores, chunk=16), torch.softmax(scores, di
 print("the online softmax equals torch.softmax")
 
 # %% [markdown]
-# Attention needs the softmax only to weigh the values, so the weighted sum can be corrected the same way as it
-# accumulates: a tile of queries meets the keys and values tile by tile, and only a (tile, tile) block of scores
-# ever exists. With causal attention a query tile stops at the diagonal. One head, written out:
+# Attention uses the softmax only to weigh the values, so the running weighted sum is rescaled the same way. A tile of
+# queries meets the keys and values tile by tile, stopping at the diagonal, and only a (tile, tile) block of scores
+# ever exists. One head:
 
 # %%
 def tiled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tile: int) -> torch.Tensor:
@@ -333,13 +317,12 @@ assert torch.allclose(tiled, sdpa, atol=1e-5) and torch.allclose(tiled, package[
 print(f"tiled attention equals scaled_dot_product_attention: largest difference {(tiled - sdpa).abs().max():.1e}")
 
 # %% [markdown]
-# The backward pass needs the softmax's probabilities P = exp(S − lse), where S = QKᵀ / √hs are the scaled, masked
-# scores. The forward pass keeps each row's log-sum-exp, lse = m + ln s, one number per row, so the backward pass
-# can **recompute** each tile of P when it needs it. With O the output and dO the gradient that arrives at it:
+# The backward pass needs the probabilities P = exp(S − lse), where S = QKᵀ / √hs are the scaled, masked scores.
+# The forward pass keeps each row's log-sum-exp, lse = m + ln s, so the backward pass can **recompute** each tile of
+# P. With O the output and dO its gradient:
 # dV = Pᵀ dO, dS = P ∘ (dO Vᵀ − rowsum(dO ∘ O)), dQ = dS K / √hs, dK = dSᵀ Q / √hs.
-# `tinylm.model.streaming_attention` does this as a `torch.autograd.Function`, with grouped-query heads reading
-# their shared key/value head without copying it. Its gradients against PyTorch's, with 4 query heads sharing 2
-# key/value heads:
+# `tinylm.model.streaming_attention` does this as a `torch.autograd.Function`; grouped-query heads read their shared
+# key/value head without a copy. Against PyTorch, 4 query heads sharing 2 key/value heads:
 
 # %%
 q4 = torch.randn(2, 4, 100, 16, dtype=torch.float64, requires_grad=True)  # (batch, heads, T, hs)
@@ -357,7 +340,7 @@ assert gap < 1e-10
 print(f"dq, dk, dv equal PyTorch's: largest difference {gap:.1e} (float64)")
 
 # %% [markdown]
-# Now the memory of a forward and backward pass as the context grows, 4 heads of 16, measured by the profiler:
+# Memory as the context grows (forward and backward, 4 heads of 16):
 
 # %%
 def attention_memory(attention, context: int) -> int:
@@ -393,18 +376,16 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Doubling the context multiplies the written-out attention's memory by about 4: quadratic. The streaming one's grows
-# by less than 2 per doubling, approaching 2 as the context grows: its per-position tensors (the output, the
-# log-sum-exps, dq, dk and dv) double and its tile-sized buffers do not. That is linear. PyTorch's fused CPU kernel,
-# the same idea in C++, grows unevenly from one doubling to the next but about in proportion to the context over
-# the whole range, and stays far below the written-out version.
+# Per doubling of the context, the written-out version's memory grows about 4x: quadratic. The streaming one's grows by
+# less than 2, approaching 2, since its per-position tensors double and its tile buffers do not: linear. PyTorch's
+# fused CPU kernel grows unevenly per doubling but about in proportion over the whole range, far below the written-out
+# one.
 #
-# **Why the fused kernel is fast.** On a GPU, matmuls are cheap and memory traffic is dear. An H100 SXM does
-# 989.5 dense bf16 TFLOP/s and moves 3.35 TB/s from its HBM, so a kernel that does fewer than about 295 FLOPs per
-# byte it moves waits on memory. Count per (query, key) pair with a head size of 64: the scores and the weighted sum
-# are 4 · 64 = 256 FLOPs. Written out, the (T, T) scores go to HBM and back, then the probabilities go to HBM and
-# back: at least 8 bytes per pair in bf16 (more where the softmax runs in fp32). Fused, each tile of 128 queries reads every key and value once from HBM
-# into on-chip memory: 2 · 64 · 2 bytes per key, shared by 128 queries, 2 bytes per pair.
+# **Why the fused kernel is fast.** On a GPU, memory traffic is dear. An H100 SXM does 989.5 dense bf16 TFLOP/s and
+# moves 3.35 TB/s from its HBM, so a kernel doing fewer than about 295 FLOPs per byte waits on memory. With a head size
+# of 64, a (query, key) pair costs 4 · 64 = 256 FLOPs (scores and weighted sum). Written out, the scores and then the
+# probabilities go to HBM and back: at least 8 bytes per pair in bf16. Fused, a tile of 128 queries reads each key and
+# value (2 · 64 · 2 bytes) once into on-chip memory: 2 bytes per pair.
 
 # %%
 H100_BF16_FLOPS, H100_HBM_BYTES_PER_S = 989.5e12, 3.35e12  # NVIDIA's H100 SXM datasheet (notebooks/SOURCES.md)
@@ -419,25 +400,21 @@ print(f"written out: {flops_per_pair / written_bytes:.0f} FLOPs per byte; fused:
       f"so at most {flops_per_pair / fused_bytes / balance:.0%} of the peak by this count")
 
 # %% [markdown]
-# Both sit below the balance point by this count, which ignores the GPU's caches: tiles of K and V read by one
-# query tile are often still in the L2 cache for the next, so the real traffic is lower. The fused kernel moves a
-# quarter of the bytes, and the written-out version also launches a kernel per operation (matmul, mask, softmax,
-# matmul) and stores the (T, T) matrix for the backward pass. FlashAttention-2 reaches 50 to 73% of the peak of an
-# A100, whose balance point is lower than the H100's (Dao 2023); this notebook's PyTorch loops show only the memory
-# side, since every tile here is a separate kernel launch.
+# Both fall short by this count, which ignores caches: K and V tiles often stay in L2 between query tiles, so real
+# traffic is lower. The fused kernel moves a quarter of the bytes, and skips the written-out version's kernel launch
+# per operation and its stored (T, T) matrix. FlashAttention-2 reaches 50 to 73% of the peak of an A100, whose balance
+# point is lower than the H100's (Dao 2023). Our PyTorch loops show only the memory side: each tile is a separate
+# kernel launch.
 #
 # ## Sharding the state: ZeRO-1
 #
-# DDP (notebook 6a) keeps AdamW's two moments, 8 bytes per parameter, whole on every rank, and every rank computes
-# the same update. ZeRO stage 1 shards them: lay the parameters end to end in one flat vector, cut it into N
-# shards, and let rank r own shard r. A step then **reduce-scatters** the gradients (rank r receives only the
-# average of shard r over the ranks), updates its shard with its own moments, and **all-gathers** the updated
-# shards so every rank has the whole model again. A reduce-scatter followed by an all-gather is how a ring
-# all-reduce is built, so the traffic is DDP's; the moments take 1/N of the memory.
+# Under DDP (notebook 6a) every rank keeps all of AdamW's moments, 8 bytes per parameter, and makes the same update.
+# ZeRO stage 1 shards them: the parameters, end to end in one flat vector, are cut into N shards, and rank r owns shard
+# r. A step **reduce-scatters** the gradients (rank r receives only shard r's average), updates its shard, and
+# **all-gathers** the updated shards. A ring all-reduce is a reduce-scatter then an all-gather, so the traffic is
+# DDP's, and the moments take 1/N of the memory.
 #
-# The arithmetic can be checked in one process by playing N ranks: each "rank" has its own gradient, the
-# reduce-scatter is a sum and a slice, the all-gather a concatenation. AdamW on shards must equal AdamW on the
-# whole:
+# One process playing N ranks checks that AdamW on shards equals AdamW on the whole:
 
 # %%
 def adamw_on_shards(weights, rank_grads, exp_avg, exp_avg_sq, step, lr=1e-3, betas=(0.9, 0.95), eps=1e-8):
@@ -469,9 +446,9 @@ print(f"4 simulated ranks, 3 steps: AdamW on shards equals AdamW on the whole "
       f"(largest difference {(flat - reference.detach()).abs().max():.1e})")
 
 # %% [markdown]
-# `tinylm.train.zero.ZeroAdamW` is the same with real collectives (`dist.reduce_scatter_tensor`,
-# `dist.all_gather_into_tensor`), GPT-2's weight-decay split and gradient clipping over the whole model. In a world
-# of one it is plain AdamW, which we can check here against PyTorch's (the 2-process check is below):
+# `tinylm.train.zero.ZeroAdamW` does the same with real collectives (`dist.reduce_scatter_tensor`,
+# `dist.all_gather_into_tensor`), GPT-2's weight-decay split and gradient clipping over the whole model. In a world of
+# one it is plain AdamW (the 2-process check is below):
 
 # %%
 torch.manual_seed(0)
@@ -494,16 +471,14 @@ print(f"ZeroAdamW in a world of one equals torch.optim.AdamW after 3 steps: larg
 # %% [markdown]
 # ## FSDP: sharding everything
 #
-# ZeRO-1 still keeps every weight and gradient on every rank. Fully sharded data parallelism (FSDP, ZeRO's stage 3)
-# shards those too. Each block becomes a unit whose weights live as 1/N shards; just before the block's forward the
-# ranks **all-gather** its weights, and free them after; the backward pass gathers them again, and the block's
-# gradients are **reduce-scattered** so each rank keeps the average of its own shard. Weights, gradients and moments
-# all take about 1/N per rank; the traffic is 1.5 times DDP's (two all-gathers and a reduce-scatter against a
-# reduce-scatter and an all-gather), and on a GPU the next block's gathering overlaps the current block's compute.
+# FSDP (fully sharded data parallelism, ZeRO's stage 3) shards the weights and gradients too. Each block's weights live
+# as 1/N shards: the ranks **all-gather** them before the block's forward, free them after, gather them again for the
+# backward, and **reduce-scatter** the block's gradients. Each rank holds about 1/N of the weights, gradients and
+# moments, for 1.5 times DDP's traffic (two all-gathers and a reduce-scatter against one of each); on a GPU the next
+# block's gather overlaps the current block's compute.
 #
-# tinylm uses PyTorch's engine for it, FSDP2 (`torch.distributed.fsdp.fully_shard`, `tinylm/train/sharded.py`).
-# `python -m tinylm.bench sharding` starts 2 processes that train the same model from the same weights with DDP,
-# ZeRO-1 and FSDP2, and reports their losses and what rank 0 holds:
+# tinylm uses PyTorch's FSDP2 (`tinylm/train/sharded.py`). `python -m tinylm.bench sharding` trains one model from the
+# same weights in 2 processes with DDP, ZeRO-1 and FSDP2:
 
 # %%
 env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, even beside a GPU
@@ -517,17 +492,14 @@ print(result.stdout.strip())
 print(f"({time.perf_counter() - started:.0f} s, torchrun's own warnings on stderr not shown)")
 
 # %% [markdown]
-# The three losses agree to the printed digits: the three ways compute the same training. Between steps rank 0
-# holds half of AdamW's moments under ZeRO-1 and half of everything under FSDP2. The table counts the parameters,
-# their `.grad` and the optimizer's state at rest: during a step FSDP gathers each unit whole for its forward and
-# backward (the root unit, which holds the tied embedding and head, half of this model, stays gathered from its
-# forward to its backward), DDP keeps its gradients in buckets too, and ZeRO-1 makes flat copies. The times (± is
-# half the range over the rounds) come with their verdict; on two CPU cores a model this small has nothing to gain
-# from sharding, which pays off when the state does not fit one device.
+# The three ways compute the same training. At rest rank 0 holds half of AdamW's moments under ZeRO-1 and half of
+# everything under FSDP2. During a step FSDP gathers each unit whole (the root unit, with the tied embedding and head,
+# half this model, stays gathered from its forward to its backward), DDP keeps its gradients in buckets too, and ZeRO-1
+# makes flat copies. The times (± is half the range over the rounds) come with their verdict: on two CPU cores a model
+# this small gains nothing from sharding, which pays off when the state does not fit one device.
 #
-# The same engine trains a real run: `torchrun ... -m tinylm.train ... --fsdp`. Two runs of the character track's
-# `smoke` shape (a 2-layer model, to keep this short), one with DDP and one with `--fsdp`, 2 processes each, the
-# same steps:
+# `tinylm.train --fsdp` uses the same engine. Two 2-process runs of the character track's `smoke` shape (2 layers), DDP
+# and `--fsdp`, the same steps:
 
 # %%
 STEPS = 20 if PROFILE == "smoke" else 200
@@ -557,29 +529,25 @@ print(f"the sharded run's last.pt: {len(checkpoint['model'])} whole tensors, e.g
       f"transformer.wte.weight {tuple(checkpoint['model']['transformer.wte.weight'].shape)}")
 
 # %% [markdown]
-# The sharded run trains what DDP trains, to float32 rounding, and took longer: per block it gathers the weights
-# before the forward and the backward pass and reduce-scatters the gradients, and for a model this small those
-# collectives, not the arithmetic, are most of a step. Its checkpoint holds whole tensors: the shards are gathered
-# whole and saved by rank 0 as every run is, so `python -m tinylm.sample`, `eval` and `interop export` read it,
-# and it resumes with any number of processes, sharded or not (the tests resume one in 2 processes, bit for bit, and
-# in 1 unsharded). On GPUs, `--fsdp` also keeps the gathered weights in bf16 and reduces gradients in fp32.
+# The sharded run trains what DDP trains, to float32 rounding, and took longer: for a model this small, the per-block
+# gathers and reduce-scatters, with the hooks that run them, cost more than the arithmetic. Its checkpoint holds whole
+# tensors saved by rank 0, as in every run, so `tinylm.sample`, `eval` and `interop export` read it, and it resumes on
+# any number of processes, sharded or not (tested in 2 processes, bit for bit, and in 1 unsharded). On GPUs `--fsdp`
+# also gathers weights in bf16 and reduces gradients in fp32.
 #
-# **Which to use.** DDP while the weights, gradients, moments and a micro-batch's activations fit one device: it
-# is the fastest. Activation checkpointing first when the activations are what does not fit. ZeRO-1 when AdamW's
-# moments tip it over, at DDP's traffic. FSDP when the state itself does not fit (16 bytes per parameter: a 7B model needs 112 GB before any activation). The guide's
-# "Scaling out" has the commands for several GPUs and several machines.
+# **Which to use.** DDP, the fastest, while the state and a micro-batch's activations fit one device. Activation
+# checkpointing first when activations do not fit; ZeRO-1 when AdamW's moments tip it over, at DDP's traffic; FSDP when
+# the state itself does not fit: at 16 bytes per parameter in fp32, a 7B model needs 112 GB before any activation. The
+# guide's "Scaling out" has multi-GPU and multi-machine commands.
 #
 # ## What you learned
 #
-# - A training step holds 16 bytes per parameter (weights, gradients, AdamW's moments) plus what autograd keeps
-#   per token, block by block, plus the loss's (tokens × vocabulary) tensors; the account matches the profiler's
-#   peak, here and in the tests for every block family.
-# - Activation checkpointing keeps one input per block and rebuilds the rest in the backward pass: less memory
-#   for one more forward pass of the blocks.
-# - The online softmax lets attention stream through tiles with memory linear in the context, and the backward
-#   pass recompute its probabilities from one log-sum-exp per row; a fused kernel wins by moving fewer bytes.
-# - ZeRO-1 shards AdamW's moments for DDP's traffic; FSDP shards everything for 1.5 times that traffic; both train
-#   what DDP trains.
+# - A step holds 16 bytes per parameter, autograd's saved tensors per token and block, and the loss's
+#   (tokens × vocabulary) tensors; the account matches the profiler.
+# - Activation checkpointing keeps only the blocks' inputs, for one more forward pass of the blocks.
+# - With the online softmax, tiled attention needs memory linear in the context and its backward recomputes the
+#   probabilities from one log-sum-exp per row; a fused kernel wins by moving fewer bytes.
+# - ZeRO-1 shards AdamW's moments at DDP's traffic, FSDP everything at 1.5 times it; both train what DDP trains.
 
 # %% [markdown]
 # ## Exercises

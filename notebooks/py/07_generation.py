@@ -18,43 +18,33 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/07_generation.ipynb)
 #
-# A trained model gives, for a context, a probability for every possible next token. *Generation* is
-# the loop around it: choose a token (the samplers), append it, ask again without redoing all the work (the
-# key/value cache).
+# A trained model gives, for a context, a probability for every possible next token. *Generation* is the loop around
+# it: choose a token (the samplers), append it, and ask again without redoing all the work (the key/value cache).
 #
 # **What you will learn**
-# - greedy decoding vs sampling, and why greedy text loops;
-# - temperature, from scratch: what dividing the logits does to the distribution, its limits, and how
-#   many tokens the model effectively chooses among at each setting;
-# - top-k and top-p (nucleus), seen on a real next-token distribution;
-# - the repetition penalty, and how it breaks a loop;
-# - the KV cache, drawn, built step by step and checked against the package: prefill, decode, and what
-#   to do when the context is full;
-# - why the cache makes generation fast, measured token by token in interleaved rounds, and where its gain
-#   stops;
-# - batches of prompts of different lengths, streaming, stop strings, and why a text ended;
-# - the samplers and the cache on a published instruct model, SmolLM2-135M-Instruct;
-# - a playground with sliders and an attention viewer.
+# - greedy decoding and why it loops; sampling with temperature, top-k, top-p and the repetition penalty;
+# - the KV cache, built step by step and timed, and where its gain stops;
+# - padded batches, streaming and stop strings;
+# - the samplers and the cache on SmolLM2-135M-Instruct; a playground and an attention viewer.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 123 s, by the course's
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 123 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | tiny models, 60-token timings; SmolLM2, 8 tokens | the last cell prints it |
-# | `cpu` (2 CPU cores) | the models of notebooks 3 and 5, or stand-ins (the committed run used notebook 3's and 5's, see *The models*), 500-token timings in 3 interleaved rounds; SmolLM2, 60 tokens | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
+# | `cpu` (2 CPU cores) | the models of notebooks 3b and 5, or stand-ins (the committed run used notebook 3b's and 5's, see *The models*), 500-token timings in 3 interleaved rounds; SmolLM2, 60 tokens | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Before you start**: this notebook samples from the models notebooks 3 and 5 trained, found in `runs/`. Where
-# they are missing (a fresh Colab machine), it trains a stand-in for each and says so: the `cpu` recipe for 2,000
-# steps (Shakespeare) or 250 (TinyStories), rougher than the full runs. SmolLM2 is imported from its GGUF file (the
-# offline mirror, or one download) unless notebook 6b or 8a left it in `runs/`.
+# **Before you start**: the notebook samples from the models of notebooks 3b and 5 in `runs/`, or, where they are
+# missing, trains rougher stand-ins (the `cpu` recipe for 2,000 or 250 steps) and says so. SmolLM2 comes from its GGUF
+# file unless notebook 6b or 8a left it in `runs/`.
 #
-# **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus (top-p)
-# sampling and why greedy text degenerates ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), the
-# repetition penalty of CTRL ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), and the cost of
-# decoding with a KV cache at scale ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)), SmolLM2
+# **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus sampling and why
+# greedy text degenerates ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), CTRL's repetition
+# penalty ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), decoding with a KV cache at scale
+# ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)), SmolLM2
 # ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
 
 # %%
@@ -74,6 +64,7 @@ import torch
 
 import tinylm
 import tinylm.course.plotting
+from tinylm.course.diagrams import draw_kv_cache
 from tinylm.course.exercises import check
 from tinylm.course.notebooks import find_or_train, real_model
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
@@ -90,14 +81,9 @@ print(f"profile {PROFILE}, device {DEVICE}")
 # %% [markdown]
 # ## The models
 #
-# The Shakespeare model of notebook 3 (characters) and the TinyStories model of notebook 5 (GPT-2
-# tokens). `find_or_train` looks for their runs (notebook 3's and 5's folders, then those of
-# `python -m tinylm.train`) and, when there are none, trains a stand-in and says why.
-#
-# The committed outputs use the `cpu` models of notebooks 3 and 5 (`runs/notebook-03-cpu` and
-# `runs/notebook-05-cpu`, the first and third lines below). Notebook 5's `cpu` model has an output layer that covers
-# only the GPT-2 tokens TinyStories uses, not all 50,257 (notebook 5's trimmed vocabulary), which is why it has so
-# few parameters (the last line).
+# Notebook 3b's Shakespeare model (characters) and notebook 5's TinyStories model (GPT-2 tokens); the committed outputs
+# use their `cpu` runs. Notebook 5's output layer covers only the GPT-2 tokens TinyStories uses, hence its few
+# parameters.
 
 # %%
 model, tokenizer, _ = tinylm.load_model(find_or_train("shakespeare-char", PROFILE), DEVICE)
@@ -108,13 +94,11 @@ print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {sto
 # %% [markdown]
 # ## Greedy decoding and sampling
 #
-# **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic, and it
-# tends to fall into loops: once a phrase is the most likely continuation of what comes before it, it comes
-# back whenever that context does. **Sampling** draws the next token from the model's distribution; a seed
-# makes a draw repeatable.
+# **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic and tends to loop: once
+# a phrase is the most likely continuation of its context, it returns whenever that context does. **Sampling** draws
+# the next token from the model's distribution; a seed makes a draw repeatable.
 #
-# **Predict, then run.** 250 characters from `"ROMEO:\n"`, greedy and then sampled. Will the greedy text
-# stay varied to the end?
+# **Predict, then run.** 250 characters from `"ROMEO:\n"`, greedy then sampled: will the greedy text stay varied?
 
 # %%
 def distinct_4grams(ids: list[int]) -> float:
@@ -130,22 +114,18 @@ for name, options in (("greedy", {"temperature": 0}), ("sampled (temperature 1, 
     print(text)
 
 # %% [markdown]
-# The share of distinct 4-grams (printed above each text) measures repetition: 1.0 means no 4 consecutive
-# characters ever come back. The greedy text keeps returning to the same few phrases: whenever the recent
-# characters look alike, the most likely continuation is the same again (it can drift, since the 64-character
-# context is cropped: *When the context is full*). Holtzman et al. (ICLR 2020) show the same for GPT-2: human text
-# is not the most likely text. A sample wanders and misspells instead.
+# The share of distinct 4-grams measures repetition (1.0: no 4 consecutive characters come back). Greedy keeps
+# returning to a few phrases (it can drift, as the 64-character context is cropped: *When the context is full*);
+# Holtzman et al. show the same for GPT-2: human text is not the most likely text. A sample wanders and misspells
+# instead.
 #
 # ## Temperature
 #
-# Everything a sampler does happens to one vector: the logits `z` of the next token. **Temperature** `T`
-# divides them before the softmax: `p_i = exp(z_i / T) / Σ_j exp(z_j / T)`. `T < 1` stretches the gaps between
-# logits, so the most likely tokens take more of the probability (towards greedy, the limit `T → 0`); `T > 1`
-# shrinks them (towards uniform, `T → ∞`). `T = 1` is the model's own
-# distribution: what it learned, long tail of mistakes included. Notebook 1's exercise 3 wrote this function
-# (`temperature_probs`) on toy rows of logits; here is what it does to a trained model's distribution.
-#
-# A sampler from scratch, checked draw for draw against `tinylm.generate.sampling.choose_next` with the same seeds:
+# Samplers act on the next token's logits `z`. **Temperature** `T` divides them before the softmax: `p_i = exp(z_i / T)
+# / Σ_j exp(z_j / T)`. `T < 1` widens the gaps between logits, towards greedy (`T → 0`); `T > 1` narrows them, towards
+# uniform (`T → ∞`); `T = 1` is the model's own distribution, its long tail of mistakes included. Notebook 1's exercise
+# 3 wrote this (`temperature_probs`) on toy logits. A sampler from scratch, checked draw for draw against
+# `tinylm.generate.sampling.choose_next`:
 
 # %%
 def next_token_logits(model, tokenizer, text: str) -> torch.Tensor:
@@ -175,7 +155,7 @@ for temperature in (0.3, 1.0, 2.5):
 print("100 seeded draws at temperatures 0.3, 1 and 2.5: yours == tinylm's")
 
 # %% [markdown]
-# Here is the distribution after a prompt, for three temperatures:
+# The distribution after a prompt, at three temperatures:
 
 # %%
 top = torch.softmax(logits, -1).topk(12).indices
@@ -191,11 +171,11 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# How spread out is a distribution? Its entropy `H = −Σ p_i ln p_i`, or better `e^H`, the **effective number
-# of choices**: a uniform choice among `n` tokens has `e^H = n`.
+# How spread out is a distribution? Its entropy `H = −Σ p_i ln p_i`, or better `e^H`, the **effective number of
+# choices**: a uniform choice among `n` tokens has `e^H = n`.
 #
-# **Predict, then run.** After this context, among how many characters does the model effectively choose
-# at `T = 1`: about 2, about 10, or about 40? What does `e^H` tend to as `T → 0`, and as `T → ∞`?
+# **Predict, then run.** After this context, among how many characters does the model effectively choose at `T = 1`:
+# about 2, 10 or 40? What does `e^H` tend to as `T → 0`, and as `T → ∞`?
 
 # %%
 temperatures = torch.logspace(-1.5, 1.5, 61)  # 0.03 to 32
@@ -217,19 +197,16 @@ at_one = math.exp(torch.distributions.Categorical(logits=logits).entropy())
 print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 
 # %% [markdown]
-# The printed `e^H` is the number of equally likely characters whose entropy equals the model's at `T = 1`; the
-# tail of short bars adds to it (cutting the tail can only lower e^H). A small model spreads a little probability
-# over many unlikely characters, and a long text visits that tail often; a temperature a little below 1 shrinks it.
-# At both ends the curve flattens at its limits: one choice (greedy) and every character equally likely. The next
-# two samplers cut the tail off instead.
+# The tail of short bars adds to `e^H`: a small model spreads a little probability over many unlikely characters, which
+# a long text visits often; a temperature a little below 1 shrinks it. At the ends the curve flattens at one choice and
+# at every character equally likely. The next two samplers cut the tail off instead.
 
 # %% [markdown]
 # ## Top-k and top-p
 #
-# **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens; **top-p** (the *nucleus*, Holtzman et al., ICLR 2020) keeps the
-# smallest set of most likely tokens whose probabilities add up to at least `p`: few when the model is sure, many
-# when it is not, Holtzman et al.'s argument over top-k. Both set the removed logits to −∞; the softmax
-# renormalises the rest.
+# **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens. **Top-p** (the *nucleus*, Holtzman et al.) keeps the
+# smallest set of most likely tokens holding probability at least `p`: few when the model is sure, many when it is not,
+# the paper's argument over top-k. Both set the removed logits to −∞ before the softmax.
 
 # %%
 probs = torch.softmax(logits, -1)
@@ -246,9 +223,8 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The package applies them in a fixed order: repetition penalty, temperature, top-k, top-p, then a draw
-# (the order of Hugging Face's `generate`). Each is a small function in `tinylm.generate.sampling`; a self-check
-# that top-p keeps exactly the nucleus of this distribution:
+# The package applies, in Hugging Face's order, the repetition penalty, temperature, top-k, top-p, then a draw, each a
+# small function in `tinylm.generate.sampling`. A check that top-p keeps exactly this distribution's nucleus:
 
 # %%
 cumulative_before = probs[probs.argsort(descending=True)].cumsum(0) - probs[probs.argsort(descending=True)]
@@ -259,18 +235,14 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # %% [markdown]
 # ## Repetition, and the penalty that breaks it
 #
-# Greedy text repeats. A measure: the share of distinct 4-grams in the continuation (1.0: nothing
-# repeats). The **repetition penalty** of CTRL (Keskar et al., 2019) divides
-# the logit of every token already in the sequence by the penalty. That makes a positive logit smaller but a
-# negative one larger: a seen token with a negative logit becomes *more* likely. Hugging
-# Face transformers changed it (issue #2302, pull request #2303) to multiply negative logits instead, as tinylm
-# does. Both rules depend on where zero lies, which softmax ignores; subtracting a constant from a seen logit
-# would not. CTRL paired greedy decoding with a penalty
-# a little above 1. It is blunt: it also penalises "the" and ".".
+# CTRL's **repetition penalty** (Keskar et al., 2019) divides the logit of every token already in the sequence by the
+# penalty, which makes a seen token with a negative logit *more* likely; Hugging Face transformers (issue #2302, pull
+# request #2303) and tinylm multiply negative logits instead. Both rules depend on where zero lies, which softmax
+# ignores; subtracting a constant would not. CTRL used greedy decoding with a penalty a little above 1. It is blunt: it
+# also penalises "the" and ".".
 #
-# **Predict, then run.** Greedy continuations of a story prompt, without and with a penalty of 1.3. Which
-# share of distinct 4-grams do you expect without the penalty: near 1, or well below? Will the penalty
-# make the text better, or only different?
+# **Predict, then run.** Greedy story continuations without and with a penalty of 1.3. Without it, will the share of
+# distinct 4-grams be near 1 or well below? Will the penalty make the text better, or only different?
 
 # %%
 loop_prompt = "Once upon a time, there was a little"
@@ -282,12 +254,10 @@ for penalty in (1.0, 1.3):
     print(text)
 
 # %% [markdown]
-# Greedy decoding is deterministic, so the two shares above are one measurement each (without the penalty a
-# quarter of the 4-grams repeat, "mommy, mommy"). A penalty discourages every repeat, including the words a story
-# needs more than once (a name, "the", "."): read the two texts and judge whether it is better or only different.
-# Does a penalty still change the repetition of *sampled* text (temperature 0.5, top-k 40)? An experiment: several
-# seeds per arm and the course's rule (`tinylm.eval.uncertainty.compare`): "told apart" only with at least three
-# seeds per arm and every seed of one arm beating every seed of the other:
+# Greedy decoding is deterministic, so each share is one measurement (without the penalty a quarter of the 4-grams
+# repeat: "mommy, mommy"); read the texts to judge whether the penalty made it better or only different. On *sampled*
+# text (temperature 0.5, top-k 40), several seeds per arm, judged by the course's rule
+# (`tinylm.eval.uncertainty.compare`):
 
 # %%
 PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 6)
@@ -303,62 +273,27 @@ print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1
               metric="distinct 4-grams of sampled text (temperature 0.5, top-k 40)"))
 
 # %% [markdown]
-# At temperature 0.5 sampled text still repeats a little (the distinct 4-grams above, against greedy's 0.76), and the
-# penalty left almost none: told apart by the rule. The greedy pair above shows what breaking a
-# loop does to the text.
+# Sampled text still repeats a little, and the penalty left almost none: told apart by the rule.
 #
 # ## The KV cache, step by step
 #
-# Without a cache, generating token `t+1` runs the model over all `t` tokens again. But in a causal
-# model nothing about the first `t` positions changes when a token is appended: their keys and values
-# are the same as last step. The new token only needs its own query, key and value, and the keys and
-# values of the past. So:
+# Without a cache, generating token `t+1` reruns the model over all `t` tokens. But in a causal model appending a token
+# changes nothing about the first `t` positions: their keys and values stay the same, and the new token needs only its
+# own q, k, v and the past keys and values. So:
 #
-# 1. **prefill**: run the prompt once, and keep every layer's keys and values;
-# 2. **decode**: feed one token; in each layer compute its q, k, v, append k and v to the cache, and
-#    let its single query attend to every cached key.
+# 1. **prefill**: run the prompt once and keep every layer's keys and values;
+# 2. **decode**: feed one token; in each layer compute its q, k, v, append k and v to the cache, and let its one
+#    query attend to every cached key.
 #
-# One layer's cache over three decode steps after a four-token prompt: each step appends one key column
-# and one value column, and the new token's query (orange) reads every key in the cache, its own included.
+# Three decode steps after a four-token prompt, the new query in orange:
 
 # %%
-def draw_kv_cache(ax, prompt_length: int, decoded: int) -> None:
-    """One layer's key and value cache after the prompt (blue) and `decoded` new tokens (the newest orange)."""
-    total = prompt_length + decoded
-    colours = ["tab:blue"] * prompt_length + ["tab:green"] * (decoded - 1) + ["tab:orange"]
-    for row, name in ((1.0, "keys"), (0.0, "values")):
-        for t in range(total):
-            ax.add_patch(plt.Rectangle((t, row), 0.9, 0.8, color=colours[t], alpha=0.85))
-        ax.text(-0.2, row + 0.4, name, ha="right", va="center", fontsize=13)
-    query_x = total - 1 + 0.45
-    ax.add_patch(plt.Rectangle((total - 1, 2.6), 0.9, 0.8, color="tab:orange"))
-    ax.text(total - 0.55, 3.6, "new query", ha="center", va="bottom", fontsize=12)
-    for t in range(total):  # the new query attends to every cached key
-        ax.annotate("", xy=(t + 0.45, 1.85), xytext=(query_x, 2.6),
-                    arrowprops=dict(arrowstyle="->", color="tab:orange", alpha=0.6, lw=1.2))
-    ax.set_xlim(-1.6, prompt_length + 3.2)
-    ax.set_ylim(-0.4, 4.3)
-    ax.set_xticks([t + 0.45 for t in range(total)], [f"{t}" for t in range(total)], fontsize=12)
-    ax.set_xlabel("position")
-    ax.set_yticks([])
-    for side in ("left", "right", "top"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(f"decode step {decoded}: cache of {total}", fontsize=13)
-
-
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
-for step, ax in enumerate(axes, start=1):
-    draw_kv_cache(ax, prompt_length=4, decoded=step)
-fig.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:blue", "tab:green", "tab:orange")],
-           labels=["prefill (the prompt, once)", "earlier decode steps", "appended this step"],
-           loc="lower center", ncol=3, fontsize=12, frameon=False)
-fig.tight_layout(rect=(0, 0.1, 1, 1))
+draw_kv_cache(prompt_length=4, steps=3)
 plt.show()
 
 # %% [markdown]
-# Below, a forward pass that does exactly that with the model's own weights. `past` holds one `(k, v)`
-# pair per layer, each `(B, n_head, T_past, head_size)`; new tokens sit at positions `T_past, T_past+1, ...`,
-# so their position embeddings start there.
+# A forward pass doing exactly that with the model's own weights. `past` holds one `(k, v)` pair per layer, each `(B,
+# n_head, T_past, head_size)`; the new tokens' positions, and position embeddings, start at `T_past`.
 
 # %%
 @torch.no_grad()
@@ -402,9 +337,8 @@ print(f"cached decoding matches the full forward pass at all {len(step_logits)} 
 print(f"the cache holds {len(past)} layer{'s' if len(past) > 1 else ''} x (k, v) of shape {tuple(past[0][0].shape)}")
 
 # %% [markdown]
-# The package's cache (`tinylm.KVCache`, used by `tinylm.generate` for tinylm's GPT) does the same, with
-# two differences: it allocates room for the whole context once instead of concatenating (a `cat`
-# copies the whole past at every step), and it handles padded batches (below). Same tokens:
+# `tinylm.KVCache` (used by `tinylm.generate`) does the same, but allocates the whole context once instead of
+# concatenating (a `cat` copies the whole past every step) and handles padded batches. Same tokens:
 
 # %%
 def greedy_with_my_cache(model, prompt_ids: list[int], new_tokens: int) -> list[int]:
@@ -438,29 +372,23 @@ print(f"GPT-2 124M, one sequence of 1,024 tokens in bf16: {cache_megabytes(tinyl
 print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024:.2f} GiB")
 
 # %% [markdown]
-# **When the context is full.** GPT-2 learns one embedding per absolute position, so sliding the window by one token
-# would move every token to a new position and every cached key would have to be recomputed. tinylm therefore
-# **crops**: it keeps the most recent `keep` tokens (half the context by default, as llama.cpp's context swapping
-# drops about half), prefills them again, and decodes on. Generation without the cache follows the same rule, so both give the same
-# tokens; `keep=block_size` is the exact sliding window, at the price of a prefill every step. With
-# relative positions (RoPE, notebook 8a) a cached key can be rotated to its new position instead (llama.cpp's context
-# shift), but deeper layers' keys still saw the dropped tokens, so the result differs from a fresh run. tinylm crops
-# for every block family, so cached and uncached decoding stay identical.
+# **When the context is full.** GPT-2 learns one embedding per absolute position, so sliding the window one token would
+# move every token and invalidate every cached key. tinylm **crops** instead: it keeps the most recent `keep` tokens
+# (half the context by default, like llama.cpp's context swapping), prefills them again and decodes on;
+# `keep=block_size` slides exactly, with a prefill every step. Uncached generation follows the same rule, so both give
+# the same tokens. With RoPE (notebook 8a) cached keys could instead be rotated (llama.cpp's context shift), but that
+# no longer matches a fresh run, so tinylm crops for every block family.
 #
 # ## How much faster, token by token
 #
-# Time each step of the decode loop (`tinylm.generate.decode.decode` yields once per token), with and without
-# the cache; without it, every step reruns every layer on every position of the context. Both arms run the output
-# head on the last position only and walk the modules (`fast=False`, not `tinylm.generate.fast`'s fused step), so
-# the cache is the only difference. Two models: the Shakespeare one (context 64), and a ~16M-parameter one with
-# GPT-2's vocabulary and context and random weights (speed does not depend on the weights). Each runs
-# **interleaved rounds** (with, without, without, with, ...) against a shared machine's noise; the plots show the
-# first round, the verdict compares the rounds' tokens/s (`compare`).
+# We time each decode step (`tinylm.generate.decode.decode`) with and without the cache; both arms run the head on the
+# last position only and walk the modules (`fast=False`), so the cache is the only difference. Two models, the
+# Shakespeare one (context 64) and a ~16M-parameter one with GPT-2's vocabulary and context and random weights (speed
+# does not depend on them), run in interleaved rounds (with, without, without, with, ...) against a shared machine's
+# noise; the plots show the first round.
 #
-# **Predict, then run.** Without the cache, should the time per token grow as the text gets longer? With
-# it? For which of the two models will the cache save more: the 1-layer Shakespeare model, or the 16M one
-# with a 1,024-token context? (These are timings of this machine: other numbers on yours, and noisier on
-# a busy one.)
+# **Predict, then run.** Does the time per token grow with the text, without the cache? With it? Which model will the
+# cache help more: the 1-layer Shakespeare model, or the 16M one with a 1,024-token context?
 
 # %%
 def seconds_per_token(model, prompt_ids: list[int], new_tokens: int, use_cache: bool) -> list[float]:
@@ -511,35 +439,27 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Gains in tokens/s do not compare across models; ratios do. Each round ran both arms back to back, so a round's
-# ratio (the last line under each verdict) is one replicate, and cancels a slow moment of the machine: one model
-# gains more only if every one of its rounds' ratios beats every one of the other's.
+# Tokens/s do not compare across models; ratios do. A round runs both arms back to back, so its ratio is one replicate
+# that cancels a slow moment of the machine. Every 16M round (6.4x, 6.8x, 6.7x) beats every Shakespeare round (2.5x,
+# 2.6x, 2.6x): consistent with the cache saving more where the uncached step redoes more positions (a context growing
+# to 500 tokens against one cropped at 64), though the models differ in more than that.
 #
-# So the prediction's answer, from the printed ratios: every round of the 16M model (6.4x, 6.8x, 6.7x) beats every
-# round of the Shakespeare model (2.5x, 2.6x, 2.6x). The cache saves more where the uncached step has more positions
-# to redo beside what every step pays anyway: a context that grows to 500 tokens against one cropped at 64. The
-# number of layers multiplies both arms' work, so alone it does not raise the ratio (SmolLM2, below).
+# In the 16M plot only the uncached step grows visibly with the context. The Shakespeare plot's regular spikes are the
+# crop rule: every 33 characters the context drops from 64 to 32 and the cached run pays a prefill of 32. The first
+# step holds the prompt's prefill and the setup; other spikes are noise.
 #
-# In the 16M model's plot, without the cache a step costs more as the context grows; with it, the growth of
-# attention over the cache is lost in the noise. The Shakespeare plot shows the crop rule: the context grows from 32
-# characters back to 64, so every 33 new characters the cached generation pays one prefill of 32, the regular
-# spikes. The first step holds the prompt's prefill and the loop's setup; other spikes are the shared machine's noise.
-#
-# Where the gain stops: a cached step still reads **every weight once** and runs every layer's
-# operations. For the 16M model most weights are the 50,304 × 256 output head, which a cache cannot
-# skip, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode` measures
-# it for longer prompts).
-# The Shakespeare model (one layer, 128 wide) has so little arithmetic left in a cached step that fixed
-# per-operation costs are likely much of its time (not measured here). Pope et al. (2022)
-# work out the same arithmetic for large models on accelerators: a decoding step is bound by reading the
-# weights and the cache from memory, not by FLOPs, which is why servers batch many users' steps together.
+# Where the gain stops: a cached step still reads **every weight once**. Most of the 16M model's weights are its 50,304
+# × 256 output head, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode`
+# measures longer prompts); in the tiny Shakespeare model fixed per-operation costs are likely much of a cached step
+# (not measured here). Pope et al. (2022): at scale a decoding step is bound by reading the weights and the cache from
+# memory, not by FLOPs, which is why servers batch many users' steps together.
 
 # %% [markdown]
 # ## A model with skill: the samplers and the cache on SmolLM2
 #
-# SmolLM2-135M-Instruct (notebooks 6b and 8a; a 4-bit Q4_1 copy dequantised, whose replies these are) has 30 layers
-# and was fine-tuned to follow instructions, so a sampler's effect reads as an answer's quality. One instruction in
-# its chat template, each setting with the same seed:
+# SmolLM2-135M-Instruct (notebooks 6b and 8a; replies from a dequantised 4-bit Q4_1 copy) has 30 layers and was
+# fine-tuned to follow instructions, so a sampler's effect shows in an answer's quality. One instruction in its chat
+# template, each setting with the same seed:
 
 # %%
 smol, smol_tokenizer = real_model("smollm2-135m-instruct")
@@ -556,8 +476,7 @@ for setting, sampling in (("greedy", {"temperature": 0}), ("temperature 0.7, top
     print(f"{setting}: {smol_tokenizer.decode(reply)!r}\n")
 
 # %% [markdown]
-# The cache's gain on this 30-layer model, timed as above (a warm-up, then both arms walking the modules in
-# interleaved rounds), for the first tokens of the answer after its prompt:
+# The cache's gain on this 30-layer model, timed as above:
 
 # %%
 smol_rates = {True: [], False: []}
@@ -572,17 +491,17 @@ print(f"  each round's ratio, with / without: "
       f"{', '.join(f'{a / b:.1f}x' for a, b in zip(smol_rates[True], smol_rates[False]))}")
 
 # %% [markdown]
-# Greedy writes three numbered items, each repeating a phrase ("a beach towel, a beach towel"); at 0.7 with top-p
-# 0.9 the items do not repeat, though they are hardly rainy-afternoon ideas. At 1.5 the flattened distribution draws
-# from its long tail: fragments of code and other languages. Top-p 0.9 at 1.5 cuts that tail: the reply starts in
-# English, then drifts. The cache's gain here is below the 16M model's despite 30 layers: the context stays under
-# 100 positions, and every step, cached or not, reads all 135M weights.
+# Greedy repeats a phrase in each of its three items; 0.7 with top-p 0.9 does not, though its items are hardly
+# rainy-afternoon ideas. At 1.5 the flattened distribution draws from its long tail (fragments of code and other
+# languages); top-p 0.9 cuts that tail, and the reply starts in English, then drifts. The cache gains less here than on
+# the 16M model: layers multiply both arms' work, the context stays under 100 positions, and every step reads all 135M
+# weights.
 #
 # ## Batches of different lengths, streams, and stops
 #
-# Prompts of different lengths go in one batch by **left-padding**: every row then writes its next token
-# into the same column. The padding is masked out as keys, and positions count from each row's first
-# real token, so each row computes what it would alone:
+# Prompts of different lengths share a batch by **left-padding**, so every row writes its next token into the same
+# column. Padding is masked out as keys and positions count from each row's first real token, so each row computes what
+# it would alone:
 
 # %%
 prompts = ["ROMEO:\n", "JULIET:\nO Romeo", "KING HENRY VI:\nWhat"]
@@ -593,11 +512,10 @@ for p, ids in zip(prompts, batch):
     print(repr(p + tokenizer.decode(ids)))
 
 # %% [markdown]
-# `tinylm.stream` yields the text as it is produced; print it with `end=""` and `flush=True`, in a
-# notebook or a terminal (`python -m tinylm.sample` does this). A **stop string** ends generation
-# before it (it is never printed, even in part: text that could be its beginning is held back until it
-# is not), and a BPE model stops at its end-of-text token unless told otherwise. The cell streams the first seed
-# whose speech ends at a blank line (the stop string) within 300 characters:
+# `tinylm.stream` yields the text as it is produced (`python -m tinylm.sample` prints it so). A **stop string** ends
+# generation and is never printed, even in part: text that could begin it is held back until it cannot. A BPE model
+# also stops at its end-of-text token by default. Below, the first seed whose speech ends at a blank line (the stop
+# string) within 300 characters:
 
 # %%
 def speech(seed: int):
@@ -619,11 +537,9 @@ for piece in pieces:
 print(f"\n[{pieces.stop_description}]")  # the stream knows why it ended
 
 # %% [markdown]
-# Why a text ended matters to whoever reads it: a story that ends at `<|endoftext|>` is finished, one that
-# hit `max_new_tokens` was cut off. The stream records it (`stop_reason`: a stop token, a stop string, the
-# length limit). The same story prompt, with room to finish and without: the cell looks for the first of ten
-# seeds whose story reaches `<|endoftext|>` within 300 tokens, then gives that seed only 40 tokens (the same
-# draws, so the same beginning, cut off).
+# A story that ends at `<|endoftext|>` is finished; one that hit `max_new_tokens` was cut off. The stream says which in
+# `stop_reason` (a stop token, a stop string, the length limit). The first of ten seeds whose story ends within 300
+# tokens, then the same seed with 40 tokens: the same draws, cut off.
 
 # %%
 story_prompt = "Once upon a time"
@@ -642,10 +558,9 @@ for room, stream_, story_part in ((300, story, story_text), (40, short, short_te
 # %% [markdown]
 # ## The playground
 #
-# One call opens a prompt box, sliders for temperature, top-k, top-p, the number of tokens and a seed,
-# and a Generate button; the output streams in as it is produced, with the speed and why it stopped. (In
-# CI and in the committed outputs there is no widget front end, so it generates once and prints.) Its speed is
-# the whole call's (setup, prefill, sampling, text, printing), not comparable with the loop's rates above.
+# One call opens a prompt box, sliders for every setting and a Generate button, and streams the output with its speed
+# and why it stopped; without a widget front end (CI, the committed outputs) it generates once and prints. Its speed is
+# the whole call's, not comparable with the loop's rates above.
 
 # %%
 session = tinylm.playground(model, tokenizer, "ROMEO:\n", max_new_tokens=200, temperature=0.8)
@@ -657,10 +572,9 @@ stories_session = tinylm.playground(stories_model, stories_tokenizer, "Once upon
 # %% [markdown]
 # ## The attention viewer
 #
-# Which earlier tokens does each position read? Row `t` is the distribution of position `t`'s attention
-# over positions `0..t`; the upper triangle is empty because of the causal mask. Pick a layer and a head.
-# Look for heads that read the previous character, heads that read the start of the word or line, and
-# heads that read the last newline (where a speaker's name ended).
+# Which earlier tokens does each position read? Row `t` is position `t`'s attention over positions `0..t`. Pick a layer
+# and a head; look for heads that read the previous character, the start of the word or line, or the last newline
+# (where a speaker's name ended).
 
 # %%
 weights = tinylm.attention_viewer(model, tokenizer, "ROMEO:\nI will not stay", layer=0, head=0)
@@ -668,9 +582,8 @@ assert torch.all(weights.triu(diagonal=1) == 0)  # nobody reads the future
 print(f"attention maps: {tuple(weights.shape)} = (layers, heads, queries, keys)")
 
 # %% [markdown]
-# One prompt is an anecdote. Read every head over a whole window of held-out Shakespeare instead: the share of
-# each position's attention that goes to the character itself, to the one before it, to the latest space or
-# newline before it (where the current word began), and to the window's first character.
+# One prompt is an anecdote. Each head's mean attention over a window of held-out Shakespeare, to four positions: "word
+# start" is the latest space or newline, "first" the window's first character:
 
 # %%
 from tinylm.course.playground import attention_maps
@@ -694,11 +607,10 @@ for layer in range(maps.size(0)):
         print(f"{layer:5d} {head:4d} | " + " | ".join(f"{share[layer, head]:10.2f}" for share in shares.values()))
 
 # %% [markdown]
-# In the `cpu` run the Shakespeare model has one layer of four heads. Head 2 gives most of its attention to the
-# previous character (the largest share in the table): a previous-character head, which adds the second character a
-# trigram conditions on to the one each position already holds. The other three give none of these four positions
-# as much as a fifth of their attention; the table cannot say where the rest goes: pick each head in the viewer. (The columns can overlap: the previous character may be the word's break, or the
-# first.)
+# The `cpu` run's Shakespeare model has one layer of four heads. Head 2 attends mostly to the previous character: a
+# previous-character head, giving each position the second character a trigram conditions on. The other three give none
+# of these columns a fifth of their attention; the table cannot say where the rest goes, the viewer can. (The columns
+# can overlap: the previous character may be the word's break, or the first.)
 
 # %%
 stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
@@ -708,22 +620,14 @@ stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
 # %% [markdown]
 # ## What you learned
 #
-# - Generation is a loop: logits of the last position, a sampler, append, again. Greedy decoding is the
-#   `T → 0` limit and loops; sampling at `T = 1` reproduces the model's uncertainty, tail included.
-# - Temperature divides the logits: `T < 1` sharpens (fewer effective choices), `T > 1` flattens; top-k
-#   keeps a fixed number of tokens, top-p the smallest set that holds probability `p`, so it adapts to how
-#   sure the model is. The repetition penalty breaks loops bluntly.
-# - A **KV cache** keeps every layer's keys and values: the prompt is prefilled once, then each step
-#   computes one token's q, k, v, appends k and v, and lets one query read the whole cache. Same tokens
-#   as recomputing everything; per-token time grows only slowly with the context (one query against the
-#   cache) instead of re-running the whole context.
-# - What the cache cannot remove is reading every weight once per token, so its gain grows with the context and is
-#   smaller where the output layer (the 16M model) or, likely, fixed costs (Shakespeare) dominate. It costs
-#   `2 × layers × context × width` values per sequence (multi-head attention).
-# - On SmolLM2, greedy repeats phrases, temperature 1.5 draws tail tokens and top-p 0.9 cuts them.
-# - When the context is full, tinylm crops to the recent half and prefills again, which keeps cached
-#   and uncached decoding identical. Left-padding lets prompts of different lengths share a batch.
-# - A stream stops at a stop token, a stop string (never printed), or the length limit, and says which.
+# - Generation is a loop: logits, a sampler, append, again. Greedy decoding (`T → 0`) loops; `T = 1` samples the
+#   model's uncertainty, tail included.
+# - Temperature divides the logits; top-k keeps a fixed number of tokens, top-p the smallest set holding `p`; the
+#   repetition penalty breaks loops bluntly.
+# - A **KV cache** prefills the prompt once, then computes one token's q, k, v per step against the cached keys and
+#   values: the same tokens as recomputing everything. It holds `2 × layers × context × width` values per sequence
+#   (multi-head attention) and still reads every weight per token, so its gain grows with the context.
+# - A full context is cropped and prefilled again; left-padded prompts share a batch; a stream says why it stopped.
 #
 # ## Exercises
 #

@@ -18,20 +18,18 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# A pretrained story model given "Write a story about a character named Tom." may go on with anything; a chat
-# model's answer does what was asked and ends. **Supervised fine-tuning (SFT)** teaches that with example
-# conversations, special tokens that mark the turns and a loss on the answers only.
+# Asked "Write a story about a character named Tom.", a pretrained story model may continue with anything; a chat
+# model does what was asked and stops. **Supervised fine-tuning (SFT)** teaches this with example conversations,
+# special tokens marking the turns, and an answer-only loss.
 #
 # **What you will learn**
-# - **chat tokens**, and why a typed "<|im_end|>" must stay ordinary text;
-# - the **ChatML template**, the **answer-only loss**, and gradient accumulation weighed by answer tokens;
-# - a **task a program can score**: story instructions from TinyStories, and a verifier with two guards;
-# - **padding or packing**, and **growing a pretrained vocabulary**;
-# - **SFT with an honest evaluation**: baselines, selection on validation, test pass rates at two seeds, and a
-#   published instruct model on 64 test instructions;
-# - a **chat** with the result: here, `python -m tinylm.chat`, `python -m tinylm.serve`.
+# - **chat tokens**, the **ChatML template**, and why a typed "<|im_end|>" stays text;
+# - the **answer-only loss**, with gradient accumulation;
+# - a **task a program can score**; **padding or packing**; **growing a vocabulary**;
+# - **SFT, evaluated honestly** against baselines and a published instruct model;
+# - **chatting** with the result (`python -m tinylm.chat`, `python -m tinylm.serve`).
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 371 s, by the course's
+# **How long it takes**: a lesson of about 96 minutes (reading, code and the `cpu` run's 371 s, by the course's
 # formula), then a second sitting of about 61 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
 # and 45 s of training).
 #
@@ -42,9 +40,8 @@
 # | `gpu` | the story base, and GPT-2 124M (needs the network) on the instruction set: 1,000 SFT steps per seed, two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
 # **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
-# OpenAI's [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
-# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)), whose TinyStories-Instruct the task here follows; SmolLM2
-# ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
+# [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
+# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); SmolLM2 ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -97,15 +94,9 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 # %% [markdown]
 # ## A conversation as one sequence
 #
-# A decoder-only model reads one sequence, so a conversation becomes one. ChatML marks each turn with two special
-# tokens and the role:
-#
-# ```
-# <|im_start|>system⏎You are a helpful assistant.<|im_end|>⏎<|im_start|>user⏎Name a primary color.<|im_end|>⏎<|im_start|>assistant⏎Red.<|im_end|>⏎
-# └───────────────────────────────────────────────── prompt and headers: no loss ─────────────────────────────────────────────────┘└─── loss ───┘
-# ```
-#
-# Training is next-token prediction; what changes is which targets count. The end, zoomed in:
+# A decoder-only model reads one sequence, so ChatML flattens a conversation, marking each turn with two special
+# tokens and the role. Training stays next-token prediction, but only the answer's targets count. The end of a
+# conversation whose answer is "Red.":
 #
 # ```
 #  input x      …  <|im_start|>   assistant   ⏎     Red   .           <|im_end|>
@@ -113,12 +104,11 @@ FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
 #  in the loss?    no             no          YES   YES   YES         no
 # ```
 #
-# Only the answer's targets count, its `<|im_end|>` included: so a model learns to stop.
+# The answer's `<|im_end|>` counts too, so the model learns to stop.
 #
 # ## Chat tokens
 #
-# GPT-2's BPE has 50,257 tokens: 256 bytes, 50,000 merges and `<|endoftext|>`. The chat tokens get the next three
-# ids, here by hand with tiktoken, checked against `tinylm`'s "gpt2-chat" encoding:
+# They take the three ids after GPT-2's 50,257 (by hand with tiktoken, then `tinylm`'s "gpt2-chat"):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -134,8 +124,8 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
     print(f"{name:>13} -> {token}")
 
 # %% [markdown]
-# **Text that looks like a marker is text.** A user who could type `<|im_end|>` and get the token could forge a
-# system message. `tinylm` encodes content as ordinary text; only the template inserts the real ids:
+# **Text that looks like a marker is text**, or a user could type `<|im_end|>` and forge a system message. Only the
+# template inserts the real ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -153,9 +143,8 @@ print(f"tinylm: {len(ids)} ordinary tokens, none special: {[chat.decode([i]) for
 # %% [markdown]
 # ## The ChatML template from scratch
 #
-# Each message becomes `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`, each part encoded on its own so
-# that a message's tokens never depend on its neighbours. `is_answer` is true for an assistant's content and its
-# `<|im_end|>`, false elsewhere (the newline after it is the template's, not the model's).
+# A message is `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`, each part encoded separately so its tokens
+# never depend on its neighbours. `is_answer` marks an assistant's content and its `<|im_end|>`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -189,8 +178,8 @@ print("".join(f"[{chat.decode([i])}]" if a else chat.decode([i]) for i, a in zip
 print(f"\n{len(ids)} tokens, {sum(is_answer)} of them in the loss: {[chat.decode([i]) for i, a in zip(ids, is_answer) if a]}")
 
 # %% [markdown]
-# To get a reply, the prompt is the conversation so far and `<|im_start|>assistant⏎`, the tokens that preceded every
-# answer in training; generation stops at `<|im_end|>`.
+# A reply's prompt ends with `<|im_start|>assistant⏎`, as every training answer's did; generation stops at
+# `<|im_end|>`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -202,9 +191,9 @@ print(repr(chat.decode(prompt_ids[-12:])))
 # %% [markdown]
 # ## The answer-only loss
 #
-# First by hand: two sequences, a vocabulary of 3, three positions each. Targets that carry no loss are `-1`, which
-# `cross_entropy` skips with `ignore_index=-1`. Each counted position costs `−log softmax(logits)[target] =
-# log Σ exp(logits) − logits[target]`, and the loss is their mean over the **counted** positions:
+# By hand: two sequences of three positions, a vocabulary of 3. Uncounted targets are `-1`, skipped with
+# `ignore_index=-1`. A counted position costs `−log softmax(logits)[target] = log Σ exp(logits) − logits[target]`;
+# the loss is the mean over **counted** positions:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -228,9 +217,8 @@ assert math.isclose(hand_loss, torch_loss.item(), rel_tol=1e-6) and math.isclose
 print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) == F.cross_entropy == tinylm's next_token_loss")
 
 # %% [markdown]
-# Now a real batch, **right-padded** with `<|pad|>` (targets `-1`; attention is causal, so padding after a row
-# changes nothing before it): inputs `ids[:-1]`, targets `ids[1:]`, masked wherever the *target* is not answer text.
-# Checked against `pad_conversations` and three losses, on a small random model:
+# A real batch is **right-padded** with `<|pad|>`, harmless under causal attention; targets are `ids[1:]`, `-1` where
+# not answer text. Checked against `pad_conversations` and three losses:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -265,11 +253,10 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # %% [markdown]
 # ## The task: stories that meet instructions
 #
-# A model of under two million parameters knows stories, not general answers. As in TinyStories-Instruct, each
-# instruction states two or three constraints drawn from a real story opening: a **name** (swapped for another), a
-# **word** (a listed animal or thing, swapped for another of its kind), a **length** (at most N sentences). The
-# rewritten opening meets its instruction by construction and is the SFT target, odd at times ("a little girl named
-# Benny"). The stories are split once by hash into train, validation and test, shared with notebooks 10 and 11.
+# A model this small knows only stories. As in TinyStories-Instruct, an instruction takes two or three constraints
+# from a real story opening: a **name** or a **word** (a listed animal or thing), each swapped for another of its
+# kind, and a **length** (at most N sentences). The rewritten opening, the SFT target, meets them by construction, if
+# oddly ("a little girl named Benny"). Splits are by story hash, shared with notebooks 10 and 11.
 
 # %%
 splits = load_stories()
@@ -283,8 +270,7 @@ print({kind: sum(any(c.kind == kind for c in i.constraints) for i in splits.test
       f"of the {len(splits.test)} test instructions ask for a name, a word, a length")
 
 # %% [markdown]
-# **The base** is a story model pretrained here on the training stories only, never on an instruction, made once in
-# `runs/stories-base-<profile>` and reused by notebooks 10 and 11.
+# **The base** is pretrained here on the training stories only; notebooks 10 and 11 reuse it.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
@@ -298,12 +284,14 @@ sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a 
 print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
 
 # %% [markdown]
-# **One verifier** gives every pass rate of notebooks 9 to 11. A reply passes when it stopped by itself before the
-# 120-token cap, every constraint holds, it has three sentences or more and ends as a sentence ends, and two guards
-# hold. **Fluent**: its per-token loss under the base is at most the 95th percentile of the 80 validation targets';
-# without it, "Zoe kite. Tom ball. Lily dog." would pass. **Varied**: its share of word 3-grams that repeat an
-# earlier one is at most the 99th percentile of the training targets'; a loop is likely under the base, so only
-# this guard stops it. Four replies, scored:
+# **One verifier** scores every pass rate in notebooks 9 to 11. A reply passes if it **ends** (stops before the
+# 120-token cap with three sentences or more, the last closed by . ! or ?), meets every constraint, and is
+# - **fluent**: its per-token loss under the base is at most the 95th percentile of the 80 validation targets' (else
+#   "Zoe kite. Tom ball. Lily dog." would pass);
+# - **varied**: its share of word 3-grams repeating an earlier one is at most the 99th percentile of the training
+#   targets' (a loop is likely under the base, so fluent).
+#
+# Four replies, scored:
 
 # %%
 verifier = story_verifier(base_checkpoint, splits)
@@ -321,11 +309,10 @@ for (name, reply), verdict in zip(replies.items(), verdicts):
 assert all(verdicts[1].holds.values()) and not verdicts[2].varied and not all(verdicts[3].holds.values())
 
 # %% [markdown]
-# A pass rate's uncertainty is the 95% **Wilson interval** ($p = k/n$, $z = 1.96$):
-# $\big(p + z^2/2n \pm z\sqrt{p(1-p)/n + z^2/4n^2}\big)/(1 + z^2/n)$. It stays inside [0, 1] and does not vanish
-# at 0 of n: 0 of 249 gives 0% to 1.5% (the base, below). Each instruction becomes a ChatML conversation with the
-# target story as the answer; one longer than the context is skipped, never cut, since an answer without its
-# `<|im_end|>` would teach the model not to stop.
+# Pass rates get 95% **Wilson intervals** (notebook 6b; $p = k/n$, $z = 1.96$):
+# $\big(p + z^2/2n \pm z\sqrt{p(1-p)/n + z^2/4n^2}\big)/(1 + z^2/n)$, inside [0, 1] and not empty even at 0 of 249
+# (0% to 1.5%). Each instruction becomes a ChatML conversation answered by its target story. One longer than the
+# context is skipped, not cut: without its `<|im_end|>` the answer would teach the model not to stop.
 
 # %%
 story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
@@ -341,10 +328,9 @@ print(f"{answer_share:.0%} of the training tokens are answer tokens")
 # %% [markdown]
 # ## Gradient accumulation, checked against the Trainer
 #
-# The answer-only loss is the mean over every answer token of a batch (exercise 1: the other choice). Summing
-# micro-batches, each a mean over its *own* answer tokens, keeps it only if each is weighed by its share of the
-# step's answer tokens. By hand, then against the `Trainer`'s gradient on four micro-batches; a planted bug, equal
-# weights, must fail the same check.
+# The loss averages over all of a batch's answer tokens (exercise 1 tries the other choice), so micro-batch means
+# must be weighted by their share of the step's answer tokens. Checked by hand and against the `Trainer`; equal
+# weights, a planted bug, must fail.
 
 # %%
 def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
@@ -392,14 +378,11 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # %% [markdown]
 # ## Padding or packing
 #
-# **Padding** puts one conversation per row, right-padded to the longest (`tinylm` sorts by length within *buckets*
-# of 50 batches); **packing** puts several end to end in one window, where the second attends to the first unless
-# masked.
+# **Padding** gives each conversation a row, right-padded to the longest; `tinylm` sorts by length within *buckets*
+# of 50 batches. **Packing** fills a window with several, each attending to the earlier ones unless masked.
 #
-# **Predict, then run.** In batches of 16 random conversations, what share of the positions is padding:
-# about one position in a hundred, one in ten, or one in three? And with length buckets?
-#
-# On one epoch of the training conversations:
+# **Predict, then run.** In batches of 16 random conversations, is 1 position in 100 padding, 1 in 10, or 1 in 3?
+# With buckets?
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -411,17 +394,16 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# For batches of 16: one position in four with random batches (24.1%), under one in a hundred with length buckets
-# (0.8%), all that packing could save. Packing correctly needs a block-diagonal causal mask and restarted positions
-# (exercise 4). `tinylm` pads.
+# Buckets leave under one position in a hundred as padding, which is all packing could save; correct packing needs a
+# block-diagonal causal mask and restarted positions (exercise 4). `tinylm` pads.
 
 # %% [markdown]
 # ## Growing a pretrained model's vocabulary
 #
-# A model pretrained on GPT-2's 50,257 tokens has no trained rows for the three new ids: spare padding rows are
-# reused, else the tied embedding and head grow. The usual fix ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)) is the **mean of the
-# existing rows**: the old logits do not change; their probabilities shrink by 1 − s, s the new tokens' share. A new token's logit is h·ē, ē the mean of the V old rows, and by Jensen's inequality exp(h·ē)
-# is at most the mean of the old exp(h·eᵢ), so s ≤ 3/(V + 3). From scratch, then against `add_chat_tokens`:
+# The new ids have no trained rows: spare padding rows are reused, else the tied embedding and head grow. Starting them at the **mean of the existing rows** ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html))
+# leaves the old logits unchanged and shrinks their probabilities by 1 − s, s the new tokens' share. A new logit is
+# h·ē, ē the mean of the V old rows; by Jensen's inequality exp(h·ē) ≤ mean exp(h·eᵢ), so s ≤ 3/(V + 3). From
+# scratch, then against `add_chat_tokens`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -459,18 +441,16 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
           f"(bound 3/(V + 3) = {bound:.4%})")
 
 # %% [markdown]
-# What the model still has to learn is when to *produce* the new tokens.
+# Now the model must learn to *produce* the new tokens.
 
 # %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.sft --task stories` (the library's `sft`) does all of the above with pretraining's `Trainer`:
-# 1,000 steps of 16 conversations on `cpu`; every 100 steps the validation instructions' greedy **pass rate**
-# chooses `best.pt`. The report scores the test instructions on the base in plain text, the base in ChatML
-# (**before**) and `best.pt` (**after**). Two seeds.
+# `python -m tinylm.sft --task stories` runs all this with pretraining's `Trainer`: 1,000 steps of 16 conversations
+# on `cpu`, two seeds, `best.pt` chosen every 100 steps by the greedy validation **pass rate**.
 #
-# **Predict, then run.** How often will the base meet every constraint, plainly asked or prompted with a first line?
-# After SFT? Which constraint will be hardest?
+# **Predict, then run.** How often will the base meet every constraint, asked plainly or given a first line? After
+# SFT? Which constraint will be hardest?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -487,8 +467,7 @@ for seed in SFT_SEEDS:
 report = reports[SEED]
 
 # %% [markdown]
-# **The curves.** The answer loss on the validation answers and on as many training ones, from before the first
-# step, and the validation pass rate that chose `best.pt` (★).
+# **The curves** (★: the validation pass rate that chose `best.pt`):
 
 # %%
 stories = TASK == "stories"
@@ -519,16 +498,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Before the first step the training answers already cost less than the validation ones
-# (the base read their stories); SFT's memorisation grows that gap about threefold. The validation loss bottoms out at step 300 (seed 42) or 400 (seed 43); the pass rate peaks later, at step
-# 900 for both, and moves unevenly (seed 42: 67.5%, 61.3%, 61.3%, 71.2% at steps 600 to 900). Chosen by loss,
-# `best.pt` would be step 300: for seed 42, a validation pass rate of 33.8%, not 71.2%.
+# **Reading the curves.** Training answers cost less from the start (the base read their stories); memorisation
+# about triples the gap. Validation loss bottoms out at step 300 or 400; the pass rate peaks at 900, unevenly (seed
+# 42: 67.5%, 61.3%, 61.3%, 71.2% at steps 600 to 900). Chosen by loss, seed 42's `best.pt` would pass 33.8% of
+# validation, not 71.2%.
 
 # %% [markdown]
-# **The pass rates** on the test instructions (greedy, 95% Wilson intervals), and the share of each check that held
-# where asked ("ends": stopped within the 120-token cap, three sentences or more, the last closed by . ! or ?). The
-# prompted base continues a first line such as "Once upon a time, Benny had a cake.", scored with its reply.
-# SmolLM2-135M-Instruct (notebooks 6b and 8a) answers in its own template after its own system prompt.
+# **Test pass rates** (greedy) and the share of each check that held where asked. The prompted base is scored with the first line it continues, such as "Once
+# upon a time, Benny had a cake."; SmolLM2-135M-Instruct uses its own template and system
+# prompt.
 
 # %%
 if stories:
@@ -563,15 +541,12 @@ print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of f
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** No baseline passes. The prompted base keeps writing: 1% of its replies end properly,
-# none is varied. Against it, SFT learns a short story that stops; against the plain base, also name and
-# word. SmolLM2 passes none of its 64: it mostly has the name and the word, but almost none of its replies ends
-# properly within the cap, and its words, some outside the story vocabulary (`<unk>`), are unlikely under the story
-# base ("fluent"). The verifier measures this task's format
-# and TinyStories' style, not writing quality. McNemar and Wilson cover the draw of test
-# instructions; two seeds (76.3% and 73.9%) are the only sign of training luck. After SFT the asked word is the
-# hardest constraint. The test answer loss (seed 42) falls by an eighth, 3.5605 to 3.1202, while the pass rate goes
-# from 0.0% to 76.3%. How much of that fall is learning where a reply ends? Split by target:
+# **What the figures read.** No baseline passes. Over the prompted base, which rarely ends and is never varied, SFT
+# adds a short story that stops; over the plain base, also the name and word. SmolLM2 mostly has those but rarely
+# ends within the cap, and its words (some `<unk>` here) are unlikely under the story base: the verifier measures this
+# task's format and TinyStories' style, not writing quality. McNemar and Wilson cover the draw of test instructions;
+# only the two seeds (76.3% and 73.9%) show training luck. After SFT the word is the hardest constraint. Yet the test
+# answer loss (seed 42) falls only by an eighth. Where? Split by target:
 
 # %%
 def split_answer_loss(model, examples) -> dict:
@@ -613,11 +588,9 @@ if stories:
     print(f"of the fall of {fall:.4f} nats per token, {end_fall:.4f} ({100 * end_fall / fall:.0f}%) is at <|im_end|>")
 
 # %% [markdown]
-# Before SFT each `<|im_end|>` target costs 13.84 nats (its row is the mean row), after it 0.61; the story's own
-# tokens fall only from 3.375 to 3.166 nats each.
+# Over half the fall is at `<|im_end|>`, which started as the mean row; the story's tokens improve little.
 #
-# **Replies.** The first three test instructions, answered by the base in plain text and by `best.pt`, with which
-# checks held:
+# **Replies** to the first three test instructions, from the plain base and `best.pt`:
 
 # %%
 for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"]["replies"]):
@@ -627,12 +600,12 @@ for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"][
               f"{clipped(shown_reply['reply'], 240)}")
 
 # %% [markdown]
-# The base drifts to "Jack and Jill" or "the little girl" and loops; SFT passes all three.
+# The base drifts to "Jack and Jill" or "the little girl" and repeats itself.
 #
 # ## Talking to it
 #
-# `tinylm.serve.session.ChatSession` keeps the conversation: before each reply it drops the **oldest** exchanges
-# (never the system prompt) until prompt and reply fit in the context, then streams the reply up to `<|im_end|>`.
+# `tinylm.serve.session.ChatSession` drops the **oldest** exchanges, never the system prompt, until prompt and reply
+# fit the context, then streams the reply up to `<|im_end|>`.
 
 # %%
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
@@ -642,8 +615,8 @@ questions = ((splits.test[0].instruction, "Write a story about a character named
 chat_box(session, questions=questions)
 
 # %% [markdown]
-# Sampled, not greedy, and neither would pass: the first has the name but no cake; the second has neither Tom nor
-# a ball. "3 messages kept": the first exchange was dropped.
+# Sampled, and neither would pass: the first lacks the cake, the second Tom and the ball. "3 messages kept": the
+# first exchange was dropped.
 
 # %% [markdown]
 # The same model outside the notebook, sampled as above:
@@ -658,13 +631,13 @@ chat_box(session, questions=questions)
 # ## What you learned
 #
 # - ChatML makes a conversation one sequence; special tokens are ids, never text.
-# - SFT is next-token prediction with only answer tokens in the loss; accumulated micro-batches are weighed by
-#   their answer tokens, as the Trainer does.
-# - A checkable task turns "does it follow instructions?" into a pass rate with an interval; its guards decide what
-#   a pass is worth, and a general model (SmolLM2) fails a task's format and style it was not taught.
+# - SFT is next-token prediction with only answer tokens in the loss; micro-batches are weighted by their answer
+#   tokens.
+# - A checkable task turns instruction following into a pass rate with an interval; its guards decide what a pass is
+#   worth, and a general model (SmolLM2) fails a format and style it was not taught.
 # - Length buckets leave little padding; correct packing needs a block-diagonal mask and restarted positions.
-# - New tokens start as the mean row: the old logits do not move.
-# - An honest evaluation: baselines, selection on validation, test figures with intervals and seeds.
+# - New tokens start as the mean row, so the old logits do not move.
+# - An honest evaluation has baselines, selection on validation, and test figures with intervals and seeds.
 #
 # ## Exercises
 #

@@ -19,21 +19,17 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/10_lora_and_preference_tuning.ipynb)
 #
 # **LoRA** trains a small low-rank update beside frozen weights. **DPO** learns from pairs (a better and a worse
-# reply to one prompt) with no reward model; here notebook 9's story model writes the replies and its verifier says
-# which is better. Both are built from scratch and checked against `tinylm`.
+# reply to one prompt) without a reward model; here notebook 9's story model writes the replies and its verifier
+# picks the better. Both are built from scratch and checked against `tinylm`.
 #
 # **What you will learn**
-# - **LoRA from scratch**: W + (α/r)·B·A with B = 0 at the start, merging, and tokens the base never had;
-# - **what α/r does, measured**: the first update's size against the rank, for three choices of α;
-# - the **parameter and optimizer-memory arithmetic** of LoRA;
-# - the **DPO loss** derived from a reward model's objective, written by hand and checked against the package's
-#   trainer, and what β does;
-# - **on-policy preference pairs**: how a verifier turns a model's own samples into chosen and rejected replies;
-# - **DPO on those pairs**, from two SFT models at three seeds each, judged instruction by instruction (McNemar's
-#   test) and against a **control** that fine-tunes on DPO's passing chosen replies; whether the story-telling
-#   survives; the learning rate's part in "likelihood displacement" (one seed).
+# - **LoRA from scratch**, what its **α/r** scale does, and what it saves in memory;
+# - the **DPO loss**, derived from the reward-model objective, and what β does;
+# - **on-policy preference pairs** ranked by a verifier;
+# - **DPO on those pairs**, judged by McNemar's test and against a **control**; whether story-telling survives;
+#   **likelihood displacement**.
 #
-# **How long it takes**: a lesson of about 89 minutes (reading, code and the `cpu` run's 415 s, by the course's
+# **How long it takes**: a lesson of about 95 minutes (reading, code and the `cpu` run's 415 s, by the course's
 # formula), then a second sitting of about 62 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
 # and 127 s of training).
 #
@@ -110,11 +106,8 @@ def quiet(_):
 # %% [markdown]
 # ## The starting point: notebook 9's story models
 #
-# Everything here starts from what notebook 9 made: the **story base** (pretrained on TinyStories, it never saw an
-# instruction), the two **SFT models** fine-tuned from it (seeds 42 and 43: DPO's starts and references), and the
-# verifier: which constraints a reply meets, whether it has at least three sentences and ends as a sentence does,
-# and whether it is fluent and varied (notebook 9's two guards). Without notebook 9's runs, the cells fine-tune the
-# models first.
+# Everything starts from notebook 9's **story base**, its two **SFT models** (seeds 42 and 43: DPO's starts and
+# references) and its **verifier**. Without notebook 9's runs, the cells fine-tune the models first.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -146,15 +139,14 @@ print(f"notebook 9's SFT model passes {100 * after_sft['pass_rate']:.1f}% of the
 # %% [markdown]
 # ## LoRA from scratch
 #
-# Fine-tuning changes a weight matrix W (out × in) by some ΔW. LoRA's bet is that ΔW needs far fewer
-# degrees of freedom than W has: it writes ΔW = (α/r)·B·A with A (r × in) and B (out × r) for a small
-# rank r, keeps W frozen, and trains only A and B.
+# Fine-tuning changes a weight matrix W (out × in) by some ΔW. LoRA bets that ΔW needs far fewer degrees of freedom
+# than W: it writes ΔW = (α/r)·B·A with A (r × in) and B (out × r) for a small rank r, freezes W, and trains only A
+# and B.
 #
-# - **B starts at zero**, so the wrapped model computes exactly what the base computes until the first optimizer
-#   step. A starts random, so B's first gradient is not zero; A's is zero (it passes through B = 0).
-# - **α/r** scales the update. `tinylm` uses α = r, a scale of 1, unless told otherwise; the LoRA paper fixes α
-#   and varies r (both measured below).
-# - **Merging**: after training, W' = W + (α/r)·B·A is an ordinary matrix, with the base's shape and names.
+# - **B starts at zero**, so the wrapped model equals the base until the first step. A starts random, so B's first
+#   gradient is not zero, while A's is (it passes through B = 0).
+# - **α/r** scales the update (measured below).
+# - **Merging** after training gives W' = W + (α/r)·B·A, an ordinary matrix with the base's shape and names.
 
 # %%
 fig, ax = plt.subplots(figsize=(10, 3.4))
@@ -178,8 +170,7 @@ ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
 plt.show()
 
 # %% [markdown]
-# The wrapper takes any `nn.Linear` and adds the path. Written by hand, then checked against `tinylm.model.lora`
-# with the same A and B:
+# A wrapper for any `nn.Linear`, by hand, then checked against `tinylm.model.lora` with the same A and B:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -211,13 +202,10 @@ assert isinstance(merged, nn.Linear) and torch.allclose(merged(x), theirs(x), at
 print("MyLoRALinear matches tinylm.model.lora.LoRALinear; merged, it is a plain nn.Linear computing the same")
 
 # %% [markdown]
-# **α/r, measured.** Does the rank change the size of LoRA's first update? At step one B = 0, so only
-# B moves, and AdamW moves each entry of B by ± the learning rate whatever its gradient's size (m/√v = g/|g|, up to
-# AdamW's ε). Then
-# ΔW = (α/r)·ΔB·A adds up r rank-one terms, nearly orthogonal since A's rows are random, so at a fixed scale ‖ΔW‖
-# grows like √r. Three choices, equal at rank 8: **α = r** (`tinylm`'s default, scale 1); **α fixed** at 8 (the
-# LoRA paper's; scale 8/r); **rsLoRA** (α/√r with α = √8: scale √(8/r)). One AdamW step at each rank; the cell prints
-# ‖ΔW‖/‖W‖ over the wrapped weights (mean of three seeds ± half their range).
+# **α/r, measured.** Does the rank change the size of LoRA's first update? At step one only B moves, each entry by ±
+# the learning rate (AdamW's m/√v = g/|g|, up to ε). ΔW = (α/r)·ΔB·A then sums r nearly orthogonal rank-one terms
+# (A's rows are random), so at a fixed scale ‖ΔW‖ grows like √r. Three scales, equal at rank 8: α = r (`tinylm`'s
+# default, scale 1), α = 8 (the LoRA paper's, 8/r) and rsLoRA's √(8/r). One AdamW step at each rank:
 
 # %%
 RANK = 8
@@ -258,22 +246,21 @@ print(f"rank {RANKS[-1]} against rank {RANKS[0]}: " + ", ".join(f"{name} {span:.
       + f"; closest to rank-invariant (1×): {min(spans, key=lambda name: abs(math.log(spans[name])))}")
 
 # %% [markdown]
-# At α = r the first update grows with the rank; a fixed α turns that around; rsLoRA's scale stays nearly flat. That
-# is the first step only; rsLoRA argues its scale keeps learning stable as r grows, over all of training.
+# The first update grows with the rank at α = r, shrinks at a fixed α, and stays nearly flat at rsLoRA's scale, which
+# its paper argues keeps learning stable as r grows, over all of training.
 #
-# **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets: by default the
-# attention's fused query/key/value projection `attn.c_attn` and its output `attn.c_proj`; everything else freezes.
-# `c_attn` holds W_q, W_k and W_v in one matrix, so the three share **one** rank-r adapter.
+# **Which layers.** `apply_lora` wraps the linear layers whose names end with the chosen targets, by default
+# attention's fused query/key/value projection `attn.c_attn` and output `attn.c_proj`; everything else is frozen.
+# W_q, W_k and W_v share `c_attn`'s matrix, so they share **one** rank-r adapter.
 #
-# **New tokens.** SFT adds three chat tokens, each starting as the same mean row. Frozen, they would stay
-# identical and the model could not learn to stop reliably, so LoRA trains those three rows too.
+# **New tokens.** SFT's three chat tokens all start as the mean row. Frozen, they would stay identical, so the model
+# could not tell them apart or learn to stop; LoRA trains those three rows too.
 #
 # ## The arithmetic: what LoRA saves
 #
-# A wrapped layer trains r·(in + out) numbers instead of in·out. AdamW keeps two fp32 moments per trainable
-# number, and training needs a gradient for each; the frozen weights need neither. Counted from the model's own
-# layers, checked against what `apply_lora` leaves trainable, for this course's model and GPT-2 124M (on the meta
-# device: shapes, no memory):
+# A wrapped layer trains r·(in + out) numbers instead of in·out, and only trainable numbers need a gradient and
+# AdamW's two fp32 moments. Counted from the model's layers, checked against `apply_lora` (on the meta device: shapes,
+# no memory):
 
 # %%
 def lora_trainable(model: nn.Module, rank: int, targets: tuple[str, ...]) -> int:
@@ -296,40 +283,34 @@ for name, config in models.items():
           f"({full_bytes / lora_bytes:.0f}× less)")
 
 # %% [markdown]
-# The share is r·(in + out)/(in·out) per wrapped layer, and smaller over the whole model, whose other layers train
-# nothing (but for a chat run's three new token rows). The frozen weights and the activations must still be in memory (QLoRA stores the weights in 4 bits). `load_model` merges a LoRA run's adapters on load, so `chat`,
-# `serve` and `interop export` read it like any other run. Whether LoRA learns as much as full fine-tuning at equal
-# steps is exercise 3: an experiment.
+# Over the whole model the share is smaller: the other layers train nothing but a chat run's three new token rows.
+# Frozen weights and activations still take memory (QLoRA stores the weights in 4 bits). `load_model` merges a LoRA
+# run's adapters on load, so `chat`, `serve` and `interop export` read it like any run. Whether LoRA learns as much
+# as full fine-tuning is exercise 3.
 
 # %% [markdown]
 # ## From a reward model to DPO
 #
 # A **preference record** holds a prompt x, a chosen answer y_w and a rejected one y_l.
 #
-# **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) so that the probability that y_w
-# beats y_l is σ(r(x, y_w) − r(x, y_l)) (the Bradley–Terry model), by minimising −log σ(r_w − r_l) over the
-# pairs. Then train the policy π to maximise the reward while staying near the SFT model π_ref:
-# max E[r(x, y)] − β·KL(π ‖ π_ref), with PPO: four models and an RL loop. DPO needs two and no loop.
+# **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) by minimising −log σ(r_w − r_l) over
+# the pairs, r_w = r(x, y_w): under the Bradley–Terry model, y_w beats y_l with probability σ(r_w − r_l). Then train
+# the policy π with PPO to maximise E[r(x, y)] − β·KL(π ‖ π_ref), π_ref the SFT model: four models and an RL loop.
+# DPO needs two and no loop.
 #
-# **DPO's shortcut.** That KL-constrained problem has a closed-form optimum. With
-# Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), for each prompt
-# E_π[r] − β·KL(π ‖ π_ref) = −β·KL(π ‖ π_ref·e^{r/β}/Z) + β·log Z, and a KL is smallest, zero, when its two
-# distributions are equal: π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x). Read backwards, any policy defines the reward it is optimal for:
-# r(x, y) = β·log(π(y|x) / π_ref(y|x)) + β·log Z(x). Put that into the Bradley–Terry loss: Z(x) is the same for
-# both answers of a pair, so it cancels, and what is left is a loss on the policy alone,
+# **DPO's shortcut.** With Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), for each prompt
+# E_π[r] − β·KL(π ‖ π_ref) = −β·KL(π ‖ π_ref·e^{r/β}/Z) + β·log Z. A KL is zero, its minimum, when its two
+# distributions are equal, so the optimum is π* = π_ref·e^{r/β}/Z. Read backwards, any policy defines the reward it
+# is optimal for: r = β·log(π/π_ref) + β·log Z. Z(x) is the same for both answers, so it cancels in the
+# Bradley–Terry loss, leaving a loss on the policy alone:
 #
 # L = −log σ(β·[(log π(y_w|x) − log π_ref(y_w|x)) − (log π(y_l|x) − log π_ref(y_l|x))]).
 #
-# β·log(π/π_ref) is the **implicit reward**; β times the bracket is the chosen answer's reward minus the rejected
-# one's: the **margin**. log π(y|x) sums the answer tokens' log-probabilities (notebook 9's answer mask). π_ref is
-# the frozen SFT model: `tinylm` computes its log-probabilities once for every pair, before training.
+# β·log(π/π_ref) is the **implicit reward**; β times the bracket, chosen minus rejected, is the **margin**.
+# log π(y|x) sums the answer tokens' log-probabilities (notebook 9's answer mask). π_ref is the frozen SFT model;
+# its log-probabilities are computed once per pair, before training.
 #
-# ```
-#  prompt x ──► chosen y_w ──► log π(y_w|x) − log π_ref(y_w|x) ─┐ ×β
-#          └──► rejected y_l ─► log π(y_l|x) − log π_ref(y_l|x) ─┴─► margin ─► −log σ(margin) ─► loss
-# ```
-#
-# Written by hand, then checked against `tinylm.posttrain.dpo.objective.dpo_loss` (and, after the runs, the DPO trainer):
+# By hand, then checked against `tinylm.posttrain.dpo.objective.dpo_loss`:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -347,9 +328,9 @@ assert math.isclose(start.item(), math.log(2), rel_tol=1e-6)
 print(f"my_dpo_loss matches tinylm.posttrain.dpo.objective.dpo_loss; at the start (policy = reference) it is ln 2 = {start:.4f}")
 
 # %% [markdown]
-# **What β does.** The loss depends on the log-ratio difference d only through β·d: a small β makes it
-# flat, so the policy must move far from the reference to satisfy it; a large β is satisfied by small moves. β is the
-# KL penalty's weight in the objective DPO came from.
+# **What β does.** The loss depends on the log-ratio difference d only through β·d. A small β flattens it, so the
+# policy must move far from the reference; a large β is satisfied by small moves. β is the KL penalty's weight in the
+# objective DPO came from.
 
 # %%
 d = torch.linspace(-20, 40, 200)
@@ -367,13 +348,11 @@ plt.show()
 # %% [markdown]
 # ## Preference pairs from a verifier
 #
-# These pairs are **on-policy**: both replies written by the SFT model DPO starts from, sampled once before
-# training ([Pang et al., 2024](https://arxiv.org/abs/2404.19733)). The model samples four replies per training
-# instruction at temperature 1; the verifier ranks them (passes first, fails by how many checks hold); **chosen** is
-# a top-ranked reply, **rejected** a bottom-ranked failing one; replies that all rank alike give no pair. Where none
-# passed, the chosen reply fails fewer checks than the rejected one. "sentences" is the instruction's limit, "ends"
-# the three-sentence minimum and a proper ending, "varied" notebook 9's repetition guard; a reply can also fail on
-# fluency alone (its loss above notebook 9's bound, printed). Four samples for two training instructions:
+# The pairs are **on-policy**: both replies come from the SFT model DPO starts from, sampled once before training
+# ([Pang et al., 2024](https://arxiv.org/abs/2404.19733)). The verifier ranks four replies per training instruction
+# (temperature 1): passes first, fails by how many checks hold. **Chosen** is a top-ranked reply,
+# **rejected** a bottom-ranked failing one; replies all ranked alike give no pair. The columns are notebook 9's
+# checks; a reply can also fail on fluency alone (loss above the printed bound). Four samples for two training instructions:
 
 # %%
 print(f"the fluency bound: a loss per token above {verifier.max_loss:.2f} fails")
@@ -394,21 +373,16 @@ for instruction, completions in zip(demo_instructions, demo):
 # %% [markdown]
 # ## DPO on notebook 9's models, against a control
 #
-# `tinylm.posttrain.dpo.run.dpo` (`python -m tinylm.dpo --task stories`) samples the pairs, computes the
-# reference's log-probabilities once, then trains through the same Trainer as SFT. Before and after, it measures
-# on the **test** instructions the pass rate of greedy replies and the **story loss**: the answer loss of the test
-# stories, SFT's targets, which DPO never trains on: if DPO moved the model away from the human stories SFT imitated,
-# it would rise.
+# `python -m tinylm.dpo --task stories` samples the pairs and trains with SFT's Trainer. Before and after, it measures on the **test** instructions the greedy pass rate and the
+# **story loss**, the answer loss on the test stories SFT imitated, which DPO never trains on: it rises if DPO moves
+# the model away from them.
 #
-# Three sources of luck, measured: **the SFT start** (notebook 9's two), **training** (three seeds
-# per start; the pairs are drawn once per start, so their luck is not measured) and **the test set**: each run
-# against its own start on the same 249 instructions, counting the instructions that went from fail to pass and
-# from pass to fail. Were DPO and its start equally good, each instruction that changed would be
-# as likely to go one way as the other; McNemar's exact test gives the chance of a split at least this lopsided,
+# Luck comes from **the SFT start** (notebook 9's two), **training** (three seeds per start; the pairs, drawn once
+# per start, are not varied) and **the test set**. Each run faces its own start on the same 249 instructions;
+# McNemar's exact test gives the chance, were both equally good, of changes at least this lopsided
 # either way. The rule, stated before the run: DPO beats its start where every run's p is below 0.01.
 #
-# **Predict, then run.** Will DPO on the model's own replies raise the pass rate of both starts? Will the story
-# loss go up?
+# **Predict, then run.** Will DPO on the model's own replies raise both starts' pass rate? Will the story loss go up?
 
 # %%
 BETA = 0.1
@@ -470,9 +444,8 @@ for old, new in ((False, True), (True, False)):
             print(f"  {name} ({'fails ' + ', '.join(missing) if missing else 'passes'}): {reply['reply'][:300]!r}")
 
 # %% [markdown]
-# **The package's step, checked.** The three runs from SFT seed 42 must have saved that model's reference
-# log-probabilities, computed here again; then `DPOTrainer`'s loss on a real batch against `my_dpo_loss`, with the
-# first run's `best.pt` as the policy: the losses, and the output layer's gradients, must agree.
+# **The package's step, checked** against a recomputed reference and `my_dpo_loss`, on a real batch with the first
+# run's `best.pt` as the policy:
 
 # %%
 def my_batch_logprobs(model, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -511,20 +484,17 @@ print(f"a batch of {len(x) // 2} pairs: DPOTrainer's loss {package_loss.item():.
       "(the SFT model against itself would give ln 2); the output layer's gradients agree")
 
 # %% [markdown]
-# By the rule, DPO beats the start of SFT seed 42 (every p
-# below 0.01) but not that of seed 43 (p = 0.023 and 0.11 in two of its three runs, 0.0096 in the third), and every run raised the story
-# loss. The two starts differ by more than any DPO gain: hence each run against its own. The printed replies show
-# what a pass is worth: the fail that became a pass got its bird by making Sue one; the pass DPO lost was already
-# broken ("a little girl named She was very curious"), and DPO's reply dropped the train. The verifier does not
-# check that a story holds together.
+# By the rule, DPO beats its start from SFT seed 42 (every p below 0.01) but not from seed 43, and every run raised
+# the story loss. The starts differ by more than any DPO gain, hence each run against its own. What is a pass worth?
+# The new pass got its bird by making Sue one; the lost pass was already broken ("a little girl named She was"): the
+# verifier does not check that a story holds together.
 #
-# **The control: the good replies alone.** DPO learns from its chosen replies and from what separates each from its
-# rejected one. SFT on the passing chosen replies alone (rejection-sampling fine-tuning,
-# [Yuan et al., 2023](https://arxiv.org/abs/2308.01825): `sft` with `data=` the DPO run) keeps the first, for the pairs whose chosen reply passed: the same
-# start, the same passing replies, the same 100 steps of 8 examples and the same schedule. DPO also reads the
-# rejected replies and the failing chosen ones: 16 sequences a step, not 8. Three seeds from SFT seed 42, judged by the course's rule: one arm beats the
-# other where each has at least 3 seeds and every seed of it beats every seed of the other (it covers the seeds, not
-# the test set).
+# **The control: the good replies alone.** DPO learns from its chosen replies and from what separates them from the
+# rejected ones. SFT on the passing chosen replies alone (rejection-sampling fine-tuning,
+# [Yuan et al., 2023](https://arxiv.org/abs/2308.01825); `sft` with `data=` the DPO run) keeps only the first, with
+# the same start, steps and schedule; DPO also reads the rejected and failing chosen replies, 16 sequences a
+# step to the control's 8. Three seeds from SFT seed 42, judged by the course's rule (notebook 8a: at least 3 seeds each, and every seed
+# of one arm beats every seed of the other), which covers the seeds, not the test set.
 
 # %%
 dpo_train = recipe.train
@@ -551,19 +521,16 @@ if rft_reports:
                       metric=metric, lower_is_better=lower))
 
 # %% [markdown]
-# On pass rate the control and DPO are not told apart (0.707 and 0.693, the seeds overlap: `compare` names the higher
-# mean first, and only "told apart" is a verdict); on story loss the
-# control wins (3.130 against 3.151: it too raised it, but less). From the same start, replies and steps (one start, one β, one rate), the contrast with
-# the rejected replies bought nothing measurable.
+# On pass rate the control and DPO are not told apart (`compare` names the higher mean first; only "told apart" is a
+# verdict); on story loss the control wins, having raised it less. From the same start, replies and steps (one start,
+# one β, one rate), the contrast with the rejected replies bought nothing measurable.
 #
 # ## Likelihood displacement, and the learning rate
 #
 # The DPO loss depends on the margin alone, so it also falls when **both** replies become less likely, the rejected
-# one faster ("likelihood displacement", Razin et al., 2024): the chosen replies' implicit reward β·log(π/π_ref)
-# turns negative. Razin et al. trace
-# it to chosen and rejected replies being alike, as
-# two samples of one model are. The cell varies the learning rate: one arm at a fifth of it, from SFT seed 42 on the
-# same pairs and steps (one seed: a measurement, not a verdict).
+# one faster, and the chosen replies' implicit reward turns negative: "likelihood displacement", which Razin et al.
+# (2024) trace to chosen and rejected replies being alike, as two samples of one model are. One arm at a fifth of
+# the learning rate, from SFT seed 42 on the same pairs and steps (one seed: a measurement, not a verdict):
 
 # %%
 LOW_RATE = recipe.train.learning_rate / 5
@@ -601,43 +568,34 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# In seed 42's run at the recipe's rate (the plot) both rewards are already below 0 at the first evaluation (step
-# 50) and fall further by step 100: the margin grows because the rejected replies fall faster, while the chosen ones
-# also lose probability, and meanwhile the validation pass rate falls from step 50 to step 100, still above the SFT
-# start. A growing margin is not the goal, which is why `best.pt` follows the validation pass rate (step 50 in five
-# of the six runs above). At a fifth of the rate both rewards barely moved and the story loss stayed at the start's
-# 3.118, while the test pass rate rose less (0.618 against 0.693 ± 0.028, with no paired test): here the larger gain
-# came with the displacement.
+# In seed 42's run at the recipe's rate (the plot), both rewards are below 0 by step 50 and fall further by step
+# 100: the margin grows because the rejected replies fall faster, while the validation pass rate falls, still above
+# the SFT start. A growing margin is not the goal, so `best.pt` follows the validation pass rate (step 50 in five of
+# the six runs). At a fifth of the rate both rewards barely moved and the story loss stayed at 3.118, but the test
+# pass rate rose less (0.618 against 0.693 ± 0.028, no paired test): here the larger gain came with the displacement.
 #
-# **LoRA and DPO compose**: with `--lora-rank 8` DPO trains adapters, and with B = 0 starts as the reference.
-# `python -m tinylm.dpo --task preference
-# --profile gpu` runs DPO on pairs someone else wrote (Raschka's preference set). The story runs from the command
-# line:
+# **LoRA and DPO compose**: with `--lora-rank 8` DPO trains adapters, starting (B = 0) as the reference.
+# `python -m tinylm.dpo --task preference --profile gpu` runs DPO on a preference set someone else wrote (Raschka's).
+# The story runs from the command line:
 #
 # ```bash
 # python -m tinylm.dpo --task stories --profile cpu --base runs/notebook-09-cpu --out runs/dpo-stories-cpu
-# python -m tinylm.sft --task stories --profile cpu --base runs/notebook-09-cpu --data runs/dpo-stories-cpu \
-#     --max-steps 100 --batch-size 8 --learning-rate 1e-4 --set warmup_steps=10 --set weight_decay=0 \
-#     --set eval_interval=50 --out runs/rft-stories-cpu   # the control, as the notebook ran it
 # python -m tinylm.chat --ckpt runs/dpo-stories-cpu
 # ```
 #
 # ## What you learned
 #
-# - LoRA adds (α/r)·B·A beside a frozen W; with B = 0 the wrapped model equals the base, and merging folds A and B
-#   into W. Tokens the base never had need trainable rows: frozen, they keep identical rows, so identical logits.
-# - α/r sets the update's scale: with AdamW the first step grows with r at α = r, shrinks at a fixed α, and stays
-#   nearly flat with rsLoRA's scale √(8/r).
-# - LoRA saves optimizer state and gradients, per wrapped layer all but r·(in + out)/(in·out) of them.
-# - DPO is the reward-model objective with the reward written as β·log(π/π_ref): a loss on the log-probabilities
-#   of a pair's replies, the reference's computed once.
-# - A verifier ranks the model's own samples into pairs. DPO raised the pass rate of both SFT starts in every run,
-#   beyond the test set's luck for one start (every McNemar p below 0.01) but not for the other; the story loss rose
-#   (worse) in every run.
-# - A method needs its control: SFT on the passing chosen replies alone (365 of DPO's 487 pairs), for the same steps,
-#   was not told apart from DPO on pass rate and had a lower story loss (three seeds each, one start).
-# - The margin can grow with both replies pushed down (likelihood displacement); at a fifth of the rate (one seed)
-#   both fell far less, and the pass rate rose less.
+# - LoRA adds (α/r)·B·A beside a frozen W, starts as the base (B = 0) and merges into W; new tokens need trainable
+#   rows.
+# - At the first AdamW step the update grows with r at α = r, shrinks at a fixed α, and stays nearly flat with rsLoRA.
+# - Only r·(in + out) of a wrapped layer's in·out numbers need gradients and optimizer state.
+# - DPO is the reward-model objective with the reward written as β·log(π/π_ref).
+# - DPO on verifier-ranked pairs of the model's own samples raised both SFT starts' pass rate in every run (beyond
+#   the test set's luck for one start only), and their story loss.
+# - SFT on the passing chosen replies alone was not told apart from DPO on pass rate and had a lower story loss
+#   (three seeds each, one start).
+# - The margin can grow while both replies are pushed down (likelihood displacement); at a fifth of the rate (one
+#   seed) both fell far less, and the pass rate rose less.
 #
 # ## Exercises
 #

@@ -18,32 +18,28 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/12_speedrun_on_a_laptop.ipynb)
 #
-# Notebook 6b made a training *step* fast; this notebook makes *learning* fast. The
+# Notebook 6b made a training *step* fast; this one makes *learning* fast. The
 # [modded-nanogpt speedrun](https://github.com/KellerJordan/modded-nanogpt) took GPT-2 small to a FineWeb validation
-# loss of 3.28 on eight H100s in 45 minutes with llm.c's recipe, then in under 3, with a new optimizer (Muon),
-# architecture and schedule changes, and faster kernels. Here you build Muon, then race
-# the Shakespeare model of notebook 3 for a fixed budget of training seconds, one change at a time.
+# loss of 3.28 on eight H100s in 45 minutes with llm.c's recipe, then in under 3 with a new optimizer (Muon),
+# model and schedule changes, and faster kernels. You build Muon, then race notebook 3b's Shakespeare model for a
+# fixed budget of seconds, one change at a time.
 #
 # **What you will learn**
-# - why the measure is **loss per second**, not tokens per second;
-# - **Muon**: momentum, then an orthogonalised update by the **Newton–Schulz** iteration, written by hand and
-#   checked against `tinylm` and `torch.optim.Muon`; which parameters it trains;
-# - the modded-nanogpt changes (**ReLU²**, **QK-norm**, **zero-init**, an **untied head**, **logit
-#   soft-capping**, **warmup-stable-decay**) and what each is for;
-# - a **record table** of single changes, judged by a stated rule at equal seconds and at equal steps;
-# - why a race of seconds on a shared machine is run in steps priced by timed rounds.
+# - why the measure is **loss per second**;
+# - **Muon** and its **Newton–Schulz** iteration, by hand;
+# - the modded-nanogpt model changes and what each is for;
+# - a **record table** of single changes, its budget of seconds priced in steps.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 20 min, by the course's
-# formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
-# experiment).
+# **How long it takes**: a lesson of about 75 minutes (reading, code and the `cpu` run's 4 s with `REPLAY = True`, 20
+# min live, by the course's formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per
+# function, 20 per experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; the record table with 8 arms × 3 seeds of a tiny model, priced at what 20 steps of the slowest arm cost, scored on 8,192 held-out test characters | the last cell prints it |
 # | `cpu` (2-core laptop) | the record table: 10 arms × 3 seeds × 20 s of training on Shakespeare (two arms 5 seeds), priced at each arm's timed step cost, scored on a held-out test split | the last cell prints it |
 #
-# On a GPU (`gpu` profile) the notebook runs the same table with shorter budgets unless you set
-# `FULL_RECIPE = True` (see [Running on a GPU](README.md#running-on-a-gpu)).
+# On a GPU: shorter budgets unless `FULL_RECIPE = True` ([Running on a GPU](README.md#running-on-a-gpu)).
 #
 # **Papers and posts**: Muon ([Jordan et al., 2024](https://kellerjordan.github.io/posts/muon/);
 # [Liu et al., 2025](https://arxiv.org/abs/2502.16982)), Newton–Schulz ([Higham, 2008, ch. 8](https://doi.org/10.1137/1.9780898717778)),
@@ -113,10 +109,9 @@ if SCALE != PROFILE:
 # %% [markdown]
 # ## Loss per second
 #
-# Tokens per second says how fast the engine turns, not how far each step goes. The speedrun's unit is
-# **seconds of training to a target loss**, and its second figure is the loss when the budget runs out. Both are
-# read off a curve scored every few seconds, the crossing interpolated linearly between two evaluations. The target,
-# printed below, is near where nanoGPT's CPU recipe ends (its README: "gets us a loss of only 1.88").
+# Tokens per second says how fast the engine turns, not how far each step goes. The speedrun counts **seconds to
+# a target loss**, interpolated between evaluations, and the loss when the budget runs out. The target is near
+# where nanoGPT's CPU recipe ends (its README: "gets us a loss of only 1.88").
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -128,18 +123,16 @@ print(f"{TRAINING_TIME}")
 # %% [markdown]
 # ## Muon, from scratch
 #
-# Take a hidden layer's weight matrix `W` (out × in) and its gradient `G`. Adam scales each entry of the
-# update by its own running size. Muon treats the matrix as a matrix:
+# Take a hidden layer's weight matrix `W` (out × in) and its gradient `G`. Adam scales each entry of the update by
+# its own running size; Muon treats the matrix as a matrix:
 #
-# 1. **momentum**: `M ← μ·M + (1 − μ)·G`, and with Nesterov the direction is `U = (1 − μ)·G + μ·M`;
-# 2. **orthogonalise**: write `U = A·S·Bᵀ` (its singular value decomposition) and replace it by `A·Bᵀ`,
-#    every singular value set to 1;
+# 1. **momentum**: `M ← μ·M + (1 − μ)·G`; with Nesterov, the direction `U = (1 − μ)·G + μ·M`;
+# 2. **orthogonalise**: replace `U = A·S·Bᵀ` (its SVD) by `A·Bᵀ`, every singular value set to 1;
 # 3. **step**: `W ← W·(1 − lr·λ) − lr·√max(1, out/in)·A·Bᵀ`.
 #
 # Why step 2? A hidden layer's gradient is nearly low-rank: SGD moves the weights mostly along a few directions,
-# and the rare ones barely move. An orthogonalised update moves all of the gradient's directions by about the same
-# amount, but the very weakest. Here is a real gradient (the Shakespeare model's first MLP matrix, one batch),
-# orthogonalised by `newton_schulz` in bfloat16:
+# while the orthogonalised update moves all but the weakest about equally. Here is one batch's gradient of the
+# first MLP matrix, orthogonalised in bfloat16:
 
 # %%
 track = SHAKESPEARE_CHAR
@@ -175,14 +168,12 @@ plt.show()
 # %% [markdown]
 # ### Newton–Schulz: orthogonalising with matrix products
 #
-# An SVD per matrix per step is slow on a GPU; the polar factor `A·Bᵀ` is also the limit of an iteration of matrix
-# products. Scale `X₀ = U / ‖U‖_F` so that every singular value lies in (0, 1], then repeat
-# `X ← a·X + b·(X·Xᵀ)·X + c·(X·Xᵀ)²·X`: each step applies `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value and
-# keeps the singular vectors. The classical `(1.5, −0.5, 0)` converges to exactly 1, slowly for small σ (slope 1.5
-# at 0). Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope 3.4 at 0: five steps lift every singular
-# value above a small threshold into a band around 1; smaller ones stay short of it. The cell prints the threshold,
-# the band, and how many of the real gradient's singular values lie below it. modded-nanogpt reports that a band
-# instead of exactly 1 does not hurt training.
+# An SVD per step is slow on a GPU; an iteration of matrix products also converges to `A·Bᵀ`. Scale
+# `X₀ = U / ‖U‖_F` so every singular value lies in (0, 1], then repeat `X ← a·X + b·(X·Xᵀ)·X + c·(X·Xᵀ)²·X`: each
+# step applies `p(σ) = a·σ + b·σ³ + c·σ⁵` to every singular value. The classical `(1.5, −0.5, 0)` converges to
+# exactly 1, slowly for small σ (slope 1.5 at 0). Keller Jordan's quintic `(3.4445, −4.7750, 2.0315)` has slope
+# 3.4 at 0: in five steps every singular value above a small threshold reaches a band around 1, which
+# modded-nanogpt reports does not hurt training.
 
 # %%
 def my_newton_schulz(update: torch.Tensor, steps: int, coefficients: tuple[float, float, float]) -> torch.Tensor:
@@ -250,10 +241,9 @@ plt.show()
 # %% [markdown]
 # ### A Muon step, checked twice
 #
-# With `newton_schulz`, the optimizer is a few lines. An orthogonal (out × in) matrix has a root-mean-square
-# entry of 1/√max(out, in); the scale `√max(1, out/in)` lifts a tall matrix's to 1/√in, its fan-in, like a wide
-# one's. After Newton–Schulz the entries are a little smaller (the cell prints the ratio). Ten steps on three
-# matrices (wide, tall, square) must give exactly what `tinylm.train.muon.Muon` and `torch.optim.Muon` give:
+# An orthogonal (out × in) matrix's entries have RMS 1/√max(out, in); the scale `√max(1, out/in)` lifts a tall
+# matrix's to 1/√in, its fan-in, like a wide one's; Newton–Schulz leaves them a little smaller. Ten steps on
+# three shapes must match `tinylm`'s and PyTorch's Muon exactly:
 
 # %%
 def my_muon_step(weights, gradients, buffers, lr: float, momentum: float = 0.95, weight_decay: float = 0.1):
@@ -290,11 +280,9 @@ for s in shapes:  # the root-mean-square entry of one scaled, orthogonalised upd
     print(f"{s}: RMS entry {rms:.3f}, 1/√fan-in = {s[1] ** -0.5:.3f}, ratio {rms * s[1] ** 0.5:.2f}")
 
 # %% [markdown]
-# **Which parameters.** Muon is for the matrices that mix features inside the blocks. Embeddings and the tied
-# head are tables indexed by token, and norms and biases are vectors: these stay with AdamW, as the
-# [Muon post](https://kellerjordan.github.io/posts/muon/) recommends. `TrainConfig(optimizer="muon")` makes that
-# split (`tinylm.train.optim.muon_parameters`), with Muon's own peak rate: its update's entries are about
-# lr/√fan-in, Adam's `m/√v` of order 1. The cell prints both rates.
+# **Which parameters.** Muon trains the matrices inside the blocks. Embeddings and the tied head (tables indexed
+# by token), norms and biases stay with AdamW, as the Muon post recommends. Muon gets its own peak rate: its
+# update's entries are about lr/√fan-in, Adam's `m/√v` of order 1.
 
 # %%
 chosen = muon_parameters(model)
@@ -305,19 +293,18 @@ print(f"peak rates: Muon {recipe.muon_learning_rate}, AdamW {recipe.learning_rat
 # %% [markdown]
 # ## The other changes
 #
-# Each is one field of `TrainConfig` or `GPTConfig`. QK-norm and the soft cap are meant for stability:
-# [Wortsman et al. (2023)](https://arxiv.org/abs/2309.14322) reproduce large models' instabilities in small ones
-# by raising the learning rate. So the table races the model changes on a deeper model at raised rates.
+# QK-norm and the soft cap are meant for stability. Wortsman et al. (2023) provoke large models' instabilities in
+# small ones by raising the learning rate, so the model changes race at raised rates.
 #
 # | change | field | meant to buy |
 # |---|---|---|
-# | a bigger batch, 32 instead of 12 | `batch_size=32` | Newton–Schulz's fixed cost per step shared among more tokens ([dated note](../docs/notes/2026-11-26-laptop-speedrun.md)) |
+# | batch 32 | `batch_size=32` | Newton–Schulz's fixed cost per step shared by more tokens ([dated note](../docs/notes/2026-11-26-laptop-speedrun.md)) |
 # | ReLU² | `mlp="relu2"` | `relu(x)²`: as cheap as ReLU, slope continuous at 0 (Primer's search) |
-# | QK-norm | `qk_norm=True` | queries and keys RMS-normalised per head: a score cannot blow up as weights grow |
-# | zero-init | `zero_init_projections=True` | the matrices that write into the residual stream start at 0: each block starts as the identity |
-# | untied head | `tie_weights=False` | the head's own matrix: more freedom, few parameters with 65 characters |
+# | QK-norm | `qk_norm=True` | queries and keys RMS-normalised per head: scores cannot blow up |
+# | zero-init | `zero_init_projections=True` | residual-stream projections start at 0, so each block starts as the identity |
+# | untied head | `tie_weights=False` | more freedom, few parameters |
 # | logit soft-cap | `logit_softcap=15` | `15·tanh(logits/15)`: no logit can run away |
-# | warmup-stable-decay | `schedule="wsd"` | hold the peak rate, then decay: a cooldown can branch off any point (not raced here: "Going further") |
+# | warmup-stable-decay | `schedule="wsd"` | peak rate held, then decayed: cooldowns can branch off it (not raced) |
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
@@ -339,27 +326,23 @@ plt.show()
 # %% [markdown]
 # ## The record table
 #
-# Here the budget of training seconds is fixed, and each arm differs by one change from the arm it is measured
-# against: the default `cpu` recipe of notebook 3 (one block, 128 wide, AdamW, a batch of 12); a batch of 32; Muon
-# on top, the package's speedrun recipe (`--recipe speedrun`); Muon at the default's batch. Then `deep` (the
-# speedrun recipe on 4 blocks, both peak rates ×10), with each model change on top of it. Three seeds per arm;
-# the headline pair (+Muon against batch 32) gets five.
+# Each arm changes one thing in its baseline (the cell prints them). The chain runs from notebook 3b's `cpu`
+# recipe (one block, 128 wide, AdamW, batch 12) to batch 32, then Muon: the package's speedrun recipe. `deep`,
+# that recipe on 4 blocks at ten times both peak rates, is the model changes' baseline. Three seeds per arm; five
+# for +Muon and batch 32.
 #
-# **A test split.** The speedrun recipe was chosen on the validation split, so the table scores the training
-# split's last characters, held out before any run trains (`hold_out_test`, as in notebooks 8a and 8b).
+# **A test split.** The recipe was chosen on the validation split, so the table scores the training split's last
+# characters, held out before any run (`hold_out_test`, as in notebooks 8a and 8b).
 #
-# **Pricing the budget** (`tinylm.course.speedrun`). A run stopped by its clock mixes the machine into the
-# result: a slow spell means fewer steps and a higher loss. So `measure_step_costs` times short rounds of steps
-# for every arm, the arms' order rotated each round; an arm's price is its median round. `within_budget` turns the
-# budget into steps at that price, and every seed trains exactly those steps. Zero-init changes only the initial
-# weights, so it takes `deep`'s price. The table prints each price beside the arm's pace while it trained, and the
-# verdicts are also read at **equal steps**, where no price enters.
+# **Pricing the budget.** Stopped by its clock, a run loses steps, and loss, to a slow spell. So
+# `measure_step_costs` times all arms in rotating rounds of steps, and each arm's seeds train the steps that its
+# median round's price buys. Zero-init changes only the initial weights, so it takes `deep`'s price.
+# Verdicts are also read at **equal steps**, where no price enters.
 #
-# **The verdict rule** (`tinylm.eval.uncertainty.compare`): **told apart** only with at least three seeds each
-# and ranges that do not overlap; each sentence prints how often that happens by chance.
+# **The verdict rule**: **told apart** only with at least three seeds each and non-overlapping ranges.
 #
-# **Predict, then run.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch. Which
-# changes buy loss within the budget? At ten times the rates, which model changes should help?
+# **Predict.** Muon adds five Newton–Schulz iterations per matrix per step, whatever the batch. Which changes buy
+# loss within the budget? Which model changes should help at ten times the rates?
 
 # %%
 # Seconds per arm and seed (smoke: 20 steps of the slowest arm, so every arm gets past its warmup), seconds of
@@ -455,8 +438,7 @@ print(f"\nwith no real difference, {len(SEEDS)} seeds against {len(SEEDS)} are t
       f"{min(1.0, len(judged) * chance):.0%} whatever their dependence")
 
 # %% [markdown]
-# Each arm's test curve minus its baseline's (the mean of the baseline's three seeds), one line per seed: below
-# zero the change is ahead at that second.
+# Each arm's test loss minus its baseline's mean, per seed: below zero, the change is ahead.
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(15, 5))
@@ -480,8 +462,7 @@ plt.show()
 # %% [markdown]
 # ## What the table says, and why
 #
-# Every arm trained somewhat slower than its price (the table's two ms columns), by a similar share: the machine
-# slowed for all arms alike.
+# Every arm trained somewhat slower than priced (the two ms columns), all by a similar share: the machine slowed.
 #
 # | comparison | at 20 s | at equal steps |
 # |---|---|---|
@@ -492,26 +473,23 @@ plt.show()
 # | +ReLU² vs deep | ReLU² higher | ReLU² higher |
 # | +soft-cap, +zero-init vs deep | not told apart | not told apart |
 #
-# - **Muon pays at the default's batch**: 0.010 lower at 20 s. At equal steps every change of the chain wins,
-#   because each also spends more per step; at equal seconds only Muon at batch 12 is told apart. The
-#   speedrun recipe (batch 32, then Muon) has the lowest mean, but neither of its steps is told apart at 20 s.
-# - **On 4 blocks at ten times the rates** no seed reached the target, so these arms are judged by the loss at
-#   20 s alone. **QK-norm** ended 0.381 lower, the largest effect in the table, consistent with Wortsman et al.'s
-#   account of attention scores growing at high rates (not printed here). The **untied head** ended 0.166 lower,
-#   with the widest range; **ReLU²** ended higher.
+# - **Muon pays at the default's batch.** Every change of the chain wins at equal steps, as each spends more per
+#   step; the speedrun recipe has the lowest mean, but neither of its changes is told apart at 20 s.
+# - **At ten times the rates** no deep seed reached the target. QK-norm's lead (0.381) is the largest, consistent
+#   with Wortsman et al.'s account of attention scores growing at high rates (not measured here); the untied
+#   head's (0.166) has the widest range.
 #
-# The deep runs are short, much of them warmup: they rank changes at these rates in this time, not in a long run.
-# Over 11 verdicts a false "told apart" somewhere is likely (the cell's last line): read one alone as a lead.
+# The deep runs are short, much of them warmup: they rank changes at these rates and this length only.
+# Over 11 verdicts a false "told apart" is likely somewhere (the last line): read one alone as a lead.
 
 # %% [markdown]
 # ## What you learned
 #
-# - A recipe is measured by **loss per second**: seconds to a target, and the loss when the budget ends.
-# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps; embeddings,
-#   head, norms and biases stay with AdamW.
-# - A record is built **one change at a time**, over seeds, on a test split. On a shared machine the budget is
-#   **priced** in steps, so a slow spell lengthens a run but cannot move its loss; equal steps is the second
-#   reading.
+# - A recipe is measured by **loss per second**: seconds to a target, and the loss at the budget's end.
+# - **Muon** orthogonalises each hidden matrix's Nesterov momentum with a few **Newton–Schulz** steps; the other
+#   parameters stay with AdamW.
+# - A record is built **one change at a time**, over seeds, on a test split, the budget **priced** in steps so
+#   that a slow spell cannot move a loss, and read again at equal steps.
 #
 # ## Exercises
 #

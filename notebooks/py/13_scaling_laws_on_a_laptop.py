@@ -18,49 +18,39 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/13_scaling_laws_on_a_laptop.ipynb)
 #
-# You have a fixed amount of compute. Should it buy a bigger model, or more training tokens for a smaller
-# one? [Kaplan et al. (2020)](https://arxiv.org/abs/2001.08361) answered "mostly a bigger model": the
-# loss-optimal size grew as `N_opt ∝ C^0.73`. [Hoffmann et al. (2022)](https://arxiv.org/abs/2203.15556)
-# measured again, with larger models and a learning-rate schedule matched to each run's length, and found
-# both should grow about equally, `N_opt ∝ C^0.5` and `D_opt ∝ C^0.5`: about 20 tokens per parameter, as in
-# their 70B-parameter Chinchilla, trained on 1.4T tokens, which beat the 280B Gopher trained with the same
-# compute. Later work traces most of the gap to what Kaplan et al. counted and tuned: `N` without the
-# embeddings, at small scale ([Pearce & Song, 2024](https://arxiv.org/abs/2406.12907)); the head's FLOPs,
-# the warmup and the optimizer's settings ([Porian et al., 2024](https://arxiv.org/abs/2406.19146)). 
+# Should a fixed compute budget buy a bigger model, or more tokens for a smaller one? Kaplan et al. (2020)
+# answered "mostly a bigger model": `N_opt ∝ C^0.73`. Hoffmann et al. (2022), with larger models and a schedule
+# matched to each run's length, found both should grow about equally, `N_opt ∝ C^0.5`: about 20 tokens per
+# parameter (their 70B Chinchilla beat the 280B Gopher at equal compute). Later work traces most of the gap to
+# what Kaplan et al. counted and tuned (Pearce & Song, 2024; [Porian et al., 2024](https://arxiv.org/abs/2406.19146)).
 #
-# This notebook does that on two CPU cores with Hoffmann et al.'s **approach 2** (IsoFLOP profiles): five
-# model sizes at each of five compute budgets, the best size per budget, the power laws, a comparison with
-# Chinchilla's exponent by a stated rule, and **predictions of two larger budgets' losses, checked by
-# runs**. The models are tiny, the data is 2 MiB and five budgets give a slope three degrees of freedom:
-# saying what such a sweep can and cannot tell is half of the lesson.
+# Here you redo it on two CPU cores with Hoffmann et al.'s **approach 2** (IsoFLOP profiles). The models are
+# tiny, the data 2 MiB, and five budgets leave a slope three degrees of freedom: what such a sweep can and cannot
+# tell is half the lesson.
 #
 # **What you will learn**
-# - compute accounting: `C = 6·N·D` by hand, `N` counted as Kaplan et al. count it, and what `6N` leaves out;
-# - why a budget is a number of optimizer steps, never seconds;
-# - IsoFLOP profiles and the vertex of a parabola in `log N`, by hand;
-# - power laws as lines in log-log space, a slope's t-interval (Student's t) and a residual bootstrap (the
-#   package's, then rebuilt by hand);
-# - what three degrees of freedom leave a stated rule able to say, and the ways a tiny sweep could differ;
-# - a loss law with a floor beside a plain power law, predictions printed before the runs that check them,
-#   and an experiment of your own.
+# - compute accounting, `C = 6·N·D`, and why a budget is steps, never seconds;
+# - IsoFLOP profiles and a parabola's vertex, by hand;
+# - power laws in log-log space, a slope's t-interval and a residual bootstrap, and what three degrees of freedom
+#   let a stated rule say;
+# - a loss law with a floor against a plain power law, both checked by runs at two larger budgets.
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 11 min, by the course's
-# formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
-# experiment).
+# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 5 s with `REPLAY = True`, 11
+# min live, by the course's formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per
+# function, 20 per experiment).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 5 tiny budgets × 4 tiny sizes (a fit may run on a bound) and the two prediction runs | a small fraction of the cpu profile's (not timed here) |
 # | `cpu` (2-core laptop) | 5 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | the last cell prints it |
 #
-# On a GPU the notebook runs the cpu profile's sweep unless `FULL_RECIPE = True`: 7 larger budgets × 6 sizes
-# on the first 300,000 stories of the full TinyStories ([Running on a GPU](README.md#running-on-a-gpu)).
+# On a GPU, `FULL_RECIPE = True` runs 7 larger budgets × 6 sizes on the first 300,000 stories of the full
+# TinyStories ([Running on a GPU](README.md#running-on-a-gpu)).
 #
-# **Papers**: Kaplan et al., 2020, [Scaling Laws for Neural Language Models](https://arxiv.org/abs/2001.08361);
-# Hoffmann et al., 2022, [Training Compute-Optimal Large Language Models](https://arxiv.org/abs/2203.15556)
-# ("Chinchilla"); Besiroglu et al., 2024, [Chinchilla Scaling: A replication attempt](https://arxiv.org/abs/2404.10102);
-# Pearce & Song, 2024, [Reconciling Kaplan and Chinchilla Scaling Laws](https://arxiv.org/abs/2406.12907);
-# Muennighoff et al., 2023, [Scaling Data-Constrained Language Models](https://arxiv.org/abs/2305.16264).
+# **Papers**: [Kaplan et al., 2020](https://arxiv.org/abs/2001.08361);
+# [Hoffmann et al., 2022](https://arxiv.org/abs/2203.15556) ("Chinchilla");
+# [Besiroglu et al., 2024](https://arxiv.org/abs/2404.10102); [Pearce & Song, 2024](https://arxiv.org/abs/2406.12907);
+# [Muennighoff et al., 2023](https://arxiv.org/abs/2305.16264).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -126,15 +116,14 @@ if SCALE != PROFILE:
 # %% [markdown]
 # ## The data: TinyStories as characters
 #
-# The sweep trains on the same 2 MiB TinyStories sample as notebooks 5 and 8, with the same 5% of stories
-# held out for validation, but tokenized as **characters**, not GPT-2 tokens:
+# The sweep trains on notebooks 5 and 8's 2 MiB TinyStories sample, the same 5% of stories held out, tokenized
+# as **characters**:
 #
-# - **The embedding.** Kaplan et al. found clean laws only once they left out the embedding tables, which a
-#   token merely looks up. With GPT-2's vocabulary trimmed to the sample (notebook 5), the token table alone
-#   is several times larger than a sweep-sized transformer. With under a hundred characters, it is small.
-# - **The tokens.** A character is about a quarter of a GPT-2 token, so the same text gives about four
-#   times as many training tokens: fewer passes over the sample (the plan below prints how many).
-
+# - **The embedding.** Kaplan et al. found clean laws only without the embedding tables, which a token merely looks
+#   up. Over GPT-2's vocabulary trimmed to the sample, the token table alone outweighs a sweep-sized transformer
+#   several times over; over under a hundred characters it is small.
+# - **The tokens.** A character is about a quarter of a GPT-2 token, so the same text gives about four times as
+#   many tokens and fewer passes over the sample.
 
 # %%
 sample = tinylm.data.corpora.prepare_tinystories_chars(source="sample")
@@ -158,16 +147,14 @@ print(repr(sample.tokenizer.decode(sample.val[:160])))
 # %% [markdown]
 # ## Compute: `C = 6·N·D`, by hand
 #
-# Training a model of `N` parameters on one token costs about `2N` FLOPs in the forward pass (one multiply
-# and one add per weight) and `4N` in the backward pass (gradients for the activations and for the weights),
-# so `D` tokens cost `C ≈ 6·N·D` (notebook 6a). Here `N` is the **non-embedding** count: every weight of the
-# blocks and the final LayerNorm, not the token and position tables. A GPT-2 block of width `d` holds
-# `12d² + 13d` of them: `3d²` for the query, key and value projections, `d²` for attention's output,
-# `8d²` for the MLP's two matrices, and `13d` for their biases and two LayerNorms' gains and shifts.
+# A token costs a model of `N` parameters about `2N` FLOPs forward (a multiply and an add per weight) and twice
+# that backward (notebook 6a), so `D` tokens cost `C ≈ 6·N·D`. Here `N` is the **non-embedding** count: every
+# weight of the blocks and the final LayerNorm, not the token and position tables. A GPT-2 block of width `d`
+# holds `12d² + 13d` of them: `3d²` for the query, key and value projections, `d²` for attention's output, `8d²`
+# for the MLP's two matrices, and `13d` for their biases and two LayerNorms' gains and shifts.
 #
-# The sweep's sizes are one family: **two layers, a head size of 8, and widths from 16 up** (a
-# `ModelSize` per width, `tinylm.course.scaling.LADDER`): one depth, so that sizes differ in one way only; two,
-# because an induction head composes one layer's attention with the next's
+# The sweep's sizes are one family: **two layers, head size 8, widths from 16 up** (`LADDER`). One depth, so
+# sizes differ in one way only; two, because an induction head composes one layer's attention with the next's
 # ([Olsson et al., 2022](https://arxiv.org/abs/2209.11895)).
 
 # %%
@@ -197,21 +184,17 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
       f"{tables / bpe_model.num_parameters():.0%} of all; the full count {bpe_model.flops_per_token() / (6 * narrow.parameters):.1f} x 6N")
 
 # %% [markdown]
-# The last column is `GPT.flops_per_token()` over `6N`. `6N` leaves out attention's scores and weighted sums
-# (`12·n_layer·d·T` per token for a context of `T`) and the head's matrix, which a token multiplies by though
-# as a table it is not in `N`. Per layer, `6N` charges a token `72d²` and attention costs `12dT`: attention
-# weighs as much as `6N` when `6d ≈ T` (`d ≈ 11` at `T = 64`), so `6N` misses most for the narrowest models. The
-# laws below use non-embedding `6ND`, as Kaplan et al.'s do; Hoffmann et al. count every parameter in `N` and
-# every training FLOP in `C` (their appendix F).
+# The last column is `GPT.flops_per_token()` over `6N`. `6N` leaves out the head's matrix (a table, so not in
+# `N`, yet every token multiplies by it) and attention's scores and weighted sums: `12dT` per layer for a context
+# of `T`, against `6N`'s `72d²`, as much once `6d ≈ T` (`d ≈ 11` at `T = 64`). So `6N` misses most for the
+# narrowest models.
 #
 # ### A budget is a number of steps
 #
-# At budget `C`, a model of `N` parameters trains `D = C / (6N)` tokens: with `B` sequences of `T`
-# characters per step, `C / (6N·B·T)` optimizer steps, rounded. Every run's cosine schedule ends at its own
-# last step, as Hoffmann et al.'s do: a loss read from a run cut short of a longer schedule is read before
-# its rate has decayed, and looks worse than the same run with its own schedule would. A budget of steps, not
-# seconds, fixes each run's steps and tokens: a busy machine changes how long the sweep takes, not its losses
-# (unless the notebook started with fewer threads, which sum in another order: the closing note prints how many).
+# At budget `C` a model of `N` parameters trains `D = C / (6N)` tokens: a fixed number of steps. Each run's
+# cosine schedule ends at its last step, as Hoffmann et al.'s do: a run cut short of a longer schedule is read
+# before its rate has decayed, and looks worse. Counted in steps, not seconds, a busy machine changes how long the
+# sweep takes, not its losses (at a fixed thread count: the closing note prints it).
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -251,8 +234,8 @@ warmup_shares = [run_config(template, steps).warmup_steps / steps for steps in a
 print(f"warmup: {min(warmup_shares):.1%} to {max(warmup_shares):.1%} of a run's steps across the sweep")
 
 # %% [markdown]
-# At each budget the smallest model gets many steps and repeats the data, the largest few steps. **Predict**:
-# at the smallest budget, which size wins? Does the winner grow with the budget, and by how much per doubling?
+# **Predict**: at the smallest budget, which size wins? Does the winner grow with the budget, and by how much
+# per doubling?
 #
 # ## The sweep
 #
@@ -280,11 +263,10 @@ for run in runs:
 # ## IsoFLOP profiles and their minima
 #
 # Plot each budget's losses against `log N`: a valley. Too small a model cannot hold what the text offers; too
-# large a one is still early in training when the budget runs out. Near its bottom a valley looks like a
-# parabola, so Hoffmann et al. fit `loss = c₂·x² + c₁·x + c₀` with `x = ln N`
-# by least squares (the linear system of the design matrix `[x², x, 1]`) and read the optimum off the
-# vertex, where the slope `2c₂x + c₁` is zero: `x* = −c₁ / (2c₂)`. By hand for the largest budget, checked
-# against the package:
+# large a one is still early in training when the budget runs out. Near its bottom the valley looks like a
+# parabola, so Hoffmann et al. fit `loss = c₂·x² + c₁·x + c₀` with `x = ln N` by least squares and read the
+# optimum off the vertex, where the slope `2c₂x + c₁` is zero: `x* = −c₁ / (2c₂)`. By hand for the largest
+# budget, checked against the package:
 
 # %%
 largest = profiles(runs)[budgets[-1]]
@@ -304,7 +286,7 @@ else:
 
 # %% [markdown]
 # The same fit for every budget (`isoflop_minima`). A vertex counts only when trained sizes **bracket** it;
-# otherwise the package keeps the best size trained, as a bound, rather than extrapolate a parabola.
+# otherwise the package keeps the best size trained, as a bound.
 
 # %%
 minima = isoflop_minima(runs)
@@ -340,29 +322,27 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The winners, as printed: 2x24 at the two smaller budgets, 2x32 at the three larger. At the two smallest budgets
-# only 2x16 lies below the vertex, so "bracketed" rests on that one run; from the smallest budget to the next the
-# local slope is 1.12, against 0.41 to 0.73 for the other three, so that one vertex weighs on the fitted slope.
+# At the two smallest budgets only 2x16 lies below the vertex, so "bracketed" rests on that one run; the first
+# local slope, 1.12 against 0.41 to 0.73 for the rest, weighs on the fitted slope.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
-# A power law `y = k·x^a` is a straight line in log-log space, `ln y = ln k + a·ln x`, so its exponent is
-# the slope of a least-squares line through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`.
-# How sure is a slope from five points? Two answers:
+# A power law `y = k·x^a` is a straight line in log-log space, `ln y = ln k + a·ln x`, so its exponent is the
+# least-squares slope through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`. How sure is a
+# slope from five points? Two answers:
 #
-# - the **t-interval** `a ± t·SE`: the standard error is `s / sqrt(Σ(u − ū)²)`, with `s² = Σ residual² / (n − 2)`,
-#   and `t` a quantile of Student's t for `n − 2` degrees of freedom, three with five budgets (the table
-#   below shows how wide that makes a 95% interval).
-# - a **residual bootstrap** (`bootstrap`): add to every fitted parabola residuals redrawn from the runs' own,
-#   refit everything a thousand times, and read the spread of the exponents. It counts only the runs' scatter and
-#   trusts the line's and the parabolas' shapes. The residuals are scaled by `sqrt(n / (n − 15))`: five parabolas
-#   of three numbers each pass closer to their points than the runs' noise would.
+# - the **t-interval** `a ± t·SE`, with `SE = s / sqrt(Σ(u − ū)²)`, `s² = Σ residual² / (n − 2)`, and `t` a
+#   quantile of Student's t for `n − 2` degrees of freedom: three with five budgets.
+# - a **residual bootstrap** (`bootstrap`): add residuals redrawn from the runs' own to every fitted parabola,
+#   refit everything a thousand times, and read the exponents' spread. The residuals are scaled by
+#   `sqrt(n / (n − 15))`: five parabolas of three numbers each pass closer to their points than the runs' noise
+#   would.
 #
-# Both treat the budgets' errors as independent, but one seed gives a size the same initial weights and batches
-# at every budget: both intervals are optimistic.
+# Both treat the budgets' errors as independent, yet each size reuses one seed's initial weights and batches at
+# every budget: both intervals are optimistic.
 #
-# `b` is not a second measurement: `D_opt = C / (6·N_opt)`, so `ln D_opt = ln C − ln 6 − ln N_opt` and
-# `b = 1 − a` exactly, with the same uncertainty.
+# `b` is no second measurement: `ln D_opt = ln C − ln 6 − ln N_opt`, so `b = 1 − a` exactly, with the same
+# uncertainty.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -439,23 +419,21 @@ plt.show()
 # %% [markdown]
 # ## What five budgets can say
 #
-# Read the verdict lines first. With three degrees of freedom the t-interval is `a ± 3.182·SE`: here it holds
-# both published exponents; to leave Chinchilla's out the standard error would have had to be below the printed
-# bound, just under ours. The bootstrap's narrower interval leaves Chinchilla's out, but it counts only the runs'
-# scatter, trusts the shapes and leans on the smallest budget's vertex: a hint, not a verdict. Even at scale
-# they are hard to pin down ([Besiroglu et al., 2024](https://arxiv.org/abs/2404.10102)).
+# With three degrees of freedom the t-interval, `a ± 3.182·SE`, holds both published exponents; leaving
+# Chinchilla's out would take a standard error below the printed bound, just under ours. The bootstrap's narrower
+# interval leaves it out, but it counts only the runs' scatter, trusts the fitted shapes and leans on the
+# smallest budget's vertex: a hint, not a verdict. Even at scale these exponents are hard to pin down
+# (Besiroglu et al., 2024).
 #
 # How this sweep differs from Hoffmann et al.'s (9 budgets, 6·10¹⁸ to 3·10²¹ FLOPs; 70M to 16B parameters):
 #
-# - **Short runs** (the steps column): the largest sizes at the smallest budget take a few hundred steps.
-# - **Which `N`**: ours is Kaplan's non-embedding count, which at small scale pushes `a` towards 0.73 (Pearce &
-#   Song, 2024). The next cell relabels the runs with every parameter (the budgets stay non-embedding `6ND`).
-# - **The warmup's share**: 0.5% to 10.0% of a run's steps (the steps table's last line); Porian et al. (2024)
-#   count the warmup's length among the causes of Kaplan's exponent.
-# - **One learning rate** and **one shape** (two layers), not tested: wider models usually want a smaller rate
-#   (μP), and another family could find other optima.
-# - **Repeated data**: the cell after next prints how often the optima would read the 2 MiB split, against the up
-#   to 4 epochs that Muennighoff et al. (2023) found nearly as good as new data; 2x16 read it 5.26 times.
+# | difference | here | why it may matter |
+# |---|---|---|
+# | short runs | the largest sizes at the smallest budget train a few hundred steps | |
+# | which `N` | non-embedding, as Kaplan's; Hoffmann et al. count every parameter and FLOP (the next cell relabels `N`) | pushes `a` towards 0.73 at small scale (Pearce & Song, 2024) |
+# | the warmup's share | 0.5% to 10.0% of a run's steps | among the causes of Kaplan's exponent (Porian et al., 2024) |
+# | one learning rate, one shape | not tested | wider models usually want a smaller rate (μP); another family may have other optima |
+# | repeated data | up to 5.26 epochs (2x16); the optima's stay under 4 (the cell after next) | Muennighoff et al. (2023) found up to 4 epochs nearly as good as new data |
 
 # %%
 with torch.device("meta"):  # every parameter of each size, counted without memory
@@ -469,9 +447,9 @@ for name, law in (("non-embedding N", n_law), ("total N", total_law)):
     low, high = law.exponent_interval(0.95)
     print(f"{name:>15}: a = {law.exponent:.3f} ± {law.exponent_se:.3f}, 95% t-interval [{low:.3f}, {high:.3f}]")
 # %% [markdown]
-# Relabelling lowers `a` from 0.676 to 0.643: characters keep the tables small (the first
-# table's second column), so little could move. `N`'s count does not explain why our point estimate lies above
-# Chinchilla's 0.49 (a gap the verdict rule does not establish); recounting `C` too could move it either way.
+# Relabelling lowers `a` from 0.676 to 0.643: characters keep the tables small, so little could move. `N`'s count
+# does not explain why our point estimate lies above Chinchilla's 0.49, a gap the rule does not establish;
+# recounting `C` too could move it either way.
 
 # %%
 epochs = [minimum.tokens_opt / len(data.train) for minimum in minima]
@@ -482,17 +460,15 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 # %% [markdown]
 # ## Predictions, then the runs
 #
-# For budgets past the sweep, predict the optimal size and its loss, then train. `L_opt(C)` cannot follow a plain
-# power law for ever: no compute takes the loss below the text's entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along
-# the compute-optimal line (`N` and `D` each a power of `C`) it becomes `L_opt(C) = E + G·C^(−γ)`, with
-# `γ = αβ / (α + β)`: the form fitted here (`loss_opt_law`, whose exponent is `γ`, not their `α`). Three parameters
-# fitted to five minima: `E` is a fitted value, not a measured entropy, and only the runs below can test the law.
+# Past the sweep, `L_opt(C)` cannot follow a plain power law for ever: no compute takes the loss below the text's
+# entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along the compute-optimal line it
+# becomes `L_opt(C) = E + G·C^(−γ)` with `γ = αβ / (α + β)`, the form fitted here. `E` is fitted to five minima,
+# not a measured entropy: only the runs below test the law.
 #
-# These predictions are not blind: the budget grid changed after earlier runs at these budgets were seen. The size
-# to train is the ladder's nearest to the predicted `N_opt`; its loss adds what the profiles' mean curvature
-# charges for the distance. A prediction **passes** when the measured loss lies
-# inside its 95% prediction interval, the bootstrap's 2.5th to 97.5th percentiles, which hold one run's
-# noise as well as the fits'.
+# These predictions are not blind: the budget grid was changed after earlier runs at these budgets. The ladder's
+# size nearest the predicted `N_opt` is trained, its loss raised by the profiles' mean curvature over the
+# distance. A prediction **passes** when the measured loss lies inside its 95% prediction interval (the
+# bootstrap's 2.5th to 97.5th percentiles), which holds one run's noise as well as the fits'.
 
 # %%
 losses_opt = [minimum.loss_opt for minimum in minima]
@@ -551,16 +527,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At 2× both laws pass. At 4× the floored law passes and the plain law fails: the measured loss lies above its
-# interval. That is one run at one seed, and the floored law's interval is about twice as wide as the plain law's
-# at 4×: a wide interval is easy to pass. The runs lie between the laws (the plain law predicts too low, the
-# floored too high), the bootstrap cannot pin down the floor `E` (its range starts at zero), and two doublings are
-# a short extrapolation.
+# At 2× both laws pass; at 4× the floored law passes and the plain law fails, the measured loss above its
+# interval. That is one run at one seed, and the floored law's interval there is about twice as wide: a wide
+# interval is easy to pass. The runs lie between the laws (plain too low, floored too high), the bootstrap cannot
+# pin down `E` (its range starts at zero), and two doublings are a short extrapolation.
 #
 # ## Closing note
 #
-# Everything this run measured, in one place (a 1-minute load average above the number of cores means other work
-# shared them):
+# Everything this run measured (a 1-minute load average above the number of cores means other work shared them):
 
 # %%
 print(f"profile {PROFILE} ({SCALE}), device {DEVICE}, {torch.get_num_threads()} thread(s)")
@@ -575,16 +549,14 @@ print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 # %% [markdown]
 # ## What you learned
 #
-# - **Compute** is counted as `C = 6·N·D`; say which `N` (Kaplan's non-embedding, Chinchilla's every parameter):
-#   for tiny models `6N` misses a large share of the real FLOPs.
-# - A **budget is steps**: `D = C / (6N)` tokens and a schedule that ends with the run.
-# - An **IsoFLOP profile** is a valley in `log N`; its parabola's vertex `x* = −c₁ / (2c₂)` gives the
-#   loss-optimal size `N_opt = e^(x*)`, which counts only when trained sizes bracket it.
-# - **Power laws are lines** in log-log space. A slope from `n` points has `n − 2` degrees of freedom and a
-#   t-interval; a bootstrap measures the runs' noise but trusts the shapes. `b = 1 − a` is an identity.
-# - A verdict follows a **stated rule**; with five budgets the t-interval, `a ± 3.182·SE`, still held both
-#   published exponents.
-# - A law earns trust by **predicting a run before it happens**, and a wide interval is easy to pass.
+# - **Compute** is `C = 6·N·D` with a stated `N`; for tiny models `6N` misses a large share of the FLOPs.
+# - A **budget is steps**: `D = C / (6N)` tokens, and a schedule that ends with the run.
+# - An **IsoFLOP profile** is a valley in `log N`; its parabola's vertex gives `N_opt`, which counts only when
+#   trained sizes bracket it.
+# - **Power laws are lines** in log-log space; a slope from `n` points has `n − 2` degrees of freedom, and with
+#   five budgets its t-interval held both published exponents. A bootstrap measures the runs' noise but trusts
+#   the shapes. `b = 1 − a` is an identity.
+# - A law earns trust by **predicting runs**, and a wide interval is easy to pass.
 #
 # ## Exercises
 #
