@@ -20,19 +20,17 @@
 #
 # A benchmark asks a model questions it never trained on and counts right answers. This notebook scores three models
 # a laptop trains (a character bigram, notebook 3b's character GPT, notebook 5's story model) on a story cloze built
-# from held-out TinyStories; then the story model on the field's benchmarks, where it is near chance, beside
-# SmolLM2-135M-Instruct, a published model of GPT-2's size that is above chance on most. It ends with how well a
-# training step uses the hardware.
+# from held-out TinyStories; then the story model on the field's benchmarks, beside SmolLM2-135M-Instruct, a
+# published model of GPT-2's size; then how well a training step uses the hardware.
 #
 # **What you will learn**
 # - how a model answers a multiple-choice question **without generating**: each choice's log-likelihood, summed or
 #   normalised per token or per character;
-# - a cloze task in LAMBADA's style built from unseen text, and **contamination**;
-# - a **paired test** (McNemar's, on the items where two models disagree) and **Wilson intervals** for one accuracy;
-# - **few-shot prompts**, CORE's **centring** by a baseline, and lm-evaluation-harness agreeing with tinylm item by item;
-# - what a model with skill scores on ARC, PIQA, HellaSwag, MMLU, LAMBADA, GSM8K and CORE, and why published figures
-#   differ;
-# - what `torch.compile` and **MFU** measure, on this machine's CPU and (read from a file) on an H100.
+# - a cloze task built from unseen text, and **contamination**;
+# - a **paired test** (McNemar's) and **Wilson intervals** for one accuracy;
+# - **few-shot prompts**, CORE's **centring**, and lm-evaluation-harness agreeing with tinylm item by item;
+# - what a model with skill scores on ARC, PIQA, HellaSwag, MMLU, LAMBADA, GSM8K and CORE;
+# - what `torch.compile` and **MFU** measure, on this CPU and (read from a file) on an H100.
 #
 # **Papers and code**: LAMBADA ([Paperno et al. 2016](https://arxiv.org/abs/1606.06031)); GPT-2
 # ([Radford et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf));
@@ -45,7 +43,7 @@
 # appendix B); SmolLM2 ([Allal et al. 2025](https://arxiv.org/abs/2502.02737)); GSM8K
 # ([Cobbe et al. 2021](https://arxiv.org/abs/2110.14168)).
 #
-# **How long it takes**: a lesson of about 83 minutes (reading, code and the `cpu` run's 72 s with `REPLAY = True`, 40
+# **How long it takes**: a lesson of about 81 minutes (reading, code and the `cpu` run's 72 s with `REPLAY = True`, 40
 # min live, by the course's formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per
 # function, 20 per experiment).
 #
@@ -55,9 +53,8 @@
 # | `cpu` (2-core CPU) | the story cloze for three models; CORE on 100 items a task; LAMBADA on 500; the harness on 20; SmolLM2 on 200 items of 6 tasks, 10 of GSM8K, CORE on 10 a task; a compile race | the last cell prints it |
 # | `gpu` | the cloze on the gpu profile's models; CORE on 500 items a task; all 5,153 LAMBADA passages; SmolLM2 on 1,000 items of 6 tasks, 200 of GSM8K, CORE on 100 a task; the compile race on the 124M model | not measured |
 #
-# The models are notebooks 3b and 5's; where one is missing, `find_or_train` trains a shorter stand-in (a `-quick-`
-# run folder). The committed run used stand-ins for both (the first cell's output). OpenAI's GPT-2 is scored only
-# online.
+# The models are notebooks 3b and 5's (the committed run's, its first cell says); where one is missing,
+# `find_or_train` trains a shorter stand-in. OpenAI's GPT-2 is scored only online.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -142,13 +139,12 @@ print("after 't', the bigram's five likeliest characters:",
 # %% [markdown]
 # ## A story cloze: the last word of a sentence, given the passage
 #
-# LAMBADA (Paperno et al. 2016) asks for the last word of a passage, and keeps a passage only when people could
-# guess the word from the whole passage but not from its last sentence. Our cheap stand-in for that filter: the word
-# must appear earlier in the passage. Each item is at most 200 characters of a held-out story, cut before a
-# sentence's last word; the choices are that word and three other lower-case words of the passage (three letters or
-# more, 25 common words such as "the" and "said" excluded), so copying any word is not enough. Quotation marks
-# become the apostrophe, the only quote the character GPT knows, and passages with other characters it lacks are
-# dropped. A passage longer than a model's context loses its start (`truncate=True`, as the harness does).
+# LAMBADA (Paperno et al. 2016) asks for the last word of a passage, and keeps a passage only when people could guess
+# the word from the whole passage but not from its last sentence. Our cheap stand-in for that filter: the word must
+# appear earlier in the passage. Each item is at most 200 characters of a held-out story, cut before a sentence's
+# last word; the choices are that word and three other lower-case words of the passage (common words excluded), so
+# copying any word is not enough. A passage longer than a model's context loses its start (`truncate=True`, as the
+# harness does).
 
 # %%
 COMMON = {"the", "and", "was", "she", "her", "his", "him", "they", "them", "you", "said", "with", "that", "for",
@@ -214,19 +210,17 @@ assert all(abs(a - b) < 1e-3 for a, b in zip(by_hand, packaged.details[0]["losse
 print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=by_hand.__getitem__)])
 
 # %% [markdown]
-# (A *trimmed* vocabulary, notebook 5, folds rare tokens into one `<unk>` that pays an `unk_penalty`, so a loss
-# stays a loss per GPT-2 token.) Which total to compare is a convention:
+# (A trimmed vocabulary's `<unk>` pays notebook 5's penalty, so a loss stays a loss per GPT-2 token.) Which total to
+# compare is a convention:
 #
-# - **`acc`**: the lowest summed loss, the likeliest choice. It favours short choices, since each token adds loss;
-# - **`acc_norm`** (per token): the lowest mean loss per token, DCLM's and build-nanogpt's. Token counts depend on
-#   the tokenizer;
-# - **`acc_norm_char`** (per character): the lowest loss per character of the choice, lm-evaluation-harness's
-#   `acc_norm`; its divisor does not depend on the tokenizer.
+# - **`acc`**: the lowest summed loss, the likeliest choice; it favours short choices;
+# - **`acc_norm`** (per token): the lowest mean loss per token, DCLM's and build-nanogpt's;
+# - **`acc_norm_char`** (per character): lm-evaluation-harness's `acc_norm`; its divisor does not depend on the
+#   tokenizer.
 #
-# Three models on the same items (the bigram and the character GPT read characters, the story model trimmed GPT-2
-# tokens). Beside each accuracy, its 95% **Wilson interval**: the true accuracies that the count observed does not
-# rule out (Wilson 1927; unlike p ± z·√(p(1−p)/n), it stays inside [0, 1] and holds up near 0 and 1). The last
-# column asks for the word itself by greedy decoding, with no choices, as LAMBADA does:
+# Beside each accuracy, its 95% **Wilson interval**: the true accuracies the observed count does not rule out
+# (unlike p ± z·√(p(1−p)/n), it stays inside [0, 1]). The last column asks for the word itself by greedy decoding,
+# with no choices, as LAMBADA does:
 
 # %%
 models = {"bigram": (bigram, char_tok), "char GPT": (char_model, char_tok), "story model": (story_model, story_tok)}
@@ -334,17 +328,16 @@ for what, figure, source in PUBLISHED_GPT2_124M:
     print(f"GPT-2 124M, {what}: {figure} ({source})")
 
 # %% [markdown]
-# The story model's perplexity of the last word (exp of its mean summed loss) is in the billions: a novel's words
-# are unlikely in children's stories, and rare tokens fall into the trimmed vocabulary's `<unk>`. The same GPT-2 weights score 45.99% by OpenAI's rule and 32.56% by the harness's: OpenAI counted the last
-# BPE token (earlier pieces of a split word given), the harness every token of the word (lm-evaluation-harness issue
-# #356). A number compares only with one scored the same way.
+# The story model's perplexity of the last word is in the billions: a novel's words are unlikely in children's
+# stories, and rare tokens fall into `<unk>`. The same GPT-2 weights score 45.99% by OpenAI's rule and 32.56% by the
+# harness's: OpenAI counted the last BPE token, the harness every token of the word. A number compares only with one
+# scored the same way.
 #
 # ## The harness everyone uses
 #
-# EleutherAI's lm-evaluation-harness defines hundreds of tasks and calls a model through three requests: a
-# continuation's log-likelihood, a text's, and generation until a stop. `python -m tinylm.eval harness --ckpt RUN
-# --tasks piqa` runs it on tinylm's model class (`tinylm.eval.harness`). On the same prompts
-# (PIQA, zero-shot) the harness's log-likelihoods and tinylm's agree item by item:
+# EleutherAI's lm-evaluation-harness calls a model through three requests: a continuation's log-likelihood, a text's,
+# and generation until a stop. `python -m tinylm.eval harness --ckpt RUN --tasks piqa` runs it on tinylm's model
+# class. On the same prompts (PIQA, zero-shot) the harness's log-likelihoods and tinylm's agree item by item:
 
 # %%
 try:
@@ -476,33 +469,28 @@ for what, figure in PUBLISHED_SMOLLM2:
     print(f"SmolLM2-135M-Instruct, {what}: {figure}% (its model card, lighteval)")
 
 # %% [markdown]
-# **What the figures read.** Six tests at once: Bonferroni's rule divides 0.05 by their number, so that the chance
-# of any false verdict stays under 5%: p < 0.008 each. SmolLM2 beats the story model on ARC-Easy, PIQA, HellaSwag
-# and LAMBADA; on ARC-Challenge and MMLU they are not told apart. The model card's HellaSwag, PIQA and MMLU lie
-# inside our intervals, its ARC average near ours; but its MMLU scores each answer's text, ours the letter, where
-# this model sits at chance. Figures also differ by prompt format (no chat template here), normalisation, the 4-bit
-# weights, the items, and offline HellaSwag's cleaned copy. GPT-2 124M's published LAMBADA (same rule) and CORE are
-# above SmolLM2's here, though not like for like.
+# **What the figures read.** Six tests at once: Bonferroni's rule asks p < 0.05/6 ≈ 0.008 of each, so that the
+# chance of any false verdict stays under 5%. SmolLM2 beats the story model on ARC-Easy, PIQA, HellaSwag and LAMBADA;
+# on ARC-Challenge and MMLU they are not told apart. The model card's HellaSwag, PIQA and MMLU lie inside our
+# intervals; but its MMLU scores each answer's text, ours the letter, where this model sits at chance. Figures also
+# differ by prompt format, normalisation, the 4-bit weights and the items.
 #
 # The GSM8K reply copies the shots' format (the `<<16*3=54>>` notes, `####` before the answer) but neither the
-# reasoning (it multiplies where it should subtract) nor the arithmetic (16 × 3 is not 54); 0 of 10 is the usual
-# score of a model that solves 1.4%. At 10 items a task, a centred score moves in steps of 0.1/(1 − b) and the 10 are
-# a file's first items, not a sample: neither single tasks nor the average tell the two models apart here (SmolLM2's
-# HellaSwag is below its baseline); the 200-item comparison above does.
+# reasoning nor the arithmetic (16 × 3 is not 54); 0 of 10 is the usual score of a model that solves 1.4%. At 10
+# items a task, a centred score moves in steps of 0.1/(1 − b), and the 10 are a file's first items: CORE here tells
+# the two models apart nowhere; the 200-item comparison above does.
 
 # %% [markdown]
 # ## How well a step uses the hardware: `torch.compile` and MFU
 #
-# **`torch.compile`** traces the model into a graph and generates fused kernels: the elementwise work after each
-# matmul (bias, GELU, residual add, LayerNorm) is fused into fewer kernels, so fewer round trips to memory. Losses agree
-# with eager ones to rounding (the arithmetic is grouped differently), compiling costs time once, and whether it
-# pays depends on the hardware, so `compare_compiled` measures it: the same weights and batches eager and compiled,
-# then interleaved rounds, called only by the course's rule (at least 3 rounds per arm, ranges that do not
-# overlap).
+# **`torch.compile`** traces the model into a graph and fuses the elementwise work after each matmul into fewer
+# kernels, so fewer round trips to memory. Losses agree with eager ones to rounding; compiling costs time once, and
+# whether it pays depends on the hardware, so `compare_compiled` races the same weights and batches eager and
+# compiled, in interleaved rounds, called by the course's rule.
 #
-# **MFU**, model FLOPs utilisation, is the model's FLOPs per second divided by the hardware's peak: (FLOPs per token
-# trained, 6 per parameter plus attention's, PaLM's appendix B) × tokens per second / peak. A GPU's peak is on its
-# datasheet; this CPU's is a measured stand-in, the best rate of a 1,024-square float32 matrix multiply.
+# **MFU**, model FLOPs utilisation: (training FLOPs per token, 6 per parameter plus attention's) × tokens per second /
+# the hardware's peak. A GPU's peak is on its datasheet; this CPU's is a measured stand-in, the best rate of a
+# 1,024-square float32 matrix product.
 
 # %%
 def matmul_flops_per_s(n: int = 1024, repeats: int = 10, device=DEVICE) -> float:
@@ -565,16 +553,13 @@ else:
 # %% [markdown]
 # ## What you learned
 #
-# - A benchmark scores each choice by its loss; `acc` and `acc_norm` per token or per character are conventions: a
-#   number compares only with one of the same convention, prompt and file.
-# - The story cloze, built from held-out text, tells the story model from the two letter models; McNemar's test says
-#   whether a gap is more than the luck of the items.
+# - A benchmark scores each choice by its loss; `acc` and `acc_norm` are conventions: a number compares only with
+#   one of the same convention, prompt and file.
+# - McNemar's test says whether a gap between two models is more than the luck of the items.
 # - CORE centres each task by a baseline and averages; the story model sits near the baselines.
-# - SmolLM2 is told apart from the story model on four of six tasks (Bonferroni's rule); CORE at 10 items a task
-#   tells them apart nowhere.
+# - SmolLM2 is told apart from the story model on four of six tasks; CORE at 10 items a task tells them apart nowhere.
 # - Training items measure memory (contamination); `torch.compile` and MFU are measured, not assumed.
-
-# %% [markdown]
+#
 # ## Exercises
 #
 # **1. McNemar's exact test.** Given two lists of verdicts on the same items, return the two-sided p-value of
