@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from tests.helpers import logits_favouring, tiny_bpe_gpt
 from tests.preloaded import run_module
+from tinylm.errors import InputError
 from tinylm.eval.benchmarks import Cloze, Generative, MultipleChoice, Schema, Task, core_specs, named_task
 from tinylm.eval.core import CoreResult, compare_results
 from tinylm.eval.scoring import (
@@ -29,6 +30,14 @@ from tinylm.tokenizers.gpt2 import BPETokenizer
 @pytest.fixture(scope="module")
 def bpe():
     return BPETokenizer("gpt2")
+
+
+def test_a_continuation_with_nothing_before_it_is_refused_not_scored_as_free(bpe):
+    """Its first token has no position to be predicted from: scoring it would give a choice 0 tokens and loss 0, a
+    pick made by the choices' order (notebook 6b's blind control once did that)."""
+    model = tiny_bpe_gpt()
+    with pytest.raises(InputError, match="nothing before it"):
+        score_rows(model, bpe, [encode_pair(bpe, "x", " y"), ([], bpe.encode(" a choice"))], "cpu")
 
 
 def test_rows_scored_in_one_batch_equal_each_row_scored_alone(bpe):

@@ -27,9 +27,6 @@ from course_guide import rewrite_time_paragraph, time_paragraph  # noqa: E402
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 SOURCES = REPO / "notebooks" / "SOURCES.md"
-# Lessons over the limit by the readers' rates (CONTRIBUTING.md), each to be cut or split: their code lines, not
-# their prose, hold them there. A strict xfail: fixing one fails here until it leaves the list.
-OVER_THE_LIMIT = {"09_chat_finetuning", "10_lora_and_preference_tuning"}
 
 
 def write_notebook(path: Path, markdown: str, printed: str) -> Path:
@@ -134,8 +131,7 @@ def test_a_recorded_cell_counts_in_the_lesson_as_replayed(tmp_path, monkeypatch)
     assert "100 s with `REPLAY = True`, 12 min live" in " ".join(time_paragraph(time).split())
 
 
-@pytest.mark.parametrize("notebook", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="over the limit"))
-                                      if n.stem in OVER_THE_LIMIT else n for n in NOTEBOOKS], ids=lambda p: p.stem)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_lesson_fits_one_sitting(notebook):
     time = study_time(notebook)
     assert time.runtime_seconds is not None, "the last cell prints 'this notebook ran in N s' (the cpu run's)"

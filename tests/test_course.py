@@ -1,6 +1,7 @@
 """A notebook's set-up (as a command's), and find_or_train: a notebook that needs another notebook's model finds its
 run, or trains a stand-in and says so."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,29 @@ def test_an_existing_run_is_used_as_it_is(runs, monkeypatch, name):
     said = []
     assert course.find_or_train("shakespeare-char", "cpu", say=said.append) == folder
     assert said == [f"shakespeare-char: using the model in {folder}"]
+
+
+def story_sft(folder, verifier="runs/stories-base-cpu/best.pt"):
+    """A finished story SFT run as far as `story_sft_run` reads one: its report and its settings' verifier."""
+    folder.mkdir(parents=True)
+    (folder / "sft_eval.json").write_text("{}")
+    (folder / "settings.json").write_text(json.dumps({"task": {"verifier": verifier} if verifier else {}}))
+    return folder
+
+
+def test_notebooks_10_and_11_start_from_notebook_9s_run_and_fine_tune_only_where_it_is_missing(runs, monkeypatch):
+    fine_tuned = []
+    monkeypatch.setattr(course, "sft", lambda run, options, **_: fine_tuned.append((run.out, run.seed, options.task)))
+    first, second = story_sft(runs / "notebook-09-cpu"), story_sft(runs / "notebook-09-cpu-seed43")
+    assert course.story_sft_run("cpu", fallback=runs / "x") == first
+    assert course.story_sft_run("cpu", 43, fallback=runs / "y") == second and not fine_tuned
+    story_sft(runs / "notebook-09-smoke", verifier=None)  # an SFT run of another task is not the story model
+    said = []
+    assert course.story_sft_run("smoke", fallback=runs / "sft-stories", say=said.append) == runs / "sft-stories"
+    assert fine_tuned == [(runs / "sft-stories", 42, "stories")] and "fine-tuning it now" in said[0]
+    story_sft(runs / "sft-stories")  # what the fine-tuning wrote: the next call takes it
+    assert course.story_sft_run("smoke", fallback=runs / "sft-stories", say=said.append) == runs / "sft-stories"
+    assert len(fine_tuned) == 1
 
 
 def test_the_notebooks_run_comes_before_the_command_lines_and_the_stand_in(runs, monkeypatch):

@@ -7,7 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from tinylm.course.diagrams import draw_causal_mask, draw_kv_cache, draw_pre_norm_block  # noqa: E402
+from tinylm.course.diagrams import draw_causal_mask, draw_kv_cache, draw_lora, draw_pre_norm_block  # noqa: E402
 
 
 @pytest.mark.parametrize("n", [3, 6])
@@ -36,3 +36,13 @@ def test_the_cache_grows_by_one_key_and_one_value_per_decode_step():
         assert len(cells) == 2 * (4 + step)
         assert ax.get_title() == f"decode step {step}: cache of {4 + step}"
     plt.close(axes[0].figure)
+
+
+def test_lora_has_a_frozen_matrix_and_two_trainable_factors_whose_sum_the_caption_gives():
+    ax = draw_lora()
+    colours = [patch.get_facecolor()[:3] for patch in ax.patches]
+    assert colours.count(matplotlib.colors.to_rgb("tab:orange")) == 2  # A and B
+    assert colours.count(matplotlib.colors.to_rgb("lightgray")) == 1  # W
+    texts = [text.get_text() for text in ax.texts]
+    assert "A: r × in" in texts and "h = W·x + (α/r)·B·(A·x);  B = 0 at the start" in texts
+    plt.close(ax.figure)

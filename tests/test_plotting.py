@@ -16,6 +16,7 @@ from tinylm.course.plotting import (  # noqa: E402
     plot_arms,
     plot_balancing,
     plot_expert_load,
+    plot_fine_tuning,
     plot_losses,
     trailing_mean,
 )
@@ -153,3 +154,23 @@ def test_plot_balancing_draws_the_worst_layer_under_the_ceiling_and_each_arms_la
     assert dense_colour not in (none_colour, free_colour)
     with pytest.raises(ValueError, match="mixture-of-experts"):
         plot_balancing({"dense": [arm_run(0, 3.0, RECORDS)]}, top_k=2)
+
+
+def test_plot_fine_tuning_draws_each_seeds_losses_and_marks_the_pass_rate_that_chose_best():
+    records = [{"event": "eval", "step": 10, "chat_epochs": 0.5, "val_loss": 2.0, "train_answer_loss": 1.9,
+                "pass_rate": 0.25},
+               {"event": "train", "step": 15, "loss": 1.5},
+               {"event": "final", "step": 20, "chat_epochs": 1.0, "val_loss": 2.1, "train_answer_loss": 1.2,
+                "pass_rate": 0.2}]
+    report = {"before": {"validation_answer_loss": 3.0, "train_answer_loss": 2.8}, "after": {"step": 10}}
+    said = []
+    loss_ax, rate_ax = plot_fine_tuning({42: report}, {42: records}, say=said.append)
+    validation, training = loss_ax.get_lines()
+    assert list(validation.get_xdata()) == [0.0, 0.5, 1.0] and list(validation.get_ydata()) == [3.0, 2.0, 2.1]
+    assert list(training.get_ydata()) == [2.8, 1.9, 1.2]
+    rates, star = rate_ax.get_lines()
+    assert list(rates.get_ydata()) == [25.0, 20.0] and list(star.get_ydata()) == [25.0]  # best.pt's evaluation
+    assert "+0.200 nats before the first step, +0.900 at the end" in said[0]
+    assert "lowest validation loss 2.000 at step 10" in said[0] and "25.0% at step 10 (best.pt), 20.0%" in said[1]
+    loss_ax, rate_ax = plot_fine_tuning({42: report}, {42: records}, pass_rates=False, say=said.append)
+    assert not rate_ax.get_lines() and len(said) == 3

@@ -23,7 +23,7 @@ from tinylm.data.instruct import (
     to_messages,
 )
 from tinylm.data.tokens import RandomWindowSampler
-from tinylm.eval.loss import answer_loss_sum
+from tinylm.eval.loss import answer_loss_split, answer_loss_sum
 from tinylm.model.gpt import GPT
 from tinylm.model.losses import next_token_loss
 from tinylm.posttrain.sft.trainer import SFTTrainer
@@ -85,6 +85,13 @@ def test_masked_loss_equals_a_hand_computation(template):
     assert float(next_token_loss(logits, y.clamp(min=0), y != -1)) == pytest.approx(nats / count, rel=1e-5)
     total, n = answer_loss_sum(model, examples.rendered, 2, "cpu", template.pad)
     assert n == count and total == pytest.approx(nats, rel=1e-5)
+    # split at <|im_end|>: one per answer, the rest the answers' other tokens, the whole answer_loss_sum's (both
+    # scoring the tokenizer's vocabulary only)
+    split = answer_loss_split(model, examples.rendered, template.tokenizer, template.im_end)
+    total, n = answer_loss_sum(model, examples.rendered, 2, "cpu", template.pad, tokenizer=template.tokenizer)
+    assert split["counts"] == {"token": 3, "rest": n - 3} and split["mean"] == pytest.approx(total / n, rel=1e-5)
+    assert split["token"] * 3 + split["rest"] * (n - 3) == pytest.approx(total, rel=1e-5)
+    assert split["token_share"] == pytest.approx(3 * split["token"] / total, rel=1e-5) and 0 < split["token_share"] < 1
 
 
 def test_padding_changes_no_real_token(template):

@@ -22,7 +22,7 @@ from tinylm.data.story_instructions import (
 )
 from tinylm.errors import InputError
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.task import summarize
+from tinylm.posttrain.task import pass_rate_line, pass_rate_table, summarize
 from tinylm.posttrain.tasks.stories import OpeningPrompts, Stories, opening_line, story_base, verifier_base
 from tinylm.posttrain.verifier import REPEATS_QUANTILE, Verifier, loss_per_token, repeated_share
 from tinylm.tokenizers.char import CharTokenizer
@@ -184,6 +184,9 @@ def test_the_report_counts_each_check_where_asked_and_gives_the_wilson_interval(
     assert summary["passed_each"] == [True, False, False]  # the third never ended: it cannot pass
     assert summary["kinds"]["name"] == {"held": 2 / 3, "asked": 3} and summary["kinds"]["word"]["held"] == 2 / 3
     assert summary["kinds"]["ends"] == {"held": 2 / 3, "asked": 3}
+    table = pass_rate_table({"policy": summary}, ("name", "sentences")).splitlines()
+    assert table[:2] == ["| model | test pass rate [95% Wilson] | name held | sentences held |", "|---|---|---|---|"]
+    assert table[2] == f"| policy | {pass_rate_line(summary)} | 67% | nan% |"  # no sentence count was asked
 
 
 def test_a_policy_started_from_a_run_is_judged_by_the_story_base_it_names(tmp_path, monkeypatch):

@@ -6,7 +6,16 @@ import random
 import pytest
 
 from tinylm.errors import InputError
-from tinylm.eval.uncertainty import compare, null_pass_rate, paired, separated, spread, told_apart, wilson_interval
+from tinylm.eval.uncertainty import (
+    compare,
+    null_pass_rate,
+    paired,
+    percent,
+    separated,
+    spread,
+    told_apart,
+    wilson_interval,
+)
 
 
 def test_spread_is_mean_min_max():
@@ -108,3 +117,8 @@ def test_a_chance_below_one_percent_keeps_a_decimal():
     """Six seeds against six: 2 / C(12, 6) = 0.0022, printed as 0.2%, not rounded to 0%."""
     text = compare("a", [1.0, 1.1, 1.2, 1.3, 1.4, 1.5], "b", [2.0, 2.1, 2.2, 2.3, 2.4, 2.5])
     assert "either way round, 0.2% of the time" in text
+
+
+def test_percent_never_prints_a_nonzero_chance_as_zero():
+    assert [percent(r) for r in (0.1, 2 / math.comb(6, 3), 2 / math.comb(12, 6), 2 / math.comb(20, 10), 0.0)] == [
+        "10%", "10%", "0.2%", "0.0011%", "0%"]

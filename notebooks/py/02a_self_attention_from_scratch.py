@@ -27,7 +27,7 @@
 # - queries, keys, the 1/√head_size scaling (exercise 2 measures why) and the causal mask;
 # - many heads, batched as real implementations do.
 #
-# **How long it takes**: a lesson of about 39 minutes (reading, code and the `cpu` run's 1 s, by the course's
+# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 1 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -51,7 +51,8 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# Only section 3's number of dot products depends on the profile.
+# Only section 3's number of dot products depends on the profile. On a busy machine the setup prints a note: PyTorch
+# gets only the cores other processes leave free, which changes the speed, not the results.
 
 # %%
 import math
@@ -171,8 +172,8 @@ scores = q @ k.transpose(-2, -1) / math.sqrt(head_size)  # (B, T, T): scaled, th
 # %% [markdown]
 # ## 4. The causal mask, the softmax, the values
 #
-# Row `t` of the scores is query `t` against every key `s`; the future, above the diagonal (`s > t`), is set to −∞
-# before the softmax.
+# Row `t` of the scores is query `t` against every key `s` (the figure labels a cell `q·k` for short: it holds
+# `q·k / √head_size`); the future, above the diagonal (`s > t`), is set to −∞ before the softmax.
 
 # %%
 draw_causal_mask(6)  # tinylm/course/diagrams.py: a small T, so that every cell can be labelled
@@ -209,7 +210,7 @@ print("your head == explicit_causal_attention == F.scaled_dot_product_attention"
 # ## 5. One head as a module
 #
 # The `tril` mask is a buffer, moved with the module but not a parameter; `persistent=False` keeps it out of the
-# `state_dict`.
+# `state_dict`, the module's every parameter and persistent buffer by name, which `load_state_dict` copies in.
 
 # %%
 class Head(nn.Module):
@@ -240,8 +241,8 @@ print("Head module == the step-by-step computation")
 # ## 6. Many heads
 #
 # Heads in parallel can look for different things (the previous character, the last space); a linear map `proj` mixes
-# their concatenated outputs. `n_head` heads of size `C / n_head` do one size-`C` head's matrix-multiply work, but
-# softmax `n_head` times as many scores.
+# their concatenated outputs (`nn.ModuleList` holds the heads, so their weights are the module's parameters). `n_head`
+# heads of size `C / n_head` do one size-`C` head's matrix-multiply work, but softmax `n_head` times as many scores.
 
 # %%
 class MultiHeadAttention(nn.Module):
@@ -261,7 +262,7 @@ class MultiHeadAttention(nn.Module):
 # %% [markdown]
 # tinylm's `CausalSelfAttention` stores these weights differently: one `c_attn` Linear makes all q, k, v (`3C`
 # outputs: queries, keys, values), head `h` owning features `h·hs … (h+1)·hs − 1` of each; `c_proj` is our `proj`.
-# Copied over, both its attention paths must agree.
+# Copied over, both its attention paths must agree (`.eval()`: inference mode, which turns dropout off; notebook 3b).
 
 # %%
 cfg = tinylm.GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -289,7 +290,8 @@ print("MultiHeadAttention == tinylm CausalSelfAttention (explicit and flash path
 # ### All heads at once
 #
 # The batched form makes heads a batch dimension: one Linear for all q, k, v, a reshape to `(B, n_head, T, hs)`, one
-# batched attention, a reshape back; one launch per operation, not per head. Its parameter names match tinylm's, so a
+# batched attention, a reshape back (`.contiguous()`: `view` needs the transposed tensor laid out in memory afresh);
+# one launch, one call into the GPU, per operation, not per head. Its parameter names match tinylm's, so a
 # `state_dict` loads directly. tinylm's default path calls `F.scaled_dot_product_attention`, whose fused kernels
 # (FlashAttention on recent GPUs) never store the `(T, T)` scores. Dropout, zero here, is notebook 3b's subject.
 

@@ -24,11 +24,11 @@
 # **What you will learn**
 # - the transformer block and a GPT that matches `tinylm.GPT`;
 # - GPT-2's initialisation;
-# - why residuals and layer norms let deep stacks train;
+# - why residuals let deep stacks train, and a first look at layer norms;
 # - an overfitting check and its blind spots;
 # - what each piece buys, three seeds per arm.
 #
-# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 263 s, by the course's
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 263 s, by the course's
 # formula), then a second sitting of about 20 minutes for the exercise (20 minutes, an experiment).
 #
 # | profile | what it runs | time |
@@ -143,8 +143,8 @@ with torch.no_grad():
 print("LayerNormFromScratch == nn.LayerNorm; per position: mean 0, variance 1")
 
 # %% [markdown]
-# The MLP widens to `4·C` channels, applies GELU (a smooth ReLU; GPT-2's tanh approximation) and projects back to `C`.
-# Then the block, in GPT-2's order.
+# The MLP widens to `4·C` channels (the width Vaswani et al. and GPT-2 chose: room to compute per position), applies
+# GELU (a smooth ReLU; GPT-2's tanh approximation) and projects back to `C`. Then the block, in GPT-2's order.
 
 # %%
 class MLPFromScratch(nn.Module):
@@ -199,7 +199,8 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 #
 # Around the blocks: token embedding `wte` (`vocab_size × C`); position embedding `wpe` (`block_size × C`), *added*,
 # so a character differs by position; final layer norm `ln_f`; `lm_head` (`C → vocab_size`), sharing `wte`'s matrix
-# (*weight tying*, as in GPT-2). `Dropout` does nothing at the default `dropout = 0`; notebook 3b writes it.
+# (*weight tying*, as in GPT-2: it saves `vocab_size × C` parameters, and a token is read in and predicted with the
+# same vector). `Dropout` does nothing at the default `dropout = 0`; notebook 3b writes it.
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -285,7 +286,8 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # %% [markdown]
 # ## 3. Weight initialisation
 #
-# GPT-2's rule, which `tinylm.GPT` follows (`tinylm/model/gpt.py`):
+# GPT-2's rule as nanoGPT implements it (the 1/√N scaling is the paper's), which `tinylm.GPT` follows
+# (`tinylm/model/gpt.py`):
 #
 # - `Linear` and `Embedding` weights: normal, mean 0, **std 0.02**;
 # - biases **zero**; layer norms gain 1 and bias 0;
@@ -463,7 +465,8 @@ plt.show()
 plt.close(fig)
 
 # %% [markdown]
-# At 3e-3 the stack without norms diverged, while with norms it ended a little below the unigram entropy. At a third
+# At 3e-3 the stack without norms diverged, while with norms it spiked once (to 4.93), recovered and ended a little
+# below the unigram entropy. At a third
 # of the rate, without norms the loss spiked and ended above it, with norms below. A likely, untested cause: a norm
 # feeds its sub-layer a fixed-size input; without one, the input grows with everything added before. One seed, 100
 # steps: suggestive, not a measurement.
@@ -512,9 +515,11 @@ print("your GPT learns")
 # | scaled up | two blocks, twice as wide: two changes at once |
 #
 # Each trains `LADDER_STEPS` AdamW steps at a constant 3e-3 on batches of 32 random 16-character windows, three seeds,
-# scored on all of validation. Heads are untied (tied, the bigram's scores would be nearly symmetric); initialisation
-# is PyTorch's default, not section 3's, and the +LayerNorm verdict may depend on it. "Told apart": every seed of one
-# beats every seed of the other, as equal models do 1 time in 10; over six comparisons a fluke is likely.
+# scored on all of validation. Heads are untied (tied, the bigram's scores would be nearly symmetric). The models are
+# your modules as built, as in Karpathy's lecture, without `init_gpt2_`: their initialisation is PyTorch's default,
+# not section 3's, and the +LayerNorm verdict may depend on it. "Told apart": every seed of one beats every seed of
+# the other, as equal models do 1 time in 10; were all six pairs equal, at least one would be told apart by chance
+# about half the time (1 − 0.9⁶), so read the gaps too. `±` is half the range over the three seeds.
 
 # %%
 from tinylm.eval.loss import evaluate_loss
@@ -578,9 +583,11 @@ if PROFILE != "smoke":
     assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
 
 # %% [markdown]
-# Samples (seed 0 for every model) continue a new line. Likely reasons for each step down: attention looks back, heads
+# Samples continue a new line, with seed 0 for every model: the same random draws, so they agree wherever the models'
+# probabilities roughly agree. The gaps told apart (0.059 to 0.174) are several times the widest range over seeds
+# (at most 0.021). Likely reasons for each step down: attention looks back, heads
 # seek several things, the MLP computes on what they found, the residual lets `lm_head` see the character itself.
-# LayerNorm bought nothing measurable in this one-block model; section 4 suggested, at one seed, that it pays in deep
+# At PyTorch's default initialisation, LayerNorm bought nothing measurable in this one-block model; section 4 suggested, at one seed, that it pays in deep
 # stacks. These verdicts hold for this short budget; notebook 3b trains `tinylm.GPT` longer on a tuned schedule.
 
 # %% [markdown]

@@ -27,8 +27,8 @@
 # - the GPT against a bigram, how much context it uses, and what a checkpoint holds;
 # - an experiment judged by a stated rule (exercise 1).
 #
-# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 137 s, by the course's
-# formula), then a second sitting of about 21 minutes for the exercise (20 minutes, an experiment, and 76 s of
+# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 94 s, by the course's
+# formula), then a second sitting of about 21 minutes for the exercise (20 minutes, an experiment, and 54 s of
 # training).
 #
 # | profile | what runs | time |
@@ -184,12 +184,12 @@ print(f"validation loss {'fell at every evaluation' if falling else 'rose at lea
 
 # %% [markdown]
 # **The gradient norm.** Clipping hit 94% of the warmup's steps and none after step 300. The median gradient norm rose
-# from 0.59 in the middle third of the run to 0.68 in the last, as the rate decayed
+# from 0.59 in the middle third of the run to 0.69 in the last, as the rate decayed
 # ([Defazio, 2025](https://arxiv.org/abs/2506.02285) traces such a rise to weight decay, normalisation and the decaying
 # rate together).
 #
 # **Train and validation.** The validation loss fell at every evaluation: no overfitting by the usual test. Yet a
-# gap of 0.181 nats opened while both fell.
+# gap of 0.180 nats opened while both fell.
 #
 # Part of the gap is the text: the validation split (the last 10%) has its own plays and speakers. Count bigrams (65
 # × 65 numbers) cannot memorise, so their gap measures how much harder that text is for pairs; counting speeches
@@ -327,15 +327,20 @@ for low, high in zip(edges, edges[1:]):
 # ## 6. Checkpoints
 #
 # A checkpoint keeps the model's config and tokenizer as plain data, and all an exact resume needs (notebook 3a).
-# Reload the best and check its logits:
+# `last.pt` is the model as training left it: reloaded, it computes the same logits. `best.pt` is the step with the
+# lowest validation loss, which `load_model` reads from a run folder; where it comes earlier than the last step, as
+# the `gpu` recipe's did on an H100 (section 2), it is another model.
 
 # %%
-reloaded, reloaded_tokenizer, state = tinylm.load_model(run_dir / "best.pt", DEVICE)
+reloaded, reloaded_tokenizer, state = tinylm.load_model(run_dir / "last.pt", DEVICE)
 x = torch.tensor([tokenizer.encode("ROMEO:\nO, she doth teach the torches to burn bright!")], device=DEVICE)
 x = x[:, -model_cfg.block_size:]  # at most one context's worth
 model.eval()
-assert torch.equal(reloaded(x)[0], model(x)[0]), "the reloaded model must compute the same logits"
-print(f"best.pt: step {state['step']}, best validation loss {state['best_val_loss']:.4f}, keys {sorted(state)[:6]}...")
+assert torch.equal(reloaded(x)[0], model(x)[0]), "last.pt must compute the logits of the model as training left it"
+best = tinylm.load_checkpoint(run_dir / "best.pt")
+print(f"last.pt: step {state['step']} (the Trainer stopped at {trainer.step}); best.pt: step {best['step']}, "
+      f"validation loss {best['best_val_loss']:.4f}")
+print(f"a checkpoint's keys: {sorted(state)}")
 print(sorted(p.name for p in run_dir.iterdir()))
 
 # %% [markdown]
@@ -350,7 +355,8 @@ print(sorted(p.name for p in run_dir.iterdir()))
 #
 # ### Exercise 1: an experiment on the learning rate
 #
-# The `cpu` recipe's peak learning rate is six times nanoGPT's. Test whether that matters as an experiment: one
+# The `cpu` recipe's peak learning rate is six times nanoGPT's (the `gpu` recipe's is nanoGPT's own, so there the
+# exercise compares nanoGPT's rate with a sixth of it). Test whether that matters as an experiment: one
 # change, the same budget, three seeds per arm. Train this recipe's model for `LR_STEPS` steps (a twelfth of the
 # recipe's) at the recipe's peak rate and at a sixth of it, at seeds 0, 1 and 2 each, everything else equal:
 # `dataclasses.replace(train_cfg, learning_rate=lr, max_steps=LR_STEPS, seed=seed, eval_interval=0,
@@ -389,8 +395,8 @@ def test_learning_rate_experiment():
     for name, lr in RATES.items():
         assert len(set(my_losses[name])) == 3, f"{name}: three equal losses; did each run use its own seed?"
         for loss in my_losses[name]:
-            assert final["val_loss"] < loss < math.log(tokenizer.vocab_size), (
-                f"{loss:.3f}: between section 2's run ({final['val_loss']:.3f}) and a uniform guess "
+            assert final["best_val_loss"] < loss < math.log(tokenizer.vocab_size), (
+                f"{loss:.3f}: between section 2's best ({final['best_val_loss']:.3f}) and a uniform guess "
                 f"({math.log(tokenizer.vocab_size):.3f}) is where a run of LR_STEPS steps lands")
         cfg = dataclasses.replace(train_cfg, learning_rate=lr, max_steps=LR_STEPS, seed=0, eval_interval=0,
                                   log_interval=LR_STEPS)
@@ -419,8 +425,9 @@ check(test_learning_rate_experiment)
 # print(compare("the recipe's rate", my_losses["recipe"], "a sixth of it", my_losses["a sixth"]))
 # ```
 #
-# The verdict line says which arm came out ahead, by how much, and whether the rule tells them apart. If it says
-# "not told apart", that is a result too: at this budget the experiment cannot separate the two rates.
+# The verdict line says which arm came out ahead, by how much, and whether the rule tells them apart. In
+# [the keys' run](../docs/notes/2026-11-29-exercise-keys.md) (`cpu`, 500 steps) the recipe's rate won: 2.053 against 2.333 for a sixth of it, told
+# apart. If yours says "not told apart", that is a result too: at that budget the experiment cannot separate them.
 # </details>
 
 # %%

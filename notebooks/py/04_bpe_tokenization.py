@@ -30,7 +30,7 @@
 # - special tokens for chat, and why the embedding is padded to a multiple of 64;
 # - what a BPE token buys: characters per context and compute per character.
 #
-# **How long it takes**: a lesson of about 78 minutes (reading, code and the `cpu` run's 11 s, by the course's
+# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 11 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -311,8 +311,8 @@ print(f"{cjk}: {len(cjk)} characters -> {len(gpt2.encode(cjk))} tokens")
 # tokens, and part of a character's bytes is not valid UTF-8. The whole sequence decodes back exactly.
 #
 # Now a longer text, Shakespeare (all of it in the `gpu` profile), and `tinylm.tokenizers.bpe.GPT2BPE`,
-# the code above as a class. Both must match `tiktoken` (Rust). The cell times both over
-# three rounds, alternating which goes first, with a fresh `GPT2BPE` (empty cache) each round. The
+# the code above as a class. Both must match `tiktoken` (Rust). The cell times `GPT2BPE` against `tiktoken`
+# over three rounds, alternating which goes first, with a fresh `GPT2BPE` (empty cache) each round. The
 # course's rule (`compare`) says "told apart" only with at least three rounds each and every round of one
 # beating every round of the other.
 
@@ -346,10 +346,11 @@ print(compare("tiktoken", speeds["tiktoken (Rust)"], "GPT2BPE", speeds["GPT2BPE 
 # WebText, 40 GB of web text), and OpenAI has not released the code that learned them. The standard
 # algorithm (Sennrich et al., 2016, here on bytes) is a greedy loop:
 #
-# 1. start with every piece of the text as a sequence of byte ids (0-255);
+# 1. start with every piece of the text as a sequence of byte ids (0-255, each byte's own value, unlike GPT-2's
+#    reordered first 256 ids);
 # 2. count every adjacent pair over all pieces;
-# 3. make the most frequent pair a new token with the next free id (256, 257, ...), record the merge and
-#    replace the pair everywhere;
+# 3. make the most frequent pair (on a tie, the one counted first) a new token with the next free id (256,
+#    257, ...), record the merge and replace the pair everywhere;
 # 4. repeat until the vocabulary has the size you want.
 #
 # Each distinct piece is stored once with its count, so a step is one pass over the distinct pieces.
@@ -447,12 +448,17 @@ assert padded_vocab_size(chat.vocab_size) == 50304 and padded_vocab_size(gpt2.vo
 #
 # With tied weights the `V × C` embedding is also the output layer, among the model's largest matmuls. A
 # GPU computes a matmul in tiles, say 128 × 128. With `V` = 50,257 = 392 × 128 + 81 the last tile is
-# ragged yet costs a full one, and a bf16 row of logits is not a whole number of the 16-byte loads tensor
-# cores use. 50,304 = 393 × 128 fixes both ([nanoGPT](https://github.com/karpathy/nanoGPT/blob/master/model.py);
-# [NVIDIA](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)).
+# ragged yet costs a full one, and padding leaves that alone: 50,304 = 393 × 128 computes the same 393
+# tiles, the last one now holding 47 padding rows (the figure below). What padding fixes is alignment. A row
+# of 50,257 bf16 logits (bf16: a 2-byte float, notebook 5) is not a whole number of the 16-byte loads that
+# tensor cores (the GPU's matrix units) use, which can push the whole matmul onto slower kernels; any
+# multiple of 8 rows is aligned. `padded_vocab_size` rounds up to a multiple of 64, as
+# [nanoGPT](https://github.com/karpathy/nanoGPT/blob/master/model.py) does, and 50,304 happens to be a multiple
+# of 128 too ([NVIDIA](https://docs.nvidia.com/deeplearning/performance/pdf/Matrix-Multiplication-Background-User-Guide.pdf)).
 # On one H100, GPT-2 124M's eager bf16 training step took 80.49 ms with 50,257 rows and 55.56 ms with
 # 50,304 ([measured](../docs/results/gpu-2026-11-27-vocab.md)). The extra rows are never a token:
-# `generate` masks them out and the validation loss leaves them out.
+# `generate_text` and `stream` mask them out (they pass `generate` its `vocab_limit`) and the validation
+# loss leaves them out.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -513,7 +519,8 @@ print(f"({len(stories):,} stories)")
 # spellings, short verse lines and capitalised speaker names may be why; untested here).
 #
 # **Context.** A context of 256 tokens sees three to four times as much text as with characters. **Cost
-# per character.** A training step costs about 6 FLOPs per weight per token (forward and backward) plus
+# per character.** A training step costs about 6 FLOPs per weight per token (2 forward, 4 backward: derived
+# in notebook 6a) plus
 # the attention scores (`GPT.flops_per_token`). BPE makes each token dearer, as the output layer grows
 # from 65 to 50,304 rows, but each token covers several characters. For notebook 3b's `gpu` shape (6
 # layers, 384 wide, context 256):
@@ -560,8 +567,8 @@ print(f"the {embedding_rows:,}-way output layer: {output_layer:.0f} of the {body
 #   its 50,000 merges by rank; your encoder matches `tiktoken`.
 # - Training BPE is a greedy loop: count adjacent pairs, merge the most frequent, repeat.
 # - Special tokens are special only when the code that writes them asks, so user text cannot forge them.
-# - Padding the embedding to 50,304 rows fills the output layer's matmul tiles; the extra rows are masked
-#   out when sampling and scoring.
+# - Padding the embedding to 50,304 rows aligns the output layer's matmul for the GPU's fast kernels (the
+#   tile count stays the same); the extra rows are masked out when sampling and scoring.
 # - A GPT-2 token covers three to four characters of English: more text per context and less compute per
 #   character, with most of a small model's parameters in the embedding.
 #
@@ -720,8 +727,8 @@ check(test_small_bpe_compression)
 #
 # Is GPT-2's lead the number of its merges or the text they were learned on? GPT-2's differ from yours in both:
 # far more merges, learned on other text (not published) than this slice of Shakespeare. Two runs change one at a
-# time: 512 merges trained on all of `shakespeare[:split]` change only the text (the exercise's check no longer applies to them);
-# 2,000 merges on `train_text` change only the number.
+# time: 512 merges on `tinystories[:len(train_text)]` (other text, the same amount) change only the text;
+# 2,000 merges on `train_text` change only the number. The check applies to neither run.
 # </details>
 
 # %%

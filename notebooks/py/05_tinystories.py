@@ -32,7 +32,7 @@
 # ([Micikevicius et al., 2017](https://arxiv.org/abs/1710.03740)); bf16 ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322));
 # [llama2.c](https://github.com/karpathy/llama2.c).
 #
-# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 215 s, by the course's
+# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 215 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -138,7 +138,7 @@ print(f"what the Trainer gets in this profile: {type(data.train).__name__} of {d
 # %% [markdown]
 # ## Looking at the data
 #
-# Statistics over the first 5M training tokens (all of the sample), starting with story lengths:
+# Statistics over the first 5M training tokens (under `cpu`, all 467,818 tokens of the sample), starting with story lengths:
 
 # %%
 STATS_TOKENS = 5_000_000
@@ -325,7 +325,8 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
 
 # %% [markdown]
 # **What 16 bits buy.** Tensor cores multiply 16-bit matrices faster, and 16-bit activations halve memory and
-# traffic. The datasheet peaks that *model FLOPs utilisation* (MFU, notebooks 6a and 6b) divides by:
+# traffic. *Model FLOPs utilisation* (MFU, notebooks 6a and 6b) is the model FLOP/s a run achieves divided by the
+# datasheet peak:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -342,8 +343,9 @@ for gpu_name in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
 # gradients and AdamW's moments stay in fp32; `torch.autocast` runs matmuls in 16 bits and keeps softmax, LayerNorm and
 # the loss in fp32. **fp16 also needs loss scaling**: multiply the loss by a large `S` so that small gradients do not
 # become 0, and divide the gradients by `S` before clipping and the step. PyTorch's **GradScaler** halves `S` and skips
-# the step on overflow, and doubles it after a run of good steps. Use **bf16** where the hardware computes it (A100,
-# H100, RTX 30xx and newer, CPUs with AMX), else **fp16 with a GradScaler** (T4, V100), else **fp32**.
+# the step on overflow, and doubles it after a run of good steps. On a GPU, use **bf16** where the hardware computes
+# it (A100, H100, RTX 30xx and newer), else **fp16 with a GradScaler** (T4, V100). On a CPU, bf16 needs its own kernels
+# (AVX-512 or AMX on x86), and even then you must measure.
 #
 # **Predict, then run.** The same steps, from the same weights on the same batches, in fp32 and in 16 bits: will the
 # losses be equal, close or far apart? Will 16 bits be faster here?
@@ -405,8 +407,11 @@ print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low
 
 # %% [markdown]
 # The losses are close, not equal: every 16-bit matmul rounds its inputs. The speed verdict holds only for the machine
-# timed; without AVX-512, bf16 on x86 can be many times slower. `tinylm.resolve_dtype` applies the rule above for the
-# Trainer:
+# timed. `tinylm.resolve_dtype` picks the Trainer's dtype: on a GPU by the rule above, on **every CPU fp32**, this one
+# too, although bf16 just won here. Its reasons are older runs ([docs/notes](../docs/notes/2026-11-25-cpu-training-step.md)):
+# a smaller model (1 layer, context 64) was slower in bf16 on an AVX-512 machine, and without AVX-512 bf16 took 220 to
+# 239 ms per step against 13 to 15 ms in fp32. On a machine like this one, try `--dtype bfloat16`
+# (`TrainConfig.dtype`). What it picks here:
 
 # %%
 dtype = tinylm.resolve_dtype(DEVICE)
@@ -417,8 +422,9 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 #
 # A `gpu` step takes 1,024 sequences of 256 tokens, and a micro-batch of 128 already holds over 1,600M logits, so
 # notebook 3a's gradient accumulation runs 8 micro-batches in turn. That buys memory, not speed; speed comes from the
-# micro-batch size and `torch.compile` (notebook 6b). On an H100, one run each, compiled micro-batches of 128 ran at
-# 31.5% MFU, 64 at 29.8%, and 32 uncompiled at 14.5% ([results](../docs/results/gpu-2026-11-26.md)).
+# micro-batch size and `torch.compile` (notebook 6b). On an H100, compiled micro-batches of 128 ran at 31.5% MFU, 64
+# at 29.8% (one run each: not told apart), and 32 uncompiled at 14.5% ([results](../docs/results/gpu-2026-11-26.md)):
+# compiling and a larger micro-batch together doubled MFU, and these runs do not say which lever did it.
 #
 # ## Training
 #
@@ -534,8 +540,10 @@ print(f"training text: {len(train_bytes):,} bytes; the model needs {bits_per_byt
 
 # %% [markdown]
 # The compressors start from nothing; the model and the unigram learned from the training stories. The fair control is
-# xz after the training text (its 64 MiB window holds it), charged only for the bytes the validation text adds.
-# `tinylm.eval.loss.text_loss` scores any text; the first validation stories, scored one by one, come close to the split's figure:
+# xz after the training text (its 64 MiB window holds it), charged only for the bytes the validation text adds. The
+# model also pays for predicting each end-of-text token, which the compressors' bytes lack: the comparison leans
+# against the model. `tinylm.eval.loss.text_loss` scores any text; the validation stories (at most 200; here all
+# 115), scored one by one, come close to the split's figure:
 
 # %%
 EVAL_STORIES = 200
@@ -551,7 +559,8 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
 # %% [markdown]
 # **A published model.** Karpathy's [llama2.c](https://github.com/karpathy/llama2.c) stories15M loads into a
 # `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()` (online once; offline the cell skips). It read far more
-# of TinyStories, maybe these very stories.
+# of TinyStories, maybe these very stories, so a lower figure would not be a fair win. The saved run was offline:
+# it has no figure for stories15M.
 
 # %%
 try:

@@ -39,7 +39,7 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt).
 #
-# **How long it takes**: a lesson of about 64 minutes (reading, code and the `cpu` run's 17 s, by the course's
+# **How long it takes**: a lesson of about 65 minutes (reading, code and the `cpu` run's 17 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
 # and 14 s of training).
 #
@@ -156,7 +156,9 @@ print(f"flops_per_token()                 = {model_124m.flops_per_token() / 1e6:
 # An H100 (SXM) peaks at 989.5 TFLOP/s in dense bf16. The fraction of the peak a run achieves is its
 # **model FLOPs utilisation** (MFU; notebook 6b shows how it is measured). The 40% below is **assumed, not
 # measured**. One H100 measured the 124M step ([docs/results/gpu-2026-11-26.md](../docs/results/gpu-2026-11-26.md))
-# at 36.1% compiled (`torch.compile`, notebook 6b) and 17.8% eager. Time and money:
+# at 36.1% compiled (`torch.compile`, notebook 6b) and 17.8% eager, both with the **unpadded** 50,257-row
+# vocabulary; notebook 4 measured padding alone cutting the eager step by nearly a third, so the eager line below
+# understates the recipe's padded model. Time and money:
 # [Running on a GPU](README.md#running-on-a-gpu).
 
 # %%
@@ -181,7 +183,8 @@ for name, ms in MEASURED_MS.items():
 
 # %% [markdown]
 # Each measured step includes an AdamW update, which the recipe makes only once per 32 such micro-batches:
-# a slight overestimate.
+# a slight overestimate. Its micro-batch of 16 sequences is also a quarter of the recipe's 64 (printed below),
+# which moves MFU too, by an amount not measured here.
 #
 # Eight GPUs spend the same GPU-hours as one, eight times sooner. The arithmetic omits two costs. First,
 # evaluation: every `eval_interval` steps the trainer scores the *whole* validation shard (100M tokens from
@@ -200,8 +203,8 @@ print(f"every 250 steps it would be {every_250 / flops_total:.0%}")
 # %% [markdown]
 # Hence every 1,000 steps, not build-nanogpt's 250. build-nanogpt pays far less per evaluation: it averages
 # 20 batches of 64 × 1,024 tokens per GPU from the start of its validation shard, an estimate from fewer tokens.
-# Second, the time outside the training steps (start-up, evaluations, checkpoints), which the logged MFU also
-# leaves out: it counts only the optimizer steps' seconds, so it shows what slows the steps themselves, such as
+# Second, wall-clock time outside the steps: start-up and checkpoints (evaluation FLOPs are counted above), which
+# the logged MFU also leaves out: it counts only the optimizer steps' seconds, so it shows what slows the steps themselves, such as
 # waiting for data or for the all-reduce.
 #
 # ### How many tokens for 124M parameters?
@@ -333,7 +336,8 @@ def draw_ddp(ranks: int = 4):
 draw_ddp()
 
 # %% [markdown]
-# Only gradients travel; rank 0 alone writes logs and checkpoints. The averaged gradient is the big batch's
+# In the step, only gradients travel in bulk (plus a few scalars, such as the loss); rank 0 alone writes logs and
+# checkpoints. The averaged gradient is the big batch's
 # because the loss is a mean: the mean over 8 sequences is the average of two means over 4. Check it on the
 # smoke recipe's model (trained below) with the two ranks' next batches:
 
@@ -435,9 +439,9 @@ if result.stderr.strip():
 
 # %% [markdown]
 # `4 x 1 x 2`: 4 sequences per micro-batch, 1 micro-step, 2 processes. Only rank 0 printed and wrote a run
-# folder. The HellaSwag score rests on 8 examples of the mirror's substitute; its 95% interval (0.14-0.69) holds
-# both chance (one in four) and build-nanogpt's 29.55% for GPT-2 124M (official file), so it tells this model
-# from neither. Its `metrics.jsonl`, drawn:
+# folder. The HellaSwag score (notebook 6b: pick the likeliest of four endings, so chance is one in four) rests on
+# 8 examples of the mirror's substitute file; with 8 items its 95% interval (notebook 6b) is 0.14-0.69, which holds
+# both chance and build-nanogpt's 29.55% for GPT-2 124M (official file), so it tells this model from neither. Its `metrics.jsonl`, drawn:
 
 # %%
 records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
@@ -465,14 +469,15 @@ plt.show()
 
 # %% [markdown]
 # The loss starts near the uniform guess, ln 50,257 ≈ 10.8 (10.59 at step 5), and falls as the model learns
-# which tokens are frequent, about all that a few tens of thousands of tokens can teach.
+# which tokens are frequent, until about step 50; then it hovers near 8.
 # The output shows the mechanics (two processes, one log, one run folder), not that the replicas stay
 # identical: that follows from their common start and the averaged gradient checked above, and exercise 3 tests
 # what it implies.
 #
 # *Are two processes faster?* With a GPU each, throughput grows almost linearly, less the all-reduce time the
 # backward pass cannot hide (Li et al. 2020: near-linear on 256 GPUs). Here the two split the cores one
-# two-threaded process would use, so this notebook does not time them.
+# two-threaded process would use, so this notebook does not time them. The 6 years above are at this toy's rate:
+# nearly all its FLOPs are the 50,304 × 32 head's, on two one-thread processes.
 #
 # ## Running it for real
 #
@@ -615,7 +620,8 @@ check(test_one_process_with_batch_8_trains_what_two_with_batch_4_train)
 # ```
 #
 # The losses agree to float32
-# rounding, not bit for bit (3.3e-06 at most over the cpu run's 20 records on a 2-core machine; the check allows
+# rounding, not bit for bit (3.3e-06 at most over the cpu run's 20 records on a 2-core machine, from this command
+# and the notebook's `torchrun` run by hand: notebooks/SOURCES.md; the check allows
 # 1e-3, since other thread counts add in other orders): two processes add their gradients in another order than
 # one process does, and
 # each has one thread where the single process uses all of torch's threads (two on the 2-core machine of the

@@ -43,7 +43,7 @@
 # appendix B); SmolLM2 ([Allal et al. 2025](https://arxiv.org/abs/2502.02737)); GSM8K
 # ([Cobbe et al. 2021](https://arxiv.org/abs/2110.14168)).
 #
-# **How long it takes**: a lesson of about 81 minutes (reading, code and the `cpu` run's 72 s with `REPLAY = True`, 40
+# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 63 s with `REPLAY = True`, 22
 # min live, by the course's formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per
 # function, 20 per experiment).
 #
@@ -215,8 +215,9 @@ print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=b
 #
 # - **`acc`**: the lowest summed loss, the likeliest choice; it favours short choices;
 # - **`acc_norm`** (per token): the lowest mean loss per token, DCLM's and build-nanogpt's;
-# - **`acc_norm_char`** (per character): lm-evaluation-harness's `acc_norm`; its divisor does not depend on the
-#   tokenizer.
+# - **`acc_norm_char`** (per character): lm-evaluation-harness's `acc_norm`; its divisor, the choice's length, does
+#   not depend on the tokenizer. It leaves out the leading space, which the per-token count includes, so the two
+#   differ even for a character model.
 #
 # Beside each accuracy, its 95% **Wilson interval**: the true accuracies the observed count does not rule out
 # (unlike p ± z·√(p(1−p)/n), it stays inside [0, 1]). The last column asks for the word itself by greedy decoding,
@@ -232,8 +233,9 @@ for name, result in results.items():
     cells = [f"{key} {result.metrics[key]:.3f} [{wilson_interval(round(result.metrics[key] * n), n)[0]:.3f}, "
              f"{wilson_interval(round(result.metrics[key] * n), n)[1]:.3f}]" for key in ("acc", "acc_norm", "acc_norm_char")]
     print(f"{name:>12}: {'; '.join(cells)}; the word by greedy decoding {greedy[name].metrics['acc']:.3f}")
-# The control for a letter model below chance: the same choices with the passage removed
-blind = dataclasses.replace(cloze, items=[dataclasses.replace(item, query="") for item in cloze.items])
+# The control for a letter model below chance: the same choices after a passage of one full stop (a choice needs a
+# token before it to be scored, and a character model has no end-of-text token)
+blind = dataclasses.replace(cloze, items=[dataclasses.replace(item, query=".") for item in cloze.items])
 for name in ("bigram", "char GPT"):
     n, right = len(cloze.items), evaluate_task(*models[name], blind).metrics["acc_norm"] * len(cloze.items)
     print(f"{name:>12} without the passage: acc_norm {right / n:.3f} [{wilson_interval(round(right), n)[0]:.3f}, "
@@ -260,8 +262,10 @@ for i, first in enumerate(names):
 # %% [markdown]
 # Read the printed verdicts. The character GPT learned Shakespeare, not stories: a score measures the task's distance
 # from the training data as much as the model. Both letter models' intervals lie below 0.25, worse than a blind guess.
-# Without the passage both score 0.228, an interval that holds 0.25: the choices' letters alone do not push them below
-# chance; what they read in the passage does, a bias this control locates but does not explain.
+# After a passage of one full stop both stay below chance (the bigram 0.177 [0.135, 0.229], the character GPT 0.091
+# [0.061, 0.132]): the choices' letters alone push them there. The bias is in the choices, whose wrong ones are
+# likelier letter strings, not in what the models read in the passage (a bigram reads only its last character, the
+# same for every choice).
 #
 # ## Contamination
 #
@@ -330,8 +334,8 @@ for what, figure, source in PUBLISHED_GPT2_124M:
 # %% [markdown]
 # The story model's perplexity of the last word is in the billions: a novel's words are unlikely in children's
 # stories, and rare tokens fall into `<unk>`. The same GPT-2 weights score 45.99% by OpenAI's rule and 32.56% by the
-# harness's: OpenAI counted the last BPE token, the harness every token of the word. A number compares only with one
-# scored the same way.
+# harness's: OpenAI counted the last BPE token, the harness every token of the word (lm-evaluation-harness issue
+# #356, citing openai/gpt-2 issue #131). A number compares only with one scored the same way.
 #
 # ## The harness everyone uses
 #
@@ -473,12 +477,15 @@ for what, figure in PUBLISHED_SMOLLM2:
 # chance of any false verdict stays under 5%. SmolLM2 beats the story model on ARC-Easy, PIQA, HellaSwag and LAMBADA;
 # on ARC-Challenge and MMLU they are not told apart. The model card's HellaSwag, PIQA and MMLU lie inside our
 # intervals; but its MMLU scores each answer's text, ours the letter, where this model sits at chance. Figures also
-# differ by prompt format, normalisation, the 4-bit weights and the items.
+# differ by prompt format, normalisation, the 4-bit weights and the items, and HellaSwag's by the file: from the
+# course's mirror, our HellaSwag rows (here and in CORE) read its substitute for the validation file, with cleaned
+# WikiHow texts (`tinylm.eval.hellaswag.locate_val`).
 #
 # The GSM8K reply copies the shots' format (the `<<16*3=54>>` notes, `####` before the answer) but neither the
 # reasoning nor the arithmetic (16 × 3 is not 54); 0 of 10 is the usual score of a model that solves 1.4%. At 10
-# items a task, a centred score moves in steps of 0.1/(1 − b), and the 10 are a file's first items: CORE here tells
-# the two models apart nowhere; the 200-item comparison above does.
+# items a task, a centred score moves in steps of 0.1/(1 − b), and the 10 are a file's first items. CORE here comes
+# without a paired test, so it gives no verdict (its widest gap, bigbench_qa_wikidata's +0.60 against +0.00, would
+# also face Bonferroni's 0.05/20 for 20 tasks); the 200-item comparison above gives one.
 
 # %% [markdown]
 # ## How well a step uses the hardware: `torch.compile` and MFU
@@ -557,7 +564,8 @@ else:
 #   one of the same convention, prompt and file.
 # - McNemar's test says whether a gap between two models is more than the luck of the items.
 # - CORE centres each task by a baseline and averages; the story model sits near the baselines.
-# - SmolLM2 is told apart from the story model on four of six tasks; CORE at 10 items a task tells them apart nowhere.
+# - SmolLM2 is told apart from the story model on four of six tasks; CORE at 10 items a task, without a test, gives
+#   no verdict.
 # - Training items measure memory (contamination); `torch.compile` and MFU are measured, not assumed.
 #
 # ## Exercises

@@ -38,9 +38,9 @@
 # ([Zhao et al. 2023](https://arxiv.org/abs/2304.11277)); Stanford CS336's
 # [assignment 2](https://github.com/stanford-cs336/assignment2-systems) builds the same pieces.
 #
-# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 93 s, by the course's
+# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 52 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per experiment,
-# and 7 s of training).
+# and 6 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -132,8 +132,9 @@ block_bytes = sum(nbytes for _, _, nbytes in saved)
 print(f"one block keeps {block_bytes / tokens:,.0f} bytes per token ({block_bytes / 1e6:.1f} MB for the batch)")
 
 # %% [markdown]
-# q, k and v are views of c_attn's one output, so q's row counts that whole storage, 3C numbers per token. Attention's
-# output has no row: the CPU kernel writes the heads side by side for c_proj to read without a copy.
+# q, k and v are views of c_attn's one output, so q's row counts that whole storage, 3C numbers per token. The
+# reshaped output c_proj reads has no row of its own: the CPU kernel writes the heads side by side, so c_proj reads
+# attention's output row without a copy.
 #
 # Per token (C = 128, 4 heads) that makes 16C + 8 numbers: 2(C + 2) for the norms' inputs and statistics, 2C for their
 # outputs, 4C + 4 for q, k, v, attention's output and its log-sum-exps, and 8C for the MLP around GELU. Checked against
@@ -212,7 +213,7 @@ for row, checkpointing in enumerate((False, True)):
 ax.set_yticks([0, 1], ["plain", "activation\ncheckpointing"])
 ax.set_xlabel("GB (the account's items, not all alive at the peak)")
 ax.set_title("GPT-2 124M, 64 x 1,024 tokens, bf16: one training step")
-ax.legend(fontsize=9, loc="lower right")
+ax.legend(fontsize=9, loc="upper left")
 fig.tight_layout()
 plt.show()
 
@@ -251,10 +252,11 @@ print(f"checkpointing saved {saved_share:.0%} of the peak and cost {cost:+.0%} i
 assert race["losses"]["plain"] == race["losses"]["checkpointed"]
 
 # %% [markdown]
-# Equal losses: checkpointing changes what is stored, not what is computed. The time cost is near the arithmetic's (one
-# set of rounds on a shared laptop is noisy). It removed nearly all of the blocks' 67 MB (each block's input stays),
-# only a quarter of the peak; the loss's 170 MB is most of it (exercise 2 varies the vocabulary). For GPT-2 124M it
-# saves 19 GB of 63.
+# Equal losses: checkpointing changes what is stored, not what is computed. The time cost is consistent with the
+# arithmetic's (one set of rounds on a shared laptop is noisy); that count gives a causal query T/2 keys on average,
+# where notebook 6b's MFU (PaLM's count) charges attention all T. It removed nearly all of the blocks' 67 MB (each
+# block's input stays), only a quarter of the peak; the loss's 170 MB is most of it (exercise 2 varies the
+# vocabulary). For GPT-2 124M it saves 19 GB of 63.
 #
 # ## Attention that streams
 #
@@ -321,8 +323,9 @@ print(f"tiled attention equals scaled_dot_product_attention: largest difference 
 # The forward pass keeps each row's log-sum-exp, lse = m + ln s, so the backward pass can **recompute** each tile of
 # P. With O the output and dO its gradient:
 # dV = Pᵀ dO, dS = P ∘ (dO Vᵀ − rowsum(dO ∘ O)), dQ = dS K / √hs, dK = dSᵀ Q / √hs.
-# `tinylm.model.streaming_attention` does this as a `torch.autograd.Function`; grouped-query heads read their shared
-# key/value head without a copy. Against PyTorch, 4 query heads sharing 2 key/value heads:
+# `tinylm.model.streaming_attention` does this as a `torch.autograd.Function`; grouped-query heads (notebook 8a:
+# several query heads share one key/value head, as in Llama) read their shared key/value head without a copy. Against
+# PyTorch, 4 query heads sharing 2 key/value heads:
 
 # %%
 q4 = torch.randn(2, 4, 100, 16, dtype=torch.float64, requires_grad=True)  # (batch, heads, T, hs)
@@ -382,10 +385,11 @@ plt.show()
 # one.
 #
 # **Why the fused kernel is fast.** On a GPU, memory traffic is dear. An H100 SXM does 989.5 dense bf16 TFLOP/s and
-# moves 3.35 TB/s from its HBM, so a kernel doing fewer than about 295 FLOPs per byte waits on memory. With a head size
-# of 64, a (query, key) pair costs 4 · 64 = 256 FLOPs (scores and weighted sum). Written out, the scores and then the
-# probabilities go to HBM and back: at least 8 bytes per pair in bf16. Fused, a tile of 128 queries reads each key and
-# value (2 · 64 · 2 bytes) once into on-chip memory: 2 bytes per pair.
+# moves 3.35 TB/s from its HBM (the GPU's main memory), so a kernel doing fewer than about 295 FLOPs per byte waits on
+# memory. With a head size of 64, a (query, key) pair costs 4 · 64 = 256 FLOPs (scores and weighted sum). Written out,
+# the scores and then the probabilities go to HBM and back: at least 8 bytes per pair in bf16. Fused, a tile of 128
+# queries reads each key and value (2 · 64 · 2 bytes) once into on-chip memory (SRAM beside the compute units, small
+# and far faster than HBM): 2 bytes per pair.
 
 # %%
 H100_BF16_FLOPS, H100_HBM_BYTES_PER_S = 989.5e12, 3.35e12  # NVIDIA's H100 SXM datasheet (notebooks/SOURCES.md)
@@ -411,8 +415,16 @@ print(f"written out: {flops_per_pair / written_bytes:.0f} FLOPs per byte; fused:
 # Under DDP (notebook 6a) every rank keeps all of AdamW's moments, 8 bytes per parameter, and makes the same update.
 # ZeRO stage 1 shards them: the parameters, end to end in one flat vector, are cut into N shards, and rank r owns shard
 # r. A step **reduce-scatters** the gradients (rank r receives only shard r's average), updates its shard, and
-# **all-gathers** the updated shards. A ring all-reduce is a reduce-scatter then an all-gather, so the traffic is
-# DDP's, and the moments take 1/N of the memory.
+# **all-gathers** the updated shards. In a ring (each rank passes chunks of 1/N to the next, the usual algorithm), for
+# Ψ bytes of gradients or weights:
+#
+# | collective | rank r ends with | each rank sends |
+# |---|---|---|
+# | reduce-scatter | shard r, reduced over the ranks | (N − 1)/N · Ψ |
+# | all-gather | every shard | (N − 1)/N · Ψ |
+# | all-reduce (DDP's) | the whole reduction | 2(N − 1)/N · Ψ: a reduce-scatter, then an all-gather |
+#
+# So ZeRO-1's traffic is DDP's, and the moments take 1/N of the memory.
 #
 # One process playing N ranks checks that AdamW on shards equals AdamW on the whole:
 
@@ -474,8 +486,8 @@ print(f"ZeroAdamW in a world of one equals torch.optim.AdamW after 3 steps: larg
 # FSDP (fully sharded data parallelism, ZeRO's stage 3) shards the weights and gradients too. Each block's weights live
 # as 1/N shards: the ranks **all-gather** them before the block's forward, free them after, gather them again for the
 # backward, and **reduce-scatter** the block's gradients. Each rank holds about 1/N of the weights, gradients and
-# moments, for 1.5 times DDP's traffic (two all-gathers and a reduce-scatter against one of each); on a GPU the next
-# block's gather overlaps the current block's compute.
+# moments, for 1.5 times DDP's traffic (two all-gathers and a reduce-scatter, 3(N − 1)/N · Ψ, against one of each);
+# on a GPU the next block's gather overlaps the current block's compute.
 #
 # tinylm uses PyTorch's FSDP2 (`tinylm/train/sharded.py`). `python -m tinylm.bench sharding` trains one model from the
 # same weights in 2 processes with DDP, ZeRO-1 and FSDP2:
@@ -492,11 +504,12 @@ print(result.stdout.strip())
 print(f"({time.perf_counter() - started:.0f} s, torchrun's own warnings on stderr not shown)")
 
 # %% [markdown]
-# The three ways compute the same training. At rest rank 0 holds half of AdamW's moments under ZeRO-1 and half of
-# everything under FSDP2. During a step FSDP gathers each unit whole (the root unit, with the tied embedding and head,
-# half this model, stays gathered from its forward to its backward), DDP keeps its gradients in buckets too, and ZeRO-1
-# makes flat copies. The times (± is half the range over the rounds) come with their verdict: on two CPU cores a model
-# this small gains nothing from sharding, which pays off when the state does not fit one device.
+# The three ways compute the same training. At rest rank 0 holds half of AdamW's moments under ZeRO-1 (and the
+# weight-decay mask of its half, one byte a number) and half of everything under FSDP2. During a step FSDP gathers
+# each unit whole (the root unit, with the tied embedding and head, half this model, stays gathered from its forward
+# to its backward), DDP keeps its gradients in buckets too, and ZeRO-1 makes flat copies. The times (± is half the
+# range over the rounds) come with their verdict: on two CPU cores a model this small gains nothing from sharding,
+# which pays off when the state does not fit one device.
 #
 # `tinylm.train --fsdp` uses the same engine. Two 2-process runs of the character track's `smoke` shape (2 layers), DDP
 # and `--fsdp`, the same steps:

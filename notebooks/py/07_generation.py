@@ -27,7 +27,7 @@
 # - padded batches, streaming and stop strings;
 # - the samplers and the cache on SmolLM2-135M-Instruct; a playground and an attention viewer.
 #
-# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 123 s, by the course's
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 87 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -254,10 +254,12 @@ for penalty in (1.0, 1.3):
     print(text)
 
 # %% [markdown]
-# Greedy decoding is deterministic, so each share is one measurement (without the penalty a quarter of the 4-grams
-# repeat: "mommy, mommy"); read the texts to judge whether the penalty made it better or only different. On *sampled*
-# text (temperature 0.5, top-k 40), several seeds per arm, judged by the course's rule
-# (`tinylm.eval.uncertainty.compare`):
+# Greedy decoding is deterministic, so each share is one measurement (without the penalty about a quarter of the
+# 4-grams repeat: "I'm going to ...," she said, three lines running). Read the texts: with 1.3 the loops are gone,
+# but the story is no more coherent ("something shiny in the garden that made of different colors", "I'm sorry for
+# you"): different, not better. The count below shows the mechanism, not quality, since a penalty on seen tokens
+# cuts repeats by construction. On *sampled* text (temperature 0.5, top-k 40), several seeds per arm, judged by the
+# course's rule (`tinylm.eval.uncertainty.compare`):
 
 # %%
 PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 6)
@@ -273,7 +275,8 @@ print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1
               metric="distinct 4-grams of sampled text (temperature 0.5, top-k 40)"))
 
 # %% [markdown]
-# Sampled text still repeats a little, and the penalty left almost none: told apart by the rule.
+# Sampled text still repeats a little, and the penalty left almost none: told apart by the rule, on one prompt. Whether
+# the text got better, this count cannot say.
 #
 # ## The KV cache, step by step
 #
@@ -440,8 +443,8 @@ plt.show()
 
 # %% [markdown]
 # Tokens/s do not compare across models; ratios do. A round runs both arms back to back, so its ratio is one replicate
-# that cancels a slow moment of the machine. Every 16M round (6.4x, 6.8x, 6.7x) beats every Shakespeare round (2.5x,
-# 2.6x, 2.6x): consistent with the cache saving more where the uncached step redoes more positions (a context growing
+# that cancels a slow moment of the machine. Every 16M round (4.8x, 6.1x, 4.6x) beats every Shakespeare round (2.0x,
+# 2.0x, 2.0x): consistent with the cache saving more where the uncached step redoes more positions (a context growing
 # to 500 tokens against one cropped at 64), though the models differ in more than that.
 #
 # In the 16M plot only the uncached step grows visibly with the context. The Shakespeare plot's regular spikes are the
@@ -458,8 +461,9 @@ plt.show()
 # ## A model with skill: the samplers and the cache on SmolLM2
 #
 # SmolLM2-135M-Instruct (notebooks 6b and 8a; replies from a dequantised 4-bit Q4_1 copy) has 30 layers and was
-# fine-tuned to follow instructions, so a sampler's effect shows in an answer's quality. One instruction in its chat
-# template, each setting with the same seed:
+# fine-tuned to follow instructions, so a sampler's effect shows in an answer's quality. It was fine-tuned on
+# conversations wrapped in role markers (system, user, assistant), so a prompt must be wrapped the same way: its
+# **chat template** (notebook 9 builds one). One instruction so wrapped, each setting with the same seed:
 
 # %%
 smol, smol_tokenizer = real_model("smollm2-135m-instruct")
@@ -494,8 +498,8 @@ print(f"  each round's ratio, with / without: "
 # Greedy repeats a phrase in each of its three items; 0.7 with top-p 0.9 does not, though its items are hardly
 # rainy-afternoon ideas. At 1.5 the flattened distribution draws from its long tail (fragments of code and other
 # languages); top-p 0.9 cuts that tail, and the reply starts in English, then drifts. The cache gains less here than on
-# the 16M model: layers multiply both arms' work, the context stays under 100 positions, and every step reads all 135M
-# weights.
+# the 16M model (2.7x, 2.8x, 3.5x against 4.8x, 6.1x, 4.6x): consistent with a context that stays under 100 positions
+# (the 16M model's grew to 500), though the models differ in more than that (30 layers, 135M weights).
 #
 # ## Batches of different lengths, streams, and stops
 #
@@ -618,6 +622,9 @@ stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
                                           layer=stories_model.config.n_layer - 1, head=0)
 
 # %% [markdown]
+# In the story model's map (its last layer, head 0), the row of " the" puts most of its weight on the earlier " dog",
+# the very word that follows: attention that fetches an earlier word for the model to copy.
+#
 # ## What you learned
 #
 # - Generation is a loop: logits, a sampler, append, again. Greedy decoding (`T → 0`) loops; `T = 1` samples the

@@ -31,7 +31,7 @@
 #   rule; the ladder between them is an exercise;
 # - a real model of the family, SmolLM2-135M-Instruct, run through the blocks you wrote.
 #
-# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 372 s with `REPLAY = True`,
+# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 372 s with `REPLAY = True`,
 # 15 min live, by the course's formula), then a second sitting of about 113 minutes for the 5 exercises (10 minutes
 # per function, 20 per experiment, and 43 min of training).
 #
@@ -372,7 +372,7 @@ arms = [chain[0], llama]  # the lesson's two arms
 # |---|---|
 # | arms | GPT-2's block; the Llama block (the chain's two ends) |
 # | budget | 3,000 optimizer steps per run (1,000 with `FULL_RECIPE = True`) |
-# | seeds | 3 per arm; both arms' seed i see the same batches; the arms' order alternates from seed to seed |
+# | seeds | 3 per arm; both arms' seed i see the same batches |
 # | model (`cpu`) | 4 layers, 96 wide, windows of 64 tokens, batches of 8 |
 # | learning rate | 4e-3, the TinyStories `cpu` recipe's (notebook 5), whose model is GPT-2's block; not re-tuned |
 # | score | loss on a test split: the training split's last stories, which no arm trains on |
@@ -425,11 +425,12 @@ print(machine_line(DEVICE))
 print(step_cost_line(arms, costs))
 
 # %% [markdown]
-# The table: each arm's parameters (in brackets those one token uses; they differ in 8b), steps, median ms per
-# training step, test loss (mean ± half the range over seeds), bits per byte (as in notebook 5) and the rule's call.
+# The table: each arm's parameters (in brackets those one token uses; they differ in 8b), steps, ms per step while
+# training (the median over seeds; the timed rounds above are the step's price), test loss (mean ± half the range
+# over seeds), bits per byte (as in notebook 5) and the rule's call.
 # The figure: left, each arm's test loss (dot the mean, bar the range, ticks the seeds); right, training loss
 # against seconds, where a long straight segment is a stall on the shared machine. Training loss ends below test
-# loss: at 3.5 passes the models begin to memorise the sample.
+# loss (the Llama curves end at the panel's floor): at 3.5 passes the models begin to memorise the sample.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -472,7 +473,9 @@ for arm in arms:
 #
 # Speed: the training seconds come from a shared machine, where a stall can strike any run (GPT-2's seed 0 took
 # 203 s, its other seeds 130 and 126 s). Timed apart, in seven alternating rounds, Llama's step cost 1.12 times
-# GPT-2's, and the rounds overlap: not told apart. Exercise 4 races equal seconds.
+# GPT-2's, and the rounds overlap: not told apart. Fewer weights need not mean a faster step: at width 96 a step's
+# cost is probably more the number of operations than their arithmetic, and the Llama block has more of them
+# (RoPE's rotations, SwiGLU's third matrix, the copied key/value heads). Exercise 4 races equal seconds.
 #
 # ## Generation with the new family
 #
@@ -553,9 +556,9 @@ for question in ["What is the capital of France?", "Give me three tips for sleep
     print(f"> {question}\n{real_tokenizer.decode(reply).removesuffix('<|im_end|>').strip()}\n")
 
 # %% [markdown]
-# Most of its choices are this notebook's sections, at its size. The RoPE line is not a payoff shown here: both
-# periods are far longer than its context; models trained for long contexts raise the base from the start of a
-# training stage, which differs from rescaling a trained model's positions:
+# Most of its choices are this notebook's sections, at its size. Its RoPE base is larger: that slows every pair, so
+# more pairs still tell far offsets apart within its context (nothing here tests it). The base is raised from the
+# start of a training stage, unlike the rescaled positions that stretch an already trained model:
 
 # %%
 embedding = rc.vocab_size * rc.n_embd

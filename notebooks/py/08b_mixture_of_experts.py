@@ -32,14 +32,14 @@
 # - an **ablation**: the dense Llama block against the mixture with loss-free balancing, three seeds each, scored on
 #   held-out tokens by 8a's rule; the three balancing modes in training are an exercise.
 #
-# **How long it takes**: a lesson of about 78 minutes (reading, code and the `cpu` run's 379 s with `REPLAY = True`,
+# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 379 s with `REPLAY = True`,
 # 17 min live, by the course's formula), then a second sitting of about 120 minutes for the 5 exercises (10 minutes
 # per function, 20 per experiment, and 30 min of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps and one unbalanced run of 12, of a tiny model, scored on 4,096 validation and at most 4,096 test tokens | the last cell prints it |
-# | `cpu` (2 cores; timed on a shared Xeon VM) | 2 arms × 3 seeds of 3,000 steps and one unbalanced run of 1,000, then 7 timed rounds of 20 steps per arm, of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
+# | `cpu` (2 cores; the machine line says where it was timed) | 2 arms × 3 seeds of 3,000 steps and one unbalanced run of 1,000, then 7 timed rounds of 20 steps per arm, of notebook 8a's 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
 # On a GPU (`gpu` profile) the notebook trains the same 7 runs of the `cpu` profile's model by default
 # (`FULL_RECIPE = False`); see [Running on a GPU](README.md#running-on-a-gpu) for `FULL_RECIPE = True`.
@@ -293,7 +293,8 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # loss** with a tiny weight (`α = 1e-4`). So that the three modes differ in balancing only, `tinylm` gives all of
 # them the **softmax** router of Switch and Mixtral ([Jiang et al., 2024](https://arxiv.org/abs/2401.04088)), the
 # one the auxiliary loss was designed with (`router="sigmoid"` is there), and uses `u = 1e-2`, ten times
-# DeepSeek-V3's rate.
+# DeepSeek-V3's rate: the course's runs last 1,000 to 3,000 steps, not trillions of tokens, and must balance early
+# (`GPTConfig.bias_update_rate`); the coarser settle is the price.
 #
 # ## The experiment: the dense block against a mixture
 #
@@ -301,7 +302,8 @@ for rate in (1e-3, 1e-2):  # DeepSeek-V3's rate, tinylm's
 # |---|---|
 # | arms | the dense Llama block of 8a; the same block with the mixture above, loss-free balancing (`llama-moe`'s default) |
 # | budget | 3,000 optimizer steps per run, notebook 8a's model shape and recipe |
-# | seeds | 3 per arm, the arms' order rotated from seed to seed |
+# | learning rate | 4e-3, 8a's: GPT-2's recipe, not re-tuned for either arm |
+# | seeds | 3 per arm; both arms' seed i see the same batches |
 # | score | loss on 8a's held-out test split |
 # | rule | 8a's: told apart only if every seed of one arm beats every seed of the other |
 #
@@ -384,13 +386,17 @@ for arm in arms:
 # **Not told apart.** At equal steps the mixture's test loss averaged 3.257 against the dense block's 3.237, but its
 # seeds disagree: seeds 0 and 2 ended at 3.210 and 3.211, below every dense seed, and seed 1 at 3.349, above them
 # all. The dense seeds span only 3.231 to 3.244. With 1,659,360 parameters against 1,069,920, at about the
-# dense block's parameters per token, the mixture is here no better by the rule and less predictable.
+# dense block's parameters per token, the mixture is here no better by the rule and less predictable. An earlier
+# run of this notebook, with the same package code on another 2-thread machine (a Xeon; [a dated
+# note](../docs/notes/2026-11-27-story-levers.md)), told them apart the other way: all three mixture seeds beat every
+# dense seed. The dense seeds barely moved between the machines, the mixture's seed 1 moved most: the verdict turns
+# on one seed, which the order of floating-point sums can move.
 #
 # It also costs more per step. Timed apart from training, in seven alternating rounds of 20 steps, the mixture's step
 # took 1.42 times the dense block's (59.0 ms against 41.4, medians), every round of it slower: told apart. At equal
 # seconds it would get fewer steps than here; exercise 5 races that.
 #
-# The samples open with the same sentence, then part; at 3,000 steps both read like TinyStories in places and lose
+# The samples open with the same words, then part; at 3,000 steps both read like TinyStories in places and lose
 # their names ("a little girl called Jake. Emma loved ..."). Two samples cannot show a difference of 0.02 nats.
 #
 # ### What the loss-free biases did to the load
@@ -481,7 +487,8 @@ print(f"{unbalanced_arm.name} at step {COLLAPSE_STEPS:,}, per layer: the busiest
 # %% [markdown]
 # Without balancing the router collapsed at once: the worst layer reached the ceiling of 3 by step 100, one expert
 # among the two picks of every token, and was still at 2.78 at step 1,000, its busiest expert taking 0.47 of the
-# layer's assignments; in two layers the quietest expert took none. The loss-free run's worst layer peaked at 1.80
+# layer's assignments; in two layers the quietest expert took almost none (0.000 to three decimals). The loss-free
+# run's worst layer peaked at 1.80
 # (step 75) and was at 0.07 by step 1,000. One seed: an illustration of what the biases prevent, not a rate.
 #
 # What these runs cannot say is what balancing costs or buys in loss, nor how the auxiliary loss compares: exercise
@@ -588,7 +595,9 @@ check(test_my_steps_by_rate)
 # **3. Experiment: the ceiling of the max-violation.** Take an MoE layer with no balancing, change its
 # router so that every token prefers the same experts (all tokens below have positive channels; one way
 # is to zero the router and give `k` experts' rows the same positive constant), run the tokens through it, and
-# read the max-violation the layer logs. Write the number you measured into `my_ceiling`; the check runs
+# read the max-violation the layer logs. Unchanged, its random router already comes near the ceiling (the
+# cell prints it): positive tokens share one direction, so a random router scores them alike. Write the number you
+# measured into `my_ceiling`; the check runs
 # the same tokens through your layer again, and passes only when your number is what the layer measures and
 # equals the bound `E/k − 1` for this layer's `E` and `k`; then it says how close the lesson's loss-free mixture came.
 
@@ -641,7 +650,7 @@ check(test_my_ceiling)
 # biases. Train the mixture under the other two modes, no balancing and the auxiliary loss (`balancing_arms[:2]`
 # below), as the experiment trained its arms: `train_arms` with `SEEDS`, `arm_recipe`, `train_tokens`, `data.val`
 # and `test_data=test_tokens`; set `balancing_runs` to what it returns. The loss-free runs are the lesson's
-# (`runs`): at equal steps a run depends on its seed, not on when it ran (on the same number of threads). Predict
+# (`runs`): at equal steps a run depends on its seed, not on when it ran (on the same machine and threads). Predict
 # first: the lesson's unbalanced run (seed 0, 1,000 steps) left its worst layer at 2.78, near the ceiling of 3; after
 # 3,000 steps on the lesson's schedule, will every seed's worst layer end near the ceiling, or will some come down? Will either
 # balancing mode cost test loss that the rule can tell from the seeds' disagreement? The check prints the balance
@@ -710,8 +719,9 @@ check(test_balancing_modes)
 # *seconds*: three seeds each (`SEEDS`), every run the same seconds of training (say the median the dense arm took
 # above: `max_seconds`, with a step limit it never reaches), everything else as `arm_recipe`, and the same
 # training and test tokens. `train_arms` re-runs a run whose steps fall more than 10% off its arm's median (most
-# likely the machine was busy during it) and counts the re-run instead, without checking it again. Does the
-# mixture's per-step gain survive the seconds a slower step would cost? The check prints both verdicts side by side,
+# likely the machine was busy during it) and counts the re-run instead, without checking it again. At equal steps
+# the two were not told apart; at equal seconds the mixture gets fewer steps, its step costing 1.42 times the dense
+# block's. Predict: does the dense block now pull ahead by the rule? The check prints both verdicts side by side,
 # on the test split.
 
 # %%
@@ -756,8 +766,9 @@ check(test_moe_equal_time)
 # ```
 #
 # With a clock the learning-rate schedule follows the seconds, so each run still ends its decay. If the mixture is
-# still told apart ahead at equal seconds, its per-step gain paid for any slower step on this machine; if the dense
-# block is told apart ahead, it did not; if they are not told apart, this race cannot say.
+# told apart ahead at equal seconds, it learned enough more per step to pay for its slower step on this machine; if
+# the dense block is told apart ahead, the mixture's slower step cost it; if they are not told apart, this race
+# cannot say.
 # </details>
 
 # %%

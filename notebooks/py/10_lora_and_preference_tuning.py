@@ -29,9 +29,9 @@
 # - **DPO on those pairs**, judged by McNemar's test and against a **control**; whether story-telling survives;
 #   **likelihood displacement**.
 #
-# **How long it takes**: a lesson of about 95 minutes (reading, code and the `cpu` run's 415 s, by the course's
-# formula), then a second sitting of about 62 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
-# and 127 s of training).
+# **How long it takes**: a lesson of about 89 minutes (reading, code and the `cpu` run's 413 s, by the course's
+# formula), then a second sitting of about 64 minutes for the 4 exercises (10 minutes per function, 20 per experiment,
+# and 234 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -70,7 +70,9 @@ import torch.nn.functional as F
 
 import tinylm
 from tinylm.config import GPTConfig
+from tinylm.course.diagrams import draw_lora
 from tinylm.course.exercises import check
+from tinylm.course.notebooks import story_sft_run
 from tinylm.course.plotting import read_metrics
 from tinylm.data.conversations import pad_conversations
 from tinylm.data.instruct import build_examples
@@ -110,20 +112,7 @@ def quiet(_):
 # references) and its **verifier**. Without notebook 9's runs, the cells fine-tune the models first.
 
 # %%
-nb9 = runs_dir() / f"notebook-09-{PROFILE}"
-
-
-def is_story_sft(folder) -> bool:
-    """An SFT run of the story task: its settings name the verifier's base."""
-    settings = folder / "settings.json"
-    return (folder / "sft_eval.json").is_file() and "verifier" in json.loads(settings.read_text()).get("task", {})
-
-
-sft_start = nb9 if is_story_sft(nb9) or not (nb9 / "best.pt").exists() else RUNS / "sft-stories"
-if not is_story_sft(sft_start):
-    print(f"no story SFT model in {shown(sft_start)}: fine-tuning it now, as notebook 9 does")
-    sft(RunOptions(profile=PROFILE, out=sft_start, overwrite=True, seed=SEED), PostTrainingOptions(task="stories"),
-        say=quiet, on_record=quiet)
+sft_start = story_sft_run(PROFILE, SEED, fallback=RUNS / "sft-stories")  # notebook 9's, or fine-tuned now
 sft_report = json.loads((sft_start / "sft_eval.json").read_text())
 sft_model, sft_tokenizer, _ = load_model(sft_start)
 template = ChatTemplate(sft_tokenizer)
@@ -149,24 +138,7 @@ print(f"notebook 9's SFT model passes {100 * after_sft['pass_rate']:.1f}% of the
 # - **Merging** after training gives W' = W + (α/r)·B·A, an ordinary matrix with the base's shape and names.
 
 # %%
-fig, ax = plt.subplots(figsize=(10, 3.4))
-ax.set_xlim(0, 10)
-ax.set_ylim(0, 3.4)
-ax.axis("off")
-boxes = [((0.3, 0.6), 1.0, 2.2, "x\n(in)", "white"), ((2.2, 0.6), 2.2, 2.2, "W\nout × in\nfrozen", "lightgray"),
-         ((5.3, 1.9), 1.5, 0.6, "A: r × in", "tab:orange"), ((5.3, 0.6), 0.6, 1.0, "B:\nout\n× r", "tab:orange"),
-         ((8.4, 0.6), 1.2, 2.2, "h\n(out)", "white")]
-for (x, y), w, h, label, color in boxes:
-    ax.add_patch(plt.Rectangle((x, y), w, h, facecolor=color, edgecolor="black", alpha=0.8))
-    ax.text(x + w / 2, y + h / 2, label, ha="center", va="center", fontsize=12)
-ax.annotate("", xy=(2.2, 1.7), xytext=(1.3, 1.7), arrowprops=dict(arrowstyle="->"))
-ax.annotate("", xy=(5.3, 2.2), xytext=(1.3, 2.4), arrowprops=dict(arrowstyle="->"))
-ax.annotate("", xy=(8.4, 1.7), xytext=(4.4, 1.7), arrowprops=dict(arrowstyle="->"))
-ax.annotate("", xy=(8.4, 1.1), xytext=(5.9, 1.1), arrowprops=dict(arrowstyle="->"))
-ax.annotate("", xy=(5.6, 1.6), xytext=(5.6, 1.9), arrowprops=dict(arrowstyle="->"))  # A·x feeds B
-ax.text(7.1, 1.2, "× α/r", fontsize=12)
-ax.text(7.1, 0.25, "h = W·x + (α/r)·B·(A·x);  B = 0 at the start", fontsize=12, ha="center")
-ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
+draw_lora()  # its source: tinylm/course/diagrams.py
 plt.show()
 
 # %% [markdown]
@@ -283,7 +255,7 @@ for name, config in models.items():
           f"({full_bytes / lora_bytes:.0f}× less)")
 
 # %% [markdown]
-# Over the whole model the share is smaller: the other layers train nothing but a chat run's three new token rows.
+# These are whole-model shares: the other layers train nothing but a chat run's three new token rows.
 # Frozen weights and activations still take memory (QLoRA stores the weights in 4 bits). `load_model` merges a LoRA
 # run's adapters on load, so `chat`, `serve` and `interop export` read it like any run. Whether LoRA learns as much
 # as full fine-tuning is exercise 3.
@@ -295,12 +267,14 @@ for name, config in models.items():
 #
 # **The reward-model route (RLHF, InstructGPT).** Fit a reward model r(x, y) by minimising −log σ(r_w − r_l) over
 # the pairs, r_w = r(x, y_w): under the Bradley–Terry model, y_w beats y_l with probability σ(r_w − r_l). Then train
-# the policy π with PPO to maximise E[r(x, y)] − β·KL(π ‖ π_ref), π_ref the SFT model: four models and an RL loop.
-# DPO needs two and no loop.
+# the policy π (the model being tuned) with PPO (notebook 11) to maximise E[r(x, y)] − β·KL(π ‖ π_ref), π_ref the SFT
+# model: four models (policy, reference, reward model, PPO's value model) and an RL loop. DPO needs two and no loop.
+# KL(p ‖ q) = Σ p·log(p/q), notebook 1's cross-entropy of q under p minus p's entropy, is ≥ 0, and 0 only where
+# p = q (Jensen's inequality).
 #
-# **DPO's shortcut.** With Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β), for each prompt
-# E_π[r] − β·KL(π ‖ π_ref) = −β·KL(π ‖ π_ref·e^{r/β}/Z) + β·log Z. A KL is zero, its minimum, when its two
-# distributions are equal, so the optimum is π* = π_ref·e^{r/β}/Z. Read backwards, any policy defines the reward it
+# **DPO's shortcut.** With Z(x) = Σ_y π_ref(y|x)·exp(r(x, y)/β) and π* = π_ref·e^{r/β}/Z (a distribution), for each
+# prompt E_π[r] − β·KL(π ‖ π_ref) = −β·Σ_y π·log(π/(π_ref·e^{r/β})) = −β·KL(π ‖ π*) + β·log Z. Only the KL depends
+# on π, and it is 0 at π = π*: the optimum. Read backwards, any policy defines the reward it
 # is optimal for: r = β·log(π/π_ref) + β·log Z. Z(x) is the same for both answers, so it cancels in the
 # Bradley–Terry loss, leaving a loss on the policy alone:
 #
@@ -338,11 +312,9 @@ fig, ax = plt.subplots(figsize=(8, 4))
 for beta in (0.05, 0.1, 0.5):
     ax.plot(d, -F.logsigmoid(beta * d), label=f"β = {beta}")
 ax.axvline(0, color="gray", lw=0.8)
-ax.set_xlabel("log-ratio difference d (chosen − rejected, nats)")
-ax.set_ylabel("DPO loss −log σ(β·d)")
-ax.set_title("a small β needs larger moves away from the reference")
-ax.legend()
-ax.grid(alpha=0.3)
+ax.set(xlabel="log-ratio difference d (chosen − rejected, nats)", ylabel="DPO loss −log σ(β·d)",
+       title="a small β needs larger moves away from the reference")
+ax.legend(), ax.grid(alpha=0.3)
 plt.show()
 
 # %% [markdown]
@@ -373,7 +345,7 @@ for instruction, completions in zip(demo_instructions, demo):
 # %% [markdown]
 # ## DPO on notebook 9's models, against a control
 #
-# `python -m tinylm.dpo --task stories` samples the pairs and trains with SFT's Trainer. Before and after, it measures on the **test** instructions the greedy pass rate and the
+# `python -m tinylm.dpo --task stories` samples the pairs and trains with the same `Trainer` as SFT. Before and after, it measures on the **test** instructions the greedy pass rate and the
 # **story loss**, the answer loss on the test stories SFT imitated, which DPO never trains on: it rises if DPO moves
 # the model away from them.
 #
@@ -387,11 +359,7 @@ for instruction, completions in zip(demo_instructions, demo):
 # %%
 BETA = 0.1
 recipe = task.recipe("dpo", PROFILE)
-second_start = nb9.with_name(f"{nb9.name}-seed{SEED + 1}") if sft_start == nb9 else RUNS / f"sft-stories-seed{SEED + 1}"
-if not is_story_sft(second_start):
-    print(f"no second SFT seed in {shown(second_start)}: fine-tuning it now, as notebook 9 does")
-    sft(RunOptions(profile=PROFILE, out=second_start, overwrite=True, seed=SEED + 1),
-        PostTrainingOptions(task="stories"), say=quiet, on_record=quiet)
+second_start = story_sft_run(PROFILE, SEED + 1, fallback=RUNS / f"sft-stories-seed{SEED + 1}")
 starts = {SEED: sft_start, SEED + 1: second_start}  # notebook 9's two SFT seeds
 
 
@@ -484,10 +452,10 @@ print(f"a batch of {len(x) // 2} pairs: DPOTrainer's loss {package_loss.item():.
       "(the SFT model against itself would give ln 2); the output layer's gradients agree")
 
 # %% [markdown]
-# By the rule, DPO beats its start from SFT seed 42 (every p below 0.01) but not from seed 43, and every run raised
-# the story loss. The starts differ by more than any DPO gain, hence each run against its own. What is a pass worth?
-# The new pass got its bird by making Sue one; the lost pass was already broken ("a little girl named She was"): the
-# verifier does not check that a story holds together.
+# By the rule, DPO beats neither start: from SFT seed 42 every run ends below it, from seed 43 two end above (79.1%,
+# p = 0.12; 75.5%, p = 0.71), and every run raised the story loss. The starts already pass 76.3% and 73.9%; each run faces its own.
+# What is a pass worth? The new pass found its flower; the lost one had found "a shiny pebble in the sky. It was a big
+# black bee.": the verifier checks words, not that a story holds together.
 #
 # **The control: the good replies alone.** DPO learns from its chosen replies and from what separates them from the
 # rejected ones. SFT on the passing chosen replies alone (rejection-sampling fine-tuning,
@@ -521,15 +489,15 @@ if rft_reports:
                       metric=metric, lower_is_better=lower))
 
 # %% [markdown]
-# On pass rate the control and DPO are not told apart (`compare` names the higher mean first; only "told apart" is a
-# verdict); on story loss the control wins, having raised it less. From the same start, replies and steps (one start,
-# one β, one rate), the contrast with the rejected replies bought nothing measurable.
+# The control and DPO are not told apart, on pass rate or on story loss (`compare` names the higher mean first; only
+# "told apart" is a verdict). From the same start, replies and steps (one start, one β, one rate), the contrast with
+# the rejected replies bought nothing measurable.
 #
 # ## Likelihood displacement, and the learning rate
 #
 # The DPO loss depends on the margin alone, so it also falls when **both** replies become less likely, the rejected
 # one faster, and the chosen replies' implicit reward turns negative: "likelihood displacement", which Razin et al.
-# (2024) trace to chosen and rejected replies being alike, as two samples of one model are. One arm at a fifth of
+# (2024) trace to alike chosen and rejected replies; ours are two samples of one model (how alike is not measured). One arm at a fifth of
 # the learning rate, from SFT seed 42 on the same pairs and steps (one seed: a measurement, not a verdict):
 
 # %%
@@ -562,17 +530,17 @@ ax_pass.set(xlabel="DPO step", ylabel="validation pass rate (%)", title=f"greedy
 ax_reward.axhline(0, color="gray", lw=0.8)
 ax_reward.set(xlabel="DPO step", ylabel="mean implicit reward β·log(π/π_ref)", title="validation rewards")
 for ax in (ax_pass, ax_reward):
-    ax.legend(fontsize=9)
-    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9), ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# In seed 42's run at the recipe's rate (the plot), both rewards are below 0 by step 50 and fall further by step
-# 100: the margin grows because the rejected replies fall faster, while the validation pass rate falls, still above
-# the SFT start. A growing margin is not the goal, so `best.pt` follows the validation pass rate (step 50 in five of
-# the six runs). At a fifth of the rate both rewards barely moved and the story loss stayed at 3.118, but the test
-# pass rate rose less (0.618 against 0.693 ± 0.028, no paired test): here the larger gain came with the displacement.
+# In seed 42's run at the recipe's rate (the plot), both rewards are below 0 by step 50 and lower by step 100, the
+# rejected replies' lower still: the margin grows while both replies become less likely. The validation pass rate
+# first fell below the SFT start, then ended above it. A growing margin is not the goal, so `best.pt` follows the
+# validation pass rate (step 50 in three of the six runs). At a fifth of the rate both rewards barely moved, the story
+# loss stayed at 3.120, and the test pass rate was the same (0.743 against 0.744 ± 0.012; one seed, no paired test):
+# here the displacement bought no pass rate.
 #
 # **LoRA and DPO compose**: with `--lora-rank 8` DPO trains adapters, starting (B = 0) as the reference.
 # `python -m tinylm.dpo --task preference --profile gpu` runs DPO on a preference set someone else wrote (Raschka's).
@@ -590,12 +558,11 @@ plt.show()
 # - At the first AdamW step the update grows with r at α = r, shrinks at a fixed α, and stays nearly flat with rsLoRA.
 # - Only r·(in + out) of a wrapped layer's in·out numbers need gradients and optimizer state.
 # - DPO is the reward-model objective with the reward written as β·log(π/π_ref).
-# - DPO on verifier-ranked pairs of the model's own samples raised both SFT starts' pass rate in every run (beyond
-#   the test set's luck for one start only), and their story loss.
-# - SFT on the passing chosen replies alone was not told apart from DPO on pass rate and had a lower story loss
-#   (three seeds each, one start).
+# - DPO on verifier-ranked pairs of the model's own samples beat neither SFT start by the rule, and raised the story
+#   loss in every run.
+# - SFT on the passing chosen replies alone was not told apart from DPO (three seeds each, one start).
 # - The margin can grow while both replies are pushed down (likelihood displacement); at a fifth of the rate (one
-#   seed) both fell far less, and the pass rate rose less.
+#   seed) both barely moved, with the same pass rate.
 #
 # ## Exercises
 #

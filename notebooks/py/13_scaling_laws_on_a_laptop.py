@@ -18,24 +18,22 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/13_scaling_laws_on_a_laptop.ipynb)
 #
-# Should a fixed compute budget buy a bigger model, or more tokens for a smaller one? Kaplan et al. (2020)
-# answered "mostly a bigger model": `N_opt ∝ C^0.73`. Hoffmann et al. (2022), with larger models and a schedule
-# matched to each run's length, found both should grow about equally, `N_opt ∝ C^0.5`: about 20 tokens per
-# parameter (their 70B Chinchilla beat the 280B Gopher at equal compute). Later work traces most of the gap to
-# what Kaplan et al. counted and tuned (Pearce & Song, 2024; [Porian et al., 2024](https://arxiv.org/abs/2406.19146)).
+# Should a fixed compute budget buy a bigger model, or more tokens for a smaller one? Kaplan et al. (2020) said
+# mostly a bigger model: `N_opt ∝ C^0.73`. Hoffmann et al. (2022), with larger models and schedules matched to
+# each run's length, found both should grow about equally, `N_opt ∝ C^0.5`, about 20 tokens per parameter; their
+# 70B Chinchilla beat the 280B Gopher at equal compute. Later work traces most of the gap to what Kaplan et al.
+# counted and tuned (Pearce & Song, 2024; [Porian et al., 2024](https://arxiv.org/abs/2406.19146)).
 #
-# Here you redo it on two CPU cores with Hoffmann et al.'s **approach 2** (IsoFLOP profiles). The models are
-# tiny, the data 2 MiB, and five budgets leave a slope three degrees of freedom: what such a sweep can and cannot
-# tell is half the lesson.
+# Here you redo it on two CPU cores with Hoffmann et al.'s **approach 2**, IsoFLOP profiles. What so small a sweep
+# can and cannot tell is half the lesson.
 #
 # **What you will learn**
-# - compute accounting, `C = 6·N·D`, and why a budget is steps, never seconds;
+# - `C = 6·N·D`, and why a budget is steps, not seconds;
 # - IsoFLOP profiles and a parabola's vertex, by hand;
-# - power laws in log-log space, a slope's t-interval and a residual bootstrap, and what three degrees of freedom
-#   let a stated rule say;
-# - a loss law with a floor against a plain power law, both checked by runs at two larger budgets.
+# - power-law fits, a slope's t-interval and residual bootstrap, and what three degrees of freedom can say;
+# - a floored loss law against a plain one, tested at two larger budgets.
 #
-# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 5 s with `REPLAY = True`, 11
+# **How long it takes**: a lesson of about 84 minutes (reading, code and the `cpu` run's 5 s with `REPLAY = True`, 11
 # min live, by the course's formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per
 # function, 20 per experiment).
 #
@@ -116,14 +114,12 @@ if SCALE != PROFILE:
 # %% [markdown]
 # ## The data: TinyStories as characters
 #
-# The sweep trains on notebooks 5 and 8's 2 MiB TinyStories sample, the same 5% of stories held out, tokenized
-# as **characters**:
+# The sweep uses notebooks 5 and 8's 2 MiB TinyStories sample, the same 5% held out, as **characters**:
 #
-# - **The embedding.** Kaplan et al. found clean laws only without the embedding tables, which a token merely looks
-#   up. Over GPT-2's vocabulary trimmed to the sample, the token table alone outweighs a sweep-sized transformer
-#   several times over; over under a hundred characters it is small.
-# - **The tokens.** A character is about a quarter of a GPT-2 token, so the same text gives about four times as
-#   many tokens and fewer passes over the sample.
+# - **Small tables.** Kaplan et al. found clean laws only without the embedding tables, which a token merely looks
+#   up. GPT-2's vocabulary, even trimmed, makes a token table several times a sweep-sized model; 87 characters
+#   make a small one.
+# - **More tokens.** A character is about a quarter of a GPT-2 token: four times the tokens, fewer passes.
 
 # %%
 sample = tinylm.data.corpora.prepare_tinystories_chars(source="sample")
@@ -147,15 +143,14 @@ print(repr(sample.tokenizer.decode(sample.val[:160])))
 # %% [markdown]
 # ## Compute: `C = 6·N·D`, by hand
 #
-# A token costs a model of `N` parameters about `2N` FLOPs forward (a multiply and an add per weight) and twice
-# that backward (notebook 6a), so `D` tokens cost `C ≈ 6·N·D`. Here `N` is the **non-embedding** count: every
-# weight of the blocks and the final LayerNorm, not the token and position tables. A GPT-2 block of width `d`
-# holds `12d² + 13d` of them: `3d²` for the query, key and value projections, `d²` for attention's output, `8d²`
-# for the MLP's two matrices, and `13d` for their biases and two LayerNorms' gains and shifts.
+# A token costs about `2N` FLOPs forward (a multiply and an add per weight) and twice that backward (notebook
+# 6a), so `D` tokens cost `C ≈ 6·N·D`, with `N` the **non-embedding** count: the blocks and the final LayerNorm,
+# not the token and position tables. A GPT-2 block of width `d` holds `12d² + 13d`: `3d²` for query, key and
+# value, `d²` for attention's output, `8d²` for the MLP, `13d` for biases and two LayerNorms' gains and shifts.
 #
-# The sweep's sizes are one family: **two layers, head size 8, widths from 16 up** (`LADDER`). One depth, so
-# sizes differ in one way only; two, because an induction head composes one layer's attention with the next's
-# ([Olsson et al., 2022](https://arxiv.org/abs/2209.11895)).
+# The sizes are one family: **two layers, head size 8, widths from 16 up** (`LADDER`), so they differ only in
+# width. Two layers, because an induction head (find an earlier occurrence of the current token, copy what
+# followed it) needs a previous-token head below it ([Olsson et al., 2022](https://arxiv.org/abs/2209.11895)).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -184,17 +179,16 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
       f"{tables / bpe_model.num_parameters():.0%} of all; the full count {bpe_model.flops_per_token() / (6 * narrow.parameters):.1f} x 6N")
 
 # %% [markdown]
-# The last column is `GPT.flops_per_token()` over `6N`. `6N` leaves out the head's matrix (a table, so not in
-# `N`, yet every token multiplies by it) and attention's scores and weighted sums: `12dT` per layer for a context
-# of `T`, against `6N`'s `72d²`, as much once `6d ≈ T` (`d ≈ 11` at `T = 64`). So `6N` misses most for the
-# narrowest models.
+# The last column is `GPT.flops_per_token()` over `6N`. `6N` misses the output head (a table every token still
+# multiplies by) and attention's scores and weighted sums: `12dT` per layer at context `T`, as much as `6N`'s
+# `72d²` once `6d ≈ T` (`d ≈ 11` at `T = 64`). So it misses most for the narrowest models.
 #
 # ### A budget is a number of steps
 #
-# At budget `C` a model of `N` parameters trains `D = C / (6N)` tokens: a fixed number of steps. Each run's
-# cosine schedule ends at its last step, as Hoffmann et al.'s do: a run cut short of a longer schedule is read
-# before its rate has decayed, and looks worse. Counted in steps, not seconds, a busy machine changes how long the
-# sweep takes, not its losses (at a fixed thread count: the closing note prints it).
+# Budget `C` buys `D = C / (6N)` tokens: a fixed number of steps, so a busy machine changes how long the sweep
+# takes, not its losses (at a fixed thread count, printed at the end). Each run's cosine schedule ends at its last
+# step, as Hoffmann et al.'s do; a run cut from a longer schedule is read before its rate has decayed, and looks
+# worse.
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -234,8 +228,7 @@ warmup_shares = [run_config(template, steps).warmup_steps / steps for steps in a
 print(f"warmup: {min(warmup_shares):.1%} to {max(warmup_shares):.1%} of a run's steps across the sweep")
 
 # %% [markdown]
-# **Predict**: at the smallest budget, which size wins? Does the winner grow with the budget, and by how much
-# per doubling?
+# **Predict**: at the smallest budget, which size wins? Does the winner grow with the budget, and how fast?
 #
 # ## The sweep
 #
@@ -262,11 +255,10 @@ for run in runs:
 # %% [markdown]
 # ## IsoFLOP profiles and their minima
 #
-# Plot each budget's losses against `log N`: a valley. Too small a model cannot hold what the text offers; too
-# large a one is still early in training when the budget runs out. Near its bottom the valley looks like a
-# parabola, so Hoffmann et al. fit `loss = c₂·x² + c₁·x + c₀` with `x = ln N` by least squares and read the
-# optimum off the vertex, where the slope `2c₂x + c₁` is zero: `x* = −c₁ / (2c₂)`. By hand for the largest
-# budget, checked against the package:
+# Each budget's losses against `log N` form a valley: too small a model cannot hold what the text offers, too
+# large a one is still early in training when the budget runs out. Hoffmann et al. fit the bottom with a
+# parabola, `loss = c₂·x² + c₁·x + c₀`, `x = ln N`, by least squares and take its vertex, where
+# `2c₂x + c₁ = 0`: `x* = −c₁ / (2c₂)`. By hand for the largest budget, then against the package:
 
 # %%
 largest = profiles(runs)[budgets[-1]]
@@ -286,7 +278,7 @@ else:
 
 # %% [markdown]
 # The same fit for every budget (`isoflop_minima`). A vertex counts only when trained sizes **bracket** it;
-# otherwise the package keeps the best size trained, as a bound.
+# otherwise the best size trained stands in, as a bound.
 
 # %%
 minima = isoflop_minima(runs)
@@ -322,27 +314,27 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At the two smallest budgets only 2x16 lies below the vertex, so "bracketed" rests on that one run; the first
-# local slope, 1.12 against 0.41 to 0.73 for the rest, weighs on the fitted slope.
+# At the two smallest budgets only 2x16 lies below the vertex, so "bracketed" rests on one run, and the first
+# local slope (1.12, against 0.41 to 0.73) weighs on the fit. Nor are the residuals plain noise: 2x48 lies above
+# its parabola at every budget, 2x32 and 2x64 below, from a shape the parabola misses or each size's reused seed.
+# And every vertex lies in the lower half of the sizes' `ln N` range (the largest at its middle), so 2x48 and
+# 2x64, high on the wall at small budgets, weigh on each fit.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
-# A power law `y = k·x^a` is a straight line in log-log space, `ln y = ln k + a·ln x`, so its exponent is the
-# least-squares slope through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`. How sure is a
-# slope from five points? Two answers:
+# A power law `y = k·x^a` is a line in log-log space, `ln y = ln k + a·ln x`; its exponent is the least-squares
+# slope through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`. Five points bound it two ways:
 #
-# - the **t-interval** `a ± t·SE`, with `SE = s / sqrt(Σ(u − ū)²)`, `s² = Σ residual² / (n − 2)`, and `t` a
-#   quantile of Student's t for `n − 2` degrees of freedom: three with five budgets.
-# - a **residual bootstrap** (`bootstrap`): add residuals redrawn from the runs' own to every fitted parabola,
-#   refit everything a thousand times, and read the exponents' spread. The residuals are scaled by
-#   `sqrt(n / (n − 15))`: five parabolas of three numbers each pass closer to their points than the runs' noise
-#   would.
+# - **t-interval**: `a ± t·SE`, `SE = s / sqrt(Σ(u − ū)²)`, `s² = Σ residual² / (n − 2)`, `t` Student's t
+#   quantile at `n − 2` degrees of freedom, three here.
+# - **residual bootstrap** (`bootstrap`): add residuals redrawn from the runs' own to every fitted parabola, refit
+#   all a thousand times, read the exponents' spread. Residuals are scaled by `sqrt(n / (n − 15))`: five
+#   three-number parabolas sit closer to their points than the noise would.
 #
-# Both treat the budgets' errors as independent, yet each size reuses one seed's initial weights and batches at
-# every budget: both intervals are optimistic.
+# Both assume independent errors, yet each size reuses one seed (weights and batches) at every budget: both are
+# optimistic.
 #
-# `b` is no second measurement: `ln D_opt = ln C − ln 6 − ln N_opt`, so `b = 1 − a` exactly, with the same
-# uncertainty.
+# `b` is no second measurement: `ln D_opt = ln C − ln 6 − ln N_opt`, so `b = 1 − a` exactly.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -419,21 +411,20 @@ plt.show()
 # %% [markdown]
 # ## What five budgets can say
 #
-# With three degrees of freedom the t-interval, `a ± 3.182·SE`, holds both published exponents; leaving
-# Chinchilla's out would take a standard error below the printed bound, just under ours. The bootstrap's narrower
-# interval leaves it out, but it counts only the runs' scatter, trusts the fitted shapes and leans on the
-# smallest budget's vertex: a hint, not a verdict. Even at scale these exponents are hard to pin down
-# (Besiroglu et al., 2024).
+# With three degrees of freedom the t-interval, `a ± 3.182·SE`, holds both published exponents, Chinchilla's
+# only just. The narrower bootstrap interval excludes it, but counts only the runs' scatter, trusts the fitted
+# shapes (the residuals' signs question them) and leans on the smallest budget's vertex: a hint, not a verdict.
+# Even at scale these exponents are hard to pin down (Besiroglu et al., 2024).
 #
 # How this sweep differs from Hoffmann et al.'s (9 budgets, 6·10¹⁸ to 3·10²¹ FLOPs; 70M to 16B parameters):
 #
 # | difference | here | why it may matter |
 # |---|---|---|
-# | short runs | the largest sizes at the smallest budget train a few hundred steps | |
-# | which `N` | non-embedding, as Kaplan's; Hoffmann et al. count every parameter and FLOP (the next cell relabels `N`) | pushes `a` towards 0.73 at small scale (Pearce & Song, 2024) |
-# | the warmup's share | 0.5% to 10.0% of a run's steps | among the causes of Kaplan's exponent (Porian et al., 2024) |
-# | one learning rate, one shape | not tested | wider models usually want a smaller rate (μP); another family may have other optima |
-# | repeated data | up to 5.26 epochs (2x16); the optima's stay under 4 (the cell after next) | Muennighoff et al. (2023) found up to 4 epochs nearly as good as new data |
+# | short runs | the largest sizes: a few hundred steps at the smallest budget | unconverged, they pull on the parabola |
+# | which `N` | non-embedding, as Kaplan's; Hoffmann et al. count every parameter and FLOP (the parameters relabelled next; `C` is not) | pushes `a` towards 0.73 at small scale (Pearce & Song, 2024) |
+# | warmup's share | 0.5% to 10.0% of a run's steps | a cause of Kaplan's exponent (Porian et al., 2024) |
+# | one learning rate, one shape | untested; the rate came from the authors' unrecorded probes | wider models usually want a smaller rate (μP, the maximal-update parametrisation, scales each layer's rate and initial weights with width so one rate fits all); other shapes may have other optima |
+# | repeated data | up to 5.26 epochs; 2x16's loss rose from 1.6142 at 3.72 epochs to 1.6232 at 5.26 (one seed); the optima stay under 4 (two cells down) | Muennighoff et al. (2023): up to 4 epochs nearly as good as new data |
 
 # %%
 with torch.device("meta"):  # every parameter of each size, counted without memory
@@ -447,9 +438,8 @@ for name, law in (("non-embedding N", n_law), ("total N", total_law)):
     low, high = law.exponent_interval(0.95)
     print(f"{name:>15}: a = {law.exponent:.3f} ± {law.exponent_se:.3f}, 95% t-interval [{low:.3f}, {high:.3f}]")
 # %% [markdown]
-# Relabelling lowers `a` from 0.676 to 0.643: characters keep the tables small, so little could move. `N`'s count
-# does not explain why our point estimate lies above Chinchilla's 0.49, a gap the rule does not establish;
-# recounting `C` too could move it either way.
+# Relabelling lowers `a` only to 0.643 (characters keep the tables small), so `N`'s count does not explain our
+# estimate's gap above Chinchilla's 0.49, a gap our rule does not establish. `C` is not recounted here.
 
 # %%
 epochs = [minimum.tokens_opt / len(data.train) for minimum in minima]
@@ -460,15 +450,15 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 # %% [markdown]
 # ## Predictions, then the runs
 #
-# Past the sweep, `L_opt(C)` cannot follow a plain power law for ever: no compute takes the loss below the text's
-# entropy. Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; along the compute-optimal line it
-# becomes `L_opt(C) = E + G·C^(−γ)` with `γ = αβ / (α + β)`, the form fitted here. `E` is fitted to five minima,
-# not a measured entropy: only the runs below test the law.
+# No compute takes the loss below the text's entropy, so `L_opt(C)` cannot follow a plain power law for ever.
+# Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; on the compute-optimal line that gives the form
+# fitted here, `L_opt(C) = E + G·C^(−γ)`, `γ = αβ / (α + β)`. `E` is fitted, not measured: only the runs test the
+# law.
 #
-# These predictions are not blind: the budget grid was changed after earlier runs at these budgets. The ladder's
-# size nearest the predicted `N_opt` is trained, its loss raised by the profiles' mean curvature over the
-# distance. A prediction **passes** when the measured loss lies inside its 95% prediction interval (the
-# bootstrap's 2.5th to 97.5th percentiles), which holds one run's noise as well as the fits'.
+# The predictions are not blind: runs at both budgets were seen before the sweep took its present budgets;
+# "written before the runs" means before this run's two. The ladder size nearest each predicted `N_opt` is
+# trained, its prediction raised by the profiles' mean curvature over the gap. It **passes** inside its 95%
+# prediction interval (the bootstrap's 2.5th to 97.5th percentiles), which holds one run's noise and the fits'.
 
 # %%
 losses_opt = [minimum.loss_opt for minimum in minima]
@@ -527,14 +517,14 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At 2× both laws pass; at 4× the floored law passes and the plain law fails, the measured loss above its
-# interval. That is one run at one seed, and the floored law's interval there is about twice as wide: a wide
-# interval is easy to pass. The runs lie between the laws (plain too low, floored too high), the bootstrap cannot
-# pin down `E` (its range starts at zero), and two doublings are a short extrapolation.
+# At 2× both laws pass; at 4× the plain law fails, the measured loss above its interval, and the floored law
+# passes. But that is one run at one seed, the floored interval there is about twice as wide (easier to pass),
+# the runs lie between the laws, the bootstrap cannot pin down `E` (its range starts at zero), and two doublings
+# are a short extrapolation.
 #
 # ## Closing note
 #
-# Everything this run measured (a 1-minute load average above the number of cores means other work shared them):
+# What this run measured (a 1-minute load average above the core count means shared cores):
 
 # %%
 print(f"profile {PROFILE} ({SCALE}), device {DEVICE}, {torch.get_num_threads()} thread(s)")
@@ -549,14 +539,13 @@ print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 # %% [markdown]
 # ## What you learned
 #
-# - **Compute** is `C = 6·N·D` with a stated `N`; for tiny models `6N` misses a large share of the FLOPs.
-# - A **budget is steps**: `D = C / (6N)` tokens, and a schedule that ends with the run.
-# - An **IsoFLOP profile** is a valley in `log N`; its parabola's vertex gives `N_opt`, which counts only when
-#   trained sizes bracket it.
-# - **Power laws are lines** in log-log space; a slope from `n` points has `n − 2` degrees of freedom, and with
-#   five budgets its t-interval held both published exponents. A bootstrap measures the runs' noise but trusts
-#   the shapes. `b = 1 − a` is an identity.
-# - A law earns trust by **predicting runs**, and a wide interval is easy to pass.
+# - **Compute** is `C = 6·N·D` with a stated `N`; `6N` misses much of a tiny model's FLOPs.
+# - A **budget is steps**: `D = C / (6N)` tokens, with a schedule ending with the run.
+# - An **IsoFLOP profile** is a valley in `log N`; its parabola's vertex is `N_opt`, valid only when bracketed.
+# - **Power laws are lines** in log-log space; five budgets leave a slope three degrees of freedom, and its
+#   t-interval held both published exponents. A bootstrap measures noise but trusts the shapes;
+#   `b = 1 − a` is an identity.
+# - A law earns trust by **predicting runs**; a wide interval is easy to pass.
 #
 # ## Exercises
 #
@@ -637,10 +626,9 @@ check(test_my_tokens_per_parameter)
 # The point estimate falls with the budget (our `a` = 0.676 is above one half), most steeply from the smallest
 # budget. By the notebook's rule it is **not told apart from a constant**: the
 # t-interval of `a`, [0.486, 0.866], holds one half, so the trend's exponent `1 − 2a` may be 0. Were the fall real,
-# this notebook's tables show candidate causes (how much each moves `a`, it does not measure): `N` leaves out the
-# embeddings and `6N` misses more of the narrowest models' FLOPs (the first table's last column), which Pearce &
-# Song (2024) show pushes `a` up at small scale; and the largest sizes at the smallest budget train for only a few
-# hundred steps.
+# counting every parameter moved `a` only to 0.643 (the relabelled fit); left unmeasured here are `6N` missing more
+# of the narrowest models' FLOPs (the first table's last column), which Pearce & Song (2024) show pushes `a` up at
+# small scale, and the largest sizes training for only a few hundred steps at the smallest budget.
 # </details>
 #
 # **3. An experiment: a size the sweep skipped.** On the cpu profile, train `2x40` (in `ladder`, between

@@ -32,14 +32,14 @@
 # - to export a model with its tokenizer to `transformers` and to GGUF, each checked, and the commands that run it in
 #   llama.cpp and Ollama.
 #
-# **How long it takes**: a lesson of about 58 minutes (reading, code and the `cpu` run's 10 s with `REPLAY = True`, 23
+# **How long it takes**: a lesson of about 59 minutes (reading, code and the `cpu` run's 10 s with `REPLAY = True`, 23
 # min live, by the course's formula), then a second sitting of about 42 minutes for the 3 exercises (10 minutes per
 # function, 20 per experiment, and 101 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
 # | `smoke` (CI) | every check; a 300-token BPE, 3 tokenizers × 3 seeds of 30 tiny steps, then 2 × 3 runs of at most 60 | under a minute |
-# | `cpu` (2 cores; the saved seconds: a 2-core Intel Xeon with AVX-512, shared with other runs) | a 2,048-token BPE, 3 tokenizers × 3 seeds of `STEPS` steps at the text recipe's cpu shape, then characters and your BPE at the GPT-2 arm's FLOPs (3 seeds each) | the last cell prints it |
+# | `cpu` (2 cores; the saved seconds: a 2-core AMD EPYC with AVX-512, shared with other runs) | a 2,048-token BPE, 3 tokenizers × 3 seeds of `STEPS` steps at the text recipe's cpu shape, then characters and your BPE at the GPT-2 arm's FLOPs (3 seeds each) | the last cell prints it |
 # | `gpu` | the same runs at the text recipe's gpu shape: `STEPS` steps each, then the equal-compute arms | not measured |
 #
 # **Papers and code**: byte-pair encoding for subword units ([Sennrich et al., 2016](https://arxiv.org/abs/1508.07909));
@@ -292,8 +292,9 @@ for a, b in [("char", "gpt2"), ("char", bpe_spec), ("gpt2", bpe_spec)]:
 # the race is rerun at equal *compute*, a budget the machine's speed cannot move. The character and BPE arms get the
 # FLOPs the GPT-2 arm spent in `STEPS` steps, so their steps scale with 1 / their FLOPs per token. Beside them, in
 # bits per byte (one byte per ASCII character), is notebook 3b's character GPT, another model (one layer) and recipe,
-# read from its run folder. It held out nearly the same text: the last tenth, cut at an exact character, not a line
-# end.
+# read from whatever run sits in its folder, `runs/notebook-03b-<profile>` (the saved line comes from another run
+# than notebook 3b's saved outputs, and still calls it notebook 3). It held out nearly the same text: the last tenth,
+# cut at an exact character, not a line end.
 
 # %%
 budget = STEPS * arm_runs["gpt2", SEEDS[0]]["flops_per_token"]  # per token of a step: the GPT-2 arm's FLOPs
@@ -322,8 +323,10 @@ else:
 # ranks tokenizers for one small model at one small budget, not what a character model can reach.
 #
 # These are short runs: the recipe `train text` sizes for this text trains many times longer, and whether the gaps
-# shrink or turn there is not measured here. Under `gpu`, `STEPS` is 1,000 steps of 64 × 256 tokens, about 47 passes
-# over the BPE's training tokens, where a model may overfit: the figures and words here are the `cpu` run's.
+# shrink or turn there is not measured here. Under `cpu` the equal-compute BPE arm's 4.42 MB already reads its
+# training split several times over, more than any other arm: the winner also repeated its text most. Under `gpu`,
+# `STEPS` is 1,000 steps of 64 × 256 tokens, about 47 passes over the BPE's training tokens, where a model may
+# overfit: the figures and words here are the `cpu` run's.
 #
 # ## A sample
 #
@@ -409,9 +412,17 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
       f"{len(reader.fields['tokenizer.ggml.merges'].contents()):,} merges; the embedding read back equals the model's")
 
 # %% [markdown]
+# The tested path is `python scripts/llama_cpp_check.py --ckpt RUN`: it builds llama.cpp, has its library tokenize a
+# prompt and extend it greedily, and compares token for token with tinylm.
+# [The dated note](../docs/notes/2026-11-26-llama-cpp-check.md) records the same ids and greedy tokens for
+# character, `bpe:2048`, trimmed-GPT-2-vocabulary and Llama-style models.
+#
 # With llama.cpp built ([its build guide](https://github.com/ggml-org/llama.cpp/blob/master/docs/build.md)) the file
-# runs as it is; Ollama takes it through a four-line `Modelfile`. Run these in `runs/notebook-14-<profile>/export/`;
-# they ask for no more than the 128-token context of `cpu`; an older llama.cpp names the first program `llama-cli`.
+# should also run from its command line, and in Ollama through a four-line `Modelfile`; these command lines were not
+# tried, and the course's machine has no Ollama. Run them in `runs/notebook-14-<profile>/export/`; they ask for no
+# more than the 128-token context of `cpu`. An older llama.cpp names the first program `llama-cli`; a newer
+# `llama-cli` is a chat program that [may ignore `-no-cnv`](https://github.com/ggml-org/llama.cpp/issues/27214) and
+# wait at its prompt.
 #
 # ```bash
 # llama-completion -m model.gguf -no-cnv -c 128 -n 100 -p "ROMEO:"
@@ -419,11 +430,6 @@ print(f"{gguf_path.name}: {gguf_path.stat().st_size:,} bytes, {len(reader.tensor
 # ollama create my-shakespeare -f Modelfile
 # ollama run my-shakespeare "ROMEO:"
 # ```
-#
-# These command lines were not tried, and the course's machine has no Ollama. What did run is `python
-# scripts/llama_cpp_check.py --ckpt RUN`: it builds llama.cpp, has its library tokenize a prompt and extend it
-# greedily, and compares token for token with tinylm. [The dated note](../docs/notes/2026-11-26-llama-cpp-check.md)
-# records the same ids and greedy tokens for character, `bpe:2048`, trimmed-GPT-2-vocabulary and Llama-style models.
 #
 # ## What you learned
 #
@@ -506,8 +512,9 @@ check(test_loss_from_bits_per_byte)
 # **3. An experiment: how many tokens?** Train a smaller and a larger BPE than this notebook's, say `bpe:512` and
 # `bpe:8192`, at the same `STEPS` and the three `SEEDS` each (`arm_runs[spec, seed] = train_arm(spec, seed)`, as
 # the lesson's loop does), and compare each with this notebook's BPE runs. Write down your guess first: a larger vocabulary packs more bytes into a token, so each step reads more
-# text, but each of its rows sees fewer examples to learn from in those steps. Which effect wins on this text, at
-# this budget? The check prints the verdicts by the course's rule.
+# text, but each of its rows sees fewer examples to learn from in those steps; and, as the equal-compute race
+# showed, equal steps charge nothing for its larger head, which costs more FLOPs per token. Which effect wins on
+# this text, at equal steps? The check prints the verdicts by the course's rule.
 
 # %%
 bpe_seconds = spread([arm_runs[bpe_spec, seed]["seconds"] for seed in SEEDS]).mean
@@ -543,7 +550,8 @@ check(test_vocabulary_sizes)
 # ```
 #
 # Two effects pull against each other: a larger vocabulary's tokens hold more bytes (exercise 1's figure), so each
-# step reads more text, and its rows each see fewer examples. Which effect wins, and whether the answer changes with
+# step reads more text, and its rows each see fewer examples. Equal steps leave a third uncharged: the larger head's
+# FLOPs (rerun at equal compute, as the lesson did, to charge it). Which effect wins, and whether the answer changes with
 # the budget, the course did not measure: your runs are the answer, and repeating them at a few times `STEPS` shows
 # whether it depends on the budget.
 # </details>

@@ -186,7 +186,7 @@ def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, los
 
         steps = [step() for _ in range(loss_steps)]
         losses[name], grads = [loss for _, loss in steps], steps[0][0]
-        state = ([optimizer.exp_avg, optimizer.exp_avg_sq] if name == "zero" else
+        state = ([optimizer.exp_avg, optimizer.exp_avg_sq, optimizer.decay] if name == "zero" else
                  [t for per in optimizer.state.values() for t in per.values() if t.dim() > 0])
         holdings[name] = {**held(model, state), "gradients": grads}
         arms[name] = step

@@ -4,7 +4,8 @@
 read a key, −∞ where the key is in its future); `draw_pre_norm_block` is GPT-2's transformer block, the residual
 stream running straight through and each sub-layer reading a normalised copy of it and adding its result back;
 `draw_computation_graph` is the graph of L = tanh(a·b + c) with each node's value and gradient; `draw_kv_cache` is
-one layer's key and value cache over the first decode steps, the new query reading every cached key. Each draws on
+one layer's key and value cache over the first decode steps, the new query reading every cached key; `draw_lora` is
+a frozen weight matrix with LoRA's trainable low-rank path beside it. Each draws on
 the axes it is given (or a new figure's) and returns them.
 """
 
@@ -158,3 +159,26 @@ def draw_kv_cache(prompt_length: int = 4, steps: int = 3, axes=None):
                loc="lower center", ncol=3, fontsize=12, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return axes
+
+
+LORA_BOXES = [((0.3, 0.6), 1.0, 2.2, "x\n(in)", "white"), ((2.2, 0.6), 2.2, 2.2, "W\nout × in\nfrozen", "lightgray"),
+              ((5.3, 1.9), 1.5, 0.6, "A: r × in", "tab:orange"), ((5.3, 0.6), 0.6, 1.0, "B:\nout\n× r", "tab:orange"),
+              ((8.4, 0.6), 1.2, 2.2, "h\n(out)", "white")]
+
+
+def draw_lora(ax=None):
+    """h = W·x + (α/r)·B·(A·x): x feeds the frozen W (grey) and the trainable A then B (orange); both paths sum."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.4))
+    for (x, y), width, height, label, colour in LORA_BOXES:
+        ax.add_patch(Rectangle((x, y), width, height, facecolor=colour, edgecolor="black", alpha=0.8))
+        ax.text(x + width / 2, y + height / 2, label, ha="center", va="center", fontsize=12)
+    for start, end in (((1.3, 1.7), (2.2, 1.7)), ((1.3, 2.4), (5.3, 2.2)), ((4.4, 1.7), (8.4, 1.7)),
+                       ((5.9, 1.1), (8.4, 1.1)), ((5.6, 1.9), (5.6, 1.6))):  # the last: A·x feeds B
+        ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="->"))
+    ax.text(7.1, 1.2, "× α/r", fontsize=12)
+    ax.text(7.1, 0.25, "h = W·x + (α/r)·B·(A·x);  B = 0 at the start", fontsize=12, ha="center")
+    ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
+    ax.set(xlim=(0, 10), ylim=(0, 3.4))
+    ax.axis("off")
+    return ax

@@ -5,12 +5,14 @@ borrows from another.
 The badge and the install cell are written out in each notebook (they run before `tinylm` exists);
 tests/test_notebooks_meta.py checks them against `colab_badge` and `INSTALL_CELL`. Notebook 7 samples from the
 models notebooks 3 and 5 train, and notebook 6b scores notebook 6a's; where such a run is missing (a fresh Colab
-machine), `find_or_train` trains a stand-in for a budget of steps, not seconds, says so, and keeps it for next time.
+machine), `find_or_train` trains a stand-in for a budget of steps, not seconds, says so, and keeps it for next time;
+notebooks 10 and 11 start from notebook 9's chat models (`story_sft_run`), fine-tuned first where missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -18,6 +20,8 @@ import torch
 
 from ..interop.gguf_import import from_gguf, gguf_path
 from ..paths import runs_dir, shown
+from ..posttrain.job import PostTrainingOptions
+from ..posttrain.sft.run import sft
 from ..runtime import configure_backend, resolve_device, resolve_profile
 from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
 from ..train.options import RunOptions
@@ -149,3 +153,30 @@ def real_model(name: str = "smollm2-135m-instruct", say: Callable[[str], None] =
     save_checkpoint(folder / "last.pt", model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=f"GGUF: {name}"))
     say(f"imported {name} into {shown(folder)}")
     return model, tokenizer
+
+
+STORY_SFT_SEED = 42  # notebook 9's first fine-tuning seed: its run folder has no seed suffix
+
+
+def is_story_sft(folder: Path) -> bool:
+    """A finished SFT run of the story task: its report written, its settings naming the verifier's story base."""
+    settings = folder / "settings.json"
+    return ((folder / "sft_eval.json").is_file() and settings.is_file()
+            and "verifier" in json.loads(settings.read_text()).get("task", {}))
+
+
+def story_sft_run(profile: str, seed: int = STORY_SFT_SEED, *, fallback: Path, device: str | None = None,
+                  say: Callable[[str], None] = print) -> Path:
+    """Notebook 9's story SFT run at `seed` (runs/notebook-09-<profile>, with -seed<N> for a later seed), or where
+    notebook 9 has not made it, the one in `fallback`: fine-tuned there now with notebook 9's settings. A partial
+    notebook 9 run is never overwritten."""
+    notebook_run = runs_dir() / f"notebook-09-{profile}"
+    if seed != STORY_SFT_SEED:
+        notebook_run = notebook_run.with_name(f"{notebook_run.name}-seed{seed}")
+    for folder in (notebook_run, fallback):
+        if is_story_sft(folder):
+            return folder
+    say(f"no story SFT model in {shown(notebook_run)}: fine-tuning it now in {shown(fallback)}, as notebook 9 does")
+    sft(RunOptions(profile=profile, out=fallback, overwrite=True, seed=seed, device=device),
+        PostTrainingOptions(task="stories"), say=lambda line: None, on_record=lambda record: None)
+    return fallback

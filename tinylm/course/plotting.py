@@ -1,8 +1,9 @@
 """The notebooks' plots of training: `LiveLossPlot`, a Trainer callback that redraws one figure in place in Jupyter (at
 most every `every_seconds`, so plotting never dominates training) and prints each record elsewhere;
-`plot_loss_and_grad_norm` (the loss beside the gradient norm and the share of steps clipped); `plot_expert_load` (how a
-mixture of experts shares its tokens); `plot_arms` and `plot_balancing` (an ablation's runs over seeds, notebooks 8a
-and 8b); and `use_projector_style`, fonts readable on a projector for every figure a notebook draws.
+`plot_loss_and_grad_norm` (the loss beside the gradient norm and the share of steps clipped); `plot_fine_tuning` (SFT
+runs' answer losses and pass rates, notebook 9); `plot_expert_load` (how a mixture of experts shares its tokens);
+`plot_arms` and `plot_balancing` (an ablation's runs over seeds, notebooks 8a and 8b); and `use_projector_style`,
+fonts readable on a projector for every figure a notebook draws.
 """
 
 from __future__ import annotations
@@ -95,6 +96,40 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     path = path / "metrics.jsonl" if path.is_dir() else path
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def plot_fine_tuning(reports: dict[int, dict], records: dict[int, list[dict[str, Any]]], pass_rates: bool = True,
+                     say=print):
+    """SFT runs by seed, from each run's report and metrics records: validation and training answer loss per epoch
+    (left) and, where the task has a verifier (`pass_rates`), the validation pass rate that chose best.pt (right, ★);
+    says each run's gap between validation and training loss and where its best evaluations were; returns both axes."""
+    fig, (loss_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for (seed, report), color in zip(reports.items(), ("tab:blue", "tab:orange", "tab:green")):
+        before = report["before"]  # measured before the first step
+        evals = [{"chat_epochs": 0.0, "step": 0, "val_loss": before["validation_answer_loss"],
+                  "train_answer_loss": before["train_answer_loss"]}]
+        evals += [r for r in records[seed] if r.get("event") in ("eval", "final")]
+        epochs = [r["chat_epochs"] for r in evals]
+        loss_ax.plot(epochs, [r["val_loss"] for r in evals], "o-", color=color, ms=3, label=f"validation, seed {seed}")
+        loss_ax.plot(epochs, [r["train_answer_loss"] for r in evals], "--", color=color, label=f"training, seed {seed}")
+        start, last, lowest = evals[0], evals[-1], min(evals[1:], key=lambda r: r["val_loss"])
+        say(f"seed {seed}: validation minus training answer loss {start['val_loss'] - start['train_answer_loss']:+.3f} "
+            f"nats before the first step, {last['val_loss'] - last['train_answer_loss']:+.3f} at the end (epoch "
+            f"{last['chat_epochs']:.2f}); the lowest validation loss {lowest['val_loss']:.3f} at step "
+            f"{lowest['step']}, {last['val_loss']:.3f} at the end")
+        if pass_rates:
+            best = next(r for r in evals if r["step"] == report["after"]["step"])
+            rate_ax.plot(epochs[1:], [100 * r["pass_rate"] for r in evals[1:]], "o-", color=color, ms=3,
+                         label=f"seed {seed}")
+            rate_ax.plot(best["chat_epochs"], 100 * best["pass_rate"], "*", color=color, ms=16, mec="black")
+            say(f"    validation pass rate {100 * best['pass_rate']:.1f}% at step {best['step']} (best.pt), "
+                f"{100 * last['pass_rate']:.1f}% at the end")
+    loss_ax.set(xlabel="epochs", ylabel="answer-token cross-entropy (nats)", title="validation vs training")
+    rate_ax.set(xlabel="epochs", ylabel="validation pass rate (%)", title="what chooses best.pt (★)")
+    loss_ax.legend(fontsize=9)
+    rate_ax.legend(fontsize=9) if pass_rates else rate_ax.axis("off")
+    fig.tight_layout()
+    return loss_ax, rate_ax
 
 
 def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, title: str | None = None,

@@ -116,7 +116,12 @@ def start_ids(tokenizer) -> list[int]:
 def score_rows(model, tokenizer, rows: Sequence[tuple[list[int], list[int]]], device) -> list[tuple[float, int, bool]]:
     """Per row (summed loss of the continuation in nats, its tokens, whether every one was the greedy choice), all
     rows in one padded forward. A trimmed vocabulary's <unk> targets cost its `unk_penalty` more, as everywhere in
-    tinylm.eval, so losses are per GPT-2 token."""
+    tinylm.eval, so losses are per GPT-2 token. Every row needs a context token (the end-of-text token counts): the
+    first continuation token is predicted from it."""
+    if not all(context for context, _ in rows):
+        raise InputError("a continuation with nothing before it cannot be scored: its first token needs a context "
+                         "token to be predicted from; give the item some context (a tokenizer without an end-of-text "
+                         "token has no start token to put there)")
     width = max(len(context) + len(continuation) for context, continuation in rows) - 1
     tokens = torch.zeros((len(rows), width + 1), dtype=torch.long)
     scored = torch.zeros((len(rows), width), dtype=torch.bool)

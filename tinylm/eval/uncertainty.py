@@ -68,7 +68,10 @@ def told_apart(a: Sequence[float], b: Sequence[float], min_seeds: int = MIN_SEED
 
 
 def percent(rate: float) -> str:
-    """A chance as the verdicts print it: whole percents, and one decimal below 1% (2 / C(12, 6) is 0.2%, not 0%)."""
+    """A chance as the verdicts print it: whole percents, one decimal below 1% (2 / C(12, 6) is 0.2%, not 0%), and two
+    significant figures below 0.1% (2 / C(20, 10) is 0.0011%)."""
+    if rate < 0.001:
+        return f"{100 * rate:.2g}%" if rate > 0 else "0%"
     return f"{rate:.0%}" if rate >= 0.01 else f"{rate:.1%}"
 
 

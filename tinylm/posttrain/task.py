@@ -9,6 +9,7 @@ Wilson interval, the share of each check that held, and the loss of the referenc
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
@@ -244,6 +245,17 @@ def kinds_line(report: dict, before: dict | None = None) -> str:
     return ", ".join(f"{kind} " + (f"{100 * before['kinds'][kind]['held']:.0f}% -> " if before and kind in
                                    before.get("kinds", {}) else "") + f"{100 * held['held']:.0f}%"
                      for kind, held in report["kinds"].items())
+
+
+def pass_rate_table(reports: dict[str, dict], kinds: Sequence[str]) -> str:
+    """A markdown table: per named report its pass rate (`pass_rate_line`) and the share of each check in `kinds`
+    that held where asked (nan% where the report asked none)."""
+    lines = ["| model | test pass rate [95% Wilson] | " + " | ".join(f"{kind} held" for kind in kinds) + " |",
+             "|---" * (len(kinds) + 2) + "|"]
+    for name, report in reports.items():
+        held = " | ".join(f"{100 * report['kinds'].get(kind, {}).get('held', math.nan):.0f}%" for kind in kinds)
+        lines.append(f"| {name} | {pass_rate_line(report)} | {held} |")
+    return "\n".join(lines)
 
 
 def clipped(text: str, width: int = 160) -> str:

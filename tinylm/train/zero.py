@@ -32,9 +32,10 @@ class ZeroAdamW:
         self.padded = self.shard_size * self.world  # the flat vector, padded so that it cuts into equal shards
         mine = slice(self.rank * self.shard_size, (self.rank + 1) * self.shard_size)
         device = self.params[0].device
-        # 1 where weight decay applies (matrices), 0 elsewhere and in the padding; only this rank's shard is kept
-        decay = torch.cat([torch.full((p.numel(),), float(p.dim() >= 2), device=device) for p in self.params])
-        self.decay = torch.nn.functional.pad(decay, (0, self.padded - total))[mine]
+        # True where weight decay applies (matrices), False elsewhere and in the padding: one byte per number of this
+        # rank's shard, a copy (a view would keep the whole model's mask alive)
+        decay = torch.cat([torch.full((p.numel(),), p.dim() >= 2, device=device) for p in self.params])
+        self.decay = torch.nn.functional.pad(decay, (0, self.padded - total))[mine].clone()
         self.exp_avg = torch.zeros(self.shard_size, device=device)  # the moments of this rank's shard alone
         self.exp_avg_sq = torch.zeros(self.shard_size, device=device)
         self.steps = 0
@@ -86,5 +87,5 @@ class ZeroAdamW:
             p.grad = None
 
     def state_bytes(self) -> int:
-        """The bytes of optimizer state this rank holds: its shard's two moments."""
-        return self.exp_avg.nbytes + self.exp_avg_sq.nbytes
+        """The bytes of optimizer state this rank holds: its shard's two moments and weight-decay mask."""
+        return self.exp_avg.nbytes + self.exp_avg_sq.nbytes + self.decay.nbytes
