@@ -2,6 +2,7 @@
 and the model's training mode back even when a forward pass fails."""
 
 import copy
+import importlib.util
 from types import SimpleNamespace
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tinylm.eval.loss import evaluate_loss_sum, evaluation_windows
+from tinylm.eval.loss import evaluate_loss_sum, evaluation_windows, target_losses
 
 # A trimmed vocabulary, as TrimmedBPETokenizer has: ids >= 30 are padding columns, id 29 is <unk>.
 TRIMMED = SimpleNamespace(vocab_size=30, unk_id=29, unk_penalty=2.5)
@@ -114,3 +115,45 @@ def test_skip_unk_scores_only_the_other_targets(make_model):
     assert 0 < kept < len(tokens) - 1, "the split should hold some <unk> targets and some others"
     assert count == kept
     assert nats == pytest.approx(kept_nats, rel=1e-6)
+
+
+class Letters:
+    """A trimmed vocabulary as TrimmedBPETokenizer has one: a-z are ids 0-25, a space 26, anything else <unk> (29);
+    ids 30 and up are the embedding's padding columns."""
+
+    vocab_size, unk_id, unk_penalty = 30, 29, 2.5
+
+    def encode(self, text: str) -> list[int]:
+        return [ord(c) - 97 if "a" <= c <= "z" else 26 if c == " " else 29 for c in text]
+
+
+def test_every_scorer_charges_a_continuation_what_target_losses_says(make_model):
+    """One rule for the loss of a continuation (logits past the vocabulary left out, <unk> at its penalty), followed
+    by the benchmarks' scorer, HellaSwag's, the harness bridge, the OpenAI endpoint's log-probabilities and the text
+    loss alike: each gives the by-hand float64 figure."""
+    from tinylm.eval.hellaswag import Example, ending_losses
+    from tinylm.eval.scoring import score_rows
+    from tinylm.serve.openai_api import token_logprobs
+
+    model, tokenizer = make_model(vocab_size=64).eval(), Letters()
+    context, continuation = tokenizer.encode("the cat"), tokenizer.encode(" sat!")  # "!" is <unk>
+    row = context + continuation
+    with torch.no_grad():
+        logits = model(torch.tensor([row[:-1]]))[0][0].double()[:, : tokenizer.vocab_size]  # (T, vocab)
+    targets = torch.tensor(row[1:])
+    by_hand = -torch.log_softmax(logits, -1).gather(1, targets[:, None])[:, 0] + 2.5 * (targets == 29)  # (T,)
+    assert (targets == 29).sum() == 1
+    expected = by_hand[len(context) - 1:].sum().item()  # position t predicts token t + 1
+
+    assert target_losses(logits.float(), targets, tokenizer).double() == pytest.approx(by_hand, rel=1e-5)
+    scored = {"score_rows": score_rows(model, tokenizer, [(context, continuation)], "cpu")[0][0],
+              "ending_losses": ending_losses(model, tokenizer, Example("the cat", ("sat!",) * 4, 0), "cpu")[0][0],
+              "token_logprobs": -sum(token_logprobs(model, tokenizer, row, 0)[0][len(context):])}
+    if importlib.util.find_spec("lm_eval") is not None:
+        from tinylm.eval.harness import TinylmLM
+
+        scored["harness"] = -TinylmLM(model, tokenizer).token_scores([(context, continuation)])[0][0]
+    for name, nats in scored.items():
+        assert float(nats) == pytest.approx(expected, rel=1e-5), name
+    nats, count = evaluate_loss_sum(model, np.array(row), 16, 1, "cpu", tokenizer=tokenizer)
+    assert count == len(row) - 1 and nats == pytest.approx(by_hand.sum().item(), rel=1e-5)

@@ -39,3 +39,17 @@ def test_shown_prints_repository_paths_relative_to_the_working_directory_and_oth
     monkeypatch.chdir(repo)  # where a command runs
     assert paths.shown(repo / "runs" / "x") == os.path.join("runs", "x")
     assert paths.shown(tmp_path / "y") == str(tmp_path / "y")  # outside the repository: no ../../ chains
+
+
+def test_write_json_replaces_the_file_whole_in_utf8_and_leaves_it_when_the_payload_fails(tmp_path):
+    import json
+
+    import pytest
+
+    path = tmp_path / "deep" / "report.json"
+    assert paths.write_json(path, {"loss": 2.5, "note": "± 0.1"}) == path
+    assert path.read_text(encoding="utf-8") == '{\n "loss": 2.5,\n "note": "± 0.1"\n}\n'
+    with pytest.raises(TypeError):
+        paths.write_json(path, {"loss": object()})  # not JSON: the old file stays, no temporary left
+    assert json.loads(path.read_text(encoding="utf-8"))["loss"] == 2.5
+    assert sorted(p.name for p in path.parent.iterdir()) == ["report.json"]

@@ -298,3 +298,14 @@ def test_cpu_name_names_the_cores_and_the_vector_instructions_pytorch_uses():
     name = cpu_name()
     assert name.endswith(f", {torch.backends.cpu.get_cpu_capability()}")
     assert f", {len(os.sched_getaffinity(0))} cores," in name
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_evaluating_turns_dropout_off_and_gives_the_mode_back_however_the_block_ends(training):
+    model = torch.nn.Sequential(torch.nn.Dropout(0.5)).train(training)
+    with tinylm.runtime.evaluating(model) as inside:
+        assert inside is model and not model.training and not model[0].training
+    assert model.training is training
+    with pytest.raises(KeyboardInterrupt), tinylm.runtime.evaluating(model):
+        raise KeyboardInterrupt
+    assert model.training is training and model[0].training is training

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Any, BinaryIO, Iterator
 
 _REPO = Path(__file__).resolve().parent.parent
 
@@ -52,6 +53,14 @@ def _default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask  # what open() would give; mkstemp's 0600 would hide data from other users
+
+
+def write_json(path: str | Path, payload: Any, indent: int = 1) -> Path:
+    """`payload` as UTF-8 JSON (with a final newline) at `path`, written through `atomic_write`: a reader sees the old
+    file or the whole new one. Every JSON file tinylm writes goes through here."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(payload, indent=indent, ensure_ascii=False) + "\n").encode("utf-8"))
+    return Path(path)
 
 
 @contextlib.contextmanager

@@ -89,6 +89,18 @@ def model_device(model: torch.nn.Module) -> torch.device:
     return tensor.device if tensor is not None else torch.device("cpu")
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """The model in eval mode inside the block (dropout off), back in its own mode after it, however the block ends
+    (an error or Ctrl-C mid-evaluation must not leave a training model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def resolve_dtype(device: torch.device, requested: str = "auto") -> torch.dtype:
     """The autocast dtype for `device`; 'auto' means bf16 > fp16 on CUDA and fp32 elsewhere.
 

@@ -20,16 +20,16 @@ from ..data.text import read_text_file
 from ..errors import InputError, MissingFile
 from ..eval.loss import text_loss
 from ..eval.uncertainty import wilson_interval
+from ..paths import write_json
 from ..runtime import resolve_device
-from ..train.checkpoint import CheckpointError, find_checkpoint, load_model
+from ..train.checkpoint import CheckpointError, checkpoint_file, load_model
 from .console import add_subcommand, begin, command_parser, positive_int
 from .errors import run_cli
 from .flags import add_batch_size, add_ckpt, add_device, add_json
 
 
 def run_loss(args: argparse.Namespace) -> dict[str, Any]:
-    ckpt = Path(args.ckpt)
-    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    ckpt_file = checkpoint_file(args.ckpt)
     text = read_text_file(args.text)  # before loading the model: a wrong path fails fast
     model, tokenizer, state = load_model(ckpt_file, resolve_device(args.device))
     if tokenizer is None:
@@ -59,8 +59,7 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     from ..distributed import device_for
     from ..eval.hellaswag import ValFile, check_tokenizer, evaluate_hellaswag, locate_val, read_examples
 
-    ckpt = Path(args.ckpt)
-    ckpt_file = find_checkpoint(ckpt) if ckpt.is_dir() else ckpt
+    ckpt_file = checkpoint_file(args.ckpt)
     device = resolve_device(device_for(world, args.device))
     model, tokenizer, state = load_model(ckpt_file, device)
     check_tokenizer(model, tokenizer)  # before the data is fetched
@@ -99,7 +98,7 @@ def results_path(ckpt: Path, name: str, limit: int | None) -> Path:
 
 
 def load_for_scoring(ckpt: str, device: str | None):
-    ckpt_file = find_checkpoint(Path(ckpt)) if Path(ckpt).is_dir() else Path(ckpt)
+    ckpt_file = checkpoint_file(ckpt)
     model, tokenizer, state = load_model(ckpt_file, resolve_device(device))
     if tokenizer is None:
         raise CheckpointError(f"{ckpt_file} carries no tokenizer, so no benchmark text can be turned into its ids")
@@ -126,7 +125,7 @@ def task_lines(result) -> list[str]:
 
 
 def run_core(args: argparse.Namespace) -> dict[str, Any]:
-    from ..eval.core import evaluate_core, write_json
+    from ..eval.core import evaluate_core
 
     started = time.perf_counter()
     ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
@@ -151,7 +150,6 @@ def run_core(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_task(args: argparse.Namespace) -> dict[str, Any]:
     from ..eval.benchmarks import named_task
-    from ..eval.core import write_json
     from ..eval.scoring import evaluate_task
 
     task = named_task(args.name)
@@ -198,7 +196,6 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_harness(args: argparse.Namespace) -> dict[str, Any]:
-    from ..eval.core import write_json
     from ..eval.harness import LOCAL_TASKS
     from ..eval.harness import run_harness as evaluate
 

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import InputError
 from ..generate.stream import stream
-from ..runtime import model_device, resolve_device
+from ..runtime import evaluating, model_device, resolve_device
 from ..serve.session import ChatSession
 from ..tokenizers.chat_template import ContextOverflow
 from ..train.checkpoint import load_model
@@ -166,12 +166,10 @@ def attention_maps(model, idx: torch.Tensor) -> torch.Tensor:
         maps.append(attention.attention_weights(*inputs[:2])[0])  # (nh, T, T)
 
     hooks = [block.attn.register_forward_pre_hook(record) for block in model.transformer.h]
-    was_training = model.training
     try:
-        model.eval()
-        model(idx)
+        with evaluating(model):
+            model(idx)
     finally:
-        model.train(was_training)
         for hook in hooks:
             hook.remove()
     return torch.stack(maps)

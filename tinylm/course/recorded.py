@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..paths import atomic_write
+from ..paths import write_json
 from ..runtime import cpu_name
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
@@ -80,8 +80,5 @@ def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, 
         recording = {"date": datetime.date.today().isoformat(), "machine": cpu_name(),
                      "seconds": round(time.perf_counter() - started, 1), "printed": tee.getvalue(),
                      "result": encode(result)}
-        path = recording_path(notebook, name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as file:
-            file.write((json.dumps(recording, indent=1) + "\n").encode("utf-8"))
+        write_json(recording_path(notebook, name), recording)
     return result

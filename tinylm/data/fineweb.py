@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir
 from ..errors import InputError, MissingFile
-from ..paths import atomic_write, data_dir
+from ..paths import data_dir, write_json
 from ..tokenizers.gpt2 import BPETokenizer
 from .tokens import (
     TOKEN_DTYPE,
@@ -87,8 +87,7 @@ def read_progress(folder: str | Path) -> dict[str, Any] | None:
 
 
 def _write_progress(folder: Path, progress: dict[str, Any]) -> None:
-    with atomic_write(folder / PROGRESS_FILE) as f:
-        f.write(json.dumps(progress, indent=2).encode("utf-8"))
+    write_json(folder / PROGRESS_FILE, progress, indent=2)
 
 
 def _write_shard(path: Path, tokens: np.ndarray) -> None:

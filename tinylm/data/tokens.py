@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, MissingFile
-from ..paths import atomic_write
+from ..paths import atomic_write, write_json
 
 TOKEN_DTYPE = np.uint16
 _SCAN_TOKENS = 1 << 24  # tokens per slice when looking for the first bad id (a 32 MB uint16 slice, 16 MB of bools)
@@ -125,8 +125,7 @@ def _outside_vocabulary(tokens: np.ndarray, token_id: int, position: int, vocab_
 
 
 def write_meta(folder: str | Path, meta: dict[str, Any]) -> None:
-    with atomic_write(Path(folder) / "meta.json") as f:
-        f.write(json.dumps(meta, indent=2, ensure_ascii=False).encode("utf-8"))
+    write_json(Path(folder) / "meta.json", meta, indent=2)
 
 
 def read_meta(folder: str | Path) -> dict[str, Any] | None:

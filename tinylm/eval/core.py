@@ -9,13 +9,10 @@ same items, `compare_results` gives McNemar's paired test and the items that cha
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..paths import atomic_write
 from .benchmarks import NOT_MIRRORED, core_specs, core_task
 from .scoring import TaskResult, evaluate_task
 from .uncertainty import Paired, paired
@@ -64,13 +61,6 @@ def evaluate_core(model, tokenizer, *, limit: int | None = None, tasks: list[str
         raise InputError("no CORE task was scored: the mirror holds none of those asked for, or no item fits the "
                          "model's context")
     return core
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> Path:
-    """`payload` as JSON at `path`, written atomically (a reader sees the old file or the whole new one)."""
-    with atomic_write(path) as f:
-        f.write((json.dumps(payload, indent=1) + "\n").encode("utf-8"))
-    return path
 
 
 @dataclass

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError, MissingFile
 from ..paths import atomic_write, data_dir
 from ..runtime import model_device
 from .benchmarks import eval_file, read_jsonl
+from .loss import target_losses
 from .scoring import encode_pair, start_ids
 
 try:
@@ -58,9 +58,8 @@ class TinylmLM(LM):
     def token_scores(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """Per (context, continuation) of token ids: the continuation's summed log-probability, and whether each of
         its tokens is the argmax. Each token sees as much of the row before it as the context holds: a continuation
-        longer than the context is scored in windows. A trimmed vocabulary's <unk> costs its `unk_penalty` more (per
-        GPT-2 token)."""
-        unk_id, penalty = getattr(self.tokenizer, "unk_id", None), getattr(self.tokenizer, "unk_penalty", 0.0)
+        longer than the context is scored in windows. Each token costs what `target_losses` says (a trimmed
+        vocabulary's <unk> its `unk_penalty` more, per GPT-2 token)."""
         pieces = []  # (row, input ids, the targets that its last positions predict)
         for r, (context, continuation) in enumerate(rows):
             row = context + continuation
@@ -73,14 +72,11 @@ class TinylmLM(LM):
             tokens = torch.zeros((len(batch), max(len(inputs) for _, inputs, _ in batch)), dtype=torch.long)
             for b, (_, inputs, _) in enumerate(batch):
                 tokens[b, : len(inputs)] = torch.tensor(inputs)
-            logits, _ = self.model(tokens.to(model_device(self.model)))  # (B, T, vocab)
-            logp = F.log_softmax(logits[..., : self.tokenizer.vocab_size].float(), -1).cpu()
+            logits = self.model(tokens.to(model_device(self.model)))[0][..., : self.tokenizer.vocab_size].cpu()
             for b, (r, inputs, targets) in enumerate(batch):
                 targets = torch.tensor(targets)
-                picked = logp[b, len(inputs) - len(targets): len(inputs)]  # (n, vocab): position t predicts t + 1
-                totals[r] += picked.gather(1, targets[:, None]).sum().item()
-                if unk_id is not None:
-                    totals[r] -= penalty * (targets == unk_id).sum().item()
+                picked = logits[b, len(inputs) - len(targets): len(inputs)]  # (n, vocab): position t predicts t + 1
+                totals[r] -= target_losses(picked, targets, self.tokenizer).sum().item()
                 greedy[r] &= bool((picked.argmax(-1) == targets).all())
         return list(zip(totals, greedy))
 

@@ -15,14 +15,14 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import torch
-import torch.nn.functional as F
 
 from ..distributed import all_reduce_sum, current_world
 from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir, sha256_of
 from ..errors import InputError
 from ..paths import data_dir
-from ..runtime import model_device
+from ..runtime import evaluating, model_device
 from ..tokenizers.saved import describe_tokenizer
+from .loss import target_losses
 
 # The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
 # (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
@@ -179,12 +179,7 @@ def ending_losses(model, tokenizer, example: Example, device) -> tuple[torch.Ten
     tokens, mask = render_example(example, tokenizer.encode, model.config.block_size)
     tokens, mask = tokens.to(device), mask.to(device)
     x, y, scored = tokens[:, :-1], tokens[:, 1:], mask[:, 1:]  # the loss at position t predicts token t + 1
-    logits, _ = model(x)
-    logits = logits[..., : tokenizer.vocab_size].float()  # (4, T, vocab)
-    losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (4, T)
-    unk_id = getattr(tokenizer, "unk_id", None)
-    if unk_id is not None:
-        losses = losses + tokenizer.unk_penalty * (y == unk_id)
+    losses = target_losses(model(x)[0], y, tokenizer)  # (4, T)
     return (losses * scored).sum(dim=1).cpu(), scored.sum(dim=1).cpu()
 
 
@@ -201,10 +196,8 @@ def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=Non
     check_tokenizer(model, tokenizer)
     device = device if device is not None else model_device(model)
     world = current_world()
-    was_training = model.training
-    model.eval()
     counts = [0, 0, 0, 0]  # examples, correct, correct_norm, correct_norm_char
-    try:
+    with evaluating(model):
         for example in list(examples)[world.rank::world.size]:
             summed, scored = ending_losses(model, tokenizer, example, device)
             characters = torch.tensor([max(len(ending), 1) for ending in example.endings], dtype=summed.dtype)
@@ -212,8 +205,6 @@ def evaluate_hellaswag(model, tokenizer, examples: Iterable[Example], device=Non
             counts[1] += int(summed.argmin()) == example.label
             counts[2] += int((summed / scored.clamp(min=1)).argmin()) == example.label
             counts[3] += int((summed / characters).argmin()) == example.label
-    finally:
-        model.train(was_training)
     total, correct, correct_norm, correct_char = (int(count) for count in all_reduce_sum(counts, device))
     if total == 0:
         raise InputError("no HellaSwag examples to score")

@@ -18,8 +18,21 @@ import torch.nn.functional as F
 from ..data.conversations import pad_conversations, to_device
 from ..data.tokens import gather_windows
 from ..errors import InputError
-from ..runtime import model_device
+from ..runtime import evaluating, model_device
 from ..tokenizers.chat_template import RenderedChat
+
+
+def target_losses(logits: torch.Tensor, targets: torch.Tensor, tokenizer=None) -> torch.Tensor:
+    """Each target's next-token cross-entropy in nats: logits (..., V), targets (...) -> (...), in float32; 0 where a
+    target is -1 (no loss there). The one rule every scorer in tinylm follows: with a `tokenizer`, logits past its
+    vocabulary (an embedding padded to a multiple of 64) are left out, as when sampling, and a trimmed vocabulary's
+    <unk> costs its `unk_penalty` more (TrimmedBPETokenizer), so the loss stays per GPT-2 token."""
+    if tokenizer is not None:
+        logits = logits[..., : tokenizer.vocab_size]
+    losses = F.cross_entropy(logits.float().flatten(0, -2), targets.flatten(), ignore_index=-1,
+                             reduction="none").view_as(targets)
+    unk_id = getattr(tokenizer, "unk_id", None)
+    return losses if unk_id is None else losses + tokenizer.unk_penalty * (targets == unk_id)
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -102,8 +115,8 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host
     reads the total once, at the end, and the model's training mode comes back however the evaluation ends.
     """
-    vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
-    valid_ids = vocab_limit if vocab_limit is not None else getattr(getattr(model, "config", None), "vocab_size", None)
+    valid_ids = tokenizer.vocab_size if tokenizer is not None else getattr(getattr(model, "config", None),
+                                                                           "vocab_size", None)
     unk_id = getattr(tokenizer, "unk_id", None)
     windows = evaluation_windows(len(tokens), block_size)[rank::world_size]
     window = min(block_size, len(tokens) - 1)
@@ -113,19 +126,14 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
     total_loss = torch.zeros((), dtype=torch.float32 if device.type == "mps" else torch.float64, device=device)
     total_count = 0
     skipped = torch.zeros_like(total_loss)  # <unk> targets left out by skip_unk
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for i in range(0, len(windows), batch_size):
             chunk = windows[i : i + batch_size]
             batch = torch.from_numpy(gather_windows(tokens, [s for s, _ in chunk], window + 1, valid_ids)).to(device)
             x, y = batch[:, :-1], batch[:, 1:]  # (b, T) each
             with autocast_ctx or contextlib.nullcontext():
                 logits, _ = model(x)
-            logits = logits[..., :vocab_limit].float()  # (b, T, vocab)
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view_as(y)  # (b, T)
-            if unk_id is not None:
-                losses = losses + tokenizer.unk_penalty * (y == unk_id)
+            losses = target_losses(logits, y, tokenizer)  # (b, T)
             # (b, T): the targets no earlier window scored
             first_scored = torch.tensor([first for _, first in chunk], device=device)  # (b,)
             scored = torch.arange(window, device=device) >= first_scored[:, None]
@@ -134,8 +142,6 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
                 scored &= y != unk_id
             total_loss += torch.where(scored, losses, 0.0).sum(dtype=total_loss.dtype)
             total_count += sum(window - first for _, first in chunk)
-    finally:  # an error mid-evaluation (out of memory, Ctrl-C) must not leave a training model in eval mode
-        model.train(was_training)
     nats, left_out = torch.stack((total_loss, skipped)).tolist()  # one read: the host waits for the device once
     return nats, total_count - int(left_out)
 
@@ -189,22 +195,14 @@ def answer_loss_sum(model, conversations: Sequence[RenderedChat], batch_size: in
     .... As in `tinylm.eval.loss.evaluate_loss_sum`, logits past the tokenizer's vocabulary are excluded and a trimmed
     vocabulary's <unk> targets cost its unk_penalty more.
     """
-    vocab_limit = tokenizer.vocab_size if tokenizer is not None else None
-    unk_id = getattr(tokenizer, "unk_id", None)
-    was_training = model.training
-    model.eval()
     order = np.argsort([len(c) for c in conversations], kind="stable")
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world_size]
     total, count = 0.0, 0
-    for batch in batches:
-        x, y = to_device(device, *pad_conversations([conversations[i] for i in batch], pad_id))
-        with autocast_ctx or contextlib.nullcontext():
-            logits, _ = model(x)
-        logits = logits[..., :vocab_limit].float()
-        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1, reduction="none").view_as(y)
-        if unk_id is not None:
-            losses = losses + tokenizer.unk_penalty * (y == unk_id)
-        total += losses[y != -1].sum().item()
-        count += int((y != -1).sum())
-    model.train(was_training)
+    with evaluating(model):
+        for batch in batches:
+            x, y = to_device(device, *pad_conversations([conversations[i] for i in batch], pad_id))
+            with autocast_ctx or contextlib.nullcontext():
+                logits, _ = model(x)
+            total += target_losses(logits, y, tokenizer)[y != -1].sum().item()
+            count += int((y != -1).sum())
     return total, count

@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import InputError
-from ..runtime import model_device
+from ..runtime import evaluating, model_device
 from .benchmarks import Cloze, Item, MultipleChoice, Schema, Task
+from .loss import target_losses
 
 SHOT_SEPARATOR = "\n\n"
 SEED = 1234  # DCLM's and nanochat's: item i's shots come from random.Random(SEED + i)
@@ -132,12 +132,9 @@ def score_rows(model, tokenizer, rows: Sequence[tuple[list[int], list[int]]], de
     tokens, scored = tokens.to(device), scored.to(device)
     x, y = tokens[:, :-1], tokens[:, 1:]
     hidden = model.hidden_states(x)[scored]  # (N, C): only the continuations' positions reach the head
-    logits = model.head(hidden)[:, : tokenizer.vocab_size].float()  # (N, vocab)
+    logits = model.head(hidden)[:, : tokenizer.vocab_size]  # (N, vocab)
     targets = y[scored]  # (N,)
-    losses = F.cross_entropy(logits, targets, reduction="none")  # (N,)
-    unk_id = getattr(tokenizer, "unk_id", None)
-    if unk_id is not None:
-        losses = losses + tokenizer.unk_penalty * (targets == unk_id)
+    losses = target_losses(logits, targets, tokenizer)  # (N,)
     hits = logits.argmax(-1) == targets
     row_of = scored.nonzero()[:, 0]  # (N,): the row of each scored position, in order
     counts = torch.bincount(row_of, minlength=len(rows))
@@ -200,8 +197,7 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
     indices = list(range(len(task.items) if limit is None else min(limit, len(task.items))))
     if not indices:
         raise InputError(f"{task.name} has no items to score")
-    started, was_training = time.perf_counter(), model.training
-    model.eval()
+    started = time.perf_counter()
     generative = task.kind == "generative"
     room = min(max_new_tokens, block_size // 2) if generative else 0
     details, pending, left_out = [], [], 0
@@ -213,7 +209,7 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
             details.append(verdict(task, rendered, [next(scores) for _ in rendered.rows]))
         pending.clear()
 
-    try:
+    with evaluating(model):
         for index in (progress(indices) if progress else indices):
             rendered = render(task, index, tokenizer, block_size, room, truncate)
             if rendered is None:
@@ -225,8 +221,6 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
                 if sum(len(r.rows) for r in pending) >= batch_rows:
                     flush()
         flush()
-    finally:
-        model.train(was_training)
     return summarise(task, details, left_out, time.perf_counter() - started)
 
 

@@ -17,7 +17,7 @@ import torch
 from ..errors import InputError
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
-from ..runtime import model_device
+from ..runtime import evaluating, model_device
 from .fast import fast_decode_step, fused_linear
 from .sampling import Sampling, choose_next
 
@@ -111,9 +111,7 @@ def decode(
     # the fast step serves one new position after a prefill, which only the cached loop has: no copies for the other
     decode_step = (fast_decode_step(model) if fast and use_cache else None) or getattr(model, "decode_step", None)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         length, start = longest, 0  # tokens[:, start:length] is the context the model sees
         cached_until, prefill = 0, True  # the cache holds tokens[:, start:cached_until]
         for step in range(max_new_tokens):
@@ -152,8 +150,6 @@ def decode(
             yield torch.where(stopped_before, -1, next_id)
             if bool(finished.all()):
                 return
-    finally:
-        model.train(was_training)
 
 
 def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,

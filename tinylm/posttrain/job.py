@@ -23,7 +23,7 @@ from ..model.lora import LoRAOptions, save_run_adapters
 from ..paths import runs_dir, shown
 from ..runtime import resolve_device
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from ..train.checkpoint import find_checkpoint, load_checkpoint, load_pretrained, model_to_resume, weights_digest
+from ..train.checkpoint import checkpoint_file, load_checkpoint, load_pretrained, model_to_resume, weights_digest
 from ..train.options import RunOptions, given, option, plain, read_settings
 from ..train.progress import format_record
 from ..train.run import Job, Start
@@ -61,7 +61,7 @@ def base_path(base: str, profile: str) -> str:
 
 def describe_run(path: Path) -> str:
     """'runs/sft-stories-cpu (sft run; best.pt from step 800 of 1,000)', or the path of a lone checkpoint."""
-    checkpoint = find_checkpoint(path) if path.is_dir() else path
+    checkpoint = checkpoint_file(path)
     state = load_checkpoint(checkpoint)
     settings = read_settings(checkpoint.parent) or {}
     if "step" not in state:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError
 from ..generate.sampling import Sampling
-from ..paths import atomic_write, shown
+from ..paths import shown, write_json
 from .chat_task import ChatTask, chat_template
 from .replies import complete
 from .task import Score
@@ -103,8 +103,7 @@ def on_policy_pairs(model, tokenizer, task: ChatTask, problems: Sequence, sample
 def write_pairs(out: Path, parts: dict[str, OnPolicyPairs], about: dict) -> None:
     """OUT/pairs.json: each part's records and counts, and `about` (where and how they were sampled)."""
     saved = {**about, **{name: {"counts": part.counts, "records": part.records} for name, part in parts.items()}}
-    with atomic_write(out / PAIRS_FILE) as f:
-        f.write(json.dumps(saved, indent=1, ensure_ascii=False).encode("utf-8"))
+    write_json(out / PAIRS_FILE, saved)
 
 
 def read_pairs(path: Path, names: Sequence[str], lost: str) -> tuple[dict[str, OnPolicyPairs], dict]:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.story_instructions import MIN_SENTENCES, StoryInstruction, count_sentences, ends_properly
-from ..runtime import model_device
+from ..runtime import evaluating, model_device
 
 FLUENCY_QUANTILE = 0.95  # of the base's per-token loss on held-out story openings: max_loss
 REPEATS_QUANTILE = 0.99  # of the repeated 3-gram share of real openings: max_repeats
@@ -50,29 +50,27 @@ class Verdict:
 def loss_per_token(model, tokenizer, texts: Sequence[str], batch_size: int = 64) -> list[float]:
     """Each text's mean next-token loss under `model`, in nats: the text's tokens after <|endoftext|> (the token a
     story follows in pretraining). An empty text costs infinity."""
-    was_training = model.training
-    model.eval()
     device = model_device(model)
     rows = [[tokenizer.eot_token, *tokenizer.encode(text)] for text in texts]
     losses = [float("inf")] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    for start in range(0, len(order), batch_size):
-        batch = [i for i in order[start : start + batch_size] if len(rows[i]) > 1]
-        if not batch:
-            continue
-        width = min(max(len(rows[i]) for i in batch), model.config.block_size + 1)
-        x = torch.zeros(len(batch), width - 1, dtype=torch.long)
-        y = torch.full((len(batch), width - 1), -1, dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids = torch.tensor(rows[i][:width])
-            x[row, : len(ids) - 1], y[row, : len(ids) - 1] = ids[:-1], ids[1:]
-        logits, _ = model(x.to(device))
-        y = y.to(device)
-        token_losses = F.cross_entropy(logits[..., : tokenizer.vocab_size].float().flatten(0, 1), y.flatten(),
-                                       ignore_index=-1, reduction="none").view_as(y)
-        for row, i in enumerate(batch):
-            losses[i] = (token_losses[row].sum() / (y[row] != -1).sum()).item()
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            batch = [i for i in order[start : start + batch_size] if len(rows[i]) > 1]
+            if not batch:
+                continue
+            width = min(max(len(rows[i]) for i in batch), model.config.block_size + 1)
+            x = torch.zeros(len(batch), width - 1, dtype=torch.long)
+            y = torch.full((len(batch), width - 1), -1, dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids = torch.tensor(rows[i][:width])
+                x[row, : len(ids) - 1], y[row, : len(ids) - 1] = ids[:-1], ids[1:]
+            logits, _ = model(x.to(device))
+            y = y.to(device)
+            token_losses = F.cross_entropy(logits[..., : tokenizer.vocab_size].float().flatten(0, 1), y.flatten(),
+                                           ignore_index=-1, reduction="none").view_as(y)
+            for row, i in enumerate(batch):
+                losses[i] = (token_losses[row].sum() / (y[row] != -1).sum()).item()
     return losses
 
 

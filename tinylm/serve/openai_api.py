@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from starlette.exceptions import HTTPException
 
 from ..errors import InputError
+from ..eval.loss import target_losses
 from ..runtime import model_device
 
 MAX_LOGPROBS = 5  # OpenAI's limit on top alternatives per token
@@ -103,13 +104,15 @@ def logprobs_count(body: dict) -> int | None:
 
 @torch.no_grad()
 def token_logprobs(model, tokenizer, ids: list[int], top: int) -> tuple[list[float | None], list[dict | None]]:
-    """Each token's log-probability given those before it (None for the first, which has no context), and the `top`
-    likeliest tokens at each position as {text: log-probability} (None for the first)."""
+    """Each token's log-probability given those before it (None for the first, which has no context): minus its loss
+    as every scorer in tinylm counts it (`target_losses`: a trimmed vocabulary's <unk> costs its `unk_penalty` more),
+    so a client scoring through this endpoint gets `eval`'s figures; and the `top` likeliest tokens at each position
+    as {text: log-probability} (None for the first)."""
     x = torch.tensor([ids[:-1]], device=model_device(model))
-    logits, _ = model(x)
-    logp = F.log_softmax(logits[0, :, : tokenizer.vocab_size].float(), dim=-1)  # (T - 1, vocab)
-    targets = torch.tensor(ids[1:], device=logp.device)
-    chosen = logp.gather(1, targets[:, None])[:, 0].tolist()
+    logits = model(x)[0][0, :, : tokenizer.vocab_size].float()  # (T - 1, vocab)
+    targets = torch.tensor(ids[1:], device=logits.device)
+    chosen = (-target_losses(logits, targets, tokenizer)).tolist()
+    logp = F.log_softmax(logits, dim=-1)
     tops: list[dict | None] = [None]
     if top:
         values, indices = logp.topk(top, dim=-1)

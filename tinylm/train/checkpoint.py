@@ -80,9 +80,7 @@ def _refusal(error: pickle.UnpicklingError) -> str:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    path = Path(path)
-    if path.is_dir():
-        path = find_checkpoint(path)
+    path = checkpoint_file(path)
     if not path.is_file():
         raise _no_checkpoint(path)
     try:
@@ -238,11 +236,17 @@ def find_checkpoint(run_dir: str | Path) -> Path:
     raise CheckpointError(f"{run_dir} has neither best.pt nor last.pt; is it a run folder of python -m tinylm.train?")
 
 
+def checkpoint_file(path: str | Path) -> Path:
+    """The checkpoint file `path` names: a run folder's (`find_checkpoint`), else the path as given."""
+    path = Path(path)
+    return find_checkpoint(path) if path.is_dir() else path
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder. The LoRA adapters of a
     checkpoint that has them are merged: the model is a plain GPT either way."""
     path = Path(path)
-    path = find_checkpoint(path) if path.is_dir() else path
+    path = checkpoint_file(path)
     state = load_checkpoint(path)
     model = _model_as_saved(state, check_model_checkpoint(state, path))
     model.load_state_dict(state["model"])
@@ -279,7 +283,7 @@ def load_pretrained(source: str | Path, option: str = "--base") -> tuple[GPT, An
                                         f"{offline}. ({str(error).splitlines()[0][:200]})") from None
         return model, BPETokenizer("gpt2"), f"GPT-2 through transformers ({source})", None
     path = Path(source)
-    checkpoint = find_checkpoint(path) if path.is_dir() else path
+    checkpoint = checkpoint_file(path)
     model, tokenizer, _ = load_model(checkpoint)
     return model, tokenizer, shown(path), checkpoint
 

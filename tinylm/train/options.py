@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import InputError
-from ..paths import atomic_write, runs_dir, shown
+from ..paths import runs_dir, shown, write_json
 from ..runtime import resolve_profile
 
 SETTINGS_FILE = "settings.json"
@@ -175,8 +175,7 @@ def _shown(value: Any) -> str:
 
 def write_settings(out: Path, settings: dict[str, Any]) -> None:
     """OUT/settings.json, written whole (a reader sees the old file or the new one)."""
-    with atomic_write(out / SETTINGS_FILE) as f:
-        f.write((json.dumps(settings, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_json(out / SETTINGS_FILE, settings, indent=2)
 
 
 def read_settings(out: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from ..config import GPTConfig, ModelShape, TrainConfig
 from ..distributed import World, barrier, current_world, device_for
 from ..errors import InputError
 from ..model.gpt import GPT
-from ..paths import atomic_write, shown
+from ..paths import shown, write_json
 from ..runtime import dtype_warning, resolve_device
 from .checkpoint import load_checkpoint, load_training_checkpoint
 from .options import (
@@ -298,8 +298,7 @@ def _read_report(job: Job, out: Path) -> dict:
 
 def _write_report(job: Job, folder: Path, report: dict, world: World) -> None:
     if world.is_main:
-        with atomic_write(folder / job.report_name) as f:
-            f.write(json.dumps(report, indent=2, ensure_ascii=False).encode("utf-8"))
+        write_json(folder / job.report_name, report, indent=2)
 
 
 def plan(trainer: Trainer) -> str:

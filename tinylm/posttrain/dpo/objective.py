@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ...data.preference import PreferencePair, pad_pairs
 from ...errors import InputError
 from ...eval.uncertainty import wilson_interval
+from ...runtime import evaluating
 
 
 @dataclass(frozen=True)
@@ -71,18 +72,16 @@ def pair_logprobs(model, pairs: Sequence[PreferencePair], pad_id: int, batch_siz
                   autocast_ctx=None, vocab_limit: int | None = None) -> torch.Tensor:
     """(N, 2) float32: each pair's log π(chosen | prompt) and log π(rejected | prompt), summed over answer tokens,
     in eval mode. Pairs are scored in length order (little padding); logits past vocab_limit are left out."""
-    was_training = model.training
-    model.eval()
     result = torch.zeros(len(pairs), 2)
     order = np.argsort([len(p) for p in pairs], kind="stable")
-    for start in range(0, len(order), batch_size):
-        batch = order[start : start + batch_size]
-        x, y = pad_pairs([pairs[i] for i in batch], pad_id)
-        with autocast_ctx or contextlib.nullcontext():
-            logits, _ = model(x.to(device))
-        logp = answer_logprobs(logits[..., :vocab_limit], y.to(device)).cpu()
-        result[torch.as_tensor(batch)] = logp.view(2, -1).T
-    model.train(was_training)
+    with evaluating(model):
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            x, y = pad_pairs([pairs[i] for i in batch], pad_id)
+            with autocast_ctx or contextlib.nullcontext():
+                logits, _ = model(x.to(device))
+            logp = answer_logprobs(logits[..., :vocab_limit], y.to(device)).cpu()
+            result[torch.as_tensor(batch)] = logp.view(2, -1).T
     return result
 
 
