@@ -34,7 +34,9 @@ class RequestError(InputError):
 
 
 @dataclass(frozen=True)
-class Sampling:
+class RequestSettings:
+    """What a completion request asks of generation, checked: its length, sampler and stop strings."""
+
     max_tokens: int
     temperature: float
     top_p: float
@@ -53,7 +55,7 @@ def _number(body: dict, name: str, default, low: float, high: float, kind=float)
     return kind(value)
 
 
-def sampling_of(body: dict, default_max_tokens: int, max_tokens_limit: int) -> Sampling:
+def request_settings(body: dict, default_max_tokens: int, max_tokens_limit: int) -> RequestSettings:
     """The generation settings of a request, checked (OpenAI's ranges; max_tokens up to the context)."""
     stop = body.get("stop")
     stop = (stop,) if isinstance(stop, str) else tuple(stop or ())
@@ -66,8 +68,8 @@ def sampling_of(body: dict, default_max_tokens: int, max_tokens_limit: int) -> S
         raise RequestError(f"'seed' must be an integer, got {seed!r:.40}")
     if body.get("n", 1) != 1:
         raise RequestError("'n' must be 1: this server makes one completion per prompt")
-    return Sampling(max_tokens, _number(body, "temperature", 1.0, 0.0, 2.0), _number(body, "top_p", 1.0, 1e-9, 1.0),
-                    stop, seed)
+    return RequestSettings(max_tokens, _number(body, "temperature", 1.0, 0.0, 2.0),
+                           _number(body, "top_p", 1.0, 1e-9, 1.0), stop, seed)
 
 
 def prompts_of(body: dict, tokenizer) -> list[list[int]]:
@@ -213,13 +215,13 @@ class OpenAIRoutes:
             if body.get("stream"):
                 raise RequestError("'stream' is not supported on /v1/completions; /v1/chat/completions streams")
             prompts = prompts_of(body, self.tokenizer)
-            sampling = sampling_of(body, DEFAULT_MAX_TOKENS, self.block_size - 1)
+            settings = request_settings(body, DEFAULT_MAX_TOKENS, self.block_size - 1)
             top, echo = logprobs_count(body), bool(body.get("echo", False))
             for ids in prompts:
-                self.check_fits(len(ids), sampling.max_tokens)
+                self.check_fits(len(ids), settings.max_tokens)
         except InputError as error:
             raise HTTPException(400, str(error)) from None
-        choices = await self.app.generate(lambda: [self.complete(ids, sampling, top, echo) for ids in prompts])
+        choices = await self.app.generate(lambda: [self.complete(ids, settings, top, echo) for ids in prompts])
         for index, choice in enumerate(choices):
             choice["index"] = index
         return JSONResponse(completion_response(self.name, choices, sum(map(len, prompts)),
@@ -230,14 +232,14 @@ class OpenAIRoutes:
             raise RequestError(f"the prompt has {prompt_tokens:,} tokens and max_tokens is {max_tokens:,}, but the "
                                f"model's context is {self.block_size:,} tokens: shorten the prompt or lower max_tokens")
 
-    def complete(self, ids: list[int], sampling: Sampling, top: int | None, echo: bool) -> dict:
+    def complete(self, ids: list[int], settings: RequestSettings, top: int | None, echo: bool) -> dict:
         from ..generate.stream import stream
 
         text, kept, reason = "", [], "max_new_tokens"
-        if sampling.max_tokens:
+        if settings.max_tokens:
             unk = getattr(self.tokenizer, "unk_id", None)  # a trimmed vocabulary's <unk> is no text: never drawn
-            pieces = stream(self.model, self.tokenizer, ids, sampling.max_tokens, stop=sampling.stop,
-                            temperature=sampling.temperature, top_p=sampling.top_p, seed=sampling.seed,
+            pieces = stream(self.model, self.tokenizer, ids, settings.max_tokens, stop=settings.stop,
+                            temperature=settings.temperature, top_p=settings.top_p, seed=settings.seed,
                             excluded_tokens=() if unk is None else (unk,))
             text = "".join(pieces)
             reason = pieces.stop_reason
@@ -269,12 +271,12 @@ class OpenAIRoutes:
         try:
             ids = session.template.render_prompt(with_default_system(body.get("messages"), session.template.tokenizer))
             default = min(session.max_new_tokens, self.block_size - len(ids))
-            sampling = sampling_of(body, max(default, 1), self.block_size - 1)
-            self.check_fits(len(ids), sampling.max_tokens)
+            settings = request_settings(body, max(default, 1), self.block_size - 1)
+            self.check_fits(len(ids), settings.max_tokens)
         except (InputError, ChatFormatError) as error:
             raise HTTPException(400, str(error)) from None
-        pieces = session.reply_stream(ids, sampling.max_tokens, temperature=sampling.temperature,
-                                      top_p=sampling.top_p, seed=sampling.seed, stop=sampling.stop)
+        pieces = session.reply_stream(ids, settings.max_tokens, temperature=settings.temperature,
+                                      top_p=settings.top_p, seed=settings.seed, stop=settings.stop)
         if not body.get("stream"):
             text = await self.app.generate(lambda: "".join(pieces))
             return JSONResponse(chat_response(self.name, text, finish_reason(pieces.stop_reason), len(ids),
