@@ -159,28 +159,19 @@ def evaluate_loss(model, tokens: np.ndarray, block_size: int, batch_size: int, d
 def answer_loss_split(model, conversations: Sequence[RenderedChat], tokenizer, token: int,
                       device=None) -> dict[str, Any]:
     """Where a chat model's answer loss sits: the answer targets that are `token` (notebook 9: `<|im_end|>`) against
-    the rest, each part's mean loss in nats and count, the mean over both (`answer_loss_sum`'s) and the share of the
-    total loss at `token`. Logits past the tokenizer's vocabulary are left out and a trimmed vocabulary's <unk>
-    targets cost its unk_penalty more, as in `evaluate_loss_sum`."""
+    the rest, each part's mean loss in nats (`target_losses`) and count, the mean over both (`answer_loss_sum`'s) and
+    the share of the total loss at `token`."""
     device = device if device is not None else model_device(model)
     sums, counts = {"token": 0.0, "rest": 0.0}, {"token": 0, "rest": 0}
-    unk_id = getattr(tokenizer, "unk_id", None)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         for chat in conversations:
             ids = torch.tensor(chat.ids, device=device)
-            logits = model(ids[None, :-1])[0][0, :, : tokenizer.vocab_size].float()  # (T - 1, vocab)
-            losses = F.cross_entropy(logits, ids[1:], reduction="none")  # (T - 1,)
-            if unk_id is not None:
-                losses = losses + tokenizer.unk_penalty * (ids[1:] == unk_id)
+            losses = target_losses(model(ids[None, :-1])[0][0], ids[1:], tokenizer)  # (T - 1,)
             answer = torch.tensor(chat.is_answer[1:], device=device)
             at_token = answer & (ids[1:] == token)
             for part, where in (("token", at_token), ("rest", answer & ~at_token)):
                 sums[part] += losses[where].sum().item()
                 counts[part] += int(where.sum())
-    finally:
-        model.train(was_training)
     total = sums["token"] + sums["rest"]
     return {"mean": total / sum(counts.values()), "token": sums["token"] / counts["token"],
             "rest": sums["rest"] / counts["rest"], "token_share": sums["token"] / total, "counts": counts}
