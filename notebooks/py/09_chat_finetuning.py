@@ -258,7 +258,8 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
 # A model this small knows only stories. As in TinyStories-Instruct, an instruction takes two or three constraints
 # from a real story opening, a **name**, a **word** (a listed animal or thing) or a **length** (at most N sentences),
 # names and words swapped for others of their kind. The rewritten opening, the SFT target, meets them, if oddly ("a
-# little girl named Benny"). Splits are by story hash, shared with notebooks 10 and 11.
+# little girl named Benny"). Splits are by story hash, shared with notebooks 10 and 11; a training story gives up to
+# four instructions, a held-out one at most one.
 
 # %%
 splits = load_stories()
@@ -270,7 +271,8 @@ print(f"\ninstruction: {example.instruction}\nconstraints: {[(c.kind, c.value) f
       f"target: {example.story}")
 
 # %% [markdown]
-# **The base** is pretrained here on the training stories only; notebooks 10 and 11 reuse it.
+# **The base** is pretrained here on the training stories only, with GPT-2's tokens trimmed to those the stories and
+# names use, plus `<unk>` (notebook 5); notebooks 10 and 11 reuse it.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run

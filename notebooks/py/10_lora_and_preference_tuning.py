@@ -496,9 +496,10 @@ if rft_reports:
 # ## Likelihood displacement, and the learning rate
 #
 # The DPO loss depends on the margin alone, so it also falls when **both** replies become less likely, the rejected
-# one faster, and the chosen replies' implicit reward turns negative: "likelihood displacement", which Razin et al.
-# (2024) trace to alike chosen and rejected replies; ours are two samples of one model (how alike is not measured). One arm at a fifth of
-# the learning rate, from SFT seed 42 on the same pairs and steps (one seed: a measurement, not a verdict):
+# one faster, and the chosen replies' implicit reward turns negative: "likelihood displacement", which Pal et al.
+# (2024) observed and Razin et al. (2024) trace to alike chosen and rejected replies; ours are two samples of one
+# model (how alike is not measured). One arm at a fifth of the learning rate, from SFT seed 42 on the same pairs and steps (one seed:
+# a measurement, not a verdict):
 
 # %%
 LOW_RATE = recipe.train.learning_rate / 5
@@ -538,9 +539,9 @@ plt.show()
 # In seed 42's run at the recipe's rate (the plot), both rewards are below 0 by step 50 and lower by step 100, the
 # rejected replies' lower still: the margin grows while both replies become less likely. The validation pass rate
 # first fell below the SFT start, then ended above it. A growing margin is not the goal, so `best.pt` follows the
-# validation pass rate (step 50 in three of the six runs). At a fifth of the rate both rewards barely moved, the story
-# loss stayed at 3.120, and the test pass rate was the same (0.743 against 0.744 ± 0.012; one seed, no paired test):
-# here the displacement bought no pass rate.
+# validation pass rate (step 50 in three of the six runs). At a fifth of the rate both rewards barely moved and the
+# validation pass rate stayed below the start (the plot), the story loss stayed at 3.120, and the test pass rate was
+# the same (0.743 against 0.744 ± 0.012; one seed, no paired test): here the displacement bought no pass rate.
 #
 # **LoRA and DPO compose**: with `--lora-rank 8` DPO trains adapters, starting (B = 0) as the reference.
 # `python -m tinylm.dpo --task preference --profile gpu` runs DPO on a preference set someone else wrote (Raschka's).
