@@ -14,7 +14,7 @@ from typing import ClassVar, Sequence
 from ..data.instruct import InstructDataError, build_examples, to_messages
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT, ROLES, ChatFormatError, ChatTemplate, RenderedChat
 from .replies import text_vocab_limit
-from .task import Score, Task, TaskError
+from .task import PostTrainingTask, Score, TaskError
 
 
 def chat_template(tokenizer) -> ChatTemplate:
@@ -25,7 +25,7 @@ def chat_template(tokenizer) -> ChatTemplate:
                         "(--base)") from error
 
 
-class ChatTask(Task):
+class ChatTask(PostTrainingTask):
     """Problems answered by a chat model's reply after `system_prompt` and the user's turn."""
 
     plain_prompt: ClassVar[str] = "{instruction}\n"  # the base's prompt in plain text: a story follows its title
@@ -115,11 +115,11 @@ class ChatTask(Task):
         if method != "sft":  # SFT adds the chat tokens; DPO and GRPO start from a chat model
             chat_template(tokenizer)
 
-    def plain(self) -> Task:
+    def plain(self) -> PostTrainingTask:
         return PlainPrompts(self)
 
 
-class PlainPrompts(Task):
+class PlainPrompts(PostTrainingTask):
     """A chat task asked of a base model in plain text (`ChatTask.plain_prompt`), scored by the task's own check."""
 
     def __init__(self, task: ChatTask):

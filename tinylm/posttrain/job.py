@@ -30,7 +30,7 @@ from ..train.run import Job, Start
 from ..train.trainer import Chooser, Trainer
 from .chat_task import ChatTask
 from .recipes import recipe_fields
-from .task import Task, TaskError, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
+from .task import PostTrainingTask, TaskError, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
 from .tasks import DEFAULT_TASKS, FIRST_TASKS, method_task
 
 NAMED_BASES = ("pretrain", "gpt2")  # what --base names other than a path: the task's own base, OpenAI's GPT-2
@@ -79,7 +79,7 @@ class PostTrainingJob(Job):
     recipe_type: ClassVar[type]
     reload_best = True
     extra_files: ClassVar[tuple[str, ...]] = ()  # what the method writes into the folder beyond the report
-    task_type: ClassVar[type] = Task  # the tasks it takes: SFT's and DPO's are ChatTasks
+    task_type: ClassVar[type] = PostTrainingTask  # the tasks it takes: SFT's and DPO's are ChatTasks
     loss_name: ClassVar[str]  # the method's own validation figure, as a record line says it: "answer loss"
 
     def chosen(self, trainer: Trainer) -> dict[str, Any]:
@@ -136,7 +136,7 @@ class PostTrainingJob(Job):
         """A run of an older tinylm, without settings.json, trained the only task there was then."""
         return {"task": FIRST_TASKS[self.method]} if self.method in FIRST_TASKS else {}
 
-    def make_task(self, task_type: type[Task]) -> Task:
+    def make_task(self, task_type: type[PostTrainingTask]) -> PostTrainingTask:
         if issubclass(task_type, ChatTask):
             return task_type(self.run.profile, self.options.data, self.options.system_prompt)
         return task_type(self.run.profile, self.options.data)
@@ -242,7 +242,7 @@ class PostTrainingJob(Job):
         return Chooser("pass_rate", lambda model: greedy_pass_rate(model, tokenizer, self.task, problems, world=world,
                                                                    batch_size=batch)["pass_rate"])
 
-    def measure(self, trainer: Trainer, problems: list, world: World, task: Task | None = None, model=None,
+    def measure(self, trainer: Trainer, problems: list, world: World, task: PostTrainingTask | None = None, model=None,
                 tokenizer=None) -> dict[str, Any]:
         return measure(model or trainer.model, tokenizer or trainer.tokenizer, task or self.task, problems,
                        world=world, batch_size=trainer.cfg.eval_batch_size, dtype=trainer.dtype)

@@ -55,7 +55,7 @@ class ProblemStream:
     """Training problems drawn from `task.sample`, never one with a held-out prompt, with a position a checkpoint
     can hold (the generator's Mersenne Twister state), so a resumed run draws what the interrupted one would have."""
 
-    def __init__(self, task: Task, held_out: Sequence, seed: int = 0):
+    def __init__(self, task: PostTrainingTask, held_out: Sequence, seed: int = 0):
         self.task, self.rng = task, random.Random(seed)
         self.excluded = {p.prompt for p in held_out}
         self.drawn = 0
@@ -79,7 +79,7 @@ class ProblemStream:
         self.drawn = state["drawn"]
 
 
-class Task:
+class PostTrainingTask:
     """A post-training task. A subclass sets `name`, `recipes` (method -> profile -> that method's recipe, from
     tinylm.posttrain.recipes) and `reply_tokens`, and gives the hooks below that its methods use."""
 
@@ -150,7 +150,7 @@ class Task:
         [] for a task without references."""
         return []
 
-    def rewarded_by(self, reward: str) -> Task:
+    def rewarded_by(self, reward: str) -> PostTrainingTask:
         """This task paying `reward` (one of `rewards`) in Score.reward; Score.correct stays its own check."""
         if reward not in self.rewards:
             raise TaskError(f"reward {reward!r}: {self.name} pays {' or '.join(self.rewards)}")
@@ -166,8 +166,8 @@ class Task:
         return f"python -m tinylm.chat --ckpt {out}"
 
 
-def measure(model, tokenizer, task: Task, problems: Sequence, *, world: World = World(), batch_size: int = 64,
-            dtype: torch.dtype = torch.float32, answer_loss: bool = True) -> dict[str, Any]:
+def measure(model, tokenizer, task: PostTrainingTask, problems: Sequence, *, world: World = World(),
+            batch_size: int = 64, dtype: torch.dtype = torch.float32, answer_loss: bool = True) -> dict[str, Any]:
     """The one report of a model on `problems`: greedy completions scored by the task, with the pass rate and its 95%
     Wilson interval, each check's share where it was asked ("kinds"), the means of the task's figures, each
     problem's verdict in order ("passed_each"), the first SHOWN_REPLIES replies, and the mean loss of the reference
@@ -193,7 +193,7 @@ def measure(model, tokenizer, task: Task, problems: Sequence, *, world: World = 
                         [text for _, _, text in rows]), "answer_loss": loss}
 
 
-def _scored_share(model, tokenizer, task: Task, problems: Sequence, world: World, batch_size: int
+def _scored_share(model, tokenizer, task: PostTrainingTask, problems: Sequence, world: World, batch_size: int
                   ) -> tuple[list[int], list[Score], list[list[int]]]:
     """This rank's share of `problems` (every world.size-th, from its rank): their indices, scores and greedy
     completions."""
@@ -224,7 +224,7 @@ def summarize(prompts: list[str], scores: list[Score], texts: list[str]) -> dict
                         for p, s, t in list(zip(prompts, scores, texts))[:SHOWN_REPLIES]]}
 
 
-def greedy_pass_rate(model, tokenizer, task: Task, problems: Sequence, *, world: World = World(),
+def greedy_pass_rate(model, tokenizer, task: PostTrainingTask, problems: Sequence, *, world: World = World(),
                      batch_size: int = 64) -> dict[str, float]:
     """The shares of `problems` whose greedy completion the task passes ("pass_rate") and that ended in its format
     ("well_formed"): `measure`'s figure alone. Under DDP each rank takes a share; every rank must call it."""

@@ -32,7 +32,7 @@ from ..chat_task import ChatTask
 from ..job import PostTrainingJob, PostTrainingOptions
 from ..on_policy import PAIRS_FILE, on_policy_pairs, own_pairs, read_pairs, write_pairs
 from ..recipes import DPORecipe
-from ..task import Task
+from ..task import PostTrainingTask
 from .objective import pair_logprobs
 from .trainer import DPOTrainer, PairLoader
 
@@ -47,7 +47,7 @@ class DPOJob(PostTrainingJob):
     extra_files = (ADAPTERS_FILE, PAIRS_FILE)
     loss_name = "DPO loss"
 
-    def make_task(self, task_type: type[Task]) -> Task:
+    def make_task(self, task_type: type[PostTrainingTask]) -> PostTrainingTask:
         """A task with pairs of its own reads --data; for one whose pairs are made on-policy, --data names the run
         whose pairs to train on."""
         data = self.options.data if task_type.takes_data else None

@@ -21,7 +21,7 @@ from ...train.memory import check_training_memory
 from ...train.progress import format_duration, format_record
 from ...train.trainer import Trainer
 from ..recipes import GRPORecipe, recipe_fields
-from ..task import HeldOut, ProblemStream, Task, TaskError, greedy_pass_rate
+from ..task import HeldOut, PostTrainingTask, ProblemStream, TaskError, greedy_pass_rate
 from .objective import PolicyLoss, clipped_policy_loss, group_advantages, token_logprobs
 from .rollout import sample_groups
 
@@ -31,8 +31,8 @@ class RolloutSource:
     `policy` (the model being trained, as it is at that step); in between, the same one. A batch is (sequences,
     completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
 
-    def __init__(self, *, policy, reference, tokenizer, task: Task, held_out: HeldOut, recipe: GRPORecipe, seed: int,
-                 world: World):
+    def __init__(self, *, policy, reference, tokenizer, task: PostTrainingTask, held_out: HeldOut, recipe: GRPORecipe,
+                 seed: int, world: World):
         self.policy, self.reference, self.tokenizer, self.world = policy, reference, tokenizer, world
         self.recipe, self.seed = recipe, seed
         self.reward_task = task.rewarded_by(recipe.reward)
@@ -87,7 +87,7 @@ class GRPOTrainer(Trainer):
     score = "pass_rate"
     higher_is_better = True
 
-    def __init__(self, model, tokenizer, task: Task, recipe: GRPORecipe, held_out: HeldOut, *,
+    def __init__(self, model, tokenizer, task: PostTrainingTask, recipe: GRPORecipe, held_out: HeldOut, *,
                  world: World | None = None, **kwargs):
         world = world or current_world()
         if recipe.prompts % world.size:

@@ -8,15 +8,15 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..task import METHODS, Task, TaskError
+from ..task import METHODS, PostTrainingTask, TaskError
 
 DEFAULT_TASKS = {"sft": "stories", "dpo": "stories", "grpo": "arithmetic"}  # a method's task when --task is not given
 # What a run saved before tasks existed (no task in its settings.json) trained:
 FIRST_TASKS = {"sft": "instruct", "dpo": "preference"}
-_REGISTERED: dict[str, type[Task]] = {}
+_REGISTERED: dict[str, type[PostTrainingTask]] = {}
 
 
-def register(task: type[Task]) -> type[Task]:
+def register(task: type[PostTrainingTask]) -> type[PostTrainingTask]:
     """Make a task class defined outside this package known by its name (a test's, a notebook's)."""
     _REGISTERED[task.name] = task
     return task
@@ -28,7 +28,7 @@ def task_names() -> list[str]:
     return found + [name for name in _REGISTERED if name not in found]
 
 
-def task_class(name: str) -> type[Task]:
+def task_class(name: str) -> type[PostTrainingTask]:
     if name in _REGISTERED:
         return _REGISTERED[name]
     if name not in task_names():
@@ -44,7 +44,7 @@ def tasks_for(method: str) -> list[str]:
     return [name for name in task_names() if method in task_class(name).recipes]
 
 
-def method_task(method: str, name: str) -> type[Task]:
+def method_task(method: str, name: str) -> type[PostTrainingTask]:
     """The task class `name`, which must have a recipe for `method`: else a TaskError that names those that do."""
     chosen = task_class(name)
     if method not in chosen.recipes:

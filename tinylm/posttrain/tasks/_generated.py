@@ -32,7 +32,7 @@ from ...train.progress import print_record
 from ...train.run import Finished, Job, Start
 from ...train.trainer import Trainer
 from ..recipes import GRPO_TRAIN, GRPORecipe
-from ..task import HeldOut, ProblemStream, Score, Task, TaskError, greedy_pass_rate
+from ..task import HeldOut, PostTrainingTask, ProblemStream, Score, TaskError, greedy_pass_rate
 
 ALPHABET = "\n ()*+-/0123456789:=>"  # every character a prompt or a well-formed answer of either task uses
 END = "\n"
@@ -110,7 +110,7 @@ def held_out_problems(task, count: int, seed: int = 1234) -> list[Problem]:
     raise TaskError(f"{task.name} has fewer than {count} distinct problems at these settings: ask for fewer")
 
 
-class GeneratedTask(Task):
+class GeneratedTask(PostTrainingTask):
     """A subclass gives `name`, `settings` (profile -> what `configure` takes; keywords of the constructor change
     them), `configure`, `sample(rng)` and `score(problem, text)`; `recipes` and `format_recipes` (profile ->
     (ModelShape, TrainConfig) of the task-format model) are these, unless it says otherwise."""
