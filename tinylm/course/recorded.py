@@ -1,7 +1,8 @@
 """Long runs a class can replay. A notebook cell that trains or times for minutes under the `cpu` profile puts its
 work in a function and calls `recorded(notebook, name, run, replay=REPLAY, profile=PROFILE)`. Live (the default),
-it runs the function and shows what it prints; under `cpu` it also records the result, that printed text, the date,
-the CPU and the seconds it took, in the package (`tinylm/course/recordings/`: a non-editable install has them).
+it runs the function and shows what it prints; under `cpu` it also records the result, that printed text, the date
+and the seconds it took, in the package (`tinylm/course/recordings/`: a non-editable install has them); which
+machine made them is the teacher's page's to say (notebooks/TEACHING.md), beside the command.
 With the notebook's `REPLAY = True` it runs nothing: it prints the recorded text and returns the recorded result,
 so a lesson shows the committed run's figures in seconds. A result is JSON: `encode` and `decode` turn richer
 objects (trained runs, timed costs) into plain lists and dicts and back.
@@ -20,7 +21,6 @@ from typing import Any, Callable
 
 from ..errors import InputError
 from ..paths import write_json
-from ..runtime import cpu_name
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
 
@@ -31,7 +31,7 @@ def recording_path(notebook: str, name: str) -> Path:
 
 
 def read_recording(notebook: str, name: str) -> dict[str, Any]:
-    """The recording as written: {"date", "machine", "seconds", "printed", "result"}; a one-line error if there is
+    """The recording as written: {"date", "seconds", "printed", "result"}; a one-line error if there is
     none."""
     path = recording_path(notebook, name)
     try:
@@ -42,7 +42,7 @@ def read_recording(notebook: str, name: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise InputError(f"{path} is not valid JSON ({error}): run the cell live under cpu to record it "
                          "again") from None
-    missing = {"date", "machine", "seconds", "printed", "result"} - set(recording)
+    missing = {"date", "seconds", "printed", "result"} - set(recording)
     if missing:
         raise InputError(f"{path} lacks {', '.join(sorted(missing))}: run the cell live under cpu to record it again")
     return recording
@@ -69,7 +69,8 @@ def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, 
         if profile != "cpu":
             raise InputError(f"the recorded {name!r} is a cpu run, and this notebook runs under {profile}: set "
                              "TINYLM_PROFILE=cpu, or REPLAY = False")
-        print(f"[replayed: recorded {recording['date']} on {recording['machine']}; REPLAY = False runs it live]")
+        print(f"[replayed: recorded {recording['date']} (notebooks/TEACHING.md says on which machine); REPLAY = False "
+              "runs it live]")
         print(recording["printed"], end="")
         return decode(recording["result"])
     tee = _Tee(sys.stdout)
@@ -77,7 +78,7 @@ def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, 
     with contextlib.redirect_stdout(tee):
         result = run()
     if profile == "cpu":
-        recording = {"date": datetime.date.today().isoformat(), "machine": cpu_name(),
+        recording = {"date": datetime.date.today().isoformat(),
                      "seconds": round(time.perf_counter() - started, 1), "printed": tee.getvalue(),
                      "result": encode(result)}
         write_json(recording_path(notebook, name), recording)
