@@ -4,7 +4,7 @@ scripts/refresh_notebook.py and the tests, kept out of the package because no no
 `unsupported_figures` lists the figures (decimals, percentages, N× ratios; not integers, code, math or links) that a
 notebook's markdown states and neither its saved outputs print nor notebooks/SOURCES.md sources; a figure a re-run
 could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
-sittings: the lesson (prose words / 100 + non-blank code lines / 4.8 before the exercises + the cpu runtime its last
+sittings: the lesson (prose words / 90 + non-blank code lines / 4.5 before the exercises + the cpu runtime its last
 cell prints, less the recorded cells that REPLAY = True replays; constants fitted to teachers' estimates,
 CONTRIBUTING.md) and the exercises (10 minutes to write a function, 20 for an experiment, + what they train, by the
 notebook's own printed estimate).
@@ -27,7 +27,7 @@ RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
 # What an exercise trains, as the notebook estimates it from its own run: "exercise 3 trains for about 95 s"
 EXERCISE_RUN_LINE = re.compile(r"exercise (\d+) trains for about ([\d,]+) s\b")
 RECORDED_CALL = re.compile(r'recorded\(\s*"([^"]+)",\s*"([^"]+)"')  # tinylm.course.recorded's calls
-WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 100, 4.8  # fitted to teachers' estimates: CONTRIBUTING.md
+WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 90, 4.5  # fitted to teachers' estimates: CONTRIBUTING.md
 MINUTES_PER_FUNCTION, MINUTES_PER_EXPERIMENT = 10, 20  # an exercise: write a function, or run an experiment
 LESSON_LIMIT_MINUTES = 90  # one sitting
 EXERCISES_HEADING = re.compile(r"^#+ .*exercise", re.I)  # the first heading that names an exercise ends the lesson

@@ -107,10 +107,11 @@ def test_the_study_time_counts_the_lesson_before_the_exercises_and_the_exercises
     path.write_text(json.dumps(notebook))
     time = study_time(path)
     assert (time.prose_words, time.code_lines, time.runtime_seconds) == (300, 48, 120.0)
-    assert time.reading_minutes == pytest.approx(13) and time.lesson_minutes == pytest.approx(15)
+    assert time.reading_minutes == pytest.approx(300 / 90 + 48 / 4.5)  # 14: the rates CONTRIBUTING.md fits
+    assert time.lesson_minutes == pytest.approx(16)  # and the 120 s run
     assert (time.exercises, time.experiments, time.exercise_run_seconds) == (2, 1, 90.0)
     assert time.exercise_minutes == pytest.approx(31.5)
-    assert time_paragraph(time).startswith("**How long it takes**: a lesson of about 15 minutes")
+    assert time_paragraph(time).startswith("**How long it takes**: a lesson of about 16 minutes")
 
 
 def test_a_recorded_cell_counts_in_the_lesson_as_replayed(tmp_path, monkeypatch):

@@ -15,9 +15,14 @@ from tinylm.course.plotting import (  # noqa: E402
     LiveLossPlot,
     plot_arms,
     plot_balancing,
+    plot_effective_choices,
     plot_expert_load,
     plot_fine_tuning,
+    plot_loss_panels,
     plot_losses,
+    plot_per_block,
+    plot_token_bars,
+    plot_token_times,
     trailing_mean,
 )
 
@@ -174,3 +179,44 @@ def test_plot_fine_tuning_draws_each_seeds_losses_and_marks_the_pass_rate_that_c
     assert "lowest validation loss 2.000 at step 10" in said[0] and "25.0% at step 10 (best.pt), 20.0%" in said[1]
     loss_ax, rate_ax = plot_fine_tuning({42: report}, {42: records}, pass_rates=False, say=said.append)
     assert not rate_ax.get_lines() and len(said) == 3
+
+
+def test_plot_token_bars_draws_each_panels_probabilities_and_greys_what_a_sampler_cut():
+    probs = [0.5, 0.3, 0.2]
+    fig = plot_token_bars({"all": probs, "top-2": probs}, ["a", "b", "c"], kept=[[True] * 3, [True, True, False]])
+    everything, top_two = fig.axes
+    assert [bar.get_height() for bar in top_two.patches] == pytest.approx(probs)
+    assert [tick.get_text() for tick in top_two.get_xticklabels()] == ["a", "b", "c"]
+    grey = matplotlib.colors.to_rgba("lightgray")
+    assert [bar.get_facecolor() == grey for bar in top_two.patches] == [False, False, True]
+    assert not any(bar.get_facecolor() == grey for bar in everything.patches)
+    assert top_two.get_title() == "top-2"
+
+
+def test_plot_effective_choices_bounds_the_curve_by_one_choice_and_the_vocabulary():
+    ax = plot_effective_choices([0.1, 1.0, 10.0], [1.2, 8.0, 60.0], vocab_size=65).axes[0]
+    curve, uniform, greedy, _ = ax.get_lines()
+    assert list(curve.get_ydata()) == [1.2, 8.0, 60.0]
+    assert uniform.get_ydata()[0] == 65 and greedy.get_ydata()[0] == 1
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+
+
+def test_plot_token_times_draws_milliseconds_with_and_without_the_cache_per_model():
+    fig = plot_token_times({"small": {True: [0.001, 0.002], False: [0.003, 0.004]},
+                            "wide": {True: [1.0], False: [2.0]}})
+    small = fig.axes[0]
+    without, with_cache = small.get_lines()
+    assert list(without.get_ydata()) == pytest.approx([3.0, 4.0])
+    assert list(with_cache.get_ydata()) == pytest.approx([1.0, 2.0])
+    assert [ax.get_title() for ax in fig.axes] == ["small, first round", "wide, first round"]
+
+
+def test_plot_per_block_and_loss_panels_draw_every_series():
+    ax = plot_per_block({"residual": [1.0, 2.0], "plain": [1e-9, 1.0]}, "gradient norm").axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == ["residual", "plain"] and ax.get_yscale() == "log"
+    fig = plot_loss_panels({"lr 3e-3": {"with": [4.0, 3.0], "without": [4.0, float("nan")]},
+                            "lr 1e-3": {"with": [4.0]}}, reference=(3.3, "unigram"), ylim=(2.5, 6))
+    first, second = fig.axes
+    assert [line.get_label() for line in first.get_lines()] == ["with", "without", "unigram"]
+    assert first.get_ylim() == (2.5, 6) and len(second.get_lines()) == 2
+

@@ -29,7 +29,7 @@
 # - `nn.Embedding`;
 # - AdamW, raced against plain gradient descent.
 #
-# **How long it takes**: a lesson of about 44 minutes (reading, code and the `cpu` run's 10 s, by the course's
+# **How long it takes**: a lesson of about 47 minutes (reading, code and the `cpu` run's 10 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #

@@ -30,7 +30,7 @@
 # - the bigram model and the **baseline validation loss** later models must beat (exercise 4: how close it comes to
 #   the best bigram).
 #
-# **How long it takes**: a lesson of about 45 minutes (reading, code and the `cpu` run's 6 s, by the course's
+# **How long it takes**: a lesson of about 48 minutes (reading, code and the `cpu` run's 6 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #

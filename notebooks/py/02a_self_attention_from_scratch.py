@@ -27,7 +27,7 @@
 # - queries, keys, the 1/√head_size scaling (exercise 2 measures why) and the causal mask;
 # - many heads, batched as real implementations do.
 #
-# **How long it takes**: a lesson of about 40 minutes (reading, code and the `cpu` run's 1 s, by the course's
+# **How long it takes**: a lesson of about 43 minutes (reading, code and the `cpu` run's 1 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per
 # experiment).
 #

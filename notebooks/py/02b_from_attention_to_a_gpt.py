@@ -18,17 +18,15 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/02b_from_attention_to_a_gpt.ipynb)
 #
-# Notebook 2a built causal self-attention. Here you build a GPT around `tinylm`'s, asserting each piece, until your
-# model computes what `tinylm.GPT` computes.
+# Notebook 2a built causal self-attention. Here you build a GPT around it and match `tinylm.GPT`.
 #
 # **What you will learn**
-# - the transformer block and a GPT that matches `tinylm.GPT`;
-# - GPT-2's initialisation;
-# - why residuals let deep stacks train, and a first look at layer norms;
-# - an overfitting check and its blind spots;
-# - what each piece buys, three seeds per arm.
+# - the transformer block, the full GPT and GPT-2's initialisation;
+# - why residuals let deep stacks train; a first look at layer norms;
+# - what overfitting one batch misses;
+# - what each piece buys.
 #
-# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 263 s, by the course's
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 199 s, by the course's
 # formula), then a second sitting of about 20 minutes for the exercise (20 minutes, an experiment).
 #
 # | profile | what it runs | time |
@@ -39,9 +37,9 @@
 #
 # **Papers**: GPT-2
 # ([Radford et al., 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf)),
-# layer norm ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residual connections
+# layer norm ([Ba et al., 2016](https://arxiv.org/abs/1607.06450)), residuals
 # ([He et al., 2015](https://arxiv.org/abs/1512.03385)), rank collapse ([Dong et al., 2021](https://arxiv.org/abs/2103.03404)),
-# pre- vs post-norm ([Xiong et al., 2020](https://arxiv.org/abs/2002.04745)). Built as in Karpathy's
+# pre- vs post-norm ([Xiong et al., 2020](https://arxiv.org/abs/2002.04745)). After Karpathy's
 # [nanoGPT](https://github.com/karpathy/nanoGPT) and [*Let's build GPT*](https://www.youtube.com/watch?v=kCc8FmEb1nY).
 
 # %%
@@ -55,8 +53,7 @@ if "google.colab" in sys.modules:
 # %% [markdown]
 # ## Setup
 #
-# The profile sets the steps of sections 4, 5 and 6. `cfg` is notebook 2a's small model; `x`, activations to check
-# modules on.
+# `cfg` is notebook 2a's small model; `x`, test activations.
 
 # %%
 import dataclasses
@@ -70,9 +67,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import tinylm
-import tinylm.course.plotting
 import tinylm.generate.decode
 from tinylm.course.diagrams import draw_pre_norm_block
+from tinylm.course.plotting import plot_loss_panels, plot_per_block, use_projector_style
 from tinylm.model.attention import CausalSelfAttention
 from tinylm.model.gpt import Block
 
@@ -82,7 +79,7 @@ OVERFIT_STEPS = {"smoke": 30, "cpu": 300, "gpu": 300}[PROFILE]  # optimizer step
 LADDER_STEPS = {"smoke": 10, "cpu": 1_000, "gpu": 1_000}[PROFILE]  # optimizer steps of each model of section 6
 NORM_STEPS = {"smoke": 3, "cpu": 100, "gpu": 100}[PROFILE]  # training steps of section 4's 48-block stacks
 torch.set_printoptions(precision=3, sci_mode=False)
-tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
+use_projector_style()  # fonts readable on a projector
 print(f"profile={PROFILE}  overfit_steps={OVERFIT_STEPS}  ladder_steps={LADDER_STEPS}  norm_steps={NORM_STEPS}")
 
 cfg = tinylm.GPTConfig(vocab_size=65, block_size=16, n_layer=2, n_head=4, n_embd=32)
@@ -92,26 +89,22 @@ x = torch.randn(2, cfg.block_size, cfg.n_embd)  # (B, T, C)
 # %% [markdown]
 # ## 1. The transformer block
 #
-# A block pairs attention, where positions *communicate*, with an MLP, where each position *computes* on what it
-# gathered. Two ingredients make a deep stack trainable:
+# Attention lets positions *communicate*; the MLP lets each position *compute* on what it gathered. Two ingredients
+# make a deep stack trainable: **residual connections** (He et al., 2015), `x = x + attn(…)`, and **layer norm** (Ba
+# et al., 2016).
 #
-# - **Residual connections** (He et al., 2015): `x = x + attn(…)`; the gradient of a sum reaches `x` unchanged at any
-#   depth (section 4).
-# - **Layer norm** (Ba et al., 2016): each position's `C` channels normalised to mean 0, variance 1, then a learned
-#   gain and bias.
-#
-# **Pre-norm or post-norm.** The original Transformer ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762))
-# normalised *after* each addition, `x = ln(x + attn(x))`: every path crosses a norm, and deep post-norm stacks need a
-# learning-rate warmup to train at all (Xiong et al., 2020). GPT-2 normalises *before* each sub-layer, `x = x +
-# attn(ln(x))`, and after the last block; the stream itself is never normalised, so section 4's identity path stays
-# intact. Pictured: each sub-layer reads a normalised copy and adds its result back.
+# **Pre-norm.** The original Transformer ([Vaswani et al., 2017](https://arxiv.org/abs/1706.03762)) normalised *after*
+# each addition, putting a norm on every path; deep post-norm stacks need a learning-rate warmup (Xiong et al., 2020).
+# GPT-2 normalises only the copies each sub-layer and `lm_head` read, `x = x + attn(ln(x))`, never the stream
+# itself: section 4's identity path stays intact.
 
 # %%
 draw_pre_norm_block()  # tinylm/course/diagrams.py
 plt.show()
 
 # %% [markdown]
-# Layer norm from its definition, with `nn.LayerNorm`'s biased variance (divide by `C`) and parameter names.
+# Layer norm normalises each position's `C` channels to mean 0, variance 1 (the biased variance of `nn.LayerNorm`),
+# then applies a learned gain and bias.
 
 # %%
 class LayerNormFromScratch(nn.Module):
@@ -143,8 +136,8 @@ with torch.no_grad():
 print("LayerNormFromScratch == nn.LayerNorm; per position: mean 0, variance 1")
 
 # %% [markdown]
-# The MLP widens to `4·C` channels (the width Vaswani et al. and GPT-2 chose: room to compute per position), applies
-# GELU (a smooth ReLU; GPT-2's tanh approximation) and projects back to `C`. Then the block, in GPT-2's order.
+# The MLP widens to `4·C` channels, the room to compute Vaswani et al. and GPT-2 chose, applies GELU (a smooth ReLU,
+# in GPT-2's tanh approximation) and projects back.
 
 # %%
 class MLPFromScratch(nn.Module):
@@ -173,8 +166,7 @@ class BlockFromScratch(nn.Module):
 
 
 # %% [markdown]
-# Self-check against `tinylm.model.gpt.Block`, after adding noise to every parameter: fresh layer norms (gain 1, bias
-# 0) would hide a swapped or missing term.
+# Checked against tinylm's `Block` with jittered weights: gain 1 and bias 0 would hide a swapped or missing term.
 
 # %%
 def jitter_(module: nn.Module, scale: float = 0.1) -> nn.Module:
@@ -197,10 +189,9 @@ print("BlockFromScratch == tinylm.model.gpt.Block")
 # %% [markdown]
 # ## 2. The full GPT
 #
-# Around the blocks: token embedding `wte` (`vocab_size × C`); position embedding `wpe` (`block_size × C`), *added*,
-# so a character differs by position; final layer norm `ln_f`; `lm_head` (`C → vocab_size`), sharing `wte`'s matrix
-# (*weight tying*, as in GPT-2: it saves `vocab_size × C` parameters, and a token is read in and predicted with the
-# same vector). `Dropout` does nothing at the default `dropout = 0`; notebook 3b writes it.
+# Around the blocks: token and position embeddings, `wte` + `wpe`, so a character differs by position; a final layer
+# norm `ln_f`; and `lm_head`, which shares `wte`'s matrix as in GPT-2 (*weight tying*): `vocab_size × C` fewer
+# parameters, one vector to read and predict a token. Dropout waits for notebook 3b.
 
 # %%
 class GPTFromScratch(nn.Module):
@@ -242,7 +233,7 @@ print(f"parameters: yours {n_params:,}   tinylm.GPT {ref_gpt.num_parameters():,}
 assert n_params == ref_gpt.num_parameters()
 
 # %% [markdown]
-# Self-check with tinylm's (jittered) weights on a Shakespeare batch: logits, loss, greedy generation.
+# Checked against `tinylm.GPT` on a Shakespeare batch.
 
 # %%
 from tinylm.data.tokens import RandomWindowSampler
@@ -266,8 +257,7 @@ assert same
 print(f"logits, loss ({loss.item():.4f}) and greedy generation match tinylm.GPT")
 
 # %% [markdown]
-# Why `wpe`: one attention layer sees its inputs as a *set*; shuffling the first 15 tokens leaves the last position's
-# output unchanged without `wpe`, not with it.
+# Why `wpe`: without it attention sees a *set*; shuffling the first 15 tokens cannot change the last output.
 
 # %%
 torch.manual_seed(1337)
@@ -286,17 +276,14 @@ assert change_without < 1e-5 and change_with > 1e-2, (change_without, change_wit
 # %% [markdown]
 # ## 3. Weight initialisation
 #
-# GPT-2's rule as nanoGPT implements it (the 1/√N scaling is the paper's), which `tinylm.GPT` follows
-# (`tinylm/model/gpt.py`):
+# GPT-2's rule, as nanoGPT implements it (the 1/√N is the paper's) and `tinylm.GPT` follows:
 #
-# - `Linear` and `Embedding` weights: normal, mean 0, **std 0.02**;
-# - biases **zero**; layer norms gain 1 and bias 0;
-# - the two projections per block into the residual stream, `attn.c_proj` and `mlp.c_proj`: std
-#   **0.02 / √(2·n_layer)**.
+# - `Linear` and `Embedding` weights normal, mean 0, **std 0.02**; biases zero; norms untouched;
+# - `attn.c_proj` and `mlp.c_proj`, each block's writes into the residual stream: std **0.02 / √(2·n_layer)**.
 #
-# The small std keeps the first logits near 0, starting the model near uniform, at loss ln 65. The stream sums N =
-# 2·n_layer residual outputs, roughly independent at initialisation, so their variances add; dividing each std by √N
-# keeps the total depth-independent (exercise 1 measures it).
+# The small std starts the model near uniform (logits near 0), at loss ln 65. The stream sums N = 2·n_layer residual
+# outputs, roughly independent at initialisation, so their variances add; dividing each std by √N keeps the total
+# independent of depth (exercise 1).
 
 # %%
 def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
@@ -315,8 +302,7 @@ def init_gpt2_(model: nn.Module, scale_residual: bool = True) -> nn.Module:
 
 
 # %% [markdown]
-# Self-check against `tinylm.GPT` by distribution: biases and norms exact, each weight's std within a tenth of
-# tinylm's, on a 4-layer, 64-wide model big enough to measure it.
+# The weights are random: the check compares biases and norms exactly, each weight matrix's std within a tenth.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -336,14 +322,14 @@ for name in ("transformer.wte.weight", "transformer.h.0.attn.c_attn.weight", "tr
 print(f"residual projections: 0.02 / sqrt(2 * {cfg_init.n_layer}) = {0.02 / math.sqrt(2 * cfg_init.n_layer):.4f}")
 
 # %% [markdown]
-# ## 4. Why residual connections and layer norms help
+# ## 4. Why residuals help; layer norms, a first look
 #
-# The derivative of `x + F(x)` is `I + ∂F/∂x`: the top's gradient reaches every block through the identity. Without
-# the skip, block `l`'s gradient is a product of one Jacobian per layer above, shrinking or growing geometrically. We
-# measure each of 48 fresh blocks' gradient norm, as written and with every `x = x + f(x)` made `x = f(x)`.
+# The derivative of `x + F(x)` is `I + ∂F/∂x`: the identity matrix plus F's *Jacobian*, its matrix of partial
+# derivatives. So the top's gradient reaches every block through `I`. Without the skip (`x = f(x)`), notebook 0's chain
+# rule makes block `l`'s gradient a product of one Jacobian per layer above, shrinking or growing geometrically.
 #
-# **Predict, then run.** Without residuals, how much smaller is the first block's gradient than the last's: 2 times,
-# 100 times, or more?
+# **Predict, then run.** In 48 fresh blocks without residuals, how much smaller is block 0's gradient than block 47's:
+# 2 times, 100 times, or more?
 
 # %%
 def block_gradient_norms(model: nn.Module, idx: torch.Tensor, targets: torch.Tensor, residual: bool = True):
@@ -376,17 +362,10 @@ print(f"with residuals:    gradient norm {with_skip[0]:.1e} at block 0, {with_sk
 print(f"without residuals: gradient norm {without_skip[0]:.1e} at block 0, {without_skip[-1]:.1e} at block 47")
 print(f"variance across positions at the top: {spread_with:.2f} with residuals, {spread_without:.1e} without")
 
-fig, ax = plt.subplots(figsize=(10, 4.8))
-ax.semilogy(with_skip, lw=2.5, label="x = x + f(x)  (residual)")
-ax.semilogy(without_skip, lw=2.5, label="x = f(x)  (plain)")
-ax.set_xlabel("block (0 = nearest the input)")
-ax.set_ylabel("gradient norm of the block's weights")
-ax.set_title(f"gradient reaching each of {cfg_deep.n_layer} blocks at initialisation")
-ax.grid(alpha=0.3, which="both")
-ax.legend()
-fig.tight_layout()
+plot_per_block({"x = x + f(x)  (residual)": with_skip, "x = f(x)  (plain)": without_skip},
+               "gradient norm of the block's weights",
+               title=f"gradient reaching each of {cfg_deep.n_layer} blocks at initialisation")
 plt.show()
-plt.close(fig)
 
 # %%
 assert max(with_skip) < 3 * min(with_skip), "with residuals every block should get a gradient of similar size"
@@ -394,15 +373,14 @@ assert without_skip[0] < 1e-3 * without_skip[-1], "without residuals the gradien
 print("residual connections carry the gradient to every block")
 
 # %% [markdown]
-# With the skip, all blocks' gradients are of about one size; without, block 0's is almost nine orders of magnitude
-# below block 47's. Without the skip nothing adds the input back, and each fresh attention layer averages its
-# positions almost uniformly: after 48 layers all positions hold nearly the same vector (the variance above), Dong et
-# al.'s *rank collapse*.
+# Without the skip, block 0's gradient is almost nine orders of magnitude below block 47's, and each fresh attention
+# layer averages positions almost uniformly, so after 48 layers they hold nearly one vector (the variance above): Dong
+# et al.'s *rank collapse*.
 
 # %% [markdown]
-# With residuals but no norms, the initial gradient is still even across blocks (first line below); the difference
-# shows in training, when sub-layers read the raw, moving stream. Same initial weights and batches, AdamW at 3e-3 and
-# a third of it, one seed; reference: the unigram entropy, the loss of knowing only character frequencies.
+# Without norms the initial gradient is still even (first line below); the difference shows in training (same initial
+# weights and batches; AdamW, 3e-3 and 1e-3), once sub-layers read the raw, moving stream. Reference: the unigram
+# entropy, the loss of knowing only character frequencies.
 
 # %%
 def without_norms(model: nn.Module) -> nn.Module:
@@ -449,34 +427,21 @@ for lr in (3e-3, 1e-3):
               f"{max(finite):.2f}, mean of the last {len(tail)} steps {sum(tail) / len(tail):.2f}"
               + ("" if first_bad is None else f"; not a number from step {first_bad}"))
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), sharey=True)
-for ax, lr in zip(axes, (3e-3, 1e-3)):
-    for norms in (True, False):
-        ax.plot(deep_losses[lr, norms], lw=2, label="with norms" if norms else "without norms")  # inf, nan: a gap
-    ax.axhline(unigram, color="grey", ls="--", lw=1, label="unigram entropy")
-    ax.set_ylim(2.5, 6)  # a diverging loss leaves the plot at the top
-    ax.set_title(f"{cfg_deep.n_layer} residual blocks, AdamW at {lr:.0e}")
-    ax.set_xlabel("step")
-    ax.grid(alpha=0.3)
-axes[0].set_ylabel("training loss (nats/char)")
-axes[0].legend()
-fig.tight_layout()
+plot_loss_panels({f"{cfg_deep.n_layer} residual blocks, AdamW at {lr:.0e}":
+                  {f"{'with' if norms else 'without'} norms": deep_losses[lr, norms] for norms in (True, False)}
+                  for lr in (3e-3, 1e-3)}, reference=(unigram, "unigram entropy"), ylim=(2.5, 6))
 plt.show()
-plt.close(fig)
 
 # %% [markdown]
-# At 3e-3 the stack without norms diverged, while with norms it spiked once (to 4.93), recovered and ended a little
-# below the unigram entropy. At a third
-# of the rate, without norms the loss spiked and ended above it, with norms below. A likely, untested cause: a norm
-# feeds its sub-layer a fixed-size input; without one, the input grows with everything added before. One seed, 100
-# steps: suggestive, not a measurement.
+# At 3e-3, without norms the stack diverged; with norms it spiked to 5.20, then ended a little below the unigram
+# entropy. At 1e-3, without norms it spiked and ended above it, with norms below. Likely, untested cause: without a
+# norm, a sub-layer's input grows with everything added before. One seed, 100 steps: suggestive, not a measurement.
 
 # %% [markdown]
 # ## 5. Can it learn?
 #
-# The quickest check that the model learns: *overfit one batch* (the same 8 windows every step) until the loss nears
-# zero. It misses mistakes a 2-block model fits around, such as a missing norm or a mask showing the future; the
-# asserts against tinylm catch those. With GPT-2's initialisation the first loss is almost exactly ln 65 = 4.17.
+# The quickest check: *overfit one batch* (8 fixed windows) until the loss nears zero. It misses mistakes a 2-block
+# model fits around, like a missing norm or a future-revealing mask, which the asserts against tinylm catch.
 
 # %%
 torch.manual_seed(1337)
@@ -501,12 +466,11 @@ print("your GPT learns")
 # %% [markdown]
 # ## 6. What each piece buys
 #
-# What is each piece worth? As in Karpathy's lecture, your pieces train on Shakespeare, each model the previous one
-# plus one thing:
+# As in Karpathy's lecture, each model adds one piece:
 #
 # | model | what it adds |
 # |---|---|
-# | bigram | embeddings and head, no block (not notebook 1's table) |
+# | bigram | embeddings and head, no block: a rank-32 table plus positions, a little worse than notebook 1's |
 # | one head | one block, one full-width head; no MLP, residual or norm |
 # | multi-head | four quarter-width heads |
 # | +MLP | the MLP |
@@ -514,12 +478,11 @@ print("your GPT learns")
 # | +LayerNorm | the layer norms: your `GPTFromScratch` |
 # | scaled up | two blocks, twice as wide: two changes at once |
 #
-# Each trains `LADDER_STEPS` AdamW steps at a constant 3e-3 on batches of 32 random 16-character windows, three seeds,
-# scored on all of validation. Heads are untied (tied, the bigram's scores would be nearly symmetric). The models are
-# your modules as built, as in Karpathy's lecture, without `init_gpt2_`: their initialisation is PyTorch's default,
-# not section 3's, and the +LayerNorm verdict may depend on it. "Told apart": every seed of one beats every seed of
-# the other, as equal models do 1 time in 10; were all six pairs equal, at least one would be told apart by chance
-# about half the time (1 − 0.9⁶), so read the gaps too. `±` is half the range over the three seeds.
+# Each trains `LADDER_STEPS` AdamW steps on Shakespeare (constant 3e-3, 32 random 16-character windows a batch), three
+# seeds, scored on all of validation. Heads are untied: tied, the bigram's scores would be nearly symmetric. As in the
+# lecture, they keep PyTorch's default initialisation. Were all six pairs equal, at least one would be "told apart" by
+# chance about half the time (each verdict errs 10% of the time; roughly 1 − 0.9⁶), so read the gaps too. `±` is half
+# the range over seeds.
 
 # %%
 from tinylm.eval.loss import evaluate_loss
@@ -583,20 +546,20 @@ if PROFILE != "smoke":
     assert told_apart(val_loss["+LayerNorm"], val_loss["bigram"]), "your GPT should beat the bigram on every seed"
 
 # %% [markdown]
-# Samples continue a new line, with seed 0 for every model: the same random draws, so they agree wherever the models'
-# probabilities roughly agree. The gaps told apart (0.059 to 0.174) are several times the widest range over seeds
-# (at most 0.021). Likely reasons for each step down: attention looks back, heads
-# seek several things, the MLP computes on what they found, the residual lets `lm_head` see the character itself.
-# At PyTorch's default initialisation, LayerNorm bought nothing measurable in this one-block model; section 4 suggested, at one seed, that it pays in deep
-# stacks. These verdicts hold for this short budget; notebook 3b trains `tinylm.GPT` longer on a tuned schedule.
+# Samples share seed 0's random draws, so they agree where the models' probabilities roughly agree. The gaps told apart
+# (0.059 to 0.174) are each over twice their pair's widest range over seeds (0.009 to 0.021). Likely reasons for the
+# gains: attention looks back, heads seek several things, the MLP computes on their findings, the residual shows
+# `lm_head` the character itself. At PyTorch's default initialisation, on which this verdict may depend, LayerNorm
+# bought nothing measurable in this one-block model; section 4 suggested it pays in deep stacks. These verdicts hold for
+# this short budget; notebook 3b trains longer.
 
 # %% [markdown]
 # ## What you learned
 #
-# - A block: attention and an MLP, each behind a layer norm, added to the residual stream; `wpe` gives the order.
-# - GPT-2's initialisation starts at loss ln V and keeps the stream's size independent of depth.
-# - Residuals carry the gradient through deep stacks; layer norms seemed to matter once the weights moved (one seed).
-# - Overfitting shows the model can fit, not that each piece is right or useful; the ladder measures each piece.
+# - A block: attention and an MLP, each behind a layer norm, added to the residual stream; `wpe` gives order.
+# - GPT-2's initialisation: loss ln V at the start, stream size independent of depth.
+# - Residuals carry the gradient through depth; norms seemed to help once weights moved (one seed).
+# - Overfitting shows the model can fit; the ladder prices each piece.
 #
 # ## Exercises
 #

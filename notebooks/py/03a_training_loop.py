@@ -26,7 +26,7 @@
 # - a loop that matches `tinylm.Trainer` step for step;
 # - what a checkpoint needs for a resumed run to continue exactly.
 #
-# **How long it takes**: a lesson of about 61 minutes (reading, code and the `cpu` run's 19 s, by the course's
+# **How long it takes**: a lesson of about 66 minutes (reading, code and the `cpu` run's 19 s, by the course's
 # formula), then a second sitting of about 41 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
 # and 41 s of training).
 #

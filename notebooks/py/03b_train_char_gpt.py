@@ -27,7 +27,7 @@
 # - the GPT against a bigram, how much context it uses, and what a checkpoint holds;
 # - an experiment judged by a stated rule (exercise 1).
 #
-# **How long it takes**: a lesson of about 46 minutes (reading, code and the `cpu` run's 94 s, by the course's
+# **How long it takes**: a lesson of about 50 minutes (reading, code and the `cpu` run's 94 s, by the course's
 # formula), then a second sitting of about 21 minutes for the exercise (20 minutes, an experiment, and 54 s of
 # training).
 #

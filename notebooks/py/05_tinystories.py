@@ -19,20 +19,20 @@
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/05_tinystories.ipynb)
 #
 # [TinyStories](https://huggingface.co/datasets/roneneldan/TinyStories) is about two million short stories that
-# GPT-3.5 and GPT-4 wrote in a small child's words; its authors showed that models below 10 million parameters learn
-# to write coherent stories from it. Here notebook 3b's GPT trains on it with notebook 4's GPT-2 tokens.
+# GPT-3.5 and GPT-4 wrote in a small child's words; models under 10M parameters learn from it to write coherent
+# stories. Notebook 3b's GPT trains on it, in notebook 4's GPT-2 tokens.
 #
 # **What you will learn**
-# - memory-mapped token files; the stories' lengths and Zipf's law;
-# - a *trimmed* vocabulary: fewer FLOPs for a CPU run, the loss still per GPT-2 token;
-# - the 51M `gpu` model's parameters; mixed precision, by running it; what gradient accumulation buys;
-# - bits per byte, a loss that compares tokenizers and compressors.
+# - memory-mapped token files; Zipf's law;
+# - a *trimmed* vocabulary for CPU runs;
+# - the 51M model's parameters; mixed precision; gradient accumulation;
+# - bits per byte.
 #
 # **Papers and code**: TinyStories ([Eldan and Li, 2023](https://arxiv.org/abs/2305.07759)); mixed precision
 # ([Micikevicius et al., 2017](https://arxiv.org/abs/1710.03740)); bf16 ([Kalamkar et al., 2019](https://arxiv.org/abs/1905.12322));
 # [llama2.c](https://github.com/karpathy/llama2.c).
 #
-# **How long it takes**: a lesson of about 87 minutes (reading, code and the `cpu` run's 215 s, by the course's
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 215 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -84,23 +84,14 @@ SEED = 42
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %%
-# The one switch. False (the default): a bounded run that ends in minutes. cpu trains for 200 s; gpu trains the 51M
-# model for 7 minutes on the first 150,000 stories (how long on a GPU: README, "Running on a GPU").
-# True: the profile's full recipe with no time limit; for gpu, 40,000 steps on all of TinyStories, which takes hours
-# even on a large GPU. The command line is the other way to run the full recipe:
-#     python -m tinylm.train tinystories --profile gpu
 FULL_RECIPE = False
 
 # %% [markdown]
 # ## From stories to token files
 #
-# `prepare()` writes two token files. Under **`gpu`** (online) it streams TinyStories from Hugging Face, the bounded
-# run only the first 150,000 training stories; under **`cpu`**, **`smoke`** or offline it reads
-# the first 2 MiB of the training file and holds out its last 5% of stories.
-#
-# Each story is GPT-2 BPE tokens followed by **one end-of-text token** (id 50256), stored as raw `uint16`. Training
-# windows start anywhere and often span two stories; the token marks where a story begins and teaches the model to end
-# one, which is how generation stops.
+# `prepare()` writes training and validation token files; the 2 MiB sample (`cpu`, `smoke`, offline) holds out its last
+# 5% of stories. Each story is GPT-2 tokens plus **one end-of-text token**, stored as `uint16`. The
+# token marks story boundaries inside training windows and teaches the model to end a story, so generation stops.
 
 # %%
 track = tinylm.get_track("tinystories")
@@ -116,11 +107,8 @@ print(json.dumps({key: value for key, value in gpt2_data.meta.items() if key not
                  indent=2))
 
 # %% [markdown]
-# ### Why a memory map
-#
-# The full training split is about 450M tokens. `np.memmap` maps the file into memory; the operating system reads a
-# 4 KiB page only when an index touches it, so opening 100 GB is as cheap as 1 MB, and a batch reads only the pages
-# under its windows.
+# `np.memmap` lets the OS read a 4 KiB page only when an index touches it: a batch reads only its windows' pages, even
+# of the 450M-token full split.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -136,9 +124,9 @@ print(f"what the Trainer gets in this profile: {type(data.train).__name__} of {d
       f"tokenizer {type(data.tokenizer).__name__}")
 
 # %% [markdown]
-# ## Looking at the data
+# ## The data
 #
-# Statistics over the first 5M training tokens (under `cpu`, all 467,818 tokens of the sample), starting with story lengths:
+# Story lengths in the first 5M training tokens (under `cpu`, the whole sample):
 
 # %%
 STATS_TOKENS = 5_000_000
@@ -164,8 +152,8 @@ for block in (cpu_block, gpu_block):
     print(f"stories longer than a context of {block}: {np.mean(story_lengths > block):.0%}")
 
 # %% [markdown]
-# The `cpu` model's 128 tokens hold about two thirds of a typical story. Token frequency against rank, on log-log axes,
-# follows **Zipf's law**: frequency falls roughly like `1/rank`.
+# A `cpu` context holds about two thirds of a typical story. Token frequencies follow **Zipf's law**, roughly
+# `1/rank`:
 
 # %%
 counts = np.bincount(stats_ids, minlength=gpt2.vocab_size)  # occurrences of each GPT-2 id
@@ -194,8 +182,8 @@ for share in (0.5, 0.9, 0.99):
 # ## A trimmed vocabulary for the CPU
 #
 # With 50,257 tokens, a small model's output layer is most of its work. `TrimmedBPETokenizer` keeps GPT-2's
-# tokenization but gives **compact ids** 0, 1, 2, ... only to tokens the training text uses; every other token becomes
-# one extra id, **`<unk>`**, decoded as `�`. The `cpu` and `smoke` profiles train on compact ids:
+# tokenization but gives **compact ids** only to tokens in the training text; the rest share one id, **`<unk>`**,
+# and `cpu` and `smoke` train on them:
 
 # %%
 if isinstance(data.tokenizer, TrimmedBPETokenizer):
@@ -210,15 +198,17 @@ for text in ["Once upon a time, Lily found a shiny red ball.", "The quantum phys
           f"  decoded:     {trimmed.decode(trimmed.encode(text))!r}")
 
 # %% [markdown]
-# ### Keeping the loss per GPT-2 token
+# Each `<unk>` decodes as "�", its word and leading space lost.
 #
-# `<unk>` does not say *which* dropped token comes next, so share its probability `p` evenly among the `dropped` GPT-2
-# tokens it stands for. That is a distribution over all 50,257, and its loss on such a target is
+# ### A loss per GPT-2 token
+#
+# `<unk>` does not say *which* dropped token comes next, so spread its probability `p` evenly over the `dropped` tokens;
+# a dropped target then loses
 #
 # $$-\ln\frac{p}{\text{dropped}} = -\ln p + \ln(\text{dropped}).$$
 #
-# `tinylm.eval.loss.evaluate_loss` adds this **unk penalty** to every `<unk>` target, so the loss compares with an
-# untrimmed model's, if anything pessimistically. Only validation tokens absent from the training text are `<unk>`:
+# `evaluate_loss` adds this **unk penalty** to each `<unk>` target, so the loss compares with an untrimmed model's,
+# pessimistically if anything:
 
 # %%
 val_unk = trimmed.compact(gpt2_val) == trimmed.unk_id
@@ -230,7 +220,7 @@ print(f"the penalty itself adds {val_unk.mean() * trimmed.unk_penalty:.3f} nats 
 print("some of them:", sorted({gpt2.decode([i]) for i in np.asarray(gpt2_val)[val_unk][:12]}))
 
 # %% [markdown]
-# Rare words and names. Check the penalty against a stand-in tokenizer with the same vocabulary and no `<unk>`:
+# Checked against a tokenizer without `<unk>`:
 
 # %%
 compact_val = trimmed.compact(gpt2_val)
@@ -249,10 +239,10 @@ print(f"{T} targets, {unk_targets} of them <unk>: evaluate_loss {with_penalty:.4
       f"{unk_targets} x {trimmed.unk_penalty:.2f} / {T} nats per GPT-2 token")
 
 # %% [markdown]
-# ### Why it matters on a CPU
+# ### The cost
 #
-# As in notebook 4, a training step costs about 6 FLOPs per weight per token (2 forward, 4 backward) plus the attention
-# scores, so the tied output layer, a `V × C` matmul, costs `6·V·C`. For the `cpu` recipe's shape:
+# A step costs about 6 FLOPs per weight per token (2 forward, 4 backward; notebook 4) plus attention, so the
+# `V × C` output layer costs `6·V·C`:
 
 # %%
 cpu_preset, cpu_train_cfg = track.recipe("cpu")
@@ -271,12 +261,12 @@ for name, rows_ in rows:
           f"{(total - head) / 1e6:>16.1f} | {head / total:>12.0%} | {logits_mb:>20,.0f} MB |")
 
 # %% [markdown]
-# Trimming cuts a step's FLOPs to about a quarter. The `gpu` recipe keeps the full vocabulary.
+# Trimming cuts a step's FLOPs to about a quarter; the `gpu` recipe keeps the full vocabulary.
 #
 # ## The 51M-parameter model
 #
-# The `gpu` recipe: 8 layers, 8 heads, 512 wide, a context of 256. Per block: two LayerNorms (`2C` each), attention's
-# `c_attn` and `c_proj` (`4C² + 4C`), the MLP's `c_fc` and `c_proj` (`8C² + 5C`): `12C² + 13C`.
+# The `gpu` recipe has 8 layers, 8 heads, width 512 and context 256. A block's two LayerNorms (`2C` each), attention
+# (`4C² + 4C`) and MLP (`8C² + 5C`) make `12C² + 13C`.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -304,13 +294,13 @@ print(f"training FLOPs per token: {big_model.flops_per_token() / 1e6:.0f}M")
 del big_model  # frees its 200 MB at once: nothing else refers to it
 
 # %% [markdown]
-# Half the parameters are the embedding, which [Kaplan et al.](https://arxiv.org/abs/2001.08361)'s scaling laws leave
-# out of the count; as the output layer it costs 6 × 50,304 × 512 = 155M of the 318M training FLOPs per token.
+# Half the parameters are the embedding, which as output layer costs 6 × 50,304 × 512 = 155M of the 318M training
+# FLOPs per token.
 #
 # ## Mixed precision
 #
-# A float has exponent bits (its range) and mantissa bits (its precision): **fp32** 8 and 23, **bf16** 8 and 7 (fp32's
-# range, two to three significant digits), **fp16** 5 and 10 (more precise, far less range).
+# Exponent bits set a float's range, mantissa bits its precision: **fp32** has 8 and 23, **bf16** 8 and 7, **fp16** 5
+# and 10.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -324,9 +314,8 @@ for value in (1e-8, 1 + 1e-3, 70_000.0):
                                          for dt in (torch.float32, torch.bfloat16, torch.float16)))
 
 # %% [markdown]
-# **What 16 bits buy.** Tensor cores multiply 16-bit matrices faster, and 16-bit activations halve memory and
-# traffic. *Model FLOPs utilisation* (MFU, notebooks 6a and 6b) is the model FLOP/s a run achieves divided by the
-# datasheet peak:
+# **What 16 bits buy.** Tensor cores multiply 16-bit matrices faster; 16-bit activations halve memory and traffic.
+# Datasheet peaks:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -337,18 +326,15 @@ for gpu_name in ("Tesla T4", "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"):
                                           for name, tflops in peaks.items()) + " TFLOP/s")
 
 # %% [markdown]
-# (float32 is TF32 on the A100 and H100: fp32 inputs cut to 10 mantissa bits.)
+# (On A100/H100, float32 is TF32: 10 mantissa bits.)
 #
-# **Why "mixed".** In bf16 `1 + 1e-3` is 1: a weight near 1 that AdamW moves by 10⁻³ would not move. So weights,
-# gradients and AdamW's moments stay in fp32; `torch.autocast` runs matmuls in 16 bits and keeps softmax, LayerNorm and
-# the loss in fp32. **fp16 also needs loss scaling**: multiply the loss by a large `S` so that small gradients do not
-# become 0, and divide the gradients by `S` before clipping and the step. PyTorch's **GradScaler** halves `S` and skips
-# the step on overflow, and doubles it after a run of good steps. On a GPU, use **bf16** where the hardware computes
-# it (A100, H100, RTX 30xx and newer), else **fp16 with a GradScaler** (T4, V100). On a CPU, bf16 needs its own kernels
-# (AVX-512 or AMX on x86), and even then you must measure.
+# **Why "mixed".** In bf16 `1 + 1e-3` is 1: an AdamW step of 10⁻³ would not move a weight near 1. So weights, gradients
+# and AdamW's moments stay fp32; `torch.autocast` runs matmuls in 16 bits, softmax, LayerNorm and the loss in fp32.
+# **fp16 also needs loss scaling**: the loss times a large `S` keeps small gradients from becoming 0, and PyTorch's
+# **GradScaler** divides them by `S` before clipping, adapts `S` and skips steps that overflow. On a GPU: **bf16**
+# where the hardware computes it (A100, H100, RTX 30xx and newer), else **fp16 with a GradScaler** (T4, V100).
 #
-# **Predict, then run.** The same steps, from the same weights on the same batches, in fp32 and in 16 bits: will the
-# losses be equal, close or far apart? Will 16 bits be faster here?
+# **Predict, then run.** Will 16 bits give equal, close or distant losses? Faster steps?
 
 # %%
 MP_STEPS, MP_ROUNDS = 5, 3
@@ -399,19 +385,17 @@ print(f"largest difference: {max(differences):.1e} nats"
 assert differences[0] < 0.02, "the first loss comes from the same weights and batch: only rounding differs"
 step_ms = {DTYPE_NAMES[dtype]: [seconds * 1000 for _, seconds, _ in results] for dtype, results in runs.items()}
 where = torch.cuda.get_device_name(DEVICE) if DEVICE.type == "cuda" else f"{tinylm.runtime.cpu_name()}, {torch.get_num_threads()} threads"
-# each arm: its fastest and slowest round, the two figures the rule compares
 print(f"\ntime per step on {where}, {MP_ROUNDS} interleaved rounds: "
       + ", ".join(f"{name} {spread(ms).low:.1f}-{spread(ms).high:.1f} ms" for name, ms in step_ms.items()))
 print(compare("fp32", step_ms["fp32"], DTYPE_NAMES[low], step_ms[DTYPE_NAMES[low]], metric="ms per step", digits=1,
               replicate="round"))
 
 # %% [markdown]
-# The losses are close, not equal: every 16-bit matmul rounds its inputs. The speed verdict holds only for the machine
-# timed. `tinylm.resolve_dtype` picks the Trainer's dtype: on a GPU by the rule above, on **every CPU fp32**, this one
-# too, although bf16 just won here. Its reasons are older runs ([docs/notes](../docs/notes/2026-11-25-cpu-training-step.md)):
-# a smaller model (1 layer, context 64) was slower in bf16 on an AVX-512 machine, and without AVX-512 bf16 took 220 to
-# 239 ms per step against 13 to 15 ms in fp32. On a machine like this one, try `--dtype bfloat16`
-# (`TrainConfig.dtype`). What it picks here:
+# The losses are close, not equal: every 16-bit matmul rounds its inputs. The Trainer's `tinylm.resolve_dtype` follows
+# the rule on a GPU but picks **fp32 on every CPU**, the safe default: bf16 won here at 4 sequences a step (the
+# recipe takes 16), but older runs ([docs/notes](../docs/notes/2026-11-25-cpu-training-step.md)) found it slower for a
+# 1-layer model on AVX-512, and 220 to 239 ms per step against fp32's 13 to 15 without AVX-512. On an AVX-512 CPU,
+# try `--dtype bfloat16`:
 
 # %%
 dtype = tinylm.resolve_dtype(DEVICE)
@@ -420,17 +404,13 @@ print(f"{DEVICE}: autocast dtype {dtype}, GradScaler {'on' if tinylm.runtime.nee
 # %% [markdown]
 # ## Gradient accumulation
 #
-# A `gpu` step takes 1,024 sequences of 256 tokens, and a micro-batch of 128 already holds over 1,600M logits, so
-# notebook 3a's gradient accumulation runs 8 micro-batches in turn. That buys memory, not speed; speed comes from the
-# micro-batch size and `torch.compile` (notebook 6b). On an H100, compiled micro-batches of 128 ran at 31.5% MFU, 64
-# at 29.8% (one run each: not told apart), and 32 uncompiled at 14.5% ([results](../docs/results/gpu-2026-11-26.md)):
-# compiling and a larger micro-batch together doubled MFU, and these runs do not say which lever did it.
+# A `gpu` step takes 1,024 sequences of 256 tokens; 128 sequences already make over 1,600M logits, so accumulation
+# (notebook 3a) sums the gradients of 8 micro-batches. That buys memory, not speed.
 #
 # ## Training
 #
-# The run is bounded as the table at the top says; the `gpu` run also takes 2 micro-batches per step instead of 8 and a
-# 100-step warmup instead of 2,000. The cosine schedule follows the clock of `max_seconds`, which counts training time
-# only, so a bounded run still ends at the low learning rate.
+# The cosine schedule follows the `max_seconds` clock (training time only), so a bounded run still ends at the low
+# learning rate. Many printed fields are later notebooks' options, off here.
 
 # %%
 BOUNDED = {"smoke": {}, "cpu": dict(max_seconds=200),  # what FULL_RECIPE = False changes in each recipe
@@ -472,10 +452,14 @@ print(f"validation loss over the whole split: {final['val_loss']:.3f} nats per G
       f"the gap: {known_val_loss - train_slice_loss:+.3f}")
 
 # %% [markdown]
+# The last two validation points are the last periodic evaluation and the final one. `<unk>`, never a training
+# target, gets little probability: its targets cost about 25 nats each (10.68 of them penalty), hence 3.218 against
+# 3.067 without them. The gap on the others, 0.159 nats after 5.35 passes, is memorising plus validation being other
+# stories (notebook 3b separates the two).
+#
 # ## Stories
 #
-# Samples at `temperature=0.8` and `top_k=40`, a little sharper than the model's distribution (notebook 7), cut at the
-# end-of-text token.
+# Samples a little sharper than the model's distribution (notebook 7):
 
 # %%
 prompts = ["Once upon a time", "Lily and Tom went to the park", "The little dog was sad because"]
@@ -485,20 +469,16 @@ for i, prompt in enumerate(prompts):
     print(f"=== {prompt!r} ===\n{story}\n")
 
 # %% [markdown]
-# `<unk>` is never a training target, so it gets little probability: its targets, 0.69% of the split, cost about 25
-# nats each (10.68 of them penalty) and lift the loss from 3.067 to 3.218. Read the memorising gap on the other
-# targets: 0.159 nats after 5.35 passes, which includes the validation stories being other stories (notebook 3b
-# separates the two with a bigram).
+# Grammar and vocabulary are TinyStories', but names drift (John, Jack, Joe) and no plot holds.
 #
 # ## Bits per byte
 #
-# A loss per token compares runs with one tokenizer only: longer tokens mean fewer, harder predictions. Divide the total
-# loss by the text's **bytes** instead, in bits:
+# A loss per token compares only runs with one tokenizer (longer tokens mean fewer, harder predictions); bits per byte
+# divides by bytes instead:
 #
 # $$\text{bits per byte} = \frac{\text{loss per token} \times \text{tokens}}{\ln 2 \times \text{bytes}}.$$
 #
-# That is the size an arithmetic coder driven by the model would compress the text to, so it compares with compressors;
-# notebook 3b's loss per character over ln 2 is its bits per byte.
+# An arithmetic coder driven by the model compresses the text to that size, so it compares with compressors.
 
 # %%
 val_ids = np.asarray(gpt2_val, dtype=np.int64)
@@ -516,7 +496,6 @@ def to_bits_per_byte(loss_per_token: float) -> float:
 assert math.isclose(to_bits_per_byte(2.0), tinylm.train.text.bits_per_byte(2.0, val_ids, gpt2))  # the package's
 
 
-# Baselines: a uniform guess over GPT-2's vocabulary, and unigram frequencies from the training tokens (add-one smoothed).
 unigram_log_probs = np.log((counts + 1) / (counts.sum() + gpt2.vocab_size))
 baselines = {"uniform over 50,257 tokens": math.log(gpt2.vocab_size),
              "unigram (token frequencies)": -unigram_log_probs[val_ids[1:]].mean()}
@@ -527,7 +506,6 @@ for name, loss in baselines.items():
 for name, compress in [("zlib -9", lambda b: zlib.compress(b, 9)), ("bzip2", bz2.compress),
                        ("xz -9e", lambda b: lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))]:
     print(f"| {name + ' (compressor)':<28} | {'':>20} | {len(compress(val_bytes)) * 8 / len(val_bytes):>13.3f} |")
-# xz with the model's prior: compress the training text, then training + validation, and count the difference
 train_ids = np.asarray(gpt2_train, dtype=np.int64)
 train_bytes = gpt2.encoding.decode_bytes(train_ids[train_ids != gpt2.eot_token].tolist())
 xz_size = lambda b: len(lzma.compress(b, preset=9 | lzma.PRESET_EXTREME))  # noqa: E731
@@ -539,11 +517,9 @@ print(f"training text: {len(train_bytes):,} bytes; the model needs {bits_per_byt
       "xz needs after reading it")
 
 # %% [markdown]
-# The compressors start from nothing; the model and the unigram learned from the training stories. The fair control is
-# xz after the training text (its 64 MiB window holds it), charged only for the bytes the validation text adds. The
-# model also pays for predicting each end-of-text token, which the compressors' bytes lack: the comparison leans
-# against the model. `tinylm.eval.loss.text_loss` scores any text; the validation stories (at most 200; here all
-# 115), scored one by one, come close to the split's figure:
+# The model and the unigram learned the training stories, so the fair control is xz after the training text (its 64
+# MiB window holds it), charged only for the validation bytes. The model also pays for end-of-text tokens, which
+# favours the compressors. Story by story (at most 200, so all 115):
 
 # %%
 EVAL_STORIES = 200
@@ -557,10 +533,9 @@ print(f"{scored['texts']} stories: {scored['tokens']:,} tokens, {scored['bytes']
       f"per token, {scored['bits_per_byte']:.3f} bits per byte (the whole split: {bits_per_byte:.3f})")
 
 # %% [markdown]
-# **A published model.** Karpathy's [llama2.c](https://github.com/karpathy/llama2.c) stories15M loads into a
-# `tinylm.GPT` with `tinylm.interop.llama2c.load_stories15m()` (online once; offline the cell skips). It read far more
-# of TinyStories, maybe these very stories, so a lower figure would not be a fair win. The saved run was offline:
-# it has no figure for stories15M.
+# Story by story scores lower, not higher: fewer of its windows start mid-story without context, and its 115
+# end-of-text targets go unscored. **A published model.** llama2.c's stories15M (online only) read far more
+# TinyStories, maybe these very stories: a lower figure would not be a fair win.
 
 # %%
 try:
@@ -576,12 +551,11 @@ if reference is not None:
 # %% [markdown]
 # ## What you learned
 #
-# - A corpus becomes `uint16` token files, an end-of-text token after each story; a memory map reads only what a
-#   batch touches.
-# - A trimmed vocabulary with an `<unk>` penalty keeps the loss per GPT-2 token at a quarter of the FLOPs.
-# - Half of the 51M-parameter model is its embedding, which as the output layer costs half its FLOPs.
-# - Mixed precision computes in 16 bits over fp32 weights: bf16 needs nothing more, fp16 a GradScaler.
-# - Gradient accumulation buys memory, not speed; bits per byte compares tokenizers and compressors.
+# - Memory-mapped `uint16` token files, an end-of-text token per story.
+# - A trimmed vocabulary with an `<unk>` penalty: loss per GPT-2 token at a quarter of the FLOPs.
+# - Half the 51M model is its embedding: as output layer, half the FLOPs.
+# - Mixed precision: 16-bit compute, fp32 weights, a GradScaler for fp16.
+# - Accumulation buys memory, not speed; bits per byte compares tokenizers and compressors.
 #
 # ## Exercises
 #
@@ -635,7 +609,7 @@ check(test_loss_per_gpt2_token)
 # ```
 # </details>
 #
-# **2. Any model's size.** Generalise `count_parameters` to every `GPTConfig`: with `bias=False` the
+# **2. Any model's size.** Generalise `count_parameters` to every `bias` and `tie_weights` setting: with `bias=False` the
 # Linear layers and LayerNorms have no biases, and with `tie_weights=False` the head is a matrix of its
 # own.
 

@@ -39,7 +39,7 @@
 # ([Penedo et al. 2024](https://arxiv.org/abs/2406.17557)), PyTorch DDP ([Li et al. 2020](https://arxiv.org/abs/2006.15704)),
 # and [build-nanogpt](https://github.com/karpathy/build-nanogpt).
 #
-# **How long it takes**: a lesson of about 65 minutes (reading, code and the `cpu` run's 17 s, by the course's
+# **How long it takes**: a lesson of about 70 minutes (reading, code and the `cpu` run's 17 s, by the course's
 # formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per function, 20 per experiment,
 # and 14 s of training).
 #

@@ -18,32 +18,30 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/06b_gpt2_124m_evaluation.ipynb)
 #
-# A benchmark asks a model questions it never trained on and counts right answers. This notebook scores three models
-# a laptop trains (a character bigram, notebook 3b's character GPT, notebook 5's story model) on a story cloze built
-# from held-out TinyStories; then the story model on the field's benchmarks, beside SmolLM2-135M-Instruct, a
-# published model of GPT-2's size; then how well a training step uses the hardware.
+# A benchmark asks a model questions it never trained on and counts right answers. This notebook scores a character
+# bigram, notebook 3b's character GPT and notebook 5's story model on a story cloze from held-out TinyStories, then
+# the story model and SmolLM2-135M-Instruct, a published model of GPT-2's size, on the field's benchmarks, then how
+# well a training step uses the hardware.
 #
 # **What you will learn**
-# - how a model answers a multiple-choice question **without generating**: each choice's log-likelihood, summed or
-#   normalised per token or per character;
+# - how a model answers multiple choice **without generating**: each choice's log-likelihood, summed or normalised;
 # - a cloze task built from unseen text, and **contamination**;
 # - a **paired test** (McNemar's) and **Wilson intervals** for one accuracy;
-# - **few-shot prompts**, CORE's **centring**, and lm-evaluation-harness agreeing with tinylm item by item;
-# - what a model with skill scores on ARC, PIQA, HellaSwag, MMLU, LAMBADA, GSM8K and CORE;
-# - what `torch.compile` and **MFU** measure, on this CPU and (read from a file) on an H100.
+# - **few-shot prompts**, CORE's **centring**, and lm-evaluation-harness agreeing with tinylm;
+# - what a model with skill scores on the field's benchmarks;
+# - what `torch.compile` and **MFU** measure.
 #
 # **Papers and code**: LAMBADA ([Paperno et al. 2016](https://arxiv.org/abs/1606.06031)); GPT-2
 # ([Radford et al. 2019](https://cdn.openai.com/better-language-models/language_models_are_unsupervised_multitask_learners.pdf));
-# GPT-3's few-shot prompts and contamination study ([Brown et al. 2020](https://arxiv.org/abs/2005.14165)); DCLM's CORE
-# ([Li et al. 2024](https://arxiv.org/abs/2406.11794)) and [nanochat](https://github.com/karpathy/nanochat);
-# McNemar's test ([McNemar 1947](https://doi.org/10.1007/BF02295996)); the score interval
-# ([Wilson 1927](https://doi.org/10.1080/01621459.1927.10502953));
-# [lm-evaluation-harness](https://github.com/EleutherAI/lm-evaluation-harness); PyTorch 2's compiler
+# GPT-3 ([Brown et al. 2020](https://arxiv.org/abs/2005.14165)); CORE
+# ([Li et al. 2024](https://arxiv.org/abs/2406.11794)), [nanochat](https://github.com/karpathy/nanochat);
+# [McNemar 1947](https://doi.org/10.1007/BF02295996); [Wilson 1927](https://doi.org/10.1080/01621459.1927.10502953);
+# [lm-evaluation-harness](https://github.com/EleutherAI/lm-evaluation-harness); `torch.compile`
 # ([Ansel et al. 2024](https://doi.org/10.1145/3620665.3640366)); MFU ([Chowdhery et al. 2022](https://arxiv.org/abs/2204.02311),
 # appendix B); SmolLM2 ([Allal et al. 2025](https://arxiv.org/abs/2502.02737)); GSM8K
 # ([Cobbe et al. 2021](https://arxiv.org/abs/2110.14168)).
 #
-# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 63 s with `REPLAY = True`, 22
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 63 s with `REPLAY = True`, 22
 # min live, by the course's formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per
 # function, 20 per experiment).
 #
@@ -53,8 +51,8 @@
 # | `cpu` (2-core CPU) | the story cloze for three models; CORE on 100 items a task; LAMBADA on 500; the harness on 20; SmolLM2 on 200 items of 6 tasks, 10 of GSM8K, CORE on 10 a task; a compile race | the last cell prints it |
 # | `gpu` | the cloze on the gpu profile's models; CORE on 500 items a task; all 5,153 LAMBADA passages; SmolLM2 on 1,000 items of 6 tasks, 200 of GSM8K, CORE on 100 a task; the compile race on the 124M model | not measured |
 #
-# The models are notebooks 3b and 5's (the committed run's, its first cell says); where one is missing,
-# `find_or_train` trains a shorter stand-in. OpenAI's GPT-2 is scored only online.
+# Where notebook 3b's or 5's model is missing, `find_or_train` trains a shorter stand-in; the first cell prints which
+# run.
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -92,8 +90,7 @@ from tinylm.interop.hf_gpt2 import from_hf_gpt2
 
 NOTEBOOK_STARTED = time.perf_counter()
 PROFILE, DEVICE = tinylm.set_up_notebook()
-# True: SmolLM2's three evaluations below print what the committed cpu run printed instead of scoring for minutes
-# (notebooks/TEACHING.md, "Long runs"); False runs them live.
+# True: SmolLM2's three evaluations below replay the committed cpu run's printout; False scores them live (minutes).
 REPLAY = False
 story_model, story_tok, story_state = tinylm.load_model(find_or_train("tinystories", PROFILE), DEVICE)
 char_model, char_tok, _ = tinylm.load_model(find_or_train("shakespeare-char", PROFILE), DEVICE)
@@ -111,10 +108,10 @@ print(f"{len(held_out):,} held-out stories; the bigram below reads {len(train_te
 # %% [markdown]
 # ## The third model: a character bigram of the stories
 #
-# Notebook 1's bigram predicts the next character from the current one alone. Fitted on the training stories (in the
-# character GPT's alphabet), it is the baseline a model with context should beat. The scorer needs of a model its
-# context length, a hidden state at each position and a head that makes logits; for a table of log-probabilities the
-# "hidden state" of a character is its row and the head does nothing:
+# Notebook 1's bigram predicts the next character from the current one alone. Fitted on the training stories, in the
+# character GPT's alphabet, it is the baseline a model with context should beat. The scorer needs a context length,
+# a hidden state per position and a head that makes logits; here a character's "hidden state" is its row of
+# log-probabilities and the head does nothing:
 
 # %%
 class Bigram(torch.nn.Module):
@@ -139,12 +136,11 @@ print("after 't', the bigram's five likeliest characters:",
 # %% [markdown]
 # ## A story cloze: the last word of a sentence, given the passage
 #
-# LAMBADA (Paperno et al. 2016) asks for the last word of a passage, and keeps a passage only when people could guess
-# the word from the whole passage but not from its last sentence. Our cheap stand-in for that filter: the word must
-# appear earlier in the passage. Each item is at most 200 characters of a held-out story, cut before a sentence's
-# last word; the choices are that word and three other lower-case words of the passage (common words excluded), so
-# copying any word is not enough. A passage longer than a model's context loses its start (`truncate=True`, as the
-# harness does).
+# LAMBADA (Paperno et al. 2016) asks for a passage's last word, one people could guess from the whole passage but not
+# from its last sentence. Our cheaper filter: the word must appear earlier in the passage. Each item, up to 200
+# characters of a held-out story, stops before a sentence's last word; the choices are that word and three other
+# uncommon lower-case words of the passage, so copying any word is not enough. `truncate=True` cuts a passage too long
+# for the context from the left, as the harness does.
 
 # %%
 COMMON = {"the", "and", "was", "she", "her", "his", "him", "they", "them", "you", "said", "with", "that", "for",
@@ -185,11 +181,10 @@ print(f"{len(cloze.items)} items; the first:\n...{item.query[-160:]!r}\nchoices 
 # %% [markdown]
 # ## Scoring without generating
 #
-# The model does not write an answer. Each choice becomes a row, the passage, a space and the choice, and only the
-# choice's tokens are scored: the sum of their cross-entropies given everything before them, their **loss**. The
-# choice with the lowest loss is the answer. As in the harness, the space belongs to the choice (" cat", not "cat"),
-# so the choice starts on a token boundary, and its tokens are those of the whole row after the context's. Score the
-# first item by hand with the story model, then check the package's `evaluate_task`, which batches many items:
+# Each choice becomes a row (passage, space, choice), and only the choice's tokens are scored: their summed
+# cross-entropy given everything before, the choice's **loss**; the lowest wins. As in the harness, the space
+# belongs to the choice (" cat", not "cat"), so the choice starts on a token boundary; its tokens are those of the
+# whole row after the context's. The first item by hand, checked against the package's batched `evaluate_task`:
 
 # %%
 story_model.eval()
@@ -210,18 +205,17 @@ assert all(abs(a - b) < 1e-3 for a, b in zip(by_hand, packaged.details[0]["losse
 print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=by_hand.__getitem__)])
 
 # %% [markdown]
-# (A trimmed vocabulary's `<unk>` pays notebook 5's penalty, so a loss stays a loss per GPT-2 token.) Which total to
+# A trimmed vocabulary's `<unk>` pays notebook 5's penalty, so a loss stays a loss per GPT-2 token. Which total to
 # compare is a convention:
 #
 # - **`acc`**: the lowest summed loss, the likeliest choice; it favours short choices;
-# - **`acc_norm`** (per token): the lowest mean loss per token, DCLM's and build-nanogpt's;
-# - **`acc_norm_char`** (per character): lm-evaluation-harness's `acc_norm`; its divisor, the choice's length, does
-#   not depend on the tokenizer. It leaves out the leading space, which the per-token count includes, so the two
-#   differ even for a character model.
+# - **`acc_norm`**: the lowest mean loss per token (DCLM, build-nanogpt);
+# - **`acc_norm_char`**: the harness's `acc_norm`, per character of the choice, whatever the tokenizer. Its divisor
+#   leaves out the leading space, which the per-token count includes, so the two differ even for a character model.
 #
 # Beside each accuracy, its 95% **Wilson interval**: the true accuracies the observed count does not rule out
-# (unlike p ± z·√(p(1−p)/n), it stays inside [0, 1]). The last column asks for the word itself by greedy decoding,
-# with no choices, as LAMBADA does:
+# (unlike p ± z·√(p(1−p)/n), it stays inside [0, 1]). The last column: the word by greedy decoding, without choices,
+# as in LAMBADA:
 
 # %%
 models = {"bigram": (bigram, char_tok), "char GPT": (char_model, char_tok), "story model": (story_model, story_tok)}
@@ -233,8 +227,7 @@ for name, result in results.items():
     cells = [f"{key} {result.metrics[key]:.3f} [{wilson_interval(round(result.metrics[key] * n), n)[0]:.3f}, "
              f"{wilson_interval(round(result.metrics[key] * n), n)[1]:.3f}]" for key in ("acc", "acc_norm", "acc_norm_char")]
     print(f"{name:>12}: {'; '.join(cells)}; the word by greedy decoding {greedy[name].metrics['acc']:.3f}")
-# The control for a letter model below chance: the same choices after a passage of one full stop (a choice needs a
-# token before it to be scored, and a character model has no end-of-text token)
+# Control: the same choices after a passage of one full stop (a character model has no end-of-text token to score from)
 blind = dataclasses.replace(cloze, items=[dataclasses.replace(item, query=".") for item in cloze.items])
 for name in ("bigram", "char GPT"):
     n, right = len(cloze.items), evaluate_task(*models[name], blind).metrics["acc_norm"] * len(cloze.items)
@@ -244,11 +237,11 @@ for name in ("bigram", "char GPT"):
 # %% [markdown]
 # ## Are two models different? A paired test
 #
-# The models answered the same items, so compare two at a time, item by item. Only the items where they disagree
-# say which is better. If the models were equally good, each disagreement would go either way with probability 1/2;
-# **McNemar's exact test** asks how surprising the observed split is under that coin. Our rule: told apart where
-# p < 0.05 (up to 3 items come from one story, so p is optimistic; the verdicts below hold at 0.05/3 too, the
-# threshold for three tests at once). `compare_results` runs it on `acc_norm`:
+# The models answered the same items, so compare them in pairs; only the items where they disagree say which is
+# better. Were the models equally good, each disagreement would be a fair coin; **McNemar's exact test** asks how
+# surprising the observed split is. Our rule: told apart where p < 0.05. Items from one story (up to 3) are not
+# independent, so p is optimistic. Separately, three tests at once: each verdict also holds at 0.05/3 (Bonferroni's
+# correction, below). `compare_results` runs it on `acc_norm`:
 
 # %%
 names = list(results)
@@ -260,25 +253,24 @@ for i, first in enumerate(names):
               f"p = {test.p_value:.2g}: {verdict}")
 
 # %% [markdown]
-# Read the printed verdicts. The character GPT learned Shakespeare, not stories: a score measures the task's distance
-# from the training data as much as the model. Both letter models' intervals lie below 0.25, worse than a blind guess.
-# After a passage of one full stop both stay below chance (the bigram 0.177 [0.135, 0.229], the character GPT 0.091
-# [0.061, 0.132]): the choices' letters alone push them there. The bias is in the choices, whose wrong ones are
-# likelier letter strings, not in what the models read in the passage (a bigram reads only its last character, the
-# same for every choice).
+# The character GPT learned Shakespeare, not stories: a score measures the task's distance from the training data as
+# much as the model. Both letter models' intervals lie below 0.25, worse than a blind guess, and after a passage of
+# one full stop both stay below chance: the choices' letters alone push them there. The bias is in the choices, whose
+# wrong ones are likelier letter strings, not in what the models read (a bigram reads only the passage's last
+# character, the same for every choice).
 #
 # ## Contamination
 #
-# A benchmark whose items were in the training data measures memory, not ability: GPT-3's paper (Brown et al. 2020,
-# section 4) found many 13-word overlaps with its training set and reported the clean subset beside the full one.
-# Exercise 2 measures what our story model gains on items cut from its own training stories.
+# A benchmark whose items were in the training data measures memory, not ability. GPT-3's paper (Brown et al. 2020,
+# section 4) found many 13-word overlaps with its training set and also reported scores on the clean subset.
+# Exercise 2 measures the story model's gain on items from its own training stories.
 #
 # ## Few-shot prompts and the field's benchmarks
 #
 # GPT-3 showed that a model answers better after a few **solved examples** in its prompt ("shots"). DCLM's **CORE**
-# (nanochat's headline score) runs 22 tasks, each with its number of shots, drawn for item `i` by
-# `random.Random(1234 + i)` from the task's other items (nanochat's code). ARC-Easy asks for 10 shots; tinylm drops
-# them from the left until the prompt fits the context, and here is what remains of item 0's prompt:
+# (nanochat's headline score) runs 22 tasks, each with its number of shots, drawn from the task's other items with a
+# seed per item. tinylm drops shots from the left until the prompt fits the context; what remains of ARC-Easy's
+# item 0:
 
 # %%
 arc = named_task("arc_easy")
@@ -290,9 +282,9 @@ print(f"the shots drawn for item 0 (before dropping): items {[arc.items.index(s)
 # %% [markdown]
 # Tasks differ in what guessing scores, so CORE **centres** each accuracy by a baseline `b`, `(acc − b) / (1 − b)`:
 # 0 at the baseline, 1 at perfect, then averages over tasks. `b` is DCLM's table (`eval_meta_data.csv`), not always
-# 1/choices (BoolQ's is 0.62). SQuAD and CoQA are not in the course's mirror (too large upstream), so our score is
-# over at most 20 of the 22 and is not the published CORE. The story model, on the first items of each task (an item
-# too long for its context even without shots is left out and counted):
+# 1/choices: for BoolQ and CommonsenseQA, the share of the commonest answer ("yes", 0.62; "C", 0.40). SQuAD and CoQA
+# are too large for the course's mirror, so our score covers at most 20 of the 22 and is not the published CORE. The
+# story model on each task's first items (one too long even without shots is left out and counted):
 
 # %%
 CORE_LIMIT = {"smoke": 4, "cpu": 100, "gpu": 500}[PROFILE]
@@ -308,10 +300,10 @@ print(f"CORE {core.score:+.4f} over {len(core.scored)} tasks; not in the mirror:
       f"; no item fits: {', '.join(unscored) or 'none'}")
 
 # %% [markdown]
-# Read the centred column: a small model trained on children's stories is near its baseline on most tasks and well
-# below it on some (BoolQ, CommonsenseQA). On OpenAI's LAMBADA (5,153 passages of novels) it almost never produces
-# the last word (every token by greedy decoding, the harness's rule). Beside it, GPT-2 124M's figures as others reported them,
-# each a constant with its source:
+# A small model trained on children's stories is near its baseline on most tasks and below it on two: on BoolQ even
+# below a coin's 0.5, on CommonsenseQA below always answering "C" but not clearly below a uniform guess. On OpenAI's
+# LAMBADA (5,153 passages of novels) it almost never produces the last word, every token by greedy decoding as the
+# harness asks. Beside it, GPT-2 124M's published figures:
 
 # %%
 LAMBADA_ITEMS = {"smoke": 8, "cpu": 500, "gpu": 5153}[PROFILE]
@@ -335,13 +327,13 @@ for what, figure, source in PUBLISHED_GPT2_124M:
 # The story model's perplexity of the last word is in the billions: a novel's words are unlikely in children's
 # stories, and rare tokens fall into `<unk>`. The same GPT-2 weights score 45.99% by OpenAI's rule and 32.56% by the
 # harness's: OpenAI counted the last BPE token, the harness every token of the word (lm-evaluation-harness issue
-# #356, citing openai/gpt-2 issue #131). A number compares only with one scored the same way.
+# #356, citing openai/gpt-2 issue #131).
 #
 # ## The harness everyone uses
 #
 # EleutherAI's lm-evaluation-harness calls a model through three requests: a continuation's log-likelihood, a text's,
-# and generation until a stop. `python -m tinylm.eval harness --ckpt RUN --tasks piqa` runs it on tinylm's model
-# class. On the same prompts (PIQA, zero-shot) the harness's log-likelihoods and tinylm's agree item by item:
+# and generation until a stop. `python -m tinylm.eval harness --ckpt RUN --tasks piqa` runs it on tinylm's model.
+# On PIQA, zero-shot, its log-likelihoods and tinylm's agree item by item:
 
 # %%
 try:
@@ -363,7 +355,8 @@ if harness is not None:
 # ## OpenAI's GPT-2 124M, when the network is there
 #
 # tinylm's `GPT` is GPT-2's architecture with its parameter names, so `from_hf_gpt2("gpt2")` loads OpenAI's weights.
-# Online, the next cell scores it on the story cloze (paired with the story model) and LAMBADA; offline it skips.
+# Online only, the next cell scores them on the story cloze and LAMBADA; offline, as in the saved run, GPT-2's
+# figures are the published ones above.
 
 # %%
 reference = None
@@ -387,9 +380,10 @@ if reference is not None:
 # ## A model with skill: SmolLM2-135M-Instruct
 #
 # Near chance, the story model cannot show whether these benchmarks measure anything. SmolLM2-135M-Instruct (Allal et
-# al. 2025) can: GPT-2 124M's size, Llama's architecture, about 2 trillion tokens of pretraining, then supervised
-# fine-tuning and DPO. `real_model` imports it once from the course's data mirror, a GGUF file (llama.cpp's format)
-# of 4-bit weights dequantised to float32, as `python -m tinylm.interop import --gguf smollm2-135m-instruct` does.
+# al. 2025) can: GPT-2 124M's size, Llama's architecture (notebook 8a), about 2 trillion tokens of pretraining, then
+# supervised fine-tuning (notebook 9) and DPO (notebook 10). `real_model` imports it once from the course mirror's GGUF
+# file (llama.cpp's format), dequantising its 4-bit weights (each one of 16 levels, set by a scale and an offset per
+# small block) to float32, as `python -m tinylm.interop import --gguf smollm2-135m-instruct` does.
 
 # %%
 real, real_tok = real_model("smollm2-135m-instruct")
@@ -398,10 +392,9 @@ print(f"SmolLM2-135M-Instruct: {real.num_parameters():,} parameters, {real.confi
       f"context {real.config.block_size:,}")
 
 # %% [markdown]
-# ARC asks grade-school science questions (Easy and Challenge sets), PIQA which of two ways meets a physical goal,
-# HellaSwag for a scene's likeliest ending, MMLU four-option exam questions in 57 subjects (answered by letter).
-# Both models answer the same seeded sample of each, zero-shot (the story model's context holds few shots); McNemar's
-# test pairs their verdicts.
+# ARC asks grade-school science questions (Easy and Challenge), PIQA which of two ways meets a physical goal,
+# HellaSwag for a scene's likeliest ending, MMLU four-option exam questions in 57 subjects, answered by letter. Both
+# models answer the same seeded sample of each, zero-shot: the story model's context holds few shots.
 
 # %%
 SKILL_ITEMS = {"smoke": 3, "cpu": 200, "gpu": 1000}[PROFILE]
@@ -445,7 +438,7 @@ def gsm8k() -> None:
 recorded("06b_gpt2_124m_evaluation", "gsm8k", gsm8k, replay=REPLAY, profile=PROFILE)
 
 # %% [markdown]
-# And CORE, with each task's shots, on each task's first items:
+# CORE, with its shots, on each task's first items:
 
 # %%
 CORE_REAL_ITEMS = {"smoke": 2, "cpu": 10, "gpu": 100}[PROFILE]
@@ -473,27 +466,27 @@ for what, figure in PUBLISHED_SMOLLM2:
     print(f"SmolLM2-135M-Instruct, {what}: {figure}% (its model card, lighteval)")
 
 # %% [markdown]
-# **What the figures read.** Six tests at once: Bonferroni's rule asks p < 0.05/6 ≈ 0.008 of each, so that the
-# chance of any false verdict stays under 5%. SmolLM2 beats the story model on ARC-Easy, PIQA, HellaSwag and LAMBADA;
-# on ARC-Challenge and MMLU they are not told apart. The model card's HellaSwag, PIQA and MMLU lie inside our
-# intervals; but its MMLU scores each answer's text, ours the letter, where this model sits at chance. Figures also
-# differ by prompt format, normalisation, the 4-bit weights and the items, and HellaSwag's by the file: from the
-# course's mirror, our HellaSwag rows (here and in CORE) read its substitute for the validation file, with cleaned
-# WikiHow texts (`tinylm.eval.hellaswag.locate_val`).
+# **What the figures read.** Six tests at once: Bonferroni's rule asks p < 0.05/6 ≈ 0.008 of each, keeping the chance
+# of any false verdict under 5%. SmolLM2 beats the story model on ARC-Easy, PIQA, HellaSwag and LAMBADA; on
+# ARC-Challenge and MMLU they are not told apart. The model card's HellaSwag, PIQA and MMLU lie inside our intervals,
+# but its MMLU scores each answer's text, ours the letter, where this model sits at chance. Figures also differ by
+# prompt format, normalisation, the 4-bit weights, the items and, for HellaSwag, the file: ours, here and in CORE, is
+# the course mirror's substitute for the validation file, with cleaned WikiHow texts
+# (`tinylm.eval.hellaswag.locate_val`).
 #
-# The GSM8K reply copies the shots' format (the `<<16*3=54>>` notes, `####` before the answer) but neither the
-# reasoning nor the arithmetic (16 × 3 is not 54); 0 of 10 is the usual score of a model that solves 1.4%. At 10
-# items a task, a centred score moves in steps of 0.1/(1 − b), and the 10 are a file's first items. CORE here comes
-# without a paired test, so it gives no verdict (its widest gap, bigbench_qa_wikidata's +0.60 against +0.00, would
-# also face Bonferroni's 0.05/20 for 20 tasks); the 200-item comparison above gives one.
+# The GSM8K reply copies the shots' format (`<<16*3=54>>` notes, `####` before the answer) but neither their
+# reasoning nor their arithmetic (16 × 3 is not 54); 0 of 10 is usual for a model that solves 1.4%. CORE here, on a
+# file's first 10 items a task (a centred score moves in steps of 0.1/(1 − b)), has no paired test, so it gives no
+# verdict; its widest gap, bigbench_qa_wikidata's +0.60 against +0.00, could not pass Bonferroni's 0.05/20 either:
+# six items right against none give McNemar's p = 2/2⁶.
 
 # %% [markdown]
 # ## How well a step uses the hardware: `torch.compile` and MFU
 #
 # **`torch.compile`** traces the model into a graph and fuses the elementwise work after each matmul into fewer
-# kernels, so fewer round trips to memory. Losses agree with eager ones to rounding; compiling costs time once, and
-# whether it pays depends on the hardware, so `compare_compiled` races the same weights and batches eager and
-# compiled, in interleaved rounds, called by the course's rule.
+# kernels, so fewer round trips to memory. Compiling costs time once, and whether it pays depends on the hardware,
+# so `compare_compiled` races eager and compiled on the same weights and batches in interleaved rounds, judged by the
+# course's rule.
 #
 # **MFU**, model FLOPs utilisation: (training FLOPs per token, 6 per parameter plus attention's) × tokens per second /
 # the hardware's peak. A GPU's peak is on its datasheet; this CPU's is a measured stand-in, the best rate of a
@@ -539,10 +532,10 @@ if race is not None:
                   metric="ms per step", digits=1, replicate="round"))
 
 # %% [markdown]
-# Read the verdict above: on a CPU, compiling this small model (2 layers × 32, and an output layer over GPT-2's
-# vocabulary padded to 50,304) need not beat PyTorch's own kernels. On an H100 (`scripts/gpu_evidence.py`'s file;
-# each arm the best of 6 interleaved rounds, so no ranges for the rule), the 124M step; its MFU is against the
-# datasheet's peak, the CPU's against a measured product, so the two do not compare:
+# On a CPU, compiling this small model, whose output layer spans GPT-2's vocabulary padded to 50,304, need not beat
+# PyTorch's own kernels. Below, the 124M step on an H100 from `scripts/gpu_evidence.py`'s file, each arm the
+# best of 6 interleaved rounds, so no ranges for the rule. Its MFU is against the datasheet's peak, the CPU's against
+# a measured product: the two do not compare.
 
 # %%
 evidence = Path(tinylm.__file__).resolve().parent.parent / "docs" / "results" / "gpu-2026-11-26.json"
@@ -560,12 +553,11 @@ else:
 # %% [markdown]
 # ## What you learned
 #
-# - A benchmark scores each choice by its loss; `acc` and `acc_norm` are conventions: a number compares only with
-#   one of the same convention, prompt and file.
+# - A benchmark scores each choice by its loss; `acc` and `acc_norm` are conventions, and a number compares only
+#   with one of the same convention, prompt and file.
 # - McNemar's test says whether a gap between two models is more than the luck of the items.
 # - CORE centres each task by a baseline and averages; the story model sits near the baselines.
-# - SmolLM2 is told apart from the story model on four of six tasks; CORE at 10 items a task, without a test, gives
-#   no verdict.
+# - SmolLM2 beats the story model on four of six tasks; CORE at 10 items a task, without a test, gives no verdict.
 # - Training items measure memory (contamination); `torch.compile` and MFU are measured, not assumed.
 #
 # ## Exercises
@@ -645,6 +637,8 @@ check(test_contamination_experiment)
 # print(results["story model"].metrics["acc_norm"])
 # ```
 #
+# In [the keys' run](../docs/notes/2026-11-29-exercise-keys.md) the story model scores acc_norm 0.830 [0.790, 0.864] on 400 items from its training stories, against
+# 0.709 [0.650, 0.761] on the held-out cloze above: the intervals do not overlap.
 # The items differ, so compare the two Wilson intervals rather than pair them. The more often the model read its
 # training stories (a stand-in about once, notebook 5's model several times), the larger the gap to expect.
 # </details>

@@ -18,16 +18,16 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/07_generation.ipynb)
 #
-# A trained model gives, for a context, a probability for every possible next token. *Generation* is the loop around
-# it: choose a token (the samplers), append it, and ask again without redoing all the work (the key/value cache).
+# *Generation* is the loop around a trained model's next-token probabilities: choose a token (a sampler), append it,
+# and ask again without redoing the work (the key/value cache).
 #
 # **What you will learn**
-# - greedy decoding and why it loops; sampling with temperature, top-k, top-p and the repetition penalty;
-# - the KV cache, built step by step and timed, and where its gain stops;
+# - greedy decoding and why it loops; temperature, top-k, top-p and the repetition penalty;
+# - the KV cache, built, timed, and where its gain stops;
 # - padded batches, streaming and stop strings;
 # - the samplers and the cache on SmolLM2-135M-Instruct; a playground and an attention viewer.
 #
-# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 87 s, by the course's
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 94 s, by the course's
 # formula), then a second sitting of about 50 minutes for the 4 exercises (10 minutes per function, 20 per
 # experiment).
 #
@@ -37,13 +37,13 @@
 # | `cpu` (2 CPU cores) | the models of notebooks 3b and 5, or stand-ins (the committed run used notebook 3b's and 5's, see *The models*), 500-token timings in 3 interleaved rounds; SmolLM2, 60 tokens | the last cell prints it, with trained models found; without them it first trains stand-ins (below), many minutes more |
 # | `gpu` | the same on a GPU | not measured; see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Before you start**: the notebook samples from the models of notebooks 3b and 5 in `runs/`, or, where they are
-# missing, trains rougher stand-ins (the `cpu` recipe for 2,000 or 250 steps) and says so. SmolLM2 comes from its GGUF
-# file unless notebook 6b or 8a left it in `runs/`.
+# **Before you start**: the notebook uses notebook 3b's and 5's models in `runs/`, or trains rougher stand-ins (the
+# `cpu` recipe, 2,000 or 250 steps) and says so. SmolLM2 comes from its GGUF file unless notebook 6b or 8a left
+# it in `runs/`.
 #
-# **Papers**: top-k sampling ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus sampling and why
-# greedy text degenerates ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), CTRL's repetition
-# penalty ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), decoding with a KV cache at scale
+# **Papers**: top-k ([Fan et al., 2018](https://arxiv.org/abs/1805.04833)), nucleus sampling
+# ([Holtzman et al., ICLR 2020](https://arxiv.org/abs/1904.09751)), the repetition penalty
+# ([Keskar et al., 2019](https://arxiv.org/abs/1909.05858)), KV-cache decoding at scale
 # ([Pope et al., 2022](https://arxiv.org/abs/2211.05102)), SmolLM2
 # ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
 
@@ -63,10 +63,10 @@ import matplotlib.pyplot as plt
 import torch
 
 import tinylm
-import tinylm.course.plotting
 from tinylm.course.diagrams import draw_kv_cache
 from tinylm.course.exercises import check
 from tinylm.course.notebooks import find_or_train, real_model
+from tinylm.course.plotting import plot_effective_choices, plot_token_bars, plot_token_times, use_projector_style
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.generate.decode import decode
 from tinylm.generate.sampling import Sampling, choose_next, keep_top_k, keep_top_p
@@ -75,14 +75,14 @@ from tinylm.tokenizers.chat_template import ChatTemplate, default_system_prompt
 
 NOTEBOOK_STARTED = time.perf_counter()  # the last cell prints how long the whole notebook took
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
-tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
+use_projector_style()  # fonts readable on a projector
 print(f"profile {PROFILE}, device {DEVICE}")
 
 # %% [markdown]
 # ## The models
 #
-# Notebook 3b's Shakespeare model (characters) and notebook 5's TinyStories model (GPT-2 tokens); the committed outputs
-# use their `cpu` runs. Notebook 5's output layer covers only the GPT-2 tokens TinyStories uses, hence its few
+# Notebook 3b's Shakespeare model (characters) and notebook 5's TinyStories model (GPT-2 tokens), from their `cpu`
+# runs in the committed outputs. Notebook 5's output layer covers only the GPT-2 tokens TinyStories uses, hence its few
 # parameters.
 
 # %%
@@ -94,9 +94,9 @@ print(f"TinyStories: {stories_model.num_parameters():,} parameters, context {sto
 # %% [markdown]
 # ## Greedy decoding and sampling
 #
-# **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic and tends to loop: once
-# a phrase is the most likely continuation of its context, it returns whenever that context does. **Sampling** draws
-# the next token from the model's distribution; a seed makes a draw repeatable.
+# **Greedy** decoding always takes the most likely token (`temperature=0`). It is deterministic and tends to loop: a
+# phrase that is the most likely continuation of its context returns whenever that context does. **Sampling** draws
+# the next token from the model's distribution; a seed makes it repeatable.
 #
 # **Predict, then run.** 250 characters from `"ROMEO:\n"`, greedy then sampled: will the greedy text stay varied?
 
@@ -114,18 +114,16 @@ for name, options in (("greedy", {"temperature": 0}), ("sampled (temperature 1, 
     print(text)
 
 # %% [markdown]
-# The share of distinct 4-grams measures repetition (1.0: no 4 consecutive characters come back). Greedy keeps
-# returning to a few phrases (it can drift, as the 64-character context is cropped: *When the context is full*);
-# Holtzman et al. show the same for GPT-2: human text is not the most likely text. A sample wanders and misspells
-# instead.
+# Greedy keeps returning to a few phrases (share of distinct 4-grams, 1.0 when no four consecutive characters repeat:
+# 0.26, the sample's 0.96), drifting as the 64-character context is cropped (*When the context is full*). Holtzman
+# et al. show the same for GPT-2: human text is not the most likely text. A sample wanders and misspells instead.
 #
 # ## Temperature
 #
 # Samplers act on the next token's logits `z`. **Temperature** `T` divides them before the softmax: `p_i = exp(z_i / T)
 # / Σ_j exp(z_j / T)`. `T < 1` widens the gaps between logits, towards greedy (`T → 0`); `T > 1` narrows them, towards
-# uniform (`T → ∞`); `T = 1` is the model's own distribution, its long tail of mistakes included. Notebook 1's exercise
-# 3 wrote this (`temperature_probs`) on toy logits. A sampler from scratch, checked draw for draw against
-# `tinylm.generate.sampling.choose_next`:
+# uniform (`T → ∞`); `T = 1` is the model's own distribution, its long tail of mistakes included (notebook 1, exercise
+# 3). A sampler from scratch, checked draw for draw against `tinylm.generate.sampling.choose_next`:
 
 # %%
 def next_token_logits(model, tokenizer, text: str) -> torch.Tensor:
@@ -159,15 +157,9 @@ print("100 seeded draws at temperatures 0.3, 1 and 2.5: yours == tinylm's")
 
 # %%
 top = torch.softmax(logits, -1).topk(12).indices
-fig, axes = plt.subplots(1, 3, figsize=(13, 3.5), sharey=True)
-for ax, temperature in zip(axes, (0.5, 1.0, 2.0)):
-    probs = torch.softmax(logits / temperature, -1)
-    ax.bar(range(len(top)), probs[top], color="tab:blue")
-    ax.set_xticks(range(len(top)), [label(tokenizer, t) for t in top.tolist()])
-    ax.set_title(f"T = {temperature}: top-1 {probs.max():.0%}")
-axes[0].set_ylabel("probability")
-fig.suptitle(f"next character after {context!r}")
-fig.tight_layout()
+at = {t: torch.softmax(logits / t, -1) for t in (0.5, 1.0, 2.0)}  # temperature -> probabilities (vocab,)
+plot_token_bars({f"T = {t}: top-1 {probs.max():.0%}": probs[top] for t, probs in at.items()},
+                [label(tokenizer, t) for t in top.tolist()], title=f"next character after {context!r}")
 plt.show()
 
 # %% [markdown]
@@ -180,51 +172,36 @@ plt.show()
 # %%
 temperatures = torch.logspace(-1.5, 1.5, 61)  # 0.03 to 32
 choices = [math.exp(torch.distributions.Categorical(logits=logits / t).entropy()) for t in temperatures.tolist()]
-fig, ax = plt.subplots(figsize=(8, 4))
-ax.plot(temperatures, choices)
-ax.axhline(tokenizer.vocab_size, color="gray", ls="--", label=f"uniform over {tokenizer.vocab_size} characters")
-ax.axhline(1, color="gray", ls=":", label="greedy: one choice")
-ax.axvline(1, color="tab:red", alpha=0.4, label="T = 1: the model's own distribution")
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.set_xlabel("temperature T")
-ax.set_ylabel("effective choices, e^H")
-ax.set_title(f"after {context!r}")
-ax.legend(loc="upper left", fontsize=10)
-fig.tight_layout()
+plot_effective_choices(temperatures.tolist(), choices, tokenizer.vocab_size, title=f"after {context!r}")
 plt.show()
 at_one = math.exp(torch.distributions.Categorical(logits=logits).entropy())
 print(f"at T = 1 the model chooses among about {at_one:.1f} characters here")
 
 # %% [markdown]
-# The tail of short bars adds to `e^H`: a small model spreads a little probability over many unlikely characters, which
-# a long text visits often; a temperature a little below 1 shrinks it. At the ends the curve flattens at one choice and
-# at every character equally likely. The next two samplers cut the tail off instead.
+# The tail of short bars adds to `e^H`: a little probability on many unlikely characters, which a long text visits
+# often; a temperature a little below 1 shrinks it. At the ends the curve flattens at one choice and at every character
+# equally likely. The next two samplers cut the tail off.
 
 # %% [markdown]
 # ## Top-k and top-p
 #
 # **Top-k** (Fan et al. 2018) keeps the `k` most likely tokens. **Top-p** (the *nucleus*, Holtzman et al.) keeps the
 # smallest set of most likely tokens holding probability at least `p`: few when the model is sure, many when it is not,
-# the paper's argument over top-k. Both set the removed logits to −∞ before the softmax.
+# the paper's argument over top-k. Both set removed logits to −∞ before the softmax.
 
 # %%
 probs = torch.softmax(logits, -1)
 order = probs.argsort(descending=True)[:20]
 kept_k = torch.isfinite(keep_top_k(logits[None], 5))[0]
 kept_p = torch.isfinite(keep_top_p(logits[None], 0.9))[0]
-fig, axes = plt.subplots(1, 2, figsize=(13, 3.5), sharey=True)
-for ax, kept, title in ((axes[0], kept_k, "top-k, k = 5"), (axes[1], kept_p, "top-p, p = 0.9")):
-    ax.bar(range(len(order)), probs[order], color=["tab:green" if kept[t] else "lightgray" for t in order])
-    ax.set_xticks(range(len(order)), [label(tokenizer, t) for t in order.tolist()])
-    ax.set_title(f"{title}: {int(kept.sum())} tokens kept, {probs[kept].sum():.0%} of the probability")
-axes[0].set_ylabel("probability")
-fig.tight_layout()
+panels = {f"{name}: {int(kept.sum())} tokens kept, {probs[kept].sum():.0%} of the probability": probs[order]
+          for name, kept in (("top-k, k = 5", kept_k), ("top-p, p = 0.9", kept_p))}
+plot_token_bars(panels, [label(tokenizer, t) for t in order.tolist()], kept=[kept_k[order], kept_p[order]])
 plt.show()
 
 # %% [markdown]
-# The package applies, in Hugging Face's order, the repetition penalty, temperature, top-k, top-p, then a draw, each a
-# small function in `tinylm.generate.sampling`. A check that top-p keeps exactly this distribution's nucleus:
+# The package applies, in Hugging Face's order, the repetition penalty, temperature, top-k, top-p, then a draw
+# (`tinylm.generate.sampling`). Top-p keeps exactly this distribution's nucleus:
 
 # %%
 cumulative_before = probs[probs.argsort(descending=True)].cumsum(0) - probs[probs.argsort(descending=True)]
@@ -236,10 +213,10 @@ print(f"top-p 0.9 keeps {nucleus_size} of {tokenizer.vocab_size} characters here
 # ## Repetition, and the penalty that breaks it
 #
 # CTRL's **repetition penalty** (Keskar et al., 2019) divides the logit of every token already in the sequence by the
-# penalty, which makes a seen token with a negative logit *more* likely; Hugging Face transformers (issue #2302, pull
-# request #2303) and tinylm multiply negative logits instead. Both rules depend on where zero lies, which softmax
-# ignores; subtracting a constant would not. CTRL used greedy decoding with a penalty a little above 1. It is blunt: it
-# also penalises "the" and ".".
+# penalty, which makes a seen token with a negative logit *more* likely; Hugging Face (issue #2302, PR #2303) and
+# tinylm multiply negative logits instead. Both rules depend on where zero lies, which softmax ignores; subtracting a
+# constant would not. CTRL used it with greedy decoding, a little above 1. It is blunt: it also penalises "the" and
+# ".".
 #
 # **Predict, then run.** Greedy story continuations without and with a penalty of 1.3. Without it, will the share of
 # distinct 4-grams be near 1 or well below? Will the penalty make the text better, or only different?
@@ -254,12 +231,11 @@ for penalty in (1.0, 1.3):
     print(text)
 
 # %% [markdown]
-# Greedy decoding is deterministic, so each share is one measurement (without the penalty about a quarter of the
-# 4-grams repeat: "I'm going to ...," she said, three lines running). Read the texts: with 1.3 the loops are gone,
-# but the story is no more coherent ("something shiny in the garden that made of different colors", "I'm sorry for
-# you"): different, not better. The count below shows the mechanism, not quality, since a penalty on seen tokens
-# cuts repeats by construction. On *sampled* text (temperature 0.5, top-k 40), several seeds per arm, judged by the
-# course's rule (`tinylm.eval.uncertainty.compare`):
+# Greedy is deterministic: each share is one measurement. Without the penalty about a quarter of the 4-grams repeat
+# ("I'm going to ...," she said, three lines running). With 1.3 the loops are gone, but the story is no more coherent
+# ("something shiny in the garden that made of different colors", "I'm sorry for you"): different, not better. On
+# sampled text (temperature 0.5, top-k 40), the count below shows the mechanism, not quality, since a penalty on seen
+# tokens cuts repeats by construction:
 
 # %%
 PENALTY_SEEDS = range(2 if PROFILE == "smoke" else 6)
@@ -275,28 +251,27 @@ print(compare("penalty 1.3", sampled_shares[1.3], "no penalty", sampled_shares[1
               metric="distinct 4-grams of sampled text (temperature 0.5, top-k 40)"))
 
 # %% [markdown]
-# Sampled text still repeats a little, and the penalty left almost none: told apart by the rule, on one prompt. Whether
-# the text got better, this count cannot say.
+# Sampled text still repeats a little, and the penalty left almost none: told apart, on one prompt.
 #
 # ## The KV cache, step by step
 #
-# Without a cache, generating token `t+1` reruns the model over all `t` tokens. But in a causal model appending a token
-# changes nothing about the first `t` positions: their keys and values stay the same, and the new token needs only its
-# own q, k, v and the past keys and values. So:
+# Without a cache, generating token `t+1` reruns the model over all `t` tokens. But in a causal model the first `t`
+# positions never see a later token, so their keys and values stay the same; the new token needs only its own q, k, v
+# and the past keys and values:
 #
 # 1. **prefill**: run the prompt once and keep every layer's keys and values;
 # 2. **decode**: feed one token; in each layer compute its q, k, v, append k and v to the cache, and let its one
 #    query attend to every cached key.
 #
-# Three decode steps after a four-token prompt, the new query in orange:
+# Three decode steps after a four-token prompt:
 
 # %%
 draw_kv_cache(prompt_length=4, steps=3)
 plt.show()
 
 # %% [markdown]
-# A forward pass doing exactly that with the model's own weights. `past` holds one `(k, v)` pair per layer, each `(B,
-# n_head, T_past, head_size)`; the new tokens' positions, and position embeddings, start at `T_past`.
+# That forward pass, with the model's own weights. `past` holds one `(k, v)` pair per layer, each `(B, n_head,
+# T_past, head_size)`; the new tokens' positions start at `T_past`.
 
 # %%
 @torch.no_grad()
@@ -340,8 +315,8 @@ print(f"cached decoding matches the full forward pass at all {len(step_logits)} 
 print(f"the cache holds {len(past)} layer{'s' if len(past) > 1 else ''} x (k, v) of shape {tuple(past[0][0].shape)}")
 
 # %% [markdown]
-# `tinylm.KVCache` (used by `tinylm.generate`) does the same, but allocates the whole context once instead of
-# concatenating (a `cat` copies the whole past every step) and handles padded batches. Same tokens:
+# `tinylm.KVCache` does the same, but allocates its storage once (prompt + new tokens, at most the context) instead
+# of concatenating (a `cat` copies the whole past every step) and handles padded batches. Same tokens:
 
 # %%
 def greedy_with_my_cache(model, prompt_ids: list[int], new_tokens: int) -> list[int]:
@@ -376,26 +351,24 @@ print(f"GPT-2 124M, a batch of 64: {cache_megabytes(tinylm.GPT2_124M, 64) / 1024
 
 # %% [markdown]
 # **When the context is full.** GPT-2 learns one embedding per absolute position, so sliding the window one token would
-# move every token and invalidate every cached key. tinylm **crops** instead: it keeps the most recent `keep` tokens
-# (half the context by default, like llama.cpp's context swapping), prefills them again and decodes on;
-# `keep=block_size` slides exactly, with a prefill every step. Uncached generation follows the same rule, so both give
-# the same tokens. With RoPE (notebook 8a) cached keys could instead be rotated (llama.cpp's context shift), but that
-# no longer matches a fresh run, so tinylm crops for every block family.
+# move every token and invalidate every cached key. tinylm **crops** instead, like llama.cpp's context swapping: it
+# keeps the most recent `keep` tokens (half the context by default), prefills them again and decodes on
+# (`keep=block_size` slides exactly, a prefill every step). Uncached generation crops alike, so both give the same
+# tokens. RoPE models (notebook 8a) are cropped too: rotating their cached keys (llama.cpp's context shift) would not
+# match a fresh run, as deeper layers' kept keys saw the dropped tokens.
 #
 # ## How much faster, token by token
 #
-# We time each decode step (`tinylm.generate.decode.decode`) with and without the cache; both arms run the head on the
-# last position only and walk the modules (`fast=False`), so the cache is the only difference. Two models, the
-# Shakespeare one (context 64) and a ~16M-parameter one with GPT-2's vocabulary and context and random weights (speed
-# does not depend on them), run in interleaved rounds (with, without, without, with, ...) against a shared machine's
-# noise; the plots show the first round.
+# We time each decode step (`tinylm.generate.decode.decode`) with and without the cache. Both arms run the head on the
+# last position only and walk the modules (`fast=False`), so the cache is the only difference. Two models: the
+# Shakespeare one (context 64), and a 16M one with GPT-2's vocabulary and context and random weights (speed does not
+# depend on them). Rounds alternate which arm goes first, against a shared machine's noise; the plots show round 1.
 #
 # **Predict, then run.** Does the time per token grow with the text, without the cache? With it? Which model will the
 # cache help more: the 1-layer Shakespeare model, or the 16M one with a 1,024-token context?
 
 # %%
 def seconds_per_token(model, prompt_ids: list[int], new_tokens: int, use_cache: bool) -> list[float]:
-    # fast=False: the cached steps walk the modules as the uncached ones do, so the cache is the only difference
     steps = decode(model, [prompt_ids], new_tokens, Sampling(temperature=0), use_cache=use_cache, fast=False)
     times, last = [], time.perf_counter()
     for _ in steps:
@@ -429,41 +402,33 @@ for name, r in rates.items():
     print(f"  every round, tokens/s: with cache {', '.join(f'{x:,.0f}' for x in r[True])}; "
           f"without {', '.join(f'{x:,.0f}' for x in r[False])}")
     print(f"  each round's ratio, with / without: {', '.join(f'{a / b:.1f}x' for a, b in zip(r[True], r[False]))}")
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.5))
-for ax, (name, t) in zip(axes, timings.items()):
-    for cached, label_text in ((False, "without cache"), (True, "with cache")):
-        ax.plot([1e3 * s for s in t[cached]], label=label_text)
-    ax.set_title(f"{name}, first round")
-    ax.set_xlabel("new token")
-    ax.set_ylabel("ms per token")
-    ax.set_yscale("log")
-    ax.legend()
-fig.tight_layout()
+plot_token_times(timings)
 plt.show()
 
 # %% [markdown]
-# Tokens/s do not compare across models; ratios do. A round runs both arms back to back, so its ratio is one replicate
-# that cancels a slow moment of the machine. Every 16M round (4.8x, 6.1x, 4.6x) beats every Shakespeare round (2.0x,
-# 2.0x, 2.0x): consistent with the cache saving more where the uncached step redoes more positions (a context growing
-# to 500 tokens against one cropped at 64), though the models differ in more than that.
+# Tokens/s do not compare across models; ratios do. Each round's ratio is one replicate; running both arms back to
+# back cancels a slow spell only if it hits both: in the 16M model's round 2 (3.3x) only the cached run was slow (166
+# tokens/s, against 330 and 299). Still, every 16M round (6.4x, 3.3x, 5.8x) beats every Shakespeare round (2.4x, 2.3x,
+# 2.5x): consistent with the cache saving more where the uncached step redoes more positions (up to 500 against at
+# most 64), though the models differ in more than that.
 #
-# In the 16M plot only the uncached step grows visibly with the context. The Shakespeare plot's regular spikes are the
-# crop rule: every 33 characters the context drops from 64 to 32 and the cached run pays a prefill of 32. The first
-# step holds the prompt's prefill and the setup; other spikes are noise.
+# In the 16M plot only the uncached step grows visibly with the context. The Shakespeare plot's regular cached spikes
+# are crops: every 33 characters the context drops from 64 to 32, prefilled again. The first step holds the prompt's
+# prefill and setup; other spikes are noise.
 #
-# Where the gain stops: a cached step still reads **every weight once**. Most of the 16M model's weights are its 50,304
-# × 256 output head, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode`
-# measures longer prompts); in the tiny Shakespeare model fixed per-operation costs are likely much of a cached step
-# (not measured here). Pope et al. (2022): at scale a decoding step is bound by reading the weights and the cache from
-# memory, not by FLOPs, which is why servers batch many users' steps together.
+# Where the gain stops: a cached step still reads **every weight once**, in the 16M model mostly its 50,304 × 256
+# output head, so the gain is bounded at a short context and grows with it (`python -m tinylm.bench decode` measures
+# longer prompts). In the tiny Shakespeare model fixed per-operation costs are likely much of a cached step (not
+# measured). At scale a decoding step is bound by reading weights and cache from memory, not by FLOPs (Pope et al.,
+# 2022): hence servers batch many users' steps.
 
 # %% [markdown]
 # ## A model with skill: the samplers and the cache on SmolLM2
 #
-# SmolLM2-135M-Instruct (notebooks 6b and 8a; replies from a dequantised 4-bit Q4_1 copy) has 30 layers and was
-# fine-tuned to follow instructions, so a sampler's effect shows in an answer's quality. It was fine-tuned on
-# conversations wrapped in role markers (system, user, assistant), so a prompt must be wrapped the same way: its
-# **chat template** (notebook 9 builds one). One instruction so wrapped, each setting with the same seed:
+# SmolLM2-135M-Instruct (notebooks 6b and 8a; a dequantised 4-bit Q4_1 copy) has 30 layers and follows instructions,
+# so a sampler's effect shows in an answer's quality. It was fine-tuned on conversations wrapped in role markers
+# (system, user, assistant), so a prompt must be wrapped the same way, in its **chat template** (notebook 9 builds
+# one). Each setting with the same seed:
 
 # %%
 smol, smol_tokenizer = real_model("smollm2-135m-instruct")
@@ -497,15 +462,17 @@ print(f"  each round's ratio, with / without: "
 # %% [markdown]
 # Greedy repeats a phrase in each of its three items; 0.7 with top-p 0.9 does not, though its items are hardly
 # rainy-afternoon ideas. At 1.5 the flattened distribution draws from its long tail (fragments of code and other
-# languages); top-p 0.9 cuts that tail, and the reply starts in English, then drifts. The cache gains less here than on
-# the 16M model (2.7x, 2.8x, 3.5x against 4.8x, 6.1x, 4.6x): consistent with a context that stays under 100 positions
-# (the 16M model's grew to 500), though the models differ in more than that (30 layers, 135M weights).
+# languages); top-p 0.9 cuts that tail, and the reply starts in English, then drifts.
+#
+# The cache's ratios here (3.4x, 2.7x, 3.9x) are not told apart from the 16M model's (6.4x, 3.3x, 5.8x): two of them
+# beat its slow 3.3x round. A context under 100 positions (against 500) would predict a smaller gain; these three
+# rounds do not show it.
 #
 # ## Batches of different lengths, streams, and stops
 #
 # Prompts of different lengths share a batch by **left-padding**, so every row writes its next token into the same
-# column. Padding is masked out as keys and positions count from each row's first real token, so each row computes what
-# it would alone:
+# column. Padding is masked out as keys, and positions count from each row's first real token, so each row computes
+# what it would alone:
 
 # %%
 prompts = ["ROMEO:\n", "JULIET:\nO Romeo", "KING HENRY VI:\nWhat"]
@@ -516,10 +483,9 @@ for p, ids in zip(prompts, batch):
     print(repr(p + tokenizer.decode(ids)))
 
 # %% [markdown]
-# `tinylm.stream` yields the text as it is produced (`python -m tinylm.sample` prints it so). A **stop string** ends
-# generation and is never printed, even in part: text that could begin it is held back until it cannot. A BPE model
-# also stops at its end-of-text token by default. Below, the first seed whose speech ends at a blank line (the stop
-# string) within 300 characters:
+# `tinylm.stream` yields the text as it is produced. A **stop string** ends generation and is never printed, even in
+# part: text that could begin it is held back until it cannot. A BPE model also stops at its end-of-text token by
+# default.
 
 # %%
 def speech(seed: int):
@@ -541,9 +507,9 @@ for piece in pieces:
 print(f"\n[{pieces.stop_description}]")  # the stream knows why it ended
 
 # %% [markdown]
-# A story that ends at `<|endoftext|>` is finished; one that hit `max_new_tokens` was cut off. The stream says which in
-# `stop_reason` (a stop token, a stop string, the length limit). The first of ten seeds whose story ends within 300
-# tokens, then the same seed with 40 tokens: the same draws, cut off.
+# A story that ends at `<|endoftext|>` is finished; one that hit `max_new_tokens` was cut off. `stop_reason` says
+# which. The first of ten seeds whose story ends within 300 tokens, then the same seed with 40: the same draws, cut
+# off.
 
 # %%
 story_prompt = "Once upon a time"
@@ -562,9 +528,9 @@ for room, stream_, story_part in ((300, story, story_text), (40, short, short_te
 # %% [markdown]
 # ## The playground
 #
-# One call opens a prompt box, sliders for every setting and a Generate button, and streams the output with its speed
-# and why it stopped; without a widget front end (CI, the committed outputs) it generates once and prints. Its speed is
-# the whole call's, not comparable with the loop's rates above.
+# One call opens a prompt box, sliders for every setting and a Generate button, and streams the output, its speed and
+# why it stopped. Without widgets (CI, the committed outputs) it generates once and prints. Its speed is the whole
+# call's, not comparable with the rates above.
 
 # %%
 session = tinylm.playground(model, tokenizer, "ROMEO:\n", max_new_tokens=200, temperature=0.8)
@@ -577,8 +543,7 @@ stories_session = tinylm.playground(stories_model, stories_tokenizer, "Once upon
 # ## The attention viewer
 #
 # Which earlier tokens does each position read? Row `t` is position `t`'s attention over positions `0..t`. Pick a layer
-# and a head; look for heads that read the previous character, the start of the word or line, or the last newline
-# (where a speaker's name ended).
+# and a head; look for heads that read the previous character, the start of the word, or the last newline.
 
 # %%
 weights = tinylm.attention_viewer(model, tokenizer, "ROMEO:\nI will not stay", layer=0, head=0)
@@ -611,10 +576,9 @@ for layer in range(maps.size(0)):
         print(f"{layer:5d} {head:4d} | " + " | ".join(f"{share[layer, head]:10.2f}" for share in shares.values()))
 
 # %% [markdown]
-# The `cpu` run's Shakespeare model has one layer of four heads. Head 2 attends mostly to the previous character: a
-# previous-character head, giving each position the second character a trigram conditions on. The other three give none
-# of these columns a fifth of their attention; the table cannot say where the rest goes, the viewer can. (The columns
-# can overlap: the previous character may be the word's break, or the first.)
+# Head 2 attends mostly to the previous character, giving each position the second character a trigram conditions
+# on. The other three give no column a fifth of their attention; the viewer shows where the rest goes. Columns
+# overlap: after a space or newline the previous character is the word start, hence nearly all of head 2's 0.15.
 
 # %%
 stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
@@ -622,18 +586,18 @@ stories_weights = tinylm.attention_viewer(stories_model, stories_tokenizer,
                                           layer=stories_model.config.n_layer - 1, head=0)
 
 # %% [markdown]
-# In the story model's map (its last layer, head 0), the row of " the" puts most of its weight on the earlier " dog",
-# the very word that follows: attention that fetches an earlier word for the model to copy.
+# In the story model's map (last layer, head 0), on this prompt, the row of " the" puts most weight on the earlier
+# " dog", the very word that follows: attention that fetches an earlier word to copy.
 #
 # ## What you learned
 #
-# - Generation is a loop: logits, a sampler, append, again. Greedy decoding (`T → 0`) loops; `T = 1` samples the
-#   model's uncertainty, tail included.
-# - Temperature divides the logits; top-k keeps a fixed number of tokens, top-p the smallest set holding `p`; the
-#   repetition penalty breaks loops bluntly.
+# - Generation is a loop: logits, a sampler, append, again. Greedy (`T → 0`) loops; `T = 1` samples the model's
+#   uncertainty, tail included.
+# - Temperature divides the logits; top-k keeps `k` tokens, top-p the smallest set holding `p`; the repetition penalty
+#   breaks loops bluntly.
 # - A **KV cache** prefills the prompt once, then computes one token's q, k, v per step against the cached keys and
-#   values: the same tokens as recomputing everything. It holds `2 × layers × context × width` values per sequence
-#   (multi-head attention) and still reads every weight per token, so its gain grows with the context.
+#   values, giving the same tokens. It holds `2 × layers × context × width` values per sequence (multi-head
+#   attention) and still reads every weight per token, so its gain grows with the context.
 # - A full context is cropped and prefilled again; left-padded prompts share a batch; a stream says why it stopped.
 #
 # ## Exercises

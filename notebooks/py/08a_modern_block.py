@@ -18,20 +18,15 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/08a_modern_block.ipynb)
 #
-# The GPT of notebooks 3b to 7 is GPT-2's block of 2019. Today's models (Llama, Mistral, Qwen, DeepSeek) have
-# replaced almost every part of it. This notebook builds each change from scratch, checks it against `tinylm`, and
-# races the whole Llama block against GPT-2's. Notebook 8b then replaces the MLP by a mixture of experts.
+# Today's models (Llama, Mistral, Qwen) have replaced almost every part of GPT-2's 2019 block, ours since notebook
+# 3b. Here we build each change and race the two blocks; notebook 8b adds a mixture of experts.
 #
 # **What you will learn**
-# - **RMSNorm**: normalising without re-centring;
-# - **RoPE**: positions as rotations, why a score then depends only on the offset, and its two conventions;
-# - **SwiGLU**: a gated MLP, and why it is 2/3 as wide;
-# - **grouped-query attention**: fewer key/value heads, a smaller KV cache;
-# - an **ablation**: GPT-2's block against the Llama block, three seeds each, scored on held-out tokens by a stated
-#   rule; the ladder between them is an exercise;
-# - a real model of the family, SmolLM2-135M-Instruct, run through the blocks you wrote.
+# - **RMSNorm**, **RoPE** (in two conventions), **SwiGLU** and **grouped-query attention**, from scratch;
+# - an **ablation**: GPT-2's block against Llama's, over seeds, by a stated rule;
+# - a real model, SmolLM2-135M-Instruct, run through your blocks.
 #
-# **How long it takes**: a lesson of about 88 minutes (reading, code and the `cpu` run's 372 s with `REPLAY = True`,
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 372 s with `REPLAY = True`,
 # 15 min live, by the course's formula), then a second sitting of about 113 minutes for the 5 exercises (10 minutes
 # per function, 20 per experiment, and 43 min of training).
 #
@@ -40,14 +35,13 @@
 # | `smoke` (CI) | every check; 2 arms × 3 seeds of 12 steps of a tiny model | the last cell prints it |
 # | `cpu` (2-core laptop) | 2 arms × 3 seeds of 3,000 steps each of a 4-layer model 96 wide (windows of 64 tokens, batches of 8) on the 2 MiB TinyStories sample | the last cell prints it |
 #
-# On a GPU the notebook trains the same 6 runs by default; `FULL_RECIPE = True` trains the 51M model (see
-# [Running on a GPU](README.md#running-on-a-gpu)).
+# On a GPU, `FULL_RECIPE = True` trains the 51M model instead
+# ([Running on a GPU](README.md#running-on-a-gpu)).
 #
-# **Papers**: RMSNorm ([Zhang & Sennrich, 2019](https://arxiv.org/abs/1910.07467)), RoPE
-# ([Su et al., 2021](https://arxiv.org/abs/2104.09864)), SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202)),
-# multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150)), grouped-query attention
-# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)), Llama ([Touvron et al., 2023a](https://arxiv.org/abs/2302.13971)),
-# Llama 2 ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288)).
+# **Papers**: [RMSNorm](https://arxiv.org/abs/1910.07467), [RoPE](https://arxiv.org/abs/2104.09864),
+# [SwiGLU](https://arxiv.org/abs/2002.05202), [multi-query](https://arxiv.org/abs/1911.02150) and
+# [grouped-query](https://arxiv.org/abs/2305.13245) attention, [Llama](https://arxiv.org/abs/2302.13971),
+# [Llama 2](https://arxiv.org/abs/2307.09288).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -104,11 +98,8 @@ PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its sp
 SEED = 42
 use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}, {torch.get_num_threads()} CPU threads for PyTorch")
-# On a GPU, False trains the cpu profile's model and data, the same steps; True trains the gpu recipe's model and
-# data, for much longer (see README's "Running on a GPU"). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
-# True: seeds 1 and 2 of the race below load what the committed cpu run printed and measured instead of training
-# (notebooks/TEACHING.md, "Long runs"); seed 0 always trains, since its models are used later. False runs all live.
+# True: seeds 1 and 2 of the race replay the committed cpu run (TEACHING.md, "Long runs"); seed 0 always trains.
 REPLAY = False
 SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
 RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, model shape and recipe
@@ -119,26 +110,18 @@ if SCALE != PROFILE:
 # ## The block, then and now
 #
 # ```
-#        GPT-2 (2019)                          Llama-style (2023 on)
-#   x ─┬─────────────────────┐            x ─┬─────────────────────────────┐
-#      LayerNorm (mean, var)  │               RMSNorm (scale only)           │
-#      attention, 12 q/k/v    │               attention, 12 q, 4 k/v heads   │  ← grouped-query
-#      heads                  │               (a third; here: half) (GQA),   │
-#                             │               q and k rotated by their       │  ← no position table
-#                             │               position (RoPE)                │
-#   x ◄┴─────────────────────┘            x ◄┴─────────────────────────────┘
-#      LayerNorm              │               RMSNorm                        │
-#      GELU MLP, 4·C wide     │               SwiGLU MLP, ~8/3·C wide        │  ← gated
-#                             │               (or a mixture of experts: 8b)  │  ← sparse
-#   x ◄┴─────────────────────┘            x ◄┴─────────────────────────────┘
-#   biases everywhere, head tied to       no biases; the head is untied in large
-#   the token embedding; below block 0,   models, tied in small ones (and here)
-#   x = token embedding + learned
-#   position row (once)
+#        GPT-2 (2019)                      Llama-style (2023 on): no biases
+#   x ─┬─────────────────────┐        x ─┬─────────────────────────────┐
+#      LayerNorm              │           RMSNorm                        │
+#      attention, 12 q/k/v    │           attention, 12 q, 4 k/v heads   │  ← grouped-query (here: half)
+#      heads                  │           (GQA); q, k rotated (RoPE)     │  ← no position table
+#   x ◄┴─────────────────────┘        x ◄┴─────────────────────────────┘
+#      LayerNorm              │           RMSNorm                        │
+#      GELU MLP, 4·C wide     │           SwiGLU MLP, ~8/3·C wide        │  ← gated (8b: experts)
+#   x ◄┴─────────────────────┘        x ◄┴─────────────────────────────┘
 # ```
 #
-# In `tinylm` each change is a field of `GPTConfig`, and `ARCHITECTURES` names the families (`llama-moe` is
-# notebook 8b's):
+# `ARCHITECTURES` names each family's `GPTConfig` fields (`llama-moe` is 8b's):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -148,12 +131,10 @@ for name, fields in ARCHITECTURES.items():
 # %% [markdown]
 # ## RMSNorm
 #
-# LayerNorm **re-centres** each position's vector (subtracts its mean) and **re-scales** it (divides by its standard
-# deviation), then applies a gain `w` and a shift `b`: `(x − mean) / sqrt(var + ε) · w + b`.
-# [Zhang & Sennrich](https://arxiv.org/abs/1910.07467) found that re-scaling alone, by the root mean square
-# `sqrt(mean(x²) + ε)`, trains about as well and saves a reduction. RMSNorm keeps the gain; the shift is a bias, which
-# Llama-style blocks drop with all the others. The cell checks RMSNorm against the package's, that LayerNorm without
-# gain and shift is RMSNorm of the re-centred vector, and that RMSNorm ignores the vector's scale (up to ε):
+# LayerNorm **re-centres** and **re-scales** each position's vector, then applies a gain `w` and a shift `b`:
+# `(x − mean) / sqrt(var + ε) · w + b`. RMSNorm only re-scales, by the root mean square `sqrt(mean(x²) + ε)`; Zhang &
+# Sennrich found it trains about as well and saves a reduction. It keeps the gain; the shift is a bias, and Llama
+# drops all biases.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -177,18 +158,17 @@ print(f"RMSNorm(5·x) == RMSNorm(x): {torch.allclose(rms_norm_from_scratch(5 * x
 # %% [markdown]
 # ## RoPE: positions as rotations
 #
-# GPT-2 adds a learned vector `wpe[m]` to the token at position `m`, so the model must work out the *distance*
-# between two tokens, which attention mostly needs, from two absolute positions it learned separately.
+# GPT-2 adds a learned vector `wpe[m]` at position `m`, so the model must infer the *distance* between tokens,
+# which attention mostly needs, from absolute positions.
 #
-# RoPE rotates each query and key instead. Split a head's `hs` channels into `hs/2` pairs, treat pair `j` as a
-# complex number, and at position `m` multiply it by `exp(i·m·θ_j)`, with frequencies `θ_j = b^(−2j/hs)` and base
-# `b = 10,000`. Rotations add their angles and a conjugate rotates backwards, so pair `j`'s term in the score of a
-# query at `m` and a key at `n` is
+# RoPE instead rotates queries and keys. Split a head's `hs` channels into `hs/2` pairs, each a complex number; at
+# position `m` multiply pair `j` by `exp(i·m·θ_j)`, with `θ_j = b^(−2j/hs)` and base `b = 10,000`. Rotations add
+# angles and a conjugate rotates backwards, so pair `j`'s term in the score of a query at `m` and a key at `n` is
 #
-# $$\mathrm{Re}\big[(q_j\,e^{im\theta_j})\,\overline{(k_j\,e^{in\theta_j})}\big] = \mathrm{Re}\big[q_j\,\bar k_j\,e^{i(m-n)\theta_j}\big]:$$
+# $$\mathrm{Re}[q_j e^{im\theta_j}\,\overline{k_j e^{in\theta_j}}] = \mathrm{Re}[q_j \bar k_j e^{i(m-n)\theta_j}],$$
 #
-# it depends on the positions only through the offset `m − n`. Here is RoPE as Meta's Llama writes it, with
-# complex numbers over **interleaved** pairs (channels 0-1, 2-3, ...):
+# which depends on the positions only through `m − n`. Meta's Llama uses complex numbers over **interleaved** pairs
+# (channels 0-1, 2-3, ...):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -216,11 +196,9 @@ assert not math.isclose(score(5, 2), score(7, 2), abs_tol=1e-3)
 assert torch.allclose(rope_complex(q[None], torch.tensor([123])).norm(), q.norm())  # rotations keep lengths
 
 # %% [markdown]
-# The same offset gives the same score, at position 5 or 10,005. Pair `j` turns once every `2π / θ_j` positions
-# (below: the fastest and slowest): fast pairs tell neighbours apart, slow ones carry coarse distance.
-#
-# RoPE does **not** give a longer context: a model trained on windows of `T` tokens has never seen an offset of `T`
-# or more. Going longer takes rescaled positions (position interpolation, YaRN), which `tinylm` does not implement.
+# Pair `j` turns every `2π / θ_j` positions: fast pairs tell neighbours apart, slow ones carry coarse distance.
+# RoPE does **not** lengthen the context: a model trained on `T`-token windows never saw an offset of `T` or more;
+# going longer takes rescaled positions (position interpolation, YaRN), absent from `tinylm`.
 
 # %%
 for head_size in (hs, 64, 128):
@@ -231,10 +209,10 @@ for head_size in (hs, 64, 128):
 # %% [markdown]
 # ### Two conventions, one model
 #
-# Hugging Face's Llama (and `tinylm`) pairs channel `j` with `j + hs/2` instead ("rotate half"):
-# `x·cos + rotate_half(x)·sin`, with `rotate_half(x1, x2) = (−x2, x1)`. It is the same rotation of a reordered
-# vector, and `q·k` does not care about the order of channels as long as `q` and `k` share it, so converting a
-# checkpoint reorders the rows of `W_q` and `W_k` once (`tinylm.model.rope.interleaved_to_rotate_half`):
+# Hugging Face and `tinylm` pair channel `j` with `j + hs/2` ("rotate half"): `x·cos + rotate_half(x)·sin`, with
+# `rotate_half(x1, x2) = (−x2, x1)`. That is the same rotation of reordered channels; as `q·k` ignores the order when
+# `q` and `k` share it, converting a checkpoint reorders the rows of `W_q` and `W_k` once
+# (`tinylm.model.rope.interleaved_to_rotate_half`):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -252,12 +230,11 @@ print("interleaved RoPE, then reordered == tinylm's rotate-half RoPE on the reor
 # %% [markdown]
 # ## SwiGLU
 #
-# GPT-2's MLP is `c_proj(gelu(c_fc(x)))`, `4·C` wide. SwiGLU ([Shazeer, 2020](https://arxiv.org/abs/2002.05202))
-# computes two projections and lets one gate the other, channel by channel: `c_proj(silu(c_gate(x)) · c_fc(x))`,
-# where `silu(z) = z·sigmoid(z)`. Three matrices instead of two, so Llama makes the hidden layer 2/3 as wide, `8/3·C`
-# rounded up to a multiple (256 in Meta's code, 32 in llama2.c's): about the same weights and matrix work per token.
-# In Shazeer's T5 experiments the gated MLPs reached a lower held-out perplexity than ReLU and GELU at the same
-# parameters and computation; he attributes their success "to divine benevolence".
+# GPT-2's MLP is `c_proj(gelu(c_fc(x)))`, `4·C` wide. SwiGLU lets one projection gate another:
+# `c_proj(silu(c_gate(x)) · c_fc(x))`, with `silu(z) = z·sigmoid(z)`. Having three matrices, Llama makes it 2/3 as
+# wide, `8/3·C` rounded up to a multiple (256 in Meta's code, hence Llama 7B's 11,008; 32 in llama2.c's training
+# script), for about the same weights and work per token. Shazeer found gated MLPs beat ReLU and GELU on T5 at equal
+# parameters and compute, crediting "divine benevolence".
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -276,15 +253,12 @@ for width in (128, 768, 4096):
           f"GELU MLP hidden {4 * width:>6} ({gelu_params:>11,} weights)")
 
 # %% [markdown]
-# Llama 7B's 11,008 is `8/3 · 4096` rounded up to a multiple of 256.
-#
 # ## Grouped-query attention and the KV cache
 #
-# Decoding reads the whole key/value cache at every step (notebook 7), and on a server the cache decides how many
-# conversations fit on a GPU. Multi-query attention ([Shazeer, 2019](https://arxiv.org/abs/1911.02150)) gives all
-# query heads **one** shared key/value head; grouped-query attention
-# ([Ainslie et al., 2023](https://arxiv.org/abs/2305.13245)) gives each group of `n_head / n_kv_head` query heads
-# one, keeping almost all of multi-head attention's quality. From scratch, with a `tinylm` layer's weights:
+# Decoding reads the whole key/value cache at every step (notebook 7), and its size decides how many
+# conversations a GPU serves. Multi-query attention gives all query heads **one** shared key/value head;
+# grouped-query attention gives each group of `n_head / n_kv_head` query heads one, keeping almost all of multi-head
+# attention's quality. From scratch:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -309,8 +283,8 @@ print(f"c_attn makes {cfg_gqa.n_head} query heads and {cfg_gqa.kv_heads} key/val
       f"{tuple(attn.c_attn.weight.shape)} instead of {(3 * 48, 48)} with full multi-head attention")
 
 # %% [markdown]
-# Per token the cache keeps `2 × n_layer × n_kv_head × head_size` numbers. For GPT-2 124M in bf16, and with 4
-# key/value heads for its 12 query heads:
+# The cache keeps `2 × n_layer × n_kv_head × head_size` numbers per token; for GPT-2 124M in bf16, with 12 or 4
+# key/value heads:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -321,7 +295,6 @@ for name, cfg in [("GPT-2 124M (12 k/v heads)", gpt2_cfg), ("same width, 4 k/v h
     print(f"{name:<26} {per_token / 1024:>5.0f} KiB per token, {per_token * 1024 / 2**20:>4.0f} MiB per "
           f"1,024-token sequence, {80 * 2**30 // (per_token * 1024):>5,} such sequences in 80 GiB")
 
-# A real cache agrees with the arithmetic (a small model: a batch of 3, the whole context filled).
 small = tinylm.GPT(dataclasses.replace(cfg_gqa, n_layer=2)).eval()
 cache = tinylm.KVCache(small.config, batch_size=3)
 with torch.no_grad():
@@ -330,17 +303,14 @@ assert cache.nbytes() == 3 * 16 * bytes_per_token(small.config, torch.float32)
 print(f"measured: {cache.nbytes():,} bytes for 3 x 16 positions == 3 x 16 x bytes_per_token")
 
 # %% [markdown]
-# A third of the cache: three times the users, or the context, in the same memory (the counts give all 80 GiB to
-# the cache; the weights and activations take their share first). Llama 2 70B uses 8 key/value heads for 64 query
-# heads ([Touvron et al., 2023b](https://arxiv.org/abs/2307.09288)).
+# A third of the cache: three times the users, or the context, in the same memory (fewer in practice: the weights
+# and activations need memory too).
 #
 # ## The Llama block in `tinylm`
 #
-# `with_architecture(config, "llama")` switches every part at once and keeps the shape.
-# `tinylm.course.ablation.architecture_chain` builds the path between the two families, each arm changing one thing:
-# **the biases go first**, LayerNorm's shift included, so that +RMSNorm changes the norm alone; **weight tying stays
-# on** (both families tie at this size). The last arm is exactly the Llama block; the lesson races the chain's two
-# ends, exercise 3 the arms between.
+# `with_architecture(config, "llama")` switches every part and keeps the shape. `architecture_chain` changes one
+# thing per arm: **biases first** (LayerNorm's shift too), so that +RMSNorm changes only the norm; **weight tying
+# stays on** (large Llamas untie the head). The lesson races the two ends; exercise 3, the arms between.
 
 # %%
 track = tinylm.get_track("tinystories")
@@ -370,32 +340,28 @@ arms = [chain[0], llama]  # the lesson's two arms
 #
 # | | |
 # |---|---|
-# | arms | GPT-2's block; the Llama block (the chain's two ends) |
+# | arms | GPT-2's block; the Llama block |
 # | budget | 3,000 optimizer steps per run (1,000 with `FULL_RECIPE = True`) |
 # | seeds | 3 per arm; both arms' seed i see the same batches |
-# | model (`cpu`) | 4 layers, 96 wide, windows of 64 tokens, batches of 8 |
-# | learning rate | 4e-3, the TinyStories `cpu` recipe's (notebook 5), whose model is GPT-2's block; not re-tuned |
-# | score | loss on a test split: the training split's last stories, which no arm trains on |
+# | learning rate | 4e-3, from notebook 5's `cpu` recipe, set for its wider model; not re-tuned for this shape or either block |
+# | score | test loss on the training split's last stories, which no arm trains on; only the step count was chosen on them |
 # | rule | told apart only if every seed of one arm beats every seed of the other (10% by chance at 3 seeds each) |
 #
-# Steps, not seconds: on a shared laptop a budget of seconds buys a different number of steps from one minute to
-# the next; the cell times a step separately. The step count was chosen on GPT-2's arm alone: after 1,000 steps its
-# samples did not hold a sentence together ([a dated note](../docs/notes/2026-11-27-story-levers.md)). Six arms at
-# 3,000 steps would not fit a lesson; exercise 3 prints what the four others cost.
+# Steps, not seconds: on a shared laptop a second buys a varying number of steps.
+# The step count was chosen on GPT-2's arm alone, by its test loss and samples: after 1,000 steps its samples did not
+# hold a sentence together ([a dated note](../docs/notes/2026-11-27-story-levers.md)). That choice never saw Llama's
+# arm, but GPT-2's test loss is not untouched. The model is narrower than notebook 5's, on shorter windows, so that
+# its runs fit a lesson; six arms would not.
 #
-# **Predict, then run.** After 3,000 steps, will the Llama block be told apart from GPT-2's, and which way?
+# **Predict, then run.** Will the Llama block be told apart from GPT-2's, and which way?
 
 # %%
-# Optimizer steps per run, the same for every arm and seed (smoke: a few, to check the code).
 ARM_STEPS = {"smoke": 12, "cpu": 3000, "gpu-bounded": 3000, "gpu": 1000}[SCALE]
 ARM_BATCH = {"smoke": recipe.batch_size, "cpu": 8, "gpu-bounded": 8, "gpu": recipe.batch_size}[SCALE]
 SEEDS = [0, 1, 2]
 arm_recipe = dataclasses.replace(recipe, max_seconds=None, max_steps=ARM_STEPS, batch_size=ARM_BATCH,
                                  warmup_steps=min(recipe.warmup_steps, ARM_STEPS // 4), eval_interval=0,
                                  log_interval={"smoke": 4, "cpu": 50, "gpu-bounded": 50, "gpu": 10}[SCALE])
-# The test split: the training split's last stories, at most as many tokens as the validation split (cut just after
-# an end-of-text token). No arm trains on them; the recipe was chosen on validation, the step count on these tokens
-# (GPT-2's arm, docs/notes/2026-11-27-story-levers.md).
 train_tokens, test_tokens = hold_out_test(data.train, len(data.val), boundary=data.tokenizer.eot_token)
 step_tokens = ARM_BATCH * base_cfg.block_size * arm_recipe.accumulation_steps(base_cfg.block_size)
 print(f"tokens: {len(train_tokens):,} to train on, {len(data.val):,} validation, {len(test_tokens):,} test (held "
@@ -417,7 +383,6 @@ runs = {name: runs[name] + more[name] for name in runs}
 trained = sum(run.elapsed for arm_runs in runs.values() for run in arm_runs)
 step_seconds = trained / (len(arms) * len(SEEDS) * ARM_STEPS)
 print(f"training took {trained:,.0f} s in all: {1000 * step_seconds:.0f} ms per step on average")
-# What a step costs, timed apart from training: both arms in alternating rounds (notebook 12's measure_step_costs)
 TIMING = {"rounds": 3, "steps": 2, "warmup": 1} if SCALE == "smoke" else {"rounds": 7, "steps": 20, "warmup": 5}
 costs = measure_step_costs(arms, arm_recipe, train_tokens, data.val, device=DEVICE, tokenizer=data.tokenizer,
                            **TIMING)
@@ -425,12 +390,10 @@ print(machine_line(DEVICE))
 print(step_cost_line(arms, costs))
 
 # %% [markdown]
-# The table: each arm's parameters (in brackets those one token uses; they differ in 8b), steps, ms per step while
-# training (the median over seeds; the timed rounds above are the step's price), test loss (mean ± half the range
-# over seeds), bits per byte (as in notebook 5) and the rule's call.
-# The figure: left, each arm's test loss (dot the mean, bar the range, ticks the seeds); right, training loss
-# against seconds, where a long straight segment is a stall on the shared machine. Training loss ends below test
-# loss (the Llama curves end at the panel's floor): at 3.5 passes the models begin to memorise the sample.
+# In the table, "(per token)" counts the parameters one token uses (they differ in 8b); ms per step is the training
+# runs' median (the timed rounds above are the step's price); test loss is the mean ± half the range over seeds. In
+# the right panel a long straight segment is a stall. Training loss ends below test loss (the Llama curves end at the
+# panel's floor): at 3.5 passes the models begin to memorise.
 
 # %%
 gpt2 = tinylm.BPETokenizer("gpt2")
@@ -454,7 +417,7 @@ for sentence in verdicts(arms, runs, split="test"):
     print("-", sentence)
 
 # %% [markdown]
-# What a loss of this size writes, one sample per arm:
+# What these losses write, one sample per arm:
 
 # %%
 print("seed 0 of each arm, 60 tokens after 'Once upon a time', temperature 0.8, top-k 40, sampling seed", SEED)
@@ -464,23 +427,21 @@ for arm in arms:
     print(f"{arm.name}: {' '.join(text.split('<|endoftext|>')[0].split())}\n")
 
 # %% [markdown]
-# **How to read this.** After 3,000 steps the Llama block beat GPT-2's at every seed, by 0.111 nats per token
-# between the means (1.190 against 1.231 bits per byte), far more than the seeds' spread (0.014), and with fewer
-# weights (no biases, no position table, half the key/value projections). The rule says the whole block is better
-# here, at this learning rate and 3.5 passes over the sample; which of its five changes makes it so is exercise 3's
-# question. The samples show the gap: GPT-2's breaks its grammar in the first sentence ("named Timmy and asked,");
-# Llama's sentences parse, but its facts drift (the "little boy named Lily" is "she" a sentence later).
+# **How to read this.** The Llama block beat GPT-2's at every seed, by 0.111 nats per token between the means
+# (1.190 against 1.231 bits per byte), far beyond the seeds' spread (0.014), with fewer weights. By the rule the
+# whole block is better here, at this learning rate and 3.5 passes; which change makes it so is exercise 3's
+# question. In the samples GPT-2's grammar breaks at once ("named Timmy and asked,"); Llama's parses, but its facts
+# drift (a "little boy named Lily" becomes "she").
 #
-# Speed: the training seconds come from a shared machine, where a stall can strike any run (GPT-2's seed 0 took
-# 203 s, its other seeds 130 and 126 s). Timed apart, in seven alternating rounds, Llama's step cost 1.12 times
-# GPT-2's, and the rounds overlap: not told apart. Fewer weights need not mean a faster step: at width 96 a step's
-# cost is probably more the number of operations than their arithmetic, and the Llama block has more of them
+# Speed: ignore the training seconds, where a stall can hit any run (GPT-2's seed 0 took 203 s). Timed apart,
+# Llama's step cost 1.12 times GPT-2's, not told apart. Fewer weights need not mean a faster step: at width 96 the
+# cost probably follows the number of separate operations (kernel calls), not their arithmetic, and Llama has more
 # (RoPE's rotations, SwiGLU's third matrix, the copied key/value heads). Exercise 4 races equal seconds.
 #
 # ## Generation with the new family
 #
-# The KV cache stores `n_kv_head` heads, keys already rotated. When the context is full, `tinylm` crops to the
-# most recent half and prefills again (a slid cache would keep keys computed while dropped tokens were visible):
+# The KV cache stores `n_kv_head` heads, keys already rotated. When the context is full, `tinylm` keeps the most
+# recent half and prefills again (a slid cache would keep keys computed while dropped tokens were visible):
 
 # %%
 llama_model = runs["Llama"][0].model.eval()  # the whole Llama block, seed 0
@@ -494,12 +455,11 @@ print(f"{budget} greedy tokens, with and without the cache: identical")
 # %% [markdown]
 # ## A real Llama: SmolLM2-135M-Instruct
 #
-# [SmolLM2](https://arxiv.org/abs/2502.02737) is the same family at a real, if small, scale: Hugging Face trained
-# its 135M-parameter model on about 2 trillion tokens, then tuned it to follow instructions.
-# `tinylm.interop.gguf_import` reads a 4-bit (Q4_1) GGUF copy of it, quantised by QuantFactory for llama.cpp, and
-# dequantises it to float32 into a `tinylm.GPT`; its replies are that copy's. Below, your pieces
-# (`rms_norm_from_scratch`, `rope_complex`, `swiglu_from_scratch`, and grouped-query attention written inline with
-# RoPE) run its 30 blocks on the same weights, and must equal the package's logits to float32 rounding.
+# [SmolLM2](https://arxiv.org/abs/2502.02737) is the family at a small real scale: 135M parameters, trained on
+# about 2 trillion tokens, then instruction-tuned. `tinylm.interop.gguf_import`
+# dequantises QuantFactory's 4-bit (Q4_1) GGUF copy into a float32 `tinylm.GPT`. Your
+# pieces, with grouped-query attention written inline, run its 30 blocks and must match its logits to float32
+# rounding.
 
 # %%
 real, real_tokenizer = real_model("smollm2-135m-instruct")
@@ -541,9 +501,9 @@ print(f"your blocks vs tinylm.GPT on SmolLM2's weights: largest gap {gap:.1e} of
 print(f"next token: {real_tokenizer.decode([int(package[0, -1].argmax())])!r}")
 
 # %% [markdown]
-# It was tuned on conversations in its chat template, so we prompt it that way (notebook 9 builds the template).
-# Greedy replies, each from a fresh conversation with the model's own system prompt, at most 80 new tokens (the
-# second reply is cut there); a 135M model, 4-bit here, follows a form loosely (its "haiku" has four lines):
+# It was tuned on chats in its template (notebook 9 builds it), so we prompt it that way, greedily, with its own
+# system prompt, for at most 80 new tokens. A 135M model, 4-bit here, follows a form loosely: its "haiku" has four
+# lines.
 
 # %%
 template = ChatTemplate(real_tokenizer)
@@ -556,9 +516,9 @@ for question in ["What is the capital of France?", "Give me three tips for sleep
     print(f"> {question}\n{real_tokenizer.decode(reply).removesuffix('<|im_end|>').strip()}\n")
 
 # %% [markdown]
-# Most of its choices are this notebook's sections, at its size. Its RoPE base is larger: that slows every pair, so
-# more pairs still tell far offsets apart within its context (nothing here tests it). The base is raised from the
-# start of a training stage, unlike the rescaled positions that stretch an already trained model:
+# Most of its choices are this notebook's sections, at its size. Its larger RoPE base slows every pair but the
+# first, so more pairs still tell far offsets apart within its context (nothing here tests it); it is set from the
+# start of a training stage, unlike rescaled positions, which stretch a trained model:
 
 # %%
 embedding = rc.vocab_size * rc.n_embd
@@ -576,20 +536,16 @@ print(f"tied head: the {rc.vocab_size:,} x {rc.n_embd} embedding ({embedding:,} 
       f"{embedding / real.num_parameters():.0%} of the model) is stored once")
 
 # %% [markdown]
-# `python -m tinylm.interop import --gguf smollm2-135m-instruct` writes the same model into
-# `runs/smollm2-135m-instruct`, which `chat`, `serve`, `eval` and the fine-tuning commands take as `--ckpt` or
-# `--base`. `tinylm.interop` also reads Hugging Face's `LlamaForCausalLM` folders and Karpathy's
-# [llama2.c](https://github.com/karpathy/llama2.c) files.
+# `python -m tinylm.interop import --gguf smollm2-135m-instruct` saves it for the commands' `--ckpt` and `--base`;
+# `tinylm.interop` also reads Hugging Face Llama folders and [llama2.c](https://github.com/karpathy/llama2.c) files.
 #
 # ## What you learned
 #
-# - **RMSNorm** re-scales without re-centring; **RoPE** rotates queries and keys so that scores depend on
-#   offsets; **SwiGLU** gates one projection with another at about GELU's cost; **grouped-query
-#   attention** shrinks the KV cache by `n_head / n_kv_head`.
-# - A block is measured **at a budget the machine cannot move, over seeds**, long enough that GPT-2's block
-#   starts to write sentences, and a difference counts only by a rule stated before the run; which change carries
-#   it takes one change at a time (exercise 3).
-# - The same pieces, on SmolLM2-135M-Instruct's weights, reproduce a real model's logits.
+# - **RMSNorm** drops re-centring; **RoPE** makes scores depend on offsets; **SwiGLU** gates at about GELU's cost;
+#   **grouped-query attention** shrinks the KV cache by `n_head / n_kv_head`.
+# - Compare blocks **at a fixed step budget, over seeds**, long enough to write sentences, by a rule stated
+#   beforehand; one change at a time finds which one matters (exercise 3).
+# - These pieces reproduce SmolLM2-135M-Instruct's logits.
 #
 # ## Exercises
 #
@@ -656,8 +612,9 @@ check(test_kv_bytes_per_token)
 # **3. Experiment: the ladder, one change at a time.** The lesson raced the chain's two ends. Which of the five
 # changes carry the difference, and does any cost loss? Train the chain's four middle arms (`chain[1:-1]`:
 # +no-bias, +RMSNorm, +RoPE, +SwiGLU) exactly as the lesson trained its two: `SEEDS`, `arm_recipe`, the same
-# training, validation and test tokens. The ends are the lesson's runs (its Llama arm is the chain's +GQA), so
-# the check prints the six-arm table and five verdicts, each arm against the one before, and about how likely at
+# training, validation and test tokens. The ends are the lesson's runs (its Llama arm is the chain's +GQA): run
+# the lesson with `REPLAY = False` first, or their seeds 1 and 2 come from the recording's machine, not yours. The
+# check prints the six-arm table and five verdicts, each arm against the one before, and about how likely at
 # least one of five is to read "told apart" were no change real (as if the five were independent; they share arms,
 # and by the union bound the chance is at most 50%). Predict first: which changes will be told apart from
 # the arm before them, and which way? The same six arms from the command line:

@@ -32,7 +32,7 @@
 # - an **ablation**: the dense Llama block against the mixture with loss-free balancing, three seeds each, scored on
 #   held-out tokens by 8a's rule; the three balancing modes in training are an exercise.
 #
-# **How long it takes**: a lesson of about 79 minutes (reading, code and the `cpu` run's 379 s with `REPLAY = True`,
+# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 379 s with `REPLAY = True`,
 # 17 min live, by the course's formula), then a second sitting of about 120 minutes for the 5 exercises (10 minutes
 # per function, 20 per experiment, and 30 min of training).
 #

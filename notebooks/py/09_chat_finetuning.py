@@ -18,13 +18,12 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/09_chat_finetuning.ipynb)
 #
-# Asked "Write a story about a character named Tom.", a pretrained story model may continue with anything; a chat
-# model does what was asked and stops. **Supervised fine-tuning (SFT)** teaches this with example conversations,
-# special tokens marking the turns, and an answer-only loss.
+# Asked for a story about Tom, a story model may ramble; a chat model obeys and stops. **Supervised fine-tuning
+# (SFT)** on conversations teaches that.
 #
 # **What you will learn**
 # - **chat tokens**, the **ChatML template** and the **answer-only loss**;
-# - a **task a program can score**; **padding or packing**; **growing a vocabulary**;
+# - a **task a program can score**; **padding**; **growing a vocabulary**;
 # - **SFT, evaluated honestly** against baselines and a published instruct model, then **chatting** with it.
 #
 # **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 230 s with `REPLAY = True`,
@@ -37,9 +36,9 @@
 # | `cpu` (2-core laptop) | the story base (800 steps), then 2 × 1,000 SFT steps | the last cell prints it |
 # | `gpu` | the story base, and GPT-2 124M (needs the network) on the instruction set: 1,000 SFT steps per seed, two epochs with `FULL_RECIPE = True` | see [Running on a GPU](README.md#running-on-a-gpu) |
 #
-# **Papers**: InstructGPT ([Ouyang et al., 2022](https://arxiv.org/abs/2203.02155)), whose first step is SFT;
-# [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md); TinyStories
-# ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); SmolLM2 ([Allal et al., 2025](https://arxiv.org/abs/2502.02737)).
+# **Papers**: [InstructGPT](https://arxiv.org/abs/2203.02155);
+# [ChatML](https://github.com/openai/openai-python/blob/release-v0.28.0/chatml.md);
+# [TinyStories](https://arxiv.org/abs/2305.07759); [SmolLM2](https://arxiv.org/abs/2502.02737).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -87,30 +86,22 @@ PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its sp
 SEED = 42
 tinylm.course.plotting.use_projector_style()  # fonts readable on a projector
 TASK = "instruct" if PROFILE == "gpu" else "stories"  # a GPU fine-tunes GPT-2 124M on the instruction set
-# gpu only: False fine-tunes BOUNDED_GPU_STEPS per seed, True the full recipe (README's "Running on a GPU")
 FULL_RECIPE, BOUNDED_GPU_STEPS = False, 1000
-# True: the second fine-tuning seed loads what the committed cpu run printed and measured instead of training
-# (notebooks/TEACHING.md, "Long runs"); the first always trains, its model is used below. False runs both live.
 REPLAY = False
 
 # %% [markdown]
 # ## A conversation as one sequence
 #
-# A decoder-only model reads one sequence, so ChatML flattens a conversation, marking each turn with two special
-# tokens and the role. Training stays next-token prediction, but only the answer's targets count. The end of a
-# conversation whose answer is "Red.":
+# ChatML flattens a conversation into one sequence, marking turns with special tokens. Training stays next-token
+# prediction on answer targets, `<|im_end|>` included so the model learns to stop:
 #
 # ```
-#  input x      …  <|im_start|>   assistant   ⏎     Red   .           <|im_end|>
-#  target y     …  assistant      ⏎           Red   .     <|im_end|>  ⏎
-#  in the loss?    no             no          YES   YES   YES         no
+#  input x      …  <|im_start|>   ass      istant   ⏎     Red   .           <|im_end|>
+#  target y     …  ass            istant   ⏎        Red   .     <|im_end|>  ⏎
+#  in the loss?    no             no       no       YES   YES   YES         no
 # ```
 #
-# The answer's `<|im_end|>` counts too, so the model learns to stop.
-#
-# ## Chat tokens
-#
-# They take the three ids after GPT-2's 50,257 (by hand with tiktoken, then `tinylm`'s "gpt2-chat"):
+# Chat ids follow GPT-2's 50,257:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -126,8 +117,7 @@ for name, token in CHAT_SPECIAL_TOKENS.items():
     print(f"{name:>13} -> {token}")
 
 # %% [markdown]
-# **Text that looks like a marker is text**, or a user could type `<|im_end|>` and forge a system message. Only the
-# template inserts the real ids:
+# **Typed markers stay text**, else users could forge system messages; only the template inserts chat ids:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -143,10 +133,10 @@ assert chat.decode(ids) == forged
 print(f"tinylm: {len(ids)} ordinary tokens, none special: {[chat.decode([i]) for i in ids[:8]]} ...")
 
 # %% [markdown]
-# ## The ChatML template from scratch
+# ## The template from scratch
 #
-# A message is `<|im_start|>` + `role⏎` + content + `<|im_end|>` + `⏎`, each part encoded separately so its tokens
-# never depend on its neighbours. `is_answer` marks an assistant's content and its `<|im_end|>`.
+# Each part of a message (`<|im_start|>`, `role⏎`, content, `<|im_end|>`, `⏎`) is encoded alone, so no token spans
+# two parts.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -180,8 +170,7 @@ print("".join(f"[{chat.decode([i])}]" if a else chat.decode([i]) for i, a in zip
 print(f"\n{len(ids)} tokens, {sum(is_answer)} of them in the loss: {[chat.decode([i]) for i, a in zip(ids, is_answer) if a]}")
 
 # %% [markdown]
-# A reply's prompt ends with `<|im_start|>assistant⏎`, as every training answer's did; generation stops at
-# `<|im_end|>`.
+# A reply's prompt ends with `<|im_start|>assistant⏎`, as in training:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -193,9 +182,8 @@ print(repr(chat.decode(prompt_ids[-12:])))
 # %% [markdown]
 # ## The answer-only loss
 #
-# By hand: two sequences of three positions, a vocabulary of 3. Uncounted targets are `-1`, skipped with
-# `ignore_index=-1`. A counted position costs `−log softmax(logits)[target] = log Σ exp(logits) − logits[target]`;
-# the loss is the mean over **counted** positions:
+# By hand: a target of `-1` is skipped (`ignore_index=-1`), a counted one costs `−log softmax(logits)[target] =
+# log Σ exp(logits) − logits[target]`; the loss is their **mean**:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -219,8 +207,8 @@ assert math.isclose(hand_loss, torch_loss.item(), rel_tol=1e-6) and math.isclose
 print(f"mean over the {len(terms)} counted positions: {hand_loss:.5f} (by hand) == F.cross_entropy == tinylm's next_token_loss")
 
 # %% [markdown]
-# A real batch is **right-padded** with `<|pad|>`, harmless under causal attention; targets are `ids[1:]`, `-1` where
-# not answer text. Checked against `pad_conversations` and three losses:
+# A real batch is **right-padded** with `<|pad|>`, harmless under causal attention; targets are `ids[1:]`, `-1`
+# outside answers:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -253,13 +241,11 @@ print(f"batch {tuple(x.shape)}: {(y != -1).sum().item()} answer targets of {x.nu
       "random model): from scratch == model(x, y) == next_token_loss with a mask")
 
 # %% [markdown]
-# ## The task: stories that meet instructions
+# ## The task: instructed stories
 #
-# A model this small knows only stories. As in TinyStories-Instruct, an instruction takes two or three constraints
-# from a real story opening, a **name**, a **word** (a listed animal or thing) or a **length** (at most N sentences),
-# names and words swapped for others of their kind. The rewritten opening, the SFT target, meets them, if oddly ("a
-# little girl named Benny"). Splits are by story hash, shared with notebooks 10 and 11; a training story gives up to
-# four instructions, a held-out one at most one.
+# As in TinyStories-Instruct, an instruction asks for two or three features of a story opening (a **name**, a listed
+# **word**, at most N **sentences**); the opening, with the asked name and word swapped in (hence "her favorite cake,
+# a triangle"), is the SFT target. Training stories give up to four instructions, held-out ones at most one.
 
 # %%
 splits = load_stories()
@@ -271,8 +257,8 @@ print(f"\ninstruction: {example.instruction}\nconstraints: {[(c.kind, c.value) f
       f"target: {example.story}")
 
 # %% [markdown]
-# **The base** is pretrained here on the training stories only, with GPT-2's tokens trimmed to those the stories and
-# names use, plus `<unk>` (notebook 5); notebooks 10 and 11 reuse it.
+# **The base**, pretrained once and reused, trims GPT-2's tokens as in notebook 5: "system", "user", "assistant" and
+# "Write" become `<unk>`, so only their place in the template marks the roles.
 
 # %%
 base_checkpoint = story_base(PROFILE).ensure()  # trained here, or reused from an earlier run
@@ -286,14 +272,11 @@ sample = tinylm.generate_batch(base_model, [story_tokenizer.encode("Once upon a 
 print(f"a sample (temperature 0.8): Once upon a time{story_tokenizer.decode(sample)}")
 
 # %% [markdown]
-# **One verifier** scores every pass rate in notebooks 9 to 11. A reply passes if it **ends** (it stops before the
-# 120-token cap, with three sentences or more, the last closed by . ! or ?), meets every constraint, and is
-# - **fluent**: its per-token loss under the base at most the 95th percentile of the validation targets' (else
-#   "Zoe kite. Tom ball. Lily dog." would pass);
-# - **varied**: its share of repeated word 3-grams at most the 99th percentile of the training targets' (a loop is
-#   fluent).
-#
-# Four replies, scored:
+# **One verifier** scores every pass rate in notebooks 9 to 11. A passing reply meets every constraint and
+# - **ends**: stops within the 120-token cap and the 128-token context (prompt included), with three or more
+#   sentences, the last closed by . ! or ?;
+# - is **fluent**: per-token loss under the base within the validation targets' 95th percentile;
+# - is **varied**: share of repeated word 3-grams within the training targets' 99th percentile.
 
 # %%
 verifier = story_verifier(base_checkpoint, splits)
@@ -311,9 +294,7 @@ for (name, reply), verdict in zip(replies.items(), verdicts):
 assert all(verdicts[1].holds.values()) and not verdicts[2].varied and not all(verdicts[3].holds.values())
 
 # %% [markdown]
-# Pass rates get 95% **Wilson intervals** (notebook 6b), not empty even at 0 of 249 (0% to 1.5%). Each instruction
-# becomes a ChatML conversation answered by its target story. One longer than the context is skipped, not cut:
-# without its `<|im_end|>` the answer would teach the model not to stop.
+# Over-long conversations are skipped: cut, they would lose `<|im_end|>`, teaching the model not to stop.
 
 # %%
 story_base_chat, story_chat = add_chat_tokens(base_model, story_tokenizer)
@@ -327,11 +308,10 @@ answer_share = sum(sum(c.is_answer) for c in train_examples.rendered) / sum(len(
 print(f"{answer_share:.0%} of the training tokens are answer tokens")
 
 # %% [markdown]
-# ## Gradient accumulation, checked against the Trainer
+# ## Gradient accumulation
 #
-# The loss averages over all of a batch's answer tokens (exercise 1 tries the other choice), so micro-batch means
-# must be weighted by their share of the step's answer tokens. Checked by hand and against the `Trainer`; equal
-# weights, a planted bug, must fail.
+# The loss averages over a step's answer tokens, so micro-batch means are weighted by their share of them. Equal
+# weights, a planted bug, must fail against the `Trainer`.
 
 # %%
 def my_step_gradient(model, micro_batches, weights_of) -> torch.Tensor:
@@ -379,11 +359,8 @@ print(f"micro-batches with {[int((y != -1).sum()) for _, y in micro_batches]} an
 # %% [markdown]
 # ## Padding or packing
 #
-# **Padding** right-pads each conversation's row to the longest; `tinylm` sorts by length within *buckets* of 50
-# batches. **Packing** fills a window with several conversations.
-#
-# **Predict, then run.** In batches of 16 random conversations, is 1 position in 100 padding, 1 in 10, or 1 in 3?
-# With buckets?
+# **Padding** fills rows to the longest, sorted by length within *buckets* of 50 batches; **packing** puts several
+# conversations in one window. **Predict, then run.** What share of a random batch of 16 is padding? With buckets?
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -395,16 +372,16 @@ for batch_size in (8, 16, 32):
     print(f"| {batch_size} | {random_batches.padding_fraction():.1%} | {bucketed.padding_fraction():.1%} |")
 
 # %% [markdown]
-# Buckets leave under one position in a hundred as padding, which is all packing could save; correct packing needs a
-# block-diagonal causal mask and restarted positions (exercise 4). `tinylm` pads.
+# Buckets leave under 1 in 100, all packing could save, so `tinylm` pads; packing needs a block-diagonal causal mask
+# and restarted positions (exercise 4).
 
 # %% [markdown]
-# ## Growing a pretrained model's vocabulary
+# ## Growing the vocabulary
 #
-# The new ids have no trained rows: spare padding rows are reused, else the tied embedding and head grow. Starting them at the **mean of the existing rows** ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html))
-# leaves the old logits unchanged and scales their probabilities by 1 − s, s the new tokens' share. A new logit is
-# h·ē, ē the mean of the V old rows; by Jensen's inequality exp(h·ē) ≤ mean exp(h·eᵢ), so s ≤ 3/(V + 3). From
-# scratch, then against `add_chat_tokens`:
+# New ids take spare padding rows, else the tied embedding and head grow. New rows start at the **mean ē of the V
+# old rows** ([Hewitt, 2021](https://nlp.stanford.edu/~johnhew/vocab-expansion.html)): old logits stay, so old
+# probabilities scale by 1 − s, s the new tokens' share. A new logit is h·ē; exp(h·ē) ≤ mean exp(h·eᵢ) (Jensen), so
+# s ≤ 3/(V + 3):
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -442,16 +419,13 @@ for rows_before in (50257, 50304):  # Hugging Face's GPT-2 has 50,257 rows; tiny
           f"(bound 3/(V + 3) = {bound:.4%})")
 
 # %% [markdown]
-# Now the model must learn to *produce* the new tokens.
-
-# %% [markdown]
 # ## Supervised fine-tuning
 #
-# `python -m tinylm.sft --task stories` runs all this with pretraining's `Trainer`: 1,000 steps of 16 conversations
-# on `cpu`, two seeds, `best.pt` chosen every 100 steps by the greedy validation **pass rate**.
+# `python -m tinylm.sft --task stories` runs this with pretraining's `Trainer`, choosing `best.pt` every 100 steps by
+# greedy validation **pass rate**; `REPLAY = True` replays the second seed's committed run.
 #
-# **Predict, then run.** How often will the base meet every constraint, asked plainly or given a first line? After
-# SFT? Which constraint will be hardest?
+# **Predict, then run.** Pass rates of the base, plain (the instruction as a title) or prompted (given an opening),
+# and after SFT? The hardest constraint?
 
 # %%
 run_dir = tinylm.paths.runs_dir() / f"notebook-09-{PROFILE}"
@@ -474,7 +448,7 @@ SFT_SEEDS, reports = tuple(runs), {seed: run["report"] for seed, run in runs.ite
 report = reports[SEED]
 
 # %% [markdown]
-# **The curves** (★: the validation pass rate that chose `best.pt`):
+# **The curves** (★ marks `best.pt`):
 
 # %%
 stories = TASK == "stories"
@@ -482,16 +456,15 @@ plot_fine_tuning(reports, {seed: run["records"] for seed, run in runs.items()}, 
 plt.show()
 
 # %% [markdown]
-# **Reading the curves.** Training answers cost less from the start (the base read their stories); memorisation
-# about triples the gap. Validation loss bottoms out at step 300 or 400; the pass rate peaks at 900, unevenly (seed
-# 42: 67.5%, 61.3%, 61.3%, 71.2% at steps 600 to 900), and both seeds fall at the last evaluation (seed 42 to 48.8%):
-# the model at the end is not the best one. Chosen by loss, seed 42's `best.pt` would pass 33.8% of validation, not
+# **Reading the curves** (in epochs: 1,000 steps = 3.21). Training answers cost less from the start (the base read
+# them); memorisation about triples the gap. Validation loss is lowest at step 300 or 400, the pass rate highest at
+# 900; both seeds then fall, so the last model is not the best. By loss, seed 42 would pass 33.8% of validation, not
 # 71.2%.
 
 # %% [markdown]
-# **Test pass rates** (greedy) and each check's share where asked. The prompted base continues a first line ("Once
-# upon a time, Benny had a cake."); SmolLM2-135M-Instruct gets its own template and system prompt. The first row
-# scores SFT's own targets as replies: the ceiling.
+# **Test pass rates.** The prompted base continues a first line such as "Once upon a time, Benny had a cake.", so
+# name and word hold by construction; the log's "before": the chat-prompted base. SmolLM2-135M-Instruct gets its own
+# template and system prompt.
 
 # %%
 if stories:
@@ -525,15 +498,13 @@ print(f"\nper seed {report['steps']} steps, {report['train_seconds']:.0f} s of f
       f"{report['wall_seconds']:.0f} s in all")
 
 # %% [markdown]
-# **What the figures read.** The references themselves pass 98.4%: the guards reject few real openings, so the
-# ceiling is near 100% and SFT's 76.3% falls well short of it. No baseline passes. SFT adds mostly what the prompted base lacks, a short story that
-# stops and does not loop, and what the plain base lacks, the name and word too. (A few-shot prompt is no baseline
-# here: the 128-token context cannot hold an example story and a reply.) SmolLM2 mostly meets the constraints but
-# rarely ends within the cap, and its words are unlikely under the story base: the verifier measures this task's
-# format and style, not writing quality. Wilson and McNemar cover which test instructions were drawn; only the two
-# seeds (76.3% and 73.9%) show training luck. The word is the hardest constraint. Yet the test answer loss (seed 42)
-# falls only by an eighth. Where? `answer_loss_split` splits it at `<|im_end|>`, each target's loss as the report
-# counts it (with notebook 5's `<unk>` penalty):
+# **What the figures read.** SFT's 76.3% is short of the references' 98.4%, yet no baseline passes. SFT adds
+# stories that stop without looping, which both bases lack; the plain one also lacks name and word. (A one-shot prompt
+# would leave a reply little room.) SmolLM2 rarely ends within the cap, and its words are unlikely under the story
+# base: the verifier scores this task's format and style, not writing quality. Wilson and McNemar (notebook 6b) cover
+# the draw of instructions, the two seeds (76.3%, 73.9%) training luck. The word is the hardest constraint.
+#
+# Yet seed 42's test answer loss (with notebook 5's `<unk>` penalty) falls only by an eighth. Where?
 
 # %%
 model, tokenizer, _ = tinylm.load_model(run_dir, DEVICE)  # seed 42's best.pt
@@ -553,9 +524,7 @@ if stories:
     print(f"of the fall of {fall:.4f} nats per token, {end_fall:.4f} ({100 * end_fall / fall:.0f}%) is at <|im_end|>")
 
 # %% [markdown]
-# Over half the fall is at `<|im_end|>`, which started as the mean row; the story's tokens improve little.
-#
-# **Replies** to the first three test instructions, from the plain base and `best.pt`:
+# Over half the fall is at `<|im_end|>`, which started as the mean row; story tokens improve little.
 
 # %%
 for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"]["replies"]):
@@ -565,12 +534,11 @@ for base_reply, sft_reply in zip(report["baseline"]["replies"], report["after"][
               f"{clipped(shown_reply['reply'], 240)}")
 
 # %% [markdown]
-# The base drifts to "Jack and Jill" or "the little girl" and repeats itself.
+# The base drifts and loops.
 #
 # ## Talking to it
 #
-# `tinylm.serve.session.ChatSession` drops the **oldest** exchanges, never the system prompt, until prompt and reply
-# fit the context, then streams the reply up to `<|im_end|>`.
+# `ChatSession` drops the **oldest** exchanges, never the system prompt, until prompt and reply fit the context.
 
 # %%
 session = ChatSession(model, tokenizer, max_new_tokens=min(100, model.config.block_size // 2), temperature=0.7,
@@ -580,27 +548,15 @@ questions = ((splits.test[0].instruction, "Write a story about a character named
 chat_box(session, questions=questions)
 
 # %% [markdown]
-# Sampled, and neither would pass: the first lacks the cake, the second Tom and the ball. "3 messages kept": the
-# first exchange was dropped.
+# Neither passes: the first lacks the cake, the second Tom, the ball and a third sentence. They are sampled, pass rates
+# greedy; even greedy, nearly a quarter fail. The first exchange was dropped.
 
 # %% [markdown]
-# The same model outside the notebook, sampled as above:
-#
-# ```bash
-# python -m tinylm.chat --ckpt runs/notebook-09-cpu --temperature 0.7 --top-k 40 --repetition-penalty 1.1 --seed 42
-# python -m tinylm.serve --ckpt runs/notebook-09-cpu --port 8000 --temperature 0.7 --top-k 40
-# ```
-#
-# `serve` is a web page at `http://127.0.0.1:8000/`.
-#
 # ## What you learned
 #
-# - ChatML makes a conversation one sequence; special tokens are ids, never text.
-# - SFT is next-token prediction on answer tokens only; micro-batches weigh by their answer tokens.
-# - A checkable task gives a pass rate with an interval; its guards decide what a pass is worth.
-# - Length buckets leave little padding; packing needs a block-diagonal mask and restarted positions.
-# - New tokens start as the mean row, so the old logits do not move.
-# - An honest evaluation has baselines, selection on validation, and test figures with intervals and seeds.
+# - ChatML makes a conversation one sequence of ids; SFT is next-token prediction on its answer tokens.
+# - Length-bucketed padding, mean-row new tokens, micro-batches weighed by answer tokens.
+# - A pass rate needs guards, baselines, selection on validation, intervals and seeds.
 #
 # ## Exercises
 #
@@ -711,7 +667,8 @@ check(test_short_pass_rate)
 # ```
 #
 # The cosine schedule is fitted to the shorter run, so its learning rate falls sooner too: the comparison is of
-# two recipes, not of one run stopped early. One seed is a measurement, not a verdict.
+# two recipes, not of one run stopped early. For scale: at step 300 of the full run, seed 42 passed 33.8% of
+# validation, at step 900 71.2%. One seed is a measurement, not a verdict.
 # </details>
 #
 # **4. Pack correctly.** Write `packed_logits(model, ids, positions, segment)`: the logits of two conversations packed

@@ -18,22 +18,22 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/11_rl_verifiable_rewards.ipynb)
 #
-# Supervised fine-tuning shows a model the answer; reinforcement learning only tells it, after it answered, how good
-# the answer was. When a program can check the answer (a unit test, a proof checker, notebook 9's story verifier),
-# that score is cheap and exact: a **verifiable reward**. DeepSeek-R1 and many open reasoning models were trained
-# this way with GRPO: sample several replies to one prompt, score each, push up those that beat their own group.
+# Supervised fine-tuning shows a model the answer; reinforcement learning only tells it how good its answer was. When a
+# program checks the answer (a unit test, a proof checker, notebook 9's story verifier), that score is cheap and exact:
+# a **verifiable reward**. DeepSeek-R1 and many open reasoning models were trained this way with GRPO: sample several
+# replies to one prompt, score each, push up those that beat their group.
 #
 # **What you will learn**
-# - the **policy gradient** ∇E[r] = E[(r − b)∇log π], why a **baseline** b leaves it unbiased and can lower its
-#   variance, and GRPO's group mean as a baseline, checked on a toy policy against the exact gradient;
+# - the **policy gradient** ∇E[r] = E[(r − b)∇log π], why a **baseline** independent of the reply leaves it
+#   unbiased and can lower its variance, and why GRPO's group mean only shrinks the step;
 # - the **ratio and the clip**: what lets a second update reuse the same samples;
 # - **GRPO on the story task** against its **control**, expert iteration, three seeds each; **pass@1 against
 #   pass@8** (at one seed, where the `cpu` run's GRPO kept the start);
 # - **reward hacking**: a reward with a loophole, the policy taking it, and the check that catches it.
 #
-# **How long it takes**: a lesson of about 82 minutes (reading, code and the `cpu` run's 167 s with `REPLAY = True`,
-# 22 min live, by the course's formula), then a second sitting of about 57 minutes for the 4 exercises (10 minutes per
-# function, 20 per experiment, and 415 s of training).
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 139 s with `REPLAY = True`,
+# 12 min live, by the course's formula), then a second sitting of about 55 minutes for the 4 exercises (10 minutes per
+# function, 20 per experiment, and 293 s of training).
 #
 # | profile | what runs | time |
 # |---|---|---|
@@ -42,13 +42,13 @@
 # | `gpu` | the same on the gpu profile's story model (`python -m tinylm.grpo --task stories --profile gpu` after notebook 9; pass@16) | not measured |
 #
 # **Papers**: REINFORCE ([Williams, 1992](https://doi.org/10.1007/BF00992696)); PPO
-# ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)); GRPO in DeepSeekMath
-# ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)); RLOO's leave-one-out baseline
+# ([Schulman et al., 2017](https://arxiv.org/abs/1707.06347)); GRPO
+# ([Shao et al., 2024](https://arxiv.org/abs/2402.03300)); RLOO
 # ([Ahmadian et al., 2024](https://arxiv.org/abs/2402.14740)); Dr. GRPO ([Liu et al., 2025](https://arxiv.org/abs/2503.20783));
-# expert iteration as rejection-sampling fine-tuning ([Yuan et al., 2023](https://arxiv.org/abs/2308.01825));
-# pass@k and its unbiased estimate ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
-# ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476)),
-# the per-token loss used here; does RL reach beyond the base model? ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
+# rejection-sampling fine-tuning ([Yuan et al., 2023](https://arxiv.org/abs/2308.01825));
+# pass@k ([Chen et al., 2021](https://arxiv.org/abs/2107.03374)); DeepSeek-R1
+# ([DeepSeek-AI, 2025](https://arxiv.org/abs/2501.12948)); DAPO ([Yu et al., 2025](https://arxiv.org/abs/2503.14476));
+# RL's reach beyond the base model ([Yue et al., 2025](https://arxiv.org/abs/2504.13837));
 # TinyStories ([Eldan & Li, 2023](https://arxiv.org/abs/2305.07759)); reward hacking in code
 # ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)) and in length
 # ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
@@ -93,8 +93,7 @@ NOTEBOOK_STARTED = time.perf_counter()
 PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its speed settings, as commands set up
 SEED = 42
 RUN = runs_dir() / f"notebook-11-{PROFILE}"
-# True: the GRPO and expert-iteration race below loads what the committed cpu run printed and measured instead of
-# training for 13 minutes (notebooks/TEACHING.md, "Long runs"); False runs it live.
+# True: the race below replays what the committed cpu run printed and measured; False trains it live (about 9 minutes).
 REPLAY = False
 tinylm.course.plotting.use_projector_style()
 print(f"profile {PROFILE}, device {DEVICE}")
@@ -117,17 +116,16 @@ def quiet(_):
 # −mean(r·log π(a)), and autograd. The reward needs no gradient: it can be any program.
 #
 # **The baseline.** Any b that does not depend on the sampled reply can be subtracted from r, because the score
-# function has mean zero: E[∇log π] = Σ_a ∇π = ∇1 = 0. So ∇J = E[(r − b)∇log π]: still **unbiased**, but with a
+# function has mean zero: E[∇log π] = Σ_a ∇π = ∇1 = 0. So ∇J = E[(r − b)∇log π]: still **unbiased**, with a
 # different variance. With 0/1 rewards and no baseline a failed reply contributes nothing; with b ≈ E[r] a failure is
 # pushed *down* and a pass up, each by how surprising it was. A = r − b is the **advantage**. GRPO's b is the mean
-# reward of the G replies to the same prompt, the reply itself included. The mean of the *other* G − 1 replies
+# reward of the G replies to the same prompt, the reply included. The mean of the *other* G − 1 replies
 # (leave-one-out, as in RLOO) does not depend on the reply, so it is a valid baseline; the group mean with the reply
 # in it gives (G − 1)/G times that advantage: a change of step size, not of direction.
 #
-# The check uses a policy over 6 replies with logits θ and pass/fail rewards; the exact ∇J comes from autograd on
-# Σ π r. Each estimate is autograd on −mean(A·log π) over a group of 8 samples, repeated over thousands of groups, and
-# counts as unbiased when the mean of its repeats lies within four and a half standard errors of the target on every
-# coordinate (an unbiased one fails that less than once in ten thousand seeds).
+# The check: a toy policy over 6 replies with pass/fail rewards. Each estimator averages autograd's gradient of
+# −mean(A·log π) over thousands of groups of 8 samples, and counts as unbiased within four and a half standard errors
+# of its target on every coordinate (an unbiased one fails that less than once in ten thousand seeds).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -168,11 +166,11 @@ for name, baseline in baselines.items():
           f"{estimates.var(0).sum():.4f}")
 
 # %% [markdown]
-# The variance is what changes (the last column). The leave-one-out baseline needs about a quarter more groups than
-# the exact E[r] (0.0214 against 0.0168; no baseline: 0.0445) with nothing known in advance: the group is the
-# baseline, and GRPO needs no value network. The GRPO row's variance is lowest only because its estimate is the
-# leave-one-out one scaled by (G − 1)/G (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's
-# spread, measured on the same samples, so it is no longer exactly unbiased (untested here).
+# The variance is what changes (last column). Leave-one-out needs about a quarter more groups than the exact E[r]
+# (0.0214 against 0.0168) but knows nothing in advance: the group is the baseline, so GRPO needs no learned value
+# network (PPO's critic, which predicts E[r]). The GRPO row is lowest only because it is the leave-one-out estimate
+# scaled by (G − 1)/G (0.0164 / (7/8)² = 0.0214). GRPO also divides each advantage by its group's spread, measured on
+# the same samples: no longer exactly unbiased (untested here).
 #
 # ## Reusing samples: the ratio and the clip
 #
@@ -185,8 +183,8 @@ for name, baseline in baselines.items():
 # $$\text{objective} = \min\big(\rho A,\ \mathrm{clip}(\rho, 1-\varepsilon, 1+\varepsilon)\,A\big)$$
 #
 # For A > 0 it stops paying once ρ passes 1 + ε; for A < 0, once ρ falls below 1 − ε; a clipped sample's gradient is
-# zero. The toy policy samples one group, then makes eight updates on it, with the clip and without (an ε so wide it
-# never binds), through the package's loss.
+# zero. The toy policy samples one group, then makes eight updates on it through the package's loss, with the clip
+# and without (an ε so wide it never binds).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -225,11 +223,11 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
           f"J = {(new * rewards).sum().item():.3f} after the last")
 
 # %% [markdown]
-# From the second update on, the clip acts: once every sample has passed 1 ± ε in its advantage's direction, the
-# gradient is zero and the policy stops a bounded distance (the KL column) from the one that sampled. Without the clip
-# the ratios keep growing (4.18 after eight updates). On this toy, with exact fixed rewards, going further raises J
-# (0.926 without the clip, 0.649 with it); on a language model an update moves every other prompt's probabilities
-# too, and the advantages describe π_old only. That is the clip's job: several updates per batch, none of them far.
+# One step can overshoot 1 + ε (ρ 1.34 after the first); from the second update on, the clip acts: once every sample
+# has passed 1 ± ε in its advantage's direction, the gradient is zero and the policy stops a bounded distance (the KL
+# column) from the one that sampled. Without the clip the ratios keep growing. On this toy, with exact fixed rewards,
+# going further raises J; on a language model an update moves every other prompt's probabilities too, and the
+# advantages describe π_old only. That is the clip's job: several updates per batch, none of them far.
 #
 # ## The story task as reinforcement learning
 #
@@ -237,8 +235,8 @@ for name, eps in (("clip", EPS), ("no clip", 1e9)):
 # at most five sentences". A **prompt** is an instruction in the chat template, a **reply** is what the model writes
 # up to `<|im_end|>`, and the **reward** is notebook 9's verifier: 1 when the reply ended and passes every check (the
 # constraints, three sentences or more, fluency and variety under the bounds printed below), else 0. Training draws
-# the train split; the validation split chooses best.pt; the test split, which chooses nothing, is what this notebook
-# reports. Without notebook 9's run, the cell fine-tunes the model first.
+# the train split, validation chooses best.pt, and the test split, which chooses nothing, is reported.
+# Without notebook 9's run, the cell fine-tunes one first.
 
 # %%
 nb9 = runs_dir() / f"notebook-09-{PROFILE}"
@@ -265,8 +263,8 @@ print(f"policy: {shown(sft_start)} ({model.num_parameters():,} parameters); {len
       f"{task.verifier.max_loss:.2f} nats per token, repetition bound {task.verifier.max_repeats:.3f}")
 
 # %% [markdown]
-# **A group.** The model samples 8 replies at temperature 1 to each of the first 8 validation instructions; each
-# gets its reward and its advantage within the group. A group whose replies all pass, or all fail, has advantages of
+# **A group.** The model samples 8 replies at temperature 1 to each of the first 8 validation instructions, each
+# scored and given its advantage within the group. A group whose replies all pass, or all fail, has advantages of
 # zero and teaches nothing. If each reply passed with the same probability p, a group of G would be mixed with
 # probability 1 − pᴳ − (1 − p)ᴳ.
 
@@ -284,26 +282,25 @@ print(f"sampled replies that pass: p = {p:.2f}; mixed groups {100 * mixed:.0f}% 
       f"{100 * (1 - p**GROUP - (1 - p) ** GROUP):.0f}% predicted from p; mean reply {rollout.mean_length:.0f} tokens")
 
 # %% [markdown]
-# All 8 groups were mixed, against 92% predicted from p; instructions of uneven difficulty would lower the share,
-# since it is concave in p (Jensen's inequality).
+# With 8 groups, 100% against 92% predicted is within noise. Uneven difficulty would, if anything, lower the share
+# (it is concave in p: Jensen's inequality).
 #
 # ## GRPO on the story task
 #
 # `grpo` is what `python -m tinylm.grpo --task stories --base <an SFT stories run>` runs. Each rollout draws fresh
 # training instructions, samples a group of replies for each, scores them and computes the advantages and π_old;
-# each of its `updates` AdamW steps then lowers the clipped loss. Where the derivation above used one ratio per reply,
-# the trainer uses one per reply token, `π_θ(aₜ | a<ₜ)/π_old(aₜ | a<ₜ)`, clipped token by token and averaged over
-# every reply token of the batch (DAPO's token mean). There is no KL penalty (kl_coef 0); the clip alone keeps each
+# each of its `updates` AdamW steps then lowers the clipped loss. The trainer uses one ratio per reply token,
+# `π_θ(aₜ | a<ₜ)/π_old(aₜ | a<ₜ)`, clipped token by token and averaged over the batch's reply tokens (DAPO's token
+# mean). There is no KL penalty (kl_coef 0); the clip alone keeps each
 # update near π_old. Every 8 updates the greedy validation pass rate chooses best.pt, scored on test.
 #
 # **The control.** A gain after GRPO could come from any further training on the model's own good replies. **Expert
 # iteration** (rejection-sampling fine-tuning) does only that: sample, keep the replies that pass, fine-tune on them.
 # With a 0/1 reward it is the policy gradient with no baseline (`--set baseline=none`; a test checks its first
 # update against SFT on the passing replies). The arms differ only in the advantage: GRPO's (r − group mean)/(group
-# std), which also pushes failing replies down, against the raw reward. Three seeds per arm; the rate (3e-4) is the
-# recipe's, set earlier for GRPO on a split nobody recorded, so if anything it favours GRPO. **Predict**: which arm
-# passes more test instructions? **Rule, set before the run**: an arm wins if its three test pass rates all beat the
-# other's three.
+# std), which also pushes failing replies down, against the raw reward. Three seeds per arm; the rate (3e-4), set
+# earlier for GRPO on a split nobody recorded, if anything favours GRPO. **Predict**: which arm passes more test
+# instructions? **Rule, set before the run**: an arm wins if its three test pass rates all beat the other's three.
 
 # %%
 ARMS = {"GRPO": "group", "expert iteration": "none"}  # arm -> its baseline, which sets its advantages
@@ -333,8 +330,8 @@ reports = {(arm, seed): report for arm, seed, report, _ in rows}
 run_records = {(arm, seed): records for arm, seed, _, records in rows}
 
 # %% [markdown]
-# **The verdict**, on the 249 test instructions (greedy; each check's share where it was asked), then each seed's
-# two arms compared instruction by instruction (McNemar, as notebook 10 does), and GRPO against the start.
+# **The verdict** on the 249 test instructions (greedy), with each check's share where it was asked; then each seed's
+# arms paired instruction by instruction (McNemar), and each arm against the start.
 
 # %%
 start = reports["GRPO", SEED]["before"]
@@ -350,47 +347,42 @@ print(compare("GRPO", rates["GRPO"], "expert iteration", rates["expert iteration
 for seed in SEEDS:
     print(f"seed {seed}: " + paired(reports["expert iteration", seed]["after"]["passed_each"],
                                     reports["GRPO", seed]["after"]["passed_each"]).describe("expert iteration", "GRPO"))
-    print(f"seed {seed}: " + paired(start["passed_each"], reports["GRPO", seed]["after"]["passed_each"])
-          .describe("the start", "GRPO"))
+    for arm in ARMS:  # each arm against the start, the control tested as the treatment is
+        print(f"seed {seed}: " + paired(start["passed_each"], reports[arm, seed]["after"]["passed_each"])
+              .describe("the start", arm))
 
 # %% [markdown]
-# **Reading the verdict.** Not told apart: GRPO's seeds passed 76.3%, 86.3% and 76.3% of the test instructions,
-# expert iteration's 78.7%, 83.5% and 76.3%. The start, notebook 9's model, already passes 76.3%, and in three of the
-# six runs no later look at the validation instructions beat the start's 71.2%, so best.pt is the start itself.
-# Where a run did find a better policy the gain could be real: GRPO's seed 43 beat the start instruction by
-# instruction (44 gained, 19 lost, p = 0.00223); the cell does not test expert iteration against the start, though
-# its seed 43 passed 83.5%. The checks show where runs moved: the word check, from 68.2% at the start to 84.4%
-# under GRPO's seed 43 and 80.5% and 79.2% under expert iteration's seeds 42 and 43, which paid in variety (96.0%
-# fell to 88.8% and 91.6%). At this budget (16 rollouts, five looks at 80 validation instructions) a run's luck
-# outweighed any difference between the arms. On 2-digit arithmetic a far longer GRPO run
-# took test accuracy from 26.4% to 57.4% (one seed, no control; the course guide's run).
+# **Reading the verdict.** Not told apart: the arms' seeds overlap. The start already passes 76.3%, and in three of
+# the six runs no later validation score beat the start's 71.2%, so best.pt is the start itself. Where a run moved,
+# the gain could be real: GRPO's seed 43 beat the start instruction by instruction (p = 0.00223, below 0.05 even
+# corrected for the cell's nine tests, Bonferroni's way), and expert iteration's seed 43 did at p = 0.03, which that
+# correction does not keep. The runs that moved gained on the word check, and expert iteration's seeds 42 and 43 paid for it in
+# variety. At this budget (16 rollouts, five looks at 80 validation instructions) a run's luck outweighed any
+# difference between the arms. On 2-digit arithmetic a far longer GRPO run took test accuracy from 26.4% to 57.4%
+# (one seed, no control; the course guide's run).
 #
-# **An aside: a blind reading** of an earlier run (2026-11-27), whose models are not this notebook's (its GRPO seed
-# 42 had beaten its start): a language model in a fresh context, given a teacher's rubric and not told which model
-# wrote which reply, preferred GRPO's greedy reply
-# 15 times of 30, the start's 9, neither 6 (sign test p = 0.31: not told apart; [the record](../docs/results/blind-reading-2026-11-27.json),
-# `scripts/blind_reading.py`). The rubric lists the verifier's checks first, so its agreement with the verifier where
-# exactly one reply passed (16 of 17 pairs) is a sanity check, not independent evidence.
+# **An aside: a blind reading** of an earlier run (2026-11-27) with other models: a language model given a teacher's
+# rubric, blind to which model wrote which reply, preferred GRPO's greedy reply 15 times of 30, the start's 9,
+# neither 6 (sign test p = 0.31: not told apart; [the record](../docs/results/blind-reading-2026-11-27.json),
+# `scripts/blind_reading.py`). The rubric lists the verifier's checks first: a sanity check, not independent evidence.
 #
-# **Replies side by side**: the first three test instructions, as the start, GRPO and expert iteration (seed 42)
-# answer them greedily. GRPO's seed 42 is the start, so its replies are the start's; expert iteration's show its
-# cost in variety.
+# **Replies side by side**, greedy, on the first three test instructions, from seed 43, where both arms moved.
 
 # %%
-for i, at_start in enumerate(start["replies"]):
+for i, at_start in enumerate(start["replies"]):  # seed 43, where both arms moved
     print(at_start["prompt"])
-    for name, rates in (("start", start), ("GRPO", reports["GRPO", SEED]["after"]),
-                        ("expert iteration", reports["expert iteration", SEED]["after"])):
+    for name, rates in (("start", start), ("GRPO", reports["GRPO", SEED + 1]["after"]),
+                        ("expert iteration", reports["expert iteration", SEED + 1]["after"])):
         reply = rates["replies"][i]
         print(f"  {name:>16} ({'pass' if reply['passed'] else 'fail'}): {clipped(reply['reply'], 200)!r}")
 
 # %% [markdown]
 # **pass@k** is the chance that at least one of k samples at temperature 1 passes (pass@1: one sample, not the
-# greedy reply): what the model *can* do. From n ≥ k samples of which c pass, the unbiased estimate (Chen et al.) is 1 − C(n − c, k)/C(n, k);
-# with n = k = 8, as here, pass@8 is the share of instructions with a pass among their 8 samples. If RL only sharpens
-# the model's choice among replies it could already write, pass@1 rises towards pass@8; if it teaches new ways to
-# pass, pass@8 rises too. But sharpening also raises pass@8 where the start passed rarely (1 time in 20 gives 34%),
-# and Yue et al. need k in the hundreds to separate the two.
+# greedy reply): what the model *can* do. From n ≥ k samples of which c pass, its unbiased estimate (Chen et al.) is
+# 1 − C(n − c, k)/C(n, k); here n = k = 8: the share of instructions with a pass among their 8 samples. If
+# RL only sharpens the model's choice among replies it could already write, pass@1 rises towards pass@8; if it
+# teaches new ways to pass, pass@8 rises too. But sharpening also raises pass@8 where the start passed rarely (1 time
+# in 20 gives 34%), and Yue et al. need k in the hundreds to separate the two.
 
 # %%
 k, n_at = recipe.pass_at_samples, reports["GRPO", SEED]["pass_at"]["problems"]
@@ -408,11 +400,9 @@ for arm in ARMS:  # paired, instruction by instruction, against the start
           .describe("the start", arm))
 
 # %% [markdown]
-# pass@k is sampled at seed 42 only, where GRPO's best.pt is the start: its figures are the start's, and this run
-# compares expert iteration alone. Under it, 48 instructions had more passing samples than at the start and 28
-# fewer (a sign test, McNemar's computation on the instructions whose count of passing samples changed: p = 0.0286):
-# pass@1 rose, from 36.5% to 41.6%. pass@8 did not move (85.0%; 10 instructions gained a pass and 10 lost one). At
-# k = 8 none of this could tell sharpening from new skill anyway.
+# pass@k is sampled at seed 42 only, where GRPO's best.pt is the start, so this run compares expert iteration alone.
+# Under it, pass@1 rose: more instructions gained passing samples than lost them (a sign test: McNemar's computation
+# on the instructions whose count changed; p = 0.0286). pass@8 did not move.
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(16, 3.8))
@@ -431,19 +421,24 @@ for ax in axes:
     ax.legend(fontsize=9)
 plt.tight_layout()
 plt.show()
+print("greedy validation pass rate, the start's -> the last evaluation's: " + "; ".join(
+    f"{arm} {seed} {100 * evals[0]['pass_rate']:.1f}% -> {100 * evals[-1]['pass_rate']:.1f}%" for (arm, seed) in reports
+    if (evals := [r for r in run_records[arm, seed] if r["event"] in ("eval", "final")])))
 rollouts = [r for r in run_records["GRPO", SEED] if r["event"] == "train" and r["step"] % recipe.updates == 0]
 print(f"GRPO seed {SEED}, the clip fraction of each rollout's second update:",
       " ".join(f"{r['clip_fraction']:.3f}" for r in rollouts))
 
 # %% [markdown]
-# **Reading the curves.** In five of the six runs the greedy validation pass rate (left) ended below the start's
-# (GRPO's seed 44 at about a fifth); best.pt, chosen on validation, kept those declines out of the test figures. The
-# sampled pass rate (middle) sits far lower, since one sample at temperature 1 passes less often than the greedy
-# reply (the start's pass@1 36.5% against its greedy 76.3%, on test), and it rose in most runs; but a seed's two
-# arms draw the same training instructions, so this panel cannot separate learning from those instructions'
-# difficulty. Reply length (right) ended a few tokens longer in most runs, with expert iteration's the widest swings.
-# In GRPO's seed 42 the clip held back 0.163 of the tokens at the first rollout's second update and 0.017 or less
-# from the fifth rollout on: after the first rollouts, an update rarely moved a token past 1 ± ε.
+# **Reading the curves.** In five of the six runs the greedy validation pass rate (left) ended below the start's, in
+# some far below; best.pt, chosen on validation, kept those declines out of the test figures. The sampled pass rate
+# (middle) sits far lower: one sample at temperature 1 passes less often than the greedy reply (the start's pass@1
+# 36.5% on the first 100 test instructions, its greedy 76.3% on all 249). It rose in most runs, but a seed's two arms
+# draw the same training instructions, so this panel cannot separate learning from their difficulty. The greedy rate
+# can fall while the reward rises: the reward scores temperature-1 samples, not greedy replies, and the clip bounds
+# only each rollout's move; with kl_coef 0 and a constant rate nothing holds the policy near the start across rollouts
+# (a KL penalty is the usual guard). Reply length (right) ended a few tokens longer in most runs. GRPO's clip fraction
+# (seed 42) fell from 0.163 at the first rollout's second update to 0.017 or less from the fifth rollout: after the
+# first rollouts, an update rarely moved a token past 1 ± ε in its advantage's direction.
 #
 # ## Reward hacking
 #
@@ -482,45 +477,43 @@ print("two of its replies:")
 for text in texts[:2]:
     print(f"  {clipped(text, 240)!r}")
 fig, ax = plt.subplots(figsize=(8, 3.6))
-for runs, label in ((rollouts, f"the verifier's reward (GRPO, seed {SEED})"), (hack_train, "the mentions reward")):
+for runs, label in ((rollouts, f"the verifier's reward (GRPO, seed {SEED})"), (hack_train, f"the mentions reward (seed {hack_recipe.train.seed})")):
     line, = ax.plot([r["step"] for r in runs], [r["reward"] for r in runs], lw=3, alpha=0.5,
                     label=f"{label}: paid")
     ax.plot([r["step"] for r in runs], [r["correct"] for r in runs], "o--", color=line.get_color(), ms=4,
             label=f"{label}: the verifier passes")  # the verifier's reward pays what it verifies: one line
 ax.set(title="what each run was paid, and what the verifier says of the same replies", xlabel="GRPO step",
        ylabel="mean over the rollout's replies", ylim=(0, 1))
-ax.legend(fontsize=9)
+ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the curves, not over them
 plt.show()
 
 # %% [markdown]
-# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole. The
-# pay rose from 0.32 to 0.92 per rollout while the verifier's pass rate, 0.56 at its highest in the first eight
-# rollouts, fell to 0.02, and the replies grew from 46 to 91 tokens. The greedy test replies collect 0.97 of the pay
-# and pass the real verifier 0.0% of the time: they repeat the name and the word until the context cuts them off.
-# The ending check catches all 249, the repetition guard 218, the fluency guard 1 (the base's median loss rose from
-# 1.56 to 3.04 nats per token, under the bound of 4.58). What exposed the hack is a measurement the reward could not
-# see: the real verifier on the same replies. Real hacks have more room: code that passes unit tests by
-# special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward model that prefers
-# longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
+# **Reading the hack.** (On `smoke` the figures only show that everything runs.) The policy took the loophole: the pay
+# rose while the verifier's pass rate fell to near zero and the replies grew longer. The greedy test replies collect
+# 0.97 of the pay and pass the real verifier 0.0% of the time: they repeat the name and the word until the context
+# cuts them off. The ending check catches all 249, the repetition guard 218, the fluency guard 1: the replies' median
+# loss rose from 1.56 to 3.04 nats per token, under the 4.58 bound, so checks must be layered. What exposed the hack
+# is a measurement the reward could not see: the real verifier on the same replies. Real hacks go further: code that
+# passes unit tests by special-casing them ([Baker et al., 2025](https://arxiv.org/abs/2503.11926)), a learned reward
+# model that prefers longer answers ([Singhal et al., 2023](https://arxiv.org/abs/2310.03716)).
 #
 # ## What you learned
 #
-# - The policy gradient ∇E[r] = E[(r − b)∇log π] needs only samples and a reward from any program; a baseline that
-#   does not depend on the sample keeps it unbiased and, near E[r], lowers its variance; the group's mean, the reply
-#   included, is GRPO's baseline ((G − 1)/G of the gradient).
+# - The policy gradient ∇E[r] = E[(r − b)∇log π] needs only samples and a reward from any program; a baseline
+#   independent of the sample keeps it unbiased and, near E[r], lowers its variance. GRPO's group mean includes the
+#   sample, which only scales the leave-one-out advantage by (G − 1)/G.
 # - The ratio ρ = π_θ/π_old lets a second update reuse the samples; the clip zeroes the gradient of samples that
-#   moved more than ε their advantage's way, so the policy stays near the one that sampled.
+#   moved more than ε their advantage's way, keeping the policy near the one that sampled.
 # - A gain needs a control that shares everything but the idea: expert iteration is the policy gradient without a
 #   baseline. Here the two were not told apart; from a strong start, three of six runs kept the start as best.pt.
 # - A reward that pays for less than you mean gets gamed: paid for mentions, the policy repeated the asked words and
-#   the real pass rate fell to 0.0%. The defence is a reward that checks what you mean and a measurement the reward
-#   cannot see.
+#   the real pass rate fell to 0.0%. Defend with a reward that checks what you mean, and a measurement it cannot see.
 #
 # ## Exercises
 #
 # **1. REINFORCE by hand.** Write the policy-gradient estimate of the toy policy for one group without autograd:
 # ∇_θ log softmax(θ)_a = onehot(a) − π, so the estimate is mean over the group of A·(onehot(a) − π). The check
-# compares it with autograd on −mean(A·log π).
+# compares it with minus autograd's gradient of −mean(A·log π).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -625,7 +618,9 @@ check(test_my_pass_at_k)
 # then run it at the same three seeds (`set={"scale_advantages": False, "pass_at_samples": 0}`: no pass@k pass, which
 # only costs time here; run folders `RUN / f"dr-GRPO-{seed}"`, as
 # the cell above runs GRPO) and set `my_verdict` to "GRPO", "Dr. GRPO" or "not told apart". The check reads your
-# runs' settings and reports, and applies the course's rule.
+# runs' settings and reports, and applies the course's rule. Run it after a live race (`REPLAY = False`) on the same
+# machine: replayed GRPO rates come from the recorded run's start model and machine, not yours. Its time below is
+# rough: the race's GRPO runs without pass@k took 84 s and 73 s.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -679,10 +674,11 @@ print(f"exercise 4 trains for about {seconds:,.0f} s here: three runs, each as l
 #     else "not told apart"
 # ```
 #
-# The seeds are those of the GRPO arm, so each Dr. GRPO run draws the same first rollout as its GRPO twin. Expect
-# "not told apart": two of GRPO's three rates are the start's 76.3% and a tie counts as an overlap, so Dr. GRPO is
-# told apart only if all three of its runs beat 86.3% or all three end below the start. One Dr. GRPO run that keeps
-# the start as best.pt, as three of the lesson's six runs did, rules out both.
+# The seeds are those of the GRPO arm, so after a live race on the same machine each Dr. GRPO run draws the same first
+# rollout as its GRPO twin. Expect "not told apart": in the recorded run two of GRPO's three rates are the start's
+# 76.3% and a tie counts as an overlap, so Dr. GRPO is told apart only if all three of its runs beat 86.3% or all
+# three end below the start. One Dr. GRPO run that keeps the start as best.pt, as three of the lesson's six runs did,
+# rules out both.
 # </details>
 
 # %%

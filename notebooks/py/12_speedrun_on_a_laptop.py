@@ -30,7 +30,7 @@
 # - the modded-nanogpt model changes and what each is for;
 # - a **record table** of single changes, its budget of seconds priced in steps.
 #
-# **How long it takes**: a lesson of about 77 minutes (reading, code and the `cpu` run's 4 s with `REPLAY = True`, 20
+# **How long it takes**: a lesson of about 83 minutes (reading, code and the `cpu` run's 4 s with `REPLAY = True`, 20
 # min live, by the course's formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per
 # function, 20 per experiment).
 #

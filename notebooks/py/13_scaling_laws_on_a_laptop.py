@@ -18,22 +18,19 @@
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/tinylm-course/tinylm/blob/main/notebooks/13_scaling_laws_on_a_laptop.ipynb)
 #
-# Should a fixed compute budget buy a bigger model, or more tokens for a smaller one? Kaplan et al. (2020) said
-# mostly a bigger model: `N_opt ∝ C^0.73`. Hoffmann et al. (2022), with larger models and schedules matched to
-# each run's length, found both should grow about equally, `N_opt ∝ C^0.5`, about 20 tokens per parameter; their
-# 70B Chinchilla beat the 280B Gopher at equal compute. Later work traces most of the gap to what Kaplan et al.
-# counted and tuned (Pearce & Song, 2024; [Porian et al., 2024](https://arxiv.org/abs/2406.19146)).
+# Should a fixed compute budget buy a bigger model or more tokens? Kaplan et al. (2020) said mostly a bigger model,
+# `N_opt ∝ C^0.73`; Hoffmann et al. (2022), both about equally, `N_opt ∝ C^0.5`, about 20 tokens per parameter, and
+# their 70B Chinchilla beat the 280B Gopher at equal compute.
 #
-# Here you redo it on two CPU cores with Hoffmann et al.'s **approach 2**, IsoFLOP profiles. What so small a sweep
-# can and cannot tell is half the lesson.
+# Here you redo their **approach 2**, IsoFLOP profiles, on two CPU cores, and weigh what so small a sweep can tell.
 #
 # **What you will learn**
-# - `C = 6·N·D`, and why a budget is steps, not seconds;
-# - IsoFLOP profiles and a parabola's vertex, by hand;
-# - power-law fits, a slope's t-interval and residual bootstrap, and what three degrees of freedom can say;
-# - a floored loss law against a plain one, tested at two larger budgets.
+# - `C = 6·N·D`, and a budget as steps;
+# - IsoFLOP profiles and their vertices;
+# - a power law's exponent with a t-interval and a bootstrap;
+# - a floored loss law, tested on new runs.
 #
-# **How long it takes**: a lesson of about 84 minutes (reading, code and the `cpu` run's 5 s with `REPLAY = True`, 11
+# **How long it takes**: a lesson of about 86 minutes (reading, code and the `cpu` run's 5 s with `REPLAY = True`, 11
 # min live, by the course's formula), then a second sitting of about 40 minutes for the 3 exercises (10 minutes per
 # function, 20 per experiment).
 #
@@ -42,13 +39,12 @@
 # | `smoke` (CI) | every check; 5 tiny budgets × 4 tiny sizes (a fit may run on a bound) and the two prediction runs | a small fraction of the cpu profile's (not timed here) |
 # | `cpu` (2-core laptop) | 5 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | the last cell prints it |
 #
-# On a GPU, `FULL_RECIPE = True` runs 7 larger budgets × 6 sizes on the first 300,000 stories of the full
-# TinyStories ([Running on a GPU](README.md#running-on-a-gpu)).
+# On a GPU, `FULL_RECIPE = True` runs 7 larger budgets × 6 sizes on the full TinyStories' first 300,000 stories, in an
+# estimated hour ([Running on a GPU](README.md#running-on-a-gpu)).
 #
-# **Papers**: [Kaplan et al., 2020](https://arxiv.org/abs/2001.08361);
-# [Hoffmann et al., 2022](https://arxiv.org/abs/2203.15556) ("Chinchilla");
-# [Besiroglu et al., 2024](https://arxiv.org/abs/2404.10102); [Pearce & Song, 2024](https://arxiv.org/abs/2406.12907);
-# [Muennighoff et al., 2023](https://arxiv.org/abs/2305.16264).
+# **Papers**: [Kaplan 2020](https://arxiv.org/abs/2001.08361); [Hoffmann 2022](https://arxiv.org/abs/2203.15556);
+# [Besiroglu 2024](https://arxiv.org/abs/2404.10102); [Pearce & Song 2024](https://arxiv.org/abs/2406.12907);
+# [Muennighoff 2023](https://arxiv.org/abs/2305.16264).
 
 # %%
 # Colab: install the course package. Locally (a clone with `pip install -r requirements.txt`) this does nothing.
@@ -100,11 +96,8 @@ PROFILE, DEVICE = tinylm.set_up_notebook()  # the profile, the device and its sp
 SEED = 0
 plt.rcParams.update({"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 11})
 print(f"profile {PROFILE}, device {DEVICE}")
-# On a GPU, False runs the cpu profile's sweep (minutes); True runs larger budgets and sizes on the first 300,000
-# stories of the full TinyStories (about an hour, estimated). It changes nothing on the cpu and smoke profiles.
 FULL_RECIPE = False
-# True: the sweep and the prediction runs load what the committed cpu run printed and measured instead of
-# training for 12 minutes (notebooks/TEACHING.md, "Long runs"); False runs them live.
+# True: load the committed cpu run's sweep and prediction runs, not train them (notebooks/TEACHING.md, "Long runs")
 REPLAY = False
 SCALE = "gpu-bounded" if PROFILE == "gpu" and not FULL_RECIPE else PROFILE  # what this notebook trains
 RECIPE_PROFILE = "cpu" if SCALE == "gpu-bounded" else PROFILE  # whose data, sizes and budgets
@@ -114,12 +107,9 @@ if SCALE != PROFILE:
 # %% [markdown]
 # ## The data: TinyStories as characters
 #
-# The sweep uses notebooks 5 and 8's 2 MiB TinyStories sample, the same 5% held out, as **characters**:
-#
-# - **Small tables.** Kaplan et al. found clean laws only without the embedding tables, which a token merely looks
-#   up. GPT-2's vocabulary, even trimmed, makes a token table several times a sweep-sized model; 87 characters
-#   make a small one.
-# - **More tokens.** A character is about a quarter of a GPT-2 token: four times the tokens, fewer passes.
+# The sweep reads notebooks 5 and 8's 2 MiB TinyStories sample, the same 5% held out, as **characters**. Kaplan et al.
+# found clean laws only without the embedding tables, which 87 characters keep small; characters also give four times
+# the tokens.
 
 # %%
 sample = tinylm.data.corpora.prepare_tinystories_chars(source="sample")
@@ -143,14 +133,13 @@ print(repr(sample.tokenizer.decode(sample.val[:160])))
 # %% [markdown]
 # ## Compute: `C = 6·N·D`, by hand
 #
-# A token costs about `2N` FLOPs forward (a multiply and an add per weight) and twice that backward (notebook
-# 6a), so `D` tokens cost `C ≈ 6·N·D`, with `N` the **non-embedding** count: the blocks and the final LayerNorm,
-# not the token and position tables. A GPT-2 block of width `d` holds `12d² + 13d`: `3d²` for query, key and
-# value, `d²` for attention's output, `8d²` for the MLP, `13d` for biases and two LayerNorms' gains and shifts.
+# A token costs about `2N` FLOPs forward and twice that backward (notebook 6a): `C ≈ 6·N·D` for `D` tokens. `N` counts
+# the **non-embedding** parameters, in the blocks and the final LayerNorm; a GPT-2 block of width `d` holds
+# `12d² + 13d`: `4d²` in attention, `8d²` in the MLP, `9d` of biases and `4d` of two LayerNorms' gains and shifts.
 #
-# The sizes are one family: **two layers, head size 8, widths from 16 up** (`LADDER`), so they differ only in
-# width. Two layers, because an induction head (find an earlier occurrence of the current token, copy what
-# followed it) needs a previous-token head below it ([Olsson et al., 2022](https://arxiv.org/abs/2209.11895)).
+# The sizes differ only in width: **two layers, head size 8, widths from 16 up** (`LADDER`). Two layers, because an
+# induction head (find the current token earlier, copy what followed) needs a previous-token head below it
+# ([Olsson et al., 2022](https://arxiv.org/abs/2209.11895)).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -159,8 +148,6 @@ def non_embedding_by_hand(n_layer: int, width: int) -> int:
     return n_layer * per_block + 2 * width  # + the final LayerNorm
 
 
-# The family over the sample's characters, with the cpu sweep's context of 64 characters; the table does not depend
-# on the profile.
 family = model_sizes(LADDER, sample.tokenizer.vocab_size, block_size=64)
 for size in family:
     assert non_embedding_by_hand(size.config.n_layer, size.config.n_embd) == size.parameters
@@ -179,16 +166,17 @@ print(f"\n{narrow.name} over the trimmed GPT-2 vocabulary instead: {tables:,} pa
       f"{tables / bpe_model.num_parameters():.0%} of all; the full count {bpe_model.flops_per_token() / (6 * narrow.parameters):.1f} x 6N")
 
 # %% [markdown]
-# The last column is `GPT.flops_per_token()` over `6N`. `6N` misses the output head (a table every token still
-# multiplies by) and attention's scores and weighted sums: `12dT` per layer at context `T`, as much as `6N`'s
-# `72d²` once `6d ≈ T` (`d ≈ 11` at `T = 64`). So it misses most for the narrowest models.
+# The full count adds what `6N` leaves out: the output head, a table every token multiplies by, and attention's scores
+# and weighted sums, `12dT` per layer at context `T`, as much as `6N`'s `72d²` at `d = T/6`. So `6N` misses most for
+# the narrowest models.
 #
 # ### A budget is a number of steps
 #
-# Budget `C` buys `D = C / (6N)` tokens: a fixed number of steps, so a busy machine changes how long the sweep
-# takes, not its losses (at a fixed thread count, printed at the end). Each run's cosine schedule ends at its last
-# step, as Hoffmann et al.'s do; a run cut from a longer schedule is read before its rate has decayed, and looks
-# worse.
+# Budget `C` buys `D = C / (6N)` tokens, a fixed number of steps: a busy machine slows the sweep, not its losses (at a
+# fixed thread count). Each run's cosine schedule ends at its last step, as Hoffmann et al.'s do; cut from a longer
+# schedule, a run would be read before its rate decayed, and look worse. One rate for all sizes (`template`): peak
+# `1e-2`, cosine to `1e-3`, warmup `100` steps, at most a tenth of the run. Five budgets, √2 apart, `1e11` to `4e11`
+# (`1.4e+11` is `√2·1e11`).
 
 # %%
 block_size = 32 if RECIPE_PROFILE == "smoke" else 64  # characters of context
@@ -203,8 +191,6 @@ sweep = SWEEPS[RECIPE_PROFILE]
 sizes = [size for size in ladder if size.config.n_embd in sweep["widths"]]
 low_budget, high_budget = sweep["budgets"]
 budgets = [low_budget * 2 ** (i / 2) for i in range(round(2 * math.log2(high_budget / low_budget)) + 1)]  # √2 apart
-# One peak rate for every size and budget, chosen by the course's authors in probes not shown here; a tenth of it
-# at the end of each cosine. Weight decay and clipping: the Trainer's defaults.
 template = tinylm.TrainConfig(batch_size=sweep["batch_size"], learning_rate=1e-2, min_lr=1e-3,
                               warmup_steps=sweep["warmup_steps"])
 tokens_per_step = template.batch_size * block_size
@@ -232,7 +218,7 @@ print(f"warmup: {min(warmup_shares):.1%} to {max(warmup_shares):.1%} of a run's 
 #
 # ## The sweep
 #
-# Every size at every budget, one seed, scored at its end on the whole held-out split.
+# Every size at every budget, one seed, scored on the whole held-out split.
 
 # %%
 def train_sweep():
@@ -255,10 +241,10 @@ for run in runs:
 # %% [markdown]
 # ## IsoFLOP profiles and their minima
 #
-# Each budget's losses against `log N` form a valley: too small a model cannot hold what the text offers, too
-# large a one is still early in training when the budget runs out. Hoffmann et al. fit the bottom with a
-# parabola, `loss = c₂·x² + c₁·x + c₀`, `x = ln N`, by least squares and take its vertex, where
-# `2c₂x + c₁ = 0`: `x* = −c₁ / (2c₂)`. By hand for the largest budget, then against the package:
+# Each budget's losses against `log N` form a valley: a small model cannot hold what the text offers; a large one is
+# still early in training when the budget runs out. Hoffmann et al. fit a parabola in `x = ln N`,
+# `loss = c₂·x² + c₁·x + c₀`, and take its vertex, where `2c₂x + c₁ = 0`: `x* = −c₁ / (2c₂)`. Here for the largest
+# budget:
 
 # %%
 largest = profiles(runs)[budgets[-1]]
@@ -277,8 +263,7 @@ else:
     print("this profile curves downwards: its vertex is a maximum, and there is no optimum to read")
 
 # %% [markdown]
-# The same fit for every budget (`isoflop_minima`). A vertex counts only when trained sizes **bracket** it;
-# otherwise the best size trained stands in, as a bound.
+# A vertex counts only when trained sizes **bracket** it; otherwise the best size trained stands in, as a bound.
 
 # %%
 minima = isoflop_minima(runs)
@@ -314,31 +299,30 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At the two smallest budgets only 2x16 lies below the vertex, so "bracketed" rests on one run, and the first
-# local slope (1.12, against 0.41 to 0.73) weighs on the fit. Nor are the residuals plain noise: 2x48 lies above
-# its parabola at every budget, 2x32 and 2x64 below, from a shape the parabola misses or each size's reused seed.
-# And every vertex lies in the lower half of the sizes' `ln N` range (the largest at its middle), so 2x48 and
-# 2x64, high on the wall at small budgets, weigh on each fit.
+# At the two smallest budgets only 2x16 lies below the vertex, so "bracketed" rests on one run, and the first local
+# slope, 1.12, weighs on the fit. Nor are the residuals plain noise: 2x48 lies above its parabola at every budget,
+# 2x32 and 2x64 below, from a shape the parabola misses or each size's reused seed. Every vertex lies near or below
+# 2x32, so 2x48 and 2x64, high on the wall, shape each parabola; how much the choice of sizes moves `a` is unmeasured.
 #
 # ## The laws: `N_opt ∝ C^a` and `D_opt ∝ C^b`
 #
-# A power law `y = k·x^a` is a line in log-log space, `ln y = ln k + a·ln x`; its exponent is the least-squares
-# slope through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`. Five points bound it two ways:
+# A power law `y = k·x^a` is a line in log-log space, `ln y = ln k + a·ln x`. Its exponent is the least-squares slope
+# through `(u, v) = (ln C, ln N_opt)`: `a = Σ(u − ū)(v − v̄) / Σ(u − ū)²`. Five points bound it two ways:
 #
-# - **t-interval**: `a ± t·SE`, `SE = s / sqrt(Σ(u − ū)²)`, `s² = Σ residual² / (n − 2)`, `t` Student's t
-#   quantile at `n − 2` degrees of freedom, three here.
-# - **residual bootstrap** (`bootstrap`): add residuals redrawn from the runs' own to every fitted parabola, refit
-#   all a thousand times, read the exponents' spread. Residuals are scaled by `sqrt(n / (n − 15))`: five
-#   three-number parabolas sit closer to their points than the noise would.
+# - **t-interval**: `a ± t·SE`, with `SE = s / sqrt(Σ(u − ū)²)` and `s² = Σ residual² / (n − 2)`, as the line fitted
+#   two numbers. `t` is Student's t quantile at `n − 2` degrees of freedom, three here; it exceeds the normal's
+#   because `s` is estimated (next cell).
+# - **residual bootstrap** (`bootstrap`; the code redoes its first 200 by hand): add residuals redrawn from the runs'
+#   own to every fitted parabola, refit everything, a thousand times, and read the exponents' spread. The residuals
+#   are scaled by `sqrt(n / (n − 15))`, since five three-number parabolas sit closer to their points than the noise
+#   would.
 #
-# Both assume independent errors, yet each size reuses one seed (weights and batches) at every budget: both are
-# optimistic.
+# Both assume independent errors, yet each size reuses one seed at every budget: both are optimistic.
 #
 # `b` is no second measurement: `ln D_opt = ln C − ln 6 − ln N_opt`, so `b = 1 − a` exactly.
 
 # %%
 # NBVAL_CHECK_OUTPUT
-# With one degree of freedom Student's t is the Cauchy distribution, whose quantile has a closed form: tan(π(q − ½)).
 assert math.isclose(math.tan(math.pi * (0.975 - 0.5)), t_quantile(0.975, 1), rel_tol=1e-9)
 print("half-width of a 95% interval, in standard errors, by degrees of freedom (Student's t, 0.975 quantile):")
 print("  ".join(f"{df}: {t_quantile(0.975, df):.3f}" for df in (1, 2, 3, 5, 10, 30))
@@ -360,7 +344,6 @@ assert np.allclose([t_low, t_high], [a - t_quantile(0.975, df) * se, a + t_quant
 
 held_out_budgets = [2 * budgets[-1], 4 * budgets[-1]]  # the predictions' budgets, below: the bootstrap refits them too
 resampled = bootstrap(runs, held_out_budgets, resamples=1000, seed=SEED)
-# The bootstrap by hand, for its first 200 resamples: the same residuals, scale and draws as the package's.
 grouped = list(profiles(runs).values())
 fitted = [minimum.parabola(np.array([run.parameters for run in p], float)) for minimum, p in zip(minima, grouped)]
 pool = np.concatenate([np.array([run.val_loss for run in p]) - curve for p, curve in zip(grouped, fitted)])
@@ -411,20 +394,20 @@ plt.show()
 # %% [markdown]
 # ## What five budgets can say
 #
-# With three degrees of freedom the t-interval, `a ± 3.182·SE`, holds both published exponents, Chinchilla's
-# only just. The narrower bootstrap interval excludes it, but counts only the runs' scatter, trusts the fitted
-# shapes (the residuals' signs question them) and leans on the smallest budget's vertex: a hint, not a verdict.
-# Even at scale these exponents are hard to pin down (Besiroglu et al., 2024).
+# With three degrees of freedom the t-interval, `a ± 3.182·SE`, holds both published exponents, Chinchilla's only
+# just. The narrower bootstrap interval excludes it, but counts only the runs' scatter and trusts the parabolas and
+# vertices questioned above: a hint, not a verdict, on exponents hard to pin down even at scale (Besiroglu et al.,
+# 2024).
 #
-# How this sweep differs from Hoffmann et al.'s (9 budgets, 6·10¹⁸ to 3·10²¹ FLOPs; 70M to 16B parameters):
+# How this sweep differs from Hoffmann et al.'s (up to 3·10²¹ FLOPs and 16B parameters):
 #
 # | difference | here | why it may matter |
 # |---|---|---|
 # | short runs | the largest sizes: a few hundred steps at the smallest budget | unconverged, they pull on the parabola |
-# | which `N` | non-embedding, as Kaplan's; Hoffmann et al. count every parameter and FLOP (the parameters relabelled next; `C` is not) | pushes `a` towards 0.73 at small scale (Pearce & Song, 2024) |
-# | warmup's share | 0.5% to 10.0% of a run's steps | a cause of Kaplan's exponent (Porian et al., 2024) |
-# | one learning rate, one shape | untested; the rate came from the authors' unrecorded probes | wider models usually want a smaller rate (μP, the maximal-update parametrisation, scales each layer's rate and initial weights with width so one rate fits all); other shapes may have other optima |
-# | repeated data | up to 5.26 epochs; 2x16's loss rose from 1.6142 at 3.72 epochs to 1.6232 at 5.26 (one seed); the optima stay under 4 (two cells down) | Muennighoff et al. (2023): up to 4 epochs nearly as good as new data |
+# | which `N` | non-embedding, as Kaplan's; Hoffmann et al. count every parameter and FLOP (relabelled next: parameters, not `C`) | pushes `a` towards 0.73 at small scale (Pearce & Song, 2024) |
+# | warmup | 0.5% to 10.0% of a run's steps, most in the large sizes' short runs | a cause of Kaplan's exponent ([Porian et al., 2024](https://arxiv.org/abs/2406.19146)); here, if anything, it pushes `a` up |
+# | one learning rate, one shape | untested; the rate came from unrecorded probes | wider models usually want a smaller rate; other shapes, other optima |
+# | repeated data | up to 5.26 epochs, where 2x16 ended worse than at 3.72; the optima stay under 4 | up to 4 epochs nearly as good as new data (Muennighoff et al., 2023) |
 
 # %%
 with torch.device("meta"):  # every parameter of each size, counted without memory
@@ -438,8 +421,8 @@ for name, law in (("non-embedding N", n_law), ("total N", total_law)):
     low, high = law.exponent_interval(0.95)
     print(f"{name:>15}: a = {law.exponent:.3f} ± {law.exponent_se:.3f}, 95% t-interval [{low:.3f}, {high:.3f}]")
 # %% [markdown]
-# Relabelling lowers `a` only to 0.643 (characters keep the tables small), so `N`'s count does not explain our
-# estimate's gap above Chinchilla's 0.49, a gap our rule does not establish. `C` is not recounted here.
+# Relabelling lowers `a` only to 0.643, so `N`'s count does not explain our gap above Chinchilla's 0.49 (a gap the
+# rule does not establish); the sizes chosen might.
 
 # %%
 epochs = [minimum.tokens_opt / len(data.train) for minimum in minima]
@@ -450,15 +433,14 @@ print(f"the fitted optima's D_opt would read the training split {min(epochs):.2f
 # %% [markdown]
 # ## Predictions, then the runs
 #
-# No compute takes the loss below the text's entropy, so `L_opt(C)` cannot follow a plain power law for ever.
-# Hoffmann et al.'s approach 3 fits `L(N, D) = E + A/N^α + B/D^β`; on the compute-optimal line that gives the form
-# fitted here, `L_opt(C) = E + G·C^(−γ)`, `γ = αβ / (α + β)`. `E` is fitted, not measured: only the runs test the
-# law.
+# As no loss falls below the text's entropy, `L_opt(C)` cannot follow a plain power law for ever. Hoffmann et al.'s
+# approach 3, `L(N, D) = E + A/N^α + B/D^β`, gives on the compute-optimal line the floored law fitted here,
+# `L_opt(C) = E + G·C^(−γ)` with `γ = αβ / (α + β)`.
 #
-# The predictions are not blind: runs at both budgets were seen before the sweep took its present budgets;
-# "written before the runs" means before this run's two. The ladder size nearest each predicted `N_opt` is
-# trained, its prediction raised by the profiles' mean curvature over the gap. It **passes** inside its 95%
-# prediction interval (the bootstrap's 2.5th to 97.5th percentiles), which holds one run's noise and the fits'.
+# Each prediction trains the ladder size nearest its `N_opt`, raising its predicted loss by the profiles' mean
+# curvature over the gap. It **passes** inside its 95% prediction interval, the bootstrap's 2.5th to 97.5th
+# percentiles, which holds one run's noise and the fits'. Runs at both budgets were seen before the sweep took its
+# present budgets, so the predictions are not blind: they are made before this run's two runs only.
 
 # %%
 losses_opt = [minimum.loss_opt for minimum in minima]
@@ -517,14 +499,13 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# At 2× both laws pass; at 4× the plain law fails, the measured loss above its interval, and the floored law
-# passes. But that is one run at one seed, the floored interval there is about twice as wide (easier to pass),
-# the runs lie between the laws, the bootstrap cannot pin down `E` (its range starts at zero), and two doublings
-# are a short extrapolation.
+# At 2× both laws pass; at 4× the plain law fails and the floored law passes. But that is one run at one seed, with a
+# floored interval about twice as wide; the runs lie between the laws; the fitted `E`'s bootstrap range starts at
+# zero; and two doublings are a short extrapolation.
 #
 # ## Closing note
 #
-# What this run measured (a 1-minute load average above the core count means shared cores):
+# What this run measured (a load average above the core count means shared cores):
 
 # %%
 print(f"profile {PROFILE} ({SCALE}), device {DEVICE}, {torch.get_num_threads()} thread(s)")
@@ -540,11 +521,10 @@ print(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 # ## What you learned
 #
 # - **Compute** is `C = 6·N·D` with a stated `N`; `6N` misses much of a tiny model's FLOPs.
-# - A **budget is steps**: `D = C / (6N)` tokens, with a schedule ending with the run.
-# - An **IsoFLOP profile** is a valley in `log N`; its parabola's vertex is `N_opt`, valid only when bracketed.
-# - **Power laws are lines** in log-log space; five budgets leave a slope three degrees of freedom, and its
-#   t-interval held both published exponents. A bootstrap measures noise but trusts the shapes;
-#   `b = 1 − a` is an identity.
+# - A **budget is steps**, under a schedule that ends with the run.
+# - An **IsoFLOP profile**'s vertex is `N_opt`, if bracketed.
+# - **Power laws are lines** in log-log space; with three degrees of freedom, the t-interval held both published
+#   exponents. `b = 1 − a` is an identity.
 # - A law earns trust by **predicting runs**; a wide interval is easy to pass.
 #
 # ## Exercises
@@ -628,7 +608,8 @@ check(test_my_tokens_per_parameter)
 # t-interval of `a`, [0.486, 0.866], holds one half, so the trend's exponent `1 − 2a` may be 0. Were the fall real,
 # counting every parameter moved `a` only to 0.643 (the relabelled fit); left unmeasured here are `6N` missing more
 # of the narrowest models' FLOPs (the first table's last column), which Pearce & Song (2024) show pushes `a` up at
-# small scale, and the largest sizes training for only a few hundred steps at the smallest budget.
+# small scale, the largest sizes training for only a few hundred steps at the smallest budget, and the choice of
+# sizes.
 # </details>
 #
 # **3. An experiment: a size the sweep skipped.** On the cpu profile, train `2x40` (in `ladder`, between

@@ -31,4 +31,12 @@ report = sft(RunOptions(profile=PROFILE, out=RUNS / "sft-lora-rank1", overwrite=
              on_record=quiet)
 my_rank1_pass_rate = report["after"]["pass_rate"]
 """,
+    # half the rate, not a fifth
+    "test_low_rate_rewards": """
+low = dpo(RunOptions(profile=PROFILE, out=RUNS / "dpo-low", overwrite=True, seed=SEED,
+                     learning_rate=recipe.train.learning_rate / 2, set={"beta": BETA}),
+          PostTrainingOptions(task="stories", base=sft_start, data=str(dpo_dir(SEED, SEED))), say=quiet,
+          on_record=quiet)
+my_low_chosen_reward = low["preference"]["after"]["validation"]["chosen_reward"]
+""",
 }

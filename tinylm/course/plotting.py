@@ -1,9 +1,10 @@
-"""The notebooks' plots of training: `LiveLossPlot`, a Trainer callback that redraws one figure in place in Jupyter (at
-most every `every_seconds`, so plotting never dominates training) and prints each record elsewhere;
-`plot_loss_and_grad_norm` (the loss beside the gradient norm and the share of steps clipped); `plot_fine_tuning` (SFT
-runs' answer losses and pass rates, notebook 9); `plot_expert_load` (how a mixture of experts shares its tokens);
-`plot_arms` and `plot_balancing` (an ablation's runs over seeds, notebooks 8a and 8b); and `use_projector_style`,
-fonts readable on a projector for every figure a notebook draws.
+"""The notebooks' plots. `LiveLossPlot`, a Trainer callback that redraws one figure in place in Jupyter (at most every
+`every_seconds`, so plotting never dominates training) and prints each record elsewhere; the figures of a notebook's
+runs: `plot_loss_and_grad_norm` (loss beside gradient norm and the share of steps clipped), `plot_per_block` and
+`plot_loss_panels` (2b), `plot_token_bars`, `plot_effective_choices` and `plot_token_times` (7's samplers and cache),
+`plot_arms` and `plot_balancing` (8a's and 8b's ablations over seeds), `plot_expert_load` (how a mixture of experts
+shares its tokens) and `plot_fine_tuning` (9's SFT runs); and `use_projector_style`, fonts readable on a
+projector for every figure a notebook draws.
 """
 
 from __future__ import annotations
@@ -166,6 +167,82 @@ def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, titl
     if title:
         curves.set_title(title, fontsize=fontsize + 2)
     return axes
+
+
+def plot_per_block(series: dict[str, Sequence[float]], ylabel: str, title: str | None = None):
+    """One value per block of a stack (block 0 nearest the input), a line per entry of `series`, on a log scale."""
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for label, values in series.items():
+        ax.semilogy(values, lw=2.5, label=label)
+    ax.set(xlabel="block (0 = nearest the input)", ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_panels(panels: dict[str, dict[str, Sequence[float]]], reference: tuple[float, str] | None = None,
+                     ylim: tuple[float, float] | None = None):
+    """Training losses side by side: each panel's title -> {a curve's label: its loss at each step}. A loss that is
+    not a number leaves a gap; one above `ylim` leaves the plot at the top. `reference`: (a loss, its label), drawn
+    as a dashed line in every panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(12, 4.2), sharey=True, squeeze=False)
+    for ax, (panel_title, curves) in zip(axes[0], panels.items()):
+        for label, losses in curves.items():
+            ax.plot(losses, lw=2, label=label)
+        if reference:
+            ax.axhline(reference[0], color="grey", ls="--", lw=1, label=reference[1])
+        ax.set(title=panel_title, xlabel="step", ylim=ylim)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("training loss (nats/char)")
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_token_bars(panels: dict[str, Sequence[float]], labels: Sequence[str], kept: Sequence | None = None,
+                    title: str | None = None):
+    """Next-token probabilities as bars, one panel per entry of `panels` (its title -> the probabilities of the tokens
+    `labels` names, in that order); with `kept`, one boolean mask per panel, the tokens a sampler cut are grey."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(13, 3.5), sharey=True, squeeze=False)
+    for i, (ax, (panel_title, probs)) in enumerate(zip(axes[0], panels.items())):
+        colours = "tab:blue" if kept is None else ["tab:green" if k else "lightgray" for k in kept[i]]
+        ax.bar(range(len(labels)), probs, color=colours)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_title(panel_title)
+    axes[0][0].set_ylabel("probability")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_effective_choices(temperatures: Sequence[float], choices: Sequence[float], vocab_size: int,
+                           title: str | None = None):
+    """The effective number of choices e^H against temperature, on log axes, between greedy's one choice and the
+    vocabulary's uniform `vocab_size`."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.plot(temperatures, choices)
+    ax.axhline(vocab_size, color="gray", ls="--", label=f"uniform over {vocab_size} characters")
+    ax.axhline(1, color="gray", ls=":", label="greedy: one choice")
+    ax.axvline(1, color="tab:red", alpha=0.4, label="T = 1: the model's own distribution")
+    ax.set(xscale="log", yscale="log", xlabel="temperature T", ylabel="effective choices, e^H", title=title)
+    ax.legend(loc="upper left", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_token_times(timings: dict[str, dict[bool, Sequence[float]]]):
+    """Milliseconds per generated token, one panel per model: `timings` maps a model's name to {cached: seconds of
+    each new token} with and without the KV cache."""
+    fig, axes = plt.subplots(1, len(timings), figsize=(12, 3.5), squeeze=False)
+    for ax, (name, seconds) in zip(axes[0], timings.items()):
+        for cached, label in ((False, "without cache"), (True, "with cache")):
+            ax.plot([1e3 * s for s in seconds[cached]], label=label)
+        ax.set(title=f"{name}, first round", xlabel="new token", ylabel="ms per token", yscale="log")
+        ax.legend()
+    fig.tight_layout()
+    return fig
 
 
 def trailing_mean(values: Sequence[float], width: int) -> np.ndarray:

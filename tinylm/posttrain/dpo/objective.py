@@ -11,7 +11,8 @@ model, so at the start every margin is 0 and L = ln 2. A small β lets the polic
 `preference_summary` measures a model on pairs: the loss, the preference accuracy (chosen reward higher; a tie counts
 half, so the reference scores 50%) with its Wilson interval, the mean margin and rewards, and the model's own
 preference (chosen more likely). The loss depends on the margin alone, so it also falls when both answers become less
-likely ("likelihood displacement", Razin et al., 2024, arXiv:2410.08847): a negative chosen reward shows it.
+likely ("likelihood displacement", Razin et al., 2024, arXiv:2410.08847): a negative chosen reward on the pairs it
+trained on shows it. On held-out answers sampled from π_ref the rewards fall under any update, E = −β·KL(π_ref‖π).
 """
 
 from __future__ import annotations

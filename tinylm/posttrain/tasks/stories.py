@@ -89,8 +89,8 @@ RECIPES = {
                                                    min_lr=5e-6, log_interval=10, dtype="auto")),
     },
     # replies of up to 120 new tokens, the verifier as reward; pass@1 and pass@8 from 8 samples for each of the first
-    # 100 test instructions. The cpu recipe's constant 3e-4 raises the pass rate within a few dozen updates (notebook
-    # 11 measures it against a control); the gpu recipe keeps a cautious 2e-5.
+    # 100 test instructions. The cpu recipe's constant 3e-4 moves the policy within a few dozen updates, not always
+    # up (notebook 11's race: best.pt is the start in three of six runs); the gpu recipe keeps a cautious 2e-5.
     "grpo": {
         "smoke": GRPORecipe(base="sft-stories", prompts=2, group_size=4, updates=2, validation=8, test=8,
                             pass_at_samples=4,
