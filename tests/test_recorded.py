@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tinylm.course import recorded as module
+from tinylm.course.speedrun import machine_line
 from tinylm.errors import InputError
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks" / "py"
@@ -64,3 +65,10 @@ def test_every_recording_a_notebook_replays_exists_and_parses():
         recording = module.read_recording(notebook, name)
         assert isinstance(recording["printed"], str) and recording["seconds"] > 0
         assert recording["printed"] or recording["result"] is not None, f"{notebook} {name}: empty"
+
+
+def test_a_recording_keeps_no_line_that_names_the_machine(tmp_path, monkeypatch):
+    monkeypatch.setattr(module, "RECORDINGS", tmp_path / "recordings")
+    module.recorded("99_demo", "timed", lambda: print(machine_line("cpu") + "\nsteps: 10"), replay=False,
+                    profile="cpu")
+    assert module.read_recording("99_demo", "timed")["printed"] == "steps: 10\n"

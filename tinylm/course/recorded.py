@@ -23,6 +23,12 @@ from ..errors import InputError
 from ..paths import write_json
 
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
+MACHINE_PREFIX = "machine: "  # a printed line naming the machine (speedrun.machine_line): never recorded
+
+
+def without_machine_lines(printed: str) -> str:
+    """`printed` less its lines that name the machine: a recording lives in the package, the machine in TEACHING.md."""
+    return "".join(line for line in printed.splitlines(keepends=True) if not line.startswith(MACHINE_PREFIX))
 
 
 def recording_path(notebook: str, name: str) -> Path:
@@ -79,7 +85,7 @@ def recorded(notebook: str, name: str, run: Callable[[], Any], *, replay: bool, 
         result = run()
     if profile == "cpu":
         recording = {"date": datetime.date.today().isoformat(),
-                     "seconds": round(time.perf_counter() - started, 1), "printed": tee.getvalue(),
-                     "result": encode(result)}
+                     "seconds": round(time.perf_counter() - started, 1),
+                     "printed": without_machine_lines(tee.getvalue()), "result": encode(result)}
         write_json(recording_path(notebook, name), recording)
     return result

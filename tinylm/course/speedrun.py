@@ -26,6 +26,7 @@ from ..runtime import busy_elsewhere, cpu_name
 from ..train.progress import TRAINING_TIME
 from ..train.trainer import Trainer
 from .ablation import Arm, ArmRun
+from .recorded import MACHINE_PREFIX
 
 
 @dataclass(frozen=True)
@@ -250,5 +251,5 @@ def machine_line(device: torch.device | str) -> str:
     name = cpu_name()
     if device.type == "cuda":
         name = f"{torch.cuda.get_device_name(device)} (host CPU: {name})"
-    return (f"machine: {name}, {torch.get_num_threads()} PyTorch threads; "
+    return (f"{MACHINE_PREFIX}{name}, {torch.get_num_threads()} PyTorch threads; "
             f"other processes running now: {busy_elsewhere():.0f}")
