@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinylm  # noqa: E402
-from tinylm.bench.speedrun import RaceRun, race  # noqa: E402
+from tinylm.bench.speedrun import Race, RaceRun, race  # noqa: E402
 from tinylm.eval.uncertainty import spread, told_apart  # noqa: E402
 from tinylm.train.muon import newton_schulz_dtype  # noqa: E402
 from tinylm.train.recipes import get_track  # noqa: E402
@@ -47,11 +47,11 @@ def run(seed: int, seconds: float) -> None:
              "seconds": result.curve[-1][0], "seconds_to_target": result.seconds_to_target}), flush=True)
 
     order = ["default", "speedrun"] if seed % 2 == 0 else ["speedrun", "default"]
-    race(TRACK, "cpu", seeds=[seed], seconds=seconds, target=TARGET, recipes=order, device="cpu", on_run=show(None))
+    plan = Race(TRACK, "cpu", target=TARGET, seconds=seconds, device="cpu")
+    race(plan, seeds=[seed], recipes=order, on_run=show(None))
     track.speedruns["cpu"] = SECOND_BLOCK  # the track is this process's own: race() reads the recipe from it
     print(json.dumps({"second-block": track.speedrun_changes("cpu")}), flush=True)
-    race(TRACK, "cpu", seeds=[seed], seconds=seconds, target=TARGET, recipes=["speedrun"], device="cpu",
-         on_run=show("second-block"))
+    race(plan, seeds=[seed], recipes=["speedrun"], on_run=show("second-block"))
 
 
 def summarize(files: list[Path]) -> None:

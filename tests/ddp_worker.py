@@ -1,23 +1,29 @@
-"""A tiny training run for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
+"""Tiny training runs for the DDP tests: `torchrun --nproc_per_node=2 tests/ddp_worker.py ...` or plain `python`.
 
-Rank 0 saves what the test compares (the gradients of the first step, or the final weights and validation loss)
-to --out. With --interrupt-rank, that rank alone gets SIGINT during its third forward pass, or with --between-steps
-in the evaluation after step 3 (--ctrl-c 2: twice, the second Ctrl-C that stops at once); each rank that stops
-writes the step it stopped after to <out>.rank<r>.interrupted, and leaves without a final barrier, as
-python -m tinylm.train does. With --first-record-rank, that rank alone is past FIRST_RECORD_SECONDS from the start
-(the others never are), the trainer's step_stats all-reduce as GRPO's do, and each rank writes the steps of its
-train records to <out>.rank<r>.records.
+The arguments describe one run, or several separated by `--then`, made one after another in the same world (starting
+one costs more than any of these runs). Rank 0 saves what the test compares (the gradients of the first step, or the
+final weights and validation loss) to --out. With --interrupt-rank, that rank alone gets SIGINT during its third
+forward pass, or with --between-steps in the evaluation after step 3 (--ctrl-c 2: twice, the second Ctrl-C that
+stops at once); each rank that stops writes the step it stopped after to <out>.rank<r>.interrupted, and leaves
+without a final barrier, as python -m tinylm.train does. With --first-record-rank, that rank alone is past
+FIRST_RECORD_SECONDS from the start (the others never are), the trainer's step_stats all-reduce as GRPO's do, and
+each rank writes the steps of its train records to <out>.rank<r>.records. With --sharding-bench, the run is bench
+sharding's comparison of DDP, ZeRO-1 and FSDP (tinylm.bench.measure.compare_sharding), twice, whose results rank 0
+saves.
 """
 
 import argparse
+import gc
 import os
 import signal
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import tinylm.train.trainer as trainer_module
+from tinylm.bench.measure import compare_sharding
 from tinylm.config import GPTConfig, TrainConfig
 from tinylm.distributed import all_reduce_sum, run_in_world
 from tinylm.model.gpt import GPT
@@ -30,6 +36,7 @@ parser.add_argument("--accum", type=int, default=1)
 parser.add_argument("--steps", type=int, default=4)
 parser.add_argument("--dropout", type=float, default=0.0)
 parser.add_argument("--optimizer", default="adamw")
+parser.add_argument("--zero", action="store_true", help="ZeRO-1: AdamW's moments sharded over the ranks")
 parser.add_argument("--stop-after", type=int)
 parser.add_argument("--run-dir")
 parser.add_argument("--resume")
@@ -40,10 +47,11 @@ parser.add_argument("--poison-rank", type=int, help="this rank's weights become 
 parser.add_argument("--interrupt-rank", type=int, help="this rank alone gets SIGINT during its third forward pass")
 parser.add_argument("--between-steps", action="store_true", help="instead: in the evaluation after step 3")
 parser.add_argument("--ctrl-c", type=int, default=1, help="how many SIGINTs the interrupted rank gets at once")
+parser.add_argument("--sharding-bench", action="store_true", help="instead: compare_sharding at --batch-size")
 parser.add_argument("--first-record-rank", type=int,
                     help="this rank alone is past FIRST_RECORD_SECONDS at once; step_stats do a collective")
-args = parser.parse_args()
 torch.set_num_threads(1)
+FIRST_RECORD_SECONDS = trainer_module.FIRST_RECORD_SECONDS
 
 
 class TrainerWithCollectiveStats(Trainer):
@@ -54,16 +62,23 @@ class TrainerWithCollectiveStats(Trainer):
         return {"ranks": ranks}
 
 
-def work(world) -> None:
-    """The run, as a command line's main() runs it: inside run_in_world, which leaves the process group only
-    after this returns, so the trainer and its DDP reducer are gone before the group is destroyed."""
+def work(world, args) -> None:
+    """One run, as a command line's main() runs it: inside run_in_world, which leaves the process group only after
+    the runs return, so their trainers and DDP reducers are gone before the group is destroyed."""
+    if args.sharding_bench:
+        config = GPTConfig(vocab_size=512, block_size=64, n_layer=1, n_head=2, n_embd=64)
+        results = [compare_sharding(config, args.batch_size, rounds=1, loss_steps=2, device="cpu", dtype="float32")
+                   for _ in range(2)]  # two measurements: a peak measured on the CPU varies from run to run
+        if world.is_main:
+            torch.save({"result": results}, args.out)
+        return
     tokens = np.random.default_rng(0).integers(0, 37, 4000).astype(np.uint16)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=args.dropout))
     cfg = TrainConfig(batch_size=args.batch_size, grad_accum_steps=args.accum, max_steps=args.steps, warmup_steps=1,
                       learning_rate=3e-3, min_lr=3e-4, eval_interval=3 if args.between_steps else 0, log_interval=100,
                       eval_batch_size=64, seed=0, dtype="float32", grad_clip=None if args.capture_grads else 1.0,
-                      optimizer=args.optimizer)
+                      optimizer=args.optimizer, zero=args.zero)
     evaluators = {}
     if args.interrupt_rank == world.rank and args.between_steps:
 
@@ -73,7 +88,7 @@ def work(world) -> None:
             return {}
 
         evaluators["ctrl_c"] = ctrl_c
-    trainer_class = Trainer
+    trainer_class, trainer_module.FIRST_RECORD_SECONDS = Trainer, FIRST_RECORD_SECONDS
     if args.first_record_rank is not None:
         trainer_module.FIRST_RECORD_SECONDS = 0.0 if world.rank == args.first_record_rank else 1e9
         trainer_class = TrainerWithCollectiveStats
@@ -130,4 +145,16 @@ def work(world) -> None:
                     "accum": trainer.grad_accum_steps}, args.out)
 
 
-run_in_world(work)
+def runs(argv: list[str]) -> list[argparse.Namespace]:
+    """Each run's arguments: `argv` cut at every --then."""
+    cuts = [i for i, arg in enumerate(argv) if arg == "--then"]
+    return [parser.parse_args(argv[start + 1:end]) for start, end in zip([-1, *cuts], [*cuts, len(argv)])]
+
+
+def work_through(world) -> None:
+    for args in runs(sys.argv[1:]):
+        work(world, args)
+        gc.collect()  # the run's DDP reducer, which sits in reference cycles, goes before the next run's
+
+
+run_in_world(work_through)

@@ -19,10 +19,10 @@ def test_measure_training_reports_the_models_size_and_positive_rates():
 
 def test_measure_training_times_consecutive_blocks_whose_mean_is_the_step_time():
     cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=16)
-    result = measure_training(cfg, batch_size=2, steps=7, warmup=0, device="cpu", dtype="float32", blocks=3)
-    assert len(result["block_ms"]) == 3  # 3, 2 and 2 steps
-    assert sum(ms * n for ms, n in zip(result["block_ms"], (3, 2, 2))) / 7 == pytest.approx(result["step_ms"])
-    assert len(measure_training(cfg, batch_size=2, steps=2, warmup=0, device="cpu", blocks=5)["block_ms"]) == 2
+    result = measure_training(cfg, batch_size=2, steps=7, warmup=0, device="cpu", dtype="float32")
+    assert len(result["block_ms"]) == 5  # 2, 2, 1, 1 and 1 steps
+    assert sum(ms * n for ms, n in zip(result["block_ms"], (2, 2, 1, 1, 1))) / 7 == pytest.approx(result["step_ms"])
+    assert len(measure_training(cfg, batch_size=2, steps=2, warmup=0, device="cpu")["block_ms"]) == 2
 
 
 @pytest.mark.parametrize("block_ms, noted", [([10.0, 10.5, 14.9, 10.2, 10.1], False),
@@ -91,9 +91,10 @@ def test_bench_decode_prints_one_line_per_prompt_length(capsys):
 
 def shape(*options):
     """The GPTConfig that `python -m tinylm.bench train OPTIONS...` builds."""
-    from tinylm.cli.bench import parse_args, shape_from_args
+    from tinylm.cli.bench import parse_args
 
-    return shape_from_args(parse_args(["train", *map(str, options)]))
+    spec, _ = parse_args(["train", *map(str, options)]).settings
+    return spec.config()
 
 
 def test_shapes_start_from_a_preset_and_apply_the_architecture_to_the_final_shape():
@@ -228,13 +229,13 @@ def test_bench_bpe_times_both_trainers_on_the_same_merges(capsys):
     assert "speed-up" in lines[1] and lines[1].endswith("20 merges, identical")
 
 
-def test_compare_compiled_trains_both_arms_from_the_same_weights_and_times_interleaved_rounds():
+def test_compare_compiled_trains_both_arms_from_the_same_weights_and_times_interleaved_rounds(monkeypatch):
     from tinylm.bench.measure import compare_compiled
 
     cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=32)
     compiled = []
-    result = compare_compiled(cfg, batch_size=2, rounds=3, steps_per_round=2, loss_steps=4, device="cpu",
-                              compiler=lambda model: compiled.append(model) or model)  # a compiler that changes nothing
+    monkeypatch.setattr(torch, "compile", lambda model: compiled.append(model) or model)  # it changes nothing
+    result = compare_compiled(cfg, batch_size=2, rounds=3, steps_per_round=2, loss_steps=4, device="cpu")
     assert len(compiled) == 1, "only the compiled arm goes through the compiler"
     assert result["losses"]["eager"] == result["losses"]["compiled"] and len(result["losses"]["eager"]) == 4
     assert [len(ms) for ms in result["round_ms"].values()] == [3, 3] and min(result["round_ms"]["eager"]) > 0
@@ -242,7 +243,7 @@ def test_compare_compiled_trains_both_arms_from_the_same_weights_and_times_inter
                                                 - min(result["round_ms"]["compiled"]) / 1e3)
 
 
-def test_compare_compiled_says_in_one_line_when_torch_compile_cannot_run():
+def test_compare_compiled_says_in_one_line_when_torch_compile_cannot_run(monkeypatch):
     from tinylm.bench.measure import CompileUnavailable, compare_compiled
     from tinylm.errors import TinyLMError
 
@@ -253,7 +254,8 @@ def test_compare_compiled_says_in_one_line_when_torch_compile_cannot_run():
 
     cfg = GPTConfig(vocab_size=37, block_size=16, n_layer=1, n_head=2, n_embd=32)
     with pytest.raises(CompileUnavailable, match="C\\+\\+ compiler") as error:
-        compare_compiled(cfg, batch_size=2, rounds=1, loss_steps=1, device="cpu", compiler=broken)
+        monkeypatch.setattr(torch, "compile", broken)
+        compare_compiled(cfg, batch_size=2, rounds=1, loss_steps=1, device="cpu")
     assert isinstance(error.value, TinyLMError) and "\n" not in str(error.value)
 
 

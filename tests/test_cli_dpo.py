@@ -18,7 +18,7 @@ import torch
 from tests.chat_fixtures import save_tiny_chat_checkpoint
 from tests.helpers import REPO, run_cli
 from tests.preloaded import run_python
-from tinylm.cli.dpo import cli
+from tinylm.cli.post_training import cli
 from tinylm.errors import InputError
 from tinylm.model.lora import LoRAOptions, read_adapters
 from tinylm.posttrain.dpo.run import dpo
@@ -171,7 +171,7 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
             "lora rank too large": ["--base", root / "chat", "--lora-rank", "64"]}[case]
     monkeypatch.setenv("TINYLM_DATA_DIR", str(root / "data"))
     with pytest.raises(SystemExit) as stopped:
-        cli(["--task", "preference", "--profile", "smoke", "--out", str(tmp_path / "dpo"), "--overwrite",
+        cli("dpo", ["--task", "preference", "--profile", "smoke", "--out", str(tmp_path / "dpo"), "--overwrite",
              *map(str, args)])
     assert isinstance(stopped.value.code, str) and "\n" not in stopped.value.code, stopped.value.code
     assert re.search(message, stopped.value.code), stopped.value.code
@@ -182,7 +182,7 @@ def test_bad_input_ends_with_one_line_and_loses_nothing(dpo_run, tmp_path, monke
                                            (["--lora-rank", "0"], "--lora-rank must be at least 1")])
 def test_usage_errors(capsys, args, message):
     with pytest.raises(SystemExit) as stopped:
-        cli(args)
+        cli("dpo", args)
     assert stopped.value.code == 2 and message in capsys.readouterr().err
 
 

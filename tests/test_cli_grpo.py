@@ -6,7 +6,7 @@ import json
 import pytest
 
 from tests.helpers import REPO, run_cli
-from tinylm.cli import grpo
+from tinylm.cli import post_training
 from tinylm.errors import InputError
 from tinylm.posttrain.grpo.run import grpo as grpo_run
 from tinylm.posttrain.job import PostTrainingOptions
@@ -49,7 +49,7 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
     train = next(record for record in records if record["event"] == "train")
     assert {"reward", "correct", "well_formed", "length", "clip_fraction", "kl"} <= set(train)
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(out)])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(out)])
     assert "already holds a run" in str(stopped.value.code) and "\n" not in str(stopped.value.code)
 
 
@@ -65,7 +65,7 @@ def test_a_smoke_run_end_to_end_then_a_second_run_in_the_same_folder_is_refused(
 def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(out), *argv])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(out), *argv])
     text = str(stopped.value.code)
     assert text.startswith("error: ") and message in text and "\n" not in text
     assert not (out / "last.pt").exists()
@@ -73,7 +73,7 @@ def test_bad_input_is_one_line_and_exit_status_1(tmp_path, argv, message):
 
 def test_an_unknown_task_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--task", "sudoku"])
+        post_training.cli("grpo", ["--task", "sudoku"])
     assert stopped.value.code == 2 and "invalid choice: 'sudoku'" in capsys.readouterr().err
 
 
@@ -83,7 +83,7 @@ def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path,
     out = tmp_path / "run"
     monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(out), "--set", "group_size=100000000"])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(out), "--set", "group_size=100000000"])
     text = str(stopped.value.code)
     assert text.startswith("error: one training step needs about ") and "--set group_size=" in text
     assert "\n" not in text and not (tmp_path / "runs" / "arithmetic-base-smoke").exists(), "nothing trained first"
@@ -92,7 +92,7 @@ def test_a_group_too_big_for_memory_is_one_line_before_anything_trains(tmp_path,
 @pytest.mark.parametrize("option, value", [("--learning-rate", "inf"), ("--max-seconds", "nan")])
 def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, value):
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(tmp_path / "run"), option, value])
     assert stopped.value.code == 2 and f"argument {option}: must be a positive number" in capsys.readouterr().err
 
 
@@ -100,7 +100,7 @@ def test_a_number_that_is_no_number_is_a_usage_error(tmp_path, capsys, option, v
 def test_a_set_number_that_is_no_number_is_one_line(tmp_path, value, message):
     """On main before this layout, --kl-coef nan trained, and exited 0."""
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(tmp_path / "run"), "--set", f"kl_coef={value}"])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(tmp_path / "run"), "--set", f"kl_coef={value}"])
     assert message in str(stopped.value.code) and "\n" not in str(stopped.value.code)
 
 
@@ -128,7 +128,7 @@ def test_an_overwrite_killed_after_measuring_its_start_keeps_the_old_run(tmp_pat
             break
     process.wait()
     with pytest.raises(SystemExit) as stopped:
-        grpo.cli(["--profile", "smoke", "--out", str(out)])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(out)])
     assert "already holds a run" in str(stopped.value.code)
     assert {name: (out / name).read_bytes() for name in original} == original
 

@@ -51,13 +51,13 @@ def test_sample_and_interrupted_lines():
 def test_every_command_that_trains_knows_the_command_line_that_resumes_its_run(command):
     """Ctrl-C said "resume with --resume"; it now prints the whole command (tests/test_cli.py runs it): the user's,
     with --overwrite dropped and --resume added once."""
-    parse_args = importlib.import_module(f"tinylm.cli.{command}").parse_args
+    parse_args = tinylm.cli.command_line(command).parse_args
     track = ["shakespeare-char"] if command == "train" else []
     options = ["--overwrite", "--out", "runs/a b", "--max-steps", "40"]
     assert shlex.split(parse_args([*track, *options]).resume_command) == [
         "python", "-m", f"tinylm.{command}", *track, "--out", "runs/a b", "--max-steps", "40", "--resume"]
     assert parse_args([*track, "--resume", "--max-steps", "40"]).resume_command.endswith("--resume --max-steps 40")
-    assert not hasattr(importlib.import_module("tinylm.cli.sample").parse_args(["--ckpt", "x"]), "resume_command")
+    assert not hasattr(tinylm.cli.command_line("sample").parse_args(["--ckpt", "x"]), "resume_command")
 
 
 ABBREVIATED = {"train": ["shakespeare-char", "--max-step", "10"], "sft": ["--max-step", "10"],
@@ -73,7 +73,7 @@ def test_an_abbreviated_option_is_a_one_line_usage_error(command, capsys):
     refuses an abbreviation: the option must be written whole."""
     argv = ABBREVIATED[command]
     with pytest.raises(SystemExit) as exited:
-        importlib.import_module(f"tinylm.cli.{command}").parse_args(argv)
+        tinylm.cli.command_line(command).parse_args(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1, err
     abbreviation = next(arg for arg in argv if arg.startswith("--") and arg not in ("--ckpt", "--text", "--out"))
@@ -94,7 +94,8 @@ SHARED = ["console", "errors", "flags", "options", "post_training"]  # shared: -
 
 
 def test_every_command_line_lives_in_tinylm_cli():
-    assert sorted(m.name for m in pkgutil.iter_modules(tinylm.cli.__path__)) == sorted(COMMAND_LINES + SHARED)
+    own = [name for name in COMMAND_LINES if name not in tinylm.cli.POST_TRAINING]  # the three share post_training
+    assert sorted(m.name for m in pkgutil.iter_modules(tinylm.cli.__path__)) == sorted(own + SHARED)
     assert sorted(tinylm.cli.COMMANDS) == sorted(COMMAND_LINES)
 
 
@@ -124,9 +125,8 @@ def test_python_dash_m_tinylm_name_runs_the_cli_module(name):
 @pytest.mark.parametrize("name", COMMAND_LINES)
 def test_a_usage_error_of_every_command_is_one_line_with_exit_status_2(name, capsys):
     """argparse would print its whole usage block before the error; the course's form is one line (README)."""
-    import importlib
 
-    module = importlib.import_module(f"tinylm.cli.{name}")
+    module = tinylm.cli.command_line(name)
     with pytest.raises(SystemExit) as exited:
         module.parse_args(["--no-such-option"])
     assert exited.value.code == 2
@@ -149,7 +149,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(argparse.ArgumentParser, "parse_known_args", capture)  # what every parse_args calls
         with pytest.raises(Built) as built:
-            importlib.import_module(f"tinylm.cli.{name}").parse_args([])
+            tinylm.cli.command_line(name).parse_args([])
     parser = built.value.args[0]
     commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
     return [parser, *(sub for action in commands for sub in action.choices.values())]
@@ -157,7 +157,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
 
 @pytest.mark.parametrize("name", COMMAND_LINES)
 def test_help_shows_every_default_and_examples_that_parse(name):
-    parse_args = importlib.import_module(f"tinylm.cli.{name}").parse_args
+    parse_args = tinylm.cli.command_line(name).parse_args
     for parser in parsers_of(name):
         one_of = {id(a) for group in parser._mutually_exclusive_groups if group.required for a in group._group_actions}
         formatter = parser._get_formatter()
@@ -196,7 +196,7 @@ def test_the_command_list_shows_three_to_five_examples_that_run(capsys):
         words = shlex.split(line)
         assert words[:3] == ["python", "-m", "tinylm"] and words[3] in tinylm.cli.COMMANDS, line
         try:
-            importlib.import_module(f"tinylm.cli.{words[3]}").parse_args(words[4:])
+            tinylm.cli.command_line(words[3]).parse_args(words[4:])
         except SystemExit as exit_:
             assert exit_.code == 0, line
     capsys.readouterr()
@@ -248,7 +248,7 @@ def test_plan_line_says_the_expected_training_time_or_that_the_budget_ends_it():
 ])
 def test_an_integer_option_below_its_least_sensible_value_is_a_usage_error(command, argv, option, least, capsys):
     """0 samples, 0 new tokens, 0 steps, ...: the command would do nothing, or fail later with a traceback."""
-    module = importlib.import_module(f"tinylm.cli.{command}")
+    module = tinylm.cli.command_line(command)
     ckpt = ["--ckpt", "runs/x"] if command in ("sample", "eval") else []
     argv = argv[:1] + ckpt + argv[1:] if command == "eval" else ckpt + argv
     with pytest.raises(SystemExit) as exit_info:
@@ -284,7 +284,6 @@ def test_every_command_configures_the_backend_first_through_begin(command, monke
     """Issue 30: bench, sample, eval, chat and serve never chose their threads. Every command's main now goes through
     `tinylm.cli.console.begin` (configure_backend for its --device) before any work: the stand-in below stops it
     there, so nothing is loaded or trained."""
-    import importlib
 
     import tinylm.cli.console as console
 
@@ -295,7 +294,7 @@ def test_every_command_configures_the_backend_first_through_begin(command, monke
         raise Began
 
     monkeypatch.setattr(console, "configure_backend", configure)
-    module = importlib.import_module(f"tinylm.cli.{command}")
+    module = tinylm.cli.command_line(command)
     with pytest.raises(Began):
         module.main(ARGV[command] if command in NO_DEVICE else [*ARGV[command], "--device", "cpu"])
     assert seen == ["cpu"], "the device the command computes on, even without a --device option"
@@ -341,7 +340,7 @@ def test_each_bench_mode_takes_its_own_options_and_names_its_own_help_for_anothe
      "python -m tinylm.eval loss --json ...; see python -m tinylm.eval loss --help"),
 ])
 def test_a_subcommands_option_before_the_subcommand_says_where_it_goes(module, argv, expected, capsys):
-    parse_args = importlib.import_module(f"tinylm.cli.{module}").parse_args
+    parse_args = tinylm.cli.command_line(module).parse_args
     with pytest.raises(SystemExit) as exit_info:
         parse_args(argv)
     assert exit_info.value.code == 2

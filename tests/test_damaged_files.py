@@ -240,7 +240,7 @@ def test_a_disk_that_fills_up_while_saving_a_checkpoint_is_the_disk_full_error_a
     transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=400, n_positions=32, n_embd=64, n_layer=2,
                                                          n_head=2, bos_token_id=None, eos_token_id=None)
                                  ).save_pretrained(folder)
-    result = run_cli("tinylm.interop", "import", "--hf", folder, "--tokenizer", sentencepiece_model, "--out",
+    result = run_cli("tinylm.interop", "import", "--hf", folder, "--tokenizer-model", sentencepiece_model, "--out",
                      previous, data_dir=data_root)
     assert_one_line_error(result, r"No space left on device: " + re.escape(str(previous)) + r"; the disk is full: "
                                   r"free some space, or write elsewhere")

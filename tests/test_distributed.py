@@ -1,7 +1,8 @@
-"""DDP on CPU with gloo: two processes compute what one process computes on their combined batch.
+"""DDP (and ZeRO-1) on CPU with gloo: two processes compute what one process computes on their combined batch.
 
-Each test launches `torchrun --nproc_per_node=2` on tests/ddp_worker.py and compares with a plain
-single-process run of the same script whose micro-batch holds both ranks' sequences.
+The tests run tests/ddp_worker.py under `torchrun --nproc_per_node=2` and compare with a plain single-process run of
+the same script whose micro-batch holds both ranks' sequences. The two-process runs that end normally share one
+world (`two_processes`), made one after another: starting a world costs more than any of these runs.
 """
 
 import json
@@ -19,20 +20,53 @@ import torch
 from tests.helpers import REPO
 from tests.preloaded import run_python
 from tinylm.data.tokens import RandomWindowSampler
-from tinylm.distributed import group_timeout
+from tinylm.distributed import World, group_timeout
 from tinylm.train.checkpoint import load_checkpoint
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
-def run(tmp_path, name, processes, *args):
-    out = tmp_path / f"{name}.pt"
+def launch(folder, processes, *runs) -> dict[str, dict]:
+    """`runs`, each (name, arguments), one after another in one world of `processes`; what each saved, by name, with
+    the world's whole standard output."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    command = (launcher if processes > 1 else [sys.executable]) + [str(WORKER), "--out", str(out), *map(str, args)]
+    command = (launcher if processes > 1 else [sys.executable]) + [str(WORKER)]
+    for i, (name, args) in enumerate(runs):
+        command += ["--then"] * (i > 0) + ["--out", str(folder / f"{name}.pt"), *map(str, args)]
     completed = run_python(command, env=ENV, timeout=180)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    return {**torch.load(out, weights_only=True), "stdout": completed.stdout}
+    return {name: {**torch.load(folder / f"{name}.pt", weights_only=True), "stdout": completed.stdout}
+            for name, _ in runs}
+
+
+def run(tmp_path, name, processes, *args):
+    return launch(tmp_path, processes, (name, args))[name]
+
+
+RECIPE = ("--batch-size", 2, "--steps", 6)  # two processes' share of one process's --batch-size 4
+DROPOUT = (*RECIPE, "--dropout", 0.2)
+CAPTURE = ("--batch-size", 2, "--accum", 2, "--capture-grads")
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """(the folder, what each run saved by name) of every two-process run that ends normally, in one world."""
+    folder = tmp_path_factory.mktemp("two_processes")
+    return folder, launch(
+        folder, 2,
+        ("gradients", CAPTURE), ("uneven", (*CAPTURE, "--uneven-targets")),
+        ("straight", RECIPE), ("first_half", (*RECIPE, "--stop-after", 3, "--run-dir", folder / "run")),
+        ("zero", (*RECIPE, "--zero")),
+        ("zero_first_half", (*RECIPE, "--zero", "--stop-after", 3, "--run-dir", folder / "zero_run")),
+        ("zero_resumed", (*RECIPE, "--zero", "--resume", folder / "zero_run" / "last.pt")),
+        ("dropout", DROPOUT),
+        ("dropout_first_half", (*DROPOUT, "--stop-after", 3, "--run-dir", folder / "dropout_run")),
+        ("dropout_resumed", (*DROPOUT, "--resume", folder / "dropout_run" / "last.pt")),
+        ("muon", ("--batch-size", 2, "--steps", 5, "--optimizer", "muon")),
+        ("records0", ("--batch-size", 2, "--first-record-rank", 0)),
+        ("records1", ("--batch-size", 2, "--first-record-rank", 1)),
+        ("sharding", ("--batch-size", 8, "--sharding-bench")))
 
 
 def assert_close(a: dict, b: dict, atol: float) -> None:
@@ -43,7 +77,7 @@ def assert_close(a: dict, b: dict, atol: float) -> None:
 
 def test_ranks_draw_disjoint_slices_of_one_global_batch():
     tokens = np.arange(10_000, dtype=np.uint16)
-    ranks = [RandomWindowSampler(tokens, 8, 3, seed=5, rank=r, world_size=2) for r in range(2)]
+    ranks = [RandomWindowSampler(tokens, 8, 3, seed=5, world=World(rank=r, size=2)) for r in range(2)]
     whole = RandomWindowSampler(tokens, 8, 6, seed=5)
     for _ in range(4):
         x0, _ = ranks[0].next_batch()
@@ -53,33 +87,62 @@ def test_ranks_draw_disjoint_slices_of_one_global_batch():
         assert not set(x0[:, 0].tolist()) & set(x1[:, 0].tolist()), "ranks see different windows"
 
 
-def test_synced_gradients_equal_one_process_on_the_combined_batch(tmp_path):
+def test_synced_gradients_equal_one_process_on_the_combined_batch(tmp_path, two_processes):
     """With accumulation (no_sync on the first micro-step), the averaged gradients equal the big batch's."""
-    two = run(tmp_path, "two", 2, "--batch-size", 2, "--accum", 2, "--capture-grads")
+    two = two_processes[1]["gradients"]
     one = run(tmp_path, "one", 1, "--batch-size", 4, "--accum", 2, "--capture-grads")
     assert (two["world_size"], one["world_size"]) == (2, 1)
     assert_close(two["result"], one["result"], atol=1e-6)
     assert any(g.abs().max() > 1e-3 for g in one["result"].values()), "the gradients are not trivially zero"
 
 
-def test_with_uneven_counted_targets_two_ranks_give_the_token_mean_gradient_of_one_process(tmp_path):
+def test_with_uneven_counted_targets_two_ranks_give_the_token_mean_gradient_of_one_process(tmp_path, two_processes):
     """Ranks and micro-batches that count different numbers of targets (as chat batches do): the step's gradient is
     still that of the mean over every counted target of the global step, as one process computes it."""
-    two = run(tmp_path, "two", 2, "--batch-size", 2, "--accum", 2, "--capture-grads", "--uneven-targets")
+    two = two_processes[1]["uneven"]
     one = run(tmp_path, "one", 1, "--batch-size", 4, "--accum", 2, "--capture-grads", "--uneven-targets")
     assert_close(two["result"], one["result"], atol=1e-6)
 
 
-def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
-    straight = run(tmp_path, "straight", 2, "--batch-size", 2, "--steps", 6)
-    run(tmp_path, "first_half", 2, "--batch-size", 2, "--steps", 6, "--stop-after", 3, "--run-dir", tmp_path / "run")
-    resumed = run(tmp_path, "resumed", 1, "--batch-size", 4, "--steps", 6, "--resume", tmp_path / "run" / "last.pt")
+def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path, two_processes):
+    folder, two = two_processes
+    straight = two["straight"]
+    resumed = run(tmp_path, "resumed", 1, "--batch-size", 4, "--steps", 6, "--resume", folder / "run" / "last.pt")
     assert_close(straight["result"], resumed["result"], atol=1e-5)
-    first_half = torch.load(tmp_path / "first_half.pt", weights_only=True)["result"]
+    first_half = two["first_half"]["result"]
     assert any(not torch.allclose(first_half[k], straight["result"][k]) for k in first_half), "the resumed half trained"
 
 
-def test_muon_under_ddp_ends_where_one_process_ends_on_the_combined_batch(tmp_path):
+def test_zero_1_trains_as_ddp_does_and_a_resumed_run_continues_exactly(two_processes):
+    """ZeRO-1 in the Trainer (TrainConfig.zero) over two processes ends where DDP ends, to float32 rounding: the same
+    AdamW update, made on shards. last.pt holds a plain AdamW's moments, gathered from the shards; a run stopped after
+    3 steps and resumed from it in two processes, each cutting out its shard again, ends bit-identical to the
+    uninterrupted one."""
+    folder, two = two_processes
+    straight, resumed = two["zero"], two["zero_resumed"]
+    assert_close(straight["result"], two["straight"]["result"], atol=1e-5)
+    saved = load_checkpoint(folder / "zero_run" / "last.pt")["optimizer"]
+    assert sorted(saved["state"]) == list(range(len(straight["result"]) - 1))  # AdamW's numbering; lm_head is wte
+    assert all(moments["step"] == 3 for moments in saved["state"].values())
+    assert_close(straight["result"], resumed["result"], atol=0)
+    assert resumed["val_loss"] == straight["val_loss"]
+
+
+def test_a_zero_1_step_peaks_below_ddps(two_processes):
+    """bench sharding's comparison, 2 processes: ZeRO-1 trains as DDP does, and its step's peak is lower. Where the
+    activations make the peak, at the backward pass's start, DDP holds besides them the whole of AdamW's moments and
+    its gradient buckets, ZeRO-1 half the moments (about 1.9 times the weights' bytes less), and ZeRO-1's own step,
+    which holds no copy of the weights, stays below that. Gloo frees a collective's tensors on a thread of its own,
+    sooner or later, so a peak measured on the CPU may exceed the step's own by the weights' bytes or twice that:
+    each way's lower of two measurements counts."""
+    results = two_processes[1]["sharding"]["result"]
+    for result in results:
+        assert result["losses"]["zero"] == pytest.approx(result["losses"]["ddp"], rel=1e-5)
+    peaks = {way: min(result["step_peak"][way] for result in results) for way in ("ddp", "zero")}
+    assert peaks["zero"] < peaks["ddp"], [result["step_peak"] for result in results]
+
+
+def test_muon_under_ddp_ends_where_one_process_ends_on_the_combined_batch(tmp_path, two_processes):
     """Muon beside AdamW under DDP over gloo: every rank orthogonalises the same averaged gradients, so two processes
     end where one process ends on their combined batch. Not to the last bit: the gradients of one and of two processes
     differ in their last float digits, and Newton-Schulz in bfloat16 magnifies the weakest directions of a gradient
@@ -87,7 +150,7 @@ def test_muon_under_ddp_ends_where_one_process_ends_on_the_combined_batch(tmp_pa
     from tinylm.config import GPTConfig
     from tinylm.model.gpt import GPT
 
-    two = run(tmp_path, "two", 2, "--batch-size", 2, "--steps", 5, "--optimizer", "muon")["result"]
+    two = two_processes[1]["muon"]["result"]
     one = run(tmp_path, "one", 1, "--batch-size", 4, "--steps", 5, "--optimizer", "muon")["result"]
     torch.manual_seed(0)  # the worker's initial weights
     start = GPT(GPTConfig(vocab_size=37, block_size=16, n_layer=2, n_head=2, n_embd=32)).state_dict()
@@ -97,39 +160,41 @@ def test_muon_under_ddp_ends_where_one_process_ends_on_the_combined_batch(tmp_pa
     assert (one["transformer.h.0.mlp.c_fc.weight"] - start["transformer.h.0.mlp.c_fc.weight"]).norm() > 0.01
 
 
-def test_each_ranks_dropout_stream_survives_a_resume(tmp_path):
+def test_each_ranks_dropout_stream_survives_a_resume(tmp_path, two_processes):
     """Every rank draws its own dropout masks. The checkpoint holds each rank's RNG state, so two processes resuming
     a two-process run end bit-identical to an uninterrupted one. One process resumes it too: rank 0 continues its
     stream, rank 1's ends (it says so), and training goes on."""
-    recipe = ("--batch-size", 2, "--steps", 6, "--dropout", 0.2)
-    straight = run(tmp_path, "straight", 2, *recipe)
-    run(tmp_path, "first_half", 2, *recipe, "--stop-after", 3, "--run-dir", tmp_path / "run")
-    saved_rng = load_checkpoint(tmp_path / "run" / "last.pt")["rng"]
+    folder, two = two_processes
+    straight, resumed = two["dropout"], two["dropout_resumed"]
+    saved_rng = load_checkpoint(folder / "dropout_run" / "last.pt")["rng"]
     assert isinstance(saved_rng, list) and len(saved_rng) == 2, "one RNG state per rank"
     assert not torch.equal(saved_rng[0]["torch"], saved_rng[1]["torch"]), "the ranks' streams differ"
-    resumed = run(tmp_path, "resumed", 2, *recipe, "--resume", tmp_path / "run" / "last.pt")
     assert_close(straight["result"], resumed["result"], atol=0)
 
     alone = run(tmp_path, "alone", 1, "--batch-size", 4, "--steps", 6, "--dropout", 0.2,
-                "--resume", tmp_path / "run" / "last.pt")
-    assert "resuming a 2-process run with 1: the dropout streams of ranks 1..1 end here" in alone["stdout"]
+                "--resume", folder / "dropout_run" / "last.pt")
+    # the two processes' --batch-size 2 each, one process's 4: the same sequences per step, as the line says
+    assert ("resuming a 2-process run in 1 process: a step still trains on 4 sequences of 16 tokens; the dropout "
+            "streams of ranks 1..1 end") in alone["stdout"]
     assert math.isfinite(alone["val_loss"])
-    first_half = torch.load(tmp_path / "first_half.pt", weights_only=True)["result"]
+    first_half = two["dropout_first_half"]["result"]
     assert any(not torch.equal(first_half[k], alone["result"][k]) for k in first_half), "the resumed half trained"
 
 
 @pytest.mark.parametrize("early_rank", [0, 1])
-def test_every_rank_makes_the_first_train_record_at_the_same_step_whatever_its_own_clock_says(tmp_path, early_rank):
+def test_every_rank_makes_the_first_train_record_at_the_same_step_whatever_its_own_clock_says(two_processes,
+                                                                                              early_rank):
     """Only `early_rank` is FIRST_RECORD_SECONDS into its session (its clock started earlier); the step's all-reduce
     carries that, so both ranks make the first train record after step 2, and the step_stats collective (GRPO's
     kind) pairs up instead of meeting the other rank's gradient all-reduce."""
-    result = run(tmp_path, "records", 2, "--batch-size", 2, "--first-record-rank", early_rank)
-    out = tmp_path / "records.pt"
+    folder, two = two_processes
+    result, out = two[f"records{early_rank}"], folder / f"records{early_rank}.pt"
     assert [Path(f"{out}.rank{rank}.records").read_text() for rank in (0, 1)] == ["2 4", "2 4"]
     assert math.isfinite(result["val_loss"])
 
 
-def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_resumable_last_pt(tmp_path):
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_resumable_last_pt(tmp_path,
+                                                                                                two_processes):
     """SIGINT reaches rank 1 alone, mid-step 3: the request travels in the step loss's all-reduce, so rank 0
     stops after the same step instead of waiting in the next gradient all-reduce for a rank that left."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
@@ -139,9 +204,8 @@ def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step_and_saves_a_res
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert [Path(f"{out}.rank{rank}.interrupted").read_text() for rank in (0, 1)] == ["3", "3"]
     assert torch.load(run_dir / "last.pt", weights_only=True)["step"] == 3
-    straight = run(tmp_path, "straight", 1, "--batch-size", 4, "--steps", 6)
     resumed = run(tmp_path, "resumed", 1, "--batch-size", 4, "--steps", 6, "--resume", run_dir / "last.pt")
-    assert_close(straight["result"], resumed["result"], atol=1e-5)
+    assert_close(two_processes[1]["straight"]["result"], resumed["result"], atol=1e-5)
 
 
 def launch_or_fail_if_hung(*args, timeout=120) -> subprocess.CompletedProcess:

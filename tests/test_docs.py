@@ -11,7 +11,6 @@ path/to/...); runs/ folders are what earlier commands write.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import tinylm.cli
 from tinylm.cli import COMMANDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,8 @@ from course_guide import LESSONS, guide_entries, replace_table, smoke_runtimes, 
 
 DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTRIBUTING.md"]
 # options whose value is a file or folder the command reads (outputs, --out, are written and need not exist)
-INPUT_OPTIONS = {"--text", "--data", "--llama2c", "--tokenizer", "--hf", "--ckpt", "--base", "--compare", "--file",
-                 "--init"}
+INPUT_OPTIONS = {"--text", "--data", "--hellaswag-file", "--llama2c", "--tokenizer-model", "--hf", "--ckpt", "--base",
+                 "--compare", "--file", "--init"}
 # inputs a learner downloads, and the names the options take instead of a path (runs/ and data/: what train writes)
 NOT_FILES = {"instruct", "preference", "pretrain", "gpt2", "char", "stories15M.bin", "tokenizer.model", "stories15M.pt"}
 TRAINED_BPE = re.compile(r"bpe:\d+")  # train text --tokenizer bpe:N: a size, not a file
@@ -100,7 +100,7 @@ def parse_problems(command: str, argv: list[str]) -> list[str]:
         return [f"unknown command {command!r}"]
     if "--help" in argv or "-h" in argv:
         return []
-    module = importlib.import_module(f"tinylm.cli.{command}")
+    module = tinylm.cli.command_line(command)
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
@@ -135,7 +135,7 @@ def help_examples() -> dict[str, list[str]]:
     """Each command's --help examples (its subcommands' too), as command lines."""
     found = {}
     for command in COMMANDS:
-        module = importlib.import_module(f"tinylm.cli.{command}")
+        module = tinylm.cli.command_line(command)
         helps = []
         for argv in (["--help"], *([sub, "--help"] for sub in SUBCOMMANDS.get(command, []))):
             out = io.StringIO()

@@ -14,16 +14,15 @@ import shutil
 import pytest
 
 from tests.chat_fixtures import save_tiny_chat_checkpoint, tiny_chat_model
-from tinylm.cli.dpo import cli
-from tinylm.cli.sft import cli as sft_cli
+from tinylm.cli.post_training import cli
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.errors import InputError
 from tinylm.posttrain import tasks
 from tinylm.posttrain.chat_task import ChatTask
-from tinylm.posttrain.dpo.run import DPOJob, dpo
-from tinylm.posttrain.job import PostTrainingOptions
-from tinylm.posttrain.on_policy import on_policy_pairs, rank, sample_replies
-from tinylm.posttrain.sft.run import SFTJob, sft
+from tinylm.posttrain.dpo.run import DPO, dpo
+from tinylm.posttrain.job import PostTrainingOptions, settle
+from tinylm.posttrain.on_policy import on_policy_pairs, passing_chosen, rank, sample_replies
+from tinylm.posttrain.sft.run import sft
 from tinylm.posttrain.tasks.stories import Stories, StoryProblem, StorySplits
 from tinylm.posttrain.verifier import Verifier
 from tinylm.train.checkpoint import load_checkpoint
@@ -134,13 +133,13 @@ def test_a_resumed_run_trains_on_the_saved_pairs_and_keeps_the_task(story_run, t
         dpo(RunOptions(profile="smoke", out=copy, resume=True, max_steps=10), say=quiet, on_record=quiet)
 
 
-def test_the_task_names_the_default_run_folder_and_base():
+def test_the_task_names_the_default_run_folder_and_base(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     for profile, task in (("smoke", None), ("cpu", None), ("gpu", None), ("gpu", "preference")):
-        job = DPOJob(RunOptions(profile=profile), PostTrainingOptions(task=task), quiet)
-        job.settle({})
+        settled = settle(DPO, RunOptions(profile=profile), PostTrainingOptions(task=task), say=quiet)
         named = task or "stories"  # the same default task on every profile
-        assert job.run.out.name == f"dpo-{named}-{profile}" and job.options.task == named
-        assert job.options.base.endswith(f"sft-{'stories' if named == 'stories' else 'instruct'}-{profile}")
+        assert settled.run.out.name == f"dpo-{named}-{profile}" and settled.options.task == named
+        assert settled.options.base.endswith(f"sft-{'stories' if named == 'stories' else 'instruct'}-{profile}")
 
 
 def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tmp_path, monkeypatch):
@@ -160,7 +159,7 @@ def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tm
     assert (tmp_path / "again" / "pairs.json").read_text() == (root / "dpo" / "pairs.json").read_text()
     save_tiny_chat_checkpoint(tmp_path / "other" / "best.pt", block_size=128)
     with pytest.raises(SystemExit) as stopped:
-        cli(["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
+        cli("dpo", ["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
              str(root / "dpo" / "pairs.json"), "--out", str(tmp_path / "other-dpo")])
     assert "its pairs were sampled from" in stopped.value.code and "\n" not in stopped.value.code
     assert not (tmp_path / "other-dpo").exists()
@@ -184,13 +183,13 @@ def test_sft_on_chosen_replies_trains_on_the_passing_chosen_replies_of_a_dpo_run
     passing = [r for r in saved if r["chosen_passed"]]
     assert 0 < len(passing) < len(saved)  # both kinds, so that the test can tell them apart
     trained_on = []
-    data = SFTJob.data
 
-    def kept(job, start):
-        data(job, start)
-        trained_on.extend(job.records["train"])
+    def kept(*args):
+        replies = passing_chosen(*args)
+        trained_on.extend(replies)
+        return replies
 
-    monkeypatch.setattr(SFTJob, "data", kept)
+    monkeypatch.setattr("tinylm.posttrain.sft.run.passing_chosen", kept)
     report = sft(RunOptions(profile="smoke", out=tmp_path / "rft", max_steps=3),
                  PostTrainingOptions(task="stories", base=root / "chat", data=str(root / "dpo")), say=quiet,
                  on_record=quiet)
@@ -199,7 +198,7 @@ def test_sft_on_chosen_replies_trains_on_the_passing_chosen_replies_of_a_dpo_run
     assert "baseline" not in report and report["steps"] == 3
     save_tiny_chat_checkpoint(tmp_path / "other" / "best.pt", block_size=128)
     with pytest.raises(SystemExit) as stopped:
-        sft_cli(["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
+        cli("sft", ["--task", "stories", "--profile", "smoke", "--base", str(tmp_path / "other"), "--data",
                  str(root / "dpo"), "--out", str(tmp_path / "other-rft")])
     assert "were sampled from" in stopped.value.code and "\n" not in stopped.value.code
     assert not (tmp_path / "other-rft").exists()

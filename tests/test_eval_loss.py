@@ -129,9 +129,8 @@ class Letters:
 
 def test_every_scorer_charges_a_continuation_what_target_losses_says(make_model):
     """One rule for the loss of a continuation (logits past the vocabulary left out, <unk> at its penalty), followed
-    by the benchmarks' scorer, HellaSwag's, the harness bridge, the OpenAI endpoint's log-probabilities and the text
-    loss alike: each gives the by-hand float64 figure."""
-    from tinylm.eval.hellaswag import Example, ending_losses
+    by the benchmarks' scorer (HellaSwag's too), the harness bridge, the OpenAI endpoint's log-probabilities and the
+    text loss alike: each gives the by-hand float64 figure."""
     from tinylm.eval.scoring import score_rows
     from tinylm.serve.openai_api import token_logprobs
 
@@ -147,7 +146,6 @@ def test_every_scorer_charges_a_continuation_what_target_losses_says(make_model)
 
     assert target_losses(logits.float(), targets, tokenizer).double() == pytest.approx(by_hand, rel=1e-5)
     scored = {"score_rows": score_rows(model, tokenizer, [(context, continuation)], "cpu")[0][0],
-              "ending_losses": ending_losses(model, tokenizer, Example("the cat", ("sat!",) * 4, 0), "cpu")[0][0],
               "token_logprobs": -sum(token_logprobs(model, tokenizer, row, 0)[0][len(context):])}
     if importlib.util.find_spec("lm_eval") is not None:
         from tinylm.eval.harness import TinylmLM

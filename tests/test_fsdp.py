@@ -1,6 +1,7 @@
 """`python -m tinylm.train ... --fsdp` under torchrun with gloo: a sharded run interrupted and resumed in 2 processes
 gives the losses of an uninterrupted one exactly, and resumed in 1 process without sharding within 1e-5; its
-checkpoint is in the format every command reads; the combinations it cannot train are one-line errors."""
+checkpoint is in the format every command reads; ZeRO-1 (`--set zero=true`) trains the same; the combinations it
+cannot train are one-line errors."""
 
 import json
 import os
@@ -72,6 +73,16 @@ def test_a_sharded_checkpoint_holds_whole_tensors_that_sample_and_export_read(ru
     exported = run_cli("tinylm.interop", "export", "--ckpt", runs / "straight", "--format", "gguf",
                        "--out", tmp_path / "model.gguf", data_dir=data_root)
     assert exported.returncode == 0 and (tmp_path / "model.gguf").stat().st_size > 4 * 28_000, exported.stderr
+
+
+def test_zero_1_chosen_with_set_zero_trains_what_fsdp_trains_and_saves_adamws_state(runs, data_root):
+    """The other sharded way, selected from the command line: its losses are the sharded run's, to float32 rounding."""
+    torchrun(runs / "zero", "--set", "zero=true", "--max-steps", "4", data_root=data_root)
+    zero, straight = losses(runs / "zero"), losses(runs / "straight")
+    assert max(abs(a - b) / b for a, b in zip(zero, straight[:4])) <= 1e-5, (zero, straight)
+    checkpoint = load_checkpoint(runs / "zero" / "last.pt")
+    assert checkpoint["train_config"]["zero"] and sorted(checkpoint["optimizer"]["state"]) == sorted(
+        load_checkpoint(runs / "straight" / "last.pt")["optimizer"]["state"])
 
 
 def test_fsdp_without_torchrun_is_one_line_that_says_how_to_start_it(data_root, tmp_path):

@@ -5,6 +5,7 @@ import torch
 
 from tinylm.config import GPTConfig
 from tinylm.generate.decode import generate, generate_batch
+from tinylm.generate.sampling import Sampling
 from tinylm.generate.stream import generate_text, stream
 from tinylm.tokenizers.char import CharTokenizer
 
@@ -32,6 +33,18 @@ def test_seeded_sampling_is_repeatable_and_leaves_global_rng_alone(make_model):
     assert torch.equal(a, b)
     assert torch.equal(torch.get_rng_state(), state)
     assert not torch.equal(a, generate(model, idx, 20, seed=6))
+
+
+def test_the_sampler_settings_by_name_or_as_one_value_sample_the_same_tokens(make_model):
+    """sampling=Sampling(...) is the keywords' value; a keyword beside it overrides its field."""
+    model = make_model()
+    idx = prompt(model, 3, batch=2)
+    by_name = generate(model, idx, 20, temperature=0.8, top_k=5, seed=3)
+    assert torch.equal(generate(model, idx, 20, sampling=Sampling(temperature=0.8, top_k=5, seed=3)), by_name)
+    assert torch.equal(generate(model, idx, 20, sampling=Sampling(temperature=0.8, top_k=5, seed=9), seed=3), by_name)
+    rows = [row.tolist() for row in idx]
+    assert generate_batch(model, rows, 20, sampling=Sampling(temperature=0.8, top_k=5, seed=3)) == \
+        [row[3:] for row in by_name.tolist()]
 
 
 def test_output_is_the_prompt_followed_by_new_tokens(make_model):
@@ -209,7 +222,6 @@ def test_batch_rows_stop_independently():
 
 def test_decode_yields_the_stop_token_once_and_then_minus_one(bigram):
     from tinylm.generate.decode import decode
-    from tinylm.generate.sampling import Sampling
 
     model = bigram(4)
     with torch.no_grad():  # greedy successors: 0 -> 1, 1 -> 3, 2 -> 0, 3 -> 3

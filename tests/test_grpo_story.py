@@ -13,12 +13,12 @@ import torch
 
 from tests.helpers import run_cli
 from tests.test_story_task import STORIES, judge  # noqa: F401 (a fixture: a small model that knows these stories)
-from tinylm.cli import grpo as grpo_cli
+from tinylm.cli import post_training
 from tinylm.config import GPTConfig
 from tinylm.data.instruct import build_examples
 from tinylm.data.story_instructions import Constraint, StoryInstruction
 from tinylm.model.gpt import GPT
-from tinylm.posttrain.grpo.rollout import pass_at_k, sample_groups, sampled_pass_at
+from tinylm.posttrain.grpo.rollout import pass_at_k, pass_at_rates, sample_groups, sampled_correct
 from tinylm.posttrain.replies import greedy_completions
 from tinylm.posttrain.task import Score, measure
 from tinylm.posttrain.tasks._generated import GeneratedTask, Problem, task_tokenizer
@@ -132,9 +132,10 @@ def test_sampled_pass_at_is_the_greedy_accuracy_at_temperature_0_and_grows_with_
     problems = [task.sample(random.Random(i)) for i in range(24)]
     greedy = [task.score(p, tokenizer.decode(ids)).correct
               for p, ids in zip(problems, greedy_completions(model, tokenizer, task, problems))]
-    at = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 4), temperature=0, batch_size=8)
+    at = pass_at_rates(sampled_correct(model, tokenizer, task, problems, 4, batch_size=8, temperature=0), 4, (1, 4))
     assert at[1] == at[4] == sum(greedy) / len(problems)
-    sampled = sampled_pass_at(model, tokenizer, task, problems, 4, (1, 2, 4), temperature=1.0, batch_size=8)
+    correct = sampled_correct(model, tokenizer, task, problems, 4, batch_size=8, temperature=1.0)
+    sampled = pass_at_rates(correct, 4, (1, 2, 4))
     assert 0 < sampled[1] < sampled[2] < sampled[4] <= 1
 
 
@@ -201,7 +202,7 @@ def test_a_story_run_reports_the_pass_rates_before_and_after(tmp_path, sft_run):
 def test_a_story_run_without_its_start_or_with_a_reward_the_task_lacks_is_one_line(tmp_path, argv, message):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as stopped:
-        grpo_cli.cli(["--profile", "smoke", "--out", str(out), *argv])
+        post_training.cli("grpo", ["--profile", "smoke", "--out", str(out), *argv])
     text = str(stopped.value.code)
     assert text.startswith("error: ") and message in text and "\n" not in text
     assert not out.exists()
@@ -209,7 +210,7 @@ def test_a_story_run_without_its_start_or_with_a_reward_the_task_lacks_is_one_li
 
 def test_a_story_run_from_a_model_without_chat_tokens_is_one_line(tmp_path, sft_run):
     with pytest.raises(SystemExit) as stopped:
-        grpo_cli.cli(["--profile", "smoke", "--task", "stories", "--base", str(sft_run / "base.pt"), "--out",
-                      str(tmp_path / "run")])
+        post_training.cli("grpo", ["--profile", "smoke", "--task", "stories", "--base", str(sft_run / "base.pt"),
+                                   "--out", str(tmp_path / "run")])
     text = str(stopped.value.code)
     assert text.startswith("error: ") and "has no chat tokens: start from a chat model" in text and "\n" not in text

@@ -1,4 +1,5 @@
-"""HellaSwag: the scoring on cases whose answer is known, the data files, the CLI, and the distributed split."""
+"""HellaSwag: the scoring on cases whose answer is known, the one scorer it shares with CORE, the data files, the CLI,
+and the distributed split."""
 
 import json
 import os
@@ -13,16 +14,16 @@ from tests.preloaded import run_module
 from tinylm.cli.eval import cli, main
 from tinylm.config import GPTConfig
 from tinylm.download import DownloadError
-from tinylm.eval.hellaswag import (
-    SUBSTITUTE_VAL_PATH,
-    Example,
-    ending_losses,
-    evaluate_hellaswag,
-    locate_val,
-    parse_example,
-    read_examples,
-    render_example,
+from tinylm.eval.benchmarks import (
+    Benchmark,
+    MultipleChoice,
+    core_benchmark,
+    core_specs,
+    hellaswag_item,
+    read_hellaswag,
 )
+from tinylm.eval.hellaswag import SUBSTITUTE_VAL_PATH, locate_val
+from tinylm.eval.scoring import evaluate_benchmark, evaluate_hellaswag, render, score_rows
 from tinylm.model.gpt import GPT
 from tinylm.tokenizers.char import CharTokenizer
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
@@ -44,16 +45,24 @@ def bpe():
 
 @pytest.fixture(scope="module")
 def val_examples():
-    return read_examples(locate_val().path, limit=7)
+    return read_hellaswag(locate_val().path, limit=7)
+
+
+def ending_losses(model, tokenizer, item: MultipleChoice) -> tuple[list[float], list[int]]:
+    """(summed loss, tokens) of each ending, as the benchmark scorer renders and scores them."""
+    rendered = render(Benchmark("hellaswag", [item]), 0, tokenizer, model.config.block_size)
+    scores = score_rows(model, tokenizer, rendered.rows, "cpu")
+    return [loss for loss, _, _ in scores], [count for _, count, _ in scores]
 
 
 def test_the_ending_the_model_finds_likely_wins(bpe, fixed_logits_model):
     model = fixed_logits_model(logits_favouring(bpe, {" mat": 12.0}), block_size=64)
     endings = ("car.", "mat", "sky of blue", "dog")
-    right = evaluate_hellaswag(model, bpe, [Example("The cat sat on the", endings, 1)])
+    right = evaluate_hellaswag(model, bpe, [MultipleChoice("The cat sat on the", endings, 1)])
     assert right == {"examples": 1, "correct": 1, "correct_norm": 1, "correct_norm_char": 1,
-                     "acc": 1.0, "acc_norm": 1.0, "acc_norm_char": 1.0}
-    wrong = evaluate_hellaswag(model, bpe, [Example("The cat sat on the", endings, 0)])
+                     "acc": 1.0, "acc_norm": 1.0, "acc_norm_char": 1.0, "left_out": 0, "indices": [0],
+                     "correct_items": [True]}
+    wrong = evaluate_hellaswag(model, bpe, [MultipleChoice("The cat sat on the", endings, 0)])
     assert (wrong["correct"], wrong["correct_norm"], wrong["correct_norm_char"]) == (0, 0, 0)
 
 
@@ -62,17 +71,16 @@ def test_summed_and_mean_loss_pick_different_endings(bpe, fixed_logits_model):
     short ending, the mean per token the long one, so acc and acc_norm disagree exactly here."""
     model = fixed_logits_model(logits_favouring(bpe, {" the": 10.0, " dog": 8.0}), block_size=64)
     endings = ("dog", "the the the", "zebra crossing", "quantum chromodynamics")
-    summed, scored = ending_losses(model, bpe, Example("I saw a", endings, 0), "cpu")
-    assert scored.tolist() == [len(bpe.encode(" " + e)) for e in endings] and scored[:2].tolist() == [1, 3]
-    assert summed.argmin() == 0 and (summed / scored).argmin() == 1
+    summed, scored = ending_losses(model, bpe, MultipleChoice("I saw a", endings, 0))
+    assert scored == [len(bpe.encode(" " + e)) for e in endings] and scored[:2] == [1, 3]
     # The losses by hand. log Z sums 50,257 float32 terms, so the two ways of computing it may differ by ~1e-5 nats
     # per token (seen on AVX-512); a wrong token or position would be off by whole nats.
     log_z = torch.logsumexp(model.logits.double(), 0).item()
-    assert summed[0].item() == pytest.approx(log_z - 8.0, abs=1e-4)  # the loss of ' dog'
-    assert summed[1].item() == pytest.approx(3 * (log_z - 10.0), abs=3e-4)
+    assert summed[0] == pytest.approx(log_z - 8.0, abs=1e-4)  # the loss of ' dog'
+    assert summed[1] == pytest.approx(3 * (log_z - 10.0), abs=3e-4)
 
-    short_right = evaluate_hellaswag(model, bpe, [Example("I saw a", endings, 0)])
-    long_right = evaluate_hellaswag(model, bpe, [Example("I saw a", endings, 1)])
+    short_right = evaluate_hellaswag(model, bpe, [MultipleChoice("I saw a", endings, 0)])
+    long_right = evaluate_hellaswag(model, bpe, [MultipleChoice("I saw a", endings, 1)])
     assert (short_right["correct"], short_right["correct_norm"]) == (1, 0)
     assert (long_right["correct"], long_right["correct_norm"]) == (0, 1)
 
@@ -84,37 +92,50 @@ def test_per_token_and_per_character_normalisation_pick_different_endings(bpe, f
     model = fixed_logits_model(logits_favouring(bpe, {" the": 10.0, " everything": 9.0}), block_size=64)
     endings = ("the the the", "everything", "zebra crossing", "quantum chromodynamics")
     log_z = torch.logsumexp(model.logits.double(), 0).item()
-    summed, scored = ending_losses(model, bpe, Example("I saw", endings, 1), "cpu")
-    assert scored[:2].tolist() == [3, 1]
-    assert summed[1].item() == pytest.approx(log_z - 9.0, abs=1e-4)
+    summed, scored = ending_losses(model, bpe, MultipleChoice("I saw", endings, 1))
+    assert scored[:2] == [3, 1]
+    assert summed[1] == pytest.approx(log_z - 9.0, abs=1e-4)
     by_hand = {"token": [3 * (log_z - 10.0) / 3, (log_z - 9.0) / 1],  # / tokens of ' the the the', ' everything'
                "char": [3 * (log_z - 10.0) / 11, (log_z - 9.0) / 10]}  # / characters of 'the the the', 'everything'
     assert by_hand["token"][0] < by_hand["token"][1] and by_hand["char"][1] < by_hand["char"][0]
     for label, expected in ((0, (0, 1, 0)), (1, (1, 0, 1))):
-        result = evaluate_hellaswag(model, bpe, [Example("I saw", endings, label)])
+        result = evaluate_hellaswag(model, bpe, [MultipleChoice("I saw", endings, label)])
         assert (result["correct"], result["correct_norm"], result["correct_norm_char"]) == expected, label
         assert result["acc_norm_char"] == result["correct_norm_char"]
 
 
-def test_rows_are_context_then_ending_padded_right_and_cropped_left(bpe):
-    example = Example("A man is sitting on a roof. he", ("is", "starts pulling up roofing on a roof.", "x", "y"), 1)
-    ctx = bpe.encode(example.ctx)
-    tokens, mask = render_example(example, bpe.encode, block_size=64)
-    long_ending = bpe.encode(" starts pulling up roofing on a roof.")
-    assert tokens.shape == mask.shape == (4, len(ctx) + len(long_ending))
-    assert tokens[1].tolist() == ctx + long_ending and mask[1].tolist() == [0] * len(ctx) + [1] * len(long_ending)
-    assert tokens[0, : len(ctx) + 1].tolist() == ctx + bpe.encode(" is") and mask[0].sum() == 1
-    assert mask[0, len(ctx) + 1:].sum() == 0  # padding is never scored
-
-    cropped, cropped_mask = render_example(example, bpe.encode, block_size=6)  # 7 tokens: inputs 6, targets 6
-    assert cropped.shape == (4, 7)
-    assert cropped[1].tolist() == (ctx + long_ending)[-7:] and cropped_mask[1].sum() == min(7, len(long_ending))
+def test_rows_are_the_end_of_text_token_and_context_then_the_ending(bpe):
+    item = MultipleChoice("A man is sitting on a roof. he", ("is", "starts pulling up roofing on a roof.", "x", "y"), 1)
+    rows = render(Benchmark("hellaswag", [item]), 0, bpe, 64).rows
+    ctx = bpe.encode(item.query)
+    assert [row for row in rows] == [([bpe.eot_token, *ctx], bpe.encode(" " + ending)) for ending in item.choices]
 
 
-def test_contexts_longer_than_the_model_are_cropped(bpe, val_examples):
-    short = tiny_bpe_gpt(block_size=8)  # every HellaSwag row is longer than 9 tokens
+def test_eval_hellaswag_and_cores_hellaswag_give_the_same_verdicts(bpe, tmp_path):
+    """The command's per-item verdicts are those of CORE's zero-shot HellaSwag through evaluate_benchmark, on the
+    same items of the same file: one scorer, one way of tokenising."""
+    model = tiny_bpe_gpt(seed=0, block_size=256)  # every one of the first items fits: none is cut or left out
+    save_checkpoint(tmp_path / "run.pt", model_checkpoint(model, {"kind": "bpe", "encoding": "gpt2"}, step=0))
+    command = main(["hellaswag", "--ckpt", str(tmp_path / "run.pt"), "--limit", "12", "--device", "cpu", "--json"])
+    spec = next(spec for spec in core_specs() if spec.name == "hellaswag_zeroshot")
+    core = evaluate_benchmark(model, bpe, core_benchmark(spec), limit=12)
+    assert command["indices"] == core.indices == list(range(12)) and command["left_out"] == core.left_out == 0
+    assert command["correct_items"] == core.correct
+    for key, count in (("acc", "correct"), ("acc_norm", "correct_norm"), ("acc_norm_char", "correct_norm_char")):
+        assert command[count] == sum(detail[key] for detail in core.details), key
+    assert 0 < command["correct_norm"] < 12  # a random model: some right, some wrong, so the lists are not trivial
+
+
+def test_contexts_longer_than_the_model_are_cropped_and_overlong_endings_left_out(bpe, val_examples):
+    """As CORE scores with `truncate`: a row longer than the context keeps its last tokens; an item with an ending
+    that fills the context alone is left out, and counted."""
+    short = tiny_bpe_gpt(block_size=16)
+    rows = {i: [1 + len(bpe.encode(e.query)) + len(bpe.encode(" " + c)) for c in e.choices]
+            for i, e in enumerate(val_examples)}
+    assert all(max(lengths) > 17 for lengths in rows.values())  # every item is cropped
+    assert [i for i, e in enumerate(val_examples) if max(len(bpe.encode(" " + c)) for c in e.choices) >= 16] == [2]
     result = evaluate_hellaswag(short, bpe, val_examples)
-    assert result["examples"] == len(val_examples)
+    assert (result["examples"], result["left_out"]) == (6, 1) and result["indices"] == [0, 1, 3, 4, 5, 6]
 
 
 def test_char_models_are_refused(val_examples, make_model):
@@ -124,15 +145,15 @@ def test_char_models_are_refused(val_examples, make_model):
 
 
 def test_trimmed_vocabulary_is_scored_through_its_own_ids(bpe, val_examples):
-    kept = sorted({t for e in val_examples[:3] for t in bpe.encode(e.ctx)})  # endings' tokens mostly become <unk>
+    kept = sorted({t for e in val_examples[:3] for t in bpe.encode(e.query)})  # endings' tokens mostly become <unk>
     trimmed = TrimmedBPETokenizer(kept)
     torch.manual_seed(0)
     model = GPT(GPTConfig(vocab_size=trimmed.vocab_size, block_size=64, n_layer=1, n_head=1, n_embd=8))
-    summed, scored = ending_losses(model, trimmed, val_examples[0], "cpu")
-    assert scored.tolist() == [len(bpe.encode(" " + e)) for e in val_examples[0].endings]  # one id per GPT-2 token
-    unks = [trimmed.encode(" " + e).count(trimmed.unk_id) for e in val_examples[0].endings]
+    summed, scored = ending_losses(model, trimmed, val_examples[0])
+    assert scored == [len(bpe.encode(" " + e)) for e in val_examples[0].choices]  # one id per GPT-2 token
+    unks = [trimmed.encode(" " + e).count(trimmed.unk_id) for e in val_examples[0].choices]
     assert min(unks) > 0
-    for row_loss, row_unks in zip(summed.tolist(), unks):  # each <unk> target pays the spread over the dropped tokens
+    for row_loss, row_unks in zip(summed, unks):  # each <unk> target pays the spread over the dropped tokens
         assert row_loss > row_unks * trimmed.unk_penalty
     assert evaluate_hellaswag(model, trimmed, val_examples)["examples"] == len(val_examples)
 
@@ -142,18 +163,18 @@ def test_mirror_substitute_parses_and_says_it_is_a_substitute(val_examples):
     assert not val.official and "substitute, not the official file" in val.description
     assert val.path == Path(os.environ["TINYLM_DATA_MIRROR"]) / SUBSTITUTE_VAL_PATH
     first = val_examples[0]
-    assert first == parse_example(OFFICIAL_RECORD)  # the substitute's first line holds the official first example
-    assert all(len(e.endings) == 4 and 0 <= e.label < 4 and e.ctx for e in val_examples)
-    assert len(read_examples(val.path, limit=3)) == 3
+    assert first == hellaswag_item(OFFICIAL_RECORD)  # the substitute's first line holds the official first example
+    assert all(len(e.choices) == 4 and 0 <= e.gold < 4 and e.query for e in val_examples)
+    assert len(read_hellaswag(val.path, limit=3)) == 3
 
 
 def test_official_records_parse_and_unlabelled_ones_are_refused():
     record = {k: v for k, v in OFFICIAL_RECORD.items() if k != "ctx"}
-    assert parse_example(record).ctx == OFFICIAL_RECORD["ctx"]
+    assert hellaswag_item(record).query == OFFICIAL_RECORD["ctx"]
     with pytest.raises(ValueError, match="no label"):
-        parse_example({**OFFICIAL_RECORD, "label": ""})
+        hellaswag_item({**OFFICIAL_RECORD, "label": ""})
     with pytest.raises(ValueError, match="4 strings"):
-        parse_example({**OFFICIAL_RECORD, "endings": ["a", "b"]})
+        hellaswag_item({**OFFICIAL_RECORD, "endings": ["a", "b"]})
 
 
 def test_damaged_or_missing_mirror_files_are_refused(tmp_path, monkeypatch):
@@ -209,7 +230,7 @@ def test_cli_json_matches_the_function_on_a_busy_machine_too(tiny_ckpt, bpe, cap
     printed = json.loads(out)
     assert printed["official"] is False and printed["examples"] == 4
     model = tiny_bpe_gpt(seed=0, block_size=32)
-    assert result == evaluate_hellaswag(model, bpe, read_examples(locate_val().path, limit=4))
+    assert result == evaluate_hellaswag(model, bpe, read_hellaswag(locate_val().path, limit=4))
     assert {k: printed[k] for k in result} == result
 
 

@@ -167,7 +167,7 @@ def test_cli_import_of_a_folder_without_tokenizer_files_and_another_vocabulary_i
         cli(["import", "--hf", str(tmp_path / "hf"), "--out", str(tmp_path / "imported.pt")])
     assert str(info.value.code) == (
         f"error: {tmp_path / 'hf'} holds no tokenizer files, and its vocabulary of 100 tokens is not GPT-2's 50,257, "
-        "so no tokenizer tinylm has fits it; give the one it was trained with: --tokenizer FILE (a SentencePiece "
+        "so no tokenizer tinylm has fits it; give the one it was trained with: --tokenizer-model FILE (a SentencePiece "
         "tokenizer.model)")
     assert not (tmp_path / "imported.pt").exists()
 
@@ -215,8 +215,10 @@ def test_an_imported_gpt2_scores_as_transformers_own_losses():
     import numpy as np
     import torch.nn.functional as F
 
-    from tinylm.eval.hellaswag import evaluate_hellaswag, locate_val, read_examples
+    from tinylm.eval.benchmarks import read_hellaswag
+    from tinylm.eval.hellaswag import locate_val
     from tinylm.eval.loss import evaluate_loss_sum
+    from tinylm.eval.scoring import evaluate_hellaswag
     from tinylm.tokenizers.gpt2 import BPETokenizer
 
     torch.manual_seed(0)
@@ -229,7 +231,7 @@ def test_an_imported_gpt2_scores_as_transformers_own_losses():
     tokenizer = BPETokenizer("gpt2")
     text = "The Independent Jane. For all the love, romance and scandal in Jane Austen's books, " * 12
     val = np.array([tokenizer.eot_token, *tokenizer.encode(text)][: 3 * block + 1], dtype=np.uint16)
-    examples = read_examples(locate_val().path, limit=10)
+    examples = read_hellaswag(locate_val().path, limit=10)
 
     imported = from_hf_gpt2(reference)
     nats, count = evaluate_loss_sum(imported, val, block, 2, "cpu", None, tokenizer)
@@ -242,18 +244,18 @@ def test_an_imported_gpt2_scores_as_transformers_own_losses():
     assert scores["val_loss"] == pytest.approx(expected_loss, abs=1e-5)
 
     correct = correct_norm = 0
-    for example in examples:  # build-nanogpt's way: context + " " + ending, the ending's losses only
-        ctx = tokenizer.encode(example.ctx)
+    for example in examples:  # the end-of-text token, context + " " + ending (as CORE), the ending's losses only
+        ctx = [tokenizer.eot_token, *tokenizer.encode(example.query)]
         summed, means = [], []
-        for ending in example.endings:
+        for ending in example.choices:
             ids = torch.tensor(ctx + tokenizer.encode(" " + ending))
             assert len(ids) <= block
             losses = F.cross_entropy(hf_logits(reference, ids[None, :-1])[0], ids[1:], reduction="none")
             ending_losses = losses[len(ctx) - 1:]
             summed.append(ending_losses.sum().item())
             means.append(ending_losses.mean().item())
-        correct += min(range(4), key=summed.__getitem__) == example.label
-        correct_norm += min(range(4), key=means.__getitem__) == example.label
+        correct += min(range(4), key=summed.__getitem__) == example.gold
+        correct_norm += min(range(4), key=means.__getitem__) == example.gold
     assert (scores["examples"], scores["correct"], scores["correct_norm"]) == (10, correct, correct_norm)
 
 

@@ -232,7 +232,7 @@ def test_cli_import_with_a_tokenizer_then_sample_eval_and_export(tmp_path, capsy
     from tinylm.cli.sample import main as sample_main
 
     make_llama2c_file(tmp_path / "model.bin", shared=True, vocab_size=400, seq_len=64)
-    ckpt = main(["import", "--llama2c", str(tmp_path / "model.bin"), "--tokenizer", str(sentencepiece_model),
+    ckpt = main(["import", "--llama2c", str(tmp_path / "model.bin"), "--tokenizer-model", str(sentencepiece_model),
                  "--out", str(tmp_path / "model.pt")])
     out = capsys.readouterr().out
     assert f"wrote {ckpt}" in out and "sentencepiece tokenizer" in out and "python -m tinylm.sample" in out

@@ -18,6 +18,7 @@ from tinylm.model.gpt import GPT
 from tinylm.train import memory
 from tinylm.train.memory import (
     NotEnoughMemory,
+    Shares,
     check_training_memory,
     held_bytes,
     measured_peak,
@@ -113,6 +114,27 @@ def test_the_account_adds_up_and_checkpointing_keeps_one_input_per_block():
     double = memory_account(config, parameters, 32, torch.float32)
     assert double.backward_start == 2 * plain.backward_start
     assert sum(held for what, held in plain.rows()) > plain.peak  # the rows list the two phases' holders both
+
+
+def test_a_sharded_run_counts_each_ranks_share_of_the_weights_gradients_and_moments(monkeypatch):
+    """ZeRO-1 over 4 ranks keeps a quarter of AdamW's moments, FSDP a quarter of everything; the activations stay.
+    A step that fits a rank only with its share of the moments is let through with ZeRO-1, refused without."""
+    config = PRESETS["tinystories-cpu"]
+    model = GPT(config)
+    parameters = model.num_parameters()
+    whole = memory_account(config, parameters, 16, torch.float32)
+    zero = memory_account(config, parameters, 16, torch.float32, shares=Shares(moments=1 / 4))
+    fsdp = memory_account(config, parameters, 16, torch.float32, shares=Shares(1 / 4, 1 / 4, 1 / 4))
+    assert zero.optimizer_state == whole.optimizer_state // 4 == 2 * parameters
+    assert whole.peak - zero.peak == 6 * parameters and zero.backward_start == whole.backward_start
+    assert (fsdp.parameters, fsdp.gradients, fsdp.optimizer_state) == (parameters, parameters, 2 * parameters)
+    assert fsdp.peak < zero.peak and fsdp.blocks == whole.blocks
+
+    need = step_memory(config, parameters, torch.float32, "cpu", shares=Shares(moments=1 / 4))
+    monkeypatch.setattr(memory, "free_memory", lambda device: need.total(16) - 4 * parameters)  # the weights held
+    check_training_memory(model, 16, torch.device("cpu"), torch.float32, shares=Shares(moments=1 / 4))
+    with pytest.raises(NotEnoughMemory):
+        check_training_memory(model, 16, torch.device("cpu"), torch.float32)
 
 
 def test_activation_checkpointing_changes_no_loss_and_no_gradient(make_model):

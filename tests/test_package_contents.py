@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tinylm
 from tests.test_layout import entry_modules, import_graph, modules
-from tinylm.cli import COMMANDS
+from tinylm.cli import COMMANDS, POST_TRAINING
 
 NOTEBOOK_TWINS = Path(__file__).resolve().parents[1] / "notebooks" / "py"
 
@@ -35,7 +35,9 @@ def starting_points() -> set[str]:
     known = set(modules())
     notebooks = set().union(*(named_modules(twin.read_text(encoding="utf-8"), known)
                               for twin in sorted(NOTEBOOK_TWINS.glob("*.py"))))
-    return {*entry_modules(), *(f"tinylm.cli.{command}" for command in COMMANDS), *tinylm._EXPORTS.values(), *notebooks}
+    commands = {f"tinylm.cli.{command}" for command in COMMANDS if command not in POST_TRAINING}
+    methods = {f"tinylm.posttrain.{method}.run" for method in POST_TRAINING}  # tinylm.cli.post_training's, by name
+    return {*entry_modules(), *commands, "tinylm.cli.post_training", *methods, *tinylm._EXPORTS.values(), *notebooks}
 
 
 def unreached(graph: dict[str, set[str]], roots: set[str]) -> list[str]:

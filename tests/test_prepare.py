@@ -237,8 +237,8 @@ def test_fineweb_edu_prepared_again_or_resumed_says_so(fineweb_root, tmp_path, m
     (["tinystories", "--shard-tokens", "10"], "--shard-tokens applies to fineweb-edu only"),
     (["shakespeare-char", "--config", "sample-10BT"], "--config applies to fineweb-edu only"),
     (["tinystories", "--workers", "2"], "--workers applies to fineweb-edu only"),
-    (["fineweb-edu", "--shard-tokens", "0"], "--shard-tokens must be positive"),
-    (["fineweb-edu", "--workers", "0"], "--workers must be positive"),
+    (["fineweb-edu", "--shard-tokens", "0"], "argument --shard-tokens: must be an integer >= 1, got 0"),
+    (["fineweb-edu", "--workers", "0"], "argument --workers: must be an integer >= 1, got 0"),
 ])
 def test_fineweb_edu_options_are_checked(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_info:

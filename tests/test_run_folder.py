@@ -20,6 +20,7 @@ from tinylm.cli.errors import describe
 from tinylm.errors import InputError
 from tinylm.paths import atomic_write
 from tinylm.train.checkpoint import find_checkpoint
+from tinylm.train.options import RunOptions
 from tinylm.train.run_folder import (
     OWNER_FILE,
     STAGED,
@@ -76,16 +77,16 @@ def test_a_run_that_fails_before_writing_leaves_no_folder_it_created_through_cla
     nested = tmp_path / "new" / "runs" / "run"
     with pytest.raises(InputError, match="has no last.pt to continue from"):
         with contextlib.ExitStack() as held:
-            claim_run_folder(nested, held, True, resume=True, overwrite=False, files=FILES)
+            claim_run_folder(RunOptions(out=nested, resume=True), held, True, files=FILES)
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "there").mkdir()
     with pytest.raises(ConnectionError):  # e.g. the data's download, after the claim
         with contextlib.ExitStack() as held:
-            claim_run_folder(tmp_path / "there" / "run", held, True, resume=False, overwrite=False, files=FILES)
+            claim_run_folder(RunOptions(out=tmp_path / "there" / "run"), held, True, files=FILES)
             raise ConnectionError("offline")
     assert [p.name for p in tmp_path.iterdir()] == ["there"] and list((tmp_path / "there").iterdir()) == []
     with contextlib.ExitStack() as held:
-        claim_run_folder(nested, held, True, resume=False, overwrite=False, files=FILES)
+        claim_run_folder(RunOptions(out=nested), held, True, files=FILES)
         (nested / "metrics.jsonl").write_text("{}\n")
     assert sorted(p.name for p in nested.iterdir()) == ["metrics.jsonl", "run.lock"], "what a run wrote stays"
 
@@ -171,7 +172,7 @@ def seen(folder):
 def write_new(staging, name):
     with atomic_write(staging.path / name) as f:
         f.write(f"new {name}".encode())
-    if name == "last.pt":  # as the run skeleton's hook on the Trainer's saves does
+    if name == "last.pt":  # as tinylm.train.run.training's hook on the Trainer's saves does
         staging.swap()
 
 
@@ -194,8 +195,7 @@ def test_an_overwrite_writes_beside_the_old_run_and_swaps_at_its_first_checkpoin
 
 def claim(folder, say=print, **rules):
     with contextlib.ExitStack() as held:
-        claim_run_folder(folder, held, True, rules.get("resume", False), rules.get("overwrite", False), files=FILES,
-                         say=say)
+        claim_run_folder(RunOptions(out=folder, **rules), held, True, files=FILES, say=say)
 
 
 def test_a_killed_overwrite_that_saved_no_checkpoint_is_gone_at_the_next_start(tmp_path):
@@ -266,7 +266,7 @@ def new_run(folder, saves):
     """A new run under --overwrite (its folder claimed first, as every run's is): metrics.jsonl and best.pt, then
     last.pt if it `saves`, else it fails before its first last.pt."""
     with contextlib.ExitStack() as held:
-        claim_run_folder(folder, held, True, False, True, files=FILES, say=quiet)
+        claim_run_folder(RunOptions(out=folder, overwrite=True), held, True, files=FILES, say=quiet)
         staging = Staging(folder, FILES, enabled=True)
         held.callback(staging.discard)
         with contextlib.suppress(RuntimeError):

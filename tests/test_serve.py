@@ -27,16 +27,17 @@ from tests.chat_fixtures import save_tiny_chat_checkpoint, serving, tiny_chat_mo
 from tests.helpers import REPO
 from tests.preloaded import run_module
 from tinylm.cli.serve import cli
-from tinylm.serve.server import MAX_BODY_BYTES, MAX_HEADERS, ChatApp, ChatServer, static_file
+from tinylm.serve.server import MAX_BODY_BYTES, MAX_HEADERS, ChatApp, ChatServer, ServeOptions, static_file
 from tinylm.serve.session import ChatSession
 
 HELLO = {"messages": [{"role": "user", "content": "Hello!"}]}
 
 
-def tiny_server(**options) -> ChatServer:
+def tiny_server(info: str = "a tinylm chat model", **options) -> ChatServer:
     model, tokenizer = tiny_chat_model(block_size=64)
     session = ChatSession(model, tokenizer, max_new_tokens=12, temperature=0)
-    return ChatServer(("127.0.0.1", 0), session, **{"max_chars": 500, "max_concurrent": 8, "quiet": True, **options})
+    return ChatServer(ServeOptions(**{"port": 0, "max_chars": 500, "max_concurrent": 8, "quiet": True, **options}),
+                      session, info)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_the_loopback_names_at_the_servers_port_are_accepted(server, host_header
 
 
 def test_a_server_on_every_network_accepts_ip_addresses_but_no_other_name(server):
-    everywhere = ChatApp(server.app.session, host="0.0.0.0")
+    everywhere = ChatApp(ServeOptions(host="0.0.0.0"), server.app.session)
     where = ("0.0.0.0", 8000)
     assert everywhere.host_allowed(b"192.0.2.7:8000", where)
     assert everywhere.host_allowed(b"[2001:db8::7]:8000", where)
@@ -310,7 +311,7 @@ def test_busy_slots_give_503(server):
 def test_a_visitor_who_leaves_frees_the_slot_and_stops_the_generation():
     model, tokenizer = tiny_chat_model(block_size=256)
     session = ChatSession(model, tokenizer, max_new_tokens=200, temperature=1.0, seed=0)
-    original_stream = session.stream_reply
+    original_stream = session.reply_to_fitted
     generated = []
 
     def slow_stream(messages, ids):  # every piece takes a while, as on a busy machine
@@ -319,8 +320,8 @@ def test_a_visitor_who_leaves_frees_the_slot_and_stops_the_generation():
             time.sleep(0.05)
             yield piece
 
-    session.stream_reply = slow_stream
-    with serving(ChatServer(("127.0.0.1", 0), session, max_concurrent=1, quiet=True)) as chat_server:
+    session.reply_to_fitted = slow_stream
+    with serving(ChatServer(ServeOptions(port=0, max_concurrent=1, quiet=True), session)) as chat_server:
         raw = socket.create_connection(chat_server.server_address[:2], timeout=30)
         body = json.dumps(HELLO).encode()
         raw.sendall(b"POST /chat HTTP/1.1\r\n" + host(chat_server) + b"Content-Type: application/json\r\n"
@@ -507,3 +508,17 @@ def test_chat_and_serve_refuse_bad_sampler_options_before_they_start(tmp_path, m
     result = run_serve("--ckpt", ckpt, option, value, *port, module=module, timeout=60)
     assert result.returncode == 1 and result.stdout == "", result.stdout + result.stderr
     assert result.stderr.splitlines() == [result.stderr.strip()] and rule in result.stderr
+
+
+def test_serve_options_are_one_value_each_field_a_flag_and_the_sampler_one_sampling():
+    from tinylm.cli.serve import parse_args
+    from tinylm.generate.sampling import Sampling
+    from tinylm.serve.session import ChatOptions
+
+    args = parse_args(["--ckpt", "x", "--port", "0", "--host", "::1", "--max-chars", "10", "--max-concurrent", "2",
+                       "--idle-timeout", "1.5", "--quiet", "--temperature", "0", "--system", "",
+                       "--max-new-tokens", "9"])
+    assert args.serving == ServeOptions(port=0, host="::1", max_chars=10, max_concurrent=2, idle_timeout=1.5,
+                                        quiet=True)
+    assert args.sampling == Sampling(temperature=0) and args.chat == ChatOptions(max_new_tokens=9, system="")
+    assert parse_args(["--ckpt", "x"]).serving == ServeOptions()

@@ -23,6 +23,7 @@ from tinylm.data.instruct import (
     to_messages,
 )
 from tinylm.data.tokens import RandomWindowSampler
+from tinylm.distributed import World
 from tinylm.eval.loss import answer_loss_split, answer_loss_sum
 from tinylm.model.gpt import GPT
 from tinylm.model.losses import next_token_loss
@@ -205,7 +206,8 @@ def test_loader_epochs_cover_every_conversation_once_with_less_padding_and_resum
 
 def test_ddp_ranks_take_disjoint_slices_of_the_same_global_batch(template):
     examples = build_examples(records(64, seed=5), template, block_size=64)
-    ranks = [ConversationLoader(examples.rendered, 4, template.pad, seed=0, rank=r, world_size=2) for r in (0, 1)]
+    ranks = [ConversationLoader(examples.rendered, 4, template.pad, seed=0, world=World(rank=r, size=2))
+             for r in (0, 1)]
     alone = ConversationLoader(examples.rendered, 8, template.pad, seed=0)
     x0, x1, x = ranks[0].next_batch()[0], ranks[1].next_batch()[0], alone.next_batch()[0]
     width = x.size(1)

@@ -15,8 +15,8 @@ import pytest
 from tests.helpers import REPO, run_cli
 from tinylm.errors import InputError
 from tinylm.posttrain import job as post_training_job
-from tinylm.posttrain.job import PostTrainingOptions
-from tinylm.posttrain.sft.run import SFTJob, sft
+from tinylm.posttrain.job import PostTrainingOptions, settle
+from tinylm.posttrain.sft.run import SFT, sft
 from tinylm.posttrain.task import measure
 from tinylm.posttrain.tasks.stories import Stories, story_base
 from tinylm.train.checkpoint import load_checkpoint, load_model
@@ -98,12 +98,14 @@ def test_a_pass_rate_that_peaks_early_chooses_best_pt_though_the_loss_keeps_fall
     assert report["after"]["validation_pass_rate"] == 0.6
 
 
-def test_the_task_names_the_default_run_folder_and_base_the_same_on_every_profile():
+def test_the_task_names_the_default_run_folder_and_base_the_same_on_every_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     for profile, task, base in (("smoke", "stories", "pretrain"), ("cpu", "stories", "pretrain"),
                                 ("gpu", "stories", "pretrain"), ("gpu", "instruct", "gpt2")):
-        job = SFTJob(RunOptions(profile=profile), PostTrainingOptions(task=None if task == "stories" else task), quiet)
-        job.settle({})
-        assert job.run.out.name == f"sft-{task}-{profile}" and (job.options.task, job.options.base) == (task, base)
+        settled = settle(SFT, RunOptions(profile=profile),
+                         PostTrainingOptions(task=None if task == "stories" else task), say=quiet)
+        assert settled.run.out.name == f"sft-{task}-{profile}"
+        assert (settled.options.task, settled.options.base) == (task, base)
     with pytest.raises(InputError, match="^--data: the stories task reads no data set of yours"):
         Stories("smoke", data="instruct")
 

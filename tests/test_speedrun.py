@@ -8,7 +8,7 @@ import torch
 from helpers import run_cli
 
 import tinylm.train.muon
-from tinylm.bench.speedrun import RACE_DEFAULTS, race, seconds_to_target, validation_curve
+from tinylm.bench.speedrun import RACE_DEFAULTS, Race, RaceRun, compared, race, seconds_to_target, validation_curve
 from tinylm.config import ConfigError
 from tinylm.errors import InputError
 from tinylm.train.checkpoint import load_checkpoint
@@ -63,10 +63,24 @@ def test_seconds_to_target_interpolates_between_the_evaluations_around_the_cross
     assert validation_curve(records) == [(1.0, 3.0), (2.0, 2.0)]
 
 
+def test_a_race_compares_mean_losses_and_mean_seconds_to_the_target():
+    def runs(losses, seconds):
+        return [RaceRun("", seed, [], loss, 1, s) for seed, (loss, s) in enumerate(zip(losses, seconds))]
+
+    gap, speedup = compared({"default": runs([2.0, 2.2], [40.0, 60.0]), "speedrun": runs([1.9, 1.9], [20.0, 30.0])})
+    assert gap == pytest.approx(-0.2) and speedup == pytest.approx(2.0)
+    assert compared({"default": runs([2.0], [40.0]), "speedrun": runs([1.9], [None])})[1] is None
+
+
+def test_a_race_takes_the_tracks_settings_where_none_are_given():
+    settled = Race("tinystories", "smoke", seconds=10.0).settled()
+    assert (settled.target, settled.seconds, settled.eval_interval) == (3.3, 10.0, 25)
+
+
 def test_a_race_trains_both_recipes_at_every_seed_in_alternating_order():
     order = []
-    runs = race("shakespeare-char", "smoke", seeds=[0, 1], seconds=60.0, target=4.0, eval_interval=10,
-                on_run=lambda run, done, total: order.append((run.recipe, run.seed, done, total)))
+    plan = Race("shakespeare-char", "smoke", target=4.0, seeds=2, seconds=60.0, eval_interval=10)
+    runs = race(plan, on_run=lambda run, done, total: order.append((run.recipe, run.seed, done, total)))
     assert order == [("default", 0, 1, 4), ("speedrun", 0, 2, 4), ("speedrun", 1, 3, 4), ("default", 1, 4, 4)]
     for name, recipe_runs in runs.items():
         assert [run.seed for run in recipe_runs] == [0, 1]
@@ -77,8 +91,7 @@ def test_a_race_trains_both_recipes_at_every_seed_in_alternating_order():
             assert run.seconds_to_target == seconds_to_target(run.curve, 4.0)
     # the same seed gives the same run, up to rounding (Muon's Newton-Schulz runs in bfloat16 where the hardware does
     # that fast, tinylm.runtime.bf16_is_fast): the race is repeatable
-    again = race("shakespeare-char", "smoke", seeds=[1], seconds=60.0, target=4.0, eval_interval=10,
-                 recipes=["speedrun"])
+    again = race(plan, seeds=[1], recipes=["speedrun"])
     assert again["speedrun"][0].val_loss == pytest.approx(runs["speedrun"][1].val_loss, abs=1e-3)
 
 
@@ -124,8 +137,8 @@ def test_the_speedrun_bench_races_cpus_recipes_unless_told_even_on_a_machine_wit
     class Raced(Exception):
         pass
 
-    def race(track, profile, **options):
-        raise Raced(profile)
+    def race(plan, **options):
+        raise Raced(plan.profile)
 
     monkeypatch.setattr(bench, "race", race)
     with pytest.raises(Raced) as raced_with:

@@ -595,7 +595,14 @@ def test_a_checkpoint_of_more_ranks_resumes_in_one_process_and_says_what_happens
     resumed = Trainer(make_model(dropout=0.1), train_config(max_steps=4), train, val, device="cpu")
     resumed.load_state_dict(state)
     assert torch.equal(torch.get_rng_state(), rank0), "rank 0 continues rank 0's stream"
-    assert "resuming a 2-process run with 1: the dropout streams of ranks 1..1 end here" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    per_step = train_config().batch_size * train_config().grad_accum_steps
+    assert f"resuming a 2-process run in 1 process: a step now trains on {train_config().batch_size} x " in said
+    assert f"where it trained on {2 * per_step} (0.5 times the tokens;" in said
+    assert "; the dropout streams of ranks 1..1 end" in said
+    without_dropout = Trainer(make_model(), train_config(max_steps=4), train, val, device="cpu")
+    without_dropout.load_state_dict({**state, "model_config": {**state["model_config"], "dropout": 0.0}})
+    assert "dropout" not in capsys.readouterr().out  # a run without dropout has no streams to speak of
 
 
 def test_float16_on_a_cpu_trains_with_a_gradient_scaler(make_model, train_config, tokens):

@@ -11,8 +11,10 @@ from tinylm.eval.uncertainty import (
     null_pass_rate,
     paired,
     percent,
+    same_steps,
     separated,
     spread,
+    steady,
     told_apart,
     wilson_interval,
 )
@@ -94,6 +96,27 @@ def test_mcnemar_counts_the_discordant_problems_and_matches_the_binomial_tail():
     assert paired([False] * 5 + [True] * 5, [True] * 5 + [False] * 5).p_value == 1.0  # 5 gained, 5 lost
     with pytest.raises(InputError):
         paired([True], [True, False])
+
+
+def test_a_paired_description_names_what_was_scored_and_its_outcomes():
+    result = paired([True, False, False], [True, True, False])
+    assert result.describe("A", "B", items="items", right="right", wrong="wrong") == (
+        "B against A on the same 3 items: 1 wrong -> right, 0 right -> wrong (1 right for both, 1 for neither); "
+        "McNemar's exact p = 1")
+    assert result.describe("A", "B").startswith("B against A on the same 3 problems: 1 fail -> pass, 0 pass -> fail")
+
+
+def test_two_computations_of_the_same_steps_agree_up_to_float32_rounding():
+    reference = [10.0, 9.5, 9.0]
+    assert same_steps([10.0005, 9.5, 9.0], reference) == (pytest.approx(5e-4), True)  # 5e-4 <= 1e-4 * 10
+    gap, agree = same_steps([10.0, 9.5, 9.01], reference)
+    assert gap == pytest.approx(0.01) and not agree
+    with pytest.raises(ValueError):
+        same_steps([10.0], reference)  # steps that do not pair up are no comparison
+
+
+def test_a_timing_is_steady_while_its_slowest_block_is_within_one_and_a_half_of_its_fastest():
+    assert steady([10.0, 12.0, 15.0]) and not steady([10.0, 12.0, 15.1])
 
 
 def test_mcnemar_rejects_a_true_null_about_as_often_as_its_level():

@@ -275,6 +275,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward/backward (evaluation and generation stay eager)
     activation_checkpointing: bool = False  # keep each block's input only; rebuild the rest in the backward pass
     fsdp: bool = False  # shard weights, gradients and AdamW's moments over torchrun's processes (FSDP2)
+    zero: bool = False  # shard AdamW's moments alone over torchrun's processes (ZeRO-1, tinylm.train.zero)
     optimizer: str = "adamw"  # "adamw" for every parameter, or "muon" for the blocks' matrices and AdamW for the rest
     muon_learning_rate: float = 0.02  # Muon's peak rate (optimizer="muon"); the schedule scales it like learning_rate
     muon_momentum: float = 0.95
@@ -317,6 +318,8 @@ class TrainConfig:
                  f"TrainConfig.muon_ns_steps must be a positive integer, got {self.muon_ns_steps!r} (5 is usual)")
         _require(0 < self.cooldown_fraction <= 1,
                  f"TrainConfig.cooldown_fraction must lie in (0, 1], got {self.cooldown_fraction}")
+        _require(not (self.fsdp and self.zero), "TrainConfig.fsdp and zero are two ways to shard a run (FSDP shards "
+                 "AdamW's moments too): drop one")
         _require(self.total_batch_tokens is None or (_is_int(self.total_batch_tokens) and self.total_batch_tokens > 0),
                  f"TrainConfig.total_batch_tokens must be a positive integer or None, got {self.total_batch_tokens!r}")
 

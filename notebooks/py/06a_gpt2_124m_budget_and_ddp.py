@@ -366,15 +366,16 @@ print(f"max |averaged - whole-batch| gradient: {(all_reduced - whole).abs().max(
 # ### `no_sync`: one all-reduce per optimizer step
 #
 # 524,288 tokens do not fit in one GPU's memory, so each rank accumulates gradients over several
-# micro-steps (notebook 3a). Only the sum matters, so the trainer skips the all-reduce on all micro-steps but the
-# last with DDP's `no_sync()` (`Trainer._accumulate_gradients`, `tinylm/train/trainer.py`):
+# micro-steps (notebook 3a). Only the sum matters, so the trainer skips the all-reduce on every micro-step but the
+# last: `Trainer._accumulate_gradients` (`tinylm/train/trainer.py`) asks `Parallel.gradient_sync`
+# (`tinylm/train/parallel.py`), which enters DDP's `no_sync()`:
 #
 # ```python
 # last = micro_step == self.grad_accum_steps - 1
-# with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
+# with self.parallel.gradient_sync(last):
 #     with autocast(self.device, self.dtype):
 #         loss = self.batch_loss(batch)
-#     # loss x count is this micro-batch's sum; x world size undoes DDP's average over ranks
+#     # loss x count is this micro-batch's sum; x world size undoes every way's average over ranks
 #     self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
 # ```
 #

@@ -81,10 +81,10 @@ from tinylm.course.notebooks import find_or_train, real_model
 from tinylm.course.recorded import recorded
 from tinylm.data.tokens import read_tokens
 from tinylm.download import reachable
-from tinylm.eval.benchmarks import Cloze, MultipleChoice, Task, named_task
+from tinylm.eval.benchmarks import Benchmark, Cloze, MultipleChoice, named_benchmark
 from tinylm.eval.core import compare_results, evaluate_core
 from tinylm.eval.ngram import bigram_log_probs
-from tinylm.eval.scoring import SEED, encode_pair, evaluate_task, render, shots_for, start_ids
+from tinylm.eval.scoring import SEED, encode_pair, evaluate_benchmark, render, shots_for, start_ids
 from tinylm.eval.uncertainty import compare, spread, wilson_interval
 from tinylm.interop.hf_gpt2 import from_hf_gpt2
 
@@ -172,9 +172,9 @@ def story_cloze(stories: list[str], alphabet: set[str], window: int = 200, per_s
 
 
 CLOZE_ITEMS = {"smoke": 24, "cpu": 400, "gpu": 400}[PROFILE]
-cloze = Task("story_cloze", story_cloze(held_out, known)[:CLOZE_ITEMS], baseline=0.25,
+cloze = Benchmark("story_cloze", story_cloze(held_out, known)[:CLOZE_ITEMS], baseline=0.25,
              source="the held-out TinyStories of notebook 5")
-greedy_cloze = Task("story_cloze_greedy", [Cloze(item.query, item.choices[item.gold]) for item in cloze.items])
+greedy_cloze = Benchmark("story_cloze_greedy", [Cloze(item.query, item.choices[item.gold]) for item in cloze.items])
 item = cloze.items[0]
 print(f"{len(cloze.items)} items; the first:\n...{item.query[-160:]!r}\nchoices {item.choices}, right: {item.gold}")
 
@@ -184,7 +184,7 @@ print(f"{len(cloze.items)} items; the first:\n...{item.query[-160:]!r}\nchoices 
 # Each choice becomes a row (passage, space, choice), and only the choice's tokens are scored: their summed
 # cross-entropy given everything before, the choice's **loss**; the lowest wins. As in the harness, the space
 # belongs to the choice (" cat", not "cat"), so the choice starts on a token boundary; its tokens are those of the
-# whole row after the context's. The first item by hand, checked against the package's batched `evaluate_task`:
+# whole row after the context's. The first item by hand, checked against the package's batched `evaluate_benchmark`:
 
 # %%
 story_model.eval()
@@ -200,9 +200,9 @@ for choice in item.choices:
     unk = (targets == getattr(story_tok, "unk_id", -1)).sum().item() * getattr(story_tok, "unk_penalty", 0.0)
     by_hand.append(-logp[-len(continuation):].gather(1, targets[:, None]).sum().item() + unk)
     print(f"{choice!r:>12}: {len(continuation)} token(s), loss {by_hand[-1]:.2f}")
-packaged = evaluate_task(story_model, story_tok, dataclasses.replace(cloze, items=[item]), truncate=True)
+packaged = evaluate_benchmark(story_model, story_tok, dataclasses.replace(cloze, items=[item]), truncate=True)
 assert all(abs(a - b) < 1e-3 for a, b in zip(by_hand, packaged.details[0]["losses"]))
-print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=by_hand.__getitem__)])
+print("evaluate_benchmark's losses agree; it picks", item.choices[min(range(4), key=by_hand.__getitem__)])
 
 # %% [markdown]
 # A trimmed vocabulary's `<unk>` pays notebook 5's penalty, so a loss stays a loss per GPT-2 token. Which total to
@@ -219,8 +219,8 @@ print("evaluate_task's losses agree; it picks", item.choices[min(range(4), key=b
 
 # %%
 models = {"bigram": (bigram, char_tok), "char GPT": (char_model, char_tok), "story model": (story_model, story_tok)}
-results = {name: evaluate_task(m, tok, cloze, truncate=True) for name, (m, tok) in models.items()}
-greedy = {name: evaluate_task(m, tok, greedy_cloze, truncate=True) for name, (m, tok) in models.items()}
+results = {name: evaluate_benchmark(m, tok, cloze, truncate=True) for name, (m, tok) in models.items()}
+greedy = {name: evaluate_benchmark(m, tok, greedy_cloze, truncate=True) for name, (m, tok) in models.items()}
 print(f"{len(cloze.items)} items, chance 0.25; accuracy [95% Wilson interval]")
 for name, result in results.items():
     n = len(result.details)
@@ -230,7 +230,7 @@ for name, result in results.items():
 # Control: the same choices after a passage of one full stop (a character model has no end-of-text token to score from)
 blind = dataclasses.replace(cloze, items=[dataclasses.replace(item, query=".") for item in cloze.items])
 for name in ("bigram", "char GPT"):
-    n, right = len(cloze.items), evaluate_task(*models[name], blind).metrics["acc_norm"] * len(cloze.items)
+    n, right = len(cloze.items), evaluate_benchmark(*models[name], blind).metrics["acc_norm"] * len(cloze.items)
     print(f"{name:>12} without the passage: acc_norm {right / n:.3f} [{wilson_interval(round(right), n)[0]:.3f}, "
           f"{wilson_interval(round(right), n)[1]:.3f}]")
 
@@ -273,7 +273,7 @@ for i, first in enumerate(names):
 # item 0:
 
 # %%
-arc = named_task("arc_easy")
+arc = named_benchmark("arc_easy")
 arc_prompt = render(arc, 0, story_tok, story_model.config.block_size)
 print(f"ARC-Easy asks for {arc.shots} shots (drawn with random.Random({SEED} + 0)); {arc_prompt.shots} fit in "
       f"{story_model.config.block_size} tokens; the first row's text:\n{arc_prompt.texts[0][0]!r}")
@@ -307,7 +307,7 @@ print(f"CORE {core.score:+.4f} over {len(core.scored)} tasks; not in the mirror:
 
 # %%
 LAMBADA_ITEMS = {"smoke": 8, "cpu": 500, "gpu": 5153}[PROFILE]
-lambada = evaluate_task(story_model, story_tok, named_task("lambada"), limit=LAMBADA_ITEMS, truncate=True)
+lambada = evaluate_benchmark(story_model, story_tok, named_benchmark("lambada"), limit=LAMBADA_ITEMS, truncate=True)
 n = len(lambada.correct)
 low, high = wilson_interval(sum(lambada.correct), n)
 print(f"story model, LAMBADA (OpenAI's file), the first {n} passages (cut from the left to its context): "
@@ -344,7 +344,7 @@ except tinylm.errors.MissingFile as error:  # the harness extra is not installed
     harness = None
     print(error)
 if harness is not None:
-    ours = evaluate_task(story_model, story_tok, named_task("piqa"), limit=20)
+    ours = evaluate_benchmark(story_model, story_tok, named_benchmark("piqa"), limit=20)
     theirs = sorted(harness["samples"]["piqa"], key=lambda sample: sample["doc_id"])
     gap = max(abs(-loss - resp[0]) for mine, sample in zip(ours.details, theirs)
               for loss, resp in zip(mine["losses"], sample["filtered_resps"]))
@@ -368,11 +368,11 @@ try:
 except (ImportError, OSError) as error:
     print(f"OpenAI's GPT-2 not scored: {error}")
 if reference is not None:
-    results["OpenAI GPT-2"] = evaluate_task(reference, gpt2, cloze, truncate=True)
+    results["OpenAI GPT-2"] = evaluate_benchmark(reference, gpt2, cloze, truncate=True)
     test = compare_results(results["story model"], results["OpenAI GPT-2"]).test
     print(f"story cloze acc_norm {results['OpenAI GPT-2'].metrics['acc_norm']:.3f}; "
           f"{test.describe('story model', 'GPT-2')}")
-    ref_lambada = evaluate_task(reference, gpt2, named_task("lambada"), limit=LAMBADA_ITEMS, truncate=True)
+    ref_lambada = evaluate_benchmark(reference, gpt2, named_benchmark("lambada"), limit=LAMBADA_ITEMS, truncate=True)
     print(f"LAMBADA, first {LAMBADA_ITEMS}: acc {ref_lambada.accuracy:.3f}, perplexity "
           f"{ref_lambada.metrics['perplexity']:.2f}")
 
@@ -401,7 +401,7 @@ SKILL_ITEMS = {"smoke": 3, "cpu": 200, "gpu": 1000}[PROFILE]
 SKILL_TASKS = ("arc_easy", "arc_challenge", "piqa", "hellaswag_zeroshot", "mmlu", "lambada")
 
 
-def sampled(task: Task, n: int) -> Task:
+def sampled(task: Benchmark, n: int) -> Benchmark:
     """n items of `task` drawn by random.Random(0), in the file's order, with no shots."""
     keep = sorted(random.Random(0).sample(range(len(task.items)), min(n, len(task.items))))
     subjects = None if task.subjects is None else [task.subjects[i] for i in keep]
@@ -410,8 +410,8 @@ def sampled(task: Task, n: int) -> Task:
 
 def skill() -> None:
     for name in SKILL_TASKS:
-        task = sampled(named_task(name), SKILL_ITEMS)
-        story, smol = (evaluate_task(m, tok, task, truncate=True) for m, tok in ((story_model, story_tok), (real, real_tok)))
+        task = sampled(named_benchmark(name), SKILL_ITEMS)
+        story, smol = (evaluate_benchmark(m, tok, task, truncate=True) for m, tok in ((story_model, story_tok), (real, real_tok)))
         low, high = wilson_interval(sum(smol.correct), len(smol.correct))
         print(f"{name:<18} {len(smol.correct):>4} items, chance {task.baseline:.2f}: story model {story.accuracy:.3f}, "
               f"SmolLM2 {smol.accuracy:.3f} [{low:.3f}, {high:.3f}], McNemar's p = "
@@ -429,9 +429,9 @@ GSM8K_ITEMS = {"smoke": 1, "cpu": 10, "gpu": 200}[PROFILE]
 
 
 def gsm8k() -> None:
-    result = evaluate_task(real, real_tok, named_task("gsm8k"), limit=GSM8K_ITEMS, max_new_tokens=256)
+    result = evaluate_benchmark(real, real_tok, named_benchmark("gsm8k"), limit=GSM8K_ITEMS, max_new_tokens=256)
     print(f"GSM8K, 5 shots, the first {len(result.correct)} problems: {sum(result.correct)} right")
-    print(f"problem 0, expected {named_task('gsm8k').items[0].answer.split('#### ')[-1]}; SmolLM2's reply:\n"
+    print(f"problem 0, expected {named_benchmark('gsm8k').items[0].answer.split('#### ')[-1]}; SmolLM2's reply:\n"
           f"{result.details[0]['reply'].strip()[:400]}")
 
 
@@ -609,7 +609,7 @@ check(test_mcnemar_p)
 # stories.
 
 # %%
-my_train_items = None  # replace with the Task you built from training stories
+my_train_items = None  # replace with the Benchmark you built from training stories
 my_train_acc_norm = None  # replace with the story model's acc_norm on it
 
 
@@ -619,7 +619,7 @@ def test_contamination_experiment():
     assert len(my_train_items.items) >= min(100, CLOZE_ITEMS), "score at least 100 items"
     flat = " ".join(train_text.split())
     assert all(item.query in flat for item in my_train_items.items), "every passage must come from training stories"
-    again = evaluate_task(story_model, story_tok, my_train_items, truncate=True).metrics["acc_norm"]
+    again = evaluate_benchmark(story_model, story_tok, my_train_items, truncate=True).metrics["acc_norm"]
     assert abs(again - my_train_acc_norm) < 1e-9, f"the story model scores {again:.3f} on these items"
 
 
@@ -629,9 +629,9 @@ check(test_contamination_experiment)
 # <details><summary>Solution</summary>
 #
 # ```python
-# my_train_items = Task("story_cloze_train", story_cloze(train_text.split("<|endoftext|>"), known)[:CLOZE_ITEMS],
+# my_train_items = Benchmark("story_cloze_train", story_cloze(train_text.split("<|endoftext|>"), known)[:CLOZE_ITEMS],
 #                       baseline=0.25)
-# my_train_acc_norm = evaluate_task(story_model, story_tok, my_train_items, truncate=True).metrics["acc_norm"]
+# my_train_acc_norm = evaluate_benchmark(story_model, story_tok, my_train_items, truncate=True).metrics["acc_norm"]
 # n = len(my_train_items.items)
 # print(my_train_acc_norm, wilson_interval(round(my_train_acc_norm * n), n))
 # print(results["story model"].metrics["acc_norm"])

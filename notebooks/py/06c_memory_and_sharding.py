@@ -37,9 +37,9 @@
 # ([Zhao et al. 2023](https://arxiv.org/abs/2304.11277)); Stanford CS336's
 # [assignment 2](https://github.com/stanford-cs336/assignment2-systems) builds these pieces.
 #
-# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 52 s, by the course's
+# **How long it takes**: a lesson of about 85 minutes (reading, code and the `cpu` run's 44 s, by the course's
 # formula), then a second sitting of about 30 minutes for the 2 exercises (10 minutes per function, 20 per experiment,
-# and 6 s of training).
+# and 5 s of training).
 #
 # | profile | what runs | compute time |
 # |---|---|---|
@@ -444,9 +444,9 @@ print(f"4 simulated ranks, 3 steps: AdamW on shards equals AdamW on the whole "
       f"(largest difference {(flat - reference.detach()).abs().max():.1e})")
 
 # %% [markdown]
-# `tinylm.train.zero.ZeroAdamW` does the same with real collectives (`dist.reduce_scatter_tensor`,
-# `dist.all_gather_into_tensor`), GPT-2's weight-decay split and gradient clipping over the whole model. In a world of
-# one it is plain AdamW:
+# `tinylm.train.zero.ZeroAdamW` does the same with real collectives (`dist.reduce_scatter_single`,
+# `dist.all_gather_single`; before torch 2.13 `reduce_scatter_tensor`, `all_gather_into_tensor`), GPT-2's weight-decay
+# split and gradient clipping over the whole model. In a world of one it is plain AdamW:
 
 # %%
 torch.manual_seed(0)
@@ -491,7 +491,7 @@ print(f"({time.perf_counter() - started:.0f} s, torchrun's own warnings on stder
 # %% [markdown]
 # The three compute the same losses. At rest rank 0 holds half of AdamW's moments under ZeRO-1, plus a one-byte
 # weight-decay mask for its half, and half of everything under FSDP2. During a step each holds more: gathered units
-# under FSDP2, gradient buckets under DDP, flat copies under ZeRO-1. By the times (± is half the range over rounds), on
+# under FSDP2, gradient buckets under DDP, a flat gradient under ZeRO-1. By the times (± is half the range over rounds), on
 # two CPU cores a model this small gains nothing from sharding; it pays off when the state does not fit one device.
 #
 # `tinylm.train --fsdp` uses the same engine. DDP against `--fsdp`, 2 processes each, on the character track's `smoke`
@@ -525,8 +525,8 @@ print(f"the sharded run's last.pt: {len(checkpoint['model'])} whole tensors, e.g
       f"transformer.wte.weight {tuple(checkpoint['model']['transformer.wte.weight'].shape)}")
 
 # %% [markdown]
-# The sharded run trains what DDP trains, to float32 rounding. It took 5.0 s against DDP's 2.0 s, one run each: no
-# verdict by the course's rule, and the interleaved rounds above, on the larger shape, could not tell them apart. Rank 0
+# The sharded run trains what DDP trains, to float32 rounding. It took 5.1 s against DDP's 1.7 s, one run each, which
+# alone gives no verdict by the course's rule; the interleaved rounds above, on the larger shape, told DDP faster. Rank 0
 # saves whole tensors, as in every run, so `tinylm.sample`, `eval` and `interop export` read the checkpoint, and it
 # resumes on any number of processes, sharded or not. On GPUs `--fsdp` also gathers weights in bf16 and reduces
 # gradients in fp32.

@@ -1,5 +1,7 @@
-"""Measurements: training throughput (and a race against a plain reference GPT), compile, decoding with and without
-the KV cache, and the two BPE trainers. `python -m tinylm.bench` prints them (tinylm/cli/bench.py).
+"""Measurements: training throughput (and a race against a plain reference GPT), compile, activation checkpointing,
+DDP against ZeRO-1 and FSDP (their losses, what a rank holds, a step's peak), decoding with and without the KV cache,
+and the two BPE trainers. `python -m tinylm.bench` prints them (tinylm/cli/bench.py), told by ModelSpec, Timing,
+Decoding and BPETiming.
 
 Every race interleaves its arms, so that a slow spell of a shared machine hits them alike, and says whether they
 computed the same thing (losses, tokens, merges); the figures still depend on the machine, so compare within one run.
@@ -7,25 +9,28 @@ computed the same thing (losses, tokens, merges); the figures still depend on th
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 import warnings
+from argparse import SUPPRESS
 from collections.abc import Callable
 
 import torch
 
-from ..config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, TrainConfig
+from ..config import GPT2_124M, LLAMA2C_STORIES15M, GPTConfig, TrainConfig, with_architecture
+from ..distributed import current_world
 from ..errors import TinyLMError
 from ..generate.decode import generate
 from ..model.gpt import GPT
 from ..model.reference import ReferenceGPT, reference_optimizer
 from ..runtime import autocast, resolve_device, resolve_dtype
+from ..settings import option
 from ..tokenizers.bpe import train_bpe, train_bpe_incremental
 from ..train.memory import held_bytes, measured_peak, memory_account
 from ..train.optim import build_optimizer
+from ..train.parallel import Parallel
 from ..train.recipes import GPT2_124M_TRACK, TINYSTORIES
-from ..train.sharded import shard_model
-from ..train.zero import ZeroAdamW
 
 TINYSTORIES_CPU_SHAPE, TINYSTORIES_CPU_TRAINING = TINYSTORIES.recipes["cpu"]
 PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py measure
@@ -38,6 +43,69 @@ PRESETS = {  # the shapes `python -m tinylm.bench` and scripts/step_breakdown.py
     "stories15m": LLAMA2C_STORIES15M,
 }
 BATCH_SIZES = {"nanogpt-cpu": 12, "tinystories-cpu": TINYSTORIES_CPU_TRAINING.batch_size}  # 12 for the others
+ROUNDS = {"train": 30, "compile": 6, "memory": 5, "sharding": 5}  # the interleaved rounds of each race
+SHAPE_FIELDS = ("n_layer", "n_head", "n_embd", "mlp_hidden", "block_size", "vocab_size")  # and n_kv_head, last
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The model a mode measures and where: a preset built as the block family `arch`, each shape field given
+    replacing the preset's value (their flags share one line of --help, so each hides its own)."""
+
+    preset: str = option(f"the shape: {', '.join(list(PRESETS)[:-1])} or {list(PRESETS)[-1]}", "nanogpt-cpu",
+                         metavar="P", choices=tuple(PRESETS))
+    arch: str | None = option(None)
+    device: str | None = option(None)
+    dtype: str = option(None, "auto")
+    n_layer: int | None = option(SUPPRESS, minimum=1)
+    n_head: int | None = option(SUPPRESS, minimum=1)
+    n_embd: int | None = option(SUPPRESS, minimum=1)
+    mlp_hidden: int | None = option(SUPPRESS, minimum=1)
+    block_size: int | None = option(SUPPRESS, minimum=1)
+    vocab_size: int | None = option(SUPPRESS, minimum=1)
+    n_kv_head: int | None = option(SUPPRESS, minimum=1)
+
+    def config(self) -> GPTConfig:
+        """The preset with the shape fields given, built as `arch`; n_kv_head last (the family's default is half of
+        the final n_head)."""
+        config = dataclasses.replace(PRESETS[self.preset], **{name: getattr(self, name) for name in SHAPE_FIELDS
+                                                               if getattr(self, name) is not None})
+        config = config if self.arch is None else with_architecture(config, self.arch)
+        return config if self.n_kv_head is None else dataclasses.replace(config, n_kv_head=self.n_kv_head)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How a mode that trains the model times it (bench train, compile, memory, sharding: each takes its fields)."""
+
+    batch_size: int | None = option(None)
+    steps: int = option("optimizer steps to time", 50, metavar="N", minimum=1)
+    reference: bool = option("race a plain GPT-2 of the same shape", default=False)
+    rounds: int | None = option("{when}interleaved rounds", metavar="N", minimum=1)  # default: the mode's ROUNDS
+    account_only: bool = option("print the account; measure nothing", default=False)
+    processes: int = option("how many to start", 2, metavar="N", minimum=1)
+
+    def batch(self, preset: str) -> int:
+        """--batch-size, else the preset's recipe's, else 12."""
+        return self.batch_size or BATCH_SIZES.get(preset, 12)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decoding:
+    """Greedy decoding timed (bench decode): a checkpoint's model, else random weights of the shape."""
+
+    ckpt: str | None = option(None)
+    new_tokens: int = option("tokens to generate", 500, metavar="N", minimum=1)
+    prompt_tokens: list[int] | None = option("prompt lengths, one run each, shorter than the context (default: 1)",
+                                             metavar="N", nargs="+", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class BPETiming:
+    """The two BPE trainers raced (bench bpe)."""
+
+    merges: int = option("merges to learn", 500, metavar="N", minimum=1)
+    repeats: int = option("runs of each trainer", 3, metavar="N", minimum=1)
 
 
 def training_step(model, optimizer, x: torch.Tensor, y: torch.Tensor, device: torch.device, dtype: torch.dtype):
@@ -57,6 +125,16 @@ def random_batch(model_cfg: GPTConfig, batch_size: int, device: torch.device) ->
     shape = (batch_size, model_cfg.block_size)
     return (torch.randint(model_cfg.vocab_size, shape, device=device),
             torch.randint(model_cfg.vocab_size, shape, device=device))
+
+
+def _placed(device: str | None, dtype: str) -> tuple[torch.device, torch.dtype]:
+    device = resolve_device(device)
+    return device, resolve_dtype(device, dtype)
+
+
+def _where(device: torch.device, dtype: torch.dtype) -> dict:
+    """What every measurement reports beside its figures: the device, dtype and CPU threads it ran with."""
+    return {"device": str(device), "dtype": str(dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -80,19 +158,18 @@ def interleaved_seconds(runs: dict[str, Callable[[], object]], rounds: int,
 
 
 def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, warmup: int = 5,
-                     device: str | None = None, dtype: str = "auto", blocks: int = 5) -> dict:
+                     device: str | None = None, dtype: str = "auto") -> dict:
     """Full optimizer steps of a fresh model on one random batch, after `warmup` untimed ones. `steps` are timed in
-    `blocks` consecutive blocks (fewer if there are fewer steps), which show whether the speed was steady:
+    five consecutive blocks (fewer if there are fewer steps), which show whether the speed was steady:
     `step_ms` and the rates are the mean over all the steps, `block_ms` each block's mean, in order."""
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(device, dtype)
+    device, torch_dtype = _placed(device, dtype)
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device)
     optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
     one_step = training_step(model, optimizer, *random_batch(model_cfg, batch_size, device), device, torch_dtype)
     for _ in range(warmup):
         one_step()
-    blocks = min(blocks, steps)
+    blocks = min(5, steps)
     block_steps = [steps // blocks + (i < steps % blocks) for i in range(blocks)]  # as even as they divide
     block_seconds = []
     for count in block_steps:
@@ -107,18 +184,17 @@ def measure_training(model_cfg: GPTConfig, batch_size: int, steps: int = 30, war
     return {"parameters": model.num_parameters(), "active_parameters": model.num_active_parameters(),
             "step_ms": seconds * 1e3, "block_ms": [t / n * 1e3 for t, n in zip(block_seconds, block_steps)],
             "tokens_per_s": tokens / seconds, "tflops": model.flops_per_token() * tokens / seconds / 1e12,
-            "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+            **_where(device, torch_dtype)}
 
 
-def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, device: str | None = None,
-                          dtype: str = "auto") -> dict:
+def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["memory"],
+                          device: str | None = None, dtype: str = "auto") -> dict:
     """The same model trained with and without activation checkpointing from the same weights on one random batch:
     per arm the memory account's peak, the measured peak bytes of live tensors of a step (the second: AdamW's
     state exists), the losses of the first three steps, and the ms of one step in each of `rounds` interleaved
     rounds. Returns {"account", "measured", "losses", "round_ms"}, each keyed by "plain" and "checkpointed", and
     "parameters", "device", "dtype", "threads"."""
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(device, dtype)
+    device, torch_dtype = _placed(device, dtype)
     x, y = random_batch(model_cfg, batch_size, device)
     arms, result = {}, {"account": {}, "measured": {}, "losses": {}}
     for name in ("plain", "checkpointed"):
@@ -135,69 +211,74 @@ def compare_checkpointing(model_cfg: GPTConfig, batch_size: int, rounds: int = 5
                                                  checkpointing=name == "checkpointed", device_type=device.type).peak
     seconds = interleaved_seconds(arms, rounds, device)
     return {**result, "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
-            "parameters": model.num_parameters(), "device": str(device),
-            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+            "parameters": model.num_parameters(), **_where(device, torch_dtype)}
 
 
-def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = 5, loss_steps: int = 3,
+def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["sharding"], loss_steps: int = 3,
                      device: str | None = None, dtype: str = "auto") -> dict:
-    """Under torchrun (every rank calls it): the same model trained with DDP and torch's AdamW, with ZeRO-1
-    (tinylm.train.zero) and with FSDP2 (tinylm.train.sharded) from the same weights, each rank on its own random
-    batch, with AdamW's settings of TrainConfig's defaults. Returns the mean loss over the ranks of each arm's first
-    `loss_steps` steps ("losses": they should agree), the ms of one step of each arm in each of `rounds` interleaved
-    rounds ("round_ms"), the bytes of weights, gradients and optimizer state that rank holds after a step ("held"),
-    and "device", "dtype", "processes"; the caller reads rank 0's."""
+    """Under torchrun (every rank calls it): the same model trained from the same weights in each way that
+    tinylm.train.parallel composes for a run, DDP (in a world of one the plain model), ZeRO-1 and FSDP2, each rank on
+    its own random batch, with TrainConfig's default AdamW. Returns the mean loss over the ranks of each way's first
+    `loss_steps` steps ("losses": they should agree), the ms of one step of each way in each of `rounds` interleaved
+    rounds ("round_ms"), the bytes of weights, gradients (as the backward pass leaves them) and optimizer state that
+    rank holds ("held"), the peak bytes of live tensors on it from before the model is made to the end of those steps
+    ("step_peak": the weights, DDP's gradient buckets and ZeRO-1's flat buffers count; on the CPU gloo frees some of
+    a collective's tensors late, on a thread of its own, which can add the weights' bytes), and "device", "dtype",
+    "threads", "processes"; the caller reads rank 0's."""
     import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
 
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(device, dtype)
+    device, torch_dtype = _placed(device, dtype)
     generator = torch.Generator().manual_seed(dist.get_rank())
     x, y = (torch.randint(model_cfg.vocab_size, (batch_size, model_cfg.block_size), generator=generator).to(device)
             for _ in range(2))
 
-    def held(model, state) -> dict[str, int]:
-        def local(tensors):
-            return sum((t.to_local() if hasattr(t, "to_local") else t).nbytes for t in tensors if t is not None)
-        return {"weights": local(model.parameters()), "gradients": local(p.grad for p in model.parameters()),
-                "optimizer": local(state)}
+    def local_bytes(tensors) -> int:
+        return sum((t.to_local() if hasattr(t, "to_local") else t).nbytes for t in tensors if t is not None)
 
-    arms, holdings, losses = {}, {}, {}
+    arms, holdings, losses, peaks = {}, {}, {}, {}
     for name in ("ddp", "zero", "fsdp"):
-        torch.manual_seed(0)
-        model = GPT(model_cfg).to(device)
-        if name == "fsdp":
-            shard_model(model, device, torch_dtype)
-        forward, cfg = DistributedDataParallel(model) if name == "ddp" else model, TrainConfig(batch_size=batch_size)
-        optimizer = (ZeroAdamW(model, cfg.learning_rate, (cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay,
-                               grad_clip=cfg.grad_clip) if name == "zero" else build_optimizer(model, cfg, device))
+        cfg, arm = TrainConfig(batch_size=batch_size, zero=name == "zero", fsdp=name == "fsdp"), {}
 
-        def step(model=model, forward=forward, optimizer=optimizer, name=name, grad_clip=cfg.grad_clip):
-            with autocast(device, torch_dtype):
-                loss = forward(x, y)[1]
-            loss.backward()
-            if name != "zero":
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
-            grads = held(model, [])["gradients"]
-            optimizer.zero_grad()
-            dist.all_reduce(loss := loss.detach().float())
-            return grads, loss.item() / dist.get_world_size()
+        def set_up_and_train(cfg=cfg, arm=arm) -> None:
+            torch.manual_seed(0)
+            model = GPT(model_cfg).to(device)
+            parallel = Parallel(model, cfg, current_world(), device, torch_dtype)
+            optimizer = parallel.optimizer()
 
-        steps = [step() for _ in range(loss_steps)]
-        losses[name], grads = [loss for _, loss in steps], steps[0][0]
-        state = ([optimizer.exp_avg, optimizer.exp_avg_sq, optimizer.decay] if name == "zero" else
-                 [t for per in optimizer.state.values() for t in per.values() if t.dim() > 0])
-        holdings[name] = {**held(model, state), "gradients": grads}
-        arms[name] = step
+            def step() -> tuple[int, float]:
+                with autocast(device, torch_dtype):
+                    loss = parallel.train_model(x, y)[1]
+                loss.backward()
+                gradients = local_bytes(p.grad for p in model.parameters())
+                parallel.step(optimizer)
+                optimizer.zero_grad(set_to_none=True)
+                dist.all_reduce(loss := loss.detach().float())
+                return gradients, loss.item() / dist.get_world_size()
+
+            arm.update(model=model, optimizer=optimizer, step=step, steps=[step() for _ in range(loss_steps)])
+
+        # from before the model exists, so that what a way frees of it (ZeRO-1 moves it into one buffer) counts too
+        peaks[name] = _peak_beside_others(set_up_and_train, local_bytes([x, y]), device)
+        losses[name] = [loss for _, loss in arm["steps"]]
+        optimizer = arm["optimizer"]
+        state = (optimizer.state_bytes() if name == "zero" else
+                 local_bytes(t for per in optimizer.state.values() for t in per.values() if t.dim() > 0))
+        holdings[name] = {"weights": local_bytes(arm["model"].parameters()), "gradients": arm["steps"][0][0],
+                          "optimizer": state}
+        arms[name] = arm["step"]
     seconds = interleaved_seconds(arms, rounds, device)
-    return {"losses": losses, "held": holdings,
+    return {"losses": losses, "held": holdings, "step_peak": peaks,
             "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
-            "device": str(device), "dtype": str(torch_dtype).removeprefix("torch."),
-            "processes": dist.get_world_size()}
+            "processes": dist.get_world_size(), **_where(device, torch_dtype)}
 
 
-def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 30, loss_steps: int = 2,
+def _peak_beside_others(work: Callable[[], object], held_before: int, device: torch.device) -> int:
+    """`measured_peak` of work(), which starts from `held_before` bytes, leaving out (on a GPU) what else is alive."""
+    others = torch.cuda.memory_allocated(device) - held_before if device.type == "cuda" else 0
+    return measured_peak(work, held_before, device) - others
+
+
+def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["train"], loss_steps: int = 2,
                            device: str | None = None, dtype: str = "auto") -> dict:
     """tinylm's GPT with its AdamW against `ReferenceGPT` with nanoGPT's, from the same weights on the same batch.
 
@@ -207,8 +288,7 @@ def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 
     Returns tokens/s and ms per step of each ("tinylm", "reference"), their ratio (best rounds, and the median
     round as a measure of the noise), and both lists of losses.
     """
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(device, dtype)
+    device, torch_dtype = _placed(device, dtype)
     torch.manual_seed(0)
     model = GPT(model_cfg).to(device)
     reference = ReferenceGPT(model_cfg).to(device)
@@ -230,18 +310,16 @@ def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = 
     return {"tokens_per_s": {name: tokens / s for name, s in best.items()},
             "step_ms": {name: s * 1e3 for name, s in best.items()},
             "ratio": best["reference"] / best["tinylm"], "median_ratio": median["reference"] / median["tinylm"],
-            "losses": losses, "parameters": model.num_parameters(), "device": str(device),
-            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+            "losses": losses, "parameters": model.num_parameters(), **_where(device, torch_dtype)}
 
 
 class CompileUnavailable(TinyLMError, RuntimeError):
     """torch.compile cannot run here: no C++ compiler on a CPU, no Triton on a GPU, or an unsupported platform."""
 
 
-def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, steps_per_round: int = 4,
-                     loss_steps: int = 10, device: str | None = None, dtype: str = "auto",
-                     compiler: Callable | None = None) -> dict:
-    """The same model eager and under `torch.compile` (or `compiler`, which the tests replace), trained with AdamW
+def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["compile"], steps_per_round: int = 4,
+                     loss_steps: int = 10, device: str | None = None, dtype: str = "auto") -> dict:
+    """The same model eager and under `torch.compile` (which the tests replace), trained with AdamW
     from the same weights on the same `loss_steps` random batches, then timed in interleaved rounds.
 
     First each arm takes one step per batch, recording its losses and each step's seconds: the losses should agree
@@ -254,9 +332,7 @@ def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, ste
     each keyed by "eager" and "compiled", and "compile_s" (the compiled first step less the compiled arm's best
     round step), "parameters", "device", "dtype", "threads". CompileUnavailable when compiling fails.
     """
-    device = resolve_device(device)
-    torch_dtype = resolve_dtype(device, dtype)
-    compiler = compiler or torch.compile
+    device, torch_dtype = _placed(device, dtype)
     generator = torch.Generator().manual_seed(0)
     batches = [tuple(torch.randint(model_cfg.vocab_size, (batch_size, model_cfg.block_size), generator=generator)
                      .to(device) for _ in range(2)) for _ in range(loss_steps)]
@@ -265,7 +341,7 @@ def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, ste
         torch.manual_seed(0)
         model = GPT(model_cfg).to(device)
         optimizer = build_optimizer(model, TrainConfig(batch_size=batch_size), device)
-        arms[name] = (compiler(model) if name == "compiled" else model, optimizer)
+        arms[name] = (torch.compile(model) if name == "compiled" else model, optimizer)
 
     def timed_steps(name: str, count: int) -> tuple[list[float], list[float]]:
         model, optimizer = arms[name]
@@ -296,8 +372,7 @@ def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = 6, ste
     return {"losses": {name: losses for name, (_, losses) in first.items()},
             "first_step_s": {name: seconds[0] for name, (seconds, _) in first.items()},
             "round_ms": round_ms, "compile_s": first["compiled"][0][0] - min(round_ms["compiled"]) / 1e3,
-            "parameters": arms["eager"][0].num_parameters(), "device": str(device),
-            "dtype": str(torch_dtype).removeprefix("torch."), "threads": torch.get_num_threads()}
+            "parameters": arms["eager"][0].num_parameters(), **_where(device, torch_dtype)}
 
 
 def measure_bpe_training(text: str, num_merges: int, repeats: int = 3) -> dict:

@@ -4,20 +4,25 @@ Tokens per second says how fast a step runs; what a learner waits for is a good 
 **loss per second**, as the modded-nanogpt record does for GPT-2 on eight GPUs: the seconds of training a recipe
 needs to reach a target validation loss, and the loss it has when its budget of seconds runs out. A recipe's schedule
 follows its budget, so a run with a longer budget crosses later than one tuned to stop at the target: the figures
-compare recipes at the same budget.
+compare recipes at the same budget. `Race` is what `bench speedrun` is told.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
 from ..distributed import World
+from ..errors import InputError
 from ..model.gpt import GPT
+from ..runtime import resolve_profile
+from ..settings import option
 from ..train.options import RunOptions
-from ..train.recipes import RECIPE_NAMES, TrainOptions, resolve_recipe
+from ..train.recipes import RECIPE_NAMES, TrainOptions, get_track, resolve_recipe
 from ..train.trainer import Trainer
 
 Curve = list[tuple[float, float]]  # (seconds of training, whole-split validation loss), in order
@@ -30,6 +35,44 @@ RACE_DEFAULTS: dict[str, dict[str, float]] = {
     "shakespeare-char": {"target": 1.886, "seconds": 70.0, "eval_interval": 100},
     "tinystories": {"target": 3.3, "seconds": 300.0, "eval_interval": 25},
 }
+
+
+def _per_track(setting: str) -> str:
+    return ", ".join(f"{values[setting]:g} for {track}" for track, values in RACE_DEFAULTS.items())
+
+
+@dataclass(frozen=True)
+class Race:
+    """A track's recipes raced (bench speedrun): `seeds` seeds each, `seconds` of training per run, the whole
+    validation split scored every `eval_interval` steps; what is not given is the track's (RACE_DEFAULTS)."""
+
+    track: str = option(None, "shakespeare-char")
+    profile: str | None = option(None)
+    target: float | None = option(f"the validation loss to reach (default: {_per_track('target')})", metavar="LOSS",
+                                  type=float)
+    seeds: int = option("seeds per recipe", 3, metavar="N", minimum=1)
+    seconds: float | None = option(f"seconds of training per run (default: {_per_track('seconds')})", metavar="S",
+                                   type=float)
+    eval_interval: int | None = option("steps between whole-split evaluations (default: the track's)", metavar="N",
+                                       minimum=1)
+    device: str | None = option(None)
+
+    def __post_init__(self):
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise InputError(f"--seconds must be positive, got {self.seconds}")
+        if self.target is not None and not (math.isfinite(self.target) and self.target > 0):
+            raise InputError(f"--target must be a positive validation loss, got {self.target}; {self.track}'s "
+                             f"default is {RACE_DEFAULTS[self.track]['target']}")
+
+    def settled(self) -> Race:
+        """Every setting filled in: the track's where none was given, and the profile (the speedrun recipes exist for
+        cpu and smoke: on a machine with CUDA too, cpu's unless told)."""
+        profile, track = resolve_profile(self.profile, default="cpu"), get_track(self.track)
+        if profile not in track.speedruns:
+            raise InputError(f"{self.track} has speedrun recipes for the {' and '.join(track.speedruns)} profiles, "
+                             f"not for {profile}: add --profile cpu")
+        given = {name: value for name, value in RACE_DEFAULTS[self.track].items() if getattr(self, name) is None}
+        return dataclasses.replace(self, profile=profile, **given)
 
 
 def validation_curve(records: Sequence[dict[str, Any]]) -> Curve:
@@ -65,36 +108,49 @@ class RaceRun:
     seconds_to_target: float | None
 
 
-def race(track: str, profile: str | None = None, *, seeds: Sequence[int] = (0, 1, 2), seconds: float = 70.0,
-         target: float = 1.886, eval_interval: int = 100, recipes: Sequence[str] = RECIPE_NAMES,
-         device: str | torch.device | None = None, on_run: Callable[[RaceRun, int, int], None] | None = None,
-         ) -> dict[str, list[RaceRun]]:
-    """Train each of `recipes` of `track` for `seconds` of training at every seed (the order alternating from seed
-    to seed) and return each recipe's runs in seed order. `on_run(run, done, total)` is called after each run.
-    A run trains in memory (nothing written) under a budget of training seconds (the Trainer's clock, which leaves
-    evaluations out) and evaluates the whole validation split every `eval_interval` steps."""
-    changes = {"eval_interval": eval_interval, "sample_interval": 0}
-    resolved = {name: [resolve_recipe(track, RunOptions(profile=profile, seed=seed, max_seconds=seconds, set=changes),
-                                      TrainOptions(recipe=name)) for seed in seeds]
+def race(plan: Race, seeds: Sequence[int] | None = None, recipes: Sequence[str] = RECIPE_NAMES,
+         on_run: Callable[[RaceRun, int, int], None] | None = None) -> dict[str, list[RaceRun]]:
+    """Train each of `recipes` of the plan's track for its seconds of training at every seed (`seeds`, else 0 to
+    plan.seeds - 1; the order alternating from seed to seed) and return each recipe's runs in seed order.
+    `on_run(run, done, total)` is called after each run. A run trains in memory (nothing written) under a budget of
+    training seconds (the Trainer's clock, which leaves evaluations out) and evaluates the whole validation split
+    every eval_interval steps."""
+    plan = plan.settled()
+    seeds = range(plan.seeds) if seeds is None else seeds
+    changes = {"eval_interval": plan.eval_interval, "sample_interval": 0}
+    resolved = {name: [resolve_recipe(plan.track, RunOptions(profile=plan.profile, seed=seed, max_seconds=plan.seconds,
+                                                             set=changes), TrainOptions(recipe=name)) for seed in seeds]
                 for name in recipes}
     first = resolved[recipes[0]][0]
     data = first.track.prepare(first.run.profile)
     runs: dict[str, list[RaceRun]] = {name: [] for name in recipes}
-    plan = [(name, i) for i in range(len(seeds)) for name in (recipes if i % 2 == 0 else recipes[::-1])]
-    for done, (name, i) in enumerate(plan, start=1):
+    order = [(name, i) for i in range(len(seeds)) for name in (recipes if i % 2 == 0 else recipes[::-1])]
+    for done, (name, i) in enumerate(order, start=1):
         recipe = resolved[name][i]
         records: list[dict[str, Any]] = []
         torch.manual_seed(recipe.train.seed)  # the initial weights
         model = GPT(recipe.model_config(data.tokenizer))
         batches = recipe.track.training_data(data, model.config.block_size, recipe.train.batch_size, World(),
                                              recipe.train.seed)
-        trainer = Trainer(model, recipe.train, batches, data.val, tokenizer=data.tokenizer, device=device,
+        trainer = Trainer(model, recipe.train, batches, data.val, tokenizer=data.tokenizer, device=plan.device,
                           callbacks=[records.append])
         final = trainer.fit()
         curve = validation_curve(records)
-        run = RaceRun(name, seeds[i], curve, final["val_loss"], trainer.step, seconds_to_target(curve, target))
+        run = RaceRun(name, seeds[i], curve, final["val_loss"], trainer.step, seconds_to_target(curve, plan.target))
         runs[name].append(run)
         if on_run is not None:
-            on_run(run, done, len(plan))
+            on_run(run, done, len(order))
     return runs
 
+
+
+def compared(runs: dict[str, list[RaceRun]]) -> tuple[float, float | None]:
+    """The speedrun recipe's mean final loss less the default's, and how many times as fast it reached the target
+    (mean seconds; None unless every run reached it)."""
+    def mean(values: list) -> float:
+        return sum(values) / len(values)
+
+    loss = {name: mean([run.val_loss for run in recipe_runs]) for name, recipe_runs in runs.items()}
+    times = {name: [run.seconds_to_target for run in recipe_runs] for name, recipe_runs in runs.items()}
+    reached = all(t is not None for values in times.values() for t in values)
+    return loss["speedrun"] - loss["default"], mean(times["default"]) / mean(times["speedrun"]) if reached else None

@@ -8,11 +8,14 @@ line and an exit status, never a traceback. The library never imports this packa
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 import sys
+import types
 
-# command -> what it does (the first line of `tinylm --help`); each is tinylm/cli/<command>.py
+# command -> what it does (the first line of `tinylm --help`); each is tinylm/cli/<command>.py, but the three
+# post-training methods share tinylm/cli/post_training.py
 COMMANDS = {
     "prepare": "download (or copy from the mirror) and tokenize a dataset, once",
     "train": "train a track's model, with progress and an epilogue",
@@ -26,6 +29,8 @@ COMMANDS = {
     "chat": "chat with a fine-tuned model in the terminal",
     "serve": "chat with a fine-tuned model in a web page",
 }
+
+POST_TRAINING = ("sft", "dpo", "grpo")
 
 EXAMPLES = ("python -m tinylm train shakespeare-char",
             'python -m tinylm sample --ckpt runs/shakespeare-char-cpu --prompt "ROMEO:"',
@@ -57,11 +62,21 @@ def run(command: str, argv: list[str] | None = None) -> None:
     """Start `command`'s command line (`python -m tinylm.<command>` calls this). Loading torch takes a second or
     two; a Ctrl-C meanwhile ends the program as quietly as one during the work (nothing was done yet)."""
     try:
-        module = importlib.import_module(f"tinylm.cli.{command}")
+        module = command_line(command)
     except KeyboardInterrupt:
         print(f"interrupted while {command} was starting: nothing was done", file=sys.stderr)
         raise SystemExit(130) from None
     module.cli(argv)
+
+
+def command_line(command: str):
+    """`command`'s command line: its module, with parse_args(argv), main(argv) and cli(argv); the three post-training
+    methods' module (tinylm/cli/post_training.py) with those bound to the method."""
+    if command not in POST_TRAINING:
+        return importlib.import_module(f"tinylm.cli.{command}")
+    shared = importlib.import_module("tinylm.cli.post_training")
+    return types.SimpleNamespace(**{name: functools.partial(getattr(shared, name), command)
+                                    for name in ("parse_args", "main", "cli")})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,36 +9,35 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..serve.session import ChatSession
+from ..serve.session import ChatOptions, ChatSession
 from ..tokenizers.chat_template import ContextOverflow, default_system_prompt
 from ..train.checkpoint import CheckpointError
 from .console import begin, command_parser
 from .errors import run_cli
-from .flags import add_ckpt, add_max_new_tokens
-from .sample import add_sampling_options, check_sampling_options, load_generation_model
+from .flags import add_ckpt
+from .options import add_options, options_from
+from .sample import add_sampling_options, load_generation_model, sampling_from
 
 # The command that makes a chat model (chat fine-tuning), which chat's and serve's advice names.
 CHAT_MODEL_COMMAND = "python -m tinylm.sft"
 
 
 def add_sampler_options(parser: argparse.ArgumentParser) -> None:
-    """`python -m tinylm.sample`'s sampler and device options, the longest reply and the system prompt: for chat and
-    serve."""
-    add_max_new_tokens(parser, None, "256 or half the context")
+    """ChatOptions (the longest reply, the system prompt) and `python -m tinylm.sample`'s sampler and device options:
+    for chat and serve."""
+    add_options(parser, ChatOptions, {"max_new_tokens": "256 or half the context"})
     add_sampling_options(parser, "reply")
-    parser.add_argument("--system", metavar="TEXT", help="the system prompt ('' for none; default: an imported "
-                        "model's own, else 'You are a helpful assistant.')")
 
 
-def session_from_args(args: argparse.Namespace) -> ChatSession:
-    """The ChatSession that chat and serve talk through: --ckpt, the sampler options (checked before it loads) and
-    the system prompt."""
-    return session_for(args, *model_from_args(args))
+def chat_options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with `sampling` (tinylm.cli.sample.sampling_from) and `chat`, the ChatOptions its options make."""
+    args = sampling_from(parser, args)
+    args.chat = options_from(parser, args, ChatOptions)
+    return args
 
 
 def model_from_args(args: argparse.Namespace):
-    """(model, tokenizer) of --ckpt, the sampler options checked first."""
-    check_sampling_options(args)
+    """(model, tokenizer) of --ckpt."""
     if not any(path.is_file() for path in (Path(args.ckpt), Path(args.ckpt) / "best.pt", Path(args.ckpt) / "last.pt")):
         raise CheckpointError(f"no chat model at {args.ckpt}; make one with {CHAT_MODEL_COMMAND} (its run folder is "
                               "the --ckpt to give), or check the path")
@@ -47,9 +46,8 @@ def model_from_args(args: argparse.Namespace):
 
 def session_for(args: argparse.Namespace, model, tokenizer) -> ChatSession:
     """A ChatSession with the sampler options and system prompt of `args`."""
-    system = default_system_prompt(tokenizer) if args.system is None else args.system
-    return ChatSession(model, tokenizer, system, args.max_new_tokens, temperature=args.temperature,
-                       top_k=args.top_k, top_p=args.top_p, repetition_penalty=args.repetition_penalty, seed=args.seed,
+    system = default_system_prompt(tokenizer) if args.chat.system is None else args.chat.system
+    return ChatSession(model, tokenizer, system, args.chat.max_new_tokens, sampling=args.sampling,
                        use_cache=not args.no_cache)
 
 
@@ -61,12 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --max-new-tokens 64 --seed 1"))
     add_ckpt(parser)
     add_sampler_options(parser)
-    return parser.parse_args(argv)
+    return chat_options_from(parser, parser.parse_args(argv))
 
 
 def main(argv=None) -> ChatSession:
     args = begin(parse_args(argv))
-    session = session_from_args(args)
+    session = session_for(args, *model_from_args(args))
     print(f"chatting with {args.ckpt} (context {session.model.config.block_size} tokens; "
           "/reset starts over, /exit or Ctrl-D leaves)", flush=True)
     while True:

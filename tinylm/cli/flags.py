@@ -33,9 +33,10 @@ def add_dtype(parser: argparse.ArgumentParser, default: str | None, default_text
                              + _default(default_text))
 
 
-def add_out(parser: argparse.ArgumentParser, what: str, default: str | None = None) -> None:
-    """--out, where the command writes `what`; required unless `default` says where it writes without it."""
-    parser.add_argument("--out", type=Path, required=default is None, metavar="PATH",
+def add_out(parser: argparse.ArgumentParser, what: str, default: str | None = None, path_type: type = Path) -> None:
+    """--out, where the command writes `what`; required unless `default` says where it writes without it.
+    `path_type` str keeps the text as given (a trailing slash: a folder)."""
+    parser.add_argument("--out", type=path_type, required=default is None, metavar="PATH",
                         help=f"where to write {what}" + _default(default))
 
 
@@ -65,6 +66,11 @@ def add_max_new_tokens(parser: argparse.ArgumentParser, default: int | None, def
     """--max-new-tokens: `default`, or None with `default_text` saying what the command picks."""
     parser.add_argument("--max-new-tokens", type=positive_int, default=default, metavar="N",
                         help="new tokens at most" + _default(default_text))
+
+
+def add_seed(parser: argparse.ArgumentParser, what: str) -> None:
+    """--seed: `what` it seeds and its default ("sample i uses seed + i (default: fresh each run)")."""
+    parser.add_argument("--seed", type=int, metavar="N", help=what)
 
 
 def add_arch(parser: argparse.ArgumentParser, default_text: str) -> None:

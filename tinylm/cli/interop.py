@@ -9,22 +9,20 @@ tinylm.interop's. Neither writes over a training run's checkpoint, whose optimiz
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 from pathlib import Path
 from typing import Any
 
-from ..config import GPT2_124M, GPTConfig
 from ..errors import InputError
+from ..interop import Export, Import
 from ..interop.gguf_file import gguf_architecture, write_gguf
 from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf, gguf_path
-from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, to_hf_gpt2
+from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, is_gpt2_style, to_hf_gpt2
 from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
-from ..interop.hf_tokenizer import hf_tokenizer
+from ..interop.hf_tokenizer import GPT2_TOKENIZER, assumed_gpt2_tokenizer, hf_tokenizer, is_gpt2_bpe
 from ..interop.llama2c import from_llama2c, write_llama2c
 from ..interop.vocab_export import exported_vocab, with_rows
-from ..paths import check_output_folder, runs_dir, shown
-from ..tokenizers.bpe import load_gpt2_bpe
+from ..paths import check_output_folder, shown
 from ..tokenizers.chat_template import chat_token_ids
 from ..tokenizers.llama import SentencePieceTokenizer
 from ..tokenizers.saved import tokenizer_from_dict
@@ -33,24 +31,14 @@ from ..train.options import read_settings
 from ..train.recipes import TRACKS
 from .console import add_subcommand, begin, command_parser
 from .errors import run_cli
-from .flags import add_ckpt, add_out
-
-GPT2_TOKENIZER = {"kind": "bpe", "encoding": "gpt2"}
-# What a Hugging Face folder holds its tokenizer in (a fast tokenizer, GPT-2's slow one, or SentencePiece)
-TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model")
+from .options import add_options, options_from
 
 
-def _is_gpt2_style(config: GPTConfig) -> bool:
-    """Whether `export --format hf` writes GPT-2 (learned positions and LayerNorm) rather than Llama."""
-    return config.position == "learned" and config.norm == "layernorm"
-
-
-def run_export(args: argparse.Namespace) -> Path:
+def run_export(args: Export) -> Path:
     if args.format == "hf":  # where a file is in the way, transformers writes nothing and raises nothing
         out = check_output_folder(args.out)
     else:
-        file_name = "model.gguf" if args.format == "gguf" else "model.bin"  # as import writes a folder's last.pt
-        out = args.out / file_name if args.out.is_dir() else args.out
+        out = args.file()
         refuse_to_replace_training_run(out)
     model, tokenizer, _ = load_model(args.ckpt)
     kind = tokenizer.to_dict()["kind"] if tokenizer is not None else None
@@ -72,7 +60,7 @@ def run_export(args: argparse.Namespace) -> Path:
     vocab = exported_vocab(tokenizer) if tokenizer is not None and sentencepiece is None else None
     exported = with_rows(model, vocab.rows) if vocab else model
     before = _stamps(out)
-    if _is_gpt2_style(model.config):
+    if is_gpt2_style(model.config):
         folder, loader = to_hf_gpt2(exported, out, vocab), "GPT2LMHeadModel"
     else:
         folder, loader = to_hf_llama(exported, out, sentencepiece or vocab), "LlamaForCausalLM"
@@ -110,9 +98,9 @@ def llama_cpp_command(path: Path, prompt: str) -> str:
                                                                                   else "PROMPT")
 
 
-def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
+def _import_model(args: Import) -> tuple[Any, dict | None, str]:
     """(model, the tokenizer's description or None, where the weights came from) for `import`."""
-    tokenizer = SentencePieceTokenizer.from_file(args.tokenizer) if args.tokenizer else None  # a bad path fails first
+    tokenizer = SentencePieceTokenizer.from_file(args.tokenizer_model) if args.tokenizer_model else None  # fails first
     if args.gguf:
         model, tokenizer = from_gguf(gguf_path(args.gguf))
         return model, tokenizer.to_dict(), f"GGUF: {args.gguf}"
@@ -126,11 +114,14 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
         tokenizer = tokenizer or hf_tokenizer(args.hf)
     elif model_type == "gpt2":
         model, source = from_hf_gpt2(args.hf), f"transformers GPT-2: {args.hf}"
-        if tokenizer is None and (tokenizer := hf_tokenizer(args.hf)) is not None and _is_gpt2_bpe(tokenizer):
+        if tokenizer is None and (tokenizer := hf_tokenizer(args.hf)) is not None and is_gpt2_bpe(tokenizer):
             print("tokenizer: GPT-2's BPE (the folder's tokenizer.json holds GPT-2's vocabulary and merges)")
             return model, GPT2_TOKENIZER, source
         if tokenizer is None:
-            return model, _gpt2_tokenizer(args.hf, model.config.vocab_size), source
+            tokenizer, note = assumed_gpt2_tokenizer(args.hf, model.config.vocab_size)
+            if note:
+                print(note)
+            return model, tokenizer, source
     else:
         raise InteropError(f"{args.hf} holds a {model_type!r} model; tinylm imports 'gpt2' and 'llama' (and "
                            "llama2.c files with --llama2c)")
@@ -140,36 +131,8 @@ def _import_model(args: argparse.Namespace) -> tuple[Any, dict | None, str]:
     return model, tokenizer.to_dict() if tokenizer else None, source
 
 
-def _is_gpt2_bpe(tokenizer) -> bool:
-    """Whether a folder's tokenizer is GPT-2's own BPE, which tiktoken runs (faster, and as every GPT-2 run does)."""
-    encoder, _ = load_gpt2_bpe()
-    return tokenizer.tokenizer.get_vocab(with_added_tokens=True) == encoder
-
-
-def _gpt2_tokenizer(source: str, vocab_size: int) -> dict | None:
-    """GPT-2's BPE for a Hugging Face GPT-2 given no --tokenizer, said as an assumption, where the model's vocabulary
-    holds GPT-2's tokens; else None, or for a folder without tokenizer files an error (its ids would mean nothing)."""
-    gpt2_tokens = GPT2_124M.vocab_size
-    has_files = not os.path.isdir(source) or any((Path(source) / name).is_file() for name in TOKENIZER_FILES)
-    why = ("the folder has no tokenizer.json, the tokenizer file tinylm reads" if has_files else
-           f"{source} holds no tokenizer files")
-    if vocab_size >= gpt2_tokens:
-        print(f"tokenizer: GPT-2's BPE, assumed: {why}, and the model's {vocab_size:,} rows hold GPT-2's "
-              f"{gpt2_tokens:,} tokens")
-        return GPT2_TOKENIZER
-    if not has_files:
-        raise InteropError(f"{why}, and its vocabulary of {vocab_size:,} tokens is not GPT-2's {gpt2_tokens:,}, so "
-                           "no tokenizer tinylm has fits it; give the one it was trained with: --tokenizer FILE (a "
-                           "SentencePiece tokenizer.model)")
-    return None
-
-
-def run_import(args: argparse.Namespace) -> Path:
-    if args.out is None:
-        if not args.gguf:
-            raise InputError("give --out, where to write the checkpoint (a run folder gets last.pt)")
-        args.out = runs_dir() / Path(args.gguf).name.split(".")[0].lower()  # smollm2-135m-instruct: runs/smollm2-...
-    out = args.out / "last.pt" if args.out.is_dir() or not args.out.suffix else args.out
+def run_import(args: Import) -> Path:
+    out = args.checkpoint()
     refuse_to_replace_training_run(out)  # before the conversion's work: a run folder's last.pt is no place for it
     model, tokenizer, source = _import_model(args)
     save_checkpoint(out, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=source))
@@ -183,7 +146,8 @@ def run_import(args: argparse.Namespace) -> Path:
         print(f"next: python -m tinylm.sample --ckpt {out} --prompt \"Once upon a time\"   or   "
               f"python -m tinylm.eval loss --ckpt {out} --text FILE.txt")
     else:
-        print("sampling and evaluation need a tokenizer: import again with --tokenizer tokenizer.model (SentencePiece)")
+        print("sampling and evaluation need a tokenizer: import again with --tokenizer-model tokenizer.model "
+              "(SentencePiece)")
     return out
 
 
@@ -202,32 +166,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                             "Write a tinylm checkpoint as a folder that transformers loads (GPT-2 or Llama,\n"
                             "by the model's architecture, and its tokenizer), as a GGUF file that llama.cpp\n"
                             "runs, or as a llama2.c .bin file.", export_examples)
-    add_ckpt(export)
-    add_out(export, "the folder (hf) or file (gguf, llama2c; a folder gets model.gguf or model.bin)")
-    export.add_argument("--format", choices=["hf", "gguf", "llama2c"], default="hf", metavar="F",
-                        help="hf: a transformers folder; gguf: one file for llama.cpp; llama2c: run.c's .bin")
-    export.set_defaults(run=run_export)
+    add_options(export, Export, {"written": "the folder (hf) or file (gguf, llama2c; a folder, or a path ending "
+                                 "in /, gets model.gguf or model.bin)", "out_type": str})
+    export.set_defaults(run=run_export, kind=Export)
     imp = add_subcommand(commands, "import", "Hugging Face GPT-2/Llama or llama2.c .bin -> tinylm checkpoint",
                          "Write a tinylm checkpoint with the weights of a transformers GPT-2 or Llama, or\n"
                          "of a llama2.c .bin such as stories15M.bin (with Llama 2's tokenizer.model):\n"
                          "  https://huggingface.co/karpathy/tinyllamas/resolve/main/stories15M.bin\n"
                          "  https://github.com/karpathy/llama2.c/raw/master/tokenizer.model", import_examples)
-    source = imp.add_mutually_exclusive_group(required=True)
-    source.add_argument("--hf", metavar="NAME", help="a transformers folder (GPT-2 or Llama), or a Hub name online")
-    source.add_argument("--llama2c", type=Path, metavar="FILE", help="a llama2.c .bin (the legacy format run.c reads)")
-    source.add_argument("--gguf", metavar="FILE", help="a Llama-family GGUF file, or a name: "
-                        f"{', '.join(PUBLISHED_GGUF)} (fetched, or read from the offline mirror)")
-    imp.add_argument("--tokenizer", type=Path, metavar="FILE", help="a SentencePiece tokenizer.model, such as "
-                     "stories15M's (default: an HF Llama folder's own, GPT-2's BPE for a GPT-2 of its vocabulary, "
-                     "else none)")
-    add_out(imp, "the checkpoint (a folder gets last.pt)", default="runs/NAME for --gguf, else required")
-    imp.set_defaults(run=run_import)
-    return parser.parse_args(argv)
+    add_options(imp, Import, {"published": ", ".join(PUBLISHED_GGUF), "written": "the checkpoint (a folder gets "
+                              "last.pt)", "out": "runs/NAME for --gguf, else required"})
+    imp.set_defaults(run=run_import, kind=Import)
+    args = parser.parse_args(argv)
+    args.options = options_from(parser, args, args.kind)
+    return args
 
 
 def main(argv=None) -> Any:
     args = begin(parse_args(argv))
-    return args.run(args)
+    return args.run(args.options)
 
 
 def cli(argv=None) -> None:

@@ -31,15 +31,14 @@ from ..data.text import (
 )
 from ..errors import InputError
 from ..paths import atomic_write, check_output_folder, data_dir, shown
+from ..prepare import Preparation
 from ..prepare.mirror import MIRROR_FILES, build_mirror
 from ..runtime import resolve_profile
 from ..tokenizers import EOT
 from ..train.recipes import TRACKS, get_track
 from .console import begin, command_parser
 from .errors import run_cli
-from .flags import add_out, add_profile, add_text_file, add_tokenizer_kind, add_track
-
-DATASETS = ("shakespeare-char", "tinystories", "fineweb-edu", "tokenizer", "mirror")
+from .options import add_options, options_from
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,53 +48,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         "python -m tinylm.prepare tinystories --source sample",
         "python -m tinylm.prepare tokenizer --file data/shakespeare_char/input.txt",
         "python -m tinylm.prepare mirror --out ../shared/data"))
-    parser.add_argument("dataset", nargs="?", choices=DATASETS, metavar="DATASET",
-                        help=f"{', '.join(DATASETS[:3])}; tokenizer: a BPE trained on --file; mirror: the offline "
-                        "data mirror")
-    add_track(parser, sorted(TRACKS))
-    add_profile(parser)
-    parser.add_argument("--source", choices=["hf", "sample"], metavar="S",
-                        help="tinystories, fineweb-edu: hf (the full dataset) or sample (the mirror's; default "
-                             "with $TINYLM_DATA_MIRROR)")
-    parser.add_argument("--config", help=f"fineweb-edu's Hugging Face config (default: {DEFAULT_CONFIG})")
-    parser.add_argument("--shard-tokens", type=int, metavar="N",
-                        help="fineweb-edu: tokens per shard (default 100,000,000; the sample's 20,000)")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="fineweb-edu: tokenizer processes (default: one per core)")
-    add_text_file(parser, "tokenizer")
-    add_tokenizer_kind(parser, "tokenizer", "bpe:N, N its size", "bpe:4096")
-    add_out(parser, "the dataset, mirror or tokenizer JSON", default="under $TINYLM_DATA_DIR")
+    add_options(parser, Preparation, {"tracks": sorted(TRACKS), "file_for": "tokenizer", "tokenizer_help": (
+        "tokenizer", "bpe:N, N its size", "bpe:4096"), "written": "the dataset, mirror or tokenizer JSON",
+        "out": "under $TINYLM_DATA_DIR"})
     args = parser.parse_args(argv)
-    if args.track is not None:
-        if args.dataset is not None:
-            parser.error(f"give a dataset or --track, not both (--track {args.track} prepares what that track reads)")
-        given = [option for option in ("source", "config", "shard_tokens", "workers", "out", "file", "tokenizer")
-                 if getattr(args, option) is not None]
-        if given:
-            parser.error(f"--{given[0].replace('_', '-')} applies to a dataset, not to --track (a track's profile "
-                         f"decides its data and folders; prepare the dataset by name for other settings)")
-        return args
-    if args.dataset is None:
-        parser.error("name a dataset (shakespeare-char, tinystories, fineweb-edu), mirror, tokenizer, or a track with "
-                     "--track")
-    if args.profile is not None:
-        parser.error("--profile applies to --track only")
-    if args.dataset == "tokenizer" and args.file is None:
-        parser.error("tokenizer needs --file PATH, the text to train it on")
-    if args.dataset != "tokenizer" and (args.file or args.tokenizer):
-        parser.error(f"--{'file' if args.file else 'tokenizer'} applies to tokenizer only")
-    if args.source and args.dataset in ("shakespeare-char", "mirror"):
-        parser.error("--source applies to tinystories and fineweb-edu only")
-    if args.dataset == "mirror" and args.out is None:
-        parser.error("mirror needs --out DIR, the folder to build it in (the tests find ../shared/data beside the "
-                     "clone, or $TINYLM_DATA_MIRROR)")
-    for option in ("config", "shard_tokens", "workers"):
-        if getattr(args, option) is not None and args.dataset != "fineweb-edu":
-            parser.error(f"--{option.replace('_', '-')} applies to fineweb-edu only")
-    if args.shard_tokens is not None and args.shard_tokens < 1:
-        parser.error("--shard-tokens must be positive")
-    if args.workers is not None and args.workers < 1:
-        parser.error("--workers must be positive")
+    args.options = options_from(parser, args, Preparation)
+    if problem := args.options.problem():
+        parser.error(problem)
     return args
 
 
@@ -111,7 +70,7 @@ def _stamp(path: Path) -> tuple[int, int] | None:
 def main(argv=None) -> PreparedData | Path:
     """Prepare the dataset and print a summary; returns the PreparedData (fineweb-edu: the shard folder; mirror: the
     mirror's folder; tokenizer: the JSON file)."""
-    args = begin(parse_args(argv))
+    args = begin(parse_args(argv)).options
     if args.track is not None:
         return _track(args.track, resolve_profile(args.profile))
     if args.dataset == "tokenizer":  # --out is a file
@@ -195,7 +154,7 @@ def _summarize(name: str, data: PreparedData, already: bool) -> None:
         print(f"  tokenizer stage: {meta['tokens_per_s']:,} tokens/s ({meta['seconds']} s{when})")
 
 
-def _fineweb_edu(args: argparse.Namespace) -> Path:
+def _fineweb_edu(args: Preparation) -> Path:
     config = args.config or DEFAULT_CONFIG
     folder = args.out or default_fineweb_edu_folder(args.source, config)
     before, previous = _stamp(folder / "progress.json"), read_progress(folder)

@@ -7,6 +7,7 @@ Generation stops at the tokenizer's end-of-text token (--no-stop-at-eot runs on)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from ..generate.sampling import Sampling
@@ -16,6 +17,7 @@ from ..train.checkpoint import CheckpointError, load_model
 from .console import begin, command_parser, int_at_least, positive_int
 from .errors import run_cli
 from .flags import add_ckpt, add_device, add_dtype, add_max_new_tokens
+from .options import add_options, options_from
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,30 +36,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
                         help="how many continuations of the prompt")
     add_sampling_options(parser, "sample")
-    return parser.parse_args(argv)
+    return sampling_from(parser, parser.parse_args(argv))
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
-    """The sampler, cache and device options of every command that generates (sample, chat, serve)."""
-    parser.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 means greedy")
-    parser.add_argument("--top-k", type=int_at_least(1, "leave --top-k out to sample from every token"),
-                        default=None, metavar="K", help="sample among the k likeliest tokens (default: all)")
-    parser.add_argument("--top-p", type=float, default=1.0, metavar="P",
-                        help="sample the likeliest tokens making up p")
-    parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R",
-                        help="above 1 discourages repeated tokens")
-    parser.add_argument("--seed", type=int, default=None, metavar="N",
-                        help=f"{unit} i uses seed + i (default: fresh each run)")
+    """The sampler (tinylm.generate.sampling.Sampling's fields), cache and device options of every command that
+    generates (sample, chat, serve); `unit`: what the seed's i counts ("sample", "reply")."""
+    add_options(parser, Sampling, {"seed": f"{unit} i uses seed + i (default: fresh each run)"})
     parser.add_argument("--no-cache", action="store_true", help="recompute the whole context at every token (slow)")
     add_device(parser)
     add_dtype(parser, "float32")
 
 
-def check_sampling_options(args: argparse.Namespace) -> None:
-    """Refuse unusable sampler options (a NaN or negative --temperature, a --top-p outside (0, 1], ...) with a
-    ValueError that names the rule, before a checkpoint loads: sample, chat and serve share these options and
-    tinylm.generate.sampling.Sampling's rules for them."""
-    Sampling(args.temperature, args.top_k, args.top_p, args.repetition_penalty, args.seed)
+def sampling_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """`args` with `sampling`, the Sampling its options make: an unusable value (a NaN --temperature, a --top-p
+    outside (0, 1], ...) is refused by Sampling's rules before a checkpoint loads."""
+    args.sampling = options_from(parser, args, Sampling)
+    return args
 
 
 def load_generation_model(args: argparse.Namespace):
@@ -75,7 +70,6 @@ def load_generation_model(args: argparse.Namespace):
 
 def main(argv=None) -> list[str]:
     args = begin(parse_args(argv))
-    check_sampling_options(args)
     model, tokenizer = load_generation_model(args)
     stop = [s.replace("\\n", "\n").replace("\\t", "\t") for s in args.stop]
     texts = []
@@ -84,8 +78,7 @@ def main(argv=None) -> list[str]:
             print(f"--- sample {i + 1} ---")
         pieces = stream(model, tokenizer, args.prompt, args.max_new_tokens, stop=stop,
                         stop_tokens=() if args.no_stop_at_eot else None, min_new_tokens=args.min_new_tokens,
-                        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                        repetition_penalty=args.repetition_penalty, seed=None if args.seed is None else args.seed + i,
+                        sampling=dataclasses.replace(args.sampling, seed=None if args.seed is None else args.seed + i),
                         use_cache=not args.no_cache)  # checks the arguments and the prompt before printing anything
         print(args.prompt, end="", flush=True)
         text = args.prompt

@@ -10,20 +10,29 @@ import argparse
 import textwrap
 from pathlib import Path
 
-from ..serve.server import ChatServer
+from ..serve.server import ChatServer, ServeOptions
 from ..tokenizers.chat_template import chat_token_ids
-from .chat import add_sampler_options, model_from_args, session_for
-from .console import begin, command_parser, positive_int
+from .chat import add_sampler_options, chat_options_from, model_from_args, session_for
+from .console import begin, command_parser
 from .errors import run_cli
 from .flags import add_ckpt
-from .options import positive_float
+from .options import add_options, options_from
 
 
-def port_number(text: str) -> int:
-    port = int(text) if text.isdigit() else -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError("must be 0..65535 (0 picks any free port)")
-    return port
+def _served_name(ckpt: Path) -> str:
+    """The model's id in /v1/models: its run folder's name (runs/x/best.pt is served as "x")."""
+    return ckpt.resolve().parent.name if ckpt.is_file() else ckpt.resolve().name
+
+
+class ListedByName:
+    """An argument group whose options --help lists by their first flag only, in the group's description."""
+
+    def __init__(self, group):
+        self.group, self.flags = group, []
+
+    def add_argument(self, *names, **settings):
+        self.flags.append(names[0])
+        return self.group.add_argument(*names, **{**settings, "help": argparse.SUPPRESS})
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -34,21 +43,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "python -m tinylm.serve --ckpt runs/sft-stories-cpu --port 0 --quiet"),
         usage="%(prog)s --ckpt CKPT [--port PORT] [--host HOST] [options]")
     add_ckpt(parser)
-    parser.add_argument("--port", type=port_number, default=8000, help="0 picks a free port")
-    parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 opens it to all, unauthenticated")
-    parser.add_argument("--max-chars", type=positive_int, default=4000, metavar="N",
-                        help="longest conversation, in characters")
-    parser.add_argument("--max-concurrent", type=positive_int, default=4, metavar="N",
-                        help="replies generated at once")
-    parser.add_argument("--idle-timeout", type=positive_float, default=30.0, metavar="S",
-                        help="seconds for a request's head, then body")
-    parser.add_argument("--quiet", action="store_true", help="no line per request")
-    chat = parser.add_argument_group("the options of python -m tinylm.chat (its --help says what they do)")
-    add_sampler_options(chat)
-    for action in chat._group_actions:  # listed by name only, to keep this --help to one screen
-        action.help = argparse.SUPPRESS
-    chat.description = textwrap.fill(", ".join(action.option_strings[0] for action in chat._group_actions), 76)
-    return parser.parse_args(argv)
+    add_options(parser, ServeOptions, {})
+    chat = ListedByName(parser.add_argument_group("the options of python -m tinylm.chat (its --help says what "
+                                                  "they do)"))
+    add_sampler_options(chat)  # listed by name only, to keep this --help to one screen
+    chat.group.description = textwrap.fill(", ".join(chat.flags), 76, break_on_hyphens=False)
+    args = chat_options_from(parser, parser.parse_args(argv))
+    args.serving = options_from(parser, args, ServeOptions)
+    return args
 
 
 def main(argv=None) -> None:
@@ -56,9 +58,8 @@ def main(argv=None) -> None:
     model, tokenizer = model_from_args(args)
     session = session_for(args, model, tokenizer) if chat_token_ids(tokenizer) is not None else None
     replies = f", replies up to {session.max_new_tokens}" if session else " (a base model: completions only)"
-    server = ChatServer((args.host, args.port), session, args.max_chars, args.max_concurrent,
-                        info=f"{args.ckpt}: context {model.config.block_size} tokens{replies}", quiet=args.quiet,
-                        idle_timeout=args.idle_timeout, model=model, tokenizer=tokenizer, name=Path(args.ckpt).name)
+    server = ChatServer(args.serving, session, f"{args.ckpt}: context {model.config.block_size} tokens{replies}",
+                        model, tokenizer, _served_name(Path(args.ckpt)))
     host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
     where = f"http://{host}:{server.port}"
     page = "the chat page" if session else "a base model, no chat page"

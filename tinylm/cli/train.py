@@ -1,7 +1,7 @@
 """Command line: train a track's model, or one on your own text.
 
 Resolves the profile's recipe (tinylm.train.recipes), prepares the track's data and trains through the run
-skeleton (tinylm.train.run), then prints an epilogue: the run folder, the best validation loss, a sample and the
+steps (tinylm.train.run), then prints an epilogue: the run folder, the best validation loss, a sample and the
 commands to run next. Each block family and the speedrun recipe train into a default folder of their own
 (runs/<track>[-<arch>[-<balancing>]|-speedrun]-<profile>). `text --file PATH` trains on your own text
 (tinylm.train.text).
@@ -49,7 +49,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
-    args = begin(parse_args(argv))
+    args = begin(parse_args(argv), thread_note=True)
     if args.track == "text":
         recipe = text_recipe(args.run, args.options)
         finished = run_in_world(lambda world: train_text(recipe, world=world))
@@ -73,7 +73,7 @@ def _epilogue(recipe: Recipe, finished: Finished) -> str:
     prompt_option = f" --prompt {shlex.quote(prompt)}" if prompt.strip() else ""
     folder = shlex.quote(shown(out))
     next_steps = [
-        f"python -m tinylm.sample --ckpt {folder}{prompt_option}   # more text from best.pt, streamed",
+        f"python -m tinylm.sample --ckpt {folder}{prompt_option} --temperature 0.8   # more from best.pt, streamed",
     ]
     text = _text_to_score(track.name, recipe.options.file)
     if text is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..distributed import World
 from ..errors import InputError
 from ..tokenizers.chat_template import RenderedChat
 
@@ -50,11 +51,11 @@ class ConversationLoader:
     """
 
     def __init__(self, conversations: Sequence[RenderedChat], batch_size: int, pad_id: int, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, bucket_batches: int = BUCKET_BATCHES):
+                 world: World = World(), bucket_batches: int = BUCKET_BATCHES):
         self.conversations = list(conversations)
         self.batch_size, self.pad_id = batch_size, pad_id
-        self.rank, self.world_size = rank, world_size
-        self.global_batch = batch_size * world_size
+        self.rank, self.world_size = world.rank, world.size
+        self.global_batch = batch_size * world.size
         if len(self.conversations) < self.global_batch:
             raise InputError(f"{len(self.conversations)} conversations cannot fill one batch of {self.global_batch}; "
                              "use a smaller batch size or more data")

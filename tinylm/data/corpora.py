@@ -106,14 +106,17 @@ def split_stories(text: str) -> list[str]:
     return [story.strip() for story in pieces[:-1] if story.strip()]
 
 
+STORIES_PER_CHUNK = 2048  # stories encoded per call of tiktoken's thread pool
+
+
 def tokenize_stories(stories: Iterable[str], tokenizer: BPETokenizer, out: TokenFileWriter, total: int | None = None,
-                     chunk_size: int = 2048, threads: int | None = None, desc: str = "tokenizing") -> None:
+                     threads: int | None = None, desc: str = "tokenizing") -> None:
     """Encode stories in parallel chunks, each story followed by one end-of-text token, into `out`. The chunks run
     in tiktoken's thread pool: its Rust core releases the GIL, so threads use every core without worker processes'
     start-method pitfalls."""
     threads = threads or os.cpu_count() or 1
     with tqdm(total=total, unit="story", desc=desc) as bar:
-        for chunk in batched(stories, chunk_size):
+        for chunk in batched(stories, STORIES_PER_CHUNK):
             encoded = tokenizer.encoding.encode_ordinary_batch(chunk, num_threads=threads)
             out.append(np.fromiter((i for ids in encoded for i in (*ids, tokenizer.eot_token)), dtype=np.int64))
             bar.update(len(chunk))

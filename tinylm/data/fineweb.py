@@ -206,8 +206,8 @@ def _remove_shards(folder: Path) -> None:
 
 
 def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_CONFIG, shard_tokens: int | None = None,
-                        source: str | None = None, workers: int | None = None, *, max_documents: int | None = None,
-                        docs_per_batch: int = DOCS_PER_BATCH, mp_context=None) -> Path:
+                        source: str | None = None, workers: int | None = None, *, max_documents: int | None = None
+                        ) -> Path:
     """Tokenize FineWeb-Edu into uint16 shards in `folder`; returns the folder.
 
     Worker processes tokenize the documents with GPT-2's BPE, an end-of-text token before each (as nanoGPT's and
@@ -284,7 +284,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         fill = 0
 
     with tqdm(total=total, initial=skip_docs, unit="doc", desc=f"fineweb-edu ({source})") as bar:
-        for batch in encode_documents(texts, workers, docs_per_batch, mp_context):
+        for batch in encode_documents(texts, workers):
             tokens, lengths = batch.tokens, batch.lengths
             first_offset = skip_tokens  # tokens of the batch's first document already in finished shards
             if skip_tokens:

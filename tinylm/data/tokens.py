@@ -16,6 +16,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..distributed import World
 from ..errors import InputError, MissingFile
 from ..paths import atomic_write, write_json
 
@@ -160,10 +161,10 @@ class RandomWindowSampler:
     long as the global batch is the same.
     """
 
-    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1, vocab_size: int | None = None):
-        """vocab_size: ids at or above it are an error, in the whole array now (check_token_ids) and in every
-        window drawn; None: not checked."""
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, seed: int, world: World = World(),
+                 vocab_size: int | None = None):
+        """world: the processes sharing each global batch; vocab_size: ids at or above it are an error, in the whole
+        array now (check_token_ids) and in every window drawn; None: not checked."""
         if len(tokens) < block_size + 1:
             raise InputError(f"{len(tokens)} tokens cannot fill one window of {block_size} + 1 tokens; "
                              "use a smaller block_size or more data")
@@ -172,7 +173,7 @@ class RandomWindowSampler:
         self.tokens = tokens
         self.block_size = block_size
         self.batch_size = batch_size
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size = world.rank, world.size
         self.vocab_size = vocab_size
         self.generator = torch.Generator().manual_seed(seed)
 

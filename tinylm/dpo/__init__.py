@@ -1,1 +1,1 @@
-"""`python -m tinylm.dpo` needs a package of this name; the command line is tinylm/cli/dpo.py."""
+"""`python -m tinylm.dpo` needs a package of this name; the command line is tinylm/cli/post_training.py."""

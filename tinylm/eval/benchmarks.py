@@ -3,13 +3,14 @@
 Four kinds of item, after llm-foundry's formats (which DCLM's CORE uses): a **multiple-choice** question (one query,
 several continuations, the right one's index), a **schema** item (several contexts, one continuation: Winograd's
 pronoun resolved each way), a **cloze** (a context and the continuation the model must produce greedily: LAMBADA's
-last word) and a **generative** problem (GSM8K: a question, and a worked answer ending `#### N`). A `Task` holds the
-items with how the field prompts them: shots, the delimiter before each continuation, and the accuracy of guessing.
+last word) and a **generative** problem (GSM8K: a question, and a worked answer ending `#### N`). A `Benchmark` holds
+the items with how the field prompts them: shots, the delimiter before each continuation, and the accuracy of
+guessing. (CORE calls each of its 22 benchmarks a task, and so do its files; here they are benchmarks too.)
 
 Each file is pinned by its public repository, commit and sha256 (eval_sources.json) and copied from the offline
 mirror's `eval/` or downloaded into the data folder: CORE's tasks in llm-foundry's files (`core/`), and PIQA, LAMBADA,
-MMLU and GSM8K as their authors released them. CORE's shots and delimiters are DCLM's `heavy.yaml`, its baselines
-`eval_meta_data.csv`.
+MMLU and GSM8K as their authors released them; HellaSwag comes from its own validation file (tinylm.eval.hellaswag).
+CORE's shots and delimiters are DCLM's `heavy.yaml`, its baselines `eval_meta_data.csv`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from typing import Any, Union
 from ..download import RemoteFile, fetch
 from ..errors import InputError, MissingFile
 from ..paths import data_dir
+from ..settings import option
+from .hellaswag import locate_val
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ KINDS = {MultipleChoice: "multiple_choice", Schema: "schema", Cloze: "language_m
 
 
 @dataclass(frozen=True)
-class Task:
+class Benchmark:
     """A benchmark: its items, how many solved examples precede each (`shots`), the text between a query and its
     continuation (`delimiter`), the accuracy of a random guess (`baseline`, a fraction), where the shots come from
     (`shot_pool`: None for the task's other items, as DCLM draws them; `pools` per subject) and a sentence naming
@@ -123,8 +126,43 @@ def core_item(record: dict[str, Any]) -> Item:
     raise InputError(f"not an llm-foundry item (choices, context_options or context): keys {sorted(record)}")
 
 
-# CORE's 22 tasks (DCLM's `low_variance_datasets`) and the file of each; hellaswag is read from the mirror's own
-# HellaSwag file (tinylm.eval.hellaswag); squad and coqa are not in the mirror (too large upstream).
+def hellaswag_item(record: dict[str, Any]) -> MultipleChoice:
+    """An item (context, four endings, the right one's index) from a JSON line of the official file or the substitute.
+
+    Both carry `ctx`, `endings` and `label`; the official file also has `ctx_a`/`ctx_b`, whose
+    joining `ctx` already is, so they are used only if `ctx` is missing.
+    """
+    if "ctx" in record:
+        ctx = record["ctx"]
+    elif "ctx_a" in record:
+        ctx = f"{record['ctx_a']} {record.get('ctx_b', '')}".rstrip()
+    else:
+        raise InputError(f"a HellaSwag record needs 'ctx' (or 'ctx_a'/'ctx_b'); this one has keys {sorted(record)}")
+    endings = record.get("endings")
+    if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
+        raise InputError(f"a HellaSwag record needs 'endings': a list of 4 strings; got {endings!r}")
+    if "label" not in record or str(record["label"]).strip() == "":
+        raise InputError("this HellaSwag record has no label (the test split's labels are not public); "
+                         "use the validation split")
+    label = int(record["label"])
+    if not 0 <= label < 4:
+        raise InputError(f"a HellaSwag label must be 0, 1, 2 or 3; got {label}")
+    return MultipleChoice(str(ctx), tuple(endings), label)
+
+
+def read_hellaswag(path: str | Path, limit: int | None = None) -> list[MultipleChoice]:
+    """The first `limit` items (all if None) of a HellaSwag JSON-lines file."""
+    items = []
+    for number, record in enumerate(read_jsonl(Path(path))[:limit], start=1):
+        try:
+            items.append(hellaswag_item(record))
+        except (ValueError, TypeError) as error:
+            raise InputError(f"{path}, record {number}: {error}") from None
+    return items
+
+
+# CORE's 22 tasks (DCLM's `low_variance_datasets`) and the file of each; hellaswag is read from HellaSwag's own
+# validation file (tinylm.eval.hellaswag.locate_val); squad and coqa are not in the mirror (too large upstream).
 CORE_FILES = {"winograd": "winograd_wsc.jsonl", "jeopardy": "jeopardy_all.jsonl"}
 NOT_MIRRORED = ("squad", "coqa")
 
@@ -153,23 +191,20 @@ def core_specs() -> list[CoreSpec]:
             for name in aggregation["low_variance_datasets"]]
 
 
-def core_task(spec: CoreSpec) -> Task:
+def core_benchmark(spec: CoreSpec) -> Benchmark:
     """One of CORE's tasks: llm-foundry's file, or for HellaSwag the official validation file (tinylm.eval.hellaswag,
     which says when offline it scores the mirror's substitute)."""
     if spec.name.startswith("hellaswag"):
-        from .hellaswag import locate_val, read_examples
-
         val = locate_val()
-        items = [MultipleChoice(ex.ctx, ex.endings, ex.label) for ex in read_examples(val.path)]
-        source = val.description
+        items, source = read_hellaswag(val.path), val.description
     else:
         name = CORE_FILES.get(spec.name, f"{spec.name}.jsonl")
         items = [core_item(record) for record in read_jsonl(eval_file(f"core/{name}"))]
         source = f"{name} (llm-foundry's file)"
-    return Task(spec.name, items, spec.shots, spec.delimiter, spec.baseline, source=source)
+    return Benchmark(spec.name, items, spec.shots, spec.delimiter, spec.baseline, source=source)
 
 
-def piqa() -> Task:
+def piqa() -> Benchmark:
     """PIQA's validation split as released (goal, two solutions, a labels file), prompted as the harness does."""
     records = read_jsonl(eval_file("piqa/valid.jsonl"))
     labels = eval_file("piqa/valid-labels.lst").read_text(encoding="utf-8").split()
@@ -177,16 +212,16 @@ def piqa() -> Task:
         raise InputError(f"PIQA: {len(records)} questions but {len(labels)} labels")
     items = [MultipleChoice(f"Question: {r['goal']}\nAnswer:", (r["sol1"], r["sol2"]), int(label))
              for r, label in zip(records, labels)]
-    return Task("piqa", items, baseline=0.5, source="PIQA's validation split (valid.jsonl, valid-labels.lst)")
+    return Benchmark("piqa", items, baseline=0.5, source="PIQA's validation split (valid.jsonl, valid-labels.lst)")
 
 
-def lambada() -> Task:
+def lambada() -> Benchmark:
     """OpenAI's LAMBADA test file: each passage's last word, to be predicted greedily from the rest."""
     items = []
     for record in read_jsonl(eval_file("lambada/lambada_test.jsonl")):
         context, word = record["text"].rsplit(" ", 1)
         items.append(Cloze(context, word))
-    return Task("lambada", items, source="OpenAI's LAMBADA test file (lambada_test.jsonl)")
+    return Benchmark("lambada", items, source="OpenAI's LAMBADA test file (lambada_test.jsonl)")
 
 
 MMLU_LETTERS = "ABCD"
@@ -203,7 +238,7 @@ def read_mmlu(relative: str) -> list[MultipleChoice]:
         return [mmlu_item(row) for row in csv.reader(f)]
 
 
-def mmlu(split: str = "test", shots: int = 5) -> Task:
+def mmlu(split: str = "test", shots: int = 5) -> Benchmark:
     """MMLU as released (a CSV per subject and split), five-shot from each subject's dev split under the line that
     names the subject, as Hendrycks et al. and the harness prompt it; the choices are the letters."""
     items, pools, subjects = [], {}, []
@@ -216,19 +251,33 @@ def mmlu(split: str = "test", shots: int = 5) -> Task:
             subjects += [subject] * len(questions)
     if not items:
         raise InputError(f"MMLU has no {split} split; its splits are dev, val and test")
-    return Task("mmlu", items, shots, " ", 0.25, source=f"MMLU's {split} split, {shots} shots from its dev split",
+    return Benchmark("mmlu", items, shots, " ", 0.25, source=f"MMLU's {split} split, {shots} shots from its dev split",
                 subjects=subjects, pools=pools)
 
 
-def gsm8k(shots: int = 5) -> Task:
+def gsm8k(shots: int = 5) -> Benchmark:
     """GSM8K's test problems; the shots are train problems with their worked answers."""
     test, train = ([Generative(r["question"], r["answer"]) for r in read_jsonl(eval_file(f"gsm8k/{split}.jsonl"))]
                    for split in ("test", "train"))
-    return Task("gsm8k", test, shots, shot_pool=train, source="GSM8K's test split, shots from its train split")
+    return Benchmark("gsm8k", test, shots, shot_pool=train, source="GSM8K's test split, shots from its train split")
 
 
-def named_task(name: str) -> Task:
-    """Any one task of the mirror by name: one of CORE's, or piqa, lambada, mmlu, gsm8k (as released)."""
+@dataclass(frozen=True)
+class Selection:
+    """What an `eval` command scores: a benchmark by name (named_benchmark), the harness's task definitions or
+    tinylm's (harness.run_harness), some of CORE's or the harness's tasks, and how many items of each."""
+
+    name: str | None = option("arc_easy, piqa, lambada, mmlu, gsm8k, winogrande, ... (any of the mirror's)",
+                              metavar="NAME", positional=True)
+    hub: bool = option("the harness's own task definitions and data (online)", default=False)
+    tasks: list[str] | None = option("{tasks}", metavar="NAME", nargs="+")
+    limit: int | None = option("score only the first N items{each} (default: {all})", metavar="N", minimum=1)
+    truncate: bool = option("an item too long for the context even without shots: cut its context from the left "
+                            "(default: left out)", default=False)
+
+
+def named_benchmark(name: str) -> Benchmark:
+    """Any one benchmark of the mirror by name: one of CORE's, or piqa, lambada, mmlu, gsm8k (as released)."""
     loaders = {"piqa": piqa, "lambada": lambada, "mmlu": mmlu, "gsm8k": gsm8k}
     if name in loaders:
         return loaders[name]()
@@ -237,5 +286,5 @@ def named_task(name: str) -> Task:
         raise MissingFile(f"{name} is one of CORE's tasks, but the mirror does not carry it (too large upstream)")
     if name not in specs:
         known = sorted({*loaders, *(n for n in specs if n not in NOT_MIRRORED)})
-        raise InputError(f"no task named {name!r}; choose one of {', '.join(known)}")
-    return core_task(specs[name])
+        raise InputError(f"no benchmark named {name!r}; choose one of {', '.join(known)}")
+    return core_benchmark(specs[name])

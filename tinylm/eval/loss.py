@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -19,6 +21,7 @@ from ..data.conversations import pad_conversations, to_device
 from ..data.tokens import gather_windows
 from ..errors import InputError
 from ..runtime import evaluating, model_device
+from ..settings import option
 from ..tokenizers.chat_template import RenderedChat
 
 
@@ -33,6 +36,13 @@ def target_losses(logits: torch.Tensor, targets: torch.Tensor, tokenizer=None) -
                              reduction="none").view_as(targets)
     unk_id = getattr(tokenizer, "unk_id", None)
     return losses if unk_id is None else losses + tokenizer.unk_penalty * (targets == unk_id)
+
+
+@dataclass(frozen=True)
+class LossOptions:
+    """What `eval loss` scores with text_loss: a text file (its --batch-size is the shared flag's)."""
+
+    text: Path | None = option("UTF-8 text file to score", type=Path, required=True)
 
 
 def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
@@ -64,7 +74,6 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
     num_bytes = len(scored_text.encode("utf-8"))
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}
-
 
 
 def texts_loss(model, tokenizer, texts: Iterable[str], batch_size: int = 8,

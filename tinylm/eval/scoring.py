@@ -1,5 +1,5 @@
 """Score a model on a benchmark by log-likelihood, as the field does: nothing is trained, and for all but generative
-tasks nothing is generated either.
+benchmarks nothing is generated either.
 
 Each item becomes rows of (context, continuation) tokens: a multiple-choice item one row per choice, a schema item
 one row per context (the shared continuation is what is scored: "partial scoring"), a cloze one row. A row's score is
@@ -8,9 +8,10 @@ model's greedy choice. Rows of many items go through the model in one padded bat
 as lm-evaluation-harness splits it (trailing spaces of the context move to the continuation, and the continuation's
 tokens are the whole text's after the context's), with the tokenizer's end-of-text token first where it has one.
 
-Shots: `task.shots` solved examples before the item, drawn as DCLM draws them (random.Random(1234 + index) from the
-task's other items) or from a pool (MMLU's dev split, in order). A prompt longer than the model's context drops shots
-from the left until it fits; an item that does not fit with none is left out, and both are counted.
+Shots: `benchmark.shots` solved examples before the item, drawn as DCLM draws them (random.Random(1234 + index)
+from the benchmark's other items) or from a pool (MMLU's dev split, in order). A prompt longer than the model's
+context drops shots from the left until it fits; an item that does not fit with none is left out, and both are
+counted. HellaSwag is such a benchmark; `evaluate_hellaswag` splits its items over torchrun's processes.
 """
 
 from __future__ import annotations
@@ -20,17 +21,21 @@ import random
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
+from ..distributed import all_reduce_sum, current_world
 from ..errors import InputError
 from ..runtime import evaluating, model_device
-from .benchmarks import Cloze, Item, MultipleChoice, Schema, Task
+from .benchmarks import Benchmark, Cloze, Item, MultipleChoice, Schema
+from .hellaswag import check_tokenizer
 from .loss import target_losses
 
 SHOT_SEPARATOR = "\n\n"
 SEED = 1234  # DCLM's and nanochat's: item i's shots come from random.Random(SEED + i)
+BATCH_ROWS = 32  # rows of several items scored in one padded forward
 
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -43,37 +48,37 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return context_ids, whole[len(context_ids):]
 
 
-def solved(task: Task, example: Item) -> str:
+def solved(benchmark: Benchmark, example: Item) -> str:
     """A shot: the example with its right answer."""
     if isinstance(example, MultipleChoice):
-        return example.query + task.delimiter + example.choices[example.gold]
+        return example.query + benchmark.delimiter + example.choices[example.gold]
     if isinstance(example, Schema):
-        return example.contexts[example.gold] + task.delimiter + example.continuation
+        return example.contexts[example.gold] + benchmark.delimiter + example.continuation
     if isinstance(example, Cloze):
-        return example.context.strip() + task.delimiter + example.continuation
+        return example.context.strip() + benchmark.delimiter + example.continuation
     return f"Question: {example.question}\nAnswer: {example.answer}"
 
 
-def texts(task: Task, item: Item, prefix: str) -> list[tuple[str, str]]:
+def texts(benchmark: Benchmark, item: Item, prefix: str) -> list[tuple[str, str]]:
     """The item's rows as (context, continuation) text after `prefix` (the preamble and the shots)."""
     if isinstance(item, MultipleChoice):
-        return [(prefix + item.query + task.delimiter, choice) for choice in item.choices]
+        return [(prefix + item.query + benchmark.delimiter, choice) for choice in item.choices]
     if isinstance(item, Schema):
-        return [(prefix + context + task.delimiter, item.continuation) for context in item.contexts]
+        return [(prefix + context + benchmark.delimiter, item.continuation) for context in item.contexts]
     if isinstance(item, Cloze):
-        return [(prefix + item.context.strip() + task.delimiter, item.continuation)]
+        return [(prefix + item.context.strip() + benchmark.delimiter, item.continuation)]
     return [(prefix + f"Question: {item.question}\nAnswer:", "")]
 
 
-def shots_for(task: Task, index: int) -> list[Item]:
+def shots_for(benchmark: Benchmark, index: int) -> list[Item]:
     """Item `index`'s shots, before any are dropped."""
-    if task.shots == 0:
+    if benchmark.shots == 0:
         return []
-    if task.pools is not None:
-        return task.pools[task.subjects[index]][: task.shots]
-    pool = task.shot_pool if task.shot_pool is not None else task.items
-    others = range(len(pool)) if task.shot_pool is not None else [i for i in range(len(pool)) if i != index]
-    return [pool[i] for i in random.Random(SEED + index).sample(list(others), min(task.shots, len(others)))]
+    if benchmark.pools is not None:
+        return benchmark.pools[benchmark.subjects[index]][: benchmark.shots]
+    pool = benchmark.shot_pool if benchmark.shot_pool is not None else benchmark.items
+    others = range(len(pool)) if benchmark.shot_pool is not None else [i for i in range(len(pool)) if i != index]
+    return [pool[i] for i in random.Random(SEED + index).sample(list(others), min(benchmark.shots, len(others)))]
 
 
 @dataclass
@@ -87,16 +92,16 @@ class Rendered:
     truncated: bool = False  # the context lost tokens from the left to fit (render's `truncate`)
 
 
-def render(task: Task, index: int, tokenizer, block_size: int, answer_room: int = 0,
+def render(benchmark: Benchmark, index: int, tokenizer, block_size: int, answer_room: int = 0,
            truncate: bool = False) -> Rendered | None:
     """Item `index` with as many of its shots as fit the context (dropped from the left), None if none fit.
     `answer_room` tokens are kept free for a generated answer. `truncate`: an item that does not fit even without
     shots keeps the last tokens of its context that fit, as the harness does, instead of being left out."""
-    item, shots, bos = task.items[index], shots_for(task, index), start_ids(tokenizer)
+    item, shots, bos = benchmark.items[index], shots_for(benchmark, index), start_ids(tokenizer)
     for first in range(len(shots) + 1):
         kept = shots[first:]
-        prefix = task.preamble(index) + "".join(solved(task, shot) + SHOT_SEPARATOR for shot in kept)
-        pairs = texts(task, item, prefix)
+        prefix = benchmark.preamble(index) + "".join(solved(benchmark, shot) + SHOT_SEPARATOR for shot in kept)
+        pairs = texts(benchmark, item, prefix)
         rows = [encode_pair(tokenizer, context, continuation) for context, continuation in pairs]
         longest = max(len(bos) + len(context) + len(continuation) for context, continuation in rows)
         if longest - 1 + answer_room <= block_size:
@@ -143,10 +148,17 @@ def score_rows(model, tokenizer, rows: Sequence[tuple[list[int], list[int]]], de
     return [(float(sums[r]), int(counts[r]), bool(misses[r] == 0)) for r in range(len(rows))]
 
 
+def results_file(ckpt: Path, name: str, limit: int | None) -> Path:
+    """Where a benchmark's results go: eval/ in the checkpoint's run folder, the limit in the name."""
+    folder = ckpt if ckpt.is_dir() else ckpt.parent
+    return folder / "eval" / (f"{name}-limit{limit}.json" if limit else f"{name}.json")
+
+
 @dataclass
-class TaskResult:
-    """A task's scores: per scored item whether it was right (`correct`, by the task's main metric) and the
-    metrics over those items; the items left out (no room even without shots) and those run with fewer shots."""
+class BenchmarkResult:
+    """A benchmark's scores: per scored item whether it was right (`correct`, by its main metric) and the
+    metrics over those items; the items left out (no room even without shots) and those run with fewer shots.
+    `task`: the benchmark's name (CORE's word for one of its benchmarks, kept in the saved JSON)."""
 
     task: str
     kind: str
@@ -188,17 +200,19 @@ def multiple_choice_verdict(item: Item, scores: list[tuple[float, int, bool]]) -
     return {name: choice == item.gold for name, choice in pick.items()} | {"losses": sums}
 
 
-def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, batch_rows: int = 32, device=None,
-                  progress: Callable | None = None, max_new_tokens: int = 256, truncate: bool = False) -> TaskResult:
-    """Score the first `limit` items of `task` (all if None). `progress` wraps the item indices (e.g. tqdm).
-    `truncate`: an item too long for the context even without shots loses context from the left (render)."""
-    device = device if device is not None else model_device(model)
+def evaluate_benchmark(model, tokenizer, benchmark: Benchmark, *, limit: int | None = None,
+                       progress: Callable | None = None, max_new_tokens: int = 256,
+                       truncate: bool = False) -> BenchmarkResult:
+    """Score the first `limit` items of `benchmark` (all if None) on the model's device, BATCH_ROWS rows a forward.
+    `progress` wraps the item indices (e.g. tqdm). `truncate`: an item too long for the context even without shots
+    loses context from the left (render)."""
+    device = model_device(model)
     block_size = model.config.block_size
-    indices = list(range(len(task.items) if limit is None else min(limit, len(task.items))))
+    indices = list(range(len(benchmark.items) if limit is None else min(limit, len(benchmark.items))))
     if not indices:
-        raise InputError(f"{task.name} has no items to score")
+        raise InputError(f"{benchmark.name} has no items to score")
     started = time.perf_counter()
-    generative = task.kind == "generative"
+    generative = benchmark.kind == "generative"
     room = min(max_new_tokens, block_size // 2) if generative else 0
     details, pending, left_out = [], [], 0
 
@@ -206,26 +220,26 @@ def evaluate_task(model, tokenizer, task: Task, *, limit: int | None = None, bat
         rows = [row for rendered in pending for row in rendered.rows]
         scores = iter(score_rows(model, tokenizer, rows, device)) if rows else iter(())
         for rendered in pending:
-            details.append(verdict(task, rendered, [next(scores) for _ in rendered.rows]))
+            details.append(verdict(benchmark, rendered, [next(scores) for _ in rendered.rows]))
         pending.clear()
 
     with evaluating(model):
         for index in (progress(indices) if progress else indices):
-            rendered = render(task, index, tokenizer, block_size, room, truncate)
+            rendered = render(benchmark, index, tokenizer, block_size, room, truncate)
             if rendered is None:
                 left_out += 1
             elif generative:
-                details.append(generate_answer(model, tokenizer, task, rendered, room))
+                details.append(generate_answer(model, tokenizer, benchmark, rendered, room))
             else:
                 pending.append(rendered)
-                if sum(len(r.rows) for r in pending) >= batch_rows:
+                if sum(len(r.rows) for r in pending) >= BATCH_ROWS:
                     flush()
         flush()
-    return summarise(task, details, left_out, time.perf_counter() - started)
+    return summarise(benchmark, details, left_out, time.perf_counter() - started)
 
 
-def verdict(task: Task, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
-    item = task.items[rendered.index]
+def verdict(benchmark: Benchmark, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
+    item = benchmark.items[rendered.index]
     base = {"index": rendered.index, "shots": rendered.shots, "truncated": rendered.truncated}
     if isinstance(item, Cloze):
         loss, count, greedy = scores[0]
@@ -237,17 +251,55 @@ MAIN_METRIC = {"multiple_choice": "acc_norm", "schema": "acc_norm", "language_mo
                "generative": "exact_match"}
 
 
-def summarise(task: Task, details: list[dict[str, Any]], left_out: int, seconds: float) -> TaskResult:
-    main = MAIN_METRIC[task.kind]
+def summarise(benchmark: Benchmark, details: list[dict[str, Any]], left_out: int, seconds: float) -> BenchmarkResult:
+    main = MAIN_METRIC[benchmark.kind]
     metrics: dict[str, float] = {}
     if details:
         names = [name for name in ("acc", "acc_norm", "acc_norm_char", "exact_match") if name in details[0]]
         metrics = {name: sum(d[name] for d in details) / len(details) for name in names}
-        if task.kind == "language_modeling":  # per item, as the harness and OpenAI report LAMBADA's perplexity
+        if benchmark.kind == "language_modeling":  # per item, as the harness and OpenAI report LAMBADA's perplexity
             metrics["perplexity"] = math.exp(sum(d["loss"] for d in details) / len(details))
-    return TaskResult(task.name, task.kind, task.shots, task.baseline, [d["index"] for d in details],
-                      [bool(d[main]) for d in details], metrics, left_out,
-                      sum(d["shots"] < task.shots for d in details), seconds, details)
+    return BenchmarkResult(benchmark.name, benchmark.kind, benchmark.shots, benchmark.baseline,
+                           [d["index"] for d in details], [bool(d[main]) for d in details], metrics, left_out,
+                           sum(d["shots"] < benchmark.shots for d in details), seconds, details)
+
+
+# Each accuracy of a multiple-choice benchmark, the count it divides and the rule that picks a choice
+ACCURACIES = (("acc", "correct", "lowest summed loss"), ("acc_norm", "correct_norm", "lowest mean loss per token"),
+              ("acc_norm_char", "correct_norm_char", "lowest loss per character of the ending"))
+
+
+def evaluate_hellaswag(model, tokenizer, items: Iterable[MultipleChoice], device=None) -> dict[str, Any]:
+    """HellaSwag's `items` scored as CORE scores them (evaluate_benchmark, zero-shot; an item longer than the context
+    loses context from the left): {"examples", "correct", "correct_norm", "correct_norm_char", "acc", "acc_norm",
+    "acc_norm_char", "left_out", "indices", "correct_items"}.
+
+    The counts are the examples each rule (ACCURACIES) gets right, the acc keys their fractions; `indices` are the
+    items scored and `correct_items` their acc_norm verdicts; `left_out` the items whose ending alone overfills the
+    context. Under torch.distributed each rank scores every W-th item and the verdicts are summed over ranks on
+    `device` (the model's by default; all ranks must call this with the same list).
+    """
+    check_tokenizer(model, tokenizer)
+    device = device if device is not None else model_device(model)
+    items, world = list(items), current_world()
+    mine = range(world.rank, len(items), world.size)
+    table = [[0.0] * len(items) for _ in range(1 + len(ACCURACIES))]  # rows: scored, then right by each rule
+    if mine:
+        share = Benchmark("hellaswag", [items[i] for i in mine], baseline=0.25)
+        for detail in evaluate_benchmark(model, tokenizer, share, truncate=True).details:
+            item = mine[detail["index"]]
+            table[0][item] = 1.0
+            for row, (key, _, _) in enumerate(ACCURACIES, start=1):
+                table[row][item] = float(detail[key])
+    summed = all_reduce_sum([value for row in table for value in row], device)  # one collective for all of it
+    scored, *rights = (summed[row * len(items):(row + 1) * len(items)] for row in range(len(table)))
+    indices = [i for i in range(len(items)) if scored[i]]
+    if not indices:
+        raise InputError("no HellaSwag example to score (none given, or none fits the model's context)")
+    counts = {count: int(sum(right)) for (_, count, _), right in zip(ACCURACIES, rights)}
+    return {"examples": len(indices), **counts, **{key: counts[count] / len(indices) for key, count, _ in ACCURACIES},
+            "left_out": len(items) - len(indices), "indices": indices,
+            "correct_items": [bool(rights[1][i]) for i in indices]}
 
 
 # GSM8K: the answer is the number after "#### " (the strict rule), else the last number in the reply (the harness's
@@ -272,13 +324,13 @@ def extract_answer(text: str) -> str | None:
     return normalise_number(numbers[-1]) if numbers else None
 
 
-def generate_answer(model, tokenizer, task: Task, rendered: Rendered, room: int) -> dict[str, Any]:
+def generate_answer(model, tokenizer, benchmark: Benchmark, rendered: Rendered, room: int) -> dict[str, Any]:
     """Greedy decoding of a generative item until a blank line or a new question, scored by exact match."""
     from ..generate.stream import stream
 
     prompt = rendered.rows[0][0]
     reply = "".join(stream(model, tokenizer, prompt, room, stop=("\n\n", "Question:"), temperature=0))
-    item = task.items[rendered.index]
+    item = benchmark.items[rendered.index]
     expected = extract_answer(item.answer)
     return {"index": rendered.index, "shots": rendered.shots, "reply": reply,
             "exact_match": expected is not None and extract_answer(reply) == expected}

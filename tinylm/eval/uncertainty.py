@@ -5,7 +5,8 @@ A course comparison is an experiment: each arm runs at several seeds under the s
 every seed of the other. Why 3: were the arms the same, the chance that one arm's results all lie below the other's,
 either way round, is 2 / C(n_a + n_b, n_a) (`null_pass_rate`): 1 in 3 with 2 seeds each, 1 in 10 with 3. `compare`
 states the verdict in one sentence that a notebook prints, so that the prose never types a figure a re-run could
-change.
+change. A timing has verdicts too: whether its blocks ran at one speed (`steady`), and whether two computations of
+the same steps agree up to float32 rounding (`same_steps`).
 """
 
 from __future__ import annotations
@@ -100,6 +101,23 @@ def compare(name_a: str, a: Sequence[float], name_b: str, b: Sequence[float], *,
             f"{loser_mean:.{digits}f}; widest range over {replicate}s {widest:.{digits}f}): {verdict}")
 
 
+UNSTEADY = 1.5  # the slowest block of a timing this many times the fastest: the machine's speed was not steady
+SAME_STEPS = 1e-4  # float32 sums in another order: two computations of the same steps differ by about this share
+
+
+def steady(block_times: Sequence[float]) -> bool:
+    """Whether consecutive blocks of a timing ran at one speed: the slowest within UNSTEADY times the fastest."""
+    return max(block_times) <= UNSTEADY * min(block_times)
+
+
+def same_steps(first: Sequence[float], second: Sequence[float]) -> tuple[float, bool]:
+    """(largest difference, whether they agree) of two computations' losses over the same steps from the same weights
+    (compiled and eager, tinylm's GPT and the reference): equal up to float32 rounding in another order, at most
+    SAME_STEPS of the largest loss of `second`."""
+    gap = max(abs(a - b) for a, b in zip(first, second, strict=True))
+    return gap, gap <= SAME_STEPS * max(map(abs, second))
+
+
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """The (low, high) confidence interval of the proportion successes/n; z = 1.96 gives 95%. Wilson's score interval
     stays inside [0, 1] and behaves at 0% and 100%, where the textbook p ± z·sqrt(p(1-p)/n) collapses to a point."""
@@ -125,10 +143,12 @@ class Paired:
     neither: int
     p_value: float
 
-    def describe(self, first: str, second: str) -> str:
-        return (f"{second} against {first} on the same {self.gained + self.lost + self.both + self.neither} problems: "
-                f"{self.gained} fail -> pass, {self.lost} pass -> fail ({self.both} pass for both, {self.neither} "
-                f"for neither); McNemar's exact p = {self.p_value:.3g}")
+    def describe(self, first: str, second: str, items: str = "problems", right: str = "pass",
+                 wrong: str = "fail") -> str:
+        """One sentence; `items`, `right` and `wrong` name what was scored and its two outcomes."""
+        return (f"{second} against {first} on the same {self.gained + self.lost + self.both + self.neither} {items}: "
+                f"{self.gained} {wrong} -> {right}, {self.lost} {right} -> {wrong} ({self.both} {right} for both, "
+                f"{self.neither} for neither); McNemar's exact p = {self.p_value:.3g}")
 
 
 def paired(first: Sequence[bool], second: Sequence[bool]) -> Paired:

@@ -19,7 +19,7 @@ from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..runtime import evaluating, model_device
 from .fast import fast_decode_step, fused_linear
-from .sampling import Sampling, choose_next
+from .sampling import Sampling, choose_next, sampling_and_options
 
 
 def _check_lengths(max_new_tokens: int, min_new_tokens: int) -> None:
@@ -152,28 +152,26 @@ def decode(
                 return
 
 
-def generate(model, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0, top_k: int | None = None,
-             top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None, **options) -> torch.Tensor:
+def generate(model, idx: torch.Tensor, max_new_tokens: int, **options) -> torch.Tensor:
     """idx (B, T) -> (B, T + max_new_tokens): the prompts followed by their continuations.
 
-    `options` are `decode`'s: use_cache, keep, vocab_limit, excluded_tokens, fast.
+    `options`: the sampler's settings (temperature=0, top_k=40, ..., or sampling=Sampling(...)) and `decode`'s
+    keywords (use_cache, keep, vocab_limit, excluded_tokens, fast).
     """
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
+    sampling, options = sampling_and_options(options)
     new = list(decode(model, idx.tolist(), max_new_tokens, sampling, **options))
     if not new:
         return idx
     return torch.cat([idx, torch.stack(new, dim=1).to(idx.device)], dim=1)
 
 
-def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, *, stop_tokens: Sequence[int] = (),
-                   min_new_tokens: int = 0, temperature: float = 1.0, top_k: int | None = None, top_p: float = 1.0,
-                   repetition_penalty: float = 1.0, seed: int | None = None, **options) -> list[list[int]]:
-    """Prompts of any lengths -> each one's new tokens, up to its stop token (excluded) or max_new_tokens."""
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
-    stops = set(stop_tokens)  # a stop token in a row's output is the one that ended it: left out
+def generate_batch(model, prompts: Sequence[Sequence[int]], max_new_tokens: int, **options) -> list[list[int]]:
+    """Prompts of any lengths -> each one's new tokens, up to its stop token (excluded) or max_new_tokens.
+    `options` are `generate`'s, and `decode`'s stop_tokens and min_new_tokens."""
+    sampling, options = sampling_and_options(options)
+    stops = set(options.get("stop_tokens", ()))  # a stop token in a row's output is the one that ended it: left out
     continuations: list[list[int]] = [[] for _ in prompts]
-    for next_ids in decode(model, prompts, max_new_tokens, sampling, stop_tokens=stop_tokens,
-                           min_new_tokens=min_new_tokens, **options):
+    for next_ids in decode(model, prompts, max_new_tokens, sampling, **options):
         for row, token in enumerate(next_ids.tolist()):
             if token >= 0 and token not in stops:
                 continuations[row].append(token)

@@ -3,25 +3,29 @@
 `choose_next` applies them in the order Hugging Face's `generate` uses: repetition penalty, temperature, top-k,
 top-p, then a draw from the softmax of what is left. Filters set removed logits to -inf rather than renormalising by
 hand: softmax renormalises. A seed draws through a `torch.Generator` of its own, so that a sample is repeatable
-without touching the global random state.
+without touching the global random state. `Sampling` holds the settings, their help beside them (tinylm.settings).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import InputError
+from ..settings import option
 
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    """The sampler's settings, declared once: the library's defaults and the flags of sample, chat and serve."""
+
+    temperature: float = option("0 means greedy", 1.0, metavar="T", type=float)
+    top_k: int | None = option("sample among the k likeliest tokens (default: all)", metavar="K", minimum=1)
+    top_p: float = option("sample the likeliest tokens making up p", 1.0, metavar="P", type=float)
+    repetition_penalty: float = option("above 1 discourages repeated tokens", 1.0, metavar="R", type=float)
+    seed: int | None = option(None)
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also catches NaN
@@ -40,6 +44,15 @@ class Sampling:
 
     def generator(self, device: torch.device) -> torch.Generator | None:
         return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
+
+
+def sampling_and_options(options: dict) -> tuple[Sampling, dict]:
+    """Keyword arguments -> (the sampler's settings among them, the others): the settings by name (temperature=0.8,
+    top_k=40, as the notebooks write them), or as one value (sampling=Sampling(...)) that names override."""
+    names = {f.name for f in dataclasses.fields(Sampling)}
+    named = {name: value for name, value in options.items() if name in names}
+    others = {name: value for name, value in options.items() if name not in names and name != "sampling"}
+    return dataclasses.replace(options.get("sampling", Sampling()), **named), others
 
 
 def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:

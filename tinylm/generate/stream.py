@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 from ..errors import InputError
 from .decode import _check_lengths, decode
-from .sampling import Sampling
+from .sampling import sampling_and_options
 
 
 def _prompt_ids(tokenizer, prompt: str) -> list[int]:
@@ -47,9 +47,9 @@ class TextStream:
     calling `close()` ends the generation and puts the model back in the mode it had, at once.
     """
 
-    def __init__(self, model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int, stop: Sequence[str],
-                 stop_tokens: Sequence[int] | None, min_new_tokens: int, sampling: Sampling, options: dict):
-        _check_lengths(max_new_tokens, min_new_tokens)
+    def __init__(self, tokenizer, steps: Iterator, stop: Sequence[str], stop_tokens: Sequence[int],
+                 max_new_tokens: int):
+        """steps: `decode`'s of one prompt, which stops at `stop_tokens` or after `max_new_tokens`."""
         if isinstance(stop, str):
             stop = (stop,)
         if any(not s for s in stop):
@@ -61,12 +61,8 @@ class TextStream:
         self._context = self._decoded = 0  # new_ids[:_decoded] are decoded; [_context:_decoded] the last piece
         self.stop_reason: str | None = None
         self.stopped_at: str | None = None
-        stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
         self._stop_tokens = {int(t) for t in stop_tokens}
-        prompt_ids = _prompt_ids(tokenizer, prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
-        self._steps = decode(model, [prompt_ids], max_new_tokens, sampling,
-                             stop_tokens=stop_tokens, min_new_tokens=min_new_tokens,
-                             vocab_limit=tokenizer.vocab_size, **options)
+        self._steps = steps
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -150,20 +146,22 @@ class TextStream:
 
 
 def stream(model, tokenizer, prompt: str | Sequence[int], max_new_tokens: int = 200, *, stop: Sequence[str] = (),
-           stop_tokens: Sequence[int] | None = None, min_new_tokens: int = 0, temperature: float = 1.0,
-           top_k: int | None = None, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None,
-           **options) -> TextStream:
+           stop_tokens: Sequence[int] | None = None, **options) -> TextStream:
     """The continuation of `prompt` as text, piece by piece, as it is generated.
 
     `prompt` is text, or token ids as they are (e.g. a chat template's, with its special tokens).
     stop_tokens=None stops at the tokenizer's end-of-text token when it has one (pass () to run on).
-    `options` are `decode`'s (use_cache, keep). Print it with
+    `options`: the sampler's settings, as `python -m tinylm.sample` has them as options (temperature=0.8, top_k=40,
+    ..., or sampling=Sampling(...)), and `decode`'s keywords (min_new_tokens, use_cache, keep, ...). Print it with
     `for piece in stream(...): print(piece, end="", flush=True)`, in a notebook or a terminal.
-
-    The sampler's settings are keyword arguments, as `python -m tinylm.sample` has them as options.
     """
-    sampling = Sampling(temperature, top_k, top_p, repetition_penalty, seed)
-    return TextStream(model, tokenizer, prompt, max_new_tokens, stop, stop_tokens, min_new_tokens, sampling, options)
+    sampling, options = sampling_and_options(options)
+    _check_lengths(max_new_tokens, options.get("min_new_tokens", 0))  # now: decode's own checks wait for a read
+    stop_tokens = _default_stop_tokens(tokenizer) if stop_tokens is None else stop_tokens
+    prompt_ids = _prompt_ids(tokenizer, prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
+    steps = decode(model, [prompt_ids], max_new_tokens, sampling, stop_tokens=stop_tokens,
+                   vocab_limit=tokenizer.vocab_size, **options)
+    return TextStream(tokenizer, steps, stop, stop_tokens, max_new_tokens)
 
 
 def generate_text(model, tokenizer, prompt: str, max_new_tokens: int = 200, **options) -> str:

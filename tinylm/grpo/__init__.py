@@ -1,1 +1,1 @@
-"""`python -m tinylm.grpo` needs a package of this name; the command line is tinylm/cli/grpo.py."""
+"""`python -m tinylm.grpo` needs a package of this name; the command line is tinylm/cli/post_training.py."""

@@ -1,4 +1,4 @@
-"""`python -m tinylm.grpo`: the command line in tinylm/cli/grpo.py."""
+"""`python -m tinylm.grpo`: the command line in tinylm/cli/post_training.py."""
 
 if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
     from tinylm.cli import run

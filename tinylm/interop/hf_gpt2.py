@@ -155,6 +155,11 @@ def hf_config_of(model: GPT, vocab: ExportedVocab | None = None):
     )
 
 
+def is_gpt2_style(config: GPTConfig) -> bool:
+    """Whether a model exports as GPT-2 (learned positions and LayerNorm) rather than as Llama."""
+    return config.position == "learned" and config.norm == "layernorm"
+
+
 @torch.no_grad()
 def to_hf_gpt2(model: GPT, folder: str | Path, vocab: ExportedVocab | None = None) -> Path:
     """Save a GPT-2-style tinylm model as a transformers folder (config.json, model.safetensors); returns the folder.

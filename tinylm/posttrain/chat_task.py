@@ -54,8 +54,8 @@ class ChatTask(PostTrainingTask):
         return None
 
     def source(self) -> str:
-        """Where the records come from, as the start of a run says it."""
-        raise NotImplementedError
+        """Where the records come from, as the start of a run says it: `read_from`, where the task read a data set."""
+        return self.read_from
 
     def pretraining_text(self, tokenizer):
         """Token windows of pretraining text that SFT mixes in at the recipe's pretraining_share (None: none)."""

@@ -7,7 +7,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from ..config import TrainConfig
+from ..config import ModelShape, TrainConfig
 from .task import TaskError
 
 
@@ -94,6 +94,11 @@ def _at_least_one(recipe, *names: str) -> None:
 GRPO_TRAIN = TrainConfig(batch_size=1, max_steps=5000, warmup_steps=0, learning_rate=2e-4, min_lr=2e-4,
                          weight_decay=0.0, beta1=0.9, beta2=0.999, grad_clip=1.0, eval_interval=200, log_interval=100,
                          eval_batch_size=256, seed=0, dtype="float32")
+
+# (model shape, pretraining recipe) of a chat task's base (stories, instruct) in the smoke profile: a few steps.
+SMOKE_BASE = (ModelShape(block_size=128, n_layer=2, n_head=2, n_embd=32),
+              TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
+                          eval_interval=0, log_interval=10, eval_batch_size=64, dtype="float32"))
 
 
 def changed(recipe, **changes):

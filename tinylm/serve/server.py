@@ -2,20 +2,23 @@
 OpenAI's API for any model (tinylm.serve.openai_api).
 
 A Starlette app on uvicorn: one event loop answers every connection, and each reply is generated in a worker thread,
-up to `max_concurrent` at once (beyond that, 503). The server keeps no state: the page sends the whole conversation
-with each message. It is meant for this machine or a trusted network: a Host that is not this server's (DNS
-rebinding) and a POST that is not JSON (a cross-site form) are refused, and a connection has `idle_timeout` seconds
-to send its head and as long again for its body, so that idle or trickling sockets hold no thread and no slot.
+up to `max_concurrent` at once (beyond that, 503); `ServeOptions` holds such settings, each a flag of the command.
+The server keeps no state: the page sends the whole conversation with each message. It is meant for this machine
+or a trusted network: a Host that is not this server's (DNS rebinding) and a POST that is not JSON (a cross-site
+form) are refused, and a connection has `idle_timeout` seconds to send its head and as long again for its body, so
+that idle or trickling sockets hold no thread and no slot.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import errno
 import html
 import ipaddress
 import json
 import socket
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -28,10 +31,11 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..errors import TinyLMError
+from ..errors import InputError, TinyLMError
+from ..settings import option
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .head_deadline import HeadDeadlineLoop
-from .openai_api import OpenAIRoutes, error_body
+from .openai_api import APIError, OpenAIRoutes, error_body
 from .reply import Reply
 from .session import ChatSession
 
@@ -47,6 +51,30 @@ STATIC_FILES = {  # path -> (file in static/, content type)
 }
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'",
                 "X-Content-Type-Options": "nosniff"}
+
+
+def port_number(text: str) -> int:
+    """An argparse `type`: a port, 0..65535 (anything else is a usage error)."""
+    port = int(text) if text.isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("must be 0..65535 (0 picks any free port)")
+    return port
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Where the server listens, its limits and its log: `python -m tinylm.serve`'s options, declared once."""
+
+    port: int = option("0 picks a free port", 8000, type=port_number)
+    host: str = option("0.0.0.0 opens it to all, unauthenticated", "127.0.0.1")
+    max_chars: int = option("longest conversation, in characters", 4000, metavar="N", minimum=1)
+    max_concurrent: int = option("replies generated at once", 4, metavar="N", minimum=1)
+    idle_timeout: float = option("seconds for a request's head, then body", 30.0, metavar="S")
+    quiet: bool = option("no line per request", False)
+
+    def __post_init__(self):
+        if self.max_chars < 1 or self.max_concurrent < 1:
+            raise InputError("max_chars and max_concurrent must be at least 1")
 
 
 class ServerAddressError(TinyLMError, OSError):
@@ -67,30 +95,31 @@ class ChatApp:
     and sampler options every request gets). `host` is what the server listens on: the names a request's Host
     header may use follow from it. Every response says `Connection: close` (one request per connection).
 
-    Refusals: 400 a malformed conversation or JSON; 403 a Host that does not name this server; 404 another path;
+    Refusals, as JSON (OpenAI's error object under /v1/): 400 a malformed conversation or JSON; 403 a Host that does
+    not name this server; 404 another path, or / of a base model, which has no chat page;
     405 another method (with Allow); 408 a body that stops arriving; 411 no Content-Length; 413 a body over 64 KiB,
     a conversation over `max_chars` characters or a message too long for the context; 414 a URL over 2 KiB; 415 a
     POST that is not JSON; 431 headers over 16 KiB or more than 100 of them; 503 every generation slot busy.
     uvicorn itself refuses what is not HTTP, or a head still incomplete after 16 KiB (400, as text)."""
 
-    def __init__(self, session: ChatSession | None, max_chars: int = 4000, max_concurrent: int = 4,
-                 info: str = "a tinylm chat model", host: str = "127.0.0.1", body_timeout: float = 30.0,
+    def __init__(self, options: ServeOptions, session: ChatSession | None, info: str = "a tinylm chat model",
                  model=None, tokenizer=None, name: str = "tinylm"):
-        if max_chars < 1 or max_concurrent < 1:
-            raise TinyLMError("max_chars and max_concurrent must be at least 1")
         if session is None and (model is None or tokenizer is None):
             raise TinyLMError("a server needs a chat session, or a model and its tokenizer")
-        self.session, self.max_chars, self.body_timeout = session, max_chars, body_timeout
-        self.free_slots = max_concurrent  # replies that may start now; the event loop alone changes it
+        self.session, self.max_chars, self.body_timeout = session, options.max_chars, options.idle_timeout
+        self.free_slots = options.max_concurrent  # replies that may start now; the event loop alone changes it
         page = static_file("chat.html").decode("utf-8").replace("{{info}}", html.escape(info)).encode("utf-8")
         self.files = {path: (page if name == "chat.html" else static_file(name), content_type)
                       for path, (name, content_type) in STATIC_FILES.items()}
-        host = host.lower()
+        host = options.host.lower()
         self.host_names = {"localhost", "127.0.0.1", "::1", host}
         self.any_address = host in WILDCARD_HOSTS
         if self.any_address:  # visitors from other machines name it by an IP address or this machine's name
             self.host_names.add(socket.gethostname().lower())
-        routes = [Route(path, self.send_file, methods=["GET"]) for path in STATIC_FILES]
+        if session is None:  # a base model: the page would only fail, so / says where its completions are
+            routes = [Route("/", self.no_chat_page, methods=["GET"])]
+        else:
+            routes = [Route(path, self.send_file, methods=["GET"]) for path in STATIC_FILES]
         routes.append(Route("/chat", self.chat, methods=["POST"]))
         model, tokenizer = (model, tokenizer) if session is None else (session.model, session.template.tokenizer)
         routes += OpenAIRoutes(self, model, tokenizer, name).routes()
@@ -106,19 +135,19 @@ class ChatApp:
 
     def refusal(self, scope) -> JSONResponse | None:
         """What to answer before any route looks at a request: a target or head too long, a Host not this one."""
+        path = scope["path"]
         if len(scope["raw_path"]) + len(scope["query_string"]) > MAX_TARGET_BYTES:
-            return JSONResponse({"error": f"the URL is longer than {MAX_TARGET_BYTES:,} bytes; the chat page is at /"},
-                                414)
+            return error_response(path, 414, f"the URL is longer than {MAX_TARGET_BYTES:,} bytes")
         if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEAD_BYTES:
-            return JSONResponse({"error": f"the headers add up to more than {MAX_HEAD_BYTES:,} bytes"}, 431)
+            return error_response(path, 431, f"the headers add up to more than {MAX_HEAD_BYTES:,} bytes")
         if len(scope["headers"]) > MAX_HEADERS:
-            return JSONResponse({"error": f"the request has {len(scope['headers']):,} headers; the limit is "
-                                          f"{MAX_HEADERS}"}, 431)
+            return error_response(path, 431, f"the request has {len(scope['headers']):,} headers; the limit is "
+                                             f"{MAX_HEADERS}")
         header = dict(scope["headers"]).get(b"host")
         if not self.host_allowed(header, scope.get("server")):
             port = scope["server"][1] if scope.get("server") else ""
-            return JSONResponse({"error": f"the Host header {(header or b'').decode('latin-1')!r} does not name this "
-                                          f"server; open http://127.0.0.1:{port}/"}, 403)
+            return error_response(path, 403, f"the Host header {(header or b'').decode('latin-1')!r} does not name "
+                                             f"this server; open http://127.0.0.1:{port}/")
         return None
 
     def host_allowed(self, header: bytes | None, server: tuple[str, int] | None) -> bool:
@@ -137,13 +166,17 @@ class ChatApp:
 
     async def json_error(self, request: Request, error: HTTPException) -> JSONResponse:
         message = error.detail
-        if error.status_code == 404:
-            message = f"nothing at {request.url.path}; the chat page is at /, OpenAI's API at /v1/"
+        if error.status_code == 404 and not isinstance(error, APIError):  # no route: say where the routes are
+            page = "the chat page is at /, " if self.session else ""
+            message = f"nothing at {request.url.path}; {page}OpenAI's API at /v1/"
         elif error.status_code == 405:
             methods = [m.strip() for m in error.headers["Allow"].split(",") if m.strip() != "HEAD"]
             message = f"{request.url.path} takes {' or '.join(methods)} only"
-        body = error_body(message) if request.url.path.startswith("/v1/") else {"error": message}
-        return JSONResponse(body, error.status_code, headers=error.headers)
+        return error_response(request.url.path, error.status_code, message, error.headers, getattr(error, "code", None))
+
+    async def no_chat_page(self, request: Request) -> Response:
+        return error_response("/", 404, "this is a base model (no chat tokens), so it has no chat page; its "
+                                        "completions are at /v1/completions (GET /v1/models names it)")
 
     async def send_file(self, request: Request) -> Response:
         body, content_type = self.files[request.url.path]
@@ -162,7 +195,7 @@ class ChatApp:
             fitted, ids = session.fit_to_context(messages[-1]["content"])
         except ContextOverflow as error:
             raise refuse(413, str(error)) from None
-        pieces = session.stream_reply(fitted, ids)
+        pieces = session.reply_to_fitted(fitted, ids)
         finished = self.take_slot(pieces.close)
         dropped = len(messages) + len(session.system) - len(fitted)
         return Reply(events(pieces, dropped), finished)
@@ -243,6 +276,13 @@ class ChatApp:
         return messages
 
 
+def error_response(path: str, status: int, message: str, headers=None, code: str | None = None) -> JSONResponse:
+    """A refusal as JSON: OpenAI's error object under /v1/, where its clients read it; {"error": message} elsewhere,
+    where the chat page reads it."""
+    body = error_body(message, code) if path.startswith("/v1/") else {"error": message}
+    return JSONResponse(body, status, headers=headers)
+
+
 async def events(pieces, dropped: int):
     """The reply as server-sent events, each piece generated in a worker thread. A visitor who leaves cancels this
     at the piece under way, and the generation stops there."""
@@ -278,14 +318,14 @@ def _address_error(error: OSError, host: str, port: int) -> ServerAddressError:
 
 class ChatServer:
     """The app on a socket bound now (port 0: a free one; `port` says which), served by `serve_forever` until
-    `shutdown` (or Ctrl-C, in the main thread). idle_timeout: seconds a connection has to send a request's head,
-    and again its body. quiet: no access log. Binding fails with ServerAddressError, which says what to do."""
+    `shutdown` (or Ctrl-C, in the main thread). The options' idle_timeout: seconds a connection has to send a
+    request's head, and again its body; quiet: no access log. Binding fails with ServerAddressError, which says what
+    to do. `session` None: a base model's API only, from `model` and `tokenizer` (ChatApp's)."""
 
-    def __init__(self, address: tuple[str, int], session: ChatSession | None, max_chars: int = 4000,
-                 max_concurrent: int = 4, info: str = "a tinylm chat model", quiet: bool = False,
-                 idle_timeout: float = 30.0, model=None, tokenizer=None, name: str = "tinylm"):
-        host, port = address
-        self.app = ChatApp(session, max_chars, max_concurrent, info, host, idle_timeout, model, tokenizer, name)
+    def __init__(self, options: ServeOptions, session: ChatSession | None, info: str = "a tinylm chat model",
+                 model=None, tokenizer=None, name: str = "tinylm"):
+        host, port = options.host, options.port
+        self.app = ChatApp(options, session, info, model, tokenizer, name)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.socket = socket.socket(family, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -297,11 +337,11 @@ class ChatServer:
         self.socket.listen(2048)  # connections queue here until serve_forever accepts them
         self.server_address = self.socket.getsockname()
         self.port = self.server_address[1]
-        self.idle_timeout = idle_timeout
+        self.idle_timeout = options.idle_timeout
         # No limit_concurrency: it counts idle connections too, so they would take the slots that requests need.
         config = uvicorn.Config(self.app, http="h11", ws="none", lifespan="off", server_header=False,
-                                h11_max_incomplete_event_size=MAX_HEAD_BYTES, access_log=not quiet,
-                                log_level="warning" if quiet else "info", timeout_graceful_shutdown=5)
+                                h11_max_incomplete_event_size=MAX_HEAD_BYTES, access_log=not options.quiet,
+                                log_level="warning" if options.quiet else "info", timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
 
     def serve_forever(self) -> None:

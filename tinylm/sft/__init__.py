@@ -1,1 +1,1 @@
-"""`python -m tinylm.sft` needs a package of this name; the command line is tinylm/cli/sft.py."""
+"""`python -m tinylm.sft` needs a package of this name; the command line is tinylm/cli/post_training.py."""

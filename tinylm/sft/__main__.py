@@ -1,4 +1,4 @@
-"""`python -m tinylm.sft`: the command line in tinylm/cli/sft.py."""
+"""`python -m tinylm.sft`: the command line in tinylm/cli/post_training.py."""
 
 if __name__ == "__main__":  # a worker that multiprocessing spawns imports this module again, as __mp_main__
     from tinylm.cli import run

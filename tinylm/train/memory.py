@@ -2,7 +2,8 @@
 
 `memory_account` counts, for one eager AdamW step of a GPT, the bytes of the parameters, their gradients, AdamW's two
 moments, autocast's half copies of the matrices, and the activations autograd keeps for the backward pass, block by
-block (with activation checkpointing: each block's input, and one block rebuilt at a time). The step peaks either at
+block (with activation checkpointing: each block's input, and one block rebuilt at a time), each rank's `Shares` of
+the first three where a run shards them (tinylm.train.parallel). The step peaks either at
 the start of the backward pass, when every activation and the loss's (tokens, vocab) tensors are alive, or at its end,
 when every gradient is. `measured_peak` reads the peak bytes of live tensors that the profiler records on the CPU;
 a test holds the account within 10% of it. `check_training_memory` raises NotEnoughMemory before the first step,
@@ -76,6 +77,16 @@ def block_activations(config: GPTConfig, half: bool, on_cuda: bool = False) -> d
 
 
 @dataclass(frozen=True)
+class Shares:
+    """The fraction of the model's weights, gradients and AdamW moments that one rank holds: all of each alone or
+    under DDP, 1/N of the moments under ZeRO-1, 1/N of each under FSDP (N ranks)."""
+
+    weights: float = 1.0
+    gradients: float = 1.0
+    moments: float = 1.0
+
+
+@dataclass(frozen=True)
 class MemoryAccount:
     """The bytes of one training step, by what holds them (see the module docstring)."""
 
@@ -120,10 +131,11 @@ class MemoryAccount:
 
 
 def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtype: torch.dtype,
-                   checkpointing: bool = False, device_type: str = "cpu") -> MemoryAccount:
+                   checkpointing: bool = False, device_type: str = "cpu", shares: Shares = Shares()) -> MemoryAccount:
     """The account of a training step of a GPT with `config` and `num_parameters` weights at `batch_size` sequences
     of block_size tokens, in `dtype` (float32, or bfloat16/float16 under autocast with fp32 weights) on a
-    `device_type` device, with or without activation checkpointing (each block's activations rebuilt in backward)."""
+    `device_type` device, with or without activation checkpointing (each block's activations rebuilt in backward),
+    on a rank that holds `shares` of the weights, gradients and moments."""
     half = dtype in (torch.bfloat16, torch.float16)
     tokens = batch_size * config.block_size
     C, V = config.n_embd, config.vocab_size
@@ -141,7 +153,8 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
     # head's weight gradient.
     loss = max(12 * V * tokens, 4 * V * tokens + 4 * head_matrix)
     return MemoryAccount(
-        parameters=4 * num_parameters, gradients=4 * num_parameters, optimizer_state=8 * num_parameters,
+        parameters=int(4 * num_parameters * shares.weights), gradients=int(4 * num_parameters * shares.gradients),
+        optimizer_state=int(8 * num_parameters * shares.moments),
         autocast_copies=2 * (matrices + head_matrix) if half else 0,
         embedding=8 * tokens + (4 * C * tokens if config.dropout else 0),  # the ids; dropout's mask
         blocks=(int(kept),) * config.n_layer,
@@ -149,7 +162,7 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
         recompute=int(per_block) if checkpointing else 0,
         loss=int(loss),
         backward_work=int((4 * C + a * C + (a * config.mlp_hidden_size if config.mlp == "swiglu" else 0)) * tokens),
-        head_gradient=4 * head_matrix, block_gradients=4 * matrices // config.n_layer)
+        head_gradient=4 * head_matrix, block_gradients=int(4 * matrices * shares.gradients) // config.n_layer)
 
 
 def measured_peak(step: Callable[[], object], held_before: int, device: torch.device) -> int:
@@ -219,10 +232,10 @@ class StepMemory:
 
 
 def step_memory(config: GPTConfig, num_parameters: int, dtype: torch.dtype, device_type: str = "cpu",
-                checkpointing: bool = False) -> StepMemory:
+                checkpointing: bool = False, shares: Shares = Shares()) -> StepMemory:
     """The account's peak, or a little over it, as a part per sequence and a part without; on a CPU with the process's
     overheads too."""
-    one, two = (memory_account(config, num_parameters, n, dtype, checkpointing, device_type) for n in (1, 2))
+    one, two = (memory_account(config, num_parameters, n, dtype, checkpointing, device_type, shares) for n in (1, 2))
     per_sequence = two.backward_start - one.backward_start
     weights = one.parameters + one.optimizer_state + max(one.gradients, one.backward_start - per_sequence)
     on_cpu = device_type == "cpu"
@@ -244,11 +257,12 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype,
-                          processes: int = 1, checkpointing: bool = False,
+                          processes: int = 1, checkpointing: bool = False, shares: Shares = Shares(),
                           advice: Callable[[int], str] | None = None, longest: int | None = None) -> None:
     """Raise NotEnoughMemory if a training step of `model` (already on `device`) at `batch_size` sequences per
     micro-batch needs more than `device` has free. `processes`: how many processes of the run share that memory
     (every process of a run on the CPU; one per GPU). `checkpointing`: whether blocks are rebuilt in backward.
+    `shares`: what each rank holds of the weights, gradients and moments.
     `advice`: what to do, given the largest batch that fits (>= 1); by default a --batch-size. `longest`: the
     longest sequence the run trains on, where it is shorter than the context (conversations)."""
     free = free_memory(device)
@@ -256,8 +270,9 @@ def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch
         return
     config = model.config if longest is None else dataclasses.replace(model.config, block_size=min(
         longest, model.config.block_size))
-    need = step_memory(config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing)
-    held = sum(p.numel() * p.element_size() for p in model.parameters())  # on the device already: not in `free`
+    need = step_memory(config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing, shares)
+    # on the device already, so not in `free` (a sharded parameter counts its whole size: its share of it is held)
+    held = int(sum(p.numel() * p.element_size() for p in model.parameters()) * shares.weights)
     available = free // processes + held
     if need.total(batch_size) <= available:
         return

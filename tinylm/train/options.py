@@ -1,7 +1,7 @@
 """What every command that trains is told, declared once: `RunOptions`, `--set`, the one resume rule, settings.json.
 
-An options value is a frozen dataclass whose fields carry their command-line help (`option`): the flags, the saved
-settings and the resume check all follow from it. `RunOptions` holds what every training command shares; `--set
+An options value is a settings value (tinylm.settings: fields that carry their command-line help): the flags, the
+saved settings and the resume check all follow from it. `RunOptions` holds what every training command shares; `--set
 FIELD=VALUE` (its `set`) changes any other field of the run's recipe or TrainConfig, typed by `typed_changes`.
 Every run writes what it resolved to OUT/settings.json and prints it at the start. On --resume, an option given
 that differs from the saved run's is an error that names it (`check_resume`), except those of MAY_CHANGE; an
@@ -22,18 +22,14 @@ from typing import Any, Callable
 from ..errors import InputError
 from ..paths import runs_dir, shown, write_json
 from ..runtime import resolve_profile
+from ..settings import option
 
 SETTINGS_FILE = "settings.json"
 # what a resumed run may change
-MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype", "activation_checkpointing", "fsdp")
+MAY_CHANGE = ("max_steps", "max_seconds", "learning_rate", "device", "dtype", "activation_checkpointing", "fsdp",
+              "zero")
 TRAIN_FIELDS = ("seed", "dtype", "max_steps", "max_seconds", "learning_rate", "batch_size")  # TrainConfig's, too
 WHERE_AND_HOW = ("out", "resume", "overwrite")  # which run, not what it trains: never compared
-
-
-def option(help: str | None, default: Any = None, **argparse: Any) -> Any:
-    """A field of an options value with its command-line help (and argparse's metavar, choices, type, ...); no help:
-    a flag that other commands share too, declared with its help where they declare it (tinylm/cli/flags.py)."""
-    return dataclasses.field(default=default, metadata={"help": help, **argparse})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,12 +42,12 @@ class RunOptions:
                           exclusive="run")
     overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False,
                              exclusive="run")
-    max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N")
+    max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N", minimum=1)
     max_seconds: float | None = option("training seconds: evaluations and checkpoints excluded (default: none)",
                                        metavar="S")
     learning_rate: float | None = option("peak rate, floor scaled alike (default: the recipe's)", metavar="LR")
     batch_size: int | None = option(None)
-    seed: int | None = option("of weights, batches, sampling (default: the recipe's)", metavar="N")
+    seed: int | None = option(None)
     device: str | None = option(None)
     dtype: str | None = option(None)
     set: dict[str, Any] | None = option("a field of {fields} (default: none)", metavar="F=V")

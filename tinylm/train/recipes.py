@@ -190,16 +190,17 @@ def resolve_recipe(track: str | Track, run: RunOptions = RunOptions(),
     return Recipe(track=chosen, run=resolved, shape=shape, train=train_cfg, options=options)
 
 
+# Every track's smoke run: two tiny layers for a few steps, which checks that a run works end to end.
+SMOKE_SHAPE = ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32)
+SMOKE_TRAIN = TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4, eval_interval=0,
+                          log_interval=5, eval_batch_size=128)
+
 SHAKESPEARE_CHAR = Track(
     name="shakespeare-char",
     prepare_data=lambda profile: prepare_shakespeare_char(),
     sample_prompt="\n",
     recipes={
-        "smoke": (
-            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
-            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
-                        eval_interval=0, log_interval=5, eval_batch_size=256),
-        ),
+        "smoke": (SMOKE_SHAPE, dataclasses.replace(SMOKE_TRAIN, eval_batch_size=256)),
         "cpu": (
             ModelShape(block_size=64, n_layer=1, n_head=4, n_embd=128),
             TrainConfig(batch_size=12, max_steps=6000, warmup_steps=50, learning_rate=6e-3, min_lr=1e-4,
@@ -230,11 +231,7 @@ TINYSTORIES = Track(
     sample_prompt="Once upon a time",
     vocab_multiple=64,
     recipes={
-        "smoke": (
-            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
-            TrainConfig(batch_size=8, max_steps=30, warmup_steps=5, learning_rate=3e-3, min_lr=3e-4,
-                        eval_interval=0, log_interval=5, eval_batch_size=128),
-        ),
+        "smoke": (SMOKE_SHAPE, SMOKE_TRAIN),
         "cpu": (
             ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=16, max_steps=5000, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4,
@@ -281,11 +278,8 @@ GPT2_124M_TRACK = Track(
     vocab_multiple=64,
     hellaswag_examples={"smoke": 8, "cpu": 100, "gpu": 10_042},
     recipes={
-        "smoke": (
-            ModelShape(block_size=32, n_layer=2, n_head=2, n_embd=32),
-            TrainConfig(batch_size=4, max_steps=10, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
-                        eval_interval=0, log_interval=5, eval_batch_size=16),
-        ),
+        "smoke": (SMOKE_SHAPE, dataclasses.replace(SMOKE_TRAIN, batch_size=4, max_steps=10, warmup_steps=2,
+                                                   eval_batch_size=16)),
         # A demonstration that the whole pipeline runs on a laptop; 60k tokens cannot teach a 50k vocabulary much.
         "cpu": (
             ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),

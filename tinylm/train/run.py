@@ -1,10 +1,12 @@
-"""One run, start to finish, for every command that trains: the skeleton, once, and pretraining on it.
+"""One run, start to finish, for every command that trains: the steps, each once, and pretraining on them.
 
-`run_job` takes every run through the same stages: the folder checked; on --resume, the one resume rule
-(tinylm.train.options); the runs it starts from made first (`Job.prepare`, before its own folder is locked); the
-folder locked (tinylm.train.run_folder); the start through a `Job`'s hooks; settings.json written and printed;
-the measurements before, `Trainer.fit`, the measurements after, the report and the epilogue. A `Job` supplies only
-what differs: `Pretraining` below, and the post-training methods'.
+Every run takes the same steps in the same order, as plain functions a run calls: `check_folder` (its refusals
+before anything trains); on --resume `saved_settings` (the one resume rule, tinylm.train.options); the runs it starts
+from made first (before its own folder is locked); `claimed` (the folder locked, the device, the saved state);
+`continue_saved`; `announce` (settings and plan said); `training` (settings.json written, an --overwrite swapped in at
+the first checkpoint) around `fit`; `load_best` and the report. The post-training methods call them in their own
+functions (tinylm.posttrain). Pretraining's runs stay a small `Job` class run by `run_job`, because three runs
+specialise it (a track, your own text: tinylm.train.text, a task-format model) and a Prerequisite is handed one.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -31,7 +33,6 @@ from .options import (
     check_resume,
     describe_settings,
     given,
-    plain,
     read_settings,
     typed_changes,
     write_settings,
@@ -44,172 +45,123 @@ from .trainer import RUN_FILES, Trainer, TrainingDiverged
 
 @dataclass
 class Finished:
-    """What a run ends with: the final record (val_loss, best_val_loss, ...), the Trainer (its model, step and
-    tokenizer, for a sample or an epilogue), the seconds the whole call took, and the job's report (empty for a job
-    that writes none)."""
+    """What a pretraining run ends with: the final record (val_loss, best_val_loss, ...), the Trainer (its model, step
+    and tokenizer, for a sample or an epilogue) and the seconds the whole call took."""
 
     final: dict[str, Any]
     trainer: Trainer
     seconds: float
-    report: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class Start:
-    """What a Job's hooks build a run from: the saved state (None: a new run), the device, the processes, where to
-    speak, and the folder the run writes into now (its run folder, or beside it under --overwrite)."""
+    """What a run builds its Trainer from, once its folder is claimed: the saved state (None: a new run), the device,
+    the processes, where to speak, the folder the run writes into now (its run folder, or beside it under
+    --overwrite) and the staging that swaps it in."""
 
     saved: dict | None
     device: torch.device
     world: World
     say: Callable[[str], None]
     out: Path
+    staging: Staging
 
 
-class Job:
-    """What one kind of run adds to the skeleton. `run` (resolved: its profile and folder settled) says where it
-    runs and how, `options` is the method's own frozen options value (None where it has none) and `given` what the
-    user set of both, which --resume compares with the saved run's. `command` names the run in settings.json; `files`
-    is what it writes into the folder (under --overwrite, beside the old run's until they swap); `report_name` the
-    JSON report it keeps there (None: none); `reload_best` whether the measurements after training are of best.pt's
-    weights."""
+def check_folder(run: RunOptions, files: tuple[str, ...], world: World, say: Callable[[str], None]) -> None:
+    """The folder's refusals (a run there without --resume or --overwrite, --resume without one), and an interrupted
+    --overwrite settled, before any base trains."""
+    with contextlib.ExitStack() as checking:
+        claim_run_folder(run, checking, world.is_main, files, say)
 
-    command = "train"
-    files: tuple[str, ...] = (*RUN_FILES, SETTINGS_FILE)
-    report_name: str | None = None
-    reload_best: bool = False
-    set_kinds: tuple[type, ...] = (TrainConfig,)  # the dataclasses whose fields --set may change
 
-    def __init__(self, run: RunOptions, options: Any = None, given: dict[str, Any] | None = None):
-        if run.set:
-            run = replace(run, set=typed_changes(run.set, self.set_kinds, type(options) if options else None))
-        self.run, self.options, self.given = run, options, dict(given or {})
-        self.given.update(run.set or {})
+def saved_settings(run: RunOptions, given_options: dict[str, Any], older_options: Callable[[dict], dict]) -> dict:
+    """The saved run's settings by name (settings.json's, else what its checkpoint holds, `older_options` reading a
+    checkpoint of an older tinylm), once the options given pass the resume rule; its start under "started_from"."""
+    written = read_settings(run.out)
+    if written is None:
+        saved = load_training_checkpoint(run.out / "last.pt")
+        written = {"options": older_options(saved), "train": saved["train_config"]}
+    settings = {**written["train"], **written.get("recipe", {}), **written["options"]}
+    if "profile" in written:
+        settings["profile"] = written["profile"]
+    check_resume(given_options, settings, run.out, set_fields=tuple(run.set or ()))
+    return {**settings, "started_from": written.get("base", {})}
 
-    # -- the start, in the order run_job calls the hooks ------------------------------------------------------
-    def settle(self, saved: dict[str, Any]) -> None:
-        """Settle the options after the resume rule: the given ones, else the saved run's (`saved`: empty for a new
-        run), else the recipe's (`defaults`)."""
-        if "profile" in saved and "profile" not in self.given:
-            self.run = replace(self.run, profile=saved["profile"])
-        if self.options is not None:
-            names = {f.name for f in fields(self.options)}
-            settled = {**self.defaults(), **{k: v for k, v in saved.items() if k in names}}
-            self.options = replace(self.options, **{k: v for k, v in settled.items()
-                                                    if getattr(self.options, k) is None})
 
-    def defaults(self) -> dict[str, Any]:
-        """What an option a new run was not given takes (the profile's recipe is known by now)."""
-        return {}
+@contextlib.contextmanager
+def claimed(run: RunOptions, files: tuple[str, ...], world: World, say: Callable[[str], None]) -> Iterator[Start]:
+    """The run folder locked for the block, the device (a GPU this machine lacks fails before the data), the saved
+    state on --resume; a run that ends before its first checkpoint leaves an --overwrite's old run as it was."""
+    with contextlib.ExitStack() as held:
+        claim_run_folder(run, held, world.is_main, files, say)
+        device = resolve_device(device_for(world, run.device))
+        saved = load_training_checkpoint(run.out / "last.pt") if run.resume else None
+        staging = Staging(run.out, files, enabled=run.overwrite and world.is_main)
+        held.callback(_discard, staging, say)
+        yield Start(saved, device, world, say, staging.path, staging)
 
-    def prepare(self, world: World, say: Callable[[str], None]) -> None:
-        """Before the run's folder is locked: say what the run starts from, and make it where it is missing (a
-        base model trained first), so that a run never trains another inside its own."""
 
-    def data(self, start: Start) -> None:
-        """Read or prepare the data (every rank, new run or resumed)."""
+def resumed_config(saved: dict, run: RunOptions) -> TrainConfig:
+    """The saved run's TrainConfig with this call's options (the resume rule let through only those equal to the saved
+    ones and those that may change)."""
+    return TrainConfig.from_dict(saved["train_config"]).override(**run.train_changes())
 
-    def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
-        """(model, tokenizer, TrainConfig) of a new run, or of the saved run continued (`resumed_train`)."""
-        raise NotImplementedError
 
-    def trainer(self, model: GPT, tokenizer: Any, cfg: TrainConfig, start: Start) -> Trainer:
-        """The Trainer; the skeleton loads the saved state into it on --resume."""
-        raise NotImplementedError
+def continue_saved(trainer: Trainer, start: Start, out: Path) -> None:
+    """On --resume, the saved state loaded into the Trainer; a run with nothing left to train is refused."""
+    if start.saved is not None:
+        trainer.load_state_dict(start.saved)
+        check_unfinished(trainer, out)
 
-    def header(self, trainer: Trainer, start: Start) -> str:
-        """The line that says what runs where."""
-        return ""
 
-    def resumed_train(self, saved: dict) -> TrainConfig:
-        """The saved run's TrainConfig with this call's options (the resume rule let through only those equal to the
-        saved ones and those that may change)."""
-        return TrainConfig.from_dict(saved["train_config"]).override(**self.run.train_changes())
+def run_settings(command: str, run: RunOptions, trainer: Trainer, options: dict[str, Any],
+                 started: dict[str, dict] | None = None) -> dict[str, Any]:
+    """What settings.json keeps: the command, profile and device, the options, what a post-training run `started`
+    from (its "base": path and weights' digest, its "task"'s record, its "recipe" beyond the TrainConfig), and the
+    TrainConfig."""
+    return {"command": command, "profile": run.profile, "device": str(trainer.device), "options": options,
+            **{"base": {}, "task": {}, "recipe": {}, **(started or {})}, "train": trainer.cfg.to_dict()}
 
-    # -- settings.json ----------------------------------------------------------------------------------------
-    def option_values(self, trainer: Trainer) -> dict[str, Any]:
-        """The method's options as settings.json keeps them, resolved."""
-        return plain(self.options) if self.options is not None else {}
 
-    def recipe_values(self) -> dict[str, Any]:
-        """The recipe's settings beyond its TrainConfig, for settings.json."""
-        return {}
+def announce(start: Start, settings: dict[str, Any], header: str, trainer: Trainer) -> None:
+    """The start of a run as it prints: its settings, the line that says what runs where, a dtype warning, the plan."""
+    start.say(describe_settings(settings, start.staging.out))
+    start.say(header)
+    if start.world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
+        start.say(warning)
+    start.say(plan(trainer))
 
-    def started_from(self) -> dict[str, Any]:
-        """The model the run started from, for settings.json: its path and weights' digest (empty: from scratch)."""
-        return {}
 
-    def task_values(self) -> dict[str, Any]:
-        """What the run's task records beyond its name, for settings.json."""
-        return {}
+@contextlib.contextmanager
+def training(trainer: Trainer, start: Start, run: RunOptions, files: tuple[str, ...], settings: dict[str, Any]):
+    """The block that trains: OUT/settings.json written where the run writes (gone again if the run ends without a
+    checkpoint); under --overwrite the new run's files replace the old run's at its first last.pt, and a Ctrl-C before
+    then saves nothing over them."""
+    trainer.saves_when_interrupted = not (run.overwrite and has_run(run.out, files))  # alike on every rank
+    trainer.saved_hooks.append(lambda name: _swap(start.staging, trainer) if name == "last.pt" else None)
+    if start.world.is_main:
+        write_settings(start.staging.path, settings)
+    try:
+        yield
+    finally:
+        if start.world.is_main and not (start.staging.path / "last.pt").exists():
+            (start.staging.path / SETTINGS_FILE).unlink(missing_ok=True)
 
-    def saved_options(self, saved: dict) -> dict[str, Any]:
-        """What a checkpoint of an older tinylm (a run folder without settings.json) says of the options."""
-        return {}
 
-    # -- around training ------------------------------------------------------------------------------------
-    def before(self, trainer: Trainer, report: dict, world: World) -> None:
-        """Add the measurements before training to `report` (every rank calls it; a resume skips it when the report
-        already holds them)."""
-
-    def after(self, trainer: Trainer, report: dict, world: World) -> None:
-        """Add the measurements after training to `report` (every rank calls it)."""
-
-    def epilogue(self, finished: Finished) -> str | None:
-        """What rank 0 says last: what the run measured, where its output went, and what to run next."""
-        return None
-
-    def diverged(self, trainer: Trainer) -> str:
-        """The one line a diverged run ends with: where, and the command-line change most likely to fix it (every
-        command that trains takes --learning-rate and --resume)."""
+def fit(trainer: Trainer) -> dict[str, Any]:
+    """Trainer.fit; a diverged run ends with one line: where, and the command-line change most likely to fix it
+    (every command that trains takes --learning-rate and --resume)."""
+    try:
+        return trainer.fit()
+    except TrainingDiverged as error:
         rate = trainer.cfg.learning_rate
         lower = f"--learning-rate {rate / 2:.3g}"
         if trainer.out_dir is not None and (trainer.out_dir / "last.pt").exists():  # this run's own, not an old run's
             retry = f"continue from its last good checkpoint at a lower peak rate: --resume {lower}"
         else:
             retry = f"no checkpoint was saved yet, so start again at a lower peak rate: {lower}"
-        return (f"training diverged at step {trainer.step}: the loss became NaN or infinite (peak learning rate "
-                f"{rate:.3g}); {retry}")
-
-
-def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] = print) -> Finished:
-    """Run `job` through the stages in the module docstring; returns what it finished with."""
-    started = time.perf_counter()
-    world = world or current_world()
-    say = say if world.is_main else _silent
-    out = job.run.out
-    with contextlib.ExitStack() as checking:  # its refusals, and an interrupted --overwrite settled, before a base
-        claim_run_folder(out, checking, world.is_main, job.run.resume, job.run.overwrite, files=job.files, say=say)
-    job.settle(_saved_settings(job) if job.run.resume else {})
-    job.prepare(world, say)
-    with contextlib.ExitStack() as held:
-        claim_run_folder(out, held, world.is_main, job.run.resume, job.run.overwrite, files=job.files, say=say)
-        device = resolve_device(device_for(world, job.run.device))  # a GPU this machine lacks fails before the data
-        saved = load_training_checkpoint(out / "last.pt") if job.run.resume else None
-        staging = Staging(out, job.files, enabled=job.run.overwrite and world.is_main)
-        held.callback(_discard, staging, say)  # a run ending before its first checkpoint leaves the old one as it was
-        trainer, settings = _start(job, Start(saved, device, world, say, staging.path))
-        trainer.saves_when_interrupted = not (job.run.overwrite and has_run(out, job.files))  # alike on every rank
-        trainer.saved_hooks.append(lambda name: _swap(staging, trainer) if name == "last.pt" else None)
-        report = _read_report(job, out) if job.run.resume else {}
-        with _settings_file(staging, settings, world):
-            if job.report_name is not None and "before" not in report:
-                job.before(trainer, report, world)
-                _write_report(job, staging.path, report, world)
-            try:
-                final = trainer.fit()
-            except TrainingDiverged as error:
-                raise TrainingDiverged(job.diverged(trainer)) from error
-        if job.reload_best:
-            load_best(trainer, out / "best.pt", world)
-        job.after(trainer, report, world)
-        if job.report_name is not None:
-            report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this invocation's, a base's included
-            _write_report(job, out, report, world)
-        finished = Finished(final, trainer, time.perf_counter() - started, report)
-        if world.is_main and (closing := job.epilogue(finished)):
-            say(closing)
-    return finished
+        raise TrainingDiverged(f"training diverged at step {trainer.step}: the loss became NaN or infinite (peak "
+                               f"learning rate {rate:.3g}); {retry}") from error
 
 
 def _discard(staging: Staging, say: Callable[[str], None]) -> None:
@@ -224,39 +176,6 @@ def _swap(staging: Staging, trainer: Trainer) -> None:
         trainer.write_into(staging.path)
 
 
-def _saved_settings(job: Job) -> dict[str, Any]:
-    """The saved run's settings by name (settings.json's, else what its checkpoint holds), once the options given
-    pass the resume rule."""
-    written = read_settings(job.run.out)
-    if written is None:
-        saved = load_training_checkpoint(job.run.out / "last.pt")
-        written = {"options": job.saved_options(saved), "train": saved["train_config"]}
-    settings = {**written["train"], **written.get("recipe", {}), **written["options"]}
-    if "profile" in written:
-        settings["profile"] = written["profile"]
-    check_resume(job.given, settings, job.run.out, set_fields=tuple(job.run.set or ()))
-    return {**settings, "started_from": written.get("base", {})}
-
-
-def _start(job: Job, start: Start) -> tuple[Trainer, dict[str, Any]]:
-    """The Trainer through the job's hooks, the saved state loaded on --resume; the settings and the plan said."""
-    job.data(start)
-    model, tokenizer, cfg = job.model(start)
-    trainer = job.trainer(model, tokenizer, cfg, start)
-    if start.saved is not None:
-        trainer.load_state_dict(start.saved)
-        check_unfinished(trainer, job.run.out)
-    settings = {"command": job.command, "profile": job.run.profile, "device": str(trainer.device),
-                "options": job.option_values(trainer), "base": job.started_from(), "task": job.task_values(),
-                "recipe": job.recipe_values(), "train": trainer.cfg.to_dict()}
-    start.say(describe_settings(settings, job.run.out))
-    start.say(job.header(trainer, start))
-    if start.world.is_main and (warning := dtype_warning(trainer.device, trainer.dtype)):
-        start.say(warning)
-    start.say(plan(trainer))
-    return trainer, settings
-
-
 def check_unfinished(trainer: Trainer, out: Path) -> None:
     """A resumed run with nothing left to train (its step limit reached, or its time budget used) is an error that
     says how to extend it: a --resume with another --learning-rate used to end with status 0, having trained nothing."""
@@ -269,19 +188,6 @@ def check_unfinished(trainer: Trainer, out: Path) -> None:
                          f"its budget: --resume --max-seconds S with S > {cfg.max_seconds:g}")
 
 
-@contextlib.contextmanager
-def _settings_file(staging: Staging, settings: dict[str, Any], world: World):
-    """OUT/settings.json for the block (rank 0 writes it where the run writes), gone again if the run ends without
-    a checkpoint."""
-    if world.is_main:
-        write_settings(staging.path, settings)
-    try:
-        yield
-    finally:
-        if world.is_main and not (staging.path / "last.pt").exists():
-            (staging.path / SETTINGS_FILE).unlink(missing_ok=True)
-
-
 def load_best(trainer: Trainer, path: Path, world: World) -> None:
     """Load best.pt's weights into the trainer's model on every rank (rank 0 reads the file and sends them)."""
     best = load_checkpoint(path, map_location=trainer.device) if world.is_main else None
@@ -291,14 +197,14 @@ def load_best(trainer: Trainer, path: Path, world: World) -> None:
     trainer.load_weights(state[0])
 
 
-def _read_report(job: Job, out: Path) -> dict:
-    path = out / job.report_name if job.report_name else None
-    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+def read_report(path: Path) -> dict:
+    """A resumed run's JSON report (empty where it has none yet)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-def _write_report(job: Job, folder: Path, report: dict, world: World) -> None:
+def write_report(path: Path, report: dict, world: World) -> None:
     if world.is_main:
-        write_json(folder / job.report_name, report, indent=2)
+        write_json(path, report, indent=2)
 
 
 def plan(trainer: Trainer) -> str:
@@ -321,8 +227,68 @@ def _describe_optimizer(optimizer) -> str:
     return f"Muon (Newton–Schulz in {str(muon.ns_dtype).removeprefix('torch.')}) + AdamW"
 
 
-def _silent(*args, **kwargs) -> None:
-    pass
+def silent(*args, **kwargs) -> None:
+    """Where a rank other than 0 speaks: nowhere."""
+
+
+class Job:
+    """A pretraining run: what it adds to the steps. A class because runs specialise it (TextPretraining, the
+    task-format model) and a Prerequisite is handed one to train. `run` (resolved: its profile and folder settled)
+    says where it runs and how, `given` what the user set, which --resume compares with the saved run's; `command`
+    names the run in settings.json, `files` what it writes. A subclass gives `model(start)` ((model, tokenizer,
+    TrainConfig) of a new run, or of the saved run continued: `resumed_train`), `trainer(model, tokenizer, cfg,
+    start)`, `header(trainer, start)` (the line that says what runs where) and `epilogue(finished)` (what rank 0 says
+    last: what the run measured, where its output went, what to run next)."""
+
+    command = "train"
+    files: tuple[str, ...] = (*RUN_FILES, SETTINGS_FILE)
+    set_kinds: tuple[type, ...] = (TrainConfig,)  # the dataclasses whose fields --set may change
+
+    def __init__(self, run: RunOptions, given: dict[str, Any] | None = None):
+        if run.set:
+            run = replace(run, set=typed_changes(run.set, self.set_kinds))
+        self.run, self.given = run, {**(given or {}), **(run.set or {})}
+
+    def settle(self, saved: dict[str, Any]) -> None:
+        """After the resume rule: the saved run's profile where none was given (`saved`: empty for a new run)."""
+        if "profile" in saved and "profile" not in self.given:
+            self.run = replace(self.run, profile=saved["profile"])
+
+    def data(self, start: Start) -> None:
+        """Read or prepare the data (every rank, new run or resumed)."""
+
+    def resumed_train(self, saved: dict) -> TrainConfig:
+        return resumed_config(saved, self.run)
+
+    def option_values(self, trainer: Trainer) -> dict[str, Any]:
+        """The options as settings.json keeps them, resolved."""
+        return {}
+
+    def saved_options(self, saved: dict) -> dict[str, Any]:
+        """What a checkpoint of an older tinylm (a run folder without settings.json) says of the options."""
+        return {}
+
+
+def run_job(job: Job, *, world: World | None = None, say: Callable[[str], None] = print) -> Finished:
+    """Run `job` through the steps in the module docstring; returns what it finished with."""
+    started = time.perf_counter()
+    world = world or current_world()
+    say = say if world.is_main else silent
+    check_folder(job.run, job.files, world, say)
+    job.settle(saved_settings(job.run, job.given, job.saved_options) if job.run.resume else {})
+    with claimed(job.run, job.files, world, say) as start:
+        job.data(start)
+        model, tokenizer, cfg = job.model(start)
+        trainer = job.trainer(model, tokenizer, cfg, start)
+        continue_saved(trainer, start, job.run.out)
+        settings = run_settings(job.command, job.run, trainer, job.option_values(trainer))
+        announce(start, settings, job.header(trainer, start), trainer)
+        with training(trainer, start, job.run, job.files, settings):
+            final = fit(trainer)
+        finished = Finished(final, trainer, time.perf_counter() - started)
+        if world.is_main:
+            say(job.epilogue(finished))
+    return finished
 
 
 class Pretraining(Job):
@@ -333,7 +299,7 @@ class Pretraining(Job):
     set_kinds = (ModelShape, TrainConfig)
 
     def __init__(self, recipe: Recipe, on_record: Callable[[dict], None] = print_record):
-        super().__init__(recipe.run, given=given(recipe.run, recipe.options))
+        super().__init__(recipe.run, given(recipe.run, recipe.options))
         self.recipe, self.on_record = recipe, on_record
 
     def data(self, start: Start) -> None:
@@ -344,8 +310,8 @@ class Pretraining(Job):
             barrier()
 
     def resumed_train(self, saved: dict) -> TrainConfig:
-        """As a Job's, and how this session runs (like the device) is this command's: --activation-checkpointing and
-        --fsdp, given or not, whatever the saved run did."""
+        """The saved run's TrainConfig with this call's options; how this session runs (like the device) is this
+        command's: --activation-checkpointing and --fsdp, given or not, whatever the saved run did."""
         options = self.recipe.options
         return super().resumed_train(saved).override(activation_checkpointing=options.activation_checkpointing,
                                                      fsdp=options.fsdp)
@@ -374,7 +340,7 @@ class Pretraining(Job):
     def header(self, trainer: Trainer, start: Start) -> str:
         cfg, block_size = trainer.cfg, trainer.model_config.block_size
         return (f"{self.recipe.track.name} | profile {self.run.profile} | {_describe(trainer.model)} "
-                f"| {start.world.size} process(es){', sharded (FSDP)' if cfg.fsdp else ''} "
+                f"| {start.world.size} process(es){', sharded (FSDP)' if cfg.fsdp else ', ZeRO-1' if cfg.zero else ''} "
                 f"| device {trainer.device}{cpu_threads_note(trainer.device)} "
                 f"| dtype {str(trainer.dtype).removeprefix('torch.')} "
                 f"| optimizer {_describe_optimizer(trainer.optimizer)} "
@@ -423,10 +389,12 @@ def _hellaswag_evaluator(limit: int, tokenizer, say) -> dict:
     """HellaSwag accuracy at every evaluation, on the first `limit` validation examples (none if 0)."""
     if limit <= 0:
         return {}
-    from ..eval.hellaswag import evaluate_hellaswag, locate_val, read_examples
+    from ..eval.benchmarks import read_hellaswag
+    from ..eval.hellaswag import locate_val
+    from ..eval.scoring import evaluate_hellaswag
 
     source = locate_val()
-    examples = read_examples(source.path, limit=limit)
+    examples = read_hellaswag(source.path, limit=limit)
     say(f"HellaSwag at each evaluation: {len(examples):,} examples of {source.description}")
     return {"hellaswag": lambda model: {k: v for k, v in evaluate_hellaswag(model, tokenizer, examples).items()
                                         if k in ("acc", "acc_norm", "examples")}}

@@ -24,6 +24,7 @@ import filelock
 
 from ..errors import InputError, TinyLMError
 from ..paths import atomic_write, check_output_folder, remove_stale_temporaries
+from .options import RunOptions
 
 LOCK_FILE = "run.lock"
 OWNER_FILE = "run.owner"
@@ -108,11 +109,12 @@ def _describe(owner: dict | None) -> str:
     return f"process {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
 
 
-def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resume: bool, overwrite: bool,
-                     files: Iterable[str], say: Callable[[str], None] = print) -> None:
-    """Take `out` for this run until `held` closes (rank 0 speaks for all ranks): settle what an interrupted
+def claim_run_folder(run: RunOptions, held: contextlib.ExitStack, is_main: bool, files: Iterable[str],
+                     say: Callable[[str], None] = print) -> None:
+    """Take the run's folder (run.out) until `held` closes (rank 0 speaks for all ranks): settle what an interrupted
     --overwrite left (`files`: what a run writes), then refuse a folder that holds a run unless resuming or
     overwriting it, and --resume without a last.pt."""
+    out = Path(run.out)
     if not is_main:
         check_output_folder(out)  # now, not at the first save
     else:  # before the folder is read or changed
@@ -120,7 +122,7 @@ def claim_run_folder(out: Path, held: contextlib.ExitStack, is_main: bool, resum
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
         _settle(out, files, say)
-    check_run_folder(out, resume, overwrite)
+    check_run_folder(out, run.resume, run.overwrite)
 
 
 def check_run_folder(out: Path, resume: bool, overwrite: bool) -> None:

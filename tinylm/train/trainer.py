@@ -4,13 +4,13 @@ A step draws `grad_accum_steps` micro-batches, weighs each one's mean loss by it
 targets (so the gradient is that of one big batch), clips the gradient norm and steps the optimizer at the
 scheduled rate. A subclass with another objective overrides `batch_loss` and `batch_weight`; one with another
 validation overrides `evaluate`. Around the steps: evaluations that keep `best.pt` and `last.pt`, samples, and one
-JSON line per event in `metrics.jsonl`. Under torchrun the same loop runs on every rank. CONTRIBUTING.md, "The
-training loop", gives the reasons: the weights, what time counts, stops under DDP, resuming.
+JSON line per event in `metrics.jsonl`. Under torchrun the same loop runs on every rank, spread over them in the way
+the config chooses (tinylm.train.parallel: DDP, ZeRO-1 or FSDP). CONTRIBUTING.md, "The training loop", gives the
+reasons: the weights, what time counts, stops under DDP, resuming.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -20,7 +20,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from ..config import GPTConfig, TrainConfig
 from ..data.tokens import RandomWindowSampler
@@ -28,21 +27,14 @@ from ..distributed import World, all_reduce_sum, barrier, broadcast_from_main, c
 from ..errors import InputError, TinyLMError
 from ..eval.loss import evaluate_loss_sum
 from ..generate.stream import generate_text
-from ..model.moe import end_of_step, moe_layers, read_expert_load
+from ..model.moe import end_of_step, read_expert_load
 from ..runtime import autocast, needs_grad_scaler, peak_flops_per_s, resolve_device, resolve_dtype
 from .checkpoint import CheckpointError, load_training_checkpoint, model_checkpoint, save_checkpoint
 from .memory import check_training_memory
-from .optim import build_optimizer, learning_rate, set_learning_rate
+from .optim import learning_rate, set_learning_rate
+from .parallel import Parallel
 from .progress import SessionTiming
 from .resumable import MetricsLog, interrupt_between_steps, restore_rng, rng_state
-from .sharded import (
-    full_model_state,
-    full_optimizer_state,
-    load_model_state,
-    load_optimizer_state,
-    local_value,
-    shard_model,
-)
 
 
 class TrainingDiverged(TinyLMError, RuntimeError):
@@ -105,8 +97,9 @@ class Trainer:
         their results join the eval record as "<name>_<key>".
         chooser: what chooses best.pt instead of `score` (its figure joins the eval record under its name).
 
-        Long on purpose: it sets up, in order, everything a resumable run holds (device and dtype, DDP, the batch
-        source, optimizer, scaler, counters, metrics.jsonl) and checks the step fits in memory before the first one.
+        Long on purpose: it sets up, in order, everything a resumable run holds (device and dtype, the way it runs
+        over the ranks, the batch source, optimizer, scaler, counters, metrics.jsonl) and checks the step fits in
+        memory before the first one.
         """
         if val_tokens is None and type(self).evaluate is Trainer.evaluate:
             raise InputError("the Trainer validates on val_tokens: pass the validation split's tokens")
@@ -120,9 +113,7 @@ class Trainer:
         self.world = world or current_world()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(self.device, cfg.dtype)
-        # the model without DDP's wrapper: checkpoints, evaluation and generation use it (under FSDP, sharded in
-        # place, they use whole_model(), a plain copy)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device)  # the module itself, never a wrapper (FSDP shards it in place)
         if cfg.activation_checkpointing:
             self._checkpoint_blocks(model)
         self.model_config: GPTConfig = model.config
@@ -133,20 +124,10 @@ class Trainer:
             print(f"MFU not reported: no peak FLOP/s is listed for {torch.cuda.get_device_name(self.device)} in "
                   f"{str(self.dtype).removeprefix('torch.')} (tinylm.runtime.PEAK_TFLOPS)", flush=True)
         self._flops_per_token = self.model.flops_per_token()
-        self._ddp = None
-        self._whole: tuple[int, torch.nn.Module] | None = None  # FSDP: (step, the weights gathered at that step)
-        self._model_class = type(model)  # a plain one, for the copy of FSDP's gathered weights
-        if cfg.fsdp:
-            self._check_sharding()
-            shard_model(self.model, self.device, self.dtype)
-        self.train_model = self.model
-        if self.world.distributed and not cfg.fsdp:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            # A routed expert that no token of a micro-batch chose gets no gradient; DDP must be told to expect that.
-            self._ddp = self.train_model = DistributedDataParallel(self.model, device_ids=device_ids,
-                                                                   find_unused_parameters=bool(moe_layers(self.model)))
-        if cfg.compile:
-            self.train_model = torch.compile(self.train_model)
+        # FSDP only for pretraining: post-training samples and scores with self.model itself, which FSDP shards
+        self.parallel = Parallel(self.model, cfg, self.world, self.device, self.dtype,
+                                 pretraining=type(self) is Trainer)
+        self.train_model = self.parallel.train_model  # what the forward pass runs: DDP's wrapper, compiled or not
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.tokenizer = tokenizer
         self.callbacks = list(callbacks or [])
@@ -157,10 +138,10 @@ class Trainer:
             self.sampler = train_data
         else:
             self.sampler = RandomWindowSampler(train_data, self.model_config.block_size, cfg.batch_size, cfg.seed,
-                                               rank=self.world.rank, world_size=self.world.size,
+                                               world=self.world,
                                                vocab_size=(tokenizer.vocab_size if tokenizer
                                                            else self.model_config.vocab_size))
-        self.optimizer = build_optimizer(self.model, cfg, self.device)
+        self.optimizer = self.parallel.optimizer()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=needs_grad_scaler(self.device, self.dtype))
         self.step = 0
         self.elapsed = 0.0  # seconds spent in optimizer steps (evaluations etc. excluded), summed over sessions
@@ -173,22 +154,8 @@ class Trainer:
                                    else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
                               processes=self.world.size if self.device.type == "cpu" else 1,
-                              checkpointing=cfg.activation_checkpointing,
+                              checkpointing=cfg.activation_checkpointing, shares=self.parallel.shares,
                               advice=self.memory_advice, longest=getattr(train_data, "longest", None))
-
-    def _check_sharding(self) -> None:
-        """The one-line errors of a combination --fsdp cannot train."""
-        if not torch.distributed.is_initialized():
-            raise InputError("--fsdp shards the model over torchrun's processes: start the run with torchrun "
-                             "--standalone --nproc_per_node=N -m tinylm.train ... (N=1 measures FSDP's own cost)")
-        if type(self) is not Trainer:
-            raise InputError("--set fsdp=true: only pretraining (python -m tinylm.train) shards the model; post-"
-                             "training runs as one process or under DDP")
-        if self.cfg.optimizer != "adamw":
-            raise InputError(f"--fsdp trains with AdamW: {self.cfg.optimizer} works on whole matrices, which a rank "
-                             "holds a shard of; drop --set optimizer")
-        if needs_grad_scaler(self.device, self.dtype):
-            raise InputError("--fsdp does not train in float16 with a gradient scaler: use --dtype float32")
 
     @staticmethod
     def _checkpoint_blocks(model: torch.nn.Module) -> None:
@@ -283,12 +250,10 @@ class Trainer:
             positions += batch[0].numel()  # a chat batch is as wide as its longest conversation, not the context
             # DDP averages gradients across ranks during backward; doing it once, on the last micro-step, is enough.
             last = micro_step == self.grad_accum_steps - 1
-            if self.cfg.fsdp:  # FSDP likewise reduce-scatters only on the last
-                self.model.set_requires_gradient_sync(last)
-            with contextlib.nullcontext() if (self._ddp is None or last) else self._ddp.no_sync():
+            with self.parallel.gradient_sync(last):
                 with autocast(self.device, self.dtype):
                     loss = self.batch_loss(batch)
-                # loss x count is this micro-batch's sum; x world size undoes DDP's (or FSDP's) average over ranks
+                # loss x count is this micro-batch's sum; x world size undoes every way's average over ranks
                 self.scaler.scale(loss * (count * self.world.size / step_count)).backward()
             total += loss.detach() * count
         return total / step_count, positions
@@ -296,12 +261,8 @@ class Trainer:
     def _apply_gradients(self) -> torch.Tensor | None:
         """Clip, step the optimizer (unless fp16 gradients overflowed) and zero the gradients; returns the gradient
         norm before clipping, on the device (None without clipping)."""
-        grad_norm = None
-        if self.cfg.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            grad_norm = local_value(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip))
         scale_before = self.scaler.get_scale()
-        self.scaler.step(self.optimizer)  # skipped by the scaler if fp16 gradients overflowed
+        grad_norm = self.parallel.step(self.optimizer, self.scaler)  # the scaler skips it if fp16 gradients overflowed
         self.scaler.update()
         if self.scaler.is_enabled() and self.scaler.get_scale() < scale_before:
             self.skipped_steps += 1
@@ -381,9 +342,10 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """The evaluation's figures, `score` among them: here the loss over the whole validation split. Under DDP
         each rank scores a share, the sums are added, and every rank must call it."""
-        total, count = evaluate_loss_sum(self.whole_model(), self.val_tokens, self.model_config.block_size,
-                                         self.cfg.eval_batch_size, self.device, autocast(self.device, self.dtype),
-                                         self.tokenizer, rank=self.world.rank, world_size=self.world.size)
+        model = self.parallel.whole_model(self.step)  # under FSDP a plain copy (every rank must call it)
+        total, count = evaluate_loss_sum(model, self.val_tokens, self.model_config.block_size, self.cfg.eval_batch_size,
+                                         self.device, autocast(self.device, self.dtype), self.tokenizer,
+                                         rank=self.world.rank, world_size=self.world.size)
         total, count = all_reduce_sum([total, count], self.device)
         return {"val_loss": total / count}
 
@@ -391,9 +353,9 @@ class Trainer:
         """Evaluate; save best.pt if the score is the best so far, and last.pt (unless `save_last` is False: an
         evaluation before training, which must not count as the run's own checkpoint); emit the eval (or final)
         record, with the figures of `evaluators` too."""
-        figures = self.evaluate()
+        figures, model = self.evaluate(), self.parallel.whole_model(self.step)
         if self.chooser is not None:
-            figures[self.chooser.name] = self.chooser.measure(self.whole_model())
+            figures[self.chooser.name] = self.chooser.measure(model)
         value = figures[self.score]
         if not math.isfinite(value):  # never save weights that score NaN/inf over last.pt
             raise self._diverged(f"the validation {self.score} became {value} at step {self.step}")
@@ -406,15 +368,15 @@ class Trainer:
         record = {"event": "final" if final else "eval", "step": self.step, **figures,
                   f"best_{self.score}": self.best_score, "best_step": self.best_step, "elapsed": self.elapsed}
         for name, evaluate in self.evaluators.items():
-            record.update({f"{name}_{key}": value for key, value in evaluate(self.whole_model()).items()})
+            record.update({f"{name}_{key}": value for key, value in evaluate(model).items()})
         self._emit(record)
         return record
 
     def sample(self, max_new_tokens: int = 200, **sampling) -> str:
         if self.tokenizer is None:
             raise InputError("this Trainer has no tokenizer, so it cannot turn samples into text")
-        return generate_text(self.whole_model(), self.tokenizer, self.sample_prompt, max_new_tokens, seed=self.cfg.seed,
-                             **sampling)
+        return generate_text(self.parallel.whole_model(self.step), self.tokenizer, self.sample_prompt, max_new_tokens,
+                             seed=self.cfg.seed, **sampling)
 
     def _emit(self, record: dict[str, Any]) -> None:
         if not self.world.is_main:
@@ -423,27 +385,14 @@ class Trainer:
         for callback in self.callbacks:
             callback(record)
 
-    def whole_model(self) -> torch.nn.Module:
-        """The model to evaluate, sample from and save: the plain model, or under FSDP a plain copy of the weights
-        gathered from the shards, once per step (so every rank must call it at the same steps, as evaluations do)."""
-        if not self.cfg.fsdp:
-            return self.model
-        if self._whole is None or self._whole[0] != self.step:
-            self._whole = None  # the last copy goes before the next is gathered
-            copy = self._model_class(self.model_config).to(self.device)
-            copy.load_state_dict(full_model_state(self.model))
-            self._whole = (self.step, copy)
-        return self._whole[1]
-
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The run's state; under DDP or FSDP every rank must call it (it gathers each rank's RNG state, and FSDP's
-        shards), rank 0 gets it all, in the format of a plain model's."""
+        """The run's state; under torchrun every rank must call it (it gathers each rank's RNG state, and the shards
+        of a sharded run), rank 0 gets it all, in the format of a plain model's."""
         return model_checkpoint(
-            self.whole_model(), self.tokenizer,
+            self.parallel.whole_model(self.step), self.tokenizer,
             train_config=self.cfg.to_dict(),
-            optimizer=(full_optimizer_state(self.model, self.optimizer) if self.cfg.fsdp
-                       else self.optimizer.state_dict()),
+            optimizer=self.parallel.optimizer_state(self.optimizer),
             scaler=self.scaler.state_dict(),
             step=self.step,
             elapsed=self.elapsed,
@@ -484,10 +433,7 @@ class Trainer:
                              f"{self.cfg.optimizer}'s: resume it with --set optimizer={saved_optimizer} (or without "
                              "--set optimizer), or start a new run in another --out folder")
         self.load_weights(state["model"])
-        if self.cfg.fsdp:
-            load_optimizer_state(self.model, self.optimizer, state["optimizer"])
-        else:
-            self.optimizer.load_state_dict(state["optimizer"])
+        self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.best_score, self.skipped_steps = state[f"best_{self.score}"], state["skipped_steps"]
@@ -497,19 +443,31 @@ class Trainer:
         saved_rng = state["rng"] if isinstance(state["rng"], list) else [{"torch": state["rng"]["torch"]}]
         restore_rng(saved_rng, self.world.rank, self.cfg.seed, self.device)
         self._metrics.resume_at(self.step)
-        saved_ranks, ranks = len(saved_rng), self.world.size
-        if saved_ranks != ranks and self.world.is_main:
-            print(f"resuming a {saved_ranks}-process run with {ranks}: " + (
-                f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)" if ranks > saved_ranks else
-                f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end here"), flush=True)
+        if len(saved_rng) != self.world.size and self.world.is_main:
+            print(self._resized(TrainConfig.from_dict(state["train_config"]), len(saved_rng)), flush=True)
+
+    def _resized(self, saved: TrainConfig, saved_ranks: int) -> str:
+        """What changes when a run resumes on another number of processes, in words: the sequences a step trains on,
+        and for a model with dropout, which ranks' streams (seed + rank) start or end."""
+        ranks, block = self.world.size, self.model_config.block_size
+        before = saved.batch_size * saved.accumulation_steps(block, saved_ranks) * saved_ranks
+        now = self.cfg.batch_size * self.grad_accum_steps * ranks
+        line = f"resuming a {saved_ranks}-process run in {ranks} process{'es' if ranks > 1 else ''}: "
+        if now == before:
+            line += f"a step still trains on {now} sequences of {block} tokens"
+        else:
+            line += (f"a step now trains on {self.cfg.batch_size} x {self.grad_accum_steps} x {ranks} = {now} "
+                     f"sequences of {block} tokens where it trained on {before} ({now / before:.3g} times the tokens; "
+                     f"the steps and the learning-rate schedule stay; torchrun --nproc_per_node={saved_ranks} keeps "
+                     "the step as it was)")
+        if self.model_config.dropout > 0:
+            line += "; " + (f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)"
+                            if ranks > saved_ranks else f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end")
+        return line
 
     def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
         """Load a plain model's weights into the model (under FSDP each rank keeps its shard)."""
-        self._whole = None
-        if self.cfg.fsdp:
-            load_model_state(self.model, weights)
-        else:
-            self.model.load_state_dict(weights)
+        self.parallel.load_weights(weights)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file (or a run folder's last.pt)."""

@@ -16,7 +16,7 @@ import torch
 
 from ...data.conversations import ConversationLoader
 from ...data.preference import PreferencePair, pad_pairs
-from ...distributed import all_reduce_sum
+from ...distributed import World, all_reduce_sum
 from ...errors import InputError
 from ...runtime import autocast
 from ...tokenizers.chat_template import ChatTemplate
@@ -30,10 +30,10 @@ class PairLoader(ConversationLoader):
     log-probabilities of the batch's pairs. Its state is ConversationLoader's; the reference is the run's."""
 
     def __init__(self, pairs: Sequence[PreferencePair], reference: torch.Tensor, batch_size: int, pad_id: int,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+                 seed: int = 0, world: World = World()):
         if len(reference) != len(pairs):
             raise InputError(f"{len(reference)} reference log-probabilities for {len(pairs)} pairs")
-        super().__init__(pairs, batch_size, pad_id, seed=seed, rank=rank, world_size=world_size)
+        super().__init__(pairs, batch_size, pad_id, seed=seed, world=world)
         self.reference = reference
 
     @property

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...generate.sampling import Sampling
+from ...generate.sampling import sampling_and_options
 from ...runtime import model_device
 from ..replies import complete
 
@@ -33,12 +33,12 @@ class Rollout:
         return self.completion_mask.sum().item() / self.completion_mask.size(0)
 
 
-def sample_groups(model, tokenizer, task, problems: list, group_size: int, temperature: float = 1.0,
-                  seed: int | None = None) -> Rollout:
-    """G sampled completions for each problem, scored; sampling is reproducible for a given seed."""
+def sample_groups(model, tokenizer, task, problems: list, group_size: int, **sampling) -> Rollout:
+    """G sampled completions for each problem, scored; `sampling`: the sampler's settings (temperature=1.0, seed=0,
+    ..., or sampling=Sampling(...)), reproducible for a given seed."""
     repeated = [p for p in problems for _ in range(group_size)]
     prompts = [task.prompt_ids(tokenizer, p) for p in repeated]
-    new = complete(model, tokenizer, task, prompts, task.reply_tokens, Sampling(temperature=temperature, seed=seed))
+    new = complete(model, tokenizer, task, prompts, task.reply_tokens, sampling_and_options(sampling)[0])
     completions = [tokenizer.decode(ids) for ids in new]
     scores = task.score_completions(tokenizer, repeated, new)
     rows = [prompt + ids for prompt, ids in zip(prompts, new)]
@@ -67,14 +67,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
-def sampled_correct(model, tokenizer, task, problems: list, samples: int, temperature: float = 1.0, seed: int = 0,
-                    batch_size: int = 256) -> list[int]:
-    """Per problem, in order, how many of `samples` completions at `temperature` the task scores correct."""
-    per_batch = max(1, batch_size // samples)
+def sampled_correct(model, tokenizer, task, problems: list, samples: int, batch_size: int = 256,
+                    **sampling) -> list[int]:
+    """Per problem, in order, how many of `samples` completions the task scores correct; `sampling` as
+    `sample_groups`'s (its seed, 0 by default, seeds each batch's)."""
+    sampling, _ = sampling_and_options(sampling)
+    per_batch, seed = max(1, batch_size // samples), sampling.seed or 0
     correct = []
     for index, start in enumerate(range(0, len(problems), per_batch)):
         rollout = sample_groups(model, tokenizer, task, problems[start : start + per_batch], samples,
-                                temperature=temperature, seed=seed * 1_000_003 + index)
+                                sampling=sampling, seed=seed * 1_000_003 + index)
         correct += rollout.correct.sum(dim=1).tolist()
     return [int(c) for c in correct]
 
@@ -83,10 +85,3 @@ def pass_at_rates(correct: list[int], samples: int, ks: tuple[int, ...]) -> dict
     """{k: the mean over problems of pass@k}, from each problem's count of correct completions of `samples`."""
     return {k: sum(pass_at_k(samples, c, k) for c in correct) / len(correct) for k in ks}
 
-
-def sampled_pass_at(model, tokenizer, task, problems: list, samples: int, ks: tuple[int, ...],
-                    temperature: float = 1.0, seed: int = 0, batch_size: int = 256) -> dict[int, float]:
-    """{k: the mean over problems of pass@k}, from `samples` completions per problem at `temperature`, each counted
-    correct as the task scores it."""
-    correct = sampled_correct(model, tokenizer, task, problems, samples, temperature, seed, batch_size)
-    return pass_at_rates(correct, samples, ks)

@@ -1,5 +1,5 @@
-"""One GRPO run on a task, start to finish, through the one run skeleton: `grpo(run, options)`, what
-`python -m tinylm.grpo` runs.
+"""One GRPO run on a task, start to finish, in one function that reads top to bottom: `grpo(run, options)`, what
+`python -m tinylm.grpo` runs; the steps it shares with SFT and DPO are tinylm.train.run's and tinylm.posttrain.job's.
 
 The policy starts from the task's base: a generated task's task-format model (`--base pretrain`, made first where it
 is missing), the story task's SFT run, or a run or checkpoint the task can use. The held-out problems are never
@@ -11,135 +11,25 @@ the recipe samples for it. OUT/grpo_eval.json keeps the report; only rank 0 spea
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any, Callable
 
-from ...config import GPTConfig, TrainConfig
-from ...distributed import World
+from ...config import GPTConfig
+from ...distributed import World, current_world
 from ...errors import InputError
 from ...model.gpt import GPT
 from ...paths import shown
 from ...tokenizers.saved import tokenizer_from_dict
+from ...train import run as steps
 from ...train.options import RunOptions
-from ...train.prerequisite import Prerequisite
-from ...train.run import Finished, Start, run_job
-from ..job import PostTrainingJob, PostTrainingOptions
+from .. import job
+from ..job import Method, PostTrainingOptions, Settled
 from ..recipes import GRPORecipe
 from .rollout import pass_at_rates, sampled_correct
 from .trainer import GRPOTrainer, check_rollout_memory, format_grpo_record
 
-
-class GRPOJob(PostTrainingJob):
-    """GRPO on `options.task` from `options.base`, by the task's recipe for the profile."""
-
-    method, recipe_type, command = "grpo", GRPORecipe, "grpo"
-
-    def __init__(self, run: RunOptions, options: PostTrainingOptions, on_record: Callable[[dict], None]):
-        batch = [name for name in ("batch_size", "grad_accum_steps", "total_batch_tokens") if name in (run.set or {})]
-        if run.batch_size is not None or batch:
-            given = "--batch-size" if run.batch_size is not None else f"--set {batch[0]}"
-            raise InputError("GRPO has no batch size of its own: a step trains on the recipe's prompts times its "
-                             f"group_size completions (--set prompts=N, --set group_size=G); drop {given}")
-        if "sample_interval" in (run.set or {}):
-            raise InputError("--set sample_interval: GRPO writes no samples while it trains (its report shows "
-                             "replies); drop it")
-        if options.lora is not None:
-            raise InputError("GRPO trains every weight: drop --lora-rank")
-        super().__init__(run, options, on_record)
-
-    def record_line(self, record: dict) -> str:
-        return format_grpo_record(record, self.task.measure_name)
-
-    def settle(self, saved: dict[str, Any]) -> None:
-        super().settle(saved)
-        self.task.rewarded_by(self.recipe.reward)  # a reward the task cannot pay fails before anything is loaded
-
-    def saved_options(self, saved: dict) -> dict[str, Any]:
-        return {"task": saved["grpo"]["task"], **saved["grpo"]["settings"]}
-
-    def before_prerequisite(self, prerequisite: Prerequisite, device, world: World) -> None:
-        """A GRPO step that cannot fit fails now, not after the task-format model has trained."""
-        if prerequisite.model is not None and prerequisite.progress() is None:
-            check_rollout_memory(prerequisite.model(), self.recipe, device, world)
-
-    def data(self, start: Start) -> None:
-        self.held = self.task.held_out(self.recipe.validation, self.recipe.test)
-
-    def model(self, start: Start) -> tuple[GPT, Any, TrainConfig]:
-        if start.saved is not None:
-            self.description = f"resumed from {shown(self.run.out)}"
-            return (GPT(GPTConfig.from_dict(start.saved["model_config"])),
-                    tokenizer_from_dict(start.saved["tokenizer"]), self._constant_rate(self.resumed_train(start.saved)))
-        return (self.start_model, self.start_tokenizer,
-                self._constant_rate(self.recipe.train.override(**self.run.train_changes())))
-
-    def _constant_rate(self, cfg: TrainConfig) -> TrainConfig:
-        """GRPO's rate is constant: a new --learning-rate is its floor too."""
-        return cfg if self.run.learning_rate is None else dataclasses.replace(cfg, min_lr=cfg.learning_rate)
-
-    def trainer(self, model: GPT, tokenizer, cfg: TrainConfig, start: Start) -> GRPOTrainer:
-        self.recipe = dataclasses.replace(self.recipe, train=cfg)
-        return GRPOTrainer(model, tokenizer, self.task, self.recipe, self.held, device=start.device, world=start.world,
-                           out_dir=start.out, callbacks=[self.on_record])
-
-    def header(self, trainer: GRPOTrainer, start: Start) -> str:
-        recipe, cfg = self.recipe, self.recipe.train
-        budget = f" (at most {cfg.max_seconds:g} s)" if cfg.max_seconds else ""
-        return (f"GRPO on {self.task.name} from {self.description} | {trainer.model.num_parameters():,} parameters | "
-                f"profile {self.run.profile} | {cfg.max_steps} steps{budget}: rollouts of {recipe.prompts} prompts x "
-                f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | "
-                f"baseline {recipe.baseline} | lr {cfg.learning_rate:g} | {len(self.held.validation)} validation and "
-                f"{len(self.held.test)} test problems | device {start.device} | run folder {shown(self.run.out)}")
-
-    def measured(self, trainer: GRPOTrainer, world: World) -> tuple[dict, dict | None]:
-        """The policy on the test problems (tinylm.posttrain.task.measure), and pass@1 and pass@n from n samples at
-        the rollouts' temperature on the first `pass_at_problems` (where the recipe samples), with each problem's
-        count of correct samples (for a paired test) under "correct"."""
-        recipe, problems = self.recipe, self.held.test
-        test = self.measure(trainer, problems, world)
-        if not recipe.pass_at_samples:
-            return test, None
-        n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
-        correct = sampled_correct(trainer.model, trainer.tokenizer, self.task, sampled, n,
-                                  temperature=recipe.temperature, seed=trainer.cfg.seed,
-                                  batch_size=trainer.cfg.eval_batch_size)
-        return test, {**{str(k): value for k, value in pass_at_rates(correct, n, (1, n)).items()}, "correct": correct}
-
-    def before(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
-        """The start on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing beats it),
-        test once. No last.pt yet: under --overwrite the old run stays until this run has trained and saved a state
-        of its own."""
-        recipe = self.recipe
-        start = trainer.evaluate_and_save(save_last=False)
-        test, at = self.measured(trainer, world)
-        report.update(task=self.task.name, profile=self.run.profile, base=self.description, reward=recipe.reward,
-                      validation={"before": start["pass_rate"]}, before=test)
-        if at is not None:
-            report["pass_at"] = {"samples": recipe.pass_at_samples, "temperature": recipe.temperature,
-                                 "problems": min(recipe.pass_at_problems or recipe.test, len(self.held.test)),
-                                 "before": at}
-
-    def after(self, trainer: GRPOTrainer, report: dict, world: World) -> None:
-        """best.pt (loaded by the skeleton) on the test problems, and the validation score that chose it."""
-        test, at = self.measured(trainer, world)
-        report.update(after={**test, **self.chosen(trainer)}, steps=trainer.step,
-                      train_seconds=round(trainer.elapsed, 1), device=str(trainer.device), processes=world.size)
-        if at is not None:
-            report["pass_at"]["after"] = at
-
-    def epilogue(self, finished: Finished) -> str:
-        report, trainer, out = finished.report, finished.trainer, self.run.out
-        gain = 100 * (report["after"]["pass_rate"] - report["before"]["pass_rate"])
-        lines = [*self.measured_lines(report),
-                 f"{self.chosen_line(trainer)}: {gain:+.1f} points on the test problems"]
-        if "pass_at" in report:
-            at = report["pass_at"]
-            rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
-                              for k in at["before"] if k != "correct")
-            lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
-                         f"{at['problems']} test problems: {rates}")
-        lines += [f"{self.time_line(report)}, curves in {shown(out / 'metrics.jsonl')}",
-                  f"next: {self.task.example_command(shown(out))}"]
-        return "\n".join(lines)
+GRPO = Method("grpo", GRPORecipe,
+              older_options=lambda saved: {"task": saved["grpo"]["task"], **saved["grpo"]["settings"]})
 
 
 def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrainingOptions(), *,
@@ -148,6 +38,106 @@ def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrai
     """GRPO on `options.task` (default: arithmetic) from `options.base` into `run.out` (default
     runs/grpo-<task>-<profile>); returns the report that OUT/grpo_eval.json keeps. Only rank 0 speaks and writes;
     `on_record` gets every trainer record (default: printed)."""
-    job = GRPOJob(run, options, on_record or (lambda record: print(job.record_line(record), flush=True)))
-    return run_job(job, world=world, say=say).report
+    started, world = time.perf_counter(), world or current_world()
+    say = say if world.is_main else steps.silent
+    _refuse_options(run, options)
+    settled = job.settle(GRPO, run, options, world=world, say=say)
+    run, task = settled.run, settled.task
+    task.rewarded_by(settled.recipe.reward)  # a reward the task cannot pay fails before anything is loaded
+    on_record = on_record or (lambda record: print(format_grpo_record(record, task.measure_name), flush=True))
 
+    def check_memory(prerequisite, device) -> None:  # a step that cannot fit fails before the task-format model trains
+        if prerequisite.model is not None and prerequisite.progress() is None:
+            check_rollout_memory(prerequisite.model(), settled.recipe, device, world)
+
+    base, model, tokenizer = job.start_from(settled, world, say, before_prerequisite=check_memory)
+    with steps.claimed(run, GRPO.files, world, say) as start:
+        held = task.held_out(settled.recipe.validation, settled.recipe.test)
+        if start.saved is not None:
+            description = f"resumed from {shown(run.out)}"
+            model = GPT(GPTConfig.from_dict(start.saved["model_config"]))
+            tokenizer, cfg = tokenizer_from_dict(start.saved["tokenizer"]), steps.resumed_config(start.saved, run)
+        else:
+            description, cfg = base.description, settled.recipe.train.override(**run.train_changes())
+        if run.learning_rate is not None:  # GRPO's rate is constant: a new --learning-rate is its floor too
+            cfg = dataclasses.replace(cfg, min_lr=cfg.learning_rate)
+        recipe = dataclasses.replace(settled.recipe, train=cfg)
+        trainer = GRPOTrainer(model, tokenizer, task, recipe, held, device=start.device, world=world,
+                              out_dir=start.out, callbacks=[on_record])
+        steps.continue_saved(trainer, start, run.out)
+        budget = f" (at most {cfg.max_seconds:g} s)" if cfg.max_seconds else ""
+        header = (f"GRPO on {task.name} from {description} | {trainer.model.num_parameters():,} parameters | "
+                  f"profile {run.profile} | {cfg.max_steps} steps{budget}: rollouts of {recipe.prompts} prompts x "
+                  f"{recipe.group_size} completions, {recipe.updates} update(s) each | reward {recipe.reward} | "
+                  f"baseline {recipe.baseline} | lr {cfg.learning_rate:g} | {len(held.validation)} validation and "
+                  f"{len(held.test)} test problems | device {start.device} | run folder {shown(run.out)}")
+        with job.trained(dataclasses.replace(settled, recipe=recipe), trainer, base, start, header) as report:
+            if "before" not in report:
+                # The start on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing beats
+                # it), test once. No last.pt yet: under --overwrite the old run stays until this run has saved one.
+                validation = trainer.evaluate_and_save(save_last=False)
+                test, at = _measured(settled, recipe, trainer, held.test, world)
+                report.update(task=task.name, profile=run.profile, base=description, reward=recipe.reward,
+                              validation={"before": validation["pass_rate"]}, before=test)
+                if at is not None:
+                    report["pass_at"] = {"samples": recipe.pass_at_samples, "temperature": recipe.temperature,
+                                         "problems": min(recipe.pass_at_problems or recipe.test, len(held.test)),
+                                         "before": at}
+                steps.write_report(start.out / GRPO.report_name, report, world)
+            steps.fit(trainer)
+        steps.load_best(trainer, run.out / "best.pt", world)
+        test, at = _measured(settled, recipe, trainer, held.test, world)
+        report.update(after={**test, **job.best_checkpoint(settled, trainer)}, steps=trainer.step,
+                      train_seconds=round(trainer.elapsed, 1), device=str(trainer.device), processes=world.size)
+        if at is not None:
+            report["pass_at"]["after"] = at
+        report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
+        steps.write_report(run.out / GRPO.report_name, report, world)
+        if world.is_main:
+            say(_epilogue(settled, trainer, held.validation, report))
+    return report
+
+
+def _refuse_options(run: RunOptions, options: PostTrainingOptions) -> None:
+    """What GRPO does not take: a batch size (a step is prompts x completions), samples while training, LoRA."""
+    batch = [name for name in ("batch_size", "grad_accum_steps", "total_batch_tokens") if name in (run.set or {})]
+    if run.batch_size is not None or batch:
+        given = "--batch-size" if run.batch_size is not None else f"--set {batch[0]}"
+        raise InputError("GRPO has no batch size of its own: a step trains on the recipe's prompts times its "
+                         f"group_size completions (--set prompts=N, --set group_size=G); drop {given}")
+    if "sample_interval" in (run.set or {}):
+        raise InputError("--set sample_interval: GRPO writes no samples while it trains (its report shows "
+                         "replies); drop it")
+    if options.lora is not None:
+        raise InputError("GRPO trains every weight: drop --lora-rank")
+
+
+def _measured(settled: Settled, recipe: GRPORecipe, trainer: GRPOTrainer, problems: list,
+              world: World) -> tuple[dict, dict | None]:
+    """The policy on the test problems (tinylm.posttrain.task.measure), and pass@1 and pass@n from n samples at the
+    rollouts' temperature on the first `pass_at_problems` (where the recipe samples), with each problem's count of
+    correct samples (for a paired test) under "correct"."""
+    test = job.measure_on(trainer, settled.task, problems, world)
+    if not recipe.pass_at_samples:
+        return test, None
+    n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
+    correct = sampled_correct(trainer.model, trainer.tokenizer, settled.task, sampled, n,
+                              temperature=recipe.temperature, seed=trainer.cfg.seed,
+                              batch_size=trainer.cfg.eval_batch_size)
+    return test, {**{str(k): value for k, value in pass_at_rates(correct, n, (1, n)).items()}, "correct": correct}
+
+
+def _epilogue(settled: Settled, trainer: GRPOTrainer, validation: list, report: dict[str, Any]) -> str:
+    out = settled.run.out
+    gain = 100 * (report["after"]["pass_rate"] - report["before"]["pass_rate"])
+    lines = [*job.measured_lines(settled.task, report),
+             f"{job.best_line(settled, trainer, validation)}: {gain:+.1f} points on the test problems"]
+    if "pass_at" in report:
+        at = report["pass_at"]
+        rates = ", ".join(f"pass@{k} {100 * at['before'][k]:.1f}% -> {100 * at['after'][k]:.1f}%"
+                          for k in at["before"] if k != "correct")
+        lines.append(f"sampled at temperature {at['temperature']:g}, {at['samples']} for each of "
+                     f"{at['problems']} test problems: {rates}")
+    lines += [f"{job.time_line(settled, report)}, curves in {shown(out / 'metrics.jsonl')}",
+              f"next: {settled.task.example_command(shown(out))}"]
+    return "\n".join(lines)

@@ -29,14 +29,16 @@ from .rollout import sample_groups
 class RolloutSource:
     """GRPO's batches: every `updates` steps a fresh rollout of this rank's share of the problems, sampled from
     `policy` (the model being trained, as it is at that step); in between, the same one. A batch is (sequences,
-    completion mask, advantages, π_old log-probabilities, π_ref's or None)."""
+    completion mask, advantages, π_old log-probabilities, π_ref's or None): `reference`, the starting policy frozen
+    for the KL penalty, copied now, before the Trainer moves and trains the policy (None without the penalty)."""
 
-    def __init__(self, *, policy, reference, tokenizer, task: PostTrainingTask, held_out: HeldOut, recipe: GRPORecipe,
-                 seed: int, world: World):
-        self.policy, self.reference, self.tokenizer, self.world = policy, reference, tokenizer, world
-        self.recipe, self.seed = recipe, seed
+    def __init__(self, *, policy, tokenizer, task: PostTrainingTask, held_out: HeldOut, recipe: GRPORecipe,
+                 world: World):
+        self.reference = copy.deepcopy(policy).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
+        self.policy, self.tokenizer, self.world = policy, tokenizer, world
+        self.recipe, self.seed = recipe, recipe.train.seed
         self.reward_task = task.rewarded_by(recipe.reward)
-        self.stream = ProblemStream(task, held_out.problems, seed=seed)  # neither validation nor test problems
+        self.stream = ProblemStream(task, held_out.problems, seed=self.seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
         self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
 
@@ -76,7 +78,9 @@ class RolloutSource:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stream.load_state_dict(state["stream"])
         self.served, self.totals = state["served"], state["totals"]
-        self.batch = tuple(state["batch"]) if state["batch"] is not None else None
+        device = next(self.policy.parameters()).device  # a checkpoint is loaded onto the CPU
+        self.batch = (tuple(None if t is None else t.to(device) for t in state["batch"]) if state["batch"] is not None
+                      else None)
 
 
 class GRPOTrainer(Trainer):
@@ -94,13 +98,12 @@ class GRPOTrainer(Trainer):
             raise TaskError(f"{recipe.prompts} prompts per step cannot be shared by {world.size} processes: "
                             "use a number of processes that divides it")
         self.recipe, self.task, self.held_out = recipe, task, held_out
-        # the starting policy, frozen, for the KL penalty; kept before the Trainer moves and trains the model
-        self.reference = copy.deepcopy(model).eval().requires_grad_(False) if recipe.kl_coef > 0 else None
         cfg = dataclasses.replace(recipe.train, batch_size=recipe.prompts // world.size * recipe.group_size,
                                   grad_accum_steps=1, total_batch_tokens=None, sample_interval=0)
         # the policy is `model` itself, which the Trainer moves in place and trains
-        self.source = RolloutSource(policy=model, reference=self.reference, tokenizer=tokenizer, task=task,
-                                    held_out=held_out, recipe=recipe, seed=cfg.seed, world=world)
+        self.source = RolloutSource(policy=model, tokenizer=tokenizer, task=task, held_out=held_out, recipe=recipe,
+                                    world=world)
+        self.reference = self.source.reference
         super().__init__(model, cfg, self.source, tokenizer=tokenizer, world=world, **kwargs)
         if self.reference is not None:
             self.reference.to(self.device)

@@ -1,4 +1,4 @@
-"""Chat fine-tuning (SFT) of a pretrained model on a task, through the one run skeleton: `sft(run, options)`.
+"""Chat fine-tuning (SFT) of a pretrained model on a task: `sft(run, options)`, one function read top to bottom.
 
 The base gets the chat tokens where it lacks them, and the loss counts answer tokens only; a task with pretraining
 text mixes it in at the recipe's share, so the model keeps its language. The validation split chooses best.pt (the
@@ -11,145 +11,32 @@ replies alone (rejection-sampling fine-tuning), DPO's control with the same repl
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+import time
+from typing import Callable
 
-from ...config import TrainConfig
 from ...data.conversations import ConversationLoader, MixtureLoader
 from ...data.instruct import InstructDataError, build_examples
 from ...data.tokens import RandomWindowSampler
-from ...distributed import World
+from ...distributed import World, current_world
 from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
 from ...tokenizers.chat_template import ChatTemplate, chat_token_ids
+from ...train import run as steps
+from ...train.checkpoint import model_to_resume
 from ...train.options import RunOptions
-from ...train.run import Finished, Start, run_job
+from .. import job
 from ..chat_task import ChatTask
-from ..job import PostTrainingJob, PostTrainingOptions
+from ..job import Method, PostTrainingOptions
 from ..on_policy import passing_chosen
 from ..recipes import SFTRecipe
 from ..task import TaskError
+from ..tasks import FIRST_TASKS
 from ..vocab import add_chat_tokens
 from .trainer import SFTTrainer
 
-
-class SFTJob(PostTrainingJob):
-    """SFT of `options.base` on `options.task`'s conversations, by the task's recipe for the profile."""
-
-    method, recipe_type, command = "sft", SFTRecipe, "sft"
-    task_type = ChatTask
-    extra_files = (ADAPTERS_FILE,)
-    loss_name = "answer loss"
-
-    def make_task(self, task_type: type[ChatTask]) -> ChatTask:
-        """A task that reads data sets takes --data; for one that does not, --data names a DPO run whose passing
-        chosen replies to train on."""
-        self.chosen_from = None if task_type.takes_data or self.options.data is None else Path(self.options.data)
-        data = self.options.data if task_type.takes_data else None
-        return task_type(self.run.profile, data, self.options.system_prompt)
-
-    def source(self) -> str:
-        if self.chosen_from is None:
-            return self.task.source()
-        return f"{self.task.source()}, training on the passing chosen replies of {shown(self.chosen_from)}"
-
-    def data(self, start: Start) -> None:
-        self.held = self.task.held_out(self.recipe.held_out, self.recipe.held_out)
-        train = (self.task.train_records() if self.chosen_from is None
-                 else passing_chosen(self.chosen_from, self.started_from().get("path")))
-        self.records = {"train": train, "validation": [p.record() for p in self.held.validation],
-                        "test": [p.record() for p in self.held.test]}
-        if self.run.max_seconds is not None:
-            start.say(f"plan: --max-seconds {self.run.max_seconds:g} bounds the fine-tuning steps only; on top of them "
-                      f"come the measurements before and after (greedy replies of up to {self.task.reply_tokens} "
-                      f"tokens to {len(self.held.test)} test problems, from the base and from best.pt) and each "
-                      "evaluation's")
-
-    def model(self, start: Start) -> tuple[Any, Any, TrainConfig]:
-        if resumed := self.resumed(start):
-            return resumed
-        base_model, base_tokenizer = self.start_model, self.start_tokenizer
-        model, tokenizer = add_chat_tokens(base_model, base_tokenizer)
-        self.from_base = tokenizer is not base_tokenizer  # a base, not a chat model: SFT's baseline asks it plainly
-        if self.from_base:
-            start.say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {base_tokenizer.vocab_size:,} -> "
-                      f"{tokenizer.vocab_size:,} tokens, embedding {base_model.config.vocab_size:,} -> "
-                      f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
-        # under LoRA the chat tokens' rows train too when they were just added (they start equal: tinylm.model.lora)
-        new_rows = [] if tokenizer is base_tokenizer else chat_token_ids(tokenizer).values()
-        return model, tokenizer, self.with_lora(model, self.recipe.train, start.say, token_ids=new_rows)
-
-    def trainer(self, model, tokenizer, cfg: TrainConfig, start: Start) -> SFTTrainer:
-        """The SFTTrainer over chat batches (mixed with pretraining text where the task has some); each evaluation
-        also scores as many training answers as there are validation conversations (memorisation) and counts the
-        passes over the chat data."""
-        template = ChatTemplate(tokenizer)
-        self._examples(template, model.config.block_size, start.say)
-        if start.saved is None and self.recipe.epochs and self.run.max_steps is None:
-            per_step = cfg.batch_size * cfg.grad_accum_steps * start.world.size
-            cfg = cfg.override(max_steps=max(cfg.warmup_steps + 1,
-                                             round(self.recipe.epochs * len(self.examples["train"]) / per_step)))
-        world, share = start.world, self.recipe.pretraining_share
-        chat = loader = ConversationLoader(self.examples["train"].rendered, cfg.batch_size, template.pad, seed=cfg.seed,
-                                           rank=world.rank, world_size=world.size)
-        if share > 0:
-            if (text := self.task.pretraining_text(tokenizer)) is None:
-                raise TaskError(f"--set pretraining_share={share:g}: the {self.task.name} task has no pretraining "
-                                "text to mix in; leave it at 0")
-            windows = RandomWindowSampler(text, model.config.block_size, cfg.batch_size, cfg.seed, world.rank,
-                                          world.size)
-            loader = MixtureLoader({"chat": chat, "pretraining": windows}, {"chat": 1 - share, "pretraining": share},
-                                   seed=cfg.seed)
-        trainer = SFTTrainer(model, cfg, loader, out_dir=start.out, tokenizer=tokenizer, device=start.device,
-                             callbacks=[self.on_record], world=world, template=template,
-                             val_conversations=self.examples["validation"].rendered,
-                             chooser=self.chooser(tokenizer, self.held.validation, world))
-        self.chat_loader, self.train_sample = chat, self.examples["train"].rendered[: len(self.examples["validation"])]
-        trainer.evaluators.update(
-            train=lambda _: {"answer_loss": trainer.answer_loss(self.train_sample)},
-            chat=lambda _: {"epochs": chat.epoch + chat.cursor / len(chat.order)})
-        return trainer
-
-    def _examples(self, template: ChatTemplate, block_size: int, say: Callable[[str], None]) -> None:
-        """The three splits as conversations of at most `block_size` tokens; an error where one is left empty."""
-        self.examples = {part: build_examples(records, template, block_size, self.task.system_prompt)
-                         for part, records in self.records.items()}
-        named = {"train": "train", "validation": "validation (chooses best.pt)", "test": "test (reported)"}
-        if empty := [part for part, examples in self.examples.items() if not len(examples)]:
-            raise InstructDataError(f"{self.source()} leaves no usable conversation for {empty[0]} ("
-                                    + "; ".join(f"{named[p]}: {e.describe()}" for p, e in self.examples.items()) + ")")
-        say(f"data: {self.source()}"
-            + "".join(f"\n  {named[part]}: {examples.describe()}" for part, examples in self.examples.items()))
-
-    def header(self, trainer: SFTTrainer, start: Start) -> str:
-        cfg, share = trainer.cfg, self.recipe.pretraining_share
-        data = f"{100 * (1 - share):.0f}% chat, {100 * share:.0f}% pretraining text" if share else "chat only"
-        return (f"fine-tuning {self.description} on {self.task.name} | {trainer.model.num_parameters():,} parameters "
-                f"| profile {self.run.profile} | {cfg.max_steps} steps of {cfg.batch_size} x {start.world.size} | "
-                f"{data} | {100 * self.chat_loader.padding_fraction():.1f}% padding | device {trainer.device} | run "
-                f"folder {shown(self.run.out)}")
-
-    def before(self, trainer: SFTTrainer, report: dict, world: World) -> None:
-        """The test split measured on the base asked in plain text (a new run from a base) and on the start; the
-        validation and training answers' loss too, the first points of the curves the evaluations draw."""
-        report.update(profile=self.run.profile, task=self.task.name, base=self.description, data=self.source(),
-                      **{part: examples.counts for part, examples in self.examples.items()})
-        if self.start_model is not None and self.from_base:
-            report["baseline"] = self.measure(trainer, self.held.test, world, task=self.task.plain(),
-                                              model=self.start_model.to(trainer.device),
-                                              tokenizer=self.start_tokenizer)
-        report["before"] = {**self.measure(trainer, self.held.test, world),
-                            "validation_answer_loss": trainer.answer_loss(self.examples["validation"].rendered),
-                            "train_answer_loss": trainer.answer_loss(self.train_sample)}
-        self.start_model = None  # measured: its memory goes before training
-
-    def epilogue(self, finished: Finished) -> str:
-        report, out = finished.report, shown(self.run.out)
-        lines = [*self.measured_lines(report), self.chosen_line(finished.trainer), self.time_line(report),
-                 f"next: {self.task.example_command(out)}"
-                 + (f"   or   python -m tinylm.dpo --task {self.task.name} --base {out}" if "dpo" in self.task.recipes
-                    else f"   or   python -m tinylm.serve --ckpt {out} --port 8000")]
-        return "\n".join(lines)
+SFT = Method("sft", SFTRecipe, loss_name="answer loss", task_type=ChatTask, extra_files=(ADAPTERS_FILE,),
+             data_names_a_run=True, older_options=lambda saved: {"task": FIRST_TASKS["sft"]})
+SPLITS = {"train": "train", "validation": "validation (chooses best.pt)", "test": "test (reported)"}
 
 
 def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrainingOptions(), *,
@@ -159,5 +46,102 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
     runs/sft-<task>-<profile>), and return the report OUT/sft_eval.json keeps: the test split measured on the base
     in plain text ("baseline"), before and after ("after": best.pt), steps and seconds. Only rank 0 speaks and
     writes; `on_record` gets every trainer record (default: printed)."""
-    job = SFTJob(run, options, on_record or (lambda record: print(job.record_line(record), flush=True)))
-    return run_job(job, world=world, say=say).report
+    started, world = time.perf_counter(), world or current_world()
+    say = say if world.is_main else steps.silent
+    settled = job.settle(SFT, run, options, world=world, say=say)
+    run, task, recipe = settled.run, settled.task, settled.recipe
+    on_record = on_record or (lambda record: print(job.record_line(settled, record), flush=True))
+    source = task.source() + ("" if settled.data_run is None else
+                              f", training on the passing chosen replies of {shown(settled.data_run)}")
+    base, start_model, start_tokenizer = job.start_from(settled, world, say)
+    with steps.claimed(run, SFT.files, world, say) as start:
+        held = task.held_out(recipe.held_out, recipe.held_out)
+        train = (task.train_records() if settled.data_run is None
+                 else passing_chosen(settled.data_run, base.recorded.get("path")))
+        records = {"train": train, "validation": [p.record() for p in held.validation],
+                   "test": [p.record() for p in held.test]}
+        if run.max_seconds is not None:
+            say(f"plan: --max-seconds {run.max_seconds:g} bounds the fine-tuning steps only; on top of them come the "
+                f"measurements before and after (greedy replies of up to {task.reply_tokens} tokens to "
+                f"{len(held.test)} test problems, from the base and from best.pt) and each evaluation's")
+
+        from_base = False  # a base, not a chat model: SFT's baseline asks it in plain text
+        if start.saved is not None:
+            description = f"resumed from {shown(run.out / 'last.pt')}"
+            (model, tokenizer), cfg = model_to_resume(start.saved), steps.resumed_config(start.saved, run)
+        else:
+            description = base.description
+            model, tokenizer = add_chat_tokens(start_model, start_tokenizer)
+            from_base = tokenizer is not start_tokenizer
+            if from_base:
+                say(f"added <|im_start|>, <|im_end|>, <|pad|>: vocabulary {start_tokenizer.vocab_size:,} -> "
+                    f"{tokenizer.vocab_size:,} tokens, embedding {start_model.config.vocab_size:,} -> "
+                    f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
+            # under LoRA the chat tokens' rows train too when they were just added (they start equal: tinylm.model.lora)
+            new_rows = chat_token_ids(tokenizer).values() if from_base else []
+            cfg = job.with_lora(settled, model, recipe.train, say, token_ids=new_rows)
+
+        template = ChatTemplate(tokenizer)
+        examples = {part: build_examples(split, template, model.config.block_size, task.system_prompt)
+                    for part, split in records.items()}
+        if empty := [part for part, split in examples.items() if not len(split)]:
+            raise InstructDataError(f"{source} leaves no usable conversation for {empty[0]} ("
+                                    + "; ".join(f"{SPLITS[p]}: {e.describe()}" for p, e in examples.items()) + ")")
+        say(f"data: {source}" + "".join(f"\n  {SPLITS[part]}: {split.describe()}" for part, split in examples.items()))
+        if start.saved is None and recipe.epochs and run.max_steps is None:
+            per_step = cfg.batch_size * cfg.grad_accum_steps * world.size
+            cfg = cfg.override(max_steps=max(cfg.warmup_steps + 1,
+                                             round(recipe.epochs * len(examples["train"]) / per_step)))
+        chat = loader = ConversationLoader(examples["train"].rendered, cfg.batch_size, template.pad, seed=cfg.seed,
+                                           world=world)
+        share = recipe.pretraining_share
+        if share > 0:  # pretraining text mixed in, so that the model keeps its language
+            if (text := task.pretraining_text(tokenizer)) is None:
+                raise TaskError(f"--set pretraining_share={share:g}: the {task.name} task has no pretraining "
+                                "text to mix in; leave it at 0")
+            windows = RandomWindowSampler(text, model.config.block_size, cfg.batch_size, cfg.seed, world)
+            loader = MixtureLoader({"chat": chat, "pretraining": windows}, {"chat": 1 - share, "pretraining": share},
+                                   seed=cfg.seed)
+        trainer = SFTTrainer(model, cfg, loader, out_dir=start.out, tokenizer=tokenizer, device=start.device,
+                             callbacks=[on_record], world=world, template=template,
+                             val_conversations=examples["validation"].rendered,
+                             chooser=job.chooser(settled, tokenizer, held.validation, world))
+        # each evaluation also scores as many training answers as there are validation conversations (memorisation)
+        # and counts the passes over the chat data
+        train_sample = examples["train"].rendered[: len(examples["validation"])]
+        trainer.evaluators.update(train=lambda _: {"answer_loss": trainer.answer_loss(train_sample)},
+                                  chat=lambda _: {"epochs": chat.epoch + chat.cursor / len(chat.order)})
+        steps.continue_saved(trainer, start, run.out)
+
+        cfg = trainer.cfg
+        data = f"{100 * (1 - share):.0f}% chat, {100 * share:.0f}% pretraining text" if share else "chat only"
+        header = (f"fine-tuning {description} on {task.name} | {trainer.model.num_parameters():,} parameters | "
+                  f"profile {run.profile} | {cfg.max_steps} steps of {cfg.batch_size} x {world.size} | {data} | "
+                  f"{100 * chat.padding_fraction():.1f}% padding | device {trainer.device} | run folder "
+                  f"{shown(run.out)}")
+        with job.trained(settled, trainer, base, start, header) as report:
+            if "before" not in report:
+                # the test split measured on the base asked in plain text (a new run from a base) and on the start;
+                # the validation and training answers' loss too, the first points of the curves evaluations draw
+                report.update(profile=run.profile, task=task.name, base=description, data=source,
+                              **{part: split.counts for part, split in examples.items()})
+                if start_model is not None and from_base:
+                    report["baseline"] = job.measure_on(trainer, task.plain(), held.test, world,
+                                                        model=start_model.to(trainer.device), tokenizer=start_tokenizer)
+                report["before"] = {**job.measure_on(trainer, task, held.test, world),
+                                    "validation_answer_loss": trainer.answer_loss(examples["validation"].rendered),
+                                    "train_answer_loss": trainer.answer_loss(train_sample)}
+                steps.write_report(start.out / SFT.report_name, report, world)
+            start_model = None  # measured: its memory goes before training
+            steps.fit(trainer)
+        steps.load_best(trainer, run.out / "best.pt", world)
+        job.measure_after(settled, trainer, description, held.test, report, world)
+        report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
+        steps.write_report(run.out / SFT.report_name, report, world)
+        if world.is_main:
+            out = shown(run.out)
+            say("\n".join([*job.measured_lines(task, report), job.best_line(settled, trainer, held.validation),
+                           job.time_line(settled, report), f"next: {task.example_command(out)}"
+                           + (f"   or   python -m tinylm.dpo --task {task.name} --base {out}" if "dpo" in task.recipes
+                              else f"   or   python -m tinylm.serve --ckpt {out} --port 8000")]))
+    return report

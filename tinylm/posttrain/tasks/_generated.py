@@ -248,7 +248,8 @@ class TaskTrainer(Trainer):
 
 
 class TaskFormatTraining(Job):
-    """The answer-only SFT of the task-format model, as a run of the one skeleton (folder lock, resume, settings)."""
+    """The answer-only SFT of the task-format model, through the steps every run takes (folder lock, resume,
+    settings)."""
 
     command = "task-format model"
 

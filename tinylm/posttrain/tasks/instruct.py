@@ -32,7 +32,7 @@ from ...train.prerequisite import Prerequisite
 from ...train.recipes import Recipe, Track
 from ...train.run import Pretraining
 from ..chat_task import ChatTask
-from ..recipes import SFTRecipe
+from ..recipes import SMOKE_BASE, SFTRecipe
 from ..task import HeldOut, Score
 
 MIN_COUNT = 3  # corpus tokens seen fewer times are left out of the chat base's trimmed vocabulary
@@ -40,9 +40,7 @@ HELD_OUT_EVERY = 20  # every 20th corpus document is validation text
 
 # (model shape, pretraining recipe) of the chat base per profile; the vocabulary comes from the trimmed tokenizer.
 CHAT_BASE_RECIPES = {
-    "smoke": (ModelShape(block_size=128, n_layer=2, n_head=2, n_embd=32),
-              TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
-                          eval_interval=0, log_interval=10, eval_batch_size=64, dtype="float32")),
+    "smoke": SMOKE_BASE,
     "cpu": (ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=16, max_steps=450, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4, beta2=0.99,
                         eval_interval=0, log_interval=50, eval_batch_size=64, dtype="float32")),
@@ -156,9 +154,6 @@ class Instruct(ChatTask):
         super().__init__(profile, data, system_prompt)
         records, self.read_from = load_records(self.data)
         self.split = split_three_ways(records)
-
-    def source(self) -> str:
-        return self.read_from
 
     def train_records(self) -> list[dict]:
         return self.split.train

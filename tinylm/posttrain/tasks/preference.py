@@ -64,9 +64,6 @@ class Preference(ChatTask):
         records, self.read_from = load_preferences(self.data)
         self.split = split_preferences(records)
 
-    def source(self) -> str:
-        return self.read_from
-
     def train_problems(self) -> list[PreferenceProblem]:
         return [PreferenceProblem(r) for r in self.split.train]
 

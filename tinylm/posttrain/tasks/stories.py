@@ -32,7 +32,7 @@ from ...train.prerequisite import Prerequisite
 from ...train.recipes import Recipe, Track
 from ...train.run import Pretraining
 from ..chat_task import ChatTask, PlainPrompts
-from ..recipes import GRPO_TRAIN, DPORecipe, GRPORecipe, SFTRecipe
+from ..recipes import GRPO_TRAIN, SMOKE_BASE, DPORecipe, GRPORecipe, SFTRecipe
 from ..task import HeldOut, Score, TaskError
 from ..verifier import Verifier
 
@@ -42,9 +42,7 @@ TRAIN_VARIANTS = 4  # instructions per training story (each its own opening, nam
 
 # (model shape, pretraining recipe) of the story base per profile; the vocabulary is the trimmed tokenizer's.
 STORY_BASE_RECIPES = {
-    "smoke": (ModelShape(block_size=128, n_layer=2, n_head=2, n_embd=32),
-              TrainConfig(batch_size=8, max_steps=20, warmup_steps=2, learning_rate=3e-3, min_lr=3e-4,
-                          eval_interval=0, log_interval=10, eval_batch_size=64, dtype="float32")),
+    "smoke": SMOKE_BASE,
     "cpu": (ModelShape(block_size=128, n_layer=4, n_head=4, n_embd=128),
             TrainConfig(batch_size=16, max_steps=800, warmup_steps=50, learning_rate=4e-3, min_lr=1e-4, beta2=0.99,
                         eval_interval=400, log_interval=100, eval_batch_size=64, dtype="float32")),
