@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.chat_fixtures import serving, tiny_chat_model
-from tinylm.serve.server import ChatServer
+from tinylm.serve.server import ChatServer, ServeOptions
 from tinylm.serve.session import ChatSession
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -69,7 +69,7 @@ def chat_server(pace: Pace | None = None, **options) -> ChatServer:
     if pace is not None:
         model.transformer.ln_f.register_forward_pre_hook(pace)  # once per generated token
     session = ChatSession(model, tokenizer, max_new_tokens=24, temperature=1.0, seed=0)
-    return ChatServer(("127.0.0.1", 0), session, quiet=True, **{"max_chars": 2000, **options})
+    return ChatServer(ServeOptions(**{"port": 0, "quiet": True, "max_chars": 2000, **options}), session)
 
 
 def expected_reply(server: ChatServer, messages: list[dict]) -> str:

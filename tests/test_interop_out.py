@@ -68,6 +68,17 @@ def test_an_hf_export_refuses_a_file_in_the_way_and_a_llama2c_export_into_a_fold
     assert [path.name for path in (tmp_path / "bins").iterdir()] == ["model.bin"]
 
 
+def test_a_file_export_to_a_path_ending_in_a_slash_makes_that_folder_and_writes_into_it(tmp_path, tiny_config):
+    """Before, `--out new/` (no such folder yet) wrote a FILE named new: a trailing slash says a folder, as an
+    existing folder does; a path without one is the file itself."""
+    llama = tmp_path / "llama.pt"
+    save_checkpoint(llama, model_checkpoint(GPT(with_architecture(tiny_config(), "llama"))))
+    cli(["export", "--ckpt", str(llama), "--out", f"{tmp_path / 'new' / 'deeper'}/", "--format", "llama2c"])
+    assert [path.name for path in (tmp_path / "new" / "deeper").iterdir()] == ["model.bin"]
+    cli(["export", "--ckpt", str(llama), "--out", str(tmp_path / "plain"), "--format", "llama2c"])
+    assert (tmp_path / "plain").is_file()
+
+
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_an_hf_export_that_fills_the_disk_is_one_line_and_leaves_the_folder_as_it_was(tmp_path, tiny_config, arch):
     """On main before this layout, a full disk ended the export in a safetensors traceback, with a config.json of the

@@ -19,10 +19,10 @@ def begin(args: argparse.Namespace, thread_note: bool = False) -> argparse.Names
     interrupted run prints it: `tinylm.train.progress.RESUME_COMMAND`). A command without --device computes on the
     CPU. Returns `args`.
 
-    `thread_note`: when fewer CPU threads were chosen than PyTorch would have used, say so on stderr, just before the
-    command's first output (an error found while its arguments are checked stays the only line); for a command whose
-    figures depend on the threads (bench). A command that trains shows its threads in its header instead
-    (`tinylm.train.progress.cpu_threads_note`), and the others' results do not depend on them."""
+    `thread_note`: when fewer CPU threads were set than PyTorch would have used, say so and why on stderr, just before
+    the command's first output (an error found while its arguments are checked stays the only line); for a command
+    whose figures or time budget depend on the threads (bench, and those that train, whose header shows the count:
+    `tinylm.train.progress.cpu_threads_note`). The others' results do not depend on them."""
     note = configure_backend(getattr(args, "device", "cpu"))
     if note and thread_note:
         sys.stdout = _NoteBeforeOutput(sys.stdout, f"note: {note}")
@@ -79,7 +79,7 @@ class CommandParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
     def parse_args(self, args=None, namespace=None) -> argparse.Namespace:
-        """argparse's, except that an option the chosen subcommand does not take is that subcommand's error (argparse
+        """argparse's, except that an option the subcommand given does not take is that subcommand's error (argparse
         reports it as the top command's), so the advice names the --help that lists what it takes; and that a
         subcommand's option written before the subcommand says where it goes (argparse would take its value for the
         subcommand: `invalid choice: '5'`). A command that trains gets `resume_command`: the command line that
@@ -88,7 +88,7 @@ class CommandParser(argparse.ArgumentParser):
         self._check_order(args)
         namespace, unknown = self.parse_known_args(args, namespace)
         if unknown:
-            self._chosen_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
+            self._subcommand_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
         if "--resume" in self._option_string_actions:  # a command that trains
             namespace.resume_command = resume_command(self.prog, args)
         return namespace
@@ -111,7 +111,7 @@ class CommandParser(argparse.ArgumentParser):
                 where.error(f"{arg} goes after the {str(commands.metavar).lower()}: "
                             f"{self.prog} {command or commands.metavar} {arg} ...")
 
-    def _chosen_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
+    def _subcommand_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
         commands = self._subcommands()
         if commands is not None and getattr(namespace, commands.dest, None) in commands.choices:
             return commands.choices[getattr(namespace, commands.dest)]

@@ -4,13 +4,15 @@
 log-likelihood (and whether greedy decoding gives it), a whole text's in windows of the model's context, and greedy
 generation until a stop string. Each row starts with the tokenizer's end-of-text token, as tinylm's scorer's rows do,
 and is scored by the full log-softmax, not by tinylm.eval.scoring's batched path, so that the two check each other. A
-row longer than the context loses tokens from the left, as with the harness's Hugging Face models (a continuation
-longer than the context itself is scored in windows).
+row longer than the context loses tokens from the left, as with the harness's Hugging Face models; a continuation
+longer than the context itself is scored in windows from the row's end, so that a token's score depends on the row
+alone, not on where the question ends (what the server's API, which sees only the row, can follow).
 
 `run_harness` runs the harness's task definitions by name (they fetch their data from the Hugging Face hub), or,
 offline, local task files over the mirror: `write_local_tasks` writes each one's YAML beside its data into the data
 folder (`eval/harness/`), the harness's prompts and metrics on the mirror's copies of arc_easy, arc_challenge, piqa
-and lambada_openai. `lm_eval --include_path` reads the same folder.
+and lambada_openai. `lm_eval run --include_path` reads the same folder, and its `local-completions` model, pointed at
+`python -m tinylm.serve`, gives the same figures item by item (tinylm.serve.openai_api reads a prompt as a row here).
 """
 
 from __future__ import annotations
@@ -57,15 +59,16 @@ class TinylmLM(LM):
     @torch.no_grad()
     def token_scores(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
         """Per (context, continuation) of token ids: the continuation's summed log-probability, and whether each of
-        its tokens is the argmax. Each token sees as much of the row before it as the context holds: a continuation
-        longer than the context is scored in windows. Each token costs what `target_losses` says (a trimmed
+        its tokens is the argmax. The row is scored in windows from its end, each target seeing as much of the row
+        before its window's end as the context holds (one window, the row's last block_size + 1 tokens, unless the
+        continuation is longer than the context). Each token costs what `target_losses` says (a trimmed
         vocabulary's <unk> its `unk_penalty` more, per GPT-2 token)."""
         pieces = []  # (row, input ids, the targets that its last positions predict)
         for r, (context, continuation) in enumerate(rows):
-            row = context + continuation
-            for start in range(max(len(context), 1), len(row), self.block_size):
-                end = min(start + self.block_size, len(row))
-                pieces.append((r, row[max(0, end - 1 - self.block_size): end - 1], row[start:end]))
+            row, first = context + continuation, max(len(context), 1)
+            for end in range(len(row), first, -self.block_size):
+                begin = max(first, end - self.block_size)
+                pieces.append((r, row[max(0, end - 1 - self.block_size): end - 1], row[begin:end]))
         totals, greedy = [0.0] * len(rows), [True] * len(rows)
         for first in range(0, len(pieces), self.batch_rows):
             batch = pieces[first: first + self.batch_rows]
