@@ -445,8 +445,8 @@ print(f"4 simulated ranks, 3 steps: AdamW on shards equals AdamW on the whole "
 
 # %% [markdown]
 # `tinylm.train.zero.ZeroAdamW` does the same with real collectives (`dist.reduce_scatter_single`,
-# `dist.all_gather_single`; before torch 2.13 `reduce_scatter_tensor`, `all_gather_into_tensor`), GPT-2's weight-decay
-# split and gradient clipping over the whole model. In a world of one it is plain AdamW:
+# `dist.all_gather_single`; an older torch names them `reduce_scatter_tensor`, `all_gather_into_tensor`), GPT-2's
+# weight-decay split and gradient clipping over the whole model. In a world of one it is plain AdamW:
 
 # %%
 torch.manual_seed(0)

@@ -258,11 +258,11 @@ def trained(settled: Settled, trainer: Trainer, base: Base, start: Start, header
         yield report
 
 
-def chooser(settled: Settled, tokenizer, problems: list, world: World) -> Chooser | None:
-    """The task's validation pass rate as what chooses best.pt, where the task says so."""
+def chooser(settled: Settled, tokenizer, problems: list, world: World, batch: int) -> Chooser | None:
+    """The task's validation pass rate, `batch` replies at a time, as what chooses best.pt, where the task says so."""
     if not settled.task.choose_by_pass_rate:
         return None
-    task, batch = settled.task, settled.recipe.train.eval_batch_size
+    task = settled.task
     return Chooser("pass_rate", lambda model: greedy_pass_rate(model, tokenizer, task, problems, world=world,
                                                                batch_size=batch)["pass_rate"])
 

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..config import GPTConfig, ModelShape, TrainConfig
-from ..distributed import World, barrier, current_world, device_for
+from ..distributed import World, barrier, broadcast_from_main, current_world, device_for
 from ..errors import InputError
 from ..model.gpt import GPT
 from ..paths import shown, write_json
@@ -137,7 +137,9 @@ def training(trainer: Trainer, start: Start, run: RunOptions, files: tuple[str, 
     """The block that trains: OUT/settings.json written where the run writes (gone again if the run ends without a
     checkpoint); under --overwrite the new run's files replace the old run's at its first last.pt, and a Ctrl-C before
     then saves nothing over them."""
-    trainer.saves_when_interrupted = not (run.overwrite and has_run(run.out, files))  # alike on every rank
+    # rank 0's answer on every rank: another rank looking later could find the settings.json rank 0 writes below
+    saves = not (run.overwrite and has_run(run.out, files)) if start.world.is_main else True
+    trainer.saves_when_interrupted = bool(broadcast_from_main(float(saves), trainer.device))
     trainer.saved_hooks.append(lambda name: _swap(start.staging, trainer) if name == "last.pt" else None)
     if start.world.is_main:
         write_settings(start.staging.path, settings)

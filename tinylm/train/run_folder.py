@@ -22,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import filelock
 
+from ..distributed import barrier
 from ..errors import InputError, TinyLMError
 from ..paths import atomic_write, check_output_folder, remove_stale_temporaries
 from .options import RunOptions
@@ -115,13 +116,14 @@ def claim_run_folder(run: RunOptions, held: contextlib.ExitStack, is_main: bool,
     --overwrite left (`files`: what a run writes), then refuse a folder that holds a run unless resuming or
     overwriting it, and --resume without a last.pt."""
     out = Path(run.out)
-    if not is_main:
-        check_output_folder(out)  # now, not at the first save
-    else:  # before the folder is read or changed
+    if is_main:  # before the folder is read or changed
         held.enter_context(run_lock(out, say))  # which checks `out` first
         if stale := remove_stale_temporaries(out):
             say(f"removed {len(stale)} temporary file(s) that interrupted saves left in {out}")
         _settle(out, files, say)
+    barrier()  # the other ranks look at the folder once rank 0 has settled it (it may remove an empty one)
+    if not is_main:
+        check_output_folder(out)  # now, not at the first save
     check_run_folder(out, run.resume, run.overwrite)
 
 

@@ -90,7 +90,7 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                              callbacks=[on_record], world=world, beta=recipe.beta, template=template,
                              val_pairs=pairs["validation"].pairs, val_reference=reference["validation"],
                              test_pairs=test.pairs if test else (), test_reference=reference.get("test"),
-                             chooser=job.chooser(settled, tokenizer, held.validation, world))
+                             chooser=job.chooser(settled, tokenizer, held.validation, world, cfg.eval_batch_size))
         steps.continue_saved(trainer, start, run.out)
 
         cfg = trainer.cfg
@@ -112,7 +112,8 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                 steps.write_report(start.out / DPO.report_name, report, world)
             steps.fit(trainer)
         steps.load_best(trainer, run.out / "best.pt", world)
-        job.measure_after(settled, trainer, description, held.test, report, world)
+        # the adapters name the model they adapt, not a resumed run's last.pt
+        job.measure_after(settled, trainer, base.description or description, held.test, report, world)
         report["preference"]["after"] = _preference(trainer)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
         steps.write_report(run.out / DPO.report_name, report, world)

@@ -89,7 +89,7 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                                     + "; ".join(f"{SPLITS[p]}: {e.describe()}" for p, e in examples.items()) + ")")
         say(f"data: {source}" + "".join(f"\n  {SPLITS[part]}: {split.describe()}" for part, split in examples.items()))
         if start.saved is None and recipe.epochs and run.max_steps is None:
-            per_step = cfg.batch_size * cfg.grad_accum_steps * world.size
+            per_step = cfg.batch_size * cfg.accumulation_steps(model.config.block_size, world.size) * world.size
             cfg = cfg.override(max_steps=max(cfg.warmup_steps + 1,
                                              round(recipe.epochs * len(examples["train"]) / per_step)))
         chat = loader = ConversationLoader(examples["train"].rendered, cfg.batch_size, template.pad, seed=cfg.seed,
@@ -105,7 +105,7 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
         trainer = SFTTrainer(model, cfg, loader, out_dir=start.out, tokenizer=tokenizer, device=start.device,
                              callbacks=[on_record], world=world, template=template,
                              val_conversations=examples["validation"].rendered,
-                             chooser=job.chooser(settled, tokenizer, held.validation, world))
+                             chooser=job.chooser(settled, tokenizer, held.validation, world, cfg.eval_batch_size))
         # each evaluation also scores as many training answers as there are validation conversations (memorisation)
         # and counts the passes over the chat data
         train_sample = examples["train"].rendered[: len(examples["validation"])]
@@ -135,7 +135,8 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
             start_model = None  # measured: its memory goes before training
             steps.fit(trainer)
         steps.load_best(trainer, run.out / "best.pt", world)
-        job.measure_after(settled, trainer, description, held.test, report, world)
+        # the adapters name the model they adapt, not a resumed run's last.pt
+        job.measure_after(settled, trainer, base.description or description, held.test, report, world)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
         steps.write_report(run.out / SFT.report_name, report, world)
         if world.is_main:
