@@ -12,7 +12,7 @@ import torch.distributed as dist
 
 from tinylm.config import ConfigError, GPTConfig, TrainConfig
 from tinylm.distributed import World
-from tinylm.errors import InputError
+from tinylm.errors import InputError, TinyLMError
 from tinylm.model.gpt import GPT
 from tinylm.train.parallel import choose_way
 from tinylm.train.trainer import Trainer
@@ -172,3 +172,24 @@ def test_zero_refuses_a_mixture_of_experts_whose_unchosen_experts_get_no_gradien
     model = GPT(GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16, n_experts=4, n_experts_active=1))
     with pytest.raises(InputError, match="a mixture of experts leaves the experts no token chose without one"):
         Parallel(model, TrainConfig(zero=True), World(), torch.device("cpu"), torch.float32)
+
+
+def test_a_zero_checkpoint_resumed_without_zero_keeps_this_runs_fused_adamw():
+    """ZeRO-1's state_dict is AdamW's format without AdamW's `fused` flag; loading it must not turn the kernel off."""
+    saved = trainer(TrainConfig(max_steps=2, zero=True, dtype="float32", warmup_steps=1))
+    saved.fit()
+    resumed = trainer(TrainConfig(max_steps=4, dtype="float32", warmup_steps=1))
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+    resumed.parallel.load_optimizer_state(resumed.optimizer, saved.parallel.optimizer_state(saved.optimizer))
+    assert all(group["fused"] for group in resumed.optimizer.param_groups)
+
+
+def test_a_model_cast_after_the_optimizer_was_made_is_an_error_not_a_silent_no_op():
+    """.to(dtype) gives each parameter storage of its own, outside the buffer the step updates."""
+    _, model = two_models()
+    zero = ZeroAdamW(model, LR, BETAS, weight_decay=DECAY, grad_clip=None)
+    model.to(torch.float64)
+    ids = torch.randint(CONFIG.vocab_size, (2, CONFIG.block_size))
+    model(ids, ids)[1].backward()
+    with pytest.raises(TinyLMError, match="parameters left its flat buffer"):
+        zero.step()

@@ -51,7 +51,6 @@ SHARED = {"profile": lambda parser, context: add_profile(parser, context.get(
               "seed", "of weights, batches, sampling (default: the recipe's)"))}
 
 
-
 def positive_float(text: str) -> float:
     """An argparse `type`: a finite number above 0 (nan, inf and 0 are usage errors)."""
     try:

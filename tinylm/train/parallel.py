@@ -153,5 +153,10 @@ class Parallel:
         """A whole state (any way's checkpoint, on every rank) into the optimizer, each rank keeping its shard."""
         if self.way == "fsdp":
             load_optimizer_state(self.model, optimizer, state)
-        else:
-            optimizer.load_state_dict(state)
+            return
+        # how this run's AdamW computes (its fused kernel) is this run's, whatever wrote the state (ZeRO-1 saves none)
+        fused = [group.get("fused") for group in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, kernel in zip(optimizer.param_groups, fused):
+            if kernel is not None:
+                group["fused"] = kernel

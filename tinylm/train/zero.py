@@ -22,6 +22,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..errors import TinyLMError
+
 # torch 2.13 renamed these two collectives (the old names warn); the torch range the package accepts has one or both
 all_gather_single = getattr(dist, "all_gather_single", dist.all_gather_into_tensor)
 reduce_scatter_single = getattr(dist, "reduce_scatter_single", dist.reduce_scatter_tensor)
@@ -76,6 +78,11 @@ class ZeroAdamW(torch.optim.Optimizer):
     def step(self, closure=None) -> torch.Tensor:
         """Average the gradients over the ranks, clip, update this rank's shard, share it; returns the gradient norm
         before clipping. The parameters' gradients are used up (set to None)."""
+        if any(p.data_ptr() != view.data_ptr() for p, view in zip(self.params, self._views(self.flat))):
+            # model.to(another dtype or device) gives the parameters storage of their own: the buffer would no longer
+            # be the model, and the steps would train nothing
+            raise TinyLMError("ZeRO-1's parameters left its flat buffer (the model was moved or cast after the "
+                              "optimizer was made): make the optimizer after model.to(...)")
         grad = self._mean_gradient_shard()
         squares = torch.dot(grad, grad)  # the shard's sum of squares, without a shard-size temporary
         if self.world > 1:
