@@ -125,7 +125,6 @@ def test_python_dash_m_tinylm_name_runs_the_cli_module(name):
 @pytest.mark.parametrize("name", COMMAND_LINES)
 def test_a_usage_error_of_every_command_is_one_line_with_exit_status_2(name, capsys):
     """argparse would print its whole usage block before the error; the course's form is one line (README)."""
-
     module = tinylm.cli.command_line(name)
     with pytest.raises(SystemExit) as exited:
         module.parse_args(["--no-such-option"])
@@ -284,7 +283,6 @@ def test_every_command_configures_the_backend_first_through_begin(command, monke
     """Issue 30: bench, sample, eval, chat and serve never chose their threads. Every command's main now goes through
     `tinylm.cli.console.begin` (configure_backend for its --device) before any work: the stand-in below stops it
     there, so nothing is loaded or trained."""
-
     import tinylm.cli.console as console
 
     seen = []

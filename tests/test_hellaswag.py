@@ -251,7 +251,7 @@ def _distributed_worker(rank, world_size, init_file, examples, out_dir):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        result = evaluate_hellaswag(tiny_bpe_gpt(seed=0), BPETokenizer("gpt2"), examples, "cpu")
+        result = evaluate_hellaswag(tiny_bpe_gpt(seed=0), BPETokenizer("gpt2"), examples)
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(result))
     finally:
         torch.distributed.destroy_process_group()

@@ -235,7 +235,7 @@ def test_an_imported_gpt2_scores_as_transformers_own_losses():
 
     imported = from_hf_gpt2(reference)
     nats, count = evaluate_loss_sum(imported, val, block, 2, "cpu", None, tokenizer)
-    scores = {"val_loss": nats / count, "val_tokens": count, **evaluate_hellaswag(imported, tokenizer, examples, "cpu")}
+    scores = {"val_loss": nats / count, "val_tokens": count, **evaluate_hellaswag(imported, tokenizer, examples)}
 
     windows = torch.from_numpy(val.astype(np.int64)).unfold(0, block + 1, block)  # 3 non-overlapping windows
     logits = hf_logits(reference, windows[:, :-1])

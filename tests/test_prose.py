@@ -41,7 +41,6 @@ def test_every_module_docstring_fits_fifteen_lines():
 
 def helps(command: str, monkeypatch) -> dict[str, str]:
     """`python -m tinylm.<command> --help` and each of its modes' --help, as printed on an 80-column screen."""
-
     from tinylm.cli import console
 
     monkeypatch.setenv("COLUMNS", str(SCREEN_COLUMNS))

@@ -39,8 +39,8 @@
 # | `smoke` (CI) | every check; 5 tiny budgets × 4 tiny sizes (a fit may run on a bound) and the two prediction runs | a small fraction of the cpu profile's (not timed here) |
 # | `cpu` (2-core laptop) | 5 budgets × 5 sizes on the 2 MiB TinyStories sample, as characters, and the prediction runs at 2 and 4 times the largest budget | the last cell prints it |
 #
-# On a GPU, `FULL_RECIPE = True` runs 7 larger budgets × 6 sizes on the full TinyStories' first 300,000 stories, in an
-# estimated hour ([Running on a GPU](README.md#running-on-a-gpu)).
+# On a GPU, `FULL_RECIPE = True` runs 7 larger budgets × 6 sizes on the full TinyStories' first 300,000 stories; its
+# time is not measured ([Running on a GPU](README.md#running-on-a-gpu)).
 #
 # **Papers**: [Kaplan 2020](https://arxiv.org/abs/2001.08361); [Hoffmann 2022](https://arxiv.org/abs/2203.15556);
 # [Besiroglu 2024](https://arxiv.org/abs/2404.10102); [Pearce & Song 2024](https://arxiv.org/abs/2406.12907);

@@ -258,7 +258,7 @@ def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS
             arm.update(model=model, optimizer=optimizer, step=step, steps=[step() for _ in range(loss_steps)])
 
         # from before the model exists, so that what a way frees of it (ZeRO-1 moves it into one buffer) counts too
-        peaks[name] = _peak_beside_others(set_up_and_train, local_bytes([x, y]), device)
+        peaks[name] = measured_peak(set_up_and_train, local_bytes([x, y]), device)
         losses[name] = [loss for _, loss in arm["steps"]]
         optimizer = arm["optimizer"]
         state = (optimizer.state_bytes() if name == "zero" else
@@ -270,12 +270,6 @@ def compare_sharding(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS
     return {"losses": losses, "held": holdings, "step_peak": peaks,
             "round_ms": {name: [s * 1e3 for s in values] for name, values in seconds.items()},
             "processes": dist.get_world_size(), **_where(device, torch_dtype)}
-
-
-def _peak_beside_others(work: Callable[[], object], held_before: int, device: torch.device) -> int:
-    """`measured_peak` of work(), which starts from `held_before` bytes, leaving out (on a GPU) what else is alive."""
-    others = torch.cuda.memory_allocated(device) - held_before if device.type == "cuda" else 0
-    return measured_peak(work, held_before, device) - others
 
 
 def compare_with_reference(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["train"], loss_steps: int = 2,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any, Callable, Sequence
 
 import torch
@@ -143,14 +144,10 @@ def race(plan: Race, seeds: Sequence[int] | None = None, recipes: Sequence[str] 
     return runs
 
 
-
 def compared(runs: dict[str, list[RaceRun]]) -> tuple[float, float | None]:
     """The speedrun recipe's mean final loss less the default's, and how many times as fast it reached the target
     (mean seconds; None unless every run reached it)."""
-    def mean(values: list) -> float:
-        return sum(values) / len(values)
-
-    loss = {name: mean([run.val_loss for run in recipe_runs]) for name, recipe_runs in runs.items()}
+    loss = {name: fmean([run.val_loss for run in recipe_runs]) for name, recipe_runs in runs.items()}
     times = {name: [run.seconds_to_target for run in recipe_runs] for name, recipe_runs in runs.items()}
     reached = all(t is not None for values in times.values() for t in values)
-    return loss["speedrun"] - loss["default"], mean(times["default"]) / mean(times["speedrun"]) if reached else None
+    return loss["speedrun"] - loss["default"], fmean(times["default"]) / fmean(times["speedrun"]) if reached else None

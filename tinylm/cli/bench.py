@@ -201,7 +201,7 @@ def _memory(spec: ModelSpec, timing: Timing) -> None:
     print(f"measured: {source}, the second step; checkpointing saves "
           f"{1 - measured['checkpointed'] / measured['plain']:.0%} of the peak")
     losses = r["losses"]
-    gap = max(abs(a - b) for a, b in zip(losses["plain"], losses["checkpointed"]))
+    gap, _ = same_steps(losses["checkpointed"], losses["plain"])
     print(f"losses of 3 steps, plain {' '.join(f'{x:.5f}' for x in losses['plain'])}; checkpointed "
           f"{' '.join(f'{x:.5f}' for x in losses['checkpointed'])} (largest difference {gap:.1e})")
     for name, values in r["round_ms"].items():
@@ -237,7 +237,7 @@ def _sharding(spec: ModelSpec, timing: Timing) -> None:
               f"{held['optimizer'] / 1e6:10.2f} {r['step_peak'][name] / 1e6:10.2f}   "
               f"{spread(r['round_ms'][name]).format(1, replicate='round')}")
     losses = r["losses"]
-    gap = max(abs(a - b) for name in ("zero", "fsdp") for a, b in zip(losses[name], losses["ddp"]))
+    gap = max(same_steps(losses[name], losses["ddp"])[0] for name in ("zero", "fsdp"))
     print(f"losses of {len(losses['ddp'])} steps from the same weights: " + "; ".join(
         f"{label} {' '.join(f'{x:.5f}' for x in losses[name])}" for name, label in
         (("ddp", "DDP"), ("zero", "ZeRO-1"), ("fsdp", "FSDP2"))) + f" (largest difference {gap:.1e})")

@@ -67,7 +67,7 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
     model, tokenizer, state = load_model(ckpt_file, device)
     check_tokenizer(model, tokenizer)  # before the data is fetched
     val, limit = val_file(args.hellaswag), args.selection.limit
-    result = evaluate_hellaswag(model, tokenizer, read_hellaswag(val.path, limit), device)
+    result = evaluate_hellaswag(model, tokenizer, read_hellaswag(val.path, limit))
     if not world.is_main:
         return result
     if args.json:

@@ -60,7 +60,8 @@ def main(argv=None) -> None:
     replies = f", replies up to {session.max_new_tokens}" if session else " (a base model: completions only)"
     server = ChatServer(args.serving, session, f"{args.ckpt}: context {model.config.block_size} tokens{replies}",
                         model, tokenizer, _served_name(Path(args.ckpt)))
-    host = f"[{args.host}]" if ":" in args.host else args.host  # an IPv6 address in a URL
+    host = args.serving.host
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     where = f"http://{host}:{server.port}"
     page = "the chat page" if session else "a base model, no chat page"
     print(f"serving {args.ckpt} at {where}/ ({page}; OpenAI's API at {where}/v1; Ctrl-C stops)", flush=True)

@@ -103,10 +103,13 @@ def eval_file(relative: str) -> Path:
     return fetch(EVAL_FILES[f"eval/{relative}"], data_dir() / "eval" / relative)
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """The first `limit` records (all if None) of a JSON-lines file; the lines after them are not read."""
     records = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
+            if limit is not None and len(records) == limit:
+                break
             if line.strip():
                 try:
                     records.append(json.loads(line))
@@ -153,7 +156,7 @@ def hellaswag_item(record: dict[str, Any]) -> MultipleChoice:
 def read_hellaswag(path: str | Path, limit: int | None = None) -> list[MultipleChoice]:
     """The first `limit` items (all if None) of a HellaSwag JSON-lines file."""
     items = []
-    for number, record in enumerate(read_jsonl(Path(path))[:limit], start=1):
+    for number, record in enumerate(read_jsonl(Path(path), limit), start=1):
         try:
             items.append(hellaswag_item(record))
         except (ValueError, TypeError) as error:

@@ -269,7 +269,7 @@ ACCURACIES = (("acc", "correct", "lowest summed loss"), ("acc_norm", "correct_no
               ("acc_norm_char", "correct_norm_char", "lowest loss per character of the ending"))
 
 
-def evaluate_hellaswag(model, tokenizer, items: Iterable[MultipleChoice], device=None) -> dict[str, Any]:
+def evaluate_hellaswag(model, tokenizer, items: Iterable[MultipleChoice]) -> dict[str, Any]:
     """HellaSwag's `items` scored as CORE scores them (evaluate_benchmark, zero-shot; an item longer than the context
     loses context from the left): {"examples", "correct", "correct_norm", "correct_norm_char", "acc", "acc_norm",
     "acc_norm_char", "left_out", "indices", "correct_items"}.
@@ -277,10 +277,9 @@ def evaluate_hellaswag(model, tokenizer, items: Iterable[MultipleChoice], device
     The counts are the examples each rule (ACCURACIES) gets right, the acc keys their fractions; `indices` are the
     items scored and `correct_items` their acc_norm verdicts; `left_out` the items whose ending alone overfills the
     context. Under torch.distributed each rank scores every W-th item and the verdicts are summed over ranks on
-    `device` (the model's by default; all ranks must call this with the same list).
+    the model's device (all ranks must call this with the same list).
     """
     check_tokenizer(model, tokenizer)
-    device = device if device is not None else model_device(model)
     items, world = list(items), current_world()
     mine = range(world.rank, len(items), world.size)
     table = [[0.0] * len(items) for _ in range(1 + len(ACCURACIES))]  # rows: scored, then right by each rule
@@ -291,7 +290,8 @@ def evaluate_hellaswag(model, tokenizer, items: Iterable[MultipleChoice], device
             table[0][item] = 1.0
             for row, (key, _, _) in enumerate(ACCURACIES, start=1):
                 table[row][item] = float(detail[key])
-    summed = all_reduce_sum([value for row in table for value in row], device)  # one collective for all of it
+    # one collective for all of it
+    summed = all_reduce_sum([value for row in table for value in row], model_device(model))
     scored, *rights = (summed[row * len(items):(row + 1) * len(items)] for row in range(len(table)))
     indices = [i for i in range(len(items)) if scored[i]]
     if not indices:

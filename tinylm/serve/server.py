@@ -35,7 +35,7 @@ from ..errors import InputError, TinyLMError
 from ..settings import option
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .head_deadline import HeadDeadlineLoop
-from .openai_api import APIError, OpenAIRoutes, error_body
+from .openai_api import APIError, OpenAIRoutes, error_body, server_sent
 from .reply import Reply
 from .session import ChatSession
 
@@ -287,8 +287,8 @@ async def events(pieces, dropped: int):
     """The reply as server-sent events, each piece generated in a worker thread. A visitor who leaves cancels this
     at the piece under way, and the generation stops there."""
     while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
-        yield f"data: {json.dumps({'text': piece})}\n\n"
-    yield f"data: {json.dumps({'done': True, 'dropped': dropped})}\n\n"
+        yield server_sent({"text": piece})
+    yield server_sent({"done": True, "dropped": dropped})
 
 
 def _is_ip_address(name: str) -> bool:

@@ -166,15 +166,16 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
 
 
 def measured_peak(step: Callable[[], object], held_before: int, device: torch.device) -> int:
-    """The peak bytes of live tensors while `step()` runs. On a CUDA device the allocator's own peak; elsewhere
-    `held_before` (what was alive when it began) plus the highest total of what the step allocated and had not freed,
-    from the profiler's records."""
+    """The peak bytes of live tensors while `step()` runs: `held_before` (what of it was alive when it began) plus the
+    highest total of what the step allocated and had not freed, by the allocator's peak on a CUDA device (less what
+    was allocated at the start: other work's tensors do not count) and elsewhere from the profiler's records."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
         step()
         torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
+        return held_before + torch.cuda.max_memory_allocated(device) - start
     recorded = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
     with _quiet_stderr():  # Kineto, the profiler's engine, writes a line to the process's stderr as it starts
         recorded.start()

@@ -27,8 +27,9 @@ from ..data.fineweb import (
 from ..distributed import World
 from ..errors import InputError
 from ..runtime import resolve_profile
+from ..settings import option
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .options import RunOptions, option, typed_changes
+from .options import RunOptions, typed_changes
 
 RECIPE_NAMES = ("default", "speedrun")
 

@@ -39,7 +39,7 @@ from .options import (
 )
 from .progress import TRAINING_TIME, cpu_threads_note, describe_parameters, format_duration, print_record
 from .recipes import Recipe, architecture_of
-from .run_folder import Staging, claim_run_folder, has_run
+from .run_folder import Staging, claim_run_folder
 from .trainer import RUN_FILES, Trainer, TrainingDiverged
 
 
@@ -138,7 +138,7 @@ def training(trainer: Trainer, start: Start, run: RunOptions, files: tuple[str, 
     checkpoint); under --overwrite the new run's files replace the old run's at its first last.pt, and a Ctrl-C before
     then saves nothing over them."""
     # rank 0's answer on every rank: another rank looking later could find the settings.json rank 0 writes below
-    saves = not (run.overwrite and has_run(run.out, files)) if start.world.is_main else True
+    saves = not start.staging.staged if start.world.is_main else True
     trainer.saves_when_interrupted = bool(broadcast_from_main(float(saves), trainer.device))
     trainer.saved_hooks.append(lambda name: _swap(start.staging, trainer) if name == "last.pt" else None)
     if start.world.is_main:

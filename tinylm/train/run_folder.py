@@ -124,6 +124,8 @@ def claim_run_folder(run: RunOptions, held: contextlib.ExitStack, is_main: bool,
     barrier()  # the other ranks look at the folder once rank 0 has settled it (it may remove an empty one)
     if not is_main:
         check_output_folder(out)  # now, not at the first save
+    # its test file must be gone before rank 0 goes on: claiming the folder again, rank 0 removes stale temporaries
+    barrier()
     check_run_folder(out, run.resume, run.overwrite)
 
 

@@ -42,6 +42,7 @@ class ZeroAdamW(torch.optim.Optimizer):
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.params = trainable  # the buffer's order
+        self.offsets = [0, *itertools.accumulate(p.numel() for p in trainable)]  # each one's start in the buffer
         self.shard_size = math.ceil(sum(p.numel() for p in trainable) / self.world)
         # padded so that it cuts into equal shards
         self.flat = torch.zeros(self.shard_size * self.world, device=trainable[0].device)
@@ -61,8 +62,7 @@ class ZeroAdamW(torch.optim.Optimizer):
 
     def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
         """`flat` (laid out as the buffer) cut into one view per parameter, shaped like it."""
-        offsets = [0, *itertools.accumulate(p.numel() for p in self.params)]
-        return [flat[start:end].view_as(p) for p, start, end in zip(self.params, offsets, offsets[1:])]
+        return [flat[start:end].view_as(p) for p, start, end in zip(self.params, self.offsets, self.offsets[1:])]
 
     def _pieces(self):
         """(parameter, its slice of this rank's shard, the same numbers' slice of the flattened parameter) for every
@@ -78,7 +78,8 @@ class ZeroAdamW(torch.optim.Optimizer):
     def step(self, closure=None) -> torch.Tensor:
         """Average the gradients over the ranks, clip, update this rank's shard, share it; returns the gradient norm
         before clipping. The parameters' gradients are used up (set to None)."""
-        if any(p.data_ptr() != view.data_ptr() for p, view in zip(self.params, self._views(self.flat))):
+        base, size = self.flat.data_ptr(), self.flat.element_size()
+        if any(p.data_ptr() != base + start * size for p, start in zip(self.params, self.offsets)):
             # model.to(another dtype or device) gives the parameters storage of their own: the buffer would no longer
             # be the model, and the steps would train nothing
             raise TinyLMError("ZeRO-1's parameters left its flat buffer (the model was moved or cast after the "
