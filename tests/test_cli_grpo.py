@@ -157,6 +157,7 @@ def test_resume_refuses_a_changed_group_or_seed_and_applies_a_new_rate_and_dtype
     run = RunOptions(out=out, resume=True, max_steps=4, learning_rate=1e-3, dtype="bfloat16", seed=0)
     report = grpo_run(run, PostTrainingOptions(), say=quiet, on_record=quiet)
     saved = load_checkpoint(out / "last.pt")
-    assert report["steps"] == saved["step"] == 4 and saved["grpo"]["settings"]["group_size"] == 2
+    assert report["steps"] == saved["step"] == 4
+    assert json.loads((out / "settings.json").read_text())["recipe"]["group_size"] == 2
     assert (saved["train_config"]["learning_rate"], saved["train_config"]["min_lr"]) == (1e-3, 1e-3)  # constant
     assert saved["train_config"]["dtype"] == "bfloat16"

@@ -119,7 +119,7 @@ def test_a_hugging_face_gpt2_base_gets_chat_tokens_and_a_grown_embedding(tmp_pat
     (["--set", "pretraining_share=1.5"], "pretraining_share must be at least 0 and below 1"),
     (["--set", "pretraining_share=lots"], "pretraining_share takes a number"),
     (["--set", "held_outs=4"], "no such field. --set changes SFTRecipe's lora_learning_rate, "),
-    (["--lora-rank", "0"], "--lora-rank must be at least 1"),
+    (["--lora-rank", "0"], "argument --lora-rank: must be an integer >= 1, got 0; 4 to 16 is usual"),
     (["--lora-rank", "33"], "LoRA rank 33 does not fit a 32 -> 96 layer: choose a rank from 1 to 32"),
 ])
 def test_bad_input_ends_with_one_line_and_writes_nothing(tmp_path, args, message):

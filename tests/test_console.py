@@ -150,8 +150,7 @@ def parsers_of(name: str) -> list[argparse.ArgumentParser]:
         with pytest.raises(Built) as built:
             tinylm.cli.command_line(name).parse_args([])
     parser = built.value.args[0]
-    commands = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
-    return [parser, *(sub for action in commands for sub in action.choices.values())]
+    return [parser, *(parser.subcommands.choices.values() if parser.subcommands else ())]
 
 
 @pytest.mark.parametrize("name", COMMAND_LINES)

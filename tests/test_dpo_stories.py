@@ -168,7 +168,7 @@ def test_another_run_trains_on_the_pairs_of_one_from_the_same_base(story_run, tm
 def test_sampling_shows_its_progress_with_a_total(capsys):
     model, tokenizer = tiny_chat_model(block_size=128)
     sample_replies(model, tokenizer, FewStories("smoke"), FewStories("smoke").train_problems()[:3], samples=2,
-                   seed=0, batch_size=4, desc="replies")
+                   seed=0, desc="replies")
     shown = capsys.readouterr().err
     assert "replies:" in shown and "0/6" in shown and "6/6" in shown and "<" in shown  # a total, an ETA
 
@@ -202,16 +202,3 @@ def test_sft_on_chosen_replies_trains_on_the_passing_chosen_replies_of_a_dpo_run
                  str(root / "dpo"), "--out", str(tmp_path / "other-rft")])
     assert "were sampled from" in stopped.value.code and "\n" not in stopped.value.code
     assert not (tmp_path / "other-rft").exists()
-
-
-def test_sft_on_chosen_replies_refuses_pairs_that_do_not_say_which_passed(story_run, tmp_path, monkeypatch):
-    root, _ = story_run
-    swap_task(monkeypatch)
-    older = json.loads((root / "dpo" / "pairs.json").read_text())
-    for record in older["train"]["records"]:
-        del record["chosen_passed"]
-    (tmp_path / "pairs.json").write_text(json.dumps(older))
-    with pytest.raises(InputError, match="do not say which chosen replies passed"):
-        sft(RunOptions(profile="smoke", out=tmp_path / "rft", max_steps=3),
-            PostTrainingOptions(task="stories", base=root / "chat", data=str(tmp_path / "pairs.json")), say=quiet,
-            on_record=quiet)

@@ -155,7 +155,7 @@ def test_a_completion_is_cut_where_it_would_outgrow_the_context():
 @pytest.fixture(scope="module")
 def sft_run(tmp_path_factory):
     """A stand-in for an SFT stories run: a 1-layer GPT-2-vocabulary model as the story base and, with the chat
-    tokens added, as the SFT model, in the run folder shape GRPO reads (best.pt, sft_eval.json)."""
+    tokens added, as the SFT model, in the run folder shape GRPO reads (best.pt, settings.json)."""
     folder = tmp_path_factory.mktemp("sft-stories")
     torch.manual_seed(0)
     tokenizer = BPETokenizer("gpt2")
@@ -163,7 +163,7 @@ def sft_run(tmp_path_factory):
     save_checkpoint(folder / "base.pt", model_checkpoint(base, tokenizer))
     model, chat_tokenizer = add_chat_tokens(base, tokenizer)
     save_checkpoint(folder / "best.pt", model_checkpoint(model, chat_tokenizer))
-    (folder / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(folder / "base.pt")}}))
+    (folder / "settings.json").write_text(json.dumps({"task": {"verifier": str(folder / "base.pt")}}))
     return folder
 
 

@@ -123,8 +123,8 @@ def test_a_sharded_run_counts_each_ranks_share_of_the_weights_gradients_and_mome
     model = GPT(config)
     parameters = model.num_parameters()
     whole = memory_account(config, parameters, 16, torch.float32)
-    zero = memory_account(config, parameters, 16, torch.float32, shares=Shares(moments=1 / 4))
-    fsdp = memory_account(config, parameters, 16, torch.float32, shares=Shares(1 / 4, 1 / 4, 1 / 4))
+    zero = whole.on_rank(Shares(moments=1 / 4))
+    fsdp = whole.on_rank(Shares(1 / 4, 1 / 4, 1 / 4))
     assert zero.optimizer_state == whole.optimizer_state // 4 == 2 * parameters
     assert whole.peak - zero.peak == 6 * parameters and zero.backward_start == whole.backward_start
     assert (fsdp.parameters, fsdp.gradients, fsdp.optimizer_state) == (parameters, parameters, 2 * parameters)

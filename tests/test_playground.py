@@ -73,7 +73,8 @@ def test_the_playground_opens_on_a_run_folder(make_model, tmp_path, capsys):
 def test_the_generate_button_streams_into_the_output_with_the_sliders_settings(make_model):
     pytest.importorskip("ipywidgets")
     model = make_model()
-    panel = Playground(model, TOKENIZER, "the king", max_new_tokens=20, temperature=1.0, top_k=0, top_p=1.0, seed=0)
+    panel = Playground(model, TOKENIZER, "the king", dict(max_new_tokens=20, temperature=1.0, top_k=None, top_p=1.0,
+                                                          seed=0))
     panel.temperature.value, panel.top_k.value, panel.top_p.value = 0.7, 8, 0.9
     panel.max_new_tokens.value, panel.seed.value = 15, 11
     seen = []
@@ -89,7 +90,8 @@ def test_the_generate_button_streams_into_the_output_with_the_sliders_settings(m
 
 def test_a_bad_prompt_shows_its_error_in_the_panel(make_model):
     pytest.importorskip("ipywidgets")
-    panel = Playground(make_model(), TOKENIZER, "THE KING", 5, 1.0, 0, 1.0, 0)  # upper case is not in the vocabulary
+    settings = dict(max_new_tokens=5, temperature=1.0, top_k=None, top_p=1.0, seed=0)
+    panel = Playground(make_model(), TOKENIZER, "THE KING", settings)  # upper case is not in the vocabulary
     assert panel.generate() is None
     assert panel.speed.value.startswith("error:") and not panel.button.disabled
 

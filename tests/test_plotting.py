@@ -4,7 +4,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import json  # noqa: E402
 import warnings  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
@@ -16,7 +15,6 @@ from tinylm.course.plotting import (  # noqa: E402
     plot_arms,
     plot_balancing,
     plot_effective_choices,
-    plot_expert_load,
     plot_fine_tuning,
     plot_loss_panels,
     plot_losses,
@@ -68,23 +66,6 @@ MOE_RECORDS = [
     {"event": "train", "step": 20, "loss": 2.5, "expert_load": [[0.3, 0.3, 0.2, 0.2], [0.25, 0.25, 0.25, 0.25]],
      "max_violation": [0.2, 0.0]},
 ]
-
-
-def test_plot_expert_load_draws_each_layers_max_violation_and_the_last_load(tmp_path):
-    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in MOE_RECORDS))
-    for source in (MOE_RECORDS, tmp_path, tmp_path / "metrics.jsonl"):  # records, a run folder or its metrics file
-        curves, heatmap = plot_expert_load(source, title="loss-free")
-        layer0, layer1 = curves.get_lines()
-        assert list(layer0.get_xdata()) == [10, 20] and list(layer0.get_ydata()) == [1.8, 0.2]
-        assert list(layer1.get_ydata()) == [0.6, 0.0]
-        np.testing.assert_array_equal(heatmap.get_images()[0].get_array(), MOE_RECORDS[-1]["expert_load"])
-        assert heatmap.get_title() == "load at step 20" and curves.get_title() == "loss-free"
-        assert curves.xaxis.label.get_fontsize() >= 14, "readable on a projector"
-
-
-def test_plot_expert_load_needs_a_mixture_of_experts_run():
-    with pytest.raises(ValueError, match="mixture-of-experts"):
-        plot_expert_load(RECORDS)
 
 
 def test_plot_loss_and_grad_norm_draws_each_curve_from_its_records():

@@ -20,11 +20,11 @@ from tinylm.cli.prepare import cli, main
 from tinylm.data import fineweb as shards
 from tinylm.data.corpora import (
     TINYSTORIES_SAMPLE,
+    dataset_source,
     default_folder,
     prepare_shakespeare_char,
     prepare_tinystories,
     prepare_trimmed,
-    tinystories_source,
 )
 from tinylm.data.tokens import DataError, read_meta, read_tokens
 from tinylm.tokenizers.gpt2 import BPETokenizer, TrimmedBPETokenizer
@@ -103,9 +103,9 @@ def test_default_folders_follow_the_data_dir_and_source(tmp_path, monkeypatch):
     assert default_folder("tinystories", "hf") == tmp_path / "tinystories"
     assert default_folder("tinystories") == tmp_path / "tinystories_sample"  # the mirror is set: the sample
     monkeypatch.delenv("TINYLM_DATA_MIRROR")
-    assert tinystories_source() == "hf"
+    assert dataset_source(None, "TinyStories") == "hf"
     with pytest.raises(ValueError, match="'hf'"):
-        tinystories_source("web")
+        dataset_source("web", "TinyStories")
 
 
 def test_tinystories_track_trains_on_compact_ids_of_a_trimmed_vocabulary(tinystories_root, monkeypatch):
@@ -255,7 +255,7 @@ def test_fineweb_edu_sample_has_one_config_and_default_folders(tmp_path, monkeyp
     assert shards.default_fineweb_edu_folder("hf") == tmp_path / "fineweb_edu"
     assert shards.default_fineweb_edu_folder("hf", "sample-100BT") == tmp_path / "fineweb_edu_sample-100BT"
     monkeypatch.delenv("TINYLM_DATA_MIRROR")
-    assert shards.fineweb_edu_source() == "hf"
+    assert dataset_source(None, "FineWeb-Edu") == "hf"
 
 
 @pytest.mark.filterwarnings("ignore:.* found in sys.modules:RuntimeWarning")

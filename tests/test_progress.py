@@ -2,24 +2,35 @@
 
 import pytest
 
-from tinylm.train.progress import SessionTiming, format_duration, remaining_seconds, steps_left
+from tinylm.train.progress import SessionTiming, format_duration
+
+
+def two_steps(max_steps: int, max_seconds: float | None = None, elapsed_at_start: float = 0.0) -> SessionTiming:
+    """A session that started at 0 s of wall clock and trained two steps of 0.5 s: a pace of 0.5 s a step."""
+    timing = SessionTiming(0.0, elapsed_at_start, max_steps, max_seconds)
+    for _ in range(2):
+        timing.count_step(0.5, tokens=64)
+    return timing
 
 
 def test_without_a_time_budget_the_eta_is_the_steps_left_at_the_measured_pace_plus_overhead():
-    assert steps_left(200, 6000, 0.5) == 5800
-    assert remaining_seconds(200, 6000, 0.5) == pytest.approx(2900)
-    assert remaining_seconds(200, 6000, 0.5, overhead_per_step=0.1) == pytest.approx(5800 * 0.6)
-    assert remaining_seconds(6000, 6000, 0.5, overhead_per_step=0.1) == 0
-    assert remaining_seconds(7000, 6000, 0.5) == 0, "past the end (a shortened --max-steps) is not negative"
+    assert two_steps(6000).steps_left(200, 0.5, elapsed=1.0) == 5800
+    assert two_steps(6000).eta(now=1.0, step=200, elapsed=1.0) == pytest.approx(2900)
+    # 0.2 s of wall clock outside the two steps: 0.1 s of overhead per step
+    assert two_steps(6000).eta(now=1.2, step=200, elapsed=1.0) == pytest.approx(5800 * 0.6)
+    assert two_steps(6000).eta(now=1.2, step=6000, elapsed=1.0) == 0
+    past_the_end = two_steps(6000).eta(now=1.0, step=7000, elapsed=1.0)
+    assert past_the_end == 0, "past the end (a shortened --max-steps) is not negative"
 
 
 def test_a_time_budget_that_runs_out_first_bounds_the_eta():
     # 100 s of training used out of 300 at 0.5 s/step: 400 steps remain by time, fewer than the 5800 by count.
-    assert steps_left(200, 6000, 0.5, elapsed=100, max_seconds=300) == pytest.approx(400)
-    assert remaining_seconds(200, 6000, 0.5, 0.1, elapsed=100, max_seconds=300) == pytest.approx(400 * 0.6)
+    budget = two_steps(6000, max_seconds=300, elapsed_at_start=99.0)
+    assert budget.steps_left(200, 0.5, elapsed=100) == pytest.approx(400)
+    assert budget.eta(now=1.2, step=200, elapsed=100) == pytest.approx(400 * 0.6)
     # A generous budget leaves the step count in charge.
-    assert steps_left(200, 6000, 0.5, elapsed=100, max_seconds=1e6) == 5800
-    assert remaining_seconds(10, 20, 0.5, elapsed=400, max_seconds=300) == 0, "over budget: nothing left"
+    assert two_steps(6000, max_seconds=1e6).steps_left(200, 0.5, elapsed=100) == 5800
+    assert two_steps(20, max_seconds=300).steps_left(10, 0.5, elapsed=400) == 0, "over budget: nothing left"
 
 
 

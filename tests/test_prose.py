@@ -56,7 +56,7 @@ def helps(command: str, monkeypatch) -> dict[str, str]:
     assert built, f"tinylm/cli/{command}.py builds no CommandParser"
     parser = built[0]
     texts = {command: parser.format_help()}
-    subcommands = parser._subcommands()
+    subcommands = parser.subcommands
     for name, sub in (subcommands.choices.items() if subcommands else []):
         texts[f"{command} {name}"] = sub.format_help()
     return texts

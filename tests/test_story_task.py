@@ -190,25 +190,21 @@ def test_the_report_counts_each_check_where_asked_and_gives_the_wilson_interval(
 
 
 def test_a_policy_started_from_a_run_is_judged_by_the_story_base_it_names(tmp_path, monkeypatch):
-    """A run's settings.json names its verifier's story base (an older run's sft_eval.json); a run copied elsewhere,
+    """A run's settings.json names its verifier's story base; a run copied elsewhere,
     whose named base is gone, falls back to runs/stories-base-<profile>, and with neither there the error says what
     makes one."""
     monkeypatch.setenv("TINYLM_RUNS_DIR", str(tmp_path / "runs"))
     run = tmp_path / "copied-sft"
     run.mkdir()
-    (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(tmp_path / "elsewhere" / "best.pt")}}))
+    (run / "settings.json").write_text(json.dumps({"task": {"verifier": str(tmp_path / "elsewhere" / "best.pt")}}))
     with pytest.raises(InputError, match="tinylm.sft --task stories --profile smoke"):
         verifier_base(run, "smoke")
     story_base("smoke").out.mkdir(parents=True)
     assert verifier_base(run / "best.pt", "smoke") == story_base("smoke").out
     named = tmp_path / "named-base"
     named.mkdir()
-    (run / "sft_eval.json").write_text(json.dumps({"verifier": {"base": str(named)}}))
+    (run / "settings.json").write_text(json.dumps({"task": {"verifier": str(named)}}))
     assert verifier_base(run, "smoke") == named
-    newer = tmp_path / "newer-base"
-    newer.mkdir()
-    (run / "settings.json").write_text(json.dumps({"task": {"verifier": str(newer)}}))
-    assert verifier_base(run, "smoke") == newer
 
 
 def test_sft_from_a_story_model_makes_it_the_verifier_and_from_a_chat_run_takes_the_one_it_names(tmp_path,

@@ -37,11 +37,9 @@ def test_char_tokenizer_decodes_tensors_and_numpy_ids():
     assert tok.decode(np.array(ids, dtype=np.uint16)) == "hear me"
 
 
-def test_char_tokenizer_save_load_round_trip(tmp_path):
+def test_char_tokenizer_round_trips_through_its_saved_description():
     tok = CharTokenizer.from_text(TEXT + '"\\\r\x00')
-    path = tmp_path / "tokenizer.json"
-    tok.save(path)
-    loaded = CharTokenizer.load(path)
+    loaded = tokenizer_from_dict(json.loads(json.dumps(tok.to_dict(), ensure_ascii=False)))
     assert isinstance(loaded, CharTokenizer)
     assert loaded.chars == tok.chars
     assert loaded.encode(TEXT) == tok.encode(TEXT)

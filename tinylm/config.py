@@ -28,11 +28,18 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _from_dict(cls, values: dict[str, Any]):
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    _require(not unknown, f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(known)}")
-    return cls(**values)
+class _PlainDict:
+    """A config that travels as a plain dict (inside checkpoints: JSON-safe, nothing pickled)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        _require(not unknown, f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(known)}")
+        return cls(**values)
 
 
 NORMS = ("layernorm", "rmsnorm")
@@ -50,7 +57,7 @@ def swiglu_hidden_size(n_embd: int, multiple_of: int) -> int:
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(_PlainDict):
     """Shape of a decoder-only transformer. Defaults are GPT-2 small (124M).
 
     The architecture fields choose, each independently, between GPT-2's 2019 block and the changes
@@ -165,13 +172,6 @@ class GPTConfig:
             return self.expert_hidden
         return max(1, self.mlp_hidden_size // (self.n_experts_active + self.n_shared_experts))
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GPTConfig":
-        return _from_dict(cls, values)
-
 
 # GPT-2 small as OpenAI released it: 124,439,808 parameters with the tied LM head.
 GPT2_124M = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
@@ -238,7 +238,7 @@ SCHEDULES = ("cosine", "wsd")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_PlainDict):
     """How to optimise: batch geometry, schedule, budgets, and how often to look at progress.
 
     One optimizer step sees batch_size * grad_accum_steps sequences of the model's block_size.
@@ -335,13 +335,6 @@ class TrainConfig:
             f"{per_micro_step:,}; change batch_size or the total",
         )
         return self.total_batch_tokens // per_micro_step
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        return _from_dict(cls, values)
 
     def override(self, **options) -> "TrainConfig":
         """This config with `options` (None is a value: `--set grad_clip=none`). A new peak learning rate scales

@@ -33,8 +33,14 @@ def cpu_name() -> str:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read(), re.M)
         model = names[0].strip() if names else model
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{model}, {cores} cores, {torch.backends.cpu.get_cpu_capability()}"
+    return f"{model}, {usable_cores()} cores, {torch.backends.cpu.get_cpu_capability()}"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's share, not the host's count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def resolve_profile(profile: str | None = None, default: str | None = None) -> str:
@@ -263,12 +269,6 @@ def peak_flops_per_s(device: torch.device, dtype: torch.dtype) -> float | None:
     return None if tflops is None else tflops * 1e12
 
 
-# Whole 16-bit TFLOP/s of one board per family, the summary notebook 6b prints.
-PEAK_TFLOPS_16BIT = {family: int(peak_tflops(name, torch.float16)) for family, name in (
-    ("H200", "NVIDIA H200"), ("H100", "NVIDIA H100 80GB HBM3"), ("A100", "NVIDIA A100-SXM4-80GB"),
-    ("L40S", "NVIDIA L40S"), ("L4", "NVIDIA L4"), ("A10", "NVIDIA A10"), ("V100", "Tesla V100-SXM2-16GB"),
-    ("T4", "Tesla T4"))}
-
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
@@ -309,8 +309,7 @@ def busy_elsewhere(samples: int = 5, interval: float = 0.01) -> float:
 def spare_cores(busy: float | None = None, cores: int | None = None) -> int:
     """The cores other processes leave free: the cores this process may use minus the processes running elsewhere
     (`busy_elsewhere`, rounded), at least 1."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = cores or usable_cores()
     if busy is None:
         busy = busy_elsewhere()
     return max(1, min(cores, cores - round(busy)))

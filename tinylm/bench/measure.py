@@ -313,18 +313,18 @@ class CompileUnavailable(TinyLMError, RuntimeError):
 
 def compare_compiled(model_cfg: GPTConfig, batch_size: int, rounds: int = ROUNDS["compile"], steps_per_round: int = 4,
                      loss_steps: int = 10, device: str | None = None, dtype: str = "auto") -> dict:
-    """The same model eager and under `torch.compile` (which the tests replace), trained with AdamW
-    from the same weights on the same `loss_steps` random batches, then timed in interleaved rounds.
+    """The same model eager and under `torch.compile` (which the tests replace), trained with AdamW from the same
+    weights on the same `loss_steps` random batches, then timed in interleaved rounds.
 
     First each arm takes one step per batch, recording its losses and each step's seconds: the losses should agree
     to float32 rounding (compiling schedules the arithmetic differently, it does not change it; the command line
-    says whether they do), and the compiled
-    arm's first step includes the compile, tracing and code generation, with PyTorch's on-disk kernel cache
-    turned off so that it is a first compile. Then `rounds` rounds, the order of the arms swapping from round
-    to round so that a slow spell of a shared machine hits both; each round runs `steps_per_round` steps of each
-    arm on the first batches, and its time is its median step. Returns {"losses", "first_step_s", "round_ms"},
-    each keyed by "eager" and "compiled", and "compile_s" (the compiled first step less the compiled arm's best
-    round step), "parameters", "device", "dtype", "threads". CompileUnavailable when compiling fails.
+    says whether they do), and the compiled arm's first step includes the compile, tracing and code generation,
+    with PyTorch's on-disk kernel cache turned off so that it is a first compile. Then `rounds` rounds, the order
+    of the arms swapping from round to round so that a slow spell of a shared machine hits both; each round runs
+    `steps_per_round` steps of each arm on the first batches, and its time is its median step. Returns {"losses",
+    "first_step_s", "round_ms"}, each keyed by "eager" and "compiled", and "compile_s" (the compiled first step less
+    the compiled arm's best round step), "parameters", "device", "dtype", "threads". CompileUnavailable when
+    compiling fails.
     """
     device, torch_dtype = _placed(device, dtype)
     generator = torch.Generator().manual_seed(0)

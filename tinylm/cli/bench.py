@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -34,18 +35,19 @@ from ..bench.measure import (
 from ..bench.speedrun import RACE_DEFAULTS, Race, RaceRun, compared, race
 from ..config import GPTConfig
 from ..data.corpora import TINYSTORIES_SAMPLE, default_folder
+from ..distributed import run_in_world
 from ..download import fetch
 from ..errors import InputError
 from ..eval.uncertainty import UNSTEADY, compare, same_steps, spread, steady
 from ..model.gpt import GPT
 from ..model.kv_cache import bytes_per_token
-from ..runtime import dtype_warning, keep_freed_memory, resolve_device, resolve_dtype
+from ..runtime import keep_freed_memory, resolve_device, resolve_dtype
 from ..train.checkpoint import load_model
 from ..train.memory import memory_account
 from ..train.muon import newton_schulz_dtype
 from ..train.progress import TRAINING_TIME, cpu_threads_note, describe_parameters, describe_threads, format_duration
 from ..train.recipes import get_track
-from .console import CommandParser, add_subcommand, begin, command_parser
+from .console import CommandParser, add_subcommand, begin, command_parser, warn_if_slow
 from .errors import run_cli
 from .options import add_options, options_from
 
@@ -58,8 +60,9 @@ def describe_shape(config: GPTConfig) -> str:
     return f"{config.n_layer} layers, {heads}, {config.n_embd} wide, {config.norm}, {config.position} positions, {mlp}"
 
 
-def _shape(cfg: GPTConfig, batch_size: int) -> str:
-    return f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size}, vocab {cfg.vocab_size}"
+def _shape(cfg: GPTConfig, batch: int | str) -> str:
+    """The shape's line; `batch`: its size, or what it says ("8 per process")."""
+    return f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch}, vocab {cfg.vocab_size}"
 
 
 def _ran_on(result: dict) -> str:
@@ -79,10 +82,9 @@ def _decode(spec: ModelSpec, decoding: Decoding) -> None:
         vocab_limit = None if tokenizer is None else tokenizer.vocab_size
         name = str(decoding.ckpt)
     else:
-        cfg = spec.config()
         torch.manual_seed(0)
-        model, vocab_limit = GPT(cfg).to(device), None
-        name = f"random weights, {describe_shape(cfg)}"
+        model, vocab_limit = GPT(spec.config()).to(device), None
+        name = f"random weights, {describe_shape(model.config)}"
     cfg = model.config
     prompt_lengths = decoding.prompt_tokens or [1]
     too_long = [n for n in prompt_lengths if n >= cfg.block_size]
@@ -90,7 +92,7 @@ def _decode(spec: ModelSpec, decoding: Decoding) -> None:
         raise InputError(f"--prompt-tokens {' '.join(map(str, too_long))}: a prompt must be shorter than the model's "
                          f"context of {cfg.block_size} tokens; use lengths below {cfg.block_size}")
     dtype = resolve_dtype(device, spec.dtype)
-    _warn_if_slow(spec)
+    warn_if_slow(device, dtype)
     model.to(dtype)
     parameters = describe_parameters(model.num_parameters(), model.num_active_parameters())
     print(f"{name}: {parameters}, context {cfg.block_size}, vocabulary {cfg.vocab_size}, {_cache_size(cfg, dtype)}")
@@ -105,17 +107,12 @@ def _decode(spec: ModelSpec, decoding: Decoding) -> None:
               f"speed-up {r['speedup']:4.1f}x, tokens {'identical' if r['identical'] else 'DIFFER'}")
 
 
-def _warn_if_slow(spec: ModelSpec) -> None:
-    """Measure what was asked for, and say first when it is bf16 where bf16 is slow (`tinylm.runtime.bf16_is_fast`)."""
-    device = resolve_device(spec.device)
-    if warning := dtype_warning(device, resolve_dtype(device, spec.dtype)):
-        print(warning, file=sys.stderr, flush=True)  # stdout carries the figures
-
-
 def _training_shape(spec: ModelSpec, timing: Timing) -> tuple[GPTConfig, int]:
-    """(shape, batch size) of a mode that trains, with training's memory setting and the slow-dtype note first."""
+    """(shape, batch size) of a mode that trains, with training's memory setting and the slow-dtype note first: it
+    measures what was asked for."""
     keep_freed_memory()  # as training does: big tensors are reused, not faulted in again every step
-    _warn_if_slow(spec)
+    device = resolve_device(spec.device)
+    warn_if_slow(device, resolve_dtype(device, spec.dtype))
     return spec.config(), timing.batch(spec.preset)
 
 
@@ -175,8 +172,8 @@ def _memory(spec: ModelSpec, timing: Timing) -> None:
     cfg, batch_size = _training_shape(spec, timing)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(device, spec.dtype)
-    parameters = sum(p.numel() for p in GPT(cfg).parameters()) if timing.account_only else None
     if timing.account_only:
+        parameters = GPT(cfg).num_parameters()
         print(f"{_shape(cfg, batch_size)} ({parameters:,} parameters); {device.type}, "
               f"{str(dtype).removeprefix('torch.')}")
     else:
@@ -212,8 +209,6 @@ def _memory(spec: ModelSpec, timing: Timing) -> None:
 
 def _sharding(spec: ModelSpec, timing: Timing) -> None:
     """DDP, ZeRO-1 and FSDP2 under torchrun: ms per step and what each rank holds."""
-    from ..distributed import run_in_world
-
     if "RANK" not in os.environ:  # start the processes: this command again, under torchrun
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={timing.processes}", "-m", "tinylm.bench", *sys.argv[1:]]
@@ -226,9 +221,8 @@ def _sharding(spec: ModelSpec, timing: Timing) -> None:
                                                     dtype=spec.dtype))
     if int(os.environ["RANK"]) != 0:
         return
-    print(f"shape: {describe_shape(cfg)}, context {cfg.block_size}, batch {batch_size} per process, vocab "
-          f"{cfg.vocab_size}; {r['processes']} processes on {r['device']} ({describe_threads(torch.get_num_threads())}"
-          f" each), dtype {r['dtype']}")
+    print(f"{_shape(cfg, f'{batch_size} per process')}; {r['processes']} processes on {r['device']} "
+          f"({describe_threads(torch.get_num_threads())} each), dtype {r['dtype']}")
     print(f"{'MB held by rank 0':>20} {'weights':>9} {'gradients':>10} {'optimizer':>10} {'step peak':>10}   "
           "ms per step")
     for name, label in (("ddp", "DDP"), ("zero", "ZeRO-1"), ("fsdp", "FSDP2")):
@@ -302,8 +296,7 @@ def _speedrun(plan: Race) -> None:
 
 
 COMMANDS = {"train": _train, "compile": _compile, "memory": _memory, "sharding": _sharding, "decode": _decode,
-            "cache": _cache, "bpe": _bpe,
-            "speedrun": _speedrun}
+            "cache": _cache, "bpe": _bpe, "speedrun": _speedrun}
 
 
 MODES = {  # mode -> (its line in the list of modes, its --help description within 80 columns, examples)
@@ -411,7 +404,4 @@ def main(argv=None) -> None:
     COMMANDS[args.what](*args.settings)
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.bench`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
-
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.bench` runs

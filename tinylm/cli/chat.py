@@ -7,8 +7,10 @@ the context, its oldest exchanges make room (tinylm.serve.session.ChatSession); 
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
+from ..generate.sampling import Sampling
 from ..serve.session import ChatOptions, ChatSession
 from ..tokenizers.chat_template import ContextOverflow, default_system_prompt
 from ..train.checkpoint import CheckpointError
@@ -16,7 +18,7 @@ from .console import begin, command_parser
 from .errors import run_cli
 from .flags import add_ckpt
 from .options import add_options, options_from
-from .sample import add_sampling_options, load_generation_model, sampling_from
+from .sample import add_sampling_options, load_generation_model
 
 # The command that makes a chat model (chat fine-tuning), which chat's and serve's advice names.
 CHAT_MODEL_COMMAND = "python -m tinylm.sft"
@@ -30,9 +32,9 @@ def add_sampler_options(parser: argparse.ArgumentParser) -> None:
 
 
 def chat_options_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with `sampling` (tinylm.cli.sample.sampling_from) and `chat`, the ChatOptions its options make."""
-    args = sampling_from(parser, args)
-    args.chat = options_from(parser, args, ChatOptions)
+    """`args` with `sampling` and `chat`, the Sampling and ChatOptions its options make: an unusable value (a NaN
+    --temperature, a --top-p outside (0, 1], ...) is refused by their rules before a checkpoint loads."""
+    args.sampling, args.chat = options_from(parser, args, Sampling), options_from(parser, args, ChatOptions)
     return args
 
 
@@ -93,7 +95,4 @@ def main(argv=None) -> ChatSession:
             print("\n(reply stopped; it is not part of the conversation)", flush=True)
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.chat`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
-
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.chat` runs

@@ -10,7 +10,7 @@ import shlex
 import sys
 from typing import Callable
 
-from ..runtime import configure_backend
+from ..runtime import configure_backend, dtype_warning
 
 
 def begin(args: argparse.Namespace, thread_note: bool = False) -> argparse.Namespace:
@@ -31,6 +31,13 @@ def begin(args: argparse.Namespace, thread_note: bool = False) -> argparse.Names
 
         RESUME_COMMAND.set(resume_command)
     return args
+
+
+def warn_if_slow(device, dtype) -> None:
+    """Say on stderr, before the output (stdout carries the figures or the text), when `dtype` is slow on `device`
+    (`tinylm.runtime.dtype_warning`: bf16 where bf16 is slow, float16 on a CPU without its kernels)."""
+    if warning := dtype_warning(device, dtype):
+        print(warning, file=sys.stderr, flush=True)
 
 
 def end() -> None:
@@ -72,8 +79,13 @@ class CommandParser(argparse.ArgumentParser):
     too."""
 
     def __init__(self, *args, **kwargs):
+        self.subcommands = None  # what add_subparsers returned, for a command that has subcommands
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def add_subparsers(self, **kwargs) -> argparse.Action:
+        self.subcommands = super().add_subparsers(**kwargs)
+        return self.subcommands
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
@@ -89,30 +101,27 @@ class CommandParser(argparse.ArgumentParser):
         namespace, unknown = self.parse_known_args(args, namespace)
         if unknown:
             self._subcommand_parser(namespace).error(f"unrecognized arguments: {' '.join(unknown)}")
-        if "--resume" in self._option_string_actions:  # a command that trains
+        if hasattr(namespace, "resume"):  # a command that trains: RunOptions.resume
             namespace.resume_command = resume_command(self.prog, args)
         return namespace
 
-    def _subcommands(self) -> argparse._SubParsersAction | None:
-        return next((action for action in self._actions if isinstance(action, argparse._SubParsersAction)), None)
-
     def _check_order(self, args: list[str]) -> None:
-        """A usage error for the first option this parser does not take that comes before its subcommand."""
-        commands = self._subcommands()
+        """A usage error for the first option other than --help that comes before the subcommand: a command with
+        subcommands (eval, bench, interop) takes every other option after its subcommand."""
+        commands = self.subcommands
         if commands is None:
             return
-        own_options = {option for action in self._actions for option in action.option_strings}
         for at, arg in enumerate(args):
             if arg in commands.choices:
                 return
-            if arg.startswith("-") and arg.split("=", 1)[0] not in own_options:
+            if arg.startswith("-") and arg not in ("-h", "--help"):
                 command = next((later for later in args[at:] if later in commands.choices), None)
                 where = commands.choices[command] if command else self  # whose --help the advice names
                 where.error(f"{arg} goes after the {str(commands.metavar).lower()}: "
                             f"{self.prog} {command or commands.metavar} {arg} ...")
 
     def _subcommand_parser(self, namespace: argparse.Namespace) -> argparse.ArgumentParser:
-        commands = self._subcommands()
+        commands = self.subcommands
         if commands is not None and getattr(namespace, commands.dest, None) in commands.choices:
             return commands.choices[getattr(namespace, commands.dest)]
         return self
@@ -155,10 +164,10 @@ def command_parser(prog: str, doc: str, example_lines: tuple[str, ...], **option
     return CommandParser(prog=prog, description=doc.split("\n\n")[0], epilog=examples(*example_lines), **options)
 
 
-def add_subcommand(commands: argparse._SubParsersAction, name: str, summary: str, description: str,
+def add_subcommand(commands: argparse.Action, name: str, summary: str, description: str,
                    example_lines: tuple[str, ...], parents: tuple = ()) -> CommandParser:
-    """A subcommand (or mode), listed in its command's --help with `summary`; its own --help shows `description`,
-    then `example_lines`."""
+    """A subcommand (or mode) of `commands` (what add_subparsers returned), listed in its command's --help with
+    `summary`; its own --help shows `description`, then `example_lines`."""
     return commands.add_parser(name, parents=list(parents), help=summary, description=description,
                                epilog=examples(*example_lines))
 

@@ -3,7 +3,7 @@
 Every command runs its main() through `run_cli`: an error tinylm anticipates ends the program with `error: <what
 happened>; <what to do>` on one line of stderr and exit status 1; anything else is a bug and keeps its traceback.
 tinylm's own errors (`tinylm.errors.TinyLMError`) carry their advice, since the code that raises them knows what went
-wrong; the operating system's and torch's only say what failed, so `ANTICIPATED` adds the advice for them here.
+wrong; the operating system's and torch's only say what failed, so `describe` adds the advice for them here.
 """
 
 from __future__ import annotations
@@ -24,10 +24,6 @@ def _first_line(error: BaseException) -> str:
     """The message up to its first line break (torch's load errors run on for paragraphs)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
-
-
-def _as_raised(error: BaseException) -> str:
-    return _first_line(error)
 
 
 _OS_ADVICE = {
@@ -64,24 +60,17 @@ def _missing_package(error: ImportError) -> str | None:
     return message if "pip install" in message else f"{message}; install it: pip install {name.split('.')[0]}"
 
 
-def _out_of_memory(error: BaseException) -> str:
-    return (f"the GPU ran out of memory ({_first_line(error)}); use a smaller --batch-size or a smaller model, "
-            "or free the GPU (nvidia-smi shows who holds it)")
-
-
-ANTICIPATED: tuple[tuple[tuple[type[BaseException], ...], Callable[[BaseException], str | None]], ...] = (
-    ((TinyLMError,), _as_raised),  # tinylm's own: the message already says what happened and what to do
-    ((torch.cuda.OutOfMemoryError,), _out_of_memory),
-    ((OSError,), _os_error),  # files and folders (disk full, read-only, a file where a folder belongs), network
-    ((ImportError,), _missing_package),
-)
-
-
 def describe(error: BaseException) -> str | None:
     """The one-line message for an anticipated error, or None for a bug."""
-    for types, format_error in ANTICIPATED:
-        if isinstance(error, types):
-            return format_error(error)
+    if isinstance(error, TinyLMError):  # tinylm's own: the message already says what happened and what to do
+        return _first_line(error)
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return (f"the GPU ran out of memory ({_first_line(error)}); use a smaller --batch-size or a smaller model, "
+                "or free the GPU (nvidia-smi shows who holds it)")
+    if isinstance(error, OSError):  # files and folders (disk full, read-only, a file where a folder belongs), network
+        return _os_error(error)
+    if isinstance(error, ImportError):
+        return _missing_package(error)
     return None
 
 

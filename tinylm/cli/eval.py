@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -37,11 +38,9 @@ from .options import add_options, options_from
 
 
 def run_loss(args: argparse.Namespace) -> dict[str, Any]:
-    ckpt_file = checkpoint_file(args.ckpt)
-    text = read_text_file(args.loss.text)  # before loading the model: a wrong path fails fast
-    model, tokenizer, state = load_model(ckpt_file, resolve_device(args.device))
-    if tokenizer is None:
-        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so the text cannot be turned into its ids")
+    checkpoint_file(args.ckpt)  # a wrong checkpoint path, then a wrong text path, fail before the model loads
+    text = read_text_file(args.loss.text)
+    ckpt_file, model, tokenizer, state = load_for_scoring(args.ckpt, args.device)
     result = text_loss(model, tokenizer, text, batch_size=args.batch_size)
     if args.json:
         print(json.dumps({"ckpt": str(ckpt_file), "text": str(args.loss.text), **result}))
@@ -88,11 +87,12 @@ def _hellaswag(args: argparse.Namespace, world) -> dict[str, Any]:
 
 
 def load_for_scoring(ckpt: str, device: str | None):
+    """(checkpoint file, model, tokenizer, checkpoint dict) of `ckpt`, which must carry its tokenizer."""
     ckpt_file = checkpoint_file(ckpt)
     model, tokenizer, state = load_model(ckpt_file, resolve_device(device))
     if tokenizer is None:
-        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so no benchmark text can be turned into its ids")
-    return ckpt_file, model, tokenizer
+        raise CheckpointError(f"{ckpt_file} carries no tokenizer, so no text can be turned into its ids")
+    return ckpt_file, model, tokenizer, state
 
 
 def item_bar(name: str):
@@ -120,7 +120,7 @@ def result_lines(result, in_core: bool = False) -> list[str]:
 def run_core(args: argparse.Namespace) -> dict[str, Any]:
     limit = args.selection.limit
     started = time.perf_counter()
-    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    ckpt_file, model, tokenizer, _ = load_for_scoring(args.ckpt, args.device)
     core = evaluate_core(model, tokenizer, limit=limit, tasks=args.selection.tasks, progress=item_bar)
     payload = {"ckpt": str(ckpt_file), "limit": limit, **core.to_dict(),
                "seconds": time.perf_counter() - started}
@@ -146,7 +146,7 @@ def run_core(args: argparse.Namespace) -> dict[str, Any]:
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     limit = args.selection.limit
     benchmark = named_benchmark(args.selection.name)
-    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    ckpt_file, model, tokenizer, _ = load_for_scoring(args.ckpt, args.device)
     result = evaluate_benchmark(model, tokenizer, benchmark, limit=limit, progress=item_bar(benchmark.name),
                                 truncate=args.selection.truncate)
     if not result.correct:
@@ -172,7 +172,7 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     benchmark = named_benchmark(args.selection.name)
     results = []
     for ckpt in args.ckpt:
-        _, model, tokenizer = load_for_scoring(ckpt, args.device)
+        _, model, tokenizer, _ = load_for_scoring(ckpt, args.device)
         results.append(evaluate_benchmark(model, tokenizer, benchmark, limit=limit,
                                           progress=item_bar(Path(ckpt).name), truncate=args.selection.truncate))
     comparison = compare_results(*results)
@@ -199,7 +199,7 @@ def run_harness(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("--hub runs the harness's own tasks: name them, e.g. --tasks hellaswag arc_easy")
     tasks = args.selection.tasks or list(LOCAL_TASKS)
     started = time.perf_counter()
-    ckpt_file, model, tokenizer = load_for_scoring(args.ckpt, args.device)
+    ckpt_file, model, tokenizer, _ = load_for_scoring(args.ckpt, args.device)
     output = evaluate(model, tokenizer, tasks, limit=limit, hub=hub)
     items = {task: [{"doc_id": sample["doc_id"], "target": sample["target"],
                      "loglikelihoods": [response[0] for response in sample["filtered_resps"]]}
@@ -314,9 +314,4 @@ def main(argv=None):
     return args.run(args)
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.eval`: main(), its anticipated errors (a bad checkpoint, a missing or unreadable text,
-    characters the tokenizer does not know, a text too short, data that cannot be fetched) one line each
-    (tinylm.cli.errors)."""
-    run_cli(main, argv)
-
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.eval` runs

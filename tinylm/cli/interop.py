@@ -9,6 +9,7 @@ tinylm.interop's. Neither writes over a training run's checkpoint, whose optimiz
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,8 @@ from ..errors import InputError
 from ..interop import Export, Import
 from ..interop.gguf_file import gguf_architecture, write_gguf
 from ..interop.gguf_import import PUBLISHED_GGUF, from_gguf, gguf_path
-from ..interop.hf_gpt2 import from_hf_gpt2, hf_model_type, is_gpt2_style, to_hf_gpt2
-from ..interop.hf_llama import InteropError, from_hf_llama, to_hf_llama
+from ..interop.hf_gpt2 import from_hf_gpt2, is_gpt2_style, to_hf_gpt2
+from ..interop.hf_llama import InteropError, from_hf_llama, hf_config, to_hf_llama
 from ..interop.hf_tokenizer import GPT2_TOKENIZER, assumed_gpt2_tokenizer, hf_tokenizer, is_gpt2_bpe
 from ..interop.llama2c import from_llama2c, write_llama2c
 from ..interop.vocab_export import exported_vocab, with_rows
@@ -106,7 +107,7 @@ def _import_model(args: Import) -> tuple[Any, dict | None, str]:
         return model, tokenizer.to_dict(), f"GGUF: {args.gguf}"
     if args.llama2c:
         model, source = from_llama2c(args.llama2c), f"llama2.c: {args.llama2c}"
-    elif (model_type := hf_model_type(args.hf)) == "llama":
+    elif (model_type := hf_config(args.hf).model_type) == "llama":
         bundled = Path(args.hf) / "tokenizer.model"  # Hugging Face Llama folders often carry their SentencePiece model
         if tokenizer is None and bundled.is_file():
             tokenizer = SentencePieceTokenizer.from_file(bundled)
@@ -187,6 +188,4 @@ def main(argv=None) -> Any:
     return args.run(args.options)
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.interop`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.interop` runs

@@ -8,47 +8,11 @@ import argparse
 import dataclasses
 import math
 import typing
-from pathlib import Path
 from typing import Any
 
 from ..model.lora import DEFAULT_TARGETS, LORA_TARGETS, LoRAOptions
 from .console import int_at_least
-from .flags import (
-    add_arch,
-    add_batch_size,
-    add_ckpt,
-    add_device,
-    add_dtype,
-    add_max_new_tokens,
-    add_out,
-    add_profile,
-    add_seed,
-    add_text_file,
-    add_tokenizer_kind,
-    add_track,
-)
-
-# The fields whose flags other commands share, declared with their help in tinylm/cli/flags.py (LoRA's below).
-SHARED = {"profile": lambda parser, context: add_profile(parser, context.get(
-              "profile_default", "$TINYLM_PROFILE, else gpu with CUDA, else cpu")),
-          "out": lambda parser, context: add_out(parser, context.get("written", "the run"), default=context.get("out"),
-                                                 path_type=context.get("out_type", Path)),
-          "ckpt": lambda parser, context: add_ckpt(parser, default=context.get("ckpt_default")),
-          "track": lambda parser, context: add_track(parser, context["tracks"], default=context.get("track_default")),
-          "device": lambda parser, context: add_device(parser),
-          "dtype": lambda parser, context: add_dtype(parser, context.get("dtype_default"),
-                                                     None if "dtype_default" in context else "the recipe's"),
-          "batch_size": lambda parser, context: add_batch_size(
-              parser, default_text=context.get("batch_default", "the recipe's"),
-              what=context.get("batch_what", f"{context.get('batch')} per micro-batch")),
-          "arch": lambda parser, context: add_arch(parser, context.get("arch_default", "gpt2")),
-          "lora": lambda parser, context: add_lora_arguments(parser),
-          "file": lambda parser, context: add_text_file(parser, context.get("file_for", "text")),
-          "tokenizer": lambda parser, context: add_tokenizer_kind(parser, *context.get("tokenizer_help", (
-              "text", "char, gpt2, or bpe:N trained on it", "char"))),
-          "max_new_tokens": lambda parser, context: add_max_new_tokens(parser, None, context["max_new_tokens"]),
-          "seed": lambda parser, context: add_seed(parser, context.get(
-              "seed", "of weights, batches, sampling (default: the recipe's)"))}
+from .flags import SHARED
 
 
 def positive_float(text: str) -> float:
@@ -83,7 +47,10 @@ def add_options(parser: argparse.ArgumentParser, kind: type, context: dict[str, 
         if f.name in skip:
             continue
         meta = dict(f.metadata)
-        if meta["help"] is None:
+        if f.name == "lora":  # three flags that make one LoRAOptions
+            add_lora_arguments(parser)
+            continue
+        if meta["help"] is None:  # a flag other commands share, declared in tinylm/cli/flags.py
             SHARED[f.name](parser, context)
             continue
         text = meta.pop("help").format(**context)
@@ -126,18 +93,15 @@ def options_from(parser: argparse.ArgumentParser, args: argparse.Namespace, kind
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--lora-rank", type=int, metavar="R", help="train LoRA adapters of rank R (default: none)")
-    parser.add_argument("--lora-alpha", type=float, metavar="A", help="updates scaled by A/R (default: A = R)")
+    parser.add_argument("--lora-rank", type=int_at_least(1, "4 to 16 is usual"), metavar="R",
+                        help="train LoRA adapters of rank R (default: none)")
+    parser.add_argument("--lora-alpha", type=positive_float, metavar="A", help="updates scaled by A/R (default: A = R)")
     parser.add_argument("--lora-targets", nargs="+", choices=LORA_TARGETS, default=list(DEFAULT_TARGETS),
                         metavar="L", help=f"layers to adapt (default: {' '.join(DEFAULT_TARGETS)})")
 
 
 def lora_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> LoRAOptions | None:
-    """The parsed options (None without --lora-rank); a rank below 1 or --lora-alpha alone is a usage error."""
-    if args.lora_rank is not None and args.lora_rank < 1:
-        parser.error(f"--lora-rank must be at least 1 (got {args.lora_rank}); 4 to 16 is usual")
+    """The parsed options (None without --lora-rank); --lora-alpha alone is a usage error."""
     if args.lora_rank is None and args.lora_alpha is not None:
         parser.error("--lora-alpha needs --lora-rank")
-    if args.lora_alpha is not None and not (math.isfinite(args.lora_alpha) and args.lora_alpha > 0):
-        parser.error(f"--lora-alpha must be a positive number (got {args.lora_alpha:g}); the rank is usual")
     return None if args.lora_rank is None else LoRAOptions(args.lora_rank, args.lora_alpha, tuple(args.lora_targets))

@@ -14,7 +14,7 @@ from ..distributed import run_in_world
 from ..posttrain.job import PostTrainingOptions
 from ..posttrain.tasks import DEFAULT_TASKS, task_class, tasks_for
 from ..train.options import RunOptions
-from .console import CommandParser, HelpFormatter, begin, examples
+from .console import begin, command_parser
 from .errors import run_cli
 from .options import add_options, options_from
 
@@ -62,8 +62,7 @@ def parse_args(method: str, argv=None) -> argparse.Namespace:
     told = METHODS[method]
     description = (f"Command line: {told.description}.\nAn option left out is the task's recipe's (with --resume: "
                    "the saved run's).")
-    parser = CommandParser(prog=f"python -m tinylm.{method}", usage="%(prog)s [options]", description=description,
-                           formatter_class=HelpFormatter, epilog=examples(*told.example_lines))
+    parser = command_parser(f"python -m tinylm.{method}", description, told.example_lines, usage="%(prog)s [options]")
     takes_data = any(task_class(t).takes_data for t in tasks_for(method))
     skip = (() if told.lora else ("lora",)) + (() if takes_data else ("data",))
     add_options(parser, PostTrainingOptions, {"tasks": ", ".join(tasks_for(method)), "task": DEFAULT_TASKS[method],
@@ -80,8 +79,7 @@ def parse_args(method: str, argv=None) -> argparse.Namespace:
 
 def main(method: str, argv=None) -> dict:
     """Parse `argv`, run `method` in torchrun's world (or alone) and return its report."""
-    args = parse_args(method, argv)
-    begin(args, thread_note=True)
+    args = begin(parse_args(method, argv), thread_note=True)
     run = getattr(importlib.import_module(f"tinylm.posttrain.{method}.run"), method)
     return run_in_world(lambda world: run(args.run, args.options, world=world))
 

@@ -9,6 +9,7 @@ would and writes its `tokenizers` JSON; `mirror --out DIR` builds the offline mi
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 
 from ..data.corpora import (
@@ -186,8 +187,4 @@ def _summarize_shards(folder: Path, progress: dict, already: bool, resumed_after
     print(f"  tokenizer stage: {progress['tokens_per_s']:,} tokens/s ({progress['seconds']} s, {workers}{when})")
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.prepare`: main(), its anticipated errors (a failed download, an unreachable Hugging Face,
-    missing tiktoken files, a full disk) one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
-
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.prepare` runs

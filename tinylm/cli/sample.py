@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
+import functools
 
 from ..generate.sampling import Sampling
 from ..generate.stream import stream
-from ..runtime import dtype_warning, resolve_device, resolve_dtype
+from ..runtime import resolve_device, resolve_dtype
 from ..train.checkpoint import CheckpointError, load_model
-from .console import begin, command_parser, int_at_least, positive_int
+from .console import begin, command_parser, int_at_least, positive_int, warn_if_slow
 from .errors import run_cli
 from .flags import add_ckpt, add_device, add_dtype, add_max_new_tokens
 from .options import add_options, options_from
@@ -36,7 +36,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--num-samples", type=positive_int, default=1, metavar="N",
                         help="how many continuations of the prompt")
     add_sampling_options(parser, "sample")
-    return sampling_from(parser, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    args.sampling = options_from(parser, args, Sampling)  # a NaN --temperature is refused before a checkpoint loads
+    return args
 
 
 def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
@@ -48,23 +50,15 @@ def add_sampling_options(parser: argparse.ArgumentParser, unit: str) -> None:
     add_dtype(parser, "float32")
 
 
-def sampling_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
-    """`args` with `sampling`, the Sampling its options make: an unusable value (a NaN --temperature, a --top-p
-    outside (0, 1], ...) is refused by Sampling's rules before a checkpoint loads."""
-    args.sampling = options_from(parser, args, Sampling)
-    return args
-
-
 def load_generation_model(args: argparse.Namespace):
     """(model, tokenizer) of --ckpt on --device in --dtype, for a command that turns ids into text; a --dtype that is
-    slow on that device (`tinylm.runtime.dtype_warning`) is said on stderr, which the generated text does not use."""
+    slow on that device is said first (`warn_if_slow`)."""
     device = resolve_device(args.device)
     model, tokenizer, _ = load_model(args.ckpt, device)
     if tokenizer is None:
         raise CheckpointError(f"{args.ckpt} carries no tokenizer, so its ids cannot be turned into text")
     dtype = resolve_dtype(device, args.dtype)
-    if warning := dtype_warning(device, dtype):
-        print(warning, file=sys.stderr, flush=True)
+    warn_if_slow(device, dtype)
     return model.to(dtype), tokenizer
 
 
@@ -90,7 +84,4 @@ def main(argv=None) -> list[str]:
     return texts
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.sample`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
-
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.sample` runs

@@ -7,6 +7,7 @@ The server, its page and what it accepts are tinylm.serve.server's; this is the 
 from __future__ import annotations
 
 import argparse
+import functools
 import textwrap
 from pathlib import Path
 
@@ -17,11 +18,6 @@ from .console import begin, command_parser
 from .errors import run_cli
 from .flags import add_ckpt
 from .options import add_options, options_from
-
-
-def _served_name(ckpt: Path) -> str:
-    """The model's id in /v1/models: its run folder's name (runs/x/best.pt is served as "x")."""
-    return ckpt.resolve().parent.name if ckpt.is_file() else ckpt.resolve().name
 
 
 class ListedByName:
@@ -58,8 +54,10 @@ def main(argv=None) -> None:
     model, tokenizer = model_from_args(args)
     session = session_for(args, model, tokenizer) if chat_token_ids(tokenizer) is not None else None
     replies = f", replies up to {session.max_new_tokens}" if session else " (a base model: completions only)"
+    ckpt = Path(args.ckpt).resolve()
+    served_name = ckpt.parent.name if ckpt.is_file() else ckpt.name  # the id in /v1/models: runs/x/best.pt is x
     server = ChatServer(args.serving, session, f"{args.ckpt}: context {model.config.block_size} tokens{replies}",
-                        model, tokenizer, _served_name(Path(args.ckpt)))
+                        model, tokenizer, served_name)
     host = args.serving.host
     host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
     where = f"http://{host}:{server.port}"
@@ -74,6 +72,4 @@ def main(argv=None) -> None:
         server.server_close()
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.serve`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.serve` runs

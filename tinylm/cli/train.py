@@ -10,6 +10,7 @@ commands to run next. Each block family and the speedrun recipe train into a def
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shlex
 
@@ -21,18 +22,17 @@ from ..train.progress import TRAINING_TIME, format_duration
 from ..train.recipes import TRACKS, Recipe, TrainOptions, resolve_recipe
 from ..train.run import Finished, train
 from ..train.text import text_recipe, train_text
-from .console import CommandParser, HelpFormatter, begin, examples
+from .console import HelpFormatter, begin, command_parser
 from .errors import run_cli
 from .options import add_options, options_from
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = CommandParser(
-        prog="python -m tinylm.train", description=__doc__.split("\n\n")[0],
-        formatter_class=lambda prog: HelpFormatter(prog, max_help_position=22),  # as wide as --learning-rate LR
-        epilog=examples("python -m tinylm.train shakespeare-char --profile cpu",
-                        "python -m tinylm.train tinystories --arch llama --set optimizer=muon",
-                        "python -m tinylm.train text --file data/shakespeare_char/input.txt"))
+    parser = command_parser("python -m tinylm.train", __doc__, (
+        "python -m tinylm.train shakespeare-char --profile cpu",
+        "python -m tinylm.train tinystories --arch llama --set optimizer=muon",
+        "python -m tinylm.train text --file data/shakespeare_char/input.txt"),
+        formatter_class=lambda prog: HelpFormatter(prog, max_help_position=22))  # as wide as --learning-rate LR
     parser.add_argument("track", choices=[*sorted(TRACKS), "text"], metavar="TRACK",
                         help=", ".join([*sorted(TRACKS), "text"]))
     add_options(parser, TrainOptions, {})
@@ -113,6 +113,4 @@ def _text_to_score(track: str, file: str | None = None):
     return None
 
 
-def cli(argv=None) -> None:
-    """`python -m tinylm.train`: main(), its anticipated errors one line each (tinylm.cli.errors)."""
-    run_cli(main, argv)
+cli = functools.partial(run_cli, main)  # what `python -m tinylm.train` runs

@@ -19,7 +19,7 @@ import torch
 
 from ..config import GPTConfig, TrainConfig, with_architecture
 from ..errors import InputError
-from ..eval.loss import evaluate_loss_sum
+from ..eval.loss import evaluate_loss
 from ..eval.uncertainty import compare, spread, told_apart
 from ..model.gpt import GPT
 from ..runtime import autocast
@@ -158,16 +158,15 @@ def train_arms(arms: Sequence[Arm], seeds: Sequence[int], train_config: TrainCon
             report(runs[arm.name][-1])
     clocked = {arm.name: arm for arm in arms
                if dict(arm.train_options).get("max_seconds", train_config.max_seconds) is not None}
-    if clocked:
-        for flagged, median in step_outliers({name: runs[name] for name in clocked}):
-            if report:
-                print(f"{flagged.arm} seed {flagged.seed}: {flagged.steps:,} steps, more than {STEP_TOLERANCE:.0%} off "
-                      f"its arm's median of {median:,.0f}: trained again, the first run not counted")
-            arm_runs = runs[flagged.arm]
-            index = arm_runs.index(flagged)
-            arm_runs[index] = train(clocked[flagged.arm], flagged.seed)
-            if report:
-                report(arm_runs[index])
+    for flagged, median in step_outliers({name: runs[name] for name in clocked}):
+        if report:
+            print(f"{flagged.arm} seed {flagged.seed}: {flagged.steps:,} steps, more than {STEP_TOLERANCE:.0%} off "
+                  f"its arm's median of {median:,.0f}: trained again, the first run not counted")
+        arm_runs = runs[flagged.arm]
+        index = arm_runs.index(flagged)
+        arm_runs[index] = train(clocked[flagged.arm], flagged.seed)
+        if report:
+            report(arm_runs[index])
     for arm_runs in runs.values():
         arm_runs.sort(key=lambda run: run.seed)
     return runs
@@ -184,10 +183,9 @@ def _train_one(arm: Arm, seed: int, *, train_config: TrainConfig, train_data, va
     final = trainer.fit()
     test_loss = None
     if test_data is not None:
-        total, count = evaluate_loss_sum(trainer.model, np.asarray(test_data), arm.config.block_size,
-                                         run_config.eval_batch_size, trainer.device,
-                                         autocast(trainer.device, trainer.dtype), tokenizer)
-        test_loss = total / count
+        test_loss = evaluate_loss(trainer.model, np.asarray(test_data), arm.config.block_size,
+                                  run_config.eval_batch_size, trainer.device, autocast(trainer.device, trainer.dtype),
+                                  tokenizer)
     return ArmRun(arm.name, seed, final["val_loss"], trainer.step, trainer.elapsed, records, trainer.model, test_loss)
 
 
@@ -262,9 +260,8 @@ def ablation_table(arms: Sequence[Arm], runs: dict[str, list[ArmRun]],
     for run, median in flagged:
         lines.append(f"⚑ {run.arm} seed {run.seed}: {run.steps:,} steps, {run.steps / median - 1:+.0%} off its arm's "
                      f"median of {median:,.0f} (more than {tolerance:.0%}); an equal-time run's steps depend on the "
-                     "arm "
-                     "and the machine, not the seed, so the machine most likely ran at another speed during it, and "
-                     "its loss is not comparable with its arm's other seeds")
+                     "arm and the machine, not the seed, so the machine most likely ran at another speed during it, "
+                     "and its loss is not comparable with its arm's other seeds")
     return "\n".join(lines)
 
 

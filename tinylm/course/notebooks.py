@@ -86,16 +86,12 @@ def notebook_run_folder(track: str, profile: str) -> Path:
 
 
 def run_candidates(track: str, profile: str) -> list[Path]:
-    """Where a trained model of `track` may already be, in the order `find_or_train` looks."""
+    """Where a trained model of `track` may already be, in the order `find_or_train` looks; the last is where it
+    trains a stand-in model, never a folder a full run writes."""
     candidates = [notebook_run_folder(track, profile)] if track in TRAINED_IN_A_NOTEBOOK else []
     candidates.append(runs_dir() / default_run_name(track, profile, "gpt2"))  # python -m tinylm.train TRACK
-    candidates.append(quick_run_folder(track, profile))
+    candidates.append(runs_dir() / f"{track}-quick-{_quick_profile(profile)}")
     return candidates
-
-
-def quick_run_folder(track: str, profile: str) -> Path:
-    """Where `find_or_train` trains a stand-in model: never a folder a full run writes."""
-    return runs_dir() / f"{track}-quick-{_quick_profile(profile)}"
 
 
 def _quick_profile(profile: str) -> str:
@@ -108,8 +104,8 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
     """The run folder of a trained `track` model for `profile`: an existing run's, else a stand-in trained now.
 
     The stand-in is the `cpu` recipe (`smoke` for the smoke profile) trained for `max_steps` optimizer steps
-    (default: QUICK_STEPS; the smoke recipe runs its own few) into `quick_run_folder`, a prerequisite run like a
-    base model's (reused when finished, resumed when interrupted); the learning-rate schedule fits those steps.
+    (default: QUICK_STEPS; the smoke recipe runs its own few) into the last of `run_candidates`, a prerequisite run
+    like a base model's (reused when finished, resumed when interrupted); the learning-rate schedule fits those steps.
     Training prints to train.log in that folder; what is done and why is said through `say`.
     """
     profile = resolve_profile(profile)

@@ -84,22 +84,23 @@ def _speed_line(result: dict) -> str:
 
 
 class Playground:
-    """The widgets and their wiring; `playground()` builds and shows one."""
+    """The widgets and their wiring, starting from `settings` (run_generation's: max_new_tokens, temperature, top_k,
+    top_p, seed); `playground()` builds and shows one."""
 
-    def __init__(self, model, tokenizer, prompt: str, max_new_tokens: int, temperature: float, top_k: int,
-                 top_p: float, seed: int):
+    def __init__(self, model, tokenizer, prompt: str, settings: dict):
         import ipywidgets as w
 
         self.model, self.tokenizer = model, tokenizer
         slider = dict(continuous_update=False, style={"description_width": "initial"})
         self.prompt = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="100%", height="4em"))
-        self.temperature = w.FloatSlider(value=temperature, min=0, max=2, step=0.05, description="temperature",
-                                         **slider)
-        self.top_k = w.IntSlider(value=top_k, min=0, max=min(tokenizer.vocab_size, 200), description="top-k (0: off)",
-                                 **slider)
-        self.top_p = w.FloatSlider(value=top_p, min=0.05, max=1, step=0.05, description="top-p", **slider)
-        self.max_new_tokens = w.IntSlider(value=max_new_tokens, min=1, max=1000, description="max tokens", **slider)
-        self.seed = w.IntText(value=seed, description="seed", layout=w.Layout(width="12em"))
+        self.temperature = w.FloatSlider(value=settings["temperature"], min=0, max=2, step=0.05,
+                                         description="temperature", **slider)
+        self.top_k = w.IntSlider(value=settings["top_k"] or 0, min=0, max=min(tokenizer.vocab_size, 200),
+                                 description="top-k (0: off)", **slider)
+        self.top_p = w.FloatSlider(value=settings["top_p"], min=0.05, max=1, step=0.05, description="top-p", **slider)
+        self.max_new_tokens = w.IntSlider(value=settings["max_new_tokens"], min=1, max=1000, description="max tokens",
+                                          **slider)
+        self.seed = w.IntText(value=settings["seed"], description="seed", layout=w.Layout(width="12em"))
         self.button = w.Button(description="Generate", button_style="primary", icon="play")
         self.output = w.Textarea(layout=w.Layout(width="100%", height="16em"))
         self.speed = w.Label()
@@ -143,12 +144,12 @@ def playground(model, tokenizer=None, prompt: str = "", *, max_new_tokens: int =
     Returns the Playground (widgets), or, without a widget front end, the result dict of one generation.
     """
     model, tokenizer = _model_and_tokenizer(model, tokenizer)
+    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
     if widgets_enabled():
-        panel = Playground(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)
+        panel = Playground(model, tokenizer, prompt, settings)
         show_widget(panel.widget)
         panel.generate()
         return panel
-    settings = dict(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k or None, top_p=top_p, seed=seed)
     print(f"[playground without widgets: one generation with {settings}]")
     print(prompt, end="", flush=True)
     result = run_generation(model, tokenizer, prompt, on_text=lambda piece: print(piece, end="", flush=True),

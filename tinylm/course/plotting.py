@@ -1,10 +1,10 @@
 """The notebooks' plots. `LiveLossPlot`, a Trainer callback that redraws one figure in place in Jupyter (at most every
-`every_seconds`, so plotting never dominates training) and prints each record elsewhere; the figures of a notebook's
+`REDRAW_SECONDS`, so plotting never dominates training) and prints each record elsewhere; the figures of a notebook's
 runs: `plot_loss_and_grad_norm` (loss beside gradient norm and the share of steps clipped), `plot_per_block` and
 `plot_loss_panels` (2b), `plot_token_bars`, `plot_effective_choices` and `plot_token_times` (7's samplers and cache),
-`plot_arms` and `plot_balancing` (8a's and 8b's ablations over seeds), `plot_expert_load` (how a mixture of experts
-shares its tokens) and `plot_fine_tuning` (9's SFT runs); and `use_projector_style`, fonts readable on a
-projector for every figure a notebook draws.
+`plot_arms` and `plot_balancing` (8a's and 8b's ablations over seeds, and how a mixture of experts shares its
+tokens) and `plot_fine_tuning` (9's SFT runs); and `use_projector_style`, fonts readable on a projector for every
+figure a notebook draws.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..train.progress import format_record
 
 PROJECTOR_STYLE = {"font.size": 13, "axes.titlesize": 14, "axes.labelsize": 13, "legend.fontsize": 12,
                    "xtick.labelsize": 12, "ytick.labelsize": 12}
+REDRAW_SECONDS = 2.0  # LiveLossPlot's fewest seconds between two drawings of its figure
 
 
 def use_projector_style() -> None:
@@ -131,42 +132,6 @@ def plot_fine_tuning(reports: dict[int, dict], records: dict[int, list[dict[str,
     rate_ax.legend(fontsize=9) if pass_rates else rate_ax.axis("off")
     fig.tight_layout()
     return loss_ax, rate_ax
-
-
-def plot_expert_load(records: list[dict[str, Any]] | str | Path, axes=None, title: str | None = None,
-                     fontsize: int = 14):
-    """Expert load over a run (records, a metrics.jsonl file or a run folder): each layer's max-violation
-    (max load / mean load - 1; 0 is perfectly even) against the optimizer step, and a heatmap of the last
-    record's load, layer by expert (1/n_experts each when balanced). Returns the two axes."""
-    records = records if isinstance(records, list) else read_metrics(records)
-    train = [r for r in records if r.get("event") == "train" and "expert_load" in r]
-    if not train:
-        raise InputError("no train record carries expert_load: plot_expert_load needs a mixture-of-experts run")
-    if axes is None:
-        _, axes = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
-    curves, heatmap = axes
-    steps = [r["step"] for r in train]
-    for layer in range(len(train[-1]["max_violation"])):
-        curves.plot(steps, [r["max_violation"][layer] for r in train], lw=2.5, label=f"layer {layer}")
-    curves.set_xlabel("optimizer step", fontsize=fontsize)
-    curves.set_ylabel("max-violation", fontsize=fontsize)
-    curves.set_ylim(bottom=0)
-    curves.grid(alpha=0.3)
-    curves.legend(fontsize=fontsize - 2)
-    load = train[-1]["expert_load"]  # (layers, experts)
-    image = heatmap.imshow(load, cmap="viridis", aspect="auto", vmin=0)
-    heatmap.set_xlabel("expert", fontsize=fontsize)
-    heatmap.set_ylabel("layer", fontsize=fontsize)
-    heatmap.set_xticks(range(len(load[0])))
-    heatmap.set_yticks(range(len(load)))
-    heatmap.set_title(f"load at step {train[-1]['step']}", fontsize=fontsize)
-    colorbar = heatmap.figure.colorbar(image, ax=heatmap)
-    colorbar.set_label("fraction of assignments", fontsize=fontsize - 2)
-    for ax in (curves, heatmap, colorbar.ax):
-        ax.tick_params(labelsize=fontsize - 2)
-    if title:
-        curves.set_title(title, fontsize=fontsize + 2)
-    return axes
 
 
 def plot_per_block(series: dict[str, Sequence[float]], ylabel: str, title: str | None = None):
@@ -342,10 +307,8 @@ def _last_load(run) -> list[list[float]]:
 
 
 class LiveLossPlot:
-    def __init__(self, title: str | None = None, every_seconds: float = 2.0, print_samples: bool = True):
+    def __init__(self, title: str | None = None):
         self.title = title
-        self.every_seconds = every_seconds
-        self.print_samples = print_samples
         self.records: list[dict[str, Any]] = []
         self.notebook = in_notebook()
         self._handle = None
@@ -356,10 +319,10 @@ class LiveLossPlot:
         if not self.notebook:
             print(format_record(record), flush=True)
             return
-        if record.get("event") == "sample" and self.print_samples:
+        if record.get("event") == "sample":
             print(format_record(record), flush=True)
         final = record.get("event") == "final"
-        if final or time.monotonic() - self._last_draw >= self.every_seconds:
+        if final or time.monotonic() - self._last_draw >= REDRAW_SECONDS:
             self.draw()
 
     def draw(self) -> None:

@@ -50,10 +50,7 @@ def non_embedding_parameters(config: GPTConfig) -> int:
     """N of `config`: every parameter but the token and position tables, counted on the meta device (no memory)."""
     with torch.device("meta"):
         model = GPT(config)
-    embeddings = model.transformer.wte.weight.numel()
-    if "wpe" in model.transformer:
-        embeddings += model.transformer.wpe.weight.numel()
-    return model.num_parameters() - embeddings
+    return model.num_parameters(exclude_position_embeddings=True) - model.transformer.wte.weight.numel()
 
 
 def model_sizes(shapes: Sequence[tuple[int, int]], vocab_size: int, block_size: int,

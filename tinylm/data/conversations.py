@@ -17,6 +17,7 @@ import torch
 from ..distributed import World
 from ..errors import InputError
 from ..tokenizers.chat_template import RenderedChat
+from .tokens import to_device
 
 BUCKET_BATCHES = 50  # batches per length-sorted bucket: enough to find similar lengths, few enough to stay random
 
@@ -34,12 +35,6 @@ def pad_conversations(conversations: Sequence[RenderedChat], pad_id: int) -> tup
         x[row, : len(ids) - 1] = ids[:-1]
         y[row, : len(ids) - 1] = ids[1:].masked_fill(~answer, -1)
     return x, y
-
-
-def to_device(device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    if torch.device(device).type == "cuda":
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
-    return tuple(t.to(device) for t in tensors)
 
 
 class ConversationLoader:
@@ -82,13 +77,18 @@ class ConversationLoader:
         batches = torch.stack(batches)
         return batches[torch.randperm(len(batches), generator=self.generator)]
 
-    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    def next_indices(self) -> list[int]:
+        """This rank's slice of the next global batch: indices into the conversations (a new epoch after the last)."""
         if self.cursor == len(self.order):
             self.epoch, self.cursor = self.epoch + 1, 0
             self.order = self._epoch_order()
         indices = self.order[self.cursor][self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
         self.cursor += 1
-        return to_device(device, *pad_conversations([self.conversations[i] for i in indices.tolist()], self.pad_id))
+        return indices.tolist()
+
+    def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        batch = [self.conversations[i] for i in self.next_indices()]
+        return to_device(device, *pad_conversations(batch, self.pad_id))
 
     def padding_fraction(self) -> float:
         """The share of input positions of one epoch's batches that are padding."""

@@ -50,7 +50,7 @@ class PreparedData:
     meta: dict
 
 
-def _load(folder: Path, meta: dict, prepare_command: str) -> PreparedData:
+def load_prepared(folder: Path, meta: dict, prepare_command: str) -> PreparedData:
     """The prepared splits, each file's size checked against the token count meta.json records for it."""
     remedy = f"delete {folder} and prepare it again: {prepare_command}"
     train, val = (read_tokens(folder / f"{split}.bin", meta.get(f"{split}_tokens"), str(folder / "meta.json"), remedy)
@@ -66,20 +66,21 @@ def default_folder(dataset: str, source: str | None = None) -> Path:
     """Where `prepare_*` writes a dataset unless told otherwise: a folder of $TINYLM_DATA_DIR (or data/).
 
     dataset "shakespeare-char" -> shakespeare_char/; "tinystories" -> tinystories/ (source "hf") or
-    tinystories_sample/ (source "sample"; see `tinystories_source` for the default).
+    tinystories_sample/ (source "sample"; see `dataset_source` for the default).
     """
     if dataset == "shakespeare-char":
         return data_dir() / "shakespeare_char"
     if dataset == "tinystories":
-        return data_dir() / ("tinystories" if tinystories_source(source) == "hf" else "tinystories_sample")
+        return data_dir() / ("tinystories" if dataset_source(source, "TinyStories") == "hf" else "tinystories_sample")
     raise InputError(f"unknown dataset {dataset!r}: use 'shakespeare-char' or 'tinystories'")
 
 
-def tinystories_source(source: str | None = None) -> str:
-    """The TinyStories source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
+def dataset_source(source: str | None, dataset: str) -> str:
+    """Where `dataset` (TinyStories, FineWeb-Edu) comes from: the argument, else "sample" (the offline mirror's) when
+    $TINYLM_DATA_MIRROR is set, else "hf" (Hugging Face)."""
     source = source or ("sample" if mirror_dir() is not None else "hf")
     if source not in ("hf", "sample"):
-        raise InputError(f"unknown TinyStories source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
+        raise InputError(f"unknown {dataset} source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
     return source
 
 
@@ -97,7 +98,7 @@ def prepare_shakespeare_char(folder: Path | None = None, val_fraction: float = 0
         meta = {"source": TINY_SHAKESPEARE.url, "source_sha256": TINY_SHAKESPEARE.sha256, "val_fraction": val_fraction,
                 "tokenizer": tokenizer.to_dict(), "train_tokens": split, "val_tokens": len(ids) - split}
         write_meta(folder, meta)
-    return _load(folder, meta, f"python -m tinylm.prepare shakespeare-char --out {folder}")
+    return load_prepared(folder, meta, f"python -m tinylm.prepare shakespeare-char --out {folder}")
 
 
 def split_stories(text: str) -> list[str]:
@@ -134,12 +135,8 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     """
     if max_train_stories is not None and max_train_stories < 1:
         raise InputError(f"max_train_stories must be positive or None, got {max_train_stories}")
-    source = tinystories_source(source)
-    if folder is None:
-        folder = default_folder("tinystories", source)
-        if max_train_stories is not None:
-            folder = folder.with_name(f"{folder.name}_first{max_train_stories}")
-    folder = Path(folder)
+    source = dataset_source(source, "TinyStories")
+    folder = Path(folder) if folder is not None else _stories_folder(source, max_train_stories)
     tokenizer = BPETokenizer("gpt2")
     # A folder whose meta.json has no max_train_stories (None) holds every story.
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
@@ -147,7 +144,7 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     command = f"python -m tinylm.prepare tinystories --source {source} --out {folder}"
     meta = read_meta(folder)
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
-        return _load(folder, meta, command)
+        return load_prepared(folder, meta, command)
 
     splits = _tinystories_splits(folder, source, val_fraction, max_train_stories)
     start = time.perf_counter()  # the tokenizer stage only: downloading and loading the text are not timed
@@ -160,7 +157,7 @@ def prepare_tinystories(folder: Path | None = None, source: str | None = None, v
     meta = {**wanted, **counts, "seconds": round(seconds, 2),
             "tokens_per_s": round((counts["train_tokens"] + counts["val_tokens"]) / seconds)}
     write_meta(folder, meta)
-    return _load(folder, meta, command)
+    return load_prepared(folder, meta, command)
 
 
 # A blank line ends each story in the character files: stories hold single newlines between paragraphs and almost
@@ -178,18 +175,14 @@ def prepare_tinystories_chars(folder: Path | None = None, source: str | None = N
 
     Notebook 13 sweeps model sizes on it: about four times as many tokens as GPT-2's BPE makes of the same text, and
     a vocabulary of under a hundred, so the embedding is a negligible share of even a tiny model."""
-    source = tinystories_source(source)
-    if folder is None:
-        gpt2_folder = default_folder("tinystories", source)
-        first = f"_first{max_train_stories}" if max_train_stories is not None else ""
-        folder = gpt2_folder.with_name(f"{gpt2_folder.name}_chars{first}")
-    folder = Path(folder)
+    source = dataset_source(source, "TinyStories")
+    folder = Path(folder) if folder is not None else _stories_folder(source, max_train_stories, "_chars")
     wanted = {"source": TINYSTORIES_HF if source == "hf" else TINYSTORIES_SAMPLE.mirror_path,
               "val_fraction": val_fraction, "max_train_stories": max_train_stories, "story_end": STORY_END}
     command = "tinylm.data.corpora.prepare_tinystories_chars() (notebook 13)"
     meta = read_meta(folder)
     if meta is not None and all(meta.get(k) == v for k, v in wanted.items()):
-        return _load(folder, meta, command)
+        return load_prepared(folder, meta, command)
     splits = {name: [story.strip() + STORY_END for story in stories]
               for name, stories in _tinystories_splits(folder, source, val_fraction, max_train_stories).items()}
     characters = set()
@@ -205,7 +198,15 @@ def prepare_tinystories_chars(folder: Path | None = None, source: str | None = N
         counts[f"{name}_tokens"], counts[f"{name}_stories"] = out.count, len(stories)
     meta = {**wanted, "tokenizer": tokenizer.to_dict(), **counts}
     write_meta(folder, meta)
-    return _load(folder, meta, command)
+    return load_prepared(folder, meta, command)
+
+
+def _stories_folder(source: str, max_train_stories: int | None, kind: str = "") -> Path:
+    """The default folder of a TinyStories format: the dataset's folder name, then `kind` ("_chars"; GPT-2's ids
+    none), then "_first<N>" for a run limited to max_train_stories."""
+    folder = default_folder("tinystories", source)
+    first = f"_first{max_train_stories}" if max_train_stories is not None else ""
+    return folder.with_name(f"{folder.name}{kind}{first}")
 
 
 def _tinystories_splits(folder: Path, source: str, val_fraction: float,
@@ -251,4 +252,5 @@ def prepare_trimmed(data: PreparedData, folder: Path | None = None) -> PreparedD
         meta = {"base": base, "source": data.meta.get("source"), "tokenizer": tokenizer.to_dict(),
                 "train_tokens": len(data.train), "val_tokens": len(data.val)}
         write_meta(folder, meta)
-    return _load(folder, meta, "python -m tinylm.prepare --track tinystories --profile cpu")  # cpu and smoke read it
+    # the cpu and smoke profiles both read it
+    return load_prepared(folder, meta, "python -m tinylm.prepare --track tinystories --profile cpu")

@@ -8,6 +8,7 @@ sharding, shuffling and resuming are all exercised offline. `ShardedWindowLoader
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import multiprocessing
@@ -15,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
@@ -26,7 +26,9 @@ from tqdm.auto import tqdm
 from ..download import MIRROR_ENV, DownloadError, RemoteFile, fetch, mirror_dir
 from ..errors import InputError, MissingFile
 from ..paths import data_dir, write_json
+from ..runtime import usable_cores
 from ..tokenizers.gpt2 import BPETokenizer
+from .corpora import dataset_source
 from .tokens import (
     TOKEN_DTYPE,
     DataError,
@@ -35,6 +37,7 @@ from .tokens import (
     check_token_ids,
     gather_windows,
     read_tokens,
+    to_device,
     write_tokens,
 )
 
@@ -58,19 +61,11 @@ SHARD_PREFIX = "fineweb_edu"
 
 
 # -- preparation ------------------------------------------------------------------------------------
-def fineweb_edu_source(source: str | None = None) -> str:
-    """The source: the argument, else "sample" when $TINYLM_DATA_MIRROR is set (offline), else "hf"."""
-    source = source or ("sample" if mirror_dir() is not None else "hf")
-    if source not in ("hf", "sample"):
-        raise InputError(f"unknown FineWeb-Edu source {source!r}: use 'hf' (Hugging Face) or 'sample' (offline mirror)")
-    return source
-
-
 def default_fineweb_edu_folder(source: str | None = None, config: str = DEFAULT_CONFIG,
                                max_documents: int | None = None) -> Path:
     """$TINYLM_DATA_DIR (or data/) / fineweb_edu (hf, sample-10BT), fineweb_edu_<config> (hf, other configs),
     with _first<N> for a run limited to max_documents, or fineweb_edu_sample (the mirror's 120 documents)."""
-    if fineweb_edu_source(source) == "sample":
+    if dataset_source(source, "FineWeb-Edu") == "sample":
         return data_dir() / "fineweb_edu_sample"
     name = "fineweb_edu" if config == DEFAULT_CONFIG else f"fineweb_edu_{config}"
     return data_dir() / (name if max_documents is None else f"{name}_first{max_documents}")
@@ -84,10 +79,6 @@ def shard_name(index: int) -> str:
 def read_progress(folder: str | Path) -> dict[str, Any] | None:
     path = Path(folder) / PROGRESS_FILE
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _write_progress(folder: Path, progress: dict[str, Any]) -> None:
-    write_json(folder / PROGRESS_FILE, progress, indent=2)
 
 
 def _write_shard(path: Path, tokens: np.ndarray) -> None:
@@ -193,18 +184,6 @@ def _hf_texts(config: str, skip: int, max_documents: int | None = None) -> tuple
     return texts, total
 
 
-def _cpu_count() -> int:
-    """The cores this process may run on (a container's share, not the host's count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
-
-
-def _remove_shards(folder: Path) -> None:
-    for path in folder.glob(f"{SHARD_PREFIX}_*_*.bin"):
-        path.unlink()
-
-
 def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_CONFIG, shard_tokens: int | None = None,
                         source: str | None = None, workers: int | None = None, *, max_documents: int | None = None
                         ) -> Path:
@@ -230,7 +209,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
     One function on purpose: the shard buffer, the resume point and progress.json change together at every shard
     boundary (`finish_shard`), and the loop reads as that one story.
     """
-    source = fineweb_edu_source(source)
+    source = dataset_source(source, "FineWeb-Edu")
     if source == "sample" and config != DEFAULT_CONFIG:
         raise InputError(f"the offline sample holds {DEFAULT_CONFIG} documents only; "
                          f"use source 'hf' for config {config!r}")
@@ -241,7 +220,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
     if max_documents is not None and (source != "hf" or max_documents < 1):
         raise InputError(f"max_documents applies to source 'hf' and must be positive, got {max_documents} "
                          f"with source {source!r}")
-    workers = workers or _cpu_count()
+    workers = workers or usable_cores()
     folder = Path(folder) if folder is not None else default_fineweb_edu_folder(source, config, max_documents)
     tokenizer = BPETokenizer("gpt2")
     wanted = {"dataset": FINEWEB_EDU_HF, "config": config, "source": source, "tokenizer": tokenizer.to_dict(),
@@ -261,8 +240,9 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         texts, total = _hf_texts(config, skip_docs, max_documents)
     if not resuming:  # the source opened: now clear out what another preparation left here
         folder.mkdir(parents=True, exist_ok=True)
-        _remove_shards(folder)
-        _write_progress(folder, progress)
+        for path in folder.glob(f"{SHARD_PREFIX}_*_*.bin"):
+            path.unlink()
+        write_json(folder / PROGRESS_FILE, progress, indent=2)
 
     buffer = np.empty(shard_tokens, dtype=TOKEN_DTYPE)
     fill = 0
@@ -280,7 +260,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         split = "val" if index == 0 else "train"
         progress["shards"].append({"name": shard_name(index), "split": split, "tokens": fill})
         progress["documents"], progress["skip_tokens"] = documents, next_skip
-        _write_progress(folder, progress)
+        write_json(folder / PROGRESS_FILE, progress, indent=2)
         fill = 0
 
     with tqdm(total=total, initial=skip_docs, unit="doc", desc=f"fineweb-edu ({source})") as bar:
@@ -315,7 +295,7 @@ def prepare_fineweb_edu(folder: str | Path | None = None, config: str = DEFAULT_
         raise InputError(f"the {source} source yielded no documents; nothing was written to {folder}")
     progress.update(complete=True, documents=docs_before, skip_tokens=0, tokens=finished_tokens(),
                     seconds=round(seconds, 3), tokens_per_s=round(session_tokens / max(seconds, 1e-9)), workers=workers)
-    _write_progress(folder, progress)
+    write_json(folder / PROGRESS_FILE, progress, indent=2)
     return folder
 
 
@@ -358,6 +338,20 @@ def val_tokens(folder: str | Path) -> np.memmap:
     if len(files) != 1:
         raise InputError(f"expected one validation shard in {folder}, found {len(files)}: {[f.name for f in files]}")
     return read_tokens(files[0])
+
+
+# Small caches: windows are consumed shard by shard, so only a few permutations are in use at a time.
+@functools.lru_cache(maxsize=8)
+def _shard_order(seed: int, epoch: int, shard_windows: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Epoch `epoch`'s order of shards and the cumulative window counts along it."""
+    order = np.random.default_rng([seed, 0, epoch]).permutation(len(shard_windows))
+    return order, np.cumsum(np.array(shard_windows)[order])
+
+
+@functools.lru_cache(maxsize=8)
+def _window_order(seed: int, epoch: int, shard: int, windows: int) -> np.ndarray:
+    """Epoch `epoch`'s order of the `windows` windows of shard `shard` (window k starts at token k * block_size)."""
+    return np.random.default_rng([seed, 1, epoch, shard]).permutation(windows)
 
 
 class ShardedWindowLoader:
@@ -403,46 +397,21 @@ class ShardedWindowLoader:
         if self.windows_per_epoch == 0:
             raise InputError(f"no shard of {[f.name for f in self.files]} holds one window of {block_size} + 1 tokens")
         self.cursor = 0
-        # Small caches: windows are consumed shard by shard, so only a few permutations are in use at a time.
-        self._orders: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()  # epoch -> (order, cumsum)
-        self._offsets: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()  # (epoch, shard) -> window order
 
     @property
     def epoch(self) -> int:
         """The epoch of the next window of the global sequence."""
         return self.cursor // self.windows_per_epoch
 
-    @staticmethod
-    def _cached(cache: OrderedDict, key, make, size: int = 8):
-        if key in cache:
-            cache.move_to_end(key)
-        else:
-            cache[key] = make()
-            if len(cache) > size:
-                cache.popitem(last=False)
-        return cache[key]
-
-    def _shard_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-        """Epoch `epoch`'s order of shards and the cumulative window counts along it."""
-        def make():
-            order = np.random.default_rng([self.seed, 0, epoch]).permutation(len(self.shards))
-            return order, np.cumsum(self.shard_windows[order])
-        return self._cached(self._orders, epoch, make)
-
-    def _window_order(self, epoch: int, shard: int) -> np.ndarray:
-        """Epoch `epoch`'s order of the windows of shard `shard` (window k starts at token k * block_size)."""
-        count = int(self.shard_windows[shard])
-        return self._cached(self._offsets, (epoch, shard),
-                            lambda: np.random.default_rng([self.seed, 1, epoch, shard]).permutation(count))
-
     def window(self, index: int) -> tuple[int, int]:
         """(shard index into self.files, start offset) of window `index` of the global sequence."""
         epoch, within = divmod(int(index), self.windows_per_epoch)
-        order, ends = self._shard_order(epoch)
+        order, ends = _shard_order(self.seed, epoch, tuple(self.shard_windows.tolist()))  # (shards,) each
         slot = int(np.searchsorted(ends, within, side="right"))
         shard = int(order[slot])
         local = within - (int(ends[slot - 1]) if slot else 0)
-        return shard, int(self._window_order(epoch, shard)[local]) * self.block_size
+        offsets = _window_order(self.seed, epoch, shard, int(self.shard_windows[shard]))
+        return shard, int(offsets[local]) * self.block_size
 
     def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's next (x, y), int64 (batch_size, block_size) each; y is x shifted left by one token."""
@@ -453,10 +422,7 @@ class ShardedWindowLoader:
             rows.append(gather_windows(self.shards[shard], [start], self.block_size + 1, self.vocab_size))
         self.cursor += self.world_size * self.batch_size
         batch = torch.from_numpy(np.concatenate(rows))  # (B, T + 1)
-        x, y = batch[:, :-1], batch[:, 1:]
-        if torch.device(device).type == "cuda":
-            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        return x.to(device), y.to(device)
+        return to_device(device, batch[:, :-1], batch[:, 1:])
 
     def state_dict(self) -> dict[str, Any]:
         """The position in the global sequence: the same on every rank, independent of world and batch size."""
@@ -474,6 +440,4 @@ class ShardedWindowLoader:
                              "resume on the same prepared data")
         if state["seed"] != self.seed:
             self.seed = int(state["seed"])
-            self._orders.clear()
-            self._offsets.clear()
         self.cursor = int(state["cursor"])

@@ -166,13 +166,6 @@ class ChatExamples:
     def __len__(self) -> int:
         return len(self.rendered)
 
-    def prompts(self) -> list[list[dict]]:
-        """Each conversation up to its last user turn: what a reply is generated from."""
-        return [messages[:-1] for messages in self.messages]
-
-    def answers(self) -> list[str]:
-        return [messages[-1]["content"] for messages in self.messages]
-
     def describe(self) -> str:
         c = self.counts
         return (f"{c['kept']:,} conversations ({c['truncated']} shortened by their oldest turns); skipped: "

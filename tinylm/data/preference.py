@@ -89,9 +89,6 @@ def prompt_messages(record: dict, system_prompt: str = DEFAULT_SYSTEM_PROMPT) ->
 class PreferencePair:
     """One prompt with its chosen and rejected answers, rendered; its length is the longer conversation's."""
 
-    prompt: list[dict]
-    chosen_text: str
-    rejected_text: str
     chosen: RenderedChat
     rejected: RenderedChat
 
@@ -135,7 +132,7 @@ def build_pairs(records: Sequence[dict], template: ChatTemplate, block_size: int
         if max(len(r) for r in rendered) > block_size + 1:
             built.counts["too_long"] += 1
             continue
-        built.pairs.append(PreferencePair(prompt, chosen, rejected, *rendered))
+        built.pairs.append(PreferencePair(*rendered))
         built.counts["kept"] += 1
     return built
 

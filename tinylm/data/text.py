@@ -25,9 +25,8 @@ from ..tokenizers import EOT
 from ..tokenizers.char import CharTokenizer
 from ..tokenizers.gpt2 import BPETokenizer
 from ..tokenizers.hf_bpe import TrainedBPETokenizer
-from ..tokenizers.saved import tokenizer_from_dict
-from .corpora import PreparedData
-from .tokens import TokenFileWriter, read_meta, read_tokens, write_meta
+from .corpora import PreparedData, load_prepared
+from .tokens import TokenFileWriter, read_meta, write_meta
 
 TOKENIZER_KINDS = "char, gpt2 or bpe:N"
 CHAR_DOCUMENT_END = "\n\n"  # what ends a document in character token files, as in notebook 13's stories
@@ -261,10 +260,7 @@ def prepare_text(spec: str | Path, tokenizer: str | object = "char", folder: Pat
     meta = read_meta(folder)
     if meta is None or any(meta.get(key) != value for key, value in wanted.items()):
         meta = _tokenize(files, tokenizer, folder, wanted, say)
-    remedy = f"delete {shown(folder)}; the next run prepares it again"
-    train, val = (read_tokens(folder / f"{split}.bin", meta[f"{split}_tokens"], str(folder / "meta.json"), remedy)
-                  for split in ("train", "val"))
-    return PreparedData(folder, train, val, tokenizer_from_dict(meta["tokenizer"]), meta)
+    return load_prepared(folder, meta, "the next `python -m tinylm.train text` run of it does")
 
 
 def _tokenize(files: list[Path], tokenizer, folder: Path, wanted: dict, say) -> dict:

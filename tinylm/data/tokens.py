@@ -148,6 +148,13 @@ def read_meta(folder: str | Path) -> dict[str, Any] | None:
                     "(python -m tinylm.prepare <dataset>)")
 
 
+def to_device(device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A batch's tensors on `device`; to a GPU through pinned memory, so that the copy overlaps the compute."""
+    if torch.device(device).type == "cuda":
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    return tuple(t.to(device) for t in tensors)
+
+
 class RandomWindowSampler:
     """Batches of (x, y) windows at uniformly random offsets; y is x shifted one token to the left.
 
@@ -181,12 +188,8 @@ class RandomWindowSampler:
         high = len(self.tokens) - self.block_size  # exclusive bound: the last window's target is the last token
         starts = torch.randint(high, (self.world_size * self.batch_size,), generator=self.generator)
         starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
-        # (B, T + 1)
-        batch = torch.from_numpy(gather_windows(self.tokens, starts, self.block_size + 1, self.vocab_size))
-        x, y = batch[:, :-1], batch[:, 1:]
-        if torch.device(device).type == "cuda":
-            return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
-        return x.to(device), y.to(device)
+        batch = torch.from_numpy(gather_windows(self.tokens, starts, self.block_size + 1, self.vocab_size))  # (B, T+1)
+        return to_device(device, batch[:, :-1], batch[:, 1:])
 
     def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}

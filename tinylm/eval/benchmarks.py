@@ -207,23 +207,26 @@ def core_benchmark(spec: CoreSpec) -> Benchmark:
     return Benchmark(spec.name, items, spec.shots, spec.delimiter, spec.baseline, source=source)
 
 
-def piqa() -> Benchmark:
-    """PIQA's validation split as released (goal, two solutions, a labels file), prompted as the harness does."""
+def piqa_records() -> list[dict[str, Any]]:
+    """PIQA's validation questions (goal, two solutions) with their labels, which it releases in a separate file."""
     records = read_jsonl(eval_file("piqa/valid.jsonl"))
     labels = eval_file("piqa/valid-labels.lst").read_text(encoding="utf-8").split()
     if len(labels) != len(records):
         raise InputError(f"PIQA: {len(records)} questions but {len(labels)} labels")
-    items = [MultipleChoice(f"Question: {r['goal']}\nAnswer:", (r["sol1"], r["sol2"]), int(label))
-             for r, label in zip(records, labels)]
+    return [record | {"label": int(label)} for record, label in zip(records, labels)]
+
+
+def piqa() -> Benchmark:
+    """PIQA's validation split as released, prompted as the harness does."""
+    items = [MultipleChoice(f"Question: {r['goal']}\nAnswer:", (r["sol1"], r["sol2"]), r["label"])
+             for r in piqa_records()]
     return Benchmark("piqa", items, baseline=0.5, source="PIQA's validation split (valid.jsonl, valid-labels.lst)")
 
 
 def lambada() -> Benchmark:
     """OpenAI's LAMBADA test file: each passage's last word, to be predicted greedily from the rest."""
-    items = []
-    for record in read_jsonl(eval_file("lambada/lambada_test.jsonl")):
-        context, word = record["text"].rsplit(" ", 1)
-        items.append(Cloze(context, word))
+    records = read_jsonl(eval_file("lambada/lambada_test.jsonl"))
+    items = [Cloze(*record["text"].rsplit(" ", 1)) for record in records]  # (the passage up to its last word, the word)
     return Benchmark("lambada", items, source="OpenAI's LAMBADA test file (lambada_test.jsonl)")
 
 

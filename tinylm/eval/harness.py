@@ -26,7 +26,7 @@ import torch
 from ..errors import InputError, MissingFile
 from ..paths import atomic_write, data_dir
 from ..runtime import model_device
-from .benchmarks import eval_file, read_jsonl
+from .benchmarks import eval_file, piqa_records
 from .loss import target_losses
 from .scoring import encode_pair, start_ids
 
@@ -50,11 +50,6 @@ class TinylmLM(LM):
     @property
     def tokenizer_name(self) -> str:  # the harness keys its request cache by it
         return self.tokenizer.to_dict()["kind"]
-
-    def pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """The harness's split (tinylm.eval.scoring.encode_pair), after the end-of-text token."""
-        context_ids, continuation_ids = encode_pair(self.tokenizer, context, continuation)
-        return self.start + context_ids, continuation_ids
 
     @torch.no_grad()
     def token_scores(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
@@ -84,7 +79,10 @@ class TinylmLM(LM):
         return list(zip(totals, greedy))
 
     def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-        return self.token_scores([self.pair(*request.args) for request in requests])
+        """Each (context, continuation) split as the harness splits it (tinylm.eval.scoring.encode_pair), after the
+        end-of-text token, and scored."""
+        pairs = [encode_pair(self.tokenizer, *request.args) for request in requests]
+        return self.token_scores([(self.start + context, continuation) for context, continuation in pairs])
 
     def loglikelihood_rolling(self, requests) -> list[float]:
         """Each text's log-likelihood, every token predicted once with as much context as fits (the harness's
@@ -117,12 +115,11 @@ class TinylmLM(LM):
 
 # The local tasks: the harness's prompts (its arc_easy, arc_challenge, piqa and lambada_openai YAML) over the mirror's
 # files. llm-foundry's ARC files hold each question as "Question: ...", choices and the right one's index.
+ARC = {"output_type": "multiple_choice", "doc_to_text": "{{query}}\nAnswer:", "doc_to_choice": "{{choices}}",
+       "doc_to_target": "{{gold}}", "metrics": ("acc", "acc_norm")}
 LOCAL_TASKS: dict[str, dict[str, Any]] = {
-    "arc_easy": {"file": "core/arc_easy.jsonl", "output_type": "multiple_choice", "doc_to_text": "{{query}}\nAnswer:",
-                 "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}", "metrics": ("acc", "acc_norm")},
-    "arc_challenge": {"file": "core/arc_challenge.jsonl", "output_type": "multiple_choice",
-                      "doc_to_text": "{{query}}\nAnswer:", "doc_to_choice": "{{choices}}", "doc_to_target": "{{gold}}",
-                      "metrics": ("acc", "acc_norm")},
+    "arc_easy": {"file": "core/arc_easy.jsonl", **ARC},
+    "arc_challenge": {"file": "core/arc_challenge.jsonl", **ARC},
     "piqa": {"file": "piqa/valid.jsonl", "output_type": "multiple_choice", "doc_to_text": "Question: {{goal}}\nAnswer:",
              "doc_to_choice": "{{[sol1, sol2]}}", "doc_to_target": "label", "metrics": ("acc", "acc_norm")},
     "lambada_openai": {"file": "lambada/lambada_test.jsonl", "output_type": "loglikelihood",
@@ -134,18 +131,12 @@ AGGREGATION = {"acc": "mean", "acc_norm": "mean", "perplexity": "perplexity"}
 
 def local_data(name: str) -> Path:
     """The task's records as one JSON-lines file the harness reads: the mirror's file, or for PIQA its questions
-    with their labels (released in a separate file) merged in."""
-    path = eval_file(LOCAL_TASKS[name]["file"])
+    with their labels merged in (piqa_records)."""
     if name != "piqa":
-        return path
-    labels = eval_file("piqa/valid-labels.lst").read_text(encoding="utf-8").split()
+        return eval_file(LOCAL_TASKS[name]["file"])
     merged = data_dir() / "eval" / "harness" / "piqa_validation.jsonl"
     merged.parent.mkdir(parents=True, exist_ok=True)
-    records = read_jsonl(path)
-    if len(labels) != len(records):
-        raise InputError(f"PIQA: {len(records)} questions but {len(labels)} labels")
-    lines = (json.dumps(record | {"label": int(label)}) + "\n" for record, label in zip(records, labels))
-    write_text(merged, "".join(lines))
+    write_text(merged, "".join(json.dumps(record) + "\n" for record in piqa_records()))
     return merged
 
 

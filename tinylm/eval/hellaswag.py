@@ -18,6 +18,7 @@ from ..errors import InputError, MissingFile
 from ..paths import data_dir
 from ..settings import option
 from ..tokenizers.saved import describe_tokenizer
+from .loss import check_vocabulary
 
 # The official validation split. The digest and size are those TensorFlow Datasets pins for this URL
 # (tensorflow_datasets/url_checksums/hellaswag.txt); the file has not changed upstream since 2019.
@@ -29,7 +30,6 @@ OFFICIAL_VAL = RemoteFile(
 # The offline mirror's substitute (see its MANIFEST.md): derived from the official file, not identical to it.
 SUBSTITUTE_VAL_PATH = "hellaswag/hellaswag_val_klosax.jsonl"
 SUBSTITUTE_VAL_SHA256 = "7f07c53c6269084911e648da25811117ccb43f89c95c0ba8fffb95b93de91bea"
-BPE_KINDS = ("bpe", "bpe-trimmed")
 
 
 @dataclass(frozen=True)
@@ -50,12 +50,11 @@ class HellaSwagOptions:
 
 
 def val_file(options: HellaSwagOptions) -> ValFile:
-    """The file named by --hellaswag-file, else the official validation file or its substitute (locate_val)."""
-    return locate_val() if options.hellaswag_file is None else given_val(options.hellaswag_file)
-
-
-def given_val(path: Path) -> ValFile:
-    """A HellaSwag JSON-lines file the user names (`eval hellaswag --hellaswag-file`), scored as it is."""
+    """The file named by --hellaswag-file (scored as it is), else the official validation file or its substitute
+    (locate_val)."""
+    path = options.hellaswag_file
+    if path is None:
+        return locate_val()
     if not path.is_file():
         raise MissingFile(f"no HellaSwag file at {path}; check the path")
     return ValFile(path, False, "a file given with --hellaswag-file (its contents were not verified)")
@@ -96,7 +95,7 @@ def locate_val(folder: str | Path | None = None) -> ValFile:
 def scorable(tokenizer) -> bool:
     """Whether HellaSwag scores a model with this tokenizer: GPT-2's BPE, plain or trimmed, so that acc_norm (per
     token) compares with the published figures of GPT-2-tokenized models."""
-    return tokenizer is not None and tokenizer.to_dict().get("kind") in BPE_KINDS
+    return tokenizer is not None and tokenizer.to_dict().get("kind") in ("bpe", "bpe-trimmed")
 
 
 def check_tokenizer(model, tokenizer) -> None:
@@ -106,6 +105,4 @@ def check_tokenizer(model, tokenizer) -> None:
                          f"compares with published figures; this checkpoint's tokenizer is "
                          f"{describe_tokenizer(tokenizer)}. Measure it with python -m tinylm.eval loss --text FILE "
                          "instead (bits per byte compare across tokenizers)")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
-                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
+    check_vocabulary(model, tokenizer)

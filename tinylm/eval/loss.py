@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.conversations import pad_conversations, to_device
-from ..data.tokens import gather_windows
+from ..data.conversations import pad_conversations
+from ..data.tokens import gather_windows, to_device
 from ..errors import InputError
 from ..runtime import evaluating, model_device
 from ..settings import option
@@ -38,6 +38,13 @@ def target_losses(logits: torch.Tensor, targets: torch.Tensor, tokenizer=None) -
     return losses if unk_id is None else losses + tokenizer.unk_penalty * (targets == unk_id)
 
 
+def check_vocabulary(model, tokenizer) -> None:
+    """Refuse a tokenizer with more tokens than the model has rows: it is not the model's own."""
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
+                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
+
+
 @dataclass(frozen=True)
 class LossOptions:
     """What `eval loss` scores with text_loss: a text file (its --batch-size is the shared flag's)."""
@@ -45,8 +52,8 @@ class LossOptions:
     text: Path | None = option("UTF-8 text file to score", type=Path, required=True)
 
 
-def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | torch.device | None = None,
-              autocast_ctx=None) -> dict[str, Any]:
+def text_loss(model, tokenizer, text: str, batch_size: int = 8,
+              device: str | torch.device | None = None) -> dict[str, Any]:
     """Score `text` with `model`: {"loss": nats per token, "nats": total, "tokens", "bytes", "bits_per_byte"}.
 
     `tokens` counts the predicted tokens and `bytes` the UTF-8 bytes they cover: bits_per_byte = nats / ln 2 / bytes.
@@ -65,12 +72,10 @@ def text_loss(model, tokenizer, text: str, batch_size: int = 8, device: str | to
         if len(ids) < 2:
             raise InputError(f"the text has {len(ids)} character(s); a character model needs at least 2 "
                              "(the first is only context for the second)")
-    if tokenizer.vocab_size > model.config.vocab_size:
-        raise InputError(f"the tokenizer has {tokenizer.vocab_size:,} tokens but the model only "
-                         f"{model.config.vocab_size:,}; use the checkpoint's own tokenizer")
+    check_vocabulary(model, tokenizer)
     device = device if device is not None else model_device(model)
     nats, count = evaluate_loss_sum(model, np.asarray(ids, dtype=np.int64), model.config.block_size, batch_size, device,
-                                    autocast_ctx, tokenizer)
+                                    tokenizer=tokenizer)
     num_bytes = len(scored_text.encode("utf-8"))
     return {"loss": nats / count, "nats": nats, "tokens": count, "bytes": num_bytes,
             "bits_per_byte": nats / math.log(2) / num_bytes}
@@ -115,12 +120,9 @@ def evaluate_loss_sum(model, tokens: np.ndarray, block_size: int, batch_size: in
                       tokenizer=None, rank: int = 0, world_size: int = 1, skip_unk: bool = False) -> tuple[float, int]:
     """(total nats, number of targets) of next-token cross-entropy over every target of `tokens`.
 
-    The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to
-    bits per byte need the total rather than the mean. With a `tokenizer`, logits past its
-    vocabulary (the padding of an embedding rounded up to a multiple of 64) are excluded, as they
-    are when sampling, and a trimmed vocabulary's <unk> targets cost `unk_penalty` nats more
-    (see TrimmedBPETokenizer), so the loss stays comparable to a model with the full vocabulary;
-    `skip_unk` scores only the other targets (a training split has none: every one of its tokens is kept).
+    The sum behind `evaluate_loss`; callers that combine losses across texts or convert them to bits per byte need
+    the total rather than the mean. Each target costs what `target_losses` says with this `tokenizer`; `skip_unk`
+    scores only the targets that are not <unk> (a training split has none: every one of its tokens is kept).
     Under DDP, rank r scores windows r, r + world_size, ...; the callers add up the ranks' sums. The host
     reads the total once, at the end, and the model's training mode comes back however the evaluation ends.
     """
@@ -192,8 +194,7 @@ def answer_loss_sum(model, conversations: Sequence[RenderedChat], batch_size: in
     """(total nats, answer tokens) of next-token cross-entropy over the answer tokens of `conversations`.
 
     Conversations are scored in length order (little padding); under DDP rank r scores batches r, r + world_size,
-    .... As in `tinylm.eval.loss.evaluate_loss_sum`, logits past the tokenizer's vocabulary are excluded and a trimmed
-    vocabulary's <unk> targets cost its unk_penalty more.
+    .... Each target costs what `target_losses` says with this `tokenizer`.
     """
     order = np.argsort([len(c) for c in conversations], kind="stable")
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)][rank::world_size]

@@ -29,7 +29,7 @@ import torch
 from ..distributed import all_reduce_sum, current_world
 from ..errors import InputError
 from ..runtime import evaluating, model_device
-from .benchmarks import Benchmark, Cloze, Item, MultipleChoice, Schema
+from .benchmarks import Benchmark, Cloze, Generative, Item, MultipleChoice, Schema
 from .hellaswag import check_tokenizer
 from .loss import target_losses
 
@@ -48,17 +48,6 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
     return context_ids, whole[len(context_ids):]
 
 
-def solved(benchmark: Benchmark, example: Item) -> str:
-    """A shot: the example with its right answer."""
-    if isinstance(example, MultipleChoice):
-        return example.query + benchmark.delimiter + example.choices[example.gold]
-    if isinstance(example, Schema):
-        return example.contexts[example.gold] + benchmark.delimiter + example.continuation
-    if isinstance(example, Cloze):
-        return example.context.strip() + benchmark.delimiter + example.continuation
-    return f"Question: {example.question}\nAnswer: {example.answer}"
-
-
 def texts(benchmark: Benchmark, item: Item, prefix: str) -> list[tuple[str, str]]:
     """The item's rows as (context, continuation) text after `prefix` (the preamble and the shots)."""
     if isinstance(item, MultipleChoice):
@@ -68,6 +57,14 @@ def texts(benchmark: Benchmark, item: Item, prefix: str) -> list[tuple[str, str]
     if isinstance(item, Cloze):
         return [(prefix + item.context.strip() + benchmark.delimiter, item.continuation)]
     return [(prefix + f"Question: {item.question}\nAnswer:", "")]
+
+
+def solved(benchmark: Benchmark, example: Item) -> str:
+    """A shot: the example with its right answer (its right row's context and continuation, joined)."""
+    if isinstance(example, Generative):
+        return f"Question: {example.question}\nAnswer: {example.answer}"
+    context, continuation = texts(benchmark, example, "")[getattr(example, "gold", 0)]  # a cloze has one row
+    return context + continuation
 
 
 def shots_for(benchmark: Benchmark, index: int) -> list[Item]:
@@ -188,16 +185,23 @@ class BenchmarkResult:
                 "indices": self.indices, "correct": self.correct}
 
 
-def multiple_choice_verdict(item: Item, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
-    """Which choice each rule picks: lowest summed loss (acc), lowest mean loss per token (acc_norm, DCLM's and
-    build-nanogpt's) and lowest loss per character of the choice (acc_norm_char, the harness's)."""
+def verdict(benchmark: Benchmark, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
+    """An item's verdicts from its rows' scores: a cloze's, whether every token was the greedy choice (acc); a choice
+    item's, whether the choice each rule picks is right: lowest summed loss (acc), lowest mean loss per token
+    (acc_norm, DCLM's and build-nanogpt's) and lowest loss per character of the choice (acc_norm_char, the
+    harness's)."""
+    item = benchmark.items[rendered.index]
+    base = {"index": rendered.index, "shots": rendered.shots, "truncated": rendered.truncated}
+    if isinstance(item, Cloze):
+        loss, count, greedy = scores[0]
+        return base | {"acc": greedy, "loss": loss, "tokens": count}
     sums = [loss for loss, _, _ in scores]
     per_token = [loss / max(count, 1) for loss, count, _ in scores]
     options = item.choices if isinstance(item, MultipleChoice) else (item.continuation,) * len(scores)
     per_char = [loss / max(len(option), 1) for loss, option in zip(sums, options)]
     pick = {name: min(range(len(values)), key=values.__getitem__)
             for name, values in (("acc", sums), ("acc_norm", per_token), ("acc_norm_char", per_char))}
-    return {name: choice == item.gold for name, choice in pick.items()} | {"losses": sums}
+    return base | {name: choice == item.gold for name, choice in pick.items()} | {"losses": sums}
 
 
 def evaluate_benchmark(model, tokenizer, benchmark: Benchmark, *, limit: int | None = None,
@@ -236,15 +240,6 @@ def evaluate_benchmark(model, tokenizer, benchmark: Benchmark, *, limit: int | N
                     flush()
         flush()
     return summarise(benchmark, details, left_out, time.perf_counter() - started)
-
-
-def verdict(benchmark: Benchmark, rendered: Rendered, scores: list[tuple[float, int, bool]]) -> dict[str, Any]:
-    item = benchmark.items[rendered.index]
-    base = {"index": rendered.index, "shots": rendered.shots, "truncated": rendered.truncated}
-    if isinstance(item, Cloze):
-        loss, count, greedy = scores[0]
-        return base | {"acc": greedy, "loss": loss, "tokens": count}
-    return base | multiple_choice_verdict(item, scores)
 
 
 MAIN_METRIC = {"multiple_choice": "acc_norm", "schema": "acc_norm", "language_modeling": "acc",

@@ -55,6 +55,14 @@ def sampling_and_options(options: dict) -> tuple[Sampling, dict]:
     return dataclasses.replace(options.get("sampling", Sampling()), **named), others
 
 
+def sampling_only(options: dict) -> Sampling:
+    """The sampler's settings among keyword arguments (`sampling_and_options`), a TypeError for any other keyword."""
+    sampling, others = sampling_and_options(options)
+    if others:
+        raise TypeError(f"not a sampler setting: {', '.join(sorted(others))}")
+    return sampling
+
+
 def penalize_repetition(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """logits (B, V); seen (B, V) bool, True for tokens already in each row's sequence. A seen token's logit is
     divided by the penalty when positive and multiplied when negative, so both signs become less likely. CTRL

@@ -21,7 +21,7 @@ from ..model.gpt import GPT
 from ..model.rope import interleaved_to_rotate_half
 from ..paths import data_dir
 from ..tokenizers.pretrained import PretrainedTokenizer, TokenizerImportError, byte_level_bpe_json, chatml_system_prompt
-from .hf_llama import InteropError
+from .hf_llama import InteropError, check_keys, loaded_gpt
 
 # HuggingFaceTB's SmolLM2-135M-Instruct (Apache-2.0) quantised to Q4_1 by QuantFactory: the course's real model.
 SMOLLM2_INSTRUCT = RemoteFile(
@@ -117,10 +117,8 @@ def gguf_state_dict(reader, config: GPTConfig) -> dict[str, torch.Tensor]:
     qkv = {f"transformer.h.{i}.attn.c_attn.weight": [f"blk.{i}.attn_{part}.weight" for part in "qkv"]
            for i in range(config.n_layer)}
     expected = set(wanted) | {name for names in qkv.values() for name in names}
-    missing, foreign = sorted(expected - set(tensors)), sorted(set(tensors) - expected - {"rope_freqs.weight"})
-    if missing or foreign:
-        raise InteropError(f"the file's tensors are not a {config.n_layer}-layer Llama's: missing {missing[:3]}, "
-                           f"unexpected {foreign[:3]}")
+    check_keys(set(tensors) - {"rope_freqs.weight"}, expected,  # RoPE's frequencies follow from the config
+               f"the file's tensors are not a {config.n_layer}-layer Llama's")
     state = {ours: dequantized(tensors[theirs]) for theirs, ours in wanted.items()}
     for ours, (q, k, v) in qkv.items():
         # llama.cpp rotates adjacent channel pairs: undo the permutation its converter applied to q and k
@@ -170,9 +168,7 @@ def from_gguf(path: str | Path) -> tuple[GPT, PretrainedTokenizer]:
     except (ValueError, IndexError) as error:  # a tensor whose bytes run past the end of a cut-short file
         raise InteropError(f"{path}: a tensor cannot be read ({error}); the file is damaged, download it again") \
             from None
-    model = GPT(config)
-    model.load_state_dict(state)
-    return model.eval(), tokenizer
+    return loaded_gpt(config, state, "GGUF"), tokenizer
 
 
 def gguf_path(name: str) -> Path:

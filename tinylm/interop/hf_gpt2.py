@@ -13,9 +13,15 @@ import torch
 from torch import nn
 
 from ..config import GPTConfig
-from ..errors import MissingFile
 from ..model.gpt import GPT
-from .hf_llama import InteropError, load_pretrained, save_hf_folder, speedrun_problems
+from .hf_llama import (
+    InteropError,
+    import_transformers,
+    load_pretrained,
+    loaded_gpt,
+    save_hf_folder,
+    speedrun_problems,
+)
 from .vocab_export import ExportedVocab, hf_tokenizer_files
 
 # Matrices stored transposed by transformers' Conv1D (weight (in, out)) relative to nn.Linear (weight (out, in)).
@@ -30,27 +36,15 @@ GPT2_CONFIG_NAMES = {"vocab_size": "vocab_size", "block_size": "n_positions", "n
                      "n_embd": "n_embd"}
 
 
-def _transposed(key: str) -> bool:
-    return key.endswith(TRANSPOSED)
-
-
-def _hf_buffer(key: str) -> bool:
-    return key.endswith(HF_BUFFERS)
-
-
 def hf_to_tinylm_state_dict(hf_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A GPT2LMHeadModel state dict in tinylm's layout: same keys, Conv1D weights transposed, mask buffers dropped."""
-    out = {}
-    for key, value in hf_state.items():
-        if _hf_buffer(key):
-            continue
-        out[key] = value.t().contiguous() if _transposed(key) else value
-    return out
+    return {key: value.t().contiguous() if key.endswith(TRANSPOSED) else value
+            for key, value in hf_state.items() if not key.endswith(HF_BUFFERS)}
 
 
 def tinylm_to_hf_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A tinylm GPT state dict in transformers' GPT-2 layout (the inverse of hf_to_tinylm_state_dict)."""
-    return {key: value.t().contiguous() if _transposed(key) else value for key, value in state.items()}
+    return {key: value.t().contiguous() if key.endswith(TRANSPOSED) else value for key, value in state.items()}
 
 
 def config_from_hf(hf_config) -> GPTConfig:
@@ -75,16 +69,6 @@ def config_from_hf(hf_config) -> GPTConfig:
                      bias=True, tie_weights=bool(getattr(hf_config, "tie_word_embeddings", True)))
 
 
-def _load_hf_model(source):
-    try:
-        from transformers import GPT2LMHeadModel
-    except ImportError as error:
-        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
-    if isinstance(source, nn.Module):
-        return source
-    return load_pretrained(GPT2LMHeadModel, source, "GPT-2")
-
-
 @torch.no_grad()
 def from_hf_gpt2(source) -> GPT:
     """A tinylm GPT (eval mode, CPU, float32) with the weights of a transformers GPT-2.
@@ -92,22 +76,17 @@ def from_hf_gpt2(source) -> GPT:
     `source`: a GPT2LMHeadModel, a local folder that GPT2LMHeadModel.from_pretrained reads, or a
     Hub name ("gpt2", "gpt2-medium", ...) when online.
     """
-    hf_model = _load_hf_model(source)
-    if getattr(hf_model.config, "model_type", None) != "gpt2":
-        model_type = getattr(hf_model.config, "model_type", None)
+    hf_model = source
+    if not isinstance(hf_model, nn.Module):  # a folder or a Hub name
+        hf_model = load_pretrained(import_transformers().GPT2LMHeadModel, source, "GPT-2")
+    model_type = getattr(hf_model.config, "model_type", None)
+    if model_type != "gpt2":
         raise InteropError(f"expected a GPT-2 model (model_type 'gpt2'), got {model_type!r}")
     config = config_from_hf(hf_model.config)
     state = hf_to_tinylm_state_dict({k: v.detach().to("cpu", torch.float32) for k, v in hf_model.state_dict().items()})
     if config.tie_weights:
         state.setdefault("lm_head.weight", state["transformer.wte.weight"])  # a tied head may be saved once
-    model = GPT(config)
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise InteropError(f"the GPT-2 weights do not match tinylm's GPT: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
-    model.load_state_dict(state)
-    return model.eval()
+    return loaded_gpt(config, state, "GPT-2")
 
 
 def check_exportable(model: GPT) -> None:
@@ -137,11 +116,9 @@ def check_exportable(model: GPT) -> None:
 def hf_config_of(model: GPT, vocab: ExportedVocab | None = None):
     """The transformers GPT2Config describing a GPT-2-style tinylm model; bos/eos are the vocabulary's <|endoftext|>,
     or without one GPT-2's (50256) when the model has that many rows."""
-    from transformers import GPT2Config
-
     cfg = model.config
     eot = vocab.eot if vocab is not None else (50256 if cfg.vocab_size > 50256 else None)
-    return GPT2Config(
+    return import_transformers().GPT2Config(
         **{theirs: getattr(cfg, ours) for ours, theirs in GPT2_CONFIG_NAMES.items()},
         n_inner=None,  # 4 * n_embd, as tinylm's MLP
         activation_function="gelu_new",  # GPT-2's tanh-approximated GELU = nn.GELU(approximate="tanh")
@@ -170,29 +147,7 @@ def to_hf_gpt2(model: GPT, folder: str | Path, vocab: ExportedVocab | None = Non
     tokenizer files are written too and AutoTokenizer.from_pretrained(folder) loads them.
     """
     check_exportable(model)
-    try:
-        from transformers import GPT2LMHeadModel
-    except ImportError as error:
-        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
     state = tinylm_to_hf_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    hf_model = GPT2LMHeadModel(hf_config_of(model, vocab)).to(next(model.parameters()).dtype)
+    hf_model = import_transformers().GPT2LMHeadModel(hf_config_of(model, vocab)).to(next(model.parameters()).dtype)
     files = hf_tokenizer_files(vocab, model.config.block_size) if vocab else {}
     return save_hf_folder(hf_model, state, folder, "GPT-2", files)
-
-
-# -- command line -------------------------------------------------------------------------------------
-
-
-def hf_model_type(source) -> str:
-    """The model_type in a Hugging Face folder's (or Hub model's) config.json: "gpt2", "llama", ..."""
-    try:
-        from transformers import AutoConfig
-    except ImportError as error:
-        raise ImportError("Hugging Face interop needs transformers: pip install transformers") from error
-    try:
-        return AutoConfig.from_pretrained(str(source)).model_type
-    except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
-        details = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise MissingFile(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder "
-                          f"with config.json nor a Hub name that can be downloaded now (offline?). "
-                          f"Details: {details}") from error

@@ -38,7 +38,7 @@ TOP_LEVEL = {"transformer.wte.weight": "model.embed_tokens.weight", "transformer
 HF_BUFFERS = (".rotary_emb.inv_freq",)
 
 
-def _import_transformers():
+def import_transformers():
     try:
         import transformers
     except ImportError as error:
@@ -50,7 +50,7 @@ def _import_transformers():
 def _quiet_transformers():
     """transformers' own warnings and progress bars off: a load that fails ends in one InteropError line that says
     what its multi-line report would, and one that works needs no report."""
-    logging = _import_transformers().utils.logging
+    logging = import_transformers().utils.logging
     verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
     logging.disable_progress_bar()
@@ -97,6 +97,22 @@ def load_pretrained(model_class, source, family: str) -> nn.Module:
         raise InteropError(f"{source}: its {family} weights do not fit its config.json: {'; '.join(problems[:3])}"
                            f"{more}; use the config.json that came with the weights")
     return model
+
+
+def check_keys(given, expected, mismatch: str) -> None:
+    """InteropError, `mismatch` followed by a few of the names that differ, unless `given` and `expected` name the
+    same tensors."""
+    missing, unexpected = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing or unexpected:
+        raise InteropError(f"{mismatch}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
+def loaded_gpt(config: GPTConfig, state: dict[str, torch.Tensor], family: str) -> GPT:
+    """A tinylm GPT(config) holding `state`, in eval mode; InteropError naming the keys that do not fit."""
+    model = GPT(config)
+    check_keys(state, model.state_dict(), f"the {family} weights do not match tinylm's GPT")
+    model.load_state_dict(state)
+    return model.eval()
 
 
 def _first_line(error: BaseException) -> str:
@@ -154,10 +170,7 @@ def hf_llama_to_tinylm_state_dict(hf_state: dict[str, torch.Tensor], config: GPT
     if config.tie_weights:
         hf_state.setdefault("lm_head.weight", hf_state.get("model.embed_tokens.weight"))  # a tied head is saved once
     expected = set(renames.values()) | {key for keys in stacked.values() for key in keys}
-    missing, unexpected = sorted(expected - set(hf_state)), sorted(set(hf_state) - expected)
-    if missing or unexpected:
-        raise InteropError(f"the Llama weights do not match its config: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
+    check_keys(hf_state, expected, "the Llama weights do not match its config")
     state = {ours: hf_state[theirs] for ours, theirs in renames.items()}
     for ours, (q, k, v) in stacked.items():
         state[ours] = torch.cat([hf_state[q], hf_state[k], hf_state[v]])  # (n_head·hs + 2·n_kv·hs, C)
@@ -224,18 +237,15 @@ def config_from_hf_llama(hf_config) -> GPTConfig:
     )
 
 
-def _load_hf_llama(source) -> tuple[nn.Module, GPTConfig]:
-    """(LlamaForCausalLM, its tinylm config); a folder's or Hub model's config is checked before its weights load."""
-    transformers = _import_transformers()
-    if isinstance(source, nn.Module):
-        return source, config_from_hf_llama(source.config)
+def hf_config(source):
+    """The transformers config of a Hugging Face folder (its config.json) or Hub model; MissingFile in one line where
+    there is none."""
     try:
-        config = config_from_hf_llama(transformers.AutoConfig.from_pretrained(str(source)))
-    except OSError as error:
-        raise MissingFile(f"could not load a Llama model from {str(source)!r}: it is neither a local folder with "
-                      "config.json nor a Hub name that can be downloaded now (offline?). "
-                      f"Details: {_first_line(error)}") from error
-    return load_pretrained(transformers.LlamaForCausalLM, source, "Llama"), config
+        return import_transformers().AutoConfig.from_pretrained(str(source))
+    except (OSError, ValueError) as error:  # no config.json, a Hub name offline, or a model_type transformers lacks
+        raise MissingFile(f"could not read a Hugging Face config from {str(source)!r}: it is neither a local folder "
+                          f"with config.json nor a Hub name that can be downloaded now (offline?). "
+                          f"Details: {_first_line(error)}") from error
 
 
 @torch.no_grad()
@@ -243,14 +253,16 @@ def from_hf_llama(source) -> GPT:
     """A tinylm GPT (eval mode, CPU, float32) with the weights of a transformers Llama.
 
     `source`: a LlamaForCausalLM, a local folder that LlamaForCausalLM.from_pretrained reads, or a Hub
-    name when online. Unsupported options raise InteropError before anything is built.
+    name when online. Unsupported options raise InteropError before anything is built (a folder's or Hub model's
+    config is checked before its weights load).
     """
-    hf_model, config = _load_hf_llama(source)
+    if isinstance(source, nn.Module):
+        hf_model, config = source, config_from_hf_llama(source.config)
+    else:
+        config = config_from_hf_llama(hf_config(source))
+        hf_model = load_pretrained(import_transformers().LlamaForCausalLM, source, "Llama")
     hf_state = {k: v.detach().to("cpu", torch.float32) for k, v in hf_model.state_dict().items()}
-    state = hf_llama_to_tinylm_state_dict(hf_state, config)
-    model = GPT(config)
-    model.load_state_dict(state)
-    return model.eval()
+    return loaded_gpt(config, hf_llama_to_tinylm_state_dict(hf_state, config), "Llama")
 
 
 def check_llama_exportable(model: GPT) -> None:
@@ -266,13 +278,12 @@ def check_llama_exportable(model: GPT) -> None:
 def hf_llama_config_of(model: GPT, tokenizer=None):
     """The transformers LlamaConfig describing a Llama-style tinylm model (bos/eos ids from a SentencePiece
     tokenizer or an ExportedVocab's <|endoftext|> when one is given)."""
-    transformers = _import_transformers()
+    transformers = import_transformers()
     cfg = model.config
-    eot = tokenizer.eot if isinstance(tokenizer, ExportedVocab) else None
-    bos = eos = eot
-    if isinstance(tokenizer, ExportedVocab):  # an imported model's own ends, where it has them
-        bos = tokenizer.tokens.index(tokenizer.bos) if tokenizer.bos is not None else eot
-        eos = tokenizer.tokens.index(tokenizer.eos) if tokenizer.eos is not None else eot
+    bos = eos = None
+    if isinstance(tokenizer, ExportedVocab):  # an imported model's own ends where it has them, else <|endoftext|>
+        bos = tokenizer.tokens.index(tokenizer.bos) if tokenizer.bos is not None else tokenizer.eot
+        eos = tokenizer.tokens.index(tokenizer.eos) if tokenizer.eos is not None else tokenizer.eot
     return transformers.LlamaConfig(
         vocab_size=cfg.vocab_size,
         hidden_size=cfg.n_embd,
@@ -304,7 +315,7 @@ def to_hf_llama(model: GPT, folder: str | Path, tokenizer=None) -> Path:
     and its config, which AutoTokenizer.from_pretrained(folder) loads.
     """
     check_llama_exportable(model)
-    transformers = _import_transformers()
+    transformers = import_transformers()
     state = tinylm_to_hf_llama_state_dict({k: v.detach().cpu() for k, v in model.state_dict().items()}, model.config)
     hf_model = transformers.LlamaForCausalLM(hf_llama_config_of(model, tokenizer))
     hf_model.to(next(model.parameters()).dtype)
@@ -322,11 +333,7 @@ def save_hf_folder(hf_model, state: dict, folder: str | Path, family: str, extra
     """Load `state` (transformers' names) into `hf_model`, checking that the names match exactly, and save it as a
     transformers folder (config.json + model.safetensors, a tied head saved once) with the `extra` files, all of them
     or none: a full disk leaves the folder as it was."""
-    hf_state = hf_model.state_dict()
-    missing, unexpected = sorted(set(hf_state) - set(state)), sorted(set(state) - set(hf_state))
-    if missing or unexpected:
-        raise InteropError(f"tinylm's weights do not match transformers' {family}: missing {missing[:5]}, "
-                           f"unexpected {unexpected[:5]}")
+    check_keys(state, hf_model.state_dict(), f"tinylm's weights do not match transformers' {family}")
     hf_model.load_state_dict(state)
     folder = Path(folder)
     with atomic_folder(folder) as staging:

@@ -24,12 +24,16 @@ from ..model.gpt import GPT
 from ..model.rope import interleaved_to_rotate_half, rope_frequencies, rotate_half_to_interleaved
 from ..paths import atomic_write, data_dir
 from ..tokenizers.llama import SentencePieceTokenizer
-from .hf_llama import InteropError, llama_shape_problems
+from .hf_llama import InteropError, llama_shape_problems, loaded_gpt
 
 HEADER = struct.Struct("<7i")  # dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size (< 0: unshared), seq_len
 # GPTConfig's field -> the header's, for the fields both have (n_kv_head is None where it equals n_head)
 HEADER_NAMES = {"n_embd": "dim", "mlp_hidden": "hidden_dim", "n_layer": "n_layers", "n_head": "n_heads",
                 "vocab_size": "vocab_size", "block_size": "seq_len"}
+# A layer's arrays (each stacked over the layers in the file) -> tinylm's names inside transformer.h.i; wq, wk and
+# wv are stacked into attn.c_attn, q and k with their RoPE pairs reordered
+LAYER_ARRAYS = {"rms_att_weight": "ln_1.weight", "wo": "attn.c_proj.weight", "rms_ffn_weight": "ln_2.weight",
+                "w1": "mlp.c_gate.weight", "w3": "mlp.c_fc.weight", "w2": "mlp.c_proj.weight"}
 MAGIC = 0x616B3432  # "ak42": how version-1 and version-2 files begin
 RUN_C_NORM_EPS = 1e-5  # run.c's rmsnorm
 RUN_C_ROPE_THETA = 10000.0  # run.c's RoPE base
@@ -175,25 +179,17 @@ def state_dict_from_llama2c(header: Llama2cHeader, arrays: dict[str, np.ndarray]
     def tensor(name: str) -> torch.Tensor:
         return torch.from_numpy(np.array(arrays[name], dtype=np.float32))  # a copy: the mapped file stays read-only
 
-    wq, wk, wv, wo = tensor("wq"), tensor("wk"), tensor("wv"), tensor("wo")
-    w1, w2, w3 = tensor("w1"), tensor("w2"), tensor("w3")
-    rms_att, rms_ffn = tensor("rms_att_weight"), tensor("rms_ffn_weight")
     embedding = tensor("token_embedding_table")
     state = {"transformer.wte.weight": embedding, "transformer.ln_f.weight": tensor("rms_final_weight"),
              "lm_head.weight": embedding if header.shared_classifier else tensor("wcls")}
+    wq, wk, wv = tensor("wq"), tensor("wk"), tensor("wv")
+    layers = {ours: tensor(theirs) for theirs, ours in LAYER_ARRAYS.items()}  # (n_layers, ...) each
     for i in range(header.n_layers):
         q = interleaved_to_rotate_half(wq[i], header.n_heads)
         k = interleaved_to_rotate_half(wk[i], header.n_kv_heads)
         block = f"transformer.h.{i}."
-        state.update({
-            block + "ln_1.weight": rms_att[i],
-            block + "attn.c_attn.weight": torch.cat([q, k, wv[i]]),  # (n_head·hs + 2·n_kv·hs, dim)
-            block + "attn.c_proj.weight": wo[i],
-            block + "ln_2.weight": rms_ffn[i],
-            block + "mlp.c_gate.weight": w1[i],
-            block + "mlp.c_fc.weight": w3[i],
-            block + "mlp.c_proj.weight": w2[i],
-        })
+        state[block + "attn.c_attn.weight"] = torch.cat([q, k, wv[i]])  # (n_head·hs + 2·n_kv·hs, dim)
+        state.update({block + ours: stacked[i] for ours, stacked in layers.items()})
     return state
 
 
@@ -201,9 +197,7 @@ def state_dict_from_llama2c(header: Llama2cHeader, arrays: dict[str, np.ndarray]
 def from_llama2c(path: str | Path) -> GPT:
     """A tinylm GPT (eval mode, CPU, float32) with the weights of a legacy llama2.c checkpoint (.bin)."""
     header, arrays = read_llama2c(path)
-    model = GPT(config_of(header))
-    model.load_state_dict(state_dict_from_llama2c(header, arrays))
-    return model.eval()
+    return loaded_gpt(config_of(header), state_dict_from_llama2c(header, arrays), "llama2.c")
 
 
 def load_stories15m(folder: str | Path | None = None, model_file: RemoteFile = STORIES15M,
@@ -253,15 +247,10 @@ def llama2c_arrays(model: GPT) -> tuple[Llama2cHeader, dict[str, np.ndarray]]:
                          rope_frequencies(cfg.head_size, cfg.rope_theta))
     tensors = {
         "token_embedding_table": state["transformer.wte.weight"],
-        "rms_att_weight": layers("ln_1.weight"),
         "wq": torch.stack([rotate_half_to_interleaved(w, cfg.n_head) for w in q]),
         "wk": torch.stack([rotate_half_to_interleaved(w, cfg.kv_heads) for w in k]),
         "wv": v,
-        "wo": layers("attn.c_proj.weight"),
-        "rms_ffn_weight": layers("ln_2.weight"),
-        "w1": layers("mlp.c_gate.weight"),
-        "w2": layers("mlp.c_proj.weight"),
-        "w3": layers("mlp.c_fc.weight"),
+        **{theirs: layers(ours) for theirs, ours in LAYER_ARRAYS.items()},
         "rms_final_weight": state["transformer.ln_f.weight"],
         "freq_cis_real": angles.cos(),
         "freq_cis_imag": angles.sin(),

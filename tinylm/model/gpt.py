@@ -26,13 +26,6 @@ from .norms import make_norm
 from .rope import RotaryEmbedding
 
 
-def make_mlp(config: GPTConfig) -> nn.Module:
-    """A block's MLP: dense, or a mixture of experts when config.n_experts > 0."""
-    if config.n_experts:
-        return MoE(config)
-    return feed_forward(config)
-
-
 class Block(nn.Module):
     """x + attn(norm(x)), then x + mlp(norm(x)): attention lets positions talk, the MLP thinks per position."""
 
@@ -41,7 +34,7 @@ class Block(nn.Module):
         self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = make_norm(config)
-        self.mlp = make_mlp(config)
+        self.mlp = MoE(config) if config.n_experts else feed_forward(config)  # experts, or one dense MLP
 
     def forward(self, x: torch.Tensor, rope=None, cache: LayerCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x), rope, cache)

@@ -55,9 +55,7 @@ class KVCache:
         self.capacity = config.block_size if capacity is None else min(capacity, config.block_size)
         self.batch_size = batch_size
         self.layers = [LayerCache(self) for _ in range(config.n_layer)]
-        self.length = 0
-        self.mask: torch.Tensor | None = None
-        self.reset(pad_lengths)
+        self.reset(pad_lengths)  # empty: no position cached yet
 
     def reset(self, pad_lengths: torch.Tensor | None = None) -> None:
         """Forget every cached position (the storage is kept). pad_lengths (B,): left padding of each row."""
@@ -67,7 +65,7 @@ class KVCache:
             pad_lengths = None  # no padding: the plain causal mask suffices, which the fast kernels prefer
         self.pad_lengths = pad_lengths
         self.length = 0
-        self.mask = None
+        self.mask: torch.Tensor | None = None
 
     def begin(self, num_new: int, device: torch.device) -> torch.Tensor:
         """Prepare a forward pass over `num_new` new positions; return their position ids, (T,) or (B, T)."""

@@ -40,14 +40,11 @@ class LoRAOptions:
     alpha: float | None = None
     targets: tuple[str, ...] = DEFAULT_TARGETS
 
-    def apply(self, model: nn.Module, token_ids: Iterable[int] = ()) -> list[str]:
-        return apply_lora(model, self.rank, self.alpha, self.targets, token_ids=token_ids)
-
     def adapt(self, model: nn.Module, cfg: TrainConfig, learning_rate: float,
               token_ids: Iterable[int] = ()) -> tuple[TrainConfig, str]:
         """Wrap `model` for a fine-tuning run whose recipe is `cfg`: (cfg at the LoRA peak rate `learning_rate`, its
         floor scaled alike, and a line that says what trains)."""
-        self.apply(model, token_ids)
+        apply_lora(model, self.rank, self.alpha, self.targets, token_ids=token_ids)
         trainable, total = trainable_share(model)
         line = (f"LoRA rank {self.rank} on {', '.join(self.targets)}: {trainable:,} of {total:,} parameters train "
                 f"({100 * trainable / total:.2f}%), learning rate {learning_rate:g}")

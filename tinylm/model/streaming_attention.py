@@ -55,30 +55,6 @@ def streaming_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tile: i
     return out, lse
 
 
-def streaming_backward(q, k, v, out, lse, grad_out, tile: int = 64):
-    """The gradients of q, k, v from the saved output and log-sum-exp, recomputing each tile's probabilities
-    P = exp(S - lse): dV = Pᵀ dO, dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)), dQ = dS K / √hs, dK = dSᵀ Q / √hs. A key/value
-    head's gradients sum over the query heads of its group."""
-    T, scale, exact = q.size(-2), 1 / math.sqrt(q.size(-1)), out.dtype
-    grad_out = grad_out.to(exact)
-    delta = (grad_out * out).sum(dim=-1)  # (B, Hkv, group, T): rowsum(dO ∘ O), the softmax's correction term
-    grad_q = torch.zeros(q.shape, dtype=exact, device=q.device)
-    grad_k = torch.zeros(k.shape[:2] + k.shape[3:], dtype=exact, device=q.device)  # (B, Hkv, T, hs)
-    grad_v = torch.zeros_like(grad_k)
-    for rows in _tiles(T, tile):
-        r0, r1 = rows
-        q_tile, g_tile = q[..., r0:r1, :].to(exact), grad_out[..., r0:r1, :]
-        for cols in _tiles(r1, tile):
-            c0, c1 = cols
-            k_tile, v_tile = k[..., c0:c1, :].to(exact), v[..., c0:c1, :].to(exact)
-            probs = torch.exp(_scores(q_tile, k_tile, rows, cols) - lse[..., r0:r1, None])  # (..., rows, cols)
-            grad_v[..., c0:c1, :] += (probs.transpose(-2, -1) @ g_tile).sum(dim=2)
-            grad_scores = probs * (g_tile @ v_tile.transpose(-2, -1) - delta[..., r0:r1, None])
-            grad_q[..., r0:r1, :] += grad_scores @ k_tile * scale
-            grad_k[..., c0:c1, :] += (grad_scores.transpose(-2, -1) @ q_tile).sum(dim=2) * scale
-    return grad_q, grad_k, grad_v
-
-
 class StreamingAttention(torch.autograd.Function):
     """Causal attention whose backward pass recomputes what the forward pass did not keep."""
 
@@ -91,8 +67,28 @@ class StreamingAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        """The gradients of q, k, v from the saved output and log-sum-exp, recomputing each tile's probabilities
+        P = exp(S - lse): dV = Pᵀ dO, dS = P ∘ (dO Vᵀ - rowsum(dO ∘ O)), dQ = dS K / √hs, dK = dSᵀ Q / √hs. A
+        key/value head's gradients sum over the query heads of its group."""
         q, k, v, out, lse = ctx.saved_tensors
-        grad_q, grad_k, grad_v = streaming_backward(q, k, v, out, lse, grad_out, ctx.tile)
+        T, scale, exact = q.size(-2), 1 / math.sqrt(q.size(-1)), out.dtype
+        grad_out = grad_out.to(exact)
+        delta = (grad_out * out).sum(dim=-1)  # (B, Hkv, group, T): rowsum(dO ∘ O), the softmax's correction term
+        grad_q = torch.zeros(q.shape, dtype=exact, device=q.device)
+        grad_k = torch.zeros(k.shape[:2] + k.shape[3:], dtype=exact, device=q.device)  # (B, Hkv, T, hs)
+        grad_v = torch.zeros_like(grad_k)
+        for rows in _tiles(T, ctx.tile):
+            r0, r1 = rows
+            q_tile, g_tile = q[..., r0:r1, :].to(exact), grad_out[..., r0:r1, :]
+            for cols in _tiles(r1, ctx.tile):
+                c0, c1 = cols
+                k_tile, v_tile = k[..., c0:c1, :].to(exact), v[..., c0:c1, :].to(exact)
+                probs = torch.exp(_scores(q_tile, k_tile, rows, cols) - lse[..., r0:r1, None])  # (..., rows, cols)
+                grad_v[..., c0:c1, :] += (probs.transpose(-2, -1) @ g_tile).sum(dim=2)
+                grad_scores = probs * (g_tile @ v_tile.transpose(-2, -1) - delta[..., r0:r1, None])
+                grad_q[..., r0:r1, :] += grad_scores @ k_tile * scale
+                grad_k[..., c0:c1, :] += (grad_scores.transpose(-2, -1) @ q_tile).sum(dim=2) * scale
+        # k and v came in as (B, Hkv, 1, T, hs): their gradients get that dimension back
         return grad_q.to(q.dtype), grad_k[:, :, None].to(k.dtype), grad_v[:, :, None].to(v.dtype), None
 
 

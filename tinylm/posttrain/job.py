@@ -1,10 +1,11 @@
 """The steps SFT, DPO and GRPO share, as plain functions each method's run calls in order: the options a
 post-training command is given (`PostTrainingOptions`), what a method is (`Method`), `settle` (the task and recipe,
-the saved run's on --resume, then --set), `start_from` (the model the run starts from, named, made first where the
-task can make it, a tinylm.train.prerequisite, and checked, all before the run's folder is locked; settings.json keeps
-its path and weights' digest, so that a retrained base is refused on --resume and a moved one with the same weights is
-not), LoRA's adapters, the chooser of best.pt, and the measurements after training. The report of every method has one
-shape (tinylm.posttrain.task.measure), and its epilogue's lines say the same of it (`measured_lines`).
+the saved run's on --resume, then --set; the processes, and where rank 0 speaks), `start_from` (the model the run
+starts from, named, made first where the task can make it, a tinylm.train.prerequisite, and checked, all before the
+run's folder is locked; settings.json keeps its path and weights' digest, so that a retrained base is refused on
+--resume and a moved one with the same weights is not), the model a resumed run continues (`resumed`), LoRA's
+adapters, the chooser of best.pt, and the measurements after training (best.pt loaded). The report of every method
+has one shape (tinylm.posttrain.task.measure), and its epilogue's lines say the same of it (`measured_lines`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from ..paths import runs_dir, shown
 from ..runtime import resolve_device
 from ..settings import option
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
-from ..train.checkpoint import checkpoint_file, load_checkpoint, load_pretrained, weights_digest
+from ..train import run as steps
+from ..train.checkpoint import checkpoint_file, load_checkpoint, load_pretrained, model_to_resume, weights_digest
 from ..train.options import SETTINGS_FILE, RunOptions, given, plain, read_settings, typed_changes
 from ..train.progress import format_record
-from ..train.run import Start, announce, check_folder, read_report, run_settings, saved_settings, training
 from ..train.trainer import RUN_FILES, Chooser, Trainer
 from .chat_task import ChatTask
 from .recipes import recipe_fields
@@ -55,12 +56,6 @@ class PostTrainingOptions:
             object.__setattr__(self, "lora", LoRAOptions(**{**self.lora, "targets": tuple(self.lora["targets"])}))
 
 
-def base_path(base: str, profile: str) -> str:
-    """A recipe's base as --base says it: pretrain, gpt2, or the run runs/<base>-<profile> (sft-stories: the SFT run of
-    the story task)."""
-    return base if base in NAMED_BASES else str(runs_dir() / f"{base}-{profile}")
-
-
 def describe_run(path: Path) -> str:
     """'runs/sft-stories-cpu (sft run; best.pt from step 800 of 1,000)', or the path of a lone checkpoint."""
     checkpoint = checkpoint_file(path)
@@ -77,8 +72,7 @@ def describe_run(path: Path) -> str:
 class Method:
     """What a post-training method is beside its run function: its name, recipe type and tasks (SFT's and DPO's are
     ChatTasks), what it writes beyond a run's files and its report, its validation figure as a record line says it,
-    whether --data names a run to train from where a task reads no data set, and what a checkpoint of an older
-    tinylm (no settings.json) says of its options."""
+    and whether --data names a run to train from where a task reads no data set."""
 
     name: str
     recipe_type: type
@@ -86,7 +80,6 @@ class Method:
     task_type: type = PostTrainingTask
     extra_files: tuple[str, ...] = ()
     data_names_a_run: bool = False
-    older_options: Callable[[dict], dict] = lambda saved: {}
 
     @property
     def report_name(self) -> str:
@@ -101,7 +94,8 @@ class Method:
 class Settled:
     """A run's options, task and recipe, settled: `run` resolved (profile, folder, typed --set), `options` with the
     saved run's or the recipe's where none was given; `given_base` the --base given (a resume compares its weights,
-    not its path), `saved_start` the saved run's start ({} for a new run), `data_run` the run --data names."""
+    not its path), `saved_start` the saved run's start ({} for a new run), `data_run` the run --data names;
+    `world` its processes, `say` where rank 0 speaks (the other ranks are silent)."""
 
     method: Method
     run: RunOptions
@@ -111,6 +105,8 @@ class Settled:
     given_base: str | None
     saved_start: dict[str, Any]
     data_run: Path | None
+    world: World
+    say: Callable[[str], None]
 
 
 def settle(method: Method, run: RunOptions, options: PostTrainingOptions, *, world: World | None = None,
@@ -118,6 +114,8 @@ def settle(method: Method, run: RunOptions, options: PostTrainingOptions, *, wor
     """The task checked against the method, the run folder's refusals, on --resume the one resume rule; then the
     options settled (the given ones, else the saved run's, else the recipe's), the task made and its recipe with the
     saved run's and --set's fields."""
+    world = world or current_world()
+    say = say if world.is_main else steps.silent
     name = options.task or DEFAULT_TASKS[method.name]
     task_type = method_task(method.name, name)  # an unknown task, or one without a recipe, touches nothing
     if not issubclass(task_type, method.task_type):
@@ -132,22 +130,20 @@ def settle(method: Method, run: RunOptions, options: PostTrainingOptions, *, wor
                                                          PostTrainingOptions))
     given_options.update(run.set or {})
     given_base = given_options.pop("base", None)  # compared by the weights' digest, not the path
-    check_folder(run, method.files, world or current_world(), say)
-    saved = saved_settings(run, given_options, method.older_options) if run.resume else {}
+    steps.check_folder(run, method.files, world, say)
+    saved = steps.saved_settings(run, given_options) if run.resume else {}
 
-    if saved.get("task") and options.task is None:
-        options = dataclasses.replace(options, task=saved["task"])
     if "profile" in saved and "profile" not in given_options:
         run = dataclasses.replace(run, profile=saved["profile"])
-    task_type = method_task(method.name, options.task or DEFAULT_TASKS[method.name])
+    task_type = method_task(method.name, options.task or saved.get("task") or DEFAULT_TASKS[method.name])
+    base = task_type.recipe(method.name, run.profile).base  # pretrain, gpt2, or a run (sft-stories: the story SFT's)
     defaults = {"task": task_type.name,
-                "base": base_path(task_type.recipe(method.name, run.profile).base, run.profile),
+                "base": base if base in NAMED_BASES else str(runs_dir() / f"{base}-{run.profile}"),
                 "data": task_type.default_data,
                 "system_prompt": DEFAULT_SYSTEM_PROMPT if issubclass(task_type, ChatTask) else None}
     settled = {**defaults, **{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(options)}}}
     options = dataclasses.replace(options, **{k: v for k, v in settled.items() if getattr(options, k) is None})
 
-    task_type = method_task(method.name, options.task)
     reads_data = task_type.takes_data or not method.data_names_a_run  # else --data names a run to train from
     data_run = None if reads_data or options.data is None else Path(options.data)
     data = options.data if reads_data else None
@@ -156,7 +152,8 @@ def settle(method: Method, run: RunOptions, options: PostTrainingOptions, *, wor
     recipe = task.recipe(method.name, run.profile)
     saved_recipe = {k: v for k, v in saved.items() if k in recipe_fields(method.recipe_type)}
     recipe = dataclasses.replace(recipe, **{**saved_recipe, **run.set_fields_of(method.recipe_type)})
-    return Settled(method, run, options, task, recipe, given_base, saved.get("started_from", {}), data_run)
+    return Settled(method, run, options, task, recipe, given_base, saved.get("started_from", {}), data_run, world,
+                   say)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,13 +165,13 @@ class Base:
     description: str = ""
 
 
-def start_from(settled: Settled, world: World, say: Callable[[str], None],
-               before_prerequisite: Callable[[Any, Any], None] | None = None) -> tuple[Base, Any, Any]:
+def start_from(settled: Settled, before_prerequisite: Callable[[Any, Any], None] | None = None
+               ) -> tuple[Base, Any, Any]:
     """(base, model, tokenizer) the run starts from, before its folder is locked. A new run names it, makes it first
     where the task can (its prerequisite; `before_prerequisite(prerequisite, device)` checks before it trains), loads
     and checks it; a resumed one compares the saved start's weights with the saved digest, and continues from last.pt
     (model and tokenizer None)."""
-    method, run, task = settled.method.name, settled.run, settled.task
+    method, run, task, world, say = settled.method.name, settled.run, settled.task, settled.world, settled.say
     device = resolve_device(device_for(world, run.device))
     model = tokenizer = None
     if run.resume:
@@ -229,58 +226,60 @@ def _checked_saved_start(settled: Settled) -> tuple[Path | None, Base]:
     return checkpoint, Base({"path": str(Path(checkpoint).resolve()), "digest": digest})
 
 
-def with_lora(settled: Settled, model, cfg: TrainConfig, say: Callable[[str], None], token_ids=()) -> TrainConfig:
+def resumed(settled: Settled, start: steps.Start) -> tuple[Any, Any, TrainConfig]:
+    """The model (the Trainer then loads its weights), tokenizer and TrainConfig of the run `start` resumes."""
+    model, tokenizer = model_to_resume(start.saved)
+    return model, tokenizer, steps.resumed_config(start.saved, settled.run)
+
+
+def with_lora(settled: Settled, model, cfg: TrainConfig, token_ids=()) -> TrainConfig:
     """The run's TrainConfig, LoRA's adapters put into `model` first where asked (their random start seeded by the
     run's seed, so that a run repeats): only they train, and the rows of `token_ids`."""
     changes = settled.run.train_changes()
     if settled.options.lora is not None:
         torch.manual_seed(cfg.override(**changes).seed)
         cfg, line = settled.options.lora.adapt(model, cfg, settled.recipe.lora_learning_rate, token_ids=token_ids)
-        say(line)
+        settled.say(line)
     return cfg.override(**changes)
 
 
-def settings_of(settled: Settled, trainer: Trainer, base: Base) -> dict[str, Any]:
-    """settings.json of a post-training run (tinylm.train.run.run_settings)."""
-    recipe = {name: plain(getattr(settled.recipe, name)) for name in recipe_fields(settled.method.recipe_type)}
-    return run_settings(settled.method.name, settled.run, trainer, plain(settled.options),
-                        {"base": base.recorded, "task": settled.task.recorded(), "recipe": recipe})
-
-
 @contextlib.contextmanager
-def trained(settled: Settled, trainer: Trainer, base: Base, start: Start, header: str) -> Iterator[dict[str, Any]]:
-    """The run's settings and plan said (`header` first), then the block it trains in (tinylm.train.run.training),
-    given the report so far: the saved run's on --resume, else {}."""
-    settings = settings_of(settled, trainer, base)
-    announce(start, settings, header, trainer)
-    report = read_report(settled.run.out / settled.method.report_name) if settled.run.resume else {}
-    with training(trainer, start, settled.run, settled.method.files, settings):
+def trained(settled: Settled, trainer: Trainer, base: Base, start: steps.Start,
+            header: str) -> Iterator[dict[str, Any]]:
+    """The run's settings (settings.json: tinylm.train.run.run_settings) and plan said (`header` first), then the
+    block it trains in (tinylm.train.run.training), given the report so far: the saved run's on --resume, else {}."""
+    recipe = {name: plain(getattr(settled.recipe, name)) for name in recipe_fields(settled.method.recipe_type)}
+    settings = steps.run_settings(settled.method.name, settled.run, trainer, plain(settled.options),
+                                  {"base": base.recorded, "task": settled.task.recorded(), "recipe": recipe})
+    steps.announce(start, settings, header, trainer)
+    report = steps.read_report(settled.run.out / settled.method.report_name) if settled.run.resume else {}
+    with steps.training(trainer, start, settled.run, settled.method.files, settings):
         yield report
 
 
-def chooser(settled: Settled, tokenizer, problems: list, world: World, batch: int) -> Chooser | None:
+def chooser(settled: Settled, tokenizer, problems: list, batch: int) -> Chooser | None:
     """The task's validation pass rate, `batch` replies at a time, as what chooses best.pt, where the task says so."""
-    if not settled.task.choose_by_pass_rate:
+    task, world = settled.task, settled.world
+    if not task.choose_by_pass_rate:
         return None
-    task = settled.task
     return Chooser("pass_rate", lambda model: greedy_pass_rate(model, tokenizer, task, problems, world=world,
                                                                batch_size=batch)["pass_rate"])
 
 
-def measure_on(trainer: Trainer, task: PostTrainingTask, problems: list, world: World, model=None,
-               tokenizer=None) -> dict[str, Any]:
-    """tinylm.posttrain.task.measure of the trainer's model (or `model`) at the trainer's batch size and dtype."""
-    return measure(model or trainer.model, tokenizer or trainer.tokenizer, task, problems, world=world,
+def measure_on(trainer: Trainer, task: PostTrainingTask, problems: list, model=None, tokenizer=None) -> dict[str, Any]:
+    """tinylm.posttrain.task.measure of the trainer's model (or `model`) at the trainer's batch size and dtype, on its
+    processes."""
+    return measure(model or trainer.model, tokenizer or trainer.tokenizer, task, problems, world=trainer.world,
                    batch_size=trainer.cfg.eval_batch_size, dtype=trainer.dtype)
 
 
-def measure_after(settled: Settled, trainer: Trainer, started_from: str, problems: list, report: dict,
-                  world: World) -> None:
-    """best.pt (loaded) on the test problems with the validation figure that chose it; LoRA's adapters saved apart
+def measure_after(settled: Settled, trainer: Trainer, started_from: str, problems: list, report: dict) -> None:
+    """best.pt, loaded, on the test problems with the validation figure that chose it; LoRA's adapters saved apart
     (with `started_from`, what they adapt) where they trained; the steps and the training time."""
-    if world.is_main and (lora := save_run_adapters(trainer.model, settled.run.out, started_from)):
+    steps.load_best(trainer, settled.run.out / "best.pt", trainer.world)
+    if trainer.world.is_main and (lora := save_run_adapters(trainer.model, settled.run.out, started_from)):
         report["lora"] = lora
-    report.update(after={**measure_on(trainer, settled.task, problems, world), **best_checkpoint(settled, trainer)},
+    report.update(after={**measure_on(trainer, settled.task, problems), **best_checkpoint(settled, trainer)},
                   steps=trainer.step, train_seconds=round(trainer.elapsed, 1))
 
 

@@ -11,37 +11,40 @@ give no pair. The pairs are the model's own text, so DPO moves probability betwe
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from ..errors import InputError
-from ..generate.sampling import Sampling
+from ..generate.sampling import sampling_only
 from ..paths import shown, write_json
 from .chat_task import ChatTask, chat_template
 from .replies import complete
 from .task import Score
 
 PAIRS_FILE = "pairs.json"
+SAMPLING_BATCH = 64  # replies sampled at once: the replies of a seed depend on it
 
 
-def sample_replies(model, tokenizer, task: ChatTask, problems: Sequence, samples: int, seed: int,
-                   batch_size: int = 64, desc: str = "sampling replies") -> list[list[list[int]]]:
-    """`samples` completions (ids) of each problem at temperature 1, the same for a seed (and batch size), short
-    enough that the conversation with <|im_end|> and a newline after the reply fits the context (DPO scores it
-    whole); a progress bar counts them."""
+def sample_replies(model, tokenizer, task: ChatTask, problems: Sequence, samples: int,
+                   desc: str = "sampling replies", **sampling) -> list[list[list[int]]]:
+    """`samples` completions (ids) of each problem, the same for a seed, short enough that the conversation with
+    <|im_end|> and a newline after the reply fits the context (DPO scores it whole); a progress bar counts them.
+    `sampling`: the sampler's settings (temperature=1.0, seed=0, ..., or sampling=Sampling(...)); the seed seeds
+    each batch's."""
+    sampling = sampling_only(sampling)
     rows = [problem for problem in problems for _ in range(samples)]
-    seeds, made = random.Random(seed), []
+    seeds, made = random.Random(sampling.seed or 0), []
     with tqdm(total=len(rows), unit="reply", desc=desc) as bar:
-        for start in range(0, len(rows), batch_size):
-            prompts = [task.prompt_ids(tokenizer, p) for p in rows[start : start + batch_size]]
+        for start in range(0, len(rows), SAMPLING_BATCH):
+            prompts = [task.prompt_ids(tokenizer, p) for p in rows[start : start + SAMPLING_BATCH]]
             room = model.config.block_size - 1 - max(len(p) for p in prompts)
             made += complete(model, tokenizer, task, prompts, max(1, min(task.reply_tokens, room)),
-                             Sampling(temperature=1.0, seed=seeds.getrandbits(63)))
+                             dataclasses.replace(sampling, seed=seeds.getrandbits(63)))
             bar.update(len(prompts))
     return [made[i : i + samples] for i in range(0, len(made), samples)]
 
@@ -51,7 +54,7 @@ def rank(score: Score) -> tuple[bool, int]:
     return score.correct, sum(score.kinds.values())
 
 
-@dataclass
+@dataclasses.dataclass
 class OnPolicyPairs:
     """Preference records ({instruction, chosen, rejected, chosen_passed}) and what the sampling found."""
 
@@ -66,18 +69,20 @@ class OnPolicyPairs:
                 "replies are all empty or too long")
 
 
-def on_policy_pairs(model, tokenizer, task: ChatTask, problems: Sequence, samples: int, seed: int,
-                    desc: str) -> OnPolicyPairs:
-    """Sample, rank and pair as the module docstring says; an empty reply, or one whose conversation exceeds the
-    context, is never drawn (DPO could not score it)."""
-    sampled = sample_replies(model, tokenizer, task, problems, samples, seed, desc=desc)
+def on_policy_pairs(model, tokenizer, task: ChatTask, problems: Sequence, samples: int, desc: str,
+                    **sampling) -> OnPolicyPairs:
+    """Sample (`sampling` as `sample_replies`'s, its seed also drawing the pairs), rank and pair as the module
+    docstring says; an empty reply, or one whose conversation exceeds the context, is never drawn (DPO could not
+    score it)."""
+    sampling = sampling_only(sampling)
+    sampled = sample_replies(model, tokenizer, task, problems, samples, desc, sampling=sampling)
     flat = [ids for replies in sampled for ids in replies]
     scores = task.score_completions(tokenizer, [p for p in problems for _ in range(samples)], flat)
     texts = task.reply_texts(tokenizer, flat)
     template, room = chat_template(tokenizer), model.config.block_size + 1
     counts = dict(problems=len(problems), replies=len(scores), passed=sum(s.correct for s in scores), pairs=0,
                   chosen_passed=0, tied=0, unusable=0)
-    draw, records = random.Random(seed), []
+    draw, records = random.Random(sampling.seed or 0), []
     for n, problem in enumerate(problems):
         ranks = [rank(s) for s in scores[n * samples : (n + 1) * samples]]
         replies = texts[n * samples : (n + 1) * samples]
@@ -134,11 +139,8 @@ def passing_chosen(given: Path, start: str | None) -> list[dict]:
     `start` (`own_pairs`), as SFT records ({instruction, output}); an InputError where none passed."""
     parts, _ = own_pairs(given, start, ("train",), "--data takes a DPO run folder (or its pairs.json) whose passing "
                          "chosen replies SFT trains on")
-    records = parts["train"].records
-    if any("chosen_passed" not in record for record in records):
-        raise InputError(f"--data {shown(given)}: its pairs do not say which chosen replies passed (an older tinylm); "
-                         "sample them again with python -m tinylm.dpo --overwrite")
-    chosen = [{"instruction": r["instruction"], "output": r["chosen"]} for r in records if r["chosen_passed"]]
+    chosen = [{"instruction": r["instruction"], "output": r["chosen"]} for r in parts["train"].records
+              if r["chosen_passed"]]
     if not chosen:
         raise InputError(f"--data {shown(given)}: no chosen reply passed, so there is nothing to fine-tune on")
     return chosen

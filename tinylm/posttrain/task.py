@@ -58,7 +58,6 @@ class ProblemStream:
     def __init__(self, task: PostTrainingTask, held_out: Sequence, seed: int = 0):
         self.task, self.rng = task, random.Random(seed)
         self.excluded = {p.prompt for p in held_out}
-        self.drawn = 0
 
     def take(self, count: int) -> list:
         problems = []
@@ -66,17 +65,14 @@ class ProblemStream:
             problem = self.task.sample(self.rng)
             if problem.prompt not in self.excluded:
                 problems.append(problem)
-        self.drawn += count
         return problems
 
     def state_dict(self) -> dict:
         version, words, gauss = self.rng.getstate()
-        return {"generator": torch.tensor(words, dtype=torch.int64), "version": version, "gauss": gauss,
-                "drawn": self.drawn}
+        return {"generator": torch.tensor(words, dtype=torch.int64), "version": version, "gauss": gauss}
 
     def load_state_dict(self, state: dict) -> None:
         self.rng.setstate((state["version"], tuple(int(w) for w in state["generator"].tolist()), state["gauss"]))
-        self.drawn = state["drawn"]
 
 
 class PostTrainingTask:

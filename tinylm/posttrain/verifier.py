@@ -17,10 +17,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
+from ..data.conversations import pad_conversations
 from ..data.story_instructions import MIN_SENTENCES, StoryInstruction, count_sentences, ends_properly
+from ..eval.loss import target_losses
 from ..runtime import evaluating, model_device
+from ..tokenizers.chat_template import RenderedChat
 
 FLUENCY_QUANTILE = 0.95  # of the base's per-token loss on held-out story openings: max_loss
 REPEATS_QUANTILE = 0.99  # of the repeated 3-gram share of real openings: max_repeats
@@ -59,16 +61,11 @@ def loss_per_token(model, tokenizer, texts: Sequence[str], batch_size: int = 64)
             batch = [i for i in order[start : start + batch_size] if len(rows[i]) > 1]
             if not batch:
                 continue
-            width = min(max(len(rows[i]) for i in batch), model.config.block_size + 1)
-            x = torch.zeros(len(batch), width - 1, dtype=torch.long)
-            y = torch.full((len(batch), width - 1), -1, dtype=torch.long)
-            for row, i in enumerate(batch):
-                ids = torch.tensor(rows[i][:width])
-                x[row, : len(ids) - 1], y[row, : len(ids) - 1] = ids[:-1], ids[1:]
+            cut = [rows[i][: model.config.block_size + 1] for i in batch]  # every token a target: all "answer"
+            x, y = pad_conversations([RenderedChat(ids, [True] * len(ids)) for ids in cut], pad_id=0)
             logits, _ = model(x.to(device))
             y = y.to(device)
-            token_losses = F.cross_entropy(logits[..., : tokenizer.vocab_size].float().flatten(0, 1), y.flatten(),
-                                           ignore_index=-1, reduction="none").view_as(y)
+            token_losses = target_losses(logits[..., : tokenizer.vocab_size], y)  # no <unk> penalty, as calibrated
             for row, i in enumerate(batch):
                 losses[i] = (token_losses[row].sum() / (y[row] != -1).sum()).item()
     return losses

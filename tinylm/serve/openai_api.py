@@ -19,15 +19,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import torch
 import torch.nn.functional as F
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from ..errors import InputError, TinyLMError
 from ..eval.loss import target_losses
 from ..eval.scoring import start_ids
 from ..generate.sampling import Sampling
 from ..runtime import model_device
+from ..tokenizers.chat_template import ChatFormatError
+from .reply import Reply
 
 MAX_LOGPROBS = 5  # OpenAI's limit on top alternatives per token
 MAX_STOPS = 4
@@ -237,8 +242,6 @@ class OpenAIRoutes:
         self.block_size = model.config.block_size
 
     def routes(self) -> list:
-        from starlette.routing import Route
-
         return [Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/completions", self.completions, methods=["POST"]),
                 Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
@@ -247,8 +250,6 @@ class OpenAIRoutes:
                 Route("/detokenize", self.detokenize, methods=["POST"])]
 
     async def models(self, request):
-        from starlette.responses import JSONResponse
-
         return JSONResponse({"object": "list", "data": [{"id": self.name, "object": "model", "created": 0,
                                                          "owned_by": "tinylm", "max_model_len": self.block_size}]})
 
@@ -264,8 +265,6 @@ class OpenAIRoutes:
         """POST /v1/completions: the prompt's continuation, with each token's log-probability on request
         (`logprobs`, and the prompt's too with `echo`). A prompt longer than the context is kept from its end for
         generating, as the harness's own models and llama.cpp's server keep it, and scored whole."""
-        from starlette.responses import JSONResponse
-
         body = await self.app.read_json(request)
         self.check_model(body)
         try:
@@ -317,11 +316,6 @@ class OpenAIRoutes:
         """POST /v1/chat/completions: the assistant's reply to `messages` through the chat template, whole or, with
         `stream`, as server-sent chunks ending with `data: [DONE]` (with stream_options.include_usage, a last chunk
         before it holds the usage, its choices empty, as OpenAI sends it)."""
-        from starlette.responses import JSONResponse
-
-        from ..tokenizers.chat_template import ChatFormatError
-        from .reply import Reply
-
         session = self.app.session
         if session is None:
             raise HTTPException(400, "this model has no chat tokens, so it was not fine-tuned for chat: use "
@@ -351,8 +345,6 @@ class OpenAIRoutes:
             return server_sent(chunk | {"usage": None} if include_usage else chunk)  # null until the last chunk
 
         async def chunks():
-            import anyio
-
             yield event({"role": "assistant", "content": ""})
             iterator = iter(pieces)
             while (piece := await anyio.to_thread.run_sync(next, iterator, None)) is not None:
@@ -367,8 +359,6 @@ class OpenAIRoutes:
 
     async def tokenizer_info(self, request):
         """GET /tokenizer_info, as vLLM answers it: the end-of-text token's text, which the harness reads."""
-        from starlette.responses import JSONResponse
-
         eot = getattr(self.tokenizer, "eot_token", None)
         eos = self.tokenizer.decode([eot]) if eot is not None else None
         return JSONResponse({"eos_token": eos or None, "bos_token": None, "pad_token": None,
@@ -377,8 +367,6 @@ class OpenAIRoutes:
     async def tokenize(self, request):
         """POST /tokenize {"prompt": text} -> {"tokens": ids}, as vLLM answers it: the end-of-text token's text
         reads as that token, as a Hugging Face tokenizer reads its special tokens."""
-        from starlette.responses import JSONResponse
-
         text = (await self.app.read_json(request)).get("prompt")
         if not isinstance(text, str):
             raise HTTPException(400, 'send {"prompt": "text"}')
@@ -392,8 +380,6 @@ class OpenAIRoutes:
 
     async def detokenize(self, request):
         """POST /detokenize {"tokens": ids} -> {"prompt": text}, as vLLM answers it."""
-        from starlette.responses import JSONResponse
-
         tokens = (await self.app.read_json(request)).get("tokens")
         if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < self.tokenizer.vocab_size
                                                    for t in tokens):

@@ -86,10 +86,6 @@ def static_file(name: str) -> bytes:
     return (resources.files(__package__) / "static" / name).read_bytes()
 
 
-def refuse(status: int, message: str) -> HTTPException:
-    return HTTPException(status, message)
-
-
 class ChatApp:
     """The web app: the page, POST /chat, the Host check and the limits, around one shared ChatSession (the model
     and sampler options every request gets). `host` is what the server listens on: the names a request's Host
@@ -187,14 +183,14 @@ class ChatApp:
         conversation, fitted into the context as `ChatSession` does (oldest exchanges dropped first). The reply comes
         as server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`."""
         if self.session is None:
-            raise refuse(400, "this model has no chat tokens, so it was not fine-tuned for chat; its completions are "
-                              "at /v1/completions")
+            raise HTTPException(400, "this model has no chat tokens, so it was not fine-tuned for chat; its "
+                                     "completions are at /v1/completions")
         messages = self.check_length(await self.read_conversation(request))
         session = self.session.with_history(messages[:-1])
         try:
             fitted, ids = session.fit_to_context(messages[-1]["content"])
         except ContextOverflow as error:
-            raise refuse(413, str(error)) from None
+            raise HTTPException(413, str(error)) from None
         pieces = session.reply_to_fitted(fitted, ids)
         finished = self.take_slot(pieces.close)
         dropped = len(messages) + len(session.system) - len(fitted)
@@ -204,7 +200,7 @@ class ChatApp:
         """A generation slot (503 when none is free), and the callback that frees it and calls `close`: a streamed
         reply calls it however the response ends, even before it began."""
         if self.free_slots == 0:
-            raise refuse(503, "every generation slot is busy; try again shortly")
+            raise HTTPException(503, "every generation slot is busy; try again shortly")
         self.free_slots -= 1
 
         def finished() -> None:
@@ -233,33 +229,34 @@ class ChatApp:
             if messages[-1]["role"] != "user":
                 raise ChatFormatError("the conversation must end with the user's new message")
         except ChatFormatError as error:
-            raise refuse(400, str(error)) from None
+            raise HTTPException(400, str(error)) from None
         return messages
 
     async def read_json(self, request: Request) -> dict:
         """The request's JSON object, within the size and time limits (415, 411, 413, 408, 400 otherwise)."""
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
-            raise refuse(415, "send the request as JSON, with Content-Type: application/json")
+            raise HTTPException(415, "send the request as JSON, with Content-Type: application/json")
         length = request.headers.get("content-length")
         if length is None:
-            raise refuse(411, "send the JSON body with a Content-Length header")
+            raise HTTPException(411, "send the JSON body with a Content-Length header")
         if int(length) > MAX_BODY_BYTES:  # uvicorn has checked that it is a number of bytes
-            raise refuse(413, f"the request has {int(length):,} bytes; the limit is {MAX_BODY_BYTES:,}")
+            raise HTTPException(413, f"the request has {int(length):,} bytes; the limit is {MAX_BODY_BYTES:,}")
         try:
             body = await asyncio.wait_for(request.body(), self.body_timeout)
         except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11 on
-            raise refuse(408, f"the body stopped arriving for {self.body_timeout:g} seconds; send it again") from None
+            raise HTTPException(408, f"the body stopped arriving for {self.body_timeout:g} seconds; send it "
+                                     "again") from None
         except ClientDisconnect:  # the visitor left before sending it all: nobody reads the answer
-            raise refuse(400, "the connection closed before the body arrived") from None
+            raise HTTPException(400, "the connection closed before the body arrived") from None
         try:
             body = json.loads(body)
         except RecursionError:
-            raise refuse(400, "the JSON is nested too deeply; send the conversation as "
-                              '{"messages": [{"role": "user", "content": "..."}, ...]}') from None
+            raise HTTPException(400, "the JSON is nested too deeply; send the conversation as "
+                                     '{"messages": [{"role": "user", "content": "..."}, ...]}') from None
         except ValueError as error:  # malformed JSON or UTF-8, or a number too long to convert
-            raise refuse(400, f"the body is not valid JSON ({error})") from None
+            raise HTTPException(400, f"the body is not valid JSON ({error})") from None
         if not isinstance(body, dict):
-            raise refuse(400, "the body must be a JSON object")
+            raise HTTPException(400, "the body must be a JSON object")
         return body
 
     def check_length(self, messages: list[dict]) -> list[dict]:
@@ -268,11 +265,11 @@ class ChatApp:
         limit, new = self.max_chars, len(messages[-1]["content"])
         earlier = sum(len(m["content"]) for m in messages[:-1])
         if new > limit:
-            raise refuse(413, f"your message has {new:,} characters; the limit is {limit:,}: shorten it")
+            raise HTTPException(413, f"your message has {new:,} characters; the limit is {limit:,}: shorten it")
         if earlier + new > limit:
             shorter = f", or shorten your message to {limit - earlier:,} characters" if earlier < limit else ""
-            raise refuse(413, f"the conversation so far has {earlier:,} characters and your message {new:,}; the "
-                              f"limit is {limit:,}: start a new chat{shorter}")
+            raise HTTPException(413, f"the conversation so far has {earlier:,} characters and your message "
+                                     f"{new:,}; the limit is {limit:,}: start a new chat{shorter}")
         return messages
 
 

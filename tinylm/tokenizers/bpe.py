@@ -76,6 +76,20 @@ def load_gpt2_bpe() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return encoder, merges
 
 
+def merge(ids: tuple | list, pair: tuple, new_id) -> tuple:
+    """Replace each occurrence of `pair` in `ids` by `new_id`, left to right ("aaa" -> "Xa"): ids and a new id when
+    training, or byte-level strings and the two glued together when GPT-2's merges are applied."""
+    out, i = [], 0
+    while i < len(ids):
+        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
+            out.append(new_id)
+            i += 2
+        else:
+            out.append(ids[i])
+            i += 1
+    return tuple(out)
+
+
 class GPT2BPE:
     """GPT-2's tokenizer from its two files: encode(text) -> ids, decode(ids) -> text."""
 
@@ -97,16 +111,8 @@ class GPT2BPE:
             best = min(pairs, key=lambda pair: self.ranks.get(pair, float("inf")))
             if best not in self.ranks:  # no adjacent pair is a merge: done
                 break
-            merged, i = [], 0
-            while i < len(parts):  # replace every occurrence of `best`, left to right
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
-        return parts
+            parts = merge(parts, best, best[0] + best[1])
+        return list(parts)
 
     def encode(self, text: str) -> list[int]:
         """Ids of `text`, special-token strings included as ordinary text (tiktoken's encode_ordinary)."""
@@ -134,19 +140,6 @@ def get_pair_counts(words: dict[tuple[int, ...], int]) -> Counter[Pair]:
         for pair in zip(word, word[1:]):
             counts[pair] += count
     return counts
-
-
-def merge(ids: tuple[int, ...] | list[int], pair: Pair, new_id: int) -> tuple[int, ...]:
-    """Replace each occurrence of `pair` in `ids` by `new_id`, left to right ("aaa" -> "Xa")."""
-    out, i = [], 0
-    while i < len(ids):
-        if i + 1 < len(ids) and (ids[i], ids[i + 1]) == pair:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return tuple(out)
 
 
 def train_bpe(text: str, num_merges: int) -> tuple[dict[Pair, int], Callable[[str], list[int]]]:
@@ -252,14 +245,9 @@ def bpe_encode(text: str, merges: dict[Pair, int]) -> list[int]:
     return ids
 
 
-def bpe_vocab(merges: dict[Pair, int]) -> dict[int, bytes]:
-    """The bytes each id stands for: the 256 bytes, then each merge's two halves glued together."""
+def bpe_decode(ids: list[int], merges: dict[Pair, int]) -> str:
+    """Text of `ids`: the bytes each id stands for (the 256 bytes, then each merge's two halves glued together)."""
     vocab = {i: bytes([i]) for i in range(256)}
     for (a, b), new_id in merges.items():  # dicts keep learning order, so both halves already exist
         vocab[new_id] = vocab[a] + vocab[b]
-    return vocab
-
-
-def bpe_decode(ids: list[int], merges: dict[Pair, int]) -> str:
-    vocab = bpe_vocab(merges)
     return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")

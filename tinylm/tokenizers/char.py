@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
@@ -52,13 +50,3 @@ class CharTokenizer:
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "char", "chars": self.chars}
-
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | Path) -> "CharTokenizer":
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-        if not isinstance(values, dict) or values.get("kind") != "char":
-            raise InputError(f"{path} does not describe a character tokenizer")
-        return cls(values["chars"])

@@ -76,14 +76,13 @@ class ChatTemplate:
         self.im_start, self.im_end, self.pad = ids[IM_START], ids[IM_END], ids[PAD]
         self._headers = {role: tokenizer.encode(f"{role}\n") for role in ROLES}
         self._newline = tokenizer.encode("\n")
-        eot = getattr(tokenizer, "eot_token", None)
+        eot, unk = getattr(tokenizer, "eot_token", None), getattr(tokenizer, "unk_id", None)
         # <|im_end|> ends an answer. A model still learning may instead open the next turn with <|im_start|>, or
         # end the document with a base model's end-of-text token: either ends the answer too, and none is shown.
-        has_eot = eot is not None and eot != getattr(tokenizer, "unk_id", None)
+        has_eot = eot is not None and eot != unk
         self.stop_tokens = (self.im_end, self.im_start, eot) if has_eot else (self.im_end, self.im_start)
         # Ids that are no text of a reply: <|pad|>, and a trimmed vocabulary's <unk> (every dropped GPT-2 token at
         # once). A small model may still give them probability; a reply never draws them.
-        unk = getattr(tokenizer, "unk_id", None)
         padding = () if self.pad in self.stop_tokens else (self.pad,)  # a model that pads with <|im_end|> stops on it
         self.not_text = padding if unk is None else (*padding, unk)
 

@@ -52,6 +52,4 @@ def tokenizer_from_dict(values: dict[str, Any]):
     except TypeError as error:  # e.g. "chars": 5
         raise InputError(f"the {kind!r} tokenizer description has a field of the wrong type ({error})") from None
     shown = {k: v for k, v in values.items() if k not in ("model", "json")}  # a model's bytes would fill the screen
-    raise InputError(f"unknown tokenizer description {shown!r}: "
-                     "expected kind 'char', 'bpe', 'bpe-trimmed', 'trained_bpe', 'pretrained' or "
-                     "'sentencepiece'")
+    raise InputError(f"unknown tokenizer description {shown!r}: expected kind {', '.join(map(repr, KINDS))}")

@@ -245,7 +245,6 @@ def checkpoint_file(path: str | Path) -> Path:
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file or run folder. The LoRA adapters of a
     checkpoint that has them are merged: the model is a plain GPT either way."""
-    path = Path(path)
     path = checkpoint_file(path)
     state = load_checkpoint(path)
     model = _model_as_saved(state, check_model_checkpoint(state, path))

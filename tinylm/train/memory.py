@@ -2,8 +2,8 @@
 
 `memory_account` counts, for one eager AdamW step of a GPT, the bytes of the parameters, their gradients, AdamW's two
 moments, autocast's half copies of the matrices, and the activations autograd keeps for the backward pass, block by
-block (with activation checkpointing: each block's input, and one block rebuilt at a time), each rank's `Shares` of
-the first three where a run shards them (tinylm.train.parallel). The step peaks either at
+block (with activation checkpointing: each block's input, and one block rebuilt at a time); `on_rank` keeps each
+rank's `Shares` of the first three where a run shards them (tinylm.train.parallel). The step peaks either at
 the start of the backward pass, when every activation and the loss's (tokens, vocab) tensors are alive, or at its end,
 when every gradient is. `measured_peak` reads the peak bytes of live tensors that the profiler records on the CPU;
 a test holds the account within 10% of it. `check_training_memory` raises NotEnoughMemory before the first step,
@@ -100,7 +100,7 @@ class MemoryAccount:
     recompute: int  # activation checkpointing: one block's activations, rebuilt during its backward
     backward_work: int  # a block's backward: gradients of the residual stream, a block's output (SwiGLU: the gate)
     head_gradient: int  # the head's weight gradient, made at the backward's start
-    block_gradients: int  # one block's weight gradients, made during its backward
+    matrix_gradients: int  # the blocks' weight gradients, made one block at a time during the backward
     loss: int  # the (tokens, vocab) tensors at the backward's start: log-softmax, its gradient, the logits'
 
     @property
@@ -111,13 +111,20 @@ class MemoryAccount:
         kept = self.autocast_copies + self.embedding + self.head
         in_a_block = self.recompute + self.backward_work + self.head_gradient
         last = sum(self.blocks) + in_a_block
-        first = self.blocks[0] + in_a_block + (len(self.blocks) - 1) * self.block_gradients
+        first = self.blocks[0] + in_a_block + (len(self.blocks) - 1) * (self.matrix_gradients // len(self.blocks))
         return kept + max(sum(self.blocks) + self.loss, last, first)
 
     @property
     def peak(self) -> int:
         """The step's peak: parameters and moments, plus the larger of the backward's start and its end."""
         return self.parameters + self.optimizer_state + max(self.backward_start, self.gradients)
+
+    def on_rank(self, shares: Shares) -> MemoryAccount:
+        """The account of one rank that holds `shares` of the weights, gradients and moments."""
+        return dataclasses.replace(self, parameters=int(self.parameters * shares.weights),
+                                   gradients=int(self.gradients * shares.gradients),
+                                   optimizer_state=int(self.optimizer_state * shares.moments),
+                                   matrix_gradients=int(self.matrix_gradients * shares.gradients))
 
     def rows(self) -> list[tuple[str, int]]:
         """(what, bytes) from the parameters to the loss, for a table."""
@@ -131,11 +138,11 @@ class MemoryAccount:
 
 
 def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtype: torch.dtype,
-                   checkpointing: bool = False, device_type: str = "cpu", shares: Shares = Shares()) -> MemoryAccount:
+                   checkpointing: bool = False, device_type: str = "cpu") -> MemoryAccount:
     """The account of a training step of a GPT with `config` and `num_parameters` weights at `batch_size` sequences
     of block_size tokens, in `dtype` (float32, or bfloat16/float16 under autocast with fp32 weights) on a
     `device_type` device, with or without activation checkpointing (each block's activations rebuilt in backward),
-    on a rank that holds `shares` of the weights, gradients and moments."""
+    on a rank that holds the whole model (`MemoryAccount.on_rank`: a sharded run's rank)."""
     half = dtype in (torch.bfloat16, torch.float16)
     tokens = batch_size * config.block_size
     C, V = config.n_embd, config.vocab_size
@@ -153,8 +160,7 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
     # head's weight gradient.
     loss = max(12 * V * tokens, 4 * V * tokens + 4 * head_matrix)
     return MemoryAccount(
-        parameters=int(4 * num_parameters * shares.weights), gradients=int(4 * num_parameters * shares.gradients),
-        optimizer_state=int(8 * num_parameters * shares.moments),
+        parameters=4 * num_parameters, gradients=4 * num_parameters, optimizer_state=8 * num_parameters,
         autocast_copies=2 * (matrices + head_matrix) if half else 0,
         embedding=8 * tokens + (4 * C * tokens if config.dropout else 0),  # the ids; dropout's mask
         blocks=(int(kept),) * config.n_layer,
@@ -162,7 +168,7 @@ def memory_account(config: GPTConfig, num_parameters: int, batch_size: int, dtyp
         recompute=int(per_block) if checkpointing else 0,
         loss=int(loss),
         backward_work=int((4 * C + a * C + (a * config.mlp_hidden_size if config.mlp == "swiglu" else 0)) * tokens),
-        head_gradient=4 * head_matrix, block_gradients=int(4 * matrices * shares.gradients) // config.n_layer)
+        head_gradient=4 * head_matrix, matrix_gradients=4 * matrices)
 
 
 def measured_peak(step: Callable[[], object], held_before: int, device: torch.device) -> int:
@@ -236,7 +242,8 @@ def step_memory(config: GPTConfig, num_parameters: int, dtype: torch.dtype, devi
                 checkpointing: bool = False, shares: Shares = Shares()) -> StepMemory:
     """The account's peak, or a little over it, as a part per sequence and a part without; on a CPU with the process's
     overheads too."""
-    one, two = (memory_account(config, num_parameters, n, dtype, checkpointing, device_type, shares) for n in (1, 2))
+    one, two = (memory_account(config, num_parameters, n, dtype, checkpointing, device_type).on_rank(shares)
+                for n in (1, 2))
     per_sequence = two.backward_start - one.backward_start
     weights = one.parameters + one.optimizer_state + max(one.gradients, one.backward_start - per_sequence)
     on_cpu = device_type == "cpu"
@@ -258,17 +265,19 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def check_training_memory(model: torch.nn.Module, batch_size: int, device: torch.device, dtype: torch.dtype,
-                          processes: int = 1, checkpointing: bool = False, shares: Shares = Shares(),
-                          advice: Callable[[int], str] | None = None, longest: int | None = None) -> None:
-    """Raise NotEnoughMemory if a training step of `model` (already on `device`) at `batch_size` sequences per
-    micro-batch needs more than `device` has free. `processes`: how many processes of the run share that memory
-    (every process of a run on the CPU; one per GPU). `checkpointing`: whether blocks are rebuilt in backward.
-    `shares`: what each rank holds of the weights, gradients and moments.
-    `advice`: what to do, given the largest batch that fits (>= 1); by default a --batch-size. `longest`: the
-    longest sequence the run trains on, where it is shorter than the context (conversations)."""
+                          processes: int = 1, shares: Shares = Shares(), advice: Callable[[int], str] | None = None,
+                          longest: int | None = None) -> None:
+    """Raise NotEnoughMemory if a training step of `model` (already on `device`, its blocks rebuilt in backward where
+    it checkpoints them) at `batch_size` sequences per micro-batch needs more than `device` has free. `processes`:
+    the run's processes, which all share the memory of a CPU (each GPU is one process's). `shares`: what each rank
+    holds of the weights, gradients and moments. `advice`: what to do, given the largest batch that fits (>= 1); by
+    default a --batch-size. `longest`: the longest sequence the run trains on, where it is shorter than the context
+    (conversations)."""
     free = free_memory(device)
     if free is None:
         return
+    processes = processes if device.type == "cpu" else 1
+    checkpointing = any(getattr(module, "activation_checkpointing", False) for module in model.modules())
     config = model.config if longest is None else dataclasses.replace(model.config, block_size=min(
         longest, model.config.block_size))
     need = step_memory(config, sum(p.numel() for p in model.parameters()), dtype, device.type, checkpointing, shares)

@@ -66,14 +66,18 @@ class RunOptions:
         """The TrainConfig fields these options set, --set's among them."""
         from ..config import TrainConfig
 
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
         changes = {name: getattr(self, name) for name in TRAIN_FIELDS if getattr(self, name) is not None}
-        return {**{k: v for k, v in (self.set or {}).items() if k in names}, **changes}
+        return {**self.set_fields_of(TrainConfig), **changes}
 
     def set_fields_of(self, kind: type) -> dict[str, Any]:
         """The fields of the dataclass `kind` that --set changes."""
-        names = {f.name for f in dataclasses.fields(kind)}
-        return {k: v for k, v in (self.set or {}).items() if k in names}
+        return fields_of(kind, self.set or {})
+
+
+def fields_of(kind: type, changes: dict[str, Any]) -> dict[str, Any]:
+    """The field=value `changes` that name fields of the dataclass `kind`."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {k: v for k, v in changes.items() if k in names}
 
 
 def typed_changes(changes: dict[str, Any], kinds: tuple[type, ...], options: type | None = None) -> dict[str, Any]:

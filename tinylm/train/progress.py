@@ -27,22 +27,6 @@ TRAINING_TIME = ("training time = the optimizer steps' own seconds (batches, for
 RESUME_COMMAND: ContextVar[str | None] = ContextVar("RESUME_COMMAND", default=None)
 
 
-def steps_left(step: int, max_steps: int, seconds_per_step: float, elapsed: float = 0.0,
-               max_seconds: float | None = None) -> float:
-    """Optimizer steps until the run stops: at max_steps, or when `elapsed` training seconds reach max_seconds
-    (a fraction of a step then)."""
-    left = max(0, max_steps - step)
-    if max_seconds is not None and seconds_per_step > 0:
-        return min(left, max(0.0, max_seconds - elapsed) / seconds_per_step)
-    return left
-
-
-def remaining_seconds(step: int, max_steps: int, seconds_per_step: float, overhead_per_step: float = 0.0,
-                      elapsed: float = 0.0, max_seconds: float | None = None) -> float:
-    """Seconds until the run stops: the steps left at the measured training time plus overhead per step."""
-    return steps_left(step, max_steps, seconds_per_step, elapsed, max_seconds) * (seconds_per_step + overhead_per_step)
-
-
 @dataclass
 class SessionTiming:
     """The clock of one training session, given its timings (seconds from `time.perf_counter`): where the session
@@ -92,16 +76,25 @@ class SessionTiming:
             return (self.window_seconds - self.first_step_seconds) / (self.window_steps - 1)
         return self.seconds_per_step
 
+    def steps_left(self, step: int, pace: float, elapsed: float) -> float:
+        """Optimizer steps until the run stops at `pace` seconds a step: at max_steps, or when `elapsed` training
+        seconds reach max_seconds (a fraction of a step then)."""
+        left = max(0, self.max_steps - step)
+        if self.max_seconds is not None and pace > 0:
+            return min(left, max(0.0, self.max_seconds - elapsed) / pace)
+        return left
+
     def eta(self, now: float, step: int, elapsed: float) -> float:
         """Seconds until the run stops, at `step` with `elapsed` training seconds: the steps left at the pace, plus
         the time outside steps so far this session (evaluations, checkpoints, samples) per step."""
         overhead = max(0.0, now - self.started - (elapsed - self.elapsed_at_start))
-        return remaining_seconds(step, self.max_steps, self.pace(), overhead / self.steps, elapsed, self.max_seconds)
+        pace = self.pace()
+        return self.steps_left(step, pace, elapsed) * (pace + overhead / self.steps)
 
     def plan(self, step: int, elapsed: float) -> dict[str, Any]:
         """The plan record: at this pace, the step and the training time at which the run will stop."""
         pace = self.pace()
-        left = steps_left(step, self.max_steps, pace, elapsed, self.max_seconds)
+        left = self.steps_left(step, pace, elapsed)
         return {"event": "plan", "step": step, "max_steps": self.max_steps, "max_seconds": self.max_seconds,
                 "step_seconds": pace, "expected_steps": step + left, "expected_seconds": elapsed + left * pace}
 

@@ -15,11 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import ARCHITECTURES, GPT2_124M, ConfigError, GPTConfig, ModelShape, TrainConfig, with_architecture
-from ..data.corpora import PreparedData, prepare_shakespeare_char, prepare_tinystories, prepare_trimmed
+from ..data.corpora import (
+    PreparedData,
+    dataset_source,
+    prepare_shakespeare_char,
+    prepare_tinystories,
+    prepare_trimmed,
+)
 from ..data.fineweb import (
     SAMPLE_SHARD_TOKENS,
     ShardedWindowLoader,
-    fineweb_edu_source,
     prepare_fineweb_edu,
     read_progress,
     val_tokens,
@@ -29,7 +34,7 @@ from ..errors import InputError
 from ..runtime import resolve_profile
 from ..settings import option
 from ..tokenizers.gpt2 import BPETokenizer, padded_vocab_size
-from .options import RunOptions, typed_changes
+from .options import RunOptions, fields_of, typed_changes
 
 RECIPE_NAMES = ("default", "speedrun")
 
@@ -51,13 +56,6 @@ class TrainOptions:
     activation_checkpointing: bool = option("rebuild each block in backward: less memory, more time",
                                             default=False)
     fsdp: bool = option("shard the model over torchrun's processes (FSDP2)", default=False)
-
-
-def split_changes(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """field=value `changes` to a recipe, split into those of ModelShape and the rest (TrainConfig's)."""
-    shape_fields = {option.name for option in dataclasses.fields(ModelShape)}
-    return ({k: v for k, v in changes.items() if k in shape_fields},
-            {k: v for k, v in changes.items() if k not in shape_fields})
 
 
 @dataclass(frozen=True)
@@ -92,8 +90,11 @@ class Track:
 
     def speedrun(self, profile: str | None = None) -> tuple[ModelShape, TrainConfig]:
         """The speedrun recipe for `profile`: the default recipe with `speedrun_changes`."""
-        shape_changes, train_changes = split_changes(self.speedrun_changes(profile))
+        changes = self.speedrun_changes(profile)
         shape, train = self.recipes[resolve_profile(profile)]
+        shape_changes, train_changes = fields_of(ModelShape, changes), fields_of(TrainConfig, changes)
+        unknown = set(changes) - set(shape_changes) - set(train_changes)
+        assert not unknown, f"{self.name}'s speedrun changes name no field of ModelShape or TrainConfig: {unknown}"
         return dataclasses.replace(shape, **shape_changes), dataclasses.replace(train, **train_changes)
 
     def prepare(self, profile: str | None = None) -> PreparedData:
@@ -257,7 +258,7 @@ SMALL_RUN_DOCUMENTS = 120  # smoke and cpu online: the stream's first documents,
 
 
 def _prepare_fineweb_edu(profile: str) -> PreparedData:
-    if profile == "gpu" or fineweb_edu_source() == "sample":
+    if profile == "gpu" or dataset_source(None, "FineWeb-Edu") == "sample":
         folder = prepare_fineweb_edu()  # the full sample-10BT online (~10B tokens); the mirror's 120 documents offline
     else:
         folder = prepare_fineweb_edu(max_documents=SMALL_RUN_DOCUMENTS, shard_tokens=SAMPLE_SHARD_TOKENS)

@@ -74,11 +74,16 @@ def check_folder(run: RunOptions, files: tuple[str, ...], world: World, say: Cal
         claim_run_folder(run, checking, world.is_main, files, say)
 
 
-def saved_settings(run: RunOptions, given_options: dict[str, Any], older_options: Callable[[dict], dict]) -> dict:
+def saved_settings(run: RunOptions, given_options: dict[str, Any],
+                   older_options: Callable[[dict], dict] | None = None) -> dict:
     """The saved run's settings by name (settings.json's, else what its checkpoint holds, `older_options` reading a
-    checkpoint of an older tinylm), once the options given pass the resume rule; its start under "started_from"."""
+    checkpoint of an older tinylm; without it such a run is refused), once the options given pass the resume rule;
+    its start under "started_from"."""
     written = read_settings(run.out)
     if written is None:
+        if older_options is None:
+            raise InputError(f"--resume: {shown(run.out)} has no settings.json (a run of an older tinylm), so what it "
+                             "was asked is unknown; start it again with --overwrite")
         saved = load_training_checkpoint(run.out / "last.pt")
         written = {"options": older_options(saved), "train": saved["train_config"]}
     settings = {**written["train"], **written.get("recipe", {}), **written["options"]}
@@ -196,7 +201,7 @@ def load_best(trainer: Trainer, path: Path, world: World) -> None:
     state = [best["model"] if best else None]
     if world.distributed:
         torch.distributed.broadcast_object_list(state)
-    trainer.load_weights(state[0])
+    trainer.parallel.load_weights(state[0])  # under FSDP each rank keeps its shard
 
 
 def read_report(path: Path) -> dict:

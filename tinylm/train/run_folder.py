@@ -159,18 +159,13 @@ def _committed(swapping: Path) -> set[str] | None:
         return None
 
 
-def has_run(out: Path, files: Iterable[str]) -> bool:
-    """Whether `out` holds a run: any of its `files`."""
-    return any((out / name).exists() for name in files)
-
-
 class Staging:
     """Where a run writes: `out` itself, or under --overwrite of a run there, out/STAGED until `swap` (when the new
     run saves its first last.pt) moves its files over the old run's. `path` is the folder to write into now."""
 
     def __init__(self, out: Path, files: Iterable[str], enabled: bool):
         self.out, self.files = out, tuple(files)
-        self.staged = enabled and has_run(out, self.files)
+        self.staged = enabled and any((out / name).exists() for name in self.files)  # a run is there to replace
         self.path = out / STAGED if self.staged else out
         if self.staged:
             self.path.mkdir()  # claim_run_folder settled any earlier one

@@ -153,9 +153,8 @@ class Trainer:
         self._metrics = MetricsLog(self.out_dir / "metrics.jsonl" if self.out_dir is not None and self.world.is_main
                                    else None)
         check_training_memory(self.model, cfg.batch_size, self.device, self.dtype,  # a message, not the OOM killer
-                              processes=self.world.size if self.device.type == "cpu" else 1,
-                              checkpointing=cfg.activation_checkpointing, shares=self.parallel.shares,
-                              advice=self.memory_advice, longest=getattr(train_data, "longest", None))
+                              processes=self.world.size, shares=self.parallel.shares, advice=self.memory_advice,
+                              longest=getattr(train_data, "longest", None))
 
     @staticmethod
     def _checkpoint_blocks(model: torch.nn.Module) -> None:
@@ -432,7 +431,7 @@ class Trainer:
             raise InputError(f"the run was trained with {saved_optimizer}, whose state cannot continue as "
                              f"{self.cfg.optimizer}'s: resume it with --set optimizer={saved_optimizer} (or without "
                              "--set optimizer), or start a new run in another --out folder")
-        self.load_weights(state["model"])
+        self.parallel.load_weights(state["model"])
         self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.step, self.elapsed = state["step"], state["elapsed"]
@@ -464,10 +463,6 @@ class Trainer:
             line += "; " + (f"ranks {saved_ranks}..{ranks - 1} start new dropout streams (seed + rank)"
                             if ranks > saved_ranks else f"the dropout streams of ranks {ranks}..{saved_ranks - 1} end")
         return line
-
-    def load_weights(self, weights: dict[str, torch.Tensor]) -> None:
-        """Load a plain model's weights into the model (under FSDP each rank keeps its shard)."""
-        self.parallel.load_weights(weights)
 
     def resume(self, path: str | Path) -> None:
         """Continue from a checkpoint file (or a run folder's last.pt)."""

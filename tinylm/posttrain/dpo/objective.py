@@ -17,7 +17,6 @@ trained on shows it. On held-out answers sampled from π_ref the rewards fall un
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 
 from ...data.preference import PreferencePair, pad_pairs
 from ...errors import InputError
+from ...eval.loss import target_losses
 from ...eval.uncertainty import wilson_interval
 from ...runtime import evaluating
 
@@ -50,11 +50,9 @@ class DPOStats:
 
 
 def answer_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Sum over each row of log p(target) for the targets that count (target != -1): (B, T, V), (B, T) -> (B,)."""
-    counted = targets != -1
-    logp = torch.log_softmax(logits.float(), dim=-1)  # fp32: sums of hundreds of log-probs lose digits in bf16
-    picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T); -1 gathers row 0, masked next
-    return (picked * counted).sum(dim=-1)
+    """Sum over each row of log p(target) for the targets that count (target != -1): (B, T, V), (B, T) -> (B,), in
+    fp32 (sums of hundreds of log-probs lose digits in bf16): minus tinylm.eval.loss.target_losses."""
+    return -target_losses(logits, targets).sum(dim=-1)
 
 
 def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, reference_chosen: torch.Tensor,
@@ -70,17 +68,17 @@ def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, referen
 
 @torch.no_grad()
 def pair_logprobs(model, pairs: Sequence[PreferencePair], pad_id: int, batch_size: int, device,
-                  autocast_ctx=None, vocab_limit: int | None = None) -> torch.Tensor:
+                  vocab_limit: int | None = None) -> torch.Tensor:
     """(N, 2) float32: each pair's log π(chosen | prompt) and log π(rejected | prompt), summed over answer tokens,
-    in eval mode. Pairs are scored in length order (little padding); logits past vocab_limit are left out."""
+    in eval mode (and in the caller's autocast, where it has one). Pairs are scored in length order (little
+    padding); logits past vocab_limit are left out."""
     result = torch.zeros(len(pairs), 2)
     order = np.argsort([len(p) for p in pairs], kind="stable")
     with evaluating(model):
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             x, y = pad_pairs([pairs[i] for i in batch], pad_id)
-            with autocast_ctx or contextlib.nullcontext():
-                logits, _ = model(x.to(device))
+            logits, _ = model(x.to(device))
             logp = answer_logprobs(logits[..., :vocab_limit], y.to(device)).cpu()
             result[torch.as_tensor(batch)] = logp.view(2, -1).T
     return result

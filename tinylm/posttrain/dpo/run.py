@@ -17,28 +17,24 @@ import time
 from typing import Callable
 
 from ...data.preference import PreferenceDataError, build_pairs
-from ...distributed import World, current_world
+from ...distributed import World
 from ...model.gpt import GPT
 from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
 from ...runtime import autocast, resolve_dtype
 from ...tokenizers.chat_template import ChatTemplate
 from ...train import run as steps
-from ...train.checkpoint import CheckpointError, model_to_resume
 from ...train.options import RunOptions
 from .. import job
 from ..chat_task import ChatTask
 from ..job import Method, PostTrainingOptions, Settled
 from ..on_policy import PAIRS_FILE, on_policy_pairs, own_pairs, read_pairs, write_pairs
 from ..recipes import DPORecipe
-from ..tasks import FIRST_TASKS
 from .objective import pair_logprobs
 from .trainer import DPOTrainer, PairLoader
 
 DPO = Method("dpo", DPORecipe, loss_name="DPO loss", task_type=ChatTask, extra_files=(ADAPTERS_FILE, PAIRS_FILE),
-             data_names_a_run=True,
-             older_options=lambda saved: {"task": FIRST_TASKS["dpo"], "beta": saved["dpo"]["beta"]})
-PARTS = ("train", "validation", "test")
+             data_names_a_run=True)
 
 
 def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrainingOptions(), *,
@@ -48,27 +44,27 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
     `run.out` (default runs/dpo-<task>-<profile>), and return the report OUT/dpo_eval.json keeps: the test split
     measured before and after, the preference figures of the held-out pairs, steps and seconds. Only rank 0 speaks
     and writes; `on_record` gets every trainer record (default: printed)."""
-    started, world = time.perf_counter(), world or current_world()
-    say = say if world.is_main else steps.silent
+    started = time.perf_counter()
     settled = job.settle(DPO, run, options, world=world, say=say)
-    run, task, recipe = settled.run, settled.task, settled.recipe
+    run, task, recipe, world, say = settled.run, settled.task, settled.recipe, settled.world, settled.say
     on_record = on_record or (lambda record: print(_record_line(settled, record), flush=True))
-    base, start_model, tokenizer = job.start_from(settled, world, say)
+    base, start_model, tokenizer = job.start_from(settled)
     with steps.claimed(run, DPO.files, world, say) as start:
         held = task.held_out(recipe.held_out, recipe.held_out)
         if start.saved is not None:
             description = f"resumed from {shown(run.out / 'last.pt')}"
-            (model, tokenizer), cfg = model_to_resume(start.saved), steps.resumed_config(start.saved, run)
+            model, tokenizer, cfg = job.resumed(settled, start)
         else:
             description = base.description
             model = GPT(dataclasses.replace(start_model.config, dropout=0.0))  # the trainer's docstring says why
             model.load_state_dict(start_model.state_dict())
             start_model = None  # copied: the reference is its log-probabilities, computed once (trainer.py)
             # under LoRA only the adapters train: SFT trained the chat tokens' rows
-            cfg = job.with_lora(settled, model, recipe.train, say)
+            cfg = job.with_lora(settled, model, recipe.train)
 
         template = ChatTemplate(tokenizer)
-        records, on_policy, sampled_by = _pair_records(settled, base.recorded.get("path"), model, tokenizer, cfg, start,
+        model.to(start.device)  # where it samples on-policy pairs and scores the reference's log-probabilities
+        records, on_policy, sampled_by = _pair_records(settled, base.recorded.get("path"), model, tokenizer, cfg.seed,
                                                        held.validation)
         pairs = {part: build_pairs(records[part], template, model.config.block_size, task.system_prompt)
                  for part in records}
@@ -82,7 +78,7 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
             say(f"plan: --max-seconds {run.max_seconds:g} bounds the DPO steps only; the pairs, the reference "
                 "log-probabilities and the measurements before and after "
                 f"({len(held.test)} test problems, greedy replies) come on top")
-        reference = _references(settled, pairs, model, template, cfg, start)
+        reference = _references(pairs, model, template, cfg, start)
         loader = PairLoader(pairs["train"].pairs, reference["train"], cfg.batch_size, template.pad, seed=cfg.seed,
                             world=world)
         test = pairs.get("test")
@@ -90,7 +86,7 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                              callbacks=[on_record], world=world, beta=recipe.beta, template=template,
                              val_pairs=pairs["validation"].pairs, val_reference=reference["validation"],
                              test_pairs=test.pairs if test else (), test_reference=reference.get("test"),
-                             chooser=job.chooser(settled, tokenizer, held.validation, world, cfg.eval_batch_size))
+                             chooser=job.chooser(settled, tokenizer, held.validation, cfg.eval_batch_size))
         steps.continue_saved(trainer, start, run.out)
 
         cfg = trainer.cfg
@@ -107,13 +103,12 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                     report["sampled"] = {name: part.counts for name, part in on_policy.items()}
                     if world.is_main:
                         write_pairs(trainer.out_dir, on_policy, sampled_by)
-                report.update(before=job.measure_on(trainer, task, held.test, world),
+                report.update(before=job.measure_on(trainer, task, held.test),
                               preference={"before": _preference(trainer)})
                 steps.write_report(start.out / DPO.report_name, report, world)
             steps.fit(trainer)
-        steps.load_best(trainer, run.out / "best.pt", world)
         # the adapters name the model they adapt, not a resumed run's last.pt
-        job.measure_after(settled, trainer, base.description or description, held.test, report, world)
+        job.measure_after(settled, trainer, base.description or description, held.test, report)
         report["preference"]["after"] = _preference(trainer)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
         steps.write_report(run.out / DPO.report_name, report, world)
@@ -122,16 +117,16 @@ def dpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
     return report
 
 
-def _pair_records(settled: Settled, start_path: str | None, model: GPT, tokenizer, cfg, start: steps.Start,
+def _pair_records(settled: Settled, start_path: str | None, model: GPT, tokenizer, seed: int,
                   validation: list) -> tuple[dict[str, list[dict]], dict | None, dict | None]:
     """(records, on_policy, sampled_by): the task's pairs (train, validation, test), or on-policy ones (train,
-    validation): the run's own (resumed), another run's from the same start (--data), or sampled now from a
-    recipe-sized draw of the training problems and from the validation ones, with what sampled them."""
+    validation): the run's own (resumed), another run's from the same start (--data), or sampled now by `model` from
+    a recipe-sized draw of the training problems and from the validation ones, with what sampled them."""
     task, run, recipe = settled.task, settled.run, settled.recipe
     if (fixed := task.pair_records()) is not None:
         return fixed, None, None
-    names = PARTS[:2]
-    if start.saved is not None:
+    names = ("train", "validation")  # on-policy pairs are sampled for these; the task's test problems report
+    if run.resume:
         on_policy, sampled_by = read_pairs(run.out / PAIRS_FILE, names, "the pairs this run trained on are lost, so "
                                            "it cannot resume; start it again with --overwrite")
     elif settled.data_run is not None:
@@ -139,38 +134,30 @@ def _pair_records(settled: Settled, start_path: str | None, model: GPT, tokenize
                                           "pairs.json) whose on-policy pairs this run trains on")
     else:
         clock = time.perf_counter()
-        model.to(start.device)
         train = task.train_problems()
         if recipe.instructions is not None and recipe.instructions < len(train):
-            train = random.Random(cfg.seed).sample(train, recipe.instructions)
-        on_policy = {name: on_policy_pairs(model, tokenizer, task, problems, recipe.samples, cfg.seed + offset,
-                                           f"{name} replies")
+            train = random.Random(seed).sample(train, recipe.instructions)
+        on_policy = {name: on_policy_pairs(model, tokenizer, task, problems, recipe.samples, f"{name} replies",
+                                           seed=seed + offset)
                      for offset, (name, problems) in enumerate(zip(names, (train, validation)))}
-        start.say(f"on-policy pairs sampled from the starting model in {time.perf_counter() - clock:.0f} s")
-        sampled_by = {"base": start_path, "seed": cfg.seed, "samples": recipe.samples}
-    start.say("on-policy pairs (chosen: a reply the task's check ranks highest, a pass where one passed; rejected: "
-              "a failing one it ranks lowest):"
-              + "".join(f"\n  {name}: {part.describe()}" for name, part in on_policy.items()))
+        settled.say(f"on-policy pairs sampled from the starting model in {time.perf_counter() - clock:.0f} s")
+        sampled_by = {"base": start_path, "seed": seed, "samples": recipe.samples}
+    settled.say("on-policy pairs (chosen: a reply the task's check ranks highest, a pass where one passed; "
+                "rejected: a failing one it ranks lowest):"
+                + "".join(f"\n  {name}: {part.describe()}" for name, part in on_policy.items()))
     return {name: part.records for name, part in on_policy.items()}, on_policy, sampled_by
 
 
-def _references(settled: Settled, pairs: dict, model: GPT, template: ChatTemplate, cfg, start: steps.Start) -> dict:
+def _references(pairs: dict, model: GPT, template: ChatTemplate, cfg, start: steps.Start) -> dict:
     """The reference's log-probabilities of every part's pairs: the very numbers the saved run trained against,
     or the start's (frozen) computed now."""
     if start.saved is not None:
         saved = start.saved["dpo"]
-        if saved.get("test_reference") is None and "test" in pairs:
-            raise CheckpointError(f"{shown(settled.run.out / 'last.pt')} comes from a DPO run without a test split "
-                                  "(an older tinylm): its test pairs have no saved reference; start the run "
-                                  "again with --overwrite")
-        return {"train": saved["reference"], "validation": saved.get("val_reference"),
-                "test": saved.get("test_reference")}
+        return {"train": saved["reference"], "validation": saved["val_reference"], "test": saved["test_reference"]}
     clock, device = time.perf_counter(), start.device
-    model.to(device)
-    score = dict(pad_id=template.pad, batch_size=cfg.eval_batch_size, device=device,
-                 autocast_ctx=autocast(device, resolve_dtype(device, cfg.dtype)),
-                 vocab_limit=template.tokenizer.vocab_size)
-    references = {part: pair_logprobs(model, split.pairs, **score) for part, split in pairs.items()}
+    with autocast(device, resolve_dtype(device, cfg.dtype)):
+        references = {part: pair_logprobs(model, split.pairs, template.pad, cfg.eval_batch_size, device,
+                                          template.tokenizer.vocab_size) for part, split in pairs.items()}
     start.say(f"reference log-probabilities of {sum(len(p) for p in pairs.values()):,} pairs (the start, "
               f"frozen): {time.perf_counter() - clock:.1f} s")
     return references

@@ -42,12 +42,8 @@ class PairLoader(ConversationLoader):
         return 2 * super().longest
 
     def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, ...]:
-        if self.cursor == len(self.order):
-            self.epoch, self.cursor = self.epoch + 1, 0
-            self.order = self._epoch_order()
-        indices = self.order[self.cursor][self.rank * self.batch_size : (self.rank + 1) * self.batch_size]
-        self.cursor += 1
-        x, y = pad_pairs([self.conversations[i] for i in indices.tolist()], self.pad_id)
+        indices = self.next_indices()
+        x, y = pad_pairs([self.conversations[i] for i in indices], self.pad_id)
         return x.to(device), y.to(device), self.reference[indices].to(device)
 
 
@@ -94,8 +90,9 @@ class DPOTrainer(Trainer):
         """`preference_summary` of the model on these pairs; under DDP each rank scores every world_size-th pair
         and every rank must call it."""
         mine = list(range(self.world.rank, len(pairs), self.world.size))
-        policy = pair_logprobs(self.model, [pairs[i] for i in mine], self.template.pad, self.cfg.eval_batch_size,
-                               self.device, autocast(self.device, self.dtype), self.vocab_limit)
+        with autocast(self.device, self.dtype):
+            policy = pair_logprobs(self.model, [pairs[i] for i in mine], self.template.pad, self.cfg.eval_batch_size,
+                                   self.device, self.vocab_limit)
         sums = preference_sums(policy, reference[mine], self.beta)
         return preference_summary(all_reduce_sum(sums, self.device))
 

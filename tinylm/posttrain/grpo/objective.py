@@ -5,11 +5,11 @@ is its reward against its own group, A_i = (r_i − mean(r)) / (std(r) + eps) (`
 network is needed and a group whose rewards are all equal teaches nothing. The update is PPO's clipped surrogate
 (Schulman et al., 2017, arXiv:1707.06347) per completion token, with ratio ρ = π_θ(token) / π_old(token):
 min(ρ·A, clip(ρ, 1 − ε, 1 + ε)·A), which stops paying for moving a probability further than ±ε, so several updates
-can reuse one rollout. An optional penalty β·KL(π_θ || π_ref) keeps the policy near the starting model, estimated
-per token with Schulman's k3 = exp(q) − q − 1, q = log π_ref − log π_θ (as in the GRPO paper; exact in expectation
-only over tokens sampled from π_θ). The loss is the mean over every completion token of the batch (DAPO's
-token-level loss, arXiv:2503.14476), not the paper's mean per completion, which weighs a token of a short completion
-more than one of a long completion.
+can reuse one rollout. An optional penalty β·KL(π_θ || π_ref), added to that loss, keeps the policy near the
+starting model, estimated per token with Schulman's k3 = exp(q) − q − 1, q = log π_ref − log π_θ (`kl_estimate`, as
+in the GRPO paper; exact in expectation only over tokens sampled from π_θ). The loss is the mean over every completion
+token of the batch (DAPO's token-level loss, arXiv:2503.14476), not the paper's mean per completion, which weighs a
+token of a short completion more than one of a long completion.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ from dataclasses import dataclass
 import torch
 
 from ...errors import InputError
+from ...eval.loss import target_losses
 
 
 @dataclass(frozen=True)
 class PolicyLoss:
     loss: torch.Tensor
     clip_fraction: float  # share of completion tokens whose ratio the clip held back
-    kl: float  # mean k3 estimate of KL(π_θ || π_ref) per completion token (0 without a reference)
+    kl: float = 0.0  # mean k3 estimate of KL(π_θ || π_ref) per completion token (0 without a penalty)
 
 
 def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = True) -> torch.Tensor:
@@ -39,18 +40,17 @@ def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: bool = Tru
 
 
 def token_logprobs(model, sequences: torch.Tensor) -> torch.Tensor:
-    """log π(sequences[:, t+1] | sequences[:, :t+1]) for every t: (B, T) ids -> (B, T-1) log-probabilities."""
+    """log π(sequences[:, t+1] | sequences[:, :t+1]) for every t: (B, T) ids -> (B, T-1) log-probabilities, in fp32
+    (minus tinylm.eval.loss.target_losses)."""
     logits, _ = model(sequences[:, :-1])
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return logp.gather(-1, sequences[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return -target_losses(logits, sequences[:, 1:])
 
 
 def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                        clip_eps: float = 0.2, ref_logp: torch.Tensor | None = None,
-                        kl_coef: float = 0.0) -> PolicyLoss:
-    """The negated clipped objective (+ kl_coef · k3), averaged over the tokens where `mask` is true.
+                        clip_eps: float = 0.2) -> PolicyLoss:
+    """The negated clipped objective, averaged over the tokens where `mask` is true.
 
-    logp, old_logp, ref_logp, mask: (B, T) per completion token; advantages: (B,) one per completion."""
+    logp, old_logp, mask: (B, T) per completion token; advantages: (B,) one per completion."""
     mask = mask.float()
     tokens = mask.sum().clamp(min=1)
     ratio = torch.exp(logp - old_logp)
@@ -59,12 +59,11 @@ def clipped_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: 
     clipped = ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantage
     objective = torch.minimum(unclipped, clipped)
     clip_fraction = (((clipped < unclipped).float() * mask).sum() / tokens).item()
-    loss = -(objective * mask).sum() / tokens
-    kl = 0.0
-    if ref_logp is not None and kl_coef > 0:
-        q = ref_logp - logp
-        k3 = torch.exp(q) - q - 1
-        kl_mean = (k3 * mask).sum() / tokens
-        loss = loss + kl_coef * kl_mean
-        kl = kl_mean.item()
-    return PolicyLoss(loss=loss, clip_fraction=clip_fraction, kl=kl)
+    return PolicyLoss(loss=-(objective * mask).sum() / tokens, clip_fraction=clip_fraction)
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The mean k3 estimate of KL(π_θ || π_ref) over the tokens where `mask` is true: (B, T) each -> a scalar."""
+    mask = mask.float()
+    q = ref_logp - logp
+    return ((torch.exp(q) - q - 1) * mask).sum() / mask.sum().clamp(min=1)

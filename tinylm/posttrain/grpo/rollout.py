@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ...generate.sampling import sampling_and_options
+from ...generate.sampling import sampling_only
 from ...runtime import model_device
 from ..replies import complete
 
@@ -38,7 +38,7 @@ def sample_groups(model, tokenizer, task, problems: list, group_size: int, **sam
     ..., or sampling=Sampling(...)), reproducible for a given seed."""
     repeated = [p for p in problems for _ in range(group_size)]
     prompts = [task.prompt_ids(tokenizer, p) for p in repeated]
-    new = complete(model, tokenizer, task, prompts, task.reply_tokens, sampling_and_options(sampling)[0])
+    new = complete(model, tokenizer, task, prompts, task.reply_tokens, sampling_only(sampling))
     completions = [tokenizer.decode(ids) for ids in new]
     scores = task.score_completions(tokenizer, repeated, new)
     rows = [prompt + ids for prompt, ids in zip(prompts, new)]
@@ -71,7 +71,7 @@ def sampled_correct(model, tokenizer, task, problems: list, samples: int, batch_
                     **sampling) -> list[int]:
     """Per problem, in order, how many of `samples` completions the task scores correct; `sampling` as
     `sample_groups`'s (its seed, 0 by default, seeds each batch's)."""
-    sampling, _ = sampling_and_options(sampling)
+    sampling = sampling_only(sampling)
     per_batch, seed = max(1, batch_size // samples), sampling.seed or 0
     correct = []
     for index, start in enumerate(range(0, len(problems), per_batch)):

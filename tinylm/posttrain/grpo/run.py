@@ -14,12 +14,9 @@ import dataclasses
 import time
 from typing import Any, Callable
 
-from ...config import GPTConfig
-from ...distributed import World, current_world
+from ...distributed import World
 from ...errors import InputError
-from ...model.gpt import GPT
 from ...paths import shown
-from ...tokenizers.saved import tokenizer_from_dict
 from ...train import run as steps
 from ...train.options import RunOptions
 from .. import job
@@ -28,8 +25,7 @@ from ..recipes import GRPORecipe
 from .rollout import pass_at_rates, sampled_correct
 from .trainer import GRPOTrainer, check_rollout_memory, format_grpo_record
 
-GRPO = Method("grpo", GRPORecipe,
-              older_options=lambda saved: {"task": saved["grpo"]["task"], **saved["grpo"]["settings"]})
+GRPO = Method("grpo", GRPORecipe)
 
 
 def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrainingOptions(), *,
@@ -38,11 +34,10 @@ def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrai
     """GRPO on `options.task` (default: arithmetic) from `options.base` into `run.out` (default
     runs/grpo-<task>-<profile>); returns the report that OUT/grpo_eval.json keeps. Only rank 0 speaks and writes;
     `on_record` gets every trainer record (default: printed)."""
-    started, world = time.perf_counter(), world or current_world()
-    say = say if world.is_main else steps.silent
+    started = time.perf_counter()
     _refuse_options(run, options)
     settled = job.settle(GRPO, run, options, world=world, say=say)
-    run, task = settled.run, settled.task
+    run, task, world, say = settled.run, settled.task, settled.world, settled.say
     task.rewarded_by(settled.recipe.reward)  # a reward the task cannot pay fails before anything is loaded
     on_record = on_record or (lambda record: print(format_grpo_record(record, task.measure_name), flush=True))
 
@@ -50,13 +45,12 @@ def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrai
         if prerequisite.model is not None and prerequisite.progress() is None:
             check_rollout_memory(prerequisite.model(), settled.recipe, device, world)
 
-    base, model, tokenizer = job.start_from(settled, world, say, before_prerequisite=check_memory)
+    base, model, tokenizer = job.start_from(settled, before_prerequisite=check_memory)
     with steps.claimed(run, GRPO.files, world, say) as start:
         held = task.held_out(settled.recipe.validation, settled.recipe.test)
         if start.saved is not None:
             description = f"resumed from {shown(run.out)}"
-            model = GPT(GPTConfig.from_dict(start.saved["model_config"]))
-            tokenizer, cfg = tokenizer_from_dict(start.saved["tokenizer"]), steps.resumed_config(start.saved, run)
+            model, tokenizer, cfg = job.resumed(settled, start)
         else:
             description, cfg = base.description, settled.recipe.train.override(**run.train_changes())
         if run.learning_rate is not None:  # GRPO's rate is constant: a new --learning-rate is its floor too
@@ -76,21 +70,19 @@ def grpo(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrai
                 # The start on both splits: validation at step 0 (an evaluation, which best.pt keeps if nothing beats
                 # it), test once. No last.pt yet: under --overwrite the old run stays until this run has saved one.
                 validation = trainer.evaluate_and_save(save_last=False)
-                test, at = _measured(settled, recipe, trainer, held.test, world)
                 report.update(task=task.name, profile=run.profile, base=description, reward=recipe.reward,
-                              validation={"before": validation["pass_rate"]}, before=test)
-                if at is not None:
+                              validation={"before": validation["pass_rate"]},
+                              before=job.measure_on(trainer, task, held.test))
+                if recipe.pass_at_samples:
                     report["pass_at"] = {"samples": recipe.pass_at_samples, "temperature": recipe.temperature,
                                          "problems": min(recipe.pass_at_problems or recipe.test, len(held.test)),
-                                         "before": at}
+                                         "before": _pass_at(trainer, held.test)}
                 steps.write_report(start.out / GRPO.report_name, report, world)
             steps.fit(trainer)
-        steps.load_best(trainer, run.out / "best.pt", world)
-        test, at = _measured(settled, recipe, trainer, held.test, world)
-        report.update(after={**test, **job.best_checkpoint(settled, trainer)}, steps=trainer.step,
-                      train_seconds=round(trainer.elapsed, 1), device=str(trainer.device), processes=world.size)
-        if at is not None:
-            report["pass_at"]["after"] = at
+        job.measure_after(settled, trainer, description, held.test, report)
+        report.update(device=str(trainer.device), processes=world.size)
+        if recipe.pass_at_samples:
+            report["pass_at"]["after"] = _pass_at(trainer, held.test)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
         steps.write_report(run.out / GRPO.report_name, report, world)
         if world.is_main:
@@ -112,19 +104,15 @@ def _refuse_options(run: RunOptions, options: PostTrainingOptions) -> None:
         raise InputError("GRPO trains every weight: drop --lora-rank")
 
 
-def _measured(settled: Settled, recipe: GRPORecipe, trainer: GRPOTrainer, problems: list,
-              world: World) -> tuple[dict, dict | None]:
-    """The policy on the test problems (tinylm.posttrain.task.measure), and pass@1 and pass@n from n samples at the
-    rollouts' temperature on the first `pass_at_problems` (where the recipe samples), with each problem's count of
-    correct samples (for a paired test) under "correct"."""
-    test = job.measure_on(trainer, settled.task, problems, world)
-    if not recipe.pass_at_samples:
-        return test, None
+def _pass_at(trainer: GRPOTrainer, problems: list) -> dict:
+    """pass@1 and pass@n of the policy from n samples at the rollouts' temperature on the first `pass_at_problems`,
+    with each problem's count of correct samples (for a paired test) under "correct"."""
+    recipe = trainer.recipe
     n, sampled = recipe.pass_at_samples, problems[: recipe.pass_at_problems or len(problems)]
-    correct = sampled_correct(trainer.model, trainer.tokenizer, settled.task, sampled, n,
+    correct = sampled_correct(trainer.model, trainer.tokenizer, trainer.task, sampled, n,
                               temperature=recipe.temperature, seed=trainer.cfg.seed,
                               batch_size=trainer.cfg.eval_batch_size)
-    return test, {**{str(k): value for k, value in pass_at_rates(correct, n, (1, n)).items()}, "correct": correct}
+    return {**{str(k): value for k, value in pass_at_rates(correct, n, (1, n)).items()}, "correct": correct}
 
 
 def _epilogue(settled: Settled, trainer: GRPOTrainer, validation: list, report: dict[str, Any]) -> str:

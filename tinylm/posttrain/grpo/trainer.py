@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from ...train.progress import format_duration, format_record
 from ...train.trainer import Trainer
 from ..recipes import GRPORecipe, recipe_fields
 from ..task import HeldOut, PostTrainingTask, ProblemStream, TaskError, greedy_pass_rate
-from .objective import PolicyLoss, clipped_policy_loss, group_advantages, token_logprobs
+from .objective import PolicyLoss, clipped_policy_loss, group_advantages, kl_estimate, token_logprobs
 from .rollout import sample_groups
 
 
@@ -107,18 +108,22 @@ class GRPOTrainer(Trainer):
         super().__init__(model, cfg, self.source, tokenizer=tokenizer, world=world, **kwargs)
         if self.reference is not None:
             self.reference.to(self.device)
-        self._policy = PolicyLoss(loss=torch.zeros(()), clip_fraction=0.0, kl=0.0)
+        self._policy = PolicyLoss(loss=torch.zeros(()), clip_fraction=0.0)
 
     def memory_advice(self, fits: int) -> str:
-        return group_size_advice(self.recipe.prompts // self.world.size)(fits)
+        return group_size_advice(self.recipe.prompts // self.world.size, fits)
 
     def batch_weight(self, batch: tuple) -> torch.Tensor:
         return batch[1].sum()  # completion tokens: the loss is their mean
 
     def batch_loss(self, batch: tuple) -> torch.Tensor:
         sequences, mask, advantages, old, ref = batch
-        self._policy = clipped_policy_loss(token_logprobs(self.train_model, sequences), old, advantages, mask,
-                                           self.recipe.clip_eps, ref, self.recipe.kl_coef)
+        logp = token_logprobs(self.train_model, sequences)
+        self._policy = clipped_policy_loss(logp, old, advantages, mask, self.recipe.clip_eps)
+        if ref is not None:  # the KL penalty, whose reference exists only when kl_coef > 0
+            kl = kl_estimate(logp, ref, mask)
+            self._policy = PolicyLoss(self._policy.loss + self.recipe.kl_coef * kl, self._policy.clip_fraction,
+                                      kl.item())
         return self._policy.loss
 
     def step_stats(self) -> dict[str, float]:
@@ -162,17 +167,13 @@ class GRPOTrainer(Trainer):
             self.reference.load_state_dict(state["grpo"]["reference"])
 
 
-def group_size_advice(prompts: int):
-    """What to do when a GRPO step does not fit: a step trains on a rank's `prompts` times group_size completions, so
-    the advice is the group size that fits."""
-
-    def advice(fits: int) -> str:
-        group = fits // prompts
-        if group >= 2:
-            return f"use a group size of at most {group} (--set group_size={group})"
-        return f"even groups of 2 do not fit {prompts} prompts per process: use a smaller model or more processes"
-
-    return advice
+def group_size_advice(prompts: int, fits: int) -> str:
+    """What to do when a GRPO step does not fit: a step trains on a rank's `prompts` times group_size completions, and
+    `fits` completions fit, so the advice is the group size that fits."""
+    group = fits // prompts
+    if group >= 2:
+        return f"use a group size of at most {group} (--set group_size={group})"
+    return f"even groups of 2 do not fit {prompts} prompts per process: use a smaller model or more processes"
 
 
 def check_rollout_memory(model, recipe: GRPORecipe, device: torch.device, world: World) -> None:
@@ -180,7 +181,8 @@ def check_rollout_memory(model, recipe: GRPORecipe, device: torch.device, world:
     before anything is trained, the task-format model included."""
     prompts = recipe.prompts // world.size
     check_training_memory(model, prompts * recipe.group_size, device, resolve_dtype(device, recipe.train.dtype),
-                          processes=world.size if device.type == "cpu" else 1, advice=group_size_advice(prompts))
+                          processes=world.size,
+                          advice=functools.partial(group_size_advice, prompts))
 
 
 def format_grpo_record(record: dict[str, Any], measure_name: str) -> str:

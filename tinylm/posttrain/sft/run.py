@@ -17,12 +17,11 @@ from typing import Callable
 from ...data.conversations import ConversationLoader, MixtureLoader
 from ...data.instruct import InstructDataError, build_examples
 from ...data.tokens import RandomWindowSampler
-from ...distributed import World, current_world
+from ...distributed import World
 from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
 from ...tokenizers.chat_template import ChatTemplate, chat_token_ids
 from ...train import run as steps
-from ...train.checkpoint import model_to_resume
 from ...train.options import RunOptions
 from .. import job
 from ..chat_task import ChatTask
@@ -30,12 +29,11 @@ from ..job import Method, PostTrainingOptions
 from ..on_policy import passing_chosen
 from ..recipes import SFTRecipe
 from ..task import TaskError
-from ..tasks import FIRST_TASKS
 from ..vocab import add_chat_tokens
 from .trainer import SFTTrainer
 
 SFT = Method("sft", SFTRecipe, loss_name="answer loss", task_type=ChatTask, extra_files=(ADAPTERS_FILE,),
-             data_names_a_run=True, older_options=lambda saved: {"task": FIRST_TASKS["sft"]})
+             data_names_a_run=True)
 SPLITS = {"train": "train", "validation": "validation (chooses best.pt)", "test": "test (reported)"}
 
 
@@ -46,14 +44,13 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
     runs/sft-<task>-<profile>), and return the report OUT/sft_eval.json keeps: the test split measured on the base
     in plain text ("baseline"), before and after ("after": best.pt), steps and seconds. Only rank 0 speaks and
     writes; `on_record` gets every trainer record (default: printed)."""
-    started, world = time.perf_counter(), world or current_world()
-    say = say if world.is_main else steps.silent
+    started = time.perf_counter()
     settled = job.settle(SFT, run, options, world=world, say=say)
-    run, task, recipe = settled.run, settled.task, settled.recipe
+    run, task, recipe, world, say = settled.run, settled.task, settled.recipe, settled.world, settled.say
     on_record = on_record or (lambda record: print(job.record_line(settled, record), flush=True))
     source = task.source() + ("" if settled.data_run is None else
                               f", training on the passing chosen replies of {shown(settled.data_run)}")
-    base, start_model, start_tokenizer = job.start_from(settled, world, say)
+    base, start_model, start_tokenizer = job.start_from(settled)
     with steps.claimed(run, SFT.files, world, say) as start:
         held = task.held_out(recipe.held_out, recipe.held_out)
         train = (task.train_records() if settled.data_run is None
@@ -68,7 +65,7 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
         from_base = False  # a base, not a chat model: SFT's baseline asks it in plain text
         if start.saved is not None:
             description = f"resumed from {shown(run.out / 'last.pt')}"
-            (model, tokenizer), cfg = model_to_resume(start.saved), steps.resumed_config(start.saved, run)
+            model, tokenizer, cfg = job.resumed(settled, start)
         else:
             description = base.description
             model, tokenizer = add_chat_tokens(start_model, start_tokenizer)
@@ -79,7 +76,7 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                     f"{model.config.vocab_size:,} rows (new rows: the mean token row)")
             # under LoRA the chat tokens' rows train too when they were just added (they start equal: tinylm.model.lora)
             new_rows = chat_token_ids(tokenizer).values() if from_base else []
-            cfg = job.with_lora(settled, model, recipe.train, say, token_ids=new_rows)
+            cfg = job.with_lora(settled, model, recipe.train, token_ids=new_rows)
 
         template = ChatTemplate(tokenizer)
         examples = {part: build_examples(split, template, model.config.block_size, task.system_prompt)
@@ -105,7 +102,7 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
         trainer = SFTTrainer(model, cfg, loader, out_dir=start.out, tokenizer=tokenizer, device=start.device,
                              callbacks=[on_record], world=world, template=template,
                              val_conversations=examples["validation"].rendered,
-                             chooser=job.chooser(settled, tokenizer, held.validation, world, cfg.eval_batch_size))
+                             chooser=job.chooser(settled, tokenizer, held.validation, cfg.eval_batch_size))
         # each evaluation also scores as many training answers as there are validation conversations (memorisation)
         # and counts the passes over the chat data
         train_sample = examples["train"].rendered[: len(examples["validation"])]
@@ -126,17 +123,16 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
                 report.update(profile=run.profile, task=task.name, base=description, data=source,
                               **{part: split.counts for part, split in examples.items()})
                 if start_model is not None and from_base:
-                    report["baseline"] = job.measure_on(trainer, task.plain(), held.test, world,
+                    report["baseline"] = job.measure_on(trainer, task.plain(), held.test,
                                                         model=start_model.to(trainer.device), tokenizer=start_tokenizer)
-                report["before"] = {**job.measure_on(trainer, task, held.test, world),
+                report["before"] = {**job.measure_on(trainer, task, held.test),
                                     "validation_answer_loss": trainer.answer_loss(examples["validation"].rendered),
                                     "train_answer_loss": trainer.answer_loss(train_sample)}
                 steps.write_report(start.out / SFT.report_name, report, world)
             start_model = None  # measured: its memory goes before training
             steps.fit(trainer)
-        steps.load_best(trainer, run.out / "best.pt", world)
         # the adapters name the model they adapt, not a resumed run's last.pt
-        job.measure_after(settled, trainer, base.description or description, held.test, report, world)
+        job.measure_after(settled, trainer, base.description or description, held.test, report)
         report["wall_seconds"] = round(time.perf_counter() - started, 1)  # this call's, a base's training included
         steps.write_report(run.out / SFT.report_name, report, world)
         if world.is_main:

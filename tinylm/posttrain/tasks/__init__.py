@@ -11,8 +11,6 @@ import pkgutil
 from ..task import METHODS, PostTrainingTask, TaskError
 
 DEFAULT_TASKS = {"sft": "stories", "dpo": "stories", "grpo": "arithmetic"}  # a method's task when --task is not given
-# What a run saved before tasks existed (no task in its settings.json) trained:
-FIRST_TASKS = {"sft": "instruct", "dpo": "preference"}
 _REGISTERED: dict[str, type[PostTrainingTask]] = {}
 
 

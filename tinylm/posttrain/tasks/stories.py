@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,15 +199,10 @@ def story_base(profile: str) -> Prerequisite:
 
 def named_verifier_base(start: str | Path) -> str | None:
     """The verifier's story base that the story run at `start` (its folder or a checkpoint) names: its
-    settings.json's (an older run's sft_eval.json); None for a run of no story task, such as the story base."""
+    settings.json's; None for a run of no story task, such as the story base."""
     folder = Path(start) if Path(start).is_dir() else Path(start).parent
     if (settings := read_settings(folder)) is not None:
         return settings.get("task", {}).get("verifier")
-    if (report := folder / "sft_eval.json").is_file():  # a run of an older tinylm
-        try:
-            return json.loads(report.read_text(encoding="utf-8")).get("verifier", {}).get("base")
-        except (OSError, ValueError) as error:
-            raise TaskError(f"{shown(report)} cannot be read ({error}): it names the verifier's story base") from None
     return None
 
 
