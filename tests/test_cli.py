@@ -299,7 +299,7 @@ def test_train_help_says_max_seconds_budgets_training_time_only(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--max-seconds S training seconds: evaluations and checkpoints excluded" in help_text
+    assert "--max-seconds S seconds of training steps alone" in help_text
 
 
 def test_sample_help_says_its_float32_default_holds_on_every_device(capsys):

@@ -22,6 +22,7 @@ import pytest
 
 import tinylm.cli
 from tinylm.cli import COMMANDS
+from tinylm.interop.gguf_import import PUBLISHED_GGUF
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))  # claims.py and course_guide.py: repository tooling, not the package
@@ -33,7 +34,8 @@ DOCUMENTS = ["README.md", "notebooks/README.md", "notebooks/TEACHING.md", "CONTR
 INPUT_OPTIONS = {"--text", "--data", "--hellaswag-file", "--llama2c", "--tokenizer-model", "--hf", "--ckpt", "--base",
                  "--compare", "--file", "--init"}
 # inputs a learner downloads, and the names the options take instead of a path (runs/ and data/: what train writes)
-NOT_FILES = {"instruct", "preference", "pretrain", "gpt2", "char", "stories15M.bin", "tokenizer.model", "stories15M.pt"}
+NOT_FILES = {"instruct", "preference", "pretrain", "gpt2", "char", "stories15M.bin", "tokenizer.model", "stories15M.pt",
+             *PUBLISHED_GGUF}  # a published model by name: imported into runs/ when first named
 TRAINED_BPE = re.compile(r"bpe:\d+")  # train text --tokenizer bpe:N: a size, not a file
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z_]*$|path/to|\bFILE\b|\bDIR\b|<[^>]+>")
 COMMAND_START = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python -m tinylm\b|torchrun\b.*-m tinylm\.|python scripts/)")

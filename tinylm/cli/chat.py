@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from pathlib import Path
 
+from ..generate.calculator import Calculator, ToolText
 from ..generate.sampling import Sampling
 from ..serve.session import ChatOptions, ChatSession
 from ..tokenizers.chat_template import ContextOverflow, default_system_prompt
@@ -19,6 +21,8 @@ from .errors import run_cli
 from .flags import add_ckpt
 from .options import add_options, options_from
 from .sample import add_sampling_options, load_generation_model
+
+TOOL_STYLE = "\033[36m{}\033[0m"  # the calculator's text in a terminal: cyan
 
 # The command that makes a chat model (chat fine-tuning), which chat's and serve's advice names.
 CHAT_MODEL_COMMAND = "python -m tinylm.sft"
@@ -49,8 +53,9 @@ def model_from_args(args: argparse.Namespace):
 def session_for(args: argparse.Namespace, model, tokenizer) -> ChatSession:
     """A ChatSession with the sampler options and system prompt of `args`."""
     system = default_system_prompt(tokenizer) if args.chat.system is None else args.chat.system
+    tool = {"tool": Calculator(tokenizer)} if args.chat.calculator else {}
     return ChatSession(model, tokenizer, system, args.chat.max_new_tokens, sampling=args.sampling,
-                       use_cache=not args.no_cache)
+                       use_cache=not args.no_cache, **tool)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu",
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --temperature 0",
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --system 'Be brief.'",
-        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --max-new-tokens 64 --seed 1"))
+        "python -m tinylm.chat --ckpt runs/sft-stories-cpu --max-new-tokens 64 --seed 1",
+        "python -m tinylm.chat --ckpt runs/sft-multistep-cpu --calculator --temperature 0"))
     add_ckpt(parser)
     add_sampler_options(parser)
     return chat_options_from(parser, parser.parse_args(argv))
@@ -86,8 +92,12 @@ def main(argv=None) -> ChatSession:
         try:
             pieces = session.reply(text)
             print("bot> ", end="", flush=True)
+            marker = ToolText() if args.chat.calculator else None
             for piece in pieces:
-                print(piece, end="", flush=True)
+                parts = marker.parts(piece) if marker else [(piece, False)]
+                for part, by_tool in parts:
+                    styled = by_tool and sys.stdout.isatty()  # a file or pipe gets the text alone
+                    print(TOOL_STYLE.format(part) if styled else part, end="", flush=True)
             print(flush=True)
         except ContextOverflow as error:
             print(f"(not sent: {error})", flush=True)

@@ -37,10 +37,11 @@ class MethodCommandLine:
 METHODS = {
     "sft": MethodCommandLine(
         "chat fine-tuning (SFT) of a pretrained model on a task", "SFTRecipe", "optimizer steps", "conversations",
-        "pretrain, gpt2, a run or checkpoint", "instruct, a JSON/JSONL file, or a DPO run (its passing chosen replies)",
+        "pretrain, gpt2, smollm2-135m-instruct, a run or checkpoint",
+        "instruct, a JSON/JSONL file, or a DPO run (its passing chosen replies)",
         True, ("python -m tinylm.sft --task stories --profile cpu",
                "python -m tinylm.sft --task instruct --base gpt2 --profile gpu",
-               "python -m tinylm.sft --task stories --lora-rank 8 --out runs/sft-lora")),
+               "python -m tinylm.sft --task multistep --base smollm2-135m-instruct")),
     "dpo": MethodCommandLine(
         "preference tuning (DPO) of a chat model on a task", "DPORecipe", "optimizer steps", "pairs",
         "an SFT run or checkpoint", "a preference file or a DPO run's pairs",
@@ -54,7 +55,7 @@ METHODS = {
                 "python -m tinylm.grpo --task arithmetic --resume --max-steps 6000",
                 "python -m tinylm.grpo --task countdown --profile cpu --max-seconds 300",
                 "python -m tinylm.grpo --set reward=format --out runs/grpo-hacked",
-                "python -m tinylm.grpo --task stories --base runs/sft-stories-cpu")),
+                "python -m tinylm.grpo --task multistep --base runs/sft-multistep-cpu")),
 }
 
 

@@ -54,6 +54,7 @@ def main(argv=None) -> None:
     model, tokenizer = model_from_args(args)
     session = session_for(args, model, tokenizer) if chat_token_ids(tokenizer) is not None else None
     replies = f", replies up to {session.max_new_tokens}" if session else " (a base model: completions only)"
+    replies += "; a calculator answers <<expression=" if session and args.chat.calculator else ""
     ckpt = Path(args.ckpt).resolve()
     served_name = ckpt.parent.name if ckpt.is_file() else ckpt.name  # the id in /v1/models: runs/x/best.pt is x
     server = ChatServer(args.serving, session, f"{args.ckpt}: context {model.config.block_size} tokens{replies}",

@@ -18,12 +18,11 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from ..interop.gguf_import import from_gguf, gguf_path
 from ..paths import runs_dir, shown
 from ..posttrain.job import PostTrainingOptions
 from ..posttrain.sft.run import sft
 from ..runtime import configure_backend, resolve_device, resolve_profile
-from ..train.checkpoint import load_model, model_checkpoint, save_checkpoint
+from ..train.checkpoint import load_model, published_model
 from ..train.options import RunOptions
 from ..train.prerequisite import Prerequisite
 from ..train.progress import format_record
@@ -140,14 +139,9 @@ def find_or_train(track: str, profile: str | None = None, *, max_steps: int | No
 def real_model(name: str = "smollm2-135m-instruct", say: Callable[[str], None] = print):
     """(model, tokenizer) of a published model, as `python -m tinylm.interop import --gguf NAME` writes it into
     runs/NAME: loaded from there, or imported first (the GGUF fetched once, or read from the offline mirror)."""
-    folder = runs_dir() / name
-    if run_file(folder, "last.pt").is_file():
-        model, tokenizer, _ = load_model(folder)
-        say(f"loaded {shown(folder)}")
-        return model, tokenizer
-    model, tokenizer = from_gguf(gguf_path(name))
-    save_checkpoint(folder / "last.pt", model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=f"GGUF: {name}"))
-    say(f"imported {name} into {shown(folder)}")
+    path = published_model(name, say)
+    model, tokenizer, _ = load_model(path)
+    say(f"loaded {shown(path.parent)}")
     return model, tokenizer
 
 

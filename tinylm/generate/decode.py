@@ -18,6 +18,7 @@ from ..errors import InputError
 from ..model.gpt import GPT
 from ..model.kv_cache import KVCache
 from ..runtime import evaluating, model_device
+from .calculator import Calculator
 from .fast import fast_decode_step, fused_linear
 from .sampling import Sampling, choose_next, sampling_and_options
 
@@ -54,6 +55,7 @@ def decode(
     vocab_limit: int | None = None,
     excluded_tokens: Sequence[int] = (),
     fast: bool = True,
+    tool: Calculator | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield the next token of every row, (B,) long, once per step. A row that stops yields its stop token on that
     step (so a caller can tell which one ended it) and -1 on every later step.
@@ -63,7 +65,8 @@ def decode(
     rows of an embedding rounded up to a multiple of 64 are not tokens; `excluded_tokens` are never chosen either
     (a chat reply's <|pad|>). `fast`: with the cache, run the steps after the prefill through
     `tinylm.generate.fast` where the model allows it (the same logits to float rounding, fewer calls); False:
-    `GPT.decode_step` at every step.
+    `GPT.decode_step` at every step. `tool`: a calculator the model calls in its text (tinylm.generate.calculator);
+    the tokens it writes take a step each, in place of sampled ones.
 
     A row stops at any of `stop_tokens` (after `min_new_tokens`) or after `max_new_tokens`. Memory: the loop's
     buffer holds the prompt and at most two contexts' worth of new tokens, and keeps only those the model may still
@@ -111,6 +114,7 @@ def decode(
     # the fast step serves one new position after a prefill, which only the cached loop has: no copies for the other
     decode_step = (fast_decode_step(model) if fast and use_cache else None) or getattr(model, "decode_step", None)
     finished = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    calls = tool.calls(prompts) if tool is not None else None
     with evaluating(model):
         length, start = longest, 0  # tokens[:, start:length] is the context the model sees
         cached_until, prefill = 0, True  # the cache holds tokens[:, start:cached_until]
@@ -138,6 +142,8 @@ def decode(
             if step < min_new_tokens and len(stops):
                 logits[:, stops] = float("-inf")
             next_id = choose_next(logits, sampling, generator, seen)  # (B,)
+            if calls is not None:
+                next_id = calls.step(next_id, finished)
             if seen is not None:
                 seen[torch.arange(batch_size, device=device), next_id] = True
             tokens[:, length] = next_id

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from ..config import TrainConfig
-from ..distributed import World, current_world, device_for
+from ..distributed import World, barrier, current_world, device_for
 from ..errors import InputError
 from ..model.lora import LoRAOptions, save_run_adapters
 from ..paths import runs_dir, shown
@@ -27,7 +27,14 @@ from ..runtime import resolve_device
 from ..settings import option
 from ..tokenizers.chat_template import DEFAULT_SYSTEM_PROMPT
 from ..train import run as steps
-from ..train.checkpoint import checkpoint_file, load_checkpoint, load_pretrained, model_to_resume, weights_digest
+from ..train.checkpoint import (
+    checkpoint_file,
+    load_checkpoint,
+    load_pretrained,
+    model_to_resume,
+    published_model,
+    weights_digest,
+)
 from ..train.options import SETTINGS_FILE, RunOptions, given, plain, read_settings, typed_changes
 from ..train.progress import format_record
 from ..train.trainer import RUN_FILES, Chooser, Trainer
@@ -36,7 +43,13 @@ from .recipes import recipe_fields
 from .task import PostTrainingTask, TaskError, clipped, greedy_pass_rate, kinds_line, measure, pass_rate_line
 from .tasks import DEFAULT_TASKS, method_task
 
-NAMED_BASES = ("pretrain", "gpt2")  # what --base names other than a path: the task's own base, OpenAI's GPT-2
+
+def named_base(base: str) -> bool:
+    """Whether --base names a model, not a path: the task's own base (pretrain), OpenAI's GPT-2 (gpt2), or a published
+    model (smollm2-135m-instruct, tinylm.interop.gguf_import.PUBLISHED_GGUF, imported into runs/ once)."""
+    from ..interop.gguf_import import PUBLISHED_GGUF  # here, not above: a command's --help loads no interop
+
+    return base in ("pretrain", "gpt2", *PUBLISHED_GGUF)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,7 +151,7 @@ def settle(method: Method, run: RunOptions, options: PostTrainingOptions, *, wor
     task_type = method_task(method.name, options.task or saved.get("task") or DEFAULT_TASKS[method.name])
     base = task_type.recipe(method.name, run.profile).base  # pretrain, gpt2, or a run (sft-stories: the story SFT's)
     defaults = {"task": task_type.name,
-                "base": base if base in NAMED_BASES else str(runs_dir() / f"{base}-{run.profile}"),
+                "base": base if named_base(base) else str(runs_dir() / f"{base}-{run.profile}"),
                 "data": task_type.default_data,
                 "system_prompt": DEFAULT_SYSTEM_PROMPT if issubclass(task_type, ChatTask) else None}
     settled = {**defaults, **{k: v for k, v in saved.items() if k in {f.name for f in dataclasses.fields(options)}}}
@@ -184,18 +197,31 @@ def start_from(settled: Settled, before_prerequisite: Callable[[Any, Any], None]
             if before_prerequisite is not None:
                 before_prerequisite(prerequisite, device)
             base = str(prerequisite.ensure(world=world, device=run.device, say=say))
-        elif base == "pretrain" or (base not in NAMED_BASES and not Path(base).exists()):
+        elif base == "pretrain" or (not named_base(base) and not Path(base).exists()):
             raise InputError(_missing_base(settled, base))
-        elif base in NAMED_BASES or (Path(base) / "config.json").is_file():  # a model transformers loads
-            say(f"base: {shown(base) if base not in NAMED_BASES else base}")
+        elif named_base(base) or (Path(base) / "config.json").is_file():  # a named model, or one transformers loads
+            say(f"base: {base if named_base(base) else shown(base)}")
         else:
             say(f"base: {describe_run(Path(base))}")
-        model, tokenizer, description, start = load_pretrained(base)
+        model, tokenizer, description, start = load_pretrained(_imported(base, world, say))
         task.check_start(model, tokenizer, shown(base), method, settled.recipe)
         path = str(Path(start).resolve()) if start is not None else str(base)
         base = Base({"path": path, "digest": weights_digest(model)}, description)
     task.prepare(start, device, method)
     return base, model, tokenizer
+
+
+def _imported(base: str, world: World, say: Callable[[str], None]) -> str:
+    """A published model's checkpoint, imported into runs/ by rank 0 first where missing (the other ranks wait for
+    it); any other base as it is."""
+    from ..interop.gguf_import import PUBLISHED_GGUF  # here, not above: a command's --help loads no interop
+
+    if base not in PUBLISHED_GGUF:
+        return base
+    if world.is_main:
+        published_model(base, say)
+    barrier()
+    return str(published_model(base, say))
 
 
 def _missing_base(settled: Settled, base: str) -> str:
@@ -213,7 +239,7 @@ def _missing_base(settled: Settled, base: str) -> str:
 def _checked_saved_start(settled: Settled) -> tuple[Path | None, Base]:
     """The saved start's path (--base where it was moved), refused where its weights are not the saved ones."""
     path = settled.given_base or settled.saved_start.get("path")
-    if path is None or path in NAMED_BASES:
+    if path is None or named_base(path):
         return None, Base(settled.saved_start)
     if not Path(path).exists():  # moved or deleted: the run resumes from last.pt without it, unchecked
         return Path(path), Base(settled.saved_start)

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import InputError, TinyLMError
+from ..generate.calculator import ToolText
 from ..settings import option
 from ..tokenizers.chat_template import ChatFormatError, ContextOverflow, check_messages
 from .head_deadline import HeadDeadlineLoop
@@ -181,7 +182,8 @@ class ChatApp:
     async def chat(self, request: Request) -> Reply:
         """POST /chat: {"messages": [{"role": "user", "content": "..."}, ...]} as application/json, the whole
         conversation, fitted into the context as `ChatSession` does (oldest exchanges dropped first). The reply comes
-        as server-sent events, `data: {"text": "..."}` per piece, then `data: {"done": true, "dropped": N}`."""
+        as server-sent events, `data: {"text": "..."}` per piece (with `"tool": true` for a calculator's text), then
+        `data: {"done": true, "dropped": N}`."""
         if self.session is None:
             raise HTTPException(400, "this model has no chat tokens, so it was not fine-tuned for chat; its "
                                      "completions are at /v1/completions")
@@ -194,7 +196,7 @@ class ChatApp:
         pieces = session.reply_to_fitted(fitted, ids)
         finished = self.take_slot(pieces.close)
         dropped = len(messages) + len(session.system) - len(fitted)
-        return Reply(events(pieces, dropped), finished)
+        return Reply(events(pieces, dropped, ToolText() if "tool" in session.options else None), finished)
 
     def take_slot(self, close) -> Callable[[], None]:
         """A generation slot (503 when none is free), and the callback that frees it and calls `close`: a streamed
@@ -280,11 +282,13 @@ def error_response(path: str, status: int, message: str, headers=None, code: str
     return JSONResponse(body, status, headers=headers)
 
 
-async def events(pieces, dropped: int):
-    """The reply as server-sent events, each piece generated in a worker thread. A visitor who leaves cancels this
-    at the piece under way, and the generation stops there."""
+async def events(pieces, dropped: int, marker: ToolText | None = None):
+    """The reply as server-sent events, each piece generated in a worker thread; with a calculator, its text apart
+    (`"tool": true`). A visitor who leaves cancels this at the piece under way, and the generation stops there."""
     while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
-        yield server_sent({"text": piece})
+        parts = marker.parts(piece) if marker else [(piece, False)]
+        for text, by_tool in parts:
+            yield server_sent({"text": text, "tool": True} if by_tool else {"text": text})
     yield server_sent({"done": True, "dropped": dropped})
 
 

@@ -31,6 +31,8 @@ class ChatOptions:
     max_new_tokens: int | None = option(None)  # --max-new-tokens, which sample has too (tinylm/cli/flags.py)
     system: str | None = option("the system prompt ('' for none; default: an imported model's own, else 'You are a "
                                 "helpful assistant.')", metavar="TEXT")
+    calculator: bool = option("a calculator answers the model's <<48/2= with 24>> (a model fine-tuned on the "
+                              "multistep or gsm8k task)", False)
 
 
 class ChatSession:

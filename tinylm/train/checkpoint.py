@@ -22,7 +22,7 @@ from ..config import GPTConfig
 from ..errors import TinyLMError
 from ..model.gpt import GPT
 from ..model.lora import apply_settings, has_lora, lora_settings, merge_lora
-from ..paths import atomic_write, shown
+from ..paths import atomic_write, runs_dir, shown
 from ..tokenizers.saved import tokenizer_from_dict
 from .run_folder import run_file
 
@@ -260,6 +260,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
 
 class PretrainedUnavailable(TinyLMError, RuntimeError):
     """A model to start from that cannot be loaded here: GPT-2 from Hugging Face while offline."""
+
+
+def published_model(name: str, say=print) -> Path:
+    """runs/<name>/last.pt of a published model (tinylm.interop.gguf_import.PUBLISHED_GGUF), imported from its GGUF
+    file the first time, as `python -m tinylm.interop import --gguf NAME` imports it."""
+    from ..interop.gguf_import import from_gguf, gguf_path
+
+    path = run_file(runs_dir() / name, "last.pt")
+    if not path.is_file():
+        model, tokenizer = from_gguf(gguf_path(name))
+        save_checkpoint(path, model_checkpoint(model, tokenizer, step=0, elapsed=0.0, source=f"GGUF: {name}"))
+        say(f"imported {name} into {shown(path.parent)}")
+    return path
 
 
 def load_pretrained(source: str | Path, option: str = "--base") -> tuple[GPT, Any, str, Path | None]:

@@ -43,8 +43,7 @@ class RunOptions:
     overwrite: bool = option("replace --out's run once the new one has a checkpoint", default=False,
                              exclusive="run")
     max_steps: int | None = option("{steps} (default: the recipe's)", metavar="N", minimum=1)
-    max_seconds: float | None = option("training seconds: evaluations and checkpoints excluded (default: none)",
-                                       metavar="S")
+    max_seconds: float | None = option("seconds of training steps alone (default: none)", metavar="S")
     learning_rate: float | None = option("peak rate, floor scaled alike (default: the recipe's)", metavar="LR")
     batch_size: int | None = option(None)
     seed: int | None = option(None)

@@ -3,7 +3,8 @@
 A rollout is the data of one GRPO step: for each of P problems, G completions sampled from the policy at the same
 prompt (tinylm.posttrain.replies.complete: cut where the task stops them and where the context ends), each scored
 by the task. The sequences come back as one right-padded (P·G, T) batch with a mask of the positions that predict
-completion tokens (what the policy gradient trains); a completion keeps its stop token, so the model learns to stop.
+completion tokens the policy sampled (what the policy gradient trains; a tool's tokens, written into the stream, are
+not); a completion keeps its stop token, so the model learns to stop.
 `pass_at_k` is the unbiased estimate of Chen et al. (2021, arXiv:2107.03374) from n samples per problem.
 """
 
@@ -22,7 +23,7 @@ from ..replies import complete
 @dataclass(frozen=True)
 class Rollout:
     sequences: torch.Tensor  # (P·G, T) prompt + completion ids, right-padded with 0
-    completion_mask: torch.Tensor  # (P·G, T-1) bool: position t predicts a completion token sequences[:, t+1]
+    completion_mask: torch.Tensor  # (P·G, T-1) bool: position t predicts a sampled completion token sequences[:, t+1]
     rewards: torch.Tensor  # (P, G)
     correct: torch.Tensor  # (P, G) bool
     well_formed: torch.Tensor  # (P, G) bool
@@ -45,9 +46,12 @@ def sample_groups(model, tokenizer, task, problems: list, group_size: int, **sam
     width = max(len(r) for r in rows)
     sequences = torch.zeros(len(rows), width, dtype=torch.long)
     mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)
+    tool = task.generation(tokenizer).get("tool")
     for i, (prompt, row) in enumerate(zip(prompts, rows)):
         sequences[i, : len(row)] = torch.tensor(row)
         mask[i, len(prompt) - 1 : len(row) - 1] = True  # the last prompt position predicts the first new token
+        if tool is not None:  # a tool's tokens were not sampled: no gradient moves their probability
+            mask[i, : len(row) - 1] &= ~torch.tensor(tool.written_by_tool(row)[1:])
     shape = (len(problems), group_size)
     device = model_device(model)
     return Rollout(sequences=sequences.to(device), completion_mask=mask.to(device),

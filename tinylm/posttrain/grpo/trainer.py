@@ -42,6 +42,11 @@ class RolloutSource:
         self.stream = ProblemStream(task, held_out.problems, seed=self.seed)  # neither validation nor test problems
         self.served, self.batch = 0, None
         self.totals = [0.0] * 5  # the last rollout's reward, correct, well-formed, tokens and completions (this rank)
+        # The longest sequence a rollout can hold, where the task lists its training problems (a chat task's): the
+        # memory check counts it, not the whole context (8,192 tokens for SmolLM2). None: the whole context.
+        listed = getattr(task, "train_problems", None)
+        self.longest = (max(len(task.prompt_ids(tokenizer, p)) for p in [*listed(), *held_out.problems])
+                        + task.reply_tokens) if listed else None
 
     def next_batch(self, device: torch.device | str = "cpu") -> tuple:
         if self.served % self.recipe.updates == 0:

@@ -20,7 +20,7 @@ from ...data.tokens import RandomWindowSampler
 from ...distributed import World
 from ...model.lora import ADAPTERS_FILE
 from ...paths import shown
-from ...tokenizers.chat_template import ChatTemplate, chat_token_ids
+from ...tokenizers.chat_template import ChatTemplate, RenderedChat, chat_token_ids
 from ...train import run as steps
 from ...train.options import RunOptions
 from .. import job
@@ -81,6 +81,9 @@ def sft(run: RunOptions = RunOptions(), options: PostTrainingOptions = PostTrain
         template = ChatTemplate(tokenizer)
         examples = {part: build_examples(split, template, model.config.block_size, task.system_prompt)
                     for part, split in records.items()}
+        if (tool := task.generation(tokenizer).get("tool")) is not None:  # a tool's tokens are read, never trained
+            for split in examples.values():
+                split.rendered = [RenderedChat(r.ids, tool.loss_mask(r.ids, r.is_answer)) for r in split.rendered]
         if empty := [part for part, split in examples.items() if not len(split)]:
             raise InstructDataError(f"{source} leaves no usable conversation for {empty[0]} ("
                                     + "; ".join(f"{SPLITS[p]}: {e.describe()}" for p, e in examples.items()) + ")")

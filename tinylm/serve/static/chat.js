@@ -65,7 +65,15 @@ async function readReply(response, bubble, progress) {
       if (data.text) {
         const follow = atNewest();
         progress.reply += data.text;
-        bubble.textContent = "bot: " + progress.reply;
+        if (data.tool) {  // the calculator's text, in its own colour
+          const span = document.createElement("span");
+          span.className = "tool";
+          span.title = "written by the calculator";
+          span.textContent = data.text;
+          bubble.appendChild(span);
+        } else {
+          bubble.append(data.text);
+        }
         if (follow) scrollToNewest();
       }
       if (data.done) {
