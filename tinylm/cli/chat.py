@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --temperature 0",
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --system 'Be brief.'",
         "python -m tinylm.chat --ckpt runs/sft-stories-cpu --max-new-tokens 64 --seed 1",
-        "python -m tinylm.chat --ckpt runs/sft-multistep-cpu --calculator --temperature 0"))
+        "python -m tinylm.chat --ckpt runs/sft-multistep-cpu --calculator"))
     add_ckpt(parser)
     add_sampler_options(parser)
     return chat_options_from(parser, parser.parse_args(argv))
