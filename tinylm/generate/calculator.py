@@ -1,6 +1,6 @@
 """A calculator the model calls in the middle of its own text, as GSM8K's worked solutions write it: once a reply
-contains `<<48/2=`, the calculator writes `24>>` into the stream and sampling goes on after it. GSM8K's authors used
-the same calculator at sampling time (Cobbe et al. 2021, https://arxiv.org/abs/2110.14168).
+contains `<<48/2=`, the calculator writes `24>>` into the stream and sampling goes on after it, as GSM8K's authors
+sampled with a calculator (Cobbe et al. 2021, https://arxiv.org/abs/2110.14168).
 
 `decode(..., tool=Calculator(tokenizer))` forces the calculator's tokens in place of sampled ones, one per step, so
 the key/value cache extends over them as over any token. The model never learns to write them: `written_by_tool`
@@ -30,7 +30,7 @@ WRITTEN = "-0123456789." + ERROR + CLOSE  # every character a result is written 
 DECIMALS = 4  # a result that is no integer is written rounded to this many places, trailing zeros dropped
 
 _TOKEN = re.compile(r"\s*(?:(\d+(?:\.\d*)?|\.\d+)|(.))")
-_SYMBOLS = {"×": "*", "÷": "/", "−": "-", "x": "*"}
+_SYMBOLS = {"×": "*", "÷": "/", "−": "-"}
 
 
 class CalculatorError(InputError):
