@@ -393,6 +393,7 @@ class ShardedWindowLoader:
             for shard in self.shards:
                 check_token_ids(shard, vocab_size)
         self.shard_windows = np.array([max(0, (len(s) - 1) // block_size) for s in self.shards], dtype=np.int64)
+        self.window_counts = tuple(self.shard_windows.tolist())  # the caches' key: hashable, made once
         self.windows_per_epoch = int(self.shard_windows.sum())
         if self.windows_per_epoch == 0:
             raise InputError(f"no shard of {[f.name for f in self.files]} holds one window of {block_size} + 1 tokens")
@@ -406,11 +407,11 @@ class ShardedWindowLoader:
     def window(self, index: int) -> tuple[int, int]:
         """(shard index into self.files, start offset) of window `index` of the global sequence."""
         epoch, within = divmod(int(index), self.windows_per_epoch)
-        order, ends = _shard_order(self.seed, epoch, tuple(self.shard_windows.tolist()))  # (shards,) each
+        order, ends = _shard_order(self.seed, epoch, self.window_counts)  # (shards,) each
         slot = int(np.searchsorted(ends, within, side="right"))
         shard = int(order[slot])
         local = within - (int(ends[slot - 1]) if slot else 0)
-        offsets = _window_order(self.seed, epoch, shard, int(self.shard_windows[shard]))
+        offsets = _window_order(self.seed, epoch, shard, self.window_counts[shard])
         return shard, int(offsets[local]) * self.block_size
 
     def next_batch(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
