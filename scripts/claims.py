@@ -5,7 +5,8 @@ scripts/refresh_notebook.py and the tests, kept out of the package because no no
 notebook's markdown states and neither its saved outputs print nor notebooks/SOURCES.md sources; a figure a re-run
 could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
 sittings: the lesson (prose words / 90 + non-blank code lines / 4.5 before the exercises + the cpu runtime its last
-cell prints, less the recorded cells that REPLAY = True replays; constants fitted to teachers' estimates,
+cell prints, less the recorded cells that REPLAY = True replays, plus those the committed run replayed; constants
+fitted to teachers' estimates,
 CONTRIBUTING.md) and the exercises (10 minutes to write a function, 20 for an experiment, + what they train, by the
 notebook's own printed estimate).
 """
@@ -27,6 +28,7 @@ RUNTIME_LINE = re.compile(r"this notebook ran in ([\d.]+) s")
 # What an exercise trains, as the notebook estimates it from its own run: "exercise 3 trains for about 95 s"
 EXERCISE_RUN_LINE = re.compile(r"exercise (\d+) trains for about ([\d,]+) s\b")
 RECORDED_CALL = re.compile(r'recorded\(\s*"([^"]+)",\s*"([^"]+)"')  # tinylm.course.recorded's calls
+REPLAYED_LINE = "[replayed: recorded "  # what tinylm.course.recorded prints when it replays
 WORDS_PER_MINUTE, CODE_LINES_PER_MINUTE = 90, 4.5  # fitted to teachers' estimates: CONTRIBUTING.md
 MINUTES_PER_FUNCTION, MINUTES_PER_EXPERIMENT = 10, 20  # an exercise: write a function, or run an experiment
 LESSON_LIMIT_MINUTES = 90  # one sitting
@@ -231,10 +233,18 @@ def study_time(path: str | Path) -> StudyTime:
     printed = output_text(cells)
     runtime = RUNTIME_LINE.search(printed)
     trains = {number: float(seconds.replace(",", "")) for number, seconds in EXERCISE_RUN_LINE.findall(printed)}
-    replayed = sum(read_recording(notebook, name)["seconds"] for notebook, name in recordings_read(cells)
-                   if recording_path(notebook, name).is_file())  # one not recorded yet replays nothing
-    return StudyTime(words, code, float(runtime.group(1)) if runtime else None, exercises, experiments,
-                     sum(trains.values(), 0.0), replayed)
+    seconds = {call: read_recording(*call)["seconds"] for call in recordings_read(cells)
+               if recording_path(*call).is_file()}  # one not recorded yet replays nothing
+    # A committed run that replayed a recording (REPLAY = True) did not spend its seconds: live, it would have.
+    live = float(runtime.group(1)) + sum(seconds.get(call, 0.0) for call in recordings_replayed(cells)) \
+        if runtime else None
+    return StudyTime(words, code, live, exercises, experiments, sum(trains.values(), 0.0), sum(seconds.values()))
+
+
+def recordings_replayed(cells: list[dict]) -> list[tuple[str, str]]:
+    """(notebook, name) of each recording that the saved outputs show replayed (tinylm.course.recorded's line)."""
+    return [call for cell in cells if cell["cell_type"] == "code" and REPLAYED_LINE in output_text([cell])
+            for call in RECORDED_CALL.findall(cell_source(cell))]
 
 
 def recordings_read(cells: list[dict]) -> list[tuple[str, str]]:

@@ -88,6 +88,9 @@ LESSONS = [
     Lesson("14_your_own_model.ipynb", "Your own model",
            "a BPE trained on your text, characters vs GPT-2 vs your BPE in bits per byte, an export to transformers "
            "and llama.cpp", "4, 5"),
+    Lesson("15_reasoning_with_a_tool.ipynb", "Reasoning with a tool",
+           "a calculator in the token stream, SFT that teaches a real model to call it, and GRPO against expert "
+           "iteration on word problems", "9, 10, 11"),
 ]
 
 SMOKE_RUNTIMES = "smoke_runtimes.json"  # in notebooks/: {"machine": ..., "seconds": {notebook file: seconds}}

@@ -131,6 +131,13 @@ def test_a_recorded_cell_counts_in_the_lesson_as_replayed(tmp_path, monkeypatch)
     assert time.lesson_minutes == pytest.approx(time.reading_minutes + 100 / 60)
     assert "100 s with `REPLAY = True`, 12 min live" in " ".join(time_paragraph(time).split())
 
+    # committed with REPLAY = True: the run printed 100 s, the recorded 600 s live ones were replayed
+    replay_line = "[replayed: recorded 2026-11-29 (notebooks/TEACHING.md says on which machine)]\n"
+    cells[0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": replay_line}]
+    cells[1]["outputs"] = [{**printed[0], "text": "this notebook ran in 100 s"}]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    assert (study_time(path).runtime_seconds, study_time(path).class_runtime_seconds) == (700.0, 100.0)
+
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_lesson_fits_one_sitting(notebook):

@@ -7,7 +7,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from tinylm.course.diagrams import draw_causal_mask, draw_kv_cache, draw_lora, draw_pre_norm_block  # noqa: E402
+from tinylm.course.diagrams import (  # noqa: E402
+    draw_causal_mask,
+    draw_kv_cache,
+    draw_lora,
+    draw_pre_norm_block,
+    draw_tool_tokens,
+)
 
 
 @pytest.mark.parametrize("n", [3, 6])
@@ -45,4 +51,16 @@ def test_lora_has_a_frozen_matrix_and_two_trainable_factors_whose_sum_the_captio
     assert colours.count(matplotlib.colors.to_rgb("lightgray")) == 1  # W
     texts = [text.get_text() for text in ax.texts]
     assert "A: r × in" in texts and "h = W·x + (α/r)·B·(A·x);  B = 0 at the start" in texts
+    plt.close(ax.figure)
+
+
+def test_tool_tokens_are_green_in_order_and_the_model_s_blue():
+    pieces, by_tool = ["Tom", " has", " 3", "*", "4", " = <<", "3*4=", "1", "2", ">>"], [False] * 7 + [True] * 3
+    ax = draw_tool_tokens(pieces, by_tool)
+    green, blue = matplotlib.colors.to_rgb("tab:green"), matplotlib.colors.to_rgb("tab:blue")
+    assert [patch.get_facecolor()[:3] == green for patch in ax.patches] == by_tool
+    assert all(patch.get_facecolor()[:3] in (green, blue) for patch in ax.patches)
+    assert [text.get_text() for text in ax.texts] == [piece.replace(" ", "␣") for piece in pieces]
+    xs = [patch.get_x() for patch in ax.patches]
+    assert xs == sorted(xs) and len(set(xs)) == len(xs)  # left to right, none on another
     plt.close(ax.figure)

@@ -5,8 +5,8 @@ read a key, −∞ where the key is in its future); `draw_pre_norm_block` is GPT
 stream running straight through and each sub-layer reading a normalised copy of it and adding its result back;
 `draw_computation_graph` is the graph of L = tanh(a·b + c) with each node's value and gradient; `draw_kv_cache` is
 one layer's key and value cache over the first decode steps, the new query reading every cached key; `draw_lora` is
-a frozen weight matrix with LoRA's trainable low-rank path beside it. Each draws on
-the axes it is given (or a new figure's) and returns them.
+a frozen weight matrix with LoRA's trainable low-rank path beside it; `draw_tool_tokens` is a text token by token,
+the model's tokens apart from a tool's. Each draws on the axes it is given (or a new figure's) and returns them.
 """
 
 from __future__ import annotations
@@ -180,5 +180,20 @@ def draw_lora(ax=None):
     ax.text(7.1, 0.25, "h = W·x + (α/r)·B·(A·x);  B = 0 at the start", fontsize=12, ha="center")
     ax.set_title("LoRA: a frozen matrix and a trainable low-rank path beside it")
     ax.set(xlim=(0, 10), ylim=(0, 3.4))
+    ax.axis("off")
+    return ax
+
+
+def draw_tool_tokens(pieces: list[str], by_tool: list[bool], ax=None):
+    """Each token's text in a box, blue where the model writes it, green where the tool does; spaces shown as ␣."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(14, 1.6))
+    x = 0.0
+    for piece, tool in zip(pieces, by_tool):
+        width = 0.25 + 0.14 * len(piece)
+        ax.add_patch(Rectangle((x, 0), width - 0.05, 1, color="tab:green" if tool else "tab:blue", alpha=0.35))
+        ax.text(x + (width - 0.05) / 2, 0.5, piece.replace(" ", "␣"), ha="center", va="center", fontsize=10)
+        x += width
+    ax.set(xlim=(0, x), ylim=(0, 1), title="token by token: the model's to write (blue), the calculator's (green)")
     ax.axis("off")
     return ax

@@ -97,18 +97,26 @@ def final_answer(solution: str) -> str:
 
 def tool_recipes(task: str) -> dict:
     """The SFT and GRPO recipes of a tool-use task: SFT from SmolLM2-135M-Instruct, GRPO from the task's SFT run
-    (runs/sft-<task>-<profile>). Not yet calibrated on a laptop: the cpu figures are a first setting."""
+    (runs/sft-<task>-<profile>). The cpu recipes are notebook 15's: 40 LoRA steps (`--lora-rank 16`), then 3
+    rollouts of 4 problems x 4 replies, each followed by 2 updates of every weight. The gpu recipes are not measured."""
     smoke = TrainConfig(batch_size=2, max_steps=2, warmup_steps=0, learning_rate=1e-5, min_lr=1e-5,
                         eval_interval=0, log_interval=1, eval_batch_size=8, dtype="float32")
-    cpu = TrainConfig(batch_size=8, max_steps=200, warmup_steps=10, learning_rate=5e-5, min_lr=5e-6,
-                      weight_decay=0.0, eval_interval=50, log_interval=10, eval_batch_size=32, dtype="float32")
-    grpo = dataclasses.replace(GRPO_TRAIN, learning_rate=1e-5, min_lr=1e-5, eval_batch_size=32)
+    cpu = TrainConfig(batch_size=8, max_steps=40, warmup_steps=10, learning_rate=5e-5, min_lr=5e-6,
+                      weight_decay=0.0, eval_interval=40, log_interval=10, eval_batch_size=32, dtype="float32")
+    gpu = dataclasses.replace(cpu, batch_size=32, max_steps=200, eval_interval=50, eval_batch_size=128, dtype="auto")
+    grpo = dataclasses.replace(GRPO_TRAIN, learning_rate=5e-5, min_lr=5e-5, eval_batch_size=32)
     return {
         "sft": {"smoke": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=4, train=smoke),
-                "cpu": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=100, train=cpu)},
+                "cpu": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=48, train=cpu),
+                "gpu": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=300, train=gpu)},
         "grpo": {"smoke": GRPORecipe(base=f"sft-{task}", prompts=2, group_size=2, updates=1, validation=4, test=4,
+                                     pass_at_samples=2, pass_at_problems=2,
                                      train=dataclasses.replace(grpo, max_steps=2, eval_interval=0, log_interval=1)),
-                 "cpu": GRPORecipe(base=f"sft-{task}", prompts=4, group_size=8, updates=2, validation=100, test=200,
-                                   pass_at_samples=4, pass_at_problems=50,
-                                   train=dataclasses.replace(grpo, max_steps=40, eval_interval=10, log_interval=2))},
+                 "cpu": GRPORecipe(base=f"sft-{task}", prompts=4, group_size=4, updates=2, validation=16, test=32,
+                                   pass_at_samples=4, pass_at_problems=16,
+                                   train=dataclasses.replace(grpo, max_steps=6, eval_interval=6, log_interval=2)),
+                 "gpu": GRPORecipe(base=f"sft-{task}", prompts=16, group_size=8, updates=2, validation=100, test=300,
+                                   pass_at_samples=16, pass_at_problems=100,
+                                   train=dataclasses.replace(grpo, max_steps=100, eval_interval=20, log_interval=2,
+                                                             eval_batch_size=128, dtype="auto"))},
     }
