@@ -56,7 +56,8 @@ def test_lora_has_a_frozen_matrix_and_two_trainable_factors_whose_sum_the_captio
 
 def test_tool_tokens_are_green_in_order_and_the_model_s_blue():
     pieces, by_tool = ["Tom", " has", " 3", "*", "4", " = <<", "3*4=", "1", "2", ">>"], [False] * 7 + [True] * 3
-    ax = draw_tool_tokens(pieces, by_tool)
+    ax = draw_tool_tokens(pieces, by_tool, tool="the calculator")
+    assert ax.get_title().endswith("the calculator's (green)")
     green, blue = matplotlib.colors.to_rgb("tab:green"), matplotlib.colors.to_rgb("tab:blue")
     assert [patch.get_facecolor()[:3] == green for patch in ax.patches] == by_tool
     assert all(patch.get_facecolor()[:3] in (green, blue) for patch in ax.patches)

@@ -25,7 +25,7 @@ def run(module: str, *args, tmp_path, stdin: str = ""):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_lora_sft_then_grpo_on_word_problems_then_chat_with_the_calculator(tmp_path):
+def test_lora_sft_then_grpo_on_bigger_numbers_then_chat_with_the_calculator(tmp_path):
     sft_out = tmp_path / "runs" / "sft-multistep-smoke"  # where GRPO's recipe looks for its start
     done = run("tinylm.sft", "--task", "multistep", "--base", "smollm2-135m-instruct", "--lora-rank", "4", "--out",
                sft_out, tmp_path=tmp_path)  # LoRA: its checkpoints hold no AdamW moments of the whole model
@@ -38,7 +38,8 @@ def test_lora_sft_then_grpo_on_word_problems_then_chat_with_the_calculator(tmp_p
     assert "--calculator" in done.stdout  # the epilogue's next command
 
     grpo_out = tmp_path / "grpo"
-    done = run("tinylm.grpo", "--task", "multistep", "--out", grpo_out, tmp_path=tmp_path)
+    done = run("tinylm.grpo", "--task", "multistep_3_digit", "--max-steps", "1", "--out", grpo_out,
+               tmp_path=tmp_path)  # from multistep's SFT run
     assert done.returncode == 0, done.stderr[-2000:]
     settings = json.loads((grpo_out / "settings.json").read_text())
     assert settings["base"]["path"] == str((sft_out / "best.pt").resolve())

@@ -23,18 +23,20 @@ def my_tool_tokens(ids):
     return marks
 """,
     # a verdict by the count alone, without the rule's p < 0.05
-    "test_bigger_numbers": """
+    "test_more_steps": """
+longer = task.steps + 1
 passed = {}
-for arm, arm_task in (("tool", Multistep(PROFILE, digits=3)), ("control", MultistepNoTool(PROFILE, digits=3))):
+arms = (("tool", Multistep(PROFILE, steps=longer)), ("control", MultistepNoTool(PROFILE, steps=longer)))
+for arm, arm_task in arms:
     model, _, _ = load_model(RUN / f"sft-{arm}", DEVICE)
     passed[arm] = measure(model, tokenizer, arm_task, arm_task.held_out(None, TEST).test, batch_size=32,
                           answer_loss=False)["passed_each"]
 result = paired(passed["control"], passed["tool"])
 my_verdict = "tool" if result.gained > result.lost else "control"
 """,
-    # a winner by the means of the race's seeds, without the third runs and without the rule
-    "test_third_seeds": """
-means = {arm: sum(rl[f"{arm}/{seed}"]["after"]["pass_rate"] for seed in SEEDS) / len(SEEDS) for arm in ARMS}
-my_verdict = max(means, key=means.get)
+    # the pass counts before and after compared, without the paired test
+    "test_rl_without_room": """
+report = json.loads((RUN / "GRPO-2-digit" / "grpo_eval.json").read_text())
+my_verdict = "better" if report["after"]["passed"] > report["before"]["passed"] else "worse"
 """,
 }

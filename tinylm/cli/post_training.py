@@ -55,7 +55,7 @@ METHODS = {
                 "python -m tinylm.grpo --task arithmetic --resume --max-steps 6000",
                 "python -m tinylm.grpo --task countdown --profile cpu --max-seconds 300",
                 "python -m tinylm.grpo --set reward=format --out runs/grpo-hacked",
-                "python -m tinylm.grpo --task multistep --base runs/sft-multistep-cpu")),
+                "python -m tinylm.grpo --task multistep_3_digit --base runs/sft-multistep-cpu")),
 }
 
 

@@ -184,16 +184,17 @@ def draw_lora(ax=None):
     return ax
 
 
-def draw_tool_tokens(pieces: list[str], by_tool: list[bool], ax=None):
-    """Each token's text in a box, blue where the model writes it, green where the tool does; spaces shown as ␣."""
+def draw_tool_tokens(pieces: list[str], by_tool: list[bool], tool: str = "the tool", ax=None):
+    """Each token's text in a box, blue where the model writes it, green where `tool` does; spaces shown as ␣."""
     if ax is None:
         _, ax = plt.subplots(figsize=(14, 1.6))
     x = 0.0
-    for piece, tool in zip(pieces, by_tool):
+    for piece, written_by_tool in zip(pieces, by_tool):
         width = 0.25 + 0.14 * len(piece)
-        ax.add_patch(Rectangle((x, 0), width - 0.05, 1, color="tab:green" if tool else "tab:blue", alpha=0.35))
+        ax.add_patch(Rectangle((x, 0), width - 0.05, 1, color="tab:green" if written_by_tool else "tab:blue",
+                               alpha=0.35))
         ax.text(x + (width - 0.05) / 2, 0.5, piece.replace(" ", "␣"), ha="center", va="center", fontsize=10)
         x += width
-    ax.set(xlim=(0, x), ylim=(0, 1), title="token by token: the model's to write (blue), the calculator's (green)")
+    ax.set(xlim=(0, x), ylim=(0, 1), title=f"token by token: the model's to write (blue), {tool}'s (green)")
     ax.axis("off")
     return ax

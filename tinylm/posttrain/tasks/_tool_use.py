@@ -24,7 +24,7 @@ from ..recipes import GRPO_TRAIN, GRPORecipe, SFTRecipe
 from ..task import Score
 
 BASE = "smollm2-135m-instruct"  # the published chat model SFT starts from (tinylm.interop.gguf_import)
-SMOKE_REPLY_TOKENS = 48
+SMOKE_REPLY_TOKENS = 16
 CALL = re.compile(rf"{OPEN}([^<>=]*)=([^<>]*){CLOSE}")
 
 
@@ -96,15 +96,16 @@ def final_answer(solution: str) -> str:
 
 
 def tool_recipes(task: str) -> dict:
-    """The SFT and GRPO recipes of a tool-use task: SFT from SmolLM2-135M-Instruct, GRPO from the task's SFT run
+    """The SFT and GRPO recipes of a tool-use task: SFT from SmolLM2-135M-Instruct, GRPO from the SFT run of `task`
     (runs/sft-<task>-<profile>). The cpu recipes are notebook 15's: 40 LoRA steps (`--lora-rank 16`), then 3
-    rollouts of 4 problems x 4 replies, each followed by 2 updates of every weight. The gpu recipes are not measured."""
+    rollouts of 4 problems x 4 replies, each followed by 2 updates of every weight at 1e-5 (chosen over 5e-5 on
+    multistep_3_digit's validation: docs/notes/2026-11-29-rl-with-room.md). The gpu recipes are not measured."""
     smoke = TrainConfig(batch_size=2, max_steps=2, warmup_steps=0, learning_rate=1e-5, min_lr=1e-5,
                         eval_interval=0, log_interval=1, eval_batch_size=8, dtype="float32")
     cpu = TrainConfig(batch_size=8, max_steps=40, warmup_steps=10, learning_rate=5e-5, min_lr=5e-6,
                       weight_decay=0.0, eval_interval=40, log_interval=10, eval_batch_size=32, dtype="float32")
     gpu = dataclasses.replace(cpu, batch_size=32, max_steps=200, eval_interval=50, eval_batch_size=128, dtype="auto")
-    grpo = dataclasses.replace(GRPO_TRAIN, learning_rate=5e-5, min_lr=5e-5, eval_batch_size=32)
+    grpo = dataclasses.replace(GRPO_TRAIN, learning_rate=1e-5, min_lr=1e-5, eval_batch_size=32)
     return {
         "sft": {"smoke": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=4, train=smoke),
                 "cpu": SFTRecipe(base=BASE, lora_learning_rate=1e-3, held_out=48, train=cpu),
