@@ -6,9 +6,8 @@ notebook's markdown states and neither its saved outputs print nor notebooks/SOU
 could change must be printed by the code, not typed. `study_time` is the course's formula for a notebook's two
 sittings: the lesson (prose words / 90 + non-blank code lines / 4.5 before the exercises + the cpu runtime its last
 cell prints, less the recorded cells that REPLAY = True replays, plus those the committed run replayed; constants
-fitted to teachers' estimates,
-CONTRIBUTING.md) and the exercises (10 minutes to write a function, 20 for an experiment, + what they train, by the
-notebook's own printed estimate).
+fitted to teachers' estimates, CONTRIBUTING.md) and the exercises (10 minutes to write a function, 20 for an
+experiment, + what they train, by the notebook's own printed estimate).
 """
 
 from __future__ import annotations

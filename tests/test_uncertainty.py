@@ -98,6 +98,15 @@ def test_mcnemar_counts_the_discordant_problems_and_matches_the_binomial_tail():
         paired([True], [True, False])
 
 
+def test_the_paired_rule_names_the_arm_with_more_passes_only_below_the_level():
+    six_gained = paired([False] * 6 + [True] * 4, [True] * 10)  # p = 2 / 2**6 = 0.031
+    assert six_gained.winner("base", "tuned") == "tuned"
+    assert paired([True] * 10, [False] * 6 + [True] * 4).winner("base", "tuned") == "base"
+    assert six_gained.winner("base", "tuned", level=0.01) == "not told apart"
+    five_gained = paired([False] * 5 + [True] * 5, [True] * 10)  # p = 2 / 2**5 = 0.0625
+    assert five_gained.winner("base", "tuned") == "not told apart"
+
+
 def test_a_paired_description_names_what_was_scored_and_its_outcomes():
     result = paired([True, False, False], [True, True, False])
     assert result.describe("A", "B", items="items", right="right", wrong="wrong") == (

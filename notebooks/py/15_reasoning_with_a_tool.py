@@ -32,7 +32,7 @@
 #
 # It builds on notebooks 9 (ChatML), 10 (LoRA), 11 (GRPO) and 6b (paired tests).
 #
-# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 51 s with `REPLAY = True`, 55
+# **How long it takes**: a lesson of about 90 minutes (reading, code and the `cpu` run's 45 s with `REPLAY = True`, 55
 # min live, by the course's formula), then a second sitting of about 66 minutes for the 4 exercises (10 minutes per
 # function, 20 per experiment, and 341 s of training).
 #
@@ -421,8 +421,8 @@ for name, report in arms.items():
 
 for first, second in (("base (zero-shot)", "SFT, control (no calls)"), ("base (zero-shot)", "SFT, tool"),
                       ("SFT, control (no calls)", "SFT, tool"), ("SFT, tool, calculator off", "SFT, tool")):
-    result = paired(arms[first]["passed_each"], arms[second]["passed_each"])  # the rule:
-    winner = (second if result.gained > result.lost else first) if result.p_value < 0.05 else "not told apart"
+    result = paired(arms[first]["passed_each"], arms[second]["passed_each"])
+    winner = result.winner(first, second)  # the rule: the arm with more passes, if p < 0.05
     print(f"{second} vs {first}: {winner} (b = {result.gained}, c = {result.lost}, p = {result.p_value:.3g})")
 
 # %%
@@ -669,7 +669,7 @@ def test_more_steps():
         assert problems[0].prompt == Multistep(PROFILE, steps=longer).held_out(None, TEST).test[0].prompt  # the same
         passed[arm] = measure(model, tokenizer, arm_task, problems, batch_size=32, answer_loss=False)["passed_each"]
     result = paired(passed["control"], passed["tool"])
-    expected = ("tool" if result.gained > result.lost else "control") if result.p_value < 0.05 else "not told apart"
+    expected = result.winner("control", "tool")
     assert my_verdict == expected, f"by the rule your measurements say {expected!r}"
     print(result.describe("control", "tool"))
 
@@ -688,7 +688,7 @@ check(test_more_steps)
 #     passed[arm] = measure(model, tokenizer, arm_task, arm_task.held_out(None, TEST).test, batch_size=32,
 #                           answer_loss=False)["passed_each"]
 # result = paired(passed["control"], passed["tool"])
-# my_verdict = ("tool" if result.gained > result.lost else "control") if result.p_value < 0.05 else "not told apart"
+# my_verdict = result.winner("control", "tool")
 # ```
 # </details>
 #
@@ -714,7 +714,7 @@ def test_rl_without_room():
     assert ran == ("multistep", 1, "group"), f"{out.name} ran {ran}"
     report = json.loads((out / "grpo_eval.json").read_text())
     result = paired(report["before"]["passed_each"], report["after"]["passed_each"])
-    expected = ("better" if result.gained > result.lost else "worse") if result.p_value < 0.05 else "not told apart"
+    expected = result.winner("worse", "better")
     assert my_verdict == expected, f"by the rule your run says {expected!r}"
     print(result.describe("the start", "GRPO"))
 
@@ -734,7 +734,7 @@ print(f"exercise 4 trains for about {seconds:,.0f} s here: one run, as long as t
 #      PostTrainingOptions(task="multistep", base=str(RUN / "sft-tool")), say=quiet, on_record=quiet)
 # report = json.loads((RUN / "GRPO-2-digit" / "grpo_eval.json").read_text())
 # result = paired(report["before"]["passed_each"], report["after"]["passed_each"])
-# my_verdict = ("better" if result.gained > result.lost else "worse") if result.p_value < 0.05 else "not told apart"
+# my_verdict = result.winner("worse", "better")
 # ```
 #
 # McNemar's exact test needs at least 6 problems to move one way with none the other for p < 0.05 (its p is then

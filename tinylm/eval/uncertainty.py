@@ -143,6 +143,12 @@ class Paired:
     neither: int
     p_value: float
 
+    def winner(self, first: str, second: str, level: float = 0.05) -> str:
+        """The paired rule: the name of the arm that passed more, if p < `level`; else "not told apart"."""
+        if self.p_value >= level:
+            return "not told apart"
+        return second if self.gained > self.lost else first
+
     def describe(self, first: str, second: str, items: str = "problems", right: str = "pass",
                  wrong: str = "fail") -> str:
         """One sentence; `items`, `right` and `wrong` name what was scored and its two outcomes."""
